@@ -1,0 +1,48 @@
+# Every target bootstraps the project virtual environment (.venv) on first use.
+# Variables: MODEL, VARIANT, SIZE (HxW), CFG, CHECK=1, LAYER, ARGS (extra CLI options).
+
+PYTHON_BOOT ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+
+MODEL   ?= segformer_b2
+CFG     ?= E
+VARIANT ?=
+SIZE    ?=
+CHECK   ?=
+ARGS    ?=
+
+opt = $(if $(2),$(1) $(2))
+MODEL_ARGS = --model $(MODEL) $(call opt,--variant,$(VARIANT)) $(call opt,--size,$(SIZE))
+
+.PHONY: help venv flops sim test bench clean
+
+help:
+	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [CHECK=1]   simulate a network"
+	@echo "make flops MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW]         per-layer MAC analysis"
+	@echo "make test                                                      the test suite (CI)"
+	@echo "make bench                                                     benchmarks -> build/bench/*.json"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+flops: $(STAMP)
+	$(PY) -m mapper.flops $(MODEL_ARGS) $(ARGS)
+
+sim: $(STAMP)
+	$(PY) -m sim.run $(MODEL_ARGS) --config $(CFG) $(if $(CHECK),--check) $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 tests $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m sim.bench $(ARGS)
+
+clean:
+	rm -rf build

@@ -1,0 +1,1 @@
+"""Hardware: the accelerator configuration, the ISA and the Amaranth RTL generator."""

@@ -1,0 +1,252 @@
+"""The accelerator configuration: one frozen dataclass read by the RTL generator,
+the mapper, the simulator and the testbench.
+
+Only base parameters are stored; everything derived (address widths, buffer
+depths in rows) is a property.  Presets ``A`` to ``M`` are the paper's Table II;
+``tiny``, ``small`` and ``e_small`` are scaled-down configurations for tests and
+cosimulation.
+
+Assumptions the paper leaves open (documented in ``docs/config.md``):
+
+* the global buffer (default 1 MiB), the accumulation buffer (default 1024
+  entries of K0 x 32-bit partial sums per PE) and the bias/requantisation
+  parameter memory (default 256 entries per PE);
+* DRAM: 128 bytes per cycle (160 GB/s at 1.25 GHz, an LPDDR5X-class part) and a
+  fixed 100-cycle (80 ns) latency per request;
+* the global-buffer-to-PE multicast bus: 2 x C0 bytes per cycle, so that an input
+  tile can be refilled while the previous one is consumed at C0 bytes per cycle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["AcceleratorConfig", "PRESETS", "get_config", "SUPPORTED_VECTOR_WIDTHS"]
+
+#: K0 and C0 the RTL generator can build: powers of two, so that lane and row
+#: addresses are plain bit slices.
+SUPPORTED_VECTOR_WIDTHS = (2, 4, 8, 16, 32, 64)
+
+KIB = 1024
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    """Parameters of one accelerator instance.
+
+    Parameters
+    ----------
+    name:
+        Preset or user label.
+    num_pe:
+        Number of processing elements (PEs) in the array.
+    k0:
+        Vector MAC units per PE, i.e. output channels computed in parallel per PE.
+    c0:
+        int8 multipliers per vector MAC unit, i.e. input channels per cycle.
+    weight_buf_bytes:
+        Weight buffer per PE, split evenly over its K0 vector MAC units.
+    input_buf_bytes:
+        Input buffer per PE (shared by its K0 vector MAC units).
+    accum_depth:
+        Accumulation-buffer entries per PE; an entry holds K0 partial sums.
+    acc_bits:
+        Width of one partial sum.
+    param_depth:
+        Entries of the per-PE bias/requantisation parameter memory (one per output channel lane group).
+    global_buf_bytes:
+        Global buffer at the array level.
+    dram_bytes_per_cycle, dram_latency:
+        External memory bandwidth and fixed per-request latency, in cycles.
+    gb_bus_bytes_per_cycle:
+        Global buffer to PE multicast bus width; 0 means 2 x C0.
+    clock_ghz:
+        Clock used to turn cycles into time.
+    vector_lanes_per_pe:
+        Elements per cycle and PE of the post-processing / vector unit, which also
+        runs the non-MAC layers; 0 means K0.
+    """
+
+    name: str
+    num_pe: int
+    k0: int
+    c0: int
+    weight_buf_bytes: int
+    input_buf_bytes: int
+    accum_depth: int = 1024
+    acc_bits: int = 32
+    param_depth: int = 256
+    global_buf_bytes: int = 1024 * KIB
+    dram_bytes_per_cycle: int = 128
+    dram_latency: int = 100
+    gb_bus_bytes_per_cycle: int = 0
+    clock_ghz: float = 1.25
+    vector_lanes_per_pe: int = 0
+    data_bits: int = 8
+
+    def __post_init__(self) -> None:
+        def positive(field: str) -> None:
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{field} must be a positive integer, not {value!r}")
+
+        for field in ("num_pe", "k0", "c0", "weight_buf_bytes", "input_buf_bytes",
+                      "accum_depth", "acc_bits", "param_depth", "global_buf_bytes",
+                      "dram_bytes_per_cycle"):
+            positive(field)
+        for field in ("dram_latency", "gb_bus_bytes_per_cycle", "vector_lanes_per_pe"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{field} must be a non-negative integer, not {value!r}")
+        for field in ("k0", "c0"):
+            value = getattr(self, field)
+            if value not in SUPPORTED_VECTOR_WIDTHS:
+                raise ValueError(f"{field} must be one of {SUPPORTED_VECTOR_WIDTHS} "
+                                 f"(a power of two the RTL can build), not {value!r}")
+        if self.num_pe > 64:
+            raise ValueError(f"num_pe must be at most 64 (the PE mask is 64 bits), not {self.num_pe!r}")
+        if self.data_bits != 8:
+            raise ValueError(f"data_bits must be 8 (int8 datapath), not {self.data_bits!r}")
+        if self.acc_bits not in (24, 32):
+            raise ValueError(f"acc_bits must be 24 or 32, not {self.acc_bits!r}")
+        if not (isinstance(self.clock_ghz, (int, float)) and self.clock_ghz > 0):
+            raise ValueError(f"clock_ghz must be positive, not {self.clock_ghz!r}")
+        if self.weight_buf_bytes % (self.k0 * self.c0):
+            raise ValueError(f"weight_buf_bytes ({self.weight_buf_bytes}) must be a multiple of "
+                             f"K0*C0 = {self.k0 * self.c0} so each vector MAC gets whole rows")
+        if self.input_buf_bytes % self.c0:
+            raise ValueError(f"input_buf_bytes ({self.input_buf_bytes}) must be a multiple of C0 = {self.c0}")
+        if self.global_buf_bytes % self.c0:
+            raise ValueError(f"global_buf_bytes ({self.global_buf_bytes}) must be a multiple of C0 = {self.c0}")
+        for field in ("weight_rows", "input_rows", "accum_depth"):
+            if getattr(self, field) < 4:
+                raise ValueError(f"{field} = {getattr(self, field)} is too small to hold any tile (need >= 4)")
+
+    # ---- derived quantities -------------------------------------------------
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.num_pe * self.k0 * self.c0
+
+    @property
+    def weight_rows(self) -> int:
+        """Rows of C0 int8 weights in each vector MAC unit's weight buffer."""
+        return self.weight_buf_bytes // (self.k0 * self.c0)
+
+    @property
+    def input_rows(self) -> int:
+        """Rows of C0 int8 inputs in a PE's input buffer."""
+        return self.input_buf_bytes // self.c0
+
+    @property
+    def gb_rows(self) -> int:
+        return self.global_buf_bytes // self.c0
+
+    @property
+    def gb_bus_bytes(self) -> int:
+        return self.gb_bus_bytes_per_cycle or 2 * self.c0
+
+    @property
+    def vector_lanes(self) -> int:
+        """Elements per cycle of the whole array's vector units."""
+        return self.num_pe * (self.vector_lanes_per_pe or self.k0)
+
+    @property
+    def accum_bytes(self) -> int:
+        return self.accum_depth * self.k0 * self.acc_bits // 8
+
+    @staticmethod
+    def _bits(n: int) -> int:
+        return max(1, (n - 1).bit_length())
+
+    @property
+    def weight_addr_bits(self) -> int:
+        return self._bits(self.weight_rows)
+
+    @property
+    def input_addr_bits(self) -> int:
+        return self._bits(self.input_rows)
+
+    @property
+    def accum_addr_bits(self) -> int:
+        return self._bits(self.accum_depth)
+
+    @property
+    def gb_addr_bits(self) -> int:
+        return self._bits(self.gb_rows)
+
+    @property
+    def product_bits(self) -> int:
+        """Width of a vector MAC's sum of C0 int8 x int8 products."""
+        return 2 * self.data_bits + self._bits(self.c0) + 1
+
+    def replace(self, **changes) -> "AcceleratorConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["derived"] = {
+            "macs_per_cycle": self.macs_per_cycle,
+            "weight_rows": self.weight_rows,
+            "input_rows": self.input_rows,
+            "gb_rows": self.gb_rows,
+            "gb_bus_bytes": self.gb_bus_bytes,
+            "vector_lanes": self.vector_lanes,
+        }
+        return d
+
+
+def _table2(name: str, num_pe: int, k0c0: int, wkb: int, ikb: int) -> AcceleratorConfig:
+    return AcceleratorConfig(name=name, num_pe=num_pe, k0=k0c0, c0=k0c0,
+                             weight_buf_bytes=wkb * KIB, input_buf_bytes=ikb * KIB)
+
+
+#: Table II of the paper (NumPE, K0 = C0, weight buffer kB, input buffer kB per PE).
+PRESETS: dict[str, AcceleratorConfig] = {
+    c.name: c for c in [
+        _table2("A", 32, 32, 1024, 64),
+        _table2("B", 32, 32, 128, 64),
+        _table2("C", 16, 32, 1024, 64),
+        _table2("D", 16, 32, 128, 64),
+        _table2("E", 16, 32, 128, 32),
+        _table2("F", 16, 32, 64, 64),
+        _table2("G", 16, 32, 64, 32),
+        _table2("H", 64, 16, 128, 32),
+        _table2("I", 64, 16, 128, 16),
+        _table2("J", 64, 16, 64, 32),
+        _table2("K", 64, 16, 64, 16),
+        _table2("L", 64, 16, 32, 32),
+        _table2("M", 64, 16, 32, 16),
+        # Small configurations for tests and cosimulation.
+        AcceleratorConfig(name="tiny", num_pe=2, k0=4, c0=4, weight_buf_bytes=2 * KIB,
+                          input_buf_bytes=1 * KIB, accum_depth=128, param_depth=32,
+                          global_buf_bytes=16 * KIB, dram_bytes_per_cycle=8, dram_latency=10),
+        AcceleratorConfig(name="small", num_pe=4, k0=4, c0=8, weight_buf_bytes=4 * KIB,
+                          input_buf_bytes=2 * KIB, accum_depth=128, param_depth=32,
+                          global_buf_bytes=32 * KIB, dram_bytes_per_cycle=16, dram_latency=20),
+        AcceleratorConfig(name="e_small", num_pe=2, k0=32, c0=32, weight_buf_bytes=32 * KIB,
+                          input_buf_bytes=8 * KIB, accum_depth=256, param_depth=32,
+                          global_buf_bytes=64 * KIB, dram_bytes_per_cycle=32, dram_latency=20),
+    ]
+}
+
+PAPER_PRESETS = tuple("ABCDEFGHIJKLM")
+
+
+def get_config(name: str, **overrides) -> AcceleratorConfig:
+    """The preset ``name`` (case-insensitive for A..M), with fields overridden.
+
+    Raises
+    ------
+    KeyError
+        For an unknown name; the message lists the valid ones.
+    """
+    key = name if name in PRESETS else name.upper() if name.upper() in PAPER_PRESETS else None
+    if key is None:
+        raise KeyError(f"unknown configuration {name!r}; choose one of {', '.join(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(AcceleratorConfig)}
+    for k in overrides:
+        if k not in fields:
+            raise KeyError(f"unknown configuration field {k!r}; choose from {', '.join(sorted(fields))}")
+    return PRESETS[key].replace(**overrides) if overrides else PRESETS[key]

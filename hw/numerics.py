@@ -1,0 +1,25 @@
+"""Numeric contract of the datapath, shared by the RTL, the golden model and the simulator.
+
+Data are int8; a vector MAC sums C0 int8 x int8 products into an ``acc_bits``
+(two's complement, wrapping) partial sum.  Post-processing of an accumulated
+value ``acc`` for output channel ``k``::
+
+    x    = wrap_acc(acc + bias[k])                     # int32 bias, wraps like the accumulator
+    p    = x * mult[k]                                 # mult: unsigned, MULT_BITS wide
+    r    = (p + (1 << (shift[k] - 1))) >> shift[k]     # if shift > 0: round half up, arithmetic shift
+    r    = p                                           # if shift == 0
+    r    = max(r, 0)                                   # if ReLU is enabled
+    y    = clamp(r, -128, 127)                         # saturate to int8
+
+``p`` and ``r`` are computed exactly (no intermediate wrapping): at most
+acc_bits + MULT_BITS + 1 bits.
+"""
+
+#: Width of the unsigned per-channel requantisation multiplier.
+MULT_BITS = 16
+#: Largest right shift of the requantisation (the field is SHIFT_BITS wide).
+SHIFT_BITS = 6
+MAX_SHIFT = 47
+INT8_MIN, INT8_MAX = -128, 127
+#: One parameter entry per output channel: bias (int32), mult (uint16), shift (uint8), pad.
+PARAM_ENTRY_BYTES = 8

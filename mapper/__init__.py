@@ -1,0 +1,1 @@
+"""Workloads (layer IR and model zoo), dynamic execution paths, and lowering to instruction streams."""

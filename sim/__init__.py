@@ -1,0 +1,1 @@
+"""Golden model, cycle-level simulator, energy and area models."""
