@@ -1,0 +1,426 @@
+"""Golden (reference) model of the accelerator's arithmetic, in numpy.
+
+MAC layers
+----------
+``conv2d``, ``linear`` and ``matmul`` return the *raw accumulator* values, wrapped
+to ``acc_bits`` two's complement and stored in int64; ``requantize`` turns them
+into int8 exactly as ``hw/numerics.py`` specifies.  Wrapping the exact sum once
+at the end equals wrapping after every addition (reduction modulo ``2**acc_bits``
+is a ring homomorphism), so the result does not depend on the order in which the
+hardware accumulates.
+
+The fast path runs the dot products as float64 BLAS matrix products (im2col,
+batched over groups) and is exact: an int8 x int8 product has magnitude at most
+``128 * 128 = 2**14``, so every partial sum of a length-``L`` dot product, in any
+order and with or without FMA, is an integer of magnitude at most ``L * 2**14``.
+While ``L * 2**14 < 2**53`` all of them are representable in float64, hence no
+rounding ever happens.  ``blas_exact(L)`` is that check; when it fails the same
+products are computed with int64 (non-BLAS) matmuls instead.  Convolutions with
+one input channel per group (depthwise, channel multiplier) skip im2col and
+multiply-accumulate per kernel tap elementwise in int32 (exact by the same
+argument while ``L * 2**14 < 2**31``, else int64).  ``conv2d_loops``,
+``linear_loops`` and ``matmul_loops`` are plain Python-int references for tests.
+
+Non-MAC reference layers
+------------------------
+These are references only (the accelerator times them; it need not match them
+bitwise).  All compute in float64 and round with ``np.rint`` (round half to
+even) then saturate to int8 unless stated otherwise.  Tensors are HWC.
+
+``relu(x)``
+    ``max(x, 0)``, exact.
+``add_int8(a, b)``
+    ``clamp(a + b, -128, 127)``: saturating add of two int8 tensors of the same
+    scale (numpy broadcasting), exact.
+``softmax_int8(x, in_scale=1/16, axis=-1)``
+    ``p = softmax(x * in_scale)`` (max subtracted first), output scale 1/128:
+    ``y = clamp(rint(p * 128), 0, 127)`` (so 1.0 saturates to 127).
+``layernorm_int8(x, gamma=1, beta=0, eps=1e-5, in_scale=1, out_scale=1/32)``
+    Over the last axis, ``v = x * in_scale``, ``mu = mean(v)``, ``var = mean((v -
+    mu)**2)`` (population variance), ``z = (v - mu) / sqrt(var + eps) * gamma +
+    beta``; ``y = clamp(rint(z / out_scale), -128, 127)``.
+``gelu_int8(x, in_scale=1/16, out_scale=1/16)``
+    Exact (erf) GELU ``g(v) = v/2 * (1 + erf(v / sqrt(2)))`` of ``v = x *
+    in_scale``; ``y = clamp(rint(g(v) / out_scale), -128, 127)``, evaluated as a
+    256-entry lookup table.
+``resize_nearest(x, out_h, out_w)``
+    PyTorch ``mode="nearest"``: source index ``floor(dst * in / out)``, computed
+    in integers as ``(dst * in) // out``; exact.
+``resize_bilinear(x, out_h, out_w)``
+    ``align_corners=False`` (PyTorch / OpenCV half-pixel): ``src = (dst + 0.5) *
+    in / out - 0.5`` clamped below at 0, ``i0 = floor(src)``, ``i1 = min(i0 + 1,
+    in - 1)``, ``f = src - i0``; separable linear interpolation in float64 then
+    ``rint`` (round half to even).
+``maxpool2d(x, kernel, stride=kernel, padding=0)``
+    Maximum over each window; padded positions never win (padding with -inf).
+``avgpool2d(x, kernel, stride=kernel, padding=0)``
+    Zero padding counted in the divisor (PyTorch ``count_include_pad=True``):
+    ``y = rint(sum(window) / (kh * kw))``.
+``concat(xs, axis=-1)``
+    ``np.concatenate`` (channels by default); operands share one scale.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from hw.numerics import INT8_MAX, INT8_MIN, MAX_SHIFT, MULT_BITS
+
+__all__ = [
+    "wrap", "blas_exact", "conv2d", "linear", "matmul", "requantize",
+    "conv2d_loops", "linear_loops", "matmul_loops",
+    "softmax_int8", "layernorm_int8", "gelu_int8", "relu", "add_int8",
+    "resize_nearest", "resize_bilinear", "maxpool2d", "avgpool2d", "concat",
+]
+
+#: Largest magnitude of an int8 x int8 product: (-128) * (-128).
+MAX_PRODUCT = 1 << 14
+#: Integers of magnitude below 2**53 are exact in float64.
+FLOAT64_EXACT = 1 << 53
+#: Target size (elements) of one im2col chunk of the fast path.
+_CHUNK_ELEMS = 1 << 21
+
+
+# ---- helpers -------------------------------------------------------------------
+
+def wrap(x, bits: int):
+    """``x`` reduced to ``bits``-bit two's complement.
+
+    A Python ``int`` gives an ``int``; anything else gives an int64 array.
+    """
+    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 63:
+        raise ValueError(f"bits must be an integer in 1..63, not {bits!r}")
+    bits = int(bits)
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        x = int(x) & ((1 << bits) - 1)
+        return x - (1 << bits) if x >> (bits - 1) else x
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"wrap needs integers, not dtype {a.dtype}")
+    a = a.astype(np.int64)                       # a copy
+    if a.size and -(1 << (bits - 1)) <= a.min() and a.max() < (1 << (bits - 1)):
+        return a                                  # already in range (the common case)
+    a &= np.int64((1 << bits) - 1)
+    a -= ((a >> (bits - 1)) & 1) << bits
+    return a
+
+
+def blas_exact(length: int) -> bool:
+    """True if a length-``length`` int8 dot product is exact in float64 (any order)."""
+    return length * MAX_PRODUCT < FLOAT64_EXACT
+
+
+def _int8(a, name: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype != np.int8:
+        if a.dtype.kind not in "iu" or (a.size and (a.min() < INT8_MIN or a.max() > INT8_MAX)):
+            raise ValueError(f"{name} must hold int8 values (dtype {a.dtype})")
+        a = a.astype(np.int8)
+    return a
+
+
+def _check_acc_bits(acc_bits: int) -> None:
+    if not isinstance(acc_bits, (int, np.integer)) or not 2 <= acc_bits <= 48:
+        raise ValueError(f"acc_bits must be an integer in 2..48, not {acc_bits!r}")
+
+
+def _batched_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact integer ``a @ b`` (stacked), ``a``/``b`` holding int8 values; int64 result."""
+    length = a.shape[-1]
+    if blas_exact(length):
+        r = np.matmul(a.astype(np.float64, copy=False), b.astype(np.float64, copy=False))
+        return r.astype(np.int64)      # integers exactly: no rounding happened
+    return _int64_dot(a, b)
+
+
+def _int64_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Fallback when float64 could round: int64 matmul (no BLAS, exact for L < 2**49)."""
+    return np.matmul(a.astype(np.int64), b.astype(np.int64))
+
+
+# ---- MAC layers (fast path) ----------------------------------------------------------
+
+def _conv_shapes(x, w, stride, padding, groups):
+    x = _int8(x, "x")
+    w = _int8(w, "w")
+    if x.ndim != 3 or w.ndim != 4:
+        raise ValueError(f"x must be [H, W, C] and w [K, kh, kw, C//groups]; got {x.shape}, {w.shape}")
+    h, wd, c = x.shape
+    k, kh, kw, cg = w.shape
+    if groups < 1 or c % groups or k % groups or c // groups != cg:
+        raise ValueError(f"groups={groups} incompatible with C={c}, K={k}, w channels={cg}")
+    if stride < 1 or padding < 0:
+        raise ValueError(f"stride must be >= 1 and padding >= 0, not {stride}, {padding}")
+    oh = (h + 2 * padding - kh) // stride + 1
+    ow = (wd + 2 * padding - kw) // stride + 1
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"kernel {kh}x{kw} does not fit input {h}x{wd} with padding {padding}")
+    return x, w, oh, ow
+
+
+def conv2d(x, w, *, stride: int = 1, padding: int = 0, groups: int = 1,
+           acc_bits: int = 32) -> np.ndarray:
+    """2-D convolution accumulators ``[OH, OW, K]`` (int64 holding ``acc_bits`` values).
+
+    ``x`` int8 ``[H, W, C]``, ``w`` int8 ``[K, kh, kw, C // groups]``; symmetric zero
+    padding; output channel ``k`` belongs to group ``k // (K // groups)``.
+    """
+    _check_acc_bits(acc_bits)
+    x, w, oh, ow = _conv_shapes(x, w, stride, padding, groups)
+    c = x.shape[2]
+    k, kh, kw, cg = w.shape
+    g, kg = groups, k // groups
+    length = kh * kw * cg
+    if cg == 1:
+        return wrap(_conv_taps(x, w, oh, ow, stride, padding, g), acc_bits)
+    dt = np.float64 if blas_exact(length) else np.int64
+    xp = np.pad(x.astype(dt), ((padding, padding), (padding, padding), (0, 0)))
+    # Windows [OH, OW, C, kh, kw] (a view), reduction order (cg, kh, kw).
+    win = sliding_window_view(xp, (kh, kw), axis=(0, 1))[::stride, ::stride][:oh, :ow]
+    wm = (w.astype(dt).reshape(g, kg, kh, kw, cg).transpose(0, 4, 2, 3, 1)
+          .reshape(g, length, kg))
+    out = np.empty((oh, ow, g, kg), dtype=np.int64)
+    rows = max(1, _CHUNK_ELEMS // (ow * c * kh * kw))
+    for r0 in range(0, oh, rows):
+        blk = win[r0:r0 + rows]
+        n = blk.shape[0] * ow
+        a = blk.reshape(n, g, cg, kh, kw).transpose(1, 0, 2, 3, 4).reshape(g, n, length)
+        out[r0:r0 + rows] = _batched_dot(a, wm).transpose(1, 0, 2).reshape(blk.shape[0], ow, g, kg)
+    return wrap(out.reshape(oh, ow, k), acc_bits)
+
+
+def _conv_taps(x, w, oh, ow, stride, padding, g) -> np.ndarray:
+    """One input channel per group (depthwise, channel multiplier): elementwise
+    multiply-accumulate per kernel tap.  int32 is exact while ``L * 2**14 < 2**31``
+    (same argument as ``blas_exact``), otherwise int64."""
+    k, kh, kw, _ = w.shape
+    length = kh * kw
+    dt = np.int32 if length * MAX_PRODUCT < (1 << 31) else np.int64
+    xp = np.pad(x.astype(dt), ((padding, padding), (padding, padding), (0, 0)))
+    wd = w.astype(dt).reshape(g, k // g, kh, kw)
+    out = np.zeros((oh, ow, g, k // g), dtype=dt)
+    for i in range(kh):
+        for j in range(kw):
+            tap = xp[i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+            out += tap[:, :, :, None] * wd[:, :, i, j]
+    return out.reshape(oh, ow, k)
+
+
+def linear(x, w, *, acc_bits: int = 32) -> np.ndarray:
+    """Fully connected accumulators: ``x`` int8 ``[T, C]``, ``w`` int8 ``[K, C]`` -> ``[T, K]``."""
+    _check_acc_bits(acc_bits)
+    x, w = _int8(x, "x"), _int8(w, "w")
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"x must be [T, C] and w [K, C]; got {x.shape}, {w.shape}")
+    return wrap(_batched_dot(x, w.T), acc_bits)
+
+
+def matmul(a, b, *, acc_bits: int = 32) -> np.ndarray:
+    """Batched product accumulators: ``a`` int8 ``[B, M, K]``, ``b`` int8 ``[B, K, N]`` -> ``[B, M, N]``."""
+    _check_acc_bits(acc_bits)
+    a, b = _int8(a, "a"), _int8(b, "b")
+    if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise ValueError(f"a must be [B, M, K] and b [B, K, N]; got {a.shape}, {b.shape}")
+    return wrap(_batched_dot(a, b), acc_bits)
+
+
+# ---- requantisation ------------------------------------------------------------------
+
+def _per_channel(v, name: str, k: int, lo: int, hi: int) -> np.ndarray:
+    """``v`` (scalar or ``[k]``) as int64 ``[k]``; ValueError naming the value if out of range."""
+    a = np.asarray(v)
+    if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.floor(a)):
+        a = np.vectorize(int, otypes=[object])(a)
+    if a.dtype.kind not in "iubO":
+        raise ValueError(f"{name} must be integers, got {v!r}")
+    try:
+        a = np.broadcast_to(a, (k,))
+    except ValueError:
+        raise ValueError(f"{name} must be a scalar or have one entry per output channel "
+                         f"({k}), got shape {a.shape}") from None
+    for i, t in enumerate(a.tolist()):
+        if not isinstance(t, int) or not lo <= int(t) <= hi:
+            raise ValueError(f"{name}[{i}] = {t!r} out of range {lo}..{hi}")
+    return a.astype(np.int64)
+
+
+def requantize(acc, bias, mult, shift, *, relu: bool = False, acc_bits: int = 32) -> np.ndarray:
+    """int8 outputs from accumulators, exactly per ``hw/numerics.py``.
+
+    ``bias`` (int32), ``mult`` (0..2**MULT_BITS-1) and ``shift`` (0..MAX_SHIFT) are
+    scalars or one entry per output channel (the last axis of ``acc``)::
+
+        x = wrap(acc + bias, acc_bits); p = x * mult
+        r = (p + 2**(shift-1)) >> shift  if shift > 0 else p   # round half up
+        r = max(r, 0) if relu;  y = clamp(r, -128, 127)
+
+    Raises ``ValueError`` (naming the offending value) for out-of-range parameters.
+    """
+    _check_acc_bits(acc_bits)
+    acc = np.asarray(acc)
+    if acc.dtype.kind not in "iu":
+        raise ValueError(f"acc must be integers, not dtype {acc.dtype}")
+    if acc.ndim == 0:
+        raise ValueError("acc needs a channel axis (the last one)")
+    k = acc.shape[-1]
+    bias = _per_channel(bias, "bias", k, -(1 << 31), (1 << 31) - 1)
+    mult = _per_channel(mult, "mult", k, 0, (1 << MULT_BITS) - 1)
+    shift = _per_channel(shift, "shift", k, 0, MAX_SHIFT)
+    # |x| <= 2**47, |p| < 2**63: no int64 overflow anywhere below.
+    x = wrap(wrap(acc, acc_bits) + bias, acc_bits)     # == wrap(acc + bias)
+    p = x * mult
+    half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+    r = (p + half) >> shift                        # numpy >> on int64 is arithmetic
+    if relu:
+        r = np.maximum(r, 0)
+    return np.clip(r, INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+# ---- loop references (tests only) -------------------------------------------------
+
+def conv2d_loops(x, w, *, stride: int = 1, padding: int = 0, groups: int = 1,
+                 acc_bits: int = 32) -> np.ndarray:
+    """``conv2d`` with Python ints, wrapping after every addition (slow, obvious)."""
+    x, w, oh, ow = _conv_shapes(x, w, stride, padding, groups)
+    h, wd, c = x.shape
+    k, kh, kw, cg = w.shape
+    kg = k // groups
+    xl, wl = x.tolist(), w.tolist()
+    out = np.zeros((oh, ow, k), dtype=np.int64)
+    for oy in range(oh):
+        for ox in range(ow):
+            for ko in range(k):
+                c0 = (ko // kg) * cg
+                acc = 0
+                for i in range(kh):
+                    iy = oy * stride - padding + i
+                    if not 0 <= iy < h:
+                        continue
+                    for j in range(kw):
+                        ix = ox * stride - padding + j
+                        if not 0 <= ix < wd:
+                            continue
+                        for ci in range(cg):
+                            acc = wrap(acc + xl[iy][ix][c0 + ci] * wl[ko][i][j][ci], acc_bits)
+                out[oy, ox, ko] = acc
+    return out
+
+
+def linear_loops(x, w, *, acc_bits: int = 32) -> np.ndarray:
+    """``linear`` with Python ints, wrapping after every addition."""
+    xl, wl = _int8(x, "x").tolist(), _int8(w, "w").tolist()
+    out = np.zeros((len(xl), len(wl)), dtype=np.int64)
+    for t, row in enumerate(xl):
+        for ko, wrow in enumerate(wl):
+            acc = 0
+            for xv, wv in zip(row, wrow, strict=True):
+                acc = wrap(acc + xv * wv, acc_bits)
+            out[t, ko] = acc
+    return out
+
+
+def matmul_loops(a, b, *, acc_bits: int = 32) -> np.ndarray:
+    """``matmul`` with Python ints, wrapping after every addition."""
+    al, bl = _int8(a, "a").tolist(), _int8(b, "b").tolist()
+    bsz, m, kk, n = len(al), len(al[0]), len(bl[0]), len(bl[0][0])
+    out = np.zeros((bsz, m, n), dtype=np.int64)
+    for bi in range(bsz):
+        for i in range(m):
+            for j in range(n):
+                acc = 0
+                for q in range(kk):
+                    acc = wrap(acc + al[bi][i][q] * bl[bi][q][j], acc_bits)
+                out[bi, i, j] = acc
+    return out
+
+
+# ---- non-MAC reference layers (formulas in the module docstring) ---------------------
+
+def _to_int8(v: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(v), INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+def relu(x) -> np.ndarray:
+    return np.maximum(_int8(x, "x"), 0).astype(np.int8)
+
+
+def add_int8(a, b) -> np.ndarray:
+    s = _int8(a, "a").astype(np.int16) + _int8(b, "b").astype(np.int16)
+    return np.clip(s, INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+def softmax_int8(x, *, in_scale: float = 1 / 16, axis: int = -1) -> np.ndarray:
+    v = _int8(x, "x").astype(np.float64) * in_scale
+    e = np.exp(v - v.max(axis=axis, keepdims=True))
+    return _to_int8(e / e.sum(axis=axis, keepdims=True) * 128)
+
+
+def layernorm_int8(x, gamma=1.0, beta=0.0, *, eps: float = 1e-5, in_scale: float = 1.0,
+                   out_scale: float = 1 / 32) -> np.ndarray:
+    v = _int8(x, "x").astype(np.float64) * in_scale
+    mu = v.mean(axis=-1, keepdims=True)
+    var = ((v - mu) ** 2).mean(axis=-1, keepdims=True)
+    z = (v - mu) / np.sqrt(var + eps) * np.asarray(gamma, np.float64) + np.asarray(beta, np.float64)
+    return _to_int8(z / out_scale)
+
+
+def gelu_int8(x, *, in_scale: float = 1 / 16, out_scale: float = 1 / 16) -> np.ndarray:
+    v = np.arange(INT8_MIN, INT8_MAX + 1, dtype=np.float64) * in_scale
+    g = np.array([0.5 * t * (1.0 + math.erf(t / math.sqrt(2.0))) for t in v])
+    lut = _to_int8(g / out_scale)
+    return lut[_int8(x, "x").astype(np.int16) - INT8_MIN]
+
+
+def resize_nearest(x, out_h: int, out_w: int) -> np.ndarray:
+    x = _int8(x, "x")
+    h, w = x.shape[:2]
+    iy = (np.arange(out_h) * h) // out_h
+    ix = (np.arange(out_w) * w) // out_w
+    return x[iy][:, ix]
+
+
+def _bilinear_axis(n_in: int, n_out: int):
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, src - i0
+
+
+def resize_bilinear(x, out_h: int, out_w: int) -> np.ndarray:
+    v = _int8(x, "x").astype(np.float64)
+    y0, y1, fy = _bilinear_axis(v.shape[0], out_h)
+    x0, x1, fx = _bilinear_axis(v.shape[1], out_w)
+    fy = fy.reshape(-1, 1, *([1] * (v.ndim - 2)))
+    fx = fx.reshape(1, -1, *([1] * (v.ndim - 2)))
+    rows = v[y0] * (1 - fy) + v[y1] * fy
+    return _to_int8(rows[:, x0] * (1 - fx) + rows[:, x1] * fx)
+
+
+def _pool_windows(x: np.ndarray, kernel, stride, padding: int, fill: float) -> np.ndarray:
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    sh = sw = None
+    if stride is None:
+        sh, sw = kh, kw
+    else:
+        sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    v = np.pad(x.astype(np.float64), ((padding, padding), (padding, padding), (0, 0)),
+               constant_values=fill)
+    return sliding_window_view(v, (kh, kw), axis=(0, 1))[::sh, ::sw]   # [OH, OW, C, kh, kw]
+
+
+def maxpool2d(x, kernel, stride=None, padding: int = 0) -> np.ndarray:
+    win = _pool_windows(_int8(x, "x"), kernel, stride, padding, -np.inf)
+    return win.max(axis=(-2, -1)).astype(np.int8)
+
+
+def avgpool2d(x, kernel, stride=None, padding: int = 0) -> np.ndarray:
+    win = _pool_windows(_int8(x, "x"), kernel, stride, padding, 0.0)
+    return _to_int8(win.mean(axis=(-2, -1)))
+
+
+def concat(xs: Sequence, axis: int = -1) -> np.ndarray:
+    return np.concatenate([_int8(a, "x") for a in xs], axis=axis)
