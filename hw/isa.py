@@ -1,0 +1,245 @@
+"""The instruction set: field layout, binary encoding, assembler and disassembler.
+
+One definition, imported by the mapper (which encodes), the simulators and the
+RTL controller (which decode).  ``docs/isa.md`` describes the semantics and the
+timing of every instruction; the timing functions themselves live in
+``sim/timing.py`` and are the contract the RTL controller implements.
+
+Every instruction is one 256-bit little-endian word.  Bits 0-3 hold the opcode,
+bits 4-7 the dependency flags (VTA style)::
+
+    bit 4  POP_PREV   wait for a token from the previous queue
+    bit 5  POP_NEXT   wait for a token from the next queue
+    bit 6  PUSH_PREV  signal the previous queue when done
+    bit 7  PUSH_NEXT  signal the next queue when done
+
+The queues form a chain LOAD <-> COMPUTE <-> STORE.  The remaining fields
+depend on the opcode and are listed in ``FIELDS``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+__all__ = ["Op", "Queue", "VecOp", "make", "Insn", "FIELDS", "INSN_BYTES", "encode", "decode",
+           "encode_stream", "decode_stream", "disassemble", "StreamError", "QUEUE_OF"]
+
+INSN_BYTES = 32
+INSN_BITS = 8 * INSN_BYTES
+
+
+class Op(enum.IntEnum):
+    NOP = 0
+    LOAD_INP = 1    # DRAM or global buffer -> PE input buffers: a window of an HWC tensor, optionally im2col-folded
+    LOAD_WGT = 2    # DRAM -> the K0 weight buffers of each selected PE
+    LOAD_PARAM = 3  # DRAM -> bias / multiplier / shift entries of each selected PE
+    LOAD_GB = 4     # contiguous copy DRAM -> global buffer
+    GEMM = 5        # one tile of the output-stationary, local-weight-stationary loop nest
+    VEC = 6         # a non-MAC layer on the vector (post-processing) units
+    STORE = 7       # accumulators -> bias, requantisation, ReLU -> DRAM
+    FENCE = 8       # dispatch waits until every queue is idle
+    END = 9         # end of stream: the accelerator raises done
+
+
+class Queue(enum.IntEnum):
+    LOAD = 0
+    COMPUTE = 1
+    STORE = 2
+    DISPATCH = 3   # handled by the dispatcher itself (NOP, FENCE, END)
+
+
+QUEUE_OF = {Op.NOP: Queue.DISPATCH, Op.LOAD_INP: Queue.LOAD, Op.LOAD_WGT: Queue.LOAD,
+            Op.LOAD_PARAM: Queue.LOAD, Op.LOAD_GB: Queue.LOAD, Op.GEMM: Queue.COMPUTE,
+            Op.VEC: Queue.COMPUTE, Op.STORE: Queue.STORE, Op.FENCE: Queue.DISPATCH,
+            Op.END: Queue.DISPATCH}
+
+
+class VecOp(enum.IntEnum):
+    SOFTMAX = 0
+    LAYERNORM = 1
+    GELU = 2
+    RELU = 3
+    ADD = 4
+    MUL = 5
+    RESIZE = 6
+    CONCAT = 7
+    POOL = 8
+    BATCHNORM = 9
+    COPY = 10
+
+
+# (name, bits, signed) after the 8-bit header, per opcode.  Widths are the
+# architectural limits of one instruction; the mapper splits anything larger.
+# PEs selected by a load or store: pe_first, pe_first + pe_step, ... (pe_count of them).
+_PE_SET = [("pe_first", 6, False), ("pe_count", 7, False), ("pe_step", 6, False)]
+_LOAD_INP_FIELDS = _PE_SET + [
+    ("src_gb", 1, False),        # source is the global buffer instead of DRAM
+    ("src_addr", 32, False),     # byte address of element (0, 0, 0) of the HWC tensor
+    ("dst_addr", 16, False),     # first input-buffer row written
+    ("t_h", 16, False), ("t_w", 16, False), ("t_c", 16, False),    # tensor shape
+    ("y0", 16, True), ("x0", 16, True),                            # window origin (may be negative: padding)
+    ("win_h", 12, False), ("win_w", 12, False),                    # window extent (rows written per block)
+    ("c_base", 16, False), ("n_cblk", 12, False),                  # (folded) channels c_base .. + n_cblk*C0
+    ("fold_kh", 4, False), ("fold_kw", 4, False), ("fold_stride", 4, False),
+]
+_LOAD_WGT_FIELDS = _PE_SET + [
+    ("src_addr", 32, False),     # byte address of output channel 0's first weight
+    ("dst_addr", 16, False),     # first weight-buffer row written in every vector MAC
+    ("rows", 12, False),         # rows of C0 weights per vector MAC
+    ("n_out", 8, False),         # vector MACs that get data (the rest get zeros)
+    ("chan", 16, False),         # valid weights per output channel (lanes beyond are zero)
+    ("out_stride", 32, False),   # bytes between consecutive output channels in DRAM
+]
+_LOAD_PARAM_FIELDS = _PE_SET + [
+    ("src_addr", 32, False), ("dst_addr", 16, False),
+    ("n_entries", 16, False),    # PARAM_ENTRY_BYTES-byte entries, one per output channel
+]
+_LOAD_GB_FIELDS = [("src_addr", 32, False), ("dst_addr", 32, False), ("n_bytes", 32, False)]
+_GEMM_FIELDS = [
+    ("inp_addr", 16, False), ("wgt_addr", 16, False), ("acc_addr", 16, False),
+    ("out_h", 12, False), ("out_w", 12, False), ("in_w", 12, False),
+    ("kh", 4, False), ("kw", 4, False), ("stride", 4, False), ("n_cblk", 12, False),
+    ("accumulate", 1, False),
+]
+_VEC_FIELDS = [
+    ("vec_op", 8, False), ("elements", 40, False), ("bytes_in", 40, False), ("bytes_out", 40, False),
+]
+_STORE_FIELDS = _PE_SET + [
+    ("dst_addr", 32, False),     # DRAM byte address of element (0, 0, 0) of the output tensor
+    ("acc_addr", 16, False), ("param_addr", 16, False),
+    ("out_h", 12, False), ("out_w", 12, False),
+    ("t_h", 16, False), ("t_w", 16, False), ("t_k", 16, False), ("k_pitch", 16, False),
+    ("y0", 16, False), ("x0", 16, False), ("k_base", 16, False),
+    ("pe_k", 7, False), ("relu", 1, False), ("layout_chw", 1, False),
+]
+
+FIELDS: dict[Op, list[tuple[str, int, bool]]] = {
+    Op.NOP: [], Op.FENCE: [], Op.END: [],
+    Op.LOAD_INP: _LOAD_INP_FIELDS, Op.LOAD_WGT: _LOAD_WGT_FIELDS, Op.LOAD_PARAM: _LOAD_PARAM_FIELDS,
+    Op.LOAD_GB: _LOAD_GB_FIELDS, Op.GEMM: _GEMM_FIELDS, Op.VEC: _VEC_FIELDS, Op.STORE: _STORE_FIELDS,
+}
+_DEP_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
+_ALL_FIELDS = sorted({name for spec in FIELDS.values() for name, _, _ in spec})
+
+for _op, _spec in FIELDS.items():
+    assert 8 + sum(b for _, b, _ in _spec) <= INSN_BITS, _op
+
+
+class StreamError(ValueError):
+    """A malformed instruction or stream; the message gives the offset."""
+
+
+@dataclass(slots=True)
+class Insn:
+    """One decoded instruction.  Fields not used by ``op`` stay 0."""
+
+    op: Op
+    pop_prev: bool = False
+    pop_next: bool = False
+    push_prev: bool = False
+    push_next: bool = False
+    f: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):          # field access: insn.out_h
+        try:
+            return self.f[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def queue(self) -> Queue:
+        return QUEUE_OF[self.op]
+
+    def get(self, name: str) -> int:
+        return self.f.get(name, 0)
+
+
+def make(op: Op, *, deps: str = "", **fields) -> Insn:
+    """Assemble one instruction; ``deps`` is any of 'pop_prev pop_next push_prev push_next'."""
+    flags = {d: False for d in _DEP_FLAGS}
+    for d in deps.split():
+        if d not in flags:
+            raise ValueError(f"unknown dependency flag {d!r}; allowed: {', '.join(_DEP_FLAGS)}")
+        flags[d] = True
+    names = {n for n, _, _ in FIELDS[op]}
+    for k in fields:
+        if k not in names:
+            raise ValueError(f"{op.name} has no field {k!r}; fields: {', '.join(sorted(names))}")
+    full = {n: 0 for n in names}
+    full.update(fields)
+    insn = Insn(op, f=full, **flags)
+    _check_ranges(insn, offset=None)
+    return insn
+
+
+def _check_ranges(insn: Insn, offset) -> None:
+    for name, bits, signed in FIELDS[insn.op]:
+        v = insn.f.get(name, 0)
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        if not isinstance(v, int) or not lo <= v <= hi:
+            where = f" at byte offset {offset}" if offset is not None else ""
+            raise StreamError(f"{insn.op.name}.{name} = {v!r} does not fit {bits} "
+                              f"{'signed' if signed else 'unsigned'} bits (range {lo}..{hi}){where}")
+
+
+def encode(insn: Insn) -> bytes:
+    _check_ranges(insn, offset=None)
+    word = int(insn.op) | (insn.pop_prev << 4) | (insn.pop_next << 5) | (insn.push_prev << 6) | (insn.push_next << 7)
+    pos = 8
+    for name, bits, signed in FIELDS[insn.op]:
+        v = insn.f.get(name, 0)
+        word |= (v & ((1 << bits) - 1)) << pos
+        pos += bits
+    return word.to_bytes(INSN_BYTES, "little")
+
+
+def decode(data: bytes, offset: int = 0) -> Insn:
+    if len(data) - offset < INSN_BYTES:
+        raise StreamError(f"truncated instruction at byte offset {offset}: "
+                          f"{len(data) - offset} of {INSN_BYTES} bytes")
+    word = int.from_bytes(data[offset:offset + INSN_BYTES], "little")
+    code = word & 0xF
+    try:
+        op = Op(code)
+    except ValueError:
+        raise StreamError(f"unknown opcode {code} at byte offset {offset}; "
+                          f"valid: {', '.join(f'{o.value}={o.name}' for o in Op)}") from None
+    pos, f = 8, {}
+    for name, bits, signed in FIELDS[op]:
+        v = (word >> pos) & ((1 << bits) - 1)
+        if signed and v >> (bits - 1):
+            v -= 1 << bits
+        f[name] = v
+        pos += bits
+    if word >> pos:
+        raise StreamError(f"{op.name} at byte offset {offset} has non-zero reserved bits")
+    return Insn(op, bool(word >> 4 & 1), bool(word >> 5 & 1), bool(word >> 6 & 1), bool(word >> 7 & 1), f)
+
+
+def encode_stream(insns) -> bytes:
+    return b"".join(encode(i) for i in insns)
+
+
+def decode_stream(data: bytes) -> list[Insn]:
+    if len(data) % INSN_BYTES:
+        raise StreamError(f"stream length {len(data)} is not a multiple of {INSN_BYTES}: "
+                          f"truncated instruction at byte offset {len(data) - len(data) % INSN_BYTES}")
+    return [decode(data, off) for off in range(0, len(data), INSN_BYTES)]
+
+
+def disassemble(insns, *, start: int = 0) -> str:
+    """A human-readable listing, one instruction per line with its byte offset."""
+    lines = []
+    for i, insn in enumerate(insns):
+        deps = " ".join(d for d in _DEP_FLAGS if getattr(insn, d))
+        op = insn.op.name
+        args = []
+        for name, _, _ in FIELDS[insn.op]:
+            v = insn.f.get(name, 0)
+            if name == "vec_op":
+                args.append(f"op={VecOp(v).name}")
+            elif v or name in ("pe_first", "pe_count"):
+                args.append(f"{name}={v}")
+        lines.append(f"{(start + i) * INSN_BYTES:08x}  {op:<10} {' '.join(args)}" + (f"  [{deps}]" if deps else ""))
+    return "\n".join(lines)

@@ -1,0 +1,220 @@
+"""Timing semantics of the ISA: the contract between the fast simulator and the RTL.
+
+Every instruction's latency is a deterministic function of its fields and the
+configuration (``latency``).  The accelerator fetches one instruction per cycle
+and dispatches it, in order, into the queue of its unit (LOAD, COMPUTE, STORE;
+``QUEUE_DEPTH`` entries each).  A unit starts an instruction one cycle after it
+entered the queue at the earliest, when the unit is free and when every token
+the instruction pops is available.  Tokens travel between neighbouring queues
+(LOAD <-> COMPUTE <-> STORE) and become available when the pushing instruction
+ends.  The load unit is pipelined: it starts the next transfer while the data
+of the previous one is still in flight (``occupancy`` < ``latency``).
+
+``schedule`` runs a stream through these rules in one pass.  It requires every
+popped token to be pushed by an earlier instruction of the stream, which the
+mapper guarantees; a stream that violates it is malformed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import AcceleratorConfig
+from .isa import INSN_BYTES, Insn, Op, Queue, StreamError, VecOp
+from .numerics import PARAM_ENTRY_BYTES
+
+__all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes",
+           "QUEUE_DEPTH", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY", "VEC_COST"]
+
+QUEUE_DEPTH = 8          # instruction-queue entries per unit
+GEMM_PIPELINE = 4        # operand read, multiply, adder tree, accumulate
+GEMM_MIN_PIXELS = 4      # an accumulator entry is re-read at least this many cycles after it was written
+POST_PIPELINE = 4        # bias, multiply, round/shift, saturate
+GB_LATENCY = 2           # global-buffer read latency
+#: Vector-unit cycles per element and lane, per non-MAC operation.  Softmax and
+#: layernorm make two passes (statistics, then normalisation) plus an exp/rsqrt
+#: lookup; GELU is a piecewise-linear lookup; the rest are one operation.
+VEC_COST = {VecOp.SOFTMAX: 3, VecOp.LAYERNORM: 3, VecOp.GELU: 2, VecOp.RELU: 1, VecOp.ADD: 1,
+            VecOp.MUL: 1, VecOp.RESIZE: 1, VecOp.CONCAT: 1, VecOp.POOL: 1, VecOp.BATCHNORM: 1,
+            VecOp.COPY: 1}
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _count_valid(start: int, n: int, step: int, limit: int) -> int:
+    """How many of start, start+step, ..., start+(n-1)*step lie in [0, limit)."""
+    lo = max(0, _cdiv(-start, step))
+    hi = min(n - 1, (limit - 1 - start) // step)
+    return max(0, hi - lo + 1)
+
+
+def load_inp_dram_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
+    """Bytes a LOAD_INP reads from its source: only in-bounds elements (padding is free)."""
+    f = insn.f
+    fkh, fkw, fs = f["fold_kh"] or 1, f["fold_kw"] or 1, f["fold_stride"] or 1
+    c_lo, c_hi = f["c_base"], f["c_base"] + f["n_cblk"] * cfg.c0
+    tc = f["t_c"]
+    total = 0
+    for r in range(fkh):
+        ny = _count_valid(f["y0"] + r, f["win_h"], fs, f["t_h"])
+        if not ny:
+            continue
+        for s in range(fkw):
+            base = (r * fkw + s) * tc
+            nc = max(0, min(c_hi, base + tc) - max(c_lo, base))
+            if nc:
+                total += ny * _count_valid(f["x0"] + s, f["win_w"], fs, f["t_w"]) * nc
+    return total
+
+
+def store_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
+    """Bytes a STORE writes: the in-bounds outputs of every selected PE."""
+    f = insn.f
+    total = 0
+    for i in range(f["pe_count"]):
+        p = f["pe_first"] + i * f["pe_step"]
+        kc, pg = p % f["pe_k"], p // f["pe_k"]
+        k0 = f["k_base"] + kc * cfg.k0
+        nk = max(0, min(cfg.k0, f["t_k"] - k0))
+        y0 = f["y0"] + pg * f["out_h"]
+        ny = max(0, min(f["out_h"], f["t_h"] - y0))
+        nx = max(0, min(f["out_w"], f["t_w"] - f["x0"]))
+        total += nk * ny * nx
+    return total
+
+
+def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]:
+    """(cycles the unit is busy, cycles until the instruction's effects are complete)."""
+    op, f = insn.op, insn.f
+    bw, bus = cfg.dram_bytes_per_cycle, cfg.gb_bus_bytes
+    if op == Op.LOAD_INP:
+        rows = f["n_cblk"] * f["win_h"] * f["win_w"]
+        src = load_inp_dram_bytes(insn, cfg)
+        transfer = max(1, _cdiv(rows * cfg.c0, bus), 0 if f["src_gb"] else _cdiv(src, bw))
+        first = GB_LATENCY if f["src_gb"] else cfg.dram_latency
+        return transfer, first + transfer
+    if op == Op.LOAD_WGT:
+        src = f["n_out"] * min(f["chan"], f["rows"] * cfg.c0)
+        transfer = max(1, _cdiv(f["rows"] * cfg.c0 * cfg.k0, bus), _cdiv(src, bw))
+        return transfer, cfg.dram_latency + transfer
+    if op == Op.LOAD_PARAM:
+        transfer = max(1, _cdiv(f["n_entries"] * PARAM_ENTRY_BYTES, min(bw, bus)))
+        return transfer, cfg.dram_latency + transfer
+    if op == Op.LOAD_GB:
+        transfer = max(1, _cdiv(f["n_bytes"], bw))
+        return transfer, cfg.dram_latency + transfer
+    if op == Op.GEMM:
+        steps = f["n_cblk"] * f["kh"] * f["kw"]
+        cycles = steps * max(f["out_h"] * f["out_w"], GEMM_MIN_PIXELS) + GEMM_PIPELINE
+        return cycles, cycles
+    if op == Op.VEC:
+        work = _cdiv(f["elements"] * VEC_COST[VecOp(f["vec_op"])], cfg.vector_lanes)
+        cycles = cfg.dram_latency + max(work, _cdiv(f["bytes_in"], bw), _cdiv(f["bytes_out"], bw), 1)
+        return cycles, cycles
+    if op == Op.STORE:
+        pixels = f["out_h"] * f["out_w"]
+        cycles = cfg.dram_latency + max(pixels + POST_PIPELINE, _cdiv(store_bytes(insn, cfg), bw))
+        return cycles, cycles
+    return 1, 1   # NOP, FENCE, END: handled by the dispatcher
+
+
+def latency(insn: Insn, cfg: AcceleratorConfig) -> int:
+    return occupancy_and_latency(insn, cfg)[1]
+
+
+def occupancy(insn: Insn, cfg: AcceleratorConfig) -> int:
+    return occupancy_and_latency(insn, cfg)[0]
+
+
+@dataclass
+class Schedule:
+    """Per-instruction dispatch, start and end cycles of a stream, and its total."""
+
+    dispatch: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    total_cycles: int
+
+
+# Which token FIFO a flag refers to, per queue: (fifo popped/pushed, or None).
+_PREV = {Queue.LOAD: None, Queue.COMPUTE: "l2c", Queue.STORE: "c2s"}      # tokens arriving from prev
+_NEXT = {Queue.LOAD: "c2l", Queue.COMPUTE: "s2c", Queue.STORE: None}      # tokens arriving from next
+_TO_PREV = {Queue.LOAD: None, Queue.COMPUTE: "c2l", Queue.STORE: "s2c"}
+_TO_NEXT = {Queue.LOAD: "l2c", Queue.COMPUTE: "c2s", Queue.STORE: None}
+
+
+def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
+    """Cycle-exact timing of a stream under the rules in this module's docstring.
+
+    Raises
+    ------
+    StreamError
+        A token popped that no earlier instruction pushed, a flag that names a
+        queue the unit has no link to, tokens left over at END, or a missing END.
+    """
+    n = len(insns)
+    dispatch = np.zeros(n, dtype=np.int64)
+    start = np.zeros(n, dtype=np.int64)
+    end = np.zeros(n, dtype=np.int64)
+    fifo = {"l2c": [], "c2l": [], "c2s": [], "s2c": []}
+    heads = dict.fromkeys(fifo, 0)
+    unit_free = {Queue.LOAD: 0, Queue.COMPUTE: 0, Queue.STORE: 0}
+    history = {Queue.LOAD: [], Queue.COMPUTE: [], Queue.STORE: []}   # start cycles, for queue occupancy
+    last_end = 0
+    fetch = 0
+    ended = False
+    for i, insn in enumerate(insns):
+        off = i * INSN_BYTES
+        if ended:
+            raise StreamError(f"instruction after END at byte offset {off}")
+        q = insn.queue
+        if q == Queue.DISPATCH:
+            if insn.op in (Op.FENCE, Op.END):
+                fetch = max(fetch, last_end)
+            dispatch[i] = start[i] = fetch
+            end[i] = fetch + 1
+            fetch += 1
+            if insn.op == Op.END:
+                left = {k: len(v) - heads[k] for k, v in fifo.items() if len(v) > heads[k]}
+                if left:
+                    raise StreamError(f"END at byte offset {off} with unconsumed tokens {left}")
+                ended = True
+            continue
+        hist = history[q]
+        enter = fetch
+        if len(hist) >= QUEUE_DEPTH:
+            enter = max(enter, int(hist[-QUEUE_DEPTH]))
+        dispatch[i] = enter
+        fetch = enter + 1
+        t = max(enter + 1, unit_free[q])
+        for flag, table in (("pop_prev", _PREV), ("pop_next", _NEXT)):
+            if getattr(insn, flag):
+                name = table[q]
+                if name is None:
+                    raise StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
+                                      f"{q.name} queue has no such neighbour")
+                if heads[name] >= len(fifo[name]):
+                    raise StreamError(f"{insn.op.name} at byte offset {off} pops a {name} token "
+                                      f"that no earlier instruction pushed")
+                t = max(t, fifo[name][heads[name]])
+                heads[name] += 1
+        busy, lat = occupancy_and_latency(insn, cfg)
+        start[i] = t
+        end[i] = t + lat
+        unit_free[q] = t + busy
+        hist.append(t)
+        last_end = max(last_end, t + lat)
+        for flag, table in (("push_prev", _TO_PREV), ("push_next", _TO_NEXT)):
+            if getattr(insn, flag):
+                name = table[q]
+                if name is None:
+                    raise StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
+                                      f"{q.name} queue has no such neighbour")
+                fifo[name].append(t + lat)
+    if not ended:
+        raise StreamError(f"stream of {n} instructions has no END")
+    return Schedule(dispatch, start, end, int(end[-1]))
