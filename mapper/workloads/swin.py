@@ -1,0 +1,257 @@
+"""Swin-T/S/B backbones with the UPerNet head (mmseg ``upernet_swin``, ADE20K) as layer lists.
+
+The layers follow mmseg's ``SwinTransformer`` and ``UPerHead`` at inference
+(no auxiliary FCN head):
+
+* backbone: 4x4 stride-4 patch embedding conv on the RGB input + LayerNorm;
+  four stages of Swin blocks; patch merging after stages 0-2 (LayerNorm over
+  the gathered 2x2 neighbourhood, ``4C``, then a bias-free linear ``4C -> 2C``);
+  a LayerNorm on each stage output that feeds the head;
+* block: LN; the feature map is padded to a multiple of the window size (7):
+  128 -> 133, 64 -> 70, 32 -> 35, 16 -> 21 at 512x512; odd blocks are shifted
+  by 3 (a roll, and the attention mask add); ``qkv`` linear over all padded
+  tokens; per window and head ``Q.K^T`` and ``A.V`` (batch = windows x heads,
+  M = N = 49); relative-position bias add; softmax; ``proj`` linear; reverse
+  shift and crop; residual add; LN; MLP (``fc1`` 4x, GELU, ``fc2``); residual add;
+* UPerNet head (512 channels): the PPM on the last stage (for each pool scale
+  1, 2, 3, 6 an adaptive average pool, a 1x1 conv and a resize back), concat
+  with the stage output and the 3x3 ``bottleneck`` conv; 1x1 lateral convs on
+  stages 0-2; the top-down path (resize + add); 3x3 FPN convs on levels 0-2;
+  the resize of levels 1-3 to level 0; concat in the order level 0, 1, 2, 3;
+  the 3x3 ``fpn_bottleneck`` conv ``2048 -> 512``; ``conv_seg`` 1x1 to 150
+  classes; and the resize of the logits to the input size (``predict``).
+
+Every ConvModule's BatchNorm is folded into the conv and its ReLU fused
+(``relu=True``).  The attention scale is folded into the ``q`` weights; window
+partition/reverse, reshapes and the patch-merging gather are address patterns,
+not layers.  Inputs whose size is not a multiple of 4 are padded (mmseg's
+``AdaptivePadding``), which is folded into the patch-embedding conv's input.
+
+Execution-path variants keep the first ``blocks[s]`` blocks of each stage and
+the first ``fpn`` input channels of ``fpn_bottleneck`` (the last are bypassed).
+The concat segment of level ``j`` keeps ``clamp(fpn - 512*j, 0, 512)``
+channels; the producers of a segment shrink only where the concat is their
+single consumer: ``fpn_convs.{1,2}`` (and their resizes) shrink or vanish and
+``fpn_convs.0`` computes fewer outputs, while the laterals and the PPM
+bottleneck stay whole because the top-down path feeds them into level 0, which
+always keeps at least one channel.  Only the resize of level 3 shrinks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir import Conv2d, Elementwise, Layer, Linear, MatMul, Model
+from . import variants as v
+
+__all__ = ["NAMES", "build"]
+
+ENC, DEC = "encoder", "decoder"
+WINDOW = 7
+MLP_RATIO = 4
+CHANNELS = 512
+POOL_SCALES = (1, 2, 3, 6)
+CLASSES = 150
+DEFAULT_SIZE = (512, 512)
+
+
+@dataclass(frozen=True)
+class _Arch:
+    embed: int
+    depths: tuple[int, int, int, int]
+    heads: tuple[int, int, int, int]
+
+
+_ARCH = {
+    "swin_tiny": _Arch(96, (2, 2, 6, 2), (3, 6, 12, 24)),
+    "swin_small": _Arch(96, (2, 2, 18, 2), (3, 6, 12, 24)),
+    "swin_base": _Arch(128, (2, 2, 18, 2), (4, 8, 16, 32)),
+}
+NAMES = tuple(_ARCH)
+
+
+def _ceil_to(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def _ew(name: str, part: str, op: str, elements: int, src: tuple[str, ...], in_elements: int = 0
+        ) -> Elementwise:
+    return Elementwise(name, part, op, elements, in_elements=in_elements, inputs=src)
+
+
+def _block(out: list[Layer], pre: str, x: str, h: int, w: int, dim: int, heads: int,
+           shifted: bool) -> str:
+    """Append one Swin block reading layer ``x``; return the name of its output."""
+    t = h * w
+    hp, wp = _ceil_to(h, WINDOW), _ceil_to(w, WINDOW)
+    tp = hp * wp
+    windows = tp // (WINDOW * WINDOW)
+    win = WINDOW * WINDOW
+    d = dim // heads
+    scores = windows * heads * win * win
+    norm1 = _ew(f"{pre}.norm1", ENC, "layernorm", t * dim, (x,))
+    out.append(norm1)
+    cur = norm1.name
+    if tp != t:
+        out.append(_ew(f"{pre}.attn.pad", ENC, "copy", tp * dim, (cur,), in_elements=t * dim))
+        cur = out[-1].name
+    if shifted:
+        out.append(_ew(f"{pre}.attn.shift", ENC, "copy", tp * dim, (cur,)))
+        cur = out[-1].name
+    qkv = Linear(f"{pre}.attn.qkv", ENC, tp, dim, 3 * dim, inputs=(cur,))
+    qk = MatMul(f"{pre}.attn.qk", ENC, windows * heads, win, d, win, inputs=(qkv.name,))
+    # The bias table (heads x 49 x 49) and the mask (windows x 49 x 49) are broadcast operands.
+    bias = _ew(f"{pre}.attn.rel_pos_bias", ENC, "add", scores, (qk.name,),
+               in_elements=scores + heads * win * win)
+    out += [qkv, qk, bias]
+    cur = bias.name
+    if shifted:
+        out.append(_ew(f"{pre}.attn.mask", ENC, "add", scores, (cur,),
+                       in_elements=scores + windows * win * win))
+        cur = out[-1].name
+    sm = _ew(f"{pre}.attn.softmax", ENC, "softmax", scores, (cur,))
+    av = MatMul(f"{pre}.attn.av", ENC, windows * heads, win, win, d, inputs=(sm.name, qkv.name))
+    proj = Linear(f"{pre}.attn.proj", ENC, tp, dim, dim, inputs=(av.name,))
+    out += [sm, av, proj]
+    cur = proj.name
+    if shifted:
+        out.append(_ew(f"{pre}.attn.unshift", ENC, "copy", tp * dim, (cur,)))
+        cur = out[-1].name
+    if tp != t:
+        out.append(_ew(f"{pre}.attn.crop", ENC, "copy", t * dim, (cur,), in_elements=tp * dim))
+        cur = out[-1].name
+    add1 = _ew(f"{pre}.add1", ENC, "add", t * dim, (x, cur), in_elements=2 * t * dim)
+    hidden = MLP_RATIO * dim
+    norm2 = _ew(f"{pre}.norm2", ENC, "layernorm", t * dim, (add1.name,))
+    fc1 = Linear(f"{pre}.mlp.fc1", ENC, t, dim, hidden, inputs=(norm2.name,))
+    gelu = _ew(f"{pre}.mlp.gelu", ENC, "gelu", t * hidden, (fc1.name,))
+    fc2 = Linear(f"{pre}.mlp.fc2", ENC, t, hidden, dim, inputs=(gelu.name,))
+    add2 = _ew(f"{pre}.add2", ENC, "add", t * dim, (add1.name, fc2.name), in_elements=2 * t * dim)
+    out += [add1, norm2, fc1, gelu, fc2, add2]
+    return add2.name
+
+
+def _backbone(layers: list[Layer], arch: _Arch, blocks: tuple[int, ...], height: int, width: int
+              ) -> list[tuple[str, int, int, int]]:
+    """Append the backbone; return (output layer, h, w, channels) of each stage."""
+    embed = Conv2d("patch_embed", ENC, 3, arch.embed, _ceil_to(height, 4), _ceil_to(width, 4),
+                   kernel=4, stride=4, inputs=("input",))
+    h, w, dim = embed.out_h, embed.out_w, arch.embed
+    layers += [embed, _ew("patch_embed.norm", ENC, "layernorm", h * w * dim, (embed.name,))]
+    x = layers[-1].name
+    stages = []
+    for s in range(4):
+        for b in range(blocks[s]):
+            x = _block(layers, f"stage{s}.block{b}", x, h, w, dim, arch.heads[s], shifted=b % 2 == 1)
+        stage_out = x
+        if s < 3:                                   # patch merging (padding odd sizes)
+            h2, w2 = -(-h // 2), -(-w // 2)
+            norm = _ew(f"stage{s}.downsample.norm", ENC, "layernorm", h2 * w2 * 4 * dim, (x,))
+            red = Linear(f"stage{s}.downsample.reduction", ENC, h2 * w2, 4 * dim, 2 * dim, bias=False,
+                         inputs=(norm.name,))
+            layers += [norm, red]
+            x = red.name
+        out_norm = _ew(f"stage{s}.out_norm", ENC, "layernorm", h * w * dim, (stage_out,))
+        layers.append(out_norm)
+        stages.append((out_norm.name, h, w, dim))
+        if s < 3:
+            h, w, dim = h2, w2, 2 * dim
+    return stages
+
+
+def _uper_head(layers: list[Layer], stages: list[tuple[str, int, int, int]], fpn: int,
+               height: int, width: int) -> None:
+    """Append the UPerNet head keeping the first ``fpn`` input channels of fpn_bottleneck."""
+    c = CHANNELS
+    top, ht, wt, ct = stages[3]
+    psp = [top]
+    for i, scale in enumerate(POOL_SCALES):
+        pool = _ew(f"psp_modules.{i}.pool", DEC, "pool", scale * scale * ct, (top,), in_elements=ht * wt * ct)
+        conv = Conv2d(f"psp_modules.{i}.conv", DEC, ct, c, scale, scale, relu=True, inputs=(pool.name,))
+        up = _ew(f"psp_modules.{i}.resize", DEC, "resize", ht * wt * c, (conv.name,),
+                 in_elements=scale * scale * c)
+        layers += [pool, conv, up]
+        psp.append(up.name)
+    psp_ch = ct + len(POOL_SCALES) * c
+    cat = _ew("psp_concat", DEC, "concat", ht * wt * psp_ch, tuple(psp))
+    bottleneck = Conv2d("bottleneck", DEC, psp_ch, c, ht, wt, kernel=3, padding=1, relu=True,
+                        inputs=(cat.name,))
+    layers += [cat, bottleneck]
+
+    laterals = []                                   # name of level i's lateral after the top-down add
+    for i, (src, hi, wi, ci) in enumerate(stages[:3]):
+        lat = Conv2d(f"lateral_convs.{i}", DEC, ci, c, hi, wi, relu=True, inputs=(src,))
+        layers.append(lat)
+        laterals.append(lat.name)
+    laterals.append(bottleneck.name)
+    sizes = [(hi, wi) for _, hi, wi, _ in stages]
+    for i in (3, 2, 1):                             # top-down: level i-1 += resize(level i)
+        (hd, wd), (hs, ws) = sizes[i - 1], sizes[i]
+        up = _ew(f"topdown.{i}.resize", DEC, "resize", hd * wd * c, (laterals[i],), in_elements=hs * ws * c)
+        add = _ew(f"topdown.{i}.add", DEC, "add", hd * wd * c, (laterals[i - 1], up.name),
+                  in_elements=2 * hd * wd * c)
+        layers += [up, add]
+        laterals[i - 1] = add.name
+
+    h0, w0 = sizes[0]
+    segments = []
+    for i in range(4):
+        kept = min(max(fpn - i * c, 0), c)
+        if kept == 0:
+            continue
+        src = laterals[i]
+        if i < 3:
+            hi, wi = sizes[i]
+            conv = Conv2d(f"fpn_convs.{i}", DEC, c, kept, hi, wi, kernel=3, padding=1, relu=True,
+                          inputs=(src,))
+            layers.append(conv)
+            src = conv.name
+        if i > 0:
+            hi, wi = sizes[i]
+            up = _ew(f"fpn_resize.{i}", DEC, "resize", h0 * w0 * kept, (src,), in_elements=hi * wi * kept)
+            layers.append(up)
+            src = up.name
+        segments.append(src)
+    cat = _ew("fpn_concat", DEC, "concat", h0 * w0 * fpn, tuple(segments))
+    fpn_bottleneck = Conv2d("fpn_bottleneck", DEC, fpn, c, h0, w0, kernel=3, padding=1, relu=True,
+                            inputs=(cat.name,))
+    seg = Conv2d("conv_seg", DEC, c, CLASSES, h0, w0, inputs=(fpn_bottleneck.name,))
+    logits = _ew("resize_logits", DEC, "resize", height * width * CLASSES, (seg.name,),
+                 in_elements=h0 * w0 * CLASSES)
+    layers += [cat, fpn_bottleneck, seg, logits]
+
+
+def build(name: str, variant: str | None = None, size: tuple[int, int] | None = None) -> Model:
+    """Build ``swin_tiny``, ``swin_small`` or ``swin_base`` with the UPerNet head.
+
+    Parameters
+    ----------
+    name:
+        The model; all three are the ADE20K (150 classes) models with window 7.
+    variant:
+        ``None``/``"full"`` or ``"blocks=a-b-c-d,fpn=F"`` (any subset): blocks
+        kept per stage and input channels kept for ``fpn_bottleneck``.
+    size:
+        Input ``(H, W)``, 512x512 by default.
+
+    Raises
+    ------
+    KeyError
+        ``name`` is not a Swin model.
+    ValueError
+        A variant that is malformed or keeps 0 or more blocks/channels than the
+        model has (the message names the parameter, value and range).
+    """
+    if name not in _ARCH:
+        raise KeyError(f"unknown Swin model {name!r}; choose one of {', '.join(NAMES)}")
+    arch = _ARCH[name]
+    height, width = size or DEFAULT_SIZE
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{name}: input size must be positive, not {height}x{width}")
+    label, params = v.resolve(name, variant, {"blocks": arch.depths, "fpn": 4 * CHANNELS})
+    layers: list[Layer] = []
+    stages = _backbone(layers, arch, params["blocks"], height, width)
+    _uper_head(layers, stages, params["fpn"], height, width)
+    return Model(name=name, variant=label, input=(height, width, 3), layers=tuple(layers),
+                 params={"classes": CLASSES, "window": WINDOW, "blocks": params["blocks"],
+                         "fpn": params["fpn"]})
