@@ -1,0 +1,168 @@
+"""Per-layer MAC analysis of a workload: ``python -m mapper.flops --model M``.
+
+Prints a per-layer table (name, kind, part, shape, MACs, share) and the totals:
+shares of convolutions (all ``conv2d`` layers), linear layers and attention
+matmuls, shares per part, and the five largest layers.  Writes
+``<out>/<model>[_<variant>].json`` (default ``build/flops``; the variant suffix
+is left out for the full model) with the keys ``model``, ``variant``,
+``input`` ([H, W, C]), ``total_macs``, ``shares`` (``{"kind": {...}, "part":
+{...}}``, fractions of ``total_macs``), ``largest`` (names of the five largest
+layers) and ``layers`` (``name``, ``kind``, ``part``, ``shape``, ``macs`` each).
+The file is written to a temporary name and renamed, so it is never seen
+half-written.
+
+The paper's FLOPs count multiply-accumulates: MACs here are its FLOPs.
+
+Bad input (unknown model or variant, a size that is not ``HxW`` with positive
+integers) prints one line on stderr and exits with status 2 without writing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from .ir import MAC_KINDS, PARTS, Model
+from .workloads import MODEL_NAMES, build_model
+
+__all__ = ["main", "analyse", "parse_size", "UsageError"]
+
+DEFAULT_OUT = Path("build") / "flops"
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+class UsageError(Exception):
+    """A bad command-line value; the message is the one-line explanation."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"800x1200"`` -> ``(800, 1200)``; UsageError for anything else."""
+    m = _SIZE_RE.match(text)
+    if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
+        raise UsageError(f"bad --size {text!r}: expected HxW with two positive integers, e.g. 800x1200")
+    return int(m.group(1)), int(m.group(2))
+
+
+def analyse(model: Model) -> dict:
+    """The JSON document for ``model`` (see the module docstring)."""
+    total = model.total_macs
+    frac = (lambda x: x / total) if total else (lambda x: 0.0)
+    by_kind = {k: 0 for k in MAC_KINDS}
+    by_part: dict[str, int] = {}
+    for layer in model.layers:
+        if layer.kind in by_kind:
+            by_kind[layer.kind] += layer.macs
+        by_part[layer.part] = by_part.get(layer.part, 0) + layer.macs
+    parts = {p: frac(by_part[p]) for p in PARTS if p in by_part}
+    largest = sorted(model.mac_layers, key=lambda l: l.macs, reverse=True)[:5]
+    return {
+        "model": model.name,
+        "variant": model.variant,
+        "input": list(model.input),
+        "total_macs": total,
+        "shares": {"kind": {k: frac(v) for k, v in by_kind.items()}, "part": parts},
+        "largest": [l.name for l in largest],
+        "layers": [{"name": l.name, "kind": l.kind, "part": l.part, "shape": l.shape_str, "macs": l.macs}
+                   for l in model.layers],
+    }
+
+
+def _fmt_macs(macs: int) -> str:
+    return f"{macs / 1e9:.3f} G" if macs >= 1e8 else f"{macs / 1e6:.3f} M"
+
+
+def format_table(doc: dict) -> str:
+    """The human-readable report for an :func:`analyse` document."""
+    total = doc["total_macs"] or 1
+    rows = [(l["name"], l["kind"], l["part"], l["shape"], f"{l['macs']:,}", f"{100 * l['macs'] / total:.2f}")
+            for l in doc["layers"]]
+    head = ("layer", "kind", "part", "shape", "MACs", "share %")
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    align = ["<", "<", "<", "<", ">", ">"]
+    line = lambda r: "  ".join(f"{str(c):{a}{w}}" for c, a, w in zip(r, align, widths))
+    out = [line(head), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in rows]
+    h, w, c = doc["input"]
+    out.append("")
+    out.append(f"model {doc['model']}  variant {doc['variant']}  input {h}x{w}x{c}")
+    out.append(f"total MACs: {doc['total_macs']:,} ({_fmt_macs(doc['total_macs'])}MACs)")
+    kinds = doc["shares"]["kind"]
+    out.append(f"  convolutions (conv2d): {100 * kinds['conv2d']:6.2f} %")
+    out.append(f"  linear layers:         {100 * kinds['linear']:6.2f} %")
+    out.append(f"  attention matmuls:     {100 * kinds['matmul']:6.2f} %")
+    out.append("  per part: " + ", ".join(f"{p} {100 * s:.2f} %" for p, s in doc["shares"]["part"].items()))
+    out.append("  5 largest layers:")
+    by_name = {l["name"]: l for l in doc["layers"]}
+    for name in doc["largest"]:
+        l = by_name[name]
+        out.append(f"    {name:<40} {l['kind']:<7} {_fmt_macs(l['macs']):>12}  {100 * l['macs'] / total:6.2f} %")
+    out.append("Note: the paper's FLOPs count multiply-accumulates; the MACs above are its FLOPs.")
+    return "\n".join(out)
+
+
+def write_json(doc: dict, out_dir: Path) -> Path:
+    """Write ``doc`` to ``out_dir/<model>[_<variant>].json`` atomically; return the path."""
+    name = doc["model"] if doc["variant"] in ("", "full") else f"{doc['model']}_{doc['variant']}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line on stderr, status 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m mapper.flops", description="Per-layer MAC analysis of a workload.")
+    p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}")
+    p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
+    p.add_argument("--size", default=None, help="input size HxW (default: the model's)")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output directory (default {DEFAULT_OUT})")
+    p.add_argument("--json-only", action="store_true", help="write the JSON, print only its path")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.model not in MODEL_NAMES:
+            raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_NAMES)}")
+        size = parse_size(args.size) if args.size is not None else None
+        try:
+            model = build_model(args.model, variant=args.variant or None, size=size)
+        except KeyError as e:
+            raise UsageError(str(e.args[0]) if e.args else str(e)) from None
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    except UsageError as e:
+        print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    doc = analyse(model)
+    path = write_json(doc, Path(args.out))
+    if not args.json_only:
+        print(format_table(doc))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
