@@ -8,13 +8,14 @@ cosimulation.
 
 Assumptions the paper leaves open (documented in ``docs/config.md``):
 
-* the global buffer (default 1 MiB), the accumulation buffer (default 1024
+* the global buffer (default 1 MiB), the accumulation buffer (default 512
   entries of K0 x 32-bit partial sums per PE) and the bias/requantisation
   parameter memory (default 256 entries per PE);
 * DRAM: 128 bytes per cycle (160 GB/s at 1.25 GHz, an LPDDR5X-class part) and a
   fixed 100-cycle (80 ns) latency per request;
-* the global-buffer-to-PE multicast bus: 2 x C0 bytes per cycle, so that an input
-  tile can be refilled while the previous one is consumed at C0 bytes per cycle.
+* the global-buffer-to-PE multicast bus: 4 x C0 bytes per cycle (128 B for
+  C0 = 32, the DRAM rate), so that two rows of PEs that each consume C0 input
+  bytes per cycle can be refilled while weights stream in beside them.
 """
 
 from __future__ import annotations
@@ -54,13 +55,14 @@ class AcceleratorConfig:
     acc_bits:
         Width of one partial sum.
     param_depth:
-        Entries of the per-PE bias/requantisation parameter memory (one per output channel lane group).
+        Entries of the per-PE bias/requantisation parameter memory, one per output
+        channel; the mapper rotates four slots of K0 entries, so at least 4 x K0.
     global_buf_bytes:
         Global buffer at the array level.
     dram_bytes_per_cycle, dram_latency:
         External memory bandwidth and fixed per-request latency, in cycles.
     gb_bus_bytes_per_cycle:
-        Global buffer to PE multicast bus width; 0 means 2 x C0.
+        Global buffer to PE multicast bus width; 0 means 4 x C0.
     clock_ghz:
         Clock used to turn cycles into time.
     vector_lanes_per_pe:
@@ -74,7 +76,7 @@ class AcceleratorConfig:
     c0: int
     weight_buf_bytes: int
     input_buf_bytes: int
-    accum_depth: int = 1024
+    accum_depth: int = 512
     acc_bits: int = 32
     param_depth: int = 256
     global_buf_bytes: int = 1024 * KIB
@@ -119,6 +121,8 @@ class AcceleratorConfig:
             raise ValueError(f"input_buf_bytes ({self.input_buf_bytes}) must be a multiple of C0 = {self.c0}")
         if self.global_buf_bytes % self.c0:
             raise ValueError(f"global_buf_bytes ({self.global_buf_bytes}) must be a multiple of C0 = {self.c0}")
+        if self.param_depth < 4 * self.k0:
+            raise ValueError(f"param_depth ({self.param_depth}) must be at least 4 x K0 = {4 * self.k0}")
         for field in ("weight_rows", "input_rows", "accum_depth"):
             if getattr(self, field) < 4:
                 raise ValueError(f"{field} = {getattr(self, field)} is too small to hold any tile (need >= 4)")
@@ -144,7 +148,7 @@ class AcceleratorConfig:
 
     @property
     def gb_bus_bytes(self) -> int:
-        return self.gb_bus_bytes_per_cycle or 2 * self.c0
+        return self.gb_bus_bytes_per_cycle or 4 * self.c0
 
     @property
     def vector_lanes(self) -> int:
@@ -226,7 +230,7 @@ PRESETS: dict[str, AcceleratorConfig] = {
                           input_buf_bytes=2 * KIB, accum_depth=128, param_depth=32,
                           global_buf_bytes=32 * KIB, dram_bytes_per_cycle=16, dram_latency=20),
         AcceleratorConfig(name="e_small", num_pe=2, k0=32, c0=32, weight_buf_bytes=32 * KIB,
-                          input_buf_bytes=8 * KIB, accum_depth=256, param_depth=32,
+                          input_buf_bytes=8 * KIB, accum_depth=256, param_depth=128,
                           global_buf_bytes=64 * KIB, dram_bytes_per_cycle=32, dram_latency=20),
     ]
 }

@@ -108,10 +108,13 @@ _VEC_FIELDS = [
 _STORE_FIELDS = _PE_SET + [
     ("dst_addr", 32, False),     # DRAM byte address of element (0, 0, 0) of the output tensor
     ("acc_addr", 16, False), ("param_addr", 16, False),
-    ("out_h", 12, False), ("out_w", 12, False),
-    ("t_h", 16, False), ("t_w", 16, False), ("t_k", 16, False), ("k_pitch", 16, False),
-    ("y0", 16, False), ("x0", 16, False), ("k_base", 16, False),
-    ("pe_k", 7, False), ("relu", 1, False), ("layout_chw", 1, False),
+    ("out_h", 12, False), ("out_w", 12, False),                    # tile of one PE
+    ("t_h", 12, False), ("t_w", 12, False), ("t_k", 16, False),    # output tensor shape (stores clip to it)
+    ("k_pitch", 16, False),                                        # channels per pixel in DRAM (>= t_k)
+    ("y0", 12, False), ("x0", 12, False),                          # tile origin of pixel group 0
+    ("k_base", 16, False), ("k_step", 16, False), ("k_per_pe", 8, False),
+    ("pe_k", 7, False),          # PE p is column p % pe_k (channels k_base + col*k_step ...) of row p // pe_k
+    ("relu", 1, False),
 ]
 
 FIELDS: dict[Op, list[tuple[str, int, bool]]] = {

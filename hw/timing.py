@@ -78,8 +78,8 @@ def store_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     for i in range(f["pe_count"]):
         p = f["pe_first"] + i * f["pe_step"]
         kc, pg = p % f["pe_k"], p // f["pe_k"]
-        k0 = f["k_base"] + kc * cfg.k0
-        nk = max(0, min(cfg.k0, f["t_k"] - k0))
+        k0 = f["k_base"] + kc * f["k_step"]
+        nk = max(0, min(f["k_per_pe"], f["t_k"] - k0))
         y0 = f["y0"] + pg * f["out_h"]
         ny = max(0, min(f["out_h"], f["t_h"] - y0))
         nx = max(0, min(f["out_w"], f["t_w"] - f["x0"]))

@@ -1,0 +1,479 @@
+"""Lowering of MAC layers to tiles and an instruction stream for one configuration.
+
+Every MAC layer becomes a *grouped convolution problem* (``Problem``): groups of
+``cg`` input and ``kg`` output channels, each group reading its own input tensor
+(or channel range) and weights.  Dense convolutions and linear layers have one
+group; attention products have one group per head (x window); depthwise
+convolutions pack min(K0, C0) channels into one block-diagonal group, which is
+how a vector MAC unit's C0 lanes can serve a one-input-channel convolution.
+Convolutions with few input channels fold their kernel taps into the channel
+dimension (im2col by the load unit), so a 3-channel 7x7 stem uses 147 of
+5 x 32 lanes instead of 3 of 32.
+
+A *mapping* (``Tiling``) chooses a PE grid (``pe_k`` columns of output-channel
+blocks x ``pe_p`` rows of pixel groups), an output tile per PE (``th`` x ``tw``)
+and a number of input-channel blocks per chunk (``cbi``).  The stream is::
+
+    for pass over output-channel blocks:          # pe_k blocks at once
+        for tile of output pixels:                # pe_p x th rows, tw columns
+            for chunk of input channels:          # double-buffered
+                LOAD_WGT (per column, unless resident for the pass), LOAD_INP
+                GEMM
+            STORE                                 # accumulators double-buffered per tile
+    FENCE
+
+with dependency tokens so that loads run ahead of compute by one chunk and the
+store of a tile overlaps the next tile's compute.  ``map_layer`` searches the
+mappings deterministically, ranks them with a closed-form estimate, schedules
+the best few exactly (``hw.timing.schedule``) and keeps the fastest.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+from hw.config import AcceleratorConfig
+from hw.isa import Insn, Op, VecOp
+from hw.numerics import PARAM_ENTRY_BYTES
+from hw.timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, schedule, occupancy_and_latency
+
+from .ir import Conv2d, Elementwise, Layer, Linear, MatMul
+
+__all__ = ["Problem", "Tiling", "Lowered", "MappingError", "problem_of", "map_layer", "lower_vec",
+           "build_stream", "PARAM_SLOTS", "FUSABLE_OPS", "VEC_OP_OF"]
+
+PARAM_SLOTS = 4          # parameter slots rotated per tile (see _build)
+ALIGN = 64
+
+
+class MappingError(ValueError):
+    """A layer that cannot be mapped onto a configuration; the message names the layer and the buffer."""
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _align(x: int) -> int:
+    return _cdiv(x, ALIGN) * ALIGN
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A MAC layer as a grouped convolution over HWC tensors in DRAM.
+
+    ``c`` and ``k`` are the channels of the whole input and output tensors;
+    group ``g`` reads input channels ``g*cg ...`` and writes output channels
+    ``g*kg ...``.
+    ``kind`` is ``dense``, ``depthwise`` (block-diagonal packing) or ``matmul``
+    (the "weights" of group g are the rows of a ``[kg, cg]`` activation matrix).
+    """
+
+    name: str = field(compare=False)     # equal shapes map identically, whatever the layer's name
+    kind: str = "dense"
+    groups: int = 1
+    h: int = 1
+    w: int = 1
+    c: int = 1
+    k: int = 1
+    cg: int = 1
+    kg: int = 1
+    kh: int = 1
+    kw: int = 1
+    stride: int = 1
+    pad: int = 0
+    fold: bool = False
+    relu: bool = False
+    dw_pack: int = 1           # depthwise channels packed per group
+
+    @property
+    def oh(self) -> int:
+        return (self.h + 2 * self.pad - self.kh) // self.stride + 1
+
+    @property
+    def ow(self) -> int:
+        return (self.w + 2 * self.pad - self.kw) // self.stride + 1
+
+    @property
+    def taps(self) -> int:
+        return 1 if self.fold else self.kh * self.kw
+
+    @property
+    def red_channels(self) -> int:
+        """Channels reduced per tap by one vector MAC (folded channels if folded)."""
+        return self.kh * self.kw * self.cg if self.fold else self.cg
+
+    def n_cblk(self, c0: int) -> int:
+        return _cdiv(self.red_channels, c0)
+
+    @property
+    def macs(self) -> int:
+        per_out = (self.cg if self.kind != "depthwise" else 1) * self.kh * self.kw
+        return self.oh * self.ow * self.k * per_out
+
+
+def _token_shape(t: int) -> tuple[int, int]:
+    """A T-token sequence as an h x w image with w <= 2048 (field widths)."""
+    if t <= 2048:
+        return t, 1
+    for w in range(2048, 0, -1):
+        if t % w == 0 and t // w <= 4095:
+            return t // w, w
+    raise MappingError(f"token count {t} cannot be laid out as an image of at most 4095 x 2048")
+
+
+def problem_of(layer: Layer, cfg: AcceleratorConfig) -> Problem:
+    """The grouped-convolution problem of a MAC layer on ``cfg``."""
+    if isinstance(layer, Conv2d):
+        kh, kw = layer.kernel
+        if kh != kw:
+            raise MappingError(f"{layer.name}: non-square kernels are not supported ({kh}x{kw})")
+        if layer.depthwise:
+            pack = min(cfg.k0, cfg.c0)
+            return Problem(layer.name, "depthwise", _cdiv(layer.in_ch, pack), layer.in_h, layer.in_w,
+                           layer.in_ch, layer.out_ch, pack, pack, kh, kw, layer.stride, layer.padding,
+                           relu=layer.relu, dw_pack=pack)
+        cg, kg = layer.in_ch // layer.groups, layer.out_ch // layer.groups
+        fold = (layer.groups == 1 and kh * kw > 1
+                and _cdiv(kh * kw * cg, cfg.c0) < kh * kw * _cdiv(cg, cfg.c0))
+        return Problem(layer.name, "dense", layer.groups, layer.in_h, layer.in_w, layer.in_ch,
+                       layer.out_ch, cg, kg, kh, kw, layer.stride, layer.padding, fold, layer.relu)
+    if isinstance(layer, Linear):
+        h, w = _token_shape(layer.tokens)
+        return Problem(layer.name, "dense", 1, h, w, layer.in_features, layer.out_features,
+                       layer.in_features, layer.out_features, relu=layer.relu)
+    if isinstance(layer, MatMul):
+        # Each batch item is a group: its rows of A are channels g*k.. of an [m, batch*k] tensor.
+        h, w = _token_shape(layer.m)
+        return Problem(layer.name, "matmul", layer.batch, h, w, layer.batch * layer.k,
+                       layer.batch * layer.n, layer.k, layer.n)
+    raise MappingError(f"{layer.name}: {layer.kind} is not a MAC layer")
+
+
+@dataclass(frozen=True)
+class Tiling:
+    pe_k: int
+    pe_p: int
+    th: int
+    tw: int
+    cbi: int
+    resident: bool          # all weights of a pass stay in one weight-buffer half
+
+
+@dataclass
+class Lowered:
+    """A mapped layer: its problem, tiling, DRAM layout, stream and exact cycles."""
+
+    problem: Problem
+    tiling: Tiling
+    layout: dict
+    stream: list
+    cycles: int
+    candidates: int
+
+
+# ---- DRAM layout ------------------------------------------------------------------------------
+
+def dram_layout(p: Problem, cfg: AcceleratorConfig) -> dict:
+    """Byte addresses of the input, weights, parameters and output of a problem.
+
+    Inputs and outputs are HWC (for matmul the batch items are channel groups
+    of an [m, batch*k] input and an [m, batch*n] output; the second operand is
+    ``groups`` consecutive [kg, cg] matrices, i.e. B transposed).
+    Dense and depthwise weights are pre-arranged per output channel as
+    ``n_cblk x taps`` rows of C0 bytes, zero-padded.
+    """
+    lay = {"input": 0}
+    in_bytes = p.h * p.w * p.c
+    out_bytes = p.oh * p.ow * p.k
+    if p.kind == "matmul":
+        rows_per_oc = p.n_cblk(cfg.c0)
+        w_bytes = p.groups * p.kg * p.cg
+    else:
+        rows_per_oc = p.n_cblk(cfg.c0) * p.taps
+        w_bytes = p.k * rows_per_oc * cfg.c0
+    lay["weights"] = _align(in_bytes)
+    lay["params"] = lay["weights"] + _align(w_bytes)
+    lay["output"] = lay["params"] + _align(p.k * PARAM_ENTRY_BYTES)
+    lay["end"] = lay["output"] + _align(out_bytes)
+    lay["rows_per_oc"] = rows_per_oc
+    if lay["end"] >= 1 << 32:
+        raise MappingError(f"{p.name}: needs {lay['end']} bytes of DRAM, more than the 32-bit address space")
+    return lay
+
+
+# ---- the stream ---------------------------------------------------------------------------------
+
+def _insn(op: Op, deps: tuple = (), **f) -> Insn:
+    # Mapper-internal constructor: fields are checked when the stream is encoded.
+    return Insn(op, "pop_prev" in deps, "pop_next" in deps, "push_prev" in deps, "push_next" in deps, f)
+
+
+def _passes(p: Problem, t: "Tiling", cfg: AcceleratorConfig) -> list[list[tuple[int, int]]]:
+    """Work units (group, output block) per pass, one per PE column.
+
+    A pass holds units of one output block of consecutive groups (or
+    consecutive blocks of the single group), so the output channels of its
+    columns are evenly spaced and one STORE describes them.
+    """
+    blocks = _cdiv(p.kg, cfg.k0)
+    if p.groups == 1 or p.kg % cfg.k0 == 0:
+        # channel of unit (g, b) is (g * blocks + b) * K0: evenly spaced in any order
+        units = [(g, b) for g in range(p.groups) for b in range(blocks)]
+        return [units[i:i + t.pe_k] for i in range(0, len(units), t.pe_k)]
+    return [[(g, b) for g in range(g0, min(p.groups, g0 + t.pe_k))]
+            for b in range(blocks) for g0 in range(0, p.groups, t.pe_k)]
+
+
+def _contiguous(p: Problem, cfg: AcceleratorConfig) -> bool:
+    return p.groups == 1 or p.kg % cfg.k0 == 0
+
+
+def _runs(units) -> list[tuple[int, int, int]]:
+    """(group, first column, columns) of each run of consecutive columns of one group."""
+    runs = []
+    for col, (g, _) in enumerate(units):
+        if runs and runs[-1][0] == g:
+            runs[-1][2] += 1
+        else:
+            runs.append([g, col, 1])
+    return [tuple(r) for r in runs]
+
+
+def _geometry(p: Problem, t: "Tiling") -> dict:
+    """Input window and GEMM loop parameters of one PE's tile."""
+    if p.fold:   # im2col by the load unit: a 1x1 convolution over folded channels
+        return dict(win_h=t.th, win_w=t.tw, fold=p.kh, fold_stride=p.stride, in_w=t.tw, k=1, stride=1)
+    return dict(win_h=(t.th - 1) * p.stride + p.kh, win_w=(t.tw - 1) * p.stride + p.kw, fold=0,
+                fold_stride=0, in_w=(t.tw - 1) * p.stride + p.kw, k=p.kh, stride=p.stride)
+
+
+def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> list[Insn]:
+    """The instruction stream of problem ``p`` under tiling ``t`` (ends with FENCE).
+
+    Buffer halves alternate per chunk (inputs, streamed weights), per pass
+    (resident weights) and per tile (accumulators); parameter slots rotate
+    over ``PARAM_SLOTS`` tiles.  Tokens: load group j waits for GEMM j-2,
+    GEMM j for load group j, STORE of tile i for its last GEMM, and the first
+    GEMM of tile i for STORE i-2.  With four parameter slots, the loads of tile
+    i can only overwrite the slot of tile i-4, whose STORE finished before
+    tile i-2's first GEMM started.
+    """
+    c0, k0 = cfg.c0, cfg.k0
+    passes = _passes(p, t, cfg)
+    n_cb = p.n_cblk(c0)
+    chunks = [(c, min(t.cbi, n_cb - c)) for c in range(0, n_cb, t.cbi)]
+    oh, ow = p.oh, p.ow
+    tiles = [(ty, tx) for ty in range(0, oh, t.pe_p * t.th) for tx in range(0, ow, t.tw)]
+    in_half, w_half, acc_half = cfg.input_rows // 2, cfg.weight_rows // 2, cfg.accum_depth // 2
+    geo = _geometry(p, t)
+    rows_per_oc = lay["rows_per_oc"]
+    n_groups_total = len(passes) * len(tiles) * len(chunks)
+    n_tiles_total = len(passes) * len(tiles)
+    out: list[Insn] = []
+    j = 0          # load group / GEMM index within the layer
+    tile_i = 0
+    for pi, units in enumerate(passes):
+        b = units[0][1]
+        k_per_pe = min(k0, p.kg - b * k0)
+        first_ch = [g * p.kg + bb * k0 for g, bb in units]
+        for ti, (ty, tx) in enumerate(tiles):
+            slot = tile_i % PARAM_SLOTS
+            for ci, (cb0, ncb) in enumerate(chunks):
+                group: list[Insn] = []
+                if ci == 0:
+                    for col, ch in enumerate(first_ch):
+                        group.append(_insn(Op.LOAD_PARAM, pe_first=col, pe_count=t.pe_p, pe_step=t.pe_k,
+                                           src_addr=lay["params"] + ch * PARAM_ENTRY_BYTES,
+                                           dst_addr=slot * k0, n_entries=k_per_pe))
+                wbuf = (pi % 2 if t.resident else j % 2) * w_half
+                if not t.resident or (ci == 0 and ti == 0):
+                    rows, roff = (n_cb * p.taps, 0) if t.resident else (ncb * p.taps, cb0 * p.taps)
+                    for col, (g, bb) in enumerate(units):
+                        if p.kind == "matmul":
+                            base = lay["weights"] + (g * p.kg + bb * k0) * p.cg + roff * c0
+                            chan, stride = min(p.cg - roff * c0, rows * c0), p.cg
+                        else:
+                            base = lay["weights"] + (first_ch[col] * rows_per_oc + roff) * c0
+                            chan, stride = rows * c0, rows_per_oc * c0
+                        group.append(_insn(Op.LOAD_WGT, pe_first=col, pe_count=t.pe_p, pe_step=t.pe_k,
+                                           src_addr=base, dst_addr=wbuf, rows=rows, n_out=k_per_pe,
+                                           chan=chan, out_stride=stride))
+                ibuf = (j % 2) * in_half
+                for pg in range(t.pe_p):
+                    oy = ty + pg * t.th
+                    if oy >= oh:
+                        break
+                    common = dict(src_gb=0, src_addr=lay["input"], dst_addr=ibuf, t_h=p.h, t_w=p.w, t_c=p.c,
+                                  y0=oy * p.stride - p.pad, x0=tx * p.stride - p.pad,
+                                  win_h=geo["win_h"], win_w=geo["win_w"], n_cblk=ncb,
+                                  fold_kh=geo["fold"], fold_kw=geo["fold"], fold_stride=geo["fold_stride"])
+                    # columns reducing the same group's channels share one multicast load
+                    for g, col0, ncol in _runs(units):
+                        group.append(_insn(Op.LOAD_INP, pe_first=pg * t.pe_k + col0, pe_count=ncol, pe_step=1,
+                                           c_base=g * p.cg + cb0 * c0, **common))
+                group[0].pop_next = j >= 2
+                group[-1].push_next = True
+                out.extend(group)
+                gemm = _insn(Op.GEMM, inp_addr=ibuf, wgt_addr=wbuf + (cb0 * p.taps if t.resident else 0),
+                             acc_addr=(tile_i % 2) * acc_half, out_h=t.th, out_w=t.tw, in_w=geo["in_w"],
+                             kh=geo["k"], kw=geo["k"], stride=geo["stride"], n_cblk=ncb, accumulate=int(ci > 0))
+                gemm.pop_prev = True
+                gemm.push_prev = j + 2 < n_groups_total
+                gemm.pop_next = ci == 0 and tile_i >= 2
+                gemm.push_next = ci == len(chunks) - 1
+                out.append(gemm)
+                j += 1
+            st = _insn(Op.STORE, pe_first=0, pe_count=t.pe_k * t.pe_p, pe_step=1,
+                       dst_addr=lay["output"], acc_addr=(tile_i % 2) * acc_half, param_addr=slot * k0,
+                       out_h=t.th, out_w=t.tw, t_h=oh, t_w=ow, t_k=p.k, k_pitch=p.k, y0=ty, x0=tx,
+                       k_base=first_ch[0], k_step=k0 if _contiguous(p, cfg) else p.kg, k_per_pe=k_per_pe,
+                       pe_k=t.pe_k, relu=int(p.relu))
+            # columns beyond this pass's units hold no work: clip them with t_k
+            last_ch = first_ch[-1] + k_per_pe
+            st.f["t_k"] = min(p.k, last_ch)
+            st.pop_prev = True
+            st.push_prev = tile_i + 2 < n_tiles_total
+            out.append(st)
+            tile_i += 1
+    out.append(_insn(Op.FENCE))
+    return out
+
+
+# ---- the search ---------------------------------------------------------------------------------
+
+def _extents(n: int) -> list[int]:
+    """Tile extents worth trying along an axis of n: ceil(n / parts) for every part count."""
+    return sorted({_cdiv(n, parts) for parts in range(1, n + 1)}, reverse=True)
+
+
+def _candidates(p: Problem, cfg: AcceleratorConfig):
+    in_half, w_half, acc_half = cfg.input_rows // 2, cfg.weight_rows // 2, cfg.accum_depth // 2
+    n_cb = p.n_cblk(cfg.c0)
+    blocks = _cdiv(p.kg, cfg.k0)
+    max_units = p.groups * blocks if _contiguous(p, cfg) else p.groups
+    pe_ks = [k for k in range(1, min(cfg.num_pe, max_units) + 1)]
+    for pe_k in pe_ks:
+        pe_p = cfg.num_pe // pe_k
+        for th in _extents(_cdiv(p.oh, pe_p)):
+            for tw in _extents(p.ow):
+                if th * tw > acc_half:
+                    continue
+                geo = _geometry(p, Tiling(pe_k, pe_p, th, tw, 1, False))
+                plane = geo["win_h"] * geo["win_w"]
+                if plane > in_half:
+                    continue
+                resident = n_cb * p.taps <= w_half
+                cbi = min(n_cb, in_half // plane)
+                if not resident:
+                    cbi = min(cbi, w_half // p.taps)
+                if cbi < 1:
+                    continue
+                cbi = _cdiv(n_cb, _cdiv(n_cb, cbi))      # balance the chunks
+                yield Tiling(pe_k, pe_p, th, tw, cbi, resident)
+
+
+def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> float:
+    """Closed-form cycle estimate used to rank tilings before exact scheduling."""
+    units_per_pass = t.pe_k
+    n_passes = len(_passes(p, t, cfg))
+    n_cb = p.n_cblk(cfg.c0)
+    n_chunks = _cdiv(n_cb, t.cbi)
+    n_tiles = _cdiv(p.oh, t.pe_p * t.th) * _cdiv(p.ow, t.tw)
+    geo = _geometry(p, t)
+    gemm = t.cbi * p.taps * max(t.th * t.tw, GEMM_MIN_PIXELS) + GEMM_PIPELINE
+    bus, bw = cfg.gb_bus_bytes, cfg.dram_bytes_per_cycle
+    rows_in = t.cbi * geo["win_h"] * geo["win_w"]
+    chan_frac = min(1.0, p.red_channels / (n_cb * cfg.c0))
+    n_in_loads = t.pe_p * (1 if p.groups == 1 else len(_runs(_passes(p, t, cfg)[0])))
+    load = n_in_loads * max(rows_in * cfg.c0 / bus, rows_in * cfg.c0 * chan_frac / bw, 1)
+    if not t.resident:
+        wrows = t.cbi * p.taps
+        load += units_per_pass * max(wrows * cfg.c0 * cfg.k0 / bus, wrows * cfg.c0 * min(cfg.k0, p.kg) / bw, 1)
+    per_tile = n_chunks * max(gemm, load) + units_per_pass  # parameter loads
+    store = cfg.dram_latency + max(t.th * t.tw + 4, t.th * t.tw * t.pe_p * t.pe_k * cfg.k0 / bw)
+    per_tile = max(per_tile, store)
+    fill = 2 * cfg.dram_latency + load + store
+    if t.resident:
+        wrows = n_cb * p.taps
+        fill += units_per_pass * max(wrows * cfg.c0 * cfg.k0 / bus, 1) * n_passes / max(1, n_tiles)
+    return n_passes * n_tiles * per_tile + fill
+
+
+def _max_channels_ok(p: Problem) -> bool:
+    return p.c < 1 << 16 and p.k < 1 << 16
+
+
+def _split_groups(p: Problem) -> list[tuple[Problem, int]]:
+    """Split a problem with too many channels for the 16-bit fields into equal batches."""
+    if _max_channels_ok(p):
+        return [(p, 1)]
+    per = max(1, ((1 << 16) - 1) // max(p.cg, p.kg))
+    full, rest = divmod(p.groups, per)
+    parts = [(replace(p, groups=per, c=per * p.cg, k=per * p.kg), full)]
+    if rest:
+        parts.append((replace(p, groups=rest, c=rest * p.cg, k=rest * p.kg), 1))
+    return parts
+
+
+def check_fits(p: Problem, cfg: AcceleratorConfig) -> None:
+    """Raise MappingError naming the buffer that cannot hold the smallest tile of ``p``."""
+    t = Tiling(1, cfg.num_pe, 1, 1, 1, False)
+    geo = _geometry(p, t)
+    if geo["win_h"] * geo["win_w"] > cfg.input_rows // 2:
+        raise MappingError(f"{p.name}: the input buffer ({cfg.input_buf_bytes} bytes, half = "
+                           f"{cfg.input_rows // 2} rows of C0) cannot hold the {geo['win_h']}x{geo['win_w']} "
+                           f"input window of one output pixel")
+    if p.taps > cfg.weight_rows // 2:
+        raise MappingError(f"{p.name}: the weight buffer ({cfg.weight_buf_bytes} bytes, half = "
+                           f"{cfg.weight_rows // 2} rows per vector MAC) cannot hold the {p.taps} kernel taps "
+                           f"of one channel block")
+    if cfg.accum_depth // 2 < 1:
+        raise MappingError(f"{p.name}: the accumulation buffer ({cfg.accum_depth} entries) is too small")
+
+
+@lru_cache(maxsize=4096)
+def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
+    check_fits(p, cfg)
+    lay = dram_layout(p, cfg)
+    cands = list(_candidates(p, cfg))
+    if not cands:
+        raise MappingError(f"{p.name}: no tiling fits the buffers of configuration {cfg.name}")
+    # rank by the estimate; ties broken by the tiling itself so the choice is deterministic
+    ranked = sorted(cands, key=lambda t: (_estimate(p, t, cfg, lay), t.pe_k, -t.th, -t.tw))
+    best = None
+    for t in ranked[:exact_top]:
+        stream = build_stream(p, t, cfg, lay)
+        cycles = layer_cycles(stream, cfg)
+        if best is None or cycles < best.cycles:
+            best = Lowered(p, t, lay, stream, cycles, len(cands))
+    return best
+
+
+def layer_cycles(stream: list[Insn], cfg: AcceleratorConfig) -> int:
+    """Exact cycles of a layer's stream (ending with FENCE) when run on its own."""
+    sched = schedule(stream + [_insn(Op.END)], cfg)
+    return sched.total_cycles - 1      # END's own cycle belongs to the whole network
+
+
+def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = 3) -> list[tuple[Lowered, int]]:
+    """The fastest mapping found for a MAC layer: [(lowered part, repeat count)]."""
+    p = problem_of(layer, cfg)
+    return [(_map_problem(part, cfg, exact_top), n) for part, n in _split_groups(p)]
+
+
+# ---- non-MAC layers -----------------------------------------------------------------------------
+
+#: Element-wise operations the post-processing unit applies to the preceding MAC layer's output.
+FUSABLE_OPS = ("relu", "gelu", "batchnorm")
+VEC_OP_OF = {"softmax": VecOp.SOFTMAX, "layernorm": VecOp.LAYERNORM, "gelu": VecOp.GELU,
+             "relu": VecOp.RELU, "add": VecOp.ADD, "mul": VecOp.MUL, "resize": VecOp.RESIZE,
+             "concat": VecOp.CONCAT, "pool": VecOp.POOL, "batchnorm": VecOp.BATCHNORM, "copy": VecOp.COPY}
+
+
+def lower_vec(layer: Elementwise) -> list[Insn]:
+    """A non-MAC layer as one VEC instruction (reads its inputs from and writes its output to DRAM)."""
+    return [_insn(Op.VEC, vec_op=int(VEC_OP_OF[layer.op]), elements=layer.elements,
+                  bytes_in=layer.in_elements, bytes_out=layer.elements), _insn(Op.FENCE)]

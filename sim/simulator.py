@@ -1,0 +1,152 @@
+"""The fast cycle-level simulator in timing mode: a whole network on one configuration.
+
+Each layer is lowered to its instruction stream (``mapper.lower``) and the
+stream is scheduled cycle by cycle under the ISA's timing contract
+(``hw.timing.schedule``).  Layers are separated by FENCE, so a network's time
+is the sum of its layers' times plus the final END; identical layer shapes are
+mapped and scheduled once.  Element-wise operations the post-processing unit
+applies on the fly (ReLU, GELU, folded batch-norm directly after a MAC layer)
+and concatenations (producers store at a channel offset, ``k_pitch``) cost no
+instruction; every other non-MAC layer is one VEC instruction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from hw.config import AcceleratorConfig
+from hw.isa import Op
+from hw.timing import schedule, occupancy_and_latency
+from mapper.ir import MAC_KINDS, Model
+from mapper.lower import FUSABLE_OPS, Lowered, lower_vec, map_layer, _insn
+
+from .energy import EnergyModel
+from .events import count_events
+
+__all__ = ["LayerResult", "SimResult", "simulate", "layer_schedule"]
+
+
+@dataclass
+class LayerResult:
+    name: str
+    kind: str
+    part: str
+    shape: str
+    macs: int
+    cycles: int
+    compute_cycles: int          # cycles the MAC array is busy (GEMM latencies)
+    stall_cycles: int            # cycles of the layer in which the MAC array waits
+    utilization: float           # useful MACs / (cycles x MACs per cycle)
+    energy_pj: float
+    events: Counter
+    energy_breakdown: dict
+    mapping: str
+    instructions: int
+    start_cycle: int = 0
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("name", "kind", "part", "shape", "macs", "cycles", "compute_cycles",
+                                          "stall_cycles", "utilization", "energy_pj", "mapping",
+                                          "instructions", "start_cycle")}
+        d["energy_per_mac_pj"] = self.energy_pj / self.macs if self.macs else None
+        d["events"] = dict(self.events)
+        return d
+
+
+@dataclass
+class SimResult:
+    model: str
+    variant: str
+    config: AcceleratorConfig
+    layers: list[LayerResult]
+    total_cycles: int
+    total_macs: int
+    energy_pj: float
+    area_mm2: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def time_ms(self) -> float:
+        return self.total_cycles / (self.config.clock_ghz * 1e6)
+
+    @property
+    def energy_uj(self) -> float:
+        return self.energy_pj * 1e-6
+
+    @property
+    def utilization(self) -> float:
+        return self.total_macs / (self.total_cycles * self.config.macs_per_cycle)
+
+
+def _stream_stats(lowered: Lowered, cfg: AcceleratorConfig) -> tuple[Counter, int]:
+    """(events, MAC-array busy cycles) of a lowered layer, computed once per cached mapping."""
+    cached = getattr(lowered, "_stats", None)
+    if cached is None:
+        ev: Counter = Counter()
+        busy = 0
+        for insn in lowered.stream:
+            ev.update(count_events(insn, cfg))
+            if insn.op == Op.GEMM:
+                busy += occupancy_and_latency(insn, cfg)[1]
+        cached = (ev, busy)
+        lowered._stats = cached
+    return cached
+
+
+def layer_schedule(lowered: Lowered, cfg: AcceleratorConfig):
+    """Per-instruction schedule of a lowered layer on its own (for traces)."""
+    return schedule(lowered.stream + [_insn(Op.END)], cfg)
+
+
+def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callable[[str], None]] = None,
+             energy: Optional[EnergyModel] = None) -> SimResult:
+    """Simulate ``model`` on ``cfg`` in timing mode; ``progress(name)`` is called per layer."""
+    energy = energy or EnergyModel(cfg)
+    results: list[LayerResult] = []
+    clock = 0
+    prev_mac = False
+    for layer in model.layers:
+        if progress:
+            progress(layer.name)
+        if layer.kind in MAC_KINDS:
+            parts = map_layer(layer, cfg)
+            cycles = busy = n_insn = 0
+            ev: Counter = Counter()
+            for lowered, repeat in parts:
+                e, b = _stream_stats(lowered, cfg)
+                cycles += lowered.cycles * repeat
+                busy += b * repeat
+                n_insn += len(lowered.stream) * repeat
+                for k, v in e.items():
+                    ev[k] += v * repeat
+            t = parts[0][0].tiling
+            mapping = (f"{parts[0][0].problem.kind} pe {t.pe_k}x{t.pe_p} tile {t.th}x{t.tw} cblk/chunk {t.cbi}"
+                       f"{' resident' if t.resident else ''}{' folded' if parts[0][0].problem.fold else ''}")
+            prev_mac = True
+        else:
+            fused = (layer.op in FUSABLE_OPS and prev_mac) or layer.op == "concat" or layer.fused
+            if fused:
+                cycles = busy = n_insn = 0
+                ev = Counter()
+                mapping = "fused" if layer.op != "concat" else "zero-copy"
+            else:
+                stream = lower_vec(layer)
+                cycles = schedule(stream + [_insn(Op.END)], cfg).total_cycles - 1
+                busy = 0
+                n_insn = len(stream)
+                ev = Counter()
+                for insn in stream:
+                    ev.update(count_events(insn, cfg))
+                mapping = "vector unit"
+            prev_mac = False
+        e_pj = energy.energy_pj(ev)
+        util = layer.macs / (cycles * cfg.macs_per_cycle) if cycles else 0.0
+        results.append(LayerResult(layer.name, layer.kind, layer.part, layer.shape_str, layer.macs, cycles, busy,
+                                   max(0, cycles - busy) if layer.macs else 0, util, e_pj, ev,
+                                   energy.breakdown(ev), mapping, n_insn, clock))
+        clock += cycles
+    total = clock + 1   # END
+    return SimResult(model.name, model.variant, cfg, results, total, model.total_macs,
+                     sum(r.energy_pj for r in results))
