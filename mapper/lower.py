@@ -131,7 +131,7 @@ def problem_of(layer: Layer, cfg: AcceleratorConfig) -> Problem:
         if kh != kw:
             raise MappingError(f"{layer.name}: non-square kernels are not supported ({kh}x{kw})")
         if layer.depthwise:
-            pack = min(cfg.k0, cfg.c0)
+            pack = min(cfg.k0, cfg.c0, layer.in_ch)
             return Problem(layer.name, "depthwise", _cdiv(layer.in_ch, pack), layer.in_h, layer.in_w,
                            layer.in_ch, layer.out_ch, pack, pack, kh, kw, layer.stride, layer.padding,
                            relu=layer.relu, dw_pack=pack)
@@ -287,7 +287,7 @@ def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> li
                     for col, ch in enumerate(first_ch):
                         group.append(_insn(Op.LOAD_PARAM, pe_first=col, pe_count=t.pe_p, pe_step=t.pe_k,
                                            src_addr=lay["params"] + ch * PARAM_ENTRY_BYTES,
-                                           dst_addr=slot * k0, n_entries=k_per_pe))
+                                           dst_addr=slot * k0, n_entries=min(k_per_pe, p.k - ch)))
                 wbuf = (pi % 2 if t.resident else j % 2) * w_half
                 if not t.resident or (ci == 0 and ti == 0):
                     rows, roff = (n_cb * p.taps, 0) if t.resident else (ncb * p.taps, cb0 * p.taps)
@@ -299,7 +299,8 @@ def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> li
                             base = lay["weights"] + (first_ch[col] * rows_per_oc + roff) * c0
                             chan, stride = rows * c0, rows_per_oc * c0
                         group.append(_insn(Op.LOAD_WGT, pe_first=col, pe_count=t.pe_p, pe_step=t.pe_k,
-                                           src_addr=base, dst_addr=wbuf, rows=rows, n_out=k_per_pe,
+                                           src_addr=base, dst_addr=wbuf, rows=rows,
+                                           n_out=min(k_per_pe, p.k - first_ch[col]),
                                            chan=chan, out_stride=stride))
                 ibuf = (j % 2) * in_half
                 for pg in range(t.pe_p):
