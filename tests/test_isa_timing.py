@@ -1,0 +1,150 @@
+"""The ISA encoding round-trips, malformed streams are refused with their offset, and the
+timing contract behaves as documented."""
+
+import random
+
+import pytest
+
+from hw.config import AcceleratorConfig, get_config
+from hw.isa import FIELDS, INSN_BYTES, Op, StreamError, decode, decode_stream, disassemble, encode, encode_stream, make
+from hw.timing import QUEUE_DEPTH, latency, schedule
+from mapper.ir import Conv2d
+from mapper.lower import MappingError, map_layer, _insn
+from mapper.workloads import build_model
+
+
+def _random_insn(rng, op):
+    f = {}
+    for name, bits, signed in FIELDS[op]:
+        f[name] = rng.randrange(-(1 << (bits - 1)), 1 << (bits - 1)) if signed else rng.randrange(1 << bits)
+    deps = " ".join(d for d in ("pop_prev", "pop_next", "push_prev", "push_next") if rng.random() < 0.5)
+    return make(op, deps=deps, **f)
+
+
+@pytest.mark.parametrize("op", list(Op))
+def test_encoding_round_trips(op):
+    rng = random.Random(int(op))
+    for _ in range(50):
+        insn = _random_insn(rng, op)
+        word = encode(insn)
+        assert len(word) == INSN_BYTES
+        assert decode(word) == insn
+
+
+def test_mapper_stream_round_trips_through_binary_and_listing():
+    lowered, _ = map_layer(Conv2d("c", "encoder", 8, 8, 6, 6, kernel=3, padding=1), get_config("tiny"))[0]
+    data = encode_stream(lowered.stream)
+    assert decode_stream(data) == lowered.stream
+    listing = disassemble(decode_stream(data))
+    assert listing.count("\n") + 1 == len(lowered.stream)
+    assert "GEMM" in listing and "LOAD_INP" in listing and "STORE" in listing
+
+
+def test_malformed_streams_name_the_offset():
+    good = encode_stream([make(Op.NOP), make(Op.END)])
+    with pytest.raises(StreamError, match="truncated instruction at byte offset 32"):
+        decode_stream(good[:-5])
+    bad_op = bytearray(good)
+    bad_op[32] = 0x0F
+    with pytest.raises(StreamError, match="unknown opcode 15 at byte offset 32"):
+        decode_stream(bytes(bad_op))
+    reserved = bytearray(good)
+    reserved[63] = 0x80
+    with pytest.raises(StreamError, match="reserved bits"):
+        decode_stream(bytes(reserved))
+    with pytest.raises(StreamError, match=r"GEMM.out_h = 5000 does not fit 12 unsigned bits"):
+        make(Op.GEMM, out_h=5000)
+    with pytest.raises(ValueError, match="has no field 'bogus'"):
+        make(Op.GEMM, bogus=1)
+
+
+def test_schedule_refuses_broken_token_protocols():
+    cfg = get_config("tiny")
+    with pytest.raises(StreamError, match="pops a l2c token that no earlier instruction pushed"):
+        schedule([make(Op.GEMM, deps="pop_prev", out_h=1, out_w=1, kh=1, kw=1, n_cblk=1), make(Op.END)], cfg)
+    with pytest.raises(StreamError, match="unconsumed tokens"):
+        schedule([make(Op.GEMM, deps="push_next", out_h=1, out_w=1, kh=1, kw=1, n_cblk=1), make(Op.END)], cfg)
+    with pytest.raises(StreamError, match="has no END"):
+        schedule([make(Op.NOP)], cfg)
+    with pytest.raises(StreamError, match="LOAD queue has no such neighbour"):
+        schedule([make(Op.LOAD_GB, deps="push_prev", n_bytes=8), make(Op.END)], cfg)
+
+
+def test_tokens_order_units_and_loads_pipeline():
+    cfg = get_config("tiny")
+    ld = make(Op.LOAD_GB, deps="push_next", n_bytes=64)
+    gemm = make(Op.GEMM, deps="pop_prev", out_h=4, out_w=4, kh=1, kw=1, n_cblk=2)
+    s = schedule([ld, gemm, make(Op.END)], cfg)
+    assert s.start[1] == s.end[0]                          # the GEMM waited for the load's token
+    assert s.end[1] - s.start[1] == latency(gemm, cfg)
+    # two loads back to back overlap their DRAM latency: the second starts when the first's transfer ends
+    s2 = schedule([make(Op.LOAD_GB, n_bytes=64), make(Op.LOAD_GB, n_bytes=64), make(Op.END)], cfg)
+    assert s2.start[1] - s2.start[0] == 64 // cfg.dram_bytes_per_cycle
+    assert s2.end[1] - s2.end[0] == 64 // cfg.dram_bytes_per_cycle
+
+
+def test_queue_depth_stalls_dispatch():
+    cfg = get_config("tiny")
+    gemms = [make(Op.GEMM, out_h=4, out_w=4, kh=1, kw=1, n_cblk=4) for _ in range(QUEUE_DEPTH + 2)]
+    s = schedule(gemms + [make(Op.LOAD_GB, n_bytes=8), make(Op.END)], cfg)
+    # the load is fetched only once the compute queue has room for every GEMM before it
+    assert s.dispatch[-2] >= s.start[1]
+
+
+def test_network_time_is_sum_of_fenced_layers():
+    """Fences drain the machine, so scheduling a whole stream equals the sum of its layers."""
+    cfg = get_config("small")
+    model = build_model("segformer_b0", size=(64, 64))
+    whole, total = [], 0
+    for layer in model.mac_layers[:6]:
+        for lowered, n in map_layer(layer, cfg):
+            for _ in range(n):
+                whole += lowered.stream
+                total += lowered.cycles
+    assert schedule(whole + [_insn(Op.END)], cfg).total_cycles == total + 1
+
+
+def test_configuration_validation_names_the_value():
+    with pytest.raises(ValueError, match="c0 must be one of .* not 24"):
+        get_config("E", c0=24)
+    with pytest.raises(ValueError, match="num_pe must be a positive integer, not 0"):
+        get_config("E", num_pe=0)
+    with pytest.raises(ValueError, match="dram_bytes_per_cycle must be a positive integer, not -4"):
+        get_config("E", dram_bytes_per_cycle=-4)
+    with pytest.raises(KeyError, match="unknown configuration 'Z'; choose one of A, B"):
+        get_config("Z")
+    assert get_config("e") is get_config("E")
+    assert get_config("E").macs_per_cycle == 16384
+
+
+def test_presets_match_table_ii():
+    table = {"A": (32, 32, 1024, 64), "E": (16, 32, 128, 32), "M": (64, 16, 32, 16)}
+    for name, (pe, k, w, i) in table.items():
+        c = get_config(name)
+        assert (c.num_pe, c.k0, c.c0, c.weight_buf_bytes // 1024, c.input_buf_bytes // 1024) == (pe, k, k, w, i)
+
+
+def test_a_buffer_too_small_for_any_tile_names_layer_and_buffer():
+    tiny_inp = get_config("tiny", input_buf_bytes=64)          # 16 rows of C0: half holds 8 < 3x3 window
+    with pytest.raises(MappingError, match=r"big3x3: the input buffer \(64 bytes"):
+        map_layer(Conv2d("big3x3", "encoder", 8, 8, 8, 8, kernel=3, padding=1), tiny_inp)
+    small_w = get_config("tiny", weight_buf_bytes=256)         # 16 rows per vector MAC: half 8 < 9 taps
+    with pytest.raises(MappingError, match=r"w3x3: the weight buffer \(256 bytes"):
+        map_layer(Conv2d("w3x3", "encoder", 8, 8, 8, 8, kernel=3, padding=1), small_w)
+
+
+def test_mapping_is_deterministic_and_respects_capacities():
+    cfg = get_config("E")
+    layer = build_model("segformer_b2").layer("Conv2DFuse")
+    a = map_layer(layer, cfg)[0][0]
+    from mapper.lower import _map_problem
+    _map_problem.cache_clear()
+    b = map_layer(layer, cfg)[0][0]
+    assert a.tiling == b.tiling and a.cycles == b.cycles
+    for insn in a.stream:
+        if insn.op == Op.GEMM:
+            assert insn.acc_addr + insn.out_h * insn.out_w <= cfg.accum_depth
+        if insn.op == Op.LOAD_INP:
+            assert insn.dst_addr + insn.n_cblk * insn.win_h * insn.win_w <= cfg.input_rows
+        if insn.op == Op.LOAD_WGT:
+            assert insn.dst_addr + insn.rows <= cfg.weight_rows
