@@ -1,0 +1,124 @@
+"""``python -m sim.run``: report files, stream dump, trace and bad-input handling (run as a subprocess)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hw.isa import decode_stream, disassemble
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["--model", "segformer_b0", "--size", "64x64", "--config", "small"]
+REQUIRED = {"model", "config", "variant", "clock_ghz", "total_cycles", "time_ms", "energy_uj", "total_macs",
+            "energy_per_mac_pj", "area_mm2", "config_params", "shares", "layers"}
+
+
+def run(args, cwd, code=None):
+    env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
+    cmd = [sys.executable, "-m", "sim.run"] if code is None else [sys.executable, "-c", code]
+    return subprocess.run([*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_report_csv_plots_dump_and_trace(tmp_path):
+    layer = "stage0.block0.attn.q"
+    r = run([*SMALL, "--dump-layer", layer, "--trace", "--quiet"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "build" / "sim" / "segformer_b0_small"
+    doc = json.loads((out / "report.json").read_text())
+    assert REQUIRED <= set(doc)
+    assert doc["model"] == "segformer_b0" and doc["config"] == "small" and doc["variant"] == "full"
+    assert doc["config_params"]["name"] == "small"
+    assert doc["total_macs"] == sum(l["macs"] for l in doc["layers"]) > 0
+    assert doc["total_cycles"] == sum(l["cycles"] for l in doc["layers"]) + 1     # + END
+    assert abs(doc["energy_uj"] * 1e6 - sum(l["energy_pj"] for l in doc["layers"])) < 1e-6 * doc["energy_uj"] * 1e6
+    for l in doc["layers"]:
+        assert {"name", "kind", "macs", "cycles", "energy_pj"} <= set(l)
+    for dist in ("time", "energy"):
+        assert abs(sum(doc["shares"]["kind"][dist].values()) - 1) < 1e-9
+        assert abs(sum(doc["shares"]["part"][dist].values()) - 1) < 1e-9
+    assert "total cycles:" in r.stdout and "assumptions: DRAM 16 B/cycle" in r.stdout
+
+    with open(out / "layers.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(doc["layers"])
+    assert [row["name"] for row in rows] == [l["name"] for l in doc["layers"]]
+    assert sum(int(row["macs"]) for row in rows) == doc["total_macs"]
+
+    for png in ("time_energy.png", "energy_per_mac.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    data = (out / "streams" / f"{layer}.bin").read_bytes()
+    assert data and len(data) % 32 == 0
+    insns = decode_stream(data)
+    assert insns[-1].op.name == "END"
+    assert disassemble(insns) == (out / "streams" / f"{layer}.lst").read_text().rstrip("\n")
+
+    trace = json.loads((out / "trace.json").read_text())
+    events = trace["traceEvents"]
+    spans = [e for e in events if e["ph"] == "X"]
+    assert any(e["pid"] == 1 and e["name"] == layer for e in spans)
+    assert {e["tid"] for e in spans if e["pid"] > 1} == {0, 1, 2}          # LOAD, COMPUTE, STORE tracks
+    assert len(spans) < 210_000
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]   # no staging directory left
+
+
+def test_resnet50_on_E_no_plots(tmp_path):
+    out = tmp_path / "r"
+    r = run(["--model", "resnet50", "--config", "e", "--no-plots", "--quiet", "--out", str(out),
+             "--dram-bytes-per-cycle", "64", "--clock-ghz", "1.0"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["layers.csv", "report.json"]
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["config"] == "E" and doc["clock_ghz"] == 1.0
+    assert doc["config_params"]["dram_bytes_per_cycle"] == 64
+    assert doc["time_ms"] == pytest.approx(doc["total_cycles"] / 1e6)
+    assert "assumptions: DRAM 64 B/cycle" in r.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--model", "nope", "--config", "E"], "segformer_b0"),
+    (["--model", "resnet50", "--config", "Z"], "tiny"),
+    (["--model", "segformer_b0", "--variant", "bogus", "--config", "E"], "bogus"),
+    (["--model", "segformer_b0", "--size", "64by64", "--config", "E"], "HxW"),
+    (["--model", "segformer_b0", "--config", "E", "--dram-bytes-per-cycle", "0"], "dram_bytes_per_cycle"),
+    (["--model", "segformer_b0", "--config", "E", "--clock-ghz", "-1"], "clock_ghz"),
+    (["--model", "segformer_b0", "--config", "E", "--global-buf-kib", "0"], "global_buf_bytes"),
+    ([*SMALL, "--dump-layer", "no.such.layer"], "stage0.patch_embed"),
+])
+def test_bad_input_exits_2_without_writing(tmp_path, args, needle):
+    r = run(args, tmp_path)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0] and needle in lines[0], r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mapping_error_names_layer_and_buffer(tmp_path):
+    code = ("import sys\n"
+            "from hw.config import PRESETS, AcceleratorConfig\n"
+            "PRESETS['cramped'] = AcceleratorConfig(name='cramped', num_pe=2, k0=4, c0=4, weight_buf_bytes=256,"
+            " input_buf_bytes=16, accum_depth=128, param_depth=32, global_buf_bytes=16384)\n"
+            "from sim.run import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    r = run(["--model", "segformer_b0", "--size", "64x64", "--config", "cramped"], tmp_path, code=code)
+    assert r.returncode == 2
+    line, = r.stderr.strip().splitlines()
+    assert "stage0.block0.attn.sr" in line and "input buffer" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_prints_seed_and_records_summary(tmp_path):
+    out = tmp_path / "c"
+    r = run(["--model", "segformer_b0", "--size", "32x32", "--config", "small", "--check", "--seed", "7",
+             "--no-plots", "--quiet", "--out", str(out)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "seed: 7" in r.stdout and "functional check passed" in r.stdout
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["check"]["seed"] == 7 and doc["check"]["layers"] > 0
