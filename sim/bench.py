@@ -1,0 +1,104 @@
+"""Simulator benchmark for ``make bench``: ``python -m sim.bench [--out DIR] [--repeat N]``.
+
+Times the timing-mode simulation (``sim.simulator.simulate``, model already
+built) of segformer_b2, swin_tiny and resnet50 on configuration E: the median
+wall time of ``--repeat`` runs (default 3), each with the mapper's
+process-level cache cleared first (``mapper.lower._map_problem.cache_clear()``)
+so every run maps from scratch.  Records each run's simulated time, energy and
+MAC utilisation, and, if ``sim.functional`` is importable, the wall time of
+one ``check_model`` of segformer_b0 at 64x64 on configuration ``small``
+(seed 0).  Writes ``<out>/sim.json`` (default ``build/bench``) atomically and
+prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hw.config import get_config
+from mapper.lower import _map_problem
+from mapper.workloads import build_model
+
+from .simulator import simulate
+
+TIMING_CASES = (("segformer_b2", "E"), ("swin_tiny", "E"), ("resnet50", "E"))
+CHECK_CASE = ("segformer_b0", (64, 64), "small")
+
+
+def bench_timing(name: str, cfg_name: str, repeat: int) -> dict:
+    cfg = get_config(cfg_name)
+    model = build_model(name)
+    walls = []
+    res = None
+    for _ in range(repeat):
+        _map_problem.cache_clear()
+        t0 = time.perf_counter()
+        res = simulate(model, cfg)
+        walls.append(time.perf_counter() - t0)
+    return {"model": name, "config": cfg_name, "layers": len(model.layers),
+            "wall_s_median": statistics.median(walls), "wall_s_runs": walls,
+            "time_ms": res.time_ms, "energy_uj": res.energy_uj, "utilization": res.utilization,
+            "total_cycles": res.total_cycles, "total_macs": res.total_macs}
+
+
+def bench_check() -> dict | None:
+    try:
+        from .functional import check_model
+    except ImportError:
+        return None
+    name, size, cfg_name = CHECK_CASE
+    model = build_model(name, size=size)
+    _map_problem.cache_clear()
+    t0 = time.perf_counter()
+    summary = check_model(model, get_config(cfg_name), seed=0)
+    return {"model": name, "size": f"{size[0]}x{size[1]}", "config": cfg_name, "seed": 0,
+            "wall_s": time.perf_counter() - t0, "summary": summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(Path("build") / "bench"))
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.exit(2, f"{p.prog}: error: --repeat must be at least 1, not {args.repeat}\n")
+    timing = []
+    for name, cfg_name in TIMING_CASES:
+        r = bench_timing(name, cfg_name, args.repeat)
+        timing.append(r)
+        print(f"{name:<14} on {cfg_name}: {r['wall_s_median']:6.2f} s wall (median of {args.repeat})  "
+              f"simulated {r['time_ms']:.4f} ms, {r['energy_uj']:.1f} uJ, utilisation {100 * r['utilization']:.1f} %",
+              flush=True)
+    check = bench_check()
+    if check is None:
+        print("functional check: sim.functional not available, skipped")
+    else:
+        print(f"check_model {check['model']} {check['size']} on {check['config']}: {check['wall_s']:.2f} s wall")
+    doc = {"python": platform.python_version(), "machine": platform.machine(), "repeat": args.repeat,
+           "timing": timing, "functional_check": check}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".sim.", suffix=".tmp", dir=out)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1, default=str)
+            f.write("\n")
+        os.replace(tmp, out / "sim.json")
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    print(f"wrote {out / 'sim.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
