@@ -1,0 +1,324 @@
+"""Execution-path exploration: the paper's Figures 10 to 13 on the accelerator.
+
+An execution path is a model and one of its variants (encoder blocks kept,
+decoder channels kept, an OFA subnet).  ``explore`` simulates candidate paths
+on a configuration and joins them with accuracies from a CSV (the paper's
+published figures by default, ``data/accuracy_paper.csv``): accuracy cannot be
+measured here, as no weights or datasets are available.  Paths are matched to
+accuracy rows by structure (two spellings of the same layers are one path), and
+the Pareto front of accuracy against time and against energy is marked.
+
+Run as ``python -m sim.paths --model segformer_b2 --config E``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import itertools
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from hw.config import AcceleratorConfig, get_config
+from mapper.ir import MAC_KINDS, Model
+from mapper.workloads import MODEL_NAMES, build_model
+
+from .simulator import simulate
+
+__all__ = ["PathPoint", "AccuracyTable", "AccuracyError", "candidate_paths", "explore", "structure_key",
+           "weight_bytes", "pareto_mask", "DEFAULT_ACCURACY"]
+
+DEFAULT_ACCURACY = Path(__file__).resolve().parents[1] / "data" / "accuracy_paper.csv"
+
+
+class AccuracyError(ValueError):
+    """A malformed accuracy CSV; the message names the file, the line and the problem."""
+
+
+def structure_key(model: Model) -> str:
+    """Identity of a path: its model name and the shapes of its layers."""
+    h = hashlib.sha256(model.name.encode())
+    for layer in model.layers:
+        h.update(f"{layer.name}|{layer.kind}|{layer.shape_str};".encode())
+    return h.hexdigest()[:16]
+
+
+def weight_bytes(model: Model) -> int:
+    """int8 weight bytes of a path (matmul operands are activations, not weights)."""
+    total = 0
+    for layer in model.layers:
+        if layer.kind == "conv2d":
+            kh, kw = layer.kernel
+            total += layer.out_ch * (layer.in_ch // layer.groups) * kh * kw
+        elif layer.kind == "linear":
+            total += layer.in_features * layer.out_features
+    return total
+
+
+@dataclass
+class AccuracyRow:
+    model: str
+    path: str
+    accuracy: float
+    weight_set: str
+    source: str
+    line: int
+
+
+class AccuracyTable:
+    """Accuracies keyed by path structure, read from a CSV with columns model, path, accuracy
+    (and optionally weight_set, source); lines starting with ``#`` are comments."""
+
+    def __init__(self, rows: list[AccuracyRow], file: str):
+        self.file = file
+        self.rows = rows
+        self._by_key: dict[str, AccuracyRow] = {}
+        for row in rows:
+            try:
+                model = build_model(row.model, variant=row.path)
+            except (KeyError, ValueError) as e:
+                raise AccuracyError(f"{file}:{row.line}: unknown path {row.model}:{row.path}: "
+                                    f"{e.args[0] if e.args else e}") from None
+            self._by_key[structure_key(model)] = row
+
+    @classmethod
+    def read(cls, file: os.PathLike | str) -> "AccuracyTable":
+        file = str(file)
+        try:
+            text = Path(file).read_text().splitlines()
+        except OSError as e:
+            raise AccuracyError(f"{file}: cannot read: {e.strerror}") from None
+        lines = [(i + 1, line) for i, line in enumerate(text) if line.strip() and not line.lstrip().startswith("#")]
+        if not lines:
+            raise AccuracyError(f"{file}: no header line (need columns model,path,accuracy)")
+        reader = csv.reader([line for _, line in lines])
+        header = [h.strip() for h in next(reader)]
+        missing = [c for c in ("model", "path", "accuracy") if c not in header]
+        if missing:
+            raise AccuracyError(f"{file}:{lines[0][0]}: missing column(s) {', '.join(missing)}; "
+                                f"the header must name model,path,accuracy[,weight_set,source]")
+        rows = []
+        for (lineno, _), values in zip(lines[1:], reader):
+            rec = dict(zip(header, (v.strip() for v in values)))
+            if len(values) != len(header):
+                raise AccuracyError(f"{file}:{lineno}: {len(values)} fields, the header has {len(header)}")
+            try:
+                acc = float(rec["accuracy"])
+            except ValueError:
+                raise AccuracyError(f"{file}:{lineno}: accuracy {rec['accuracy']!r} is not a number") from None
+            if not 0.0 <= acc <= 1.0:
+                raise AccuracyError(f"{file}:{lineno}: accuracy {acc} outside 0..1")
+            if rec["model"] not in MODEL_NAMES:
+                raise AccuracyError(f"{file}:{lineno}: unknown model {rec['model']!r}; "
+                                    f"choose one of {', '.join(MODEL_NAMES)}")
+            rows.append(AccuracyRow(rec["model"], rec["path"], acc, rec.get("weight_set") or rec["model"],
+                                    rec.get("source", ""), lineno))
+        return cls(rows, file)
+
+    def lookup(self, model: Model) -> Optional[AccuracyRow]:
+        return self._by_key.get(structure_key(model))
+
+
+def candidate_paths(model: str) -> list[str]:
+    """Variants worth simulating for ``model`` (named points first, then a grid)."""
+    if model.startswith("segformer_b2"):
+        named = ["full"] + ([f"B2_{c}" for c in "abcdef"] if model == "segformer_b2" else [])
+        grid = [f"blocks={s0}-{s1}-{s2}-3,fuse={fuse}"
+                for s0, s1, s2 in itertools.product((3, 2), (4, 3), (6, 5))
+                for fuse in (3072, 2560, 1920, 1664, 1408, 1024, 896, 768, 512)]
+        return named + grid
+    if model.startswith("segformer_"):
+        return ["full"] + [f"fuse={f}" for f in (768, 512, 384, 256)]
+    if model.startswith("swin_"):
+        depth2 = {"swin_tiny": (6, 5, 4), "swin_small": (18, 16, 14), "swin_base": (18, 16, 14)}[model]
+        return ["full"] + [f"blocks=2-2-{d2}-{d3},fpn={fpn}" for d2 in depth2 for d3 in (2, 1)
+                           for fpn in (2048, 1792, 1536, 1024)]
+    if model == "ofa_resnet50":
+        return ["full"] + [f"d={d},e={e},w={w}" for d in (0, 1, 2) for e in (0.2, 0.25, 0.35)
+                           for w in (0.65, 0.8, 1.0)]
+    return ["full"]
+
+
+@dataclass
+class PathPoint:
+    model: str
+    path: str
+    macs: int
+    time_ms: float
+    energy_uj: float
+    conv_time_share: float
+    conv_mac_share: float
+    weight_bytes: int
+    accuracy: Optional[float] = None
+    weight_set: Optional[str] = None
+    source: str = ""
+    pareto_time: bool = False
+    pareto_energy: bool = False
+    largest: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def pareto_mask(costs: list[float], accuracies: list[Optional[float]]) -> list[bool]:
+    """Points with an accuracy that no other point beats in both lower cost and higher accuracy."""
+    out = []
+    for i, (c, a) in enumerate(zip(costs, accuracies)):
+        if a is None:
+            out.append(False)
+            continue
+        dominated = any(a2 is not None and c2 <= c and a2 >= a and (c2 < c or a2 > a)
+                        for j, (c2, a2) in enumerate(zip(costs, accuracies)) if j != i)
+        out.append(not dominated)
+    return out
+
+
+def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
+                  accuracy: Optional[AccuracyTable] = None) -> PathPoint:
+    model = build_model(model_name, variant=variant)
+    r = simulate(model, cfg)
+    conv_t = sum(l.cycles for l in r.layers if l.kind == "conv2d")
+    conv_m = sum(l.macs for l in r.layers if l.kind == "conv2d")
+    biggest = max(r.layers, key=lambda l: l.macs)
+    row = accuracy.lookup(model) if accuracy else None
+    return PathPoint(model_name, model.variant, r.total_macs, r.time_ms, r.energy_uj,
+                     conv_t / r.total_cycles, conv_m / r.total_macs, weight_bytes(model),
+                     row.accuracy if row else None, row.weight_set if row else model_name,
+                     row.source if row else "",
+                     largest={"name": biggest.name, "mac_share": biggest.macs / r.total_macs,
+                              "time_share": biggest.cycles / r.total_cycles})
+
+
+def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[AccuracyTable],
+            paths: Optional[list[str]] = None, progress=None) -> list[PathPoint]:
+    """Simulate every candidate path of ``models`` and mark the Pareto fronts."""
+    points: list[PathPoint] = []
+    seen: set[str] = set()
+    for m in models:
+        for variant in paths or candidate_paths(m):
+            model = build_model(m, variant=variant)
+            key = structure_key(model)
+            if key in seen:
+                continue
+            seen.add(key)
+            if progress:
+                progress(f"{m}:{model.variant}")
+            points.append(simulate_path(m, variant, cfg, accuracy))
+    acc = [p.accuracy for p in points]
+    for p, t in zip(points, pareto_mask([p.time_ms for p in points], acc)):
+        p.pareto_time = t
+    for p, e in zip(points, pareto_mask([p.energy_uj for p in points], acc)):
+        p.pareto_energy = e
+    return points
+
+
+def _write_atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def plot(points: list[PathPoint], title: str, file: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    base = next((p for p in points if p.path == "full"), points[0])
+    for ax, attr, front, label in ((axes[0], "time_ms", "pareto_time", "time"),
+                                   (axes[1], "energy_uj", "pareto_energy", "energy")):
+        xs = [getattr(p, attr) / getattr(base, attr) for p in points]
+        known = [(x, p) for x, p in zip(xs, points) if p.accuracy is not None]
+        unknown = [x for x, p in zip(xs, points) if p.accuracy is None]
+        ax.scatter([x for x, _ in known], [p.accuracy for _, p in known], color="tab:blue", zorder=3,
+                   label="paths with published accuracy")
+        for x, p in known:
+            ax.annotate(p.path if len(p.path) < 12 else p.path[:12], (x, p.accuracy), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        fr = sorted((x, p.accuracy) for x, p in known if getattr(p, front))
+        if fr:
+            ax.plot([x for x, _ in fr], [a for _, a in fr], color="tab:orange", label="Pareto front")
+        if unknown:
+            lo = min(p.accuracy for _, p in known) if known else 0
+            ax.scatter(unknown, [lo] * len(unknown), marker="|", color="grey", label="no accuracy data")
+        ax.set_xlabel(f"{label} relative to {base.model}:{base.path}")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(file, dpi=120, format="png")
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sim.paths", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", action="append", required=True, help="model (repeat to join models)")
+    ap.add_argument("--config", default="E")
+    ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY), help="CSV: model,path,accuracy[,weight_set,source]")
+    ap.add_argument("--paths", help="comma-separated variants instead of the built-in candidates "
+                                    "(separate them with ';' when a variant contains commas)")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--no-plot", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        for m in args.model:
+            if m not in MODEL_NAMES:
+                raise KeyError(f"unknown model {m!r}; choose one of {', '.join(MODEL_NAMES)}")
+        cfg = get_config(args.config)
+        table = AccuracyTable.read(args.accuracy)
+        paths = [p for p in args.paths.split(";")] if args.paths else None
+        if paths:
+            for m in args.model:
+                for p in paths:
+                    build_model(m, variant=p)
+    except (KeyError, ValueError) as e:
+        print(f"python -m sim.paths: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    label = "+".join(args.model)
+    out = Path(args.out or f"build/paths/{label}_{cfg.name}")
+    points = explore(args.model, cfg, table, paths,
+                     progress=lambda s: print(f"  simulating {s}", file=sys.stderr, flush=True))
+    base = next((p for p in points if p.path == "full"), points[0])
+    print(f"{'path':34s} {'GMACs':>7s} {'time ms':>8s} {'energy uJ':>10s} {'conv t%':>7s} {'accuracy':>8s}  front")
+    for p in sorted(points, key=lambda p: -p.time_ms):
+        acc = f"{p.accuracy:.4f}" if p.accuracy is not None else "   -"
+        front = ("T" if p.pareto_time else " ") + ("E" if p.pareto_energy else " ")
+        print(f"{p.model + ':' + p.path:34.34s} {p.macs / 1e9:7.2f} {p.time_ms:8.3f} {p.energy_uj:10.1f} "
+              f"{100 * p.conv_time_share:6.1f}% {acc:>8s}  {front}")
+    print(f"savings are relative to {base.model}:{base.path}; T/E = on the time/energy Pareto front "
+          f"(paths without accuracy data are not ranked)")
+    doc = {"models": args.model, "config": cfg.name, "accuracy_file": args.accuracy,
+           "baseline": f"{base.model}:{base.path}",
+           "points": [dict(p.to_dict(), time_saving=1 - p.time_ms / base.time_ms,
+                           energy_saving=1 - p.energy_uj / base.energy_uj,
+                           mac_saving=1 - p.macs / base.macs) for p in points]}
+    _write_atomic(out / "paths.json", lambda f: Path(f).write_text(json.dumps(doc, indent=1)))
+
+    def write_csv(f):
+        with open(f, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["model", "path", "macs", "time_ms", "energy_uj", "accuracy", "pareto_time", "pareto_energy"])
+            for p in points:
+                w.writerow([p.model, p.path, p.macs, f"{p.time_ms:.4f}", f"{p.energy_uj:.2f}",
+                            "" if p.accuracy is None else p.accuracy, int(p.pareto_time), int(p.pareto_energy)])
+    _write_atomic(out / "paths.csv", write_csv)
+    if not args.no_plot:
+        _write_atomic(out / "paths.png", lambda f: plot(points, f"{label} on {cfg.name}", f))
+    print(f"wrote {out}/paths.json, paths.csv" + ("" if args.no_plot else ", paths.png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

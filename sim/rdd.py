@@ -1,0 +1,200 @@
+"""Resource-dependent dynamic (RDD) inference: pick an execution path per frame.
+
+Given a trace of per-frame budgets (a CSV with a ``frame`` column and a
+``time_ms`` or ``energy_uj`` column), the runtime picks for each frame the most
+accurate path whose cost fits the budget, including the cost of switching
+weights: a path whose ``weight_set`` differs from the one in use must first
+copy its weights into the accelerator's working DRAM region (a read and a
+write of every weight byte at the configuration's DRAM bandwidth, and the DRAM
+energy of those bytes).  Paths that share a weight set (SegFormer's pruned
+paths all run on the B2 weights) switch for free.  A frame that no path fits
+is a miss: the runtime runs the cheapest path anyway and counts it.
+
+The baseline is the static choice a designer would make for the worst case:
+the most accurate single path that fits every frame's budget.
+
+Run as ``python -m sim.rdd --model segformer_b2 --config E --budgets trace.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from hw.config import AcceleratorConfig, get_config
+from mapper.workloads import MODEL_NAMES, build_model
+
+from .energy import EnergyModel
+from .paths import DEFAULT_ACCURACY, AccuracyError, AccuracyTable, PathPoint, _write_atomic, simulate_path
+
+__all__ = ["Budget", "BudgetError", "read_budgets", "run_trace", "switch_cost"]
+
+EXAMPLE_TRACE = Path(__file__).resolve().parents[1] / "data" / "traces" / "segformer_b2_E_time.csv"
+
+
+class BudgetError(ValueError):
+    """A malformed budget trace; the message names the file, the line and the problem."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    frame: int
+    value: float
+
+
+def read_budgets(file: str) -> tuple[str, list[Budget]]:
+    """(``time_ms`` or ``energy_uj``, budgets) from a trace CSV."""
+    try:
+        text = Path(file).read_text().splitlines()
+    except OSError as e:
+        raise BudgetError(f"{file}: cannot read: {e.strerror}") from None
+    lines = [(i + 1, l) for i, l in enumerate(text) if l.strip() and not l.lstrip().startswith("#")]
+    if not lines:
+        raise BudgetError(f"{file}: empty; need a header frame,time_ms or frame,energy_uj")
+    header = [h.strip() for h in lines[0][1].split(",")]
+    kinds = [k for k in ("time_ms", "energy_uj") if k in header]
+    if "frame" not in header or len(kinds) != 1:
+        raise BudgetError(f"{file}:{lines[0][0]}: header {','.join(header)!r} must have a 'frame' column and "
+                          f"exactly one of 'time_ms' or 'energy_uj'")
+    kind = kinds[0]
+    out = []
+    for lineno, line in lines[1:]:
+        values = [v.strip() for v in line.split(",")]
+        if len(values) != len(header):
+            raise BudgetError(f"{file}:{lineno}: {len(values)} fields, the header has {len(header)}")
+        rec = dict(zip(header, values))
+        try:
+            frame, value = int(rec["frame"]), float(rec[kind])
+        except ValueError:
+            raise BudgetError(f"{file}:{lineno}: frame {rec['frame']!r} or {kind} {rec[kind]!r} is not a number") from None
+        if value < 0:
+            raise BudgetError(f"{file}:{lineno}: negative budget {value} {kind}")
+        out.append(Budget(frame, value))
+    if not out:
+        raise BudgetError(f"{file}: no frames")
+    return kind, out
+
+
+def switch_cost(point: PathPoint, cfg: AcceleratorConfig, energy: EnergyModel) -> tuple[float, float]:
+    """(ms, uJ) to bring a path's weights into the working region: read + write of every byte."""
+    moved = point.weight_bytes
+    cycles = cfg.dram_latency + 2 * moved / cfg.dram_bytes_per_cycle
+    pj = energy.cost_pj("dram_read_bytes") * moved + energy.cost_pj("dram_write_bytes") * moved
+    return cycles / (cfg.clock_ghz * 1e6), pj * 1e-6
+
+
+def run_trace(points: list[PathPoint], kind: str, budgets: list[Budget], cfg: AcceleratorConfig) -> dict:
+    """Per-frame choices and the summary against the static worst-case choice."""
+    energy = EnergyModel(cfg)
+    usable = [p for p in points if p.accuracy is not None]
+    if not usable:
+        raise ValueError("no path has accuracy data: supply an accuracy CSV naming some of the simulated paths")
+    cost = (lambda p: p.time_ms) if kind == "time_ms" else (lambda p: p.energy_uj)
+    sw = {id(p): switch_cost(p, cfg, energy) for p in usable}
+    sw_cost = (lambda p: sw[id(p)][0]) if kind == "time_ms" else (lambda p: sw[id(p)][1])
+    by_acc = sorted(usable, key=lambda p: (-p.accuracy, cost(p)))
+    frames = []
+    current: Optional[str] = by_acc[0].weight_set          # the most accurate path's weights start loaded
+    for b in budgets:
+        choice, switched = None, False
+        for p in by_acc:
+            extra = sw_cost(p) if p.weight_set != current else 0.0
+            if cost(p) + extra <= b.value:
+                choice, switched = p, p.weight_set != current
+                break
+        miss = choice is None
+        if miss:
+            choice = min(usable, key=cost)
+            switched = choice.weight_set != current
+        t = choice.time_ms + (sw[id(choice)][0] if switched else 0)
+        e = choice.energy_uj + (sw[id(choice)][1] if switched else 0)
+        current = choice.weight_set
+        frames.append({"frame": b.frame, "budget": b.value, "path": f"{choice.model}:{choice.path}",
+                       "accuracy": choice.accuracy, "time_ms": t, "energy_uj": e, "switched": switched,
+                       "miss": miss})
+    worst = min(b.value for b in budgets)
+    static = next((p for p in by_acc if cost(p) <= worst), None)
+    summary = {
+        "frames": len(frames),
+        "mean_accuracy": sum(f["accuracy"] for f in frames) / len(frames),
+        "misses": sum(f["miss"] for f in frames),
+        "switches": sum(f["switched"] for f in frames),
+        "energy_uj": sum(f["energy_uj"] for f in frames),
+        "time_ms": sum(f["time_ms"] for f in frames),
+    }
+    if static is not None:
+        summary["static"] = {"path": f"{static.model}:{static.path}", "accuracy": static.accuracy,
+                             "energy_uj": static.energy_uj * len(frames), "time_ms": static.time_ms * len(frames),
+                             "misses": 0}
+    else:
+        cheapest = min(usable, key=cost)
+        summary["static"] = {"path": f"{cheapest.model}:{cheapest.path}", "accuracy": cheapest.accuracy,
+                             "energy_uj": cheapest.energy_uj * len(frames),
+                             "time_ms": cheapest.time_ms * len(frames),
+                             "misses": sum(cost(cheapest) > b.value for b in budgets)}
+    return {"kind": kind, "frames": frames, "summary": summary}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sim.rdd", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", action="append", required=True, help="model whose paths are candidates (repeatable)")
+    ap.add_argument("--config", default="E")
+    ap.add_argument("--budgets", default=str(EXAMPLE_TRACE), help="trace CSV: frame,time_ms or frame,energy_uj")
+    ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY))
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    try:
+        for m in args.model:
+            if m not in MODEL_NAMES:
+                raise KeyError(f"unknown model {m!r}; choose one of {', '.join(MODEL_NAMES)}")
+        cfg = get_config(args.config)
+        table = AccuracyTable.read(args.accuracy)
+        kind, budgets = read_budgets(args.budgets)
+        # candidates: every path of the accuracy table that belongs to the chosen models
+        rows = [r for r in table.rows if r.model in args.model]
+        if not rows:
+            raise ValueError(f"{args.accuracy}: no accuracy rows for {', '.join(args.model)}")
+    except (KeyError, ValueError) as e:
+        print(f"python -m sim.rdd: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    points = []
+    for r in rows:
+        print(f"  simulating {r.model}:{r.path}", file=sys.stderr, flush=True)
+        points.append(simulate_path(r.model, r.path, cfg, table))
+    try:
+        res = run_trace(points, kind, budgets, cfg)
+    except ValueError as e:
+        print(f"python -m sim.rdd: error: {e}", file=sys.stderr)
+        return 2
+    s, st = res["summary"], res["summary"]["static"]
+    unit = "ms" if kind == "time_ms" else "uJ"
+    print(f"{len(points)} paths, {s['frames']} frames, budgets in {unit} from {args.budgets}")
+    for p in sorted(points, key=lambda p: -p.accuracy):
+        print(f"  {p.model + ':' + p.path:28s} acc {p.accuracy:.4f}  {p.time_ms:7.3f} ms  {p.energy_uj:9.1f} uJ"
+              f"  weights {p.weight_bytes / 1e6:5.1f} MB ({p.weight_set})")
+    print(f"RDD:    mean accuracy {s['mean_accuracy']:.4f}, misses {s['misses']}, switches {s['switches']}, "
+          f"energy {s['energy_uj'] / 1e3:.1f} mJ, time {s['time_ms']:.1f} ms")
+    print(f"static: {st['path']} mean accuracy {st['accuracy']:.4f}, misses {st['misses']}, "
+          f"energy {st['energy_uj'] / 1e3:.1f} mJ, time {st['time_ms']:.1f} ms")
+    out = Path(args.out or f"build/rdd/{'+'.join(args.model)}_{cfg.name}")
+    _write_atomic(out / "rdd.json", lambda f: Path(f).write_text(json.dumps(
+        dict(res, models=args.model, config=cfg.name, budgets_file=args.budgets,
+             paths=[p.to_dict() for p in points]), indent=1)))
+
+    def write_frames(f):
+        with open(f, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(res["frames"][0]))
+            w.writeheader()
+            w.writerows(res["frames"])
+    _write_atomic(out / "frames.csv", write_frames)
+    print(f"wrote {out}/rdd.json, frames.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Execution-path exploration and the RDD runtime: accuracy joins, Pareto fronts, budgets, switching."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hw.config import get_config
+from mapper.workloads import build_model
+from sim.paths import AccuracyError, AccuracyTable, PathPoint, pareto_mask, structure_key, weight_bytes
+from sim.rdd import Budget, BudgetError, read_budgets, run_trace, switch_cost
+from sim.energy import EnergyModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_pareto_mask():
+    costs = [1.0, 2.0, 3.0, 2.5, 4.0]
+    accs = [0.30, 0.40, 0.45, 0.39, None]
+    assert pareto_mask(costs, accs) == [True, True, True, False, False]
+
+
+def test_same_path_spelled_differently_has_one_key():
+    keys = {structure_key(build_model("segformer_b2", v)) for v in ("full", "B2", "blocks=3-4-6-3,fuse=3072")}
+    assert len(keys) == 1
+    assert structure_key(build_model("segformer_b2", "B2_c")) == structure_key(
+        build_model("segformer_b2", "blocks=2-4-6-3,fuse=1408"))
+    assert structure_key(build_model("segformer_b2", "B2_c")) != structure_key(build_model("segformer_b2"))
+
+
+def test_weight_bytes_shrink_with_pruning():
+    full = weight_bytes(build_model("segformer_b2"))
+    assert 25e6 < full < 30e6                      # SegFormer-B2 has about 27.5 M parameters
+    assert weight_bytes(build_model("segformer_b2", "B2_f")) < full
+
+
+def test_default_accuracy_table_joins_paper_points():
+    table = AccuracyTable.read(ROOT / "data" / "accuracy_paper.csv")
+    assert table.lookup(build_model("segformer_b2", "blocks=2-3-5-3,fuse=512")).accuracy == pytest.approx(0.3345)
+    assert table.lookup(build_model("segformer_b2", "fuse=2000")) is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model,path\nsegformer_b2,full\n", r"bad.csv:1: missing column\(s\) accuracy"),
+    ("model,path,accuracy\nsegformer_b2,full,high\n", r"bad.csv:2: accuracy 'high' is not a number"),
+    ("model,path,accuracy\nsegformer_b2,full,46.5\n", r"bad.csv:2: accuracy 46.5 outside 0..1"),
+    ("model,path,accuracy\nsegformer_b2,B2_z,0.4\n", r"bad.csv:2: unknown path segformer_b2:B2_z"),
+    ("model,path,accuracy\nvit,full,0.4\n", r"bad.csv:2: unknown model 'vit'"),
+])
+def test_bad_accuracy_csv_names_file_and_line(tmp_path, text, message):
+    f = tmp_path / "bad.csv"
+    f.write_text(text)
+    with pytest.raises(AccuracyError, match=message):
+        AccuracyTable.read(f)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("frame,time_ms\n0,3\n1,-1\n", r"t.csv:3: negative budget"),
+    ("frame,budget\n0,3\n", r"t.csv:1: header .* must have a 'frame' column"),
+    ("frame,time_ms\n0,abc\n", r"t.csv:2: .* is not a number"),
+    ("frame,time_ms\n0,1,2\n", r"t.csv:2: 3 fields, the header has 2"),
+])
+def test_bad_budget_csv_names_file_and_line(tmp_path, text, message):
+    f = tmp_path / "t.csv"
+    f.write_text(text)
+    with pytest.raises(BudgetError, match=message):
+        read_budgets(str(f))
+
+
+def _point(path, t, acc, wset, wbytes=1_000_000):
+    return PathPoint("m", path, 1, t, t * 10, 0.5, 0.5, wbytes, acc, wset)
+
+
+def test_rdd_picks_most_accurate_fitting_path_and_counts_misses():
+    cfg = get_config("E")
+    pts = [_point("big", 5.0, 0.46, "A"), _point("mid", 4.0, 0.44, "A"), _point("small", 3.0, 0.40, "A")]
+    res = run_trace(pts, "time_ms", [Budget(0, 6), Budget(1, 4.5), Budget(2, 3.2), Budget(3, 1.0)], cfg)
+    assert [f["path"] for f in res["frames"]] == ["m:big", "m:mid", "m:small", "m:small"]
+    assert [f["miss"] for f in res["frames"]] == [False, False, False, True]
+    s = res["summary"]
+    assert s["misses"] == 1 and s["mean_accuracy"] == pytest.approx((0.46 + 0.44 + 0.40 + 0.40) / 4)
+    assert s["static"]["path"] == "m:small" and s["static"]["misses"] == 1
+
+
+def test_rdd_charges_switching_between_weight_sets():
+    cfg = get_config("E")
+    big, other = _point("big", 5.0, 0.46, "A", 30_000_000), _point("other", 3.0, 0.44, "B", 30_000_000)
+    sw_ms, sw_uj = switch_cost(other, cfg, EnergyModel(cfg))
+    assert sw_ms == pytest.approx((cfg.dram_latency + 2 * 30_000_000 / cfg.dram_bytes_per_cycle) / 1.25e6)
+    assert sw_uj > 0
+    # 3.0 ms + switch (0.375 ms) fits 3.5 but not 3.2
+    res = run_trace([big, other], "time_ms", [Budget(0, 3.5), Budget(1, 3.2)], cfg)
+    f0, f1 = res["frames"]
+    assert f0["path"] == "m:other" and f0["switched"] and f0["time_ms"] == pytest.approx(3.0 + sw_ms)
+    assert f1["path"] == "m:other" and not f1["switched"] and not f1["miss"]
+
+
+def test_rdd_cli_on_the_shipped_trace(tmp_path):
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
+    r = subprocess.run([sys.executable, "-m", "sim.rdd", "--model", "segformer_b2", "--config", "E",
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "RDD:" in r.stdout and "static:" in r.stdout
+    assert (tmp_path / "out" / "rdd.json").exists() and (tmp_path / "out" / "frames.csv").exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("frame,time_ms\n0,-3\n")
+    r = subprocess.run([sys.executable, "-m", "sim.rdd", "--model", "segformer_b2", "--budgets", str(bad),
+                        "--out", str(tmp_path / "none")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and "bad.csv:2: negative budget" in r.stderr
+    assert not (tmp_path / "none").exists()
