@@ -16,11 +16,16 @@ ARGS    ?=
 opt = $(if $(2),$(1) $(2))
 MODEL_ARGS = --model $(MODEL) $(call opt,--variant,$(VARIANT)) $(call opt,--size,$(SIZE))
 
-.PHONY: help venv flops sim test bench clean
+BUDGETS  ?=
+ACCURACY ?=
+
+.PHONY: help venv flops sim paths rdd test bench clean
 
 help:
 	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [CHECK=1]   simulate a network"
 	@echo "make flops MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW]         per-layer MAC analysis"
+	@echo "make paths MODEL=segformer_b2 CFG=E                           execution paths vs accuracy (Figs. 10-13)"
+	@echo "make rdd   MODEL=segformer_b2 CFG=E [BUDGETS=trace.csv]        RDD runtime over a budget trace"
 	@echo "make test                                                      the test suite (CI)"
 	@echo "make bench                                                     benchmarks -> build/bench/*.json"
 
@@ -37,6 +42,12 @@ flops: $(STAMP)
 
 sim: $(STAMP)
 	$(PY) -m sim.run $(MODEL_ARGS) --config $(CFG) $(if $(CHECK),--check) $(ARGS)
+
+paths: $(STAMP)
+	$(PY) -m sim.paths --model $(MODEL) --config $(CFG) $(call opt,--accuracy,$(ACCURACY)) $(ARGS)
+
+rdd: $(STAMP)
+	$(PY) -m sim.rdd --model $(MODEL) --config $(CFG) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests $(ARGS)
