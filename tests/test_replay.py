@@ -1,0 +1,27 @@
+"""A dumped stream replays to the simulator's cycle count; a damaged one is refused with its offset."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from hw.config import get_config
+from hw.isa import Op, encode_stream
+from mapper.ir import Conv2d
+from mapper.lower import _insn, map_layer
+from sim.replay import replay
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_replay_equals_mapper_cycles(tmp_path):
+    cfg = get_config("small")
+    lowered, _ = map_layer(Conv2d("c", "encoder", 24, 20, 12, 12, kernel=3, padding=1), cfg)[0]
+    data = encode_stream(lowered.stream + [_insn(Op.END)])
+    r = replay(data, cfg)
+    assert r["total_cycles"] == lowered.cycles + 1
+    f = tmp_path / "s.bin"
+    f.write_bytes(data[:-7])
+    p = subprocess.run([sys.executable, "-m", "sim.replay", str(f), "--config", "small"], capture_output=True,
+                       text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 2
+    assert f"truncated instruction at byte offset {len(data) - 32}" in p.stderr
