@@ -51,7 +51,7 @@ __all__ = ["main", "build_report", "format_report", "run_dir_name", "CSV_COLUMNS
 DEFAULT_ROOT = Path("build") / "sim"
 KIND_GROUPS = ("conv2d", "linear", "matmul", "non_mac")
 CSV_COLUMNS = ("name", "kind", "part", "shape", "macs", "cycles", "compute_cycles", "stall_cycles",
-               "utilization", "energy_pj", "energy_per_mac_pj", "start_cycle", "instructions", "mapping")
+               "utilization", "energy_pj", "energy_per_mac_pj", "start_cycle", "instructions", "bound", "mapping")
 #: Upper bound on instruction-level events in ``trace.json`` (shared by the traced layers).
 TRACE_EVENT_CAP = 200_000
 TRACED_LAYERS = 3
@@ -126,14 +126,15 @@ def assumptions_line(cfg: AcceleratorConfig) -> str:
 
 
 def format_table(doc: dict) -> str:
-    head = ("layer", "kind", "MACs", "cycles", "util %", "stall", "energy nJ", "pJ/MAC")
+    head = ("layer", "kind", "MACs", "cycles", "util %", "stall", "energy nJ", "pJ/MAC", "bound")
     rows = []
     for l in doc["layers"]:
         epm = l["energy_per_mac_pj"]
         rows.append((l["name"], l["kind"], f"{l['macs']:,}", f"{l['cycles']:,}", f"{100 * l['utilization']:.1f}",
-                     f"{l['stall_cycles']:,}", f"{l['energy_pj'] / 1e3:,.1f}", f"{epm:.3f}" if epm else "-"))
+                     f"{l['stall_cycles']:,}", f"{l['energy_pj'] / 1e3:,.1f}", f"{epm:.3f}" if epm else "-",
+                     l.get("bound", "")))
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    align = "<<>>>>>>"
+    align = "<<>>>>>><"
     line = lambda r: "  ".join(f"{c:{a}{w}}" for c, a, w in zip(r, align, widths))
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 

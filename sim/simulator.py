@@ -45,11 +45,19 @@ class LayerResult:
     mapping: str
     instructions: int
     start_cycle: int = 0
+    bound: str = ""              # the resource whose floor is highest (see ``floors``)
+
+    @property
+    def floors(self) -> dict:
+        return _floors(self.events, self._cfg) if self._cfg else {}
+
+    _cfg: Optional[AcceleratorConfig] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("name", "kind", "part", "shape", "macs", "cycles", "compute_cycles",
                                           "stall_cycles", "utilization", "energy_pj", "mapping",
-                                          "instructions", "start_cycle")}
+                                          "instructions", "start_cycle", "bound")}
+        d["floors"] = self.floors
         d["energy_per_mac_pj"] = self.energy_pj / self.macs if self.macs else None
         d["events"] = dict(self.events)
         return d
@@ -78,6 +86,17 @@ class SimResult:
     @property
     def utilization(self) -> float:
         return self.total_macs / (self.total_cycles * self.config.macs_per_cycle)
+
+
+def _floors(ev: Counter, cfg: AcceleratorConfig) -> dict:
+    """Lower bounds on a layer's cycles from each resource it uses, from its events."""
+    return {
+        "compute": ev["mac"] / cfg.macs_per_cycle,
+        "dram_read": ev["dram_read_bytes"] / cfg.dram_bytes_per_cycle,
+        "dram_write": ev["dram_write_bytes"] / cfg.dram_bytes_per_cycle,
+        "bus": ev["bus_bytes"] / cfg.gb_bus_bytes,
+        "vector": ev["vec_ops"] / cfg.vector_lanes,
+    }
 
 
 def _stream_stats(lowered: Lowered, cfg: AcceleratorConfig) -> tuple[Counter, int]:
@@ -143,9 +162,11 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
             prev_mac = False
         e_pj = energy.energy_pj(ev)
         util = layer.macs / (cycles * cfg.macs_per_cycle) if cycles else 0.0
+        floors = _floors(ev, cfg)
+        bound = max(floors, key=floors.get) if cycles else "-"
         results.append(LayerResult(layer.name, layer.kind, layer.part, layer.shape_str, layer.macs, cycles, busy,
                                    max(0, cycles - busy) if layer.macs else 0, util, e_pj, ev,
-                                   energy.breakdown(ev), mapping, n_insn, clock))
+                                   energy.breakdown(ev), mapping, n_insn, clock, bound, cfg))
         clock += cycles
     total = clock + 1   # END
     return SimResult(model.name, model.variant, cfg, results, total, model.total_macs,
