@@ -442,15 +442,28 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
     cands = list(_candidates(p, cfg))
     if not cands:
         raise MappingError(f"{p.name}: no tiling fits the buffers of configuration {cfg.name}")
-    # rank by the estimate; ties broken by the tiling itself so the choice is deterministic
-    ranked = sorted(cands, key=lambda t: (_estimate(p, t, cfg, lay), t.pe_k, -t.th, -t.tw))
-    best = None
+    # rank by the estimate, then by DRAM traffic (energy), then by the tiling itself (determinism)
+    ranked = sorted(cands, key=lambda t: (_estimate(p, t, cfg, lay), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw))
+    best, best_key = None, None
     for t in ranked[:exact_top]:
         stream = build_stream(p, t, cfg, lay)
-        cycles = layer_cycles(stream, cfg)
-        if best is None or cycles < best.cycles:
-            best = Lowered(p, t, lay, stream, cycles, len(cands))
+        key = (layer_cycles(stream, cfg), _traffic(p, t, cfg))
+        if best is None or key < best_key:
+            best, best_key = Lowered(p, t, lay, stream, key[0], len(cands)), key
     return best
+
+
+def _traffic(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> int:
+    """DRAM bytes a tiling moves (inputs with halos and re-reads, weights, outputs), to break ties."""
+    n_passes = len(_passes(p, t, cfg))
+    n_tiles = _cdiv(p.oh, t.pe_p * t.th) * _cdiv(p.ow, t.tw)
+    geo = _geometry(p, t)
+    n_cb = p.n_cblk(cfg.c0)
+    per_group_in = t.pe_p * geo["win_h"] * geo["win_w"] * min(p.red_channels, n_cb * cfg.c0)
+    inputs = n_passes * n_tiles * per_group_in * (1 if p.groups == 1 else t.pe_k)
+    w_pass = t.pe_k * n_cb * p.taps * cfg.c0 * min(cfg.k0, p.kg)
+    weights = n_passes * w_pass * (1 if t.resident else n_tiles)
+    return inputs + weights + p.oh * p.ow * p.k
 
 
 def layer_cycles(stream: list[Insn], cfg: AcceleratorConfig) -> int:

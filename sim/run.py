@@ -44,7 +44,7 @@ from mapper.lower import FUSABLE_OPS, MappingError, _insn, lower_vec, map_layer
 from mapper.workloads import MODEL_NAMES, build_model
 
 from .area import area_mm2
-from .simulator import LayerResult, SimResult, layer_schedule, simulate
+from .simulator import IDEAL_MEMORY, LayerResult, SimResult, layer_schedule, simulate
 
 __all__ = ["main", "build_report", "format_report", "run_dir_name", "CSV_COLUMNS", "TRACE_EVENT_CAP"]
 
@@ -106,6 +106,7 @@ def build_report(res: SimResult, cfg_key: str) -> dict:
         "area_mm2": area,
         "macs_per_s_per_mm2": res.total_macs / seconds / area if seconds and area else None,
         "config_params": cfg.to_dict(),
+        "mac_only": bool(res.extra.get("mac_only")),
         "shares": _shares(res),
         "largest_by_time": [r.name for r in largest],
         "layers": [r.to_dict() for r in res.layers],
@@ -146,6 +147,8 @@ def format_totals(doc: dict, cfg: AcceleratorConfig) -> str:
     out = [
         f"model {doc['model']}  variant {doc['variant']}  config {doc['config']}",
         assumptions_line(cfg),
+        *(["mode:              MAC layers only (non-MAC layers left out of time and energy)"]
+          if doc.get("mac_only") else []),
         f"total cycles:      {doc['total_cycles']:,}",
         f"time:              {doc['time_ms']:.4f} ms at {doc['clock_ghz']:g} GHz",
         f"energy:            {doc['energy_uj']:.2f} uJ ({doc['energy_uj'] / 1e3:.4f} mJ)",
@@ -339,6 +342,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dram-latency", type=int, default=None)
     p.add_argument("--clock-ghz", type=float, default=None)
     p.add_argument("--global-buf-kib", type=int, default=None)
+    p.add_argument("--ideal-memory", action="store_true",
+                   help="unlimited DRAM and bus bandwidth, no DRAM latency (the paper's apparent assumption)")
+    p.add_argument("--mac-only", action="store_true",
+                   help="leave non-MAC layers out of time and energy (as the paper's accelerator figures)")
     p.add_argument("--out", default=None, help="output directory (default build/sim/<model>_<config>[_<variant>])")
     p.add_argument("--dump-layer", default=None, metavar="NAME", help="write streams/<NAME>.bin and .lst")
     p.add_argument("--trace", action="store_true", help="write trace.json (Chrome trace events, Perfetto)")
@@ -352,7 +359,7 @@ def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
     if args.model not in MODEL_NAMES:
         raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_NAMES)}")
     size = parse_size(args.size) if args.size is not None else None
-    overrides = {}
+    overrides = dict(IDEAL_MEMORY) if args.ideal_memory else {}
     if args.dram_bytes_per_cycle is not None:
         overrides["dram_bytes_per_cycle"] = args.dram_bytes_per_cycle
     if args.dram_latency is not None:
@@ -413,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.update(1)
 
     try:
-        res = simulate(model, cfg, progress=step)
+        res = simulate(model, cfg, progress=step, mac_only=args.mac_only)
     except MappingError as e:
         bar.close()
         print(f"{prog}: error: cannot map onto configuration {key}: {' '.join(str(e).split())}", file=sys.stderr)
@@ -445,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = build_report(res, key)
     if check is not None:
         doc["check"] = check
-    out = Path(args.out) if args.out else DEFAULT_ROOT / run_dir_name(model, key)
+    mode = ("_ideal_memory" if args.ideal_memory else "") + ("_mac_only" if args.mac_only else "")
+    out = Path(args.out) if args.out else DEFAULT_ROOT / (run_dir_name(model, key) + mode)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
