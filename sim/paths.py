@@ -29,7 +29,7 @@ from hw.config import AcceleratorConfig, get_config
 from mapper.ir import MAC_KINDS, Model
 from mapper.workloads import MODEL_NAMES, build_model
 
-from .simulator import simulate
+from .simulator import IDEAL_MEMORY, simulate
 
 __all__ = ["PathPoint", "AccuracyTable", "AccuracyError", "candidate_paths", "explore", "structure_key",
            "weight_bytes", "pareto_mask", "DEFAULT_ACCURACY"]
@@ -180,9 +180,9 @@ def pareto_mask(costs: list[float], accuracies: list[Optional[float]]) -> list[b
 
 
 def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
-                  accuracy: Optional[AccuracyTable] = None) -> PathPoint:
+                  accuracy: Optional[AccuracyTable] = None, mac_only: bool = False) -> PathPoint:
     model = build_model(model_name, variant=variant)
-    r = simulate(model, cfg)
+    r = simulate(model, cfg, mac_only=mac_only)
     conv_t = sum(l.cycles for l in r.layers if l.kind == "conv2d")
     conv_m = sum(l.macs for l in r.layers if l.kind == "conv2d")
     biggest = max(r.layers, key=lambda l: l.macs)
@@ -196,7 +196,7 @@ def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
 
 
 def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[AccuracyTable],
-            paths: Optional[list[str]] = None, progress=None) -> list[PathPoint]:
+            paths: Optional[list[str]] = None, progress=None, mac_only: bool = False) -> list[PathPoint]:
     """Simulate every candidate path of ``models`` and mark the Pareto fronts."""
     points: list[PathPoint] = []
     seen: set[str] = set()
@@ -209,7 +209,7 @@ def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[Accura
             seen.add(key)
             if progress:
                 progress(f"{m}:{model.variant}")
-            points.append(simulate_path(m, variant, cfg, accuracy))
+            points.append(simulate_path(m, variant, cfg, accuracy, mac_only))
     acc = [p.accuracy for p in points]
     for p, t in zip(points, pareto_mask([p.time_ms for p in points], acc)):
         p.pareto_time = t
@@ -271,12 +271,14 @@ def main(argv=None) -> int:
                                     "(separate them with ';' when a variant contains commas)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--ideal-memory", action="store_true", help="no memory limits (see sim.run)")
+    ap.add_argument("--mac-only", action="store_true", help="time MAC layers only (see sim.run)")
     args = ap.parse_args(argv)
     try:
         for m in args.model:
             if m not in MODEL_NAMES:
                 raise KeyError(f"unknown model {m!r}; choose one of {', '.join(MODEL_NAMES)}")
-        cfg = get_config(args.config)
+        cfg = get_config(args.config, **(IDEAL_MEMORY if args.ideal_memory else {}))
         table = AccuracyTable.read(args.accuracy)
         paths = [p for p in args.paths.split(";")] if args.paths else None
         if paths:
@@ -287,9 +289,11 @@ def main(argv=None) -> int:
         print(f"python -m sim.paths: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
     label = "+".join(args.model)
-    out = Path(args.out or f"build/paths/{label}_{cfg.name}")
+    mode = ("_ideal_memory" if args.ideal_memory else "") + ("_mac_only" if args.mac_only else "")
+    out = Path(args.out or f"build/paths/{label}_{cfg.name}{mode}")
     points = explore(args.model, cfg, table, paths,
-                     progress=lambda s: print(f"  simulating {s}", file=sys.stderr, flush=True))
+                     progress=lambda s: print(f"  simulating {s}", file=sys.stderr, flush=True),
+                     mac_only=args.mac_only)
     base = next((p for p in points if p.path == "full"), points[0])
     print(f"{'path':34s} {'GMACs':>7s} {'time ms':>8s} {'energy uJ':>10s} {'conv t%':>7s} {'accuracy':>8s}  front")
     for p in sorted(points, key=lambda p: -p.time_ms):
