@@ -1,0 +1,814 @@
+"""The top-level accelerator: fetch, dispatch, three units with timing shells, and the PE array.
+
+``Accelerator(config)`` executes an instruction stream (``hw/isa.py``) with the
+semantics of ``sim/functional.py`` and, cycle for cycle, the timing of
+``hw/timing.py``: cycle 0 is the first cycle after ``start`` was sampled high,
+and ``done`` reads 1 from cycle ``schedule(stream, config).total_cycles`` on.
+``docs/rtl.md`` describes the ports and the micro-architecture.
+
+Timing shell
+    Every unit computes the contract's occupancy/latency of an instruction in
+    hardware (from its fields, and for LOAD_INP from the in-bounds bytes its
+    address generator counts) and holds completion until that cycle.  Its
+    datapath is never slower: the load unit moves ``gb_bus_bytes`` per cycle
+    (the contract's bus term), GEMM one pixel per cycle, STORE one pixel of
+    every PE per cycle.  DRAM bandwidth and latency are therefore enforced by
+    the shell, and the DRAM ports are simple fixed-latency gather/scatter ports.
+
+Tokens
+    Each token FIFO holds the cycle at which the token becomes available (the
+    pushing instruction's end); a popping instruction starts when the head
+    time has been reached.  The dispatcher counts tokens in program order, so a
+    pop that no earlier instruction pushed, a flag naming a missing neighbour,
+    or tokens left at END raise ``error`` at dispatch instead of hanging.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import AcceleratorConfig
+from ..isa import FIELDS, INSN_BITS, Op, VecOp
+from ..numerics import MAX_SHIFT, PARAM_ENTRY_BYTES
+from ..timing import GB_LATENCY, GEMM_MIN_PIXELS, GEMM_PIPELINE, POST_PIPELINE, QUEUE_DEPTH, VEC_COST
+from .pe_tile import LoadTarget, PETile, check_rtl_config, load_geometry
+from .vector_mac import int8_vector
+
+__all__ = ["Accelerator", "ErrorCode", "DramReadSignature", "DramWriteSignature", "insn_layout",
+           "CYCLE_BITS", "TOKEN_LIMIT", "DRAM_READ_LATENCY"]
+
+#: Width of the cycle counter and of token timestamps.
+CYCLE_BITS = 48
+#: Tokens a FIFO may hold in program order (dispatched pushes minus dispatched pops);
+#: more raises ``error`` (ErrorCode.TOKEN).  The FIFO itself has TOKEN_LIMIT + QUEUE_DEPTH
+#: entries: at most QUEUE_DEPTH dispatched pops can still be waiting in their queue.
+TOKEN_LIMIT = 8
+TOKEN_FIFO_DEPTH = TOKEN_LIMIT + QUEUE_DEPTH
+#: Cycles from a DRAM read request to its data (fixed).
+DRAM_READ_LATENCY = 1
+
+
+class ErrorCode(enum.Enum, shape=3):
+    """Why ``error`` was raised (the instruction at ``imem_addr`` is the culprit, except PARAM)."""
+    NONE = 0
+    OPCODE = 1        # unknown opcode
+    RESERVED = 2      # non-zero reserved bits, or an unknown VEC operation
+    RANGE = 3         # a buffer or PE-set range outside the configuration
+    TOKEN = 4         # token popped that no earlier instruction pushed, missing neighbour,
+                      # more than TOKEN_LIMIT outstanding, or tokens left at END
+    PARAM = 5         # a loaded parameter shift above MAX_SHIFT
+    UNSUPPORTED = 6   # LOAD_GB / LOAD_INP from the global buffer (not built yet)
+
+
+def insn_layout(op: Op) -> data.StructLayout:
+    """The bit layout of ``op``'s 256-bit word, from ``hw.isa.FIELDS``."""
+    fields = {"opcode": unsigned(4), "pop_prev": unsigned(1), "pop_next": unsigned(1),
+              "push_prev": unsigned(1), "push_next": unsigned(1)}
+    used = 8
+    for name, bits, sgn in FIELDS[op]:
+        fields[name] = signed(bits) if sgn else unsigned(bits)
+        used += bits
+    if used < INSN_BITS:
+        fields["reserved"] = unsigned(INSN_BITS - used)
+    return data.StructLayout(fields)
+
+
+_LAYOUTS = {op: insn_layout(op) for op in Op}
+
+
+def _view(op: Op, value):
+    return data.View(_LAYOUTS[op], value)
+
+
+def _cdiv(x, c: int):
+    """ceil(x / c) for a constant c > 0 (a shift when c is a power of two)."""
+    if c & (c - 1) == 0:
+        return (x + (c - 1)) >> (c.bit_length() - 1)
+    return (x + (c - 1)) // c
+
+
+def _max(a, b):
+    return Mux(a > b, a, b)
+
+
+def _min(a, b):
+    return Mux(a < b, a, b)
+
+
+def _pe_set(v, num_pe: int):
+    """(mask of the PEs pe_first + i*pe_step, i < pe_count; the set leaves the array)."""
+    bits = []
+    for p in range(num_pe):
+        hit = Const(0, 1)
+        for i in range(num_pe):
+            hit = hit | ((i < v.pe_count) & (v.pe_first + i * v.pe_step == p))
+        bits.append(hit)
+    bad = (v.pe_count == 0) | (v.pe_first + (v.pe_count - 1) * v.pe_step >= num_pe)
+    return Cat(*bits), bad
+
+
+class DramReadSignature(wiring.Signature):
+    """A byte-gather read port: ``lanes`` byte addresses with enables; the bytes come back
+    ``DRAM_READ_LATENCY`` cycle(s) later on ``data`` (lanes not enabled: don't care)."""
+
+    def __init__(self, lanes: int):
+        super().__init__({"en": Out(lanes), "addr": Out(data.ArrayLayout(32, lanes)),
+                          "data": In(data.ArrayLayout(8, lanes))})
+
+
+class DramWriteSignature(wiring.Signature):
+    """A byte-scatter write port: the enabled lanes' bytes are written this cycle."""
+
+    def __init__(self, lanes: int):
+        super().__init__({"en": Out(lanes), "addr": Out(data.ArrayLayout(32, lanes)),
+                          "data": Out(data.ArrayLayout(8, lanes))})
+
+
+class _Fifo(wiring.Component):
+    """A FIFO whose full state accepts a write when it is read in the same cycle.
+
+    ``r_data`` is the head (combinational read); a written entry is visible from the
+    next cycle.
+    """
+
+    def __init__(self, width: int, depth: int):
+        self._width, self._depth = width, depth
+        super().__init__({"w_en": In(1), "w_data": In(width), "w_rdy": Out(1),
+                          "r_en": In(1), "r_data": Out(width), "r_valid": Out(1),
+                          "level": Out(range(depth + 1))})
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self._depth
+        m.submodules.mem = mem = memory.Memory(shape=self._width, depth=depth, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port(domain="comb")
+        wp, rp = Signal(range(depth)), Signal(range(depth))
+        do_w = self.w_en & self.w_rdy
+        do_r = self.r_en & self.r_valid
+        m.d.comb += [
+            self.w_rdy.eq((self.level != depth) | self.r_en),
+            self.r_valid.eq(self.level != 0),
+            rd.addr.eq(rp), self.r_data.eq(rd.data),
+            wr.addr.eq(wp), wr.data.eq(self.w_data), wr.en.eq(do_w),
+        ]
+        with m.If(do_w):
+            m.d.sync += wp.eq(Mux(wp == depth - 1, 0, wp + 1))
+        with m.If(do_r):
+            m.d.sync += rp.eq(Mux(rp == depth - 1, 0, rp + 1))
+        m.d.sync += self.level.eq(self.level + do_w - do_r)
+        return m
+
+
+def _unit_members() -> dict:
+    return {"now": In(CYCLE_BITS), "insn": In(INSN_BITS), "start": In(1), "ready": Out(1),
+            "idle": Out(1)}
+
+
+# ---- load unit ------------------------------------------------------------------------------
+
+class LoadUnit(wiring.Component):
+    """LOAD_INP / LOAD_WGT / LOAD_PARAM: a beat of ``G`` gathered bytes per cycle.
+
+    A beat requested at cycle c returns at c+1 and is written into the selected PEs
+    then; the unit is free after ``T = max(1, beats, ceil(bytes / dram_bw))`` cycles
+    (``bytes`` counted by the address generator for LOAD_INP, from the fields otherwise)
+    and pushes its token with availability ``now + first`` (DRAM latency).
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        check_rtl_config(config)
+        self._config = config
+        g, nb, ne = load_geometry(config)
+        super().__init__({
+            **_unit_members(),
+            "push": Out(1), "push_ts": Out(CYCLE_BITS), "error": Out(1),
+            "dram": Out(DramReadSignature(g)),
+            "pe_en": Out(config.num_pe), "ld_target": Out(LoadTarget), "ld_addr": Out(16),
+            "ld_sel": Out(8), "ld_count": Out(range(max(nb, ne) + 1)), "ld_data": Out(unsigned(8 * g)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        g, nb, ne = load_geometry(cfg)
+        c0, k0, bw = cfg.c0, cfg.k0, cfg.dram_bytes_per_cycle
+        h = self.insn
+        hop = h[0:4]
+        hi, hw_, hp = _view(Op.LOAD_INP, h), _view(Op.LOAD_WGT, h), _view(Op.LOAD_PARAM, h)
+
+        cur = Signal(INSN_BITS)
+        op = cur[0:4]
+        ci, cw, cp = _view(Op.LOAD_INP, cur), _view(Op.LOAD_WGT, cur), _view(Op.LOAD_PARAM, cur)
+        busy, push_flag = Signal(), Signal()
+        beats, bi = Signal(32), Signal(32)
+        rows = Signal(32)
+        credit = Signal(signed(48))
+        first = Signal(range(max(cfg.dram_latency, GB_LATENCY) + 1))
+        mask = Signal(cfg.num_pe)
+        last_end = Signal(CYCLE_BITS)
+        # LOAD_INP row counters (of row bi*nb); LOAD_WGT row / MAC group; LOAD_PARAM first entry.
+        cb, yy, xx = Signal(12), Signal(12), Signal(12)
+        wr_row, jb = Signal(12), Signal(8)
+        pbase = Signal(16)
+
+        # ---- per-beat address generation (combinational from the registered instruction)
+        issue = Signal()
+        m.d.comb += issue.eq(busy & (bi < beats))
+        lane_en = Signal(g)
+        lane_addr = data.ArrayLayout(32, g)(Signal(32 * g))
+        beat_bytes = Signal(range(g + 1))
+        w_target = Signal(LoadTarget)
+        w_addr, w_sel, w_count = Signal(16), Signal(8), Signal(range(max(nb, ne) + 1))
+        nxt = {}
+        with m.Switch(op):
+            with m.Case(Op.LOAD_INP):
+                fkh = Mux(ci.fold_kh == 0, 1, ci.fold_kh)
+                fkw = Mux(ci.fold_kw == 0, 1, ci.fold_kw)
+                fs = Mux(ci.fold_stride == 0, 1, ci.fold_stride)
+                pos = (cb, yy, xx)
+                en_bits = []
+                for i in range(nb):
+                    pcb, pyy, pxx = pos
+                    rvalid = issue & (bi * nb + i < rows)
+                    for ln in range(c0):
+                        f = ci.c_base + pcb * c0 + ln
+                        tap = f // ci.t_c
+                        c = f % ci.t_c
+                        r = tap // fkw
+                        s = tap % fkw
+                        y = ci.y0 + pyy * fs + r
+                        x = ci.x0 + pxx * fs + s
+                        ok = (rvalid & (tap < fkh * fkw) & (y >= 0) & (y < ci.t_h)
+                              & (x >= 0) & (x < ci.t_w))
+                        en_bits.append(ok)
+                        m.d.comb += lane_addr[i * c0 + ln].eq(ci.src_addr + (y * ci.t_w + x) * ci.t_c + c)
+                    wrap_x = pxx + 1 == ci.win_w
+                    wrap_y = wrap_x & (pyy + 1 == ci.win_h)
+                    pos = (Mux(wrap_y, pcb + 1, pcb)[:12], Mux(wrap_x, Mux(wrap_y, 0, pyy + 1), pyy)[:12],
+                           Mux(wrap_x, 0, pxx + 1)[:12])
+                nxt["inp"] = pos
+                m.d.comb += [
+                    lane_en.eq(Cat(*en_bits)),
+                    beat_bytes.eq(Mux(ci.src_gb, 0, sum(en_bits))),
+                    w_target.eq(LoadTarget.INPUT),
+                    w_addr.eq(ci.dst_addr + bi * nb),
+                    w_count.eq(_min(rows - bi * nb, nb)),
+                ]
+            with m.Case(Op.LOAD_WGT):
+                en_bits = []
+                for v in range(nb):
+                    j = jb * nb + v
+                    for ln in range(c0):
+                        idx = wr_row * c0 + ln
+                        en_bits.append(issue & (j < cw.n_out) & (idx < cw.chan))
+                        m.d.comb += lane_addr[v * c0 + ln].eq(cw.src_addr + j * cw.out_stride + idx)
+                m.d.comb += [
+                    lane_en.eq(Cat(*en_bits)),
+                    w_target.eq(LoadTarget.WEIGHT),
+                    w_addr.eq(cw.dst_addr + wr_row), w_sel.eq(jb), w_count.eq(nb),
+                ]
+            with m.Case(Op.LOAD_PARAM):
+                en_bits = []
+                for e in range(ne):
+                    for byte in range(PARAM_ENTRY_BYTES):
+                        ent = pbase + e
+                        en_bits.append(issue & (ent < cp.n_entries))
+                        m.d.comb += lane_addr[e * PARAM_ENTRY_BYTES + byte].eq(
+                            cp.src_addr + ent * PARAM_ENTRY_BYTES + byte)
+                m.d.comb += [
+                    lane_en.eq(Cat(*en_bits)),
+                    w_target.eq(LoadTarget.PARAM),
+                    w_addr.eq(cp.dst_addr + pbase),
+                    w_count.eq(_min(cp.n_entries - pbase, ne)),
+                ]
+        m.d.comb += [self.dram.en.eq(lane_en), self.dram.addr.eq(lane_addr)]
+
+        # ---- write stage: the gathered bytes arrive one cycle later -------------------------
+        wv = Signal()
+        w_mask = Signal(g)
+        w_pes = Signal(cfg.num_pe)     # the next instruction may latch its PE set meanwhile
+        m.d.sync += [wv.eq(issue), w_mask.eq(lane_en), w_pes.eq(mask)]
+        for name, sig, out in (("target", w_target, self.ld_target), ("addr", w_addr, self.ld_addr),
+                               ("sel", w_sel, self.ld_sel), ("count", w_count, self.ld_count)):
+            reg = Signal.like(sig, name=f"w_{name}_q")
+            m.d.sync += reg.eq(sig)
+            m.d.comb += out.eq(reg)
+        bytes_in = [Mux(w_mask[i], self.dram.data[i], 0) for i in range(g)]
+        m.d.comb += [
+            self.ld_data.eq(Cat(*bytes_in)),
+            self.pe_en.eq(Mux(wv, w_pes, 0)),
+        ]
+        bad_shift = Const(0, 1)
+        for e in range(ne):
+            bad_shift = bad_shift | ((e < self.ld_count) & (bytes_in[e * PARAM_ENTRY_BYTES + 6] > MAX_SHIFT))
+        with m.If(wv & (self.ld_target == LoadTarget.PARAM) & bad_shift):
+            m.d.sync += self.error.eq(1)
+
+        # ---- timing shell -------------------------------------------------------------------
+        credit_now = Signal(signed(48))
+        m.d.comb += credit_now.eq(credit + bw - beat_bytes)
+        bi_next = bi + issue
+        free = Signal()
+        m.d.comb += [
+            free.eq(busy & (bi_next >= beats) & (credit_now >= 0)),
+            self.ready.eq(~busy | free),
+            self.idle.eq(~busy & (self.now >= last_end)),
+            self.push.eq(free & push_flag),
+            self.push_ts.eq(self.now + first),
+        ]
+        with m.If(busy):
+            m.d.sync += [bi.eq(bi_next), credit.eq(credit_now)]
+        with m.If(issue):
+            with m.Switch(op):
+                with m.Case(Op.LOAD_INP):
+                    m.d.sync += [cb.eq(nxt["inp"][0]), yy.eq(nxt["inp"][1]), xx.eq(nxt["inp"][2])]
+                with m.Case(Op.LOAD_WGT):
+                    last_j = jb == k0 // nb - 1
+                    m.d.sync += [jb.eq(Mux(last_j, 0, jb + 1)), wr_row.eq(wr_row + last_j)]
+                with m.Case(Op.LOAD_PARAM):
+                    m.d.sync += pbase.eq(pbase + ne)
+        with m.If(free):
+            m.d.sync += [busy.eq(0), last_end.eq(self.now + first)]
+
+        # ---- start: latch the instruction and what the shell needs -------------------------
+        rows_i = hi.n_cblk * hi.win_h * hi.win_w
+        mask_h, _ = _pe_set(hi, cfg.num_pe)     # the PE set has the same position in all three
+        with m.If(self.start):
+            m.d.sync += [cur.eq(h), busy.eq(1), bi.eq(0), push_flag.eq(h[7]), mask.eq(mask_h),
+                         cb.eq(0), yy.eq(0), xx.eq(0), wr_row.eq(0), jb.eq(0), pbase.eq(0)]
+            with m.Switch(hop):
+                with m.Case(Op.LOAD_INP):
+                    m.d.sync += [rows.eq(rows_i), beats.eq(_cdiv(rows_i, nb)), credit.eq(0),
+                                 first.eq(Mux(hi.src_gb, GB_LATENCY, cfg.dram_latency))]
+                with m.Case(Op.LOAD_WGT):
+                    src = hw_.n_out * _min(hw_.chan, hw_.rows * c0)
+                    m.d.sync += [beats.eq(hw_.rows * (k0 // nb)), credit.eq(-src),
+                                 first.eq(cfg.dram_latency)]
+                with m.Case(Op.LOAD_PARAM):
+                    m.d.sync += [beats.eq(_cdiv(hp.n_entries, ne)),
+                                 credit.eq(-(hp.n_entries * PARAM_ENTRY_BYTES)),
+                                 first.eq(cfg.dram_latency)]
+        return m
+
+
+# ---- compute unit ---------------------------------------------------------------------------
+
+class ComputeUnit(wiring.Component):
+    """GEMM (the loop nest, one pixel per cycle on every PE) and VEC (latency only)."""
+
+    def __init__(self, config: AcceleratorConfig):
+        check_rtl_config(config)
+        self._config = config
+        super().__init__({
+            **_unit_members(),
+            "push_prev": Out(1), "push_next": Out(1), "push_ts": Out(CYCLE_BITS),
+            "g_valid": Out(1), "g_first": Out(1), "g_inp": Out(config.input_addr_bits),
+            "g_wgt": Out(config.weight_addr_bits), "g_acc": Out(config.accum_addr_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        bw = cfg.dram_bytes_per_cycle
+        h = self.insn
+        hg, hv = _view(Op.GEMM, h), _view(Op.VEC, h)
+
+        # Contract latency of the head instruction.
+        in_h = (hg.out_h - 1) * hg.stride + hg.kh
+        npix_h = hg.out_h * hg.out_w
+        period_h = _max(npix_h, GEMM_MIN_PIXELS)
+        steps_h = hg.n_cblk * hg.kh * hg.kw
+        cost = Signal(2)
+        with m.Switch(hv.vec_op):
+            for vop, c in VEC_COST.items():
+                with m.Case(vop):
+                    m.d.comb += cost.eq(c)
+        work = _cdiv(hv.elements * cost, cfg.vector_lanes)
+        vec_lat = cfg.dram_latency + _max(_max(work, _cdiv(hv.bytes_in, bw)),
+                                          _max(_cdiv(hv.bytes_out, bw), 1))
+        lat = Signal(CYCLE_BITS)
+        m.d.comb += lat.eq(Mux(h[0:4] == Op.GEMM, steps_h * period_h + GEMM_PIPELINE, vec_lat))
+
+        busy = Signal()
+        end_at = Signal(CYCLE_BITS)
+        m.d.comb += [
+            self.ready.eq(~busy | (self.now >= end_at)),
+            self.idle.eq(self.ready),
+            self.push_prev.eq(self.start & h[6]),
+            self.push_next.eq(self.start & h[7]),
+            self.push_ts.eq(self.now + lat),
+        ]
+        with m.If(busy & (self.now >= end_at)):
+            m.d.sync += busy.eq(0)
+
+        # GEMM loop nest: steps (cb, r, s) of `period` cycles, pixel p = (oy, ox) per cycle.
+        cur = Signal(INSN_BITS)
+        cg = _view(Op.GEMM, cur)
+        active = Signal()
+        steps, step = Signal(24), Signal(24)
+        period, npix, p = Signal(25), Signal(24), Signal(25)
+        oy, ox, r, s = Signal(12), Signal(12), Signal(4), Signal(4)
+        row_off, col_off, r_off, cb_base = Signal(32), Signal(32), Signal(32), Signal(32)
+        plane, st_in_w = Signal(32), Signal(32)
+        pix = p < npix
+        m.d.comb += [
+            self.g_valid.eq(active & pix),
+            self.g_first.eq(~cg.accumulate & (step == 0)),
+            self.g_inp.eq(cg.inp_addr + cb_base + r_off + s + row_off + col_off),
+            self.g_wgt.eq(cg.wgt_addr + step),
+            self.g_acc.eq(cg.acc_addr + p),
+        ]
+        with m.If(active):
+            with m.If(p == period - 1):
+                m.d.sync += [p.eq(0), oy.eq(0), ox.eq(0), row_off.eq(0), col_off.eq(0),
+                             step.eq(step + 1)]
+                with m.If(step + 1 == steps):
+                    m.d.sync += active.eq(0)
+                with m.If(s == cg.kw - 1):
+                    m.d.sync += s.eq(0)
+                    with m.If(r == cg.kh - 1):
+                        m.d.sync += [r.eq(0), r_off.eq(0), cb_base.eq(cb_base + plane)]
+                    with m.Else():
+                        m.d.sync += [r.eq(r + 1), r_off.eq(r_off + cg.in_w)]
+                with m.Else():
+                    m.d.sync += s.eq(s + 1)
+            with m.Else():
+                m.d.sync += p.eq(p + 1)
+                with m.If(pix):
+                    with m.If(ox == cg.out_w - 1):
+                        m.d.sync += [ox.eq(0), col_off.eq(0), oy.eq(oy + 1), row_off.eq(row_off + st_in_w)]
+                    with m.Else():
+                        m.d.sync += [ox.eq(ox + 1), col_off.eq(col_off + cg.stride)]
+
+        with m.If(self.start):
+            m.d.sync += [busy.eq(1), end_at.eq(self.now + lat), cur.eq(h),
+                         active.eq((h[0:4] == Op.GEMM) & (steps_h != 0)),
+                         steps.eq(steps_h), step.eq(0), period.eq(period_h), npix.eq(npix_h), p.eq(0),
+                         oy.eq(0), ox.eq(0), r.eq(0), s.eq(0), row_off.eq(0), col_off.eq(0),
+                         r_off.eq(0), cb_base.eq(0), plane.eq(in_h * hg.in_w),
+                         st_in_w.eq(hg.stride * hg.in_w)]
+        return m
+
+
+# ---- store unit -----------------------------------------------------------------------------
+
+class StoreUnit(wiring.Component):
+    """STORE: every selected PE post-processes one pixel per cycle; bytes scattered to DRAM.
+
+    Cycle t (start) latches the instruction and the PE set; t+1 computes per-PE channel
+    and row origins, the in-bounds byte count and asks the PEs for their parameters;
+    t+2 knows the contract latency (and pushes the token) and issues pixel 0; a pixel
+    issued at c is written at c+4.
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        check_rtl_config(config)
+        self._config = config
+        w = config.num_pe * config.k0
+        super().__init__({
+            **_unit_members(),
+            "push": Out(1), "push_ts": Out(CYCLE_BITS),
+            "s_param_load": Out(1), "s_param_addr": Out(range(config.param_depth)),
+            "s_valid": Out(1), "s_acc": Out(config.accum_addr_bits), "s_relu": Out(1),
+            "s_y": In(data.ArrayLayout(int8_vector(config.k0), config.num_pe)),
+            "dram": Out(DramWriteSignature(w)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        n, k0, bw = cfg.num_pe, cfg.k0, cfg.dram_bytes_per_cycle
+        h = self.insn
+        hs = _view(Op.STORE, h)
+        cur = Signal(INSN_BITS)
+        cs = _view(Op.STORE, cur)
+
+        busy, timed, phase1, active, push_flag = Signal(), Signal(), Signal(), Signal(), Signal()
+        t0, end_at = Signal(CYCLE_BITS), Signal(CYCLE_BITS)
+        mask = Signal(n)
+        col = [Signal(7, name=f"col{p}") for p in range(n)]
+        pg = [Signal(7, name=f"pg{p}") for p in range(n)]
+        kst = [Signal(32, name=f"kst{p}") for p in range(n)]      # first channel of PE p
+        yst = [Signal(32, name=f"yst{p}") for p in range(n)]      # first output row of PE p
+        base = [Signal(48, name=f"base{p}") for p in range(n)]    # DRAM address of its pixel 0
+        nbytes = [Signal(40, name=f"nbytes{p}") for p in range(n)]
+        row_pitch = Signal(32)
+        npix = Signal(24)
+
+        m.d.comb += [
+            self.ready.eq(~busy | (timed & (self.now >= end_at))),
+            self.idle.eq(self.ready),
+        ]
+        with m.If(busy & timed & (self.now >= end_at)):
+            m.d.sync += [busy.eq(0), timed.eq(0)]
+
+        # t: latch, PE set and (column, row group) of every PE.
+        mask_h, _ = _pe_set(hs, n)
+        with m.If(self.start):
+            m.d.sync += [cur.eq(h), busy.eq(1), timed.eq(0), phase1.eq(1), t0.eq(self.now),
+                         mask.eq(mask_h), push_flag.eq(h[6])]
+            c, q = Const(0, 7), Const(0, 7)
+            for p in range(n):
+                m.d.sync += [col[p].eq(c), pg[p].eq(q)]
+                wrap = c + 1 == hs.pe_k
+                c, q = Mux(wrap, 0, c + 1)[:7], (q + wrap)[:7]
+
+        # t+1: per-PE origins and in-bounds bytes; parameters into the PE lanes.
+        nx = _max(_min(cs.t_w - cs.x0, cs.out_w), 0)
+        m.d.comb += [self.s_param_load.eq(phase1), self.s_param_addr.eq(cs.param_addr)]
+        with m.If(phase1):
+            m.d.sync += [phase1.eq(0), active.eq(1), npix.eq(cs.out_h * cs.out_w),
+                         row_pitch.eq(cs.t_w * cs.k_pitch)]
+            for p in range(n):
+                k_first = cs.k_base + col[p] * cs.k_step
+                y_first = cs.y0 + pg[p] * cs.out_h
+                nk = _max(_min(cs.t_k - k_first, cs.k_per_pe), 0)
+                ny = _max(_min(cs.t_h - y_first, cs.out_h), 0)
+                m.d.sync += [kst[p].eq(k_first), yst[p].eq(y_first),
+                             base[p].eq(cs.dst_addr + (y_first * cs.t_w + cs.x0) * cs.k_pitch + k_first),
+                             nbytes[p].eq(nk * ny * nx)]
+
+        # t+2: the contract latency from the byte count (hw.timing.store_bytes).
+        # pe_step = 0 selects PE pe_first pe_count times, and store_bytes counts it each time.
+        first_bytes = data.ArrayLayout(40, n)(Cat(*nbytes))[cs.pe_first[:max(1, (n - 1).bit_length())]]
+        total = Mux(cs.pe_step == 0, cs.pe_count * first_bytes,
+                    sum(Mux(mask[p], nbytes[p], 0) for p in range(n)))
+        lat = cfg.dram_latency + _max(npix + POST_PIPELINE, _cdiv(total, bw))
+        starting_pixels = Signal()
+        m.d.comb += [
+            starting_pixels.eq(active & ~timed & busy),
+            self.push.eq(starting_pixels & push_flag),
+            self.push_ts.eq(t0 + lat),
+        ]
+        with m.If(starting_pixels):
+            m.d.sync += [timed.eq(1), end_at.eq(t0 + lat)]
+
+        # Pixel beats from t+2: one pixel of every PE per cycle.
+        p_i, oy, ox = Signal(24), Signal(12), Signal(12)
+        pix_off = Signal(48)
+        beat = active & (p_i < npix)
+        m.d.comb += [self.s_valid.eq(beat), self.s_acc.eq(cs.acc_addr + p_i), self.s_relu.eq(cs.relu)]
+        with m.If(beat):
+            m.d.sync += p_i.eq(p_i + 1)
+            with m.If(ox == cs.out_w - 1):
+                m.d.sync += [ox.eq(0), oy.eq(oy + 1), pix_off.eq(pix_off + row_pitch - (cs.out_w - 1) * cs.k_pitch)]
+            with m.Else():
+                m.d.sync += [ox.eq(ox + 1), pix_off.eq(pix_off + cs.k_pitch)]
+        with m.Elif(active & timed):
+            m.d.sync += active.eq(0)
+        with m.If(self.start):
+            m.d.sync += [p_i.eq(0), oy.eq(0), ox.eq(0), pix_off.eq(0), active.eq(0)]
+
+        # Address pipeline: the PE results appear 4 cycles after the beat.
+        dv, doy, dox, doff = beat, oy, ox, pix_off
+        for stage in range(4):
+            nv, noy, nox, noff = Signal(name=f"dv{stage}"), Signal(12, name=f"doy{stage}"), \
+                Signal(12, name=f"dox{stage}"), Signal(48, name=f"doff{stage}")
+            m.d.sync += [nv.eq(dv), noy.eq(doy), nox.eq(dox), noff.eq(doff)]
+            dv, doy, dox, doff = nv, noy, nox, noff
+        x_ok = cs.x0 + dox < cs.t_w
+        for p in range(n):
+            row_ok = dv & mask[p] & x_ok & (yst[p] + doy < cs.t_h)
+            for j in range(k0):
+                lane = p * k0 + j
+                m.d.comb += [
+                    self.dram.en[lane].eq(row_ok & (j < cs.k_per_pe) & (kst[p] + j < cs.t_k)),
+                    self.dram.addr[lane].eq(base[p] + doff + j),
+                    self.dram.data[lane].eq(self.s_y[p][j]),
+                ]
+        return m
+
+
+# ---- top level ------------------------------------------------------------------------------
+
+class Accelerator(wiring.Component):
+    """The accelerator of ``config``: executes ISA streams bit- and cycle-exactly.
+
+    Parameters
+    ----------
+    config:
+        The configuration; :func:`hw.rtl.pe_tile.check_rtl_config` lists what the RTL needs.
+    pe_factory:
+        Builds each PE (default :class:`PETile`); the export passes black boxes.
+
+    Members
+    -------
+    start: In(1)
+        Pulse to start fetching at instruction 0; the next cycle is cycle 0.
+    done, error: Out(1)
+        ``done`` rises the cycle after END dispatched; ``error`` when the stream is
+        malformed (``error_code`` says why, ``imem_addr`` points at the instruction).
+    cycle: Out(CYCLE_BITS)
+        Cycles since start (stops counting at done or error).
+    imem_addr: Out(32), imem_data: In(256)
+        Instruction fetch: byte address out, the 32-byte word answered combinationally.
+    dram_rd: DramReadSignature(gb_bus_bytes)
+        Byte gather, data one cycle after the request.
+    dram_wr: DramWriteSignature(num_pe * K0)
+        Byte scatter, written in the cycle the lanes are enabled.
+    """
+
+    export_prefix = "accelerator"
+
+    @classmethod
+    def export_params(cls, config: AcceleratorConfig) -> dict:
+        return {"n": config.num_pe, "k": config.k0, "c": config.c0, "l": config.dram_latency,
+                "b": config.dram_bytes_per_cycle}
+
+    def __init__(self, config: AcceleratorConfig, *, pe_factory=PETile):
+        check_rtl_config(config)
+        self._config = config
+        self._pe_factory = pe_factory
+        g, _, _ = load_geometry(config)
+        super().__init__({
+            "start": In(1), "done": Out(1), "error": Out(1), "error_code": Out(ErrorCode),
+            "cycle": Out(CYCLE_BITS),
+            "imem_addr": Out(32), "imem_data": In(INSN_BITS),
+            "dram_rd": Out(DramReadSignature(g)),
+            "dram_wr": Out(DramWriteSignature(config.num_pe * config.k0)),
+        })
+
+    @property
+    def config(self) -> AcceleratorConfig:
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        n = cfg.num_pe
+        m.submodules.load = load = LoadUnit(cfg)
+        m.submodules.compute = comp = ComputeUnit(cfg)
+        m.submodules.store = store = StoreUnit(cfg)
+        queues = {}
+        for name in ("lq", "cq", "sq"):
+            queues[name] = m.submodules[name] = _Fifo(INSN_BITS, QUEUE_DEPTH)
+        tok = {}
+        for name in ("l2c", "c2l", "c2s", "s2c"):
+            tok[name] = m.submodules[f"tok_{name}"] = _Fifo(CYCLE_BITS, TOKEN_FIFO_DEPTH)
+        pes = []
+        for p in range(n):
+            pe = self._pe_factory(cfg)
+            m.submodules[f"pe{p}"] = pe
+            pes.append(pe)
+
+        running, halted = Signal(), Signal()
+        pc = Signal(32)
+        now = self.cycle
+        with m.If(running):
+            m.d.sync += now.eq(now + 1)
+        with m.If(self.start & ~running & ~self.done & ~halted):
+            m.d.sync += [running.eq(1), now.eq(0), pc.eq(0)]
+        m.d.comb += self.imem_addr.eq(pc * (INSN_BITS // 8))
+
+        # ---- units, queues and token FIFOs --------------------------------------------------
+        # (unit, queue, {flag bit: token FIFO popped}, {flag bit: (push strobe, FIFO)})
+        units = [
+            (load, queues["lq"], {5: "c2l"}, {"l2c": load.push}),
+            (comp, queues["cq"], {4: "l2c", 5: "s2c"}, {"c2l": comp.push_prev, "c2s": comp.push_next}),
+            (store, queues["sq"], {4: "c2s"}, {"s2c": store.push}),
+        ]
+        for unit, q, pops, pushes in units:
+            head = q.r_data
+            tok_ok = Const(1, 1)
+            for bit, name in pops.items():
+                f = tok[name]
+                tok_ok = tok_ok & (~head[bit] | (f.r_valid & (f.r_data <= now)))
+            start = Signal(name=f"start_{type(unit).__name__.lower()}")
+            m.d.comb += [
+                start.eq(running & q.r_valid & unit.ready & tok_ok),
+                q.r_en.eq(start), unit.start.eq(start), unit.insn.eq(head), unit.now.eq(now),
+            ]
+            for bit, name in pops.items():
+                m.d.comb += tok[name].r_en.eq(start & head[bit])
+            for name, strobe in pushes.items():
+                m.d.comb += [tok[name].w_en.eq(strobe), tok[name].w_data.eq(unit.push_ts)]
+
+        # ---- PEs ----------------------------------------------------------------------------
+        for p, pe in enumerate(pes):
+            m.d.comb += [
+                pe.ld_en.eq(load.pe_en[p]), pe.ld_target.eq(load.ld_target), pe.ld_addr.eq(load.ld_addr),
+                pe.ld_sel.eq(load.ld_sel), pe.ld_count.eq(load.ld_count), pe.ld_data.eq(load.ld_data),
+                pe.g_valid.eq(comp.g_valid), pe.g_first.eq(comp.g_first), pe.g_inp.eq(comp.g_inp),
+                pe.g_wgt.eq(comp.g_wgt), pe.g_acc.eq(comp.g_acc),
+                pe.s_param_load.eq(store.s_param_load), pe.s_param_addr.eq(store.s_param_addr),
+                pe.s_valid.eq(store.s_valid), pe.s_acc.eq(store.s_acc), pe.s_relu.eq(store.s_relu),
+                store.s_y[p].eq(pe.s_y),
+            ]
+        wiring.connect(m, wiring.flipped(self.dram_rd), load.dram)
+        wiring.connect(m, wiring.flipped(self.dram_wr), store.dram)
+
+        # ---- dispatch -----------------------------------------------------------------------
+        word = self.imem_data
+        op = word[0:4]
+        err = Signal(ErrorCode)
+        views = {o: _view(o, word) for o in Op}
+        reserved_bad = Signal()
+        with m.Switch(op):
+            for o in Op:
+                with m.Case(o):
+                    v = views[o]
+                    bad = (v.reserved != 0) if "reserved" in _LAYOUTS[o].members else Const(0, 1)
+                    if o == Op.VEC:
+                        bad = bad | (v.vec_op > max(VecOp))
+                    m.d.comb += reserved_bad.eq(bad)
+
+        # Range checks (the conditions under which sim.functional raises).
+        vi, vw, vp = views[Op.LOAD_INP], views[Op.LOAD_WGT], views[Op.LOAD_PARAM]
+        vg, vs = views[Op.GEMM], views[Op.STORE]
+        range_bad = Signal()
+        in_h = (vg.out_h - 1) * vg.stride + vg.kh
+        npix_g = vg.out_h * vg.out_w
+        steps = vg.n_cblk * vg.kh * vg.kw
+        gemm_inp_last = (vg.inp_addr + (vg.n_cblk - 1) * in_h * vg.in_w + (in_h - 1) * vg.in_w
+                         + (vg.out_w - 1) * vg.stride + vg.kw - 1)
+        with m.Switch(op):
+            with m.Case(Op.LOAD_INP):
+                m.d.comb += range_bad.eq(_pe_set(vi, n)[1]
+                                         | (vi.dst_addr + vi.n_cblk * vi.win_h * vi.win_w > cfg.input_rows))
+            with m.Case(Op.LOAD_WGT):
+                m.d.comb += range_bad.eq(_pe_set(vw, n)[1] | (vw.dst_addr + vw.rows > cfg.weight_rows))
+            with m.Case(Op.LOAD_PARAM):
+                m.d.comb += range_bad.eq(_pe_set(vp, n)[1] | (vp.dst_addr + vp.n_entries > cfg.param_depth))
+            with m.Case(Op.GEMM):
+                m.d.comb += range_bad.eq((vg.acc_addr + npix_g > cfg.accum_depth)
+                                         | ((steps != 0) & (npix_g != 0)
+                                            & ((gemm_inp_last >= cfg.input_rows)
+                                               | (vg.wgt_addr + steps > cfg.weight_rows))))
+            with m.Case(Op.STORE):
+                m.d.comb += range_bad.eq(_pe_set(vs, n)[1] | (vs.pe_k == 0) | (vs.k_per_pe > cfg.k0)
+                                         | (vs.param_addr + vs.k_per_pe > cfg.param_depth)
+                                         | (vs.acc_addr + vs.out_h * vs.out_w > cfg.accum_depth))
+        unsupported = (op == Op.LOAD_GB) | ((op == Op.LOAD_INP) & vi.src_gb)
+
+        # Tokens in program order: (pop flag bit, FIFO) and (push flag bit, FIFO) per queue.
+        counts = {name: Signal(range(TOKEN_LIMIT + 1), name=f"tokens_{name}") for name in tok}
+        q_of = {Op.LOAD_INP: "lq", Op.LOAD_WGT: "lq", Op.LOAD_PARAM: "lq", Op.LOAD_GB: "lq",
+                Op.GEMM: "cq", Op.VEC: "cq", Op.STORE: "sq"}
+        links = {"lq": ({5: "c2l"}, {7: "l2c"}, (4, 6)),
+                 "cq": ({4: "l2c", 5: "s2c"}, {6: "c2l", 7: "c2s"}, ()),
+                 "sq": ({4: "c2s"}, {6: "s2c"}, (5, 7))}
+        is_q = {name: Signal(name=f"to_{name}") for name in queues}
+        for name in queues:
+            m.d.comb += is_q[name].eq(sum((op == o) for o, qn in q_of.items() if qn == name) != 0)
+        token_bad = Const(0, 1)
+        delta = {name: [] for name in tok}
+        for qn, (pops, pushes, missing) in links.items():
+            for bit in missing:
+                token_bad = token_bad | (is_q[qn] & word[bit])
+            for bit, name in pops.items():
+                token_bad = token_bad | (is_q[qn] & word[bit] & (counts[name] == 0))
+                delta[name].append((qn, bit, -1))
+            for bit, name in pushes.items():
+                delta[name].append((qn, bit, +1))
+        new_counts = {}
+        for name in tok:
+            pop = sum(is_q[qn] & word[bit] for qn, bit, d in delta[name] if d < 0)
+            push = sum(is_q[qn] & word[bit] for qn, bit, d in delta[name] if d > 0)
+            new = counts[name] + push - pop
+            new_counts[name] = new
+            token_bad = token_bad | (new > TOKEN_LIMIT)
+        is_end = op == Op.END
+        for name in tok:
+            token_bad = token_bad | (is_end & (counts[name] != 0))
+
+        all_idle = Signal()
+        m.d.comb += all_idle.eq(load.idle & comp.idle & store.idle
+                                & ~queues["lq"].r_valid & ~queues["cq"].r_valid & ~queues["sq"].r_valid)
+        with m.If(running):
+            with m.If(op > Op.END):
+                m.d.comb += err.eq(ErrorCode.OPCODE)
+            with m.Elif(reserved_bad):
+                m.d.comb += err.eq(ErrorCode.RESERVED)
+            with m.Elif(range_bad):
+                m.d.comb += err.eq(ErrorCode.RANGE)
+            with m.Elif(unsupported):
+                m.d.comb += err.eq(ErrorCode.UNSUPPORTED)
+            with m.Elif(token_bad & (~is_end | all_idle)):
+                m.d.comb += err.eq(ErrorCode.TOKEN)
+            with m.Elif(load.error):
+                m.d.comb += err.eq(ErrorCode.PARAM)
+
+        dispatch = Signal()
+        with m.If(running & (err == ErrorCode.NONE)):
+            with m.Switch(op):
+                with m.Case(Op.NOP):
+                    m.d.comb += dispatch.eq(1)
+                with m.Case(Op.FENCE, Op.END):
+                    m.d.comb += dispatch.eq(all_idle)
+                for qn, q in queues.items():
+                    with m.Case(*[o for o, x in q_of.items() if x == qn]):
+                        m.d.comb += [dispatch.eq(q.w_rdy), q.w_en.eq(q.w_rdy)]
+        for q in queues.values():
+            m.d.comb += q.w_data.eq(word)
+        with m.If(dispatch):
+            m.d.sync += pc.eq(pc + 1)
+            for name in tok:
+                m.d.sync += counts[name].eq(new_counts[name])
+            with m.If(is_end):
+                m.d.sync += [running.eq(0), self.done.eq(1)]
+        with m.If(err != ErrorCode.NONE):
+            m.d.sync += [running.eq(0), halted.eq(1), self.error.eq(1), self.error_code.eq(err)]
+        return m

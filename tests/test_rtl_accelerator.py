@@ -1,0 +1,174 @@
+"""The top-level Accelerator RTL runs mapper streams bit-exactly (against sim.functional and the
+golden model) and cycle-exactly (against hw.timing.schedule), and flags malformed streams."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.config import get_config
+from hw.isa import INSN_BYTES, Op, encode, make
+from hw.rtl.accelerator import Accelerator, ErrorCode
+from hw.timing import schedule
+from mapper.ir import Conv2d, Linear, MatMul
+from mapper.lower import map_layer
+from sim.functional import Machine, _place, golden_output, layer_data
+
+TINY = get_config("tiny")
+
+LAYERS = [
+    Conv2d("conv1x1", "encoder", 8, 8, 4, 4),
+    Conv2d("conv3x3_pad", "encoder", 4, 8, 5, 5, kernel=3, padding=1, relu=True),
+    Conv2d("depthwise", "encoder", 8, 8, 5, 5, kernel=3, padding=1, groups=8),
+    Linear("linear", "encoder", 6, 8, 5),
+    MatMul("matmul", "encoder", 2, 5, 4, 6),
+    Conv2d("folded_s2", "encoder", 3, 4, 6, 6, kernel=3, stride=2, padding=1),
+]
+
+
+class DramModel:
+    """Serves the accelerator's instruction, gather-read and scatter-write ports from numpy."""
+
+    def __init__(self, dut: Accelerator, words: list[int], dram: np.ndarray):
+        self.dut, self.words, self.dram = dut, words, dram
+        self.rd_lanes = len(dut.dram_rd.en)
+        self.wr_lanes = len(dut.dram_wr.en)
+
+    def _check(self, addr: int, what: str) -> int:
+        if not 0 <= addr < self.dram.size:
+            raise AssertionError(f"{what} at DRAM address {addr:#x} outside the {self.dram.size}-byte image")
+        return addr
+
+    async def serve(self, ctx, max_cycles: int) -> dict:
+        dut = self.dut
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        cycle = 0                      # the cycle after start was sampled is cycle 0
+        while cycle < max_cycles:
+            idx = ctx.get(dut.imem_addr) // INSN_BYTES
+            ctx.set(dut.imem_data, self.words[idx] if idx < len(self.words) else 0)
+            if ctx.get(dut.done) or ctx.get(dut.error):
+                break
+            en = ctx.get(dut.dram_wr.en)
+            if en:
+                addrs = ctx.get(dut.dram_wr.addr.as_value())
+                datas = ctx.get(dut.dram_wr.data.as_value())
+                for i in range(self.wr_lanes):
+                    if en >> i & 1:
+                        a = self._check(addrs >> 32 * i & 0xFFFFFFFF, f"write lane {i}, cycle {cycle}")
+                        self.dram[a] = datas >> 8 * i & 0xFF
+            en = ctx.get(dut.dram_rd.en)
+            rdata = 0
+            if en:
+                addrs = ctx.get(dut.dram_rd.addr.as_value())
+                for i in range(self.rd_lanes):
+                    if en >> i & 1:
+                        a = self._check(addrs >> 32 * i & 0xFFFFFFFF, f"read lane {i}, cycle {cycle}")
+                        rdata |= int(self.dram[a]) << 8 * i
+            await ctx.tick()
+            cycle += 1
+            ctx.set(dut.dram_rd.data.as_value(), rdata)     # fixed one-cycle read latency
+        return {"cycle": cycle, "done": ctx.get(dut.done), "error": ctx.get(dut.error),
+                "code": ctx.get(dut.error_code), "counter": ctx.get(dut.cycle),
+                "pc": ctx.get(dut.imem_addr) // INSN_BYTES}
+
+
+def run_accelerator(cfg, stream, dram: np.ndarray, max_cycles: int) -> dict:
+    dut = Accelerator(cfg)
+    words = [int.from_bytes(encode(i), "little") for i in stream]
+    model = DramModel(dut, words, dram)
+    result = {}
+
+    async def testbench(ctx):
+        result.update(await model.serve(ctx, max_cycles))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    t0 = time.perf_counter()
+    sim.run()
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def first_mismatch(name: str, got: np.ndarray, want: np.ndarray) -> str:
+    bad = np.flatnonzero(got != want)
+    i = int(bad[0])
+    g, w = int(got[i]), int(want[i])
+    return (f"{name}: {bad.size} DRAM bytes differ; first at address {i:#x}: "
+            f"got {g:#04x} ({np.int8(np.uint8(g))}), expected {w:#04x} ({np.int8(np.uint8(w))})")
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda l: l.name)
+def test_layer_bit_and_cycle_exact(layer):
+    cfg = TINY
+    parts = map_layer(layer, cfg)
+    assert len(parts) == 1 and parts[0][1] == 1, "test layers must map to one stream"
+    lowered = parts[0][0]
+    stream = lowered.stream + [make(Op.END)]
+    expected_cycles = schedule(stream, cfg).total_cycles
+    d = layer_data(layer, np.random.default_rng(11))
+    dram = _place(lowered, layer, d, cfg)
+    want = dram.copy()
+    Machine(cfg, want).run(stream)
+
+    res = run_accelerator(cfg, stream, dram, max_cycles=expected_cycles + 50)
+    assert res["error"] == 0, f"{layer.name}: error {res['code']} at instruction {res['pc']}"
+    assert res["done"] == 1, f"{layer.name}: not done after {res['cycle']} cycles"
+    assert res["cycle"] == expected_cycles, \
+        f"{layer.name}: done at cycle {res['cycle']}, timing contract says {expected_cycles}"
+    assert res["counter"] == expected_cycles
+    if not np.array_equal(dram, want):
+        pytest.fail(first_mismatch(f"{layer.name} vs sim.functional", dram, want))
+    p, lay = lowered.problem, lowered.layout
+    out = dram[lay["output"]:lay["output"] + p.oh * p.ow * p.k].view(np.int8)
+    gold = golden_output(layer, d, cfg)
+    np.testing.assert_array_equal(out.reshape(gold.shape), gold, err_msg=f"{layer.name} vs golden")
+
+
+def _error_run(stream, max_cycles=200):
+    res = run_accelerator(TINY, stream, np.zeros(4096, dtype=np.uint8), max_cycles)
+    assert res["done"] == 0
+    assert res["error"] == 1, f"no error within {max_cycles} cycles"
+    return res
+
+
+def test_unknown_opcode_raises_error():
+    words = [int.from_bytes(encode(make(Op.NOP)), "little")] * 2 + [0x0C]     # opcode 12
+    dut = Accelerator(TINY)
+    model = DramModel(dut, words, np.zeros(64, dtype=np.uint8))
+    result = {}
+
+    async def testbench(ctx):
+        result.update(await model.serve(ctx, 50))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert result["error"] == 1 and result["done"] == 0
+    assert result["code"] == ErrorCode.OPCODE
+    assert result["pc"] == 2 and result["cycle"] <= 3
+
+
+def test_token_violation_raises_error():
+    # A GEMM popping a load token that no load pushed would wait forever.
+    gemm = make(Op.GEMM, deps="pop_prev", out_h=1, out_w=1, in_w=1, kh=1, kw=1, stride=1, n_cblk=1)
+    res = _error_run([gemm, make(Op.END)])
+    assert res["code"] == ErrorCode.TOKEN and res["pc"] == 0
+    # A token left over at END.
+    load = make(Op.LOAD_PARAM, deps="push_next", pe_count=1, n_entries=1)
+    res = _error_run([load, make(Op.END)])
+    assert res["code"] == ErrorCode.TOKEN and res["pc"] == 1
+
+
+def test_out_of_range_buffer_raises_error():
+    load = make(Op.LOAD_WGT, pe_count=1, dst_addr=TINY.weight_rows - 1, rows=2, n_out=1, chan=4)
+    res = _error_run([load, make(Op.END)])
+    assert res["code"] == ErrorCode.RANGE and res["pc"] == 0
+    res = _error_run([make(Op.LOAD_PARAM, pe_first=TINY.num_pe, pe_count=1, n_entries=1), make(Op.END)])
+    assert res["code"] == ErrorCode.RANGE
