@@ -1,0 +1,522 @@
+"""Sweep a network over accelerator configurations: ``python -m sim.sweep --model M``.
+
+``make sweep MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW] [CFGS=A,B,...] [SCHEDULER=tcp://host:port]``
+runs it.  This is the paper's Section IV-B / Figure 6 experiment: every point
+is one configuration (the Table II presets ``A`` to ``M`` unless ``--configs``
+lists others) simulated in timing mode (``sim.simulator.simulate``), and is
+judged by two metrics, energy per MAC (lower is better) and throughput per
+mm^2 of PE array (``sim.area.area_mm2``; higher is better).  A point is
+Pareto-optimal when no other point is at least as good in both metrics and
+strictly better in one.
+
+Execution.  Points run in parallel in a ``concurrent.futures.ProcessPoolExecutor``
+(``--workers``, default ``os.cpu_count()``; ``--workers 1`` runs them one after
+another in this process) or, with ``--scheduler tcp://host:port``, as tasks on
+a Dask distributed cluster (``distributed.Client``).  Each task returns the
+code version of the tree it ran on; a worker running different code is an
+error (its results would be cached under the wrong key).  A progress line is
+printed per finished point.
+
+Cache.  Every finished point is stored at once as
+``<cache>/<sha256>.json`` (default ``build/sweep/cache``), written to a
+temporary name and renamed.  The key hashes the model name, its resolved
+variant and input size, the configuration's ``to_dict()`` and the code
+version, a hash of every ``.py`` file under ``hw/``, ``mapper/`` and ``sim/``
+(relative path and bytes, sorted by path).  A re-run after an interruption
+therefore recomputes only the missing points, and any source change
+invalidates everything.  The cache is written by the process that drives the
+sweep, never by the workers, so cluster workers need no shared file system.
+
+Outputs, in ``--out`` (default ``build/sweep/<model>[_<variant>][_<H>x<W>]``;
+the variant is left out for the full model, the size unless ``--size`` is
+given): ``sweep.json`` (``model``, ``variant``, ``input``, ``points`` in the
+order of the configuration list, ``pareto_front`` by increasing energy per MAC,
+``k16_vs_k32`` ratios), ``sweep.csv`` (one row per point) and ``sweep.png``
+(unless ``--no-plot``).  All three are produced in memory first and each is
+written to a temporary name and renamed.
+
+A configuration on which some layer cannot be mapped (``mapper.lower.MappingError``,
+e.g. a kernel whose taps do not fit half of a small weight buffer) is not a
+point: it is listed under ``unmappable`` (``config``, ``error``) in
+``sweep.json``, shown in the table, left out of the Pareto front, the ratios
+and the plot, and cached like a point (the failure is as deterministic).
+
+Bad input (unknown model, variant, configuration, a bad size, worker count or
+scheduler address, an unreachable scheduler) prints one line on stderr and
+exits with status 2 without writing anything; so does a cluster worker that
+runs different code (nothing of its is cached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import hashlib
+import io
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig, get_config
+from mapper.flops import UsageError, parse_size
+from mapper.lower import MappingError
+from mapper.workloads import MODEL_NAMES, build_model
+
+from .area import area_mm2
+from .simulator import simulate
+
+__all__ = ["main", "run_sweep", "compute_point", "pareto_flags", "code_version", "cache_key",
+           "CSV_COLUMNS", "SweepError"]
+
+DEFAULT_ROOT = Path("build") / "sweep"
+DEFAULT_CACHE = DEFAULT_ROOT / "cache"
+SOURCE_DIRS = ("hw", "mapper", "sim")
+CSV_COLUMNS = ("config", "k0", "c0", "num_pe", "energy_per_mac_pj", "macs_per_s_per_mm2", "time_ms",
+               "energy_uj", "area_mm2", "utilization", "total_macs", "total_cycles", "pareto")
+_SCHED_RE = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://[^\s/:]+(:\d+)?(/.*)?$")
+_ROOT = Path(__file__).resolve().parent.parent
+#: How long to keep trying to reach a Dask scheduler before giving up.
+CONNECT_TIMEOUT = "15s"
+
+
+class SweepError(Exception):
+    """The sweep cannot be trusted (a worker runs different code); exit status 2."""
+
+
+# ---- code version and cache -------------------------------------------------------------------------
+
+def code_version(root: Path = _ROOT) -> str:
+    """sha256 over the ``.py`` files under ``hw/``, ``mapper/``, ``sim/`` (relative path + bytes, sorted)."""
+    files = sorted((p.relative_to(root).as_posix(), p) for d in SOURCE_DIRS for p in (root / d).rglob("*.py"))
+    h = hashlib.sha256()
+    for rel, path in files:
+        h.update(rel.encode())
+        h.update(b"\0")
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _key_fields(model_name: str, variant: str, size: tuple[int, int], cfg: AcceleratorConfig, version: str) -> dict:
+    return {"model": model_name, "variant": variant, "size": [int(size[0]), int(size[1])],
+            "config": cfg.to_dict(), "code_version": version}
+
+
+def cache_key(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _load_cached(path: Path, fields: dict) -> Optional[dict]:
+    """The cached ``{"point": dict | None, "error": str | None}`` at ``path``, or None if absent,
+    unreadable or stored under other key fields."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("key") != fields:
+        return None
+    point, error = doc.get("point"), doc.get("error")
+    if not (isinstance(point, dict) and error is None or point is None and isinstance(error, str)):
+        return None
+    return {"point": point, "error": error}
+
+
+def _store(path: Path, fields: dict, point: Optional[dict], error: Optional[str]) -> None:
+    _atomic_write(path, (json.dumps({"key": fields, "point": point, "error": error}, indent=1) + "\n").encode())
+
+
+# ---- one point ----------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=4)
+def _model(name: str, variant: Optional[str], size: Optional[tuple[int, int]]):
+    return build_model(name, variant=variant, size=size)
+
+
+_WORKER_VERSION: Optional[str] = None
+
+
+def _worker_version() -> str:
+    """The code version of this worker's tree, hashed once per process (close to what it imported)."""
+    global _WORKER_VERSION
+    if _WORKER_VERSION is None:
+        _WORKER_VERSION = code_version()
+    return _WORKER_VERSION
+
+
+def compute_point(model_name: str, variant: Optional[str], size: Optional[tuple[int, int]],
+                  cfg: AcceleratorConfig) -> dict:
+    """Simulate one configuration; the point's metrics (deterministic, JSON-ready, no ``pareto``)."""
+    res = simulate(_model(model_name, variant, size), cfg)
+    area = area_mm2(cfg)
+    return {
+        "config": cfg.name, "k0": cfg.k0, "c0": cfg.c0, "num_pe": cfg.num_pe,
+        "energy_per_mac_pj": res.energy_pj / res.total_macs,
+        "macs_per_s_per_mm2": res.total_macs / (res.time_ms * 1e-3) / area,
+        "time_ms": res.time_ms, "energy_uj": res.energy_uj, "area_mm2": area,
+        "utilization": res.utilization, "total_macs": res.total_macs, "total_cycles": res.total_cycles,
+    }
+
+
+def _task(model_name: str, variant: Optional[str], size: Optional[tuple[int, int]], cfg: AcceleratorConfig) -> dict:
+    """What a worker runs: the point, its wall time, the worker's code version, or the mapping error."""
+    t0 = time.perf_counter()
+    try:
+        point = compute_point(model_name, variant, size, cfg)
+        error = None
+    except MappingError as e:
+        point, error = None, " ".join(str(e).split())
+    return {"config": cfg.name, "point": point, "error": error, "seconds": time.perf_counter() - t0,
+            "code_version": _worker_version()}
+
+
+# ---- Pareto front ---------------------------------------------------------------------------------
+
+def pareto_flags(points: list[dict], x: str = "energy_per_mac_pj", y: str = "macs_per_s_per_mm2") -> list[bool]:
+    """True for each point no other point dominates (lower-or-equal ``x`` and higher-or-equal ``y``,
+    one of them strictly).  Identical points do not dominate each other."""
+    flags = []
+    for p in points:
+        dominated = any(q[x] <= p[x] and q[y] >= p[y] and (q[x] < p[x] or q[y] > p[y]) for q in points)
+        flags.append(not dominated)
+    return flags
+
+
+def _ratio(points: list[dict], key: Callable[[dict], float]) -> Optional[float]:
+    g16 = [key(p) for p in points if p["k0"] == 16 and p["c0"] == 16]
+    g32 = [key(p) for p in points if p["k0"] == 32 and p["c0"] == 32]
+    if not g16 or not g32:
+        return None
+    return (sum(g16) / len(g16)) / (sum(g32) / len(g32))
+
+
+# ---- the sweep ------------------------------------------------------------------------------------
+
+def _pool_init(parent_pid: int) -> None:
+    """Pool worker set-up: Ctrl-C is the parent's to handle, and a worker whose parent died
+    (even by SIGKILL) exits instead of waiting forever for tasks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _run_pool(tasks: list[AcceleratorConfig], workers: int, args: tuple) -> Iterable[dict]:
+    if workers <= 1 or len(tasks) <= 1:
+        for cfg in tasks:
+            yield _task(*args, cfg)
+        return
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_pool_init,
+                               initargs=(os.getpid(),))
+    try:
+        futures = [pool.submit(_task, *args, cfg) for cfg in tasks]
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        # On an interrupt: drop the points not started, let the running ones finish (at most one each).
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(tasks: list[AcceleratorConfig], address: str, args: tuple) -> Iterable[dict]:
+    import distributed
+
+    try:
+        client = distributed.Client(address, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as e:
+        raise UsageError(f"cannot connect to the Dask scheduler {address!r}: {e}") from None
+    try:
+        n = len(tasks)
+        futures = client.map(_task, [args[0]] * n, [args[1]] * n, [args[2]] * n, tasks, pure=False)
+        for fut in distributed.as_completed(futures):
+            yield fut.result()
+    finally:
+        client.close()
+
+
+def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int, int]],
+              configs: list[AcceleratorConfig], *, cache_dir: Path = DEFAULT_CACHE, workers: int = 0,
+              scheduler: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
+    """Simulate ``configs``, using and filling the cache; the ``sweep.json`` document (plus run stats).
+
+    Raises ``SweepError`` if a worker runs different code.
+    """
+    model = _model(model_name, variant, size)
+    resolved = (model.input[0], model.input[1])
+    version = code_version()
+    fields = {cfg.name: _key_fields(model_name, model.variant, resolved, cfg, version) for cfg in configs}
+    paths = {name: cache_dir / f"{cache_key(f)}.json" for name, f in fields.items()}
+    results: dict[str, dict] = {}          # name -> {"point", "error"}
+    for cfg in configs:
+        cached = _load_cached(paths[cfg.name], fields[cfg.name])
+        if cached is not None:
+            results[cfg.name] = cached
+    todo = [cfg for cfg in configs if cfg.name not in results]
+    n_cached = len(results)
+    log(f"{model_name} ({model.variant}, {resolved[0]}x{resolved[1]}): {len(configs)} points, "
+        f"{n_cached} cached, {len(todo)} to compute"
+        + (f" on {scheduler}" if scheduler and todo else
+           f" with {max(1, min(workers or os.cpu_count() or 1, len(todo)))} worker(s)" if todo else ""))
+    t0 = time.perf_counter()
+    args = (model_name, variant, size)
+    stream = _run_dask(todo, scheduler, args) if scheduler and todo else _run_pool(todo, workers or os.cpu_count() or 1, args)
+    for done, r in enumerate(stream, 1):
+        name = r["config"]
+        if r["code_version"] != version:
+            raise SweepError(f"worker for configuration {name} runs different code "
+                             f"(version {r['code_version'][:12]}, expected {version[:12]}); update the cluster")
+        _store(paths[name], fields[name], r["point"], r["error"])
+        results[name] = {"point": r["point"], "error": r["error"]}
+        p = r["point"]
+        if p is None:
+            log(f"[{done}/{len(todo)}] {name:<4} {r['seconds']:6.1f} s  UNMAPPABLE: {r['error']}")
+        else:
+            log(f"[{done}/{len(todo)}] {name:<4} {r['seconds']:6.1f} s  {p['energy_per_mac_pj']:.4f} pJ/MAC  "
+                f"{p['macs_per_s_per_mm2'] / 1e9:8.2f} GMAC/s/mm^2")
+    ordered = [dict(results[cfg.name]["point"]) for cfg in configs if results[cfg.name]["point"] is not None]
+    unmappable = [{"config": cfg.name, "error": results[cfg.name]["error"]}
+                  for cfg in configs if results[cfg.name]["point"] is None]
+    for p, flag in zip(ordered, pareto_flags(ordered)):
+        p["pareto"] = flag
+    front = sorted((p for p in ordered if p["pareto"]), key=lambda p: (p["energy_per_mac_pj"], -p["macs_per_s_per_mm2"]))
+    return {
+        "model": model_name,
+        "variant": model.variant,
+        "input": list(model.input),
+        "points": ordered,
+        "pareto_front": [p["config"] for p in front],
+        "unmappable": unmappable,
+        "k16_vs_k32": {
+            "energy_per_mac": _ratio(ordered, lambda p: p["energy_per_mac_pj"]),
+            "area_per_throughput": _ratio(ordered, lambda p: 1.0 / p["macs_per_s_per_mm2"]),
+            "time": _ratio(ordered, lambda p: p["time_ms"]),
+        },
+        "stats": {"points": len(configs), "cached": n_cached, "computed": len(todo),
+                  "compute_wall_s": time.perf_counter() - t0},
+    }
+
+
+# ---- outputs ------------------------------------------------------------------------------------
+
+def format_table(doc: dict) -> str:
+    head = ("config", "K0=C0", "PEs", "area mm^2", "time ms", "energy uJ", "pJ/MAC", "GMAC/s/mm^2", "util %", "pareto")
+    rows = [(p["config"], f"{p['k0']}" if p["k0"] == p["c0"] else f"{p['k0']}/{p['c0']}", p["num_pe"],
+             f"{p['area_mm2']:.2f}", f"{p['time_ms']:.3f}", f"{p['energy_uj']:.1f}", f"{p['energy_per_mac_pj']:.4f}",
+             f"{p['macs_per_s_per_mm2'] / 1e9:.2f}", f"{100 * p['utilization']:.1f}", "*" if p["pareto"] else "")
+            for p in doc["points"]]
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    line = lambda r: "  ".join(f"{str(c):<{w}}" if i in (0, 9) else f"{str(c):>{w}}"
+                               for i, (c, w) in enumerate(zip(r, widths)))
+    out = [line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
+    for u in doc["unmappable"]:
+        out.append(f"{u['config']:<{widths[0]}}  UNMAPPABLE: {u['error']}")
+    out.append("")
+    out.append("Pareto front (lower energy/MAC, higher throughput/mm^2): " + ", ".join(doc["pareto_front"]))
+    r = doc["k16_vs_k32"]
+    if r["energy_per_mac"] is None:
+        out.append("K0=C0=16 vs K0=C0=32: n/a (the sweep lacks one of the two groups)")
+    else:
+        out.append(f"K0=C0=16 vs K0=C0=32 (means): energy/MAC {r['energy_per_mac']:.3f}x (paper ~1.4x), "
+                   f"area per throughput {r['area_per_throughput']:.3f}x (paper ~2.8x), time {r['time']:.3f}x")
+    return "\n".join(out)
+
+
+def _csv_bytes(doc: dict) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for p in doc["points"]:
+        w.writerow([repr(p[c]) if isinstance(p[c], float) else p[c] for c in CSV_COLUMNS])
+    return buf.getvalue().encode()
+
+
+def _png_bytes(doc: dict) -> bytes:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    groups = {}
+    for p in doc["points"]:
+        k = (p["k0"], p["c0"])
+        groups.setdefault(k, []).append(p)
+    colours = {(32, 32): "tab:blue", (16, 16): "tab:orange"}
+    for k, pts in sorted(groups.items(), reverse=True):
+        label = f"K0=C0={k[0]}" if k[0] == k[1] else f"K0={k[0]}, C0={k[1]}"
+        ax.scatter([p["energy_per_mac_pj"] for p in pts], [p["macs_per_s_per_mm2"] / 1e9 for p in pts],
+                   color=colours.get(k, "tab:gray"), label=label, zorder=3)
+    for p in doc["points"]:
+        ax.annotate(p["config"], (p["energy_per_mac_pj"], p["macs_per_s_per_mm2"] / 1e9),
+                    textcoords="offset points", xytext=(5, 4), fontsize=9)
+    by_name = {p["config"]: p for p in doc["points"]}
+    front = [by_name[n] for n in doc["pareto_front"]]
+    ax.plot([p["energy_per_mac_pj"] for p in front], [p["macs_per_s_per_mm2"] / 1e9 for p in front],
+            color="tab:green", lw=1.5, ls="--", marker="", label="Pareto front", zorder=2)
+    name = doc["model"] + ("" if doc["variant"] in ("", "full", None) else f" ({doc['variant']})")
+    ax.set_title(f"{name}, {doc['input'][0]}x{doc['input'][1]}: energy per MAC vs throughput per area")
+    ax.set_xlabel("energy per MAC (pJ)  [lower is better]")
+    ax.set_ylabel("throughput per area (GMAC/s/mm$^2$)  [higher is better]")
+    if doc["unmappable"]:
+        ax.text(0.01, 0.01, "not mappable (left out): " + ", ".join(u["config"] for u in doc["unmappable"]),
+                transform=ax.transAxes, fontsize=8, color="tab:red", va="bottom")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def out_dir_name(model_name: str, variant: str, size: Optional[tuple[int, int]]) -> str:
+    name = model_name if variant in ("", "full", None) else f"{model_name}_{variant}"
+    return name if size is None else f"{name}_{size[0]}x{size[1]}"
+
+
+def write_outputs(doc: dict, out: Path, plot: bool = True) -> list[Path]:
+    """Write ``sweep.json``, ``sweep.csv`` and (``plot``) ``sweep.png``; each via a temporary name."""
+    public = {k: v for k, v in doc.items() if k != "stats"}
+    blobs = {"sweep.json": (json.dumps(public, indent=1) + "\n").encode(), "sweep.csv": _csv_bytes(doc)}
+    if plot:
+        blobs["sweep.png"] = _png_bytes(doc)
+    paths = []
+    for fname, data in blobs.items():
+        _atomic_write(out / fname, data)
+        paths.append(out / fname)
+    return paths
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line on stderr, status 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m sim.sweep",
+                description="Simulate a network on many accelerator configurations; Pareto front of "
+                            "energy per MAC vs throughput per mm^2.")
+    p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}")
+    p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
+    p.add_argument("--size", default=None, help="input size HxW (default: the model's)")
+    p.add_argument("--configs", default=None, help=f"comma-separated presets (default: {','.join(PAPER_PRESETS)})")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://host:port (default: local processes)")
+    p.add_argument("--workers", default=None, help="local worker processes (default: os.cpu_count(); 1 = in-process)")
+    p.add_argument("--out", default=None, help=f"output directory (default {DEFAULT_ROOT}/<model>[_<variant>])")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"cache directory (default {DEFAULT_CACHE})")
+    p.add_argument("--no-plot", action="store_true", help="do not draw sweep.png")
+    return p
+
+
+def _parse_configs(text: Optional[str]) -> list[AcceleratorConfig]:
+    if text is None:
+        return [PRESETS[n] for n in PAPER_PRESETS]
+    names = [n.strip() for n in text.split(",")]
+    if not names or any(not n for n in names):
+        raise UsageError(f"bad --configs {text!r}: expected a comma-separated list of presets; "
+                         f"choose from {', '.join(PRESETS)}")
+    configs, seen = [], set()
+    for n in names:
+        try:
+            cfg = get_config(n)
+        except KeyError:
+            raise UsageError(f"unknown configuration {n!r} in --configs; choose from {', '.join(PRESETS)}") from None
+        if cfg.name not in seen:
+            seen.add(cfg.name)
+            configs.append(cfg)
+    return configs
+
+
+def _interruptible(fn: Callable[[], dict]) -> dict:
+    """``fn()`` with SIGTERM turned into KeyboardInterrupt (in the main thread), so that a kill
+    shuts the worker pool down like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn()
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return fn()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        if args.model not in MODEL_NAMES:
+            raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_NAMES)}")
+        size = parse_size(args.size) if args.size is not None else None
+        configs = _parse_configs(args.configs)
+        workers = 0
+        if args.workers is not None:
+            if not re.fullmatch(r"\s*\d+\s*", args.workers) or int(args.workers) <= 0:
+                raise UsageError(f"bad --workers {args.workers!r}: expected a positive integer")
+            workers = int(args.workers)
+        if args.scheduler is not None and not _SCHED_RE.match(args.scheduler):
+            raise UsageError(f"bad --scheduler {args.scheduler!r}: expected an address such as tcp://host:port")
+        try:
+            model = _model(args.model, args.variant or None, size)
+        except KeyError as e:
+            raise UsageError(str(e.args[0]) if e.args else str(e)) from None
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        out = Path(args.out) if args.out else DEFAULT_ROOT / out_dir_name(args.model, model.variant, size)
+        doc = _interruptible(lambda: run_sweep(args.model, args.variant or None, size, configs,
+                                               cache_dir=Path(args.cache), workers=workers,
+                                               scheduler=args.scheduler))
+    except (UsageError, SweepError) as e:
+        print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; the finished points are cached, run again to resume", file=sys.stderr)
+        return 130
+    paths = write_outputs(doc, out, plot=not args.no_plot)
+    print()
+    print(format_table(doc))
+    s = doc["stats"]
+    print(f"{s['points']} points: {s['computed']} computed, {s['cached']} cached; "
+          f"wall time {time.perf_counter() - t0:.1f} s")
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the importable module's main, not this __main__ copy's: tasks sent to Dask workers (and to
+    # spawned processes) are pickled by reference, and ``__main__._task`` does not exist over there.
+    from sim.sweep import main as _main
+
+    sys.exit(_main())

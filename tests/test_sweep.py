@@ -1,0 +1,199 @@
+"""sim.sweep: cache hits and resume, Pareto marking, the Dask path, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import sim.sweep as sweep
+
+MODEL = ["--model", "segformer_b0", "--size", "64x64"]
+CFGS = "E,K,M"
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    # A fixed code version, so that another developer saving a file mid-test does not void the cache.
+    monkeypatch.setattr(sweep, "code_version", lambda root=None: "test-version")
+    monkeypatch.setattr(sweep, "_WORKER_VERSION", "test-version")
+    return tmp_path / "cache", tmp_path / "out"
+
+
+def _run(dirs, *extra, configs=CFGS):
+    cache, out = dirs
+    return sweep.main(MODEL + ["--configs", configs, "--cache", str(cache), "--out", str(out), "--no-plot", *extra])
+
+
+def _spy_simulate(monkeypatch):
+    calls = []
+    real = sweep.simulate
+
+    def spy(model, cfg, **kw):
+        calls.append(cfg.name)
+        return real(model, cfg, **kw)
+
+    monkeypatch.setattr(sweep, "simulate", spy)
+    return calls
+
+
+def _points(out: Path) -> list[dict]:
+    return json.loads((out / "sweep.json").read_text())["points"]
+
+
+def test_cache_hit_on_rerun(dirs, monkeypatch, capsys):
+    calls = _spy_simulate(monkeypatch)
+    assert _run(dirs, "--workers", "1") == 0
+    assert sorted(calls) == ["E", "K", "M"]
+    first = _points(dirs[1])
+    assert len(list(dirs[0].glob("*.json"))) == 3
+    calls.clear()
+
+    def no_pool(*a, **k):
+        raise AssertionError("a process pool was started although every point is cached")
+
+    monkeypatch.setattr(sweep, "ProcessPoolExecutor", no_pool)
+    capsys.readouterr()
+    assert _run(dirs) == 0
+    assert calls == []
+    assert "3 cached, 0 to compute" in capsys.readouterr().out
+    assert _points(dirs[1]) == first
+
+
+def test_resume_after_partial_run(dirs, monkeypatch, capsys):
+    # A "killed" run: one point finished and cached, plus a stray temporary file of an interrupted write.
+    assert _run(dirs, "--workers", "1", configs="K") == 0
+    (dirs[0] / ".deadbeef.json.123.tmp").write_text('{"key": ')
+    calls = _spy_simulate(monkeypatch)
+    capsys.readouterr()
+    assert _run(dirs, "--workers", "1") == 0
+    assert sorted(calls) == ["E", "M"]
+    assert "1 cached, 2 to compute" in capsys.readouterr().out
+    assert [p["config"] for p in _points(dirs[1])] == ["E", "K", "M"]
+
+
+def test_corrupt_or_foreign_cache_entry_is_recomputed(dirs, monkeypatch):
+    assert _run(dirs, "--workers", "1", configs="E") == 0
+    (entry,) = dirs[0].glob("*.json")
+    entry.write_text("{not json")
+    calls = _spy_simulate(monkeypatch)
+    assert _run(dirs, "--workers", "1", configs="E") == 0
+    assert calls == ["E"]
+    # A different code version is a different key: everything is recomputed.
+    monkeypatch.setattr(sweep, "code_version", lambda root=None: "other-version")
+    monkeypatch.setattr(sweep, "_WORKER_VERSION", "other-version")
+    calls.clear()
+    assert _run(dirs, "--workers", "1", configs="E") == 0
+    assert calls == ["E"]
+
+
+def test_pareto_flags_synthetic():
+    pts = [
+        {"energy_per_mac_pj": 1.0, "macs_per_s_per_mm2": 10.0},   # best energy
+        {"energy_per_mac_pj": 2.0, "macs_per_s_per_mm2": 30.0},   # best throughput
+        {"energy_per_mac_pj": 1.5, "macs_per_s_per_mm2": 20.0},   # in between, optimal
+        {"energy_per_mac_pj": 1.6, "macs_per_s_per_mm2": 19.0},   # dominated by the previous
+        {"energy_per_mac_pj": 1.0, "macs_per_s_per_mm2": 9.0},    # equal energy, lower throughput
+        {"energy_per_mac_pj": 2.0, "macs_per_s_per_mm2": 30.0},   # a tie with an optimal point
+    ]
+    assert sweep.pareto_flags(pts) == [True, True, True, False, False, True]
+    assert sweep.pareto_flags([]) == []
+
+
+def test_outputs_and_process_pool(dirs):
+    cache, out = dirs
+    assert sweep.main(MODEL + ["--configs", CFGS, "--cache", str(cache), "--out", str(out), "--workers", "2"]) == 0
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["model"] == "segformer_b0" and doc["input"][:2] == [64, 64]
+    assert [p["config"] for p in doc["points"]] == ["E", "K", "M"]
+    for p in doc["points"]:
+        assert p["energy_per_mac_pj"] > 0 and p["macs_per_s_per_mm2"] > 0
+        assert p["energy_per_mac_pj"] == pytest.approx(p["energy_uj"] * 1e6 / p["total_macs"])
+        assert p["macs_per_s_per_mm2"] == pytest.approx(p["total_macs"] / (p["time_ms"] * 1e-3) / p["area_mm2"])
+    front = [p["config"] for p in doc["points"] if p["pareto"]]
+    assert sorted(doc["pareto_front"]) == sorted(front) and front
+    assert doc["k16_vs_k32"]["energy_per_mac"] is not None
+    csv_lines = (out / "sweep.csv").read_text().splitlines()
+    assert csv_lines[0].split(",") == list(sweep.CSV_COLUMNS) and len(csv_lines) == 4
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob("*.tmp")) and not list(cache.glob("*.tmp"))
+
+
+def test_unmappable_config_is_listed_not_fatal(dirs):
+    # G's 64 kB weight buffer cannot hold segformer's 8x8 spatial-reduction kernel (mapper limitation).
+    assert _run(dirs, "--workers", "1", configs="E,G") == 0
+    doc = json.loads((dirs[1] / "sweep.json").read_text())
+    assert [p["config"] for p in doc["points"]] == ["E"]
+    assert [u["config"] for u in doc["unmappable"]] == ["G"]
+    assert doc["pareto_front"] == ["E"]
+
+
+def test_dask_matches_process_pool(tmp_path, dirs):
+    distributed = pytest.importorskip("distributed")
+    pool_dirs = (tmp_path / "c1", tmp_path / "o1")
+    dask_dirs = (tmp_path / "c2", tmp_path / "o2")
+    assert _run(pool_dirs, "--workers", "2") == 0
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, host="127.0.0.1",
+                                  protocol="tcp://", dashboard_address=":0") as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        assert _run(dask_dirs, "--scheduler", cluster.scheduler_address) == 0
+    assert len(list(dask_dirs[0].glob("*.json"))) == 3
+    assert (dask_dirs[1] / "sweep.json").read_text() == (pool_dirs[1] / "sweep.json").read_text()
+    assert (dask_dirs[1] / "sweep.csv").read_text() == (pool_dirs[1] / "sweep.csv").read_text()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--model", "segformer_b0", "--configs", "E,Z"], "'Z'"),
+    (["--model", "segformer_b0", "--configs", "E,,K"], "--configs"),
+    (["--model", "nosuchnet"], "'nosuchnet'"),
+    (["--model", "segformer_b0", "--variant", "zz"], "'zz'"),
+    (["--model", "segformer_b0", "--size", "64by64"], "--size"),
+    (["--model", "segformer_b0", "--workers", "0"], "--workers"),
+    (["--model", "segformer_b0", "--scheduler", "localhost"], "--scheduler"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, monkeypatch, capsys, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    assert sweep.main(argv + ["--cache", str(cache), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m sim.sweep: error:") and needle in err
+    if "--configs" in argv and needle == "'Z'":
+        assert "choose from" in err and "A, B, C" in err
+    if "nosuchnet" in argv:
+        assert "segformer_b2" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_scheduler_exits_2(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")
+    import socket
+    with socket.socket() as s:      # a free loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    argv = MODEL + ["--configs", "E", "--scheduler", f"tcp://127.0.0.1:{port}", "--cache", str(cache), "--out", str(out)]
+    assert sweep.main(argv) == 2
+    assert "cannot connect" in capsys.readouterr().err
+    assert not out.exists() and not list(cache.glob("*"))
+
+
+def test_dask_worker_processes_match_process_pool(tmp_path):
+    # Workers in separate processes: tasks and results cross a real pickle + TCP boundary, and each
+    # worker checks its own code version (the real one here, not the fixture's constant).
+    distributed = pytest.importorskip("distributed")
+    pool_dirs = (tmp_path / "c1", tmp_path / "o1")
+    dask_dirs = (tmp_path / "c2", tmp_path / "o2")
+    assert _run(pool_dirs, "--workers", "2", configs="E,M") == 0
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=":0") as cluster:
+        # As `make sweep SCHEDULER=...` runs it: `python -m sim.sweep`, whose module is __main__.
+        cmd = [sys.executable, "-m", "sim.sweep", *MODEL, "--configs", "E,M", "--no-plot",
+               "--scheduler", cluster.scheduler_address, "--cache", str(dask_dirs[0]), "--out", str(dask_dirs[1])]
+        proc = subprocess.run(cmd, cwd=Path(sweep.__file__).parent.parent, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (dask_dirs[1] / "sweep.json").read_text() == (pool_dirs[1] / "sweep.json").read_text()
