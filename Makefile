@@ -18,14 +18,17 @@ MODEL_ARGS = --model $(MODEL) $(call opt,--variant,$(VARIANT)) $(call opt,--size
 
 BUDGETS  ?=
 ACCURACY ?=
+CFGS      ?=
+SCHEDULER ?=
 
-.PHONY: help venv flops sim paths rdd test bench clean
+.PHONY: help venv flops sim paths rdd sweep test bench clean
 
 help:
 	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [CHECK=1]   simulate a network"
 	@echo "make flops MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW]         per-layer MAC analysis"
 	@echo "make paths MODEL=segformer_b2 CFG=E                           execution paths vs accuracy (Figs. 10-13)"
 	@echo "make rdd   MODEL=segformer_b2 CFG=E [BUDGETS=trace.csv]        RDD runtime over a budget trace"
+	@echo "make sweep MODEL=segformer_b2 [CFGS=A,B,...] [SCHEDULER=tcp://host:port]  configs' Pareto front (Fig. 6)"
 	@echo "make test                                                      the test suite (CI)"
 	@echo "make bench                                                     benchmarks -> build/bench/*.json"
 
@@ -48,6 +51,9 @@ paths: $(STAMP)
 
 rdd: $(STAMP)
 	$(PY) -m sim.rdd --model $(MODEL) --config $(CFG) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(ARGS)
+
+sweep: $(STAMP)
+	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(call opt,--scheduler,$(SCHEDULER)) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests $(ARGS)
