@@ -225,30 +225,39 @@ class LoadUnit(wiring.Component):
         nxt = {}
         with m.Switch(op):
             with m.Case(Op.LOAD_INP):
-                fkh = Mux(ci.fold_kh == 0, 1, ci.fold_kh)
-                fkw = Mux(ci.fold_kw == 0, 1, ci.fold_kw)
-                fs = Mux(ci.fold_stride == 0, 1, ci.fold_stride)
+                fkh, fkw, fs = Signal(4), Signal(4), Signal(4)
+                m.d.comb += [fkh.eq(Mux(ci.fold_kh == 0, 1, ci.fold_kh)),
+                             fkw.eq(Mux(ci.fold_kw == 0, 1, ci.fold_kw)),
+                             fs.eq(Mux(ci.fold_stride == 0, 1, ci.fold_stride))]
                 pos = (cb, yy, xx)
                 en_bits = []
                 for i in range(nb):
                     pcb, pyy, pxx = pos
-                    rvalid = issue & (bi * nb + i < rows)
+                    rvalid = Signal(name=f"row_valid{i}")
+                    m.d.comb += rvalid.eq(issue & (bi * nb + i < rows))
                     for ln in range(c0):
-                        f = ci.c_base + pcb * c0 + ln
-                        tap = f // ci.t_c
-                        c = f % ci.t_c
-                        r = tap // fkw
-                        s = tap % fkw
-                        y = ci.y0 + pyy * fs + r
-                        x = ci.x0 + pxx * fs + s
-                        ok = (rvalid & (tap < fkh * fkw) & (y >= 0) & (y < ci.t_h)
-                              & (x >= 0) & (x < ci.t_w))
+                        f, tap, r, s = (Signal(32, name=f"f{i}_{ln}"), Signal(32, name=f"tap{i}_{ln}"),
+                                        Signal(32, name=f"r{i}_{ln}"), Signal(4, name=f"s{i}_{ln}"))
+                        c = Signal(16, name=f"c{i}_{ln}")
+                        y, x = Signal(signed(34), name=f"y{i}_{ln}"), Signal(signed(34), name=f"x{i}_{ln}")
+                        ok = Signal(name=f"ok{i}_{ln}")
+                        m.d.comb += [
+                            f.eq(ci.c_base + pcb * c0 + ln),
+                            tap.eq(f // ci.t_c), c.eq(f % ci.t_c),
+                            r.eq(tap // fkw), s.eq(tap % fkw),
+                            y.eq(ci.y0 + pyy * fs + r), x.eq(ci.x0 + pxx * fs + s),
+                            ok.eq(rvalid & (tap < fkh * fkw) & (y >= 0) & (y < ci.t_h) & (x >= 0) & (x < ci.t_w)),
+                            lane_addr[i * c0 + ln].eq(ci.src_addr + (y * ci.t_w + x) * ci.t_c + c),
+                        ]
                         en_bits.append(ok)
-                        m.d.comb += lane_addr[i * c0 + ln].eq(ci.src_addr + (y * ci.t_w + x) * ci.t_c + c)
-                    wrap_x = pxx + 1 == ci.win_w
-                    wrap_y = wrap_x & (pyy + 1 == ci.win_h)
-                    pos = (Mux(wrap_y, pcb + 1, pcb)[:12], Mux(wrap_x, Mux(wrap_y, 0, pyy + 1), pyy)[:12],
-                           Mux(wrap_x, 0, pxx + 1)[:12])
+                    wrap_x, wrap_y = Signal(name=f"wrap_x{i}"), Signal(name=f"wrap_y{i}")
+                    m.d.comb += [wrap_x.eq(pxx + 1 == ci.win_w), wrap_y.eq(wrap_x & (pyy + 1 == ci.win_h))]
+                    npos = (Signal(12, name=f"cb{i + 1}"), Signal(12, name=f"yy{i + 1}"),
+                            Signal(12, name=f"xx{i + 1}"))
+                    m.d.comb += [npos[0].eq(Mux(wrap_y, pcb + 1, pcb)),
+                                 npos[1].eq(Mux(wrap_x, Mux(wrap_y, 0, pyy + 1), pyy)),
+                                 npos[2].eq(Mux(wrap_x, 0, pxx + 1))]
+                    pos = npos
                 nxt["inp"] = pos
                 m.d.comb += [
                     lane_en.eq(Cat(*en_bits)),

@@ -40,7 +40,8 @@ from amaranth.lib import wiring
 from ..config import AcceleratorConfig, get_config
 
 __all__ = ["MAX_TOP_INPUT_BITS", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
-           "ExportResult", "module_name", "export_component", "export_mac_array"]
+           "ExportResult", "module_name", "export_component", "export_mac_array",
+           "export_accelerator"]
 
 
 @dataclass(frozen=True)
@@ -108,14 +109,18 @@ def _parse_ports(text: str) -> tuple[Port, ...]:
 
 
 def export_component(component: wiring.Component, name: str,
-                     children: tuple[str, ...] = ()) -> ExportedModule:
+                     children: tuple[str, ...] = (), *, inline_children: bool = False) -> ExportedModule:
     """Convert one component (whose children may be :class:`BlackBox` es) to Verilog.
+
+    With ``inline_children``, submodules that are not black boxes (used once, such as
+    the accelerator's control units) stay in the text as modules named
+    ``\\<name>.<submodule>``; otherwise the component must convert to one module.
 
     Raises
     ------
     ValueError
         If Yosys emitted more than one module (a child that was not a black box
-        was flattened into a module of its own).
+        was flattened into a module of its own) and ``inline_children`` is false.
     """
     input_bits = sum(len(Value.cast(value)) for _, member, value
                      in component.signature.flatten(component) if member.flow == wiring.In)
@@ -129,6 +134,8 @@ def export_component(component: wiring.Component, name: str,
     # attributes.
     text = _ATTRIBUTE_RE.sub("", text)
     modules = _MODULE_RE.findall(text)
+    if inline_children:
+        modules = [mod for mod in modules if not mod.startswith(f"\\{name}.")]
     if modules != [name]:
         raise ValueError(f"expected exactly module {name!r} in the output, got {modules!r}: "
                          f"convert non-repeated children inline or export them as black boxes")
@@ -216,11 +223,13 @@ class HierarchicalExport:
     def modules(self) -> dict[str, ExportedModule]:
         return dict(self._modules)
 
-    def add(self, component_cls, config: AcceleratorConfig, **kwargs) -> ExportedModule:
+    def add(self, component_cls, config: AcceleratorConfig, *, inline_children: bool = False,
+            **kwargs) -> ExportedModule:
         """Build ``component_cls(config, **kwargs)`` and export it under its derived name.
 
         A name exported before is returned from the cache without converting again
         (the name encodes every parameter that changes the hardware).
+        ``inline_children`` is passed to :func:`export_component`.
         """
         name = module_name(component_cls, config)
         if name in self._modules:
@@ -228,7 +237,7 @@ class HierarchicalExport:
         component = component_cls(config, **kwargs)
         children = tuple(sorted({v.module.name for v in kwargs.values()
                                  if isinstance(v, _Stub)}))
-        exported = export_component(component, name, children)
+        exported = export_component(component, name, children, inline_children=inline_children)
         self._modules[name] = exported
         return exported
 
@@ -275,15 +284,36 @@ def export_mac_array(config: AcceleratorConfig) -> ExportResult:
                         seconds=time.perf_counter() - start)
 
 
+def export_accelerator(config: AcceleratorConfig) -> ExportResult:
+    """The whole Accelerator: VectorMAC, PostProcessor and PETile once each, then the top
+    (whose single-instance control units stay inline as ``\\<top>.<unit>`` modules)."""
+    from .accelerator import Accelerator
+    from .pe_tile import PETile
+    from .postproc import PostProcessor
+    from .vector_mac import VectorMAC
+
+    start = time.perf_counter()
+    ex = HierarchicalExport()
+    mac = ex.add(VectorMAC, config)
+    post = ex.add(PostProcessor, config)
+    pe = ex.add(PETile, config, mac_factory=ex.stub(mac), post_factory=ex.stub(post))
+    top = ex.add(Accelerator, config, inline_children=True, pe_factory=ex.stub(pe))
+    text = ex.verilog()
+    return ExportResult(top=top.name, verilog=text, modules=tuple(ex.modules),
+                        seconds=time.perf_counter() - start)
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Export the MAC array of a configuration as "
-                                                 "hierarchical Verilog.")
+    parser = argparse.ArgumentParser(description="Export the MAC array or the whole accelerator of a "
+                                                 "configuration as hierarchical Verilog.")
     parser.add_argument("--config", default="tiny", help="preset name (A..M, tiny, small, e_small)")
+    parser.add_argument("--top", default="mac_array", choices=("mac_array", "accelerator"),
+                        help="what to export")
     parser.add_argument("--output-dir", default="build/verilog", type=Path)
     args = parser.parse_args(argv)
     config = get_config(args.config)
     try:
-        result = export_mac_array(config)
+        result = (export_accelerator if args.top == "accelerator" else export_mac_array)(config)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     args.output_dir.mkdir(parents=True, exist_ok=True)
