@@ -1,0 +1,1 @@
+"""Verilator + cocotb cosimulation of the exported RTL (see docs/cosim.md)."""
