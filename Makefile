@@ -21,7 +21,7 @@ ACCURACY ?=
 CFGS      ?=
 SCHEDULER ?=
 
-.PHONY: help venv flops sim paths rdd sweep test bench clean
+.PHONY: help venv flops sim paths rdd sweep test regress cosim bench clean
 
 help:
 	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [CHECK=1]   simulate a network"
@@ -29,7 +29,9 @@ help:
 	@echo "make paths MODEL=segformer_b2 CFG=E                           execution paths vs accuracy (Figs. 10-13)"
 	@echo "make rdd   MODEL=segformer_b2 CFG=E [BUDGETS=trace.csv]        RDD runtime over a budget trace"
 	@echo "make sweep MODEL=segformer_b2 [CFGS=A,B,...] [SCHEDULER=tcp://host:port]  configs' Pareto front (Fig. 6)"
-	@echo "make test                                                      the test suite (CI)"
+	@echo "make test                                                      the test suite (CI), without slow tests"
+	@echo "make regress                                                   the whole suite, slow tests included"
+	@echo "make cosim [WAVES=1]                                           Verilator/cocotb cosimulation tests, slow ones included"
 	@echo "make bench                                                     benchmarks -> build/bench/*.json"
 
 $(STAMP): pyproject.toml
@@ -56,7 +58,13 @@ sweep: $(STAMP)
 	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(call opt,--scheduler,$(SCHEDULER)) $(ARGS)
 
 test: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not slow" tests $(ARGS)
+
+regress: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests $(ARGS)
+
+cosim: $(STAMP)
+	$(PY) -m pytest -q -n 2 tests/cosim $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m sim.bench $(ARGS)
