@@ -136,8 +136,12 @@ def problem_of(layer: Layer, cfg: AcceleratorConfig) -> Problem:
                            layer.in_ch, layer.out_ch, pack, pack, kh, kw, layer.stride, layer.padding,
                            relu=layer.relu, dw_pack=pack)
         cg, kg = layer.in_ch // layer.groups, layer.out_ch // layer.groups
-        fold = (layer.groups == 1 and kh * kw > 1
-                and _cdiv(kh * kw * cg, cfg.c0) < kh * kw * _cdiv(cg, cfg.c0))
+        # Fold taps into channels (im2col in the load unit) when it saves channel blocks, when the
+        # patches do not overlap (stride >= kernel: no extra DRAM reads), or when the taps of one
+        # channel block would not fit half a weight buffer otherwise.
+        folded, plain = _cdiv(kh * kw * cg, cfg.c0), kh * kw * _cdiv(cg, cfg.c0)
+        fold = layer.groups == 1 and kh * kw > 1 and (
+            folded < plain or (folded == plain and layer.stride >= kh) or kh * kw > cfg.weight_rows // 2)
         return Problem(layer.name, "dense", layer.groups, layer.in_h, layer.in_w, layer.in_ch,
                        layer.out_ch, cg, kg, kh, kw, layer.stride, layer.padding, fold, layer.relu)
     if isinstance(layer, Linear):

@@ -92,6 +92,13 @@ class SimResult:
     def utilization(self) -> float:
         return self.total_macs / (self.total_cycles * self.config.macs_per_cycle)
 
+    @property
+    def energy_onchip_pj(self) -> float:
+        """Energy without the DRAM accesses: what a power analysis of the accelerator alone reports
+        (the paper's PrimeTime figures)."""
+        dram = ("dram_read_bytes", "dram_write_bytes")
+        return sum(r.energy_pj - sum(r.energy_breakdown.get(k, 0.0) for k in dram) for r in self.layers)
+
 
 def _floors(ev: Counter, cfg: AcceleratorConfig) -> dict:
     """Lower bounds on a layer's cycles from each resource it uses, from its events."""

@@ -19,6 +19,7 @@ FIXED = [
     Conv2d("conv3x3_relu", "encoder", 8, 8, 7, 7, kernel=3, padding=1, relu=True),
     Conv2d("conv3x3_s2", "encoder", 8, 12, 9, 9, kernel=3, stride=2, padding=1),
     Conv2d("patch7x7_s4", "encoder", 3, 8, 17, 17, kernel=7, stride=4, padding=3),
+    Conv2d("reduction4x4_s4", "encoder", 16, 16, 12, 12, kernel=4, stride=4),   # folded: patches do not overlap
     Conv2d("depthwise", "encoder", 12, 12, 6, 6, kernel=3, padding=1, groups=12),
     Conv2d("grouped", "encoder", 8, 8, 5, 5, kernel=3, padding=1, groups=2),
     Linear("linear", "encoder", 10, 20, 9),

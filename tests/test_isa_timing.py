@@ -129,8 +129,11 @@ def test_a_buffer_too_small_for_any_tile_names_layer_and_buffer():
     with pytest.raises(MappingError, match=r"big3x3: the input buffer \(64 bytes"):
         map_layer(Conv2d("big3x3", "encoder", 8, 8, 8, 8, kernel=3, padding=1), tiny_inp)
     small_w = get_config("tiny", weight_buf_bytes=256)         # 16 rows per vector MAC: half 8 < 9 taps
-    with pytest.raises(MappingError, match=r"w3x3: the weight buffer \(256 bytes"):
-        map_layer(Conv2d("w3x3", "encoder", 8, 8, 8, 8, kernel=3, padding=1), small_w)
+    with pytest.raises(MappingError, match=r"dw3x3: the weight buffer \(256 bytes"):
+        map_layer(Conv2d("dw3x3", "encoder", 8, 8, 8, 8, kernel=3, padding=1, groups=8), small_w)
+    # a dense conv folds its taps into channels instead, so it still maps
+    lowered, _ = map_layer(Conv2d("w3x3", "encoder", 8, 8, 8, 8, kernel=3, padding=1), small_w)[0]
+    assert lowered.problem.fold
 
 
 def test_mapping_is_deterministic_and_respects_capacities():

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hw.config import get_config
+
 import sim.sweep as sweep
 
 MODEL = ["--model", "segformer_b0", "--size", "64x64"]
@@ -123,11 +125,13 @@ def test_outputs_and_process_pool(dirs):
 
 
 def test_unmappable_config_is_listed_not_fatal(dirs):
-    # G's 64 kB weight buffer cannot hold segformer's 8x8 spatial-reduction kernel (mapper limitation).
-    assert _run(dirs, "--workers", "1", configs="E,G") == 0
-    doc = json.loads((dirs[1] / "sweep.json").read_text())
+    # An input buffer of 256 bytes cannot hold the 3x3 window of one output pixel of any 3x3 conv.
+    starved = get_config("E").replace(name="starved", input_buf_bytes=256)
+    doc = sweep.run_sweep("segformer_b0", None, (64, 64), [get_config("E"), starved], cache_dir=dirs[0],
+                          workers=1, log=lambda s: None)
     assert [p["config"] for p in doc["points"]] == ["E"]
-    assert [u["config"] for u in doc["unmappable"]] == ["G"]
+    assert [u["config"] for u in doc["unmappable"]] == ["starved"]
+    assert "the input buffer (256 bytes" in doc["unmappable"][0]["error"]
     assert doc["pareto_front"] == ["E"]
 
 
