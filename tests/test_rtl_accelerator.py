@@ -3,6 +3,7 @@ golden model) and cycle-exactly (against hw.timing.schedule), and flags malforme
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import time
@@ -132,6 +133,32 @@ def test_layer_bit_and_cycle_exact(layer):
     out = dram[lay["output"]:lay["output"] + p.oh * p.ow * p.k].view(np.int8)
     gold = golden_output(layer, d, cfg)
     np.testing.assert_array_equal(out.reshape(gold.shape), gold, err_msg=f"{layer.name} vs golden")
+
+
+def test_global_buffer_source_bit_and_cycle_exact():
+    """LOAD_GB copies the input into the global buffer; every LOAD_INP then reads it from there."""
+    layer, cfg = LAYERS[1], TINY
+    lowered = map_layer(layer, cfg)[0][0]
+    p, lay = lowered.problem, lowered.layout
+    gb_base = 100                                  # not aligned to the bus on purpose
+    n_bytes = p.h * p.w * p.c
+    stream = [make(Op.LOAD_GB, src_addr=lay["input"], dst_addr=gb_base, n_bytes=n_bytes)]
+    for insn in lowered.stream:
+        insn = dataclasses.replace(insn, f=dict(insn.f))
+        if insn.op == Op.LOAD_INP:
+            insn.f.update(src_gb=1, src_addr=insn.f["src_addr"] - lay["input"] + gb_base)
+        stream.append(insn)
+    stream.append(make(Op.END))
+    expected_cycles = schedule(stream, cfg).total_cycles
+    d = layer_data(layer, np.random.default_rng(5))
+    dram = _place(lowered, layer, d, cfg)
+    want = dram.copy()
+    Machine(cfg, want).run(stream)
+    res = run_accelerator(cfg, stream, dram, max_cycles=expected_cycles + 50)
+    assert res["error"] == 0, f"error {res['code']} at instruction {res['pc']}"
+    assert res["cycle"] == expected_cycles and res["done"] == 1
+    if not np.array_equal(dram, want):
+        pytest.fail(first_mismatch("global-buffer stream vs sim.functional", dram, want))
 
 
 def _error_run(stream, max_cycles=200):

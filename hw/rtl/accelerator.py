@@ -51,15 +51,15 @@ DRAM_READ_LATENCY = 1
 
 
 class ErrorCode(enum.Enum, shape=3):
-    """Why ``error`` was raised (the instruction at ``imem_addr`` is the culprit, except PARAM)."""
+    """Why ``error`` was raised (the instruction at ``imem_addr`` is the culprit, except DATA)."""
     NONE = 0
     OPCODE = 1        # unknown opcode
     RESERVED = 2      # non-zero reserved bits, or an unknown VEC operation
     RANGE = 3         # a buffer or PE-set range outside the configuration
     TOKEN = 4         # token popped that no earlier instruction pushed, missing neighbour,
                       # more than TOKEN_LIMIT outstanding, or tokens left at END
-    PARAM = 5         # a loaded parameter shift above MAX_SHIFT
-    UNSUPPORTED = 6   # LOAD_GB / LOAD_INP from the global buffer (not built yet)
+    DATA = 5          # found by the load unit while running: a loaded parameter shift above
+                      # MAX_SHIFT, or a LOAD_INP global-buffer address outside the buffer
 
 
 def insn_layout(op: Op) -> data.StructLayout:
@@ -170,7 +170,9 @@ def _unit_members() -> dict:
 # ---- load unit ------------------------------------------------------------------------------
 
 class LoadUnit(wiring.Component):
-    """LOAD_INP / LOAD_WGT / LOAD_PARAM: a beat of ``G`` gathered bytes per cycle.
+    """LOAD_INP / LOAD_WGT / LOAD_PARAM / LOAD_GB: a beat of ``G`` gathered bytes per cycle.
+
+    The global buffer lives here (LOAD_GB writes it, LOAD_INP may gather from it).
 
     A beat requested at cycle c returns at c+1 and is written into the selected PEs
     then; the unit is free after ``T = max(1, beats, ceil(bytes / dram_bw))`` cycles
@@ -198,10 +200,12 @@ class LoadUnit(wiring.Component):
         h = self.insn
         hop = h[0:4]
         hi, hw_, hp = _view(Op.LOAD_INP, h), _view(Op.LOAD_WGT, h), _view(Op.LOAD_PARAM, h)
+        hgb = _view(Op.LOAD_GB, h)
 
         cur = Signal(INSN_BITS)
         op = cur[0:4]
         ci, cw, cp = _view(Op.LOAD_INP, cur), _view(Op.LOAD_WGT, cur), _view(Op.LOAD_PARAM, cur)
+        cgb = _view(Op.LOAD_GB, cur)
         busy, push_flag = Signal(), Signal()
         beats, bi = Signal(32), Signal(32)
         rows = Signal(32)
@@ -213,6 +217,7 @@ class LoadUnit(wiring.Component):
         cb, yy, xx = Signal(12), Signal(12), Signal(12)
         wr_row, jb = Signal(12), Signal(8)
         pbase = Signal(16)
+        gbase = Signal(32)
 
         # ---- per-beat address generation (combinational from the registered instruction)
         issue = Signal()
@@ -293,23 +298,50 @@ class LoadUnit(wiring.Component):
                     w_addr.eq(cp.dst_addr + pbase),
                     w_count.eq(_min(cp.n_entries - pbase, ne)),
                 ]
-        m.d.comb += [self.dram.en.eq(lane_en), self.dram.addr.eq(lane_addr)]
+            with m.Case(Op.LOAD_GB):
+                en_bits = []
+                for i in range(g):
+                    en_bits.append(issue & (gbase + i < cgb.n_bytes))
+                    m.d.comb += lane_addr[i].eq(cgb.src_addr + gbase + i)
+                m.d.comb += lane_en.eq(Cat(*en_bits))
+
+        # The global buffer: a byte memory with G write lanes (LOAD_GB) and G gather lanes
+        # (LOAD_INP with src_gb), reads transparent so a LOAD_INP right after the LOAD_GB
+        # that fills it sees the last beat.
+        from_gb = Signal()
+        m.d.comb += from_gb.eq((op == Op.LOAD_INP) & ci.src_gb)
+        m.submodules.gb = gb = memory.Memory(shape=8, depth=cfg.global_buf_bytes, init=[])
+        gb_wr = [gb.write_port() for _ in range(g)]
+        gb_rd = [gb.read_port(transparent_for=gb_wr) for _ in range(g)]
+        gb_bad = Const(0, 1)
+        for i in range(g):
+            m.d.comb += [gb_rd[i].addr.eq(lane_addr[i]), gb_rd[i].en.eq(lane_en[i] & from_gb)]
+            gb_bad = gb_bad | (lane_en[i] & from_gb & (lane_addr[i] >= cfg.global_buf_bytes))
+        m.d.comb += [self.dram.en.eq(Mux(from_gb, 0, lane_en)), self.dram.addr.eq(lane_addr)]
 
         # ---- write stage: the gathered bytes arrive one cycle later -------------------------
         wv = Signal()
         w_mask = Signal(g)
         w_pes = Signal(cfg.num_pe)     # the next instruction may latch its PE set meanwhile
-        m.d.sync += [wv.eq(issue), w_mask.eq(lane_en), w_pes.eq(mask)]
+        w_gb, w_from_gb = Signal(), Signal()      # beat writes the global buffer / reads from it
+        w_gbaddr = Signal(32)
+        m.d.sync += [wv.eq(issue), w_mask.eq(lane_en), w_pes.eq(mask), w_gb.eq(op == Op.LOAD_GB),
+                     w_from_gb.eq(from_gb), w_gbaddr.eq(cgb.dst_addr + gbase)]
         for name, sig, out in (("target", w_target, self.ld_target), ("addr", w_addr, self.ld_addr),
                                ("sel", w_sel, self.ld_sel), ("count", w_count, self.ld_count)):
             reg = Signal.like(sig, name=f"w_{name}_q")
             m.d.sync += reg.eq(sig)
             m.d.comb += out.eq(reg)
-        bytes_in = [Mux(w_mask[i], self.dram.data[i], 0) for i in range(g)]
+        bytes_in = [Mux(w_mask[i], Mux(w_from_gb, gb_rd[i].data, self.dram.data[i]), 0) for i in range(g)]
         m.d.comb += [
             self.ld_data.eq(Cat(*bytes_in)),
-            self.pe_en.eq(Mux(wv, w_pes, 0)),
+            self.pe_en.eq(Mux(wv & ~w_gb, w_pes, 0)),
         ]
+        for i in range(g):
+            m.d.comb += [gb_wr[i].addr.eq(w_gbaddr + i), gb_wr[i].data.eq(self.dram.data[i]),
+                         gb_wr[i].en.eq(wv & w_gb & w_mask[i])]
+        with m.If(gb_bad):
+            m.d.sync += self.error.eq(1)
         bad_shift = Const(0, 1)
         for e in range(ne):
             bad_shift = bad_shift | ((e < self.ld_count) & (bytes_in[e * PARAM_ENTRY_BYTES + 6] > MAX_SHIFT))
@@ -339,6 +371,8 @@ class LoadUnit(wiring.Component):
                     m.d.sync += [jb.eq(Mux(last_j, 0, jb + 1)), wr_row.eq(wr_row + last_j)]
                 with m.Case(Op.LOAD_PARAM):
                     m.d.sync += pbase.eq(pbase + ne)
+                with m.Case(Op.LOAD_GB):
+                    m.d.sync += gbase.eq(gbase + g)
         with m.If(free):
             m.d.sync += [busy.eq(0), last_end.eq(self.now + first)]
 
@@ -347,7 +381,7 @@ class LoadUnit(wiring.Component):
         mask_h, _ = _pe_set(hi, cfg.num_pe)     # the PE set has the same position in all three
         with m.If(self.start):
             m.d.sync += [cur.eq(h), busy.eq(1), bi.eq(0), push_flag.eq(h[7]), mask.eq(mask_h),
-                         cb.eq(0), yy.eq(0), xx.eq(0), wr_row.eq(0), jb.eq(0), pbase.eq(0)]
+                         cb.eq(0), yy.eq(0), xx.eq(0), wr_row.eq(0), jb.eq(0), pbase.eq(0), gbase.eq(0)]
             with m.Switch(hop):
                 with m.Case(Op.LOAD_INP):
                     m.d.sync += [rows.eq(rows_i), beats.eq(_cdiv(rows_i, nb)), credit.eq(0),
@@ -359,6 +393,9 @@ class LoadUnit(wiring.Component):
                 with m.Case(Op.LOAD_PARAM):
                     m.d.sync += [beats.eq(_cdiv(hp.n_entries, ne)),
                                  credit.eq(-(hp.n_entries * PARAM_ENTRY_BYTES)),
+                                 first.eq(cfg.dram_latency)]
+                with m.Case(Op.LOAD_GB):
+                    m.d.sync += [beats.eq(_cdiv(hgb.n_bytes, g)), credit.eq(-hgb.n_bytes),
                                  first.eq(cfg.dram_latency)]
         return m
 
@@ -741,6 +778,9 @@ class Accelerator(wiring.Component):
                 m.d.comb += range_bad.eq(_pe_set(vw, n)[1] | (vw.dst_addr + vw.rows > cfg.weight_rows))
             with m.Case(Op.LOAD_PARAM):
                 m.d.comb += range_bad.eq(_pe_set(vp, n)[1] | (vp.dst_addr + vp.n_entries > cfg.param_depth))
+            with m.Case(Op.LOAD_GB):
+                vb = views[Op.LOAD_GB]
+                m.d.comb += range_bad.eq(vb.dst_addr + vb.n_bytes > cfg.global_buf_bytes)
             with m.Case(Op.GEMM):
                 m.d.comb += range_bad.eq((vg.acc_addr + npix_g > cfg.accum_depth)
                                          | ((steps != 0) & (npix_g != 0)
@@ -750,7 +790,6 @@ class Accelerator(wiring.Component):
                 m.d.comb += range_bad.eq(_pe_set(vs, n)[1] | (vs.pe_k == 0) | (vs.k_per_pe > cfg.k0)
                                          | (vs.param_addr + vs.k_per_pe > cfg.param_depth)
                                          | (vs.acc_addr + vs.out_h * vs.out_w > cfg.accum_depth))
-        unsupported = (op == Op.LOAD_GB) | ((op == Op.LOAD_INP) & vi.src_gb)
 
         # Tokens in program order: (pop flag bit, FIFO) and (push flag bit, FIFO) per queue.
         counts = {name: Signal(range(TOKEN_LIMIT + 1), name=f"tokens_{name}") for name in tok}
@@ -793,12 +832,10 @@ class Accelerator(wiring.Component):
                 m.d.comb += err.eq(ErrorCode.RESERVED)
             with m.Elif(range_bad):
                 m.d.comb += err.eq(ErrorCode.RANGE)
-            with m.Elif(unsupported):
-                m.d.comb += err.eq(ErrorCode.UNSUPPORTED)
             with m.Elif(token_bad & (~is_end | all_idle)):
                 m.d.comb += err.eq(ErrorCode.TOKEN)
             with m.Elif(load.error):
-                m.d.comb += err.eq(ErrorCode.PARAM)
+                m.d.comb += err.eq(ErrorCode.DATA)
 
         dispatch = Signal()
         with m.If(running & (err == ErrorCode.NONE)):
