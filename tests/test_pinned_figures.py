@@ -1,0 +1,35 @@
+"""Pinned results of named cases (in the manner of ZigZag's origin tests).
+
+These are regression pins, not targets: they were produced by this code. A
+change to the mapper, the timing contract or the energy model shows up here
+as a diff that its author must explain (and then re-pin). The comparison with
+the paper's figures is in the README.
+"""
+
+import pytest
+
+from hw.config import get_config
+from mapper.workloads import build_model
+from sim.simulator import IDEAL_MEMORY, simulate
+
+PINS = {
+    # model: (cycles on E, energy in pJ on E), default model (DRAM 128 B/cycle, every layer timed)
+    "segformer_b2": (6_617_711, 47_134_830_868.26),
+    "swin_tiny": (17_163_664, 107_101_666_278.77),
+    "resnet50": (579_885, 3_419_577_274.56),
+}
+PAPER_COMPARABLE_CYCLES = {"segformer_b2": 4_511_483, "swin_tiny": 14_613_402}
+
+
+@pytest.mark.parametrize("name", PINS)
+def test_default_model_on_e(name):
+    r = simulate(build_model(name), get_config("E"))
+    cycles, energy = PINS[name]
+    assert r.total_cycles == cycles
+    assert r.energy_pj == pytest.approx(energy, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", PAPER_COMPARABLE_CYCLES)
+def test_paper_comparable_mode_on_e(name):
+    r = simulate(build_model(name), get_config("E", **IDEAL_MEMORY), mac_only=True)
+    assert r.total_cycles == PAPER_COMPARABLE_CYCLES[name]
