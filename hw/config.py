@@ -30,6 +30,9 @@ __all__ = ["AcceleratorConfig", "PRESETS", "get_config", "SUPPORTED_VECTOR_WIDTH
 SUPPORTED_VECTOR_WIDTHS = (2, 4, 8, 16, 32, 64)
 
 KIB = 1024
+#: The load unit learns a transfer's size while it runs and its data lands two
+#: cycles after a beat, so no DRAM can answer faster than this (cycles).
+MIN_DRAM_LATENCY = 2
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,10 @@ class AcceleratorConfig:
                       "accum_depth", "acc_bits", "param_depth", "global_buf_bytes",
                       "dram_bytes_per_cycle"):
             positive(field)
-        for field in ("dram_latency", "gb_bus_bytes_per_cycle", "vector_lanes_per_pe"):
+        if not isinstance(self.dram_latency, int) or self.dram_latency < MIN_DRAM_LATENCY:
+            raise ValueError(f"dram_latency must be an integer of at least {MIN_DRAM_LATENCY} cycles, "
+                             f"not {self.dram_latency!r}")
+        for field in ("gb_bus_bytes_per_cycle", "vector_lanes_per_pe"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{field} must be a non-negative integer, not {value!r}")

@@ -25,10 +25,11 @@ from .config import AcceleratorConfig
 from .isa import INSN_BYTES, Insn, Op, Queue, StreamError, VecOp
 from .numerics import PARAM_ENTRY_BYTES
 
-__all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes",
-           "QUEUE_DEPTH", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY", "VEC_COST"]
+__all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
+           "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY", "VEC_COST"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
+TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
 GEMM_PIPELINE = 4        # operand read, multiply, adder tree, accumulate
 GEMM_MIN_PIXELS = 4      # an accumulator entry is re-read at least this many cycles after it was written
 POST_PIPELINE = 4        # bias, multiply, round/shift, saturate
@@ -85,6 +86,63 @@ def store_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
         nx = max(0, min(f["out_w"], f["t_w"] - f["x0"]))
         total += nk * ny * nx
     return total
+
+
+def _pe_set_ok(f: dict, cfg: AcceleratorConfig) -> bool:
+    return f["pe_count"] >= 1 and f["pe_first"] + (f["pe_count"] - 1) * f["pe_step"] < cfg.num_pe \
+        and (f["pe_step"] >= 1 or f["pe_count"] == 1)
+
+
+def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
+    """Refuse an instruction whose buffer ranges or PE set leave the configuration.
+
+    The RTL raises ``error`` (RANGE) on exactly these conditions.
+    """
+    op, f = insn.op, insn.f
+    bad = None
+    if op == Op.LOAD_INP:
+        if not _pe_set_ok(f, cfg):
+            bad = "PE set"
+        elif f["dst_addr"] + f["n_cblk"] * f["win_h"] * f["win_w"] > cfg.input_rows:
+            bad = f"input-buffer rows (depth {cfg.input_rows})"
+    elif op == Op.LOAD_WGT:
+        if not _pe_set_ok(f, cfg):
+            bad = "PE set"
+        elif f["dst_addr"] + f["rows"] > cfg.weight_rows:
+            bad = f"weight-buffer rows (depth {cfg.weight_rows})"
+        elif f["n_out"] > cfg.k0:
+            bad = f"n_out {f['n_out']} above K0 = {cfg.k0}"
+    elif op == Op.LOAD_PARAM:
+        if not _pe_set_ok(f, cfg):
+            bad = "PE set"
+        elif f["dst_addr"] + f["n_entries"] > cfg.param_depth:
+            bad = f"parameter entries (depth {cfg.param_depth})"
+    elif op == Op.LOAD_GB:
+        if f["dst_addr"] + f["n_bytes"] > cfg.global_buf_bytes:
+            bad = f"global-buffer bytes (size {cfg.global_buf_bytes})"
+    elif op == Op.GEMM:
+        npix = f["out_h"] * f["out_w"]
+        steps = f["n_cblk"] * f["kh"] * f["kw"]
+        in_h = (f["out_h"] - 1) * f["stride"] + f["kh"]
+        last = (f["inp_addr"] + (f["n_cblk"] - 1) * in_h * f["in_w"] + (in_h - 1) * f["in_w"]
+                + (f["out_w"] - 1) * f["stride"] + f["kw"] - 1)
+        if f["acc_addr"] + npix > cfg.accum_depth:
+            bad = f"accumulator entries (depth {cfg.accum_depth})"
+        elif steps and npix and last >= cfg.input_rows:
+            bad = f"input-buffer rows (depth {cfg.input_rows})"
+        elif steps and npix and f["wgt_addr"] + steps > cfg.weight_rows:
+            bad = f"weight-buffer rows (depth {cfg.weight_rows})"
+    elif op == Op.STORE:
+        if not _pe_set_ok(f, cfg) or f["pe_k"] == 0:
+            bad = "PE set"
+        elif f["k_per_pe"] > cfg.k0:
+            bad = f"k_per_pe {f['k_per_pe']} above K0 = {cfg.k0}"
+        elif f["param_addr"] + f["k_per_pe"] > cfg.param_depth:
+            bad = f"parameter entries (depth {cfg.param_depth})"
+        elif f["acc_addr"] + f["out_h"] * f["out_w"] > cfg.accum_depth:
+            bad = f"accumulator entries (depth {cfg.accum_depth})"
+    if bad:
+        raise StreamError(f"{op.name} at byte offset {offset}: {bad} outside the configuration {cfg.name}")
 
 
 def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]:
@@ -167,6 +225,7 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
     last_end = 0
     fetch = 0
     ended = False
+    outstanding = dict.fromkeys(fifo, 0)       # tokens in program order, as the dispatcher counts them
     for i, insn in enumerate(insns):
         off = i * INSN_BYTES
         if ended:
@@ -184,6 +243,16 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
                     raise StreamError(f"END at byte offset {off} with unconsumed tokens {left}")
                 ended = True
             continue
+        check_insn(insn, cfg, off)
+        for flag, table, delta in (("pop_prev", _PREV, -1), ("pop_next", _NEXT, -1),
+                                   ("push_prev", _TO_PREV, 1), ("push_next", _TO_NEXT, 1)):
+            name = table[q] if getattr(insn, flag) else None
+            if name is not None:
+                outstanding[name] += delta
+        over = [k for k, v in outstanding.items() if v > TOKEN_LIMIT]
+        if over:
+            raise StreamError(f"{insn.op.name} at byte offset {off} leaves more than {TOKEN_LIMIT} "
+                              f"{over[0]} tokens outstanding")
         hist = history[q]
         enter = fetch
         if len(hist) >= QUEUE_DEPTH:

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from hw.config import AcceleratorConfig
+from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
 from hw.isa import Op
 from hw.timing import schedule, occupancy_and_latency
 from mapper.ir import MAC_KINDS, Model
@@ -29,8 +29,8 @@ __all__ = ["LayerResult", "SimResult", "simulate", "layer_schedule", "IDEAL_MEMO
 
 #: Overrides that make memory no limit (the paper's accelerator times appear to
 #: assume this): DRAM and global-buffer bus far wider than any layer can use,
-#: and no DRAM latency.
-IDEAL_MEMORY = {"dram_bytes_per_cycle": 1 << 16, "gb_bus_bytes_per_cycle": 1 << 16, "dram_latency": 0}
+#: and the shortest DRAM latency the load unit allows.
+IDEAL_MEMORY = {"dram_bytes_per_cycle": 1 << 16, "gb_bus_bytes_per_cycle": 1 << 16, "dram_latency": MIN_DRAM_LATENCY}
 
 
 @dataclass

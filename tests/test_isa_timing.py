@@ -151,3 +151,19 @@ def test_mapping_is_deterministic_and_respects_capacities():
             assert insn.dst_addr + insn.n_cblk * insn.win_h * insn.win_w <= cfg.input_rows
         if insn.op == Op.LOAD_WGT:
             assert insn.dst_addr + insn.rows <= cfg.weight_rows
+
+
+def test_contract_refuses_what_the_rtl_refuses():
+    cfg = get_config("tiny")
+    with pytest.raises(StreamError, match=r"LOAD_WGT at byte offset 0: n_out 5 above K0 = 4"):
+        schedule([make(Op.LOAD_WGT, pe_first=0, pe_count=1, pe_step=1, rows=1, n_out=5, chan=4), make(Op.END)], cfg)
+    with pytest.raises(StreamError, match=r"GEMM at byte offset 32: accumulator entries \(depth 128\)"):
+        schedule([make(Op.NOP), make(Op.GEMM, acc_addr=120, out_h=3, out_w=3, kh=1, kw=1, n_cblk=1),
+                  make(Op.END)], cfg)
+    with pytest.raises(StreamError, match="STORE at byte offset 0: PE set"):
+        schedule([make(Op.STORE, pe_first=0, pe_count=2, pe_step=0, pe_k=1), make(Op.END)], cfg)
+    pushes = [make(Op.GEMM, deps="push_prev", out_h=1, out_w=1, kh=1, kw=1, n_cblk=1) for _ in range(9)]
+    with pytest.raises(StreamError, match="more than 8 c2l tokens outstanding"):
+        schedule(pushes + [make(Op.END)], cfg)
+    with pytest.raises(ValueError, match="dram_latency must be an integer of at least 2"):
+        get_config("tiny", dram_latency=1)

@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import AcceleratorConfig
 from ..isa import FIELDS, INSN_BITS, Op, VecOp
 from ..numerics import MAX_SHIFT, PARAM_ENTRY_BYTES
-from ..timing import GB_LATENCY, GEMM_MIN_PIXELS, GEMM_PIPELINE, POST_PIPELINE, QUEUE_DEPTH, VEC_COST
+from ..timing import GB_LATENCY, GEMM_MIN_PIXELS, GEMM_PIPELINE, POST_PIPELINE, QUEUE_DEPTH, TOKEN_LIMIT, VEC_COST
 from .pe_tile import LoadTarget, PETile, check_rtl_config, load_geometry
 from .vector_mac import int8_vector
 
@@ -41,10 +41,9 @@ __all__ = ["Accelerator", "ErrorCode", "DramReadSignature", "DramWriteSignature"
 
 #: Width of the cycle counter and of token timestamps.
 CYCLE_BITS = 48
-#: Tokens a FIFO may hold in program order (dispatched pushes minus dispatched pops);
-#: more raises ``error`` (ErrorCode.TOKEN).  The FIFO itself has TOKEN_LIMIT + QUEUE_DEPTH
-#: entries: at most QUEUE_DEPTH dispatched pops can still be waiting in their queue.
-TOKEN_LIMIT = 8
+#: More than hw.timing.TOKEN_LIMIT tokens in program order raises ``error`` (ErrorCode.TOKEN).
+#: The FIFO itself has TOKEN_LIMIT + QUEUE_DEPTH entries: at most QUEUE_DEPTH dispatched
+#: pops can still be waiting in their queue.
 TOKEN_FIFO_DEPTH = TOKEN_LIMIT + QUEUE_DEPTH
 #: Cycles from a DRAM read request to its data (fixed).
 DRAM_READ_LATENCY = 1
