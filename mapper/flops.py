@@ -20,13 +20,11 @@ integers) prints one line on stderr and exits with status 2 without writing.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
+from hw.cli import OneLineParser, atomic_write_json
 from .ir import MAC_KINDS, PARTS, Model
 from .workloads import MODEL_NAMES, build_model
 
@@ -108,30 +106,11 @@ def format_table(doc: dict) -> str:
 def write_json(doc: dict, out_dir: Path) -> Path:
     """Write ``doc`` to ``out_dir/<model>[_<variant>].json`` atomically; return the path."""
     name = doc["model"] if doc["variant"] in ("", "full") else f"{doc['model']}_{doc['variant']}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):   # one line on stderr, status 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
+    return atomic_write_json(out_dir / f"{name}.json", doc)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m mapper.flops", description="Per-layer MAC analysis of a workload.")
+    p = OneLineParser(prog="python -m mapper.flops", description="Per-layer MAC analysis of a workload.")
     p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}")
     p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")

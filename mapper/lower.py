@@ -30,14 +30,13 @@ the best few exactly (``hw.timing.schedule``) and keeps the fastest.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op, VecOp
 from hw.numerics import PARAM_ENTRY_BYTES
-from hw.timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, schedule, occupancy_and_latency
+from hw.timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, schedule
 
 from .ir import Conv2d, Elementwise, Layer, Linear, MatMul
 

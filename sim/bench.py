@@ -14,15 +14,13 @@ prints a summary.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from hw.cli import atomic_write_json
 from hw.config import get_config
 from mapper.lower import _map_problem
 from mapper.workloads import build_model
@@ -85,17 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"python": platform.python_version(), "machine": platform.machine(), "repeat": args.repeat,
            "timing": timing, "functional_check": check}
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".sim.", suffix=".tmp", dir=out)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1, default=str)
-            f.write("\n")
-        os.replace(tmp, out / "sim.json")
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_json(out / "sim.json", doc, default=str)
     print(f"wrote {out / 'sim.json'}")
     return 0
 

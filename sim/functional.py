@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import AcceleratorConfig
-from hw.isa import Insn, Op, StreamError, INSN_BYTES
+from hw.isa import Insn, StreamError, INSN_BYTES
 from hw.numerics import MAX_SHIFT, PARAM_ENTRY_BYTES
 from mapper.ir import Conv2d, Layer, Linear, MatMul, Model, MAC_KINDS
-from mapper.lower import Lowered, Problem, map_layer
+from mapper.lower import Lowered, map_layer
 
 from . import golden
 
@@ -153,7 +153,6 @@ class Machine:
                         acc += prod
 
     def _store(self, f: dict, off: int) -> None:
-        k0 = self.cfg.k0
         oh, ow = f["out_h"], f["out_w"]
         npix = oh * ow
         oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")

@@ -13,20 +13,18 @@ Run as ``python -m sim.paths --model segformer_b2 --config E``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import itertools
-import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from hw.cli import OneLineParser, atomic_write, atomic_write_json
 from hw.config import AcceleratorConfig, get_config
-from mapper.ir import MAC_KINDS, Model
+from mapper.ir import Model
 from mapper.workloads import MODEL_NAMES, build_model
 
 from .simulator import IDEAL_MEMORY, simulate
@@ -218,18 +216,6 @@ def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[Accura
     return points
 
 
-def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def plot(points: list[PathPoint], title: str, file: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -263,7 +249,7 @@ def plot(points: list[PathPoint], title: str, file: str) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sim.paths", description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog="python -m sim.paths", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model (repeat to join models)")
     ap.add_argument("--config", default="E")
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY), help="CSV: model,path,accuracy[,weight_set,source]")
@@ -308,7 +294,7 @@ def main(argv=None) -> int:
            "points": [dict(p.to_dict(), time_saving=1 - p.time_ms / base.time_ms,
                            energy_saving=1 - p.energy_uj / base.energy_uj,
                            mac_saving=1 - p.macs / base.macs) for p in points]}
-    _write_atomic(out / "paths.json", lambda f: Path(f).write_text(json.dumps(doc, indent=1)))
+    atomic_write_json(out / "paths.json", doc)
 
     def write_csv(f):
         with open(f, "w", newline="") as fh:
@@ -317,9 +303,9 @@ def main(argv=None) -> int:
             for p in points:
                 w.writerow([p.model, p.path, p.macs, f"{p.time_ms:.4f}", f"{p.energy_uj:.2f}",
                             "" if p.accuracy is None else p.accuracy, int(p.pareto_time), int(p.pareto_energy)])
-    _write_atomic(out / "paths.csv", write_csv)
+    atomic_write(out / "paths.csv", write_csv)
     if not args.no_plot:
-        _write_atomic(out / "paths.png", lambda f: plot(points, f"{label} on {cfg.name}", f))
+        atomic_write(out / "paths.png", lambda f: plot(points, f"{label} on {cfg.name}", f))
     print(f"wrote {out}/paths.json, paths.csv" + ("" if args.no_plot else ", paths.png"))
     return 0
 

@@ -18,19 +18,18 @@ Run as ``python -m sim.rdd --model segformer_b2 --config E --budgets trace.csv``
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from hw.cli import OneLineParser, atomic_write, atomic_write_json
 from hw.config import AcceleratorConfig, get_config
-from mapper.workloads import MODEL_NAMES, build_model
+from mapper.workloads import MODEL_NAMES
 
 from .energy import EnergyModel
-from .paths import DEFAULT_ACCURACY, AccuracyError, AccuracyTable, PathPoint, _write_atomic, simulate_path
+from .paths import DEFAULT_ACCURACY, AccuracyTable, PathPoint, simulate_path
 
 __all__ = ["Budget", "BudgetError", "read_budgets", "run_trace", "switch_cost"]
 
@@ -141,7 +140,7 @@ def run_trace(points: list[PathPoint], kind: str, budgets: list[Budget], cfg: Ac
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sim.rdd", description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog="python -m sim.rdd", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model whose paths are candidates (repeatable)")
     ap.add_argument("--config", default="E")
     ap.add_argument("--budgets", default=str(EXAMPLE_TRACE), help="trace CSV: frame,time_ms or frame,energy_uj")
@@ -182,16 +181,15 @@ def main(argv=None) -> int:
     print(f"static: {st['path']} mean accuracy {st['accuracy']:.4f}, misses {st['misses']}, "
           f"energy {st['energy_uj'] / 1e3:.1f} mJ, time {st['time_ms']:.1f} ms")
     out = Path(args.out or f"build/rdd/{'+'.join(args.model)}_{cfg.name}")
-    _write_atomic(out / "rdd.json", lambda f: Path(f).write_text(json.dumps(
-        dict(res, models=args.model, config=cfg.name, budgets_file=args.budgets,
-             paths=[p.to_dict() for p in points]), indent=1)))
+    atomic_write_json(out / "rdd.json", dict(res, models=args.model, config=cfg.name, budgets_file=args.budgets,
+                                             paths=[p.to_dict() for p in points]))
 
     def write_frames(f):
         with open(f, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(res["frames"][0]))
             w.writeheader()
             w.writerows(res["frames"])
-    _write_atomic(out / "frames.csv", write_frames)
+    atomic_write(out / "frames.csv", write_frames)
     print(f"wrote {out}/rdd.json, frames.csv")
     return 0
 

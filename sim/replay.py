@@ -8,12 +8,12 @@ malformed or truncated stream is refused with the byte offset of the problem.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from hw.cli import OneLineParser
 from hw.config import get_config
-from hw.isa import Op, Queue, StreamError, decode_stream, disassemble
+from hw.isa import Queue, decode_stream, disassemble
 from hw.timing import occupancy_and_latency, schedule
 
 __all__ = ["main", "replay"]
@@ -34,7 +34,7 @@ def replay(data: bytes, cfg) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sim.replay", description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog="python -m sim.replay", description=__doc__.split("\n\n")[0])
     ap.add_argument("stream", help="binary stream (.bin)")
     ap.add_argument("--config", default="E")
     ap.add_argument("--listing", action="store_true", help="print the disassembly")

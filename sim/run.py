@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import math
 import os
@@ -36,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from hw.cli import OneLineParser
 from hw.config import PRESETS, AcceleratorConfig, get_config
 from hw.isa import Op, Queue, disassemble, encode_stream
 from mapper.flops import UsageError, parse_size
@@ -44,7 +44,7 @@ from mapper.lower import FUSABLE_OPS, MappingError, _insn, lower_vec, map_layer
 from mapper.workloads import MODEL_NAMES, build_model
 
 from .area import area_mm2
-from .simulator import IDEAL_MEMORY, LayerResult, SimResult, layer_schedule, simulate
+from .simulator import IDEAL_MEMORY, SimResult, layer_schedule, simulate
 
 __all__ = ["main", "build_report", "format_report", "run_dir_name", "CSV_COLUMNS", "TRACE_EVENT_CAP"]
 
@@ -325,13 +325,8 @@ def _commit(staging: Path, out: Path) -> list[Path]:
 
 # ---- command line ---------------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):   # one line on stderr, status 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m sim.run", description="Simulate a network on one accelerator configuration.")
+    p = OneLineParser(prog="python -m sim.run", description="Simulate a network on one accelerator configuration.")
     p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}")
     p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")

@@ -59,13 +59,13 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from hw.cli import OneLineParser, atomic_write_bytes
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig, get_config
 from mapper.flops import UsageError, parse_size
 from mapper.lower import MappingError
@@ -116,21 +116,6 @@ def cache_key(fields: dict) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _load_cached(path: Path, fields: dict) -> Optional[dict]:
     """The cached ``{"point": dict | None, "error": str | None}`` at ``path``, or None if absent,
     unreadable or stored under other key fields."""
@@ -147,7 +132,7 @@ def _load_cached(path: Path, fields: dict) -> Optional[dict]:
 
 
 def _store(path: Path, fields: dict, point: Optional[dict], error: Optional[str]) -> None:
-    _atomic_write(path, (json.dumps({"key": fields, "point": point, "error": error}, indent=1) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps({"key": fields, "point": point, "error": error}, indent=1) + "\n").encode())
 
 
 # ---- one point ----------------------------------------------------------------------------------------
@@ -421,20 +406,15 @@ def write_outputs(doc: dict, out: Path, plot: bool = True) -> list[Path]:
         blobs["sweep.png"] = _png_bytes(doc)
     paths = []
     for fname, data in blobs.items():
-        _atomic_write(out / fname, data)
+        atomic_write_bytes(out / fname, data)
         paths.append(out / fname)
     return paths
 
 
 # ---- command line ------------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):   # one line on stderr, status 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m sim.sweep",
+    p = OneLineParser(prog="python -m sim.sweep",
                 description="Simulate a network on many accelerator configurations; Pareto front of "
                             "energy per MAC vs throughput per mm^2.")
     p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}")

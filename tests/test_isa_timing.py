@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from hw.config import AcceleratorConfig, get_config
+from hw.config import get_config
 from hw.isa import FIELDS, INSN_BYTES, Op, StreamError, decode, decode_stream, disassemble, encode, encode_stream, make
 from hw.timing import QUEUE_DEPTH, latency, schedule
 from mapper.ir import Conv2d
