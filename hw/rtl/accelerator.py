@@ -33,6 +33,7 @@ from ..config import AcceleratorConfig
 from ..isa import FIELDS, INSN_BITS, Op, VecOp
 from ..numerics import MAX_SHIFT, PARAM_ENTRY_BYTES
 from ..timing import GB_LATENCY, GEMM_MIN_PIXELS, GEMM_PIPELINE, POST_PIPELINE, QUEUE_DEPTH, TOKEN_LIMIT, VEC_COST
+from .global_buffer import GlobalBuffer, check_global_buffer
 from .pe_tile import LoadTarget, PETile, check_rtl_config, load_geometry
 from .vector_mac import int8_vector
 
@@ -181,6 +182,7 @@ class LoadUnit(wiring.Component):
 
     def __init__(self, config: AcceleratorConfig):
         check_rtl_config(config)
+        check_global_buffer(config)
         self._config = config
         g, nb, ne = load_geometry(config)
         super().__init__({
@@ -304,17 +306,16 @@ class LoadUnit(wiring.Component):
                     m.d.comb += lane_addr[i].eq(cgb.src_addr + gbase + i)
                 m.d.comb += lane_en.eq(Cat(*en_bits))
 
-        # The global buffer: a byte memory with G write lanes (LOAD_GB) and G gather lanes
-        # (LOAD_INP with src_gb), reads transparent so a LOAD_INP right after the LOAD_GB
-        # that fills it sees the last beat.
+        # The global buffer (hw/rtl/global_buffer.py): 2G/C0 banks; LOAD_GB beats never
+        # conflict, a LOAD_INP gather that needs two rows of one bank raises error (DATA).
+        # Reads are transparent so a LOAD_INP right after the LOAD_GB that fills it sees
+        # the last beat.
         from_gb = Signal()
         m.d.comb += from_gb.eq((op == Op.LOAD_INP) & ci.src_gb)
-        m.submodules.gb = gb = memory.Memory(shape=8, depth=cfg.global_buf_bytes, init=[])
-        gb_wr = [gb.write_port() for _ in range(g)]
-        gb_rd = [gb.read_port(transparent_for=gb_wr) for _ in range(g)]
-        gb_bad = Const(0, 1)
+        m.submodules.gb = gb = GlobalBuffer(cfg)
+        gb_bad = gb.conflict
         for i in range(g):
-            m.d.comb += [gb_rd[i].addr.eq(lane_addr[i]), gb_rd[i].en.eq(lane_en[i] & from_gb)]
+            m.d.comb += [gb.r_addr[i].eq(lane_addr[i]), gb.r_en[i].eq(lane_en[i] & from_gb)]
             gb_bad = gb_bad | (lane_en[i] & from_gb & (lane_addr[i] >= cfg.global_buf_bytes))
         m.d.comb += [self.dram.en.eq(Mux(from_gb, 0, lane_en)), self.dram.addr.eq(lane_addr)]
 
@@ -331,14 +332,13 @@ class LoadUnit(wiring.Component):
             reg = Signal.like(sig, name=f"w_{name}_q")
             m.d.sync += reg.eq(sig)
             m.d.comb += out.eq(reg)
-        bytes_in = [Mux(w_mask[i], Mux(w_from_gb, gb_rd[i].data, self.dram.data[i]), 0) for i in range(g)]
+        bytes_in = [Mux(w_mask[i], Mux(w_from_gb, gb.r_data[i], self.dram.data[i]), 0) for i in range(g)]
         m.d.comb += [
             self.ld_data.eq(Cat(*bytes_in)),
             self.pe_en.eq(Mux(wv & ~w_gb, w_pes, 0)),
         ]
-        for i in range(g):
-            m.d.comb += [gb_wr[i].addr.eq(w_gbaddr + i), gb_wr[i].data.eq(self.dram.data[i]),
-                         gb_wr[i].en.eq(wv & w_gb & w_mask[i])]
+        m.d.comb += [gb.w_en.eq(wv & w_gb), gb.w_addr.eq(w_gbaddr), gb.w_mask.eq(w_mask),
+                     gb.w_data.eq(self.dram.data)]
         with m.If(gb_bad):
             m.d.sync += self.error.eq(1)
         bad_shift = Const(0, 1)

@@ -1,0 +1,206 @@
+"""The global buffer: ``2 x G / C0`` banks of C0-byte rows, one read and one write port each.
+
+A byte address ``a`` lives in GB row ``r = a // C0`` (byte ``a % C0`` of it); row ``r`` is
+word ``r // B`` of bank ``r % B``, with ``B = 2 G / C0`` banks (``G = gb_bus_bytes``).  Each
+bank is a ``lib.memory.Memory`` of ``global_buf_bytes / (2 G)`` words of C0 bytes with one
+write port (byte enables) and one synchronous read port, transparent for that write port.
+
+Writes (LOAD_GB)
+    A beat writes ``G`` contiguous bytes at any byte address.  They span at most
+    ``G / C0 + 1`` consecutive rows, which are in distinct banks because there are
+    ``2 G / C0`` of them: **a LOAD_GB beat never conflicts**, at any alignment.  The
+    beat is rotated by ``address mod 2G`` bytes onto the banks (a barrel rotator).
+
+Reads (LOAD_INP with ``src_gb``)
+    A beat gathers up to ``G`` bytes at arbitrary addresses (the im2col address
+    generator).  Every bank serves one word per cycle, so the beat is served in one
+    cycle, as the timing contract requires, exactly when **the enabled lanes of the beat
+    need at most one row of every bank**: all the rows they touch are distinct modulo
+    ``B = 2 G / C0`` (or equal).  A beat that needs two rows of one bank is a *bank
+    conflict*; ``conflict`` reports it in the request cycle and the load unit raises
+    ``error`` (``ErrorCode.DATA``) instead of stalling, so the timing contract is never
+    changed silently.  :func:`load_inp_gb_conflict` is the same rule in Python, for
+    checking a stream before running it; ``docs/rtl.md`` lists sufficient conditions on
+    the instruction fields.
+
+Data of a read requested in cycle ``c`` appear on ``r_data`` in cycle ``c + 1``, each lane
+selecting its byte from the ``2 G`` bytes the banks return (a ``2G``-to-1 byte crossbar).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import AcceleratorConfig
+
+__all__ = ["GlobalBuffer", "check_global_buffer", "gb_banks", "load_inp_gb_conflict"]
+
+
+def gb_banks(config: AcceleratorConfig) -> tuple[int, int, int]:
+    """(banks B = 2 G / C0, bytes per bank word = C0, words per bank)."""
+    g = config.gb_bus_bytes
+    banks = 2 * g // config.c0
+    return banks, config.c0, config.global_buf_bytes // (2 * g)
+
+
+def check_global_buffer(config: AcceleratorConfig) -> None:
+    """Raise ValueError when the banked global buffer cannot be built for ``config``."""
+    g = config.gb_bus_bytes
+    if g % config.c0 or (g // config.c0) & (g // config.c0 - 1):
+        raise ValueError(f"gb_bus_bytes ({g}) must be a power-of-two multiple of C0 = {config.c0}")
+    if config.global_buf_bytes % (2 * g):
+        raise ValueError(f"global_buf_bytes ({config.global_buf_bytes}) must be a multiple of "
+                         f"2 x gb_bus_bytes = {2 * g} (the global buffer has 2 x gb_bus_bytes / C0 "
+                         f"banks of C0-byte rows)")
+
+
+def _log2(n: int) -> int:
+    return (n - 1).bit_length()
+
+
+def _tree_or(items: list):
+    """OR of ``items`` as a balanced tree (a chain would nest ``len(items)`` deep)."""
+    while len(items) > 1:
+        items = [items[i] | items[i + 1] if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
+    return items[0]
+
+
+class GlobalBuffer(wiring.Component):
+    """The banked global buffer (see the module docstring for the banking).
+
+    Parameters
+    ----------
+    config:
+        The configuration; :func:`check_global_buffer` lists what it must satisfy.
+
+    Members
+    -------
+    w_en: In(1), w_addr: In(addr_bits), w_mask: In(G), w_data: In(ArrayLayout(8, G))
+        A write beat: lane ``i`` (if ``w_mask[i]``) writes byte ``w_addr + i``.
+    r_en: In(G), r_addr: In(ArrayLayout(addr_bits, G))
+        A gather: lane ``i`` (if ``r_en[i]``) reads byte ``r_addr[i]``.
+    r_data: Out(ArrayLayout(8, G))
+        The gathered bytes, one cycle after the request (lanes not enabled: don't care).
+    conflict: Out(1)
+        Combinational: the enabled lanes need two different rows of one bank.
+
+    Raises
+    ------
+    ValueError
+        From :func:`check_global_buffer`.
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        check_global_buffer(config)
+        self._config = config
+        g = config.gb_bus_bytes
+        aw = self.addr_bits
+        super().__init__({
+            "w_en": In(1), "w_addr": In(aw), "w_mask": In(g), "w_data": In(data.ArrayLayout(8, g)),
+            "r_en": In(g), "r_addr": In(data.ArrayLayout(aw, g)), "r_data": Out(data.ArrayLayout(8, g)),
+            "conflict": Out(1),
+        })
+
+    @property
+    def config(self) -> AcceleratorConfig:
+        return self._config
+
+    @property
+    def addr_bits(self) -> int:
+        return max(1, _log2(self._config.global_buf_bytes))
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        g = cfg.gb_bus_bytes
+        nbank, width, depth = gb_banks(cfg)
+        lw, lb = _log2(width), _log2(nbank)   # byte-in-row bits, bank bits
+        span = lw + lb                        # bits of an address within 2G bytes
+        banks = []
+        for b in range(nbank):
+            mem = memory.Memory(shape=unsigned(8 * width), depth=depth, init=[])
+            m.submodules[f"bank{b}"] = mem
+            wr = mem.write_port(granularity=8)
+            rd = mem.read_port(transparent_for=(wr,))
+            banks.append((wr, rd))
+
+        # ---- write: rotate the beat by (w_addr mod 2G) bytes onto the 2G bank bytes -------
+        shift = self.w_addr[:span]
+        rot_data = Cat(self.w_data.as_value(), Const(0, 8 * g))
+        rot_mask = Cat(self.w_mask, Const(0, g))
+        for bit in range(span):
+            rot_data = Mux(shift[bit], rot_data.rotate_left(8 << bit), rot_data)
+            rot_mask = Mux(shift[bit], rot_mask.rotate_left(1 << bit), rot_mask)
+        wdata, wmask = Signal(16 * g), Signal(2 * g)
+        m.d.comb += [wdata.eq(rot_data), wmask.eq(rot_mask)]
+        line = self.w_addr[span:]
+        for b, (wr, _) in enumerate(banks):
+            # Positions below the beat's offset belong to the next 2G-byte line.
+            wrapped = Const((b + 1) * width, span + 1) <= shift
+            m.d.comb += [
+                wr.addr.eq(line + wrapped),
+                wr.data.eq(wdata[8 * width * b:8 * width * (b + 1)]),
+                wr.en.eq(Mux(self.w_en, wmask[width * b:width * (b + 1)], 0)),
+            ]
+
+        # ---- read: every bank serves the row of its lowest enabled lane -------------------
+        lane_bank = [self.r_addr[i][lw:span] for i in range(g)]
+        lane_word = [self.r_addr[i][span:] for i in range(g)]
+        conflicts = []
+        for b, (_, rd) in enumerate(banks):
+            want = Signal(g, name=f"bank{b}_want")
+            m.d.comb += want.eq(Cat(self.r_en[i] & (lane_bank[i] == b) for i in range(g)))
+            # The OR of the requested words is the word when they agree; when two differ it
+            # differs from at least one of them, which is the conflict.
+            bank_word = Signal(len(rd.addr), name=f"bank{b}_word")
+            m.d.comb += [bank_word.eq(_tree_or([Mux(want[i], lane_word[i], 0) for i in range(g)])),
+                         rd.addr.eq(bank_word), rd.en.eq(want.any())]
+            clash = Signal(name=f"bank{b}_conflict")
+            m.d.comb += clash.eq(Cat(want[i] & (lane_word[i] != bank_word) for i in range(g)).any())
+            conflicts.append(clash)
+        m.d.comb += self.conflict.eq(Cat(*conflicts).any())
+
+        # One cycle later every lane picks its byte out of the 2G bytes of all banks.
+        lines = data.ArrayLayout(8, 2 * g)(Cat(*(rd.data for _, rd in banks)))
+        for i in range(g):
+            off = Signal(span, name=f"lane{i}_off")
+            m.d.sync += off.eq(self.r_addr[i][:span])
+            m.d.comb += self.r_data[i].eq(lines[off])
+        return m
+
+
+def load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
+    """The first beat of a LOAD_INP (``src_gb = 1``) whose gather has a bank conflict, or None.
+
+    ``fields`` are the instruction's fields (``Insn.f``).  The beats are those of the load
+    unit: rows in (channel block, window row, window column) order, ``G / C0`` rows per
+    beat, lane addresses and validity as in ``sim.functional``.  Out-of-buffer addresses
+    are not considered here (they raise ``error`` anyway).
+    """
+    f, c0 = fields, config.c0
+    nbank, width, _ = gb_banks(config)
+    nb = config.gb_bus_bytes // c0
+    fkh, fkw, fs = f["fold_kh"] or 1, f["fold_kw"] or 1, f["fold_stride"] or 1
+    cb, yy, xx, lane = np.meshgrid(np.arange(f["n_cblk"]), np.arange(f["win_h"]), np.arange(f["win_w"]),
+                                   np.arange(c0), indexing="ij")
+    fch = f["c_base"] + cb * c0 + lane
+    tap, c = fch // f["t_c"], fch % f["t_c"]
+    y = f["y0"] + yy * fs + tap // fkw
+    x = f["x0"] + xx * fs + tap % fkw
+    valid = (tap < fkh * fkw) & (y >= 0) & (y < f["t_h"]) & (x >= 0) & (x < f["t_w"])
+    row = (f["src_addr"] + (y * f["t_w"] + x) * f["t_c"] + c) // width
+    n_rows = valid.size // c0
+    beats = -(-n_rows // nb)
+    pad = beats * nb * c0 - valid.size
+    valid = np.concatenate([valid.reshape(-1), np.zeros(pad, bool)]).reshape(beats, nb * c0)
+    row = np.concatenate([row.reshape(-1), np.zeros(pad, row.dtype)]).reshape(beats, nb * c0)
+    for k in range(beats):
+        rows = np.unique(row[k][valid[k]])
+        if np.unique(rows % nbank).size != rows.size:
+            return k
+    return None
