@@ -1,0 +1,248 @@
+"""Cases and the reference model of the Accelerator cosimulation (``tb_accelerator``).
+
+Shared by the pytest side (which chooses the cases, prints the seed and exports the
+Verilog) and the cocotb testbench (which rebuilds each case from its JSON spec and
+computes what the RTL must produce).
+
+* :func:`accelerator_verilog` -- the exported Accelerator plus ``accel_tb_top.v``, the
+  Verilog wrapper that holds instruction memory and DRAM as arrays.
+* :data:`FIXED` -- named layers covering every kind of mapping (1x1, 3x3 stride 1 and 2
+  with padding, folded 7x7 stride 4, depthwise, linear, both attention products,
+  requantisation with ReLU, several passes / tiles / chunks with double buffering).
+* :func:`random_layers` -- random shapes from a seed.
+* :func:`layer_spec` / :func:`layer_from_spec` -- JSON round trip of a layer.
+* :func:`expected_run` -- the model: DRAM image in, expected DRAM image out (sim.functional),
+  golden int8 output (sim.golden), and the cycles of ``hw.timing.schedule``.
+* :data:`BAD_STREAMS` -- malformed streams and the error code the RTL must raise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hw.config import AcceleratorConfig
+from hw.isa import INSN_BYTES, Insn, Op, encode, make
+from hw.timing import schedule
+from mapper.ir import Conv2d, Layer, Linear, MatMul
+from mapper.lower import map_layer
+
+__all__ = ["WRAPPER", "TB_TOP", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "FIXED",
+           "random_layers", "layer_spec", "layer_from_spec", "Expected", "expected_run",
+           "BAD_STREAMS", "bad_stream", "stream_words"]
+
+WRAPPER = Path(__file__).with_name("accel_tb_top.v")
+TB_TOP = "accel_tb_top"
+#: Instruction memory depth (256-bit words): the longest stream of segformer_b0 at 64x64 on
+#: small is 24 898 instructions (Conv2DFuse).
+IMEM_WORDS = 1 << 15
+#: DRAM array size: the largest layer image of segformer_b0 at 64x64 on small is 592 kB.
+DRAM_BYTES = 1 << 20
+
+LAYER_TYPES = {"Conv2d": Conv2d, "Linear": Linear, "MatMul": MatMul}
+
+
+def accelerator_verilog(config: AcceleratorConfig, *, export=None) -> tuple[str, float]:
+    """(Verilog of the exported Accelerator of ``config`` and the wrapper, export seconds).
+
+    The wrapper's defines name the accelerator module and its DRAM lane counts, so the
+    build cache key changes with them.
+    """
+    if export is None:
+        from hw.rtl.export import export_accelerator
+        export = export_accelerator(config)
+    from hw.rtl.pe_tile import load_geometry
+    gather, _, _ = load_geometry(config)
+    defines = (f"`define ACCEL_TOP {export.top}\n`define ACCEL_G {gather}\n"
+               f"`define ACCEL_W {config.num_pe * config.k0}\n"
+               f"`define IMEM_WORDS {IMEM_WORDS}\n`define DRAM_BYTES {DRAM_BYTES}\n")
+    return export.verilog + "\n" + defines + WRAPPER.read_text(), export.seconds
+
+
+# ---- layers -------------------------------------------------------------------------------
+
+#: The layers of tests/test_functional.py's FIXED list (every loop level on tiny) and more.
+FIXED: tuple[Layer, ...] = (
+    Conv2d("conv1x1", "encoder", 16, 12, 5, 6),
+    Conv2d("conv3x3_relu", "encoder", 8, 8, 7, 7, kernel=3, padding=1, relu=True),
+    Conv2d("conv3x3_s2", "encoder", 8, 12, 9, 9, kernel=3, stride=2, padding=1),
+    Conv2d("patch7x7_s4", "encoder", 3, 8, 17, 17, kernel=7, stride=4, padding=3),
+    Conv2d("reduction4x4_s4", "encoder", 16, 16, 12, 12, kernel=4, stride=4),
+    Conv2d("depthwise", "encoder", 12, 12, 6, 6, kernel=3, padding=1, groups=12),
+    Conv2d("grouped", "encoder", 8, 8, 5, 5, kernel=3, padding=1, groups=2),
+    Linear("linear", "encoder", 10, 20, 9),
+    Linear("linear_relu", "decoder", 7, 33, 12, relu=True),
+    MatMul("attn_qk", "encoder", 3, 10, 8, 7),
+    MatMul("attn_av", "encoder", 2, 9, 7, 8),
+    # several passes, tiles and input-channel chunks with streamed weights
+    Conv2d("multi_tile", "decoder", 70, 40, 20, 20, kernel=3, padding=1, relu=True),
+    Linear("multi_chunk", "decoder", 300, 200, 36),
+)
+FIXED_BY_NAME = {layer.name: layer for layer in FIXED}
+
+
+def random_layers(seed: int, count: int) -> list[Layer]:
+    """``count`` random MAC layers (conv k1/3/5/7, depthwise, linear, matmul) from ``seed``."""
+    rng = random.Random(seed)
+    layers = []
+    for i in range(count):
+        kind = rng.choice(["conv", "dw", "linear", "matmul"])
+        name = f"rand{i}_{kind}"
+        if kind == "conv":
+            k = rng.choice([1, 3, 5, 7])
+            s = rng.choice([1, 2]) if k < 7 else 4
+            layer = Conv2d(name, "encoder", rng.randint(1, 40), rng.randint(1, 40),
+                           rng.randint(k, 14), rng.randint(k, 14), kernel=k, stride=s,
+                           padding=rng.randint(0, k // 2), relu=rng.random() < 0.5)
+        elif kind == "dw":
+            c = rng.randint(1, 48)
+            layer = Conv2d(name, "encoder", c, c, rng.randint(3, 12), rng.randint(3, 12), kernel=3,
+                           stride=rng.choice([1, 2]), padding=1, groups=c)
+        elif kind == "linear":
+            layer = Linear(name, "encoder", rng.randint(1, 60), rng.randint(1, 70), rng.randint(1, 50),
+                           relu=rng.random() < 0.3)
+        else:
+            layer = MatMul(name, "encoder", rng.randint(1, 4), rng.randint(1, 30), rng.randint(1, 40),
+                           rng.randint(1, 30))
+        layers.append(layer)
+    return layers
+
+
+def layer_spec(layer: Layer) -> dict:
+    """A JSON-serialisable description of ``layer`` (see :func:`layer_from_spec`)."""
+    fields = {f.name: getattr(layer, f.name) for f in dataclasses.fields(layer) if f.init}
+    fields.pop("inputs", None)
+    if "kernel" in fields:
+        fields["kernel"] = list(fields["kernel"])
+    return {"type": type(layer).__name__, **fields}
+
+
+def layer_from_spec(spec: dict) -> Layer:
+    spec = dict(spec)
+    cls = LAYER_TYPES[spec.pop("type")]
+    if "kernel" in spec:
+        spec["kernel"] = tuple(spec["kernel"])
+    return cls(**spec)
+
+
+def describe(layer: Layer) -> str:
+    shape = getattr(layer, "shape_str", None)
+    if shape:
+        return f"{type(layer).__name__} {shape}{' relu' if getattr(layer, 'relu', False) else ''}"
+    if isinstance(layer, Linear):
+        return (f"Linear {layer.tokens} tokens {layer.in_features}->{layer.out_features}"
+                f"{' relu' if layer.relu else ''}")
+    return f"MatMul batch {layer.batch} [{layer.m}x{layer.k}] x [{layer.k}x{layer.n}]"
+
+
+# ---- the model ---------------------------------------------------------------------------
+
+@dataclass
+class Expected:
+    """What one run must produce.
+
+    Members
+    -------
+    stream:
+        The instructions, ending with END.
+    dram_in:
+        The DRAM image loaded before start (``uint8``).
+    dram_out:
+        The image after the stream, by ``sim.functional.Machine``.
+    output_range:
+        ``(first byte, end)`` of the layer's int8 output in the image.
+    golden:
+        The golden model's int8 output, flattened in DRAM order.
+    cycles:
+        ``hw.timing.schedule(stream, cfg).total_cycles``: the cycle in which done reads 1.
+    """
+    stream: list[Insn]
+    dram_in: np.ndarray
+    dram_out: np.ndarray
+    output_range: tuple[int, int]
+    golden: np.ndarray
+    cycles: int
+
+
+def expected_run(layer: Layer, cfg: AcceleratorConfig, seed: int) -> Expected:
+    """Map ``layer``, lay out random data from ``seed`` and run the reference models.
+
+    Raises
+    ------
+    ValueError
+        If the mapper splits the layer into several streams (the testbench runs one).
+    AssertionError
+        If sim.functional and the golden model disagree (a model bug, not an RTL one).
+    """
+    from sim.functional import Machine, _place, golden_output, layer_data
+
+    parts = map_layer(layer, cfg)
+    if len(parts) != 1 or parts[0][1] != 1:
+        raise ValueError(f"{layer.name}: the mapper splits it into "
+                         f"{sum(n for _, n in parts)} streams; the testbench runs one")
+    lowered = parts[0][0]
+    stream = lowered.stream + [make(Op.END)]
+    d = layer_data(layer, np.random.default_rng(seed))
+    dram_in = _place(lowered, layer, d, cfg)
+    dram_out = dram_in.copy()
+    Machine(cfg, dram_out).run(stream)
+    p, lay = lowered.problem, lowered.layout
+    out = (lay["output"], lay["output"] + p.oh * p.ow * p.k)
+    golden = golden_output(layer, d, cfg).reshape(-1).view(np.uint8)
+    functional = dram_out[out[0]:out[1]]
+    if not np.array_equal(functional, golden):
+        raise AssertionError(f"{layer.name}: sim.functional differs from the golden model "
+                             f"(a reference-model bug; seed {seed})")
+    return Expected(stream=stream, dram_in=dram_in, dram_out=dram_out, output_range=out,
+                    golden=golden, cycles=schedule(stream, cfg).total_cycles)
+
+
+def stream_words(stream: list[Insn]) -> list[int]:
+    return [int.from_bytes(encode(insn), "little") for insn in stream]
+
+
+# ---- malformed streams --------------------------------------------------------------------
+
+#: name -> (description, ErrorCode name).  See :func:`bad_stream`.
+BAD_STREAMS = {
+    "unknown_opcode": ("two NOPs, then a word with opcode 12", "OPCODE"),
+    "reserved_bits": ("a NOP with a reserved bit set", "RESERVED"),
+    "weight_rows_out_of_range": ("LOAD_WGT of 2 rows at the last weight-buffer row", "RANGE"),
+    "pe_set_out_of_range": ("LOAD_PARAM to PE num_pe (outside the array)", "RANGE"),
+    "gemm_acc_out_of_range": ("GEMM whose accumulator rows pass the buffer's end", "RANGE"),
+    "gb_source_out_of_range": ("LOAD_INP from the global buffer past its end", "DATA"),
+    "token_never_pushed": ("GEMM popping a load token nobody pushed", "TOKEN"),
+}
+
+
+def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
+    """(instruction words, index of the culprit) of the malformed stream ``name``."""
+    nop = int.from_bytes(encode(make(Op.NOP)), "little")
+    end = int.from_bytes(encode(make(Op.END)), "little")
+    if name == "unknown_opcode":
+        return [nop, nop, 0x0C, end], 2
+    if name == "reserved_bits":
+        return [nop, nop | (1 << 255), end], 1
+    if name == "weight_rows_out_of_range":
+        insn = make(Op.LOAD_WGT, pe_count=1, dst_addr=cfg.weight_rows - 1, rows=2, n_out=1, chan=4)
+    elif name == "pe_set_out_of_range":
+        insn = make(Op.LOAD_PARAM, pe_first=cfg.num_pe, pe_count=1, n_entries=1)
+    elif name == "gemm_acc_out_of_range":
+        insn = make(Op.GEMM, out_h=2, out_w=2, in_w=2, kh=1, kw=1, stride=1, n_cblk=1,
+                    acc_addr=cfg.accum_depth - 2)
+    elif name == "gb_source_out_of_range":
+        insn = make(Op.LOAD_INP, pe_count=1, src_gb=1, src_addr=cfg.global_buf_bytes - 2,
+                    t_h=1, t_w=1, t_c=cfg.c0, n_cblk=1, win_h=1, win_w=1)
+        return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
+    elif name == "token_never_pushed":
+        insn = make(Op.GEMM, deps="pop_prev", out_h=1, out_w=1, in_w=1, kh=1, kw=1, stride=1, n_cblk=1)
+    else:
+        raise KeyError(f"unknown bad stream {name!r}; choose one of {', '.join(BAD_STREAMS)}")
+    return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
+
+
+assert INSN_BYTES == 32, "accel_tb_top.v addresses 256-bit words as imem_addr[31:5]"

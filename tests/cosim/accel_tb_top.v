@@ -1,0 +1,152 @@
+// Testbench top for the exported Accelerator: instruction memory and DRAM as Verilog arrays.
+//
+// The simulation runs without Python in the loop: cocotb loads the memory images, pulses
+// `start` and waits for `dumped`; the C-level clock and this module do everything per cycle.
+//
+// Defines (prepended by tests/cosim/tb_accelerator.py to the exported Verilog):
+//   ACCEL_TOP   module name of the exported accelerator (accelerator_n2_k4_c4_l10_b8, ...)
+//   ACCEL_G     DRAM gather lanes  (gb_bus_bytes)     = width of dram_rd__en
+//   ACCEL_W     DRAM scatter lanes (num_pe * K0)      = width of dram_wr__en
+//   IMEM_WORDS  instruction memory depth in 256-bit words
+//   DRAM_BYTES  DRAM array size in bytes
+//
+// Protocol served (docs/rtl.md):
+//   imem_data   answered combinationally from imem[imem_addr / 32] (zero = NOP past the end)
+//   dram_rd     each enabled lane's byte comes back exactly one cycle later; disabled lanes
+//               carry junk (the RTL must ignore them)
+//   dram_wr     each enabled lane's byte is written at the end of the cycle it is enabled;
+//               writes are applied before the same cycle's reads are served
+//
+// Files, in the simulator's working directory (the cocotb run directory):
+//   accel_imem.hex      $readmemh: one 64-hex-digit instruction word per line
+//   accel_dram.hex      $readmemh: one byte per line, from address 0
+//   accel_dram_out.hex  $writememh: bytes 0 .. tb_dram_bytes-1, one cycle after done/error rose
+//
+// Checks done here (sticky until the next tb_load): any enabled DRAM lane at or above
+// tb_dram_bytes (oob, oob_addr), any DRAM write while done is high (late_write).
+
+`ifndef ACCEL_TOP
+`error "define ACCEL_TOP (the exported accelerator module name)"
+`endif
+
+module accel_tb_top #(
+    parameter integer G = `ACCEL_G,
+    parameter integer W = `ACCEL_W,
+    parameter integer IMEM_WORDS = `IMEM_WORDS,
+    parameter integer DRAM_BYTES = `DRAM_BYTES
+) (
+    input  wire        clk,
+    input  wire        rst,
+    input  wire        start,
+    // One cycle high: clear both memories and $readmemh the image files (at that edge).
+    input  wire        tb_load,
+    // Bytes of the loaded DRAM image: the bound of the address check and of the dump.
+    input  wire [31:0] tb_dram_bytes,
+    output wire        done,
+    output wire        error,
+    output wire [2:0]  error_code,
+    output wire [47:0] cycle,
+    output wire [31:0] imem_addr,
+    output wire        finished,         // done | error
+    output reg         dumped,           // accel_dram_out.hex is written
+    output reg  [47:0] tb_cycles,        // cycle (counted here) in which finished was first seen
+    output reg         oob,
+    output reg  [31:0] oob_addr,
+    output reg         late_write
+);
+    reg  [255:0] imem [0:IMEM_WORDS-1];
+    reg  [7:0]   dram [0:DRAM_BYTES-1];
+
+    wire [255:0]   imem_data;
+    wire [G-1:0]   rd_en;
+    wire [32*G-1:0] rd_addr;
+    reg  [8*G-1:0] rd_data;
+    wire [W-1:0]   wr_en;
+    wire [32*W-1:0] wr_addr;
+    wire [8*W-1:0] wr_data;
+
+    `ACCEL_TOP u_accel (
+        .clk(clk), .rst(rst), .start(start),
+        .done(done), .error(error), .error_code(error_code), .cycle(cycle),
+        .imem_addr(imem_addr), .imem_data(imem_data),
+        .dram_rd__en(rd_en), .dram_rd__addr(rd_addr), .dram_rd__data(rd_data),
+        .dram_wr__en(wr_en), .dram_wr__addr(wr_addr), .dram_wr__data(wr_data)
+    );
+
+    wire [26:0] imem_word = imem_addr[31:5];
+    assign imem_data = (imem_word < IMEM_WORDS) ? imem[imem_word] : 256'd0;
+    assign finished = done | error;
+
+    // ---- cycle count: cycle 0 is the first cycle after start was sampled ----
+    reg running, seen, dump_pending;
+    reg [47:0] count;
+    always @(posedge clk) begin
+        if (tb_load) begin
+            running <= 1'b0; seen <= 1'b0; dump_pending <= 1'b0; dumped <= 1'b0;
+            count <= 48'd0; tb_cycles <= 48'd0;
+        end else begin
+            if (start && !running && !seen) begin
+                running <= 1'b1;
+                count <= 48'd0;
+            end else if (running) begin
+                if (finished) begin
+                    running <= 1'b0;
+                    seen <= 1'b1;
+                    tb_cycles <= count;
+                    dump_pending <= 1'b1;
+                end else begin
+                    count <= count + 48'd1;
+                end
+            end
+            if (dump_pending && !dumped) begin
+                // One cycle after finished: every write enabled in that cycle is applied.
+                if (tb_dram_bytes != 32'd0)
+                    $writememh("accel_dram_out.hex", dram, 0, tb_dram_bytes - 32'd1);
+                dumped <= 1'b1;
+            end
+        end
+    end
+
+    // ---- memories: load, write port, read port ----
+    integer i, l;
+    reg [31:0] a;
+    always @(posedge clk) begin
+        if (tb_load) begin
+            for (i = 0; i < DRAM_BYTES; i = i + 1) dram[i] = 8'd0;
+            for (i = 0; i < IMEM_WORDS; i = i + 1) imem[i] = 256'd0;
+            $readmemh("accel_imem.hex", imem);
+            $readmemh("accel_dram.hex", dram);
+            oob <= 1'b0;
+            oob_addr <= 32'd0;
+            late_write <= 1'b0;
+            rd_data <= {8*G{1'b0}};
+        end else begin
+            for (l = 0; l < W; l = l + 1) begin
+                if (wr_en[l]) begin
+                    a = wr_addr[32*l +: 32];
+                    if (a < tb_dram_bytes && a < DRAM_BYTES)
+                        dram[a] = wr_data[8*l +: 8];
+                    else if (!oob) begin
+                        oob <= 1'b1;
+                        oob_addr <= a;
+                    end
+                    if (done) late_write <= 1'b1;
+                end
+            end
+            for (l = 0; l < G; l = l + 1) begin
+                a = rd_addr[32*l +: 32];
+                if (!rd_en[l])
+                    rd_data[8*l +: 8] <= 8'h5a ^ l[7:0] ^ count[7:0];   // junk: don't care
+                else if (a < tb_dram_bytes && a < DRAM_BYTES)
+                    rd_data[8*l +: 8] <= dram[a];
+                else begin
+                    rd_data[8*l +: 8] <= 8'hee;
+                    if (!oob) begin
+                        oob <= 1'b1;
+                        oob_addr <= a;
+                    end
+                end
+            end
+        end
+    end
+endmodule

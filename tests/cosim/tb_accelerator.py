@@ -1,0 +1,370 @@
+"""cocotb testbench of the exported Accelerator inside ``accel_tb_top.v``.
+
+Python does not pace the simulation: ``accel_tb_top`` holds the instruction memory and
+the DRAM as Verilog arrays and serves the accelerator's ports itself; the clock is
+cocotb's C-level (GPI) clock.  Per run, Python only writes the memory images, pulses
+``tb_load`` and ``start``, and waits (with a cycle limit) for ``dumped``, the cycle after
+``done | error`` rose, when the wrapper has written the DRAM back with ``$writememh``.
+
+Roles
+    driver   :class:`Driver` writes ``accel_imem.hex`` / ``accel_dram.hex``, resets, loads, starts;
+    monitor  :class:`Monitor` waits for the end and reads the status ports and ``accel_dram_out.hex``;
+    model    :func:`cosim.accel_cases.expected_run` (sim.functional, sim.golden, hw.timing.schedule);
+    checker  :class:`Checker` compares and collects diagnosable errors; every test ends by
+             asserting that there are none.
+
+Parameters (:func:`cosim.runner.load_params`): ``config`` (preset name, cross-checked with
+the port widths read back from the DUT), ``seed`` (base seed, printed), ``layers`` (JSON
+layer specs with a per-case ``seed``, one cocotb test each), ``networks`` (a list of
+``{"model", "size", "seed"}``: every MAC layer of the model in sequence), ``bad`` (names of
+:data:`cosim.accel_cases.BAD_STREAMS`).  Each run appends one JSON line to
+``accel_results.jsonl`` in the run directory (cycles, wall time of the simulation).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge, SimTimeoutError, with_timeout
+
+from cosim.accel_cases import (BAD_STREAMS, IMEM_WORDS, DRAM_BYTES, Expected, bad_stream, describe,
+                               expected_run, layer_from_spec, stream_words)
+from cosim.runner import load_params
+
+#: Clock period in ns (cocotb's GPI clock under Verilator).
+PERIOD_NS = 1
+#: Slack of the cycle limit: cycles beyond the scheduled count before a run is declared hung.
+CYCLE_MARGIN = 64
+IMEM_FILE, DRAM_FILE, DRAM_OUT_FILE = "accel_imem.hex", "accel_dram.hex", "accel_dram_out.hex"
+RESULTS_FILE = "accel_results.jsonl"
+
+PARAMS = load_params()
+LAYER_CASES = [spec["name"] for spec in PARAMS.get("layers", [])]
+NETWORKS = [f"{n['model']}_{n['size']}" for n in PARAMS.get("networks", [])]
+BAD = list(PARAMS.get("bad", []))
+
+
+# ---- geometry read back from the DUT --------------------------------------------------------
+
+@dataclass(frozen=True)
+class Geometry:
+    gather_lanes: int    # G = gb_bus_bytes
+    scatter_lanes: int   # num_pe * K0
+
+
+def read_geometry(dut, config_name: str | None, log):
+    """Lane counts from the accelerator instance's port widths, checked against the preset."""
+    accel = dut.u_accel
+    geometry = Geometry(gather_lanes=len(accel.dram_rd__en), scatter_lanes=len(accel.dram_wr__en))
+    for port, lanes, bits in (("dram_rd__addr", geometry.gather_lanes, 32),
+                              ("dram_rd__data", geometry.gather_lanes, 8),
+                              ("dram_wr__addr", geometry.scatter_lanes, 32),
+                              ("dram_wr__data", geometry.scatter_lanes, 8)):
+        if len(getattr(accel, port)) != lanes * bits:
+            raise AssertionError(f"u_accel.{port} is {len(getattr(accel, port))} bits, "
+                                 f"expected {lanes} lanes x {bits}")
+    cfg = None
+    if config_name:
+        from hw.config import get_config
+        from hw.rtl.pe_tile import load_geometry
+        cfg = get_config(config_name)
+        want = Geometry(gather_lanes=load_geometry(cfg)[0], scatter_lanes=cfg.num_pe * cfg.k0)
+        if geometry != want:
+            raise AssertionError(f"DUT lanes {geometry} differ from configuration {config_name!r}: {want}")
+        log.info("DUT lanes match config %r: %s", config_name, geometry)
+    return geometry, cfg
+
+
+# ---- driver -------------------------------------------------------------------------------
+
+def write_hex_bytes(path: Path, data: np.ndarray) -> None:
+    """One byte per line, as ``$readmemh`` reads into ``reg [7:0] dram[]``."""
+    digits = np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes().hex().encode(), dtype=np.uint8)
+    lines = np.concatenate([digits.reshape(-1, 2), np.full((digits.size // 2, 1), ord("\n"), np.uint8)],
+                           axis=1)
+    path.write_bytes(lines.tobytes())
+
+
+def read_hex_bytes(path: Path) -> np.ndarray:
+    """What ``$writememh`` wrote (comments and ``@address`` lines are skipped)."""
+    tokens = [t for t in path.read_text().split() if not t.startswith(("//", "@"))]
+    return np.frombuffer(bytes.fromhex("".join(t.rjust(2, "0") for t in tokens)), dtype=np.uint8)
+
+
+class Driver:
+    """Loads the images into the wrapper's memories and starts the accelerator."""
+
+    def __init__(self, dut):
+        self.dut = dut
+
+    async def load_and_start(self, words: list[int], dram: np.ndarray) -> None:
+        if len(words) > IMEM_WORDS:
+            raise AssertionError(f"stream of {len(words)} instructions exceeds the wrapper's "
+                                 f"IMEM_WORDS = {IMEM_WORDS}")
+        if dram.size > DRAM_BYTES:
+            raise AssertionError(f"DRAM image of {dram.size} bytes exceeds the wrapper's "
+                                 f"DRAM_BYTES = {DRAM_BYTES}")
+        Path(IMEM_FILE).write_text("".join(f"{w:064x}\n" for w in words))
+        write_hex_bytes(Path(DRAM_FILE), dram)
+        dut = self.dut
+        dut.start.value = 0
+        dut.rst.value = 1
+        dut.tb_dram_bytes.value = int(dram.size)
+        dut.tb_load.value = 1
+        await RisingEdge(dut.clk)          # memories cleared and loaded at this edge
+        dut.tb_load.value = 0
+        await RisingEdge(dut.clk)
+        dut.rst.value = 0
+        dut.start.value = 1
+        await RisingEdge(dut.clk)          # start sampled: the next cycle is cycle 0
+        dut.start.value = 0
+
+
+# ---- monitor ------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    finished: bool
+    done: int = 0
+    error: int = 0
+    error_code: int = 0
+    pc: int = 0
+    cycle: int = 0          # the DUT's cycle output
+    tb_cycles: int = 0      # the cycle in which the wrapper first saw done | error
+    oob: int = 0
+    oob_addr: int = 0
+    late_write: int = 0
+    dram: np.ndarray | None = None
+    wall_s: float = 0.0
+
+
+class Monitor:
+    """Waits for ``dumped`` within a cycle limit and collects what the run produced."""
+
+    def __init__(self, dut):
+        self.dut = dut
+
+    async def wait(self, cycle_limit: int, started: float) -> Outcome:
+        dut = self.dut
+        try:
+            await with_timeout(RisingEdge(dut.dumped), (cycle_limit + 2) * PERIOD_NS, "ns")
+        except SimTimeoutError:
+            return Outcome(finished=False, pc=int(dut.imem_addr.value) // 32,
+                           cycle=int(dut.cycle.value), wall_s=time.perf_counter() - started)
+        wall = time.perf_counter() - started
+        out = Outcome(finished=True, done=int(dut.done.value), error=int(dut.error.value),
+                      error_code=int(dut.error_code.value), pc=int(dut.imem_addr.value) // 32,
+                      cycle=int(dut.cycle.value), tb_cycles=int(dut.tb_cycles.value),
+                      oob=int(dut.oob.value), oob_addr=int(dut.oob_addr.value),
+                      late_write=int(dut.late_write.value), wall_s=wall)
+        if Path(DRAM_OUT_FILE).is_file():
+            out.dram = read_hex_bytes(Path(DRAM_OUT_FILE))
+        return out
+
+
+# ---- checker ------------------------------------------------------------------------------
+
+def _byte(value: int) -> str:
+    return f"0x{value & 0xFF:02x} ({int(np.int8(np.uint8(value & 0xFF)))})"
+
+
+def _error_name(code: int) -> str:
+    from hw.rtl.accelerator import ErrorCode
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"code {code}"
+
+
+class Checker:
+    """Compares an outcome with the model; messages name case, config, seed, index, values, cycles."""
+
+    def __init__(self, log):
+        self.log = log
+        self.errors: list[str] = []
+
+    def error(self, message: str) -> None:
+        if len(self.errors) < 10:
+            self.log.error(message)
+        self.errors.append(message)
+
+    def check_run(self, where: str, exp: Expected, out: Outcome) -> None:
+        cycles = f"cycles: RTL {out.tb_cycles if out.finished else 'none'}, schedule {exp.cycles}"
+        if not out.finished:
+            self.error(f"{where}: neither done nor error within {exp.cycles + CYCLE_MARGIN} cycles "
+                       f"(hang); pc {out.pc}, DUT cycle {out.cycle}; {cycles}")
+            return
+        if out.error:
+            self.error(f"{where}: error {_error_name(out.error_code)} at instruction {out.pc}; {cycles}")
+            return
+        if out.oob:
+            self.error(f"{where}: DRAM access at {out.oob_addr:#x} outside the "
+                       f"{exp.dram_in.size}-byte image; {cycles}")
+        if out.late_write:
+            self.error(f"{where}: DRAM written while done was high; {cycles}")
+        if out.tb_cycles != exp.cycles or out.cycle != exp.cycles:
+            self.error(f"{where}: done in cycle {out.tb_cycles} (DUT cycle counter {out.cycle}), "
+                       f"schedule says {exp.cycles} (difference {out.tb_cycles - exp.cycles:+d})")
+        got = out.dram
+        if got is None or got.size != exp.dram_out.size:
+            self.error(f"{where}: DRAM dump has {None if got is None else got.size} bytes, expected "
+                       f"{exp.dram_out.size}; {cycles}")
+            return
+        lo, hi = exp.output_range
+        out_bad = np.flatnonzero(got[lo:hi] != exp.golden)
+        if out_bad.size:
+            i = int(out_bad[0])
+            self.error(f"{where}: {out_bad.size} of {hi - lo} outputs differ from the golden model; "
+                       f"first at output index {i} (DRAM {lo + i:#x}): expected {_byte(int(exp.golden[i]))}, "
+                       f"actual {_byte(int(got[lo + i]))}; {cycles}")
+        bad = np.flatnonzero(got != exp.dram_out)
+        if bad.size:
+            a = int(bad[0])
+            self.error(f"{where}: {bad.size} DRAM bytes differ from sim.functional; first at "
+                       f"{a:#x}: expected {_byte(int(exp.dram_out[a]))}, actual {_byte(int(got[a]))}; "
+                       f"{cycles}")
+
+    def assert_clean(self) -> None:
+        if self.errors:
+            raise AssertionError(f"{len(self.errors)} checker errors; first: {self.errors[0]}")
+
+
+# ---- running ------------------------------------------------------------------------------
+
+class Harness:
+    def __init__(self, dut):
+        self.dut = dut
+        self.config_name = PARAMS.get("config")
+        self.geometry, self.cfg = read_geometry(dut, self.config_name, dut._log)
+        self.driver, self.monitor = Driver(dut), Monitor(dut)
+        self.checker = Checker(dut._log)
+        clock = Clock(dut.clk, PERIOD_NS, unit="ns")
+        clock.start()
+        dut._log.info("clock implementation: %s", clock.impl)
+        self.clock_impl = clock.impl
+        dut.tb_load.value = 0
+        dut.start.value = 0
+        dut.rst.value = 1
+
+    async def run(self, words: list[int], dram: np.ndarray, cycle_limit: int) -> Outcome:
+        await self.driver.load_and_start(words, dram)
+        return await self.monitor.wait(cycle_limit, time.perf_counter())
+
+    def record(self, **fields) -> None:
+        with open(RESULTS_FILE, "a") as handle:
+            handle.write(json.dumps({"config": self.config_name, "clock": self.clock_impl,
+                                     **fields}) + "\n")
+
+
+def case_seed(base: int, name: str) -> int:
+    return base * 1000 + zlib.crc32(name.encode()) % 1000
+
+
+async def run_layer(h: Harness, layer, seed: int, where: str) -> tuple[Expected, Outcome]:
+    exp = expected_run(layer, h.cfg, seed)
+    out = await h.run(stream_words(exp.stream), exp.dram_in, exp.cycles + CYCLE_MARGIN + exp.cycles // 8)
+    h.checker.check_run(where, exp, out)
+    return exp, out
+
+
+@cocotb.test()
+@cocotb.parametrize(case=LAYER_CASES)
+async def layer(dut, case):
+    """One mapper stream: output == golden, DRAM == sim.functional, cycles == schedule."""
+    h = Harness(dut)
+    spec = next(s for s in PARAMS["layers"] if s["name"] == case)
+    base = int(PARAMS.get("seed", 1))
+    seed = int(spec.get("seed", case_seed(base, case)))
+    lay = layer_from_spec({k: v for k, v in spec.items() if k != "seed"})
+    where = f"case {case!r} ({describe(lay)}) config {h.config_name} seed {seed} (COSIM_SEED={base})"
+    dut._log.info("%s", where)
+    exp, out = await run_layer(h, lay, seed, where)
+    h.record(kind="layer", case=case, layer=describe(lay), seed=seed, instructions=len(exp.stream),
+             expected_cycles=exp.cycles, rtl_cycles=out.tb_cycles if out.finished else None,
+             wall_s=round(out.wall_s, 4), passed=not h.checker.errors)
+    h.checker.assert_clean()
+    dut._log.info("%s: %d instructions, %d cycles (RTL == schedule), %d outputs == golden, "
+                  "%.3f s simulated (%.0f cycles/s)", case, len(exp.stream), exp.cycles,
+                  exp.golden.size, out.wall_s, exp.cycles / max(out.wall_s, 1e-9))
+
+
+@cocotb.test()
+@cocotb.parametrize(network=NETWORKS)
+async def network(dut, network):
+    """Every MAC layer of a model in sequence (each on its own random data), one start each."""
+    from mapper.ir import MAC_KINDS
+    from mapper.workloads import build_model
+
+    h = Harness(dut)
+    spec = next(n for n in PARAMS["networks"] if f"{n['model']}_{n['size']}" == network)
+    base = int(spec.get("seed", PARAMS.get("seed", 1)))
+    model = build_model(spec["model"], size=(spec["size"], spec["size"]))
+    total_rtl = total_sched = layers = outputs = 0
+    wall = 0.0
+    for i, lay in enumerate(model.layers):
+        if lay.kind not in MAC_KINDS:
+            continue
+        seed = base * 1000 + i
+        where = (f"network {network} layer {i} {lay.name!r} ({describe(lay)}) config "
+                 f"{h.config_name} seed {seed} (COSIM_SEED={base})")
+        exp, out = await run_layer(h, lay, seed, where)
+        total_sched += exp.cycles
+        total_rtl += out.tb_cycles if out.finished else 0
+        layers += 1
+        outputs += exp.golden.size
+        wall += out.wall_s
+        dut._log.info("%-32s %-48s %7d cycles (RTL %7d)  %.2f s", lay.name, describe(lay),
+                      exp.cycles, out.tb_cycles, out.wall_s)
+        h.record(kind="network_layer", network=network, index=i, case=lay.name, layer=describe(lay),
+                 seed=seed, instructions=len(exp.stream), expected_cycles=exp.cycles,
+                 rtl_cycles=out.tb_cycles if out.finished else None, wall_s=round(out.wall_s, 4),
+                 passed=not h.checker.errors)
+        if h.checker.errors:
+            break                          # the first failing layer says it all
+    if not h.checker.errors and total_rtl != total_sched:
+        h.checker.error(f"network {network}: RTL total {total_rtl} cycles, schedule total {total_sched}")
+    h.record(kind="network", network=network, seed=base, layers=layers, outputs=outputs,
+             expected_cycles=total_sched, rtl_cycles=total_rtl, wall_s=round(wall, 3),
+             passed=not h.checker.errors)
+    h.checker.assert_clean()
+    dut._log.info("network %s on %s: %d MAC layers, %d outputs == golden, %d cycles (RTL == sum "
+                  "of schedules), %.1f s simulated (%.0f cycles/s)", network, h.config_name, layers,
+                  outputs, total_sched, wall, total_sched / max(wall, 1e-9))
+
+
+@cocotb.test()
+@cocotb.parametrize(bad=BAD)
+async def malformed(dut, bad):
+    """A malformed stream ends with ``error`` and the expected code, never a hang."""
+    from hw.rtl.accelerator import ErrorCode
+
+    h = Harness(dut)
+    words, culprit = bad_stream(bad, h.cfg)
+    description, code_name = BAD_STREAMS[bad]
+    limit = 200
+    out = await h.run(words, np.zeros(4096, dtype=np.uint8), limit)
+    where = f"bad stream {bad!r} ({description}) config {h.config_name}"
+    want = ErrorCode[code_name]
+    if not out.finished:
+        h.checker.error(f"{where}: neither done nor error within {limit} cycles (hang); pc {out.pc}")
+    elif out.done or not out.error:
+        h.checker.error(f"{where}: done={out.done} error={out.error} after {out.tb_cycles} cycles, "
+                        f"expected error {want.name}")
+    else:
+        if out.error_code != want.value:
+            h.checker.error(f"{where}: error code {_error_name(out.error_code)} ({out.error_code}), "
+                            f"expected {want.name} ({want.value})")
+        if want != ErrorCode.DATA and out.pc != culprit:
+            h.checker.error(f"{where}: error points at instruction {out.pc}, expected {culprit}")
+    h.record(kind="bad", case=bad, error=out.error, error_code=_error_name(out.error_code),
+             pc=out.pc, rtl_cycles=out.tb_cycles, passed=not h.checker.errors)
+    h.checker.assert_clean()
+    dut._log.info("%s: error %s at instruction %d in cycle %d", where, _error_name(out.error_code),
+                  out.pc, out.tb_cycles)
