@@ -162,7 +162,8 @@ class Tiling:
     th: int
     tw: int
     cbi: int
-    resident: bool          # all weights of a pass stay in one weight-buffer half
+    resident: bool          # all weights of a pass stay in the weight buffer for the whole pass
+    fenced: bool = False    # ... in the whole buffer (not one half): a FENCE separates the passes
 
 
 @dataclass
@@ -291,7 +292,9 @@ def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> li
                         group.append(_insn(Op.LOAD_PARAM, pe_first=col, pe_count=t.pe_p, pe_step=t.pe_k,
                                            src_addr=lay["params"] + ch * PARAM_ENTRY_BYTES,
                                            dst_addr=slot * k0, n_entries=min(k_per_pe, p.k - ch)))
-                wbuf = (pi % 2 if t.resident else j % 2) * w_half
+                if t.fenced and pi > 0 and ti == 0 and ci == 0:
+                    out.append(_insn(Op.FENCE))      # the next pass's weights overwrite the whole buffer
+                wbuf = 0 if t.fenced else (pi % 2 if t.resident else j % 2) * w_half
                 if not t.resident or (ci == 0 and ti == 0):
                     rows, roff = (n_cb * p.taps, 0) if t.resident else (ncb * p.taps, cb0 * p.taps)
                     for col, (g, bb) in enumerate(units):
@@ -371,6 +374,9 @@ def _candidates(p: Problem, cfg: AcceleratorConfig):
                     continue
                 resident = n_cb * p.taps <= w_half
                 cbi = min(n_cb, in_half // plane)
+                if not resident and n_cb * p.taps <= cfg.weight_rows:
+                    # the pass's weights fit the whole buffer: keep them, fencing between passes
+                    yield Tiling(pe_k, pe_p, th, tw, _cdiv(n_cb, _cdiv(n_cb, cbi)), True, True)
                 if not resident:
                     cbi = min(cbi, w_half // p.taps)
                 if cbi < 1:
@@ -403,6 +409,10 @@ def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> float
     if t.resident:
         wrows = n_cb * p.taps
         fill += units_per_pass * max(wrows * cfg.c0 * cfg.k0 / bus, 1) * n_passes / max(1, n_tiles)
+    if t.fenced:   # every pass drains the pipeline, then loads all its weights before computing
+        wload = units_per_pass * max(n_cb * p.taps * cfg.c0 * cfg.k0 / bus,
+                                     n_cb * p.taps * cfg.c0 * min(cfg.k0, p.kg) / bw)
+        fill += n_passes * (2 * cfg.dram_latency + load + store + wload)
     return n_passes * n_tiles * per_tile + fill
 
 
@@ -438,6 +448,12 @@ def check_fits(p: Problem, cfg: AcceleratorConfig) -> None:
         raise MappingError(f"{p.name}: the accumulation buffer ({cfg.accum_depth} entries) is too small")
 
 
+#: Exact scheduling effort per problem: at least EXACT_MIN of the best-estimated tilings, and more
+#: (up to EXACT_MAX) while their streams total fewer than EXACT_BUDGET instructions, so small
+#: layers, where the closed-form estimate is least accurate, get the most exact evaluations.
+EXACT_MIN, EXACT_MAX, EXACT_BUDGET = 2, 12, 40_000
+
+
 @lru_cache(maxsize=4096)
 def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
     check_fits(p, cfg)
@@ -447,9 +463,12 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
         raise MappingError(f"{p.name}: no tiling fits the buffers of configuration {cfg.name}")
     # rank by the estimate, then by DRAM traffic (energy), then by the tiling itself (determinism)
     ranked = sorted(cands, key=lambda t: (_estimate(p, t, cfg, lay), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw))
-    best, best_key = None, None
-    for t in ranked[:exact_top]:
+    best, best_key, spent = None, None, 0
+    for i, t in enumerate(ranked[:max(exact_top, EXACT_MAX)]):
+        if i >= max(exact_top, EXACT_MIN) and spent >= EXACT_BUDGET:
+            break
         stream = build_stream(p, t, cfg, lay)
+        spent += len(stream)
         key = (layer_cycles(stream, cfg), _traffic(p, t, cfg))
         if best is None or key < best_key:
             best, best_key = Lowered(p, t, lay, stream, key[0], len(cands)), key
@@ -475,7 +494,7 @@ def layer_cycles(stream: list[Insn], cfg: AcceleratorConfig) -> int:
     return sched.total_cycles - 1      # END's own cycle belongs to the whole network
 
 
-def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = 3) -> list[tuple[Lowered, int]]:
+def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN) -> list[tuple[Lowered, int]]:
     """The fastest mapping found for a MAC layer: [(lowered part, repeat count)]."""
     p = problem_of(layer, cfg)
     return [(_map_problem(part, cfg, exact_top), n) for part, n in _split_groups(p)]
