@@ -49,10 +49,10 @@ sim: $(STAMP)
 	$(PY) -m sim.run $(MODEL_ARGS) --config $(CFG) $(if $(CHECK),--check) $(ARGS)
 
 paths: $(STAMP)
-	$(PY) -m sim.paths --model $(MODEL) --config $(CFG) $(call opt,--accuracy,$(ACCURACY)) $(ARGS)
+	$(PY) -m sim.paths $(foreach m,$(MODEL),--model $(m)) --config $(CFG) $(call opt,--accuracy,$(ACCURACY)) $(ARGS)
 
 rdd: $(STAMP)
-	$(PY) -m sim.rdd --model $(MODEL) --config $(CFG) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(ARGS)
+	$(PY) -m sim.rdd $(foreach m,$(MODEL),--model $(m)) --config $(CFG) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(ARGS)
 
 sweep: $(STAMP)
 	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(call opt,--scheduler,$(SCHEDULER)) $(ARGS)
