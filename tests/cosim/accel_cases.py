@@ -46,11 +46,12 @@ DRAM_BYTES = 1 << 20
 LAYER_TYPES = {"Conv2d": Conv2d, "Linear": Linear, "MatMul": MatMul}
 
 
-def accelerator_verilog(config: AcceleratorConfig, *, export=None) -> tuple[str, float]:
+def accelerator_verilog(config: AcceleratorConfig, *, export=None, imem_words: int = IMEM_WORDS,
+                        dram_bytes: int = DRAM_BYTES) -> tuple[str, float]:
     """(Verilog of the exported Accelerator of ``config`` and the wrapper, export seconds).
 
-    The wrapper's defines name the accelerator module and its DRAM lane counts, so the
-    build cache key changes with them.
+    The wrapper's defines name the accelerator module, its DRAM lane counts and the memory
+    sizes, so the build cache key changes with them.
     """
     if export is None:
         from hw.rtl.export import export_accelerator
@@ -59,7 +60,7 @@ def accelerator_verilog(config: AcceleratorConfig, *, export=None) -> tuple[str,
     gather, _, _ = load_geometry(config)
     defines = (f"`define ACCEL_TOP {export.top}\n`define ACCEL_G {gather}\n"
                f"`define ACCEL_W {config.num_pe * config.k0}\n"
-               f"`define IMEM_WORDS {IMEM_WORDS}\n`define DRAM_BYTES {DRAM_BYTES}\n")
+               f"`define IMEM_WORDS {imem_words}\n`define DRAM_BYTES {dram_bytes}\n")
     return export.verilog + "\n" + defines + WRAPPER.read_text(), export.seconds
 
 

@@ -52,8 +52,12 @@ module accel_tb_top #(
     output reg  [47:0] tb_cycles,        // cycle (counted here) in which finished was first seen
     output reg         oob,
     output reg  [31:0] oob_addr,
-    output reg         late_write
+    output reg         late_write,
+    output wire [31:0] tb_imem_words,    // IMEM_WORDS, read back by the testbench
+    output wire [31:0] tb_dram_size      // DRAM_BYTES
 );
+    assign tb_imem_words = IMEM_WORDS;
+    assign tb_dram_size = DRAM_BYTES;
     reg  [255:0] imem [0:IMEM_WORDS-1];
     reg  [7:0]   dram [0:DRAM_BYTES-1];
 

@@ -34,7 +34,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, SimTimeoutError, with_timeout
 
-from cosim.accel_cases import (BAD_STREAMS, IMEM_WORDS, DRAM_BYTES, Expected, bad_stream, describe,
+from cosim.accel_cases import (BAD_STREAMS, Expected, bad_stream, describe,
                                expected_run, layer_from_spec, stream_words)
 from cosim.runner import load_params
 
@@ -105,12 +105,13 @@ class Driver:
         self.dut = dut
 
     async def load_and_start(self, words: list[int], dram: np.ndarray) -> None:
-        if len(words) > IMEM_WORDS:
+        imem_words, dram_bytes = int(self.dut.tb_imem_words.value), int(self.dut.tb_dram_size.value)
+        if len(words) > imem_words:
             raise AssertionError(f"stream of {len(words)} instructions exceeds the wrapper's "
-                                 f"IMEM_WORDS = {IMEM_WORDS}")
-        if dram.size > DRAM_BYTES:
+                                 f"IMEM_WORDS = {imem_words}")
+        if dram.size > dram_bytes:
             raise AssertionError(f"DRAM image of {dram.size} bytes exceeds the wrapper's "
-                                 f"DRAM_BYTES = {DRAM_BYTES}")
+                                 f"DRAM_BYTES = {dram_bytes}")
         Path(IMEM_FILE).write_text("".join(f"{w:064x}\n" for w in words))
         write_hex_bytes(Path(DRAM_FILE), dram)
         dut = self.dut

@@ -1,0 +1,97 @@
+"""Cosimulation benchmark: Verilator build time and simulation speed of the Accelerator.
+
+``python tests/cosim/bench.py [--configs tiny,small,e_small] [--out build/bench]``
+
+For each configuration: export the Accelerator (``export_s``, ``verilog_bytes``), build it
+with the testbench wrapper through :func:`cosim.runner.build_and_run` (cached: ``build_s``
+is the compile time recorded in the build directory's ``cosim_build.json`` when it was
+compiled, ``cached`` says whether this call reused it), and run the benchmark layers
+(:data:`BENCH_CASES`), each checked bit- and cycle-exactly like in the tests.  Speed is
+simulated cycles over the wall time between ``start`` and the DRAM dump, summed over the
+layers (Python's per-layer model and file I/O excluded; ``run_s`` is the whole simulator
+process including them).  Writes ``<out>/cosim.json`` atomically.
+
+Schema of ``cosim.json``::
+
+    {"verilator": "5.48.0", "python": ..., "machine": ..., "cpus": 2,
+     "configs": [{"config", "top", "verilog_bytes", "export_s", "build_s", "cached",
+                  "build_dir", "run_s", "cycles", "sim_wall_s", "cycles_per_s",
+                  "cases": [{"case", "layer", "cycles", "wall_s", "cycles_per_s"}]}]}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
+
+from cosim.accel_cases import FIXED_BY_NAME, TB_TOP, accelerator_verilog, layer_spec  # noqa: E402
+from cosim.runner import REPO_ROOT, build_and_run, verilator_version  # noqa: E402
+
+#: Long enough that the per-run load/start overhead does not matter.
+BENCH_CASES = ("multi_chunk", "multi_tile", "conv3x3_relu")
+DEFAULT_CONFIGS = ("tiny", "small", "e_small")
+
+
+def bench_config(config_name: str, seed: int = 1) -> dict:
+    from hw.config import get_config
+    from hw.rtl.export import export_accelerator
+
+    cfg = get_config(config_name)
+    t0 = time.perf_counter()
+    export = export_accelerator(cfg)
+    export_s = time.perf_counter() - t0
+    verilog, _ = accelerator_verilog(cfg, export=export)
+    specs = [{**layer_spec(FIXED_BY_NAME[name]), "seed": seed} for name in BENCH_CASES]
+    result = build_and_run(verilog, TB_TOP, "cosim.tb_accelerator",
+                           params={"config": config_name, "seed": seed, "layers": specs,
+                                   "bench": True},
+                           timeout_s=3600)
+    stamp = json.loads((result.build_dir / "cosim_build.json").read_text())
+    records = [json.loads(line) for line in
+               (result.run_dir / "accel_results.jsonl").read_text().splitlines()]
+    cases = [{"case": r["case"], "layer": r["layer"], "cycles": r["rtl_cycles"], "wall_s": r["wall_s"],
+              "cycles_per_s": round(r["rtl_cycles"] / r["wall_s"]) if r["wall_s"] else None}
+             for r in records if r["kind"] == "layer"]
+    cycles = sum(c["cycles"] for c in cases)
+    wall = sum(c["wall_s"] for c in cases)
+    return {"config": config_name, "top": export.top, "verilog_bytes": len(export.verilog),
+            "export_s": round(export_s, 2), "build_s": stamp.get("build_s"), "cached": result.cached,
+            "build_dir": str(result.build_dir.relative_to(REPO_ROOT)), "run_s": round(result.run_s, 2),
+            "cycles": cycles, "sim_wall_s": round(wall, 3),
+            "cycles_per_s": round(cycles / wall) if wall else None, "cases": cases}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tests/cosim/bench.py", description=__doc__.splitlines()[0])
+    p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                   help="comma-separated presets (default: %(default)s)")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output directory")
+    args = p.parse_args(argv)
+    from hw.cli import atomic_write_json
+
+    configs = []
+    for name in filter(None, args.configs.split(",")):
+        r = bench_config(name)
+        configs.append(r)
+        print(f"{name:<8} {r['top']}: {r['verilog_bytes'] / 1e6:.2f} MB Verilog, export {r['export_s']:.1f} s, "
+              f"Verilator build {r['build_s']:.0f} s{' (cached)' if r['cached'] else ''}, "
+              f"{r['cycles']} cycles in {r['sim_wall_s']:.2f} s = {r['cycles_per_s']} cycles/s",
+              flush=True)
+    doc = {"verilator": verilator_version(), "python": platform.python_version(),
+           "machine": platform.machine(), "cpus": os.cpu_count(), "configs": configs}
+    out = Path(args.out) / "cosim.json"
+    atomic_write_json(out, doc)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
