@@ -21,7 +21,7 @@ ACCURACY ?=
 CFGS      ?=
 SCHEDULER ?=
 
-.PHONY: help venv flops sim paths rdd sweep test regress cosim bench clean
+.PHONY: help venv flops sim paths rdd sweep test regress cosim cosim-e cosim-bench bench clean
 
 help:
 	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [CHECK=1]   simulate a network"
@@ -32,6 +32,8 @@ help:
 	@echo "make test                                                      the test suite (CI), without slow tests"
 	@echo "make regress                                                   the whole suite, slow tests included"
 	@echo "make cosim [WAVES=1]                                           Verilator/cocotb cosimulation tests, slow ones included"
+	@echo "make cosim-e                                                   configuration E's Accelerator in Verilator on representative layers"
+	@echo "make cosim-bench                                               Verilator build time and cycles/s -> build/bench/cosim.json"
 	@echo "make bench                                                     benchmarks -> build/bench/*.json"
 
 $(STAMP): pyproject.toml
@@ -65,6 +67,12 @@ regress: $(STAMP)
 
 cosim: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests/cosim $(ARGS)
+
+cosim-e: $(STAMP)
+	COSIM_E=1 $(PY) -m pytest -q -s tests/cosim/test_cosim_e.py $(ARGS)
+
+cosim-bench: $(STAMP)
+	$(PY) tests/cosim/bench.py $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m sim.bench $(ARGS)
