@@ -21,7 +21,7 @@ ACCURACY ?=
 CFGS      ?=
 SCHEDULER ?=
 
-.PHONY: help venv flops sim paths rdd sweep test regress cosim cosim-e cosim-bench bench clean
+.PHONY: help venv flops sim paths rdd sweep test regress cosim cosim-e cosim-bench bench verilog verilog-bench clean
 
 help:
 	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [CHECK=1]   simulate a network"
@@ -35,6 +35,8 @@ help:
 	@echo "make cosim-e                                                   configuration E's Accelerator in Verilator on representative layers"
 	@echo "make cosim-bench                                               Verilator build time and cycles/s -> build/bench/cosim.json"
 	@echo "make bench                                                     benchmarks -> build/bench/*.json"
+	@echo "make verilog CFG=E                                             accelerator Verilog, files.f, config.json -> build/verilog/CFG"
+	@echo "make verilog-bench                                             export every preset: time, size, Yosys stats -> build/bench/verilog.json"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -76,6 +78,13 @@ cosim-bench: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m sim.bench $(ARGS)
+	$(PY) -m hw.rtl.bench
+
+verilog: $(STAMP)
+	$(PY) -m hw.rtl.export --config $(CFG) --out build/verilog/$(CFG) $(ARGS)
+
+verilog-bench: $(STAMP)
+	$(PY) -m hw.rtl.bench $(ARGS)
 
 clean:
 	rm -rf build

@@ -558,8 +558,12 @@ class StoreUnit(wiring.Component):
             c, q = Const(0, 7), Const(0, 7)
             for p in range(n):
                 m.d.sync += [col[p].eq(c), pg[p].eq(q)]
+                # Signals, not expressions: the next (c, q) uses c twice, so nesting the
+                # expressions would double them at every PE (2**num_pe terms).
                 wrap = c + 1 == hs.pe_k
-                c, q = Mux(wrap, 0, c + 1)[:7], (q + wrap)[:7]
+                c_next, q_next = Signal(7, name=f"col_next{p}"), Signal(7, name=f"pg_next{p}")
+                m.d.comb += [c_next.eq(Mux(wrap, 0, c + 1)), q_next.eq(q + wrap)]
+                c, q = c_next, q_next
 
         # t+1: per-PE origins and in-bounds bytes; parameters into the PE lanes.
         nx = _max(_min(cs.t_w - cs.x0, cs.out_w), 0)
