@@ -15,7 +15,8 @@ Assumptions the paper leaves open (documented in ``docs/config.md``):
   fixed 100-cycle (80 ns) latency per request;
 * the global-buffer-to-PE multicast bus: 4 x C0 bytes per cycle (128 B for
   C0 = 32, the DRAM rate), so that two rows of PEs that each consume C0 input
-  bytes per cycle can be refilled while weights stream in beside them.
+  bytes per cycle can be refilled while weights stream in beside them; never
+  narrower than the DRAM rate, so a load from DRAM is never throttled by it.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class AcceleratorConfig:
     dram_bytes_per_cycle, dram_latency:
         External memory bandwidth and fixed per-request latency, in cycles.
     gb_bus_bytes_per_cycle:
-        Global buffer to PE multicast bus width; 0 means 4 x C0.
+        Global buffer to PE multicast bus width; 0 means 4 x C0, or the DRAM rate if wider.
     clock_ghz:
         Clock used to turn cycles into time.
     vector_lanes_per_pe:
@@ -154,7 +155,7 @@ class AcceleratorConfig:
 
     @property
     def gb_bus_bytes(self) -> int:
-        return self.gb_bus_bytes_per_cycle or 4 * self.c0
+        return self.gb_bus_bytes_per_cycle or max(4 * self.c0, self.dram_bytes_per_cycle)
 
     @property
     def vector_lanes(self) -> int:

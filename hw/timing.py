@@ -26,6 +26,7 @@ from .isa import INSN_BYTES, Insn, Op, Queue, StreamError, VecOp
 from .numerics import PARAM_ENTRY_BYTES
 
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
+           "gb_banks", "load_inp_gb_conflict",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY", "VEC_COST"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
@@ -93,6 +94,45 @@ def _pe_set_ok(f: dict, cfg: AcceleratorConfig) -> bool:
         and (f["pe_step"] >= 1 or f["pe_count"] == 1)
 
 
+def gb_banks(config: AcceleratorConfig) -> tuple[int, int, int]:
+    """(banks B = 2 G / C0, bytes per bank word = C0, words per bank)."""
+    g = config.gb_bus_bytes
+    banks = 2 * g // config.c0
+    return banks, config.c0, config.global_buf_bytes // (2 * g)
+
+
+def load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
+    """The first beat of a LOAD_INP (``src_gb = 1``) whose gather has a bank conflict, or None.
+
+    ``fields`` are the instruction's fields (``Insn.f``).  The beats are those of the load
+    unit: rows in (channel block, window row, window column) order, ``G / C0`` rows per
+    beat, lane addresses and validity as in ``sim.functional``.  Out-of-buffer addresses
+    are not considered here (they raise ``error`` anyway).
+    """
+    f, c0 = fields, config.c0
+    nbank, width, _ = gb_banks(config)
+    nb = config.gb_bus_bytes // c0
+    fkh, fkw, fs = f["fold_kh"] or 1, f["fold_kw"] or 1, f["fold_stride"] or 1
+    cb, yy, xx, lane = np.meshgrid(np.arange(f["n_cblk"]), np.arange(f["win_h"]), np.arange(f["win_w"]),
+                                   np.arange(c0), indexing="ij")
+    fch = f["c_base"] + cb * c0 + lane
+    tap, c = fch // f["t_c"], fch % f["t_c"]
+    y = f["y0"] + yy * fs + tap // fkw
+    x = f["x0"] + xx * fs + tap % fkw
+    valid = (tap < fkh * fkw) & (y >= 0) & (y < f["t_h"]) & (x >= 0) & (x < f["t_w"])
+    row = (f["src_addr"] + (y * f["t_w"] + x) * f["t_c"] + c) // width
+    n_rows = valid.size // c0
+    beats = -(-n_rows // nb)
+    pad = beats * nb * c0 - valid.size
+    valid = np.concatenate([valid.reshape(-1), np.zeros(pad, bool)]).reshape(beats, nb * c0)
+    row = np.concatenate([row.reshape(-1), np.zeros(pad, row.dtype)]).reshape(beats, nb * c0)
+    for k in range(beats):
+        rows = np.unique(row[k][valid[k]])
+        if np.unique(rows % nbank).size != rows.size:
+            return k
+    return None
+
+
 def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
     """Refuse an instruction whose buffer ranges or PE set leave the configuration.
 
@@ -105,6 +145,8 @@ def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
             bad = "PE set"
         elif f["dst_addr"] + f["n_cblk"] * f["win_h"] * f["win_w"] > cfg.input_rows:
             bad = f"input-buffer rows (depth {cfg.input_rows})"
+        elif f["src_gb"] and (beat := load_inp_gb_conflict(f, cfg)) is not None:
+            bad = f"global-buffer bank conflict in beat {beat} of the gather"
     elif op == Op.LOAD_WGT:
         if not _pe_set_ok(f, cfg):
             bad = "PE set"

@@ -35,15 +35,9 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
+from ..timing import gb_banks, load_inp_gb_conflict
 
 __all__ = ["GlobalBuffer", "check_global_buffer", "gb_banks", "load_inp_gb_conflict"]
-
-
-def gb_banks(config: AcceleratorConfig) -> tuple[int, int, int]:
-    """(banks B = 2 G / C0, bytes per bank word = C0, words per bank)."""
-    g = config.gb_bus_bytes
-    banks = 2 * g // config.c0
-    return banks, config.c0, config.global_buf_bytes // (2 * g)
 
 
 def check_global_buffer(config: AcceleratorConfig) -> None:
@@ -173,35 +167,3 @@ class GlobalBuffer(wiring.Component):
             m.d.sync += off.eq(self.r_addr[i][:span])
             m.d.comb += self.r_data[i].eq(lines[off])
         return m
-
-
-def load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
-    """The first beat of a LOAD_INP (``src_gb = 1``) whose gather has a bank conflict, or None.
-
-    ``fields`` are the instruction's fields (``Insn.f``).  The beats are those of the load
-    unit: rows in (channel block, window row, window column) order, ``G / C0`` rows per
-    beat, lane addresses and validity as in ``sim.functional``.  Out-of-buffer addresses
-    are not considered here (they raise ``error`` anyway).
-    """
-    f, c0 = fields, config.c0
-    nbank, width, _ = gb_banks(config)
-    nb = config.gb_bus_bytes // c0
-    fkh, fkw, fs = f["fold_kh"] or 1, f["fold_kw"] or 1, f["fold_stride"] or 1
-    cb, yy, xx, lane = np.meshgrid(np.arange(f["n_cblk"]), np.arange(f["win_h"]), np.arange(f["win_w"]),
-                                   np.arange(c0), indexing="ij")
-    fch = f["c_base"] + cb * c0 + lane
-    tap, c = fch // f["t_c"], fch % f["t_c"]
-    y = f["y0"] + yy * fs + tap // fkw
-    x = f["x0"] + xx * fs + tap % fkw
-    valid = (tap < fkh * fkw) & (y >= 0) & (y < f["t_h"]) & (x >= 0) & (x < f["t_w"])
-    row = (f["src_addr"] + (y * f["t_w"] + x) * f["t_c"] + c) // width
-    n_rows = valid.size // c0
-    beats = -(-n_rows // nb)
-    pad = beats * nb * c0 - valid.size
-    valid = np.concatenate([valid.reshape(-1), np.zeros(pad, bool)]).reshape(beats, nb * c0)
-    row = np.concatenate([row.reshape(-1), np.zeros(pad, row.dtype)]).reshape(beats, nb * c0)
-    for k in range(beats):
-        rows = np.unique(row[k][valid[k]])
-        if np.unique(rows % nbank).size != rows.size:
-            return k
-    return None
