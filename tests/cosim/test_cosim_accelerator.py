@@ -113,3 +113,33 @@ def test_segformer_b0_small_end_to_end():
     assert summary["rtl_cycles"] == summary["expected_cycles"]
     print(f"segformer_b0 64x64 on small: {summary['layers']} MAC layers, {summary['outputs']} outputs, "
           f"{summary['rtl_cycles']} cycles, {summary['wall_s']:.1f} s simulated")
+
+
+# ---- the checker itself (no simulator) --------------------------------------------------------
+
+def test_checker_names_case_index_values_and_cycles():
+    """A corrupted output byte and a late done are reported with index, hex/decimal values and
+    both cycle counts; a run that never finishes is reported as a hang."""
+    import logging
+
+    from cosim import tb_accelerator as tb
+    from cosim.accel_cases import expected_run
+
+    exp = expected_run(FIXED_BY_NAME["conv1x1"], get_config("tiny"), 1042)
+    dram = exp.dram_out.copy()
+    lo, _ = exp.output_range
+    dram[lo + 5] ^= 0x81
+    checker = tb.Checker(logging.getLogger("test"))
+    checker.check_run("case 'conv1x1' config tiny seed 1042", exp,
+                      tb.Outcome(finished=True, done=1, tb_cycles=exp.cycles + 3,
+                                 cycle=exp.cycles + 3, dram=dram))
+    text = "\n".join(checker.errors)
+    want = int(exp.golden[5])
+    assert f"output index 5 (DRAM {lo + 5:#x}): expected 0x{want:02x}" in text, text
+    assert f"cycles: RTL {exp.cycles + 3}, schedule {exp.cycles}" in text, text
+    assert "difference +3" in text, text
+    checker = tb.Checker(logging.getLogger("test"))
+    checker.check_run("case 'conv1x1'", exp, tb.Outcome(finished=False, pc=7, cycle=999))
+    assert "hang" in checker.errors[0] and "pc 7" in checker.errors[0]
+    with pytest.raises(AssertionError, match="1 checker errors"):
+        checker.assert_clean()
