@@ -46,6 +46,9 @@ IMEM_FILE, DRAM_FILE, DRAM_OUT_FILE = "accel_imem.hex", "accel_dram.hex", "accel
 RESULTS_FILE = "accel_results.jsonl"
 
 PARAMS = load_params()
+# One simulator process per run directory: start its record afresh (a rerun with the same
+# parameters reuses the directory).
+Path(RESULTS_FILE).unlink(missing_ok=True)
 LAYER_CASES = [spec["name"] for spec in PARAMS.get("layers", [])]
 NETWORKS = [f"{n['model']}_{n['size']}" for n in PARAMS.get("networks", [])]
 BAD = list(PARAMS.get("bad", []))
