@@ -79,6 +79,7 @@ cosim-bench: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m sim.bench $(ARGS)
 	$(PY) -m hw.rtl.bench
+	$(PY) tests/cosim/bench.py
 
 verilog: $(STAMP)
 	$(PY) -m hw.rtl.export --config $(CFG) --out build/verilog/$(CFG) $(ARGS)
