@@ -1,8 +1,15 @@
-"""Amaranth 0.5 RTL of the accelerator datapath.
+"""Amaranth 0.5 RTL of the accelerator.
 
+* :mod:`.accelerator` -- the top level (``Accelerator``): instruction fetch and dispatch,
+  the LOAD / COMPUTE / STORE queues and units, token FIFOs, error reporting;
+* :mod:`.pe_tile` -- one PE as built into the accelerator (``PETile``): its input, weight,
+  parameter and accumulation memories, K0 vector MACs and K0 post-processing lanes;
+* :mod:`.global_buffer` -- the banked global buffer;
 * :mod:`.vector_mac` -- C0-wide int8 dot product (``VectorMAC``);
-* :mod:`.mac_array` -- a PE of K0 vector MACs with accumulators, and the array of PEs;
 * :mod:`.postproc` -- bias, requantisation, ReLU and saturation (``PostProcessor``);
 * :mod:`.buffers` -- single-read/single-write SRAM wrappers sized from the configuration;
-* :mod:`.export` -- hierarchical Verilog export (each repeated block emitted once).
+* :mod:`.mac_array` -- a bare MAC datapath (PE and array without memories or control), the
+  first block built; not part of ``Accelerator``, kept for its datapath and toolchain tests;
+* :mod:`.export` -- hierarchical Verilog export (each repeated block emitted once);
+* :mod:`.bench` -- export time, size and Yosys statistics of every preset.
 """

@@ -1,4 +1,9 @@
-"""The processing element (K0 vector MACs + accumulators) and the array of NumPE PEs."""
+"""A bare MAC datapath: a PE of K0 vector MACs with accumulators, and an array of NumPE PEs.
+
+Not part of ``Accelerator`` (whose PE is ``pe_tile.PETile``, with its memories and
+post-processing); kept as the smallest complete datapath for the Amaranth unit tests and
+the first Verilator cosimulation test.
+"""
 
 from __future__ import annotations
 
