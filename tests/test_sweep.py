@@ -136,7 +136,7 @@ def test_unmappable_config_is_listed_not_fatal(dirs):
 
 
 def test_dask_matches_process_pool(tmp_path, dirs):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     pool_dirs = (tmp_path / "c1", tmp_path / "o1")
     dask_dirs = (tmp_path / "c2", tmp_path / "o2")
     assert _run(pool_dirs, "--workers", "2") == 0
@@ -172,7 +172,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, monkeypatch, capsys, arg
 
 
 def test_unreachable_scheduler_exits_2(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("distributed")
+    import distributed  # noqa: F401  (a project dependency)
     monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")
     import socket
     with socket.socket() as s:      # a free loopback port nobody listens on
@@ -188,7 +188,7 @@ def test_unreachable_scheduler_exits_2(tmp_path, capsys, monkeypatch):
 def test_dask_worker_processes_match_process_pool(tmp_path):
     # Workers in separate processes: tasks and results cross a real pickle + TCP boundary, and each
     # worker checks its own code version (the real one here, not the fixture's constant).
-    distributed = pytest.importorskip("distributed")
+    import distributed
     pool_dirs = (tmp_path / "c1", tmp_path / "o1")
     dask_dirs = (tmp_path / "c2", tmp_path / "o2")
     assert _run(pool_dirs, "--workers", "2", configs="E,M") == 0
