@@ -59,6 +59,22 @@ def weight_bytes(model: Model) -> int:
     return total
 
 
+def data_lines(file: str, error: type[ValueError], empty: str) -> list[tuple[int, str]]:
+    """(line number, text) of a CSV's non-blank lines that are not ``#`` comments.
+
+    Raises ``error`` naming the file when it cannot be read or has no such line (``empty``
+    says what was expected).
+    """
+    try:
+        text = Path(file).read_text().splitlines()
+    except OSError as e:
+        raise error(f"{file}: cannot read: {e.strerror}") from None
+    lines = [(i + 1, line) for i, line in enumerate(text) if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise error(f"{file}: {empty}")
+    return lines
+
+
 @dataclass
 class AccuracyRow:
     model: str
@@ -88,13 +104,7 @@ class AccuracyTable:
     @classmethod
     def read(cls, file: os.PathLike | str) -> "AccuracyTable":
         file = str(file)
-        try:
-            text = Path(file).read_text().splitlines()
-        except OSError as e:
-            raise AccuracyError(f"{file}: cannot read: {e.strerror}") from None
-        lines = [(i + 1, line) for i, line in enumerate(text) if line.strip() and not line.lstrip().startswith("#")]
-        if not lines:
-            raise AccuracyError(f"{file}: no header line (need columns model,path,accuracy)")
+        lines = data_lines(file, AccuracyError, "no header line (need columns model,path,accuracy)")
         reader = csv.reader([line for _, line in lines])
         header = [h.strip() for h in next(reader)]
         missing = [c for c in ("model", "path", "accuracy") if c not in header]

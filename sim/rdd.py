@@ -29,7 +29,7 @@ from hw.config import AcceleratorConfig, get_config
 from mapper.workloads import MODEL_NAMES
 
 from .energy import EnergyModel
-from .paths import DEFAULT_ACCURACY, AccuracyTable, PathPoint, simulate_path
+from .paths import DEFAULT_ACCURACY, AccuracyTable, PathPoint, data_lines, simulate_path
 
 __all__ = ["Budget", "BudgetError", "read_budgets", "run_trace", "switch_cost"]
 
@@ -48,13 +48,7 @@ class Budget:
 
 def read_budgets(file: str) -> tuple[str, list[Budget]]:
     """(``time_ms`` or ``energy_uj``, budgets) from a trace CSV."""
-    try:
-        text = Path(file).read_text().splitlines()
-    except OSError as e:
-        raise BudgetError(f"{file}: cannot read: {e.strerror}") from None
-    lines = [(i + 1, l) for i, l in enumerate(text) if l.strip() and not l.lstrip().startswith("#")]
-    if not lines:
-        raise BudgetError(f"{file}: empty; need a header frame,time_ms or frame,energy_uj")
+    lines = data_lines(file, BudgetError, "empty; need a header frame,time_ms or frame,energy_uj")
     header = [h.strip() for h in lines[0][1].split(",")]
     kinds = [k for k in ("time_ms", "energy_uj") if k in header]
     if "frame" not in header or len(kinds) != 1:
