@@ -10,9 +10,9 @@ Before the Verilator build the test measures the export (time, Verilog size) and
 an explicit message when the export fails or exceeds :data:`MAX_EXPORT_S`.
 
 Cost measured on the 2-core development machine (docs/cosim.md, "Configuration E"):
-export 46 s (6.7 MB Verilog), Verilator 90 s producing 239 C++ files / 136 MB, which g++
-(-Os) compiles at about 4.5 MB per minute: roughly 35 minutes for the first build (cached
-afterwards).  The run itself is a few tens of thousands of cycles.
+export 46-84 s (6.7 MB Verilog), Verilator 90 s producing 239 C++ files / 136 MB, and the
+first full build (Verilator and g++) 664 s (cached afterwards).  The run is about 21,000
+cycles at about 540 cycles/s.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def test_configuration_e_layers():
     if export_s > MAX_EXPORT_S:
         pytest.fail(f"configuration E: export took {export_s:.0f} s > {MAX_EXPORT_S:.0f} s")
     verilog, _ = accelerator_verilog(cfg, export=export, dram_bytes=E_DRAM_BYTES)
-    print("configuration E: a first (uncached) Verilator build takes about 35 minutes on 2 cores "
+    print("configuration E: a first (uncached) Verilator build took 11 minutes on 2 cores here "
           "(136 MB of generated C++); it is cached under build/cosim/ afterwards", flush=True)
     specs = [{**layer_spec(layer), "seed": seed * 1000 + i} for i, layer in enumerate(E_LAYERS)]
     result = build_and_run(verilog, TB_TOP, "cosim.tb_accelerator",
