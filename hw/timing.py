@@ -60,6 +60,9 @@ def load_inp_dram_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     fkh, fkw, fs = f["fold_kh"] or 1, f["fold_kw"] or 1, f["fold_stride"] or 1
     c_lo, c_hi = f["c_base"], f["c_base"] + f["n_cblk"] * cfg.c0
     tc = f["t_c"]
+    if fkh == fkw == 1:      # a plain window (the common case): one tap
+        nc = max(0, min(c_hi, tc) - max(c_lo, 0))
+        return nc and nc * _count_valid(f["y0"], f["win_h"], fs, f["t_h"]) * _count_valid(f["x0"], f["win_w"], fs, f["t_w"])
     total = 0
     for r in range(fkh):
         ny = _count_valid(f["y0"] + r, f["win_h"], fs, f["t_h"])
