@@ -209,9 +209,10 @@ def _plots(doc: dict, out: Path) -> None:
                   bbox_to_anchor=(0.5, 0.0), fontsize=7, ncol=1, frameon=False)
         ax.set_title(f"{label} distribution across layers")
         ax.set_aspect("equal")
-    fig.suptitle(f"{title}: {doc['time_ms']:.3f} ms, {doc['energy_uj']:.1f} uJ")
+    fig.suptitle(f"{title}: {doc['time_ms']:.3f} ms, {doc['energy_uj']:.1f} uJ", y=1.0)
     fig.tight_layout()
-    fig.savefig(out / "time_energy.png", dpi=110)
+    # the legends hang below the axes: let the saved image grow to hold them
+    fig.savefig(out / "time_energy.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
     mac = [l for l in doc["layers"] if l["kind"] in MAC_KINDS and l["macs"] and l["energy_per_mac_pj"]]
