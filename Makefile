@@ -80,6 +80,7 @@ bench: $(STAMP)
 	$(PY) -m sim.bench $(ARGS)
 	$(PY) -m hw.rtl.bench
 	$(PY) tests/cosim/bench.py
+	$(MAKE) cosim-e
 
 verilog: $(STAMP)
 	$(PY) -m hw.rtl.export --config $(CFG) --out build/verilog/$(CFG) $(ARGS)

@@ -17,13 +17,15 @@ cycles at about 540 cycles/s.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import pytest
 
 from cosim.accel_cases import BAD_STREAMS, TB_TOP, accelerator_verilog, layer_spec
-from cosim.runner import build_and_run
+from cosim.runner import REPO_ROOT, build_and_run
+from hw.cli import atomic_write_json
 from mapper.ir import Conv2d, MatMul
 
 pytestmark = [pytest.mark.slow,
@@ -71,3 +73,13 @@ def test_configuration_e_layers():
           f"{', '.join(t.name for t in result.tests)}")
     assert len(result.tests) == len(specs) + 1
     assert "unknown_opcode" in BAD_STREAMS
+    # make bench's record of E: the build (as stamped when it was compiled) and the run speed
+    stamp = json.loads((result.build_dir / "cosim_build.json").read_text())
+    records = [json.loads(line) for line in (result.run_dir / "accel_results.jsonl").read_text().splitlines()]
+    cases = [{"case": r["case"], "cycles": r["rtl_cycles"], "wall_s": r["wall_s"]}
+             for r in records if r["kind"] == "layer"]
+    cycles, wall = sum(c["cycles"] for c in cases), sum(c["wall_s"] for c in cases)
+    atomic_write_json(REPO_ROOT / "build" / "bench" / "cosim_e.json", {
+        "config": "E", "verilog_bytes": len(export.verilog), "export_s": round(export_s, 1),
+        "build_s": stamp.get("build_s"), "cached": result.cached, "cycles": cycles,
+        "sim_wall_s": round(wall, 2), "cycles_per_s": round(cycles / wall) if wall else None, "cases": cases})
