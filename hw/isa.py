@@ -67,6 +67,8 @@ class VecOp(enum.IntEnum):
     POOL = 8
     BATCHNORM = 9
     COPY = 10
+    ADD_LAYERNORM = 11    # residual add and the layernorm of its sum in one pass (writes both)
+    RESIZE_ARGMAX = 12    # bilinear upsampling of class logits and the per-pixel argmax (writes labels)
 
 
 # (name, bits, signed) after the 8-bit header, per opcode.  Widths are the
@@ -115,6 +117,7 @@ _STORE_FIELDS = _PE_SET + [
     ("k_base", 16, False), ("k_step", 16, False), ("k_per_pe", 8, False),
     ("pe_k", 7, False),          # PE p is column p % pe_k (channels k_base + col*k_step ...) of row p // pe_k
     ("relu", 1, False),
+    ("post_passes", 2, False),   # extra passes of a fused row epilogue (softmax, layernorm; timed only)
 ]
 
 FIELDS: dict[Op, list[tuple[str, int, bool]]] = {
@@ -145,6 +148,8 @@ class Insn:
     f: dict = field(default_factory=dict)
 
     def __getattr__(self, name):          # field access: insn.out_h
+        if name == "f":                   # not yet set (copy, pickle): no recursion
+            raise AttributeError(name)
         try:
             return self.f[name]
         except KeyError:

@@ -40,7 +40,7 @@ GB_LATENCY = 2           # global-buffer read latency
 #: lookup; GELU is a piecewise-linear lookup; the rest are one operation.
 VEC_COST = {VecOp.SOFTMAX: 3, VecOp.LAYERNORM: 3, VecOp.GELU: 2, VecOp.RELU: 1, VecOp.ADD: 1,
             VecOp.MUL: 1, VecOp.RESIZE: 1, VecOp.CONCAT: 1, VecOp.POOL: 1, VecOp.BATCHNORM: 1,
-            VecOp.COPY: 1}
+            VecOp.COPY: 1, VecOp.ADD_LAYERNORM: 4, VecOp.RESIZE_ARGMAX: 2}
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -219,7 +219,7 @@ def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]
         cycles = cfg.dram_latency + max(work, _cdiv(f["bytes_in"], bw), _cdiv(f["bytes_out"], bw), 1)
         return cycles, cycles
     if op == Op.STORE:
-        pixels = f["out_h"] * f["out_w"]
+        pixels = f["out_h"] * f["out_w"] * (1 + f["post_passes"])
         cycles = cfg.dram_latency + max(pixels + POST_PIPELINE, _cdiv(store_bytes(insn, cfg), bw))
         return cycles, cycles
     return 1, 1   # NOP, FENCE, END: handled by the dispatcher

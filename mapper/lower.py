@@ -34,14 +34,14 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from hw.config import AcceleratorConfig
-from hw.isa import Insn, Op, VecOp
+from hw.isa import Insn, Op
 from hw.numerics import PARAM_ENTRY_BYTES
 from hw.timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, schedule
 
-from .ir import Conv2d, Elementwise, Layer, Linear, MatMul
+from .ir import Conv2d, Layer, Linear, MatMul
 
-__all__ = ["Problem", "Tiling", "Lowered", "MappingError", "problem_of", "map_layer", "lower_vec",
-           "build_stream", "PARAM_SLOTS", "FUSABLE_OPS", "VEC_OP_OF"]
+__all__ = ["Problem", "Tiling", "Lowered", "MappingError", "problem_of", "map_layer", "rows_complete",
+           "build_stream", "PARAM_SLOTS"]
 
 PARAM_SLOTS = 4          # parameter slots rotated per tile (see _build)
 ALIGN = 64
@@ -86,6 +86,7 @@ class Problem:
     fold: bool = False
     relu: bool = False
     dw_pack: int = 1           # depthwise channels packed per group
+    post_passes: int = 0       # extra post-processing passes of a fused row epilogue (0: none)
 
     @property
     def oh(self) -> int:
@@ -337,7 +338,7 @@ def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> li
                        dst_addr=lay["output"], acc_addr=(tile_i % 2) * acc_half, param_addr=slot * k0,
                        out_h=t.th, out_w=t.tw, t_h=oh, t_w=ow, t_k=p.k, k_pitch=p.k, y0=ty, x0=tx,
                        k_base=first_ch[0], k_step=k0 if _contiguous(p, cfg) else p.kg, k_per_pe=k_per_pe,
-                       pe_k=t.pe_k, relu=int(p.relu))
+                       pe_k=t.pe_k, relu=int(p.relu), post_passes=p.post_passes)
             # columns beyond this pass's units hold no work: clip them with t_k
             last_ch = first_ch[-1] + k_per_pe
             st.f["t_k"] = min(p.k, last_ch)
@@ -385,6 +386,18 @@ def _candidates(p: Problem, cfg: AcceleratorConfig):
                 yield Tiling(pe_k, pe_p, th, tw, cbi, resident)
 
 
+def rows_complete(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> bool:
+    """Whether every STORE of the tiling holds whole output rows (all channels of each of its groups),
+    as a fused row epilogue (softmax, layernorm) needs."""
+    for units in _passes(p, t, cfg):
+        blocks: dict[int, int] = {}
+        for g, _ in units:
+            blocks[g] = blocks.get(g, 0) + 1
+        if any(n != _cdiv(p.kg, cfg.k0) for n in blocks.values()):
+            return False
+    return True
+
+
 def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> float:
     """Closed-form cycle estimate used to rank tilings before exact scheduling."""
     units_per_pass = t.pe_k
@@ -403,7 +416,7 @@ def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> float
         wrows = t.cbi * p.taps
         load += units_per_pass * max(wrows * cfg.c0 * cfg.k0 / bus, wrows * cfg.c0 * min(cfg.k0, p.kg) / bw, 1)
     per_tile = n_chunks * max(gemm, load) + units_per_pass  # parameter loads
-    store = cfg.dram_latency + max(t.th * t.tw + 4, t.th * t.tw * t.pe_p * t.pe_k * cfg.k0 / bw)
+    store = cfg.dram_latency + max(t.th * t.tw * (1 + p.post_passes) + 4, t.th * t.tw * t.pe_p * t.pe_k * cfg.k0 / bw)
     per_tile = max(per_tile, store)
     fill = 2 * cfg.dram_latency + load + store
     if t.resident:
@@ -459,6 +472,11 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
     check_fits(p, cfg)
     lay = dram_layout(p, cfg)
     cands = list(_candidates(p, cfg))
+    if p.post_passes:
+        cands = [t for t in cands if rows_complete(p, t, cfg)]
+        if not cands:
+            raise MappingError(f"{p.name}: no tiling of configuration {cfg.name} stores whole rows of {p.kg} "
+                               f"channels at once, as a fused row epilogue needs")
     if not cands:
         raise MappingError(f"{p.name}: no tiling fits the buffers of configuration {cfg.name}")
     # rank by the estimate, then by DRAM traffic (energy), then by the tiling itself (determinism)
@@ -494,22 +512,12 @@ def layer_cycles(stream: list[Insn], cfg: AcceleratorConfig) -> int:
     return sched.total_cycles - 1      # END's own cycle belongs to the whole network
 
 
-def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN) -> list[tuple[Lowered, int]]:
-    """The fastest mapping found for a MAC layer: [(lowered part, repeat count)]."""
-    p = problem_of(layer, cfg)
+def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN,
+              post_passes: int = 0) -> list[tuple[Lowered, int]]:
+    """The fastest mapping found for a MAC layer: [(lowered part, repeat count)].
+
+    ``post_passes`` > 0 fuses a row epilogue into every STORE (``mapper.fusion``); only
+    tilings whose stores hold whole rows qualify, and MappingError says when none does.
+    """
+    p = replace(problem_of(layer, cfg), post_passes=post_passes)
     return [(_map_problem(part, cfg, exact_top), n) for part, n in _split_groups(p)]
-
-
-# ---- non-MAC layers -----------------------------------------------------------------------------
-
-#: Element-wise operations the post-processing unit applies to the preceding MAC layer's output.
-FUSABLE_OPS = ("relu", "gelu", "batchnorm")
-VEC_OP_OF = {"softmax": VecOp.SOFTMAX, "layernorm": VecOp.LAYERNORM, "gelu": VecOp.GELU,
-             "relu": VecOp.RELU, "add": VecOp.ADD, "mul": VecOp.MUL, "resize": VecOp.RESIZE,
-             "concat": VecOp.CONCAT, "pool": VecOp.POOL, "batchnorm": VecOp.BATCHNORM, "copy": VecOp.COPY}
-
-
-def lower_vec(layer: Elementwise) -> list[Insn]:
-    """A non-MAC layer as one VEC instruction (reads its inputs from and writes its output to DRAM)."""
-    return [_insn(Op.VEC, vec_op=int(VEC_OP_OF[layer.op]), elements=layer.elements,
-                  bytes_in=layer.in_elements, bytes_out=layer.elements), _insn(Op.FENCE)]

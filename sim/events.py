@@ -77,6 +77,8 @@ def count_events(insn: Insn, cfg: AcceleratorConfig) -> Counter:
         pixels = f["out_h"] * f["out_w"]
         ev["acc_read_bytes"] = pixels * f["pe_count"] * cfg.k0 * acc_bytes
         ev["post_ops"] = pixels * f["pe_count"] * cfg.k0
+        if f["post_passes"]:     # a fused row epilogue: more passes of the post-processing unit
+            ev["vec_ops"] = pixels * f["pe_count"] * cfg.k0 * f["post_passes"]
         ev["param_bytes"] = f["pe_count"] * cfg.k0 * PARAM_ENTRY_BYTES
         ev["dram_write_bytes"] = store_bytes(insn, cfg)
     elif op == Op.VEC:

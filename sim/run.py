@@ -40,7 +40,8 @@ from hw.config import PRESETS, AcceleratorConfig, get_config
 from hw.isa import Op, Queue, disassemble, encode_stream
 from mapper.flops import UsageError, parse_size
 from mapper.ir import MAC_KINDS, PARTS, Model
-from mapper.lower import FUSABLE_OPS, MappingError, _insn, lower_vec, map_layer
+from mapper.fusion import plan, vec_stream
+from mapper.lower import MappingError, _insn, map_layer
 from mapper.workloads import MODEL_NAMES, build_model
 
 from .area import area_mm2
@@ -108,9 +109,20 @@ def build_report(res: SimResult, cfg_key: str) -> dict:
         "config_params": cfg.to_dict(),
         "mac_only": bool(res.extra.get("mac_only")),
         "shares": _shares(res),
+        "bounds": _bounds(res),
         "largest_by_time": [r.name for r in largest],
         "layers": [r.to_dict() for r in res.layers],
     }
+
+
+def _bounds(res: SimResult) -> dict:
+    """Where the time goes: the MAC floor (every MAC at the array's full rate), the resource
+    floor (each layer as long as its busiest resource needs for the chosen mapping: MACs,
+    DRAM, bus or vector unit) and what the schedule adds (fill, drain, dependency stalls)."""
+    mac_floor = res.total_macs / res.config.macs_per_cycle
+    resource = sum(max(r.floors.values()) for r in res.layers if r.cycles)
+    return {"mac_floor_cycles": mac_floor, "resource_floor_cycles": resource,
+            "schedule_overhead_cycles": res.total_cycles - resource}
 
 
 def _eng(x: float, unit: str) -> str:
@@ -140,6 +152,13 @@ def format_table(doc: dict) -> str:
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
+def _bounds_line(doc: dict) -> str:
+    b, ms = doc["bounds"], doc["time_ms"] / doc["total_cycles"]
+    return (f"time floors:       MACs at full rate {b['mac_floor_cycles'] * ms:.3f} ms; each layer at its "
+            f"busiest resource {b['resource_floor_cycles'] * ms:.3f} ms; schedule overhead "
+            f"{b['schedule_overhead_cycles'] * ms:.3f} ms")
+
+
 def format_totals(doc: dict, cfg: AcceleratorConfig) -> str:
     sh = doc["shares"]
     pct = lambda d: ", ".join(f"{k} {100 * v:.1f} %" for k, v in d.items())
@@ -158,6 +177,7 @@ def format_totals(doc: dict, cfg: AcceleratorConfig) -> str:
         f"PE-array area:     {doc['area_mm2']:.3f} mm^2",
         "throughput/area:   " + (_eng(doc["macs_per_s_per_mm2"], "MAC/s") + " per mm^2"
                                  if doc["macs_per_s_per_mm2"] else "-"),
+        *([_bounds_line(doc)] if "bounds" in doc else []),
         "time shares:       " + pct(sh["kind"]["time"]),
         "energy shares:     " + pct(sh["kind"]["energy"]),
         "time per part:     " + pct(sh["part"]["time"]),
@@ -248,17 +268,14 @@ def layer_stream(model: Model, name: str, cfg: AcceleratorConfig) -> list:
     A MAC layer split into parts is each part's stream, repeated as often as the
     simulator counts it; a fused element-wise layer has no instruction of its own.
     """
-    layer = model.layer(name)
+    model.layer(name)       # a KeyError naming the model when it has no such layer
+    step = next(st for st in plan(model, cfg) if st.layer.name == name)
     stream: list = []
-    if layer.kind in MAC_KINDS:
-        for lowered, repeat in map_layer(layer, cfg):
+    if step.action == "mac":
+        for lowered, repeat in map_layer(step.layer, cfg, post_passes=step.post_passes):
             stream += lowered.stream * repeat
     else:
-        idx = model.layers.index(layer)
-        prev_mac = idx > 0 and model.layers[idx - 1].kind in MAC_KINDS
-        fused = (layer.op in FUSABLE_OPS and prev_mac) or layer.op == "concat" or layer.fused
-        if not fused:
-            stream = lower_vec(layer)
+        stream = vec_stream(step)
     return stream + [_insn(Op.END)]
 
 
@@ -279,6 +296,7 @@ def _trace(res: SimResult, model: Model, cfg: AcceleratorConfig, cap: int = TRAC
     top = sorted((r for r in res.layers if r.kind in MAC_KINDS and r.cycles), key=lambda r: r.cycles,
                  reverse=True)[:TRACED_LAYERS]
     budget = cap // max(1, len(top))
+    post_passes = {st.layer.name: st.post_passes for st in plan(model, cfg, mac_only=res.extra.get("mac_only", False))}
     units = {Queue.LOAD: 0, Queue.COMPUTE: 1, Queue.STORE: 2}
     for i, r in enumerate(top):
         pid = 2 + i
@@ -286,7 +304,7 @@ def _trace(res: SimResult, model: Model, cfg: AcceleratorConfig, cap: int = TRAC
         for q, tid in units.items():
             ev.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": q.name}})
         n, offset, truncated = 0, r.start_cycle, False
-        for lowered, repeat in map_layer(model.layer(r.name), cfg):
+        for lowered, repeat in map_layer(model.layer(r.name), cfg, post_passes=post_passes.get(r.name, 0)):
             sched = layer_schedule(lowered, cfg)
             for _ in range(repeat):
                 for k, insn in enumerate(lowered.stream):

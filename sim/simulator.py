@@ -7,7 +7,8 @@ is the sum of its layers' times plus the final END; identical layer shapes are
 mapped and scheduled once.  Element-wise operations the post-processing unit
 applies on the fly (ReLU, GELU, folded batch-norm directly after a MAC layer)
 and concatenations (producers store at a channel offset, ``k_pitch``) cost no
-instruction; every other non-MAC layer is one VEC instruction.
+instruction; softmax and layernorm can be fused into the producing layer's
+stores, and the other non-MAC layers are VEC instructions (``mapper.fusion``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
-from hw.isa import Op
+from hw.isa import Op, VecOp
 from hw.timing import schedule, occupancy_and_latency
 from mapper.ir import MAC_KINDS, Model
-from mapper.lower import FUSABLE_OPS, Lowered, lower_vec, map_layer, _insn
+from mapper.fusion import VEC_OP_OF, plan, vec_stream
+from mapper.lower import Lowered, map_layer, _insn
 
 from .energy import EnergyModel
 from .events import count_events
@@ -132,22 +134,23 @@ def layer_schedule(lowered: Lowered, cfg: AcceleratorConfig):
 
 
 def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callable[[str], None]] = None,
-             energy: Optional[EnergyModel] = None, mac_only: bool = False) -> SimResult:
+             energy: Optional[EnergyModel] = None, mac_only: bool = False, fuse: bool = True) -> SimResult:
     """Simulate ``model`` on ``cfg`` in timing mode; ``progress(name)`` is called per layer.
 
     ``mac_only`` leaves the non-MAC layers out of the time and energy (they are
     listed with zero cycles), which with ``IDEAL_MEMORY`` is how the paper's
-    accelerator figures compare.
+    accelerator figures compare.  ``fuse=False`` runs every non-MAC layer on its own
+    (``mapper.fusion``), to measure what fusion saves.
     """
     energy = energy or EnergyModel(cfg)
     results: list[LayerResult] = []
     clock = 0
-    prev_mac = False
-    for layer in model.layers:
+    for step in plan(model, cfg, mac_only=mac_only, fuse=fuse):
+        layer = step.layer
         if progress:
             progress(layer.name)
-        if layer.kind in MAC_KINDS:
-            parts = map_layer(layer, cfg)
+        if step.action == "mac":
+            parts = map_layer(layer, cfg, post_passes=step.post_passes)
             cycles = busy = n_insn = 0
             ev: Counter = Counter()
             for lowered, repeat in parts:
@@ -159,24 +162,22 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
                     ev[k] += v * repeat
             t = parts[0][0].tiling
             mapping = (f"{parts[0][0].problem.kind} pe {t.pe_k}x{t.pe_p} tile {t.th}x{t.tw} cblk/chunk {t.cbi}"
-                       f"{' resident' if t.resident else ''}{' folded' if parts[0][0].problem.fold else ''}")
-            prev_mac = True
+                       f"{' resident' if t.resident else ''}{' folded' if parts[0][0].problem.fold else ''}"
+                       f"{' +' + step.epilogue if step.epilogue else ''}")
+        elif step.action == "vector":
+            stream = vec_stream(step)
+            cycles = schedule(stream + [_insn(Op.END)], cfg).total_cycles - 1
+            busy = 0
+            n_insn = len(stream)
+            ev = Counter()
+            for insn in stream:
+                ev.update(count_events(insn, cfg))
+            mapping = "vector unit" + ("" if step.vec.f["vec_op"] == VEC_OP_OF.get(layer.op, -1)
+                                       else f" ({VecOp(step.vec.f['vec_op']).name.lower()})")
         else:
-            fused = (layer.op in FUSABLE_OPS and prev_mac) or layer.op == "concat" or layer.fused
-            if fused or mac_only:
-                cycles = busy = n_insn = 0
-                ev = Counter()
-                mapping = "excluded (MAC layers only)" if not fused else "fused" if layer.op != "concat" else "zero-copy"
-            else:
-                stream = lower_vec(layer)
-                cycles = schedule(stream + [_insn(Op.END)], cfg).total_cycles - 1
-                busy = 0
-                n_insn = len(stream)
-                ev = Counter()
-                for insn in stream:
-                    ev.update(count_events(insn, cfg))
-                mapping = "vector unit"
-            prev_mac = False
+            cycles = busy = n_insn = 0
+            ev = Counter()
+            mapping = step.mapping_note
         e_pj = energy.energy_pj(ev)
         util = layer.macs / (cycles * cfg.macs_per_cycle) if cycles else 0.0
         floors = _floors(ev, cfg)

@@ -426,7 +426,7 @@ class ComputeUnit(wiring.Component):
         npix_h = hg.out_h * hg.out_w
         period_h = _max(npix_h, GEMM_MIN_PIXELS)
         steps_h = hg.n_cblk * hg.kh * hg.kw
-        cost = Signal(2)
+        cost = Signal(range(max(VEC_COST.values()) + 1))
         with m.Switch(hv.vec_op):
             for vop, c in VEC_COST.items():
                 with m.Case(vop):
@@ -585,7 +585,8 @@ class StoreUnit(wiring.Component):
         first_bytes = data.ArrayLayout(40, n)(Cat(*nbytes))[cs.pe_first[:max(1, (n - 1).bit_length())]]
         total = Mux(cs.pe_step == 0, cs.pe_count * first_bytes,
                     sum(Mux(mask[p], nbytes[p], 0) for p in range(n)))
-        lat = cfg.dram_latency + _max(npix + POST_PIPELINE, _cdiv(total, bw))
+        # a fused row epilogue (post_passes) is timed, not executed: the pixels stream once
+        lat = cfg.dram_latency + _max(npix * (1 + cs.post_passes) + POST_PIPELINE, _cdiv(total, bw))
         starting_pixels = Signal()
         m.d.comb += [
             starting_pixels.eq(active & ~timed & busy),

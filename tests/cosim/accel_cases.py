@@ -32,7 +32,7 @@ from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
 
 __all__ = ["WRAPPER", "TB_TOP", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "FIXED",
-           "random_layers", "layer_spec", "layer_from_spec", "Expected", "expected_run",
+           "POST_PASSES", "random_layers", "layer_spec", "layer_from_spec", "Expected", "expected_run",
            "BAD_STREAMS", "bad_stream", "stream_words"]
 
 WRAPPER = Path(__file__).with_name("accel_tb_top.v")
@@ -82,8 +82,13 @@ FIXED: tuple[Layer, ...] = (
     # several passes, tiles and input-channel chunks with streamed weights
     Conv2d("multi_tile", "decoder", 70, 40, 20, 20, kernel=3, padding=1, relu=True),
     Linear("multi_chunk", "decoder", 300, 200, 36),
+    # stores with a fused row epilogue (softmax, layernorm: timed, not executed)
+    MatMul("attn_qk_softmax", "encoder", 2, 10, 8, 8),
+    Conv2d("conv_layernorm", "encoder", 8, 8, 6, 6, kernel=3, padding=1),
 )
 FIXED_BY_NAME = {layer.name: layer for layer in FIXED}
+#: Cases mapped with a fused row epilogue: name -> post-processing passes (mapper.fusion).
+POST_PASSES = {"attn_qk_softmax": 2, "conv_layernorm": 2}
 
 
 def random_layers(seed: int, count: int) -> list[Layer]:
@@ -169,8 +174,9 @@ class Expected:
     cycles: int
 
 
-def expected_run(layer: Layer, cfg: AcceleratorConfig, seed: int) -> Expected:
-    """Map ``layer``, lay out random data from ``seed`` and run the reference models.
+def expected_run(layer: Layer, cfg: AcceleratorConfig, seed: int, post_passes: int | None = None) -> Expected:
+    """Map ``layer`` (with ``post_passes`` of row epilogue, by default ``POST_PASSES`` of its
+    name), lay out random data from ``seed`` and run the reference models.
 
     Raises
     ------
@@ -181,7 +187,9 @@ def expected_run(layer: Layer, cfg: AcceleratorConfig, seed: int) -> Expected:
     """
     from sim.functional import Machine, _place, golden_output, layer_data
 
-    parts = map_layer(layer, cfg)
+    if post_passes is None:
+        post_passes = POST_PASSES.get(layer.name, 0)
+    parts = map_layer(layer, cfg, post_passes=post_passes)
     if len(parts) != 1 or parts[0][1] != 1:
         raise ValueError(f"{layer.name}: the mapper splits it into "
                          f"{sum(n for _, n in parts)} streams; the testbench runs one")

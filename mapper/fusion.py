@@ -1,0 +1,146 @@
+"""Which non-MAC layers run on their own and which are fused into a neighbour.
+
+The IR lists a network's operations; this plan decides how each one executes,
+so that the simulator, the report and the stream dump agree:
+
+* ``mac``: a MAC layer's own stream, possibly with a fused row epilogue
+  (``post_passes`` extra post-processing passes over each stored tile);
+* ``epilogue``: a softmax or layernorm whose only input is the preceding MAC
+  layer, which has no other consumer, done by that layer's STOREs while the
+  rows are still on chip; chosen only when a tiling with whole rows per STORE
+  exists and the fused layer is faster than the two separately;
+* ``fused``: ReLU, GELU or folded batch-norm applied by the post-processing
+  unit as the preceding MAC layer's outputs pass (no extra time);
+* ``zero-copy``: a concatenation (its producers store at a channel offset);
+* ``vector``: one VEC instruction; an ``add`` whose sum feeds a layernorm is
+  one ``ADD_LAYERNORM`` pass that writes the sum and the normalised sum
+  (the layernorm's row is then ``merged``), and the final upsampling of a
+  segmentation network's logits is ``RESIZE_ARGMAX``, which writes the class
+  map (the per-pixel argmax the mIoU is measured on) instead of the logits.
+
+Epilogues and vector operations are timed, not executed: functional mode and
+the RTL carry data through the MAC layers only (``docs/isa.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from hw.config import AcceleratorConfig
+from hw.isa import Insn, Op, VecOp
+from hw.timing import schedule
+
+from .ir import MAC_KINDS, Elementwise, Layer, Model
+from .lower import MappingError, _insn, map_layer
+
+__all__ = ["Step", "plan", "vec_stream", "ROW_EPILOGUE_PASSES", "POINTWISE_OPS", "VEC_OP_OF"]
+
+VEC_OP_OF = {"softmax": VecOp.SOFTMAX, "layernorm": VecOp.LAYERNORM, "gelu": VecOp.GELU,
+             "relu": VecOp.RELU, "add": VecOp.ADD, "mul": VecOp.MUL, "resize": VecOp.RESIZE,
+             "concat": VecOp.CONCAT, "pool": VecOp.POOL, "batchnorm": VecOp.BATCHNORM, "copy": VecOp.COPY}
+#: Element-wise operations the post-processing unit applies to the preceding MAC layer's output.
+POINTWISE_OPS = ("relu", "gelu", "batchnorm")
+#: Extra post-processing passes of a row epilogue: the first pass (requantisation) also finds the
+#: row maximum / sum; then one pass for exp-and-sum (softmax) or variance (layernorm) and one to normalise.
+ROW_EPILOGUE_PASSES = {"softmax": 2, "layernorm": 2}
+
+
+@dataclass(frozen=True)
+class Step:
+    layer: Layer
+    action: str                        # mac, epilogue, fused, zero-copy, vector, merged, excluded
+    post_passes: int = 0               # mac: passes of a fused row epilogue ...
+    epilogue: str = ""                 # ... and its operation
+    vec: Optional[Insn] = None         # vector: its VEC instruction
+    into: str = ""                     # epilogue / fused / merged: the layer that does the work
+
+    @property
+    def mapping_note(self) -> str:
+        return {"epilogue": f"epilogue of {self.into}", "fused": "fused", "zero-copy": "zero-copy",
+                "merged": f"merged into {self.into}", "excluded": "excluded (MAC layers only)"}.get(self.action, "")
+
+
+def _vec(op: VecOp, elements: int, bytes_in: int, bytes_out: int) -> Insn:
+    return _insn(Op.VEC, vec_op=int(op), elements=elements, bytes_in=bytes_in, bytes_out=bytes_out)
+
+
+def vec_stream(step: Step) -> list[Insn]:
+    """The instructions of a step that runs on the vector unit (ending with FENCE)."""
+    return [step.vec, _insn(Op.FENCE)] if step.vec is not None else []
+
+
+def _consumers(model: Model) -> dict[str, list[str]]:
+    users: dict[str, list[str]] = {}
+    for layer in model.layers:
+        for src in layer.inputs:
+            users.setdefault(src, []).append(layer.name)
+    return users
+
+
+def _mac_cycles(layer: Layer, cfg: AcceleratorConfig, post_passes: int = 0) -> int:
+    return sum(lo.cycles * n for lo, n in map_layer(layer, cfg, post_passes=post_passes))
+
+
+def _vec_cycles(insn: Insn, cfg: AcceleratorConfig) -> int:
+    return schedule([insn, _insn(Op.FENCE), _insn(Op.END)], cfg).total_cycles - 1
+
+
+def plan(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False, fuse: bool = True) -> list[Step]:
+    """One step per layer of ``model``, in order.  ``mac_only`` excludes every non-MAC layer
+    (and fuses nothing into the MAC layers); ``fuse=False`` runs every non-MAC layer except
+    the free ones (pointwise, concat) as its own VEC instruction."""
+    fuse = fuse and not mac_only
+    users = _consumers(model)
+    layers = model.layers
+    steps: list[Step] = []
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        prev = layers[i - 1] if i else None
+        if layer.kind in MAC_KINDS:
+            if (fuse and isinstance(nxt, Elementwise) and nxt.op in ROW_EPILOGUE_PASSES
+                    and nxt.inputs == (layer.name,) and users.get(layer.name) == [nxt.name]):
+                passes = ROW_EPILOGUE_PASSES[nxt.op]
+                try:
+                    fused = _mac_cycles(layer, cfg, passes)
+                except MappingError:
+                    fused = None
+                if fused is not None and fused < _mac_cycles(layer, cfg) + _vec_cycles(_own_vec(nxt), cfg):
+                    steps += [Step(layer, "mac", passes, epilogue=nxt.op), Step(nxt, "epilogue", into=layer.name)]
+                    i += 2
+                    continue
+            steps.append(Step(layer, "mac"))
+        elif layer.op in POINTWISE_OPS and prev is not None and prev.kind in MAC_KINDS or layer.fused:
+            steps.append(Step(layer, "fused", into=prev.name if prev is not None else ""))
+        elif layer.op == "concat":
+            steps.append(Step(layer, "zero-copy"))
+        elif mac_only:
+            steps.append(Step(layer, "excluded"))
+        elif (fuse and layer.op == "add" and isinstance(nxt, Elementwise) and nxt.op == "layernorm"
+              and nxt.inputs == (layer.name,)):
+            # one pass: read the addends, write the sum (for the residual path) and its layernorm
+            insn = _vec(VecOp.ADD_LAYERNORM, layer.elements, layer.in_elements, 2 * layer.elements)
+            steps += [Step(layer, "vector", vec=insn), Step(nxt, "merged", into=layer.name)]
+            i += 2
+            continue
+        elif fuse and i == len(layers) - 1 and layer.op == "resize" and _is_logits(layer, model):
+            h, w, _ = model.input
+            steps.append(Step(layer, "vector", vec=_vec(VecOp.RESIZE_ARGMAX, layer.elements,
+                                                        layer.in_elements, h * w)))
+        else:
+            steps.append(Step(layer, "vector", vec=_own_vec(layer)))
+        i += 1
+    return steps
+
+
+def _own_vec(layer: Elementwise) -> Insn:
+    """A non-MAC layer on its own: reads its inputs from and writes its output to DRAM."""
+    return _vec(VEC_OP_OF[layer.op], layer.elements, layer.in_elements, layer.elements)
+
+
+def _is_logits(layer: Elementwise, model: Model) -> bool:
+    """The network ends by upsampling its class scores to the input size (segmentation)."""
+    h, w, _ = model.input
+    return layer.elements == h * w * model.params.get("classes", 0)
