@@ -115,12 +115,14 @@ class Problem:
 
 
 def _token_shape(t: int) -> tuple[int, int]:
-    """A T-token sequence as an h x w image with w <= 2048 (field widths)."""
-    if t <= 2048:
-        return t, 1
-    for w in range(2048, 0, -1):
-        if t % w == 0 and t // w <= 4095:
-            return t // w, w
+    """A T-token sequence as an h x w image (the same bytes in DRAM whatever the shape).
+
+    As many rows as the 12-bit fields allow: PE rows split the image by rows, so a
+    sequence laid out as 2 x 2048 could keep at most two PE rows busy.
+    """
+    for h in range(min(t, 4095), 0, -1):
+        if t % h == 0 and t // h <= 2048:
+            return h, t // h
     raise MappingError(f"token count {t} cannot be laid out as an image of at most 4095 x 2048")
 
 
