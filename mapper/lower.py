@@ -17,7 +17,7 @@ and a number of input-channel blocks per chunk (``cbi``).  The stream is::
     for pass over output-channel blocks:          # pe_k blocks at once
         for tile of output pixels:                # pe_p x th rows, tw columns
             for chunk of input channels:          # double-buffered
-                LOAD_WGT (per column, unless resident for the pass), LOAD_INP
+                LOAD_WGT (per column; resident weights: first tile only), LOAD_INP
                 GEMM
             STORE                                 # accumulators double-buffered per tile
     FENCE
@@ -298,8 +298,10 @@ def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> li
                 if t.fenced and pi > 0 and ti == 0 and ci == 0:
                     out.append(_insn(Op.FENCE))      # the next pass's weights overwrite the whole buffer
                 wbuf = 0 if t.fenced else (pi % 2 if t.resident else j % 2) * w_half
-                if not t.resident or (ci == 0 and ti == 0):
-                    rows, roff = (n_cb * p.taps, 0) if t.resident else (ncb * p.taps, cb0 * p.taps)
+                if not t.resident or ti == 0:
+                    # resident weights arrive chunk by chunk with the pass's first tile, so its first
+                    # GEMM waits for one chunk's weights, not the whole pass's
+                    rows, roff = ncb * p.taps, cb0 * p.taps
                     for col, (g, bb) in enumerate(units):
                         if p.kind == "matmul":
                             base = lay["weights"] + (g * p.kg + bb * k0) * p.cg + roff * c0
@@ -308,7 +310,7 @@ def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> li
                             base = lay["weights"] + (first_ch[col] * rows_per_oc + roff) * c0
                             chan, stride = rows * c0, rows_per_oc * c0
                         group.append(_insn(Op.LOAD_WGT, pe_first=col, pe_count=t.pe_p, pe_step=t.pe_k,
-                                           src_addr=base, dst_addr=wbuf, rows=rows,
+                                           src_addr=base, dst_addr=wbuf + (roff if t.resident else 0), rows=rows,
                                            n_out=min(k_per_pe, p.k - first_ch[col]),
                                            chan=chan, out_stride=stride))
                 ibuf = (j % 2) * in_half
