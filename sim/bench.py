@@ -7,8 +7,13 @@ process-level cache cleared first (``mapper.lower._map_problem.cache_clear()``)
 so every run maps from scratch.  Records each run's simulated time, energy and
 MAC utilisation, and, if ``sim.functional`` is importable, the wall time of
 one ``check_model`` of segformer_b0 at 64x64 on configuration ``small``
-(seed 0).  Writes ``<out>/sim.json`` (default ``build/bench``) atomically and
-prints a summary.
+(seed 0).  ``figures`` holds the issue's checks, computed from the runs: for
+SegFormer-B2 and Swin-T on E, in the default model and in the paper-comparable
+mode (``--ideal-memory --mac-only``), the time against the paper's, the
+convolutions' share of time, the largest layer's shares of time and energy,
+the time floors, and the five MAC layers with the highest energy per MAC.
+Writes ``<out>/sim.json`` (default ``build/bench``) atomically and prints a
+summary.
 """
 
 from __future__ import annotations
@@ -25,10 +30,40 @@ from hw.config import get_config
 from mapper.lower import _map_problem
 from mapper.workloads import build_model
 
-from .simulator import simulate
+from .run import build_report
+from .simulator import IDEAL_MEMORY, simulate
 
 TIMING_CASES = (("segformer_b2", "E"), ("swin_tiny", "E"), ("resnet50", "E"))
 CHECK_CASE = ("segformer_b0", (64, 64), "small")
+#: The paper's figures on E (Section IV) that the issue checks against.
+PAPER = {"segformer_b2": {"time_ms": 3.6, "largest": "Conv2DFuse", "conv_time_share": 0.74},
+         "swin_tiny": {"time_ms": 12.0, "largest": "fpn_bottleneck", "conv_time_share": 0.87}}
+
+
+def figures(res, paper: dict) -> dict:
+    """The checked figures of one simulation, from its report."""
+    doc = build_report(res, res.config.name)
+    total_cycles = sum(l["cycles"] for l in doc["layers"]) or 1
+    largest = next(l for l in doc["layers"] if l["name"] == paper["largest"])
+    per_mac = sorted((l for l in doc["layers"] if l["macs"] and l["cycles"]),
+                     key=lambda l: l["energy_per_mac_pj"], reverse=True)[:5]
+    return {"time_ms": res.time_ms, "paper_time_ms": paper["time_ms"], "within_paper_time": res.time_ms <= paper["time_ms"],
+            "conv_time_share": doc["shares"]["kind"]["time"]["conv2d"], "paper_conv_time_share": paper["conv_time_share"],
+            "largest_layer": paper["largest"], "largest_time_share": largest["cycles"] / total_cycles,
+            "largest_energy_share": largest["energy_pj"] / res.energy_pj, "bounds_ms": {
+                k.replace("_cycles", ""): v / (res.config.clock_ghz * 1e6) for k, v in doc["bounds"].items()},
+            "highest_energy_per_mac": [{"name": l["name"], "shape": l["shape"], "pj": l["energy_per_mac_pj"]}
+                                       for l in per_mac]}
+
+
+def bench_figures() -> dict:
+    out = {}
+    for name, paper in PAPER.items():
+        model = build_model(name)
+        out[name] = {"default": figures(simulate(model, get_config("E")), paper),
+                     "paper_comparable": figures(simulate(model, get_config("E", **IDEAL_MEMORY), mac_only=True),
+                                                 paper)}
+    return out
 
 
 def bench_timing(name: str, cfg_name: str, repeat: int) -> dict:
@@ -80,8 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         print("functional check: sim.functional not available, skipped")
     else:
         print(f"check_model {check['model']} {check['size']} on {check['config']}: {check['wall_s']:.2f} s wall")
+    figs = bench_figures()
+    for name, modes in figs.items():
+        for mode, f in modes.items():
+            print(f"{name:<14} {mode:<16} {f['time_ms']:.3f} ms (paper {f['paper_time_ms']} ms); convolutions "
+                  f"{100 * f['conv_time_share']:.1f} % of time (paper {100 * f['paper_conv_time_share']:.0f} %); "
+                  f"{f['largest_layer']} {100 * f['largest_time_share']:.1f} % of time, "
+                  f"{100 * f['largest_energy_share']:.1f} % of energy")
     doc = {"python": platform.python_version(), "machine": platform.machine(), "repeat": args.repeat,
-           "timing": timing, "functional_check": check}
+           "timing": timing, "functional_check": check, "figures": figs}
     out = Path(args.out)
     atomic_write_json(out / "sim.json", doc, default=str)
     print(f"wrote {out / 'sim.json'}")
