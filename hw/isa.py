@@ -67,7 +67,7 @@ class VecOp(enum.IntEnum):
     POOL = 8
     BATCHNORM = 9
     COPY = 10
-    ADD_LAYERNORM = 11    # residual add and the layernorm of its sum in one pass (writes both)
+    CHAIN = 11            # several element-wise layers in one pass; elements = their element operations
     RESIZE_ARGMAX = 12    # bilinear upsampling of class logits and the per-pixel argmax (writes labels)
 
 

@@ -40,7 +40,7 @@ GB_LATENCY = 2           # global-buffer read latency
 #: lookup; GELU is a piecewise-linear lookup; the rest are one operation.
 VEC_COST = {VecOp.SOFTMAX: 3, VecOp.LAYERNORM: 3, VecOp.GELU: 2, VecOp.RELU: 1, VecOp.ADD: 1,
             VecOp.MUL: 1, VecOp.RESIZE: 1, VecOp.CONCAT: 1, VecOp.POOL: 1, VecOp.BATCHNORM: 1,
-            VecOp.COPY: 1, VecOp.ADD_LAYERNORM: 4, VecOp.RESIZE_ARGMAX: 2}
+            VecOp.COPY: 1, VecOp.CHAIN: 1, VecOp.RESIZE_ARGMAX: 2}
 
 
 def _cdiv(a: int, b: int) -> int:

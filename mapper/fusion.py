@@ -12,11 +12,15 @@ so that the simulator, the report and the stream dump agree:
 * ``fused``: ReLU, GELU or folded batch-norm applied by the post-processing
   unit as the preceding MAC layer's outputs pass (no extra time);
 * ``zero-copy``: a concatenation (its producers store at a channel offset);
-* ``vector``: one VEC instruction; an ``add`` whose sum feeds a layernorm is
-  one ``ADD_LAYERNORM`` pass that writes the sum and the normalised sum
-  (the layernorm's row is then ``merged``), and the final upsampling of a
-  segmentation network's logits is ``RESIZE_ARGMAX``, which writes the class
-  map (the per-pixel argmax the mIoU is measured on) instead of the logits.
+* ``vector``: one VEC instruction.  Consecutive element-wise layers along the
+  data flow (each reading the previous one's output) form one ``CHAIN`` pass:
+  it reads the chain's outside inputs once, writes the last output and every
+  intermediate another layer still needs (a residual sum feeding a layernorm
+  and the next residual add), and costs the sum of the members' element
+  operations; the members after the first are ``merged``.  The final
+  upsampling of a segmentation network's logits is ``RESIZE_ARGMAX``, which
+  writes the class map (the per-pixel argmax the mIoU is measured on) instead
+  of the logits.
 
 Epilogues and vector operations are timed, not executed: functional mode and
 the RTL carry data through the MAC layers only (``docs/isa.md``).
@@ -29,7 +33,7 @@ from typing import Optional
 
 from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op, VecOp
-from hw.timing import schedule
+from hw.timing import VEC_COST, schedule
 
 from .ir import MAC_KINDS, Elementwise, Layer, Model
 from .lower import MappingError, _insn, map_layer
@@ -112,19 +116,12 @@ def plan(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False, fuse: 
                     i += 2
                     continue
             steps.append(Step(layer, "mac"))
-        elif layer.op in POINTWISE_OPS and prev is not None and prev.kind in MAC_KINDS or layer.fused:
+        elif (layer.op in POINTWISE_OPS and prev is not None and prev.kind in MAC_KINDS) or layer.fused:
             steps.append(Step(layer, "fused", into=prev.name if prev is not None else ""))
         elif layer.op == "concat":
             steps.append(Step(layer, "zero-copy"))
         elif mac_only:
             steps.append(Step(layer, "excluded"))
-        elif (fuse and layer.op == "add" and isinstance(nxt, Elementwise) and nxt.op == "layernorm"
-              and nxt.inputs == (layer.name,)):
-            # one pass: read the addends, write the sum (for the residual path) and its layernorm
-            insn = _vec(VecOp.ADD_LAYERNORM, layer.elements, layer.in_elements, 2 * layer.elements)
-            steps += [Step(layer, "vector", vec=insn), Step(nxt, "merged", into=layer.name)]
-            i += 2
-            continue
         elif fuse and i == len(layers) - 1 and layer.op == "resize" and _is_logits(layer, model):
             h, w, _ = model.input
             steps.append(Step(layer, "vector", vec=_vec(VecOp.RESIZE_ARGMAX, layer.elements,
@@ -132,7 +129,41 @@ def plan(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False, fuse: 
         else:
             steps.append(Step(layer, "vector", vec=_own_vec(layer)))
         i += 1
-    return steps
+    return _chain(steps, users) if fuse else steps
+
+
+def _chain(steps: list[Step], users: dict[str, list[str]]) -> list[Step]:
+    """Merge runs of vector steps along the data flow into CHAIN passes (module docstring)."""
+    out: list[Step] = []
+    head = None            # index in out of the open chain's first step
+    members: list[Elementwise] = []
+    work = bytes_in = written = 0
+
+    def close():
+        if head is not None and len(members) > 1:
+            insn = _vec(VecOp.CHAIN, work, bytes_in, written + members[-1].elements)
+            out[head] = Step(members[0], "vector", vec=insn)
+
+    for st in steps:
+        own = st.action == "vector" and st.vec.f["vec_op"] == VEC_OP_OF[st.layer.op]
+        if own and members and members[-1].name in st.layer.inputs:
+            prev = members[-1]
+            if users.get(prev.name, []) != [st.layer.name]:
+                written += prev.elements          # another layer reads it later: write it too
+            work += st.layer.elements * VEC_COST[VEC_OP_OF[st.layer.op]]
+            bytes_in += max(0, st.layer.in_elements - prev.elements)
+            members.append(st.layer)
+            out.append(Step(st.layer, "merged", into=members[0].name))
+            continue
+        close()
+        head, members = None, []
+        if own:
+            head, members = len(out), [st.layer]
+            work = st.layer.elements * VEC_COST[VEC_OP_OF[st.layer.op]]
+            bytes_in, written = st.layer.in_elements, 0
+        out.append(st)
+    close()
+    return out
 
 
 def _own_vec(layer: Elementwise) -> Insn:

@@ -56,23 +56,33 @@ def test_epilogue_refused_when_rows_cannot_be_whole():
 
 
 def _toy(extra_consumer: bool) -> Model:
+    e = 64 * 64
     qk = MatMul("qk", "encoder", 1, 64, 32, 64, inputs=("x",))
-    sm = Elementwise("softmax", "encoder", "softmax", 64 * 64, inputs=("qk",))
+    sm = Elementwise("softmax", "encoder", "softmax", e, inputs=("qk",))
     layers = [qk, sm]
     if extra_consumer:
-        layers.append(Elementwise("peek", "encoder", "copy", 64 * 64, inputs=("qk",)))
-    add = Elementwise("add", "encoder", "add", 64 * 64, in_elements=2 * 64 * 64, inputs=("softmax", "x"))
-    norm = Elementwise("norm", "encoder", "layernorm", 64 * 64, inputs=("add",))
-    return Model("toy", "full", (64, 1, 64), tuple(layers + [add, norm]))
+        layers.append(Elementwise("peek", "encoder", "copy", e, inputs=("qk",)))
+    add = Elementwise("add", "encoder", "add", e, in_elements=2 * e, inputs=("softmax", "x"))
+    norm = Elementwise("norm", "encoder", "layernorm", e, inputs=("add",))
+    pad = Elementwise("pad", "encoder", "copy", 2 * e, in_elements=e, inputs=("norm",))
+    fc = MatMul("fc", "encoder", 1, 128, 32, 64, inputs=("pad",))
+    add2 = Elementwise("add2", "encoder", "add", e, in_elements=2 * e, inputs=("add", "fc"))
+    return Model("toy", "full", (64, 1, 64), tuple(layers + [add, norm, pad, fc, add2]))
 
 
-def test_plan_fuses_softmax_and_merges_add_layernorm():
+def test_plan_fuses_softmax_and_chains_element_wise_layers():
+    e = 64 * 64
     steps = {s.layer.name: s for s in plan(_toy(False), E)}
     assert steps["qk"].post_passes == 2 and steps["qk"].epilogue == "softmax"
     assert steps["softmax"].action == "epilogue"
-    assert steps["add"].vec.f["vec_op"] == VecOp.ADD_LAYERNORM
-    assert steps["add"].vec.f["bytes_out"] == 2 * 64 * 64      # the sum and its layernorm
-    assert steps["norm"].action == "merged"
+    # add -> layernorm -> pad is one pass: it reads x and the softmax output (the add's inputs),
+    # writes the sum (add2 reads it later) and the padded layernorm, and does every member's work
+    chain = steps["add"].vec.f
+    assert chain["vec_op"] == VecOp.CHAIN
+    assert (chain["bytes_in"], chain["bytes_out"]) == (2 * e, e + 2 * e)
+    assert chain["elements"] == e * 1 + e * 3 + 2 * e * 1
+    assert steps["norm"].action == steps["pad"].action == "merged"
+    assert steps["add2"].vec.f["vec_op"] == VecOp.ADD        # its inputs come from a MAC layer
 
 
 def test_plan_keeps_an_output_that_another_layer_reads():
@@ -82,8 +92,8 @@ def test_plan_keeps_an_output_that_another_layer_reads():
 
 def test_plan_without_fusion_and_mac_only():
     steps = plan(_toy(False), E, fuse=False)
-    assert [s.action for s in steps] == ["mac", "vector", "vector", "vector"]
-    assert [s.action for s in plan(_toy(False), E, mac_only=True)] == ["mac", "excluded", "excluded", "excluded"]
+    assert [s.action for s in steps] == ["mac"] + ["vector"] * 4 + ["mac", "vector"]
+    assert [s.action for s in plan(_toy(False), E, mac_only=True)] == ["mac"] + ["excluded"] * 4 + ["mac", "excluded"]
 
 
 def test_segmentation_output_is_the_class_map():
