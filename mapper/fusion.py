@@ -35,7 +35,7 @@ from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op, VecOp
 from hw.timing import VEC_COST, schedule
 
-from .ir import MAC_KINDS, Elementwise, Layer, Model
+from .ir import MAC_KINDS, Conv2d, Elementwise, Layer, Linear, Model
 from .lower import MappingError, _insn, map_layer
 
 __all__ = ["Step", "plan", "vec_stream", "ROW_EPILOGUE_PASSES", "POINTWISE_OPS", "VEC_OP_OF"]
@@ -105,7 +105,8 @@ def plan(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False, fuse: 
         prev = layers[i - 1] if i else None
         if layer.kind in MAC_KINDS:
             if (fuse and isinstance(nxt, Elementwise) and nxt.op in ROW_EPILOGUE_PASSES
-                    and nxt.inputs == (layer.name,) and users.get(layer.name) == [nxt.name]):
+                    and nxt.inputs == (layer.name,) and users.get(layer.name) == [nxt.name]
+                    and _rows_are_groups(layer, nxt.op)):
                 passes = ROW_EPILOGUE_PASSES[nxt.op]
                 try:
                     fused = _mac_cycles(layer, cfg, passes)
@@ -164,6 +165,13 @@ def _chain(steps: list[Step], users: dict[str, list[str]]) -> list[Step]:
         out.append(st)
     close()
     return out
+
+
+def _rows_are_groups(layer: Layer, op: str) -> bool:
+    """A STORE with whole rows holds every channel of each of its groups (``rows_complete``):
+    a softmax is per head (group), but a layernorm needs all channels of a pixel, so it is fused
+    only into an ungrouped layer."""
+    return op == "softmax" or (isinstance(layer, (Conv2d, Linear)) and getattr(layer, "groups", 1) == 1)
 
 
 def _own_vec(layer: Elementwise) -> Insn:

@@ -423,12 +423,12 @@ def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> float
     store = cfg.dram_latency + max(t.th * t.tw * (1 + p.post_passes) + 4, t.th * t.tw * t.pe_p * t.pe_k * cfg.k0 / bw)
     per_tile = max(per_tile, store)
     fill = 2 * cfg.dram_latency + load + store
-    if t.resident:
-        wrows = n_cb * p.taps
+    if t.resident:     # the first tile of a pass loads the weights chunk by chunk, with its inputs
+        wrows = t.cbi * p.taps
         fill += units_per_pass * max(wrows * cfg.c0 * cfg.k0 / bus, 1) * n_passes / max(1, n_tiles)
-    if t.fenced:   # every pass drains the pipeline, then loads all its weights before computing
-        wload = units_per_pass * max(n_cb * p.taps * cfg.c0 * cfg.k0 / bus,
-                                     n_cb * p.taps * cfg.c0 * min(cfg.k0, p.kg) / bw)
+    if t.fenced:   # every pass drains the pipeline, then loads its first chunk's weights before computing
+        wload = units_per_pass * max(t.cbi * p.taps * cfg.c0 * cfg.k0 / bus,
+                                     t.cbi * p.taps * cfg.c0 * min(cfg.k0, p.kg) / bw)
         fill += n_passes * (2 * cfg.dram_latency + load + store + wload)
     return n_passes * n_tiles * per_tile + fill
 

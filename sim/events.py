@@ -34,7 +34,8 @@ EVENTS = {
     "dram_read_bytes": "DRAM reads",
     "dram_write_bytes": "DRAM writes",
     "post_ops": "post-processing operations (bias, multiply, shift, saturate per output)",
-    "vec_ops": "vector-unit element operations of non-MAC layers",
+    "vec_ops": "vector-unit element operations of non-MAC layers (VEC) and of fused row epilogues "
+               "(STORE post_passes: every lane of every stored pixel, as for post_ops)",
 }
 
 

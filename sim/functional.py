@@ -18,6 +18,7 @@ from hw.config import AcceleratorConfig
 from hw.isa import Insn, StreamError, INSN_BYTES
 from hw.numerics import MAX_SHIFT, PARAM_ENTRY_BYTES
 from mapper.ir import Conv2d, Layer, Linear, MatMul, Model, MAC_KINDS
+from mapper.fusion import plan
 from mapper.lower import Lowered, map_layer
 
 from . import golden
@@ -259,9 +260,10 @@ def _place(lowered: Lowered, layer: Layer, d: dict, cfg: AcceleratorConfig) -> n
     return dram
 
 
-def run_layer(layer: Layer, cfg: AcceleratorConfig, d: dict) -> np.ndarray:
-    """Run the mapper's stream for ``layer`` on data ``d``; the int8 output in DRAM layout."""
-    parts = map_layer(layer, cfg)
+def run_layer(layer: Layer, cfg: AcceleratorConfig, d: dict, post_passes: int = 0) -> np.ndarray:
+    """Run the mapper's stream for ``layer`` (with ``post_passes`` of fused row epilogue, which
+    changes the tiling, not the data) on data ``d``; the int8 output in DRAM layout."""
+    parts = map_layer(layer, cfg, post_passes=post_passes)
     if len(parts) != 1 or parts[0][1] != 1:
         raise CheckError(f"{layer.name}: functional mode runs layers the mapper does not split "
                          f"(this one is split into {sum(n for _, n in parts)} batches)")
@@ -277,11 +279,11 @@ def run_layer(layer: Layer, cfg: AcceleratorConfig, d: dict) -> np.ndarray:
     return out.reshape(p.oh, p.ow, p.k)
 
 
-def check_layer(layer: Layer, cfg: AcceleratorConfig, seed: int) -> int:
+def check_layer(layer: Layer, cfg: AcceleratorConfig, seed: int, post_passes: int = 0) -> int:
     """Compare functional mode with the golden model on random data; returns the outputs compared."""
     d = layer_data(layer, np.random.default_rng(seed))
     want = golden_output(layer, d, cfg)
-    got = run_layer(layer, cfg, d)
+    got = run_layer(layer, cfg, d, post_passes)
     if got.shape != want.shape or not np.array_equal(got, want):
         bad = np.argwhere(got != want) if got.shape == want.shape else None
         if bad is None:
@@ -294,13 +296,15 @@ def check_layer(layer: Layer, cfg: AcceleratorConfig, seed: int) -> int:
 
 
 def check_model(model: Model, cfg: AcceleratorConfig, *, seed: int, progress=None) -> dict:
-    """Functional check of every MAC layer of ``model`` (each on its own random data)."""
+    """Functional check of every MAC layer of ``model`` (each on its own random data), with the
+    streams the simulator times (``mapper.fusion``'s epilogues included)."""
     checked, outputs = 0, 0
+    post_passes = {st.layer.name: st.post_passes for st in plan(model, cfg)}
     for i, layer in enumerate(model.layers):
         if layer.kind not in MAC_KINDS:
             continue
         if progress:
             progress(layer.name)
-        outputs += check_layer(layer, cfg, seed + i)
+        outputs += check_layer(layer, cfg, seed + i, post_passes[layer.name])
         checked += 1
     return {"layers": checked, "outputs": outputs, "seed": seed}

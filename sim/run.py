@@ -108,6 +108,7 @@ def build_report(res: SimResult, cfg_key: str) -> dict:
         "macs_per_s_per_mm2": res.total_macs / seconds / area if seconds and area else None,
         "config_params": cfg.to_dict(),
         "mac_only": bool(res.extra.get("mac_only")),
+        "fusion": bool(res.extra.get("fuse", True)) and not res.extra.get("mac_only"),
         "shares": _shares(res),
         "bounds": _bounds(res),
         "largest_by_time": [r.name for r in largest],
@@ -168,6 +169,8 @@ def format_totals(doc: dict, cfg: AcceleratorConfig) -> str:
         assumptions_line(cfg),
         *(["mode:              MAC layers only (non-MAC layers left out of time and energy)"]
           if doc.get("mac_only") else []),
+        *(["mode:              no fusion (every non-MAC layer its own vector pass)"]
+          if not doc.get("fusion", True) and not doc.get("mac_only") else []),
         f"total cycles:      {doc['total_cycles']:,}",
         f"time:              {doc['time_ms']:.4f} ms at {doc['clock_ghz']:g} GHz",
         f"energy:            {doc['energy_uj']:.2f} uJ ({doc['energy_uj'] / 1e3:.4f} mJ)",
@@ -262,14 +265,16 @@ def _plots(doc: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def layer_stream(model: Model, name: str, cfg: AcceleratorConfig) -> list:
-    """The instruction stream of layer ``name`` as the simulator times it, ending with END.
+def layer_stream(model: Model, name: str, cfg: AcceleratorConfig, *, mac_only: bool = False,
+                 fuse: bool = True) -> list:
+    """The instruction stream of layer ``name`` as the simulator times it (with the same
+    ``mac_only`` and ``fuse``), ending with END.
 
     A MAC layer split into parts is each part's stream, repeated as often as the
     simulator counts it; a fused element-wise layer has no instruction of its own.
     """
     model.layer(name)       # a KeyError naming the model when it has no such layer
-    step = next(st for st in plan(model, cfg) if st.layer.name == name)
+    step = next(st for st in plan(model, cfg, mac_only=mac_only, fuse=fuse) if st.layer.name == name)
     stream: list = []
     if step.action == "mac":
         for lowered, repeat in map_layer(step.layer, cfg, post_passes=step.post_passes):
@@ -296,7 +301,8 @@ def _trace(res: SimResult, model: Model, cfg: AcceleratorConfig, cap: int = TRAC
     top = sorted((r for r in res.layers if r.kind in MAC_KINDS and r.cycles), key=lambda r: r.cycles,
                  reverse=True)[:TRACED_LAYERS]
     budget = cap // max(1, len(top))
-    post_passes = {st.layer.name: st.post_passes for st in plan(model, cfg, mac_only=res.extra.get("mac_only", False))}
+    post_passes = {st.layer.name: st.post_passes for st in plan(model, cfg, mac_only=res.extra.get("mac_only", False),
+                                                                fuse=res.extra.get("fuse", True))}
     units = {Queue.LOAD: 0, Queue.COMPUTE: 1, Queue.STORE: 2}
     for i, r in enumerate(top):
         pid = 2 + i
@@ -360,6 +366,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="unlimited DRAM and bus bandwidth, no DRAM latency (the paper's apparent assumption)")
     p.add_argument("--mac-only", action="store_true",
                    help="leave non-MAC layers out of time and energy (as the paper's accelerator figures)")
+    p.add_argument("--no-fusion", action="store_true",
+                   help="run every non-MAC layer as its own vector pass (see mapper/fusion.py), to measure fusion")
     p.add_argument("--out", default=None, help="output directory (default build/sim/<model>_<config>[_<variant>])")
     p.add_argument("--dump-layer", default=None, metavar="NAME", help="write streams/<NAME>.bin and .lst")
     p.add_argument("--trace", action="store_true", help="write trace.json (Chrome trace events, Perfetto)")
@@ -434,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.update(1)
 
     try:
-        res = simulate(model, cfg, progress=step, mac_only=args.mac_only)
+        res = simulate(model, cfg, progress=step, mac_only=args.mac_only, fuse=not args.no_fusion)
     except MappingError as e:
         bar.close()
         print(f"{prog}: error: cannot map onto configuration {key}: {' '.join(str(e).split())}", file=sys.stderr)
@@ -466,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = build_report(res, key)
     if check is not None:
         doc["check"] = check
-    mode = ("_ideal_memory" if args.ideal_memory else "") + ("_mac_only" if args.mac_only else "")
+    mode = ("_ideal_memory" if args.ideal_memory else "") + ("_mac_only" if args.mac_only else "") \
+        + ("_no_fusion" if args.no_fusion else "")
     out = Path(args.out) if args.out else DEFAULT_ROOT / (run_dir_name(model, key) + mode)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -481,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(staging / "trace.json", "w") as f:
                 json.dump(_trace(res, model, cfg), f, separators=(",", ":"))
         if args.dump_layer is not None:
-            stream = layer_stream(model, args.dump_layer, cfg)
+            stream = layer_stream(model, args.dump_layer, cfg, mac_only=args.mac_only, fuse=not args.no_fusion)
             (staging / "streams").mkdir()
             base = staging / "streams" / _safe(args.dump_layer)
             base.with_name(base.name + ".bin").write_bytes(encode_stream(stream))

@@ -188,4 +188,4 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
         clock += cycles
     total = clock + 1   # END
     return SimResult(model.name, model.variant, cfg, results, total, model.total_macs,
-                     sum(r.energy_pj for r in results), extra={"mac_only": mac_only})
+                     sum(r.energy_pj for r in results), extra={"mac_only": mac_only, "fuse": fuse})

@@ -115,3 +115,32 @@ def test_fusion_saves_time_and_lists_every_layer():
     # the extra post-processing passes are charged as vector-unit work of the fused layer
     qk = next(r for r in fused.layers if r.name.endswith("attn.qk") and r.mapping.endswith("+softmax"))
     assert qk.events["vec_ops"] > 0
+
+
+def test_layernorm_is_fused_only_into_an_ungrouped_layer():
+    # a grouped convolution's STOREs may hold one group's channels only: its layernorm stays a VEC
+    conv = Conv2d("gconv", "encoder", 64, 64, 16, 16, kernel=3, padding=1, groups=2, inputs=("x",))
+    norm = Elementwise("norm", "encoder", "layernorm", 16 * 16 * 64, inputs=("gconv",))
+    steps = plan(Model("g", "full", (16, 16, 64), (conv, norm)), E)
+    assert [s.action for s in steps] == ["mac", "vector"]
+    dense = Conv2d("conv", "encoder", 64, 64, 16, 16, kernel=3, padding=1, inputs=("x",))
+    norm = Elementwise("norm", "encoder", "layernorm", 16 * 16 * 64, inputs=("conv",))
+    steps = plan(Model("d", "full", (16, 16, 64), (dense, norm)), E)
+    assert [s.action for s in steps] == ["mac", "epilogue"]
+
+
+def test_dumped_stream_and_functional_check_use_the_timed_mapping(monkeypatch):
+    import sim.functional
+    from sim.run import layer_stream
+    model = build_model("segformer_b0", size=(64, 64))
+    small = get_config("small")
+    stores = lambda stream: {i.f["post_passes"] for i in stream if i.op == Op.STORE}
+    assert stores(layer_stream(model, "stage0.block0.attn.qk", small)) == {2}
+    assert stores(layer_stream(model, "stage0.block0.attn.qk", small, mac_only=True)) == {0}
+    assert stores(layer_stream(model, "stage0.block0.attn.qk", small, fuse=False)) == {0}
+    assert layer_stream(model, "stage0.block0.attn.softmax", small, mac_only=True)[0].op == Op.END
+    seen = {}
+    monkeypatch.setattr(sim.functional, "check_layer",
+                        lambda layer, cfg, seed, post_passes=0: seen.setdefault(layer.name, post_passes) and 0)
+    sim.functional.check_model(model, small, seed=0)
+    assert seen["stage0.block0.attn.qk"] == 2 and seen["stage0.block0.attn.q"] == 0
