@@ -140,16 +140,17 @@ def assumptions_line(cfg: AcceleratorConfig) -> str:
 
 
 def format_table(doc: dict) -> str:
-    head = ("layer", "kind", "MACs", "cycles", "util %", "stall", "energy nJ", "pJ/MAC", "bound")
+    # the last column: the binding resource, or where a layer without cycles of its own went
+    head = ("layer", "kind", "MACs", "cycles", "util %", "stall", "energy nJ", "pJ/MAC", "bound / fused")
     rows = []
     for l in doc["layers"]:
         epm = l["energy_per_mac_pj"]
         rows.append((l["name"], l["kind"], f"{l['macs']:,}", f"{l['cycles']:,}", f"{100 * l['utilization']:.1f}",
                      f"{l['stall_cycles']:,}", f"{l['energy_pj'] / 1e3:,.1f}", f"{epm:.3f}" if epm else "-",
-                     l.get("bound", "")))
+                     l.get("bound", "") if l["cycles"] else l.get("mapping", "")))
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     align = "<<>>>>>><"
-    line = lambda r: "  ".join(f"{c:{a}{w}}" for c, a, w in zip(r, align, widths))
+    line = lambda r: "  ".join(f"{c:{a}{w}}" for c, a, w in zip(r, align, widths)).rstrip()
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 

@@ -144,3 +144,11 @@ def test_dumped_stream_and_functional_check_use_the_timed_mapping(monkeypatch):
                         lambda layer, cfg, seed, post_passes=0: seen.setdefault(layer.name, post_passes) and 0)
     sim.functional.check_model(model, small, seed=0)
     assert seen["stage0.block0.attn.qk"] == 2 and seen["stage0.block0.attn.q"] == 0
+
+
+def test_table_says_where_a_fused_layer_went():
+    from sim.run import build_report, format_table
+    model = build_model("segformer_b0", size=(64, 64))
+    table = format_table(build_report(simulate(model, E), "E"))
+    row = next(line for line in table.splitlines() if line.startswith("stage0.block0.attn.softmax "))
+    assert row.endswith("epilogue of stage0.block0.attn.qk")
