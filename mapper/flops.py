@@ -28,7 +28,7 @@ from hw.cli import OneLineParser, atomic_write_json
 from .ir import MAC_KINDS, PARTS, Model
 from .workloads import MODEL_NAMES, build_model
 
-__all__ = ["main", "analyse", "parse_size", "UsageError"]
+__all__ = ["main", "analyse", "parse_size", "build_model_or_usage_error", "UsageError"]
 
 DEFAULT_OUT = Path("build") / "flops"
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -44,6 +44,18 @@ def parse_size(text: str) -> tuple[int, int]:
     if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
         raise UsageError(f"bad --size {text!r}: expected HxW with two positive integers, e.g. 800x1200")
     return int(m.group(1)), int(m.group(2))
+
+
+def build_model_or_usage_error(name: str, variant: str | None, size: tuple[int, int] | None,
+                               build=build_model) -> Model:
+    """``build(name, variant, size)`` for a command line (``build_model`` by default): an
+    unknown variant or an impossible size is a UsageError."""
+    try:
+        return build(name, variant=variant or None, size=size)
+    except KeyError as e:
+        raise UsageError(str(e.args[0]) if e.args else str(e)) from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def analyse(model: Model) -> dict:
@@ -126,12 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.model not in MODEL_NAMES:
             raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_NAMES)}")
         size = parse_size(args.size) if args.size is not None else None
-        try:
-            model = build_model(args.model, variant=args.variant or None, size=size)
-        except KeyError as e:
-            raise UsageError(str(e.args[0]) if e.args else str(e)) from None
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        model = build_model_or_usage_error(args.model, args.variant, size)
     except UsageError as e:
         print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

@@ -38,11 +38,11 @@ from pathlib import Path
 from hw.cli import OneLineParser
 from hw.config import PRESETS, AcceleratorConfig, get_config
 from hw.isa import Op, Queue, disassemble, encode_stream
-from mapper.flops import UsageError, parse_size
+from mapper.flops import UsageError, build_model_or_usage_error, parse_size
 from mapper.ir import MAC_KINDS, PARTS, Model
 from mapper.fusion import plan, vec_stream
 from mapper.lower import MappingError, _insn, map_layer
-from mapper.workloads import MODEL_NAMES, build_model
+from mapper.workloads import MODEL_NAMES
 
 from .area import area_mm2
 from .simulator import IDEAL_MEMORY, SimResult, layer_schedule, simulate
@@ -400,12 +400,7 @@ def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
     except ValueError as e:
         raise UsageError(f"bad configuration override: {e}") from None
     key = args.config if args.config in PRESETS else args.config.upper()
-    try:
-        model = build_model(args.model, variant=args.variant or None, size=size)
-    except KeyError as e:
-        raise UsageError(str(e.args[0]) if e.args else str(e)) from None
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    model = build_model_or_usage_error(args.model, args.variant, size)
     if args.dump_layer is not None and args.dump_layer not in {l.name for l in model.layers}:
         names = [l.name for l in model.mac_layers][:8]
         raise UsageError(f"unknown layer {args.dump_layer!r} in {model.name}; e.g. {', '.join(names)} "

@@ -67,7 +67,7 @@ from typing import Callable, Iterable, Optional
 
 from hw.cli import OneLineParser, atomic_write_bytes
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig, get_config
-from mapper.flops import UsageError, parse_size
+from mapper.flops import UsageError, build_model_or_usage_error, parse_size
 from mapper.lower import MappingError
 from mapper.workloads import MODEL_NAMES, build_model
 
@@ -480,12 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             workers = int(args.workers)
         if args.scheduler is not None and not _SCHED_RE.match(args.scheduler):
             raise UsageError(f"bad --scheduler {args.scheduler!r}: expected an address such as tcp://host:port")
-        try:
-            model = _model(args.model, args.variant or None, size)
-        except KeyError as e:
-            raise UsageError(str(e.args[0]) if e.args else str(e)) from None
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        model = build_model_or_usage_error(args.model, args.variant, size, build=_model)
         out = Path(args.out) if args.out else DEFAULT_ROOT / out_dir_name(args.model, model.variant, size)
         doc = _interruptible(lambda: run_sweep(args.model, args.variant or None, size, configs,
                                                cache_dir=Path(args.cache), workers=workers,

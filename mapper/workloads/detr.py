@@ -293,14 +293,7 @@ def build(name: str, variant: str | None = None, size: tuple[int, int] | None = 
         raise KeyError(f"detr family cannot build {name!r}; choose one of {', '.join(MODELS)}")
     if not _v.is_full(variant):
         raise ValueError(f"{name}: unknown variant {variant!r}; this model has only the variant {_v.FULL!r}")
-    if size is None:
-        size = DEFAULT_SIZE
-    try:
-        h, w = size
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: size must be (H, W), not {size!r}") from None
-    if not (isinstance(h, int) and isinstance(w, int)) or h <= 0 or w <= 0:
-        raise ValueError(f"{name}: size must be two positive integers (H, W), not {size!r}")
+    h, w = _v.check_size(name, size, DEFAULT_SIZE)
     dff, nq, classes = MODELS[name]
 
     layers, (c5, fh, fw, fc) = resnet50_backbone(h, w, prefix="backbone.")

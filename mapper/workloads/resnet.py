@@ -243,21 +243,9 @@ def _ofa_name(values: dict[str, tuple]) -> str:
     return "_".join(parts) or _v.FULL
 
 
-def _check_size(name: str, size) -> tuple[int, int]:
-    if size is None:
-        return DEFAULT_SIZE
-    try:
-        h, w = size
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: size must be (H, W), not {size!r}") from None
-    if not (isinstance(h, int) and isinstance(w, int)) or h <= 0 or w <= 0:
-        raise ValueError(f"{name}: size must be two positive integers (H, W), not {size!r}")
-    return h, w
-
-
 def build(name: str, variant: str | None = None, size: tuple[int, int] | None = None) -> Model:
     """Build ``resnet50`` or ``ofa_resnet50`` (see the module docstring for variants)."""
-    h, w = _check_size(name, size)
+    h, w = _v.check_size(name, size, DEFAULT_SIZE)
     if name == "resnet50":
         if not _v.is_full(variant):
             raise ValueError(f"{name}: unknown variant {variant!r}; resnet50 has only the variant "

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence, Union
 
 __all__ = ["FULL", "resolve", "is_full", "is_parametric", "parse_assignments", "parse_int",
-           "parse_int_list", "check_range", "canonical_name", "unknown_point"]
+           "parse_int_list", "check_range", "check_size", "canonical_name", "unknown_point"]
 
 #: Canonical variant name of the unmodified model.
 FULL = "full"
@@ -131,6 +131,19 @@ def parse_int_list(model: str, key: str, value: str, length: int) -> tuple[int, 
         return tuple(int(v) for v in items)
     except ValueError:
         raise ValueError(f"{model}: {key}={value!r} is not a '-'-separated list of integers") from None
+
+
+def check_size(model: str, size, default: tuple[int, int]) -> tuple[int, int]:
+    """The input ``(H, W)`` of ``model``: ``default`` for None, else two positive integers."""
+    if size is None:
+        return default
+    try:
+        h, w = size
+    except (TypeError, ValueError):
+        raise ValueError(f"{model}: size must be (H, W), not {size!r}") from None
+    if not (isinstance(h, int) and isinstance(w, int)) or h <= 0 or w <= 0:
+        raise ValueError(f"{model}: size must be two positive integers (H, W), not {size!r}")
+    return h, w
 
 
 def check_range(model: str, key: str, value: int, high: int, low: int = 1) -> None:
