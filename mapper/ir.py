@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Union
 
 __all__ = ["Conv2d", "Linear", "MatMul", "Elementwise", "Layer", "Model", "PARTS",
-           "ELEMENTWISE_KINDS", "MAC_KINDS", "conv_out"]
+           "ELEMENTWISE_KINDS", "MAC_KINDS", "conv_out", "min_dram_bytes"]
 
 PARTS = ("encoder", "decoder", "backbone", "transformer", "head")
 MAC_KINDS = ("conv2d", "linear", "matmul")
@@ -24,6 +24,29 @@ ELEMENTWISE_KINDS = ("softmax", "layernorm", "gelu", "relu", "add", "mul", "resi
 def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
     """Output extent of a convolution along one axis (PyTorch's formula)."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _rows_read(size: int, out: int, kernel: int, stride: int, padding: int) -> int:
+    """Input rows (or columns) of ``size`` that some output's window touches (padding excluded)."""
+    return len({o * stride + k - padding for o in range(out) for k in range(kernel)} & set(range(size)))
+
+
+def min_dram_bytes(layer: "Layer") -> tuple[int, int]:
+    """(bytes read, bytes written) of a MAC layer run on its own: every input element some
+    output uses and every weight read once, the output written once (int8).  No mapping of
+    the layer moves less, so ``max(read, written) / DRAM rate`` bounds its time."""
+    if isinstance(layer, Conv2d):
+        (kh, kw), s, p = layer.kernel, layer.stride, layer.padding
+        inp = (_rows_read(layer.in_h, layer.out_h, kh, s, p) * _rows_read(layer.in_w, layer.out_w, kw, s, p)
+               * layer.in_ch)
+        wgt = layer.out_ch * (layer.in_ch // layer.groups) * kh * kw
+        return inp + wgt, layer.out_h * layer.out_w * layer.out_ch
+    if isinstance(layer, Linear):
+        return layer.tokens * layer.in_features + layer.in_features * layer.out_features, \
+            layer.tokens * layer.out_features
+    if isinstance(layer, MatMul):
+        return layer.batch * (layer.m + layer.n) * layer.k, layer.batch * layer.m * layer.n
+    raise TypeError(f"{layer.name}: not a MAC layer (kind {layer.kind!r})")
 
 
 def _check_part(part: str) -> None:

@@ -19,15 +19,15 @@ from typing import Callable, Optional
 
 from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
 from hw.isa import Op, VecOp
-from hw.timing import schedule, occupancy_and_latency
-from mapper.ir import MAC_KINDS, Model
+from hw.timing import VEC_COST, schedule, occupancy_and_latency
+from mapper.ir import MAC_KINDS, Model, min_dram_bytes
 from mapper.fusion import VEC_OP_OF, plan, vec_stream
 from mapper.lower import Lowered, map_layer, _insn
 
 from .energy import EnergyModel
 from .events import count_events
 
-__all__ = ["LayerResult", "SimResult", "simulate", "layer_schedule", "IDEAL_MEMORY"]
+__all__ = ["LayerResult", "SimResult", "simulate", "layer_schedule", "least_cycles", "IDEAL_MEMORY"]
 
 #: Overrides that make memory no limit (the paper's accelerator times appear to
 #: assume this): DRAM and global-buffer bus far wider than any layer can use,
@@ -53,6 +53,7 @@ class LayerResult:
     instructions: int
     start_cycle: int = 0
     bound: str = ""              # the resource whose floor is highest (see ``floors``)
+    least_cycles: float = 0.0    # no mapping of this step is faster (``least_cycles``)
 
     @property
     def floors(self) -> dict:
@@ -63,7 +64,7 @@ class LayerResult:
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("name", "kind", "part", "shape", "macs", "cycles", "compute_cycles",
                                           "stall_cycles", "utilization", "energy_pj", "mapping",
-                                          "instructions", "start_cycle", "bound")}
+                                          "instructions", "start_cycle", "bound", "least_cycles")}
         d["floors"] = self.floors
         d["energy_per_mac_pj"] = self.energy_pj / self.macs if self.macs else None
         d["events"] = dict(self.events)
@@ -111,6 +112,22 @@ def _floors(ev: Counter, cfg: AcceleratorConfig) -> dict:
         "bus": ev["bus_bytes"] / cfg.gb_bus_bytes,
         "vector": ev["vec_ops"] / cfg.vector_lanes,
     }
+
+
+def least_cycles(step, cfg: AcceleratorConfig) -> float:
+    """Cycles no mapping of a plan step can beat on ``cfg``: the largest of its MACs at the
+    array's full rate, its vector work at the vector unit's rate, and its least DRAM traffic
+    (``mapper.ir.min_dram_bytes``; a VEC's own bytes) at the DRAM rate.  Zero for a step
+    without an instruction of its own."""
+    bw = cfg.dram_bytes_per_cycle
+    if step.action == "mac":
+        read, written = min_dram_bytes(step.layer)
+        return max(step.layer.macs / cfg.macs_per_cycle, read / bw, written / bw)
+    if step.action == "vector":
+        f = step.vec.f
+        return max(f["elements"] * VEC_COST[VecOp(f["vec_op"])] / cfg.vector_lanes,
+                   f["bytes_in"] / bw, f["bytes_out"] / bw)
+    return 0.0
 
 
 def _stream_stats(lowered: Lowered, cfg: AcceleratorConfig) -> tuple[Counter, int]:
@@ -184,7 +201,8 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
         bound = max(floors, key=floors.get) if cycles else "-"
         results.append(LayerResult(layer.name, layer.kind, layer.part, layer.shape_str, layer.macs, cycles, busy,
                                    max(0, cycles - busy) if layer.macs else 0, util, e_pj, ev,
-                                   energy.breakdown(ev), mapping, n_insn, clock, bound, cfg))
+                                   energy.breakdown(ev), mapping, n_insn, clock, bound,
+                                   least_cycles(step, cfg), _cfg=cfg))
         clock += cycles
     total = clock + 1   # END
     return SimResult(model.name, model.variant, cfg, results, total, model.total_macs,

@@ -1,0 +1,55 @@
+"""The time floors of the report: lower bounds that no mapping may beat.
+
+``mapper.ir.min_dram_bytes`` and ``sim.simulator.least_cycles`` claim that no
+mapping of a layer is faster; the simulator's own mappings must respect that on
+every layer of several networks and configurations, or one of them is wrong.
+"""
+
+import pytest
+
+from hw.config import get_config
+from mapper.ir import Conv2d, Elementwise, Linear, MatMul, min_dram_bytes
+from mapper.workloads import build_model
+from sim.run import _bounds
+from sim.simulator import IDEAL_MEMORY, simulate
+
+
+def test_min_dram_bytes_reads_what_the_windows_touch():
+    full = Conv2d("c", "encoder", in_ch=8, out_ch=16, in_h=10, in_w=10, kernel=3, padding=1)
+    assert min_dram_bytes(full) == (10 * 10 * 8 + 16 * 8 * 9, 10 * 10 * 16)
+    # a 1x1 stride-2 convolution (ResNet's downsampling shortcut) reads every other row and column
+    skip = Conv2d("d", "encoder", in_ch=8, out_ch=16, in_h=10, in_w=9, kernel=1, stride=2)
+    assert min_dram_bytes(skip) == (5 * 5 * 8 + 16 * 8, 5 * 5 * 16)
+    dw = Conv2d("w", "encoder", in_ch=8, out_ch=8, in_h=4, in_w=4, kernel=3, padding=1, groups=8)
+    assert min_dram_bytes(dw) == (4 * 4 * 8 + 8 * 9, 4 * 4 * 8)
+    assert min_dram_bytes(Linear("l", "encoder", tokens=5, in_features=3, out_features=7)) == (5 * 3 + 3 * 7, 5 * 7)
+    assert min_dram_bytes(MatMul("m", "encoder", batch=2, m=5, k=3, n=7)) == (2 * (5 + 7) * 3, 2 * 5 * 7)
+
+
+def test_min_dram_bytes_refuses_a_non_mac_layer():
+    with pytest.raises(TypeError, match="not a MAC layer"):
+        min_dram_bytes(Elementwise("a", "encoder", "add", elements=4, in_elements=8))
+
+
+CASES = [("segformer_b0", (128, 128)), ("swin_tiny", None), ("resnet50", None), ("detr", (256, 256))]
+
+
+@pytest.mark.parametrize("config", ["E", "A", "E-ideal"])
+@pytest.mark.parametrize("name,size", CASES)
+def test_no_layer_beats_its_floor(name, size, config):
+    cfg = get_config("E", **IDEAL_MEMORY) if config == "E-ideal" else get_config(config)
+    res = simulate(build_model(name, size=size), cfg)
+    for r in res.layers:
+        assert r.least_cycles <= r.cycles, (r.name, r.least_cycles, r.cycles)
+        assert (r.least_cycles > 0) == (r.cycles > 0), r.name
+    b = _bounds(res)
+    assert b["mac_floor_cycles"] <= b["layer_floor_mac_layers_cycles"] <= b["layer_floor_cycles"]
+    assert b["layer_floor_cycles"] <= b["resource_floor_cycles"] + 1e-6
+    assert b["resource_floor_cycles"] <= res.total_cycles
+
+
+def test_floors_without_dram_limit_are_the_compute_floors():
+    """With memory no limit, a MAC layer's floor is its MACs at full rate."""
+    res = simulate(build_model("resnet50"), get_config("E", **IDEAL_MEMORY), mac_only=True)
+    b = _bounds(res)
+    assert b["layer_floor_cycles"] == pytest.approx(b["mac_floor_cycles"], rel=1e-3)
