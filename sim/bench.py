@@ -50,7 +50,9 @@ def figures(res, paper: dict) -> dict:
     return {"time_ms": res.time_ms, "paper_time_ms": paper["time_ms"], "within_paper_time": res.time_ms <= paper["time_ms"],
             "conv_time_share": doc["shares"]["kind"]["time"]["conv2d"], "paper_conv_time_share": paper["conv_time_share"],
             "largest_layer": paper["largest"], "largest_time_share": largest["cycles"] / total_cycles,
-            "largest_energy_share": largest["energy_pj"] / res.energy_pj, "bounds_ms": {
+            "largest_energy_share": largest["energy_pj"] / res.energy_pj,
+            "largest_energy_onchip_share": largest["energy_onchip_pj"] / res.energy_onchip_pj,
+            "conv_energy_onchip_share": doc["shares"]["kind"]["energy_onchip"]["conv2d"], "bounds_ms": {
                 k.replace("_cycles", ""): v / (res.config.clock_ghz * 1e6) for k, v in doc["bounds"].items()},
             "highest_energy_per_mac": [{"name": l["name"], "shape": l["shape"], "pj": l["energy_per_mac_pj"]}
                                        for l in per_mac]}

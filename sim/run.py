@@ -52,7 +52,7 @@ __all__ = ["main", "build_report", "format_report", "run_dir_name", "CSV_COLUMNS
 DEFAULT_ROOT = Path("build") / "sim"
 KIND_GROUPS = ("conv2d", "linear", "matmul", "non_mac")
 CSV_COLUMNS = ("name", "kind", "part", "shape", "macs", "cycles", "compute_cycles", "stall_cycles",
-               "utilization", "energy_pj", "energy_per_mac_pj", "start_cycle", "instructions", "bound", "mapping")
+               "utilization", "energy_pj", "energy_onchip_pj", "energy_per_mac_pj", "start_cycle", "instructions", "bound", "mapping")
 #: Upper bound on instruction-level events in ``trace.json`` (shared by the traced layers).
 TRACE_EVENT_CAP = 200_000
 TRACED_LAYERS = 3
@@ -66,18 +66,18 @@ def _group(kind: str) -> str:
 
 def _shares(res: SimResult) -> dict:
     """Fractions of the summed layer cycles / energy per kind group and per part."""
-    cyc = sum(r.cycles for r in res.layers) or 1
-    en = res.energy_pj or 1.0
+    totals = {"time": sum(r.cycles for r in res.layers) or 1, "energy": res.energy_pj or 1.0,
+              "energy_onchip": res.energy_onchip_pj or 1.0}
+    value = {"time": lambda r: r.cycles, "energy": lambda r: r.energy_pj, "energy_onchip": lambda r: r.energy_onchip_pj}
     out = {}
     for key, fn in (("kind", lambda r: _group(r.kind)), ("part", lambda r: r.part)):
-        t: dict = {}
-        e: dict = {}
+        sums: dict = {m: {} for m in totals}
         for r in res.layers:
             g = fn(r)
-            t[g] = t.get(g, 0) + r.cycles
-            e[g] = e.get(g, 0.0) + r.energy_pj
-        order = KIND_GROUPS if key == "kind" else [p for p in PARTS if p in t]
-        out[key] = {"time": {g: t.get(g, 0) / cyc for g in order}, "energy": {g: e.get(g, 0.0) / en for g in order}}
+            for m, d in sums.items():
+                d[g] = d.get(g, 0) + value[m](r)
+        order = KIND_GROUPS if key == "kind" else [p for p in PARTS if p in sums["time"]]
+        out[key] = {m: {g: d.get(g, 0) / totals[m] for g in order} for m, d in sums.items()}
     return out
 
 
@@ -101,6 +101,7 @@ def build_report(res: SimResult, cfg_key: str) -> dict:
         "total_cycles": res.total_cycles,
         "time_ms": res.time_ms,
         "energy_uj": res.energy_uj,
+        "energy_onchip_uj": res.energy_onchip_pj * 1e-6,
         "total_macs": res.total_macs,
         "energy_per_mac_pj": res.energy_pj / res.total_macs if res.total_macs else None,
         "utilization": res.utilization,
@@ -193,15 +194,19 @@ def format_totals(doc: dict, cfg: AcceleratorConfig) -> str:
         *([_bounds_line(doc)] if "bounds" in doc else []),
         "time shares:       " + pct(sh["kind"]["time"]),
         "energy shares:     " + pct(sh["kind"]["energy"]),
+        "  on chip:         " + pct(sh["kind"]["energy_onchip"]),
         "time per part:     " + pct(sh["part"]["time"]),
         "energy per part:   " + pct(sh["part"]["energy"]),
         "5 largest layers by time:",
     ]
     by_name = {l["name"]: l for l in doc["layers"]}
     tot = sum(l["cycles"] for l in doc["layers"]) or 1
+    en = sum(l["energy_pj"] for l in doc["layers"]) or 1.0
+    en_chip = sum(l["energy_onchip_pj"] for l in doc["layers"]) or 1.0
     for name in doc["largest_by_time"]:
         l = by_name[name]
-        out.append(f"  {name:<44} {l['kind']:<9} {l['cycles']:>12,} cycles  {100 * l['cycles'] / tot:5.1f} %")
+        out.append(f"  {name:<44} {l['kind']:<9} {l['cycles']:>12,} cycles  {100 * l['cycles'] / tot:5.1f} % of time, "
+                   f"{100 * l['energy_pj'] / en:5.1f} % of energy ({100 * l['energy_onchip_pj'] / en_chip:.1f} % on chip)")
     return "\n".join(out)
 
 

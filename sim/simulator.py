@@ -32,6 +32,8 @@ __all__ = ["LayerResult", "SimResult", "simulate", "layer_schedule", "least_cycl
 #: Overrides that make memory no limit (the paper's accelerator times appear to
 #: assume this): DRAM and global-buffer bus far wider than any layer can use,
 #: and the shortest DRAM latency the load unit allows.
+DRAM_EVENTS = ("dram_read_bytes", "dram_write_bytes")
+
 IDEAL_MEMORY = {"dram_bytes_per_cycle": 1 << 16, "gb_bus_bytes_per_cycle": 1 << 16, "dram_latency": MIN_DRAM_LATENCY}
 
 
@@ -56,6 +58,11 @@ class LayerResult:
     least_cycles: float = 0.0    # no mapping of this step is faster (``least_cycles``)
 
     @property
+    def energy_onchip_pj(self) -> float:
+        """Energy without the DRAM accesses (see ``SimResult.energy_onchip_pj``)."""
+        return self.energy_pj - sum(self.energy_breakdown.get(k, 0.0) for k in DRAM_EVENTS)
+
+    @property
     def floors(self) -> dict:
         return _floors(self.events, self._cfg) if self._cfg else {}
 
@@ -64,7 +71,7 @@ class LayerResult:
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("name", "kind", "part", "shape", "macs", "cycles", "compute_cycles",
                                           "stall_cycles", "utilization", "energy_pj", "mapping",
-                                          "instructions", "start_cycle", "bound", "least_cycles")}
+                                          "instructions", "start_cycle", "bound", "least_cycles", "energy_onchip_pj")}
         d["floors"] = self.floors
         d["energy_per_mac_pj"] = self.energy_pj / self.macs if self.macs else None
         d["events"] = dict(self.events)
@@ -99,8 +106,7 @@ class SimResult:
     def energy_onchip_pj(self) -> float:
         """Energy without the DRAM accesses: what a power analysis of the accelerator alone reports
         (the paper's PrimeTime figures)."""
-        dram = ("dram_read_bytes", "dram_write_bytes")
-        return sum(r.energy_pj - sum(r.energy_breakdown.get(k, 0.0) for k in dram) for r in self.layers)
+        return sum(r.energy_onchip_pj for r in self.layers)
 
 
 def _floors(ev: Counter, cfg: AcceleratorConfig) -> dict:

@@ -37,9 +37,14 @@ def test_report_csv_plots_dump_and_trace(tmp_path):
     assert doc["total_macs"] == sum(l["macs"] for l in doc["layers"]) > 0
     assert doc["total_cycles"] == sum(l["cycles"] for l in doc["layers"]) + 1     # + END
     assert abs(doc["energy_uj"] * 1e6 - sum(l["energy_pj"] for l in doc["layers"])) < 1e-6 * doc["energy_uj"] * 1e6
+    onchip = sum(l["energy_onchip_pj"] for l in doc["layers"])
+    assert abs(doc["energy_onchip_uj"] * 1e6 - onchip) < 1e-6 * onchip
     for l in doc["layers"]:
         assert {"name", "kind", "macs", "cycles", "energy_pj"} <= set(l)
-    for dist in ("time", "energy"):
+        assert 0 <= l["energy_onchip_pj"] <= l["energy_pj"]
+        if l["events"].get("dram_read_bytes"):                  # DRAM energy is what on chip leaves out
+            assert l["energy_onchip_pj"] < l["energy_pj"]
+    for dist in ("time", "energy", "energy_onchip"):
         assert abs(sum(doc["shares"]["kind"][dist].values()) - 1) < 1e-9
         assert abs(sum(doc["shares"]["part"][dist].values()) - 1) < 1e-9
     assert "total cycles:" in r.stdout and "assumptions: DRAM 16 B/cycle" in r.stdout
