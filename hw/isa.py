@@ -103,6 +103,7 @@ _GEMM_FIELDS = [
     ("out_h", 12, False), ("out_w", 12, False), ("in_w", 12, False),
     ("kh", 4, False), ("kw", 4, False), ("stride", 4, False), ("n_cblk", 12, False),
     ("accumulate", 1, False),
+    ("dw", 1, False),            # depthwise gather: one step per kernel row, kw taps on lanes 0..kw-1
 ]
 _VEC_FIELDS = [
     ("vec_op", 8, False), ("elements", 40, False), ("bytes_in", 40, False), ("bytes_out", 40, False),

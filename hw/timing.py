@@ -26,7 +26,7 @@ from .isa import INSN_BYTES, Insn, Op, Queue, StreamError, VecOp
 from .numerics import PARAM_ENTRY_BYTES
 
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
-           "gb_banks", "load_inp_gb_conflict",
+           "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_ok",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY", "VEC_COST"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
@@ -90,6 +90,19 @@ def store_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
         nx = max(0, min(f["out_w"], f["t_w"] - f["x0"]))
         total += nk * ny * nx
     return total
+
+
+def gemm_steps(f: dict) -> int:
+    """Weight rows (steps of one pass over the tile's pixels) of a GEMM: one per channel block,
+    kernel row and kernel column, or per channel block and kernel row with ``dw``."""
+    return f["n_cblk"] * f["kh"] * (1 if f["dw"] else f["kw"])
+
+
+def dw_gather_ok(config: AcceleratorConfig, kw: int) -> bool:
+    """Whether a depthwise-gather GEMM (``dw = 1``) with ``kw`` kernel columns can run on
+    ``config``: vector MAC j takes lane j of each of ``kw`` consecutive input rows, which the
+    ``G/C0`` input banks deliver in one read (so kw <= G/C0), and needs K0 <= C0."""
+    return 1 <= kw <= min(config.gb_bus_bytes // config.c0, config.c0) and config.k0 <= config.c0
 
 
 def _pe_set_ok(f: dict, cfg: AcceleratorConfig) -> bool:
@@ -167,7 +180,7 @@ def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
             bad = f"global-buffer bytes (size {cfg.global_buf_bytes})"
     elif op == Op.GEMM:
         npix = f["out_h"] * f["out_w"]
-        steps = f["n_cblk"] * f["kh"] * f["kw"]
+        steps = gemm_steps(f)
         in_h = (f["out_h"] - 1) * f["stride"] + f["kh"]
         last = (f["inp_addr"] + (f["n_cblk"] - 1) * in_h * f["in_w"] + (in_h - 1) * f["in_w"]
                 + (f["out_w"] - 1) * f["stride"] + f["kw"] - 1)
@@ -177,6 +190,9 @@ def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
             bad = f"input-buffer rows (depth {cfg.input_rows})"
         elif steps and npix and f["wgt_addr"] + steps > cfg.weight_rows:
             bad = f"weight-buffer rows (depth {cfg.weight_rows})"
+        elif f["dw"] and not dw_gather_ok(cfg, f["kw"]):
+            bad = (f"depthwise gather of kw = {f['kw']} columns (needs 1 <= kw <= "
+                   f"{min(cfg.gb_bus_bytes // cfg.c0, cfg.c0)} and K0 <= C0)")
     elif op == Op.STORE:
         if not _pe_set_ok(f, cfg) or f["pe_k"] == 0:
             bad = "PE set"
@@ -211,7 +227,7 @@ def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]
         transfer = max(1, _cdiv(f["n_bytes"], bw))
         return transfer, cfg.dram_latency + transfer
     if op == Op.GEMM:
-        steps = f["n_cblk"] * f["kh"] * f["kw"]
+        steps = gemm_steps(f)
         cycles = steps * max(f["out_h"] * f["out_w"], GEMM_MIN_PIXELS) + GEMM_PIPELINE
         return cycles, cycles
     if op == Op.VEC:

@@ -5,7 +5,10 @@ Every MAC layer becomes a *grouped convolution problem* (``Problem``): groups of
 (or channel range) and weights.  Dense convolutions and linear layers have one
 group; attention products have one group per head (x window); depthwise
 convolutions pack min(K0, C0) channels into one block-diagonal group, which is
-how a vector MAC unit's C0 lanes can serve a one-input-channel convolution.
+how a vector MAC unit's C0 lanes can serve a one-input-channel convolution;
+where the configuration allows (``hw.timing.dw_gather_ok``) their GEMMs gather
+each kernel row's taps onto the lanes (ISA ``dw``), one step per kernel row
+instead of one per tap.
 Convolutions with few input channels fold their kernel taps into the channel
 dimension (im2col by the load unit), so a 3-channel 7x7 stem uses 147 of
 5 x 32 lanes instead of 3 of 32.
@@ -36,7 +39,7 @@ from functools import lru_cache
 from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op
 from hw.numerics import PARAM_ENTRY_BYTES
-from hw.timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, schedule
+from hw.timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, dw_gather_ok, schedule
 
 from .ir import Conv2d, Layer, Linear, MatMul
 
@@ -86,6 +89,7 @@ class Problem:
     fold: bool = False
     relu: bool = False
     dw_pack: int = 1           # depthwise channels packed per group
+    gather: bool = False       # depthwise: GEMMs gather each kernel row's taps on lanes (ISA ``dw``)
     post_passes: int = 0       # extra post-processing passes of a fused row epilogue (0: none)
 
     @property
@@ -98,7 +102,8 @@ class Problem:
 
     @property
     def taps(self) -> int:
-        return 1 if self.fold else self.kh * self.kw
+        """Weight rows per channel block: one per tap, per kernel row (gather) or one (folded)."""
+        return 1 if self.fold else self.kh if self.gather else self.kh * self.kw
 
     @property
     def red_channels(self) -> int:
@@ -136,7 +141,7 @@ def problem_of(layer: Layer, cfg: AcceleratorConfig) -> Problem:
             pack = min(cfg.k0, cfg.c0, layer.in_ch)
             return Problem(layer.name, "depthwise", _cdiv(layer.in_ch, pack), layer.in_h, layer.in_w,
                            layer.in_ch, layer.out_ch, pack, pack, kh, kw, layer.stride, layer.padding,
-                           relu=layer.relu, dw_pack=pack)
+                           relu=layer.relu, dw_pack=pack, gather=dw_gather_ok(cfg, kw))
         cg, kg = layer.in_ch // layer.groups, layer.out_ch // layer.groups
         # Fold taps into channels (im2col in the load unit) when it saves channel blocks, when the
         # patches do not overlap (stride >= kernel: no extra DRAM reads), or when the taps of one
@@ -331,7 +336,8 @@ def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> li
                 out.extend(group)
                 gemm = _insn(Op.GEMM, inp_addr=ibuf, wgt_addr=wbuf + (cb0 * p.taps if t.resident else 0),
                              acc_addr=(tile_i % 2) * acc_half, out_h=t.th, out_w=t.tw, in_w=geo["in_w"],
-                             kh=geo["k"], kw=geo["k"], stride=geo["stride"], n_cblk=ncb, accumulate=int(ci > 0))
+                             kh=geo["k"], kw=geo["k"], stride=geo["stride"], n_cblk=ncb, accumulate=int(ci > 0),
+                             dw=int(p.gather))
                 gemm.pop_prev = True
                 gemm.push_prev = j + 2 < n_groups_total
                 gemm.pop_next = ci == 0 and tile_i >= 2

@@ -13,7 +13,7 @@ from collections import Counter
 from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op, VecOp
 from hw.numerics import PARAM_ENTRY_BYTES
-from hw.timing import VEC_COST, load_inp_dram_bytes, store_bytes
+from hw.timing import VEC_COST, gemm_steps, load_inp_dram_bytes, store_bytes
 
 __all__ = ["EVENTS", "count_events"]
 
@@ -45,14 +45,14 @@ def count_events(insn: Insn, cfg: AcceleratorConfig) -> Counter:
     ev: Counter = Counter()
     acc_bytes = cfg.acc_bits // 8
     if op == Op.GEMM:
-        steps = f["n_cblk"] * f["kh"] * f["kw"]
+        steps = gemm_steps(f)
         pixels = f["out_h"] * f["out_w"]
         cycles = steps * pixels
         pes = cfg.num_pe              # the array executes every GEMM in lockstep
         ev["mac"] = cycles * pes * cfg.k0 * cfg.c0
         ev["reg_read_bytes"] = cycles * pes * cfg.k0 * cfg.c0
         ev["wbuf_read_bytes"] = steps * pes * cfg.k0 * cfg.c0
-        ev["ibuf_read_bytes"] = cycles * pes * cfg.c0
+        ev["ibuf_read_bytes"] = cycles * pes * cfg.c0 * (f["kw"] if f["dw"] else 1)   # dw: kw rows a cycle
         first = pixels if not f["accumulate"] else 0     # the first step of a fresh tile only writes
         ev["acc_read_bytes"] = (cycles - first) * pes * cfg.k0 * acc_bytes
         ev["acc_write_bytes"] = cycles * pes * cfg.k0 * acc_bytes

@@ -17,6 +17,7 @@ import numpy as np
 from hw.config import AcceleratorConfig
 from hw.isa import Insn, StreamError, INSN_BYTES
 from hw.numerics import MAX_SHIFT, PARAM_ENTRY_BYTES
+from hw.timing import dw_gather_ok
 from mapper.ir import Conv2d, Layer, Linear, MatMul, Model, MAC_KINDS
 from mapper.fusion import plan
 from mapper.lower import Lowered, map_layer
@@ -137,16 +138,25 @@ class Machine:
         oy, ox = oy.ravel(), ox.ravel()
         acc = self.acc[:, f["acc_addr"]:f["acc_addr"] + npix]
         first = not f["accumulate"]
+        if f["dw"] and not dw_gather_ok(self.cfg, kw):
+            raise StreamError(f"GEMM at byte offset {off}: depthwise gather of kw = {kw} not possible")
+        k0 = self.cfg.k0
         for cb in range(f["n_cblk"]):
             for r in range(kh):
-                for s in range(kw):
+                for s in range(1 if f["dw"] else kw):
                     rows = f["inp_addr"] + cb * in_h * in_w + (oy * st + r) * in_w + (ox * st + s)
-                    wrow = f["wgt_addr"] + (cb * kh + r) * kw + s
-                    if rows.max() >= self.cfg.input_rows or wrow >= self.cfg.weight_rows:
+                    wrow = f["wgt_addr"] + ((cb * kh + r) if f["dw"] else (cb * kh + r) * kw + s)
+                    if rows.max() + (kw - 1 if f["dw"] else 0) >= self.cfg.input_rows \
+                            or wrow >= self.cfg.weight_rows:
                         raise StreamError(f"GEMM reads past a buffer at byte offset {off}")
-                    x = self.inp[:, rows].astype(np.float64)                 # (P, npix, C0)
                     w = self.wgt[:, :, wrow].astype(np.float64)              # (P, K0, C0)
-                    prod = np.matmul(x, w.transpose(0, 2, 1)).astype(np.int64)   # exact: |sum| < 2^53
+                    if f["dw"]:
+                        # vector MAC j: lane t holds lane j of input row (pixel's row + t), t < kw
+                        x = np.stack([self.inp[:, rows + t, :k0] for t in range(kw)], axis=-1)  # (P, npix, K0, kw)
+                        prod = np.einsum("pnjt,pjt->pnj", x.astype(np.float64), w[:, :, :kw]).astype(np.int64)
+                    else:
+                        x = self.inp[:, rows].astype(np.float64)             # (P, npix, C0)
+                        prod = np.matmul(x, w.transpose(0, 2, 1)).astype(np.int64)   # exact: |sum| < 2^53
                     if first:
                         acc[...] = prod
                         first = False
@@ -237,7 +247,10 @@ def _place(lowered: Lowered, layer: Layer, d: dict, cfg: AcceleratorConfig) -> n
         if isinstance(layer, Linear):
             w = w.reshape(p.k, 1, 1, p.cg)
         kh, kw = p.kh, p.kw
-        if p.kind == "depthwise":
+        if p.kind == "depthwise" and p.gather:
+            for r in range(kh):                       # row r of channel k: its kw taps on lanes 0..kw-1
+                wa[:, r * c0:r * c0 + kw] = w[:, r, :, 0]
+        elif p.kind == "depthwise":
             for r in range(kh):
                 for s in range(kw):
                     tap = r * kw + s

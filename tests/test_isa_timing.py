@@ -7,7 +7,7 @@ import pytest
 
 from hw.config import get_config
 from hw.isa import FIELDS, INSN_BYTES, Op, StreamError, decode, decode_stream, disassemble, encode, encode_stream, make
-from hw.timing import QUEUE_DEPTH, latency, schedule
+from hw.timing import GEMM_PIPELINE, QUEUE_DEPTH, latency, schedule
 from mapper.ir import Conv2d
 from mapper.lower import MappingError, map_layer, _insn
 from mapper.workloads import build_model
@@ -128,9 +128,13 @@ def test_a_buffer_too_small_for_any_tile_names_layer_and_buffer():
     tiny_inp = get_config("tiny", input_buf_bytes=64)          # 16 rows of C0: half holds 8 < 3x3 window
     with pytest.raises(MappingError, match=r"big3x3: the input buffer \(64 bytes"):
         map_layer(Conv2d("big3x3", "encoder", 8, 8, 8, 8, kernel=3, padding=1), tiny_inp)
-    small_w = get_config("tiny", weight_buf_bytes=256)         # 16 rows per vector MAC: half 8 < 9 taps
-    with pytest.raises(MappingError, match=r"dw3x3: the weight buffer \(256 bytes"):
-        map_layer(Conv2d("dw3x3", "encoder", 8, 8, 8, 8, kernel=3, padding=1, groups=8), small_w)
+    small_w = get_config("tiny", weight_buf_bytes=256)         # 16 rows per vector MAC: half 8 < 25 taps
+    with pytest.raises(MappingError, match=r"dw5x5: the weight buffer \(256 bytes"):
+        # 5 columns are more than tiny's 4 input banks can gather, so each tap is a weight row
+        map_layer(Conv2d("dw5x5", "encoder", 8, 8, 8, 8, kernel=5, padding=2, groups=8), small_w)
+    # a 3x3 depthwise gathers each kernel row: 3 weight rows fit
+    lowered, _ = map_layer(Conv2d("dw3x3", "encoder", 8, 8, 8, 8, kernel=3, padding=1, groups=8), small_w)[0]
+    assert lowered.problem.gather and lowered.problem.taps == 3
     # a dense conv folds its taps into channels instead, so it still maps
     lowered, _ = map_layer(Conv2d("w3x3", "encoder", 8, 8, 8, 8, kernel=3, padding=1), small_w)[0]
     assert lowered.problem.fold
@@ -160,6 +164,11 @@ def test_contract_refuses_what_the_rtl_refuses():
     with pytest.raises(StreamError, match=r"GEMM at byte offset 32: accumulator entries \(depth 128\)"):
         schedule([make(Op.NOP), make(Op.GEMM, acc_addr=120, out_h=3, out_w=3, kh=1, kw=1, n_cblk=1),
                   make(Op.END)], cfg)
+    with pytest.raises(StreamError, match=r"GEMM at byte offset 0: depthwise gather of kw = 5 columns"):
+        schedule([make(Op.GEMM, out_h=1, out_w=1, kh=5, kw=5, n_cblk=1, dw=1), make(Op.END)], cfg)
+    # a gather makes one step per kernel row: 2 blocks x 3 rows of 4 pixels, plus the pipeline
+    assert latency(make(Op.GEMM, out_h=2, out_w=2, kh=3, kw=3, n_cblk=2, dw=1), cfg) == 2 * 3 * 4 + GEMM_PIPELINE
+    assert latency(make(Op.GEMM, out_h=2, out_w=2, kh=3, kw=3, n_cblk=2), cfg) == 2 * 9 * 4 + GEMM_PIPELINE
     with pytest.raises(StreamError, match="STORE at byte offset 0: PE set"):
         schedule([make(Op.STORE, pe_first=0, pe_count=2, pe_step=0, pe_k=1), make(Op.END)], cfg)
     pushes = [make(Op.GEMM, deps="push_prev", out_h=1, out_w=1, kh=1, kw=1, n_cblk=1) for _ in range(9)]

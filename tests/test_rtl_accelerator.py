@@ -28,6 +28,8 @@ LAYERS = [
     Conv2d("conv1x1", "encoder", 8, 8, 4, 4),
     Conv2d("conv3x3_pad", "encoder", 4, 8, 5, 5, kernel=3, padding=1, relu=True),
     Conv2d("depthwise", "encoder", 8, 8, 5, 5, kernel=3, padding=1, groups=8),
+    Conv2d("depthwise_s2", "encoder", 8, 8, 7, 7, kernel=3, stride=2, padding=1, groups=8),
+    Conv2d("depthwise5x5", "encoder", 4, 4, 6, 6, kernel=5, padding=2, groups=4),    # too wide to gather
     Linear("linear", "encoder", 6, 8, 5),
     MatMul("matmul", "encoder", 2, 5, 4, 6),
     Conv2d("folded_s2", "encoder", 3, 4, 6, 6, kernel=3, stride=2, padding=1),
@@ -203,6 +205,9 @@ def test_out_of_range_buffer_raises_error():
     assert res["code"] == ErrorCode.RANGE and res["pc"] == 0
     res = _error_run([make(Op.LOAD_PARAM, pe_first=TINY.num_pe, pe_count=1, n_entries=1), make(Op.END)])
     assert res["code"] == ErrorCode.RANGE
+    # a depthwise gather of more columns than the input banks deliver (hw.timing.dw_gather_ok)
+    res = _error_run([make(Op.GEMM, out_h=1, out_w=1, kh=5, kw=5, n_cblk=1, dw=1), make(Op.END)])
+    assert res["code"] == ErrorCode.RANGE and res["pc"] == 0
 
 
 # ---- Verilog export and lint ----------------------------------------------------------------

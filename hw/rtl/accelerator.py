@@ -412,6 +412,7 @@ class ComputeUnit(wiring.Component):
             "push_prev": Out(1), "push_next": Out(1), "push_ts": Out(CYCLE_BITS),
             "g_valid": Out(1), "g_first": Out(1), "g_inp": Out(config.input_addr_bits),
             "g_wgt": Out(config.weight_addr_bits), "g_acc": Out(config.accum_addr_bits),
+            "g_dw": Out(1), "g_kw": Out(4),
         })
 
     def elaborate(self, platform):
@@ -425,7 +426,7 @@ class ComputeUnit(wiring.Component):
         in_h = (hg.out_h - 1) * hg.stride + hg.kh
         npix_h = hg.out_h * hg.out_w
         period_h = _max(npix_h, GEMM_MIN_PIXELS)
-        steps_h = hg.n_cblk * hg.kh * hg.kw
+        steps_h = hg.n_cblk * hg.kh * Mux(hg.dw, 1, hg.kw)      # hw.timing.gemm_steps
         cost = Signal(range(max(VEC_COST.values()) + 1))
         with m.Switch(hv.vec_op):
             for vop, c in VEC_COST.items():
@@ -465,6 +466,7 @@ class ComputeUnit(wiring.Component):
             self.g_inp.eq(cg.inp_addr + cb_base + r_off + s + row_off + col_off),
             self.g_wgt.eq(cg.wgt_addr + step),
             self.g_acc.eq(cg.acc_addr + p),
+            self.g_dw.eq(cg.dw), self.g_kw.eq(cg.kw),
         ]
         with m.If(active):
             with m.If(p == period - 1):
@@ -472,7 +474,7 @@ class ComputeUnit(wiring.Component):
                              step.eq(step + 1)]
                 with m.If(step + 1 == steps):
                     m.d.sync += active.eq(0)
-                with m.If(s == cg.kw - 1):
+                with m.If((s == cg.kw - 1) | cg.dw):          # a gather covers the row's kw taps at once
                     m.d.sync += s.eq(0)
                     with m.If(r == cg.kh - 1):
                         m.d.sync += [r.eq(0), r_off.eq(0), cb_base.eq(cb_base + plane)]
@@ -742,7 +744,7 @@ class Accelerator(wiring.Component):
                 pe.ld_en.eq(load.pe_en[p]), pe.ld_target.eq(load.ld_target), pe.ld_addr.eq(load.ld_addr),
                 pe.ld_sel.eq(load.ld_sel), pe.ld_count.eq(load.ld_count), pe.ld_data.eq(load.ld_data),
                 pe.g_valid.eq(comp.g_valid), pe.g_first.eq(comp.g_first), pe.g_inp.eq(comp.g_inp),
-                pe.g_wgt.eq(comp.g_wgt), pe.g_acc.eq(comp.g_acc),
+                pe.g_wgt.eq(comp.g_wgt), pe.g_acc.eq(comp.g_acc), pe.g_dw.eq(comp.g_dw), pe.g_kw.eq(comp.g_kw),
                 pe.s_param_load.eq(store.s_param_load), pe.s_param_addr.eq(store.s_param_addr),
                 pe.s_valid.eq(store.s_valid), pe.s_acc.eq(store.s_acc), pe.s_relu.eq(store.s_relu),
                 store.s_y[p].eq(pe.s_y),
@@ -771,7 +773,9 @@ class Accelerator(wiring.Component):
         range_bad = Signal()
         in_h = (vg.out_h - 1) * vg.stride + vg.kh
         npix_g = vg.out_h * vg.out_w
-        steps = vg.n_cblk * vg.kh * vg.kw
+        steps = vg.n_cblk * vg.kh * Mux(vg.dw, 1, vg.kw)
+        gather_max = min(cfg.gb_bus_bytes // cfg.c0, cfg.c0) if cfg.k0 <= cfg.c0 else 0
+        gather_bad = vg.dw & ((vg.kw == 0) | (vg.kw > gather_max))      # hw.timing.dw_gather_ok
         gemm_inp_last = (vg.inp_addr + (vg.n_cblk - 1) * in_h * vg.in_w + (in_h - 1) * vg.in_w
                          + (vg.out_w - 1) * vg.stride + vg.kw - 1)
         with m.Switch(op):
@@ -786,7 +790,7 @@ class Accelerator(wiring.Component):
                 vb = views[Op.LOAD_GB]
                 m.d.comb += range_bad.eq(vb.dst_addr + vb.n_bytes > cfg.global_buf_bytes)
             with m.Case(Op.GEMM):
-                m.d.comb += range_bad.eq((vg.acc_addr + npix_g > cfg.accum_depth)
+                m.d.comb += range_bad.eq((vg.acc_addr + npix_g > cfg.accum_depth) | gather_bad
                                          | ((steps != 0) & (npix_g != 0)
                                             & ((gemm_inp_last >= cfg.input_rows)
                                                | (vg.wgt_addr + steps > cfg.weight_rows))))

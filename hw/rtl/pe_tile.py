@@ -28,7 +28,8 @@ accumulators    ``accum_depth`` x K0 x acc_bits,     compute reads and writes, s
                 two read ports, one write port       reads (other half) at once
 ==============  ===================================  ==================================
 
-GEMM pipeline: cycle c reads the input row and the K0 weight rows; c+1 multiplies
+GEMM pipeline: cycle c reads the input row (with ``g_dw``, the ``G/C0`` consecutive rows
+from it, one per bank) and the K0 weight rows; c+1 multiplies
 (VectorMAC register) and reads the accumulator entry; c+2 writes ``acc + sum``
 (``sum`` when ``g_first``).  A STORE pixel presented at cycle c gives ``s_y`` at c+4
 (accumulator read, then the three PostProcessor stages).
@@ -110,6 +111,9 @@ class PETile(wiring.Component):
         (entry) ``ld_addr``; for weights ``ld_sel`` is the group of ``G/C0`` vector MACs.
     g_valid, g_first, g_inp, g_wgt, g_acc: In
         GEMM beat: one pixel; ``g_first`` overwrites the accumulator instead of adding.
+    g_dw, g_kw: In
+        Depthwise gather: vector MAC j multiplies lane j of input rows ``g_inp .. g_inp+g_kw-1``
+        (one from each input bank) on its lanes ``0 .. g_kw-1``.
     s_param_load, s_param_addr: In
         Latch the K0 parameter entries from ``s_param_addr`` into the post-processing lanes
         (usable two cycles later).
@@ -147,6 +151,8 @@ class PETile(wiring.Component):
             "g_inp": In(config.input_addr_bits),
             "g_wgt": In(config.weight_addr_bits),
             "g_acc": In(config.accum_addr_bits),
+            "g_dw": In(1),
+            "g_kw": In(4),
             "s_param_load": In(1),
             "s_param_addr": In(range(config.param_depth)),
             "s_valid": In(1),
@@ -183,7 +189,8 @@ class PETile(wiring.Component):
                 wr.en.eq(self.ld_en & (self.ld_target == LoadTarget.INPUT) & (i < self.ld_count)),
                 wr.addr.eq((self.ld_addr + i) >> lnb),
                 wr.data.eq(ld_rows[i]),
-                rd.addr.eq(self.g_inp >> lnb),
+                # bank b holds row g_inp + ((b - g_inp) mod nb): the nb consecutive rows from g_inp
+                rd.addr.eq((self.g_inp + ((b - self.g_inp)[:lnb] if lnb else 0)) >> lnb),
                 rd.en.eq(self.g_valid),
             ]
             inp_rd.append(rd)
@@ -251,18 +258,31 @@ class PETile(wiring.Component):
         v1, first1, v2, first2 = Signal(), Signal(), Signal(), Signal()
         acc1, acc2 = Signal.like(self.g_acc), Signal.like(self.g_acc)
         bank1 = Signal(range(nb))
+        dw1, kw1 = Signal(), Signal.like(self.g_kw)
         m.d.sync += [v1.eq(self.g_valid), first1.eq(self.g_first), acc1.eq(self.g_acc),
-                     bank1.eq(self.g_inp[:lnb] if lnb else 0),
+                     bank1.eq(self.g_inp[:lnb] if lnb else 0), dw1.eq(self.g_dw), kw1.eq(self.g_kw),
                      v2.eq(v1), first2.eq(first1), acc2.eq(acc1)]
         inp_data = data.ArrayLayout(row, nb)(Signal(8 * c0 * nb, name="inp_rdata"))
         m.d.comb += [inp_data[b].eq(inp_rd[b].data) for b in range(nb)]
         x = Signal(row)
         m.d.comb += [x.eq(inp_data[bank1]), acc_rd.addr.eq(acc1), acc_rd.en.eq(v1)]
+        # Depthwise gather (GEMM dw): rows x_t = row g_inp + t; vector MAC j gets lane j of
+        # x_0 .. x_{kw-1} on its lanes 0 .. kw-1 and zeros elsewhere.
+        taps = min(nb, c0) if k0 <= c0 else 0
+        x_t = [inp_data[(bank1 + t)[:lnb] if lnb else 0] for t in range(taps)]
         new = Signal(acc_shape)
         for j in range(k0):
             mac = self._mac_factory(cfg)
             m.submodules[f"mac{j}"] = mac
-            m.d.comb += [mac.a.eq(x), mac.w.eq(wgt_rd[j].data), mac.valid.eq(v1)]
+            a = Signal(row, name=f"mac_in{j}")
+            if taps:
+                with m.If(dw1):
+                    m.d.comb += [a[t].eq(Mux(t < kw1, x_t[t][j], 0)) for t in range(taps)]
+                with m.Else():
+                    m.d.comb += a.eq(x)
+            else:
+                m.d.comb += a.eq(x)
+            m.d.comb += [mac.a.eq(a), mac.w.eq(wgt_rd[j].data), mac.valid.eq(v1)]
             # Wraps to acc_bits on assignment, like the accumulator of hw.numerics.
             m.d.comb += new[j].eq(mac.sum + Mux(first2, 0, acc_rd.data[j]))
         m.d.comb += [acc_wr.addr.eq(acc2), acc_wr.data.eq(new), acc_wr.en.eq(v2)]
