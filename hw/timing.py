@@ -191,8 +191,9 @@ def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
         elif steps and npix and f["wgt_addr"] + steps > cfg.weight_rows:
             bad = f"weight-buffer rows (depth {cfg.weight_rows})"
         elif f["dw"] and not dw_gather_ok(cfg, f["kw"]):
-            bad = (f"depthwise gather of kw = {f['kw']} columns (needs 1 <= kw <= "
-                   f"{min(cfg.gb_bus_bytes // cfg.c0, cfg.c0)} and K0 <= C0)")
+            bad = (f"depthwise gather of kw = {f['kw']} columns (needs K0 <= C0, here {cfg.k0} and {cfg.c0})"
+                   if cfg.k0 > cfg.c0 else f"depthwise gather of kw = {f['kw']} columns (needs 1 <= kw <= "
+                   f"{min(cfg.gb_bus_bytes // cfg.c0, cfg.c0)})")
     elif op == Op.STORE:
         if not _pe_set_ok(f, cfg) or f["pe_k"] == 0:
             bad = "PE set"

@@ -23,7 +23,7 @@ EVENTS = {
     "reg_read_bytes": "weight register-file reads inside the vector MAC units",
     "wbuf_read_bytes": "weight buffer reads (a row per vector MAC per reduction step)",
     "wbuf_write_bytes": "weight buffer writes",
-    "ibuf_read_bytes": "input buffer reads (C0 bytes per PE per cycle, shared by K0 vector MACs)",
+    "ibuf_read_bytes": "input buffer reads (C0 bytes per PE per cycle, shared by K0 vector MACs; kw x C0 for a depthwise gather)",
     "ibuf_write_bytes": "input buffer writes",
     "acc_read_bytes": "accumulation buffer reads (read-modify-write and post-processing)",
     "acc_write_bytes": "accumulation buffer writes",

@@ -190,6 +190,7 @@ class PETile(wiring.Component):
                 wr.addr.eq((self.ld_addr + i) >> lnb),
                 wr.data.eq(ld_rows[i]),
                 # bank b holds row g_inp + ((b - g_inp) mod nb): the nb consecutive rows from g_inp
+                # (near the buffer's end a bank the GEMM does not use may read past it; unused)
                 rd.addr.eq((self.g_inp + ((b - self.g_inp)[:lnb] if lnb else 0)) >> lnb),
                 rd.en.eq(self.g_valid),
             ]
