@@ -52,7 +52,8 @@ __all__ = ["main", "build_report", "format_report", "run_dir_name", "CSV_COLUMNS
 DEFAULT_ROOT = Path("build") / "sim"
 KIND_GROUPS = ("conv2d", "linear", "matmul", "non_mac")
 CSV_COLUMNS = ("name", "kind", "part", "shape", "macs", "cycles", "compute_cycles", "stall_cycles",
-               "utilization", "energy_pj", "energy_onchip_pj", "energy_per_mac_pj", "start_cycle", "instructions", "bound", "mapping")
+               "utilization", "energy_pj", "energy_onchip_pj", "energy_per_mac_pj", "start_cycle", "instructions",
+               "bound", "mapping")
 #: Upper bound on instruction-level events in ``trace.json`` (shared by the traced layers).
 TRACE_EVENT_CAP = 200_000
 TRACED_LAYERS = 3

@@ -29,11 +29,11 @@ from .events import count_events
 
 __all__ = ["LayerResult", "SimResult", "simulate", "layer_schedule", "least_cycles", "IDEAL_MEMORY"]
 
+#: The events of DRAM accesses: what on-chip energy leaves out.
+DRAM_EVENTS = ("dram_read_bytes", "dram_write_bytes")
 #: Overrides that make memory no limit (the paper's accelerator times appear to
 #: assume this): DRAM and global-buffer bus far wider than any layer can use,
 #: and the shortest DRAM latency the load unit allows.
-DRAM_EVENTS = ("dram_read_bytes", "dram_write_bytes")
-
 IDEAL_MEMORY = {"dram_bytes_per_cycle": 1 << 16, "gb_bus_bytes_per_cycle": 1 << 16, "dram_latency": MIN_DRAM_LATENCY}
 
 
