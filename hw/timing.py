@@ -8,7 +8,8 @@ entered the queue at the earliest, when the unit is free and when every token
 the instruction pops is available.  Tokens travel between neighbouring queues
 (LOAD <-> COMPUTE <-> STORE) and become available when the pushing instruction
 ends.  The load unit is pipelined: it starts the next transfer while the data
-of the previous one is still in flight (``occupancy`` < ``latency``).
+of the previous one is still in flight (``occupancy`` < ``latency``); the store unit
+posts its writes the same way.
 
 ``schedule`` runs a stream through these rules in one pass.  It requires every
 popped token to be pushed by an earlier instruction of the stream, which the
@@ -237,8 +238,10 @@ def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]
         return cycles, cycles
     if op == Op.STORE:
         pixels = f["out_h"] * f["out_w"] * (1 + f["post_passes"])
-        cycles = cfg.dram_latency + max(pixels + POST_PIPELINE, _cdiv(store_bytes(insn, cfg), bw))
-        return cycles, cycles
+        transfer = max(pixels + POST_PIPELINE, _cdiv(store_bytes(insn, cfg), bw))
+        # posted writes: the unit is free once its last pixel is written (one setup cycle more
+        # than the pixels and the pipeline); the DRAM latency only delays the token
+        return max(transfer, pixels + POST_PIPELINE + 1), cfg.dram_latency + transfer
     return 1, 1   # NOP, FENCE, END: handled by the dispatcher
 
 

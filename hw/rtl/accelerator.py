@@ -534,7 +534,7 @@ class StoreUnit(wiring.Component):
         cs = _view(Op.STORE, cur)
 
         busy, timed, phase1, active, push_flag = Signal(), Signal(), Signal(), Signal(), Signal()
-        t0, end_at = Signal(CYCLE_BITS), Signal(CYCLE_BITS)
+        t0, free_at, last_end = Signal(CYCLE_BITS), Signal(CYCLE_BITS), Signal(CYCLE_BITS)
         mask = Signal(n)
         col = [Signal(7, name=f"col{p}") for p in range(n)]
         pg = [Signal(7, name=f"pg{p}") for p in range(n)]
@@ -545,11 +545,13 @@ class StoreUnit(wiring.Component):
         row_pitch = Signal(32)
         npix = Signal(24)
 
+        # Posted writes: the unit is free after the transfer (occupancy); the token and FENCE/END
+        # wait for the DRAM latency on top (last_end).
         m.d.comb += [
-            self.ready.eq(~busy | (timed & (self.now >= end_at))),
-            self.idle.eq(self.ready),
+            self.ready.eq(~busy | (timed & (self.now >= free_at))),
+            self.idle.eq(~busy & (self.now >= last_end)),
         ]
-        with m.If(busy & timed & (self.now >= end_at)):
+        with m.If(busy & timed & (self.now >= free_at)):
             m.d.sync += [busy.eq(0), timed.eq(0)]
 
         # t: latch, PE set and (column, row group) of every PE.
@@ -588,7 +590,10 @@ class StoreUnit(wiring.Component):
         total = Mux(cs.pe_step == 0, cs.pe_count * first_bytes,
                     sum(Mux(mask[p], nbytes[p], 0) for p in range(n)))
         # a fused row epilogue (post_passes) is timed, not executed: the pixels stream once
-        lat = cfg.dram_latency + _max(npix * (1 + cs.post_passes) + POST_PIPELINE, _cdiv(total, bw))
+        transfer = _max(npix * (1 + cs.post_passes) + POST_PIPELINE, _cdiv(total, bw))
+        lat = cfg.dram_latency + transfer
+        # busy until the last pixel's write (beats from t+2, written 4 cycles later): >= npix + 5
+        occ = _max(transfer, npix * (1 + cs.post_passes) + POST_PIPELINE + 1)
         starting_pixels = Signal()
         m.d.comb += [
             starting_pixels.eq(active & ~timed & busy),
@@ -596,7 +601,7 @@ class StoreUnit(wiring.Component):
             self.push_ts.eq(t0 + lat),
         ]
         with m.If(starting_pixels):
-            m.d.sync += [timed.eq(1), end_at.eq(t0 + lat)]
+            m.d.sync += [timed.eq(1), free_at.eq(t0 + occ), last_end.eq(t0 + lat)]
 
         # Pixel beats from t+2: one pixel of every PE per cycle.
         p_i, oy, ox = Signal(24), Signal(12), Signal(12)
