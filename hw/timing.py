@@ -27,7 +27,7 @@ from .isa import INSN_BYTES, Insn, Op, Queue, StreamError, VecOp
 from .numerics import PARAM_ENTRY_BYTES
 
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
-           "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_ok",
+           "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY", "VEC_COST"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
@@ -99,11 +99,16 @@ def gemm_steps(f: dict) -> int:
     return f["n_cblk"] * f["kh"] * (1 if f["dw"] else f["kw"])
 
 
+def dw_gather_max(config: AcceleratorConfig) -> int:
+    """The most kernel columns a depthwise-gather GEMM (``dw = 1``) can take on ``config``:
+    vector MAC j takes lane j of each of ``kw`` consecutive input rows, which the ``G/C0``
+    input banks deliver in one read, on its C0 lanes; 0 when K0 > C0 (no lane j)."""
+    return min(config.gb_bus_bytes // config.c0, config.c0) if config.k0 <= config.c0 else 0
+
+
 def dw_gather_ok(config: AcceleratorConfig, kw: int) -> bool:
-    """Whether a depthwise-gather GEMM (``dw = 1``) with ``kw`` kernel columns can run on
-    ``config``: vector MAC j takes lane j of each of ``kw`` consecutive input rows, which the
-    ``G/C0`` input banks deliver in one read (so kw <= G/C0), and needs K0 <= C0."""
-    return 1 <= kw <= min(config.gb_bus_bytes // config.c0, config.c0) and config.k0 <= config.c0
+    """Whether a depthwise-gather GEMM with ``kw`` kernel columns can run on ``config``."""
+    return 1 <= kw <= dw_gather_max(config)
 
 
 def _pe_set_ok(f: dict, cfg: AcceleratorConfig) -> bool:
@@ -118,17 +123,11 @@ def gb_banks(config: AcceleratorConfig) -> tuple[int, int, int]:
     return banks, config.c0, config.global_buf_bytes // (2 * g)
 
 
-def load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
-    """The first beat of a LOAD_INP (``src_gb = 1``) whose gather has a bank conflict, or None.
-
-    ``fields`` are the instruction's fields (``Insn.f``).  The beats are those of the load
-    unit: rows in (channel block, window row, window column) order, ``G / C0`` rows per
-    beat, lane addresses and validity as in ``sim.functional``.  Out-of-buffer addresses
-    are not considered here (they raise ``error`` anyway).
-    """
+def load_inp_lanes(fields: dict, config: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(source byte address, validity) of every lane a LOAD_INP writes, shaped
+    (n_cblk, win_h, win_w, C0): the gather of ``docs/isa.md`` (im2col when folded); an invalid
+    lane (padding, a tap beyond the kernel) is written as zero and reads nothing."""
     f, c0 = fields, config.c0
-    nbank, width, _ = gb_banks(config)
-    nb = config.gb_bus_bytes // c0
     fkh, fkw, fs = f["fold_kh"] or 1, f["fold_kw"] or 1, f["fold_stride"] or 1
     cb, yy, xx, lane = np.meshgrid(np.arange(f["n_cblk"]), np.arange(f["win_h"]), np.arange(f["win_w"]),
                                    np.arange(c0), indexing="ij")
@@ -137,7 +136,22 @@ def load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
     y = f["y0"] + yy * fs + tap // fkw
     x = f["x0"] + xx * fs + tap % fkw
     valid = (tap < fkh * fkw) & (y >= 0) & (y < f["t_h"]) & (x >= 0) & (x < f["t_w"])
-    row = (f["src_addr"] + (y * f["t_w"] + x) * f["t_c"] + c) // width
+    return f["src_addr"] + (y * f["t_w"] + x) * f["t_c"] + c, valid
+
+
+def load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
+    """The first beat of a LOAD_INP (``src_gb = 1``) whose gather has a bank conflict, or None.
+
+    ``fields`` are the instruction's fields (``Insn.f``).  The beats are those of the load
+    unit: rows in (channel block, window row, window column) order, ``G / C0`` rows per
+    beat, lane addresses and validity as in ``sim.functional``.  Out-of-buffer addresses
+    are not considered here (they raise ``error`` anyway).
+    """
+    c0 = config.c0
+    nbank, width, _ = gb_banks(config)
+    nb = config.gb_bus_bytes // c0
+    addr, valid = load_inp_lanes(fields, config)
+    row = addr // width
     n_rows = valid.size // c0
     beats = -(-n_rows // nb)
     pad = beats * nb * c0 - valid.size
@@ -194,7 +208,7 @@ def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
         elif f["dw"] and not dw_gather_ok(cfg, f["kw"]):
             bad = (f"depthwise gather of kw = {f['kw']} columns (needs K0 <= C0, here {cfg.k0} and {cfg.c0})"
                    if cfg.k0 > cfg.c0 else f"depthwise gather of kw = {f['kw']} columns (needs 1 <= kw <= "
-                   f"{min(cfg.gb_bus_bytes // cfg.c0, cfg.c0)})")
+                   f"{dw_gather_max(cfg)})")
     elif op == Op.STORE:
         if not _pe_set_ok(f, cfg) or f["pe_k"] == 0:
             bad = "PE set"

@@ -17,7 +17,7 @@ import numpy as np
 from hw.config import AcceleratorConfig
 from hw.isa import Insn, StreamError, INSN_BYTES
 from hw.numerics import MAX_SHIFT, PARAM_ENTRY_BYTES
-from hw.timing import dw_gather_ok
+from hw.timing import dw_gather_ok, load_inp_lanes
 from mapper.ir import Conv2d, Layer, Linear, MatMul, Model, MAC_KINDS
 from mapper.fusion import plan
 from mapper.lower import Lowered, map_layer
@@ -76,18 +76,9 @@ class Machine:
 
     def _load_inp(self, f: dict, off: int) -> None:
         c0 = self.cfg.c0
-        fkh, fkw, fs = f["fold_kh"] or 1, f["fold_kw"] or 1, f["fold_stride"] or 1
         n_rows = f["n_cblk"] * f["win_h"] * f["win_w"]
         self._rows(f["dst_addr"], n_rows, self.cfg.input_rows, "input buffer", off)
-        cb, yy, xx, lane = np.meshgrid(np.arange(f["n_cblk"]), np.arange(f["win_h"]), np.arange(f["win_w"]),
-                                       np.arange(c0), indexing="ij")
-        fch = f["c_base"] + cb * c0 + lane
-        tap, c = fch // f["t_c"], fch % f["t_c"]
-        r, s = tap // fkw, tap % fkw
-        y = f["y0"] + yy * fs + r
-        x = f["x0"] + xx * fs + s
-        valid = (tap < fkh * fkw) & (y >= 0) & (y < f["t_h"]) & (x >= 0) & (x < f["t_w"])
-        addr = f["src_addr"] + (y * f["t_w"] + x) * f["t_c"] + c
+        addr, valid = load_inp_lanes(f, self.cfg)
         src = self.gb if f["src_gb"] else self.dram
         data = np.zeros(addr.shape, dtype=np.uint8)
         if valid.any():

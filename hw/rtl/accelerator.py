@@ -32,7 +32,8 @@ from amaranth.lib.wiring import In, Out
 from ..config import AcceleratorConfig
 from ..isa import FIELDS, INSN_BITS, Op, VecOp
 from ..numerics import MAX_SHIFT, PARAM_ENTRY_BYTES
-from ..timing import GB_LATENCY, GEMM_MIN_PIXELS, GEMM_PIPELINE, POST_PIPELINE, QUEUE_DEPTH, TOKEN_LIMIT, VEC_COST
+from ..timing import (GB_LATENCY, GEMM_MIN_PIXELS, GEMM_PIPELINE, POST_PIPELINE, QUEUE_DEPTH, TOKEN_LIMIT, VEC_COST,
+                      dw_gather_max)
 from .global_buffer import GlobalBuffer, check_global_buffer
 from .pe_tile import LoadTarget, PETile, check_rtl_config, load_geometry
 from .vector_mac import int8_vector
@@ -779,8 +780,7 @@ class Accelerator(wiring.Component):
         in_h = (vg.out_h - 1) * vg.stride + vg.kh
         npix_g = vg.out_h * vg.out_w
         steps = vg.n_cblk * vg.kh * Mux(vg.dw, 1, vg.kw)
-        gather_max = min(cfg.gb_bus_bytes // cfg.c0, cfg.c0) if cfg.k0 <= cfg.c0 else 0
-        gather_bad = vg.dw & ((vg.kw == 0) | (vg.kw > gather_max))      # hw.timing.dw_gather_ok
+        gather_bad = vg.dw & ((vg.kw == 0) | (vg.kw > dw_gather_max(cfg)))      # hw.timing.dw_gather_ok
         gemm_inp_last = (vg.inp_addr + (vg.n_cblk - 1) * in_h * vg.in_w + (in_h - 1) * vg.in_w
                          + (vg.out_w - 1) * vg.stride + vg.kw - 1)
         with m.Switch(op):

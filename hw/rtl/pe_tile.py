@@ -45,6 +45,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..numerics import MULT_BITS, SHIFT_BITS, PARAM_ENTRY_BYTES
+from ..timing import dw_gather_max
 from .postproc import PostProcessor
 from .vector_mac import VectorMAC, int8_vector
 
@@ -269,7 +270,7 @@ class PETile(wiring.Component):
         m.d.comb += [x.eq(inp_data[bank1]), acc_rd.addr.eq(acc1), acc_rd.en.eq(v1)]
         # Depthwise gather (GEMM dw): rows x_t = row g_inp + t; vector MAC j gets lane j of
         # x_0 .. x_{kw-1} on its lanes 0 .. kw-1 and zeros elsewhere.
-        taps = min(nb, c0) if k0 <= c0 else 0
+        taps = dw_gather_max(cfg)
         x_t = [inp_data[(bank1 + t)[:lnb] if lnb else 0] for t in range(taps)]
         new = Signal(acc_shape)
         for j in range(k0):
