@@ -33,10 +33,10 @@ from typing import Optional
 
 from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op, VecOp
-from hw.timing import VEC_COST, schedule
+from hw.timing import VEC_COST
 
 from .ir import MAC_KINDS, Conv2d, Elementwise, Layer, Linear, Model
-from .lower import MappingError, _insn, map_layer
+from .lower import MappingError, _insn, layer_cycles, map_layer
 
 __all__ = ["Step", "plan", "vec_stream", "ROW_EPILOGUE_PASSES", "POINTWISE_OPS", "VEC_OP_OF"]
 
@@ -87,7 +87,7 @@ def _mac_cycles(layer: Layer, cfg: AcceleratorConfig, post_passes: int = 0) -> i
 
 
 def _vec_cycles(insn: Insn, cfg: AcceleratorConfig) -> int:
-    return schedule([insn, _insn(Op.FENCE), _insn(Op.END)], cfg).total_cycles - 1
+    return layer_cycles([insn, _insn(Op.FENCE)], cfg)
 
 
 def plan(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False, fuse: bool = True) -> list[Step]:

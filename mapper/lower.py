@@ -44,7 +44,7 @@ from hw.timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, dw_gather_ok, schedule
 from .ir import Conv2d, Layer, Linear, MatMul
 
 __all__ = ["Problem", "Tiling", "Lowered", "MappingError", "problem_of", "map_layer", "rows_complete",
-           "build_stream", "PARAM_SLOTS"]
+           "build_stream", "layer_cycles", "PARAM_SLOTS"]
 
 PARAM_SLOTS = 4          # parameter slots rotated per tile (see _build)
 ALIGN = 64

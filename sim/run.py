@@ -202,8 +202,7 @@ def format_totals(doc: dict, cfg: AcceleratorConfig) -> str:
     ]
     by_name = {l["name"]: l for l in doc["layers"]}
     tot = sum(l["cycles"] for l in doc["layers"]) or 1
-    en = sum(l["energy_pj"] for l in doc["layers"]) or 1.0
-    en_chip = sum(l["energy_onchip_pj"] for l in doc["layers"]) or 1.0
+    en, en_chip = doc["energy_uj"] * 1e6 or 1.0, doc["energy_onchip_uj"] * 1e6 or 1.0
     for name in doc["largest_by_time"]:
         l = by_name[name]
         out.append(f"  {name:<44} {l['kind']:<9} {l['cycles']:>12,} cycles  {100 * l['cycles'] / tot:5.1f} % of time, "

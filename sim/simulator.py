@@ -22,7 +22,7 @@ from hw.isa import Op, VecOp
 from hw.timing import VEC_COST, schedule, occupancy_and_latency
 from mapper.ir import MAC_KINDS, Model, min_dram_bytes
 from mapper.fusion import VEC_OP_OF, plan, vec_stream
-from mapper.lower import Lowered, map_layer, _insn
+from mapper.lower import Lowered, layer_cycles, map_layer, _insn
 
 from .energy import EnergyModel
 from .events import count_events
@@ -189,7 +189,7 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
                        f"{' +' + step.epilogue if step.epilogue else ''}")
         elif step.action == "vector":
             stream = vec_stream(step)
-            cycles = schedule(stream + [_insn(Op.END)], cfg).total_cycles - 1
+            cycles = layer_cycles(stream, cfg)
             busy = 0
             n_insn = len(stream)
             ev = Counter()
