@@ -35,16 +35,17 @@ from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op, VecOp
 from hw.timing import VEC_COST
 
-from .ir import MAC_KINDS, Conv2d, Elementwise, Layer, Linear, Model
+from .ir import LAYOUT_KINDS, MAC_KINDS, Conv2d, Layer, Linear, Model
 from .lower import MappingError, _insn, layer_cycles, map_layer
 
 __all__ = ["Step", "plan", "vec_stream", "ROW_EPILOGUE_PASSES", "POINTWISE_OPS", "VEC_OP_OF"]
 
 VEC_OP_OF = {"softmax": VecOp.SOFTMAX, "layernorm": VecOp.LAYERNORM, "gelu": VecOp.GELU,
-             "relu": VecOp.RELU, "add": VecOp.ADD, "mul": VecOp.MUL, "resize": VecOp.RESIZE,
-             "concat": VecOp.CONCAT, "pool": VecOp.POOL, "batchnorm": VecOp.BATCHNORM, "copy": VecOp.COPY}
+             "relu": VecOp.RELU, "sigmoid": VecOp.GELU, "add": VecOp.ADD, "mul": VecOp.MUL,
+             "resize": VecOp.RESIZE, "concat": VecOp.CONCAT, "pool": VecOp.POOL,
+             **{kind: VecOp.COPY for kind in LAYOUT_KINDS}}
 #: Element-wise operations the post-processing unit applies to the preceding MAC layer's output.
-POINTWISE_OPS = ("relu", "gelu", "batchnorm")
+POINTWISE_OPS = ("relu", "gelu", "sigmoid")
 #: Extra post-processing passes of a row epilogue: the first pass (requantisation) also finds the
 #: row maximum / sum; then one pass for exp-and-sum (softmax) or variance (layernorm) and one to normalise.
 ROW_EPILOGUE_PASSES = {"softmax": 2, "layernorm": 2}
@@ -62,7 +63,8 @@ class Step:
     @property
     def mapping_note(self) -> str:
         return {"epilogue": f"epilogue of {self.into}", "fused": "fused", "zero-copy": "zero-copy",
-                "merged": f"merged into {self.into}", "excluded": "excluded (MAC layers only)"}.get(self.action, "")
+                "merged": f"merged into {self.into}", "excluded": "excluded (MAC layers only)",
+                "constant": "constant (in the DRAM image)"}.get(self.action, "")
 
 
 def _vec(op: VecOp, elements: int, bytes_in: int, bytes_out: int) -> Insn:
@@ -104,26 +106,29 @@ def plan(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False, fuse: 
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         prev = layers[i - 1] if i else None
         if layer.kind in MAC_KINDS:
-            if (fuse and isinstance(nxt, Elementwise) and nxt.op in ROW_EPILOGUE_PASSES
+            if (fuse and nxt is not None and nxt.kind in ROW_EPILOGUE_PASSES
                     and nxt.inputs == (layer.name,) and users.get(layer.name) == [nxt.name]
-                    and _rows_are_groups(layer, nxt.op)):
-                passes = ROW_EPILOGUE_PASSES[nxt.op]
+                    and _rows_are_groups(layer, nxt.kind)):
+                passes = ROW_EPILOGUE_PASSES[nxt.kind]
                 try:
                     fused = _mac_cycles(layer, cfg, passes)
                 except MappingError:
                     fused = None
                 if fused is not None and fused < _mac_cycles(layer, cfg) + _vec_cycles(_own_vec(nxt), cfg):
-                    steps += [Step(layer, "mac", passes, epilogue=nxt.op), Step(nxt, "epilogue", into=layer.name)]
+                    steps += [Step(layer, "mac", passes, epilogue=nxt.kind), Step(nxt, "epilogue", into=layer.name)]
                     i += 2
                     continue
             steps.append(Step(layer, "mac"))
-        elif (layer.op in POINTWISE_OPS and prev is not None and prev.kind in MAC_KINDS) or layer.fused:
+        elif layer.kind == "constant":
+            steps.append(Step(layer, "constant"))
+        elif (layer.kind in POINTWISE_OPS and prev is not None and prev.kind in MAC_KINDS) \
+                or getattr(layer, "fused", False):
             steps.append(Step(layer, "fused", into=prev.name if prev is not None else ""))
-        elif layer.op == "concat":
+        elif layer.kind == "concat":
             steps.append(Step(layer, "zero-copy"))
         elif mac_only:
             steps.append(Step(layer, "excluded"))
-        elif fuse and i == len(layers) - 1 and layer.op == "resize" and _is_logits(layer, model):
+        elif fuse and i == len(layers) - 1 and layer.kind == "resize" and _is_logits(layer, model):
             h, w, _ = model.input
             steps.append(Step(layer, "vector", vec=_vec(VecOp.RESIZE_ARGMAX, layer.elements,
                                                         layer.in_elements, h * w)))
@@ -137,7 +142,7 @@ def _chain(steps: list[Step], users: dict[str, list[str]]) -> list[Step]:
     """Merge runs of vector steps along the data flow into CHAIN passes (module docstring)."""
     out: list[Step] = []
     head = None            # index in out of the open chain's first step
-    members: list[Elementwise] = []
+    members: list[Layer] = []
     work = bytes_in = written = 0
 
     def close():
@@ -146,12 +151,12 @@ def _chain(steps: list[Step], users: dict[str, list[str]]) -> list[Step]:
             out[head] = Step(members[0], "vector", vec=insn)
 
     for st in steps:
-        own = st.action == "vector" and st.vec.f["vec_op"] == VEC_OP_OF[st.layer.op]
+        own = st.action == "vector" and st.vec.f["vec_op"] == VEC_OP_OF[st.layer.kind]
         if own and members and members[-1].name in st.layer.inputs:
             prev = members[-1]
             if users.get(prev.name, []) != [st.layer.name]:
                 written += prev.elements          # another layer reads it later: write it too
-            work += st.layer.elements * VEC_COST[VEC_OP_OF[st.layer.op]]
+            work += st.layer.elements * VEC_COST[VEC_OP_OF[st.layer.kind]]
             bytes_in += max(0, st.layer.in_elements - prev.elements)
             members.append(st.layer)
             out.append(Step(st.layer, "merged", into=members[0].name))
@@ -160,7 +165,7 @@ def _chain(steps: list[Step], users: dict[str, list[str]]) -> list[Step]:
         head, members = None, []
         if own:
             head, members = len(out), [st.layer]
-            work = st.layer.elements * VEC_COST[VEC_OP_OF[st.layer.op]]
+            work = st.layer.elements * VEC_COST[VEC_OP_OF[st.layer.kind]]
             bytes_in, written = st.layer.in_elements, 0
         out.append(st)
     close()
@@ -174,12 +179,12 @@ def _rows_are_groups(layer: Layer, op: str) -> bool:
     return op == "softmax" or (isinstance(layer, (Conv2d, Linear)) and getattr(layer, "groups", 1) == 1)
 
 
-def _own_vec(layer: Elementwise) -> Insn:
+def _own_vec(layer: Layer) -> Insn:
     """A non-MAC layer on its own: reads its inputs from and writes its output to DRAM."""
-    return _vec(VEC_OP_OF[layer.op], layer.elements, layer.in_elements, layer.elements)
+    return _vec(VEC_OP_OF[layer.kind], layer.elements, layer.in_elements, layer.elements)
 
 
-def _is_logits(layer: Elementwise, model: Model) -> bool:
+def _is_logits(layer: Layer, model: Model) -> bool:
     """The network ends by upsampling its class scores to the input size (segmentation)."""
     h, w, _ = model.input
     return layer.elements == h * w * model.params.get("classes", 0)

@@ -1,29 +1,77 @@
-"""The workload IR: a model is an ordered list of layers with full shapes.
+"""The workload IR: a model is a dataflow graph of layers in execution order, with full tensor semantics.
 
-MAC layers (``Conv2d``, ``Linear``, ``MatMul``) carry everything the mapper needs
-to tile them; non-MAC layers (``Elementwise``) carry element counts so that the
-whole network is timed.  Every multiply-accumulate of a model belongs to exactly
-one layer.  Activations are int8 in HWC order; a token sequence of length T is a
-T x 1 image.
+Every tensor is int8 (at run time) and has a shape ``(H, W, C)``: an image in HWC
+order, or ``H * W`` tokens (the pixels in raster order) of ``C`` channels.  Each
+layer names its input tensors (the producing layers, ``"input"`` for the model's
+input image, or a :class:`Constant`) and carries the attributes its computation
+needs.  Building a :class:`Model` infers every layer's input and output shapes
+from its producers and refuses a layer whose input does not match what its
+attributes say, naming both shapes (:class:`ShapeError`).
+
+MAC layers (:class:`Conv2d`, :class:`Linear`, :class:`MatMul`) carry everything
+the mapper needs to tile them; every multiply-accumulate of a model belongs to
+exactly one of them.  The other layers cost no MACs:
+
+* row operators: :class:`LayerNorm` (over the channels of each token),
+  :class:`Softmax` (over rows of ``row`` channels);
+* element-wise: :class:`Activation` (``relu``, ``gelu``, ``sigmoid``),
+  :class:`Add` and :class:`Mul` (numpy broadcasting of ``H`` and ``W``, and a
+  channel count that divides the output's is repeated, as a relative-position
+  bias is over the windows of all heads);
+* spatial: :class:`Resize`, :class:`Pool`, :class:`Concat` (channels);
+* layout: :class:`Pad`, :class:`Roll` (cyclic shift), :class:`Crop`,
+  :class:`WindowPartition`, :class:`WindowReverse` and :class:`PatchMerge` (Swin);
+* data: :class:`Constant` (learned embeddings, positional encodings, bias tables,
+  attention masks), generated with the weights.
+
+A token sequence keeps its producer's ``(H, W)``: a :class:`Linear` over the
+tokens of an ``h x w`` image outputs an ``h x w`` image, so a depthwise
+convolution can follow it.  Window attention (Swin) works on ``(49, windows, C)``
+tensors: row ``m`` of window ``w`` is token ``m * windows + w``
+(:class:`WindowPartition`), which is what a :class:`MatMul` with ``windows > 1``
+reads and writes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
-__all__ = ["Conv2d", "Linear", "MatMul", "Elementwise", "Layer", "Model", "PARTS",
-           "ELEMENTWISE_KINDS", "MAC_KINDS", "conv_out", "min_dram_bytes"]
+__all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "Add", "Mul", "Resize",
+           "Pool", "Concat", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge",
+           "Constant", "Layer", "Model", "Shape", "ShapeError", "PARTS", "MAC_KINDS", "ELEMENTWISE_KINDS",
+           "LAYOUT_KINDS", "INPUT", "conv_out", "min_dram_bytes", "tokens_of"]
 
 PARTS = ("encoder", "decoder", "backbone", "transformer", "head")
 MAC_KINDS = ("conv2d", "linear", "matmul")
-ELEMENTWISE_KINDS = ("softmax", "layernorm", "gelu", "relu", "add", "mul", "resize",
-                     "concat", "pool", "batchnorm", "copy")
+#: Kinds of the non-MAC layers that compute (the vector unit's operations).
+ELEMENTWISE_KINDS = ("softmax", "layernorm", "gelu", "relu", "sigmoid", "add", "mul", "resize", "concat",
+                     "pool")
+#: Kinds of the layers that only move data.
+LAYOUT_KINDS = ("pad", "roll", "crop", "window_partition", "window_reverse", "patch_merge")
+#: The name by which layers read the model's input image.
+INPUT = "input"
+
+Shape = tuple[int, int, int]
+
+
+class ShapeError(ValueError):
+    """A layer whose inputs do not match its attributes; the message names both shapes."""
 
 
 def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
     """Output extent of a convolution along one axis (PyTorch's formula)."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def tokens_of(shape: Shape) -> int:
+    return shape[0] * shape[1]
+
+
+def _elements(shape: Shape) -> int:
+    return shape[0] * shape[1] * shape[2]
 
 
 def _rows_read(size: int, out: int, kernel: int, stride: int, padding: int) -> int:
@@ -54,9 +102,65 @@ def _check_part(part: str) -> None:
         raise ValueError(f"part must be one of {PARTS}, not {part!r}")
 
 
+def _positive(layer, *names: str) -> None:
+    for f in names:
+        v = getattr(layer, f)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ValueError(f"{layer.name}: {f} must be a positive integer, not {v!r}")
+
+
+def _shape_error(layer, what: str, got: Shape, want: str) -> ShapeError:
+    return ShapeError(f"{layer.name}: {what} has shape {got[0]}x{got[1]}x{got[2]}, but the layer needs {want}")
+
+
+def _hwc(shape: Shape) -> str:
+    return f"{shape[0]}x{shape[1]}x{shape[2]}"
+
+
+class _Base:
+    """Shared behaviour: shapes are filled in by :class:`Model` (``out_shape``, ``in_shapes``)."""
+
+    name: str
+    inputs: tuple
+    out_shape: Optional[Shape]
+    in_shapes: tuple
+
+    @property
+    def macs(self) -> int:
+        return 0
+
+    @property
+    def elements(self) -> int:
+        """Output elements (0 until the layer is part of a Model)."""
+        return _elements(self.out_shape) if self.out_shape else 0
+
+    @property
+    def in_elements(self) -> int:
+        """Input elements read, constants included."""
+        return sum(_elements(s) for s in self.in_shapes)
+
+    @property
+    def shape_str(self) -> str:
+        ins = ", ".join(_hwc(s) for s in self.in_shapes)
+        return f"{ins} -> {_hwc(self.out_shape)}" if self.out_shape else ""
+
+    def infer(self, in_shapes: list[Shape]) -> Shape:     # pragma: no cover - every class overrides
+        raise NotImplementedError
+
+    def _arity(self, in_shapes: list, n: int) -> None:
+        if len(in_shapes) != n:
+            raise ShapeError(f"{self.name}: takes {n} input(s), not {len(in_shapes)} ({', '.join(self.inputs)})")
+
+
+# ---- MAC layers ------------------------------------------------------------------------------------------
+
 @dataclass(frozen=True)
-class Conv2d:
-    """2-D convolution over an ``in_h x in_w x in_ch`` input (groups = in_ch is depthwise)."""
+class Conv2d(_Base):
+    """2-D convolution over an ``in_h x in_w x in_ch`` input (groups = in_ch is depthwise).
+
+    ``in_ch`` may be fewer than the producer's channels: the convolution then reads the
+    first ``in_ch`` of them (an execution path that bypasses the last channels).
+    """
 
     name: str
     part: str
@@ -72,14 +176,14 @@ class Conv2d:
     relu: bool = False
     inputs: tuple[str, ...] = ()
     kind: str = field(default="conv2d", init=False)
+    out_shape: Optional[Shape] = field(default=None, compare=False)
+    in_shapes: tuple = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         _check_part(self.part)
         if isinstance(self.kernel, int):
             object.__setattr__(self, "kernel", (self.kernel, self.kernel))
-        for f in ("in_ch", "out_ch", "in_h", "in_w", "stride", "groups"):
-            if getattr(self, f) <= 0:
-                raise ValueError(f"{self.name}: {f} must be positive, not {getattr(self, f)!r}")
+        _positive(self, "in_ch", "out_ch", "in_h", "in_w", "stride", "groups")
         if self.in_ch % self.groups or self.out_ch % self.groups:
             raise ValueError(f"{self.name}: groups={self.groups} must divide in_ch={self.in_ch} "
                              f"and out_ch={self.out_ch}")
@@ -110,10 +214,21 @@ class Conv2d:
         return (f"{self.in_h}x{self.in_w}x{self.in_ch} -> {self.out_h}x{self.out_w}x{self.out_ch} "
                 f"k{kh}x{kw} s{self.stride} p{self.padding}{g}")
 
+    def infer(self, in_shapes: list[Shape]) -> Shape:
+        self._arity(in_shapes, 1)
+        s = in_shapes[0]
+        full = self.groups == 1 and s[2] >= self.in_ch
+        if s[:2] != (self.in_h, self.in_w) or not (s[2] == self.in_ch or full):
+            raise _shape_error(self, f"input {self.inputs[0]!r}", s, f"{self.in_h}x{self.in_w}x{self.in_ch}")
+        return (self.out_h, self.out_w, self.out_ch)
+
 
 @dataclass(frozen=True)
-class Linear:
-    """Fully connected layer applied to each of ``tokens`` rows: ``[T, in] x [in, out]``."""
+class Linear(_Base):
+    """Fully connected layer applied to each of ``tokens`` rows: ``[T, in] x [in, out]``.
+
+    ``in_features`` may be fewer than the producer's channels (the first ones are read).
+    """
 
     name: str
     part: str
@@ -124,12 +239,12 @@ class Linear:
     relu: bool = False
     inputs: tuple[str, ...] = ()
     kind: str = field(default="linear", init=False)
+    out_shape: Optional[Shape] = field(default=None, compare=False)
+    in_shapes: tuple = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         _check_part(self.part)
-        for f in ("tokens", "in_features", "out_features"):
-            if getattr(self, f) <= 0:
-                raise ValueError(f"{self.name}: {f} must be positive, not {getattr(self, f)!r}")
+        _positive(self, "tokens", "in_features", "out_features")
 
     @property
     def macs(self) -> int:
@@ -139,13 +254,34 @@ class Linear:
     def shape_str(self) -> str:
         return f"{self.tokens}x{self.in_features} -> {self.tokens}x{self.out_features}"
 
+    def infer(self, in_shapes: list[Shape]) -> Shape:
+        self._arity(in_shapes, 1)
+        s = in_shapes[0]
+        if tokens_of(s) != self.tokens or s[2] < self.in_features:
+            raise _shape_error(self, f"input {self.inputs[0]!r}", s,
+                               f"{self.tokens} tokens of at least {self.in_features} channels")
+        return (s[0], s[1], self.out_features)
+
 
 @dataclass(frozen=True)
-class MatMul:
+class MatMul(_Base):
     """Batched product of two activations: ``[B, M, K] x [B, K, N] -> [B, M, N]``.
 
-    Used for attention: Q.K^T (M = queries, K = head dim, N = keys) and A.V
-    (M = queries, K = keys, N = head dim), with B = heads (x windows for Swin).
+    Used for attention: Q.K^T (M = queries, K = head dim, N = keys) and A.V (M =
+    queries, K = keys, N = head dim).  ``B = windows x heads``.  How the operands
+    sit in their tensors:
+
+    * ``a`` (inputs[0]): ``M * windows`` tokens; batch ``(w, h)`` reads window column
+      ``w`` (with ``windows > 1`` the tensor is ``M x windows``) and channels
+      ``a_offset + h*K ...``;
+    * ``b`` (inputs[1]): ``b_layout = "nk"`` stores ``B^T`` (``N * windows`` tokens of
+      ``K`` channels per head, at ``b_offset + h*K``: keys), ``"kn"`` stores ``B``
+      (``K * windows`` tokens of ``N`` channels per head, at ``b_offset + h*N``: values);
+    * the output has ``M * windows`` tokens (the shape of ``a``) of ``heads * N`` channels.
+
+    ``b_layout = "opaque"`` (Anchor DETR's reshaped value aggregation): the operands only
+    need as many elements as the product reads; such a product is counted and timed but
+    cannot be executed.
     """
 
     name: str
@@ -155,13 +291,25 @@ class MatMul:
     k: int
     n: int
     inputs: tuple[str, ...] = ()
+    windows: int = 1
+    a_offset: int = 0
+    b_offset: int = 0
+    b_layout: str = "nk"
     kind: str = field(default="matmul", init=False)
+    out_shape: Optional[Shape] = field(default=None, compare=False)
+    in_shapes: tuple = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         _check_part(self.part)
-        for f in ("batch", "m", "k", "n"):
-            if getattr(self, f) <= 0:
-                raise ValueError(f"{self.name}: {f} must be positive, not {getattr(self, f)!r}")
+        _positive(self, "batch", "m", "k", "n", "windows")
+        if self.batch % self.windows:
+            raise ValueError(f"{self.name}: windows={self.windows} must divide batch={self.batch}")
+        if self.b_layout not in ("nk", "kn", "opaque"):
+            raise ValueError(f"{self.name}: b_layout must be 'nk', 'kn' or 'opaque', not {self.b_layout!r}")
+
+    @property
+    def heads(self) -> int:
+        return self.batch // self.windows
 
     @property
     def macs(self) -> int:
@@ -171,50 +319,413 @@ class MatMul:
     def shape_str(self) -> str:
         return f"{self.batch}x[{self.m}x{self.k}]x[{self.k}x{self.n}]"
 
+    def _check_operand(self, which: str, s: Shape, rows: int, cols: int, offset: int) -> None:
+        wins_ok = self.windows == 1 or s[1] == self.windows
+        if tokens_of(s) != rows * self.windows or not wins_ok or s[2] < offset + self.heads * cols:
+            layout = f"{rows} x {self.windows}" if self.windows > 1 else f"{rows} tokens"
+            raise _shape_error(self, which, s, f"{layout} with channels {offset}..{offset + self.heads * cols - 1}")
 
-@dataclass(frozen=True)
-class Elementwise:
-    """A non-MAC layer: ``elements`` outputs computed from ``in_elements`` inputs.
+    def infer(self, in_shapes: list[Shape]) -> Shape:
+        self._arity(in_shapes, 2)
+        a, b = in_shapes
+        if self.b_layout == "opaque":
+            for which, s, need in ((self.inputs[0], a, self.batch * self.m * self.k),
+                                   (self.inputs[1], b, self.batch * self.k * self.n)):
+                if _elements(s) < need:
+                    raise _shape_error(self, f"operand {which!r}", s, f"at least {need} elements")
+            return _opaque_out(self, a)
+        self._check_operand(f"operand a {self.inputs[0]!r}", a, self.m, self.k, self.a_offset)
+        if self.b_layout == "nk":
+            self._check_operand(f"operand b {self.inputs[1]!r}", b, self.n, self.k, self.b_offset)
+        else:
+            self._check_operand(f"operand b {self.inputs[1]!r}", b, self.k, self.n, self.b_offset)
+        return (a[0], a[1], self.heads * self.n)
 
-    ``kind`` is one of ``ELEMENTWISE_KINDS``; ``fused`` marks an operation that
-    the post-processing unit applies on the fly to the preceding MAC layer's
-    output (for example ReLU), so it costs no separate pass.
+
+def _opaque_out(layer: "MatMul", a: Shape) -> Shape:
+    """Output of an opaque product: the tokens of ``a`` when they hold the M rows of every batch
+    item's outputs, else M tokens of ``batch * N`` channels."""
+    total = layer.batch * layer.m * layer.n
+    if total % tokens_of(a) == 0:
+        return (a[0], a[1], total // tokens_of(a))
+    return (layer.m, 1, layer.batch * layer.n)
+
+
+# ---- non-MAC layers ---------------------------------------------------------------------------------------
+
+def _same(layer, in_shapes: list[Shape]) -> Shape:
+    layer._arity(in_shapes, 1)
+    return in_shapes[0]
+
+
+def _nonmac(kind: str):
+    """Decorator: a frozen dataclass with the common non-MAC fields appended."""
+    def wrap(cls):
+        ann = cls.__dict__.get("__annotations__", {})
+        ann.update({"kind": "str", "out_shape": "Optional[Shape]", "in_shapes": "tuple"})
+        cls.__annotations__ = ann
+        cls.kind = field(default=kind, init=False)
+        cls.out_shape = field(default=None, compare=False)
+        cls.in_shapes = field(default=(), compare=False)
+        return dataclass(frozen=True)(cls)
+    return wrap
+
+
+@_nonmac("layernorm")
+class LayerNorm(_Base):
+    """Normalise each token over its channels (population variance), then ``gamma * x + beta``."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+
+    def infer(self, in_shapes):
+        return _same(self, in_shapes)
+
+
+@_nonmac("softmax")
+class Softmax(_Base):
+    """Softmax over consecutive rows of ``row`` channels (``row = 0``: all channels)."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    row: int = 0
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+
+    def row_len(self) -> int:
+        return self.row or self.out_shape[2]
+
+    def infer(self, in_shapes):
+        s = _same(self, in_shapes)
+        if self.row and s[2] % self.row:
+            raise _shape_error(self, f"input {self.inputs[0]!r}", s, f"channels in rows of {self.row}")
+        return s
+
+
+@_nonmac("activation")
+class Activation(_Base):
+    """``relu``, ``gelu`` (exact, erf) or ``sigmoid``, element by element.
+
+    ``fused`` marks an activation that the preceding layer's vector pass applies.
     """
 
     name: str
     part: str
-    op: str
-    elements: int
-    in_elements: int = 0
+    func: str
+    inputs: tuple[str, ...]
     fused: bool = False
-    inputs: tuple[str, ...] = ()
-    kind: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
         _check_part(self.part)
-        if self.op not in ELEMENTWISE_KINDS:
-            raise ValueError(f"{self.name}: op must be one of {ELEMENTWISE_KINDS}, not {self.op!r}")
-        if self.elements <= 0:
-            raise ValueError(f"{self.name}: elements must be positive, not {self.elements!r}")
-        object.__setattr__(self, "kind", self.op)
-        if self.in_elements == 0:
-            object.__setattr__(self, "in_elements", self.elements)
+        if self.func not in ("relu", "gelu", "sigmoid"):
+            raise ValueError(f"{self.name}: func must be relu, gelu or sigmoid, not {self.func!r}")
+        object.__setattr__(self, "kind", self.func)
 
-    @property
-    def macs(self) -> int:
-        return 0
-
-    @property
-    def shape_str(self) -> str:
-        return f"{self.in_elements} -> {self.elements} elems"
+    def infer(self, in_shapes):
+        return _same(self, in_shapes)
 
 
-Layer = Union[Conv2d, Linear, MatMul, Elementwise]
+def _broadcast(layer, in_shapes: list[Shape]) -> Shape:
+    """numpy broadcasting of H and W; a channel count dividing the largest is repeated."""
+    out = tuple(max(s[i] for s in in_shapes) for i in range(3))
+    for name, s in zip(layer.inputs, in_shapes):
+        if any(s[i] not in (1, out[i]) for i in range(2)) or out[2] % s[2]:
+            shapes = " and ".join(_hwc(t) for t in in_shapes)
+            raise ShapeError(f"{layer.name}: input {name!r} of shape {_hwc(s)} does not broadcast "
+                             f"({shapes})")
+    return out
+
+
+@_nonmac("add")
+class Add(_Base):
+    """Element-wise sum of two tensors (broadcast as the module docstring says), optional ReLU."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    relu: bool = False
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+
+    def infer(self, in_shapes):
+        self._arity(in_shapes, 2)
+        return _broadcast(self, in_shapes)
+
+
+@_nonmac("mul")
+class Mul(_Base):
+    """Element-wise product of two tensors (broadcast as :class:`Add`)."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+
+    def infer(self, in_shapes):
+        self._arity(in_shapes, 2)
+        return _broadcast(self, in_shapes)
+
+
+@_nonmac("resize")
+class Resize(_Base):
+    """Resize to ``out_h x out_w``: ``bilinear`` (PyTorch ``align_corners=False``) or ``nearest``."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    out_h: int
+    out_w: int
+    mode: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+        _positive(self, "out_h", "out_w")
+        if self.mode not in ("bilinear", "nearest"):
+            raise ValueError(f"{self.name}: mode must be bilinear or nearest, not {self.mode!r}")
+
+    def infer(self, in_shapes):
+        s = _same(self, in_shapes)
+        return (self.out_h, self.out_w, s[2])
+
+
+@_nonmac("pool")
+class Pool(_Base):
+    """Pooling over each channel (PyTorch semantics).
+
+    ``mode``: ``max`` and ``avg`` (``kernel``, ``stride``, ``padding``, ``ceil_mode``,
+    ``count_include_pad``), or ``adaptive_avg`` to ``out_h x out_w`` (windows
+    ``floor(i*in/out) .. ceil((i+1)*in/out)``; ``1 x 1`` is global average pooling).
+    """
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    mode: str
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    out_h: int = 0
+    out_w: int = 0
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+        if self.mode not in ("max", "avg", "adaptive_avg"):
+            raise ValueError(f"{self.name}: mode must be max, avg or adaptive_avg, not {self.mode!r}")
+        if self.mode == "adaptive_avg":
+            _positive(self, "out_h", "out_w")
+        else:
+            _positive(self, "kernel", "stride")
+
+    def window_out(self, size: int) -> int:
+        """Output extent along an axis of ``size`` (``max``/``avg``; PyTorch's ceil_mode rule)."""
+        span = size + 2 * self.padding - self.kernel
+        if not self.ceil_mode:
+            return span // self.stride + 1
+        out = -(-span // self.stride) + 1
+        return out - 1 if (out - 1) * self.stride >= size + self.padding else out
+
+    def infer(self, in_shapes):
+        h, w, c = _same(self, in_shapes)
+        if self.mode == "adaptive_avg":
+            if self.out_h > h or self.out_w > w:
+                raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c),
+                                   f"at least {self.out_h}x{self.out_w} pixels")
+            return (self.out_h, self.out_w, c)
+        oh, ow = self.window_out(h), self.window_out(w)
+        if oh <= 0 or ow <= 0:
+            raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c), f"room for a {self.kernel}x"
+                               f"{self.kernel} window")
+        return (oh, ow, c)
+
+
+@_nonmac("concat")
+class Concat(_Base):
+    """Concatenation of its inputs along the channels (equal ``H`` and ``W``)."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+
+    def infer(self, in_shapes):
+        if not in_shapes:
+            raise ShapeError(f"{self.name}: needs at least one input")
+        hw = in_shapes[0][:2]
+        for name, s in zip(self.inputs, in_shapes):
+            if s[:2] != hw:
+                raise _shape_error(self, f"input {name!r}", s, f"{hw[0]}x{hw[1]} pixels like {self.inputs[0]!r}")
+        return (hw[0], hw[1], sum(s[2] for s in in_shapes))
+
+
+@_nonmac("pad")
+class Pad(_Base):
+    """Zero padding at the bottom and the right, to ``out_h x out_w``."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    out_h: int
+    out_w: int
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+
+    def infer(self, in_shapes):
+        h, w, c = _same(self, in_shapes)
+        if self.out_h < h or self.out_w < w:
+            raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c),
+                               f"at most {self.out_h}x{self.out_w} pixels")
+        return (self.out_h, self.out_w, c)
+
+
+@_nonmac("crop")
+class Crop(_Base):
+    """The top-left ``out_h x out_w`` pixels."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    out_h: int
+    out_w: int
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+        _positive(self, "out_h", "out_w")
+
+    def infer(self, in_shapes):
+        h, w, c = _same(self, in_shapes)
+        if self.out_h > h or self.out_w > w:
+            raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c),
+                               f"at least {self.out_h}x{self.out_w} pixels")
+        return (self.out_h, self.out_w, c)
+
+
+@_nonmac("roll")
+class Roll(_Base):
+    """Cyclic shift: ``out[y, x] = in[(y + shift) mod H, (x + shift) mod W]`` (``torch.roll(-shift)``)."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    shift: int
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+
+    def infer(self, in_shapes):
+        return _same(self, in_shapes)
+
+
+@_nonmac("window_partition")
+class WindowPartition(_Base):
+    """``H x W`` image -> ``window^2 x windows`` tokens: row ``m = (y % win) * win + x % win`` of
+    window ``w = (y // win) * (W // win) + x // win`` (Swin's window partition)."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    window: int = 7
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+        _positive(self, "window")
+
+    def infer(self, in_shapes):
+        h, w, c = _same(self, in_shapes)
+        if h % self.window or w % self.window:
+            raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c), f"sides that are multiples of "
+                               f"the window {self.window}")
+        return (self.window * self.window, h * w // self.window ** 2, c)
+
+
+@_nonmac("window_reverse")
+class WindowReverse(_Base):
+    """The inverse of :class:`WindowPartition`, back to an ``out_h x out_w`` image."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    out_h: int
+    out_w: int
+    window: int = 7
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+        _positive(self, "out_h", "out_w", "window")
+
+    def infer(self, in_shapes):
+        s = _same(self, in_shapes)
+        want = (self.window ** 2, self.out_h * self.out_w // self.window ** 2)
+        if self.out_h % self.window or self.out_w % self.window or s[:2] != want:
+            raise _shape_error(self, f"input {self.inputs[0]!r}", s, f"{want[0]}x{want[1]} window rows")
+        return (self.out_h, self.out_w, s[2])
+
+
+@_nonmac("patch_merge")
+class PatchMerge(_Base):
+    """Swin's patch merging gather: each 2x2 neighbourhood into one token of 4C channels, in the
+    order ``(0,0), (1,0), (0,1), (1,1)`` (row, column); odd sides are zero-padded."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+
+    def infer(self, in_shapes):
+        h, w, c = _same(self, in_shapes)
+        return (-(-h // 2), -(-w // 2), 4 * c)
+
+
+@_nonmac("constant")
+class Constant(_Base):
+    """A tensor known before the input: generated with the weights (``init`` says how,
+    see ``mapper.weights``) and stored in the DRAM image."""
+
+    name: str
+    part: str
+    shape: Shape
+    init: str = "normal"
+    args: tuple = ()
+    inputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+        if len(self.shape) != 3 or any(not isinstance(v, int) or v <= 0 for v in self.shape):
+            raise ValueError(f"{self.name}: shape must be three positive integers, not {self.shape!r}")
+
+    def infer(self, in_shapes):
+        self._arity(in_shapes, 0)
+        return tuple(self.shape)
+
+
+Layer = Union[Conv2d, Linear, MatMul, LayerNorm, Softmax, Activation, Add, Mul, Resize, Pool, Concat, Pad,
+              Crop, Roll, WindowPartition, WindowReverse, PatchMerge, Constant]
 
 
 @dataclass(frozen=True)
 class Model:
-    """A workload: its layers in execution order and how it was built."""
+    """A workload: its layers in execution order and how it was built.
+
+    Construction checks the graph (unique names, producers before consumers) and fills in
+    every layer's ``in_shapes`` and ``out_shape`` (``ShapeError`` names both shapes when a
+    layer's input does not match it).
+    """
 
     name: str
     variant: str
@@ -227,6 +738,23 @@ class Model:
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"{self.name}: duplicate layer names {dup[:5]}")
+        if INPUT in names:
+            raise ValueError(f"{self.name}: no layer may be called {INPUT!r} (the input image)")
+        object.__setattr__(self, "layers", tuple(self._infer_shapes()))
+
+    def _infer_shapes(self) -> Iterator[Layer]:
+        shapes: dict[str, Shape] = {INPUT: tuple(self.input)}
+        for layer in self.layers:
+            ins = layer.inputs or (() if isinstance(layer, Constant) else (INPUT,))
+            missing = [n for n in ins if n not in shapes]
+            if missing:
+                raise ValueError(f"{self.name}: layer {layer.name!r} reads {missing[0]!r}, which no earlier "
+                                 f"layer produces")
+            in_shapes = [shapes[n] for n in ins]
+            layer = dataclasses.replace(layer, inputs=tuple(ins))
+            out = tuple(layer.infer(in_shapes))
+            shapes[layer.name] = out
+            yield dataclasses.replace(layer, out_shape=out, in_shapes=tuple(in_shapes))
 
     def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers)
@@ -244,3 +772,14 @@ class Model:
             if layer.name == name:
                 return layer
         raise KeyError(f"{self.name} has no layer {name!r}")
+
+    def shape(self, name: str) -> Shape:
+        """Shape of tensor ``name`` (a layer's output, or ``"input"``)."""
+        return tuple(self.input) if name == INPUT else self.layer(name).out_shape
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Layers no other layer reads: the model's outputs."""
+        read = {n for layer in self.layers for n in layer.inputs}
+        return tuple(layer.name for layer in self.layers
+                     if layer.name not in read and not isinstance(layer, Constant))

@@ -195,7 +195,7 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
             ev = Counter()
             for insn in stream:
                 ev.update(count_events(insn, cfg))
-            mapping = "vector unit" + ("" if step.vec.f["vec_op"] == VEC_OP_OF.get(layer.op, -1)
+            mapping = "vector unit" + ("" if step.vec.f["vec_op"] == VEC_OP_OF.get(layer.kind, -1)
                                        else f" ({VecOp(step.vec.f['vec_op']).name.lower()})")
         else:
             cycles = busy = n_insn = 0

@@ -8,7 +8,7 @@ every layer of several networks and configurations, or one of them is wrong.
 import pytest
 
 from hw.config import get_config
-from mapper.ir import Conv2d, Elementwise, Linear, MatMul, min_dram_bytes
+from mapper.ir import Add, Conv2d, Linear, MatMul, min_dram_bytes
 from mapper.workloads import build_model
 from sim.run import _bounds
 from sim.simulator import IDEAL_MEMORY, simulate
@@ -28,7 +28,7 @@ def test_min_dram_bytes_reads_what_the_windows_touch():
 
 def test_min_dram_bytes_refuses_a_non_mac_layer():
     with pytest.raises(TypeError, match="not a MAC layer"):
-        min_dram_bytes(Elementwise("a", "encoder", "add", elements=4, in_elements=8))
+        min_dram_bytes(Add("a", "encoder", inputs=("x", "y")))
 
 
 CASES = [("segformer_b0", (128, 128)), ("swin_tiny", None), ("resnet50", None), ("detr", (256, 256))]

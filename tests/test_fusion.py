@@ -6,7 +6,7 @@ from hw.config import get_config
 from hw.isa import Op, VecOp
 from hw.timing import latency, store_bytes
 from mapper.fusion import plan
-from mapper.ir import Conv2d, Elementwise, MatMul, Model
+from mapper.ir import Add, Conv2d, Crop, LayerNorm, Linear, MatMul, Model, Pad, Softmax
 from mapper.lower import MappingError, map_layer
 from mapper.workloads import build_model
 from sim.simulator import simulate
@@ -56,18 +56,18 @@ def test_epilogue_refused_when_rows_cannot_be_whole():
 
 
 def _toy(extra_consumer: bool) -> Model:
-    e = 64 * 64
-    qk = MatMul("qk", "encoder", 1, 64, 32, 64, inputs=("x",))
-    sm = Elementwise("softmax", "encoder", "softmax", e, inputs=("qk",))
+    qk = MatMul("qk", "encoder", 1, 64, 32, 64, inputs=("input", "input"))
+    sm = Softmax("softmax", "encoder", inputs=("qk",))
     layers = [qk, sm]
     if extra_consumer:
-        layers.append(Elementwise("peek", "encoder", "copy", e, inputs=("qk",)))
-    add = Elementwise("add", "encoder", "add", e, in_elements=2 * e, inputs=("softmax", "x"))
-    norm = Elementwise("norm", "encoder", "layernorm", e, inputs=("add",))
-    pad = Elementwise("pad", "encoder", "copy", 2 * e, in_elements=e, inputs=("norm",))
-    fc = MatMul("fc", "encoder", 1, 128, 32, 64, inputs=("pad",))
-    add2 = Elementwise("add2", "encoder", "add", e, in_elements=2 * e, inputs=("add", "fc"))
-    return Model("toy", "full", (64, 1, 64), tuple(layers + [add, norm, pad, fc, add2]))
+        layers.append(Pad("peek", "encoder", inputs=("qk",), out_h=64, out_w=1))
+    add = Add("add", "encoder", inputs=("softmax", "input"))
+    norm = LayerNorm("norm", "encoder", inputs=("add",))
+    pad = Pad("pad", "encoder", inputs=("norm",), out_h=128, out_w=1)
+    fc = Linear("fc", "encoder", 128, 64, 64, inputs=("pad",))
+    crop = Crop("crop", "encoder", inputs=("fc",), out_h=64, out_w=1)
+    add2 = Add("add2", "encoder", inputs=("add", "crop"))
+    return Model("toy", "full", (64, 1, 64), tuple(layers + [add, norm, pad, fc, crop, add2]))
 
 
 def test_plan_fuses_softmax_and_chains_element_wise_layers():
@@ -82,7 +82,7 @@ def test_plan_fuses_softmax_and_chains_element_wise_layers():
     assert (chain["bytes_in"], chain["bytes_out"]) == (2 * e, e + 2 * e)
     assert chain["elements"] == e * 1 + e * 3 + 2 * e * 1
     assert steps["norm"].action == steps["pad"].action == "merged"
-    assert steps["add2"].vec.f["vec_op"] == VecOp.ADD        # its inputs come from a MAC layer
+    assert steps["crop"].vec.f["vec_op"] == VecOp.CHAIN      # crop + add2: one pass after the MAC layer
 
 
 def test_plan_keeps_an_output_that_another_layer_reads():
@@ -92,8 +92,8 @@ def test_plan_keeps_an_output_that_another_layer_reads():
 
 def test_plan_without_fusion_and_mac_only():
     steps = plan(_toy(False), E, fuse=False)
-    assert [s.action for s in steps] == ["mac"] + ["vector"] * 4 + ["mac", "vector"]
-    assert [s.action for s in plan(_toy(False), E, mac_only=True)] == ["mac"] + ["excluded"] * 4 + ["mac", "excluded"]
+    assert [s.action for s in steps] == ["mac"] + ["vector"] * 4 + ["mac", "vector", "vector"]
+    assert [s.action for s in plan(_toy(False), E, mac_only=True)] == ["mac"] + ["excluded"] * 4 + ["mac"] + ["excluded"] * 2
 
 
 def test_segmentation_output_is_the_class_map():
@@ -119,12 +119,12 @@ def test_fusion_saves_time_and_lists_every_layer():
 
 def test_layernorm_is_fused_only_into_an_ungrouped_layer():
     # a grouped convolution's STOREs may hold one group's channels only: its layernorm stays a VEC
-    conv = Conv2d("gconv", "encoder", 64, 64, 16, 16, kernel=3, padding=1, groups=2, inputs=("x",))
-    norm = Elementwise("norm", "encoder", "layernorm", 16 * 16 * 64, inputs=("gconv",))
+    conv = Conv2d("gconv", "encoder", 64, 64, 16, 16, kernel=3, padding=1, groups=2)
+    norm = LayerNorm("norm", "encoder", inputs=("gconv",))
     steps = plan(Model("g", "full", (16, 16, 64), (conv, norm)), E)
     assert [s.action for s in steps] == ["mac", "vector"]
-    dense = Conv2d("conv", "encoder", 64, 64, 16, 16, kernel=3, padding=1, inputs=("x",))
-    norm = Elementwise("norm", "encoder", "layernorm", 16 * 16 * 64, inputs=("conv",))
+    dense = Conv2d("conv", "encoder", 64, 64, 16, 16, kernel=3, padding=1)
+    norm = LayerNorm("norm", "encoder", inputs=("conv",))
     steps = plan(Model("d", "full", (16, 16, 64), (dense, norm)), E)
     assert [s.action for s in steps] == ["mac", "epilogue"]
 

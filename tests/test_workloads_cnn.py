@@ -163,11 +163,12 @@ def backbone_share(name, size):
 @pytest.mark.parametrize("name", DETRS)
 def test_detr_family_structure(name):
     m = build_model(name)
-    seen = set()
+    seen = {"input"}
     for layer in m.layers:                       # producers come first
         assert set(layer.inputs) <= seen, layer.name
         seen.add(layer.name)
     assert {l.part for l in m.layers} == {"backbone", "transformer", "head"}
+    assert set(m.output_names) >= {"head.class", "head.bbox.sigmoid"}
     backbone = [l for l in m.layers if l.part == "backbone"]
     assert {l.name for l in backbone} == {"backbone." + n for n in
                                           {l.name for l in build_model("resnet50", size=(800, 1200)).layers}

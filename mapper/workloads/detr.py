@@ -74,7 +74,7 @@ MACs = multiply-accumulates; the paper's "FLOPs" count multiply-accumulates.
 
 from __future__ import annotations
 
-from ..ir import Conv2d, Elementwise, Layer, Linear, MatMul, Model
+from ..ir import Activation, Add, Concat, Constant, Conv2d, Layer, LayerNorm, Linear, MatMul, Model, Mul, Pool, Softmax
 from . import variants as _v
 from .resnet import resnet50_backbone
 
@@ -96,195 +96,238 @@ MODELS = {
 }
 
 
-def _names(src) -> tuple[str, ...]:
-    """Producer names, dropping ``""`` (a constant such as a learned embedding)."""
-    return tuple(s for s in src if s)
-
-
 class _T:
     """Token-level layer list builder; every method returns the new layer's name."""
 
     def __init__(self) -> None:
         self.layers: list[Layer] = []
+        self._consts: set[str] = set()
+
+    def const(self, name: str, shape: tuple[int, int, int], init: str, args: tuple = ()) -> str:
+        """A :class:`Constant` (learned embedding, positional encoding), added once."""
+        if name not in self._consts:
+            self._consts.add(name)
+            self.layers.append(Constant(name, "transformer", shape, init=init, args=args))
+        return name
 
     def lin(self, name, part, tokens, fin, fout, src, relu=False) -> str:
-        self.layers.append(Linear(name, part, tokens, fin, fout, relu=relu, inputs=_names(src)))
+        self.layers.append(Linear(name, part, tokens, fin, fout, relu=relu, inputs=(src,)))
         return name
 
-    def mm(self, name, part, batch, m, k, n, src) -> str:
-        self.layers.append(MatMul(name, part, batch, m, k, n, inputs=_names(src)))
+    def mm(self, name, part, batch, m, k, n, src, **kw) -> str:
+        self.layers.append(MatMul(name, part, batch, m, k, n, inputs=tuple(src), **kw))
         return name
 
-    def ew(self, name, part, op, elements, src, in_elements=0) -> str:
-        self.layers.append(Elementwise(name, part, op, elements, in_elements=in_elements, inputs=_names(src)))
+    def add(self, name, part, a, b) -> str:
+        self.layers.append(Add(name, part, inputs=(a, b)))
+        return name
+
+    def mul(self, name, part, a, b) -> str:
+        self.layers.append(Mul(name, part, inputs=(a, b)))
+        return name
+
+    def norm(self, name, part, src) -> str:
+        self.layers.append(LayerNorm(name, part, inputs=(src,)))
+        return name
+
+    def softmax(self, name, part, src, row) -> str:
+        self.layers.append(Softmax(name, part, inputs=(src,), row=row))
         return name
 
     def mlp(self, name, part, tokens, dims, src) -> str:
         """``len(dims) - 1`` linears with ReLU between them (detrex ``MLP``)."""
         x = src
         for i in range(len(dims) - 1):
-            x = self.lin(f"{name}.fc{i + 1}", part, tokens, dims[i], dims[i + 1], (x,),
-                         relu=i < len(dims) - 2)
+            x = self.lin(f"{name}.fc{i + 1}", part, tokens, dims[i], dims[i + 1], x, relu=i < len(dims) - 2)
         return x
 
     # ------------------------------------------------------------------ blocks
     def attention_core(self, p, part, nq, nk, src_q, src_k, src_v, qk_dim=HEAD_DIM) -> str:
         """Q.K^T, softmax, A.V for ``HEADS`` heads; returns the A.V layer name."""
-        s = self.mm(f"{p}.qk", part, HEADS, nq, qk_dim, nk, (src_q, src_k))
-        a = self.ew(f"{p}.softmax", part, "softmax", HEADS * nq * nk, (s,))
-        return self.mm(f"{p}.av", part, HEADS, nq, nk, HEAD_DIM, (a, src_v))
+        s = self.mm(f"{p}.qk", part, HEADS, nq, qk_dim, nk, (src_q, src_k), b_layout="nk")
+        a = self.softmax(f"{p}.softmax", part, s, nk)
+        return self.mm(f"{p}.av", part, HEADS, nq, nk, HEAD_DIM, (a, src_v), b_layout="kn")
 
-    def residual_norm(self, p, part, tokens, a, b) -> str:
-        x = self.ew(f"{p}.add", part, "add", tokens * D_MODEL, (a, b), in_elements=2 * tokens * D_MODEL)
-        return self.ew(f"{p}.norm", part, "layernorm", tokens * D_MODEL, (x,))
+    def residual_norm(self, p, part, a, b) -> str:
+        return self.norm(f"{p}.norm", part, self.add(f"{p}.add", part, a, b))
 
     def ffn(self, p, part, tokens, dff, src) -> str:
-        h = self.lin(f"{p}.fc1", part, tokens, D_MODEL, dff, (src,), relu=True)
-        y = self.lin(f"{p}.fc2", part, tokens, dff, D_MODEL, (h,))
-        return self.residual_norm(p, part, tokens, y, src)
+        h = self.lin(f"{p}.fc1", part, tokens, D_MODEL, dff, src, relu=True)
+        y = self.lin(f"{p}.fc2", part, tokens, dff, D_MODEL, h)
+        return self.residual_norm(p, part, y, src)
 
     def mha(self, p, part, nq, nk, q_src, k_src, v_src, q_pos=None, k_pos=None, shared_qk=False) -> str:
         """Standard multi-head attention (nn.MultiheadAttention).
 
-        ``q_pos``/``k_pos``: ``None`` for no positional add, else the names of the
-        position tensors added (``()`` for a constant embedding); ``shared_qk``:
-        q and k are the same ``src + pos`` tensor (one add).
+        ``q_pos``/``k_pos``: ``None`` for no positional add, else the name of the position
+        tensor added; ``shared_qk``: q and k are the same ``src + pos`` tensor (one add).
         """
         if shared_qk:
-            q_src = k_src = self.ew(f"{p}.add_pos", part, "add", nq * D_MODEL, (q_src, *q_pos))
+            q_src = k_src = self.add(f"{p}.add_pos", part, q_src, q_pos)
         else:
             if q_pos is not None:
-                q_src = self.ew(f"{p}.add_qpos", part, "add", nq * D_MODEL, (q_src, *q_pos))
+                q_src = self.add(f"{p}.add_qpos", part, q_src, q_pos)
             if k_pos is not None:
-                k_src = self.ew(f"{p}.add_kpos", part, "add", nk * D_MODEL, (k_src, *k_pos))
-        q = self.lin(f"{p}.q", part, nq, D_MODEL, D_MODEL, (q_src,))
-        k = self.lin(f"{p}.k", part, nk, D_MODEL, D_MODEL, (k_src,))
-        v = self.lin(f"{p}.v", part, nk, D_MODEL, D_MODEL, (v_src,))
+                k_src = self.add(f"{p}.add_kpos", part, k_src, k_pos)
+        q = self.lin(f"{p}.q", part, nq, D_MODEL, D_MODEL, q_src)
+        k = self.lin(f"{p}.k", part, nk, D_MODEL, D_MODEL, k_src)
+        v = self.lin(f"{p}.v", part, nk, D_MODEL, D_MODEL, v_src)
         o = self.attention_core(p, part, nq, nk, q, k, v)
-        return self.lin(f"{p}.out", part, nq, D_MODEL, D_MODEL, (o,))
+        return self.lin(f"{p}.out", part, nq, D_MODEL, D_MODEL, o)
 
-    def cond_self_attn(self, p, part, nq, src, pos="") -> str:
+    def cond_self_attn(self, p, part, nq, src, pos) -> str:
         """detrex ``ConditionalSelfAttention``: q = qc + qp, k = kc + kp."""
-        qc = self.lin(f"{p}.q_content", part, nq, D_MODEL, D_MODEL, (src,))
-        qp = self.lin(f"{p}.q_pos", part, nq, D_MODEL, D_MODEL, (pos,))
-        kc = self.lin(f"{p}.k_content", part, nq, D_MODEL, D_MODEL, (src,))
-        kp = self.lin(f"{p}.k_pos", part, nq, D_MODEL, D_MODEL, (pos,))
-        v = self.lin(f"{p}.v", part, nq, D_MODEL, D_MODEL, (src,))
-        q = self.ew(f"{p}.add_q", part, "add", nq * D_MODEL, (qc, qp), in_elements=2 * nq * D_MODEL)
-        k = self.ew(f"{p}.add_k", part, "add", nq * D_MODEL, (kc, kp), in_elements=2 * nq * D_MODEL)
+        qc = self.lin(f"{p}.q_content", part, nq, D_MODEL, D_MODEL, src)
+        qp = self.lin(f"{p}.q_pos", part, nq, D_MODEL, D_MODEL, pos)
+        kc = self.lin(f"{p}.k_content", part, nq, D_MODEL, D_MODEL, src)
+        kp = self.lin(f"{p}.k_pos", part, nq, D_MODEL, D_MODEL, pos)
+        v = self.lin(f"{p}.v", part, nq, D_MODEL, D_MODEL, src)
+        q = self.add(f"{p}.add_q", part, qc, qp)
+        k = self.add(f"{p}.add_k", part, kc, kp)
         o = self.attention_core(p, part, nq, nq, q, k, v)
-        return self.lin(f"{p}.out", part, nq, D_MODEL, D_MODEL, (o,))
+        return self.lin(f"{p}.out", part, nq, D_MODEL, D_MODEL, o)
 
-    def cond_cross_attn(self, p, part, nq, nk, src, memory, first, sine, pos="") -> str:
-        """detrex ``ConditionalCrossAttention``: [content | sine position] queries, head dim 64."""
-        qc = self.lin(f"{p}.q_content", part, nq, D_MODEL, D_MODEL, (src,))
-        kc = self.lin(f"{p}.k_content", part, nk, D_MODEL, D_MODEL, (memory,))
-        v = self.lin(f"{p}.v", part, nk, D_MODEL, D_MODEL, (memory,))
-        kp = self.lin(f"{p}.k_pos", part, nk, D_MODEL, D_MODEL, ())
+    def cond_cross_attn(self, p, part, nq, nk, src, memory, first, sine, pos, key_pos) -> str:
+        """detrex ``ConditionalCrossAttention``: [content | sine position] queries, head dim 64.
+
+        The concatenations are modelled as plain channel concatenations (detrex interleaves
+        the two halves per head), which changes which channels a head sees, not the work.
+        """
+        qc = self.lin(f"{p}.q_content", part, nq, D_MODEL, D_MODEL, src)
+        kc = self.lin(f"{p}.k_content", part, nk, D_MODEL, D_MODEL, memory)
+        v = self.lin(f"{p}.v", part, nk, D_MODEL, D_MODEL, memory)
+        kp = self.lin(f"{p}.k_pos", part, nk, D_MODEL, D_MODEL, key_pos)
         q, k = qc, kc
         if first:   # only layer 0 keeps the query position projection
-            qp = self.lin(f"{p}.q_pos", part, nq, D_MODEL, D_MODEL, (pos,))
-            q = self.ew(f"{p}.add_q", part, "add", nq * D_MODEL, (qc, qp), in_elements=2 * nq * D_MODEL)
-            k = self.ew(f"{p}.add_k", part, "add", nk * D_MODEL, (kc, kp), in_elements=2 * nk * D_MODEL)
-        qs = self.lin(f"{p}.q_pos_sine", part, nq, D_MODEL, D_MODEL, (sine,))
-        qcat = self.ew(f"{p}.concat_q", part, "concat", 2 * nq * D_MODEL, (q, qs))
-        kcat = self.ew(f"{p}.concat_k", part, "concat", 2 * nk * D_MODEL, (k, kp))
-        o = self.attention_core(p, part, nq, nk, qcat, kcat, v, qk_dim=2 * HEAD_DIM)
-        return self.lin(f"{p}.out", part, nq, D_MODEL, D_MODEL, (o,))
+            qp = self.lin(f"{p}.q_pos", part, nq, D_MODEL, D_MODEL, pos)
+            q = self.add(f"{p}.add_q", part, qc, qp)
+            k = self.add(f"{p}.add_k", part, kc, kp)
+        qs = self.lin(f"{p}.q_pos_sine", part, nq, D_MODEL, D_MODEL, sine)
+        self.layers.append(Concat(f"{p}.concat_q", part, inputs=(q, qs)))
+        self.layers.append(Concat(f"{p}.concat_k", part, inputs=(k, kp)))
+        o = self.attention_core(p, part, nq, nk, f"{p}.concat_q", f"{p}.concat_k", v, qk_dim=2 * HEAD_DIM)
+        return self.lin(f"{p}.out", part, nq, D_MODEL, D_MODEL, o)
 
     def rcda(self, p, part, nq, fh, fw, q_row_src, q_col_src, k_row_src, k_col_src, v_src) -> str:
-        """Anchor DETR's MultiheadRCDA (detrex ``multi_head_rcda_forward``)."""
+        """Anchor DETR's MultiheadRCDA (detrex ``multi_head_rcda_forward``).
+
+        The value aggregation (``efficient_compute``) reshapes the values per head and row;
+        its products are ``b_layout="opaque"``: counted and timed, not executable.
+        """
         t = fh * fw
-        qr = self.lin(f"{p}.q_row", part, nq, D_MODEL, D_MODEL, (q_row_src,))
-        qc = self.lin(f"{p}.q_col", part, nq, D_MODEL, D_MODEL, (q_col_src,))
-        kr = self.lin(f"{p}.k_row", part, t, D_MODEL, D_MODEL, (k_row_src,))
-        kc = self.lin(f"{p}.k_col", part, t, D_MODEL, D_MODEL, (k_col_src,))
-        v = self.lin(f"{p}.v", part, t, D_MODEL, D_MODEL, (v_src,))
-        krm = self.ew(f"{p}.k_row_mean", part, "pool", fw * D_MODEL, (kr,), in_elements=t * D_MODEL)
-        kcm = self.ew(f"{p}.k_col_mean", part, "pool", fh * D_MODEL, (kc,), in_elements=t * D_MODEL)
-        sr = self.mm(f"{p}.qk_row", part, HEADS, nq, HEAD_DIM, fw, (qr, krm))
-        sc = self.mm(f"{p}.qk_col", part, HEADS, nq, HEAD_DIM, fh, (qc, kcm))
-        ar = self.ew(f"{p}.softmax_row", part, "softmax", HEADS * nq * fw, (sr,))
-        ac = self.ew(f"{p}.softmax_col", part, "softmax", HEADS * nq * fh, (sc,))
+        qr = self.lin(f"{p}.q_row", part, nq, D_MODEL, D_MODEL, q_row_src)
+        qc = self.lin(f"{p}.q_col", part, nq, D_MODEL, D_MODEL, q_col_src)
+        kr = self.lin(f"{p}.k_row", part, t, D_MODEL, D_MODEL, k_row_src)
+        kc = self.lin(f"{p}.k_col", part, t, D_MODEL, D_MODEL, k_col_src)
+        v = self.lin(f"{p}.v", part, t, D_MODEL, D_MODEL, v_src)
+        self.layers.append(Pool(f"{p}.k_row_mean", part, inputs=(kr,), mode="adaptive_avg", out_h=1, out_w=fw))
+        self.layers.append(Pool(f"{p}.k_col_mean", part, inputs=(kc,), mode="adaptive_avg", out_h=fh, out_w=1))
+        sr = self.mm(f"{p}.qk_row", part, HEADS, nq, HEAD_DIM, fw, (qr, f"{p}.k_row_mean"))
+        sc = self.mm(f"{p}.qk_col", part, HEADS, nq, HEAD_DIM, fh, (qc, f"{p}.k_col_mean"))
+        ar = self.softmax(f"{p}.softmax_row", part, sr, fw)
+        ac = self.softmax(f"{p}.softmax_col", part, sc, fh)
         if fh < fw:   # efficient_compute: aggregate the long edge (W) first
-            x = self.mm(f"{p}.av_row", part, HEADS, nq, fw, fh * HEAD_DIM, (ar, v))
-            o = self.mm(f"{p}.av_col", part, HEADS * nq, 1, fh, HEAD_DIM, (ac, x))
+            x = self.mm(f"{p}.av_row", part, HEADS, nq, fw, fh * HEAD_DIM, (ar, v), b_layout="opaque")
+            o = self.mm(f"{p}.av_col", part, HEADS * nq, 1, fh, HEAD_DIM, (ac, x), b_layout="opaque")
         else:
-            x = self.mm(f"{p}.av_col", part, HEADS, nq, fh, fw * HEAD_DIM, (ac, v))
-            o = self.mm(f"{p}.av_row", part, HEADS * nq, 1, fw, HEAD_DIM, (ar, x))
-        return self.lin(f"{p}.out", part, nq, D_MODEL, D_MODEL, (o,))
+            x = self.mm(f"{p}.av_col", part, HEADS, nq, fh, fw * HEAD_DIM, (ac, v), b_layout="opaque")
+            o = self.mm(f"{p}.av_row", part, HEADS * nq, 1, fw, HEAD_DIM, (ar, x), b_layout="opaque")
+        return self.lin(f"{p}.out", part, nq, D_MODEL, D_MODEL, o)
 
 
 def _encoder(t: _T, name: str, tokens: int, fh: int, fw: int, dff: int, src: str) -> str:
     P = "transformer"
+    pos = t.const("transformer.pos", (fh, fw, D_MODEL), "sine_pos")
     x = src
     if name == "anchor_detr":
         # 1-d position embeddings of the W columns and H rows (adapt_pos1d, shared weights).
-        t.mlp("transformer.pos_row.adapt_pos1d", P, fw, (D_MODEL, D_MODEL, D_MODEL), "")
-        t.mlp("transformer.pos_col.adapt_pos1d", P, fh, (D_MODEL, D_MODEL, D_MODEL), "")
+        t.mlp("transformer.pos_row.adapt_pos1d", P, fw, (D_MODEL, D_MODEL, D_MODEL),
+              t.const("transformer.pos_row", (1, fw, D_MODEL), "sine_pos_1d"))
+        t.mlp("transformer.pos_col.adapt_pos1d", P, fh, (D_MODEL, D_MODEL, D_MODEL),
+              t.const("transformer.pos_col", (fh, 1, D_MODEL), "sine_pos_1d"))
     for i in range(ENC_LAYERS):
         p = f"transformer.enc{i}"
         if name == "anchor_detr":
-            qr = t.ew(f"{p}.attn.add_pos_row", P, "add", tokens * D_MODEL, (x, "transformer.pos_row.adapt_pos1d.fc2"))
-            qc = t.ew(f"{p}.attn.add_pos_col", P, "add", tokens * D_MODEL, (x, "transformer.pos_col.adapt_pos1d.fc2"))
+            qr = t.add(f"{p}.attn.add_pos_row", P, x, "transformer.pos_row.adapt_pos1d.fc2")
+            qc = t.add(f"{p}.attn.add_pos_col", P, x, "transformer.pos_col.adapt_pos1d.fc2")
             # RCDA: queries and keys from src + pos_row / src + pos_col, the value from src.
             a = t.rcda(f"{p}.attn", P, tokens, fh, fw, qr, qc, qr, qc, x)
         else:
-            pos: tuple = ()
+            q_pos = pos
             if name == "dab_detr":
                 sc = t.mlp(f"{p}.query_scale", P, tokens, (D_MODEL, D_MODEL, D_MODEL), x)
-                pos = (t.ew(f"{p}.pos_scale", P, "mul", tokens * D_MODEL, (sc,)),)
-            a = t.mha(f"{p}.attn", P, tokens, tokens, x, x, x, q_pos=pos, shared_qk=True)
-        x = t.residual_norm(f"{p}.attn", P, tokens, a, x)
+                q_pos = t.mul(f"{p}.pos_scale", P, sc, pos)
+            a = t.mha(f"{p}.attn", P, tokens, tokens, x, x, x, q_pos=q_pos, shared_qk=True)
+        x = t.residual_norm(f"{p}.attn", P, a, x)
         x = t.ffn(f"{p}.ffn", P, tokens, dff, x)
     return x
 
 
 def _decoder(t: _T, name: str, nq: int, tokens: int, fh: int, fw: int, dff: int, memory: str) -> str:
     P = "transformer"
-    x = ""   # the decoder input (zeros / pattern embeddings) is a constant
+    q_shape = (nq, 1, D_MODEL)
+    # the decoder input: zeros (DETR, DAB, Conditional) or Anchor DETR's pattern embeddings
+    x = t.const("transformer.tgt", q_shape, "normal" if name == "anchor_detr" else "zeros")
+    pos = "transformer.pos"
     if name == "conditional_detr":
-        t.mlp("transformer.ref_point_head", P, nq, (D_MODEL, D_MODEL, 2), "")
+        query = t.const("transformer.query_embed", q_shape, "normal")
+        t.mlp("transformer.ref_point_head", P, nq, (D_MODEL, D_MODEL, 2), query)
     for i in range(DEC_LAYERS):
         p = f"transformer.dec{i}"
         if name == "detr":
-            a = t.mha(f"{p}.self_attn", P, nq, nq, x, x, x, q_pos=(), shared_qk=True)
-            x = t.residual_norm(f"{p}.self_attn", P, nq, a, x)
-            a = t.mha(f"{p}.cross_attn", P, nq, tokens, x, memory, memory, q_pos=(), k_pos=())
-            x = t.residual_norm(f"{p}.cross_attn", P, nq, a, x)
+            query = t.const("transformer.query_embed", q_shape, "normal")
+            a = t.mha(f"{p}.self_attn", P, nq, nq, x, x, x, q_pos=query, shared_qk=True)
+            x = t.residual_norm(f"{p}.self_attn", P, a, x)
+            a = t.mha(f"{p}.cross_attn", P, nq, tokens, x, memory, memory, q_pos=query, k_pos=pos)
+            x = t.residual_norm(f"{p}.cross_attn", P, a, x)
         elif name in ("dab_detr", "conditional_detr"):
-            sine = qpos = ""
-            if name == "dab_detr":
-                qpos = t.mlp(f"{p}.ref_point_head", P, nq, (2 * D_MODEL, D_MODEL, D_MODEL), "")
-            if i > 0:
-                qs = t.mlp(f"{p}.query_scale", P, nq, (D_MODEL, D_MODEL, D_MODEL), x)
-                sine = t.ew(f"{p}.pos_transform", P, "mul", nq * D_MODEL, (qs,))
-            if name == "dab_detr":
-                hw = t.mlp(f"{p}.ref_anchor_head", P, nq, (D_MODEL, D_MODEL, 2), x)
-                sine = t.ew(f"{p}.hw_modulate", P, "mul", nq * D_MODEL, (hw, sine))
-            a = t.cond_self_attn(f"{p}.self_attn", P, nq, x, pos=qpos)
-            x = t.residual_norm(f"{p}.self_attn", P, nq, a, x)
-            a = t.cond_cross_attn(f"{p}.cross_attn", P, nq, tokens, x, memory, first=i == 0, sine=sine,
-                                  pos=qpos)
-            x = t.residual_norm(f"{p}.cross_attn", P, nq, a, x)
+            x = _conditional_layer(t, name, p, i, nq, tokens, x, memory, pos)
         else:  # anchor_detr
-            pos = t.mlp(f"{p}.adapt_pos2d", P, nq, (D_MODEL, D_MODEL, D_MODEL), "")
-            a = t.mha(f"{p}.self_attn", P, nq, nq, x, x, x, q_pos=(pos,), shared_qk=True)
-            x = t.residual_norm(f"{p}.self_attn", P, nq, a, x)
-            px = t.mlp(f"{p}.adapt_pos1d_x", P, nq, (D_MODEL, D_MODEL, D_MODEL), "")
-            py = t.mlp(f"{p}.adapt_pos1d_y", P, nq, (D_MODEL, D_MODEL, D_MODEL), "")
-            qr = t.ew(f"{p}.cross_attn.add_qpos_x", P, "add", nq * D_MODEL, (x, px), 2 * nq * D_MODEL)
-            qc = t.ew(f"{p}.cross_attn.add_qpos_y", P, "add", nq * D_MODEL, (x, py), 2 * nq * D_MODEL)
-            kr = t.ew(f"{p}.cross_attn.add_pos_row", P, "add", tokens * D_MODEL, (memory,))
-            kc = t.ew(f"{p}.cross_attn.add_pos_col", P, "add", tokens * D_MODEL, (memory,))
+            qpos = t.mlp(f"{p}.adapt_pos2d", P, nq, (D_MODEL, D_MODEL, D_MODEL),
+                         t.const("transformer.anchor_pos2d", q_shape, "normal"))
+            a = t.mha(f"{p}.self_attn", P, nq, nq, x, x, x, q_pos=qpos, shared_qk=True)
+            x = t.residual_norm(f"{p}.self_attn", P, a, x)
+            px = t.mlp(f"{p}.adapt_pos1d_x", P, nq, (D_MODEL, D_MODEL, D_MODEL),
+                       t.const("transformer.anchor_pos1d_x", q_shape, "normal"))
+            py = t.mlp(f"{p}.adapt_pos1d_y", P, nq, (D_MODEL, D_MODEL, D_MODEL),
+                       t.const("transformer.anchor_pos1d_y", q_shape, "normal"))
+            qr = t.add(f"{p}.cross_attn.add_qpos_x", P, x, px)
+            qc = t.add(f"{p}.cross_attn.add_qpos_y", P, x, py)
+            kr = t.add(f"{p}.cross_attn.add_pos_row", P, memory, "transformer.pos_row.adapt_pos1d.fc2")
+            kc = t.add(f"{p}.cross_attn.add_pos_col", P, memory, "transformer.pos_col.adapt_pos1d.fc2")
             a = t.rcda(f"{p}.cross_attn", P, nq, fh, fw, qr, qc, kr, kc, memory)
-            x = t.residual_norm(f"{p}.cross_attn", P, nq, a, x)
+            x = t.residual_norm(f"{p}.cross_attn", P, a, x)
         x = t.ffn(f"{p}.ffn", P, nq, dff, x)
         if name == "dab_detr" and i < DEC_LAYERS - 1:
             t.mlp(f"{p}.bbox_refine", P, nq, (D_MODEL, D_MODEL, D_MODEL, 4), x)
     if name != "anchor_detr":   # detrex decoders with post_norm=True
-        x = t.ew("transformer.dec_norm", P, "layernorm", nq * D_MODEL, (x,))
+        x = t.norm("transformer.dec_norm", P, x)
     return x
+
+
+def _conditional_layer(t: _T, name: str, p: str, i: int, nq: int, tokens: int, x: str, memory: str,
+                       pos: str) -> str:
+    """One decoder layer of DAB-DETR or Conditional DETR (detrex).  The anchors' sine embeddings
+    are constants; DAB's width/height modulation is modelled as a broadcast product."""
+    P = "transformer"
+    q_shape = (nq, 1, D_MODEL)
+    sine = t.const("transformer.query_sine", q_shape, "normal")
+    if name == "dab_detr":
+        qpos = t.mlp(f"{p}.ref_point_head", P, nq, (2 * D_MODEL, D_MODEL, D_MODEL),
+                     t.const("transformer.query_sine_2d", (nq, 1, 2 * D_MODEL), "normal"))
+    else:
+        qpos = "transformer.query_embed"
+    if i > 0:
+        qs = t.mlp(f"{p}.query_scale", P, nq, (D_MODEL, D_MODEL, D_MODEL), x)
+        sine = t.mul(f"{p}.pos_transform", P, qs, sine)
+    if name == "dab_detr":
+        hw = t.mlp(f"{p}.ref_anchor_head", P, nq, (D_MODEL, D_MODEL, 2), x)
+        sine = t.mul(f"{p}.hw_modulate", P, hw, sine)
+    a = t.cond_self_attn(f"{p}.self_attn", P, nq, x, qpos)
+    x = t.residual_norm(f"{p}.self_attn", P, a, x)
+    a = t.cond_cross_attn(f"{p}.cross_attn", P, nq, tokens, x, memory, first=i == 0, sine=sine, pos=qpos,
+                          key_pos=pos)
+    return t.residual_norm(f"{p}.cross_attn", P, a, x)
 
 
 def build(name: str, variant: str | None = None, size: tuple[int, int] | None = None) -> Model:
@@ -303,12 +346,13 @@ def build(name: str, variant: str | None = None, size: tuple[int, int] | None = 
     t.layers.append(Conv2d("transformer.input_proj", "transformer", fc, D_MODEL, fh, fw, kernel=1,
                            inputs=(c5,)))
     x = "transformer.input_proj"
-    if name == "anchor_detr":   # input_proj = conv + GroupNorm(32, 256)
-        x = t.ew("transformer.input_proj.gn", "transformer", "layernorm", tokens * D_MODEL, (x,))
+    if name == "anchor_detr":   # input_proj = conv + GroupNorm(32, 256), modelled as a LayerNorm
+        x = t.norm("transformer.input_proj.gn", "transformer", x)
     memory = _encoder(t, name, tokens, fh, fw, dff, x)
     out = _decoder(t, name, nq, tokens, fh, fw, dff, memory)
-    t.lin("head.class", "head", nq, D_MODEL, classes, (out,))
-    t.mlp("head.bbox", "head", nq, (D_MODEL, D_MODEL, D_MODEL, 4), out)
+    t.lin("head.class", "head", nq, D_MODEL, classes, out)
+    box = t.mlp("head.bbox", "head", nq, (D_MODEL, D_MODEL, D_MODEL, 4), out)
+    t.layers.append(Activation("head.bbox.sigmoid", "head", "sigmoid", inputs=(box,)))
     return Model(name, _v.FULL, (h, w, 3), tuple(t.layers),
                  params={"dim_feedforward": dff, "queries": nq, "classes": classes,
                          "d_model": D_MODEL, "heads": HEADS, "tokens": tokens, "c5": (fh, fw)})

@@ -57,14 +57,14 @@ written as one value, e.g. ``d0_e0.2_w0.65``.
 Conventions for both models: BatchNorm is folded into the preceding conv at
 inference (so every conv has ``bias=True`` and no BN layer); the ReLU after a
 conv is fused (``relu=True``); the ReLU after a residual add is an
-``Elementwise("relu", fused=True)`` following the ``add``.  ``inputs`` names
+``Activation("relu", fused=True)`` following the ``add``.  ``inputs`` names
 the producing layers; ``()`` means the model input image.  Part is
 ``backbone`` for every layer except ``fc`` (``head``).
 """
 
 from __future__ import annotations
 
-from ..ir import Conv2d, Elementwise, Layer, Linear, Model
+from ..ir import INPUT, Activation, Add, Conv2d, Layer, Linear, Model, Pool
 from . import variants as _v
 
 __all__ = ["build", "make_divisible", "resnet50_backbone", "OFA_DEPTHS", "OFA_EXPANDS", "OFA_WIDTHS"]
@@ -114,23 +114,27 @@ class _Net:
         self.cur = (layer.name, layer.out_h, layer.out_w, out_ch)
         return self.cur
 
-    def pool(self, name, out_h, out_w, src=None) -> tuple:
-        sname, h, w, c = self.cur if src is None else src
-        layer = Elementwise(self.prefix + name, self.part, "pool", out_h * out_w * c,
-                            in_elements=h * w * c, inputs=self._src(sname))
+    def pool(self, name, src=None, **kw) -> tuple:
+        """A :class:`Pool` layer (keyword arguments as its fields)."""
+        sname = (self.cur if src is None else src)[0]
+        layer = Pool(self.prefix + name, self.part, inputs=self._src(sname), **kw)
         self.layers.append(layer)
-        self.cur = (layer.name, out_h, out_w, c)
+        h, w, c = layer.infer([self._shape(src)])
+        self.cur = (layer.name, h, w, c)
         return self.cur
+
+    def _shape(self, src=None) -> tuple:
+        _, h, w, c = self.cur if src is None else src
+        return (h, w, c)
 
     def add(self, name, a, b, relu: bool) -> tuple:
         _, h, w, c = a
-        layer = Elementwise(self.prefix + name, self.part, "add", h * w * c, in_elements=2 * h * w * c,
-                            inputs=(a[0], b[0]))
+        layer = Add(self.prefix + name, self.part, inputs=(a[0], b[0]))
         self.layers.append(layer)
         self.cur = (layer.name, h, w, c)
         if relu:
-            act = Elementwise(self.prefix + name.rsplit("add", 1)[0] + "relu", self.part, "relu",
-                              h * w * c, fused=True, inputs=(layer.name,))
+            act = Activation(self.prefix + name.rsplit("add", 1)[0] + "relu", self.part, "relu",
+                             fused=True, inputs=(layer.name,))
             self.layers.append(act)
             self.cur = (act.name, h, w, c)
         return self.cur
@@ -150,7 +154,8 @@ def _bottleneck(net: _Net, name: str, mid: int, out: int, stride: int, shortcut:
         src = x
         if stride > 1:
             _, h, w, _ = x
-            src = net.pool(f"{name}.downsample.avgpool", -(-h // stride), -(-w // stride), src=x)
+            src = net.pool(f"{name}.downsample.avgpool", src=x, mode="avg", kernel=stride, stride=stride,
+                           ceil_mode=True)
         short = net.conv(f"{name}.downsample.conv", out, 1, relu=False, src=src)
     net.add(f"{name}.add", main, short, relu=True)
 
@@ -162,8 +167,7 @@ def resnet50_backbone(h: int, w: int, prefix: str = "", part: str = "backbone") 
     """
     net = _Net(prefix, part, h, w, 3)
     net.conv("conv1", 64, 7, s=2, p=3)
-    _, ch, cw, _ = net.cur
-    net.pool("maxpool", (ch + 2 - 3) // 2 + 1, (cw + 2 - 3) // 2 + 1)
+    net.pool("maxpool", mode="max", kernel=3, stride=2, padding=1)
     for si, (blocks, out, stride) in enumerate(zip(RESNET50_BLOCKS, STAGE_WIDTHS, STAGE_STRIDES)):
         for b in range(blocks):
             in_ch = net.cur[3]
@@ -176,7 +180,7 @@ def resnet50_backbone(h: int, w: int, prefix: str = "", part: str = "backbone") 
 def _head(net: _Net) -> None:
     """Global average pool and the 1000-class fc (part ``head``)."""
     _, h, w, c = net.cur
-    net.pool("avgpool", 1, 1)
+    net.pool("avgpool", mode="adaptive_avg", out_h=1, out_w=1)
     net.layers.append(Linear(net.prefix + "fc", "head", 1, c, NUM_CLASSES, inputs=(net.cur[0],)))
 
 
@@ -190,8 +194,7 @@ def _ofa_layers(h: int, w: int, d: tuple, e: tuple, wm: tuple) -> list[Layer]:
         y = net.conv("stem.1.conv", stem_mid, 3, p=1)
         net.add("stem.1.add", y, x, relu=False)
     net.conv("stem.2", stem_out, 3, p=1)
-    _, ch, cw, _ = net.cur
-    net.pool("maxpool", (ch + 2 - 3) // 2 + 1, (cw + 2 - 3) // 2 + 1)
+    net.pool("maxpool", mode="max", kernel=3, stride=2, padding=1)
     block = 0
     for si, (base, width, stride) in enumerate(zip(OFA_BASE_DEPTHS, STAGE_WIDTHS, STAGE_STRIDES)):
         out = make_divisible(width * wm[2 + si], 8)

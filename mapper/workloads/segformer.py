@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir import Conv2d, Elementwise, Layer, Linear, MatMul, Model
+from ..ir import INPUT, Add, Activation, Concat, Conv2d, Layer, LayerNorm, Linear, MatMul, Model, Resize, Softmax
 from . import variants as v
 
 __all__ = ["NAMES", "NAMED_POINTS", "build"]
@@ -98,43 +98,46 @@ def _split_name(name: str) -> tuple[_Arch, str]:
     return _ARCH[parts[1]], ("city" if len(parts) == 3 else "ade")
 
 
-def _ln(name: str, part: str, elements: int, src: str) -> Elementwise:
-    return Elementwise(name, part, "layernorm", elements, inputs=(src,))
+def _ln(name: str, part: str, src: str, eps: float = 1e-6) -> LayerNorm:
+    """The blocks' and stages' LayerNorms use eps 1e-6, the patch embedding's and the spatial
+    reduction's PyTorch's default 1e-5 (NVlabs ``mix_transformer.py``)."""
+    return LayerNorm(name, part, inputs=(src,), eps=eps)
 
 
-def _add(name: str, elements: int, a: str, b: str) -> Elementwise:
-    return Elementwise(name, ENC, "add", elements, in_elements=2 * elements, inputs=(a, b))
+def _add(name: str, a: str, b: str) -> Add:
+    return Add(name, ENC, inputs=(a, b))
 
 
 def _block(out: list[Layer], pre: str, x: str, h: int, w: int, dim: int, heads: int,
            sr: int) -> str:
     """Append one encoder block reading layer ``x``; return the name of its output."""
     t = h * w
-    norm1 = _ln(f"{pre}.norm1", ENC, t * dim, x)
+    norm1 = _ln(f"{pre}.norm1", ENC, x)
     q = Linear(f"{pre}.attn.q", ENC, t, dim, dim, inputs=(norm1.name,))
     out += [norm1, q]
     kv_src, t_kv = norm1.name, t
     if sr > 1:
         red = Conv2d(f"{pre}.attn.sr", ENC, dim, dim, h, w, kernel=sr, stride=sr, inputs=(norm1.name,))
         t_kv = red.out_h * red.out_w
-        red_norm = _ln(f"{pre}.attn.sr_norm", ENC, t_kv * dim, red.name)
+        red_norm = _ln(f"{pre}.attn.sr_norm", ENC, red.name, eps=1e-5)
         out += [red, red_norm]
         kv_src = red_norm.name
     kv = Linear(f"{pre}.attn.kv", ENC, t_kv, dim, 2 * dim, inputs=(kv_src,))
     d = dim // heads
-    qk = MatMul(f"{pre}.attn.qk", ENC, heads, t, d, t_kv, inputs=(q.name, kv.name))
-    sm = Elementwise(f"{pre}.attn.softmax", ENC, "softmax", heads * t * t_kv, inputs=(qk.name,))
-    av = MatMul(f"{pre}.attn.av", ENC, heads, t, t_kv, d, inputs=(sm.name, kv.name))
+    # keys are channels 0..dim-1 of kv, values channels dim..2*dim-1
+    qk = MatMul(f"{pre}.attn.qk", ENC, heads, t, d, t_kv, inputs=(q.name, kv.name), b_layout="nk")
+    sm = Softmax(f"{pre}.attn.softmax", ENC, inputs=(qk.name,), row=t_kv)
+    av = MatMul(f"{pre}.attn.av", ENC, heads, t, t_kv, d, inputs=(sm.name, kv.name), b_offset=dim, b_layout="kn")
     proj = Linear(f"{pre}.attn.proj", ENC, t, dim, dim, inputs=(av.name,))
-    add1 = _add(f"{pre}.add1", t * dim, x, proj.name)
+    add1 = _add(f"{pre}.add1", x, proj.name)
     hidden = MLP_RATIO * dim
-    norm2 = _ln(f"{pre}.norm2", ENC, t * dim, add1.name)
+    norm2 = _ln(f"{pre}.norm2", ENC, add1.name)
     fc1 = Linear(f"{pre}.mlp.fc1", ENC, t, dim, hidden, inputs=(norm2.name,))
     dw = Conv2d(f"{pre}.mlp.dwconv", ENC, hidden, hidden, h, w, kernel=3, padding=1, groups=hidden,
                 inputs=(fc1.name,))
-    gelu = Elementwise(f"{pre}.mlp.gelu", ENC, "gelu", t * hidden, inputs=(dw.name,))
+    gelu = Activation(f"{pre}.mlp.gelu", ENC, "gelu", inputs=(dw.name,))
     fc2 = Linear(f"{pre}.mlp.fc2", ENC, t, hidden, dim, inputs=(gelu.name,))
-    add2 = _add(f"{pre}.add2", t * dim, add1.name, fc2.name)
+    add2 = _add(f"{pre}.add2", add1.name, fc2.name)
     out += [kv, qk, sm, av, proj, add1, norm2, fc1, dw, gelu, fc2, add2]
     return add2.name
 
@@ -172,19 +175,19 @@ def build(name: str, variant: str | None = None, size: tuple[int, int] | None = 
                               full={"blocks": arch.depths, "fuse": 4 * e, "pred": e, "linear0": arch.dims[0]})
 
     layers: list[Layer] = []
-    x, h, w, ch = "input", height, width, 3
+    x, h, w, ch = INPUT, height, width, 3
     stages = []                              # (output layer, h, w, channels) per stage
     for s, dim in enumerate(arch.dims):
         k, stride, pad = (7, 4, 3) if s == 0 else (3, 2, 1)
         embed = Conv2d(f"stage{s}.patch_embed", ENC, ch, dim, h, w, kernel=k, stride=stride,
                        padding=pad, inputs=(x,))
         h, w, ch = embed.out_h, embed.out_w, dim
-        embed_norm = _ln(f"stage{s}.patch_embed.norm", ENC, h * w * dim, embed.name)
+        embed_norm = _ln(f"stage{s}.patch_embed.norm", ENC, embed.name, eps=1e-5)
         layers += [embed, embed_norm]
         x = embed_norm.name
         for b in range(params["blocks"][s]):
             x = _block(layers, f"stage{s}.block{b}", x, h, w, dim, HEADS[s], SR_RATIOS[s])
-        norm = _ln(f"stage{s}.norm", ENC, h * w * dim, x)
+        norm = _ln(f"stage{s}.norm", ENC, x)
         layers.append(norm)
         x = norm.name
         stages.append((x, h, w, dim))
@@ -200,17 +203,14 @@ def build(name: str, variant: str | None = None, size: tuple[int, int] | None = 
         layers.append(lin)
         segments[i] = lin.name
         if (hi, wi) != (h0, w0):
-            resize = Elementwise(f"DecodeResize{i}", DEC, "resize", h0 * w0 * kept,
-                                 in_elements=hi * wi * kept, inputs=(lin.name,))
+            resize = Resize(f"DecodeResize{i}", DEC, inputs=(lin.name,), out_h=h0, out_w=w0)
             layers.append(resize)
             segments[i] = resize.name
-    concat = Elementwise("DecodeConcat", DEC, "concat", h0 * w0 * params["fuse"],
-                         inputs=tuple(segments[i] for i in (3, 2, 1, 0) if i in segments))
+    concat = Concat("DecodeConcat", DEC, inputs=tuple(segments[i] for i in (3, 2, 1, 0) if i in segments))
     fuse = Conv2d("Conv2DFuse", DEC, params["fuse"], params["pred"], h0, w0, relu=True,
                   inputs=(concat.name,))
     pred = Conv2d("Conv2DPred", DEC, params["pred"], classes, h0, w0, inputs=(fuse.name,))
-    logits = Elementwise("resize_logits", DEC, "resize", height * width * classes,
-                         in_elements=h0 * w0 * classes, inputs=(pred.name,))
+    logits = Resize("resize_logits", DEC, inputs=(pred.name,), out_h=height, out_w=width)
     layers += [concat, fuse, pred, logits]
     return Model(name=name, variant=label, input=(height, width, 3), layers=tuple(layers),
                  params={"dataset": dataset, "classes": classes, "blocks": params["blocks"],

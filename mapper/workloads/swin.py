@@ -41,7 +41,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir import Conv2d, Elementwise, Layer, Linear, MatMul, Model
+from ..ir import (INPUT, Activation, Add, Concat, Constant, Conv2d, Crop, Layer, LayerNorm, Linear, MatMul,
+                  Model, Pad, PatchMerge, Pool, Resize, Roll, Softmax, WindowPartition, WindowReverse)
 from . import variants as v
 
 __all__ = ["NAMES", "build"]
@@ -74,11 +75,6 @@ def _ceil_to(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
-def _ew(name: str, part: str, op: str, elements: int, src: tuple[str, ...], in_elements: int = 0
-        ) -> Elementwise:
-    return Elementwise(name, part, op, elements, in_elements=in_elements, inputs=src)
-
-
 def _block(out: list[Layer], pre: str, x: str, h: int, w: int, dim: int, heads: int,
            shifted: bool) -> str:
     """Append one Swin block reading layer ``x``; return the name of its output."""
@@ -88,45 +84,52 @@ def _block(out: list[Layer], pre: str, x: str, h: int, w: int, dim: int, heads: 
     windows = tp // (WINDOW * WINDOW)
     win = WINDOW * WINDOW
     d = dim // heads
-    scores = windows * heads * win * win
-    norm1 = _ew(f"{pre}.norm1", ENC, "layernorm", t * dim, (x,))
+    shift = WINDOW // 2
+    norm1 = LayerNorm(f"{pre}.norm1", ENC, inputs=(x,))
     out.append(norm1)
     cur = norm1.name
     if tp != t:
-        out.append(_ew(f"{pre}.attn.pad", ENC, "copy", tp * dim, (cur,), in_elements=t * dim))
+        out.append(Pad(f"{pre}.attn.pad", ENC, inputs=(cur,), out_h=hp, out_w=wp))
         cur = out[-1].name
-    if shifted:
-        out.append(_ew(f"{pre}.attn.shift", ENC, "copy", tp * dim, (cur,)))
+    if shifted:                                   # torch.roll(x, -shift)
+        out.append(Roll(f"{pre}.attn.shift", ENC, inputs=(cur,), shift=shift))
         cur = out[-1].name
-    qkv = Linear(f"{pre}.attn.qkv", ENC, tp, dim, 3 * dim, inputs=(cur,))
-    qk = MatMul(f"{pre}.attn.qk", ENC, windows * heads, win, d, win, inputs=(qkv.name,))
-    # The bias table (heads x 49 x 49) and the mask (windows x 49 x 49) are broadcast operands.
-    bias = _ew(f"{pre}.attn.rel_pos_bias", ENC, "add", scores, (qk.name,),
-               in_elements=scores + heads * win * win)
-    out += [qkv, qk, bias]
+    part = WindowPartition(f"{pre}.attn.partition", ENC, inputs=(cur,), window=WINDOW)
+    qkv = Linear(f"{pre}.attn.qkv", ENC, tp, dim, 3 * dim, inputs=(part.name,))
+    # q, k and v are channels 0.., dim.. and 2*dim.. of qkv; batch = windows x heads
+    qk = MatMul(f"{pre}.attn.qk", ENC, windows * heads, win, d, win, inputs=(qkv.name, qkv.name),
+                windows=windows, b_offset=dim, b_layout="nk")
+    # the relative-position bias (heads x 49 x 49) is the same in every window
+    table = Constant(f"{pre}.attn.rel_pos_bias.table", ENC, (win, 1, heads * win), init="rel_pos_bias",
+                     args=(WINDOW, heads))
+    bias = Add(f"{pre}.attn.rel_pos_bias", ENC, inputs=(qk.name, table.name))
+    out += [part, qkv, qk, table, bias]
     cur = bias.name
-    if shifted:
-        out.append(_ew(f"{pre}.attn.mask", ENC, "add", scores, (cur,),
-                       in_elements=scores + windows * win * win))
+    if shifted:                                   # the mask (windows x 49 x 49) is the same for every head
+        mask = Constant(f"{pre}.attn.mask.table", ENC, (win, windows, win), init="swin_mask",
+                        args=(hp, wp, WINDOW, shift))
+        out += [mask, Add(f"{pre}.attn.mask", ENC, inputs=(cur, mask.name))]
         cur = out[-1].name
-    sm = _ew(f"{pre}.attn.softmax", ENC, "softmax", scores, (cur,))
-    av = MatMul(f"{pre}.attn.av", ENC, windows * heads, win, win, d, inputs=(sm.name, qkv.name))
+    sm = Softmax(f"{pre}.attn.softmax", ENC, inputs=(cur,), row=win)
+    av = MatMul(f"{pre}.attn.av", ENC, windows * heads, win, win, d, inputs=(sm.name, qkv.name),
+                windows=windows, b_offset=2 * dim, b_layout="kn")
     proj = Linear(f"{pre}.attn.proj", ENC, tp, dim, dim, inputs=(av.name,))
-    out += [sm, av, proj]
-    cur = proj.name
+    rev = WindowReverse(f"{pre}.attn.reverse", ENC, inputs=(proj.name,), out_h=hp, out_w=wp, window=WINDOW)
+    out += [sm, av, proj, rev]
+    cur = rev.name
     if shifted:
-        out.append(_ew(f"{pre}.attn.unshift", ENC, "copy", tp * dim, (cur,)))
+        out.append(Roll(f"{pre}.attn.unshift", ENC, inputs=(cur,), shift=-shift))
         cur = out[-1].name
     if tp != t:
-        out.append(_ew(f"{pre}.attn.crop", ENC, "copy", t * dim, (cur,), in_elements=tp * dim))
+        out.append(Crop(f"{pre}.attn.crop", ENC, inputs=(cur,), out_h=h, out_w=w))
         cur = out[-1].name
-    add1 = _ew(f"{pre}.add1", ENC, "add", t * dim, (x, cur), in_elements=2 * t * dim)
+    add1 = Add(f"{pre}.add1", ENC, inputs=(x, cur))
     hidden = MLP_RATIO * dim
-    norm2 = _ew(f"{pre}.norm2", ENC, "layernorm", t * dim, (add1.name,))
+    norm2 = LayerNorm(f"{pre}.norm2", ENC, inputs=(add1.name,))
     fc1 = Linear(f"{pre}.mlp.fc1", ENC, t, dim, hidden, inputs=(norm2.name,))
-    gelu = _ew(f"{pre}.mlp.gelu", ENC, "gelu", t * hidden, (fc1.name,))
+    gelu = Activation(f"{pre}.mlp.gelu", ENC, "gelu", inputs=(fc1.name,))
     fc2 = Linear(f"{pre}.mlp.fc2", ENC, t, hidden, dim, inputs=(gelu.name,))
-    add2 = _ew(f"{pre}.add2", ENC, "add", t * dim, (add1.name, fc2.name), in_elements=2 * t * dim)
+    add2 = Add(f"{pre}.add2", ENC, inputs=(add1.name, fc2.name))
     out += [add1, norm2, fc1, gelu, fc2, add2]
     return add2.name
 
@@ -134,10 +137,15 @@ def _block(out: list[Layer], pre: str, x: str, h: int, w: int, dim: int, heads: 
 def _backbone(layers: list[Layer], arch: _Arch, blocks: tuple[int, ...], height: int, width: int
               ) -> list[tuple[str, int, int, int]]:
     """Append the backbone; return (output layer, h, w, channels) of each stage."""
+    src = INPUT
+    if height % 4 or width % 4:                     # mmseg's AdaptivePadding
+        layers.append(Pad("patch_embed.pad", ENC, inputs=(INPUT,), out_h=_ceil_to(height, 4),
+                          out_w=_ceil_to(width, 4)))
+        src = layers[-1].name
     embed = Conv2d("patch_embed", ENC, 3, arch.embed, _ceil_to(height, 4), _ceil_to(width, 4),
-                   kernel=4, stride=4, inputs=("input",))
+                   kernel=4, stride=4, inputs=(src,))
     h, w, dim = embed.out_h, embed.out_w, arch.embed
-    layers += [embed, _ew("patch_embed.norm", ENC, "layernorm", h * w * dim, (embed.name,))]
+    layers += [embed, LayerNorm("patch_embed.norm", ENC, inputs=(embed.name,))]
     x = layers[-1].name
     stages = []
     for s in range(4):
@@ -146,12 +154,13 @@ def _backbone(layers: list[Layer], arch: _Arch, blocks: tuple[int, ...], height:
         stage_out = x
         if s < 3:                                   # patch merging (padding odd sizes)
             h2, w2 = -(-h // 2), -(-w // 2)
-            norm = _ew(f"stage{s}.downsample.norm", ENC, "layernorm", h2 * w2 * 4 * dim, (x,))
+            merge = PatchMerge(f"stage{s}.downsample.merge", ENC, inputs=(x,))
+            norm = LayerNorm(f"stage{s}.downsample.norm", ENC, inputs=(merge.name,))
             red = Linear(f"stage{s}.downsample.reduction", ENC, h2 * w2, 4 * dim, 2 * dim, bias=False,
                          inputs=(norm.name,))
-            layers += [norm, red]
+            layers += [merge, norm, red]
             x = red.name
-        out_norm = _ew(f"stage{s}.out_norm", ENC, "layernorm", h * w * dim, (stage_out,))
+        out_norm = LayerNorm(f"stage{s}.out_norm", ENC, inputs=(stage_out,))
         layers.append(out_norm)
         stages.append((out_norm.name, h, w, dim))
         if s < 3:
@@ -166,14 +175,13 @@ def _uper_head(layers: list[Layer], stages: list[tuple[str, int, int, int]], fpn
     top, ht, wt, ct = stages[3]
     psp = [top]
     for i, scale in enumerate(POOL_SCALES):
-        pool = _ew(f"psp_modules.{i}.pool", DEC, "pool", scale * scale * ct, (top,), in_elements=ht * wt * ct)
+        pool = Pool(f"psp_modules.{i}.pool", DEC, inputs=(top,), mode="adaptive_avg", out_h=scale, out_w=scale)
         conv = Conv2d(f"psp_modules.{i}.conv", DEC, ct, c, scale, scale, relu=True, inputs=(pool.name,))
-        up = _ew(f"psp_modules.{i}.resize", DEC, "resize", ht * wt * c, (conv.name,),
-                 in_elements=scale * scale * c)
+        up = Resize(f"psp_modules.{i}.resize", DEC, inputs=(conv.name,), out_h=ht, out_w=wt)
         layers += [pool, conv, up]
         psp.append(up.name)
     psp_ch = ct + len(POOL_SCALES) * c
-    cat = _ew("psp_concat", DEC, "concat", ht * wt * psp_ch, tuple(psp))
+    cat = Concat("psp_concat", DEC, inputs=tuple(psp))
     bottleneck = Conv2d("bottleneck", DEC, psp_ch, c, ht, wt, kernel=3, padding=1, relu=True,
                         inputs=(cat.name,))
     layers += [cat, bottleneck]
@@ -186,10 +194,9 @@ def _uper_head(layers: list[Layer], stages: list[tuple[str, int, int, int]], fpn
     laterals.append(bottleneck.name)
     sizes = [(hi, wi) for _, hi, wi, _ in stages]
     for i in (3, 2, 1):                             # top-down: level i-1 += resize(level i)
-        (hd, wd), (hs, ws) = sizes[i - 1], sizes[i]
-        up = _ew(f"topdown.{i}.resize", DEC, "resize", hd * wd * c, (laterals[i],), in_elements=hs * ws * c)
-        add = _ew(f"topdown.{i}.add", DEC, "add", hd * wd * c, (laterals[i - 1], up.name),
-                  in_elements=2 * hd * wd * c)
+        hd, wd = sizes[i - 1]
+        up = Resize(f"topdown.{i}.resize", DEC, inputs=(laterals[i],), out_h=hd, out_w=wd)
+        add = Add(f"topdown.{i}.add", DEC, inputs=(laterals[i - 1], up.name))
         layers += [up, add]
         laterals[i - 1] = add.name
 
@@ -208,16 +215,15 @@ def _uper_head(layers: list[Layer], stages: list[tuple[str, int, int, int]], fpn
             src = conv.name
         if i > 0:
             hi, wi = sizes[i]
-            up = _ew(f"fpn_resize.{i}", DEC, "resize", h0 * w0 * kept, (src,), in_elements=hi * wi * kept)
+            up = Resize(f"fpn_resize.{i}", DEC, inputs=(src,), out_h=h0, out_w=w0)
             layers.append(up)
             src = up.name
         segments.append(src)
-    cat = _ew("fpn_concat", DEC, "concat", h0 * w0 * fpn, tuple(segments))
+    cat = Concat("fpn_concat", DEC, inputs=tuple(segments))
     fpn_bottleneck = Conv2d("fpn_bottleneck", DEC, fpn, c, h0, w0, kernel=3, padding=1, relu=True,
                             inputs=(cat.name,))
     seg = Conv2d("conv_seg", DEC, c, CLASSES, h0, w0, inputs=(fpn_bottleneck.name,))
-    logits = _ew("resize_logits", DEC, "resize", height * width * CLASSES, (seg.name,),
-                 in_elements=h0 * w0 * CLASSES)
+    logits = Resize("resize_logits", DEC, inputs=(seg.name,), out_h=height, out_w=width)
     layers += [cat, fpn_bottleneck, seg, logits]
 
 

@@ -1,0 +1,92 @@
+"""mapper.ir: shapes are inferred at construction and a model whose shapes do not chain is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from mapper.ir import (Add, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model, Pad, PatchMerge,
+                       Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse)
+from mapper.workloads import MODEL_NAMES, build_model
+
+
+def test_a_linear_that_does_not_match_its_producer_is_refused_naming_both_shapes():
+    conv = Conv2d("conv", "encoder", 3, 16, 224, 224, kernel=3, padding=1)
+    bad = Linear("fc", "encoder", tokens=5, in_features=999, out_features=10, inputs=("conv",))
+    with pytest.raises(ShapeError, match=r"fc: input 'conv' has shape 224x224x16, but the layer needs 5 tokens "
+                                         r"of at least 999 channels"):
+        Model("m", "full", (224, 224, 3), (conv, bad))
+
+
+def test_a_convolution_on_the_wrong_image_is_refused():
+    with pytest.raises(ShapeError, match=r"input 'input' has shape 32x32x3, but the layer needs 64x64x3"):
+        Model("m", "full", (32, 32, 3), (Conv2d("c", "encoder", 3, 8, 64, 64),))
+
+
+def test_unknown_producer_and_reserved_name():
+    with pytest.raises(ValueError, match="reads 'nope', which no earlier layer produces"):
+        Model("m", "full", (8, 8, 4), (LayerNorm("n", "encoder", inputs=("nope",)),))
+    with pytest.raises(ValueError, match="may be called 'input'"):
+        Model("m", "full", (8, 8, 4), (LayerNorm("input", "encoder", inputs=()),))
+
+
+def test_shapes_propagate_through_token_and_spatial_layers():
+    layers = (
+        Linear("fc1", "encoder", 64, 4, 32),                              # 8x8 image of 4 channels
+        Conv2d("dw", "encoder", 32, 32, 8, 8, kernel=3, padding=1, groups=32, inputs=("fc1",)),
+        Pool("pool", "encoder", inputs=("dw",), mode="max", kernel=3, stride=2, padding=1),
+        Resize("up", "encoder", inputs=("pool",), out_h=8, out_w=8),
+        Concat("cat", "encoder", inputs=("up", "fc1")),
+        Softmax("sm", "encoder", inputs=("cat",), row=16),
+        PatchMerge("merge", "encoder", inputs=("sm",)),
+    )
+    m = Model("m", "full", (8, 8, 4), layers)
+    assert [l.out_shape for l in m.layers] == [(8, 8, 32), (8, 8, 32), (4, 4, 32), (8, 8, 32), (8, 8, 64),
+                                              (8, 8, 64), (4, 4, 256)]
+    assert m.layer("cat").in_shapes == ((8, 8, 32), (8, 8, 32))
+    assert m.output_names == ("merge",)
+
+
+def test_window_attention_shapes():
+    layers = (
+        Pad("pad", "encoder", inputs=("input",), out_h=14, out_w=14),
+        Roll("shift", "encoder", inputs=("pad",), shift=3),
+        WindowPartition("part", "encoder", inputs=("shift",), window=7),
+        Linear("qkv", "encoder", 196, 8, 24, inputs=("part",)),
+        MatMul("qk", "encoder", 4 * 2, 49, 4, 49, inputs=("qkv", "qkv"), windows=4, b_offset=8),
+        Constant("bias.table", "encoder", (49, 1, 2 * 49)),
+        Add("bias", "encoder", inputs=("qk", "bias.table")),
+        Constant("mask.table", "encoder", (49, 4, 49)),
+        Add("mask", "encoder", inputs=("bias", "mask.table")),
+        Softmax("sm", "encoder", inputs=("mask",), row=49),
+        MatMul("av", "encoder", 8, 49, 49, 4, inputs=("sm", "qkv"), windows=4, b_offset=16, b_layout="kn"),
+        WindowReverse("rev", "encoder", inputs=("av",), out_h=14, out_w=14),
+        Roll("unshift", "encoder", inputs=("rev",), shift=-3),
+        Crop("crop", "encoder", inputs=("unshift",), out_h=12, out_w=13),
+    )
+    m = Model("m", "full", (12, 13, 8), layers)
+    assert m.layer("part").out_shape == (49, 4, 8)
+    assert m.layer("qk").out_shape == (49, 4, 98)
+    assert m.layer("av").out_shape == (49, 4, 8)
+    assert m.layer("crop").out_shape == (12, 13, 8)
+
+
+def test_operands_of_a_product_are_checked():
+    q = Linear("q", "encoder", 16, 8, 8)
+    with pytest.raises(ShapeError, match=r"operand b 'q' has shape 4x4x8, but the layer needs 16 tokens with "
+                                         r"channels 8..15"):
+        Model("m", "full", (4, 4, 8), (q, MatMul("qk", "encoder", 2, 16, 4, 16, inputs=("q", "q"), b_offset=8)))
+
+
+def test_broadcast_rules():
+    ok = (Constant("c", "encoder", (1, 4, 3)), Add("a", "encoder", inputs=("input", "c")))
+    assert Model("m", "full", (5, 4, 6), ok).layer("a").out_shape == (5, 4, 6)
+    bad = (Constant("c", "encoder", (1, 4, 4)), Add("a", "encoder", inputs=("input", "c")))
+    with pytest.raises(ShapeError, match="does not broadcast"):
+        Model("m", "full", (5, 4, 6), bad)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_zoo_model_chains(name):
+    model = build_model(name)
+    assert all(layer.out_shape for layer in model.layers)
+    assert model.output_names
