@@ -124,9 +124,11 @@ class NumpyBackend:
     name = "numpy"
 
     def sel(self, cond, a, b):
+        """``a`` where ``cond`` else ``b`` (a multiplexer)."""
         return np.where(cond, a, b)
 
     def rom(self, table, index):
+        """``table[index]`` (a ROM read)."""
         return np.asarray(table)[index]
 
     def clz(self, x, width: int):
@@ -135,6 +137,7 @@ class NumpyBackend:
         return width - np.frexp(np.asarray(x, np.float64))[1].astype(np.int64)
 
     def run(self, kernel: Callable, *args):
+        """``kernel(*args, be=self)``: every kernel call of an operator goes through here."""
         return kernel(*args, be=self)
 
 
