@@ -38,6 +38,7 @@ compile time and may use floating point; it refuses scales it cannot represent.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
@@ -788,7 +789,8 @@ def resize_axis_params(n_in: int, n_out: int) -> ResizeAxis:
     n_out = _check_int(n_out, "n_out", 1, AXIS_MAX)
     scale = Fraction(n_in, n_out) * (1 << RESIZE_POS_FRAC)
     start, step = (scale - (1 << RESIZE_POS_FRAC)) / 2, scale
-    return ResizeAxis(n_in, n_out, int(np.floor(start + Fraction(1, 2))), int(np.floor(step + Fraction(1, 2))))
+    half = Fraction(1, 2)
+    return ResizeAxis(n_in, n_out, math.floor(start + half), math.floor(step + half))
 
 
 def bilinear_axis_kernel(pos, n_in: int, be):
