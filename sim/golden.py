@@ -68,7 +68,9 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from hw.numerics import INT8_MAX, INT8_MIN, MAX_SHIFT, MULT_BITS
+from hw import operators
+from hw.numerics import INT8_MAX, INT8_MIN
+from hw.operators import check_acc_bits, wrap
 
 __all__ = [
     "wrap", "blas_exact", "conv2d", "linear", "matmul", "requantize",
@@ -87,28 +89,6 @@ _CHUNK_ELEMS = 1 << 21
 
 # ---- helpers -------------------------------------------------------------------
 
-def wrap(x, bits: int):
-    """``x`` reduced to ``bits``-bit two's complement.
-
-    A Python ``int`` gives an ``int``; anything else gives an int64 array.
-    """
-    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 63:
-        raise ValueError(f"bits must be an integer in 1..63, not {bits!r}")
-    bits = int(bits)
-    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
-        x = int(x) & ((1 << bits) - 1)
-        return x - (1 << bits) if x >> (bits - 1) else x
-    a = np.asarray(x)
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"wrap needs integers, not dtype {a.dtype}")
-    a = a.astype(np.int64)                       # a copy
-    if a.size and -(1 << (bits - 1)) <= a.min() and a.max() < (1 << (bits - 1)):
-        return a                                  # already in range (the common case)
-    a &= np.int64((1 << bits) - 1)
-    a -= ((a >> (bits - 1)) & 1) << bits
-    return a
-
-
 def blas_exact(length: int) -> bool:
     """True if a length-``length`` int8 dot product is exact in float64 (any order)."""
     return length * MAX_PRODUCT < FLOAT64_EXACT
@@ -122,10 +102,6 @@ def _int8(a, name: str) -> np.ndarray:
         a = a.astype(np.int8)
     return a
 
-
-def _check_acc_bits(acc_bits: int) -> None:
-    if not isinstance(acc_bits, (int, np.integer)) or not 2 <= acc_bits <= 48:
-        raise ValueError(f"acc_bits must be an integer in 2..48, not {acc_bits!r}")
 
 
 def _batched_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -169,7 +145,7 @@ def conv2d(x, w, *, stride: int = 1, padding: int = 0, groups: int = 1,
     ``x`` int8 ``[H, W, C]``, ``w`` int8 ``[K, kh, kw, C // groups]``; symmetric zero
     padding; output channel ``k`` belongs to group ``k // (K // groups)``.
     """
-    _check_acc_bits(acc_bits)
+    check_acc_bits(acc_bits)
     x, w, oh, ow = _conv_shapes(x, w, stride, padding, groups)
     c = x.shape[2]
     k, kh, kw, cg = w.shape
@@ -212,7 +188,7 @@ def _conv_taps(x, w, oh, ow, stride, padding, g) -> np.ndarray:
 
 def linear(x, w, *, acc_bits: int = 32) -> np.ndarray:
     """Fully connected accumulators: ``x`` int8 ``[T, C]``, ``w`` int8 ``[K, C]`` -> ``[T, K]``."""
-    _check_acc_bits(acc_bits)
+    check_acc_bits(acc_bits)
     x, w = _int8(x, "x"), _int8(w, "w")
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
         raise ValueError(f"x must be [T, C] and w [K, C]; got {x.shape}, {w.shape}")
@@ -221,7 +197,7 @@ def linear(x, w, *, acc_bits: int = 32) -> np.ndarray:
 
 def matmul(a, b, *, acc_bits: int = 32) -> np.ndarray:
     """Batched product accumulators: ``a`` int8 ``[B, M, K]``, ``b`` int8 ``[B, K, N]`` -> ``[B, M, N]``."""
-    _check_acc_bits(acc_bits)
+    check_acc_bits(acc_bits)
     a, b = _int8(a, "a"), _int8(b, "b")
     if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
         raise ValueError(f"a must be [B, M, K] and b [B, K, N]; got {a.shape}, {b.shape}")
@@ -230,54 +206,10 @@ def matmul(a, b, *, acc_bits: int = 32) -> np.ndarray:
 
 # ---- requantisation ------------------------------------------------------------------
 
-def _per_channel(v, name: str, k: int, lo: int, hi: int) -> np.ndarray:
-    """``v`` (scalar or ``[k]``) as int64 ``[k]``; ValueError naming the value if out of range."""
-    a = np.asarray(v)
-    if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.floor(a)):
-        a = np.vectorize(int, otypes=[object])(a)
-    if a.dtype.kind not in "iubO":
-        raise ValueError(f"{name} must be integers, got {v!r}")
-    try:
-        a = np.broadcast_to(a, (k,))
-    except ValueError:
-        raise ValueError(f"{name} must be a scalar or have one entry per output channel "
-                         f"({k}), got shape {a.shape}") from None
-    for i, t in enumerate(a.tolist()):
-        if not isinstance(t, int) or not lo <= int(t) <= hi:
-            raise ValueError(f"{name}[{i}] = {t!r} out of range {lo}..{hi}")
-    return a.astype(np.int64)
-
-
 def requantize(acc, bias, mult, shift, *, relu: bool = False, acc_bits: int = 32) -> np.ndarray:
-    """int8 outputs from accumulators, exactly per ``hw/numerics.py``.
-
-    ``bias`` (int32), ``mult`` (0..2**MULT_BITS-1) and ``shift`` (0..MAX_SHIFT) are
-    scalars or one entry per output channel (the last axis of ``acc``)::
-
-        x = wrap(acc + bias, acc_bits); p = x * mult
-        r = (p + 2**(shift-1)) >> shift  if shift > 0 else p   # round half up
-        r = max(r, 0) if relu;  y = clamp(r, -128, 127)
-
-    Raises ``ValueError`` (naming the offending value) for out-of-range parameters.
-    """
-    _check_acc_bits(acc_bits)
-    acc = np.asarray(acc)
-    if acc.dtype.kind not in "iu":
-        raise ValueError(f"acc must be integers, not dtype {acc.dtype}")
-    if acc.ndim == 0:
-        raise ValueError("acc needs a channel axis (the last one)")
-    k = acc.shape[-1]
-    bias = _per_channel(bias, "bias", k, -(1 << 31), (1 << 31) - 1)
-    mult = _per_channel(mult, "mult", k, 0, (1 << MULT_BITS) - 1)
-    shift = _per_channel(shift, "shift", k, 0, MAX_SHIFT)
-    # |x| <= 2**47, |p| < 2**63: no int64 overflow anywhere below.
-    x = wrap(wrap(acc, acc_bits) + bias, acc_bits)     # == wrap(acc + bias)
-    p = x * mult
-    half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
-    r = (p + half) >> shift                        # numpy >> on int64 is arithmetic
-    if relu:
-        r = np.maximum(r, 0)
-    return np.clip(r, INT8_MIN, INT8_MAX).astype(np.int8)
+    """int8 outputs from accumulators, exactly per ``hw/numerics.py``: :func:`hw.operators.requantize`
+    (the one definition) with the bias as the second argument."""
+    return operators.requantize(acc, mult, shift, relu, bias=bias, acc_bits=acc_bits)
 
 
 # ---- loop references (tests only) -------------------------------------------------
