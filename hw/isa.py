@@ -23,7 +23,7 @@ import enum
 from dataclasses import dataclass, field
 
 __all__ = ["Op", "Queue", "VecOp", "make", "Insn", "FIELDS", "INSN_BYTES", "encode", "decode",
-           "encode_stream", "decode_stream", "disassemble", "StreamError", "QUEUE_OF"]
+           "encode_stream", "decode_stream", "disassemble", "StreamError", "QUEUE_OF", "Act"]
 
 INSN_BYTES = 32
 INSN_BITS = 8 * INSN_BYTES
@@ -56,19 +56,24 @@ QUEUE_OF = {Op.NOP: Queue.DISPATCH, Op.LOAD_INP: Queue.LOAD, Op.LOAD_WGT: Queue.
 
 
 class VecOp(enum.IntEnum):
-    SOFTMAX = 0
-    LAYERNORM = 1
-    GELU = 2
-    RELU = 3
-    ADD = 4
-    MUL = 5
-    RESIZE = 6
-    CONCAT = 7
-    POOL = 8
-    BATCHNORM = 9
-    COPY = 10
-    CHAIN = 11            # several element-wise layers in one pass; elements = their element operations
-    RESIZE_ARGMAX = 12    # bilinear upsampling of class logits and the per-pixel argmax (writes labels)
+    """Operations of the vector unit: the stages of a VEC descriptor (``hw/vector.py``)."""
+    COPY = 0              # data movement through address patterns (pad, roll, crop, windows, patch merge)
+    ADD = 1               # requantised sum of two tensors, optional ReLU
+    MUL = 2               # requantised product of two tensors
+    LUT = 3               # any int8 -> int8 map by a 256-entry table (GELU, sigmoid, ReLU)
+    LAYERNORM = 4
+    SOFTMAX = 5
+    RESIZE = 6            # bilinear or nearest
+    POOL = 7              # max, average, adaptive average
+    RESIZE_ARGMAX = 8     # bilinear upsampling of class logits and the per-pixel argmax (writes labels)
+    CHAIN = 9             # VEC.vec_op only: several stages in one pass
+
+
+class Act(enum.IntEnum):
+    """What STORE applies after requantisation (field ``act``)."""
+    NONE = 0
+    RELU = 1
+    TABLE = 2             # y = table[y + 128] from the PE's table memory (GELU, sigmoid, ...)
 
 
 # (name, bits, signed) after the 8-bit header, per opcode.  Widths are the
@@ -79,10 +84,10 @@ _LOAD_INP_FIELDS = _PE_SET + [
     ("src_gb", 1, False),        # source is the global buffer instead of DRAM
     ("src_addr", 32, False),     # byte address of element (0, 0, 0) of the HWC tensor
     ("dst_addr", 16, False),     # first input-buffer row written
-    ("t_h", 16, False), ("t_w", 16, False), ("t_c", 16, False),    # tensor shape
+    ("t_h", 16, False), ("t_w", 16, False), ("t_c", 24, False),    # tensor shape (t_c: bytes per pixel)
     ("y0", 16, True), ("x0", 16, True),                            # window origin (may be negative: padding)
     ("win_h", 12, False), ("win_w", 12, False),                    # window extent (rows written per block)
-    ("c_base", 16, False), ("n_cblk", 12, False),                  # (folded) channels c_base .. + n_cblk*C0
+    ("c_base", 24, False), ("n_cblk", 12, False),                  # (folded) channels c_base .. + n_cblk*C0
     ("fold_kh", 4, False), ("fold_kw", 4, False), ("fold_stride", 4, False),
 ]
 _LOAD_WGT_FIELDS = _PE_SET + [
@@ -92,10 +97,12 @@ _LOAD_WGT_FIELDS = _PE_SET + [
     ("n_out", 8, False),         # vector MACs that get data (the rest get zeros)
     ("chan", 16, False),         # valid weights per output channel (lanes beyond are zero)
     ("out_stride", 32, False),   # bytes between consecutive output channels in DRAM
+    ("lane_stride", 24, False),  # bytes between consecutive weights of a channel (0 means 1: contiguous)
 ]
 _LOAD_PARAM_FIELDS = _PE_SET + [
     ("src_addr", 32, False), ("dst_addr", 16, False),
     ("n_entries", 16, False),    # PARAM_ENTRY_BYTES-byte entries, one per output channel
+    ("table", 1, False),         # the entries fill the PE's table memory instead (hw.numerics.TABLE_BYTES)
 ]
 _LOAD_GB_FIELDS = [("src_addr", 32, False), ("dst_addr", 32, False), ("n_bytes", 32, False)]
 _GEMM_FIELDS = [
@@ -106,19 +113,22 @@ _GEMM_FIELDS = [
     ("dw", 1, False),            # depthwise gather: one step per kernel row, kw taps on lanes 0..kw-1
 ]
 _VEC_FIELDS = [
-    ("vec_op", 8, False), ("elements", 40, False), ("bytes_in", 40, False), ("bytes_out", 40, False),
+    ("vec_op", 8, False),        # the stage's operation (CHAIN for several), for the record
+    ("work", 40, False),         # vector-unit element operations (hw.vector.vec_fields)
+    ("bytes_in", 40, False), ("bytes_out", 40, False),              # DRAM traffic
+    ("desc_addr", 32, False),    # DRAM byte address of the descriptor (hw/vector.py)
 ]
 _STORE_FIELDS = _PE_SET + [
     ("dst_addr", 32, False),     # DRAM byte address of element (0, 0, 0) of the output tensor
-    ("acc_addr", 16, False), ("param_addr", 16, False),
+    ("acc_addr", 12, False), ("param_addr", 12, False),
     ("out_h", 12, False), ("out_w", 12, False),                    # tile of one PE
     ("t_h", 12, False), ("t_w", 12, False), ("t_k", 16, False),    # output tensor shape (stores clip to it)
-    ("k_pitch", 16, False),                                        # channels per pixel in DRAM (>= t_k)
+    ("k_pitch", 24, False),                                        # bytes per pixel in DRAM (>= t_k)
     ("y0", 12, False), ("x0", 12, False),                          # tile origin of pixel group 0
-    ("k_base", 16, False), ("k_step", 16, False), ("k_per_pe", 8, False),
+    ("k_base", 16, False), ("k_step", 16, False), ("k_per_pe", 7, False),
     ("pe_k", 7, False),          # PE p is column p % pe_k (channels k_base + col*k_step ...) of row p // pe_k
-    ("relu", 1, False),
-    ("post_passes", 2, False),   # extra passes of a fused row epilogue (softmax, layernorm; timed only)
+    ("act", 2, False),           # Act: nothing, ReLU, or the PE's table after requantisation
+    ("ep_row", 12, False),       # > 0: softmax epilogue over rows of ep_row channels (exp table in table memory)
 ]
 
 FIELDS: dict[Op, list[tuple[str, int, bool]]] = {
@@ -164,32 +174,45 @@ class Insn:
         return self.f.get(name, 0)
 
 
+#: Per opcode: the zero value of every field, and each field's (low, high) bound.
+_ZEROS = {op: {n: 0 for n, _, _ in spec} for op, spec in FIELDS.items()}
+_BOUNDS = {op: {n: ((-(1 << (b - 1)), (1 << (b - 1)) - 1) if sg else (0, (1 << b) - 1)) for n, b, sg in spec}
+           for op, spec in FIELDS.items()}
+
+
 def make(op: Op, *, deps: str = "", **fields) -> Insn:
-    """Assemble one instruction; ``deps`` is any of 'pop_prev pop_next push_prev push_next'."""
+    """Assemble one instruction, every field range-checked (StreamError names the field);
+    ``deps`` is any of 'pop_prev pop_next push_prev push_next'."""
     flags = {d: False for d in _DEP_FLAGS}
     for d in deps.split():
         if d not in flags:
             raise ValueError(f"unknown dependency flag {d!r}; allowed: {', '.join(_DEP_FLAGS)}")
         flags[d] = True
-    names = {n for n, _, _ in FIELDS[op]}
-    for k in fields:
-        if k not in names:
-            raise ValueError(f"{op.name} has no field {k!r}; fields: {', '.join(sorted(names))}")
-    full = {n: 0 for n in names}
+    bounds = _BOUNDS[op]
+    for k, v in fields.items():
+        b = bounds.get(k)
+        if b is None:
+            raise ValueError(f"{op.name} has no field {k!r}; fields: {', '.join(sorted(bounds))}")
+        if v.__class__ is not int or not b[0] <= v <= b[1]:
+            _check_field(op, k, v, None)
+    full = dict(_ZEROS[op])
     full.update(fields)
-    insn = Insn(op, f=full, **flags)
-    _check_ranges(insn, offset=None)
-    return insn
+    return Insn(op, f=full, **flags)
+
+
+def _check_field(op: Op, name: str, v, offset) -> None:
+    lo, hi = _BOUNDS[op][name]
+    bits = next(b for n, b, _ in FIELDS[op] if n == name)
+    signed = lo < 0
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        where = f" at byte offset {offset}" if offset is not None else ""
+        raise StreamError(f"{op.name}.{name} = {v!r} does not fit {bits} "
+                          f"{'signed' if signed else 'unsigned'} bits (range {lo}..{hi}){where}")
 
 
 def _check_ranges(insn: Insn, offset) -> None:
-    for name, bits, signed in FIELDS[insn.op]:
-        v = insn.f.get(name, 0)
-        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-        if not isinstance(v, int) or not lo <= v <= hi:
-            where = f" at byte offset {offset}" if offset is not None else ""
-            raise StreamError(f"{insn.op.name}.{name} = {v!r} does not fit {bits} "
-                              f"{'signed' if signed else 'unsigned'} bits (range {lo}..{hi}){where}")
+    for name in _BOUNDS[insn.op]:
+        _check_field(insn.op, name, insn.f.get(name, 0), offset)
 
 
 def encode(insn: Insn) -> bytes:
@@ -247,7 +270,7 @@ def disassemble(insns, *, start: int = 0) -> str:
         for name, _, _ in FIELDS[insn.op]:
             v = insn.f.get(name, 0)
             if name == "vec_op":
-                args.append(f"op={VecOp(v).name}")
+                args.append(f"op={VecOp(v).name if v in VecOp._value2member_map_ else v}")
             elif v or name in ("pe_first", "pe_count"):
                 args.append(f"{name}={v}")
         lines.append(f"{(start + i) * INSN_BYTES:08x}  {op:<10} {' '.join(args)}" + (f"  [{deps}]" if deps else ""))

@@ -23,3 +23,13 @@ MAX_SHIFT = 47
 INT8_MIN, INT8_MAX = -128, 127
 #: One parameter entry per output channel: bias (int32), mult (uint16), shift (uint8), pad.
 PARAM_ENTRY_BYTES = 8
+#: Layout of a parameter entry, little-endian, in this order (name, bits, signed).
+PARAM_ENTRY = (("bias", 32, True), ("mult", 16, False), ("shift", 8, False), ("pad", 8, False))
+#: Each PE's table memory: 256 entries of 32 bits, loaded by LOAD_PARAM with ``table = 1``.  STORE
+#: reads it as an activation (``act = TABLE``: entry ``y + 128`` holds the int8 result) or, with a
+#: softmax epilogue, as the exponentials ``e(d)`` of ``d = rowmax - x`` (hw.operators' kernel).
+TABLE_ENTRIES = 256
+TABLE_ENTRY_BITS = 32
+TABLE_BYTES = TABLE_ENTRIES * TABLE_ENTRY_BITS // 8
+
+assert sum(bits for _, bits, _ in PARAM_ENTRY) == 8 * PARAM_ENTRY_BYTES

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import AcceleratorConfig
-from .isa import INSN_BYTES, Insn, Op, Queue, StreamError, VecOp
-from .numerics import PARAM_ENTRY_BYTES
+from .isa import INSN_BYTES, Act, Insn, Op, Queue, StreamError
+from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
-           "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY", "VEC_COST"]
+           "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
+           "EPILOGUE_PASSES", "store_passes"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -36,12 +37,15 @@ GEMM_PIPELINE = 4        # operand read, multiply, adder tree, accumulate
 GEMM_MIN_PIXELS = 4      # an accumulator entry is re-read at least this many cycles after it was written
 POST_PIPELINE = 4        # bias, multiply, round/shift, saturate
 GB_LATENCY = 2           # global-buffer read latency
-#: Vector-unit cycles per element and lane, per non-MAC operation.  Softmax and
-#: layernorm make two passes (statistics, then normalisation) plus an exp/rsqrt
-#: lookup; GELU is a piecewise-linear lookup; the rest are one operation.
-VEC_COST = {VecOp.SOFTMAX: 3, VecOp.LAYERNORM: 3, VecOp.GELU: 2, VecOp.RELU: 1, VecOp.ADD: 1,
-            VecOp.MUL: 1, VecOp.RESIZE: 1, VecOp.CONCAT: 1, VecOp.POOL: 1, VecOp.BATCHNORM: 1,
-            VecOp.COPY: 1, VecOp.CHAIN: 1, VecOp.RESIZE_ARGMAX: 2}
+#: Extra post-processing passes of a STORE's softmax epilogue: the first pass (requantisation)
+#: also finds each row's maximum; one pass looks up the exponentials and sums them, one normalises.
+EPILOGUE_PASSES = 2
+
+
+def store_passes(f) -> object:
+    """Passes of a STORE over its pixels (1, or 3 with a softmax epilogue); ``f`` holds the fields
+    as integers or as Amaranth values."""
+    return 1 + EPILOGUE_PASSES * (f["ep_row"] != 0)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -129,6 +133,8 @@ def load_inp_lanes(fields: dict, config: AcceleratorConfig) -> tuple[np.ndarray,
     lane (padding, a tap beyond the kernel) is written as zero and reads nothing."""
     f, c0 = fields, config.c0
     fkh, fkw, fs = f["fold_kh"] or 1, f["fold_kw"] or 1, f["fold_stride"] or 1
+    if fkh * fkw == 1:
+        return _plain_lanes(f, c0, fs)
     cb, yy, xx, lane = np.meshgrid(np.arange(f["n_cblk"]), np.arange(f["win_h"]), np.arange(f["win_w"]),
                                    np.arange(c0), indexing="ij")
     fch = f["c_base"] + cb * c0 + lane
@@ -137,6 +143,19 @@ def load_inp_lanes(fields: dict, config: AcceleratorConfig) -> tuple[np.ndarray,
     x = f["x0"] + xx * fs + tap % fkw
     valid = (tap < fkh * fkw) & (y >= 0) & (y < f["t_h"]) & (x >= 0) & (x < f["t_w"])
     return f["src_addr"] + (y * f["t_w"] + x) * f["t_c"] + c, valid
+
+
+def _plain_lanes(f: dict, c0: int, fs: int) -> tuple[np.ndarray, np.ndarray]:
+    """``load_inp_lanes`` without folding: lane ``l`` of row (cb, yy, xx) is channel
+    ``c_base + cb*C0 + l`` of pixel ``(y0 + yy*fs, x0 + xx*fs)``, valid below ``t_c``."""
+    ch = f["c_base"] + np.arange(f["n_cblk"])[:, None] * c0 + np.arange(c0)[None, :]      # [cb, lane]
+    y = f["y0"] + np.arange(f["win_h"]) * fs
+    x = f["x0"] + np.arange(f["win_w"]) * fs
+    pix = (y[:, None] * f["t_w"] + x[None, :]) * f["t_c"]                                 # [yy, xx]
+    ok = ((y >= 0) & (y < f["t_h"]))[:, None] & ((x >= 0) & (x < f["t_w"]))[None, :]
+    addr = f["src_addr"] + pix[None, :, :, None] + ch[:, None, None, :]
+    valid = ok[None, :, :, None] & (ch < f["t_c"])[:, None, None, :]
+    return addr, valid
 
 
 def load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
@@ -186,10 +205,11 @@ def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
         elif f["n_out"] > cfg.k0:
             bad = f"n_out {f['n_out']} above K0 = {cfg.k0}"
     elif op == Op.LOAD_PARAM:
+        depth = TABLE_BYTES // PARAM_ENTRY_BYTES if f["table"] else cfg.param_depth
         if not _pe_set_ok(f, cfg):
             bad = "PE set"
-        elif f["dst_addr"] + f["n_entries"] > cfg.param_depth:
-            bad = f"parameter entries (depth {cfg.param_depth})"
+        elif f["dst_addr"] + f["n_entries"] > depth:
+            bad = f"{'table' if f['table'] else 'parameter'} entries (depth {depth})"
     elif op == Op.LOAD_GB:
         if f["dst_addr"] + f["n_bytes"] > cfg.global_buf_bytes:
             bad = f"global-buffer bytes (size {cfg.global_buf_bytes})"
@@ -218,6 +238,8 @@ def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
             bad = f"parameter entries (depth {cfg.param_depth})"
         elif f["acc_addr"] + f["out_h"] * f["out_w"] > cfg.accum_depth:
             bad = f"accumulator entries (depth {cfg.accum_depth})"
+        elif f["act"] > max(Act):
+            bad = f"act {f['act']} (valid: {', '.join(f'{a.value}={a.name}' for a in Act)})"
     if bad:
         raise StreamError(f"{op.name} at byte offset {offset}: {bad} outside the configuration {cfg.name}")
 
@@ -247,11 +269,11 @@ def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]
         cycles = steps * max(f["out_h"] * f["out_w"], GEMM_MIN_PIXELS) + GEMM_PIPELINE
         return cycles, cycles
     if op == Op.VEC:
-        work = _cdiv(f["elements"] * VEC_COST[VecOp(f["vec_op"])], cfg.vector_lanes)
+        work = _cdiv(f["work"], cfg.vector_lanes)
         cycles = cfg.dram_latency + max(work, _cdiv(f["bytes_in"], bw), _cdiv(f["bytes_out"], bw), 1)
         return cycles, cycles
     if op == Op.STORE:
-        pixels = f["out_h"] * f["out_w"] * (1 + f["post_passes"])
+        pixels = f["out_h"] * f["out_w"] * int(store_passes(f))
         transfer = max(pixels + POST_PIPELINE, _cdiv(store_bytes(insn, cfg), bw))
         # posted writes: the unit is free once its last pixel is written (one setup cycle more
         # than the pixels and the pipeline); the DRAM latency only delays the token

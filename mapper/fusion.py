@@ -1,79 +1,115 @@
-"""Which non-MAC layers run on their own and which are fused into a neighbour.
+"""How each layer of a model executes: the plan the simulator, the program and the reports share.
 
-The IR lists a network's operations; this plan decides how each one executes,
-so that the simulator, the report and the stream dump agree:
+One step per layer, in order:
 
-* ``mac``: a MAC layer's own stream, possibly with a fused row epilogue
-  (``post_passes`` extra post-processing passes over each stored tile);
-* ``epilogue``: a softmax or layernorm whose only input is the preceding MAC
-  layer, which has no other consumer, done by that layer's STOREs while the
-  rows are still on chip; chosen only when a tiling with whole rows per STORE
-  exists and the fused layer is faster than the two separately;
-* ``fused``: ReLU, GELU or folded batch-norm applied by the post-processing
-  unit as the preceding MAC layer's outputs pass (no extra time);
-* ``zero-copy``: a concatenation (its producers store at a channel offset);
-* ``vector``: one VEC instruction.  Consecutive element-wise layers along the
-  data flow (each reading the previous one's output) form one ``CHAIN`` pass:
-  it reads the chain's outside inputs once, writes the last output and every
-  intermediate another layer still needs (a residual sum feeding a layernorm
-  and the next residual add), and costs the sum of the members' element
-  operations; the members after the first are ``merged``.  The final
-  upsampling of a segmentation network's logits is ``RESIZE_ARGMAX``, which
-  writes the class map (the per-pixel argmax the mIoU is measured on) instead
-  of the logits.
-
-Epilogues and vector operations are timed, not executed: functional mode and
-the RTL carry data through the MAC layers only (``docs/isa.md``).
+* ``mac``: a MAC layer's own stream (``mapper.lower``).  Its STOREs may apply the
+  activation that alone reads its output (``act``: ReLU, or GELU/sigmoid by the PE's
+  table) and a softmax that alone reads it (``softmax``: the epilogue, over rows of
+  one group's channels), chosen only when a tiling with whole rows per STORE exists
+  and the fused layer is faster than the two apart;
+* ``vector``: one VEC pass (:class:`VecPass`, ``hw/vector.py``) computing a run of
+  non-MAC layers along the data flow: layout layers before the first computing
+  layer become the address pattern of its input, computing layers (add, multiply,
+  activation, layernorm, softmax; a resize or pooling only first) become stages,
+  and layout layers after the last become the pattern through which every stage
+  reads and writes (a final window partition the pattern of the output).  Outputs
+  that another layer reads are written too.  The segmentation output's final resize
+  writes the class map (``RESIZE_ARGMAX``);
+* ``fused``, ``epilogue``, ``merged``: done by the step of layer ``into``;
+* ``zero-copy``: a concatenation (its producers write into its buffer);
+* ``constant``: data in the DRAM image;
+* ``excluded``: a non-MAC layer left out (``mac_only``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from hw.config import AcceleratorConfig
-from hw.isa import Insn, Op, VecOp
-from hw.timing import VEC_COST
+from hw.isa import Act, Insn, Op, VecOp
+from hw.timing import EPILOGUE_PASSES
+from hw.vector import MAX_OPERANDS, MAX_STAGES, NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, Stage, \
+    vec_fields
 
-from .ir import LAYOUT_KINDS, MAC_KINDS, Conv2d, Layer, Linear, Model
+from .ir import LAYOUT_KINDS, MAC_KINDS, Activation, Conv2d, Layer, Linear, MatMul, Model, PatchMerge, Pool, \
+    Resize, WindowPartition
+from .layout import LayoutError, Storage, View, partition_view, storage_plan, through, view_of
 from .lower import MappingError, _insn, layer_cycles, map_layer
 
-__all__ = ["Step", "plan", "vec_stream", "ROW_EPILOGUE_PASSES", "POINTWISE_OPS", "VEC_OP_OF"]
+__all__ = ["Step", "VecPass", "plan", "vec_stream", "COMPUTE_KINDS", "STAGE_OP"]
 
-VEC_OP_OF = {"softmax": VecOp.SOFTMAX, "layernorm": VecOp.LAYERNORM, "gelu": VecOp.GELU,
-             "relu": VecOp.RELU, "sigmoid": VecOp.GELU, "add": VecOp.ADD, "mul": VecOp.MUL,
-             "resize": VecOp.RESIZE, "concat": VecOp.CONCAT, "pool": VecOp.POOL,
-             **{kind: VecOp.COPY for kind in LAYOUT_KINDS}}
-#: Element-wise operations the post-processing unit applies to the preceding MAC layer's output.
+#: The vector-unit operation of each computing layer kind.
+STAGE_OP = {"add": VecOp.ADD, "mul": VecOp.MUL, "relu": VecOp.LUT, "gelu": VecOp.LUT, "sigmoid": VecOp.LUT,
+            "layernorm": VecOp.LAYERNORM, "softmax": VecOp.SOFTMAX, "resize": VecOp.RESIZE, "pool": VecOp.POOL}
+COMPUTE_KINDS = tuple(STAGE_OP)
+#: Activations a MAC layer's STOREs apply after requantisation.
 POINTWISE_OPS = ("relu", "gelu", "sigmoid")
-#: Extra post-processing passes of a row epilogue: the first pass (requantisation) also finds the
-#: row maximum / sum; then one pass for exp-and-sum (softmax) or variance (layernorm) and one to normalise.
-ROW_EPILOGUE_PASSES = {"softmax": 2, "layernorm": 2}
+
+
+@dataclass(frozen=True)
+class VecPass:
+    """A VEC pass before addresses: operand bases are byte offsets in ``buffers`` (one per operand),
+    and the quantisation parameters of the stages are zero until the program fills them in from
+    ``stage_layers`` (the layer each stage computes)."""
+
+    desc: Descriptor
+    buffers: tuple[str, ...]
+    stage_layers: tuple[str, ...]
+    members: tuple[str, ...]
+    writes: tuple[str, ...]
+    class_map: bool = False
+    stage_swaps: tuple[bool, ...] = ()   # an add's running result is its layer's second input
+
+    @property
+    def insn(self) -> Insn:
+        return _insn(Op.VEC, **vec_fields(self.desc), desc_addr=0)
 
 
 @dataclass(frozen=True)
 class Step:
     layer: Layer
-    action: str                        # mac, epilogue, fused, zero-copy, vector, merged, excluded
-    post_passes: int = 0               # mac: passes of a fused row epilogue ...
-    epilogue: str = ""                 # ... and its operation
-    vec: Optional[Insn] = None         # vector: its VEC instruction
+    action: str                        # mac, vector, epilogue, fused, merged, zero-copy, constant, excluded
+    act: int = Act.NONE                # mac: what its STOREs apply after requantisation ...
+    act_layer: str = ""                # ... from this Activation layer (TABLE)
+    softmax: str = ""                  # mac: the Softmax layer computed by its STOREs' epilogue
+    output: str = ""                   # mac: the tensor its STOREs write
+    vpass: Optional[VecPass] = None    # vector: its pass
     into: str = ""                     # epilogue / fused / merged: the layer that does the work
 
     @property
+    def post_passes(self) -> int:
+        return EPILOGUE_PASSES if self.softmax else 0
+
+    @property
+    def epilogue(self) -> str:
+        return "softmax" if self.softmax else ""
+
+    @property
+    def softmax_row(self) -> int:
+        return _row_of(self.layer) if self.softmax else 0
+
+    @property
+    def vec(self) -> Optional[Insn]:
+        return self.vpass.insn if self.vpass is not None else None
+
+    @property
     def mapping_note(self) -> str:
-        return {"epilogue": f"epilogue of {self.into}", "fused": "fused", "zero-copy": "zero-copy",
+        return {"epilogue": f"epilogue of {self.into}", "fused": f"fused into {self.into}", "zero-copy": "zero-copy",
                 "merged": f"merged into {self.into}", "excluded": "excluded (MAC layers only)",
                 "constant": "constant (in the DRAM image)"}.get(self.action, "")
 
 
-def _vec(op: VecOp, elements: int, bytes_in: int, bytes_out: int) -> Insn:
-    return _insn(Op.VEC, vec_op=int(op), elements=elements, bytes_in=bytes_in, bytes_out=bytes_out)
-
-
 def vec_stream(step: Step) -> list[Insn]:
-    """The instructions of a step that runs on the vector unit (ending with FENCE)."""
-    return [step.vec, _insn(Op.FENCE)] if step.vec is not None else []
+    """The instructions of a vector step (ending with FENCE)."""
+    return [step.vec, _insn(Op.FENCE)] if step.vpass is not None else []
+
+
+def _row_of(layer: Layer) -> int:
+    """Channels of one row of a MAC layer's output: one group's (a head's keys)."""
+    if isinstance(layer, MatMul):
+        return layer.n
+    return layer.out_shape[2] // getattr(layer, "groups", 1)
 
 
 def _consumers(model: Model) -> dict[str, list[str]]:
@@ -84,107 +120,347 @@ def _consumers(model: Model) -> dict[str, list[str]]:
     return users
 
 
-def _mac_cycles(layer: Layer, cfg: AcceleratorConfig, post_passes: int = 0) -> int:
-    return sum(lo.cycles * n for lo, n in map_layer(layer, cfg, post_passes=post_passes))
-
-
-def _vec_cycles(insn: Insn, cfg: AcceleratorConfig) -> int:
-    return layer_cycles([insn, _insn(Op.FENCE)], cfg)
+def _mac_cycles(layer: Layer, cfg: AcceleratorConfig, **kw) -> int:
+    return sum(lo.cycles * n for lo, n in map_layer(layer, cfg, **kw))
 
 
 def plan(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False, fuse: bool = True) -> list[Step]:
-    """One step per layer of ``model``, in order.  ``mac_only`` excludes every non-MAC layer
-    (and fuses nothing into the MAC layers); ``fuse=False`` runs every non-MAC layer except
-    the free ones (pointwise, concat) as its own VEC instruction."""
-    fuse = fuse and not mac_only
-    users = _consumers(model)
-    layers = model.layers
-    steps: list[Step] = []
-    i = 0
-    while i < len(layers):
-        layer = layers[i]
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
-        prev = layers[i - 1] if i else None
-        if layer.kind in MAC_KINDS:
-            if (fuse and nxt is not None and nxt.kind in ROW_EPILOGUE_PASSES
-                    and nxt.inputs == (layer.name,) and users.get(layer.name) == [nxt.name]
-                    and _rows_are_groups(layer, nxt.kind)):
-                passes = ROW_EPILOGUE_PASSES[nxt.kind]
-                try:
-                    fused = _mac_cycles(layer, cfg, passes)
-                except MappingError:
-                    fused = None
-                if fused is not None and fused < _mac_cycles(layer, cfg) + _vec_cycles(_own_vec(nxt), cfg):
-                    steps += [Step(layer, "mac", passes, epilogue=nxt.kind), Step(nxt, "epilogue", into=layer.name)]
-                    i += 2
-                    continue
-            steps.append(Step(layer, "mac"))
-        elif layer.kind == "constant":
-            steps.append(Step(layer, "constant"))
-        elif (layer.kind in POINTWISE_OPS and prev is not None and prev.kind in MAC_KINDS) \
-                or getattr(layer, "fused", False):
-            steps.append(Step(layer, "fused", into=prev.name if prev is not None else ""))
-        elif layer.kind == "concat":
-            steps.append(Step(layer, "zero-copy"))
-        elif mac_only:
-            steps.append(Step(layer, "excluded"))
-        elif fuse and i == len(layers) - 1 and layer.kind == "resize" and _is_logits(layer, model):
-            h, w, _ = model.input
-            steps.append(Step(layer, "vector", vec=_vec(VecOp.RESIZE_ARGMAX, layer.elements,
-                                                        layer.in_elements, h * w)))
-        else:
-            steps.append(Step(layer, "vector", vec=_own_vec(layer)))
-        i += 1
-    return _chain(steps, users) if fuse else steps
+    """One step per layer of ``model``, in order.  ``mac_only`` excludes every non-MAC layer (and
+    fuses nothing into the MAC layers); ``fuse=False`` runs every non-MAC layer as its own pass,
+    except the activations the MAC layers' STOREs apply and the zero-copy concatenations.
+
+    Raises ``MappingError`` for a graph that cannot be laid out (``mapper.layout``)."""
+    return _Planner(model, cfg, mac_only, fuse and not mac_only).run()
 
 
-def _chain(steps: list[Step], users: dict[str, list[str]]) -> list[Step]:
-    """Merge runs of vector steps along the data flow into CHAIN passes (module docstring)."""
-    out: list[Step] = []
-    head = None            # index in out of the open chain's first step
-    members: list[Layer] = []
-    work = bytes_in = written = 0
+class _Planner:
+    def __init__(self, model: Model, cfg: AcceleratorConfig, mac_only: bool, fuse: bool):
+        self.model, self.cfg, self.mac_only, self.fuse = model, cfg, mac_only, fuse
+        self.users = _consumers(model)
+        self.outputs = set(model.output_names)
+        try:
+            self.storage = storage_plan(model)
+        except LayoutError as e:
+            raise MappingError(str(e)) from None
+        self.by_name = {layer.name: layer for layer in model.layers}
+        self.order = {layer.name: i for i, layer in enumerate(model.layers)}
+        self.done: dict[str, Step] = {}
 
-    def close():
-        if head is not None and len(members) > 1:
-            insn = _vec(VecOp.CHAIN, work, bytes_in, written + members[-1].elements)
-            out[head] = Step(members[0], "vector", vec=insn)
+    def run(self) -> list[Step]:
+        for layer in self.model.layers:
+            if layer.name in self.done:
+                continue
+            if layer.kind == "constant":
+                self.done[layer.name] = Step(layer, "constant")
+            elif layer.kind in MAC_KINDS:
+                self._mac(layer)
+            elif layer.kind == "concat":
+                self.done[layer.name] = Step(layer, "zero-copy")
+            elif self.mac_only:
+                self.done[layer.name] = Step(layer, "excluded")
+            else:
+                self._vector(layer)
+        return [self.done[layer.name] for layer in self.model.layers]
 
-    for st in steps:
-        own = st.action == "vector" and st.vec.f["vec_op"] == VEC_OP_OF[st.layer.kind]
-        if own and members and members[-1].name in st.layer.inputs:
-            prev = members[-1]
-            if users.get(prev.name, []) != [st.layer.name]:
-                written += prev.elements          # another layer reads it later: write it too
-            work += st.layer.elements * VEC_COST[VEC_OP_OF[st.layer.kind]]
-            bytes_in += max(0, st.layer.in_elements - prev.elements)
-            members.append(st.layer)
-            out.append(Step(st.layer, "merged", into=members[0].name))
-            continue
-        close()
-        head, members = None, []
-        if own:
-            head, members = len(out), [st.layer]
-            work = st.layer.elements * VEC_COST[VEC_OP_OF[st.layer.kind]]
-            bytes_in, written = st.layer.in_elements, 0
-        out.append(st)
-    close()
-    return out
+    def _only_user(self, name: str) -> Optional[Layer]:
+        users = self.users.get(name, [])
+        if len(users) == 1 and name not in self.outputs:
+            return self.by_name[users[0]]
+        return None
+
+    # ---- MAC layers ---------------------------------------------------------------------------
+    def _mac(self, layer: Layer) -> None:
+        act, act_layer, out = (Act.RELU if getattr(layer, "relu", False) else Act.NONE), "", layer.name
+        nxt = self._only_user(layer.name)
+        if not self.mac_only and isinstance(nxt, Activation) and nxt.kind in POINTWISE_OPS and act == Act.NONE:
+            act = Act.RELU if nxt.kind == "relu" else Act.TABLE
+            act_layer, out = nxt.name, nxt.name
+            self.done[nxt.name] = Step(nxt, "fused", into=layer.name)
+        softmax = ""
+        if self.fuse and act == Act.NONE and nxt is not None and nxt.kind == "softmax" and self._epilogue_pays(layer, nxt):
+            softmax, out = nxt.name, nxt.name
+            self.done[nxt.name] = Step(nxt, "epilogue", into=layer.name)
+        self.done[layer.name] = Step(layer, "mac", act, act_layer, softmax, out)
+
+    def _epilogue_pays(self, layer: Layer, sm: Layer) -> bool:
+        row = _row_of(layer)
+        if sm.row_len() != row or (isinstance(layer, (Conv2d, Linear)) and getattr(layer, "groups", 1) != 1
+                                   and row != layer.out_shape[2]):
+            return False
+        try:
+            fused = _mac_cycles(layer, self.cfg, softmax_row=row)
+        except MappingError:
+            return False
+        own = self._pass([sm])
+        return fused < _mac_cycles(layer, self.cfg) + layer_cycles([own.insn, _insn(Op.FENCE)], self.cfg)
+
+    # ---- vector passes ------------------------------------------------------------------------
+    def _vector(self, layer: Layer) -> None:
+        members = [layer]
+        if self.fuse:
+            while True:
+                nxt = self._next_member(members)
+                if nxt is None:
+                    break
+                members.append(nxt)
+        vpass = self._pass(members)
+        self.done[layer.name] = Step(layer, "vector", vpass=vpass)
+        for m in members[1:]:
+            self.done[m.name] = Step(m, "merged", into=layer.name)
+
+    def _next_member(self, members: list[Layer]) -> Optional[Layer]:
+        """The layer that extends the pass, or None: the next layer in order (constants aside) if it
+        reads the last member and the pass stays within the grammar and the unit's limits."""
+        last = members[-1]
+        i = self.order[last.name] + 1
+        while i < len(self.model.layers) and self.model.layers[i].kind == "constant":
+            i += 1
+        if i == len(self.model.layers):
+            return None
+        cand = self.model.layers[i]
+        if (cand.name in self.done or last.name not in cand.inputs or cand.kind in MAC_KINDS
+                or cand.kind == "concat" or _is_class_map(cand, self.model)):
+            return None
+        trial = members + [cand]
+        if not _grammar_ok([m.kind for m in trial]):
+            return None
+        # a layout layer whose output another layer reads cannot be absorbed unless it is last
+        if any(m.kind in LAYOUT_KINDS and self._read_outside(m, trial) for m in members):
+            return None
+        try:
+            p = self._pass(trial)
+        except MappingError:
+            return None
+        return cand if len(p.desc.operands) <= MAX_OPERANDS and len(p.desc.stages) <= MAX_STAGES else None
+
+    def _read_outside(self, m: Layer, members: list[Layer]) -> bool:
+        names = {x.name for x in members}
+        return m.name in self.outputs or any(u not in names for u in self.users.get(m.name, []))
+
+    def _pass(self, members: list[Layer]) -> VecPass:
+        try:
+            return _PassBuilder(self, members).build()
+        except LayoutError as e:
+            raise MappingError(str(e)) from None
 
 
-def _rows_are_groups(layer: Layer, op: str) -> bool:
-    """A STORE with whole rows holds every channel of each of its groups (``rows_complete``):
-    a softmax is per head (group), but a layernorm needs all channels of a pixel, so it is fused
-    only into an ungrouped layer."""
-    return op == "softmax" or (isinstance(layer, (Conv2d, Linear)) and getattr(layer, "groups", 1) == 1)
-
-
-def _own_vec(layer: Layer) -> Insn:
-    """A non-MAC layer on its own: reads its inputs from and writes its output to DRAM."""
-    return _vec(VEC_OP_OF[layer.kind], layer.elements, layer.in_elements, layer.elements)
-
-
-def _is_logits(layer: Layer, model: Model) -> bool:
+def _is_class_map(layer: Layer, model: Model) -> bool:
     """The network ends by upsampling its class scores to the input size (segmentation)."""
     h, w, _ = model.input
-    return layer.elements == h * w * model.params.get("classes", 0)
+    return (isinstance(layer, Resize) and layer.mode == "bilinear" and layer.name in model.output_names
+            and layer.out_shape[:2] == (h, w) and model.params.get("classes") == layer.out_shape[2])
+
+
+def _grammar_ok(kinds: list[str]) -> bool:
+    """leading layouts*, computing layers+, trailing layouts*, [window partition]; a resize or
+    pooling only as the first member; a patch merge alone; layouts only is fine too."""
+    if "patch_merge" in kinds:
+        return len(kinds) == 1
+    if "window_partition" in kinds[:-1]:
+        return False
+    comp = [i for i, k in enumerate(kinds) if k in COMPUTE_KINDS]
+    if not comp:
+        return True
+    first, last = comp[0], comp[-1]
+    if any(kinds[i] in ("resize", "pool") for i in comp[1:]) or (kinds[first] in ("resize", "pool") and first):
+        return False
+    return not any(k in LAYOUT_KINDS for k in kinds[first:last + 1]) and "window_reverse" not in kinds[last + 1:]
+
+
+class _PassBuilder:
+    """Turns a run of layers into a VEC pass (module docstring)."""
+
+    def __init__(self, planner: _Planner, members: list[Layer]):
+        self.p = planner
+        self.members = members
+        self.operands: list[Operand] = []
+        self.buffers: list[str] = []
+        self.index: dict[tuple, int] = {}
+        self.writes: list[str] = []
+        self.final, self.trail, self.raster, self.lead = None, [], None, []
+
+    def _operand(self, view: View, repeat: bool = False) -> int:
+        key = (view, repeat)
+        if key not in self.index:
+            self.index[key] = len(self.operands)
+            self.operands.append(Operand(view.offset, view.c, view.y, view.x, repeat))
+            self.buffers.append(view.buffer)
+        return self.index[key]
+
+    def _view(self, tensor: str, raster=None) -> View:
+        return view_of(self.p.storage[tensor], raster)
+
+    def build(self) -> VecPass:
+        ms = self.members
+        if ms[0].kind == "patch_merge":
+            return self._patch_merge(ms[0])
+        if len(ms) == 1 and self.p.fuse and _is_class_map(ms[0], self.p.model):
+            return self._class_map(ms[0])
+        comp = [i for i, m in enumerate(ms) if m.kind in COMPUTE_KINDS]
+        if not comp:
+            return self._copy()
+        lead, computes, trail = ms[:comp[0]], ms[comp[0]:comp[-1] + 1], ms[comp[-1] + 1:]
+        self.lead = lead
+        self.final = trail[-1] if trail and isinstance(trail[-1], WindowPartition) else None
+        self.trail = trail[:-1] if self.final is not None else trail
+        self.raster = computes[0].out_shape[:2]
+        src = self._source(lead, computes[0])
+        stages: list[Stage] = []
+        names: list[str] = []
+        self.swaps: list[bool] = []
+        for k, m in enumerate(computes):
+            outs = self._outputs(m, last=m is computes[-1])
+            if m.kind == "relu" and stages and stages[-1].op == VecOp.ADD and stages[-1].out == NONE \
+                    and names[-1] == computes[k - 1].name:
+                stages[-1] = replace(stages[-1], params={**stages[-1].params, "relu": 1})
+                names[-1] += "+" + m.name
+            else:
+                stages.append(Stage(STAGE_OP[m.kind], src if k == 0 else PREV, self._second(m, computes, k),
+                                    NONE, _geometry(m)))
+                names.append(m.name)
+                self.swaps.append(self._swapped)
+            for j, out in enumerate(outs):     # the first output from the stage, more by COPY stages
+                if j == 0:
+                    stages[-1] = replace(stages[-1], out=out)
+                else:
+                    stages.append(Stage(VecOp.COPY, PREV, NONE, out, {}))
+                    names.append(m.name)
+                    self.swaps.append(False)
+        h, w = self.final.in_shapes[0][:2] if self.final is not None else \
+            (self.trail[-1].out_shape[:2] if self.trail else self.raster)
+        return VecPass(Descriptor(h, w, computes[-1].out_shape[2], tuple(self.operands), tuple(stages)),
+                       tuple(self.buffers), tuple(names), tuple(m.name for m in ms), tuple(self.writes),
+                       stage_swaps=tuple(self.swaps))
+
+    def _r1(self, view: View) -> View:
+        """A view over the computes' raster seen from the pass's raster (through the trailing layouts)."""
+        for t in self.trail:
+            view = through(view, t)
+        return view
+
+    def _source(self, lead: list[Layer], first: Layer) -> int:
+        if first.kind in ("resize", "pool"):             # reads its input over the input's own raster
+            if lead:
+                raise LayoutError(f"{first.name}: a resize or pooling reads its input plainly")
+            return self._operand(self._view(first.inputs[0]))
+        if not lead:
+            return self._operand(self._r1(self._view(first.inputs[0], self.raster)))
+        view = self._view(lead[0].inputs[0])
+        for t in lead:
+            view = through(view, t)
+        return self._operand(self._r1(view))
+
+    def _second(self, m: Layer, computes: list[Layer], k: int) -> int:
+        """The other operand of an add or a product (the first is the chained input)."""
+        self._swapped = False
+        if m.kind not in ("add", "mul"):
+            return NONE
+        chained = computes[k - 1].name if k else (self.lead[-1].name if self.lead else m.inputs[0])
+        if chained not in m.inputs:
+            raise LayoutError(f"{m.name}: does not read the pass's running result {chained!r}")
+        other = m.inputs[1] if m.inputs[0] == chained else m.inputs[0]
+        self._swapped = m.inputs[0] != chained
+        repeat = self.p.storage[other].shape[2] < m.out_shape[2]
+        return self._operand(self._r1(self._view(other, self.raster)), repeat=repeat)
+
+    def _outputs(self, m: Layer, last: bool) -> list[int]:
+        """Operands the stage computing ``m`` writes: the pass's output if ``m`` is the last compute,
+        and ``m``'s own tensor if another layer reads it."""
+        outs = []
+        ms = self.members
+        if last:
+            if self.final is not None:
+                outs.append(self._operand(partition_view(self._view(self.final.name), self.final,
+                                                         self.final.in_shapes[0])))
+            else:
+                outs.append(self._operand(self._view(ms[-1].name)))
+            self.writes.append(ms[-1].name)
+        if (not last or ms[-1] is not m) and self.p._read_outside(m, ms):
+            outs.append(self._operand(self._r1(self._view(m.name, self.raster))))
+            self.writes.append(m.name)
+        return outs
+
+    def _copy(self) -> VecPass:
+        """A pass of layout layers only: one COPY through their composed pattern."""
+        ms = self.members
+        final = ms[-1] if isinstance(ms[-1], WindowPartition) else None
+        views = ms[:-1] if final is not None else ms
+        if not views:
+            src_view = self._view(ms[0].inputs[0])
+        else:
+            src_view = self._view(views[0].inputs[0])
+            for t in views:
+                src_view = through(src_view, t)
+        src = self._operand(src_view)
+        if final is not None:
+            out = self._operand(partition_view(self._view(final.name), final, final.in_shapes[0]))
+            h, w = final.in_shapes[0][:2]
+        else:
+            out = self._operand(self._view(ms[-1].name))
+            h, w = ms[-1].out_shape[:2]
+        c = ms[-1].out_shape[2]
+        return VecPass(Descriptor(h, w, c, tuple(self.operands), (Stage(VecOp.COPY, src, NONE, out, {}),)),
+                       tuple(self.buffers), (ms[-1].name,), tuple(m.name for m in ms), (ms[-1].name,))
+
+    def _patch_merge(self, m: PatchMerge) -> VecPass:
+        """Four COPY stages, one per 2x2 position (rows, then columns), each into its channel quarter."""
+        st = self.p.storage[m.inputs[0]]
+        h, w, c = st.shape
+        h2, w2, _ = m.out_shape
+        out = self.p.storage[m.name]
+        stages = []
+        for q, (a, b) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
+            view = View(st.buffer, st.offset + (a * w + b) * st.pitch, c,
+                        _stepped(h2, 2 * w * st.pitch, -(-(h - a) // 2)), _stepped(w2, 2 * st.pitch, -(-(w - b) // 2)))
+            dst = View(out.buffer, out.offset + q * c, c, view_of(out).y, view_of(out).x)
+            stages.append(Stage(VecOp.COPY, self._operand(view), NONE, self._operand(dst), {}))
+        return VecPass(Descriptor(h2, w2, c, tuple(self.operands), tuple(stages)), tuple(self.buffers),
+                       (m.name,) * 4, (m.name,), (m.name,))
+
+    def _class_map(self, m: Resize) -> VecPass:
+        """The segmentation output: bilinear upsampling of the class scores and the per-pixel argmax,
+        one byte a pixel in the resize's buffer."""
+        from hw.vector import Axis
+        src = self._operand(self._view(m.inputs[0]))
+        h, w = m.out_shape[:2]
+        out = self._operand(View(m.name, 0, 1, Axis(h, w), Axis(w, 1)))
+        stage = Stage(VecOp.RESIZE_ARGMAX, src, NONE, out, _resize_params(m, argmax=True))
+        return VecPass(Descriptor(h, w, 1, tuple(self.operands), (stage,)), tuple(self.buffers), (m.name,),
+                       (m.name,), (m.name,), class_map=True)
+
+
+def _stepped(n: int, stride: int, valid: int):
+    from hw.vector import Axis
+    return Axis(n, stride, valid=min(valid, n) if valid < n else 0, wrap=n)
+
+
+def _resize_params(m: Resize, argmax: bool = False) -> dict:
+    from hw.operators import resize_axis_params
+    (ih, iw, _), (oh, ow, _) = m.in_shapes[0], m.out_shape
+    if m.mode == "nearest" and not argmax:
+        return {"mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0}
+    ay, ax = resize_axis_params(ih, oh), resize_axis_params(iw, ow)
+    p = {"y_start": ay.start, "y_step": ay.step, "x_start": ax.start, "x_step": ax.step}
+    return p if argmax else {"mode": 0, **p}
+
+
+def _geometry(m: Layer) -> dict:
+    """A stage's parameters that follow from the layer's attributes; quantisation's are zero."""
+    op = STAGE_OP[m.kind]
+    if op == VecOp.ADD:
+        return {"mult_a": 0, "mult_b": 0, "shift": 0, "relu": int(getattr(m, "relu", False))}
+    if op == VecOp.MUL:
+        return {"mult": 0, "shift": 0}
+    if op == VecOp.LUT:
+        return {"table": 0}
+    if op == VecOp.LAYERNORM:
+        return {"table": 0, "eps": 0, "shift": 0}
+    if op == VecOp.SOFTMAX:
+        return {"row": m.row_len(), "exp_mult": 0, "exp_shift": 0}
+    if op == VecOp.RESIZE:
+        return _resize_params(m)
+    if op == VecOp.POOL:
+        mode = {"max": PoolMode.MAX, "avg": PoolMode.AVG, "adaptive_avg": PoolMode.ADAPTIVE_AVG}[m.mode]
+        return {"mode": mode, "kernel": m.kernel, "stride": m.stride, "padding": m.padding,
+                "ceil_mode": int(m.ceil_mode), "count_include_pad": int(m.count_include_pad)}
+    raise AssertionError(op)

@@ -539,9 +539,6 @@ class Pool(_Base):
     def infer(self, in_shapes):
         h, w, c = _same(self, in_shapes)
         if self.mode == "adaptive_avg":
-            if self.out_h > h or self.out_w > w:
-                raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c),
-                                   f"at least {self.out_h}x{self.out_w} pixels")
             return (self.out_h, self.out_w, c)
         oh, ow = self.window_out(h), self.window_out(w)
         if oh <= 0 or ow <= 0:

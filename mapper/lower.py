@@ -35,16 +35,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Optional
 
 from hw.config import AcceleratorConfig
-from hw.isa import Insn, Op
-from hw.numerics import PARAM_ENTRY_BYTES
-from hw.timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, dw_gather_ok, schedule
+from hw.isa import Act, Insn, Op, make
+from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
+from hw.timing import EPILOGUE_PASSES, GEMM_MIN_PIXELS, GEMM_PIPELINE, dw_gather_ok, schedule
 
 from .ir import Conv2d, Layer, Linear, MatMul
 
-__all__ = ["Problem", "Tiling", "Lowered", "MappingError", "problem_of", "map_layer", "rows_complete",
-           "build_stream", "layer_cycles", "PARAM_SLOTS"]
+__all__ = ["Problem", "Tiling", "Lowered", "MappingError", "Placement", "problem_of", "map_layer",
+           "rows_complete", "build_stream", "layer_cycles", "default_placement", "PARAM_SLOTS"]
 
 PARAM_SLOTS = 4          # parameter slots rotated per tile (see _build)
 ALIGN = 64
@@ -87,10 +88,20 @@ class Problem:
     stride: int = 1
     pad: int = 0
     fold: bool = False
-    relu: bool = False
+    act: int = Act.NONE        # what the STOREs apply after requantisation
     dw_pack: int = 1           # depthwise channels packed per group
     gather: bool = False       # depthwise: GEMMs gather each kernel row's taps on lanes (ISA ``dw``)
-    post_passes: int = 0       # extra post-processing passes of a fused row epilogue (0: none)
+    softmax_row: int = 0       # > 0: the STOREs' softmax epilogue over rows of this many channels
+    heads: int = 1             # matmul: groups are (window, head) pairs, heads the faster
+
+    @property
+    def post_passes(self) -> int:
+        return EPILOGUE_PASSES if self.softmax_row else 0
+
+    @property
+    def table(self) -> bool:
+        """The STOREs read the PE's table memory (an activation table or the exponentials)."""
+        return self.act == Act.TABLE or self.softmax_row > 0
 
     @property
     def oh(self) -> int:
@@ -141,7 +152,7 @@ def problem_of(layer: Layer, cfg: AcceleratorConfig) -> Problem:
             pack = min(cfg.k0, cfg.c0, layer.in_ch)
             return Problem(layer.name, "depthwise", _cdiv(layer.in_ch, pack), layer.in_h, layer.in_w,
                            layer.in_ch, layer.out_ch, pack, pack, kh, kw, layer.stride, layer.padding,
-                           relu=layer.relu, dw_pack=pack, gather=dw_gather_ok(cfg, kw))
+                           act=_act(layer), dw_pack=pack, gather=dw_gather_ok(cfg, kw))
         cg, kg = layer.in_ch // layer.groups, layer.out_ch // layer.groups
         # Fold taps into channels (im2col in the load unit) when it saves channel blocks, when the
         # patches do not overlap (stride >= kernel: no extra DRAM reads), or when the taps of one
@@ -150,17 +161,21 @@ def problem_of(layer: Layer, cfg: AcceleratorConfig) -> Problem:
         fold = layer.groups == 1 and kh * kw > 1 and (
             folded < plain or (folded == plain and layer.stride >= kh) or kh * kw > cfg.weight_rows // 2)
         return Problem(layer.name, "dense", layer.groups, layer.in_h, layer.in_w, layer.in_ch,
-                       layer.out_ch, cg, kg, kh, kw, layer.stride, layer.padding, fold, layer.relu)
+                       layer.out_ch, cg, kg, kh, kw, layer.stride, layer.padding, fold, _act(layer))
     if isinstance(layer, Linear):
         h, w = _token_shape(layer.tokens)
         return Problem(layer.name, "dense", 1, h, w, layer.in_features, layer.out_features,
-                       layer.in_features, layer.out_features, relu=layer.relu)
+                       layer.in_features, layer.out_features, act=_act(layer))
     if isinstance(layer, MatMul):
         # Each batch item is a group: its rows of A are channels g*k.. of an [m, batch*k] tensor.
         h, w = _token_shape(layer.m)
         return Problem(layer.name, "matmul", layer.batch, h, w, layer.batch * layer.k,
-                       layer.batch * layer.n, layer.k, layer.n)
+                       layer.batch * layer.n, layer.k, layer.n, heads=layer.heads)
     raise MappingError(f"{layer.name}: {layer.kind} is not a MAC layer")
+
+
+def _act(layer: Layer) -> int:
+    return Act.RELU if getattr(layer, "relu", False) else Act.NONE
 
 
 @dataclass(frozen=True)
@@ -180,7 +195,7 @@ class Lowered:
 
     problem: Problem
     tiling: Tiling
-    layout: dict
+    layout: Placement
     stream: list
     cycles: int
     candidates: int
@@ -188,16 +203,43 @@ class Lowered:
 
 # ---- DRAM layout ------------------------------------------------------------------------------
 
-def dram_layout(p: Problem, cfg: AcceleratorConfig) -> dict:
-    """Byte addresses of the input, weights, parameters and output of a problem.
+@dataclass(frozen=True)
+class Placement:
+    """Where a problem's tensors are in DRAM (byte addresses and strides).
 
-    Inputs and outputs are HWC (for matmul the batch items are channel groups
-    of an [m, batch*k] input and an [m, batch*n] output; the second operand is
-    ``groups`` consecutive [kg, cg] matrices, i.e. B transposed).
-    Dense and depthwise weights are pre-arranged per output channel as
-    ``n_cblk x taps`` rows of C0 bytes, zero-padded.
+    ``input``/``output`` address element (0, 0, 0) of the tensor (its channel offset included),
+    ``in_pitch``/``out_pitch`` the bytes per pixel.  Dense and depthwise weights sit at
+    ``weights``, pre-arranged per output channel as ``rows_per_oc`` rows of C0 bytes.  For a
+    matmul, group ``g`` (window ``g // heads``, head ``g % heads``) reads channels
+    ``a_window * (g // heads) + a_head * (g % heads)`` of each input row, and its second operand
+    row ``j``, element ``i`` at ``weights + b_window * (g // heads) + b_head * (g % heads) +
+    j * b_row + i * b_lane``.  ``table`` holds the 256 x 16-bit table of the STOREs (or -1).
     """
-    lay = {"input": 0}
+
+    input: int
+    in_pitch: int
+    weights: int
+    params: int
+    output: int
+    out_pitch: int
+    rows_per_oc: int = 0
+    table: int = -1
+    a_window: int = 0
+    a_head: int = 0
+    b_window: int = 0
+    b_head: int = 0
+    b_row: int = 0
+    b_lane: int = 1
+    end: int = 0
+
+
+def default_placement(p: Problem, cfg: AcceleratorConfig) -> Placement:
+    """Every tensor of a problem in its own contiguous region (the problem run on its own).
+
+    Inputs and outputs are HWC (for matmul the batch items are channel groups of an [m, batch*k]
+    input and an [m, batch*n] output; the second operand is ``groups`` consecutive [kg, cg]
+    matrices, i.e. B transposed).
+    """
     in_bytes = p.h * p.w * p.c
     out_bytes = p.oh * p.ow * p.k
     if p.kind == "matmul":
@@ -206,21 +248,23 @@ def dram_layout(p: Problem, cfg: AcceleratorConfig) -> dict:
     else:
         rows_per_oc = p.n_cblk(cfg.c0) * p.taps
         w_bytes = p.k * rows_per_oc * cfg.c0
-    lay["weights"] = _align(in_bytes)
-    lay["params"] = lay["weights"] + _align(w_bytes)
-    lay["output"] = lay["params"] + _align(p.k * PARAM_ENTRY_BYTES)
-    lay["end"] = lay["output"] + _align(out_bytes)
-    lay["rows_per_oc"] = rows_per_oc
-    if lay["end"] >= 1 << 32:
-        raise MappingError(f"{p.name}: needs {lay['end']} bytes of DRAM, more than the 32-bit address space")
-    return lay
+    weights = _align(in_bytes)
+    params = weights + _align(w_bytes)
+    table = params + _align(p.k * PARAM_ENTRY_BYTES)
+    output = table + (_align(TABLE_BYTES) if p.table else 0)
+    end = output + _align(out_bytes)
+    if end >= 1 << 32:
+        raise MappingError(f"{p.name}: needs {end} bytes of DRAM, more than the 32-bit address space")
+    return Placement(0, p.c, weights, params, output, p.k, rows_per_oc, table if p.table else -1,
+                     a_window=p.heads * p.cg, a_head=p.cg, b_window=p.heads * p.kg * p.cg, b_head=p.kg * p.cg,
+                     b_row=p.cg, b_lane=1, end=end)
 
 
 # ---- the stream ---------------------------------------------------------------------------------
 
-def _insn(op: Op, deps: tuple = (), **f) -> Insn:
-    # Mapper-internal constructor: fields are checked when the stream is encoded.
-    return Insn(op, "pop_prev" in deps, "pop_next" in deps, "push_prev" in deps, "push_next" in deps, f)
+def _insn(op: Op, **f) -> Insn:
+    """An instruction through the ISA's range-checked constructor (``hw.isa.make``)."""
+    return make(op, **f)
 
 
 def _passes(p: Problem, t: "Tiling", cfg: AcceleratorConfig) -> list[list[tuple[int, int]]]:
@@ -262,8 +306,9 @@ def _geometry(p: Problem, t: "Tiling") -> dict:
                 fold_stride=0, in_w=(t.tw - 1) * p.stride + p.kw, k=p.kh, stride=p.stride)
 
 
-def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> list[Insn]:
-    """The instruction stream of problem ``p`` under tiling ``t`` (ends with FENCE).
+def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement) -> list[Insn]:
+    """The instruction stream of problem ``p`` under tiling ``t`` with its tensors at ``pl``
+    (ends with FENCE).
 
     Buffer halves alternate per chunk (inputs, streamed weights), per pass
     (resident weights) and per tile (accumulators); parameter slots rotate
@@ -271,93 +316,160 @@ def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> li
     GEMM j for load group j, STORE of tile i for its last GEMM, and the first
     GEMM of tile i for STORE i-2.  With four parameter slots, the loads of tile
     i can only overwrite the slot of tile i-4, whose STORE finished before
-    tile i-2's first GEMM started.
+    tile i-2's first GEMM started.  A table the STOREs read is loaded once, first.
     """
-    c0, k0 = cfg.c0, cfg.k0
-    passes = _passes(p, t, cfg)
-    n_cb = p.n_cblk(c0)
-    chunks = [(c, min(t.cbi, n_cb - c)) for c in range(0, n_cb, t.cbi)]
-    oh, ow = p.oh, p.ow
-    tiles = [(ty, tx) for ty in range(0, oh, t.pe_p * t.th) for tx in range(0, ow, t.tw)]
-    in_half, w_half, acc_half = cfg.input_rows // 2, cfg.weight_rows // 2, cfg.accum_depth // 2
-    geo = _geometry(p, t)
-    rows_per_oc = lay["rows_per_oc"]
-    n_groups_total = len(passes) * len(tiles) * len(chunks)
-    n_tiles_total = len(passes) * len(tiles)
-    out: list[Insn] = []
-    j = 0          # load group / GEMM index within the layer
-    tile_i = 0
-    for pi, units in enumerate(passes):
-        b = units[0][1]
-        k_per_pe = min(k0, p.kg - b * k0)
-        first_ch = [g * p.kg + bb * k0 for g, bb in units]
-        for ti, (ty, tx) in enumerate(tiles):
-            slot = tile_i % PARAM_SLOTS
-            for ci, (cb0, ncb) in enumerate(chunks):
-                group: list[Insn] = []
-                if ci == 0:
-                    for col, ch in enumerate(first_ch):
-                        group.append(_insn(Op.LOAD_PARAM, pe_first=col, pe_count=t.pe_p, pe_step=t.pe_k,
-                                           src_addr=lay["params"] + ch * PARAM_ENTRY_BYTES,
-                                           dst_addr=slot * k0, n_entries=min(k_per_pe, p.k - ch)))
-                if t.fenced and pi > 0 and ti == 0 and ci == 0:
-                    out.append(_insn(Op.FENCE))      # the next pass's weights overwrite the whole buffer
-                wbuf = 0 if t.fenced else (pi % 2 if t.resident else j % 2) * w_half
-                if not t.resident or ti == 0:
-                    # resident weights arrive chunk by chunk with the pass's first tile, so its first
-                    # GEMM waits for one chunk's weights, not the whole pass's
-                    rows, roff = ncb * p.taps, cb0 * p.taps
-                    for col, (g, bb) in enumerate(units):
-                        if p.kind == "matmul":
-                            base = lay["weights"] + (g * p.kg + bb * k0) * p.cg + roff * c0
-                            chan, stride = min(p.cg - roff * c0, rows * c0), p.cg
-                        else:
-                            base = lay["weights"] + (first_ch[col] * rows_per_oc + roff) * c0
-                            chan, stride = rows * c0, rows_per_oc * c0
-                        group.append(_insn(Op.LOAD_WGT, pe_first=col, pe_count=t.pe_p, pe_step=t.pe_k,
-                                           src_addr=base, dst_addr=wbuf + (roff if t.resident else 0), rows=rows,
-                                           n_out=min(k_per_pe, p.k - first_ch[col]),
-                                           chan=chan, out_stride=stride))
-                ibuf = (j % 2) * in_half
-                for pg in range(t.pe_p):
-                    oy = ty + pg * t.th
-                    if oy >= oh:
-                        break
-                    common = dict(src_gb=0, src_addr=lay["input"], dst_addr=ibuf, t_h=p.h, t_w=p.w, t_c=p.c,
-                                  y0=oy * p.stride - p.pad, x0=tx * p.stride - p.pad,
-                                  win_h=geo["win_h"], win_w=geo["win_w"], n_cblk=ncb,
-                                  fold_kh=geo["fold"], fold_kw=geo["fold"], fold_stride=geo["fold_stride"])
-                    # columns reducing the same group's channels share one multicast load
-                    for g, col0, ncol in _runs(units):
-                        group.append(_insn(Op.LOAD_INP, pe_first=pg * t.pe_k + col0, pe_count=ncol, pe_step=1,
-                                           c_base=g * p.cg + cb0 * c0, **common))
-                group[0].pop_next = j >= 2
-                group[-1].push_next = True
-                out.extend(group)
-                gemm = _insn(Op.GEMM, inp_addr=ibuf, wgt_addr=wbuf + (cb0 * p.taps if t.resident else 0),
-                             acc_addr=(tile_i % 2) * acc_half, out_h=t.th, out_w=t.tw, in_w=geo["in_w"],
-                             kh=geo["k"], kw=geo["k"], stride=geo["stride"], n_cblk=ncb, accumulate=int(ci > 0),
-                             dw=int(p.gather))
-                gemm.pop_prev = True
-                gemm.push_prev = j + 2 < n_groups_total
-                gemm.pop_next = ci == 0 and tile_i >= 2
-                gemm.push_next = ci == len(chunks) - 1
-                out.append(gemm)
-                j += 1
-            st = _insn(Op.STORE, pe_first=0, pe_count=t.pe_k * t.pe_p, pe_step=1,
-                       dst_addr=lay["output"], acc_addr=(tile_i % 2) * acc_half, param_addr=slot * k0,
-                       out_h=t.th, out_w=t.tw, t_h=oh, t_w=ow, t_k=p.k, k_pitch=p.k, y0=ty, x0=tx,
-                       k_base=first_ch[0], k_step=k0 if _contiguous(p, cfg) else p.kg, k_per_pe=k_per_pe,
-                       pe_k=t.pe_k, relu=int(p.relu), post_passes=p.post_passes)
-            # columns beyond this pass's units hold no work: clip them with t_k
-            last_ch = first_ch[-1] + k_per_pe
-            st.f["t_k"] = min(p.k, last_ch)
-            st.pop_prev = True
-            st.push_prev = tile_i + 2 < n_tiles_total
-            out.append(st)
-            tile_i += 1
-    out.append(_insn(Op.FENCE))
-    return out
+    if p.fold and pl.in_pitch != p.c:
+        raise MappingError(f"{p.name}: an im2col-folded input must be stored without gaps "
+                           f"({pl.in_pitch} bytes per pixel for {p.c} channels)")
+    return _Stream(p, t, cfg, pl).build()
+
+
+def _step(t: Tiling) -> int:
+    """PE step of a column's multicast (every pe_k-th PE; any step for a single PE, and a step of
+    pe_k = 64 would not fit its field)."""
+    return t.pe_k if t.pe_p > 1 else 1
+
+
+class _Stream:
+    """The loop nest of ``build_stream``, one method per instruction kind."""
+
+    def __init__(self, p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement):
+        self.p, self.t, self.cfg, self.pl = p, t, cfg, pl
+        self.geo = _geometry(p, t)
+        n_cb = p.n_cblk(cfg.c0)
+        self.chunks = [(c, min(t.cbi, n_cb - c)) for c in range(0, n_cb, t.cbi)]
+        self.tiles = [(ty, tx) for ty in range(0, p.oh, t.pe_p * t.th) for tx in range(0, p.ow, t.tw)]
+        self.passes = _passes(p, t, cfg)
+        self.halves = (cfg.input_rows // 2, cfg.weight_rows // 2, cfg.accum_depth // 2)
+        self.j = 0            # load group / GEMM index within the layer
+        self.tile_i = 0
+
+    def build(self) -> list[Insn]:
+        out: list[Insn] = []
+        n_groups = len(self.passes) * len(self.tiles) * len(self.chunks)
+        for pi, units in enumerate(self.passes):
+            for ti, tile in enumerate(self.tiles):
+                for ci, chunk in enumerate(self.chunks):
+                    if self.t.fenced and pi > 0 and ti == 0 and ci == 0:
+                        out.append(_insn(Op.FENCE))      # the next pass's weights overwrite the whole buffer
+                    group = self._loads(pi, units, ti, tile, ci, chunk)
+                    group[0].pop_next = self.j >= 2
+                    group[-1].push_next = True
+                    out.extend(group)
+                    out.append(self._gemm(pi, ci, chunk, n_groups))
+                    self.j += 1
+                out.append(self._store(units, tile))
+                self.tile_i += 1
+        out.append(_insn(Op.FENCE))
+        return out
+
+    def _loads(self, pi, units, ti, tile, ci, chunk) -> list[Insn]:
+        group: list[Insn] = []
+        if self.j == 0 and self.p.table:
+            group.append(_insn(Op.LOAD_PARAM, pe_first=0, pe_count=self.cfg.num_pe, pe_step=1,
+                               src_addr=self.pl.table, dst_addr=0, n_entries=TABLE_BYTES // PARAM_ENTRY_BYTES,
+                               table=1))
+        if ci == 0:
+            group += self._params(units)
+        if not self.t.resident or ti == 0:
+            # resident weights arrive chunk by chunk with the pass's first tile, so its first
+            # GEMM waits for one chunk's weights, not the whole pass's
+            group += self._weights(pi, units, chunk)
+        return group + self._inputs(units, tile, chunk)
+
+    def _first_channels(self, units) -> list[int]:
+        return [g * self.p.kg + bb * self.cfg.k0 for g, bb in units]
+
+    def _k_per_pe(self, units) -> int:
+        return min(self.cfg.k0, self.p.kg - units[0][1] * self.cfg.k0)
+
+    def _params(self, units) -> list[Insn]:
+        t, k0 = self.t, self.cfg.k0
+        return [_insn(Op.LOAD_PARAM, pe_first=col, pe_count=t.pe_p, pe_step=_step(t),
+                      src_addr=self.pl.params + ch * PARAM_ENTRY_BYTES, dst_addr=(self.tile_i % PARAM_SLOTS) * k0,
+                      n_entries=min(self._k_per_pe(units), self.p.k - ch))
+                for col, ch in enumerate(self._first_channels(units))]
+
+    def _wbuf(self, pi: int) -> int:
+        if self.t.fenced:
+            return 0
+        return (pi % 2 if self.t.resident else self.j % 2) * self.halves[1]
+
+    def _weights(self, pi, units, chunk) -> list[Insn]:
+        p, t, pl, c0, k0 = self.p, self.t, self.pl, self.cfg.c0, self.cfg.k0
+        cb0, ncb = chunk
+        rows, roff = ncb * p.taps, cb0 * p.taps
+        first_ch, wbuf = self._first_channels(units), self._wbuf(pi)
+        out = []
+        for col, (g, bb) in enumerate(units):
+            if p.kind == "matmul":
+                win, head = divmod(g, p.heads)
+                base = (pl.weights + win * pl.b_window + head * pl.b_head + bb * k0 * pl.b_row
+                        + roff * c0 * pl.b_lane)
+                chan, stride, lane = min(p.cg - roff * c0, rows * c0), pl.b_row, pl.b_lane
+            else:
+                base = pl.weights + (first_ch[col] * pl.rows_per_oc + roff) * c0
+                chan, stride, lane = rows * c0, pl.rows_per_oc * c0, 1
+            out.append(_insn(Op.LOAD_WGT, pe_first=col, pe_count=t.pe_p, pe_step=_step(t), src_addr=base,
+                             dst_addr=wbuf + (roff if t.resident else 0), rows=rows,
+                             n_out=min(self._k_per_pe(units), p.k - first_ch[col]), chan=chan, out_stride=stride,
+                             lane_stride=lane))
+        return out
+
+    def _group_channel(self, g: int) -> int:
+        """First input channel (byte in the pixel) group ``g`` reads."""
+        if self.p.kind == "matmul":
+            win, head = divmod(g, self.p.heads)
+            return win * self.pl.a_window + head * self.pl.a_head
+        return g * self.p.cg
+
+    def _inputs(self, units, tile, chunk) -> list[Insn]:
+        p, t, geo, c0 = self.p, self.t, self.geo, self.cfg.c0
+        (ty, tx), (cb0, ncb) = tile, chunk
+        out = []
+        for pg in range(t.pe_p):
+            oy = ty + pg * t.th
+            if oy >= p.oh:
+                break
+            common = dict(src_gb=0, src_addr=self.pl.input, dst_addr=(self.j % 2) * self.halves[0], t_h=p.h, t_w=p.w,
+                          t_c=self.pl.in_pitch, y0=oy * p.stride - p.pad, x0=tx * p.stride - p.pad,
+                          win_h=geo["win_h"], win_w=geo["win_w"], n_cblk=ncb,
+                          fold_kh=geo["fold"], fold_kw=geo["fold"], fold_stride=geo["fold_stride"])
+            # columns reducing the same group's channels share one multicast load
+            for g, col0, ncol in _runs(units):
+                out.append(_insn(Op.LOAD_INP, pe_first=pg * t.pe_k + col0, pe_count=ncol, pe_step=1,
+                                 c_base=self._group_channel(g) + cb0 * c0, **common))
+        return out
+
+    def _gemm(self, pi, ci, chunk, n_groups) -> Insn:
+        p, t, geo = self.p, self.t, self.geo
+        cb0, ncb = chunk
+        gemm = _insn(Op.GEMM, inp_addr=(self.j % 2) * self.halves[0],
+                     wgt_addr=self._wbuf(pi) + (cb0 * p.taps if t.resident else 0),
+                     acc_addr=(self.tile_i % 2) * self.halves[2], out_h=t.th, out_w=t.tw, in_w=geo["in_w"],
+                     kh=geo["k"], kw=geo["k"], stride=geo["stride"], n_cblk=ncb, accumulate=int(ci > 0),
+                     dw=int(p.gather))
+        gemm.pop_prev = True
+        gemm.push_prev = self.j + 2 < n_groups
+        gemm.pop_next = ci == 0 and self.tile_i >= 2
+        gemm.push_next = ci == len(self.chunks) - 1
+        return gemm
+
+    def _store(self, units, tile) -> Insn:
+        p, t, k0 = self.p, self.t, self.cfg.k0
+        ty, tx = tile
+        first_ch = self._first_channels(units)
+        k_per_pe = self._k_per_pe(units)
+        st = _insn(Op.STORE, pe_first=0, pe_count=t.pe_k * t.pe_p, pe_step=1, dst_addr=self.pl.output,
+                   acc_addr=(self.tile_i % 2) * self.halves[2], param_addr=(self.tile_i % PARAM_SLOTS) * k0,
+                   out_h=t.th, out_w=t.tw, t_h=p.oh, t_w=p.ow, k_pitch=self.pl.out_pitch, y0=ty, x0=tx,
+                   k_base=first_ch[0], k_step=k0 if _contiguous(p, self.cfg) else p.kg, k_per_pe=k_per_pe,
+                   pe_k=t.pe_k, act=p.act, ep_row=p.softmax_row,
+                   # columns beyond this pass's units hold no work: clip them with t_k
+                   t_k=min(p.k, first_ch[-1] + k_per_pe))
+        st.pop_prev = True
+        st.push_prev = self.tile_i + 2 < len(self.passes) * len(self.tiles)
+        return st
 
 
 # ---- the search ---------------------------------------------------------------------------------
@@ -408,7 +520,7 @@ def rows_complete(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> bool:
     return True
 
 
-def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> float:
+def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> float:
     """Closed-form cycle estimate used to rank tilings before exact scheduling."""
     units_per_pass = t.pe_k
     n_passes = len(_passes(p, t, cfg))
@@ -439,15 +551,26 @@ def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig, lay: dict) -> float
     return n_passes * n_tiles * per_tile + fill
 
 
+#: Channels a STORE can address (its 16-bit channel fields) and input bytes per pixel (24-bit t_c).
+MAX_OUT_CHANNELS, MAX_IN_PITCH = (1 << 16) - 1, (1 << 24) - 1
+
+
 def _max_channels_ok(p: Problem) -> bool:
-    return p.c < 1 << 16 and p.k < 1 << 16
+    return p.c <= MAX_IN_PITCH and p.k <= MAX_OUT_CHANNELS
 
 
 def _split_groups(p: Problem) -> list[tuple[Problem, int]]:
-    """Split a problem with too many channels for the 16-bit fields into equal batches."""
+    """Split a problem with too many channels for the STORE's fields into equal batches of groups
+    (whole windows of heads for a matmul, so that every batch starts at a window).  Batch ``r``
+    of part ``i`` starts at the groups of the batches before it (``mapper.program``)."""
     if _max_channels_ok(p):
         return [(p, 1)]
-    per = max(1, ((1 << 16) - 1) // max(p.cg, p.kg))
+    per = max(1, MAX_OUT_CHANNELS // max(p.cg, p.kg))
+    if p.kind == "matmul":
+        per = per // p.heads * p.heads
+        if per == 0:
+            raise MappingError(f"{p.name}: one window of {p.heads} heads has {p.heads * p.kg} output channels, "
+                               f"more than a STORE addresses ({MAX_OUT_CHANNELS})")
     full, rest = divmod(p.groups, per)
     parts = [(replace(p, groups=per, c=per * p.cg, k=per * p.kg), full)]
     if rest:
@@ -480,9 +603,9 @@ EXACT_MIN, EXACT_MAX, EXACT_BUDGET = 2, 12, 40_000
 @lru_cache(maxsize=4096)
 def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
     check_fits(p, cfg)
-    lay = dram_layout(p, cfg)
+    pl = default_placement(p, cfg)
     cands = list(_candidates(p, cfg))
-    if p.post_passes:
+    if p.softmax_row:
         cands = [t for t in cands if rows_complete(p, t, cfg)]
         if not cands:
             raise MappingError(f"{p.name}: no tiling of configuration {cfg.name} stores whole rows of {p.kg} "
@@ -490,16 +613,16 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
     if not cands:
         raise MappingError(f"{p.name}: no tiling fits the buffers of configuration {cfg.name}")
     # rank by the estimate, then by DRAM traffic (energy), then by the tiling itself (determinism)
-    ranked = sorted(cands, key=lambda t: (_estimate(p, t, cfg, lay), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw))
+    ranked = sorted(cands, key=lambda t: (_estimate(p, t, cfg), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw))
     best, best_key, spent = None, None, 0
     for i, t in enumerate(ranked[:max(exact_top, EXACT_MAX)]):
         if i >= max(exact_top, EXACT_MIN) and spent >= EXACT_BUDGET:
             break
-        stream = build_stream(p, t, cfg, lay)
+        stream = build_stream(p, t, cfg, pl)
         spent += len(stream)
         key = (layer_cycles(stream, cfg), _traffic(p, t, cfg))
         if best is None or key < best_key:
-            best, best_key = Lowered(p, t, lay, stream, key[0], len(cands)), key
+            best, best_key = Lowered(p, t, pl, stream, key[0], len(cands)), key
     return best
 
 
@@ -522,12 +645,14 @@ def layer_cycles(stream: list[Insn], cfg: AcceleratorConfig) -> int:
     return sched.total_cycles - 1      # END's own cycle belongs to the whole network
 
 
-def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN,
-              post_passes: int = 0) -> list[tuple[Lowered, int]]:
+def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN, *, softmax_row: int = 0,
+              act: Optional[int] = None) -> list[tuple[Lowered, int]]:
     """The fastest mapping found for a MAC layer: [(lowered part, repeat count)].
 
-    ``post_passes`` > 0 fuses a row epilogue into every STORE (``mapper.fusion``); only
-    tilings whose stores hold whole rows qualify, and MappingError says when none does.
+    ``softmax_row`` > 0 fuses a softmax epilogue over rows of that many channels into every
+    STORE (``mapper.fusion``); only tilings whose stores hold whole rows qualify, and
+    MappingError says when none does.  ``act`` overrides the activation the STOREs apply.
     """
-    p = replace(problem_of(layer, cfg), post_passes=post_passes)
+    p = problem_of(layer, cfg)
+    p = replace(p, softmax_row=softmax_row, act=p.act if act is None else act)
     return [(_map_problem(part, cfg, exact_top), n) for part, n in _split_groups(p)]

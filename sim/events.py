@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import Counter
 
 from hw.config import AcceleratorConfig
-from hw.isa import Insn, Op, VecOp
+from hw.isa import Insn, Op
 from hw.numerics import PARAM_ENTRY_BYTES
-from hw.timing import VEC_COST, gemm_steps, load_inp_dram_bytes, store_bytes
+from hw.timing import EPILOGUE_PASSES, gemm_steps, load_inp_dram_bytes, store_bytes
 
 __all__ = ["EVENTS", "count_events"]
 
@@ -35,7 +35,7 @@ EVENTS = {
     "dram_write_bytes": "DRAM writes",
     "post_ops": "post-processing operations (bias, multiply, shift, saturate per output)",
     "vec_ops": "vector-unit element operations of non-MAC layers (VEC) and of fused row epilogues "
-               "(STORE post_passes: every lane of every stored pixel, as for post_ops)",
+               "(a STORE's softmax epilogue: every lane of every stored pixel, per extra pass)",
 }
 
 
@@ -78,12 +78,12 @@ def count_events(insn: Insn, cfg: AcceleratorConfig) -> Counter:
         pixels = f["out_h"] * f["out_w"]
         ev["acc_read_bytes"] = pixels * f["pe_count"] * cfg.k0 * acc_bytes
         ev["post_ops"] = pixels * f["pe_count"] * cfg.k0
-        if f["post_passes"]:     # a fused row epilogue: more passes of the post-processing unit
-            ev["vec_ops"] = pixels * f["pe_count"] * cfg.k0 * f["post_passes"]
+        if f["ep_row"]:          # a softmax epilogue: more passes of the post-processing unit
+            ev["vec_ops"] = pixels * f["pe_count"] * cfg.k0 * EPILOGUE_PASSES
         ev["param_bytes"] = f["pe_count"] * cfg.k0 * PARAM_ENTRY_BYTES
         ev["dram_write_bytes"] = store_bytes(insn, cfg)
     elif op == Op.VEC:
-        ev["vec_ops"] = f["elements"] * VEC_COST[VecOp(f["vec_op"])]
+        ev["vec_ops"] = f["work"]
         ev["dram_read_bytes"] = f["bytes_in"]
         ev["dram_write_bytes"] = f["bytes_out"]
     return ev

@@ -1,13 +1,16 @@
 """Functional mode: execute an instruction stream on real int8 data.
 
 ``Machine`` holds the DRAM image, the global buffer and every PE's input,
-weight, accumulation and parameter memories, and executes instructions with
-the semantics of ``docs/isa.md`` (in stream order: the dependency tokens only
-decide *when* an instruction runs, never *what* it computes, for a stream the
-mapper emits).  ``check_layer`` builds a random layer, lays it out in DRAM the
-way the mapper expects, runs the mapper's stream and compares the output with
-the golden model bit for bit; ``check_model`` does so for every MAC layer of a
-network.
+weight, accumulation, parameter and table memories, and executes instructions
+with the semantics of ``docs/isa.md`` (in stream order: the dependency tokens
+only decide *when* an instruction runs, never *what* it computes, for a stream
+the mapper emits); VEC runs the vector unit (``sim.vector_unit``).
+
+``run_program`` executes a whole-network program (``mapper.program``) from its
+DRAM image; ``check_program`` compares every tensor it writes, as soon as it is
+written, with the golden whole-network model (``sim.golden_network``) and names
+the first layer and element that differ.  ``check_layer`` runs one MAC layer's
+stream on random data against the golden model.
 """
 
 from __future__ import annotations
@@ -15,16 +18,19 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import AcceleratorConfig
-from hw.isa import Insn, StreamError, INSN_BYTES
-from hw.numerics import MAX_SHIFT, PARAM_ENTRY_BYTES
+from hw.isa import Act, Insn, StreamError, INSN_BYTES
+from hw.numerics import MAX_SHIFT, PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
 from hw.timing import dw_gather_ok, load_inp_lanes
-from mapper.ir import Conv2d, Layer, Linear, MatMul, Model, MAC_KINDS
-from mapper.fusion import plan
-from mapper.lower import Lowered, map_layer
+from mapper.ir import Conv2d, Layer, Linear, MatMul
+from mapper.lower import map_layer
+from mapper.program import Program, pack_params, pack_weights
+
+from hw import operators as ops
 
 from . import golden
+from .vector_unit import execute_vec, softmax_rows
 
-__all__ = ["Machine", "CheckError", "check_layer", "check_model", "layer_data"]
+__all__ = ["Machine", "CheckError", "check_layer", "layer_data", "run_program", "check_program"]
 
 
 class CheckError(AssertionError):
@@ -39,12 +45,14 @@ class Machine:
         self.dram = dram
         p = cfg.num_pe
         self.gb = np.zeros(cfg.global_buf_bytes, dtype=np.uint8)
-        self.inp = np.zeros((p, cfg.input_rows, cfg.c0), dtype=np.int8)
-        self.wgt = np.zeros((p, cfg.k0, cfg.weight_rows, cfg.c0), dtype=np.int8)
+        # int8 values kept as float32, the form the products take (exact for C0 lanes)
+        self.inp = np.zeros((p, cfg.input_rows, cfg.c0), dtype=np.float32)
+        self.wgt = np.zeros((p, cfg.k0, cfg.weight_rows, cfg.c0), dtype=np.float32)
         self.acc = np.zeros((p, cfg.accum_depth, cfg.k0), dtype=np.int64)
         self.bias = np.zeros((p, cfg.param_depth), dtype=np.int64)
         self.mult = np.zeros((p, cfg.param_depth), dtype=np.int64)
         self.shift = np.zeros((p, cfg.param_depth), dtype=np.int64)
+        self.table = np.zeros((p, TABLE_ENTRIES), dtype=np.int64)       # 32-bit signed entries
 
     # ---- helpers -----------------------------------------------------------------------------
     def _pes(self, f: dict, off: int) -> np.ndarray:
@@ -96,12 +104,15 @@ class Machine:
         idx = r * c0 + lane
         valid = (j < f["n_out"]) & (idx < f["chan"])
         data = np.zeros(j.shape, dtype=np.uint8)
-        data[valid] = self._dram(f["src_addr"] + j[valid] * f["out_stride"] + idx[valid], off)
+        lane = f["lane_stride"] or 1
+        data[valid] = self._dram(f["src_addr"] + j[valid] * f["out_stride"] + idx[valid] * lane, off)
         self.wgt[self._pes(f, off)[:, None], np.arange(k0)[None, :], f["dst_addr"]:f["dst_addr"] + f["rows"]] = \
             data.view(np.int8)[None]
 
     def _load_param(self, f: dict, off: int) -> None:
         n = f["n_entries"]
+        if f["table"]:
+            return self._load_table(f, off)
         self._rows(f["dst_addr"], n, self.cfg.param_depth, "parameter memory", off)
         raw = self._dram(f["src_addr"] + np.arange(n * PARAM_ENTRY_BYTES), off).reshape(n, PARAM_ENTRY_BYTES)
         bias = raw[:, 0:4].copy().view("<i4")[:, 0].astype(np.int64)
@@ -113,6 +124,15 @@ class Machine:
         sl = slice(f["dst_addr"], f["dst_addr"] + n)
         self.bias[pes, sl], self.mult[pes, sl], self.shift[pes, sl] = bias, mult, shift
 
+    def _load_table(self, f: dict, off: int) -> None:
+        """LOAD_PARAM with ``table``: entries of PARAM_ENTRY_BYTES bytes fill the table memory."""
+        per = PARAM_ENTRY_BYTES * 8 // TABLE_ENTRY_BITS
+        self._rows(f["dst_addr"], f["n_entries"], TABLE_BYTES // PARAM_ENTRY_BYTES, "table memory", off)
+        raw = self._dram(f["src_addr"] + np.arange(f["n_entries"] * PARAM_ENTRY_BYTES), off)
+        vals = raw.copy().view("<i4").astype(np.int64)
+        first = f["dst_addr"] * per
+        self.table[self._pes(f, off), first:first + vals.size] = vals
+
     def _load_gb(self, f: dict, off: int) -> None:
         n = f["n_bytes"]
         if f["dst_addr"] + n > self.gb.size:
@@ -120,62 +140,99 @@ class Machine:
         self.gb[f["dst_addr"]:f["dst_addr"] + n] = self._dram(f["src_addr"] + np.arange(n), off)
 
     def _gemm(self, f: dict, off: int) -> None:
+        """All steps of a GEMM as one batched product (exact in float64: |sum| < 2**53)."""
         kh, kw, st = f["kh"], f["kw"], f["stride"]
         oh, ow, in_w = f["out_h"], f["out_w"], f["in_w"]
         in_h = (oh - 1) * st + kh
         npix = oh * ow
         self._rows(f["acc_addr"], npix, self.cfg.accum_depth, "accumulation buffer", off)
-        oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
-        oy, ox = oy.ravel(), ox.ravel()
-        acc = self.acc[:, f["acc_addr"]:f["acc_addr"] + npix]
-        first = not f["accumulate"]
         if f["dw"] and not dw_gather_ok(self.cfg, kw):
             raise StreamError(f"GEMM at byte offset {off}: depthwise gather of kw = {kw} not possible")
-        k0 = self.cfg.k0
-        for cb in range(f["n_cblk"]):
-            for r in range(kh):
-                for s in range(1 if f["dw"] else kw):
-                    rows = f["inp_addr"] + cb * in_h * in_w + (oy * st + r) * in_w + (ox * st + s)
-                    wrow = f["wgt_addr"] + ((cb * kh + r) if f["dw"] else (cb * kh + r) * kw + s)
-                    if rows.max() + (kw - 1 if f["dw"] else 0) >= self.cfg.input_rows \
-                            or wrow >= self.cfg.weight_rows:
-                        raise StreamError(f"GEMM reads past a buffer at byte offset {off}")
-                    w = self.wgt[:, :, wrow].astype(np.float64)              # (P, K0, C0)
-                    if f["dw"]:
-                        # vector MAC j: lane t holds lane j of input row (pixel's row + t), t < kw
-                        x = np.stack([self.inp[:, rows + t, :k0] for t in range(kw)], axis=-1)  # (P, npix, K0, kw)
-                        prod = np.einsum("pnjt,pjt->pnj", x.astype(np.float64), w[:, :, :kw]).astype(np.int64)
-                    else:
-                        x = self.inp[:, rows].astype(np.float64)             # (P, npix, C0)
-                        prod = np.matmul(x, w.transpose(0, 2, 1)).astype(np.int64)   # exact: |sum| < 2^53
-                    if first:
-                        acc[...] = prod
-                        first = False
-                    else:
-                        acc += prod
+        oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
+        pix = (oy * st * in_w + ox * st).ravel()
+        taps = [(cb, r, s) for cb in range(f["n_cblk"]) for r in range(kh) for s in range(1 if f["dw"] else kw)]
+        if not taps or not npix:
+            return
+        t = np.array(taps)
+        rows = (f["inp_addr"] + t[:, 0] * in_h * in_w + t[:, 1] * in_w + t[:, 2])[:, None] + pix[None, :]
+        wrows = f["wgt_addr"] + (t[:, 0] * kh + t[:, 1] if f["dw"] else (t[:, 0] * kh + t[:, 1]) * kw + t[:, 2])
+        if rows.max() + (kw - 1 if f["dw"] else 0) >= self.cfg.input_rows or wrows.max() >= self.cfg.weight_rows:
+            raise StreamError(f"GEMM reads past a buffer at byte offset {off}")
+        w = self.wgt[:, :, wrows].transpose(0, 2, 3, 1)                     # (P, S, C0, K0)
+        if f["dw"]:
+            # vector MAC j: lane t holds lane j of input row (pixel's row + t), t < kw
+            k0 = self.cfg.k0
+            x = np.stack([self.inp[:, rows + d, :k0] for d in range(kw)], axis=-1)   # (P, S, npix, K0, kw)
+            prod = np.einsum("psnjt,pstj->pnj", x, w[:, :, :kw], dtype=np.float64)
+        else:
+            # one product per step: exact in float32 (C0 products below 2**14 each), summed in float64
+            prod = np.matmul(self.inp[:, rows], w).sum(axis=1, dtype=np.float64)
+        acc = self.acc[:, f["acc_addr"]:f["acc_addr"] + npix]
+        if f["accumulate"]:
+            acc += prod.astype(np.int64)
+        else:
+            acc[...] = prod
+
+    def _vec(self, f: dict, off: int) -> None:
+        execute_vec(f, self.dram, f"VEC at byte offset {off}")
 
     def _store(self, f: dict, off: int) -> None:
-        oh, ow = f["out_h"], f["out_w"]
-        npix = oh * ow
-        oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
-        for p in self._pes(f, off):
-            kc, pg = int(p) % f["pe_k"], int(p) // f["pe_k"]
-            j = np.arange(f["k_per_pe"])
-            k = f["k_base"] + kc * f["k_step"] + j
-            y = f["y0"] + pg * oh + oy
-            x = f["x0"] + ox
-            valid = ((y < f["t_h"]) & (x < f["t_w"]))[..., None] & (k < f["t_k"])[None, None, :]
-            if not valid.any():
+        if f["act"] > max(Act):
+            raise StreamError(f"STORE at byte offset {off}: act {f['act']} is not an activation")
+        pes = self._pes(f, off)
+        k, y, x, valid, q = self._store_values(f, pes)
+        if f["ep_row"]:
+            self._softmax_epilogue(f, pes, k, q, off)
+        if not valid.any():
+            return
+        addr = f["dst_addr"] + (y[:, :, None, None] * f["t_w"] + x[None, None, :, None]) * f["k_pitch"] \
+            + k[:, None, None, :]
+        a_valid = addr[valid]
+        if a_valid.max() >= self.dram.size:
+            raise StreamError(f"STORE writes past DRAM at byte offset {off}")
+        self.dram[a_valid] = q[valid].view(np.uint8)
+
+    def _store_values(self, f: dict, pes: np.ndarray):
+        """Channels ``[P, K]``, rows ``[P, oh]``, columns ``[ow]``, valid ``[P, oh, ow, K]`` and the
+        requantised int8 values ``[P, oh, ow, K]`` of the selected PEs' tiles."""
+        oh, ow, kp = f["out_h"], f["out_w"], f["k_per_pe"]
+        kc, pg = pes % f["pe_k"], pes // f["pe_k"]
+        k = f["k_base"] + kc[:, None] * f["k_step"] + np.arange(kp)[None, :]
+        y = f["y0"] + pg[:, None] * oh + np.arange(oh)[None, :]
+        x = f["x0"] + np.arange(ow)
+        valid = (y < f["t_h"])[:, :, None, None] & (x < f["t_w"])[None, None, :, None] & (k < f["t_k"])[:, None, None, :]
+        a = self.acc[pes, f["acc_addr"]:f["acc_addr"] + oh * ow, :kp]                # [P, npix, K]
+        ps = slice(f["param_addr"], f["param_addr"] + kp)
+        flat = a.transpose(1, 0, 2).reshape(oh * ow, -1)
+        q = ops.requantize(flat, self.mult[pes, ps].ravel(), self.shift[pes, ps].ravel(), f["act"] == Act.RELU,
+                           bias=self.bias[pes, ps].ravel(), acc_bits=self.cfg.acc_bits)
+        q = q.reshape(oh, ow, len(pes), kp).transpose(2, 0, 1, 3)
+        if f["act"] == Act.TABLE:
+            q = np.take_along_axis(self.table[pes], q.reshape(len(pes), -1).astype(np.int64) + 128, axis=1) \
+                .astype(np.int8).reshape(q.shape)
+        return k, y, x, valid, np.ascontiguousarray(q)
+
+    def _softmax_epilogue(self, f: dict, pes: np.ndarray, k: np.ndarray, q: np.ndarray, off: int) -> None:
+        """Softmax over rows of ``ep_row`` channels of each pixel, in place on ``q``: the channels of
+        the PEs of one row group, by channel number (``k // ep_row``), with the exponentials from
+        the PEs' table."""
+        row = f["ep_row"]
+        groups = pes // f["pe_k"]
+        for g in np.unique(groups):
+            sel = np.flatnonzero(groups == g)
+            ks = k[sel].ravel()
+            order = np.argsort(ks, kind="stable")
+            keep = ks[order] < f["t_k"]
+            order, ks = order[keep], ks[order][keep]
+            if ks.size == 0:
                 continue
-            a = self.acc[p, f["acc_addr"]:f["acc_addr"] + npix, :f["k_per_pe"]].reshape(oh, ow, -1)
-            pslice = slice(f["param_addr"], f["param_addr"] + f["k_per_pe"])
-            q = golden.requantize(a, self.bias[p, pslice], self.mult[p, pslice], self.shift[p, pslice],
-                                  relu=bool(f["relu"]), acc_bits=self.cfg.acc_bits)
-            addr = f["dst_addr"] + (y[..., None] * f["t_w"] + x[..., None]) * f["k_pitch"] + k[None, None, :]
-            a_valid = addr[valid]
-            if a_valid.max() >= self.dram.size:
-                raise StreamError(f"STORE writes past DRAM at byte offset {off}")
-            self.dram[a_valid] = q[valid].view(np.uint8)
+            if ks.size % row or ks[0] % row or np.any(np.diff(ks) != 1):
+                raise StreamError(f"STORE at byte offset {off}: its channels {int(ks[0])}..{int(ks[-1])} are not "
+                                  f"whole softmax rows of {row}")
+            vals = q[sel].transpose(1, 2, 0, 3).reshape(q.shape[1], q.shape[2], -1)     # [oh, ow, P*K]
+            rows = vals[..., order].reshape(*vals.shape[:2], -1, row)
+            vals[..., order] = softmax_rows(rows, self.table[pes[sel[0]]]).reshape(*vals.shape[:2], -1)
+            q[sel] = vals.reshape(q.shape[1], q.shape[2], len(sel), -1).transpose(2, 0, 1, 3)
 
 
 # ---- checking layers against the golden model ----------------------------------------------------
@@ -218,64 +275,36 @@ def golden_output(layer: Layer, d: dict, cfg: AcceleratorConfig) -> np.ndarray:
     return golden.requantize(acc, d["bias"], d["mult"], d["shift"], relu=d["relu"], acc_bits=cfg.acc_bits)
 
 
-def _place(lowered: Lowered, layer: Layer, d: dict, cfg: AcceleratorConfig) -> np.ndarray:
-    """The DRAM image the mapper's stream expects for this layer's operands."""
-    p, lay, c0 = lowered.problem, lowered.layout, cfg.c0
-    dram = np.zeros(lay["end"], dtype=np.uint8)
+def _place(lowered, layer: Layer, d: dict, cfg: AcceleratorConfig) -> np.ndarray:
+    """The DRAM image the mapper's stream expects for this layer's operands (``default_placement``)."""
+    p, pl = lowered.problem, lowered.layout
+    dram = np.zeros(pl.end, dtype=np.uint8)
 
     def put(addr: int, arr: np.ndarray) -> None:
         b = np.ascontiguousarray(arr).view(np.uint8).ravel()
         dram[addr:addr + b.size] = b
 
     if isinstance(layer, MatMul):
-        put(lay["input"], d["x"].transpose(1, 0, 2).reshape(layer.m, -1))       # [M, B*K]
-        put(lay["weights"], d["w"].transpose(0, 2, 1))                           # [B, N, K]
+        put(pl.input, d["x"].transpose(1, 0, 2).reshape(layer.m, -1))       # [M, B*K]
+        put(pl.weights, d["w"].transpose(0, 2, 1))                           # [B, N, K]
     else:
-        put(lay["input"], d["x"])
-        rows = lay["rows_per_oc"]
-        wa = np.zeros((p.k, rows * c0), dtype=np.int8)
-        w = d["w"]
-        if isinstance(layer, Linear):
-            w = w.reshape(p.k, 1, 1, p.cg)
-        kh, kw = p.kh, p.kw
-        if p.kind == "depthwise" and p.gather:
-            for r in range(kh):                       # row r of channel k: its kw taps on lanes 0..kw-1
-                wa[:, r * c0:r * c0 + kw] = w[:, r, :, 0]
-        elif p.kind == "depthwise":
-            for r in range(kh):
-                for s in range(kw):
-                    tap = r * kw + s
-                    lanes = np.arange(p.k) % p.dw_pack
-                    wa[np.arange(p.k), tap * c0 + lanes] = w[:, r, s, 0]
-        elif p.fold:
-            flat = w.reshape(p.k, kh * kw * p.cg)                                 # (r, s, c) order
-            wa[:, :flat.shape[1]] = flat
-        else:
-            ncb = p.n_cblk(c0)
-            full = np.zeros((p.k, ncb * c0, kh, kw), dtype=np.int8)
-            full[:, :p.cg] = w.transpose(0, 3, 1, 2)
-            wa[:] = full.reshape(p.k, ncb, c0, kh * kw).transpose(0, 1, 3, 2).reshape(p.k, -1)
-        put(lay["weights"], wa)
-    params = np.zeros((p.k, PARAM_ENTRY_BYTES), dtype=np.uint8)
-    params[:, 0:4] = d["bias"].astype("<i4")[:, None].view(np.uint8)
-    params[:, 4:6] = d["mult"].astype("<u2")[:, None].view(np.uint8)
-    params[:, 6] = d["shift"].astype(np.uint8)
-    put(lay["params"], params)
+        put(pl.input, d["x"])
+        put(pl.weights, pack_weights(p, d["w"], cfg, pl.rows_per_oc))
+    put(pl.params, pack_params(d["bias"], d["mult"], d["shift"]))
     return dram
 
 
-def run_layer(layer: Layer, cfg: AcceleratorConfig, d: dict, post_passes: int = 0) -> np.ndarray:
-    """Run the mapper's stream for ``layer`` (with ``post_passes`` of fused row epilogue, which
-    changes the tiling, not the data) on data ``d``; the int8 output in DRAM layout."""
-    parts = map_layer(layer, cfg, post_passes=post_passes)
+def run_layer(layer: Layer, cfg: AcceleratorConfig, d: dict) -> np.ndarray:
+    """Run the mapper's stream for ``layer`` on data ``d``; the int8 output in DRAM layout."""
+    parts = map_layer(layer, cfg)
     if len(parts) != 1 or parts[0][1] != 1:
         raise CheckError(f"{layer.name}: functional mode runs layers the mapper does not split "
                          f"(this one is split into {sum(n for _, n in parts)} batches)")
     lowered = parts[0][0]
     dram = _place(lowered, layer, d, cfg)
     Machine(cfg, dram).run(lowered.stream)
-    p, lay = lowered.problem, lowered.layout
-    out = dram[lay["output"]:lay["output"] + p.oh * p.ow * p.k].view(np.int8)
+    p, pl = lowered.problem, lowered.layout
+    out = dram[pl.output:pl.output + p.oh * p.ow * p.k].view(np.int8)
     if isinstance(layer, MatMul):
         return out.reshape(layer.m, p.k)
     if isinstance(layer, Linear):
@@ -283,32 +312,79 @@ def run_layer(layer: Layer, cfg: AcceleratorConfig, d: dict, post_passes: int = 
     return out.reshape(p.oh, p.ow, p.k)
 
 
-def check_layer(layer: Layer, cfg: AcceleratorConfig, seed: int, post_passes: int = 0) -> int:
+def _first_difference(name: str, got: np.ndarray, want: np.ndarray, what: str) -> str:
+    if got.shape != want.shape:
+        return f"{what} {name}: shape {got.shape} != {want.shape}"
+    bad = np.argwhere(got != want)
+    i = tuple(int(v) for v in bad[0])
+    g, w = int(got[i]), int(want[i])
+    return (f"{what} {name}: {len(bad)} of {want.size} elements differ; first at index {i}: got {g} "
+            f"({g & 0xff:#04x}), expected {w} ({w & 0xff:#04x})")
+
+
+def check_layer(layer: Layer, cfg: AcceleratorConfig, seed: int) -> int:
     """Compare functional mode with the golden model on random data; returns the outputs compared."""
     d = layer_data(layer, np.random.default_rng(seed))
     want = golden_output(layer, d, cfg)
-    got = run_layer(layer, cfg, d, post_passes)
+    got = run_layer(layer, cfg, d)
     if got.shape != want.shape or not np.array_equal(got, want):
-        bad = np.argwhere(got != want) if got.shape == want.shape else None
-        if bad is None:
-            raise CheckError(f"{layer.name} on {cfg.name} (seed {seed}): output shape {got.shape} != {want.shape}")
-        i = tuple(int(v) for v in bad[0])
-        g, w = int(got[i]), int(want[i])
-        raise CheckError(f"{layer.name} on {cfg.name} (seed {seed}): {len(bad)} of {want.size} outputs differ; "
-                         f"first at index {i}: got {g} ({g & 0xff:#04x}), expected {w} ({w & 0xff:#04x})")
+        raise CheckError(_first_difference(f"{layer.name} on {cfg.name} (seed {seed})", got, want, "layer"))
     return want.size
 
 
-def check_model(model: Model, cfg: AcceleratorConfig, *, seed: int, progress=None) -> dict:
-    """Functional check of every MAC layer of ``model`` (each on its own random data), with the
-    streams the simulator times (``mapper.fusion``'s epilogues included)."""
-    checked, outputs = 0, 0
-    post_passes = {st.layer.name: st.post_passes for st in plan(model, cfg)}
-    for i, layer in enumerate(model.layers):
-        if layer.kind not in MAC_KINDS:
-            continue
+# ---- whole networks -------------------------------------------------------------------------------
+
+def run_program(program: Program, on_step=None) -> np.ndarray:
+    """Execute ``program`` from its DRAM image; ``on_step(step_code, dram)`` after each step.
+    Returns the final DRAM image."""
+    dram = program.image.copy()
+    machine = Machine(program.cfg, dram)
+    for code in program.steps:
+        for i in range(code.start, code.end):
+            machine.execute(program.stream[i], i * INSN_BYTES)
+        if on_step:
+            on_step(code, dram)
+    return dram
+
+
+def check_program(program: Program, qmodel, x: np.ndarray, progress=None) -> dict:
+    """Run ``program`` and compare every tensor it writes with the golden whole-network model
+    (``sim.golden_network``) as soon as it is written; CheckError names the first layer and element
+    that differ.  Returns the counts compared and the outputs (class maps for segmentation)."""
+    from .golden_network import class_map, run_network
+
+    model = program.model
+    class_inputs = {model.layer(t).inputs[0]: t for t in program.class_maps}
+    golden_iter = run_network(qmodel, x, acc_bits=program.cfg.acc_bits, keep=lambda n: n in class_inputs)
+    have: dict[str, np.ndarray] = {}
+    outputs: dict[str, np.ndarray] = {}
+    needed = {t for code in program.steps for t in code.writes} | set(class_inputs)
+    counts = {"tensors": 0, "elements": 0}
+
+    def want(name: str) -> np.ndarray:
+        while name not in have:
+            n, v = next(golden_iter)
+            if n in needed:
+                have[n] = v
+        if name in program.class_maps:
+            layer = model.layer(name)
+            return class_map(have[layer.inputs[0]], *layer.out_shape[:2])
+        return have[name]
+
+    def on_step(code, dram) -> None:
         if progress:
-            progress(layer.name)
-        outputs += check_layer(layer, cfg, seed + i, post_passes[layer.name])
-        checked += 1
-    return {"layers": checked, "outputs": outputs, "seed": seed}
+            progress(code.step.layer.name)
+        for tensor in code.writes:
+            got, expected = program.read(dram, tensor), want(tensor)
+            if got.shape != expected.shape or not np.array_equal(got, expected.astype(got.dtype)):
+                raise CheckError(_first_difference(tensor, got, expected.astype(got.dtype),
+                                                   f"step {code.step.layer.name}: tensor"))
+            counts["tensors"] += 1
+            counts["elements"] += got.size
+            if tensor in model.output_names:
+                outputs[tensor] = got
+            if tensor not in class_inputs:
+                have.pop(tensor, None)
+
+    run_program(program, on_step)
+    return {**counts, "outputs": outputs}

@@ -42,6 +42,7 @@ from mapper.flops import UsageError, build_model_or_usage_error, parse_size
 from mapper.ir import MAC_KINDS, PARTS, Model
 from mapper.fusion import plan, vec_stream
 from mapper.lower import MappingError, _insn, map_layer
+from mapper.program import ProgramError
 from mapper.workloads import MODEL_NAMES
 
 from .area import area_mm2
@@ -292,7 +293,7 @@ def layer_stream(model: Model, name: str, cfg: AcceleratorConfig, *, mac_only: b
     step = next(st for st in plan(model, cfg, mac_only=mac_only, fuse=fuse) if st.layer.name == name)
     stream: list = []
     if step.action == "mac":
-        for lowered, repeat in map_layer(step.layer, cfg, post_passes=step.post_passes):
+        for lowered, repeat in map_layer(step.layer, cfg, softmax_row=step.softmax_row, act=step.act):
             stream += lowered.stream * repeat
     else:
         stream = vec_stream(step)
@@ -316,7 +317,7 @@ def _trace(res: SimResult, model: Model, cfg: AcceleratorConfig, cap: int = TRAC
     top = sorted((r for r in res.layers if r.kind in MAC_KINDS and r.cycles), key=lambda r: r.cycles,
                  reverse=True)[:TRACED_LAYERS]
     budget = cap // max(1, len(top))
-    post_passes = {st.layer.name: st.post_passes for st in plan(model, cfg, mac_only=res.extra.get("mac_only", False),
+    steps = {st.layer.name: st for st in plan(model, cfg, mac_only=res.extra.get("mac_only", False),
                                                                 fuse=res.extra.get("fuse", True))}
     units = {Queue.LOAD: 0, Queue.COMPUTE: 1, Queue.STORE: 2}
     for i, r in enumerate(top):
@@ -325,7 +326,8 @@ def _trace(res: SimResult, model: Model, cfg: AcceleratorConfig, cap: int = TRAC
         for q, tid in units.items():
             ev.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": q.name}})
         n, offset, truncated = 0, r.start_cycle, False
-        for lowered, repeat in map_layer(model.layer(r.name), cfg, post_passes=post_passes.get(r.name, 0)):
+        st = steps[r.name]
+        for lowered, repeat in map_layer(model.layer(r.name), cfg, softmax_row=st.softmax_row, act=st.act):
             sched = layer_schedule(lowered, cfg)
             for _ in range(repeat):
                 for k, insn in enumerate(lowered.stream):
@@ -371,7 +373,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")
     p.add_argument("--config", required=True, help=f"one of: {', '.join(PRESETS)}")
-    p.add_argument("--check", action="store_true", help="also run the functional check of every MAC layer")
+    p.add_argument("--check", action="store_true",
+                   help="also run the whole network in functional mode and compare every tensor with the golden model")
     p.add_argument("--seed", type=int, default=None, help="seed of --check (default: from the time; printed)")
     p.add_argument("--dram-bytes-per-cycle", type=int, default=None)
     p.add_argument("--dram-latency", type=int, default=None)
@@ -434,12 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     prog = parser.prog
     try:
         model, cfg, key = _setup(args)
-        check_model = CheckError = None
+        check_network = CheckError = None
+        if args.check and args.mac_only:
+            raise UsageError("--check runs the whole network, so it cannot be combined with --mac-only")
         if args.check:
-            try:
-                from .functional import CheckError, check_model
-            except ImportError as e:
-                raise UsageError(f"--check needs sim.functional.check_model, which cannot be imported ({e})") from None
+            from .functional import CheckError
+            from .inference import check_network
     except UsageError as e:
         print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
@@ -464,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         seed = args.seed if args.seed is not None else int(time.time() * 1000) % (1 << 31)
         print(f"functional check seed: {seed} (replay with --seed {seed})", flush=True)
-        bar = _bar(args, len(model.mac_layers), "functional check")
+        bar = _bar(args, len(model.layers), "functional check")
 
         def cstep(*a, **k) -> None:
             if a:
@@ -472,7 +475,11 @@ def main(argv: list[str] | None = None) -> int:
             bar.update(1)
 
         try:
-            check = check_model(model, cfg, seed=seed, progress=cstep)
+            check = check_network(model, cfg, seed=seed, fuse=not args.no_fusion, progress=cstep)
+        except ProgramError as e:
+            bar.close()
+            print(f"{prog}: error: cannot run {model.name} on {key}: {' '.join(str(e).split())}", file=sys.stderr)
+            return 2
         except CheckError as e:
             bar.close()
             print(f"{prog}: functional check FAILED (seed {seed}): {' '.join(str(e).split())}", file=sys.stderr)
@@ -515,8 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
     print(format_totals(doc, cfg))
     if check is not None:
-        print(f"functional check passed: {check.get('layers', '?')} MAC layers, "
-              f"{check.get('outputs', '?')} outputs, seed {check['seed']}")
+        print(f"functional check passed: the whole network from input to output, {check['tensors']} tensors "
+              f"({check['elements']:,} elements) bit-exact with the golden model, seed {check['seed']}")
     print(f"simulated in {wall:.2f} s; wrote {len(written)} files to {out}")
     return 0
 

@@ -19,9 +19,9 @@ from typing import Callable, Optional
 
 from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
 from hw.isa import Op, VecOp
-from hw.timing import VEC_COST, schedule, occupancy_and_latency
+from hw.timing import schedule, occupancy_and_latency
 from mapper.ir import MAC_KINDS, Model, min_dram_bytes
-from mapper.fusion import VEC_OP_OF, plan, vec_stream
+from mapper.fusion import STAGE_OP, plan, vec_stream
 from mapper.lower import Lowered, layer_cycles, map_layer, _insn
 
 from .energy import EnergyModel
@@ -131,7 +131,7 @@ def least_cycles(step, cfg: AcceleratorConfig) -> float:
         return max(step.layer.macs / cfg.macs_per_cycle, read / bw, written / bw)
     if step.action == "vector":
         f = step.vec.f
-        return max(f["elements"] * VEC_COST[VecOp(f["vec_op"])] / cfg.vector_lanes,
+        return max(f["work"] / cfg.vector_lanes,
                    f["bytes_in"] / bw, f["bytes_out"] / bw)
     return 0.0
 
@@ -173,7 +173,7 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
         if progress:
             progress(layer.name)
         if step.action == "mac":
-            parts = map_layer(layer, cfg, post_passes=step.post_passes)
+            parts = map_layer(layer, cfg, softmax_row=step.softmax_row, act=step.act)
             cycles = busy = n_insn = 0
             ev: Counter = Counter()
             for lowered, repeat in parts:
@@ -186,7 +186,8 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
             t = parts[0][0].tiling
             mapping = (f"{parts[0][0].problem.kind} pe {t.pe_k}x{t.pe_p} tile {t.th}x{t.tw} cblk/chunk {t.cbi}"
                        f"{' resident' if t.resident else ''}{' folded' if parts[0][0].problem.fold else ''}"
-                       f"{' +' + step.epilogue if step.epilogue else ''}")
+                       f"{' +' + step.epilogue if step.epilogue else ''}"
+                       f"{' +' + step.act_layer if step.act_layer else ''}")
         elif step.action == "vector":
             stream = vec_stream(step)
             cycles = layer_cycles(stream, cfg)
@@ -195,8 +196,9 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
             ev = Counter()
             for insn in stream:
                 ev.update(count_events(insn, cfg))
-            mapping = "vector unit" + ("" if step.vec.f["vec_op"] == VEC_OP_OF.get(layer.kind, -1)
-                                       else f" ({VecOp(step.vec.f['vec_op']).name.lower()})")
+            members = len(step.vpass.members)
+            mapping = "vector unit" + (f" ({VecOp(step.vec.f['vec_op']).name.lower()}, {members} layers)"
+                                       if members > 1 else "")
         else:
             cycles = busy = n_insn = 0
             ev = Counter()

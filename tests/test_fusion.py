@@ -1,12 +1,13 @@
-"""mapper.fusion: which non-MAC layers are fused, and what a fused row epilogue's stores look like."""
+"""mapper.fusion: how each layer executes, what a pass computes, and what an epilogue's stores look like."""
 
 import pytest
 
 from hw.config import get_config
-from hw.isa import Op, VecOp
-from hw.timing import latency, store_bytes
+from hw.isa import Act, Op, VecOp
+from hw.timing import latency
+from hw.vector import NONE, PREV
 from mapper.fusion import plan
-from mapper.ir import Add, Conv2d, Crop, LayerNorm, Linear, MatMul, Model, Pad, Softmax
+from mapper.ir import Activation, Add, Conv2d, Crop, LayerNorm, Linear, MatMul, Model, Pad, Softmax
 from mapper.lower import MappingError, map_layer
 from mapper.workloads import build_model
 from sim.simulator import simulate
@@ -14,7 +15,7 @@ from sim.simulator import simulate
 E = get_config("E")
 
 
-def _store_channels(insn, cfg):
+def _store_channels(insn):
     """Channels each pixel of a STORE receives (all PEs of its set)."""
     f = insn.f
     chans = set()
@@ -24,35 +25,34 @@ def _store_channels(insn, cfg):
     return chans
 
 
-@pytest.mark.parametrize("cfg_name,layer,kg", [
+@pytest.mark.parametrize("cfg_name,layer,row", [
     ("tiny", MatMul("qk", "encoder", 3, 20, 16, 8), 8),             # three heads of 8 keys
-    ("tiny", Conv2d("embed", "encoder", 3, 8, 9, 9, kernel=3, padding=1), 8),
     ("small", MatMul("qk", "encoder", 2, 30, 8, 16), 16),
     ("E", MatMul("qk", "encoder", 3, 40, 16, 64), 64),
-    ("E", Conv2d("embed", "encoder", 8, 96, 20, 20, kernel=3, padding=1), 96),
+    ("E", Linear("scores", "encoder", 40, 64, 96), 96),
 ])
-def test_epilogue_stores_hold_whole_rows(cfg_name, layer, kg):
+def test_epilogue_stores_hold_whole_rows(cfg_name, layer, row):
     cfg = get_config(cfg_name)
-    (lowered, _), = map_layer(layer, cfg, post_passes=2)
+    (lowered, _), = map_layer(layer, cfg, softmax_row=row)
     stores = [i for i in lowered.stream if i.op == Op.STORE]
-    assert stores and all(s.f["post_passes"] == 2 for s in stores)
+    assert stores and all(s.f["ep_row"] == row for s in stores)
     for s in stores:
-        chans = _store_channels(s, cfg)
-        groups = {k // kg for k in chans}
-        assert chans == {k for g in groups for k in range(g * kg, (g + 1) * kg)}, (cfg_name, s.f)
-    # and each STORE takes the extra passes: the post-processing unit streams the tile three times
+        chans = _store_channels(s)
+        rows = {k // row for k in chans}
+        assert chans == {k for g in rows for k in range(g * row, (g + 1) * row)}, (cfg_name, s.f)
+    # each STORE takes the extra passes: the post-processing unit streams the tile three times
     s = stores[0]
-    pixels = s.f["out_h"] * s.f["out_w"]
-    assert latency(s, cfg) >= cfg.dram_latency + 3 * pixels
-    plain = map_layer(layer, cfg)[0][0]
-    assert lowered.cycles >= plain.cycles
+    assert latency(s, cfg) >= cfg.dram_latency + 3 * s.f["out_h"] * s.f["out_w"]
+    # and the exponentials are loaded into every PE's table first
+    first = lowered.stream[0]
+    assert first.op == Op.LOAD_PARAM and first.f["table"] == 1 and first.f["pe_count"] == cfg.num_pe
 
 
 def test_epilogue_refused_when_rows_cannot_be_whole():
     # 49 keys per window on K0 = 32 with many windows: every pass holds one 32-key block of many
     # windows, never a window's whole row
     with pytest.raises(MappingError, match="whole rows of 49 channels"):
-        map_layer(MatMul("win_qk", "encoder", 64, 49, 32, 49), E, post_passes=2)
+        map_layer(MatMul("win_qk", "encoder", 64, 49, 32, 49), E, softmax_row=49)
 
 
 def _toy(extra_consumer: bool) -> Model:
@@ -71,38 +71,54 @@ def _toy(extra_consumer: bool) -> Model:
 
 
 def test_plan_fuses_softmax_and_chains_element_wise_layers():
-    e = 64 * 64
     steps = {s.layer.name: s for s in plan(_toy(False), E)}
-    assert steps["qk"].post_passes == 2 and steps["qk"].epilogue == "softmax"
+    assert steps["qk"].softmax == "softmax" and steps["qk"].output == "softmax"
     assert steps["softmax"].action == "epilogue"
-    # add -> layernorm -> pad is one pass: it reads x and the softmax output (the add's inputs),
-    # writes the sum (add2 reads it later) and the padded layernorm, and does every member's work
-    chain = steps["add"].vec.f
-    assert chain["vec_op"] == VecOp.CHAIN
-    assert (chain["bytes_in"], chain["bytes_out"]) == (2 * e, e + 2 * e)
-    assert chain["elements"] == e * 1 + e * 3 + 2 * e * 1
+    # add -> layernorm -> pad is one pass over the padded raster: it reads x and the softmax output,
+    # writes the sum (add2 reads it later) through the padding, and the padded layernorm
+    vp = steps["add"].vpass
+    assert vp.members == ("add", "norm", "pad") and set(vp.writes) == {"add", "pad"}
     assert steps["norm"].action == steps["pad"].action == "merged"
-    assert steps["crop"].vec.f["vec_op"] == VecOp.CHAIN      # crop + add2: one pass after the MAC layer
+    d = vp.desc
+    assert (d.h, d.w, d.c) == (128, 1, 64)
+    assert [s.op for s in d.stages] == [VecOp.ADD, VecOp.LAYERNORM]
+    assert d.stages[0].out != NONE and d.stages[1].src == PREV
+    insn = vp.insn.f
+    assert insn["vec_op"] == VecOp.CHAIN
+    assert (insn["bytes_in"], insn["bytes_out"]) == (2 * 64 * 64, 64 * 64 + 128 * 64)
+    assert insn["work"] == 128 * 64 * (1 + 2)
+    # crop + add2: one pass after the MAC layer, the crop its input's pattern
+    assert steps["crop"].vpass.members == ("crop", "add2")
 
 
 def test_plan_keeps_an_output_that_another_layer_reads():
     steps = {s.layer.name: s for s in plan(_toy(True), E)}
-    assert steps["qk"].post_passes == 0 and steps["softmax"].action == "vector"
+    assert steps["qk"].softmax == "" and steps["softmax"].action == "vector"
 
 
 def test_plan_without_fusion_and_mac_only():
     steps = plan(_toy(False), E, fuse=False)
     assert [s.action for s in steps] == ["mac"] + ["vector"] * 4 + ["mac", "vector", "vector"]
-    assert [s.action for s in plan(_toy(False), E, mac_only=True)] == ["mac"] + ["excluded"] * 4 + ["mac"] + ["excluded"] * 2
+    assert [s.action for s in plan(_toy(False), E, mac_only=True)] == ["mac"] + ["excluded"] * 4 + ["mac"] \
+        + ["excluded"] * 2
+
+
+def test_activation_after_a_mac_layer_is_applied_by_its_stores():
+    conv = Conv2d("conv", "encoder", 8, 16, 8, 8, kernel=3, padding=1)
+    gelu = Activation("gelu", "encoder", "gelu", inputs=("conv",))
+    relu = Activation("relu", "encoder", "relu", inputs=("gelu",))
+    steps = {s.layer.name: s for s in plan(Model("a", "full", (8, 8, 8), (conv, gelu, relu)), E)}
+    assert steps["conv"].act == Act.TABLE and steps["conv"].output == "gelu"
+    assert steps["gelu"].action == "fused" and steps["relu"].action == "vector"
 
 
 def test_segmentation_output_is_the_class_map():
     model = build_model("segformer_b0", size=(128, 128))
     last = plan(model, E)[-1]
-    assert last.layer.name == "resize_logits"
+    assert last.layer.name == "resize_logits" and last.vpass.class_map
     assert last.vec.f["vec_op"] == VecOp.RESIZE_ARGMAX and last.vec.f["bytes_out"] == 128 * 128
     # a classifier's output is left alone
-    assert all(s.vec is None or s.vec.f["vec_op"] != VecOp.RESIZE_ARGMAX for s in plan(build_model("resnet50"), E))
+    assert all(s.vpass is None or not s.vpass.class_map for s in plan(build_model("resnet50"), E))
 
 
 def test_fusion_saves_time_and_lists_every_layer():
@@ -117,33 +133,19 @@ def test_fusion_saves_time_and_lists_every_layer():
     assert qk.events["vec_ops"] > 0
 
 
-def test_layernorm_is_fused_only_into_an_ungrouped_layer():
-    # a grouped convolution's STOREs may hold one group's channels only: its layernorm stays a VEC
-    conv = Conv2d("gconv", "encoder", 64, 64, 16, 16, kernel=3, padding=1, groups=2)
-    norm = LayerNorm("norm", "encoder", inputs=("gconv",))
-    steps = plan(Model("g", "full", (16, 16, 64), (conv, norm)), E)
-    assert [s.action for s in steps] == ["mac", "vector"]
-    dense = Conv2d("conv", "encoder", 64, 64, 16, 16, kernel=3, padding=1)
-    norm = LayerNorm("norm", "encoder", inputs=("conv",))
-    steps = plan(Model("d", "full", (16, 16, 64), (dense, norm)), E)
-    assert [s.action for s in steps] == ["mac", "epilogue"]
-
-
-def test_dumped_stream_and_functional_check_use_the_timed_mapping(monkeypatch):
-    import sim.functional
-    from sim.run import layer_stream
-    model = build_model("segformer_b0", size=(64, 64))
-    small = get_config("small")
-    stores = lambda stream: {i.f["post_passes"] for i in stream if i.op == Op.STORE}
-    assert stores(layer_stream(model, "stage0.block0.attn.qk", small)) == {2}
-    assert stores(layer_stream(model, "stage0.block0.attn.qk", small, mac_only=True)) == {0}
-    assert stores(layer_stream(model, "stage0.block0.attn.qk", small, fuse=False)) == {0}
-    assert layer_stream(model, "stage0.block0.attn.softmax", small, mac_only=True)[0].op == Op.END
-    seen = {}
-    monkeypatch.setattr(sim.functional, "check_layer",
-                        lambda layer, cfg, seed, post_passes=0: seen.setdefault(layer.name, post_passes) and 0)
-    sim.functional.check_model(model, small, seed=0)
-    assert seen["stage0.block0.attn.qk"] == 2 and seen["stage0.block0.attn.q"] == 0
+def test_swin_window_attention_passes():
+    steps = plan(build_model("swin_tiny", size=(224, 224)), E)
+    passes = {m: s.vpass for s in steps if s.vpass is not None for m in s.vpass.members}
+    # add2 -> next norm1 -> roll -> window partition: one pass; the roll is the pattern
+    vp = passes["stage0.block1.attn.partition"]
+    assert vp.members == ("stage0.block0.add2", "stage0.block1.norm1", "stage0.block1.attn.shift",
+                          "stage0.block1.attn.partition")
+    assert [s.op for s in vp.desc.stages] == [VecOp.ADD, VecOp.LAYERNORM]
+    assert set(vp.writes) == {"stage0.block0.add2", "stage0.block1.attn.partition"}
+    # window reverse -> unshift -> add -> layernorm: the reverse and the roll are the input's pattern
+    vp = passes["stage0.block1.attn.reverse"]
+    assert vp.members[-2:] == ("stage0.block1.add1", "stage0.block1.norm2")
+    assert [s.op for s in vp.desc.stages][:2] == [VecOp.ADD, VecOp.LAYERNORM]
 
 
 def test_table_says_where_a_fused_layer_went():

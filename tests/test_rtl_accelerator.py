@@ -132,7 +132,7 @@ def test_layer_bit_and_cycle_exact(layer):
     if not np.array_equal(dram, want):
         pytest.fail(first_mismatch(f"{layer.name} vs sim.functional", dram, want))
     p, lay = lowered.problem, lowered.layout
-    out = dram[lay["output"]:lay["output"] + p.oh * p.ow * p.k].view(np.int8)
+    out = dram[lay.output:lay.output + p.oh * p.ow * p.k].view(np.int8)
     gold = golden_output(layer, d, cfg)
     np.testing.assert_array_equal(out.reshape(gold.shape), gold, err_msg=f"{layer.name} vs golden")
 
@@ -144,11 +144,11 @@ def test_global_buffer_source_bit_and_cycle_exact():
     p, lay = lowered.problem, lowered.layout
     gb_base = 100                                  # not aligned to the bus on purpose
     n_bytes = p.h * p.w * p.c
-    stream = [make(Op.LOAD_GB, src_addr=lay["input"], dst_addr=gb_base, n_bytes=n_bytes)]
+    stream = [make(Op.LOAD_GB, src_addr=lay.input, dst_addr=gb_base, n_bytes=n_bytes)]
     for insn in lowered.stream:
         insn = dataclasses.replace(insn, f=dict(insn.f))
         if insn.op == Op.LOAD_INP:
-            insn.f.update(src_gb=1, src_addr=insn.f["src_addr"] - lay["input"] + gb_base)
+            insn.f.update(src_gb=1, src_addr=insn.f["src_addr"] - lay.input + gb_base)
         stream.append(insn)
     stream.append(make(Op.END))
     expected_cycles = schedule(stream, cfg).total_cycles

@@ -86,11 +86,11 @@ def test_check_global_buffer_refuses_unbankable_sizes():
 def _gb_stream(layer, cfg, t_c_scale: int = 1):
     lowered = map_layer(layer, cfg)[0][0]
     p, lay = lowered.problem, lowered.layout
-    stream = [make(Op.LOAD_GB, src_addr=lay["input"], dst_addr=100, n_bytes=p.h * p.w * p.c)]
+    stream = [make(Op.LOAD_GB, src_addr=lay.input, dst_addr=100, n_bytes=p.h * p.w * p.c)]
     for insn in lowered.stream:
         insn = dataclasses.replace(insn, f=dict(insn.f))
         if insn.op == Op.LOAD_INP:
-            insn.f.update(src_gb=1, src_addr=insn.f["src_addr"] - lay["input"] + 100)
+            insn.f.update(src_gb=1, src_addr=insn.f["src_addr"] - lay.input + 100)
             insn.f["t_c"] *= t_c_scale
         stream.append(insn)
     return stream + [make(Op.END)]

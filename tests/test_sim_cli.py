@@ -127,4 +127,4 @@ def test_check_prints_seed_and_records_summary(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "seed: 7" in r.stdout and "functional check passed" in r.stdout
     doc = json.loads((out / "report.json").read_text())
-    assert doc["check"]["seed"] == 7 and doc["check"]["layers"] > 0
+    assert doc["check"]["seed"] == 7 and doc["check"]["tensors"] > 0

@@ -30,10 +30,10 @@ from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
-from ..isa import FIELDS, INSN_BITS, Op, VecOp
+from ..isa import FIELDS, INSN_BITS, Act, Op, VecOp
 from ..numerics import MAX_SHIFT, PARAM_ENTRY_BYTES
-from ..timing import (GB_LATENCY, GEMM_MIN_PIXELS, GEMM_PIPELINE, POST_PIPELINE, QUEUE_DEPTH, TOKEN_LIMIT, VEC_COST,
-                      dw_gather_max)
+from ..timing import (GB_LATENCY, GEMM_MIN_PIXELS, GEMM_PIPELINE, POST_PIPELINE, QUEUE_DEPTH, TOKEN_LIMIT,
+                      dw_gather_max, store_passes)
 from .global_buffer import GlobalBuffer, check_global_buffer
 from .pe_tile import LoadTarget, PETile, check_rtl_config, load_geometry
 from .vector_mac import int8_vector
@@ -61,6 +61,8 @@ class ErrorCode(enum.Enum, shape=3):
                       # more than TOKEN_LIMIT outstanding, or tokens left at END
     DATA = 5          # found by the load unit while running: a loaded parameter shift above
                       # MAX_SHIFT, or a LOAD_INP global-buffer address outside the buffer
+    UNSUPPORTED = 6   # a feature this RTL does not build yet: VEC, a STORE's table activation or
+                      # softmax epilogue, a LOAD_PARAM into the table memory (sim.functional runs them)
 
 
 def insn_layout(op: Op) -> data.StructLayout:
@@ -280,7 +282,8 @@ class LoadUnit(wiring.Component):
                     for ln in range(c0):
                         idx = wr_row * c0 + ln
                         en_bits.append(issue & (j < cw.n_out) & (idx < cw.chan))
-                        m.d.comb += lane_addr[v * c0 + ln].eq(cw.src_addr + j * cw.out_stride + idx)
+                        lane = Mux(cw.lane_stride == 0, 1, cw.lane_stride)
+                        m.d.comb += lane_addr[v * c0 + ln].eq(cw.src_addr + j * cw.out_stride + idx * lane)
                 m.d.comb += [
                     lane_en.eq(Cat(*en_bits)),
                     w_target.eq(LoadTarget.WEIGHT),
@@ -428,12 +431,7 @@ class ComputeUnit(wiring.Component):
         npix_h = hg.out_h * hg.out_w
         period_h = _max(npix_h, GEMM_MIN_PIXELS)
         steps_h = hg.n_cblk * hg.kh * Mux(hg.dw, 1, hg.kw)      # hw.timing.gemm_steps
-        cost = Signal(range(max(VEC_COST.values()) + 1))
-        with m.Switch(hv.vec_op):
-            for vop, c in VEC_COST.items():
-                with m.Case(vop):
-                    m.d.comb += cost.eq(c)
-        work = _cdiv(hv.elements * cost, cfg.vector_lanes)
+        work = _cdiv(hv.work, cfg.vector_lanes)
         vec_lat = cfg.dram_latency + _max(_max(work, _cdiv(hv.bytes_in, bw)),
                                           _max(_cdiv(hv.bytes_out, bw), 1))
         lat = Signal(CYCLE_BITS)
@@ -590,11 +588,12 @@ class StoreUnit(wiring.Component):
         first_bytes = data.ArrayLayout(40, n)(Cat(*nbytes))[cs.pe_first[:max(1, (n - 1).bit_length())]]
         total = Mux(cs.pe_step == 0, cs.pe_count * first_bytes,
                     sum(Mux(mask[p], nbytes[p], 0) for p in range(n)))
-        # a fused row epilogue (post_passes) is timed, not executed: the pixels stream once
-        transfer = _max(npix * (1 + cs.post_passes) + POST_PIPELINE, _cdiv(total, bw))
+        # the contract's passes (a softmax epilogue is refused at dispatch: ErrorCode.UNSUPPORTED)
+        passes = store_passes({"ep_row": cs.ep_row})
+        transfer = _max(npix * passes + POST_PIPELINE, _cdiv(total, bw))
         lat = cfg.dram_latency + transfer
         # busy until the last pixel's write (beats from t+2, written 4 cycles later): >= npix + 5
-        occ = _max(transfer, npix * (1 + cs.post_passes) + POST_PIPELINE + 1)
+        occ = _max(transfer, npix * passes + POST_PIPELINE + 1)
         starting_pixels = Signal()
         m.d.comb += [
             starting_pixels.eq(active & ~timed & busy),
@@ -608,7 +607,7 @@ class StoreUnit(wiring.Component):
         p_i, oy, ox = Signal(24), Signal(12), Signal(12)
         pix_off = Signal(48)
         beat = active & (p_i < npix)
-        m.d.comb += [self.s_valid.eq(beat), self.s_acc.eq(cs.acc_addr + p_i), self.s_relu.eq(cs.relu)]
+        m.d.comb += [self.s_valid.eq(beat), self.s_acc.eq(cs.acc_addr + p_i), self.s_relu.eq(cs.act == Act.RELU)]
         with m.If(beat):
             m.d.sync += p_i.eq(p_i + 1)
             with m.If(ox == cs.out_w - 1):
@@ -802,7 +801,8 @@ class Accelerator(wiring.Component):
             with m.Case(Op.STORE):
                 m.d.comb += range_bad.eq(_pe_set(vs, n)[1] | (vs.pe_k == 0) | (vs.k_per_pe > cfg.k0)
                                          | (vs.param_addr + vs.k_per_pe > cfg.param_depth)
-                                         | (vs.acc_addr + vs.out_h * vs.out_w > cfg.accum_depth))
+                                         | (vs.acc_addr + vs.out_h * vs.out_w > cfg.accum_depth)
+                                         | (vs.act > max(Act)))
 
         # Tokens in program order: (pop flag bit, FIFO) and (push flag bit, FIFO) per queue.
         counts = {name: Signal(range(TOKEN_LIMIT + 1), name=f"tokens_{name}") for name in tok}
@@ -838,11 +838,15 @@ class Accelerator(wiring.Component):
         all_idle = Signal()
         m.d.comb += all_idle.eq(load.idle & comp.idle & store.idle
                                 & ~queues["lq"].r_valid & ~queues["cq"].r_valid & ~queues["sq"].r_valid)
+        unsupported = ((op == Op.VEC) | ((op == Op.LOAD_PARAM) & vp.table)
+                       | ((op == Op.STORE) & ((vs.act == Act.TABLE) | (vs.ep_row != 0))))
         with m.If(running):
             with m.If(op > Op.END):
                 m.d.comb += err.eq(ErrorCode.OPCODE)
             with m.Elif(reserved_bad):
                 m.d.comb += err.eq(ErrorCode.RESERVED)
+            with m.Elif(unsupported):
+                m.d.comb += err.eq(ErrorCode.UNSUPPORTED)
             with m.Elif(range_bad):
                 m.d.comb += err.eq(ErrorCode.RANGE)
             with m.Elif(token_bad & (~is_end | all_idle)):

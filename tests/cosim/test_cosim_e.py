@@ -36,7 +36,7 @@ E_LAYERS = (
     Conv2d("fuse_tile_1x1_3072_768", "decoder", 3072, 768, 4, 4),
     Conv2d("depthwise_3x3_64", "encoder", 64, 64, 16, 16, kernel=3, padding=1, groups=64),
     MatMul("attn_qk_64x32x64", "encoder", 1, 64, 32, 64),
-    MatMul("attn_qk_softmax", "encoder", 2, 64, 32, 64),     # with a fused softmax epilogue (POST_PASSES)
+    MatMul("attn_qk_2heads", "encoder", 2, 64, 32, 64),
 )
 #: The Conv2DFuse tile's image (2.4 MB of weights) needs a larger DRAM than the default.
 E_DRAM_BYTES = 1 << 22

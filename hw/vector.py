@@ -1,0 +1,358 @@
+"""The vector unit's contract: the VEC descriptor, its address patterns, and what a VEC costs.
+
+A VEC instruction (``hw/isa.py``) runs one *pass* of the vector unit, described by a
+descriptor in DRAM at ``desc_addr``: an iteration space of ``h x w`` pixels of ``c``
+channels, up to :data:`MAX_OPERANDS` operands (tensors in DRAM, each seen through an
+address pattern) and up to :data:`MAX_STAGES` stages.  Stage ``i`` computes one
+operation (:class:`hw.isa.VecOp`) of the pass's pixels; its input is an operand or the
+previous stage's result (:data:`PREV`), and it may write its result to an operand.
+A chain of element-wise and row operations (residual add then layernorm, bias and mask
+adds then softmax) is one pass: the intermediate results stay in the unit.
+
+Address patterns
+----------------
+Element ``(y, x, ch)`` of an operand is the byte ``base + Y(y) + X(x) + ch`` (``ch mod c``
+when the operand's channels repeat, as a bias shared by the heads does).  Each axis is a
+counter ``u = (start + i) mod wrap`` (``i`` the pixel's row or column), split at ``win``:
+``offset = (u mod win) * s_lo + (u div win) * s_hi``; ``u >= valid`` is padding (it reads
+as zero and is not written).  The hardware keeps ``u``, ``u mod win`` and ``u div win`` as
+counters stepped once per row or column, starting from ``lo0 = start mod win`` and
+``hi0 = start div win`` that the descriptor carries (no division at run time).  One form
+covers a plain tensor with a pixel pitch, zero padding, a cyclic shift (Swin's roll), a
+crop, Swin's window partition and reverse (``win`` = window, the offsets of
+``m * windows + w``), a 2x2 patch-merge gather (stride 2) and broadcasting (stride 0).
+
+Operations whose input is an image of another size (``RESIZE``, ``POOL``,
+``RESIZE_ARGMAX``) are the first stage of a pass and read their source operand over its
+own ``y.n x x.n`` raster.
+
+Cost
+----
+``vec_fields`` gives the timing fields of the VEC instruction: ``work`` (element
+operations of the vector unit, ``VEC latency = dram_latency + max(work / lanes, DRAM
+bytes / bandwidth)``, ``hw/timing.py``) and the DRAM bytes read and written.  Element
+operations per stage follow how the stage is computed (:func:`stage_work`); each distinct
+byte of an operand crosses the DRAM interface once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Optional
+
+import numpy as np
+
+from .isa import StreamError, VecOp
+
+__all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
+           "STAGE_PARAMS", "PoolMode", "axis_offsets", "operand_addresses", "stage_work", "vec_fields",
+           "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL"]
+
+#: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
+LN_ENTRY = (("beta", 32, True), ("gamma", 16, True), ("pad", 16, False))
+LN_ENTRY_BYTES = 8
+PREV = 0xF         # stage input: the previous stage's result
+NONE = 0xF         # stage second input / output: none
+MAX_OPERANDS = 8
+MAX_STAGES = 4
+HEADER_BYTES, OPERAND_BYTES, STAGE_BYTES = 16, 64, 32
+
+
+class PoolMode:
+    MAX, AVG, ADAPTIVE_AVG = 0, 1, 2
+
+
+#: Element operations per output element, per stage operation: one lane does one operation a
+#: cycle.  A layernorm makes two passes over its row (sums, then normalise), a softmax three
+#: (maximum, exponentials and their sum, normalise); the rest one.  Bilinear resizing costs two
+#: (a vertical then a horizontal interpolation); pooling one per window element.
+COST = {VecOp.COPY: 1, VecOp.ADD: 1, VecOp.MUL: 1, VecOp.LUT: 1, VecOp.LAYERNORM: 2, VecOp.SOFTMAX: 3}
+RESIZE_COST = {0: 2, 1: 1}        # bilinear, nearest
+
+#: Parameters of each stage operation: (name, bits, signed), packed after the stage header.
+STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
+    VecOp.COPY: [],
+    VecOp.ADD: [("mult_a", 16, False), ("mult_b", 16, False), ("shift", 6, False), ("relu", 1, False)],
+    VecOp.MUL: [("mult", 16, False), ("shift", 6, False)],
+    VecOp.LUT: [("table", 32, False)],                       # DRAM address of 256 int8 entries
+    # per-channel entries of 8 bytes: int32 beta, int16 gamma, pad (hw.numerics.LN_ENTRY)
+    VecOp.LAYERNORM: [("table", 32, False), ("eps", 40, False), ("shift", 6, False)],
+    VecOp.SOFTMAX: [("row", 13, False), ("exp_mult", 16, False), ("exp_shift", 5, False)],
+    # the fixed-point DDA of each axis (hw.operators.resize_axis_params); mode 0 bilinear, 1 nearest
+    VecOp.RESIZE: [("mode", 1, False), ("y_start", 32, True), ("y_step", 32, False),
+                   ("x_start", 32, True), ("x_step", 32, False)],
+    VecOp.RESIZE_ARGMAX: [("y_start", 32, True), ("y_step", 32, False), ("x_start", 32, True),
+                          ("x_step", 32, False)],
+    VecOp.POOL: [("mode", 2, False), ("kernel", 8, False), ("stride", 8, False), ("padding", 8, False),
+                 ("ceil_mode", 1, False), ("count_include_pad", 1, False)],
+}
+_AXIS_FIELDS = [("n", 16, False), ("start", 16, False), ("wrap", 16, False), ("valid", 16, False),
+                ("win", 16, False), ("lo0", 16, False), ("hi0", 16, False), ("s_lo", 32, True),
+                ("s_hi", 32, True)]
+_OPERAND_FIELDS = [("base", 32, False), ("c", 16, False), ("repeat", 1, False)]
+_HEADER_FIELDS = [("h", 16, False), ("w", 16, False), ("c", 16, False), ("n_operands", 4, False),
+                  ("n_stages", 4, False)]
+_STAGE_HEAD = [("op", 8, False), ("src", 4, False), ("src2", 4, False), ("out", 4, False)]
+
+
+# ---- address patterns ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of an address pattern (module docstring)."""
+
+    n: int
+    stride: int = 0           # s_lo: bytes per step below the split
+    start: int = 0
+    wrap: int = 0             # 0: n + start (no wrap)
+    valid: int = 0            # 0: every position is valid
+    win: int = 0              # 0: no split (every position below it)
+    s_hi: int = 0             # bytes per step of u div win
+
+    def __post_init__(self) -> None:
+        # 0 means the natural value: no wrap, every position valid, no split
+        wrap = self.wrap or self.n + self.start
+        object.__setattr__(self, "wrap", wrap)
+        object.__setattr__(self, "valid", self.valid or wrap)
+        object.__setattr__(self, "win", self.win or wrap)
+
+    def fields(self) -> dict:
+        w = self.win
+        return {"n": self.n, "start": self.start, "wrap": self.wrap, "valid": self.valid, "win": w,
+                "lo0": self.start % w, "hi0": self.start // w, "s_lo": self.stride, "s_hi": self.s_hi}
+
+    @classmethod
+    def from_fields(cls, f: dict, where: str) -> "Axis":
+        bad = None
+        if not (1 <= f["n"] and 1 <= f["wrap"] and 1 <= f["win"] and f["start"] < f["wrap"]):
+            bad = "needs n, wrap and win >= 1 and start < wrap"
+        elif f["lo0"] >= f["win"] or f["lo0"] + f["hi0"] * f["win"] != f["start"]:
+            bad = f"lo0 = {f['lo0']}, hi0 = {f['hi0']} do not split start = {f['start']} at win = {f['win']}"
+        if bad:
+            raise StreamError(f"{where}: axis {bad}")
+        return cls(f["n"], f["s_lo"], f["start"], f["wrap"], f["valid"], f["win"], f["s_hi"])
+
+
+def axis_offsets(ax: Axis) -> tuple[np.ndarray, np.ndarray]:
+    """(byte offset, valid) of every position of an axis, as the counters step them."""
+    u = (ax.start + np.arange(ax.n, dtype=np.int64)) % ax.wrap
+    return (u % ax.win) * ax.stride + (u // ax.win) * ax.s_hi, u < ax.valid
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A tensor in DRAM seen through an address pattern; ``c`` channels at each pixel."""
+
+    base: int
+    c: int
+    y: Axis
+    x: Axis
+    repeat: bool = False      # channel ch of the pass reads channel ch mod c
+
+    def valid_pixels(self) -> int:
+        """Distinct pixels the pattern reaches (an axis of stride 0 reaches one)."""
+        def count(ax: Axis) -> int:
+            return 1 if ax.stride == 0 and ax.s_hi == 0 else int(axis_offsets(ax)[1].sum())
+        return count(self.y) * count(self.x)
+
+
+def operand_addresses(op: Operand, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """(addresses ``[y.n, x.n, c]``, valid ``[y.n, x.n, c]``) of an operand over ``c`` channels."""
+    oy, vy = axis_offsets(op.y)
+    ox, vx = axis_offsets(op.x)
+    ch = np.arange(c, dtype=np.int64)
+    ch_ok = np.ones(c, bool)
+    if op.repeat:
+        ch = ch % op.c
+    else:
+        ch_ok = ch < op.c
+    addr = op.base + oy[:, None, None] + ox[None, :, None] + ch[None, None, :]
+    return addr, vy[:, None, None] & vx[None, :, None] & ch_ok[None, None, :]
+
+
+# ---- stages and descriptors ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stage:
+    """One operation of a pass: input ``src`` (an operand index or PREV), a second operand
+    ``src2`` (or NONE), the operand written (``out``, or NONE) and its parameters."""
+
+    op: VecOp
+    src: int = PREV
+    src2: int = NONE
+    out: int = NONE
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A VEC pass: iteration space ``h x w x c``, operands and stages."""
+
+    h: int
+    w: int
+    c: int
+    operands: tuple[Operand, ...]
+    stages: tuple[Stage, ...]
+
+    def __post_init__(self) -> None:
+        check_descriptor(self)
+
+    def relocated(self, bases: list[int]) -> "Descriptor":
+        return replace(self, operands=tuple(replace(o, base=b) for o, b in zip(self.operands, bases)))
+
+
+def check_descriptor(d: Descriptor, where: str = "descriptor") -> None:
+    """Refuse a descriptor the vector unit cannot run (StreamError naming the problem)."""
+    bad = None
+    if not (1 <= len(d.stages) <= MAX_STAGES and len(d.operands) <= MAX_OPERANDS):
+        bad = f"{len(d.stages)} stages and {len(d.operands)} operands (1..{MAX_STAGES}, 0..{MAX_OPERANDS})"
+    elif min(d.h, d.w, d.c) < 1:
+        bad = f"iteration space {d.h}x{d.w}x{d.c}"
+    for i, st in enumerate(d.stages):
+        if bad:
+            break
+        refs = [(st.src, "src"), (st.src2, "src2"), (st.out, "out")]
+        if st.src == PREV and i == 0:
+            bad = "stage 0 reads a previous stage"
+        elif any(r != NONE and r >= len(d.operands) for r, _ in refs):
+            bad = f"stage {i} names an operand beyond the {len(d.operands)} given"
+        elif i and st.op in SPATIAL:
+            bad = f"stage {i}: {st.op.name} must be a pass's first stage"
+        elif set(st.params) != {n for n, _, _ in STAGE_PARAMS[st.op]}:
+            bad = f"stage {i} ({st.op.name}) has parameters {sorted(st.params)}"
+    if bad:
+        raise StreamError(f"{where}: {bad}")
+
+
+def stage_work(d: Descriptor, i: int) -> int:
+    """Element operations of stage ``i`` of ``d`` (module docstring)."""
+    st = d.stages[i]
+    out = d.h * d.w * d.c
+    if st.op in COST:
+        return COST[st.op] * out
+    if st.op == VecOp.RESIZE:
+        return RESIZE_COST[st.params["mode"]] * out
+    if st.op == VecOp.RESIZE_ARGMAX:
+        return RESIZE_COST[0] * d.h * d.w * d.operands[st.src].c
+    if st.op == VecOp.POOL:
+        src = d.operands[st.src]
+        if st.params["mode"] == PoolMode.ADAPTIVE_AVG:   # every input element once
+            return src.y.n * src.x.n * d.c
+        return st.params["kernel"] ** 2 * out
+    raise ValueError(f"no cost for {st.op!r}")
+
+
+SPATIAL = (VecOp.RESIZE, VecOp.POOL, VecOp.RESIZE_ARGMAX)
+
+
+def vec_fields(d: Descriptor) -> dict:
+    """The VEC instruction's timing fields for descriptor ``d``: one rule for the mapper, which
+    writes them, and the simulators, which check them.  An operand read in the pass's raster
+    brings ``min(c, d.c)`` channels of each distinct pixel (``c`` when its channels repeat);
+    the source of a resize or pooling its ``c`` channels; the class map one byte a pixel."""
+    read: set[int] = set()
+    written: set[int] = set()
+    for st in d.stages:
+        read.update(r for r in (st.src, st.src2) if r not in (PREV, NONE))
+        if st.out != NONE:
+            written.add(st.out)
+    source = d.stages[0].src if d.stages[0].op in SPATIAL else None
+
+    def nbytes(i: int) -> int:
+        op = d.operands[i]
+        if i == source or op.repeat:
+            chans = op.c
+        elif d.stages[-1].op == VecOp.RESIZE_ARGMAX and i in written:
+            chans = 1
+        else:
+            chans = min(op.c, d.c)
+        return op.valid_pixels() * chans
+
+    return {"vec_op": int(d.stages[0].op if len(d.stages) == 1 else VecOp.CHAIN),
+            "work": sum(stage_work(d, i) for i in range(len(d.stages))),
+            "bytes_in": sum(nbytes(i) for i in sorted(read)),
+            "bytes_out": sum(nbytes(i) for i in sorted(written))}
+
+
+# ---- binary layout -------------------------------------------------------------------------------
+
+def _pack(spec: list, values: dict, nbytes: int, where: str) -> bytes:
+    word, pos = 0, 0
+    for name, bits, signed in spec:
+        v = values[name]
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        if not isinstance(v, (int, np.integer)) or not lo <= int(v) <= hi:
+            raise StreamError(f"{where}: {name} = {v!r} does not fit {bits} "
+                              f"{'signed' if signed else 'unsigned'} bits (range {lo}..{hi})")
+        word |= (int(v) & ((1 << bits) - 1)) << pos
+        pos += bits
+    assert pos <= 8 * nbytes, where
+    return word.to_bytes(nbytes, "little")
+
+
+def _unpack(spec: list, data: bytes) -> dict:
+    word, pos, out = int.from_bytes(data, "little"), 0, {}
+    for name, bits, signed in spec:
+        v = (word >> pos) & ((1 << bits) - 1)
+        out[name] = v - (1 << bits) if signed and v >> (bits - 1) else v
+        pos += bits
+    return out
+
+
+def descriptor_bytes(d: Descriptor) -> int:
+    return HEADER_BYTES + OPERAND_BYTES * len(d.operands) + STAGE_BYTES * len(d.stages)
+
+
+def encode_descriptor(d: Descriptor) -> bytes:
+    """The descriptor's bytes (range-checked: StreamError names a field that does not fit)."""
+    out = [_pack(_HEADER_FIELDS, {"h": d.h, "w": d.w, "c": d.c, "n_operands": len(d.operands),
+                                  "n_stages": len(d.stages)}, HEADER_BYTES, "VEC descriptor")]
+    for i, op in enumerate(d.operands):
+        where = f"VEC descriptor operand {i}"
+        spec = _OPERAND_FIELDS + [("y_" + n, b, s) for n, b, s in _AXIS_FIELDS] + \
+            [("x_" + n, b, s) for n, b, s in _AXIS_FIELDS]
+        vals = {"base": op.base, "c": op.c, "repeat": int(op.repeat),
+                **{"y_" + k: v for k, v in op.y.fields().items()}, **{"x_" + k: v for k, v in op.x.fields().items()}}
+        out.append(_pack(spec, vals, OPERAND_BYTES, where))
+    for i, st in enumerate(d.stages):
+        vals = {"op": int(st.op), "src": st.src, "src2": st.src2, "out": st.out, **st.params}
+        out.append(_pack(_STAGE_HEAD + STAGE_PARAMS[st.op], vals, STAGE_BYTES, f"VEC descriptor stage {i}"))
+    return b"".join(out)
+
+
+def decode_descriptor(data: bytes, where: str = "VEC descriptor") -> Descriptor:
+    """Parse (and check) a descriptor; StreamError for one the vector unit cannot run."""
+    if len(data) < HEADER_BYTES:
+        raise StreamError(f"{where}: truncated header")
+    head = _unpack(_HEADER_FIELDS, data[:HEADER_BYTES])
+    n_op, n_st = head["n_operands"], head["n_stages"]
+    if len(data) < HEADER_BYTES + OPERAND_BYTES * n_op + STAGE_BYTES * n_st:
+        raise StreamError(f"{where}: truncated ({n_op} operands, {n_st} stages)")
+    operands, pos = [], HEADER_BYTES
+    spec = _OPERAND_FIELDS + [("y_" + n, b, s) for n, b, s in _AXIS_FIELDS] + \
+        [("x_" + n, b, s) for n, b, s in _AXIS_FIELDS]
+    for i in range(n_op):
+        f = _unpack(spec, data[pos:pos + OPERAND_BYTES])
+        axes = [Axis.from_fields({n: f[p + n] for n, _, _ in _AXIS_FIELDS}, f"{where} operand {i} {p[0]}")
+                for p in ("y_", "x_")]
+        if f["c"] < 1:
+            raise StreamError(f"{where} operand {i}: c = 0")
+        operands.append(Operand(f["base"], f["c"], axes[0], axes[1], bool(f["repeat"])))
+        pos += OPERAND_BYTES
+    stages = []
+    for i in range(n_st):
+        head_f = _unpack(_STAGE_HEAD, data[pos:pos + STAGE_BYTES])
+        try:
+            op = VecOp(head_f["op"])
+        except ValueError:
+            raise StreamError(f"{where} stage {i}: unknown operation {head_f['op']}") from None
+        if op == VecOp.CHAIN:
+            raise StreamError(f"{where} stage {i}: CHAIN is not a stage operation")
+        f = _unpack(_STAGE_HEAD + STAGE_PARAMS[op], data[pos:pos + STAGE_BYTES])
+        params = {n: f[n] for n, _, _ in STAGE_PARAMS[op]}
+        stages.append(Stage(op, head_f["src"], head_f["src2"], head_f["out"], params))
+        pos += STAGE_BYTES
+    try:
+        return Descriptor(head["h"], head["w"], head["c"], tuple(operands), tuple(stages))
+    except StreamError as e:
+        raise StreamError(f"{where}: {e}") from None

@@ -1,0 +1,137 @@
+"""Where each tensor of a model is stored, and how a vector pass sees a tensor through layout layers.
+
+Storage
+-------
+Every tensor is int8 HWC in a *buffer*: element ``(y, x, ch)`` is byte
+``buffer + (y * W + x) * pitch + offset + ch``.  A tensor has a buffer of its own
+(``pitch = C``, ``offset = 0``), except the inputs of a :class:`~mapper.ir.Concat`,
+which their producers write straight into the concatenation's buffer at their channel
+offset (zero-copy; consumers read them there with its pitch).
+
+Views
+-----
+A vector pass (``mapper.fusion``) iterates over a raster of pixels and reads or writes
+every operand through an address pattern (``hw.vector.Axis``).  :func:`view_of` gives the
+pattern of a stored tensor; :func:`through` composes it with a layout layer, read in
+the forward direction (the pattern of the layer's *output* coordinates): zero padding,
+a cyclic shift, a crop, Swin's window reverse.  :func:`partition_view` is the write
+pattern of a window partition over its input's raster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from hw.vector import Axis
+
+from .ir import INPUT, Concat, Crop, Layer, Model, Pad, Roll, Shape, WindowPartition, WindowReverse
+
+__all__ = ["Storage", "View", "storage_plan", "view_of", "through", "partition_view", "LayoutError"]
+
+
+class LayoutError(ValueError):
+    """A graph whose tensors cannot be laid out (the message names the layer)."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Where a tensor lives: its buffer, the bytes per pixel there and its first channel."""
+
+    buffer: str
+    pitch: int
+    offset: int
+    shape: Shape
+
+    @property
+    def buffer_bytes(self) -> int:
+        return self.shape[0] * self.shape[1] * self.pitch
+
+
+def storage_plan(model: Model) -> dict[str, Storage]:
+    """The storage of every tensor of ``model`` (its input and every layer's output)."""
+    plan = {INPUT: Storage(INPUT, model.input[2], 0, tuple(model.input))}
+    for layer in model.layers:
+        plan[layer.name] = Storage(layer.name, layer.out_shape[2], 0, layer.out_shape)
+    for layer in model.layers:
+        if not isinstance(layer, Concat):
+            continue
+        offset = 0
+        for src, shape in zip(layer.inputs, layer.in_shapes):
+            if plan[src].buffer != src:
+                raise LayoutError(f"{layer.name}: input {src!r} is already part of the concatenation "
+                                  f"{plan[src].buffer!r}")
+            if src == INPUT or _is_constant(model, src):
+                raise LayoutError(f"{layer.name}: input {src!r} is not computed, so it cannot be written "
+                                  f"into the concatenation")
+            plan[src] = Storage(layer.name, layer.out_shape[2], offset, shape)
+            offset += shape[2]
+    return plan
+
+
+def _is_constant(model: Model, name: str) -> bool:
+    return model.layer(name).kind == "constant"
+
+
+@dataclass(frozen=True)
+class View:
+    """A pattern over a raster: ``(y, x)`` -> ``base_offset + Y(y) + X(x)`` in ``buffer``."""
+
+    buffer: str
+    offset: int
+    c: int
+    y: Axis
+    x: Axis
+
+
+def view_of(st: Storage, raster: tuple[int, int] | None = None) -> View:
+    """The plain pattern of a stored tensor; over ``raster`` (default its own), a dimension of
+    one broadcasts (stride 0)."""
+    h, w, c = st.shape
+    rh, rw = raster or (h, w)
+    if (h not in (1, rh)) or (w not in (1, rw)):
+        raise LayoutError(f"tensor of shape {h}x{w} does not broadcast to {rh}x{rw}")
+    return View(st.buffer, st.offset, c, Axis(rh, 0 if h == 1 and rh > 1 else w * st.pitch),
+                Axis(rw, 0 if w == 1 and rw > 1 else st.pitch))
+
+
+def _plain(ax: Axis) -> bool:
+    return ax.start == 0 and ax.win == ax.wrap and ax.wrap == ax.n
+
+
+def through(view: View, layer: Layer) -> View:
+    """The view of ``layer``'s output coordinates, given the view of its input's."""
+    if isinstance(layer, Crop):
+        return replace(view, y=replace(view.y, n=layer.out_h), x=replace(view.x, n=layer.out_w))
+    if isinstance(layer, Pad):
+        if not (_plain(view.y) and _plain(view.x)):
+            raise LayoutError(f"{layer.name}: padding a shifted or windowed view")
+        return replace(view, y=_pad(view.y, layer.out_h), x=_pad(view.x, layer.out_w))
+    if isinstance(layer, Roll):
+        if view.y.start or view.x.start or view.y.n != view.y.wrap or view.x.n != view.x.wrap:
+            raise LayoutError(f"{layer.name}: shifting a shifted or cropped view")
+        return replace(view, y=replace(view.y, start=layer.shift % view.y.n),
+                       x=replace(view.x, start=layer.shift % view.x.n))
+    if isinstance(layer, WindowReverse):
+        return _window_view(view, layer.out_h, layer.out_w, layer.window, layer.name)
+    raise LayoutError(f"{layer.name}: a {layer.kind} layer is not a view")
+
+
+def _pad(ax: Axis, n: int) -> Axis:
+    return Axis(n, ax.stride, 0, n, ax.valid, n, ax.s_hi)
+
+
+def _window_view(view: View, h: int, w: int, win: int, name: str) -> View:
+    """Pixel (y, x) of an h x w image stored window-partitioned (row ``m`` of window ``wi`` is
+    token ``m * windows + wi``): offsets ``(y%win)*win*windows*P + (y//win)*(w//win)*P`` and
+    ``(x%win)*windows*P + (x//win)*P``, P the bytes per token."""
+    if not (_plain(view.y) and _plain(view.x)) or view.x.n * view.y.n != h * w:
+        raise LayoutError(f"{name}: window layout over a non-plain view")
+    pitch = view.x.stride
+    windows = (h // win) * (w // win)
+    return replace(view, y=Axis(h, win * windows * pitch, win=win, s_hi=(w // win) * pitch),
+                   x=Axis(w, windows * pitch, win=win, s_hi=pitch))
+
+
+def partition_view(out: View, layer: WindowPartition, in_shape: Shape) -> View:
+    """The write pattern of ``layer`` over its input's raster, given the view of its output tensor."""
+    return _window_view(out, in_shape[0], in_shape[1], layer.window, layer.name)

@@ -1,0 +1,393 @@
+"""The whole-network program: one DRAM image and one instruction stream for a model on a configuration.
+
+``build_program(qmodel, cfg)`` lowers every step of the plan (``mapper.fusion``) with real
+addresses and lays out the DRAM image:
+
+* a static region: the input image, every constant, each MAC layer's packed weights and
+  parameter entries, the tables the STOREs read (an activation table or a softmax's
+  exponentials), the vector unit's tables (activation tables, layernorm entries) and the
+  VEC descriptors;
+* an activation region where every buffer (``mapper.layout``) lives from the first step that
+  writes it to the last that reads it; buffers whose lifetimes do not overlap share memory
+  (first fit), and the model's outputs live to the end.
+
+The stream is each step's code (its own FENCE at the end) and a final END.  Per step the
+program records which instructions are its own and which tensors it writes, so that a
+functional run can compare every tensor with the golden model as soon as it exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import numpy as np
+
+from hw import operators as ops
+from hw.config import AcceleratorConfig
+from hw.isa import Act, Insn, Op, VecOp, make
+from hw.numerics import PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
+from hw.vector import LN_ENTRY, Descriptor, descriptor_bytes, encode_descriptor, vec_fields
+
+from .fusion import Step, VecPass, plan
+from .ir import INPUT, Conv2d, Linear, MatMul, Model
+from .layout import Storage, storage_plan
+from .lower import Lowered, MappingError, Placement, Problem, build_stream, map_layer
+from .quantize import QModel
+
+__all__ = ["Program", "StepCode", "ProgramError", "build_program", "pack_weights", "pack_params",
+           "exp_table", "ALIGN"]
+
+ALIGN = 64
+
+
+class ProgramError(ValueError):
+    """A model that cannot become a program on a configuration (the message says why)."""
+
+
+def _align(x: int) -> int:
+    return -(-x // ALIGN) * ALIGN
+
+
+@dataclass
+class StepCode:
+    """The instructions ``stream[start:end]`` of one plan step and the tensors they write."""
+
+    step: Step
+    start: int
+    end: int
+    writes: tuple[str, ...]
+
+
+@dataclass
+class Program:
+    model: Model
+    cfg: AcceleratorConfig
+    stream: list[Insn]
+    image: np.ndarray                    # the DRAM image before the run (uint8)
+    buffers: dict[str, int]              # buffer name -> byte address
+    storage: dict[str, Storage]
+    steps: list[StepCode]
+    static_bytes: int
+    activation_bytes: int                # high-water mark of the activation region
+    class_maps: frozenset = frozenset()  # tensors stored as a class map (one byte a pixel)
+
+    @property
+    def footprint(self) -> int:
+        return self.static_bytes + self.activation_bytes
+
+    def address(self, tensor: str) -> int:
+        st = self.storage[tensor]
+        return self.buffers[st.buffer] + st.offset
+
+    def read(self, dram: np.ndarray, tensor: str) -> np.ndarray:
+        """Tensor ``tensor`` (int8 HWC, or a class map ``[H, W]``) from a DRAM image."""
+        st = self.storage[tensor]
+        h, w, c = st.shape
+        base = self.buffers[st.buffer]
+        if tensor in self.class_maps:
+            return dram[base:base + h * w].reshape(h, w).copy()
+        pix = dram[base:base + h * w * st.pitch].view(np.int8).reshape(h, w, st.pitch)
+        return pix[:, :, st.offset:st.offset + c].copy()
+
+
+# ---- packing -------------------------------------------------------------------------------------
+
+def pack_weights(p: Problem, w: np.ndarray, cfg: AcceleratorConfig, rows_per_oc: int) -> np.ndarray:
+    """Weights of a dense or depthwise problem as the stream loads them: per output channel
+    ``rows_per_oc`` rows of C0 bytes (``[k, rows_per_oc * C0]`` int8, zero-padded)."""
+    c0 = cfg.c0
+    wa = np.zeros((p.k, rows_per_oc * c0), dtype=np.int8)
+    if w.ndim == 2:                                   # linear: [K, C] as a 1x1 convolution
+        w = w.reshape(p.k, 1, 1, w.shape[1])
+    kh, kw = p.kh, p.kw
+    if p.kind == "depthwise" and p.gather:
+        for r in range(kh):                           # row r of channel k: its kw taps on lanes 0..kw-1
+            wa[:, r * c0:r * c0 + kw] = w[:, r, :, 0]
+    elif p.kind == "depthwise":
+        lanes = np.arange(p.k) % p.dw_pack
+        for r in range(kh):
+            for s in range(kw):
+                wa[np.arange(p.k), (r * kw + s) * c0 + lanes] = w[:, r, s, 0]
+    elif p.fold:
+        flat = w.reshape(p.k, kh * kw * p.cg)                                 # (r, s, c) order
+        wa[:, :flat.shape[1]] = flat
+    else:
+        ncb = p.n_cblk(c0)
+        full = np.zeros((p.k, ncb * c0, kh, kw), dtype=np.int8)
+        full[:, :w.shape[3]] = w.transpose(0, 3, 1, 2)
+        wa[:] = full.reshape(p.k, ncb, c0, kh * kw).transpose(0, 1, 3, 2).reshape(p.k, -1)
+    return wa
+
+
+def _pack_entries(layout, columns: dict, n: int) -> np.ndarray:
+    """``n`` little-endian entries of ``layout`` ((name, bits, signed), ...) from per-field arrays."""
+    nbytes = sum(b for _, b, _ in layout) // 8
+    out = np.zeros((n, nbytes), dtype=np.uint8)
+    pos = 0
+    for name, bits, signed in layout:
+        v = np.broadcast_to(np.asarray(columns.get(name, 0), dtype=np.int64), (n,))
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        if v.size and (v.min() < lo or v.max() > hi):
+            raise ProgramError(f"parameter field {name} holds {int(v.min())}..{int(v.max())}, outside {lo}..{hi}")
+        u = v & ((1 << bits) - 1)
+        for b in range(bits // 8):
+            out[:, pos + b] = (u >> (8 * b)) & 0xFF
+        pos += bits // 8
+    return out
+
+
+def pack_params(bias, mult, shift) -> np.ndarray:
+    """Requantisation entries (``hw.numerics.PARAM_ENTRY``), one per output channel."""
+    n = len(mult)
+    return _pack_entries(PARAM_ENTRY, {"bias": bias, "mult": mult, "shift": shift}, n)
+
+
+def exp_table(p: "ops.SoftmaxParams") -> np.ndarray:
+    """The 256 exponentials ``e(d)`` of ``d = rowmax - x`` a softmax epilogue looks up: the same
+    kernel as ``hw.operators.softmax`` (so fused and separate softmax agree bit for bit)."""
+    d = np.arange(TABLE_ENTRIES, dtype=np.int64)
+    return ops.NUMPY.run(ops.softmax_exp_kernel, -d, 0, p.exp_mult, p.exp_shift).astype(np.int64)
+
+
+def _table_bytes(values: np.ndarray) -> np.ndarray:
+    """The PEs' table memory: 256 signed entries of TABLE_ENTRY_BITS, little-endian."""
+    return _pack_entries((("v", TABLE_ENTRY_BITS, True),), {"v": values}, TABLE_ENTRIES).reshape(-1)
+
+
+# ---- building ------------------------------------------------------------------------------------
+
+@dataclass
+class _Blob:
+    name: str
+    data: np.ndarray            # uint8
+    addr: int = -1
+
+
+@dataclass
+class _Life:
+    first: int
+    last: int
+    size: int
+    addr: int = -1
+
+
+def build_program(qmodel: QModel, cfg: AcceleratorConfig, *, fuse: bool = True, image: Optional[np.ndarray] = None,
+                  dram_bytes: int = 1 << 32) -> Program:
+    """The program of ``qmodel`` on ``cfg`` (module docstring); ``image`` is the int8 input
+    (zeros if None).  ProgramError when a layer cannot be executed or the image does not fit
+    ``dram_bytes``."""
+    return _Builder(qmodel, cfg, fuse, dram_bytes).build(image)
+
+
+class _Builder:
+    def __init__(self, qmodel: QModel, cfg: AcceleratorConfig, fuse: bool, dram_bytes: int):
+        self.q, self.cfg, self.model = qmodel, cfg, qmodel.model
+        self.dram_bytes = dram_bytes
+        try:
+            self.steps = plan(self.model, cfg, fuse=fuse)
+        except MappingError as e:
+            raise ProgramError(str(e)) from None
+        self.storage = storage_plan(self.model)
+        self.blobs: dict[str, _Blob] = {}
+        self.class_maps = frozenset(n for st in self.steps if st.vpass is not None and st.vpass.class_map
+                                    for n in st.vpass.writes)
+        for st in self.steps:
+            if st.action == "excluded":
+                raise ProgramError(f"{st.layer.name}: a MAC-only plan leaves layers out; it cannot execute")
+            if getattr(st.layer, "b_layout", "") == "opaque":
+                raise ProgramError(f"{self.model.name}: {st.layer.name}'s operands are reshaped in a way the "
+                                   f"accelerator's layouts do not express; it is timed but cannot execute")
+
+    # ---- memory ------------------------------------------------------------------------------
+    def _buffer_size(self, buf: str) -> int:
+        st = self.storage[buf]
+        return st.shape[0] * st.shape[1] * (1 if buf in self.class_maps else st.pitch)
+
+    def _lifetimes(self) -> dict[str, _Life]:
+        lives: dict[str, _Life] = {}
+
+        def touch(tensor: str, i: int) -> None:
+            buf = self.storage[tensor].buffer
+            life = lives.setdefault(buf, _Life(i, i, self._buffer_size(buf)))
+            life.first, life.last = min(life.first, i), max(life.last, i)
+
+        for i, st in enumerate(self.steps):
+            if st.action == "mac":
+                for t in st.layer.inputs:
+                    touch(t, i)
+                touch(st.output, i)
+            elif st.action == "vector":
+                for t in st.vpass.buffers:
+                    touch(t, i)
+        end = len(self.steps)
+        for name in self.model.output_names:
+            if self.storage[name].buffer in lives:
+                lives[self.storage[name].buffer].last = end
+        return {b: l for b, l in lives.items() if not self._static(b)}
+
+    def _static(self, buf: str) -> bool:
+        return buf == INPUT or (buf in self.storage and self.model.layer(buf).kind == "constant")
+
+    def _allocate(self, base: int) -> tuple[dict[str, int], int]:
+        """First fit by lifetime; returns the addresses and the region's high-water mark."""
+        lives = self._lifetimes()
+        placed: list[_Life] = []
+        top = 0
+        for buf, life in sorted(lives.items(), key=lambda kv: (kv[1].first, -kv[1].size, kv[0])):
+            busy = sorted((p.addr, p.addr + p.size) for p in placed if p.first <= life.last and life.first <= p.last)
+            addr = 0
+            for lo, hi in busy:
+                if addr + life.size <= lo:
+                    break
+                addr = max(addr, _align(hi))
+            life.addr = addr
+            placed.append(life)
+            top = max(top, addr + life.size)
+        return {buf: base + life.addr for buf, life in lives.items()}, _align(top)
+
+    def _blob(self, name: str, data: np.ndarray) -> str:
+        if name not in self.blobs:
+            self.blobs[name] = _Blob(name, np.ascontiguousarray(data).view(np.uint8).reshape(-1))
+        return name
+
+    # ---- static data -------------------------------------------------------------------------
+    def _collect_static(self, image: Optional[np.ndarray]) -> None:
+        h, w, c = self.model.input
+        x = np.zeros((h, w, c), np.int8) if image is None else np.asarray(image, np.int8)
+        self._blob(INPUT, x)
+        for layer in self.model.layers:
+            if layer.kind == "constant":
+                self._blob(layer.name, np.asarray(self.q.layers[layer.name].data, np.int8))
+
+    def build(self, image: Optional[np.ndarray]) -> Program:
+        self._collect_static(image)
+        code: list[tuple[Step, list, tuple]] = []   # (step, instruction builders, writes), built after addresses
+        for st in self.steps:
+            if st.action == "mac":
+                code.append((st, self._mac_parts(st), (st.output,)))
+            elif st.action == "vector":
+                code.append((st, self._vec_pass(st), st.vpass.writes))
+        static = 0
+        for blob in self.blobs.values():
+            blob.addr = static
+            static = _align(static + blob.data.size)
+        self.buffers = {b.name: b.addr for b in self.blobs.values() if b.name == INPUT or b.name in self.storage}
+        acts, top = self._allocate(static)
+        self.buffers.update(acts)
+        total = static + top
+        if total > self.dram_bytes:
+            raise ProgramError(f"{self.model.name}: the DRAM image needs {total:,} bytes ({static:,} of weights, "
+                               f"tables and input, {top:,} of activations), more than the {self.dram_bytes:,} "
+                               f"bytes of DRAM configured")
+        stream: list[Insn] = []
+        steps: list[StepCode] = []
+        for st, emit, writes in code:                # descriptors are encoded here, with addresses
+            start = len(stream)
+            stream += emit()
+            steps.append(StepCode(st, start, len(stream), tuple(writes)))
+        stream.append(make(Op.END))
+        dram = np.zeros(total, np.uint8)
+        for blob in self.blobs.values():
+            dram[blob.addr:blob.addr + blob.data.size] = blob.data
+        return Program(self.model, self.cfg, stream, dram, self.buffers, self.storage, steps, static, top,
+                       self.class_maps)
+
+    def _addr(self, tensor: str) -> int:
+        st = self.storage[tensor]
+        return self.buffers[st.buffer] + st.offset
+
+    # ---- MAC steps ---------------------------------------------------------------------------
+    def _mac_parts(self, st: Step):
+        layer = st.layer
+        parts = map_layer(layer, self.cfg, softmax_row=st.softmax_row, act=st.act)
+        ql = self.q.layers[layer.name]
+        params = self._blob(f"{layer.name}.params", pack_params(ql.bias, ql.mult, ql.shift))
+        table = None
+        if st.act == Act.TABLE:
+            table = self._blob(f"{st.act_layer}.table", _table_bytes(self.q.layers[st.act_layer].params))
+        elif st.softmax:
+            table = self._blob(f"{st.softmax}.exp", _table_bytes(exp_table(self.q.layers[st.softmax].params)))
+        weights = None
+        if not isinstance(layer, MatMul):
+            lo = parts[0][0]
+            weights = self._blob(f"{layer.name}.weights",
+                                 pack_weights(lo.problem, ql.weight, self.cfg, lo.layout.rows_per_oc))
+
+        def emit() -> list[Insn]:
+            out, g0 = [], 0
+            for lowered, repeat in parts:
+                for _ in range(repeat):
+                    pl = self._placement(st, lowered, g0, weights, params, table)
+                    out += build_stream(lowered.problem, lowered.tiling, self.cfg, pl)
+                    g0 += lowered.problem.groups
+            return out
+        return emit
+
+    def _placement(self, st: Step, lo: Lowered, g0: int, weights, params, table) -> Placement:
+        p, layer = lo.problem, st.layer
+        a = self.storage[layer.inputs[0]]
+        out = self.storage[st.output]
+        pent = self.blobs[params].addr + g0 * p.kg * PARAM_ENTRY_BYTES
+        tab = self.blobs[table].addr if table else -1
+        output = self._addr(st.output) + g0 * p.kg
+        if not isinstance(layer, MatMul):
+            w = self.blobs[weights].addr + g0 * p.kg * lo.layout.rows_per_oc * self.cfg.c0
+            return Placement(self._addr(layer.inputs[0]) + g0 * p.cg, a.pitch, w, pent, output, out.pitch,
+                             lo.layout.rows_per_oc, tab, end=0)
+        b = self.storage[layer.inputs[1]]
+        win0 = g0 // layer.heads
+        a_addr = self._addr(layer.inputs[0]) + layer.a_offset + win0 * a.pitch
+        b_addr = self._addr(layer.inputs[1]) + layer.b_offset + win0 * b.pitch
+        windows = layer.windows
+        if layer.b_layout == "nk":
+            b_head, b_row, b_lane = layer.k, windows * b.pitch, 1
+        else:
+            b_head, b_row, b_lane = layer.n, 1, windows * b.pitch
+        return Placement(a_addr, windows * a.pitch, b_addr, pent, output, out.pitch * windows, 0, tab,
+                         a_window=a.pitch, a_head=layer.k, b_window=b.pitch, b_head=b_head, b_row=b_row,
+                         b_lane=b_lane)
+
+    # ---- vector steps ------------------------------------------------------------------------
+    def _vec_pass(self, st: Step):
+        vp: VecPass = st.vpass
+        stages = [self._stage_params(vp, i) for i in range(len(vp.desc.stages))]
+        desc_name = f"{st.layer.name}.desc"
+        self._blob(desc_name, np.zeros(_desc_size(vp.desc), np.uint8))
+
+        def emit() -> list[Insn]:
+            desc = replace(vp.desc.relocated([self.buffers[b] + op.base for b, op in zip(vp.buffers, vp.desc.operands)]),
+                           stages=tuple(replace(s, params={**s.params, **self._resolve(p)})
+                                        for s, p in zip(vp.desc.stages, stages)))
+            blob = self.blobs[desc_name]
+            blob.data[:] = np.frombuffer(encode_descriptor(desc), np.uint8)
+            return [make(Op.VEC, **vec_fields(desc), desc_addr=blob.addr), make(Op.FENCE)]
+        return emit
+
+    def _resolve(self, params: dict) -> dict:
+        return {k: (self.blobs[v[1]].addr if isinstance(v, tuple) else v) for k, v in params.items()}
+
+    def _stage_params(self, vp: VecPass, i: int) -> dict:
+        """The quantisation parameters of stage ``i`` (table addresses as ("blob", name) for later)."""
+        stage = vp.desc.stages[i]
+        names = vp.stage_layers[i].split("+")
+        ql = self.q.layers[names[0]]
+        if stage.op == VecOp.ADD:
+            p = ql.params
+            ma, mb = (p.mult_b, p.mult_a) if vp.stage_swaps[i] else (p.mult_a, p.mult_b)
+            return {"mult_a": ma, "mult_b": mb, "shift": p.shift, "relu": int(p.relu or len(names) > 1)}
+        if stage.op == VecOp.MUL:
+            return {"mult": ql.params.mult, "shift": ql.params.shift}
+        if stage.op == VecOp.LUT:
+            return {"table": ("blob", self._blob(f"{names[0]}.lut", np.asarray(ql.params, np.int8)))}
+        if stage.op == VecOp.LAYERNORM:
+            p = ql.params
+            entries = _pack_entries(LN_ENTRY, {"beta": p.beta, "gamma": p.gamma}, p.n)
+            return {"table": ("blob", self._blob(f"{names[0]}.ln", entries)), "eps": p.eps, "shift": p.shift}
+        if stage.op == VecOp.SOFTMAX:
+            return {"exp_mult": ql.params.exp_mult, "exp_shift": ql.params.exp_shift}
+        return {}
+
+
+def _desc_size(d: Descriptor) -> int:
+    return descriptor_bytes(d)

@@ -1,0 +1,38 @@
+"""Inference on the simulated accelerator: a quantised network, its program and a functional run.
+
+``check_network`` builds the whole-network program of a model on a configuration, runs it
+in functional mode from the input image to the output, and compares every tensor with the
+golden whole-network integer model as soon as it is written (``sim.functional.check_program``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from hw.config import AcceleratorConfig
+from mapper.ir import Model
+from mapper.program import build_program
+from mapper.quantize import QModel, random_qmodel
+
+from .functional import check_program
+
+__all__ = ["network_parameters", "check_network"]
+
+
+def network_parameters(model: Model, seed: int) -> QModel:
+    """The integer parameters of ``model`` for a run with ``seed``."""
+    return random_qmodel(model, seed)
+
+
+def check_network(model: Model, cfg: AcceleratorConfig, *, seed: int, fuse: bool = True,
+                  progress: Optional[Callable[[str], None]] = None) -> dict:
+    """Run ``model`` on ``cfg`` end to end in functional mode on a seeded input and compare every
+    tensor with the golden model (``CheckError`` names the first layer and element that differ)."""
+    q = network_parameters(model, seed)
+    x = np.random.default_rng(seed).integers(-128, 128, size=model.input).astype(np.int8)
+    program = build_program(q, cfg, fuse=fuse, image=x)
+    result = check_program(program, q, x, progress=progress)
+    return {"tensors": result["tensors"], "elements": result["elements"], "seed": seed,
+            "instructions": len(program.stream), "dram_bytes": program.footprint}

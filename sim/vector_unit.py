@@ -1,0 +1,166 @@
+"""Functional model of the vector unit: what a VEC instruction computes (``hw/vector.py``).
+
+A pass reads its operands from DRAM through their address patterns, runs its stages with
+``hw.operators``' integer arithmetic and writes the operands its stages name.  A stage's
+result is zero at a pixel where its input operand is padding (a stage reading the previous
+stage's result inherits its padding), and a write skips the pixels and channels where its
+operand's pattern is padding.  The STORE's softmax epilogue (``softmax_rows``) uses the same
+arithmetic as the vector unit's softmax, with the exponentials from the PE's table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw import operators as ops
+from hw.isa import StreamError, VecOp
+from hw.vector import (LN_ENTRY, LN_ENTRY_BYTES, NONE, PREV, Descriptor, Operand, PoolMode, decode_descriptor,
+                       descriptor_bytes, operand_addresses, vec_fields)
+
+__all__ = ["execute_vec", "softmax_rows"]
+
+_MAX_DESC = 16 + 64 * 8 + 32 * 4
+
+
+def execute_vec(fields: dict, dram: np.ndarray, where: str) -> Descriptor:
+    """Run the VEC instruction with ``fields`` on ``dram`` (in place); returns its descriptor.
+
+    StreamError when the descriptor is malformed or the instruction's timing fields are not
+    the descriptor's (``hw.vector.vec_fields``)."""
+    addr = fields["desc_addr"]
+    if addr + 16 > dram.size:
+        raise StreamError(f"{where}: descriptor at {addr} outside the {dram.size}-byte DRAM")
+    d = decode_descriptor(bytes(dram[addr:min(dram.size, addr + _MAX_DESC)]), f"{where} descriptor")
+    want = vec_fields(d)
+    got = {k: fields[k] for k in want}
+    if got != want:
+        raise StreamError(f"{where}: timing fields {got} are not those of its descriptor {want}")
+    _Pass(d, dram, where).run()
+    return d
+
+
+class _Pass:
+    def __init__(self, d: Descriptor, dram: np.ndarray, where: str):
+        self.d, self.dram, self.where = d, dram, where
+
+    def _addresses(self, op: Operand, c: int):
+        addr, valid = operand_addresses(op, c)
+        if valid.any():
+            a = addr[valid]
+            if a.min() < 0 or a.max() >= self.dram.size:
+                raise StreamError(f"{self.where}: operand address {int(a.max() if a.max() >= self.dram.size else a.min())} "
+                                  f"outside the {self.dram.size}-byte DRAM")
+        return addr, valid
+
+    def read(self, i: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """(int8 values [y.n, x.n, c], pixel valid [y.n, x.n]) of operand ``i``; padding reads zero."""
+        op = self.d.operands[i]
+        addr, valid = self._addresses(op, c)
+        out = np.zeros(addr.shape, np.int8)
+        out[valid] = self.dram[addr[valid]].view(np.int8)
+        return out, valid.any(axis=2) if c else valid[..., 0]
+
+    def write(self, i: int, values: np.ndarray) -> None:
+        op = self.d.operands[i]
+        v = values if values.ndim == 3 else values[..., None]
+        addr, valid = self._addresses(op, v.shape[2])
+        if addr.shape[:2] != v.shape[:2]:
+            raise StreamError(f"{self.where}: output operand {i} covers {addr.shape[0]}x{addr.shape[1]} pixels, "
+                              f"the pass {v.shape[0]}x{v.shape[1]}")
+        self.dram[addr[valid]] = v[valid].astype(np.int8).view(np.uint8) if v.dtype != np.uint8 else v[valid]
+
+    def run(self) -> None:
+        d = self.d
+        x = valid = None
+        for i, st in enumerate(d.stages):
+            if st.src == PREV:
+                inp, ok = x, valid
+            elif st.op in (VecOp.RESIZE, VecOp.POOL, VecOp.RESIZE_ARGMAX):
+                src = d.operands[st.src]
+                inp, ok = self.read(st.src, src.c)
+            else:
+                inp, ok = self.read(st.src, d.c)
+            x, valid = self._stage(st, inp, ok)
+            if st.op not in (VecOp.RESIZE, VecOp.POOL, VecOp.RESIZE_ARGMAX):
+                x = np.where(valid[..., None], x, 0).astype(x.dtype)
+            if st.out != NONE:
+                self.write(st.out, x)
+
+    def _second(self, st) -> np.ndarray:
+        return self.read(st.src2, self.d.c)[0]
+
+    def _stage(self, st, x: np.ndarray, ok: np.ndarray):
+        d, p = self.d, st.params
+        if st.op == VecOp.COPY:
+            return x, ok
+        if st.op == VecOp.ADD:
+            return ops.add(x, self._second(st), ops.AddParams(p["mult_a"], p["mult_b"], p["shift"], bool(p["relu"]))), ok
+        if st.op == VecOp.MUL:
+            return ops.mul(x, self._second(st), ops.MulParams(p["mult"], p["shift"])), ok
+        if st.op == VecOp.LUT:
+            return ops.lut(x, self._bytes(p["table"], 256).view(np.int8)), ok
+        if st.op == VecOp.LAYERNORM:
+            return ops.layernorm(x, self._ln_params(p, x.shape[2])), ok
+        if st.op == VecOp.SOFTMAX:
+            row = p["row"]
+            if row < 1 or x.shape[2] % row:
+                raise StreamError(f"{self.where}: softmax rows of {row} do not divide {x.shape[2]} channels")
+            sp = ops.SoftmaxParams(p["exp_mult"], p["exp_shift"])
+            return ops.softmax(x.reshape(*x.shape[:2], -1, row), sp).reshape(x.shape), ok
+        full = np.ones((d.h, d.w), bool)
+        if st.op == VecOp.RESIZE:
+            self._check_dda(st, x.shape)
+            f = ops.resize_bilinear if p["mode"] == 0 else ops.resize_nearest
+            return f(x, d.h, d.w), full
+        if st.op == VecOp.RESIZE_ARGMAX:
+            self._check_dda(st, x.shape)
+            return ops.resize_argmax(x, d.h, d.w), full
+        if st.op == VecOp.POOL:
+            return self._pool(p, x), full
+        raise StreamError(f"{self.where}: no such stage operation {st.op!r}")
+
+    def _bytes(self, addr: int, n: int) -> np.ndarray:
+        if addr + n > self.dram.size:
+            raise StreamError(f"{self.where}: table at {addr} outside DRAM")
+        return self.dram[addr:addr + n]
+
+    def _ln_params(self, p: dict, c: int):
+        raw = self._bytes(p["table"], c * LN_ENTRY_BYTES).reshape(c, LN_ENTRY_BYTES)
+        beta = raw[:, 0:4].copy().view("<i4")[:, 0].astype(np.int64)
+        gamma = raw[:, 4:6].copy().view("<i2")[:, 0].astype(np.int64)
+        try:
+            return ops.LayerNormParams(gamma, beta, p["eps"], p["shift"])
+        except ValueError as e:
+            raise StreamError(f"{self.where}: layernorm parameters: {e}") from None
+
+    def _check_dda(self, st, shape) -> None:
+        p = st.params
+        if st.op == VecOp.RESIZE and p["mode"] == 1:
+            return
+        for axis, n_in, n_out in (("y", shape[0], self.d.h), ("x", shape[1], self.d.w)):
+            want = ops.resize_axis_params(n_in, n_out)
+            if (p[f"{axis}_start"], p[f"{axis}_step"]) != (want.start, want.step):
+                raise StreamError(f"{self.where}: the {axis} DDA ({p[f'{axis}_start']}, {p[f'{axis}_step']}) is "
+                                  f"not the one of {n_in} -> {n_out} ({want.start}, {want.step})")
+
+    def _pool(self, p: dict, x: np.ndarray) -> np.ndarray:
+        if p["mode"] == PoolMode.MAX:
+            out = ops.maxpool2d(x, p["kernel"], p["stride"], p["padding"], bool(p["ceil_mode"]))
+        elif p["mode"] == PoolMode.AVG:
+            out = ops.avgpool2d(x, p["kernel"], p["stride"], p["padding"], bool(p["ceil_mode"]),
+                                bool(p["count_include_pad"]))
+        else:
+            out = ops.adaptive_avgpool2d(x, self.d.h, self.d.w)
+        if out.shape[:2] != (self.d.h, self.d.w):
+            raise StreamError(f"{self.where}: pooling gives {out.shape[0]}x{out.shape[1]} pixels, the pass has "
+                              f"{self.d.h}x{self.d.w}")
+        return out
+
+
+def softmax_rows(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis of int8 ``x`` with the exponentials ``table[rowmax - x]`` (256 entries):
+    the vector unit's arithmetic (``hw.operators.softmax``) with its exp kernel tabulated."""
+    xmax = x.max(axis=-1, keepdims=True).astype(np.int64)
+    e = table[(xmax - x).astype(np.int64)]
+    r, k = ops.NUMPY.run(ops.recip_kernel, e.sum(axis=-1, keepdims=True), ops.SOFTMAX_SUM_BITS)
+    return ops.NUMPY.run(ops.softmax_out_kernel, e, r, k).astype(np.int8)
