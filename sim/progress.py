@@ -1,9 +1,11 @@
 """Progress of a long run on stderr: a bar on a terminal, a line every few seconds otherwise.
 
-The estimate of the time left is honest about what it knows: none is given
-before a tenth of the work and a second have passed, and work is counted in
-``weight`` rather than in steps, so that steps of unequal cost (the first layer
-of a shape is mapped and scheduled, its repeats reuse that) do not skew it.
+The estimate of the time left is honest about what it knows: it is the rate
+measured since the first step (what runs before it, such as planning, is no
+step's), none is given before a tenth of the work and a second have passed,
+and work is counted in ``weight`` rather than in steps, so that steps of
+unequal cost (the first layer of a shape is mapped and scheduled, its repeats
+reuse that) do not skew it.
 ``layer_weights`` gives the weights of a network's layers.
 """
 
@@ -60,23 +62,29 @@ class Progress:
         self.weight = 0.0
         self.postfix = ""
         self.t0 = self.last = time.monotonic()
+        self.first: Optional[tuple[float, float]] = None     # (time, weight) at the first step
 
     def set_postfix_str(self, text: str, refresh: bool = False) -> None:
         self.postfix = text
 
     def update(self, n: int = 1, weight: Optional[float] = None) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            # The rate is measured from here: what ran before the first step (set-up) is no step's.
+            self.first = (now, self.weight)
         self.done += n
         self.weight += n if weight is None else weight
-        now = time.monotonic()
         if self.enabled and now - self.last >= self.period:
             self.last = now
             self._show(now)
 
     def _line(self, now: float) -> str:
         elapsed = now - self.t0
-        frac = min(1.0, self.weight / self.total_weight)
-        if frac >= 0.1 and elapsed >= 1.0:
-            left = f"about {_duration(elapsed * (1 - frac) / frac)} left"
+        t1, w1 = self.first or (now, self.weight)
+        measured = (self.weight - w1) / self.total_weight
+        if measured >= 0.1 and now - t1 >= 1.0:
+            left = (self.total_weight - self.weight) / self.total_weight
+            left = f"about {_duration((now - t1) * left / measured)} left"
         else:
             left = "estimating the time left"
         return (f"{self.desc}: {self.done}/{self.total} {self.unit}s, {_duration(elapsed)} elapsed, {left}"

@@ -155,14 +155,16 @@ def test_progress_prints_lines_when_not_a_terminal_and_waits_before_estimating(m
     monkeypatch.setattr("sim.progress.time.monotonic", clock)
     stream = io.StringIO()
     bar = Progress("net on E", 100, stream=stream, period=10.0)
+    clock.t = 3.0
+    bar.update(1)                    # the first step starts after 3 s of set-up, which is no step's
     clock.t = 11.0
-    bar.update(5)                    # 5 % of the work: no estimate yet
-    clock.t = 22.0
-    bar.update(45)                   # half the work in 22 s: about 22 s left
+    bar.update(4)                    # 5 % of the work: no estimate yet
+    clock.t = 23.0
+    bar.update(45)                   # half the work in the 20 s since the first step: about 20 s left
     bar.close()
     lines = stream.getvalue().splitlines()
     assert lines == ["net on E: 5/100 layers, 11 s elapsed, estimating the time left",
-                     "net on E: 50/100 layers, 22 s elapsed, about 22 s left"]
+                     "net on E: 50/100 layers, 23 s elapsed, about 20 s left"]
 
 
 def test_layer_weights_count_a_repeated_shape_little():
