@@ -274,7 +274,9 @@ def _write(folder: Path, args, cfg: AcceleratorConfig, points: list[PathPoint], 
             w.writerow([p.model, p.path, p.macs, f"{p.time_ms:.4f}", f"{p.energy_uj:.2f}",
                         "" if p.accuracy is None else p.accuracy, int(p.pareto_time), int(p.pareto_energy)])
     files = ["paths.json", "paths.csv"]
-    if not args.no_plot:
+    if not args.no_plot and not any(p.accuracy is not None for p in points):
+        print("no path has accuracy data: no plot drawn (give --accuracy)", file=sys.stderr)
+    elif not args.no_plot:
         asked = args.paths.split(";") if args.paths else [v for m in args.model for v in candidate_paths(m)]
         named = [v for v in asked if not is_parametric(v)]        # full, B2_a, ...: labelled in the plot
         files += [f.name for f in plots.paths(points, f"{'+'.join(args.model)} on {cfg.name}", folder, formats,

@@ -200,12 +200,16 @@ def paths(points: list, title: str, out: Path, formats: Iterable[str], label_nam
     """``paths.<fmt>``: time and energy relative to the full model against accuracy.
 
     ``points`` are ``sim.paths.PathPoint``; those without accuracy are left out (their number
-    is given in the legend); Pareto fronts are drawn; the paths in ``label_names`` (and the
-    Pareto-optimal ones) are labelled.
+    is given in the legend), and without any accuracy nothing is drawn (returns ``[]``); Pareto
+    fronts are drawn; the paths in ``label_names`` (and the Pareto-optimal ones) are labelled,
+    with their model's name when there are several models.
     """
     plt = _pyplot()
     metrics = sorted({metric_of(p.model) for p in points})
     known = [p for p in points if p.accuracy is not None]
+    if not known:
+        return []
+    several = len({p.model for p in points}) > 1
     base = next((p for p in points if p.path == "full"), points[0])
     labelled = set(label_names)
     with style():
@@ -221,7 +225,8 @@ def paths(points: list, title: str, out: Path, formats: Iterable[str], label_nam
                         label="Pareto front")
             for x, y, p in xy:
                 if p.path in labelled or getattr(p, front):     # below right: clear of a rising front
-                    ax.annotate(p.path, (x, y), fontsize=6, xytext=(4, -8), textcoords="offset points")
+                    ax.annotate(f"{p.model}:{p.path}" if several else p.path, (x, y), fontsize=6, xytext=(4, -8),
+                                textcoords="offset points")
             ax.set_xlabel(f"{label} relative to {base.model}:{base.path}")
             ax.margins(x=0.06, y=0.1)
             ax.grid(alpha=0.3)

@@ -13,7 +13,7 @@ import sim.paths as paths
 import sim.rdd as rdd
 import sim.run as run
 import sim.sweep as sweep
-from hw.cli import OutputError, StagedDir
+from hw.cli import StagedDir
 from hw.config import PRESETS, get_config
 from mapper.workloads import build_model
 from sim.outputs import config_tag
