@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -72,9 +73,15 @@ class OneLineParser(argparse.ArgumentParser):
         return out
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_main(main: Callable[[], int]) -> None:
     """``sys.exit(main())``, ending quietly (status 0) when stdout's reader has gone away
-    (``... | head``) and with one line (status 130) on Ctrl-C."""
+    (``... | head``) and with one line (status 130) on Ctrl-C or a kill (SIGTERM), which
+    unwind like an error, so that staging folders are removed."""
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = main()
         sys.stdout.flush()

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +181,20 @@ def test_paths_table_prints_full_names(capsys):
     point = paths.PathPoint("segformer_b2", "blocks3-4-6-3_fuse2560_a_much_longer_name", 1, 1.0, 1.0, 0.5, 0.5, 1)
     paths._print_table([point], point)
     assert "segformer_b2:blocks3-4-6-3_fuse2560_a_much_longer_name " in capsys.readouterr().out
+
+
+def test_a_killed_run_leaves_the_earlier_folder_and_no_staging(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "report.json").write_text("earlier")
+    env = dict(os.environ, PYTHONPATH=str(Path(run.__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-m", "sim.run", "--model", "segformer_b2", "--config", "E", "--quiet",
+                             "--out", str(out)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".o.*.tmp")) and time.monotonic() < deadline:     # staging made: running
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and stderr.strip().splitlines() == ["interrupted; no result written"]
+    assert [p.name for p in tmp_path.iterdir()] == ["o"] and (out / "report.json").read_text() == "earlier"
