@@ -31,11 +31,12 @@ SCHEDULER ?=
 .PHONY: help venv flops sim paths rdd sweep test regress cosim cosim-e cosim-bench bench verilog verilog-bench clean
 
 help:
-	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [CHECK=1] [OUT=dir] [FORMAT=pdf]   simulate a network"
+	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [SIZE=HxW] [CHECK=1]   simulate a network"
 	@echo "make flops MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW]         per-layer MAC analysis"
-	@echo "make paths MODEL=segformer_b2 CFG=E                           execution paths vs accuracy (Figs. 10-13)"
+	@echo "make paths MODEL=segformer_b2 CFG=E [ACCURACY=file.csv]        execution paths vs accuracy (Figs. 10-13)"
 	@echo "make rdd   MODEL=segformer_b2 CFG=E [BUDGETS=trace.csv]        RDD runtime over a budget trace"
 	@echo "make sweep MODEL=segformer_b2 [CFGS=A,B,...] [SCHEDULER=tcp://host:port]  configs' Pareto front (Fig. 6)"
+	@echo "    each writes a folder named by its inputs under build/, or OUT=dir; FORMAT=png|pdf|svg for plots"
 	@echo "make test                                                      the test suite (CI), without slow tests"
 	@echo "make regress                                                   the whole suite, slow tests included"
 	@echo "make cosim [WAVES=1]                                           Verilator/cocotb cosimulation tests, slow ones included"

@@ -8,7 +8,10 @@ measured here, as no weights or datasets are available.  Paths are matched to
 accuracy rows by structure (two spellings of the same layers are one path), and
 the Pareto front of accuracy against time and against energy is marked.
 
-Run as ``python -m sim.paths --model segformer_b2 --config E``.
+Run as ``python -m sim.paths --model segformer_b2 --config E``; writes ``paths.json``,
+``paths.csv`` and ``paths.<fmt>`` (``--format``; ``sim.plots.paths``) into a folder named by
+the models, the configuration, ``--paths`` and the accuracy file (``build/paths/...``, or
+``--out``), written as a whole (``hw.cli.StagedDir``) once every path is simulated.
 """
 
 from __future__ import annotations
