@@ -1,5 +1,6 @@
 # Every target bootstraps the project virtual environment (.venv) on first use.
-# Variables: MODEL, VARIANT, SIZE (HxW), CFG, CHECK=1, LAYER, ARGS (extra CLI options).
+# Variables: MODEL, VARIANT, SIZE (HxW), CFG, CHECK=1, OUT (output folder), FORMAT (plots: png, pdf,
+# svg), ARGS (extra CLI options).
 
 PYTHON_BOOT ?= python3
 VENV        := .venv
@@ -11,10 +12,16 @@ CFG     ?= E
 VARIANT ?=
 SIZE    ?=
 CHECK   ?=
+OUT     ?=
+FORMAT  ?=
 ARGS    ?=
 
-opt = $(if $(2),$(1) $(2))
+# --option='value': a value that starts with "-" reaches the tool (which names it), not the parser
+opt = $(if $(2),$(1)='$(2)')
 MODEL_ARGS = --model $(MODEL) $(call opt,--variant,$(VARIANT)) $(call opt,--size,$(SIZE))
+OUT_ARGS = $(call opt,--out,$(OUT)) $(call opt,--format,$(FORMAT))
+# CHECK=1 turns the functional check on; CHECK= or CHECK=0 leaves it off; anything else is an error
+CHECK_ARG = $(if $(filter-out 0 1,$(strip $(CHECK))),$(error CHECK must be 1 (check) or 0 (no check), not '$(CHECK)'),$(if $(filter 1,$(strip $(CHECK))),--check))
 
 BUDGETS  ?=
 ACCURACY ?=
@@ -24,11 +31,12 @@ SCHEDULER ?=
 .PHONY: help venv flops sim paths rdd sweep test regress cosim cosim-e cosim-bench bench verilog verilog-bench clean
 
 help:
-	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [CHECK=1]   simulate a network"
+	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [SIZE=HxW] [CHECK=1]   simulate a network"
 	@echo "make flops MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW]         per-layer MAC analysis"
-	@echo "make paths MODEL=segformer_b2 CFG=E                           execution paths vs accuracy (Figs. 10-13)"
+	@echo "make paths MODEL=segformer_b2 CFG=E [ACCURACY=file.csv]        execution paths vs accuracy (Figs. 10-13)"
 	@echo "make rdd   MODEL=segformer_b2 CFG=E [BUDGETS=trace.csv]        RDD runtime over a budget trace"
 	@echo "make sweep MODEL=segformer_b2 [CFGS=A,B,...] [SCHEDULER=tcp://host:port]  configs' Pareto front (Fig. 6)"
+	@echo "    each writes a folder named by its inputs under build/, or OUT=dir; FORMAT=png|pdf|svg for plots"
 	@echo "make test                                                      the test suite (CI), without slow tests"
 	@echo "make regress                                                   the whole suite, slow tests included"
 	@echo "make cosim [WAVES=1]                                           Verilator/cocotb cosimulation tests, slow ones included"
@@ -47,19 +55,19 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 flops: $(STAMP)
-	$(PY) -m mapper.flops $(MODEL_ARGS) $(ARGS)
+	$(PY) -m mapper.flops $(MODEL_ARGS) $(call opt,--out,$(OUT)) $(ARGS)
 
 sim: $(STAMP)
-	$(PY) -m sim.run $(MODEL_ARGS) --config $(CFG) $(if $(CHECK),--check) $(ARGS)
+	$(PY) -m sim.run $(MODEL_ARGS) --config='$(CFG)' $(CHECK_ARG) $(OUT_ARGS) $(ARGS)
 
 paths: $(STAMP)
-	$(PY) -m sim.paths $(foreach m,$(MODEL),--model $(m)) --config $(CFG) $(call opt,--accuracy,$(ACCURACY)) $(ARGS)
+	$(PY) -m sim.paths $(foreach m,$(MODEL),--model $(m)) --config='$(CFG)' $(call opt,--accuracy,$(ACCURACY)) $(OUT_ARGS) $(ARGS)
 
 rdd: $(STAMP)
-	$(PY) -m sim.rdd $(foreach m,$(MODEL),--model $(m)) --config $(CFG) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(ARGS)
+	$(PY) -m sim.rdd $(foreach m,$(MODEL),--model $(m)) --config='$(CFG)' $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--out,$(OUT)) $(ARGS)
 
 sweep: $(STAMP)
-	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(call opt,--scheduler,$(SCHEDULER)) $(ARGS)
+	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(call opt,--scheduler,$(SCHEDULER)) $(OUT_ARGS) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow" tests $(ARGS)

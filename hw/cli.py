@@ -1,27 +1,135 @@
 """Conventions shared by every command-line tool of the project.
 
-Bad input prints one line on stderr and exits with status 2; output files are
-written to a temporary name beside their destination and renamed into place,
-so an error never leaves a half-written file.
+Bad input prints one line on stderr and exits with status 2 (``UsageError``,
+``fail``); output files are written to a temporary name beside their
+destination and renamed into place (``atomic_write``), and an output folder is
+written as a whole (``StagedDir``), so an error never leaves a half-written
+file or a folder that mixes two runs.  ``run_main`` ends a tool quietly when
+its reader goes away (``... | head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import hashlib
 import json
 import os
+import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Iterable, Optional, Union
 
-__all__ = ["OneLineParser", "atomic_write", "atomic_write_bytes", "atomic_write_json"]
+__all__ = ["OneLineParser", "UsageError", "OutputError", "StagedDir", "atomic_write", "atomic_write_bytes",
+           "atomic_write_json", "fail", "file_tag", "name_token", "run_main", "short_hash"]
+
+
+class UsageError(Exception):
+    """A bad command-line value; the message is the one-line explanation (exit status 2)."""
+
+
+class OutputError(UsageError):
+    """An output location that cannot be written (exit status 2, found before any work is done)."""
+
+
+def fail(prog: str, error: BaseException | str) -> int:
+    """Print ``error`` as the one-line message of ``prog`` on stderr; the exit status 2."""
+    text = error if isinstance(error, str) else (str(error.args[0]) if error.args else str(error))
+    print(f"{prog}: error: {' '.join(text.split())}", file=sys.stderr)
+    return 2
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """``argparse`` whose usage errors are one line on stderr with status 2."""
+    """``argparse`` whose usage errors are one line on stderr with status 2.
+
+    An option that takes a value accepts one that starts with ``-`` (``--size -512x512``),
+    so that the tool, not the parser, says what is wrong with the value.
+    """
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self._join_dash_values(args), namespace)
+
+    def _join_dash_values(self, args: list[str]) -> list[str]:
+        takes_value = {s for a in self._actions if a.nargs is None and a.option_strings
+                       and not isinstance(a, (argparse._StoreConstAction, argparse._CountAction))
+                       for s in a.option_strings}
+        known = {s for a in self._actions for s in a.option_strings}
+        out, i = [], 0
+        while i < len(args):
+            arg = args[i]
+            nxt = args[i + 1] if i + 1 < len(args) else ""
+            if arg in takes_value and nxt.startswith("-") and not nxt.startswith("--") and nxt not in known:
+                out.append(f"{arg}={nxt}")
+                i += 2
+                continue
+            out.append(arg)
+            i += 1
+        return out
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """``sys.exit(main())``, ending quietly (status 0) when stdout's reader has gone away
+    (``... | head``) and with one line (status 130) on Ctrl-C or a kill (SIGTERM), which
+    unwind like an error, so that staging folders are removed."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    except KeyboardInterrupt:
+        print("interrupted; no result written", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+# ---- names of outputs ----------------------------------------------------------------------------
+
+def short_hash(data: Union[bytes, str], n: int = 8) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()[:n]
+
+
+def name_token(text: str) -> str:
+    """``text`` as part of a file name: characters other than letters, digits and ``.=,+-`` become ``_``."""
+    return "".join(c if c.isalnum() or c in ".=,+-" else "_" for c in str(text))
+
+
+def file_tag(path: Union[str, Path], what: str) -> str:
+    """``<what>-<stem>-<hash>``: names an input file by its name and its content's hash.
+
+    Raises ``UsageError`` naming the file when it cannot be read.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    return f"{what}-{name_token(Path(path).stem)}-{short_hash(data)}"
+
+
+def join_name(parts: Iterable[str], limit: int = 120) -> str:
+    """Parts joined with ``_``; a name longer than ``limit`` keeps its start and gains a hash of the whole."""
+    name = "_".join(p for p in parts if p)
+    return name if len(name) <= limit else f"{name[:limit - 10]}-{short_hash(name)}"
+
+
+# ---- writing -------------------------------------------------------------------------------------
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def atomic_write(path: Union[str, Path], write: Callable[[str], None]) -> Path:
@@ -30,11 +138,9 @@ def atomic_write(path: Union[str, Path], write: Callable[[str], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes 0600; give the file ordinary permissions
+        os.chmod(tmp, 0o666 & ~_umask())      # mkstemp makes 0600; give the file ordinary permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -51,3 +157,88 @@ def atomic_write_json(path: Union[str, Path], doc, **dump_options) -> Path:
     """``doc`` as indented JSON ending in a newline."""
     text = json.dumps(doc, indent=1, **dump_options) + "\n"
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+class StagedDir:
+    """An output folder written as a whole.
+
+    The constructor creates a hidden staging folder beside ``out`` (so an unwritable
+    location is an ``OutputError`` before any work is done); files are written into
+    ``path``; ``commit`` renames the staging folder into place, replacing an existing
+    ``out`` as a whole (it is renamed aside first and deleted afterwards), and
+    ``discard`` (or leaving a ``with`` block without a commit) removes it.  An existing
+    ``out`` is replaced only if it is empty or every entry matches ``owned`` (glob
+    patterns of the files the tool writes): a folder holding anything else is refused.
+
+    Parameters
+    ----------
+    out:
+        The output folder.
+    owned:
+        Names (globs) of the entries a previous run of the tool leaves in ``out``.
+    """
+
+    def __init__(self, out: Union[str, Path], owned: Iterable[str]):
+        self.out = Path(out)
+        self.owned = tuple(owned)
+        self.committed = False
+        self._check_replaceable()
+        parent = self.out.parent.absolute()
+        self._made = [d for d in (parent, *parent.parents) if not d.exists()]    # removed again by discard
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent))
+        except OSError as e:
+            self._remove_made()
+            raise OutputError(f"cannot write the output folder {self.out}: {e.strerror}") from None
+
+    def _check_replaceable(self) -> None:
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"output folder {out} is a file; choose a folder with --out")
+        if not out.is_dir():
+            return
+        foreign = sorted(p.name for p in out.iterdir() if not any(fnmatch.fnmatch(p.name, g) for g in self.owned))
+        if foreign:
+            raise OutputError(f"output folder {out} holds files this tool did not write ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}); choose another --out or empty it")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot replace the output folder {out}: permission denied")
+
+    def commit(self) -> Path:
+        """Put the staged files in place as ``out``; returns ``out``."""
+        os.chmod(self.path, 0o777 & ~_umask())     # mkdtemp makes 0700
+        aside: Optional[Path] = None
+        if self.out.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".old", dir=self.out.parent))
+            os.replace(self.out, aside)          # an empty directory is replaced
+        try:
+            os.replace(self.path, self.out)
+        except BaseException:
+            if aside is not None:
+                os.replace(aside, self.out)
+            raise
+        self.committed = True
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+        return self.out
+
+    def discard(self) -> None:
+        """Remove the staging folder and the folders made for it (unless committed)."""
+        if self.committed:
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._remove_made()
+
+    def _remove_made(self) -> None:
+        for folder in self._made:          # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+    def __enter__(self) -> "StagedDir":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.discard()          # after commit there is nothing left to remove

@@ -24,7 +24,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["AcceleratorConfig", "PRESETS", "get_config", "SUPPORTED_VECTOR_WIDTHS"]
+__all__ = ["AcceleratorConfig", "PRESETS", "get_config", "SUPPORTED_VECTOR_WIDTHS", "CLOCK_GHZ_RANGE", "FIELD_MAX",
+           "UnknownFieldError"]
 
 #: K0 and C0 the RTL generator can build: powers of two, so that lane and row
 #: addresses are plain bit slices.
@@ -34,6 +35,19 @@ KIB = 1024
 #: The load unit learns a transfer's size while it runs and its data lands two
 #: cycles after a beat, so no DRAM can answer faster than this (cycles).
 MIN_DRAM_LATENCY = 2
+#: Clocks (GHz) the time model accepts: 10 MHz to 20 GHz, far beyond any int8
+#: accelerator in CMOS either way; outside it a time or bandwidth figure would
+#: be nonsense (a clock of 1e-300 GHz makes every time infinite).
+CLOCK_GHZ_RANGE = (0.01, 20.0)
+#: Upper bounds of the memory parameters: 1 MiB per cycle is a thousand times any DRAM
+#: (``sim.simulator.IDEAL_MEMORY`` uses 64 KiB), a million cycles of latency a millisecond,
+#: and the ISA's byte addresses (32 bits) reach 4 GiB of global buffer.
+FIELD_MAX = {"dram_bytes_per_cycle": 1 << 20, "gb_bus_bytes_per_cycle": 1 << 20, "dram_latency": 1 << 20,
+             "global_buf_bytes": 1 << 32}
+
+
+class UnknownFieldError(KeyError):
+    """An override names no field of ``AcceleratorConfig``; the message lists the fields."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,9 @@ class AcceleratorConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{field} must be a non-negative integer, not {value!r}")
+        for field, high in FIELD_MAX.items():
+            if getattr(self, field) > high:
+                raise ValueError(f"{field} must be at most {high}, not {getattr(self, field)!r}")
         for field in ("k0", "c0"):
             value = getattr(self, field)
             if value not in SUPPORTED_VECTOR_WIDTHS:
@@ -119,8 +136,10 @@ class AcceleratorConfig:
             raise ValueError(f"data_bits must be 8 (int8 datapath), not {self.data_bits!r}")
         if self.acc_bits not in (24, 32):
             raise ValueError(f"acc_bits must be 24 or 32, not {self.acc_bits!r}")
-        if not (isinstance(self.clock_ghz, (int, float)) and self.clock_ghz > 0):
-            raise ValueError(f"clock_ghz must be positive, not {self.clock_ghz!r}")
+        low, high = CLOCK_GHZ_RANGE
+        if not (isinstance(self.clock_ghz, (int, float)) and not isinstance(self.clock_ghz, bool)
+                and low <= self.clock_ghz <= high):        # also refuses nan
+            raise ValueError(f"clock_ghz must be between {low:g} and {high:g} (GHz), not {self.clock_ghz!r}")
         if self.weight_buf_bytes % (self.k0 * self.c0):
             raise ValueError(f"weight_buf_bytes ({self.weight_buf_bytes}) must be a multiple of "
                              f"K0*C0 = {self.k0 * self.c0} so each vector MAC gets whole rows")
@@ -252,6 +271,8 @@ def get_config(name: str, **overrides) -> AcceleratorConfig:
     ------
     KeyError
         For an unknown name; the message lists the valid ones.
+    UnknownFieldError
+        (a KeyError) For an override that names no field; the message lists the fields.
     """
     key = name if name in PRESETS else name.upper() if name.upper() in PAPER_PRESETS else None
     if key is None:
@@ -259,5 +280,5 @@ def get_config(name: str, **overrides) -> AcceleratorConfig:
     fields = {f.name for f in dataclasses.fields(AcceleratorConfig)}
     for k in overrides:
         if k not in fields:
-            raise KeyError(f"unknown configuration field {k!r}; choose from {', '.join(sorted(fields))}")
+            raise UnknownFieldError(f"unknown configuration field {k!r}; choose from {', '.join(sorted(fields))}")
     return PRESETS[key].replace(**overrides) if overrides else PRESETS[key]

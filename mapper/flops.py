@@ -3,8 +3,8 @@
 Prints a per-layer table (name, kind, part, shape, MACs, share) and the totals:
 shares of convolutions (all ``conv2d`` layers), linear layers and attention
 matmuls, shares per part, and the five largest layers.  Writes
-``<out>/<model>[_<variant>].json`` (default ``build/flops``; the variant suffix
-is left out for the full model) with the keys ``model``, ``variant``,
+``<out>/<model>[_<variant>][_<H>x<W>].json`` (default ``build/flops``; the variant
+is left out for the full model, the size unless ``--size`` is given) with the keys ``model``, ``variant``,
 ``input`` ([H, W, C]), ``total_macs``, ``shares`` (``{"kind": {...}, "part":
 {...}}``, fractions of ``total_macs``), ``largest`` (names of the five largest
 layers) and ``layers`` (``name``, ``kind``, ``part``, ``shape``, ``macs`` each).
@@ -14,28 +14,25 @@ half-written.
 The paper's FLOPs count multiply-accumulates: MACs here are its FLOPs.
 
 Bad input (unknown model or variant, a size that is not ``HxW`` with positive
-integers) prints one line on stderr and exits with status 2 without writing.
+integers, an output folder that cannot be written) prints one line on stderr and
+exits with status 2 without writing.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 
-from hw.cli import OneLineParser, atomic_write_json
+from hw.cli import OneLineParser, UsageError, atomic_write_json, fail, join_name, name_token, run_main
 from .ir import MAC_KINDS, PARTS, Model
 from .workloads import MODEL_NAMES, build_model
 
-__all__ = ["main", "analyse", "parse_size", "build_model_or_usage_error", "UsageError"]
+__all__ = ["main", "analyse", "parse_size", "build_model_or_usage_error", "model_parts", "model_tag",
+           "UsageError"]
 
 DEFAULT_OUT = Path("build") / "flops"
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
-
-
-class UsageError(Exception):
-    """A bad command-line value; the message is the one-line explanation."""
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -56,6 +53,18 @@ def build_model_or_usage_error(name: str, variant: str | None, size: tuple[int, 
         raise UsageError(str(e.args[0]) if e.args else str(e)) from None
     except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+def model_parts(model: Model, size_given: bool) -> list[str]:
+    """What names the network in an output name: model, variant (empty for the full model)
+    and ``<H>x<W>`` (empty unless a size was asked for)."""
+    return [model.name, "" if model.variant in ("", "full") else name_token(model.variant),
+            f"{model.input[0]}x{model.input[1]}" if size_given else ""]
+
+
+def model_tag(model: Model, size_given: bool) -> str:
+    """``<model>[_<variant>][_<H>x<W>]`` (``model_parts`` joined)."""
+    return join_name(model_parts(model, size_given))
 
 
 def analyse(model: Model) -> dict:
@@ -115,10 +124,12 @@ def format_table(doc: dict) -> str:
     return "\n".join(out)
 
 
-def write_json(doc: dict, out_dir: Path) -> Path:
-    """Write ``doc`` to ``out_dir/<model>[_<variant>].json`` atomically; return the path."""
-    name = doc["model"] if doc["variant"] in ("", "full") else f"{doc['model']}_{doc['variant']}"
-    return atomic_write_json(out_dir / f"{name}.json", doc)
+def write_json(doc: dict, path: Path) -> Path:
+    """Write ``doc`` to ``path`` atomically; an ``OutputError``-style UsageError when it cannot be."""
+    try:
+        return atomic_write_json(path, doc)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,11 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_NAMES)}")
         size = parse_size(args.size) if args.size is not None else None
         model = build_model_or_usage_error(args.model, args.variant, size)
+        doc = analyse(model)
+        path = write_json(doc, Path(args.out) / f"{model_tag(model, size is not None)}.json")
     except UsageError as e:
-        print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    doc = analyse(model)
-    path = write_json(doc, Path(args.out))
+        return fail(parser.prog, e)
     if not args.json_only:
         print(format_table(doc))
     print(f"wrote {path}")
@@ -151,4 +161,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -8,7 +8,10 @@ measured here, as no weights or datasets are available.  Paths are matched to
 accuracy rows by structure (two spellings of the same layers are one path), and
 the Pareto front of accuracy against time and against energy is marked.
 
-Run as ``python -m sim.paths --model segformer_b2 --config E``.
+Run as ``python -m sim.paths --model segformer_b2 --config E``; writes ``paths.json``,
+``paths.csv`` and ``paths.<fmt>`` (``--format``; ``sim.plots.paths``) into a folder named by
+the models, the configuration, ``--paths`` and the accuracy file (``build/paths/...``, or
+``--out``), written as a whole (``hw.cli.StagedDir``) once every path is simulated.
 """
 
 from __future__ import annotations
@@ -16,23 +19,29 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
+import json
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from hw.cli import OneLineParser, atomic_write, atomic_write_json
+from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main, short_hash
 from hw.config import AcceleratorConfig, get_config
 from mapper.ir import Model
 from mapper.workloads import MODEL_NAMES, build_model
+from mapper.workloads.variants import is_parametric
 
+from . import plots
+from .outputs import config_tag, parse_formats, run_name
 from .simulator import IDEAL_MEMORY, simulate
 
 __all__ = ["PathPoint", "AccuracyTable", "AccuracyError", "candidate_paths", "explore", "structure_key",
            "weight_bytes", "pareto_mask", "DEFAULT_ACCURACY"]
 
 DEFAULT_ACCURACY = Path(__file__).resolve().parents[1] / "data" / "accuracy_paper.csv"
+#: What a run leaves in its folder (an existing folder holding anything else is not replaced).
+OWNED = ("paths.json", "paths.csv", "paths.*")
 
 
 class AccuracyError(ValueError):
@@ -66,9 +75,12 @@ def data_lines(file: str, error: type[ValueError], empty: str) -> list[tuple[int
     says what was expected).
     """
     try:
-        text = Path(file).read_text().splitlines()
+        text = Path(file).read_text(encoding="utf-8-sig").splitlines()     # -sig: a leading BOM is no text
     except OSError as e:
         raise error(f"{file}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{file}: not a text CSV file (byte {e.object[e.start]:#04x} at offset {e.start} "
+                    f"is not UTF-8 text)") from None
     lines = [(i + 1, line) for i, line in enumerate(text) if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         raise error(f"{file}: {empty}")
@@ -226,36 +238,53 @@ def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[Accura
     return points
 
 
-def plot(points: list[PathPoint], title: str, file: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    base = next((p for p in points if p.path == "full"), points[0])
-    for ax, attr, front, label in ((axes[0], "time_ms", "pareto_time", "time"),
-                                   (axes[1], "energy_uj", "pareto_energy", "energy")):
-        xs = [getattr(p, attr) / getattr(base, attr) for p in points]
-        known = [(x, p) for x, p in zip(xs, points) if p.accuracy is not None]
-        unknown = [x for x, p in zip(xs, points) if p.accuracy is None]
-        ax.scatter([x for x, _ in known], [p.accuracy for _, p in known], color="tab:blue", zorder=3,
-                   label="paths with published accuracy")
-        for x, p in known:
-            ax.annotate(p.path if len(p.path) < 12 else p.path[:12], (x, p.accuracy), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-        fr = sorted((x, p.accuracy) for x, p in known if getattr(p, front))
-        if fr:
-            ax.plot([x for x, _ in fr], [a for _, a in fr], color="tab:orange", label="Pareto front")
-        if unknown:
-            lo = min(p.accuracy for _, p in known) if known else 0
-            ax.scatter(unknown, [lo] * len(unknown), marker="|", color="grey", label="no accuracy data")
-        ax.set_xlabel(f"{label} relative to {base.model}:{base.path}")
-        ax.set_ylabel("accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(file, dpi=120, format="png")
-    plt.close(fig)
+def _out_dir(args, cfg: AcceleratorConfig) -> Path:
+    """``build/paths/<models>_<config>[_paths-<hash>][_accuracy-<file>-<hash>][_mac_only]``: named by
+    everything that changes the results (``--out`` if given)."""
+    if args.out:
+        return Path(args.out)
+    paths = f"paths-{short_hash(args.paths)}" if args.paths else ""
+    accuracy = file_tag(args.accuracy, "accuracy") if Path(args.accuracy).resolve() != DEFAULT_ACCURACY else ""
+    return Path("build/paths") / run_name("+".join(args.model), config_tag(cfg), paths, accuracy,
+                                          "mac_only" if args.mac_only else "")
+
+
+def _print_table(points: list[PathPoint], base: PathPoint) -> None:
+    names = [f"{p.model}:{p.path}" for p in points]
+    w = max([len("path"), *map(len, names)])
+    print(f"{'path':{w}s} {'GMACs':>7s} {'time ms':>8s} {'energy uJ':>10s} {'conv t%':>7s} {'accuracy':>8s}  front")
+    for name, p in sorted(zip(names, points), key=lambda np_: -np_[1].time_ms):
+        acc = f"{p.accuracy:.4f}" if p.accuracy is not None else "   -"
+        front = ("T" if p.pareto_time else " ") + ("E" if p.pareto_energy else " ")
+        print(f"{name:{w}s} {p.macs / 1e9:7.2f} {p.time_ms:8.3f} {p.energy_uj:10.1f} "
+              f"{100 * p.conv_time_share:6.1f}% {acc:>8s}  {front}")
+    print(f"savings are relative to {base.model}:{base.path}; T/E = on the time/energy Pareto front "
+          f"(paths without accuracy data are not ranked)")
+
+
+def _write(folder: Path, args, cfg: AcceleratorConfig, points: list[PathPoint], base: PathPoint,
+           formats: tuple[str, ...]) -> list[str]:
+    doc = {"models": args.model, "config": cfg.name, "config_params": cfg.to_dict(), "accuracy_file": args.accuracy,
+           "baseline": f"{base.model}:{base.path}",
+           "points": [dict(p.to_dict(), time_saving=1 - p.time_ms / base.time_ms,
+                           energy_saving=1 - p.energy_uj / base.energy_uj,
+                           mac_saving=1 - p.macs / base.macs) for p in points]}
+    (folder / "paths.json").write_text(json.dumps(doc, indent=1) + "\n")
+    with open(folder / "paths.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["model", "path", "macs", "time_ms", "energy_uj", "accuracy", "pareto_time", "pareto_energy"])
+        for p in points:
+            w.writerow([p.model, p.path, p.macs, f"{p.time_ms:.4f}", f"{p.energy_uj:.2f}",
+                        "" if p.accuracy is None else p.accuracy, int(p.pareto_time), int(p.pareto_energy)])
+    files = ["paths.json", "paths.csv"]
+    if not args.no_plot and not any(p.accuracy is not None for p in points):
+        print("no path has accuracy data: no plot drawn (give --accuracy)", file=sys.stderr)
+    elif not args.no_plot:
+        asked = args.paths.split(";") if args.paths else [v for m in args.model for v in candidate_paths(m)]
+        named = [v for v in asked if not is_parametric(v)]        # full, B2_a, ...: labelled in the plot
+        files += [f.name for f in plots.paths(points, f"{'+'.join(args.model)} on {cfg.name}", folder, formats,
+                                              label_names=named)]
+    return files
 
 
 def main(argv=None) -> int:
@@ -265,7 +294,8 @@ def main(argv=None) -> int:
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY), help="CSV: model,path,accuracy[,weight_set,source]")
     ap.add_argument("--paths", help="comma-separated variants instead of the built-in candidates "
                                     "(separate them with ';' when a variant contains commas)")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", default=None, help="output folder (default build/paths/<name of the run>)")
+    ap.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--ideal-memory", action="store_true", help="no memory limits (see sim.run)")
     ap.add_argument("--mac-only", action="store_true", help="time MAC layers only (see sim.run)")
@@ -281,44 +311,21 @@ def main(argv=None) -> int:
             for m in args.model:
                 for p in paths:
                     build_model(m, variant=p)
-    except (KeyError, ValueError) as e:
-        print(f"python -m sim.paths: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
-    label = "+".join(args.model)
-    mode = ("_ideal_memory" if args.ideal_memory else "") + ("_mac_only" if args.mac_only else "")
-    out = Path(args.out or f"build/paths/{label}_{cfg.name}{mode}")
-    points = explore(args.model, cfg, table, paths,
-                     progress=lambda s: print(f"  simulating {s}", file=sys.stderr, flush=True),
-                     mac_only=args.mac_only)
-    base = next((p for p in points if p.path == "full"), points[0])
-    print(f"{'path':34s} {'GMACs':>7s} {'time ms':>8s} {'energy uJ':>10s} {'conv t%':>7s} {'accuracy':>8s}  front")
-    for p in sorted(points, key=lambda p: -p.time_ms):
-        acc = f"{p.accuracy:.4f}" if p.accuracy is not None else "   -"
-        front = ("T" if p.pareto_time else " ") + ("E" if p.pareto_energy else " ")
-        print(f"{p.model + ':' + p.path:34.34s} {p.macs / 1e9:7.2f} {p.time_ms:8.3f} {p.energy_uj:10.1f} "
-              f"{100 * p.conv_time_share:6.1f}% {acc:>8s}  {front}")
-    print(f"savings are relative to {base.model}:{base.path}; T/E = on the time/energy Pareto front "
-          f"(paths without accuracy data are not ranked)")
-    doc = {"models": args.model, "config": cfg.name, "accuracy_file": args.accuracy,
-           "baseline": f"{base.model}:{base.path}",
-           "points": [dict(p.to_dict(), time_saving=1 - p.time_ms / base.time_ms,
-                           energy_saving=1 - p.energy_uj / base.energy_uj,
-                           mac_saving=1 - p.macs / base.macs) for p in points]}
-    atomic_write_json(out / "paths.json", doc)
-
-    def write_csv(f):
-        with open(f, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["model", "path", "macs", "time_ms", "energy_uj", "accuracy", "pareto_time", "pareto_energy"])
-            for p in points:
-                w.writerow([p.model, p.path, p.macs, f"{p.time_ms:.4f}", f"{p.energy_uj:.2f}",
-                            "" if p.accuracy is None else p.accuracy, int(p.pareto_time), int(p.pareto_energy)])
-    atomic_write(out / "paths.csv", write_csv)
-    if not args.no_plot:
-        atomic_write(out / "paths.png", lambda f: plot(points, f"{label} on {cfg.name}", f))
-    print(f"wrote {out}/paths.json, paths.csv" + ("" if args.no_plot else ", paths.png"))
+        formats = parse_formats(args.format)
+        stage = StagedDir(_out_dir(args, cfg), OWNED)
+    except (KeyError, ValueError, UsageError) as e:
+        return fail(ap.prog, e)
+    with stage:
+        points = explore(args.model, cfg, table, paths,
+                         progress=lambda s: print(f"  simulating {s}", file=sys.stderr, flush=True),
+                         mac_only=args.mac_only)
+        base = next((p for p in points if p.path == "full"), points[0])
+        files = _write(stage.path, args, cfg, points, base, formats)
+        out = stage.commit()
+    _print_table(points, base)
+    print(f"wrote {', '.join(files)} to {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

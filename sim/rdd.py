@@ -13,27 +13,34 @@ is a miss: the runtime runs the cheapest path anyway and counts it.
 The baseline is the static choice a designer would make for the worst case:
 the most accurate single path that fits every frame's budget.
 
-Run as ``python -m sim.rdd --model segformer_b2 --config E --budgets trace.csv``.
+Run as ``python -m sim.rdd --model segformer_b2 --config E --budgets trace.csv``; writes
+``rdd.json`` and ``frames.csv`` into a folder named by the models, the
+configuration and the budget and accuracy files (``build/rdd/...``, or ``--out``).
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from hw.cli import OneLineParser, atomic_write, atomic_write_json
+from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main
 from hw.config import AcceleratorConfig, get_config
 from mapper.workloads import MODEL_NAMES
 
 from .energy import EnergyModel
+from .outputs import config_tag, run_name
 from .paths import DEFAULT_ACCURACY, AccuracyTable, PathPoint, data_lines, simulate_path
 
 __all__ = ["Budget", "BudgetError", "read_budgets", "run_trace", "switch_cost"]
 
 EXAMPLE_TRACE = Path(__file__).resolve().parents[1] / "data" / "traces" / "segformer_b2_E_time.csv"
+#: What a run leaves in its folder (an existing folder holding anything else is not replaced).
+OWNED = ("rdd.json", "frames.csv")
 
 
 class BudgetError(ValueError):
@@ -65,8 +72,8 @@ def read_budgets(file: str) -> tuple[str, list[Budget]]:
             frame, value = int(rec["frame"]), float(rec[kind])
         except ValueError:
             raise BudgetError(f"{file}:{lineno}: frame {rec['frame']!r} or {kind} {rec[kind]!r} is not a number") from None
-        if value < 0:
-            raise BudgetError(f"{file}:{lineno}: negative budget {value} {kind}")
+        if not math.isfinite(value) or value < 0:
+            raise BudgetError(f"{file}:{lineno}: budget {rec[kind]!r} {kind}: expected a finite number >= 0")
         out.append(Budget(frame, value))
     if not out:
         raise BudgetError(f"{file}: no frames")
@@ -133,13 +140,33 @@ def run_trace(points: list[PathPoint], kind: str, budgets: list[Budget], cfg: Ac
     return {"kind": kind, "frames": frames, "summary": summary}
 
 
+def _out_dir(args, cfg: AcceleratorConfig) -> Path:
+    """``build/rdd/<models>_<config>[_budgets-<file>-<hash>][_accuracy-<file>-<hash>]``: named by
+    everything that changes the results (``--out`` if given)."""
+    if args.out:
+        return Path(args.out)
+    default = {"budgets": EXAMPLE_TRACE, "accuracy": DEFAULT_ACCURACY}
+    files = [file_tag(getattr(args, k), k) for k, path in default.items() if Path(getattr(args, k)).resolve() != path]
+    return Path("build/rdd") / run_name("+".join(args.model), config_tag(cfg), *files)
+
+
+def _write(folder: Path, res: dict, args, cfg: AcceleratorConfig, points: list[PathPoint]) -> None:
+    doc = dict(res, models=args.model, config=cfg.name, config_params=cfg.to_dict(), budgets_file=args.budgets,
+               accuracy_file=args.accuracy, paths=[p.to_dict() for p in points])
+    (folder / "rdd.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    with open(folder / "frames.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(res["frames"][0]))
+        w.writeheader()
+        w.writerows(res["frames"])
+
+
 def main(argv=None) -> int:
     ap = OneLineParser(prog="python -m sim.rdd", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model whose paths are candidates (repeatable)")
     ap.add_argument("--config", default="E")
     ap.add_argument("--budgets", default=str(EXAMPLE_TRACE), help="trace CSV: frame,time_ms or frame,energy_uj")
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY))
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", default=None, help="output folder (default build/rdd/<name of the run>)")
     args = ap.parse_args(argv)
     try:
         for m in args.model:
@@ -152,41 +179,34 @@ def main(argv=None) -> int:
         rows = [r for r in table.rows if r.model in args.model]
         if not rows:
             raise ValueError(f"{args.accuracy}: no accuracy rows for {', '.join(args.model)}")
-    except (KeyError, ValueError) as e:
-        print(f"python -m sim.rdd: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
-    points = []
-    for r in rows:
-        print(f"  simulating {r.model}:{r.path}", file=sys.stderr, flush=True)
-        points.append(simulate_path(r.model, r.path, cfg, table))
-    try:
-        res = run_trace(points, kind, budgets, cfg)
-    except ValueError as e:
-        print(f"python -m sim.rdd: error: {e}", file=sys.stderr)
-        return 2
+        stage = StagedDir(_out_dir(args, cfg), OWNED)
+    except (KeyError, ValueError, UsageError) as e:
+        return fail(ap.prog, e)
+    with stage:
+        points = []
+        for r in rows:
+            print(f"  simulating {r.model}:{r.path}", file=sys.stderr, flush=True)
+            points.append(simulate_path(r.model, r.path, cfg, table))
+        try:
+            res = run_trace(points, kind, budgets, cfg)
+        except ValueError as e:
+            return fail(ap.prog, e)
+        _write(stage.path, res, args, cfg, points)
+        out = stage.commit()
     s, st = res["summary"], res["summary"]["static"]
     unit = "ms" if kind == "time_ms" else "uJ"
     print(f"{len(points)} paths, {s['frames']} frames, budgets in {unit} from {args.budgets}")
+    width = max(len(f"{p.model}:{p.path}") for p in points)
     for p in sorted(points, key=lambda p: -p.accuracy):
-        print(f"  {p.model + ':' + p.path:28s} acc {p.accuracy:.4f}  {p.time_ms:7.3f} ms  {p.energy_uj:9.1f} uJ"
+        print(f"  {p.model + ':' + p.path:{width}s} acc {p.accuracy:.4f}  {p.time_ms:7.3f} ms  {p.energy_uj:9.1f} uJ"
               f"  weights {p.weight_bytes / 1e6:5.1f} MB ({p.weight_set})")
     print(f"RDD:    mean accuracy {s['mean_accuracy']:.4f}, misses {s['misses']}, switches {s['switches']}, "
           f"energy {s['energy_uj'] / 1e3:.1f} mJ, time {s['time_ms']:.1f} ms")
     print(f"static: {st['path']} mean accuracy {st['accuracy']:.4f}, misses {st['misses']}, "
           f"energy {st['energy_uj'] / 1e3:.1f} mJ, time {st['time_ms']:.1f} ms")
-    out = Path(args.out or f"build/rdd/{'+'.join(args.model)}_{cfg.name}")
-    atomic_write_json(out / "rdd.json", dict(res, models=args.model, config=cfg.name, budgets_file=args.budgets,
-                                             paths=[p.to_dict() for p in points]))
-
-    def write_frames(f):
-        with open(f, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(res["frames"][0]))
-            w.writeheader()
-            w.writerows(res["frames"])
-    atomic_write(out / "frames.csv", write_frames)
-    print(f"wrote {out}/rdd.json, frames.csv")
+    print(f"wrote rdd.json, frames.csv to {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

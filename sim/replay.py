@@ -1,20 +1,26 @@
 """Replay an instruction stream written by ``make sim ... ARGS="--dump-layer NAME"``.
 
-``python -m sim.replay build/sim/.../streams/Conv2DFuse.bin --config E`` decodes
-the binary stream, schedules it under the timing contract and prints the total
-cycles and each unit's busy cycles; ``--listing`` prints the disassembly.  A
-malformed or truncated stream is refused with the byte offset of the problem.
+``python -m sim.replay build/sim/.../streams/Conv2DFuse.bin`` decodes the
+binary stream, schedules it under the timing contract and prints the total
+cycles and each unit's busy cycles; ``--listing`` prints the disassembly.  The
+configuration is the one the stream was dumped with, read from the ``.json``
+beside it (``sim.streams``), overrides included; ``--config`` names another
+preset, and is needed for a stream without that file.  A malformed or
+truncated stream, or a ``.json`` that is not what ``--dump-layer`` writes, is
+refused with one line (status 2): for a stream, the byte offset of the problem.
 """
 
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
 
-from hw.cli import OneLineParser
-from hw.config import get_config
+from hw.cli import OneLineParser, UsageError, fail, run_main
+from hw.config import AcceleratorConfig, get_config
 from hw.isa import Queue, decode_stream, disassemble
 from hw.timing import occupancy_and_latency, schedule
+
+from .streams import config_from_sidecar, describe_config
 
 __all__ = ["main", "replay"]
 
@@ -33,22 +39,43 @@ def replay(data: bytes, cfg) -> dict:
             "insns": insns}
 
 
+def _config(args) -> tuple[AcceleratorConfig, str]:
+    """The configuration to replay on and where it comes from (UsageError when there is none)."""
+    if args.config is not None:
+        try:
+            return get_config(args.config), f"preset {args.config}"
+        except KeyError as e:
+            raise UsageError(e.args[0]) from None
+    sidecar = Path(args.stream).with_suffix(".json")
+    if not sidecar.exists():
+        raise UsageError(f"{args.stream}: no {sidecar.name} beside it to say which configuration it was dumped "
+                         f"with; give --config")
+    try:
+        doc = json.loads(sidecar.read_text())
+        return config_from_sidecar(doc), f"{sidecar.name}: {doc.get('layer', '?')} of {doc.get('model', '?')}"
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise UsageError(f"{sidecar}: not the configuration file --dump-layer writes "
+                         f"({type(e).__name__}: {e})") from None
+
+
 def main(argv=None) -> int:
     ap = OneLineParser(prog="python -m sim.replay", description=__doc__.split("\n\n")[0])
     ap.add_argument("stream", help="binary stream (.bin)")
-    ap.add_argument("--config", default="E")
+    ap.add_argument("--config", default=None,
+                    help="preset to replay on (default: the configuration in the .json beside the stream)")
     ap.add_argument("--listing", action="store_true", help="print the disassembly")
     args = ap.parse_args(argv)
     try:
-        cfg = get_config(args.config)
         data = Path(args.stream).read_bytes()
+        cfg, source = _config(args)
         r = replay(data, cfg)
+    except UsageError as e:
+        return fail(ap.prog, e)
     except OSError as e:
-        print(f"python -m sim.replay: error: {args.stream}: {e.strerror}", file=sys.stderr)
-        return 2
-    except (KeyError, ValueError) as e:          # StreamError is a ValueError
-        print(f"python -m sim.replay: error: {args.stream}: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+        return fail(ap.prog, f"{args.stream}: {e.strerror}")
+    except ValueError as e:          # StreamError is a ValueError
+        return fail(ap.prog, f"{args.stream}: {e.args[0] if e.args else e}")
+    print(f"configuration {describe_config(cfg)} ({source})")
     if args.listing:
         print(disassemble(r["insns"]))
     print(f"{r['instructions']} instructions, {r['total_cycles']} cycles on {cfg.name} "
@@ -60,4 +87,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

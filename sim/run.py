@@ -1,25 +1,27 @@
 """Simulate a network on one accelerator configuration: ``python -m sim.run --model M --config CFG``.
 
-``make sim MODEL=segformer_b2 CFG=E [VARIANT=...] [SIZE=HxW] [CHECK=1]`` runs it.
+``make sim MODEL=segformer_b2 CFG=E [VARIANT=...] [SIZE=HxW] [CHECK=1] [OUT=dir] [FORMAT=pdf]`` runs it.
 
 Prints a per-layer table (name, kind, MACs, cycles, utilisation, stall cycles,
 energy, energy per MAC) and the totals: cycles, time at the clock, energy,
 energy per MAC, throughput per mm^2 of PE array (``sim.area.area_mm2``), the
 shares of time and energy per layer kind and per part, and the five largest
-layers by time.  Writes into ``--out`` (default
-``build/sim/<model>_<config>[_<variant>]``, the variant left out for the full
-model): ``report.json``, ``layers.csv``, ``time_energy.png`` and
-``energy_per_mac.png`` (unless ``--no-plots``), ``trace.json`` with
-``--trace`` and ``streams/<layer>.bin|.lst`` with ``--dump-layer``.
-``docs/sim_report.md`` describes the files.
+layers by time.  Writes into ``--out`` (default ``build/sim/<name>``, a name
+made of everything that changes the results: ``run_dir``): ``report.json``,
+``layers.csv``, ``time_energy.<fmt>`` and ``energy_per_mac.<fmt>`` (unless
+``--no-plots``; ``sim.plots``), ``trace.json`` with ``--trace`` or
+``--trace-layers`` (``sim.trace``) and ``streams/<layer>.bin|.lst|.json`` with
+``--dump-layer`` (``sim.streams``).  ``docs/sim_report.md`` describes the files.
 
-Every file is written into a temporary directory next to the output directory
-and renamed into place only once everything has been produced, so an error
-leaves no half-written file.  Bad input (unknown model, configuration, variant
-or size, a non-positive override, a layer no tiling of the configuration's
-buffers can hold) prints one line on stderr and exits with status 2 without
-writing anything; a functional-check mismatch (``--check``) exits with
-status 1, prints the seed to replay it with, and writes nothing either.
+The folder is written as a whole (``hw.cli.StagedDir``): into a hidden staging
+folder beside it, created before the simulation starts (an unwritable location
+is refused at once), and renamed into place only once everything has been
+produced; a folder of an earlier run with the same name is replaced as a whole.
+Bad input (unknown model, configuration, variant, size or layer, an override
+out of range, an output folder that cannot be written, a layer no tiling of
+the configuration's buffers can hold) prints one line on stderr and exits with
+status 2 without writing anything; a functional-check mismatch (``--check``)
+exits with status 1, prints the seed to replay it with, and writes nothing either.
 """
 
 from __future__ import annotations
@@ -27,37 +29,36 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from hw.cli import OneLineParser
+from hw.cli import OneLineParser, StagedDir, UsageError, fail, run_main
 from hw.config import PRESETS, AcceleratorConfig, get_config
-from hw.isa import Op, Queue, disassemble, encode_stream
-from mapper.flops import UsageError, build_model_or_usage_error, parse_size
+from mapper.flops import build_model_or_usage_error, model_parts, parse_size
 from mapper.ir import MAC_KINDS, PARTS, Model
-from mapper.fusion import plan, vec_stream
-from mapper.lower import MappingError, _insn, map_layer
+from mapper.lower import MappingError
 from mapper.program import ProgramError
 from mapper.workloads import MODEL_NAMES
 
+from . import plots
 from .area import area_mm2
-from .simulator import IDEAL_MEMORY, SimResult, layer_schedule, simulate
+from .outputs import config_tag, parse_formats, run_name
+from .progress import Progress, layer_weights
+from .simulator import IDEAL_MEMORY, SimResult, simulate
+from .streams import dump_layer, layer_stream
+from .trace import DETAIL_CAP, build_trace, default_detail
 
-__all__ = ["main", "build_report", "format_report", "run_dir_name", "CSV_COLUMNS", "TRACE_EVENT_CAP"]
+__all__ = ["main", "build_report", "format_table", "format_totals", "run_dir", "layer_stream", "CSV_COLUMNS", "OWNED"]
 
 DEFAULT_ROOT = Path("build") / "sim"
 KIND_GROUPS = ("conv2d", "linear", "matmul", "non_mac")
 CSV_COLUMNS = ("name", "kind", "part", "shape", "macs", "cycles", "compute_cycles", "stall_cycles",
                "utilization", "energy_pj", "energy_onchip_pj", "energy_per_mac_pj", "start_cycle", "instructions",
                "bound", "mapping")
-#: Upper bound on instruction-level events in ``trace.json`` (shared by the traced layers).
-TRACE_EVENT_CAP = 200_000
-TRACED_LAYERS = 3
+DETAIL_CAP_TEXT = f"{DETAIL_CAP:,}"
+#: What a run leaves in its folder (an existing folder holding anything else is not replaced).
+OWNED = ("report.json", "layers.csv", "trace.json", "streams", "time_energy.*", "energy_per_mac.*")
 
 
 # ---- report ---------------------------------------------------------------------------------------
@@ -83,11 +84,15 @@ def _shares(res: SimResult) -> dict:
     return out
 
 
-def run_dir_name(model: Model, cfg_key: str) -> str:
-    name = f"{model.name}_{cfg_key}"
-    if model.variant not in ("", "full"):
-        name += f"_{model.variant}"
-    return name.replace(os.sep, "_")
+def run_dir(model: Model, cfg: AcceleratorConfig, size_given: bool, *, mac_only: bool = False,
+            fuse: bool = True) -> str:
+    """``<model>_<config>[_<variant>][_<H>x<W>][_<overrides>][_mac_only][_no_fusion]``: the folder
+    name of a run, made of everything that changes its results (``sim.outputs.config_tag``
+    names the configuration with its overrides)."""
+    name, variant, size = model_parts(model, size_given)
+    preset, _, overrides = config_tag(cfg).partition("_")
+    return run_name(name, preset, variant, size, overrides, "mac_only" if mac_only else "",
+                    "no_fusion" if not fuse and not mac_only else "")
 
 
 def build_report(res: SimResult, cfg_key: str) -> dict:
@@ -221,150 +226,6 @@ def _write_csv(doc: dict, path: Path) -> None:
             w.writerow(["" if l.get(c) is None else l[c] for c in CSV_COLUMNS])
 
 
-def _top_other(items: list[tuple[str, float]], n: int) -> list[tuple[str, float]]:
-    items = sorted(items, key=lambda x: x[1], reverse=True)
-    head, rest = items[:n], sum(v for _, v in items[n:])
-    return head + ([("other", rest)] if rest > 0 else [])
-
-
-def _plots(doc: dict, out: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    title = f"{doc['model']} ({doc['variant']}) on {doc['config']}"
-    fig, axes = plt.subplots(1, 2, figsize=(12, 6.5))
-    for ax, key, label, total in ((axes[0], "cycles", "time", doc["total_cycles"]),
-                                  (axes[1], "energy_pj", "energy", doc["energy_uj"] * 1e6)):
-        parts = _top_other([(l["name"], l[key]) for l in doc["layers"] if l[key] > 0], 10)
-        vals = [v for _, v in parts]
-        s = sum(vals) or 1
-        colors = [plt.cm.tab20(i % 20) for i in range(len(parts))]
-        if parts and parts[-1][0] == "other":
-            colors[-1] = (0.8, 0.8, 0.8, 1.0)
-        wedges, _ = ax.pie(vals, colors=colors, startangle=90, counterclock=False,
-                           wedgeprops={"linewidth": 0.5, "edgecolor": "white"})
-        ax.legend(wedges, [f"{n} ({100 * v / s:.1f} %)" for n, v in parts], loc="upper center",
-                  bbox_to_anchor=(0.5, 0.0), fontsize=7, ncol=1, frameon=False)
-        ax.set_title(f"{label} distribution across layers")
-        ax.set_aspect("equal")
-    fig.suptitle(f"{title}: {doc['time_ms']:.3f} ms, {doc['energy_uj']:.1f} uJ", y=1.0)
-    fig.tight_layout()
-    # the legends hang below the axes: let the saved image grow to hold them
-    fig.savefig(out / "time_energy.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-    mac = [l for l in doc["layers"] if l["kind"] in MAC_KINDS and l["macs"] and l["energy_per_mac_pj"]]
-    mac.sort(key=lambda l: l["energy_per_mac_pj"], reverse=True)
-    fig, ax = plt.subplots(figsize=(12, 4.5))
-    if mac:
-        ref = min(l["energy_per_mac_pj"] for l in mac)
-        colors = {"conv2d": "tab:blue", "linear": "tab:orange", "matmul": "tab:green"}
-        ax.bar(range(len(mac)), [l["energy_per_mac_pj"] / ref for l in mac],
-               color=[colors[l["kind"]] for l in mac], width=0.85)
-        from matplotlib.patches import Patch
-        ax.legend(handles=[Patch(color=c, label=k) for k, c in colors.items()], fontsize=8)
-        top = mac[0]["energy_per_mac_pj"] / ref
-        ax.set_ylim(0, top * 1.35)
-        if len(mac) <= 60:
-            ax.set_xticks(range(len(mac)), [l["name"] for l in mac], rotation=90, fontsize=6)
-        else:
-            ax.set_xticks([])
-            for i, l in enumerate(mac[:5]):
-                ax.annotate(l["name"], (i, l["energy_per_mac_pj"] / ref), fontsize=6, rotation=30,
-                            xytext=(4, 2 + 9 * (4 - i)), textcoords="offset points")
-        ax.set_ylabel(f"energy per MAC / lowest ({ref:.3f} pJ)")
-        ax.set_xlabel(f"{len(mac)} MAC layers, sorted by energy per MAC")
-    ax.set_title(f"{title}: normalised energy per MAC")
-    fig.tight_layout()
-    fig.savefig(out / "energy_per_mac.png", dpi=110)
-    plt.close(fig)
-
-
-def layer_stream(model: Model, name: str, cfg: AcceleratorConfig, *, mac_only: bool = False,
-                 fuse: bool = True) -> list:
-    """The instruction stream of layer ``name`` as the simulator times it (with the same
-    ``mac_only`` and ``fuse``), ending with END.
-
-    A MAC layer split into parts is each part's stream, repeated as often as the
-    simulator counts it; a fused element-wise layer has no instruction of its own.
-    """
-    model.layer(name)       # a KeyError naming the model when it has no such layer
-    step = next(st for st in plan(model, cfg, mac_only=mac_only, fuse=fuse) if st.layer.name == name)
-    stream: list = []
-    if step.action == "mac":
-        for lowered, repeat in map_layer(step.layer, cfg, softmax_row=step.softmax_row, act=step.act):
-            stream += lowered.stream * repeat
-    else:
-        stream = vec_stream(step)
-    return stream + [_insn(Op.END)]
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-
-
-def _trace(res: SimResult, model: Model, cfg: AcceleratorConfig, cap: int = TRACE_EVENT_CAP) -> dict:
-    us = 1.0 / (cfg.clock_ghz * 1e3)       # microseconds per cycle
-    ev = [{"ph": "M", "pid": 1, "tid": 0, "name": "process_name", "args": {"name": f"{res.model} on {cfg.name}"}},
-          {"ph": "M", "pid": 1, "tid": 0, "name": "thread_name", "args": {"name": "layers"}}]
-    for r in res.layers:
-        if r.cycles:
-            ev.append({"ph": "X", "pid": 1, "tid": 0, "name": r.name, "cat": r.kind, "ts": r.start_cycle * us,
-                       "dur": r.cycles * us, "args": {"macs": r.macs, "cycles": r.cycles,
-                                                      "utilization": round(r.utilization, 4),
-                                                      "energy_pj": round(r.energy_pj, 1)}})
-    top = sorted((r for r in res.layers if r.kind in MAC_KINDS and r.cycles), key=lambda r: r.cycles,
-                 reverse=True)[:TRACED_LAYERS]
-    budget = cap // max(1, len(top))
-    steps = {st.layer.name: st for st in plan(model, cfg, mac_only=res.extra.get("mac_only", False),
-                                                                fuse=res.extra.get("fuse", True))}
-    units = {Queue.LOAD: 0, Queue.COMPUTE: 1, Queue.STORE: 2}
-    for i, r in enumerate(top):
-        pid = 2 + i
-        ev.append({"ph": "M", "pid": pid, "tid": 0, "name": "process_name", "args": {"name": r.name}})
-        for q, tid in units.items():
-            ev.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": q.name}})
-        n, offset, truncated = 0, r.start_cycle, False
-        st = steps[r.name]
-        for lowered, repeat in map_layer(model.layer(r.name), cfg, softmax_row=st.softmax_row, act=st.act):
-            sched = layer_schedule(lowered, cfg)
-            for _ in range(repeat):
-                for k, insn in enumerate(lowered.stream):
-                    q = insn.queue
-                    if q not in units:
-                        continue
-                    if n >= budget:
-                        truncated = True
-                        break
-                    s, e = int(sched.start[k]), int(sched.end[k])
-                    ev.append({"ph": "X", "pid": pid, "tid": units[q], "name": insn.op.name,
-                               "ts": (offset + s) * us, "dur": (e - s) * us, "args": {"index": k}})
-                    n += 1
-                if truncated:
-                    break
-                offset += lowered.cycles
-            if truncated:
-                break
-        if truncated:
-            ev.append({"ph": "i", "pid": pid, "tid": 0, "s": "p", "name": f"trace truncated after {n} instructions",
-                       "ts": (offset) * us})
-    return {"traceEvents": ev, "displayTimeUnit": "ns",
-            "otherData": {"model": res.model, "config": cfg.name, "clock_ghz": cfg.clock_ghz}}
-
-
-def _commit(staging: Path, out: Path) -> list[Path]:
-    """Move every file of ``staging`` into ``out`` (same layout), then remove ``staging``."""
-    moved = []
-    for src in sorted(p for p in staging.rglob("*") if p.is_file()):
-        dst = out / src.relative_to(staging)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dst)
-        moved.append(dst)
-    shutil.rmtree(staging, ignore_errors=True)
-    return moved
-
-
 # ---- command line ---------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
@@ -378,7 +239,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of --check (default: from the time; printed)")
     p.add_argument("--dram-bytes-per-cycle", type=int, default=None)
     p.add_argument("--dram-latency", type=int, default=None)
-    p.add_argument("--clock-ghz", type=float, default=None)
+    p.add_argument("--clock-ghz", type=float, default=None, help="clock for times, 0.01 to 20 GHz")
     p.add_argument("--global-buf-kib", type=int, default=None)
     p.add_argument("--ideal-memory", action="store_true",
                    help="unlimited DRAM and bus bandwidth, no DRAM latency (the paper's apparent assumption)")
@@ -386,12 +247,29 @@ def _parser() -> argparse.ArgumentParser:
                    help="leave non-MAC layers out of time and energy (as the paper's accelerator figures)")
     p.add_argument("--no-fusion", action="store_true",
                    help="run every non-MAC layer as its own vector pass (see mapper/fusion.py), to measure fusion")
-    p.add_argument("--out", default=None, help="output directory (default build/sim/<model>_<config>[_<variant>])")
-    p.add_argument("--dump-layer", default=None, metavar="NAME", help="write streams/<NAME>.bin and .lst")
-    p.add_argument("--trace", action="store_true", help="write trace.json (Chrome trace events, Perfetto)")
-    p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no per-layer table")
+    p.add_argument("--out", default=None, help="output folder (default build/sim/<name of the run>)")
+    p.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
+    p.add_argument("--dump-layer", default=None, metavar="NAME", help="write streams/<NAME>.bin, .lst and .json")
+    p.add_argument("--trace", action="store_true",
+                   help="write trace.json (Chrome trace events, Perfetto), instructions of every layer "
+                        f"if the network has at most {DETAIL_CAP_TEXT} of them, else of the longest layers")
+    p.add_argument("--trace-layers", default=None, metavar="NAME[,NAME...]",
+                   help="write trace.json with the instructions of these layers ('all': every layer)")
+    p.add_argument("--no-plots", action="store_true", help="do not draw the plots")
+    p.add_argument("--quiet", action="store_true", help="no progress and no per-layer table")
     return p
+
+
+def _overrides(args) -> dict:
+    """Configuration fields the options override."""
+    overrides = dict(IDEAL_MEMORY) if args.ideal_memory else {}
+    for option, field, scale in (("dram_bytes_per_cycle", "dram_bytes_per_cycle", 1),
+                                 ("dram_latency", "dram_latency", 1), ("clock_ghz", "clock_ghz", 1),
+                                 ("global_buf_kib", "global_buf_bytes", 1024)):
+        value = getattr(args, option)
+        if value is not None:
+            overrides[field] = value * scale
+    return overrides
 
 
 def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
@@ -399,36 +277,71 @@ def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
     if args.model not in MODEL_NAMES:
         raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_NAMES)}")
     size = parse_size(args.size) if args.size is not None else None
-    overrides = dict(IDEAL_MEMORY) if args.ideal_memory else {}
-    if args.dram_bytes_per_cycle is not None:
-        overrides["dram_bytes_per_cycle"] = args.dram_bytes_per_cycle
-    if args.dram_latency is not None:
-        overrides["dram_latency"] = args.dram_latency
-    if args.clock_ghz is not None:
-        if not math.isfinite(args.clock_ghz):
-            raise UsageError(f"bad --clock-ghz {args.clock_ghz!r}: must be a finite positive number")
-        overrides["clock_ghz"] = args.clock_ghz
-    if args.global_buf_kib is not None:
-        overrides["global_buf_bytes"] = args.global_buf_kib * 1024
     try:
-        cfg = get_config(args.config, **overrides)
+        cfg = get_config(args.config, **_overrides(args))
     except KeyError as e:
         raise UsageError(str(e.args[0]) if e.args else str(e)) from None
     except ValueError as e:
         raise UsageError(f"bad configuration override: {e}") from None
     key = args.config if args.config in PRESETS else args.config.upper()
     model = build_model_or_usage_error(args.model, args.variant, size)
-    if args.dump_layer is not None and args.dump_layer not in {l.name for l in model.layers}:
-        names = [l.name for l in model.mac_layers][:8]
-        raise UsageError(f"unknown layer {args.dump_layer!r} in {model.name}; e.g. {', '.join(names)} "
-                         f"({len(model.layers)} layers; see the table or layers.csv)")
+    if args.dump_layer is not None:
+        _known_layers(model, [args.dump_layer], "--dump-layer")
     return model, cfg, key
 
 
-def _bar(args, total: int, desc: str):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="layer", file=sys.stderr, leave=False, dynamic_ncols=True,
-                disable=args.quiet or not sys.stderr.isatty())
+def _known_layers(model: Model, names: list[str], option: str) -> None:
+    known = {l.name for l in model.layers}
+    for name in names:
+        if name not in known:
+            examples = [l.name for l in model.mac_layers][:8]
+            raise UsageError(f"unknown layer {name!r} in {option} for {model.name}; e.g. {', '.join(examples)} "
+                             f"({len(model.layers)} layers; see the table or layers.csv)")
+
+
+def _trace_layers(args, model: Model) -> list[str] | None:
+    """The layers whose instructions ``trace.json`` shows (None: the default choice)."""
+    if args.trace_layers is None:
+        return None
+    if args.trace_layers.strip() == "all":
+        return [l.name for l in model.layers]
+    names = [n.strip() for n in args.trace_layers.split(",")]
+    if not all(names):
+        raise UsageError(f"bad --trace-layers {args.trace_layers!r}: expected NAME[,NAME...] or 'all'")
+    _known_layers(model, names, "--trace-layers")
+    return names
+
+
+def _bar(args, total: int, desc: str, weights: dict | None = None) -> Progress:
+    return Progress(desc, total, total_weight=sum(weights.values()) if weights else None, enabled=not args.quiet)
+
+
+def _write_files(stage: Path, args, doc: dict, res: SimResult, model: Model, cfg: AcceleratorConfig,
+                 detail: list[str] | None, formats: tuple[str, ...]) -> list[str]:
+    """Every output file of the run into ``stage``; notes for the user."""
+    notes = []
+    with open(stage / "report.json", "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    _write_csv(doc, stage / "layers.csv")
+    if not args.no_plots:
+        plots.time_energy(doc, stage, formats)
+        plots.energy_per_mac(doc, stage, formats)
+    if args.trace or detail is not None:
+        chosen = detail if detail is not None else default_detail(res)
+        if detail is None and len(chosen) < sum(1 for r in res.layers if r.instructions):
+            notes.append(f"trace.json details the instructions of the {len(chosen)} longest layers only "
+                         f"(more than {DETAIL_CAP_TEXT} instructions in all); --trace-layers NAME,... or all "
+                         f"chooses others")
+        with open(stage / "trace.json", "w") as f:
+            json.dump(build_trace(res, model, cfg, chosen), f, separators=(",", ":"))
+    if args.dump_layer is not None:
+        (stage / "streams").mkdir()
+        dumped = dump_layer(model, args.dump_layer, cfg, stage / "streams", mac_only=args.mac_only,
+                            fuse=not args.no_fusion, mappings={r.name: r.mapping for r in res.layers})
+        if dumped.note:
+            notes.append(f"--dump-layer: {dumped.note} (streams/{dumped.files[0].name})")
+    return notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,29 +350,37 @@ def main(argv: list[str] | None = None) -> int:
     prog = parser.prog
     try:
         model, cfg, key = _setup(args)
+        formats = parse_formats(args.format)
+        detail = _trace_layers(args, model)
         check_network = CheckError = None
         if args.check and args.mac_only:
             raise UsageError("--check runs the whole network, so it cannot be combined with --mac-only")
         if args.check:
             from .functional import CheckError
             from .inference import check_network
+        out = Path(args.out) if args.out else DEFAULT_ROOT / run_dir(model, cfg, args.size is not None,
+                                                                    mac_only=args.mac_only, fuse=not args.no_fusion)
+        stage = StagedDir(out, OWNED)
     except UsageError as e:
-        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return fail(prog, e)
+    with stage:
+        return _run(args, prog, model, cfg, key, stage, formats, detail, check_network, CheckError)
 
+
+def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_network, CheckError) -> int:
     t0 = time.perf_counter()
-    bar = _bar(args, len(model.layers), f"{model.name} on {key}")
+    weights = layer_weights(model)
+    bar = _bar(args, len(model.layers), f"{model.name} on {key}", weights)
 
     def step(name: str) -> None:
         bar.set_postfix_str(name[-40:], refresh=False)
-        bar.update(1)
+        bar.update(1, weights.get(name, 1.0))
 
     try:
         res = simulate(model, cfg, progress=step, mac_only=args.mac_only, fuse=not args.no_fusion)
     except MappingError as e:
         bar.close()
-        print(f"{prog}: error: cannot map onto configuration {key}: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return fail(prog, f"cannot map onto configuration {key}: {e}")
     bar.close()
     wall = time.perf_counter() - t0
 
@@ -478,8 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             check = check_network(model, cfg, seed=seed, fuse=not args.no_fusion, progress=cstep)
         except ProgramError as e:
             bar.close()
-            print(f"{prog}: error: cannot run {model.name} on {key}: {' '.join(str(e).split())}", file=sys.stderr)
-            return 2
+            return fail(prog, f"cannot run {model.name} on {key}: {e}")
         except CheckError as e:
             bar.close()
             print(f"{prog}: functional check FAILED (seed {seed}): {' '.join(str(e).split())}", file=sys.stderr)
@@ -491,31 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     doc = build_report(res, key)
     if check is not None:
         doc["check"] = check
-    mode = ("_ideal_memory" if args.ideal_memory else "") + ("_mac_only" if args.mac_only else "") \
-        + ("_no_fusion" if args.no_fusion else "")
-    out = Path(args.out) if args.out else DEFAULT_ROOT / (run_dir_name(model, key) + mode)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        with open(staging / "report.json", "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-        _write_csv(doc, staging / "layers.csv")
-        if not args.no_plots:
-            _plots(doc, staging)
-        if args.trace:
-            with open(staging / "trace.json", "w") as f:
-                json.dump(_trace(res, model, cfg), f, separators=(",", ":"))
-        if args.dump_layer is not None:
-            stream = layer_stream(model, args.dump_layer, cfg, mac_only=args.mac_only, fuse=not args.no_fusion)
-            (staging / "streams").mkdir()
-            base = staging / "streams" / _safe(args.dump_layer)
-            base.with_name(base.name + ".bin").write_bytes(encode_stream(stream))
-            base.with_name(base.name + ".lst").write_text(disassemble(stream) + "\n")
-        written = _commit(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    notes = _write_files(stage.path, args, doc, res, model, cfg, detail, formats)
+    written = sum(1 for p in stage.path.rglob("*") if p.is_file())
+    replaced = stage.out.exists()
+    out = stage.commit()
 
     if not args.quiet:
         print(format_table(doc))
@@ -524,9 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     if check is not None:
         print(f"functional check passed: the whole network from input to output, {check['tensors']} tensors "
               f"({check['elements']:,} elements) bit-exact with the golden model, seed {check['seed']}")
-    print(f"simulated in {wall:.2f} s; wrote {len(written)} files to {out}")
+    for note in notes:
+        print(f"note: {note}")
+    print(f"simulated in {wall:.2f} s; wrote {written} files to {out}"
+          + (" (replacing the earlier run of the same name)" if replaced else ""))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

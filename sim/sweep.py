@@ -27,13 +27,16 @@ therefore recomputes only the missing points, and any source change
 invalidates everything.  The cache is written by the process that drives the
 sweep, never by the workers, so cluster workers need no shared file system.
 
-Outputs, in ``--out`` (default ``build/sweep/<model>[_<variant>][_<H>x<W>]``;
+Outputs, in ``--out`` (default ``build/sweep/<model>[_<variant>][_<H>x<W>][_cfgs-<A-E-G>]``;
 the variant is left out for the full model, the size unless ``--size`` is
-given): ``sweep.json`` (``model``, ``variant``, ``input``, ``points`` in the
-order of the configuration list, ``pareto_front`` by increasing energy per MAC,
-``k16_vs_k32`` ratios), ``sweep.csv`` (one row per point) and ``sweep.png``
-(unless ``--no-plot``).  All three are produced in memory first and each is
-written to a temporary name and renamed.
+given, the configurations unless they are the default list): ``sweep.json``
+(``model``, ``variant``, ``input``, ``points`` in the order of the
+configuration list, ``pareto_front`` by increasing energy per MAC,
+``k16_vs_k32`` ratios), ``sweep.csv`` (one row per point) and
+``sweep.<fmt>`` for each ``--format`` (``png`` by default; none with
+``--no-plot``).  The folder is written as a whole (``hw.cli.StagedDir``): a
+staging folder beside it is created before any point is computed, and renamed
+into place, replacing an earlier sweep of the same name, once all files exist.
 
 A configuration on which some layer cannot be mapped (``mapper.lower.MappingError``,
 e.g. a kernel whose taps do not fit half of a small weight buffer) is not a
@@ -41,8 +44,9 @@ point: it is listed under ``unmappable`` (``config``, ``error``) in
 ``sweep.json``, shown in the table, left out of the Pareto front, the ratios
 and the plot, and cached like a point (the failure is as deterministic).
 
-Bad input (unknown model, variant, configuration, a bad size, worker count or
-scheduler address, an unreachable scheduler) prints one line on stderr and
+Bad input (unknown model, variant, configuration, a bad size, worker count,
+plot format or scheduler address, an unreachable scheduler, an output or cache
+folder that cannot be written) prints one line on stderr and
 exits with status 2 without writing anything; so does a cluster worker that
 runs different code (nothing of its is cached).
 """
@@ -65,13 +69,16 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from hw.cli import OneLineParser, atomic_write_bytes
+from hw.cli import OneLineParser, OutputError, StagedDir, UsageError, atomic_write_bytes, fail, run_main
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig, get_config
-from mapper.flops import UsageError, build_model_or_usage_error, parse_size
+from mapper.flops import build_model_or_usage_error, model_parts, parse_size
+from mapper.ir import Model
 from mapper.lower import MappingError
 from mapper.workloads import MODEL_NAMES, build_model
 
+from . import plots
 from .area import area_mm2
+from .outputs import config_tag, parse_formats, run_name
 from .simulator import simulate
 
 __all__ = ["main", "run_sweep", "compute_point", "pareto_flags", "code_version", "cache_key",
@@ -79,6 +86,8 @@ __all__ = ["main", "run_sweep", "compute_point", "pareto_flags", "code_version",
 
 DEFAULT_ROOT = Path("build") / "sweep"
 DEFAULT_CACHE = DEFAULT_ROOT / "cache"
+#: What a sweep leaves in its folder (an existing folder holding anything else is not replaced).
+OWNED = ("sweep.json", "sweep.csv", "sweep.*")
 SOURCE_DIRS = ("hw", "mapper", "sim")
 CSV_COLUMNS = ("config", "k0", "c0", "num_pe", "energy_per_mac_pj", "energy_per_mac_onchip_pj",
                "macs_per_s_per_mm2", "time_ms", "energy_uj", "area_mm2", "utilization", "total_macs",
@@ -355,12 +364,12 @@ def _csv_bytes(doc: dict) -> bytes:
     return buf.getvalue().encode()
 
 
-def _png_bytes(doc: dict) -> bytes:
+def _figure(doc: dict):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
     groups = {}
     for p in doc["points"]:
         k = (p["k0"], p["c0"])
@@ -372,7 +381,7 @@ def _png_bytes(doc: dict) -> bytes:
                    color=colours.get(k, "tab:gray"), label=label, zorder=3)
     for p in doc["points"]:
         ax.annotate(p["config"], (p["energy_per_mac_pj"], p["macs_per_s_per_mm2"] / 1e9),
-                    textcoords="offset points", xytext=(5, 4), fontsize=9)
+                    textcoords="offset points", xytext=(4, 3), fontsize=7)
     by_name = {p["config"]: p for p in doc["points"]}
     front = [by_name[n] for n in doc["pareto_front"]]
     ax.plot([p["energy_per_mac_pj"] for p in front], [p["macs_per_s_per_mm2"] / 1e9 for p in front],
@@ -383,32 +392,31 @@ def _png_bytes(doc: dict) -> bytes:
     ax.set_ylabel("throughput per area (GMAC/s/mm$^2$)  [higher is better]")
     if doc["unmappable"]:
         ax.text(0.01, 0.01, "not mappable (left out): " + ", ".join(u["config"] for u in doc["unmappable"]),
-                transform=ax.transAxes, fontsize=8, color="tab:red", va="bottom")
+                transform=ax.transAxes, fontsize=7, color="tab:red", va="bottom")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
+    return fig
 
 
-def out_dir_name(model_name: str, variant: str, size: Optional[tuple[int, int]]) -> str:
-    name = model_name if variant in ("", "full", None) else f"{model_name}_{variant}"
-    return name if size is None else f"{name}_{size[0]}x{size[1]}"
+def out_dir_name(model: Model, size_given: bool, configs: list[AcceleratorConfig]) -> str:
+    """``<model>[_<variant>][_<H>x<W>][_cfgs-<names>]``: the configurations are named unless they are
+    the default list (``PAPER_PRESETS``); each that is not a preset as such by ``config_tag``."""
+    names = [config_tag(c) for c in configs]
+    subset = "" if names == list(PAPER_PRESETS) else "cfgs-" + "-".join(names)
+    return run_name(*model_parts(model, size_given), subset)
 
 
-def write_outputs(doc: dict, out: Path, plot: bool = True) -> list[Path]:
-    """Write ``sweep.json``, ``sweep.csv`` and (``plot``) ``sweep.png``; each via a temporary name."""
+def write_outputs(doc: dict, folder: Path, formats: tuple[str, ...] = ("png",)) -> list[str]:
+    """Write ``sweep.json``, ``sweep.csv`` and ``sweep.<fmt>`` for each plot format into ``folder``."""
     public = {k: v for k, v in doc.items() if k != "stats"}
-    blobs = {"sweep.json": (json.dumps(public, indent=1) + "\n").encode(), "sweep.csv": _csv_bytes(doc)}
-    if plot:
-        blobs["sweep.png"] = _png_bytes(doc)
-    paths = []
-    for fname, data in blobs.items():
-        atomic_write_bytes(out / fname, data)
-        paths.append(out / fname)
-    return paths
+    (folder / "sweep.json").write_text(json.dumps(public, indent=1) + "\n")
+    (folder / "sweep.csv").write_bytes(_csv_bytes(doc))
+    files = ["sweep.json", "sweep.csv"]
+    if formats:
+        with plots.style():
+            files += [f.name for f in plots.save(_figure(doc), folder, "sweep", formats)]
+    return files
 
 
 # ---- command line ------------------------------------------------------------------------------
@@ -423,9 +431,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--configs", default=None, help=f"comma-separated presets (default: {','.join(PAPER_PRESETS)})")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://host:port (default: local processes)")
     p.add_argument("--workers", default=None, help="local worker processes (default: os.cpu_count(); 1 = in-process)")
-    p.add_argument("--out", default=None, help=f"output directory (default {DEFAULT_ROOT}/<model>[_<variant>])")
+    p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_ROOT}/<name of the sweep>)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"cache directory (default {DEFAULT_CACHE})")
-    p.add_argument("--no-plot", action="store_true", help="do not draw sweep.png")
+    p.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the plot")
     return p
 
 
@@ -481,25 +490,42 @@ def main(argv: list[str] | None = None) -> int:
         if args.scheduler is not None and not _SCHED_RE.match(args.scheduler):
             raise UsageError(f"bad --scheduler {args.scheduler!r}: expected an address such as tcp://host:port")
         model = build_model_or_usage_error(args.model, args.variant, size, build=_model)
-        out = Path(args.out) if args.out else DEFAULT_ROOT / out_dir_name(args.model, model.variant, size)
-        doc = _interruptible(lambda: run_sweep(args.model, args.variant or None, size, configs,
-                                               cache_dir=Path(args.cache), workers=workers,
-                                               scheduler=args.scheduler))
-    except (UsageError, SweepError) as e:
-        print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted; the finished points are cached, run again to resume", file=sys.stderr)
-        return 130
-    paths = write_outputs(doc, out, plot=not args.no_plot)
+        formats = () if args.no_plot else parse_formats(args.format)
+        _check_cache(Path(args.cache))
+        stage = StagedDir(Path(args.out) if args.out else DEFAULT_ROOT / out_dir_name(model, size is not None, configs),
+                          OWNED)
+    except UsageError as e:
+        return fail(parser.prog, e)
+    with stage:
+        try:
+            doc = _interruptible(lambda: run_sweep(args.model, args.variant or None, size, configs,
+                                                   cache_dir=Path(args.cache), workers=workers,
+                                                   scheduler=args.scheduler))
+        except (UsageError, SweepError) as e:
+            return fail(parser.prog, e)
+        except KeyboardInterrupt:
+            print(f"{parser.prog}: interrupted; the finished points are cached, run again to resume", file=sys.stderr)
+            return 130
+        files = write_outputs(doc, stage.path, formats)
+        out = stage.commit()
     print()
     print(format_table(doc))
     s = doc["stats"]
     print(f"{s['points']} points: {s['computed']} computed, {s['cached']} cached; "
           f"wall time {time.perf_counter() - t0:.1f} s")
-    for p in paths:
-        print(f"wrote {p}")
+    print(f"wrote {', '.join(files)} to {out}")
     return 0
+
+
+def _check_cache(cache: Path) -> None:
+    """OutputError unless the cache folder is writable or can be created, before any point is computed
+    (nothing is created here)."""
+    existing = cache
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write the cache folder {cache}: "
+                          f"{existing} is {'not writable' if existing.is_dir() else 'not a folder'}")
 
 
 if __name__ == "__main__":
@@ -507,4 +533,4 @@ if __name__ == "__main__":
     # spawned processes) are pickled by reference, and ``__main__._task`` does not exist over there.
     from sim.sweep import main as _main
 
-    sys.exit(_main())
+    run_main(_main)

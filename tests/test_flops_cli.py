@@ -22,7 +22,7 @@ def run(args, cwd):
 def test_writes_json_and_table(tmp_path):
     r = run(["--model", "detr", "--size", "512x640"], tmp_path)
     assert r.returncode == 0, r.stderr
-    path = tmp_path / "build" / "flops" / "detr.json"
+    path = tmp_path / "build" / "flops" / "detr_512x640.json"     # the size is in the name
     doc = json.loads(path.read_text())
     assert {"model", "variant", "input", "total_macs", "shares", "layers"} <= set(doc)
     assert doc["model"] == "detr" and doc["input"] == [512, 640, 3]
@@ -34,7 +34,7 @@ def test_writes_json_and_table(tmp_path):
     assert doc["shares"]["part"]["backbone"] > 0.8
     assert "multiply-accumulate" in r.stdout
     assert "backbone.layer1.0.conv2" in r.stdout
-    assert [p.name for p in path.parent.iterdir()] == ["detr.json"]    # no temp file left
+    assert [p.name for p in path.parent.iterdir()] == ["detr_512x640.json"]    # no temp file left
 
 
 def test_variant_in_file_name_and_json_only(tmp_path):

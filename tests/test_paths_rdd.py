@@ -1,5 +1,6 @@
 """Execution-path exploration and the RDD runtime: accuracy joins, Pareto fronts, budgets, switching."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,7 @@ def test_bad_accuracy_csv_names_file_and_line(tmp_path, text, message):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("frame,time_ms\n0,3\n1,-1\n", r"t.csv:3: negative budget"),
+    ("frame,time_ms\n0,3\n1,-1\n", r"t.csv:3: budget .-1. time_ms: expected a finite number >= 0"),
     ("frame,budget\n0,3\n", r"t.csv:1: header .* must have a 'frame' column"),
     ("frame,time_ms\n0,abc\n", r"t.csv:2: .* is not a number"),
     ("frame,time_ms\n0,1,2\n", r"t.csv:2: 3 fields, the header has 2"),
@@ -96,6 +97,18 @@ def test_rdd_charges_switching_between_weight_sets():
     assert f1["path"] == "m:other" and not f1["switched"] and not f1["miss"]
 
 
+def test_shipped_trace_comment_holds():
+    # Its overloaded frames ask for less than the smallest path needs with every MAC at full rate.
+    kind, budgets = read_budgets(str(ROOT / "data" / "traces" / "segformer_b2_E_time.csv"))
+    cfg = get_config("E")
+    smallest = min((build_model("segformer_b2", v) for v in ("B2_a", "B2_b", "B2_c", "B2_d", "B2_e", "B2_f")),
+                   key=lambda m: m.total_macs)
+    floor_ms = smallest.total_macs / cfg.macs_per_cycle / (cfg.clock_ghz * 1e6)
+    assert kind == "time_ms"
+    assert [b.frame for b in budgets if b.value < floor_ms] == [17, 43]
+    assert min(b.value for b in budgets if b.frame not in (17, 43)) == 3.0
+
+
 def test_rdd_cli_on_the_shipped_trace(tmp_path):
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
     r = subprocess.run([sys.executable, "-m", "sim.rdd", "--model", "segformer_b2", "--config", "E",
@@ -103,9 +116,12 @@ def test_rdd_cli_on_the_shipped_trace(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "RDD:" in r.stdout and "static:" in r.stdout
     assert (tmp_path / "out" / "rdd.json").exists() and (tmp_path / "out" / "frames.csv").exists()
+    doc = json.loads((tmp_path / "out" / "rdd.json").read_text())
+    # what the trace's comment says: exactly its two overloaded frames are missed
+    assert [f["frame"] for f in doc["frames"] if f["miss"]] == [17, 43]
     bad = tmp_path / "bad.csv"
     bad.write_text("frame,time_ms\n0,-3\n")
     r = subprocess.run([sys.executable, "-m", "sim.rdd", "--model", "segformer_b2", "--budgets", str(bad),
                         "--out", str(tmp_path / "none")], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert r.returncode == 2 and "bad.csv:2: negative budget" in r.stderr
+    assert r.returncode == 2 and "bad.csv:2: budget '-3' time_ms" in r.stderr
     assert not (tmp_path / "none").exists()

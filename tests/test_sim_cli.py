@@ -29,7 +29,7 @@ def test_report_csv_plots_dump_and_trace(tmp_path):
     layer = "stage0.block0.attn.q"
     r = run([*SMALL, "--dump-layer", layer, "--trace", "--quiet"], tmp_path)
     assert r.returncode == 0, r.stderr
-    out = tmp_path / "build" / "sim" / "segformer_b0_small"
+    out = tmp_path / "build" / "sim" / "segformer_b0_small_64x64"      # the size is in the name
     doc = json.loads((out / "report.json").read_text())
     assert REQUIRED <= set(doc)
     assert doc["model"] == "segformer_b0" and doc["config"] == "small" and doc["variant"] == "full"
@@ -62,15 +62,50 @@ def test_report_csv_plots_dump_and_trace(tmp_path):
     assert data and len(data) % 32 == 0
     insns = decode_stream(data)
     assert insns[-1].op.name == "END"
-    assert disassemble(insns) == (out / "streams" / f"{layer}.lst").read_text().rstrip("\n")
+    listing = (out / "streams" / f"{layer}.lst").read_text().splitlines()
+    header = [line for line in listing if line.startswith(";")]
+    assert listing[:len(header)] == header          # the header comes first, then the disassembly
+    assert disassemble(insns) == "\n".join(listing[len(header):])
+    assert header[0].startswith(f"; layer {layer} (linear, encoder)")
+    assert any(h.startswith("; configuration small: 4 PEs") for h in header)
+    assert any(h.startswith("; mapping: ") and "pe " in h for h in header)
+    assert any("Tiling(" in h for h in header)
+    sidecar = json.loads((out / "streams" / f"{layer}.json").read_text())
+    assert sidecar["layer"] == layer and sidecar["config"]["name"] == "small"
 
     trace = json.loads((out / "trace.json").read_text())
     events = trace["traceEvents"]
     spans = [e for e in events if e["ph"] == "X"]
     assert any(e["pid"] == 1 and e["name"] == layer for e in spans)
-    assert {e["tid"] for e in spans if e["pid"] > 1} == {0, 1, 2}          # LOAD, COMPUTE, STORE tracks
-    assert len(spans) < 210_000
+    tracks = {e["tid"]: e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"
+              and e["pid"] == 2}
+    assert [tracks[t] for t in (1, 2, 3)] == ["LOAD unit", "COMPUTE unit", "STORE unit"]
+    assert any(name.startswith("LOAD -> PE ") for name in tracks.values())
+    # every layer with instructions has them in the trace (a small network is detailed in full)
+    assert {e["args"]["layer"] for e in spans if e["pid"] == 2} == {l["name"] for l in doc["layers"]
+                                                                    if l["instructions"]}
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]   # no staging directory left
+
+
+def test_fused_layer_dump_says_who_does_its_work_and_replays_with_its_configuration(tmp_path):
+    out = tmp_path / "o"
+    r = run([*SMALL, "--dram-latency", "37", "--dump-layer", "stage0.block0.attn.softmax", "--quiet", "--no-plots",
+             "--out", str(out)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "stage0.block0.attn.softmax has no instructions of its own (epilogue of stage0.block0.attn.qk)" \
+        in r.stdout
+    stream = out / "streams" / "stage0.block0.attn.qk.bin"      # the stream of the layer doing the work
+    assert sorted(p.name for p in stream.parent.iterdir()) == [f"stage0.block0.attn.qk.{e}" for e in
+                                                               ("bin", "json", "lst")]
+    assert "which does its work" in (out / "streams" / "stage0.block0.attn.qk.lst").read_text()
+    doc = json.loads((out / "report.json").read_text())
+    qk = next(l for l in doc["layers"] if l["name"] == "stage0.block0.attn.qk")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    replay = subprocess.run([sys.executable, "-m", "sim.replay", str(stream)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert replay.returncode == 0, replay.stderr
+    assert "latency 37" in replay.stdout                    # the override it was dumped with
+    assert f"{qk['cycles'] + 1} cycles on small" in replay.stdout      # + END
 
 
 def test_resnet50_on_E_no_plots(tmp_path):
@@ -112,7 +147,7 @@ def test_mapping_error_names_layer_and_buffer(tmp_path):
             " input_buf_bytes=16, accum_depth=128, param_depth=32, global_buf_bytes=16384)\n"
             "from sim.run import main\n"
             "sys.exit(main(sys.argv[1:]))\n")
-    r = run(["--model", "segformer_b0", "--size", "64x64", "--config", "cramped"], tmp_path, code=code)
+    r = run(["--model", "segformer_b0", "--size", "64x64", "--config", "cramped", "--quiet"], tmp_path, code=code)
     assert r.returncode == 2
     line, = r.stderr.strip().splitlines()
     # the first layer whose smallest tile needs more than two input rows: the 3x3 depthwise conv
@@ -128,3 +163,19 @@ def test_check_prints_seed_and_records_summary(tmp_path):
     assert "seed: 7" in r.stdout and "functional check passed" in r.stdout
     doc = json.loads((out / "report.json").read_text())
     assert doc["check"]["seed"] == 7 and doc["check"]["tensors"] > 0
+
+
+def test_plot_formats_and_one_colour_per_kind(tmp_path):
+    from sim.plots import KIND_COLOURS
+    out = tmp_path / "p"
+    r = run(["--model", "segformer_b0", "--size", "32x32", "--config", "small", "--quiet", "--format", "pdf,svg",
+             "--out", str(out)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.glob("*.*") if p.suffix in (".png", ".pdf", ".svg")) == [
+        "energy_per_mac.pdf", "energy_per_mac.svg", "time_energy.pdf", "time_energy.svg"]
+    assert (out / "time_energy.pdf").read_bytes()[:5] == b"%PDF-"
+    for svg in ("time_energy.svg", "energy_per_mac.svg"):
+        text = (out / svg).read_text()
+        assert "<svg" in text
+        # the same colour stands for conv2d and for linear in both figures
+        assert f"fill: {KIND_COLOURS['conv2d']}" in text and f"fill: {KIND_COLOURS['linear']}" in text

@@ -376,7 +376,7 @@ def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accele
 
 def main(argv=None) -> int:
     from ..cli import OneLineParser
-    from ..config import PRESETS
+    from ..config import PRESETS, UnknownFieldError
 
     parser = OneLineParser(
         prog="python -m hw.rtl.export",
@@ -400,6 +400,8 @@ def main(argv=None) -> int:
             parser.error(f"--set {item!r}: expected FIELD=INTEGER")
     try:
         config = get_config(args.config, **overrides)
+    except UnknownFieldError as error:
+        parser.error(f"--set: {error.args[0]}")
     except KeyError as error:
         parser.error(f"--config: {error.args[0]}")
     except ValueError as error:
@@ -418,4 +420,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ..cli import run_main
+    run_main(main)

@@ -1,0 +1,65 @@
+"""Names of the simulator's output folders, and the plot formats.
+
+A result folder is named by everything that changes its content, so that two
+runs that differ in any input never share a folder: the network
+(``mapper.flops.model_tag``: model, variant, size), the configuration
+(``config_tag``: the preset and every field that differs from it, or for a
+configuration that is no preset its name and a hash of its fields), the modes
+and input files of the tool.  The folder itself is written as a whole
+(``hw.cli.StagedDir``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hw.cli import UsageError, join_name, name_token, short_hash
+from hw.config import PRESETS, AcceleratorConfig
+
+from .simulator import IDEAL_MEMORY
+
+__all__ = ["config_tag", "run_name", "parse_formats", "PLOT_FORMATS"]
+
+PLOT_FORMATS = ("png", "pdf", "svg")
+#: How an overridden field reads in a folder name (others read ``<field><value>``).
+_FIELD_TAGS = {
+    "dram_bytes_per_cycle": lambda v: f"dram{v}B",
+    "dram_latency": lambda v: f"lat{v}",
+    "clock_ghz": lambda v: f"{float(v)!r}GHz",
+    "global_buf_bytes": lambda v: f"gb{v // 1024}KiB" if v % 1024 == 0 else f"gb{v}B",
+}
+
+
+def config_tag(cfg: AcceleratorConfig) -> str:
+    """``E`` for the preset E; ``E_dram384B_lat200_1.5GHz`` with overrides; ``E_ideal_memory`` when
+    every field of ``sim.simulator.IDEAL_MEMORY`` has its value; ``<name>-<hash>`` for a
+    configuration that is no preset."""
+    base = PRESETS.get(cfg.name)
+    if base is None:
+        return f"{name_token(cfg.name)}-{short_hash(repr(sorted(cfg.to_dict().items())))}"
+    changed = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+               if getattr(cfg, f.name) != getattr(base, f.name)}
+    tags = []
+    if all(changed.get(k) == v for k, v in IDEAL_MEMORY.items()):
+        tags.append("ideal_memory")
+        changed = {k: v for k, v in changed.items() if k not in IDEAL_MEMORY}
+    tags += [_FIELD_TAGS.get(k, lambda v, k=k: f"{k}{v}")(v) for k, v in changed.items()]
+    return name_token("_".join([cfg.name, *tags]))
+
+
+def run_name(*parts: str) -> str:
+    """The non-empty ``parts`` joined with ``_`` (long names shortened with a hash)."""
+    return join_name(parts)
+
+
+def parse_formats(text: str | None) -> tuple[str, ...]:
+    """``"pdf"`` or ``"png,svg"`` -> the plot formats; UsageError naming a format that is none of
+    ``PLOT_FORMATS``."""
+    if text is None:
+        return ("png",)
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",")))
+    bad = [n for n in names if n not in PLOT_FORMATS]
+    if bad or not names:
+        raise UsageError(f"bad --format {text!r}: choose {', '.join(PLOT_FORMATS)} "
+                         f"(or several, comma-separated)")
+    return names

@@ -1,0 +1,123 @@
+"""Bad input to every tool: exit status 2, one line naming the value and what is allowed, no traceback,
+no file changed.  The rows of the issue "Results users can trust and show" and others like them
+(each tool's own tests have more)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hw.config import get_config
+from hw.isa import Op, encode_stream
+from mapper.ir import Conv2d
+from mapper.lower import _insn, map_layer
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
+
+FILES = {
+    "nan.csv": b"frame,time_ms\n0,3\n1,nan\n",
+    "inf.csv": b"frame,time_ms\n0,inf\n",
+    "binary.csv": bytes(range(256)) * 4,
+    "existing/report.json": b"{}\n",          # an earlier result that must stay as it is
+}
+SIM = ["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "existing"]
+
+
+def snapshot(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None) for p in root.rglob("*")}
+
+
+def run_tool(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *argv], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=120)
+
+
+def assert_refused(r: subprocess.CompletedProcess, *needles: str, absent: str = "") -> str:
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    if absent:
+        assert absent not in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, needles, absent", [
+    # a budget trace with nan or inf (rdd.json would not be valid JSON)
+    (["sim.rdd", "--model", "segformer_b2", "--budgets", "nan.csv", "--out", "existing"],
+     ["nan.csv:3", "'nan'", "finite"], ""),
+    (["sim.rdd", "--model", "segformer_b2", "--budgets", "inf.csv"], ["inf.csv:2", "'inf'", "finite"], ""),
+    # a clock out of range
+    ([*SIM, "--clock-ghz", "1e-300"], ["1e-300", "between 0.01 and 20"], ""),
+    ([*SIM, "--clock-ghz", "1e308"], ["1e+308", "between 0.01 and 20"], ""),
+    ([*SIM, "--clock-ghz", "nan"], ["nan", "between 0.01 and 20"], ""),
+    ([*SIM, "--dram-latency", "99999999999999999999"], ["dram_latency", "at most"], ""),
+    # a binary CSV: the file and what is wrong, not "utf-8"
+    (["sim.rdd", "--model", "segformer_b2", "--budgets", "binary.csv"], ["binary.csv", "not a text CSV"], ""),
+    (["sim.paths", "--model", "segformer_b2", "--accuracy", "binary.csv"], ["binary.csv", "not a text CSV"], ""),
+    # a negative size: the size is wrong, not the command line
+    ([*SIM, "--size", "-512x512"], ["'-512x512'", "HxW"], "expected one argument"),
+    (["mapper.flops", "--model", "segformer_b2", "--size", "-512x512"], ["'-512x512'", "HxW"], ""),
+    (["sim.sweep", "--model", "segformer_b2", "--size", "-512x512"], ["'-512x512'", "HxW"], ""),
+    # verilog --set with an unknown field blames the field
+    (["hw.rtl.export", "--config", "tiny", "--set", "foo=1", "--out", "existing"], ["--set", "'foo'", "choose from"],
+     "--config"),
+    # others like them
+    ([*SIM, "--format", "jpg"], ["'jpg'", "png, pdf, svg"], ""),
+    ([*SIM, "--trace-layers", "stage0.block0.attn.q,nope"], ["'nope'", "--trace-layers"], ""),
+    (["sim.paths", "--model", "segformer_b2", "--format", "gif", "--paths", "full"], ["'gif'"], ""),
+    (["sim.replay", "missing.bin"], ["missing.bin", "No such file"], ""),
+    (["sim.replay", "binary.csv"], ["binary.json", "--config"], ""),
+    (["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "binary.csv"], ["binary.csv", "a file"], ""),
+    (["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "binary.csv/out"], ["binary.csv/out"], ""),
+])
+def test_refused_with_one_line_and_nothing_changed(tmp_path, argv, needles, absent):
+    for name, data in FILES.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    before = snapshot(tmp_path)
+    assert_refused(run_tool(argv, tmp_path), *needles, absent=absent)
+    assert snapshot(tmp_path) == before
+
+
+def _make(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", "-n", "-C", str(REPO), *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def _sim_line(r: subprocess.CompletedProcess) -> str:
+    return next(line for line in r.stdout.splitlines() if "-m sim.run" in line)
+
+
+def test_make_check_is_on_only_for_1():
+    assert "--check" not in _sim_line(_make("sim", "CHECK=0"))
+    assert "--check" not in _sim_line(_make("sim", "CHECK="))
+    assert "--check" in _sim_line(_make("sim", "CHECK=1"))
+    r = _make("sim", "CHECK=yes")
+    line = assert_refused(r, "CHECK must be 1", "'yes'")
+    assert "-m sim.run" not in r.stdout and line
+
+
+def test_make_passes_a_negative_size_to_the_tool(tmp_path):
+    command = shlex.split(_sim_line(_make("sim", "MODEL=segformer_b0", "SIZE=-512x512", "OUT=o")))
+    assert command[1:3] == ["-m", "sim.run"]
+    r = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                       timeout=60)
+    assert_refused(r, "bad --size '-512x512'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replay_into_head_ends_quietly(tmp_path):
+    lowered, _ = map_layer(Conv2d("c", "encoder", 64, 64, 32, 32, kernel=3, padding=1), get_config("small"))[0]
+    stream = tmp_path / "s.bin"
+    stream.write_bytes(encode_stream(lowered.stream * 20 + [_insn(Op.END)]))   # a listing far beyond a pipe's buffer
+    r = subprocess.run(f"{shlex.quote(sys.executable)} -m sim.replay s.bin --config small --listing | head -2",
+                       shell=True, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.stderr == "" and len(r.stdout.splitlines()) == 2

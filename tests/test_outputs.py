@@ -1,0 +1,200 @@
+"""Result folders: named by everything that changes them, written as a whole, checked before any work."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import sim.paths as paths
+import sim.rdd as rdd
+import sim.run as run
+import sim.sweep as sweep
+from hw.cli import StagedDir
+from hw.config import PRESETS, get_config
+from mapper.workloads import build_model
+from sim.outputs import config_tag
+from sim.progress import Progress, layer_weights
+from sim.simulator import IDEAL_MEMORY
+
+TINY_RUN = ["--model", "segformer_b0", "--size", "32x32", "--config", "small", "--no-plots", "--quiet"]
+
+
+def test_config_tag_names_every_override():
+    e = get_config("E")
+    assert config_tag(e) == "E"
+    assert config_tag(get_config("E", dram_bytes_per_cycle=384, dram_latency=200)) == "E_dram384B_lat200"
+    assert config_tag(get_config("E", clock_ghz=1.5, global_buf_bytes=512 * 1024)) == "E_gb512KiB_1.5GHz"
+    assert config_tag(get_config("E", **IDEAL_MEMORY)) == "E_ideal_memory"
+    assert config_tag(get_config("E", dram_latency=100)) == "E"          # the preset's own value
+    mine = e.replace(name="mine")
+    assert config_tag(mine).startswith("mine-") and config_tag(mine) != config_tag(mine.replace(k0=16, c0=16))
+    variations = [get_config(n, **o) for n in ("E", "G") for o in ({}, {"clock_ghz": 1.0}, {"clock_ghz": 1.0000001},
+                                                                   {"dram_latency": 50}, dict(IDEAL_MEMORY),
+                                                                   dict(IDEAL_MEMORY, dram_latency=50))]
+    assert len({config_tag(c) for c in variations}) == len(variations)
+
+
+def test_run_dir_names_model_size_and_modes():
+    b2 = build_model("segformer_b2")
+    e = get_config("E")
+    assert run.run_dir(b2, e, False) == "segformer_b2_E"
+    assert run.run_dir(build_model("segformer_b2", size=(256, 256)), e, True) == "segformer_b2_E_256x256"
+    assert run.run_dir(build_model("segformer_b2", "B2_c"), get_config("E", **IDEAL_MEMORY), False,
+                       mac_only=True) == "segformer_b2_E_B2_c_ideal_memory_mac_only"
+    assert run.run_dir(b2, get_config("E", dram_bytes_per_cycle=384), False, fuse=False) == \
+        "segformer_b2_E_dram384B_no_fusion"
+
+
+def test_runs_that_differ_leave_two_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run.main(TINY_RUN) == 0
+    assert run.main([*TINY_RUN, "--dram-latency", "30"]) == 0
+    assert run.main([*TINY_RUN[:3], "64x64", *TINY_RUN[4:]]) == 0
+    names = sorted(p.name for p in (tmp_path / "build" / "sim").iterdir())
+    assert names == ["segformer_b0_small_32x32", "segformer_b0_small_32x32_lat30", "segformer_b0_small_64x64"]
+    docs = [json.loads((tmp_path / "build" / "sim" / n / "report.json").read_text()) for n in names]
+    assert docs[1]["config_params"]["dram_latency"] == 30 and docs[0]["config_params"]["dram_latency"] == 20
+
+
+def test_a_rerun_replaces_its_folder_as_a_whole(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "o"
+    assert run.main([*TINY_RUN, "--out", str(out), "--trace"]) == 0
+    assert (out / "trace.json").exists()
+    (out / "report.json").chmod(0o444)                    # an unwritable file does not matter: the folder goes
+    assert run.main([*TINY_RUN, "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["layers.csv", "report.json"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_folder_with_foreign_files_is_refused(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    monkeypatch.setattr(run, "simulate", _no_work)
+    assert run.main([*TINY_RUN, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "thesis.tex" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"] and (out / "thesis.tex").read_text() == "precious"
+
+
+def test_failure_inside_leaves_the_previous_folder(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "report.json").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with StagedDir(out, ("report.json",)) as stage:
+            (stage.path / "report.json").write_text("new")
+            raise KeyboardInterrupt
+    assert (out / "report.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]
+    with StagedDir(out, ("report.json",)) as stage:
+        (stage.path / "report.json").write_text("new")
+        stage.commit()
+    assert (out / "report.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["o"]
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("simulated although the output cannot be written")
+
+
+@pytest.mark.parametrize("module, attr, argv", [
+    (run, "simulate", TINY_RUN),
+    (paths, "explore", ["--model", "segformer_b0", "--config", "small", "--paths", "full"]),
+    (rdd, "simulate_path", ["--model", "segformer_b2", "--config", "E"]),
+    (sweep, "run_sweep", ["--model", "segformer_b0", "--size", "32x32", "--configs", "small"]),
+])
+def test_unwritable_output_is_refused_before_any_simulation(tmp_path, monkeypatch, capsys, module, attr, argv):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(module, attr, _no_work)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    assert module.main([*argv, "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(blocker) in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_rdd_and_paths_folders_name_their_input_files(tmp_path):
+    budgets = tmp_path / "peak.csv"
+    budgets.write_text("frame,time_ms\n0,3\n")
+    e = get_config("E")
+    ns = argparse.Namespace(out=None, model=["segformer_b2"], budgets=str(rdd.EXAMPLE_TRACE),
+                            accuracy=str(paths.DEFAULT_ACCURACY))
+    assert rdd._out_dir(ns, e) == Path("build/rdd/segformer_b2_E")
+    ns.budgets = str(budgets)
+    first = rdd._out_dir(ns, e)
+    assert first.name.startswith("segformer_b2_E_budgets-peak-")
+    budgets.write_text("frame,time_ms\n0,4\n")                # same name, other content: another folder
+    assert rdd._out_dir(ns, e) != first
+    ns = argparse.Namespace(out=None, model=["segformer_b2"], paths="full;B2_c", accuracy=str(paths.DEFAULT_ACCURACY),
+                            mac_only=True)
+    assert paths._out_dir(ns, get_config("E", **IDEAL_MEMORY)).name.startswith("segformer_b2_E_ideal_memory_paths-")
+
+
+def test_sweep_folder_names_a_subset_of_configurations():
+    b2 = build_model("segformer_b2")
+    assert sweep.out_dir_name(b2, False, [PRESETS[n] for n in "ABCDEFGHIJKLM"]) == "segformer_b2"
+    assert sweep.out_dir_name(b2, False, [PRESETS[n] for n in "AEG"]) == "segformer_b2_cfgs-A-E-G"
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_progress_prints_lines_when_not_a_terminal_and_waits_before_estimating(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("sim.progress.time.monotonic", clock)
+    stream = io.StringIO()
+    bar = Progress("net on E", 100, stream=stream, period=10.0)
+    clock.t = 3.0
+    bar.update(1)                    # the first step starts after 3 s of set-up, which is no step's
+    clock.t = 11.0
+    bar.update(4)                    # 5 % of the work: no estimate yet
+    clock.t = 23.0
+    bar.update(45)                   # half the work in the 20 s since the first step: about 20 s left
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines == ["net on E: 5/100 layers, 11 s elapsed, estimating the time left",
+                     "net on E: 50/100 layers, 23 s elapsed, about 20 s left"]
+
+
+def test_layer_weights_count_a_repeated_shape_little():
+    w = layer_weights(build_model("segformer_b2"))
+    assert w["stage0.block0.attn.q"] == 1.0 and w["stage0.block1.attn.q"] < 0.1
+
+
+def test_paths_table_prints_full_names(capsys):
+    point = paths.PathPoint("segformer_b2", "blocks3-4-6-3_fuse2560_a_much_longer_name", 1, 1.0, 1.0, 0.5, 0.5, 1)
+    paths._print_table([point], point)
+    assert "segformer_b2:blocks3-4-6-3_fuse2560_a_much_longer_name " in capsys.readouterr().out
+
+
+def test_a_killed_run_leaves_the_earlier_folder_and_no_staging(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "report.json").write_text("earlier")
+    env = dict(os.environ, PYTHONPATH=str(Path(run.__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-m", "sim.run", "--model", "segformer_b2", "--config", "E", "--quiet",
+                             "--out", str(out)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".o.*.tmp")) and time.monotonic() < deadline:     # staging made: running
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and stderr.strip().splitlines() == ["interrupted; no result written"]
+    assert [p.name for p in tmp_path.iterdir()] == ["o"] and (out / "report.json").read_text() == "earlier"

@@ -1,0 +1,89 @@
+"""``trace.json`` obeys the Trace Event Format: on one track, complete events nest or do not overlap.
+
+Perfetto drops a slice that partly overlaps an earlier one on its track, so a
+trace that breaks the rule does not display in full.  The check reads times as
+Perfetto does: ``ts`` and ``dur`` in microseconds, each rounded to nanoseconds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from hw.config import get_config
+from mapper.workloads import build_model
+from sim.simulator import simulate
+from sim.trace import build_trace, default_detail
+
+
+def partial_overlaps(events: list[dict]) -> list[tuple]:
+    """Pairs of complete events on one (pid, tid) that overlap without nesting."""
+    tracks = defaultdict(list)
+    for e in events:
+        if e["ph"] == "X":
+            start = round(e["ts"] * 1000)
+            tracks[e["pid"], e["tid"]].append((start, start + round(e["dur"] * 1000), e["name"]))
+    bad = []
+    for key, spans in tracks.items():
+        spans.sort(key=lambda s: (s[0], -s[1]))      # at a common start, the longer one encloses
+        open_spans: list[tuple] = []                 # the enclosing events, innermost last
+        for span in spans:
+            while open_spans and open_spans[-1][1] <= span[0]:
+                open_spans.pop()
+            if open_spans and span[1] > open_spans[-1][1]:
+                bad.append((key, open_spans[-1], span))
+            else:
+                open_spans.append(span)
+    return bad
+
+
+def test_checker_finds_partial_overlap():
+    ev = [{"ph": "X", "pid": 1, "tid": 1, "name": n, "ts": ts, "dur": dur}
+          for n, ts, dur in (("a", 0.0, 1.0), ("b", 0.2, 0.3), ("c", 0.5, 0.5), ("d", 0.9, 0.5))]
+    # b and c nest in a; d starts inside c and ends after it (and after a)
+    assert [(b[1][2], b[2][2]) for b in partial_overlaps(ev)] == [("c", "d")]
+    ev[3]["tid"] = 2
+    assert partial_overlaps(ev) == []
+
+
+def _trace(model_name: str, cfg_name: str, size=None, detail=None) -> tuple[dict, object]:
+    model = build_model(model_name, size=size)
+    cfg = get_config(cfg_name)
+    res = simulate(model, cfg)
+    doc = build_trace(res, model, cfg, default_detail(res) if detail is None else detail)
+    return json.loads(json.dumps(doc, separators=(",", ":"))), res     # as written to trace.json
+
+
+def _check(doc: dict, res) -> None:
+    events = doc["traceEvents"]
+    assert partial_overlaps(events) == []
+    insns = [e for e in events if e["ph"] == "X" and e["pid"] == 2]
+    detailed = set(doc["otherData"]["instruction_detail"])
+    # one event per instruction on its unit's track (FENCE and END are the dispatcher's own)
+    on_units = [e for e in insns if e["tid"] in (1, 2, 3)]
+    expected = sum(r.instructions for r in res.layers if r.name in detailed)
+    fences = sum(1 for r in res.layers if r.name in detailed and r.instructions)       # one FENCE per step
+    assert len(on_units) == expected - fences
+    names = {e["tid"]: e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"
+             and e["pid"] == 2}
+    assert all(names[e["tid"]].startswith(("LOAD", "STORE")) for e in insns if e["tid"] >= 10)
+
+
+def test_small_network_trace_nests():
+    doc, res = _trace("segformer_b0", "small", size=(64, 64))
+    assert set(doc["otherData"]["instruction_detail"]) == {r.name for r in res.layers if r.instructions}
+    _check(doc, res)
+
+
+def test_trace_layers_choose_the_detail():
+    doc, res = _trace("segformer_b0", "small", size=(64, 64), detail=["stage0.block0.attn.q"])
+    layers = {e["args"]["layer"] for e in doc["traceEvents"] if e["ph"] == "X" and e["pid"] == 2}
+    assert layers == {"stage0.block0.attn.q"}
+    _check(doc, res)
+
+
+def test_full_segformer_b2_trace_nests():       # about 10 s: worth running on every change
+    doc, res = _trace("segformer_b2", "E")
+    # the whole network is detailed: about 100 000 instructions
+    assert set(doc["otherData"]["instruction_detail"]) == {r.name for r in res.layers if r.instructions}
+    _check(doc, res)
