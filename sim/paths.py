@@ -27,7 +27,7 @@ from hw.config import AcceleratorConfig, get_config
 from mapper.ir import Model
 from mapper.workloads import MODEL_NAMES, build_model
 
-from .simulator import IDEAL_MEMORY, simulate
+from .simulator import simulate
 
 __all__ = ["PathPoint", "AccuracyTable", "AccuracyError", "candidate_paths", "explore", "structure_key",
            "weight_bytes", "pareto_mask", "DEFAULT_ACCURACY"]
@@ -188,9 +188,10 @@ def pareto_mask(costs: list[float], accuracies: list[Optional[float]]) -> list[b
 
 
 def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
-                  accuracy: Optional[AccuracyTable] = None, mac_only: bool = False) -> PathPoint:
+                  accuracy: Optional[AccuracyTable] = None, mac_only: bool = False,
+                  ideal_memory: bool = False) -> PathPoint:
     model = build_model(model_name, variant=variant)
-    r = simulate(model, cfg, mac_only=mac_only)
+    r = simulate(model, cfg, mac_only=mac_only, ideal_memory=ideal_memory)
     conv_t = sum(l.cycles for l in r.layers if l.kind == "conv2d")
     conv_m = sum(l.macs for l in r.layers if l.kind == "conv2d")
     biggest = max(r.layers, key=lambda l: l.macs)
@@ -204,7 +205,8 @@ def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
 
 
 def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[AccuracyTable],
-            paths: Optional[list[str]] = None, progress=None, mac_only: bool = False) -> list[PathPoint]:
+            paths: Optional[list[str]] = None, progress=None, mac_only: bool = False,
+            ideal_memory: bool = False) -> list[PathPoint]:
     """Simulate every candidate path of ``models`` and mark the Pareto fronts."""
     points: list[PathPoint] = []
     seen: set[str] = set()
@@ -217,7 +219,7 @@ def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[Accura
             seen.add(key)
             if progress:
                 progress(f"{m}:{model.variant}")
-            points.append(simulate_path(m, variant, cfg, accuracy, mac_only))
+            points.append(simulate_path(m, variant, cfg, accuracy, mac_only, ideal_memory))
     acc = [p.accuracy for p in points]
     for p, t in zip(points, pareto_mask([p.time_ms for p in points], acc)):
         p.pareto_time = t
@@ -267,14 +269,15 @@ def main(argv=None) -> int:
                                     "(separate them with ';' when a variant contains commas)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--no-plot", action="store_true")
-    ap.add_argument("--ideal-memory", action="store_true", help="no memory limits (see sim.run)")
+    ap.add_argument("--ideal-memory", action="store_true",
+                    help="time the mappings with memory no limit (see sim.run)")
     ap.add_argument("--mac-only", action="store_true", help="time MAC layers only (see sim.run)")
     args = ap.parse_args(argv)
     try:
         for m in args.model:
             if m not in MODEL_NAMES:
                 raise KeyError(f"unknown model {m!r}; choose one of {', '.join(MODEL_NAMES)}")
-        cfg = get_config(args.config, **(IDEAL_MEMORY if args.ideal_memory else {}))
+        cfg = get_config(args.config)
         table = AccuracyTable.read(args.accuracy)
         paths = [p for p in args.paths.split(";")] if args.paths else None
         if paths:
@@ -289,7 +292,7 @@ def main(argv=None) -> int:
     out = Path(args.out or f"build/paths/{label}_{cfg.name}{mode}")
     points = explore(args.model, cfg, table, paths,
                      progress=lambda s: print(f"  simulating {s}", file=sys.stderr, flush=True),
-                     mac_only=args.mac_only)
+                     mac_only=args.mac_only, ideal_memory=args.ideal_memory)
     base = next((p for p in points if p.path == "full"), points[0])
     print(f"{'path':34s} {'GMACs':>7s} {'time ms':>8s} {'energy uJ':>10s} {'conv t%':>7s} {'accuracy':>8s}  front")
     for p in sorted(points, key=lambda p: -p.time_ms):
