@@ -31,7 +31,7 @@ from mapper.workloads.resnet import OFA_NAMED_POINTS
 from .simulator import simulate
 
 __all__ = ["PathPoint", "AccuracyTable", "AccuracyError", "candidate_paths", "explore", "structure_key",
-           "weight_bytes", "pareto_mask", "DEFAULT_ACCURACY"]
+           "weight_bytes", "pareto_mask", "cost_at_accuracy", "retrained_vs_pruned", "DEFAULT_ACCURACY"]
 
 DEFAULT_ACCURACY = Path(__file__).resolve().parents[1] / "data" / "accuracy_paper.csv"
 
@@ -170,6 +170,7 @@ class PathPoint:
     pareto_time: bool = False
     pareto_energy: bool = False
     largest: dict = field(default_factory=dict)
+    energy_onchip_uj: float = 0.0      # without DRAM: what the paper's power analysis measures
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -202,7 +203,8 @@ def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
                      row.accuracy if row else None, row.weight_set if row else model_name,
                      row.source if row else "",
                      largest={"name": biggest.name, "mac_share": biggest.macs / r.total_macs,
-                              "time_share": biggest.cycles / r.total_cycles})
+                              "time_share": biggest.cycles / r.total_cycles},
+                     energy_onchip_uj=r.energy_onchip_pj * 1e-6)
 
 
 def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[AccuracyTable],
@@ -227,6 +229,61 @@ def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[Accura
     for p, e in zip(points, pareto_mask([p.energy_uj for p in points], acc)):
         p.pareto_energy = e
     return points
+
+
+#: The costs a path is compared by: PathPoint attribute -> label.
+COSTS = {"time_ms": "time", "energy_uj": "energy", "energy_onchip_uj": "on-chip energy"}
+
+
+def cost_at_accuracy(points: list[PathPoint], accuracy: float, cost: str) -> Optional[dict]:
+    """The least ``cost`` (a PathPoint attribute) at which ``points`` reach ``accuracy``: on their
+    Pareto front of cost against accuracy, linear in accuracy between the two front points around
+    it (as a curve drawn through them, like the paper's Figure 11).  None outside the front's range."""
+    known = [p for p in points if p.accuracy is not None]
+    front = sorted((p for p, on in zip(known, pareto_mask([getattr(p, cost) for p in known],
+                                                             [p.accuracy for p in known])) if on),
+                   key=lambda p: p.accuracy)
+    for lo, hi in zip(front, front[1:]):
+        if lo.accuracy <= accuracy <= hi.accuracy:
+            f = (accuracy - lo.accuracy) / (hi.accuracy - lo.accuracy)
+            value = getattr(lo, cost) + f * (getattr(hi, cost) - getattr(lo, cost))
+            return {"value": value, "between": [lo.path, hi.path]}
+    exact = [p for p in front if p.accuracy == accuracy]
+    return {"value": getattr(exact[0], cost), "between": [exact[0].path]} if exact else None
+
+
+def retrained_vs_pruned(points: list[PathPoint], base: PathPoint) -> list[dict]:
+    """For every less accurate path with weights of its own (a retrained model), its savings over
+    ``base`` against those of ``base``'s own weight set pruned to the same accuracy without
+    retraining (the paper's Section V-A comparison of SegFormer B1 with pruned B2)."""
+    pruned = [p for p in points if p.weight_set == base.weight_set]
+    out = []
+    for p in points:
+        if p.accuracy is None or p.weight_set == base.weight_set or base.accuracy is None \
+                or p.accuracy >= base.accuracy:
+            continue
+        row = {"path": f"{p.model}:{p.path}", "accuracy_loss": base.accuracy - p.accuracy}
+        for cost in (c for c in COSTS if getattr(base, c)):        # a cost the base has (not 0)
+            at = cost_at_accuracy(pruned, p.accuracy, cost)
+            row[cost] = {"retrained_saving": 1 - getattr(p, cost) / getattr(base, cost),
+                         "pruned_saving": None if at is None else 1 - at["value"] / getattr(base, cost),
+                         "pruned_between": None if at is None else at["between"]}
+        out.append(row)
+    return out
+
+
+def _comparison_lines(rows: list[dict], base: PathPoint) -> list[str]:
+    lines = []
+    for row in rows:
+        parts = []
+        for cost, label in ((c, l) for c, l in COSTS.items() if c in row):
+            r = row[cost]
+            pruned = ("out of the pruned paths' range" if r["pruned_saving"] is None else
+                      f"{100 * r['pruned_saving']:.1f} % pruned ({'-'.join(r['pruned_between'])})")
+            parts.append(f"{label} {100 * r['retrained_saving']:.1f} % retrained vs {pruned}")
+        lines.append(f"{row['path']} against {base.model}:{base.path}, {100 * row['accuracy_loss']:.1f} points "
+                     f"less accurate: savings " + "; ".join(parts))
+    return lines
 
 
 def plot(points: list[PathPoint], title: str, file: str) -> None:
@@ -303,8 +360,11 @@ def main(argv=None) -> int:
               f"{100 * p.conv_time_share:6.1f}% {acc:>8s}  {front}")
     print(f"savings are relative to {base.model}:{base.path}; T/E = on the time/energy Pareto front "
           f"(paths without accuracy data are not ranked)")
+    comparison = retrained_vs_pruned(points, base)
+    for line in _comparison_lines(comparison, base):
+        print(line)
     doc = {"models": args.model, "config": cfg.name, "accuracy_file": args.accuracy,
-           "baseline": f"{base.model}:{base.path}",
+           "baseline": f"{base.model}:{base.path}", "retrained_vs_pruned": comparison,
            "points": [dict(p.to_dict(), time_saving=1 - p.time_ms / base.time_ms,
                            energy_saving=1 - p.energy_uj / base.energy_uj,
                            mac_saving=1 - p.macs / base.macs) for p in points]}
