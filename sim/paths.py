@@ -149,8 +149,8 @@ def candidate_paths(model: str) -> list[str]:
         return ["full"] + [f"blocks=2-2-{d2}-{d3},fpn={fpn}" for d2 in depth2 for d3 in (2, 1)
                            for fpn in (2048, 1792, 1536, 1024)]
     if model == "ofa_resnet50":
-        return ["full", *OFA_NAMED_POINTS] + [f"d={d},e={e},w={w}" for d in (0, 1, 2) for e in (0.2, 0.25, 0.35)
-                                              for w in (0.65, 0.8, 1.0)]
+        grid = [f"d={d},e={e},w={w}" for d in (0, 1, 2) for e in (0.2, 0.25, 0.35) for w in (0.65, 0.8, 1.0)]
+        return ["full", *OFA_NAMED_POINTS] + grid
     return ["full"]
 
 

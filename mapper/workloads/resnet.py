@@ -50,11 +50,12 @@ value) and takes either ONE value, applied to every position as OFA's
   convs, ``w[1]`` the stem's last conv, ``w[2..5]`` stages 1..4.
 
 Example: ``d=2-2-2-2-2,e=0.35,w=1.0`` is the full model; ``d=0,e=0.2,w=0.65``
-the smallest subnet.  The named variants ``MAC4.1B`` ... ``MAC0.6B`` stand in for
-the subnets MIT HAN Lab published with their accuracies (:data:`OFA_NAMED_POINTS`,
-``data/ofa_resnet50_subnets.csv``); each has its own default input size.  The canonical variant name (``Model.variant``, used in
+the smallest subnet.  The canonical variant name (``Model.variant``, used in
 file names) lists the keys that differ from the full model, a uniform list
-written as one value, e.g. ``d0_e0.2_w0.65``.
+written as one value, e.g. ``d0_e0.2_w0.65``.  The named variants ``MAC4.1B``
+... ``MAC0.6B`` stand in for the subnets MIT HAN Lab published with their
+accuracies (:data:`OFA_NAMED_POINTS`, ``data/ofa_resnet50_subnets.csv``); each
+has its own default input size.
 
 Conventions for both models: BatchNorm is folded into the preceding conv at
 inference (so every conv has ``bias=True`` and no BN layer); the ReLU after a
