@@ -31,7 +31,7 @@ from mapper.lower import _map_problem
 from mapper.workloads import build_model
 
 from .run import build_report
-from .simulator import IDEAL_MEMORY, simulate
+from .simulator import simulate
 
 TIMING_CASES = (("segformer_b2", "E"), ("swin_tiny", "E"), ("resnet50", "E"))
 CHECK_CASE = ("segformer_b0", (64, 64), "small")
@@ -63,7 +63,7 @@ def bench_figures() -> dict:
     for name, paper in PAPER.items():
         model = build_model(name)
         out[name] = {"default": figures(simulate(model, get_config("E")), paper),
-                     "paper_comparable": figures(simulate(model, get_config("E", **IDEAL_MEMORY), mac_only=True),
+                     "paper_comparable": figures(simulate(model, get_config("E"), mac_only=True, ideal_memory=True),
                                                  paper)}
     return out
 

@@ -30,6 +30,7 @@ from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_mai
 from hw.config import AcceleratorConfig, get_config
 from mapper.ir import Model
 from mapper.workloads import MODEL_NAMES, build_model
+from mapper.workloads.resnet import OFA_NAMED_POINTS
 from mapper.workloads.variants import is_parametric
 
 from . import plots
@@ -37,7 +38,7 @@ from .outputs import config_tag, parse_formats, run_name
 from .simulator import IDEAL_MEMORY, simulate
 
 __all__ = ["PathPoint", "AccuracyTable", "AccuracyError", "candidate_paths", "explore", "structure_key",
-           "weight_bytes", "pareto_mask", "DEFAULT_ACCURACY"]
+           "weight_bytes", "pareto_mask", "cost_at_accuracy", "retrained_vs_pruned", "DEFAULT_ACCURACY"]
 
 DEFAULT_ACCURACY = Path(__file__).resolve().parents[1] / "data" / "accuracy_paper.csv"
 #: What a run leaves in its folder (an existing folder holding anything else is not replaced).
@@ -160,8 +161,8 @@ def candidate_paths(model: str) -> list[str]:
         return ["full"] + [f"blocks=2-2-{d2}-{d3},fpn={fpn}" for d2 in depth2 for d3 in (2, 1)
                            for fpn in (2048, 1792, 1536, 1024)]
     if model == "ofa_resnet50":
-        return ["full"] + [f"d={d},e={e},w={w}" for d in (0, 1, 2) for e in (0.2, 0.25, 0.35)
-                           for w in (0.65, 0.8, 1.0)]
+        grid = [f"d={d},e={e},w={w}" for d in (0, 1, 2) for e in (0.2, 0.25, 0.35) for w in (0.65, 0.8, 1.0)]
+        return ["full", *OFA_NAMED_POINTS] + grid
     return ["full"]
 
 
@@ -181,6 +182,7 @@ class PathPoint:
     pareto_time: bool = False
     pareto_energy: bool = False
     largest: dict = field(default_factory=dict)
+    energy_onchip_uj: float = 0.0      # without DRAM: what the paper's power analysis measures
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -200,9 +202,10 @@ def pareto_mask(costs: list[float], accuracies: list[Optional[float]]) -> list[b
 
 
 def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
-                  accuracy: Optional[AccuracyTable] = None, mac_only: bool = False) -> PathPoint:
+                  accuracy: Optional[AccuracyTable] = None, mac_only: bool = False,
+                  ideal_memory: bool = False) -> PathPoint:
     model = build_model(model_name, variant=variant)
-    r = simulate(model, cfg, mac_only=mac_only)
+    r = simulate(model, cfg, mac_only=mac_only, ideal_memory=ideal_memory)
     conv_t = sum(l.cycles for l in r.layers if l.kind == "conv2d")
     conv_m = sum(l.macs for l in r.layers if l.kind == "conv2d")
     biggest = max(r.layers, key=lambda l: l.macs)
@@ -212,11 +215,13 @@ def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
                      row.accuracy if row else None, row.weight_set if row else model_name,
                      row.source if row else "",
                      largest={"name": biggest.name, "mac_share": biggest.macs / r.total_macs,
-                              "time_share": biggest.cycles / r.total_cycles})
+                              "time_share": biggest.cycles / r.total_cycles},
+                     energy_onchip_uj=r.energy_onchip_pj * 1e-6)
 
 
 def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[AccuracyTable],
-            paths: Optional[list[str]] = None, progress=None, mac_only: bool = False) -> list[PathPoint]:
+            paths: Optional[list[str]] = None, progress=None, mac_only: bool = False,
+            ideal_memory: bool = False) -> list[PathPoint]:
     """Simulate every candidate path of ``models`` and mark the Pareto fronts."""
     points: list[PathPoint] = []
     seen: set[str] = set()
@@ -229,7 +234,7 @@ def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[Accura
             seen.add(key)
             if progress:
                 progress(f"{m}:{model.variant}")
-            points.append(simulate_path(m, variant, cfg, accuracy, mac_only))
+            points.append(simulate_path(m, variant, cfg, accuracy, mac_only, ideal_memory))
     acc = [p.accuracy for p in points]
     for p, t in zip(points, pareto_mask([p.time_ms for p in points], acc)):
         p.pareto_time = t
@@ -245,7 +250,8 @@ def _out_dir(args, cfg: AcceleratorConfig) -> Path:
         return Path(args.out)
     paths = f"paths-{short_hash(args.paths)}" if args.paths else ""
     accuracy = file_tag(args.accuracy, "accuracy") if Path(args.accuracy).resolve() != DEFAULT_ACCURACY else ""
-    return Path("build/paths") / run_name("+".join(args.model), config_tag(cfg), paths, accuracy,
+    return Path("build/paths") / run_name("+".join(args.model), config_tag(cfg),
+                                          "ideal_memory" if args.ideal_memory else "", paths, accuracy,
                                           "mac_only" if args.mac_only else "")
 
 
@@ -263,9 +269,9 @@ def _print_table(points: list[PathPoint], base: PathPoint) -> None:
 
 
 def _write(folder: Path, args, cfg: AcceleratorConfig, points: list[PathPoint], base: PathPoint,
-           formats: tuple[str, ...]) -> list[str]:
+           formats: tuple[str, ...], comparison: list[dict]) -> list[str]:
     doc = {"models": args.model, "config": cfg.name, "config_params": cfg.to_dict(), "accuracy_file": args.accuracy,
-           "baseline": f"{base.model}:{base.path}",
+           "baseline": f"{base.model}:{base.path}", "retrained_vs_pruned": comparison,
            "points": [dict(p.to_dict(), time_saving=1 - p.time_ms / base.time_ms,
                            energy_saving=1 - p.energy_uj / base.energy_uj,
                            mac_saving=1 - p.macs / base.macs) for p in points]}
@@ -287,6 +293,61 @@ def _write(folder: Path, args, cfg: AcceleratorConfig, points: list[PathPoint], 
     return files
 
 
+#: The costs a path is compared by: PathPoint attribute -> label.
+COSTS = {"time_ms": "time", "energy_uj": "energy", "energy_onchip_uj": "on-chip energy"}
+
+
+def cost_at_accuracy(points: list[PathPoint], accuracy: float, cost: str) -> Optional[dict]:
+    """The least ``cost`` (a PathPoint attribute) at which ``points`` reach ``accuracy``: on their
+    Pareto front of cost against accuracy, linear in accuracy between the two front points around
+    it (as a curve drawn through them, like the paper's Figure 11).  None outside the front's range."""
+    known = [p for p in points if p.accuracy is not None]
+    front = sorted((p for p, on in zip(known, pareto_mask([getattr(p, cost) for p in known],
+                                                             [p.accuracy for p in known])) if on),
+                   key=lambda p: p.accuracy)
+    for lo, hi in zip(front, front[1:]):
+        if lo.accuracy <= accuracy <= hi.accuracy:
+            f = (accuracy - lo.accuracy) / (hi.accuracy - lo.accuracy)
+            value = getattr(lo, cost) + f * (getattr(hi, cost) - getattr(lo, cost))
+            return {"value": value, "between": [lo.path, hi.path]}
+    exact = [p for p in front if p.accuracy == accuracy]
+    return {"value": getattr(exact[0], cost), "between": [exact[0].path]} if exact else None
+
+
+def retrained_vs_pruned(points: list[PathPoint], base: PathPoint) -> list[dict]:
+    """For every less accurate path with weights of its own (a retrained model), its savings over
+    ``base`` against those of ``base``'s own weight set pruned to the same accuracy without
+    retraining (the paper's Section V-A comparison of SegFormer B1 with pruned B2)."""
+    pruned = [p for p in points if p.weight_set == base.weight_set]
+    out = []
+    for p in points:
+        if p.accuracy is None or p.weight_set == base.weight_set or base.accuracy is None \
+                or p.accuracy >= base.accuracy:
+            continue
+        row = {"path": f"{p.model}:{p.path}", "accuracy_loss": base.accuracy - p.accuracy}
+        for cost in (c for c in COSTS if getattr(base, c)):        # a cost the base has (not 0)
+            at = cost_at_accuracy(pruned, p.accuracy, cost)
+            row[cost] = {"retrained_saving": 1 - getattr(p, cost) / getattr(base, cost),
+                         "pruned_saving": None if at is None else 1 - at["value"] / getattr(base, cost),
+                         "pruned_between": None if at is None else at["between"]}
+        out.append(row)
+    return out
+
+
+def _comparison_lines(rows: list[dict], base: PathPoint) -> list[str]:
+    lines = []
+    for row in rows:
+        parts = []
+        for cost, label in ((c, l) for c, l in COSTS.items() if c in row):
+            r = row[cost]
+            pruned = ("out of the pruned paths' range" if r["pruned_saving"] is None else
+                      f"{100 * r['pruned_saving']:.1f} % pruned ({'-'.join(r['pruned_between'])})")
+            parts.append(f"{label} {100 * r['retrained_saving']:.1f} % retrained vs {pruned}")
+        lines.append(f"{row['path']} against {base.model}:{base.path}, {100 * row['accuracy_loss']:.1f} points "
+                     f"less accurate: savings " + "; ".join(parts))
+    return lines
+
+
 def main(argv=None) -> int:
     ap = OneLineParser(prog="python -m sim.paths", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model (repeat to join models)")
@@ -297,14 +358,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="output folder (default build/paths/<name of the run>)")
     ap.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
     ap.add_argument("--no-plot", action="store_true")
-    ap.add_argument("--ideal-memory", action="store_true", help="no memory limits (see sim.run)")
+    ap.add_argument("--ideal-memory", action="store_true",
+                    help="time the mappings with memory no limit (see sim.run)")
     ap.add_argument("--mac-only", action="store_true", help="time MAC layers only (see sim.run)")
     args = ap.parse_args(argv)
     try:
         for m in args.model:
             if m not in MODEL_NAMES:
                 raise KeyError(f"unknown model {m!r}; choose one of {', '.join(MODEL_NAMES)}")
-        cfg = get_config(args.config, **(IDEAL_MEMORY if args.ideal_memory else {}))
+        cfg = get_config(args.config)
         table = AccuracyTable.read(args.accuracy)
         paths = [p for p in args.paths.split(";")] if args.paths else None
         if paths:
@@ -318,11 +380,14 @@ def main(argv=None) -> int:
     with stage:
         points = explore(args.model, cfg, table, paths,
                          progress=lambda s: print(f"  simulating {s}", file=sys.stderr, flush=True),
-                         mac_only=args.mac_only)
+                         mac_only=args.mac_only, ideal_memory=args.ideal_memory)
         base = next((p for p in points if p.path == "full"), points[0])
-        files = _write(stage.path, args, cfg, points, base, formats)
+        comparison = retrained_vs_pruned(points, base)
+        files = _write(stage.path, args, cfg, points, base, formats, comparison)
         out = stage.commit()
     _print_table(points, base)
+    for line in _comparison_lines(comparison, base):
+        print(line)
     print(f"wrote {', '.join(files)} to {out}")
     return 0
 

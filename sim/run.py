@@ -45,7 +45,7 @@ from . import plots
 from .area import area_mm2
 from .outputs import config_tag, parse_formats, run_name
 from .progress import Progress, layer_weights
-from .simulator import IDEAL_MEMORY, SimResult, simulate
+from .simulator import SimResult, simulate
 from .streams import dump_layer, layer_stream
 from .trace import DETAIL_CAP, build_trace, default_detail
 
@@ -85,14 +85,14 @@ def _shares(res: SimResult) -> dict:
 
 
 def run_dir(model: Model, cfg: AcceleratorConfig, size_given: bool, *, mac_only: bool = False,
-            fuse: bool = True) -> str:
-    """``<model>_<config>[_<variant>][_<H>x<W>][_<overrides>][_mac_only][_no_fusion]``: the folder
-    name of a run, made of everything that changes its results (``sim.outputs.config_tag``
-    names the configuration with its overrides)."""
+            fuse: bool = True, ideal_memory: bool = False) -> str:
+    """``<model>_<config>[_<variant>][_<H>x<W>][_<overrides>][_ideal_memory][_mac_only][_no_fusion]``:
+    the folder name of a run, made of everything that changes its results
+    (``sim.outputs.config_tag`` names the configuration with its overrides)."""
     name, variant, size = model_parts(model, size_given)
     preset, _, overrides = config_tag(cfg).partition("_")
-    return run_name(name, preset, variant, size, overrides, "mac_only" if mac_only else "",
-                    "no_fusion" if not fuse and not mac_only else "")
+    return run_name(name, preset, variant, size, overrides, "ideal_memory" if ideal_memory else "",
+                    "mac_only" if mac_only else "", "no_fusion" if not fuse and not mac_only else "")
 
 
 def build_report(res: SimResult, cfg_key: str) -> dict:
@@ -242,7 +242,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--clock-ghz", type=float, default=None, help="clock for times, 0.01 to 20 GHz")
     p.add_argument("--global-buf-kib", type=int, default=None)
     p.add_argument("--ideal-memory", action="store_true",
-                   help="unlimited DRAM and bus bandwidth, no DRAM latency (the paper's apparent assumption)")
+                   help="time the mappings chosen for the configured DRAM with unlimited DRAM and bus bandwidth "
+                        "and no DRAM latency (the paper's apparent assumption)")
     p.add_argument("--mac-only", action="store_true",
                    help="leave non-MAC layers out of time and energy (as the paper's accelerator figures)")
     p.add_argument("--no-fusion", action="store_true",
@@ -262,7 +263,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _overrides(args) -> dict:
     """Configuration fields the options override."""
-    overrides = dict(IDEAL_MEMORY) if args.ideal_memory else {}
+    overrides = {}
     for option, field, scale in (("dram_bytes_per_cycle", "dram_bytes_per_cycle", 1),
                                  ("dram_latency", "dram_latency", 1), ("clock_ghz", "clock_ghz", 1),
                                  ("global_buf_kib", "global_buf_bytes", 1024)):
@@ -359,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             from .functional import CheckError
             from .inference import check_network
         out = Path(args.out) if args.out else DEFAULT_ROOT / run_dir(model, cfg, args.size is not None,
-                                                                    mac_only=args.mac_only, fuse=not args.no_fusion)
+                                                                    mac_only=args.mac_only, fuse=not args.no_fusion,
+                                                                    ideal_memory=args.ideal_memory)
         stage = StagedDir(out, OWNED)
     except UsageError as e:
         return fail(prog, e)
@@ -377,7 +379,8 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
         bar.update(1, weights.get(name, 1.0))
 
     try:
-        res = simulate(model, cfg, progress=step, mac_only=args.mac_only, fuse=not args.no_fusion)
+        res = simulate(model, cfg, progress=step, mac_only=args.mac_only, fuse=not args.no_fusion,
+                       ideal_memory=args.ideal_memory)
     except MappingError as e:
         bar.close()
         return fail(prog, f"cannot map onto configuration {key}: {e}")
@@ -419,7 +422,7 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
     if not args.quiet:
         print(format_table(doc))
         print()
-    print(format_totals(doc, cfg))
+    print(format_totals(doc, res.config))
     if check is not None:
         print(f"functional check passed: the whole network from input to output, {check['tensors']} tensors "
               f"({check['elements']:,} elements) bit-exact with the golden model, seed {check['seed']}")

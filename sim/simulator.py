@@ -33,7 +33,8 @@ __all__ = ["LayerResult", "SimResult", "simulate", "layer_schedule", "least_cycl
 DRAM_EVENTS = ("dram_read_bytes", "dram_write_bytes")
 #: Overrides that make memory no limit (the paper's accelerator times appear to
 #: assume this): DRAM and global-buffer bus far wider than any layer can use,
-#: and the shortest DRAM latency the load unit allows.
+#: and the shortest DRAM latency the load unit allows.  ``simulate(ideal_memory=True)``
+#: times with them the mappings chosen for the configured memory.
 IDEAL_MEMORY = {"dram_bytes_per_cycle": 1 << 16, "gb_bus_bytes_per_cycle": 1 << 16, "dram_latency": MIN_DRAM_LATENCY}
 
 
@@ -151,20 +152,39 @@ def _stream_stats(lowered: Lowered, cfg: AcceleratorConfig) -> tuple[Counter, in
     return cached
 
 
+def _timed_cycles(lowered: Lowered, mapped_for: AcceleratorConfig, timing: AcceleratorConfig) -> int:
+    """Cycles of a lowered layer's stream on ``timing``: its own cycles when that is the configuration
+    it was mapped for, else scheduled again (once per configuration)."""
+    if timing == mapped_for:
+        return lowered.cycles
+    cache = getattr(lowered, "_timed", None)
+    if cache is None:
+        cache = lowered._timed = {}
+    if timing not in cache:
+        cache[timing] = layer_cycles(lowered.stream, timing)
+    return cache[timing]
+
+
 def layer_schedule(lowered: Lowered, cfg: AcceleratorConfig):
     """Per-instruction schedule of a lowered layer on its own (for traces)."""
     return schedule(lowered.stream + [_insn(Op.END)], cfg)
 
 
 def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callable[[str], None]] = None,
-             energy: Optional[EnergyModel] = None, mac_only: bool = False, fuse: bool = True) -> SimResult:
+             energy: Optional[EnergyModel] = None, mac_only: bool = False, fuse: bool = True,
+             ideal_memory: bool = False) -> SimResult:
     """Simulate ``model`` on ``cfg`` in timing mode; ``progress(name)`` is called per layer.
 
     ``mac_only`` leaves the non-MAC layers out of the time and energy (they are
-    listed with zero cycles), which with ``IDEAL_MEMORY`` is how the paper's
-    accelerator figures compare.  ``fuse=False`` runs every non-MAC layer on its own
+    listed with zero cycles), which with ``ideal_memory`` is how the paper's
+    accelerator figures compare.  ``ideal_memory`` keeps the mappings (and fusion
+    choices) made for ``cfg``'s memory and times them with ``IDEAL_MEMORY``: the
+    energy is that of mappings fit for a real DRAM, not of mappings that move
+    any amount of data because bandwidth is free.  The result's ``config`` is the
+    configuration timed.  ``fuse=False`` runs every non-MAC layer on its own
     (``mapper.fusion``), to measure what fusion saves.
     """
+    timing = cfg.replace(**IDEAL_MEMORY) if ideal_memory else cfg
     energy = energy or EnergyModel(cfg)
     results: list[LayerResult] = []
     clock = 0
@@ -178,7 +198,7 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
             ev: Counter = Counter()
             for lowered, repeat in parts:
                 e, b = _stream_stats(lowered, cfg)
-                cycles += lowered.cycles * repeat
+                cycles += _timed_cycles(lowered, cfg, timing) * repeat
                 busy += b * repeat
                 n_insn += len(lowered.stream) * repeat
                 for k, v in e.items():
@@ -190,7 +210,7 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
                        f"{' +' + step.act_layer if step.act_layer else ''}")
         elif step.action == "vector":
             stream = vec_stream(step)
-            cycles = layer_cycles(stream, cfg)
+            cycles = layer_cycles(stream, timing)
             busy = 0
             n_insn = len(stream)
             ev = Counter()
@@ -205,13 +225,13 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
             mapping = step.mapping_note
         e_pj = energy.energy_pj(ev)
         util = layer.macs / (cycles * cfg.macs_per_cycle) if cycles else 0.0
-        floors = _floors(ev, cfg)
+        floors = _floors(ev, timing)
         bound = max(floors, key=floors.get) if cycles else "-"
         results.append(LayerResult(layer.name, layer.kind, layer.part, layer.shape_str, layer.macs, cycles, busy,
                                    max(0, cycles - busy) if layer.macs else 0, util, e_pj, ev,
                                    energy.breakdown(ev), mapping, n_insn, clock, bound,
-                                   least_cycles(step, cfg), _cfg=cfg))
+                                   least_cycles(step, timing), _cfg=timing))
         clock += cycles
     total = clock + 1   # END
-    return SimResult(model.name, model.variant, cfg, results, total, model.total_macs,
+    return SimResult(model.name, model.variant, timing, results, total, model.total_macs,
                      sum(r.energy_pj for r in results), extra={"mac_only": mac_only, "fuse": fuse})

@@ -119,10 +119,11 @@ class _Lanes:
         return len(ends) - 1
 
 
-def _layer_events(step, cfg: AcceleratorConfig, offset: int, lanes: _Lanes) -> Iterable[dict]:
-    """Unit and group events of one layer, from cycle ``offset`` on (``tid`` of group events is
-    the key ``(group, lane)``, numbered later)."""
-    for stream, repeat, _ in step_parts(step, cfg):
+def _layer_events(step, cfg: AcceleratorConfig, offset: int, lanes: _Lanes, mapped_for=None) -> Iterable[dict]:
+    """Unit and group events of one layer timed on ``cfg`` (mapped for ``mapped_for``, by default
+    ``cfg``), from cycle ``offset`` on (``tid`` of group events is the key ``(group, lane)``,
+    numbered later)."""
+    for stream, repeat, _ in step_parts(step, mapped_for or cfg):
         sched = schedule(stream + [_insn(Op.END)], cfg)
         cycles = sched.total_cycles - 1
         for _ in range(repeat):
@@ -165,7 +166,7 @@ def build_trace(res: SimResult, model: Model, cfg: AcceleratorConfig, detail: It
     steps = [st for st in plan(model, cfg, mac_only=res.extra.get("mac_only", False), fuse=res.extra.get("fuse", True))
              if st.layer.name in detail]
     lanes = _Lanes()
-    insn_events = [e for st in steps for e in _layer_events(st, cfg, starts[st.layer.name], lanes)]
+    insn_events = [e for st in steps for e in _layer_events(st, res.config, starts[st.layer.name], lanes, cfg)]
     if insn_events:
         ev.append(_metadata(2, 1, "process_name", "units"))
         ev += [e for q, tid in _UNIT_TID.items() for e in _thread(2, tid, f"{q.name} unit")]

@@ -11,7 +11,7 @@ from hw.config import get_config
 from mapper.ir import Add, Conv2d, Linear, MatMul, min_dram_bytes
 from mapper.workloads import build_model
 from sim.run import _bounds
-from sim.simulator import IDEAL_MEMORY, simulate
+from sim.simulator import simulate
 
 
 def test_min_dram_bytes_reads_what_the_windows_touch():
@@ -37,8 +37,7 @@ CASES = [("segformer_b0", (128, 128)), ("swin_tiny", None), ("resnet50", None), 
 @pytest.mark.parametrize("config", ["E", "A", "E-ideal"])
 @pytest.mark.parametrize("name,size", CASES)
 def test_no_layer_beats_its_floor(name, size, config):
-    cfg = get_config("E", **IDEAL_MEMORY) if config == "E-ideal" else get_config(config)
-    res = simulate(build_model(name, size=size), cfg)
+    res = simulate(build_model(name, size=size), get_config(config.split("-")[0]), ideal_memory=config == "E-ideal")
     for r in res.layers:
         assert r.least_cycles <= r.cycles, (r.name, r.least_cycles, r.cycles)
         assert (r.least_cycles > 0) == (r.cycles > 0), r.name
@@ -50,6 +49,18 @@ def test_no_layer_beats_its_floor(name, size, config):
 
 def test_floors_without_dram_limit_are_the_compute_floors():
     """With memory no limit, a MAC layer's floor is its MACs at full rate."""
-    res = simulate(build_model("resnet50"), get_config("E", **IDEAL_MEMORY), mac_only=True)
+    res = simulate(build_model("resnet50"), get_config("E"), mac_only=True, ideal_memory=True)
     b = _bounds(res)
     assert b["layer_floor_cycles"] == pytest.approx(b["mac_floor_cycles"], rel=1e-3)
+
+
+def test_ideal_memory_times_the_mappings_made_for_the_real_memory():
+    """Memory no limit changes the time of a mapping, not the mapping: the MAC layers' events (and so
+    their DRAM traffic and energy) are those of the default run, and no layer gets slower."""
+    model, cfg = build_model("segformer_b0", size=(128, 128)), get_config("E")
+    real, ideal = simulate(model, cfg), simulate(model, cfg, ideal_memory=True)
+    assert ideal.config.dram_bytes_per_cycle > cfg.dram_bytes_per_cycle and real.config == cfg
+    for a, b in zip(real.layers, ideal.layers):
+        assert b.cycles <= a.cycles, a.name
+        if a.macs:
+            assert a.events == b.events and a.mapping == b.mapping, a.name

@@ -9,7 +9,8 @@ import pytest
 
 from hw.config import get_config
 from mapper.workloads import build_model
-from sim.paths import AccuracyError, AccuracyTable, PathPoint, pareto_mask, structure_key, weight_bytes
+from sim.paths import (AccuracyError, AccuracyTable, PathPoint, cost_at_accuracy, pareto_mask, retrained_vs_pruned,
+                       structure_key, weight_bytes)
 from sim.rdd import Budget, BudgetError, read_budgets, run_trace, switch_cost
 from sim.energy import EnergyModel
 
@@ -71,6 +72,24 @@ def test_bad_budget_csv_names_file_and_line(tmp_path, text, message):
 
 def _point(path, t, acc, wset, wbytes=1_000_000):
     return PathPoint("m", path, 1, t, t * 10, 0.5, 0.5, wbytes, acc, wset)
+
+
+def test_pruned_cost_at_an_accuracy_interpolates_on_the_front():
+    pruned = [_point("full", 10.0, 0.46, "A"), _point("a", 8.0, 0.44, "A"), _point("b", 4.0, 0.40, "A"),
+              _point("slow", 9.0, 0.40, "A")]                  # dominated: not on the front
+    at = cost_at_accuracy(pruned, 0.43, "time_ms")
+    assert at["value"] == pytest.approx(7.0) and at["between"] == ["b", "a"]     # 3/4 of the way from b to a
+    assert cost_at_accuracy(pruned, 0.44, "time_ms")["value"] == pytest.approx(8.0)
+    assert cost_at_accuracy(pruned, 0.30, "time_ms") is None
+
+
+def test_retrained_model_against_pruning_to_its_accuracy():
+    base = _point("full", 10.0, 0.46, "A")
+    points = [base, _point("a", 8.0, 0.44, "A"), _point("b", 4.0, 0.40, "A"), _point("small", 3.0, 0.43, "B")]
+    (row,) = retrained_vs_pruned(points, base)
+    assert row["path"] == "m:small" and row["accuracy_loss"] == pytest.approx(0.03)
+    assert row["time_ms"]["retrained_saving"] == pytest.approx(0.7)
+    assert row["time_ms"]["pruned_saving"] == pytest.approx(0.3) and row["time_ms"]["pruned_between"] == ["b", "a"]
 
 
 def test_rdd_picks_most_accurate_fitting_path_and_counts_misses():

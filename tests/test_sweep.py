@@ -105,6 +105,21 @@ def test_pareto_flags_synthetic():
     assert sweep.pareto_flags([]) == []
 
 
+def test_vector_width_pairs_differ_only_in_vector_width():
+    from hw.config import PAPER_PRESETS, PRESETS
+    points = [{"config": n, "k0": PRESETS[n].k0, "c0": PRESETS[n].c0} for n in PAPER_PRESETS]
+    assert sweep.matched_pairs(points, PRESETS) == [("H", "E"), ("J", "G")]
+    fake = {"energy_per_mac_pj": 1.0, "energy_per_mac_onchip_pj": 1.0, "area_mm2": 1.0,
+            "macs_per_s_per_mm2": 1.0, "time_ms": 1.0}
+    pts = [dict(fake, config="H", k0=16, c0=16, area_mm2=4.0), dict(fake, config="E", k0=32, c0=32),
+           dict(fake, config="J", k0=16, c0=16, area_mm2=2.25), dict(fake, config="G", k0=32, c0=32),
+           dict(fake, config="A", k0=32, c0=32, area_mm2=100.0)]      # no twin: left out
+    r = sweep.vector_width_ratios(pts, PRESETS)
+    assert r["pairs"] == [["H", "E"], ["J", "G"]]
+    assert r["area_per_pair"] == [4.0, 2.25] and r["area"] == pytest.approx(3.0)     # geometric mean
+    assert r["time"] == pytest.approx(1.0)
+
+
 def test_outputs_and_process_pool(dirs):
     cache, out = dirs
     assert sweep.main(MODEL + ["--configs", CFGS, "--cache", str(cache), "--out", str(out), "--workers", "2"]) == 0
@@ -117,7 +132,7 @@ def test_outputs_and_process_pool(dirs):
         assert p["macs_per_s_per_mm2"] == pytest.approx(p["total_macs"] / (p["time_ms"] * 1e-3) / p["area_mm2"])
     front = [p["config"] for p in doc["points"] if p["pareto"]]
     assert sorted(doc["pareto_front"]) == sorted(front) and front
-    assert doc["k16_vs_k32"]["energy_per_mac"] is not None
+    assert doc["k16_vs_k32"]["pairs"] == [] and doc["k16_vs_k32"]["area"] is None   # K, M have no K0=32 twin
     csv_lines = (out / "sweep.csv").read_text().splitlines()
     assert csv_lines[0].split(",") == list(sweep.CSV_COLUMNS) and len(csv_lines) == 4
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

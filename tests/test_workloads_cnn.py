@@ -8,10 +8,16 @@ without calling the builders' helpers.
 
 from __future__ import annotations
 
+import csv
+import itertools
+from pathlib import Path
+
 import pytest
 
 from mapper.ir import MAC_KINDS
 from mapper.workloads import build_model
+from mapper.workloads.resnet import OFA_DEPTHS, OFA_EXPANDS, OFA_NAMED_POINTS, OFA_WIDTHS
+from sim.paths import AccuracyTable, weight_bytes
 
 
 def _o(x, k, s, p):
@@ -113,7 +119,39 @@ def test_ofa_resnet50_per_position_lists():
     assert m.layer("layer4.0.conv1").out_ch == 512           # 2048 * 0.25
 
 
-@pytest.mark.parametrize("variant", ["d=3", "e=0.3", "w=0.5", "d=1-1", "x=1", "d=a", "B2_c"])
+SUBNETS = Path(__file__).resolve().parents[1] / "data" / "ofa_resnet50_subnets.csv"
+
+
+def _published_subnets() -> list[dict]:
+    lines = [l for l in SUBNETS.read_text().splitlines() if l.strip() and not l.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+def test_ofa_named_points_follow_their_rule():
+    """Each stand-in for a published subnet is the uniform (d, e, w) whose weights are nearest the
+    published #Params, at the side (multiple of 4 in 128..224) whose MACs are nearest the published
+    #MACs: derived here again from the data file, so the table cannot drift from its rule."""
+    grid = list(itertools.product(OFA_DEPTHS, OFA_EXPANDS, OFA_WIDTHS))
+    weights = {a: weight_bytes(build_model("ofa_resnet50", "d={},e={},w={}".format(*a))) for a in grid}
+    rows = _published_subnets()
+    assert [r["path"] for r in rows] == list(OFA_NAMED_POINTS)
+    for row in rows:
+        arch = min(grid, key=lambda a: abs(weights[a] - float(row["published_params"])))
+        spelled = "d={},e={},w={}".format(*arch)
+        side = min(range(128, 225, 4), key=lambda s: abs(
+            build_model("ofa_resnet50", spelled, size=(s, s)).total_macs - float(row["published_macs"])))
+        assert OFA_NAMED_POINTS[row["path"]] == (*arch, side), row["net_id"]
+        model = build_model("ofa_resnet50", row["path"])
+        assert model.input[:2] == (side, side) and model.variant == row["path"]
+        assert model.total_macs == pytest.approx(float(row["published_macs"]), rel=0.1)
+
+
+def test_ofa_named_point_size_can_be_overridden():
+    assert build_model("ofa_resnet50", "MAC4.1B", size=(224, 224)).input[:2] == (224, 224)
+    assert AccuracyTable.read(SUBNETS).lookup(build_model("ofa_resnet50", "MAC0.6B")).accuracy == 0.75
+
+
+@pytest.mark.parametrize("variant", ["d=3", "e=0.3", "w=0.5", "d=1-1", "x=1", "d=a", "B2_c", "MAC5B"])
 def test_ofa_resnet50_bad_variant(variant):
     with pytest.raises(ValueError):
         build_model("ofa_resnet50", variant)

@@ -16,12 +16,14 @@ from mapper.workloads.variants import canonical_name, parse_assignments
 
 # --------------------------------------------------------------------------- SegFormer reference
 
+# Decoder dim is the head's embed_dim in NVlabs/SegFormer local_configs (B0, B1: 256; B2: 768);
+# mmseg's segformer_mit-b* configs use 256 for every size, so B2's 3072-channel Conv2DFuse is NVlabs'.
 SEG = {  # name -> (dims, depths, decoder dim, classes, input side)
     "segformer_b0": ((32, 64, 160, 256), (2, 2, 2, 2), 256, 150, 512),
-    "segformer_b1": ((64, 128, 320, 512), (2, 2, 2, 2), 768, 150, 512),
+    "segformer_b1": ((64, 128, 320, 512), (2, 2, 2, 2), 256, 150, 512),
     "segformer_b2": ((64, 128, 320, 512), (3, 4, 6, 3), 768, 150, 512),
     "segformer_b0_city": ((32, 64, 160, 256), (2, 2, 2, 2), 256, 19, 1024),
-    "segformer_b1_city": ((64, 128, 320, 512), (2, 2, 2, 2), 768, 19, 1024),
+    "segformer_b1_city": ((64, 128, 320, 512), (2, 2, 2, 2), 256, 19, 1024),
     "segformer_b2_city": ((64, 128, 320, 512), (3, 4, 6, 3), 768, 19, 1024),
 }
 

@@ -52,7 +52,10 @@ value) and takes either ONE value, applied to every position as OFA's
 Example: ``d=2-2-2-2-2,e=0.35,w=1.0`` is the full model; ``d=0,e=0.2,w=0.65``
 the smallest subnet.  The canonical variant name (``Model.variant``, used in
 file names) lists the keys that differ from the full model, a uniform list
-written as one value, e.g. ``d0_e0.2_w0.65``.
+written as one value, e.g. ``d0_e0.2_w0.65``.  The named variants ``MAC4.1B``
+... ``MAC0.6B`` stand in for the subnets MIT HAN Lab published with their
+accuracies (:data:`OFA_NAMED_POINTS`, ``data/ofa_resnet50_subnets.csv``); each
+has its own default input size.
 
 Conventions for both models: BatchNorm is folded into the preceding conv at
 inference (so every conv has ``bias=True`` and no BN layer); the ReLU after a
@@ -67,7 +70,8 @@ from __future__ import annotations
 from ..ir import INPUT, Activation, Add, Conv2d, Layer, Linear, Model, Pool
 from . import variants as _v
 
-__all__ = ["build", "make_divisible", "resnet50_backbone", "OFA_DEPTHS", "OFA_EXPANDS", "OFA_WIDTHS"]
+__all__ = ["build", "make_divisible", "resnet50_backbone", "OFA_DEPTHS", "OFA_EXPANDS", "OFA_WIDTHS",
+           "OFA_NAMED_POINTS"]
 
 NUM_CLASSES = 1000
 DEFAULT_SIZE = (224, 224)
@@ -83,6 +87,15 @@ OFA_WIDTHS = (0.65, 0.8, 1.0)
 OFA_N_BLOCKS = sum(b + max(OFA_DEPTHS) for b in OFA_BASE_DEPTHS)   # 18
 _OFA_FULL = {"d": (2,) * 5, "e": (0.35,) * OFA_N_BLOCKS, "w": (1.0,) * 6}
 _OFA_LENGTHS = {"d": 5, "e": OFA_N_BLOCKS, "w": 6}
+#: Stand-ins for the subnets published by mit-han-lab/once-for-all ("ResNet50 Design Space", see
+#: data/ofa_resnet50_subnets.csv): name -> (d, e, w, input side).  The published d/e/w and sizes were
+#: not available; each stand-in is the uniform (d, e, w) whose weights are nearest the published
+#: #Params, at the side (multiple of 4 in 128..224) whose MACs are nearest the published #MACs.
+OFA_NAMED_POINTS: dict[str, tuple[int, float, float, int]] = {
+    "MAC4.1B": (2, 0.35, 0.8, 196), "MAC3.7B": (0, 0.35, 1.0, 196), "MAC3.0B": (0, 0.35, 1.0, 180),
+    "MAC2.4B": (2, 0.25, 1.0, 156), "MAC1.8B": (2, 0.35, 0.65, 164), "MAC1.2B": (2, 0.25, 0.8, 132),
+    "MAC0.9B": (0, 0.2, 1.0, 132), "MAC0.6B": (0, 0.2, 0.8, 144),
+}
 
 
 def make_divisible(v: float, divisor: int = 8, min_val: int | None = None) -> int:
@@ -246,9 +259,17 @@ def _ofa_name(values: dict[str, tuple]) -> str:
     return "_".join(parts) or _v.FULL
 
 
+def _ofa_point(name: str) -> dict[str, tuple]:
+    """A named OFA subnet's per-position d/e/w values."""
+    uniform = dict(zip(("d", "e", "w"), OFA_NAMED_POINTS[name]))
+    return {key: (uniform[key],) * n for key, n in _OFA_LENGTHS.items()}
+
+
 def build(name: str, variant: str | None = None, size: tuple[int, int] | None = None) -> Model:
     """Build ``resnet50`` or ``ofa_resnet50`` (see the module docstring for variants)."""
-    h, w = _v.check_size(name, size, DEFAULT_SIZE)
+    point = variant.strip() if name == "ofa_resnet50" and variant else ""
+    default = (OFA_NAMED_POINTS[point][3],) * 2 if point in OFA_NAMED_POINTS else DEFAULT_SIZE
+    h, w = _v.check_size(name, size, default)
     if name == "resnet50":
         if not _v.is_full(variant):
             raise ValueError(f"{name}: unknown variant {variant!r}; resnet50 has only the variant "
@@ -260,13 +281,16 @@ def build(name: str, variant: str | None = None, size: tuple[int, int] | None = 
         return Model(name, _v.FULL, (h, w, 3), tuple(net.layers),
                      params={"blocks": RESNET50_BLOCKS, "widths": STAGE_WIDTHS})
     if name == "ofa_resnet50":
+        label = None
         if _v.is_full(variant):
             values = dict(_OFA_FULL)
         elif _v.is_parametric(variant):
             values = _parse_ofa(variant)
+        elif point in OFA_NAMED_POINTS:
+            values, label = _ofa_point(point), point
         else:
-            raise _v.unknown_point(name, variant, ())
+            raise _v.unknown_point(name, variant, tuple(OFA_NAMED_POINTS))
         layers = _ofa_layers(h, w, values["d"], values["e"], values["w"])
-        return Model(name, _ofa_name(values), (h, w, 3), tuple(layers),
+        return Model(name, label or _ofa_name(values), (h, w, 3), tuple(layers),
                      params={"d": values["d"], "e": values["e"], "w": values["w"]})
     raise KeyError(f"resnet family cannot build {name!r}; choose resnet50 or ofa_resnet50")

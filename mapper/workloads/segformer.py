@@ -66,9 +66,11 @@ class _Arch:
     decoder_dim: int
 
 
+#: Encoder widths and depths, and the decode head's ``embed_dim``: 256 for B0 and B1, 768 for
+#: B2 to B5 (NVlabs ``local_configs/segformer/B*/segformer.b*.*.py``, ``decoder_params``).
 _ARCH = {
     "b0": _Arch((32, 64, 160, 256), (2, 2, 2, 2), 256),
-    "b1": _Arch((64, 128, 320, 512), (2, 2, 2, 2), 768),
+    "b1": _Arch((64, 128, 320, 512), (2, 2, 2, 2), 256),
     "b2": _Arch((64, 128, 320, 512), (3, 4, 6, 3), 768),
 }
 #: dataset -> (default input size (H, W), number of classes)
