@@ -43,7 +43,9 @@ CLOCK_GHZ_RANGE = (0.01, 20.0)
 #: (``sim.simulator.IDEAL_MEMORY`` uses 64 KiB), a million cycles of latency a millisecond,
 #: and the ISA's byte addresses (32 bits) reach 4 GiB of global buffer.
 FIELD_MAX = {"dram_bytes_per_cycle": 1 << 20, "gb_bus_bytes_per_cycle": 1 << 20, "dram_latency": 1 << 20,
-             "global_buf_bytes": 1 << 32}
+             "global_buf_bytes": 1 << 32, "dram_mib": 4096,
+             # the STORE's 12-bit accumulator and parameter addresses
+             "accum_depth": 4096, "param_depth": 4096}
 
 
 class UnknownFieldError(KeyError):
@@ -86,6 +88,9 @@ class AcceleratorConfig:
     vector_lanes_per_pe:
         Elements per cycle and PE of the post-processing / vector unit, which also
         runs the non-MAC layers; 0 means K0.
+    dram_mib:
+        DRAM capacity in MiB (at most the 32-bit address space): a network's program
+        (``mapper.program``) must fit it.
     """
 
     name: str
@@ -104,6 +109,7 @@ class AcceleratorConfig:
     clock_ghz: float = 1.25
     vector_lanes_per_pe: int = 0
     data_bits: int = 8
+    dram_mib: int = 4096
 
     def __post_init__(self) -> None:
         def positive(field: str) -> None:
@@ -113,7 +119,7 @@ class AcceleratorConfig:
 
         for field in ("num_pe", "k0", "c0", "weight_buf_bytes", "input_buf_bytes",
                       "accum_depth", "acc_bits", "param_depth", "global_buf_bytes",
-                      "dram_bytes_per_cycle"):
+                      "dram_bytes_per_cycle", "dram_mib"):
             positive(field)
         if not isinstance(self.dram_latency, int) or self.dram_latency < MIN_DRAM_LATENCY:
             raise ValueError(f"dram_latency must be an integer of at least {MIN_DRAM_LATENCY} cycles, "

@@ -172,12 +172,12 @@ class _Life:
     addr: int = -1
 
 
-def build_program(qmodel: QModel, cfg: AcceleratorConfig, *, fuse: bool = True, image: Optional[np.ndarray] = None,
-                  dram_bytes: int = 1 << 32) -> Program:
+def build_program(qmodel: QModel, cfg: AcceleratorConfig, *, fuse: bool = True,
+                  image: Optional[np.ndarray] = None) -> Program:
     """The program of ``qmodel`` on ``cfg`` (module docstring); ``image`` is the int8 input
     (zeros if None).  ProgramError when a layer cannot be executed or the image does not fit
-    ``dram_bytes``."""
-    return _Builder(qmodel, cfg, fuse, dram_bytes).build(image)
+    the configuration's DRAM (``dram_mib``)."""
+    return _Builder(qmodel, cfg, fuse, cfg.dram_mib << 20).build(image)
 
 
 class _Builder:
@@ -279,7 +279,7 @@ class _Builder:
         if total > self.dram_bytes:
             raise ProgramError(f"{self.model.name}: the DRAM image needs {total:,} bytes ({static:,} of weights, "
                                f"tables and input, {top:,} of activations), more than the {self.dram_bytes:,} "
-                               f"bytes of DRAM configured")
+                               f"bytes of DRAM configured (dram_mib = {self.cfg.dram_mib})")
         stream: list[Insn] = []
         steps: list[StepCode] = []
         for st, emit, writes in code:                # descriptors are encoded here, with addresses

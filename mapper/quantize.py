@@ -54,9 +54,10 @@ class QModel:
 
 
 def requant_channels(layer) -> int:
-    """Output channels a MAC layer requantises (one parameter entry each)."""
+    """Output channels a MAC layer requantises (one parameter entry each): for a product, every
+    column of its ``[M, batch * N]`` output (the same multiplier for all)."""
     if isinstance(layer, MatMul):
-        return layer.heads * layer.n
+        return layer.batch * layer.n
     return layer.out_ch if isinstance(layer, Conv2d) else layer.out_features
 
 

@@ -96,7 +96,8 @@ def _matmul(layer, ins, q, acc_bits):
     else:
         b = _operand(b_t, layer.k, layer.n, layer.b_offset, wins, heads)              # [B, K, N]
     acc = golden.matmul(a, b, acc_bits=acc_bits)                                      # [B, M, N]
-    acc = acc.reshape(wins, heads, layer.m, layer.n).transpose(2, 0, 1, 3).reshape(layer.m * wins, -1)
+    # the accelerator's [M, windows * heads * N]: one parameter entry per column
+    acc = acc.reshape(wins, heads, layer.m, layer.n).transpose(2, 0, 1, 3).reshape(layer.m, -1)
     h, w, _ = a_t.shape
     return _requant(acc, q, False, acc_bits).reshape(h, w, -1)
 

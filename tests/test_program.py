@@ -1,0 +1,94 @@
+"""mapper.program and sim.functional: whole networks as one program, executed and checked tensor by tensor."""
+
+import numpy as np
+import pytest
+
+from hw.config import get_config
+from hw.isa import Op, StreamError, decode_stream, encode_stream
+from hw.timing import schedule
+from mapper.program import ProgramError, build_program
+from mapper.quantize import random_qmodel
+from mapper.workloads import build_model
+from sim.functional import CheckError, check_program
+from sim.simulator import simulate
+
+
+def _run(name, cfg_name, size, seed=3, fuse=True):
+    model = build_model(name, size=size)
+    q = random_qmodel(model, seed)
+    x = np.random.default_rng(seed).integers(-128, 128, size=model.input).astype(np.int8)
+    cfg = get_config(cfg_name)
+    program = build_program(q, cfg, image=x, fuse=fuse)
+    return model, q, x, cfg, program
+
+
+FAST = [("segformer_b0", "tiny", (32, 32)), ("resnet50", "small", (32, 32))]
+SLOW = [(m, c, s) for c in ("tiny", "small", "E")
+        for m, s in (("segformer_b0", (64, 64)), ("segformer_b2", (64, 64)), ("swin_tiny", (64, 64)),
+                     ("resnet50", (64, 64)), ("detr", (64, 64)))]
+
+
+@pytest.mark.parametrize("name,cfg_name,size", FAST)
+def test_whole_network_is_bit_exact(name, cfg_name, size):
+    model, q, x, cfg, program = _run(name, cfg_name, size)
+    result = check_program(program, q, x)
+    assert result["tensors"] > len(model.mac_layers)
+    assert set(result["outputs"]) == set(model.output_names)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,cfg_name,size", SLOW)
+def test_whole_network_is_bit_exact_everywhere(name, cfg_name, size):
+    model, q, x, cfg, program = _run(name, cfg_name, size)
+    assert check_program(program, q, x)["tensors"] > len(model.mac_layers)
+
+
+@pytest.mark.parametrize("name,cfg_name,size,fuse", [("segformer_b0", "small", (64, 64), True),
+                                                     ("segformer_b0", "small", (64, 64), False),
+                                                     ("swin_tiny", "E", (64, 64), True),
+                                                     ("detr", "E", (64, 96), True)])
+def test_the_simulator_times_the_program(name, cfg_name, size, fuse):
+    model, _, _, cfg, program = _run(name, cfg_name, size, fuse=fuse)
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg, fuse=fuse).total_cycles
+    # and the stream is made of encodable words
+    assert decode_stream(encode_stream(program.stream)) == program.stream
+
+
+def test_memory_is_shared_by_lifetime():
+    model, _, _, _, program = _run("segformer_b0", "small", (64, 64))
+    every = sum(st.shape[0] * st.shape[1] * st.pitch for name, st in program.storage.items()
+                if st.buffer == name and name in program.buffers and name != "input")
+    assert 0 < program.activation_bytes < every / 3
+    assert program.footprint == program.static_bytes + program.activation_bytes
+
+
+def test_a_wrong_result_names_the_first_layer_and_element():
+    model, q, x, cfg, program = _run("segformer_b0", "tiny", (32, 32))
+    first = program.steps[0].step.layer.name
+    code = program.steps[0]
+    store = next(i for i in range(code.start, code.end) if program.stream[i].op == Op.STORE)
+    program.stream[store].f["dst_addr"] += 1          # the first STORE writes one byte off
+    with pytest.raises(CheckError, match=rf"step {first}: tensor {first}[^:]*: \d+ of \d+ elements differ; "
+                                          r"first at index \(\d+, \d+, \d+\): got"):
+        check_program(program, q, x)
+
+
+def test_a_vec_whose_timing_fields_do_not_match_its_descriptor_is_refused():
+    model, q, x, cfg, program = _run("segformer_b0", "tiny", (32, 32))
+    vec = next(i for i in program.stream if i.op == Op.VEC)
+    vec.f["work"] += 1
+    with pytest.raises(StreamError, match="timing fields .* are not those of its descriptor"):
+        check_program(program, q, x)
+
+
+def test_a_network_larger_than_the_dram_is_refused():
+    model = build_model("resnet50", size=(32, 32))
+    with pytest.raises(ProgramError, match=r"the DRAM image needs [\d,]+ bytes .* more than the 1,048,576 bytes "
+                                           r"of DRAM configured \(dram_mib = 1\)"):
+        build_program(random_qmodel(model), get_config("small", dram_mib=1))
+
+
+def test_an_opaque_product_cannot_execute():
+    model = build_model("anchor_detr", size=(64, 64))
+    with pytest.raises(ProgramError, match="timed but cannot execute"):
+        build_program(random_qmodel(model), get_config("E"))

@@ -1,0 +1,81 @@
+"""hw.vector: the VEC descriptor's address patterns (against the hardware's counters), layout and cost."""
+
+import random
+
+import numpy as np
+import pytest
+
+from hw.isa import StreamError, VecOp
+from hw.vector import (NONE, PREV, Axis, Descriptor, Operand, Stage, axis_offsets, decode_descriptor,
+                       encode_descriptor, vec_fields)
+
+
+def counters(ax: Axis) -> tuple[list[int], list[bool]]:
+    """The axis as the hardware steps it: u wraps at ``wrap``, (lo, hi) split u at ``win``."""
+    f = ax.fields()
+    u, lo, hi = f["start"], f["lo0"], f["hi0"]
+    offs, ok = [], []
+    for _ in range(ax.n):
+        offs.append(lo * ax.stride + hi * ax.s_hi)
+        ok.append(u < ax.valid)
+        u, lo = u + 1, lo + 1
+        if u == ax.wrap:
+            u = lo = hi = 0
+        elif lo == ax.win:
+            lo, hi = 0, hi + 1
+    return offs, ok
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_axis_offsets_are_those_of_the_counters(seed):
+    rng = random.Random(seed)
+    wrap = rng.randint(1, 40)
+    ax = Axis(rng.randint(1, 60), rng.randint(-50, 200), rng.randrange(wrap), wrap, rng.randint(1, wrap),
+              rng.randint(1, wrap), rng.randint(-100, 900))
+    offs, ok = axis_offsets(ax)
+    want_offs, want_ok = counters(ax)
+    assert offs.tolist() == want_offs and ok.tolist() == want_ok
+
+
+def test_window_partition_pattern():
+    # a 14 x 14 image in 2 x 2 windows of 7: pixel (y, x) is token ((y%7)*7 + x%7) * 4 + (y//7)*2 + x//7
+    y = Axis(14, 7 * 4, win=7, s_hi=2)
+    x = Axis(14, 4, win=7, s_hi=1)
+    oy, _ = axis_offsets(y)
+    ox, _ = axis_offsets(x)
+    got = oy[:, None] + ox[None, :]
+    want = [[((yy % 7) * 7 + xx % 7) * 4 + (yy // 7) * 2 + xx // 7 for xx in range(14)] for yy in range(14)]
+    assert got.tolist() == want
+
+
+def _desc():
+    a = Operand(1000, 8, Axis(4, 24), Axis(3, 8))
+    b = Operand(5000, 8, Axis(4, 0), Axis(3, 8), repeat=True)     # broadcast over rows
+    out = Operand(9000, 8, Axis(4, 24), Axis(3, 8))
+    stages = (Stage(VecOp.ADD, 0, 1, NONE, {"mult_a": 100, "mult_b": 200, "shift": 8, "relu": 1}),
+              Stage(VecOp.LAYERNORM, PREV, NONE, 2, {"table": 77, "eps": 1 << 35, "shift": 20}))
+    return Descriptor(4, 3, 8, (a, b, out), stages)
+
+
+def test_descriptor_round_trip_and_fields():
+    d = _desc()
+    assert decode_descriptor(encode_descriptor(d)) == d
+    f = vec_fields(d)
+    assert f["vec_op"] == VecOp.CHAIN
+    assert f["work"] == 4 * 3 * 8 * (1 + 2)
+    assert f["bytes_in"] == 4 * 3 * 8 + 3 * 8 and f["bytes_out"] == 4 * 3 * 8
+
+
+def test_a_descriptor_the_unit_cannot_run_is_refused():
+    d = _desc()
+    with pytest.raises(StreamError, match="stage 0 reads a previous stage"):
+        Descriptor(d.h, d.w, d.c, d.operands, (Stage(VecOp.COPY, PREV, NONE, 2, {}),))
+    with pytest.raises(StreamError, match="RESIZE must be a pass's first stage"):
+        Descriptor(d.h, d.w, d.c, d.operands, d.stages[:1] + (Stage(VecOp.RESIZE, PREV, NONE, 2, {
+            "mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0}),))
+    raw = bytearray(encode_descriptor(d))
+    raw[16 + 64 * 3] = 99                                       # stage 0's operation
+    with pytest.raises(StreamError, match="unknown operation 99"):
+        decode_descriptor(bytes(raw))
+    with pytest.raises(StreamError, match="shift = 99 does not fit 6 unsigned bits"):
+        encode_descriptor(Descriptor(d.h, d.w, d.c, d.operands, (Stage(VecOp.MUL, 0, 1, 2, {"mult": 1, "shift": 99}),)))
