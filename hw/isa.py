@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["Op", "Queue", "VecOp", "make", "Insn", "FIELDS", "INSN_BYTES", "encode", "decode",
+__all__ = ["Op", "Queue", "VecOp", "ErrorCode", "make", "Insn", "FIELDS", "INSN_BYTES", "encode", "decode",
            "encode_stream", "decode_stream", "disassemble", "StreamError", "QUEUE_OF", "Act"]
 
 INSN_BYTES = 32
@@ -30,7 +30,8 @@ INSN_BITS = 8 * INSN_BYTES
 
 
 class Op(enum.IntEnum):
-    NOP = 0
+    """Opcodes.  0 is none: a zero word (unwritten or erased instruction memory) is refused, so a
+    stream without END cannot run on into zeros."""
     LOAD_INP = 1    # DRAM or global buffer -> PE input buffers: a window of an HWC tensor, optionally im2col-folded
     LOAD_WGT = 2    # DRAM -> the K0 weight buffers of each selected PE
     LOAD_PARAM = 3  # DRAM -> bias / multiplier / shift entries of each selected PE
@@ -40,6 +41,22 @@ class Op(enum.IntEnum):
     STORE = 7       # accumulators -> bias, requantisation, ReLU -> DRAM
     FENCE = 8       # dispatch waits until every queue is idle
     END = 9         # end of stream: the accelerator raises done
+    NOP = 10
+
+
+class ErrorCode(enum.IntEnum):
+    """Why a stream is refused: the simulator (``StreamError.code``) and the RTL (``error_code``)
+    give the same code for the same stream, at the same instruction (except DATA)."""
+    NONE = 0
+    OPCODE = 1        # unknown opcode (a zero word included), or the stream runs off its end
+    RESERVED = 2      # non-zero reserved bits, or an unknown VEC operation
+    RANGE = 3         # a field, buffer range or PE set outside the configuration
+    TOKEN = 4         # a token popped that no earlier instruction pushed, a missing neighbour,
+                      # more than TOKEN_LIMIT outstanding, or tokens left at END
+    DATA = 5          # found while running: a loaded parameter shift above MAX_SHIFT, a LOAD_INP
+                      # global-buffer address outside the buffer, a malformed VEC descriptor
+    UNSUPPORTED = 6   # a feature the RTL does not build yet (VEC, STORE table activation and
+                      # softmax epilogue, LOAD_PARAM into the table memory)
 
 
 class Queue(enum.IntEnum):
@@ -88,7 +105,7 @@ _LOAD_INP_FIELDS = _PE_SET + [
     ("y0", 16, True), ("x0", 16, True),                            # window origin (may be negative: padding)
     ("win_h", 12, False), ("win_w", 12, False),                    # window extent (rows written per block)
     ("c_base", 24, False), ("n_cblk", 12, False),                  # (folded) channels c_base .. + n_cblk*C0
-    ("fold_kh", 4, False), ("fold_kw", 4, False), ("fold_stride", 4, False),
+    ("fold_kh", 6, False), ("fold_kw", 6, False), ("fold_stride", 6, False),
 ]
 _LOAD_WGT_FIELDS = _PE_SET + [
     ("src_addr", 32, False),     # byte address of output channel 0's first weight
@@ -108,7 +125,7 @@ _LOAD_GB_FIELDS = [("src_addr", 32, False), ("dst_addr", 32, False), ("n_bytes",
 _GEMM_FIELDS = [
     ("inp_addr", 16, False), ("wgt_addr", 16, False), ("acc_addr", 16, False),
     ("out_h", 12, False), ("out_w", 12, False), ("in_w", 12, False),
-    ("kh", 4, False), ("kw", 4, False), ("stride", 4, False), ("n_cblk", 12, False),
+    ("kh", 8, False), ("kw", 8, False), ("stride", 8, False), ("n_cblk", 12, False),
     ("accumulate", 1, False),
     ("dw", 1, False),            # depthwise gather: one step per kernel row, kw taps on lanes 0..kw-1
 ]
@@ -144,7 +161,13 @@ for _op, _spec in FIELDS.items():
 
 
 class StreamError(ValueError):
-    """A malformed instruction or stream; the message gives the offset."""
+    """A malformed instruction or stream: the message gives the offset, ``code`` the ErrorCode and
+    ``index`` the culprit instruction (when known)."""
+
+    def __init__(self, message: str, code: "ErrorCode" = None, index: int | None = None):
+        super().__init__(message)
+        self.code = ErrorCode.RANGE if code is None else code
+        self.index = index
 
 
 @dataclass(slots=True)
@@ -195,6 +218,9 @@ def make(op: Op, *, deps: str = "", **fields) -> Insn:
             raise ValueError(f"{op.name} has no field {k!r}; fields: {', '.join(sorted(bounds))}")
         if v.__class__ is not int or not b[0] <= v <= b[1]:
             _check_field(op, k, v, None)
+    if op == Op.VEC and fields.get("vec_op", 0) not in VecOp._value2member_map_:
+        raise StreamError(f"VEC.vec_op = {fields['vec_op']!r} is no vector operation; "
+                          f"valid: {', '.join(f'{v.value}={v.name}' for v in VecOp)}", ErrorCode.RESERVED)
     full = dict(_ZEROS[op])
     full.update(fields)
     return Insn(op, f=full, **flags)
@@ -227,16 +253,19 @@ def encode(insn: Insn) -> bytes:
 
 
 def decode(data: bytes, offset: int = 0) -> Insn:
+    """The instruction at ``offset``: StreamError (OPCODE, RESERVED) for a word that is none."""
+    index = offset // INSN_BYTES
     if len(data) - offset < INSN_BYTES:
         raise StreamError(f"truncated instruction at byte offset {offset}: "
-                          f"{len(data) - offset} of {INSN_BYTES} bytes")
+                          f"{len(data) - offset} of {INSN_BYTES} bytes", ErrorCode.OPCODE, index)
     word = int.from_bytes(data[offset:offset + INSN_BYTES], "little")
     code = word & 0xF
     try:
         op = Op(code)
     except ValueError:
-        raise StreamError(f"unknown opcode {code} at byte offset {offset}; "
-                          f"valid: {', '.join(f'{o.value}={o.name}' for o in Op)}") from None
+        raise StreamError(f"unknown opcode {code} at byte offset {offset}"
+                          f"{' (a zero word)' if word == 0 else ''}; "
+                          f"valid: {', '.join(f'{o.value}={o.name}' for o in Op)}", ErrorCode.OPCODE, index) from None
     pos, f = 8, {}
     for name, bits, signed in FIELDS[op]:
         v = (word >> pos) & ((1 << bits) - 1)
@@ -245,7 +274,10 @@ def decode(data: bytes, offset: int = 0) -> Insn:
         f[name] = v
         pos += bits
     if word >> pos:
-        raise StreamError(f"{op.name} at byte offset {offset} has non-zero reserved bits")
+        raise StreamError(f"{op.name} at byte offset {offset} has non-zero reserved bits", ErrorCode.RESERVED, index)
+    if op == Op.VEC and f["vec_op"] not in VecOp._value2member_map_:
+        raise StreamError(f"VEC at byte offset {offset}: unknown vector operation {f['vec_op']}", ErrorCode.RESERVED,
+                          index)
     return Insn(op, bool(word >> 4 & 1), bool(word >> 5 & 1), bool(word >> 6 & 1), bool(word >> 7 & 1), f)
 
 
@@ -256,7 +288,8 @@ def encode_stream(insns) -> bytes:
 def decode_stream(data: bytes) -> list[Insn]:
     if len(data) % INSN_BYTES:
         raise StreamError(f"stream length {len(data)} is not a multiple of {INSN_BYTES}: "
-                          f"truncated instruction at byte offset {len(data) - len(data) % INSN_BYTES}")
+                          f"truncated instruction at byte offset {len(data) - len(data) % INSN_BYTES}",
+                          ErrorCode.OPCODE, len(data) // INSN_BYTES)
     return [decode(data, off) for off in range(0, len(data), INSN_BYTES)]
 
 

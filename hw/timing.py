@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import AcceleratorConfig
-from .isa import INSN_BYTES, Act, Insn, Op, Queue, StreamError
+from .isa import INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
@@ -241,7 +241,8 @@ def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
         elif f["act"] > max(Act):
             bad = f"act {f['act']} (valid: {', '.join(f'{a.value}={a.name}' for a in Act)})"
     if bad:
-        raise StreamError(f"{op.name} at byte offset {offset}: {bad} outside the configuration {cfg.name}")
+        raise StreamError(f"{op.name} at byte offset {offset}: {bad} outside the configuration {cfg.name}",
+                          ErrorCode.RANGE, offset // INSN_BYTES)
 
 
 def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]:
@@ -330,7 +331,7 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
     for i, insn in enumerate(insns):
         off = i * INSN_BYTES
         if ended:
-            raise StreamError(f"instruction after END at byte offset {off}")
+            break                                   # the accelerator stops at END: the rest is not run
         q = insn.queue
         if q == Queue.DISPATCH:
             if insn.op in (Op.FENCE, Op.END):
@@ -341,8 +342,9 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
             if insn.op == Op.END:
                 left = {k: len(v) - heads[k] for k, v in fifo.items() if len(v) > heads[k]}
                 if left:
-                    raise StreamError(f"END at byte offset {off} with unconsumed tokens {left}")
+                    raise StreamError(f"END at byte offset {off} with unconsumed tokens {left}", ErrorCode.TOKEN, i)
                 ended = True
+                n = i + 1
             continue
         check_insn(insn, cfg, off)
         for flag, table, delta in (("pop_prev", _PREV, -1), ("pop_next", _NEXT, -1),
@@ -353,7 +355,7 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
         over = [k for k, v in outstanding.items() if v > TOKEN_LIMIT]
         if over:
             raise StreamError(f"{insn.op.name} at byte offset {off} leaves more than {TOKEN_LIMIT} "
-                              f"{over[0]} tokens outstanding")
+                              f"{over[0]} tokens outstanding", ErrorCode.TOKEN, i)
         hist = history[q]
         enter = fetch
         if len(hist) >= QUEUE_DEPTH:
@@ -366,10 +368,10 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
                 name = table[q]
                 if name is None:
                     raise StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
-                                      f"{q.name} queue has no such neighbour")
+                                      f"{q.name} queue has no such neighbour", ErrorCode.TOKEN, i)
                 if heads[name] >= len(fifo[name]):
                     raise StreamError(f"{insn.op.name} at byte offset {off} pops a {name} token "
-                                      f"that no earlier instruction pushed")
+                                      f"that no earlier instruction pushed", ErrorCode.TOKEN, i)
                 t = max(t, fifo[name][heads[name]])
                 heads[name] += 1
         busy, lat = occupancy_and_latency(insn, cfg)
@@ -383,8 +385,9 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
                 name = table[q]
                 if name is None:
                     raise StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
-                                      f"{q.name} queue has no such neighbour")
+                                      f"{q.name} queue has no such neighbour", ErrorCode.TOKEN, i)
                 fifo[name].append(t + lat)
     if not ended:
-        raise StreamError(f"stream of {n} instructions has no END")
-    return Schedule(dispatch, start, end, int(end[-1]))
+        raise StreamError(f"stream of {n} instructions has no END: the accelerator would run on into the word "
+                          f"after it", ErrorCode.OPCODE, n)
+    return Schedule(dispatch[:n], start[:n], end[:n], int(end[n - 1]))

@@ -38,7 +38,7 @@ from functools import lru_cache
 from typing import Optional
 
 from hw.config import AcceleratorConfig
-from hw.isa import Act, Insn, Op, make
+from hw.isa import Act, Insn, Op, StreamError, make
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from hw.timing import EPILOGUE_PASSES, GEMM_MIN_PIXELS, GEMM_PIPELINE, dw_gather_ok, schedule
 
@@ -93,6 +93,8 @@ class Problem:
     gather: bool = False       # depthwise: GEMMs gather each kernel row's taps on lanes (ISA ``dw``)
     softmax_row: int = 0       # > 0: the STOREs' softmax epilogue over rows of this many channels
     heads: int = 1             # matmul: groups are (window, head) pairs, heads the faster
+    row0: int = 0              # a band of output rows: its first ...
+    rows: int = 0              # ... and how many (0: every row)
 
     @property
     def post_passes(self) -> int:
@@ -104,8 +106,13 @@ class Problem:
         return self.act == Act.TABLE or self.softmax_row > 0
 
     @property
-    def oh(self) -> int:
+    def oh_full(self) -> int:
         return (self.h + 2 * self.pad - self.kh) // self.stride + 1
+
+    @property
+    def oh(self) -> int:
+        """Output rows of the problem (of its band)."""
+        return self.rows or self.oh_full
 
     @property
     def ow(self) -> int:
@@ -130,24 +137,28 @@ class Problem:
         return self.oh * self.ow * self.k * per_out
 
 
+#: Output rows and columns a STORE addresses (its 12-bit t_h, t_w, y0, x0).
+MAX_OUT_SIDE = 4095
+
+
 def _token_shape(t: int) -> tuple[int, int]:
     """A T-token sequence as an h x w image (the same bytes in DRAM whatever the shape).
 
-    As many rows as the 12-bit fields allow: PE rows split the image by rows, so a
-    sequence laid out as 2 x 2048 could keep at most two PE rows busy.
+    As many rows as the STORE's fields allow: PE rows split the image by rows, so a
+    sequence laid out as 2 x 2048 could keep at most two PE rows busy.  A count with no
+    such factors (a prime above 4095) is a column of T rows, which the mapper splits
+    into bands of rows (``_split``).
     """
-    for h in range(min(t, 4095), 0, -1):
+    for h in range(min(t, MAX_OUT_SIDE), 0, -1):
         if t % h == 0 and t // h <= 2048:
             return h, t // h
-    raise MappingError(f"token count {t} cannot be laid out as an image of at most 4095 x 2048")
+    return t, 1
 
 
 def problem_of(layer: Layer, cfg: AcceleratorConfig) -> Problem:
     """The grouped-convolution problem of a MAC layer on ``cfg``."""
     if isinstance(layer, Conv2d):
         kh, kw = layer.kernel
-        if kh != kw:
-            raise MappingError(f"{layer.name}: non-square kernels are not supported ({kh}x{kw})")
         if layer.depthwise:
             pack = min(cfg.k0, cfg.c0, layer.in_ch)
             return Problem(layer.name, "depthwise", _cdiv(layer.in_ch, pack), layer.in_h, layer.in_w,
@@ -301,9 +312,10 @@ def _runs(units) -> list[tuple[int, int, int]]:
 def _geometry(p: Problem, t: "Tiling") -> dict:
     """Input window and GEMM loop parameters of one PE's tile."""
     if p.fold:   # im2col by the load unit: a 1x1 convolution over folded channels
-        return dict(win_h=t.th, win_w=t.tw, fold=p.kh, fold_stride=p.stride, in_w=t.tw, k=1, stride=1)
-    return dict(win_h=(t.th - 1) * p.stride + p.kh, win_w=(t.tw - 1) * p.stride + p.kw, fold=0,
-                fold_stride=0, in_w=(t.tw - 1) * p.stride + p.kw, k=p.kh, stride=p.stride)
+        return dict(win_h=t.th, win_w=t.tw, fold_kh=p.kh, fold_kw=p.kw, fold_stride=p.stride, in_w=t.tw,
+                    kh=1, kw=1, stride=1)
+    return dict(win_h=(t.th - 1) * p.stride + p.kh, win_w=(t.tw - 1) * p.stride + p.kw, fold_kh=0, fold_kw=0,
+                fold_stride=0, in_w=(t.tw - 1) * p.stride + p.kw, kh=p.kh, kw=p.kw, stride=p.stride)
 
 
 def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement) -> list[Insn]:
@@ -432,9 +444,9 @@ class _Stream:
             if oy >= p.oh:
                 break
             common = dict(src_gb=0, src_addr=self.pl.input, dst_addr=(self.j % 2) * self.halves[0], t_h=p.h, t_w=p.w,
-                          t_c=self.pl.in_pitch, y0=oy * p.stride - p.pad, x0=tx * p.stride - p.pad,
+                          t_c=self.pl.in_pitch, y0=(p.row0 + oy) * p.stride - p.pad, x0=tx * p.stride - p.pad,
                           win_h=geo["win_h"], win_w=geo["win_w"], n_cblk=ncb,
-                          fold_kh=geo["fold"], fold_kw=geo["fold"], fold_stride=geo["fold_stride"])
+                          fold_kh=geo["fold_kh"], fold_kw=geo["fold_kw"], fold_stride=geo["fold_stride"])
             # columns reducing the same group's channels share one multicast load
             for g, col0, ncol in _runs(units):
                 out.append(_insn(Op.LOAD_INP, pe_first=pg * t.pe_k + col0, pe_count=ncol, pe_step=1,
@@ -447,7 +459,7 @@ class _Stream:
         gemm = _insn(Op.GEMM, inp_addr=(self.j % 2) * self.halves[0],
                      wgt_addr=self._wbuf(pi) + (cb0 * p.taps if t.resident else 0),
                      acc_addr=(self.tile_i % 2) * self.halves[2], out_h=t.th, out_w=t.tw, in_w=geo["in_w"],
-                     kh=geo["k"], kw=geo["k"], stride=geo["stride"], n_cblk=ncb, accumulate=int(ci > 0),
+                     kh=geo["kh"], kw=geo["kw"], stride=geo["stride"], n_cblk=ncb, accumulate=int(ci > 0),
                      dw=int(p.gather))
         gemm.pop_prev = True
         gemm.push_prev = self.j + 2 < n_groups
@@ -460,7 +472,9 @@ class _Stream:
         ty, tx = tile
         first_ch = self._first_channels(units)
         k_per_pe = self._k_per_pe(units)
-        st = _insn(Op.STORE, pe_first=0, pe_count=t.pe_k * t.pe_p, pe_step=1, dst_addr=self.pl.output,
+        # a band's rows are numbered from its first (the output address moves to it)
+        st = _insn(Op.STORE, pe_first=0, pe_count=t.pe_k * t.pe_p, pe_step=1,
+                   dst_addr=self.pl.output + p.row0 * p.ow * self.pl.out_pitch,
                    acc_addr=(self.tile_i % 2) * self.halves[2], param_addr=(self.tile_i % PARAM_SLOTS) * k0,
                    out_h=t.th, out_w=t.tw, t_h=p.oh, t_w=p.ow, k_pitch=self.pl.out_pitch, y0=ty, x0=tx,
                    k_base=first_ch[0], k_step=k0 if _contiguous(p, self.cfg) else p.kg, k_per_pe=k_per_pe,
@@ -578,6 +592,21 @@ def _split_groups(p: Problem) -> list[tuple[Problem, int]]:
     return parts
 
 
+def _split(p: Problem) -> list[tuple[Problem, int]]:
+    """Parts that fit the STORE's fields: batches of groups (``_split_groups``), each in bands of at
+    most MAX_OUT_SIDE output rows (every band its own part: its first rows may pad differently)."""
+    if p.ow > MAX_OUT_SIDE:
+        raise MappingError(f"{p.name}: {p.ow} output columns, more than a STORE addresses ({MAX_OUT_SIDE})")
+    out = []
+    for part, n in _split_groups(p):
+        if part.oh <= MAX_OUT_SIDE:
+            out.append((part, n))
+            continue
+        bands = [replace(part, row0=r, rows=min(MAX_OUT_SIDE, part.oh - r)) for r in range(0, part.oh, MAX_OUT_SIDE)]
+        out += [(band, 1) for band in bands] * n
+    return out
+
+
 def check_fits(p: Problem, cfg: AcceleratorConfig) -> None:
     """Raise MappingError naming the buffer that cannot hold the smallest tile of ``p``."""
     t = Tiling(1, cfg.num_pe, 1, 1, 1, False)
@@ -586,10 +615,9 @@ def check_fits(p: Problem, cfg: AcceleratorConfig) -> None:
         raise MappingError(f"{p.name}: the input buffer ({cfg.input_buf_bytes} bytes, half = "
                            f"{cfg.input_rows // 2} rows of C0) cannot hold the {geo['win_h']}x{geo['win_w']} "
                            f"input window of one output pixel")
-    if p.taps > cfg.weight_rows // 2:
-        raise MappingError(f"{p.name}: the weight buffer ({cfg.weight_buf_bytes} bytes, half = "
-                           f"{cfg.weight_rows // 2} rows per vector MAC) cannot hold the {p.taps} kernel taps "
-                           f"of one channel block")
+    if p.taps > cfg.weight_rows:
+        raise MappingError(f"{p.name}: the weight buffer ({cfg.weight_buf_bytes} bytes, {cfg.weight_rows} rows "
+                           f"per vector MAC) cannot hold the {p.taps} kernel taps of one channel block")
     if cfg.accum_depth // 2 < 1:
         raise MappingError(f"{p.name}: the accumulation buffer ({cfg.accum_depth} entries) is too small")
 
@@ -618,7 +646,10 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
     for i, t in enumerate(ranked[:max(exact_top, EXACT_MAX)]):
         if i >= max(exact_top, EXACT_MIN) and spent >= EXACT_BUDGET:
             break
-        stream = build_stream(p, t, cfg, pl)
+        try:
+            stream = build_stream(p, t, cfg, pl)
+        except StreamError as e:           # a field the ISA cannot encode: no mapping of this layer
+            raise MappingError(f"{p.name}: {e}") from None
         spent += len(stream)
         key = (layer_cycles(stream, cfg), _traffic(p, t, cfg))
         if best is None or key < best_key:
@@ -655,4 +686,4 @@ def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN, 
     """
     p = problem_of(layer, cfg)
     p = replace(p, softmax_row=softmax_row, act=p.act if act is None else act)
-    return [(_map_problem(part, cfg, exact_top), n) for part, n in _split_groups(p)]
+    return [(_map_problem(part, cfg, exact_top), n) for part, n in _split(p)]

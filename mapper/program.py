@@ -320,7 +320,9 @@ class _Builder:
                 for _ in range(repeat):
                     pl = self._placement(st, lowered, g0, weights, params, table)
                     out += build_stream(lowered.problem, lowered.tiling, self.cfg, pl)
-                    g0 += lowered.problem.groups
+                    lp = lowered.problem
+                    if lp.row0 + lp.oh >= lp.oh_full:       # a batch's last band: the next batch of groups
+                        g0 += lp.groups
             return out
         return emit
 

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from hw.config import get_config
-from hw.isa import FIELDS, INSN_BYTES, Op, StreamError, decode, decode_stream, disassemble, encode, encode_stream, make
+from hw.isa import FIELDS, INSN_BYTES, Op, StreamError, VecOp, decode, decode_stream, disassemble, encode, encode_stream, make
 from hw.timing import GEMM_PIPELINE, QUEUE_DEPTH, latency, schedule
 from mapper.ir import Conv2d
 from mapper.lower import MappingError, map_layer, _insn
@@ -17,6 +17,8 @@ def _random_insn(rng, op):
     f = {}
     for name, bits, signed in FIELDS[op]:
         f[name] = rng.randrange(-(1 << (bits - 1)), 1 << (bits - 1)) if signed else rng.randrange(1 << bits)
+    if op == Op.VEC:
+        f["vec_op"] = rng.choice(list(VecOp))
     deps = " ".join(d for d in ("pop_prev", "pop_next", "push_prev", "push_next") if rng.random() < 0.5)
     return make(op, deps=deps, **f)
 

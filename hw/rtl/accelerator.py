@@ -841,7 +841,7 @@ class Accelerator(wiring.Component):
         unsupported = ((op == Op.VEC) | ((op == Op.LOAD_PARAM) & vp.table)
                        | ((op == Op.STORE) & ((vs.act == Act.TABLE) | (vs.ep_row != 0))))
         with m.If(running):
-            with m.If(op > Op.END):
+            with m.If((op == 0) | (op > max(Op))):
                 m.d.comb += err.eq(ErrorCode.OPCODE)
             with m.Elif(reserved_bad):
                 m.d.comb += err.eq(ErrorCode.RESERVED)

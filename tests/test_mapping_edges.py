@@ -1,0 +1,47 @@
+"""Layers at the edges of the ISA's fields and the buffers: mapped, bit-exact, timed as they execute."""
+
+import numpy as np
+import pytest
+
+from hw.config import get_config
+from hw.timing import schedule
+from mapper.ir import Constant, Conv2d, Linear, MatMul, Model
+from mapper.lower import MappingError, map_layer
+from mapper.program import build_program
+from mapper.quantize import random_qmodel
+from sim.functional import check_program
+from sim.simulator import simulate
+
+CASES = {
+    # a prime token count above 4095 has no image shape within the fields: bands of rows
+    "prime_tokens": Model("p", "full", (4099, 1, 16), (Linear("fc", "encoder", 4099, 16, 8),)),
+    "rectangular_kernels": Model("r", "full", (12, 14, 8), (
+        Conv2d("c", "encoder", 8, 16, 12, 14, kernel=(1, 7)),
+        Conv2d("c2", "encoder", 16, 8, 12, 8, kernel=(3, 1), padding=1, inputs=("c",)))),
+    # ViT-B/16's patch embedding: a 16x16 kernel of stride 16
+    "kernel_16_stride_16": Model("b", "full", (64, 64, 3), (Conv2d("c", "encoder", 3, 16, 64, 64, kernel=16,
+                                                                     stride=16),)),
+    "more_than_4095_rows": Model("t", "full", (4200, 3, 4), (Conv2d("c", "encoder", 4, 8, 4200, 3, kernel=3,
+                                                                      padding=1),)),
+    "depthwise_9x9": Model("d", "full", (20, 20, 8), (Conv2d("c", "encoder", 8, 8, 20, 20, kernel=9, padding=4,
+                                                              groups=8),)),
+    "prime_rows_product": Model("m", "full", (4111, 1, 8), (
+        Constant("keys", "encoder", (24, 1, 8)), MatMul("qk", "encoder", 2, 4111, 4, 24, inputs=("input", "keys")))),
+}
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "small", "E"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_edge_layers_map_and_run(case, cfg_name):
+    model, cfg = CASES[case], get_config(cfg_name)
+    q = random_qmodel(model, 1)
+    x = np.random.default_rng(0).integers(-128, 128, size=model.input).astype(np.int8)
+    program = build_program(q, cfg, image=x)
+    assert check_program(program, q, x)["tensors"] == len(model.mac_layers)
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+
+
+def test_a_layer_that_cannot_fit_names_the_buffer():
+    huge = Conv2d("huge", "encoder", 1, 1, 99, 99, kernel=99, groups=1)
+    with pytest.raises(MappingError, match=r"huge: .*(buffer|fold_kh = 99 does not fit)"):
+        map_layer(huge, get_config("tiny"))
