@@ -1,0 +1,106 @@
+"""An int8 network: the integer parameters of every layer of a model (``QModel``).
+
+Activations are int8 with one symmetric scale per tensor (``real = q * scale``).  Per layer:
+
+* ``conv2d`` and ``linear``: per-output-channel int8 weights (``[K, kh, kw, C/groups]`` and
+  ``[K, C]``), int32 bias and the requantisation multiplier and shift of ``hw/numerics.py``;
+  ``matmul``: the multiplier and shift only (both operands are activations);
+* ``add``/``mul``/``layernorm``/``softmax``: ``hw.operators``' parameters;
+* ``relu``/``gelu``/``sigmoid``: a 256-entry int8 table (``hw.operators.lut_table``);
+* ``constant``: its int8 data;
+* resizes, pooling, concatenations and layout layers keep their input's scale and need none.
+
+The values come from calibration (``mapper.calibrate``) or, for tests of the data path,
+:func:`random_qmodel` (arbitrary but valid parameters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from hw import operators as ops
+
+from .ir import MAC_KINDS, Conv2d, Linear, MatMul, Model
+
+__all__ = ["QLayer", "QModel", "random_qmodel", "requant_channels"]
+
+
+@dataclass
+class QLayer:
+    """The integer parameters of one layer (module docstring); ``scale`` is its output's."""
+
+    scale: float
+    weight: Optional[np.ndarray] = None
+    bias: Optional[np.ndarray] = None
+    mult: Optional[np.ndarray] = None
+    shift: Optional[np.ndarray] = None
+    params: Any = None
+    data: Optional[np.ndarray] = None
+
+
+@dataclass
+class QModel:
+    """A model and its integer parameters; ``input_scale`` quantises the input image."""
+
+    model: Model
+    input_scale: float
+    layers: dict[str, QLayer] = field(default_factory=dict)
+
+    def scale(self, name: str) -> float:
+        return self.input_scale if name == "input" else self.layers[name].scale
+
+
+def requant_channels(layer) -> int:
+    """Output channels a MAC layer requantises (one parameter entry each)."""
+    if isinstance(layer, MatMul):
+        return layer.heads * layer.n
+    return layer.out_ch if isinstance(layer, Conv2d) else layer.out_features
+
+
+def random_qmodel(model: Model, seed: int = 0) -> QModel:
+    """Arbitrary valid integer parameters (seeded), for tests of the data path: outputs spread
+    over the int8 range without saturating everywhere."""
+    rng = np.random.default_rng(seed)
+    q = QModel(model, 1 / 32)
+    for layer in model.layers:
+        q.layers[layer.name] = _random_layer(layer, rng)
+    return q
+
+
+def _random_layer(layer, rng: np.random.Generator) -> QLayer:
+    i8 = lambda *shape: rng.integers(-128, 128, size=shape).astype(np.int8)
+    kind = layer.kind
+    if kind in MAC_KINDS:
+        k = requant_channels(layer)
+        if isinstance(layer, Conv2d):
+            w = i8(layer.out_ch, *layer.kernel, layer.in_ch // layer.groups)
+            red = w[0].size
+        elif isinstance(layer, Linear):
+            w = i8(layer.out_features, layer.in_features)
+            red = layer.in_features
+        else:
+            w, red = None, layer.k
+        shift = 16 + max(0, int(np.log2(max(1, red))) // 2)
+        return QLayer(1 / 32, w, rng.integers(-(1 << 12), 1 << 12, size=k).astype(np.int64),
+                      rng.integers(1 << 13, 1 << 15, size=k).astype(np.int64), np.full(k, shift, np.int64))
+    if kind == "add":
+        return QLayer(1 / 32, params=ops.add_params(1 / 32, 1 / 32 * rng.uniform(0.5, 2), 1 / 32 * rng.uniform(1, 2),
+                                                   relu=layer.relu))
+    if kind == "mul":
+        return QLayer(1 / 32, params=ops.mul_params(1 / 32, 1 / 32, 1 / 32 * rng.uniform(8, 32)))
+    if kind in ("relu", "gelu", "sigmoid"):
+        fn = {"relu": lambda v: np.maximum(v, 0), "gelu": lambda v: v / (1 + np.exp(-1.702 * v)),
+              "sigmoid": lambda v: 1 / (1 + np.exp(-v))}[kind]
+        return QLayer(1 / 32, params=ops.lut_table(fn, 1 / 32, 1 / 32 if kind != "sigmoid" else 1 / 128))
+    if kind == "layernorm":
+        c = layer.out_shape[2]
+        return QLayer(1 / 32, params=ops.layernorm_params(rng.uniform(0.5, 1.5, c), rng.uniform(-0.5, 0.5, c),
+                                                          layer.eps, 1 / 32, 1 / 32))
+    if kind == "softmax":
+        return QLayer(1 / 128, params=ops.softmax_params(1 / 32 * rng.uniform(0.5, 4)))
+    if kind == "constant":
+        return QLayer(1 / 32, data=i8(*layer.out_shape))
+    return QLayer(1 / 32)
