@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from . import float_ops, views
-from .ir import INPUT, Conv2d, Layer, MatMul, Model
+from .ir import INPUT, Conv2d, Layer, Model
 
 __all__ = ["run_float", "layer_output", "conv2d", "Adjust"]
 
@@ -54,7 +54,7 @@ def run_float(model: Model, weights: dict, image: np.ndarray, *, dtype=np.float3
     Raises
     ------
     ValueError
-        An image of the wrong shape, or a model with an opaque product (named).
+        An image of the wrong shape; an opaque product (Anchor DETR's), when the pass reaches it.
     """
     batched = _check(model, image)
     last_use = {n: i for i, layer in enumerate(model.layers) for n in layer.inputs}
@@ -75,16 +75,12 @@ def run_float(model: Model, weights: dict, image: np.ndarray, *, dtype=np.float3
 
 
 def _check(model: Model, image) -> bool:
-    """Whether ``image`` is a batch; ValueError for a wrong shape or an opaque product."""
+    """Whether ``image`` is a batch; ValueError for a wrong shape."""
     shape = np.shape(image)
     if shape[-3:] != tuple(model.input) or len(shape) not in (3, 4) or 0 in shape:
         want = "x".join(map(str, model.input))
         raise ValueError(f"{model.name}: the image has shape {'x'.join(map(str, shape))}, the model takes {want} "
                          f"(or a batch N x {want})")
-    opaque = [layer.name for layer in model.mac_layers if isinstance(layer, MatMul) and layer.b_layout == "opaque"]
-    if opaque:
-        raise ValueError(f"{model.name}: layer {opaque[0]!r} is an opaque product (b_layout 'opaque'), "
-                         f"which has no element-level semantics; this model cannot be executed")
     return len(shape) == 4
 
 
