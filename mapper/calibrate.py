@@ -13,7 +13,7 @@ The scheme
   and output scales (``add_params``, ``mul_params``, ``layernorm_params``, ``softmax_params``,
   ``lut_table`` for GELU, sigmoid and ReLU).
 
-Constraints the hardware program relies on (checked by the tests):
+Constraints the hardware program relies on (:func:`check_constraints`, run by :func:`quantize`):
 
 * layout layers (pad, roll, crop, window partition and reverse, patch merge), resizes,
   pooling and concatenations move or average values without rescaling, so their output
@@ -57,6 +57,7 @@ from .weights import batchnorm_folder, init_weights
 
 __all__ = ["quantize", "prepare", "quantize_ranges", "calibrate_ranges", "scale_groups", "assign_scales",
            "tensor_range", "readers_of", "softmax_row", "softmax_margin", "requant_params", "quantize_weights",
+           "check_constraints",
            "SOFTMAX_SCALE", "KEEPS_SCALE"]
 
 #: Output scale of every softmax (``hw.operators.softmax``: values 0..127 of 1/128).
@@ -115,6 +116,7 @@ def quantize_ranges(model: Model, weights: dict, ranges: dict[str, float]) -> QM
     q = QModel(model, INPUT_SCALE)
     for layer in model.layers:
         q.layers[layer.name] = _quantize_layer(layer, weights.get(layer.name), scales)
+    check_constraints(q)
     return q
 
 
@@ -220,6 +222,32 @@ def assign_scales(model: Model, ranges: dict[str, float]) -> dict[str, float]:
         r = largest[root] if largest[root] > 0 else 1.0          # an all-zero tensor: any scale will do
         scales[name] = fixed[root][1] if root in fixed else r / 127
     return scales
+
+
+def check_constraints(q: QModel) -> None:
+    """Check the constraints the hardware program relies on (module docstring) on ``q``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first layer that breaks one, and how.
+    """
+    relu_table = np.maximum(np.arange(-128, 128), 0)
+    if q.input_scale != INPUT_SCALE:
+        raise ValueError(f"input scale {q.input_scale!r} is not INPUT_SCALE = {INPUT_SCALE!r}")
+    for layer in q.model.layers:
+        ql = q.layers[layer.name]
+        if layer.kind in KEEPS_SCALE:
+            bad = [n for n in layer.inputs if q.scale(n) != ql.scale]
+            if bad:
+                raise ValueError(f"{layer.name}: a {layer.kind} layer must keep its inputs' scale, but {bad[0]!r} "
+                                 f"has {q.scale(bad[0]):.6g} and the output {ql.scale:.6g}")
+        if layer.kind == "relu" and not np.array_equal(ql.params, relu_table):
+            raise ValueError(f"{layer.name}: a ReLU's table must be max(x, 0)")
+        if layer.kind == "softmax" and ql.scale != SOFTMAX_SCALE:
+            raise ValueError(f"{layer.name}: a softmax's output scale must be 1/128, not {ql.scale:.6g}")
+        if layer.kind == "constant" and (ql.data is None or np.asarray(ql.data).dtype != np.int8):
+            raise ValueError(f"{layer.name}: a constant needs int8 data")
 
 
 # ---- per-layer parameters ------------------------------------------------------------------------
