@@ -49,7 +49,7 @@ from hw import operators as ops
 from hw.numerics import MAX_SHIFT, MULT_BITS
 
 from . import float_ops
-from .images import INPUT_SCALE, calibration_image, round_half_up
+from .images import INPUT_SCALE, calibration_image, quantize_tensor, round_half_up
 from .ir import INPUT, LAYOUT_KINDS, MAC_KINDS, Constant, Layer, MatMul, Model, Softmax
 from .quantize import QLayer, QModel, requant_channels
 from .reference import run_float
@@ -319,6 +319,6 @@ def _quantize_layer(layer: Layer, w: Optional[dict], scales: dict[str, float]) -
     if kind == "softmax":
         return QLayer(s_out, params=ops.softmax_params(s_in[0]))
     if kind == "constant":
-        data = np.clip(round_half_up(np.asarray(w["data"], np.float64) / s_out), -128, 127).astype(np.int8)
+        data = quantize_tensor(np.asarray(w["data"], np.float64), s_out)
         return QLayer(s_out, data=data.reshape(layer.out_shape))
     return QLayer(s_out)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INPUT_SCALE", "preprocess", "synthetic_image",
-           "calibration_image", "quantize_input", "round_half_up"]
+           "calibration_image", "quantize_input", "quantize_tensor", "round_half_up"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -59,7 +59,12 @@ def quantize_input(image) -> np.ndarray:
     if a.ndim != 3 or 0 in a.shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
         raise ValueError(f"the input must be a finite float H x W x C image (see preprocess), "
                          f"not {a.dtype} of shape {a.shape}")
-    return np.clip(round_half_up(a / INPUT_SCALE), -128, 127).astype(np.int8)
+    return quantize_tensor(a, INPUT_SCALE)
+
+
+def quantize_tensor(x, scale: float) -> np.ndarray:
+    """int8 ``clip(round(x / scale), -128, 127)``, rounding half up: any activation or constant."""
+    return np.clip(round_half_up(np.asarray(x) / scale), -128, 127).astype(np.int8)
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 
 from hw.cli import OneLineParser, atomic_write_json
 from mapper.calibrate import prepare, readers_of, softmax_margin, softmax_row
-from mapper.images import calibration_image, preprocess, quantize_input, round_half_up, synthetic_image
+from mapper.images import calibration_image, preprocess, quantize_input, quantize_tensor, synthetic_image
 from mapper.ir import INPUT, Linear, Model, Resize
 from mapper.quantize import QModel
 from mapper.reference import run_float
@@ -172,7 +172,7 @@ class _FloatInputs:
         self.values = {INPUT: image}
 
     def local_sqnr(self, i: int, layer, f: np.ndarray, qmodel: QModel, acc_bits: int, row: Optional[int]) -> float:
-        ins = [_to_int8(self.values[n], qmodel.scale(n)) for n in layer.inputs]
+        ins = [quantize_tensor(self.values[n], qmodel.scale(n)) for n in layer.inputs]
         ql = qmodel.layers[layer.name]
         db = sqnr_db(f, layer_output(layer, ins, ql, acc_bits), ql.scale, row)
         self.values[layer.name] = f
@@ -180,10 +180,6 @@ class _FloatInputs:
             if self.last_use.get(n) == i:
                 self.values.pop(n, None)
         return db
-
-
-def _to_int8(f: np.ndarray, scale: float) -> np.ndarray:
-    return np.clip(round_half_up(f / scale), -128, 127).astype(np.int8)
 
 
 def _agreement(model: Model, task: str, f: dict, q: dict, qmodel: QModel) -> dict:

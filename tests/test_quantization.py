@@ -22,7 +22,7 @@ from mapper.calibrate import (KEEPS_SCALE, assign_scales, check_constraints, pre
 from mapper.images import (INPUT_SCALE, IMAGENET_MEAN, IMAGENET_STD, calibration_image, preprocess,
                            quantize_input, synthetic_image)
 from mapper.ir import (INPUT, Activation, Add, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
-                       Pad, PatchMerge, Pool, Resize, Roll, Softmax, WindowPartition, WindowReverse)
+                       Pad, PatchMerge, Roll, Softmax, WindowPartition, WindowReverse)
 from mapper.quantize import QLayer
 from mapper.weights import (BN_EPS, constant_data, fold_attention_scale, has_batchnorm, init_weights,
                             relative_position_index)
