@@ -2,7 +2,8 @@
 
 ``run_network(qmodel, x)`` computes each layer's int8 output from its inputs' with the
 accelerator's arithmetic (``sim.golden``'s exact MAC layers and requantisation,
-``hw.operators``' non-MAC operators) and the layer's attributes (``mapper.ir``), knowing
+``hw.operators``' non-MAC operators), the layer's attributes (``mapper.ir``) and the IR's
+data movement (``mapper.views``, shared with the float reference), knowing
 nothing of tilings, programs or DRAM: the functional simulator's results are compared
 with it tensor by tensor.  A segmentation model's final resize of its class scores is,
 in addition, the class map ``hw.operators.resize_argmax`` gives (:func:`class_map`).
@@ -15,6 +16,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from hw import operators as ops
+from mapper import views
 from mapper.ir import INPUT, Layer, Model
 from mapper.quantize import QLayer, QModel
 
@@ -80,41 +82,21 @@ def _linear(layer, ins, q, acc_bits):
     return _requant(golden.linear(x, q.weight, acc_bits=acc_bits), q, layer.relu, acc_bits).reshape(h, w, -1)
 
 
-def _operand(t: np.ndarray, rows: int, cols: int, offset: int, windows: int, heads: int) -> np.ndarray:
-    """``[windows * heads, rows, cols]`` of a tensor holding ``rows * windows`` tokens (row ``r`` of
-    window ``w`` is token ``r * windows + w``) with head ``h``'s columns at ``offset + h * cols``."""
-    tok = t.reshape(rows, windows, -1)[:, :, offset:offset + heads * cols]
-    return tok.reshape(rows, windows, heads, cols).transpose(1, 2, 0, 3).reshape(windows * heads, rows, cols)
-
-
 def _matmul(layer, ins, q, acc_bits):
-    a_t, b_t = ins
-    wins, heads = layer.windows, layer.heads
-    a = _operand(a_t, layer.m, layer.k, layer.a_offset, wins, heads)                 # [B, M, K]
-    if layer.b_layout == "nk":
-        b = _operand(b_t, layer.n, layer.k, layer.b_offset, wins, heads).transpose(0, 2, 1)
-    else:
-        b = _operand(b_t, layer.k, layer.n, layer.b_offset, wins, heads)              # [B, K, N]
+    a, b = views.matmul_operands(layer, *ins)
     acc = golden.matmul(a, b, acc_bits=acc_bits)                                      # [B, M, N]
     # the accelerator's [M, windows * heads * N]: one parameter entry per column
-    acc = acc.reshape(wins, heads, layer.m, layer.n).transpose(2, 0, 1, 3).reshape(layer.m, -1)
-    h, w, _ = a_t.shape
-    return _requant(acc, q, False, acc_bits).reshape(h, w, -1)
-
-
-def _broadcast(t: np.ndarray, shape) -> np.ndarray:
-    """numpy broadcasting of H and W; channels repeated when they divide the output's."""
-    reps = shape[2] // t.shape[2]
-    return np.broadcast_to(np.tile(t, (1, 1, reps)) if reps > 1 else t, shape)
+    cols = views.matmul_output(layer, acc).reshape(layer.m, -1)
+    return _requant(cols, q, False, acc_bits).reshape(layer.out_shape)
 
 
 def _add(layer, ins, q, acc_bits):
-    a, b = (_broadcast(t, layer.out_shape) for t in ins)
+    a, b = (views.broadcast_input(t, layer.out_shape) for t in ins)
     return ops.add(a, b, q.params)
 
 
 def _mul(layer, ins, q, acc_bits):
-    a, b = (_broadcast(t, layer.out_shape) for t in ins)
+    a, b = (views.broadcast_input(t, layer.out_shape) for t in ins)
     return ops.mul(a, b, q.params)
 
 
@@ -138,36 +120,6 @@ def _pool(layer, ins, q, acc_bits):
     return ops.adaptive_avgpool2d(x, layer.out_h, layer.out_w)
 
 
-def _pad(layer, ins, q, acc_bits):
-    x = ins[0]
-    return np.pad(x, ((0, layer.out_h - x.shape[0]), (0, layer.out_w - x.shape[1]), (0, 0)))
-
-
-def _roll(layer, ins, q, acc_bits):
-    return np.roll(ins[0], (-layer.shift, -layer.shift), axis=(0, 1))
-
-
-def _partition(layer, ins, q, acc_bits):
-    x, win = ins[0], layer.window
-    h, w, c = x.shape
-    t = x.reshape(h // win, win, w // win, win, c).transpose(1, 3, 0, 2, 4)   # [iy, ix, wy, wx, c]
-    return np.ascontiguousarray(t).reshape(win * win, (h // win) * (w // win), c)
-
-
-def _reverse(layer, ins, q, acc_bits):
-    x, win = ins[0], layer.window
-    h, w, c = layer.out_h, layer.out_w, x.shape[2]
-    t = x.reshape(win, win, h // win, w // win, c).transpose(2, 0, 3, 1, 4)
-    return np.ascontiguousarray(t).reshape(h, w, c)
-
-
-def _merge(layer, ins, q, acc_bits):
-    x = ins[0]
-    h, w, _ = x.shape
-    x = np.pad(x, ((0, h % 2), (0, w % 2), (0, 0)))
-    return np.concatenate([x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]], axis=-1)
-
-
 _LAYERS = {
     "conv2d": _conv, "linear": _linear, "matmul": _matmul,
     "add": _add, "mul": _mul,
@@ -177,7 +129,11 @@ _LAYERS = {
     "layernorm": lambda l, ins, q, b: ops.layernorm(ins[0], q.params),
     "softmax": _softmax, "resize": _resize, "pool": _pool,
     "concat": lambda l, ins, q, b: np.concatenate(ins, axis=-1),
-    "pad": _pad, "roll": _roll, "crop": lambda l, ins, q, b: ins[0][:l.out_h, :l.out_w].copy(),
-    "window_partition": _partition, "window_reverse": _reverse, "patch_merge": _merge,
+    "pad": lambda l, ins, q, b: views.pad(ins[0], l.out_h, l.out_w),
+    "roll": lambda l, ins, q, b: views.roll(ins[0], l.shift),
+    "crop": lambda l, ins, q, b: views.crop(ins[0], l.out_h, l.out_w),
+    "window_partition": lambda l, ins, q, b: views.window_partition(ins[0], l.window),
+    "window_reverse": lambda l, ins, q, b: views.window_reverse(ins[0], l.window, l.out_h, l.out_w),
+    "patch_merge": lambda l, ins, q, b: views.patch_merge(ins[0]),
     "constant": lambda l, ins, q, b: np.asarray(q.data, np.int8),
 }

@@ -13,8 +13,10 @@ import numpy as np
 
 from hw.config import AcceleratorConfig
 from mapper.ir import Model
+from mapper.calibrate import prepare
+from mapper.images import preprocess, quantize_input, synthetic_image
 from mapper.program import build_program
-from mapper.quantize import QModel, random_qmodel
+from mapper.quantize import QModel
 
 from .functional import check_program
 
@@ -22,8 +24,9 @@ __all__ = ["network_parameters", "check_network"]
 
 
 def network_parameters(model: Model, seed: int) -> QModel:
-    """The integer parameters of ``model`` for a run with ``seed``."""
-    return random_qmodel(model, seed)
+    """The integer parameters of ``model``: its weights seeded with ``seed`` (initialised as the
+    original model's), quantised on the seeded calibration image (``mapper.calibrate``)."""
+    return prepare(model, seed)[1]
 
 
 def check_network(model: Model, cfg: AcceleratorConfig, *, seed: int, fuse: bool = True,
@@ -31,7 +34,8 @@ def check_network(model: Model, cfg: AcceleratorConfig, *, seed: int, fuse: bool
     """Run ``model`` on ``cfg`` end to end in functional mode on a seeded input and compare every
     tensor with the golden model (``CheckError`` names the first layer and element that differ)."""
     q = network_parameters(model, seed)
-    x = np.random.default_rng(seed).integers(-128, 128, size=model.input).astype(np.int8)
+    h, w, _ = model.input
+    x = quantize_input(preprocess(synthetic_image(h, w, seed + 1)))
     program = build_program(q, cfg, fuse=fuse, image=x)
     result = check_program(program, q, x, progress=progress)
     return {"tensors": result["tensors"], "elements": result["elements"], "seed": seed,
