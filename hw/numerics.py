@@ -23,8 +23,9 @@ MAX_SHIFT = 47
 INT8_MIN, INT8_MAX = -128, 127
 #: One parameter entry per output channel: bias (int32), mult (uint16), shift (uint8), pad.
 PARAM_ENTRY_BYTES = 8
-#: Layout of a parameter entry, little-endian, in this order (name, bits, signed).
-PARAM_ENTRY = (("bias", 32, True), ("mult", 16, False), ("shift", 8, False), ("pad", 8, False))
+#: Layout of a parameter entry, little-endian, in this order (name, bits, signed); ``ep_shift`` is the
+#: output shift of a STORE's softmax epilogue (``hw.operators.SoftmaxParams.out_shift``).
+PARAM_ENTRY = (("bias", 32, True), ("mult", 16, False), ("shift", 8, False), ("ep_shift", 8, False))
 #: Each PE's table memory: 256 entries of 32 bits, loaded by LOAD_PARAM with ``table = 1``.  STORE
 #: reads it as an activation (``act = TABLE``: entry ``y + 128`` holds the int8 result) or, with a
 #: softmax epilogue, as the exponentials ``e(d)`` of ``d = rowmax - x`` (hw.operators' kernel).

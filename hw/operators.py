@@ -66,7 +66,7 @@ __all__ = [
     # kernels
     "requantize_kernel", "add_kernel", "mul_kernel", "lut_kernel",
     "square_kernel", "layernorm_row_kernel", "layernorm_element_kernel", "softmax_exp_kernel",
-    "softmax_out_kernel", "bilinear_axis_kernel", "lerp_kernel", "bilinear_kernel",
+    "softmax_out_kernel", "SOFTMAX_OUT_SHIFTS", "bilinear_axis_kernel", "lerp_kernel", "bilinear_kernel",
     "max_kernel", "argmax_kernel", "average_kernel", "floor_counter_kernel",
     "ceil_kernel",
 ]
@@ -688,17 +688,25 @@ def layernorm(x, p: LayerNormParams, *, be=NUMPY) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SoftmaxParams:
-    """``exp_mult / 2**exp_shift ~= s_in * log2(e)``: 16-bit ``exp_mult``, ``exp_shift`` 8..31."""
+    """``exp_mult / 2**exp_shift ~= s_in * log2(e)``: 16-bit ``exp_mult``, ``exp_shift`` 8..31;
+    the output scale is ``2**-out_shift`` (``SOFTMAX_OUT_SHIFTS``): a row whose largest probability
+    stays below 1/2 keeps a bit more with 1/256, and so on (calibration chooses it)."""
 
     exp_mult: int
     exp_shift: int
+    out_shift: int = 7
 
     def __post_init__(self):
         _check_int(self.exp_mult, "exp_mult", 0, (1 << OP_MULT_BITS) - 1)
         _check_int(self.exp_shift, "exp_shift", EXP_FRAC_BITS, OP_MAX_SHIFT)
+        _check_int(self.out_shift, "out_shift", SOFTMAX_OUT_SHIFTS[0], SOFTMAX_OUT_SHIFTS[-1])
 
 
-def softmax_params(s_in: float) -> SoftmaxParams:
+#: Output shifts a softmax may use: output scales 1/128 (probabilities up to 127/128) .. 1/16384.
+SOFTMAX_OUT_SHIFTS = range(7, 15)
+
+
+def softmax_params(s_in: float, out_shift: int = 7) -> SoftmaxParams:
     """Fixed-point ``s_in * log2(e)`` with the largest shift up to 31 that keeps 16 bits.
 
     Refuses ``s_in`` above about 177 (``s_in * log2(e) >= 256``: one input step
@@ -712,7 +720,7 @@ def softmax_params(s_in: float) -> SoftmaxParams:
     if shift < EXP_FRAC_BITS:
         raise ValueError(f"s_in = {s_in:.6g} is too large for softmax: at most "
                          f"{((1 << OP_MULT_BITS) - 1) / 2.0 ** EXP_FRAC_BITS * np.log(2.0):.6g}")
-    return SoftmaxParams(int(_round_half_up(ratio * 2.0 ** shift)), shift)
+    return SoftmaxParams(int(_round_half_up(ratio * 2.0 ** shift)), shift, out_shift)
 
 
 def softmax_exp_kernel(x, xmax, exp_mult, exp_shift, be):
@@ -731,19 +739,19 @@ def softmax_exp_kernel(x, xmax, exp_mult, exp_shift, be):
     return round_shift(word << (SOFTMAX_E_BITS - EXP_ONE_BITS), q)
 
 
-def softmax_out_kernel(e, r, k, be):
-    """``y = min(round(e * 128 / sum), 127)`` with ``1/sum ~= r * 2**(k - 34 - 15)``.
+def softmax_out_kernel(e, r, k, out_shift, be):
+    """``y = min(round(e * 2**out_shift / sum), 127)`` with ``1/sum ~= r * 2**(k - 34 - 15)``.
 
-    ``e * r``: 38 bits (23 x 16); shift ``42 - k`` in 30..42 (the sum is at least
-    2**22, so ``k <= 12``); the rounding one-hot ``1 << shift`` up to 43 bits, the
-    rounded sum 42 bits; result 0..127 (7 bits).
+    ``e * r``: 38 bits (23 x 16); shift ``49 - out_shift - k`` in 23..42 (the sum is at
+    least 2**22, so ``k <= 12``; ``out_shift`` 7..14); the rounding one-hot ``1 << shift``
+    up to 43 bits, the rounded sum 42 bits; result 0..127 (7 bits).
     """
-    y = round_shift(e * r, SOFTMAX_SUM_BITS - 1 + RECIP_FRAC_BITS - 7 - k)
+    y = round_shift(e * r, SOFTMAX_SUM_BITS - 1 + RECIP_FRAC_BITS - out_shift - k)
     return be.sel(y > INT8_MAX, INT8_MAX, y)
 
 
 def softmax(x, p: SoftmaxParams, *, be=NUMPY) -> np.ndarray:
-    """Integer softmax over the last axis (up to 4096): output scale 1/128, values 0..127.
+    """Integer softmax over the last axis (up to 4096): output scale ``2**-p.out_shift``, values 0..127.
 
     Pass 1 finds the row maximum; pass 2 computes ``e = 2**22 * exp(s_in*(x-max))``
     per element (``softmax_exp_kernel``) and their sum (35 bits; at least 2**22,
@@ -755,7 +763,7 @@ def softmax(x, p: SoftmaxParams, *, be=NUMPY) -> np.ndarray:
     def block(v):
         e = be.run(softmax_exp_kernel, v, v.max(axis=-1, keepdims=True), p.exp_mult, p.exp_shift)
         r, k = be.run(recip_kernel, e.sum(axis=-1, keepdims=True), SOFTMAX_SUM_BITS)
-        return be.run(softmax_out_kernel, e, r, k)
+        return be.run(softmax_out_kernel, e, r, k, p.out_shift)
     return _by_rows(x, "x", block)
 
 

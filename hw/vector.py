@@ -77,7 +77,7 @@ STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
     VecOp.LUT: [("table", 32, False)],                       # DRAM address of 256 int8 entries
     # per-channel entries of 8 bytes: int32 beta, int16 gamma, pad (hw.numerics.LN_ENTRY)
     VecOp.LAYERNORM: [("table", 32, False), ("eps", 40, False), ("shift", 6, False)],
-    VecOp.SOFTMAX: [("row", 13, False), ("exp_mult", 16, False), ("exp_shift", 5, False)],
+    VecOp.SOFTMAX: [("row", 13, False), ("exp_mult", 16, False), ("exp_shift", 5, False), ("out_shift", 4, False)],
     # the fixed-point DDA of each axis (hw.operators.resize_axis_params); mode 0 bilinear, 1 nearest
     VecOp.RESIZE: [("mode", 1, False), ("y_start", 32, True), ("y_step", 32, False),
                    ("x_start", 32, True), ("x_step", 32, False)],

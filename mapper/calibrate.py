@@ -21,7 +21,9 @@ Constraints the hardware program relies on (:func:`check_constraints`, run by :f
   producers requantise straight to it): each such set of tensors is a *scale group*
   whose scale covers the largest range of its members;
 * a ReLU layer keeps its input's scale; its table is ``max(x, 0)``;
-* a softmax's output scale is 1/128 (``hw.operators.softmax``), the input image's is the
+* a softmax's output scale is a power of two, ``2**-out_shift`` (``hw.operators.softmax``): the
+  finest that holds the largest probability seen on the calibration image (1/128 when a row
+  reaches a probability of 1/2 or more, finer when attention spreads); the input image's is the
   fixed :data:`mapper.images.INPUT_SCALE`; a group holding either takes that scale;
 * constants are quantised per tensor, by the largest magnitude of their data.
 
@@ -58,10 +60,8 @@ from .weights import batchnorm_folder, init_weights
 __all__ = ["quantize", "prepare", "quantize_ranges", "calibrate_ranges", "scale_groups", "assign_scales",
            "tensor_range", "readers_of", "softmax_row", "softmax_margin", "requant_params", "quantize_weights",
            "check_constraints",
-           "SOFTMAX_SCALE", "KEEPS_SCALE"]
+           "softmax_out_shift", "KEEPS_SCALE"]
 
-#: Output scale of every softmax (``hw.operators.softmax``: values 0..127 of 1/128).
-SOFTMAX_SCALE = 1 / 128
 #: Layer kinds whose output has their input's scale (the module docstring's first constraint, and ReLU).
 KEEPS_SCALE = frozenset(LAYOUT_KINDS) | {"resize", "pool", "concat", "relu"}
 #: Magnitudes sampled for a percentile of a larger tensor (seeded, with replacement).
@@ -192,10 +192,21 @@ def scale_groups(model: Model) -> dict[str, str]:
     return {n: find(n) for n in parent}
 
 
-def _fixed_scale(model: Model, name: str) -> Optional[float]:
+def softmax_out_shift(pmax: float) -> int:
+    """The softmax output shift (``hw.operators.SOFTMAX_OUT_SHIFTS``) whose scale holds ``pmax``,
+    the largest probability seen: the largest ``s`` with ``pmax * 2**s <= 127``."""
+    shifts = ops.SOFTMAX_OUT_SHIFTS
+    if pmax <= 0:
+        return shifts[-1]
+    return int(min(shifts[-1], max(shifts[0], math.floor(math.log2(127 / pmax)))))
+
+
+def _fixed_scale(model: Model, name: str, ranges: dict[str, float]) -> Optional[float]:
     if name == INPUT:
         return INPUT_SCALE
-    return SOFTMAX_SCALE if model.layer(name).kind == "softmax" else None
+    if model.layer(name).kind == "softmax":
+        return 2.0 ** -softmax_out_shift(ranges.get(name, 1.0))
+    return None
 
 
 def assign_scales(model: Model, ranges: dict[str, float]) -> dict[str, float]:
@@ -210,7 +221,7 @@ def assign_scales(model: Model, ranges: dict[str, float]) -> dict[str, float]:
     fixed: dict[str, tuple[str, float]] = {}
     largest: dict[str, float] = {}
     for name, root in groups.items():
-        f = _fixed_scale(model, name)
+        f = _fixed_scale(model, name, ranges)
         if f is not None:
             if root in fixed and fixed[root][1] != f:
                 raise ValueError(f"{model.name}: {name!r} (scale {f:.6g}) and {fixed[root][0]!r} (scale "
@@ -244,8 +255,9 @@ def check_constraints(q: QModel) -> None:
                                  f"has {q.scale(bad[0]):.6g} and the output {ql.scale:.6g}")
         if layer.kind == "relu" and not np.array_equal(ql.params, relu_table):
             raise ValueError(f"{layer.name}: a ReLU's table must be max(x, 0)")
-        if layer.kind == "softmax" and ql.scale != SOFTMAX_SCALE:
-            raise ValueError(f"{layer.name}: a softmax's output scale must be 1/128, not {ql.scale:.6g}")
+        if layer.kind == "softmax" and ql.scale != 2.0 ** -ql.params.out_shift:
+            raise ValueError(f"{layer.name}: a softmax's output scale must be 2**-{ql.params.out_shift}, "
+                             f"not {ql.scale:.6g}")
         if layer.kind == "constant" and (ql.data is None or np.asarray(ql.data).dtype != np.int8):
             raise ValueError(f"{layer.name}: a constant needs int8 data")
 
@@ -317,7 +329,7 @@ def _quantize_layer(layer: Layer, w: Optional[dict], scales: dict[str, float]) -
     if kind == "layernorm":
         return QLayer(s_out, params=ops.layernorm_params(w["gamma"], w["beta"], layer.eps, s_in[0], s_out))
     if kind == "softmax":
-        return QLayer(s_out, params=ops.softmax_params(s_in[0]))
+        return QLayer(s_out, params=ops.softmax_params(s_in[0], round(-math.log2(s_out))))
     if kind == "constant":
         data = quantize_tensor(np.asarray(w["data"], np.float64), s_out)
         return QLayer(s_out, data=data.reshape(layer.out_shape))

@@ -137,10 +137,10 @@ def _pack_entries(layout, columns: dict, n: int) -> np.ndarray:
     return out
 
 
-def pack_params(bias, mult, shift) -> np.ndarray:
+def pack_params(bias, mult, shift, ep_shift=0) -> np.ndarray:
     """Requantisation entries (``hw.numerics.PARAM_ENTRY``), one per output channel."""
     n = len(mult)
-    return _pack_entries(PARAM_ENTRY, {"bias": bias, "mult": mult, "shift": shift}, n)
+    return _pack_entries(PARAM_ENTRY, {"bias": bias, "mult": mult, "shift": shift, "ep_shift": ep_shift}, n)
 
 
 def exp_table(p: "ops.SoftmaxParams") -> np.ndarray:
@@ -302,7 +302,8 @@ class _Builder:
         layer = st.layer
         parts = map_layer(layer, self.cfg, softmax_row=st.softmax_row, act=st.act)
         ql = self.q.layers[layer.name]
-        params = self._blob(f"{layer.name}.params", pack_params(ql.bias, ql.mult, ql.shift))
+        ep_shift = self.q.layers[st.softmax].params.out_shift if st.softmax else 0
+        params = self._blob(f"{layer.name}.params", pack_params(ql.bias, ql.mult, ql.shift, ep_shift))
         table = None
         if st.act == Act.TABLE:
             table = self._blob(f"{st.act_layer}.table", _table_bytes(self.q.layers[st.act_layer].params))
@@ -387,7 +388,7 @@ class _Builder:
             entries = _pack_entries(LN_ENTRY, {"beta": p.beta, "gamma": p.gamma}, p.n)
             return {"table": ("blob", self._blob(f"{names[0]}.ln", entries)), "eps": p.eps, "shift": p.shift}
         if stage.op == VecOp.SOFTMAX:
-            return {"exp_mult": ql.params.exp_mult, "exp_shift": ql.params.exp_shift}
+            return {"exp_mult": ql.params.exp_mult, "exp_shift": ql.params.exp_shift, "out_shift": ql.params.out_shift}
         return {}
 
 

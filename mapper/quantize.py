@@ -101,7 +101,8 @@ def _random_layer(layer, rng: np.random.Generator) -> QLayer:
         return QLayer(1 / 32, params=ops.layernorm_params(rng.uniform(0.5, 1.5, c), rng.uniform(-0.5, 0.5, c),
                                                           layer.eps, 1 / 32, 1 / 32))
     if kind == "softmax":
-        return QLayer(1 / 128, params=ops.softmax_params(1 / 32 * rng.uniform(0.5, 4)))
+        out_shift = int(rng.integers(7, 10))
+        return QLayer(2.0 ** -out_shift, params=ops.softmax_params(1 / 32 * rng.uniform(0.5, 4), out_shift))
     if kind == "constant":
         return QLayer(1 / 32, data=i8(*layer.out_shape))
     return QLayer(1 / 32)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import AcceleratorConfig
-from hw.isa import Act, Insn, StreamError, INSN_BYTES
+from hw.isa import Act, ErrorCode, Insn, StreamError, INSN_BYTES
 from hw.numerics import MAX_SHIFT, PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
 from hw.timing import dw_gather_ok, load_inp_lanes
 from mapper.ir import Conv2d, Layer, Linear, MatMul
@@ -52,6 +52,7 @@ class Machine:
         self.bias = np.zeros((p, cfg.param_depth), dtype=np.int64)
         self.mult = np.zeros((p, cfg.param_depth), dtype=np.int64)
         self.shift = np.zeros((p, cfg.param_depth), dtype=np.int64)
+        self.ep_shift = np.zeros((p, cfg.param_depth), dtype=np.int64)
         self.table = np.zeros((p, TABLE_ENTRIES), dtype=np.int64)       # 32-bit signed entries
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -118,11 +119,13 @@ class Machine:
         bias = raw[:, 0:4].copy().view("<i4")[:, 0].astype(np.int64)
         mult = raw[:, 4:6].copy().view("<u2")[:, 0].astype(np.int64)
         shift = raw[:, 6].astype(np.int64)
+        ep_shift = raw[:, 7].astype(np.int64)
         if (shift > MAX_SHIFT).any():
             raise StreamError(f"parameter shift {int(shift.max())} above {MAX_SHIFT} at byte offset {off}")
         pes = self._pes(f, off)
         sl = slice(f["dst_addr"], f["dst_addr"] + n)
         self.bias[pes, sl], self.mult[pes, sl], self.shift[pes, sl] = bias, mult, shift
+        self.ep_shift[pes, sl] = ep_shift
 
     def _load_table(self, f: dict, off: int) -> None:
         """LOAD_PARAM with ``table``: entries of PARAM_ENTRY_BYTES bytes fill the table memory."""
@@ -231,7 +234,11 @@ class Machine:
                                   f"whole softmax rows of {row}")
             vals = q[sel].transpose(1, 2, 0, 3).reshape(q.shape[1], q.shape[2], -1)     # [oh, ow, P*K]
             rows = vals[..., order].reshape(*vals.shape[:2], -1, row)
-            vals[..., order] = softmax_rows(rows, self.table[pes[sel[0]]]).reshape(*vals.shape[:2], -1)
+            out_shift = int(self.ep_shift[pes[sel[0]], f["param_addr"]])
+            if out_shift not in ops.SOFTMAX_OUT_SHIFTS:
+                raise StreamError(f"STORE at byte offset {off}: softmax output shift {out_shift} outside "
+                                  f"{ops.SOFTMAX_OUT_SHIFTS.start}..{ops.SOFTMAX_OUT_SHIFTS.stop - 1}", ErrorCode.DATA)
+            vals[..., order] = softmax_rows(rows, self.table[pes[sel[0]]], out_shift).reshape(*vals.shape[:2], -1)
             q[sel] = vals.reshape(q.shape[1], q.shape[2], len(sel), -1).transpose(2, 0, 1, 3)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from hw import operators as ops
-from hw.isa import StreamError, VecOp
+from hw.isa import ErrorCode, StreamError, VecOp
 from hw.vector import (LN_ENTRY, LN_ENTRY_BYTES, NONE, PREV, Descriptor, Operand, PoolMode, decode_descriptor,
                        descriptor_bytes, operand_addresses, vec_fields)
 
@@ -105,7 +105,10 @@ class _Pass:
             row = p["row"]
             if row < 1 or x.shape[2] % row:
                 raise StreamError(f"{self.where}: softmax rows of {row} do not divide {x.shape[2]} channels")
-            sp = ops.SoftmaxParams(p["exp_mult"], p["exp_shift"])
+            try:
+                sp = ops.SoftmaxParams(p["exp_mult"], p["exp_shift"], p["out_shift"])
+            except ValueError as e:
+                raise StreamError(f"{self.where}: softmax parameters: {e}", ErrorCode.DATA) from None
             return ops.softmax(x.reshape(*x.shape[:2], -1, row), sp).reshape(x.shape), ok
         full = np.ones((d.h, d.w), bool)
         if st.op == VecOp.RESIZE:
@@ -157,10 +160,10 @@ class _Pass:
         return out
 
 
-def softmax_rows(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+def softmax_rows(x: np.ndarray, table: np.ndarray, out_shift: int) -> np.ndarray:
     """Softmax over the last axis of int8 ``x`` with the exponentials ``table[rowmax - x]`` (256 entries):
     the vector unit's arithmetic (``hw.operators.softmax``) with its exp kernel tabulated."""
     xmax = x.max(axis=-1, keepdims=True).astype(np.int64)
     e = table[(xmax - x).astype(np.int64)]
     r, k = ops.NUMPY.run(ops.recip_kernel, e.sum(axis=-1, keepdims=True), ops.SOFTMAX_SUM_BITS)
-    return ops.NUMPY.run(ops.softmax_out_kernel, e, r, k).astype(np.int8)
+    return ops.NUMPY.run(ops.softmax_out_kernel, e, r, k, out_shift).astype(np.int8)

@@ -449,7 +449,7 @@ def test_constraint_violations_are_named(swin_block):
         check_constraints(q)
     q = quantize(model, weights, image)
     q.layers["softmax"].scale = 1 / 64
-    with pytest.raises(ValueError, match="softmax: a softmax's output scale must be 1/128"):
+    with pytest.raises(ValueError, match=r"softmax: a softmax's output scale must be 2\*\*-\d+"):
         check_constraints(q)
 
 
@@ -564,3 +564,10 @@ def test_accuracy_command_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
     assert json.loads(out.read_text()) == doc                         # never overwritten
+
+
+def test_softmax_output_shift_holds_the_largest_probability():
+    from mapper.calibrate import softmax_out_shift
+    assert softmax_out_shift(0.99) == 7 and softmax_out_shift(0.5) == 7
+    assert softmax_out_shift(0.2) == 9            # 0.2 * 512 = 102 <= 127 < 0.2 * 1024
+    assert softmax_out_shift(1e-6) == 14 and softmax_out_shift(0.0) == 14
