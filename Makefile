@@ -3,6 +3,9 @@
 # svg), ARGS (extra CLI options).
 
 PYTHON_BOOT ?= python3
+# One BLAS thread per process: the simulators run many small products, which threads only slow
+# down on two cores (and pytest -n 2 runs two processes).  Override on the command line.
+export OPENBLAS_NUM_THREADS ?= 1
 VENV        := .venv
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed

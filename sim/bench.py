@@ -5,9 +5,9 @@ built) of segformer_b2, swin_tiny and resnet50 on configuration E: the median
 wall time of ``--repeat`` runs (default 3), each with the mapper's
 process-level cache cleared first (``mapper.lower._map_problem.cache_clear()``)
 so every run maps from scratch.  Records each run's simulated time, energy and
-MAC utilisation, and, if ``sim.functional`` is importable, the wall time of
-one ``check_model`` of segformer_b0 at 64x64 on configuration ``small``
-(seed 0).  ``figures`` holds the issue's checks, computed from the runs: for
+MAC utilisation, and the wall time of the whole-network functional check
+(``CHECK=1``: calibrated network, program, golden comparison) of segformer_b0 at
+64x64 on ``small`` and of segformer_b2 at 512x512 on E (seed 0).  ``figures`` holds the issue's checks, computed from the runs: for
 SegFormer-B2 and Swin-T on E, in the default model and in the paper-comparable
 mode (``--ideal-memory --mac-only``), the time against the paper's, the
 convolutions' share of time, the largest layer's shares of time and energy,
@@ -34,7 +34,8 @@ from .run import build_report
 from .simulator import simulate
 
 TIMING_CASES = (("segformer_b2", "E"), ("swin_tiny", "E"), ("resnet50", "E"))
-CHECK_CASE = ("segformer_b0", (64, 64), "small")
+#: Whole-network functional checks (CHECK=1): the issue's SegFormer-B2 at 512x512 on E, and a small case.
+CHECK_CASES = (("segformer_b0", (64, 64), "small"), ("segformer_b2", None, "E"))
 #: The paper's figures on E (Section IV) that the issue checks against.
 PAPER = {"segformer_b2": {"time_ms": 3.6, "largest": "Conv2DFuse", "conv_time_share": 0.74},
          "swin_tiny": {"time_ms": 12.0, "largest": "fpn_bottleneck", "conv_time_share": 0.87}}
@@ -84,17 +85,15 @@ def bench_timing(name: str, cfg_name: str, repeat: int) -> dict:
             "total_cycles": res.total_cycles, "total_macs": res.total_macs}
 
 
-def bench_check() -> dict | None:
-    try:
-        from .functional import check_model
-    except ImportError:
-        return None
-    name, size, cfg_name = CHECK_CASE
+def bench_check(name: str, size, cfg_name: str) -> dict:
+    """Wall time of the whole-network functional check (``CHECK=1``): the calibrated network's
+    program run from the image to the output, every tensor compared with the golden model."""
+    from .inference import check_network
     model = build_model(name, size=size)
     _map_problem.cache_clear()
     t0 = time.perf_counter()
-    summary = check_model(model, get_config(cfg_name), seed=0)
-    return {"model": name, "size": f"{size[0]}x{size[1]}", "config": cfg_name, "seed": 0,
+    summary = check_network(model, get_config(cfg_name), seed=0)
+    return {"model": name, "size": f"{model.input[0]}x{model.input[1]}", "config": cfg_name, "seed": 0,
             "wall_s": time.perf_counter() - t0, "summary": summary}
 
 
@@ -112,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<14} on {cfg_name}: {r['wall_s_median']:6.2f} s wall (median of {args.repeat})  "
               f"simulated {r['time_ms']:.4f} ms, {r['energy_uj']:.1f} uJ, utilisation {100 * r['utilization']:.1f} %",
               flush=True)
-    check = bench_check()
-    if check is None:
-        print("functional check: sim.functional not available, skipped")
-    else:
-        print(f"check_model {check['model']} {check['size']} on {check['config']}: {check['wall_s']:.2f} s wall")
+    check = [bench_check(*case) for case in CHECK_CASES]
+    for c in check:
+        print(f"whole-network check {c['model']} {c['size']} on {c['config']}: {c['wall_s']:.2f} s wall "
+              f"({c['summary']['tensors']} tensors, {c['summary']['instructions']:,} instructions)", flush=True)
     figs = bench_figures()
     for name, modes in figs.items():
         for mode, f in modes.items():
