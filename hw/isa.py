@@ -23,7 +23,7 @@ import enum
 from dataclasses import dataclass, field
 
 __all__ = ["Op", "Queue", "VecOp", "ErrorCode", "make", "Insn", "FIELDS", "INSN_BYTES", "encode", "decode",
-           "encode_stream", "decode_stream", "disassemble", "StreamError", "QUEUE_OF", "Act"]
+           "encode_stream", "decode_stream", "disassemble", "StreamError", "QUEUE_OF", "Act", "HEADER", "HEADER_BITS", "FIELD_BITS"]
 
 INSN_BYTES = 32
 INSN_BITS = 8 * INSN_BYTES
@@ -153,11 +153,16 @@ FIELDS: dict[Op, list[tuple[str, int, bool]]] = {
     Op.LOAD_INP: _LOAD_INP_FIELDS, Op.LOAD_WGT: _LOAD_WGT_FIELDS, Op.LOAD_PARAM: _LOAD_PARAM_FIELDS,
     Op.LOAD_GB: _LOAD_GB_FIELDS, Op.GEMM: _GEMM_FIELDS, Op.VEC: _VEC_FIELDS, Op.STORE: _STORE_FIELDS,
 }
+#: Per opcode, each field's width in bits.
+FIELD_BITS = {op: {name: bits for name, bits, _ in spec} for op, spec in FIELDS.items()}
 _DEP_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
+#: The 8-bit header of every word, least significant bits first: the opcode and the token flags.
+HEADER = (("opcode", 4, False),) + tuple((flag, 1, False) for flag in _DEP_FLAGS)
+HEADER_BITS = sum(bits for _, bits, _ in HEADER)
 _ALL_FIELDS = sorted({name for spec in FIELDS.values() for name, _, _ in spec})
 
 for _op, _spec in FIELDS.items():
-    assert 8 + sum(b for _, b, _ in _spec) <= INSN_BITS, _op
+    assert HEADER_BITS + sum(b for _, b, _ in _spec) <= INSN_BITS, _op
 
 
 class StreamError(ValueError):
@@ -243,10 +248,10 @@ def _check_ranges(insn: Insn, offset) -> None:
 
 def encode(insn: Insn) -> bytes:
     _check_ranges(insn, offset=None)
-    word = int(insn.op) | (insn.pop_prev << 4) | (insn.pop_next << 5) | (insn.push_prev << 6) | (insn.push_next << 7)
-    pos = 8
-    for name, bits, signed in FIELDS[insn.op]:
-        v = insn.f.get(name, 0)
+    head = {"opcode": int(insn.op), **{flag: getattr(insn, flag) for flag in _DEP_FLAGS}}
+    word, pos = 0, 0
+    for name, bits, signed in HEADER + tuple(FIELDS[insn.op]):
+        v = head[name] if name in head else insn.f.get(name, 0)
         word |= (v & ((1 << bits) - 1)) << pos
         pos += bits
     return word.to_bytes(INSN_BYTES, "little")
@@ -259,26 +264,31 @@ def decode(data: bytes, offset: int = 0) -> Insn:
         raise StreamError(f"truncated instruction at byte offset {offset}: "
                           f"{len(data) - offset} of {INSN_BYTES} bytes", ErrorCode.OPCODE, index)
     word = int.from_bytes(data[offset:offset + INSN_BYTES], "little")
-    code = word & 0xF
+    head = _fields(word, 0, HEADER)
     try:
-        op = Op(code)
+        op = Op(head["opcode"])
     except ValueError:
-        raise StreamError(f"unknown opcode {code} at byte offset {offset}"
+        raise StreamError(f"unknown opcode {head['opcode']} at byte offset {offset}"
                           f"{' (a zero word)' if word == 0 else ''}; "
                           f"valid: {', '.join(f'{o.value}={o.name}' for o in Op)}", ErrorCode.OPCODE, index) from None
-    pos, f = 8, {}
-    for name, bits, signed in FIELDS[op]:
-        v = (word >> pos) & ((1 << bits) - 1)
-        if signed and v >> (bits - 1):
-            v -= 1 << bits
-        f[name] = v
-        pos += bits
+    f = _fields(word, HEADER_BITS, FIELDS[op])
+    pos = HEADER_BITS + sum(bits for _, bits, _ in FIELDS[op])
     if word >> pos:
         raise StreamError(f"{op.name} at byte offset {offset} has non-zero reserved bits", ErrorCode.RESERVED, index)
     if op == Op.VEC and f["vec_op"] not in VecOp._value2member_map_:
         raise StreamError(f"VEC at byte offset {offset}: unknown vector operation {f['vec_op']}", ErrorCode.RESERVED,
                           index)
-    return Insn(op, bool(word >> 4 & 1), bool(word >> 5 & 1), bool(word >> 6 & 1), bool(word >> 7 & 1), f)
+    return Insn(op, *(bool(head[flag]) for flag in _DEP_FLAGS), f)
+
+
+def _fields(word: int, pos: int, spec) -> dict[str, int]:
+    """The fields of ``spec`` ((name, bits, signed), ...) packed from bit ``pos`` of ``word``."""
+    out = {}
+    for name, bits, signed in spec:
+        v = (word >> pos) & ((1 << bits) - 1)
+        out[name] = v - (1 << bits) if signed and v >> (bits - 1) else v
+        pos += bits
+    return out
 
 
 def encode_stream(insns) -> bytes:

@@ -13,7 +13,13 @@ value ``acc`` for output channel ``k``::
 
 ``p`` and ``r`` are computed exactly (no intermediate wrapping): at most
 acc_bits + MULT_BITS + 1 bits.
+
+Entry layouts (``PARAM_ENTRY``, the table's) are tuples of (name, bits, signed), packed
+little-endian in order: :func:`pack_entries` / :func:`unpack_entries` on the Python side,
+``hw.rtl.pe_tile.entry_struct`` in the RTL.
 """
+
+import numpy as np
 
 #: Width of the unsigned per-channel requantisation multiplier.
 MULT_BITS = 16
@@ -33,4 +39,46 @@ TABLE_ENTRIES = 256
 TABLE_ENTRY_BITS = 32
 TABLE_BYTES = TABLE_ENTRIES * TABLE_ENTRY_BITS // 8
 
+TABLE_ENTRY = (("v", TABLE_ENTRY_BITS, True),)
+
 assert sum(bits for _, bits, _ in PARAM_ENTRY) == 8 * PARAM_ENTRY_BYTES
+
+
+def entry_bytes(layout) -> int:
+    return sum(bits for _, bits, _ in layout) // 8
+
+
+def entry_offset(layout, name: str) -> int:
+    """Byte offset of field ``name`` in an entry of ``layout``."""
+    pos = 0
+    for field, bits, _ in layout:
+        if field == name:
+            return pos
+        pos += bits // 8
+    raise KeyError(name)
+
+
+def pack_entries(layout, columns: dict, n: int) -> np.ndarray:
+    """``n`` entries of ``layout`` [n, bytes] (uint8) from per-field values (absent: 0).
+    ValueError names a field whose values do not fit its bits."""
+    out = np.zeros((n, entry_bytes(layout)), dtype=np.uint8)
+    for name, bits, signed in layout:
+        v = np.broadcast_to(np.asarray(columns.get(name, 0), dtype=np.int64), (n,))
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        if v.size and (v.min() < lo or v.max() > hi):
+            raise ValueError(f"entry field {name} holds {int(v.min())}..{int(v.max())}, outside {lo}..{hi}")
+        u, pos = v & ((1 << bits) - 1), entry_offset(layout, name)
+        for b in range(bits // 8):
+            out[:, pos + b] = (u >> (8 * b)) & 0xFF
+    return out
+
+
+def unpack_entries(raw: np.ndarray, layout) -> dict[str, np.ndarray]:
+    """Per-field int64 values of entries ``raw`` [n, bytes] (uint8) of ``layout``."""
+    raw = np.asarray(raw, dtype=np.uint8).reshape(-1, entry_bytes(layout)).astype(np.int64)
+    out = {}
+    for name, bits, signed in layout:
+        pos = entry_offset(layout, name)
+        v = sum(raw[:, pos + b] << (8 * b) for b in range(bits // 8))
+        out[name] = v - ((v >> (bits - 1)) << bits) if signed else v
+    return out

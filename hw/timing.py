@@ -19,17 +19,20 @@ mapper guarantees; a stream that violates it is malformed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from .config import AcceleratorConfig
+from .expr import any_of, cdiv, is_int, sel, vmax, vmin
 from .isa import INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
-           "EPILOGUE_PASSES", "store_passes"]
+           "EPILOGUE_PASSES", "store_passes", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
+           "pe_positions", "pe_selected", "pe_members", "store_pe_tile", "gemm_period", "gemm_input_last", "load_terms", "gemm_cycles", "vec_cycles", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -81,26 +84,34 @@ def load_inp_dram_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     return total
 
 
+def store_pe_tile(f, col, grp):
+    """(first channel, first row, in-bounds bytes) of the tile a STORE's PE at (column, row group)
+    writes: ``k_per_pe`` channels from ``k_base + col * k_step``, ``out_h`` rows from
+    ``y0 + grp * out_h``, ``out_w`` columns from ``x0``, clipped to the tensor."""
+    k_first = f["k_base"] + col * f["k_step"]
+    y_first = f["y0"] + grp * f["out_h"]
+    nk = vmax(vmin(f["t_k"] - k_first, f["k_per_pe"]), 0)
+    ny = vmax(vmin(f["t_h"] - y_first, f["out_h"]), 0)
+    nx = vmax(vmin(f["t_w"] - f["x0"], f["out_w"]), 0)
+    return k_first, y_first, nk * ny * nx
+
+
+@lru_cache(maxsize=4096)
+def _grid(num_pe: int, pe_k: int) -> tuple:
+    return tuple(pe_positions(num_pe, pe_k))
+
+
 def store_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     """Bytes a STORE writes: the in-bounds outputs of every selected PE."""
     f = insn.f
-    total = 0
-    for i in range(f["pe_count"]):
-        p = f["pe_first"] + i * f["pe_step"]
-        kc, pg = p % f["pe_k"], p // f["pe_k"]
-        k0 = f["k_base"] + kc * f["k_step"]
-        nk = max(0, min(f["k_per_pe"], f["t_k"] - k0))
-        y0 = f["y0"] + pg * f["out_h"]
-        ny = max(0, min(f["out_h"], f["t_h"] - y0))
-        nx = max(0, min(f["out_w"], f["t_w"] - f["x0"]))
-        total += nk * ny * nx
-    return total
+    grid = _grid(cfg.num_pe, f["pe_k"])
+    return sum(store_pe_tile(f, *grid[p])[2] for p in pe_members(f))
 
 
-def gemm_steps(f: dict) -> int:
+def gemm_steps(f):
     """Weight rows (steps of one pass over the tile's pixels) of a GEMM: one per channel block,
     kernel row and kernel column, or per channel block and kernel row with ``dw``."""
-    return f["n_cblk"] * f["kh"] * (1 if f["dw"] else f["kw"])
+    return f["n_cblk"] * f["kh"] * sel(f["dw"], 1, f["kw"])
 
 
 def dw_gather_max(config: AcceleratorConfig) -> int:
@@ -115,9 +126,34 @@ def dw_gather_ok(config: AcceleratorConfig, kw: int) -> bool:
     return 1 <= kw <= dw_gather_max(config)
 
 
-def _pe_set_ok(f: dict, cfg: AcceleratorConfig) -> bool:
-    return f["pe_count"] >= 1 and f["pe_first"] + (f["pe_count"] - 1) * f["pe_step"] < cfg.num_pe \
-        and (f["pe_step"] >= 1 or f["pe_count"] == 1)
+def pe_set_bad(f, num_pe: int):
+    """A PE set (``pe_first + i * pe_step``, ``i < pe_count``) outside the array: no PE, a PE beyond the
+    last, or one PE selected several times (``pe_step = 0``)."""
+    last = f["pe_first"] + (f["pe_count"] - 1) * f["pe_step"]
+    return any_of(f["pe_count"] == 0, last >= num_pe, (f["pe_step"] == 0) & (f["pe_count"] > 1))
+
+
+def pe_members(f) -> list[int]:
+    """The PEs of the set ``pe_first + i * pe_step``, ``i < pe_count`` (integer fields)."""
+    return [f["pe_first"] + i * f["pe_step"] for i in range(f["pe_count"])]
+
+
+def pe_selected(f, pe: int, num_pe: int):
+    """Whether PE ``pe`` is in the set ``pe_first + i * pe_step``, ``i < pe_count``."""
+    return any_of(*((i < f["pe_count"]) & (f["pe_first"] + i * f["pe_step"] == pe) for i in range(num_pe)))
+
+
+def pe_positions(num_pe: int, pe_k, hold=lambda value, name: value):
+    """(column, row group) of every PE of the array for a STORE of ``pe_k`` columns: PE ``p`` is
+    column ``p mod pe_k`` (channels ``k_base + column * k_step ...``) of row group ``p div pe_k``
+    (rows ``y0 + group * out_h ...``), counted (no division in hardware).  The RTL passes ``hold``
+    to keep each step in a signal (``hold(value, name)``) instead of nesting the expressions."""
+    col, grp, out = 0, 0, []
+    for p in range(num_pe):
+        out.append((col, grp))
+        wrap = col + 1 == pe_k
+        col, grp = hold(sel(wrap, 0, col + 1), f"col{p + 1}"), hold(grp + sel(wrap, 1, 0), f"group{p + 1}")
+    return out
 
 
 def gb_banks(config: AcceleratorConfig) -> tuple[int, int, int]:
@@ -183,102 +219,134 @@ def load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
     return None
 
 
-def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
-    """Refuse an instruction whose buffer ranges or PE set leave the configuration.
+def gemm_input_last(f):
+    """The last input-buffer row a GEMM reads (its tile's window, every channel block)."""
+    in_h = (f["out_h"] - 1) * f["stride"] + f["kh"]
+    return (f["inp_addr"] + (f["n_cblk"] - 1) * in_h * f["in_w"] + (in_h - 1) * f["in_w"]
+            + (f["out_w"] - 1) * f["stride"] + f["kw"] - 1)
 
-    The RTL raises ``error`` (RANGE) on exactly these conditions.
-    """
-    op, f = insn.op, insn.f
-    bad = None
+
+def legality(op: Op, f, cfg: AcceleratorConfig) -> list[tuple[object, str]]:
+    """The conditions under which an instruction leaves the configuration, each with a template
+    of its description (``str.format`` with the fields): ``check_insn`` raises on the first that
+    holds, the RTL's dispatcher raises ``ErrorCode.RANGE`` on their OR.  Evaluates on integers
+    and on Amaranth values (``hw.expr``)."""
+    if op in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.STORE):
+        pe_set = (pe_set_bad(f, cfg.num_pe),
+                  "PE set pe_first {pe_first} pe_count {pe_count} pe_step {pe_step} (" + f"{cfg.num_pe} PEs)")
     if op == Op.LOAD_INP:
-        if not _pe_set_ok(f, cfg):
-            bad = "PE set"
-        elif f["dst_addr"] + f["n_cblk"] * f["win_h"] * f["win_w"] > cfg.input_rows:
-            bad = f"input-buffer rows (depth {cfg.input_rows})"
-        elif f["src_gb"] and (beat := load_inp_gb_conflict(f, cfg)) is not None:
-            bad = f"global-buffer bank conflict in beat {beat} of the gather"
-    elif op == Op.LOAD_WGT:
-        if not _pe_set_ok(f, cfg):
-            bad = "PE set"
-        elif f["dst_addr"] + f["rows"] > cfg.weight_rows:
-            bad = f"weight-buffer rows (depth {cfg.weight_rows})"
-        elif f["n_out"] > cfg.k0:
-            bad = f"n_out {f['n_out']} above K0 = {cfg.k0}"
-    elif op == Op.LOAD_PARAM:
-        depth = TABLE_BYTES // PARAM_ENTRY_BYTES if f["table"] else cfg.param_depth
-        if not _pe_set_ok(f, cfg):
-            bad = "PE set"
-        elif f["dst_addr"] + f["n_entries"] > depth:
-            bad = f"{'table' if f['table'] else 'parameter'} entries (depth {depth})"
-    elif op == Op.LOAD_GB:
-        if f["dst_addr"] + f["n_bytes"] > cfg.global_buf_bytes:
-            bad = f"global-buffer bytes (size {cfg.global_buf_bytes})"
-    elif op == Op.GEMM:
-        npix = f["out_h"] * f["out_w"]
-        steps = gemm_steps(f)
-        in_h = (f["out_h"] - 1) * f["stride"] + f["kh"]
-        last = (f["inp_addr"] + (f["n_cblk"] - 1) * in_h * f["in_w"] + (in_h - 1) * f["in_w"]
-                + (f["out_w"] - 1) * f["stride"] + f["kw"] - 1)
-        if f["acc_addr"] + npix > cfg.accum_depth:
-            bad = f"accumulator entries (depth {cfg.accum_depth})"
-        elif steps and npix and last >= cfg.input_rows:
-            bad = f"input-buffer rows (depth {cfg.input_rows})"
-        elif steps and npix and f["wgt_addr"] + steps > cfg.weight_rows:
-            bad = f"weight-buffer rows (depth {cfg.weight_rows})"
-        elif f["dw"] and not dw_gather_ok(cfg, f["kw"]):
-            bad = (f"depthwise gather of kw = {f['kw']} columns (needs K0 <= C0, here {cfg.k0} and {cfg.c0})"
-                   if cfg.k0 > cfg.c0 else f"depthwise gather of kw = {f['kw']} columns (needs 1 <= kw <= "
-                   f"{dw_gather_max(cfg)})")
-    elif op == Op.STORE:
-        if not _pe_set_ok(f, cfg) or f["pe_k"] == 0:
-            bad = "PE set"
-        elif f["k_per_pe"] > cfg.k0:
-            bad = f"k_per_pe {f['k_per_pe']} above K0 = {cfg.k0}"
-        elif f["param_addr"] + f["k_per_pe"] > cfg.param_depth:
-            bad = f"parameter entries (depth {cfg.param_depth})"
-        elif f["acc_addr"] + f["out_h"] * f["out_w"] > cfg.accum_depth:
-            bad = f"accumulator entries (depth {cfg.accum_depth})"
-        elif f["act"] > max(Act):
-            bad = f"act {f['act']} (valid: {', '.join(f'{a.value}={a.name}' for a in Act)})"
-    if bad:
-        raise StreamError(f"{op.name} at byte offset {offset}: {bad} outside the configuration {cfg.name}",
-                          ErrorCode.RANGE, offset // INSN_BYTES)
+        return [pe_set, (f["dst_addr"] + f["n_cblk"] * f["win_h"] * f["win_w"] > cfg.input_rows,
+                         "input-buffer rows {dst_addr} + {n_cblk}x{win_h}x{win_w}" + f" (depth {cfg.input_rows})")]
+    if op == Op.LOAD_WGT:
+        return [pe_set, (f["dst_addr"] + f["rows"] > cfg.weight_rows,
+                         "weight-buffer rows {dst_addr} + {rows}" + f" (depth {cfg.weight_rows})"),
+                (f["n_out"] > cfg.k0, "n_out {n_out} above" + f" K0 = {cfg.k0}")]
+    if op == Op.LOAD_PARAM:
+        table = TABLE_BYTES // PARAM_ENTRY_BYTES
+        return [pe_set, (f["dst_addr"] + f["n_entries"] > sel(f["table"], table, cfg.param_depth),
+                         "entries {dst_addr} + {n_entries} (table {table}; depth" + f" {cfg.param_depth}, "
+                         f"table memory {table})")]
+    if op == Op.LOAD_GB:
+        return [(f["dst_addr"] + f["n_bytes"] > cfg.global_buf_bytes,
+                 "global-buffer bytes {dst_addr} + {n_bytes}" + f" (size {cfg.global_buf_bytes})")]
+    if op == Op.GEMM:
+        npix, steps = f["out_h"] * f["out_w"], gemm_steps(f)
+        work = (steps != 0) & (npix != 0)
+        return [(f["acc_addr"] + npix > cfg.accum_depth,
+                 "accumulator entries {acc_addr} + {out_h}x{out_w}" + f" (depth {cfg.accum_depth})"),
+                (work & (gemm_input_last(f) >= cfg.input_rows), f"input-buffer rows (depth {cfg.input_rows})"),
+                (work & (f["wgt_addr"] + steps > cfg.weight_rows), f"weight-buffer rows (depth {cfg.weight_rows})"),
+                (f["dw"] & ((f["kw"] == 0) | (f["kw"] > dw_gather_max(cfg))),
+                 "depthwise gather of kw = {kw} columns" + f" (needs 1 <= kw <= {dw_gather_max(cfg)}; none "
+                 f"when K0 > C0, here {cfg.k0} and {cfg.c0})")]
+    if op == Op.STORE:
+        return [(pe_set[0] | (f["pe_k"] == 0), pe_set[1] + " or pe_k {pe_k}"),
+                (f["k_per_pe"] > cfg.k0, "k_per_pe {k_per_pe} above" + f" K0 = {cfg.k0}"),
+                (f["param_addr"] + f["k_per_pe"] > cfg.param_depth,
+                 "parameter entries {param_addr} + {k_per_pe}" + f" (depth {cfg.param_depth})"),
+                (f["acc_addr"] + f["out_h"] * f["out_w"] > cfg.accum_depth,
+                 "accumulator entries {acc_addr} + {out_h}x{out_w}" + f" (depth {cfg.accum_depth})"),
+                (f["act"] > max(Act), "act {act}" + f" (valid: {', '.join(f'{a.value}={a.name}' for a in Act)})")]
+    return []
+
+
+def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
+    """Refuse an instruction that leaves the configuration (``legality``): StreamError with
+    ``ErrorCode.RANGE``, as the RTL raises."""
+    for bad, what in legality(insn.op, insn.f, cfg):
+        if bad:
+            raise StreamError(f"{insn.op.name} at byte offset {offset}: {what.format(**insn.f)} outside the "
+                              f"configuration {cfg.name}", ErrorCode.RANGE, offset // INSN_BYTES)
+
+
+def load_terms(op: Op, f, cfg: AcceleratorConfig):
+    """(bus beats, DRAM bytes, first-data latency) of a load: the unit moves one beat of the bus a
+    cycle and ``dram_bytes_per_cycle`` from DRAM, so it is busy ``max(1, beats, ceil(bytes / bw))``
+    cycles.  A LOAD_INP's DRAM bytes are the in-bounds lanes its address generator finds
+    (``load_inp_dram_bytes``; None here), none from the global buffer."""
+    bus, c0 = cfg.gb_bus_bytes, cfg.c0
+    if op == Op.LOAD_INP:
+        rows = f["n_cblk"] * f["win_h"] * f["win_w"]
+        return cdiv(rows * c0, bus), None, sel(f["src_gb"], GB_LATENCY, cfg.dram_latency)
+    if op == Op.LOAD_WGT:
+        return cdiv(f["rows"] * c0 * cfg.k0, bus), f["n_out"] * _min(f["chan"], f["rows"] * c0), cfg.dram_latency
+    if op == Op.LOAD_PARAM:
+        n = f["n_entries"] * PARAM_ENTRY_BYTES
+        return cdiv(n, bus), n, cfg.dram_latency
+    if op == Op.LOAD_GB:
+        return cdiv(f["n_bytes"], bus), f["n_bytes"], cfg.dram_latency
+    raise ValueError(f"{op.name} is no load")
+
+
+def _min(a, b):
+    return a if is_int(a, b) and a <= b else b if is_int(a, b) else vmin(a, b)
+
+
+def gemm_period(f):
+    """Cycles of one GEMM step: a pixel a cycle, at least GEMM_MIN_PIXELS."""
+    return vmax(f["out_h"] * f["out_w"], GEMM_MIN_PIXELS)
+
+
+def gemm_cycles(f):
+    """A GEMM's cycles (busy and until its results are in the accumulators)."""
+    return gemm_steps(f) * gemm_period(f) + GEMM_PIPELINE
+
+
+def vec_cycles(f, cfg: AcceleratorConfig):
+    """A VEC's cycles: the DRAM latency, then its work at ``vector_lanes`` a cycle or its DRAM bytes
+    at the DRAM rate, whichever takes longer."""
+    bw = cfg.dram_bytes_per_cycle
+    return cfg.dram_latency + vmax(vmax(cdiv(f["work"], cfg.vector_lanes), cdiv(f["bytes_in"], bw)),
+                                   vmax(cdiv(f["bytes_out"], bw), 1))
+
+
+def store_timing(f, nbytes, cfg: AcceleratorConfig):
+    """(busy cycles, cycles until the writes are done) of a STORE writing ``nbytes``: one pixel of
+    every PE a cycle per pass, through the post-processing pipeline, or its bytes at the DRAM rate.
+    Posted writes: the unit is free once its last pixel is written (one setup cycle more than the
+    pixels and the pipeline); the DRAM latency only delays the token."""
+    pixels = f["out_h"] * f["out_w"] * store_passes(f)
+    transfer = vmax(pixels + POST_PIPELINE, cdiv(nbytes, cfg.dram_bytes_per_cycle))
+    return vmax(transfer, pixels + POST_PIPELINE + 1), cfg.dram_latency + transfer
 
 
 def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]:
     """(cycles the unit is busy, cycles until the instruction's effects are complete)."""
     op, f = insn.op, insn.f
-    bw, bus = cfg.dram_bytes_per_cycle, cfg.gb_bus_bytes
-    if op == Op.LOAD_INP:
-        rows = f["n_cblk"] * f["win_h"] * f["win_w"]
-        src = load_inp_dram_bytes(insn, cfg)
-        transfer = max(1, _cdiv(rows * cfg.c0, bus), 0 if f["src_gb"] else _cdiv(src, bw))
-        first = GB_LATENCY if f["src_gb"] else cfg.dram_latency
+    if op in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.LOAD_GB):
+        beats, nbytes, first = load_terms(op, f, cfg)
+        if nbytes is None:
+            nbytes = 0 if f["src_gb"] else load_inp_dram_bytes(insn, cfg)
+        transfer = max(1, beats, _cdiv(nbytes, cfg.dram_bytes_per_cycle))
         return transfer, first + transfer
-    if op == Op.LOAD_WGT:
-        src = f["n_out"] * min(f["chan"], f["rows"] * cfg.c0)
-        transfer = max(1, _cdiv(f["rows"] * cfg.c0 * cfg.k0, bus), _cdiv(src, bw))
-        return transfer, cfg.dram_latency + transfer
-    if op == Op.LOAD_PARAM:
-        transfer = max(1, _cdiv(f["n_entries"] * PARAM_ENTRY_BYTES, min(bw, bus)))
-        return transfer, cfg.dram_latency + transfer
-    if op == Op.LOAD_GB:
-        transfer = max(1, _cdiv(f["n_bytes"], bw))
-        return transfer, cfg.dram_latency + transfer
     if op == Op.GEMM:
-        steps = gemm_steps(f)
-        cycles = steps * max(f["out_h"] * f["out_w"], GEMM_MIN_PIXELS) + GEMM_PIPELINE
+        cycles = gemm_cycles(f)
         return cycles, cycles
     if op == Op.VEC:
-        work = _cdiv(f["work"], cfg.vector_lanes)
-        cycles = cfg.dram_latency + max(work, _cdiv(f["bytes_in"], bw), _cdiv(f["bytes_out"], bw), 1)
+        cycles = vec_cycles(f, cfg)
         return cycles, cycles
     if op == Op.STORE:
-        pixels = f["out_h"] * f["out_w"] * int(store_passes(f))
-        transfer = max(pixels + POST_PIPELINE, _cdiv(store_bytes(insn, cfg), bw))
-        # posted writes: the unit is free once its last pixel is written (one setup cycle more
-        # than the pixels and the pipeline); the DRAM latency only delays the token
-        return max(transfer, pixels + POST_PIPELINE + 1), cfg.dram_latency + transfer
+        return store_timing(f, store_bytes(insn, cfg), cfg)
     return 1, 1   # NOP, FENCE, END: handled by the dispatcher
 
 
@@ -300,11 +368,15 @@ class Schedule:
     total_cycles: int
 
 
-# Which token FIFO a flag refers to, per queue: (fifo popped/pushed, or None).
-_PREV = {Queue.LOAD: None, Queue.COMPUTE: "l2c", Queue.STORE: "c2s"}      # tokens arriving from prev
-_NEXT = {Queue.LOAD: "c2l", Queue.COMPUTE: "s2c", Queue.STORE: None}      # tokens arriving from next
-_TO_PREV = {Queue.LOAD: None, Queue.COMPUTE: "c2l", Queue.STORE: "s2c"}
-_TO_NEXT = {Queue.LOAD: "l2c", Queue.COMPUTE: "c2s", Queue.STORE: None}
+#: The token FIFO each flag of an instruction pops or pushes, per queue (None: the queue has no
+#: such neighbour, and setting the flag is a TOKEN error).  FIFO "l2c" carries load-to-compute
+#: tokens, "c2l" compute-to-load, and so on.
+TOKEN_LINKS = {
+    Queue.LOAD: {"pop_prev": None, "pop_next": "c2l", "push_prev": None, "push_next": "l2c"},
+    Queue.COMPUTE: {"pop_prev": "l2c", "pop_next": "s2c", "push_prev": "c2l", "push_next": "c2s"},
+    Queue.STORE: {"pop_prev": "c2s", "pop_next": None, "push_prev": "s2c", "push_next": None},
+}
+TOKEN_FIFOS = ("l2c", "c2l", "c2s", "s2c")
 
 
 def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
@@ -320,7 +392,7 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
     dispatch = np.zeros(n, dtype=np.int64)
     start = np.zeros(n, dtype=np.int64)
     end = np.zeros(n, dtype=np.int64)
-    fifo = {"l2c": [], "c2l": [], "c2s": [], "s2c": []}
+    fifo = {name: [] for name in TOKEN_FIFOS}
     heads = dict.fromkeys(fifo, 0)
     unit_free = {Queue.LOAD: 0, Queue.COMPUTE: 0, Queue.STORE: 0}
     history = {Queue.LOAD: [], Queue.COMPUTE: [], Queue.STORE: []}   # start cycles, for queue occupancy
@@ -347,11 +419,9 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
                 n = i + 1
             continue
         check_insn(insn, cfg, off)
-        for flag, table, delta in (("pop_prev", _PREV, -1), ("pop_next", _NEXT, -1),
-                                   ("push_prev", _TO_PREV, 1), ("push_next", _TO_NEXT, 1)):
-            name = table[q] if getattr(insn, flag) else None
-            if name is not None:
-                outstanding[name] += delta
+        for flag, name in TOKEN_LINKS[q].items():
+            if name is not None and getattr(insn, flag):
+                outstanding[name] += 1 if flag.startswith("push") else -1
         over = [k for k, v in outstanding.items() if v > TOKEN_LIMIT]
         if over:
             raise StreamError(f"{insn.op.name} at byte offset {off} leaves more than {TOKEN_LIMIT} "
@@ -363,9 +433,9 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
         dispatch[i] = enter
         fetch = enter + 1
         t = max(enter + 1, unit_free[q])
-        for flag, table in (("pop_prev", _PREV), ("pop_next", _NEXT)):
+        for flag in ("pop_prev", "pop_next"):
             if getattr(insn, flag):
-                name = table[q]
+                name = TOKEN_LINKS[q][flag]
                 if name is None:
                     raise StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
                                       f"{q.name} queue has no such neighbour", ErrorCode.TOKEN, i)
@@ -380,9 +450,9 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
         unit_free[q] = t + busy
         hist.append(t)
         last_end = max(last_end, t + lat)
-        for flag, table in (("push_prev", _TO_PREV), ("push_next", _TO_NEXT)):
+        for flag in ("push_prev", "push_next"):
             if getattr(insn, flag):
-                name = table[q]
+                name = TOKEN_LINKS[q][flag]
                 if name is None:
                     raise StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
                                       f"{q.name} queue has no such neighbour", ErrorCode.TOKEN, i)

@@ -26,7 +26,7 @@ import numpy as np
 from hw import operators as ops
 from hw.config import AcceleratorConfig
 from hw.isa import Act, Insn, Op, VecOp, make
-from hw.numerics import PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
+from hw.numerics import PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY, TABLE_ENTRY_BITS, pack_entries
 from hw.vector import LN_ENTRY, Descriptor, descriptor_bytes, encode_descriptor, vec_fields
 
 from .fusion import Step, VecPass, plan
@@ -121,20 +121,10 @@ def pack_weights(p: Problem, w: np.ndarray, cfg: AcceleratorConfig, rows_per_oc:
 
 
 def _pack_entries(layout, columns: dict, n: int) -> np.ndarray:
-    """``n`` little-endian entries of ``layout`` ((name, bits, signed), ...) from per-field arrays."""
-    nbytes = sum(b for _, b, _ in layout) // 8
-    out = np.zeros((n, nbytes), dtype=np.uint8)
-    pos = 0
-    for name, bits, signed in layout:
-        v = np.broadcast_to(np.asarray(columns.get(name, 0), dtype=np.int64), (n,))
-        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-        if v.size and (v.min() < lo or v.max() > hi):
-            raise ProgramError(f"parameter field {name} holds {int(v.min())}..{int(v.max())}, outside {lo}..{hi}")
-        u = v & ((1 << bits) - 1)
-        for b in range(bits // 8):
-            out[:, pos + b] = (u >> (8 * b)) & 0xFF
-        pos += bits // 8
-    return out
+    try:
+        return pack_entries(layout, columns, n)
+    except ValueError as e:
+        raise ProgramError(str(e)) from None
 
 
 def pack_params(bias, mult, shift, ep_shift=0) -> np.ndarray:
@@ -152,7 +142,7 @@ def exp_table(p: "ops.SoftmaxParams") -> np.ndarray:
 
 def _table_bytes(values: np.ndarray) -> np.ndarray:
     """The PEs' table memory: 256 signed entries of TABLE_ENTRY_BITS, little-endian."""
-    return _pack_entries((("v", TABLE_ENTRY_BITS, True),), {"v": values}, TABLE_ENTRIES).reshape(-1)
+    return _pack_entries(TABLE_ENTRY, {"v": values}, TABLE_ENTRIES).reshape(-1)
 
 
 # ---- building ------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ import numpy as np
 
 from hw.config import AcceleratorConfig
 from hw.isa import Act, ErrorCode, Insn, StreamError, INSN_BYTES
-from hw.numerics import MAX_SHIFT, PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
-from hw.timing import dw_gather_ok, load_inp_lanes
+from hw.numerics import (MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
+                         TABLE_ENTRY_BITS, unpack_entries)
+from hw.timing import dw_gather_ok, load_inp_gb_conflict, load_inp_lanes, pe_members, pe_positions, pe_set_bad
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
 from mapper.program import Program, pack_params, pack_weights
@@ -57,11 +58,10 @@ class Machine:
 
     # ---- helpers -----------------------------------------------------------------------------
     def _pes(self, f: dict, off: int) -> np.ndarray:
-        pes = f["pe_first"] + f["pe_step"] * np.arange(f["pe_count"])
-        if f["pe_count"] == 0 or pes[-1] >= self.cfg.num_pe:
+        if pe_set_bad(f, self.cfg.num_pe):
             raise StreamError(f"PE set first={f['pe_first']} count={f['pe_count']} step={f['pe_step']} "
                               f"outside the {self.cfg.num_pe} PEs at byte offset {off}")
-        return pes
+        return np.array(pe_members(f))
 
     def _rows(self, first: int, n: int, depth: int, what: str, off: int) -> None:
         if first + n > depth:
@@ -70,7 +70,7 @@ class Machine:
     def _dram(self, addr: np.ndarray, off: int) -> np.ndarray:
         if addr.size and (addr.min() < 0 or addr.max() >= self.dram.size):
             raise StreamError(f"DRAM address {int(addr.max())} outside the {self.dram.size}-byte image "
-                              f"at byte offset {off}")
+                              f"at byte offset {off}", ErrorCode.DATA)
         return self.dram[addr]
 
     # ---- instructions ------------------------------------------------------------------------
@@ -93,8 +93,13 @@ class Machine:
         if valid.any():
             a = addr[valid]
             if a.min() < 0 or a.max() >= src.size:
-                raise StreamError(f"LOAD_INP source address {int(a.max())} out of range at byte offset {off}")
+                where = "global buffer" if f["src_gb"] else "DRAM"
+                raise StreamError(f"LOAD_INP source address {int(a.max())} outside the {where} at byte offset "
+                                  f"{off}", ErrorCode.DATA)
             data[valid] = src[a]
+        if f["src_gb"] and (beat := load_inp_gb_conflict(f, self.cfg)) is not None:
+            raise StreamError(f"LOAD_INP at byte offset {off}: global-buffer bank conflict in beat {beat} of "
+                              f"the gather (two rows of one bank)", ErrorCode.DATA)
         rows = data.reshape(n_rows, c0).view(np.int8)
         self.inp[self._pes(f, off), f["dst_addr"]:f["dst_addr"] + n_rows] = rows
 
@@ -115,13 +120,11 @@ class Machine:
         if f["table"]:
             return self._load_table(f, off)
         self._rows(f["dst_addr"], n, self.cfg.param_depth, "parameter memory", off)
-        raw = self._dram(f["src_addr"] + np.arange(n * PARAM_ENTRY_BYTES), off).reshape(n, PARAM_ENTRY_BYTES)
-        bias = raw[:, 0:4].copy().view("<i4")[:, 0].astype(np.int64)
-        mult = raw[:, 4:6].copy().view("<u2")[:, 0].astype(np.int64)
-        shift = raw[:, 6].astype(np.int64)
-        ep_shift = raw[:, 7].astype(np.int64)
+        e = unpack_entries(self._dram(f["src_addr"] + np.arange(n * PARAM_ENTRY_BYTES), off), PARAM_ENTRY)
+        bias, mult, shift, ep_shift = e["bias"], e["mult"], e["shift"], e["ep_shift"]
         if (shift > MAX_SHIFT).any():
-            raise StreamError(f"parameter shift {int(shift.max())} above {MAX_SHIFT} at byte offset {off}")
+            raise StreamError(f"parameter shift {int(shift.max())} above {MAX_SHIFT} at byte offset {off}",
+                              ErrorCode.DATA)
         pes = self._pes(f, off)
         sl = slice(f["dst_addr"], f["dst_addr"] + n)
         self.bias[pes, sl], self.mult[pes, sl], self.shift[pes, sl] = bias, mult, shift
@@ -132,7 +135,7 @@ class Machine:
         per = PARAM_ENTRY_BYTES * 8 // TABLE_ENTRY_BITS
         self._rows(f["dst_addr"], f["n_entries"], TABLE_BYTES // PARAM_ENTRY_BYTES, "table memory", off)
         raw = self._dram(f["src_addr"] + np.arange(f["n_entries"] * PARAM_ENTRY_BYTES), off)
-        vals = raw.copy().view("<i4").astype(np.int64)
+        vals = unpack_entries(raw, TABLE_ENTRY)["v"]
         first = f["dst_addr"] * per
         self.table[self._pes(f, off), first:first + vals.size] = vals
 
@@ -192,14 +195,19 @@ class Machine:
             + k[:, None, None, :]
         a_valid = addr[valid]
         if a_valid.max() >= self.dram.size:
-            raise StreamError(f"STORE writes past DRAM at byte offset {off}")
+            raise StreamError(f"STORE writes past DRAM at byte offset {off}", ErrorCode.DATA)
         self.dram[a_valid] = q[valid].view(np.uint8)
+
+    def _pe_grid(self, f: dict, pes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(column, row group) of each PE of a STORE (``hw.timing.pe_positions``)."""
+        grid = np.array(pe_positions(self.cfg.num_pe, f["pe_k"]), dtype=np.int64)[pes]
+        return grid[:, 0], grid[:, 1]
 
     def _store_values(self, f: dict, pes: np.ndarray):
         """Channels ``[P, K]``, rows ``[P, oh]``, columns ``[ow]``, valid ``[P, oh, ow, K]`` and the
         requantised int8 values ``[P, oh, ow, K]`` of the selected PEs' tiles."""
         oh, ow, kp = f["out_h"], f["out_w"], f["k_per_pe"]
-        kc, pg = pes % f["pe_k"], pes // f["pe_k"]
+        kc, pg = self._pe_grid(f, pes)
         k = f["k_base"] + kc[:, None] * f["k_step"] + np.arange(kp)[None, :]
         y = f["y0"] + pg[:, None] * oh + np.arange(oh)[None, :]
         x = f["x0"] + np.arange(ow)
@@ -220,7 +228,7 @@ class Machine:
         the PEs of one row group, by channel number (``k // ep_row``), with the exponentials from
         the PEs' table."""
         row = f["ep_row"]
-        groups = pes // f["pe_k"]
+        groups = self._pe_grid(f, pes)[1]
         for g in np.unique(groups):
             sel = np.flatnonzero(groups == g)
             ks = k[sel].ravel()

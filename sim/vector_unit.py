@@ -14,12 +14,18 @@ import numpy as np
 
 from hw import operators as ops
 from hw.isa import ErrorCode, StreamError, VecOp
+from hw.numerics import unpack_entries
 from hw.vector import (LN_ENTRY, LN_ENTRY_BYTES, NONE, PREV, Descriptor, Operand, PoolMode, decode_descriptor,
                        descriptor_bytes, operand_addresses, vec_fields)
 
 __all__ = ["execute_vec", "softmax_rows"]
 
 _MAX_DESC = 16 + 64 * 8 + 32 * 4
+
+
+def _data_error(message: str) -> StreamError:
+    """A malformed descriptor or operand, found while running (``ErrorCode.DATA``)."""
+    return StreamError(message, ErrorCode.DATA)
 
 
 def execute_vec(fields: dict, dram: np.ndarray, where: str) -> Descriptor:
@@ -29,12 +35,12 @@ def execute_vec(fields: dict, dram: np.ndarray, where: str) -> Descriptor:
     the descriptor's (``hw.vector.vec_fields``)."""
     addr = fields["desc_addr"]
     if addr + 16 > dram.size:
-        raise StreamError(f"{where}: descriptor at {addr} outside the {dram.size}-byte DRAM")
+        raise _data_error(f"{where}: descriptor at {addr} outside the {dram.size}-byte DRAM")
     d = decode_descriptor(bytes(dram[addr:min(dram.size, addr + _MAX_DESC)]), f"{where} descriptor")
     want = vec_fields(d)
     got = {k: fields[k] for k in want}
     if got != want:
-        raise StreamError(f"{where}: timing fields {got} are not those of its descriptor {want}")
+        raise _data_error(f"{where}: timing fields {got} are not those of its descriptor {want}")
     _Pass(d, dram, where).run()
     return d
 
@@ -48,7 +54,7 @@ class _Pass:
         if valid.any():
             a = addr[valid]
             if a.min() < 0 or a.max() >= self.dram.size:
-                raise StreamError(f"{self.where}: operand address {int(a.max() if a.max() >= self.dram.size else a.min())} "
+                raise _data_error(f"{self.where}: operand address {int(a.max() if a.max() >= self.dram.size else a.min())} "
                                   f"outside the {self.dram.size}-byte DRAM")
         return addr, valid
 
@@ -65,7 +71,7 @@ class _Pass:
         v = values if values.ndim == 3 else values[..., None]
         addr, valid = self._addresses(op, v.shape[2])
         if addr.shape[:2] != v.shape[:2]:
-            raise StreamError(f"{self.where}: output operand {i} covers {addr.shape[0]}x{addr.shape[1]} pixels, "
+            raise _data_error(f"{self.where}: output operand {i} covers {addr.shape[0]}x{addr.shape[1]} pixels, "
                               f"the pass {v.shape[0]}x{v.shape[1]}")
         self.dram[addr[valid]] = v[valid].astype(np.int8).view(np.uint8) if v.dtype != np.uint8 else v[valid]
 
@@ -104,11 +110,11 @@ class _Pass:
         if st.op == VecOp.SOFTMAX:
             row = p["row"]
             if row < 1 or x.shape[2] % row:
-                raise StreamError(f"{self.where}: softmax rows of {row} do not divide {x.shape[2]} channels")
+                raise _data_error(f"{self.where}: softmax rows of {row} do not divide {x.shape[2]} channels")
             try:
                 sp = ops.SoftmaxParams(p["exp_mult"], p["exp_shift"], p["out_shift"])
             except ValueError as e:
-                raise StreamError(f"{self.where}: softmax parameters: {e}", ErrorCode.DATA) from None
+                raise _data_error(f"{self.where}: softmax parameters: {e}") from None
             return ops.softmax(x.reshape(*x.shape[:2], -1, row), sp).reshape(x.shape), ok
         full = np.ones((d.h, d.w), bool)
         if st.op == VecOp.RESIZE:
@@ -120,21 +126,21 @@ class _Pass:
             return ops.resize_argmax(x, d.h, d.w), full
         if st.op == VecOp.POOL:
             return self._pool(p, x), full
-        raise StreamError(f"{self.where}: no such stage operation {st.op!r}")
+        raise _data_error(f"{self.where}: no such stage operation {st.op!r}")
 
     def _bytes(self, addr: int, n: int) -> np.ndarray:
         if addr + n > self.dram.size:
-            raise StreamError(f"{self.where}: table at {addr} outside DRAM")
+            raise _data_error(f"{self.where}: table at {addr} outside DRAM")
         return self.dram[addr:addr + n]
 
     def _ln_params(self, p: dict, c: int):
         raw = self._bytes(p["table"], c * LN_ENTRY_BYTES).reshape(c, LN_ENTRY_BYTES)
-        beta = raw[:, 0:4].copy().view("<i4")[:, 0].astype(np.int64)
-        gamma = raw[:, 4:6].copy().view("<i2")[:, 0].astype(np.int64)
+        e = unpack_entries(raw, LN_ENTRY)
+        beta, gamma = e["beta"], e["gamma"]
         try:
             return ops.LayerNormParams(gamma, beta, p["eps"], p["shift"])
         except ValueError as e:
-            raise StreamError(f"{self.where}: layernorm parameters: {e}") from None
+            raise _data_error(f"{self.where}: layernorm parameters: {e}") from None
 
     def _check_dda(self, st, shape) -> None:
         p = st.params
@@ -143,7 +149,7 @@ class _Pass:
         for axis, n_in, n_out in (("y", shape[0], self.d.h), ("x", shape[1], self.d.w)):
             want = ops.resize_axis_params(n_in, n_out)
             if (p[f"{axis}_start"], p[f"{axis}_step"]) != (want.start, want.step):
-                raise StreamError(f"{self.where}: the {axis} DDA ({p[f'{axis}_start']}, {p[f'{axis}_step']}) is "
+                raise _data_error(f"{self.where}: the {axis} DDA ({p[f'{axis}_start']}, {p[f'{axis}_step']}) is "
                                   f"not the one of {n_in} -> {n_out} ({want.start}, {want.step})")
 
     def _pool(self, p: dict, x: np.ndarray) -> np.ndarray:
@@ -155,7 +161,7 @@ class _Pass:
         else:
             out = ops.adaptive_avgpool2d(x, self.d.h, self.d.w)
         if out.shape[:2] != (self.d.h, self.d.w):
-            raise StreamError(f"{self.where}: pooling gives {out.shape[0]}x{out.shape[1]} pixels, the pass has "
+            raise _data_error(f"{self.where}: pooling gives {out.shape[0]}x{out.shape[1]} pixels, the pass has "
                               f"{self.d.h}x{self.d.w}")
         return out
 

@@ -163,7 +163,7 @@ def test_contract_refuses_what_the_rtl_refuses():
     cfg = get_config("tiny")
     with pytest.raises(StreamError, match=r"LOAD_WGT at byte offset 0: n_out 5 above K0 = 4"):
         schedule([make(Op.LOAD_WGT, pe_first=0, pe_count=1, pe_step=1, rows=1, n_out=5, chan=4), make(Op.END)], cfg)
-    with pytest.raises(StreamError, match=r"GEMM at byte offset 32: accumulator entries \(depth 128\)"):
+    with pytest.raises(StreamError, match=r"GEMM at byte offset 32: accumulator entries 120 \+ 3x3 \(depth 128\)"):
         schedule([make(Op.NOP), make(Op.GEMM, acc_addr=120, out_h=3, out_w=3, kh=1, kw=1, n_cblk=1),
                   make(Op.END)], cfg)
     with pytest.raises(StreamError, match=r"GEMM at byte offset 0: depthwise gather of kw = 5 columns"):

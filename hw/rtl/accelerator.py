@@ -30,15 +30,16 @@ from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
-from ..isa import FIELDS, INSN_BITS, Act, Op, VecOp
-from ..numerics import MAX_SHIFT, PARAM_ENTRY_BYTES
-from ..timing import (GB_LATENCY, GEMM_MIN_PIXELS, GEMM_PIPELINE, POST_PIPELINE, QUEUE_DEPTH, TOKEN_LIMIT,
-                      dw_gather_max, store_passes)
+from ..expr import Fields, any_of
+from ..isa import FIELDS, HEADER, INSN_BITS, QUEUE_OF, Act, ErrorCode, Op, Queue, VecOp
+from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
+from ..timing import (GB_LATENCY, QUEUE_DEPTH, TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS, gemm_cycles, gemm_period, gemm_steps,
+                      legality, load_terms, pe_positions, pe_selected, store_pe_tile, store_timing)
 from .global_buffer import GlobalBuffer, check_global_buffer
 from .pe_tile import LoadTarget, PETile, check_rtl_config, load_geometry
 from .vector_mac import int8_vector
 
-__all__ = ["Accelerator", "ErrorCode", "DramReadSignature", "DramWriteSignature", "insn_layout",
+__all__ = ["Accelerator", "ErrorCode", "rtl_unsupported", "IMEM_WORDS", "DramReadSignature", "DramWriteSignature", "insn_layout",
            "CYCLE_BITS", "TOKEN_LIMIT", "DRAM_READ_LATENCY"]
 
 #: Width of the cycle counter and of token timestamps.
@@ -51,26 +52,32 @@ TOKEN_FIFO_DEPTH = TOKEN_LIMIT + QUEUE_DEPTH
 DRAM_READ_LATENCY = 1
 
 
-class ErrorCode(enum.Enum, shape=3):
-    """Why ``error`` was raised (the instruction at ``imem_addr`` is the culprit, except DATA)."""
-    NONE = 0
-    OPCODE = 1        # unknown opcode
-    RESERVED = 2      # non-zero reserved bits, or an unknown VEC operation
-    RANGE = 3         # a buffer or PE-set range outside the configuration
-    TOKEN = 4         # token popped that no earlier instruction pushed, missing neighbour,
-                      # more than TOKEN_LIMIT outstanding, or tokens left at END
-    DATA = 5          # found by the load unit while running: a loaded parameter shift above
-                      # MAX_SHIFT, or a LOAD_INP global-buffer address outside the buffer
-    UNSUPPORTED = 6   # a feature this RTL does not build yet: VEC, a STORE's table activation or
-                      # softmax epilogue, a LOAD_PARAM into the table memory (sim.functional runs them)
+#: Instruction words the fetch addresses (32-bit byte addresses): running into word
+#: ``imem_words`` raises ``error`` (OPCODE), as a stream without END does in hw.timing.schedule.
+IMEM_WORDS = 1 << 27
+#: The RTL's ``error_code`` is ``hw.isa.ErrorCode``, the simulator's.
+assert max(ErrorCode) < 8, "error_code is 3 bits wide"
+#: Queue name of each unit's instruction queue.
+_QUEUE_NAMES = {Queue.LOAD: "lq", Queue.COMPUTE: "cq", Queue.STORE: "sq"}
+
+
+def rtl_unsupported(op: Op, f):
+    """Whether this RTL refuses an instruction (``ErrorCode.UNSUPPORTED``) that the contract
+    defines and ``sim.functional`` runs: VEC, a STORE's table activation or softmax epilogue, a
+    LOAD_PARAM into the table memory.  On integers (``Insn.f``) or the fields of a word."""
+    if op == Op.VEC:
+        return 1
+    if op == Op.LOAD_PARAM:
+        return f["table"] != 0
+    if op == Op.STORE:
+        return (f["act"] == Act.TABLE) | (f["ep_row"] != 0)
+    return 0
 
 
 def insn_layout(op: Op) -> data.StructLayout:
     """The bit layout of ``op``'s 256-bit word, from ``hw.isa.FIELDS``."""
-    fields = {"opcode": unsigned(4), "pop_prev": unsigned(1), "pop_next": unsigned(1),
-              "push_prev": unsigned(1), "push_next": unsigned(1)}
-    used = 8
-    for name, bits, sgn in FIELDS[op]:
+    fields, used = {}, 0
+    for name, bits, sgn in HEADER + tuple(FIELDS[op]):
         fields[name] = signed(bits) if sgn else unsigned(bits)
         used += bits
     if used < INSN_BITS:
@@ -85,31 +92,18 @@ def _view(op: Op, value):
     return data.View(_LAYOUTS[op], value)
 
 
-def _cdiv(x, c: int):
-    """ceil(x / c) for a constant c > 0 (a shift when c is a power of two)."""
-    if c & (c - 1) == 0:
-        return (x + (c - 1)) >> (c.bit_length() - 1)
-    return (x + (c - 1)) // c
-
-
-def _max(a, b):
-    return Mux(a > b, a, b)
-
-
 def _min(a, b):
     return Mux(a < b, a, b)
 
 
-def _pe_set(v, num_pe: int):
-    """(mask of the PEs pe_first + i*pe_step, i < pe_count; the set leaves the array)."""
-    bits = []
-    for p in range(num_pe):
-        hit = Const(0, 1)
-        for i in range(num_pe):
-            hit = hit | ((i < v.pe_count) & (v.pe_first + i * v.pe_step == p))
-        bits.append(hit)
-    bad = (v.pe_count == 0) | (v.pe_first + (v.pe_count - 1) * v.pe_step >= num_pe)
-    return Cat(*bits), bad
+def _like(op: Op, field: str, name: str | None = None) -> Signal:
+    """A counter as wide as ``op``'s field ``field`` (hw.isa.FIELDS)."""
+    return Signal(_LAYOUTS[op].members[field], name=name)
+
+
+def _pe_mask(v, num_pe: int):
+    """The PEs of the set ``pe_first + i * pe_step``, ``i < pe_count`` (hw.timing.pe_selected)."""
+    return Cat(*(pe_selected(Fields(v), p, num_pe) for p in range(num_pe)))
 
 
 class DramReadSignature(wiring.Signature):
@@ -190,7 +184,7 @@ class LoadUnit(wiring.Component):
         g, nb, ne = load_geometry(config)
         super().__init__({
             **_unit_members(),
-            "push": Out(1), "push_ts": Out(CYCLE_BITS), "error": Out(1),
+            "push_next": Out(1), "push_ts": Out(CYCLE_BITS), "error": Out(1),
             "dram": Out(DramReadSignature(g)),
             "pe_en": Out(config.num_pe), "ld_target": Out(LoadTarget), "ld_addr": Out(16),
             "ld_sel": Out(8), "ld_count": Out(range(max(nb, ne) + 1)), "ld_data": Out(unsigned(8 * g)),
@@ -202,12 +196,12 @@ class LoadUnit(wiring.Component):
         g, nb, ne = load_geometry(cfg)
         c0, k0, bw = cfg.c0, cfg.k0, cfg.dram_bytes_per_cycle
         h = self.insn
-        hop = h[0:4]
+        hop = _view(Op.NOP, h).opcode
         hi, hw_, hp = _view(Op.LOAD_INP, h), _view(Op.LOAD_WGT, h), _view(Op.LOAD_PARAM, h)
         hgb = _view(Op.LOAD_GB, h)
 
         cur = Signal(INSN_BITS)
-        op = cur[0:4]
+        op = _view(Op.NOP, cur).opcode
         ci, cw, cp = _view(Op.LOAD_INP, cur), _view(Op.LOAD_WGT, cur), _view(Op.LOAD_PARAM, cur)
         cgb = _view(Op.LOAD_GB, cur)
         busy, push_flag = Signal(), Signal()
@@ -218,8 +212,8 @@ class LoadUnit(wiring.Component):
         mask = Signal(cfg.num_pe)
         last_end = Signal(CYCLE_BITS)
         # LOAD_INP row counters (of row bi*nb); LOAD_WGT row / MAC group; LOAD_PARAM first entry.
-        cb, yy, xx = Signal(12), Signal(12), Signal(12)
-        wr_row, jb = Signal(12), Signal(8)
+        cb, yy, xx = _like(Op.LOAD_INP, "n_cblk"), _like(Op.LOAD_INP, "win_h"), _like(Op.LOAD_INP, "win_w")
+        wr_row, jb = _like(Op.LOAD_WGT, "rows"), Signal(range(max(2, k0 // nb)))
         pbase = Signal(16)
         gbase = Signal(32)
 
@@ -234,7 +228,7 @@ class LoadUnit(wiring.Component):
         nxt = {}
         with m.Switch(op):
             with m.Case(Op.LOAD_INP):
-                fkh, fkw, fs = Signal(4), Signal(4), Signal(4)
+                fkh, fkw, fs = (_like(Op.LOAD_INP, name) for name in ("fold_kh", "fold_kw", "fold_stride"))
                 m.d.comb += [fkh.eq(Mux(ci.fold_kh == 0, 1, ci.fold_kh)),
                              fkw.eq(Mux(ci.fold_kw == 0, 1, ci.fold_kw)),
                              fs.eq(Mux(ci.fold_stride == 0, 1, ci.fold_stride))]
@@ -246,7 +240,7 @@ class LoadUnit(wiring.Component):
                     m.d.comb += rvalid.eq(issue & (bi * nb + i < rows))
                     for ln in range(c0):
                         f, tap, r, s = (Signal(32, name=f"f{i}_{ln}"), Signal(32, name=f"tap{i}_{ln}"),
-                                        Signal(32, name=f"r{i}_{ln}"), Signal(4, name=f"s{i}_{ln}"))
+                                        Signal(32, name=f"r{i}_{ln}"), _like(Op.LOAD_INP, "fold_kw", f"s{i}_{ln}"))
                         c = Signal(16, name=f"c{i}_{ln}")
                         y, x = Signal(signed(34), name=f"y{i}_{ln}"), Signal(signed(34), name=f"x{i}_{ln}")
                         ok = Signal(name=f"ok{i}_{ln}")
@@ -261,8 +255,8 @@ class LoadUnit(wiring.Component):
                         en_bits.append(ok)
                     wrap_x, wrap_y = Signal(name=f"wrap_x{i}"), Signal(name=f"wrap_y{i}")
                     m.d.comb += [wrap_x.eq(pxx + 1 == ci.win_w), wrap_y.eq(wrap_x & (pyy + 1 == ci.win_h))]
-                    npos = (Signal(12, name=f"cb{i + 1}"), Signal(12, name=f"yy{i + 1}"),
-                            Signal(12, name=f"xx{i + 1}"))
+                    npos = (_like(Op.LOAD_INP, "n_cblk", f"cb{i + 1}"), _like(Op.LOAD_INP, "win_h", f"yy{i + 1}"),
+                            _like(Op.LOAD_INP, "win_w", f"xx{i + 1}"))
                     m.d.comb += [npos[0].eq(Mux(wrap_y, pcb + 1, pcb)),
                                  npos[1].eq(Mux(wrap_x, Mux(wrap_y, 0, pyy + 1), pyy)),
                                  npos[2].eq(Mux(wrap_x, 0, pxx + 1))]
@@ -347,7 +341,8 @@ class LoadUnit(wiring.Component):
             m.d.sync += self.error.eq(1)
         bad_shift = Const(0, 1)
         for e in range(ne):
-            bad_shift = bad_shift | ((e < self.ld_count) & (bytes_in[e * PARAM_ENTRY_BYTES + 6] > MAX_SHIFT))
+            shift = bytes_in[e * PARAM_ENTRY_BYTES + entry_offset(PARAM_ENTRY, "shift")]
+            bad_shift = bad_shift | ((e < self.ld_count) & (shift > MAX_SHIFT))
         with m.If(wv & (self.ld_target == LoadTarget.PARAM) & bad_shift):
             m.d.sync += self.error.eq(1)
 
@@ -360,7 +355,7 @@ class LoadUnit(wiring.Component):
             free.eq(busy & (bi_next >= beats) & (credit_now >= 0)),
             self.ready.eq(~busy | free),
             self.idle.eq(~busy & (self.now >= last_end)),
-            self.push.eq(free & push_flag),
+            self.push_next.eq(free & push_flag),
             self.push_ts.eq(self.now + first),
         ]
         with m.If(busy):
@@ -380,33 +375,25 @@ class LoadUnit(wiring.Component):
             m.d.sync += [busy.eq(0), last_end.eq(self.now + first)]
 
         # ---- start: latch the instruction and what the shell needs -------------------------
-        rows_i = hi.n_cblk * hi.win_h * hi.win_w
-        mask_h, _ = _pe_set(hi, cfg.num_pe)     # the PE set has the same position in all three
+        mask_h = _pe_mask(hi, cfg.num_pe)     # the PE set has the same position in all three
         with m.If(self.start):
-            m.d.sync += [cur.eq(h), busy.eq(1), bi.eq(0), push_flag.eq(h[7]), mask.eq(mask_h),
-                         cb.eq(0), yy.eq(0), xx.eq(0), wr_row.eq(0), jb.eq(0), pbase.eq(0), gbase.eq(0)]
+            m.d.sync += [cur.eq(h), busy.eq(1), bi.eq(0), push_flag.eq(_view(Op.NOP, h).push_next),
+                         mask.eq(mask_h), cb.eq(0), yy.eq(0), xx.eq(0), wr_row.eq(0), jb.eq(0), pbase.eq(0),
+                         gbase.eq(0), rows.eq(hi.n_cblk * hi.win_h * hi.win_w)]
             with m.Switch(hop):
-                with m.Case(Op.LOAD_INP):
-                    m.d.sync += [rows.eq(rows_i), beats.eq(_cdiv(rows_i, nb)), credit.eq(0),
-                                 first.eq(Mux(hi.src_gb, GB_LATENCY, cfg.dram_latency))]
-                with m.Case(Op.LOAD_WGT):
-                    src = hw_.n_out * _min(hw_.chan, hw_.rows * c0)
-                    m.d.sync += [beats.eq(hw_.rows * (k0 // nb)), credit.eq(-src),
-                                 first.eq(cfg.dram_latency)]
-                with m.Case(Op.LOAD_PARAM):
-                    m.d.sync += [beats.eq(_cdiv(hp.n_entries, ne)),
-                                 credit.eq(-(hp.n_entries * PARAM_ENTRY_BYTES)),
-                                 first.eq(cfg.dram_latency)]
-                with m.Case(Op.LOAD_GB):
-                    m.d.sync += [beats.eq(_cdiv(hgb.n_bytes, g)), credit.eq(-hgb.n_bytes),
-                                 first.eq(cfg.dram_latency)]
+                for o in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.LOAD_GB):
+                    with m.Case(o):
+                        # hw.timing's terms; a LOAD_INP's DRAM bytes are counted per beat instead
+                        n_beats, n_bytes, first_data = load_terms(o, Fields(_view(o, h)), cfg)
+                        m.d.sync += [beats.eq(n_beats), credit.eq(0 if n_bytes is None else -n_bytes),
+                                     first.eq(first_data)]
         return m
 
 
 # ---- compute unit ---------------------------------------------------------------------------
 
 class ComputeUnit(wiring.Component):
-    """GEMM (the loop nest, one pixel per cycle on every PE) and VEC (latency only)."""
+    """GEMM: the loop nest, one pixel per cycle on every PE."""
 
     def __init__(self, config: AcceleratorConfig):
         check_rtl_config(config)
@@ -416,7 +403,7 @@ class ComputeUnit(wiring.Component):
             "push_prev": Out(1), "push_next": Out(1), "push_ts": Out(CYCLE_BITS),
             "g_valid": Out(1), "g_first": Out(1), "g_inp": Out(config.input_addr_bits),
             "g_wgt": Out(config.weight_addr_bits), "g_acc": Out(config.accum_addr_bits),
-            "g_dw": Out(1), "g_kw": Out(4),
+            "g_dw": Out(1), "g_kw": Out(_LAYOUTS[Op.GEMM].members["kw"]),
         })
 
     def elaborate(self, platform):
@@ -424,26 +411,19 @@ class ComputeUnit(wiring.Component):
         cfg = self._config
         bw = cfg.dram_bytes_per_cycle
         h = self.insn
-        hg, hv = _view(Op.GEMM, h), _view(Op.VEC, h)
-
-        # Contract latency of the head instruction.
-        in_h = (hg.out_h - 1) * hg.stride + hg.kh
-        npix_h = hg.out_h * hg.out_w
-        period_h = _max(npix_h, GEMM_MIN_PIXELS)
-        steps_h = hg.n_cblk * hg.kh * Mux(hg.dw, 1, hg.kw)      # hw.timing.gemm_steps
-        work = _cdiv(hv.work, cfg.vector_lanes)
-        vec_lat = cfg.dram_latency + _max(_max(work, _cdiv(hv.bytes_in, bw)),
-                                          _max(_cdiv(hv.bytes_out, bw), 1))
+        hg = Fields(_view(Op.GEMM, h))
+        hdr = _view(Op.NOP, h)
+        # The contract's latency of the head GEMM (VEC is refused at dispatch: ErrorCode.UNSUPPORTED).
         lat = Signal(CYCLE_BITS)
-        m.d.comb += lat.eq(Mux(h[0:4] == Op.GEMM, steps_h * period_h + GEMM_PIPELINE, vec_lat))
+        m.d.comb += lat.eq(gemm_cycles(hg))
 
         busy = Signal()
         end_at = Signal(CYCLE_BITS)
         m.d.comb += [
             self.ready.eq(~busy | (self.now >= end_at)),
             self.idle.eq(self.ready),
-            self.push_prev.eq(self.start & h[6]),
-            self.push_next.eq(self.start & h[7]),
+            self.push_prev.eq(self.start & hdr.push_prev),
+            self.push_next.eq(self.start & hdr.push_next),
             self.push_ts.eq(self.now + lat),
         ]
         with m.If(busy & (self.now >= end_at)):
@@ -455,7 +435,7 @@ class ComputeUnit(wiring.Component):
         active = Signal()
         steps, step = Signal(24), Signal(24)
         period, npix, p = Signal(25), Signal(24), Signal(25)
-        oy, ox, r, s = Signal(12), Signal(12), Signal(4), Signal(4)
+        oy, ox, r, s = (_like(Op.GEMM, name) for name in ("out_h", "out_w", "kh", "kw"))
         row_off, col_off, r_off, cb_base = Signal(32), Signal(32), Signal(32), Signal(32)
         plane, st_in_w = Signal(32), Signal(32)
         pix = p < npix
@@ -489,13 +469,15 @@ class ComputeUnit(wiring.Component):
                     with m.Else():
                         m.d.sync += [ox.eq(ox + 1), col_off.eq(col_off + cg.stride)]
 
+        in_h = (hg["out_h"] - 1) * hg["stride"] + hg["kh"]
         with m.If(self.start):
             m.d.sync += [busy.eq(1), end_at.eq(self.now + lat), cur.eq(h),
-                         active.eq((h[0:4] == Op.GEMM) & (steps_h != 0)),
-                         steps.eq(steps_h), step.eq(0), period.eq(period_h), npix.eq(npix_h), p.eq(0),
+                         active.eq((hdr.opcode == Op.GEMM) & (gemm_steps(hg) != 0)),
+                         steps.eq(gemm_steps(hg)), step.eq(0), period.eq(gemm_period(hg)),
+                         npix.eq(hg["out_h"] * hg["out_w"]), p.eq(0),
                          oy.eq(0), ox.eq(0), r.eq(0), s.eq(0), row_off.eq(0), col_off.eq(0),
-                         r_off.eq(0), cb_base.eq(0), plane.eq(in_h * hg.in_w),
-                         st_in_w.eq(hg.stride * hg.in_w)]
+                         r_off.eq(0), cb_base.eq(0), plane.eq(in_h * hg["in_w"]),
+                         st_in_w.eq(hg["stride"] * hg["in_w"])]
         return m
 
 
@@ -516,7 +498,7 @@ class StoreUnit(wiring.Component):
         w = config.num_pe * config.k0
         super().__init__({
             **_unit_members(),
-            "push": Out(1), "push_ts": Out(CYCLE_BITS),
+            "push_prev": Out(1), "push_ts": Out(CYCLE_BITS),
             "s_param_load": Out(1), "s_param_addr": Out(range(config.param_depth)),
             "s_valid": Out(1), "s_acc": Out(config.accum_addr_bits), "s_relu": Out(1),
             "s_y": In(data.ArrayLayout(int8_vector(config.k0), config.num_pe)),
@@ -553,58 +535,47 @@ class StoreUnit(wiring.Component):
         with m.If(busy & timed & (self.now >= free_at)):
             m.d.sync += [busy.eq(0), timed.eq(0)]
 
-        # t: latch, PE set and (column, row group) of every PE.
-        mask_h, _ = _pe_set(hs, n)
+        # t: latch, PE set and (column, row group) of every PE (hw.timing.pe_positions).
+        def hold(value, name):
+            # Signals, not expressions: each step uses the previous column twice, so nesting
+            # the expressions would double them at every PE (2**num_pe terms).
+            sig = Signal(7, name=name)
+            m.d.comb += sig.eq(value)
+            return sig
+
+        positions = pe_positions(n, hs.pe_k, hold)
         with m.If(self.start):
             m.d.sync += [cur.eq(h), busy.eq(1), timed.eq(0), phase1.eq(1), t0.eq(self.now),
-                         mask.eq(mask_h), push_flag.eq(h[6])]
-            c, q = Const(0, 7), Const(0, 7)
-            for p in range(n):
+                         mask.eq(_pe_mask(hs, n)), push_flag.eq(_view(Op.NOP, h).push_prev)]
+            for p, (c, q) in enumerate(positions):
                 m.d.sync += [col[p].eq(c), pg[p].eq(q)]
-                # Signals, not expressions: the next (c, q) uses c twice, so nesting the
-                # expressions would double them at every PE (2**num_pe terms).
-                wrap = c + 1 == hs.pe_k
-                c_next, q_next = Signal(7, name=f"col_next{p}"), Signal(7, name=f"pg_next{p}")
-                m.d.comb += [c_next.eq(Mux(wrap, 0, c + 1)), q_next.eq(q + wrap)]
-                c, q = c_next, q_next
 
-        # t+1: per-PE origins and in-bounds bytes; parameters into the PE lanes.
-        nx = _max(_min(cs.t_w - cs.x0, cs.out_w), 0)
+        # t+1: per-PE origins and in-bounds bytes (hw.timing.store_pe_tile); parameters into the lanes.
         m.d.comb += [self.s_param_load.eq(phase1), self.s_param_addr.eq(cs.param_addr)]
         with m.If(phase1):
             m.d.sync += [phase1.eq(0), active.eq(1), npix.eq(cs.out_h * cs.out_w),
                          row_pitch.eq(cs.t_w * cs.k_pitch)]
             for p in range(n):
-                k_first = cs.k_base + col[p] * cs.k_step
-                y_first = cs.y0 + pg[p] * cs.out_h
-                nk = _max(_min(cs.t_k - k_first, cs.k_per_pe), 0)
-                ny = _max(_min(cs.t_h - y_first, cs.out_h), 0)
+                k_first, y_first, tile_bytes = store_pe_tile(Fields(cs), col[p], pg[p])
                 m.d.sync += [kst[p].eq(k_first), yst[p].eq(y_first),
                              base[p].eq(cs.dst_addr + (y_first * cs.t_w + cs.x0) * cs.k_pitch + k_first),
-                             nbytes[p].eq(nk * ny * nx)]
+                             nbytes[p].eq(tile_bytes)]
 
-        # t+2: the contract latency from the byte count (hw.timing.store_bytes).
-        # pe_step = 0 selects PE pe_first pe_count times, and store_bytes counts it each time.
-        first_bytes = data.ArrayLayout(40, n)(Cat(*nbytes))[cs.pe_first[:max(1, (n - 1).bit_length())]]
-        total = Mux(cs.pe_step == 0, cs.pe_count * first_bytes,
-                    sum(Mux(mask[p], nbytes[p], 0) for p in range(n)))
-        # the contract's passes (a softmax epilogue is refused at dispatch: ErrorCode.UNSUPPORTED)
-        passes = store_passes({"ep_row": cs.ep_row})
-        transfer = _max(npix * passes + POST_PIPELINE, _cdiv(total, bw))
-        lat = cfg.dram_latency + transfer
-        # busy until the last pixel's write (beats from t+2, written 4 cycles later): >= npix + 5
-        occ = _max(transfer, npix * passes + POST_PIPELINE + 1)
+        # t+2: the contract's occupancy and latency from the byte count (hw.timing.store_timing;
+        # a softmax epilogue's passes are refused at dispatch: ErrorCode.UNSUPPORTED).
+        total = sum(Mux(mask[p], nbytes[p], 0) for p in range(n))
+        occ, lat = store_timing(Fields(cs), total, cfg)
         starting_pixels = Signal()
         m.d.comb += [
             starting_pixels.eq(active & ~timed & busy),
-            self.push.eq(starting_pixels & push_flag),
+            self.push_prev.eq(starting_pixels & push_flag),
             self.push_ts.eq(t0 + lat),
         ]
         with m.If(starting_pixels):
             m.d.sync += [timed.eq(1), free_at.eq(t0 + occ), last_end.eq(t0 + lat)]
 
         # Pixel beats from t+2: one pixel of every PE per cycle.
-        p_i, oy, ox = Signal(24), Signal(12), Signal(12)
+        p_i, oy, ox = Signal(24), _like(Op.STORE, "out_h"), _like(Op.STORE, "out_w")
         pix_off = Signal(48)
         beat = active & (p_i < npix)
         m.d.comb += [self.s_valid.eq(beat), self.s_acc.eq(cs.acc_addr + p_i), self.s_relu.eq(cs.act == Act.RELU)]
@@ -622,8 +593,8 @@ class StoreUnit(wiring.Component):
         # Address pipeline: the PE results appear 4 cycles after the beat.
         dv, doy, dox, doff = beat, oy, ox, pix_off
         for stage in range(4):
-            nv, noy, nox, noff = Signal(name=f"dv{stage}"), Signal(12, name=f"doy{stage}"), \
-                Signal(12, name=f"dox{stage}"), Signal(48, name=f"doff{stage}")
+            nv, noy, nox, noff = (Signal(name=f"dv{stage}"), _like(Op.STORE, "out_h", f"doy{stage}"),
+                                  _like(Op.STORE, "out_w", f"dox{stage}"), Signal(48, name=f"doff{stage}"))
             m.d.sync += [nv.eq(dv), noy.eq(doy), nox.eq(dox), noff.eq(doff)]
             dv, doy, dox, doff = nv, noy, nox, noff
         x_ok = cs.x0 + dox < cs.t_w
@@ -650,6 +621,9 @@ class Accelerator(wiring.Component):
         The configuration; :func:`hw.rtl.pe_tile.check_rtl_config` lists what the RTL needs.
     pe_factory:
         Builds each PE (default :class:`PETile`); the export passes black boxes.
+    imem_words:
+        Depth of the instruction memory in words: fetching word ``imem_words`` raises
+        ``error`` (OPCODE), so a stream without END never runs on past it.
 
     Members
     -------
@@ -675,10 +649,13 @@ class Accelerator(wiring.Component):
         return {"n": config.num_pe, "k": config.k0, "c": config.c0, "l": config.dram_latency,
                 "b": config.dram_bytes_per_cycle}
 
-    def __init__(self, config: AcceleratorConfig, *, pe_factory=PETile):
+    def __init__(self, config: AcceleratorConfig, *, pe_factory=PETile, imem_words: int = IMEM_WORDS):
         check_rtl_config(config)
+        if not 1 <= imem_words <= IMEM_WORDS:
+            raise ValueError(f"imem_words must be between 1 and {IMEM_WORDS}, not {imem_words!r}")
         self._config = config
         self._pe_factory = pe_factory
+        self._imem_words = imem_words
         g, _, _ = load_geometry(config)
         super().__init__({
             "start": In(1), "done": Out(1), "error": Out(1), "error_code": Out(ErrorCode),
@@ -700,10 +677,10 @@ class Accelerator(wiring.Component):
         m.submodules.compute = comp = ComputeUnit(cfg)
         m.submodules.store = store = StoreUnit(cfg)
         queues = {}
-        for name in ("lq", "cq", "sq"):
+        for name in _QUEUE_NAMES.values():
             queues[name] = m.submodules[name] = _Fifo(INSN_BITS, QUEUE_DEPTH)
         tok = {}
-        for name in ("l2c", "c2l", "c2s", "s2c"):
+        for name in TOKEN_FIFOS:
             tok[name] = m.submodules[f"tok_{name}"] = _Fifo(CYCLE_BITS, TOKEN_FIFO_DEPTH)
         pes = []
         for p in range(n):
@@ -721,27 +698,28 @@ class Accelerator(wiring.Component):
         m.d.comb += self.imem_addr.eq(pc * (INSN_BITS // 8))
 
         # ---- units, queues and token FIFOs --------------------------------------------------
-        # (unit, queue, {flag bit: token FIFO popped}, {flag bit: (push strobe, FIFO)})
-        units = [
-            (load, queues["lq"], {5: "c2l"}, {"l2c": load.push}),
-            (comp, queues["cq"], {4: "l2c", 5: "s2c"}, {"c2l": comp.push_prev, "c2s": comp.push_next}),
-            (store, queues["sq"], {4: "c2s"}, {"s2c": store.push}),
-        ]
-        for unit, q, pops, pushes in units:
-            head = q.r_data
+        # Each unit pops and pushes the token FIFOs hw.timing.TOKEN_LINKS names for its queue;
+        # a unit's push strobe is named after its flag.
+        units = {Queue.LOAD: load, Queue.COMPUTE: comp, Queue.STORE: store}
+        for qid, unit in units.items():
+            q = queues[_QUEUE_NAMES[qid]]
+            head = _view(Op.NOP, q.r_data)
+            links = {flag: name for flag, name in TOKEN_LINKS[qid].items() if name is not None}
+            pops = {flag: name for flag, name in links.items() if flag.startswith("pop")}
             tok_ok = Const(1, 1)
-            for bit, name in pops.items():
+            for flag, name in pops.items():
                 f = tok[name]
-                tok_ok = tok_ok & (~head[bit] | (f.r_valid & (f.r_data <= now)))
+                tok_ok = tok_ok & (~head[flag] | (f.r_valid & (f.r_data <= now)))
             start = Signal(name=f"start_{type(unit).__name__.lower()}")
             m.d.comb += [
                 start.eq(running & q.r_valid & unit.ready & tok_ok),
-                q.r_en.eq(start), unit.start.eq(start), unit.insn.eq(head), unit.now.eq(now),
+                q.r_en.eq(start), unit.start.eq(start), unit.insn.eq(q.r_data), unit.now.eq(now),
             ]
-            for bit, name in pops.items():
-                m.d.comb += tok[name].r_en.eq(start & head[bit])
-            for name, strobe in pushes.items():
-                m.d.comb += [tok[name].w_en.eq(strobe), tok[name].w_data.eq(unit.push_ts)]
+            for flag, name in links.items():
+                if flag in pops:
+                    m.d.comb += tok[name].r_en.eq(start & head[flag])
+                else:
+                    m.d.comb += [tok[name].w_en.eq(getattr(unit, flag)), tok[name].w_data.eq(unit.push_ts)]
 
         # ---- PEs ----------------------------------------------------------------------------
         for p, pe in enumerate(pes):
@@ -759,78 +737,43 @@ class Accelerator(wiring.Component):
 
         # ---- dispatch -----------------------------------------------------------------------
         word = self.imem_data
-        op = word[0:4]
+        op = _view(Op.NOP, word).opcode
         err = Signal(ErrorCode)
         views = {o: _view(o, word) for o in Op}
+        hdr = views[Op.NOP]
         reserved_bad = Signal()
+        range_bad = Signal()           # hw.timing.legality: the conditions check_insn refuses
         with m.Switch(op):
             for o in Op:
                 with m.Case(o):
                     v = views[o]
-                    bad = (v.reserved != 0) if "reserved" in _LAYOUTS[o].members else Const(0, 1)
+                    if "reserved" in _LAYOUTS[o].members:
+                        m.d.comb += reserved_bad.eq(v.reserved != 0)
                     if o == Op.VEC:
-                        bad = bad | (v.vec_op > max(VecOp))
-                    m.d.comb += reserved_bad.eq(bad)
+                        m.d.comb += reserved_bad.eq((v.reserved != 0) | (v.vec_op > max(VecOp)))
+                    m.d.comb += range_bad.eq(any_of(0, *(bad for bad, _ in legality(o, Fields(v), cfg))))
 
-        # Range checks (the conditions under which sim.functional raises).
-        vi, vw, vp = views[Op.LOAD_INP], views[Op.LOAD_WGT], views[Op.LOAD_PARAM]
-        vg, vs = views[Op.GEMM], views[Op.STORE]
-        range_bad = Signal()
-        in_h = (vg.out_h - 1) * vg.stride + vg.kh
-        npix_g = vg.out_h * vg.out_w
-        steps = vg.n_cblk * vg.kh * Mux(vg.dw, 1, vg.kw)
-        gather_bad = vg.dw & ((vg.kw == 0) | (vg.kw > dw_gather_max(cfg)))      # hw.timing.dw_gather_ok
-        gemm_inp_last = (vg.inp_addr + (vg.n_cblk - 1) * in_h * vg.in_w + (in_h - 1) * vg.in_w
-                         + (vg.out_w - 1) * vg.stride + vg.kw - 1)
-        with m.Switch(op):
-            with m.Case(Op.LOAD_INP):
-                m.d.comb += range_bad.eq(_pe_set(vi, n)[1]
-                                         | (vi.dst_addr + vi.n_cblk * vi.win_h * vi.win_w > cfg.input_rows))
-            with m.Case(Op.LOAD_WGT):
-                m.d.comb += range_bad.eq(_pe_set(vw, n)[1] | (vw.dst_addr + vw.rows > cfg.weight_rows))
-            with m.Case(Op.LOAD_PARAM):
-                m.d.comb += range_bad.eq(_pe_set(vp, n)[1] | (vp.dst_addr + vp.n_entries > cfg.param_depth))
-            with m.Case(Op.LOAD_GB):
-                vb = views[Op.LOAD_GB]
-                m.d.comb += range_bad.eq(vb.dst_addr + vb.n_bytes > cfg.global_buf_bytes)
-            with m.Case(Op.GEMM):
-                m.d.comb += range_bad.eq((vg.acc_addr + npix_g > cfg.accum_depth) | gather_bad
-                                         | ((steps != 0) & (npix_g != 0)
-                                            & ((gemm_inp_last >= cfg.input_rows)
-                                               | (vg.wgt_addr + steps > cfg.weight_rows))))
-            with m.Case(Op.STORE):
-                m.d.comb += range_bad.eq(_pe_set(vs, n)[1] | (vs.pe_k == 0) | (vs.k_per_pe > cfg.k0)
-                                         | (vs.param_addr + vs.k_per_pe > cfg.param_depth)
-                                         | (vs.acc_addr + vs.out_h * vs.out_w > cfg.accum_depth)
-                                         | (vs.act > max(Act)))
-
-        # Tokens in program order: (pop flag bit, FIFO) and (push flag bit, FIFO) per queue.
+        # Tokens in program order (hw.timing.TOKEN_LINKS), counted as hw.timing.schedule does.
         counts = {name: Signal(range(TOKEN_LIMIT + 1), name=f"tokens_{name}") for name in tok}
-        q_of = {Op.LOAD_INP: "lq", Op.LOAD_WGT: "lq", Op.LOAD_PARAM: "lq", Op.LOAD_GB: "lq",
-                Op.GEMM: "cq", Op.VEC: "cq", Op.STORE: "sq"}
-        links = {"lq": ({5: "c2l"}, {7: "l2c"}, (4, 6)),
-                 "cq": ({4: "l2c", 5: "s2c"}, {6: "c2l", 7: "c2s"}, ()),
-                 "sq": ({4: "c2s"}, {6: "s2c"}, (5, 7))}
-        is_q = {name: Signal(name=f"to_{name}") for name in queues}
-        for name in queues:
-            m.d.comb += is_q[name].eq(sum((op == o) for o, qn in q_of.items() if qn == name) != 0)
+        queue_of = {o: QUEUE_OF[o] for o in Op}
         token_bad = Const(0, 1)
-        delta = {name: [] for name in tok}
-        for qn, (pops, pushes, missing) in links.items():
-            for bit in missing:
-                token_bad = token_bad | (is_q[qn] & word[bit])
-            for bit, name in pops.items():
-                token_bad = token_bad | (is_q[qn] & word[bit] & (counts[name] == 0))
-                delta[name].append((qn, bit, -1))
-            for bit, name in pushes.items():
-                delta[name].append((qn, bit, +1))
+        pushes = {name: [] for name in tok}
+        pops = {name: [] for name in tok}
+        for qid in units:
+            to_q = Signal(name=f"to_{_QUEUE_NAMES[qid]}")
+            m.d.comb += to_q.eq(any_of(0, *((op == o) for o, x in queue_of.items() if x == qid)))
+            for flag, name in TOKEN_LINKS[qid].items():
+                if name is None:
+                    token_bad = token_bad | (to_q & hdr[flag])          # no such neighbour
+                elif flag.startswith("pop"):
+                    token_bad = token_bad | (to_q & hdr[flag] & (counts[name] == 0))
+                    pops[name].append(to_q & hdr[flag])
+                else:
+                    pushes[name].append(to_q & hdr[flag])
         new_counts = {}
         for name in tok:
-            pop = sum(is_q[qn] & word[bit] for qn, bit, d in delta[name] if d < 0)
-            push = sum(is_q[qn] & word[bit] for qn, bit, d in delta[name] if d > 0)
-            new = counts[name] + push - pop
-            new_counts[name] = new
-            token_bad = token_bad | (new > TOKEN_LIMIT)
+            new_counts[name] = counts[name] + sum(pushes[name]) - sum(pops[name])
+            token_bad = token_bad | (new_counts[name] > TOKEN_LIMIT)
         is_end = op == Op.END
         for name in tok:
             token_bad = token_bad | (is_end & (counts[name] != 0))
@@ -838,10 +781,13 @@ class Accelerator(wiring.Component):
         all_idle = Signal()
         m.d.comb += all_idle.eq(load.idle & comp.idle & store.idle
                                 & ~queues["lq"].r_valid & ~queues["cq"].r_valid & ~queues["sq"].r_valid)
-        unsupported = ((op == Op.VEC) | ((op == Op.LOAD_PARAM) & vp.table)
-                       | ((op == Op.STORE) & ((vs.act == Act.TABLE) | (vs.ep_row != 0))))
+        unsupported = Signal()
+        with m.Switch(op):
+            for o in Op:
+                with m.Case(o):
+                    m.d.comb += unsupported.eq(rtl_unsupported(o, Fields(views[o])))
         with m.If(running):
-            with m.If((op == 0) | (op > max(Op))):
+            with m.If((op == 0) | (op > max(Op)) | (pc == self._imem_words)):
                 m.d.comb += err.eq(ErrorCode.OPCODE)
             with m.Elif(reserved_bad):
                 m.d.comb += err.eq(ErrorCode.RESERVED)
@@ -861,8 +807,9 @@ class Accelerator(wiring.Component):
                     m.d.comb += dispatch.eq(1)
                 with m.Case(Op.FENCE, Op.END):
                     m.d.comb += dispatch.eq(all_idle)
-                for qn, q in queues.items():
-                    with m.Case(*[o for o, x in q_of.items() if x == qn]):
+                for qid in units:
+                    q = queues[_QUEUE_NAMES[qid]]
+                    with m.Case(*[o for o, x in queue_of.items() if x == qid]):
                         m.d.comb += [dispatch.eq(q.w_rdy), q.w_en.eq(q.w_rdy)]
         for q in queues.values():
             m.d.comb += q.w_data.eq(word)

@@ -44,7 +44,8 @@ from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
-from ..numerics import MULT_BITS, SHIFT_BITS, PARAM_ENTRY_BYTES
+from ..isa import FIELD_BITS, Op
+from ..numerics import MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, SHIFT_BITS
 from ..timing import dw_gather_max
 from .postproc import PostProcessor
 from .vector_mac import VectorMAC, int8_vector
@@ -57,6 +58,14 @@ class LoadTarget(enum.Enum, shape=2):
     INPUT = 0
     WEIGHT = 1
     PARAM = 2
+
+
+def entry_struct(layout) -> data.StructLayout:
+    """The Amaranth layout of an entry (``hw.numerics``: (name, bits, signed), low bits first)."""
+    return data.StructLayout({name: signed(bits) if sgn else unsigned(bits) for name, bits, sgn in layout})
+
+
+PARAM_STRUCT = entry_struct(PARAM_ENTRY)
 
 
 def _log2(n: int) -> int:
@@ -89,6 +98,9 @@ def check_rtl_config(config: AcceleratorConfig) -> None:
     if config.dram_bytes_per_cycle > g:
         raise ValueError(f"dram_bytes_per_cycle ({config.dram_bytes_per_cycle}) above gb_bus_bytes ({g}): "
                          f"the load beat would be slower than the timing contract")
+    if config.dram_bytes_per_cycle & (config.dram_bytes_per_cycle - 1):
+        raise ValueError(f"dram_bytes_per_cycle ({config.dram_bytes_per_cycle}) must be a power of two for the "
+                         f"RTL: the store unit divides the bytes by it with a shift")
     if config.dram_latency < 2:
         raise ValueError(f"dram_latency must be at least 2 cycles for the RTL (request and write "
                          f"stages), not {config.dram_latency!r}")
@@ -153,7 +165,7 @@ class PETile(wiring.Component):
             "g_wgt": In(config.weight_addr_bits),
             "g_acc": In(config.accum_addr_bits),
             "g_dw": In(1),
-            "g_kw": In(4),
+            "g_kw": In(FIELD_BITS[Op.GEMM]["kw"]),
             "s_param_load": In(1),
             "s_param_addr": In(range(config.param_depth)),
             "s_valid": In(1),
@@ -174,7 +186,7 @@ class PETile(wiring.Component):
         g, nb, n_ent = load_geometry(cfg)
         row = int8_vector(c0)
         ld_rows = data.ArrayLayout(row, nb)(self.ld_data)
-        ld_entries = data.ArrayLayout(unsigned(64), n_ent)(self.ld_data)
+        ld_entries = data.ArrayLayout(unsigned(PARAM_STRUCT.size), n_ent)(self.ld_data)
 
         # ---- input buffer: nb banks, row a in bank a % nb ----------------------------------
         lnb = _log2(nb)
@@ -219,7 +231,7 @@ class PETile(wiring.Component):
         par_rd = []
         pa = self.s_param_addr
         for b in range(k0):
-            mem = memory.Memory(shape=unsigned(64), depth=cfg.param_depth // k0, init=[])
+            mem = memory.Memory(shape=unsigned(PARAM_STRUCT.size), depth=cfg.param_depth // k0, init=[])
             m.submodules[f"par{b}"] = mem
             wr = mem.write_port()
             rd = mem.read_port(transparent_for=())
@@ -240,13 +252,12 @@ class PETile(wiring.Component):
         bias = [Signal(signed(32), name=f"bias{j}") for j in range(k0)]
         mult = [Signal(unsigned(MULT_BITS), name=f"mult{j}") for j in range(k0)]
         shift = [Signal(unsigned(SHIFT_BITS), name=f"shift{j}") for j in range(k0)]
-        par_data = data.ArrayLayout(unsigned(64), k0)(Signal(64 * k0, name="par_rdata"))
+        par_data = data.ArrayLayout(unsigned(PARAM_STRUCT.size), k0)(Signal(PARAM_STRUCT.size * k0, name="par_rdata"))
         m.d.comb += [par_data[b].eq(par_rd[b].data) for b in range(k0)]
         with m.If(load_d):
             for j in range(k0):
-                entry = par_data[(pa_d + j)[:lk] if lk else 0]
-                m.d.sync += [bias[j].eq(entry[0:32].as_signed()), mult[j].eq(entry[32:48]),
-                             shift[j].eq(entry[48:48 + SHIFT_BITS])]
+                entry = data.View(PARAM_STRUCT, par_data[(pa_d + j)[:lk] if lk else 0])
+                m.d.sync += [bias[j].eq(entry.bias), mult[j].eq(entry.mult), shift[j].eq(entry.shift)]
 
         # ---- accumulators ------------------------------------------------------------------
         acc_shape = data.ArrayLayout(signed(cfg.acc_bits), k0)

@@ -1,0 +1,81 @@
+"""Arithmetic that evaluates on Python integers and on Amaranth values alike.
+
+The contract's rules (``hw.timing``: legality, latencies, the PE positions of a set) are
+written once with these helpers, so the simulator evaluates them on an instruction's
+integer fields and the RTL on the fields of the instruction word it decodes: the same
+expression, not a second copy.  Fields are read with ``f["name"]`` from a dict (the
+simulator's ``Insn.f``) or from :class:`Fields` (a view of an instruction word).
+
+Hardware builds no divider: :func:`cdiv` divides only by a constant power of two (a
+shift) when it is given a value.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "log2_exact"]
+
+
+class Fields:
+    """``f["name"]`` access to the fields of an Amaranth ``data.View`` of an instruction."""
+
+    def __init__(self, view):
+        self._view = view
+
+    def __getitem__(self, name: str):
+        return getattr(self._view, name)
+
+
+def is_int(*xs) -> bool:
+    return all(isinstance(x, int) for x in xs)       # bool is an int too
+
+
+def _mux():
+    from amaranth.hdl import Mux
+    return Mux
+
+
+def vmax(a, b):
+    return max(a, b) if is_int(a, b) else _mux()(a > b, a, b)
+
+
+def vmin(a, b):
+    return min(a, b) if is_int(a, b) else _mux()(a < b, a, b)
+
+
+def sel(cond, a, b):
+    """``a if cond else b``: a multiplexer in hardware."""
+    if is_int(cond):
+        return a if cond else b
+    return _mux()(cond, a, b)
+
+
+def log2_exact(c: int) -> int:
+    if c <= 0 or c & (c - 1):
+        raise ValueError(f"the hardware divides only by powers of two, not by {c}")
+    return c.bit_length() - 1
+
+
+def cdiv(x, c: int):
+    """``ceil(x / c)`` for a positive constant ``c``; a shift in hardware (``c`` a power of two)."""
+    if is_int(x):
+        return -(-x // c)
+    return (x + (c - 1)) >> log2_exact(c)
+
+
+def any_of(*conds):
+    """The OR of conditions (Python truth values or 1-bit values)."""
+    if is_int(*conds):
+        return any(conds)
+    out = 0
+    for c in conds:
+        out = out | c
+    return out
+
+
+def all_of(*conds):
+    if is_int(*conds):
+        return all(conds)
+    out = 1
+    for c in conds:
+        out = out & c
+    return out
