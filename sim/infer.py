@@ -88,7 +88,8 @@ def read_image(path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"image {str(path)!r}: no such file; give {IMAGE_FORMS}")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise UsageError(f"image {str(path)!r} {what}; give {IMAGE_FORMS}")
     return _read_npy(path) if path.suffix.lower() == ".npy" else _read_picture(path)
 
 
@@ -113,9 +114,11 @@ def _read_npy(path: Path) -> np.ndarray:
         return a
     if a.dtype.kind != "f":
         raise UsageError(f"image {str(path)!r} holds {a.dtype} values; give {IMAGE_FORMS}")
-    if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1:
-        raise UsageError(f"image {str(path)!r} holds floats outside [0, 1] (from {np.nanmin(a):g} to "
-                         f"{np.nanmax(a):g}, or not finite); give {IMAGE_FORMS}")
+    if not np.all(np.isfinite(a)):
+        raise UsageError(f"image {str(path)!r} holds NaN or infinite values; give {IMAGE_FORMS}")
+    if a.min() < 0 or a.max() > 1:
+        raise UsageError(f"image {str(path)!r} holds floats from {a.min():g} to {a.max():g}, outside [0, 1]; "
+                         f"give {IMAGE_FORMS}")
     return round_half_up(a.astype(np.float64) * 255).astype(np.uint8)
 
 
@@ -427,7 +430,7 @@ def _run(args, prog: str, model: Model, cfg: AcceleratorConfig, task: str, rgb: 
     arrays, summary, names = output_files(inference, model, task)
     doc = _report(args, model, cfg, task, image_info, inference, summary)
     picture.draw(stage.path / "output.png", task, rgb, arrays, summary, names,
-                 f"{model.name} on {cfg.name}, {image_info['source']} image, seed {args.seed}")
+                 f"{model.name} on {cfg.name}, {Path(image_info['source']).name} image, seed {args.seed}")
     doc["wall_s"]["total"] = time.perf_counter() - start
     _write(stage.path, arrays, doc)
     replaced = stage.out.exists()

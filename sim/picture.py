@@ -24,8 +24,8 @@ __all__ = ["rank_colours", "draw"]
 
 #: Opacity of the class colours over the input.
 OVERLAY_ALPHA = 0.55
-#: The colour of the classes outside the legend.
-OTHER_COLOUR = (0.5, 0.5, 0.5)
+#: The colour of the classes outside the legend (tab10 has a grey of its own).
+OTHER_COLOUR = (0.1, 0.1, 0.1)
 
 
 def rank_colours(n: int) -> np.ndarray:
