@@ -30,6 +30,7 @@ the golden model prints the first one and exits with status 1.  Neither writes a
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from contextlib import contextmanager
@@ -56,7 +57,7 @@ from . import picture
 from .accuracy import output_agreement, task_of
 from .functional import CheckError, check_program
 from .outputs import config_tag, run_name
-from .progress import Progress
+from .progress import Progress, layer_weights
 from .simulator import SimResult, simulate
 
 __all__ = ["read_image", "fit_image", "class_names", "run_dir", "infer", "Inference", "output_files", "main",
@@ -194,11 +195,15 @@ class _Phases:
         self.title, self.enabled, self.walls = title, enabled, {}
 
     @contextmanager
-    def __call__(self, key: str, label: str, steps: int = 0, unit: str = "step"):
-        bar = Progress(f"{self.title}: {label}", steps, unit=unit, enabled=self.enabled) if steps else None
+    def __call__(self, key: str, label: str, steps: int = 0, unit: str = "step", weights: Optional[dict] = None):
+        """A phase; with ``steps``, a bar advanced by the callable it yields (called with a layer's name,
+        which ``weights`` maps to its expected share of the work)."""
+        weights = weights or {}
+        bar = Progress(f"{self.title}: {label}", steps, unit=unit, enabled=self.enabled,
+                       total_weight=sum(weights.values()) or None) if steps else None
         start = time.perf_counter()
         try:
-            yield (lambda *_: bar.update(1)) if bar else None
+            yield (lambda name=None, *_: bar.update(1, weights.get(name, 1.0) if weights else None)) if bar else None
         finally:
             if bar:
                 bar.close()
@@ -233,7 +238,10 @@ def infer(model: Model, cfg: AcceleratorConfig, image: np.ndarray, seed: int, *,
     size = {"instructions": len(program.stream), "dram_bytes": program.footprint,
             "static_bytes": program.static_bytes, "activation_bytes": program.activation_bytes,
             "dram_capacity_bytes": cfg.dram_mib << 20}
-    with phase("functional", "functional run, compared with the golden model", len(program.steps)) as step:
+    # a step's functional run takes about as long as its instructions
+    insns = {code.step.layer.name: code.end - code.start for code in program.steps}
+    with phase("functional", "functional run, compared with the golden model", len(program.steps),
+               weights=insns) as step:
         checked = check_program(program, qmodel, x, progress=step)
     del program
     outputs = checked.pop("outputs")
@@ -243,7 +251,7 @@ def infer(model: Model, cfg: AcceleratorConfig, image: np.ndarray, seed: int, *,
             step()
             if name in outputs:
                 floats[name] = value
-    with phase("timing", "timing and energy", len(model.layers), "layer") as step:
+    with phase("timing", "timing and energy", len(model.layers), "layer", layer_weights(model)) as step:
         try:
             timing = simulate(model, cfg, progress=step)
         except MappingError as e:
@@ -341,7 +349,6 @@ def _report(args, model: Model, cfg: AcceleratorConfig, task: str, image_info: d
 
 
 def _write(stage: Path, arrays: dict, doc: dict) -> None:
-    import json
     for name, value in arrays.items():
         if name.endswith(".npz"):
             np.savez(stage / name, **value)
