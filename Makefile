@@ -1,6 +1,6 @@
 # Every target bootstraps the project virtual environment (.venv) on first use.
 # Variables: MODEL, VARIANT, SIZE (HxW), CFG, CHECK=1, OUT (output folder), FORMAT (plots: png, pdf,
-# svg), ARGS (extra CLI options).
+# svg), IMAGE and SEED (make run), ARGS (extra CLI options).
 
 PYTHON_BOOT ?= python3
 # One BLAS thread per process: the simulators run many small products, which threads only slow
@@ -30,11 +30,14 @@ BUDGETS  ?=
 ACCURACY ?=
 CFGS      ?=
 SCHEDULER ?=
+IMAGE     ?=
+SEED      ?=
 
-.PHONY: help venv flops sim paths rdd sweep test regress cosim cosim-e cosim-bench bench verilog verilog-bench clean
+.PHONY: help venv flops sim run paths rdd sweep test regress cosim cosim-e cosim-bench bench verilog verilog-bench clean
 
 help:
 	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [SIZE=HxW] [CHECK=1]   simulate a network"
+	@echo "make run   MODEL=segformer_b2 CFG=E [IMAGE=photo.png] [SEED=n] [SIZE=HxW]  inference on the simulated accelerator"
 	@echo "make flops MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW]         per-layer MAC analysis"
 	@echo "make paths MODEL=segformer_b2 CFG=E [ACCURACY=file.csv]        execution paths vs accuracy (Figs. 10-13)"
 	@echo "make rdd   MODEL=segformer_b2 CFG=E [BUDGETS=trace.csv]        RDD runtime over a budget trace"
@@ -62,6 +65,9 @@ flops: $(STAMP)
 
 sim: $(STAMP)
 	$(PY) -m sim.run $(MODEL_ARGS) --config='$(CFG)' $(CHECK_ARG) $(OUT_ARGS) $(ARGS)
+
+run: $(STAMP)
+	$(PY) -m sim.infer $(MODEL_ARGS) --config='$(CFG)' $(call opt,--image,$(IMAGE)) $(call opt,--seed,$(SEED)) $(call opt,--out,$(OUT)) $(ARGS)
 
 paths: $(STAMP)
 	$(PY) -m sim.paths $(foreach m,$(MODEL),--model $(m)) --config='$(CFG)' $(call opt,--accuracy,$(ACCURACY)) $(OUT_ARGS) $(ARGS)

@@ -39,7 +39,7 @@ from mapper.workloads import MODEL_NAMES, build_model
 
 from .golden_network import class_map, layer_output, run_network
 
-__all__ = ["LayerError", "AccuracyReport", "compare", "sqnr_db", "task_of", "main"]
+__all__ = ["LayerError", "AccuracyReport", "compare", "output_agreement", "sqnr_db", "task_of", "main"]
 
 #: Elements per block of the SQNR sums (float64 temporaries stay small).
 _SQNR_BLOCK = 1 << 20
@@ -160,7 +160,10 @@ def compare(qmodel: QModel, weights: dict, image: np.ndarray, *, acc_bits: int =
             kept_f[name], kept_q[name] = f, q
     computing = [e for e in errors if e.kind != "constant" and not math.isinf(e.sqnr_db)]
     worst = min(computing, key=lambda e: e.sqnr_db) if computing else None
-    output = _agreement(model, task, kept_f, kept_q, qmodel)
+    if task == "segmentation":                 # the network's output: the class map of the scores
+        last = model.layers[-1]
+        kept_q[last.name] = class_map(kept_q[last.inputs[0]], last.out_h, last.out_w)
+    output = output_agreement(model, task, kept_f, kept_q, qmodel)
     return AccuracyReport(model.name, task, errors, worst, output)
 
 
@@ -182,12 +185,15 @@ class _FloatInputs:
         return db
 
 
-def _agreement(model: Model, task: str, f: dict, q: dict, qmodel: QModel) -> dict:
+def output_agreement(model: Model, task: str, f: dict, q: dict, qmodel: QModel) -> dict:
+    """How far the integer network's outputs ``q`` are from the float ones ``f`` (the module
+    docstring's rules), both by layer name: for segmentation ``q`` holds the class map (uint8
+    ``[H, W]``, as the accelerator writes it) under the last layer's name, ``f`` its float
+    upsampled scores; otherwise the int8 outputs of the last linear, or of ``head.class`` and
+    ``head.bbox.sigmoid``.  ``{}`` for another task."""
     if task == "segmentation":
-        last = model.layers[-1]
-        cls_f = np.argmax(f[last.name], axis=-1)
-        cls_q = class_map(q[last.inputs[0]], last.out_h, last.out_w)
-        return {"pixel_agreement": float(np.mean(cls_f == cls_q))}
+        name = model.layers[-1].name
+        return {"pixel_agreement": float(np.mean(np.argmax(f[name], axis=-1) == q[name]))}
     if task == "classification":
         name = model.layers[-1].name
         lf, lq = f[name].reshape(-1), q[name].reshape(-1).astype(np.int64)

@@ -1,0 +1,260 @@
+"""``make run`` (``python -m sim.infer``): outputs, run.json, pictures, images and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw.config import get_config
+from hw.timing import schedule
+from mapper.calibrate import prepare
+from mapper.images import preprocess, quantize_input, synthetic_image
+from mapper.program import build_program
+from mapper.workloads import build_model
+from sim import accuracy, infer
+from sim.functional import CheckError
+from sim.golden_network import class_map, run_network
+
+REPO = Path(__file__).resolve().parents[1]
+B0 = ["--model", "segformer_b0", "--config", "small", "--size", "32x32"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run(argv: list[str]) -> int:
+    """``sim.infer.main``, with argparse's exits turned into their status."""
+    try:
+        return infer.main([*argv, "--quiet"])
+    except SystemExit as e:
+        return e.code
+
+
+def golden_outputs(model, seed: int, rgb: np.ndarray) -> dict:
+    """The golden whole-network model's outputs on ``rgb`` (independent of the program)."""
+    _, q = prepare(model, seed)
+    return {name: value for name, value in run_network(q, quantize_input(preprocess(rgb)))}
+
+
+def files(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def b0_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "b0"
+    assert run([*B0, "--out", str(out)]) == 0
+    return out, json.loads((out / "run.json").read_text())
+
+
+def test_segmentation_outputs_are_the_golden_models_and_timed_as_the_program(b0_run):
+    out, doc = b0_run
+    assert sorted(p.name for p in out.iterdir()) == ["output.npy", "output.png", "run.json"]
+    model, cfg = build_model("segformer_b0", size=(32, 32)), get_config("small")
+    rgb = synthetic_image(32, 32, 0)
+    golden = golden_outputs(model, 0, rgb)
+    last = model.layers[-1]
+    classes = np.load(out / "output.npy")
+    assert classes.dtype == np.uint8 and classes.shape == (32, 32)
+    np.testing.assert_array_equal(classes, class_map(golden[last.inputs[0]], 32, 32))
+
+    weights, q = prepare(model, 0)
+    program = build_program(q, cfg, image=quantize_input(preprocess(rgb)))
+    assert doc["cycles"] == schedule(program.stream, cfg).total_cycles
+    assert doc["program"]["instructions"] == len(program.stream)
+    assert doc["program"]["dram_bytes"] == program.footprint <= doc["program"]["dram_capacity_bytes"]
+    assert doc["time_ms"] == pytest.approx(doc["cycles"] / (cfg.clock_ghz * 1e6))
+    assert 0 < doc["energy_onchip_uj"] < doc["energy_uj"]
+    expected = accuracy.compare(q, weights, preprocess(rgb)).output
+    assert doc["agreement"] == pytest.approx(expected) and 0.5 < doc["agreement"]["pixel_agreement"] <= 1
+
+
+def test_run_json_fields_and_picture(b0_run):
+    out, doc = b0_run
+    assert {"model", "variant", "size", "config", "task", "image", "seed", "cycles", "time_ms", "energy_uj",
+            "bit_exact", "agreement", "program", "output", "wall_s"} <= set(doc)
+    assert (doc["model"], doc["size"], doc["config"], doc["task"], doc["seed"]) == \
+        ("segformer_b0", [32, 32], "small", "segmentation", 0)
+    assert doc["image"] == {"source": "synthetic", "seed": 0}
+    assert doc["bit_exact"]["verdict"] is True and doc["bit_exact"]["tensors"] > 100
+    assert doc["bit_exact"]["elements"] > 32 * 32
+    assert set(doc["wall_s"]) == {"weights", "program", "functional", "float_reference", "timing", "total"}
+    assert doc["wall_s"]["total"] >= doc["wall_s"]["functional"] > 0
+    classes = np.load(out / "output.npy")
+    top = doc["output"]["top_classes"]
+    assert [t["share"] for t in top] == sorted((t["share"] for t in top), reverse=True)
+    assert top[0]["share"] == np.mean(classes == top[0]["class"])
+    names = infer.class_names("segmentation", 150)
+    assert names[:3] == ["wall", "building", "sky"] and len(names) == 150
+    assert all(t["name"] == names[t["class"]] for t in top)
+    assert (out / "output.png").read_bytes()[:8] == PNG_MAGIC
+    from PIL import Image
+    picture = np.asarray(Image.open(out / "output.png").convert("RGB"))
+    assert picture.shape[0] > 300 and picture.shape[1] > 600 and picture.std() > 20
+
+
+def test_classification_logits_and_top5(tmp_path):
+    out = tmp_path / "rn"
+    assert run(["--model", "resnet50", "--config", "E", "--size", "32x32", "--seed", "3", "--out", str(out)]) == 0
+    doc = json.loads((out / "run.json").read_text())
+    model = build_model("resnet50", size=(32, 32))
+    golden = golden_outputs(model, 3, synthetic_image(32, 32, 3))["fc"].reshape(-1).astype(np.int64)
+    logits = np.load(out / "output.npy")
+    assert logits.shape == (1000,) and logits.dtype == np.float32
+    scale = doc["output"]["scale"]
+    np.testing.assert_array_equal(np.round(logits / scale).astype(np.int64), golden)
+    top5 = doc["output"]["top5"]
+    assert [t["class"] for t in top5] == list(np.argsort(-golden, kind="stable")[:5])
+    names = infer.class_names("classification", 1000)
+    assert (names[0], names[999]) == ("tench", "toilet tissue")
+    assert all(t["name"] == names[t["class"]] for t in top5)
+    assert set(doc["agreement"]) == {"top1_agrees", "top5_overlap"} and doc["task"] == "classification"
+    assert (out / "output.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_detection_logits_boxes_and_top_queries(tmp_path):
+    out = tmp_path / "detr"
+    assert run(["--model", "detr", "--config", "E", "--size", "32x32", "--out", str(out)]) == 0
+    doc = json.loads((out / "run.json").read_text())
+    with np.load(out / "output.npz") as npz:
+        logits, boxes = npz["class_logits"], npz["boxes"]
+    assert logits.shape == (100, 81) and boxes.shape == (100, 4)
+    assert np.all((boxes >= 0) & (boxes <= 1))
+    queries = doc["output"]["top_queries"]
+    assert len(queries) == infer.TOP_QUERIES
+    assert [q["score"] for q in queries] == sorted((q["score"] for q in queries), reverse=True)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)                 # DETR: softmax over 80 classes and "no object"
+    best = queries[0]
+    assert best["score"] == pytest.approx(probs[:, :80].max(), rel=1e-5)
+    assert best["name"] == infer.class_names("detection", 81)[best["class"]] and best["class"] < 80
+    assert infer.class_names("detection", 81)[80] == "no object"
+    assert set(doc["agreement"]) == {"query_class_agreement", "box_l1"}
+    assert (out / "output.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_png_and_npy_images_of_the_same_pixels_give_the_same_output(tmp_path):
+    from PIL import Image
+    rgb = synthetic_image(40, 64, 11)
+    Image.fromarray(rgb).save(tmp_path / "scene.png")
+    np.save(tmp_path / "scene.npy", rgb.astype(np.float32) / 255)
+    results = []
+    for name in ("scene.png", "scene.npy"):
+        out = tmp_path / f"out_{name}"
+        assert run([*B0, "--image", str(tmp_path / name), "--out", str(out)]) == 0
+        results.append((np.load(out / "output.npy"), json.loads((out / "run.json").read_text())))
+    (a, doc_a), (b, doc_b) = results
+    np.testing.assert_array_equal(a, b)
+    assert doc_a["image"]["original_size"] == [40, 64] and "bilinear" in doc_a["image"]["fitted"]
+    assert doc_a["image"]["sha256_8"] != doc_b["image"]["sha256_8"]
+    model = build_model("segformer_b0", size=(32, 32))
+    fitted, _ = infer.fit_image(rgb, 32, 32, "segmentation")
+    golden = golden_outputs(model, 0, fitted)
+    np.testing.assert_array_equal(a, class_map(golden[model.layers[-1].inputs[0]], 32, 32))
+
+
+def test_fit_image_follows_each_pipeline():
+    rgb = synthetic_image(60, 90, 2)
+    for task in ("segmentation", "classification", "detection"):
+        fitted, how = infer.fit_image(rgb, 32, 48, task)
+        assert fitted.shape == (32, 48, 3) and fitted.dtype == np.uint8 and how
+        same, _ = infer.fit_image(fitted, 32, 48, task) if task != "classification" else (fitted, "")
+        np.testing.assert_array_equal(same, fitted)                    # the size already fits: unchanged
+    flat = np.full((50, 70, 3), 77, np.uint8)
+    for task in ("segmentation", "classification", "detection"):
+        assert np.all(infer.fit_image(flat, 20, 20, task)[0] == 77)
+    # classification: resize to cover 256/224 of the crop, then the centre crop
+    stripes = np.zeros((64, 256, 3), np.uint8)
+    stripes[:, 128:] = 255                                        # left half black, right half white
+    crop, _ = infer.fit_image(stripes, 56, 56, "classification")  # resized to 64 x 256, centre 56 x 56
+    assert np.all(crop[:, :20] == 0) and np.all(crop[:, -20:] == 255)
+
+
+def test_run_dir_names_everything_that_changes_the_result():
+    model, cfg = build_model("segformer_b0", size=(32, 32)), get_config("small")
+    assert infer.run_dir(model, cfg, True, "synthetic", 0) == "segformer_b0_small_32x32_synthetic_seed0"
+    assert infer.run_dir(model, cfg.replace(dram_mib=64), False, "image-cat-0123abcd", 5) == \
+        "segformer_b0_small_dram_mib64_image-cat-0123abcd_seed5"
+
+
+BAD = [
+    (["--image", "{tmp}/missing.png"], "missing.png' does not exist"),
+    (["--image", "{tmp}"], "is a folder, not a file"),
+    (["--image", "{tmp}/text.png"], "text.png' cannot be read"),
+    (["--image", "{tmp}/two_channels.npy"], "holds (8, 8, 2), not H x W x 3"),
+    (["--image", "{tmp}/range.npy"], "outside [0, 1]"),
+    (["--image", "{tmp}/ints.npy"], "holds int32 values"),
+    (["--image", "{tmp}/nan.npy"], "NaN or infinite"),
+    (["--model", "nope"], "unknown model 'nope'"),
+    (["--config", "Q"], "unknown configuration 'Q'"),
+    (["--size", "32"], "bad --size '32'"),
+    (["--variant", "blocks=9"], "segformer_b0"),
+    (["--seed", "-1"], "bad --seed -1"),
+    (["--seed", "one"], "invalid int value"),
+    (["--dram-mib", "1"], "more than the 1,048,576 bytes of DRAM configured (dram_mib = 1)"),
+    (["--dram-mib", "0"], "dram_mib must be a positive integer"),
+    (["--model", "anchor_detr"], "opaque product"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bad")
+    (tmp / "text.png").write_text("not an image")
+    np.save(tmp / "two_channels.npy", np.zeros((8, 8, 2), np.uint8))
+    np.save(tmp / "range.npy", np.full((8, 8, 3), 2.0, np.float32))
+    np.save(tmp / "ints.npy", np.zeros((8, 8, 3), np.int32))
+    np.save(tmp / "nan.npy", np.full((8, 8, 3), np.nan))
+    return tmp
+
+
+@pytest.mark.parametrize("extra, needle", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(extra, needle, b0_run, bad_files, capsys):
+    out, _ = b0_run                                       # an earlier run's results, in the way
+    before, around = files(out), sorted(p.name for p in out.parent.iterdir())
+    args = dict(zip(B0[::2], B0[1::2]))
+    args.update(dict(zip(extra[::2], (v.format(tmp=bad_files) for v in extra[1::2]))))
+    argv = [s for kv in args.items() for s in kv]
+    assert run([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert files(out) == before and sorted(p.name for p in out.parent.iterdir()) == around
+
+
+def test_unwritable_output_and_a_check_mismatch_write_nothing(b0_run, tmp_path, capsys, monkeypatch):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert run([*B0, "--out", str(foreign)]) == 2
+    assert "did not write (notes.txt)" in capsys.readouterr().err
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+    out, _ = b0_run
+    before, around = files(out), sorted(p.name for p in out.parent.iterdir())
+
+    def mismatch(program, qmodel, x, progress=None):
+        raise CheckError("stage0.block0.attn.q: element (0, 0, 3) is 0x05 (5), the golden model says 0x07 (7)")
+
+    monkeypatch.setattr(infer, "check_program", mismatch)
+    assert run([*B0, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "differs from the golden model" in err and "element (0, 0, 3)" in err and err.count("\n") == 1
+    assert files(out) == before and sorted(p.name for p in out.parent.iterdir()) == around
+
+
+def test_command_line_and_make_target(tmp_path):
+    """The real entry point: one line and status 2 for a bad image, no traceback; make passes
+    IMAGE and SEED through."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
+    r = subprocess.run([sys.executable, "-m", "sim.infer", *B0, "--image", "nowhere.png"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nowhere.png' does not exist" in r.stderr
+    assert not (tmp_path / "build").exists()
+    r = subprocess.run(["make", "-n", "run", "MODEL=resnet50", "CFG=E", "IMAGE=cat.jpg", "SEED=4", "SIZE=64x64"],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "-m sim.infer --model resnet50" in r.stdout and "--image='cat.jpg'" in r.stdout
+    assert "--seed='4'" in r.stdout and "--size='64x64'" in r.stdout and "--config='E'" in r.stdout
