@@ -2,8 +2,8 @@
 
 The contract's rules (``hw.timing``: legality, latencies, the PE positions of a set) are
 written once with these helpers, so the simulator evaluates them on an instruction's
-integer fields and the RTL on the fields of the instruction word it decodes: the same
-expression, not a second copy.  Fields are read with ``f["name"]`` from a dict (the
+integer fields (or numpy arrays of them) and the RTL on the fields of the instruction word
+it decodes: the same expression, not a second copy.  Fields are read with ``f["name"]`` from a dict (the
 simulator's ``Insn.f``) or from :class:`Fields` (a view of an instruction word).
 
 Hardware builds no divider: :func:`cdiv` divides only by a constant power of two (a
@@ -11,6 +11,8 @@ shift) when it is given a value.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 __all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "log2_exact"]
 
@@ -29,24 +31,32 @@ def is_int(*xs) -> bool:
     return all(isinstance(x, int) for x in xs)       # bool is an int too
 
 
+def _is_array(*xs) -> bool:
+    return any(isinstance(x, np.ndarray) for x in xs)
+
+
 def _mux():
     from amaranth.hdl import Mux
     return Mux
 
 
 def vmax(a, b):
-    return max(a, b) if is_int(a, b) else _mux()(a > b, a, b)
+    if is_int(a, b):
+        return max(a, b)
+    return np.maximum(a, b) if _is_array(a, b) else _mux()(a > b, a, b)
 
 
 def vmin(a, b):
-    return min(a, b) if is_int(a, b) else _mux()(a < b, a, b)
+    if is_int(a, b):
+        return min(a, b)
+    return np.minimum(a, b) if _is_array(a, b) else _mux()(a < b, a, b)
 
 
 def sel(cond, a, b):
-    """``a if cond else b``: a multiplexer in hardware."""
+    """``a if cond else b``: a multiplexer in hardware, ``numpy.where`` on arrays."""
     if is_int(cond):
         return a if cond else b
-    return _mux()(cond, a, b)
+    return np.where(cond, a, b) if _is_array(cond, a, b) else _mux()(cond, a, b)
 
 
 def log2_exact(c: int) -> int:

@@ -246,14 +246,32 @@ def _check_ranges(insn: Insn, offset) -> None:
         _check_field(insn.op, name, insn.f.get(name, 0), offset)
 
 
-def encode(insn: Insn) -> bytes:
-    _check_ranges(insn, offset=None)
-    head = {"opcode": int(insn.op), **{flag: getattr(insn, flag) for flag in _DEP_FLAGS}}
-    word, pos = 0, 0
-    for name, bits, signed in HEADER + tuple(FIELDS[insn.op]):
-        v = head[name] if name in head else insn.f.get(name, 0)
-        word |= (v & ((1 << bits) - 1)) << pos
+def _positions(spec, pos: int) -> tuple:
+    """(name, first bit, mask, signed, low, high) of each field of ``spec`` packed from bit ``pos``."""
+    out = []
+    for name, bits, signed in spec:
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        out.append((name, pos, (1 << bits) - 1, signed, lo, hi))
         pos += bits
+    return tuple(out)
+
+
+_HEAD_POS = {name: pos for name, pos, *_ in _positions(HEADER, 0)}
+_HEAD_PACKING = _positions(HEADER, 0)
+_PACKING = {op: _positions(spec, HEADER_BITS) for op, spec in FIELDS.items()}
+
+
+def encode(insn: Insn) -> bytes:
+    """The 32-byte word of ``insn`` (StreamError names a field outside its range)."""
+    word = int(insn.op) << _HEAD_POS["opcode"]
+    for flag in _DEP_FLAGS:
+        word |= bool(getattr(insn, flag)) << _HEAD_POS[flag]
+    f = insn.f
+    for name, pos, mask, _, lo, hi in _PACKING[insn.op]:
+        v = f.get(name, 0)
+        if v.__class__ is not int or not lo <= v <= hi:
+            _check_field(insn.op, name, v, None)
+        word |= (v & mask) << pos
     return word.to_bytes(INSN_BYTES, "little")
 
 
@@ -264,14 +282,14 @@ def decode(data: bytes, offset: int = 0) -> Insn:
         raise StreamError(f"truncated instruction at byte offset {offset}: "
                           f"{len(data) - offset} of {INSN_BYTES} bytes", ErrorCode.OPCODE, index)
     word = int.from_bytes(data[offset:offset + INSN_BYTES], "little")
-    head = _fields(word, 0, HEADER)
+    head = _fields(word, _HEAD_PACKING)
     try:
         op = Op(head["opcode"])
     except ValueError:
         raise StreamError(f"unknown opcode {head['opcode']} at byte offset {offset}"
                           f"{' (a zero word)' if word == 0 else ''}; "
                           f"valid: {', '.join(f'{o.value}={o.name}' for o in Op)}", ErrorCode.OPCODE, index) from None
-    f = _fields(word, HEADER_BITS, FIELDS[op])
+    f = _fields(word, _PACKING[op])
     pos = HEADER_BITS + sum(bits for _, bits, _ in FIELDS[op])
     if word >> pos:
         raise StreamError(f"{op.name} at byte offset {offset} has non-zero reserved bits", ErrorCode.RESERVED, index)
@@ -281,13 +299,12 @@ def decode(data: bytes, offset: int = 0) -> Insn:
     return Insn(op, *(bool(head[flag]) for flag in _DEP_FLAGS), f)
 
 
-def _fields(word: int, pos: int, spec) -> dict[str, int]:
-    """The fields of ``spec`` ((name, bits, signed), ...) packed from bit ``pos`` of ``word``."""
+def _fields(word: int, packing) -> dict[str, int]:
+    """The fields of ``packing`` (``_positions``) in ``word``."""
     out = {}
-    for name, bits, signed in spec:
-        v = (word >> pos) & ((1 << bits) - 1)
-        out[name] = v - (1 << bits) if signed and v >> (bits - 1) else v
-        pos += bits
+    for name, pos, mask, signed, _, hi in packing:
+        v = (word >> pos) & mask
+        out[name] = v - mask - 1 if signed and v > hi else v
     return out
 
 

@@ -40,6 +40,7 @@ GEMM_PIPELINE = 4        # operand read, multiply, adder tree, accumulate
 GEMM_MIN_PIXELS = 4      # an accumulator entry is re-read at least this many cycles after it was written
 POST_PIPELINE = 4        # bias, multiply, round/shift, saturate
 GB_LATENCY = 2           # global-buffer read latency
+TABLE_PARAM_ENTRIES = TABLE_BYTES // PARAM_ENTRY_BYTES      # LOAD_PARAM entries that fill the table memory
 #: Extra post-processing passes of a STORE's softmax epilogue: the first pass (requantisation)
 #: also finds each row's maximum; one pass looks up the exponentials and sums them, one normalises.
 EPILOGUE_PASSES = 2
@@ -97,15 +98,15 @@ def store_pe_tile(f, col, grp):
 
 
 @lru_cache(maxsize=4096)
-def _grid(num_pe: int, pe_k: int) -> tuple:
-    return tuple(pe_positions(num_pe, pe_k))
+def _grid(num_pe: int, pe_k: int) -> np.ndarray:
+    return np.array(pe_positions(num_pe, pe_k), dtype=np.int64).reshape(num_pe, 2)
 
 
 def store_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     """Bytes a STORE writes: the in-bounds outputs of every selected PE."""
     f = insn.f
-    grid = _grid(cfg.num_pe, f["pe_k"])
-    return sum(store_pe_tile(f, *grid[p])[2] for p in pe_members(f))
+    grid = _grid(cfg.num_pe, f["pe_k"])[pe_members(f)]
+    return int(store_pe_tile(f, grid[:, 0], grid[:, 1])[2].sum())
 
 
 def gemm_steps(f):
@@ -226,47 +227,50 @@ def gemm_input_last(f):
             + (f["out_w"] - 1) * f["stride"] + f["kw"] - 1)
 
 
+_PE_SET_TEXT = "PE set pe_first {pe_first} pe_count {pe_count} pe_step {pe_step} ({cfg.num_pe} PEs)"
+_ACC_TEXT = "accumulator entries {acc_addr} + {out_h}x{out_w} (depth {cfg.accum_depth})"
+
+
 def legality(op: Op, f, cfg: AcceleratorConfig) -> list[tuple[object, str]]:
     """The conditions under which an instruction leaves the configuration, each with a template
-    of its description (``str.format`` with the fields): ``check_insn`` raises on the first that
-    holds, the RTL's dispatcher raises ``ErrorCode.RANGE`` on their OR.  Evaluates on integers
-    and on Amaranth values (``hw.expr``)."""
+    of its description (``str.format`` with the fields, ``cfg`` and ``dw_max``): ``check_insn``
+    raises on the first that holds, the RTL's dispatcher raises ``ErrorCode.RANGE`` on their OR.
+    Evaluates on integers and on Amaranth values (``hw.expr``)."""
     if op in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.STORE):
-        pe_set = (pe_set_bad(f, cfg.num_pe),
-                  "PE set pe_first {pe_first} pe_count {pe_count} pe_step {pe_step} (" + f"{cfg.num_pe} PEs)")
+        pe_set = pe_set_bad(f, cfg.num_pe)
     if op == Op.LOAD_INP:
-        return [pe_set, (f["dst_addr"] + f["n_cblk"] * f["win_h"] * f["win_w"] > cfg.input_rows,
-                         "input-buffer rows {dst_addr} + {n_cblk}x{win_h}x{win_w}" + f" (depth {cfg.input_rows})")]
+        return [(pe_set, _PE_SET_TEXT),
+                (f["dst_addr"] + f["n_cblk"] * f["win_h"] * f["win_w"] > cfg.input_rows,
+                 "input-buffer rows {dst_addr} + {n_cblk}x{win_h}x{win_w} (depth {cfg.input_rows})")]
     if op == Op.LOAD_WGT:
-        return [pe_set, (f["dst_addr"] + f["rows"] > cfg.weight_rows,
-                         "weight-buffer rows {dst_addr} + {rows}" + f" (depth {cfg.weight_rows})"),
-                (f["n_out"] > cfg.k0, "n_out {n_out} above" + f" K0 = {cfg.k0}")]
+        return [(pe_set, _PE_SET_TEXT),
+                (f["dst_addr"] + f["rows"] > cfg.weight_rows, "weight-buffer rows {dst_addr} + {rows} "
+                 "(depth {cfg.weight_rows})"),
+                (f["n_out"] > cfg.k0, "n_out {n_out} above K0 = {cfg.k0}")]
     if op == Op.LOAD_PARAM:
-        table = TABLE_BYTES // PARAM_ENTRY_BYTES
-        return [pe_set, (f["dst_addr"] + f["n_entries"] > sel(f["table"], table, cfg.param_depth),
-                         "entries {dst_addr} + {n_entries} (table {table}; depth" + f" {cfg.param_depth}, "
-                         f"table memory {table})")]
+        return [(pe_set, _PE_SET_TEXT),
+                (f["dst_addr"] + f["n_entries"] > sel(f["table"], TABLE_PARAM_ENTRIES, cfg.param_depth),
+                 "entries {dst_addr} + {n_entries} (table {table}: depth {cfg.param_depth}, or "
+                 f"{TABLE_PARAM_ENTRIES} in the table memory)")]
     if op == Op.LOAD_GB:
         return [(f["dst_addr"] + f["n_bytes"] > cfg.global_buf_bytes,
-                 "global-buffer bytes {dst_addr} + {n_bytes}" + f" (size {cfg.global_buf_bytes})")]
+                 "global-buffer bytes {dst_addr} + {n_bytes} (size {cfg.global_buf_bytes})")]
     if op == Op.GEMM:
         npix, steps = f["out_h"] * f["out_w"], gemm_steps(f)
         work = (steps != 0) & (npix != 0)
-        return [(f["acc_addr"] + npix > cfg.accum_depth,
-                 "accumulator entries {acc_addr} + {out_h}x{out_w}" + f" (depth {cfg.accum_depth})"),
-                (work & (gemm_input_last(f) >= cfg.input_rows), f"input-buffer rows (depth {cfg.input_rows})"),
-                (work & (f["wgt_addr"] + steps > cfg.weight_rows), f"weight-buffer rows (depth {cfg.weight_rows})"),
+        return [(f["acc_addr"] + npix > cfg.accum_depth, _ACC_TEXT),
+                (work & (gemm_input_last(f) >= cfg.input_rows), "input-buffer rows (depth {cfg.input_rows})"),
+                (work & (f["wgt_addr"] + steps > cfg.weight_rows), "weight-buffer rows (depth {cfg.weight_rows})"),
                 (f["dw"] & ((f["kw"] == 0) | (f["kw"] > dw_gather_max(cfg))),
-                 "depthwise gather of kw = {kw} columns" + f" (needs 1 <= kw <= {dw_gather_max(cfg)}; none "
-                 f"when K0 > C0, here {cfg.k0} and {cfg.c0})")]
+                 "depthwise gather of kw = {kw} columns (needs 1 <= kw <= {dw_max}: min(G/C0, C0) input "
+                 "banks and lanes, none when K0 > C0; here K0 {cfg.k0}, C0 {cfg.c0})")]
     if op == Op.STORE:
-        return [(pe_set[0] | (f["pe_k"] == 0), pe_set[1] + " or pe_k {pe_k}"),
-                (f["k_per_pe"] > cfg.k0, "k_per_pe {k_per_pe} above" + f" K0 = {cfg.k0}"),
+        return [(pe_set | (f["pe_k"] == 0), _PE_SET_TEXT + " or pe_k {pe_k}"),
+                (f["k_per_pe"] > cfg.k0, "k_per_pe {k_per_pe} above K0 = {cfg.k0}"),
                 (f["param_addr"] + f["k_per_pe"] > cfg.param_depth,
-                 "parameter entries {param_addr} + {k_per_pe}" + f" (depth {cfg.param_depth})"),
-                (f["acc_addr"] + f["out_h"] * f["out_w"] > cfg.accum_depth,
-                 "accumulator entries {acc_addr} + {out_h}x{out_w}" + f" (depth {cfg.accum_depth})"),
-                (f["act"] > max(Act), "act {act}" + f" (valid: {', '.join(f'{a.value}={a.name}' for a in Act)})")]
+                 "parameter entries {param_addr} + {k_per_pe} (depth {cfg.param_depth})"),
+                (f["acc_addr"] + f["out_h"] * f["out_w"] > cfg.accum_depth, _ACC_TEXT),
+                (f["act"] > max(Act), "act {act} (valid: " + ", ".join(f"{a.value}={a.name}" for a in Act) + ")")]
     return []
 
 
@@ -275,8 +279,8 @@ def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
     ``ErrorCode.RANGE``, as the RTL raises."""
     for bad, what in legality(insn.op, insn.f, cfg):
         if bad:
-            raise StreamError(f"{insn.op.name} at byte offset {offset}: {what.format(**insn.f)} outside the "
-                              f"configuration {cfg.name}", ErrorCode.RANGE, offset // INSN_BYTES)
+            raise StreamError(f"{insn.op.name} at byte offset {offset}: {what.format(**insn.f, cfg=cfg, dw_max=dw_gather_max(cfg))} outside "
+                              f"the configuration {cfg.name}", ErrorCode.RANGE, offset // INSN_BYTES)
 
 
 def load_terms(op: Op, f, cfg: AcceleratorConfig):

@@ -38,7 +38,7 @@ from functools import lru_cache
 from typing import Optional
 
 from hw.config import AcceleratorConfig
-from hw.isa import Act, Insn, Op, StreamError, make
+from hw.isa import Act, Insn, Op, StreamError, decode_stream, encode_stream, make
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from hw.timing import EPILOGUE_PASSES, GEMM_MIN_PIXELS, GEMM_PIPELINE, dw_gather_ok, schedule
 
@@ -654,7 +654,8 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
         key = (layer_cycles(stream, cfg), _traffic(p, t, cfg))
         if best is None or key < best_key:
             best, best_key = Lowered(p, t, pl, stream, key[0], len(cands)), key
-    return best
+    # the stream as the accelerator reads it: every instruction encoded and decoded
+    return replace(best, stream=decode_stream(encode_stream(best.stream)))
 
 
 def _traffic(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> int:
