@@ -346,7 +346,9 @@ def _largest_shift(magnitude: float, limit: int, max_shift: int) -> int:
     """Largest ``s <= max_shift`` with ``round(magnitude * 2**s) <= limit`` (may be negative)."""
     if magnitude == 0:
         return max_shift
-    s = min(max_shift, int(np.floor(np.log2(limit / magnitude))))
+    # One above floor(log2(limit / m)): just below a power of two, m * 2**(that + 1) still rounds
+    # to at most limit (m = 0.99999, limit 65535 -> 16, not 15).
+    s = min(max_shift, int(np.floor(np.log2(limit / magnitude))) + 1)
     while int(_round_half_up(magnitude * 2.0 ** s)) > limit:
         s -= 1
     return s

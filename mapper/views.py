@@ -1,0 +1,96 @@
+"""How layers read and move tensors: the IR's data-movement semantics, for any dtype.
+
+These functions are what :mod:`mapper.ir`'s docstrings say, written once for int8
+and float tensors alike (HWC numpy arrays): which elements a :class:`~mapper.ir.MatMul`
+multiplies, how :class:`~mapper.ir.Add` and :class:`~mapper.ir.Mul` broadcast, and
+the layout layers (pad, crop, roll, window partition and reverse, patch merge).  The
+float reference (:mod:`mapper.reference`) computes with them; the integer golden
+model must agree with them element for element (``tests/test_quantization.py``
+checks it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import MatMul
+
+__all__ = ["matmul_operands", "matmul_output", "broadcast_input", "pad", "crop", "roll",
+           "window_partition", "window_reverse", "patch_merge"]
+
+
+def _heads_view(t: np.ndarray, rows: int, cols: int, offset: int, windows: int, heads: int) -> np.ndarray:
+    """``[windows * heads, rows, cols]`` of a tensor holding ``rows * windows`` tokens (row ``r`` of
+    window ``w`` is token ``r * windows + w``) with head ``h``'s columns at ``offset + h * cols``."""
+    tok = t.reshape(rows, windows, -1)[:, :, offset:offset + heads * cols]
+    return tok.reshape(rows, windows, heads, cols).transpose(1, 2, 0, 3).reshape(windows * heads, rows, cols)
+
+
+def matmul_operands(layer: MatMul, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The batched operands ``[B, M, K]`` and ``[B, K, N]`` (batch ``(window, head)``) a product reads.
+
+    Raises
+    ------
+    ValueError
+        For an ``"opaque"`` product, which has no element-level semantics.
+    """
+    if layer.b_layout == "opaque":
+        raise ValueError(f"{layer.name}: an opaque product (b_layout 'opaque') cannot be executed")
+    wins, heads = layer.windows, layer.heads
+    lhs = _heads_view(a, layer.m, layer.k, layer.a_offset, wins, heads)
+    if layer.b_layout == "nk":
+        rhs = _heads_view(b, layer.n, layer.k, layer.b_offset, wins, heads).transpose(0, 2, 1)
+    else:
+        rhs = _heads_view(b, layer.k, layer.n, layer.b_offset, wins, heads)
+    return lhs, rhs
+
+
+def matmul_output(layer: MatMul, prod: np.ndarray) -> np.ndarray:
+    """The product ``[B, M, N]`` laid out as the layer's output tensor (the tokens of ``a``, heads' columns side by side)."""
+    wins = layer.windows
+    out = prod.reshape(wins, layer.heads, layer.m, layer.n).transpose(2, 0, 1, 3)
+    return out.reshape(layer.out_shape)
+
+
+def broadcast_input(t: np.ndarray, shape) -> np.ndarray:
+    """An input of :class:`~mapper.ir.Add`/:class:`~mapper.ir.Mul` at the output ``shape``: numpy
+    broadcasting of H and W; channels repeated when their count divides the output's."""
+    reps = shape[2] // t.shape[2]
+    return np.broadcast_to(np.tile(t, (1, 1, reps)) if reps > 1 else t, tuple(shape))
+
+
+def pad(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Zeros at the bottom and the right up to ``out_h x out_w``."""
+    return np.pad(x, ((0, out_h - x.shape[0]), (0, out_w - x.shape[1]), (0, 0)))
+
+
+def crop(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """The top-left ``out_h x out_w`` pixels."""
+    return x[:out_h, :out_w].copy()
+
+
+def roll(x: np.ndarray, shift: int) -> np.ndarray:
+    """``out[y, x] = in[(y + shift) mod H, (x + shift) mod W]`` (``torch.roll(x, -shift, (1, 2))``)."""
+    return np.roll(x, (-shift, -shift), axis=(0, 1))
+
+
+def window_partition(x: np.ndarray, window: int) -> np.ndarray:
+    """``H x W x C`` -> ``window**2 x windows x C``: row ``(y % win) * win + x % win`` of window
+    ``(y // win) * (W // win) + x // win``."""
+    h, w, c = x.shape
+    t = x.reshape(h // window, window, w // window, window, c).transpose(1, 3, 0, 2, 4)
+    return np.ascontiguousarray(t).reshape(window * window, (h // window) * (w // window), c)
+
+
+def window_reverse(x: np.ndarray, window: int, out_h: int, out_w: int) -> np.ndarray:
+    """The inverse of :func:`window_partition`, back to ``out_h x out_w``."""
+    c = x.shape[2]
+    t = x.reshape(window, window, out_h // window, out_w // window, c).transpose(2, 0, 3, 1, 4)
+    return np.ascontiguousarray(t).reshape(out_h, out_w, c)
+
+
+def patch_merge(x: np.ndarray) -> np.ndarray:
+    """Swin's 2x2 gather: channels ``[x(0,0), x(1,0), x(0,1), x(1,1)]`` (row, column); odd sides zero-padded."""
+    h, w, _ = x.shape
+    x = np.pad(x, ((0, h % 2), (0, w % 2), (0, 0)))
+    return np.concatenate([x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]], axis=-1)
