@@ -343,6 +343,11 @@ _LAYERS = {"conv2d": _conv, "linear": _linear, "matmul": _matmul, "layernorm": _
            "constant": _constant}
 
 
+def _form_shape(wr: _Writer, tensor: str, form: str) -> list[int]:
+    h, w, c = wr.shapes[tensor]
+    return [1, c, h, w] if form == "nchw" else [1, h * w, c]
+
+
 def export_onnx(model: Model, weights: dict, *, doc: str = "", metadata: Optional[dict] = None):
     """``model`` with ``weights`` (``mapper.weights`` format) as an ``onnx.ModelProto`` (module docstring).
 
@@ -361,11 +366,12 @@ def export_onnx(model: Model, weights: dict, *, doc: str = "", metadata: Optiona
         if fn is None:
             raise ValueError(f"{layer.name}: no ONNX form for a {layer.kind} layer")
         fn(wr, layer, weights.get(layer.name, {}))
-    outputs = [helper.make_tensor_value_info(wr.get(n, wr.native[n]), wr.tp.FLOAT, None) for n in model.output_names]
+    outputs = [helper.make_tensor_value_info(wr.get(n, wr.native[n]), wr.tp.FLOAT, _form_shape(wr, n, wr.native[n]))
+               for n in model.output_names]
     for layer in model.layers:
         if _is_class_map(layer, model):          # the accelerator writes the class of each pixel
             out = wr.node("ArgMax", [wr.get(layer.name, "nchw")], f"{layer.name}/class", axis=1, keepdims=1)
-            outputs.append(helper.make_tensor_value_info(out, wr.tp.INT64, None))
+            outputs.append(helper.make_tensor_value_info(out, wr.tp.INT64, [1, 1, *layer.out_shape[:2]]))
     graph = helper.make_graph(wr.nodes, model.name, [helper.make_tensor_value_info("input", wr.tp.FLOAT, [1, c, h, w])],
                               outputs, initializer=list(wr.inits.values()), doc_string=doc)
     opsets = [helper.make_opsetid("", OPSET)]

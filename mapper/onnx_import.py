@@ -136,8 +136,36 @@ def _load_cached(resolved: str, size: int, mtime: int, shown: str) -> Imported:
 
 
 def import_onnx(proto, name: str, where: str = "<onnx>") -> Imported:
-    """Import an ``onnx.ModelProto`` as model ``name``; ``where`` names it in messages."""
-    return _Importer(proto, where).run(name)
+    """Import an ``onnx.ModelProto`` as model ``name``; ``where`` names it in messages.
+
+    A product by a constant scalar (an attention scale) is folded into the weights of the
+    linear or convolution that computes its operand (for ``(q @ k^T) * s``, the rows of ``q``)
+    when nothing else reads those rows; otherwise, found at the end, the import is repeated
+    with that scale as a :class:`~mapper.ir.Mul` layer.
+    """
+    refused: set = set()
+    while True:
+        try:
+            return _Importer(proto, where, refused).run(name)
+        except _Refold as e:
+            refused.add(e.key)
+
+
+class _Refold(Exception):
+    """A folded scale whose rows another layer reads too: import again without folding it."""
+
+    def __init__(self, key):
+        self.key = key
+
+
+@dataclass
+class _Fold:
+    """Rows ``lo:hi`` of layer ``target`` scaled for the layers in ``readers`` (and only them)."""
+
+    target: str
+    lo: int
+    hi: int
+    readers: set
 
 
 # ---- values ---------------------------------------------------------------------------------
@@ -176,8 +204,11 @@ def _sanitise(name: str) -> str:
 class _Importer:
     """One import: walks the nodes in order, keeping a view or a constant for every ONNX value."""
 
-    def __init__(self, proto, where: str):
+    def __init__(self, proto, where: str, refused: frozenset = frozenset()):
         self.proto, self.where = proto, where
+        self.refused = refused
+        self.folds: dict[tuple, _Fold] = {}
+        self.fold_of: dict[str, tuple] = {}        # ONNX tensor -> the fold whose scale it carries
         self.graph = proto.graph
         self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
         self.consts: dict[str, np.ndarray] = {}
@@ -225,6 +256,7 @@ class _Importer:
         self.node = None
         outputs = self._graph_outputs()
         layers = _live_layers(self.layers, {v.source for v in outputs.values()} | set(self.class_maps.values()))
+        _check_folds(self.folds, layers)
         model = self._model(name, layers)
         weights = {k: v for k, v in self.weights.items() if k in {l.name for l in layers}}
         return Imported(model, weights, outputs, input_name, input_view, self.class_maps, self.act_scales,
@@ -252,10 +284,10 @@ class _Importer:
             if arr.dtype != np.float32:
                 raise self.fail(f"tensor {name!r} has data type {arr.dtype}; supported: float32 and int8")
             shape3, strides = _default_layout(arr.shape)
-            data = np.zeros(math.prod(shape3), np.float32)
-            data[L.indices(View(name, shape3, arr.shape, strides)).ravel()] = arr.ravel()
+            data = arr[0].transpose(1, 2, 0) if len(arr.shape) == 4 and arr.shape[0] == 1 else arr
             self._seq += 1
-            self.sources[name] = _Source(name, shape3, "const", data.reshape(shape3), after, self._seq)
+            self.sources[name] = _Source(name, shape3, "const", np.ascontiguousarray(data).reshape(shape3), after,
+                                         self._seq)
             self.views[name] = View(name, shape3, tuple(arr.shape), strides)
         else:
             self.consts[name] = arr
@@ -328,7 +360,7 @@ class _Importer:
         src = self.sources[v.source]
         if src.kind != "const":
             raise self.fail(f"input {name!r} must be a constant (weights), but it is computed from the input")
-        return src.data.ravel()[L.indices(v)]
+        return L.gather(v, src.data.ravel())
 
     def optional_array(self, node, k: int) -> Optional[np.ndarray]:
         return self.array(node.input[k]) if len(node.input) > k and node.input[k] else None
@@ -368,7 +400,23 @@ class _Importer:
             self.layers.insert(_position_after(self.layers, after, self.sources, seq), layer)
         self.sources[name] = _Source(name, out, "layer", seq=seq)
         self.by_name[name] = layer
+        for n in (self.node.input if self.node is not None else ()):
+            if n in self.fold_of:
+                self.folds[self.fold_of[n]].readers.add(name)
         return out
+
+    def fold_rows(self, target: str, lo: int, hi: int, s: float, readers: set, tensor: str) -> bool:
+        """Scale rows ``lo:hi`` of layer ``target``'s weights and bias by ``s`` for ONNX value ``tensor``
+        (read by ``readers`` so far); False when an earlier attempt found other readers of them."""
+        key = (target, lo, hi)
+        if key in self.refused:
+            return False
+        w = self.weights[target]
+        w["weight"][lo:hi] *= np.float32(s)
+        w["bias"][lo:hi] *= np.float32(s)
+        self.folds.setdefault(key, _Fold(target, lo, hi, set())).readers.update(readers)
+        self.fold_of[tensor] = key
+        return True
 
     def materialise_const(self, source: str) -> None:
         src = self.sources[source]
@@ -501,6 +549,30 @@ def _live_layers(layers: list, outputs: set) -> list:
     return [l for l in layers if l.name in live]
 
 
+def _rows_read(layer, tensor: str, channels: int) -> tuple[int, int]:
+    """The channels ``[lo, hi)`` of input ``tensor`` that ``layer`` reads."""
+    if isinstance(layer, Linear):
+        return 0, layer.in_features
+    if isinstance(layer, Conv2d):
+        return 0, layer.in_ch
+    if isinstance(layer, MatMul) and layer.b_layout != "opaque":
+        if tensor == layer.inputs[0]:
+            return layer.a_offset, layer.a_offset + layer.heads * layer.k
+        width = layer.k if layer.b_layout == "nk" else layer.n
+        return layer.b_offset, layer.b_offset + layer.heads * width
+    return 0, channels
+
+
+def _check_folds(folds: dict, layers: list) -> None:
+    """_Refold for the first folded scale whose rows a layer other than its readers reads."""
+    for key, fold in folds.items():
+        for layer in layers:
+            if fold.target in layer.inputs and layer.name not in fold.readers:
+                lo, hi = _rows_read(layer, fold.target, 1 << 30)
+                if lo < fold.hi and fold.lo < hi:
+                    raise _Refold(key)
+
+
 def _parts_metadata(proto) -> dict:
     for prop in proto.metadata_props:
         if prop.key == PARTS_KEY:
@@ -535,12 +607,20 @@ def _fuse_gelu(imp: _Importer) -> None:
 
 
 def _scalar(imp: _Importer, name: str) -> Optional[float]:
+    """The value of a one-element constant (an initializer or a Constant node's output), or None."""
     if name in imp.views and imp.sources[imp.views[name].source].kind == "const":
         a = imp.array(name)
-        return float(a.ravel()[0]) if a.size == 1 else None
-    if name in imp.consts and imp.consts[name].size == 1:
-        return float(imp.consts[name].ravel()[0])
-    return None
+    elif name in imp.consts:
+        a = imp.consts[name]
+    else:
+        from onnx import numpy_helper
+
+        node = next((n for n in imp.nodes if n.op_type == "Constant" and n.output[0] == name), None)
+        if node is None or node.attribute[0].name not in ("value", "value_float"):
+            return None
+        at = node.attribute[0]
+        a = numpy_helper.to_array(at.t) if at.name == "value" else np.array(at.f)
+    return float(np.ravel(a)[0]) if np.size(a) == 1 else None
 
 
 def _single_reader(imp: _Importer, tensor: str):

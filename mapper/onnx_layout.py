@@ -27,8 +27,8 @@ import numpy as np
 
 from . import views as ir_views
 
-__all__ = ["View", "identity", "nchw", "tokens", "nhwc", "indices", "from_indices", "reshape", "transpose",
-           "slice_axis", "take", "expand", "concat_same", "covers", "is_form", "channels_read", "Candidate",
+__all__ = ["View", "identity", "nchw", "tokens", "nhwc", "indices", "gather", "from_indices", "reshape", "transpose",
+           "slice_axis", "take", "expand", "concat_same", "covers", "is_form", "rows_view", "channels_read", "Candidate",
            "layout_candidates", "match_layout", "Shape3"]
 
 Shape3 = tuple[int, int, int]
@@ -100,13 +100,25 @@ def indices(v: View) -> np.ndarray:
     """The HWC-buffer index of every element of ``v`` (int64, ``v.shape``)."""
     if v.index is not None:
         return v.index
-    idx = np.full(v.shape, v.offset, dtype=np.int64)
-    for axis, (n, s) in enumerate(zip(v.shape, v.strides)):
-        if n > 1 and s:
-            shape = [1] * len(v.shape)
-            shape[axis] = n
-            idx = idx + (np.arange(n, dtype=np.int64) * s).reshape(shape)
+    idx = _strided_offsets(v)
+    idx += v.offset
     return idx
+
+
+def _strided_offsets(v: View) -> np.ndarray:
+    """``sum(i_k * strides[k])`` over the view's shape, built one axis at a time (outer sums)."""
+    out = np.zeros((), dtype=np.int64)
+    for n, s in zip(v.shape, v.strides):
+        out = np.add.outer(out, np.arange(n, dtype=np.int64) * s)
+    return np.ascontiguousarray(out)
+
+
+def gather(v: View, data: np.ndarray) -> np.ndarray:
+    """The elements of ``data`` (the source's HWC buffer, flat) that ``v`` holds, in ``v``'s shape."""
+    if v.index is not None:
+        return data[v.index]
+    item = data.itemsize
+    return np.lib.stride_tricks.as_strided(data[v.offset:], v.shape, [s * item for s in v.strides]).copy()
 
 
 def from_indices(source: str, src_shape: Shape3, idx: np.ndarray) -> View:
@@ -225,21 +237,45 @@ def concat_same(views: Sequence[View], axis: int) -> View:
     return from_indices(v0.source, v0.src_shape, np.concatenate([indices(v) for v in views], axis=axis))
 
 
+def _bijective(shape, strides, n: int) -> bool:
+    """Strided positions ``i . strides`` over ``shape`` are ``0 .. n-1``, each once."""
+    step = 1
+    for s, k in sorted((s, k) for k, s in zip(shape, strides) if k > 1):
+        if s != step:
+            return False
+        step *= k
+    return step == n
+
+
 def covers(v: View) -> bool:
     """Whether ``v`` holds every element of its tensor exactly once (in any order)."""
     n = math.prod(v.src_shape)
     if v.size != n:
         return False
     if v.strided:
-        axes = sorted((s, k) for k, s in zip(v.shape, v.strides) if k > 1)
-        step = 1
-        for s, k in axes:
-            if s != step:
-                return False
-            step *= k
-        return v.offset == 0 and step == n
+        return v.offset == 0 and _bijective(v.shape, v.strides, n)
     flat = v.index.ravel()
     return bool(flat.min() >= 0 and np.unique(flat).size == n)
+
+
+def rows_view(v: View, k: int, n: int, name: str, out_shape: Shape3) -> Optional[View]:
+    """When ``v`` is rows of the first ``k`` channels of every token of its tensor once (what a linear
+    layer reads), the view of the linear's ``n``-channel output (``name``) in the same order; else None."""
+    h, w, c = v.src_shape
+    if not v.shape or v.shape[-1] != k or k > c:
+        return None
+    if v.strided and v.offset == 0 and (k == 1 or v.strides[-1] == 1) and all(s % c == 0 for s in v.strides[:-1]):
+        tok = [s // c for s in v.strides[:-1]]
+        if not _bijective(v.shape[:-1], tok, h * w):
+            return None
+        return View(name, out_shape, v.shape[:-1] + (n,), tuple(t * n for t in tok) + (1,), 0)
+    rows = indices(v).reshape(-1, k)
+    if rows.shape[0] != h * w or (rows[:, 0] % c).any() or not np.array_equal(rows, rows[:, :1] + np.arange(k)):
+        return None
+    tok = rows[:, 0] // c
+    if not np.array_equal(np.sort(tok), np.arange(h * w)):
+        return None
+    return from_indices(name, out_shape, tok.reshape(v.shape[:-1])[..., None] * n + np.arange(n))
 
 
 def is_form(v: View, form: View) -> bool:

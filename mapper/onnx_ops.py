@@ -61,8 +61,10 @@ def _view(imp, name: str) -> View:
 
 def _out(imp, node, v: View, k: int = 0, prior: Optional[View] = None) -> None:
     """Record output ``k`` of a view operator reading view ``prior`` (None: a Concat, where the data
-    movement starts anew)."""
+    movement starts anew); a folded scale travels with the values."""
     imp.views[node.output[k]] = v.named(node.output[k], prior.origin if prior is not None else None)
+    if node.input and node.input[0] in imp.fold_of:
+        imp.fold_of[node.output[k]] = imp.fold_of[node.input[0]]
 
 
 def _input_list(imp, node, k: int, attr: str) -> Optional[list]:
@@ -318,20 +320,6 @@ def _conv(imp, node) -> None:
     imp.views[out] = L.nchw(name, shape)
 
 
-def _token_rows(v: View, k: int) -> Optional[np.ndarray]:
-    """The token of each row when ``v`` is rows of the first ``k`` channels of every token once, else None."""
-    h, w, c = v.src_shape
-    if not v.shape or v.shape[-1] != k or k > c:
-        return None
-    rows = L.indices(v).reshape(-1, k)
-    if rows.shape[0] != h * w or (rows[:, 0] % c).any() or not np.array_equal(rows, rows[:, :1] + np.arange(k)):
-        return None
-    tok = rows[:, 0] // c
-    if not np.array_equal(np.sort(tok), np.arange(h * w)):
-        return None
-    return tok.reshape(v.shape[:-1])
-
-
 def _fold_bias(imp, out: str, n: int, rank: int) -> tuple[str, Optional[np.ndarray]]:
     """A per-channel constant Add that alone reads a linear's output: its bias."""
     j, add = imp.only_consumer(out, "Add")
@@ -350,8 +338,8 @@ def _fold_bias(imp, out: str, n: int, rank: int) -> tuple[str, Optional[np.ndarr
 def _linear(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarray], wq=None) -> None:
     """A linear layer ``x @ weight.T + bias`` over the rows of ``x`` (weight ``[N, K]``)."""
     n, k = weight.shape
-    x = imp.need(imp.act(x_name), lambda v: _token_rows(v, k) is not None, f"rows of {k} channels, every token once")
-    tok = _token_rows(x, k)
+    x = imp.need(imp.act(x_name), lambda v: L.rows_view(v, k, n, "?", v.src_shape) is not None,
+                 f"rows of {k} channels, every token once")
     h, w, _ = x.src_shape
     out = node.output[0]
     if bias is None:
@@ -364,7 +352,7 @@ def _linear(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarra
                          "bias": (bias if bias is not None else np.zeros(n)).astype(np.float32)}
     if wq is not None:
         imp.weight_q[name] = wq
-    imp.views[out] = L.from_indices(name, shape, tok[..., None] * n + np.arange(n))
+    imp.views[out] = L.rows_view(x, k, n, name, shape)
 
 
 @_op("Gemm")
@@ -554,6 +542,8 @@ def _broadcasts(full: View, other: View, shape) -> bool:
     ho, wo, co = other.src_shape
     if ho not in (1, h) or wo not in (1, w) or c % co:
         return False
+    if other.src_shape == full.src_shape and other.shape == tuple(shape) and L.is_form(other, full):
+        return True
     io, ib = L.indices(full), L.indices(L.expand(other, shape))
     y, x, ch = io // (w * c), (io // c) % w, io % c
     want = ((y if ho == h else 0) * wo + (x if wo == w else 0)) * co + ch % co
@@ -568,6 +558,8 @@ def _whole(imp, v: View) -> Optional[View]:
 def _binary(imp, node) -> None:
     names = list(node.input)
     cls = Add if node.op_type in ("Add", "Sub") else Mul
+    if cls is Mul and _fold_scale(imp, node, names):
+        return
     if node.op_type in ("Sub", "Div"):
         if not imp.is_const(names[1]):
             raise imp.fail(f"{node.op_type} of two activations: the IR has no subtraction or division; supported: "
@@ -577,6 +569,38 @@ def _binary(imp, node) -> None:
         imp._set_const(synthetic, -c if cls is Add else (1 / c).astype(np.float32))
         names[1] = synthetic
     _elementwise(imp, node, cls, names)
+
+
+def _fold_scale(imp, node, names: list[str]) -> bool:
+    """Fold a product by a constant scalar into the weights that compute the other operand
+    (``onnx_import.import_onnx`` says when); True when folded."""
+    which = [i for i in range(2) if imp.is_const(names[i]) and imp.array(names[i]).size == 1]
+    if len(which) != 1 or imp.is_const(names[1 - which[0]]):
+        return False
+    v = _view(imp, names[1 - which[0]])
+    s = float(imp.array(names[which[0]]).ravel()[0])
+    s = 1 / s if node.op_type == "Div" else s
+    if node.op_type == "Div" and which[0] == 0:
+        return False
+    target, lo, hi, readers = _fold_target(imp, v)
+    if target is None or not imp.fold_rows(target.name, lo, hi, s, readers, node.output[0]):
+        return False
+    imp.views[node.output[0]] = v.named(node.output[0], v.origin)
+    return True
+
+
+def _fold_target(imp, v: View):
+    """(layer whose weight rows ``lo:hi`` compute ``v``'s values, lo, hi, the layers that already read
+    them through ``v``), or Nones."""
+    src = imp.by_name.get(v.source)
+    if isinstance(src, (Linear, Conv2d)):
+        lo, hi = L.channels_read(v)
+        return src, lo, hi, set()
+    if isinstance(src, MatMul) and src.b_layout != "opaque" and L.covers(v):
+        a = imp.by_name.get(src.inputs[0])
+        if isinstance(a, (Linear, Conv2d)):
+            return a, src.a_offset, src.a_offset + src.heads * src.k, {src.name}
+    return None, 0, 0, set()
 
 
 def _elementwise(imp, node, cls, names: list[str]) -> None:
@@ -642,6 +666,9 @@ def _rows_of(v: View, axis: int, c_must: Optional[int] = None) -> bool:
     c = v.src_shape[2]
     if c % n or (c_must is not None and n != c_must):
         return False
+    if v.strided:
+        return (n == 1 or v.strides[axis] == 1) and v.offset % n == 0 and \
+            all(s % n == 0 for i, s in enumerate(v.strides) if i != axis)
     rows = np.moveaxis(L.indices(v), axis, -1).reshape(-1, n)
     return not (rows[:, 0] % n).any() and np.array_equal(rows, rows[:, :1] + np.arange(n))
 
