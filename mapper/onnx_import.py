@@ -50,7 +50,7 @@ from .ir import (INPUT, PARTS, Activation, Add, Concat, Constant, Conv2d, Crop, 
                  Mul, Pad, PatchMerge, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse)
 from .onnx_layout import View
 
-__all__ = ["OnnxImportError", "Imported", "load_onnx", "import_onnx", "is_onnx_path", "SUPPORTED_OPS",
+__all__ = ["OnnxImportError", "Imported", "load_onnx", "import_onnx", "is_onnx_path", "qdq_qmodel", "SUPPORTED_OPS",
            "CUSTOM_DOMAIN", "PARTS_KEY"]
 
 #: Domain of the two operators the exporter writes where standard ONNX has none (``docs/onnx.md``).
@@ -133,6 +133,40 @@ def _load_cached(resolved: str, size: int, mtime: int, shown: str) -> Imported:
     except Exception as e:                      # protobuf's DecodeError and friends
         raise OnnxImportError(f"{shown}: not an ONNX model ({type(e).__name__}: {e})") from None
     return import_onnx(proto, model_name_for(Path(shown), data), where=shown)
+
+
+def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None):
+    """The :class:`~mapper.quantize.QModel` of a QDQ-quantised model, keeping the file's scales.
+
+    * Activations: a tensor with a ``QuantizeLinear`` scale ``s`` gets the range ``127 * s`` in
+      :func:`mapper.calibrate.quantize_ranges`, so its scale is ``s`` unless the hardware's rules
+      override it: scale groups (layout, resize, pooling, concatenation, ReLU share their input's
+      scale; the group takes the largest), a softmax's output (1/128) and the input image
+      (``mapper.images.INPUT_SCALE``).  Tensors without a QDQ pair are calibrated on
+      ``calib_image`` (``mapper.images.calibration_image`` by default) as any float model is.
+    * Weights: the file's int8 values and per-output-channel scales, unchanged; the bias is
+      requantised to the accumulator's scale ``s_in * s_w`` and the output multiplier and shift
+      derived from ``s_in * s_w / s_out`` (``mapper.calibrate.requant_params``).
+    """
+    from .calibrate import calibrate_ranges, quantize_ranges, requant_params
+    from .images import calibration_image, round_half_up
+    from .quantize import QLayer
+
+    model, weights = imported.model, imported.weights
+    scaled = {t: 127.0 * s for t, s in imported.act_scales.items() if t != INPUT and s > 0}
+    ranges = {}
+    if any(l.name not in scaled for l in model.layers):
+        image = calib_image if calib_image is not None else calibration_image(model.input[0], model.input[1])
+        ranges = calibrate_ranges(model, weights, image)
+    q = quantize_ranges(model, weights, {**ranges, **scaled})
+    for name, (wq, s_w) in imported.weight_q.items():
+        layer, ql = model.layer(name), q.layers[name]
+        acc = q.scale(layer.inputs[0]) * np.asarray(s_w, np.float64)
+        bias = np.asarray(weights[name]["bias"], np.float64) if layer.bias else np.zeros(len(acc))
+        mult, shift = requant_params(acc / ql.scale)
+        bias_q = np.clip(round_half_up(bias / acc), -(1 << 31), (1 << 31) - 1).astype(np.int64)
+        q.layers[name] = QLayer(ql.scale, np.asarray(wq, np.int8), bias_q, mult, shift)
+    return q
 
 
 def import_onnx(proto, name: str, where: str = "<onnx>") -> Imported:
@@ -256,7 +290,7 @@ class _Importer:
         self.node = None
         outputs = self._graph_outputs()
         layers = _live_layers(self.layers, {v.source for v in outputs.values()} | set(self.class_maps.values()))
-        _check_folds(self.folds, layers)
+        _check_folds(self.folds, layers, outputs)
         model = self._model(name, layers)
         weights = {k: v for k, v in self.weights.items() if k in {l.name for l in layers}}
         return Imported(model, weights, outputs, input_name, input_view, self.class_maps, self.act_scales,
@@ -563,9 +597,14 @@ def _rows_read(layer, tensor: str, channels: int) -> tuple[int, int]:
     return 0, channels
 
 
-def _check_folds(folds: dict, layers: list) -> None:
-    """_Refold for the first folded scale whose rows a layer other than its readers reads."""
+def _check_folds(folds: dict, layers: list, outputs: dict) -> None:
+    """_Refold for the first folded scale whose rows a layer other than its readers, or a graph
+    output, reads."""
     for key, fold in folds.items():
+        for v in outputs.values():
+            lo, hi = L.channels_read(v) if v.source == fold.target else (0, 0)
+            if lo < fold.hi and fold.lo < hi:
+                raise _Refold(key)
         for layer in layers:
             if fold.target in layer.inputs and layer.name not in fold.readers:
                 lo, hi = _rows_read(layer, fold.target, 1 << 30)

@@ -859,8 +859,10 @@ def _form_of(v: View) -> Optional[str]:
 def _concat(imp, node) -> None:
     views = [_view(imp, n) for n in node.input if n]
     axis = _axis(imp, _attrs(node)["axis"], len(views[0].shape))
-    if len({v.source for v in views}) == 1 and not imp.is_const(node.input[0]):
+    single = len(views) == 1 and _form_of(views[0]) is not None and _FORMS[_form_of(views[0])][1] == axis
+    if len({v.source for v in views}) == 1 and not imp.is_const(node.input[0]) and not single:
         return _out(imp, node, _settle(imp, L.concat_same(views, axis).named(node.output[0])))
+    # a concatenation of channels is a layer (of one input too: it moves no data, fusion makes it zero-copy)
     views = [imp.act(n) for n in node.input if n]
     forms = {_form_of(v) for v in views}
     form = forms.pop() if len(forms) == 1 else None

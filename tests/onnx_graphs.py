@@ -163,3 +163,39 @@ def single_op(op: str, shape=(1, 8, 8, 8), opset: int = 17, **attrs):
     g = Graph()
     y = g.op(op, ["x"], "", **attrs)
     return g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))], [out(y)], opset)
+
+
+def _qdq(g: Graph, x: str, scale: float, scope: str, dtype=np.int8) -> str:
+    s = g.init(f"{scope}.scale", np.float32(scale))
+    z = g.init(f"{scope}.zero_point", np.zeros((), dtype))
+    return g.op("DequantizeLinear", [g.op("QuantizeLinear", [x, s, z], scope), s, z], scope)
+
+
+def _qweight(g: Graph, name: str, w: np.ndarray, axis: int = 0) -> tuple[str, np.ndarray, np.ndarray]:
+    """Symmetric per-channel int8 weights behind a DequantizeLinear: (value, int8, scales)."""
+    amax = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
+    s = (amax / 127).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / s.reshape(shape)), -127, 127).astype(np.int8)
+    out = g.op("DequantizeLinear", [g.init(f"{name}.q", q), g.init(f"{name}.scale", s),
+                                    g.init(f"{name}.zp", np.zeros(len(s), np.int8))], f"/{name}", axis=axis)
+    return out, q, s
+
+
+def qdq_cnn(size: int = 16, width: int = 8, classes: int = 5, zero_point_dtype=np.int8, seed: int = 2):
+    """A QDQ-quantised CNN as onnxruntime's static quantiser writes one (QInt8, symmetric, per-channel
+    weights): conv + ReLU, global average pooling, a Gemm.  Returns ``(model, {int8 weights, scales})``."""
+    g = Graph(seed)
+    x = _qdq(g, "input", 1 / 64, "/input_q", zero_point_dtype)
+    w, q1, s1 = _qweight(g, "conv.weight", g.rng.normal(0, 0.3, (width, 3, 3, 3)).astype(np.float32))
+    y = g.op("Conv", [x, w, g.weight("conv.bias", width, scale=0.1)], "/conv", kernel_shape=[3, 3], pads=[1] * 4)
+    y = _qdq(g, y, 1 / 16, "/conv_q")
+    y = _qdq(g, g.op("Relu", [y], "/relu"), 1 / 16, "/relu_q")
+    y = _qdq(g, g.op("GlobalAveragePool", [y], "/pool"), 1 / 32, "/pool_q")
+    y = g.op("Flatten", [y], "", axis=1)
+    w2, q2, s2 = _qweight(g, "fc.weight", g.rng.normal(0, 0.3, (classes, width)).astype(np.float32))
+    y = g.op("Gemm", [y, w2, g.weight("fc.bias", classes, scale=0.1)], "/fc", transB=1)
+    y = _qdq(g, y, 1 / 8, "/fc_q")
+    return (g.model([image_input(3, size, size, "input")], [out(y)]),
+            {"conv": (q1, s1), "fc": (q2, s2)})
