@@ -49,8 +49,10 @@ from . import onnx_layout as L
 from .ir import (INPUT, PARTS, Activation, Add, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
                  Mul, Pad, PatchMerge, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse)
 from .onnx_layout import View
+from .onnx_patterns import fuse_patterns
 
-__all__ = ["OnnxImportError", "Imported", "load_onnx", "import_onnx", "is_onnx_path", "qdq_qmodel", "SUPPORTED_OPS",
+__all__ = ["OnnxImportError", "Imported", "load_onnx", "import_onnx", "is_onnx_path", "qdq_qmodel", "file_weights",
+           "SUPPORTED_OPS",
            "CUSTOM_DOMAIN", "PARTS_KEY"]
 
 #: Domain of the two operators the exporter writes where standard ONNX has none (``docs/onnx.md``).
@@ -133,6 +135,14 @@ def _load_cached(resolved: str, size: int, mtime: int, shown: str) -> Imported:
     except Exception as e:                      # protobuf's DecodeError and friends
         raise OnnxImportError(f"{shown}: not an ONNX model ({type(e).__name__}: {e})") from None
     return import_onnx(proto, model_name_for(Path(shown), data), where=shown)
+
+
+def file_weights(model: Model) -> Optional[dict]:
+    """The float weights of a model imported from ONNX (from its file), or None for any other model:
+    ``file_weights(model) or mapper.weights.init_weights(model, seed)`` gives every model's weights."""
+    if model.params.get("source") != "onnx":
+        return None
+    return load_onnx(model.params["onnx"]).weights
 
 
 def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None):
@@ -281,7 +291,7 @@ class _Importer:
         self.consumers = _consumers(self.graph)
         self._initializers()
         input_name, input_view = self._graph_input()
-        _fuse_gelu(self)
+        fuse_patterns(self)
         for i, node in enumerate(self.nodes):
             if i in self.done:
                 continue
@@ -627,81 +637,6 @@ def _guess_part(name: str) -> str:
     """A part named in the layer's name (``decoder``, ``head``, ...), else ``backbone``."""
     words = set(re.split(r"[._\-]", name.lower()))
     return next((p for p in PARTS if p in words), "backbone")
-
-
-def _fuse_gelu(imp: _Importer) -> None:
-    """Replace PyTorch's exact-GELU pattern ``x * 0.5 * (1 + erf(x / sqrt(2)))`` (either order of the
-    two products, ``/ sqrt(2)`` or ``* 1/sqrt(2)``) by one ``Gelu`` node."""
-    from onnx import helper
-
-    for i, node in enumerate(imp.nodes):
-        if node.op_type != "Erf":
-            continue
-        match = _gelu_match(imp, i)
-        if match is None:
-            continue
-        x, members, out = match
-        imp.done.update(members - {max(members)})
-        imp.nodes[max(members)] = helper.make_node("Gelu", [x], [out], name=imp.nodes[max(members)].name)
-
-
-def _scalar(imp: _Importer, name: str) -> Optional[float]:
-    """The value of a one-element constant (an initializer or a Constant node's output), or None."""
-    if name in imp.views and imp.sources[imp.views[name].source].kind == "const":
-        a = imp.array(name)
-    elif name in imp.consts:
-        a = imp.consts[name]
-    else:
-        from onnx import numpy_helper
-
-        node = next((n for n in imp.nodes if n.op_type == "Constant" and n.output[0] == name), None)
-        if node is None or node.attribute[0].name not in ("value", "value_float"):
-            return None
-        at = node.attribute[0]
-        a = numpy_helper.to_array(at.t) if at.name == "value" else np.array(at.f)
-    return float(np.ravel(a)[0]) if np.size(a) == 1 else None
-
-
-def _single_reader(imp: _Importer, tensor: str):
-    readers = imp.consumers.get(tensor, [])
-    return (readers[0], imp.nodes[readers[0]]) if len(readers) == 1 and readers[0] >= 0 else (None, None)
-
-
-def _other(node, name: str) -> str:
-    return node.input[1] if node.input[0] == name else node.input[0]
-
-
-def _gelu_match(imp: _Importer, erf_index: int):
-    """(x, indices of the pattern's nodes, its output) when the Erf at ``erf_index`` is a GELU's."""
-    erf = imp.nodes[erf_index]
-    pre = next((j for j, n in enumerate(imp.nodes) if erf.input[0] in n.output), None)
-    if pre is None:
-        return None
-    div = imp.nodes[pre]
-    c = _scalar(imp, div.input[1]) if len(div.input) == 2 else None
-    if c is None or not ((div.op_type == "Div" and abs(c - math.sqrt(2)) < 1e-4)
-                         or (div.op_type == "Mul" and abs(c - 1 / math.sqrt(2)) < 1e-4)):
-        return None
-    x = div.input[0]
-    if _single_reader(imp, div.output[0])[0] != erf_index:
-        return None
-    j_add, add = _single_reader(imp, erf.output[0])
-    if add is None or add.op_type != "Add" or _scalar(imp, _other(add, erf.output[0])) != 1.0:
-        return None
-    members = {pre, erf_index, j_add}
-    # the remaining two products multiply (1 + erf) by x and by 0.5, in either order
-    j1, m1 = _single_reader(imp, add.output[0])
-    half = next((j for j, n in enumerate(imp.nodes) if n.op_type == "Mul" and x in n.input
-                 and _scalar(imp, _other(n, x)) == 0.5), None)
-    if m1 is None or m1.op_type != "Mul":
-        return None
-    partner = _other(m1, add.output[0])
-    if half is not None and partner == imp.nodes[half].output[0] and _single_reader(imp, partner)[0] == j1:
-        return x, members | {half, j1}, m1.output[0]
-    j2, m2 = _single_reader(imp, m1.output[0])
-    if partner == x and m2 is not None and m2.op_type == "Mul" and _scalar(imp, _other(m2, m1.output[0])) == 0.5:
-        return x, members | {j1, j2}, m2.output[0]
-    return None
 
 
 from .onnx_ops import HANDLERS as _HANDLERS, NEVER_FOLD as _NEVER_FOLD, SUPPORTED_OPS, VIEW_OPS as _VIEW_OPS  # noqa: E402

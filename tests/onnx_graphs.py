@@ -199,3 +199,19 @@ def qdq_cnn(size: int = 16, width: int = 8, classes: int = 5, zero_point_dtype=n
     y = _qdq(g, y, 1 / 8, "/fc_q")
     return (g.model([image_input(3, size, size, "input")], [out(y)]),
             {"conv": (q1, s1), "fc": (q2, s2)})
+
+
+def decomposed_layernorm(tokens: int = 5, c: int = 16, seed: int = 4):
+    """LayerNorm as PyTorch exports it below opset 17, between two linears, at opset 13."""
+    g = Graph(seed)
+    x = g.linear("x", c, c, "/fc1")
+    m = g.op("ReduceMean", [x], "/norm", axes=[-1], keepdims=1)
+    d = g.op("Sub", [x, m], "/norm")
+    v = g.op("ReduceMean", [g.op("Pow", [d, g.const(np.float32(2.0), np.float32)], "/norm")], "/norm",
+             axes=[-1], keepdims=1)
+    s = g.op("Sqrt", [g.op("Add", [v, g.const(np.float32(1e-5), np.float32)], "/norm")], "/norm")
+    y = g.op("Div", [d, s], "/norm")
+    y = g.op("Mul", [y, g.weight("norm.weight", c, scale=1.0)], "/norm")
+    y = g.op("Add", [y, g.weight("norm.bias", c, scale=0.2)], "/norm")
+    y = g.linear(y, c, 8, "/fc2")
+    return g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, tokens, c])], [out(y)], opset=13)

@@ -193,3 +193,13 @@ def test_broken_or_missing_file_is_one_line(tmp_path):
         assert "Traceback" not in r.stderr
     r = _cli("-m", "mapper.flops", "--model", "resnet51")
     assert r.returncode == 2 and ".onnx file" in r.stderr
+
+
+def test_layernorm_as_exported_below_opset_17():
+    from onnx_graphs import decomposed_layernorm
+
+    proto = decomposed_layernorm()
+    imp = import_onnx(proto, "ln13")
+    assert [l.kind for l in imp.model.layers] == ["linear", "layernorm", "linear"]
+    assert imp.model.layers[1].eps == 1e-5
+    assert _max_rel_error(proto, imp) <= RTOL
