@@ -13,8 +13,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import onnx_layout as L
-from .ir import (INPUT, Activation, Add, Concat, Conv2d, LayerNorm, Linear, MatMul, Mul, Pad, Pool, Resize,
-                 Softmax)
+from .ir import (INPUT, Activation, Add, Concat, Conv2d, LayerNorm, Linear, MatMul, Mul, Pad, Pool, Resize, Roll,
+                 Softmax, WindowPartition)
 from .onnx_layout import View
 
 __all__ = ["HANDLERS", "SUPPORTED_OPS", "VIEW_OPS", "NEVER_FOLD"]
@@ -862,6 +862,8 @@ def _concat(imp, node) -> None:
     single = len(views) == 1 and _form_of(views[0]) is not None and _FORMS[_form_of(views[0])][1] == axis
     if len({v.source for v in views}) == 1 and not imp.is_const(node.input[0]) and not single:
         return _out(imp, node, _settle(imp, L.concat_same(views, axis).named(node.output[0])))
+    if _token_concat(imp, node, views, axis):
+        return
     # a concatenation of channels is a layer (of one input too: it moves no data, fusion makes it zero-copy)
     views = [imp.act(n) for n in node.input if n]
     forms = {_form_of(v) for v in views}
@@ -872,6 +874,50 @@ def _concat(imp, node) -> None:
     name = imp.layer_name(node.output[0])
     shape = imp.emit(Concat, name, inputs=tuple(v.source for v in views))
     imp.views[node.output[0]] = _FORMS[form][0](name, shape)
+
+
+#: Token-sequence forms and their token axis.
+_TOKEN_FORMS = {"tokens": 1, "rows": 0, "seq": 0}
+
+
+def _token_concat(imp, node, views: list[View], axis: int) -> bool:
+    """Constant tokens before and after one token sequence (a class token): the sequence as ``N x 1``
+    tokens (a window partition of a square image into one window), zero-padded by the constant
+    tokens' count, rolled so that the zeros come first, plus a constant holding the tokens.  These
+    layers move data, as the concatenation does.  False when the node is no such concatenation."""
+    acts = [i for i, n in enumerate(node.input) if n and not imp.is_const(n)]
+    if len(acts) != 1 or len(views) < 2:
+        return False
+    a = imp.act(node.input[acts[0]])
+    form = _form_of(a)
+    h, w, c = a.src_shape
+    if form not in _TOKEN_FORMS or _TOKEN_FORMS[form] != axis or (w != 1 and h != w):
+        return False
+    before = sum(v.shape[axis] for v in views[:acts[0]])
+    total = sum(v.shape[axis] for v in views)
+    base = node.output[0]
+    src = a.source
+    if w != 1:
+        src = imp.layer_name(f"{base}.tokens")
+        imp.emit(WindowPartition, src, inputs=(a.source,), window=h)
+    pad = imp.layer_name(f"{base}.pad")
+    imp.emit(Pad, pad, inputs=(src,), out_h=total, out_w=1)
+    if before:
+        roll = imp.layer_name(f"{base}.roll")
+        imp.emit(Roll, roll, inputs=(pad,), shift=-before)
+        pad = roll
+    data = np.zeros((total, 1, c), np.float32)
+    start = 0
+    for i, (n, v) in enumerate(zip(node.input, views)):
+        k = v.shape[axis]
+        if i != acts[0]:
+            data[start:start + k, 0] = np.moveaxis(imp.array(n), axis, 0).reshape(k, c)
+        start += k
+    cst = imp.constant_layer(imp.sources[views[0 if acts[0] else 1].source].name, data, None)
+    name = imp.layer_name(base)
+    shape = imp.emit(Add, name, inputs=(pad, cst))
+    imp.views[base] = _FORMS[form][0](name, shape)
+    return True
 
 
 @_op("Pad")

@@ -84,9 +84,10 @@ def out(name: str):
 
 
 def vit(size: int = 32, patch: int = 8, dim: int = 48, heads: int = 3, depth: int = 2, classes: int = 10,
-        scale_on: str = "scores", seed: int = 0):
-    """A ViT without class token (mean-pooled, as timm's ``global_pool="avg"``): patch conv, blocks of
-    fused-qkv attention and a GELU MLP, a final LayerNorm, the mean over the tokens and a head."""
+        scale_on: str = "scores", cls_token: bool = False, seed: int = 0):
+    """A ViT: patch conv, blocks of fused-qkv attention and a GELU MLP, a final LayerNorm and a head on
+    the mean of the tokens (timm's ``global_pool="avg"``) or, with ``cls_token``, on a class token
+    concatenated before the patches (with a learned position embedding)."""
     g = Graph(seed)
     n, d = (size // patch) ** 2, dim // heads
     x = g.op("Conv", ["pixel_values", g.weight("patch_embed.proj.weight", dim, 3, patch, patch),
@@ -95,6 +96,11 @@ def vit(size: int = 32, patch: int = 8, dim: int = 48, heads: int = 3, depth: in
     x = g.reshape(x, [1, dim, -1], "/patch_embed")
     x = g.op("Transpose", [x], "/patch_embed", perm=[0, 2, 1])
     macs = n * dim * 3 * patch * patch
+    if cls_token:
+        cls = g.op("Expand", [g.weight("cls_token", 1, 1, dim, scale=1.0), g.const([1, 1, 1])], "")
+        x = g.op("Concat", [cls, x], "", axis=1)
+        x = g.op("Add", [x, g.weight("pos_embed", 1, n + 1, dim, scale=0.5)], "")
+        n += 1
     for b in range(depth):
         s = f"/blocks.{b}"
         h = g.layernorm(x, dim, f"{s}/norm1")
@@ -120,7 +126,7 @@ def vit(size: int = 32, patch: int = 8, dim: int = 48, heads: int = 3, depth: in
         x = g.op("Add", [x, h], s)
         macs += n * dim * 3 * dim + 2 * heads * n * n * d + n * dim * dim + 2 * n * dim * 4 * dim
     x = g.layernorm(x, dim, "/norm")
-    x = g.op("ReduceMean", [x], "", axes=[1], keepdims=0)
+    x = g.op("Gather", [x, g.const(0)], "", axis=1) if cls_token else g.op("ReduceMean", [x], "", axes=[1], keepdims=0)
     y = g.op("Gemm", [x, g.weight("head.weight", classes, dim), g.weight("head.bias", classes)], "/head", transB=1)
     macs += dim * classes
     return g.model([image_input(3, size, size)], [out(y)]), macs

@@ -52,6 +52,18 @@ def test_vit_attention_scale_folded_macs_and_onnxruntime(scale_on):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+def test_class_token_moves_data_with_layout_layers():
+    proto, macs = vit(cls_token=True)
+    imp = import_onnx(proto, "vit_cls")
+    kinds = [l.kind for l in imp.model.layers]
+    # the patches as 16 x 1 tokens, a zero row after them, rolled first, plus the class token
+    assert kinds[1:6] == ["window_partition", "pad", "roll", "constant", "add"]
+    assert imp.model.layers[2].out_shape == (17, 1, 48)
+    assert kinds[-2:] == ["crop", "linear"]                 # the head reads the class token alone
+    assert imp.model.total_macs == macs
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 def test_scale_read_elsewhere_is_a_layer_not_a_fold():
     """q feeds the product and an output of its own: its rows cannot carry the scale."""
     g = Graph(3)
