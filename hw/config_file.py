@@ -115,6 +115,7 @@ def config_from_mapping(doc: Mapping, *, where: str, default_name: str) -> Accel
         base = get_config(base_name)
     fields = resolve_fields({k: v for k, v in doc.items() if k not in _FILE_KEYS}, where)
     values = dataclasses.asdict(base) if base else {}
+    values.pop("name", None)                  # the file's own name, not its base's
     values.update(fields)
     values.setdefault("name", default_name)
     if base is None:

@@ -506,9 +506,10 @@ def _figure(doc: dict):
         k = (p["k0"], p["c0"])
         groups.setdefault(k, []).append(p)
     colours = {(32, 32): "tab:blue", (16, 16): "tab:orange"}
+    others = iter(["tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"] * 8)
     for k, pts in sorted(groups.items(), reverse=True):
         label = f"K0=C0={k[0]}" if k[0] == k[1] else f"K0={k[0]}, C0={k[1]}"
-        colour = colours.get(k, plt.cm.tab10(len(label) % 10))
+        colour = colours.get(k) or next(others)        # green is the Pareto front's
         for hollow in (False, True):
             sel = [p for p in pts if bool(p.get("area_extrapolated")) == hollow]
             if sel:
