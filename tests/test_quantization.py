@@ -23,7 +23,7 @@ from mapper.images import (INPUT_SCALE, IMAGENET_MEAN, IMAGENET_STD, calibration
                            quantize_input, synthetic_image)
 from mapper.ir import (INPUT, Activation, Add, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
                        Pad, PatchMerge, Roll, Softmax, WindowPartition, WindowReverse)
-from mapper.quantize import QLayer
+from mapper.quantize import QLayer, requant_channels
 from mapper.weights import (BN_EPS, constant_data, fold_attention_scale, has_batchnorm, init_weights,
                             relative_position_index)
 from mapper.workloads import build_model
@@ -374,9 +374,9 @@ def test_views_agree_with_the_golden_integer_model(swin_block):
         small = layer.kind in ("add", "matmul")          # no saturation: sums of a few small values
         ins = [rng.integers(-2 if small else -128, 3 if small else 128, s).astype(np.int8) for s in layer.in_shapes]
         if layer.kind == "matmul":
-            identity["matmul"] = QLayer(1.0, bias=np.zeros(layer.heads * layer.n, np.int64),
-                                        mult=np.ones(layer.heads * layer.n, np.int64),
-                                        shift=np.zeros(layer.heads * layer.n, np.int64))
+            k = requant_channels(layer)          # main: one entry per column of the [M, batch * N] output
+            identity["matmul"] = QLayer(1.0, bias=np.zeros(k, np.int64), mult=np.ones(k, np.int64),
+                                        shift=np.zeros(k, np.int64))
             ins = [np.clip(t, -1, 1).astype(np.int8) for t in ins]
         want = golden_layer(layer, ins, identity.get(layer.kind, QLayer(1.0)))
         got = reference.layer_output(layer, [t.astype(np.float64) for t in ins], {}, np.float64)
