@@ -187,6 +187,10 @@ def import_onnx(proto, name: str, where: str = "<onnx>") -> Imported:
     when nothing else reads those rows; otherwise, found at the end, the import is repeated
     with that scale as a :class:`~mapper.ir.Mul` layer.
     """
+    if proto.functions:                     # model-local functions (the dynamo exporter's): their bodies
+        import onnx.inliner
+
+        proto = onnx.inliner.inline_local_functions(proto)
     refused: set = set()
     while True:
         try:
@@ -289,6 +293,7 @@ class _Importer:
     def run(self, name: str) -> Imported:
         self.nodes = list(self.graph.node)
         self.consumers = _consumers(self.graph)
+        self.done.update(_dead_nodes(self.graph))
         self._initializers()
         input_name, input_view = self._graph_input()
         fuse_patterns(self)
@@ -562,6 +567,19 @@ def _consumers(graph) -> dict[str, list[int]]:
     for o in graph.output:
         out.setdefault(o.name, []).append(-1)
     return out
+
+
+def _dead_nodes(graph) -> set[int]:
+    """Nodes no graph output depends on (an exporter's leftovers): never imported, never refused."""
+    needed = {o.name for o in graph.output}
+    dead = set()
+    for i in range(len(graph.node) - 1, -1, -1):
+        node = graph.node[i]
+        if any(o in needed for o in node.output):
+            needed.update(n for n in node.input if n)
+        else:
+            dead.add(i)
+    return dead
 
 
 def _type_name(elem_type: int) -> str:

@@ -215,3 +215,34 @@ def test_layernorm_as_exported_below_opset_17():
     assert [l.kind for l in imp.model.layers] == ["linear", "layernorm", "linear"]
     assert imp.model.layers[1].eps == 1e-5
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_model_local_functions_are_inlined():
+    """The dynamo exporter wraps modules in model-local functions; their bodies are imported."""
+    body = [helper.make_node("Relu", ["a"], ["b"]), helper.make_node("Sigmoid", ["b"], ["c"])]
+    fn = helper.make_function("pkg.mine", "ReluSigmoid", ["a"], ["c"], body, [helper.make_opsetid("", 17)])
+    graph = helper.make_graph([helper.make_node("ReluSigmoid", ["x"], ["y"], domain="pkg.mine", name="/block")], "g",
+                              [image_input(4, 3, 3, "x")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 3])])
+    proto = helper.make_model(graph, functions=[fn], opset_imports=[helper.make_opsetid("", 17),
+                                                                    helper.make_opsetid("pkg.mine", 1)])
+    assert [l.kind for l in import_onnx(proto, "fn").model.layers] == ["relu", "sigmoid"]
+
+
+@pytest.mark.parametrize("order", ["x*(1+erf)*0.5", "0.5*x*(1+erf)", "0.5*(x*(1+erf)), x*(1/sqrt2)"])
+def test_gelu_erf_patterns(order):
+    g = Graph()
+    x = g.linear("t", 6, 6, "/fc")
+    f32 = lambda v: g.const(np.float32(v), np.float32)
+    inner = (g.op("Mul", [x, f32(1 / np.sqrt(2))], "") if "1/sqrt2" in order else g.op("Div", [x, f32(np.sqrt(2))], ""))
+    plus = g.op("Add", [f32(1.0), g.op("Erf", [inner], "")], "")
+    if order.startswith("x*"):
+        y = g.op("Mul", [g.op("Mul", [x, plus], ""), f32(0.5)], "")
+    elif order.startswith("0.5*x"):
+        y = g.op("Mul", [g.op("Mul", [f32(0.5), x], ""), plus], "")
+    else:
+        y = g.op("Mul", [f32(0.5), g.op("Mul", [x, plus], "")], "")
+    proto = g.model([helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 4, 6])], [out(y)])
+    imp = import_onnx(proto, "gelu")
+    assert [l.kind for l in imp.model.layers] == ["linear", "gelu"]
+    assert _max_rel_error(proto, imp) <= RTOL
