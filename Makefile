@@ -1,6 +1,7 @@
 # Every target bootstraps the project virtual environment (.venv) on first use.
-# Variables: MODEL, VARIANT, SIZE (HxW), CFG, CHECK=1, OUT (output folder), FORMAT (plots: png, pdf,
-# svg), IMAGE and SEED (make run), ARGS (extra CLI options).
+# Variables: MODEL (a zoo name or a .onnx file), VARIANT, SIZE (HxW), CFG (a preset or a .toml file),
+# CHECK=1, OUT (output folder), FORMAT (plots: png, pdf, svg), GRID (sweep), IMAGE and SEED (make run),
+# ARGS (extra CLI options).
 
 PYTHON_BOOT ?= python3
 # One BLAS thread per process: the simulators run many small products, which threads only slow
@@ -29,11 +30,12 @@ CHECK_ARG = $(if $(filter-out 0 1,$(strip $(CHECK))),$(error CHECK must be 1 (ch
 BUDGETS  ?=
 ACCURACY ?=
 CFGS      ?=
+GRID      ?=
 SCHEDULER ?=
 IMAGE     ?=
 SEED      ?=
 
-.PHONY: help venv flops sim run paths rdd sweep test regress cosim cosim-e cosim-bench bench verilog verilog-bench clean
+.PHONY: help venv flops sim run paths rdd sweep onnx config test regress cosim cosim-e cosim-bench bench verilog verilog-bench clean
 
 help:
 	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [SIZE=HxW] [CHECK=1]   simulate a network"
@@ -42,6 +44,10 @@ help:
 	@echo "make paths MODEL=segformer_b2 CFG=E [ACCURACY=file.csv]        execution paths vs accuracy (Figs. 10-13)"
 	@echo "make rdd   MODEL=segformer_b2 CFG=E [BUDGETS=trace.csv]        RDD runtime over a budget trace"
 	@echo "make sweep MODEL=segformer_b2 [CFGS=A,B,...] [SCHEDULER=tcp://host:port]  configs' Pareto front (Fig. 6)"
+	@echo "make sweep MODEL=... GRID=\"num_pe=8,16 k0=16,32 weight_kib=64,128\" [CFG=E]   any grid of fields over CFG"
+	@echo "make onnx  MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW] [OUT=dir]  a zoo model as ONNX with its weights"
+	@echo "make config CFG=E [OUT=file.toml]                              a configuration as an accelerator file"
+	@echo "    MODEL may be a .onnx file and CFG a .toml file wherever they are taken (docs/onnx.md, docs/config.md)"
 	@echo "    each writes a folder named by its inputs under build/, or OUT=dir; FORMAT=png|pdf|svg for plots"
 	@echo "make test                                                      the test suite (CI), without slow tests"
 	@echo "make regress                                                   the whole suite, slow tests included"
@@ -76,7 +82,13 @@ rdd: $(STAMP)
 	$(PY) -m sim.rdd $(foreach m,$(MODEL),--model $(m)) --config='$(CFG)' $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--out,$(OUT)) $(ARGS)
 
 sweep: $(STAMP)
-	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(call opt,--scheduler,$(SCHEDULER)) $(OUT_ARGS) $(ARGS)
+	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(if $(GRID),--grid='$(GRID)' --base='$(CFG)') $(call opt,--scheduler,$(SCHEDULER)) $(OUT_ARGS) $(ARGS)
+
+onnx: $(STAMP)
+	$(PY) -m mapper.onnx_export $(MODEL_ARGS) $(call opt,--out,$(OUT)) $(ARGS)
+
+config: $(STAMP)
+	@$(PY) -m hw.config_file --config='$(CFG)' $(call opt,--out,$(OUT)) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow" tests $(ARGS)
@@ -100,7 +112,7 @@ bench: $(STAMP)
 	$(MAKE) cosim-e
 
 verilog: $(STAMP)
-	$(PY) -m hw.rtl.export --config $(CFG) --out build/verilog/$(CFG) $(ARGS)
+	$(PY) -m hw.rtl.export --config='$(CFG)' $(call opt,--out,$(OUT)) $(ARGS)
 
 verilog-bench: $(STAMP)
 	$(PY) -m hw.rtl.bench $(ARGS)

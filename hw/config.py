@@ -88,6 +88,8 @@ class AcceleratorConfig:
     vector_lanes_per_pe:
         Elements per cycle and PE of the post-processing / vector unit, which also
         runs the non-MAC layers; 0 means K0.
+    data_bits:
+        Width of activations and weights: 8 (the datapath is int8).
     dram_mib:
         DRAM capacity in MiB (at most the 32-bit address space): a network's program
         (``mapper.program``) must fit it.

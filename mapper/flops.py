@@ -26,10 +26,13 @@ from pathlib import Path
 
 from hw.cli import OneLineParser, UsageError, atomic_write_json, fail, join_name, name_token, run_main
 from .ir import MAC_KINDS, PARTS, Model
-from .workloads import MODEL_NAMES, build_model
+from .workloads import MODEL_NAMES, build_model, check_model
 
-__all__ = ["main", "analyse", "parse_size", "build_model_or_usage_error", "model_parts", "model_tag",
-           "UsageError"]
+__all__ = ["main", "analyse", "parse_size", "build_model_or_usage_error", "known_model", "model_parts", "model_tag",
+           "MODEL_HELP", "UsageError"]
+
+#: Help text of every ``--model`` option.
+MODEL_HELP = f"one of: {', '.join(MODEL_NAMES)}; or the path of a .onnx file"
 
 DEFAULT_OUT = Path("build") / "flops"
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -41,6 +44,15 @@ def parse_size(text: str) -> tuple[int, int]:
     if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
         raise UsageError(f"bad --size {text!r}: expected HxW with two positive integers, e.g. 800x1200")
     return int(m.group(1)), int(m.group(2))
+
+
+def known_model(name: str) -> str:
+    """``name`` when it is a zoo model or an ONNX file's path; a UsageError listing the zoo otherwise."""
+    try:
+        check_model(name)
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
+    return name
 
 
 def build_model_or_usage_error(name: str, variant: str | None, size: tuple[int, int] | None,
@@ -134,7 +146,7 @@ def write_json(doc: dict, path: Path) -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m mapper.flops", description="Per-layer MAC analysis of a workload.")
-    p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output directory (default {DEFAULT_OUT})")
@@ -146,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        if args.model not in MODEL_NAMES:
-            raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_NAMES)}")
+        known_model(args.model)
         size = parse_size(args.size) if args.size is not None else None
         model = build_model_or_usage_error(args.model, args.variant, size)
         doc = analyse(model)

@@ -37,7 +37,7 @@ from hw.config import PAPER_PRESETS, AcceleratorConfig, get_config
 from hw.numerics import PARAM_ENTRY_BYTES
 
 __all__ = ["TABLE_II_AREA_MM2", "COEFFS", "area_mm2", "area_breakdown",
-           "global_buffer_area_mm2", "sram_macro_area_mm2", "calibration_report"]
+           "global_buffer_area_mm2", "sram_macro_area_mm2", "calibration_report", "VALIDITY", "extrapolation"]
 
 #: Paper Table II, "PE array area (mm^2)", 5 nm.  Used only to calibrate the
 #: coefficients below and to report the model error.
@@ -135,6 +135,37 @@ def calibration_report() -> list[tuple[str, float, float, float]]:
         model, paper = area_mm2(get_config(name)), TABLE_II_AREA_MM2[name]
         rows.append((name, model, paper, 100.0 * (model / paper - 1.0)))
     return rows
+
+
+#: What the fit reads of a configuration: name -> value; the calibration presets span its validity range.
+_INPUTS = {
+    "num_pe": lambda c: c.num_pe, "k0": lambda c: c.k0, "c0": lambda c: c.c0,
+    "weight_kib_per_vector_mac": lambda c: c.weight_buf_bytes / c.k0 / 1024,
+    "input_kib": lambda c: c.input_buf_bytes / 1024, "accum_bytes": lambda c: c.accum_bytes,
+    "param_depth": lambda c: c.param_depth,
+}
+
+
+def _validity() -> dict[str, tuple[float, float]]:
+    cfgs = [get_config(n) for n in TABLE_II_AREA_MM2]
+    return {k: (min(f(c) for c in cfgs), max(f(c) for c in cfgs)) for k, f in _INPUTS.items()}
+
+
+#: The range of every input of the fit over the Table II presets it is calibrated on.
+VALIDITY: dict[str, tuple[float, float]] = _validity()
+
+
+def extrapolation(cfg: AcceleratorConfig) -> list[str]:
+    """Where ``cfg`` lies outside the Table II presets the area model is fitted on (empty: inside),
+    e.g. ``["num_pe=8 below Table II's 16..64"]``."""
+    out = []
+    for key, f in _INPUTS.items():
+        value, (low, high) = f(cfg), VALIDITY[key]
+        if value < low or value > high:
+            out.append(f"{key}={value:g} {'below' if value < low else 'above'} Table II's {low:g}..{high:g}")
+    if cfg.k0 != cfg.c0:
+        out.append(f"K0={cfg.k0} != C0={cfg.c0} (Table II has K0 = C0 only)")
+    return out
 
 
 def _main() -> None:

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Optional
 
 from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main, short_hash
-from hw.config import AcceleratorConfig, get_config
+from hw.config import AcceleratorConfig
+from hw.config_file import load_config
 from mapper.ir import Model
-from mapper.workloads import MODEL_NAMES, build_model
+from mapper.workloads import build_model, check_model, model_label
 from mapper.workloads.resnet import OFA_NAMED_POINTS
 from mapper.workloads.variants import is_parametric
 
@@ -135,9 +136,10 @@ class AccuracyTable:
                 raise AccuracyError(f"{file}:{lineno}: accuracy {rec['accuracy']!r} is not a number") from None
             if not 0.0 <= acc <= 1.0:
                 raise AccuracyError(f"{file}:{lineno}: accuracy {acc} outside 0..1")
-            if rec["model"] not in MODEL_NAMES:
-                raise AccuracyError(f"{file}:{lineno}: unknown model {rec['model']!r}; "
-                                    f"choose one of {', '.join(MODEL_NAMES)}")
+            try:
+                check_model(rec["model"])
+            except KeyError as e:
+                raise AccuracyError(f"{file}:{lineno}: {e.args[0]}") from None
             rows.append(AccuracyRow(rec["model"], rec["path"], acc, rec.get("weight_set") or rec["model"],
                                     rec.get("source", ""), lineno))
         return cls(rows, file)
@@ -250,7 +252,7 @@ def _out_dir(args, cfg: AcceleratorConfig) -> Path:
         return Path(args.out)
     paths = f"paths-{short_hash(args.paths)}" if args.paths else ""
     accuracy = file_tag(args.accuracy, "accuracy") if Path(args.accuracy).resolve() != DEFAULT_ACCURACY else ""
-    return Path("build/paths") / run_name("+".join(args.model), config_tag(cfg),
+    return Path("build/paths") / run_name("+".join(model_label(m) for m in args.model), config_tag(cfg),
                                           "ideal_memory" if args.ideal_memory else "", paths, accuracy,
                                           "mac_only" if args.mac_only else "")
 
@@ -351,7 +353,7 @@ def _comparison_lines(rows: list[dict], base: PathPoint) -> list[str]:
 def main(argv=None) -> int:
     ap = OneLineParser(prog="python -m sim.paths", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model (repeat to join models)")
-    ap.add_argument("--config", default="E")
+    ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY), help="CSV: model,path,accuracy[,weight_set,source]")
     ap.add_argument("--paths", help="comma-separated variants instead of the built-in candidates "
                                     "(separate them with ';' when a variant contains commas)")
@@ -364,9 +366,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         for m in args.model:
-            if m not in MODEL_NAMES:
-                raise KeyError(f"unknown model {m!r}; choose one of {', '.join(MODEL_NAMES)}")
-        cfg = get_config(args.config)
+            check_model(m)
+            build_model(m)                      # an ONNX file that cannot be imported: refused now
+        cfg = load_config(args.config)
         table = AccuracyTable.read(args.accuracy)
         paths = [p for p in args.paths.split(";")] if args.paths else None
         if paths:

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Optional
 
 from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main
-from hw.config import AcceleratorConfig, get_config
-from mapper.workloads import MODEL_NAMES
+from hw.config import AcceleratorConfig
+from hw.config_file import load_config
+from mapper.workloads import build_model, check_model, model_label
 
 from .energy import EnergyModel
 from .outputs import config_tag, run_name
@@ -147,7 +148,7 @@ def _out_dir(args, cfg: AcceleratorConfig) -> Path:
         return Path(args.out)
     default = {"budgets": EXAMPLE_TRACE, "accuracy": DEFAULT_ACCURACY}
     files = [file_tag(getattr(args, k), k) for k, path in default.items() if Path(getattr(args, k)).resolve() != path]
-    return Path("build/rdd") / run_name("+".join(args.model), config_tag(cfg), *files)
+    return Path("build/rdd") / run_name("+".join(model_label(m) for m in args.model), config_tag(cfg), *files)
 
 
 def _write(folder: Path, res: dict, args, cfg: AcceleratorConfig, points: list[PathPoint]) -> None:
@@ -163,16 +164,16 @@ def _write(folder: Path, res: dict, args, cfg: AcceleratorConfig, points: list[P
 def main(argv=None) -> int:
     ap = OneLineParser(prog="python -m sim.rdd", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model whose paths are candidates (repeatable)")
-    ap.add_argument("--config", default="E")
+    ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
     ap.add_argument("--budgets", default=str(EXAMPLE_TRACE), help="trace CSV: frame,time_ms or frame,energy_uj")
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY))
     ap.add_argument("--out", default=None, help="output folder (default build/rdd/<name of the run>)")
     args = ap.parse_args(argv)
     try:
         for m in args.model:
-            if m not in MODEL_NAMES:
-                raise KeyError(f"unknown model {m!r}; choose one of {', '.join(MODEL_NAMES)}")
-        cfg = get_config(args.config)
+            check_model(m)
+            build_model(m)                      # an ONNX file that cannot be imported: refused now
+        cfg = load_config(args.config)
         table = AccuracyTable.read(args.accuracy)
         kind, budgets = read_budgets(args.budgets)
         # candidates: every path of the accuracy table that belongs to the chosen models

@@ -34,12 +34,12 @@ import time
 from pathlib import Path
 
 from hw.cli import OneLineParser, StagedDir, UsageError, fail, run_main
-from hw.config import PRESETS, AcceleratorConfig, get_config
-from mapper.flops import build_model_or_usage_error, model_parts, parse_size
+from hw.config import PRESETS, AcceleratorConfig
+from hw.config_file import ConfigError, load_config
+from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
 from mapper.ir import MAC_KINDS, PARTS, Model
 from mapper.lower import MappingError
 from mapper.program import ProgramError
-from mapper.workloads import MODEL_NAMES
 
 from . import plots
 from .area import area_mm2
@@ -230,10 +230,10 @@ def _write_csv(doc: dict, path: Path) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m sim.run", description="Simulate a network on one accelerator configuration.")
-    p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")
-    p.add_argument("--config", required=True, help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--config", required=True, help=f"one of: {', '.join(PRESETS)}; or a .toml accelerator file")
     p.add_argument("--check", action="store_true",
                    help="also run the whole network in functional mode and compare every tensor with the golden model")
     p.add_argument("--seed", type=int, default=None, help="seed of --check (default: from the time; printed)")
@@ -275,16 +275,13 @@ def _overrides(args) -> dict:
 
 def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
     """Model, configuration and preset key from the arguments; UsageError on bad input."""
-    if args.model not in MODEL_NAMES:
-        raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    known_model(args.model)
     size = parse_size(args.size) if args.size is not None else None
     try:
-        cfg = get_config(args.config, **_overrides(args))
-    except KeyError as e:
-        raise UsageError(str(e.args[0]) if e.args else str(e)) from None
-    except ValueError as e:
-        raise UsageError(f"bad configuration override: {e}") from None
-    key = args.config if args.config in PRESETS else args.config.upper()
+        cfg = load_config(args.config, **_overrides(args))
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    key = cfg.name
     model = build_model_or_usage_error(args.model, args.variant, size)
     if args.dump_layer is not None:
         _known_layers(model, [args.dump_layer], "--dump-layer")

@@ -3,11 +3,22 @@
 ``make sweep MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW] [CFGS=A,B,...] [SCHEDULER=tcp://host:port]``
 runs it.  This is the paper's Section IV-B / Figure 6 experiment: every point
 is one configuration (the Table II presets ``A`` to ``M`` unless ``--configs``
-lists others) simulated in timing mode (``sim.simulator.simulate``), and is
+lists others, presets or ``.toml`` accelerator files) simulated in timing mode (``sim.simulator.simulate``), and is
 judged by two metrics, energy per MAC (lower is better) and throughput per
 mm^2 of PE array (``sim.area.area_mm2``; higher is better).  A point is
 Pareto-optimal when no other point is at least as good in both metrics and
 strictly better in one.
+
+Design-space grids.  ``--grid "num_pe=8,16,32 k0=16,32 weight_kib=64,128 input_kib=32,64"``
+(``make sweep GRID=...``) sweeps every combination of the listed values of any configuration
+fields (or their aliases, ``hw.config_file.ALIASES``: ``weight_kib``, ``input_kib``,
+``global_buf_kib``, ``k0c0`` for K0 = C0), the other fields taken from ``--base`` (a preset or
+a ``.toml`` file; ``E`` by default).  A point is named by its coordinates
+(``num_pe=8,k0=16,weight_kib=64,input_kib=32``); a combination the configuration refuses
+(say ``weight_buf_bytes`` not a multiple of K0 x C0) is listed under ``invalid`` and not
+simulated.  The area model (``sim.area``) is fitted on Table II; every point records where
+it lies outside that range (``area_extrapolated``, ``sim.area.extrapolation``), the table
+marks it and the plot draws it hollow.
 
 Execution.  Points run in parallel in a ``concurrent.futures.ProcessPoolExecutor``
 (``--workers``, default ``os.cpu_count()``; ``--workers 1`` runs them one after
@@ -33,7 +44,8 @@ given, the configurations unless they are the default list): ``sweep.json``
 (``model``, ``variant``, ``input``, ``points`` in the order of the
 configuration list, ``pareto_front`` by increasing energy per MAC,
 ``k16_vs_k32``: the ratios of K0 = C0 = 16 to K0 = C0 = 32 over the presets
-that differ only in vector width, ``matched_pairs``), ``sweep.csv`` (one row
+that differ only in vector width, ``matched_pairs``; for a grid also ``grid``, its base
+and axes, and ``invalid``), ``sweep.csv`` (one row
 per point) and ``sweep.<fmt>`` for each ``--format`` (``png`` by default; none
 with ``--no-plot``).  The folder is written as a whole (``hw.cli.StagedDir``): a
 staging folder beside it is created before any point is computed, and renamed
@@ -59,6 +71,7 @@ import csv
 import functools
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -68,24 +81,26 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from hw.cli import OneLineParser, OutputError, StagedDir, UsageError, atomic_write_bytes, fail, run_main
-from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig, get_config
-from mapper.flops import build_model_or_usage_error, model_parts, parse_size
+from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
+from hw.config_file import ConfigError, load_config, resolve_fields
+from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
 from mapper.ir import Model
 from mapper.lower import MappingError
-from mapper.workloads import MODEL_NAMES, build_model
+from mapper.workloads import build_model
 
 from . import plots
-from .area import area_mm2
+from .area import area_mm2, extrapolation
 from .outputs import config_tag, parse_formats, run_name
 from .simulator import simulate
 
 __all__ = ["main", "run_sweep", "compute_point", "pareto_flags", "matched_pairs", "vector_width_ratios",
-           "code_version", "cache_key",
-           "CSV_COLUMNS", "SweepError"]
+           "code_version", "cache_key", "parse_grid", "Grid",
+           "CSV_COLUMNS", "SweepError", "MAX_GRID_POINTS"]
 
 DEFAULT_ROOT = Path("build") / "sweep"
 DEFAULT_CACHE = DEFAULT_ROOT / "cache"
@@ -94,7 +109,9 @@ OWNED = ("sweep.json", "sweep.csv", "sweep.*")
 SOURCE_DIRS = ("hw", "mapper", "sim")
 CSV_COLUMNS = ("config", "k0", "c0", "num_pe", "energy_per_mac_pj", "energy_per_mac_onchip_pj",
                "macs_per_s_per_mm2", "time_ms", "energy_uj", "area_mm2", "utilization", "total_macs",
-               "total_cycles", "pareto", "pareto_onchip")
+               "total_cycles", "pareto", "pareto_onchip", "area_extrapolated")
+#: Largest grid a sweep accepts (a typo such as ``num_pe=1,2,...,64`` in every field is refused).
+MAX_GRID_POINTS = 100_000
 _SCHED_RE = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://[^\s/:]+(:\d+)?(/.*)?$")
 _ROOT = Path(__file__).resolve().parent.parent
 #: How long to keep trying to reach a Dask scheduler before giving up.
@@ -177,6 +194,7 @@ def compute_point(model_name: str, variant: Optional[str], size: Optional[tuple[
         "macs_per_s_per_mm2": res.total_macs / (res.time_ms * 1e-3) / area,
         "time_ms": res.time_ms, "energy_uj": res.energy_uj, "area_mm2": area,
         "utilization": res.utilization, "total_macs": res.total_macs, "total_cycles": res.total_cycles,
+        "area_extrapolated": extrapolation(cfg),
     }
 
 
@@ -243,6 +261,78 @@ def vector_width_ratios(points: list[dict], configs: dict[str, AcceleratorConfig
     return out
 
 
+# ---- design-space grids ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Grid:
+    """A grid of configurations: ``axes`` (key as written -> values) over ``base``."""
+
+    base: AcceleratorConfig
+    axes: tuple[tuple[str, tuple], ...]
+    configs: tuple[AcceleratorConfig, ...]
+    invalid: tuple[tuple[str, str], ...]          # (point name, why the configuration refuses it)
+
+    def to_dict(self) -> dict:
+        return {"base": self.base.name, "axes": {k: list(v) for k, v in self.axes}}
+
+
+def _grid_value(key: str, text: str):
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"bad --grid value {text!r} for {key}: expected a number") from None
+
+
+def _grid_axes(text: str) -> list[tuple[str, tuple]]:
+    axes: list[tuple[str, tuple]] = []
+    for item in text.split():
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values or "" in values.split(","):
+            raise UsageError(f"bad --grid item {item!r}: expected FIELD=V1,V2,... (items separated by spaces)")
+        if key in dict(axes):
+            raise UsageError(f"bad --grid: {key} is given twice")
+        parsed = tuple(dict.fromkeys(_grid_value(key, v.strip()) for v in values.split(",")))
+        for v in parsed:
+            try:
+                resolve_fields({key: v}, "--grid")
+            except ConfigError as e:
+                raise UsageError(str(e)) from None
+        axes.append((key, parsed))
+    if not axes:
+        raise UsageError("bad --grid '': expected FIELD=V1,V2,... such as \"num_pe=8,16 k0=16,32\"")
+    return axes
+
+
+def parse_grid(text: str, base: AcceleratorConfig) -> Grid:
+    """Every combination of the values of ``text`` (``"num_pe=8,16 weight_kib=64,128"``) over ``base``.
+
+    Raises
+    ------
+    UsageError
+        A malformed grid, an unknown field, a value of the wrong type, more than
+        :data:`MAX_GRID_POINTS` points, or no valid point at all.
+    """
+    axes = _grid_axes(text)
+    count = math.prod(len(v) for _, v in axes)
+    if count > MAX_GRID_POINTS:
+        raise UsageError(f"bad --grid: {count} points, more than {MAX_GRID_POINTS}")
+    configs, invalid = [], []
+    for values in itertools.product(*(v for _, v in axes)):
+        point = dict(zip((k for k, _ in axes), values))
+        name = ",".join(f"{k}={v}" for k, v in point.items())
+        try:
+            configs.append(base.replace(name=name, **resolve_fields(point, "--grid")))
+        except (ConfigError, ValueError) as e:
+            invalid.append((name, " ".join(str(e).split())))
+    if not configs:
+        raise UsageError(f"bad --grid: the configuration refuses every point, e.g. {invalid[0][0]}: {invalid[0][1]}")
+    return Grid(base, tuple(axes), tuple(configs), tuple(invalid))
+
+
 # ---- the sweep ------------------------------------------------------------------------------------
 
 def _pool_init(parent_pid: int) -> None:
@@ -301,7 +391,8 @@ def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int,
     model = _model(model_name, variant, size)
     resolved = (model.input[0], model.input[1])
     version = code_version()
-    fields = {cfg.name: _key_fields(model_name, model.variant, resolved, cfg, version) for cfg in configs}
+    # model.name: an ONNX file's includes a hash of its content, so an edited file is another sweep
+    fields = {cfg.name: _key_fields(model.name, model.variant, resolved, cfg, version) for cfg in configs}
     paths = {name: cache_dir / f"{cache_key(f)}.json" for name, f in fields.items()}
     results: dict[str, dict] = {}          # name -> {"point", "error"}
     for cfg in configs:
@@ -358,8 +449,9 @@ def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int,
 
 def format_table(doc: dict) -> str:
     head = ("config", "K0=C0", "PEs", "area mm^2", "time ms", "energy uJ", "pJ/MAC", "GMAC/s/mm^2", "util %", "pareto")
+    mark = lambda p: "~" if p.get("area_extrapolated") else ""
     rows = [(p["config"], f"{p['k0']}" if p["k0"] == p["c0"] else f"{p['k0']}/{p['c0']}", p["num_pe"],
-             f"{p['area_mm2']:.2f}", f"{p['time_ms']:.3f}", f"{p['energy_uj']:.1f}", f"{p['energy_per_mac_pj']:.4f}",
+             f"{mark(p)}{p['area_mm2']:.2f}", f"{p['time_ms']:.3f}", f"{p['energy_uj']:.1f}", f"{p['energy_per_mac_pj']:.4f}",
              f"{p['macs_per_s_per_mm2'] / 1e9:.2f}", f"{100 * p['utilization']:.1f}", "*" if p["pareto"] else "")
             for p in doc["points"]]
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
@@ -368,7 +460,14 @@ def format_table(doc: dict) -> str:
     out = [line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
     for u in doc["unmappable"]:
         out.append(f"{u['config']:<{widths[0]}}  UNMAPPABLE: {u['error']}")
+    for u in doc.get("invalid", []):
+        out.append(f"{u['config']:<{widths[0]}}  INVALID: {u['error']}")
     out.append("")
+    extrapolated = [p for p in doc["points"] if p.get("area_extrapolated")]
+    if extrapolated:
+        out.append(f"~ area extrapolated beyond Table II, on which sim/area.py is fitted ({len(extrapolated)} of "
+                   f"{len(doc['points'])} points; e.g. {extrapolated[0]['config']}: "
+                   f"{'; '.join(extrapolated[0]['area_extrapolated'])}); its throughput per mm^2 is as uncertain")
     out.append("Pareto front (lower energy/MAC, higher throughput/mm^2): " + ", ".join(doc["pareto_front"]))
     if "pareto_front_onchip" in doc:
         out.append("Pareto front with on-chip energy only (no DRAM; as a power analysis of the accelerator): "
@@ -391,7 +490,8 @@ def _csv_bytes(doc: dict) -> bytes:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for p in doc["points"]:
-        w.writerow([repr(p[c]) if isinstance(p[c], float) else p[c] for c in CSV_COLUMNS])
+        w.writerow([repr(p[c]) if isinstance(p[c], float) else "; ".join(p[c]) if isinstance(p[c], list) else p[c]
+                    for c in CSV_COLUMNS])
     return buf.getvalue().encode()
 
 
@@ -406,13 +506,20 @@ def _figure(doc: dict):
         k = (p["k0"], p["c0"])
         groups.setdefault(k, []).append(p)
     colours = {(32, 32): "tab:blue", (16, 16): "tab:orange"}
+    others = iter(["tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"] * 8)
     for k, pts in sorted(groups.items(), reverse=True):
         label = f"K0=C0={k[0]}" if k[0] == k[1] else f"K0={k[0]}, C0={k[1]}"
-        ax.scatter([p["energy_per_mac_pj"] for p in pts], [p["macs_per_s_per_mm2"] / 1e9 for p in pts],
-                   color=colours.get(k, "tab:gray"), label=label, zorder=3)
-    for p in doc["points"]:
+        colour = colours.get(k) or next(others)        # green is the Pareto front's
+        for hollow in (False, True):
+            sel = [p for p in pts if bool(p.get("area_extrapolated")) == hollow]
+            if sel:
+                ax.scatter([p["energy_per_mac_pj"] for p in sel], [p["macs_per_s_per_mm2"] / 1e9 for p in sel],
+                           facecolors="none" if hollow else colour, edgecolors=colour, zorder=3,
+                           label=label + (" (area extrapolated)" if hollow else ""))
+    named = doc["points"] if len(doc["points"]) <= 16 else [p for p in doc["points"] if p["pareto"]]
+    for p in named:
         ax.annotate(p["config"], (p["energy_per_mac_pj"], p["macs_per_s_per_mm2"] / 1e9),
-                    textcoords="offset points", xytext=(4, 3), fontsize=7)
+                    textcoords="offset points", xytext=(4, 3), fontsize=7 if len(p["config"]) < 8 else 5)
     by_name = {p["config"]: p for p in doc["points"]}
     front = [by_name[n] for n in doc["pareto_front"]]
     ax.plot([p["energy_per_mac_pj"] for p in front], [p["macs_per_s_per_mm2"] / 1e9 for p in front],
@@ -430,9 +537,13 @@ def _figure(doc: dict):
     return fig
 
 
-def out_dir_name(model: Model, size_given: bool, configs: list[AcceleratorConfig]) -> str:
+def out_dir_name(model: Model, size_given: bool, configs: list[AcceleratorConfig], grid: Optional[Grid] = None) -> str:
     """``<model>[_<variant>][_<H>x<W>][_cfgs-<names>]``: the configurations are named unless they are
-    the default list (``PAPER_PRESETS``); each that is not a preset as such by ``config_tag``."""
+    the default list (``PAPER_PRESETS``); each that is not a preset as such by ``config_tag``.  A grid
+    is ``grid-<base>-<hash of its axes>``."""
+    if grid is not None:
+        axes = json.dumps(grid.to_dict()["axes"], sort_keys=True)
+        return run_name(*model_parts(model, size_given), f"grid-{config_tag(grid.base)}-{hashlib.sha256(axes.encode()).hexdigest()[:8]}")
     names = [config_tag(c) for c in configs]
     subset = "" if names == list(PAPER_PRESETS) else "cfgs-" + "-".join(names)
     return run_name(*model_parts(model, size_given), subset)
@@ -456,10 +567,15 @@ def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m sim.sweep",
                 description="Simulate a network on many accelerator configurations; Pareto front of "
                             "energy per MAC vs throughput per mm^2.")
-    p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")
-    p.add_argument("--configs", default=None, help=f"comma-separated presets (default: {','.join(PAPER_PRESETS)})")
+    p.add_argument("--configs", default=None, help=f"comma-separated presets or .toml accelerator files "
+                                                   f"(default: {','.join(PAPER_PRESETS)})")
+    p.add_argument("--grid", default=None, metavar="'FIELD=V1,V2 ...'",
+                   help="every combination of these field values (aliases: weight_kib, input_kib, global_buf_kib, "
+                        "k0c0), over --base")
+    p.add_argument("--base", default="E", help="the configuration a --grid varies: a preset or a .toml file (default E)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://host:port (default: local processes)")
     p.add_argument("--workers", default=None, help="local worker processes (default: os.cpu_count(); 1 = in-process)")
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_ROOT}/<name of the sweep>)")
@@ -476,14 +592,19 @@ def _parse_configs(text: Optional[str]) -> list[AcceleratorConfig]:
     if not names or any(not n for n in names):
         raise UsageError(f"bad --configs {text!r}: expected a comma-separated list of presets; "
                          f"choose from {', '.join(PRESETS)}")
-    configs, seen = [], set()
+    configs: list[AcceleratorConfig] = []
     for n in names:
         try:
-            cfg = get_config(n)
-        except KeyError:
-            raise UsageError(f"unknown configuration {n!r} in --configs; choose from {', '.join(PRESETS)}") from None
-        if cfg.name not in seen:
-            seen.add(cfg.name)
+            cfg = load_config(n)
+        except ConfigError as e:
+            if n.endswith(".toml"):
+                raise UsageError(str(e)) from None
+            raise UsageError(f"unknown configuration {n!r} in --configs; choose from {', '.join(PRESETS)}, or a "
+                             f".toml accelerator file") from None
+        same = next((c for c in configs if c.name == cfg.name), None)
+        if same is not None and same != cfg:
+            raise UsageError(f"two configurations in --configs are named {cfg.name!r}; give one a name = in its file")
+        if same is None:
             configs.append(cfg)
     return configs
 
@@ -509,10 +630,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        if args.model not in MODEL_NAMES:
-            raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_NAMES)}")
+        known_model(args.model)
         size = parse_size(args.size) if args.size is not None else None
-        configs = _parse_configs(args.configs)
+        grid = _parse_grid_args(args)
+        configs = list(grid.configs) if grid else _parse_configs(args.configs)
         workers = 0
         if args.workers is not None:
             if not re.fullmatch(r"\s*\d+\s*", args.workers) or int(args.workers) <= 0:
@@ -523,8 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         model = build_model_or_usage_error(args.model, args.variant, size, build=_model)
         formats = () if args.no_plot else parse_formats(args.format)
         _check_cache(Path(args.cache))
-        stage = StagedDir(Path(args.out) if args.out else DEFAULT_ROOT / out_dir_name(model, size is not None, configs),
-                          OWNED)
+        stage = StagedDir(Path(args.out) if args.out else
+                          DEFAULT_ROOT / out_dir_name(model, size is not None, configs, grid), OWNED)
     except UsageError as e:
         return fail(parser.prog, e)
     with stage:
@@ -532,6 +653,9 @@ def main(argv: list[str] | None = None) -> int:
             doc = _interruptible(lambda: run_sweep(args.model, args.variant or None, size, configs,
                                                    cache_dir=Path(args.cache), workers=workers,
                                                    scheduler=args.scheduler))
+            if grid is not None:
+                doc["grid"] = grid.to_dict()
+                doc["invalid"] = [{"config": n, "error": e} for n, e in grid.invalid]
         except (UsageError, SweepError) as e:
             return fail(parser.prog, e)
         except KeyboardInterrupt:
@@ -546,6 +670,19 @@ def main(argv: list[str] | None = None) -> int:
           f"wall time {time.perf_counter() - t0:.1f} s")
     print(f"wrote {', '.join(files)} to {out}")
     return 0
+
+
+def _parse_grid_args(args) -> Optional[Grid]:
+    """The grid of ``--grid`` over ``--base`` (None without ``--grid``); UsageError for bad input."""
+    if args.grid is None:
+        return None
+    if args.configs is not None:
+        raise UsageError("--grid and --configs exclude each other: a grid sweeps its own configurations")
+    try:
+        base = load_config(args.base)
+    except ConfigError as e:
+        raise UsageError(f"bad --base: {e}") from None
+    return parse_grid(args.grid, base)
 
 
 def _check_cache(cache: Path) -> None:

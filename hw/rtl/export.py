@@ -376,13 +376,14 @@ def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accele
 
 def main(argv=None) -> int:
     from ..cli import OneLineParser
-    from ..config import PRESETS, UnknownFieldError
+    from ..config import PRESETS
+    from ..config_file import FIELDS, ConfigError, config_label, load_config
 
     parser = OneLineParser(
         prog="python -m hw.rtl.export",
         description="Export the accelerator (or the MAC array) of a configuration as hierarchical "
                     "Verilog: one file per module, files.f (leaves first) and config.json.")
-    parser.add_argument("--config", default="tiny", help=f"preset name ({', '.join(PRESETS)})")
+    parser.add_argument("--config", default="tiny", help=f"preset name ({', '.join(PRESETS)}) or a .toml file")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a configuration field (integer fields), repeatable")
     parser.add_argument("--top", default="accelerator", choices=tuple(TOPS), help="what to export")
@@ -399,14 +400,17 @@ def main(argv=None) -> int:
         if not sep:
             parser.error(f"--set {item!r}: expected FIELD=INTEGER")
     try:
-        config = get_config(args.config, **overrides)
-    except UnknownFieldError as error:
-        parser.error(f"--set: {error.args[0]}")
-    except KeyError as error:
-        parser.error(f"--config: {error.args[0]}")
+        base = load_config(args.config)
+    except ConfigError as error:
+        parser.error(f"--config: {error}")
+    unknown = [name for name in overrides if name not in FIELDS]
+    if unknown:
+        parser.error(f"--set: unknown configuration field {unknown[0]!r}; choose from {', '.join(FIELDS)}")
+    try:
+        config = base.replace(**overrides)
     except ValueError as error:
         parser.error(f"--set: {error}")
-    out = args.out if args.out is not None else Path("build/verilog") / config.name
+    out = args.out if args.out is not None else Path("build/verilog") / config_label(config)
     try:
         result = export_to_directory(config, out, args.top)
     except ValueError as error:

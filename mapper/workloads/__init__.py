@@ -1,8 +1,10 @@
-"""The model zoo: command-line name -> builder.
+"""The model zoo: command-line name -> builder; and the other two ways in.
 
 Each family module exposes builders ``build(name, variant, size) -> Model``;
 ``variant`` is ``None`` for the full model, ``size`` ``None`` for the model's
-default input size.
+default input size.  ``build_model`` also takes the path of an ONNX file
+(``*.onnx``, imported by :mod:`mapper.onnx_import`), and a model built in Python
+is a :class:`~mapper.ir.Model` like any other (shape-checked when it is built).
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import importlib
 
 from ..ir import Model
+from ..onnx_import import is_onnx_path
 
-__all__ = ["MODEL_NAMES", "build_model"]
+__all__ = ["MODEL_NAMES", "build_model", "check_model", "model_label"]
 
 #: command-line name -> family module (in this package) that builds it.
 _FAMILY = {
@@ -34,7 +37,33 @@ def build_model(name: str, variant: str | None = None, size: tuple[int, int] | N
     ValueError
         A variant or size the model cannot take; the message says why.
     """
-    if name not in _FAMILY:
-        raise KeyError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if is_onnx_path(name):
+        return _onnx_model(name, variant, size)
+    check_model(name)
     module = importlib.import_module(f"{__name__}.{_FAMILY[name]}")
     return module.build(name, variant=variant, size=size)
+
+
+def check_model(name: str) -> None:
+    """KeyError (the one-line message lists the zoo) unless ``name`` is a zoo model or an ONNX file's path."""
+    if name not in _FAMILY and not is_onnx_path(name):
+        raise KeyError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}, or the path of a "
+                       f".onnx file")
+
+
+def model_label(name: str) -> str:
+    """What names the model in output folders: the zoo name, or an ONNX file's ``<stem>-<hash>``."""
+    return build_model(name).name if is_onnx_path(name) else name
+
+
+def _onnx_model(path: str, variant: str | None, size: tuple[int, int] | None) -> Model:
+    from ..onnx_import import load_onnx
+
+    if variant not in (None, "", "full"):
+        raise ValueError(f"{path}: an ONNX model has no execution-path variants (VARIANT={variant!r}); "
+                         f"export each variant as its own file")
+    model = load_onnx(path).model
+    if size is not None and tuple(size) != tuple(model.input[:2]):
+        raise ValueError(f"{path}: the ONNX model's input is {model.input[0]}x{model.input[1]}, fixed in the file, "
+                         f"not {size[0]}x{size[1]}; export it at the size you want")
+    return model

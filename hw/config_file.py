@@ -1,0 +1,245 @@
+"""Accelerator files: a configuration kept under version control as TOML, and the one function
+every tool uses to turn ``--config`` into an :class:`~hw.config.AcceleratorConfig`.
+
+``load_config(spec)`` takes a preset name (``E``, ``tiny``, ...) or the path of a TOML file
+(``CFG=path/to/accel.toml``)::
+
+    # my accelerator: E with twice the PEs
+    base = "E"                 # optional: the preset the file starts from
+    name = "e32"               # optional: the configuration's name (default: the file's stem)
+    num_pe = 32
+    weight_kib = 256           # an alias: weight_buf_bytes = 262144
+
+Every field of ``AcceleratorConfig`` is a key (``docs/config.md`` lists them with their units),
+and so is every alias of :data:`ALIASES` (``weight_kib``, ``input_kib``, ``global_buf_kib``,
+``k0c0``), which sweep grids use too.  Fields the file does not set keep the base preset's
+value, or the dataclass default without a base (then the five fields without a default,
+``num_pe``, ``k0``, ``c0`` and the two buffers, are required).
+
+Validation: a file that is not TOML, a key that is no field or alias (or a field set twice,
+directly and through an alias), a value of the wrong type and a value the configuration
+refuses (``AcceleratorConfig.__post_init__``) each raise :class:`ConfigError`, one line that
+names the file and the key.  ``config_toml(cfg)`` writes any configuration as such a file,
+every field spelled out, so that loading it gives the same configuration
+(``python -m hw.config_file --config E``, ``make config CFG=E``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from pathlib import Path
+from typing import Mapping, Optional
+
+from .config import PRESETS, AcceleratorConfig, get_config
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:                                                    # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["ConfigError", "ALIASES", "FIELDS", "load_config", "resolve_fields", "config_toml", "is_config_file",
+           "field_docs", "config_label", "config_from_mapping"]
+
+#: Friendly keys of files and sweep grids: alias -> (field, factor) pairs it sets to ``value * factor``.
+ALIASES: dict[str, tuple[tuple[str, int], ...]] = {
+    "weight_kib": (("weight_buf_bytes", 1024),),
+    "input_kib": (("input_buf_bytes", 1024),),
+    "global_buf_kib": (("global_buf_bytes", 1024),),
+    "k0c0": (("k0", 1), ("c0", 1)),
+}
+#: The configuration's fields in declaration order, with their types (``int``, ``float``, ``str``).
+FIELDS: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(AcceleratorConfig)}
+#: Keys of a file that are not configuration fields.
+_FILE_KEYS = ("base",)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be built; the message is one line naming the file and the key."""
+
+
+def is_config_file(spec: str) -> bool:
+    """Whether ``spec`` names a file rather than a preset (it ends in ``.toml`` or holds a path separator)."""
+    return spec.endswith(".toml") or "/" in spec or "\\" in spec
+
+
+def load_config(spec: str, **overrides) -> AcceleratorConfig:
+    """The configuration ``spec`` names: a preset (``get_config``) or a TOML file; then ``overrides``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown preset, an unreadable or invalid file, or an impossible override; the
+        message names the value or key and what is allowed.
+    """
+    if is_config_file(spec):
+        cfg = _load_file(Path(spec))
+    else:
+        try:
+            cfg = get_config(spec)
+        except KeyError as e:
+            raise ConfigError(f"{e.args[0]}, or the path of a .toml accelerator file") from None
+    if not overrides:
+        return cfg
+    unknown = [k for k in overrides if k not in FIELDS]
+    if unknown:
+        raise ConfigError(f"unknown configuration field {unknown[0]!r}; choose from {', '.join(FIELDS)}")
+    try:
+        return cfg.replace(**overrides)
+    except ValueError as e:
+        raise ConfigError(f"bad configuration override: {e}") from None
+
+
+def _load_file(path: Path) -> AcceleratorConfig:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the accelerator file: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return config_from_mapping(doc, where=str(path), default_name=path.stem)
+
+
+def config_from_mapping(doc: Mapping, *, where: str, default_name: str) -> AcceleratorConfig:
+    """The configuration a parsed file describes (module docstring); ConfigError naming the key."""
+    base_name = doc.get("base")
+    base: Optional[AcceleratorConfig] = None
+    if base_name is not None:
+        if not isinstance(base_name, str) or not _is_preset(base_name):
+            raise ConfigError(f"{where}: key 'base' must name a preset ({', '.join(PRESETS)}), not {base_name!r}")
+        base = get_config(base_name)
+    fields = resolve_fields({k: v for k, v in doc.items() if k not in _FILE_KEYS}, where)
+    values = dataclasses.asdict(base) if base else {}
+    values.pop("name", None)                  # the file's own name, not its base's
+    values.update(fields)
+    values.setdefault("name", default_name)
+    if base is None:
+        missing = [f.name for f in dataclasses.fields(AcceleratorConfig)
+                   if f.name not in values and f.default is dataclasses.MISSING]
+        if missing:
+            raise ConfigError(f"{where}: key {missing[0]!r} is required without a 'base' preset "
+                              f"(required: {', '.join(missing)})")
+    try:
+        return AcceleratorConfig(**values)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _is_preset(name: str) -> bool:
+    try:
+        get_config(name)
+    except KeyError:
+        return False
+    return True
+
+
+def resolve_fields(assignments: Mapping, where: str) -> dict:
+    """``{key: value}`` of fields and aliases -> ``{field: value}``, type-checked.
+
+    Raises
+    ------
+    ConfigError
+        A key that is no field or alias, a field set twice, or a value of the wrong type.
+    """
+    out: dict = {}
+    set_by: dict[str, str] = {}
+    for key, value in assignments.items():
+        targets = ALIASES.get(key, ((key, 1),) if key in FIELDS else None)
+        if targets is None:
+            raise ConfigError(f"{where}: unknown key {key!r}; choose from {', '.join([*_FILE_KEYS, *FIELDS, *ALIASES])}")
+        for field, factor in targets:
+            if field in set_by:
+                raise ConfigError(f"{where}: key {key!r} sets {field}, which {set_by[field]!r} already sets")
+            set_by[field] = key
+            out[field] = _typed(field, value, key, where) * factor if factor != 1 else _typed(field, value, key, where)
+    return out
+
+
+def _typed(field: str, value, key: str, where: str):
+    kind = FIELDS[field]
+    if kind == "str":
+        if isinstance(value, str) and value.strip():
+            return value
+        raise ConfigError(f"{where}: key {key!r} must be a non-empty string, not {value!r}")
+    if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    what = "a number" if kind == "float" else "an integer"
+    raise ConfigError(f"{where}: key {key!r} must be {what}, not {value!r}")
+
+
+def config_label(cfg: AcceleratorConfig) -> str:
+    """A folder name for ``cfg``: its name when it is that preset, else ``<name>-<hash of its fields>``
+    (so that two different configurations never share an output folder)."""
+    from .cli import name_token, short_hash
+
+    if PRESETS.get(cfg.name) == cfg:
+        return cfg.name
+    return f"{name_token(cfg.name)}-{short_hash(repr(sorted(cfg.to_dict().items())))}"
+
+
+# ---- writing ---------------------------------------------------------------------------------
+
+def field_docs() -> dict[str, str]:
+    """Each field's description in ``AcceleratorConfig``'s docstring (one line)."""
+    docs: dict[str, str] = {}
+    text = AcceleratorConfig.__doc__.split("Parameters\n    ----------\n", 1)[1]
+    for names, body in re.findall(r"^    (\w[\w, ]*):\n((?:        .*\n?)+)", text, flags=re.M):
+        for name in names.split(","):
+            docs[name.strip()] = " ".join(body.split())
+    return docs
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def config_toml(cfg: AcceleratorConfig) -> str:
+    """``cfg`` as an accelerator file: every field, each with its description as a comment."""
+    docs = field_docs()
+    lines = [f"# vitaccel accelerator configuration {cfg.name!r} (hw/config.py; format: docs/config.md)",
+             f"# derived: {cfg.macs_per_cycle} MACs/cycle, {cfg.weight_rows} weight rows, "
+             f"{cfg.input_rows} input rows, global-buffer bus {cfg.gb_bus_bytes} B/cycle"]
+    for field in FIELDS:
+        if field in docs:
+            lines.append(f"# {docs[field]}")
+        lines.append(f"{field} = {_toml_value(getattr(cfg, field))}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from .cli import OneLineParser, UsageError, atomic_write, fail
+
+    parser = OneLineParser(prog="python -m hw.config_file",
+                           description="Print a configuration (a preset or a .toml file) as an accelerator file.")
+    parser.add_argument("--config", required=True, help=f"a preset ({', '.join(PRESETS)}) or a .toml file")
+    parser.add_argument("--out", default=None, help="write the file here instead of printing it")
+    args = parser.parse_args(argv)
+    try:
+        text = config_toml(load_config(args.config))
+        if args.out:
+            try:
+                atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
+            except OSError as e:
+                raise UsageError(f"cannot write {args.out}: {e.strerror}") from None
+    except (ConfigError, UsageError) as e:
+        return fail(parser.prog, e)
+    if args.out:
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import run_main
+
+    run_main(main)

@@ -1,0 +1,662 @@
+"""Import an ONNX model into the IR: ``MODEL=path/to/model.onnx`` wherever ``MODEL`` works.
+
+``load_onnx(path)`` reads the file with the ``onnx`` package and returns an :class:`Imported`:
+the :class:`~mapper.ir.Model` (built, and so shape-checked, by ``Model``), its float weights in
+:mod:`mapper.weights`' format (``weight [K, kh, kw, C/groups]`` for a convolution, ``[K, C]`` for
+a linear, ``gamma``/``beta``, a constant's ``data``), where every graph output sits in the IR
+tensors (:class:`~mapper.onnx_layout.View`), and the scales of a QDQ-quantised model.
+
+How the graph maps to layers (``docs/onnx.md`` has the full table):
+
+* ``Conv`` -> :class:`~mapper.ir.Conv2d` (a ``BatchNormalization`` and a ``Relu`` that only it
+  reads are folded in); ``Gemm``, and ``MatMul`` by a constant -> :class:`~mapper.ir.Linear` (a
+  bias ``Add`` and a ``Relu`` folded in); ``MatMul`` of two activations -> :class:`~mapper.ir.MatMul`
+  when its operands are laid out as the IR's attention products read them (heads side by side
+  in the channels, windows interleaved in the tokens: :mod:`mapper.ir`);
+* ``Add``/``Mul`` (``Sub``/``Div`` by a constant) -> ``Add``/``Mul``, constants becoming
+  :class:`~mapper.ir.Constant` layers of the smallest shape that IR broadcasting repeats to the
+  ONNX values; ``Softmax``, ``LayerNormalization``, ``Relu``, ``Sigmoid``, ``Gelu`` (and its
+  ``Erf`` pattern), ``Resize``, ``MaxPool``, ``AveragePool``, ``GlobalAveragePool``,
+  ``ReduceMean`` over the pixels, ``Concat`` of channels, ``Pad`` at the bottom and right;
+* layout operators (``Reshape``, ``Transpose``, ``Flatten``, ``Squeeze``, ``Unsqueeze``,
+  ``Slice``, ``Split``, ``Gather`` with constant indices, ``Expand``, and a ``Concat`` of parts of
+  one tensor) are views (:mod:`mapper.onnx_layout`) and no layer when they move no data; where
+  they do move data, the IR layout layer that does the same (crop, roll, window partition and
+  reverse, patch merge) is inserted, and anything else is refused;
+* shape computations on constants are evaluated (``onnx.reference``).
+
+The batch is 1; an ONNX ``[1, C, H, W]`` input is the IR's ``H x W x C`` image (``[1, N, C]``: N
+tokens).  An unsupported operator or attribute, a dynamic or batched shape, or a data type
+other than float32 and int8 raises :class:`OnnxImportError`: one line naming the file, the node,
+its operator and what is supported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from . import onnx_layout as L
+from .ir import (INPUT, PARTS, Activation, Add, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
+                 Mul, Pad, PatchMerge, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse)
+from .onnx_layout import View
+from .onnx_patterns import fuse_patterns
+
+__all__ = ["OnnxImportError", "Imported", "load_onnx", "import_onnx", "is_onnx_path", "qdq_qmodel", "file_weights",
+           "SUPPORTED_OPS",
+           "CUSTOM_DOMAIN", "PARTS_KEY"]
+
+#: Domain of the two operators the exporter writes where standard ONNX has none (``docs/onnx.md``).
+CUSTOM_DOMAIN = "com.vitaccel"
+#: Model metadata key under which the exporter stores each layer's part (JSON: name -> part).
+PARTS_KEY = "vitaccel.parts"
+_FLOAT, _INT8, _UINT8 = 1, 3, 2           # onnx.TensorProto data types
+_LAYOUT_CLASSES = {"crop": Crop, "roll": Roll, "window_partition": WindowPartition,
+                   "window_reverse": WindowReverse, "patch_merge": PatchMerge}
+
+
+class OnnxImportError(ValueError):
+    """A graph the IR cannot express; the message is one line naming the file, node and operator."""
+
+
+@dataclass
+class Imported:
+    """An imported ONNX model (module docstring).
+
+    Members
+    -------
+    model : Model
+        The network, shape-checked.
+    weights : dict
+        Layer name -> float32 arrays (``mapper.weights`` format).
+    outputs : dict
+        Graph output name -> its :class:`~mapper.onnx_layout.View` over an IR tensor.
+    input_name : str
+        The graph input, the IR's ``"input"`` (``input_view`` says how).
+    input_view : View
+    class_maps : dict
+        Graph outputs that are a segmentation class map (``ArgMax`` over the channels) -> the
+        resize whose classes they are.
+    act_scales : dict
+        QDQ models: IR tensor name -> the scale of its ``QuantizeLinear`` (empty otherwise).
+    weight_q : dict
+        QDQ models: layer name -> ``(int8 weight in the layer's layout, per-output-channel scales)``.
+    """
+
+    model: Model
+    weights: dict
+    outputs: dict
+    input_name: str
+    input_view: View
+    class_maps: dict = field(default_factory=dict)
+    act_scales: dict = field(default_factory=dict)
+    weight_q: dict = field(default_factory=dict)
+
+
+def is_onnx_path(name: str) -> bool:
+    """Whether a ``MODEL`` value names an ONNX file rather than a zoo model."""
+    return str(name).lower().endswith(".onnx")
+
+
+def model_name_for(path: Path, data: bytes) -> str:
+    """``<stem>-<hash>``: two files never share output folders, even with one name."""
+    stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", path.stem) or "model"
+    return f"{stem}-{hashlib.sha256(data).hexdigest()[:8]}"
+
+
+def load_onnx(path: Union[str, Path]) -> Imported:
+    """Import the ONNX file at ``path`` (cached per path, size and modification time)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as e:
+        raise OnnxImportError(f"{path}: cannot read the ONNX file: {e.strerror}") from None
+    return _load_cached(str(p.resolve()), st.st_size, st.st_mtime_ns, str(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(resolved: str, size: int, mtime: int, shown: str) -> Imported:
+    import onnx
+
+    try:
+        data = Path(resolved).read_bytes()
+        proto = onnx.load_from_string(data)
+    except OSError as e:
+        raise OnnxImportError(f"{shown}: cannot read the ONNX file: {e.strerror}") from None
+    except Exception as e:                      # protobuf's DecodeError and friends
+        raise OnnxImportError(f"{shown}: not an ONNX model ({type(e).__name__}: {e})") from None
+    return import_onnx(proto, model_name_for(Path(shown), data), where=shown)
+
+
+def file_weights(model: Model) -> Optional[dict]:
+    """The float weights of a model imported from ONNX (from its file), or None for any other model:
+    ``file_weights(model) or mapper.weights.init_weights(model, seed)`` gives every model's weights."""
+    if model.params.get("source") != "onnx":
+        return None
+    return load_onnx(model.params["onnx"]).weights
+
+
+def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None):
+    """The :class:`~mapper.quantize.QModel` of a QDQ-quantised model, keeping the file's scales.
+
+    * Activations: a tensor with a ``QuantizeLinear`` scale ``s`` gets the range ``127 * s`` in
+      :func:`mapper.calibrate.quantize_ranges`, so its scale is ``s`` unless the hardware's rules
+      override it: scale groups (layout, resize, pooling, concatenation, ReLU share their input's
+      scale; the group takes the largest), a softmax's output (1/128) and the input image
+      (``mapper.images.INPUT_SCALE``).  Tensors without a QDQ pair are calibrated on
+      ``calib_image`` (``mapper.images.calibration_image`` by default) as any float model is.
+    * Weights: the file's int8 values and per-output-channel scales, unchanged; the bias is
+      requantised to the accumulator's scale ``s_in * s_w`` and the output multiplier and shift
+      derived from ``s_in * s_w / s_out`` (``mapper.calibrate.requant_params``).
+    """
+    from .calibrate import calibrate_ranges, quantize_ranges, requant_params
+    from .images import calibration_image, round_half_up
+    from .quantize import QLayer
+
+    model, weights = imported.model, imported.weights
+    scaled = {t: 127.0 * s for t, s in imported.act_scales.items() if t != INPUT and s > 0}
+    ranges = {}
+    if any(l.name not in scaled for l in model.layers):
+        image = calib_image if calib_image is not None else calibration_image(model.input[0], model.input[1])
+        ranges = calibrate_ranges(model, weights, image)
+    q = quantize_ranges(model, weights, {**ranges, **scaled})
+    for name, (wq, s_w) in imported.weight_q.items():
+        layer, ql = model.layer(name), q.layers[name]
+        acc = q.scale(layer.inputs[0]) * np.asarray(s_w, np.float64)
+        bias = np.asarray(weights[name]["bias"], np.float64) if layer.bias else np.zeros(len(acc))
+        mult, shift = requant_params(acc / ql.scale)
+        bias_q = np.clip(round_half_up(bias / acc), -(1 << 31), (1 << 31) - 1).astype(np.int64)
+        q.layers[name] = QLayer(ql.scale, np.asarray(wq, np.int8), bias_q, mult, shift)
+    return q
+
+
+def import_onnx(proto, name: str, where: str = "<onnx>") -> Imported:
+    """Import an ``onnx.ModelProto`` as model ``name``; ``where`` names it in messages.
+
+    A product by a constant scalar (an attention scale) is folded into the weights of the
+    linear or convolution that computes its operand (for ``(q @ k^T) * s``, the rows of ``q``)
+    when nothing else reads those rows; otherwise, found at the end, the import is repeated
+    with that scale as a :class:`~mapper.ir.Mul` layer.
+    """
+    if proto.functions:                     # model-local functions (the dynamo exporter's): their bodies
+        import onnx.inliner
+
+        proto = onnx.inliner.inline_local_functions(proto)
+    refused: set = set()
+    while True:
+        try:
+            return _Importer(proto, where, refused).run(name)
+        except _Refold as e:
+            refused.add(e.key)
+
+
+class _Refold(Exception):
+    """A folded scale whose rows another layer reads too: import again without folding it."""
+
+    def __init__(self, key):
+        self.key = key
+
+
+@dataclass
+class _Fold:
+    """Rows ``lo:hi`` of layer ``target`` scaled for the layers in ``readers`` (and only them)."""
+
+    target: str
+    lo: int
+    hi: int
+    readers: set
+
+
+# ---- values ---------------------------------------------------------------------------------
+
+@dataclass
+class _Source:
+    """An IR tensor (``kind`` ``input`` or ``layer``) or a float constant not yet a layer (``const``)."""
+
+    name: str
+    shape: L.Shape3
+    kind: str
+    data: Optional[np.ndarray] = None      # const: the values, HWC
+    after: Optional[str] = None            # const from a Constant node: the layer it follows
+    seq: int = 0
+
+
+def _default_layout(shape: tuple[int, ...]) -> tuple[L.Shape3, tuple[int, ...]]:
+    """IR shape and strides of a float constant with ONNX ``shape``: ``[1, C, H, W]`` is an image,
+    anything else ``N x 1 x C`` (``C`` the last axis)."""
+    if len(shape) == 4 and shape[0] == 1:
+        _, c, h, w = shape
+        return (h, w, c), (h * w * c, 1, w * c, c)
+    c = shape[-1] if shape else 1
+    n = math.prod(shape[:-1]) if shape else 1
+    return (n, 1, c), L._contiguous(shape)
+
+
+def _sanitise(name: str) -> str:
+    text = re.sub(r"_output_0$", "", name)
+    text = re.sub(r"[/:\\]+", ".", text).strip(".")
+    return re.sub(r"[^A-Za-z0-9_.+=,\-]", "_", text) or "t"
+
+
+# ---- the importer ------------------------------------------------------------------------------
+
+class _Importer:
+    """One import: walks the nodes in order, keeping a view or a constant for every ONNX value."""
+
+    def __init__(self, proto, where: str, refused: frozenset = frozenset()):
+        self.proto, self.where = proto, where
+        self.refused = refused
+        self.folds: dict[tuple, _Fold] = {}
+        self.fold_of: dict[str, tuple] = {}        # ONNX tensor -> the fold whose scale it carries
+        self.graph = proto.graph
+        self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+        self.consts: dict[str, np.ndarray] = {}
+        self.views: dict[str, View] = {}
+        self.sources: dict[str, _Source] = {}
+        self.layers: list = []
+        self.weights: dict = {}
+        self.names: set[str] = {INPUT}
+        self.done: set[int] = set()
+        self.node = None
+        self.quantised: dict[str, float] = {}      # ONNX tensor -> scale of the QuantizeLinear that made it
+        self.act_scales: dict[str, float] = {}
+        self.qconst: dict[str, tuple] = {}
+        self.weight_q: dict = {}
+        self._seq = 0
+        self.by_name: dict = {}
+        self.class_maps: dict[str, str] = {}
+
+    # -- errors and names
+    def fail(self, message: str) -> OnnxImportError:
+        n = self.node
+        where = f"node {n.name or n.output[0]!r} ({n.op_type})" if n is not None else "graph"
+        return OnnxImportError(f"{self.where}: {where}: {' '.join(message.split())}")
+
+    def layer_name(self, tensor: str) -> str:
+        base = _sanitise(tensor)
+        name, i = base, 2
+        while name in self.names:
+            name, i = f"{base}_{i}", i + 1
+        self.names.add(name)
+        return name
+
+    # -- the walk
+    def run(self, name: str) -> Imported:
+        self.nodes = list(self.graph.node)
+        self.consumers = _consumers(self.graph)
+        self.done.update(_dead_nodes(self.graph))
+        self._initializers()
+        input_name, input_view = self._graph_input()
+        fuse_patterns(self)
+        for i, node in enumerate(self.nodes):
+            if i in self.done:
+                continue
+            self.node, self.index = node, i
+            self._dispatch(node)
+        self.node = None
+        outputs = self._graph_outputs()
+        layers = _live_layers(self.layers, {v.source for v in outputs.values()} | set(self.class_maps.values()))
+        _check_folds(self.folds, layers, outputs)
+        model = self._model(name, layers)
+        weights = {k: v for k, v in self.weights.items() if k in {l.name for l in layers}}
+        return Imported(model, weights, outputs, input_name, input_view, self.class_maps, self.act_scales,
+                        {k: v for k, v in self.weight_q.items() if k in weights})
+
+    def _dispatch(self, node) -> None:
+        if node.domain not in ("", "ai.onnx", CUSTOM_DOMAIN):
+            raise self.fail(f"operator domain {node.domain!r} is not supported; supported: {SUPPORTED_TEXT}")
+        handler = _HANDLERS.get((CUSTOM_DOMAIN if node.domain == CUSTOM_DOMAIN else "", node.op_type))
+        if self._foldable(node):
+            return self._fold(node)
+        if handler is None:
+            raise self.fail(f"unsupported operator; supported: {SUPPORTED_TEXT}")
+        handler(self, node)
+
+    # -- graph inputs, initializers, outputs
+    def _initializers(self) -> None:
+        from onnx import numpy_helper
+
+        for t in self.graph.initializer:
+            self._set_const(t.name, numpy_helper.to_array(t))
+
+    def _set_const(self, name: str, arr: np.ndarray, after: Optional[str] = None) -> None:
+        if arr.dtype.kind == "f":
+            if arr.dtype != np.float32:
+                raise self.fail(f"tensor {name!r} has data type {arr.dtype}; supported: float32 and int8")
+            shape3, strides = _default_layout(arr.shape)
+            data = arr[0].transpose(1, 2, 0) if len(arr.shape) == 4 and arr.shape[0] == 1 else arr
+            self._seq += 1
+            self.sources[name] = _Source(name, shape3, "const", np.ascontiguousarray(data).reshape(shape3), after,
+                                         self._seq)
+            self.views[name] = View(name, shape3, tuple(arr.shape), strides)
+        else:
+            self.consts[name] = arr
+
+    def _graph_input(self) -> tuple[str, View]:
+        inits = {t.name for t in self.graph.initializer}
+        inputs = [i for i in self.graph.input if i.name not in inits]
+        if len(inputs) != 1:
+            raise self.fail(f"the graph has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+                            f"supported: one image or token input")
+        inp = inputs[0]
+        tt = inp.type.tensor_type
+        if tt.elem_type not in (_FLOAT, _INT8):
+            raise self.fail(f"input {inp.name!r} has data type {_type_name(tt.elem_type)}; supported: float32 "
+                            f"and int8")
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
+                for d in tt.shape.dim]
+        bad = [(k, d) for k, d in enumerate(dims) if not isinstance(d, int)]
+        if bad:
+            raise self.fail(f"input {inp.name!r} has a dynamic dimension {bad[0][1]!r} (axis {bad[0][0]}); "
+                            f"export with fixed shapes (batch 1, fixed height and width)")
+        if len(dims) not in (2, 3, 4) or dims[0] != 1:
+            raise self.fail(f"input {inp.name!r} has shape {dims}; supported: [1, C, H, W] images and "
+                            f"[1, N, C] tokens (batch 1)")
+        shape3, strides = _default_layout(tuple(dims))
+        view = View(INPUT, shape3, tuple(dims), strides)
+        self.sources[INPUT] = _Source(INPUT, shape3, "input")
+        self.views[inp.name] = view
+        if tt.elem_type == _INT8:
+            self.quantised[inp.name] = 0.0
+        return inp.name, view
+
+    def _graph_outputs(self) -> dict:
+        out = {}
+        for o in self.graph.output:
+            if o.name in self.class_maps:
+                continue
+            if o.name in self.consts or (o.name in self.views and self.sources[self.views[o.name].source].kind == "const"):
+                raise self.fail(f"graph output {o.name!r} is a constant; supported: outputs computed from the input")
+            if o.name not in self.views:
+                raise self.fail(f"graph output {o.name!r} is not computed by any node")
+            out[o.name] = self.views[o.name]
+        return out
+
+    def _model(self, name: str, layers: list) -> Model:
+        parts = _parts_metadata(self.proto)
+        layers = [dataclasses.replace(l, part=parts.get(l.name) or _guess_part(l.name)) for l in layers]
+        params = {"source": "onnx", "onnx": self.where}
+        if self.class_maps:
+            params["classes"] = self.sources[next(iter(self.class_maps.values()))].shape[2]
+        try:
+            return Model(name=name, variant="full", input=self.sources[INPUT].shape, layers=tuple(layers),
+                         params=params)
+        except (ShapeError, ValueError) as e:
+            raise OnnxImportError(f"{self.where}: {e}") from None
+
+    # -- values
+    def value(self, name: str):
+        if name in self.views:
+            return self.views[name]
+        if name in self.consts:
+            return self.consts[name]
+        raise self.fail(f"input {name!r} is not produced by any earlier node")
+
+    def array(self, name: str) -> np.ndarray:
+        """A constant input as an array (float constants from their view)."""
+        v = self.value(name)
+        if isinstance(v, np.ndarray):
+            return v
+        src = self.sources[v.source]
+        if src.kind != "const":
+            raise self.fail(f"input {name!r} must be a constant (weights), but it is computed from the input")
+        return L.gather(v, src.data.ravel())
+
+    def optional_array(self, node, k: int) -> Optional[np.ndarray]:
+        return self.array(node.input[k]) if len(node.input) > k and node.input[k] else None
+
+    def is_const(self, name: str) -> bool:
+        v = self.value(name)
+        return isinstance(v, np.ndarray) or self.sources[v.source].kind == "const"
+
+    def act(self, name: str) -> View:
+        """A float input as a view of an IR tensor (a constant becomes a Constant layer)."""
+        v = self.value(name)
+        if isinstance(v, np.ndarray):
+            raise self.fail(f"input {name!r} is a {v.dtype} constant where a float tensor is needed")
+        if self.sources[v.source].kind == "const":
+            self.materialise_const(v.source)
+        return v
+
+    def only_consumer(self, tensor: str, op: str):
+        """The node (and its index) that alone reads ``tensor``, if its operator is ``op``."""
+        readers = self.consumers.get(tensor, [])
+        if len(readers) == 1 and readers[0] >= 0 and self.nodes[readers[0]].op_type == op:
+            return readers[0], self.nodes[readers[0]]
+        return None, None
+
+    # -- layers
+    def emit(self, cls, name: str, *, after: Optional[str] = None, seq: int = 0, **kw) -> L.Shape3:
+        """Build IR layer ``cls(name, "backbone", **kw)``, infer its shape and append it."""
+        try:
+            layer = cls(name, "backbone", **kw)
+            out = tuple(layer.infer([self.sources[n].shape for n in layer.inputs]))
+        except (ShapeError, ValueError) as e:
+            raise self.fail(str(e)) from None
+        layer = dataclasses.replace(layer, out_shape=out)
+        if after is None:
+            self.layers.append(layer)
+        else:
+            self.layers.insert(_position_after(self.layers, after, self.sources, seq), layer)
+        self.sources[name] = _Source(name, out, "layer", seq=seq)
+        self.by_name[name] = layer
+        for n in (self.node.input if self.node is not None else ()):
+            if n in self.fold_of:
+                self.folds[self.fold_of[n]].readers.add(name)
+        return out
+
+    def fold_rows(self, target: str, lo: int, hi: int, s: float, readers: set, tensor: str) -> bool:
+        """Scale rows ``lo:hi`` of layer ``target``'s weights and bias by ``s`` for ONNX value ``tensor``
+        (read by ``readers`` so far); False when an earlier attempt found other readers of them."""
+        key = (target, lo, hi)
+        if key in self.refused:
+            return False
+        w = self.weights[target]
+        w["weight"][lo:hi] *= np.float32(s)
+        w["bias"][lo:hi] *= np.float32(s)
+        self.folds.setdefault(key, _Fold(target, lo, hi, set())).readers.update(readers)
+        self.fold_of[tensor] = key
+        return True
+
+    def materialise_const(self, source: str) -> None:
+        src = self.sources[source]
+        if src.kind != "const":
+            return
+        name = self.layer_name(source)
+        self.sources.pop(source)
+        self.emit(Constant, name, shape=tuple(src.shape), init="onnx", after=src.after, seq=src.seq)
+        data = src.data
+        self.weights[name] = {"data": data.astype(np.float32)}
+        for k, v in list(self.views.items()):
+            if v.source == source:
+                self.views[k] = v.on(name, src.shape)
+
+    def constant_layer(self, base: str, data: np.ndarray, after: Optional[str], seq: int = 0) -> str:
+        """A Constant layer holding ``data`` (HWC), named after ``base``; reused when equal."""
+        key = (base, data.shape, hashlib.sha256(data.tobytes()).hexdigest())
+        cache = self.__dict__.setdefault("_const_cache", {})
+        if key not in cache:
+            name = self.layer_name(base)
+            self.emit(Constant, name, shape=tuple(data.shape), init="onnx", after=after, seq=seq)
+            self.weights[name] = {"data": data.astype(np.float32)}
+            cache[key] = name
+        return cache[key]
+
+    def need(self, v: View, ok: Callable[[View], bool], what: str) -> View:
+        """``v`` if ``ok(v)``; else the view of an IR layout layer's output that holds the same values
+        and is ``ok``; else an error saying the input is not laid out as ``what``."""
+        if ok(v):
+            return v
+        found = self.materialise(v, ok)
+        if found is None:
+            raise self.fail(f"its input is not laid out as {what} and no IR layout layer (crop, roll, window "
+                            f"partition or reverse, patch merge) arranges it so; supported: layout operators "
+                            f"that move no data or do what one of those layers does")
+        return found
+
+    def materialise(self, v: View, ok: Callable[[View], bool] = L.covers) -> Optional[View]:
+        """The view of a new layout layer's output that holds what ``v`` holds, if one exists and is ``ok``."""
+        base = v.origin or (self.node.output[0] if self.node is not None else v.source)
+        cache = self.__dict__.setdefault("_layout_cache", {})
+        for cand in L.layout_candidates(v):
+            found = L.match_layout(v, cand, "?")
+            if found is None or not ok(found):
+                continue
+            key = (cand.kind, cand.source, tuple(sorted(cand.params.items())))
+            if key not in cache:
+                name = self.layer_name(base)
+                source = self._patch_merge_source(cand) if cand.kind == "patch_merge" else cand.source
+                self.emit(_LAYOUT_CLASSES[cand.kind], name, inputs=(source,), **cand.params)
+                cache[key] = name
+            return found.on(cache[key], self.sources[cache[key]].shape)
+        return None
+
+    def _patch_merge_source(self, cand: L.Candidate) -> str:
+        """Patch merging pads odd sides itself: of a zero padding to even sides, read its input."""
+        prod = next((l for l in self.layers if l.name == cand.source), None)
+        if isinstance(prod, Pad):
+            h, w, _ = self.sources[prod.inputs[0]].shape
+            if (prod.out_h, prod.out_w) == (h + h % 2, w + w % 2):
+                return prod.inputs[0]
+        return cand.source
+
+    # -- constant folding
+    def _foldable(self, node) -> bool:
+        if node.op_type in _NEVER_FOLD or not node.input:
+            return False
+        ins = [n for n in node.input if n]
+        if not all(n in self.consts or (n in self.views and self.sources[self.views[n].source].kind == "const")
+                   for n in ins):
+            return False
+        if all(n in self.consts for n in ins):
+            return True
+        return node.op_type not in _VIEW_OPS and all(self.array(n).size <= 1 for n in ins if n in self.views)
+
+    def _fold(self, node) -> None:
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {n: self.array(n) for n in node.input if n}
+        try:
+            results = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
+        except Exception as e:
+            raise self.fail(f"cannot evaluate it on its constant inputs: {type(e).__name__}: {e}") from None
+        for name, arr in zip(node.output, results):
+            if name:
+                arr = np.asarray(arr)
+                self._set_const(name, arr.astype(np.float32) if arr.dtype.kind == "f" else arr)
+
+
+# ---- graph-level helpers ---------------------------------------------------------------------------
+
+def _consumers(graph) -> dict[str, list[int]]:
+    """ONNX tensor -> indices of the nodes that read it (-1 for a graph output)."""
+    out: dict[str, list[int]] = {}
+    for i, node in enumerate(graph.node):
+        for name in node.input:
+            if name:
+                out.setdefault(name, []).append(i)
+    for o in graph.output:
+        out.setdefault(o.name, []).append(-1)
+    return out
+
+
+def _dead_nodes(graph) -> set[int]:
+    """Nodes no graph output depends on (an exporter's leftovers): never imported, never refused."""
+    needed = {o.name for o in graph.output}
+    dead = set()
+    for i in range(len(graph.node) - 1, -1, -1):
+        node = graph.node[i]
+        if any(o in needed for o in node.output):
+            needed.update(n for n in node.input if n)
+        else:
+            dead.add(i)
+    return dead
+
+
+def _type_name(elem_type: int) -> str:
+    from onnx import TensorProto
+
+    return TensorProto.DataType.Name(elem_type).lower()
+
+
+def _position_after(layers: list, after: str, sources: dict, seq: int) -> int:
+    """Where a Constant layer that follows layer ``after`` goes: after it and the constants that
+    follow it from earlier Constant nodes (``seq`` orders them)."""
+    pos = 0
+    for i, l in enumerate(layers):
+        if l.name == after:
+            pos = i + 1
+            break
+    while pos < len(layers) and isinstance(layers[pos], Constant) and 0 < sources[layers[pos].name].seq < seq:
+        pos += 1
+    return pos
+
+
+def _live_layers(layers: list, outputs: set) -> list:
+    """The layers the outputs depend on (padding layers that patch merging made redundant, and
+    constants or layers no output reads, are dropped)."""
+    live = set(outputs)
+    for layer in reversed(layers):
+        if layer.name in live:
+            live.update(layer.inputs)
+    return [l for l in layers if l.name in live]
+
+
+def _rows_read(layer, tensor: str, channels: int) -> tuple[int, int]:
+    """The channels ``[lo, hi)`` of input ``tensor`` that ``layer`` reads."""
+    if isinstance(layer, Linear):
+        return 0, layer.in_features
+    if isinstance(layer, Conv2d):
+        return 0, layer.in_ch
+    if isinstance(layer, MatMul) and layer.b_layout != "opaque":
+        if tensor == layer.inputs[0]:
+            return layer.a_offset, layer.a_offset + layer.heads * layer.k
+        width = layer.k if layer.b_layout == "nk" else layer.n
+        return layer.b_offset, layer.b_offset + layer.heads * width
+    return 0, channels
+
+
+def _check_folds(folds: dict, layers: list, outputs: dict) -> None:
+    """_Refold for the first folded scale whose rows a layer other than its readers, or a graph
+    output, reads."""
+    for key, fold in folds.items():
+        for v in outputs.values():
+            lo, hi = L.channels_read(v) if v.source == fold.target else (0, 0)
+            if lo < fold.hi and fold.lo < hi:
+                raise _Refold(key)
+        for layer in layers:
+            if fold.target in layer.inputs and layer.name not in fold.readers:
+                lo, hi = _rows_read(layer, fold.target, 1 << 30)
+                if lo < fold.hi and fold.lo < hi:
+                    raise _Refold(key)
+
+
+def _parts_metadata(proto) -> dict:
+    for prop in proto.metadata_props:
+        if prop.key == PARTS_KEY:
+            try:
+                parts = json.loads(prop.value)
+            except ValueError:
+                return {}
+            return {k: v for k, v in parts.items() if v in PARTS} if isinstance(parts, dict) else {}
+    return {}
+
+
+def _guess_part(name: str) -> str:
+    """A part named in the layer's name (``decoder``, ``head``, ...), else ``backbone``."""
+    words = set(re.split(r"[._\-]", name.lower()))
+    return next((p for p in PARTS if p in words), "backbone")
+
+
+from .onnx_ops import HANDLERS as _HANDLERS, NEVER_FOLD as _NEVER_FOLD, SUPPORTED_OPS, VIEW_OPS as _VIEW_OPS  # noqa: E402
+
+SUPPORTED_TEXT = ", ".join(SUPPORTED_OPS)

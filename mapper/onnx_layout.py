@@ -1,0 +1,366 @@
+"""How an ONNX tensor sits in an IR tensor: views, and the IR layout layers that move data.
+
+The IR keeps every tensor as an ``(H, W, C)`` array in HWC order (:mod:`mapper.ir`); an ONNX
+graph reshapes, transposes, slices and splits its tensors freely.  The importer
+(:mod:`mapper.onnx_import`) therefore represents every ONNX value that is not a layer's own
+output as a :class:`View` of an IR tensor: which element of the IR tensor's HWC buffer each
+ONNX element is.  A view is *strided* (``offset + sum(i_k * strides[k])``, as a numpy view)
+whenever it can be, else it holds the explicit index of every element.
+
+Reshape, Transpose, Flatten, Squeeze, Unsqueeze, Slice, Split, Gather with constant indices,
+Expand and a Concat of parts of one tensor only change the view: they move no data.  A
+consumer that needs its input laid out as an IR tensor (a convolution's NCHW input is the
+HWC tensor itself, a linear layer's ``[.., tokens, C]`` input too) reads a view that is one;
+otherwise the data must move, and :func:`layout_candidates` lists the IR layout layers
+(crop, roll, window partition and reverse, patch merge) whose output the view is a strided
+view of.  :func:`match_layout` checks a candidate exactly, element by element.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from . import views as ir_views
+
+__all__ = ["View", "identity", "nchw", "tokens", "nhwc", "indices", "gather", "from_indices", "reshape", "transpose",
+           "slice_axis", "take", "expand", "concat_same", "covers", "is_form", "rows_view", "channels_read", "Candidate",
+           "layout_candidates", "match_layout", "Shape3"]
+
+Shape3 = tuple[int, int, int]
+
+
+@dataclass(frozen=True, eq=False)
+class View:
+    """ONNX tensor of ``shape`` whose element ``i`` is element ``offset + i . strides`` (or
+    ``index[i]``) of the HWC buffer of IR tensor ``source`` (shape ``src_shape``)."""
+
+    source: str
+    src_shape: Shape3
+    shape: tuple[int, ...]
+    strides: Optional[tuple[int, ...]] = None
+    offset: int = 0
+    index: Optional[np.ndarray] = None
+    origin: Optional[str] = None       # the ONNX value where the view stopped being its whole tensor
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def strided(self) -> bool:
+        return self.strides is not None
+
+    def on(self, source: str, src_shape: Shape3) -> "View":
+        """The same element pattern over another tensor of the same shape."""
+        return View(source, tuple(src_shape), self.shape, self.strides, self.offset, self.index)
+
+    def named(self, value: str, prior: Optional[str] = None) -> "View":
+        """The view as ONNX value ``value`` holds it: ``origin`` is the first value in its chain that
+        is not its whole tensor, strided (``prior``, the origin of the op's input, or ``value``)."""
+        whole = self.strided and covers(self)
+        return dataclasses.replace(self, origin=None if whole else (prior or value))
+
+
+def _contiguous(shape: Sequence[int]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
+def identity(source: str, src_shape: Shape3, shape: Sequence[int], strides: Sequence[int]) -> View:
+    return View(source, tuple(src_shape), tuple(shape), tuple(strides), 0)
+
+
+def nchw(source: str, s: Shape3) -> View:
+    """``[1, C, H, W]``: the IR tensor as an NCHW image."""
+    h, w, c = s
+    return identity(source, s, (1, c, h, w), (h * w * c, 1, w * c, c))
+
+
+def nhwc(source: str, s: Shape3) -> View:
+    """``[1, H, W, C]``."""
+    h, w, c = s
+    return identity(source, s, (1, h, w, c), (h * w * c, w * c, c, 1))
+
+
+def tokens(source: str, s: Shape3) -> View:
+    """``[1, H*W, C]``: the IR tensor as a token sequence."""
+    h, w, c = s
+    return identity(source, s, (1, h * w, c), (h * w * c, c, 1))
+
+
+def indices(v: View) -> np.ndarray:
+    """The HWC-buffer index of every element of ``v`` (int64, ``v.shape``)."""
+    if v.index is not None:
+        return v.index
+    idx = _strided_offsets(v)
+    idx += v.offset
+    return idx
+
+
+def _strided_offsets(v: View) -> np.ndarray:
+    """``sum(i_k * strides[k])`` over the view's shape, built one axis at a time (outer sums)."""
+    out = np.zeros((), dtype=np.int64)
+    for n, s in zip(v.shape, v.strides):
+        out = np.add.outer(out, np.arange(n, dtype=np.int64) * s)
+    return np.ascontiguousarray(out)
+
+
+def gather(v: View, data: np.ndarray) -> np.ndarray:
+    """The elements of ``data`` (the source's HWC buffer, flat) that ``v`` holds, in ``v``'s shape."""
+    if v.index is not None:
+        return data[v.index]
+    item = data.itemsize
+    return np.lib.stride_tricks.as_strided(data[v.offset:], v.shape, [s * item for s in v.strides]).copy()
+
+
+def from_indices(source: str, src_shape: Shape3, idx: np.ndarray) -> View:
+    """The view whose elements are ``idx``: strided when ``idx`` is affine in the element's position."""
+    shape = tuple(idx.shape)
+    if idx.size == 0:
+        return View(source, tuple(src_shape), shape, (0,) * len(shape), 0)
+    offset = int(idx.flat[0])
+    strides = []
+    for axis, n in enumerate(shape):
+        if n > 1:
+            step = [0] * len(shape)
+            step[axis] = 1
+            strides.append(int(idx[tuple(step)]) - offset)
+        else:
+            strides.append(0)
+    candidate = View(source, tuple(src_shape), shape, tuple(strides), offset)
+    if np.array_equal(indices(candidate), idx):
+        return candidate
+    return View(source, tuple(src_shape), shape, None, 0, np.ascontiguousarray(idx, dtype=np.int64))
+
+
+def _nocopy_strides(shape: Sequence[int], strides: Sequence[int], new: Sequence[int]) -> Optional[list[int]]:
+    """Strides of ``new`` as a view of a strided array (numpy's no-copy reshape), or None."""
+    old = [(n, s) for n, s in zip(shape, strides) if n != 1]
+    out: list[int] = []
+    i = 0
+    for n in new:
+        if n == 1:
+            out.append(0)
+            continue
+        # consume old dims until their product equals n; they must be contiguous with each other
+        prod, group = 1, []
+        while prod < n and i < len(old):
+            group.append(old[i])
+            prod *= old[i][0]
+            i += 1
+        if prod != n:
+            if n % prod == 0 or prod % n:
+                return None
+            # split one old dimension into several new ones
+            size, stride = group[-1]
+            if size % (prod // n):
+                return None
+            inner = prod // n
+            old.insert(i, (inner, stride))
+            group[-1] = (size // inner, stride * inner)
+            prod = n
+        for (a, sa), (b, sb) in zip(group, group[1:]):
+            if sa != b * sb:
+                return None
+        out.append(group[-1][1])
+    if i != len(old):
+        return None
+    return out
+
+
+def reshape(v: View, shape: Sequence[int]) -> View:
+    shape = tuple(int(n) for n in shape)
+    if math.prod(shape) != v.size:
+        raise ValueError(f"cannot reshape {list(v.shape)} to {list(shape)}")
+    if v.strided:
+        strides = _nocopy_strides(v.shape, v.strides, shape)
+        if strides is not None:
+            return View(v.source, v.src_shape, shape, tuple(strides), v.offset)
+    return from_indices(v.source, v.src_shape, indices(v).reshape(shape))
+
+
+def transpose(v: View, perm: Sequence[int]) -> View:
+    shape = tuple(v.shape[p] for p in perm)
+    if v.strided:
+        return View(v.source, v.src_shape, shape, tuple(v.strides[p] for p in perm), v.offset)
+    return View(v.source, v.src_shape, shape, None, 0, np.ascontiguousarray(v.index.transpose(perm)))
+
+
+def slice_axis(v: View, axis: int, start: int, stop: int, step: int) -> View:
+    """``v[..., start:stop:step, ...]`` along ``axis`` (indices already clamped as ONNX Slice does)."""
+    n = len(range(start, stop, step))
+    if v.strided and step > 0:
+        shape = list(v.shape)
+        strides = list(v.strides)
+        offset = v.offset + start * strides[axis]
+        shape[axis] = n
+        strides[axis] *= step
+        return View(v.source, v.src_shape, tuple(shape), tuple(strides), offset)
+    sl = [slice(None)] * len(v.shape)
+    sl[axis] = slice(start, stop if stop >= 0 else None, step)
+    return from_indices(v.source, v.src_shape, indices(v)[tuple(sl)])
+
+
+def take(v: View, axis: int, which: np.ndarray) -> View:
+    """ONNX Gather with constant indices (negative ones count from the end)."""
+    which = np.where(which < 0, which + v.shape[axis], which)
+    if which.ndim == 0 and v.strided:
+        shape = v.shape[:axis] + v.shape[axis + 1:]
+        strides = v.strides[:axis] + v.strides[axis + 1:]
+        return View(v.source, v.src_shape, shape, strides, v.offset + int(which) * v.strides[axis])
+    return from_indices(v.source, v.src_shape, np.take(indices(v), which, axis=axis))
+
+
+def expand(v: View, shape: Sequence[int]) -> View:
+    """numpy broadcasting of ``v`` to ``shape`` (expanded axes get stride 0)."""
+    shape = tuple(np.broadcast_shapes(v.shape, tuple(shape)))
+    if v.strided:
+        pad = len(shape) - len(v.shape)
+        old = (1,) * pad + v.shape
+        strides = (0,) * pad + v.strides
+        return View(v.source, v.src_shape, shape,
+                    tuple(0 if o == 1 and n != 1 else s for o, n, s in zip(old, shape, strides)), v.offset)
+    return View(v.source, v.src_shape, shape, None, 0, np.broadcast_to(v.index, shape))
+
+
+def concat_same(views: Sequence[View], axis: int) -> View:
+    """A Concat of parts of one tensor: again a view of it."""
+    v0 = views[0]
+    return from_indices(v0.source, v0.src_shape, np.concatenate([indices(v) for v in views], axis=axis))
+
+
+def _bijective(shape, strides, n: int) -> bool:
+    """Strided positions ``i . strides`` over ``shape`` are ``0 .. n-1``, each once."""
+    step = 1
+    for s, k in sorted((s, k) for k, s in zip(shape, strides) if k > 1):
+        if s != step:
+            return False
+        step *= k
+    return step == n
+
+
+def covers(v: View) -> bool:
+    """Whether ``v`` holds every element of its tensor exactly once (in any order)."""
+    n = math.prod(v.src_shape)
+    if v.size != n:
+        return False
+    if v.strided:
+        return v.offset == 0 and _bijective(v.shape, v.strides, n)
+    flat = v.index.ravel()
+    return bool(flat.min() >= 0 and np.unique(flat).size == n)
+
+
+def rows_view(v: View, k: int, n: int, name: str, out_shape: Shape3) -> Optional[View]:
+    """When ``v`` is rows of the first ``k`` channels of every token of its tensor once (what a linear
+    layer reads), the view of the linear's ``n``-channel output (``name``) in the same order; else None."""
+    h, w, c = v.src_shape
+    if not v.shape or v.shape[-1] != k or k > c:
+        return None
+    if v.strided and v.offset == 0 and (k == 1 or v.strides[-1] == 1) and all(s % c == 0 for s in v.strides[:-1]):
+        tok = [s // c for s in v.strides[:-1]]
+        if not _bijective(v.shape[:-1], tok, h * w):
+            return None
+        return View(name, out_shape, v.shape[:-1] + (n,), tuple(t * n for t in tok) + (1,), 0)
+    rows = indices(v).reshape(-1, k)
+    if rows.shape[0] != h * w or (rows[:, 0] % c).any() or not np.array_equal(rows, rows[:, :1] + np.arange(k)):
+        return None
+    tok = rows[:, 0] // c
+    if not np.array_equal(np.sort(tok), np.arange(h * w)):
+        return None
+    return from_indices(name, out_shape, tok.reshape(v.shape[:-1])[..., None] * n + np.arange(n))
+
+
+def is_form(v: View, form: View) -> bool:
+    """Whether ``v`` has the same elements in the same places as ``form`` (axes of size 1 aside)."""
+    if v.shape != form.shape:
+        return False
+    if v.strided:
+        return v.offset == form.offset and all(n == 1 or a == b for n, a, b in zip(v.shape, v.strides, form.strides))
+    return np.array_equal(v.index, indices(form))
+
+
+def channels_read(v: View) -> tuple[int, int]:
+    """The range ``[lo, hi)`` of channels of its tensor that ``v`` reads."""
+    c = v.src_shape[2]
+    idx = indices(v) % c
+    return int(idx.min()), int(idx.max()) + 1
+
+
+# ---- the IR layout layers that move data -------------------------------------------------------
+
+@dataclass(frozen=True)
+class Candidate:
+    """An IR layout layer ``kind`` with ``params`` (its constructor's keywords) reading ``source``."""
+
+    kind: str
+    source: str
+    src_shape: Shape3
+    params: dict
+
+
+def _layout_out(c: Candidate, base: np.ndarray) -> np.ndarray:
+    """The candidate's output, computed on ``base`` (the source's elements as numbers; 0 = padding)."""
+    if c.kind == "crop":
+        return ir_views.crop(base, c.params["out_h"], c.params["out_w"])
+    if c.kind == "roll":
+        return ir_views.roll(base, c.params["shift"])
+    if c.kind == "window_partition":
+        return ir_views.window_partition(base, c.params["window"])
+    if c.kind == "window_reverse":
+        return ir_views.window_reverse(base, c.params["window"], c.params["out_h"], c.params["out_w"])
+    if c.kind == "patch_merge":
+        return ir_views.patch_merge(base)
+    raise ValueError(f"unknown layout layer {c.kind!r}")
+
+
+def match_layout(v: View, c: Candidate, name: str) -> Optional[View]:
+    """The strided view of the candidate's output (named ``name``) that holds what ``v`` holds
+    (``v`` over the candidate's source), or None when there is none."""
+    n = math.prod(c.src_shape)
+    out = _layout_out(c, np.arange(1, n + 1, dtype=np.int64).reshape(c.src_shape)) - 1   # -1 = padding
+    where = np.full(n, -1, dtype=np.int64)
+    flat = out.ravel()
+    real = flat >= 0
+    where[flat[real]] = np.flatnonzero(real)
+    pos = where[indices(v).ravel()]
+    if (pos < 0).any():
+        return None
+    found = from_indices(name, out.shape, pos.reshape(v.shape))
+    return found if found.strided else None
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(2, n + 1) if n % d == 0]
+
+
+def layout_candidates(v: View) -> Iterator[Candidate]:
+    """IR layout layers whose output ``v`` might be a strided view of: crop, roll, window partition
+    and reverse, patch merge (parameters guessed from ``v``; :func:`match_layout` decides)."""
+    src, (h, w, c) = v.source, v.src_shape
+    idx = indices(v)
+    ys, xs = idx // (w * c), (idx // c) % w
+    if ys.max() + 1 < h or xs.max() + 1 < w:
+        yield Candidate("crop", src, v.src_shape, {"out_h": int(ys.max()) + 1, "out_w": int(xs.max()) + 1})
+    y0, x0 = int(ys.flat[0]), int(xs.flat[0])
+    if 0 < y0 and (y0 - x0) % math.gcd(h, w) == 0:
+        shift = y0 if y0 <= h // 2 else y0 - h
+        yield Candidate("roll", src, v.src_shape, {"shift": shift})
+    sides = set(v.shape) | {math.isqrt(n) for n in v.shape if math.isqrt(n) ** 2 == n}
+    for win in sorted({n for n in sides if n > 1 and h % n == 0 and w % n == 0}, reverse=True):
+        yield Candidate("window_partition", src, v.src_shape, {"window": win})
+    win = math.isqrt(h)
+    if win > 1 and win * win == h:
+        for a in v.shape:
+            for b in v.shape:
+                if a * b == h * w and a % win == 0 and b % win == 0:
+                    yield Candidate("window_reverse", src, v.src_shape, {"window": win, "out_h": a, "out_w": b})
+    if 4 * c in v.shape:
+        yield Candidate("patch_merge", src, v.src_shape, {})

@@ -1,0 +1,958 @@
+"""The ONNX operators the importer understands, one handler each (see :mod:`mapper.onnx_import`).
+
+A handler reads its inputs from the importer (views of IR tensors, or constants), appends the
+IR layers the node needs and records a view for each of its outputs; it raises the importer's
+one-line error (``imp.fail``) for anything the IR cannot express.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import onnx_layout as L
+from .ir import (INPUT, Activation, Add, Concat, Conv2d, LayerNorm, Linear, MatMul, Mul, Pad, Pool, Resize, Roll,
+                 Softmax, WindowPartition)
+from .onnx_layout import View
+
+__all__ = ["HANDLERS", "SUPPORTED_OPS", "VIEW_OPS", "NEVER_FOLD"]
+
+HANDLERS: dict[tuple[str, str], Callable] = {}
+#: Operators that only change a view (evaluated on constants as views too, to keep their layout).
+VIEW_OPS = frozenset({"Identity", "Dropout", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice",
+                      "Split", "Gather", "Expand"})
+#: Operators never evaluated on constant inputs.
+NEVER_FOLD = frozenset({"Constant", "DequantizeLinear", "QuantizeLinear"})
+_CUSTOM = "com.vitaccel"
+
+
+def _op(*names: str, domain: str = ""):
+    def register(fn):
+        for n in names:
+            HANDLERS[(domain, n)] = fn
+        return fn
+    return register
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+def _axis(imp, axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise imp.fail(f"axis {axis} is out of range for a tensor of rank {rank}")
+    return axis % rank
+
+
+def _view(imp, name: str) -> View:
+    v = imp.value(name)
+    if isinstance(v, np.ndarray):
+        raise imp.fail(f"input {name!r} is a {v.dtype} tensor; supported: float32 and int8 data")
+    return v
+
+
+def _out(imp, node, v: View, k: int = 0, prior: Optional[View] = None) -> None:
+    """Record output ``k`` of a view operator reading view ``prior`` (None: a Concat, where the data
+    movement starts anew); a folded scale travels with the values."""
+    imp.views[node.output[k]] = v.named(node.output[k], prior.origin if prior is not None else None)
+    if node.input and node.input[0] in imp.fold_of:
+        imp.fold_of[node.output[k]] = imp.fold_of[node.input[0]]
+
+
+def _input_list(imp, node, k: int, attr: str) -> Optional[list]:
+    """An operand given as input ``k`` (newer opsets) or attribute ``attr`` (older ones)."""
+    if len(node.input) > k and node.input[k]:
+        return [int(x) for x in imp.array(node.input[k]).ravel()]
+    a = _attrs(node).get(attr)
+    return None if a is None else [int(x) for x in np.ravel(a)]
+
+
+# ---- constants and layout ----------------------------------------------------------------------
+
+@_op("Constant")
+def _constant(imp, node) -> None:
+    from onnx import numpy_helper
+
+    a = node.attribute[0]
+    if a.name == "value":
+        arr = numpy_helper.to_array(a.t)
+    elif a.name in ("value_float", "value_floats"):
+        arr = np.array(a.f if a.name == "value_float" else list(a.floats), np.float32)
+    elif a.name in ("value_int", "value_ints"):
+        arr = np.array(a.i if a.name == "value_int" else list(a.ints), np.int64)
+    else:
+        raise imp.fail(f"attribute {a.name!r} is not supported; supported: value, value_float(s), value_int(s)")
+    imp._set_const(node.output[0], arr, after=imp.layers[-1].name if imp.layers else "")
+
+
+@_op("Identity", "Dropout")
+def _alias(imp, node) -> None:
+    if len(node.output) > 1 and node.output[1] in imp.consumers:
+        raise imp.fail("its mask output is read; supported: inference (the data output only)")
+    v = _view(imp, node.input[0])
+    _out(imp, node, v, prior=v)
+    _pass_quantised(imp, node)
+
+
+@_op("Cast")
+def _cast(imp, node) -> None:
+    if _attrs(node).get("to") != 1:
+        raise imp.fail("a cast of a tensor to a type other than float32; supported: float32 and int8 data")
+    v = _view(imp, node.input[0])
+    _out(imp, node, v, prior=v)
+
+
+@_op("Shape")
+def _shape(imp, node) -> None:
+    a = _attrs(node)
+    shape = _view(imp, node.input[0]).shape
+    imp.consts[node.output[0]] = np.array(shape[a.get("start", 0):a.get("end", len(shape))], np.int64)
+
+
+@_op("Reshape")
+def _reshape(imp, node) -> None:
+    v = _view(imp, node.input[0])
+    target = [int(x) for x in imp.array(node.input[1]).ravel()]
+    if not _attrs(node).get("allowzero", 0):
+        target = [v.shape[i] if d == 0 else d for i, d in enumerate(target)]
+    if target.count(-1) == 1:
+        known = math.prod(d for d in target if d != -1)
+        target[target.index(-1)] = v.size // known if known else 0
+    _reshape_to(imp, node, v, target)
+
+
+def _reshape_to(imp, node, v: View, shape) -> None:
+    try:
+        _out(imp, node, _settle(imp, L.reshape(v, shape).named(node.output[0], v.origin)), prior=v)
+    except ValueError as e:
+        raise imp.fail(str(e)) from None
+    _pass_quantised(imp, node)
+
+
+def _settle(imp, v: View) -> View:
+    """A view that a Reshape or Concat left unstrided: the layout layer that makes it strided, if
+    there is one now (where PyTorch's patterns of roll, window partition and reverse and patch
+    merging end; slices are left for their consumer to settle)."""
+    if v.strided or imp.sources[v.source].kind == "const":
+        return v
+    return imp.materialise(v, lambda u: True) or v
+
+
+@_op("Flatten")
+def _flatten(imp, node) -> None:
+    v = _view(imp, node.input[0])
+    axis = _axis(imp, _attrs(node).get("axis", 1), len(v.shape) + 1)
+    _reshape_to(imp, node, v, [math.prod(v.shape[:axis]), math.prod(v.shape[axis:])])
+
+
+@_op("Squeeze")
+def _squeeze(imp, node) -> None:
+    v = _view(imp, node.input[0])
+    axes = _input_list(imp, node, 1, "axes")
+    drop = {_axis(imp, a, len(v.shape)) for a in axes} if axes else {i for i, n in enumerate(v.shape) if n == 1}
+    _reshape_to(imp, node, v, [n for i, n in enumerate(v.shape) if i not in drop])
+
+
+@_op("Unsqueeze")
+def _unsqueeze(imp, node) -> None:
+    v = _view(imp, node.input[0])
+    axes = _input_list(imp, node, 1, "axes") or []
+    rank = len(v.shape) + len(axes)
+    new = sorted(_axis(imp, a, rank) for a in axes)
+    shape, rest = [], iter(v.shape)
+    for i in range(rank):
+        shape.append(1 if i in new else next(rest))
+    _reshape_to(imp, node, v, shape)
+
+
+@_op("Transpose")
+def _transpose(imp, node) -> None:
+    v = _view(imp, node.input[0])
+    perm = _attrs(node).get("perm") or list(reversed(range(len(v.shape))))
+    _out(imp, node, L.transpose(v, [int(p) for p in perm]), prior=v)
+    _pass_quantised(imp, node)
+
+
+@_op("Slice")
+def _slice(imp, node) -> None:
+    v = v0 = _view(imp, node.input[0])
+    starts = _input_list(imp, node, 1, "starts")
+    ends = _input_list(imp, node, 2, "ends")
+    axes = _input_list(imp, node, 3, "axes") or list(range(len(starts)))
+    steps = _input_list(imp, node, 4, "steps") or [1] * len(starts)
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        if st == 0:
+            raise imp.fail("a slice with step 0")
+        a = _axis(imp, a, len(v.shape))
+        start, stop, step = slice(s, e, st).indices(v.shape[a])
+        v = L.slice_axis(v, a, start, stop, step)
+    _out(imp, node, v, prior=v0)
+    _pass_quantised(imp, node)
+
+
+@_op("Split")
+def _split(imp, node) -> None:
+    v = _view(imp, node.input[0])
+    a = _attrs(node)
+    axis = _axis(imp, a.get("axis", 0), len(v.shape))
+    sizes = _input_list(imp, node, 1, "split")
+    if not sizes:
+        n = len(node.output)
+        chunk = -(-v.shape[axis] // n)
+        sizes = [min(chunk, v.shape[axis] - i * chunk) for i in range(n)]
+    start = 0
+    for k, size in enumerate(sizes):
+        _out(imp, node, L.slice_axis(v, axis, start, start + size, 1), k, prior=v)
+        start += size
+
+
+@_op("Gather")
+def _gather(imp, node) -> None:
+    v = _view(imp, node.input[0])
+    axis = _axis(imp, _attrs(node).get("axis", 0), len(v.shape))
+    if not imp.is_const(node.input[1]):
+        raise imp.fail("gathering with computed indices; supported: constant indices (a view)")
+    _out(imp, node, L.take(v, axis, imp.array(node.input[1]).astype(np.int64)), prior=v)
+    _pass_quantised(imp, node)
+
+
+@_op("Expand")
+def _expand(imp, node) -> None:
+    v = _view(imp, node.input[0])
+    try:
+        _out(imp, node, L.expand(v, [int(x) for x in imp.array(node.input[1]).ravel()]), prior=v)
+    except ValueError as e:
+        raise imp.fail(str(e)) from None
+
+
+# ---- MAC layers ------------------------------------------------------------------------------------
+
+def _nchw_prefix(v: View) -> bool:
+    """``v`` is ``[1, C', H, W]``: the first ``C'`` channels of its HWC tensor as an NCHW image."""
+    h, w, c = v.src_shape
+    return (len(v.shape) == 4 and v.shape[0] == 1 and v.shape[2:] == (h, w) and v.shape[1] <= c
+            and L.is_form(v, View(v.source, v.src_shape, v.shape, (h * w * c, 1, w * c, c), 0)))
+
+
+def _nchw_full(v: View) -> bool:
+    return _nchw_prefix(v) and v.shape[1] == v.src_shape[2]
+
+
+def _conv_padding(imp, a: dict, kernel, size, stride: int) -> int:
+    mode = a.get("auto_pad", "NOTSET")
+    if mode in ("NOTSET", "VALID"):
+        pads = list(a.get("pads", [0, 0, 0, 0])) if mode == "NOTSET" else [0, 0, 0, 0]
+    elif mode in ("SAME_UPPER", "SAME_LOWER"):
+        pads = []
+        for k, n in zip(kernel, size):
+            total = max((-(-n // stride) - 1) * stride + k - n, 0)
+            pads.append((total // 2, total - total // 2) if mode == "SAME_UPPER" else (total - total // 2, total // 2))
+        pads = [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]
+    else:
+        raise imp.fail(f"auto_pad {mode!r}; supported: NOTSET, VALID, SAME_UPPER, SAME_LOWER")
+    if len(set(pads)) != 1:
+        raise imp.fail(f"padding {pads} differs between sides; supported: the same padding on every side")
+    return pads[0]
+
+
+def _equal_pair(imp, values, what: str) -> int:
+    values = list(values)
+    if len(set(values)) != 1:
+        raise imp.fail(f"{what} {values} differ between height and width; supported: equal {what}")
+    return int(values[0])
+
+
+def _fold_batchnorm(imp, node, w: np.ndarray, b: Optional[np.ndarray]):
+    """Fold a BatchNormalization that alone reads the convolution's output into its weights."""
+    out = node.output[0]
+    j, bn = imp.only_consumer(out, "BatchNormalization")
+    if bn is None:
+        return out, w, b
+    if len(bn.output) > 1 and any(bn.output[1:]):
+        raise imp.fail("a BatchNormalization in training mode; supported: inference")
+    scale, shift, mean, var = (imp.array(n).astype(np.float64) for n in bn.input[1:5])
+    inv = scale / np.sqrt(var + _attrs(bn).get("epsilon", 1e-5))
+    bias = b.astype(np.float64) if b is not None else np.zeros(w.shape[0])
+    imp.done.add(j)
+    return bn.output[0], (w * inv[:, None, None, None]).astype(np.float32), ((bias - mean) * inv + shift).astype(np.float32)
+
+
+def _fold_relu(imp, out: str) -> tuple[str, bool]:
+    j, relu = imp.only_consumer(out, "Relu")
+    if relu is None:
+        return out, False
+    imp.done.add(j)
+    return relu.output[0], True
+
+
+@_op("Conv")
+def _conv(imp, node) -> None:
+    a = _attrs(node)
+    w = imp.array(node.input[1]).astype(np.float32)
+    b = imp.optional_array(node, 2)
+    if w.ndim != 4:
+        raise imp.fail(f"a {w.ndim - 2}-D convolution; supported: 2-D convolutions")
+    if any(d != 1 for d in a.get("dilations", [1, 1])):
+        raise imp.fail(f"dilations {list(a['dilations'])}; supported: dilation 1")
+    x = imp.need(imp.act(node.input[0]), _nchw_prefix, "an NCHW image")
+    h, wd, _ = x.src_shape
+    groups = a.get("group", 1)
+    stride = _equal_pair(imp, a.get("strides", [1, 1]), "strides")
+    pad = _conv_padding(imp, a, w.shape[2:], (h, wd), stride)
+    if w.shape[1] * groups != x.shape[1]:
+        raise imp.fail(f"weights of shape {list(w.shape)} with group {groups} do not match {x.shape[1]} input channels")
+    out, w, b = _fold_batchnorm(imp, node, w, b)
+    out, relu = _fold_relu(imp, out)
+    name = imp.layer_name(out)
+    shape = imp.emit(Conv2d, name, in_ch=x.shape[1], out_ch=w.shape[0], in_h=h, in_w=wd, kernel=tuple(w.shape[2:]),
+                     stride=stride, padding=pad, groups=groups, bias=b is not None, relu=relu, inputs=(x.source,))
+    imp.weights[name] = {"weight": np.ascontiguousarray(w.transpose(0, 2, 3, 1)),
+                         "bias": (b if b is not None else np.zeros(w.shape[0])).astype(np.float32)}
+    _record_weight_q(imp, node.input[1], name, lambda q: q.transpose(0, 2, 3, 1), axis=0)
+    imp.views[out] = L.nchw(name, shape)
+
+
+def _fold_bias(imp, out: str, n: int, rank: int) -> tuple[str, Optional[np.ndarray]]:
+    """A per-channel constant Add that alone reads a linear's output: its bias."""
+    j, add = imp.only_consumer(out, "Add")
+    if add is None:
+        return out, None
+    other = add.input[1] if add.input[0] == out else add.input[0]
+    if not imp.is_const(other):
+        return out, None
+    arr = imp.array(other)
+    if arr.shape[-1:] != (n,) or any(d != 1 for d in arr.shape[:-1]) or arr.ndim > rank:
+        return out, None
+    imp.done.add(j)
+    return add.output[0], arr.reshape(n).astype(np.float32)
+
+
+def _linear(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarray], wq=None) -> None:
+    """A linear layer ``x @ weight.T + bias`` over the rows of ``x`` (weight ``[N, K]``)."""
+    n, k = weight.shape
+    x = imp.need(imp.act(x_name), lambda v: L.rows_view(v, k, n, "?", v.src_shape) is not None,
+                 f"rows of {k} channels, every token once")
+    h, w, _ = x.src_shape
+    out = node.output[0]
+    if bias is None:
+        out, bias = _fold_bias(imp, out, n, len(x.shape))
+    out, relu = _fold_relu(imp, out)
+    name = imp.layer_name(out)
+    shape = imp.emit(Linear, name, tokens=h * w, in_features=k, out_features=n, bias=bias is not None, relu=relu,
+                     inputs=(x.source,))
+    imp.weights[name] = {"weight": np.ascontiguousarray(weight, np.float32),
+                         "bias": (bias if bias is not None else np.zeros(n)).astype(np.float32)}
+    if wq is not None:
+        imp.weight_q[name] = wq
+    imp.views[out] = L.rows_view(x, k, n, name, shape)
+
+
+@_op("Gemm")
+def _gemm(imp, node) -> None:
+    a = _attrs(node)
+    if a.get("transA", 0):
+        raise imp.fail("transA=1; supported: an activation times constant weights (transA=0)")
+    if not imp.is_const(node.input[1]):
+        raise imp.fail("a product of two activations; supported: constant weights (use MatMul for attention)")
+    b = imp.array(node.input[1]).astype(np.float32)
+    weight = (b if a.get("transB", 0) else b.T) * np.float32(a.get("alpha", 1.0))
+    bias = imp.optional_array(node, 2)
+    if bias is not None:
+        bias = np.asarray(bias, np.float32) * np.float32(a.get("beta", 1.0))
+        if bias.size not in (1, weight.shape[0]) or any(d != 1 for d in bias.shape[:-1]):
+            raise imp.fail(f"a bias of shape {list(bias.shape)}; supported: one value per output channel")
+        bias = np.broadcast_to(bias.reshape(-1), (weight.shape[0],)).copy()
+    wq = _weight_q(imp, node.input[1], (lambda q: q) if a.get("transB", 0) else (lambda q: q.T),
+                   axis=0 if a.get("transB", 0) else 1)
+    _linear(imp, node, node.input[0], weight, bias, wq)
+
+
+@_op("MatMul")
+def _matmul(imp, node) -> None:
+    if imp.is_const(node.input[1]):
+        b = imp.array(node.input[1]).astype(np.float32)
+        while b.ndim > 2 and b.shape[0] == 1:
+            b = b[0]
+        if b.ndim != 2:
+            raise imp.fail(f"constant weights of shape {list(b.shape)}; supported: a [K, N] matrix")
+        return _linear(imp, node, node.input[0], np.ascontiguousarray(b.T), None,
+                       _weight_q(imp, node.input[1], lambda q: q.reshape(b.shape).T, axis=1))
+    if imp.is_const(node.input[0]):
+        raise imp.fail("a constant times an activation; supported: activation x constant weights, "
+                       "activation x activation (attention)")
+    _product(imp, node, imp.act(node.input[0]), imp.act(node.input[1]))
+
+
+def _product(imp, node, a: View, b: View, opaque: Optional[dict] = None) -> None:
+    if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
+        raise imp.fail(f"operands of shapes {list(a.shape)} and {list(b.shape)}; supported: [..., M, K] x [..., K, N] "
+                       f"with equal batch dimensions")
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    ia, ib = L.indices(a).reshape(-1, m, k), L.indices(b).reshape(-1, k, n)
+    plan = _product_plan(a.src_shape, b.src_shape, ia, ib)
+    if plan is None:
+        raise imp.fail("its operands are not laid out as the IR's products read them (per head, K contiguous "
+                       "channels of the tokens; windows interleaved in the tokens; mapper/ir.py MatMul)")
+    windows, heads, wi, hi, a_off, b_off, layout = plan
+    name = imp.layer_name(node.output[0])
+    shape = imp.emit(MatMul, name, batch=windows * heads, m=m, k=k, n=n, inputs=(a.source, b.source),
+                     windows=windows, a_offset=a_off, b_offset=b_off, b_layout=layout)
+    rows = np.arange(m)[None, :, None] * windows + wi[:, None, None]
+    idx = rows * (heads * n) + hi[:, None, None] * n + np.arange(n)[None, None, :]
+    imp.views[node.output[0]] = L.from_indices(name, shape, idx.reshape(a.shape[:-1] + (n,)))
+
+
+def _product_plan(sa, sb, ia: np.ndarray, ib: np.ndarray):
+    """(windows, heads, window and head of each batch item, a_offset, b_offset, b_layout), or None."""
+    nb, m, k = ia.shape
+    n = ib.shape[2]
+    ca, cb = sa[2], sb[2]
+    if (sa[0] * sa[1]) % m:
+        return None
+    windows = sa[0] * sa[1] // m
+    first = ia[:, 0, 0]
+    wi, ch = first // ca, first % ca
+    a_off = int(ch.min())
+    if nb % windows or ((ch - a_off) % k).any():
+        return None
+    hi, heads = (ch - a_off) // k, nb // windows
+    if wi.max() >= windows or hi.max() >= heads or len(set(zip(wi.tolist(), hi.tolist()))) != nb:
+        return None
+    mm, kk, nn = np.arange(m)[None, :, None], np.arange(k)[None, None, :], np.arange(n)[None, None, :]
+    w3, h3 = wi[:, None, None], hi[:, None, None]
+    if not np.array_equal(ia, (mm * windows + w3) * ca + a_off + h3 * k + kk):
+        return None
+    kk, nn = np.arange(k)[None, :, None], np.arange(n)[None, None, :]
+    for layout, tok, col, width in (("nk", nn, kk, k), ("kn", kk, nn, n)):
+        b_off = int(ib[0, 0, 0] % cb - hi[0] * width)
+        if b_off >= 0 and np.array_equal(ib, (tok * windows + w3) * cb + b_off + h3 * width + col):
+            return windows, heads, wi, hi, a_off, b_off, layout
+    return None
+
+
+@_op("OpaqueMatMul", domain=_CUSTOM)
+def _opaque(imp, node) -> None:
+    a = _attrs(node)
+    x, y = imp.act(node.input[0]), imp.act(node.input[1])
+    name = imp.layer_name(node.output[0])
+    shape = imp.emit(MatMul, name, batch=a["batch"], m=a["m"], k=a["k"], n=a["n"], inputs=(x.source, y.source),
+                     b_layout="opaque")
+    imp.views[node.output[0]] = L.tokens(name, shape)
+
+
+# ---- quantisation (QDQ) ---------------------------------------------------------------------------
+
+def _qparams(imp, node) -> tuple[np.ndarray, np.ndarray]:
+    scale = imp.array(node.input[1]).astype(np.float64)
+    zp = imp.optional_array(node, 2)
+    if zp is not None and zp.dtype != np.int8:
+        raise imp.fail(f"a {zp.dtype} zero point; supported: symmetric int8 (QInt8, zero point 0), as the "
+                       f"accelerator's int8 tensors are")
+    if zp is not None and np.any(zp != 0):
+        raise imp.fail("a zero point other than 0 (asymmetric); supported: symmetric int8")
+    return scale, zp
+
+
+@_op("QuantizeLinear")
+def _quantize(imp, node) -> None:
+    scale, _ = _qparams(imp, node)
+    if imp.is_const(node.input[0]):
+        return imp._fold(node)
+    if scale.size != 1:
+        raise imp.fail("per-channel scales on an activation; supported: one scale per activation tensor")
+    _out(imp, node, imp.act(node.input[0]))
+    imp.quantised[node.output[0]] = float(scale.ravel()[0])
+
+
+def _pass_quantised(imp, node) -> None:
+    if node.input[0] in imp.quantised:
+        imp.quantised[node.output[0]] = imp.quantised[node.input[0]]
+
+
+@_op("DequantizeLinear")
+def _dequantize(imp, node) -> None:
+    scale, _ = _qparams(imp, node)
+    x = node.input[0]
+    if x in imp.quantised:
+        v = _view(imp, x)
+        s = imp.quantised[x] or float(scale.ravel()[0])
+        if L.covers(v):
+            imp.act_scales[v.source] = s
+        return _out(imp, node, v)
+    if x not in imp.consts or imp.consts[x].dtype not in (np.int8, np.int32):
+        raise imp.fail(f"input {x!r} is neither a QuantizeLinear output nor an int8/int32 constant")
+    q = imp.consts[x]
+    axis = _attrs(node).get("axis", 1) % max(q.ndim, 1)
+    shape = [1] * q.ndim
+    if scale.size > 1:
+        shape[axis] = scale.size
+    imp._set_const(node.output[0], (q.astype(np.float64) * scale.reshape(shape)).astype(np.float32))
+    if q.dtype == np.int8:
+        imp.qconst[node.output[0]] = (q, scale.ravel(), axis)
+
+
+def _weight_q(imp, tensor: str, to_layout: Callable, axis: int):
+    """(int8 weight in the layer's layout, per-output-channel scales) of a QDQ weight, or None."""
+    if tensor not in imp.qconst:
+        return None
+    q, scale, q_axis = imp.qconst[tensor]
+    if scale.size > 1 and q_axis != axis:
+        raise imp.fail("weight scales along an axis other than the output channels; supported: per output channel")
+    qq = to_layout(q)
+    return np.ascontiguousarray(qq), np.broadcast_to(scale, (qq.shape[0],)).astype(np.float64)
+
+
+def _record_weight_q(imp, tensor: str, layer: str, to_layout: Callable, axis: int) -> None:
+    wq = _weight_q(imp, tensor, to_layout, axis)
+    if wq is not None:
+        imp.weight_q[layer] = wq
+
+
+# ---- element-wise and row operators -------------------------------------------------------------
+
+def _aligned_constant(full: View, values: np.ndarray) -> np.ndarray:
+    """``values`` (broadcast to ``full.shape``) placed as ``full``'s tensor holds them, then cut to the
+    smallest HWC block that IR broadcasting (1 row, 1 column, repeated channels) repeats back."""
+    h, w, c = full.src_shape
+    data = np.zeros(h * w * c, np.float32)
+    data[L.indices(full).ravel()] = np.broadcast_to(values, full.shape).ravel()
+    data = data.reshape(h, w, c)
+    if np.all(data == data[:1]):
+        data = data[:1]
+    if np.all(data == data[:, :1]):
+        data = data[:, :1]
+    for d in range(1, c):
+        if c % d == 0 and np.array_equal(np.tile(data[..., :d], (1, 1, c // d)), data):
+            return np.ascontiguousarray(data[..., :d])
+    return np.ascontiguousarray(data)
+
+
+def _broadcasts(full: View, other: View, shape) -> bool:
+    """Whether IR broadcasting of ``other``'s tensor to ``full``'s gives what ONNX broadcasting gives."""
+    h, w, c = full.src_shape
+    ho, wo, co = other.src_shape
+    if ho not in (1, h) or wo not in (1, w) or c % co:
+        return False
+    if other.src_shape == full.src_shape and other.shape == tuple(shape) and L.is_form(other, full):
+        return True
+    io, ib = L.indices(full), L.indices(L.expand(other, shape))
+    y, x, ch = io // (w * c), (io // c) % w, io % c
+    want = ((y if ho == h else 0) * wo + (x if wo == w else 0)) * co + ch % co
+    return np.array_equal(want, ib)
+
+
+def _whole(imp, v: View) -> Optional[View]:
+    return v if L.covers(v) else imp.materialise(v)
+
+
+@_op("Add", "Sub", "Mul", "Div")
+def _binary(imp, node) -> None:
+    names = list(node.input)
+    cls = Add if node.op_type in ("Add", "Sub") else Mul
+    if cls is Mul and _fold_scale(imp, node, names):
+        return
+    if node.op_type in ("Sub", "Div"):
+        if not imp.is_const(names[1]):
+            raise imp.fail(f"{node.op_type} of two activations: the IR has no subtraction or division; supported: "
+                           f"{node.op_type} by a constant")
+        c = imp.array(names[1]).astype(np.float32)
+        synthetic = f"{node.output[0]}.{'neg' if cls is Add else 'inv'}"
+        imp._set_const(synthetic, -c if cls is Add else (1 / c).astype(np.float32))
+        names[1] = synthetic
+    _elementwise(imp, node, cls, names)
+
+
+def _fold_scale(imp, node, names: list[str]) -> bool:
+    """Fold a product by a constant scalar into the weights that compute the other operand
+    (``onnx_import.import_onnx`` says when); True when folded."""
+    which = [i for i in range(2) if imp.is_const(names[i]) and imp.array(names[i]).size == 1]
+    if len(which) != 1 or imp.is_const(names[1 - which[0]]):
+        return False
+    v = _view(imp, names[1 - which[0]])
+    s = float(imp.array(names[which[0]]).ravel()[0])
+    s = 1 / s if node.op_type == "Div" else s
+    if node.op_type == "Div" and which[0] == 0:
+        return False
+    target, lo, hi, readers = _fold_target(imp, v)
+    if target is None or not imp.fold_rows(target.name, lo, hi, s, readers, node.output[0]):
+        return False
+    imp.views[node.output[0]] = v.named(node.output[0], v.origin)
+    return True
+
+
+def _fold_target(imp, v: View):
+    """(layer whose weight rows ``lo:hi`` compute ``v``'s values, lo, hi, the layers that already read
+    them through ``v``), or Nones."""
+    src = imp.by_name.get(v.source)
+    if isinstance(src, (Linear, Conv2d)):
+        lo, hi = L.channels_read(v)
+        return src, lo, hi, set()
+    if isinstance(src, MatMul) and src.b_layout != "opaque" and L.covers(v):
+        a = imp.by_name.get(src.inputs[0])
+        if isinstance(a, (Linear, Conv2d)):
+            return a, src.a_offset, src.a_offset + src.heads * src.k, {src.name}
+    return None, 0, 0, set()
+
+
+def _elementwise(imp, node, cls, names: list[str]) -> None:
+    vals = [_view(imp, n) for n in names]
+    shape = tuple(np.broadcast_shapes(*(v.shape for v in vals)))
+    order = sorted(range(2), key=lambda i: imp.is_const(names[i]))      # activations first
+    full_i = full = None
+    for i in order:
+        if vals[i].shape == shape:
+            full = _whole(imp, imp.act(names[i]))
+            if full is not None:
+                full_i = i
+                break
+    if full is None:
+        raise imp.fail(f"neither input (shapes {[list(v.shape) for v in vals]}) holds a whole tensor of the output's "
+                       f"shape; supported: one input of the output's shape, the other broadcast to it")
+    o = 1 - full_i
+    if imp.is_const(names[o]):
+        src = imp.sources[vals[o].source]
+        other = imp.constant_layer(src.name, _aligned_constant(full, imp.array(names[o])), src.after, src.seq)
+    else:
+        ov = imp.act(names[o])
+        if not _broadcasts(full, ov, shape):
+            raise imp.fail("its inputs broadcast in a way IR broadcasting (rows, columns, repeated channels of one "
+                           "tensor) does not; supported: numpy broadcasting that is also IR broadcasting")
+        other = ov.source
+    inputs = (full.source, other) if full_i == 0 else (other, full.source)
+    name = imp.layer_name(node.output[0])
+    out = imp.emit(cls, name, inputs=inputs)
+    imp.views[node.output[0]] = full.on(name, out)
+
+
+def _elementwise_unary(imp, node, func: str) -> None:
+    x = imp.need(imp.act(node.input[0]), L.covers, "a whole tensor")
+    prod = imp.by_name.get(x.source)
+    fused = func == "relu" and isinstance(prod, Add) and len(imp.consumers.get(node.input[0], [])) == 1
+    name = imp.layer_name(node.output[0])
+    out = imp.emit(Activation, name, func=func, inputs=(x.source,), fused=fused)
+    imp.views[node.output[0]] = x.on(name, out)
+
+
+@_op("Relu")
+def _relu(imp, node) -> None:
+    _elementwise_unary(imp, node, "relu")
+
+
+@_op("Sigmoid")
+def _sigmoid(imp, node) -> None:
+    _elementwise_unary(imp, node, "sigmoid")
+
+
+@_op("Gelu")
+def _gelu(imp, node) -> None:
+    approx = _attrs(node).get("approximate", "none")
+    if approx != "none":
+        raise imp.fail(f"approximate={approx!r}; supported: the exact GELU (approximate='none', the erf form)")
+    _elementwise_unary(imp, node, "gelu")
+
+
+def _rows_of(v: View, axis: int, c_must: Optional[int] = None) -> bool:
+    """Each line along ``axis`` is consecutive channels starting at a multiple of its length."""
+    n = v.shape[axis]
+    c = v.src_shape[2]
+    if c % n or (c_must is not None and n != c_must):
+        return False
+    if v.strided:
+        return (n == 1 or v.strides[axis] == 1) and v.offset % n == 0 and \
+            all(s % n == 0 for i, s in enumerate(v.strides) if i != axis)
+    rows = np.moveaxis(L.indices(v), axis, -1).reshape(-1, n)
+    return not (rows[:, 0] % n).any() and np.array_equal(rows, rows[:, :1] + np.arange(n))
+
+
+@_op("Softmax")
+def _softmax(imp, node) -> None:
+    v = imp.act(node.input[0])
+    rank = len(v.shape)
+    axis = _axis(imp, _attrs(node).get("axis", -1 if imp.opset >= 13 else 1), rank)
+    if imp.opset < 13 and axis != rank - 1:
+        raise imp.fail(f"axis {axis} before opset 13 (softmax over the flattened trailing axes); supported: "
+                       f"the last axis")
+    x = imp.need(v, lambda u: L.covers(u) and _rows_of(u, axis), "rows of consecutive channels")
+    name = imp.layer_name(node.output[0])
+    out = imp.emit(Softmax, name, inputs=(x.source,), row=x.shape[axis])
+    imp.views[node.output[0]] = x.on(name, out)
+
+
+def _float32_value(v: float) -> float:
+    """A float32 attribute as the shortest decimal that is the same float32 (1e-05, not 9.99999974e-06)."""
+    return float(str(np.float32(v)))
+
+
+@_op("LayerNormalization")
+def _layernorm(imp, node) -> None:
+    v = imp.act(node.input[0])
+    a = _attrs(node)
+    axis = _axis(imp, a.get("axis", -1), len(v.shape))
+    n = math.prod(v.shape[axis:])
+    flat = lambda u: L.reshape(u, u.shape[:axis] + (n,)) if axis < len(u.shape) - 1 else u
+    x = imp.need(v, lambda u: L.covers(u) and _rows_of(flat(u), len(u.shape[:axis]), u.src_shape[2]),
+                 "rows of all the channels of each token")
+    gamma = imp.array(node.input[1]).astype(np.float32).reshape(-1)
+    beta = imp.optional_array(node, 2)
+    name = imp.layer_name(node.output[0])
+    out = imp.emit(LayerNorm, name, inputs=(x.source,), eps=_float32_value(a.get("epsilon", 1e-5)))
+    imp.weights[name] = {"gamma": np.broadcast_to(gamma, (n,)).copy(),
+                         "beta": (np.zeros(n) if beta is None else np.broadcast_to(beta.reshape(-1), (n,))).astype(np.float32)}
+    imp.views[node.output[0]] = x.on(name, out)
+
+
+# ---- spatial operators ------------------------------------------------------------------------------
+
+@_op("Resize", "Upsample")
+def _resize(imp, node) -> None:
+    a = _attrs(node)
+    x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
+    _, c, h, w = x.shape
+    out_h, out_w = _resize_size(imp, node, x.shape)
+    mode, ctm = a.get("mode", "nearest"), a.get("coordinate_transformation_mode", "half_pixel")
+    if mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel") and not a.get("antialias", 0):
+        kind = "bilinear"
+    elif mode == "nearest" and ctm == "asymmetric" and a.get("nearest_mode", "round_prefer_floor") == "floor":
+        kind = "nearest"
+    else:
+        raise imp.fail(f"mode={mode!r}, coordinate_transformation_mode={ctm!r}, nearest_mode="
+                       f"{a.get('nearest_mode', 'round_prefer_floor')!r}; supported: bilinear as PyTorch "
+                       f"(linear, half_pixel or pytorch_half_pixel) and nearest (asymmetric, floor)")
+    name = imp.layer_name(node.output[0])
+    shape = imp.emit(Resize, name, inputs=(x.source,), out_h=out_h, out_w=out_w, mode=kind)
+    imp.views[node.output[0]] = L.nchw(name, shape)
+
+
+def _resize_size(imp, node, shape) -> tuple[int, int]:
+    a = _attrs(node)
+    axes = a.get("axes") or list(range(len(shape)))
+    ins = list(node.input)
+    if node.op_type == "Upsample" or imp.opset < 11:
+        sizes, scales = None, imp.array(ins[1]).astype(np.float64) if len(ins) > 1 else np.array(a["scales"])
+    else:
+        sizes = imp.array(ins[3]).astype(np.int64) if len(ins) > 3 and ins[3] else None
+        scales = imp.array(ins[2]).astype(np.float64) if len(ins) > 2 and ins[2] else None
+    full = list(shape)
+    for i, ax in enumerate(axes):
+        full[ax] = int(sizes[i]) if sizes is not None else int(math.floor(shape[ax] * scales[i]))
+    if tuple(full[:2]) != tuple(shape[:2]):
+        raise imp.fail(f"a resize of the batch or channel axis ({list(shape)} -> {full}); supported: height and width")
+    return full[2], full[3]
+
+
+def _pool_params(imp, node, x: View) -> dict:
+    a = _attrs(node)
+    kernel = list(a["kernel_shape"])
+    if any(d != 1 for d in a.get("dilations", [1, 1])):
+        raise imp.fail("dilated pooling; supported: dilation 1")
+    strides = list(a.get("strides", [1, 1]))
+    pad = _conv_padding(imp, a, kernel, x.shape[2:], _equal_pair(imp, strides, "strides"))
+    return {"kernel": kernel, "stride": strides, "padding": pad, "ceil_mode": bool(a.get("ceil_mode", 0)),
+            "count_include_pad": bool(a.get("count_include_pad", 0))}
+
+
+def _pool_layer(imp, node, x: View, **kw) -> None:
+    name = imp.layer_name(node.output[0])
+    shape = imp.emit(Pool, name, inputs=(x.source,), **kw)
+    imp.views[node.output[0]] = L.nchw(name, shape)
+
+
+@_op("MaxPool", "AveragePool")
+def _pool(imp, node) -> None:
+    if len(node.output) > 1 and node.output[1]:
+        raise imp.fail("its indices output; supported: the pooled values only")
+    x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
+    p = _pool_params(imp, node, x)
+    (kh, kw), (sh, sw), (h, w) = p["kernel"], p["stride"], x.shape[2:]
+    is_avg = node.op_type == "AveragePool"
+    if is_avg and (kh, kw) == (sh, sw) and not p["padding"] and not p["ceil_mode"] and not p["count_include_pad"] \
+            and h % kh == 0 and w % kw == 0:
+        # windows that tile the image exactly: an adaptive average pool (the form the exporter writes)
+        return _pool_layer(imp, node, x, mode="adaptive_avg", out_h=h // kh, out_w=w // kw)
+    if kh != kw or sh != sw:
+        raise imp.fail(f"kernel {[kh, kw]} with strides {[sh, sw]}; supported: square windows and equal strides "
+                       f"(or average windows that tile the image exactly)")
+    kw_ = {"count_include_pad": p["count_include_pad"]} if is_avg else {}
+    _pool_layer(imp, node, x, mode="avg" if is_avg else "max", kernel=kh, stride=sh, padding=p["padding"],
+                ceil_mode=p["ceil_mode"], **kw_)
+
+
+@_op("GlobalAveragePool")
+def _global_pool(imp, node) -> None:
+    x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
+    _pool_layer(imp, node, x, mode="adaptive_avg", out_h=1, out_w=1)
+
+
+@_op("AdaptiveAveragePool", domain=_CUSTOM)
+def _adaptive_pool(imp, node) -> None:
+    x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
+    oh, ow = _attrs(node)["output_size"]
+    _pool_layer(imp, node, x, mode="adaptive_avg", out_h=int(oh), out_w=int(ow))
+
+
+@_op("ReduceMean")
+def _reduce_mean(imp, node) -> None:
+    v = imp.act(node.input[0])
+    a = _attrs(node)
+    axes = _input_list(imp, node, 1, "axes") if imp.opset >= 18 else a.get("axes")
+    axes = sorted({_axis(imp, x, len(v.shape)) for x in (axes or range(len(v.shape)))})
+    keep = a.get("keepdims", 1)
+    plan = _mean_plan(v, axes)
+    if plan is None:
+        raise imp.fail(f"a mean over axes {axes} of a {list(v.shape)} tensor; supported: the mean over all pixels, "
+                       f"all rows or all columns of each channel (average pooling)")
+    (oh, ow), out_idx = plan
+    name = imp.layer_name(node.output[0])
+    shape = imp.emit(Pool, name, inputs=(v.source,), mode="adaptive_avg", out_h=oh, out_w=ow)
+    out_shape = tuple(1 if i in axes else n for i, n in enumerate(v.shape))
+    idx = out_idx.reshape(out_shape)
+    imp.views[node.output[0]] = L.from_indices(name, shape, idx if keep else idx.reshape(
+        [n for i, n in enumerate(out_shape) if i not in axes]))
+
+
+def _mean_plan(v: View, axes: list[int]):
+    """((out_h, out_w), index of each mean in the pooled tensor) when the mean over ``axes`` is an
+    adaptive average pool to 1 x 1, 1 x W or H x 1 of ``v``'s tensor, else None."""
+    if not L.covers(v):
+        return None
+    h, w, c = v.src_shape
+    idx = np.moveaxis(L.indices(v), axes, list(range(-len(axes), 0)))
+    groups = idx.reshape(-1, math.prod(v.shape[a] for a in axes))
+    y, x, ch = groups // (w * c), (groups // c) % w, groups % c
+    for oh, ow in ((1, 1), (1, w), (h, 1)):
+        if groups.shape[1] != (h // oh) * (w // ow) or (ch != ch[:, :1]).any():
+            continue
+        if (oh == h and (y != y[:, :1]).any()) or (ow == w and (x != x[:, :1]).any()):
+            continue
+        yo, xo = (y[:, 0] if oh == h else 0), (x[:, 0] if ow == w else 0)
+        return (oh, ow), (yo * ow + xo) * c + ch[:, 0]
+    return None
+
+
+# ---- concatenation and padding ---------------------------------------------------------------------
+
+#: Whole-tensor forms with their channel axis: how a Concat along channels reads its inputs.
+_FORMS: dict[str, tuple[Callable, int]] = {
+    "nchw": (L.nchw, 1), "nhwc": (L.nhwc, 3), "tokens": (L.tokens, 2),
+    "rows": (lambda s, sh: L.identity(s, sh, (sh[0] * sh[1], sh[2]), (sh[2], 1)), 1),
+    "seq": (lambda s, sh: L.identity(s, sh, (sh[0] * sh[1], 1, sh[2]), (sh[2], sh[2], 1)), 2),
+}
+
+
+def _form_of(v: View) -> Optional[str]:
+    for name, (make, _) in _FORMS.items():
+        if L.is_form(v, make(v.source, v.src_shape)):
+            return name
+    return None
+
+
+@_op("Concat")
+def _concat(imp, node) -> None:
+    views = [_view(imp, n) for n in node.input if n]
+    axis = _axis(imp, _attrs(node)["axis"], len(views[0].shape))
+    single = len(views) == 1 and _form_of(views[0]) is not None and _FORMS[_form_of(views[0])][1] == axis
+    if len({v.source for v in views}) == 1 and not imp.is_const(node.input[0]) and not single:
+        return _out(imp, node, _settle(imp, L.concat_same(views, axis).named(node.output[0])))
+    if _token_concat(imp, node, views, axis):
+        return
+    # a concatenation of channels is a layer (of one input too: it moves no data, fusion makes it zero-copy)
+    views = [imp.act(n) for n in node.input if n]
+    forms = {_form_of(v) for v in views}
+    form = forms.pop() if len(forms) == 1 else None
+    if form is None or _FORMS[form][1] != axis:
+        raise imp.fail(f"a concatenation along axis {axis} of tensors in different layouts or not along their "
+                       f"channels; supported: channels of whole tensors (and parts of one tensor, a view)")
+    name = imp.layer_name(node.output[0])
+    shape = imp.emit(Concat, name, inputs=tuple(v.source for v in views))
+    imp.views[node.output[0]] = _FORMS[form][0](name, shape)
+
+
+#: Token-sequence forms and their token axis.
+_TOKEN_FORMS = {"tokens": 1, "rows": 0, "seq": 0}
+
+
+def _token_concat(imp, node, views: list[View], axis: int) -> bool:
+    """Constant tokens before and after one token sequence (a class token): the sequence as ``N x 1``
+    tokens (a window partition of a square image into one window), zero-padded by the constant
+    tokens' count, rolled so that the zeros come first, plus a constant holding the tokens.  These
+    layers move data, as the concatenation does.  False when the node is no such concatenation."""
+    acts = [i for i, n in enumerate(node.input) if n and not imp.is_const(n)]
+    if len(acts) != 1 or len(views) < 2:
+        return False
+    a = imp.act(node.input[acts[0]])
+    form = _form_of(a)
+    h, w, c = a.src_shape
+    if form not in _TOKEN_FORMS or _TOKEN_FORMS[form] != axis or (w != 1 and h != w):
+        return False
+    before = sum(v.shape[axis] for v in views[:acts[0]])
+    total = sum(v.shape[axis] for v in views)
+    base = node.output[0]
+    src = a.source
+    if w != 1:
+        src = imp.layer_name(f"{base}.tokens")
+        imp.emit(WindowPartition, src, inputs=(a.source,), window=h)
+    pad = imp.layer_name(f"{base}.pad")
+    imp.emit(Pad, pad, inputs=(src,), out_h=total, out_w=1)
+    if before:
+        roll = imp.layer_name(f"{base}.roll")
+        imp.emit(Roll, roll, inputs=(pad,), shift=-before)
+        pad = roll
+    data = np.zeros((total, 1, c), np.float32)
+    start = 0
+    for i, (n, v) in enumerate(zip(node.input, views)):
+        k = v.shape[axis]
+        if i != acts[0]:
+            data[start:start + k, 0] = np.moveaxis(imp.array(n), axis, 0).reshape(k, c)
+        start += k
+    cst = imp.constant_layer(imp.sources[views[0 if acts[0] else 1].source].name, data, None)
+    name = imp.layer_name(base)
+    shape = imp.emit(Add, name, inputs=(pad, cst))
+    imp.views[base] = _FORMS[form][0](name, shape)
+    return True
+
+
+@_op("Pad")
+def _pad(imp, node) -> None:
+    a = _attrs(node)
+    v = imp.act(node.input[0])
+    pads = _input_list(imp, node, 1, "pads")
+    value = imp.optional_array(node, 2) if imp.opset >= 11 else np.array(a.get("value", 0.0))
+    if a.get("mode", "constant") != "constant" or (value is not None and np.any(value != 0)):
+        raise imp.fail(f"mode {a.get('mode', 'constant')!r} with value {value}; supported: zero padding")
+    form = _form_of(v)
+    rank = len(v.shape)
+    spatial = {"nchw": (2, 3), "nhwc": (1, 2)}.get(form)
+    begin, end = pads[:rank], pads[rank:]
+    if spatial is None or any(begin) or any(e for i, e in enumerate(end) if i not in spatial) or min(end) < 0:
+        raise imp.fail(f"pads {pads} on a {list(v.shape)} tensor; supported: zeros after the last row and column "
+                       f"of an NCHW or NHWC image")
+    h, w, _ = v.src_shape
+    name = imp.layer_name(node.output[0])
+    shape = imp.emit(Pad, name, inputs=(v.source,), out_h=h + end[spatial[0]], out_w=w + end[spatial[1]])
+    imp.views[node.output[0]] = _FORMS[form][0](name, shape)
+
+
+@_op("ArgMax")
+def _argmax(imp, node) -> None:
+    """The class map of a segmentation network: the arg-max over the channels of its output resize
+    (the accelerator writes the class of each pixel instead of its scores: ``mapper.fusion``)."""
+    v = imp.act(node.input[0])
+    a = _attrs(node)
+    prod = imp.by_name.get(v.source)
+    if not (isinstance(prod, Resize) and _nchw_full(v) and _axis(imp, a.get("axis", 0), 4) == 1
+            and not a.get("select_last_index", 0)):
+        raise imp.fail("an arg-max other than over the channels (axis 1) of an NCHW resize; supported: a "
+                       "segmentation network's class map")
+    imp.class_maps[node.output[0]] = v.source
+
+
+SUPPORTED_OPS = tuple(sorted({op for (dom, op) in HANDLERS if dom == ""} | {"Erf (as GELU)"}))

@@ -1,0 +1,198 @@
+"""Subgraphs that PyTorch's exporter writes for one operation, rewritten as that operation before
+an import (:mod:`mapper.onnx_import`): GELU's ``Erf`` form, and LayerNorm below opset 17
+(``ReduceMean``, ``Sub``, ``Pow``, ``ReduceMean``, ``Add``, ``Sqrt``, ``Div``, then the scale
+``Mul`` and the shift ``Add``).  A pattern is rewritten only when nothing outside it reads its
+intermediate values; otherwise its nodes are imported one by one (and refused if the IR has
+no such operator).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["fuse_patterns"]
+
+
+def fuse_patterns(imp) -> None:
+    """Rewrite every GELU and LayerNorm pattern of ``imp.nodes`` in place (matched nodes join ``imp.done``)."""
+    _fuse_gelu(imp)
+    _fuse_layernorm(imp)
+
+
+def _fuse_gelu(imp) -> None:
+    """Replace PyTorch's exact-GELU pattern ``x * 0.5 * (1 + erf(x / sqrt(2)))`` (either order of the
+    two products, ``/ sqrt(2)`` or ``* 1/sqrt(2)``) by one ``Gelu`` node."""
+    from onnx import helper
+
+    for i, node in enumerate(imp.nodes):
+        if node.op_type != "Erf":
+            continue
+        match = _gelu_match(imp, i)
+        if match is None:
+            continue
+        x, members, out = match
+        imp.done.update(members - {max(members)})
+        imp.nodes[max(members)] = helper.make_node("Gelu", [x], [out], name=imp.nodes[max(members)].name)
+
+
+def _scalar(imp, name: str) -> Optional[float]:
+    """The value of a one-element constant, or None."""
+    a = _constant(imp, name)
+    return float(np.ravel(a)[0]) if a is not None and np.size(a) == 1 else None
+
+
+def _single_reader(imp, tensor: str):
+    readers = imp.consumers.get(tensor, [])
+    return (readers[0], imp.nodes[readers[0]]) if len(readers) == 1 and readers[0] >= 0 else (None, None)
+
+
+def _other(node, name: str) -> str:
+    return node.input[1] if node.input[0] == name else node.input[0]
+
+
+def _gelu_match(imp, erf_index: int):
+    """(x, indices of the pattern's nodes, its output) when the Erf at ``erf_index`` is a GELU's."""
+    erf = imp.nodes[erf_index]
+    pre = next((j for j, n in enumerate(imp.nodes) if erf.input[0] in n.output), None)
+    if pre is None:
+        return None
+    div = imp.nodes[pre]
+    c = _scalar(imp, div.input[1]) if len(div.input) == 2 else None
+    if c is None or not ((div.op_type == "Div" and abs(c - math.sqrt(2)) < 1e-4)
+                         or (div.op_type == "Mul" and abs(c - 1 / math.sqrt(2)) < 1e-4)):
+        return None
+    x = div.input[0]
+    if _single_reader(imp, div.output[0])[0] != erf_index:
+        return None
+    j_add, add = _single_reader(imp, erf.output[0])
+    if add is None or add.op_type != "Add" or _scalar(imp, _other(add, erf.output[0])) != 1.0:
+        return None
+    members = {pre, erf_index, j_add}
+    # the remaining two products multiply (1 + erf) by x and by 0.5, in either order
+    j1, m1 = _single_reader(imp, add.output[0])
+    half = next((j for j, n in enumerate(imp.nodes) if n.op_type == "Mul" and x in n.input
+                 and _scalar(imp, _other(n, x)) == 0.5), None)
+    if m1 is None or m1.op_type != "Mul":
+        return None
+    partner = _other(m1, add.output[0])
+    if half is not None and partner == imp.nodes[half].output[0] and _single_reader(imp, partner)[0] == j1:
+        return x, members | {half, j1}, m1.output[0]
+    j2, m2 = _single_reader(imp, m1.output[0])
+    if partner == x and m2 is not None and m2.op_type == "Mul" and _scalar(imp, _other(m2, m1.output[0])) == 0.5:
+        return x, members | {j1, j2}, m2.output[0]
+    return None
+
+
+def _producer(imp, tensor: str) -> Optional[int]:
+    return next((j for j, n in enumerate(imp.nodes) if tensor in n.output), None)
+
+
+def _axes(imp, node) -> Optional[list[int]]:
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == "axes":
+            return list(helper.get_attribute_value(a))
+    if len(node.input) > 1 and node.input[1]:
+        v = _constant(imp, node.input[1])
+        return None if v is None else [int(x) for x in np.ravel(v)]
+    return None
+
+
+def _fuse_layernorm(imp) -> None:
+    from onnx import helper
+
+    for i, node in enumerate(imp.nodes):
+        if node.op_type != "Sqrt" or i in imp.done:
+            continue
+        match = _layernorm_match(imp, i)
+        if match is None:
+            continue
+        x, members, out, eps, gamma, beta = match
+        last = max(members)
+        imp.done.update(members - {last})
+        imp.nodes[last] = helper.make_node("LayerNormalization", [x, gamma, beta], [out], name=imp.nodes[last].name,
+                                           axis=-1, epsilon=eps)
+
+
+def _layernorm_match(imp, sqrt_index: int):
+    """(x, the pattern's nodes, its output, epsilon, scale and shift constants) when the Sqrt at
+    ``sqrt_index`` is that of a LayerNorm over the last axis, else None."""
+    sqrt = imp.nodes[sqrt_index]
+    j_add = _producer(imp, sqrt.input[0])
+    add = imp.nodes[j_add] if j_add is not None else None
+    if add is None or add.op_type != "Add":
+        return None
+    var_name = next((n for n in add.input if _scalar(imp, n) is None), None)
+    eps = _scalar(imp, _other(add, var_name)) if var_name else None
+    j_var = _producer(imp, var_name) if var_name else None
+    if eps is None or j_var is None or imp.nodes[j_var].op_type != "ReduceMean":
+        return None
+    j_pow = _producer(imp, imp.nodes[j_var].input[0])
+    pw = imp.nodes[j_pow] if j_pow is not None else None
+    if pw is None or pw.op_type != "Pow" or _scalar(imp, pw.input[1]) != 2.0:
+        return None
+    j_sub = _producer(imp, pw.input[0])
+    sub = imp.nodes[j_sub] if j_sub is not None else None
+    if sub is None or sub.op_type != "Sub":
+        return None
+    x, j_mean = sub.input[0], _producer(imp, sub.input[1])
+    mean = imp.nodes[j_mean] if j_mean is not None else None
+    if mean is None or mean.op_type != "ReduceMean" or mean.input[0] != x:
+        return None
+    if _axes(imp, mean) not in ([-1],) or _axes(imp, imp.nodes[j_var]) not in ([-1],):
+        return None
+    j_div, div = _single_reader(imp, sqrt.output[0])
+    if div is None or div.op_type != "Div" or list(div.input) != [sub.output[0], sqrt.output[0]] or \
+            sorted(imp.consumers.get(sub.output[0], [])) != sorted([j_pow, j_div]):
+        return None
+    members = {j_mean, j_sub, j_pow, j_var, j_add, sqrt_index, j_div}
+    inner = (mean.output[0], pw.output[0], imp.nodes[j_var].output[0], add.output[0])
+    if any(len(imp.consumers.get(t, [])) != 1 for t in inner):
+        return None
+    return _scale_shift(imp, x, members, div.output[0], eps)
+
+
+def _scale_shift(imp, x: str, members: set, out: str, eps: float):
+    """Extend a normalisation by the constant ``Mul`` (scale) and ``Add`` (shift, else zeros) that alone
+    follow it (without a scale, the channel count for unit weights is not known here: no match)."""
+    j, mul = _single_reader(imp, out)
+    if mul is None or mul.op_type != "Mul" or not _is_const(imp, _other(mul, out)):
+        return None
+    gamma = _other(mul, out)
+    members.add(j)
+    out = mul.output[0]
+    j, add = _single_reader(imp, out)
+    if add is not None and add.op_type == "Add" and _is_const(imp, _other(add, out)):
+        beta = _other(add, out)
+        members.add(j)
+        out = add.output[0]
+    else:
+        beta = f"{gamma}#zeros"
+        imp._set_const(beta, np.zeros(np.size(_constant(imp, gamma)), np.float32))
+    return x, members, out, float(eps), gamma, beta
+
+
+def _is_const(imp, name: str) -> bool:
+    return name in imp.consts or (name in imp.views and imp.sources[imp.views[name].source].kind == "const") or \
+        any(n.op_type == "Constant" and n.output[0] == name for n in imp.nodes)
+
+
+def _constant(imp, name: str):
+    """The value of a constant: an initializer, a folded value, or a Constant node's output (else None)."""
+    if name in imp.views and imp.sources[imp.views[name].source].kind == "const":
+        return imp.array(name)
+    if name in imp.consts:
+        return imp.consts[name]
+    from onnx import numpy_helper
+
+    node = next((n for n in imp.nodes if n.op_type == "Constant" and n.output[0] == name), None)
+    if node is None or node.attribute[0].name not in ("value", "value_float", "value_floats", "value_ints"):
+        return None
+    at = node.attribute[0]
+    if at.name == "value":
+        return numpy_helper.to_array(at.t)
+    return np.array(at.f if at.name == "value_float" else (list(at.floats) or list(at.ints)))

@@ -1,0 +1,223 @@
+"""Small ONNX graphs built with ``onnx.helper`` the way PyTorch's exporter writes such networks
+(opset 17: shape tensors as Constant nodes, ``Add(bias, MatMul)``, GELU as its Erf pattern,
+the attention scale as a ``Mul`` after ``Q.K^T``), for the importer's tests.
+
+Each builder returns ``(model_proto, macs)``: the multiply-accumulates counted here, by hand,
+from the layer shapes (not by the IR).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+
+class Graph:
+    """Accumulates nodes and initializers; names values like PyTorch (``/blocks.0/attn/MatMul_output_0``)."""
+
+    def __init__(self, seed: int = 0):
+        self.nodes, self.inits = [], []
+        self.rng = np.random.default_rng(seed)
+        self.count = 0
+
+    def init(self, name: str, arr) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    def weight(self, name: str, *shape, scale: float = None) -> str:
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
+        s = scale if scale is not None else 1 / np.sqrt(fan_in)
+        return self.init(name, self.rng.uniform(-s, s, shape).astype(np.float32))
+
+    def const(self, values, dtype=np.int64) -> str:
+        self.count += 1
+        name = f"/Constant_{self.count}_output_0"
+        self.nodes.append(helper.make_node("Constant", [], [name], name=f"/Constant_{self.count}",
+                                           value=numpy_helper.from_array(np.asarray(values, dtype), name)))
+        return name
+
+    def op(self, op: str, inputs: list, scope: str = "", n_out: int = 1, **attrs):
+        self.count += 1
+        base = f"{scope}/{op}_{self.count}"
+        outs = [f"{base}_output_{i}" for i in range(n_out)]
+        self.nodes.append(helper.make_node(op, inputs, outs, name=base, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    def linear(self, x: str, k: int, n: int, scope: str, bias: bool = True) -> str:
+        y = self.op("MatMul", [x, self.weight(f"{scope}.weight_t", k, n, scale=1 / np.sqrt(k))], scope)
+        return self.op("Add", [self.weight(f"{scope}.bias", n, scale=0.1), y], scope) if bias else y
+
+    def reshape(self, x: str, shape, scope: str = "") -> str:
+        return self.op("Reshape", [x, self.const(shape)], scope)
+
+    def gelu(self, x: str, scope: str) -> str:
+        d = self.op("Div", [x, self.const(np.float32(1.4142135381698608), np.float32)], scope)
+        e = self.op("Erf", [d], scope)
+        a = self.op("Add", [e, self.const(np.float32(1.0), np.float32)], scope)
+        m = self.op("Mul", [x, a], scope)
+        return self.op("Mul", [m, self.const(np.float32(0.5), np.float32)], scope)
+
+    def layernorm(self, x: str, c: int, scope: str) -> str:
+        g = self.init(f"{scope}.weight", (1 + 0.1 * self.rng.normal(size=c)).astype(np.float32))
+        b = self.init(f"{scope}.bias", (0.1 * self.rng.normal(size=c)).astype(np.float32))
+        return self.op("LayerNormalization", [x, g, b], scope, axis=-1, epsilon=1e-6)
+
+    def model(self, inputs, outputs, opset: int = 17):
+        """The model, its outputs' shapes filled in by ONNX shape inference (as an exporter writes them)."""
+        import onnx
+
+        graph = helper.make_graph(self.nodes, "g", inputs, outputs, initializer=self.inits)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 8
+        inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(m).graph.output}
+        for o in m.graph.output:
+            o.type.CopyFrom(inferred[o.name].type)
+        return m
+
+
+def image_input(c: int, h: int, w: int, name: str = "pixel_values", dims=None):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims or [1, c, h, w])
+
+
+def out(name: str):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+
+
+def vit(size: int = 32, patch: int = 8, dim: int = 48, heads: int = 3, depth: int = 2, classes: int = 10,
+        scale_on: str = "scores", cls_token: bool = False, seed: int = 0):
+    """A ViT: patch conv, blocks of fused-qkv attention and a GELU MLP, a final LayerNorm and a head on
+    the mean of the tokens (timm's ``global_pool="avg"``) or, with ``cls_token``, on a class token
+    concatenated before the patches (with a learned position embedding)."""
+    g = Graph(seed)
+    n, d = (size // patch) ** 2, dim // heads
+    x = g.op("Conv", ["pixel_values", g.weight("patch_embed.proj.weight", dim, 3, patch, patch),
+                      g.weight("patch_embed.proj.bias", dim)], "/patch_embed/proj",
+             kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.reshape(x, [1, dim, -1], "/patch_embed")
+    x = g.op("Transpose", [x], "/patch_embed", perm=[0, 2, 1])
+    macs = n * dim * 3 * patch * patch
+    if cls_token:
+        cls = g.op("Expand", [g.weight("cls_token", 1, 1, dim, scale=1.0), g.const([1, 1, 1])], "")
+        x = g.op("Concat", [cls, x], "", axis=1)
+        x = g.op("Add", [x, g.weight("pos_embed", 1, n + 1, dim, scale=0.5)], "")
+        n += 1
+    for b in range(depth):
+        s = f"/blocks.{b}"
+        h = g.layernorm(x, dim, f"{s}/norm1")
+        qkv = g.linear(h, dim, 3 * dim, f"{s}/attn/qkv")
+        qkv = g.reshape(qkv, [1, n, 3, heads, d], f"{s}/attn")
+        qkv = g.op("Transpose", [qkv], f"{s}/attn", perm=[2, 0, 3, 1, 4])
+        q, k, v = (g.op("Gather", [qkv, g.const(i)], f"{s}/attn", axis=0) for i in range(3))
+        if scale_on == "q":
+            q = g.op("Mul", [q, g.const(np.float32(d ** -0.5), np.float32)], f"{s}/attn")
+        kt = g.op("Transpose", [k], f"{s}/attn", perm=[0, 1, 3, 2])
+        a = g.op("MatMul", [q, kt], f"{s}/attn")
+        if scale_on == "scores":
+            a = g.op("Mul", [a, g.const(np.float32(d ** -0.5), np.float32)], f"{s}/attn")
+        a = g.op("Softmax", [a], f"{s}/attn", axis=-1)
+        o = g.op("MatMul", [a, v], f"{s}/attn")
+        o = g.op("Transpose", [o], f"{s}/attn", perm=[0, 2, 1, 3])
+        o = g.reshape(o, [1, n, dim], f"{s}/attn")
+        o = g.linear(o, dim, dim, f"{s}/attn/proj")
+        x = g.op("Add", [x, o], s)
+        h = g.layernorm(x, dim, f"{s}/norm2")
+        h = g.gelu(g.linear(h, dim, 4 * dim, f"{s}/mlp/fc1"), f"{s}/mlp/act")
+        h = g.linear(h, 4 * dim, dim, f"{s}/mlp/fc2")
+        x = g.op("Add", [x, h], s)
+        macs += n * dim * 3 * dim + 2 * heads * n * n * d + n * dim * dim + 2 * n * dim * 4 * dim
+    x = g.layernorm(x, dim, "/norm")
+    x = g.op("Gather", [x, g.const(0)], "", axis=1) if cls_token else g.op("ReduceMean", [x], "", axes=[1], keepdims=0)
+    y = g.op("Gemm", [x, g.weight("head.weight", classes, dim), g.weight("head.bias", classes)], "/head", transB=1)
+    macs += dim * classes
+    return g.model([image_input(3, size, size)], [out(y)]), macs
+
+
+def cnn(size: int = 32, width: int = 16, classes: int = 10, seed: int = 1):
+    """A small residual CNN: conv (+ folded-away BatchNormalization) + ReLU, max pooling, a basic
+    block with a strided 1x1 shortcut, ReLU after the add, global average pooling, flatten, Gemm."""
+    g = Graph(seed)
+    c = width
+    x = g.op("Conv", ["input", g.weight("conv1.weight", c, 3, 3, 3)], "/conv1", kernel_shape=[3, 3], pads=[1] * 4)
+    bn = [g.init(f"bn1.{k}", v) for k, v in (("weight", np.full(c, 1.5, np.float32)),
+                                             ("bias", np.full(c, 0.1, np.float32)),
+                                             ("running_mean", np.linspace(-0.2, 0.2, c).astype(np.float32)),
+                                             ("running_var", np.linspace(0.5, 2, c).astype(np.float32)))]
+    x = g.op("BatchNormalization", [x, *bn], "/bn1", epsilon=1e-5)
+    x = g.op("Relu", [x], "/relu")
+    x = g.op("MaxPool", [x], "/maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
+    s = size // 2
+    macs = size * size * c * 27
+    y = g.op("Conv", [x, g.weight("layer1.conv1.weight", 2 * c, c, 3, 3), g.weight("layer1.conv1.bias", 2 * c)],
+             "/layer1/conv1", kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
+    y = g.op("Relu", [y], "/layer1")
+    y = g.op("Conv", [y, g.weight("layer1.conv2.weight", 2 * c, 2 * c, 3, 3), g.weight("layer1.conv2.bias", 2 * c)],
+             "/layer1/conv2", kernel_shape=[3, 3], pads=[1] * 4)
+    sc = g.op("Conv", [x, g.weight("layer1.down.weight", 2 * c, c, 1, 1), g.weight("layer1.down.bias", 2 * c)],
+              "/layer1/downsample", kernel_shape=[1, 1], strides=[2, 2])
+    x = g.op("Relu", [g.op("Add", [y, sc], "/layer1")], "/layer1")
+    t = s // 2
+    macs += t * t * 2 * c * (c * 9 + 2 * c * 9 + c)
+    x = g.op("GlobalAveragePool", [x], "/avgpool")
+    x = g.op("Flatten", [x], "", axis=1)
+    y = g.op("Gemm", [x, g.weight("fc.weight", classes, 2 * c), g.weight("fc.bias", classes)], "/fc", transB=1)
+    macs += 2 * c * classes
+    return g.model([image_input(3, size, size, "input")], [out(y)]), macs
+
+
+def single_op(op: str, shape=(1, 8, 8, 8), opset: int = 17, **attrs):
+    """A graph of one operator on a ``[1, C, H, W]`` input, for errors."""
+    g = Graph()
+    y = g.op(op, ["x"], "", **attrs)
+    return g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))], [out(y)], opset)
+
+
+def _qdq(g: Graph, x: str, scale: float, scope: str, dtype=np.int8) -> str:
+    s = g.init(f"{scope}.scale", np.float32(scale))
+    z = g.init(f"{scope}.zero_point", np.zeros((), dtype))
+    return g.op("DequantizeLinear", [g.op("QuantizeLinear", [x, s, z], scope), s, z], scope)
+
+
+def _qweight(g: Graph, name: str, w: np.ndarray, axis: int = 0) -> tuple[str, np.ndarray, np.ndarray]:
+    """Symmetric per-channel int8 weights behind a DequantizeLinear: (value, int8, scales)."""
+    amax = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
+    s = (amax / 127).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / s.reshape(shape)), -127, 127).astype(np.int8)
+    out = g.op("DequantizeLinear", [g.init(f"{name}.q", q), g.init(f"{name}.scale", s),
+                                    g.init(f"{name}.zp", np.zeros(len(s), np.int8))], f"/{name}", axis=axis)
+    return out, q, s
+
+
+def qdq_cnn(size: int = 16, width: int = 8, classes: int = 5, zero_point_dtype=np.int8, seed: int = 2):
+    """A QDQ-quantised CNN as onnxruntime's static quantiser writes one (QInt8, symmetric, per-channel
+    weights): conv + ReLU, global average pooling, a Gemm.  Returns ``(model, {int8 weights, scales})``."""
+    g = Graph(seed)
+    x = _qdq(g, "input", 1 / 64, "/input_q", zero_point_dtype)
+    w, q1, s1 = _qweight(g, "conv.weight", g.rng.normal(0, 0.3, (width, 3, 3, 3)).astype(np.float32))
+    y = g.op("Conv", [x, w, g.weight("conv.bias", width, scale=0.1)], "/conv", kernel_shape=[3, 3], pads=[1] * 4)
+    y = _qdq(g, y, 1 / 16, "/conv_q")
+    y = _qdq(g, g.op("Relu", [y], "/relu"), 1 / 16, "/relu_q")
+    y = _qdq(g, g.op("GlobalAveragePool", [y], "/pool"), 1 / 32, "/pool_q")
+    y = g.op("Flatten", [y], "", axis=1)
+    w2, q2, s2 = _qweight(g, "fc.weight", g.rng.normal(0, 0.3, (classes, width)).astype(np.float32))
+    y = g.op("Gemm", [y, w2, g.weight("fc.bias", classes, scale=0.1)], "/fc", transB=1)
+    y = _qdq(g, y, 1 / 8, "/fc_q")
+    return (g.model([image_input(3, size, size, "input")], [out(y)]),
+            {"conv": (q1, s1), "fc": (q2, s2)})
+
+
+def decomposed_layernorm(tokens: int = 5, c: int = 16, seed: int = 4):
+    """LayerNorm as PyTorch exports it below opset 17, between two linears, at opset 13."""
+    g = Graph(seed)
+    x = g.linear("x", c, c, "/fc1")
+    m = g.op("ReduceMean", [x], "/norm", axes=[-1], keepdims=1)
+    d = g.op("Sub", [x, m], "/norm")
+    v = g.op("ReduceMean", [g.op("Pow", [d, g.const(np.float32(2.0), np.float32)], "/norm")], "/norm",
+             axes=[-1], keepdims=1)
+    s = g.op("Sqrt", [g.op("Add", [v, g.const(np.float32(1e-5), np.float32)], "/norm")], "/norm")
+    y = g.op("Div", [d, s], "/norm")
+    y = g.op("Mul", [y, g.weight("norm.weight", c, scale=1.0)], "/norm")
+    y = g.op("Add", [y, g.weight("norm.bias", c, scale=0.2)], "/norm")
+    y = g.linear(y, c, 8, "/fc2")
+    return g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, tokens, c])], [out(y)], opset=13)

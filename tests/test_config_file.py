@@ -1,0 +1,108 @@
+"""Accelerator files (hw.config_file): every preset round-trips through TOML, a file equal to E gives
+the report CFG=E gives, bad files are refused with one line naming the key, and every tool takes one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from hw.config import PRESETS, get_config
+from hw.config_file import ConfigError, config_label, config_toml, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_round_trips(tmp_path, name):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(config_toml(get_config(name)))
+    assert load_config(str(path)) == get_config(name)
+    assert config_label(load_config(str(path))) == name
+
+
+def test_base_aliases_and_default_name(tmp_path):
+    path = tmp_path / "e32.toml"
+    path.write_text('base = "E"\nnum_pe = 32\nweight_kib = 256\nk0c0 = 16\nclock_ghz = 1\n')
+    cfg = load_config(str(path))
+    assert cfg == get_config("E").replace(name="e32", num_pe=32, weight_buf_bytes=256 * 1024, k0=16, c0=16,
+                                          clock_ghz=1.0)
+    assert config_label(cfg).startswith("e32-")
+
+
+@pytest.mark.parametrize("text, needles", [
+    ('base = "E"\nnum_pes = 8\n', ["unknown key 'num_pes'", "num_pe,"]),
+    ('base = "E"\nnum_pe = 100\n', ["num_pe must be at most 64", "100"]),
+    ('base = "E"\nk0 = "wide"\n', ["key 'k0' must be an integer", "'wide'"]),
+    ('base = "E"\nweight_buf_bytes = 1000\n', ["weight_buf_bytes (1000) must be a multiple"]),
+    ('base = "Q"\n', ["key 'base' must name a preset", "'Q'"]),
+    ('num_pe = 4\n', ["key 'k0' is required without a 'base'"]),
+    ('base = "E"\nweight_kib = 64\nweight_buf_bytes = 65536\n', ["'weight_buf_bytes' sets weight_buf_bytes",
+                                                                "'weight_kib'"]),
+    ('num_pe = [\n', ["not valid TOML"]),
+])
+def test_bad_files_are_one_line_naming_the_key(tmp_path, text, needles):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(str(path))
+    for n in needles:
+        assert n in msg, msg
+
+
+def test_a_file_equal_to_E_gives_the_same_report_as_E(tmp_path):
+    r = _cli("-m", "hw.config_file", "--config", "E", "--out", str(tmp_path / "e.toml"))
+    assert r.returncode == 0, r.stderr
+    assert tomllib.loads((tmp_path / "e.toml").read_text())["num_pe"] == 16
+    reports = []
+    for cfg in ("E", str(tmp_path / "e.toml")):
+        out = tmp_path / f"out{len(reports)}"
+        r = _cli("-m", "sim.run", "--model", "segformer_b0", "--size", "64x64", "--config", cfg, "--no-plots",
+                 "--quiet", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        reports.append((out / "report.json").read_text())
+    assert reports[0] == reports[1]
+    from mapper.workloads import build_model
+    from sim.run import run_dir
+    model = build_model("segformer_b0", size=(64, 64))
+    assert run_dir(model, load_config(str(tmp_path / "e.toml")), True) == run_dir(model, get_config("E"), True)
+
+
+def test_make_config_prints_the_file_and_refuses_a_bad_name():
+    r = subprocess.run(["make", "-s", "config", "CFG=G"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert tomllib.loads(r.stdout)["weight_buf_bytes"] == 64 * 1024
+    r = _cli("-m", "hw.config_file", "--config", "Z")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "'Z'" in r.stderr and ".toml" in r.stderr
+
+
+@pytest.mark.parametrize("tool", [["sim.run", "--model", "segformer_b0"], ["sim.paths", "--model", "segformer_b0"],
+                                  ["sim.rdd", "--model", "segformer_b2"], ["hw.rtl.export", "--top", "mac_array"],
+                                  ["sim.sweep", "--model", "segformer_b0", "--configs"]])
+def test_every_tool_reads_a_file_and_refuses_a_bad_one(tmp_path, tool):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('base = "tiny"\nnum_pes = 2\n')
+    out = tmp_path / "out"
+    args = ["-m", *tool, str(bad)] if tool[-1] == "--configs" else ["-m", *tool, "--config", str(bad)]
+    r = _cli(*args, "--out", str(out))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "'num_pes'" in r.stderr, r.stderr
+    assert not out.exists()
+
+
+def test_verilog_from_a_file(tmp_path):
+    path = tmp_path / "tiny8.toml"
+    path.write_text('base = "tiny"\nnum_pe = 3\n')
+    r = _cli("-m", "hw.rtl.export", "--config", str(path), "--top", "mac_array", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "build" / "verilog" / config_label(load_config(str(path)))
+    assert json.loads((folder / "config.json").read_text())["config"]["num_pe"] == 3

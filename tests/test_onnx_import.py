@@ -1,0 +1,248 @@
+"""ONNX import (mapper.onnx_import): graphs written as PyTorch's exporter writes them become IR layers
+with their weights; MACs against counts made here by hand; the float reference of the imported model
+against onnxruntime on the file; QDQ scales; one-line refusals; MODEL=file.onnx on the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from mapper import onnx_layout as L
+from mapper import reference
+from mapper.ir import Conv2d, Linear, Model, ShapeError
+from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
+
+from onnx_graphs import Graph, cnn, image_input, out, qdq_cnn, single_op, vit
+
+ROOT = Path(__file__).resolve().parent.parent
+RTOL = 1e-4               # relative to the output's largest magnitude
+
+
+def _max_rel_error(proto, imported, seed: int = 0) -> float:
+    """Largest error of the float reference on the imported model against onnxruntime on the file,
+    over every output, relative to the output's largest magnitude."""
+    x = np.random.default_rng(seed).normal(size=imported.model.input).astype(np.float32)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()],
+                   sess.run(None, {imported.input_name: L.gather(imported.input_view, x.ravel())})))
+    ref = dict(reference.run_float(imported.model, imported.weights, x))
+    return max(float(np.max(np.abs(L.gather(v, ref[v.source].ravel()) - got[name])) / np.max(np.abs(got[name])))
+               for name, v in imported.outputs.items())
+
+
+@pytest.mark.parametrize("scale_on", ["scores", "q"])
+def test_vit_attention_scale_folded_macs_and_onnxruntime(scale_on):
+    proto, macs = vit(scale_on=scale_on)
+    imp = import_onnx(proto, "vit")
+    kinds = Counter(l.kind for l in imp.model.layers)
+    # 2 blocks: qkv, proj, fc1, fc2 linears each, the head; Q.K^T and A.V; no Mul: the scale is in the q rows
+    assert kinds == {"conv2d": 1, "layernorm": 5, "linear": 9, "matmul": 4, "softmax": 2, "add": 4, "gelu": 2,
+                     "pool": 1}
+    assert imp.model.total_macs == macs
+    qk = [l for l in imp.model.layers if l.kind == "matmul"][0]
+    assert (qk.batch, qk.m, qk.k, qk.n, qk.b_layout, qk.b_offset) == (3, 16, 16, 16, "nk", 48)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_class_token_moves_data_with_layout_layers():
+    proto, macs = vit(cls_token=True)
+    imp = import_onnx(proto, "vit_cls")
+    kinds = [l.kind for l in imp.model.layers]
+    # the patches as 16 x 1 tokens, a zero row after them, rolled first, plus the class token
+    assert kinds[1:6] == ["window_partition", "pad", "roll", "constant", "add"]
+    assert imp.model.layers[2].out_shape == (17, 1, 48)
+    assert kinds[-2:] == ["crop", "linear"]                 # the head reads the class token alone
+    assert imp.model.total_macs == macs
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_scale_read_elsewhere_is_a_layer_not_a_fold():
+    """q feeds the product and an output of its own: its rows cannot carry the scale."""
+    g = Graph(3)
+    x = g.reshape(g.op("Conv", ["pixel_values", g.weight("w", 8, 3, 4, 4)], "/embed", kernel_shape=[4, 4],
+                       strides=[4, 4]), [1, 8, 4], "/embed")
+    x = g.op("Transpose", [x], "/embed", perm=[0, 2, 1])
+    q = g.linear(x, 8, 8, "/q")
+    k = g.linear(x, 8, 8, "/k")
+    s = g.op("Mul", [g.op("MatMul", [q, g.op("Transpose", [k], "", perm=[0, 2, 1])], ""),
+                     g.const(np.float32(0.3), np.float32)], "")
+    proto = g.model([image_input(3, 8, 8)], [out(g.op("Softmax", [s], "", axis=-1)), out(q)])
+    imp = import_onnx(proto, "twice")
+    assert Counter(l.kind for l in imp.model.layers)["mul"] == 1
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_cnn_batchnorm_and_relu_folded_macs_and_onnxruntime():
+    proto, macs = cnn()
+    imp = import_onnx(proto, "cnn")
+    layers = imp.model.layers
+    assert [l.kind for l in layers] == ["conv2d", "pool", "conv2d", "conv2d", "conv2d", "add", "relu", "pool",
+                                        "linear"]
+    assert layers[0].relu and layers[2].relu and not layers[3].relu          # BN and ReLU folded in
+    assert layers[6].fused                                                    # the ReLU after the add
+    assert imp.model.total_macs == macs
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_gelu_operator_and_token_input():
+    g = Graph()
+    y = g.op("Gelu", [g.linear("tokens", 12, 20, "/fc")], "")
+    proto = g.model([helper.make_tensor_value_info("tokens", TensorProto.FLOAT, [1, 7, 12])], [out(y)], opset=20)
+    imp = import_onnx(proto, "gelu")
+    assert imp.model.input == (7, 1, 12)
+    assert [l.kind for l in imp.model.layers] == ["linear", "gelu"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_qdq_scales_kept():
+    proto, wq = qdq_cnn()
+    imp = import_onnx(proto, "qdq")
+    conv, fc = (l.name for l in imp.model.layers if l.kind in ("conv2d", "linear"))
+    assert imp.act_scales[conv] == 1 / 16 and imp.act_scales[fc] == 1 / 8
+    np.testing.assert_array_equal(imp.weight_q[conv][0], wq["conv"][0].transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(imp.weight_q[fc][1], wq["fc"][1].astype(np.float64))
+    q = qdq_qmodel(imp)
+    assert q.layers[conv].scale == 1 / 16 and q.layers[fc].scale == 1 / 8
+    np.testing.assert_array_equal(q.layers[fc].weight, wq["fc"][0])
+    # the pooling keeps its input's scale on the accelerator (its QDQ scale, 1/32, gives way)
+    pool = next(l.name for l in imp.model.layers if l.kind == "pool")
+    assert q.layers[pool].scale == 1 / 16
+
+
+def _assert_one_line(e: OnnxImportError, *needles):
+    text = str(e)
+    assert "\n" not in text
+    for n in needles:
+        assert n in text, text
+
+
+def _refused(proto, *needles):
+    with pytest.raises(OnnxImportError) as info:
+        import_onnx(proto, "bad", where="bad.onnx")
+    _assert_one_line(info.value, "bad.onnx", *needles)
+
+
+def test_unsupported_operator_names_node_operator_and_the_supported_ones():
+    _refused(single_op("HardSwish"), "'/HardSwish_1'", "(HardSwish)", "unsupported operator", "Conv, ", "Softmax")
+
+
+def test_dynamic_batched_and_wrongly_typed_inputs():
+    _refused(single_op("Relu", shape=("batch", 8, 8, 8)), "dynamic dimension 'batch'", "axis 0")
+    _refused(single_op("Relu", shape=(2, 8, 8, 8)), "batch 1")
+    g = Graph()
+    y = g.op("Relu", ["x"], "")
+    proto = g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 8, 4, 4])], [out(y)])
+    _refused(proto, "float16", "float32 and int8")
+
+
+def test_operations_the_ir_cannot_express():
+    _refused(single_op("Gelu", opset=20, approximate="tanh"), "approximate='tanh'")
+    g = Graph()
+    t = g.op("Transpose", ["x"], "", perm=[0, 1, 3, 2])           # swaps height and width: moves data
+    y = g.op("Conv", [t, g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
+    _refused(g.model([image_input(8, 6, 10, "x")], [out(y)]), "(Conv)", "not laid out as an NCHW image")
+    g = Graph()
+    y = g.op("Sub", ["x", g.op("Relu", ["x"], "")], "")
+    _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "(Sub)", "no subtraction")
+    g = Graph()
+    y = g.op("Conv", ["x", g.weight("w", 4, 8, 3, 3)], "", kernel_shape=[3, 3], dilations=[2, 2])
+    _refused(g.model([image_input(8, 9, 9, "x")], [out(y)]), "dilation")
+    proto, _ = qdq_cnn(zero_point_dtype=np.uint8)
+    _refused(proto, "(QuantizeLinear)", "uint8", "symmetric int8")
+
+
+def test_python_model_is_shape_checked_like_an_imported_one():
+    conv = Conv2d("conv", "backbone", 3, 16, 224, 224, kernel=3, padding=1)
+    with pytest.raises(ShapeError, match=r"224x224x16.*5 tokens of at least 999"):
+        Model("hand", "full", (224, 224, 3), (conv, Linear("fc", "head", 5, 999, 10, inputs=("conv",))))
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_model_file_on_the_command_line(tmp_path):
+    proto, macs = vit()
+    path = tmp_path / "tiny_vit.onnx"
+    path.write_bytes(proto.SerializeToString())
+    name = load_onnx(path).model.name
+    assert name.startswith("tiny_vit-") and len(name) == len("tiny_vit-") + 8     # a hash of the content
+    r = _cli("-m", "mapper.flops", "--model", str(path), "--out", str(tmp_path / "flops"), "--json-only")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "flops" / f"{name}.json").read_text())["total_macs"] == macs
+    r = _cli("-m", "sim.run", "--model", str(path), "--config", "tiny", "--check", "--seed", "3", "--no-plots",
+             "--quiet", "--out", str(tmp_path / "sim"))
+    assert r.returncode == 0, r.stderr
+    assert "functional check passed" in r.stdout
+    report = json.loads((tmp_path / "sim" / "report.json").read_text())
+    assert report["total_macs"] == macs and report["check"]["tensors"] > 0
+
+
+@pytest.mark.parametrize("extra, needle", [(["--variant", "B2_a"], "no execution-path variants"),
+                                           (["--size", "64x64"], "fixed in the file")])
+def test_model_file_refuses_variant_and_size(tmp_path, extra, needle):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(vit()[0].SerializeToString())
+    r = _cli("-m", "sim.run", "--model", str(path), "--config", "E", "--out", str(tmp_path / "o"), *extra)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_broken_or_missing_file_is_one_line(tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not a protobuf at all")
+    for path, needle in ((bad, "not an ONNX model"), (tmp_path / "missing.onnx", "cannot read")):
+        r = _cli("-m", "mapper.flops", "--model", str(path), "--out", str(tmp_path / "f"))
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    r = _cli("-m", "mapper.flops", "--model", "resnet51")
+    assert r.returncode == 2 and ".onnx file" in r.stderr
+
+
+def test_layernorm_as_exported_below_opset_17():
+    from onnx_graphs import decomposed_layernorm
+
+    proto = decomposed_layernorm()
+    imp = import_onnx(proto, "ln13")
+    assert [l.kind for l in imp.model.layers] == ["linear", "layernorm", "linear"]
+    assert imp.model.layers[1].eps == 1e-5
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_model_local_functions_are_inlined():
+    """The dynamo exporter wraps modules in model-local functions; their bodies are imported."""
+    body = [helper.make_node("Relu", ["a"], ["b"]), helper.make_node("Sigmoid", ["b"], ["c"])]
+    fn = helper.make_function("pkg.mine", "ReluSigmoid", ["a"], ["c"], body, [helper.make_opsetid("", 17)])
+    graph = helper.make_graph([helper.make_node("ReluSigmoid", ["x"], ["y"], domain="pkg.mine", name="/block")], "g",
+                              [image_input(4, 3, 3, "x")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 3])])
+    proto = helper.make_model(graph, functions=[fn], opset_imports=[helper.make_opsetid("", 17),
+                                                                    helper.make_opsetid("pkg.mine", 1)])
+    assert [l.kind for l in import_onnx(proto, "fn").model.layers] == ["relu", "sigmoid"]
+
+
+@pytest.mark.parametrize("order", ["x*(1+erf)*0.5", "0.5*x*(1+erf)", "0.5*(x*(1+erf)), x*(1/sqrt2)"])
+def test_gelu_erf_patterns(order):
+    g = Graph()
+    x = g.linear("t", 6, 6, "/fc")
+    f32 = lambda v: g.const(np.float32(v), np.float32)
+    inner = (g.op("Mul", [x, f32(1 / np.sqrt(2))], "") if "1/sqrt2" in order else g.op("Div", [x, f32(np.sqrt(2))], ""))
+    plus = g.op("Add", [f32(1.0), g.op("Erf", [inner], "")], "")
+    if order.startswith("x*"):
+        y = g.op("Mul", [g.op("Mul", [x, plus], ""), f32(0.5)], "")
+    elif order.startswith("0.5*x"):
+        y = g.op("Mul", [g.op("Mul", [f32(0.5), x], ""), plus], "")
+    else:
+        y = g.op("Mul", [f32(0.5), g.op("Mul", [x, plus], "")], "")
+    proto = g.model([helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 4, 6])], [out(y)])
+    imp = import_onnx(proto, "gelu")
+    assert [l.kind for l in imp.model.layers] == ["linear", "gelu"]
+    assert _max_rel_error(proto, imp) <= RTOL
