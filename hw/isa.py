@@ -23,10 +23,14 @@ import enum
 from dataclasses import dataclass, field
 
 __all__ = ["Op", "Queue", "VecOp", "ErrorCode", "make", "Insn", "FIELDS", "INSN_BYTES", "encode", "decode",
-           "encode_stream", "decode_stream", "disassemble", "StreamError", "QUEUE_OF", "Act", "HEADER", "HEADER_BITS", "FIELD_BITS"]
+           "encode_stream", "decode_stream", "disassemble", "StreamError", "QUEUE_OF", "Act", "ADDR_BITS", "ADDR_MASK", "HEADER", "HEADER_BITS", "FIELD_BITS"]
 
 INSN_BYTES = 32
 INSN_BITS = 8 * INSN_BYTES
+#: Byte addresses (DRAM, and global-buffer gathers) are ADDR_BITS wide: address arithmetic is
+#: modulo 2**ADDR_BITS, as in the address generators.
+ADDR_BITS = 32
+ADDR_MASK = (1 << ADDR_BITS) - 1
 
 
 class Op(enum.IntEnum):

@@ -25,14 +25,14 @@ import numpy as np
 
 from .config import AcceleratorConfig
 from .expr import any_of, cdiv, is_int, sel, vmax, vmin
-from .isa import INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError
+from .isa import INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_passes", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "pe_positions", "pe_selected", "pe_members", "store_pe_tile", "gemm_period", "gemm_input_last", "load_terms", "gemm_cycles", "vec_cycles", "store_timing"]
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_selected", "pe_members", "store_pe_tile", "gemm_period", "gemm_input_last", "load_terms", "gemm_cycles", "vec_cycles", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -383,14 +383,18 @@ TOKEN_LINKS = {
 TOKEN_FIFOS = ("l2c", "c2l", "c2s", "s2c")
 
 
-def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
+def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = True) -> Schedule:
     """Cycle-exact timing of a stream under the rules in this module's docstring.
+
+    ``require_end=False`` times a stream prefix (no END needed; ``total_cycles`` is then the
+    last end, 0 when empty).
 
     Raises
     ------
     StreamError
-        A token popped that no earlier instruction pushed, a flag that names a
-        queue the unit has no link to, tokens left over at END, or a missing END.
+        An instruction outside the configuration (``check_insn``), a token popped that no
+        earlier instruction pushed, a flag that names a queue the unit has no link to, tokens
+        left over at END, or a missing END.
     """
     n = len(insns)
     dispatch = np.zeros(n, dtype=np.int64)
@@ -461,7 +465,37 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig) -> Schedule:
                     raise StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
                                       f"{q.name} queue has no such neighbour", ErrorCode.TOKEN, i)
                 fifo[name].append(t + lat)
+    if not ended and not require_end:
+        return Schedule(dispatch, start, end, int(end.max()) if n else 0)
     if not ended:
         raise StreamError(f"stream of {n} instructions has no END: the accelerator would run on into the word "
                           f"after it", ErrorCode.OPCODE, n)
     return Schedule(dispatch[:n], start[:n], end[:n], int(end[n - 1]))
+
+
+def decode_until_end(data: bytes) -> tuple[list[Insn], StreamError | None]:
+    """The instructions of an encoded stream up to its END, as the accelerator fetches them,
+    and the decode error (OPCODE, RESERVED) of the first word that is none, if any."""
+    insns = []
+    for off in range(0, len(data), INSN_BYTES):
+        try:
+            insn = decode(data, off)
+        except StreamError as e:
+            return insns, e
+        insns.append(insn)
+        if insn.op == Op.END:
+            break
+    return insns, None
+
+
+def schedule_encoded(data: bytes, cfg: AcceleratorConfig) -> tuple[list[Insn], Schedule]:
+    """Decode and time an encoded stream, refusing it as the RTL does: the first instruction in
+    program order that is malformed (a word that is none, a range, a token rule) raises its
+    StreamError; a stream without END raises OPCODE at the word after its last."""
+    insns, bad_word = decode_until_end(data)
+    try:
+        return insns, schedule(insns, cfg)
+    except StreamError as e:
+        if bad_word is not None and e.code == ErrorCode.OPCODE and e.index == len(insns):
+            raise bad_word from None        # every instruction before the bad word was fine
+        raise

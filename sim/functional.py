@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import AcceleratorConfig
-from hw.isa import Act, ErrorCode, Insn, StreamError, INSN_BYTES
-from hw.numerics import (MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
+from hw.isa import ADDR_MASK, Act, ErrorCode, Insn, StreamError, INSN_BYTES
+from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
                          TABLE_ENTRY_BITS, unpack_entries)
 from hw.timing import dw_gather_ok, load_inp_gb_conflict, load_inp_lanes, pe_members, pe_positions, pe_set_bad
 from mapper.ir import Conv2d, Layer, Linear, MatMul
@@ -31,17 +31,28 @@ from hw import operators as ops
 from . import golden
 from .vector_unit import execute_vec, softmax_rows
 
-__all__ = ["Machine", "CheckError", "check_layer", "layer_data", "run_program", "check_program"]
+__all__ = ["Machine", "DramBoundsError", "CheckError", "check_layer", "layer_data", "run_program", "check_program"]
 
 
 class CheckError(AssertionError):
     """Functional mode disagrees with the golden model; the message names layer, index and values."""
 
 
+class DramBoundsError(StreamError):
+    """An access outside the DRAM image (``ErrorCode.DATA``).  The architecture's DRAM is the
+    whole address space, so the RTL does not refuse it; a testbench flags it instead."""
+
+    def __init__(self, message: str):
+        super().__init__(message, ErrorCode.DATA)
+
+
 class Machine:
     """Architectural state of one accelerator and an executor for instructions."""
 
-    def __init__(self, cfg: AcceleratorConfig, dram: np.ndarray):
+    def __init__(self, cfg: AcceleratorConfig, dram: np.ndarray, power_on: np.random.Generator | None = None):
+        """``power_on`` fills the on-chip memories with random contents instead of zeros: what a
+        stream reads before writing it is undefined (SRAMs are not cleared), which running it
+        from two power-on states reveals."""
         self.cfg = cfg
         self.dram = dram
         p = cfg.num_pe
@@ -55,6 +66,16 @@ class Machine:
         self.shift = np.zeros((p, cfg.param_depth), dtype=np.int64)
         self.ep_shift = np.zeros((p, cfg.param_depth), dtype=np.int64)
         self.table = np.zeros((p, TABLE_ENTRIES), dtype=np.int64)       # 32-bit signed entries
+        if power_on is not None:
+            self._fill(power_on)
+
+    def _fill(self, rng: np.random.Generator) -> None:
+        acc_half = 1 << (self.cfg.acc_bits - 1)
+        for mem, lo, hi in ((self.gb, 0, 256), (self.inp, -128, 128), (self.wgt, -128, 128),
+                            (self.acc, -acc_half, acc_half), (self.bias, -(1 << 31), 1 << 31),
+                            (self.mult, 0, 1 << MULT_BITS), (self.shift, 0, MAX_SHIFT + 1),
+                            (self.ep_shift, 0, 256), (self.table, -(1 << 31), 1 << 31)):
+            mem[...] = rng.integers(lo, hi, mem.shape)
 
     # ---- helpers -----------------------------------------------------------------------------
     def _pes(self, f: dict, off: int) -> np.ndarray:
@@ -68,9 +89,10 @@ class Machine:
             raise StreamError(f"{what} rows {first}..{first + n - 1} exceed its depth {depth} at byte offset {off}")
 
     def _dram(self, addr: np.ndarray, off: int) -> np.ndarray:
+        addr = addr & ADDR_MASK
         if addr.size and (addr.min() < 0 or addr.max() >= self.dram.size):
-            raise StreamError(f"DRAM address {int(addr.max())} outside the {self.dram.size}-byte image "
-                              f"at byte offset {off}", ErrorCode.DATA)
+            raise DramBoundsError(f"DRAM address {int(addr.max())} outside the {self.dram.size}-byte image "
+                                  f"at byte offset {off}")
         return self.dram[addr]
 
     # ---- instructions ------------------------------------------------------------------------
@@ -80,22 +102,31 @@ class Machine:
             handler(insn.f, off)
 
     def run(self, stream: list[Insn]) -> None:
+        """Execute ``stream`` in order; a StreamError carries the index of its instruction."""
         for i, insn in enumerate(stream):
-            self.execute(insn, i * INSN_BYTES)
+            try:
+                self.execute(insn, i * INSN_BYTES)
+            except StreamError as e:
+                if e.index is None:
+                    e.index = i
+                raise
 
     def _load_inp(self, f: dict, off: int) -> None:
         c0 = self.cfg.c0
         n_rows = f["n_cblk"] * f["win_h"] * f["win_w"]
         self._rows(f["dst_addr"], n_rows, self.cfg.input_rows, "input buffer", off)
         addr, valid = load_inp_lanes(f, self.cfg)
+        addr &= ADDR_MASK
         src = self.gb if f["src_gb"] else self.dram
         data = np.zeros(addr.shape, dtype=np.uint8)
         if valid.any():
             a = addr[valid]
             if a.min() < 0 or a.max() >= src.size:
-                where = "global buffer" if f["src_gb"] else "DRAM"
-                raise StreamError(f"LOAD_INP source address {int(a.max())} outside the {where} at byte offset "
-                                  f"{off}", ErrorCode.DATA)
+                if not f["src_gb"]:
+                    raise DramBoundsError(f"LOAD_INP source address {int(a.max())} outside the DRAM image at "
+                                          f"byte offset {off}")
+                raise StreamError(f"LOAD_INP source address {int(a.max())} outside the global buffer at byte "
+                                  f"offset {off}", ErrorCode.DATA)
             data[valid] = src[a]
         if f["src_gb"] and (beat := load_inp_gb_conflict(f, self.cfg)) is not None:
             raise StreamError(f"LOAD_INP at byte offset {off}: global-buffer bank conflict in beat {beat} of "
@@ -193,9 +224,9 @@ class Machine:
             return
         addr = f["dst_addr"] + (y[:, :, None, None] * f["t_w"] + x[None, None, :, None]) * f["k_pitch"] \
             + k[:, None, None, :]
-        a_valid = addr[valid]
+        a_valid = addr[valid] & ADDR_MASK
         if a_valid.max() >= self.dram.size:
-            raise StreamError(f"STORE writes past DRAM at byte offset {off}", ErrorCode.DATA)
+            raise DramBoundsError(f"STORE writes past the {self.dram.size}-byte DRAM image at byte offset {off}")
         self.dram[a_valid] = q[valid].view(np.uint8)
 
     def _pe_grid(self, f: dict, pes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..expr import Fields, any_of
-from ..isa import FIELDS, HEADER, INSN_BITS, QUEUE_OF, Act, ErrorCode, Op, Queue, VecOp
+from ..isa import ADDR_BITS, FIELDS, HEADER, INSN_BITS, QUEUE_OF, Act, ErrorCode, Op, Queue, VecOp
 from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
 from ..timing import (GB_LATENCY, QUEUE_DEPTH, TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS, gemm_cycles, gemm_period, gemm_steps,
                       legality, load_terms, pe_positions, pe_selected, store_pe_tile, store_timing)
@@ -111,7 +111,7 @@ class DramReadSignature(wiring.Signature):
     ``DRAM_READ_LATENCY`` cycle(s) later on ``data`` (lanes not enabled: don't care)."""
 
     def __init__(self, lanes: int):
-        super().__init__({"en": Out(lanes), "addr": Out(data.ArrayLayout(32, lanes)),
+        super().__init__({"en": Out(lanes), "addr": Out(data.ArrayLayout(ADDR_BITS, lanes)),
                           "data": In(data.ArrayLayout(8, lanes))})
 
 
@@ -119,7 +119,7 @@ class DramWriteSignature(wiring.Signature):
     """A byte-scatter write port: the enabled lanes' bytes are written this cycle."""
 
     def __init__(self, lanes: int):
-        super().__init__({"en": Out(lanes), "addr": Out(data.ArrayLayout(32, lanes)),
+        super().__init__({"en": Out(lanes), "addr": Out(data.ArrayLayout(ADDR_BITS, lanes)),
                           "data": Out(data.ArrayLayout(8, lanes))})
 
 
@@ -221,7 +221,7 @@ class LoadUnit(wiring.Component):
         issue = Signal()
         m.d.comb += issue.eq(busy & (bi < beats))
         lane_en = Signal(g)
-        lane_addr = data.ArrayLayout(32, g)(Signal(32 * g))
+        lane_addr = data.ArrayLayout(ADDR_BITS, g)(Signal(ADDR_BITS * g))
         beat_bytes = Signal(range(g + 1))
         w_target = Signal(LoadTarget)
         w_addr, w_sel, w_count = Signal(16), Signal(8), Signal(range(max(nb, ne) + 1))

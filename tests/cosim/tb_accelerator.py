@@ -17,7 +17,8 @@ Parameters (:func:`cosim.runner.load_params`): ``config`` (preset name, cross-ch
 the port widths read back from the DUT), ``seed`` (base seed, printed), ``layers`` (JSON
 layer specs with a per-case ``seed``, one cocotb test each), ``networks`` (a list of
 ``{"model", "size", "seed"}``: every MAC layer of the model in sequence), ``bad`` (names of
-:data:`cosim.accel_cases.BAD_STREAMS`).  Each run appends one JSON line to
+:data:`cosim.accel_cases.BAD_STREAMS`), ``fuzz`` (``{"seed", "count"}``: the differential fuzz
+run of :mod:`cosim.fuzz`).  Each run appends one JSON line to
 ``accel_results.jsonl`` in the run directory (cycles, wall time of the simulation).
 """
 
@@ -52,6 +53,7 @@ Path(RESULTS_FILE).unlink(missing_ok=True)
 LAYER_CASES = [spec["name"] for spec in PARAMS.get("layers", [])]
 NETWORKS = [f"{n['model']}_{n['size']}" for n in PARAMS.get("networks", [])]
 BAD = list(PARAMS.get("bad", []))
+FUZZ = [f"seed{PARAMS['fuzz']['seed']}"] if PARAMS.get("fuzz") else []
 
 
 # ---- geometry read back from the DUT --------------------------------------------------------
@@ -235,6 +237,27 @@ class Checker:
                        f"{a:#x}: expected {_byte(int(exp.dram_out[a]))}, actual {_byte(int(got[a]))}; "
                        f"{cycles}")
 
+    def check_fuzz(self, where: str, exp, out: Outcome) -> None:
+        """A fuzz case: the RTL does what :func:`cosim.fuzz.expected_outcome` says."""
+        if not out.finished:
+            self.error(f"{where}: neither done nor error within {exp.limit} cycles (hang); pc {out.pc}; "
+                       f"expected {exp.kind} {exp.code.name if exp.code else ''}: {exp.why}")
+            return
+        got = (f"done={out.done} error={out.error} code {_error_name(out.error_code)} at instruction "
+               f"{out.pc}, cycle {out.tb_cycles}, oob {out.oob}")
+        if exp.kind == "oob" and not out.oob:
+            self.error(f"{where}: expected an access outside the DRAM image ({exp.why}); got {got}")
+        if exp.kind == "done":
+            if out.error or out.oob or out.tb_cycles != exp.cycles or out.cycle != exp.cycles:
+                self.error(f"{where}: expected done in cycle {exp.cycles}; got {got}")
+            elif exp.dram is not None and (out.dram is None or not np.array_equal(out.dram, exp.dram)):
+                self.error(f"{where}: done in the right cycle but the DRAM differs from sim.functional")
+        elif exp.code is not None and exp.kind != "ambiguous":
+            if not out.error or out.error_code != exp.code.value or \
+                    (exp.code.name != "DATA" and out.pc != exp.index):
+                self.error(f"{where}: expected error {exp.code.name} at instruction {exp.index} "
+                           f"({exp.why}); got {got}")
+
     def assert_clean(self) -> None:
         if self.errors:
             raise AssertionError(f"{len(self.errors)} checker errors; first: {self.errors[0]}")
@@ -373,3 +396,32 @@ async def malformed(dut, bad):
     h.checker.assert_clean()
     dut._log.info("%s: error %s at instruction %d in cycle %d", where, _error_name(out.error_code),
                   out.pc, out.tb_cycles)
+
+
+@cocotb.test()
+@cocotb.parametrize(run=FUZZ)
+async def fuzz(dut, run):
+    """Seeded random legal and malformed streams (cosim.fuzz): the RTL finishes or refuses each
+    exactly as the simulator says, and never hangs."""
+    from cosim.fuzz import expected_outcome, fuzz_case
+
+    h = Harness(dut)
+    seed, count = int(PARAMS["fuzz"]["seed"]), int(PARAMS["fuzz"]["count"])
+    tally: dict[str, int] = {}
+    for i in range(count):
+        case = fuzz_case(seed, i, h.cfg)
+        exp = expected_outcome(case.words, case.dram, h.cfg)
+        out = await h.run(case.words, case.dram, exp.limit)
+        where = f"fuzz case {case.name} ({case.description}) config {h.config_name} seed {seed}"
+        before = len(h.checker.errors)
+        h.checker.check_fuzz(where, exp, out)
+        outcome = f"error {exp.code.name}" if exp.kind == "error" else \
+            "done, data undefined" if exp.kind == "done" and exp.dram is None else exp.kind
+        tally[outcome] = tally.get(outcome, 0) + 1
+        h.record(kind="fuzz_case", case=case.name, description=case.description, expected=outcome,
+                 expected_index=exp.index, error_code=_error_name(out.error_code) if out.error else None,
+                 pc=out.pc, rtl_cycles=out.tb_cycles, passed=len(h.checker.errors) == before)
+    h.record(kind="fuzz", seed=seed, cases=count, outcomes=tally, disagreements=len(h.checker.errors))
+    dut._log.info("fuzz seed %d on %s: %d cases, %d disagreements; %s", seed, h.config_name, count,
+                  len(h.checker.errors), tally)
+    h.checker.assert_clean()

@@ -32,6 +32,8 @@ RESULTS_FILE = "accel_results.jsonl"
 #: Cases of the default (fast) run on tiny: one of each mapping kind, a few seconds in total.
 FAST_CASES = ("conv1x1", "conv3x3_s2", "patch7x7_s4", "depthwise", "linear_relu", "attn_qk")
 FAST_BAD = ("unknown_opcode", "weight_rows_out_of_range")
+#: Differential fuzz cases (cosim.fuzz) of the default run, and per configuration in the slow run.
+FAST_FUZZ, SLOW_FUZZ = 42, 420
 
 
 def default_seed(fallback: int) -> int:
@@ -48,13 +50,13 @@ def case_seed(base: int, name: str) -> int:
     return base * 1000 + zlib.crc32(name.encode()) % 1000
 
 
-def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), bad=(),
+def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), bad=(), fuzz: int = 0,
                     timeout_s: float = 600):
     """Build (cached) and run the testbench; returns the CosimResult and the per-run records."""
     verilog, export_s = verilog_of(config_name)
     specs = [{**layer_spec(l), "seed": case_seed(seed, l.name)} for l in layers]
     params = {"config": config_name, "seed": seed, "layers": specs, "networks": list(networks),
-              "bad": list(bad)}
+              "bad": list(bad), "fuzz": {"seed": seed, "count": fuzz} if fuzz else None}
     print(f"cosim accelerator {config_name}: COSIM_SEED={seed}; {len(specs)} layers "
           f"({', '.join(s['name'] for s in specs)}), networks {list(networks)}, bad {list(bad)}")
     result = build_and_run(verilog, TB_TOP, TESTBENCH, params=params, timeout_s=timeout_s)
@@ -68,12 +70,15 @@ def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), bad=
         if r["kind"] in ("layer", "network"):
             print(f"  {r.get('case', r.get('network')):<20} cycles RTL {r['rtl_cycles']} == "
                   f"schedule {r['expected_cycles']}  ({r['wall_s']:.2f} s)")
+        elif r["kind"] == "fuzz":
+            print(f"  fuzz seed {r['seed']}: {r['cases']} cases, {r['disagreements']} disagreements; "
+                  f"{r['outcomes']}")
         elif r["kind"] == "bad":
             print(f"  {r['case']:<28} error {r['error_code']} at instruction {r['pc']}, "
                   f"cycle {r['rtl_cycles']}")
     if result.waves:
         print(f"waves: {result.waves}")
-    expected = len(specs) + len(networks) + len(bad)
+    expected = len(specs) + len(networks) + len(bad) + (1 if fuzz else 0)
     assert len(result.tests) == expected, \
         f"{len(result.tests)} cocotb tests ran, expected {expected}: {[t.name for t in result.tests]}"
     return result, records
@@ -83,7 +88,7 @@ def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), bad=
 
 def test_accelerator_tiny():
     run_accelerator("tiny", seed=default_seed(1), layers=[FIXED_BY_NAME[n] for n in FAST_CASES],
-                    bad=FAST_BAD)
+                    bad=FAST_BAD, fuzz=FAST_FUZZ)
 
 
 # ---- slow ------------------------------------------------------------------------------------
@@ -93,7 +98,7 @@ def test_accelerator_tiny():
 def test_accelerator_all_cases(config_name):
     seed = default_seed(2)
     layers = list(FIXED) + random_layers(seed, 6)
-    run_accelerator(config_name, seed=seed, layers=layers, bad=list(BAD_STREAMS))
+    run_accelerator(config_name, seed=seed, layers=layers, bad=list(BAD_STREAMS), fuzz=SLOW_FUZZ)
 
 
 @pytest.mark.slow

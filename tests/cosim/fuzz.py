@@ -1,0 +1,279 @@
+"""Differential fuzzing of the simulator and the RTL: seeded random streams, legal and malformed.
+
+:func:`fuzz_case` takes the stream of a random MAC layer (``accel_cases``) and applies one
+mutation (:data:`MUTATIONS`): none, a flipped bit, a field set to a random or extreme value,
+a toggled token flag, a truncation, a dropped, duplicated or zero word, a PE set with step 0,
+``n_out`` above K0, a parameter shift above MAX_SHIFT, a gather from the global buffer, a VEC.
+:func:`expected_outcome` says what the RTL must do with it, from the simulator alone
+(``hw.timing.schedule_encoded``, ``sim.functional``): finish in the scheduled cycle with the
+functional model's DRAM, or raise the simulator's error code at the same instruction.
+
+Two things the simulator knows that the RTL does not decide by the contract are modelled
+here, not tolerated:
+
+* features the RTL does not build yet (``hw.rtl.accelerator.rtl_unsupported``) end with
+  ``UNSUPPORTED`` where the simulator would go on;
+* a DATA error is found while running, so when a stream has both a DATA error and a later
+  malformed instruction, the RTL reports whichever it meets first in time: the load's
+  cycles (``schedule``) against the cycle the dispatcher reaches the malformed word.  A case
+  whose two windows overlap is ``ambiguous`` and reported as such, not compared.
+
+An access outside the DRAM image is not an error of the architecture (its DRAM is the whole
+address space): the testbench flags it (``oob``), and the case expects that flag.  On-chip
+memories are not cleared at start, so a legal stream that reads what it never wrote has
+undefined data: run from two power-on states (``sim.functional.Machine(power_on=...)``), its
+results differ, and only its timing is compared.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cosim.accel_cases import expected_run, random_layers, stream_words
+from hw.config import AcceleratorConfig
+from hw.isa import FIELD_BITS, FIELDS, INSN_BYTES, ErrorCode, Op, StreamError, decode, encode, make
+from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
+from hw.rtl.accelerator import rtl_unsupported
+from hw.timing import decode_until_end, schedule, schedule_encoded
+
+__all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "words_bytes"]
+
+MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", "truncate", "drop",
+             "duplicate", "zero_word", "pe_step_zero", "n_out_over_k0", "bad_shift", "from_gb", "vec")
+#: Random layers a fuzz run draws its base streams from (mapped once each).
+BASE_LAYERS = 8
+#: Cycles beyond the expected end before a run is declared hung.
+HANG_MARGIN = 400
+
+
+@dataclass
+class FuzzCase:
+    name: str
+    words: list[int]
+    dram: np.ndarray
+    description: str
+
+
+@dataclass
+class Expect:
+    """What the RTL must do: ``kind`` is "done", "error", "oob" (the testbench's out-of-image
+    flag, then done or any error) or "ambiguous"; ``limit`` the cycles before a hang."""
+    kind: str
+    limit: int
+    code: ErrorCode | None = None
+    index: int | None = None
+    cycles: int | None = None
+    dram: np.ndarray | None = field(default=None, repr=False)
+    why: str = ""
+
+
+def words_bytes(words: list[int]) -> bytes:
+    return b"".join(w.to_bytes(INSN_BYTES, "little") for w in words)
+
+
+# ---- cases -------------------------------------------------------------------------------------
+
+def _base(seed: int, index: int, cfg: AcceleratorConfig):
+    layers = random_layers(seed, BASE_LAYERS)
+    for k in range(BASE_LAYERS):             # the first layer from index on that maps to one stream
+        layer = layers[(index + k) % BASE_LAYERS]
+        try:
+            return layer, expected_run(layer, cfg, seed * 1000 + index)
+        except ValueError:
+            continue
+    raise RuntimeError(f"none of the {BASE_LAYERS} random layers of seed {seed} maps to one stream")
+
+
+def fuzz_case(seed: int, index: int, cfg: AcceleratorConfig) -> FuzzCase:
+    """Case ``index`` of fuzz run ``seed``: a random layer's stream with mutation
+    ``MUTATIONS[index % len(MUTATIONS)]`` placed at random."""
+    layer, exp = _base(seed, index, cfg)
+    rng = random.Random(seed * 1_000_003 + index)
+    mutation = MUTATIONS[index % len(MUTATIONS)]
+    words, dram = stream_words(exp.stream), exp.dram_in.copy()
+    what = _MUTATE[mutation](words, dram, rng, cfg)
+    return FuzzCase(f"{mutation}_{index}", words, dram, f"{layer.name}: {what}")
+
+
+def _pick(words, rng, ops=None) -> int | None:
+    """A random instruction index (of one of ``ops``), or None."""
+    idx = [i for i, w in enumerate(words) if ops is None or (w & 0xF) in ops]
+    return rng.choice(idx) if idx else None
+
+
+def _set_fields(words, i, **values) -> None:
+    insn = decode(words_bytes([words[i]]))
+    insn.f.update(values)
+    words[i] = int.from_bytes(encode(insn), "little")
+
+
+def _mut_none(words, dram, rng, cfg):
+    return "unchanged"
+
+
+def _mut_bit_flip(words, dram, rng, cfg):
+    i, b = rng.randrange(len(words)), rng.randrange(8 * INSN_BYTES)
+    words[i] ^= 1 << b
+    return f"bit {b} of word {i} flipped"
+
+
+def _field_mutation(words, rng, extreme: bool):
+    i = _pick(words, rng, [int(o) for o in FIELD_BITS if FIELD_BITS[o]])
+    if i is None:
+        return "no instruction with fields"
+    op = Op(words[i] & 0xF)
+    name, bits, signed = rng.choice(FIELDS[op])
+    raw = (1 << bits) - 1 if extreme else rng.randrange(1 << bits)
+    value = raw - (1 << bits) if signed and raw >> (bits - 1) else raw
+    _set_fields(words, i, **{name: value})
+    return f"{op.name} {i}: {name} = {value}"
+
+
+def _mut_field_value(words, dram, rng, cfg):
+    return _field_mutation(words, rng, extreme=False)
+
+
+def _mut_field_extreme(words, dram, rng, cfg):
+    return _field_mutation(words, rng, extreme=True)
+
+
+def _mut_flag_toggle(words, dram, rng, cfg):
+    i, b = rng.randrange(len(words)), rng.randrange(4, 8)
+    words[i] ^= 1 << b
+    return f"token flag bit {b} of word {i} toggled"
+
+
+def _mut_truncate(words, dram, rng, cfg):
+    n = rng.randrange(1, len(words))
+    del words[n:]
+    return f"cut after {n} words (no END)"
+
+
+def _mut_drop(words, dram, rng, cfg):
+    i = rng.randrange(len(words))
+    del words[i]
+    return f"word {i} dropped"
+
+
+def _mut_duplicate(words, dram, rng, cfg):
+    i = rng.randrange(len(words))
+    words.insert(i, words[i])
+    return f"word {i} duplicated"
+
+
+def _mut_zero_word(words, dram, rng, cfg):
+    i = rng.randrange(len(words))
+    words.insert(i, 0)
+    return f"zero word inserted at {i}"
+
+
+def _mut_pe_step_zero(words, dram, rng, cfg):
+    i = _pick(words, rng, [Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.STORE])
+    _set_fields(words, i, pe_step=0, pe_count=2)
+    return f"word {i}: pe_step 0 over 2 PEs"
+
+
+def _mut_n_out_over_k0(words, dram, rng, cfg):
+    i = _pick(words, rng, [Op.LOAD_WGT])
+    n_out = rng.randrange(cfg.k0 + 1, 1 << FIELD_BITS[Op.LOAD_WGT]["n_out"])
+    _set_fields(words, i, n_out=n_out)
+    return f"LOAD_WGT {i}: n_out {n_out}"
+
+
+def _mut_bad_shift(words, dram, rng, cfg):
+    i = _pick(words, rng, [Op.LOAD_PARAM])
+    insn = decode(words_bytes([words[i]]))
+    entry = rng.randrange(max(1, insn.f["n_entries"]))
+    addr = insn.f["src_addr"] + entry * PARAM_ENTRY_BYTES + entry_offset(PARAM_ENTRY, "shift")
+    if addr < dram.size:
+        dram[addr] = rng.randrange(MAX_SHIFT + 1, 256)
+    return f"LOAD_PARAM {i}: entry {entry}'s shift set to {int(dram[addr]) if addr < dram.size else '-'}"
+
+
+def _mut_from_gb(words, dram, rng, cfg):
+    i = _pick(words, rng, [Op.LOAD_INP])
+    _set_fields(words, i, src_gb=1)
+    return f"LOAD_INP {i} gathers from the global buffer"
+
+
+def _mut_vec(words, dram, rng, cfg):
+    i = rng.randrange(len(words))
+    words[i] = int.from_bytes(encode(make(Op.VEC, work=rng.randrange(1, 64))), "little")
+    return f"word {i} replaced by a VEC"
+
+
+_MUTATE = {name: globals()[f"_mut_{name}"] for name in MUTATIONS}
+
+
+# ---- the expected outcome ----------------------------------------------------------------------
+
+def expected_outcome(words: list[int], dram: np.ndarray, cfg: AcceleratorConfig) -> Expect:
+    """What the RTL must do with the stream ``words`` on ``dram`` (see the module docstring)."""
+    from sim.functional import DramBoundsError, Machine
+
+    data = words_bytes(words)
+    insns, _ = decode_until_end(data)
+    static, sched = _static_error(data, insns, cfg)
+    stop = len(insns) if static is None else static.index
+    prefix = insns[:stop]
+    timing = schedule(prefix, cfg, require_end=False)
+    limit = int(timing.total_cycles) + HANG_MARGIN
+    machine, runtime = _run(Machine(cfg, dram.copy()), prefix)
+    if runtime is None and static is None:
+        other, other_error = _run(Machine(cfg, dram.copy(), power_on=np.random.default_rng(len(words))), prefix)
+        if other_error is not None or not np.array_equal(other.dram, machine.dram):
+            return Expect("done", sched.total_cycles + HANG_MARGIN, cycles=sched.total_cycles,
+                          why="legal, but it reads on-chip memory it never wrote: its data are undefined")
+    if isinstance(runtime, DramBoundsError):
+        return Expect("oob", limit, static.code if static else None, stop if static else None,
+                      why=f"{runtime} (then {'error ' + static.code.name if static else 'done or an error'})")
+    if runtime is not None:
+        return _data_or_static(runtime, static, timing, limit, insns)
+    if static is not None:
+        return Expect("error", limit, static.code, static.index, why=str(static))
+    return Expect("done", sched.total_cycles + HANG_MARGIN, cycles=sched.total_cycles, dram=machine.dram,
+                  why="legal")
+
+
+def _run(machine, insns):
+    try:
+        machine.run(insns)
+        return machine, None
+    except StreamError as e:
+        return machine, e
+
+
+def _static_error(data: bytes, insns, cfg):
+    """(the first malformed instruction's StreamError, as the RTL's dispatcher raises it, or None;
+    the schedule of a legal stream)."""
+    try:
+        _, sched = schedule_encoded(data, cfg)
+        static = None
+    except StreamError as e:
+        static, sched = e, None
+    stop = len(insns) if static is None else static.index
+    decoded = static is None or static.code not in (ErrorCode.OPCODE, ErrorCode.RESERVED)
+    for i, insn in enumerate(insns[:stop + (1 if decoded else 0)]):
+        if rtl_unsupported(insn.op, insn.f):     # checked before ranges and tokens
+            return StreamError(f"{insn.op.name} at instruction {i}: not built by the RTL",
+                               ErrorCode.UNSUPPORTED, i), None
+    return static, sched
+
+
+def _data_or_static(runtime: StreamError, static, timing, limit: int, insns) -> Expect:
+    """A DATA error at instruction d, and maybe a malformed word at e > d: which the RTL meets first."""
+    if static is None:
+        return Expect("error", limit, ErrorCode.DATA, why=str(runtime))
+    d, e = runtime.index, static.index
+    at_end_after_idle = static.code == ErrorCode.TOKEN and e < len(insns) and insns[e].op == Op.END
+    reached = np.inf if at_end_after_idle else (int(timing.dispatch[e - 1]) + 1 if e else 0)
+    first, last = int(timing.start[d]), int(timing.end[d]) + 2
+    if last < reached:
+        return Expect("error", limit, ErrorCode.DATA, why=f"{runtime} (before instruction {e}: {static})")
+    if first > reached + 1:
+        return Expect("error", limit, static.code, e, why=f"{static} (before the DATA error: {runtime})")
+    return Expect("ambiguous", limit, why=f"{runtime} in cycles {first}..{last}; {static} reached in cycle "
+                                          f"{reached}")
