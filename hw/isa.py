@@ -3,7 +3,7 @@
 One definition, imported by the mapper (which encodes), the simulators and the
 RTL controller (which decode).  ``docs/isa.md`` describes the semantics and the
 timing of every instruction; the timing functions themselves live in
-``sim/timing.py`` and are the contract the RTL controller implements.
+``hw/timing.py`` and are the contract the RTL controller implements.
 
 Every instruction is one 256-bit little-endian word.  Bits 0-3 hold the opcode,
 bits 4-7 the dependency flags (VTA style)::
@@ -50,7 +50,8 @@ class Op(enum.IntEnum):
 
 class ErrorCode(enum.IntEnum):
     """Why a stream is refused: the simulator (``StreamError.code``) and the RTL (``error_code``)
-    give the same code for the same stream, at the same instruction (except DATA)."""
+    give the same code for the same stream, at the same instruction (DATA: the instruction
+    that found it), except that the RTL refuses what it does not build yet with UNSUPPORTED."""
     NONE = 0
     OPCODE = 1        # unknown opcode (a zero word included), or the stream runs off its end
     RESERVED = 2      # non-zero reserved bits, or an unknown VEC operation

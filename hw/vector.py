@@ -42,7 +42,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from .isa import StreamError, VecOp
+from .isa import ErrorCode, StreamError, VecOp
 
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
            "STAGE_PARAMS", "PoolMode", "axis_offsets", "operand_addresses", "stage_work", "vec_fields",
@@ -56,6 +56,13 @@ NONE = 0xF         # stage second input / output: none
 MAX_OPERANDS = 8
 MAX_STAGES = 4
 HEADER_BYTES, OPERAND_BYTES, STAGE_BYTES = 16, 64, 32
+#: The largest descriptor: the most operands and stages.
+MAX_DESCRIPTOR_BYTES = HEADER_BYTES + OPERAND_BYTES * MAX_OPERANDS + STAGE_BYTES * MAX_STAGES
+
+
+def _malformed(message: str) -> StreamError:
+    """A descriptor that is none: found by the vector unit while running (``ErrorCode.DATA``)."""
+    return StreamError(message, ErrorCode.DATA)
 
 
 class PoolMode:
@@ -129,7 +136,7 @@ class Axis:
         elif f["lo0"] >= f["win"] or f["lo0"] + f["hi0"] * f["win"] != f["start"]:
             bad = f"lo0 = {f['lo0']}, hi0 = {f['hi0']} do not split start = {f['start']} at win = {f['win']}"
         if bad:
-            raise StreamError(f"{where}: axis {bad}")
+            raise _malformed(f"{where}: axis {bad}")
         return cls(f["n"], f["s_lo"], f["start"], f["wrap"], f["valid"], f["win"], f["s_hi"])
 
 
@@ -221,7 +228,7 @@ def check_descriptor(d: Descriptor, where: str = "descriptor") -> None:
         elif set(st.params) != {n for n, _, _ in STAGE_PARAMS[st.op]}:
             bad = f"stage {i} ({st.op.name}) has parameters {sorted(st.params)}"
     if bad:
-        raise StreamError(f"{where}: {bad}")
+        raise _malformed(f"{where}: {bad}")
 
 
 def stage_work(d: Descriptor, i: int) -> int:
@@ -282,7 +289,7 @@ def _pack(spec: list, values: dict, nbytes: int, where: str) -> bytes:
         v = values[name]
         lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
         if not isinstance(v, (int, np.integer)) or not lo <= int(v) <= hi:
-            raise StreamError(f"{where}: {name} = {v!r} does not fit {bits} "
+            raise _malformed(f"{where}: {name} = {v!r} does not fit {bits} "
                               f"{'signed' if signed else 'unsigned'} bits (range {lo}..{hi})")
         word |= (int(v) & ((1 << bits) - 1)) << pos
         pos += bits
@@ -323,11 +330,11 @@ def encode_descriptor(d: Descriptor) -> bytes:
 def decode_descriptor(data: bytes, where: str = "VEC descriptor") -> Descriptor:
     """Parse (and check) a descriptor; StreamError for one the vector unit cannot run."""
     if len(data) < HEADER_BYTES:
-        raise StreamError(f"{where}: truncated header")
+        raise _malformed(f"{where}: truncated header")
     head = _unpack(_HEADER_FIELDS, data[:HEADER_BYTES])
     n_op, n_st = head["n_operands"], head["n_stages"]
     if len(data) < HEADER_BYTES + OPERAND_BYTES * n_op + STAGE_BYTES * n_st:
-        raise StreamError(f"{where}: truncated ({n_op} operands, {n_st} stages)")
+        raise _malformed(f"{where}: truncated ({n_op} operands, {n_st} stages)")
     operands, pos = [], HEADER_BYTES
     spec = _OPERAND_FIELDS + [("y_" + n, b, s) for n, b, s in _AXIS_FIELDS] + \
         [("x_" + n, b, s) for n, b, s in _AXIS_FIELDS]
@@ -336,7 +343,7 @@ def decode_descriptor(data: bytes, where: str = "VEC descriptor") -> Descriptor:
         axes = [Axis.from_fields({n: f[p + n] for n, _, _ in _AXIS_FIELDS}, f"{where} operand {i} {p[0]}")
                 for p in ("y_", "x_")]
         if f["c"] < 1:
-            raise StreamError(f"{where} operand {i}: c = 0")
+            raise _malformed(f"{where} operand {i}: c = 0")
         operands.append(Operand(f["base"], f["c"], axes[0], axes[1], bool(f["repeat"])))
         pos += OPERAND_BYTES
     stages = []
@@ -345,9 +352,9 @@ def decode_descriptor(data: bytes, where: str = "VEC descriptor") -> Descriptor:
         try:
             op = VecOp(head_f["op"])
         except ValueError:
-            raise StreamError(f"{where} stage {i}: unknown operation {head_f['op']}") from None
+            raise _malformed(f"{where} stage {i}: unknown operation {head_f['op']}") from None
         if op == VecOp.CHAIN:
-            raise StreamError(f"{where} stage {i}: CHAIN is not a stage operation")
+            raise _malformed(f"{where} stage {i}: CHAIN is not a stage operation")
         f = _unpack(_STAGE_HEAD + STAGE_PARAMS[op], data[pos:pos + STAGE_BYTES])
         params = {n: f[n] for n, _, _ in STAGE_PARAMS[op]}
         stages.append(Stage(op, head_f["src"], head_f["src2"], head_f["out"], params))
@@ -355,4 +362,4 @@ def decode_descriptor(data: bytes, where: str = "VEC descriptor") -> Descriptor:
     try:
         return Descriptor(head["h"], head["w"], head["c"], tuple(operands), tuple(stages))
     except StreamError as e:
-        raise StreamError(f"{where}: {e}") from None
+        raise _malformed(f"{where}: {e}") from None

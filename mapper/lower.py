@@ -224,7 +224,7 @@ class Placement:
     matmul, group ``g`` (window ``g // heads``, head ``g % heads``) reads channels
     ``a_window * (g // heads) + a_head * (g % heads)`` of each input row, and its second operand
     row ``j``, element ``i`` at ``weights + b_window * (g // heads) + b_head * (g % heads) +
-    j * b_row + i * b_lane``.  ``table`` holds the 256 x 16-bit table of the STOREs (or -1).
+    j * b_row + i * b_lane``.  ``table`` holds the 256 x 32-bit table of the STOREs (or -1).
     """
 
     input: int

@@ -19,9 +19,9 @@ import numpy as np
 
 from hw.config import AcceleratorConfig
 from hw.isa import ADDR_MASK, Act, ErrorCode, Insn, StreamError, INSN_BYTES
-from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
+from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
                          TABLE_ENTRY_BITS, unpack_entries)
-from hw.timing import dw_gather_ok, load_inp_gb_conflict, load_inp_lanes, pe_members, pe_positions, pe_set_bad
+from hw.timing import check_insn, load_inp_gb_conflict, load_inp_lanes, pe_members, pe_positions
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
 from mapper.program import Program, pack_params, pack_weights
@@ -79,14 +79,7 @@ class Machine:
 
     # ---- helpers -----------------------------------------------------------------------------
     def _pes(self, f: dict, off: int) -> np.ndarray:
-        if pe_set_bad(f, self.cfg.num_pe):
-            raise StreamError(f"PE set first={f['pe_first']} count={f['pe_count']} step={f['pe_step']} "
-                              f"outside the {self.cfg.num_pe} PEs at byte offset {off}")
         return np.array(pe_members(f))
-
-    def _rows(self, first: int, n: int, depth: int, what: str, off: int) -> None:
-        if first + n > depth:
-            raise StreamError(f"{what} rows {first}..{first + n - 1} exceed its depth {depth} at byte offset {off}")
 
     def _dram(self, addr: np.ndarray, off: int) -> np.ndarray:
         addr = addr & ADDR_MASK
@@ -97,6 +90,8 @@ class Machine:
 
     # ---- instructions ------------------------------------------------------------------------
     def execute(self, insn: Insn, off: int = 0) -> None:
+        """Execute one instruction (StreamError RANGE when it leaves the configuration: ``check_insn``)."""
+        check_insn(insn, self.cfg, off)
         handler = getattr(self, f"_{insn.op.name.lower()}", None)
         if handler is not None:
             handler(insn.f, off)
@@ -114,7 +109,6 @@ class Machine:
     def _load_inp(self, f: dict, off: int) -> None:
         c0 = self.cfg.c0
         n_rows = f["n_cblk"] * f["win_h"] * f["win_w"]
-        self._rows(f["dst_addr"], n_rows, self.cfg.input_rows, "input buffer", off)
         addr, valid = load_inp_lanes(f, self.cfg)
         addr &= ADDR_MASK
         src = self.gb if f["src_gb"] else self.dram
@@ -136,7 +130,6 @@ class Machine:
 
     def _load_wgt(self, f: dict, off: int) -> None:
         c0, k0 = self.cfg.c0, self.cfg.k0
-        self._rows(f["dst_addr"], f["rows"], self.cfg.weight_rows, "weight buffer", off)
         j, r, lane = np.meshgrid(np.arange(k0), np.arange(f["rows"]), np.arange(c0), indexing="ij")
         idx = r * c0 + lane
         valid = (j < f["n_out"]) & (idx < f["chan"])
@@ -150,7 +143,6 @@ class Machine:
         n = f["n_entries"]
         if f["table"]:
             return self._load_table(f, off)
-        self._rows(f["dst_addr"], n, self.cfg.param_depth, "parameter memory", off)
         e = unpack_entries(self._dram(f["src_addr"] + np.arange(n * PARAM_ENTRY_BYTES), off), PARAM_ENTRY)
         bias, mult, shift, ep_shift = e["bias"], e["mult"], e["shift"], e["ep_shift"]
         if (shift > MAX_SHIFT).any():
@@ -164,7 +156,6 @@ class Machine:
     def _load_table(self, f: dict, off: int) -> None:
         """LOAD_PARAM with ``table``: entries of PARAM_ENTRY_BYTES bytes fill the table memory."""
         per = PARAM_ENTRY_BYTES * 8 // TABLE_ENTRY_BITS
-        self._rows(f["dst_addr"], f["n_entries"], TABLE_BYTES // PARAM_ENTRY_BYTES, "table memory", off)
         raw = self._dram(f["src_addr"] + np.arange(f["n_entries"] * PARAM_ENTRY_BYTES), off)
         vals = unpack_entries(raw, TABLE_ENTRY)["v"]
         first = f["dst_addr"] * per
@@ -172,8 +163,6 @@ class Machine:
 
     def _load_gb(self, f: dict, off: int) -> None:
         n = f["n_bytes"]
-        if f["dst_addr"] + n > self.gb.size:
-            raise StreamError(f"LOAD_GB writes past the {self.gb.size}-byte global buffer at byte offset {off}")
         self.gb[f["dst_addr"]:f["dst_addr"] + n] = self._dram(f["src_addr"] + np.arange(n), off)
 
     def _gemm(self, f: dict, off: int) -> None:
@@ -182,9 +171,6 @@ class Machine:
         oh, ow, in_w = f["out_h"], f["out_w"], f["in_w"]
         in_h = (oh - 1) * st + kh
         npix = oh * ow
-        self._rows(f["acc_addr"], npix, self.cfg.accum_depth, "accumulation buffer", off)
-        if f["dw"] and not dw_gather_ok(self.cfg, kw):
-            raise StreamError(f"GEMM at byte offset {off}: depthwise gather of kw = {kw} not possible")
         oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
         pix = (oy * st * in_w + ox * st).ravel()
         taps = [(cb, r, s) for cb in range(f["n_cblk"]) for r in range(kh) for s in range(1 if f["dw"] else kw)]
@@ -193,8 +179,6 @@ class Machine:
         t = np.array(taps)
         rows = (f["inp_addr"] + t[:, 0] * in_h * in_w + t[:, 1] * in_w + t[:, 2])[:, None] + pix[None, :]
         wrows = f["wgt_addr"] + (t[:, 0] * kh + t[:, 1] if f["dw"] else (t[:, 0] * kh + t[:, 1]) * kw + t[:, 2])
-        if rows.max() + (kw - 1 if f["dw"] else 0) >= self.cfg.input_rows or wrows.max() >= self.cfg.weight_rows:
-            raise StreamError(f"GEMM reads past a buffer at byte offset {off}")
         w = self.wgt[:, :, wrows].transpose(0, 2, 3, 1)                     # (P, S, C0, K0)
         if f["dw"]:
             # vector MAC j: lane t holds lane j of input row (pixel's row + t), t < kw
@@ -214,8 +198,6 @@ class Machine:
         execute_vec(f, self.dram, f"VEC at byte offset {off}")
 
     def _store(self, f: dict, off: int) -> None:
-        if f["act"] > max(Act):
-            raise StreamError(f"STORE at byte offset {off}: act {f['act']} is not an activation")
         pes = self._pes(f, off)
         k, y, x, valid, q = self._store_values(f, pes)
         if f["ep_row"]:
@@ -270,7 +252,7 @@ class Machine:
                 continue
             if ks.size % row or ks[0] % row or np.any(np.diff(ks) != 1):
                 raise StreamError(f"STORE at byte offset {off}: its channels {int(ks[0])}..{int(ks[-1])} are not "
-                                  f"whole softmax rows of {row}")
+                                  f"whole softmax rows of {row}", ErrorCode.DATA)
             vals = q[sel].transpose(1, 2, 0, 3).reshape(q.shape[1], q.shape[2], -1)     # [oh, ow, P*K]
             rows = vals[..., order].reshape(*vals.shape[:2], -1, row)
             out_shift = int(self.ep_shift[pes[sel[0]], f["param_addr"]])

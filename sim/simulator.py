@@ -7,8 +7,8 @@ is the sum of its layers' times plus the final END; identical layer shapes are
 mapped and scheduled once.  Element-wise operations the post-processing unit
 applies on the fly (ReLU, GELU, folded batch-norm directly after a MAC layer)
 and concatenations (producers store at a channel offset, ``k_pitch``) cost no
-instruction; softmax and layernorm can be fused into the producing layer's
-stores, and the other non-MAC layers are VEC instructions (``mapper.fusion``).
+instruction; a softmax can be fused into the producing layer's stores (an
+epilogue), and the other non-MAC layers are VEC passes (``mapper.fusion``).
 """
 
 from __future__ import annotations

@@ -15,12 +15,11 @@ import numpy as np
 from hw import operators as ops
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.numerics import unpack_entries
-from hw.vector import (LN_ENTRY, LN_ENTRY_BYTES, NONE, PREV, Descriptor, Operand, PoolMode, decode_descriptor,
-                       descriptor_bytes, operand_addresses, vec_fields)
+from hw.vector import (LN_ENTRY, LN_ENTRY_BYTES, MAX_DESCRIPTOR_BYTES, NONE, PREV, Descriptor, Operand, PoolMode,
+                       decode_descriptor, descriptor_bytes, operand_addresses, vec_fields)
 
 __all__ = ["execute_vec", "softmax_rows"]
 
-_MAX_DESC = 16 + 64 * 8 + 32 * 4
 
 
 def _data_error(message: str) -> StreamError:
@@ -36,7 +35,7 @@ def execute_vec(fields: dict, dram: np.ndarray, where: str) -> Descriptor:
     addr = fields["desc_addr"]
     if addr + 16 > dram.size:
         raise _data_error(f"{where}: descriptor at {addr} outside the {dram.size}-byte DRAM")
-    d = decode_descriptor(bytes(dram[addr:min(dram.size, addr + _MAX_DESC)]), f"{where} descriptor")
+    d = decode_descriptor(bytes(dram[addr:min(dram.size, addr + MAX_DESCRIPTOR_BYTES)]), f"{where} descriptor")
     want = vec_fields(d)
     got = {k: fields[k] for k in want}
     if got != want:
@@ -96,6 +95,15 @@ class _Pass:
         return self.read(st.src2, self.d.c)[0]
 
     def _stage(self, st, x: np.ndarray, ok: np.ndarray):
+        """A stage's output and valid pixels; parameters an operator refuses are DATA errors."""
+        try:
+            return self._compute(st, x, ok)
+        except StreamError:
+            raise
+        except ValueError as e:
+            raise _data_error(f"{self.where}: {st.op.name} stage: {e}") from None
+
+    def _compute(self, st, x: np.ndarray, ok: np.ndarray):
         d, p = self.d, st.params
         if st.op == VecOp.COPY:
             return x, ok

@@ -11,7 +11,7 @@
 //   DRAM_BYTES  DRAM array size in bytes
 //
 // Protocol served (docs/rtl.md):
-//   imem_data   answered combinationally from imem[imem_addr / 32] (zero = NOP past the end)
+//   imem_data   answered combinationally from imem[imem_addr / 32] (zero past the end: an OPCODE error)
 //   dram_rd     each enabled lane's byte comes back exactly one cycle later; disabled lanes
 //               carry junk (the RTL must ignore them)
 //   dram_wr     each enabled lane's byte is written at the end of the cycle it is enabled;
