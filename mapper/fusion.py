@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+from hw import operators as ops
 from hw.config import AcceleratorConfig
 from hw.isa import Act, Insn, Op, VecOp
 from hw.timing import EPILOGUE_PASSES
@@ -133,6 +134,14 @@ def plan(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False, fuse: 
     return _Planner(model, cfg, mac_only, fuse and not mac_only).run()
 
 
+def _check_row(layer) -> None:
+    """The vector unit's rows (softmax, layernorm) hold at most ``hw.operators.MAX_ROW`` elements."""
+    n = layer.row_len() if layer.kind == "softmax" else layer.out_shape[-1] if layer.kind == "layernorm" else 0
+    if n > ops.MAX_ROW:
+        raise MappingError(f"{layer.name}: a {layer.kind} row of {n} elements; the vector unit's rows hold "
+                           f"at most {ops.MAX_ROW}")
+
+
 class _Planner:
     def __init__(self, model: Model, cfg: AcceleratorConfig, mac_only: bool, fuse: bool):
         self.model, self.cfg, self.mac_only, self.fuse = model, cfg, mac_only, fuse
@@ -148,6 +157,8 @@ class _Planner:
 
     def run(self) -> list[Step]:
         for layer in self.model.layers:
+            if not self.mac_only:
+                _check_row(layer)
             if layer.name in self.done:
                 continue
             if layer.kind == "constant":

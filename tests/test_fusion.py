@@ -154,3 +154,15 @@ def test_table_says_where_a_fused_layer_went():
     table = format_table(build_report(simulate(model, E), "E"))
     row = next(line for line in table.splitlines() if line.startswith("stage0.block0.attn.softmax "))
     assert row.endswith("epilogue of stage0.block0.attn.qk")
+
+
+def test_rows_longer_than_the_vector_unit_holds_are_refused_when_planning():
+    from hw import operators as ops
+    from mapper.ir import Linear, Model, Softmax
+    from mapper.lower import MappingError
+
+    n = ops.MAX_ROW + 1
+    model = Model("long_rows", "full", (1, 1, 3), (Linear("fc", "encoder", 1, 3, n),
+                                                 Softmax("sm", "encoder", inputs=("fc",))))
+    with pytest.raises(MappingError, match=f"sm: a softmax row of {n} elements.*at most {ops.MAX_ROW}"):
+        plan(model, get_config("E"))
