@@ -9,7 +9,8 @@ One step per layer, in order:
   and the fused layer is faster than the two apart;
 * ``vector``: one VEC pass (:class:`VecPass`, ``hw/vector.py``) computing a run of
   non-MAC layers along the data flow: layout layers before the first computing
-  layer become the address pattern of its input, computing layers (add, multiply,
+  layer become the address pattern of its input (a padding never: its zeros would not
+  be computed, ``_grammar_ok``), computing layers (add, multiply,
   activation, layernorm, softmax; a resize or pooling only first) become stages,
   and layout layers after the last become the pattern through which every stage
   reads and writes (a final window partition the pattern of the output).  Outputs
@@ -253,7 +254,13 @@ def _is_class_map(layer: Layer, model: Model) -> bool:
 
 def _grammar_ok(kinds: list[str]) -> bool:
     """leading layouts*, computing layers+, trailing layouts*, [window partition]; a resize or
-    pooling only as the first member; a patch merge alone; layouts only is fine too."""
+    pooling only as the first member; a patch merge alone; layouts only is fine too.
+
+    No padding among the leading layouts: a pixel that is padding in the pass's source stays
+    padding through every stage and is written as zero (``sim/vector_unit.py``), which is what padding
+    after the computation needs (Swin's layernorm, then pad) but not padding before it, whose
+    zeros the computation must take as inputs (a class token's pad, roll, then the add of the
+    token).  Such a pad goes into a pass of layouts only, whose output the computation reads."""
     if "patch_merge" in kinds:
         return len(kinds) == 1
     if "window_partition" in kinds[:-1]:
@@ -262,6 +269,8 @@ def _grammar_ok(kinds: list[str]) -> bool:
     if not comp:
         return True
     first, last = comp[0], comp[-1]
+    if "pad" in kinds[:first]:
+        return False
     if any(kinds[i] in ("resize", "pool") for i in comp[1:]) or (kinds[first] in ("resize", "pool") and first):
         return False
     return not any(k in LAYOUT_KINDS for k in kinds[first:last + 1]) and "window_reverse" not in kinds[last + 1:]
