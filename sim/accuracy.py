@@ -14,7 +14,8 @@ agreement of the outputs:
   class agrees and the mean L1 distance of the boxes (normalised cx, cy, w, h).
 
 ``python -m sim.accuracy --model segformer_b0 --size 128x128`` prints the report and writes
-it as JSON (``--output``); see ``docs/quantization.md``.
+it as JSON (``--output``); see ``docs/quantization.md``.  ``--model path/to/model.onnx`` takes the
+file's weights, and a QDQ file's own quantisation (``mapper.calibrate.prepare``).
 """
 
 from __future__ import annotations
@@ -225,11 +226,13 @@ def _size(text: str) -> tuple[int, int]:
 def _parser() -> OneLineParser:
     p = OneLineParser(prog="python -m sim.accuracy",
                       description="Per-layer SQNR and output agreement of the int8 network against the float one.")
-    p.add_argument("--model", required=True, choices=MODEL_NAMES, metavar="MODEL",
-                   help=f"one of {', '.join(MODEL_NAMES)}")
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help=f"one of {', '.join(MODEL_NAMES)}; or path/to/model.onnx (its own weights)")
     p.add_argument("--variant", default=None, help="an execution-path variant (see make sim)")
     p.add_argument("--size", type=_size, default=None, help="input size HxW (default: the model's)")
-    p.add_argument("--seed", type=int, default=0, help="weights and calibration images seed (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights (not an ONNX file's: they are the file's) and of the calibration "
+                        "images (default 0)")
     p.add_argument("--calib-images", type=int, default=1, help="synthetic calibration images (default 1)")
     p.add_argument("--images", type=int, default=1,
                    help="test images: synthetic_image(seed + i), i = 0..images-1, never a calibration image "
@@ -271,8 +274,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     reports = []
     for i in range(args.images):
         start = time.time()
-        report = compare(qmodel, weights, preprocess(synthetic_image(h, w, args.seed + i)),
-                         local=args.local, baseline=args.baseline)
+        try:
+            report = compare(qmodel, weights, preprocess(synthetic_image(h, w, args.seed + i)),
+                             local=args.local, baseline=args.baseline)
+        except ValueError as e:            # a layer the integer operators cannot compute (hw.operators)
+            parser.error(f"cannot run {model.name}: {' '.join(str(e).split())}")
         print(f"-- image {args.seed + i}: {time.time() - start:.1f} s")
         _print(report, args.worst)
         reports.append({"image_seed": args.seed + i, **report.to_json()})
