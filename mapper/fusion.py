@@ -38,7 +38,7 @@ from .ir import LAYOUT_KINDS, MAC_KINDS, Activation, Conv2d, Layer, Linear, MatM
 from .layout import LayoutError, Storage, View, partition_view, storage_plan, through, view_of
 from .lower import MappingError, _insn, layer_cycles, map_layer
 
-__all__ = ["Step", "VecPass", "plan", "vec_stream", "COMPUTE_KINDS", "STAGE_OP"]
+__all__ = ["Step", "VecPass", "plan", "vec_stream", "is_class_map", "COMPUTE_KINDS", "STAGE_OP"]
 
 #: The vector-unit operation of each computing layer kind.
 STAGE_OP = {"add": VecOp.ADD, "mul": VecOp.MUL, "relu": VecOp.LUT, "gelu": VecOp.LUT, "sigmoid": VecOp.LUT,
@@ -220,7 +220,7 @@ class _Planner:
             return None
         cand = self.model.layers[i]
         if (cand.name in self.done or last.name not in cand.inputs or cand.kind in MAC_KINDS
-                or cand.kind == "concat" or _is_class_map(cand, self.model)):
+                or cand.kind == "concat" or is_class_map(cand, self.model)):
             return None
         trial = members + [cand]
         if not _grammar_ok([m.kind for m in trial]):
@@ -245,8 +245,10 @@ class _Planner:
             raise MappingError(str(e)) from None
 
 
-def _is_class_map(layer: Layer, model: Model) -> bool:
-    """The network ends by upsampling its class scores to the input size (segmentation)."""
+def is_class_map(layer: Layer, model: Model) -> bool:
+    """Whether ``layer`` is the network's output that the accelerator writes as a class map: a
+    bilinear upsampling of the class scores (``model.params["classes"]`` channels) to the input
+    size that no other layer reads (segmentation; ``sim.accuracy.task_of``)."""
     h, w, _ = model.input
     return (isinstance(layer, Resize) and layer.mode == "bilinear" and layer.name in model.output_names
             and layer.out_shape[:2] == (h, w) and model.params.get("classes") == layer.out_shape[2])
@@ -303,7 +305,7 @@ class _PassBuilder:
         ms = self.members
         if ms[0].kind == "patch_merge":
             return self._patch_merge(ms[0])
-        if len(ms) == 1 and self.p.fuse and _is_class_map(ms[0], self.p.model):
+        if len(ms) == 1 and self.p.fuse and is_class_map(ms[0], self.p.model):
             return self._class_map(ms[0])
         comp = [i for i, m in enumerate(ms) if m.kind in COMPUTE_KINDS]
         if not comp:

@@ -6,7 +6,8 @@ layer, the signal-to-quantisation-noise ratio of the dequantised int8 output aga
 float output, ``SQNR = 10 log10(sum f**2 / sum (f - q*s)**2)`` dB, the worst layer, and the
 agreement of the outputs:
 
-* segmentation (the last layer resizes class scores to the input size): the fraction of
+* segmentation (the last layer resizes class scores to the input size, and the accelerator
+  writes it as a class map: ``mapper.fusion.is_class_map``): the fraction of
   pixels whose class agrees, float ``argmax`` of the upsampled logits against the golden
   model's class map (``golden_network.class_map`` of the scores before the resize);
 * classification (a last linear over one token): top-1 agreement and the top-5 overlap;
@@ -32,8 +33,9 @@ import numpy as np
 
 from hw.cli import OneLineParser, atomic_write_json
 from mapper.calibrate import prepare, readers_of, softmax_margin, softmax_row
+from mapper.fusion import is_class_map
 from mapper.images import calibration_image, preprocess, quantize_input, quantize_tensor, synthetic_image
-from mapper.ir import INPUT, Linear, Model, Resize
+from mapper.ir import INPUT, Linear, Model
 from mapper.quantize import QModel
 from mapper.reference import run_float
 from mapper.workloads import MODEL_NAMES, build_model
@@ -112,7 +114,7 @@ def task_of(model: Model) -> str:
     last = model.layers[-1]
     if {"head.class", "head.bbox.sigmoid"} <= names:
         return "detection"
-    if isinstance(last, Resize) and (last.out_h, last.out_w) == tuple(model.input[:2]):
+    if is_class_map(last, model):          # what the accelerator writes as the class map
         return "segmentation"
     if isinstance(last, Linear) and last.tokens == 1:
         return "classification"

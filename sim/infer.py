@@ -448,8 +448,9 @@ def _summary_text(doc: dict) -> str:
              f"{doc['time_ms']:.4f} ms at {doc['clock_ghz']:g} GHz, {doc['energy_uj']:.2f} uJ",
              f"bit-exact with the golden model: {be['tensors']} tensors, {be['elements']:,} elements",
              f"program: {prog_size['instructions']:,} instructions, DRAM image {prog_size['dram_bytes'] / 2**20:.1f} MiB",
-             "agreement with the float reference: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                                                for k, v in doc["agreement"].items())]
+             "agreement with the float reference: " + (", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                                 for k, v in doc["agreement"].items())
+                                                       or f"not measured for task {doc['task']!r}")]
     out = doc["output"]
     for item in out.get("top_classes", []):
         lines.append(f"  {item['share']:7.2%}  class {item['class']:>3}  {item['name']}")

@@ -14,13 +14,16 @@ from onnx import numpy_helper
 from mapper.calibrate import prepare, quantize
 from mapper.images import calibration_image, preprocess, quantize_input, synthetic_image
 from mapper.ir import Constant
+from mapper.onnx_export import export_onnx
 from mapper.onnx_import import load_onnx, qdq_qmodel
 from mapper.weights import constant_data, init_weights
+from mapper.workloads import build_model
 from sim import accuracy, infer
 from sim import run as sim_run
-from sim.golden_network import run_network
+from sim.golden_network import class_map, run_network
 
-from onnx_graphs import long_softmax, opaque_product, qdq_cnn, vit
+from onnx_graphs import Graph, image_input, long_softmax, opaque_product, qdq_cnn, vit
+from onnx_graphs import out as graph_output
 
 
 def _write(path: Path, proto) -> Path:
@@ -36,10 +39,10 @@ def _status(main, argv: list[str]) -> int:
         return e.code
 
 
-def _run(path: Path, out: Path, *extra: str) -> tuple[np.ndarray, dict]:
+def _run(path: Path, folder: Path, *extra: str) -> tuple[np.ndarray, dict]:
     """``make run`` of the file on E: its output logits and run.json."""
-    assert _status(infer.main, ["--model", str(path), "--config", "E", "--out", str(out), "--quiet", *extra]) == 0
-    return np.load(out / "output.npy"), json.loads((out / "run.json").read_text())
+    assert _status(infer.main, ["--model", str(path), "--config", "E", "--out", str(folder), "--quiet", *extra]) == 0
+    return np.load(folder / "output.npy"), json.loads((folder / "run.json").read_text())
 
 
 def _golden_logits(qmodel, seed: int) -> np.ndarray:
@@ -88,6 +91,38 @@ def test_qdq_file_keeps_its_quantisation(tmp_path):
     assert not np.array_equal(logits, other)
 
 
+def test_a_zoo_model_exported_runs_as_the_zoo_model(tmp_path):
+    """SegFormer-B0 written as ONNX with its seeded weights (``make onnx``) and run from the file gives
+    the zoo model's class map bit for bit: the golden model of the zoo model and seed 0."""
+    model = build_model("segformer_b0", size=(32, 32))
+    path = _write(tmp_path / "b0.onnx", export_onnx(model, init_weights(model, 0)))
+    folder = tmp_path / "run"
+    assert _status(infer.main, ["--model", str(path), "--config", "small", "--out", str(folder), "--quiet"]) == 0
+    golden = dict(run_network(prepare(model, 0)[1], quantize_input(preprocess(synthetic_image(32, 32, 0)))))
+    last = model.layers[-1]
+    np.testing.assert_array_equal(np.load(folder / "output.npy"), class_map(golden[last.inputs[0]], 32, 32))
+    assert json.loads((folder / "run.json").read_text())["task"] == "segmentation"
+
+
+def test_upsampled_scores_without_argmax_are_no_class_map(tmp_path):
+    """A file ending in a resize to the input size but no ArgMax: the accelerator writes the scores,
+    so the run's output is them (task ``other``), not a class map."""
+    g = Graph(9)
+    x = g.op("Conv", ["pixel_values", g.weight("w", 5, 3, 4, 4)], "/conv", kernel_shape=[4, 4], strides=[4, 4])
+    y = g.op("Resize", [x, "", g.const(np.array([1, 1, 4, 4], np.float32), np.float32)], "/up", mode="linear",
+             coordinate_transformation_mode="half_pixel")
+    path = _write(tmp_path / "scores.onnx", g.model([image_input(3, 16, 16)], [graph_output(y)]))
+    run = tmp_path / "run"
+    assert _status(infer.main, ["--model", str(path), "--config", "E", "--out", str(run), "--quiet"]) == 0
+    assert json.loads((run / "run.json").read_text())["task"] == "other"
+    q = _float_file_qmodel(path, 0)
+    name = q.model.layers[-1].name
+    scores = np.load(run / "output.npz")[name]
+    assert scores.shape == (16, 16, 5)
+    np.testing.assert_array_equal(np.round(scores / q.layers[name].scale).astype(np.int64),
+                                  _golden_logits(q, 0).reshape(16, 16, 5))
+
+
 def test_prepare_chooses_the_files_weights_whatever_the_seed(tmp_path):
     path = _write(tmp_path / "vit.onnx", vit(cls_token=True)[0])
     imp = load_onnx(path)
@@ -104,10 +139,10 @@ def test_prepare_chooses_the_files_weights_whatever_the_seed(tmp_path):
 def test_check_and_accuracy_take_the_files_weights(tmp_path, capsys):
     vit_path = _write(tmp_path / "vit.onnx", vit(cls_token=True)[0])
     for path in (vit_path, _write(tmp_path / "qdq.onnx", qdq_cnn()[0])):
-        out = tmp_path / f"sim_{path.stem}"
+        folder = tmp_path / f"sim_{path.stem}"
         assert sim_run.main(["--model", str(path), "--config", "tiny", "--check", "--seed", "3", "--no-plots",
-                             "--quiet", "--out", str(out)]) == 0
-        assert json.loads((out / "report.json").read_text())["check"]["tensors"] > 0
+                             "--quiet", "--out", str(folder)]) == 0
+        assert json.loads((folder / "report.json").read_text())["check"]["tensors"] > 0
         assert "functional check passed" in capsys.readouterr().out
 
     report = tmp_path / "accuracy.json"
@@ -139,12 +174,12 @@ CANNOT_RUN = {"opaque": (opaque_product, "opaque product"),
 def test_a_file_that_cannot_run_is_one_line_and_writes_nothing(graph, command, tmp_path, capsys):
     build, needle = CANNOT_RUN[graph]
     path = _write(tmp_path / f"{graph}.onnx", build())
-    out = tmp_path / "out"
-    argv = {"run": (infer.main, ["--config", "E", "--out", str(out), "--quiet"]),
-            "check": (sim_run.main, ["--config", "E", "--check", "--seed", "0", "--quiet", "--out", str(out)]),
-            "accuracy": (accuracy.main, ["--output", str(out)])}
+    folder = tmp_path / "out"
+    argv = {"run": (infer.main, ["--config", "E", "--out", str(folder), "--quiet"]),
+            "check": (sim_run.main, ["--config", "E", "--check", "--seed", "0", "--quiet", "--out", str(folder)]),
+            "accuracy": (accuracy.main, ["--output", str(folder)])}
     main, args = argv[command]
     assert _status(main, ["--model", str(path), *args]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err
-    assert not out.exists()
+    assert not folder.exists()
