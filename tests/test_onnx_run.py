@@ -5,6 +5,7 @@ file; a file that cannot run is one line and status 2 with nothing written."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from mapper.calibrate import prepare, quantize
 from mapper.images import calibration_image, preprocess, quantize_input, synthetic_image
 from mapper.ir import Constant
 from mapper.onnx_export import export_onnx
-from mapper.onnx_import import load_onnx, qdq_qmodel
+from mapper.onnx_import import OnnxImportError, load_onnx, qdq_qmodel
 from mapper.weights import constant_data, init_weights
 from mapper.workloads import build_model
 from sim import accuracy, infer
@@ -134,6 +135,12 @@ def test_prepare_chooses_the_files_weights_whatever_the_seed(tmp_path):
                 np.testing.assert_array_equal(weights[name][key], value)
         fc = imp.model.layers[-1].name
         np.testing.assert_array_equal(q.layers[fc].weight, prepare(imp.model, 0)[1].layers[fc].weight)
+    # the file rewritten with other weights (and another modification time, which the import's cache
+    # keys on): the model read before is no longer the file's, and its weights are not taken from it
+    _write(path, vit(cls_token=True, seed=1)[0])
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(OnnxImportError, match="the file changed since"):
+        prepare(imp.model, 0)
 
 
 def test_check_and_accuracy_take_the_files_weights(tmp_path, capsys):
