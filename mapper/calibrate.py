@@ -53,6 +53,7 @@ from hw.numerics import MAX_SHIFT, MULT_BITS
 from . import float_ops
 from .images import INPUT_SCALE, calibration_image, quantize_tensor, round_half_up
 from .ir import INPUT, LAYOUT_KINDS, MAC_KINDS, Constant, Layer, MatMul, Model, Softmax
+from .onnx_import import imported_of, qdq_qmodel
 from .quantize import QLayer, QModel, requant_channels
 from .reference import run_float
 from .weights import batchnorm_folder, init_weights
@@ -96,15 +97,32 @@ def quantize(model: Model, weights: dict, calib_image: np.ndarray, *,
 
 def prepare(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] = None, *,
             percentile: Optional[float] = None) -> tuple[dict, QModel]:
-    """Seeded weights and their quantisation in one float pass: ``(weights, qmodel)``.
+    """Every model's float weights and their quantisation: ``(weights, qmodel)``.
 
-    The same as ``init_weights(model, seed, calib_image)`` then ``quantize(model, weights,
-    calib_image)``, but the pass that estimates the batch norms also calibrates the ranges
-    (the float network after folding is the one that pass computes).  ``calib_image``
-    defaults to :func:`mapper.images.calibration_image` of ``seed``.
+    The one place that chooses them, for ``make run``, ``make sim CHECK=1`` and ``sim.accuracy``:
+
+    * a model imported from ONNX: the file's weights (``mapper.onnx_import.file_weights``) and,
+      for a QDQ file, its own quantisation (``mapper.onnx_import.qdq_qmodel``: its scales and
+      int8 weights; tensors without a QDQ pair, and every tensor of a float file, calibrated on
+      ``calib_image``);
+    * any other model: weights seeded with ``seed`` (``init_weights(model, seed, calib_image)``)
+      and ``quantize(model, weights, calib_image)``, in one float pass: the pass that estimates
+      the batch norms also calibrates the ranges (the float network after folding is the one
+      that pass computes).
+
+    ``calib_image`` defaults to :func:`mapper.images.calibration_image` of ``seed``.
+
+    Raises
+    ------
+    ValueError
+        A network that cannot be quantised or computed (an opaque product, an input that is
+        not an image of ``model.input``'s shape), or a scale an operator cannot represent.
     """
     if calib_image is None:
         calib_image = calibration_image(model.input[0], model.input[1], seed)
+    imported = imported_of(model)
+    if imported is not None:
+        return imported.weights, qdq_qmodel(imported, calib_image, percentile=percentile)
     weights = init_weights(model, seed, calib_image, fold=False)
     outputs = run_float(model, weights, calib_image, adjust=batchnorm_folder(weights))
     return weights, quantize_ranges(model, weights, _ranges(model, outputs, percentile))

@@ -9,7 +9,8 @@ One step per layer, in order:
   and the fused layer is faster than the two apart;
 * ``vector``: one VEC pass (:class:`VecPass`, ``hw/vector.py``) computing a run of
   non-MAC layers along the data flow: layout layers before the first computing
-  layer become the address pattern of its input, computing layers (add, multiply,
+  layer become the address pattern of its input (a padding never: its zeros would not
+  be computed, ``_grammar_ok``), computing layers (add, multiply,
   activation, layernorm, softmax; a resize or pooling only first) become stages,
   and layout layers after the last become the pattern through which every stage
   reads and writes (a final window partition the pattern of the output).  Outputs
@@ -38,7 +39,7 @@ from .ir import LAYOUT_KINDS, MAC_KINDS, Activation, Conv2d, Layer, Linear, MatM
 from .layout import LayoutError, Storage, View, partition_view, storage_plan, through, view_of
 from .lower import MappingError, _insn, layer_cycles, map_layer
 
-__all__ = ["Step", "VecPass", "plan", "vec_stream", "COMPUTE_KINDS", "STAGE_OP"]
+__all__ = ["Step", "VecPass", "plan", "vec_stream", "is_class_map", "COMPUTE_KINDS", "STAGE_OP"]
 
 #: The vector-unit operation of each computing layer kind.
 STAGE_OP = {"add": VecOp.ADD, "mul": VecOp.MUL, "relu": VecOp.LUT, "gelu": VecOp.LUT, "sigmoid": VecOp.LUT,
@@ -230,7 +231,7 @@ class _Planner:
             return None
         cand = self.model.layers[i]
         if (cand.name in self.done or last.name not in cand.inputs or cand.kind in MAC_KINDS
-                or cand.kind == "concat" or _is_class_map(cand, self.model)):
+                or cand.kind == "concat" or is_class_map(cand, self.model)):
             return None
         trial = members + [cand]
         if not _grammar_ok([m.kind for m in trial]):
@@ -255,8 +256,10 @@ class _Planner:
             raise MappingError(str(e)) from None
 
 
-def _is_class_map(layer: Layer, model: Model) -> bool:
-    """The network ends by upsampling its class scores to the input size (segmentation)."""
+def is_class_map(layer: Layer, model: Model) -> bool:
+    """Whether ``layer`` is the network's output that the accelerator writes as a class map: a
+    bilinear upsampling of the class scores (``model.params["classes"]`` channels) to the input
+    size that no other layer reads (segmentation; ``sim.accuracy.task_of``)."""
     h, w, _ = model.input
     return (isinstance(layer, Resize) and layer.mode == "bilinear" and layer.name in model.output_names
             and layer.out_shape[:2] == (h, w) and model.params.get("classes") == layer.out_shape[2])
@@ -264,7 +267,13 @@ def _is_class_map(layer: Layer, model: Model) -> bool:
 
 def _grammar_ok(kinds: list[str]) -> bool:
     """leading layouts*, computing layers+, trailing layouts*, [window partition]; a resize or
-    pooling only as the first member; a patch merge alone; layouts only is fine too."""
+    pooling only as the first member; a patch merge alone; layouts only is fine too.
+
+    No padding among the leading layouts: a pixel that is padding in the pass's source stays
+    padding through every stage and is written as zero (``sim/vector_unit.py``), which is what padding
+    after the computation needs (Swin's layernorm, then pad) but not padding before it, whose
+    zeros the computation must take as inputs (a class token's pad, roll, then the add of the
+    token).  Such a pad goes into a pass of layouts only, whose output the computation reads."""
     if "patch_merge" in kinds:
         return len(kinds) == 1
     if "window_partition" in kinds[:-1]:
@@ -273,6 +282,8 @@ def _grammar_ok(kinds: list[str]) -> bool:
     if not comp:
         return True
     first, last = comp[0], comp[-1]
+    if "pad" in kinds[:first]:
+        return False
     if any(kinds[i] in ("resize", "pool") for i in comp[1:]) or (kinds[first] in ("resize", "pool") and first):
         return False
     return not any(k in LAYOUT_KINDS for k in kinds[first:last + 1]) and "window_reverse" not in kinds[last + 1:]
@@ -305,7 +316,7 @@ class _PassBuilder:
         ms = self.members
         if ms[0].kind == "patch_merge":
             return self._patch_merge(ms[0])
-        if len(ms) == 1 and self.p.fuse and _is_class_map(ms[0], self.p.model):
+        if len(ms) == 1 and self.p.fuse and is_class_map(ms[0], self.p.model):
             return self._class_map(ms[0])
         comp = [i for i, m in enumerate(ms) if m.kind in COMPUTE_KINDS]
         if not comp:

@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from .fusion import _is_class_map
+from .fusion import is_class_map
 from .ir import Model
 from .onnx_import import CUSTOM_DOMAIN, PARTS_KEY
 
@@ -369,7 +369,7 @@ def export_onnx(model: Model, weights: dict, *, doc: str = "", metadata: Optiona
     outputs = [helper.make_tensor_value_info(wr.get(n, wr.native[n]), wr.tp.FLOAT, _form_shape(wr, n, wr.native[n]))
                for n in model.output_names]
     for layer in model.layers:
-        if _is_class_map(layer, model):          # the accelerator writes the class of each pixel
+        if is_class_map(layer, model):          # the accelerator writes the class of each pixel
             out = wr.node("ArgMax", [wr.get(layer.name, "nchw")], f"{layer.name}/class", axis=1, keepdims=1)
             outputs.append(helper.make_tensor_value_info(out, wr.tp.INT64, [1, 1, *layer.out_shape[:2]]))
     graph = helper.make_graph(wr.nodes, model.name, [helper.make_tensor_value_info("input", wr.tp.FLOAT, [1, c, h, w])],

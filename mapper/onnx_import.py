@@ -52,6 +52,7 @@ from .onnx_layout import View
 from .onnx_patterns import fuse_patterns
 
 __all__ = ["OnnxImportError", "Imported", "load_onnx", "import_onnx", "is_onnx_path", "qdq_qmodel", "file_weights",
+           "imported_of",
            "SUPPORTED_OPS",
            "CUSTOM_DOMAIN", "PARTS_KEY"]
 
@@ -137,23 +138,41 @@ def _load_cached(resolved: str, size: int, mtime: int, shown: str) -> Imported:
     return import_onnx(proto, model_name_for(Path(shown), data), where=shown)
 
 
-def file_weights(model: Model) -> Optional[dict]:
-    """The float weights of a model imported from ONNX (from its file), or None for any other model:
-    ``file_weights(model) or mapper.weights.init_weights(model, seed)`` gives every model's weights."""
+def imported_of(model: Model) -> Optional[Imported]:
+    """The import a model built from an ONNX file came from, or None for any other model.
+
+    Raises
+    ------
+    OnnxImportError
+        When the file no longer holds the network ``model`` was built from (its content changed).
+    """
     if model.params.get("source") != "onnx":
         return None
-    return load_onnx(model.params["onnx"]).weights
+    imported = load_onnx(model.params["onnx"])
+    if imported.model.name != model.name:         # the name carries a hash of the file's content
+        raise OnnxImportError(f"{model.params['onnx']}: the file changed since {model.name} was read from it")
+    return imported
 
 
-def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None):
-    """The :class:`~mapper.quantize.QModel` of a QDQ-quantised model, keeping the file's scales.
+def file_weights(model: Model) -> Optional[dict]:
+    """The float weights of a model imported from ONNX (from its file), or None for any other model:
+    ``file_weights(model) or mapper.weights.init_weights(model, seed)`` gives every model's weights
+    (``mapper.calibrate.prepare`` chooses so, and quantises them)."""
+    imported = imported_of(model)
+    return imported.weights if imported is not None else None
+
+
+def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None, *, percentile: Optional[float] = None):
+    """The :class:`~mapper.quantize.QModel` of a QDQ-quantised model, keeping the file's scales (of a
+    float model, without QDQ pairs: ``mapper.calibrate.quantize``'s, every tensor calibrated).
 
     * Activations: a tensor with a ``QuantizeLinear`` scale ``s`` gets the range ``127 * s`` in
       :func:`mapper.calibrate.quantize_ranges`, so its scale is ``s`` unless the hardware's rules
       override it: scale groups (layout, resize, pooling, concatenation, ReLU share their input's
       scale; the group takes the largest), a softmax's output (1/128) and the input image
       (``mapper.images.INPUT_SCALE``).  Tensors without a QDQ pair are calibrated on
-      ``calib_image`` (``mapper.images.calibration_image`` by default) as any float model is.
+      ``calib_image`` (``mapper.images.calibration_image`` by default) as any float model is
+      (``percentile``: :func:`mapper.calibrate.quantize`'s).
     * Weights: the file's int8 values and per-output-channel scales, unchanged; the bias is
       requantised to the accumulator's scale ``s_in * s_w`` and the output multiplier and shift
       derived from ``s_in * s_w / s_out`` (``mapper.calibrate.requant_params``).
@@ -167,7 +186,7 @@ def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None):
     ranges = {}
     if any(l.name not in scaled for l in model.layers):
         image = calib_image if calib_image is not None else calibration_image(model.input[0], model.input[1])
-        ranges = calibrate_ranges(model, weights, image)
+        ranges = calibrate_ranges(model, weights, image, percentile=percentile)
     q = quantize_ranges(model, weights, {**ranges, **scaled})
     for name, (wq, s_w) in imported.weight_q.items():
         layer, ql = model.layer(name), q.layers[name]

@@ -47,7 +47,9 @@ Constants (:func:`constant_data`): ``normal`` is ``nn.Embedding``'s ``normal(0, 
 ``PositionEmbeddingSine(normalize=True, scale=2*pi, temperature=10000)``, ``sine_pos_1d``
 Anchor DETR's ``pos2posemb1d`` of ``mask2pos``, ``rel_pos_bias`` Swin's relative position
 bias table gathered by its relative position index, ``swin_mask`` Swin's shifted-window
-attention mask (0 within a region, -100 across regions).
+attention mask (0 within a region, -100 across regions).  ``onnx`` is a constant of an ONNX
+file (``mapper.onnx_import``): its data is the file's, which ``mapper.onnx_import.file_weights``
+gives with the file's other weights, never generated here.
 
 Batch norms and the attention scale
 -----------------------------------
@@ -327,7 +329,7 @@ def constant_data(layer: Constant, rng: np.random.Generator) -> np.ndarray:
     Raises
     ------
     ValueError
-        An unknown ``init``, naming the allowed ones.
+        An unknown ``init``, naming the allowed ones; ``onnx``, whose data only its file holds.
     """
     shape = tuple(layer.shape)
     h, w, c = shape
@@ -344,8 +346,11 @@ def constant_data(layer: Constant, rng: np.random.Generator) -> np.ndarray:
         return _rel_pos_bias(rng, *layer.args).reshape(shape)
     if layer.init == "swin_mask":
         return _swin_mask(*layer.args).reshape(shape)
+    if layer.init == "onnx":
+        raise ValueError(f"{layer.name}: a constant of an ONNX file: its data is the file's, not generated; "
+                         f"take the model's weights from mapper.onnx_import.file_weights(model)")
     raise ValueError(f"{layer.name}: unknown constant init {layer.init!r}; allowed: normal, zeros, sine_pos, "
-                     f"sine_pos_1d, rel_pos_bias, swin_mask")
+                     f"sine_pos_1d, rel_pos_bias, swin_mask (and onnx, an ONNX file's own data)")
 
 
 def _sine_embed(pos: np.ndarray, feats: int, temperature: float = 10000.0) -> np.ndarray:

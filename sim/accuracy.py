@@ -6,7 +6,8 @@ layer, the signal-to-quantisation-noise ratio of the dequantised int8 output aga
 float output, ``SQNR = 10 log10(sum f**2 / sum (f - q*s)**2)`` dB, the worst layer, and the
 agreement of the outputs:
 
-* segmentation (the last layer resizes class scores to the input size): the fraction of
+* segmentation (the last layer resizes class scores to the input size, and the accelerator
+  writes it as a class map: ``mapper.fusion.is_class_map``): the fraction of
   pixels whose class agrees, float ``argmax`` of the upsampled logits against the golden
   model's class map (``golden_network.class_map`` of the scores before the resize);
 * classification (a last linear over one token): top-1 agreement and the top-5 overlap;
@@ -14,7 +15,8 @@ agreement of the outputs:
   class agrees and the mean L1 distance of the boxes (normalised cx, cy, w, h).
 
 ``python -m sim.accuracy --model segformer_b0 --size 128x128`` prints the report and writes
-it as JSON (``--output``); see ``docs/quantization.md``.
+it as JSON (``--output``); see ``docs/quantization.md``.  ``--model path/to/model.onnx`` takes the
+file's weights, and a QDQ file's own quantisation (``mapper.calibrate.prepare``).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ import numpy as np
 
 from hw.cli import OneLineParser, atomic_write_json
 from mapper.calibrate import prepare, readers_of, softmax_margin, softmax_row
+from mapper.fusion import is_class_map
 from mapper.images import calibration_image, preprocess, quantize_input, quantize_tensor, synthetic_image
-from mapper.ir import INPUT, Linear, Model, Resize
+from mapper.ir import INPUT, Linear, Model
 from mapper.quantize import QModel
 from mapper.reference import run_float
 from mapper.workloads import MODEL_NAMES, build_model
@@ -111,7 +114,7 @@ def task_of(model: Model) -> str:
     last = model.layers[-1]
     if {"head.class", "head.bbox.sigmoid"} <= names:
         return "detection"
-    if isinstance(last, Resize) and (last.out_h, last.out_w) == tuple(model.input[:2]):
+    if is_class_map(last, model):          # what the accelerator writes as the class map
         return "segmentation"
     if isinstance(last, Linear) and last.tokens == 1:
         return "classification"
@@ -225,11 +228,13 @@ def _size(text: str) -> tuple[int, int]:
 def _parser() -> OneLineParser:
     p = OneLineParser(prog="python -m sim.accuracy",
                       description="Per-layer SQNR and output agreement of the int8 network against the float one.")
-    p.add_argument("--model", required=True, choices=MODEL_NAMES, metavar="MODEL",
-                   help=f"one of {', '.join(MODEL_NAMES)}")
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help=f"one of {', '.join(MODEL_NAMES)}; or path/to/model.onnx (its own weights)")
     p.add_argument("--variant", default=None, help="an execution-path variant (see make sim)")
     p.add_argument("--size", type=_size, default=None, help="input size HxW (default: the model's)")
-    p.add_argument("--seed", type=int, default=0, help="weights and calibration images seed (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights (not an ONNX file's: they are the file's) and of the calibration "
+                        "images (default 0)")
     p.add_argument("--calib-images", type=int, default=1, help="synthetic calibration images (default 1)")
     p.add_argument("--images", type=int, default=1,
                    help="test images: synthetic_image(seed + i), i = 0..images-1, never a calibration image "
@@ -271,8 +276,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     reports = []
     for i in range(args.images):
         start = time.time()
-        report = compare(qmodel, weights, preprocess(synthetic_image(h, w, args.seed + i)),
-                         local=args.local, baseline=args.baseline)
+        try:
+            report = compare(qmodel, weights, preprocess(synthetic_image(h, w, args.seed + i)),
+                             local=args.local, baseline=args.baseline)
+        except ValueError as e:            # a layer the integer operators cannot compute (hw.operators)
+            parser.error(f"cannot run {model.name}: {' '.join(str(e).split())}")
         print(f"-- image {args.seed + i}: {time.time() - start:.1f} s")
         _print(report, args.worst)
         reports.append({"image_seed": args.seed + i, **report.to_json()})

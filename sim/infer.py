@@ -4,7 +4,8 @@
 runs it.  From an image to the model's output, computed by the accelerator's own arithmetic:
 
 1. the network's weights, seeded with ``--seed`` and initialised as the original model's,
-   quantised on the seeded calibration image (``mapper.calibrate.prepare``);
+   quantised on the seeded calibration image; an ONNX file's own weights, and a QDQ file's own
+   quantisation (``mapper.calibrate.prepare`` chooses; ``sim.inference.network_parameters``);
 2. the input: ``--image`` read (PNG, JPEG or anything else Pillow reads, converted to RGB;
    or a ``.npy`` array ``H x W x 3`` of uint8, or of floats in [0, 1], scaled by 255 and
    rounded), brought to the network's input size as the original model's evaluation
@@ -43,12 +44,11 @@ import numpy as np
 from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main
 from hw.config import PRESETS, AcceleratorConfig, get_config
 from mapper import float_ops
-from mapper.calibrate import prepare
 from mapper.flops import build_model_or_usage_error, model_parts, parse_size
 from mapper.images import preprocess, quantize_input, round_half_up, synthetic_image
 from mapper.ir import Model
 from mapper.lower import MappingError
-from mapper.program import ProgramError, build_program
+from mapper.program import build_program
 from mapper.quantize import QModel
 from mapper.reference import run_float
 from mapper.workloads import MODEL_NAMES
@@ -56,6 +56,7 @@ from mapper.workloads import MODEL_NAMES
 from . import picture
 from .accuracy import output_agreement, task_of
 from .functional import CheckError, check_program
+from .inference import network_parameters, refusals
 from .outputs import config_tag, run_name
 from .progress import Progress, layer_weights
 from .simulator import SimResult, simulate
@@ -218,30 +219,25 @@ def infer(model: Model, cfg: AcceleratorConfig, image: np.ndarray, seed: int, *,
     Raises
     ------
     UsageError
-        When the network cannot execute (an opaque product) or its program cannot be built
-        (e.g. its DRAM image does not fit the configuration's ``dram_mib``).
+        When the network cannot execute (an opaque product), its program cannot be built
+        (e.g. its DRAM image does not fit the configuration's ``dram_mib``) or a layer is one
+        the accelerator cannot run (``sim.inference.refusals``).
     CheckError
         When a tensor differs from the golden model (the message names the first difference).
     """
     phase = _Phases(f"{model.name} on {cfg.name}", progress)
     with phase("weights", f"weights and calibration (seed {seed})"):
-        try:
-            weights, qmodel = prepare(model, seed)
-        except ValueError as e:
-            raise UsageError(f"cannot run {model.name}: {e}") from None
+        weights, qmodel = network_parameters(model, seed)
     x = quantize_input(image)
-    with phase("program", "whole-network program"):
-        try:
-            program = build_program(qmodel, cfg, image=x)
-        except ProgramError as e:
-            raise UsageError(f"cannot run {model.name} on {cfg.name}: {e}") from None
+    with phase("program", "whole-network program"), refusals(model, cfg):
+        program = build_program(qmodel, cfg, image=x)
     size = {"instructions": len(program.stream), "dram_bytes": program.footprint,
             "static_bytes": program.static_bytes, "activation_bytes": program.activation_bytes,
             "dram_capacity_bytes": cfg.dram_mib << 20}
     # a step's functional run takes about as long as its instructions
     insns = {code.step.layer.name: code.end - code.start for code in program.steps}
     with phase("functional", "functional run, compared with the golden model", len(program.steps),
-               weights=insns) as step:
+               weights=insns) as step, refusals(model, cfg):
         checked = check_program(program, qmodel, x, progress=step)
     del program
     outputs = checked.pop("outputs")
@@ -364,7 +360,7 @@ def _write(stage: Path, arrays: dict, doc: dict) -> None:
 def _parser() -> OneLineParser:
     p = OneLineParser(prog="python -m sim.infer",
                       description="Run a network on the simulated accelerator, from an image to its output.")
-    p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}")
+    p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}; or path/to/model.onnx")
     p.add_argument("--config", required=True, help=f"one of: {', '.join(PRESETS)}")
     p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")
@@ -379,8 +375,6 @@ def _parser() -> OneLineParser:
 
 
 def _setup(args) -> tuple[Model, AcceleratorConfig]:
-    if args.model not in MODEL_NAMES:
-        raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_NAMES)}")
     if args.seed < 0:
         raise UsageError(f"bad --seed {args.seed}: a seed is a non-negative integer")
     size = parse_size(args.size) if args.size is not None else None
@@ -454,8 +448,9 @@ def _summary_text(doc: dict) -> str:
              f"{doc['time_ms']:.4f} ms at {doc['clock_ghz']:g} GHz, {doc['energy_uj']:.2f} uJ",
              f"bit-exact with the golden model: {be['tensors']} tensors, {be['elements']:,} elements",
              f"program: {prog_size['instructions']:,} instructions, DRAM image {prog_size['dram_bytes'] / 2**20:.1f} MiB",
-             "agreement with the float reference: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                                                for k, v in doc["agreement"].items())]
+             "agreement with the float reference: " + (", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                                 for k, v in doc["agreement"].items())
+                                                       or f"not measured for task {doc['task']!r}")]
     out = doc["output"]
     for item in out.get("top_classes", []):
         lines.append(f"  {item['share']:7.2%}  class {item['class']:>3}  {item['name']}")

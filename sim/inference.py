@@ -3,40 +3,77 @@
 ``check_network`` builds the whole-network program of a model on a configuration, runs it
 in functional mode from the input image to the output, and compares every tensor with the
 golden whole-network integer model as soon as it is written (``sim.functional.check_program``).
+``network_parameters`` and ``refusals`` are what it shares with ``make run`` (``sim.infer``):
+the weights and quantisation of every model, chosen in one place (``mapper.calibrate.prepare``),
+and a network the accelerator cannot run as a one-line ``UsageError``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from hw.cli import UsageError
 from hw.config import AcceleratorConfig
-from mapper.ir import Model
 from mapper.calibrate import prepare
 from mapper.images import preprocess, quantize_input, synthetic_image
+from mapper.ir import Model
 from mapper.program import build_program
 from mapper.quantize import QModel
 
 from .functional import check_program
 
-__all__ = ["network_parameters", "check_network"]
+__all__ = ["network_parameters", "refusals", "check_network"]
 
 
-def network_parameters(model: Model, seed: int) -> QModel:
-    """The integer parameters of ``model``: its weights seeded with ``seed`` (initialised as the
-    original model's), quantised on the seeded calibration image (``mapper.calibrate``)."""
-    return prepare(model, seed)[1]
+def network_parameters(model: Model, seed: int) -> tuple[dict, QModel]:
+    """The float weights of ``model`` and its integer parameters (``mapper.calibrate.prepare``: an
+    ONNX file's own weights, and a QDQ file's own quantisation; else weights seeded with ``seed``
+    and initialised as the original model's), calibrated on the seeded calibration image.
+
+    Raises
+    ------
+    UsageError
+        ``cannot run <model>: ...`` when the network cannot be quantised or computed.
+    """
+    try:
+        return prepare(model, seed)
+    except ValueError as e:
+        raise UsageError(f"cannot run {model.name}: {e}") from None
+
+
+@contextmanager
+def refusals(model: Model, cfg: AcceleratorConfig) -> Iterator[None]:
+    """Building and running ``model``'s program on ``cfg``: what the accelerator cannot do becomes
+    ``UsageError`` ``cannot run <model> on <config>: ...``.  The program builder, the encoders and
+    the integer operators refuse it with ``ValueError``s naming the layer or field (``ProgramError``,
+    ``MappingError``, ``hw.isa.StreamError``, ``hw.operators``' limits); a difference from the golden
+    model is a ``CheckError`` (an ``AssertionError``) and passes through."""
+    try:
+        yield
+    except ValueError as e:
+        raise UsageError(f"cannot run {model.name} on {cfg.name}: {' '.join(str(e).split())}") from None
 
 
 def check_network(model: Model, cfg: AcceleratorConfig, *, seed: int, fuse: bool = True,
                   progress: Optional[Callable[[str], None]] = None) -> dict:
     """Run ``model`` on ``cfg`` end to end in functional mode on a seeded input and compare every
-    tensor with the golden model (``CheckError`` names the first layer and element that differ)."""
-    q = network_parameters(model, seed)
+    tensor with the golden model.
+
+    Raises
+    ------
+    CheckError
+        Naming the first layer and element that differ.
+    UsageError
+        A network that cannot be quantised or run on ``cfg`` (:func:`refusals`).
+    """
+    q = network_parameters(model, seed)[1]
     h, w, _ = model.input
     x = quantize_input(preprocess(synthetic_image(h, w, seed + 1)))
-    program = build_program(q, cfg, fuse=fuse, image=x)
-    result = check_program(program, q, x, progress=progress)
+    with refusals(model, cfg):
+        program = build_program(q, cfg, fuse=fuse, image=x)
+        result = check_program(program, q, x, progress=progress)
     return {"tensors": result["tensors"], "elements": result["elements"], "seed": seed,
             "instructions": len(program.stream), "dram_bytes": program.footprint}

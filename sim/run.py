@@ -39,7 +39,6 @@ from hw.config_file import ConfigError, load_config
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
 from mapper.ir import MAC_KINDS, PARTS, Model
 from mapper.lower import MappingError
-from mapper.program import ProgramError
 
 from . import plots
 from .area import area_mm2
@@ -397,9 +396,9 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
 
         try:
             check = check_network(model, cfg, seed=seed, fuse=not args.no_fusion, progress=cstep)
-        except ProgramError as e:
+        except UsageError as e:
             bar.close()
-            return fail(prog, f"cannot run {model.name} on {key}: {e}")
+            return fail(prog, e)
         except CheckError as e:
             bar.close()
             print(f"{prog}: functional check FAILED (seed {seed}): {' '.join(str(e).split())}", file=sys.stderr)

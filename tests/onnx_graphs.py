@@ -221,3 +221,30 @@ def decomposed_layernorm(tokens: int = 5, c: int = 16, seed: int = 4):
     y = g.op("Add", [y, g.weight("norm.bias", c, scale=0.2)], "/norm")
     y = g.linear(y, c, 8, "/fc2")
     return g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, tokens, c])], [out(y)], opset=13)
+
+
+def opaque_product(seed: int = 5):
+    """A float graph that imports but cannot execute: the exporter's ``com.vitaccel.OpaqueMatMul``
+    (Anchor DETR's reshaped value aggregation) of two linears of the patch tokens."""
+    g = Graph(seed)
+    x = g.reshape(g.op("Conv", ["pixel_values", g.weight("w", 8, 3, 4, 4)], "/embed", kernel_shape=[4, 4],
+                       strides=[4, 4]), [1, 8, 4], "/embed")
+    x = g.op("Transpose", [x], "/embed", perm=[0, 2, 1])
+    a, b = g.linear(x, 8, 8, "/a"), g.linear(x, 8, 8, "/b")
+    g.nodes.append(helper.make_node("OpaqueMatMul", [a, b], ["/opaque_output_0"], name="/opaque",
+                                    domain="com.vitaccel", batch=1, m=4, k=8, n=4))
+    graph = helper.make_graph(g.nodes, "g", [image_input(3, 8, 8)],
+                              [helper.make_tensor_value_info("/opaque_output_0", TensorProto.FLOAT, [1, 4, 4])],
+                              initializer=g.inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.vitaccel", 1)])
+    m.ir_version = 8
+    return m
+
+
+def long_softmax(channels: int = 9000, seed: int = 7):
+    """A 1x1 convolution to ``channels`` channels and a softmax over them, per pixel of a 2x2 image:
+    rows longer than the accelerator's softmax takes."""
+    g = Graph(seed)
+    x = g.op("Conv", ["pixel_values", g.weight("w", channels, 3, 1, 1)], "/conv", kernel_shape=[1, 1])
+    x = g.op("Transpose", [g.reshape(x, [1, channels, -1], "/conv")], "", perm=[0, 2, 1])
+    return g.model([image_input(3, 2, 2)], [out(g.op("Softmax", [x], "", axis=-1))])

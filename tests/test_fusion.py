@@ -6,10 +6,12 @@ from hw.config import get_config
 from hw.isa import Act, Op, VecOp
 from hw.timing import latency
 from hw.vector import NONE, PREV
-from mapper.fusion import plan
-from mapper.ir import Activation, Add, Conv2d, Crop, LayerNorm, Linear, MatMul, Model, Pad, Softmax
+from mapper.fusion import STAGE_OP, plan
+from mapper.ir import (Activation, Add, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model, Pad, Roll, Softmax,
+                       WindowPartition)
 from mapper.lower import MappingError, map_layer
 from mapper.workloads import build_model
+from sim.inference import check_network
 from sim.simulator import simulate
 
 E = get_config("E")
@@ -166,3 +168,38 @@ def test_rows_longer_than_the_vector_unit_holds_are_refused_when_planning():
                                                  Softmax("sm", "encoder", inputs=("fc",))))
     with pytest.raises(MappingError, match=f"sm: a softmax row of {n} elements.*at most {ops.MAX_ROW}"):
         plan(model, get_config("E"))
+def _pad_then_compute(shape: str) -> Model:
+    """A zero padding whose zeros a computation takes as inputs: ``minimal`` is Linear -> Pad ->
+    Add(Constant), ``roll`` puts a Roll between, ``class_token`` is a ViT's class token as the ONNX
+    import builds it (patches as 16 x 1 tokens, a zero row after them, rolled first, plus the token,
+    then the first block's layernorm and a linear)."""
+    c = 8
+    if shape == "class_token":
+        layers = [Conv2d("patch", "backbone", 3, c, 16, 16, kernel=4, stride=4),
+                  WindowPartition("tokens", "backbone", inputs=("patch",), window=4)]
+        image = (16, 16, 3)
+    else:
+        layers = [Linear("tokens", "backbone", 16, 3, c)]
+        image = (16, 1, 3)
+    layers.append(Pad("pad", "backbone", inputs=("tokens",), out_h=17, out_w=1))
+    if shape != "minimal":
+        layers.append(Roll("roll", "backbone", inputs=("pad",), shift=-1))
+    layers += [Constant("cls", "backbone", (17, 1, c)), Add("add", "backbone", inputs=(layers[-1].name, "cls"))]
+    if shape == "class_token":
+        layers += [LayerNorm("norm", "backbone", inputs=("add",)),
+                   Linear("fc", "backbone", 17, c, c, inputs=("norm",))]
+    return Model(shape, "full", image, tuple(layers))
+
+
+@pytest.mark.parametrize("shape", ["minimal", "roll", "class_token"])
+def test_a_pass_never_starts_with_padding_it_would_not_compute(shape):
+    """The padded rows are the computation's inputs: a pass whose source pattern pads them would write
+    zeros there (a pixel that is padding in the source stays padding through the pass)."""
+    model = _pad_then_compute(shape)
+    tiny = get_config("tiny")
+    for step in plan(model, tiny):
+        members = [model.layer(m).kind for m in step.vpass.members] if step.vpass else []
+        if "pad" in members:
+            assert not set(members) & set(STAGE_OP), members           # padding and layouts only
+    for fuse in (True, False):
+        check_network(model, tiny, seed=0, fuse=fuse)       # CheckError names the first difference

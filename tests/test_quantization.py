@@ -555,7 +555,7 @@ def test_accuracy_command_line(tmp_path, capsys):
     assert "pixel_agreement" in capsys.readouterr().out
     for argv, message in ((["--model", "segformer_b0", "--output", str(out)], "exists"),
                           (["--model", "segformer_b0", "--size", "64"], "size must be HxW"),
-                          (["--model", "nope"], "invalid choice"),
+                          (["--model", "nope"], "unknown model 'nope'"),
                           (["--model", "anchor_detr", "--size", "64x64"], "opaque product"),
                           (["--model", "segformer_b0", "--percentile", "20"], "--percentile")):
         with pytest.raises(SystemExit) as e:

@@ -1,0 +1,192 @@
+"""ONNX files end to end: ``make run``, ``make sim CHECK=1`` and ``sim.accuracy`` take a file's own
+weights (and a QDQ file's own quantisation), bit-exact with the golden model built here from the
+file; a file that cannot run is one line and status 2 with nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import numpy_helper
+
+from mapper.calibrate import prepare, quantize
+from mapper.images import calibration_image, preprocess, quantize_input, synthetic_image
+from mapper.ir import Constant
+from mapper.onnx_export import export_onnx
+from mapper.onnx_import import OnnxImportError, load_onnx, qdq_qmodel
+from mapper.weights import constant_data, init_weights
+from mapper.workloads import build_model
+from sim import accuracy, infer
+from sim import run as sim_run
+from sim.golden_network import class_map, run_network
+
+from onnx_graphs import Graph, image_input, long_softmax, opaque_product, qdq_cnn, vit
+from onnx_graphs import out as graph_output
+
+
+def _write(path: Path, proto) -> Path:
+    path.write_bytes(proto.SerializeToString())
+    return path
+
+
+def _status(main, argv: list[str]) -> int:
+    """A command's ``main``, with argparse's exits turned into their status."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+def _run(path: Path, folder: Path, *extra: str) -> tuple[np.ndarray, dict]:
+    """``make run`` of the file on E: its output logits and run.json."""
+    assert _status(infer.main, ["--model", str(path), "--config", "E", "--out", str(folder), "--quiet", *extra]) == 0
+    return np.load(folder / "output.npy"), json.loads((folder / "run.json").read_text())
+
+
+def _golden_logits(qmodel, seed: int) -> np.ndarray:
+    """The golden model's int8 output on ``make run``'s synthetic image of ``seed``."""
+    h, w, _ = qmodel.model.input
+    outs = dict(run_network(qmodel, quantize_input(preprocess(synthetic_image(h, w, seed)))))
+    return outs[qmodel.model.layers[-1].name].reshape(-1).astype(np.int64)
+
+
+def _float_file_qmodel(path: Path, seed: int):
+    """The file's float weights, quantised here as any float model is (not through prepare)."""
+    imp = load_onnx(path)
+    h, w, _ = imp.model.input
+    return quantize(imp.model, imp.weights, calibration_image(h, w, seed))
+
+
+def test_float_file_runs_with_its_own_weights(tmp_path):
+    """A class-token ViT (its Constant layers are the file's data): the run's logits are the golden
+    model's of the file's weights, and other weights in the same graph give other logits."""
+    runs = []
+    for seed in (0, 1):
+        path = _write(tmp_path / f"vit_{seed}.onnx", vit(cls_token=True, seed=seed)[0])
+        logits, doc = _run(path, tmp_path / f"run_{seed}")
+        expected = _golden_logits(_float_file_qmodel(path, 0), 0)
+        np.testing.assert_array_equal(np.round(logits / doc["output"]["scale"]).astype(np.int64), expected)
+        assert doc["bit_exact"]["verdict"] and doc["task"] == "classification"
+        assert doc["model"] == load_onnx(path).model.name
+        runs.append(logits)
+    assert not np.array_equal(*runs)
+
+
+def test_qdq_file_keeps_its_quantisation(tmp_path):
+    """A QDQ CNN: the output scale is the file's QuantizeLinear scale (1/8), not a calibrated one, the
+    logits are the golden model's of ``qdq_qmodel``, and negating the file's int8 weights of the
+    last layer changes them."""
+    proto, wq = qdq_cnn()
+    path = _write(tmp_path / "qdq.onnx", proto)
+    logits, doc = _run(path, tmp_path / "run")
+    assert doc["output"]["scale"] == 1 / 8
+    q = qdq_qmodel(load_onnx(path), calibration_image(16, 16, 0))
+    np.testing.assert_array_equal(np.round(logits / (1 / 8)).astype(np.int64), _golden_logits(q, 0))
+
+    init = next(t for t in proto.graph.initializer if t.name == "fc.weight.q")
+    init.CopyFrom(numpy_helper.from_array(-wq["fc"][0], "fc.weight.q"))
+    other, _ = _run(_write(tmp_path / "qdq_negated.onnx", proto), tmp_path / "run_negated")
+    assert not np.array_equal(logits, other)
+
+
+def test_a_zoo_model_exported_runs_as_the_zoo_model(tmp_path):
+    """SegFormer-B0 written as ONNX with its seeded weights (``make onnx``) and run from the file gives
+    the zoo model's class map bit for bit: the golden model of the zoo model and seed 0."""
+    model = build_model("segformer_b0", size=(32, 32))
+    path = _write(tmp_path / "b0.onnx", export_onnx(model, init_weights(model, 0)))
+    folder = tmp_path / "run"
+    assert _status(infer.main, ["--model", str(path), "--config", "small", "--out", str(folder), "--quiet"]) == 0
+    golden = dict(run_network(prepare(model, 0)[1], quantize_input(preprocess(synthetic_image(32, 32, 0)))))
+    last = model.layers[-1]
+    np.testing.assert_array_equal(np.load(folder / "output.npy"), class_map(golden[last.inputs[0]], 32, 32))
+    assert json.loads((folder / "run.json").read_text())["task"] == "segmentation"
+
+
+def test_upsampled_scores_without_argmax_are_no_class_map(tmp_path):
+    """A file ending in a resize to the input size but no ArgMax: the accelerator writes the scores,
+    so the run's output is them (task ``other``), not a class map."""
+    g = Graph(9)
+    x = g.op("Conv", ["pixel_values", g.weight("w", 5, 3, 4, 4)], "/conv", kernel_shape=[4, 4], strides=[4, 4])
+    y = g.op("Resize", [x, "", g.const(np.array([1, 1, 4, 4], np.float32), np.float32)], "/up", mode="linear",
+             coordinate_transformation_mode="half_pixel")
+    path = _write(tmp_path / "scores.onnx", g.model([image_input(3, 16, 16)], [graph_output(y)]))
+    run = tmp_path / "run"
+    assert _status(infer.main, ["--model", str(path), "--config", "E", "--out", str(run), "--quiet"]) == 0
+    assert json.loads((run / "run.json").read_text())["task"] == "other"
+    q = _float_file_qmodel(path, 0)
+    name = q.model.layers[-1].name
+    scores = np.load(run / "output.npz")[name]
+    assert scores.shape == (16, 16, 5)
+    np.testing.assert_array_equal(np.round(scores / q.layers[name].scale).astype(np.int64),
+                                  _golden_logits(q, 0).reshape(16, 16, 5))
+
+
+def test_prepare_chooses_the_files_weights_whatever_the_seed(tmp_path):
+    path = _write(tmp_path / "vit.onnx", vit(cls_token=True)[0])
+    imp = load_onnx(path)
+    for seed in (0, 4):
+        weights, q = prepare(imp.model, seed)
+        assert weights.keys() == imp.weights.keys()
+        for name, arrays in imp.weights.items():
+            for key, value in arrays.items():
+                np.testing.assert_array_equal(weights[name][key], value)
+        fc = imp.model.layers[-1].name
+        np.testing.assert_array_equal(q.layers[fc].weight, prepare(imp.model, 0)[1].layers[fc].weight)
+    # the file rewritten with other weights (and another modification time, which the import's cache
+    # keys on): the model read before is no longer the file's, and its weights are not taken from it
+    _write(path, vit(cls_token=True, seed=1)[0])
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(OnnxImportError, match="the file changed since"):
+        prepare(imp.model, 0)
+
+
+def test_check_and_accuracy_take_the_files_weights(tmp_path, capsys):
+    vit_path = _write(tmp_path / "vit.onnx", vit(cls_token=True)[0])
+    for path in (vit_path, _write(tmp_path / "qdq.onnx", qdq_cnn()[0])):
+        folder = tmp_path / f"sim_{path.stem}"
+        assert sim_run.main(["--model", str(path), "--config", "tiny", "--check", "--seed", "3", "--no-plots",
+                             "--quiet", "--out", str(folder)]) == 0
+        assert json.loads((folder / "report.json").read_text())["check"]["tensors"] > 0
+        assert "functional check passed" in capsys.readouterr().out
+
+    report = tmp_path / "accuracy.json"
+    assert _status(accuracy.main, ["--model", str(vit_path), "--seed", "2", "--output", str(report)]) == 0
+    imp = load_onnx(vit_path)
+    expected = accuracy.compare(_float_file_qmodel(vit_path, 2), imp.weights,
+                                preprocess(synthetic_image(32, 32, 2))).to_json()
+    got = json.loads(report.read_text())["images"][0]
+    assert got["layers"] == json.loads(json.dumps(expected["layers"])) and got["output"] == expected["output"]
+
+
+def test_an_onnx_constant_is_the_files_data_never_generated(tmp_path):
+    imp = load_onnx(_write(tmp_path / "vit.onnx", vit(cls_token=True)[0]))
+    const = next(l for l in imp.model.layers if isinstance(l, Constant))
+    assert const.init == "onnx"
+    with pytest.raises(ValueError, match=r"file_weights"):
+        constant_data(const, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=rf"{const.name}: a constant of an ONNX file"):
+        init_weights(imp.model, 0)
+
+
+#: Files that import but cannot run, and what the message says.
+CANNOT_RUN = {"opaque": (opaque_product, "opaque product"),
+              "long_softmax": (long_softmax, "cannot run")}
+
+
+@pytest.mark.parametrize("command", ["run", "check", "accuracy"])
+@pytest.mark.parametrize("graph", sorted(CANNOT_RUN))
+def test_a_file_that_cannot_run_is_one_line_and_writes_nothing(graph, command, tmp_path, capsys):
+    build, needle = CANNOT_RUN[graph]
+    path = _write(tmp_path / f"{graph}.onnx", build())
+    folder = tmp_path / "out"
+    argv = {"run": (infer.main, ["--config", "E", "--out", str(folder), "--quiet"]),
+            "check": (sim_run.main, ["--config", "E", "--check", "--seed", "0", "--quiet", "--out", str(folder)]),
+            "accuracy": (accuracy.main, ["--output", str(folder)])}
+    main, args = argv[command]
+    assert _status(main, ["--model", str(path), *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not folder.exists()
