@@ -42,7 +42,8 @@ from typing import Optional
 import numpy as np
 
 from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main
-from hw.config import PRESETS, AcceleratorConfig, get_config
+from hw.config import PRESETS, AcceleratorConfig
+from hw.config_file import ConfigError, load_config
 from mapper import float_ops
 from mapper.flops import build_model_or_usage_error, model_parts, parse_size
 from mapper.images import preprocess, quantize_input, round_half_up, synthetic_image
@@ -361,7 +362,7 @@ def _parser() -> OneLineParser:
     p = OneLineParser(prog="python -m sim.infer",
                       description="Run a network on the simulated accelerator, from an image to its output.")
     p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}; or path/to/model.onnx")
-    p.add_argument("--config", required=True, help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--config", required=True, help=f"one of {', '.join(PRESETS)}, or an accelerator file (.toml)")
     p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")
     p.add_argument("--image", default=None,
@@ -380,11 +381,9 @@ def _setup(args) -> tuple[Model, AcceleratorConfig]:
     size = parse_size(args.size) if args.size is not None else None
     overrides = {} if args.dram_mib is None else {"dram_mib": args.dram_mib}
     try:
-        cfg = get_config(args.config, **overrides)
-    except KeyError as e:
-        raise UsageError(str(e.args[0]) if e.args else str(e)) from None
-    except ValueError as e:
-        raise UsageError(f"bad configuration override: {e}") from None
+        cfg = load_config(args.config, **overrides)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
     return build_model_or_usage_error(args.model, args.variant, size), cfg
 
 
