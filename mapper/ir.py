@@ -42,7 +42,7 @@ from typing import Iterator, Optional, Union
 __all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "Add", "Mul", "Resize",
            "Pool", "Concat", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge",
            "Constant", "Layer", "Model", "Shape", "ShapeError", "PARTS", "MAC_KINDS", "ELEMENTWISE_KINDS",
-           "LAYOUT_KINDS", "INPUT", "conv_out", "min_dram_bytes", "tokens_of"]
+           "LAYOUT_KINDS", "INPUT", "conv_out", "min_dram_bytes", "weight_bytes", "tokens_of"]
 
 PARTS = ("encoder", "decoder", "backbone", "transformer", "head")
 MAC_KINDS = ("conv2d", "linear", "matmul")
@@ -79,6 +79,18 @@ def _rows_read(size: int, out: int, kernel: int, stride: int, padding: int) -> i
     return len({o * stride + k - padding for o in range(out) for k in range(kernel)} & set(range(size)))
 
 
+def weight_bytes(layer: "Layer") -> int:
+    """The int8 weights of a MAC layer (none for a product of two activations)."""
+    if isinstance(layer, Conv2d):
+        kh, kw = layer.kernel
+        return layer.out_ch * (layer.in_ch // layer.groups) * kh * kw
+    if isinstance(layer, Linear):
+        return layer.in_features * layer.out_features
+    if isinstance(layer, MatMul):
+        return 0
+    raise TypeError(f"{layer.name}: not a MAC layer (kind {layer.kind!r})")
+
+
 def min_dram_bytes(layer: "Layer") -> tuple[int, int]:
     """(bytes read, bytes written) of a MAC layer run on its own: every input element some
     output uses and every weight read once, the output written once (int8).  No mapping of
@@ -87,11 +99,9 @@ def min_dram_bytes(layer: "Layer") -> tuple[int, int]:
         (kh, kw), s, p = layer.kernel, layer.stride, layer.padding
         inp = (_rows_read(layer.in_h, layer.out_h, kh, s, p) * _rows_read(layer.in_w, layer.out_w, kw, s, p)
                * layer.in_ch)
-        wgt = layer.out_ch * (layer.in_ch // layer.groups) * kh * kw
-        return inp + wgt, layer.out_h * layer.out_w * layer.out_ch
+        return inp + weight_bytes(layer), layer.out_h * layer.out_w * layer.out_ch
     if isinstance(layer, Linear):
-        return layer.tokens * layer.in_features + layer.in_features * layer.out_features, \
-            layer.tokens * layer.out_features
+        return layer.tokens * layer.in_features + weight_bytes(layer), layer.tokens * layer.out_features
     if isinstance(layer, MatMul):
         return layer.batch * (layer.m + layer.n) * layer.k, layer.batch * layer.m * layer.n
     raise TypeError(f"{layer.name}: not a MAC layer (kind {layer.kind!r})")

@@ -129,12 +129,15 @@ def _bounds(res: SimResult) -> dict:
     or least DRAM traffic need, whatever its mapping: ``sim.simulator.least_cycles``), over
     the MAC layers alone (as if every non-MAC layer were free) and over every step; the
     resource floor (each layer as long as its busiest resource needs for the chosen mapping:
-    MACs, DRAM, bus or vector unit); and what the schedule adds (fill, drain, stalls)."""
+    MACs, DRAM, bus or vector unit); and what the schedule adds (fill, drain, stalls).  The
+    fused floor is the layer-by-layer floor with every tensor that fits in the global buffer
+    kept on chip (``sim.simulator.fused_least_cycles``): what cross-layer fusion could reach."""
     mac_floor = res.total_macs / res.config.macs_per_cycle
     resource = sum(max(r.floors.values()) for r in res.layers if r.cycles)
     return {"mac_floor_cycles": mac_floor,
             "layer_floor_mac_layers_cycles": sum(r.least_cycles for r in res.layers if r.macs),
             "layer_floor_cycles": sum(r.least_cycles for r in res.layers),
+            "fused_floor_cycles": sum(r.fused_least_cycles for r in res.layers),
             "resource_floor_cycles": resource,
             "schedule_overhead_cycles": res.total_cycles - resource}
 
@@ -173,6 +176,8 @@ def _bounds_line(doc: dict) -> str:
         f"time floors:       MACs at full rate {b['mac_floor_cycles'] * ms:.3f} ms",
         f"                   layer by layer with least DRAM traffic: MAC layers alone "
         f"{b['layer_floor_mac_layers_cycles'] * ms:.3f} ms, every layer {b['layer_floor_cycles'] * ms:.3f} ms",
+        f"                   with every tensor that fits the global buffer kept on chip (fused) "
+        f"{b['fused_floor_cycles'] * ms:.3f} ms",
         f"                   each layer at its busiest resource {b['resource_floor_cycles'] * ms:.3f} ms; "
         f"schedule overhead {b['schedule_overhead_cycles'] * ms:.3f} ms"])
 

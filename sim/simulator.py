@@ -17,10 +17,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
+
 from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
 from hw.isa import Op, VecOp
 from hw.timing import schedule, occupancy_and_latency
-from mapper.ir import MAC_KINDS, Model, min_dram_bytes
+from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, weight_bytes
 from mapper.fusion import STAGE_OP, plan, vec_stream
 from mapper.lower import Lowered, layer_cycles, map_layer, _insn
 
@@ -57,6 +59,7 @@ class LayerResult:
     start_cycle: int = 0
     bound: str = ""              # the resource whose floor is highest (see ``floors``)
     least_cycles: float = 0.0    # no mapping of this step is faster (``least_cycles``)
+    fused_least_cycles: float = 0.0   # nor any schedule keeping small tensors on chip (``fused_least_cycles``)
 
     @property
     def energy_onchip_pj(self) -> float:
@@ -72,7 +75,8 @@ class LayerResult:
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("name", "kind", "part", "shape", "macs", "cycles", "compute_cycles",
                                           "stall_cycles", "utilization", "energy_pj", "mapping",
-                                          "instructions", "start_cycle", "bound", "least_cycles", "energy_onchip_pj")}
+                                          "instructions", "start_cycle", "bound", "least_cycles",
+                                          "fused_least_cycles", "energy_onchip_pj")}
         d["floors"] = self.floors
         d["energy_per_mac_pj"] = self.energy_pj / self.macs if self.macs else None
         d["events"] = dict(self.events)
@@ -137,6 +141,50 @@ def least_cycles(step, cfg: AcceleratorConfig) -> float:
     return 0.0
 
 
+@dataclass(frozen=True)
+class OnChip:
+    """What the fused floor keeps on chip: every activation of at most ``capacity`` bytes (the
+    global buffer) except the network's input and outputs, which go through DRAM."""
+    tensor_bytes: dict
+    dram_tensors: frozenset
+    capacity: int
+
+    @classmethod
+    def of(cls, model: Model, cfg: AcceleratorConfig) -> "OnChip":
+        sizes = {INPUT: int(np.prod(model.input))}
+        sizes.update({layer.name: int(np.prod(layer.out_shape)) for layer in model.layers})
+        return cls(sizes, frozenset([INPUT, *model.output_names]), cfg.global_buf_bytes)
+
+    def in_dram(self, tensor: str) -> bool:
+        return tensor in self.dram_tensors or self.tensor_bytes.get(tensor, 0) > self.capacity
+
+    def dram_share(self, tensors) -> float:
+        """The share, by size, of ``tensors`` that must cross DRAM (0 when all stay on chip)."""
+        sizes = {t: self.tensor_bytes.get(t, 0) for t in tensors}
+        total = sum(sizes.values())
+        return sum(v for t, v in sizes.items() if self.in_dram(t)) / total if total else 0.0
+
+
+def fused_least_cycles(step, cfg: AcceleratorConfig, on_chip: OnChip) -> float:
+    """``least_cycles`` when every tensor that fits on chip stays there (``OnChip``): the MACs at
+    full rate, the vector work, and only the weights and the tensors that do not fit at the DRAM
+    rate.  A floor for any layer-fused schedule: it ignores that fused tensors share the buffer."""
+    bw = cfg.dram_bytes_per_cycle
+    if step.action == "mac":
+        layer = step.layer
+        read, written = min_dram_bytes(layer)
+        weights = weight_bytes(layer)
+        act_in = (read - weights) * on_chip.dram_share(layer.inputs or (INPUT,))
+        out = written * on_chip.dram_share([step.output or layer.name])
+        return max(layer.macs / cfg.macs_per_cycle, (weights + act_in) / bw, out / bw)
+    if step.action == "vector":
+        vp, f = step.vpass, step.vec.f
+        reads = f["bytes_in"] * on_chip.dram_share(set(vp.buffers) - set(vp.writes))
+        writes = f["bytes_out"] * on_chip.dram_share(vp.writes)
+        return max(f["work"] / cfg.vector_lanes, reads / bw, writes / bw)
+    return 0.0
+
+
 def _stream_stats(lowered: Lowered, cfg: AcceleratorConfig) -> tuple[Counter, int]:
     """(events, MAC-array busy cycles) of a lowered layer, computed once per cached mapping."""
     cached = getattr(lowered, "_stats", None)
@@ -187,6 +235,7 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
     timing = cfg.replace(**IDEAL_MEMORY) if ideal_memory else cfg
     energy = energy or EnergyModel(cfg)
     results: list[LayerResult] = []
+    on_chip = OnChip.of(model, cfg)
     clock = 0
     for step in plan(model, cfg, mac_only=mac_only, fuse=fuse):
         layer = step.layer
@@ -230,7 +279,8 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
         results.append(LayerResult(layer.name, layer.kind, layer.part, layer.shape_str, layer.macs, cycles, busy,
                                    max(0, cycles - busy) if layer.macs else 0, util, e_pj, ev,
                                    energy.breakdown(ev), mapping, n_insn, clock, bound,
-                                   least_cycles(step, timing), _cfg=timing))
+                                   least_cycles(step, timing), fused_least_cycles(step, timing, on_chip),
+                                   _cfg=timing))
         clock += cycles
     total = clock + 1   # END
     return SimResult(model.name, model.variant, timing, results, total, model.total_macs,

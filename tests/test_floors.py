@@ -64,3 +64,18 @@ def test_ideal_memory_times_the_mappings_made_for_the_real_memory():
         assert b.cycles <= a.cycles, a.name
         if a.macs:
             assert a.events == b.events and a.mapping == b.mapping, a.name
+
+
+@pytest.mark.parametrize("name,size", [("segformer_b0", (128, 128)), ("swin_tiny", (224, 224))])
+def test_fused_floor_keeps_what_fits_on_chip(name, size):
+    """Keeping tensors on chip only removes traffic: every step's fused floor is at most its
+    layer-by-layer floor, strictly less for some, and equal to it when nothing fits on chip."""
+    model = build_model(name, size=size)
+    res = simulate(model, get_config("E"))
+    assert all(r.fused_least_cycles <= r.least_cycles + 1e-9 for r in res.layers)
+    assert any(r.fused_least_cycles < r.least_cycles for r in res.layers)
+    nothing_fits = simulate(model, get_config("E").replace(global_buf_bytes=64))
+    for r in nothing_fits.layers:
+        assert r.fused_least_cycles == pytest.approx(r.least_cycles, rel=1e-12, abs=1e-9), r.name
+    b = _bounds(res)
+    assert b["mac_floor_cycles"] <= b["fused_floor_cycles"] <= b["layer_floor_cycles"]
