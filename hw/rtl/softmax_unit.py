@@ -1,0 +1,146 @@
+"""Softmax over rows, one lane: the row sequencer around ``hw.operators``' softmax kernels (``SoftmaxUnit``)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import operators as ops
+from .kernel_unit import INT8, KernelUnit, delayed
+from .operator_backend import AmaranthBackend, range_shape
+from .row_stream import I8_RANGE, ROW_IN, ROW_OUT, check_max_row
+
+__all__ = ["SoftmaxUnit"]
+
+_I8 = I8_RANGE
+
+
+class SoftmaxUnit(wiring.Component):
+    """``hw.operators.softmax`` of rows streamed in three times, one element a cycle.
+
+    The caller sends each row three times on ``x`` (``last`` on its final element each time):
+
+    1. pass 1: the running maximum (``max_kernel``) from -128;
+    2. pass 2: ``e = softmax_exp_kernel(x, max)`` and their sum;
+    3. after the sum, ``recip_kernel(sum, SOFTMAX_SUM_BITS)`` once, while ``x.ready`` is low;
+    4. pass 3: ``e`` again and ``y = softmax_out_kernel(e, r, k)`` on ``y`` (``last`` on the row's
+       final element), ``out_latency`` cycles after each element of pass 3 went in.
+
+    The exponential unit serves passes 2 and 3 (the contract's three element operations per
+    element: maximum, exponential and sum, normalisation); no row buffer.  The next row's pass 1
+    may start while the last results still come out.  The parameter ports must hold the row's
+    values from its first element until its last has gone in (each element takes them along).
+    ``x.ready`` is low for ``gap_cycles`` cycles between passes 2 and 3, so a row of ``n`` takes
+    ``3 n + gap_cycles`` cycles when the caller never waits.
+
+    Parameters
+    ----------
+    max_row : int
+        Longest row (sizes the sum), 1..``hw.operators.MAX_ROW``; a longer row is the caller's error.
+
+    Members
+    -------
+    exp_mult, exp_shift, out_shift: In(...)
+        ``hw.operators.SoftmaxParams`` fields (ranges from its ``RANGES``).
+    x: In(stream.Signature(ROW_IN))
+    y: Out(stream.Signature(ROW_OUT, always_ready=True))
+    """
+
+    def __init__(self, max_row: int = ops.MAX_ROW):
+        self._max_row = check_max_row(max_row)
+        p = ops.SoftmaxParams.RANGES
+        self._exp = KernelUnit(ops.softmax_exp_kernel, {"x": _I8, "xmax": _I8, "exp_mult": p["exp_mult"],
+                                                        "exp_shift": p["exp_shift"]}, outputs=("e",))
+        e_lo, e_hi = self._exp.output_range("e")
+        self._sum_range = (self._max_row * e_lo, self._max_row * e_hi)
+        self._recip = KernelUnit(ops.recip_kernel, {"v": self._sum_range}, consts={"width": ops.SOFTMAX_SUM_BITS},
+                                 outputs=("r", "k"))
+        self._out = KernelUnit(ops.softmax_out_kernel, {"e": (e_lo, e_hi), "r": self._recip.output_range("r"),
+                                                        "k": self._recip.output_range("k"),
+                                                        "out_shift": p["out_shift"]})
+        super().__init__({
+            **{n: In(range_shape(*r)) for n, r in p.items()},
+            "x": In(stream.Signature(ROW_IN)),
+            "y": Out(stream.Signature(ROW_OUT, always_ready=True)),
+        })
+
+    @property
+    def max_row(self) -> int:
+        return self._max_row
+
+    @property
+    def gap_cycles(self) -> int:
+        """Cycles ``x.ready`` is low between a row's passes 2 and 3: the exponential's latency (the
+        last term comes out), one to add it, and the reciprocal's latency."""
+        return self._exp.latency + 1 + self._recip.latency
+
+    @property
+    def out_latency(self) -> int:
+        """Cycles from an element of pass 3 going in to its result on ``y``."""
+        return self._exp.latency + self._out.latency
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.exp, m.submodules.recip, m.submodules.out = exp, recip, out = self._exp, self._recip, self._out
+        accept = self.x.valid & self.x.ready
+        pass1, pass2, pass3 = Signal(), Signal(), Signal()
+
+        # pass 1: the running maximum, by the same kernel as max pooling
+        xmax = Signal(INT8, init=ops.INT8_MIN)
+        be = AmaranthBackend(m, "max")
+        new_max = be.run(ops.max_kernel, be.input(xmax, *_I8), be.input(self.x.payload.x, *_I8),
+                         be.input(accept & pass1, 0, 1))
+        m.d.sync += xmax.eq(new_max.value)
+
+        # passes 2 and 3: the exponential of each element, tagged with its pass and row end
+        m.d.comb += [exp.x.eq(self.x.payload.x), exp.xmax.eq(xmax), exp.exp_mult.eq(self.exp_mult),
+                     exp.exp_shift.eq(self.exp_shift), exp.valid.eq(accept & (pass2 | pass3))]
+        tag_pass3 = delayed(m, pass3, exp.latency, "tag_pass3")
+        tag_last = delayed(m, self.x.payload.last, exp.latency, "tag_last")
+        tag_out_shift = delayed(m, self.out_shift, exp.latency, "tag_out_shift")
+        e_sum = Signal(range_shape(*self._sum_range))
+        sum_done = Signal()
+        m.d.comb += sum_done.eq(exp.out_valid & ~tag_pass3 & tag_last)
+        with m.If(exp.out_valid & ~tag_pass3):
+            m.d.sync += e_sum.eq(e_sum + exp.e)
+
+        # the reciprocal of the sum, once per row, latched for pass 3
+        r, k = Signal.like(recip.r), Signal.like(recip.k)
+        m.d.comb += recip.v.eq(e_sum)
+        with m.If(recip.out_valid):
+            m.d.sync += [r.eq(recip.r), k.eq(recip.k)]
+        m.d.comb += [out.e.eq(exp.e), out.r.eq(r), out.k.eq(k), out.out_shift.eq(tag_out_shift),
+                     out.valid.eq(exp.out_valid & tag_pass3)]
+        m.d.comb += [self.y.valid.eq(out.out_valid), self.y.payload.y.eq(out.y),
+                     self.y.payload.last.eq(delayed(m, tag_last, out.latency, "out_last"))]
+        self._sequence(m, accept, pass1, pass2, pass3, sum_done, xmax, e_sum)
+        return m
+
+    def _sequence(self, m, accept, pass1, pass2, pass3, sum_done, xmax, e_sum) -> None:
+        """The row's passes: which one the stream is in, and the waits between them."""
+        last = accept & self.x.payload.last
+        with m.FSM(name="row"):
+            with m.State("PASS1"):
+                m.d.comb += [pass1.eq(1), self.x.ready.eq(1)]
+                with m.If(last):
+                    m.d.sync += e_sum.eq(0)
+                    m.next = "PASS2"
+            with m.State("PASS2"):
+                m.d.comb += [pass2.eq(1), self.x.ready.eq(1)]
+                with m.If(last):
+                    m.next = "SUM"
+            with m.State("SUM"):                         # the last exponentials are added
+                with m.If(sum_done):
+                    m.next = "RECIP"
+            with m.State("RECIP"):
+                m.d.comb += self._recip.valid.eq(1)
+                m.next = "LATCH"
+            with m.State("LATCH"):                       # the reciprocal comes out and is latched
+                with m.If(self._recip.out_valid):
+                    m.next = "PASS3"
+            with m.State("PASS3"):
+                m.d.comb += [pass3.eq(1), self.x.ready.eq(1)]
+                with m.If(last):
+                    m.d.sync += xmax.eq(ops.INT8_MIN)
+                    m.next = "PASS1"
