@@ -73,6 +73,8 @@ __all__ = [
 
 # ---- widths and limits ------------------------------------------------------------------
 
+#: Bits of an int8 activation.
+INT8_BITS = (INT8_MAX - INT8_MIN).bit_length()
 #: Multipliers of ``add``/``mul``/``softmax`` parameters: unsigned, this many bits.
 OP_MULT_BITS = 16
 #: Largest right shift of ``add`` and ``mul`` (their sums are below 2**25 and 2**31).
@@ -854,9 +856,10 @@ def lerp_kernel(a, b, w, be):
 def bilinear_kernel(a, b, w, be):
     """The second (horizontal) interpolation and the rounding: 24 bits, then 8 bits.
 
-    A convex combination of int8 values rounds into int8: no saturation needed.
+    A convex combination of int8 values rounds into int8: no saturation needed (``in_bits``
+    states the width for hardware).
     """
-    return round_shift(lerp_kernel(a, b, w, be), 2 * RESIZE_WEIGHT_BITS)
+    return in_bits(round_shift(lerp_kernel(a, b, w, be), 2 * RESIZE_WEIGHT_BITS), INT8_BITS)
 
 
 def _axis(n_in: int, n_out: int, be):
@@ -1051,13 +1054,13 @@ def average_kernel(total, count, be):
 
     An estimate from the reciprocal (``recip_kernel``, 17-bit count:
     ``total * r`` 40 bits, 24 x 16) is within 1 of the quotient; one remainder
-    check against ``2*total + count`` (25 bits; ``q * 2 * count`` 9 x 18 bits)
-    corrects it.  Result 8 bits.
+    check against ``2*total + count`` (25 bits; ``q * 2 * count`` 9 x 18 bits, ``|q| <= 129``)
+    corrects it.  Result 8 bits (``in_bits`` states both widths for hardware).
     """
     r, k = recip_kernel(count, POOL_COUNT_BITS, be)
-    q = round_shift(total * r, POOL_COUNT_BITS - 1 + RECIP_FRAC_BITS - k)
+    q = in_bits(round_shift(total * r, POOL_COUNT_BITS - 1 + RECIP_FRAC_BITS - k), INT8_BITS + 1)
     rem = (total << 1) + count - q * (count << 1)
-    return be.sel(rem < 0, q - 1, be.sel(rem >= count << 1, q + 1, q))
+    return in_bits(be.sel(rem < 0, q - 1, be.sel(rem >= count << 1, q + 1, q)), INT8_BITS)
 
 
 def pool_windows(h: int, w: int, kernel, stride=None, padding=0, ceil_mode: bool = False):

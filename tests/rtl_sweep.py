@@ -76,10 +76,11 @@ class _Sweep(Elaboratable):
 
 def sweep(dut, inputs: dict, outputs: dict, *, valid, out_valid, n_out: int, ready=None, consts=(),
           tables=(), max_cycles: int) -> Result:
-    """Run ``dut``: ``inputs`` maps a name to ``(port, values)``, one value a cycle (held while ``ready``
-    is low); ``consts`` is a list of ``(port, constant)``; ``tables`` a list of ``(write port, values)``
-    written before the first input (cycle 0 is the first input's cycle); ``outputs`` maps a name to a port captured whenever
-    ``out_valid`` is high, until ``n_out`` results came out (failing after ``max_cycles``)."""
+    """Run ``dut``: ``inputs`` maps a name to ``(port, values)``, one value a cycle (held while
+    ``ready`` is low); ``consts`` is a list of ``(port, constant)``; ``tables`` a list of
+    ``(write port, values)`` written before the first input (cycle 0 is the first input's cycle);
+    ``outputs`` maps a name to a port captured whenever ``out_valid`` is high, until ``n_out``
+    results came out (failing after ``max_cycles``)."""
     harness = _Sweep(dut, inputs, list(consts), outputs, valid, out_valid, ready, n_out, list(tables))
     max_cycles += harness.preload
     got = Result()
@@ -102,16 +103,15 @@ def sweep(dut, inputs: dict, outputs: dict, *, valid, out_valid, n_out: int, rea
 
 
 def kernel_sweep(unit, vectors: dict, consts: dict = None, tables: dict = None) -> Result:
-    """``sweep`` of a ``KernelUnit`` (or a lane with ``valid``/``y``/``y_valid`` ports): every input
-    port named in ``vectors`` (name -> values) or ``consts`` (name -> value), tables written through
-    the ports ``tables`` names (name -> values)."""
+    """``sweep`` of a ``KernelUnit`` (``in_valid``/``out_valid``) or a lane (``valid``/``y_valid``):
+    every input port named in ``vectors`` (name -> values) or ``consts`` (name -> value), tables
+    written through the ports ``tables`` names (name -> values); every other output captured."""
     n = len(next(iter(vectors.values())))
-    outs = [name for name in unit.signature.members if name not in vectors and name not in (consts or {})
-            and name not in ("valid", "out_valid", "y_valid", "op") and not name.endswith("_w")
-            and unit.signature.members[name].flow.name == "Out"]
+    valid, out_valid = ("in_valid", "out_valid") if hasattr(unit, "in_valid") else ("valid", "y_valid")
+    outs = [name for name, member in unit.signature.members.items()
+            if member.flow.name == "Out" and name != out_valid and not name.endswith("_w")]
     return sweep(unit, {k: (getattr(unit, k), np.asarray(v)) for k, v in vectors.items()},
-                 {k: getattr(unit, k) for k in outs}, valid=unit.valid,
-                 out_valid=getattr(unit, "out_valid", None) if hasattr(unit, "out_valid") else unit.y_valid,
+                 {k: getattr(unit, k) for k in outs}, valid=getattr(unit, valid), out_valid=getattr(unit, out_valid),
                  n_out=n, consts=[(getattr(unit, k), v) for k, v in (consts or {}).items()],
                  tables=[(getattr(unit, k), v) for k, v in (tables or {}).items()], max_cycles=n + 64)
 

@@ -138,10 +138,12 @@ def test_backend_refuses_what_hardware_cannot_do():
         x + AmaranthBackend(None).input(None, 0, 1)
     with pytest.raises(TypeError, match="Module or None"):
         AmaranthBackend("m")
-    with warnings.catch_warnings():                      # the refused unit is never elaborated
+    with warnings.catch_warnings():                      # the refused units are never elaborated
         warnings.simplefilter("ignore", UnusedElaboratable)
         with pytest.raises(ValueError, match="takes"):
             KernelUnit(op.square_kernel, {"y": I8})
+        with pytest.raises(ValueError, match=r"port names \['m'\] are used twice"):
+            KernelUnit(op.max_kernel, {"m": I8, "v": I8, "valid": (0, 1)}, outputs=("m",))
         gc.collect()
 
 
@@ -269,3 +271,68 @@ def test_square_and_lut_kernels_every_int8():
     lut = KernelUnit(op.lut_kernel, {"x": I8}, tables={"table": Table(signed(8), 256)})
     got = kernel_sweep(lut, {"x": x}, tables={"table_w": table})
     check("lut_kernel", got["y"], op.lut(x, table), {"x": x})
+
+
+# ---- the resize, pooling and argmax kernels (their sequencers are not built yet) -------------------
+
+W = (0, 1 << op.RESIZE_WEIGHT_BITS)
+LERP16 = (op.INT8_MIN << op.RESIZE_WEIGHT_BITS, op.INT8_MAX << op.RESIZE_WEIGHT_BITS)
+COUNT = (1, op.POOL_MAX_COUNT)
+INDEX = (0, (1 << 15) - 1)                # argmax over up to 2**15 classes
+SPATIAL = {
+    "bilinear_axis": dict(kernel=op.bilinear_axis_kernel, inputs={
+        "pos": (-(1 << 31), (1 << 31) - 1), "n_in": (1, op.RESIZE_MAX_IN)}, outputs=("i0", "i1", "w")),
+    "lerp": dict(kernel=op.lerp_kernel, inputs={"a": I8, "b": I8, "w": W}),
+    "bilinear": dict(kernel=op.bilinear_kernel, inputs={"a": LERP16, "b": LERP16, "w": W}),
+    "average": dict(kernel=op.average_kernel, inputs={"total": (op.INT8_MIN * COUNT[1], op.INT8_MAX * COUNT[1]),
+                                                      "count": COUNT}),
+    "max": dict(kernel=op.max_kernel, inputs={"m": I8, "v": I8, "valid": (0, 1)}),
+    "argmax": dict(kernel=op.argmax_kernel, inputs={"best": I8, "best_i": INDEX, "v": I8, "i": INDEX},
+                   outputs=("new_best", "new_best_i")),
+    "floor_counter": dict(kernel=op.floor_counter_kernel, inputs={
+        "q": (0, op.AXIS_MAX), "r": (0, 2 * op.AXIS_MAX), "q_step": (0, op.AXIS_MAX), "r_step": (0, op.AXIS_MAX - 1),
+        "n_out": (1, op.AXIS_MAX)}, outputs=("next_q", "next_r")),
+    "ceil": dict(kernel=op.ceil_kernel, inputs={"q": (0, op.AXIS_MAX), "r": (0, 2 * op.AXIS_MAX)}),
+}
+
+
+def spatial_vectors(rng) -> dict:
+    """Operands the operators give these kernels: DDA positions, interpolations, window sums and
+    counts (extremes and rounding ties), running maxima, counter states."""
+    n_in, n_out = rng.integers(1, op.RESIZE_MAX_IN + 1, 40), rng.integers(1, op.AXIS_MAX + 1, 40)
+    pos = [(op.resize_axis_params(int(i), int(o)).positions()[::97], np.full(-(-int(o) // 97), i))
+           for i, o in zip(n_in, n_out)]
+    a, b = rng.integers(-128, 128, (2, 3000))
+    w = rng.integers(0, W[1] + 1, 3000)
+    w[:3] = [0, 1, W[1]]
+    count = np.concatenate([rng.integers(1, COUNT[1] + 1, 2000), [1, 2, 3, COUNT[1] - 1, COUNT[1]] * 4])
+    total = (rng.integers(-128, 128, count.size) * count + rng.integers(-count // 2, count // 2 + 1)) \
+        .clip(-128 * count, 127 * count)
+    total[-20:] = np.repeat([-128, 127, 0, 1], 5) * count[-20:] + np.tile([0, 0, 0, 0, 1], 4) * (count[-20:] // 2)
+    q_in, o = rng.integers(1, op.AXIS_MAX + 1, (2, 2000))
+    step_q, step_r = q_in // o, q_in % o
+    q = rng.integers(0, op.AXIS_MAX - step_q + 1) * (rng.random(2000) < 0.5)
+    r = rng.integers(0, o)
+    return {
+        "bilinear_axis": {"pos": np.concatenate([p for p, _ in pos]), "n_in": np.concatenate([n for _, n in pos])},
+        "lerp": {"a": a, "b": b, "w": w},
+        "bilinear": {"a": op.NUMPY.run(op.lerp_kernel, a, b, w), "b": op.NUMPY.run(op.lerp_kernel, b, a, w[::-1]),
+                     "w": w},
+        "average": {"total": total, "count": count},
+        "max": {"m": a, "v": b, "valid": w & 1},
+        "argmax": {"best": a, "best_i": rng.integers(0, INDEX[1] + 1, a.size), "v": np.where(w % 5, b, a),
+                   "i": rng.integers(0, INDEX[1] + 1, a.size)},
+        "floor_counter": {"q": q, "r": r, "q_step": step_q, "r_step": step_r, "n_out": o},
+        "ceil": {"q": q, "r": r},
+    }
+
+
+def test_spatial_kernels():
+    """Every kernel of resizing, pooling and argmax as hardware, against numpy."""
+    vectors = spatial_vectors(np.random.default_rng(SEED))
+    for name, spec in SPATIAL.items():
+        vec = vectors[name]
+        got = kernel_sweep(unit(spec), vec)
+        want = op.NUMPY.run(spec["kernel"], *vec.values())
+        for out, w in zip(spec.get("outputs", ("y",)), want if isinstance(want, tuple) else (want,)):
+            check(f"{name}_kernel {out}", got[out], w, vec)

@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
+from amaranth.back import rtlil
 from amaranth.hdl import UnusedElaboratable
 
 from hw import operators as op
@@ -157,8 +158,8 @@ def run_rows(unit, rows: list, passes: int, params: dict, per_element: dict = No
     inputs = {k: (getattr(payload, k), v) for k, v in cols.items() if k not in params}
     inputs |= {k: (getattr(unit, k), cols[k]) for k in params}
     n_out = sum(len(r) for r in rows)
-    got = sweep(unit, inputs, {"y": unit.y.payload.y, "last": unit.y.payload.last}, valid=unit.x.valid,
-                ready=unit.x.ready, out_valid=unit.y.valid, n_out=n_out,
+    got = sweep(unit, inputs, {"y": unit.out.y, "last": unit.out.last}, valid=unit.x.valid,
+                ready=unit.x.ready, out_valid=unit.out_valid, n_out=n_out,
                 max_cycles=len(cols["x"]) + len(rows) * unit.gap_cycles + unit.out_latency + 64)
     check("row ends", got["last"], np.concatenate([np.arange(len(r)) == len(r) - 1 for r in rows]), {})
     # the caller never waits: passes * n + gap_cycles per row, then the pipeline
@@ -277,3 +278,13 @@ def test_row_units_refuse_bad_max_row():
                 with pytest.raises(ValueError, match=f"max_row must be an integer in 1..{op.MAX_ROW}"):
                     cls(bad)
                 gc.collect()
+
+
+@pytest.mark.parametrize("make", [ElementwiseLane, lambda: RequantizeLane(get_config("e_small")), SoftmaxUnit,
+                                  LayerNormUnit], ids=["elementwise", "requantize", "softmax", "layernorm"])
+def test_units_convert_to_a_netlist(make):
+    """Every unit converts (RTLIL, the path to Verilog) with its ports and memories."""
+    unit = make()
+    text = rtlil.convert(unit)
+    for name in unit.signature.members:
+        assert name in text, f"port {name} missing from the netlist"

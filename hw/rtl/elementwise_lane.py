@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -79,11 +79,11 @@ class ElementwiseLane(wiring.Component):
         m.submodules.add, m.submodules.mul, m.submodules.lut = self._add, self._mul, self._lut
         for unit in self._units.values():
             for name in unit.signature.members:
-                if name in ("valid", "out_valid", "y", "table_w"):
+                if name in ("in_valid", "out_valid", "y", "table_w"):
                     continue
                 port = "a" if (unit is self._lut and name == "x") else name
                 m.d.comb += getattr(unit, name).eq(getattr(self, port))
-            m.d.comb += unit.valid.eq(self.valid)
+            m.d.comb += unit.in_valid.eq(self.valid)
         wiring.connect(m, wiring.flipped(self.table_w), self._lut.table_w)
         op = delayed(m, self.op, self._latency, "op")
         y = delayed(m, self.a, self._latency, "copy")

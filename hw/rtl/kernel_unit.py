@@ -44,11 +44,16 @@ class KernelPlan:
         return self.ranges[name]
 
 
-def _arguments(kernel: Callable, inputs: Mapping, consts: Mapping, tables: Mapping) -> list:
+def _arguments(kernel: Callable, inputs: Mapping, consts: Mapping, tables: Mapping, outputs: tuple) -> list:
     params = [p for p in inspect.signature(kernel).parameters if p != "be"]
     given = {**inputs, **consts, **tables}
     if sorted(params) != sorted(given):
         raise ValueError(f"{kernel.__name__} takes {params}; given {sorted(given)}")
+    names = [*params, *outputs, *(f"{n}_w" for n in tables), "in_valid", "out_valid"]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise ValueError(f"{kernel.__name__}: port names {clash} are used twice (name the outputs apart "
+                         f"from the arguments)")
     for n, (lo, hi) in inputs.items():
         if not (isinstance(lo, int) and isinstance(hi, int) and lo <= hi):
             raise ValueError(f"range of {n} must be two integers lo <= hi, not {(lo, hi)!r}")
@@ -76,7 +81,7 @@ def plan(kernel: Callable, inputs: Mapping[str, tuple], *, consts: Mapping[str, 
     """The latency and result intervals of ``KernelUnit(kernel, ...)`` with the same arguments,
     from a dry run (no component is built)."""
     consts, tables = dict(consts or {}), dict(tables or {})
-    params = _arguments(kernel, inputs, consts, tables)
+    params = _arguments(kernel, inputs, consts, tables, tuple(outputs))
     out = _evaluate(AmaranthBackend(None), kernel, params, inputs, {n: None for n in inputs}, consts, tables,
                     tuple(outputs))
     return KernelPlan(out[0].stage, {n: (v.lo, v.hi) for n, v in zip(outputs, out)})
@@ -88,7 +93,7 @@ class KernelUnit(wiring.Component):
     Every argument of the kernel is an input port of the same name (``inputs``: its inclusive
     range), a constant (``consts``) or a run-time table (``tables``: a memory loaded through the
     write port ``<name>_w``).  The kernel's results are the output ports ``outputs``, sized by the
-    backend's interval arithmetic and registered.  ``out_valid`` is ``valid`` delayed by
+    backend's interval arithmetic and registered.  ``out_valid`` is ``in_valid`` delayed by
     ``latency`` cycles, the depth of the pipeline the backend built.
 
     Parameters
@@ -107,7 +112,7 @@ class KernelUnit(wiring.Component):
     Members
     -------
     <input>: In(range)
-    valid: In(1)
+    in_valid: In(1)
     <table>_w: Out(memory.WritePort.Signature)
         Written like a memory's write port (``en``, ``addr``, ``data``).
     <output>: Out(shape from the kernel)
@@ -121,17 +126,17 @@ class KernelUnit(wiring.Component):
             raise TypeError(f"kernel must be a function of hw.operators, not {kernel!r}")
         consts, tables = dict(consts or {}), dict(tables or {})
         self._plan = plan(kernel, inputs, consts=consts, tables=tables, outputs=outputs)
-        self._kernel, self._params = kernel, _arguments(kernel, inputs, consts, tables)
+        self._kernel, self._params = kernel, _arguments(kernel, inputs, consts, tables, tuple(outputs))
         self._inputs, self._consts, self._tables, self._outputs = dict(inputs), consts, tables, tuple(outputs)
         self._name = name or kernel.__name__.removesuffix("_kernel")
         ports = {n: In(range_shape(lo, hi)) for n, (lo, hi) in inputs.items()}
         ports |= {f"{n}_w": Out(table_write_signature(t)) for n, t in tables.items()}
         ports |= {n: Out(range_shape(*self._plan.range(n))) for n in self._outputs}
-        super().__init__({**ports, "valid": In(1), "out_valid": Out(1)})
+        super().__init__({**ports, "in_valid": In(1), "out_valid": Out(1)})
 
     @property
     def latency(self) -> int:
-        """Clock cycles from ``valid`` to ``out_valid``."""
+        """Clock cycles from ``in_valid`` to ``out_valid``."""
         return self._plan.latency
 
     @property
@@ -156,5 +161,5 @@ class KernelUnit(wiring.Component):
         assert out[0].stage == self.latency, (out[0].stage, self.latency)
         for n, v in zip(self._outputs, out):
             m.d.comb += getattr(self, n).eq(v.value)
-        m.d.comb += self.out_valid.eq(delayed(m, self.valid, self.latency, "valid"))
+        m.d.comb += self.out_valid.eq(delayed(m, self.in_valid, self.latency, "valid"))
         return m

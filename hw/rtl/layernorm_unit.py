@@ -27,13 +27,14 @@ class LayerNormUnit(wiring.Component):
     1. pass 1: ``s1 = sum(x)``, ``s2 = sum(square_kernel(x))`` and the row length ``n``;
     2. after the sums, ``layernorm_row_kernel(s1, s2, n, eps)`` once, while ``x.ready`` is low;
     3. pass 2, with each channel's ``gamma`` and ``beta``:
-       ``y = layernorm_element_kernel(x, s1, n, r, h, gamma, beta, shift)`` on ``y``
+       ``y = layernorm_element_kernel(x, s1, n, r, h, gamma, beta, shift)`` on ``out``
        (``last`` on the row's final element), ``out_latency`` cycles after the element went in.
 
     The contract's two element operations per element; no row buffer.  The next row's pass 1 may
     start while the last results still come out.  ``eps`` and ``shift`` must hold the row's values
-    from its first element until its last has gone in (each element takes ``shift`` along).  ``x.ready`` is low for ``gap_cycles`` cycles between the passes,
-    so a row of ``n`` takes ``2 n + gap_cycles`` cycles when the caller never waits.
+    from its first element until its last has gone in (each element takes ``shift`` along).
+    ``x.ready`` is low for ``gap_cycles`` cycles between the passes, so a row of ``n`` takes
+    ``2 n + gap_cycles`` cycles when the caller never waits.
 
     Parameters
     ----------
@@ -46,7 +47,10 @@ class LayerNormUnit(wiring.Component):
     eps, shift: In(...)
         ``hw.operators.LayerNormParams`` fields (ranges from its ``RANGES``).
     x: In(stream.Signature(LN_ROW_IN))
-    y: Out(stream.Signature(ROW_OUT, always_ready=True))
+    out: Out(ROW_OUT)
+    out_valid: Out(1)
+        A result (``out.y``, ``out.last``), ``out_latency`` cycles after its element went in;
+        nothing waits for it.
     """
 
     def __init__(self, max_row: int = ops.MAX_ROW):
@@ -64,7 +68,7 @@ class LayerNormUnit(wiring.Component):
         super().__init__({
             **{name: In(range_shape(*r)) for name, r in p.items()},
             "x": In(stream.Signature(LN_ROW_IN)),
-            "y": Out(stream.Signature(ROW_OUT, always_ready=True)),
+            "out": Out(ROW_OUT), "out_valid": Out(1),
         })
 
     @property
@@ -79,7 +83,7 @@ class LayerNormUnit(wiring.Component):
 
     @property
     def out_latency(self) -> int:
-        """Cycles from an element of pass 2 going in to its result on ``y``."""
+        """Cycles from an element of pass 2 going in to its result on ``out``."""
         return self._element.latency
 
     def elaborate(self, platform):
@@ -93,7 +97,7 @@ class LayerNormUnit(wiring.Component):
         # pass 1: the sums and the count
         s1, s2 = Signal(range_shape(*self._s1_range)), Signal(range_shape(*self._s2_range))
         n = Signal(range(self._max_row + 1))
-        m.d.comb += [sq.x.eq(x.x), sq.valid.eq(accept & pass1)]
+        m.d.comb += [sq.x.eq(x.x), sq.in_valid.eq(accept & pass1)]
         with m.If(accept & pass1):
             m.d.sync += [s1.eq(s1 + x.x), n.eq(n + 1)]
         with m.If(sq.out_valid):
@@ -108,9 +112,9 @@ class LayerNormUnit(wiring.Component):
 
         # pass 2
         m.d.comb += [el.x.eq(x.x), el.s1.eq(s1), el.n.eq(n), el.r.eq(r), el.h.eq(h), el.gamma.eq(x.gamma),
-                     el.beta.eq(x.beta), el.shift.eq(self.shift), el.valid.eq(accept & pass2)]
-        m.d.comb += [self.y.valid.eq(el.out_valid), self.y.payload.y.eq(el.y),
-                     self.y.payload.last.eq(delayed(m, x.last, el.latency, "out_last"))]
+                     el.beta.eq(x.beta), el.shift.eq(self.shift), el.in_valid.eq(accept & pass2)]
+        m.d.comb += [self.out_valid.eq(el.out_valid), self.out.y.eq(el.y),
+                     self.out.last.eq(delayed(m, x.last, el.latency, "out_last"))]
         self._sequence(m, accept, pass1, pass2, sums_done, (s1, s2, n))
         return m
 
@@ -126,7 +130,7 @@ class LayerNormUnit(wiring.Component):
                 with m.If(sums_done):
                     m.next = "ROW"
             with m.State("ROW"):
-                m.d.comb += self._row.valid.eq(1)
+                m.d.comb += self._row.in_valid.eq(1)
                 m.next = "LATCH"
             with m.State("LATCH"):                       # the row step comes out and is latched
                 with m.If(self._row.out_valid):

@@ -182,8 +182,8 @@ class AmaranthBackend:
     ----------
     m : Module or None
         The module the hardware goes into; None for a dry run (intervals and stages only).
-    name : str
-        Prefix of the signals and memories it creates.
+    prefix : str
+        Prefix of the names of the signals and memories it creates.
 
     ``sel`` is a ``Mux``, ``rom`` a synchronous ``lib.memory.Memory`` read port (a constant
     table becomes a ROM initialised from it), ``clz`` a registered priority encoder.
@@ -191,10 +191,10 @@ class AmaranthBackend:
 
     name = "amaranth"
 
-    def __init__(self, m: Optional[Module], name: str = "k"):
+    def __init__(self, m: Optional[Module], prefix: str = "k"):
         if m is not None and not isinstance(m, Module):
             raise TypeError(f"m must be an Amaranth Module or None, not {m!r}")
-        self.m, self.prefix, self._count = m, name, 0
+        self.m, self.prefix, self._count = m, prefix, 0
 
     @property
     def dry(self) -> bool:

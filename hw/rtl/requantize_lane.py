@@ -64,7 +64,7 @@ class RequantizeLane(wiring.Component):
         m.submodules.kernel = k = self._unit
         m.d.comb += [
             k.x.eq((self.acc + self.bias)[:self._acc_bits].as_signed()),      # wrap(acc + bias, acc_bits)
-            k.mult.eq(self.mult), k.shift.eq(self.shift), k.relu.eq(self.relu), k.valid.eq(self.valid),
+            k.mult.eq(self.mult), k.shift.eq(self.shift), k.relu.eq(self.relu), k.in_valid.eq(self.valid),
             self.y.eq(k.y), self.y_valid.eq(k.out_valid),
         ]
         return m

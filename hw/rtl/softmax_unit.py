@@ -24,7 +24,7 @@ class SoftmaxUnit(wiring.Component):
     1. pass 1: the running maximum (``max_kernel``) from -128;
     2. pass 2: ``e = softmax_exp_kernel(x, max)`` and their sum;
     3. after the sum, ``recip_kernel(sum, SOFTMAX_SUM_BITS)`` once, while ``x.ready`` is low;
-    4. pass 3: ``e`` again and ``y = softmax_out_kernel(e, r, k)`` on ``y`` (``last`` on the row's
+    4. pass 3: ``e`` again and ``y = softmax_out_kernel(e, r, k)`` on ``out`` (``last`` on the row's
        final element), ``out_latency`` cycles after each element of pass 3 went in.
 
     The exponential unit serves passes 2 and 3 (the contract's three element operations per
@@ -44,7 +44,10 @@ class SoftmaxUnit(wiring.Component):
     exp_mult, exp_shift, out_shift: In(...)
         ``hw.operators.SoftmaxParams`` fields (ranges from its ``RANGES``).
     x: In(stream.Signature(ROW_IN))
-    y: Out(stream.Signature(ROW_OUT, always_ready=True))
+    out: Out(ROW_OUT)
+    out_valid: Out(1)
+        A result (``out.y``, ``out.last``), ``out_latency`` cycles after its element went in;
+        nothing waits for it.
     """
 
     def __init__(self, max_row: int = ops.MAX_ROW):
@@ -56,13 +59,13 @@ class SoftmaxUnit(wiring.Component):
         self._sum_range = (self._max_row * e_lo, self._max_row * e_hi)
         self._recip = KernelUnit(ops.recip_kernel, {"v": self._sum_range}, consts={"width": ops.SOFTMAX_SUM_BITS},
                                  outputs=("r", "k"))
-        self._out = KernelUnit(ops.softmax_out_kernel, {"e": (e_lo, e_hi), "r": self._recip.output_range("r"),
+        self._normalise = KernelUnit(ops.softmax_out_kernel, {"e": (e_lo, e_hi), "r": self._recip.output_range("r"),
                                                         "k": self._recip.output_range("k"),
                                                         "out_shift": p["out_shift"]})
         super().__init__({
             **{n: In(range_shape(*r)) for n, r in p.items()},
             "x": In(stream.Signature(ROW_IN)),
-            "y": Out(stream.Signature(ROW_OUT, always_ready=True)),
+            "out": Out(ROW_OUT), "out_valid": Out(1),
         })
 
     @property
@@ -77,12 +80,13 @@ class SoftmaxUnit(wiring.Component):
 
     @property
     def out_latency(self) -> int:
-        """Cycles from an element of pass 3 going in to its result on ``y``."""
-        return self._exp.latency + self._out.latency
+        """Cycles from an element of pass 3 going in to its result on ``out``."""
+        return self._exp.latency + self._normalise.latency
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.exp, m.submodules.recip, m.submodules.out = exp, recip, out = self._exp, self._recip, self._out
+        m.submodules.exp, m.submodules.recip, m.submodules.normalise = exp, recip, norm = \
+            self._exp, self._recip, self._normalise
         accept = self.x.valid & self.x.ready
         pass1, pass2, pass3 = Signal(), Signal(), Signal()
 
@@ -95,7 +99,7 @@ class SoftmaxUnit(wiring.Component):
 
         # passes 2 and 3: the exponential of each element, tagged with its pass and row end
         m.d.comb += [exp.x.eq(self.x.payload.x), exp.xmax.eq(xmax), exp.exp_mult.eq(self.exp_mult),
-                     exp.exp_shift.eq(self.exp_shift), exp.valid.eq(accept & (pass2 | pass3))]
+                     exp.exp_shift.eq(self.exp_shift), exp.in_valid.eq(accept & (pass2 | pass3))]
         tag_pass3 = delayed(m, pass3, exp.latency, "tag_pass3")
         tag_last = delayed(m, self.x.payload.last, exp.latency, "tag_last")
         tag_out_shift = delayed(m, self.out_shift, exp.latency, "tag_out_shift")
@@ -110,10 +114,10 @@ class SoftmaxUnit(wiring.Component):
         m.d.comb += recip.v.eq(e_sum)
         with m.If(recip.out_valid):
             m.d.sync += [r.eq(recip.r), k.eq(recip.k)]
-        m.d.comb += [out.e.eq(exp.e), out.r.eq(r), out.k.eq(k), out.out_shift.eq(tag_out_shift),
-                     out.valid.eq(exp.out_valid & tag_pass3)]
-        m.d.comb += [self.y.valid.eq(out.out_valid), self.y.payload.y.eq(out.y),
-                     self.y.payload.last.eq(delayed(m, tag_last, out.latency, "out_last"))]
+        m.d.comb += [norm.e.eq(exp.e), norm.r.eq(r), norm.k.eq(k), norm.out_shift.eq(tag_out_shift),
+                     norm.in_valid.eq(exp.out_valid & tag_pass3)]
+        m.d.comb += [self.out_valid.eq(norm.out_valid), self.out.y.eq(norm.y),
+                     self.out.last.eq(delayed(m, tag_last, norm.latency, "out_last"))]
         self._sequence(m, accept, pass1, pass2, pass3, sum_done, xmax, e_sum)
         return m
 
@@ -134,7 +138,7 @@ class SoftmaxUnit(wiring.Component):
                 with m.If(sum_done):
                     m.next = "RECIP"
             with m.State("RECIP"):
-                m.d.comb += self._recip.valid.eq(1)
+                m.d.comb += self._recip.in_valid.eq(1)
                 m.next = "LATCH"
             with m.State("LATCH"):                       # the reciprocal comes out and is latched
                 with m.If(self._recip.out_valid):
