@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
 from .. import operators as ops
 from .kernel_unit import INT8, KernelUnit, delayed
 from .operator_backend import range_shape
-from .row_stream import I8_RANGE, ROW_OUT, check_max_row
+from .row_unit import I8_RANGE, RowUnit, check_max_row
 
 __all__ = ["LayerNormUnit", "LN_ROW_IN"]
 
@@ -19,7 +18,7 @@ LN_ROW_IN = data.StructLayout({"x": INT8, "gamma": range_shape(*_ENTRY["gamma"])
                                "beta": range_shape(*_ENTRY["beta"]), "last": 1})
 
 
-class LayerNormUnit(wiring.Component):
+class LayerNormUnit(RowUnit):
     """``hw.operators.layernorm`` of rows streamed in twice, one element a cycle.
 
     The caller sends each row twice on ``x`` (``last`` on its final element each time):
@@ -39,22 +38,17 @@ class LayerNormUnit(wiring.Component):
     Parameters
     ----------
     max_row : int
-        Longest row (sizes the sums and the count), 1..``hw.operators.MAX_ROW``; a longer row is
-        the caller's error.
+        Longest row (sizes the sums and the count), 1..``hw.operators.MAX_ROW``.
 
     Members
     -------
     eps, shift: In(...)
-        ``hw.operators.LayerNormParams`` fields (ranges from its ``RANGES``).
-    x: In(stream.Signature(LN_ROW_IN))
-    out: Out(ROW_OUT)
-    out_valid: Out(1)
-        A result (``out.y``, ``out.last``), ``out_latency`` cycles after its element went in;
-        nothing waits for it.
+        ``hw.operators.LayerNormParams`` fields (ranges from its ``RANGES``); ``x`` carries
+        ``LN_ROW_IN``, the rest as in :class:`RowUnit`.
     """
 
     def __init__(self, max_row: int = ops.MAX_ROW):
-        self._max_row = n = check_max_row(max_row)
+        n = check_max_row(max_row)
         p = ops.LayerNormParams.RANGES
         self._square = KernelUnit(ops.square_kernel, {"x": I8_RANGE})
         sq_lo, sq_hi = self._square.output_range("y")
@@ -65,21 +59,7 @@ class LayerNormUnit(wiring.Component):
         self._element = KernelUnit(ops.layernorm_element_kernel, {
             "x": I8_RANGE, "s1": self._s1_range, "n": (1, n), "r": self._row.output_range("r"),
             "h": self._row.output_range("h"), **_ENTRY, "shift": p["shift"]})
-        super().__init__({
-            **{name: In(range_shape(*r)) for name, r in p.items()},
-            "x": In(stream.Signature(LN_ROW_IN)),
-            "out": Out(ROW_OUT), "out_valid": Out(1),
-        })
-
-    @property
-    def max_row(self) -> int:
-        return self._max_row
-
-    @property
-    def gap_cycles(self) -> int:
-        """Cycles ``x.ready`` is low between a row's passes: the square's latency (the last term
-        comes out), one to add it, and the row kernel's latency."""
-        return self._square.latency + 1 + self._row.latency
+        super().__init__(n, p, LN_ROW_IN, step=self._row, accumulate_latency=self._square.latency)
 
     @property
     def out_latency(self) -> int:
@@ -96,13 +76,12 @@ class LayerNormUnit(wiring.Component):
 
         # pass 1: the sums and the count
         s1, s2 = Signal(range_shape(*self._s1_range)), Signal(range_shape(*self._s2_range))
-        n = Signal(range(self._max_row + 1))
+        n = Signal(range(self.max_row + 1))
         m.d.comb += [sq.x.eq(x.x), sq.in_valid.eq(accept & pass1)]
         with m.If(accept & pass1):
             m.d.sync += [s1.eq(s1 + x.x), n.eq(n + 1)]
         with m.If(sq.out_valid):
             m.d.sync += s2.eq(s2 + sq.y)
-        sums_done = sq.out_valid & delayed(m, x.last, sq.latency, "sq_last")
 
         # the row step, latched for pass 2
         r, h = Signal.like(row.r), Signal.like(row.h)
@@ -115,28 +94,9 @@ class LayerNormUnit(wiring.Component):
                      el.beta.eq(x.beta), el.shift.eq(self.shift), el.in_valid.eq(accept & pass2)]
         m.d.comb += [self.out_valid.eq(el.out_valid), self.out.y.eq(el.y),
                      self.out.last.eq(delayed(m, x.last, el.latency, "out_last"))]
-        self._sequence(m, accept, pass1, pass2, sums_done, (s1, s2, n))
-        return m
 
-    def _sequence(self, m, accept, pass1, pass2, sums_done, sums) -> None:
-        """The row's passes: which one the stream is in, and the waits between them."""
-        last = accept & self.x.payload.last
         with m.FSM(name="row"):
-            with m.State("PASS1"):
-                m.d.comb += [pass1.eq(1), self.x.ready.eq(1)]
-                with m.If(last):
-                    m.next = "SUMS"
-            with m.State("SUMS"):                        # the last square is added
-                with m.If(sums_done):
-                    m.next = "ROW"
-            with m.State("ROW"):
-                m.d.comb += self._row.in_valid.eq(1)
-                m.next = "LATCH"
-            with m.State("LATCH"):                       # the row step comes out and is latched
-                with m.If(self._row.out_valid):
-                    m.next = "PASS2"
-            with m.State("PASS2"):
-                m.d.comb += [pass2.eq(1), self.x.ready.eq(1)]
-                with m.If(last):
-                    m.d.sync += [s.eq(0) for s in sums]
-                    m.next = "PASS1"
+            self._pass_state(m, "PASS1", pass1, accept, "SUMS")
+            self._step_states(m, sq.out_valid & delayed(m, x.last, sq.latency, "sq_last"), "PASS2")
+            self._pass_state(m, "PASS2", pass2, accept, "PASS1", [s.eq(0) for s in (s1, s2, n)])
+        return m

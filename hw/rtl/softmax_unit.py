@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
 
 from .. import operators as ops
 from .kernel_unit import INT8, KernelUnit, delayed
 from .operator_backend import AmaranthBackend, range_shape
-from .row_stream import I8_RANGE, ROW_IN, ROW_OUT, check_max_row
+from .row_unit import I8_RANGE, ROW_IN, RowUnit, check_max_row
 
 __all__ = ["SoftmaxUnit"]
 
-_I8 = I8_RANGE
 
-
-class SoftmaxUnit(wiring.Component):
+class SoftmaxUnit(RowUnit):
     """``hw.operators.softmax`` of rows streamed in three times, one element a cycle.
 
     The caller sends each row three times on ``x`` (``last`` on its final element each time):
@@ -37,46 +33,28 @@ class SoftmaxUnit(wiring.Component):
     Parameters
     ----------
     max_row : int
-        Longest row (sizes the sum), 1..``hw.operators.MAX_ROW``; a longer row is the caller's error.
+        Longest row (sizes the sum), 1..``hw.operators.MAX_ROW``.
 
     Members
     -------
     exp_mult, exp_shift, out_shift: In(...)
-        ``hw.operators.SoftmaxParams`` fields (ranges from its ``RANGES``).
-    x: In(stream.Signature(ROW_IN))
-    out: Out(ROW_OUT)
-    out_valid: Out(1)
-        A result (``out.y``, ``out.last``), ``out_latency`` cycles after its element went in;
-        nothing waits for it.
+        ``hw.operators.SoftmaxParams`` fields (ranges from its ``RANGES``); ``x`` carries
+        ``ROW_IN``, the rest as in :class:`RowUnit`.
     """
 
     def __init__(self, max_row: int = ops.MAX_ROW):
-        self._max_row = check_max_row(max_row)
+        n = check_max_row(max_row)
         p = ops.SoftmaxParams.RANGES
-        self._exp = KernelUnit(ops.softmax_exp_kernel, {"x": _I8, "xmax": _I8, "exp_mult": p["exp_mult"],
+        self._exp = KernelUnit(ops.softmax_exp_kernel, {"x": I8_RANGE, "xmax": I8_RANGE, "exp_mult": p["exp_mult"],
                                                         "exp_shift": p["exp_shift"]}, outputs=("e",))
         e_lo, e_hi = self._exp.output_range("e")
-        self._sum_range = (self._max_row * e_lo, self._max_row * e_hi)
+        self._sum_range = (n * e_lo, n * e_hi)
         self._recip = KernelUnit(ops.recip_kernel, {"v": self._sum_range}, consts={"width": ops.SOFTMAX_SUM_BITS},
                                  outputs=("r", "k"))
-        self._normalise = KernelUnit(ops.softmax_out_kernel, {"e": (e_lo, e_hi), "r": self._recip.output_range("r"),
-                                                        "k": self._recip.output_range("k"),
-                                                        "out_shift": p["out_shift"]})
-        super().__init__({
-            **{n: In(range_shape(*r)) for n, r in p.items()},
-            "x": In(stream.Signature(ROW_IN)),
-            "out": Out(ROW_OUT), "out_valid": Out(1),
-        })
-
-    @property
-    def max_row(self) -> int:
-        return self._max_row
-
-    @property
-    def gap_cycles(self) -> int:
-        """Cycles ``x.ready`` is low between a row's passes 2 and 3: the exponential's latency (the
-        last term comes out), one to add it, and the reciprocal's latency."""
-        return self._exp.latency + 1 + self._recip.latency
+        self._normalise = KernelUnit(ops.softmax_out_kernel, {
+            "e": (e_lo, e_hi), "r": self._recip.output_range("r"), "k": self._recip.output_range("k"),
+            "out_shift": p["out_shift"]})
+        super().__init__(n, p, ROW_IN, step=self._recip, accumulate_latency=self._exp.latency)
 
     @property
     def out_latency(self) -> int:
@@ -93,19 +71,17 @@ class SoftmaxUnit(wiring.Component):
         # pass 1: the running maximum, by the same kernel as max pooling
         xmax = Signal(INT8, init=ops.INT8_MIN)
         be = AmaranthBackend(m, "max")
-        new_max = be.run(ops.max_kernel, be.input(xmax, *_I8), be.input(self.x.payload.x, *_I8),
+        new_max = be.run(ops.max_kernel, be.input(xmax, *I8_RANGE), be.input(self.x.payload.x, *I8_RANGE),
                          be.input(accept & pass1, 0, 1))
         m.d.sync += xmax.eq(new_max.value)
 
-        # passes 2 and 3: the exponential of each element, tagged with its pass and row end
+        # passes 2 and 3: the exponential of each element, tagged with its pass, row end and out_shift
         m.d.comb += [exp.x.eq(self.x.payload.x), exp.xmax.eq(xmax), exp.exp_mult.eq(self.exp_mult),
                      exp.exp_shift.eq(self.exp_shift), exp.in_valid.eq(accept & (pass2 | pass3))]
         tag_pass3 = delayed(m, pass3, exp.latency, "tag_pass3")
         tag_last = delayed(m, self.x.payload.last, exp.latency, "tag_last")
         tag_out_shift = delayed(m, self.out_shift, exp.latency, "tag_out_shift")
         e_sum = Signal(range_shape(*self._sum_range))
-        sum_done = Signal()
-        m.d.comb += sum_done.eq(exp.out_valid & ~tag_pass3 & tag_last)
         with m.If(exp.out_valid & ~tag_pass3):
             m.d.sync += e_sum.eq(e_sum + exp.e)
 
@@ -118,33 +94,10 @@ class SoftmaxUnit(wiring.Component):
                      norm.in_valid.eq(exp.out_valid & tag_pass3)]
         m.d.comb += [self.out_valid.eq(norm.out_valid), self.out.y.eq(norm.y),
                      self.out.last.eq(delayed(m, tag_last, norm.latency, "out_last"))]
-        self._sequence(m, accept, pass1, pass2, pass3, sum_done, xmax, e_sum)
-        return m
 
-    def _sequence(self, m, accept, pass1, pass2, pass3, sum_done, xmax, e_sum) -> None:
-        """The row's passes: which one the stream is in, and the waits between them."""
-        last = accept & self.x.payload.last
         with m.FSM(name="row"):
-            with m.State("PASS1"):
-                m.d.comb += [pass1.eq(1), self.x.ready.eq(1)]
-                with m.If(last):
-                    m.d.sync += e_sum.eq(0)
-                    m.next = "PASS2"
-            with m.State("PASS2"):
-                m.d.comb += [pass2.eq(1), self.x.ready.eq(1)]
-                with m.If(last):
-                    m.next = "SUM"
-            with m.State("SUM"):                         # the last exponentials are added
-                with m.If(sum_done):
-                    m.next = "RECIP"
-            with m.State("RECIP"):
-                m.d.comb += self._recip.in_valid.eq(1)
-                m.next = "LATCH"
-            with m.State("LATCH"):                       # the reciprocal comes out and is latched
-                with m.If(self._recip.out_valid):
-                    m.next = "PASS3"
-            with m.State("PASS3"):
-                m.d.comb += [pass3.eq(1), self.x.ready.eq(1)]
-                with m.If(last):
-                    m.d.sync += xmax.eq(ops.INT8_MIN)
-                    m.next = "PASS1"
+            self._pass_state(m, "PASS1", pass1, accept, "PASS2", [e_sum.eq(0)])
+            self._pass_state(m, "PASS2", pass2, accept, "SUMS")
+            self._step_states(m, exp.out_valid & ~tag_pass3 & tag_last, "PASS3")
+            self._pass_state(m, "PASS3", pass3, accept, "PASS1", [xmax.eq(ops.INT8_MIN)])
+        return m
