@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -64,7 +64,7 @@ __all__ = [
     # window geometry shared with the float operators
     "nearest_indices", "pool_out_size", "pool_axis_windows", "pool_windows", "adaptive_axis_windows", "window_sums",
     # kernels
-    "requantize_kernel", "add_kernel", "mul_kernel", "lut_kernel",
+    "in_bits", "REQUANTIZE_RANGES", "MAX_ROW", "requantize_kernel", "add_kernel", "mul_kernel", "lut_kernel",
     "square_kernel", "layernorm_row_kernel", "layernorm_element_kernel", "softmax_exp_kernel",
     "softmax_out_kernel", "SOFTMAX_OUT_SHIFTS", "bilinear_axis_kernel", "lerp_kernel", "bilinear_kernel",
     "max_kernel", "argmax_kernel", "average_kernel", "floor_counter_kernel",
@@ -73,6 +73,8 @@ __all__ = [
 
 # ---- widths and limits ------------------------------------------------------------------
 
+#: Bits of an int8 activation.
+INT8_BITS = (INT8_MAX - INT8_MIN).bit_length()
 #: Multipliers of ``add``/``mul``/``softmax`` parameters: unsigned, this many bits.
 OP_MULT_BITS = 16
 #: Largest right shift of ``add`` and ``mul`` (their sums are below 2**25 and 2**31).
@@ -97,6 +99,8 @@ SOFTMAX_SUM_BITS = 35
 LN_VAR_BITS = 40
 #: Fraction bits of layernorm's normalised value z = (x - mean) / std.
 LN_Z_FRAC = 14
+#: Width of layernorm's normalised value z (|z| < 64 * 2**LN_Z_FRAC, with a bit of margin).
+LN_Z_BITS = 22
 #: Largest output shift of layernorm (its accumulator stays below 2**39).
 LN_MAX_SHIFT = 38
 #: 1/sqrt(u) ~= r * 2**(h - 34) (rsqrt_kernel), so z = d * r * 2**(h - 34 + LN_Z_FRAC).
@@ -166,6 +170,18 @@ def saturate(x, lo, hi, be):
 def relu_saturate(x, relu, be):
     """Optional ReLU (``relu`` a flag: the lower bound becomes 0) and saturation to int8."""
     return saturate(x, be.sel(relu, 0, INT8_MIN), INT8_MAX, be)
+
+
+def in_bits(x, bits: int):
+    """``x`` as a ``bits``-bit two's complement field: ``((x + 2**(bits-1)) & (2**bits - 1)) - 2**(bits-1)``.
+
+    The identity for ``|x| < 2**(bits-1)``: a kernel uses it where its docstring bounds a value
+    more tightly than the interval of its operands shows (layernorm's ``z``), so that the RTL's
+    widths follow from the kernel itself.  In hardware it is wiring (bit ``bits-1`` inverted
+    twice).
+    """
+    half = 1 << (bits - 1)
+    return ((x + half) & ((half << 1) - 1)) - half
 
 
 def _mul_wide(a, b):
@@ -327,6 +343,12 @@ def _check_int(value, name: str, lo: int, hi: int) -> int:
     return int(value)
 
 
+def _check_ranges(params) -> None:
+    """ValueError naming the first member of ``params`` outside its ``RANGES`` entry."""
+    for name, (lo, hi) in params.RANGES.items():
+        _check_int(getattr(params, name), name, lo, hi)
+
+
 def _check_scale(s, name: str) -> float:
     if isinstance(s, bool) or not isinstance(s, (int, float, np.floating, np.integer)) \
             or not np.isfinite(s) or s <= 0:
@@ -392,6 +414,11 @@ def _per_channel(v, name: str, k: int, lo: int, hi: int) -> np.ndarray:
     return a.astype(np.int64)
 
 
+#: Ranges of the requantisation parameters (``hw/numerics.py``), inclusive.
+REQUANTIZE_RANGES = {"bias": (-(1 << 31), (1 << 31) - 1), "mult": (0, (1 << MULT_BITS) - 1),
+                     "shift": (0, MAX_SHIFT)}
+
+
 def requantize_kernel(x, mult, shift, relu, be):
     """``relu_saturate(round_shift(x * mult, shift))``: the post-processor of :mod:`hw.numerics`.
 
@@ -426,9 +453,8 @@ def requantize(acc, mult, shift, relu: bool = False, *, bias=0, acc_bits: int = 
     if acc.ndim == 0:
         raise ValueError("acc needs a channel axis (the last one)")
     k = acc.shape[-1]
-    bias = _per_channel(bias, "bias", k, -(1 << 31), (1 << 31) - 1)
-    mult = _per_channel(mult, "mult", k, 0, (1 << MULT_BITS) - 1)
-    shift = _per_channel(shift, "shift", k, 0, MAX_SHIFT)
+    bias, mult, shift = (_per_channel(v, name, k, *REQUANTIZE_RANGES[name])
+                         for v, name in ((bias, "bias"), (mult, "mult"), (shift, "shift")))
     if acc.size == 0:
         return np.zeros(acc.shape, np.int8)
     rows = acc.reshape(-1, k)
@@ -461,11 +487,12 @@ class AddParams:
     mult_b: int
     shift: int
     relu: bool = False
+    #: Inclusive range of each integer member (the checks here and the RTL's ports).
+    RANGES: ClassVar[dict] = {"mult_a": (0, (1 << OP_MULT_BITS) - 1), "mult_b": (0, (1 << OP_MULT_BITS) - 1),
+                              "shift": (0, OP_MAX_SHIFT)}
 
     def __post_init__(self):
-        for f in ("mult_a", "mult_b"):
-            _check_int(getattr(self, f), f, 0, (1 << OP_MULT_BITS) - 1)
-        _check_int(self.shift, "shift", 0, OP_MAX_SHIFT)
+        _check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -474,10 +501,10 @@ class MulParams:
 
     mult: int
     shift: int
+    RANGES: ClassVar[dict] = {"mult": (0, (1 << OP_MULT_BITS) - 1), "shift": (0, OP_MAX_SHIFT)}
 
     def __post_init__(self):
-        _check_int(self.mult, "mult", 0, (1 << OP_MULT_BITS) - 1)
-        _check_int(self.shift, "shift", 0, OP_MAX_SHIFT)
+        _check_ranges(self)
 
 
 def add_params(s_a: float, s_b: float, s_out: float, relu: bool = False) -> AddParams:
@@ -580,6 +607,9 @@ class LayerNormParams:
     beta: np.ndarray
     eps: int
     shift: int
+    #: Inclusive ranges: of ``eps`` and ``shift``, and of every entry of ``gamma`` and ``beta``.
+    RANGES: ClassVar[dict] = {"eps": (1, (1 << (LN_VAR_BITS - 1)) - 1), "shift": (1, LN_MAX_SHIFT)}
+    ENTRY_RANGES: ClassVar[dict] = {"gamma": (-(1 << 15), (1 << 15) - 1), "beta": (-(1 << 31), (1 << 31) - 1)}
 
     def __post_init__(self):
         gamma, beta = np.asarray(self.gamma), np.asarray(self.beta)
@@ -588,11 +618,11 @@ class LayerNormParams:
                 or beta.dtype.kind not in "iu":
             raise ValueError(f"gamma and beta must be integer vectors of one length 1..{MAX_ROW}, "
                              f"got shapes {gamma.shape}, {beta.shape}")
-        for name, v, bits in (("gamma", gamma, 16), ("beta", beta, 32)):
-            if v.min() < -(1 << (bits - 1)) or v.max() >= 1 << (bits - 1):
-                raise ValueError(f"{name} must fit int{bits}, found {v.min()}..{v.max()}")
-        _check_int(self.eps, "eps", 1, (1 << (LN_VAR_BITS - 1)) - 1)
-        _check_int(self.shift, "shift", 1, LN_MAX_SHIFT)
+        for name, v in (("gamma", gamma), ("beta", beta)):
+            lo, hi = self.ENTRY_RANGES[name]
+            if v.min() < lo or v.max() > hi:
+                raise ValueError(f"{name} must fit int{(hi - lo).bit_length()}, found {v.min()}..{v.max()}")
+        _check_ranges(self)
         object.__setattr__(self, "gamma", _frozen(gamma.astype(np.int64)))
         object.__setattr__(self, "beta", _frozen(beta.astype(np.int64)))
 
@@ -657,11 +687,11 @@ def layernorm_element_kernel(x, s1, n: int, r, h, gamma, beta, shift, be):
 
     ``d = n*x - s1 = n * (x - mean)``: 21 bits signed (13 x 8 product);
     ``d * r``: 36 bits (21 x 16); ``z = round_shift(d * r, 20 - h)``: 22 bits with
-    ``LN_Z_FRAC`` = 14 fraction bits (``|z| <= sqrt(n - 1) < 64``);
-    ``z * gamma``: 37 bits (22 x 16); ``+ beta`` and the rounding constant
-    (``shift <= 38``): 39 bits; result 8 bits.
+    ``LN_Z_FRAC`` = 14 fraction bits (``|z| <= sqrt(n - 1) < 64``, held as ``in_bits(z, 22)``,
+    the identity, so that hardware sizes the multiplier from it); ``z * gamma``: 37 bits
+    (22 x 16); ``+ beta`` and the rounding constant (``shift <= 38``): 39 bits; result 8 bits.
     """
-    z = round_shift((n * x - s1) * r, _LN_Z_SHIFT - h)
+    z = in_bits(round_shift((n * x - s1) * r, _LN_Z_SHIFT - h), LN_Z_BITS)
     return saturate(round_shift(z * gamma + beta, shift), INT8_MIN, INT8_MAX, be)
 
 
@@ -686,6 +716,10 @@ def layernorm(x, p: LayerNormParams, *, be=NUMPY) -> np.ndarray:
 
 # ---- softmax ----------------------------------------------------------------------------
 
+#: Output shifts a softmax may use: output scales 1/128 (probabilities up to 127/128) .. 1/16384.
+SOFTMAX_OUT_SHIFTS = range(7, 15)
+
+
 @dataclass(frozen=True)
 class SoftmaxParams:
     """``exp_mult / 2**exp_shift ~= s_in * log2(e)``: 16-bit ``exp_mult``, ``exp_shift`` 8..31;
@@ -695,15 +729,12 @@ class SoftmaxParams:
     exp_mult: int
     exp_shift: int
     out_shift: int = 7
+    RANGES: ClassVar[dict] = {"exp_mult": (0, (1 << OP_MULT_BITS) - 1), "exp_shift": (EXP_FRAC_BITS, OP_MAX_SHIFT),
+                              "out_shift": (SOFTMAX_OUT_SHIFTS[0], SOFTMAX_OUT_SHIFTS[-1])}
 
     def __post_init__(self):
-        _check_int(self.exp_mult, "exp_mult", 0, (1 << OP_MULT_BITS) - 1)
-        _check_int(self.exp_shift, "exp_shift", EXP_FRAC_BITS, OP_MAX_SHIFT)
-        _check_int(self.out_shift, "out_shift", SOFTMAX_OUT_SHIFTS[0], SOFTMAX_OUT_SHIFTS[-1])
+        _check_ranges(self)
 
-
-#: Output shifts a softmax may use: output scales 1/128 (probabilities up to 127/128) .. 1/16384.
-SOFTMAX_OUT_SHIFTS = range(7, 15)
 
 
 def softmax_params(s_in: float, out_shift: int = 7) -> SoftmaxParams:
@@ -726,13 +757,14 @@ def softmax_params(s_in: float, out_shift: int = 7) -> SoftmaxParams:
 def softmax_exp_kernel(x, xmax, exp_mult, exp_shift, be):
     """``e = 2**22 * exp(s_in * (x - xmax))`` rounded, as ``2**(-t)`` from ``EXP2_ROM``.
 
-    ``t = (xmax - x) * exp_mult``: 24 bits unsigned (8 x 16); rounded to
+    ``t = (xmax - x) * exp_mult``: 24 bits unsigned (8 x 16; ``xmax >= x``, so the difference
+    is its own low 8 bits, which is how hardware sizes it); rounded to
     ``EXP_FRAC_BITS`` = 8 fraction bits (25 bits with the rounding constant); its
     fraction (8 bits) picks a ROM word (16 bits, scaled to 2**22: 23 bits), its
     integer part ``q`` (16 bits, clamped to 24: 5 bits) shifts the word right;
     ``e`` in ``[0, 2**22]``: 23 bits.
     """
-    t = round_shift((xmax - x) * exp_mult, exp_shift - EXP_FRAC_BITS)
+    t = round_shift(((xmax - x) & (INT8_MAX - INT8_MIN)) * exp_mult, exp_shift - EXP_FRAC_BITS)
     q = t >> EXP_FRAC_BITS
     q = be.sel(q > SOFTMAX_E_BITS + 2, SOFTMAX_E_BITS + 2, q)     # the word is gone by then
     word = be.rom(EXP2_ROM, t & ((1 << EXP_FRAC_BITS) - 1))
@@ -824,9 +856,10 @@ def lerp_kernel(a, b, w, be):
 def bilinear_kernel(a, b, w, be):
     """The second (horizontal) interpolation and the rounding: 24 bits, then 8 bits.
 
-    A convex combination of int8 values rounds into int8: no saturation needed.
+    A convex combination of int8 values rounds into int8: no saturation needed (``in_bits``
+    states the width for hardware).
     """
-    return round_shift(lerp_kernel(a, b, w, be), 2 * RESIZE_WEIGHT_BITS)
+    return in_bits(round_shift(lerp_kernel(a, b, w, be), 2 * RESIZE_WEIGHT_BITS), INT8_BITS)
 
 
 def _axis(n_in: int, n_out: int, be):
@@ -1021,13 +1054,13 @@ def average_kernel(total, count, be):
 
     An estimate from the reciprocal (``recip_kernel``, 17-bit count:
     ``total * r`` 40 bits, 24 x 16) is within 1 of the quotient; one remainder
-    check against ``2*total + count`` (25 bits; ``q * 2 * count`` 9 x 18 bits)
-    corrects it.  Result 8 bits.
+    check against ``2*total + count`` (25 bits; ``q * 2 * count`` 9 x 18 bits, ``|q| <= 129``)
+    corrects it.  Result 8 bits (``in_bits`` states both widths for hardware).
     """
     r, k = recip_kernel(count, POOL_COUNT_BITS, be)
-    q = round_shift(total * r, POOL_COUNT_BITS - 1 + RECIP_FRAC_BITS - k)
+    q = in_bits(round_shift(total * r, POOL_COUNT_BITS - 1 + RECIP_FRAC_BITS - k), INT8_BITS + 1)
     rem = (total << 1) + count - q * (count << 1)
-    return be.sel(rem < 0, q - 1, be.sel(rem >= count << 1, q + 1, q))
+    return in_bits(be.sel(rem < 0, q - 1, be.sel(rem >= count << 1, q + 1, q)), INT8_BITS)
 
 
 def pool_windows(h: int, w: int, kernel, stride=None, padding=0, ceil_mode: bool = False):
