@@ -41,7 +41,7 @@ from amaranth.lib import wiring
 from ..config import AcceleratorConfig, get_config
 
 __all__ = ["MAX_TOP_INPUT_BITS", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
-           "ExportResult", "module_name", "export_component", "export_mac_array",
+           "ExportResult", "module_name", "export_component", "export_mac_array", "parse_ports", "split_modules",
            "export_accelerator", "export_files", "export_to_directory", "TOPS"]
 
 
@@ -96,17 +96,26 @@ def module_name(component_cls, config: AcceleratorConfig) -> str:
 MAX_TOP_INPUT_BITS = (1 << 16) - 2
 
 _ATTRIBUTE_RE = re.compile(r"^[ \t]*\(\*[^*]*\*\)[ \t]*\n|\(\*[^*]*\*\)[ \t]*", re.MULTILINE)
-_PORT_RE = re.compile(r"^\s*(input|output|inout)\s+(signed\s+)?(?:\[(\d+):(\d+)\]\s+)?(\w+)\s*;",
+# A port name is plain (``sum``) or escaped (``\\port$7839$0 ``, ended by white space).
+_PORT_RE = re.compile(r"^\s*(input|output|inout)\s+(signed\s+)?(?:\[(\d+):(\d+)\]\s+)?(\\\S+|\w+)\s*;",
                       re.MULTILINE)
 _MODULE_RE = re.compile(r"^module\s+(\\?\S+?)\s*\(", re.MULTILINE)
+_MODULE_TEXT_RE = re.compile(r"^module\s+(\\?\S+?)\s*\(.*?^endmodule\b[^\n]*\n?", re.MULTILINE | re.DOTALL)
 
 
-def _parse_ports(text: str) -> tuple[Port, ...]:
+def parse_ports(text: str) -> tuple[Port, ...]:
+    """The ports declared in the Verilog text of one module (as Yosys writes them), in order."""
     ports = []
     for direction, sign, msb, lsb, name in _PORT_RE.findall(text):
         width = abs(int(msb) - int(lsb)) + 1 if msb else 1
         ports.append(Port(name, direction, width, bool(sign)))
     return tuple(ports)
+
+
+def split_modules(text: str) -> dict[str, str]:
+    """The modules of a Verilog text written by Yosys, by name (escaped names without the
+    backslash: ``accelerator_n2_k4_c4_l10_b8.load``), each from ``module`` to ``endmodule``."""
+    return {m[1].lstrip("\\"): m[0] for m in _MODULE_TEXT_RE.finditer(text)}
 
 
 def export_component(component: wiring.Component, name: str,
@@ -143,7 +152,7 @@ def export_component(component: wiring.Component, name: str,
     # Ports of the module itself, not of the inline units that share its text.
     start = text.index(f"module {name}(")
     own = text[start:text.index("endmodule", start)]
-    return ExportedModule(name=name, verilog=text, ports=_parse_ports(own),
+    return ExportedModule(name=name, verilog=text, ports=parse_ports(own),
                           signature=component.signature, children=tuple(children))
 
 
