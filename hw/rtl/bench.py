@@ -13,7 +13,6 @@ bytes              Verilog bytes over all files of ``files.f``
 modules            Verilog modules (``module`` statements, inline units included)
 area_mm2           ``sim.area.area_mm2`` (the model calibrated to Table II)
 synth              ``make synth`` of the configuration, or null when not run (below)
-pe_array           the same of its PE array only (``--part pe-array``), or null
 error              why the export failed (only present then)
 =================  ===========================================================
 
@@ -22,6 +21,11 @@ the hierarchical Yosys synthesis of :mod:`hw.rtl.synth` (its report is written t
 ``build/synth/<config>/`` as by ``make synth``): the design-wide cells, gates, flip-flops
 and memory bits, the deepest register-to-register path and the vector MAC's path in logic
 levels, and its wall and CPU seconds.
+
+``--pe-array`` (default A to M) synthesises the PE array of each preset (``make synth
+ARGS="--part pe-array"``: ``num_pe`` PE tiles, only the tile exported) and writes
+``build/bench/synth_pe_array.json``, :func:`pe_array_comparison` of them with ``sim.area`` and
+the paper's Table II.
 """
 
 from __future__ import annotations
@@ -58,9 +62,8 @@ def synth_record(config, export, out_root: Path, parallel: int, part: str = "acc
 
 
 def bench_config(name: str, out_root: Path, with_synth: bool, synth_root: Path = Path("build/synth"),
-                 parallel: int = 2, with_pe_array: bool = False) -> dict:
-    """Export ``name`` into ``out_root/<name>`` and measure it; synthesise the accelerator
-    (``with_synth``) and its PE array (``with_pe_array``)."""
+                 parallel: int = 2) -> dict:
+    """Export ``name`` into ``out_root/<name>`` and measure it; synthesise it (``with_synth``)."""
     from sim.area import area_mm2
 
     from .export import export_to_directory
@@ -76,14 +79,26 @@ def bench_config(name: str, out_root: Path, with_synth: bool, synth_root: Path =
     texts = [(out / f"{m}.v").read_text() for m in result.modules]
     record.update(seconds=round(result.seconds, 2), bytes=sum(len(t.encode()) for t in texts),
                   modules=sum(len(re.findall(r"^module ", t, re.MULTILINE)) for t in texts),
-                  synth=None, pe_array=None)
-    for key, part, wanted in (("synth", "accelerator", with_synth), ("pe_array", "pe-array", with_pe_array)):
-        if wanted:
-            try:
-                record[key] = synth_record(config, result, synth_root, parallel, part)
-            except (RuntimeError, subprocess.TimeoutExpired) as error:
-                record[key] = {"error": str(error)}
+                  synth=None)
+    if with_synth:
+        record["synth"] = _synth_or_error(config, result, synth_root, parallel, "accelerator")
     return record
+
+
+def _synth_or_error(config, export, synth_root: Path, parallel: int, part: str) -> dict:
+    try:
+        return synth_record(config, export, synth_root, parallel, part)
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
+        return {"error": str(error)}
+
+
+def bench_pe_array(name: str, synth_root: Path = Path("build/synth"), parallel: int = 2) -> dict:
+    """Synthesise the PE array of ``name`` (its PE tile alone is exported) and summarise it."""
+    from sim.area import area_mm2
+
+    config = get_config(name)
+    return {"config": config.name, "area_mm2": round(area_mm2(config), 4),
+            "pe_array": _synth_or_error(config, None, synth_root, parallel, "pe-array")}
 
 
 def pe_array_comparison(records: list[dict]) -> dict:
@@ -154,14 +169,17 @@ def main(argv=None) -> int:
             parser.error(f"--configs/--synth: unknown configuration {n!r}; choose from {', '.join(PRESETS)}")
     records = []
     for n in names:
-        rec = bench_config(n, args.verilog_dir, n in with_synth, parallel=args.jobs,
-                           with_pe_array=n in with_pe_array)
+        rec = bench_config(n, args.verilog_dir, n in with_synth, parallel=args.jobs)
         records.append(rec)
         atomic_write_json(args.output, records)     # partial results survive an interrupt
         print(json.dumps(rec), flush=True)
-    if with_pe_array:
-        comparison = pe_array_comparison(records)
+    pe_records = []
+    for n in [n for n in PRESETS if n in with_pe_array or n.lower() in with_pe_array]:
+        pe_records.append(bench_pe_array(n, parallel=args.jobs))
+        comparison = pe_array_comparison(pe_records)
         atomic_write_json(args.output.with_name("synth_pe_array.json"), comparison)
+        print(json.dumps(pe_records[-1]), flush=True)
+    if pe_records:
         print(json.dumps(comparison["fits"]), flush=True)
     return 0
 

@@ -42,7 +42,7 @@ from ..config import AcceleratorConfig, get_config
 
 __all__ = ["MAX_TOP_INPUT_BITS", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
            "ExportResult", "module_name", "export_component", "export_mac_array", "parse_ports", "split_modules",
-           "export_accelerator", "export_files", "export_to_directory", "TOPS"]
+           "export_accelerator", "export_pe_tile", "export_files", "export_to_directory", "TOPS"]
 
 
 @dataclass(frozen=True)
@@ -306,23 +306,39 @@ def export_accelerator(config: AcceleratorConfig) -> ExportResult:
     """The whole Accelerator: VectorMAC, PostProcessor and PETile once each, then the top
     (whose single-instance control units stay inline as ``\\<top>.<unit>`` modules)."""
     from .accelerator import Accelerator
-    from .pe_tile import PETile
-    from .postproc import PostProcessor
-    from .vector_mac import VectorMAC
 
     start = time.perf_counter()
     ex = HierarchicalExport()
-    mac = ex.add(VectorMAC, config)
-    post = ex.add(PostProcessor, config)
-    pe = ex.add(PETile, config, mac_factory=ex.stub(mac), post_factory=ex.stub(post))
+    pe = _add_pe_tile(ex, config)
     top = ex.add(Accelerator, config, inline_children=True, pe_factory=ex.stub(pe))
     text = ex.verilog()
     return ExportResult(top=top.name, verilog=text, modules=tuple(ex.modules),
                         seconds=time.perf_counter() - start, exported=ex.modules)
 
 
+def _add_pe_tile(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:
+    """VectorMAC, PostProcessor and the PETile that instantiates them, added to ``ex``."""
+    from .pe_tile import PETile
+    from .postproc import PostProcessor
+    from .vector_mac import VectorMAC
+
+    mac = ex.add(VectorMAC, config)
+    post = ex.add(PostProcessor, config)
+    return ex.add(PETile, config, mac_factory=ex.stub(mac), post_factory=ex.stub(post))
+
+
+def export_pe_tile(config: AcceleratorConfig) -> ExportResult:
+    """One PE tile with its VectorMAC and PostProcessor (what the PE array repeats ``num_pe``
+    times), without the rest of the accelerator."""
+    start = time.perf_counter()
+    ex = HierarchicalExport()
+    pe = _add_pe_tile(ex, config)
+    return ExportResult(top=pe.name, verilog=ex.verilog(), modules=tuple(ex.modules),
+                        seconds=time.perf_counter() - start, exported=ex.modules)
+
+
 #: What ``--top`` can export.
-TOPS = {"accelerator": export_accelerator, "mac_array": export_mac_array}
+TOPS = {"accelerator": export_accelerator, "mac_array": export_mac_array, "pe_tile": export_pe_tile}
 #: The file list written beside the Verilog, leaves first (``verilator -f files.f``).
 FILE_LIST = "files.f"
 #: The configuration and the top-level ports, as JSON.

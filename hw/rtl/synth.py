@@ -608,7 +608,7 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
         When Yosys is missing or fails.
     """
     from ..cli import StagedDir, atomic_write_json
-    from .export import export_accelerator, export_files
+    from .export import export_accelerator, export_files, export_pe_tile
     from .global_buffer import check_global_buffer
     from .pe_tile import check_rtl_config
 
@@ -619,7 +619,7 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
         start = time.perf_counter()
         try:
             if export is None:
-                export = export_accelerator(config)
+                export = (export_accelerator if part == "accelerator" else export_pe_tile)(config)
                 progress(f"exported {export.top}: {len(export.verilog) / 1e6:.1f} MB of Verilog in "
                          f"{export.seconds:.0f} s")
             (work / "verilog").mkdir()
