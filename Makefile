@@ -34,8 +34,9 @@ GRID      ?=
 SCHEDULER ?=
 IMAGE     ?=
 SEED      ?=
+JOBS      ?=
 
-.PHONY: help venv flops sim run paths rdd sweep onnx config test regress cosim cosim-e cosim-bench bench verilog verilog-bench clean
+.PHONY: help venv flops sim run paths rdd sweep onnx config test regress cosim cosim-e cosim-bench bench verilog verilog-bench synth clean
 
 help:
 	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [SIZE=HxW] [CHECK=1]   simulate a network"
@@ -57,6 +58,7 @@ help:
 	@echo "make bench                                                     benchmarks -> build/bench/*.json"
 	@echo "make verilog CFG=E                                             accelerator Verilog, files.f, config.json -> build/verilog/CFG"
 	@echo "make verilog-bench                                             export every preset: time, size, Yosys stats -> build/bench/verilog.json"
+	@echo "make synth CFG=E [JOBS=2]                                      Yosys, each module once: cells, flip-flops, memory bits, logic depth -> build/synth/CFG"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -116,6 +118,9 @@ verilog: $(STAMP)
 
 verilog-bench: $(STAMP)
 	$(PY) -m hw.rtl.bench $(ARGS)
+
+synth: $(STAMP)
+	$(PY) -m hw.rtl.synth --config='$(CFG)' $(call opt,--jobs,$(JOBS)) $(call opt,--out,$(OUT)) $(ARGS)
 
 clean:
 	rm -rf build

@@ -11,5 +11,7 @@
 * :mod:`.mac_array` -- a bare MAC datapath (PE and array without memories or control), the
   first block built; not part of ``Accelerator``, kept for its datapath and toolchain tests;
 * :mod:`.export` -- hierarchical Verilog export (each repeated block emitted once);
-* :mod:`.bench` -- export time, size and Yosys statistics of every preset.
+* :mod:`.synth` -- ``make synth``: Yosys synthesis of each unique module once, with
+  :mod:`.logic_depth` (logic levels through the hierarchy);
+* :mod:`.bench` -- export time and size of every preset, synthesis of some.
 """

@@ -41,8 +41,8 @@ from amaranth.lib import wiring
 from ..config import AcceleratorConfig, get_config
 
 __all__ = ["MAX_TOP_INPUT_BITS", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
-           "ExportResult", "module_name", "export_component", "export_mac_array",
-           "export_accelerator", "export_files", "export_to_directory", "TOPS"]
+           "ExportResult", "module_name", "export_component", "export_mac_array", "parse_ports", "split_modules",
+           "export_accelerator", "export_pe_tile", "export_files", "export_to_directory", "TOPS"]
 
 
 @dataclass(frozen=True)
@@ -96,17 +96,26 @@ def module_name(component_cls, config: AcceleratorConfig) -> str:
 MAX_TOP_INPUT_BITS = (1 << 16) - 2
 
 _ATTRIBUTE_RE = re.compile(r"^[ \t]*\(\*[^*]*\*\)[ \t]*\n|\(\*[^*]*\*\)[ \t]*", re.MULTILINE)
-_PORT_RE = re.compile(r"^\s*(input|output|inout)\s+(signed\s+)?(?:\[(\d+):(\d+)\]\s+)?(\w+)\s*;",
+# A port name is plain (``sum``) or escaped (``\\port$7839$0 ``, ended by white space).
+_PORT_RE = re.compile(r"^\s*(input|output|inout)\s+(signed\s+)?(?:\[(\d+):(\d+)\]\s+)?(\\\S+|\w+)\s*;",
                       re.MULTILINE)
 _MODULE_RE = re.compile(r"^module\s+(\\?\S+?)\s*\(", re.MULTILINE)
+_MODULE_TEXT_RE = re.compile(r"^module\s+(\\?\S+?)\s*\(.*?^endmodule\b[^\n]*\n?", re.MULTILINE | re.DOTALL)
 
 
-def _parse_ports(text: str) -> tuple[Port, ...]:
+def parse_ports(text: str) -> tuple[Port, ...]:
+    """The ports declared in the Verilog text of one module (as Yosys writes them), in order."""
     ports = []
     for direction, sign, msb, lsb, name in _PORT_RE.findall(text):
         width = abs(int(msb) - int(lsb)) + 1 if msb else 1
         ports.append(Port(name, direction, width, bool(sign)))
     return tuple(ports)
+
+
+def split_modules(text: str) -> dict[str, str]:
+    """The modules of a Verilog text written by Yosys, by name (escaped names without the
+    backslash: ``accelerator_n2_k4_c4_l10_b8.load``), each from ``module`` to ``endmodule``."""
+    return {m[1].lstrip("\\"): m[0] for m in _MODULE_TEXT_RE.finditer(text)}
 
 
 def export_component(component: wiring.Component, name: str,
@@ -143,7 +152,7 @@ def export_component(component: wiring.Component, name: str,
     # Ports of the module itself, not of the inline units that share its text.
     start = text.index(f"module {name}(")
     own = text[start:text.index("endmodule", start)]
-    return ExportedModule(name=name, verilog=text, ports=_parse_ports(own),
+    return ExportedModule(name=name, verilog=text, ports=parse_ports(own),
                           signature=component.signature, children=tuple(children))
 
 
@@ -297,23 +306,39 @@ def export_accelerator(config: AcceleratorConfig) -> ExportResult:
     """The whole Accelerator: VectorMAC, PostProcessor and PETile once each, then the top
     (whose single-instance control units stay inline as ``\\<top>.<unit>`` modules)."""
     from .accelerator import Accelerator
-    from .pe_tile import PETile
-    from .postproc import PostProcessor
-    from .vector_mac import VectorMAC
 
     start = time.perf_counter()
     ex = HierarchicalExport()
-    mac = ex.add(VectorMAC, config)
-    post = ex.add(PostProcessor, config)
-    pe = ex.add(PETile, config, mac_factory=ex.stub(mac), post_factory=ex.stub(post))
+    pe = _add_pe_tile(ex, config)
     top = ex.add(Accelerator, config, inline_children=True, pe_factory=ex.stub(pe))
     text = ex.verilog()
     return ExportResult(top=top.name, verilog=text, modules=tuple(ex.modules),
                         seconds=time.perf_counter() - start, exported=ex.modules)
 
 
+def _add_pe_tile(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:
+    """VectorMAC, PostProcessor and the PETile that instantiates them, added to ``ex``."""
+    from .pe_tile import PETile
+    from .postproc import PostProcessor
+    from .vector_mac import VectorMAC
+
+    mac = ex.add(VectorMAC, config)
+    post = ex.add(PostProcessor, config)
+    return ex.add(PETile, config, mac_factory=ex.stub(mac), post_factory=ex.stub(post))
+
+
+def export_pe_tile(config: AcceleratorConfig) -> ExportResult:
+    """One PE tile with its VectorMAC and PostProcessor (what the PE array repeats ``num_pe``
+    times), without the rest of the accelerator."""
+    start = time.perf_counter()
+    ex = HierarchicalExport()
+    pe = _add_pe_tile(ex, config)
+    return ExportResult(top=pe.name, verilog=ex.verilog(), modules=tuple(ex.modules),
+                        seconds=time.perf_counter() - start, exported=ex.modules)
+
+
 #: What ``--top`` can export.
-TOPS = {"accelerator": export_accelerator, "mac_array": export_mac_array}
+TOPS = {"accelerator": export_accelerator, "mac_array": export_mac_array, "pe_tile": export_pe_tile}
 #: The file list written beside the Verilog, leaves first (``verilator -f files.f``).
 FILE_LIST = "files.f"
 #: The configuration and the top-level ports, as JSON.

@@ -31,12 +31,17 @@ from hw.timing import schedule
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
 
-__all__ = ["WRAPPER", "TB_TOP", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "FIXED",
+from cosim.runner import FAST_BUILD
+
+__all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "FIXED",
            "random_layers", "layer_spec", "layer_from_spec", "Expected", "expected_run",
            "BAD_STREAMS", "bad_stream", "stream_words"]
 
 WRAPPER = Path(__file__).with_name("accel_tb_top.v")
 TB_TOP = "accel_tb_top"
+#: How the wrapper and the accelerator are built: the fast model (the wrapper declares what
+#: the testbench reaches).
+TB_BUILD = FAST_BUILD
 #: Instruction memory depth (256-bit words): the longest stream of segformer_b0 at 64x64 on
 #: small is 24 898 instructions (Conv2DFuse).
 IMEM_WORDS = 1 << 15

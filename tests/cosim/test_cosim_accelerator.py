@@ -21,7 +21,7 @@ import zlib
 
 import pytest
 
-from cosim.accel_cases import (BAD_STREAMS, FIXED, FIXED_BY_NAME, TB_TOP, accelerator_verilog,
+from cosim.accel_cases import (BAD_STREAMS, FIXED, FIXED_BY_NAME, TB_BUILD, TB_TOP, accelerator_verilog,
                                layer_spec, random_layers)
 from cosim.runner import build_and_run
 from hw.config import get_config
@@ -59,7 +59,7 @@ def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), bad=
               "bad": list(bad), "fuzz": {"seed": seed, "count": fuzz} if fuzz else None}
     print(f"cosim accelerator {config_name}: COSIM_SEED={seed}; {len(specs)} layers "
           f"({', '.join(s['name'] for s in specs)}), networks {list(networks)}, bad {list(bad)}")
-    result = build_and_run(verilog, TB_TOP, TESTBENCH, params=params, timeout_s=timeout_s)
+    result = build_and_run(verilog, TB_TOP, TESTBENCH, params=params, timeout_s=timeout_s, options=TB_BUILD)
     records = [json.loads(line) for line in
                (result.run_dir / RESULTS_FILE).read_text().splitlines()] \
         if (result.run_dir / RESULTS_FILE).is_file() else []

@@ -1,0 +1,218 @@
+"""The hierarchical synthesis flow (hw/rtl/synth.py) and its logic-depth analysis (hw/rtl/logic_depth.py).
+
+The depth analysis is checked on netlists written here, where every depth is known by
+construction; the flow on the smallest real modules (the vector MAC and a token FIFO of
+``tiny``), synthesised by Yosys, and on a hand-written two-level hierarchy.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hw.rtl.export import parse_ports, split_modules
+from hw.rtl.logic_depth import DepthModel, depth_model, is_flip_flop
+from hw.rtl.synth import (ModuleResult, VerilogModule, instance_counts, read_modules, stub_verilog,
+                          synthesise)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---- netlists by hand ------------------------------------------------------------------------------
+
+class Netlist:
+    """A Yosys-JSON-like module built gate by gate: bits are numbered from 2, like Yosys'."""
+
+    def __init__(self):
+        self.module = {"ports": {}, "cells": {}, "netnames": {}}
+        self._bit = 2
+
+    def net(self, name: str, width: int = 1, hidden: bool = False) -> list[int]:
+        bits = list(range(self._bit, self._bit + width))
+        self._bit += width
+        self.module["netnames"][name] = {"bits": bits, "hide_name": int(hidden)}
+        return bits
+
+    def port(self, name: str, direction: str, width: int = 1) -> list[int]:
+        bits = self.net(name, width)
+        self.module["ports"][name] = {"direction": direction, "bits": bits}
+        return bits
+
+    def cell(self, name: str, kind: str, **pins):
+        directions = {p: ("output" if p in ("Y", "Q") or p.startswith("o_") else "input") for p in pins}
+        self.module["cells"][name] = {"type": kind, "port_directions": directions,
+                                      "connections": {p.removeprefix("o_").removeprefix("i_"): b
+                                                      for p, b in pins.items()}, "parameters": {}}
+        self.module["cells"][name]["port_directions"] = {
+            p.removeprefix("o_").removeprefix("i_"): d for p, d in directions.items()}
+
+    def gate(self, name: str, a: list[int], b: list[int] | None = None) -> list[int]:
+        y = self.net(name, hidden=True)
+        self.cell(f"g_{name}", "$_AND_" if b else "$_NOT_", A=a, **({"B": b} if b else {}), Y=y)
+        return y
+
+    def chain(self, prefix: str, start: list[int], length: int) -> list[int]:
+        net = start
+        for i in range(length):
+            net = self.gate(f"{prefix}{i}", net)
+        return net
+
+    def flip_flop(self, name: str, d: list[int], clk: list[int]) -> list[int]:
+        q = self.net(name)
+        self.cell(f"ff_{name}", "$_SDFF_PP0_", C=clk, D=d, R=clk, Q=q)
+        return q
+
+
+def leaf() -> dict:
+    """in -(3)-> reg -(4)-> out, and in -(2)-> out directly; reg -(5)-> reg2."""
+    n = Netlist()
+    clk, a, y = n.port("clk", "input"), n.port("a", "input"), n.port("y", "output")
+    r = n.flip_flop("r", n.chain("in", a, 3), clk)
+    r2 = n.flip_flop("r2", n.chain("rr", r, 5), clk)
+    out = n.gate("mix", n.chain("ro", r, 4), n.chain("io", a, 1))    # a: 2 levels, r: 5 levels
+    n.cell("buf", "$_BUF_", A=out, Y=y)
+    n.cell("keep", "$_AND_", A=r2, B=r2, Y=n.net("unused", hidden=True))
+    return n.module
+
+
+def test_depth_of_a_leaf_module_counts_each_gate_once():
+    model = depth_model(leaf(), "leaf", {})
+    assert model.require["a"].levels == 3 and model.require["a"].end == "r"
+    assert model.arrive["y"].levels == 5 and model.arrive["y"].start == "r"
+    assert model.through["a", "y"].levels == 2
+    assert model.deepest.levels == 5 and (model.deepest.start, model.deepest.end) == ("r", "r2")
+
+
+def test_a_parent_adds_its_childrens_models_at_their_ports():
+    child = depth_model(leaf(), "leaf", {})
+    n = Netlist()
+    clk, x = n.port("clk", "input"), n.port("x", "input")
+    src = n.flip_flop("src", n.chain("x", x, 1), clk)
+    a = n.chain("pre", src, 7)                                      # src -(7)-> u.a -(3)-> u/r
+    y = n.net("u_y")
+    n.cell("u", "leaf", i_clk=clk, i_a=a, o_y=y)
+    sink = n.flip_flop("sink", n.chain("post", y, 6), clk)          # u/r -(5)-> y -(6)-> sink
+    model = depth_model(n.module, "parent", {"leaf": child})
+    # One path per end register: into sink, src -(7)-> a -(through 2)-> y -(6)-> sink is deeper
+    # than u/r -(5)-> y -(6)-> sink; paths inside the child are the child's own.
+    assert {(p.start, p.end): p.levels for p in model.internal} == {("src", "u/r"): 7 + 3,
+                                                                      ("src", "sink"): 7 + 2 + 6}
+    assert model.deepest.levels == 15 and {"u.a", "u.y"} <= set(model.deepest.via)
+    assert model.into["leaf"].levels == 10
+
+
+def test_a_combinational_loop_is_refused_with_its_nets():
+    n = Netlist()
+    a = n.net("loop_a")
+    b = n.net("loop_b")
+    n.cell("g1", "$_NOT_", A=a, Y=b)
+    n.cell("g2", "$_NOT_", A=b, Y=a)
+    with pytest.raises(ValueError, match="combinational loop.*loop_a"):
+        depth_model(n.module, "looped", {})
+
+
+def test_an_unknown_cell_is_refused():
+    n = Netlist()
+    n.cell("m", "$mul", A=n.net("a"), B=n.net("b"), Y=n.net("y"))
+    with pytest.raises(ValueError, match=r"'\$mul'"):
+        depth_model(n.module, "coarse", {})
+
+
+def test_flip_flop_types():
+    assert all(map(is_flip_flop, ["$_DFF_P_", "$_SDFFE_PP0P_", "$_SDFF_PP0_", "$_DFFE_PP_", "$_DLATCH_P_"]))
+    assert not any(map(is_flip_flop, ["$_AND_", "$_MUX_", "$mem_v2", "$_NOT_"]))
+
+
+def test_instances_are_counted_through_the_hierarchy():
+    def result(name, children):
+        return ModuleResult(name, "verilog", {"$_AND_": 1}, children, [], 0.0, 0.0, DepthModel(name))
+    results = {"mac": result("mac", {}), "pe": result("pe", {"mac": 4}), "op": result("op", {}),
+               "top": result("top", {"pe": 3, "op": 2}), "spare": result("spare", {})}
+    assert instance_counts(results, "top") == {"mac": 12, "pe": 3, "op": 2, "top": 1, "spare": 0}
+
+
+# ---- Verilog modules ---------------------------------------------------------------------------
+
+TWO_LEVEL = """/* hand-written, as Yosys writes modules */
+module leafmod(clk, a, y);
+  input clk;
+  wire clk;
+  input [3:0] a;
+  wire [3:0] a;
+  output [3:0] y;
+  reg [3:0] y = 4'h0;
+  always @(posedge clk)
+    y <= a + 4'h1;
+endmodule
+
+module \\top.unit (clk, \\port$1$0 , q);
+  input clk;
+  wire clk;
+  input [3:0] \\port$1$0 ;
+  wire [3:0] \\port$1$0 ;
+  output [3:0] q;
+  wire [3:0] q;
+  leafmod l0 (.clk(clk), .a(\\port$1$0 ), .y(q));
+endmodule
+
+module top(clk, a, q, r);
+  input clk;
+  wire clk;
+  input [3:0] a;
+  wire [3:0] a;
+  output [3:0] q;
+  wire [3:0] q;
+  output [3:0] r;
+  reg [3:0] r = 4'h0;
+  wire [3:0] s;
+  leafmod l1 (.clk(clk), .a(a), .y(s));
+  \\top.unit  u (.clk(clk), .\\port$1$0 (s), .q(q));
+  always @(posedge clk)
+    r <= s / a;
+endmodule
+"""
+
+
+def test_modules_and_escaped_ports_are_read_from_yosys_verilog():
+    modules = split_modules(TWO_LEVEL)
+    assert list(modules) == ["leafmod", "top.unit", "top"]
+    ports = parse_ports(modules["top.unit"])
+    assert [(p.name, p.direction, p.width) for p in ports] == [
+        ("clk", "input", 1), ("\\port$1$0", "input", 4), ("q", "output", 4)]
+    stub = stub_verilog(VerilogModule("top.unit", modules["top.unit"], ports))
+    assert stub.startswith("(* blackbox *)\nmodule \\top.unit (clk, \\port$1$0 , q);")
+    assert "  input [3:0] \\port$1$0 ;" in stub
+
+
+def test_a_hierarchy_is_synthesised_once_per_module(tmp_path):
+    """Each module once, the divider in a module of its own, counts and depths composed."""
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "design.v").write_text(TWO_LEVEL)
+    (export / "files.f").write_text("design.v\n")
+    assert list(read_modules(export)) == ["leafmod", "top.unit", "top"]
+    results, seconds, engine, version = synthesise(export, tmp_path / "work", parallel=2)
+    divider = "$__div_a4_b4_y4_s00"
+    assert set(results) == {"leafmod", "top.unit", "top", divider}
+    assert list(results).index("leafmod") < list(results).index("top.unit") < list(results).index("top")
+    assert results["top"].children == {"leafmod": 1, "top.unit": 1, divider: 1}
+    assert instance_counts(results, "top") == {"leafmod": 2, "top.unit": 1, "top": 1, divider: 1}
+    assert results["leafmod"].flip_flops == 4 and results["top"].flip_flops == 4
+    leaf_model = results["leafmod"].depth
+    assert leaf_model.require["a"].levels > 0 and leaf_model.arrive["y"].levels == 0
+    # the division starts at l1's register, so its path is the top's deepest, through the divider
+    top = results["top"].depth
+    assert top.deepest.start == "l1/y" and top.deepest.end == "r"
+    assert top.deepest.levels >= results[divider].depth.through["A", "Y"].levels
+    assert "Yosys" in version and seconds["yosys"] > 0
+
+
+def test_make_synth_refuses_an_unknown_configuration(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hw.rtl.synth", "--config", "Q", "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "'Q'" in proc.stderr
+    assert not (tmp_path / "o").exists()
