@@ -32,7 +32,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_passes", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_selected", "pe_members", "store_pe_tile", "gemm_period", "gemm_input_last", "load_terms", "gemm_cycles", "vec_cycles", "store_timing"]
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "gemm_period", "gemm_input_last", "load_terms", "gemm_cycles", "vec_cycles", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -105,7 +105,7 @@ def _grid(num_pe: int, pe_k: int) -> np.ndarray:
 def store_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     """Bytes a STORE writes: the in-bounds outputs of every selected PE."""
     f = insn.f
-    grid = _grid(cfg.num_pe, f["pe_k"])[pe_members(f)]
+    grid = _grid(cfg.num_pe, f["pe_k"])[pe_members(f, cfg.num_pe)]
     return int(store_pe_tile(f, grid[:, 0], grid[:, 1])[2].sum())
 
 
@@ -134,14 +134,31 @@ def pe_set_bad(f, num_pe: int):
     return any_of(f["pe_count"] == 0, last >= num_pe, (f["pe_step"] == 0) & (f["pe_count"] > 1))
 
 
-def pe_members(f) -> list[int]:
-    """The PEs of the set ``pe_first + i * pe_step``, ``i < pe_count`` (integer fields)."""
-    return [f["pe_first"] + i * f["pe_step"] for i in range(f["pe_count"])]
+def pe_hits(f, num_pe: int, hold=lambda value, name: value) -> list:
+    """Whether each PE ``0 .. num_pe-1`` is in the set ``pe_first + i * pe_step``, ``i < pe_count``,
+    counted along the array (no multiplier, no comparison per member): ``gap`` PEs to the next
+    member, ``left`` members to go.  Exact for every legal set (``pe_set_bad`` false).  The RTL
+    passes ``hold`` (as for ``pe_positions``) to keep each step in a signal."""
+    gap, left, out = f["pe_first"], f["pe_count"], []
+    for p in range(num_pe):
+        hit = (gap == 0) & (left != 0)
+        out.append(hit)
+        # after the last member (or with pe_step 0) the gap goes negative: no further hit
+        gap = hold(sel(hit, f["pe_step"], gap) - 1, f"gap{p + 1}")
+        left = hold(left - sel(hit, 1, 0), f"left{p + 1}")
+    return out
 
 
-def pe_selected(f, pe: int, num_pe: int):
-    """Whether PE ``pe`` is in the set ``pe_first + i * pe_step``, ``i < pe_count``."""
-    return any_of(*((i < f["pe_count"]) & (f["pe_first"] + i * f["pe_step"] == pe) for i in range(num_pe)))
+@lru_cache(maxsize=4096)
+def _members(first: int, count: int, step: int, num_pe: int) -> tuple[int, ...]:
+    return tuple(p for p, hit in enumerate(pe_hits({"pe_first": first, "pe_count": count, "pe_step": step}, num_pe))
+                 if hit)
+
+
+def pe_members(f, num_pe: int) -> list[int]:
+    """The PEs of the set ``pe_first + i * pe_step``, ``i < pe_count`` (integer fields, a legal set):
+    ``pe_hits`` on integers."""
+    return list(_members(f["pe_first"], f["pe_count"], f["pe_step"], num_pe))
 
 
 def pe_positions(num_pe: int, pe_k, hold=lambda value, name: value):
