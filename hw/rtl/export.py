@@ -202,8 +202,8 @@ class HierarchicalExport:
 
         ex = HierarchicalExport()
         mac = ex.add(VectorMAC, cfg)
-        pe = ex.add(PE, cfg, mac_factory=ex.stub(mac))
-        top = ex.add(MacArray, cfg, pe_factory=ex.stub(pe))
+        pe = ex.add(PETile, cfg, mac_factory=ex.stub(mac))
+        top = ex.add(PEArray, cfg, pe_factory=ex.stub(pe))
         text = ex.verilog()
     """
 

@@ -2,9 +2,10 @@
 
 The global buffer is its child (LOAD_GB writes it, LOAD_INP may gather from it).  A beat
 requested at cycle c returns at c+1 and is written into the selected PEs (or the global
-buffer) then.  Timing shell: the unit is free after ``T = max(1, beats, ceil(bytes / dram_bw))``
-cycles (``hw.timing.load_terms``; a LOAD_INP's bytes are the in-bounds lanes its address
-generator finds, counted beat by beat) and pushes its token then, available ``first`` cycles
+buffer) then.  Timing shell: the unit is free after
+``T = setup + max(1, beats, ceil(bytes / dram_bw))`` cycles (``hw.timing.load_terms``: a folded
+LOAD_INP's address generator sets up first; a LOAD_INP's bytes are the in-bounds lanes its
+address generator finds, counted beat by beat) and pushes its token then, available ``first`` cycles
 later (the DRAM or global-buffer latency), which is also when ``idle`` rises.
 """
 
@@ -18,7 +19,7 @@ from ..config import AcceleratorConfig
 from ..expr import Fields
 from ..isa import ADDR_BITS, INSN_BITS, Op, Queue
 from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
-from ..timing import GB_LATENCY, load_terms
+from ..timing import FOLD_SETUP, GB_LATENCY, load_terms
 from .buses import DramReadSignature, LoadBusSignature, LoadTarget, load_geometry
 from .global_buffer import GlobalBuffer, check_global_buffer
 from .insn import field_signal, insn_view
@@ -95,14 +96,16 @@ class LoadUnit(wiring.Component):
         cur = Signal(INSN_BITS)
         op = insn_view(Op.NOP, cur).opcode
         busy, beats_left = Signal(), Signal(32)
-        issue = busy & (beats_left != 0)
+        setup_left = Signal(range(FOLD_SETUP + 1))     # a folded LOAD_INP's setup (hw.timing.load_terms)
+        ready = busy & (setup_left == 0)
+        issue = ready & (beats_left != 0)
         free = Signal()
         start = start_when(m, self, Queue.LOAD, free=~busy | free)
         beat = _Beat(cfg)
         m.submodules.inp = inp = self._lanes_factory(cfg)
         m.d.comb += [inp.insn.eq(self.insn.payload), inp.start.eq(start & (insn_view(Op.NOP, self.insn.payload).opcode
                                                                           == Op.LOAD_INP)),
-                     inp.step.eq(issue & (op == Op.LOAD_INP))]
+                     inp.step.eq(issue & (op == Op.LOAD_INP)), inp.setup_left.eq(setup_left)]
         counters = self._counters(m, cur, start, issue)
         with m.Switch(op):
             with m.Case(Op.LOAD_INP):
@@ -117,7 +120,7 @@ class LoadUnit(wiring.Component):
                 self._gb_lanes(m, insn_view(Op.LOAD_GB, cur), counters, issue, beat)
         gb, gb_bad, from_gb = self._global_buffer(m, cur, beat)
         self._write_stage(m, cur, start, issue, beat, gb, gb_bad, from_gb, counters)
-        self._shell(m, cur, start, busy, beats_left, issue, free, beat)
+        self._shell(m, cur, start, (busy, ready, setup_left), beats_left, issue, free, beat)
         return m
 
     # ---- counters of LOAD_WGT / LOAD_PARAM / LOAD_GB ------------------------------------------
@@ -218,18 +221,22 @@ class LoadUnit(wiring.Component):
         with m.If(gb_bad | (wv & (ld.target == LoadTarget.PARAM) & bad_shift)):
             m.d.sync += self.error.eq(1)
 
-    def _shell(self, m, cur, start, busy, beats_left, issue, free, beat):
-        """Beats and the DRAM byte balance count down; free when both are done; the token and
-        ``idle`` wait ``first`` more cycles (the tail, the longest of the loads in flight)."""
+    def _shell(self, m, cur, start, state, beats_left, issue, free, beat):
+        """The setup, then the beats and the DRAM byte balance count down; free when all are done;
+        the token and ``idle`` wait ``first`` more cycles (the tail, the longest of the loads in
+        flight)."""
         cfg = self._config
+        busy, ready, setup_left = state
         h = self.insn.payload
         credit, first = Signal(signed(_CREDIT_BITS)), Signal(range(max(cfg.dram_latency, GB_LATENCY) + 1))
         credit_now = Signal(signed(_CREDIT_BITS))
         tail = Signal(range(max(cfg.dram_latency, GB_LATENCY)))
         m.d.comb += [credit_now.eq(credit + cfg.dram_bytes_per_cycle - beat.dram_bytes),
-                     free.eq(busy & (beats_left - issue == 0) & (credit_now >= 0))]
-        with m.If(busy):
+                     free.eq(ready & (beats_left - issue == 0) & (credit_now >= 0))]
+        with m.If(ready):
             m.d.sync += [beats_left.eq(beats_left - issue), credit.eq(credit_now)]
+        with m.Elif(setup_left != 0):
+            m.d.sync += setup_left.eq(setup_left - 1)
         with m.If(free):
             m.d.sync += [busy.eq(0), tail.eq(Mux(tail > first - 1, tail - 1, first - 1))]
         with m.Elif(tail != 0):
@@ -243,6 +250,6 @@ class LoadUnit(wiring.Component):
                 for o in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.LOAD_GB):
                     with m.Case(o):
                         # hw.timing's terms; a LOAD_INP's DRAM bytes are counted per beat instead
-                        n_beats, n_bytes, first_data = load_terms(o, Fields(insn_view(o, h)), cfg)
+                        n_beats, n_bytes, first_data, setup = load_terms(o, Fields(insn_view(o, h)), cfg)
                         m.d.sync += [beats_left.eq(n_beats), credit.eq(0 if n_bytes is None else -n_bytes),
-                                     first.eq(first_data)]
+                                     first.eq(first_data), setup_left.eq(setup)]
