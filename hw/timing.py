@@ -42,11 +42,14 @@ POST_PIPELINE = 4        # bias, multiply, round/shift, saturate
 GB_LATENCY = 2           # global-buffer read latency
 #: A folded LOAD_INP's address generator first divides each lane's first channel (``c_base`` +
 #: lane, one bit more than the field) by ``t_c`` and the tap (below 2^12 whenever it is in the
-#: kernel) by ``fold_kw``, bit-serially, one quotient bit a cycle; one cycle passes the quotient
-#: on, one forms the lane offsets (``hw/rtl/load_inp.py``).  Its first beat waits this long.
+#: kernel) by ``fold_kw``, ``FOLD_DIGIT_BITS`` quotient bits a cycle; one cycle passes the
+#: quotient on, one forms the lane offsets (``hw/rtl/load_inp.py``).  Its first beat waits this long.
 FOLD_CHANNEL_BITS = FIELD_BITS[Op.LOAD_INP]["c_base"] + 1
 FOLD_TAP_BITS = FIELD_BITS[Op.LOAD_INP]["fold_kh"] + FIELD_BITS[Op.LOAD_INP]["fold_kw"]
-FOLD_SETUP = FOLD_CHANNEL_BITS + 1 + FOLD_TAP_BITS + 1
+FOLD_DIGIT_BITS = 2
+FOLD_CHANNEL_DIGITS = -(-FOLD_CHANNEL_BITS // FOLD_DIGIT_BITS)
+FOLD_TAP_DIGITS = -(-FOLD_TAP_BITS // FOLD_DIGIT_BITS)
+FOLD_SETUP = FOLD_CHANNEL_DIGITS + 1 + FOLD_TAP_DIGITS + 1
 TABLE_PARAM_ENTRIES = TABLE_BYTES // PARAM_ENTRY_BYTES      # LOAD_PARAM entries that fill the table memory
 #: Extra post-processing passes of a STORE's softmax epilogue: the first pass (requantisation)
 #: also finds each row's maximum; one pass looks up the exponentials and sums them, one normalises.

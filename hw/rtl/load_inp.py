@@ -16,7 +16,7 @@ Channels
 Setup
     A plain LOAD_INP (one tap) divides nothing: lane l of block 0 is channel c_base + l, valid
     while below t_c (r counts the taps past the first; a lane once invalid stays so).  A folded
-    one first divides c_base + l by t_c and the tap by fold_kw bit-serially, one quotient bit a
+    one first divides c_base + l by t_c and the tap by fold_kw serially, two quotient bits a
     cycle; the load unit counts the ``hw.timing.FOLD_SETUP`` cycles down on ``setup_left``.
 
 A lane's address is ``base + pix + off`` (``base`` = src_addr + (y0*t_w + x0)*t_c, formed at
@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, INSN_BITS, Op
-from ..timing import FOLD_CHANNEL_BITS, FOLD_SETUP, FOLD_TAP_BITS
+from ..timing import FOLD_CHANNEL_DIGITS, FOLD_DIGIT_BITS, FOLD_SETUP, FOLD_TAP_BITS, FOLD_TAP_DIGITS
 from .buses import load_geometry
 from .insn import field_signal, insn_view
 
@@ -42,7 +42,9 @@ __all__ = ["LoadInpLanes"]
 #: per channel block for at most 4095 blocks.
 _R_BITS = 20
 #: Bits of a lane's channel c: below 2^25 at start, and c grows only while its lane is invalid.
-_C_BITS = FOLD_CHANNEL_BITS + 1
+_CHANNEL_WIDTH = FOLD_CHANNEL_DIGITS * FOLD_DIGIT_BITS   # the dividend c_base + lane, padded
+_TAP_WIDTH = FOLD_TAP_DIGITS * FOLD_DIGIT_BITS
+_C_BITS = _CHANNEL_WIDTH + 1
 #: The tap row a lane is given when its tap is 2^FOLD_TAP_BITS or more: beyond every kernel.
 _R_BEYOND = 64
 
@@ -61,19 +63,25 @@ class _Lane:
 
 
 class _Divider:
-    """A bit-serial restoring divider: ``quo`` shifts the dividend out at the top and the quotient
-    in at the bottom, ``rem`` the partial remainder; ``step`` does one bit."""
+    """A restoring divider of ``FOLD_DIGIT_BITS`` quotient bits a cycle: ``quo`` shifts the
+    dividend out at the top and the quotient in at the bottom, ``rem`` is the partial remainder;
+    ``step`` does one digit (compares with 1, 2 and 3 times the divisor at once)."""
 
     def __init__(self, name: str, width: int):
+        assert FOLD_DIGIT_BITS == 2 and width % FOLD_DIGIT_BITS == 0
         self.width = width
         self.quo = Signal(width, name=f"{name}_quo")
         self.rem = Signal(width + 1, name=f"{name}_rem")
 
     def step(self, m, divisor):
-        partial = Signal(self.width + 2, name=f"{self.quo.name}_partial")
-        ge = Signal(name=f"{self.quo.name}_ge")
-        m.d.comb += [partial.eq(Cat(self.quo[-1], self.rem)), ge.eq(partial >= divisor)]
-        m.d.sync += [self.rem.eq(Mux(ge, partial - divisor, partial)), self.quo.eq(Cat(ge, self.quo[:-1]))]
+        name = self.quo.name
+        partial = Signal(self.width + 3, name=f"{name}_partial")
+        ge = [Signal(name=f"{name}_ge{k}") for k in (1, 2, 3)]
+        m.d.comb += [partial.eq(Cat(self.quo[-2:], self.rem)),
+                     *(g.eq(partial >= k * divisor) for k, g in zip((1, 2, 3), ge))]
+        m.d.sync += [self.rem.eq(Mux(ge[2], partial - 3 * divisor, Mux(ge[1], partial - 2 * divisor,
+                                                                        Mux(ge[0], partial - divisor, partial)))),
+                     self.quo.eq(Cat(ge[0] ^ ge[1] ^ ge[2], ge[1], self.quo[:-2]))]
 
     def load(self, m, dividend):
         m.d.sync += [self.quo.eq(dividend), self.rem.eq(0)]
@@ -179,17 +187,17 @@ class LoadInpLanes(wiring.Component):
     # ---- setup: the first channel block of every lane ---------------------------------------------
 
     def _setup(self, m, ci, k, lanes):
-        """Plain: at start.  Folded: c_base + l divided by t_c (FOLD_CHANNEL_BITS cycles), a cycle
-        to pass the tap on, the tap and qc divided by fold_kw (FOLD_TAP_BITS), a cycle to form
+        """Plain: at start.  Folded: c_base + l divided by t_c (FOLD_CHANNEL_DIGITS cycles), a cycle
+        to pass the tap on, the tap and qc divided by fold_kw (FOLD_TAP_DIGITS), a cycle to form
         the offsets and the step constants."""
         h = insn_view(Op.LOAD_INP, self.insn)
         left = self.setup_left
-        p1_end = FOLD_SETUP - FOLD_CHANNEL_BITS          # the cycle that passes the tap on
-        p2_end = p1_end - 1 - FOLD_TAP_BITS             # the cycle that forms the offsets
+        p1_end = FOLD_SETUP - FOLD_CHANNEL_DIGITS        # the cycle that passes the tap on
+        p2_end = p1_end - 1 - FOLD_TAP_DIGITS           # the cycle that forms the offsets
         assert p2_end == 1, "hw.timing.FOLD_SETUP is the schedule below"
-        small = _Divider("qc_div", FOLD_TAP_BITS)
+        small = _Divider("qc_div", _TAP_WIDTH)
         for ln, lane in enumerate(lanes):
-            div = _Divider(f"div{ln}", FOLD_CHANNEL_BITS)
+            div = _Divider(f"div{ln}", _CHANNEL_WIDTH)
             first = h.c_base + ln
             with m.If(self.start):
                 div.load(m, first)
@@ -199,7 +207,7 @@ class LoadInpLanes(wiring.Component):
             with m.Elif(left == p1_end):
                 beyond = div.quo[FOLD_TAP_BITS:].any()
                 m.d.sync += [lane.c.eq(div.rem), lane.r.eq(Mux(beyond, _R_BEYOND, 0))]
-                div.load(m, div.quo[:FOLD_TAP_BITS] << (FOLD_CHANNEL_BITS - FOLD_TAP_BITS))
+                div.load(m, div.quo[:FOLD_TAP_BITS] << (_CHANNEL_WIDTH - _TAP_WIDTH))
                 if ln == 0:
                     small.load(m, k["qc"])
             with m.Elif(left > p2_end):
