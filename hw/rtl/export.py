@@ -343,6 +343,8 @@ TOPS = {"accelerator": export_accelerator, "mac_array": export_mac_array, "pe_ti
 FILE_LIST = "files.f"
 #: The configuration and the top-level ports, as JSON.
 CONFIG_JSON = "config.json"
+#: What an export folder holds (``make verilog`` replaces only such a folder).
+OWNED = ("*.v", FILE_LIST, CONFIG_JSON)
 
 
 def export_files(result: ExportResult, config: AcceleratorConfig) -> dict[str, bytes]:
@@ -400,7 +402,7 @@ def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accele
 
 
 def main(argv=None) -> int:
-    from ..cli import OneLineParser
+    from ..cli import OneLineParser, StagedDir, UsageError
     from ..config import PRESETS
     from ..config_file import FIELDS, ConfigError, config_label, load_config
 
@@ -437,11 +439,17 @@ def main(argv=None) -> int:
         parser.error(f"--set: {error}")
     out = args.out if args.out is not None else Path("build/verilog") / config_label(config)
     try:
-        result = export_to_directory(config, out, args.top)
-    except ValueError as error:
-        # Components built before the error was found are never elaborated: not news.
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        parser.error(f"--config {config.name}: the RTL cannot build it: {error}")
+        stage = StagedDir(out, OWNED)          # an unwritable folder is found before elaborating
+    except UsageError as error:
+        parser.error(str(error))
+    with stage:
+        try:
+            result = export_to_directory(config, stage.path, args.top)
+        except ValueError as error:
+            # Components built before the error was found are never elaborated: not news.
+            warnings.simplefilter("ignore", UnusedElaboratable)
+            parser.error(f"--config {config.name}: the RTL cannot build it: {error}")
+        stage.commit()
     size = sum((out / f"{m}.v").stat().st_size for m in result.modules)
     print(f"{out}: {result.top}, {len(result.modules)} modules, {size} bytes of Verilog, "
           f"{result.seconds:.1f} s")
