@@ -135,7 +135,26 @@ def _load_cached(resolved: str, size: int, mtime: int, shown: str) -> Imported:
         raise OnnxImportError(f"{shown}: cannot read the ONNX file: {e.strerror}") from None
     except Exception as e:                      # protobuf's DecodeError and friends
         raise OnnxImportError(f"{shown}: not an ONNX model ({type(e).__name__}: {e})") from None
+    if _load_external_data(proto, Path(resolved).parent, shown):
+        data = proto.SerializeToString()        # the name's hash covers the weights stored beside it
     return import_onnx(proto, model_name_for(Path(shown), data), where=shown)
+
+
+def _load_external_data(proto, folder: Path, shown: str) -> bool:
+    """Read tensors stored outside the file (ONNX external data) from ``folder``, the file's own,
+    never the current one; True when there were any."""
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    tensors = list(proto.graph.initializer) + [a.t for n in proto.graph.node for a in n.attribute if a.HasField("t")]
+    if not any(uses_external_data(t) for t in tensors):
+        return False
+    try:
+        load_external_data_for_model(proto, str(folder))
+    except Exception as e:                      # OSError, or onnx's ValidationError for a missing file
+        detail = getattr(e, "strerror", None) or str(e).splitlines()[0]
+        raise OnnxImportError(f"{shown}: cannot read its external data (tensors stored beside the file, "
+                              f"looked up in {folder}): {detail}") from None
+    return True
 
 
 def imported_of(model: Model) -> Optional[Imported]:

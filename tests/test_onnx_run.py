@@ -190,3 +190,25 @@ def test_a_file_that_cannot_run_is_one_line_and_writes_nothing(graph, command, t
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not folder.exists()
+
+
+def test_external_data_is_read_beside_the_file_not_the_current_folder(tmp_path, monkeypatch):
+    import onnx
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = folder / "vit.onnx"
+    proto = vit(seed=3)[0]
+    onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="vit.bin", size_threshold=0)
+    monkeypatch.chdir(tmp_path)                 # not the file's folder
+    loaded = load_onnx(path)
+    inline = load_onnx(_write(tmp_path / "inline.onnx", vit(seed=3)[0]))
+    assert loaded.weights.keys() == inline.weights.keys()
+    for name, tensors in inline.weights.items():
+        for key, value in tensors.items():
+            assert np.array_equal(loaded.weights[name][key], value), (name, key)
+    alone = tmp_path / "alone"                  # the graph without the file of its weights
+    alone.mkdir()
+    (alone / "vit.onnx").write_bytes(path.read_bytes())
+    with pytest.raises(OnnxImportError, match="cannot read its external data"):
+        load_onnx(alone / "vit.onnx")
