@@ -344,6 +344,9 @@ class _Importer:
         outputs = self._graph_outputs()
         layers = _live_layers(self.layers, {v.source for v in outputs.values()} | set(self.class_maps.values()))
         _check_folds(self.folds, layers, outputs)
+        if not layers:
+            raise self.fail("it computes nothing the accelerator runs (its outputs are its input or "
+                            "constants); a model needs at least one layer")
         model = self._model(name, layers)
         weights = {k: v for k, v in self.weights.items() if k in {l.name for l in layers}}
         return Imported(model, weights, outputs, input_name, input_view, self.class_maps, self.act_scales,

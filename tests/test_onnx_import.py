@@ -246,3 +246,12 @@ def test_gelu_erf_patterns(order):
     imp = import_onnx(proto, "gelu")
     assert [l.kind for l in imp.model.layers] == ["linear", "gelu"]
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_graph_that_computes_nothing_is_refused():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 16])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxImportError, match="computes nothing the accelerator runs"):
+        import_onnx(proto, "identity")
