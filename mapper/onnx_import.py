@@ -359,7 +359,8 @@ class _Importer:
         if self._foldable(node):
             return self._fold(node)
         if handler is None:
-            raise self.fail(f"unsupported operator; supported: {SUPPORTED_TEXT}")
+            why = ONLY_IN_PATTERNS.get(node.op_type)
+            raise self.fail(f"{why}" if why else f"unsupported operator; supported: {SUPPORTED_TEXT}")
         handler(self, node)
 
     # -- graph inputs, initializers, outputs
@@ -701,3 +702,11 @@ def _guess_part(name: str) -> str:
 from .onnx_ops import HANDLERS as _HANDLERS, NEVER_FOLD as _NEVER_FOLD, SUPPORTED_OPS, VIEW_OPS as _VIEW_OPS  # noqa: E402
 
 SUPPORTED_TEXT = ", ".join(SUPPORTED_OPS)
+#: Operators imported only as part of a pattern, and what breaks it most often.
+ONLY_IN_PATTERNS = {
+    "BatchNormalization": "a BatchNormalization is imported only folded into the Conv right before it; a "
+                          "QuantizeLinear/DequantizeLinear pair between them (a quantiser run without "
+                          "onnxruntime's quant_pre_process) or another operator breaks that",
+    "Erf": "Erf is imported only as GELU, x * 0.5 * (1 + Erf(x / sqrt(2))); a QuantizeLinear/DequantizeLinear "
+           "pair inside that pattern (quantise only Conv, MatMul and Gemm) or another form breaks it",
+}

@@ -117,6 +117,17 @@ def test_qdq_scales_kept():
     assert q.layers[pool].scale == 1 / 16
 
 
+def test_an_int32_bias_behind_a_dequantize_is_imported():
+    """onnxruntime's quantiser stores biases as int32 at scale s_in * s_w (zero point 0, int32): the
+    importer reads the bias they stand for (quantised again at the accelerator's own scales)."""
+    proto, wq = qdq_cnn(int32_bias=True)
+    imp = import_onnx(proto, "qdq_bias")
+    conv = next(l.name for l in imp.model.layers if l.kind == "conv2d")
+    expected = (wq["conv_bias"] * (wq["conv"][1].astype(np.float64) / 64)).astype(np.float32)
+    np.testing.assert_array_equal(imp.weights[conv]["bias"], expected)
+    assert qdq_qmodel(imp).layers[conv].bias is not None
+
+
 def _assert_one_line(e: OnnxImportError, *needles):
     text = str(e)
     assert "\n" not in text
