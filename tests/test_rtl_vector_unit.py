@@ -19,7 +19,7 @@ from hw import vector as vec
 from hw.config import get_config
 from hw.numerics import pack_entries
 from hw.timing import vec_cycles
-from hw.isa import VecOp
+from hw.isa import ErrorCode, StreamError, VecOp
 from hw.rtl.axis_counter import AxisCounter
 from hw.rtl.accelerator import DRAM_READ_LATENCY
 from hw.rtl.vector_descriptor import DESCRIPTOR, descriptor_slots
@@ -321,3 +321,44 @@ def test_vector_unit_takes_the_contracts_cycles(chain):
     rng = np.random.default_rng([SEED, 99, list(CHAINS).index(chain)])
     d, dram = random_pass(rng, CHAINS[chain])
     assert run_unit(d, dram)["cycles"] == vec_cycles(vec.vec_fields(d), TINY)
+
+
+def _refused(kind: str) -> vec.Descriptor:
+    """A one- or two-stage pass over 1x2x6 elements whose stage ``kind`` names what is refused."""
+    plain = vec.Operand(0, 6, vec.Axis(1, 12), vec.Axis(2, 6))
+    good_sm = {"row": 3, "exp_mult": 1000, "exp_shift": 12, "out_shift": 7}
+    good_ln = {"table": 0, "eps": 5, "shift": 10}
+    stages = {
+        "add shift": [vec.Stage(VecOp.ADD, 0, 0, 1, {"mult_a": 1, "mult_b": 1, "shift": op.OP_MAX_SHIFT + 1,
+                                                     "relu": 0})],
+        "softmax exp_shift": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, 1, {**good_sm, "exp_shift": 3})],
+        "softmax row": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, 1, {**good_sm, "row": 4})],
+        "row beyond max_row": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, 1, {**good_sm, "row": 6})],
+        "layernorm shift": [vec.Stage(VecOp.LAYERNORM, 0, vec.NONE, 1, {**good_ln, "shift": 0})],
+        "lut": [vec.Stage(VecOp.LUT, 0, vec.NONE, 1, {"table": 0})],
+        "two rows": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, good_sm),
+                     vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, good_ln)],
+    }[kind]
+    out = dataclasses.replace(plain, base=64)
+    return vec.Descriptor(1, 2, 6, (plain, out), tuple(stages))
+
+
+@pytest.mark.parametrize("kind,code", [("add shift", ErrorCode.DATA), ("softmax exp_shift", ErrorCode.DATA),
+                                       ("softmax row", ErrorCode.DATA), ("layernorm shift", ErrorCode.DATA),
+                                       ("lut", ErrorCode.UNSUPPORTED), ("two rows", ErrorCode.UNSUPPORTED),
+                                       ("row beyond max_row", ErrorCode.UNSUPPORTED)])
+def test_vector_unit_refuses_what_it_cannot_run_and_writes_nothing(kind, code):
+    """Parameters the operators refuse: DATA, as the functional model; what the unit does not
+    build: UNSUPPORTED (the functional model runs it; the unit here is built for rows up to 4)."""
+    d = _refused(kind)
+    dram = np.random.default_rng(SEED).integers(0, 256, 200, dtype=np.uint8)
+    before = dram.copy()
+    if code == ErrorCode.DATA:
+        with pytest.raises(StreamError) as err:
+            functional(d, dram.copy())
+        assert err.value.code == ErrorCode.DATA
+    else:
+        functional(d, dram.copy())
+    res = run_unit(d, dram, max_row=4)
+    assert (res["error"], ErrorCode(res["code"])) == (1, code), kind
+    np.testing.assert_array_equal(dram, before)

@@ -82,8 +82,9 @@ class VectorUnit(wiring.Component):
     busy, done: Out(1)
         ``done`` is high for one cycle when the last result is written (or the descriptor refused).
     error, error_code: Out(1), Out(ErrorCode)
-        With ``done``: the descriptor names an operation the unit does not build
-        (``UNSUPPORTED``) or parameters its operator refuses (``DATA``); nothing is written.
+        With ``done``: the descriptor has parameters its operator refuses (``DATA``, as
+        ``sim.vector_unit``), or names an operation the unit does not build, two row stages or a
+        row longer than ``max_row`` (``UNSUPPORTED``); nothing is written.
     overrun: Out(1)
         A row unit was sent an element it was not ready for (never, when the sequencer's pauses
         match the row units'); sticky until the next ``start``.
@@ -251,13 +252,14 @@ class _Plan:
                 view = getattr(d.stages[i], op.name.lower())
                 outside = _any((getattr(view, n) < lo) | (getattr(view, n) > hi) for n, (lo, hi) in ranges.items())
                 bad.append(self.live[i] & (ops_[i] == op) & outside)
-        row = self.row_len
-        bad.append(_any(self.row_at) & ((row == 0) | (row > max_row)))
+        row, rows = self.row_len, _any(self.row_at)
+        bad.append(rows & ((row == 0) | (row > ops.MAX_ROW)))
         bad.append(self.has[VecOp.SOFTMAX] & (row != 0) & (head.c % Mux(row == 0, 1, row) != 0))
-        with m.If(unsupported | two_rows):
-            m.d.comb += code.eq(ErrorCode.UNSUPPORTED)
-        with m.Elif(_any(bad)):
+        # what the operators refuse first (the functional model's code), then what is not built
+        with m.If(_any(bad)):
             m.d.comb += code.eq(ErrorCode.DATA)
+        with m.Elif(unsupported | two_rows | (rows & (row > max_row))):
+            m.d.comb += code.eq(ErrorCode.UNSUPPORTED)
         return code
 
 
