@@ -40,7 +40,7 @@ from .vector_descriptor import DESCRIPTOR, LN_ENTRY
 __all__ = ["VectorUnit", "SUPPORTED_OPS", "ROW_OPS", "READ_LANES", "WRITE_LANES"]
 
 #: Stage operations the unit executes; any other is refused (``ErrorCode.UNSUPPORTED``).
-SUPPORTED_OPS = (VecOp.COPY, VecOp.ADD, VecOp.MUL, VecOp.SOFTMAX, VecOp.LAYERNORM)
+SUPPORTED_OPS = (VecOp.COPY, VecOp.ADD, VecOp.MUL, VecOp.LUT, VecOp.SOFTMAX, VecOp.LAYERNORM)
 #: Operations on the shared row unit; a pass may have one.
 ROW_OPS = (VecOp.SOFTMAX, VecOp.LAYERNORM)
 #: Parameter ranges each stage's parameters are checked against (``ErrorCode.DATA``), as the
@@ -48,6 +48,8 @@ ROW_OPS = (VecOp.SOFTMAX, VecOp.LAYERNORM)
 PARAM_RANGES = {VecOp.ADD: ops.AddParams.RANGES, VecOp.MUL: ops.MulParams.RANGES,
                 VecOp.SOFTMAX: ops.SoftmaxParams.RANGES, VecOp.LAYERNORM: ops.LayerNormParams.RANGES}
 _S = vec.MAX_STAGES
+#: Entries of a LUT stage's table: one per int8 value.
+LUT_ENTRIES = ops.INT8_MAX - ops.INT8_MIN + 1
 #: Read lanes: each stage's ``src`` and ``src2`` (lanes ``2 i``, ``2 i + 1``), then the bytes of a
 #: layernorm's per-channel entry.
 TABLE_LANE = 2 * _S
@@ -115,8 +117,9 @@ class VectorUnit(wiring.Component):
 
     def cycles(self, d: vec.Descriptor) -> int:
         """Cycles from ``start`` to ``done`` for descriptor ``d`` the unit runs: one to check it, then
-        per row ``passes * row + gap`` (one pass and no gap without a row stage, the row being
-        the pixel's channels), then the last element's way through the read and its stages."""
+        ``LUT_ENTRIES`` to load the LUT stages' tables (all at once), per row ``passes * row +
+        gap`` (one pass and no gap without a row stage, the row being the pixel's channels), then
+        the last element's way through the read and its stages."""
         row_ops = [st for st in d.stages if st.op in ROW_OPS]
         row, passes, gap = d.c, 1, 0
         if row_ops:
@@ -124,7 +127,8 @@ class VectorUnit(wiring.Component):
             row = st.params["row"] if st.op == VecOp.SOFTMAX else d.c
             passes, gap = vec.COST[st.op], self.gap_cycles(st.op)
         issue = d.h * d.w * (d.c // row) * (passes * row + gap)
-        return 1 + issue + DRAM_READ_LATENCY + len(d.stages) * self.slot_latency
+        tables = LUT_ENTRIES if any(st.op == VecOp.LUT for st in d.stages) else 0
+        return 1 + tables + issue + DRAM_READ_LATENCY + len(d.stages) * self.slot_latency
 
     def gap_cycles(self, op: VecOp) -> int:
         """Cycles the sequencer pauses before a row's last pass for row operation ``op``."""
@@ -142,7 +146,18 @@ class VectorUnit(wiring.Component):
         seq = _Sequencer(m, d, plan, self)
         beats, taps = self._pipeline(m, seq.beat)
         self._slots(m, d, plan, beats, taps)
+        self._load_tables(m, plan, seq)
         return m
+
+    def _load_tables(self, m: Module, plan: "_Plan", seq: "_Sequencer") -> None:
+        """Each LUT stage's table: the byte read on its ``src`` lane (``_Sequencer._beat``) is
+        written at the entry read ``DRAM_READ_LATENCY`` cycles earlier (entry k holds x = k - 128)."""
+        r = DRAM_READ_LATENCY
+        entry = delayed(m, seq.entry, r, "table_entry")
+        loading = delayed(m, seq.loading, r, "table_loading")
+        for i, lane in enumerate(self._lanes):
+            m.d.comb += [lane.table_w.en.eq(loading & plan.lut_at[i]), lane.table_w.addr.eq(entry),
+                         lane.table_w.data.eq(self.dram_rd.data[2 * i])]
 
     def _pipeline(self, m: Module, beat) -> tuple[list, dict]:
         """The beat delayed 0 .. R + MAX_STAGES * slot_latency cycles, and the read bytes (padding
@@ -193,7 +208,7 @@ class VectorUnit(wiring.Component):
         m.d.comb += [lane.op.eq(stage.copy.op), lane.a.eq(a), lane.b.eq(b), lane.valid.eq(valid),
                      lane.mult_a.eq(add.mult_a), lane.mult_b.eq(add.mult_b), lane.relu.eq(add.relu),
                      lane.mult.eq(mul.mult), lane.shift.eq(Mux(add.op == VecOp.ADD, add.shift, mul.shift)),
-                     lane.table_w.en.eq(0)]
+                     ]
 
     def _drive_row_units(self, m: Module, d, plan: "_Plan", row_in: dict) -> None:
         sm, ln = self._softmax, self._layernorm
@@ -224,6 +239,7 @@ class _Plan:
         self.live = live
         self.row_at = [live[i] & _is_any(ops_[i], ROW_OPS) for i in range(_S)]
         self.has = {op: _any(live[i] & (ops_[i] == op) for i in range(_S)) for op in ROW_OPS}
+        self.lut_at = [live[i] & (ops_[i] == VecOp.LUT) for i in range(_S)]
         self.row_slot = Signal(range(_S))
         for i in reversed(range(_S)):
             with m.If(self.row_at[i]):
@@ -285,6 +301,7 @@ class _Sequencer:
         self.drain = Signal(range(DRAM_READ_LATENCY + _S * unit.slot_latency + 1))
         self.load = Signal()
         self.issue = Signal()
+        self.loading, self.entry = Signal(), Signal(range(LUT_ENTRIES))
         self.beat = Signal(_BEAT)
         self.operands = [_OperandPort(m, d.operands[k], self, k) for k in range(vec.MAX_OPERANDS)]
         self._fsm()
@@ -305,6 +322,14 @@ class _Sequencer:
                     m.d.comb += self.load.eq(1)
                     m.d.sync += [self.j.eq(0), self.p.eq(0), self.ch.eq(0), self.ch0.eq(0), self.px.eq(0),
                                  self.py.eq(0), self.gap_left.eq(0)]
+                    m.d.sync += self.entry.eq(0)
+                    m.next = "RUN"
+                    with m.If(_any(plan.lut_at)):
+                        m.next = "TABLES"
+            with m.State("TABLES"):
+                m.d.comb += [u.busy.eq(1), self.loading.eq(1)]
+                m.d.sync += self.entry.eq(self.entry + 1)
+                with m.If(self.entry == LUT_ENTRIES - 1):
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [u.busy.eq(1), self.issue.eq(self.gap_left == 0)]
@@ -381,6 +406,10 @@ class _Sequencer:
                 en = used & elem_ok.bit_select(ref, 1)
                 m.d.comb += [beat.rd_ok[lane].eq(en), self.unit.dram_rd.en[lane].eq(en),
                              self.unit.dram_rd.addr[lane].eq(addr[ref])]
+            # while the tables load, a LUT stage's src lane reads its table
+            with m.If(self.loading):
+                m.d.comb += [self.unit.dram_rd.en[2 * i].eq(plan.lut_at[i]),
+                             self.unit.dram_rd.addr[2 * i].eq(d.stages[i].lut.table + self.entry)]
         table = d.stages[plan.row_slot].layernorm.table + self.ch * vec.LN_ENTRY_BYTES
         for k in range(vec.LN_ENTRY_BYTES):
             en = self.issue & plan.has[VecOp.LAYERNORM]
