@@ -393,3 +393,27 @@ def test_vector_unit_converts_to_rtlil():
     """The unit elaborates for synthesis (RTLIL, what Yosys reads), with its default row limit."""
     text = rtlil.convert(VectorUnit(TINY))
     assert "module" in text and "dram_rd__addr" in text
+
+
+@pytest.mark.slow
+def test_vector_unit_runs_the_zoos_longest_rows():
+    """The longest rows of the zoo's defaults: softmax rows of 1024 (SegFormer at Cityscapes size)
+    and layernorm rows of 2048 (Swin-B), after a residual add, each over two pixels."""
+    rng = np.random.default_rng([SEED, 2048])
+    runs = []
+    for chain, c in ((CHAINS["add_softmax_copy"], 1024), (CHAINS["add_layernorm"], 2048)):
+        dram = Dram(rng)
+        operands = [vec.Operand(dram.alloc(2 * c), c, vec.Axis(1, 2 * c), vec.Axis(2, c)) for _ in range(4)]
+        row = (softmax_params(rng, c) | {"row": c}) if VecOp.SOFTMAX in chain else layernorm_params(rng, dram, c)
+        stages = [vec.Stage(VecOp.ADD, 0, 1, vec.NONE, add_params(rng)),
+                  vec.Stage(chain[1], vec.PREV, vec.NONE, 2, row)]
+        if len(chain) == 3:
+            stages.append(vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 3, {}))
+        d = vec.Descriptor(1, 2, c, tuple(operands), tuple(stages))
+        image = dram.image()
+        runs.append((d, image, functional(d, image)))
+    results = run_units([(d, image) for d, image, _ in runs], max_row=op.MAX_ROW)
+    for (d, image, want), res in zip(runs, results):
+        assert (res["error"], res["overrun"], res["cycles"]) == (0, False, res["formula"])
+        if not np.array_equal(image, want):
+            pytest.fail(f"rows of {d.c}: {first_difference(image, want)}")
