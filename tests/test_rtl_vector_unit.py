@@ -24,7 +24,8 @@ from hw.isa import ErrorCode, StreamError, VecOp
 from hw.rtl.axis_counter import AxisCounter
 from hw.rtl.accelerator import DRAM_READ_LATENCY
 from hw.rtl.vector_descriptor import DESCRIPTOR, descriptor_slots
-from hw.rtl.vector_unit import LUT_ENTRIES, READ_LANES, WRITE_LANES, VectorUnit
+from hw.rtl.descriptor_fetch import DescriptorFetch
+from hw.rtl.vector_unit import LUT_ENTRIES, WRITE_LANES, VectorUnit
 from sim.vector_unit import execute_vec
 
 SEED = 20261130
@@ -244,22 +245,29 @@ async def serve_dram(ctx, dut: VectorUnit, dram: np.ndarray, desc: int, max_cycl
     while not ctx.get(dut.done):
         if cycle == max_cycles:
             raise AssertionError(f"no done after {max_cycles} cycles")
-        wr_en, rd_en, rdata = ctx.get(dut.dram_wr.en), ctx.get(dut.dram_rd.en), 0
-        if wr_en:
+        en = ctx.get(dut.dram_wr.en)
+        if en:
             addr, wdata = ctx.get(dut.dram_wr.addr), ctx.get(dut.dram_wr.data)
             for lane in range(WRITE_LANES):
-                if wr_en >> lane & 1:
+                if en >> lane & 1:
                     dram[addr[lane]] = wdata[lane]
-        if rd_en:
-            addr = ctx.get(dut.dram_rd.addr)
-            for lane in range(READ_LANES):
-                if rd_en >> lane & 1:
-                    rdata |= int(dram[addr[lane]]) << 8 * lane
+        rdata = read_lanes(ctx, dut.dram_rd, dram)
         overrun |= bool(ctx.get(dut.overrun))
         await ctx.tick()
         ctx.set(dut.dram_rd.data.as_value(), rdata)
         cycle += 1
     return {"cycles": cycle, "error": ctx.get(dut.error), "code": ctx.get(dut.error_code), "overrun": overrun}
+
+
+def read_lanes(ctx, port, dram: np.ndarray) -> int:
+    """The bytes the enabled lanes of read port ``port`` ask for, packed as ``port.data``."""
+    en, rdata = ctx.get(port.en), 0
+    if en:
+        addr = ctx.get(port.addr)
+        for lane in range(len(port.en)):
+            if en >> lane & 1:
+                rdata |= int(dram[addr[lane]]) << 8 * lane
+    return rdata
 
 
 def run_units(runs: list[tuple[vec.Descriptor, np.ndarray]], max_row: int = 64) -> list[dict]:
@@ -417,3 +425,98 @@ def test_vector_unit_runs_the_zoos_longest_rows():
         assert (res["error"], res["overrun"], res["cycles"]) == (0, False, res["formula"])
         if not np.array_equal(image, want):
             pytest.fail(f"rows of {d.c}: {first_difference(image, want)}")
+
+
+# ---- DescriptorFetch against hw.vector.decode_descriptor ------------------------------------------
+
+def patched(raw: bytes, n_operands: int, part: str, index: int, name: str, value: int) -> bytes:
+    """``raw`` with field ``name`` of the header, operand ``index`` or stage ``index`` set to ``value``
+    (bit offsets from hw.vector's field tables)."""
+    spec, at = {"header": (vec.HEADER_FIELDS, 0),
+                "operand": (vec.OPERAND_SPEC, vec.HEADER_BYTES + index * vec.OPERAND_BYTES),
+                "stage": (vec.STAGE_HEAD, vec.HEADER_BYTES + n_operands * vec.OPERAND_BYTES
+                          + index * vec.STAGE_BYTES)}[part]
+    pos = 0
+    for field, bits, _ in spec:
+        if field == name:
+            break
+        pos += bits
+    word = int.from_bytes(raw, "little")
+    word = word & ~(((1 << bits) - 1) << (8 * at + pos)) | (value & ((1 << bits) - 1)) << (8 * at + pos)
+    return word.to_bytes(len(raw), "little")
+
+
+#: Malformations decode_descriptor refuses: (part, index, field, value), or a list of them.
+MALFORMED = {
+    "lo0 past win": [("operand", 0, f"y_{name}", v) for name, v in
+                     (("start", 1), ("wrap", 2), ("win", 1), ("lo0", 1), ("hi0", 0))],
+    "no stages": ("header", 0, "n_stages", 0), "five stages": ("header", 0, "n_stages", 5),
+    "nine operands": ("header", 0, "n_operands", 9), "h = 0": ("header", 0, "h", 0),
+    "operand c = 0": ("operand", 0, "c", 0), "split": ("operand", 1, "x_hi0", 7),
+    "start = wrap": ("operand", 0, "y_start", 65535), "CHAIN stage": ("stage", 0, "op", int(VecOp.CHAIN)),
+    "unknown op": ("stage", 1, "op", 200), "stage 0 reads PREV": ("stage", 0, "src", vec.PREV),
+    "operand beyond": ("stage", 1, "out", 9), "resize not first": ("stage", 1, "op", int(VecOp.RESIZE)),
+}
+
+
+def fetch_all(images: list[tuple[np.ndarray, int]]) -> list[dict]:
+    """Fetch the descriptor at each (image, address) on one DescriptorFetch: the slots and error."""
+    dut = DescriptorFetch()
+    results = []
+
+    async def bench(ctx):
+        for dram, addr in images:
+            ctx.set(dut.addr, addr)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            for _ in range(100):
+                if ctx.get(dut.done):
+                    break
+                rdata = read_lanes(ctx, dut.dram_rd, dram)
+                await ctx.tick()
+                ctx.set(dut.dram_rd.data.as_value(), rdata)
+            results.append({"done": ctx.get(dut.done), "desc": ctx.get(dut.desc.as_value()),
+                            "code": ErrorCode(ctx.get(dut.error_code)), "error": ctx.get(dut.error)})
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return results
+
+
+def test_descriptor_fetch_reads_what_decode_descriptor_reads():
+    """Well-formed descriptors land in their slots (``descriptor_slots``); every malformation
+    decode_descriptor refuses with DATA is refused with DATA."""
+    rng = np.random.default_rng([SEED, 7])
+    good = [random_pass(rng, CHAINS[chain])[0] for chain in CHAINS]
+    images, wants = [], []
+    for d in good:
+        raw = vec.encode_descriptor(d)
+        cases = [(raw, "well-formed")]
+        for kind, patches in MALFORMED.items():
+            patches = patches if isinstance(patches, list) else [patches]
+            if any(index >= {"stage": len(d.stages), "operand": len(d.operands)}.get(part, 1)
+                   for part, index, _, _ in patches):
+                continue
+            bad = raw
+            for part, index, name, value in patches:
+                bad = patched(bad, len(d.operands), part, index, name, value)
+            with pytest.raises(StreamError) as err:
+                vec.decode_descriptor(bad + bytes(vec.MAX_DESCRIPTOR_BYTES))
+            assert err.value.code == ErrorCode.DATA, kind
+            cases.append((bad, kind))
+        for raw_bytes, kind in cases:
+            addr = int(rng.integers(0, 300))
+            image = rng.integers(0, 256, addr + vec.MAX_DESCRIPTOR_BYTES + 64, dtype=np.uint8)
+            image[addr:addr + len(raw_bytes)] = np.frombuffer(raw_bytes, np.uint8)
+            images.append((image, addr))
+            wants.append((kind, d))
+    for res, (kind, d) in zip(fetch_all(images), wants):
+        assert res["done"], kind
+        if kind == "well-formed":
+            assert (res["error"], res["desc"]) == (0, descriptor_slots(d)), d
+        else:
+            assert (res["error"], res["code"]) == (1, ErrorCode.DATA), f"{kind} in {d}"
