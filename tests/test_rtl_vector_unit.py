@@ -25,6 +25,7 @@ from hw.rtl.axis_counter import AxisCounter
 from hw.rtl.accelerator import DRAM_READ_LATENCY
 from hw.rtl.vector_descriptor import DESCRIPTOR, descriptor_slots
 from hw.rtl.descriptor_fetch import DescriptorFetch
+from hw.rtl.vector_executor import VectorExecutor
 from hw.rtl.vector_unit import LUT_ENTRIES, WRITE_LANES, VectorUnit
 from sim.vector_unit import execute_vec
 
@@ -233,11 +234,13 @@ def random_pass(rng, chain: list[VecOp]) -> tuple[vec.Descriptor, np.ndarray]:
     return vec.Descriptor(h, w, c, tuple(operands), tuple(stages)), dram.image()
 
 
-async def serve_dram(ctx, dut: VectorUnit, dram: np.ndarray, desc: int, max_cycles: int) -> dict:
-    """Start ``dut`` on ``desc`` and serve its DRAM ports from ``dram`` until ``done``: writes land
-    at the clock edge, reads answer DRAM_READ_LATENCY (one) cycle later."""
+async def serve_dram(ctx, dut, dram: np.ndarray, inputs: list[tuple], max_cycles: int) -> dict:
+    """Start ``dut`` (a VectorUnit or VectorExecutor) with ``inputs`` ((signal, value)) and serve
+    its DRAM ports from ``dram`` until ``done``: writes land at the clock edge, reads answer
+    DRAM_READ_LATENCY (one) cycle later."""
     assert DRAM_READ_LATENCY == 1
-    ctx.set(dut.desc.as_value(), desc)
+    for signal, value in inputs:
+        ctx.set(signal, value)
     ctx.set(dut.start, 1)
     await ctx.tick()
     ctx.set(dut.start, 0)
@@ -279,7 +282,7 @@ def run_units(runs: list[tuple[vec.Descriptor, np.ndarray]], max_row: int = 64) 
 
     async def bench(ctx):
         for (d, dram), result in zip(runs, results):
-            result.update(await serve_dram(ctx, dut, dram, descriptor_slots(d), 50_000))
+            result.update(await serve_dram(ctx, dut, dram, [(dut.desc.as_value(), descriptor_slots(d))], 50_000))
             await ctx.tick()                 # leave the done cycle
 
     sim = Simulator(dut)
@@ -459,8 +462,9 @@ MALFORMED = {
 }
 
 
-def fetch_all(images: list[tuple[np.ndarray, int]]) -> list[dict]:
-    """Fetch the descriptor at each (image, address) on one DescriptorFetch: the slots and error."""
+def fetch_all(images: list[tuple[np.ndarray, int]]) -> tuple[list[dict], DescriptorFetch]:
+    """Fetch the descriptor at each (image, address) on one DescriptorFetch: the slots, error and
+    cycles of each, and the fetch unit."""
     dut = DescriptorFetch()
     results = []
 
@@ -470,13 +474,13 @@ def fetch_all(images: list[tuple[np.ndarray, int]]) -> list[dict]:
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
-            for _ in range(100):
+            for cycle in range(100):
                 if ctx.get(dut.done):
                     break
                 rdata = read_lanes(ctx, dut.dram_rd, dram)
                 await ctx.tick()
                 ctx.set(dut.dram_rd.data.as_value(), rdata)
-            results.append({"done": ctx.get(dut.done), "desc": ctx.get(dut.desc.as_value()),
+            results.append({"done": ctx.get(dut.done), "desc": ctx.get(dut.desc.as_value()), "cycles": cycle,
                             "code": ErrorCode(ctx.get(dut.error_code)), "error": ctx.get(dut.error)})
             await ctx.tick()
 
@@ -484,7 +488,7 @@ def fetch_all(images: list[tuple[np.ndarray, int]]) -> list[dict]:
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    return results
+    return results, dut
 
 
 def test_descriptor_fetch_reads_what_decode_descriptor_reads():
@@ -514,9 +518,49 @@ def test_descriptor_fetch_reads_what_decode_descriptor_reads():
             image[addr:addr + len(raw_bytes)] = np.frombuffer(raw_bytes, np.uint8)
             images.append((image, addr))
             wants.append((kind, d))
-    for res, (kind, d) in zip(fetch_all(images), wants):
+    results, dut = fetch_all(images)
+    for res, (kind, d) in zip(results, wants):
         assert res["done"], kind
         if kind == "well-formed":
             assert (res["error"], res["desc"]) == (0, descriptor_slots(d)), d
+            assert res["cycles"] == dut.cycles(d), d
         else:
             assert (res["error"], res["code"]) == (1, ErrorCode.DATA), f"{kind} in {d}"
+
+
+# ---- VectorExecutor: a VEC from its descriptor address ---------------------------------------------
+
+def test_vector_executor_runs_a_vec_from_its_descriptor_address():
+    """Each chain's pass with its descriptor in DRAM, and one malformed descriptor, on one
+    VectorExecutor: the functional model's image (descriptor included) and the fetch's plus the
+    unit's cycles; the malformed one refused with DATA, nothing written."""
+    rng = np.random.default_rng([SEED, 11])
+    dut = VectorExecutor(TINY, max_row=64)
+    runs = []
+    for chain in CHAINS:
+        d, dram = random_pass(rng, CHAINS[chain])
+        image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
+        want = image.copy()
+        execute_vec({"desc_addr": dram.size, **vec.vec_fields(d)}, want, "test VEC")
+        runs.append((chain, d, image, dram.size, want))
+    bad = runs[0][2].copy()
+    bad[runs[0][3] + 6] = 0                          # header byte 6: n_operands = n_stages = 0
+    runs.append(("malformed", None, bad, runs[0][3], bad.copy()))
+    results = []
+
+    async def bench(ctx):
+        for _, _, image, addr, _ in runs:
+            results.append(await serve_dram(ctx, dut, image, [(dut.desc_addr, addr)], 50_000))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    for (chain, d, image, _, want), res in zip(runs, results):
+        if d is None:
+            assert (res["error"], res["code"]) == (1, ErrorCode.DATA), chain
+        else:
+            assert (res["error"], res["overrun"], res["cycles"]) == (0, False, dut.cycles(d)), chain
+        if not np.array_equal(image, want):
+            pytest.fail(f"{chain}: {first_difference(image, want)}")

@@ -54,6 +54,11 @@ class DescriptorFetch(wiring.Component):
         super().__init__({"start": In(1), "addr": In(ADDR_BITS), "desc": Out(DESCRIPTOR), "done": Out(1),
                           "error": Out(1), "error_code": Out(ErrorCode), "dram_rd": Out(DramReadSignature(lanes))})
 
+    def cycles(self, d: vec.Descriptor) -> int:
+        """Cycles from ``start`` to ``done``: a cycle per beat of ``d``'s bytes, one to wait for
+        the header, two to wait for the last beat and check."""
+        return vec.descriptor_bytes(d) // self._lanes + 3
+
     def elaborate(self, platform):
         m = Module()
         lanes = self._lanes
