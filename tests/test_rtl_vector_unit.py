@@ -9,10 +9,13 @@ byte; the unit's cycles are compared with ``hw.timing.vec_cycles``.
 from __future__ import annotations
 
 import dataclasses
+import gc
+import warnings
 
 import numpy as np
 import pytest
 from amaranth.back import rtlil
+from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
 from hw import operators as op
@@ -398,6 +401,18 @@ def test_vector_unit_refuses_what_it_cannot_run_and_writes_nothing(refused_runs,
         functional(d, before.copy())
     assert (res["error"], ErrorCode(res["code"])) == (1, code), kind
     np.testing.assert_array_equal(dram, before)
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "e_small"])
+def test_vector_unit_fits_the_accelerators_dram_ports(name):
+    """The presets the RTL is tested on have ports at least as wide as the unit's; a narrower
+    load bus is refused, naming it."""
+    with warnings.catch_warnings():                       # built or refused, never elaborated
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        VectorUnit(get_config(name))
+        with pytest.raises(ValueError, match="read port has 8 lanes"):
+            VectorUnit(get_config(name, gb_bus_bytes_per_cycle=8))
+        gc.collect()
 
 
 def test_vector_unit_converts_to_rtlil():

@@ -97,6 +97,12 @@ class VectorUnit(wiring.Component):
     def __init__(self, config: AcceleratorConfig, *, max_row: int = ops.MAX_ROW):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        # the unit's lanes map onto the accelerator's load (read) and store (write) port lanes
+        ports = {"read": (config.gb_bus_bytes, READ_LANES), "write": (config.num_pe * config.k0, WRITE_LANES)}
+        for port, (have, need) in ports.items():
+            if have < need:
+                raise ValueError(f"config {config.name!r}: the accelerator's DRAM {port} port has {have} lanes, "
+                                 f"the vector unit needs {need}")
         self._config = config
         self._lanes = [ElementwiseLane() for _ in range(_S)]
         self._softmax, self._layernorm = SoftmaxUnit(max_row), LayerNormUnit(max_row)
