@@ -209,28 +209,48 @@ CHAINS = {
     "add_layernorm": [VecOp.ADD, VecOp.LAYERNORM],
     "add_softmax_copy": [VecOp.ADD, VecOp.SOFTMAX, VecOp.COPY],
     "mul_add_copy_copy": [VecOp.MUL, VecOp.ADD, VecOp.COPY, VecOp.COPY],
+    "add_in_place": [VecOp.ADD],
+    "softmax_in_place": [VecOp.SOFTMAX],
+    "add_layernorm_in_place": [VecOp.ADD, VecOp.LAYERNORM],
 }
+#: Chains whose stage 0 writes the operand it reads (the unit reads and writes while it runs and
+#: reads a row once per pass; the functional model reads the whole pass first).
+IN_PLACE = {"add_in_place", "softmax_in_place", "add_layernorm_in_place"}
 
 
-def random_pass(rng, chain: list[VecOp]) -> tuple[vec.Descriptor, np.ndarray]:
+def stage_params(kind: VecOp, rng, dram: Dram, c: int) -> dict:
+    """Random parameters of a stage ``kind`` over ``c`` channels (tables placed in ``dram``)."""
+    if kind == VecOp.COPY:
+        return {}
+    if kind == VecOp.LUT:
+        return {"table": dram.alloc(LUT_ENTRIES)}
+    if kind == VecOp.LAYERNORM:
+        return layernorm_params(rng, dram, c)
+    if kind == VecOp.SOFTMAX:
+        return softmax_params(rng, c)
+    return {VecOp.ADD: add_params, VecOp.MUL: mul_params}[kind](rng)
+
+
+def random_pass(rng, chain: list[VecOp], in_place: bool = False) -> tuple[vec.Descriptor, np.ndarray]:
     """A descriptor running ``chain`` over a small random iteration space, and its DRAM image:
     stage 0 reads operand 0, each stage's second input is a fresh operand, each stage writes a
-    fresh operand (the last always, the others by chance)."""
+    fresh operand (the last always, the others by chance).  ``in_place``: operand 0 has a
+    one-to-one pattern and stage 0 writes it."""
     dram = Dram(rng)
     h, w = (int(v) for v in rng.integers(1, 4, 2))
     c = int(rng.integers(1, 9))
-    operands = [input_operand(dram, rng, h, w, c)]
+    operands = [(output_operand if in_place else input_operand)(dram, rng, h, w, c)]
     stages = []
     for i, kind in enumerate(chain):
         src2 = vec.NONE
         if kind in (VecOp.ADD, VecOp.MUL):
             src2 = len(operands)
             operands.append(input_operand(dram, rng, h, w, c))
-        params = {VecOp.COPY: lambda: {}, VecOp.LUT: lambda: {"table": dram.alloc(LUT_ENTRIES)}, VecOp.ADD: lambda: add_params(rng), VecOp.MUL: lambda: mul_params(rng),
-                  VecOp.SOFTMAX: lambda: softmax_params(rng, c),
-                  VecOp.LAYERNORM: lambda: layernorm_params(rng, dram, c)}[kind]()
+        params = stage_params(kind, rng, dram, c)
         out = vec.NONE
-        if i == len(chain) - 1 or rng.integers(0, 2):
+        if in_place and i == 0:
+            out = 0
+        elif i == len(chain) - 1 or rng.integers(0, 2):
             out = len(operands)
             operands.append(output_operand(dram, rng, h, w, c))
         stages.append(vec.Stage(kind, 0 if i == 0 else vec.PREV, src2, out, params))
@@ -318,7 +338,7 @@ def chain_runs() -> dict:
     passes = {}
     for chain, seed in CASES:
         rng = np.random.default_rng([SEED, seed, list(CHAINS).index(chain)])
-        d, dram = random_pass(rng, CHAINS[chain])
+        d, dram = random_pass(rng, CHAINS[chain], in_place=chain in IN_PLACE)
         passes[chain, seed] = (d, dram, functional(d, dram))
     results = run_units([(d, dram) for d, dram, _ in passes.values()])
     return {key: (*run, res) for (key, run), res in zip(passes.items(), results)}
