@@ -327,8 +327,7 @@ class _Sequencer:
                 with m.Else():
                     m.d.comb += self.load.eq(1)
                     m.d.sync += [self.j.eq(0), self.p.eq(0), self.ch.eq(0), self.ch0.eq(0), self.px.eq(0),
-                                 self.py.eq(0), self.gap_left.eq(0)]
-                    m.d.sync += self.entry.eq(0)
+                                 self.py.eq(0), self.gap_left.eq(0), self.entry.eq(0)]
                     m.next = "RUN"
                     with m.If(_any(plan.lut_at)):
                         m.next = "TABLES"
