@@ -401,6 +401,23 @@ def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accele
     return result
 
 
+def _check_earlier_export(out: Path) -> None:
+    """Refuse (OutputError) a non-empty ``out`` that is not an earlier export: its ``config.json``
+    must list every ``.v`` file in it, so that a user's own Verilog is never replaced."""
+    from ..cli import OutputError
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    try:
+        listed = set(json.loads((out / CONFIG_JSON).read_text())["modules"])
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = None
+    mine = sorted(p.name for p in out.glob("*.v") if listed is None or p.stem not in listed)
+    if listed is None or mine:
+        raise OutputError(f"output folder {out} is not an earlier make verilog export (its {CONFIG_JSON} does not "
+                          f"list {', '.join(mine[:3]) or 'its files'}); choose another --out or empty it")
+
+
 def main(argv=None) -> int:
     from ..cli import OneLineParser, StagedDir, UsageError
     from ..config import PRESETS
@@ -439,6 +456,7 @@ def main(argv=None) -> int:
         parser.error(f"--set: {error}")
     out = args.out if args.out is not None else Path("build/verilog") / config_label(config)
     try:
+        _check_earlier_export(out)
         stage = StagedDir(out, OWNED)          # an unwritable folder is found before elaborating
     except UsageError as error:
         parser.error(str(error))
