@@ -256,7 +256,7 @@ def test_command_line_and_make_target(tmp_path):
     assert not (tmp_path / "build").exists()
     r = subprocess.run(["make", "-n", "run", "MODEL=resnet50", "CFG=E", "IMAGE=cat.jpg", "SEED=4", "SIZE=64x64"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert "-m sim.infer --model resnet50" in r.stdout and "--image='cat.jpg'" in r.stdout
+    assert "-m sim.infer --model='resnet50'" in r.stdout and "--image='cat.jpg'" in r.stdout
     assert "--seed='4'" in r.stdout and "--size='64x64'" in r.stdout and "--config='E'" in r.stdout
 
 
