@@ -1,6 +1,6 @@
 # Every target bootstraps the project virtual environment (.venv) on first use.
 # Variables: MODEL (a zoo name or a .onnx file), VARIANT, SIZE (HxW), CFG (a preset or a .toml file),
-# CHECK=1, OUT (output folder), FORMAT (plots: png, pdf, svg), GRID (sweep), IMAGE and SEED (make run),
+# CHECK=1, OUT (output folder), FORMAT (plots: png, pdf, svg), GRID (sweep), IMAGE (make run), SEED (make run, CHECK=1),
 # ARGS (extra CLI options).
 
 PYTHON_BOOT ?= python3
@@ -20,9 +20,11 @@ OUT     ?=
 FORMAT  ?=
 ARGS    ?=
 
+# A value quoted for the shell (spaces and quotes in paths survive)
+q = '$(subst ','\'',$(1))'
 # --option='value': a value that starts with "-" reaches the tool (which names it), not the parser
-opt = $(if $(2),$(1)='$(2)')
-MODEL_ARGS = --model $(MODEL) $(call opt,--variant,$(VARIANT)) $(call opt,--size,$(SIZE))
+opt = $(if $(2),$(1)=$(call q,$(2)))
+MODEL_ARGS = --model=$(call q,$(MODEL)) $(call opt,--variant,$(VARIANT)) $(call opt,--size,$(SIZE))
 OUT_ARGS = $(call opt,--out,$(OUT)) $(call opt,--format,$(FORMAT))
 # CHECK=1 turns the functional check on; CHECK= or CHECK=0 leaves it off; anything else is an error
 CHECK_ARG = $(if $(filter-out 0 1,$(strip $(CHECK))),$(error CHECK must be 1 (check) or 0 (no check), not '$(CHECK)'),$(if $(filter 1,$(strip $(CHECK))),--check))
@@ -72,25 +74,26 @@ flops: $(STAMP)
 	$(PY) -m mapper.flops $(MODEL_ARGS) $(call opt,--out,$(OUT)) $(ARGS)
 
 sim: $(STAMP)
-	$(PY) -m sim.run $(MODEL_ARGS) --config='$(CFG)' $(CHECK_ARG) $(OUT_ARGS) $(ARGS)
+	$(PY) -m sim.run $(MODEL_ARGS) --config=$(call q,$(CFG)) $(CHECK_ARG) $(call opt,--seed,$(SEED)) $(OUT_ARGS) $(ARGS)
 
 run: $(STAMP)
-	$(PY) -m sim.infer $(MODEL_ARGS) --config='$(CFG)' $(call opt,--image,$(IMAGE)) $(call opt,--seed,$(SEED)) $(call opt,--out,$(OUT)) $(ARGS)
+	$(if $(filter-out 1,$(strip $(CHECK))),$(error make run always checks every tensor; CHECK must be empty or 1, not '$(CHECK)'))
+	$(PY) -m sim.infer $(MODEL_ARGS) --config=$(call q,$(CFG)) $(call opt,--image,$(IMAGE)) $(call opt,--seed,$(SEED)) $(call opt,--out,$(OUT)) $(ARGS)
 
 paths: $(STAMP)
-	$(PY) -m sim.paths $(foreach m,$(MODEL),--model $(m)) --config='$(CFG)' $(call opt,--accuracy,$(ACCURACY)) $(OUT_ARGS) $(ARGS)
+	$(PY) -m sim.paths $(foreach m,$(MODEL),--model $(m)) --config=$(call q,$(CFG)) $(call opt,--accuracy,$(ACCURACY)) $(OUT_ARGS) $(ARGS)
 
 rdd: $(STAMP)
-	$(PY) -m sim.rdd $(foreach m,$(MODEL),--model $(m)) --config='$(CFG)' $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--out,$(OUT)) $(ARGS)
+	$(PY) -m sim.rdd $(foreach m,$(MODEL),--model $(m)) --config=$(call q,$(CFG)) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--out,$(OUT)) $(ARGS)
 
 sweep: $(STAMP)
-	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(if $(GRID),--grid='$(GRID)' --base='$(CFG)') $(call opt,--scheduler,$(SCHEDULER)) $(OUT_ARGS) $(ARGS)
+	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(if $(GRID),--grid=$(call q,$(GRID)) --base=$(call q,$(CFG))) $(call opt,--scheduler,$(SCHEDULER)) $(OUT_ARGS) $(ARGS)
 
 onnx: $(STAMP)
 	$(PY) -m mapper.onnx_export $(MODEL_ARGS) $(call opt,--out,$(OUT)) $(ARGS)
 
 config: $(STAMP)
-	@$(PY) -m hw.config_file --config='$(CFG)' $(call opt,--out,$(OUT)) $(ARGS)
+	@$(PY) -m hw.config_file --config=$(call q,$(CFG)) $(call opt,--out,$(OUT)) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow" tests $(ARGS)
@@ -114,13 +117,13 @@ bench: $(STAMP)
 	$(MAKE) cosim-e
 
 verilog: $(STAMP)
-	$(PY) -m hw.rtl.export --config='$(CFG)' $(call opt,--out,$(OUT)) $(ARGS)
+	$(PY) -m hw.rtl.export --config=$(call q,$(CFG)) $(call opt,--out,$(OUT)) $(ARGS)
 
 verilog-bench: $(STAMP)
 	$(PY) -m hw.rtl.bench $(ARGS)
 
 synth: $(STAMP)
-	$(PY) -m hw.rtl.synth --config='$(CFG)' $(call opt,--jobs,$(JOBS)) $(call opt,--out,$(OUT)) $(ARGS)
+	$(PY) -m hw.rtl.synth --config=$(call q,$(CFG)) $(call opt,--jobs,$(JOBS)) $(call opt,--out,$(OUT)) $(ARGS)
 
 clean:
 	rm -rf build

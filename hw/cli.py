@@ -190,7 +190,9 @@ class StagedDir:
             self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent))
         except OSError as e:
             self._remove_made()
-            raise OutputError(f"cannot write the output folder {self.out}: {e.strerror}") from None
+            blocking = next((d for d in self.out.absolute().parents if d.exists() and not d.is_dir()), None)
+            why = f"{blocking} is a file, not a folder" if blocking else e.strerror
+            raise OutputError(f"cannot write the output folder {self.out}: {why}") from None
 
     def _check_replaceable(self) -> None:
         out = self.out

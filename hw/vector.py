@@ -45,7 +45,8 @@ import numpy as np
 from .isa import ErrorCode, StreamError, VecOp
 
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
-           "STAGE_PARAMS", "PoolMode", "axis_offsets", "operand_addresses", "stage_work", "vec_fields",
+           "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
+           "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "operand_addresses", "stage_work", "vec_fields",
            "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
@@ -93,13 +94,15 @@ STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
     VecOp.POOL: [("mode", 2, False), ("kernel", 8, False), ("stride", 8, False), ("padding", 8, False),
                  ("ceil_mode", 1, False), ("count_include_pad", 1, False)],
 }
-_AXIS_FIELDS = [("n", 16, False), ("start", 16, False), ("wrap", 16, False), ("valid", 16, False),
+AXIS_FIELDS = [("n", 16, False), ("start", 16, False), ("wrap", 16, False), ("valid", 16, False),
                 ("win", 16, False), ("lo0", 16, False), ("hi0", 16, False), ("s_lo", 32, True),
                 ("s_hi", 32, True)]
-_OPERAND_FIELDS = [("base", 32, False), ("c", 16, False), ("repeat", 1, False)]
-_HEADER_FIELDS = [("h", 16, False), ("w", 16, False), ("c", 16, False), ("n_operands", 4, False),
+OPERAND_FIELDS = [("base", 32, False), ("c", 16, False), ("repeat", 1, False)]
+HEADER_FIELDS = [("h", 16, False), ("w", 16, False), ("c", 16, False), ("n_operands", 4, False),
                   ("n_stages", 4, False)]
-_STAGE_HEAD = [("op", 8, False), ("src", 4, False), ("src2", 4, False), ("out", 4, False)]
+STAGE_HEAD = [("op", 8, False), ("src", 4, False), ("src2", 4, False), ("out", 4, False)]
+#: An operand's fields in the order they are packed: base, c, repeat, then its y and x axes.
+OPERAND_SPEC = OPERAND_FIELDS + [(p + n, b, s) for p in ("y_", "x_") for n, b, s in AXIS_FIELDS]
 
 
 # ---- address patterns ----------------------------------------------------------------------------
@@ -312,18 +315,17 @@ def descriptor_bytes(d: Descriptor) -> int:
 
 def encode_descriptor(d: Descriptor) -> bytes:
     """The descriptor's bytes (range-checked: StreamError names a field that does not fit)."""
-    out = [_pack(_HEADER_FIELDS, {"h": d.h, "w": d.w, "c": d.c, "n_operands": len(d.operands),
+    out = [_pack(HEADER_FIELDS, {"h": d.h, "w": d.w, "c": d.c, "n_operands": len(d.operands),
                                   "n_stages": len(d.stages)}, HEADER_BYTES, "VEC descriptor")]
     for i, op in enumerate(d.operands):
         where = f"VEC descriptor operand {i}"
-        spec = _OPERAND_FIELDS + [("y_" + n, b, s) for n, b, s in _AXIS_FIELDS] + \
-            [("x_" + n, b, s) for n, b, s in _AXIS_FIELDS]
+        spec = OPERAND_SPEC
         vals = {"base": op.base, "c": op.c, "repeat": int(op.repeat),
                 **{"y_" + k: v for k, v in op.y.fields().items()}, **{"x_" + k: v for k, v in op.x.fields().items()}}
         out.append(_pack(spec, vals, OPERAND_BYTES, where))
     for i, st in enumerate(d.stages):
         vals = {"op": int(st.op), "src": st.src, "src2": st.src2, "out": st.out, **st.params}
-        out.append(_pack(_STAGE_HEAD + STAGE_PARAMS[st.op], vals, STAGE_BYTES, f"VEC descriptor stage {i}"))
+        out.append(_pack(STAGE_HEAD + STAGE_PARAMS[st.op], vals, STAGE_BYTES, f"VEC descriptor stage {i}"))
     return b"".join(out)
 
 
@@ -331,16 +333,15 @@ def decode_descriptor(data: bytes, where: str = "VEC descriptor") -> Descriptor:
     """Parse (and check) a descriptor; StreamError for one the vector unit cannot run."""
     if len(data) < HEADER_BYTES:
         raise _malformed(f"{where}: truncated header")
-    head = _unpack(_HEADER_FIELDS, data[:HEADER_BYTES])
+    head = _unpack(HEADER_FIELDS, data[:HEADER_BYTES])
     n_op, n_st = head["n_operands"], head["n_stages"]
     if len(data) < HEADER_BYTES + OPERAND_BYTES * n_op + STAGE_BYTES * n_st:
         raise _malformed(f"{where}: truncated ({n_op} operands, {n_st} stages)")
     operands, pos = [], HEADER_BYTES
-    spec = _OPERAND_FIELDS + [("y_" + n, b, s) for n, b, s in _AXIS_FIELDS] + \
-        [("x_" + n, b, s) for n, b, s in _AXIS_FIELDS]
+    spec = OPERAND_SPEC
     for i in range(n_op):
         f = _unpack(spec, data[pos:pos + OPERAND_BYTES])
-        axes = [Axis.from_fields({n: f[p + n] for n, _, _ in _AXIS_FIELDS}, f"{where} operand {i} {p[0]}")
+        axes = [Axis.from_fields({n: f[p + n] for n, _, _ in AXIS_FIELDS}, f"{where} operand {i} {p[0]}")
                 for p in ("y_", "x_")]
         if f["c"] < 1:
             raise _malformed(f"{where} operand {i}: c = 0")
@@ -348,14 +349,14 @@ def decode_descriptor(data: bytes, where: str = "VEC descriptor") -> Descriptor:
         pos += OPERAND_BYTES
     stages = []
     for i in range(n_st):
-        head_f = _unpack(_STAGE_HEAD, data[pos:pos + STAGE_BYTES])
+        head_f = _unpack(STAGE_HEAD, data[pos:pos + STAGE_BYTES])
         try:
             op = VecOp(head_f["op"])
         except ValueError:
             raise _malformed(f"{where} stage {i}: unknown operation {head_f['op']}") from None
         if op == VecOp.CHAIN:
             raise _malformed(f"{where} stage {i}: CHAIN is not a stage operation")
-        f = _unpack(_STAGE_HEAD + STAGE_PARAMS[op], data[pos:pos + STAGE_BYTES])
+        f = _unpack(STAGE_HEAD + STAGE_PARAMS[op], data[pos:pos + STAGE_BYTES])
         params = {n: f[n] for n, _, _ in STAGE_PARAMS[op]}
         stages.append(Stage(op, head_f["src"], head_f["src2"], head_f["out"], params))
         pos += STAGE_BYTES

@@ -118,6 +118,10 @@ def prepare(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] = Non
         A network that cannot be quantised or computed (an opaque product, an input that is
         not an image of ``model.input``'s shape), or a scale an operator cannot represent.
     """
+    if model.input[2] != 3:
+        raise ValueError(f"its input has {model.input[2]} channels "
+                         f"({'x'.join(map(str, model.input))}); images, and so make run, CHECK=1 and "
+                         f"sim.accuracy, have 3 (RGB)")
     if calib_image is None:
         calib_image = calibration_image(model.input[0], model.input[1], seed)
     imported = imported_of(model)

@@ -64,7 +64,9 @@ def build_model_or_usage_error(name: str, variant: str | None, size: tuple[int, 
     except KeyError as e:
         raise UsageError(str(e.args[0]) if e.args else str(e)) from None
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        if size is None:
+            raise UsageError(str(e)) from None
+        raise UsageError(f"--size {size[0]}x{size[1]}: {name} cannot take an input of this size ({e})") from None
 
 
 def model_parts(model: Model, size_given: bool) -> list[str]:

@@ -16,7 +16,8 @@ aggregation (``b_layout="opaque"``, no element semantics in the IR).  They are w
 ``com.vitaccel.AdaptiveAveragePool`` and ``com.vitaccel.OpaqueMatMul``, which the importer
 reads and onnxruntime cannot run.
 
-The command writes ``<out>/<model>[_<variant>][_<H>x<W>].onnx`` (default ``build/onnx``),
+The command writes ``<out>/<model>[_<variant>][_<H>x<W>][_seed<n>].onnx`` (default ``build/onnx``; the seed
+only when it is not 0),
 weights from ``mapper.weights.init_weights`` with ``--seed`` (default 0), to a temporary name
 renamed into place; bad input is one line on stderr and exit status 2, nothing written.
 """
@@ -421,17 +422,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not args.seed.strip().isdigit():
             raise UsageError(f"bad --seed {args.seed!r}: expected a non-negative integer")
         model = build_model_or_usage_error(args.model, args.variant, size)
-        path = Path(args.out) / f"{model_tag(model, size is not None)}.onnx"
-        proto = export_onnx(model, init_weights(model, int(args.seed)),
+        seed = int(args.seed)
+        path = Path(args.out) / f"{model_tag(model, size is not None)}{f'_seed{seed}' if seed else ''}.onnx"
+        proto = export_onnx(model, init_weights(model, seed),
                             metadata={"vitaccel.model": model.name, "vitaccel.variant": model.variant,
-                                      "vitaccel.seed": args.seed.strip()})
+                                      "vitaccel.seed": str(seed)})
         try:
             atomic_write_bytes(path, proto.SerializeToString())
         except OSError as e:
             raise UsageError(f"cannot write {path}: {e.strerror}") from None
     except UsageError as e:
         return fail(parser.prog, e)
-    weights = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
+    weights = sum(int(np.prod(t.dims)) for t in proto.graph.initializer if t.data_type == 1)   # FLOAT, not shapes
     print(f"wrote {path}: {len(proto.graph.node)} nodes, {weights:,} weights, {model.total_macs:,} MACs")
     return 0
 

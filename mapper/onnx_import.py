@@ -135,7 +135,26 @@ def _load_cached(resolved: str, size: int, mtime: int, shown: str) -> Imported:
         raise OnnxImportError(f"{shown}: cannot read the ONNX file: {e.strerror}") from None
     except Exception as e:                      # protobuf's DecodeError and friends
         raise OnnxImportError(f"{shown}: not an ONNX model ({type(e).__name__}: {e})") from None
+    if _load_external_data(proto, Path(resolved).parent, shown):
+        data = proto.SerializeToString()        # the name's hash covers the weights stored beside it
     return import_onnx(proto, model_name_for(Path(shown), data), where=shown)
+
+
+def _load_external_data(proto, folder: Path, shown: str) -> bool:
+    """Read tensors stored outside the file (ONNX external data) from ``folder``, the file's own,
+    never the current one; True when there were any."""
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    tensors = list(proto.graph.initializer) + [a.t for n in proto.graph.node for a in n.attribute if a.HasField("t")]
+    if not any(uses_external_data(t) for t in tensors):
+        return False
+    try:
+        load_external_data_for_model(proto, str(folder))
+    except Exception as e:                      # OSError, or onnx's ValidationError for a missing file
+        detail = getattr(e, "strerror", None) or str(e).splitlines()[0]
+        raise OnnxImportError(f"{shown}: cannot read its external data (tensors stored beside the file, "
+                              f"looked up in {folder}): {detail}") from None
+    return True
 
 
 def imported_of(model: Model) -> Optional[Imported]:
@@ -325,6 +344,9 @@ class _Importer:
         outputs = self._graph_outputs()
         layers = _live_layers(self.layers, {v.source for v in outputs.values()} | set(self.class_maps.values()))
         _check_folds(self.folds, layers, outputs)
+        if not layers:
+            raise self.fail("it computes nothing the accelerator runs (its outputs are its input or "
+                            "constants); a model needs at least one layer")
         model = self._model(name, layers)
         weights = {k: v for k, v in self.weights.items() if k in {l.name for l in layers}}
         return Imported(model, weights, outputs, input_name, input_view, self.class_maps, self.act_scales,
@@ -337,7 +359,8 @@ class _Importer:
         if self._foldable(node):
             return self._fold(node)
         if handler is None:
-            raise self.fail(f"unsupported operator; supported: {SUPPORTED_TEXT}")
+            why = ONLY_IN_PATTERNS.get(node.op_type)
+            raise self.fail(f"{why}" if why else f"unsupported operator; supported: {SUPPORTED_TEXT}")
         handler(self, node)
 
     # -- graph inputs, initializers, outputs
@@ -679,3 +702,11 @@ def _guess_part(name: str) -> str:
 from .onnx_ops import HANDLERS as _HANDLERS, NEVER_FOLD as _NEVER_FOLD, SUPPORTED_OPS, VIEW_OPS as _VIEW_OPS  # noqa: E402
 
 SUPPORTED_TEXT = ", ".join(SUPPORTED_OPS)
+#: Operators imported only as part of a pattern, and what breaks it most often.
+ONLY_IN_PATTERNS = {
+    "BatchNormalization": "a BatchNormalization is imported only folded into the Conv right before it; a "
+                          "QuantizeLinear/DequantizeLinear pair between them (a quantiser run without "
+                          "onnxruntime's quant_pre_process) or another operator breaks that",
+    "Erf": "Erf is imported only as GELU, x * 0.5 * (1 + Erf(x / sqrt(2))); a QuantizeLinear/DequantizeLinear "
+           "pair inside that pattern (quantise only Conv, MatMul and Gemm) or another form breaks it",
+}

@@ -451,12 +451,12 @@ def _opaque(imp, node) -> None:
 
 # ---- quantisation (QDQ) ---------------------------------------------------------------------------
 
-def _qparams(imp, node) -> tuple[np.ndarray, np.ndarray]:
+def _qparams(imp, node, zero_point_type=np.int8) -> tuple[np.ndarray, np.ndarray]:
     scale = imp.array(node.input[1]).astype(np.float64)
     zp = imp.optional_array(node, 2)
-    if zp is not None and zp.dtype != np.int8:
+    if zp is not None and zp.dtype != zero_point_type:
         raise imp.fail(f"a {zp.dtype} zero point; supported: symmetric int8 (QInt8, zero point 0), as the "
-                       f"accelerator's int8 tensors are")
+                       f"accelerator's int8 tensors are, and int32 biases (zero point 0)")
     if zp is not None and np.any(zp != 0):
         raise imp.fail("a zero point other than 0 (asymmetric); supported: symmetric int8")
     return scale, zp
@@ -480,8 +480,9 @@ def _pass_quantised(imp, node) -> None:
 
 @_op("DequantizeLinear")
 def _dequantize(imp, node) -> None:
-    scale, _ = _qparams(imp, node)
     x = node.input[0]
+    int32_const = x in imp.consts and imp.consts[x].dtype == np.int32     # a bias, as quantisers store it
+    scale, _ = _qparams(imp, node, np.int32 if int32_const else np.int8)
     if x in imp.quantised:
         v = _view(imp, x)
         s = imp.quantised[x] or float(scale.ravel()[0])

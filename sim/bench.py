@@ -5,7 +5,8 @@ built) of segformer_b2, swin_tiny and resnet50 on configuration E: the median
 wall time of ``--repeat`` runs (default 3), each with the mapper's
 process-level cache cleared first (``mapper.lower._map_problem.cache_clear()``)
 so every run maps from scratch.  Records each run's simulated time, energy and
-MAC utilisation, and the wall time of the whole-network functional check
+MAC utilisation, the golden model's depthwise convolution at SegFormer's largest shape,
+and the wall (and CPU) time of the whole-network functional check
 (``CHECK=1``: calibrated network, program, golden comparison) of segformer_b0 at
 64x64 on ``small`` and of segformer_b2 at 512x512 on E (seed 0).  ``figures`` holds the issue's checks, computed from the runs: for
 SegFormer-B2 and Swin-T on E, in the default model and in the paper-comparable
@@ -91,10 +92,26 @@ def bench_check(name: str, size, cfg_name: str) -> dict:
     from .inference import check_network
     model = build_model(name, size=size)
     _map_problem.cache_clear()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     summary = check_network(model, get_config(cfg_name), seed=0)
     return {"model": name, "size": f"{model.input[0]}x{model.input[1]}", "config": cfg_name, "seed": 0,
-            "wall_s": time.perf_counter() - t0, "summary": summary}
+            "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "summary": summary}
+
+
+def bench_golden_depthwise(repeat: int) -> dict:
+    """Median wall time of the golden model's depthwise 3x3 convolution of 128x128x256 int8
+    (SegFormer's largest Mix-FFN depthwise shape at 512x512), which the functional check runs often."""
+    import numpy as np
+    from . import golden
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, (128, 128, 256), dtype=np.int8)
+    w = rng.integers(-128, 128, (256, 3, 3, 1), dtype=np.int8)
+    walls = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        golden.conv2d(x, w, padding=1, groups=256)
+        walls.append(time.perf_counter() - t0)
+    return {"shape": "128x128x256 k3x3 groups 256", "wall_s_median": statistics.median(walls)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     for c in check:
         print(f"whole-network check {c['model']} {c['size']} on {c['config']}: {c['wall_s']:.2f} s wall "
               f"({c['summary']['tensors']} tensors, {c['summary']['instructions']:,} instructions)", flush=True)
+    depthwise = bench_golden_depthwise(args.repeat)
+    print(f"golden depthwise {depthwise['shape']}: {depthwise['wall_s_median']:.3f} s wall (median)", flush=True)
     figs = bench_figures()
     for name, modes in figs.items():
         for mode, f in modes.items():
@@ -123,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{f['largest_layer']} {100 * f['largest_time_share']:.1f} % of time, "
                   f"{100 * f['largest_energy_share']:.1f} % of energy")
     doc = {"python": platform.python_version(), "machine": platform.machine(), "repeat": args.repeat,
-           "timing": timing, "functional_check": check, "figures": figs}
+           "timing": timing, "functional_check": check, "golden_depthwise": depthwise, "figures": figs}
     out = Path(args.out)
     atomic_write_json(out / "sim.json", doc, default=str)
     print(f"wrote {out / 'sim.json'}")

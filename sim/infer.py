@@ -100,6 +100,9 @@ def _read_picture(path: Path) -> np.ndarray:
     from PIL import Image
     try:
         with Image.open(path) as im:
+            if im.mode.startswith("I"):          # 16-bit grey: convert("RGB") would clip it to white
+                grey = np.asarray(im).astype(np.float64) * (255 / 65535)
+                return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
         raise UsageError(f"image {str(path)!r} cannot be read ({type(e).__name__}: {e}); give {IMAGE_FORMS}") from None

@@ -34,9 +34,15 @@ def config_tag(cfg: AcceleratorConfig) -> str:
     """``E`` for the preset E; ``E_dram384B_lat200_1.5GHz`` with overrides; ``E_ideal_memory`` when
     every field of ``sim.simulator.IDEAL_MEMORY`` has its value; ``<name>-<hash>`` for a
     configuration that is no preset."""
+    return name_token("_".join(p for p in config_parts(cfg) if p))
+
+
+def config_parts(cfg: AcceleratorConfig) -> tuple[str, str]:
+    """``config_tag`` as (the configuration's name, its overrides' tag or ``""``), so that a
+    name holding ``_`` (``e_small``) is not mistaken for an override."""
     base = PRESETS.get(cfg.name)
     if base is None:
-        return f"{name_token(cfg.name)}-{short_hash(repr(sorted(cfg.to_dict().items())))}"
+        return f"{name_token(cfg.name)}-{short_hash(repr(sorted(cfg.to_dict().items())))}", ""
     changed = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
                if getattr(cfg, f.name) != getattr(base, f.name)}
     tags = []
@@ -44,7 +50,7 @@ def config_tag(cfg: AcceleratorConfig) -> str:
         tags.append("ideal_memory")
         changed = {k: v for k, v in changed.items() if k not in IDEAL_MEMORY}
     tags += [_FIELD_TAGS.get(k, lambda v, k=k: f"{k}{v}")(v) for k, v in changed.items()]
-    return name_token("_".join([cfg.name, *tags]))
+    return cfg.name, name_token("_".join(tags))
 
 
 def run_name(*parts: str) -> str:

@@ -179,7 +179,8 @@ def main(argv=None) -> int:
         # candidates: every path of the accuracy table that belongs to the chosen models
         rows = [r for r in table.rows if r.model in args.model]
         if not rows:
-            raise ValueError(f"{args.accuracy}: no accuracy rows for {', '.join(args.model)}")
+            raise ValueError(f"{args.accuracy}: no accuracy rows for {', '.join(args.model)}; give ACCURACY=your.csv "
+                             f"(--accuracy) with rows model,path,accuracy")
         stage = StagedDir(_out_dir(args, cfg), OWNED)
     except (KeyError, ValueError, UsageError) as e:
         return fail(ap.prog, e)

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 from hw.cli import OneLineParser, UsageError, fail, run_main
-from hw.config import AcceleratorConfig, get_config
+from hw.config import AcceleratorConfig
+from hw.config_file import ConfigError, load_config
 from hw.isa import Queue, decode_stream, disassemble
 from hw.timing import occupancy_and_latency, schedule
 
@@ -43,13 +45,22 @@ def _config(args) -> tuple[AcceleratorConfig, str]:
     """The configuration to replay on and where it comes from (UsageError when there is none)."""
     if args.config is not None:
         try:
-            return get_config(args.config), f"preset {args.config}"
-        except KeyError as e:
-            raise UsageError(e.args[0]) from None
-    sidecar = Path(args.stream).with_suffix(".json")
+            cfg = load_config(args.config)
+        except ConfigError as e:
+            raise UsageError(str(e)) from None
+        return cfg, f"{'file' if args.config.endswith('.toml') else 'preset'} {args.config}"
+    dumped = _dumped_config(args.stream)
+    if dumped is None:
+        raise UsageError(f"{args.stream}: no {Path(args.stream).with_suffix('.json').name} beside it to say which "
+                         f"configuration it was dumped with; give --config")
+    return dumped
+
+
+def _dumped_config(stream: str) -> Optional[tuple[AcceleratorConfig, str]]:
+    """The configuration in the ``.json`` beside ``stream`` and its description, or None without one."""
+    sidecar = Path(stream).with_suffix(".json")
     if not sidecar.exists():
-        raise UsageError(f"{args.stream}: no {sidecar.name} beside it to say which configuration it was dumped "
-                         f"with; give --config")
+        return None
     try:
         doc = json.loads(sidecar.read_text())
         return config_from_sidecar(doc), f"{sidecar.name}: {doc.get('layer', '?')} of {doc.get('model', '?')}"
@@ -58,11 +69,24 @@ def _config(args) -> tuple[AcceleratorConfig, str]:
                          f"({type(e).__name__}: {e})") from None
 
 
+def _other_config_note(stream: str, cfg: AcceleratorConfig) -> Optional[str]:
+    """A warning when ``cfg`` is not the configuration the stream was mapped for."""
+    try:
+        dumped = _dumped_config(stream)
+    except UsageError:
+        return None
+    if dumped is None or dumped[0] == cfg:
+        return None
+    return (f"note: the stream was mapped for {describe_config(dumped[0])}; its tiling is timed here as it is, "
+            f"not re-mapped for this configuration")
+
+
 def main(argv=None) -> int:
     ap = OneLineParser(prog="python -m sim.replay", description=__doc__.split("\n\n")[0])
     ap.add_argument("stream", help="binary stream (.bin)")
     ap.add_argument("--config", default=None,
-                    help="preset to replay on (default: the configuration in the .json beside the stream)")
+                    help="preset or .toml accelerator file to replay on (default: the configuration in the "
+                         ".json beside the stream)")
     ap.add_argument("--listing", action="store_true", help="print the disassembly")
     args = ap.parse_args(argv)
     try:
@@ -76,6 +100,9 @@ def main(argv=None) -> int:
     except ValueError as e:          # StreamError is a ValueError
         return fail(ap.prog, f"{args.stream}: {e.args[0] if e.args else e}")
     print(f"configuration {describe_config(cfg)} ({source})")
+    note = _other_config_note(args.stream, cfg) if args.config is not None else None
+    if note:
+        print(note)
     if args.listing:
         print(disassemble(r["insns"]))
     print(f"{r['instructions']} instructions, {r['total_cycles']} cycles on {cfg.name} "

@@ -42,7 +42,7 @@ from mapper.lower import MappingError
 
 from . import plots
 from .area import area_mm2
-from .outputs import config_tag, parse_formats, run_name
+from .outputs import config_parts, parse_formats, run_name
 from .progress import Progress, layer_weights
 from .simulator import SimResult, simulate
 from .streams import dump_layer, layer_stream
@@ -89,7 +89,7 @@ def run_dir(model: Model, cfg: AcceleratorConfig, size_given: bool, *, mac_only:
     the folder name of a run, made of everything that changes its results
     (``sim.outputs.config_tag`` names the configuration with its overrides)."""
     name, variant, size = model_parts(model, size_given)
-    preset, _, overrides = config_tag(cfg).partition("_")
+    preset, overrides = config_parts(cfg)
     return run_name(name, preset, variant, size, overrides, "ideal_memory" if ideal_memory else "",
                     "mac_only" if mac_only else "", "no_fusion" if not fuse and not mac_only else "")
 

@@ -189,13 +189,25 @@ def _qweight(g: Graph, name: str, w: np.ndarray, axis: int = 0) -> tuple[str, np
     return out, q, s
 
 
-def qdq_cnn(size: int = 16, width: int = 8, classes: int = 5, zero_point_dtype=np.int8, seed: int = 2):
+def _qbias(g: Graph, name: str, n: int, scale: np.ndarray) -> tuple[str, np.ndarray]:
+    """An int32 bias behind a DequantizeLinear of scale ``s_in * s_w`` (onnxruntime's QuantizeBias)."""
+    q = np.round(g.rng.uniform(-0.1, 0.1, n) / scale).astype(np.int32)
+    out = g.op("DequantizeLinear", [g.init(f"{name}.q", q), g.init(f"{name}.scale", scale.astype(np.float32)),
+                                    g.init(f"{name}.zp", np.zeros(n, np.int32))], f"/{name}", axis=0)
+    return out, q
+
+
+def qdq_cnn(size: int = 16, width: int = 8, classes: int = 5, zero_point_dtype=np.int8, seed: int = 2,
+            int32_bias: bool = False):
     """A QDQ-quantised CNN as onnxruntime's static quantiser writes one (QInt8, symmetric, per-channel
-    weights): conv + ReLU, global average pooling, a Gemm.  Returns ``(model, {int8 weights, scales})``."""
+    weights; with ``int32_bias`` the conv's bias too, as its default QuantizeBias does): conv + ReLU,
+    global average pooling, a Gemm.  Returns ``(model, {int8 weights, scales; "conv_bias": int32})``."""
     g = Graph(seed)
     x = _qdq(g, "input", 1 / 64, "/input_q", zero_point_dtype)
     w, q1, s1 = _qweight(g, "conv.weight", g.rng.normal(0, 0.3, (width, 3, 3, 3)).astype(np.float32))
-    y = g.op("Conv", [x, w, g.weight("conv.bias", width, scale=0.1)], "/conv", kernel_shape=[3, 3], pads=[1] * 4)
+    bias, qb = (_qbias(g, "conv.bias", width, s1.astype(np.float64) / 64) if int32_bias
+                else (g.weight("conv.bias", width, scale=0.1), None))
+    y = g.op("Conv", [x, w, bias], "/conv", kernel_shape=[3, 3], pads=[1] * 4)
     y = _qdq(g, y, 1 / 16, "/conv_q")
     y = _qdq(g, g.op("Relu", [y], "/relu"), 1 / 16, "/relu_q")
     y = _qdq(g, g.op("GlobalAveragePool", [y], "/pool"), 1 / 32, "/pool_q")
@@ -204,7 +216,7 @@ def qdq_cnn(size: int = 16, width: int = 8, classes: int = 5, zero_point_dtype=n
     y = g.op("Gemm", [y, w2, g.weight("fc.bias", classes, scale=0.1)], "/fc", transB=1)
     y = _qdq(g, y, 1 / 8, "/fc_q")
     return (g.model([image_input(3, size, size, "input")], [out(y)]),
-            {"conv": (q1, s1), "fc": (q2, s2)})
+            {"conv": (q1, s1), "fc": (q2, s2), "conv_bias": qb})
 
 
 def decomposed_layernorm(tokens: int = 5, c: int = 16, seed: int = 4):

@@ -66,6 +66,8 @@ def assert_refused(r: subprocess.CompletedProcess, *needles: str, absent: str = 
     ([*SIM, "--size", "-512x512"], ["'-512x512'", "HxW"], "expected one argument"),
     (["mapper.flops", "--model", "segformer_b2", "--size", "-512x512"], ["'-512x512'", "HxW"], ""),
     (["sim.sweep", "--model", "segformer_b2", "--size", "-512x512"], ["'-512x512'", "HxW"], ""),
+    # a size the model cannot take names the size, then the layer
+    ([*SIM, "--size", "7x7"], ["--size 7x7", "segformer_b0 cannot take", "attn.sr"], ""),
     # verilog --set with an unknown field blames the field
     (["hw.rtl.export", "--config", "tiny", "--set", "foo=1", "--out", "existing"], ["--set", "'foo'", "choose from"],
      "--config"),

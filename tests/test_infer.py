@@ -256,5 +256,16 @@ def test_command_line_and_make_target(tmp_path):
     assert not (tmp_path / "build").exists()
     r = subprocess.run(["make", "-n", "run", "MODEL=resnet50", "CFG=E", "IMAGE=cat.jpg", "SEED=4", "SIZE=64x64"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert "-m sim.infer --model resnet50" in r.stdout and "--image='cat.jpg'" in r.stdout
+    assert "-m sim.infer --model='resnet50'" in r.stdout and "--image='cat.jpg'" in r.stdout
     assert "--seed='4'" in r.stdout and "--size='64x64'" in r.stdout and "--config='E'" in r.stdout
+
+
+def test_a_16_bit_grey_picture_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from sim.infer import read_image
+    grey = np.array([[0, 257 * 100], [65535, 257 * 7]], dtype=np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    rgb = read_image(tmp_path / "g16.png")
+    assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
+    assert rgb[..., 0].tolist() == [[0, 100], [255, 7]] and (rgb[..., 0] == rgb[..., 2]).all()

@@ -117,6 +117,17 @@ def test_qdq_scales_kept():
     assert q.layers[pool].scale == 1 / 16
 
 
+def test_an_int32_bias_behind_a_dequantize_is_imported():
+    """onnxruntime's quantiser stores biases as int32 at scale s_in * s_w (zero point 0, int32): the
+    importer reads the bias they stand for (quantised again at the accelerator's own scales)."""
+    proto, wq = qdq_cnn(int32_bias=True)
+    imp = import_onnx(proto, "qdq_bias")
+    conv = next(l.name for l in imp.model.layers if l.kind == "conv2d")
+    expected = (wq["conv_bias"] * (wq["conv"][1].astype(np.float64) / 64)).astype(np.float32)
+    np.testing.assert_array_equal(imp.weights[conv]["bias"], expected)
+    assert qdq_qmodel(imp).layers[conv].bias is not None
+
+
 def _assert_one_line(e: OnnxImportError, *needles):
     text = str(e)
     assert "\n" not in text
@@ -246,3 +257,12 @@ def test_gelu_erf_patterns(order):
     imp = import_onnx(proto, "gelu")
     assert [l.kind for l in imp.model.layers] == ["linear", "gelu"]
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_graph_that_computes_nothing_is_refused():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 16])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxImportError, match="computes nothing the accelerator runs"):
+        import_onnx(proto, "identity")

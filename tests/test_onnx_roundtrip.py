@@ -150,6 +150,10 @@ def test_make_onnx_writes_a_file_that_imports(tmp_path):
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["vitaccel.model"] == "segformer_b0" and meta["vitaccel.seed"] == "0"
     assert build_model(str(path)).total_macs == build_model("segformer_b0", size=(64, 64)).total_macs
+    r = subprocess.run([sys.executable, "-m", "mapper.onnx_export", "--model", "segformer_b0", "--size", "64x64",
+                        "--seed", "1", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr          # other weights, another file: seed 0's is not replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["segformer_b0_64x64.onnx", "segformer_b0_64x64_seed1.onnx"]
 
 
 @pytest.mark.parametrize("args, needle", [(["--model", "nosuch"], "'nosuch'"),

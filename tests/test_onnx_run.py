@@ -190,3 +190,39 @@ def test_a_file_that_cannot_run_is_one_line_and_writes_nothing(graph, command, t
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not folder.exists()
+
+
+def test_external_data_is_read_beside_the_file_not_the_current_folder(tmp_path, monkeypatch):
+    import onnx
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = folder / "vit.onnx"
+    proto = vit(seed=3)[0]
+    onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="vit.bin", size_threshold=0)
+    monkeypatch.chdir(tmp_path)                 # not the file's folder
+    loaded = load_onnx(path)
+    inline = load_onnx(_write(tmp_path / "inline.onnx", vit(seed=3)[0]))
+    assert loaded.weights.keys() == inline.weights.keys()
+    for name, tensors in inline.weights.items():
+        for key, value in tensors.items():
+            assert np.array_equal(loaded.weights[name][key], value), (name, key)
+    alone = tmp_path / "alone"                  # the graph without the file of its weights
+    alone.mkdir()
+    (alone / "vit.onnx").write_bytes(path.read_bytes())
+    with pytest.raises(OnnxImportError, match="cannot read its external data"):
+        load_onnx(alone / "vit.onnx")
+
+
+def test_an_input_that_is_no_rgb_image_is_refused_for_what_it_is(tmp_path, capsys):
+    from onnx import TensorProto, helper
+    w = numpy_helper.from_array(np.ones((8, 4, 3, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], [w])
+    path = _write(tmp_path / "four.onnx", helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    folder = tmp_path / "out"
+    assert _status(infer.main, ["--model", str(path), "--config", "small", "--out", str(folder), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "its input has 4 channels" in err and err.count("\n") == 1, err
+    assert not folder.exists()

@@ -52,6 +52,10 @@ def test_run_dir_names_model_size_and_modes():
                        mac_only=True) == "segformer_b2_E_B2_c_ideal_memory_mac_only"
     assert run.run_dir(b2, get_config("E", dram_bytes_per_cycle=384), False, fuse=False) == \
         "segformer_b2_E_dram384B_no_fusion"
+    # a configuration whose name holds "_" keeps it whole, before the size
+    b0 = build_model("segformer_b0", size=(32, 32))
+    assert run.run_dir(b0, get_config("e_small", dram_bytes_per_cycle=64), True) == \
+        "segformer_b0_e_small_32x32_dram64B"
 
 
 def test_runs_that_differ_leave_two_folders(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """A dumped stream replays to the simulator's cycle count; a damaged one is refused with its offset."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +26,19 @@ def test_replay_equals_mapper_cycles(tmp_path):
                        text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert p.returncode == 2
     assert f"truncated instruction at byte offset {len(data) - 32}" in p.stderr
+
+
+def test_replay_takes_an_accelerator_file_and_says_when_it_is_not_the_dumped_one(tmp_path, capsys):
+    from sim.replay import main
+    cfg = get_config("small")
+    lowered, _ = map_layer(Conv2d("c", "encoder", 24, 20, 12, 12, kernel=3, padding=1), cfg)[0]
+    stream = tmp_path / "s.bin"
+    stream.write_bytes(encode_stream(lowered.stream + [_insn(Op.END)]))
+    (tmp_path / "s.json").write_text(json.dumps({"layer": "c", "model": "m", "config": cfg.to_dict()}))
+    accel = tmp_path / "mine.toml"
+    accel.write_text('base = "small"\nnum_pe = 8\n')
+    assert main([str(stream), "--config", str(accel)]) == 0
+    out = capsys.readouterr().out
+    assert f"file {accel}" in out and "note: the stream was mapped for small" in out
+    assert main([str(stream), "--config", "small"]) == 0
+    assert "note:" not in capsys.readouterr().out

@@ -179,3 +179,24 @@ def test_main_writes_default_layout(tmp_path, monkeypatch, capsys):
     assert FILE_LIST in files and CONFIG_JSON in files
     assert json.loads(files[CONFIG_JSON])["top"].startswith("pe_array_")
     assert "pe_array_" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["file", "foreign", "own_verilog"])
+def test_an_output_that_cannot_be_written_is_refused_before_exporting(tmp_path, kind):
+    out = tmp_path / "out"
+    if kind == "file":
+        out.write_text("mine")
+    elif kind == "foreign":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    else:                                       # a user's Verilog and file list: never replaced
+        out.mkdir()
+        (out / "mine.v").write_text("module mine; endmodule\n")
+        (out / FILE_LIST).write_text("mine.v\n")
+    proc = _cli(tmp_path, "--config", "tiny", "--top", "pe_array", "--out", str(out))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and str(out) in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]      # nothing staged left behind
+    if kind == "own_verilog":
+        assert (out / "mine.v").read_text() == "module mine; endmodule\n"

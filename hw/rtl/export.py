@@ -357,6 +357,8 @@ TOPS = {"accelerator": export_accelerator, "pe_array": export_pe_array, "pe_tile
 FILE_LIST = "files.f"
 #: The configuration and the top-level ports, as JSON.
 CONFIG_JSON = "config.json"
+#: What an export folder holds (``make verilog`` replaces only such a folder).
+OWNED = ("*.v", FILE_LIST, CONFIG_JSON)
 
 
 def export_files(result: ExportResult, config: AcceleratorConfig) -> dict[str, bytes]:
@@ -413,8 +415,25 @@ def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accele
     return result
 
 
+def _check_earlier_export(out: Path) -> None:
+    """Refuse (OutputError) a non-empty ``out`` that is not an earlier export: its ``config.json``
+    must list every ``.v`` file in it, so that a user's own Verilog is never replaced."""
+    from ..cli import OutputError
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    try:
+        listed = set(json.loads((out / CONFIG_JSON).read_text())["modules"])
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = None
+    mine = sorted(p.name for p in out.glob("*.v") if listed is None or p.stem not in listed)
+    if listed is None or mine:
+        raise OutputError(f"output folder {out} is not an earlier make verilog export (its {CONFIG_JSON} does not "
+                          f"list {', '.join(mine[:3]) or 'its files'}); choose another --out or empty it")
+
+
 def main(argv=None) -> int:
-    from ..cli import OneLineParser
+    from ..cli import OneLineParser, StagedDir, UsageError
     from ..config import PRESETS
     from ..config_file import FIELDS, ConfigError, config_label, load_config
 
@@ -451,11 +470,18 @@ def main(argv=None) -> int:
         parser.error(f"--set: {error}")
     out = args.out if args.out is not None else Path("build/verilog") / config_label(config)
     try:
-        result = export_to_directory(config, out, args.top)
-    except ValueError as error:
-        # Components built before the error was found are never elaborated: not news.
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        parser.error(f"--config {config.name}: the RTL cannot build it: {error}")
+        _check_earlier_export(out)
+        stage = StagedDir(out, OWNED)          # an unwritable folder is found before elaborating
+    except UsageError as error:
+        parser.error(str(error))
+    with stage:
+        try:
+            result = export_to_directory(config, stage.path, args.top)
+        except ValueError as error:
+            # Components built before the error was found are never elaborated: not news.
+            warnings.simplefilter("ignore", UnusedElaboratable)
+            parser.error(f"--config {config.name}: the RTL cannot build it: {error}")
+        stage.commit()
     size = sum((out / f"{m}.v").stat().st_size for m in result.modules)
     print(f"{out}: {result.top}, {len(result.modules)} modules, {size} bytes of Verilog, "
           f"{result.seconds:.1f} s")

@@ -647,12 +647,13 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
 
 def main(argv=None) -> int:
     from ..cli import OneLineParser, UsageError
-    from ..config import PRESETS, get_config
+    from ..config import PRESETS
+    from ..config_file import ConfigError, config_label, load_config
 
     parser = OneLineParser(prog="python -m hw.rtl.synth",
                            description="Synthesise the accelerator of a configuration with Yosys, each unique "
                                        "module once; report cells, flip-flops, memory bits and logic depth.")
-    parser.add_argument("--config", default="tiny", help=f"preset name ({', '.join(PRESETS)})")
+    parser.add_argument("--config", default="tiny", help=f"preset name ({', '.join(PRESETS)}) or a .toml file")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default build/synth/<config>)")
     parser.add_argument("--part", default="accelerator", choices=PARTS,
                         help="the whole accelerator, or its PE array (Table II's area)")
@@ -660,13 +661,13 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="limit of one Yosys run, seconds")
     args = parser.parse_args(argv)
     try:
-        config = get_config(args.config)
-    except KeyError as error:
-        parser.error(f"--config: {error.args[0]}")
+        config = load_config(args.config)
+    except ConfigError as error:
+        parser.error(f"--config: {error}")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, not {args.jobs}")
     suffix = "" if args.part == "accelerator" else f"_{args.part}"
-    out = args.out if args.out is not None else Path("build/synth") / f"{config.name}{suffix}"
+    out = args.out if args.out is not None else Path("build/synth") / f"{config_label(config)}{suffix}"
     try:
         doc = run(config, out, parallel=args.jobs, timeout=args.timeout, part=args.part,
                   progress=lambda line: print(line, file=sys.stderr, flush=True))

@@ -1,0 +1,129 @@
+"""Reads a VEC descriptor from DRAM into its slots and checks it (``DescriptorFetch``).
+
+What ``hw.vector.decode_descriptor`` does for the functional model: the header first, then the
+``n_operands`` operands and ``n_stages`` stages it announces, a beat of ``lanes`` bytes a cycle;
+the stages, which follow the given operands in DRAM, land in their slots of
+:data:`vector_descriptor.DESCRIPTOR` (``descriptor_slots`` in Python).  A descriptor that
+``decode_descriptor`` refuses is refused with ``ErrorCode.DATA``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import vector as vec
+from ..isa import ADDR_BITS, ErrorCode, VecOp
+from .accelerator import DRAM_READ_LATENCY, DramReadSignature
+from .vector_descriptor import DESCRIPTOR, STAGE_OPS
+
+__all__ = ["DescriptorFetch"]
+
+
+def _any(values):
+    values = list(values)
+    return Cat(*values).any() if values else 0
+
+
+class DescriptorFetch(wiring.Component):
+    """Fetch and check the descriptor at ``addr``.
+
+    Parameters
+    ----------
+    lanes : int
+        Bytes read a cycle; must divide the header, operand and stage sizes of ``hw.vector``.
+
+    Members
+    -------
+    start: In(1)
+        Fetch from ``addr`` (sampled with ``start``).
+    addr: In(ADDR_BITS)
+    desc: Out(DESCRIPTOR)
+        The descriptor in its slots (unused slots zero), valid with ``done``.
+    done, error, error_code: Out(1), Out(1), Out(ErrorCode)
+        ``done`` for one cycle; ``error`` with ``DATA`` when the descriptor is malformed.
+    dram_rd: Out(DramReadSignature(lanes))
+    """
+
+    def __init__(self, lanes: int = 16):
+        sizes = (vec.HEADER_BYTES, vec.OPERAND_BYTES, vec.STAGE_BYTES)
+        if not isinstance(lanes, int) or lanes < 1 or any(size % lanes for size in sizes):
+            raise ValueError(f"lanes must be a positive integer dividing {sizes}, not {lanes!r}")
+        self._lanes = lanes
+        super().__init__({"start": In(1), "addr": In(ADDR_BITS), "desc": Out(DESCRIPTOR), "done": Out(1),
+                          "error": Out(1), "error_code": Out(ErrorCode), "dram_rd": Out(DramReadSignature(lanes))})
+
+    def cycles(self, d: vec.Descriptor) -> int:
+        """Cycles from ``start`` to ``done``: a cycle per beat of ``d``'s bytes, one to wait for
+        the header, two to wait for the last beat and check."""
+        return vec.descriptor_bytes(d) // self._lanes + 3
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self._lanes
+        beats_of = {name: size // lanes for name, size in (("header", vec.HEADER_BYTES), ("operand", vec.OPERAND_BYTES),
+                                                          ("stage", vec.STAGE_BYTES))}
+        slots = DESCRIPTOR.size // (8 * lanes)
+        base, beat = Signal(ADDR_BITS), Signal(range(slots + 1))
+        head = self.desc.header
+        # DRAM beat b lands in slot b, or, past the given operands, MAX_OPERANDS - n_operands operands on
+        n_op = Mux(head.n_operands > vec.MAX_OPERANDS, vec.MAX_OPERANDS, head.n_operands)
+        operand_end = beats_of["header"] + n_op * beats_of["operand"]
+        got, got_beat = Signal(), Signal.like(beat)
+        dest = Signal(range(slots))
+        m.d.comb += dest.eq(Mux(got_beat >= operand_end, got_beat + (vec.MAX_OPERANDS - n_op) * beats_of["operand"],
+                                got_beat))
+        with m.If(got):
+            m.d.sync += self.desc.as_value().word_select(dest, 8 * lanes).eq(Cat(*self.dram_rd.data))
+        issue = Signal()
+        m.d.comb += [self.dram_rd.en.eq(Mux(issue, (1 << lanes) - 1, 0))]
+        for k in range(lanes):
+            m.d.comb += self.dram_rd.addr[k].eq(base + beat * lanes + k)
+        m.d.sync += [got.eq(issue), got_beat.eq(beat)]
+        assert DRAM_READ_LATENCY == 1, "the fetch's beat bookkeeping assumes one-cycle reads"
+        n_st = Mux(head.n_stages > vec.MAX_STAGES, vec.MAX_STAGES, head.n_stages)
+        with m.FSM(name="fetch"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [base.eq(self.addr), beat.eq(0), self.desc.eq(0)]
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                m.d.comb += issue.eq(1)
+                m.d.sync += beat.eq(beat + 1)
+                m.next = "WAIT"
+            with m.State("WAIT"):       # the header arrives
+                m.next = "BODY"
+            with m.State("BODY"):       # the header is in: it says how many beats follow
+                with m.If(beat < operand_end + n_st * beats_of["stage"]):
+                    m.d.comb += issue.eq(1)
+                    m.d.sync += beat.eq(beat + 1)
+                with m.Elif(~got):
+                    m.d.sync += self.error_code.eq(Mux(self._malformed(m), ErrorCode.DATA, ErrorCode.NONE))
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += [self.done.eq(1), self.error.eq(self.error_code != ErrorCode.NONE)]
+                m.next = "IDLE"
+        return m
+
+    def _malformed(self, m: Module):
+        """What ``hw.vector.decode_descriptor`` and ``check_descriptor`` refuse, on the slots."""
+        d, head = self.desc, self.desc.header
+        bad = [(head.n_stages < 1) | (head.n_stages > vec.MAX_STAGES), head.n_operands > vec.MAX_OPERANDS,
+               (head.h < 1) | (head.w < 1) | (head.c < 1)]
+        for k in range(vec.MAX_OPERANDS):
+            op = d.operands[k]
+            axis_bad = []
+            for p in ("y_", "x_"):
+                f = {name: getattr(op, p + name) for name, _, _ in vec.AXIS_FIELDS}
+                axis_bad.append((f["n"] < 1) | (f["wrap"] < 1) | (f["win"] < 1) | (f["start"] >= f["wrap"])
+                                | (f["lo0"] >= f["win"]) | (f["lo0"] + f["hi0"] * f["win"] != f["start"]))
+            bad.append((k < head.n_operands) & ((op.c < 1) | _any(axis_bad)))
+        for i in range(vec.MAX_STAGES):
+            st = d.stages[i].copy
+            refs = [(r != vec.NONE) & (r >= head.n_operands) for r in (st.src, st.src2, st.out)]
+            known = _any(st.op == op for op in STAGE_OPS if op != VecOp.CHAIN)
+            spatial = _any(st.op == op for op in vec.SPATIAL)
+            stage_bad = ~known | _any(refs) | ((i == 0) & (st.src == vec.PREV)) | ((i > 0) & spatial)
+            bad.append((i < head.n_stages) & stage_bad)
+        return _any(bad)

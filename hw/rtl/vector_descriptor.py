@@ -1,0 +1,57 @@
+"""A VEC descriptor as an Amaranth layout, generated from ``hw/vector.py``'s field tables.
+
+The descriptor's bytes (``hw.vector.encode_descriptor``) pack each field least significant bit
+first, little-endian, so a layout with the same fields at the same bit offsets *is* the byte
+image: nothing here restates a width or an offset.  The vector unit holds a descriptor with
+every operand and stage slot (``DESCRIPTOR``): operand ``i`` at ``HEADER_BYTES + i *
+OPERAND_BYTES``, stage ``i`` after the ``MAX_OPERANDS`` operand slots.  In DRAM the stages follow
+the ``n_operands`` operands given; :func:`descriptor_slots` moves them into their slots (what a
+descriptor fetch does while reading them).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from .. import vector as vec
+from ..isa import VecOp
+
+__all__ = ["HEADER", "OPERAND", "STAGE", "DESCRIPTOR", "LN_ENTRY", "packed_layout", "descriptor_slots",
+           "STAGE_OPS"]
+
+#: Stage operations, in VecOp order (CHAIN is no stage operation).
+STAGE_OPS = tuple(op for op in VecOp if op in vec.STAGE_PARAMS)
+
+
+def packed_layout(spec: list[tuple[str, int, bool]], nbytes: int) -> data.FlexibleLayout:
+    """The layout of ``spec`` ((name, bits, signed) packed from bit 0, as ``hw.vector`` packs it)
+    in ``nbytes`` bytes."""
+    fields, pos = {}, 0
+    for name, bits, is_signed in spec:
+        fields[name] = data.Field(signed(bits) if is_signed else unsigned(bits), pos)
+        pos += bits
+    if pos > 8 * nbytes:
+        raise ValueError(f"fields of {pos} bits do not fit {nbytes} bytes")
+    return data.FlexibleLayout(8 * nbytes, fields)
+
+
+HEADER = packed_layout(vec.HEADER_FIELDS, vec.HEADER_BYTES)
+OPERAND = packed_layout(vec.OPERAND_SPEC, vec.OPERAND_BYTES)
+#: A stage slot: the stage head and one operation's parameters, seen as any operation (``.add``,
+#: ``.softmax``, ...); ``.copy.op`` says which applies.
+STAGE = data.UnionLayout({op.name.lower(): packed_layout(vec.STAGE_HEAD + vec.STAGE_PARAMS[op], vec.STAGE_BYTES)
+                          for op in STAGE_OPS})
+DESCRIPTOR = data.StructLayout({"header": HEADER, "operands": data.ArrayLayout(OPERAND, vec.MAX_OPERANDS),
+                                "stages": data.ArrayLayout(STAGE, vec.MAX_STAGES)})
+#: A layernorm's per-channel entry (beta, gamma), as its stage's table holds it.
+LN_ENTRY = packed_layout(list(vec.LN_ENTRY), vec.LN_ENTRY_BYTES)
+
+
+def descriptor_slots(d: vec.Descriptor) -> int:
+    """The value of ``DESCRIPTOR`` holding descriptor ``d``, from its encoded bytes."""
+    raw = vec.encode_descriptor(d)
+    n_op = len(d.operands)
+    split = vec.HEADER_BYTES + vec.OPERAND_BYTES * n_op
+    operands = raw[vec.HEADER_BYTES:split].ljust(vec.OPERAND_BYTES * vec.MAX_OPERANDS, b"\0")
+    return int.from_bytes(raw[:vec.HEADER_BYTES] + operands + raw[split:], "little")

@@ -1,0 +1,77 @@
+"""A VEC instruction from its descriptor address to its results in DRAM (``VectorExecutor``).
+
+``DescriptorFetch`` then ``VectorUnit``, sharing one DRAM read port: what the accelerator's
+compute unit will hand a VEC to (``docs/rtl_vector.md``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import operators as ops
+from .. import vector as vec
+from ..config import AcceleratorConfig
+from ..isa import ADDR_BITS, ErrorCode
+from .accelerator import DramReadSignature, DramWriteSignature
+from .descriptor_fetch import DescriptorFetch
+from .vector_unit import READ_LANES, WRITE_LANES, VectorUnit
+
+__all__ = ["VectorExecutor"]
+
+
+class VectorExecutor(wiring.Component):
+    """Fetch the descriptor at ``desc_addr``, check it, run it.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    max_row : int
+        As for :class:`VectorUnit`.
+
+    Members
+    -------
+    start: In(1)
+        Run the VEC whose descriptor is at ``desc_addr`` (sampled with ``start``).
+    desc_addr: In(ADDR_BITS)
+    busy, done, error, error_code, overrun: Out(...)
+        As :class:`VectorUnit`'s; a malformed descriptor ends the VEC with ``DATA`` before it runs.
+    dram_rd: Out(DramReadSignature(READ_LANES)), dram_wr: Out(DramWriteSignature(WRITE_LANES))
+    """
+
+    def __init__(self, config: AcceleratorConfig, *, max_row: int = ops.MAX_ROW):
+        self._fetch = DescriptorFetch(READ_LANES)
+        self._unit = VectorUnit(config, max_row=max_row)
+        super().__init__({
+            "start": In(1), "desc_addr": In(ADDR_BITS),
+            "busy": Out(1), "done": Out(1), "error": Out(1), "error_code": Out(ErrorCode), "overrun": Out(1),
+            "dram_rd": Out(DramReadSignature(READ_LANES)), "dram_wr": Out(DramWriteSignature(WRITE_LANES)),
+        })
+
+    def cycles(self, d: vec.Descriptor) -> int:
+        """Cycles from ``start`` to ``done`` for a descriptor that runs: the fetch, then the unit."""
+        return self._fetch.cycles(d) + 1 + self._unit.cycles(d)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fetch, m.submodules.unit = fetch, unit = self._fetch, self._unit
+        fetching = Signal()
+        with m.If(self.start & ~self.busy):
+            m.d.sync += fetching.eq(1)
+        with m.Elif(fetch.done):
+            m.d.sync += fetching.eq(0)
+        refused = fetch.done & fetch.error
+        m.d.comb += [
+            fetch.start.eq(self.start & ~self.busy), fetch.addr.eq(self.desc_addr),
+            unit.desc.eq(fetch.desc), unit.start.eq(fetch.done & ~fetch.error),
+            self.busy.eq(fetching | unit.busy), self.overrun.eq(unit.overrun),
+            self.done.eq(unit.done | refused), self.error.eq(unit.error | refused),
+            self.error_code.eq(Mux(refused, fetch.error_code, unit.error_code)),
+            # one read port: the fetch's while it fetches, the unit's after
+            self.dram_rd.en.eq(Mux(fetching, fetch.dram_rd.en, unit.dram_rd.en)),
+            self.dram_rd.addr.eq(Mux(fetching, fetch.dram_rd.addr.as_value(), unit.dram_rd.addr.as_value())),
+            fetch.dram_rd.data.eq(self.dram_rd.data), unit.dram_rd.data.eq(self.dram_rd.data),
+        ]
+        wiring.connect(m, wiring.flipped(self.dram_wr), unit.dram_wr)
+        return m
