@@ -25,14 +25,14 @@ import numpy as np
 
 from .config import AcceleratorConfig
 from .expr import any_of, cdiv, is_int, sel, vmax, vmin
-from .isa import INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
+from .isa import FIELD_BITS, INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_passes", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_selected", "pe_members", "store_pe_tile", "gemm_period", "gemm_input_last", "load_terms", "gemm_cycles", "vec_cycles", "store_timing"]
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "gemm_period", "gemm_input_last", "load_terms", "load_inp_folded", "FOLD_SETUP", "gemm_cycles", "vec_cycles", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -40,6 +40,16 @@ GEMM_PIPELINE = 4        # operand read, multiply, adder tree, accumulate
 GEMM_MIN_PIXELS = 4      # an accumulator entry is re-read at least this many cycles after it was written
 POST_PIPELINE = 4        # bias, multiply, round/shift, saturate
 GB_LATENCY = 2           # global-buffer read latency
+#: A folded LOAD_INP's address generator first divides each lane's first channel (``c_base`` +
+#: lane, one bit more than the field) by ``t_c`` and the tap (below 2^12 whenever it is in the
+#: kernel) by ``fold_kw``, ``FOLD_DIGIT_BITS`` quotient bits a cycle; one cycle passes the
+#: quotient on, one forms the lane offsets (``hw/rtl/load_inp.py``).  Its first beat waits this long.
+FOLD_CHANNEL_BITS = FIELD_BITS[Op.LOAD_INP]["c_base"] + 1
+FOLD_TAP_BITS = FIELD_BITS[Op.LOAD_INP]["fold_kh"] + FIELD_BITS[Op.LOAD_INP]["fold_kw"]
+FOLD_DIGIT_BITS = 2
+FOLD_CHANNEL_DIGITS = -(-FOLD_CHANNEL_BITS // FOLD_DIGIT_BITS)
+FOLD_TAP_DIGITS = -(-FOLD_TAP_BITS // FOLD_DIGIT_BITS)
+FOLD_SETUP = FOLD_CHANNEL_DIGITS + 1 + FOLD_TAP_DIGITS + 1
 TABLE_PARAM_ENTRIES = TABLE_BYTES // PARAM_ENTRY_BYTES      # LOAD_PARAM entries that fill the table memory
 #: Extra post-processing passes of a STORE's softmax epilogue: the first pass (requantisation)
 #: also finds each row's maximum; one pass looks up the exponentials and sums them, one normalises.
@@ -105,7 +115,7 @@ def _grid(num_pe: int, pe_k: int) -> np.ndarray:
 def store_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     """Bytes a STORE writes: the in-bounds outputs of every selected PE."""
     f = insn.f
-    grid = _grid(cfg.num_pe, f["pe_k"])[pe_members(f)]
+    grid = _grid(cfg.num_pe, f["pe_k"])[pe_members(f, cfg.num_pe)]
     return int(store_pe_tile(f, grid[:, 0], grid[:, 1])[2].sum())
 
 
@@ -134,14 +144,31 @@ def pe_set_bad(f, num_pe: int):
     return any_of(f["pe_count"] == 0, last >= num_pe, (f["pe_step"] == 0) & (f["pe_count"] > 1))
 
 
-def pe_members(f) -> list[int]:
-    """The PEs of the set ``pe_first + i * pe_step``, ``i < pe_count`` (integer fields)."""
-    return [f["pe_first"] + i * f["pe_step"] for i in range(f["pe_count"])]
+def pe_hits(f, num_pe: int, hold=lambda value, name: value) -> list:
+    """Whether each PE ``0 .. num_pe-1`` is in the set ``pe_first + i * pe_step``, ``i < pe_count``,
+    counted along the array (no multiplier, no comparison per member): ``gap`` PEs to the next
+    member, ``left`` members to go.  Exact for every legal set (``pe_set_bad`` false).  The RTL
+    passes ``hold`` (as for ``pe_positions``) to keep each step in a signal."""
+    gap, left, out = f["pe_first"], f["pe_count"], []
+    for p in range(num_pe):
+        hit = (gap == 0) & (left != 0)
+        out.append(hit)
+        # after the last member (or with pe_step 0) the gap goes negative: no further hit
+        gap = hold(sel(hit, f["pe_step"], gap) - 1, f"gap{p + 1}")
+        left = hold(left - sel(hit, 1, 0), f"left{p + 1}")
+    return out
 
 
-def pe_selected(f, pe: int, num_pe: int):
-    """Whether PE ``pe`` is in the set ``pe_first + i * pe_step``, ``i < pe_count``."""
-    return any_of(*((i < f["pe_count"]) & (f["pe_first"] + i * f["pe_step"] == pe) for i in range(num_pe)))
+@lru_cache(maxsize=4096)
+def _members(first: int, count: int, step: int, num_pe: int) -> tuple[int, ...]:
+    return tuple(p for p, hit in enumerate(pe_hits({"pe_first": first, "pe_count": count, "pe_step": step}, num_pe))
+                 if hit)
+
+
+def pe_members(f, num_pe: int) -> list[int]:
+    """The PEs of the set ``pe_first + i * pe_step``, ``i < pe_count`` (integer fields, a legal set):
+    ``pe_hits`` on integers."""
+    return list(_members(f["pe_first"], f["pe_count"], f["pe_step"], num_pe))
 
 
 def pe_positions(num_pe: int, pe_k, hold=lambda value, name: value):
@@ -241,7 +268,8 @@ def legality(op: Op, f, cfg: AcceleratorConfig) -> list[tuple[object, str]]:
     if op == Op.LOAD_INP:
         return [(pe_set, _PE_SET_TEXT),
                 (f["dst_addr"] + f["n_cblk"] * f["win_h"] * f["win_w"] > cfg.input_rows,
-                 "input-buffer rows {dst_addr} + {n_cblk}x{win_h}x{win_w} (depth {cfg.input_rows})")]
+                 "input-buffer rows {dst_addr} + {n_cblk}x{win_h}x{win_w} (depth {cfg.input_rows})"),
+                (f["t_c"] == 0, "t_c 0: a tensor of no channels")]
     if op == Op.LOAD_WGT:
         return [(pe_set, _PE_SET_TEXT),
                 (f["dst_addr"] + f["rows"] > cfg.weight_rows, "weight-buffer rows {dst_addr} + {rows} "
@@ -283,22 +311,29 @@ def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
                               f"the configuration {cfg.name}", ErrorCode.RANGE, offset // INSN_BYTES)
 
 
+def load_inp_folded(f):
+    """Whether a LOAD_INP is folded (im2col): a kernel of more than one tap (0 counts as 1)."""
+    return (f["fold_kh"] > 1) | (f["fold_kw"] > 1)
+
+
 def load_terms(op: Op, f, cfg: AcceleratorConfig):
-    """(bus beats, DRAM bytes, first-data latency) of a load: the unit moves one beat of the bus a
-    cycle and ``dram_bytes_per_cycle`` from DRAM, so it is busy ``max(1, beats, ceil(bytes / bw))``
-    cycles.  A LOAD_INP's DRAM bytes are the in-bounds lanes its address generator finds
-    (``load_inp_dram_bytes``; None here), none from the global buffer."""
+    """(bus beats, DRAM bytes, first-data latency, setup cycles) of a load: after its setup the
+    unit moves one beat of the bus a cycle and ``dram_bytes_per_cycle`` from DRAM, so it is busy
+    ``setup + max(1, beats, ceil(bytes / bw))`` cycles.  A LOAD_INP's DRAM bytes are the
+    in-bounds lanes its address generator finds (``load_inp_dram_bytes``; None here), none from
+    the global buffer; a folded LOAD_INP's setup is ``FOLD_SETUP``, none otherwise."""
     bus, c0 = cfg.gb_bus_bytes, cfg.c0
     if op == Op.LOAD_INP:
         rows = f["n_cblk"] * f["win_h"] * f["win_w"]
-        return cdiv(rows * c0, bus), None, sel(f["src_gb"], GB_LATENCY, cfg.dram_latency)
+        return (cdiv(rows * c0, bus), None, sel(f["src_gb"], GB_LATENCY, cfg.dram_latency),
+                sel(load_inp_folded(f), FOLD_SETUP, 0))
     if op == Op.LOAD_WGT:
-        return cdiv(f["rows"] * c0 * cfg.k0, bus), f["n_out"] * _min(f["chan"], f["rows"] * c0), cfg.dram_latency
+        return cdiv(f["rows"] * c0 * cfg.k0, bus), f["n_out"] * _min(f["chan"], f["rows"] * c0), cfg.dram_latency, 0
     if op == Op.LOAD_PARAM:
         n = f["n_entries"] * PARAM_ENTRY_BYTES
-        return cdiv(n, bus), n, cfg.dram_latency
+        return cdiv(n, bus), n, cfg.dram_latency, 0
     if op == Op.LOAD_GB:
-        return cdiv(f["n_bytes"], bus), f["n_bytes"], cfg.dram_latency
+        return cdiv(f["n_bytes"], bus), f["n_bytes"], cfg.dram_latency, 0
     raise ValueError(f"{op.name} is no load")
 
 
@@ -338,11 +373,11 @@ def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]
     """(cycles the unit is busy, cycles until the instruction's effects are complete)."""
     op, f = insn.op, insn.f
     if op in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.LOAD_GB):
-        beats, nbytes, first = load_terms(op, f, cfg)
+        beats, nbytes, first, setup = load_terms(op, f, cfg)
         if nbytes is None:
             nbytes = 0 if f["src_gb"] else load_inp_dram_bytes(insn, cfg)
-        transfer = max(1, beats, _cdiv(nbytes, cfg.dram_bytes_per_cycle))
-        return transfer, first + transfer
+        busy = setup + max(1, beats, _cdiv(nbytes, cfg.dram_bytes_per_cycle))
+        return busy, first + busy
     if op == Op.GEMM:
         cycles = gemm_cycles(f)
         return cycles, cycles

@@ -79,7 +79,7 @@ class Machine:
 
     # ---- helpers -----------------------------------------------------------------------------
     def _pes(self, f: dict, off: int) -> np.ndarray:
-        return np.array(pe_members(f))
+        return np.array(pe_members(f, self.cfg.num_pe))
 
     def _dram(self, addr: np.ndarray, off: int) -> np.ndarray:
         addr = addr & ADDR_MASK

@@ -87,7 +87,7 @@ def test_make_config_prints_the_file_and_refuses_a_bad_name():
 
 
 @pytest.mark.parametrize("tool", [["sim.run", "--model", "segformer_b0"], ["sim.paths", "--model", "segformer_b0"],
-                                  ["sim.rdd", "--model", "segformer_b2"], ["hw.rtl.export", "--top", "mac_array"],
+                                  ["sim.rdd", "--model", "segformer_b2"], ["hw.rtl.export", "--top", "pe_array"],
                                   ["sim.sweep", "--model", "segformer_b0", "--configs"]])
 def test_every_tool_reads_a_file_and_refuses_a_bad_one(tmp_path, tool):
     bad = tmp_path / "bad.toml"
@@ -102,7 +102,7 @@ def test_every_tool_reads_a_file_and_refuses_a_bad_one(tmp_path, tool):
 def test_verilog_from_a_file(tmp_path):
     path = tmp_path / "tiny8.toml"
     path.write_text('base = "tiny"\nnum_pe = 3\n')
-    r = _cli("-m", "hw.rtl.export", "--config", str(path), "--top", "mac_array", cwd=tmp_path)
+    r = _cli("-m", "hw.rtl.export", "--config", str(path), "--top", "pe_array", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     folder = tmp_path / "build" / "verilog" / config_label(load_config(str(path)))
     assert json.loads((folder / "config.json").read_text())["config"]["num_pe"] == 3

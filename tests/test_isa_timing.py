@@ -178,3 +178,23 @@ def test_contract_refuses_what_the_rtl_refuses():
         schedule(pushes + [make(Op.END)], cfg)
     with pytest.raises(ValueError, match="dram_latency must be an integer of at least 2"):
         get_config("tiny", dram_latency=1)
+
+
+@pytest.mark.parametrize("num_pe", [1, 2, 5, 16, 64])
+def test_pe_hits_counts_exactly_the_legal_sets(num_pe):
+    """The counted PE set (``hw.timing.pe_hits``, the RTL's decode) is ``pe_first + i * pe_step``,
+    ``i < pe_count``, for every legal set of the array."""
+    from hw.timing import pe_hits, pe_members, pe_set_bad
+
+    checked = 0
+    for first in range(num_pe):
+        for step in range(num_pe):
+            for count in range(1, num_pe + 1):
+                f = {"pe_first": first, "pe_count": count, "pe_step": step}
+                if pe_set_bad(f, num_pe):
+                    continue
+                want = {first + i * step for i in range(count)}
+                assert {p for p, hit in enumerate(pe_hits(f, num_pe)) if hit} == want, f
+                assert pe_members(f, num_pe) == sorted(want)
+                checked += 1
+    assert checked >= num_pe

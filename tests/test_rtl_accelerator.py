@@ -49,15 +49,20 @@ class DramModel:
             raise AssertionError(f"{what} at DRAM address {addr:#x} outside the {self.dram.size}-byte image")
         return addr
 
+    def _fetch(self, ctx) -> None:
+        """The instruction memory: the word at ``imem_addr``, in the same cycle (0 past the end)."""
+        idx = ctx.get(self.dut.imem_addr) // INSN_BYTES
+        ctx.set(self.dut.imem_data, self.words[idx] if idx < len(self.words) else 0)
+
     async def serve(self, ctx, max_cycles: int) -> dict:
         dut = self.dut
         ctx.set(dut.start, 1)
+        self._fetch(ctx)                # the start cycle decodes instruction 0
         await ctx.tick()
         ctx.set(dut.start, 0)
         cycle = 0                      # the cycle after start was sampled is cycle 0
         while cycle < max_cycles:
-            idx = ctx.get(dut.imem_addr) // INSN_BYTES
-            ctx.set(dut.imem_data, self.words[idx] if idx < len(self.words) else 0)
+            self._fetch(ctx)
             if ctx.get(dut.done) or ctx.get(dut.error):
                 break
             en = ctx.get(dut.dram_wr.en)

@@ -5,6 +5,7 @@ widths, and one-line errors on bad input."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,6 @@ TINY = get_config("tiny")
 
 #: Warnings waived in the lint of the exported accelerator (reasons in docs/rtl.md):
 EXPORT_LINT_WAIVERS = {
-    "DECLFILENAME",     # the top's file also holds its single-instance units (\top.load, ...)
     "UNUSEDSIGNAL",     # unused fields of data-layout ports and of the decoded instruction word
     "PROCASSINIT",      # Amaranth's init= is both the power-on and the reset value
     "WIDTHEXPAND",      # Yosys relies on context-determined sign/zero extension
@@ -71,6 +71,12 @@ def _instances(tree):
     return found
 
 
+#: The units of the accelerator, each a module of its own (export prefixes), and how many
+#: instances of each the top holds.
+UNITS = {"dispatcher": 1, "insn_queue": 3, "token_fifo": 4, "load_unit": 1, "compute_unit": 1, "store_unit": 1,
+         "pe_array": 1}
+
+
 def test_pyverilog_hierarchy_and_ports(tiny_dir, tmp_path):
     from pyverilog.vparser import ast as vast
     from pyverilog.vparser.parser import VerilogParser
@@ -78,28 +84,39 @@ def test_pyverilog_hierarchy_and_ports(tiny_dir, tmp_path):
     out, result = tiny_dir
     doc = json.loads((out / CONFIG_JSON).read_text())
     assert doc["config"] == TINY.to_dict() and doc["top"] == result.top
-    assert doc["modules"] == list(result.modules)
-    mac, post, pe, top = result.modules
-    parser = VerilogParser(outputdir=str(tmp_path), debug=False)
-    # The top's file holds escaped-name control units that pyverilog cannot lex; its
-    # instances and ports are read from the module itself, cut out of the file.
-    top_text = (out / f"{top}.v").read_text()
-    start = top_text.index(f"module {top}(")
-    top_tree = parser.parse(top_text[start:top_text.index("endmodule", start) + len("endmodule")])
-    pe_tree = VerilogParser(outputdir=str(tmp_path), debug=False).parse((out / f"{pe}.v").read_text())
-    inst = {**_instances(top_tree), **_instances(pe_tree)}
-    assert inst[top].count(pe) == TINY.num_pe
-    assert inst[pe].count(mac) == TINY.k0 and inst[pe].count(post) == TINY.k0
+    assert doc["modules"] == list(result.modules) and result.modules[-1] == result.top
+    trees = {name: VerilogParser(outputdir=str(tmp_path), debug=False).parse((out / f"{name}.v").read_text())
+             for name in result.modules}
+    inst = {name: _instances(tree)[name] for name, tree in trees.items()}
+    by_prefix = {prefix: [m for m in result.modules if m.startswith(prefix + "_")] for prefix in UNITS}
+    for prefix, count in UNITS.items():
+        assert sum(inst[result.top].count(m) for m in by_prefix[prefix]) == count, prefix
+    pe_array, = by_prefix["pe_array"]
+    pe, = [m for m in result.modules if m.startswith("pe_tile_")]
+    mac, = [m for m in result.modules if m.startswith("vector_mac_")]
+    load, = by_prefix["load_unit"]
+    assert inst[pe_array].count(pe) == TINY.num_pe and inst[pe].count(mac) == TINY.k0
+    assert sorted(inst[load]) == sorted(m for m in result.modules if m.startswith(("global_buffer_", "load_inp_")))
     ports = {}
-    for node in top_tree.description.definitions[0].items:
+    for node in trees[result.top].description.definitions[0].items:
         if isinstance(node, vast.Decl):
             for d in node.list:
                 if isinstance(d, (vast.Input, vast.Output)):
                     width = 1 if d.width is None else int(d.width.msb.value) - int(d.width.lsb.value) + 1
                     ports[d.name] = ("input" if isinstance(d, vast.Input) else "output", width)
     assert ports == {p["name"]: (p["direction"], p["width"]) for p in doc["ports"]}
-    names = set(ports)
-    assert {"clk", "rst", "start", "done", "error", "imem_data", "dram_rd__addr", "dram_wr__data"} <= names
+    assert {"clk", "rst", "start", "done", "error", "imem_data", "dram_rd__addr", "dram_wr__data"} <= set(ports)
+
+
+def test_unit_ports_are_named_after_their_buses(tiny_dir):
+    """Every module's ports are its signature's members (``ld__data``, ``insn__valid``), never a
+    Yosys-made ``port$<n>``."""
+    out, result = tiny_dir
+    for name in result.modules:
+        text = (out / f"{name}.v").read_text()
+        assert "port$" not in text, name
+    load = (out / f"{next(m for m in result.modules if m.startswith('load_unit_'))}.v").read_text()
+    assert re.search(r"output \[\d+:0\] ld__data;", load) and "input insn__valid;" in load
 
 
 def _lint(out: Path, top: str) -> subprocess.CompletedProcess:
@@ -126,8 +143,9 @@ def test_paper_preset_exports_and_lints(name, overrides, tmp_path):
     result = export_to_directory(cfg, tmp_path)
     doc = json.loads((tmp_path / CONFIG_JSON).read_text())
     assert doc["config"]["k0"] == doc["config"]["c0"] == cfg.k0
-    top_text = (tmp_path / f"{result.top}.v").read_text()
-    assert top_text.count(f"\n  {result.modules[2]} ") == cfg.num_pe      # PE-tile instances
+    pe_array = (tmp_path / f"{next(m for m in result.modules if m.startswith('pe_array_'))}.v").read_text()
+    pe_tile = next(m for m in result.modules if m.startswith("pe_tile_"))
+    assert pe_array.count(f"\n  {pe_tile} ") == cfg.num_pe      # PE-tile instances
     if VERILATOR.exists():
         proc = _lint(tmp_path, result.top)
         assert proc.returncode == 0, proc.stderr[-4000:]
@@ -156,11 +174,11 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, names):
 
 def test_main_writes_default_layout(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["--config", "tiny", "--top", "mac_array"]) == 0
+    assert main(["--config", "tiny", "--top", "pe_array"]) == 0
     files = _files(tmp_path / "build" / "verilog" / "tiny")
     assert FILE_LIST in files and CONFIG_JSON in files
-    assert json.loads(files[CONFIG_JSON])["top"].startswith("mac_array_")
-    assert "mac_array_" in capsys.readouterr().out
+    assert json.loads(files[CONFIG_JSON])["top"].startswith("pe_array_")
+    assert "pe_array_" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("kind", ["file", "foreign", "own_verilog"])
@@ -175,7 +193,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_exporting(tmp_path, 
         out.mkdir()
         (out / "mine.v").write_text("module mine; endmodule\n")
         (out / FILE_LIST).write_text("mine.v\n")
-    proc = _cli(tmp_path, "--config", "tiny", "--top", "mac_array", "--out", str(out))
+    proc = _cli(tmp_path, "--config", "tiny", "--top", "pe_array", "--out", str(out))
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and str(out) in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr

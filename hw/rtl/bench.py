@@ -10,7 +10,7 @@ key                meaning
 config             preset name
 seconds            wall time of elaboration + conversion (``ExportResult.seconds``)
 bytes              Verilog bytes over all files of ``files.f``
-modules            Verilog modules (``module`` statements, inline units included)
+modules            Verilog modules (``module`` statements), one per unique block
 area_mm2           ``sim.area.area_mm2`` (the model calibrated to Table II)
 synth              ``make synth`` of the configuration, or null when not run (below)
 error              why the export failed (only present then)

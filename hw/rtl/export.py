@@ -1,12 +1,14 @@
-"""Hierarchical Verilog export: every repeated block is emitted once and instantiated.
+"""Hierarchical Verilog export: every block is its own module, each repeated block emitted once.
 
 ``amaranth.back.verilog.convert`` flattens the design into one Verilog module per
-*instance* of a submodule, so a MacArray of configuration E would carry 512 copies
-of the vector MAC.  Here each block is converted on its own under a module name
-derived from the parameters that determine its hardware (``vector_mac_c32_p22``),
-and its parent elaborates a :class:`BlackBox` in its place: a component with the
-same signature whose elaboration is an ``amaranth.hdl.Instance`` of that module.
-The Verilog texts are then concatenated, leaves first, one copy per module name.
+*instance* of a submodule, so the PE array of configuration E would carry 512 copies
+of the vector MAC.  Here each block (every unit of the accelerator, and every leaf of the
+datapath) is converted on its own under a module name derived from the parameters that
+determine its hardware (``vector_mac_c32_p22``), and its parent elaborates a
+:class:`BlackBox` in its place: a component with the same signature whose elaboration is an
+``amaranth.hdl.Instance`` of that module, its ports named after the signature's members
+(``ld__data``, ``insn__valid``).  The Verilog texts are then concatenated, leaves first,
+one copy per module name.
 
 Output is deterministic: ``emit_src=False`` leaves out the ``src`` attributes
 (absolute paths of the Python sources) and ``strip_internal_attrs=True`` removes
@@ -19,10 +21,9 @@ Exportable components provide ``export_prefix`` (a class attribute) and
 ``export_params(config) -> dict`` (a classmethod): the module name is the prefix
 followed by ``_<key><value>`` for each parameter.
 
-Run ``python -m hw.rtl.export --config tiny`` to write ``build/verilog/mac_array_*.v``.
-A paper-size MacArray (E: 16 x 32 x 32 int8 weights = 131072 input bits) exceeds
-:data:`MAX_TOP_INPUT_BITS` and is refused: its weights must come from the per-MAC
-weight buffers inside the PEs, not from top-level ports.
+Run ``python -m hw.rtl.export --config tiny`` to write ``build/verilog/tiny``.  A module
+with more than :data:`MAX_TOP_INPUT_BITS` input bits cannot be converted by Amaranth 0.5
+and is refused with a message.
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.hdl import ClockSignal, Instance, UnusedElaboratable, ResetSignal, Shape, Value, ValueCastable
+from amaranth.hdl import ClockSignal, Instance, UnusedElaboratable, ResetSignal, Value, ValueCastable
 from amaranth.lib import wiring
 
 from ..config import AcceleratorConfig, get_config
 
 __all__ = ["MAX_TOP_INPUT_BITS", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
-           "ExportResult", "module_name", "export_component", "export_mac_array", "parse_ports", "split_modules",
-           "export_accelerator", "export_pe_tile", "export_files", "export_to_directory", "TOPS"]
+           "ExportResult", "module_name", "export_component", "parse_ports", "split_modules",
+           "export_pe_tile", "export_pe_array", "export_accelerator", "export_files", "export_to_directory", "TOPS"]
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,13 @@ class ExportedModule:
     children: tuple[str, ...] = ()
 
 
-def module_name(component_cls, config: AcceleratorConfig) -> str:
-    """``<export_prefix>_<k><v>_...`` from the class's ``export_params(config)``."""
+def module_name(component_cls, config: AcceleratorConfig, **params) -> str:
+    """``<export_prefix>_<k><v>_...`` from the class's ``export_params(config, **params)``."""
     prefix = getattr(component_cls, "export_prefix", None)
-    params = getattr(component_cls, "export_params", None)
-    if prefix is None or params is None:
+    export_params = getattr(component_cls, "export_params", None)
+    if prefix is None or export_params is None:
         raise TypeError(f"{component_cls!r} does not define export_prefix and export_params")
-    parts = [prefix] + [f"{k}{v}" for k, v in params(config).items()]
+    parts = [prefix] + [f"{k}{v}" for k, v in export_params(config, **params).items()]
     name = "_".join(str(p) for p in parts)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"module name {name!r} is not a plain Verilog identifier")
@@ -118,19 +119,16 @@ def split_modules(text: str) -> dict[str, str]:
     return {m[1].lstrip("\\"): m[0] for m in _MODULE_TEXT_RE.finditer(text)}
 
 
-def export_component(component: wiring.Component, name: str,
-                     children: tuple[str, ...] = (), *, inline_children: bool = False) -> ExportedModule:
+def export_component(component: wiring.Component, name: str, children: tuple[str, ...] = ()) -> ExportedModule:
     """Convert one component (whose children may be :class:`BlackBox` es) to Verilog.
 
-    With ``inline_children``, submodules that are not black boxes (used once, such as
-    the accelerator's control units) stay in the text as modules named
-    ``\\<name>.<submodule>``; otherwise the component must convert to one module.
+    Every child must be a :class:`BlackBox` (the component converts to one module).
 
     Raises
     ------
     ValueError
         If Yosys emitted more than one module (a child that was not a black box
-        was flattened into a module of its own) and ``inline_children`` is false.
+        was converted into a module of its own).
     """
     input_bits = sum(len(Value.cast(value)) for _, member, value
                      in component.signature.flatten(component) if member.flow == wiring.In)
@@ -144,33 +142,11 @@ def export_component(component: wiring.Component, name: str,
     # attributes.
     text = _ATTRIBUTE_RE.sub("", text)
     modules = _MODULE_RE.findall(text)
-    if inline_children:
-        modules = [mod for mod in modules if not mod.startswith(f"\\{name}.")]
     if modules != [name]:
         raise ValueError(f"expected exactly module {name!r} in the output, got {modules!r}: "
-                         f"convert non-repeated children inline or export them as black boxes")
-    # Ports of the module itself, not of the inline units that share its text.
-    start = text.index(f"module {name}(")
-    own = text[start:text.index("endmodule", start)]
-    return ExportedModule(name=name, verilog=text, ports=parse_ports(own),
+                         f"export its children as black boxes")
+    return ExportedModule(name=name, verilog=text, ports=parse_ports(text),
                           signature=component.signature, children=tuple(children))
-
-
-def _plain_signature(signature: wiring.Signature) -> wiring.Signature:
-    """``signature`` with every port shape cast to a plain ``Shape``.
-
-    Amaranth names every field of a port with a data layout (``w[3][17]``) in the
-    Verilog of the module that holds the signal; with plain shapes the instance
-    connections of a black box add no such alias wires to the parent.  Nested
-    signatures are flattened to ``a__b`` members, the names ``convert`` gives them.
-    """
-    members = {}
-    for path, member in signature.members.flatten():
-        if member.is_port:
-            shape = Shape.cast(member.shape)
-            members["__".join(map(str, path))] = (wiring.In if member.flow == wiring.In
-                                                  else wiring.Out)(shape, init=member.init)
-    return wiring.Signature(members)
 
 
 class BlackBox(wiring.Component):
@@ -183,7 +159,9 @@ class BlackBox(wiring.Component):
 
     def __init__(self, module: ExportedModule):
         self._module = module
-        super().__init__(_plain_signature(module.signature))
+        # The component's own signature (its data layouts included), so that the parent is the
+        # same code whether it builds the component or this stand-in.
+        super().__init__(module.signature)
 
     @property
     def module(self) -> ExportedModule:
@@ -224,8 +202,8 @@ class HierarchicalExport:
 
         ex = HierarchicalExport()
         mac = ex.add(VectorMAC, cfg)
-        pe = ex.add(PE, cfg, mac_factory=ex.stub(mac))
-        top = ex.add(MacArray, cfg, pe_factory=ex.stub(pe))
+        pe = ex.add(PETile, cfg, mac_factory=ex.stub(mac))
+        top = ex.add(PEArray, cfg, pe_factory=ex.stub(pe))
         text = ex.verilog()
     """
 
@@ -236,29 +214,35 @@ class HierarchicalExport:
     def modules(self) -> dict[str, ExportedModule]:
         return dict(self._modules)
 
-    def add(self, component_cls, config: AcceleratorConfig, *, inline_children: bool = False,
+    def add(self, component_cls, config: AcceleratorConfig, *, params: dict | None = None,
             **kwargs) -> ExportedModule:
-        """Build ``component_cls(config, **kwargs)`` and export it under its derived name.
+        """Build ``component_cls(config, **params, **kwargs)`` and export it under its derived name.
 
-        A name exported before is returned from the cache without converting again
-        (the name encodes every parameter that changes the hardware).
-        ``inline_children`` is passed to :func:`export_component`.
+        ``params`` are parameters of the hardware (they are part of the module name, through
+        ``export_params(config, **params)``); ``kwargs`` are factories of its children (stubs
+        of modules exported before, or a dict of them).  A name exported before is returned
+        from the cache without converting again (the name encodes every parameter that
+        changes the hardware).
         """
-        name = module_name(component_cls, config)
+        params = dict(params or {})
+        name = module_name(component_cls, config, **params)
         if name in self._modules:
             return self._modules[name]
-        component = component_cls(config, **kwargs)
-        children = tuple(sorted({v.module.name for v in kwargs.values()
-                                 if isinstance(v, _Stub)}))
-        exported = export_component(component, name, children, inline_children=inline_children)
+        component = component_cls(config, **params, **kwargs)
+        stubs = [v for v in kwargs.values() if isinstance(v, _Stub)]
+        stubs += [s for v in kwargs.values() if isinstance(v, dict) for s in v.values() if isinstance(s, _Stub)]
+        children = tuple(sorted({n for s in stubs for n in s.names}))
+        exported = export_component(component, name, children)
         self._modules[name] = exported
         return exported
 
-    def stub(self, module: ExportedModule) -> "_Stub":
-        """A factory (taking the config, like a component class) of black boxes of ``module``."""
-        if self._modules.get(module.name) is not module:
-            raise ValueError(f"module {module.name!r} was not exported by this exporter")
-        return _Stub(module)
+    def stub(self, *modules: ExportedModule, params: tuple[dict, ...] | None = None) -> "_Stub":
+        """A factory (called like the component class) of black boxes of ``modules``: one module,
+        or one per set of hardware parameters (``params``, in the same order)."""
+        for module in modules:
+            if self._modules.get(module.name) is not module:
+                raise ValueError(f"module {module.name!r} was not exported by this exporter")
+        return _Stub(modules, params or ({},))
 
     def verilog(self) -> str:
         """All modules, leaves first (the order they were added), each exactly once."""
@@ -266,11 +250,17 @@ class HierarchicalExport:
 
 
 class _Stub:
-    def __init__(self, module: ExportedModule):
-        self.module = module
+    def __init__(self, modules, params):
+        if len(modules) != len(params):
+            raise ValueError(f"{len(modules)} modules but {len(params)} parameter sets")
+        self._by_params = {tuple(sorted(p.items())): mod for mod, p in zip(modules, params)}
+        self.names = tuple(mod.name for mod in modules)
 
-    def __call__(self, config: AcceleratorConfig) -> BlackBox:
-        return BlackBox(self.module)
+    def __call__(self, config: AcceleratorConfig, **params) -> BlackBox:
+        key = tuple(sorted(params.items()))
+        if key not in self._by_params:
+            raise ValueError(f"no exported module of {self.names} for the parameters {params}")
+        return BlackBox(self._by_params[key])
 
 
 @dataclass(frozen=True)
@@ -287,35 +277,6 @@ class ExportResult:
     exported: dict = field(default_factory=dict, compare=False, repr=False)
 
 
-def export_mac_array(config: AcceleratorConfig) -> ExportResult:
-    """The MacArray of ``config``, with its PE and VectorMAC emitted once each."""
-    from .mac_array import PE, MacArray
-    from .vector_mac import VectorMAC
-
-    start = time.perf_counter()
-    ex = HierarchicalExport()
-    mac = ex.add(VectorMAC, config)
-    pe = ex.add(PE, config, mac_factory=ex.stub(mac))
-    top = ex.add(MacArray, config, pe_factory=ex.stub(pe))
-    text = ex.verilog()
-    return ExportResult(top=top.name, verilog=text, modules=tuple(ex.modules),
-                        seconds=time.perf_counter() - start, exported=ex.modules)
-
-
-def export_accelerator(config: AcceleratorConfig) -> ExportResult:
-    """The whole Accelerator: VectorMAC, PostProcessor and PETile once each, then the top
-    (whose single-instance control units stay inline as ``\\<top>.<unit>`` modules)."""
-    from .accelerator import Accelerator
-
-    start = time.perf_counter()
-    ex = HierarchicalExport()
-    pe = _add_pe_tile(ex, config)
-    top = ex.add(Accelerator, config, inline_children=True, pe_factory=ex.stub(pe))
-    text = ex.verilog()
-    return ExportResult(top=top.name, verilog=text, modules=tuple(ex.modules),
-                        seconds=time.perf_counter() - start, exported=ex.modules)
-
-
 def _add_pe_tile(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:
     """VectorMAC, PostProcessor and the PETile that instantiates them, added to ``ex``."""
     from .pe_tile import PETile
@@ -327,18 +288,71 @@ def _add_pe_tile(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedM
     return ex.add(PETile, config, mac_factory=ex.stub(mac), post_factory=ex.stub(post))
 
 
+def _export_pe_array(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:
+    from .pe_array import PEArray
+
+    return ex.add(PEArray, config, pe_factory=ex.stub(_add_pe_tile(ex, config)))
+
+
+def _result(ex: HierarchicalExport, top: ExportedModule, start: float) -> ExportResult:
+    return ExportResult(top=top.name, verilog=ex.verilog(), modules=tuple(ex.modules),
+                        seconds=time.perf_counter() - start, exported=ex.modules)
+
+
 def export_pe_tile(config: AcceleratorConfig) -> ExportResult:
     """One PE tile with its VectorMAC and PostProcessor (what the PE array repeats ``num_pe``
     times), without the rest of the accelerator."""
     start = time.perf_counter()
     ex = HierarchicalExport()
-    pe = _add_pe_tile(ex, config)
-    return ExportResult(top=pe.name, verilog=ex.verilog(), modules=tuple(ex.modules),
-                        seconds=time.perf_counter() - start, exported=ex.modules)
+    return _result(ex, _add_pe_tile(ex, config), start)
+
+
+def export_pe_array(config: AcceleratorConfig) -> ExportResult:
+    """The PE array of ``config`` alone (its datapath and buffers, no control): VectorMAC,
+    PostProcessor and PETile once each, then the array."""
+    start = time.perf_counter()
+    ex = HierarchicalExport()
+    top = _export_pe_array(ex, config)
+    return _result(ex, top, start)
+
+
+def export_accelerator(config: AcceleratorConfig) -> ExportResult:
+    """The whole Accelerator, every unit a module of its own: the PE array's leaves, the
+    global buffer and the LOAD_INP address generator, the units, the queues and token FIFOs,
+    the dispatcher, then the top."""
+    from .accelerator import Accelerator, token_max_wait
+    from .compute_unit import ComputeUnit
+    from .dispatch import IMEM_WORDS, Dispatcher
+    from .fifo import InsnQueue, TokenFifo
+    from .global_buffer import GlobalBuffer
+    from .load_inp import LoadInpLanes
+    from .load_unit import LoadUnit
+    from .store_unit import StoreUnit
+    from ..timing import TOKEN_FIFOS
+
+    start = time.perf_counter()
+    ex = HierarchicalExport()
+    pes = _export_pe_array(ex, config)
+    gb = ex.add(GlobalBuffer, config)
+    lanes = ex.add(LoadInpLanes, config)
+    waits = sorted({token_max_wait(fifo, config) for fifo in TOKEN_FIFOS})
+    fifos = [ex.add(TokenFifo, config, params={"max_wait": w}) for w in waits]
+    factories = {
+        "pe_array": ex.stub(pes),
+        "load_unit": ex.stub(ex.add(LoadUnit, config, gb_factory=ex.stub(gb), lanes_factory=ex.stub(lanes))),
+        "compute_unit": ex.stub(ex.add(ComputeUnit, config)),
+        "store_unit": ex.stub(ex.add(StoreUnit, config)),
+        "queue": ex.stub(ex.add(InsnQueue, config)),
+        "token_fifo": ex.stub(*fifos, params=tuple({"max_wait": w} for w in waits)),
+        "dispatcher": ex.stub(ex.add(Dispatcher, config, params={"imem_words": IMEM_WORDS}),
+                              params=({"imem_words": IMEM_WORDS},)),
+    }
+    top = ex.add(Accelerator, config, factories=factories)
+    return _result(ex, top, start)
 
 
 #: What ``--top`` can export.
-TOPS = {"accelerator": export_accelerator, "mac_array": export_mac_array, "pe_tile": export_pe_tile}
+TOPS = {"accelerator": export_accelerator, "pe_array": export_pe_array, "pe_tile": export_pe_tile}
 #: The file list written beside the Verilog, leaves first (``verilator -f files.f``).
 FILE_LIST = "files.f"
 #: The configuration and the top-level ports, as JSON.
@@ -349,7 +363,7 @@ OWNED = ("*.v", FILE_LIST, CONFIG_JSON)
 
 def export_files(result: ExportResult, config: AcceleratorConfig) -> dict[str, bytes]:
     """The files of an export directory, by relative name: one ``<module>.v`` per module
-    (the top's file also holds its inline single-instance units), ``files.f`` and
+    ``files.f`` and
     ``config.json``.  Nothing depends on the directory or the time of the run."""
     files: dict[str, bytes] = {}
     modules = result.exported

@@ -87,6 +87,12 @@ class GlobalBuffer(wiring.Component):
         From :func:`check_global_buffer`.
     """
 
+    export_prefix = "global_buffer"
+
+    @classmethod
+    def export_params(cls, config: AcceleratorConfig) -> dict:
+        return {"g": config.gb_bus_bytes, "c": config.c0, "m": config.global_buf_bytes}
+
     def __init__(self, config: AcceleratorConfig):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")

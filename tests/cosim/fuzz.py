@@ -21,8 +21,8 @@ here, not tolerated:
 An access outside the DRAM image is not an error of the architecture (its DRAM is the whole
 address space): the testbench flags it (``oob``), and the case expects that flag.  On-chip
 memories are not cleared at start, so a legal stream that reads what it never wrote has
-undefined data: run from two power-on states (``sim.functional.Machine(power_on=...)``), its
-results differ, and only its timing is compared.
+undefined data: run from zeros and from ``RANDOM_POWER_ON`` random power-on states
+(``sim.functional.Machine(power_on=...)``), its results differ, and only its timing is compared.
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", 
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
 HANG_MARGIN = 400
+#: Random power-on states a legal stream is also run from to find undefined data.  One is too
+#: few: random parameters (shifts up to MAX_SHIFT) quantise most outputs to what zeros give, so
+#: a STORE with never-loaded parameters matched the zero state with two states out of four
+#: (fuzz case drop_384 of seed 2 on small, where the RTL read the previous case's parameters).
+RANDOM_POWER_ON = 4
 
 
 @dataclass
@@ -223,8 +228,8 @@ def expected_outcome(words: list[int], dram: np.ndarray, cfg: AcceleratorConfig)
     limit = int(timing.total_cycles) + HANG_MARGIN
     machine, runtime = _run(Machine(cfg, dram.copy()), prefix)
     if runtime is None and static is None:
-        other, other_error = _run(Machine(cfg, dram.copy(), power_on=np.random.default_rng(len(words))), prefix)
-        if other_error is not None or not np.array_equal(other.dram, machine.dram):
+        if any(_differs(machine, Machine(cfg, dram.copy(), power_on=np.random.default_rng(len(words) + k)), prefix)
+               for k in range(RANDOM_POWER_ON)):
             return Expect("done", sched.total_cycles + HANG_MARGIN, cycles=sched.total_cycles,
                           why="legal, but it reads on-chip memory it never wrote: its data are undefined")
     if isinstance(runtime, DramBoundsError):
@@ -236,6 +241,12 @@ def expected_outcome(words: list[int], dram: np.ndarray, cfg: AcceleratorConfig)
         return Expect("error", limit, static.code, static.index, why=str(static))
     return Expect("done", sched.total_cycles + HANG_MARGIN, cycles=sched.total_cycles, dram=machine.dram,
                   why="legal")
+
+
+def _differs(machine, other, insns) -> bool:
+    """Whether ``other`` (another power-on state) ends with an error or other DRAM than ``machine``."""
+    other, other_error = _run(other, insns)
+    return other_error is not None or not np.array_equal(other.dram, machine.dram)
 
 
 def _run(machine, insns):

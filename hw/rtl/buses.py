@@ -1,0 +1,119 @@
+"""The buses between the accelerator's units, each a ``wiring.Signature`` (seen from its driver).
+
+============================  ===============================  =====================================
+signature                     driver -> receiver               carries
+============================  ===============================  =====================================
+:class:`ImemSignature`        dispatcher -> instruction memory  word address out, the word back
+:class:`DramReadSignature`    load unit -> DRAM                 a byte gather, data one cycle later
+:class:`DramWriteSignature`   store unit -> DRAM                a byte scatter
+:class:`LoadBusSignature`     load unit -> PE array -> PE      a beat of ``G`` bytes into a buffer
+:class:`GemmBusSignature`     compute unit -> PEs               one pixel of a GEMM per cycle
+:class:`StoreBusSignature`    store unit -> PEs (y back)        one accumulator entry per cycle
+``lib.stream.Signature``      queue -> unit                     the head instruction, taken on ready
+:class:`TokenPushSignature`   unit -> token FIFO                a token and its wait
+:class:`TokenPopSignature`    token FIFO -> unit                the oldest token is available; taken
+============================  ===============================  =====================================
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import unsigned
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import AcceleratorConfig
+from ..isa import ADDR_BITS, FIELD_BITS, INSN_BITS, Op
+from ..numerics import PARAM_ENTRY_BYTES
+from .vector_mac import int8_vector
+
+__all__ = ["LoadTarget", "load_geometry", "ImemSignature", "DramReadSignature", "DramWriteSignature",
+           "LoadBusSignature", "GemmBusSignature", "StoreBusSignature", "TokenPushSignature", "TokenPopSignature",
+           "DRAM_READ_LATENCY"]
+
+#: Cycles from a DRAM read request to its data (fixed).
+DRAM_READ_LATENCY = 1
+
+
+class LoadTarget(enum.Enum, shape=2):
+    """Which buffer a load-bus beat writes."""
+    INPUT = 0
+    WEIGHT = 1
+    PARAM = 2
+
+
+def load_geometry(config: AcceleratorConfig) -> tuple[int, int, int]:
+    """(G bytes per load beat, input rows / weight vectors per beat, parameter entries per beat)."""
+    g = config.gb_bus_bytes
+    return g, g // config.c0, g // PARAM_ENTRY_BYTES
+
+
+class ImemSignature(wiring.Signature):
+    """Instruction fetch: the byte address of a word out, the 256-bit word back in the same cycle."""
+
+    def __init__(self):
+        super().__init__({"addr": Out(32), "data": In(INSN_BITS)})
+
+
+class DramReadSignature(wiring.Signature):
+    """A byte-gather read port: ``lanes`` byte addresses with enables; the bytes come back
+    ``DRAM_READ_LATENCY`` cycle(s) later on ``data`` (lanes not enabled: don't care)."""
+
+    def __init__(self, lanes: int):
+        super().__init__({"en": Out(lanes), "addr": Out(data.ArrayLayout(ADDR_BITS, lanes)),
+                          "data": In(data.ArrayLayout(8, lanes))})
+
+
+class DramWriteSignature(wiring.Signature):
+    """A byte-scatter write port: the enabled lanes' bytes are written this cycle."""
+
+    def __init__(self, lanes: int):
+        super().__init__({"en": Out(lanes), "addr": Out(data.ArrayLayout(ADDR_BITS, lanes)),
+                          "data": Out(data.ArrayLayout(8, lanes))})
+
+
+class LoadBusSignature(wiring.Signature):
+    """A load beat: ``count`` input rows / weight vectors / parameter entries of ``data`` written
+    at row (entry) ``addr`` of the buffer ``target``; for weights ``sel`` is the group of
+    ``G/C0`` vector MACs.  ``en`` has one bit per PE (``pes``; 1 for a single PE)."""
+
+    def __init__(self, config: AcceleratorConfig, pes: int = 1):
+        g, nb, ne = load_geometry(config)
+        super().__init__({"en": Out(pes), "target": Out(LoadTarget), "addr": Out(16), "sel": Out(8),
+                          "count": Out(range(max(nb, ne) + 1)), "data": Out(unsigned(8 * g))})
+
+
+class GemmBusSignature(wiring.Signature):
+    """One GEMM pixel: input row ``inp``, weight row ``wgt``, accumulator entry ``acc``; ``first``
+    overwrites the accumulator instead of adding; ``dw``/``kw`` select the depthwise gather."""
+
+    def __init__(self, config: AcceleratorConfig):
+        super().__init__({"valid": Out(1), "first": Out(1), "inp": Out(config.input_addr_bits),
+                          "wgt": Out(config.weight_addr_bits), "acc": Out(config.accum_addr_bits),
+                          "dw": Out(1), "kw": Out(FIELD_BITS[Op.GEMM]["kw"])})
+
+
+class StoreBusSignature(wiring.Signature):
+    """A STORE pixel: post-process accumulator entry ``acc`` (``relu``); ``param_load`` latches the
+    K0 parameter entries from ``param_addr``.  ``y`` comes back four cycles after ``valid``, one
+    vector per PE (``pes``; a single vector for one PE)."""
+
+    def __init__(self, config: AcceleratorConfig, pes: int | None = None):
+        y = int8_vector(config.k0)
+        super().__init__({"param_load": Out(1), "param_addr": Out(range(config.param_depth)),
+                          "valid": Out(1), "acc": Out(config.accum_addr_bits), "relu": Out(1),
+                          "y": In(y if pes is None else data.ArrayLayout(y, pes))})
+
+
+class TokenPushSignature(wiring.Signature):
+    """A token pushed (``valid``) that becomes available ``wait + 1`` cycles later (no ``wait``
+    when ``max_wait`` is 0: available the next cycle)."""
+
+    def __init__(self, max_wait: int):
+        super().__init__({"valid": Out(1), **({"wait": Out(range(max_wait + 1))} if max_wait else {})})
+
+
+class TokenPopSignature(wiring.Signature):
+    """The oldest token of a FIFO is available (``valid``); the consumer takes it with ``ready``."""
+
+    def __init__(self):
+        super().__init__({"valid": Out(1), "ready": In(1)})

@@ -1,0 +1,133 @@
+"""The compute unit: a GEMM's loop nest, one pixel per cycle on every PE.
+
+Cycle t (start) takes the instruction and starts the loop nest: steps (channel block, kernel
+row, kernel column) of ``hw.timing.gemm_period`` cycles, one pixel (oy, ox) per cycle from
+t+1.  Cycle t+1 loads a down-counter with the contract's ``hw.timing.gemm_cycles``; the unit
+is free when it reaches 0 (cycle t + gemm_cycles), and it pushes its tokens the cycle before,
+so that they are available from its end.  VEC is refused at dispatch (ErrorCode.UNSUPPORTED).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
+
+from ..config import AcceleratorConfig
+from ..expr import Fields
+from ..isa import FIELD_BITS, INSN_BITS, Op, Queue
+from ..timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, gemm_cycles, gemm_period, gemm_steps
+from .buses import GemmBusSignature
+from .insn import field_signal, insn_view
+from .pe_tile import check_rtl_config
+from .unit import push_flags, start_when, unit_members
+
+__all__ = ["ComputeUnit"]
+
+
+
+def _cycle_bits(config: AcceleratorConfig) -> int:
+    """Bits of the longest legal GEMM's ``gemm_cycles``: ``hw.timing.legality`` bounds the weight rows
+    of a GEMM with pixels, not the steps of one without (its period is GEMM_MIN_PIXELS)."""
+    steps = (1 << FIELD_BITS[Op.GEMM]["n_cblk"]) * (1 << FIELD_BITS[Op.GEMM]["kh"]) * (1 << FIELD_BITS[Op.GEMM]["kw"])
+    longest = max(steps * GEMM_MIN_PIXELS, config.weight_rows * max(config.accum_depth, GEMM_MIN_PIXELS))
+    return (longest + GEMM_PIPELINE).bit_length()
+
+
+class ComputeUnit(wiring.Component):
+    """GEMM: the loop nest and the contract's timing (see the module docstring).
+
+    Members
+    -------
+    insn, enable, idle, pop_prev, pop_next, push_prev, push_next:
+        The unit's queue and token ports (:mod:`hw.rtl.unit`).
+    gemm: Out(GemmBusSignature(config))
+        One pixel per cycle to every PE.
+    """
+
+    export_prefix = "compute_unit"
+
+    @classmethod
+    def export_params(cls, config: AcceleratorConfig) -> dict:
+        return {"i": config.input_rows, "w": config.weight_rows, "d": config.accum_depth}
+
+    def __init__(self, config: AcceleratorConfig):
+        check_rtl_config(config)
+        self._config = config
+        super().__init__({**unit_members(Queue.COMPUTE, max_wait=0), "gemm": Out(GemmBusSignature(config))})
+
+    def elaborate(self, platform):
+        m = Module()
+        cur = Signal(INSN_BITS)
+        setup, left = Signal(), Signal(_cycle_bits(self._config))
+        start = start_when(m, self, Queue.COMPUTE, free=~setup & (left == 0))
+        m.d.comb += self.idle.eq(~setup & (left == 0))
+        self._timing(m, cur, start, setup, left)
+        self._loop_nest(m, cur, start)
+        return m
+
+    def _timing(self, m, cur, start, setup, left):
+        """t+1: ``left`` = gemm_cycles - 2, so it reaches 1 at the last cycle (tokens pushed, to be
+        available at the end) and 0 at the end (free)."""
+        c = Fields(insn_view(Op.GEMM, cur))
+        hdr = insn_view(Op.NOP, cur)
+        with m.If(start):
+            m.d.sync += [cur.eq(self.insn.payload), setup.eq(1)]
+        with m.Elif(setup):
+            m.d.sync += [setup.eq(0), left.eq(gemm_cycles(c) - 2)]
+        with m.Elif(left != 0):
+            m.d.sync += left.eq(left - 1)
+        last = ~setup & (left == 1)
+        for flag in push_flags(Queue.COMPUTE):
+            m.d.comb += getattr(self, flag).valid.eq(last & hdr[flag])
+
+    def _loop_nest(self, m, cur, start):
+        """Steps (cb, r, s) of ``period`` cycles, pixel p = (oy, ox) per cycle."""
+        h = self.insn.payload
+        hg = Fields(insn_view(Op.GEMM, h))
+        cg = insn_view(Op.GEMM, cur)
+        g = self.gemm
+        active = Signal()
+        steps, step = Signal(24), Signal(24)
+        period, npix, p = Signal(25), Signal(24), Signal(25)
+        oy, ox, r, s = (field_signal(Op.GEMM, name) for name in ("out_h", "out_w", "kh", "kw"))
+        row_off, col_off, r_off, cb_base = Signal(32), Signal(32), Signal(32), Signal(32)
+        plane, st_in_w = Signal(32), Signal(32)
+        pix = p < npix
+        m.d.comb += [
+            g.valid.eq(active & pix),
+            g.first.eq(~cg.accumulate & (step == 0)),
+            g.inp.eq(cg.inp_addr + cb_base + r_off + s + row_off + col_off),
+            g.wgt.eq(cg.wgt_addr + step),
+            g.acc.eq(cg.acc_addr + p),
+            g.dw.eq(cg.dw), g.kw.eq(cg.kw),
+        ]
+        with m.If(active):
+            with m.If(p == period - 1):
+                m.d.sync += [p.eq(0), oy.eq(0), ox.eq(0), row_off.eq(0), col_off.eq(0), step.eq(step + 1)]
+                with m.If(step + 1 == steps):
+                    m.d.sync += active.eq(0)
+                with m.If((s == cg.kw - 1) | cg.dw):          # a gather covers the row's kw taps at once
+                    m.d.sync += s.eq(0)
+                    with m.If(r == cg.kh - 1):
+                        m.d.sync += [r.eq(0), r_off.eq(0), cb_base.eq(cb_base + plane)]
+                    with m.Else():
+                        m.d.sync += [r.eq(r + 1), r_off.eq(r_off + cg.in_w)]
+                with m.Else():
+                    m.d.sync += s.eq(s + 1)
+            with m.Else():
+                m.d.sync += p.eq(p + 1)
+                with m.If(pix):
+                    with m.If(ox == cg.out_w - 1):
+                        m.d.sync += [ox.eq(0), col_off.eq(0), oy.eq(oy + 1), row_off.eq(row_off + st_in_w)]
+                    with m.Else():
+                        m.d.sync += [ox.eq(ox + 1), col_off.eq(col_off + cg.stride)]
+
+        in_h = (hg["out_h"] - 1) * hg["stride"] + hg["kh"]
+        with m.If(start):
+            m.d.sync += [active.eq((insn_view(Op.NOP, h).opcode == Op.GEMM) & (gemm_steps(hg) != 0)),
+                         steps.eq(gemm_steps(hg)), step.eq(0), period.eq(gemm_period(hg)),
+                         npix.eq(hg["out_h"] * hg["out_w"]), p.eq(0),
+                         oy.eq(0), ox.eq(0), r.eq(0), s.eq(0), row_off.eq(0), col_off.eq(0),
+                         r_off.eq(0), cb_base.eq(0), plane.eq(in_h * hg["in_w"]),
+                         st_in_w.eq(hg["stride"] * hg["in_w"])]

@@ -1,0 +1,326 @@
+"""The LOAD_INP address generator: the G lanes of each beat, ``G/C0`` input rows of C0 channels.
+
+Rows are walked in (channel block, window row, window column) order, ``G/C0`` rows a beat, and
+nothing is divided or multiplied per lane: every address is a sum of counters.
+
+Position
+    The beat's first row has registered window counters (yy, xx), its pixel (Y, X) = (y0 +
+    yy*fs, x0 + xx*fs) and that pixel's byte offset ``pix`` from the window origin; the beat's
+    other rows follow by a ripple of wraps (column, then row, then channel block).
+Channels
+    Lane l of channel block cb reads folded channel fch = c_base + cb*C0 + l, which is channel
+    c of kernel tap (r, s): fch = (r*fold_kw + s)*t_c + c.  Each lane keeps (c, s, r) and its
+    byte offset off = (r*t_w + s)*t_c + c for the channel block of the beat's first row; the
+    next block (fch + C0) is one step of additions with one carry each (``_next_block``), with
+    C0 = qc*t_c + rc and qc + w = qa_w*fold_kw + ra_w (w = 0, 1) formed once per instruction.
+Setup
+    A plain LOAD_INP (one tap) divides nothing: lane l of block 0 is channel c_base + l, valid
+    while below t_c (r counts the taps past the first; a lane once invalid stays so).  A folded
+    one first divides c_base + l by t_c and the tap by fold_kw serially, two quotient bits a
+    cycle; the load unit counts the ``hw.timing.FOLD_SETUP`` cycles down on ``setup_left``.
+
+A lane's address is ``base + pix + off`` (``base`` = src_addr + (y0*t_w + x0)*t_c, formed at
+start); it is enabled when its row is in the load, r < fold_kh and the pixel (Y + r, X + s) lies
+in the tensor: the gather of ``hw.timing.load_inp_lanes``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import AcceleratorConfig
+from ..isa import ADDR_BITS, INSN_BITS, Op
+from ..timing import FOLD_CHANNEL_DIGITS, FOLD_DIGIT_BITS, FOLD_SETUP, FOLD_TAP_BITS, FOLD_TAP_DIGITS
+from .buses import load_geometry
+from .insn import field_signal, insn_view
+
+__all__ = ["LoadInpLanes"]
+
+#: Bits of a lane's tap row r: at most 2^12 after the setup (or 1 when plain), plus qc + 2 <= C0 + 2
+#: per channel block for at most 4095 blocks.
+_R_BITS = 20
+#: Bits of a lane's channel c: below 2^25 at start, and c grows only while its lane is invalid.
+_CHANNEL_WIDTH = FOLD_CHANNEL_DIGITS * FOLD_DIGIT_BITS   # the dividend c_base + lane, padded
+_TAP_WIDTH = FOLD_TAP_DIGITS * FOLD_DIGIT_BITS
+_C_BITS = _CHANNEL_WIDTH + 1
+#: The tap row a lane is given when its tap is 2^FOLD_TAP_BITS or more: beyond every kernel.
+_R_BEYOND = 64
+
+
+class _Lane:
+    """A lane's channel state: channel c, tap column s, tap row r, byte offset off."""
+
+    def __init__(self, name: str):
+        self.c = Signal(_C_BITS, name=f"{name}_c")
+        self.s = Signal(6, name=f"{name}_s")
+        self.r = Signal(_R_BITS, name=f"{name}_r")
+        self.off = Signal(ADDR_BITS, name=f"{name}_off")
+
+    def fields(self):
+        return (self.c, self.s, self.r, self.off)
+
+
+class _Divider:
+    """A restoring divider of ``FOLD_DIGIT_BITS`` quotient bits a cycle: ``quo`` shifts the
+    dividend out at the top and the quotient in at the bottom, ``rem`` is the partial remainder;
+    ``step`` does one digit (compares with 1, 2 and 3 times the divisor at once)."""
+
+    def __init__(self, name: str, width: int):
+        assert FOLD_DIGIT_BITS == 2 and width % FOLD_DIGIT_BITS == 0
+        self.width = width
+        self.quo = Signal(width, name=f"{name}_quo")
+        self.rem = Signal(width + 1, name=f"{name}_rem")
+
+    def step(self, m, divisor):
+        name = self.quo.name
+        partial = Signal(self.width + 3, name=f"{name}_partial")
+        ge = [Signal(name=f"{name}_ge{k}") for k in (1, 2, 3)]
+        m.d.comb += [partial.eq(Cat(self.quo[-2:], self.rem)),
+                     *(g.eq(partial >= k * divisor) for k, g in zip((1, 2, 3), ge))]
+        m.d.sync += [self.rem.eq(Mux(ge[2], partial - 3 * divisor, Mux(ge[1], partial - 2 * divisor,
+                                                                        Mux(ge[0], partial - divisor, partial)))),
+                     self.quo.eq(Cat(ge[0] ^ ge[1] ^ ge[2], ge[1], self.quo[:-2]))]
+
+    def load(self, m, dividend):
+        m.d.sync += [self.quo.eq(dividend), self.rem.eq(0)]
+
+
+class LoadInpLanes(wiring.Component):
+    """The lanes of a LOAD_INP's beats (see the module docstring).
+
+    Members
+    -------
+    insn: In(INSN_BITS)
+        The queue's head, taken when ``start``.
+    start: In(1)
+        A LOAD_INP starts: its fields are registered and its setup begins.
+    setup_left: In(range(FOLD_SETUP + 1))
+        The load unit's setup count (``FOLD_SETUP`` in the cycle after a folded start, then down to 0).
+    step: In(1)
+        This cycle is a beat: ``lane_*``, ``row_addr`` and ``rows`` describe it; advance.
+    lane_en, lane_addr, lane_en_count:
+        The beat's G lanes: enabled (in the load and in the tensor), their byte addresses, how
+        many are enabled.
+    row_addr, rows:
+        The first input-buffer row the beat writes and how many rows it writes.
+    """
+
+    export_prefix = "load_inp_lanes"
+
+    @classmethod
+    def export_params(cls, config: AcceleratorConfig) -> dict:
+        return {"c": config.c0, "g": config.gb_bus_bytes}
+
+    def __init__(self, config: AcceleratorConfig):
+        self._config = config
+        g, nb, _ = load_geometry(config)
+        super().__init__({"insn": In(INSN_BITS), "start": In(1), "setup_left": In(range(FOLD_SETUP + 1)),
+                          "step": In(1),
+                          "lane_en": Out(g), "lane_addr": Out(data.ArrayLayout(ADDR_BITS, g)),
+                          "lane_en_count": Out(range(g + 1)), "row_addr": Out(16), "rows": Out(range(nb + 1))})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        _, nb, _ = load_geometry(cfg)
+        cur = Signal(INSN_BITS)
+        ci = insn_view(Op.LOAD_INP, cur)
+        with m.If(self.start):
+            m.d.sync += cur.eq(self.insn)
+        k = self._constants(m, ci)
+        lanes = [_Lane(f"lane{ln}") for ln in range(cfg.c0)]
+        self._setup(m, ci, k, lanes)
+        blocks = [lanes]
+        for j in range(nb):
+            blocks.append([self._next_block(m, k, lane, f"blk{j + 1}_{ln}") for ln, lane in enumerate(blocks[-1])])
+        slots, advance = self._rows(m, ci, k)
+        en_bits = []
+        for i, slot in enumerate(slots):
+            for ln in range(cfg.c0):
+                lane = self._pick(m, blocks[:i + 1], slot["k"], ln, f"slot{i}_{ln}")
+                ok, addr = self._lane_out(m, ci, k, slot, lane, f"{i}_{ln}")
+                en_bits.append(ok)
+                m.d.comb += self.lane_addr[i * cfg.c0 + ln].eq(addr)
+        m.d.comb += [self.lane_en.eq(Cat(*en_bits)), self.lane_en_count.eq(sum(en_bits))]
+        with m.If(advance):
+            for ln, lane in enumerate(lanes):
+                nxt = self._pick(m, blocks, slots[-1]["k_next"], ln, f"next_{ln}")
+                m.d.sync += [a.eq(b) for a, b in zip(lane.fields(), nxt.fields())]
+        return m
+
+    # ---- constants of the instruction ------------------------------------------------------------
+
+    def _constants(self, m, ci) -> dict:
+        """Registered at start from the head (plain values; a folded setup replaces qa, ra, step)
+        and the defaults of the fold fields."""
+        c0, h = self._config.c0, insn_view(Op.LOAD_INP, self.insn)
+        k = {name: Signal(ADDR_BITS, name=name) for name in ("base", "pix_x", "pix_y", "row_bytes")}
+        k.update(qc=Signal(range(c0 + 2), name="qc"), rc=Signal(range(c0 + 1), name="rc"),
+                 qa=[Signal(range(c0 + 2), name=f"qa{w}") for w in range(2)],
+                 ra=[Signal(6, name=f"ra{w}") for w in range(2)],
+                 step=[Signal(ADDR_BITS, name=f"off_step{w}") for w in range(4)])
+        k["t_c"] = ci.t_c
+        for name in ("fold_kh", "fold_kw", "fold_stride"):
+            k[name] = field_signal(Op.LOAD_INP, name, name)
+            m.d.comb += k[name].eq(Mux(ci[name] == 0, 1, ci[name]))
+        qc_now, rc_now = Signal.like(k["qc"]), Signal.like(k["rc"])
+        with m.Switch(h.t_c):          # C0 = qc*t_c + rc: a table of the constant C0, no divider
+            for t in range(1, c0 + 1):
+                with m.Case(t):
+                    m.d.comb += [qc_now.eq(c0 // t), rc_now.eq(c0 % t)]
+            with m.Default():
+                m.d.comb += [qc_now.eq(0), rc_now.eq(c0)]
+        fs = Mux(h.fold_stride == 0, 1, h.fold_stride)
+        row_bytes = Signal(ADDR_BITS)
+        m.d.comb += row_bytes.eq(h.t_w * h.t_c)
+        with m.If(self.start):
+            # plain: fold_kw = 1, so qa_w = qc + w, ra_w = 0; only the step of no carry reaches a
+            # valid lane (a carry of c moves past the only tap), so every step is rc
+            m.d.sync += [k["qc"].eq(qc_now), k["rc"].eq(rc_now), k["qa"][0].eq(qc_now), k["qa"][1].eq(qc_now + 1),
+                         k["ra"][0].eq(0), k["ra"][1].eq(0), *(s.eq(rc_now) for s in k["step"]),
+                         k["base"].eq(h.src_addr + (h.y0 * h.t_w + h.x0) * h.t_c), k["row_bytes"].eq(row_bytes),
+                         k["pix_x"].eq(fs * h.t_c), k["pix_y"].eq(fs * row_bytes)]
+        return k
+
+    # ---- setup: the first channel block of every lane ---------------------------------------------
+
+    def _setup(self, m, ci, k, lanes):
+        """Plain: at start.  Folded: c_base + l divided by t_c (FOLD_CHANNEL_DIGITS cycles), a cycle
+        to pass the tap on, the tap and qc divided by fold_kw (FOLD_TAP_DIGITS), a cycle to form
+        the offsets and the step constants."""
+        h = insn_view(Op.LOAD_INP, self.insn)
+        left = self.setup_left
+        p1_end = FOLD_SETUP - FOLD_CHANNEL_DIGITS        # the cycle that passes the tap on
+        p2_end = p1_end - 1 - FOLD_TAP_DIGITS           # the cycle that forms the offsets
+        assert p2_end == 1, "hw.timing.FOLD_SETUP is the schedule below"
+        small = _Divider("qc_div", _TAP_WIDTH)
+        for ln, lane in enumerate(lanes):
+            div = _Divider(f"div{ln}", _CHANNEL_WIDTH)
+            first = h.c_base + ln
+            with m.If(self.start):
+                div.load(m, first)
+                m.d.sync += [lane.c.eq(first), lane.s.eq(0), lane.r.eq(first >= h.t_c), lane.off.eq(first)]
+            with m.Elif(left > p1_end):
+                div.step(m, ci.t_c)
+            with m.Elif(left == p1_end):
+                beyond = div.quo[FOLD_TAP_BITS:].any()
+                m.d.sync += [lane.c.eq(div.rem), lane.r.eq(Mux(beyond, _R_BEYOND, 0))]
+                div.load(m, div.quo[:FOLD_TAP_BITS] << (_CHANNEL_WIDTH - _TAP_WIDTH))
+                if ln == 0:
+                    small.load(m, k["qc"])
+            with m.Elif(left > p2_end):
+                div.step(m, k["fold_kw"])
+                if ln == 0:
+                    small.step(m, k["fold_kw"])
+            with m.Elif(left == p2_end):
+                r = Signal(_R_BITS, name=f"setup_r{ln}")
+                s = div.rem[:6]
+                m.d.comb += r.eq(Mux(lane.r == _R_BEYOND, _R_BEYOND, div.quo[:FOLD_TAP_BITS]))
+                m.d.sync += [lane.r.eq(r), lane.s.eq(s),
+                             lane.off.eq(r * k["row_bytes"] + s * ci.t_c + lane.c)]
+        with m.If(~self.start & (left == p2_end)):
+            self._fold_steps(m, ci, k, small)
+
+    def _fold_steps(self, m, ci, k, small):
+        """qc = qa_0*fold_kw + ra_0 (the divider), qc + 1 = qa_1*fold_kw + ra_1, and the offset
+        step of each carry pair (w1: of c, w2: of s)."""
+        qa0, ra0 = small.quo, small.rem[:6]
+        wrap = Signal(name="ra_wrap")
+        qa1, ra1 = Signal.like(k["qa"][1]), Signal.like(k["ra"][1])
+        m.d.comb += [wrap.eq(ra0 + 1 == k["fold_kw"]), qa1.eq(qa0 + wrap), ra1.eq(Mux(wrap, 0, ra0 + 1))]
+        m.d.sync += [k["qa"][0].eq(qa0), k["ra"][0].eq(ra0), k["qa"][1].eq(qa1), k["ra"][1].eq(ra1)]
+        for w1, (qa, ra) in enumerate(((qa0, ra0), (qa1, ra1))):
+            for w2 in range(2):
+                # (r, s, c) moves by (qa + w2, ra - w2*fold_kw, rc - w1*t_c)
+                m.d.sync += k["step"][2 * w1 + w2].eq((qa + w2) * k["row_bytes"] + (ra - w2 * k["fold_kw"]) * ci.t_c
+                                                      + k["rc"] - w1 * ci.t_c)
+
+    def _next_block(self, m, k, lane: _Lane, name: str) -> _Lane:
+        """The lane's state one channel block on (fch + C0): c + rc with a carry into the tap, the
+        tap's s + ra_w with a carry into r."""
+        nxt = _Lane(name)
+        c1, s1 = Signal(_C_BITS + 1, name=f"{name}_c1"), Signal(7, name=f"{name}_s1")
+        w1, w2 = Signal(name=f"{name}_w1"), Signal(name=f"{name}_w2")
+        t_c, fkw = k["t_c"], k["fold_kw"]
+        m.d.comb += [c1.eq(lane.c + k["rc"]), w1.eq(c1 >= t_c), nxt.c.eq(Mux(w1, c1 - t_c, c1)),
+                     s1.eq(lane.s + Mux(w1, k["ra"][1], k["ra"][0])), w2.eq(s1 >= fkw),
+                     nxt.s.eq(Mux(w2, s1 - fkw, s1)),
+                     nxt.r.eq(lane.r + Mux(w1, k["qa"][1], k["qa"][0]) + w2),
+                     nxt.off.eq(lane.off + Mux(w1, Mux(w2, k["step"][3], k["step"][2]),
+                                               Mux(w2, k["step"][1], k["step"][0])))]
+        return nxt
+
+    # ---- rows of the beat -----------------------------------------------------------------------
+
+    def _rows(self, m, ci, k):
+        """The beat's rows: registered counters of the first, a ripple of wraps for the others;
+        returns (the rows, each a dict of signals, with ``k`` its channel block above the
+        beat's first and ``k_next`` after it; whether the beat advances)."""
+        cfg = self._config
+        _, nb, _ = load_geometry(cfg)
+        h = insn_view(Op.LOAD_INP, self.insn)
+        first = {"yy": field_signal(Op.LOAD_INP, "win_h", "yy"), "xx": field_signal(Op.LOAD_INP, "win_w", "xx"),
+                 "y": Signal(signed(24), name="pix_yc"), "x": Signal(signed(24), name="pix_xc"),
+                 "pix": Signal(ADDR_BITS, name="pix"), "pix_row": Signal(ADDR_BITS, name="pix_row"),
+                 "k": 0}
+        rows_left, row_addr = Signal(32), Signal(16)
+        slots, slot = [], first
+        for i in range(nb):
+            valid = Signal(name=f"row_valid{i}")
+            m.d.comb += valid.eq(self.step & (rows_left > i))
+            slots.append({**slot, "valid": valid})
+            slot = self._next_row(m, ci, k, slot, f"row{i + 1}")
+        slots[-1]["k_next"] = slot["k"]
+        m.d.comb += [self.row_addr.eq(row_addr), self.rows.eq(Mux(rows_left < nb, rows_left, nb))]
+        with m.If(self.start):
+            m.d.sync += [first["yy"].eq(0), first["xx"].eq(0), first["y"].eq(h.y0), first["x"].eq(h.x0),
+                         first["pix"].eq(0), first["pix_row"].eq(0),
+                         rows_left.eq(h.n_cblk * h.win_h * h.win_w), row_addr.eq(h.dst_addr)]
+        with m.Elif(self.step):
+            m.d.sync += [first[name].eq(slot[name]) for name in ("yy", "xx", "y", "x", "pix", "pix_row")]
+            m.d.sync += [rows_left.eq(Mux(rows_left < nb, 0, rows_left - nb)), row_addr.eq(row_addr + nb)]
+        return slots, self.step & ~self.start
+
+    def _next_row(self, m, ci, k, row: dict, name: str) -> dict:
+        """The row after ``row``: the next window column, or the next window row, or (after the
+        window's last pixel) the next channel block."""
+        wrap_x, wrap_y = Signal(name=f"{name}_wrap_x"), Signal(name=f"{name}_wrap_y")
+        m.d.comb += [wrap_x.eq(row["xx"] + 1 == ci.win_w), wrap_y.eq(wrap_x & (row["yy"] + 1 == ci.win_h))]
+        nxt = {key: Signal.like(row[key], name=f"{name}_{key}") for key in ("yy", "xx", "y", "x", "pix", "pix_row")}
+        fs = k["fold_stride"]
+        with m.If(wrap_y):
+            m.d.comb += [nxt["yy"].eq(0), nxt["xx"].eq(0), nxt["y"].eq(ci.y0), nxt["x"].eq(ci.x0),
+                         nxt["pix"].eq(0), nxt["pix_row"].eq(0)]
+        with m.Elif(wrap_x):
+            m.d.comb += [nxt["yy"].eq(row["yy"] + 1), nxt["xx"].eq(0), nxt["y"].eq(row["y"] + fs), nxt["x"].eq(ci.x0),
+                         nxt["pix"].eq(row["pix_row"] + k["pix_y"]), nxt["pix_row"].eq(row["pix_row"] + k["pix_y"])]
+        with m.Else():
+            m.d.comb += [nxt["yy"].eq(row["yy"]), nxt["xx"].eq(row["xx"] + 1), nxt["y"].eq(row["y"]),
+                         nxt["x"].eq(row["x"] + fs), nxt["pix"].eq(row["pix"] + k["pix_x"]),
+                         nxt["pix_row"].eq(row["pix_row"])]
+        blk = Signal(range(load_geometry(self._config)[1] + 1), name=f"{name}_k")
+        m.d.comb += blk.eq(row["k"] + wrap_y)
+        return {**nxt, "k": blk}
+
+    # ---- lanes ----------------------------------------------------------------------------------
+
+    def _pick(self, m, blocks, which, ln: int, name: str) -> _Lane:
+        """Lane ``ln`` of ``blocks[which]``."""
+        if len(blocks) == 1 or isinstance(which, int):
+            return blocks[which if isinstance(which, int) else 0][ln]
+        out = _Lane(name)
+        with m.Switch(which):
+            for j, blk in enumerate(blocks):
+                with m.Case(j):
+                    m.d.comb += [a.eq(b) for a, b in zip(out.fields(), blk[ln].fields())]
+        return out
+
+    def _lane_out(self, m, ci, k, slot, lane: _Lane, name: str):
+        """(enabled, byte address) of a lane of a row."""
+        y, x = Signal(signed(26), name=f"y{name}"), Signal(signed(26), name=f"x{name}")
+        ok = Signal(name=f"ok{name}")
+        m.d.comb += [y.eq(slot["y"] + lane.r), x.eq(slot["x"] + lane.s),
+                     ok.eq(slot["valid"] & (lane.r < k["fold_kh"]) & (y >= 0) & (y < ci.t_h) & (x >= 0) & (x < ci.t_w))]
+        return ok, k["base"] + slot["pix"] + lane.off

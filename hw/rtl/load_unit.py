@@ -1,0 +1,255 @@
+"""The load unit: LOAD_INP / LOAD_WGT / LOAD_PARAM / LOAD_GB, a beat of ``G`` gathered bytes per cycle.
+
+The global buffer is its child (LOAD_GB writes it, LOAD_INP may gather from it).  A beat
+requested at cycle c returns at c+1 and is written into the selected PEs (or the global
+buffer) then.  Timing shell: the unit is free after
+``T = setup + max(1, beats, ceil(bytes / dram_bw))`` cycles (``hw.timing.load_terms``: a folded
+LOAD_INP's address generator sets up first; a LOAD_INP's bytes are the in-bounds lanes its
+address generator finds, counted beat by beat) and pushes its token then, available ``first`` cycles
+later (the DRAM or global-buffer latency), which is also when ``idle`` rises.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import Out
+
+from ..config import AcceleratorConfig
+from ..expr import Fields
+from ..isa import ADDR_BITS, INSN_BITS, Op, Queue
+from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
+from ..timing import FOLD_SETUP, GB_LATENCY, load_terms
+from .buses import DramReadSignature, LoadBusSignature, LoadTarget, load_geometry
+from .global_buffer import GlobalBuffer, check_global_buffer
+from .insn import field_signal, insn_view
+from .load_inp import LoadInpLanes
+from .pe_tile import check_rtl_config
+from .unit import pe_mask, start_when, unit_members
+
+__all__ = ["LoadUnit"]
+
+#: Bits of the DRAM byte balance (bytes of one load: 32-bit fields).
+_CREDIT_BITS = 48
+
+
+def _min(a, b):
+    return Mux(a < b, a, b)
+
+
+class _Beat:
+    """What the address generators give the shell and the write stage for the beat of this cycle."""
+
+    def __init__(self, config: AcceleratorConfig):
+        g, nb, ne = load_geometry(config)
+        self.lane_en = Signal(g)
+        self.lane_addr = data.ArrayLayout(ADDR_BITS, g)(Signal(ADDR_BITS * g, name="lane_addr"))
+        self.dram_bytes = Signal(range(g + 1))
+        self.target = Signal(LoadTarget)
+        self.addr, self.sel, self.count = Signal(16), Signal(8), Signal(range(max(nb, ne) + 1))
+
+
+class LoadUnit(wiring.Component):
+    """The load unit (see the module docstring).
+
+    Parameters
+    ----------
+    config:
+        The configuration (:func:`~hw.rtl.pe_tile.check_rtl_config`,
+        :func:`~hw.rtl.global_buffer.check_global_buffer`).
+    gb_factory, lanes_factory:
+        Build the global buffer and the LOAD_INP address generator (black boxes in the export).
+
+    Members
+    -------
+    insn, enable, idle, pop_next, push_next:
+        The unit's queue and token ports (:mod:`hw.rtl.unit`).
+    error: Out(1)
+        Sticky: a loaded parameter shift above MAX_SHIFT, a LOAD_INP global-buffer address
+        outside the buffer or a bank conflict (ErrorCode.DATA).
+    dram: Out(DramReadSignature(G))
+    ld: Out(LoadBusSignature(config, pes=num_pe))
+    """
+
+    export_prefix = "load_unit"
+
+    @classmethod
+    def export_params(cls, config: AcceleratorConfig) -> dict:
+        return {"n": config.num_pe, "k": config.k0, "c": config.c0, "g": config.gb_bus_bytes,
+                "b": config.dram_bytes_per_cycle, "l": config.dram_latency, "m": config.global_buf_bytes}
+
+    def __init__(self, config: AcceleratorConfig, *, gb_factory=GlobalBuffer, lanes_factory=LoadInpLanes):
+        check_rtl_config(config)
+        check_global_buffer(config)
+        self._config = config
+        self._gb_factory = gb_factory
+        self._lanes_factory = lanes_factory
+        g, _, _ = load_geometry(config)
+        super().__init__({
+            **unit_members(Queue.LOAD, max_wait=max(config.dram_latency, GB_LATENCY) - 1),
+            "error": Out(1), "dram": Out(DramReadSignature(g)), "ld": Out(LoadBusSignature(config, pes=config.num_pe)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        cur = Signal(INSN_BITS)
+        op = insn_view(Op.NOP, cur).opcode
+        busy, beats_left = Signal(), Signal(32)
+        setup_left = Signal(range(FOLD_SETUP + 1))     # a folded LOAD_INP's setup (hw.timing.load_terms)
+        ready = busy & (setup_left == 0)
+        issue = ready & (beats_left != 0)
+        free = Signal()
+        start = start_when(m, self, Queue.LOAD, free=~busy | free)
+        beat = _Beat(cfg)
+        m.submodules.inp = inp = self._lanes_factory(cfg)
+        m.d.comb += [inp.insn.eq(self.insn.payload), inp.start.eq(start & (insn_view(Op.NOP, self.insn.payload).opcode
+                                                                          == Op.LOAD_INP)),
+                     inp.step.eq(issue & (op == Op.LOAD_INP)), inp.setup_left.eq(setup_left)]
+        counters = self._counters(m, cur, start, issue)
+        with m.Switch(op):
+            with m.Case(Op.LOAD_INP):
+                m.d.comb += [beat.lane_en.eq(inp.lane_en), beat.lane_addr.eq(inp.lane_addr),
+                             beat.dram_bytes.eq(Mux(insn_view(Op.LOAD_INP, cur).src_gb, 0, inp.lane_en_count)),
+                             beat.target.eq(LoadTarget.INPUT), beat.addr.eq(inp.row_addr), beat.count.eq(inp.rows)]
+            with m.Case(Op.LOAD_WGT):
+                self._wgt_lanes(m, insn_view(Op.LOAD_WGT, cur), counters, issue, beat)
+            with m.Case(Op.LOAD_PARAM):
+                self._param_lanes(m, insn_view(Op.LOAD_PARAM, cur), counters, issue, beat)
+            with m.Case(Op.LOAD_GB):
+                self._gb_lanes(m, insn_view(Op.LOAD_GB, cur), counters, issue, beat)
+        gb, gb_bad, from_gb = self._global_buffer(m, cur, beat)
+        self._write_stage(m, cur, start, issue, beat, gb, gb_bad, from_gb, counters)
+        self._shell(m, cur, start, (busy, ready, setup_left), beats_left, issue, free, beat)
+        return m
+
+    # ---- counters of LOAD_WGT / LOAD_PARAM / LOAD_GB ------------------------------------------
+
+    def _counters(self, m, cur, start, issue) -> dict:
+        """LOAD_WGT weight row and MAC group, LOAD_PARAM first entry, LOAD_GB byte offset of the beat."""
+        cfg = self._config
+        g, nb, ne = load_geometry(cfg)
+        op = insn_view(Op.NOP, cur).opcode
+        c = {"row": field_signal(Op.LOAD_WGT, "rows", "wgt_row"), "group": Signal(range(max(2, cfg.k0 // nb))),
+             "entry": Signal(16), "offset": Signal(32)}
+        with m.If(start):
+            m.d.sync += [c["row"].eq(0), c["group"].eq(0), c["entry"].eq(0), c["offset"].eq(0)]
+        with m.Elif(issue):
+            with m.Switch(op):
+                with m.Case(Op.LOAD_WGT):
+                    last = c["group"] == cfg.k0 // nb - 1
+                    m.d.sync += [c["group"].eq(Mux(last, 0, c["group"] + 1)), c["row"].eq(c["row"] + last)]
+                with m.Case(Op.LOAD_PARAM):
+                    m.d.sync += c["entry"].eq(c["entry"] + ne)
+                with m.Case(Op.LOAD_GB):
+                    m.d.sync += c["offset"].eq(c["offset"] + g)
+        return c
+
+    def _wgt_lanes(self, m, cw, c, issue, beat):
+        cfg = self._config
+        _, nb, _ = load_geometry(cfg)
+        en_bits = []
+        for v in range(nb):
+            j = c["group"] * nb + v
+            for ln in range(cfg.c0):
+                idx = c["row"] * cfg.c0 + ln
+                en_bits.append(issue & (j < cw.n_out) & (idx < cw.chan))
+                lane = Mux(cw.lane_stride == 0, 1, cw.lane_stride)
+                m.d.comb += beat.lane_addr[v * cfg.c0 + ln].eq(cw.src_addr + j * cw.out_stride + idx * lane)
+        m.d.comb += [beat.lane_en.eq(Cat(*en_bits)), beat.dram_bytes.eq(0), beat.target.eq(LoadTarget.WEIGHT),
+                     beat.addr.eq(cw.dst_addr + c["row"]), beat.sel.eq(c["group"]), beat.count.eq(nb)]
+
+    def _param_lanes(self, m, cp, c, issue, beat):
+        _, _, ne = load_geometry(self._config)
+        en_bits = []
+        for e in range(ne):
+            for byte in range(PARAM_ENTRY_BYTES):
+                ent = c["entry"] + e
+                en_bits.append(issue & (ent < cp.n_entries))
+                m.d.comb += beat.lane_addr[e * PARAM_ENTRY_BYTES + byte].eq(cp.src_addr + ent * PARAM_ENTRY_BYTES + byte)
+        m.d.comb += [beat.lane_en.eq(Cat(*en_bits)), beat.target.eq(LoadTarget.PARAM),
+                     beat.addr.eq(cp.dst_addr + c["entry"]), beat.count.eq(_min(cp.n_entries - c["entry"], ne))]
+
+    def _gb_lanes(self, m, cgb, c, issue, beat):
+        g, _, _ = load_geometry(self._config)
+        en_bits = []
+        for i in range(g):
+            en_bits.append(issue & (c["offset"] + i < cgb.n_bytes))
+            m.d.comb += beat.lane_addr[i].eq(cgb.src_addr + c["offset"] + i)
+        m.d.comb += beat.lane_en.eq(Cat(*en_bits))
+
+    # ---- global buffer, write stage, shell -------------------------------------------------------
+
+    def _global_buffer(self, m, cur, beat):
+        """2G/C0 banks (hw/rtl/global_buffer.py): LOAD_GB beats never conflict, a LOAD_INP gather
+        that needs two rows of one bank raises error (DATA).  Reads are transparent, so a
+        LOAD_INP right after the LOAD_GB that fills it sees the last beat."""
+        cfg = self._config
+        g, _, _ = load_geometry(cfg)
+        from_gb = Signal()
+        m.d.comb += from_gb.eq((insn_view(Op.NOP, cur).opcode == Op.LOAD_INP) & insn_view(Op.LOAD_INP, cur).src_gb)
+        m.submodules.gb = gb = self._gb_factory(cfg)
+        bad = [gb.conflict]
+        for i in range(g):
+            m.d.comb += [gb.r_addr[i].eq(beat.lane_addr[i]), gb.r_en[i].eq(beat.lane_en[i] & from_gb)]
+            bad.append(beat.lane_en[i] & from_gb & (beat.lane_addr[i] >= cfg.global_buf_bytes))
+        m.d.comb += [self.dram.en.eq(Mux(from_gb, 0, beat.lane_en)), self.dram.addr.eq(beat.lane_addr)]
+        return gb, Cat(*bad).any(), from_gb
+
+    def _write_stage(self, m, cur, start, issue, beat, gb, gb_bad, from_gb, counters):
+        """The gathered bytes arrive one cycle after the beat: into the PEs or the global buffer."""
+        cfg = self._config
+        g, _, ne = load_geometry(cfg)
+        op = insn_view(Op.NOP, cur).opcode
+        mask = Signal(cfg.num_pe)      # the PE set of the running load
+        with m.If(start):
+            m.d.sync += mask.eq(pe_mask(m, insn_view(Op.LOAD_INP, self.insn.payload), cfg.num_pe))
+        wv, w_mask, w_pes = Signal(), Signal(g), Signal(cfg.num_pe)
+        w_gb, w_from_gb, w_gbaddr = Signal(), Signal(), Signal(32)
+        m.d.sync += [wv.eq(issue), w_mask.eq(beat.lane_en), w_pes.eq(mask), w_gb.eq(op == Op.LOAD_GB),
+                     w_from_gb.eq(from_gb), w_gbaddr.eq(insn_view(Op.LOAD_GB, cur).dst_addr + counters["offset"])]
+        ld = self.ld
+        m.d.sync += [ld.target.eq(beat.target), ld.addr.eq(beat.addr), ld.sel.eq(beat.sel), ld.count.eq(beat.count)]
+        bytes_in = [Mux(w_mask[i], Mux(w_from_gb, gb.r_data[i], self.dram.data[i]), 0) for i in range(g)]
+        m.d.comb += [ld.data.eq(Cat(*bytes_in)), ld.en.eq(Mux(wv & ~w_gb, w_pes, 0)),
+                     gb.w_en.eq(wv & w_gb), gb.w_addr.eq(w_gbaddr), gb.w_mask.eq(w_mask),
+                     gb.w_data.eq(self.dram.data)]
+        bad_shift = Const(0, 1)
+        for e in range(ne):
+            shift = bytes_in[e * PARAM_ENTRY_BYTES + entry_offset(PARAM_ENTRY, "shift")]
+            bad_shift = bad_shift | ((e < ld.count) & (shift > MAX_SHIFT))
+        with m.If(gb_bad | (wv & (ld.target == LoadTarget.PARAM) & bad_shift)):
+            m.d.sync += self.error.eq(1)
+
+    def _shell(self, m, cur, start, state, beats_left, issue, free, beat):
+        """The setup, then the beats and the DRAM byte balance count down; free when all are done;
+        the token and ``idle`` wait ``first`` more cycles (the tail, the longest of the loads in
+        flight)."""
+        cfg = self._config
+        busy, ready, setup_left = state
+        h = self.insn.payload
+        credit, first = Signal(signed(_CREDIT_BITS)), Signal(range(max(cfg.dram_latency, GB_LATENCY) + 1))
+        credit_now = Signal(signed(_CREDIT_BITS))
+        tail = Signal(range(max(cfg.dram_latency, GB_LATENCY)))
+        m.d.comb += [credit_now.eq(credit + cfg.dram_bytes_per_cycle - beat.dram_bytes),
+                     free.eq(ready & (beats_left - issue == 0) & (credit_now >= 0))]
+        with m.If(ready):
+            m.d.sync += [beats_left.eq(beats_left - issue), credit.eq(credit_now)]
+        with m.Elif(setup_left != 0):
+            m.d.sync += setup_left.eq(setup_left - 1)
+        with m.If(free):
+            m.d.sync += [busy.eq(0), tail.eq(Mux(tail > first - 1, tail - 1, first - 1))]
+        with m.Elif(tail != 0):
+            m.d.sync += tail.eq(tail - 1)
+        m.d.comb += [self.idle.eq(~busy & (tail == 0)),
+                     self.push_next.valid.eq(free & insn_view(Op.NOP, cur).push_next),
+                     self.push_next.wait.eq(first - 1)]
+        with m.If(start):
+            m.d.sync += [cur.eq(h), busy.eq(1)]
+            with m.Switch(insn_view(Op.NOP, h).opcode):
+                for o in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.LOAD_GB):
+                    with m.Case(o):
+                        # hw.timing's terms; a LOAD_INP's DRAM bytes are counted per beat instead
+                        n_beats, n_bytes, first_data, setup = load_terms(o, Fields(insn_view(o, h)), cfg)
+                        m.d.sync += [beats_left.eq(n_beats), credit.eq(0 if n_bytes is None else -n_bytes),
+                                     first.eq(first_data), setup_left.eq(setup)]

@@ -1,0 +1,173 @@
+"""The store unit: every selected PE post-processes one pixel per cycle; the bytes are scattered to DRAM.
+
+Cycle t (start) takes the instruction, its PE set and the (column, row group) of every PE
+(``hw.timing.pe_positions``); t+1 computes each PE's channel and row origin and its in-bounds
+bytes (``hw.timing.store_pe_tile``) and asks the PEs for their parameters; t+2 has the contract's
+busy time and latency (``hw.timing.store_timing``) and issues pixel 0; a pixel issued at c is
+written at c+4.  Posted writes: the unit is free after the busy time (a down-counter), and
+pushes its token then, with the rest of the latency as the token's wait; FENCE/END wait for
+that rest too (``idle``).  Table activations and softmax epilogues are refused at dispatch
+(ErrorCode.UNSUPPORTED).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
+
+from ..config import AcceleratorConfig
+from ..expr import Fields
+from ..isa import INSN_BITS, Act, Op, Queue
+from ..timing import POST_PIPELINE, pe_positions, store_pe_tile, store_timing
+from .buses import DramWriteSignature, StoreBusSignature
+from .insn import field_signal, insn_view
+from .pe_tile import check_rtl_config
+from .postproc import PostProcessor
+from .unit import held, pe_mask, start_when, unit_members
+
+__all__ = ["StoreUnit"]
+
+#: Cycles from a pixel's beat to its DRAM write: the PE's accumulator read and its
+#: post-processing stages (within hw.timing.POST_PIPELINE).
+WRITE_DELAY = 1 + PostProcessor.LATENCY
+assert WRITE_DELAY <= POST_PIPELINE
+#: Bits of byte counts and busy times (out_h x out_w x k_per_pe x num_pe, clipped).
+_COUNT_BITS = 48
+
+
+class StoreUnit(wiring.Component):
+    """STORE (see the module docstring).
+
+    Members
+    -------
+    insn, enable, idle, pop_prev, push_prev:
+        The unit's queue and token ports (:mod:`hw.rtl.unit`).
+    st: Out(StoreBusSignature(config, pes=num_pe))
+        One accumulator entry per cycle to every PE; their outputs come back on ``st.y``.
+    dram: Out(DramWriteSignature(num_pe * K0))
+        The bytes of every selected PE's pixel.
+    """
+
+    export_prefix = "store_unit"
+
+    @classmethod
+    def export_params(cls, config: AcceleratorConfig) -> dict:
+        return {"n": config.num_pe, "k": config.k0, "l": config.dram_latency, "b": config.dram_bytes_per_cycle,
+                "d": config.accum_depth, "p": config.param_depth}
+
+    def __init__(self, config: AcceleratorConfig):
+        check_rtl_config(config)
+        self._config = config
+        super().__init__({
+            **unit_members(Queue.STORE, max_wait=config.dram_latency - 1),
+            "st": Out(StoreBusSignature(config, pes=config.num_pe)),
+            "dram": Out(DramWriteSignature(config.num_pe * config.k0)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._config.num_pe
+        cur = Signal(INSN_BITS)
+        cs = insn_view(Op.STORE, cur)
+        busy, timed, setup, active = Signal(), Signal(), Signal(), Signal()
+        occ_left = Signal(_COUNT_BITS)
+        free = busy & timed & (occ_left == 0)
+        start = start_when(m, self, Queue.STORE, free=~busy | free)
+        head = insn_view(Op.STORE, self.insn.payload)
+
+        # t: the instruction, its PE set and the (column, row group) of every PE.
+        mask = Signal(n)
+        col = [Signal(7, name=f"col{p}") for p in range(n)]
+        grp = [Signal(7, name=f"group{p}") for p in range(n)]
+        positions = pe_positions(n, head.pe_k, held(m, 7))
+        with m.If(start):
+            m.d.sync += [cur.eq(self.insn.payload), busy.eq(1), timed.eq(0), setup.eq(1),
+                         mask.eq(pe_mask(m, head, n))]
+            for p, (c, q) in enumerate(positions):
+                m.d.sync += [col[p].eq(c), grp[p].eq(q)]
+        with m.Elif(free):
+            m.d.sync += [busy.eq(0), timed.eq(0)]
+
+        kst, yst, base, total = self._pe_origins(m, cs, setup, active, mask, col, grp)
+        starting = active & ~timed & busy           # t+2
+        self._shell(m, cs, starting, free, occ_left, total, timed, busy)
+        self._pixels(m, cs, start, setup, active, timed, mask, kst, yst, base)
+        return m
+
+    def _pe_origins(self, m, cs, setup, active, mask, col, grp):
+        """t+1: each PE's first channel and row, the DRAM address of its pixel 0 and its in-bounds
+        bytes; the parameters into the lanes; the pixels start.  Returns (kst, yst, base, the
+        selected PEs' bytes)."""
+        n = self._config.num_pe
+        kst = [Signal(32, name=f"kst{p}") for p in range(n)]
+        yst = [Signal(32, name=f"yst{p}") for p in range(n)]
+        base = [Signal(48, name=f"base{p}") for p in range(n)]
+        nbytes = [Signal(40, name=f"nbytes{p}") for p in range(n)]
+        m.d.comb += [self.st.param_load.eq(setup), self.st.param_addr.eq(cs.param_addr)]
+        with m.If(setup):
+            m.d.sync += [setup.eq(0), active.eq(1)]
+            for p in range(n):
+                k_first, y_first, tile_bytes = store_pe_tile(Fields(cs), col[p], grp[p])
+                m.d.sync += [kst[p].eq(k_first), yst[p].eq(y_first),
+                             base[p].eq(cs.dst_addr + (y_first * cs.t_w + cs.x0) * cs.k_pitch + k_first),
+                             nbytes[p].eq(Mux(mask[p], tile_bytes, 0))]
+        total = Signal(_COUNT_BITS)
+        m.d.comb += total.eq(sum(nbytes))
+        return kst, yst, base, total
+
+    def _shell(self, m, cs, starting, free, occ_left, total, timed, busy):
+        """t+2: the busy time (a down-counter reaching 0 at t + occupancy) and the rest of the
+        latency after it, which the token waits and ``idle`` counts down."""
+        occ, lat = store_timing(Fields(cs), total, self._config)
+        rest = Signal(range(self._config.dram_latency))      # latency - occupancy - 1
+        tail = Signal.like(rest)
+        with m.If(starting):
+            m.d.sync += [timed.eq(1), occ_left.eq(occ - 3), rest.eq(lat - occ - 1)]
+        with m.Elif(occ_left != 0):
+            m.d.sync += occ_left.eq(occ_left - 1)
+        with m.If(free):
+            m.d.sync += tail.eq(Mux(tail > rest, tail - 1, rest))
+        with m.Elif(tail != 0):
+            m.d.sync += tail.eq(tail - 1)
+        m.d.comb += [self.push_prev.valid.eq(free & insn_view(Op.NOP, cs.as_value()).push_prev),
+                     self.push_prev.wait.eq(rest),
+                     self.idle.eq(~busy & (tail == 0))]
+
+    def _pixels(self, m, cs, start, setup, active, timed, mask, kst, yst, base):
+        """Pixel beats from t+2, one pixel of every PE per cycle; its DRAM lanes WRITE_DELAY later."""
+        n, k0 = self._config.num_pe, self._config.k0
+        npix, p_i = Signal(24), Signal(24)
+        oy, ox = field_signal(Op.STORE, "out_h"), field_signal(Op.STORE, "out_w")
+        row_pitch, pix_off = Signal(32), Signal(48)
+        beat = active & (p_i < npix)
+        m.d.comb += [self.st.valid.eq(beat), self.st.acc.eq(cs.acc_addr + p_i), self.st.relu.eq(cs.act == Act.RELU)]
+        with m.If(beat):
+            m.d.sync += p_i.eq(p_i + 1)
+            with m.If(ox == cs.out_w - 1):
+                m.d.sync += [ox.eq(0), oy.eq(oy + 1), pix_off.eq(pix_off + row_pitch - (cs.out_w - 1) * cs.k_pitch)]
+            with m.Else():
+                m.d.sync += [ox.eq(ox + 1), pix_off.eq(pix_off + cs.k_pitch)]
+        with m.Elif(active & timed):
+            m.d.sync += active.eq(0)
+        with m.If(start):
+            m.d.sync += [p_i.eq(0), oy.eq(0), ox.eq(0), pix_off.eq(0), active.eq(0)]
+        with m.If(setup):
+            m.d.sync += [npix.eq(cs.out_h * cs.out_w), row_pitch.eq(cs.t_w * cs.k_pitch)]
+
+        dv, doy, dox, doff = beat, oy, ox, pix_off
+        for stage in range(WRITE_DELAY):
+            nv, noy, nox, noff = (Signal(name=f"dv{stage}"), field_signal(Op.STORE, "out_h", f"doy{stage}"),
+                                  field_signal(Op.STORE, "out_w", f"dox{stage}"), Signal(48, name=f"doff{stage}"))
+            m.d.sync += [nv.eq(dv), noy.eq(doy), nox.eq(dox), noff.eq(doff)]
+            dv, doy, dox, doff = nv, noy, nox, noff
+        x_ok = cs.x0 + dox < cs.t_w
+        for p in range(n):
+            row_ok = dv & mask[p] & x_ok & (yst[p] + doy < cs.t_h)
+            for j in range(k0):
+                lane = p * k0 + j
+                m.d.comb += [
+                    self.dram.en[lane].eq(row_ok & (j < cs.k_per_pe) & (kst[p] + j < cs.t_k)),
+                    self.dram.addr[lane].eq(base[p] + doff + j),
+                    self.dram.data[lane].eq(self.st.y[p][j]),
+                ]

@@ -1,0 +1,72 @@
+"""What the three units share: their ports to the queue and the token FIFOs, and when they start.
+
+A unit takes the head of its queue (``insn``, a stream) in the cycle it *starts* it: the unit is
+free, the dispatcher runs (``enable``) and every token the instruction pops is available (the
+heads of the ``pop_*`` token FIFOs).  It pushes a token (``push_*``) with the number of cycles
+after which the token becomes available (``hw.rtl.fifo.TokenFifo``).  Which FIFO a flag pops or
+pushes is ``hw.timing.TOKEN_LINKS``; a flag naming no neighbour has no port (the dispatcher
+refuses it).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Signal, signed
+from amaranth.lib import stream
+from amaranth.lib.wiring import In, Out
+
+from ..isa import INSN_BITS, Op, Queue
+from ..expr import Fields
+from ..timing import TOKEN_LINKS, pe_hits
+from .buses import TokenPopSignature, TokenPushSignature
+from .insn import insn_view
+
+__all__ = ["unit_members", "pop_flags", "push_flags", "start_when", "pe_mask", "held"]
+
+
+def pop_flags(queue: Queue) -> list[str]:
+    return [flag for flag, fifo in TOKEN_LINKS[queue].items() if fifo is not None and flag.startswith("pop")]
+
+
+def push_flags(queue: Queue) -> list[str]:
+    return [flag for flag, fifo in TOKEN_LINKS[queue].items() if fifo is not None and flag.startswith("push")]
+
+
+def unit_members(queue: Queue, max_wait: int) -> dict:
+    """The ports every unit has: its queue's head, ``enable``, ``idle`` (nothing queued in the unit
+    and every effect complete) and its token streams; pushes carry a wait up to ``max_wait``."""
+    members = {"insn": In(stream.Signature(INSN_BITS)), "enable": In(1), "idle": Out(1)}
+    for flag in pop_flags(queue):
+        members[flag] = In(TokenPopSignature())
+    for flag in push_flags(queue):
+        members[flag] = Out(TokenPushSignature(max_wait))
+    return members
+
+
+def start_when(m, unit, queue: Queue, free) -> Signal:
+    """The unit's start strobe: ``free`` (it can take an instruction), enabled, a head in the
+    queue and the head's popped tokens available; takes the head and the tokens."""
+    head = insn_view(Op.NOP, unit.insn.payload)
+    tokens_ok = 1
+    for flag in pop_flags(queue):
+        tokens_ok = tokens_ok & (~head[flag] | getattr(unit, flag).valid)
+    start = Signal(name="start")
+    m.d.comb += [start.eq(unit.enable & unit.insn.valid & free & tokens_ok), unit.insn.ready.eq(start)]
+    for flag in pop_flags(queue):
+        m.d.comb += getattr(unit, flag).ready.eq(start & head[flag])
+    return start
+
+
+def held(m, shape, prefix: str = ""):
+    """A ``hold(value, name)`` for the ripples of ``hw.timing`` (``pe_hits``, ``pe_positions``): each
+    step in a signal of ``shape``, so a step that uses the previous one twice does not double it."""
+    def hold(value, name):
+        sig = Signal(shape, name=prefix + name)
+        m.d.comb += sig.eq(value)
+        return sig
+    return hold
+
+
+def pe_mask(m, view, num_pe: int):
+    """The PE set of an instruction word (its ``pe_first``, ``pe_count``, ``pe_step``) as a mask,
+    by the ripple of ``hw.timing.pe_hits`` (linear in ``num_pe``)."""
+    return Cat(*pe_hits(Fields(view), num_pe, held(m, signed(9), "pe_")))
