@@ -191,6 +191,19 @@ def gb_banks(config: AcceleratorConfig) -> tuple[int, int, int]:
     return banks, config.c0, config.global_buf_bytes // (2 * g)
 
 
+def load_wgt_lane_addr(f, out, chan):
+    """The DRAM address of channel ``chan`` of output ``out`` in a LOAD_WGT, on integers, arrays or
+    Amaranth values: ``lane_stride`` 0 reads a row's channels from consecutive bytes, any other
+    value strides them (a transposed operand)."""
+    return f["src_addr"] + out * f["out_stride"] + chan * sel(f["lane_stride"] == 0, 1, f["lane_stride"])
+
+
+def load_param_lane_addr(f, entry, byte):
+    """The DRAM address of byte ``byte`` of entry ``entry`` in a LOAD_PARAM (entries of
+    ``PARAM_ENTRY_BYTES`` bytes, parameter sets and table words alike)."""
+    return f["src_addr"] + entry * PARAM_ENTRY_BYTES + byte
+
+
 def load_inp_lanes(fields: dict, config: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
     """(source byte address, validity) of every lane a LOAD_INP writes, shaped
     (n_cblk, win_h, win_w, C0): the gather of ``docs/isa.md`` (im2col when folded); an invalid

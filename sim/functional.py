@@ -21,7 +21,8 @@ from hw.config import AcceleratorConfig
 from hw.isa import ADDR_MASK, Act, ErrorCode, Insn, StreamError, INSN_BYTES
 from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
                          TABLE_ENTRY_BITS, unpack_entries)
-from hw.timing import check_insn, load_inp_gb_conflict, load_inp_lanes, pe_members, pe_positions
+from hw.timing import (check_insn, load_inp_gb_conflict, load_inp_lanes, load_param_lane_addr, load_wgt_lane_addr,
+                       pe_members, pe_positions)
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
 from mapper.program import Program, pack_params, pack_weights
@@ -134,8 +135,7 @@ class Machine:
         idx = r * c0 + lane
         valid = (j < f["n_out"]) & (idx < f["chan"])
         data = np.zeros(j.shape, dtype=np.uint8)
-        lane = f["lane_stride"] or 1
-        data[valid] = self._dram(f["src_addr"] + j[valid] * f["out_stride"] + idx[valid] * lane, off)
+        data[valid] = self._dram(load_wgt_lane_addr(f, j[valid], idx[valid]), off)
         self.wgt[self._pes(f, off)[:, None], np.arange(k0)[None, :], f["dst_addr"]:f["dst_addr"] + f["rows"]] = \
             data.view(np.int8)[None]
 
@@ -143,7 +143,7 @@ class Machine:
         n = f["n_entries"]
         if f["table"]:
             return self._load_table(f, off)
-        e = unpack_entries(self._dram(f["src_addr"] + np.arange(n * PARAM_ENTRY_BYTES), off), PARAM_ENTRY)
+        e = unpack_entries(self._dram(self._param_addresses(f), off), PARAM_ENTRY)
         bias, mult, shift, ep_shift = e["bias"], e["mult"], e["shift"], e["ep_shift"]
         if (shift > MAX_SHIFT).any():
             raise StreamError(f"parameter shift {int(shift.max())} above {MAX_SHIFT} at byte offset {off}",
@@ -153,10 +153,15 @@ class Machine:
         self.bias[pes, sl], self.mult[pes, sl], self.shift[pes, sl] = bias, mult, shift
         self.ep_shift[pes, sl] = ep_shift
 
+    @staticmethod
+    def _param_addresses(f: dict) -> np.ndarray:
+        entry, byte = np.divmod(np.arange(f["n_entries"] * PARAM_ENTRY_BYTES), PARAM_ENTRY_BYTES)
+        return load_param_lane_addr(f, entry, byte)
+
     def _load_table(self, f: dict, off: int) -> None:
         """LOAD_PARAM with ``table``: entries of PARAM_ENTRY_BYTES bytes fill the table memory."""
         per = PARAM_ENTRY_BYTES * 8 // TABLE_ENTRY_BITS
-        raw = self._dram(f["src_addr"] + np.arange(f["n_entries"] * PARAM_ENTRY_BYTES), off)
+        raw = self._dram(self._param_addresses(f), off)
         vals = unpack_entries(raw, TABLE_ENTRY)["v"]
         first = f["dst_addr"] * per
         self.table[self._pes(f, off), first:first + vals.size] = vals

@@ -19,7 +19,7 @@ from ..config import AcceleratorConfig
 from ..expr import Fields
 from ..isa import ADDR_BITS, INSN_BITS, Op, Queue
 from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
-from ..timing import FOLD_SETUP, GB_LATENCY, load_terms
+from ..timing import FOLD_SETUP, GB_LATENCY, load_param_lane_addr, load_terms, load_wgt_lane_addr
 from .buses import DramReadSignature, LoadBusSignature, LoadTarget, load_geometry
 from .global_buffer import GlobalBuffer, check_global_buffer
 from .insn import field_signal, insn_view
@@ -154,8 +154,7 @@ class LoadUnit(wiring.Component):
             for ln in range(cfg.c0):
                 idx = c["row"] * cfg.c0 + ln
                 en_bits.append(issue & (j < cw.n_out) & (idx < cw.chan))
-                lane = Mux(cw.lane_stride == 0, 1, cw.lane_stride)
-                m.d.comb += beat.lane_addr[v * cfg.c0 + ln].eq(cw.src_addr + j * cw.out_stride + idx * lane)
+                m.d.comb += beat.lane_addr[v * cfg.c0 + ln].eq(load_wgt_lane_addr(Fields(cw), j, idx))
         m.d.comb += [beat.lane_en.eq(Cat(*en_bits)), beat.dram_bytes.eq(0), beat.target.eq(LoadTarget.WEIGHT),
                      beat.addr.eq(cw.dst_addr + c["row"]), beat.sel.eq(c["group"]), beat.count.eq(nb)]
 
@@ -166,7 +165,7 @@ class LoadUnit(wiring.Component):
             for byte in range(PARAM_ENTRY_BYTES):
                 ent = c["entry"] + e
                 en_bits.append(issue & (ent < cp.n_entries))
-                m.d.comb += beat.lane_addr[e * PARAM_ENTRY_BYTES + byte].eq(cp.src_addr + ent * PARAM_ENTRY_BYTES + byte)
+                m.d.comb += beat.lane_addr[e * PARAM_ENTRY_BYTES + byte].eq(load_param_lane_addr(Fields(cp), ent, byte))
         m.d.comb += [beat.lane_en.eq(Cat(*en_bits)), beat.target.eq(LoadTarget.PARAM),
                      beat.addr.eq(cp.dst_addr + c["entry"]), beat.count.eq(_min(cp.n_entries - c["entry"], ne))]
 
