@@ -95,12 +95,23 @@ def load_inp_dram_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     return total
 
 
+def store_tile_origin(f, col, grp):
+    """(first channel, first row) of the tile a STORE's PE at (column, row group) writes:
+    channels from ``k_base + col * k_step``, rows from ``y0 + grp * out_h`` (integers, arrays or
+    Amaranth values)."""
+    return f["k_base"] + col * f["k_step"], f["y0"] + grp * f["out_h"]
+
+
+def store_addr(f, y, x, k):
+    """The DRAM address a STORE writes channel ``k`` of pixel (``y``, ``x``) of its tensor to."""
+    return f["dst_addr"] + (y * f["t_w"] + x) * f["k_pitch"] + k
+
+
 def store_pe_tile(f, col, grp):
     """(first channel, first row, in-bounds bytes) of the tile a STORE's PE at (column, row group)
     writes: ``k_per_pe`` channels from ``k_base + col * k_step``, ``out_h`` rows from
     ``y0 + grp * out_h``, ``out_w`` columns from ``x0``, clipped to the tensor."""
-    k_first = f["k_base"] + col * f["k_step"]
-    y_first = f["y0"] + grp * f["out_h"]
+    k_first, y_first = store_tile_origin(f, col, grp)
     nk = vmax(vmin(f["t_k"] - k_first, f["k_per_pe"]), 0)
     ny = vmax(vmin(f["t_h"] - y_first, f["out_h"]), 0)
     nx = vmax(vmin(f["t_w"] - f["x0"], f["out_w"]), 0)

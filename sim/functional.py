@@ -22,7 +22,7 @@ from hw.isa import ADDR_MASK, Act, ErrorCode, Insn, StreamError, INSN_BYTES
 from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
                          TABLE_ENTRY_BITS, unpack_entries)
 from hw.timing import (check_insn, load_inp_gb_conflict, load_inp_lanes, load_param_lane_addr, load_wgt_lane_addr,
-                       pe_members, pe_positions)
+                       pe_members, pe_positions, store_addr, store_tile_origin)
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
 from mapper.program import Program, pack_params, pack_weights
@@ -209,8 +209,7 @@ class Machine:
             self._softmax_epilogue(f, pes, k, q, off)
         if not valid.any():
             return
-        addr = f["dst_addr"] + (y[:, :, None, None] * f["t_w"] + x[None, None, :, None]) * f["k_pitch"] \
-            + k[:, None, None, :]
+        addr = store_addr(f, y[:, :, None, None], x[None, None, :, None], k[:, None, None, :])
         a_valid = addr[valid] & ADDR_MASK
         if a_valid.max() >= self.dram.size:
             raise DramBoundsError(f"STORE writes past the {self.dram.size}-byte DRAM image at byte offset {off}")
@@ -226,8 +225,8 @@ class Machine:
         requantised int8 values ``[P, oh, ow, K]`` of the selected PEs' tiles."""
         oh, ow, kp = f["out_h"], f["out_w"], f["k_per_pe"]
         kc, pg = self._pe_grid(f, pes)
-        k = f["k_base"] + kc[:, None] * f["k_step"] + np.arange(kp)[None, :]
-        y = f["y0"] + pg[:, None] * oh + np.arange(oh)[None, :]
+        k_first, y_first = store_tile_origin(f, kc[:, None], pg[:, None])
+        k, y = k_first + np.arange(kp)[None, :], y_first + np.arange(oh)[None, :]
         x = f["x0"] + np.arange(ow)
         valid = (y < f["t_h"])[:, :, None, None] & (x < f["t_w"])[None, None, :, None] & (k < f["t_k"])[:, None, None, :]
         a = self.acc[pes, f["acc_addr"]:f["acc_addr"] + oh * ow, :kp]                # [P, npix, K]

@@ -19,7 +19,7 @@ from amaranth.lib.wiring import Out
 from ..config import AcceleratorConfig
 from ..expr import Fields
 from ..isa import INSN_BITS, Act, Op, Queue
-from ..timing import POST_PIPELINE, pe_positions, store_pe_tile, store_timing
+from ..timing import POST_PIPELINE, pe_positions, store_addr, store_pe_tile, store_timing
 from .buses import DramWriteSignature, StoreBusSignature
 from .insn import field_signal, insn_view
 from .pe_tile import check_rtl_config
@@ -110,7 +110,7 @@ class StoreUnit(wiring.Component):
             for p in range(n):
                 k_first, y_first, tile_bytes = store_pe_tile(Fields(cs), col[p], grp[p])
                 m.d.sync += [kst[p].eq(k_first), yst[p].eq(y_first),
-                             base[p].eq(cs.dst_addr + (y_first * cs.t_w + cs.x0) * cs.k_pitch + k_first),
+                             base[p].eq(store_addr(Fields(cs), y_first, cs.x0, k_first)),
                              nbytes[p].eq(Mux(mask[p], tile_bytes, 0))]
         total = Signal(_COUNT_BITS)
         m.d.comb += total.eq(sum(nbytes))
