@@ -271,9 +271,15 @@ def load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
     return None
 
 
+def gemm_in_h(f):
+    """The rows of input a GEMM's tile window spans: ``(out_h - 1) * stride + kh``; a channel
+    block's plane in the input buffer is ``gemm_in_h * in_w`` rows."""
+    return (f["out_h"] - 1) * f["stride"] + f["kh"]
+
+
 def gemm_input_last(f):
     """The last input-buffer row a GEMM reads (its tile's window, every channel block)."""
-    in_h = (f["out_h"] - 1) * f["stride"] + f["kh"]
+    in_h = gemm_in_h(f)
     return (f["inp_addr"] + (f["n_cblk"] - 1) * in_h * f["in_w"] + (in_h - 1) * f["in_w"]
             + (f["out_w"] - 1) * f["stride"] + f["kw"] - 1)
 

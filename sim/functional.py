@@ -22,7 +22,7 @@ from hw.isa import ADDR_MASK, Act, ErrorCode, Insn, StreamError, INSN_BYTES
 from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
                          TABLE_ENTRY_BITS, unpack_entries)
 from hw.timing import (check_insn, load_inp_gb_conflict, load_inp_lanes, load_param_lane_addr, load_wgt_lane_addr,
-                       pe_members, pe_positions, store_addr, store_tile_origin)
+                       gemm_in_h, pe_members, pe_positions, store_addr, store_tile_origin)
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
 from mapper.program import Program, pack_params, pack_weights
@@ -174,7 +174,7 @@ class Machine:
         """All steps of a GEMM as one batched product (exact in float64: |sum| < 2**53)."""
         kh, kw, st = f["kh"], f["kw"], f["stride"]
         oh, ow, in_w = f["out_h"], f["out_w"], f["in_w"]
-        in_h = (oh - 1) * st + kh
+        in_h = gemm_in_h(f)
         npix = oh * ow
         oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
         pix = (oy * st * in_w + ox * st).ravel()

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import Out
 from ..config import AcceleratorConfig
 from ..expr import Fields
 from ..isa import FIELD_BITS, INSN_BITS, Op, Queue
-from ..timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, gemm_cycles, gemm_period, gemm_steps
+from ..timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, gemm_cycles, gemm_in_h, gemm_period, gemm_steps
 from .buses import GemmBusSignature
 from .insn import field_signal, insn_view
 from .pe_tile import check_rtl_config
@@ -123,7 +123,7 @@ class ComputeUnit(wiring.Component):
                     with m.Else():
                         m.d.sync += [ox.eq(ox + 1), col_off.eq(col_off + cg.stride)]
 
-        in_h = (hg["out_h"] - 1) * hg["stride"] + hg["kh"]
+        in_h = gemm_in_h(hg)
         with m.If(start):
             m.d.sync += [active.eq((insn_view(Op.NOP, h).opcode == Op.GEMM) & (gemm_steps(hg) != 0)),
                          steps.eq(gemm_steps(hg)), step.eq(0), period.eq(gemm_period(hg)),
