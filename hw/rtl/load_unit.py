@@ -201,12 +201,13 @@ class LoadUnit(wiring.Component):
         cfg = self._config
         g, _, ne = load_geometry(cfg)
         op = insn_view(Op.NOP, cur).opcode
-        mask = Signal(cfg.num_pe)      # the PE set of the running load
-        with m.If(start):
-            m.d.sync += mask.eq(pe_mask(m, insn_view(Op.LOAD_INP, self.insn.payload), cfg.num_pe))
         wv, w_mask, w_pes = Signal(), Signal(g), Signal(cfg.num_pe)
         w_gb, w_from_gb, w_gbaddr = Signal(), Signal(), Signal(32)
-        m.d.sync += [wv.eq(issue), w_mask.eq(beat.lane_en), w_pes.eq(mask), w_gb.eq(op == Op.LOAD_GB),
+        # the PE set is decoded from the registered instruction, never from the queue's head: a beat
+        # of cycle c writes at c+1 into the set of the instruction it belongs to
+        m.d.sync += [wv.eq(issue), w_mask.eq(beat.lane_en), w_pes.eq(pe_mask(m, insn_view(Op.LOAD_INP, cur),
+                                                                              cfg.num_pe)),
+                     w_gb.eq(op == Op.LOAD_GB),
                      w_from_gb.eq(from_gb), w_gbaddr.eq(insn_view(Op.LOAD_GB, cur).dst_addr + counters["offset"])]
         ld = self.ld
         m.d.sync += [ld.target.eq(beat.target), ld.addr.eq(beat.addr), ld.sel.eq(beat.sel), ld.count.eq(beat.count)]

@@ -1,7 +1,7 @@
 """The store unit: every selected PE post-processes one pixel per cycle; the bytes are scattered to DRAM.
 
-Cycle t (start) takes the instruction, its PE set and the (column, row group) of every PE
-(``hw.timing.pe_positions``); t+1 computes each PE's channel and row origin and its in-bounds
+Cycle t (start) takes the instruction and the (column, row group) of every PE
+(``hw.timing.pe_positions``); t+1 decodes its PE set into a register and computes each PE's channel and row origin and its in-bounds
 bytes (``hw.timing.store_pe_tile``) and asks the PEs for their parameters; t+2 has the contract's
 busy time and latency (``hw.timing.store_timing``) and issues pixel 0; a pixel issued at c is
 written at c+4.  Posted writes: the unit is free after the busy time (a down-counter), and
@@ -76,14 +76,15 @@ class StoreUnit(wiring.Component):
         start = start_when(m, self, Queue.STORE, free=~busy | free)
         head = insn_view(Op.STORE, self.insn.payload)
 
-        # t: the instruction, its PE set and the (column, row group) of every PE.
+        # t: the instruction and the (column, row group) of every PE; the PE set is decoded from
+        # the registered instruction (never from the queue's head) and holds from t+2 on.
         mask = Signal(n)
         col = [Signal(7, name=f"col{p}") for p in range(n)]
         grp = [Signal(7, name=f"group{p}") for p in range(n)]
         positions = pe_positions(n, head.pe_k, held(m, 7))
+        m.d.sync += mask.eq(pe_mask(m, cs, n))
         with m.If(start):
-            m.d.sync += [cur.eq(self.insn.payload), busy.eq(1), timed.eq(0), setup.eq(1),
-                         mask.eq(pe_mask(m, head, n))]
+            m.d.sync += [cur.eq(self.insn.payload), busy.eq(1), timed.eq(0), setup.eq(1)]
             for p, (c, q) in enumerate(positions):
                 m.d.sync += [col[p].eq(c), grp[p].eq(q)]
         with m.Elif(free):
@@ -98,7 +99,7 @@ class StoreUnit(wiring.Component):
     def _pe_origins(self, m, cs, setup, active, mask, col, grp):
         """t+1: each PE's first channel and row, the DRAM address of its pixel 0 and its in-bounds
         bytes; the parameters into the lanes; the pixels start.  Returns (kst, yst, base, the
-        selected PEs' bytes)."""
+        selected PEs' bytes, summed at t+2 when the PE set holds)."""
         n = self._config.num_pe
         kst = [Signal(32, name=f"kst{p}") for p in range(n)]
         yst = [Signal(32, name=f"yst{p}") for p in range(n)]
@@ -111,9 +112,9 @@ class StoreUnit(wiring.Component):
                 k_first, y_first, tile_bytes = store_pe_tile(Fields(cs), col[p], grp[p])
                 m.d.sync += [kst[p].eq(k_first), yst[p].eq(y_first),
                              base[p].eq(cs.dst_addr + (y_first * cs.t_w + cs.x0) * cs.k_pitch + k_first),
-                             nbytes[p].eq(Mux(mask[p], tile_bytes, 0))]
+                             nbytes[p].eq(tile_bytes)]
         total = Signal(_COUNT_BITS)
-        m.d.comb += total.eq(sum(nbytes))
+        m.d.comb += total.eq(sum(Mux(mask[p], nbytes[p], 0) for p in range(n)))
         return kst, yst, base, total
 
     def _shell(self, m, cs, starting, free, occ_left, total, timed, busy):
