@@ -3,8 +3,8 @@
 The global buffer is its child (LOAD_GB writes it, LOAD_INP may gather from it).  A beat
 requested at cycle c returns at c+1 and is written into the selected PEs (or the global
 buffer) then.  Timing shell: the unit is free after
-``T = setup + max(1, beats, ceil(bytes / dram_bw))`` cycles (``hw.timing.load_terms``: a folded
-LOAD_INP's address generator sets up first; a LOAD_INP's bytes are the in-bounds lanes its
+``T = setup + max(1, beats, ceil(bytes / dram_bw))`` cycles (``hw.timing.load_terms``: a
+LOAD_INP's address generator sets up first and registers each beat's lanes a cycle ahead; its bytes are the in-bounds lanes its
 address generator finds, counted beat by beat) and pushes its token then, available ``first`` cycles
 later (the DRAM or global-buffer latency), which is also when ``idle`` rises.
 """
@@ -19,7 +19,7 @@ from ..config import AcceleratorConfig
 from ..expr import Fields
 from ..isa import ADDR_BITS, INSN_BITS, Op, Queue
 from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
-from ..timing import FOLD_SETUP, GB_LATENCY, load_terms
+from ..timing import FOLD_SETUP, GB_LATENCY, LANE_STAGE, load_terms
 from .buses import DramReadSignature, LoadBusSignature, LoadTarget, load_geometry
 from .global_buffer import GlobalBuffer, check_global_buffer
 from .insn import field_signal, insn_view
@@ -96,7 +96,7 @@ class LoadUnit(wiring.Component):
         cur = Signal(INSN_BITS)
         op = insn_view(Op.NOP, cur).opcode
         busy, beats_left = Signal(), Signal(32)
-        setup_left = Signal(range(FOLD_SETUP + 1))     # a folded LOAD_INP's setup (hw.timing.load_terms)
+        setup_left = Signal(range(FOLD_SETUP + LANE_STAGE + 1))     # a LOAD_INP's setup (hw.timing.load_terms)
         ready = busy & (setup_left == 0)
         issue = ready & (beats_left != 0)
         free = Signal()
