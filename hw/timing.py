@@ -32,7 +32,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_passes", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "gemm_period", "gemm_input_last", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "vec_cycles", "store_timing"]
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_last", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "vec_cycles", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -99,15 +99,21 @@ def load_inp_dram_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     return total
 
 
-def store_pe_tile(f, col, grp):
-    """(first channel, first row, in-bounds bytes) of the tile a STORE's PE at (column, row group)
-    writes: ``k_per_pe`` channels from ``k_base + col * k_step``, ``out_h`` rows from
-    ``y0 + grp * out_h``, ``out_w`` columns from ``x0``, clipped to the tensor."""
+def store_pe_extent(f, col, grp):
+    """(first channel, first row, in-bounds channels, rows, columns) of the tile a STORE's PE at
+    (column, row group) writes: ``k_per_pe`` channels from ``k_base + col * k_step``, ``out_h``
+    rows from ``y0 + grp * out_h``, ``out_w`` columns from ``x0``, clipped to the tensor."""
     k_first = f["k_base"] + col * f["k_step"]
     y_first = f["y0"] + grp * f["out_h"]
     nk = vmax(vmin(f["t_k"] - k_first, f["k_per_pe"]), 0)
     ny = vmax(vmin(f["t_h"] - y_first, f["out_h"]), 0)
     nx = vmax(vmin(f["t_w"] - f["x0"], f["out_w"]), 0)
+    return k_first, y_first, nk, ny, nx
+
+
+def store_pe_tile(f, col, grp):
+    """(first channel, first row, in-bounds bytes) of a STORE's PE tile (``store_pe_extent``)."""
+    k_first, y_first, nk, ny, nx = store_pe_extent(f, col, grp)
     return k_first, y_first, nk * ny * nx
 
 
