@@ -32,7 +32,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_passes", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "gemm_period", "gemm_input_last", "load_terms", "load_inp_folded", "FOLD_SETUP", "gemm_cycles", "vec_cycles", "store_timing"]
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_last", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "vec_cycles", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -50,6 +50,10 @@ FOLD_DIGIT_BITS = 2
 FOLD_CHANNEL_DIGITS = -(-FOLD_CHANNEL_BITS // FOLD_DIGIT_BITS)
 FOLD_TAP_DIGITS = -(-FOLD_TAP_BITS // FOLD_DIGIT_BITS)
 FOLD_SETUP = FOLD_CHANNEL_DIGITS + 1 + FOLD_TAP_DIGITS + 1
+#: Every LOAD_INP's address generator registers a beat's lanes (enables, addresses, their count)
+#: a cycle before the beat, so the unit's DRAM balance and the DRAM port start at registers: the
+#: first beat waits this cycle after the (folded) setup.
+LANE_STAGE = 1
 TABLE_PARAM_ENTRIES = TABLE_BYTES // PARAM_ENTRY_BYTES      # LOAD_PARAM entries that fill the table memory
 #: Extra post-processing passes of a STORE's softmax epilogue: the first pass (requantisation)
 #: also finds each row's maximum; one pass looks up the exponentials and sums them, one normalises.
@@ -107,14 +111,20 @@ def store_addr(f, y, x, k):
     return f["dst_addr"] + (y * f["t_w"] + x) * f["k_pitch"] + k
 
 
-def store_pe_tile(f, col, grp):
-    """(first channel, first row, in-bounds bytes) of the tile a STORE's PE at (column, row group)
-    writes: ``k_per_pe`` channels from ``k_base + col * k_step``, ``out_h`` rows from
-    ``y0 + grp * out_h``, ``out_w`` columns from ``x0``, clipped to the tensor."""
+def store_pe_extent(f, col, grp):
+    """(first channel, first row, in-bounds channels, rows, columns) of the tile a STORE's PE at
+    (column, row group) writes: ``k_per_pe`` channels from ``k_base + col * k_step``, ``out_h``
+    rows from ``y0 + grp * out_h``, ``out_w`` columns from ``x0``, clipped to the tensor."""
     k_first, y_first = store_tile_origin(f, col, grp)
     nk = vmax(vmin(f["t_k"] - k_first, f["k_per_pe"]), 0)
     ny = vmax(vmin(f["t_h"] - y_first, f["out_h"]), 0)
     nx = vmax(vmin(f["t_w"] - f["x0"], f["out_w"]), 0)
+    return k_first, y_first, nk, ny, nx
+
+
+def store_pe_tile(f, col, grp):
+    """(first channel, first row, in-bounds bytes) of a STORE's PE tile (``store_pe_extent``)."""
+    k_first, y_first, nk, ny, nx = store_pe_extent(f, col, grp)
     return k_first, y_first, nk * ny * nx
 
 
@@ -351,12 +361,12 @@ def load_terms(op: Op, f, cfg: AcceleratorConfig):
     unit moves one beat of the bus a cycle and ``dram_bytes_per_cycle`` from DRAM, so it is busy
     ``setup + max(1, beats, ceil(bytes / bw))`` cycles.  A LOAD_INP's DRAM bytes are the
     in-bounds lanes its address generator finds (``load_inp_dram_bytes``; None here), none from
-    the global buffer; a folded LOAD_INP's setup is ``FOLD_SETUP``, none otherwise."""
+    the global buffer; a LOAD_INP's setup is ``LANE_STAGE``, after ``FOLD_SETUP`` if it is folded."""
     bus, c0 = cfg.gb_bus_bytes, cfg.c0
     if op == Op.LOAD_INP:
         rows = f["n_cblk"] * f["win_h"] * f["win_w"]
         return (cdiv(rows * c0, bus), None, sel(f["src_gb"], GB_LATENCY, cfg.dram_latency),
-                sel(load_inp_folded(f), FOLD_SETUP, 0))
+                sel(load_inp_folded(f), FOLD_SETUP, 0) + LANE_STAGE)
     if op == Op.LOAD_WGT:
         return cdiv(f["rows"] * c0 * cfg.k0, bus), f["n_out"] * _min(f["chan"], f["rows"] * c0), cfg.dram_latency, 0
     if op == Op.LOAD_PARAM:

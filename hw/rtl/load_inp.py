@@ -18,6 +18,10 @@ Setup
     while below t_c (r counts the taps past the first; a lane once invalid stays so).  A folded
     one first divides c_base + l by t_c and the tap by fold_kw serially, two quotient bits a
     cycle; the load unit counts the ``hw.timing.FOLD_SETUP`` cycles down on ``setup_left``.
+Lane stage
+    Each beat's lanes, their count and its rows are registered: the generator computes beat i+1
+    while beat i is out, and beat 0 in the ``hw.timing.LANE_STAGE`` cycle after the setup
+    (``setup_left`` = 1), so no path runs from its counters through the unit's DRAM balance.
 
 A lane's address is ``base + pix + off`` (``base`` = src_addr + (y0*t_w + x0)*t_c, formed at
 start); it is enabled when its row is in the load, r < fold_kh and the pixel (Y + r, X + s) lies
@@ -32,7 +36,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, INSN_BITS, Op
-from ..timing import FOLD_CHANNEL_DIGITS, FOLD_DIGIT_BITS, FOLD_SETUP, FOLD_TAP_BITS, FOLD_TAP_DIGITS
+from ..timing import FOLD_CHANNEL_DIGITS, FOLD_DIGIT_BITS, FOLD_SETUP, FOLD_TAP_BITS, FOLD_TAP_DIGITS, LANE_STAGE
 from .buses import load_geometry
 from .insn import field_signal, insn_view
 
@@ -96,10 +100,12 @@ class LoadInpLanes(wiring.Component):
         The queue's head, taken when ``start``.
     start: In(1)
         A LOAD_INP starts: its fields are registered and its setup begins.
-    setup_left: In(range(FOLD_SETUP + 1))
-        The load unit's setup count (``FOLD_SETUP`` in the cycle after a folded start, then down to 0).
+    setup_left: In(range(FOLD_SETUP + LANE_STAGE + 1))
+        The load unit's setup count (``hw.timing.load_terms``' setup in the cycle after a start,
+        then down to 0).
     step: In(1)
-        This cycle is a beat: ``lane_*``, ``row_addr`` and ``rows`` describe it; advance.
+        This cycle is a beat: ``lane_*``, ``row_addr`` and ``rows`` describe it (registers, computed
+        the cycle before).
     lane_en, lane_addr, lane_en_count:
         The beat's G lanes: enabled (in the load and in the tensor), their byte addresses, how
         many are enabled.
@@ -116,7 +122,7 @@ class LoadInpLanes(wiring.Component):
     def __init__(self, config: AcceleratorConfig):
         self._config = config
         g, nb, _ = load_geometry(config)
-        super().__init__({"insn": In(INSN_BITS), "start": In(1), "setup_left": In(range(FOLD_SETUP + 1)),
+        super().__init__({"insn": In(INSN_BITS), "start": In(1), "setup_left": In(range(FOLD_SETUP + LANE_STAGE + 1)),
                           "step": In(1),
                           "lane_en": Out(g), "lane_addr": Out(data.ArrayLayout(ADDR_BITS, g)),
                           "lane_en_count": Out(range(g + 1)), "row_addr": Out(16), "rows": Out(range(nb + 1))})
@@ -129,21 +135,28 @@ class LoadInpLanes(wiring.Component):
         ci = insn_view(Op.LOAD_INP, cur)
         with m.If(self.start):
             m.d.sync += cur.eq(self.insn)
+        assert LANE_STAGE == 1, "the lane registers below are one stage"
+        left, ahead = Signal.like(self.setup_left, name="fold_left"), Signal(name="ahead")
+        # ahead: compute the next beat (the lane stage's cycle, or a beat); left: the fold's setup
+        m.d.comb += [ahead.eq(self.step | (self.setup_left == LANE_STAGE)),
+                     left.eq(Mux(self.setup_left > LANE_STAGE, self.setup_left - LANE_STAGE, 0))]
         k = self._constants(m, ci)
         lanes = [_Lane(f"lane{ln}") for ln in range(cfg.c0)]
-        self._setup(m, ci, k, lanes)
+        self._setup(m, ci, k, lanes, left)
         blocks = [lanes]
         for j in range(nb):
             blocks.append([self._next_block(m, k, lane, f"blk{j + 1}_{ln}") for ln, lane in enumerate(blocks[-1])])
-        slots, advance = self._rows(m, ci, k)
-        en_bits = []
+        slots, advance = self._rows(m, ci, k, ahead)
+        en_bits, lane_en = [], Signal.like(self.lane_en)
         for i, slot in enumerate(slots):
             for ln in range(cfg.c0):
                 lane = self._pick(m, blocks[:i + 1], slot["k"], ln, f"slot{i}_{ln}")
                 ok, addr = self._lane_out(m, ci, k, slot, lane, f"{i}_{ln}")
                 en_bits.append(ok)
-                m.d.comb += self.lane_addr[i * cfg.c0 + ln].eq(addr)
-        m.d.comb += [self.lane_en.eq(Cat(*en_bits)), self.lane_en_count.eq(sum(en_bits))]
+                m.d.sync += self.lane_addr[i * cfg.c0 + ln].eq(addr)
+        en_count = Signal.like(self.lane_en_count)
+        m.d.sync += [lane_en.eq(Cat(*en_bits)), en_count.eq(sum(en_bits))]
+        m.d.comb += [self.lane_en.eq(Mux(self.step, lane_en, 0)), self.lane_en_count.eq(Mux(self.step, en_count, 0))]
         with m.If(advance):
             for ln, lane in enumerate(lanes):
                 nxt = self._pick(m, blocks, slots[-1]["k_next"], ln, f"next_{ln}")
@@ -186,12 +199,11 @@ class LoadInpLanes(wiring.Component):
 
     # ---- setup: the first channel block of every lane ---------------------------------------------
 
-    def _setup(self, m, ci, k, lanes):
+    def _setup(self, m, ci, k, lanes, left):
         """Plain: at start.  Folded: c_base + l divided by t_c (FOLD_CHANNEL_DIGITS cycles), a cycle
         to pass the tap on, the tap and qc divided by fold_kw (FOLD_TAP_DIGITS), a cycle to form
         the offsets and the step constants."""
         h = insn_view(Op.LOAD_INP, self.insn)
-        left = self.setup_left
         p1_end = FOLD_SETUP - FOLD_CHANNEL_DIGITS        # the cycle that passes the tap on
         p2_end = p1_end - 1 - FOLD_TAP_DIGITS           # the cycle that forms the offsets
         assert p2_end == 1, "hw.timing.FOLD_SETUP is the schedule below"
@@ -254,7 +266,7 @@ class LoadInpLanes(wiring.Component):
 
     # ---- rows of the beat -----------------------------------------------------------------------
 
-    def _rows(self, m, ci, k):
+    def _rows(self, m, ci, k, ahead):
         """The beat's rows: registered counters of the first, a ripple of wraps for the others;
         returns (the rows, each a dict of signals, with ``k`` its channel block above the
         beat's first and ``k_next`` after it; whether the beat advances)."""
@@ -269,19 +281,19 @@ class LoadInpLanes(wiring.Component):
         slots, slot = [], first
         for i in range(nb):
             valid = Signal(name=f"row_valid{i}")
-            m.d.comb += valid.eq(self.step & (rows_left > i))
+            m.d.comb += valid.eq(ahead & (rows_left > i))
             slots.append({**slot, "valid": valid})
             slot = self._next_row(m, ci, k, slot, f"row{i + 1}")
         slots[-1]["k_next"] = slot["k"]
-        m.d.comb += [self.row_addr.eq(row_addr), self.rows.eq(Mux(rows_left < nb, rows_left, nb))]
+        m.d.sync += [self.row_addr.eq(row_addr), self.rows.eq(Mux(rows_left < nb, rows_left, nb))]
         with m.If(self.start):
             m.d.sync += [first["yy"].eq(0), first["xx"].eq(0), first["y"].eq(h.y0), first["x"].eq(h.x0),
                          first["pix"].eq(0), first["pix_row"].eq(0),
                          rows_left.eq(h.n_cblk * h.win_h * h.win_w), row_addr.eq(h.dst_addr)]
-        with m.Elif(self.step):
+        with m.Elif(ahead):
             m.d.sync += [first[name].eq(slot[name]) for name in ("yy", "xx", "y", "x", "pix", "pix_row")]
             m.d.sync += [rows_left.eq(Mux(rows_left < nb, 0, rows_left - nb)), row_addr.eq(row_addr + nb)]
-        return slots, self.step & ~self.start
+        return slots, ahead & ~self.start
 
     def _next_row(self, m, ci, k, row: dict, name: str) -> dict:
         """The row after ``row``: the next window column, or the next window row, or (after the

@@ -3,8 +3,8 @@
 The global buffer is its child (LOAD_GB writes it, LOAD_INP may gather from it).  A beat
 requested at cycle c returns at c+1 and is written into the selected PEs (or the global
 buffer) then.  Timing shell: the unit is free after
-``T = setup + max(1, beats, ceil(bytes / dram_bw))`` cycles (``hw.timing.load_terms``: a folded
-LOAD_INP's address generator sets up first; a LOAD_INP's bytes are the in-bounds lanes its
+``T = setup + max(1, beats, ceil(bytes / dram_bw))`` cycles (``hw.timing.load_terms``: a
+LOAD_INP's address generator sets up first and registers each beat's lanes a cycle ahead; its bytes are the in-bounds lanes its
 address generator finds, counted beat by beat) and pushes its token then, available ``first`` cycles
 later (the DRAM or global-buffer latency), which is also when ``idle`` rises.
 """
@@ -19,7 +19,7 @@ from ..config import AcceleratorConfig
 from ..expr import Fields
 from ..isa import ADDR_BITS, INSN_BITS, Op, Queue
 from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
-from ..timing import FOLD_SETUP, GB_LATENCY, load_param_lane_addr, load_terms, load_wgt_lane_addr
+from ..timing import FOLD_SETUP, GB_LATENCY, LANE_STAGE, load_param_lane_addr, load_terms, load_wgt_lane_addr
 from .buses import DramReadSignature, LoadBusSignature, LoadTarget, load_geometry
 from .global_buffer import GlobalBuffer, check_global_buffer
 from .insn import field_signal, insn_view
@@ -96,7 +96,7 @@ class LoadUnit(wiring.Component):
         cur = Signal(INSN_BITS)
         op = insn_view(Op.NOP, cur).opcode
         busy, beats_left = Signal(), Signal(32)
-        setup_left = Signal(range(FOLD_SETUP + 1))     # a folded LOAD_INP's setup (hw.timing.load_terms)
+        setup_left = Signal(range(FOLD_SETUP + LANE_STAGE + 1))     # a LOAD_INP's setup (hw.timing.load_terms)
         ready = busy & (setup_left == 0)
         issue = ready & (beats_left != 0)
         free = Signal()
@@ -200,12 +200,13 @@ class LoadUnit(wiring.Component):
         cfg = self._config
         g, _, ne = load_geometry(cfg)
         op = insn_view(Op.NOP, cur).opcode
-        mask = Signal(cfg.num_pe)      # the PE set of the running load
-        with m.If(start):
-            m.d.sync += mask.eq(pe_mask(m, insn_view(Op.LOAD_INP, self.insn.payload), cfg.num_pe))
         wv, w_mask, w_pes = Signal(), Signal(g), Signal(cfg.num_pe)
         w_gb, w_from_gb, w_gbaddr = Signal(), Signal(), Signal(32)
-        m.d.sync += [wv.eq(issue), w_mask.eq(beat.lane_en), w_pes.eq(mask), w_gb.eq(op == Op.LOAD_GB),
+        # the PE set is decoded from the registered instruction, never from the queue's head: a beat
+        # of cycle c writes at c+1 into the set of the instruction it belongs to
+        m.d.sync += [wv.eq(issue), w_mask.eq(beat.lane_en), w_pes.eq(pe_mask(m, insn_view(Op.LOAD_INP, cur),
+                                                                              cfg.num_pe)),
+                     w_gb.eq(op == Op.LOAD_GB),
                      w_from_gb.eq(from_gb), w_gbaddr.eq(insn_view(Op.LOAD_GB, cur).dst_addr + counters["offset"])]
         ld = self.ld
         m.d.sync += [ld.target.eq(beat.target), ld.addr.eq(beat.addr), ld.sel.eq(beat.sel), ld.count.eq(beat.count)]

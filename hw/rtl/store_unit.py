@@ -1,10 +1,10 @@
 """The store unit: every selected PE post-processes one pixel per cycle; the bytes are scattered to DRAM.
 
-Cycle t (start) takes the instruction, its PE set and the (column, row group) of every PE
-(``hw.timing.pe_positions``); t+1 computes each PE's channel and row origin and its in-bounds
-bytes (``hw.timing.store_pe_tile``) and asks the PEs for their parameters; t+2 has the contract's
-busy time and latency (``hw.timing.store_timing``) and issues pixel 0; a pixel issued at c is
-written at c+4.  Posted writes: the unit is free after the busy time (a down-counter), and
+Cycle t (start) takes the instruction and the (column, row group) of every PE
+(``hw.timing.pe_positions``); t+1 decodes its PE set into a register and computes each PE's channel and row origin and its in-bounds
+extent (``hw.timing.store_pe_extent``) and asks the PEs for their parameters; t+2 issues pixel 0
+and multiplies each selected PE's extent into its bytes; t+3 has the contract's busy time and
+latency (``hw.timing.store_timing``), counted down from there; a pixel issued at c is written at c+4.  Posted writes: the unit is free after the busy time (a down-counter), and
 pushes its token then, with the rest of the latency as the token's wait; FENCE/END wait for
 that rest too (``idle``).  Table activations and softmax epilogues are refused at dispatch
 (ErrorCode.UNSUPPORTED).
@@ -19,7 +19,7 @@ from amaranth.lib.wiring import Out
 from ..config import AcceleratorConfig
 from ..expr import Fields
 from ..isa import INSN_BITS, Act, Op, Queue
-from ..timing import POST_PIPELINE, pe_positions, store_addr, store_pe_tile, store_timing
+from ..timing import POST_PIPELINE, pe_positions, store_addr, store_pe_extent, store_timing
 from .buses import DramWriteSignature, StoreBusSignature
 from .insn import field_signal, insn_view
 from .pe_tile import check_rtl_config
@@ -76,54 +76,63 @@ class StoreUnit(wiring.Component):
         start = start_when(m, self, Queue.STORE, free=~busy | free)
         head = insn_view(Op.STORE, self.insn.payload)
 
-        # t: the instruction, its PE set and the (column, row group) of every PE.
+        # t: the instruction and the (column, row group) of every PE; the PE set is decoded from
+        # the registered instruction (never from the queue's head) and holds from t+2 on.
         mask = Signal(n)
         col = [Signal(7, name=f"col{p}") for p in range(n)]
         grp = [Signal(7, name=f"group{p}") for p in range(n)]
         positions = pe_positions(n, head.pe_k, held(m, 7))
+        m.d.sync += mask.eq(pe_mask(m, cs, n))
         with m.If(start):
-            m.d.sync += [cur.eq(self.insn.payload), busy.eq(1), timed.eq(0), setup.eq(1),
-                         mask.eq(pe_mask(m, head, n))]
+            m.d.sync += [cur.eq(self.insn.payload), busy.eq(1), timed.eq(0), setup.eq(1)]
             for p, (c, q) in enumerate(positions):
                 m.d.sync += [col[p].eq(c), grp[p].eq(q)]
         with m.Elif(free):
             m.d.sync += [busy.eq(0), timed.eq(0)]
 
-        kst, yst, base, total = self._pe_origins(m, cs, setup, active, mask, col, grp)
-        starting = active & ~timed & busy           # t+2
+        kst, yst, base, total, starting = self._pe_origins(m, cs, setup, active, mask, col, grp)
         self._shell(m, cs, starting, free, occ_left, total, timed, busy)
         self._pixels(m, cs, start, setup, active, timed, mask, kst, yst, base)
         return m
 
     def _pe_origins(self, m, cs, setup, active, mask, col, grp):
         """t+1: each PE's first channel and row, the DRAM address of its pixel 0 and its in-bounds
-        bytes; the parameters into the lanes; the pixels start.  Returns (kst, yst, base, the
-        selected PEs' bytes)."""
+        extent; the parameters into the lanes; the pixels start.  t+2: the selected PEs' bytes
+        (the PE set holds from t+2).  Returns (kst, yst, base, their sum, the t+3 strobe)."""
         n = self._config.num_pe
         kst = [Signal(32, name=f"kst{p}") for p in range(n)]
         yst = [Signal(32, name=f"yst{p}") for p in range(n)]
         base = [Signal(48, name=f"base{p}") for p in range(n)]
+        # an extent is at most its field (k_per_pe, out_h, out_w): the products stay that narrow
+        ext_k = [field_signal(Op.STORE, "k_per_pe", f"ext_k{p}") for p in range(n)]
+        ext_y = [field_signal(Op.STORE, "out_h", f"ext_y{p}") for p in range(n)]
+        ext_x = field_signal(Op.STORE, "out_w", "ext_x")
         nbytes = [Signal(40, name=f"nbytes{p}") for p in range(n)]
+        product, starting = Signal(), Signal()          # t+2, t+3
+        m.d.sync += [product.eq(setup), starting.eq(product)]
         m.d.comb += [self.st.param_load.eq(setup), self.st.param_addr.eq(cs.param_addr)]
         with m.If(setup):
             m.d.sync += [setup.eq(0), active.eq(1)]
             for p in range(n):
-                k_first, y_first, tile_bytes = store_pe_tile(Fields(cs), col[p], grp[p])
+                k_first, y_first, nk, ny, nx = store_pe_extent(Fields(cs), col[p], grp[p])
                 m.d.sync += [kst[p].eq(k_first), yst[p].eq(y_first),
                              base[p].eq(store_addr(Fields(cs), y_first, cs.x0, k_first)),
-                             nbytes[p].eq(Mux(mask[p], tile_bytes, 0))]
+                             ext_k[p].eq(nk), ext_y[p].eq(ny), ext_x.eq(nx)]
+        with m.If(product):
+            m.d.sync += [nbytes[p].eq(Mux(mask[p], ext_k[p] * ext_y[p] * ext_x, 0)) for p in range(n)]
         total = Signal(_COUNT_BITS)
         m.d.comb += total.eq(sum(nbytes))
-        return kst, yst, base, total
+        return kst, yst, base, total, starting
 
     def _shell(self, m, cs, starting, free, occ_left, total, timed, busy):
-        """t+2: the busy time (a down-counter reaching 0 at t + occupancy) and the rest of the
-        latency after it, which the token waits and ``idle`` counts down."""
+        """t+3: the busy time (a down-counter reaching 0 at t + occupancy, which is at least
+        ``POST_PIPELINE`` + 1 > 4) and the rest of the latency after it, which the token waits and
+        ``idle`` counts down."""
         occ, lat = store_timing(Fields(cs), total, self._config)
         rest = Signal(range(self._config.dram_latency))      # latency - occupancy - 1
         tail = Signal.like(rest)
         with m.If(starting):
-            m.d.sync += [timed.eq(1), occ_left.eq(occ - 3), rest.eq(lat - occ - 1)]
+            m.d.sync += [timed.eq(1), occ_left.eq(occ - 4), rest.eq(lat - occ - 1)]
         with m.Elif(occ_left != 0):
             m.d.sync += occ_left.eq(occ_left - 1)
         with m.If(free):
