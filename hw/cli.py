@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
 __all__ = ["OneLineParser", "UsageError", "OutputError", "StagedDir", "atomic_write", "atomic_write_bytes",
-           "atomic_write_json", "fail", "file_tag", "name_token", "run_main", "short_hash"]
+           "atomic_write_json", "fail", "file_tag", "name_token", "run_main", "seed", "short_hash"]
 
 
 class UsageError(Exception):
@@ -39,6 +39,13 @@ def fail(prog: str, error: BaseException | str) -> int:
     text = error if isinstance(error, str) else (str(error.args[0]) if error.args else str(error))
     print(f"{prog}: error: {' '.join(text.split())}", file=sys.stderr)
     return 2
+
+
+def seed(text: str) -> int:
+    """``argparse`` type of every ``--seed``: a non-negative integer, or one line saying so."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"bad seed {text!r}: a seed is a non-negative integer (0, 1, 2, ...)")
+    return int(text)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -391,7 +391,7 @@ DEFAULT_OUT = Path("build") / "onnx"
 
 
 def _parser() -> argparse.ArgumentParser:
-    from hw.cli import OneLineParser
+    from hw.cli import OneLineParser, seed
 
     from .workloads import MODEL_NAMES
 
@@ -400,7 +400,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}")
     p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")
-    p.add_argument("--seed", default="0", help="seed of the weights (mapper.weights.init_weights; default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the weights (mapper.weights.init_weights; default 0)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output directory (default {DEFAULT_OUT})")
     return p
 
@@ -419,10 +419,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_NAMES)} "
                              f"(an ONNX file is already ONNX)")
         size = parse_size(args.size) if args.size is not None else None
-        if not args.seed.strip().isdigit():
-            raise UsageError(f"bad --seed {args.seed!r}: expected a non-negative integer")
         model = build_model_or_usage_error(args.model, args.variant, size)
-        seed = int(args.seed)
+        seed = args.seed
         path = Path(args.out) / f"{model_tag(model, size is not None)}{f'_seed{seed}' if seed else ''}.onnx"
         proto = export_onnx(model, init_weights(model, seed),
                             metadata={"vitaccel.model": model.name, "vitaccel.variant": model.variant,

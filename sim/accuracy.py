@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from hw.cli import OneLineParser, atomic_write_json
+from hw.cli import OneLineParser, atomic_write_json, seed
 from mapper.calibrate import prepare, readers_of, softmax_margin, softmax_row
 from mapper.fusion import is_class_map
 from mapper.images import calibration_image, preprocess, quantize_input, quantize_tensor, synthetic_image
@@ -232,7 +232,7 @@ def _parser() -> OneLineParser:
                    help=f"one of {', '.join(MODEL_NAMES)}; or path/to/model.onnx (its own weights)")
     p.add_argument("--variant", default=None, help="an execution-path variant (see make sim)")
     p.add_argument("--size", type=_size, default=None, help="input size HxW (default: the model's)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed, default=0,
                    help="seed of the weights (not an ONNX file's: they are the file's) and of the calibration "
                         "images (default 0)")
     p.add_argument("--calib-images", type=int, default=1, help="synthetic calibration images (default 1)")

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from typing import Optional
 
 import numpy as np
 
-from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main
+from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
 from hw.config_file import ConfigError, load_config
 from mapper import float_ops
@@ -99,7 +100,12 @@ def read_image(path) -> np.ndarray:
 def _read_picture(path: Path) -> np.ndarray:
     from PIL import Image
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            # a large image is resized anyway; Pillow's multi-line warning would only clutter stderr
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+            im.load()
+        with im:
             if im.mode.startswith("I"):          # 16-bit grey: convert("RGB") would clip it to white
                 grey = np.asarray(im).astype(np.float64) * (255 / 65535)
                 return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
@@ -370,7 +376,7 @@ def _parser() -> OneLineParser:
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")
     p.add_argument("--image", default=None,
                    help=f"the input: {IMAGE_FORMS} (default: a seeded synthetic image)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed, default=0,
                    help="seed of the weights, their calibration and the synthetic image (default 0)")
     p.add_argument("--dram-mib", type=int, default=None, help="DRAM capacity in MiB (default: the configuration's)")
     p.add_argument("--out", default=None, help="output folder (default build/run/<name of the run>)")
@@ -379,8 +385,6 @@ def _parser() -> OneLineParser:
 
 
 def _setup(args) -> tuple[Model, AcceleratorConfig]:
-    if args.seed < 0:
-        raise UsageError(f"bad --seed {args.seed}: a seed is a non-negative integer")
     size = parse_size(args.size) if args.size is not None else None
     overrides = {} if args.dram_mib is None else {"dram_mib": args.dram_mib}
     try:

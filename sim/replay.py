@@ -18,7 +18,7 @@ from typing import Optional
 
 from hw.cli import OneLineParser, UsageError, fail, run_main
 from hw.config import AcceleratorConfig
-from hw.config_file import ConfigError, load_config
+from hw.config_file import ConfigError, is_config_file, load_config
 from hw.isa import Queue, decode_stream, disassemble
 from hw.timing import occupancy_and_latency, schedule
 
@@ -48,7 +48,7 @@ def _config(args) -> tuple[AcceleratorConfig, str]:
             cfg = load_config(args.config)
         except ConfigError as e:
             raise UsageError(str(e)) from None
-        return cfg, f"{'file' if args.config.endswith('.toml') else 'preset'} {args.config}"
+        return cfg, f"{'file' if is_config_file(args.config) else 'preset'} {args.config}"
     dumped = _dumped_config(args.stream)
     if dumped is None:
         raise UsageError(f"{args.stream}: no {Path(args.stream).with_suffix('.json').name} beside it to say which "

@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from hw.cli import OneLineParser, StagedDir, UsageError, fail, run_main
+from hw.cli import OneLineParser, StagedDir, UsageError, fail, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
 from hw.config_file import ConfigError, load_config
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
@@ -240,7 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help=f"one of: {', '.join(PRESETS)}; or a .toml accelerator file")
     p.add_argument("--check", action="store_true",
                    help="also run the whole network in functional mode and compare every tensor with the golden model")
-    p.add_argument("--seed", type=int, default=None, help="seed of --check (default: from the time; printed)")
+    p.add_argument("--seed", type=seed, default=None, help="seed of --check (default: from the time; printed)")
     p.add_argument("--dram-bytes-per-cycle", type=int, default=None)
     p.add_argument("--dram-latency", type=int, default=None)
     p.add_argument("--clock-ghz", type=float, default=None, help="clock for times, 0.01 to 20 GHz")
