@@ -163,17 +163,20 @@ class _Life:
 
 
 def build_program(qmodel: QModel, cfg: AcceleratorConfig, *, fuse: bool = True,
-                  image: Optional[np.ndarray] = None) -> Program:
+                  image: Optional[np.ndarray] = None, keep_tensors: bool = False) -> Program:
     """The program of ``qmodel`` on ``cfg`` (module docstring); ``image`` is the int8 input
-    (zeros if None).  ProgramError when a layer cannot be executed or the image does not fit
-    the configuration's DRAM (``dram_mib``)."""
-    return _Builder(qmodel, cfg, fuse, cfg.dram_mib << 20).build(image)
+    (zeros if None).  ``keep_tensors`` gives every activation a buffer of its own instead of
+    sharing by lifetime, so that the final DRAM image holds every tensor (the cosimulation reads
+    them back after the run).  ProgramError when a layer cannot be executed or the image does not
+    fit the configuration's DRAM (``dram_mib``)."""
+    return _Builder(qmodel, cfg, fuse, cfg.dram_mib << 20, keep_tensors).build(image)
 
 
 class _Builder:
-    def __init__(self, qmodel: QModel, cfg: AcceleratorConfig, fuse: bool, dram_bytes: int):
+    def __init__(self, qmodel: QModel, cfg: AcceleratorConfig, fuse: bool, dram_bytes: int,
+                 keep_tensors: bool = False):
         self.q, self.cfg, self.model = qmodel, cfg, qmodel.model
-        self.dram_bytes = dram_bytes
+        self.dram_bytes, self.keep_tensors = dram_bytes, keep_tensors
         try:
             self.steps = plan(self.model, cfg, fuse=fuse)
         except MappingError as e:
@@ -214,6 +217,9 @@ class _Builder:
         for name in self.model.output_names:
             if self.storage[name].buffer in lives:
                 lives[self.storage[name].buffer].last = end
+        if self.keep_tensors:                  # every buffer lives throughout: none is reused
+            for life in lives.values():
+                life.first, life.last = 0, end
         return {b: l for b, l in lives.items() if not self._static(b)}
 
     def _static(self, buf: str) -> bool:

@@ -62,6 +62,31 @@ def test_memory_is_shared_by_lifetime():
     assert program.footprint == program.static_bytes + program.activation_bytes
 
 
+def test_kept_tensors_survive_to_the_end_of_the_run():
+    """``keep_tensors`` (the cosimulation's programs): no buffer is reused, so every tensor read
+    from the final image is the one its layer wrote, and the stream is timed the same."""
+    from sim.functional import run_program
+    from sim.golden_network import run_network
+
+    model, q, x, cfg, shared = _run("segformer_b0", "tiny", (32, 32))
+    kept = build_program(q, cfg, image=x, keep_tensors=True)
+    def end(b):        # a class map holds one byte a pixel
+        h, w, _ = kept.storage[b].shape
+        return kept.buffers[b] + h * w * (1 if b in kept.class_maps else kept.storage[b].pitch)
+
+    spans = sorted((kept.buffers[b], end(b)) for b in kept.buffers)
+    assert all(hi <= lo for (_, hi), (lo, _) in zip(spans, spans[1:]))
+    assert kept.activation_bytes > shared.activation_bytes
+    assert schedule(kept.stream, cfg).total_cycles == schedule(shared.stream, cfg).total_cycles
+    final = run_program(kept)
+    written = {t for code in kept.steps for t in code.writes}
+    golden = dict(run_network(q, x, acc_bits=cfg.acc_bits, keep=lambda n: n in written))
+    checked = [t for t in written if t not in kept.class_maps and kept.storage[t].buffer == t]
+    assert len(checked) > len(model.mac_layers)
+    for t in checked:
+        assert np.array_equal(kept.read(final, t), golden[t].astype(np.int8)), t
+
+
 def test_a_wrong_result_names_the_first_layer_and_element():
     model, q, x, cfg, program = _run("segformer_b0", "tiny", (32, 32))
     first = program.steps[0].step.layer.name

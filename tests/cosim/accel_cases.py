@@ -42,11 +42,11 @@ TB_TOP = "accel_tb_top"
 #: How the wrapper and the accelerator are built: the fast model (the wrapper declares what
 #: the testbench reaches).
 TB_BUILD = FAST_BUILD
-#: Instruction memory depth (256-bit words): the longest stream of segformer_b0 at 64x64 on
-#: small is 24 898 instructions (Conv2DFuse).
-IMEM_WORDS = 1 << 15
-#: DRAM array size: the largest layer image of segformer_b0 at 64x64 on small is 592 kB.
-DRAM_BYTES = 1 << 20
+#: Instruction memory depth (256-bit words): the whole-network program of segformer_b0 at 32x32
+#: on tiny is 40 767 instructions (tests/cosim/program_cases.py).
+IMEM_WORDS = 1 << 17
+#: DRAM array size: that program's image, every tensor in its own buffer, is 4.2 MB.
+DRAM_BYTES = 8 << 20
 
 LAYER_TYPES = {"Conv2d": Conv2d, "Linear": Linear, "MatMul": MatMul}
 

@@ -37,6 +37,7 @@ from cocotb.triggers import RisingEdge, SimTimeoutError, with_timeout
 
 from cosim.accel_cases import (BAD_STREAMS, Expected, bad_stream, describe,
                                expected_run, layer_from_spec, stream_words)
+from cosim.program_cases import ExpectedProgram, expected_program, program_name, unsupported_steps
 from cosim.runner import load_params
 
 #: Clock period in ns (cocotb's GPI clock under Verilator).
@@ -52,6 +53,7 @@ PARAMS = load_params()
 Path(RESULTS_FILE).unlink(missing_ok=True)
 LAYER_CASES = [spec["name"] for spec in PARAMS.get("layers", [])]
 NETWORKS = [f"{n['model']}_{n['size']}" for n in PARAMS.get("networks", [])]
+PROGRAMS = [program_name(p) for p in PARAMS.get("programs", [])]
 BAD = list(PARAMS.get("bad", []))
 FUZZ = [f"seed{PARAMS['fuzz']['seed']}"] if PARAMS.get("fuzz") else []
 
@@ -203,15 +205,17 @@ class Checker:
             self.log.error(message)
         self.errors.append(message)
 
-    def check_run(self, where: str, exp: Expected, out: Outcome) -> None:
+    def check_status(self, where: str, exp, out: Outcome) -> bool:
+        """Done (no error, hang, stray access) in the schedule's cycle with a whole DRAM dump;
+        ``exp`` has ``cycles``, ``dram_in`` and ``dram_out``.  False when the dump cannot be compared."""
         cycles = f"cycles: RTL {out.tb_cycles if out.finished else 'none'}, schedule {exp.cycles}"
         if not out.finished:
             self.error(f"{where}: neither done nor error within {exp.cycles + CYCLE_MARGIN} cycles "
                        f"(hang); pc {out.pc}, DUT cycle {out.cycle}; {cycles}")
-            return
+            return False
         if out.error:
             self.error(f"{where}: error {_error_name(out.error_code)} at instruction {out.pc}; {cycles}")
-            return
+            return False
         if out.oob:
             self.error(f"{where}: DRAM access at {out.oob_addr:#x} outside the "
                        f"{exp.dram_in.size}-byte image; {cycles}")
@@ -220,11 +224,17 @@ class Checker:
         if out.tb_cycles != exp.cycles or out.cycle != exp.cycles:
             self.error(f"{where}: done in cycle {out.tb_cycles} (DUT cycle counter {out.cycle}), "
                        f"schedule says {exp.cycles} (difference {out.tb_cycles - exp.cycles:+d})")
-        got = out.dram
-        if got is None or got.size != exp.dram_out.size:
-            self.error(f"{where}: DRAM dump has {None if got is None else got.size} bytes, expected "
-                       f"{exp.dram_out.size}; {cycles}")
+        if out.dram is None or out.dram.size != exp.dram_out.size:
+            self.error(f"{where}: DRAM dump has {None if out.dram is None else out.dram.size} bytes, "
+                       f"expected {exp.dram_out.size}; {cycles}")
+            return False
+        return True
+
+    def check_run(self, where: str, exp: Expected, out: Outcome) -> None:
+        if not self.check_status(where, exp, out):
             return
+        got = out.dram
+        cycles = f"cycles: RTL {out.tb_cycles}, schedule {exp.cycles}"
         lo, hi = exp.output_range
         out_bad = np.flatnonzero(got[lo:hi] != exp.golden)
         if out_bad.size:
@@ -238,6 +248,26 @@ class Checker:
             self.error(f"{where}: {bad.size} DRAM bytes differ from sim.functional; first at "
                        f"{a:#x}: expected {_byte(int(exp.dram_out[a]))}, actual {_byte(int(got[a]))}; "
                        f"{cycles}")
+
+    def check_program(self, where: str, exp: ExpectedProgram, out: Outcome) -> None:
+        """Every tensor the program writes equals sim.functional's (itself checked against the
+        golden model), named by its layer and element; then the whole DRAM image."""
+        if not self.check_status(where, exp, out):
+            return
+        program = exp.program
+        for tensor in exp.tensors:
+            got, want = program.read(out.dram, tensor), program.read(exp.dram_out, tensor)
+            bad = np.argwhere(got != want)
+            if bad.size:
+                i = tuple(int(v) for v in bad[0])
+                self.error(f"{where}: layer {tensor!r}: {len(bad)} of {want.size} elements differ from the "
+                           f"golden model; first at (y, x, c) = {i}: expected {int(want[i])}, actual {int(got[i])}")
+                return
+        bad = np.flatnonzero(out.dram != exp.dram_out)
+        if bad.size:
+            a = int(bad[0])
+            self.error(f"{where}: {bad.size} DRAM bytes differ from sim.functional outside the tensors; "
+                       f"first at {a:#x}: expected {_byte(int(exp.dram_out[a]))}, actual {_byte(int(out.dram[a]))}")
 
     def check_fuzz(self, where: str, exp, out: Outcome) -> None:
         """A fuzz case: the RTL does what :func:`cosim.fuzz.expected_outcome` says."""
@@ -367,6 +397,34 @@ async def network(dut, network):
     dut._log.info("network %s on %s: %d MAC layers, %d outputs == golden, %d cycles (RTL == sum "
                   "of schedules), %.1f s simulated (%.0f cycles/s)", network, h.config_name, layers,
                   outputs, total_sched, wall, total_sched / max(wall, 1e-9))
+
+
+@cocotb.test()
+@cocotb.parametrize(program=PROGRAMS)
+async def program(dut, program):
+    """A whole-network program from the input image to the output, one start: every layer's
+    output == the golden model, DRAM == sim.functional, cycles == schedule."""
+    h = Harness(dut)
+    spec = next(p for p in PARAMS["programs"] if program_name(p) == program)
+    where = f"program {program} config {h.config_name} seed {spec.get('seed', 0)}"
+    exp = expected_program(spec, h.cfg)
+    refused = unsupported_steps(exp.program)
+    if refused:
+        h.checker.error(f"{where}: this RTL does not build what {len(refused)} layers need "
+                        f"(rtl_unsupported), first {refused[0]!r}")
+        h.checker.assert_clean()
+    stream = exp.program.stream
+    out = await h.run(stream_words(stream), exp.dram_in, exp.cycles + CYCLE_MARGIN + exp.cycles // 8)
+    h.checker.check_program(where, exp, out)
+    elements = sum(exp.program.read(exp.dram_out, t).size for t in exp.tensors)
+    h.record(kind="program", case=program, seed=spec.get("seed", 0), instructions=len(stream),
+             tensors=len(exp.tensors), elements=elements, dram_bytes=int(exp.dram_in.size),
+             expected_cycles=exp.cycles, rtl_cycles=out.tb_cycles if out.finished else None,
+             wall_s=round(out.wall_s, 4), cpu_s=round(out.cpu_s, 4), passed=not h.checker.errors)
+    h.checker.assert_clean()
+    dut._log.info("program %s: %d instructions, %d tensors (%d elements) == golden, %d cycles (RTL == "
+                  "schedule), %.2f s simulated (%.0f cycles per CPU second)", program, len(stream),
+                  len(exp.tensors), elements, exp.cycles, out.wall_s, exp.cycles / max(out.cpu_s, 1e-9))
 
 
 @cocotb.test()

@@ -1,0 +1,89 @@
+"""Whole-network programs for the cosimulation: what the RTL must do with one.
+
+A case is a network (a zoo model, or one of :data:`OWN_NETWORKS`) at an input size with a seed.
+:func:`expected_program` quantises it (``sim.inference.network_parameters``), builds its
+whole-network program with every tensor in a buffer of its own (``keep_tensors``: the
+testbench reads every layer's output back from the final DRAM image), checks the functional
+run against the golden whole-network model (``sim.functional.check_program``), and gives the
+final DRAM image and the schedule's cycles that the RTL must reproduce exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw.config import AcceleratorConfig
+from hw.isa import Op
+from hw.rtl.insn import rtl_unsupported
+from hw.timing import schedule
+from mapper.images import preprocess, quantize_input, synthetic_image
+from mapper.ir import Conv2d, Linear, Model
+from mapper.program import Program, build_program
+
+__all__ = ["OWN_NETWORKS", "ExpectedProgram", "expected_program", "program_name", "unsupported_steps"]
+
+
+def mac_cnn(size: int) -> Model:
+    """A network of MAC layers only (convolutions with ReLU, a depthwise and a grouped one, a
+    strided reduction and a per-pixel linear): what the RTL executes whole today."""
+    s2 = (size + 1) // 2
+    layers = (
+        Conv2d("stem", "encoder", 3, 16, size, size, kernel=3, stride=2, padding=1, relu=True),
+        Conv2d("dw", "encoder", 16, 16, s2, s2, kernel=3, padding=1, groups=16, inputs=("stem",)),
+        Conv2d("pw", "encoder", 16, 24, s2, s2, relu=True, inputs=("dw",)),
+        Conv2d("grouped", "encoder", 24, 24, s2, s2, kernel=3, padding=1, groups=2, inputs=("pw",)),
+        Conv2d("reduce", "decoder", 24, 32, s2, s2, kernel=2, stride=2, inputs=("grouped",)),
+        Linear("head", "decoder", (s2 // 2) ** 2, 32, 10, inputs=("reduce",)),
+    )
+    return Model("mac_cnn", "full", (size, size, 3), layers)
+
+
+#: Networks defined here rather than in the zoo, by name.
+OWN_NETWORKS = {"mac_cnn": mac_cnn}
+
+
+def program_name(spec: dict) -> str:
+    return f"{spec['model']}_{spec['size']}" + (f"_{spec['variant']}" if spec.get("variant") else "")
+
+
+def build_network(spec: dict) -> Model:
+    if spec["model"] in OWN_NETWORKS:
+        return OWN_NETWORKS[spec["model"]](spec["size"])
+    from mapper.workloads import build_model
+    return build_model(spec["model"], variant=spec.get("variant"), size=(spec["size"], spec["size"]))
+
+
+@dataclass
+class ExpectedProgram:
+    program: Program
+    dram_in: np.ndarray
+    dram_out: np.ndarray         # sim.functional's final image (checked against the golden model)
+    cycles: int                  # hw.timing.schedule's total
+
+    @property
+    def tensors(self) -> list[str]:
+        """The tensors the program writes, in program order."""
+        return list(dict.fromkeys(t for code in self.program.steps for t in code.writes))
+
+
+def expected_program(spec: dict, cfg: AcceleratorConfig) -> ExpectedProgram:
+    from sim.functional import check_program, run_program
+    from sim.inference import network_parameters
+
+    model = build_network(spec)
+    seed = int(spec.get("seed", 0))
+    q = network_parameters(model, seed)[1]
+    h, w, _ = model.input
+    x = quantize_input(preprocess(synthetic_image(h, w, seed + 1)))
+    program = build_program(q, cfg, image=x, keep_tensors=True)
+    check_program(program, q, x)                 # functional == golden, tensor by tensor
+    return ExpectedProgram(program, program.image.copy(), run_program(program),
+                           schedule(program.stream, cfg).total_cycles)
+
+
+def unsupported_steps(program: Program) -> list[str]:
+    """The layers whose instructions this RTL refuses (``rtl_unsupported``)."""
+    return [code.step.layer.name for code in program.steps
+            if any(rtl_unsupported(i.op, i.f) for i in program.stream[code.start:code.end] if i.op != Op.END)]
