@@ -458,6 +458,54 @@ TOKEN_LINKS = {
 TOKEN_FIFOS = ("l2c", "c2l", "c2s", "s2c")
 
 
+class _Tokens:
+    """The four token FIFOs: each token's ready cycle in push order, and the tokens outstanding
+    in program order (as the dispatcher counts them)."""
+
+    def __init__(self):
+        self.ready = {name: [] for name in TOKEN_FIFOS}
+        self.head = dict.fromkeys(TOKEN_FIFOS, 0)
+        self.outstanding = dict.fromkeys(TOKEN_FIFOS, 0)
+
+    def count(self, insn: Insn, q: Queue, off: int, i: int) -> None:
+        """Dispatch: count the instruction's pops and pushes; more than TOKEN_LIMIT outstanding is an error."""
+        for flag, name in TOKEN_LINKS[q].items():
+            if name is not None and getattr(insn, flag):
+                self.outstanding[name] += 1 if flag.startswith("push") else -1
+        over = [k for k, v in self.outstanding.items() if v > TOKEN_LIMIT]
+        if over:
+            raise StreamError(f"{insn.op.name} at byte offset {off} leaves more than {TOKEN_LIMIT} "
+                              f"{over[0]} tokens outstanding", ErrorCode.TOKEN, i)
+
+    def _links(self, insn: Insn, q: Queue, flags: tuple[str, str], off: int, i: int) -> list[str]:
+        names = []
+        for flag in flags:
+            if getattr(insn, flag):
+                name = TOKEN_LINKS[q][flag]
+                if name is None:
+                    raise StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
+                                      f"{q.name} queue has no such neighbour", ErrorCode.TOKEN, i)
+                names.append(name)
+        return names
+
+    def pop(self, insn: Insn, q: Queue, t: int, off: int, i: int) -> int:
+        """The cycle the instruction may start, no earlier than ``t``, once its tokens are ready."""
+        for name in self._links(insn, q, ("pop_prev", "pop_next"), off, i):
+            if self.head[name] >= len(self.ready[name]):
+                raise StreamError(f"{insn.op.name} at byte offset {off} pops a {name} token "
+                                  f"that no earlier instruction pushed", ErrorCode.TOKEN, i)
+            t = max(t, self.ready[name][self.head[name]])
+            self.head[name] += 1
+        return t
+
+    def push(self, insn: Insn, q: Queue, ready: int, off: int, i: int) -> None:
+        for name in self._links(insn, q, ("push_prev", "push_next"), off, i):
+            self.ready[name].append(ready)
+
+    def left(self) -> dict[str, int]:
+        return {k: len(v) - self.head[k] for k, v in self.ready.items() if len(v) > self.head[k]}
+
+
 def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = True) -> Schedule:
     """Cycle-exact timing of a stream under the rules in this module's docstring.
 
@@ -475,77 +523,39 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
     dispatch = np.zeros(n, dtype=np.int64)
     start = np.zeros(n, dtype=np.int64)
     end = np.zeros(n, dtype=np.int64)
-    fifo = {name: [] for name in TOKEN_FIFOS}
-    heads = dict.fromkeys(fifo, 0)
+    tokens = _Tokens()
     unit_free = {Queue.LOAD: 0, Queue.COMPUTE: 0, Queue.STORE: 0}
     history = {Queue.LOAD: [], Queue.COMPUTE: [], Queue.STORE: []}   # start cycles, for queue occupancy
-    last_end = 0
-    fetch = 0
-    ended = False
-    outstanding = dict.fromkeys(fifo, 0)       # tokens in program order, as the dispatcher counts them
+    last_end = fetch = 0
     for i, insn in enumerate(insns):
-        off = i * INSN_BYTES
-        if ended:
-            break                                   # the accelerator stops at END: the rest is not run
-        q = insn.queue
-        if q == Queue.DISPATCH:
+        off, q = i * INSN_BYTES, insn.queue
+        if q == Queue.DISPATCH:                     # NOP, FENCE, END: the dispatcher's own
             if insn.op in (Op.FENCE, Op.END):
                 fetch = max(fetch, last_end)
-            dispatch[i] = start[i] = fetch
-            end[i] = fetch + 1
+            dispatch[i], start[i], end[i] = fetch, fetch, fetch + 1
             fetch += 1
-            if insn.op == Op.END:
-                left = {k: len(v) - heads[k] for k, v in fifo.items() if len(v) > heads[k]}
-                if left:
-                    raise StreamError(f"END at byte offset {off} with unconsumed tokens {left}", ErrorCode.TOKEN, i)
-                ended = True
-                n = i + 1
+            if insn.op == Op.END:                   # the accelerator stops here: the rest is not run
+                if tokens.left():
+                    raise StreamError(f"END at byte offset {off} with unconsumed tokens {tokens.left()}",
+                                      ErrorCode.TOKEN, i)
+                return Schedule(dispatch[:i + 1], start[:i + 1], end[:i + 1], int(end[i]))
             continue
         check_insn(insn, cfg, off)
-        for flag, name in TOKEN_LINKS[q].items():
-            if name is not None and getattr(insn, flag):
-                outstanding[name] += 1 if flag.startswith("push") else -1
-        over = [k for k, v in outstanding.items() if v > TOKEN_LIMIT]
-        if over:
-            raise StreamError(f"{insn.op.name} at byte offset {off} leaves more than {TOKEN_LIMIT} "
-                              f"{over[0]} tokens outstanding", ErrorCode.TOKEN, i)
+        tokens.count(insn, q, off, i)
         hist = history[q]
-        enter = fetch
-        if len(hist) >= QUEUE_DEPTH:
-            enter = max(enter, int(hist[-QUEUE_DEPTH]))
-        dispatch[i] = enter
-        fetch = enter + 1
-        t = max(enter + 1, unit_free[q])
-        for flag in ("pop_prev", "pop_next"):
-            if getattr(insn, flag):
-                name = TOKEN_LINKS[q][flag]
-                if name is None:
-                    raise StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
-                                      f"{q.name} queue has no such neighbour", ErrorCode.TOKEN, i)
-                if heads[name] >= len(fifo[name]):
-                    raise StreamError(f"{insn.op.name} at byte offset {off} pops a {name} token "
-                                      f"that no earlier instruction pushed", ErrorCode.TOKEN, i)
-                t = max(t, fifo[name][heads[name]])
-                heads[name] += 1
+        enter = fetch if len(hist) < QUEUE_DEPTH else max(fetch, int(hist[-QUEUE_DEPTH]))
+        dispatch[i], fetch = enter, enter + 1
+        t = tokens.pop(insn, q, max(enter + 1, unit_free[q]), off, i)
         busy, lat = occupancy_and_latency(insn, cfg)
-        start[i] = t
-        end[i] = t + lat
+        start[i], end[i] = t, t + lat
         unit_free[q] = t + busy
         hist.append(t)
         last_end = max(last_end, t + lat)
-        for flag in ("push_prev", "push_next"):
-            if getattr(insn, flag):
-                name = TOKEN_LINKS[q][flag]
-                if name is None:
-                    raise StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
-                                      f"{q.name} queue has no such neighbour", ErrorCode.TOKEN, i)
-                fifo[name].append(t + lat)
-    if not ended and not require_end:
-        return Schedule(dispatch, start, end, int(end.max()) if n else 0)
-    if not ended:
+        tokens.push(insn, q, t + lat, off, i)
+    if require_end:
         raise StreamError(f"stream of {n} instructions has no END: the accelerator would run on into the word "
                           f"after it", ErrorCode.OPCODE, n)
-    return Schedule(dispatch[:n], start[:n], end[:n], int(end[n - 1]))
+    return Schedule(dispatch, start, end, int(end.max()) if n else 0)
 
 
 def decode_until_end(data: bytes) -> tuple[list[Insn], StreamError | None]:
