@@ -48,7 +48,7 @@ help:
 	@echo "make rdd   MODEL=segformer_b2 CFG=E [BUDGETS=trace.csv]        RDD runtime over a budget trace"
 	@echo "make sweep MODEL=segformer_b2 [CFGS=A,B,...] [SCHEDULER=tcp://host:port]  configs' Pareto front (Fig. 6)"
 	@echo "make sweep MODEL=... GRID=\"num_pe=8,16 k0=16,32 weight_kib=64,128\" [CFG=E]   any grid of fields over CFG"
-	@echo "make onnx  MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW] [OUT=dir]  a zoo model as ONNX with its weights"
+	@echo "make onnx  MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW] [SEED=n] [OUT=dir]  a zoo model as ONNX with its weights"
 	@echo "make config CFG=E [OUT=file.toml]                              a configuration as an accelerator file"
 	@echo "    MODEL may be a .onnx file and CFG a .toml file wherever they are taken (docs/onnx.md, docs/config.md)"
 	@echo "    each writes a folder named by its inputs under build/, or OUT=dir; FORMAT=png|pdf|svg for plots"
@@ -90,7 +90,7 @@ sweep: $(STAMP)
 	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(if $(GRID),--grid=$(call q,$(GRID)) --base=$(call q,$(CFG))) $(call opt,--scheduler,$(SCHEDULER)) $(OUT_ARGS) $(ARGS)
 
 onnx: $(STAMP)
-	$(PY) -m mapper.onnx_export $(MODEL_ARGS) $(call opt,--out,$(OUT)) $(ARGS)
+	$(PY) -m mapper.onnx_export $(MODEL_ARGS) $(call opt,--seed,$(SEED)) $(call opt,--out,$(OUT)) $(ARGS)
 
 config: $(STAMP)
 	@$(PY) -m hw.config_file --config=$(call q,$(CFG)) $(call opt,--out,$(OUT)) $(ARGS)

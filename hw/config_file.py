@@ -225,6 +225,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = config_toml(load_config(args.config))
+        if args.out and Path(args.out).is_file() and Path(args.out).read_text(errors="replace") != text:
+            raise UsageError(f"{args.out} exists (an edited accelerator file?); it is never overwritten: "
+                             f"choose another OUT or remove it")
         if args.out:
             try:
                 atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))

@@ -64,9 +64,17 @@ def build_model_or_usage_error(name: str, variant: str | None, size: tuple[int, 
     except KeyError as e:
         raise UsageError(str(e.args[0]) if e.args else str(e)) from None
     except ValueError as e:
-        if size is None:
-            raise UsageError(str(e)) from None
+        if size is None or not _builds(build, name, variant):
+            raise UsageError(str(e)) from None       # the variant's own message, size or not
         raise UsageError(f"--size {size[0]}x{size[1]}: {name} cannot take an input of this size ({e})") from None
+
+
+def _builds(build, name: str, variant: str | None) -> bool:
+    try:
+        build(name, variant=variant or None, size=None)
+    except (KeyError, ValueError):
+        return False
+    return True
 
 
 def model_parts(model: Model, size_given: bool) -> list[str]:

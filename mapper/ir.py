@@ -739,6 +739,9 @@ class Model:
     input: tuple[int, int, int]          # (H, W, C) of the input image
     layers: tuple[Layer, ...]
     params: dict = field(default_factory=dict, compare=False)
+    #: Layers that are outputs although later layers read them (an ONNX graph's outputs);
+    #: the layers nothing reads are outputs anyway.
+    outputs: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         names = [layer.name for layer in self.layers]
@@ -747,6 +750,9 @@ class Model:
             raise ValueError(f"{self.name}: duplicate layer names {dup[:5]}")
         if INPUT in names:
             raise ValueError(f"{self.name}: no layer may be called {INPUT!r} (the input image)")
+        unknown = [n for n in self.outputs if n not in names]
+        if unknown:
+            raise ValueError(f"{self.name}: output {unknown[0]!r} is no layer of the model")
         object.__setattr__(self, "layers", tuple(self._infer_shapes()))
 
     def _infer_shapes(self) -> Iterator[Layer]:
@@ -786,7 +792,7 @@ class Model:
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        """Layers no other layer reads: the model's outputs."""
-        read = {n for layer in self.layers for n in layer.inputs}
+        """The model's outputs: the layers no other layer reads, and those named in ``outputs``."""
+        read = {n for layer in self.layers for n in layer.inputs} - set(self.outputs)
         return tuple(layer.name for layer in self.layers
                      if layer.name not in read and not isinstance(layer, Constant))

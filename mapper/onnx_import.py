@@ -347,7 +347,7 @@ class _Importer:
         if not layers:
             raise self.fail("it computes nothing the accelerator runs (its outputs are its input or "
                             "constants); a model needs at least one layer")
-        model = self._model(name, layers)
+        model = self._model(name, layers, {v.source for v in outputs.values()})
         weights = {k: v for k, v in self.weights.items() if k in {l.name for l in layers}}
         return Imported(model, weights, outputs, input_name, input_view, self.class_maps, self.act_scales,
                         {k: v for k, v in self.weight_q.items() if k in weights})
@@ -423,7 +423,7 @@ class _Importer:
             out[o.name] = self.views[o.name]
         return out
 
-    def _model(self, name: str, layers: list) -> Model:
+    def _model(self, name: str, layers: list, outputs: set) -> Model:
         parts = _parts_metadata(self.proto)
         layers = [dataclasses.replace(l, part=parts.get(l.name) or _guess_part(l.name)) for l in layers]
         params = {"source": "onnx", "onnx": self.where}
@@ -431,7 +431,7 @@ class _Importer:
             params["classes"] = self.sources[next(iter(self.class_maps.values()))].shape[2]
         try:
             return Model(name=name, variant="full", input=self.sources[INPUT].shape, layers=tuple(layers),
-                         params=params)
+                         params=params, outputs=tuple(l.name for l in layers if l.name in outputs))
         except (ShapeError, ValueError) as e:
             raise OnnxImportError(f"{self.where}: {e}") from None
 

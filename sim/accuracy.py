@@ -42,7 +42,7 @@ from mapper.workloads import MODEL_NAMES, build_model
 
 from .golden_network import class_map, layer_output, run_network
 
-__all__ = ["LayerError", "AccuracyReport", "compare", "output_agreement", "sqnr_db", "task_of", "main"]
+__all__ = ["LayerError", "AccuracyReport", "compare", "logits_layer", "output_agreement", "sqnr_db", "task_of", "main"]
 
 #: Elements per block of the SQNR sums (float64 temporaries stay small).
 _SQNR_BLOCK = 1 << 20
@@ -108,6 +108,16 @@ def sqnr_db(f: np.ndarray, q: np.ndarray, scale: float = 1.0, row: Optional[int]
     return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
 
 
+def logits_layer(model: Model) -> str | None:
+    """A classifier's logits: the last layer when it is a linear over one token, or the linear a
+    last softmax reads when that linear is an output too (a file exporting logits and
+    probabilities); None for another network."""
+    last = model.layers[-1]
+    if last.kind == "softmax" and last.inputs[0] in model.output_names:
+        last = model.layer(last.inputs[0])
+    return last.name if isinstance(last, Linear) and last.tokens == 1 else None
+
+
 def task_of(model: Model) -> str:
     """``segmentation``, ``classification``, ``detection`` (module docstring) or ``other``."""
     names = {layer.name for layer in model.layers}
@@ -116,7 +126,7 @@ def task_of(model: Model) -> str:
         return "detection"
     if is_class_map(last, model):          # what the accelerator writes as the class map
         return "segmentation"
-    if isinstance(last, Linear) and last.tokens == 1:
+    if logits_layer(model):
         return "classification"
     return "other"
 
@@ -125,7 +135,7 @@ def _outputs_needed(model: Model, task: str) -> set[str]:
     if task == "segmentation":
         return {model.layers[-1].name, model.layers[-1].inputs[0]}
     if task == "classification":
-        return {model.layers[-1].name}
+        return {logits_layer(model)}
     if task == "detection":
         return {"head.class", "head.bbox.sigmoid"}
     return set()
@@ -192,13 +202,13 @@ def output_agreement(model: Model, task: str, f: dict, q: dict, qmodel: QModel) 
     """How far the integer network's outputs ``q`` are from the float ones ``f`` (the module
     docstring's rules), both by layer name: for segmentation ``q`` holds the class map (uint8
     ``[H, W]``, as the accelerator writes it) under the last layer's name, ``f`` its float
-    upsampled scores; otherwise the int8 outputs of the last linear, or of ``head.class`` and
+    upsampled scores; otherwise the int8 outputs of the logits (``logits_layer``), or of ``head.class`` and
     ``head.bbox.sigmoid``.  ``{}`` for another task."""
     if task == "segmentation":
         name = model.layers[-1].name
         return {"pixel_agreement": float(np.mean(np.argmax(f[name], axis=-1) == q[name]))}
     if task == "classification":
-        name = model.layers[-1].name
+        name = logits_layer(model)
         lf, lq = f[name].reshape(-1), q[name].reshape(-1).astype(np.int64)
         top5_f = set(np.argsort(-lf, kind="stable")[:5].tolist())
         top5_q = set(np.argsort(-lq, kind="stable")[:5].tolist())

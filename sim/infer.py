@@ -56,7 +56,7 @@ from mapper.reference import run_float
 from mapper.workloads import MODEL_NAMES
 
 from . import picture
-from .accuracy import output_agreement, task_of
+from .accuracy import logits_layer, output_agreement, task_of
 from .functional import CheckError, check_program
 from .inference import network_parameters, refusals
 from .outputs import config_tag, run_name
@@ -286,7 +286,7 @@ def _segmentation(inference: Inference, model: Model, names: list[str]) -> tuple
 
 
 def _classification(inference: Inference, model: Model, names: list[str]) -> tuple[dict, dict]:
-    name = model.layers[-1].name
+    name = logits_layer(model)
     logits = _dequantised(inference, name).reshape(-1)
     prob = _softmax(logits.astype(np.float64))
     top = np.argsort(-logits, kind="stable")[:5]
@@ -314,7 +314,16 @@ def _detection(inference: Inference, model: Model, names: list[str]) -> tuple[di
 
 
 def _other(inference: Inference, model: Model, names: list[str]) -> tuple[dict, dict]:
-    return {"output.npz": {n: _dequantised(inference, n) for n in inference.outputs}}, {}
+    """Every output, dequantised: an ONNX file's under its graph output names in their ONNX
+    shapes; a zoo model's by layer name, HWC."""
+    from mapper.onnx_import import imported_of
+    from mapper.onnx_layout import gather
+
+    imported = imported_of(model)
+    if imported is None:
+        return {"output.npz": {n: _dequantised(inference, n) for n in inference.outputs}}, {}
+    return {"output.npz": {name: gather(view, _dequantised(inference, view.source).reshape(-1))
+                           for name, view in imported.outputs.items() if view.source in inference.outputs}}, {}
 
 
 _OUTPUTS = {"segmentation": _segmentation, "classification": _classification, "detection": _detection}
@@ -323,7 +332,8 @@ _OUTPUTS = {"segmentation": _segmentation, "classification": _classification, "d
 def output_files(inference: Inference, model: Model, task: str) -> tuple[dict, dict, list[str]]:
     """The arrays to write (file name -> array, or dict of arrays for ``.npz``), the summary of
     the output for run.json, and the class names."""
-    last = model.layers[-1] if task != "detection" else model.layer("head.class")
+    last = model.layer({"detection": "head.class", "classification": logits_layer(model)}.get(task)
+                       or model.layers[-1].name)
     names = class_names(task, last.out_shape[-1])
     arrays, summary = _OUTPUTS.get(task, _other)(inference, model, names)
     return arrays, summary, names

@@ -68,6 +68,8 @@ def assert_refused(r: subprocess.CompletedProcess, *needles: str, absent: str = 
     (["sim.sweep", "--model", "segformer_b2", "--size", "-512x512"], ["'-512x512'", "HxW"], ""),
     # a size the model cannot take names the size, then the layer
     ([*SIM, "--size", "7x7"], ["--size 7x7", "segformer_b0 cannot take", "attn.sr"], ""),
+    # a bad variant with a good size blames the variant
+    ([*SIM, "--size", "64x64", "--variant", "B2_a"], ["unknown variant 'B2_a'"], "--size"),
     # verilog --set with an unknown field blames the field
     (["hw.rtl.export", "--config", "tiny", "--set", "foo=1", "--out", "existing"], ["--set", "'foo'", "choose from"],
      "--config"),

@@ -60,6 +60,16 @@ def test_bad_files_are_one_line_naming_the_key(tmp_path, text, needles):
         assert n in msg, msg
 
 
+def test_an_edited_accelerator_file_is_never_overwritten(tmp_path):
+    mine = tmp_path / "mine.toml"
+    mine.write_text('base = "E"\nnum_pe = 32\n')
+    r = _cli("-m", "hw.config_file", "--config", "E", "--out", str(mine))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "never overwritten" in r.stderr, r.stderr
+    assert mine.read_text() == 'base = "E"\nnum_pe = 32\n'
+    again = tmp_path / "e.toml"                 # writing the same text again is harmless
+    assert all(_cli("-m", "hw.config_file", "--config", "E", "--out", str(again)).returncode == 0 for _ in range(2))
+
+
 def test_a_file_equal_to_E_gives_the_same_report_as_E(tmp_path):
     r = _cli("-m", "hw.config_file", "--config", "E", "--out", str(tmp_path / "e.toml"))
     assert r.returncode == 0, r.stderr

@@ -118,10 +118,27 @@ def test_upsampled_scores_without_argmax_are_no_class_map(tmp_path):
     assert json.loads((run / "run.json").read_text())["task"] == "other"
     q = _float_file_qmodel(path, 0)
     name = q.model.layers[-1].name
-    scores = np.load(run / "output.npz")[name]
-    assert scores.shape == (16, 16, 5)
+    scores = np.load(run / "output.npz")[y]              # the graph output's name and NCHW shape
+    assert scores.shape == (1, 5, 16, 16)
     np.testing.assert_array_equal(np.round(scores / q.layers[name].scale).astype(np.int64),
-                                  _golden_logits(q, 0).reshape(16, 16, 5))
+                                  _golden_logits(q, 0).reshape(16, 16, 5).transpose(2, 0, 1)[None])
+
+
+def test_every_graph_output_is_computed_checked_and_saved(tmp_path, capsys):
+    """A graph output that a later node also reads (a feature map and the ReLU after it) is an
+    output as well: not fused away, compared by the check, saved under its name."""
+    g = Graph(10)
+    feat = g.op("Conv", ["pixel_values", g.weight("w", 4, 3, 3, 3)], "/conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    y = g.op("Relu", [feat], "/relu")
+    path = _write(tmp_path / "both.onnx", g.model([image_input(3, 8, 8)], [graph_output(feat), graph_output(y)]))
+    run = tmp_path / "run"
+    assert _status(infer.main, ["--model", str(path), "--config", "small", "--out", str(run), "--quiet"]) == 0
+    saved = np.load(run / "output.npz")
+    assert sorted(saved) == sorted([feat, y]) and saved[feat].shape == saved[y].shape == (1, 4, 8, 8)
+    assert saved[feat].min() < 0 and np.array_equal(saved[y], np.maximum(saved[feat], 0))
+    assert sim_run.main(["--model", str(path), "--config", "small", "--check", "--seed", "1", "--quiet",
+                         "--no-plots", "--out", str(tmp_path / "sim")]) == 0
+    assert "2 tensors" in capsys.readouterr().out
 
 
 def test_prepare_chooses_the_files_weights_whatever_the_seed(tmp_path):
