@@ -49,11 +49,16 @@ from cosim.test_cosim_e import E_DRAM_BYTES  # noqa: E402
 #: Long enough that the per-run load/start overhead does not matter.
 BENCH_CASES = ("multi_chunk", "multi_tile", "conv3x3_relu")
 DEFAULT_CONFIGS = ("tiny", "small", "e_small", "E")
-#: Build options to compare: what the tests use, and cocotb's default.
-OPTIONS = {"default": TB_BUILD, "baseline": DEFAULT_BUILD}
+#: Build options to compare: what the tests use, cocotb's default, and the tests' with Verilator's
+#: multithreaded model (two threads; docs/cosim.md: not the default on a shared 2-core machine).
+OPTIONS = {"default": TB_BUILD, "baseline": DEFAULT_BUILD,
+           "threads": dataclasses.replace(TB_BUILD, verilator_args=TB_BUILD.verilator_args + ("--threads", "2"))}
 
 
-def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUILD) -> dict:
+def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUILD,
+                 sim_prefix: tuple[str, ...] = ()) -> dict:
+    """Export, build (cached) and run :data:`BENCH_CASES` on ``config_name``: one ``configs`` entry
+    of ``cosim.json``.  ``sim_prefix``: a command the simulator runs under (a profiler)."""
     from hw.config import get_config
     from hw.rtl.export import export_accelerator
 
@@ -67,7 +72,7 @@ def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUI
     result = build_and_run(verilog, TB_TOP, "cosim.tb_accelerator",
                            params={"config": config_name, "seed": seed, "layers": specs,
                                    "bench": True},
-                           timeout_s=3600, options=options)
+                           timeout_s=3600, options=options, sim_prefix=sim_prefix)
     stamp = json.loads((result.build_dir / "cosim_build.json").read_text())
     records = [json.loads(line) for line in
                (result.run_dir / "accel_results.jsonl").read_text().splitlines()]
@@ -95,13 +100,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated presets (default: %(default)s)")
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output directory")
     p.add_argument("--options", default="default", choices=tuple(OPTIONS),
-                   help="build options: the tests' (default) or cocotb's default (baseline)")
+                   help="build options: the tests' (default), cocotb's default (baseline), or the tests' "
+                        "with two Verilator threads (threads)")
     args = p.parse_args(argv)
     from hw.cli import atomic_write_json
+    from hw.config import get_config
 
+    names = [name for name in args.configs.split(",") if name]
+    for name in names:      # every name checked before the first (minutes-long) export
+        try:
+            get_config(name)
+        except KeyError as error:
+            print(f"error: --configs: {error.args[0]}", file=sys.stderr)
+            return 2
     options = OPTIONS[args.options]
     configs = []
-    for name in filter(None, args.configs.split(",")):
+    for name in names:
         r = bench_config(name, options=options)
         configs.append(r)
         print(f"{name:<8} {r['top']}: {r['verilog_bytes'] / 1e6:.2f} MB Verilog, export {r['export_s']:.1f} s, "
