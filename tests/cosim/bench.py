@@ -15,7 +15,8 @@ over the CPU time of the simulator process in the same spans (``cycles_per_cpu_s
 the model costs, whatever else runs on the machine).  E is
 built with the DRAM of ``make cosim-e`` (:data:`cosim.test_cosim_e.E_DRAM_BYTES`), so the two
 share one build.  ``--options baseline`` measures cocotb's default build instead
-(``--public-flat-rw``, no optimisation options) for comparison.  Writes ``<out>/cosim.json``
+(``--public-flat-rw``, no optimisation options) for comparison, ``--options threads`` the tests'
+build with two Verilator threads (``cycles_per_cpu_s`` then counts both).  Writes ``<out>/cosim.json``
 (or ``cosim_<options>.json``) atomically.
 
 Schema of ``cosim.json``::
