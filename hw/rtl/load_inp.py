@@ -108,7 +108,8 @@ class LoadInpLanes(wiring.Component):
         the cycle before).
     lane_en, lane_addr, lane_en_count:
         The beat's G lanes: enabled (in the load and in the tensor), their byte addresses, how
-        many are enabled.
+        many are enabled (a register, whether or not this cycle is a beat: the load unit's DRAM
+        balance takes it in parallel with its issue logic).
     row_addr, rows:
         The first input-buffer row the beat writes and how many rows it writes.
     """
@@ -156,7 +157,7 @@ class LoadInpLanes(wiring.Component):
                 m.d.sync += self.lane_addr[i * cfg.c0 + ln].eq(addr)
         en_count = Signal.like(self.lane_en_count)
         m.d.sync += [lane_en.eq(Cat(*en_bits)), en_count.eq(sum(en_bits))]
-        m.d.comb += [self.lane_en.eq(Mux(self.step, lane_en, 0)), self.lane_en_count.eq(Mux(self.step, en_count, 0))]
+        m.d.comb += [self.lane_en.eq(Mux(self.step, lane_en, 0)), self.lane_en_count.eq(en_count)]
         with m.If(advance):
             for ln, lane in enumerate(lanes):
                 nxt = self._pick(m, blocks, slots[-1]["k_next"], ln, f"next_{ln}")
