@@ -106,9 +106,10 @@ def store_tile_origin(f, col, grp):
     return f["k_base"] + col * f["k_step"], f["y0"] + grp * f["out_h"]
 
 
-def store_addr(f, y, x, k):
-    """The DRAM address a STORE writes channel ``k`` of pixel (``y``, ``x``) of its tensor to."""
-    return f["dst_addr"] + (y * f["t_w"] + x) * f["k_pitch"] + k
+def store_addr(f, y, x, k, hold=lambda value, name: value):
+    """The DRAM address a STORE writes channel ``k`` of pixel (``y``, ``x``) of its tensor to.  The
+    RTL passes ``hold`` to register each product (``hold(value, name)``), a stage apiece."""
+    return f["dst_addr"] + hold(hold(y * f["t_w"] + x, "pixel") * f["k_pitch"], "pixel_bytes") + k
 
 
 def store_pe_extent(f, col, grp):
