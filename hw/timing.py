@@ -400,13 +400,14 @@ def vec_cycles(f, cfg: AcceleratorConfig):
                                    vmax(cdiv(f["bytes_out"], bw), 1))
 
 
-def store_timing(f, nbytes, cfg: AcceleratorConfig):
+def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=lambda value, name: value):
     """(busy cycles, cycles until the writes are done) of a STORE writing ``nbytes``: one pixel of
     every PE a cycle per pass, through the post-processing pipeline, or its bytes at the DRAM rate.
     Posted writes: the unit is free once its last pixel is written (one setup cycle more than the
-    pixels and the pipeline); the DRAM latency only delays the token."""
-    pixels = f["out_h"] * f["out_w"] * store_passes(f)
-    transfer = vmax(pixels + POST_PIPELINE, cdiv(nbytes, cfg.dram_bytes_per_cycle))
+    pixels and the pipeline); the DRAM latency only delays the token.  The RTL passes ``hold`` to
+    register the pixel count and the transfer time (``hold(value, name)``), a stage each."""
+    pixels = hold(f["out_h"] * f["out_w"] * store_passes(f), "pixels")
+    transfer = hold(vmax(pixels + POST_PIPELINE, cdiv(nbytes, cfg.dram_bytes_per_cycle)), "transfer")
     return vmax(transfer, pixels + POST_PIPELINE + 1), cfg.dram_latency + transfer
 
 

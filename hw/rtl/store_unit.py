@@ -13,8 +13,6 @@ that rest too (``idle``).  Table activations and softmax epilogues are refused a
 
 from __future__ import annotations
 
-from collections import ChainMap
-
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
@@ -97,15 +95,15 @@ class StoreUnit(wiring.Component):
             m.d.sync += [busy.eq(0), timed.eq(0)]
 
         kst, yst, base, total, starting = self._pe_origins(m, cs, setup, active, mask, col, grp)
-        npix = self._pixels(m, cs, start, setup, active, timed, mask, kst, yst, base)
-        self._shell(m, cs, starting, free, occ_left, (total, npix), timed, busy)
+        self._pixels(m, cs, start, setup, active, timed, mask, kst, yst, base)
+        self._shell(m, cs, starting, free, occ_left, total, timed, busy)
         return m
 
     def _pe_origins(self, m, cs, setup, active, mask, col, grp):
         """t+1: each PE's first channel and row, the DRAM address of its pixel 0 and its in-bounds
         extent; the parameters into the lanes; the pixels start.  t+2: the selected PEs' bytes
-        (the PE set holds from t+2); t+3: their sum.  Returns (kst, yst, base, the sum, the
-        strobe of cycle _TIMED_AT)."""
+        (the PE set holds from t+2); t+3: their sum (into the busy time's stages, ``_shell``).
+        Returns (kst, yst, base, the sum, the strobe of cycle _TIMED_AT)."""
         n = self._config.num_pe
         kst = [Signal(32, name=f"kst{p}") for p in range(n)]
         yst = [Signal(32, name=f"yst{p}") for p in range(n)]
@@ -130,17 +128,16 @@ class StoreUnit(wiring.Component):
         with m.If(product):
             m.d.sync += [nbytes[p].eq(Mux(mask[p], ext_k[p] * ext_y[p] * ext_x, 0)) for p in range(n)]
         total = Signal(_COUNT_BITS)
-        with m.If(summing):
-            m.d.sync += total.eq(sum(nbytes))
+        m.d.comb += total.eq(sum(nbytes))
         return kst, yst, base, total, starting
 
-    def _shell(self, m, cs, starting, free, occ_left, sizes, timed, busy):
+    def _shell(self, m, cs, starting, free, occ_left, total, timed, busy):
         """t + _TIMED_AT: the busy time (a down-counter reaching 0 at t + occupancy, which is at
         least ``POST_PIPELINE`` + 1 > _TIMED_AT) and the rest of the latency after it, which the
-        token waits and ``idle`` counts down; from registers: the bytes' sum and the pixels
-        (out_h x out_w, registered at t+1, given to the contract as out_h with out_w 1)."""
-        total, npix = sizes
-        occ, lat = store_timing(ChainMap({"out_h": npix, "out_w": 1}, Fields(cs)), total, self._config)
+        token waits and ``idle`` counts down.  The contract's pixel count and transfer time are
+        registers (``store_timing``'s ``hold``): the pixels from t+2, the transfer time formed at
+        t+3 from the bytes' sum."""
+        occ, lat = store_timing(Fields(cs), total, self._config, held(m, _COUNT_BITS, "busy_", "sync"))
         rest = Signal(range(self._config.dram_latency))      # latency - occupancy - 1
         tail = Signal.like(rest)
         with m.If(starting):
@@ -156,8 +153,7 @@ class StoreUnit(wiring.Component):
                      self.idle.eq(~busy & (tail == 0))]
 
     def _pixels(self, m, cs, start, setup, active, timed, mask, kst, yst, base):
-        """Pixel beats from t+2, one pixel of every PE per cycle; its DRAM lanes WRITE_DELAY later.
-        Returns the pixels' count (out_h x out_w, registered at t+1)."""
+        """Pixel beats from t+2, one pixel of every PE per cycle; its DRAM lanes WRITE_DELAY later."""
         npix, p_i = Signal(24), Signal(24)
         oy, ox = field_signal(Op.STORE, "out_h"), field_signal(Op.STORE, "out_w")
         wrap_pitch, pix_off = Signal(signed(48)), Signal(48)    # wrap_pitch: a row's last pixel to the next row's first
@@ -177,7 +173,6 @@ class StoreUnit(wiring.Component):
             m.d.sync += [npix.eq(cs.out_h * cs.out_w), wrap_pitch.eq((cs.t_w - cs.out_w + 1) * cs.k_pitch)]
 
         self._writes(m, cs, (beat, oy, ox, pix_off), mask, kst, yst, base)
-        return npix
 
     def _writes(self, m, cs, issued, mask, kst, yst, base):
         """The DRAM lanes of the pixel issued WRITE_DELAY cycles before."""
