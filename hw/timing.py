@@ -106,9 +106,10 @@ def store_tile_origin(f, col, grp):
     return f["k_base"] + col * f["k_step"], f["y0"] + grp * f["out_h"]
 
 
-def store_addr(f, y, x, k):
-    """The DRAM address a STORE writes channel ``k`` of pixel (``y``, ``x``) of its tensor to."""
-    return f["dst_addr"] + (y * f["t_w"] + x) * f["k_pitch"] + k
+def store_addr(f, y, x, k, hold=lambda value, name: value):
+    """The DRAM address a STORE writes channel ``k`` of pixel (``y``, ``x``) of its tensor to.  The
+    RTL passes ``hold`` to register each product (``hold(value, name)``), a stage apiece."""
+    return f["dst_addr"] + hold(hold(y * f["t_w"] + x, "pixel") * f["k_pitch"], "pixel_bytes") + k
 
 
 def store_pe_extent(f, col, grp):
@@ -399,13 +400,14 @@ def vec_cycles(f, cfg: AcceleratorConfig):
                                    vmax(cdiv(f["bytes_out"], bw), 1))
 
 
-def store_timing(f, nbytes, cfg: AcceleratorConfig):
+def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=lambda value, name: value):
     """(busy cycles, cycles until the writes are done) of a STORE writing ``nbytes``: one pixel of
     every PE a cycle per pass, through the post-processing pipeline, or its bytes at the DRAM rate.
     Posted writes: the unit is free once its last pixel is written (one setup cycle more than the
-    pixels and the pipeline); the DRAM latency only delays the token."""
-    pixels = f["out_h"] * f["out_w"] * store_passes(f)
-    transfer = vmax(pixels + POST_PIPELINE, cdiv(nbytes, cfg.dram_bytes_per_cycle))
+    pixels and the pipeline); the DRAM latency only delays the token.  The RTL passes ``hold`` to
+    register the pixel count and the transfer time (``hold(value, name)``), a stage each."""
+    pixels = hold(f["out_h"] * f["out_w"] * store_passes(f), "pixels")
+    transfer = hold(vmax(pixels + POST_PIPELINE, cdiv(nbytes, cfg.dram_bytes_per_cycle)), "transfer")
     return vmax(transfer, pixels + POST_PIPELINE + 1), cfg.dram_latency + transfer
 
 

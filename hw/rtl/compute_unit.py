@@ -2,21 +2,24 @@
 
 Cycle t (start) takes the instruction and starts the loop nest: steps (channel block, kernel
 row, kernel column) of ``hw.timing.gemm_period`` cycles, one pixel (oy, ox) per cycle from
-t+1.  Cycle t+1 loads a down-counter with the contract's ``hw.timing.gemm_cycles``; the unit
-is free when it reaches 0 (cycle t + gemm_cycles), and it pushes its tokens the cycle before,
-so that they are available from its end.  VEC is refused at dispatch (ErrorCode.UNSUPPORTED).
+t+1.  The contract's ``hw.timing.gemm_cycles`` (steps x period + ``GEMM_PIPELINE``) is kept by
+the loop nest itself and a down-counter of the pipeline's rest, loaded in the nest's last cycle
+(or at t+1 when it has no step): no product of the fields sits in front of a counter.  The unit
+is free when the counter reaches 0 (cycle t + gemm_cycles), and it pushes its tokens the cycle
+before, so that they are available from its end.  VEC is refused at dispatch
+(ErrorCode.UNSUPPORTED).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from ..config import AcceleratorConfig
 from ..expr import Fields
-from ..isa import FIELD_BITS, INSN_BITS, Op, Queue
-from ..timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, gemm_cycles, gemm_in_h, gemm_period, gemm_steps
+from ..isa import INSN_BITS, Op, Queue
+from ..timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, gemm_in_h, gemm_period, gemm_steps
 from .buses import GemmBusSignature
 from .insn import field_signal, insn_view
 from .pe_tile import check_rtl_config
@@ -25,13 +28,6 @@ from .unit import push_flags, start_when, unit_members
 __all__ = ["ComputeUnit"]
 
 
-
-def _cycle_bits(config: AcceleratorConfig) -> int:
-    """Bits of the longest legal GEMM's ``gemm_cycles``: ``hw.timing.legality`` bounds the weight rows
-    of a GEMM with pixels, not the steps of one without (its period is GEMM_MIN_PIXELS)."""
-    steps = (1 << FIELD_BITS[Op.GEMM]["n_cblk"]) * (1 << FIELD_BITS[Op.GEMM]["kh"]) * (1 << FIELD_BITS[Op.GEMM]["kw"])
-    longest = max(steps * GEMM_MIN_PIXELS, config.weight_rows * max(config.accum_depth, GEMM_MIN_PIXELS))
-    return (longest + GEMM_PIPELINE).bit_length()
 
 
 class ComputeUnit(wiring.Component):
@@ -59,35 +55,42 @@ class ComputeUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cur = Signal(INSN_BITS)
-        setup, left = Signal(), Signal(_cycle_bits(self._config))
-        start = start_when(m, self, Queue.COMPUTE, free=~setup & (left == 0))
-        m.d.comb += self.idle.eq(~setup & (left == 0))
-        self._timing(m, cur, start, setup, left)
-        self._loop_nest(m, cur, start)
+        setup, active, left = Signal(), Signal(), Signal(range(GEMM_PIPELINE))
+        done = ~setup & ~active & (left == 0)
+        start = start_when(m, self, Queue.COMPUTE, free=done)
+        m.d.comb += self.idle.eq(done)
+        last = self._loop_nest(m, cur, start, active)
+        self._timing(m, cur, start, (setup, active, last), left)
         return m
 
-    def _timing(self, m, cur, start, setup, left):
-        """t+1: ``left`` = gemm_cycles - 2, so it reaches 1 at the last cycle (tokens pushed, to be
+    def _timing(self, m, cur, start, nest, left):
+        """``left`` counts the pipeline's rest after the loop nest: GEMM_PIPELINE - 1 from the
+        nest's last cycle (t + steps x period, at least t + GEMM_MIN_PIXELS), or GEMM_PIPELINE - 2
+        from t+1 when the nest is empty, so it reaches 1 at the last cycle (tokens pushed, to be
         available at the end) and 0 at the end (free)."""
-        c = Fields(insn_view(Op.GEMM, cur))
+        setup, active, nest_last = nest
         hdr = insn_view(Op.NOP, cur)
+        assert GEMM_MIN_PIXELS > 1 and GEMM_PIPELINE >= 2
         with m.If(start):
             m.d.sync += [cur.eq(self.insn.payload), setup.eq(1)]
         with m.Elif(setup):
-            m.d.sync += [setup.eq(0), left.eq(gemm_cycles(c) - 2)]
+            m.d.sync += [setup.eq(0), left.eq(Mux(active, 0, GEMM_PIPELINE - 2))]
+        with m.Elif(nest_last):
+            m.d.sync += left.eq(GEMM_PIPELINE - 1)
         with m.Elif(left != 0):
             m.d.sync += left.eq(left - 1)
-        last = ~setup & (left == 1)
+        last = ~setup & ~active & (left == 1)
         for flag in push_flags(Queue.COMPUTE):
             m.d.comb += getattr(self, flag).valid.eq(last & hdr[flag])
 
-    def _loop_nest(self, m, cur, start):
-        """Steps (cb, r, s) of ``period`` cycles, pixel p = (oy, ox) per cycle."""
+    def _loop_nest(self, m, cur, start, active):
+        """Steps (cb, r, s) of ``period`` cycles, pixel p = (oy, ox) per cycle; returns the
+        strobe of the nest's last cycle."""
         h = self.insn.payload
         hg = Fields(insn_view(Op.GEMM, h))
         cg = insn_view(Op.GEMM, cur)
         g = self.gemm
-        active = Signal()
+        nest_last = Signal()
         steps, step = Signal(24), Signal(24)
         period, npix, p = Signal(25), Signal(24), Signal(25)
         oy, ox, r, s = (field_signal(Op.GEMM, name) for name in ("out_h", "out_w", "kh", "kw"))
@@ -102,10 +105,11 @@ class ComputeUnit(wiring.Component):
             g.acc.eq(cg.acc_addr + p),
             g.dw.eq(cg.dw), g.kw.eq(cg.kw),
         ]
+        m.d.comb += nest_last.eq(active & (p == period - 1) & (step + 1 == steps))
         with m.If(active):
             with m.If(p == period - 1):
                 m.d.sync += [p.eq(0), oy.eq(0), ox.eq(0), row_off.eq(0), col_off.eq(0), step.eq(step + 1)]
-                with m.If(step + 1 == steps):
+                with m.If(nest_last):
                     m.d.sync += active.eq(0)
                 with m.If((s == cg.kw - 1) | cg.dw):          # a gather covers the row's kw taps at once
                     m.d.sync += s.eq(0)
@@ -124,10 +128,13 @@ class ComputeUnit(wiring.Component):
                         m.d.sync += [ox.eq(ox + 1), col_off.eq(col_off + cg.stride)]
 
         in_h = gemm_in_h(hg)
+        # a product of fields is nonzero when every factor is: the steps' factors as 1-bit values
+        has_steps = gemm_steps({"n_cblk": hg["n_cblk"] != 0, "kh": hg["kh"] != 0, "kw": hg["kw"] != 0, "dw": hg["dw"]})
         with m.If(start):
-            m.d.sync += [active.eq((insn_view(Op.NOP, h).opcode == Op.GEMM) & (gemm_steps(hg) != 0)),
+            m.d.sync += [active.eq((insn_view(Op.NOP, h).opcode == Op.GEMM) & (has_steps != 0)),
                          steps.eq(gemm_steps(hg)), step.eq(0), period.eq(gemm_period(hg)),
                          npix.eq(hg["out_h"] * hg["out_w"]), p.eq(0),
                          oy.eq(0), ox.eq(0), r.eq(0), s.eq(0), row_off.eq(0), col_off.eq(0),
                          r_off.eq(0), cb_base.eq(0), plane.eq(in_h * hg["in_w"]),
                          st_in_w.eq(hg["stride"] * hg["in_w"])]
+        return nest_last

@@ -10,14 +10,16 @@ Position
 Channels
     Lane l of channel block cb reads folded channel fch = c_base + cb*C0 + l, which is channel
     c of kernel tap (r, s): fch = (r*fold_kw + s)*t_c + c.  Each lane keeps (c, s, r) and its
-    byte offset off = (r*t_w + s)*t_c + c for the channel block of the beat's first row; the
-    next block (fch + C0) is one step of additions with one carry each (``_next_block``), with
-    C0 = qc*t_c + rc and qc + w = qa_w*fold_kw + ra_w (w = 0, 1) formed once per instruction.
+    byte offset off = (r*t_w + s)*t_c + c for the channel block of the beat's first row; block
+    j of the beat (fch + j*C0, j = 1 .. G/C0) is one jump of additions with one carry each
+    (``_jump``, carry-select), with j*C0 = qc*t_c + rc and qc + w = qa_w*fold_kw + ra_w
+    (w = 0, 1) formed once per instruction for every j: the blocks side by side, not a ripple.
 Setup
     A plain LOAD_INP (one tap) divides nothing: lane l of block 0 is channel c_base + l, valid
     while below t_c (r counts the taps past the first; a lane once invalid stays so).  A folded
-    one first divides c_base + l by t_c and the tap by fold_kw serially, two quotient bits a
-    cycle; the load unit counts the ``hw.timing.FOLD_SETUP`` cycles down on ``setup_left``.
+    one first divides c_base + l by t_c, and the tap and every jump's qc by fold_kw, serially,
+    two quotient bits a cycle; the load unit counts the ``hw.timing.FOLD_SETUP`` cycles down on
+    ``setup_left``.
 Lane stage
     Each beat's lanes, their count and its rows are registered: the generator computes beat i+1
     while beat i is out, and beat 0 in the ``hw.timing.LANE_STAGE`` cycle after the setup
@@ -108,7 +110,8 @@ class LoadInpLanes(wiring.Component):
         the cycle before).
     lane_en, lane_addr, lane_en_count:
         The beat's G lanes: enabled (in the load and in the tensor), their byte addresses, how
-        many are enabled.
+        many are enabled (a register, whether or not this cycle is a beat: the load unit's DRAM
+        balance takes it in parallel with its issue logic).
     row_addr, rows:
         The first input-buffer row the beat writes and how many rows it writes.
     """
@@ -143,9 +146,9 @@ class LoadInpLanes(wiring.Component):
         k = self._constants(m, ci)
         lanes = [_Lane(f"lane{ln}") for ln in range(cfg.c0)]
         self._setup(m, ci, k, lanes, left)
-        blocks = [lanes]
-        for j in range(nb):
-            blocks.append([self._next_block(m, k, lane, f"blk{j + 1}_{ln}") for ln, lane in enumerate(blocks[-1])])
+        # block j of the beat is one jump of j blocks from block 0, every block at once (no ripple)
+        blocks = [lanes] + [[self._jump(m, k, j, lane, f"blk{j}_{ln}") for ln, lane in enumerate(lanes)]
+                            for j in range(1, nb + 1)]
         slots, advance = self._rows(m, ci, k, ahead)
         en_bits, lane_en = [], Signal.like(self.lane_en)
         for i, slot in enumerate(slots):
@@ -156,7 +159,7 @@ class LoadInpLanes(wiring.Component):
                 m.d.sync += self.lane_addr[i * cfg.c0 + ln].eq(addr)
         en_count = Signal.like(self.lane_en_count)
         m.d.sync += [lane_en.eq(Cat(*en_bits)), en_count.eq(sum(en_bits))]
-        m.d.comb += [self.lane_en.eq(Mux(self.step, lane_en, 0)), self.lane_en_count.eq(Mux(self.step, en_count, 0))]
+        m.d.comb += [self.lane_en.eq(Mux(self.step, lane_en, 0)), self.lane_en_count.eq(en_count)]
         with m.If(advance):
             for ln, lane in enumerate(lanes):
                 nxt = self._pick(m, blocks, slots[-1]["k_next"], ln, f"next_{ln}")
@@ -167,34 +170,44 @@ class LoadInpLanes(wiring.Component):
 
     def _constants(self, m, ci) -> dict:
         """Registered at start from the head (plain values; a folded setup replaces qa, ra, step)
-        and the defaults of the fold fields."""
+        and the defaults of the fold fields.  Jump j (1 .. G/C0) has its own: j*C0 = qc*t_c + rc,
+        qc + w = qa_w*fold_kw + ra_w, the offset steps, and tcm = t_c - rc (a carry of c is
+        c >= tcm, found beside the sum)."""
         c0, h = self._config.c0, insn_view(Op.LOAD_INP, self.insn)
+        _, nb, _ = load_geometry(self._config)
+        jumps = range(nb + 1)           # jump 0 is unused: index by the jump's blocks
+        top = nb * c0
         k = {name: Signal(ADDR_BITS, name=name) for name in ("base", "pix_x", "pix_y", "row_bytes")}
-        k.update(qc=Signal(range(c0 + 2), name="qc"), rc=Signal(range(c0 + 1), name="rc"),
-                 qa=[Signal(range(c0 + 2), name=f"qa{w}") for w in range(2)],
-                 ra=[Signal(6, name=f"ra{w}") for w in range(2)],
-                 step=[Signal(ADDR_BITS, name=f"off_step{w}") for w in range(4)])
+        k.update(qc=[Signal(range(top + 2), name=f"qc_j{j}") for j in jumps],
+                 rc=[Signal(range(top + 1), name=f"rc_j{j}") for j in jumps],
+                 tcm=[Signal(ci.t_c.shape(), name=f"tcm_j{j}") for j in jumps],
+                 qa=[[Signal(range(top + 2), name=f"qa{w}_j{j}") for w in range(2)] for j in jumps],
+                 ra=[[Signal(6, name=f"ra{w}_j{j}") for w in range(2)] for j in jumps],
+                 step=[[Signal(ADDR_BITS, name=f"off_step{w}_j{j}") for w in range(4)] for j in jumps])
         k["t_c"] = ci.t_c
         for name in ("fold_kh", "fold_kw", "fold_stride"):
             k[name] = field_signal(Op.LOAD_INP, name, name)
             m.d.comb += k[name].eq(Mux(ci[name] == 0, 1, ci[name]))
-        qc_now, rc_now = Signal.like(k["qc"]), Signal.like(k["rc"])
-        with m.Switch(h.t_c):          # C0 = qc*t_c + rc: a table of the constant C0, no divider
-            for t in range(1, c0 + 1):
-                with m.Case(t):
-                    m.d.comb += [qc_now.eq(c0 // t), rc_now.eq(c0 % t)]
-            with m.Default():
-                m.d.comb += [qc_now.eq(0), rc_now.eq(c0)]
         fs = Mux(h.fold_stride == 0, 1, h.fold_stride)
         row_bytes = Signal(ADDR_BITS)
         m.d.comb += row_bytes.eq(h.t_w * h.t_c)
         with m.If(self.start):
-            # plain: fold_kw = 1, so qa_w = qc + w, ra_w = 0; only the step of no carry reaches a
-            # valid lane (a carry of c moves past the only tap), so every step is rc
-            m.d.sync += [k["qc"].eq(qc_now), k["rc"].eq(rc_now), k["qa"][0].eq(qc_now), k["qa"][1].eq(qc_now + 1),
-                         k["ra"][0].eq(0), k["ra"][1].eq(0), *(s.eq(rc_now) for s in k["step"]),
-                         k["base"].eq(h.src_addr + (h.y0 * h.t_w + h.x0) * h.t_c), k["row_bytes"].eq(row_bytes),
+            m.d.sync += [k["base"].eq(h.src_addr + (h.y0 * h.t_w + h.x0) * h.t_c), k["row_bytes"].eq(row_bytes),
                          k["pix_x"].eq(fs * h.t_c), k["pix_y"].eq(fs * row_bytes)]
+        for j in jumps[1:]:
+            qc_now, rc_now = Signal.like(k["qc"][j]), Signal.like(k["rc"][j])
+            with m.Switch(h.t_c):          # j*C0 = qc*t_c + rc: a table of the constant j*C0, no divider
+                for t in range(1, j * c0 + 1):
+                    with m.Case(t):
+                        m.d.comb += [qc_now.eq(j * c0 // t), rc_now.eq(j * c0 % t)]
+                with m.Default():
+                    m.d.comb += [qc_now.eq(0), rc_now.eq(j * c0)]
+            with m.If(self.start):
+                # plain: fold_kw = 1, so qa_w = qc + w, ra_w = 0; only the step of no carry reaches a
+                # valid lane (a carry of c moves past the only tap), so every step is rc
+                m.d.sync += [k["qc"][j].eq(qc_now), k["rc"][j].eq(rc_now), k["tcm"][j].eq(h.t_c - rc_now),
+                             k["qa"][j][0].eq(qc_now), k["qa"][j][1].eq(qc_now + 1),
+                             k["ra"][j][0].eq(0), k["ra"][j][1].eq(0), *(s.eq(rc_now) for s in k["step"][j])]
         return k
 
     # ---- setup: the first channel block of every lane ---------------------------------------------
@@ -207,7 +220,8 @@ class LoadInpLanes(wiring.Component):
         p1_end = FOLD_SETUP - FOLD_CHANNEL_DIGITS        # the cycle that passes the tap on
         p2_end = p1_end - 1 - FOLD_TAP_DIGITS           # the cycle that forms the offsets
         assert p2_end == 1, "hw.timing.FOLD_SETUP is the schedule below"
-        small = _Divider("qc_div", _TAP_WIDTH)
+        _, nb, _ = load_geometry(self._config)
+        small = [None] + [_Divider(f"qc_div_j{j}", _TAP_WIDTH) for j in range(1, nb + 1)]
         for ln, lane in enumerate(lanes):
             div = _Divider(f"div{ln}", _CHANNEL_WIDTH)
             first = h.c_base + ln
@@ -221,11 +235,13 @@ class LoadInpLanes(wiring.Component):
                 m.d.sync += [lane.c.eq(div.rem), lane.r.eq(Mux(beyond, _R_BEYOND, 0))]
                 div.load(m, div.quo[:FOLD_TAP_BITS] << (_CHANNEL_WIDTH - _TAP_WIDTH))
                 if ln == 0:
-                    small.load(m, k["qc"])
+                    for j in range(1, nb + 1):
+                        small[j].load(m, k["qc"][j])
             with m.Elif(left > p2_end):
                 div.step(m, k["fold_kw"])
                 if ln == 0:
-                    small.step(m, k["fold_kw"])
+                    for j in range(1, nb + 1):
+                        small[j].step(m, k["fold_kw"])
             with m.Elif(left == p2_end):
                 r = Signal(_R_BITS, name=f"setup_r{ln}")
                 s = div.rem[:6]
@@ -233,35 +249,41 @@ class LoadInpLanes(wiring.Component):
                 m.d.sync += [lane.r.eq(r), lane.s.eq(s),
                              lane.off.eq(r * k["row_bytes"] + s * ci.t_c + lane.c)]
         with m.If(~self.start & (left == p2_end)):
-            self._fold_steps(m, ci, k, small)
+            for j in range(1, nb + 1):
+                self._fold_steps(m, ci, k, j, small[j])
 
-    def _fold_steps(self, m, ci, k, small):
-        """qc = qa_0*fold_kw + ra_0 (the divider), qc + 1 = qa_1*fold_kw + ra_1, and the offset
-        step of each carry pair (w1: of c, w2: of s)."""
+    def _fold_steps(self, m, ci, k, j, small):
+        """Jump j's qc = qa_0*fold_kw + ra_0 (the divider), qc + 1 = qa_1*fold_kw + ra_1, and the
+        offset step of each carry pair (w1: of c, w2: of s)."""
         qa0, ra0 = small.quo, small.rem[:6]
-        wrap = Signal(name="ra_wrap")
-        qa1, ra1 = Signal.like(k["qa"][1]), Signal.like(k["ra"][1])
+        wrap = Signal(name=f"ra_wrap_j{j}")
+        qa1, ra1 = Signal.like(k["qa"][j][1]), Signal.like(k["ra"][j][1])
         m.d.comb += [wrap.eq(ra0 + 1 == k["fold_kw"]), qa1.eq(qa0 + wrap), ra1.eq(Mux(wrap, 0, ra0 + 1))]
-        m.d.sync += [k["qa"][0].eq(qa0), k["ra"][0].eq(ra0), k["qa"][1].eq(qa1), k["ra"][1].eq(ra1)]
+        m.d.sync += [k["qa"][j][0].eq(qa0), k["ra"][j][0].eq(ra0), k["qa"][j][1].eq(qa1), k["ra"][j][1].eq(ra1)]
         for w1, (qa, ra) in enumerate(((qa0, ra0), (qa1, ra1))):
             for w2 in range(2):
                 # (r, s, c) moves by (qa + w2, ra - w2*fold_kw, rc - w1*t_c)
-                m.d.sync += k["step"][2 * w1 + w2].eq((qa + w2) * k["row_bytes"] + (ra - w2 * k["fold_kw"]) * ci.t_c
-                                                      + k["rc"] - w1 * ci.t_c)
+                m.d.sync += k["step"][j][2 * w1 + w2].eq((qa + w2) * k["row_bytes"] + (ra - w2 * k["fold_kw"]) * ci.t_c
+                                                         + k["rc"][j] - w1 * ci.t_c)
 
-    def _next_block(self, m, k, lane: _Lane, name: str) -> _Lane:
-        """The lane's state one channel block on (fch + C0): c + rc with a carry into the tap, the
-        tap's s + ra_w with a carry into r."""
+    def _jump(self, m, k, j: int, lane: _Lane, name: str) -> _Lane:
+        """The lane's state j channel blocks on (fch + j*C0): c + rc with a carry into the tap, the
+        tap's s + ra_w with a carry into r.  Carry-select: every sum is formed for each carry at
+        once, the carries (comparisons beside the sums) choose."""
         nxt = _Lane(name)
-        c1, s1 = Signal(_C_BITS + 1, name=f"{name}_c1"), Signal(7, name=f"{name}_s1")
         w1, w2 = Signal(name=f"{name}_w1"), Signal(name=f"{name}_w2")
-        t_c, fkw = k["t_c"], k["fold_kw"]
-        m.d.comb += [c1.eq(lane.c + k["rc"]), w1.eq(c1 >= t_c), nxt.c.eq(Mux(w1, c1 - t_c, c1)),
-                     s1.eq(lane.s + Mux(w1, k["ra"][1], k["ra"][0])), w2.eq(s1 >= fkw),
-                     nxt.s.eq(Mux(w2, s1 - fkw, s1)),
-                     nxt.r.eq(lane.r + Mux(w1, k["qa"][1], k["qa"][0]) + w2),
-                     nxt.off.eq(lane.off + Mux(w1, Mux(w2, k["step"][3], k["step"][2]),
-                                               Mux(w2, k["step"][1], k["step"][0])))]
+        s1 = [Signal(7, name=f"{name}_s1_{w}") for w in range(2)]
+        wrap_s = [Signal(name=f"{name}_ws{w}") for w in range(2)]
+        fkw, qa, ra, step = k["fold_kw"], k["qa"][j], k["ra"][j], k["step"][j]
+        m.d.comb += [w1.eq(lane.c >= k["tcm"][j]),
+                     nxt.c.eq(Mux(w1, lane.c - k["tcm"][j], lane.c + k["rc"][j])),
+                     *(s.eq(lane.s + ra[w]) for w, s in enumerate(s1)),
+                     *(ws.eq(s >= fkw) for s, ws in zip(s1, wrap_s)),
+                     w2.eq(Mux(w1, wrap_s[1], wrap_s[0])),
+                     nxt.s.eq(Mux(w1, Mux(wrap_s[1], s1[1] - fkw, s1[1]), Mux(wrap_s[0], s1[0] - fkw, s1[0]))),
+                     nxt.r.eq(Mux(w1, Mux(w2, lane.r + qa[1] + 1, lane.r + qa[1]), Mux(w2, lane.r + qa[0] + 1, lane.r + qa[0]))),
+                     nxt.off.eq(Mux(w1, Mux(w2, lane.off + step[3], lane.off + step[2]),
+                                    Mux(w2, lane.off + step[1], lane.off + step[0])))]
         return nxt
 
     # ---- rows of the beat -----------------------------------------------------------------------

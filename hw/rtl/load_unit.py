@@ -118,7 +118,8 @@ class LoadUnit(wiring.Component):
                 self._param_lanes(m, insn_view(Op.LOAD_PARAM, cur), counters, issue, beat)
             with m.Case(Op.LOAD_GB):
                 self._gb_lanes(m, insn_view(Op.LOAD_GB, cur), counters, issue, beat)
-        gb, gb_bad, from_gb = self._global_buffer(m, cur, beat)
+        gb, gb_bad, from_gb = self._global_buffer(m, cur, inp)
+        m.d.comb += [self.dram.en.eq(Mux(from_gb, 0, beat.lane_en)), self.dram.addr.eq(beat.lane_addr)]
         self._write_stage(m, cur, start, issue, beat, gb, gb_bad, from_gb, counters)
         self._shell(m, cur, start, (busy, ready, setup_left), beats_left, issue, free, beat)
         return m
@@ -179,10 +180,11 @@ class LoadUnit(wiring.Component):
 
     # ---- global buffer, write stage, shell -------------------------------------------------------
 
-    def _global_buffer(self, m, cur, beat):
+    def _global_buffer(self, m, cur, inp):
         """2G/C0 banks (hw/rtl/global_buffer.py): LOAD_GB beats never conflict, a LOAD_INP gather
         that needs two rows of one bank raises error (DATA).  Reads are transparent, so a
-        LOAD_INP right after the LOAD_GB that fills it sees the last beat."""
+        LOAD_INP right after the LOAD_GB that fills it sees the last beat.  Only a LOAD_INP reads
+        the buffer: its lanes come straight from the address generator's registers."""
         cfg = self._config
         g, _, _ = load_geometry(cfg)
         from_gb = Signal()
@@ -190,9 +192,8 @@ class LoadUnit(wiring.Component):
         m.submodules.gb = gb = self._gb_factory(cfg)
         bad = [gb.conflict]
         for i in range(g):
-            m.d.comb += [gb.r_addr[i].eq(beat.lane_addr[i]), gb.r_en[i].eq(beat.lane_en[i] & from_gb)]
-            bad.append(beat.lane_en[i] & from_gb & (beat.lane_addr[i] >= cfg.global_buf_bytes))
-        m.d.comb += [self.dram.en.eq(Mux(from_gb, 0, beat.lane_en)), self.dram.addr.eq(beat.lane_addr)]
+            m.d.comb += [gb.r_addr[i].eq(inp.lane_addr[i]), gb.r_en[i].eq(inp.lane_en[i] & from_gb)]
+            bad.append(inp.lane_en[i] & from_gb & (inp.lane_addr[i] >= cfg.global_buf_bytes))
         return gb, Cat(*bad).any(), from_gb
 
     def _write_stage(self, m, cur, start, issue, beat, gb, gb_bad, from_gb, counters):
@@ -231,8 +232,14 @@ class LoadUnit(wiring.Component):
         credit, first = Signal(signed(_CREDIT_BITS)), Signal(range(max(cfg.dram_latency, GB_LATENCY) + 1))
         credit_now = Signal(signed(_CREDIT_BITS))
         tail = Signal(range(max(cfg.dram_latency, GB_LATENCY)))
-        m.d.comb += [credit_now.eq(credit + cfg.dram_bytes_per_cycle - beat.dram_bytes),
-                     free.eq(ready & (beats_left - issue == 0) & (credit_now >= 0))]
+        # both outcomes of this cycle (a beat issued or not) from registers, the issue choosing
+        # between them: free does not wait for the issue logic before a 48-bit sum
+        credit_idle, credit_beat = Signal(signed(_CREDIT_BITS)), Signal(signed(_CREDIT_BITS))
+        m.d.comb += [credit_idle.eq(credit + cfg.dram_bytes_per_cycle),
+                     credit_beat.eq(credit + cfg.dram_bytes_per_cycle - beat.dram_bytes),
+                     credit_now.eq(Mux(issue, credit_beat, credit_idle)),
+                     free.eq(ready & Mux(issue, (beats_left == 1) & (credit_beat >= 0),
+                                         (beats_left == 0) & (credit_idle >= 0)))]
         with m.If(ready):
             m.d.sync += [beats_left.eq(beats_left - issue), credit.eq(credit_now)]
         with m.Elif(setup_left != 0):

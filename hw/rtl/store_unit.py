@@ -3,7 +3,8 @@
 Cycle t (start) takes the instruction and the (column, row group) of every PE
 (``hw.timing.pe_positions``); t+1 decodes its PE set into a register and computes each PE's channel and row origin and its in-bounds
 extent (``hw.timing.store_pe_extent``) and asks the PEs for their parameters; t+2 issues pixel 0
-and multiplies each selected PE's extent into its bytes; t+3 has the contract's busy time and
+and multiplies each selected PE's extent into its bytes, t+3 sums them; t+2 to t+4 form each PE's
+DRAM base, a product a cycle (``hw.timing.store_addr``); t+4 has the contract's busy time and
 latency (``hw.timing.store_timing``), counted down from there; a pixel issued at c is written at c+4.  Posted writes: the unit is free after the busy time (a down-counter), and
 pushes its token then, with the rest of the latency as the token's wait; FENCE/END wait for
 that rest too (``idle``).  Table activations and softmax epilogues are refused at dispatch
@@ -12,7 +13,7 @@ that rest too (``idle``).  Table activations and softmax epilogues are refused a
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -31,9 +32,12 @@ __all__ = ["StoreUnit"]
 #: Cycles from a pixel's beat to its DRAM write: the PE's accumulator read and its
 #: post-processing stages (within hw.timing.POST_PIPELINE).
 WRITE_DELAY = 1 + PostProcessor.LATENCY
-assert WRITE_DELAY <= POST_PIPELINE
+assert 3 <= WRITE_DELAY <= POST_PIPELINE    # 3: the stages of each PE's DRAM base (_pe_origins)
 #: Bits of byte counts and busy times (out_h x out_w x k_per_pe x num_pe, clipped).
 _COUNT_BITS = 48
+#: The cycle after the start that loads the busy time: the PE bytes' product and sum come first.
+_TIMED_AT = 4
+assert POST_PIPELINE + 1 >= _TIMED_AT + 1
 
 
 class StoreUnit(wiring.Component):
@@ -91,14 +95,15 @@ class StoreUnit(wiring.Component):
             m.d.sync += [busy.eq(0), timed.eq(0)]
 
         kst, yst, base, total, starting = self._pe_origins(m, cs, setup, active, mask, col, grp)
-        self._shell(m, cs, starting, free, occ_left, total, timed, busy)
         self._pixels(m, cs, start, setup, active, timed, mask, kst, yst, base)
+        self._shell(m, cs, starting, free, occ_left, total, timed, busy)
         return m
 
     def _pe_origins(self, m, cs, setup, active, mask, col, grp):
         """t+1: each PE's first channel and row, the DRAM address of its pixel 0 and its in-bounds
         extent; the parameters into the lanes; the pixels start.  t+2: the selected PEs' bytes
-        (the PE set holds from t+2).  Returns (kst, yst, base, their sum, the t+3 strobe)."""
+        (the PE set holds from t+2); t+3: their sum (into the busy time's stages, ``_shell``).
+        Returns (kst, yst, base, the sum, the strobe of cycle _TIMED_AT)."""
         n = self._config.num_pe
         kst = [Signal(32, name=f"kst{p}") for p in range(n)]
         yst = [Signal(32, name=f"yst{p}") for p in range(n)]
@@ -108,16 +113,18 @@ class StoreUnit(wiring.Component):
         ext_y = [field_signal(Op.STORE, "out_h", f"ext_y{p}") for p in range(n)]
         ext_x = field_signal(Op.STORE, "out_w", "ext_x")
         nbytes = [Signal(40, name=f"nbytes{p}") for p in range(n)]
-        product, starting = Signal(), Signal()          # t+2, t+3
-        m.d.sync += [product.eq(setup), starting.eq(product)]
+        product, summing, starting = Signal(), Signal(), Signal()          # t+2, t+3, t+4
+        m.d.sync += [product.eq(setup), summing.eq(product), starting.eq(summing)]
         m.d.comb += [self.st.param_load.eq(setup), self.st.param_addr.eq(cs.param_addr)]
         with m.If(setup):
             m.d.sync += [setup.eq(0), active.eq(1)]
             for p in range(n):
                 k_first, y_first, nk, ny, nx = store_pe_extent(Fields(cs), col[p], grp[p])
-                m.d.sync += [kst[p].eq(k_first), yst[p].eq(y_first),
-                             base[p].eq(store_addr(Fields(cs), y_first, cs.x0, k_first)),
-                             ext_k[p].eq(nk), ext_y[p].eq(ny), ext_x.eq(nx)]
+                m.d.sync += [kst[p].eq(k_first), yst[p].eq(y_first), ext_k[p].eq(nk), ext_y[p].eq(ny), ext_x.eq(nx)]
+        # the DRAM address of each PE's pixel 0, a product a stage from t+2 (kst, yst hold from there
+        # on): ready at t+5, before the first write at t+2+WRITE_DELAY
+        for p in range(n):
+            m.d.sync += base[p].eq(store_addr(Fields(cs), yst[p], cs.x0, kst[p], held(m, 48, f"pe{p}_", "sync")))
         with m.If(product):
             m.d.sync += [nbytes[p].eq(Mux(mask[p], ext_k[p] * ext_y[p] * ext_x, 0)) for p in range(n)]
         total = Signal(_COUNT_BITS)
@@ -125,14 +132,16 @@ class StoreUnit(wiring.Component):
         return kst, yst, base, total, starting
 
     def _shell(self, m, cs, starting, free, occ_left, total, timed, busy):
-        """t+3: the busy time (a down-counter reaching 0 at t + occupancy, which is at least
-        ``POST_PIPELINE`` + 1 > 4) and the rest of the latency after it, which the token waits and
-        ``idle`` counts down."""
-        occ, lat = store_timing(Fields(cs), total, self._config)
+        """t + _TIMED_AT: the busy time (a down-counter reaching 0 at t + occupancy, which is at
+        least ``POST_PIPELINE`` + 1 > _TIMED_AT) and the rest of the latency after it, which the
+        token waits and ``idle`` counts down.  The contract's pixel count and transfer time are
+        registers (``store_timing``'s ``hold``): the pixels from t+2, the transfer time formed at
+        t+3 from the bytes' sum."""
+        occ, lat = store_timing(Fields(cs), total, self._config, held(m, _COUNT_BITS, "busy_", "sync"))
         rest = Signal(range(self._config.dram_latency))      # latency - occupancy - 1
         tail = Signal.like(rest)
         with m.If(starting):
-            m.d.sync += [timed.eq(1), occ_left.eq(occ - 4), rest.eq(lat - occ - 1)]
+            m.d.sync += [timed.eq(1), occ_left.eq(occ - _TIMED_AT - 1), rest.eq(lat - occ - 1)]
         with m.Elif(occ_left != 0):
             m.d.sync += occ_left.eq(occ_left - 1)
         with m.If(free):
@@ -145,16 +154,15 @@ class StoreUnit(wiring.Component):
 
     def _pixels(self, m, cs, start, setup, active, timed, mask, kst, yst, base):
         """Pixel beats from t+2, one pixel of every PE per cycle; its DRAM lanes WRITE_DELAY later."""
-        n, k0 = self._config.num_pe, self._config.k0
         npix, p_i = Signal(24), Signal(24)
         oy, ox = field_signal(Op.STORE, "out_h"), field_signal(Op.STORE, "out_w")
-        row_pitch, pix_off = Signal(32), Signal(48)
+        wrap_pitch, pix_off = Signal(signed(48)), Signal(48)    # wrap_pitch: a row's last pixel to the next row's first
         beat = active & (p_i < npix)
         m.d.comb += [self.st.valid.eq(beat), self.st.acc.eq(cs.acc_addr + p_i), self.st.relu.eq(cs.act == Act.RELU)]
         with m.If(beat):
             m.d.sync += p_i.eq(p_i + 1)
             with m.If(ox == cs.out_w - 1):
-                m.d.sync += [ox.eq(0), oy.eq(oy + 1), pix_off.eq(pix_off + row_pitch - (cs.out_w - 1) * cs.k_pitch)]
+                m.d.sync += [ox.eq(0), oy.eq(oy + 1), pix_off.eq(pix_off + wrap_pitch)]
             with m.Else():
                 m.d.sync += [ox.eq(ox + 1), pix_off.eq(pix_off + cs.k_pitch)]
         with m.Elif(active & timed):
@@ -162,9 +170,14 @@ class StoreUnit(wiring.Component):
         with m.If(start):
             m.d.sync += [p_i.eq(0), oy.eq(0), ox.eq(0), pix_off.eq(0), active.eq(0)]
         with m.If(setup):
-            m.d.sync += [npix.eq(cs.out_h * cs.out_w), row_pitch.eq(cs.t_w * cs.k_pitch)]
+            m.d.sync += [npix.eq(cs.out_h * cs.out_w), wrap_pitch.eq((cs.t_w - cs.out_w + 1) * cs.k_pitch)]
 
-        dv, doy, dox, doff = beat, oy, ox, pix_off
+        self._writes(m, cs, (beat, oy, ox, pix_off), mask, kst, yst, base)
+
+    def _writes(self, m, cs, issued, mask, kst, yst, base):
+        """The DRAM lanes of the pixel issued WRITE_DELAY cycles before."""
+        n, k0 = self._config.num_pe, self._config.k0
+        dv, doy, dox, doff = issued
         for stage in range(WRITE_DELAY):
             nv, noy, nox, noff = (Signal(name=f"dv{stage}"), field_signal(Op.STORE, "out_h", f"doy{stage}"),
                                   field_signal(Op.STORE, "out_w", f"dox{stage}"), Signal(48, name=f"doff{stage}"))

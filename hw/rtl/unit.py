@@ -56,12 +56,13 @@ def start_when(m, unit, queue: Queue, free) -> Signal:
     return start
 
 
-def held(m, shape, prefix: str = ""):
+def held(m, shape, prefix: str = "", domain: str = "comb"):
     """A ``hold(value, name)`` for the ripples of ``hw.timing`` (``pe_hits``, ``pe_positions``): each
-    step in a signal of ``shape``, so a step that uses the previous one twice does not double it."""
+    step in a signal of ``shape``, so a step that uses the previous one twice does not double it;
+    with ``domain="sync"`` a register, a pipeline stage of a formula whose inputs hold still."""
     def hold(value, name):
         sig = Signal(shape, name=prefix + name)
-        m.d.comb += sig.eq(value)
+        m.d[domain] += sig.eq(value)
         return sig
     return hold
 
