@@ -139,6 +139,9 @@ _VEC_FIELDS = [
     ("work", 40, False),         # vector-unit element operations (hw.vector.vec_fields)
     ("bytes_in", 40, False), ("bytes_out", 40, False),              # DRAM traffic
     ("desc_addr", 32, False),    # DRAM byte address of the descriptor (hw/vector.py)
+    # the pass on the vector unit's row lanes (hw.vector.row_schedule; 0 rows: a resize or pooling)
+    ("rows", 40, False), ("row_cycles", 20, False),
+    ("tables", 1, False),        # a LUT stage's table is loaded first
 ]
 _STORE_FIELDS = _PE_SET + [
     ("dst_addr", 32, False),     # DRAM byte address of element (0, 0, 0) of the output tensor

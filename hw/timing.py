@@ -27,12 +27,14 @@ from .config import AcceleratorConfig
 from .expr import any_of, cdiv, is_int, sel, vmax, vmin
 from .isa import FIELD_BITS, INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
+from .vector import MAX_DESCRIPTOR_BYTES, MAX_STAGES
 
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_passes", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_last", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "vec_cycles", "store_timing"]
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_last", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
+           "VEC_SETUP", "VEC_TABLE_ENTRIES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -58,6 +60,15 @@ TABLE_PARAM_ENTRIES = TABLE_BYTES // PARAM_ENTRY_BYTES      # LOAD_PARAM entries
 #: Extra post-processing passes of a STORE's softmax epilogue: the first pass (requantisation)
 #: also finds each row's maximum; one pass looks up the exponentials and sums them, one normalises.
 EPILOGUE_PASSES = 2
+#: A VEC on the row lanes first fetches its descriptor, at most ``MAX_DESCRIPTOR_BYTES`` at
+#: ``VEC_FETCH_BYTES`` a cycle plus three cycles (the header's read, the last read and the check:
+#: ``hw/rtl/descriptor_fetch.py``), hands it to the vector unit (1) and checks it (1); its last
+#: row leaves ``VEC_STAGE_LATENCY`` cycles per stage slot after its last read, through every slot.
+VEC_FETCH_BYTES = 16
+VEC_STAGE_LATENCY = 7
+VEC_SETUP = -(-MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3 + 1 + 1 + MAX_STAGES * VEC_STAGE_LATENCY
+#: A LUT stage's table, loaded an entry a cycle before the rows (all LUT stages' at once).
+VEC_TABLE_ENTRIES = 256
 
 
 def store_passes(f) -> object:
@@ -392,12 +403,31 @@ def gemm_cycles(f):
     return gemm_steps(f) * gemm_period(f) + GEMM_PIPELINE
 
 
+def vec_row_cycles(f, lanes: int):
+    """Cycles of a VEC's rows on ``lanes`` row lanes (``hw.vector.row_schedule``): the walker
+    gathers each lane's row addresses, one row a cycle, while the lanes run the previous group of
+    ``lanes`` rows in step, ``row_cycles`` each; the first group waits for its walk."""
+    return lanes + cdiv(f["rows"], lanes) * vmax(f["row_cycles"], lanes)
+
+
+def vec_lane_floor(f, lanes: int) -> float:
+    """The fewest cycles a VEC's vector work can take on ``lanes`` lanes: its rows' lane cycles
+    spread evenly over the row lanes (no group rounding, walk or setup), or, for a resize or
+    pooling (``rows`` = 0), its ``work`` at a lane per element operation.  A floor of
+    :func:`vec_cycles`, not a time."""
+    return (f["rows"] * f["row_cycles"] if f["rows"] else f["work"]) / lanes
+
+
 def vec_cycles(f, cfg: AcceleratorConfig):
-    """A VEC's cycles: the DRAM latency, then its work at ``vector_lanes`` a cycle or its DRAM bytes
-    at the DRAM rate, whichever takes longer."""
-    bw = cfg.dram_bytes_per_cycle
-    return cfg.dram_latency + vmax(vmax(cdiv(f["work"], cfg.vector_lanes), cdiv(f["bytes_in"], bw)),
-                                   vmax(cdiv(f["bytes_out"], bw), 1))
+    """A VEC's cycles.  On the row lanes (``rows`` > 0): the DRAM latency, ``VEC_SETUP``, the LUT
+    tables (``tables``), then its rows (:func:`vec_row_cycles`) or its DRAM bytes at the DRAM
+    rate, whichever takes longer.  A resize or pooling (``rows`` = 0; not built in the RTL): the
+    DRAM latency, then its ``work`` at ``vector_lanes`` a cycle or its DRAM bytes at the DRAM rate."""
+    bw, lanes = cfg.dram_bytes_per_cycle, cfg.vector_lanes
+    dram = vmax(vmax(cdiv(f["bytes_in"], bw), cdiv(f["bytes_out"], bw)), 1)
+    spatial = vmax(cdiv(f["work"], lanes), dram)
+    rows = VEC_SETUP + f["tables"] * VEC_TABLE_ENTRIES + vmax(vec_row_cycles(f, lanes), dram)
+    return cfg.dram_latency + sel(f["rows"] == 0, spatial, rows)
 
 
 def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=lambda value, name: value):

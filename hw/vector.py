@@ -29,10 +29,12 @@ own ``y.n x x.n`` raster.
 Cost
 ----
 ``vec_fields`` gives the timing fields of the VEC instruction: ``work`` (element
-operations of the vector unit, ``VEC latency = dram_latency + max(work / lanes, DRAM
-bytes / bandwidth)``, ``hw/timing.py``) and the DRAM bytes read and written.  Element
-operations per stage follow how the stage is computed (:func:`stage_work`); each distinct
-byte of an operand crosses the DRAM interface once.
+operations of the vector unit, which the energy model counts), the DRAM bytes read and
+written, and how the vector unit's row lanes run the pass (:func:`row_schedule`):
+``rows``, ``row_cycles`` (a lane's cycles per row) and ``tables`` (LUT tables to load
+first).  ``hw.timing.vec_cycles`` turns them into the VEC's cycles.  Element operations
+per stage follow how the stage is computed (:func:`stage_work`); each distinct byte of an
+operand crosses the DRAM interface once.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from .isa import ErrorCode, StreamError, VecOp
 
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
-           "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "operand_addresses", "stage_work", "vec_fields",
+           "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "operand_addresses", "stage_work", "vec_fields", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
@@ -76,6 +78,12 @@ class PoolMode:
 #: (a vertical then a horizontal interpolation); pooling one per window element.
 COST = {VecOp.COPY: 1, VecOp.ADD: 1, VecOp.MUL: 1, VecOp.LUT: 1, VecOp.LAYERNORM: 2, VecOp.SOFTMAX: 3}
 RESIZE_COST = {0: 2, 1: 1}        # bilinear, nearest
+#: Operations over whole rows (softmax, layernorm): the row lanes run them (:func:`row_schedule`).
+ROW_OPS = (VecOp.SOFTMAX, VecOp.LAYERNORM)
+#: Cycles a row lane pauses per row between a row operation's passes: what its row unit needs
+#: between its running sums and the pass that uses them (``hw/rtl/softmax_unit.py``: exponential
+#: 4, adding the last term 1, reciprocal 3; ``layernorm_unit.py``: square 1, add 1, row kernel 4).
+ROW_GAP = {VecOp.SOFTMAX: 8, VecOp.LAYERNORM: 6}
 
 #: Parameters of each stage operation: (name, bits, signed), packed after the stage header.
 STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
@@ -85,7 +93,10 @@ STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
     VecOp.LUT: [("table", 32, False)],                       # DRAM address of 256 int8 entries
     # per-channel entries of 8 bytes: int32 beta, int16 gamma, pad (hw.numerics.LN_ENTRY)
     VecOp.LAYERNORM: [("table", 32, False), ("eps", 40, False), ("shift", 6, False)],
-    VecOp.SOFTMAX: [("row", 13, False), ("exp_mult", 16, False), ("exp_shift", 5, False), ("out_shift", 4, False)],
+    # rows of ``row`` channels, ``heads`` of them per pixel (heads * row = the pass's c, checked by
+    # multiplying: the hardware builds no divider)
+    VecOp.SOFTMAX: [("row", 13, False), ("exp_mult", 16, False), ("exp_shift", 5, False), ("out_shift", 4, False),
+                    ("heads", 16, False)],
     # the fixed-point DDA of each axis (hw.operators.resize_axis_params); mode 0 bilinear, 1 nearest
     VecOp.RESIZE: [("mode", 1, False), ("y_start", 32, True), ("y_step", 32, False),
                    ("x_start", 32, True), ("x_step", 32, False)],
@@ -230,6 +241,9 @@ def check_descriptor(d: Descriptor, where: str = "descriptor") -> None:
             bad = f"stage {i}: {st.op.name} must be a pass's first stage"
         elif set(st.params) != {n for n, _, _ in STAGE_PARAMS[st.op]}:
             bad = f"stage {i} ({st.op.name}) has parameters {sorted(st.params)}"
+        elif st.op == VecOp.SOFTMAX and st.params["row"] * st.params["heads"] != d.c:
+            bad = (f"stage {i}: softmax rows of {st.params['row']} x {st.params['heads']} heads are not the "
+                   f"pass's {d.c} channels")
     if bad:
         raise _malformed(f"{where}: {bad}")
 
@@ -255,6 +269,23 @@ def stage_work(d: Descriptor, i: int) -> int:
 SPATIAL = (VecOp.RESIZE, VecOp.POOL, VecOp.RESIZE_ARGMAX)
 
 
+def row_schedule(d: Descriptor) -> tuple[int, int, int, int]:
+    """(rows, row length, passes over each row, pause per row) of a pass on the row lanes.
+
+    The vector unit runs a pass as rows, one per lane (``docs/rtl_vector.md``): a softmax row,
+    or a pixel's ``c`` channels.  A chain's stages overlap along the row, so each row takes the
+    passes of its row operation (``COST``; one without) plus that operation's ``ROW_GAP``; two
+    row operations in one pass take the sum of both.  A pass with a resize or pooling does not
+    run on the row lanes: ``(0, 0, 0, 0)``."""
+    if any(st.op in SPATIAL for st in d.stages):
+        return 0, 0, 0, 0
+    rows = [st for st in d.stages if st.op in ROW_OPS]
+    softmax = [st for st in rows if st.op == VecOp.SOFTMAX]
+    row, heads = (softmax[0].params["row"], softmax[0].params["heads"]) if softmax else (d.c, 1)
+    passes = sum(COST[st.op] for st in rows) or 1
+    return d.h * d.w * heads, row, passes, sum(ROW_GAP[st.op] for st in rows)
+
+
 def vec_fields(d: Descriptor) -> dict:
     """The VEC instruction's timing fields for descriptor ``d``: one rule for the mapper, which
     writes them, and the simulators, which check them.  An operand read in the pass's raster
@@ -278,10 +309,13 @@ def vec_fields(d: Descriptor) -> dict:
             chans = min(op.c, d.c)
         return op.valid_pixels() * chans
 
+    rows, row, passes, gap = row_schedule(d)
     return {"vec_op": int(d.stages[0].op if len(d.stages) == 1 else VecOp.CHAIN),
             "work": sum(stage_work(d, i) for i in range(len(d.stages))),
             "bytes_in": sum(nbytes(i) for i in sorted(read)),
-            "bytes_out": sum(nbytes(i) for i in sorted(written))}
+            "bytes_out": sum(nbytes(i) for i in sorted(written)),
+            "rows": rows, "row_cycles": passes * row + gap,
+            "tables": int(any(st.op == VecOp.LUT for st in d.stages))}
 
 
 # ---- binary layout -------------------------------------------------------------------------------

@@ -478,7 +478,8 @@ def _geometry(m: Layer) -> dict:
     if op == VecOp.LAYERNORM:
         return {"table": 0, "eps": 0, "shift": 0}
     if op == VecOp.SOFTMAX:
-        return {"row": m.row_len(), "exp_mult": 0, "exp_shift": 0, "out_shift": 0}
+        return {"row": m.row_len(), "heads": m.out_shape[2] // m.row_len(), "exp_mult": 0, "exp_shift": 0,
+                "out_shift": 0}
     if op == VecOp.RESIZE:
         return _resize_params(m)
     if op == VecOp.POOL:

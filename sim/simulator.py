@@ -21,7 +21,7 @@ import numpy as np
 
 from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
 from hw.isa import Op, VecOp
-from hw.timing import schedule, occupancy_and_latency
+from hw.timing import schedule, occupancy_and_latency, vec_lane_floor
 from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, weight_bytes
 from mapper.fusion import STAGE_OP, plan, vec_stream
 from mapper.lower import Lowered, layer_cycles, map_layer, _insn
@@ -127,17 +127,16 @@ def _floors(ev: Counter, cfg: AcceleratorConfig) -> dict:
 
 def least_cycles(step, cfg: AcceleratorConfig) -> float:
     """Cycles no mapping of a plan step can beat on ``cfg``: the largest of its MACs at the
-    array's full rate, its vector work at the vector unit's rate, and its least DRAM traffic
-    (``mapper.ir.min_dram_bytes``; a VEC's own bytes) at the DRAM rate.  Zero for a step
-    without an instruction of its own."""
+    array's full rate, its vector work at the vector unit's rate (``hw.timing.vec_lane_floor``),
+    and its least DRAM traffic (``mapper.ir.min_dram_bytes``; a VEC's own bytes) at the DRAM
+    rate.  Zero for a step without an instruction of its own."""
     bw = cfg.dram_bytes_per_cycle
     if step.action == "mac":
         read, written = min_dram_bytes(step.layer)
         return max(step.layer.macs / cfg.macs_per_cycle, read / bw, written / bw)
     if step.action == "vector":
         f = step.vec.f
-        return max(f["work"] / cfg.vector_lanes,
-                   f["bytes_in"] / bw, f["bytes_out"] / bw)
+        return max(vec_lane_floor(f, cfg.vector_lanes), f["bytes_in"] / bw, f["bytes_out"] / bw)
     return 0.0
 
 
@@ -181,7 +180,7 @@ def fused_least_cycles(step, cfg: AcceleratorConfig, on_chip: OnChip) -> float:
         vp, f = step.vpass, step.vec.f
         reads = f["bytes_in"] * on_chip.dram_share(set(vp.buffers) - set(vp.writes))
         writes = f["bytes_out"] * on_chip.dram_share(vp.writes)
-        return max(f["work"] / cfg.vector_lanes, reads / bw, writes / bw)
+        return max(vec_lane_floor(f, cfg.vector_lanes), reads / bw, writes / bw)
     return 0.0
 
 

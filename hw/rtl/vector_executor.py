@@ -6,7 +6,7 @@ compute unit will hand a VEC to (``docs/rtl_vector.md``).
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,7 +16,10 @@ from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, ErrorCode
 from .accelerator import DramReadSignature, DramWriteSignature
 from .descriptor_fetch import DescriptorFetch
-from .vector_unit import READ_LANES, WRITE_LANES, VectorUnit
+from .vector_unit import VectorUnit, read_lanes, write_lanes
+
+#: Bytes the descriptor fetch reads a cycle, on the low lanes of the unit's read port.
+FETCH_LANES = 16
 
 __all__ = ["VectorExecutor"]
 
@@ -27,7 +30,7 @@ class VectorExecutor(wiring.Component):
     Parameters
     ----------
     config : AcceleratorConfig
-    max_row : int
+    lanes, max_row : int
         As for :class:`VectorUnit`.
 
     Members
@@ -37,16 +40,18 @@ class VectorExecutor(wiring.Component):
     desc_addr: In(ADDR_BITS)
     busy, done, error, error_code, overrun: Out(...)
         As :class:`VectorUnit`'s; a malformed descriptor ends the VEC with ``DATA`` before it runs.
-    dram_rd: Out(DramReadSignature(READ_LANES)), dram_wr: Out(DramWriteSignature(WRITE_LANES))
+    dram_rd: Out(DramReadSignature(read_lanes(lanes))), dram_wr: Out(DramWriteSignature(write_lanes(lanes)))
+        The unit's ports; the fetch reads on the low ``FETCH_LANES`` read lanes.
     """
 
-    def __init__(self, config: AcceleratorConfig, *, max_row: int = ops.MAX_ROW):
-        self._fetch = DescriptorFetch(READ_LANES)
-        self._unit = VectorUnit(config, max_row=max_row)
+    def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, max_row: int = ops.MAX_ROW):
+        self._unit = VectorUnit(config, lanes=lanes, max_row=max_row)
+        self._fetch = DescriptorFetch(FETCH_LANES)
+        n_rd, n_wr = read_lanes(self._unit.lanes), write_lanes(self._unit.lanes)
         super().__init__({
             "start": In(1), "desc_addr": In(ADDR_BITS),
             "busy": Out(1), "done": Out(1), "error": Out(1), "error_code": Out(ErrorCode), "overrun": Out(1),
-            "dram_rd": Out(DramReadSignature(READ_LANES)), "dram_wr": Out(DramWriteSignature(WRITE_LANES)),
+            "dram_rd": Out(DramReadSignature(n_rd)), "dram_wr": Out(DramWriteSignature(n_wr)),
         })
 
     def cycles(self, d: vec.Descriptor) -> int:
@@ -68,10 +73,11 @@ class VectorExecutor(wiring.Component):
             self.busy.eq(fetching | unit.busy), self.overrun.eq(unit.overrun),
             self.done.eq(unit.done | refused), self.error.eq(unit.error | refused),
             self.error_code.eq(Mux(refused, fetch.error_code, unit.error_code)),
-            # one read port: the fetch's while it fetches, the unit's after
+            # one read port: the fetch's (on the low lanes) while it fetches, the unit's after
             self.dram_rd.en.eq(Mux(fetching, fetch.dram_rd.en, unit.dram_rd.en)),
             self.dram_rd.addr.eq(Mux(fetching, fetch.dram_rd.addr.as_value(), unit.dram_rd.addr.as_value())),
-            fetch.dram_rd.data.eq(self.dram_rd.data), unit.dram_rd.data.eq(self.dram_rd.data),
+            fetch.dram_rd.data.eq(Cat(*(self.dram_rd.data[k] for k in range(FETCH_LANES)))),
+            unit.dram_rd.data.eq(self.dram_rd.data),
         ]
         wiring.connect(m, wiring.flipped(self.dram_wr), unit.dram_wr)
         return m
