@@ -150,7 +150,8 @@ class StoreUnit(wiring.Component):
         oy, ox = field_signal(Op.STORE, "out_h"), field_signal(Op.STORE, "out_w")
         row_pitch, pix_off = Signal(32), Signal(48)
         beat = active & (p_i < npix)
-        m.d.comb += [self.st.valid.eq(beat), self.st.acc.eq(cs.acc_addr + p_i), self.st.relu.eq(cs.act == Act.RELU)]
+        m.d.comb += [self.st.valid.eq(beat), self.st.acc.eq(cs.acc_addr + p_i), self.st.relu.eq(cs.act == Act.RELU),
+                     self.st.table.eq(cs.act == Act.TABLE)]
         with m.If(beat):
             m.d.sync += p_i.eq(p_i + 1)
             with m.If(ox == cs.out_w - 1):
