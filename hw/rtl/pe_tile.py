@@ -28,13 +28,16 @@ parameters      K0 banks of ``param_depth/K0``       a STORE reads K0 consecutiv
 accumulators    two copies of ``accum_depth`` x K0   the GEMM reads and writes an entry
                 x acc_bits, written together         while a STORE reads another: one
                                                      read port each
+table           K0 copies of the 256 x 32-bit table  each post-processing lane reads an
+                (:class:`~hw.rtl.table_memory.       entry a cycle (``act = TABLE``)
+                TableMemory`)
 ==============  ===================================  ==================================
 
 GEMM pipeline: cycle c reads the input row (with ``gemm.dw``, the ``G/C0`` consecutive rows
 from it, one per bank) and the K0 weight rows; c+1 multiplies (VectorMAC register) and reads
 the accumulator entry; c+2 writes ``acc + sum`` (``sum`` when ``gemm.first``).  A STORE pixel
 presented at cycle c gives ``st.y`` at c+4 (accumulator read, then the three PostProcessor
-stages).
+stages, the last of which is the table's read with ``st.table``).
 """
 
 from __future__ import annotations

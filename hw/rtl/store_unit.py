@@ -6,8 +6,8 @@ extent (``hw.timing.store_pe_extent``) and asks the PEs for their parameters; t+
 and multiplies each selected PE's extent into its bytes; t+3 has the contract's busy time and
 latency (``hw.timing.store_timing``), counted down from there; a pixel issued at c is written at c+4.  Posted writes: the unit is free after the busy time (a down-counter), and
 pushes its token then, with the rest of the latency as the token's wait; FENCE/END wait for
-that rest too (``idle``).  Table activations and softmax epilogues are refused at dispatch
-(ErrorCode.UNSUPPORTED).
+that rest too (``idle``).  A table activation is the PEs' (``st.table``); softmax epilogues
+are refused at dispatch (ErrorCode.UNSUPPORTED).
 """
 
 from __future__ import annotations
