@@ -95,9 +95,8 @@ class GemmBusSignature(wiring.Signature):
 
 class StoreBusSignature(wiring.Signature):
     """A STORE pixel: post-process accumulator entry ``acc`` (``relu``, or ``table``: the table
-    activation); ``param_load`` latches the
-    K0 parameter entries from ``param_addr``.  ``y`` comes back four cycles after ``valid``, one
-    vector per PE (``pes``; a single vector for one PE)."""
+    activation); ``param_load`` latches the K0 parameter entries from ``param_addr``.  ``y`` comes
+    back four cycles after ``valid``, one vector per PE (``pes``; a single vector for one PE)."""
 
     def __init__(self, config: AcceleratorConfig, pes: int | None = None):
         y = int8_vector(config.k0)
