@@ -336,7 +336,7 @@ def test_export_pyverilog_hierarchy(tiny_export, tmp_path):
 
         walk(mod)
         instances[mod.name] = found
-    mac, post, pe, top = result.modules
+    mac, post, table, pe, top = result.modules
     assert instances[top] == [pe] * TINY.num_pe
-    assert sorted(instances[pe]) == sorted([mac] * TINY.k0 + [post] * TINY.k0)
-    assert instances[mac] == [] and instances[post] == []
+    assert sorted(instances[pe]) == sorted([mac] * TINY.k0 + [post] * TINY.k0 + [table])
+    assert instances[mac] == [] and instances[post] == [] and instances[table] == []
