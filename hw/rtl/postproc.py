@@ -21,7 +21,7 @@ class PostProcessor(wiring.Component):
     The arithmetic is ``hw.operators.requantize_kernel`` (and ``lut_kernel`` for the table)
     evaluated by :class:`~hw.rtl.operator_backend.AmaranthBackend`, never a copy of it::
 
-        stage 1:  x = wrap(acc + bias, acc_bits), p = x * mult       -> register p
+        stage 1:  x = wrap(acc + bias, acc_bits), p = x * mult       -> register p, shift
         stage 2:  r = (p + rnd(shift)) >> shift                       -> register r
         stage 3:  y = relu_saturate(r); table: read entry y + 128     -> register y / the table's read
 
@@ -91,6 +91,9 @@ class PostProcessor(wiring.Component):
         x = be.input((self.acc + self.bias)[:self._acc_bits].as_signed(), -top, top - 1)   # wraps like the accumulator
         # every shift the port holds, so that one beyond MAX_SHIFT still gives the formula's value
         mult, shift = (be.input(p, 0, (1 << len(p)) - 1) for p in (self.mult, self.shift))
+        # the shift registered with the product: its rounding constant (a one-hot as wide as the
+        # largest shift) is then decoded where it is added instead of registered
+        shift = be.at(shift, 1)
         y = ops.requantize_kernel(x, mult, shift, be.input(self.relu, 0, 1), be)
         if self._table:
             # the activation is the entry's low byte, as sim.functional's astype(int8)
