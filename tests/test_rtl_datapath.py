@@ -279,7 +279,8 @@ def tiny_export(tmp_path_factory):
 
 def test_export_module_names_and_determinism(tiny_export):
     result, _ = tiny_export
-    assert result.modules == ("vector_mac_c4_p19", "postproc_a32", "pe_tile_k4_c4_a32_i256_w128_d128_p32_g16",
+    assert result.modules == ("vector_mac_c4_p19", "postproc_a32", "table_memory_k4_g16",
+                              "pe_tile_k4_c4_a32_i256_w128_d128_p32_g16",
                               "pe_array_n2_k4_c4_a32_i256_w128_d128_p32_g16")
     assert module_name(VectorMAC, get_config("E")) == "vector_mac_c32_p22"
     modules = re.findall(r"^module (\w+)", result.verilog, re.MULTILINE)
@@ -335,7 +336,7 @@ def test_export_pyverilog_hierarchy(tiny_export, tmp_path):
 
         walk(mod)
         instances[mod.name] = found
-    mac, post, pe, top = result.modules
+    mac, post, table, pe, top = result.modules
     assert instances[top] == [pe] * TINY.num_pe
-    assert sorted(instances[pe]) == sorted([mac] * TINY.k0 + [post] * TINY.k0)
-    assert instances[mac] == [] and instances[post] == []
+    assert sorted(instances[pe]) == sorted([mac] * TINY.k0 + [post] * TINY.k0 + [table])
+    assert instances[mac] == [] and instances[post] == [] and instances[table] == []

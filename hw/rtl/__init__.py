@@ -9,7 +9,8 @@
   generator; :mod:`.global_buffer` -- the banked global buffer;
 * :mod:`.pe_array` -- the ``num_pe`` PEs; :mod:`.pe_tile` -- one PE with its memories, K0 vector
   MACs and K0 post-processing lanes; :mod:`.vector_mac` -- C0-wide int8 dot product;
-  :mod:`.postproc` -- bias, requantisation, ReLU and saturation;
+  :mod:`.postproc` -- bias, requantisation, ReLU or a table activation, saturation;
+  :mod:`.table_memory` -- a PE's table memory, one read port per post-processing lane;
 * :mod:`.buses` -- the signatures between the blocks; :mod:`.insn` -- the instruction word's layouts;
 * :mod:`.export` -- hierarchical Verilog export (every block a module, each emitted once);
 * :mod:`.synth` -- ``make synth``: Yosys synthesis of each unique module once, with

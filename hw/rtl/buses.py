@@ -39,6 +39,7 @@ class LoadTarget(enum.Enum, shape=2):
     INPUT = 0
     WEIGHT = 1
     PARAM = 2
+    TABLE = 3             # the table memory (LOAD_PARAM with table = 1)
 
 
 def load_geometry(config: AcceleratorConfig) -> tuple[int, int, int]:
@@ -93,14 +94,14 @@ class GemmBusSignature(wiring.Signature):
 
 
 class StoreBusSignature(wiring.Signature):
-    """A STORE pixel: post-process accumulator entry ``acc`` (``relu``); ``param_load`` latches the
-    K0 parameter entries from ``param_addr``.  ``y`` comes back four cycles after ``valid``, one
-    vector per PE (``pes``; a single vector for one PE)."""
+    """A STORE pixel: post-process accumulator entry ``acc`` (``relu``, or ``table``: the table
+    activation); ``param_load`` latches the K0 parameter entries from ``param_addr``.  ``y`` comes
+    back four cycles after ``valid``, one vector per PE (``pes``; a single vector for one PE)."""
 
     def __init__(self, config: AcceleratorConfig, pes: int | None = None):
         y = int8_vector(config.k0)
         super().__init__({"param_load": Out(1), "param_addr": Out(range(config.param_depth)),
-                          "valid": Out(1), "acc": Out(config.accum_addr_bits), "relu": Out(1),
+                          "valid": Out(1), "acc": Out(config.accum_addr_bits), "relu": Out(1), "table": Out(1),
                           "y": In(y if pes is None else data.ArrayLayout(y, pes))})
 
 

@@ -278,14 +278,17 @@ class ExportResult:
 
 
 def _add_pe_tile(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:
-    """VectorMAC, PostProcessor and the PETile that instantiates them, added to ``ex``."""
+    """VectorMAC, PostProcessor, TableMemory and the PETile that instantiates them, added to ``ex``."""
     from .pe_tile import PETile
     from .postproc import PostProcessor
+    from .table_memory import TableMemory
     from .vector_mac import VectorMAC
 
     mac = ex.add(VectorMAC, config)
     post = ex.add(PostProcessor, config)
-    return ex.add(PETile, config, mac_factory=ex.stub(mac), post_factory=ex.stub(post))
+    table = ex.add(TableMemory, config)
+    return ex.add(PETile, config, mac_factory=ex.stub(mac), post_factory=ex.stub(post),
+                  table_factory=ex.stub(table))
 
 
 def _export_pe_array(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from amaranth.hdl import Signal, signed, unsigned
 from amaranth.lib import data
 
-from ..isa import FIELDS, HEADER, INSN_BITS, Act, ErrorCode, Op
+from ..isa import FIELDS, HEADER, INSN_BITS, ErrorCode, Op
 
 __all__ = ["insn_layout", "insn_view", "field_signal", "rtl_unsupported", "CYCLE_BITS"]
 
@@ -45,12 +45,10 @@ def field_signal(op: Op, field: str, name: str | None = None) -> Signal:
 
 def rtl_unsupported(op: Op, f):
     """Whether this RTL refuses an instruction (``ErrorCode.UNSUPPORTED``) that the contract
-    defines and ``sim.functional`` runs: VEC, a STORE's table activation or softmax epilogue, a
-    LOAD_PARAM into the table memory.  On integers (``Insn.f``) or the fields of a word."""
+    defines and ``sim.functional`` runs: VEC, a STORE's softmax epilogue.  On integers
+    (``Insn.f``) or the fields of a word."""
     if op == Op.VEC:
         return 1
-    if op == Op.LOAD_PARAM:
-        return f["table"] != 0
     if op == Op.STORE:
-        return (f["act"] == Act.TABLE) | (f["ep_row"] != 0)
+        return f["ep_row"] != 0
     return 0

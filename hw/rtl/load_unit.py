@@ -167,7 +167,8 @@ class LoadUnit(wiring.Component):
                 ent = c["entry"] + e
                 en_bits.append(issue & (ent < cp.n_entries))
                 m.d.comb += beat.lane_addr[e * PARAM_ENTRY_BYTES + byte].eq(load_param_lane_addr(Fields(cp), ent, byte))
-        m.d.comb += [beat.lane_en.eq(Cat(*en_bits)), beat.target.eq(LoadTarget.PARAM),
+        m.d.comb += [beat.lane_en.eq(Cat(*en_bits)),
+                     beat.target.eq(Mux(cp.table, LoadTarget.TABLE, LoadTarget.PARAM)),
                      beat.addr.eq(cp.dst_addr + c["entry"]), beat.count.eq(_min(cp.n_entries - c["entry"], ne))]
 
     def _gb_lanes(self, m, cgb, c, issue, beat):

@@ -49,7 +49,7 @@ import numpy as np
 from amaranth.hdl import Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import memory
 
-__all__ = ["HwValue", "AmaranthBackend", "Table", "shape_of", "range_shape"]
+__all__ = ["HwValue", "AmaranthBackend", "Table", "TablePort", "shape_of", "range_shape"]
 
 
 def range_shape(lo: int, hi: int) -> Shape:
@@ -74,6 +74,17 @@ class Table:
     """
 
     shape: Shape
+    depth: int
+
+
+@dataclass(frozen=True, eq=False)
+class TablePort:
+    """A table of ``depth`` words read through ports outside the module (a memory shared by
+    several lanes): ``rom`` drives ``addr`` with the index and takes ``data``, the word the cycle
+    after, whose shape is the word's."""
+
+    addr: Value
+    data: Value
     depth: int
 
 
@@ -359,11 +370,15 @@ class AmaranthBackend:
         return out
 
     def rom(self, table, index) -> HwValue:
-        """``table[index]``, registered: a ROM initialised from a constant table, or a read port
-        of the ``lib.memory.Memory`` (a :class:`Table` in a dry run) written at run time."""
+        """``table[index]``, registered: a ROM initialised from a constant table, a read port
+        of the ``lib.memory.Memory`` (a :class:`Table` in a dry run) written at run time, or the
+        ports of a :class:`TablePort`."""
         index = self.lift(index)
         if isinstance(table, (Table, memory.Memory)):
             depth, lo, hi = table.depth, *_shape_range(Shape.cast(table.shape))
+            words = None
+        elif isinstance(table, TablePort):
+            depth, lo, hi = table.depth, *_shape_range(Value.cast(table.data).shape())
             words = None
         else:
             words = np.asarray(table)
@@ -375,6 +390,9 @@ class AmaranthBackend:
             return HwValue(self, None, lo, hi, None if index.stage is None else index.stage + 1, registered=True)
         if index.stage is None:
             raise ValueError("a ROM read at a constant index")
+        if isinstance(table, TablePort):
+            self.m.d.comb += table.addr.eq(index.value.as_unsigned()[:addr_bits])
+            return HwValue(self, self._cut(Value.cast(table.data), lo, hi), lo, hi, index.stage + 1, registered=True)
         if words is not None:
             table = memory.Memory(shape=range_shape(lo, hi), depth=depth, init=[int(w) for w in words])
         if isinstance(table, Table):

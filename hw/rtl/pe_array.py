@@ -66,6 +66,6 @@ class PEArray(wiring.Component):
                          pe.ld.sel.eq(self.ld.sel), pe.ld.count.eq(self.ld.count), pe.ld.data.eq(self.ld.data),
                          self.st.y[p].eq(pe.st.y)]
             wiring.connect(m, gemm=wiring.flipped(self.gemm), pe=pe.gemm)
-            for name in ("param_load", "param_addr", "valid", "acc", "relu"):
+            for name in ("param_load", "param_addr", "valid", "acc", "relu", "table"):
                 m.d.comb += getattr(pe.st, name).eq(getattr(self.st, name))
         return m

@@ -28,13 +28,16 @@ parameters      K0 banks of ``param_depth/K0``       a STORE reads K0 consecutiv
 accumulators    two copies of ``accum_depth`` x K0   the GEMM reads and writes an entry
                 x acc_bits, written together         while a STORE reads another: one
                                                      read port each
+table           K0 copies of the 256 x 32-bit table  each post-processing lane reads an
+                (:class:`~hw.rtl.table_memory.       entry a cycle (``act = TABLE``)
+                TableMemory`)
 ==============  ===================================  ==================================
 
 GEMM pipeline: cycle c reads the input row (with ``gemm.dw``, the ``G/C0`` consecutive rows
 from it, one per bank) and the K0 weight rows; c+1 multiplies (VectorMAC register) and reads
 the accumulator entry; c+2 writes ``acc + sum`` (``sum`` when ``gemm.first``).  A STORE pixel
 presented at cycle c gives ``st.y`` at c+4 (accumulator read, then the three PostProcessor
-stages).
+stages, the last of which is the table's read with ``st.table``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from ..numerics import MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, SHIFT_BITS
 from ..timing import dw_gather_max
 from .buses import GemmBusSignature, LoadBusSignature, LoadTarget, StoreBusSignature, load_geometry
 from .postproc import PostProcessor
+from .table_memory import TableMemory
 from .vector_mac import VectorMAC, int8_vector
 
 __all__ = ["PETile", "LoadTarget", "check_rtl_config", "load_geometry"]
@@ -101,9 +105,9 @@ class PETile(wiring.Component):
     ----------
     config:
         The accelerator configuration (validated by :func:`check_rtl_config`).
-    mac_factory, post_factory:
-        Build each VectorMAC / PostProcessor from ``config``; :mod:`hw.rtl.export`
-        passes black boxes so that each is emitted once.
+    mac_factory, post_factory, table_factory:
+        Build each VectorMAC / PostProcessor and the TableMemory (K0 read lanes) from ``config``;
+        :mod:`hw.rtl.export` passes black boxes so that each is emitted once.
 
     Members
     -------
@@ -129,11 +133,13 @@ class PETile(wiring.Component):
 
     def __init__(self, config: AcceleratorConfig, *,
                  mac_factory: Callable[[AcceleratorConfig], wiring.Component] = VectorMAC,
-                 post_factory: Callable[[AcceleratorConfig], wiring.Component] = PostProcessor):
+                 post_factory: Callable[[AcceleratorConfig], wiring.Component] = PostProcessor,
+                 table_factory: Callable[[AcceleratorConfig], wiring.Component] = TableMemory):
         check_rtl_config(config)
         self._config = config
         self._mac_factory = mac_factory
         self._post_factory = post_factory
+        self._table_factory = table_factory
         super().__init__({"ld": In(LoadBusSignature(config)), "gemm": In(GemmBusSignature(config)),
                           "st": In(StoreBusSignature(config))})
 
@@ -148,7 +154,7 @@ class PETile(wiring.Component):
         bias, mult, shift = self._parameter_banks(m)
         g_acc, s_acc, acc_wr = self._accumulators(m)
         self._gemm_datapath(m, inp_rd, wgt_rd, g_acc, acc_wr)
-        self._store_datapath(m, s_acc, bias, mult, shift)
+        self._store_datapath(m, s_acc, bias, mult, shift, self._table_memory(m))
         return m
 
     # ---- buffers --------------------------------------------------------------------------
@@ -302,13 +308,21 @@ class PETile(wiring.Component):
             m.d.comb += wr_data[j].eq(mac.sum + Mux(first2, 0, acc_data[j]))
         m.d.comb += wr_en.eq(v2)
 
-    def _store_datapath(self, m, acc_data, bias, mult, shift):
+    def _table_memory(self, m):
+        """The table memory, filled by LOAD_PARAM with ``table`` (``LoadTarget.TABLE`` beats) and
+        read by the K0 post-processing lanes (a copy each)."""
+        m.submodules.table = table = self._table_factory(self._config)
+        wiring.connect(m, wiring.flipped(self.ld), table.ld)
+        return table
+
+    def _store_datapath(self, m, acc_data, bias, mult, shift, table):
         cfg, st = self._config, self.st
-        sv1, relu1 = Signal(), Signal()
-        m.d.sync += [sv1.eq(st.valid), relu1.eq(st.relu)]
+        sv1, relu1, table1 = Signal(), Signal(), Signal()
+        m.d.sync += [sv1.eq(st.valid), relu1.eq(st.relu), table1.eq(st.table)]
         for j in range(cfg.k0):
             post = self._post_factory(cfg)
             m.submodules[f"post{j}"] = post
             m.d.comb += [post.acc.eq(acc_data[j]), post.bias.eq(bias[j]), post.mult.eq(mult[j]),
-                         post.shift.eq(shift[j]), post.relu.eq(relu1), post.valid.eq(sv1),
+                         post.shift.eq(shift[j]), post.relu.eq(relu1), post.act_table.eq(table1), post.valid.eq(sv1),
+                         table.rd_addr[j].eq(post.table_addr), post.table_data.eq(table.rd_data[j]),
                          st.y[j].eq(post.y)]

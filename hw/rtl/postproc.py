@@ -1,35 +1,42 @@
-"""Post-processing of accumulated partial sums: bias, requantisation, ReLU, int8 saturation."""
+"""Post-processing of accumulated partial sums: bias, requantisation, ReLU or a table activation, int8 saturation."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import operators as ops
 from ..config import AcceleratorConfig
-from ..numerics import INT8_MAX, INT8_MIN, MULT_BITS, SHIFT_BITS
+from ..numerics import MULT_BITS, SHIFT_BITS, TABLE_ENTRIES, TABLE_ENTRY_BITS
+from .kernel_unit import INT8, delayed
+from .operator_backend import AmaranthBackend, TablePort
 
 __all__ = ["PostProcessor"]
 
 
 class PostProcessor(wiring.Component):
-    """One lane of the requantisation of :mod:`hw.numerics`, pipelined in three stages.
+    """One lane of the requantisation of :mod:`hw.numerics`, then optionally a table activation.
 
-    ::
+    The arithmetic is ``hw.operators.requantize_kernel`` (and ``lut_kernel`` for the table)
+    evaluated by :class:`~hw.rtl.operator_backend.AmaranthBackend`, never a copy of it::
 
-        stage 1:  x = wrap_acc(acc + bias)                  -> register x, mult, shift, relu
-        stage 2:  p = x * mult            (exact)           -> register p, shift, relu
-        stage 3:  r = (p + rnd(shift)) >> shift, ReLU, clamp to int8 -> register y
+        stage 1:  x = wrap(acc + bias, acc_bits), p = x * mult       -> register p, shift
+        stage 2:  r = (p + rnd(shift)) >> shift                       -> register r
+        stage 3:  y = relu_saturate(r); table: read entry y + 128     -> register y / the table's read
 
-    with ``rnd(0) = 0`` and ``rnd(s) = 1 << (s - 1)`` (round half up), computed as
-    ``(1 << s) >> 1`` so that no negative shift amount is ever formed.  The shift is
-    arithmetic.  Shift amounts above ``MAX_SHIFT`` are outside the contract but still
-    give the exact formula's value (``p`` fits in ``acc_bits + MULT_BITS + 1`` bits).
+    With ``act_table`` set the result is the low byte of the table entry ``y + 128`` (as
+    ``sim.functional`` takes it: ``astype(int8)``), read through ``table_addr``/``table_data``
+    from the PE's :class:`~hw.rtl.table_memory.TableMemory`, whose synchronous read is stage 3's
+    register; otherwise ``y``.  Shift amounts above ``MAX_SHIFT`` are outside the contract (the
+    load unit refuses them with ``ErrorCode.DATA``).
 
     Parameters
     ----------
-    config:
+    config : AcceleratorConfig
         Only ``acc_bits`` is used.
+    table : bool
+        Build the table activation (the ``act_table`` flag and the table's read ports).
 
     Members
     -------
@@ -38,13 +45,17 @@ class PostProcessor(wiring.Component):
     mult: In(unsigned(MULT_BITS))
     shift: In(unsigned(SHIFT_BITS))
     relu: In(1)
+    act_table: In(1)
+        The activation is the table (``Act.TABLE``); only with ``table=True``.
+    table_addr: Out(unsigned(8)), table_data: In(signed(TABLE_ENTRY_BITS))
+        The table's read port: the entry at ``table_addr`` the cycle after; only with ``table=True``.
     valid: In(1)
     y: Out(signed(8))
     y_valid: Out(1)
         ``y`` is the result for the inputs presented ``LATENCY`` cycles earlier.
     """
 
-    #: Clock cycles from ``valid`` to ``y_valid``.
+    #: Clock cycles from ``valid`` to ``y_valid`` (the backend's pipeline; checked when built).
     LATENCY = 3
     export_prefix = "postproc"
 
@@ -52,73 +63,43 @@ class PostProcessor(wiring.Component):
     def export_params(cls, config: AcceleratorConfig) -> dict:
         return {"a": config.acc_bits}
 
-    def __init__(self, config: AcceleratorConfig):
+    def __init__(self, config: AcceleratorConfig, *, table: bool = True):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
-        self._acc_bits = config.acc_bits
-        super().__init__({
-            "acc": In(signed(config.acc_bits)),
-            "bias": In(signed(32)),
-            "mult": In(unsigned(MULT_BITS)),
-            "shift": In(unsigned(SHIFT_BITS)),
-            "relu": In(1),
-            "valid": In(1),
-            "y": Out(signed(8)),
-            "y_valid": Out(1),
-        })
+        ops.check_acc_bits(config.acc_bits)
+        self._acc_bits, self._table = config.acc_bits, bool(table)
+        ports = {"acc": In(signed(config.acc_bits)), "bias": In(signed(32)), "mult": In(unsigned(MULT_BITS)),
+                 "shift": In(unsigned(SHIFT_BITS)), "relu": In(1), "valid": In(1),
+                 "y": Out(INT8), "y_valid": Out(1)}
+        if self._table:
+            ports |= {"act_table": In(1), "table_addr": Out(unsigned(8)),
+                      "table_data": In(signed(TABLE_ENTRY_BITS))}
+        super().__init__(ports)
 
     @property
     def acc_bits(self) -> int:
         return self._acc_bits
 
     @property
-    def product_bits(self) -> int:
-        """Width of the exact product ``x * mult`` (signed)."""
-        return self._acc_bits + MULT_BITS + 1
+    def latency(self) -> int:
+        return self.LATENCY
 
     def elaborate(self, platform):
         m = Module()
-        acc_bits = self._acc_bits
-
-        # Stage 1: bias, wrapped to the accumulator width like the accumulator itself.
-        x1 = Signal(signed(acc_bits))
-        mult1 = Signal(unsigned(MULT_BITS))
-        shift1 = Signal(unsigned(SHIFT_BITS))
-        relu1 = Signal()
-        valid1 = Signal()
-        m.d.sync += [
-            x1.eq((self.acc + self.bias)[:acc_bits].as_signed()),
-            mult1.eq(self.mult),
-            shift1.eq(self.shift),
-            relu1.eq(self.relu),
-            valid1.eq(self.valid),
-        ]
-
-        # Stage 2: the exact product (signed x unsigned widens by one bit; no wrap).
-        p2 = Signal(signed(self.product_bits))
-        shift2 = Signal(unsigned(SHIFT_BITS))
-        relu2 = Signal()
-        valid2 = Signal()
-        m.d.sync += [
-            p2.eq(x1 * mult1),
-            shift2.eq(shift1),
-            relu2.eq(relu1),
-            valid2.eq(valid1),
-        ]
-
-        # Stage 3: round half up, arithmetic shift, ReLU, saturate.
-        max_shift = (1 << SHIFT_BITS) - 1
-        rnd = Signal(unsigned(max_shift))
-        m.d.comb += rnd.eq((Const(1, max_shift + 1) << shift2) >> 1)
-        rounded = Signal(signed(max(self.product_bits, max_shift) + 2))
-        m.d.comb += rounded.eq(p2 + rnd)
-        r = Signal(signed(self.product_bits + 1))
-        m.d.comb += r.eq(rounded >> shift2)   # signed operand: arithmetic shift
-        m.d.sync += [
-            # ReLU before the clamp: a ReLU'd value below -128 must give 0, not -128.
-            self.y.eq(Mux(relu2 & (r < 0), 0,
-                      Mux(r < INT8_MIN, INT8_MIN,
-                      Mux(r > INT8_MAX, INT8_MAX, r[:8].as_signed())))),
-            self.y_valid.eq(valid2),
-        ]
+        be = AmaranthBackend(m, "post")
+        top = 1 << (self._acc_bits - 1)
+        x = be.input((self.acc + self.bias)[:self._acc_bits].as_signed(), -top, top - 1)   # wraps like the accumulator
+        # every shift the port holds, so that one beyond MAX_SHIFT still gives the formula's value
+        mult, shift = (be.input(p, 0, (1 << len(p)) - 1) for p in (self.mult, self.shift))
+        # the shift registered with the product: its rounding constant (a one-hot as wide as the
+        # largest shift) is then decoded where it is added instead of registered
+        shift = be.at(shift, 1)
+        y = ops.requantize_kernel(x, mult, shift, be.input(self.relu, 0, 1), be)
+        if self._table:
+            # the activation is the entry's low byte, as sim.functional's astype(int8)
+            port = TablePort(self.table_addr, self.table_data[:8].as_signed(), TABLE_ENTRIES)
+            y = be.sel(be.input(self.act_table, 0, 1), ops.lut_kernel(y, port, be), y)
+        y = be.at(y, self.LATENCY)
+        assert y.stage == self.LATENCY and y.lo >= -128 and y.hi <= 127, (y, self.LATENCY)
+        m.d.comb += [self.y.eq(y.value), self.y_valid.eq(delayed(m, self.valid, self.LATENCY, "valid"))]
         return m

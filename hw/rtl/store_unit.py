@@ -7,8 +7,8 @@ and multiplies each selected PE's extent into its bytes, t+3 sums them; t+2 to t
 DRAM base, a product a cycle (``hw.timing.store_addr``); t+4 has the contract's busy time and
 latency (``hw.timing.store_timing``), counted down from there; a pixel issued at c is written at c+4.  Posted writes: the unit is free after the busy time (a down-counter), and
 pushes its token then, with the rest of the latency as the token's wait; FENCE/END wait for
-that rest too (``idle``).  Table activations and softmax epilogues are refused at dispatch
-(ErrorCode.UNSUPPORTED).
+that rest too (``idle``).  A table activation is the PEs' (``st.table``); softmax epilogues
+are refused at dispatch (ErrorCode.UNSUPPORTED).
 """
 
 from __future__ import annotations
@@ -158,7 +158,8 @@ class StoreUnit(wiring.Component):
         oy, ox = field_signal(Op.STORE, "out_h"), field_signal(Op.STORE, "out_w")
         wrap_pitch, pix_off = Signal(signed(48)), Signal(48)    # wrap_pitch: a row's last pixel to the next row's first
         beat = active & (p_i < npix)
-        m.d.comb += [self.st.valid.eq(beat), self.st.acc.eq(cs.acc_addr + p_i), self.st.relu.eq(cs.act == Act.RELU)]
+        m.d.comb += [self.st.valid.eq(beat), self.st.acc.eq(cs.acc_addr + p_i), self.st.relu.eq(cs.act == Act.RELU),
+                     self.st.table.eq(cs.act == Act.TABLE)]
         with m.If(beat):
             m.d.sync += p_i.eq(p_i + 1)
             with m.If(ox == cs.out_w - 1):

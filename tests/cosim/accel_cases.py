@@ -9,6 +9,8 @@ computes what the RTL must produce).
 * :data:`FIXED` -- named layers covering every kind of mapping (1x1, 3x3 stride 1 and 2
   with padding, folded 7x7 stride 4, depthwise, linear, both attention products,
   requantisation with ReLU, several passes / tiles / chunks with double buffering).
+* :data:`TABLE_ACTIVATIONS` -- cases whose STOREs apply a table activation (``Act.TABLE``,
+  the table loaded by LOAD_PARAM with ``table = 1``).
 * :func:`random_layers` -- random shapes from a seed.
 * :func:`layer_spec` / :func:`layer_from_spec` -- JSON round trip of a layer.
 * :func:`expected_run` -- the model: DRAM image in, expected DRAM image out (sim.functional),
@@ -25,15 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
+from hw import operators as ops
 from hw.config import AcceleratorConfig
-from hw.isa import INSN_BYTES, Insn, Op, encode, make
+from hw.isa import INSN_BYTES, Act, Insn, Op, encode, make
 from hw.timing import schedule
+from mapper import float_ops as F
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
+from mapper.program import _table_bytes
 
 from cosim.runner import FAST_BUILD
 
 __all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "FIXED",
+           "TABLE_ACTIVATIONS",
            "random_layers", "layer_spec", "layer_from_spec", "Expected", "expected_run",
            "BAD_STREAMS", "bad_stream", "stream_words"]
 
@@ -87,8 +93,17 @@ FIXED: tuple[Layer, ...] = (
     # several passes, tiles and input-channel chunks with streamed weights
     Conv2d("multi_tile", "decoder", 70, 40, 20, 20, kernel=3, padding=1, relu=True),
     Linear("multi_chunk", "decoder", 300, 200, 36),
+    # table activations (TABLE_ACTIVATIONS): a GELU after a linear layer, a sigmoid after a conv
+    Linear("linear_gelu", "encoder", 10, 20, 9),
+    Conv2d("conv3x3_sigmoid", "encoder", 8, 12, 6, 6, kernel=3, padding=1),
 )
 FIXED_BY_NAME = {layer.name: layer for layer in FIXED}
+#: Cases whose STOREs read their activation from the PEs' table memory (``Act.TABLE``): name ->
+#: (float function, input scale, output scale) of ``hw.operators.lut_table``.
+TABLE_ACTIVATIONS = {"linear_gelu": (F.gelu, 1 / 16, 1 / 16), "conv3x3_sigmoid": (F.sigmoid, 0.1, 1 / 128)}
+#: Extra requantisation shift of those cases: ``layer_data``'s outputs saturate for most elements
+#: (93 % of linear_gelu's on tiny); 4 bits more leave 11 to 22 % at the int8 ends.
+TABLE_INPUT_SHIFT = 4
 
 
 def random_layers(seed: int, count: int) -> list[Layer]:
@@ -175,8 +190,9 @@ class Expected:
 
 
 def expected_run(layer: Layer, cfg: AcceleratorConfig, seed: int) -> Expected:
-    """Map ``layer``, lay out random data from ``seed`` and run the reference models.  (The RTL
-    does not build the STORE's softmax epilogue yet: ``ErrorCode.UNSUPPORTED``.)
+    """Map ``layer``, lay out random data from ``seed`` and run the reference models; a layer
+    named in :data:`TABLE_ACTIVATIONS` gets its table activation.  (The RTL does not build the
+    STORE's softmax epilogue yet: ``ErrorCode.UNSUPPORTED``.)
 
     Raises
     ------
@@ -187,19 +203,28 @@ def expected_run(layer: Layer, cfg: AcceleratorConfig, seed: int) -> Expected:
     """
     from sim.functional import Machine, _place, golden_output, layer_data
 
-    parts = map_layer(layer, cfg)
+    activation = TABLE_ACTIVATIONS.get(layer.name)
+    parts = map_layer(layer, cfg, act=Act.TABLE if activation else None)
     if len(parts) != 1 or parts[0][1] != 1:
         raise ValueError(f"{layer.name}: the mapper splits it into "
                          f"{sum(n for _, n in parts)} streams; the testbench runs one")
     lowered = parts[0][0]
     stream = lowered.stream + [make(Op.END)]
     d = layer_data(layer, np.random.default_rng(seed))
+    if activation:      # smaller values, which the table maps through its whole range, not its ends
+        d["shift"] = d["shift"] + TABLE_INPUT_SHIFT
     dram_in = _place(lowered, layer, d, cfg)
+    p, pl = lowered.problem, lowered.layout
+    golden = golden_output(layer, d, cfg)
+    if activation:
+        table = ops.lut_table(*activation)
+        entries = _table_bytes(table.astype(np.int64))
+        dram_in[pl.table:pl.table + entries.size] = entries
+        golden = ops.lut(golden, table)
     dram_out = dram_in.copy()
     Machine(cfg, dram_out).run(stream)
-    p, pl = lowered.problem, lowered.layout
     out = (pl.output, pl.output + p.oh * p.ow * p.k)
-    golden = golden_output(layer, d, cfg).reshape(-1).view(np.uint8)
+    golden = golden.reshape(-1).view(np.uint8)
     functional = dram_out[out[0]:out[1]]
     if not np.array_equal(functional, golden):
         raise AssertionError(f"{layer.name}: sim.functional differs from the golden model "

@@ -3,7 +3,8 @@
 :func:`fuzz_case` takes the stream of a random MAC layer (``accel_cases``) and applies one
 mutation (:data:`MUTATIONS`): none, a flipped bit, a field set to a random or extreme value,
 a toggled token flag, a truncation, a dropped, duplicated or zero word, a PE set with step 0,
-``n_out`` above K0, a parameter shift above MAX_SHIFT, a gather from the global buffer, a VEC.
+``n_out`` above K0, a parameter shift above MAX_SHIFT, a gather from the global buffer, a VEC,
+a table activation.
 :func:`expected_outcome` says what the RTL must do with it, from the simulator alone
 (``hw.timing.schedule_encoded``, ``sim.functional``): finish in the scheduled cycle with the
 functional model's DRAM, or raise the simulator's error code at the same instruction.
@@ -34,15 +35,16 @@ import numpy as np
 
 from cosim.accel_cases import expected_run, random_layers, stream_words
 from hw.config import AcceleratorConfig
-from hw.isa import FIELD_BITS, FIELDS, INSN_BYTES, ErrorCode, Op, StreamError, decode, encode, make
-from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
+from hw.isa import FIELD_BITS, FIELDS, INSN_BYTES, Act, ErrorCode, Op, StreamError, decode, encode, make
+from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, entry_offset
 from hw.rtl.accelerator import rtl_unsupported
 from hw.timing import decode_until_end, schedule, schedule_encoded
 
 __all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "words_bytes"]
 
 MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", "truncate", "drop",
-             "duplicate", "zero_word", "pe_step_zero", "n_out_over_k0", "bad_shift", "from_gb", "vec")
+             "duplicate", "zero_word", "pe_step_zero", "n_out_over_k0", "bad_shift", "from_gb", "vec",
+             "table_act")
 #: Random layers a fuzz run draws its base streams from (mapped once each).
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
@@ -208,6 +210,26 @@ def _mut_vec(words, dram, rng, cfg):
     i = rng.randrange(len(words))
     words[i] = int.from_bytes(encode(make(Op.VEC, work=rng.randrange(1, 64))), "little")
     return f"word {i} replaced by a VEC"
+
+
+def _mut_table_act(words, dram, rng, cfg):
+    """A STORE applies the table activation; two LOAD_PARAMs with ``table`` put first fill the
+    table of every PE from the layer's own bytes, then part of one PE's at a random entry."""
+    i = _pick(words, rng, [Op.STORE])
+    if i is None:
+        return "no STORE"
+    _set_fields(words, i, act=Act.TABLE)
+    whole = min(TABLE_BYTES, dram.size) // PARAM_ENTRY_BYTES
+    dst = rng.randrange(whole)
+    part = rng.randrange(1, whole - dst + 1)
+    src = [rng.randrange(dram.size - n * PARAM_ENTRY_BYTES + 1) for n in (whole, part)]
+    pe = rng.randrange(cfg.num_pe)
+    words[0:0] = stream_words([make(Op.LOAD_PARAM, pe_count=cfg.num_pe, pe_step=1, table=1, src_addr=src[0],
+                                    n_entries=whole),
+                               make(Op.LOAD_PARAM, pe_first=pe, pe_count=1, table=1, src_addr=src[1], dst_addr=dst,
+                                    n_entries=part)])
+    return f"STORE {i} (now {i + 2}): table activation; tables from byte {src[0]}, PE {pe}'s entries " \
+           f"{dst}..{dst + part - 1} from byte {src[1]}"
 
 
 _MUTATE = {name: globals()[f"_mut_{name}"] for name in MUTATIONS}

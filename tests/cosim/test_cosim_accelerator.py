@@ -31,10 +31,10 @@ TESTBENCH = "cosim.tb_accelerator"
 RESULTS_FILE = "accel_results.jsonl"
 
 #: Cases of the default (fast) run on tiny: one of each mapping kind, a few seconds in total.
-FAST_CASES = ("conv1x1", "conv3x3_s2", "patch7x7_s4", "depthwise", "linear_relu", "attn_qk")
+FAST_CASES = ("conv1x1", "conv3x3_s2", "patch7x7_s4", "depthwise", "linear_relu", "attn_qk", "linear_gelu")
 FAST_BAD = ("unknown_opcode", "weight_rows_out_of_range")
 #: Differential fuzz cases (cosim.fuzz) of the default run, and per configuration in the slow run.
-FAST_FUZZ, SLOW_FUZZ = 42, 420
+FAST_FUZZ, SLOW_FUZZ = 45, 420
 
 
 def default_seed(fallback: int) -> int:
