@@ -362,54 +362,82 @@ def build_and_run(verilog_text: str, toplevel: str, test_module: str, *,
         raise ValueError(f"sim_prefix arguments must be non-empty and without whitespace, not {sim_prefix!r}")
     if waves is None:
         waves = os.environ.get("WAVES") == "1"
-    params = dict(params or {})
-    params_json = json.dumps(params, sort_keys=True)
-    root = verilator_root()
-    version = verilator_version()
-    build_args = list(BASE_BUILD_ARGS) + options.args() + list(extra_build_args)
-    make_variables = list(MAKE_VARIABLES) + list(options.make_variables)
-    wave_format = None
-    if waves:
-        # The runner adds --trace (VCD); --trace-fst after it selects FST, which
-        # cocotb's verilator.cpp then writes as dump.fst.  Verilator 5.048's FST
-        # writer needs the lz4 headers; without them, VCD rather than no waves.
-        wave_format = "fst" if fst_available() else "vcd"
-        if wave_format == "fst":
-            build_args += ["--trace-fst"]
-        else:
-            warnings.warn("WAVES=1: lz4.h not found (install liblz4-dev), which Verilator's "
-                          "FST writer needs; writing VCD (dump.vcd) instead", stacklevel=2)
-        build_args += ["--trace-structs"]
-
-    flags = {"toplevel": toplevel, "verilator": version, "build_args": build_args,
-             "public_flat_rw": options.public_flat_rw, "config": list(options.config),
-             "make": make_variables, "waves": bool(waves)}
-    digest = hashlib.sha256()
-    digest.update(verilog_text.encode())
-    digest.update(b"\0")
-    digest.update(json.dumps(flags, sort_keys=True).encode())
-    key = digest.hexdigest()[:16]
-    build_dir = BUILD_ROOT / f"{toplevel}-{key}"
-    stamp = build_dir / "cosim_build.json"
-    executable = build_dir / toplevel
-
+    params_json = json.dumps(dict(params or {}), sort_keys=True)
+    plan = _BuildPlan.of(verilog_text, toplevel, options, extra_build_args, waves)
     # The testbench package (tests/) must be importable in the simulator, whose
     # PYTHONPATH the runner sets from this process's sys.path.
     tests_dir = str(Path(__file__).resolve().parents[1])
     if tests_dir not in sys.path:
         sys.path.insert(0, tests_dir)
+    runner = _verilator_runner(options)
+    cached, build_s = _build(runner, plan, verilog_text, options)
+    run_dir, results_xml, sim_log, run_s, run_cpu_s, exit_problem, timed_out = _run(
+        runner, plan, test_module, params_json, waves, timeout_s, testcase, sim_prefix)
+    where = f"{test_module} on {toplevel}"
+    tests = _verdict(where, results_xml, sim_log, run_s >= timeout_s or timed_out, timeout_s, exit_problem)
+    wave_file = run_dir / f"dump.{plan.wave_format}"
+    return CosimResult(build_dir=plan.build_dir, run_dir=run_dir, results_xml=results_xml,
+                       cached=cached, build_s=build_s, run_s=run_s, run_cpu_s=round(run_cpu_s, 3),
+                       verilator=plan.version,
+                       tests=tests, waves=wave_file if waves and wave_file.is_file() else None)
 
+
+@dataclass
+class _BuildPlan:
+    """How a design is built: Verilator's arguments, make's variables and the cache key."""
+
+    toplevel: str
+    version: str
+    build_args: list
+    make_variables: list
+    flags: dict
+    key: str
+    build_dir: Path
+    wave_format: str | None
+
+    @classmethod
+    def of(cls, verilog_text: str, toplevel: str, options: BuildOptions, extra_build_args, waves: bool):
+        version = verilator_version()
+        build_args = list(BASE_BUILD_ARGS) + options.args() + list(extra_build_args)
+        make_variables = list(MAKE_VARIABLES) + list(options.make_variables)
+        wave_format = None
+        if waves:
+            # The runner adds --trace (VCD); --trace-fst after it selects FST, which
+            # cocotb's verilator.cpp then writes as dump.fst.  Verilator 5.048's FST
+            # writer needs the lz4 headers; without them, VCD rather than no waves.
+            wave_format = "fst" if fst_available() else "vcd"
+            if wave_format == "fst":
+                build_args += ["--trace-fst"]
+            else:
+                warnings.warn("WAVES=1: lz4.h not found (install liblz4-dev), which Verilator's "
+                              "FST writer needs; writing VCD (dump.vcd) instead", stacklevel=3)
+            build_args += ["--trace-structs"]
+        flags = {"toplevel": toplevel, "verilator": version, "build_args": build_args,
+                 "public_flat_rw": options.public_flat_rw, "config": list(options.config),
+                 "make": make_variables, "waves": bool(waves)}
+        digest = hashlib.sha256()
+        digest.update(verilog_text.encode())
+        digest.update(b"\0")
+        digest.update(json.dumps(flags, sort_keys=True).encode())
+        key = digest.hexdigest()[:16]
+        return cls(toplevel, version, build_args, make_variables, flags, key,
+                   BUILD_ROOT / f"{toplevel}-{key}", wave_format)
+
+
+def _build(runner, plan: _BuildPlan, verilog_text: str, options: BuildOptions) -> tuple[bool, float]:
+    """Build the model unless a complete build of the same key exists: (cached, wall seconds)."""
+    root = verilator_root()
     tool_env = {
         "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         "VERILATOR_ROOT": str(root),
-        "MAKEFLAGS": " ".join(filter(None, [os.environ.get("MAKEFLAGS", ""), *make_variables])),
-        "WAVES": "1" if waves else "0",  # the runner lets WAVES override its argument
+        "MAKEFLAGS": " ".join(filter(None, [os.environ.get("MAKEFLAGS", ""), *plan.make_variables])),
+        "WAVES": "1" if plan.wave_format else "0",  # the runner lets WAVES override its argument
     }
-
-    runner = _verilator_runner(options)
+    build_dir, toplevel = plan.build_dir, plan.toplevel
+    stamp = build_dir / "cosim_build.json"
     start = time.perf_counter()
-    with _file_lock(BUILD_ROOT / f".{toplevel}-{key}.lock"):
-        cached = stamp.is_file() and executable.is_file()
+    with _file_lock(BUILD_ROOT / f".{toplevel}-{plan.key}.lock"):
+        cached = stamp.is_file() and (build_dir / toplevel).is_file()
         if not cached:
             if build_dir.exists():
                 shutil.rmtree(build_dir)  # an interrupted build: start clean
@@ -425,42 +453,43 @@ def build_and_run(verilog_text: str, toplevel: str, test_module: str, *,
             with _environment(**tool_env):
                 try:
                     runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
-                                 build_args=build_args, waves=waves, timescale=("1ns", "1ps"),
-                                 log_file=log)
+                                 build_args=plan.build_args, waves=bool(plan.wave_format),
+                                 timescale=("1ns", "1ps"), log_file=log)
                 except (RuntimeError, SystemExit) as error:
                     tail = log.read_text()[-4000:] if log.is_file() else ""
                     raise RuntimeError(f"Verilator build of {toplevel!r} in {build_dir} failed "
                                        f"({error}); end of {log}:\n{tail}") from None
             build_s = time.perf_counter() - start
-            stamp.write_text(json.dumps({**flags, "key": key, "build_s": round(build_s, 3),
+            stamp.write_text(json.dumps({**plan.flags, "key": plan.key, "build_s": round(build_s, 3),
                                          "build_cpu_s": round(_children_cpu_s() - cpu_before, 3),
                                          "load_average": [round(x, 2) for x in os.getloadavg()]},
                                         indent=2) + "\n")
-        build_s = time.perf_counter() - start
+    return cached, time.perf_counter() - start
 
+
+def _run(runner, plan: _BuildPlan, test_module: str, params_json: str, waves: bool, timeout_s: float,
+         testcase: str | None, sim_prefix: tuple[str, ...]):
+    """Run the cocotb tests in a directory named by the parameters; what the run left behind."""
     run_name = _slug(f"run-{test_module}-{hashlib.sha256(params_json.encode()).hexdigest()[:8]}"
                      f"{'-' + testcase if testcase else ''}")
-    run_dir = build_dir / run_name
+    run_dir = plan.build_dir / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     params_file = run_dir / "params.json"
     params_file.write_text(params_json + "\n")
     results_xml = run_dir / "results.xml"
     results_xml.unlink(missing_ok=True)
     sim_log = run_dir / "sim.log"
-
-    start = time.perf_counter()
     run_env = {
         "WAVES": "1" if waves else "0",
         # Wall-clock limit: the runner prefixes the simulator command with this.
         "SIM_CMD_PREFIX": f"timeout --kill-after=10 {timeout_s:g} {' '.join(sim_prefix)}".strip(),
     }
-    exit_problem = ""
-    timed_out = False
-    cpu_before = _children_cpu_s()
+    exit_problem, timed_out = "", False
+    start, cpu_before = time.perf_counter(), _children_cpu_s()
     with _environment(**run_env):
         try:
-            runner.test(test_module=test_module, hdl_toplevel=toplevel,
-                        hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=run_dir,
+            runner.test(test_module=test_module, hdl_toplevel=plan.toplevel,
+                        hdl_toplevel_lang="verilog", build_dir=plan.build_dir, test_dir=run_dir,
                         results_xml=str(results_xml), waves=waves, testcase=testcase,
                         extra_env={"COSIM_PARAMS": params_json,
                                    "COSIM_PARAMS_FILE": str(params_file)},
@@ -470,30 +499,27 @@ def build_and_run(verilog_text: str, toplevel: str, test_module: str, *,
             timed_out = error.code in (124, 137)  # `timeout`: TERM sent / KILL sent
         except RuntimeError as error:
             exit_problem = str(error)
-    run_s = time.perf_counter() - start
-    run_cpu_s = _children_cpu_s() - cpu_before
+    return (run_dir, results_xml, sim_log, time.perf_counter() - start, _children_cpu_s() - cpu_before,
+            exit_problem, timed_out)
 
+
+def _verdict(where: str, results_xml: Path, sim_log: Path, timed_out: bool, timeout_s: float,
+             exit_problem: str) -> list:
+    """The cocotb results, or CosimFailure saying what went wrong."""
     log_tail = sim_log.read_text(errors="replace")[-3000:] if sim_log.is_file() else ""
-    if timed_out or run_s >= timeout_s:
-        raise CosimFailure(f"{test_module} on {toplevel}: timed out after {timeout_s:g} s "
-                           f"(killed); log {sim_log}:\n{log_tail}")
+    if timed_out:
+        raise CosimFailure(f"{where}: timed out after {timeout_s:g} s (killed); log {sim_log}:\n{log_tail}")
     if not results_xml.is_file():
         problem = exit_problem or "no error reported"
-        raise CosimFailure(f"{test_module} on {toplevel}: no results.xml ({problem}); "
-                           f"log {sim_log}:\n{log_tail}")
+        raise CosimFailure(f"{where}: no results.xml ({problem}); log {sim_log}:\n{log_tail}")
     tests = _read_results(results_xml)
     failed = [t for t in tests if not t.passed]
     if not tests:
-        raise CosimFailure(f"{test_module} on {toplevel}: no cocotb test ran; log {sim_log}")
+        raise CosimFailure(f"{where}: no cocotb test ran; log {sim_log}")
     if failed:
         details = "\n".join(f"  {t.name}: {t.message}" for t in failed)
-        raise CosimFailure(f"{test_module} on {toplevel}: {len(failed)} of {len(tests)} cocotb "
+        raise CosimFailure(f"{where}: {len(failed)} of {len(tests)} cocotb "
                            f"tests failed (results {results_xml}, log {sim_log}):\n{details}")
     if exit_problem:
-        raise CosimFailure(f"{test_module} on {toplevel}: all tests passed but {exit_problem}; "
-                           f"log {sim_log}:\n{log_tail}")
-    wave_file = run_dir / f"dump.{wave_format}"
-    return CosimResult(build_dir=build_dir, run_dir=run_dir, results_xml=results_xml,
-                       cached=cached, build_s=build_s, run_s=run_s, run_cpu_s=round(run_cpu_s, 3),
-                       verilator=version,
-                       tests=tests, waves=wave_file if waves and wave_file.is_file() else None)
+        raise CosimFailure(f"{where}: all tests passed but {exit_problem}; log {sim_log}:\n{log_tail}")
+    return tests
