@@ -273,7 +273,7 @@ PAPER_PRESETS = tuple("ABCDEFGHIJKLM")
 
 
 def get_config(name: str, **overrides) -> AcceleratorConfig:
-    """The preset ``name`` (case-insensitive for A..M), with fields overridden.
+    """The preset ``name`` (case-insensitive: ``e`` is E, ``SMALL`` small), with fields overridden.
 
     Raises
     ------
@@ -282,7 +282,7 @@ def get_config(name: str, **overrides) -> AcceleratorConfig:
     UnknownFieldError
         (a KeyError) For an override that names no field; the message lists the fields.
     """
-    key = name if name in PRESETS else name.upper() if name.upper() in PAPER_PRESETS else None
+    key = {preset.lower(): preset for preset in PRESETS}.get(name.lower())
     if key is None:
         raise KeyError(f"unknown configuration {name!r}; choose one of {', '.join(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(AcceleratorConfig)}
