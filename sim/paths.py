@@ -113,7 +113,12 @@ class AccuracyTable:
             except (KeyError, ValueError) as e:
                 raise AccuracyError(f"{file}:{row.line}: unknown path {row.model}:{row.path}: "
                                     f"{e.args[0] if e.args else e}") from None
-            self._by_key[structure_key(model)] = row
+            key = structure_key(model)
+            first = self._by_key.get(key)
+            if first is not None:
+                raise AccuracyError(f"{file}:{row.line}: {row.model}:{row.path} is the network of line {first.line} "
+                                    f"({first.model}:{first.path}) again; give each path once")
+            self._by_key[key] = row
 
     @classmethod
     def read(cls, file: os.PathLike | str) -> "AccuracyTable":
@@ -146,6 +151,12 @@ class AccuracyTable:
 
     def lookup(self, model: Model) -> Optional[AccuracyRow]:
         return self._by_key.get(structure_key(model))
+
+    def unused(self, models: list[str], paths: Optional[list[str]]) -> list[AccuracyRow]:
+        """The rows of ``models`` whose paths are none of those simulated (``paths``, or each
+        model's candidates)."""
+        simulated = {structure_key(build_model(m, variant=v)) for m in models for v in (paths or candidate_paths(m))}
+        return [row for key, row in self._by_key.items() if row.model in models and key not in simulated]
 
 
 def candidate_paths(model: str) -> list[str]:
@@ -390,6 +401,11 @@ def main(argv=None) -> int:
     _print_table(points, base)
     for line in _comparison_lines(comparison, base):
         print(line)
+    unused = table.unused(args.model, paths)
+    if unused:
+        print(f"{len(unused)} accuracy row(s) of {args.accuracy} name paths that were not simulated: "
+              f"{', '.join(f'{r.model}:{r.path}' for r in unused[:5])}{' ...' if len(unused) > 5 else ''} "
+              f"(simulate them with --paths, in make: ARGS=\"--paths ...\")")
     print(f"wrote {', '.join(files)} to {out}")
     return 0
 

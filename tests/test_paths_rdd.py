@@ -49,6 +49,9 @@ def test_default_accuracy_table_joins_paper_points():
     ("model,path,accuracy\nsegformer_b2,full,46.5\n", r"bad.csv:2: accuracy 46.5 outside 0..1"),
     ("model,path,accuracy\nsegformer_b2,B2_z,0.4\n", r"bad.csv:2: unknown path segformer_b2:B2_z"),
     ("model,path,accuracy\nvit,full,0.4\n", r"bad.csv:2: unknown model 'vit'"),
+    # one network twice, under another spelling: which accuracy would count?
+    ("model,path,accuracy\nsegformer_b2,full,0.46\nsegformer_b2,blocks=3-4-6-3,0.45\n",
+     r"bad.csv:3: segformer_b2:blocks=3-4-6-3 is the network of line 2 \(segformer_b2:full\) again"),
 ])
 def test_bad_accuracy_csv_names_file_and_line(tmp_path, text, message):
     f = tmp_path / "bad.csv"
@@ -72,6 +75,14 @@ def test_bad_budget_csv_names_file_and_line(tmp_path, text, message):
 
 def _point(path, t, acc, wset, wbytes=1_000_000):
     return PathPoint("m", path, 1, t, t * 10, 0.5, 0.5, wbytes, acc, wset)
+
+
+def test_rows_for_paths_not_simulated_are_named(tmp_path):
+    f = tmp_path / "acc.csv"
+    f.write_text("model,path,accuracy\nsegformer_b0,full,0.37\nsegformer_b0,blocks=1-2-2-2,0.36\n")
+    table = AccuracyTable.read(f)
+    assert [(r.path, r.line) for r in table.unused(["segformer_b0"], None)] == [("blocks=1-2-2-2", 3)]
+    assert table.unused(["segformer_b0"], ["full", "blocks=1-2-2-2"]) == []
 
 
 def test_pruned_cost_at_an_accuracy_interpolates_on_the_front():
