@@ -161,12 +161,13 @@ def main(argv=None) -> int:
     parser.add_argument("--verilog-dir", type=Path, default=Path("build/verilog"))
     parser.add_argument("--output", type=Path, default=Path("build/bench/verilog.json"))
     args = parser.parse_args(argv)
-    names = [n for n in args.configs.split(",") if n]
-    with_synth = {n for n in args.synth.split(",") if n}
-    with_pe_array = {n for n in args.pe_array.split(",") if n}
-    for n in names + sorted(with_synth | with_pe_array):
-        if n not in PRESETS and n.upper() not in PRESETS:
-            parser.error(f"--configs/--synth: unknown configuration {n!r}; choose from {', '.join(PRESETS)}")
+    def presets(text: str) -> list[str]:        # names as get_config reads them (case-insensitive)
+        try:
+            return [get_config(n).name for n in text.split(",") if n]
+        except KeyError as e:
+            parser.error(f"--configs/--synth/--pe-array: {e.args[0]}")
+
+    names, with_synth, with_pe_array = presets(args.configs), set(presets(args.synth)), set(presets(args.pe_array))
     records = []
     for n in names:
         rec = bench_config(n, args.verilog_dir, n in with_synth, parallel=args.jobs)
@@ -174,7 +175,7 @@ def main(argv=None) -> int:
         atomic_write_json(args.output, records)     # partial results survive an interrupt
         print(json.dumps(rec), flush=True)
     pe_records = []
-    for n in [n for n in PRESETS if n in with_pe_array or n.lower() in with_pe_array]:
+    for n in [n for n in PRESETS if n in with_pe_array]:
         pe_records.append(bench_pe_array(n, parallel=args.jobs))
         comparison = pe_array_comparison(pe_records)
         atomic_write_json(args.output.with_name("synth_pe_array.json"), comparison)
