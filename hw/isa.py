@@ -60,8 +60,8 @@ class ErrorCode(enum.IntEnum):
                       # more than TOKEN_LIMIT outstanding, or tokens left at END
     DATA = 5          # found while running: a loaded parameter shift above MAX_SHIFT, a LOAD_INP
                       # global-buffer address outside the buffer, a malformed VEC descriptor
-    UNSUPPORTED = 6   # a feature the RTL does not build yet (VEC, STORE table activation and
-                      # softmax epilogue, LOAD_PARAM into the table memory)
+    UNSUPPORTED = 6   # a feature the RTL does not build yet (VEC resize, pooling and argmax, two
+                      # row stages in one VEC pass, the STORE softmax epilogue)
 
 
 class Queue(enum.IntEnum):

@@ -1,4 +1,4 @@
-"""The top level: the dispatcher, three queues, three units, four token FIFOs and the PE array.
+"""The top level: the dispatcher, three queues, three units, four token FIFOs, the PE array and the vector executor.
 
 ``Accelerator(config)`` executes an instruction stream (``hw/isa.py``) with the semantics of
 ``sim/functional.py`` and, cycle for cycle, the timing of ``hw/timing.py``: cycle 0 is the
@@ -7,7 +7,8 @@ first cycle after ``start`` was sampled high, and ``done`` reads 1 from cycle
 micro-architecture; the top only instantiates the units and joins their buses::
 
     imem -> Dispatcher -lq-> InsnQueue -> LoadUnit ----ld---> PEArray <--gemm-- ComputeUnit <- InsnQueue <-cq-
-                       -sq-> InsnQueue -> StoreUnit <--st-->
+                       -sq-> InsnQueue -> StoreUnit <--st-->                      |vec
+                                                                       VectorExecutor <-> vec_rd, vec_wr
     tokens: LoadUnit -l2c-> ComputeUnit -c2l-> LoadUnit, ComputeUnit -c2s-> StoreUnit -s2c-> ComputeUnit
 
 Timing shell
@@ -16,7 +17,15 @@ Timing shell
     and counts them down.  Its datapath is never slower: the load unit moves
     ``gb_bus_bytes`` per cycle (the contract's bus term), GEMM one pixel per cycle, STORE one
     pixel of every PE per cycle.  DRAM bandwidth and latency are therefore enforced by the
-    shell, and the DRAM ports are simple fixed-latency gather/scatter ports.
+    shell, and the DRAM ports are simple fixed-latency gather/scatter ports.  A VEC is counted
+    down by the compute unit from its fields (``hw.timing.vec_cycles``) while the vector
+    executor runs it; the executor is never slower (``docs/rtl_vector.md``).
+
+Vector ports
+    The vector executor gathers and scatters with an address per lane, more lanes than the
+    load and store ports have (``read_lanes`` / ``write_lanes`` of ``vector_lanes``: 72 and 32 on
+    ``tiny``), and it cannot stall.  It therefore has DRAM ports of its own, ``vec_rd`` and
+    ``vec_wr``, with the protocol of ``dram_rd`` / ``dram_wr``; the DRAM serves all four.
 
 Tokens
     A unit pushes a token when its instruction is done, with the cycles until its effects are
@@ -28,7 +37,7 @@ Tokens
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,6 +53,7 @@ from .load_unit import LoadUnit
 from .pe_array import PEArray
 from .pe_tile import PETile, check_rtl_config
 from .store_unit import StoreUnit
+from .vector_executor import VectorExecutor, vector_ports
 
 __all__ = ["Accelerator", "ErrorCode", "rtl_unsupported", "IMEM_WORDS", "DramReadSignature", "DramWriteSignature",
            "insn_layout", "CYCLE_BITS", "TOKEN_LIMIT", "DRAM_READ_LATENCY", "token_max_wait"]
@@ -72,7 +82,8 @@ class Accelerator(wiring.Component):
         The configuration; :func:`hw.rtl.pe_tile.check_rtl_config` lists what the RTL needs.
     factories:
         ``{name: factory}`` replacing how a block is built (``dispatcher``, ``queue``,
-        ``token_fifo``, ``load_unit``, ``compute_unit``, ``store_unit``, ``pe_array``; each is
+        ``token_fifo``, ``load_unit``, ``compute_unit``, ``store_unit``, ``pe_array``,
+        ``vector_executor``; each is
         called like the class): the export passes black boxes.
     imem_words:
         Depth of the instruction memory in words: fetching word ``imem_words`` raises
@@ -93,6 +104,9 @@ class Accelerator(wiring.Component):
         Byte gather, data one cycle after the request.
     dram_wr: DramWriteSignature(num_pe * K0)
         Byte scatter, written in the cycle the lanes are enabled.
+    vec_rd, vec_wr: DramReadSignature(read_lanes), DramWriteSignature(write_lanes)
+        The vector executor's gather and scatter (``hw.rtl.vector_executor.vector_ports``),
+        the same protocol.
     """
 
     export_prefix = "accelerator"
@@ -108,7 +122,7 @@ class Accelerator(wiring.Component):
             raise ValueError(f"imem_words must be between 1 and {IMEM_WORDS}, not {imem_words!r}")
         defaults = {"dispatcher": Dispatcher, "queue": InsnQueue, "token_fifo": TokenFifo,
                     "load_unit": LoadUnit, "compute_unit": ComputeUnit, "store_unit": StoreUnit,
-                    "pe_array": PEArray}
+                    "pe_array": PEArray, "vector_executor": VectorExecutor}
         unknown = set(factories or {}) - set(defaults)
         if unknown:
             raise ValueError(f"unknown factories {sorted(unknown)}; known: {', '.join(defaults)}")
@@ -116,12 +130,14 @@ class Accelerator(wiring.Component):
         self._factories = {**defaults, **(factories or {})}
         self._imem_words = imem_words
         g, _, _ = load_geometry(config)
+        n_rd, n_wr = vector_ports(config)
         super().__init__({
             "start": In(1), "done": Out(1), "error": Out(1), "error_code": Out(ErrorCode),
             "cycle": Out(CYCLE_BITS),
             "imem_addr": Out(32), "imem_data": In(INSN_BITS),
             "dram_rd": Out(DramReadSignature(g)),
             "dram_wr": Out(DramWriteSignature(config.num_pe * config.k0)),
+            "vec_rd": Out(DramReadSignature(n_rd)), "vec_wr": Out(DramWriteSignature(n_wr)),
         })
 
     @property
@@ -152,12 +168,19 @@ class Accelerator(wiring.Component):
         wiring.connect(m, store=store.st, pe_array=pes.st)
         wiring.connect(m, wiring.flipped(self.dram_rd), load.dram)
         wiring.connect(m, wiring.flipped(self.dram_wr), store.dram)
+        m.submodules.vector_executor = vex = make["vector_executor"](cfg)
+        wiring.connect(m, wiring.flipped(self.vec_rd), vex.dram_rd)
+        wiring.connect(m, wiring.flipped(self.vec_wr), vex.dram_wr)
+        m.d.comb += [vex.start.eq(comp.vec.start), vex.desc_addr.eq(comp.vec.desc_addr),
+                     comp.vec.busy.eq(vex.busy), comp.vec.done.eq(vex.done), comp.vec.error.eq(vex.error),
+                     comp.vec.error_code.eq(vex.error_code)]
         m.d.comb += [
             disp.start.eq(self.start), self.done.eq(disp.done), self.error.eq(disp.error),
             self.error_code.eq(disp.error_code), self.cycle.eq(disp.cycle),
             self.imem_addr.eq(disp.imem.addr), disp.imem.data.eq(self.imem_data),
             disp.quiet.eq(load.idle & comp.idle & store.idle & ~queues[Queue.LOAD].r.valid
                           & ~queues[Queue.COMPUTE].r.valid & ~queues[Queue.STORE].r.valid),
-            disp.data_error.eq(load.error),
+            disp.data_error.eq(load.error | comp.error),
+            disp.data_error_code.eq(Mux(comp.error, comp.error_code, ErrorCode.DATA)),
         ]
         return m

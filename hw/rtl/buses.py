@@ -22,12 +22,12 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
-from ..isa import ADDR_BITS, FIELD_BITS, INSN_BITS, Op
+from ..isa import ADDR_BITS, FIELD_BITS, INSN_BITS, ErrorCode, Op
 from ..numerics import PARAM_ENTRY_BYTES
 from .vector_mac import int8_vector
 
 __all__ = ["LoadTarget", "load_geometry", "ImemSignature", "DramReadSignature", "DramWriteSignature",
-           "LoadBusSignature", "GemmBusSignature", "StoreBusSignature", "TokenPushSignature", "TokenPopSignature",
+           "LoadBusSignature", "GemmBusSignature", "StoreBusSignature", "VecControlSignature", "TokenPushSignature", "TokenPopSignature",
            "DRAM_READ_LATENCY"]
 
 #: Cycles from a DRAM read request to its data (fixed).
@@ -91,6 +91,15 @@ class GemmBusSignature(wiring.Signature):
         super().__init__({"valid": Out(1), "first": Out(1), "inp": Out(config.input_addr_bits),
                           "wgt": Out(config.weight_addr_bits), "acc": Out(config.accum_addr_bits),
                           "dw": Out(1), "kw": Out(FIELD_BITS[Op.GEMM]["kw"])})
+
+
+class VecControlSignature(wiring.Signature):
+    """A VEC handed to the vector executor: ``start`` (one cycle) with the descriptor's address;
+    ``busy`` until ``done`` (one cycle), with ``error`` and ``error_code`` when it refused the pass."""
+
+    def __init__(self):
+        super().__init__({"start": Out(1), "desc_addr": Out(ADDR_BITS), "busy": In(1), "done": In(1),
+                          "error": In(1), "error_code": In(ErrorCode)})
 
 
 class StoreBusSignature(wiring.Signature):

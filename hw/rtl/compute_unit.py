@@ -1,4 +1,4 @@
-"""The compute unit: a GEMM's loop nest, one pixel per cycle on every PE.
+"""The compute unit: a GEMM's loop nest, one pixel per cycle on every PE; a VEC handed to the vector executor.
 
 Cycle t (start) takes the instruction and starts the loop nest: steps (channel block, kernel
 row, kernel column) of ``hw.timing.gemm_period`` cycles, one pixel (oy, ox) per cycle from
@@ -6,8 +6,15 @@ t+1.  The contract's ``hw.timing.gemm_cycles`` (steps x period + ``GEMM_PIPELINE
 the loop nest itself and a down-counter of the pipeline's rest, loaded in the nest's last cycle
 (or at t+1 when it has no step): no product of the fields sits in front of a counter.  The unit
 is free when the counter reaches 0 (cycle t + gemm_cycles), and it pushes its tokens the cycle
-before, so that they are available from its end.  VEC is refused at dispatch
-(ErrorCode.UNSUPPORTED).
+before, so that they are available from its end.
+
+A VEC taken at cycle t starts the vector executor (``vec``) at t+1 with its ``desc_addr``; the
+contract's ``hw.timing.vec_cycles`` of its fields is registered at t+1 and loaded into a
+down-counter at t+2, which reaches 0 at t + vec_cycles (free; tokens pushed the cycle before).
+The executor is never slower than the contract (``docs/rtl_vector.md``); the unit stays busy
+while it runs all the same, so a refused pass never overlaps the next instruction.  A refusal
+(``DATA``, or ``UNSUPPORTED`` for what the executor does not build: ``hw.rtl.insn.vec_unsupported``)
+is held on ``error`` / ``error_code`` for the dispatcher.
 """
 
 from __future__ import annotations
@@ -18,9 +25,9 @@ from amaranth.lib.wiring import Out
 
 from ..config import AcceleratorConfig
 from ..expr import Fields
-from ..isa import INSN_BITS, Op, Queue
-from ..timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, gemm_in_h, gemm_period, gemm_steps
-from .buses import GemmBusSignature
+from ..isa import INSN_BITS, ErrorCode, Op, Queue
+from ..timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, gemm_in_h, gemm_period, gemm_steps, vec_cycles
+from .buses import GemmBusSignature, VecControlSignature
 from .insn import field_signal, insn_view
 from .pe_tile import check_rtl_config
 from .unit import push_flags, start_when, unit_members
@@ -39,6 +46,10 @@ class ComputeUnit(wiring.Component):
         The unit's queue and token ports (:mod:`hw.rtl.unit`).
     gemm: Out(GemmBusSignature(config))
         One pixel per cycle to every PE.
+    vec: Out(VecControlSignature())
+        A VEC to the vector executor.
+    error: Out(1), error_code: Out(ErrorCode)
+        Set (and held) when the executor refused a VEC.
     """
 
     export_prefix = "compute_unit"
@@ -50,36 +61,62 @@ class ComputeUnit(wiring.Component):
     def __init__(self, config: AcceleratorConfig):
         check_rtl_config(config)
         self._config = config
-        super().__init__({**unit_members(Queue.COMPUTE, max_wait=0), "gemm": Out(GemmBusSignature(config))})
+        super().__init__({**unit_members(Queue.COMPUTE, max_wait=0), "gemm": Out(GemmBusSignature(config)),
+                          "vec": Out(VecControlSignature()), "error": Out(1), "error_code": Out(ErrorCode)})
 
     def elaborate(self, platform):
         m = Module()
         cur = Signal(INSN_BITS)
         setup, active, left = Signal(), Signal(), Signal(range(GEMM_PIPELINE))
-        done = ~setup & ~active & (left == 0)
+        is_vec, vec_busy, vec_last = Signal(), Signal(), Signal()
+        done = ~setup & ~active & (left == 0) & ~vec_busy
         start = start_when(m, self, Queue.COMPUTE, free=done)
         m.d.comb += self.idle.eq(done)
+        with m.If(start):
+            m.d.sync += is_vec.eq(insn_view(Op.NOP, self.insn.payload).opcode == Op.VEC)
         last = self._loop_nest(m, cur, start, active)
-        self._timing(m, cur, start, (setup, active, last), left)
+        self._timing(m, cur, start, (setup, active, last), left, (is_vec, vec_last))
+        self._vec(m, cur, setup & is_vec, vec_busy, vec_last)
         return m
 
-    def _timing(self, m, cur, start, nest, left):
+    def _vec(self, m, cur, begin, busy, last):
+        """The VEC at ``begin`` (cycle t+1): the executor starts, ``vec_cycles`` is registered, and
+        the next cycle loads the down-counter ``left`` so that it reaches 0 at t + vec_cycles.
+        ``busy`` until then and while the executor runs; ``last`` is the cycle before."""
+        cv = Fields(insn_view(Op.VEC, cur))
+        cycles = vec_cycles(cv, self._config)
+        total = Signal(cycles.shape())
+        load, left = Signal(), Signal(cycles.shape())
+        m.d.comb += [self.vec.start.eq(begin), self.vec.desc_addr.eq(cv["desc_addr"]),
+                     busy.eq(load | (left != 0) | self.vec.busy), last.eq(left == 1)]
+        m.d.sync += load.eq(begin)
+        with m.If(begin):
+            m.d.sync += total.eq(cycles)
+        with m.If(load):
+            m.d.sync += left.eq(total - 3)          # t+3 holds vec_cycles - 3, t + vec_cycles holds 0
+        with m.Elif(left != 0):
+            m.d.sync += left.eq(left - 1)
+        with m.If(self.vec.done & self.vec.error & ~self.error):
+            m.d.sync += [self.error.eq(1), self.error_code.eq(self.vec.error_code)]
+
+    def _timing(self, m, cur, start, nest, left, vec_state):
         """``left`` counts the pipeline's rest after the loop nest: GEMM_PIPELINE - 1 from the
         nest's last cycle (t + steps x period, at least t + GEMM_MIN_PIXELS), or GEMM_PIPELINE - 2
         from t+1 when the nest is empty, so it reaches 1 at the last cycle (tokens pushed, to be
         available at the end) and 0 at the end (free)."""
         setup, active, nest_last = nest
+        is_vec, vec_last = vec_state
         hdr = insn_view(Op.NOP, cur)
         assert GEMM_MIN_PIXELS > 1 and GEMM_PIPELINE >= 2
         with m.If(start):
             m.d.sync += [cur.eq(self.insn.payload), setup.eq(1)]
         with m.Elif(setup):
-            m.d.sync += [setup.eq(0), left.eq(Mux(active, 0, GEMM_PIPELINE - 2))]
+            m.d.sync += [setup.eq(0), left.eq(Mux(active | is_vec, 0, GEMM_PIPELINE - 2))]
         with m.Elif(nest_last):
             m.d.sync += left.eq(GEMM_PIPELINE - 1)
         with m.Elif(left != 0):
             m.d.sync += left.eq(left - 1)
-        last = ~setup & ~active & (left == 1)
+        last = (~setup & ~active & (left == 1)) | vec_last
         for flag in push_flags(Queue.COMPUTE):
             m.d.comb += getattr(self, flag).valid.eq(last & hdr[flag])
 

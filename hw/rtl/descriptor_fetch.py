@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import vector as vec
 from ..isa import ADDR_BITS, ErrorCode, VecOp
-from .accelerator import DRAM_READ_LATENCY, DramReadSignature
+from .buses import DRAM_READ_LATENCY, DramReadSignature
 from .vector_descriptor import DESCRIPTOR, STAGE_OPS
 
 __all__ = ["DescriptorFetch"]

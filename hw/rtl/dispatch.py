@@ -21,7 +21,8 @@ cycle i).  After an error ``imem.addr`` points at the culprit (``pc_f`` takes ``
 
 Errors (``hw.isa.ErrorCode``, first that holds): OPCODE (no such opcode, or the fetch reached
 ``imem_words``), RESERVED, UNSUPPORTED, RANGE, TOKEN (at END only once everything is quiet),
-DATA (``data_error``: found by a unit while running).
+DATA or UNSUPPORTED (``data_error`` with ``data_error_code``: found by a unit while running; the
+vector executor refuses a descriptor it does not build with UNSUPPORTED).
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ class Dispatcher(wiring.Component):
         The load, compute and store queues.
     quiet: In(1)
         Every queue empty and every unit idle (all effects complete).
-    data_error: In(1)
-        A unit found a DATA error.
+    data_error: In(1), data_error_code: In(ErrorCode)
+        A unit found an error while running (DATA, or UNSUPPORTED from the vector executor).
     """
 
     export_prefix = "dispatcher"
@@ -110,7 +111,7 @@ class Dispatcher(wiring.Component):
             "start": In(1), "done": Out(1), "error": Out(1), "error_code": Out(ErrorCode),
             "cycle": Out(CYCLE_BITS), "running": Out(1), "imem": Out(ImemSignature()),
             **{name: Out(stream.Signature(INSN_BITS)) for name in QUEUE_NAMES.values()},
-            "quiet": In(1), "data_error": In(1),
+            "quiet": In(1), "data_error": In(1), "data_error_code": In(ErrorCode),
         })
 
     def elaborate(self, platform):
@@ -193,7 +194,7 @@ class Dispatcher(wiring.Component):
             with m.Elif(token_bad & (~is_end | self.quiet)):
                 m.d.comb += err.eq(ErrorCode.TOKEN)
             with m.Elif(self.data_error):
-                m.d.comb += err.eq(ErrorCode.DATA)
+                m.d.comb += err.eq(self.data_error_code)
 
         dispatch = Signal()
         queues = {q: getattr(self, name) for q, name in QUEUE_NAMES.items()}

@@ -122,7 +122,9 @@ def split_modules(text: str) -> dict[str, str]:
 def export_component(component: wiring.Component, name: str, children: tuple[str, ...] = ()) -> ExportedModule:
     """Convert one component (whose children may be :class:`BlackBox` es) to Verilog.
 
-    Every child must be a :class:`BlackBox` (the component converts to one module).
+    Every child must be a :class:`BlackBox` (the component converts to one module), unless the
+    component sets ``export_nested``: then its children are modules of its own Verilog, named
+    ``\\<name>.<path>`` (a block instantiated once, whose leaves are not shared with others).
 
     Raises
     ------
@@ -142,10 +144,12 @@ def export_component(component: wiring.Component, name: str, children: tuple[str
     # attributes.
     text = _ATTRIBUTE_RE.sub("", text)
     modules = _MODULE_RE.findall(text)
+    if getattr(component, "export_nested", False):     # its own sub-modules, named under its name
+        modules = [m for m in modules if not m.startswith(f"\\{name}.")]
     if modules != [name]:
         raise ValueError(f"expected exactly module {name!r} in the output, got {modules!r}: "
                          f"export its children as black boxes")
-    return ExportedModule(name=name, verilog=text, ports=parse_ports(text),
+    return ExportedModule(name=name, verilog=text, ports=parse_ports(split_modules(text)[name]),
                           signature=component.signature, children=tuple(children))
 
 
@@ -321,8 +325,9 @@ def export_pe_array(config: AcceleratorConfig) -> ExportResult:
 
 def export_accelerator(config: AcceleratorConfig) -> ExportResult:
     """The whole Accelerator, every unit a module of its own: the PE array's leaves, the
-    global buffer and the LOAD_INP address generator, the units, the queues and token FIFOs,
-    the dispatcher, then the top."""
+    global buffer and the LOAD_INP address generator, the units, the vector executor (one
+    module with its descriptor fetch and row lanes), the queues and token FIFOs, the
+    dispatcher, then the top."""
     from .accelerator import Accelerator, token_max_wait
     from .compute_unit import ComputeUnit
     from .dispatch import IMEM_WORDS, Dispatcher
@@ -331,6 +336,7 @@ def export_accelerator(config: AcceleratorConfig) -> ExportResult:
     from .load_inp import LoadInpLanes
     from .load_unit import LoadUnit
     from .store_unit import StoreUnit
+    from .vector_executor import VectorExecutor
     from ..timing import TOKEN_FIFOS
 
     start = time.perf_counter()
@@ -345,6 +351,7 @@ def export_accelerator(config: AcceleratorConfig) -> ExportResult:
         "load_unit": ex.stub(ex.add(LoadUnit, config, gb_factory=ex.stub(gb), lanes_factory=ex.stub(lanes))),
         "compute_unit": ex.stub(ex.add(ComputeUnit, config)),
         "store_unit": ex.stub(ex.add(StoreUnit, config)),
+        "vector_executor": ex.stub(ex.add(VectorExecutor, config)),
         "queue": ex.stub(ex.add(InsnQueue, config)),
         "token_fifo": ex.stub(*fifos, params=tuple({"max_wait": w} for w in waits)),
         "dispatcher": ex.stub(ex.add(Dispatcher, config, params={"imem_words": IMEM_WORDS}),

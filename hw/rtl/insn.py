@@ -9,9 +9,11 @@ from __future__ import annotations
 from amaranth.hdl import Signal, signed, unsigned
 from amaranth.lib import data
 
-from ..isa import FIELDS, HEADER, INSN_BITS, ErrorCode, Op
+from .. import vector as vec
+from ..expr import any_of
+from ..isa import FIELDS, HEADER, INSN_BITS, ErrorCode, Op, VecOp
 
-__all__ = ["insn_layout", "insn_view", "field_signal", "rtl_unsupported", "CYCLE_BITS"]
+__all__ = ["insn_layout", "insn_view", "field_signal", "rtl_unsupported", "vec_unsupported", "CYCLE_BITS"]
 
 #: Width of the cycle counter.
 CYCLE_BITS = 48
@@ -44,11 +46,34 @@ def field_signal(op: Op, field: str, name: str | None = None) -> Signal:
 
 
 def rtl_unsupported(op: Op, f):
-    """Whether this RTL refuses an instruction (``ErrorCode.UNSUPPORTED``) that the contract
-    defines and ``sim.functional`` runs: VEC, a STORE's softmax epilogue.  On integers
-    (``Insn.f``) or the fields of a word."""
+    """Whether this RTL refuses an instruction at dispatch (``ErrorCode.UNSUPPORTED``) that the
+    contract defines and ``sim.functional`` runs: a VEC whose ``vec_op`` is a resize or pooling
+    (the vector unit has no spatial sequencer), a STORE's softmax epilogue.  On integers
+    (``Insn.f``) or the fields of a word.  What a CHAIN holds is in its descriptor: the vector
+    unit refuses it while running (:func:`vec_unsupported`)."""
     if op == Op.VEC:
-        return 1
+        return any_of(*(f["vec_op"] == spatial for spatial in vec.SPATIAL))
     if op == Op.STORE:
         return f["ep_row"] != 0
     return 0
+
+
+def vec_unsupported(d: vec.Descriptor) -> str | None:
+    """Why the RTL's vector unit (``hw.rtl.vector_unit``) refuses a descriptor that the functional
+    model runs (``ErrorCode.UNSUPPORTED``, raised when the VEC runs, after the operators'
+    ``DATA`` checks), or None: a resize or pooling stage, two row stages in one pass, or an
+    operand read with repeating channels across the rows of a softmax with several heads whose
+    rows are not that operand's channels."""
+    spatial = [st.op.name for st in d.stages if st.op in vec.SPATIAL]
+    if spatial:
+        return f"{spatial[0]} is not built"
+    rows = [st for st in d.stages if st.op in vec.ROW_OPS]
+    if len(rows) > 1:
+        return f"two row stages ({rows[0].op.name}, {rows[1].op.name}) in one pass"
+    if rows and rows[0].op == VecOp.SOFTMAX and rows[0].params["heads"] != 1:
+        row = rows[0].params["row"]
+        read = {k for st in d.stages for k in (st.src, st.src2) if k < len(d.operands)}
+        across = [k for k in sorted(read) if d.operands[k].repeat and d.operands[k].c != row]
+        if across:
+            return f"operand {across[0]} repeats {d.operands[across[0]].c} channels across softmax rows of {row}"
+    return None

@@ -14,14 +14,19 @@ from .. import operators as ops
 from .. import vector as vec
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, ErrorCode
-from .accelerator import DramReadSignature, DramWriteSignature
+from .buses import DramReadSignature, DramWriteSignature
 from .descriptor_fetch import DescriptorFetch
 from .vector_unit import VectorUnit, read_lanes, write_lanes
 
 #: Bytes the descriptor fetch reads a cycle, on the low lanes of the unit's read port.
 FETCH_LANES = 16
 
-__all__ = ["VectorExecutor"]
+__all__ = ["VectorExecutor", "vector_ports"]
+
+
+def vector_ports(config: AcceleratorConfig) -> tuple[int, int]:
+    """(read lanes, write lanes) of the accelerator's vector executor: ``config.vector_lanes`` row lanes."""
+    return read_lanes(config.vector_lanes), write_lanes(config.vector_lanes)
 
 
 class VectorExecutor(wiring.Component):
@@ -43,6 +48,15 @@ class VectorExecutor(wiring.Component):
     dram_rd: Out(DramReadSignature(read_lanes(lanes))), dram_wr: Out(DramWriteSignature(write_lanes(lanes)))
         The unit's ports; the fetch reads on the low ``FETCH_LANES`` read lanes.
     """
+
+    export_prefix = "vector_executor"
+    #: Exported as one Verilog text with its fetch, row lanes and units as modules named under it
+    #: (``hw.rtl.export.export_component``): one executor per accelerator.
+    export_nested = True
+
+    @classmethod
+    def export_params(cls, config: AcceleratorConfig) -> dict:
+        return {"v": config.vector_lanes}
 
     def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, max_row: int = ops.MAX_ROW):
         self._unit = VectorUnit(config, lanes=lanes, max_row=max_row)

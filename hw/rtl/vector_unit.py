@@ -41,7 +41,7 @@ from .. import vector as vec
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, ErrorCode, VecOp
 from ..timing import vec_row_cycles
-from .accelerator import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
+from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
 from .axis_counter import AxisCounter
 from .elementwise_lane import ElementwiseLane
 from .kernel_unit import delayed

@@ -16,6 +16,8 @@ computes what the RTL must produce).
 * :func:`expected_run` -- the model: DRAM image in, expected DRAM image out (sim.functional),
   golden int8 output (sim.golden), and the cycles of ``hw.timing.schedule``.
 * :data:`BAD_STREAMS` -- malformed streams and the error code the RTL must raise.
+* :func:`rtl_machine` -- ``sim.functional.Machine`` refusing, as the RTL does while running, the
+  VEC passes its vector unit does not build (``hw.rtl.insn.vec_unsupported``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 
 from hw import operators as ops
 from hw.config import AcceleratorConfig
-from hw.isa import INSN_BYTES, Act, Insn, Op, encode, make
+from hw.isa import INSN_BYTES, Act, Insn, Op, VecOp, encode, make
 from hw.timing import schedule
 from mapper import float_ops as F
 from mapper.ir import Conv2d, Layer, Linear, MatMul
@@ -41,7 +43,7 @@ from cosim.runner import FAST_BUILD
 __all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "FIXED",
            "TABLE_ACTIVATIONS",
            "random_layers", "layer_spec", "layer_from_spec", "Expected", "expected_run",
-           "BAD_STREAMS", "bad_stream", "stream_words"]
+           "BAD_STREAMS", "bad_stream", "stream_words", "rtl_machine"]
 
 WRAPPER = Path(__file__).with_name("accel_tb_top.v")
 TB_TOP = "accel_tb_top"
@@ -68,9 +70,12 @@ def accelerator_verilog(config: AcceleratorConfig, *, export=None, imem_words: i
         from hw.rtl.export import export_accelerator
         export = export_accelerator(config)
     from hw.rtl.pe_tile import load_geometry
+    from hw.rtl.vector_executor import vector_ports
     gather, _, _ = load_geometry(config)
+    vec_gather, vec_scatter = vector_ports(config)
     defines = (f"`define ACCEL_TOP {export.top}\n`define ACCEL_G {gather}\n"
                f"`define ACCEL_W {config.num_pe * config.k0}\n"
+               f"`define ACCEL_VG {vec_gather}\n`define ACCEL_VW {vec_scatter}\n"
                f"`define IMEM_WORDS {imem_words}\n`define DRAM_BYTES {dram_bytes}\n")
     return export.verilog + "\n" + defines + WRAPPER.read_text(), export.seconds
 
@@ -248,7 +253,8 @@ BAD_STREAMS = {
     "gemm_acc_out_of_range": ("GEMM whose accumulator rows pass the buffer's end", "RANGE"),
     "gb_source_out_of_range": ("LOAD_INP from the global buffer past its end", "DATA"),
     "token_never_pushed": ("GEMM popping a load token nobody pushed", "TOKEN"),
-    "vec_unsupported": ("a VEC (the RTL's vector unit is not built yet)", "UNSUPPORTED"),
+    "vec_unsupported": ("a VEC resize (the RTL's vector unit has no spatial sequencer)", "UNSUPPORTED"),
+    "vec_malformed": ("a VEC whose descriptor (zeros) has an empty iteration space", "DATA"),
     "store_epilogue_unsupported": ("a STORE with a softmax epilogue (not built yet)", "UNSUPPORTED"),
 }
 
@@ -275,6 +281,8 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
     elif name == "token_never_pushed":
         insn = make(Op.GEMM, deps="pop_prev", out_h=1, out_w=1, in_w=1, kh=1, kw=1, stride=1, n_cblk=1)
     elif name == "vec_unsupported":
+        insn = make(Op.VEC, vec_op=VecOp.RESIZE, work=1)
+    elif name == "vec_malformed":
         insn = make(Op.VEC, work=1)
     elif name == "store_epilogue_unsupported":
         insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=1, k_per_pe=1, ep_row=1)
@@ -284,3 +292,28 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
 
 
 assert INSN_BYTES == 32, "accel_tb_top.v addresses 256-bit words as imem_addr[31:5]"
+
+
+# ---- the functional model as the RTL runs it ----------------------------------------------------
+
+def rtl_machine(cfg: AcceleratorConfig, dram: np.ndarray, power_on=None):
+    """A ``sim.functional.Machine`` that refuses a VEC whose descriptor the RTL's vector unit does
+    not build (``hw.rtl.insn.vec_unsupported``) with ``ErrorCode.UNSUPPORTED``, after the
+    functional model's own checks (the unit checks the operators' parameters first) and with
+    nothing written, as the RTL does when the VEC runs."""
+    from hw.isa import ErrorCode, StreamError
+    from hw.rtl.insn import vec_unsupported
+    from sim.functional import Machine
+    from sim.vector_unit import execute_vec
+
+    class RtlMachine(Machine):
+        def _vec(self, f: dict, off: int) -> None:
+            dram = self.dram.copy()
+            d = execute_vec(f, dram, f"VEC at byte offset {off}")
+            why = vec_unsupported(d)
+            if why is not None:
+                raise StreamError(f"VEC at byte offset {off}: the RTL's vector unit refuses it: {why}",
+                                  ErrorCode.UNSUPPORTED)
+            self.dram[...] = dram
+
+    return RtlMachine(cfg, dram, power_on=power_on)

@@ -7,6 +7,8 @@
 //   ACCEL_TOP   module name of the exported accelerator (accelerator_n2_k4_c4_l10_b8, ...)
 //   ACCEL_G     DRAM gather lanes  (gb_bus_bytes)     = width of dram_rd__en
 //   ACCEL_W     DRAM scatter lanes (num_pe * K0)      = width of dram_wr__en
+//   ACCEL_VG    vector executor gather lanes  (hw.rtl.vector_executor.vector_ports) = width of vec_rd__en
+//   ACCEL_VW    vector executor scatter lanes                                       = width of vec_wr__en
 //   IMEM_WORDS  instruction memory depth in 256-bit words
 //   DRAM_BYTES  DRAM array size in bytes
 //
@@ -16,6 +18,8 @@
 //               carry junk (the RTL must ignore them)
 //   dram_wr     each enabled lane's byte is written at the end of the cycle it is enabled;
 //               writes are applied before the same cycle's reads are served
+//   vec_rd, vec_wr  the vector executor's own ports, served as dram_rd and dram_wr (its lanes
+//               follow the load/store port's lanes in one loop: vector writes after store writes)
 //
 // Files, in the simulator's working directory (the cocotb run directory):
 //   accel_imem.hex      $readmemh: one 64-hex-digit instruction word per line
@@ -32,6 +36,8 @@
 module accel_tb_top #(
     parameter integer G = `ACCEL_G,
     parameter integer W = `ACCEL_W,
+    parameter integer VG = `ACCEL_VG,
+    parameter integer VW = `ACCEL_VW,
     parameter integer IMEM_WORDS = `IMEM_WORDS,
     parameter integer DRAM_BYTES = `DRAM_BYTES
 ) (
@@ -62,12 +68,15 @@ module accel_tb_top #(
     reg  [7:0]   dram [0:DRAM_BYTES-1];
 
     wire [255:0]   imem_data;
-    wire [G-1:0]   rd_en;
-    wire [32*G-1:0] rd_addr;
-    reg  [8*G-1:0] rd_data;
-    wire [W-1:0]   wr_en;
-    wire [32*W-1:0] wr_addr;
-    wire [8*W-1:0] wr_data;
+    // The load/store ports and the vector executor's, as one gather and one scatter port:
+    // lanes 0..G-1 (0..W-1) are dram_rd (dram_wr), the rest vec_rd (vec_wr).
+    localparam integer RL = G + VG, WL = W + VW;
+    wire [RL-1:0]    rd_en;
+    wire [32*RL-1:0] rd_addr;
+    reg  [8*RL-1:0]  rd_data;
+    wire [WL-1:0]    wr_en;
+    wire [32*WL-1:0] wr_addr;
+    wire [8*WL-1:0]  wr_data;
 
     // rst and start reach the accelerator through a register: the testbench sets them after a
     // rising edge, so the accelerator sees them one edge later than it would directly, which
@@ -84,8 +93,10 @@ module accel_tb_top #(
         .clk(clk), .rst(rst_q), .start(start_q),
         .done(done), .error(error), .error_code(error_code), .cycle(cycle),
         .imem_addr(imem_addr), .imem_data(imem_data),
-        .dram_rd__en(rd_en), .dram_rd__addr(rd_addr), .dram_rd__data(rd_data),
-        .dram_wr__en(wr_en), .dram_wr__addr(wr_addr), .dram_wr__data(wr_data)
+        .dram_rd__en(rd_en[G-1:0]), .dram_rd__addr(rd_addr[32*G-1:0]), .dram_rd__data(rd_data[8*G-1:0]),
+        .dram_wr__en(wr_en[W-1:0]), .dram_wr__addr(wr_addr[32*W-1:0]), .dram_wr__data(wr_data[8*W-1:0]),
+        .vec_rd__en(rd_en[RL-1:G]), .vec_rd__addr(rd_addr[32*RL-1:32*G]), .vec_rd__data(rd_data[8*RL-1:8*G]),
+        .vec_wr__en(wr_en[WL-1:W]), .vec_wr__addr(wr_addr[32*WL-1:32*W]), .vec_wr__data(wr_data[8*WL-1:8*W])
     );
 
     wire [26:0] imem_word = imem_addr[31:5];
@@ -134,11 +145,11 @@ module accel_tb_top #(
             oob <= 1'b0;
             oob_addr <= 32'd0;
             late_write <= 1'b0;
-            rd_data <= {8*G{1'b0}};
+            rd_data <= {8*RL{1'b0}};
         end else if (!rst_q) begin
             // While rst_q is high the accelerator still shows the previous run's state (its
             // reset takes effect at the next edge): those accesses belong to no run.
-            for (l = 0; l < W; l = l + 1) begin
+            for (l = 0; l < WL; l = l + 1) begin
                 if (wr_en[l]) begin
                     a = wr_addr[32*l +: 32];
                     if (a < tb_dram_bytes && a < DRAM_BYTES)
@@ -150,7 +161,7 @@ module accel_tb_top #(
                     if (done) late_write <= 1'b1;
                 end
             end
-            for (l = 0; l < G; l = l + 1) begin
+            for (l = 0; l < RL; l = l + 1) begin
                 a = rd_addr[32*l +: 32];
                 if (!rd_en[l])
                     rd_data[8*l +: 8] <= 8'h5a ^ l[7:0] ^ count[7:0];   // junk: don't care
@@ -186,3 +197,5 @@ public_flat_rw -module "accel_tb_top" -var "tb_dram_size"
 public_flat_rd -module "accel_tb_top" -var "*"
 public_flat_rd -module "*" -var "dram_rd__*"
 public_flat_rd -module "*" -var "dram_wr__*"
+public_flat_rd -module "*" -var "vec_rd__*"
+public_flat_rd -module "*" -var "vec_wr__*"

@@ -12,8 +12,10 @@ functional model's DRAM, or raise the simulator's error code at the same instruc
 Two things the simulator knows that the RTL does not decide by the contract are modelled
 here, not tolerated:
 
-* features the RTL does not build yet (``hw.rtl.accelerator.rtl_unsupported``) end with
-  ``UNSUPPORTED`` where the simulator would go on;
+* features the RTL does not build yet end with ``UNSUPPORTED`` where the simulator would go
+  on: at dispatch (``hw.rtl.insn.rtl_unsupported``), and while a VEC runs, from what its
+  descriptor in the DRAM image holds (``hw.rtl.insn.vec_unsupported``, through
+  ``cosim.accel_cases.rtl_machine``);
 * a DATA error is found while running, so when a stream has both a DATA error and a later
   malformed instruction, the RTL reports whichever it meets first in time: the load's
   cycles (``schedule``) against the cycle the dispatcher reaches the malformed word.  A case
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cosim.accel_cases import expected_run, random_layers, stream_words
+from cosim.accel_cases import expected_run, random_layers, rtl_machine, stream_words
 from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, FIELDS, INSN_BYTES, Act, ErrorCode, Op, StreamError, decode, encode, make
 from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, entry_offset
@@ -239,7 +241,7 @@ _MUTATE = {name: globals()[f"_mut_{name}"] for name in MUTATIONS}
 
 def expected_outcome(words: list[int], dram: np.ndarray, cfg: AcceleratorConfig) -> Expect:
     """What the RTL must do with the stream ``words`` on ``dram`` (see the module docstring)."""
-    from sim.functional import DramBoundsError, Machine
+    from sim.functional import DramBoundsError
 
     data = words_bytes(words)
     insns, _ = decode_until_end(data)
@@ -248,9 +250,9 @@ def expected_outcome(words: list[int], dram: np.ndarray, cfg: AcceleratorConfig)
     prefix = insns[:stop]
     timing = schedule(prefix, cfg, require_end=False)
     limit = int(timing.total_cycles) + HANG_MARGIN
-    machine, runtime = _run(Machine(cfg, dram.copy()), prefix)
+    machine, runtime = _run(rtl_machine(cfg, dram.copy()), prefix)
     if runtime is None and static is None:
-        if any(_differs(machine, Machine(cfg, dram.copy(), power_on=np.random.default_rng(len(words) + k)), prefix)
+        if any(_differs(machine, rtl_machine(cfg, dram.copy(), power_on=np.random.default_rng(len(words) + k)), prefix)
                for k in range(RANDOM_POWER_ON)):
             return Expect("done", sched.total_cycles + HANG_MARGIN, cycles=sched.total_cycles,
                           why="legal, but it reads on-chip memory it never wrote: its data are undefined")
@@ -297,15 +299,16 @@ def _static_error(data: bytes, insns, cfg):
 
 
 def _data_or_static(runtime: StreamError, static, timing, limit: int, insns) -> Expect:
-    """A DATA error at instruction d, and maybe a malformed word at e > d: which the RTL meets first."""
+    """A run-time error (DATA, or a VEC the vector unit refuses: UNSUPPORTED) at instruction d, and
+    maybe a malformed word at e > d: which the RTL meets first."""
     if static is None:
-        return Expect("error", limit, ErrorCode.DATA, why=str(runtime))
+        return Expect("error", limit, runtime.code, why=str(runtime))
     d, e = runtime.index, static.index
     at_end_after_idle = static.code == ErrorCode.TOKEN and e < len(insns) and insns[e].op == Op.END
     reached = np.inf if at_end_after_idle else (int(timing.dispatch[e - 1]) + 1 if e else 0)
     first, last = int(timing.start[d]), int(timing.end[d]) + 2
     if last < reached:
-        return Expect("error", limit, ErrorCode.DATA, why=f"{runtime} (before instruction {e}: {static})")
+        return Expect("error", limit, runtime.code, why=f"{runtime} (before instruction {e}: {static})")
     if first > reached + 1:
         return Expect("error", limit, static.code, e, why=f"{static} (before the DATA error: {runtime})")
     return Expect("ambiguous", limit, why=f"{runtime} in cycles {first}..{last}; {static} reached in cycle "

@@ -16,7 +16,8 @@ import numpy as np
 
 from hw.config import AcceleratorConfig
 from hw.isa import Op
-from hw.rtl.insn import rtl_unsupported
+from hw.rtl.insn import rtl_unsupported, vec_unsupported
+from hw.vector import MAX_DESCRIPTOR_BYTES, decode_descriptor
 from hw.timing import schedule
 from mapper.images import preprocess, quantize_input, synthetic_image
 from mapper.ir import Conv2d, Linear, Model
@@ -84,6 +85,16 @@ def expected_program(spec: dict, cfg: AcceleratorConfig) -> ExpectedProgram:
 
 
 def unsupported_steps(program: Program) -> list[str]:
-    """The layers whose instructions this RTL refuses (``rtl_unsupported``)."""
+    """The layers whose instructions this RTL refuses: at dispatch (``rtl_unsupported``), or a VEC
+    whose descriptor its vector unit does not build (``vec_unsupported``)."""
     return [code.step.layer.name for code in program.steps
-            if any(rtl_unsupported(i.op, i.f) for i in program.stream[code.start:code.end] if i.op != Op.END)]
+            if any(_refused(program, i) for i in program.stream[code.start:code.end] if i.op != Op.END)]
+
+
+def _refused(program: Program, insn) -> bool:
+    if rtl_unsupported(insn.op, insn.f):
+        return True
+    if insn.op != Op.VEC:
+        return False
+    a = insn.f["desc_addr"]
+    return vec_unsupported(decode_descriptor(bytes(program.image[a:a + MAX_DESCRIPTOR_BYTES]))) is not None

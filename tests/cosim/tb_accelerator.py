@@ -18,7 +18,8 @@ the port widths read back from the DUT), ``seed`` (base seed, printed), ``layers
 layer specs with a per-case ``seed``, one cocotb test each), ``networks`` (a list of
 ``{"model", "size", "seed"}``: every MAC layer of the model in sequence), ``bad`` (names of
 :data:`cosim.accel_cases.BAD_STREAMS`), ``fuzz`` (``{"seed", "count"}``: the differential fuzz
-run of :mod:`cosim.fuzz`).  Each run appends one JSON line to
+run of :mod:`cosim.fuzz`), ``vec_passes`` (specs of :mod:`cosim.vec_cases`: one VEC pass each).
+Each run appends one JSON line to
 ``accel_results.jsonl`` in the run directory (cycles, wall time of the simulation).
 """
 
@@ -39,6 +40,7 @@ from cosim.accel_cases import (BAD_STREAMS, Expected, bad_stream, describe,
                                expected_run, layer_from_spec, stream_words)
 from cosim.program_cases import ExpectedProgram, expected_program, program_name, unsupported_steps
 from cosim.runner import load_params
+from cosim.vec_cases import ExpectedVec, expected_vec
 
 #: Clock period in ns (cocotb's GPI clock under Verilator).
 PERIOD_NS = 1
@@ -56,6 +58,7 @@ NETWORKS = [f"{n['model']}_{n['size']}" for n in PARAMS.get("networks", [])]
 PROGRAMS = [program_name(p) for p in PARAMS.get("programs", [])]
 BAD = list(PARAMS.get("bad", []))
 FUZZ = [f"seed{PARAMS['fuzz']['seed']}"] if PARAMS.get("fuzz") else []
+VEC_PASSES = [spec["name"] for spec in PARAMS.get("vec_passes", [])]
 
 
 # ---- geometry read back from the DUT --------------------------------------------------------
@@ -64,16 +67,23 @@ FUZZ = [f"seed{PARAMS['fuzz']['seed']}"] if PARAMS.get("fuzz") else []
 class Geometry:
     gather_lanes: int    # G = gb_bus_bytes
     scatter_lanes: int   # num_pe * K0
+    vec_gather_lanes: int    # the vector executor's (hw.rtl.vector_executor.vector_ports)
+    vec_scatter_lanes: int
 
 
 def read_geometry(dut, config_name: str | None, log):
     """Lane counts from the accelerator instance's port widths, checked against the preset."""
     accel = dut.u_accel
-    geometry = Geometry(gather_lanes=len(accel.dram_rd__en), scatter_lanes=len(accel.dram_wr__en))
+    geometry = Geometry(gather_lanes=len(accel.dram_rd__en), scatter_lanes=len(accel.dram_wr__en),
+                        vec_gather_lanes=len(accel.vec_rd__en), vec_scatter_lanes=len(accel.vec_wr__en))
     for port, lanes, bits in (("dram_rd__addr", geometry.gather_lanes, 32),
                               ("dram_rd__data", geometry.gather_lanes, 8),
                               ("dram_wr__addr", geometry.scatter_lanes, 32),
-                              ("dram_wr__data", geometry.scatter_lanes, 8)):
+                              ("dram_wr__data", geometry.scatter_lanes, 8),
+                              ("vec_rd__addr", geometry.vec_gather_lanes, 32),
+                              ("vec_rd__data", geometry.vec_gather_lanes, 8),
+                              ("vec_wr__addr", geometry.vec_scatter_lanes, 32),
+                              ("vec_wr__data", geometry.vec_scatter_lanes, 8)):
         if len(getattr(accel, port)) != lanes * bits:
             raise AssertionError(f"u_accel.{port} is {len(getattr(accel, port))} bits, "
                                  f"expected {lanes} lanes x {bits}")
@@ -81,8 +91,9 @@ def read_geometry(dut, config_name: str | None, log):
     if config_name:
         from hw.config import get_config
         from hw.rtl.pe_tile import load_geometry
+        from hw.rtl.vector_executor import vector_ports
         cfg = get_config(config_name)
-        want = Geometry(gather_lanes=load_geometry(cfg)[0], scatter_lanes=cfg.num_pe * cfg.k0)
+        want = Geometry(load_geometry(cfg)[0], cfg.num_pe * cfg.k0, *vector_ports(cfg))
         if geometry != want:
             raise AssertionError(f"DUT lanes {geometry} differ from configuration {config_name!r}: {want}")
         log.info("DUT lanes match config %r: %s", config_name, geometry)
@@ -269,6 +280,26 @@ class Checker:
             self.error(f"{where}: {bad.size} DRAM bytes differ from sim.functional outside the tensors; "
                        f"first at {a:#x}: expected {_byte(int(exp.dram_out[a]))}, actual {_byte(int(out.dram[a]))}")
 
+    def check_vec(self, where: str, exp: ExpectedVec, out: Outcome) -> None:
+        """A VEC pass: done in the schedule's cycle with sim.functional's image, the first wrong
+        byte named by its operand; or refused with the expected code and nothing written."""
+        if exp.code is not None:
+            if not out.finished or not out.error or out.error_code != exp.code.value:
+                self.error(f"{where}: expected error {exp.code.name} ({exp.why}); got finished={out.finished} "
+                           f"done={out.done} error={out.error} code {_error_name(out.error_code)}")
+            elif out.dram is None or not np.array_equal(out.dram, exp.dram_in):
+                self.error(f"{where}: refused with {exp.code.name}, but the DRAM was written")
+            return
+        if not self.check_status(where, exp, out):
+            return
+        bad = np.flatnonzero(out.dram != exp.dram_out)
+        if bad.size:
+            a = int(bad[0])
+            owner = [i for i, o in enumerate(exp.descriptor.operands) if o.base <= a]
+            self.error(f"{where}: {bad.size} DRAM bytes differ from sim.functional; first at {a:#x} (operand "
+                       f"{owner[-1] if owner else '-'} or after): expected {_byte(int(exp.dram_out[a]))}, "
+                       f"actual {_byte(int(out.dram[a]))}")
+
     def check_fuzz(self, where: str, exp, out: Outcome) -> None:
         """A fuzz case: the RTL does what :func:`cosim.fuzz.expected_outcome` says."""
         if not out.finished:
@@ -286,7 +317,7 @@ class Checker:
                 self.error(f"{where}: done in the right cycle but the DRAM differs from sim.functional")
         elif exp.code is not None and exp.kind != "ambiguous":
             if not out.error or out.error_code != exp.code.value or \
-                    (exp.code.name != "DATA" and out.pc != exp.index):
+                    (exp.code.name != "DATA" and exp.index is not None and out.pc != exp.index):
                 self.error(f"{where}: expected error {exp.code.name} at instruction {exp.index} "
                            f"({exp.why}); got {got}")
 
@@ -485,3 +516,23 @@ async def fuzz(dut, run):
     dut._log.info("fuzz seed %d on %s: %d cases, %d disagreements; %s", seed, h.config_name, count,
                   len(h.checker.errors), tally)
     h.checker.assert_clean()
+
+
+@cocotb.test()
+@cocotb.parametrize(case=VEC_PASSES)
+async def vec_pass(dut, case):
+    """One VEC pass (cosim.vec_cases): the image sim.functional writes, bit for bit, in the
+    schedule's cycle; or the refusal the RTL's vector unit makes, with nothing written."""
+    h = Harness(dut)
+    spec = next(s for s in PARAMS["vec_passes"] if s["name"] == case)
+    where = f"VEC pass {case} config {h.config_name} ({spec})"
+    exp = expected_vec(spec, h.cfg)
+    out = await h.run(stream_words(exp.stream), exp.dram_in, exp.cycles + CYCLE_MARGIN + exp.cycles // 8)
+    h.checker.check_vec(where, exp, out)
+    h.record(kind="vec", case=case, stages=[st.op.name for st in exp.descriptor.stages],
+             expected=exp.code.name if exp.code else "done", expected_cycles=exp.cycles,
+             rtl_cycles=out.tb_cycles if out.finished else None, error_code=_error_name(out.error_code),
+             wall_s=round(out.wall_s, 4), passed=not h.checker.errors)
+    h.checker.assert_clean()
+    dut._log.info("%s: %s in cycle %d (schedule %d)", where, "refused" if exp.code else "done", out.tb_cycles,
+                  exp.cycles)
