@@ -32,7 +32,7 @@ those of ``hw.timing.vec_row_cycles`` plus a fixed setup and fill (``VectorUnit.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -327,7 +327,7 @@ class _Plan:
         for i in range(_S):
             for op, ranges in PARAM_RANGES.items():
                 view = getattr(d.stages[i], op.name.lower())
-                outside = _any((getattr(view, n) < lo) | (getattr(view, n) > hi) for n, (lo, hi) in ranges.items())
+                outside = _any(_outside(getattr(view, n), lo, hi) for n, (lo, hi) in ranges.items())
                 bad.append(self.live[i] & (ops_[i] == op) & outside)
         row, rows = self.row_len, _any(self.row_at)
         bad.append(rows & ((row == 0) | (row > ops.MAX_ROW)))
@@ -344,6 +344,15 @@ class _Plan:
         with m.Elif(unsupported | two_rows | (rows & (row > max_row)) | repeat_across):
             m.d.comb += code.eq(ErrorCode.UNSUPPORTED)
         return code
+
+
+def _outside(value, lo: int, hi: int):
+    """``value`` lies outside ``lo..hi``: only the comparisons its shape does not decide (a bound
+    the field's width already implies would be a constant comparison)."""
+    shape = Value.cast(value).shape()
+    low, high = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else \
+        (0, (1 << shape.width) - 1)
+    return _any(([value < lo] if lo > low else []) + ([value > hi] if hi < high else []))
 
 
 def _any(values):

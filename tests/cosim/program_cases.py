@@ -1,6 +1,8 @@
 """Whole-network programs for the cosimulation: what the RTL must do with one.
 
-A case is a network (a zoo model, or one of :data:`OWN_NETWORKS`) at an input size with a seed.
+A case is a network (a zoo model, or one of :data:`OWN_NETWORKS`) at an input size with a seed,
+optionally unfused (``"fuse": false``: no STORE epilogues, its non-MAC layers as VEC passes) and
+cut before a layer (``"until"``: the steps before it, then END).
 :func:`expected_program` quantises it (``sim.inference.network_parameters``), builds its
 whole-network program with every tensor in a buffer of its own (``keep_tensors``: the
 testbench reads every layer's output back from the final DRAM image), checks the functional
@@ -10,12 +12,12 @@ final DRAM image and the schedule's cycles that the RTL must reproduce exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from hw.config import AcceleratorConfig
-from hw.isa import Op
+from hw.isa import Op, make
 from hw.rtl.insn import rtl_unsupported, vec_unsupported
 from hw.vector import MAX_DESCRIPTOR_BYTES, decode_descriptor
 from hw.timing import schedule
@@ -23,7 +25,8 @@ from mapper.images import preprocess, quantize_input, synthetic_image
 from mapper.ir import Conv2d, Linear, Model
 from mapper.program import Program, build_program
 
-__all__ = ["OWN_NETWORKS", "ExpectedProgram", "expected_program", "program_name", "unsupported_steps"]
+__all__ = ["OWN_NETWORKS", "ExpectedProgram", "expected_program", "program_name", "program_prefix",
+           "unsupported_steps"]
 
 
 def mac_cnn(size: int) -> Model:
@@ -46,7 +49,8 @@ OWN_NETWORKS = {"mac_cnn": mac_cnn}
 
 
 def program_name(spec: dict) -> str:
-    return f"{spec['model']}_{spec['size']}" + (f"_{spec['variant']}" if spec.get("variant") else "")
+    return (f"{spec['model']}_{spec['size']}" + (f"_{spec['variant']}" if spec.get("variant") else "")
+            + ("_unfused" if spec.get("fuse") is False else "") + (f"_until_{spec['until']}" if spec.get("until") else ""))
 
 
 def build_network(spec: dict) -> Model:
@@ -78,10 +82,22 @@ def expected_program(spec: dict, cfg: AcceleratorConfig) -> ExpectedProgram:
     q = network_parameters(model, seed)[1]
     h, w, _ = model.input
     x = quantize_input(preprocess(synthetic_image(h, w, seed + 1)))
-    program = build_program(q, cfg, image=x, keep_tensors=True)
+    program = build_program(q, cfg, image=x, keep_tensors=True, fuse=spec.get("fuse", True))
     check_program(program, q, x)                 # functional == golden, tensor by tensor
+    if spec.get("until"):
+        program = program_prefix(program, spec["until"])
     return ExpectedProgram(program, program.image.copy(), run_program(program),
                            schedule(program.stream, cfg).total_cycles)
+
+
+def program_prefix(program: Program, layer: str) -> Program:
+    """The steps of ``program`` before the first step of ``layer``, then END: a network up to a
+    layer the RTL does not build (``spec["until"]``)."""
+    cut = next((i for i, code in enumerate(program.steps) if code.step.layer.name == layer), None)
+    if cut is None:
+        raise ValueError(f"{program.model.name}: no step of layer {layer!r}")
+    return replace(program, stream=program.stream[:program.steps[cut].start] + [make(Op.END)],
+                   steps=program.steps[:cut])
 
 
 def unsupported_steps(program: Program) -> list[str]:

@@ -146,6 +146,15 @@ def test_whole_network_program(config_name, spec):
 
 
 @pytest.mark.slow
+def test_segformer_encoder_through_vec_passes():
+    """SegFormer-B0 at 32x32 on tiny, unfused (its layernorms, softmaxes and residual adds are VEC
+    passes), from the image up to the decoder's first resize, which the RTL does not build."""
+    seed = default_seed(7)
+    run_accelerator("tiny", seed=seed, programs=[{"model": "segformer_b0", "size": 32, "fuse": False,
+                                                  "until": "DecodeResize1", "seed": seed}], timeout_s=3600)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [3, 4])
 def test_accelerator_random_tiny(seed):
     seed = default_seed(seed)      # with COSIM_SEED both runs replay that one seed
