@@ -53,7 +53,7 @@ from .load_unit import LoadUnit
 from .pe_array import PEArray
 from .pe_tile import PETile, check_rtl_config
 from .store_unit import StoreUnit
-from .vector_executor import VectorExecutor, vector_ports
+from .vector_executor import VectorExecutor, builds_vector_unit, vector_ports
 
 __all__ = ["Accelerator", "ErrorCode", "rtl_unsupported", "IMEM_WORDS", "DramReadSignature", "DramWriteSignature",
            "insn_layout", "CYCLE_BITS", "TOKEN_LIMIT", "DRAM_READ_LATENCY", "token_max_wait"]
@@ -106,7 +106,7 @@ class Accelerator(wiring.Component):
         Byte scatter, written in the cycle the lanes are enabled.
     vec_rd, vec_wr: DramReadSignature(read_lanes), DramWriteSignature(write_lanes)
         The vector executor's gather and scatter (``hw.rtl.vector_executor.vector_ports``),
-        the same protocol.
+        the same protocol; absent when the accelerator has none (``builds_vector_unit``: E).
     """
 
     export_prefix = "accelerator"
@@ -137,7 +137,7 @@ class Accelerator(wiring.Component):
             "imem_addr": Out(32), "imem_data": In(INSN_BITS),
             "dram_rd": Out(DramReadSignature(g)),
             "dram_wr": Out(DramWriteSignature(config.num_pe * config.k0)),
-            "vec_rd": Out(DramReadSignature(n_rd)), "vec_wr": Out(DramWriteSignature(n_wr)),
+            **({"vec_rd": Out(DramReadSignature(n_rd)), "vec_wr": Out(DramWriteSignature(n_wr))} if n_rd else {}),
         })
 
     @property
@@ -168,12 +168,8 @@ class Accelerator(wiring.Component):
         wiring.connect(m, store=store.st, pe_array=pes.st)
         wiring.connect(m, wiring.flipped(self.dram_rd), load.dram)
         wiring.connect(m, wiring.flipped(self.dram_wr), store.dram)
-        m.submodules.vector_executor = vex = make["vector_executor"](cfg)
-        wiring.connect(m, wiring.flipped(self.vec_rd), vex.dram_rd)
-        wiring.connect(m, wiring.flipped(self.vec_wr), vex.dram_wr)
-        m.d.comb += [vex.start.eq(comp.vec.start), vex.desc_addr.eq(comp.vec.desc_addr),
-                     comp.vec.busy.eq(vex.busy), comp.vec.done.eq(vex.done), comp.vec.error.eq(vex.error),
-                     comp.vec.error_code.eq(vex.error_code)]
+        if builds_vector_unit(cfg):         # else the dispatcher refuses every VEC
+            self._vector_executor(m, make["vector_executor"](cfg), comp)
         m.d.comb += [
             disp.start.eq(self.start), self.done.eq(disp.done), self.error.eq(disp.error),
             self.error_code.eq(disp.error_code), self.cycle.eq(disp.cycle),
@@ -184,3 +180,12 @@ class Accelerator(wiring.Component):
             disp.data_error_code.eq(Mux(comp.error, comp.error_code, ErrorCode.DATA)),
         ]
         return m
+
+    def _vector_executor(self, m: Module, vex, comp) -> None:
+        """The vector executor on the compute unit's VEC control and the ``vec_rd`` / ``vec_wr`` ports."""
+        m.submodules.vector_executor = vex
+        wiring.connect(m, wiring.flipped(self.vec_rd), vex.dram_rd)
+        wiring.connect(m, wiring.flipped(self.vec_wr), vex.dram_wr)
+        m.d.comb += [vex.start.eq(comp.vec.start), vex.desc_addr.eq(comp.vec.desc_addr),
+                     comp.vec.busy.eq(vex.busy), comp.vec.done.eq(vex.done), comp.vec.error.eq(vex.error),
+                     comp.vec.error_code.eq(vex.error_code)]

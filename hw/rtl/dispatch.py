@@ -37,6 +37,7 @@ from ..isa import INSN_BITS, INSN_BYTES, QUEUE_OF, ErrorCode, Op, Queue, VecOp
 from ..timing import TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS, legality
 from .buses import ImemSignature
 from .insn import CYCLE_BITS, LAYOUTS, insn_view, rtl_unsupported
+from .vector_executor import builds_vector_unit
 
 __all__ = ["Dispatcher", "IMEM_WORDS", "QUEUE_NAMES"]
 
@@ -153,7 +154,7 @@ class Dispatcher(wiring.Component):
                     reserved = v.reserved != 0 if "reserved" in LAYOUTS[o].members else 0
                     if o == Op.VEC:
                         reserved = reserved | (v.vec_op > max(VecOp))
-                    m.d.comb += [f.bad_reserved.eq(reserved), f.unsupported.eq(rtl_unsupported(o, Fields(v))),
+                    m.d.comb += [f.bad_reserved.eq(reserved), f.unsupported.eq(rtl_unsupported(o, Fields(v), builds_vector_unit(cfg))),
                                  f.bad_range.eq(any_of(0, *(bad for bad, _ in legality(o, Fields(v), cfg))))]
                     if QUEUE_OF[o] in QUEUE_NAMES:
                         m.d.comb += f.queue[QUEUE_OF[o]].eq(1)

@@ -336,7 +336,7 @@ def export_accelerator(config: AcceleratorConfig) -> ExportResult:
     from .load_inp import LoadInpLanes
     from .load_unit import LoadUnit
     from .store_unit import StoreUnit
-    from .vector_executor import VectorExecutor
+    from .vector_executor import builds_vector_unit
     from ..timing import TOKEN_FIFOS
 
     start = time.perf_counter()
@@ -351,14 +351,30 @@ def export_accelerator(config: AcceleratorConfig) -> ExportResult:
         "load_unit": ex.stub(ex.add(LoadUnit, config, gb_factory=ex.stub(gb), lanes_factory=ex.stub(lanes))),
         "compute_unit": ex.stub(ex.add(ComputeUnit, config)),
         "store_unit": ex.stub(ex.add(StoreUnit, config)),
-        "vector_executor": ex.stub(ex.add(VectorExecutor, config)),
+
         "queue": ex.stub(ex.add(InsnQueue, config)),
         "token_fifo": ex.stub(*fifos, params=tuple({"max_wait": w} for w in waits)),
         "dispatcher": ex.stub(ex.add(Dispatcher, config, params={"imem_words": IMEM_WORDS}),
                               params=({"imem_words": IMEM_WORDS},)),
     }
+    if builds_vector_unit(config):
+        factories["vector_executor"] = ex.stub(_export_vector_unit(ex, config))
     top = ex.add(Accelerator, config, factories=factories)
     return _result(ex, top, start)
+
+
+def _export_vector_unit(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:
+    """The vector executor, its unit and the unit's row lane: each a module, the lane once."""
+    from .. import operators as ops
+    from .vector_executor import VectorExecutor
+    from .vector_row_lane import VectorRowLane
+    from .vector_unit import VectorUnit
+
+    row = {"max_row": ops.MAX_ROW}
+    unit_params = {"lanes": config.vector_lanes, **row}
+    lane = ex.add(VectorRowLane, config, params=row)
+    unit = ex.add(VectorUnit, config, params=unit_params, lane_factory=ex.stub(lane, params=(row,)))
+    return ex.add(VectorExecutor, config, unit_factory=ex.stub(unit, params=(unit_params,)))
 
 
 #: What ``--top`` can export.

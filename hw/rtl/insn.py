@@ -45,13 +45,16 @@ def field_signal(op: Op, field: str, name: str | None = None) -> Signal:
     return Signal(LAYOUTS[op].members[field], name=name)
 
 
-def rtl_unsupported(op: Op, f):
+def rtl_unsupported(op: Op, f, vector_unit: bool = True):
     """Whether this RTL refuses an instruction at dispatch (``ErrorCode.UNSUPPORTED``) that the
-    contract defines and ``sim.functional`` runs: a VEC whose ``vec_op`` is a resize or pooling
-    (the vector unit has no spatial sequencer), a STORE's softmax epilogue.  On integers
-    (``Insn.f``) or the fields of a word.  What a CHAIN holds is in its descriptor: the vector
-    unit refuses it while running (:func:`vec_unsupported`)."""
+    contract defines and ``sim.functional`` runs: every VEC on an accelerator built without a
+    vector unit (``vector_unit``: ``hw.rtl.vector_executor.builds_vector_unit``), else a VEC
+    whose ``vec_op`` is a resize or pooling (the vector unit has no spatial sequencer); a
+    STORE's softmax epilogue.  On integers (``Insn.f``) or the fields of a word.  What a CHAIN
+    holds is in its descriptor: the vector unit refuses it while running (:func:`vec_unsupported`)."""
     if op == Op.VEC:
+        if not vector_unit:
+            return 1
         return any_of(*(f["vec_op"] == spatial for spatial in vec.SPATIAL))
     if op == Op.STORE:
         return f["ep_row"] != 0

@@ -6,7 +6,7 @@ compute unit will hand a VEC to (``docs/rtl_vector.md``).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,17 +16,42 @@ from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, ErrorCode
 from .buses import DramReadSignature, DramWriteSignature
 from .descriptor_fetch import DescriptorFetch
-from .vector_unit import VectorUnit, read_lanes, write_lanes
+from .export import MAX_TOP_INPUT_BITS
+from .vector_unit import VectorUnit, read_lanes, unit_cycles, write_lanes
 
 #: Bytes the descriptor fetch reads a cycle, on the low lanes of the unit's read port.
 FETCH_LANES = 16
 
-__all__ = ["VectorExecutor", "vector_ports"]
+__all__ = ["VectorExecutor", "vector_ports", "builds_vector_unit"]
 
 
 def vector_ports(config: AcceleratorConfig) -> tuple[int, int]:
-    """(read lanes, write lanes) of the accelerator's vector executor: ``config.vector_lanes`` row lanes."""
+    """(read lanes, write lanes) of the accelerator's vector executor: ``config.vector_lanes`` row
+    lanes; (0, 0) when it is not built (``builds_vector_unit``)."""
+    if not builds_vector_unit(config):
+        return 0, 0
     return read_lanes(config.vector_lanes), write_lanes(config.vector_lanes)
+
+
+def _members(lanes: int) -> dict:
+    return {
+        "start": In(1), "desc_addr": In(ADDR_BITS),
+        "busy": Out(1), "done": Out(1), "error": Out(1), "error_code": Out(ErrorCode), "overrun": Out(1),
+        "dram_rd": Out(DramReadSignature(read_lanes(lanes))), "dram_wr": Out(DramWriteSignature(write_lanes(lanes))),
+    }
+
+
+def builds_vector_unit(config: AcceleratorConfig) -> bool:
+    """Whether the accelerator of ``config`` has a vector executor.  Its gather and scatter ports
+    carry an address per byte lane, and Amaranth 0.5 numbers the output bits of an instance (and
+    the input bits of a top module) with 16 bits: E's 512 row lanes need over 200,000 output bits.
+    Without one, the dispatcher refuses every VEC (``UNSUPPORTED``, ``hw.rtl.insn.rtl_unsupported``);
+    narrower ports (rows fetched by bursts) are the way to build it there (docs/rtl_vector.md)."""
+    bits = {In: 0, Out: 0}
+    for _, member in wiring.Signature(_members(config.vector_lanes)).members.flatten():
+        if member.is_port:
+            bits[member.flow] += Shape.cast(member.shape).width
+    return bits[Out] < 1 << 16 and bits[In] <= MAX_TOP_INPUT_BITS
 
 
 class VectorExecutor(wiring.Component):
@@ -37,6 +62,8 @@ class VectorExecutor(wiring.Component):
     config : AcceleratorConfig
     lanes, max_row : int
         As for :class:`VectorUnit`.
+    unit_factory : callable
+        Builds the vector unit (``VectorUnit``, or the exporter's black box of its module).
 
     Members
     -------
@@ -50,27 +77,25 @@ class VectorExecutor(wiring.Component):
     """
 
     export_prefix = "vector_executor"
-    #: Exported as one Verilog text with its fetch, row lanes and units as modules named under it
-    #: (``hw.rtl.export.export_component``): one executor per accelerator.
+    #: Exported with its descriptor fetch as a module named under it; the vector unit is a module
+    #: of its own (``unit_factory``).
     export_nested = True
 
     @classmethod
     def export_params(cls, config: AcceleratorConfig) -> dict:
         return {"v": config.vector_lanes}
 
-    def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, max_row: int = ops.MAX_ROW):
-        self._unit = VectorUnit(config, lanes=lanes, max_row=max_row)
+    def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, max_row: int = ops.MAX_ROW,
+                 unit_factory=VectorUnit):
+        lanes = config.vector_lanes if lanes is None else lanes
+        self._lanes, self._max_row = lanes, max_row
+        self._unit = unit_factory(config, lanes=lanes, max_row=max_row)
         self._fetch = DescriptorFetch(FETCH_LANES)
-        n_rd, n_wr = read_lanes(self._unit.lanes), write_lanes(self._unit.lanes)
-        super().__init__({
-            "start": In(1), "desc_addr": In(ADDR_BITS),
-            "busy": Out(1), "done": Out(1), "error": Out(1), "error_code": Out(ErrorCode), "overrun": Out(1),
-            "dram_rd": Out(DramReadSignature(n_rd)), "dram_wr": Out(DramWriteSignature(n_wr)),
-        })
+        super().__init__(_members(lanes))
 
     def cycles(self, d: vec.Descriptor) -> int:
         """Cycles from ``start`` to ``done`` for a descriptor that runs: the fetch, then the unit."""
-        return self._fetch.cycles(d) + 1 + self._unit.cycles(d)
+        return self._fetch.cycles(d) + 1 + unit_cycles(d, self._lanes, self._max_row)
 
     def elaborate(self, platform):
         m = Module()

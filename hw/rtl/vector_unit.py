@@ -32,7 +32,7 @@ those of ``hw.timing.vec_row_cycles`` plus a fixed setup and fill (``VectorUnit.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,13 +43,11 @@ from ..isa import ADDR_BITS, ErrorCode, VecOp
 from ..timing import vec_row_cycles
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
 from .axis_counter import AxisCounter
-from .elementwise_lane import ElementwiseLane
 from .kernel_unit import delayed
-from .layernorm_unit import LayerNormUnit
-from .softmax_unit import SoftmaxUnit
-from .vector_descriptor import DESCRIPTOR, LN_ENTRY
+from .vector_descriptor import DESCRIPTOR
+from .vector_row_lane import LANE_READS, LUT_ENTRIES, PLAN, ROW, STEP, VectorRowLane, row_lane_timing
 
-__all__ = ["VectorUnit", "SUPPORTED_OPS", "ROW_OPS", "read_lanes", "write_lanes", "LUT_ENTRIES"]
+__all__ = ["VectorUnit", "unit_cycles", "SUPPORTED_OPS", "ROW_OPS", "read_lanes", "write_lanes", "LUT_ENTRIES"]
 
 #: Stage operations the unit executes; any other is refused (``ErrorCode.UNSUPPORTED``).
 SUPPORTED_OPS = (VecOp.COPY, VecOp.ADD, VecOp.MUL, VecOp.LUT, VecOp.SOFTMAX, VecOp.LAYERNORM)
@@ -60,12 +58,6 @@ PARAM_RANGES = {VecOp.ADD: ops.AddParams.RANGES, VecOp.MUL: ops.MulParams.RANGES
                 VecOp.SOFTMAX: ops.SoftmaxParams.RANGES, VecOp.LAYERNORM: ops.LayerNormParams.RANGES}
 _S = vec.MAX_STAGES
 _K = vec.MAX_OPERANDS
-#: Entries of a LUT stage's table: one per int8 value.
-LUT_ENTRIES = ops.INT8_MAX - ops.INT8_MIN + 1
-#: Read lanes of each row lane: each stage's ``src`` and ``src2`` (``2 i``, ``2 i + 1``).
-LANE_READS = 2 * _S
-
-
 def read_lanes(lanes: int) -> int:
     """Read lanes of a unit of ``lanes`` row lanes: row lane ``l``'s ``LANE_READS`` from
     ``l * LANE_READS``, then the layernorm entry's bytes, shared by all."""
@@ -77,21 +69,14 @@ def write_lanes(lanes: int) -> int:
     return _S * lanes
 
 
-#: A row lane's element in the pipeline.
-_BEAT = data.StructLayout({
-    "valid": 1,
-    "ok": data.ArrayLayout(1, _S),            # the stage's input pixel is not padding
-    "wr": data.ArrayLayout(1, _S),            # the stage writes this element
-    "wr_addr": data.ArrayLayout(ADDR_BITS, _S),
-    "rd_ok": data.ArrayLayout(1, LANE_READS),  # the read lane's element is not padding
-})
-#: What all lanes share each cycle: the element is of the last pass, ends its row.
-_STEP = data.StructLayout({"final": 1, "last": 1})
-#: A row as the walker hands it to a lane: each operand's pixel address and validity, its first channel.
-_ROW = data.StructLayout({
-    "valid": 1, "ch0": 16,
-    "pix": data.ArrayLayout(ADDR_BITS, _K), "pix_ok": data.ArrayLayout(1, _K),
-})
+def unit_cycles(d: vec.Descriptor, lanes: int, max_row: int = ops.MAX_ROW) -> int:
+    """Cycles from ``start`` to ``done`` of a unit of ``lanes`` row lanes for descriptor ``d`` it runs:
+    one to check it, ``LUT_ENTRIES`` to load the LUT stages' tables (all at once), the rows
+    (``hw.timing.vec_row_cycles``), then the last element's way through the read and its stages."""
+    rows, row, passes, gap = vec.row_schedule(d)
+    tables = LUT_ENTRIES if any(st.op == VecOp.LUT for st in d.stages) else 0
+    lane_cycles = vec_row_cycles({"rows": rows, "row_cycles": passes * row + gap}, lanes)
+    return 1 + tables + lane_cycles + DRAM_READ_LATENCY + len(d.stages) * row_lane_timing(max_row).slot_latency
 
 
 class VectorUnit(wiring.Component):
@@ -126,16 +111,25 @@ class VectorUnit(wiring.Component):
         Gather/scatter ports with an address per lane, reads answered ``DRAM_READ_LATENCY`` cycles later.
     """
 
-    def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, max_row: int = ops.MAX_ROW):
+    export_prefix = "vector_unit"
+    #: Exported with its axis counters as modules named under it; its row lanes are one module
+    #: of their own (``lane_factory``), instantiated ``lanes`` times.
+    export_nested = True
+
+    @classmethod
+    def export_params(cls, config: AcceleratorConfig, lanes: int | None = None, max_row: int = ops.MAX_ROW) -> dict:
+        return {"v": config.vector_lanes if lanes is None else lanes, "r": max_row}
+
+    def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, max_row: int = ops.MAX_ROW,
+                 lane_factory=VectorRowLane):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         lanes = config.vector_lanes if lanes is None else lanes
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
         self._config, self._n = config, lanes
-        self._slots = [[ElementwiseLane() for _ in range(_S)] for _ in range(lanes)]
-        self._softmax = [SoftmaxUnit(max_row) for _ in range(lanes)]
-        self._layernorm = [LayerNormUnit(max_row) for _ in range(lanes)]
+        self._timing = row_lane_timing(max_row)
+        self._lanes = [lane_factory(config, max_row=max_row) for _ in range(lanes)]
         super().__init__({
             "start": In(1), "desc": In(DESCRIPTOR),
             "busy": Out(1), "done": Out(1), "error": Out(1), "error_code": Out(ErrorCode), "overrun": Out(1),
@@ -149,144 +143,107 @@ class VectorUnit(wiring.Component):
     @property
     def slot_latency(self) -> int:
         """Cycles an element spends in each stage slot: the slowest of the lane and the row units."""
-        return max(self._slots[0][0].latency, self._softmax[0].out_latency, self._layernorm[0].out_latency)
+        return self._timing.slot_latency
 
     @property
     def max_row(self) -> int:
-        return self._softmax[0].max_row
+        return self._timing.max_row
 
     def cycles(self, d: vec.Descriptor) -> int:
-        """Cycles from ``start`` to ``done`` for descriptor ``d`` the unit runs: one to check it,
-        ``LUT_ENTRIES`` to load the LUT stages' tables (all at once), the rows
-        (``hw.timing.vec_row_cycles``), then the last element's way through the read and its stages."""
-        rows, row, passes, gap = vec.row_schedule(d)
-        tables = LUT_ENTRIES if any(st.op == VecOp.LUT for st in d.stages) else 0
-        lane_cycles = vec_row_cycles({"rows": rows, "row_cycles": passes * row + gap}, self._n)
-        return 1 + tables + lane_cycles + DRAM_READ_LATENCY + len(d.stages) * self.slot_latency
+        """Cycles from ``start`` to ``done`` for descriptor ``d`` the unit runs (``unit_cycles``)."""
+        return unit_cycles(d, self._n, self.max_row)
 
     def gap_cycles(self, op: VecOp) -> int:
         """Cycles the row unit of ``op`` needs between its row's last passes."""
-        return {VecOp.SOFTMAX: self._softmax[0], VecOp.LAYERNORM: self._layernorm[0]}[op].gap_cycles
+        return self._timing.gap_cycles[op]
 
     def elaborate(self, platform):
         m = Module()
-        for l in range(self._n):
-            for i, lane in enumerate(self._slots[l]):
-                m.submodules[f"l{l}_slot{i}"] = lane
-            m.submodules[f"l{l}_softmax"], m.submodules[f"l{l}_layernorm"] = self._softmax[l], self._layernorm[l]
+        self._rd_data = self.dram_rd.data.as_value()
+        for l, lane in enumerate(self._lanes):
+            m.submodules[f"lane{l}"] = lane
         d = Signal(DESCRIPTOR)
         with m.If(self.start & ~self.busy):
             m.d.sync += d.eq(self.desc)
         plan = _Plan(m, d, self)
         seq = _Sequencer(m, d, plan, self)
-        steps, ln_taps = self._shared_pipeline(m, seq)
-        overruns = []
-        for l in range(self._n):
-            beats, taps = self._lane_pipeline(m, seq.beats[l], l)
-            overruns.append(self._lane_slots(m, d, plan, l, beats, taps, steps, ln_taps))
+        shared = self._shared_lane_inputs(m, d, plan, seq)
+        ports = [self._connect_lane(m, l, lane, shared, seq) for l, lane in enumerate(self._lanes)]
+        self._table_reads(ports[0], plan, seq)
+        self._drive_dram(m, ports, seq)
         with m.If(self.start & ~self.busy):
             m.d.sync += self.overrun.eq(0)
-        with m.Elif(_any(overruns)):
+        with m.Elif(_any(lane.overrun for lane in self._lanes)):
             m.d.sync += self.overrun.eq(1)
-        self._load_tables(m, plan, seq)
         return m
 
     @property
     def _depth(self) -> int:
-        return DRAM_READ_LATENCY + _S * self.slot_latency
+        return self._timing.depth
 
-    def _load_tables(self, m: Module, plan: "_Plan", seq: "_Sequencer") -> None:
-        """Each LUT stage's table: the byte read on row lane 0's ``src`` lane of the stage is
-        written, into every lane's slot, at the entry read ``DRAM_READ_LATENCY`` cycles earlier
-        (entry k holds x = k - 128)."""
-        r = DRAM_READ_LATENCY
-        entry = delayed(m, seq.entry, r, "table_entry")
-        loading = delayed(m, seq.loading, r, "table_loading")
-        for slots in self._slots:
-            for i, lane in enumerate(slots):
-                m.d.comb += [lane.table_w.en.eq(loading & plan.lut_at[i]), lane.table_w.addr.eq(entry),
-                             lane.table_w.data.eq(self.dram_rd.data[2 * i])]
-
-    def _shared_pipeline(self, m: Module, seq: "_Sequencer") -> tuple[list, dict]:
-        """The shared step delayed 0 .. depth cycles, and the layernorm entry's bytes from R on."""
-        r = DRAM_READ_LATENCY
+    def _shared_lane_inputs(self, m: Module, d, plan: "_Plan", seq: "_Sequencer") -> dict:
+        """What every lane gets alike: the descriptor and its plan, the element's channel, the
+        steps and layernorm entries at each slot's entry and exit, the LUT tables' writes."""
+        r, t = DRAM_READ_LATENCY, self._timing
         steps = [seq.step]
-        for t in range(self._depth):
-            reg = Signal(_STEP, name=f"step_{t + 1}")
+        for k in range(self._depth):
+            reg = Signal(STEP, name=f"step_{k + 1}")
             m.d.sync += reg.eq(steps[-1])
             steps.append(reg)
         first = Signal(data.ArrayLayout(8, vec.LN_ENTRY_BYTES), name=f"entry_{r}")
-        m.d.comb += first.eq(Cat(*(self.dram_rd.data[LANE_READS * self._n + k] for k in range(vec.LN_ENTRY_BYTES))))
-        taps = {r: first}
-        for t in range(r + 1, self._depth + 1):
-            taps[t] = Signal.like(first, name=f"entry_{t}")
-            m.d.sync += taps[t].eq(taps[t - 1])
-        return steps, taps
+        m.d.comb += first.eq(self._rd_data.word_select(self._n, 8 * LANE_READS)[:8 * vec.LN_ENTRY_BYTES])
+        entries = [first]
+        for k in range(r + 1, t.slot_in(_S - 1) + 1):
+            entries.append(Signal.like(first, name=f"entry_{k}"))
+            m.d.sync += entries[-1].eq(entries[-2])
+        plan_bits = Signal(PLAN)
+        m.d.comb += [plan_bits.live.eq(Cat(*plan.live)), plan_bits.row_at.eq(Cat(*plan.row_at)),
+                     plan_bits.lut_at.eq(Cat(*plan.lut_at)), plan_bits.softmax.eq(plan.has[VecOp.SOFTMAX]),
+                     plan_bits.layernorm.eq(plan.has[VecOp.LAYERNORM]), plan_bits.row_slot.eq(plan.row_slot)]
+        # each LUT stage's table: the byte read on row lane 0's src lane of the stage, written at
+        # the entry read DRAM_READ_LATENCY cycles earlier (entry k holds x = k - 128)
+        loading = delayed(m, seq.loading, r, "table_loading")
+        values = {
+            "d": d, "plan": plan_bits, "issue": seq.issue, "j": seq.j, "cm": Cat(*seq.cm),
+            "step_in": Cat(*(steps[t.slot_in(i)] for i in range(_S))),
+            "step_out": Cat(*(steps[t.slot_in(i) + t.slot_latency] for i in range(_S))),
+            "entry_in": Cat(*(entries[t.slot_in(i) - r] for i in range(_S))),
+            "table_en": Cat(*(loading & plan.lut_at[i] for i in range(_S))),
+            "table_addr": delayed(m, seq.entry, r, "table_entry"),
+            "table_data": Cat(*(self._rd_data.word_select(2 * i, 8) for i in range(_S))),
+        }
+        # each computed once, not once per lane
+        shared = {name: Signal(len(Value.cast(value)), name=f"lanes_{name}") for name, value in values.items()}
+        m.d.comb += [shared[name].eq(value) for name, value in values.items()]
+        return shared
 
-    def _lane_pipeline(self, m: Module, beat, l: int) -> tuple[list, dict]:
-        """Row lane ``l``'s beat delayed 0 .. depth cycles, and its read bytes (padding zeroed) from R on."""
-        r = DRAM_READ_LATENCY
-        beats = [beat]
-        for t in range(self._depth):
-            reg = Signal(_BEAT, name=f"l{l}_beat_{t + 1}")
-            m.d.sync += reg.eq(beats[-1])
-            beats.append(reg)
-        first = Signal(data.ArrayLayout(8, LANE_READS), name=f"l{l}_bytes_{r}")
-        for k in range(LANE_READS):
-            m.d.comb += first[k].eq(Mux(beats[r].rd_ok[k], self.dram_rd.data[LANE_READS * l + k], 0))
-        taps = {r: first}
-        for t in range(r + 1, self._depth + 1):
-            taps[t] = Signal.like(first, name=f"l{l}_bytes_{t}")
-            m.d.sync += taps[t].eq(taps[t - 1])
-        return beats, taps
-
-    def _lane_slots(self, m: Module, d, plan: "_Plan", l: int, beats: list, taps: dict, steps: list,
-                    ln_taps: dict):
-        """Row lane ``l``'s stage slots, its row units between them and its write lanes; returns
-        its overrun condition."""
-        s, r = self.slot_latency, DRAM_READ_LATENCY
-        sm, ln = self._softmax[l], self._layernorm[l]
-        row_y = Mux(plan.has[VecOp.SOFTMAX], delayed(m, sm.out.y, s - sm.out_latency, f"l{l}_softmax_y"),
-                    delayed(m, ln.out.y, s - ln.out_latency, f"l{l}_layernorm_y"))
-        row_in = {"x": [], "valid": [], "last": [], "entry": []}
-        y_prev = None
-        for i, lane in enumerate(self._slots[l]):
-            t_in, stage = r + i * s, d.stages[i]
-            x_read = taps[t_in][2 * i].as_signed()
-            x_in = x_read if y_prev is None else Mux(stage.copy.src == vec.PREV, y_prev, x_read)
-            self._drive_lane(m, lane, stage, x_in, taps[t_in][2 * i + 1].as_signed(), beats[t_in].valid)
-            for key, value in (("x", x_in), ("valid", beats[t_in].valid), ("last", steps[t_in].last),
-                               ("entry", ln_taps[t_in].as_value())):
-                row_in[key].append(value)
-            result = Mux(plan.row_at[i], row_y, delayed(m, lane.y, s - lane.latency, f"l{l}_slot{i}_y"))
-            out, port = beats[t_in + s], l * _S + i
-            y = Signal(8, name=f"l{l}_y{i}")
-            m.d.comb += [y.eq(Mux(out.ok[i], result, 0)),
-                         self.dram_wr.en[port].eq(out.valid & steps[t_in + s].final & out.wr[i]),
-                         self.dram_wr.addr[port].eq(out.wr_addr[i]), self.dram_wr.data[port].eq(y)]
-            y_prev = y.as_signed()
-        return self._drive_row_units(m, d, plan, l, {k: Array(v)[plan.row_slot] for k, v in row_in.items()})
+    def _connect_lane(self, m: Module, l: int, lane, shared: dict, seq: "_Sequencer") -> dict:
+        """Row lane ``l``: its row and the shared inputs, its read data; returns its DRAM lanes'
+        enables, addresses and write data (``_drive_dram`` joins them)."""
+        lp = VectorRowLane.ports(lane)
+        m.d.comb += [getattr(lp, name).eq(value) for name, value in shared.items()]
+        m.d.comb += [lp.walk_row.eq(seq.walk_row), lp.take.eq(seq.walk_en & (seq.wk == l)),
+                     lp.start_row.eq(seq.begin),
+                     lp.rd_data.eq(self._rd_data.word_select(l, 8 * LANE_READS))]
+        return {"rd_en": [lp.rd_en[k] for k in range(LANE_READS)], "rd_addr": [lp.rd_addr[k] for k in range(LANE_READS)],
+                "wr_en": lp.wr_en.as_value(), "wr_addr": lp.wr_addr.as_value(), "wr_data": lp.wr_data.as_value()}
 
     @staticmethod
-    def _drive_lane(m: Module, lane: ElementwiseLane, stage, a, b, valid) -> None:
-        add, mul = stage.add, stage.mul
-        m.d.comb += [lane.op.eq(stage.copy.op), lane.a.eq(a), lane.b.eq(b), lane.valid.eq(valid),
-                     lane.mult_a.eq(add.mult_a), lane.mult_b.eq(add.mult_b), lane.relu.eq(add.relu),
-                     lane.mult.eq(mul.mult), lane.shift.eq(Mux(add.op == VecOp.ADD, add.shift, mul.shift))]
+    def _table_reads(lane0: dict, plan: "_Plan", seq: "_Sequencer") -> None:
+        """While the tables load, row lane 0's ``src`` read lane of each LUT stage reads its table."""
+        for i in range(_S):
+            k = 2 * i
+            lane0["rd_en"][k] = Mux(seq.loading, plan.lut_at[i], lane0["rd_en"][k])
+            lane0["rd_addr"][k] = Mux(seq.loading, seq.d.stages[i].lut.table + seq.entry, lane0["rd_addr"][k])
 
-    def _drive_row_units(self, m: Module, d, plan: "_Plan", l: int, row_in: dict):
-        sm, ln = self._softmax[l], self._layernorm[l]
-        stage = d.stages[plan.row_slot]
-        entry = LN_ENTRY(row_in["entry"])
-        m.d.comb += [
-            sm.x.valid.eq(row_in["valid"] & plan.has[VecOp.SOFTMAX]), sm.x.payload.x.eq(row_in["x"]),
-            sm.x.payload.last.eq(row_in["last"]), sm.exp_mult.eq(stage.softmax.exp_mult),
-            sm.exp_shift.eq(stage.softmax.exp_shift), sm.out_shift.eq(stage.softmax.out_shift),
-            ln.x.valid.eq(row_in["valid"] & plan.has[VecOp.LAYERNORM]), ln.x.payload.x.eq(row_in["x"]),
-            ln.x.payload.last.eq(row_in["last"]), ln.x.payload.gamma.eq(entry.gamma),
-            ln.x.payload.beta.eq(entry.beta), ln.eps.eq(stage.layernorm.eps), ln.shift.eq(stage.layernorm.shift),
-        ]
-        return (sm.x.valid & ~sm.x.ready) | (ln.x.valid & ~ln.x.ready)
+    def _drive_dram(self, m: Module, ports: list, seq: "_Sequencer") -> None:
+        """Each DRAM port field in one assignment: the lanes' in order, then the layernorm entry's
+        reads (one statement per field: Amaranth's netlist cost grows with the statements per signal)."""
+        rd, wr = self.dram_rd, self.dram_wr
+        rd_en = [v for p in ports for v in p["rd_en"]] + [seq.entry_rd_en] * vec.LN_ENTRY_BYTES
+        rd_addr = [v for p in ports for v in p["rd_addr"]] + seq.entry_rd_addr
+        m.d.comb += [rd.en.eq(Cat(*rd_en)), rd.addr.eq(Cat(*(Value.cast(a)[:ADDR_BITS] for a in rd_addr)))]
+        m.d.comb += [getattr(wr, f).eq(Cat(*(p[f"wr_{f}"] for p in ports))) for f in ("en", "addr", "data")]
 
 
 class _Plan:
@@ -365,8 +322,9 @@ def _is_any(value, choices) -> object:
 
 
 class _Sequencer:
-    """The FSM, the walker, the lanes' rows and the shared counters within a row; ``beats[l]`` is
-    row lane ``l``'s element issued this cycle, ``step`` what the lanes share about it."""
+    """The FSM, the walker (``walk_row``, handed to lane ``wk`` when ``walk_en``; the lanes start
+    their rows on ``begin``) and the shared counters within a row; ``issue`` says the lanes issue
+    an element this cycle, ``step`` what they share about it."""
 
     def __init__(self, m: Module, d, plan: _Plan, unit: VectorUnit):
         self.m, self.d, self.plan, self.unit, n = m, d, plan, unit, unit.lanes
@@ -383,15 +341,12 @@ class _Sequencer:
         self.loading, self.entry = Signal(), Signal(range(LUT_ENTRIES))
         self.issue = Signal()
         self.cm = [Signal.like(d.operands[k].c, name=f"operand{k}_cm") for k in range(_K)]
-        self.rows = [Signal(_ROW, name=f"l{l}_row") for l in range(n)]
-        self.next_rows = [Signal(_ROW, name=f"l{l}_next_row") for l in range(n)]
-        self.step = Signal(_STEP)
-        self.beats = [Signal(_BEAT, name=f"l{l}_beat") for l in range(n)]
+        # the lanes hold their rows; the unit only what lane 0's next row says about the group
+        self.first_valid = Signal()
+        self.step = Signal(STEP)
         self.axes = [self._axes(k) for k in range(_K)]
         self.walk_row = self._walk_row()
         self._fsm()
-        for l in range(n):
-            self._beat(l)
         self._shared_reads()
 
     def _axes(self, k: int) -> tuple[AxisCounter, AxisCounter]:
@@ -406,7 +361,7 @@ class _Sequencer:
 
     def _walk_row(self):
         """The row the walker is at: each operand's pixel address and validity, its first channel."""
-        row = Signal(_ROW, name="walk_row")
+        row = Signal(ROW, name="walk_row")
         self.m.d.comb += [row.valid.eq(~self.walked), row.ch0.eq(self.ch0)]
         for k, (y, x) in enumerate(self.axes):
             self.m.d.comb += [row.pix[k].eq(self.d.operands[k].base + y.offset + x.offset),
@@ -415,12 +370,12 @@ class _Sequencer:
 
     def _fsm(self) -> None:
         m, u, plan, n = self.m, self.unit, self.plan, self.unit.lanes
-        walk_en = Signal()
+        self.walk_en = walk_en = Signal()
         # a group of rows starts once the previous one issued its last element and the walker
         # handed over the next (both may end in this cycle)
         run_ends = ~self.running | (self.issue & (self.j + 1 == plan.row_len) & (self.p + 1 == plan.passes))
         walk_ends = ~walk_en | (self.wk == n - 1)
-        begin = Signal()
+        self.begin = begin = Signal()
         with m.FSM(name="vec"):
             with m.State("IDLE"):
                 with m.If(u.start):
@@ -464,13 +419,10 @@ class _Sequencer:
                 m.next = "IDLE"
 
     def _begin(self, walk_en) -> None:
-        """Hand the walked rows to the lanes (the last one straight from the walker if it is
-        walked in this cycle) and start them, or drain when there are none."""
-        m, n = self.m, self.unit.lanes
-        handed = [Mux(walk_en & (self.wk == l), self.walk_row.as_value(), self.next_rows[l].as_value())
-                  for l in range(n)]
-        m.d.sync += [self.rows[l].eq(handed[l]) for l in range(n)]
-        with m.If(_ROW(handed[0]).valid):
+        """Start the lanes on their walked rows (each lane takes its row, the last one straight from
+        the walker if it is walked in this cycle: ``VectorRowLane``), or drain when there are none."""
+        m = self.m
+        with m.If(Mux(walk_en & (self.wk == 0), self.walk_row.valid, self.first_valid)):
             m.d.sync += [self.running.eq(1), self.walking.eq(1), self.wk.eq(0), self.j.eq(0), self.p.eq(0),
                          self.gap_left.eq(0), *(cm.eq(0) for cm in self.cm)]
             m.next = "RUN"
@@ -480,13 +432,11 @@ class _Sequencer:
             m.next = "DRAIN"
 
     def _walk(self) -> None:
-        """Hand the walker's row to lane ``wk`` and step to the next row: the next head of the
-        pixel, or the next pixel."""
+        """Hand the walker's row to lane ``wk`` (the lane takes it) and step to the next row: the
+        next head of the pixel, or the next pixel."""
         m, head, plan, n = self.m, self.d.header, self.plan, self.unit.lanes
-        with m.Switch(self.wk):
-            for l in range(n):
-                with m.Case(l):
-                    m.d.sync += self.next_rows[l].eq(self.walk_row)
+        with m.If(self.wk == 0):
+            m.d.sync += self.first_valid.eq(self.walk_row.valid)
         m.d.sync += self.wk.eq(self.wk + 1)
         with m.If(self.wk == n - 1):
             m.d.sync += [self.wk.eq(0), self.walking.eq(0)]
@@ -529,45 +479,11 @@ class _Sequencer:
             with m.Else():
                 m.d.sync += self.running.eq(0)
 
-    def _beat(self, l: int) -> None:
-        """Row lane ``l``'s element issued this cycle: its reads, masks and write addresses."""
-        m, d, plan, beat, row = self.m, self.d, self.plan, self.beats[l], self.rows[l]
-        rd = self.unit.dram_rd
-        ch = Signal.like(self.ch0, name=f"l{l}_ch")
-        m.d.comb += ch.eq(row.ch0 + self.j)
-        addr = Array(Signal(ADDR_BITS, name=f"l{l}_operand{k}_addr") for k in range(_K))
-        elem_ok = []
-        for k in range(_K):
-            op = d.operands[k]
-            m.d.comb += addr[k].eq(row.pix[k] + Mux(op.repeat, self.cm[k], ch))
-            elem_ok.append(row.pix_ok[k] & (op.repeat | (ch < op.c)))
-        elem_ok = Cat(*elem_ok)
-        issue = self.issue & row.valid
-        m.d.comb += beat.valid.eq(issue)
-        ok_prev = 0
-        for i in range(_S):
-            st = d.stages[i].copy
-            ok = Mux(st.src == vec.PREV, ok_prev, row.pix_ok.as_value().bit_select(st.src, 1))
-            m.d.comb += [beat.ok[i].eq(ok),
-                         beat.wr[i].eq(plan.live[i] & (st.out != vec.NONE) & elem_ok.bit_select(st.out, 1)),
-                         beat.wr_addr[i].eq(addr[st.out])]
-            ok_prev = ok
-            for lane, ref in ((2 * i, st.src), (2 * i + 1, st.src2)):
-                en = issue & plan.live[i] & (ref != vec.PREV) & (ref != vec.NONE) & elem_ok.bit_select(ref, 1)
-                port = LANE_READS * l + lane
-                m.d.comb += [beat.rd_ok[lane].eq(en), rd.en[port].eq(en), rd.addr[port].eq(addr[ref])]
-                # while the tables load, lane 0's src lane of a LUT stage reads its table
-                if l == 0 and lane == 2 * i:
-                    with m.If(self.loading):
-                        m.d.comb += [rd.en[port].eq(plan.lut_at[i]),
-                                     rd.addr[port].eq(d.stages[i].lut.table + self.entry)]
-
     def _shared_reads(self) -> None:
         """What the lanes share: pass and row end, and the layernorm entry of the channel (all
         lanes' rows are whole pixels at the same channel)."""
-        m, plan, rd = self.m, self.plan, self.unit.dram_rd
+        m, plan = self.m, self.plan
         m.d.comb += [self.step.final.eq(self.p + 1 == plan.passes), self.step.last.eq(self.j + 1 == plan.row_len)]
         table = self.d.stages[plan.row_slot].layernorm.table + self.j * vec.LN_ENTRY_BYTES
-        for k in range(vec.LN_ENTRY_BYTES):
-            port = LANE_READS * self.unit.lanes + k
-            m.d.comb += [rd.en[port].eq(self.issue & plan.has[VecOp.LAYERNORM]), rd.addr[port].eq(table + k)]
+        self.entry_rd_en = self.issue & plan.has[VecOp.LAYERNORM]
+        self.entry_rd_addr = [table + k for k in range(vec.LN_ENTRY_BYTES)]

@@ -76,8 +76,22 @@ def accelerator_verilog(config: AcceleratorConfig, *, export=None, imem_words: i
     defines = (f"`define ACCEL_TOP {export.top}\n`define ACCEL_G {gather}\n"
                f"`define ACCEL_W {config.num_pe * config.k0}\n"
                f"`define ACCEL_VG {vec_gather}\n`define ACCEL_VW {vec_scatter}\n"
+               f"`define ACCEL_VEC_PORTS {vec_port_connections(gather, config.num_pe * config.k0, config)}\n"
                f"`define IMEM_WORDS {imem_words}\n`define DRAM_BYTES {dram_bytes}\n")
     return export.verilog + "\n" + defines + WRAPPER.read_text(), export.seconds
+
+
+def vec_port_connections(gather: int, scatter: int, config: AcceleratorConfig) -> str:
+    """The wrapper's connections of the vector executor's ports to the gather and scatter lanes
+    after the load/store units' (none when the accelerator has no vector executor)."""
+    from hw.rtl.vector_executor import vector_ports
+    vg, vw = vector_ports(config)
+    if not vg:
+        return ""
+    rl, wl = gather + vg, scatter + vw
+    return (f".vec_rd__en(rd_en[{rl - 1}:{gather}]), .vec_rd__addr(rd_addr[{32 * rl - 1}:{32 * gather}]), "
+            f".vec_rd__data(rd_data[{8 * rl - 1}:{8 * gather}]), .vec_wr__en(wr_en[{wl - 1}:{scatter}]), "
+            f".vec_wr__addr(wr_addr[{32 * wl - 1}:{32 * scatter}]), .vec_wr__data(wr_data[{8 * wl - 1}:{8 * scatter}]),")
 
 
 # ---- layers -------------------------------------------------------------------------------

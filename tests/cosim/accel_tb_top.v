@@ -9,6 +9,8 @@
 //   ACCEL_W     DRAM scatter lanes (num_pe * K0)      = width of dram_wr__en
 //   ACCEL_VG    vector executor gather lanes  (hw.rtl.vector_executor.vector_ports) = width of vec_rd__en
 //   ACCEL_VW    vector executor scatter lanes                                       = width of vec_wr__en
+//   ACCEL_VEC_PORTS  the connections of vec_rd, vec_wr to the lanes after dram_rd's, dram_wr's
+//               (empty, and ACCEL_VG = ACCEL_VW = 0, when the accelerator has no vector executor)
 //   IMEM_WORDS  instruction memory depth in 256-bit words
 //   DRAM_BYTES  DRAM array size in bytes
 //
@@ -94,9 +96,8 @@ module accel_tb_top #(
         .done(done), .error(error), .error_code(error_code), .cycle(cycle),
         .imem_addr(imem_addr), .imem_data(imem_data),
         .dram_rd__en(rd_en[G-1:0]), .dram_rd__addr(rd_addr[32*G-1:0]), .dram_rd__data(rd_data[8*G-1:0]),
-        .dram_wr__en(wr_en[W-1:0]), .dram_wr__addr(wr_addr[32*W-1:0]), .dram_wr__data(wr_data[8*W-1:0]),
-        .vec_rd__en(rd_en[RL-1:G]), .vec_rd__addr(rd_addr[32*RL-1:32*G]), .vec_rd__data(rd_data[8*RL-1:8*G]),
-        .vec_wr__en(wr_en[WL-1:W]), .vec_wr__addr(wr_addr[32*WL-1:32*W]), .vec_wr__data(wr_data[8*WL-1:8*W])
+        `ACCEL_VEC_PORTS
+        .dram_wr__en(wr_en[W-1:0]), .dram_wr__addr(wr_addr[32*W-1:0]), .dram_wr__data(wr_data[8*W-1:0])
     );
 
     wire [26:0] imem_word = imem_addr[31:5];

@@ -40,6 +40,7 @@ from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, FIELDS, INSN_BYTES, Act, ErrorCode, Op, StreamError, decode, encode, make
 from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, entry_offset
 from hw.rtl.accelerator import rtl_unsupported
+from hw.rtl.vector_executor import builds_vector_unit
 from hw.timing import decode_until_end, schedule, schedule_encoded
 
 __all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "words_bytes"]
@@ -292,7 +293,7 @@ def _static_error(data: bytes, insns, cfg):
     stop = len(insns) if static is None else static.index
     decoded = static is None or static.code not in (ErrorCode.OPCODE, ErrorCode.RESERVED)
     for i, insn in enumerate(insns[:stop + (1 if decoded else 0)]):
-        if rtl_unsupported(insn.op, insn.f):     # checked before ranges and tokens
+        if rtl_unsupported(insn.op, insn.f, builds_vector_unit(cfg)):     # checked before ranges and tokens
             return StreamError(f"{insn.op.name} at instruction {i}: not built by the RTL",
                                ErrorCode.UNSUPPORTED, i), None
     return static, sched

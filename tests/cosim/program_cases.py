@@ -19,6 +19,7 @@ import numpy as np
 from hw.config import AcceleratorConfig
 from hw.isa import Op, make
 from hw.rtl.insn import rtl_unsupported, vec_unsupported
+from hw.rtl.vector_executor import builds_vector_unit
 from hw.vector import MAX_DESCRIPTOR_BYTES, decode_descriptor
 from hw.timing import schedule
 from mapper.images import preprocess, quantize_input, synthetic_image
@@ -108,7 +109,7 @@ def unsupported_steps(program: Program) -> list[str]:
 
 
 def _refused(program: Program, insn) -> bool:
-    if rtl_unsupported(insn.op, insn.f):
+    if rtl_unsupported(insn.op, insn.f, builds_vector_unit(program.cfg)):
         return True
     if insn.op != Op.VEC:
         return False

@@ -71,19 +71,28 @@ class Geometry:
     vec_scatter_lanes: int
 
 
+def _vec_lanes(accel, prefix: str) -> int:
+    """Lanes of the vector executor's port ``prefix`` (0 when the accelerator has none), its
+    addresses and data checked against its enables."""
+    if not hasattr(accel, f"{prefix}__en"):
+        return 0
+    n = len(getattr(accel, f"{prefix}__en"))
+    for field, bits in (("addr", 32), ("data", 8)):
+        if len(getattr(accel, f"{prefix}__{field}")) != n * bits:
+            raise AssertionError(f"u_accel.{prefix}__{field} is {len(getattr(accel, f'{prefix}__{field}'))} bits, "
+                                 f"expected {n} lanes x {bits}")
+    return n
+
+
 def read_geometry(dut, config_name: str | None, log):
     """Lane counts from the accelerator instance's port widths, checked against the preset."""
     accel = dut.u_accel
     geometry = Geometry(gather_lanes=len(accel.dram_rd__en), scatter_lanes=len(accel.dram_wr__en),
-                        vec_gather_lanes=len(accel.vec_rd__en), vec_scatter_lanes=len(accel.vec_wr__en))
+                        vec_gather_lanes=_vec_lanes(accel, "vec_rd"), vec_scatter_lanes=_vec_lanes(accel, "vec_wr"))
     for port, lanes, bits in (("dram_rd__addr", geometry.gather_lanes, 32),
                               ("dram_rd__data", geometry.gather_lanes, 8),
                               ("dram_wr__addr", geometry.scatter_lanes, 32),
-                              ("dram_wr__data", geometry.scatter_lanes, 8),
-                              ("vec_rd__addr", geometry.vec_gather_lanes, 32),
-                              ("vec_rd__data", geometry.vec_gather_lanes, 8),
-                              ("vec_wr__addr", geometry.vec_scatter_lanes, 32),
-                              ("vec_wr__data", geometry.vec_scatter_lanes, 8)):
+                              ("dram_wr__data", geometry.scatter_lanes, 8)):
         if len(getattr(accel, port)) != lanes * bits:
             raise AssertionError(f"u_accel.{port} is {len(getattr(accel, port))} bits, "
                                  f"expected {lanes} lanes x {bits}")
