@@ -8,7 +8,8 @@ For each configuration (every test configuration and E by default): export the A
 ``build_cpu_s`` are the wall and CPU time recorded in the build directory's
 ``cosim_build.json`` when it was compiled, with the load average then; ``cached`` says whether
 this call reused it), and run the benchmark layers (:data:`BENCH_CASES`), each checked bit-
-and cycle-exactly like in the tests.  Speed is simulated cycles over the wall time between
+and cycle-exactly like in the tests, and the whole-network programs (:data:`BENCH_PROGRAMS`,
+``programs``: each one's cycles, wall time and cycles/s).  Speed is simulated cycles over the wall time between
 ``start`` and the DRAM dump, summed over the layers (Python's per-layer model and file I/O
 excluded; ``run_s`` and ``run_cpu_s`` are the whole simulator process including them), and
 over the CPU time of the simulator process in the same spans (``cycles_per_cpu_s``: what
@@ -26,7 +27,9 @@ Schema of ``cosim.json``::
                   "build_load_average", "cached", "build_dir", "run_s", "run_cpu_s",
                   "load_average", "cycles", "sim_wall_s", "sim_cpu_s", "cycles_per_s",
                   "cycles_per_cpu_s",
-                  "cases": [{"case", "layer", "cycles", "wall_s", "cpu_s", "cycles_per_s"}]}]}
+                  "cases": [{"case", "layer", "cycles", "wall_s", "cpu_s", "cycles_per_s"}],
+                  "programs": [{"program", "instructions", "tensors", "cycles", "expected_cycles", "passed",
+                                "wall_s", "cpu_s", "cycles_per_s"}]}]}
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ from cosim.test_cosim_e import E_DRAM_BYTES  # noqa: E402
 
 #: Long enough that the per-run load/start overhead does not matter.
 BENCH_CASES = ("multi_chunk", "multi_tile", "conv3x3_relu")
+#: Whole-network programs from the image to the output (``cosim.program_cases``), as the tests run
+#: them: the MAC network everywhere; SegFormer-B0's encoder, unfused (its layernorms, softmaxes and
+#: residual adds as VEC passes), up to the decoder's first resize where the vector unit is built
+#: and the run takes seconds (tiny).
+BENCH_PROGRAMS = {"tiny": ({"model": "mac_cnn", "size": 16},
+                           {"model": "segformer_b0", "size": 32, "fuse": False, "until": "DecodeResize1"})}
+DEFAULT_PROGRAMS = ({"model": "mac_cnn", "size": 24},)
 DEFAULT_CONFIGS = ("tiny", "small", "e_small", "E")
 #: Build options to compare: what the tests use, cocotb's default, and the tests' with Verilator's
 #: multithreaded model (two threads; docs/cosim.md: not the default on a shared 2-core machine).
@@ -72,6 +82,7 @@ def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUI
     specs = [{**layer_spec(FIXED_BY_NAME[name]), "seed": seed} for name in BENCH_CASES]
     result = build_and_run(verilog, TB_TOP, "cosim.tb_accelerator",
                            params={"config": config_name, "seed": seed, "layers": specs,
+                                   "programs": [{**p, "seed": seed} for p in bench_programs(cfg)],
                                    "bench": True},
                            timeout_s=3600, options=options, sim_prefix=sim_prefix)
     stamp = json.loads((result.build_dir / "cosim_build.json").read_text())
@@ -81,6 +92,11 @@ def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUI
               "cpu_s": r.get("cpu_s"),
               "cycles_per_s": round(r["rtl_cycles"] / r["wall_s"]) if r["wall_s"] else None}
              for r in records if r["kind"] == "layer"]
+    programs = [{"program": r["case"], "instructions": r["instructions"], "tensors": r["tensors"],
+                 "cycles": r["rtl_cycles"], "expected_cycles": r["expected_cycles"], "passed": r["passed"],
+                 "wall_s": r["wall_s"], "cpu_s": r.get("cpu_s"),
+                 "cycles_per_s": round(r["rtl_cycles"] / r["wall_s"]) if r["wall_s"] and r["rtl_cycles"] else None}
+                for r in records if r["kind"] == "program"]
     cycles = sum(c["cycles"] for c in cases)
     wall = sum(c["wall_s"] for c in cases)
     cpu = sum(c["cpu_s"] or 0 for c in cases)
@@ -92,7 +108,12 @@ def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUI
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "cycles": cycles, "sim_wall_s": round(wall, 3), "sim_cpu_s": round(cpu, 3),
             "cycles_per_s": round(cycles / wall) if wall else None,
-            "cycles_per_cpu_s": round(cycles / cpu) if cpu else None, "cases": cases}
+            "cycles_per_cpu_s": round(cycles / cpu) if cpu else None, "cases": cases, "programs": programs}
+
+
+def bench_programs(cfg) -> tuple[dict, ...]:
+    """The whole-network programs benchmarked on ``cfg`` (:data:`BENCH_PROGRAMS`)."""
+    return BENCH_PROGRAMS.get(cfg.name, DEFAULT_PROGRAMS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['cycles']} cycles in {r['sim_wall_s']:.2f} s = {r['cycles_per_s']} cycles/s "
               f"({r['cycles_per_cpu_s']} per CPU second)",
               flush=True)
+        for prog in r["programs"]:
+            print(f"{'':<8} program {prog['program']}: {prog['instructions']} instructions, {prog['cycles']} cycles "
+                  f"(schedule {prog['expected_cycles']}{'' if prog['passed'] else ', FAILED'}) in {prog['wall_s']:.2f} s "
+                  f"= {prog['cycles_per_s']} cycles/s", flush=True)
     doc = {"verilator": verilator_version(), "python": platform.python_version(),
            "machine": platform.machine(), "cpus": os.cpu_count(),
            "options": {"name": args.options, **dataclasses.asdict(options)}, "configs": configs}
