@@ -37,6 +37,8 @@ SCHEDULER ?=
 IMAGE     ?=
 SEED      ?=
 JOBS      ?=
+# execution paths for make paths, separated by ';' (quoted here, so the shell leaves the ';' alone)
+PATHS     ?=
 
 .PHONY: help venv flops sim run paths rdd sweep onnx config test regress cosim cosim-e cosim-bench bench verilog verilog-bench synth clean
 
@@ -44,7 +46,7 @@ help:
 	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [SIZE=HxW] [CHECK=1]   simulate a network"
 	@echo "make run   MODEL=segformer_b2 CFG=E [IMAGE=photo.png] [SEED=n] [SIZE=HxW]  inference on the simulated accelerator"
 	@echo "make flops MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW]         per-layer MAC analysis"
-	@echo "make paths MODEL=segformer_b2 CFG=E [ACCURACY=file.csv]        execution paths vs accuracy (Figs. 10-13)"
+	@echo "make paths MODEL=segformer_b2 CFG=E [ACCURACY=file.csv] [PATHS='full;B2_a']  execution paths vs accuracy (Figs. 10-13)"
 	@echo "make rdd   MODEL=segformer_b2 CFG=E [BUDGETS=trace.csv]        RDD runtime over a budget trace"
 	@echo "make sweep MODEL=segformer_b2 [CFGS=A,B,...] [SCHEDULER=tcp://host:port]  configs' Pareto front (Fig. 6)"
 	@echo "make sweep MODEL=... GRID=\"num_pe=8,16 k0=16,32 weight_kib=64,128\" [CFG=E]   any grid of fields over CFG"
@@ -81,7 +83,7 @@ run: $(STAMP)
 	$(PY) -m sim.infer $(MODEL_ARGS) --config=$(call q,$(CFG)) $(call opt,--image,$(IMAGE)) $(call opt,--seed,$(SEED)) $(call opt,--out,$(OUT)) $(ARGS)
 
 paths: $(STAMP)
-	$(PY) -m sim.paths $(foreach m,$(MODEL),--model $(m)) --config=$(call q,$(CFG)) $(call opt,--accuracy,$(ACCURACY)) $(OUT_ARGS) $(ARGS)
+	$(PY) -m sim.paths $(foreach m,$(MODEL),--model $(m)) --config=$(call q,$(CFG)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--paths,$(PATHS)) $(OUT_ARGS) $(ARGS)
 
 rdd: $(STAMP)
 	$(PY) -m sim.rdd $(foreach m,$(MODEL),--model $(m)) --config=$(call q,$(CFG)) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--out,$(OUT)) $(ARGS)

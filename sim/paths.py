@@ -367,7 +367,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY), help="CSV: model,path,accuracy[,weight_set,source]")
     ap.add_argument("--paths", help="comma-separated variants instead of the built-in candidates "
-                                    "(separate them with ';' when a variant contains commas)")
+                                    "(separate them with ';' when a variant contains commas; through make: "
+                                    "PATHS='fuse=512;B2_a', which make quotes for the shell)")
     ap.add_argument("--out", default=None, help="output folder (default build/paths/<name of the run>)")
     ap.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
     ap.add_argument("--no-plot", action="store_true")

@@ -54,6 +54,20 @@ class Budget:
     value: float
 
 
+def _frame(file: str, lineno: int, text: str, previous: int | None) -> int:
+    """A trace's frame number: a whole number >= 0, after the previous row's (a trace is in order)."""
+    try:
+        frame = int(text)
+    except ValueError:
+        raise BudgetError(f"{file}:{lineno}: frame {text!r}: expected a whole number >= 0") from None
+    if frame < 0:
+        raise BudgetError(f"{file}:{lineno}: frame {text!r}: expected a whole number >= 0")
+    if previous is not None and frame <= previous:
+        raise BudgetError(f"{file}:{lineno}: frame {frame} after frame {previous}: frames must increase "
+                          f"(one budget per frame, in order)")
+    return frame
+
+
 def read_budgets(file: str) -> tuple[str, list[Budget]]:
     """(``time_ms`` or ``energy_uj``, budgets) from a trace CSV."""
     lines = data_lines(file, BudgetError, "empty; need a header frame,time_ms or frame,energy_uj")
@@ -69,10 +83,11 @@ def read_budgets(file: str) -> tuple[str, list[Budget]]:
         if len(values) != len(header):
             raise BudgetError(f"{file}:{lineno}: {len(values)} fields, the header has {len(header)}")
         rec = dict(zip(header, values))
+        frame = _frame(file, lineno, rec["frame"], out[-1].frame if out else None)
         try:
-            frame, value = int(rec["frame"]), float(rec[kind])
+            value = float(rec[kind])
         except ValueError:
-            raise BudgetError(f"{file}:{lineno}: frame {rec['frame']!r} or {kind} {rec[kind]!r} is not a number") from None
+            raise BudgetError(f"{file}:{lineno}: {kind} {rec[kind]!r} is not a number") from None
         if not math.isfinite(value) or value < 0:
             raise BudgetError(f"{file}:{lineno}: budget {rec[kind]!r} {kind}: expected a finite number >= 0")
         out.append(Budget(frame, value))

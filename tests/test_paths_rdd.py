@@ -65,6 +65,10 @@ def test_bad_accuracy_csv_names_file_and_line(tmp_path, text, message):
     ("frame,budget\n0,3\n", r"t.csv:1: header .* must have a 'frame' column"),
     ("frame,time_ms\n0,abc\n", r"t.csv:2: .* is not a number"),
     ("frame,time_ms\n0,1,2\n", r"t.csv:2: 3 fields, the header has 2"),
+    ("frame,time_ms\n0,5\n0,3\n", r"t.csv:3: frame 0 after frame 0: frames must increase"),
+    ("frame,time_ms\n5,5\n1,3\n", r"t.csv:3: frame 1 after frame 5"),
+    ("frame,time_ms\n-3,5\n", r"t.csv:2: frame '-3': expected a whole number >= 0"),
+    ("frame,time_ms\n1.5,4\n", r"t.csv:2: frame '1.5': expected a whole number >= 0"),
 ])
 def test_bad_budget_csv_names_file_and_line(tmp_path, text, message):
     f = tmp_path / "t.csv"
