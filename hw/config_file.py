@@ -39,7 +39,7 @@ if sys.version_info >= (3, 11):
 else:                                                    # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ConfigError", "ALIASES", "FIELDS", "load_config", "resolve_fields", "config_toml", "is_config_file",
+__all__ = ["ConfigError", "ALIASES", "FIELDS", "load_config", "resolve_fields", "config_toml", "rtl_support", "is_config_file",
            "field_docs", "config_label", "config_from_mapping"]
 
 #: Friendly keys of files and sweep grids: alias -> (field, factor) pairs it sets to ``value * factor``.
@@ -202,12 +202,28 @@ def _toml_value(value) -> str:
     return repr(value)
 
 
+def rtl_support(cfg: AcceleratorConfig) -> str:
+    """Whether the RTL builds ``cfg`` (``make verilog``), and without what: a configuration the
+    simulator times may have no RTL (``hw.rtl.pe_tile.check_rtl_config`` says why)."""
+    from .rtl.pe_tile import check_rtl_config
+    from .rtl.vector_executor import builds_vector_unit
+    try:
+        check_rtl_config(cfg)
+    except ValueError as e:
+        return f"cannot build it: {e}"
+    if not builds_vector_unit(cfg):
+        return (f"builds it without a vector executor ({cfg.vector_lanes} row lanes are too many to "
+                f"convert; it refuses VEC: docs/rtl_vector.md)")
+    return "builds it"
+
+
 def config_toml(cfg: AcceleratorConfig) -> str:
     """``cfg`` as an accelerator file: every field, each with its description as a comment."""
     docs = field_docs()
     lines = [f"# vitaccel accelerator configuration {cfg.name!r} (hw/config.py; format: docs/config.md)",
              f"# derived: {cfg.macs_per_cycle} MACs/cycle, {cfg.weight_rows} weight rows, "
-             f"{cfg.input_rows} input rows, global-buffer bus {cfg.gb_bus_bytes} B/cycle"]
+             f"{cfg.input_rows} input rows, global-buffer bus {cfg.gb_bus_bytes} B/cycle",
+             f"# RTL (make verilog): {rtl_support(cfg)}"]
     for field in FIELDS:
         if field in docs:
             lines.append(f"# {docs[field]}")
