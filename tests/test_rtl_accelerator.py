@@ -256,3 +256,13 @@ def test_export_tiny_accelerator_lints_clean(tmp_path):
 @pytest.mark.slow
 def test_export_e_small_accelerator_lints_clean(tmp_path):
     _export_and_lint("e_small", tmp_path)
+
+
+def test_an_accelerator_without_vector_unit_refuses_every_vec():
+    """Too many row lanes for Amaranth to convert the vector executor: none is built, and the
+    dispatcher refuses a VEC that the executor would run (``builds_vector_unit``, one rule)."""
+    from hw.rtl.vector_executor import builds_vector_unit, vector_ports
+    wide = dataclasses.replace(TINY, vector_lanes_per_pe=128)
+    assert builds_vector_unit(TINY) and not builds_vector_unit(wide) and vector_ports(wide) == (0, 0)
+    res = run_accelerator(wide, [make(Op.VEC, work=1), make(Op.END)], np.zeros(4096, dtype=np.uint8), 50)
+    assert (res["error"], res["code"], res["pc"]) == (1, ErrorCode.UNSUPPORTED, 0)
