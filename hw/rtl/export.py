@@ -325,8 +325,8 @@ def export_pe_array(config: AcceleratorConfig) -> ExportResult:
 
 def export_accelerator(config: AcceleratorConfig) -> ExportResult:
     """The whole Accelerator, every unit a module of its own: the PE array's leaves, the
-    global buffer and the LOAD_INP address generator, the units, the vector executor (one
-    module with its descriptor fetch and row lanes), the queues and token FIFOs, the
+    global buffer and the LOAD_INP address generator, the units, the vector executor (its
+    row lane, its unit and the executor, where ``builds_vector_unit``), the queues and token FIFOs, the
     dispatcher, then the top."""
     from .accelerator import Accelerator, token_max_wait
     from .compute_unit import ComputeUnit
