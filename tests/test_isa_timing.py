@@ -198,3 +198,17 @@ def test_pe_hits_counts_exactly_the_legal_sets(num_pe):
                 assert pe_members(f, num_pe) == sorted(want)
                 checked += 1
     assert checked >= num_pe
+
+
+@pytest.mark.parametrize("num_pe", [1, 3, 16])
+def test_pe_hits_of_any_fields_are_the_members_inside_the_array(num_pe):
+    """Illegal sets too (a member past the last PE, ``pe_step`` 0 with several members, no member):
+    ``pe_hits`` selects exactly the members that are PEs of the array."""
+    from hw.timing import pe_hits
+
+    for first in range(num_pe + 2):
+        for step in range(num_pe + 2):
+            for count in range(num_pe + 3):
+                f = {"pe_first": first, "pe_count": count, "pe_step": step}
+                want = {first + i * step for i in range(count)} & set(range(num_pe))
+                assert {p for p, hit in enumerate(pe_hits(f, num_pe)) if hit} == want, f
