@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from .config import AcceleratorConfig
-from .expr import any_of, cdiv, is_int, sel, shifted_up, vmax, vmin
+from .expr import any_of, cdiv, is_int, lookup, sel, shifted_up, vmax, vmin
 from .isa import FIELD_BITS, INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from .vector import MAX_DESCRIPTOR_BYTES, MAX_STAGES
@@ -210,17 +210,14 @@ def pe_members(f, num_pe: int) -> list[int]:
     return list(_members(f["pe_first"], f["pe_count"], f["pe_step"], num_pe))
 
 
-def pe_positions(num_pe: int, pe_k, hold=lambda value, name: value):
+def pe_positions(num_pe: int, pe_k) -> list:
     """(column, row group) of every PE of the array for a STORE of ``pe_k`` columns: PE ``p`` is
     column ``p mod pe_k`` (channels ``k_base + column * k_step ...``) of row group ``p div pe_k``
-    (rows ``y0 + group * out_h ...``), counted (no division in hardware).  The RTL passes ``hold``
-    to keep each step in a signal (``hold(value, name)``) instead of nesting the expressions."""
-    col, grp, out = 0, 0, []
-    for p in range(num_pe):
-        out.append((col, grp))
-        wrap = col + 1 == pe_k
-        col, grp = hold(sel(wrap, 0, col + 1), f"col{p + 1}"), hold(grp + sel(wrap, 1, 0), f"group{p + 1}")
-    return out
+    (rows ``y0 + group * out_h ...``).  ``p`` is a constant, so both are a table of ``pe_k`` (1 .. p;
+    a wider ``pe_k``, or 0, leaves PE ``p`` in column ``p`` of group 0): no divider in hardware and
+    no chain along the array."""
+    return [(lookup(pe_k, [p % k if k else p for k in range(p + 1)], p),
+             lookup(pe_k, [p // k if k else 0 for k in range(p + 1)], 0)) for p in range(num_pe)]
 
 
 def gb_banks(config: AcceleratorConfig) -> tuple[int, int, int]:

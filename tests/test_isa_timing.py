@@ -200,6 +200,15 @@ def test_pe_hits_counts_exactly_the_legal_sets(num_pe):
     assert checked >= num_pe
 
 
+@pytest.mark.parametrize("num_pe", [1, 5, 64])
+def test_pe_positions_are_column_and_row_group(num_pe):
+    """PE ``p`` of a STORE of ``pe_k`` columns is column ``p mod pe_k`` of row group ``p div pe_k``."""
+    from hw.timing import pe_positions
+
+    for pe_k in range(1, num_pe + 3):
+        assert pe_positions(num_pe, pe_k) == [(p % pe_k, p // pe_k) for p in range(num_pe)], pe_k
+
+
 @pytest.mark.parametrize("num_pe", [1, 3, 16])
 def test_pe_hits_of_any_fields_are_the_members_inside_the_array(num_pe):
     """Illegal sets too (a member past the last PE, ``pe_step`` 0 with several members, no member):

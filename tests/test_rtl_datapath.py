@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 from hw.config import get_config
 from hw.isa import INSN_BITS, Op
 from hw.numerics import INT8_MAX, INT8_MIN, MAX_SHIFT, MULT_BITS, SHIFT_BITS
-from hw.timing import QUEUE_DEPTH, pe_hits
+from hw.timing import QUEUE_DEPTH, pe_hits, pe_positions
 from hw.rtl.export import MAX_TOP_INPUT_BITS, export_component, export_pe_array, module_name
 from hw.rtl.fifo import InsnQueue, TokenFifo
 from hw.rtl.insn import insn_view
@@ -211,6 +211,31 @@ def test_pe_mask_is_the_contract_set(num_pe):
     bad = [(fields, g, w) for fields, g, w in zip(grid, got, want) if g != w]
     assert not bad, (f"PE mask of {num_pe} PEs: {len(bad)} of {len(grid)} sets differ; first (pe_first, pe_step, "
                      f"pe_count) = {bad[0][0]}: got {bad[0][1]:#x}, expected {bad[0][2]:#x}")
+
+
+def test_pe_positions_in_hardware_are_the_contract_positions():
+    """The store unit's (column, row group) of every PE (``hw.timing.pe_positions`` on the ``pe_k``
+    field) is the integer rule's, for every value of the 7-bit field."""
+    num_pe = 16
+    pe_k = Signal(7)
+    m = Module()
+    cols, grps = [Signal(7) for _ in range(num_pe)], [Signal(7) for _ in range(num_pe)]
+    for (c, g), col, grp in zip(pe_positions(num_pe, pe_k), cols, grps):
+        m.d.comb += [col.eq(c), grp.eq(g)]
+    bad = []
+
+    async def tb(ctx):
+        for k in range(128):
+            ctx.set(pe_k, k)
+            got = [(ctx.get(c), ctx.get(g)) for c, g in zip(cols, grps)]
+            if got != pe_positions(num_pe, k):
+                bad.append((k, got))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert not bad, (f"{len(bad)} values of pe_k differ; first pe_k {bad[0][0]}: got {bad[0][1]}, "
+                     f"expected {pe_positions(num_pe, bad[0][0])}")
 
 
 # ---- token FIFO and instruction queue --------------------------------------------

@@ -57,9 +57,10 @@ def start_when(m, unit, queue: Queue, free) -> Signal:
 
 
 def held(m, shape, prefix: str = "", domain: str = "comb"):
-    """A ``hold(value, name)`` for the ripples of ``hw.timing`` (``pe_positions``, ``store_addr``): each
-    step in a signal of ``shape``, so a step that uses the previous one twice does not double it;
-    with ``domain="sync"`` a register, a pipeline stage of a formula whose inputs hold still."""
+    """A ``hold(value, name)`` for the formulas of ``hw.timing`` that take one (``store_addr``,
+    ``store_timing``): each step in a signal of ``shape``, so a step that uses the previous one
+    twice does not double it; with ``domain="sync"`` a register, a pipeline stage of a formula
+    whose inputs hold still."""
     def hold(value, name):
         sig = Signal(shape, name=prefix + name)
         m.d[domain] += sig.eq(value)
