@@ -17,9 +17,10 @@ Channels
 Setup
     A plain LOAD_INP (one tap) divides nothing: lane l of block 0 is channel c_base + l, valid
     while below t_c (r counts the taps past the first; a lane once invalid stays so).  A folded
-    one first divides c_base + l by t_c, and the tap and every jump's qc by fold_kw, serially,
-    two quotient bits a cycle; the load unit counts the ``hw.timing.FOLD_SETUP`` cycles down on
-    ``setup_left``.
+    one divides c_base + l by t_c, then the tap by fold_kw, serially, two quotient bits a
+    cycle, the lane's offset growing by each digit of r (no product per lane); every jump's qc
+    is divided by fold_kw beside the first division; the load unit counts the
+    ``hw.timing.FOLD_SETUP`` cycles down on ``setup_left``.
 Lane stage
     Each beat's lanes, their count and its rows are registered: the generator computes beat i+1
     while beat i is out, and beat 0 in the ``hw.timing.LANE_STAGE`` cycle after the setup
