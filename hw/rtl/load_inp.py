@@ -56,6 +56,11 @@ _C_BITS = _CHANNEL_WIDTH + 1
 _R_BEYOND = 64
 
 
+def _fold_field(view, name: str):
+    """A fold field (``fold_kh``, ``fold_kw``, ``fold_stride``) of an instruction view, 0 read as 1."""
+    return Mux(view[name] == 0, 1, view[name])
+
+
 class _Lane:
     """A lane's channel state: channel c, tap column s, tap row r, byte offset off."""
 
@@ -71,29 +76,29 @@ class _Lane:
 
 class _Divider:
     """A restoring divider of ``FOLD_DIGIT_BITS`` quotient bits a cycle: ``quo`` shifts the
-    dividend out at the top and the quotient in at the bottom, ``rem`` is the partial remainder;
-    ``step`` does one digit (compares with 1, 2 and 3 times the divisor at once) and returns the
-    three comparisons (the digit is the number of them that hold).  The multiples are registers
-    taken at the start (``LoadInpLanes._constants``): formed where the divider steps, Yosys'
-    resource sharing merges their multipliers with the start's, behind the start strobe."""
+    dividend out at the top and the quotient in at the bottom, ``rem`` is the partial remainder.
+    Each cycle compares the partial remainder with 1, 2 and 3 times the divisor (``ge``; the
+    digit is the number of them that hold), from registers only: ``multiples`` are registers
+    of the instruction, shared by every divider of the same divisor, and the comparisons do not
+    wait for the conditions of ``step`` (the start, the setup count), which only choose what the
+    registers take."""
 
-    def __init__(self, name: str, width: int):
+    def __init__(self, m, name: str, width: int, multiples):
         assert FOLD_DIGIT_BITS == 2 and width % FOLD_DIGIT_BITS == 0
         self.width = width
         self.quo = Signal(width, name=f"{name}_quo")
         self.rem = Signal(width + 1, name=f"{name}_rem")
+        self._multiples = multiples
+        self._partial = Signal(width + 3, name=f"{name}_partial")
+        self.ge = [Signal(name=f"{name}_ge{k}") for k in (1, 2, 3)]
+        m.d.comb += [self._partial.eq(Cat(self.quo[-2:], self.rem)),
+                     *(g.eq(self._partial >= d) for d, g in zip(multiples, self.ge))]
 
-    def step(self, m, multiples):
-        """One digit; ``multiples``: 1, 2 and 3 times the divisor (``_multiples``)."""
-        name = self.quo.name
-        partial = Signal(self.width + 3, name=f"{name}_partial")
-        ge = [Signal(name=f"{name}_ge{k}") for k in (1, 2, 3)]
-        m.d.comb += [partial.eq(Cat(self.quo[-2:], self.rem)),
-                     *(g.eq(partial >= d) for d, g in zip(multiples, ge))]
-        m.d.sync += [self.rem.eq(Mux(ge[2], partial - multiples[2], Mux(ge[1], partial - multiples[1],
-                                                                         Mux(ge[0], partial - multiples[0], partial)))),
+    def step(self, m):
+        """One digit."""
+        ge, partial, d = self.ge, self._partial, self._multiples
+        m.d.sync += [self.rem.eq(Mux(ge[2], partial - d[2], Mux(ge[1], partial - d[1], Mux(ge[0], partial - d[0], partial)))),
                      self.quo.eq(Cat(ge[0] ^ ge[1] ^ ge[2], ge[1], self.quo[:-2]))]
-        return ge
 
     def load(self, m, dividend):
         m.d.sync += [self.quo.eq(dividend), self.rem.eq(0)]
@@ -214,9 +219,9 @@ class LoadInpLanes(wiring.Component):
         k["t_c"] = ci.t_c
         for name in ("fold_kh", "fold_kw", "fold_stride"):
             k[name] = field_signal(Op.LOAD_INP, name, name)
-            m.d.comb += k[name].eq(Mux(ci[name] == 0, 1, ci[name]))
-        fs = Mux(h.fold_stride == 0, 1, h.fold_stride)
-        for name, divisor in (("t_c", h.t_c), ("fold_kw", Mux(h.fold_kw == 0, 1, h.fold_kw))):
+            m.d.comb += k[name].eq(_fold_field(ci, name))
+        fs = _fold_field(h, "fold_stride")
+        for name, divisor in (("t_c", h.t_c), ("fold_kw", _fold_field(h, "fold_kw"))):
             triple = Signal(len(divisor) + 2, name=f"{name}_x3")
             with m.If(self.start):
                 m.d.sync += triple.eq(divisor + (divisor << 1))
@@ -263,21 +268,28 @@ class LoadInpLanes(wiring.Component):
         # each digit is added the cycle after its step, the last one in the cycle that takes r and s
         gap = _Gap(m, ci, k, load=left == p1_end - 1, shift=(left >= p2_end) & (left < p1_end - 1))
         steps = [None] + [self._fold_steps(m, k, j, left, gap.gap) for j in range(1, nb + 1)]
+        tap_phase = Signal()                # the dividers divide the tap by fold_kw (else c_base + l by t_c)
+        with m.If(self.start):
+            m.d.sync += tap_phase.eq(0)
+        with m.Elif(left == p1_end):
+            m.d.sync += tap_phase.eq(1)
+        multiples = [Mux(tap_phase, a, b) for a, b in zip(k["fold_kw_x"], k["t_c_x"])]
         for ln, lane in enumerate(lanes):
-            div = _Divider(f"div{ln}", _CHANNEL_WIDTH)
+            div = _Divider(m, f"div{ln}", _CHANNEL_WIDTH, multiples)
             digit = Signal(3, name=f"div{ln}_digit")        # the last step's comparisons
             first = h.c_base + ln
             with m.If(self.start):
                 div.load(m, first)
                 m.d.sync += [lane.c.eq(first), lane.s.eq(0), lane.r.eq(first >= h.t_c), lane.off.eq(first)]
             with m.Elif(left > p1_end):
-                div.step(m, k["t_c_x"])
+                div.step(m)
             with m.Elif(left == p1_end):
                 beyond = div.quo[FOLD_TAP_BITS:].any()
                 m.d.sync += [lane.c.eq(div.rem), lane.r.eq(Mux(beyond, _R_BEYOND, 0)), digit.eq(0)]
                 div.load(m, div.quo[:FOLD_TAP_BITS] << (_CHANNEL_WIDTH - _TAP_WIDTH))
             with m.Elif(left > p2_end):
-                m.d.sync += [digit.eq(Cat(*div.step(m, k["fold_kw_x"]))), lane.off.eq(lane.off + gap.times(digit))]
+                div.step(m)
+                m.d.sync += [digit.eq(Cat(*div.ge)), lane.off.eq(lane.off + gap.times(digit))]
             with m.Elif(left == p2_end):
                 # a tap beyond every kernel leaves the lane invalid (r = _R_BEYOND), its offset unused
                 m.d.sync += [lane.r.eq(Mux(lane.r == _R_BEYOND, _R_BEYOND, div.quo[:FOLD_TAP_BITS])),
@@ -298,11 +310,11 @@ class LoadInpLanes(wiring.Component):
         start strobe).  Returns ([qa_0, qa_1], [ra_0, ra_1], the four steps)."""
         assert FOLD_SETUP - FOLD_TAP_DIGITS - 1 > 1, "qa_0 * gap is registered before the setup's last cycle"
         c0 = self._config.c0
-        small = _Divider(f"qc_div_j{j}", _TAP_WIDTH)
+        small = _Divider(m, f"qc_div_j{j}", _TAP_WIDTH, k["fold_kw_x"])
         with m.If(left == FOLD_SETUP):                   # the cycle after the start: qc is registered
             small.load(m, k["qc"][j])
         with m.Elif((left < FOLD_SETUP) & (left >= FOLD_SETUP - FOLD_TAP_DIGITS)):
-            small.step(m, k["fold_kw_x"])
+            small.step(m)
         qa0, ra0 = small.quo, small.rem[:6]
         wrap = Signal(name=f"ra_wrap_j{j}")
         qa1, ra1 = Signal.like(k["qa"][j][1]), Signal.like(k["ra"][j][1])
