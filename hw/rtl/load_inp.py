@@ -305,9 +305,9 @@ class LoadInpLanes(wiring.Component):
         FOLD_TAP_DIGITS cycles later), qc + 1 = qa_1*fold_kw + ra_1, and the offset step of each
         carry pair (w1: of c, w2: of s).  By ``_setup``'s identity the step to fch + j*C0 is
         j*C0 + (r' - r)*gap, and r moves by qa_w1 + w2 = qa_0 + n (n = w1*wrap + w2): the product
-        qa_0*gap is a register of registers that hold still by then, formed every cycle (never
-        selected by the start, so no multiplier is shared with the start's products behind the
-        start strobe).  Returns ([qa_0, qa_1], [ra_0, ra_1], the four steps)."""
+        qa_0*gap is a register of registers that hold still by then, formed every cycle (no start
+        or setup condition in front of the multiplier), and the steps only add gap or 2 gap to it.
+        Returns ([qa_0, qa_1], [ra_0, ra_1], the four steps)."""
         assert FOLD_SETUP - FOLD_TAP_DIGITS - 1 > 1, "qa_0 * gap is registered before the setup's last cycle"
         c0 = self._config.c0
         small = _Divider(m, f"qc_div_j{j}", _TAP_WIDTH, k["fold_kw_x"])
