@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "log2_exact"]
+__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "shifted_up", "lookup", "log2_exact"]
 
 
 class Fields:
@@ -89,3 +89,21 @@ def all_of(*conds):
     for c in conds:
         out = out & c
     return out
+
+
+def shifted_up(bits: list, amount, width: int) -> list:
+    """Bits ``0 .. width-1`` of ``bits`` moved up by ``amount`` places (``bits[p - amount]``, false
+    below ``amount`` and past the end): a shifter in hardware."""
+    if is_int(amount):
+        return [bool(bits[p - amount]) if 0 <= p - amount < len(bits) else False for p in range(width)]
+    from amaranth.hdl import Cat
+    moved = Cat(*bits) << amount
+    return [moved[p] if p < len(moved) else 0 for p in range(width)]
+
+
+def lookup(index, table: list, default):
+    """``table[index]``, or ``default`` past its end: a read-only table of constants in hardware."""
+    if is_int(index):
+        return table[index] if 0 <= index < len(table) else default
+    from amaranth.hdl import Array
+    return _mux()(index < len(table), Array(table)[index], default)

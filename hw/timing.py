@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from .config import AcceleratorConfig
-from .expr import any_of, cdiv, is_int, sel, vmax, vmin
+from .expr import any_of, cdiv, is_int, lookup, sel, shifted_up, vmax, vmin
 from .isa import FIELD_BITS, INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from .vector import MAX_DESCRIPTOR_BYTES, MAX_STAGES
@@ -177,19 +177,25 @@ def pe_set_bad(f, num_pe: int):
     return any_of(f["pe_count"] == 0, last >= num_pe, (f["pe_step"] == 0) & (f["pe_count"] > 1))
 
 
-def pe_hits(f, num_pe: int, hold=lambda value, name: value) -> list:
-    """Whether each PE ``0 .. num_pe-1`` is in the set ``pe_first + i * pe_step``, ``i < pe_count``,
-    counted along the array (no multiplier, no comparison per member): ``gap`` PEs to the next
-    member, ``left`` members to go.  Exact for every legal set (``pe_set_bad`` false).  The RTL
-    passes ``hold`` (as for ``pe_positions``) to keep each step in a signal."""
-    gap, left, out = f["pe_first"], f["pe_count"], []
-    for p in range(num_pe):
-        hit = (gap == 0) & (left != 0)
-        out.append(hit)
-        # after the last member (or with pe_step 0) the gap goes negative: no further hit
-        gap = hold(sel(hit, f["pe_step"], gap) - 1, f"gap{p + 1}")
-        left = hold(left - sel(hit, 1, 0), f"left{p + 1}")
-    return out
+@lru_cache(maxsize=64)
+def _divisor_pairs(span: int) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """For every offset ``d < span``: the (divisor, quotient) pairs of ``d`` (none for 0)."""
+    return tuple(tuple((s, d // s) for s in range(1, d + 1) if d % s == 0) for d in range(span))
+
+
+def pe_hits(f, num_pe: int) -> list:
+    """Whether each PE ``0 .. num_pe-1`` is in the set ``pe_first + i * pe_step``, ``i < pe_count``
+    (any fields: exact for illegal sets too, which select only the members inside the array).
+
+    PE ``p`` is a member when its offset ``d = p - pe_first`` is ``i * pe_step`` with ``i < pe_count``.
+    Each offset the array can hold is a constant, so the steps that divide it are known: the offset
+    is a member when ``pe_step`` is one of them and the quotient is below ``pe_count`` (a comparison
+    per divisor, no multiplier, no chain along the array); the offsets then move up by
+    ``pe_first`` (a shifter in hardware)."""
+    count, step = f["pe_count"], f["pe_step"]
+    offsets = [any_of(*[(step == s) & (count > q) for s, q in pairs]) if d else count != 0
+               for d, pairs in enumerate(_divisor_pairs(num_pe))]
+    return shifted_up(offsets, f["pe_first"], num_pe)
 
 
 @lru_cache(maxsize=4096)
@@ -204,17 +210,14 @@ def pe_members(f, num_pe: int) -> list[int]:
     return list(_members(f["pe_first"], f["pe_count"], f["pe_step"], num_pe))
 
 
-def pe_positions(num_pe: int, pe_k, hold=lambda value, name: value):
+def pe_positions(num_pe: int, pe_k) -> list:
     """(column, row group) of every PE of the array for a STORE of ``pe_k`` columns: PE ``p`` is
     column ``p mod pe_k`` (channels ``k_base + column * k_step ...``) of row group ``p div pe_k``
-    (rows ``y0 + group * out_h ...``), counted (no division in hardware).  The RTL passes ``hold``
-    to keep each step in a signal (``hold(value, name)``) instead of nesting the expressions."""
-    col, grp, out = 0, 0, []
-    for p in range(num_pe):
-        out.append((col, grp))
-        wrap = col + 1 == pe_k
-        col, grp = hold(sel(wrap, 0, col + 1), f"col{p + 1}"), hold(grp + sel(wrap, 1, 0), f"group{p + 1}")
-    return out
+    (rows ``y0 + group * out_h ...``).  ``p`` is a constant, so both are a table of ``pe_k`` (1 .. p;
+    a wider ``pe_k``, or 0, leaves PE ``p`` in column ``p`` of group 0): no divider in hardware and
+    no chain along the array."""
+    return [(lookup(pe_k, [p % k if k else p for k in range(p + 1)], p),
+             lookup(pe_k, [p // k if k else 0 for k in range(p + 1)], 0)) for p in range(num_pe)]
 
 
 def gb_banks(config: AcceleratorConfig) -> tuple[int, int, int]:

@@ -198,3 +198,26 @@ def test_pe_hits_counts_exactly_the_legal_sets(num_pe):
                 assert pe_members(f, num_pe) == sorted(want)
                 checked += 1
     assert checked >= num_pe
+
+
+@pytest.mark.parametrize("num_pe", [1, 5, 64])
+def test_pe_positions_are_column_and_row_group(num_pe):
+    """PE ``p`` of a STORE of ``pe_k`` columns is column ``p mod pe_k`` of row group ``p div pe_k``."""
+    from hw.timing import pe_positions
+
+    for pe_k in range(1, num_pe + 3):
+        assert pe_positions(num_pe, pe_k) == [(p % pe_k, p // pe_k) for p in range(num_pe)], pe_k
+
+
+@pytest.mark.parametrize("num_pe", [1, 3, 16])
+def test_pe_hits_of_any_fields_are_the_members_inside_the_array(num_pe):
+    """Illegal sets too (a member past the last PE, ``pe_step`` 0 with several members, no member):
+    ``pe_hits`` selects exactly the members that are PEs of the array."""
+    from hw.timing import pe_hits
+
+    for first in range(num_pe + 2):
+        for step in range(num_pe + 2):
+            for count in range(num_pe + 3):
+                f = {"pe_first": first, "pe_count": count, "pe_step": step}
+                want = {first + i * step for i in range(count)} & set(range(num_pe))
+                assert {p for p, hit in enumerate(pe_hits(f, num_pe)) if hit} == want, f

@@ -9,17 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hw.config import get_config
+from hw.isa import INSN_BITS, Op
 from hw.numerics import INT8_MAX, INT8_MIN, MAX_SHIFT, MULT_BITS, SHIFT_BITS
-from hw.timing import QUEUE_DEPTH
+from hw.timing import QUEUE_DEPTH, pe_hits, pe_positions
 from hw.rtl.export import MAX_TOP_INPUT_BITS, export_component, export_pe_array, module_name
 from hw.rtl.fifo import InsnQueue, TokenFifo
+from hw.rtl.insn import insn_view
 from hw.rtl.postproc import PostProcessor
+from hw.rtl.unit import pe_mask
 from hw.rtl.vector_mac import VectorMAC
 
 TINY = get_config("tiny")
@@ -176,6 +179,63 @@ def test_postprocessor_against_reference(acc_bits):
     assert len(got) == len(cases)
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"case {i} {cases[i]} (acc, bias, mult, shift, relu): got {g}, expected {e}"
+
+
+# ---- PE set decode ------------------------------------------------------------------
+
+@pytest.mark.parametrize("num_pe", [5, 16])
+def test_pe_mask_is_the_contract_set(num_pe):
+    """The units' PE mask (``hw.rtl.unit.pe_mask``) is ``hw.timing.pe_hits`` of the same fields, for
+    legal and illegal sets (every first PE, steps and counts past the array)."""
+    word = Signal(INSN_BITS)
+    view = insn_view(Op.STORE, word)
+    m = Module()
+    mask = Signal(num_pe)
+    m.d.comb += mask.eq(pe_mask(view, num_pe))
+    grid = [(first, step, count) for first in range(0, 64, 3) for step in range(num_pe + 2)
+            for count in (0, 1, 2, 3, num_pe - 1, num_pe, 127)]
+    got, want = [], []
+
+    async def tb(ctx):
+        for first, step, count in grid:
+            ctx.set(view.pe_first, first)
+            ctx.set(view.pe_step, step)
+            ctx.set(view.pe_count, count)
+            got.append(ctx.get(mask))
+            f = {"pe_first": first, "pe_count": count, "pe_step": step}
+            want.append(sum(1 << p for p, hit in enumerate(pe_hits(f, num_pe)) if hit))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    bad = [(fields, g, w) for fields, g, w in zip(grid, got, want) if g != w]
+    assert not bad, (f"PE mask of {num_pe} PEs: {len(bad)} of {len(grid)} sets differ; first (pe_first, pe_step, "
+                     f"pe_count) = {bad[0][0]}: got {bad[0][1]:#x}, expected {bad[0][2]:#x}")
+
+
+def test_pe_positions_in_hardware_are_the_contract_positions():
+    """The store unit's (column, row group) of every PE (``hw.timing.pe_positions`` on the ``pe_k``
+    field) is the integer rule's, for every value of the 7-bit field."""
+    num_pe = 16
+    pe_k = Signal(7)
+    m = Module()
+    cols, grps = [Signal(7) for _ in range(num_pe)], [Signal(7) for _ in range(num_pe)]
+    for (c, g), col, grp in zip(pe_positions(num_pe, pe_k), cols, grps):
+        m.d.comb += [col.eq(c), grp.eq(g)]
+    bad = []
+
+    async def tb(ctx):
+        for k in range(128):
+            ctx.set(pe_k, k)
+            got = [(ctx.get(c), ctx.get(g)) for c, g in zip(cols, grps)]
+            if got != pe_positions(num_pe, k):
+                bad.append((k, got))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert not bad, (f"{len(bad)} values of pe_k differ; first pe_k {bad[0][0]}: got {bad[0][1]}, "
+                     f"expected {pe_positions(num_pe, bad[0][0])}")
 
 
 # ---- token FIFO and instruction queue --------------------------------------------

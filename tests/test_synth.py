@@ -216,3 +216,16 @@ def test_make_synth_refuses_an_unknown_configuration(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "'Q'" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("part, top, modules", [("store-unit", "store_unit_", 1), ("load-unit", "load_unit_", 3)])
+def test_a_unit_part_exports_the_unit_and_what_it_holds(part, top, modules):
+    """``--part load-unit`` / ``store-unit``: the unit is the root, its children (the global buffer
+    and the LOAD_INP address generator for the load unit) exported with it, nothing else."""
+    from hw.config import get_config
+    from hw.rtl.synth import _export_part, _root
+
+    cfg = get_config("tiny")
+    export = _export_part(cfg, part)
+    assert export.top.startswith(top) and len(export.modules) == modules
+    assert export.modules[-1] == export.top and _root(part, cfg, export) == (export.top, 1)

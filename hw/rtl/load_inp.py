@@ -17,9 +17,10 @@ Channels
 Setup
     A plain LOAD_INP (one tap) divides nothing: lane l of block 0 is channel c_base + l, valid
     while below t_c (r counts the taps past the first; a lane once invalid stays so).  A folded
-    one first divides c_base + l by t_c, and the tap and every jump's qc by fold_kw, serially,
-    two quotient bits a cycle; the load unit counts the ``hw.timing.FOLD_SETUP`` cycles down on
-    ``setup_left``.
+    one divides c_base + l by t_c, then the tap by fold_kw, serially, two quotient bits a
+    cycle, the lane's offset growing by each digit of r (no product per lane); every jump's qc
+    is divided by fold_kw beside the first division; the load unit counts the
+    ``hw.timing.FOLD_SETUP`` cycles down on ``setup_left``.
 Lane stage
     Each beat's lanes, their count and its rows are registered: the generator computes beat i+1
     while beat i is out, and beat 0 in the ``hw.timing.LANE_STAGE`` cycle after the setup
@@ -55,6 +56,11 @@ _C_BITS = _CHANNEL_WIDTH + 1
 _R_BEYOND = 64
 
 
+def _fold_field(view, name: str):
+    """A fold field (``fold_kh``, ``fold_kw``, ``fold_stride``) of an instruction view, 0 read as 1."""
+    return Mux(view[name] == 0, 1, view[name])
+
+
 class _Lane:
     """A lane's channel state: channel c, tap column s, tap row r, byte offset off."""
 
@@ -70,27 +76,53 @@ class _Lane:
 
 class _Divider:
     """A restoring divider of ``FOLD_DIGIT_BITS`` quotient bits a cycle: ``quo`` shifts the
-    dividend out at the top and the quotient in at the bottom, ``rem`` is the partial remainder;
-    ``step`` does one digit (compares with 1, 2 and 3 times the divisor at once)."""
+    dividend out at the top and the quotient in at the bottom, ``rem`` is the partial remainder.
+    Each cycle compares the partial remainder with 1, 2 and 3 times the divisor (``ge``; the
+    digit is the number of them that hold), from registers only: ``multiples`` are registers
+    of the instruction, shared by every divider of the same divisor, and the comparisons do not
+    wait for the conditions of ``step`` (the start, the setup count), which only choose what the
+    registers take."""
 
-    def __init__(self, name: str, width: int):
+    def __init__(self, m, name: str, width: int, multiples):
         assert FOLD_DIGIT_BITS == 2 and width % FOLD_DIGIT_BITS == 0
         self.width = width
         self.quo = Signal(width, name=f"{name}_quo")
         self.rem = Signal(width + 1, name=f"{name}_rem")
+        self._multiples = multiples
+        self._partial = Signal(width + 3, name=f"{name}_partial")
+        self.ge = [Signal(name=f"{name}_ge{k}") for k in (1, 2, 3)]
+        m.d.comb += [self._partial.eq(Cat(self.quo[-2:], self.rem)),
+                     *(g.eq(self._partial >= d) for d, g in zip(multiples, self.ge))]
 
-    def step(self, m, divisor):
-        name = self.quo.name
-        partial = Signal(self.width + 3, name=f"{name}_partial")
-        ge = [Signal(name=f"{name}_ge{k}") for k in (1, 2, 3)]
-        m.d.comb += [partial.eq(Cat(self.quo[-2:], self.rem)),
-                     *(g.eq(partial >= k * divisor) for k, g in zip((1, 2, 3), ge))]
-        m.d.sync += [self.rem.eq(Mux(ge[2], partial - 3 * divisor, Mux(ge[1], partial - 2 * divisor,
-                                                                        Mux(ge[0], partial - divisor, partial)))),
+    def step(self, m):
+        """One digit."""
+        ge, partial, d = self.ge, self._partial, self._multiples
+        m.d.sync += [self.rem.eq(Mux(ge[2], partial - d[2], Mux(ge[1], partial - d[1], Mux(ge[0], partial - d[0], partial)))),
                      self.quo.eq(Cat(ge[0] ^ ge[1] ^ ge[2], ge[1], self.quo[:-2]))]
 
     def load(self, m, dividend):
         m.d.sync += [self.quo.eq(dividend), self.rem.eq(0)]
+
+
+class _Gap:
+    """gap = row_bytes - fold_kw*t_c, the offset a lane's tap row r adds beyond its folded channel
+    (``LoadInpLanes._setup``), a register of the instruction's registers formed every cycle; and
+    gap and 3 gap at the weight of the tap divider's next quotient digit: 4^(FOLD_TAP_DIGITS-1)
+    from the cycle after ``load``, a quarter of it after each cycle of ``shift``."""
+
+    def __init__(self, m, ci, k, *, load, shift):
+        top = 2 * (FOLD_TAP_DIGITS - 1)
+        self.gap, gap3 = Signal(ADDR_BITS, name="fold_gap"), Signal(ADDR_BITS, name="fold_gap3")
+        self._w1, self._w3 = Signal(ADDR_BITS + top, name="fold_gap_digit"), Signal(ADDR_BITS + top, name="fold_gap3_digit")
+        m.d.sync += [self.gap.eq(k["row_bytes"] - k["fold_kw"] * ci.t_c), gap3.eq(self.gap + (self.gap << 1))]
+        with m.If(load):
+            m.d.sync += [self._w1.eq(self.gap << top), self._w3.eq(gap3 << top)]
+        with m.Elif(shift):
+            m.d.sync += [self._w1.eq(self._w1 >> 2), self._w3.eq(self._w3 >> 2)]
+
+    def times(self, ge):
+        """digit*gap at the digit's weight (the digit: how many of the divider's comparisons ``ge`` hold)."""
+        return Mux(ge[2], self._w3, Mux(ge[1], self._w1 << 1, Mux(ge[0], self._w1, 0)))[:ADDR_BITS]
 
 
 class LoadInpLanes(wiring.Component):
@@ -187,8 +219,13 @@ class LoadInpLanes(wiring.Component):
         k["t_c"] = ci.t_c
         for name in ("fold_kh", "fold_kw", "fold_stride"):
             k[name] = field_signal(Op.LOAD_INP, name, name)
-            m.d.comb += k[name].eq(Mux(ci[name] == 0, 1, ci[name]))
-        fs = Mux(h.fold_stride == 0, 1, h.fold_stride)
+            m.d.comb += k[name].eq(_fold_field(ci, name))
+        fs = _fold_field(h, "fold_stride")
+        for name, divisor in (("t_c", h.t_c), ("fold_kw", _fold_field(h, "fold_kw"))):
+            triple = Signal(len(divisor) + 2, name=f"{name}_x3")
+            with m.If(self.start):
+                m.d.sync += triple.eq(divisor + (divisor << 1))
+            k[f"{name}_x"] = (k[name], k[name] << 1, triple)       # the dividers' multiples
         row_bytes = Signal(ADDR_BITS)
         m.d.comb += row_bytes.eq(h.t_w * h.t_c)
         with m.If(self.start):
@@ -214,57 +251,79 @@ class LoadInpLanes(wiring.Component):
 
     def _setup(self, m, ci, k, lanes, left):
         """Plain: at start.  Folded: c_base + l divided by t_c (FOLD_CHANNEL_DIGITS cycles), a cycle
-        to pass the tap on, the tap and qc divided by fold_kw (FOLD_TAP_DIGITS), a cycle to form
-        the offsets and the step constants."""
+        to pass the tap on, the tap divided by fold_kw into (r, s) (FOLD_TAP_DIGITS), a cycle to
+        take them; meanwhile every jump's qc is divided by fold_kw and its steps formed
+        (``_fold_steps``), taken in that last cycle too.
+
+        The lane's offset needs no product of its own: with fch = tap*t_c + c and tap = r*fold_kw
+        + s, off = r*row_bytes + s*t_c + c = fch + r*gap, gap = row_bytes - fold_kw*t_c (a
+        register of the instruction).  off starts at fch and adds digit*gap*4^k for each quotient
+        digit of r the cycle after the divider gives it (``_Gap``: gap, 2 gap, 3 gap at the digit's
+        weight), so the comparisons and the addition are in cycles of their own."""
         h = insn_view(Op.LOAD_INP, self.insn)
         p1_end = FOLD_SETUP - FOLD_CHANNEL_DIGITS        # the cycle that passes the tap on
-        p2_end = p1_end - 1 - FOLD_TAP_DIGITS           # the cycle that forms the offsets
+        p2_end = p1_end - 1 - FOLD_TAP_DIGITS           # the cycle that takes r and s
         assert p2_end == 1, "hw.timing.FOLD_SETUP is the schedule below"
         _, nb, _ = load_geometry(self._config)
-        small = [None] + [_Divider(f"qc_div_j{j}", _TAP_WIDTH) for j in range(1, nb + 1)]
+        # each digit is added the cycle after its step, the last one in the cycle that takes r and s
+        gap = _Gap(m, ci, k, load=left == p1_end - 1, shift=(left >= p2_end) & (left < p1_end - 1))
+        steps = [None] + [self._fold_steps(m, k, j, left, gap.gap) for j in range(1, nb + 1)]
+        tap_phase = Signal()                # the dividers divide the tap by fold_kw (else c_base + l by t_c)
+        with m.If(self.start):
+            m.d.sync += tap_phase.eq(0)
+        with m.Elif(left == p1_end):
+            m.d.sync += tap_phase.eq(1)
+        multiples = [Mux(tap_phase, a, b) for a, b in zip(k["fold_kw_x"], k["t_c_x"])]
         for ln, lane in enumerate(lanes):
-            div = _Divider(f"div{ln}", _CHANNEL_WIDTH)
+            div = _Divider(m, f"div{ln}", _CHANNEL_WIDTH, multiples)
+            digit = Signal(3, name=f"div{ln}_digit")        # the last step's comparisons
             first = h.c_base + ln
             with m.If(self.start):
                 div.load(m, first)
                 m.d.sync += [lane.c.eq(first), lane.s.eq(0), lane.r.eq(first >= h.t_c), lane.off.eq(first)]
             with m.Elif(left > p1_end):
-                div.step(m, ci.t_c)
+                div.step(m)
             with m.Elif(left == p1_end):
                 beyond = div.quo[FOLD_TAP_BITS:].any()
-                m.d.sync += [lane.c.eq(div.rem), lane.r.eq(Mux(beyond, _R_BEYOND, 0))]
+                m.d.sync += [lane.c.eq(div.rem), lane.r.eq(Mux(beyond, _R_BEYOND, 0)), digit.eq(0)]
                 div.load(m, div.quo[:FOLD_TAP_BITS] << (_CHANNEL_WIDTH - _TAP_WIDTH))
-                if ln == 0:
-                    for j in range(1, nb + 1):
-                        small[j].load(m, k["qc"][j])
             with m.Elif(left > p2_end):
-                div.step(m, k["fold_kw"])
-                if ln == 0:
-                    for j in range(1, nb + 1):
-                        small[j].step(m, k["fold_kw"])
+                div.step(m)
+                m.d.sync += [digit.eq(Cat(*div.ge)), lane.off.eq(lane.off + gap.times(digit))]
             with m.Elif(left == p2_end):
-                r = Signal(_R_BITS, name=f"setup_r{ln}")
-                s = div.rem[:6]
-                m.d.comb += r.eq(Mux(lane.r == _R_BEYOND, _R_BEYOND, div.quo[:FOLD_TAP_BITS]))
-                m.d.sync += [lane.r.eq(r), lane.s.eq(s),
-                             lane.off.eq(r * k["row_bytes"] + s * ci.t_c + lane.c)]
+                # a tap beyond every kernel leaves the lane invalid (r = _R_BEYOND), its offset unused
+                m.d.sync += [lane.r.eq(Mux(lane.r == _R_BEYOND, _R_BEYOND, div.quo[:FOLD_TAP_BITS])),
+                             lane.s.eq(div.rem[:6]), lane.off.eq(lane.off + gap.times(digit))]
         with m.If(~self.start & (left == p2_end)):
             for j in range(1, nb + 1):
-                self._fold_steps(m, ci, k, j, small[j])
+                qa, ra, step = steps[j]
+                m.d.sync += [*(a.eq(b) for a, b in zip(k["qa"][j] + k["ra"][j], qa + ra)),
+                             *(a.eq(b) for a, b in zip(k["step"][j], step))]
 
-    def _fold_steps(self, m, ci, k, j, small):
-        """Jump j's qc = qa_0*fold_kw + ra_0 (the divider), qc + 1 = qa_1*fold_kw + ra_1, and the
-        offset step of each carry pair (w1: of c, w2: of s)."""
+    def _fold_steps(self, m, k, j, left, gap):
+        """Jump j's qc = qa_0*fold_kw + ra_0 (a divider from the cycle after the start, done
+        FOLD_TAP_DIGITS cycles later), qc + 1 = qa_1*fold_kw + ra_1, and the offset step of each
+        carry pair (w1: of c, w2: of s).  By ``_setup``'s identity the step to fch + j*C0 is
+        j*C0 + (r' - r)*gap, and r moves by qa_w1 + w2 = qa_0 + n (n = w1*wrap + w2): the product
+        qa_0*gap is a register of registers that hold still by then, formed every cycle (no start
+        or setup condition in front of the multiplier), and the steps only add gap or 2 gap to it.
+        Returns ([qa_0, qa_1], [ra_0, ra_1], the four steps)."""
+        assert FOLD_SETUP - FOLD_TAP_DIGITS - 1 > 1, "qa_0 * gap is registered before the setup's last cycle"
+        c0 = self._config.c0
+        small = _Divider(m, f"qc_div_j{j}", _TAP_WIDTH, k["fold_kw_x"])
+        with m.If(left == FOLD_SETUP):                   # the cycle after the start: qc is registered
+            small.load(m, k["qc"][j])
+        with m.Elif((left < FOLD_SETUP) & (left >= FOLD_SETUP - FOLD_TAP_DIGITS)):
+            small.step(m)
         qa0, ra0 = small.quo, small.rem[:6]
         wrap = Signal(name=f"ra_wrap_j{j}")
         qa1, ra1 = Signal.like(k["qa"][j][1]), Signal.like(k["ra"][j][1])
         m.d.comb += [wrap.eq(ra0 + 1 == k["fold_kw"]), qa1.eq(qa0 + wrap), ra1.eq(Mux(wrap, 0, ra0 + 1))]
-        m.d.sync += [k["qa"][j][0].eq(qa0), k["ra"][j][0].eq(ra0), k["qa"][j][1].eq(qa1), k["ra"][j][1].eq(ra1)]
-        for w1, (qa, ra) in enumerate(((qa0, ra0), (qa1, ra1))):
-            for w2 in range(2):
-                # (r, s, c) moves by (qa + w2, ra - w2*fold_kw, rc - w1*t_c)
-                m.d.sync += k["step"][j][2 * w1 + w2].eq((qa + w2) * k["row_bytes"] + (ra - w2 * k["fold_kw"]) * ci.t_c
-                                                         + k["rc"][j] - w1 * ci.t_c)
+        moved = Signal(ADDR_BITS, name=f"fold_moved_j{j}")         # qa_0 * gap + j*C0
+        m.d.sync += moved.eq(qa0 * gap + j * c0)
+        # index 2*w1 + w2: r moves by qa_0 + w1*wrap + w2
+        steps = [moved, moved + gap, moved + Mux(wrap, gap, 0), moved + Mux(wrap, gap << 1, gap)]
+        return [qa0, qa1], [ra0, ra1], steps
 
     def _jump(self, m, k, j: int, lane: _Lane, name: str) -> _Lane:
         """The lane's state j channel blocks on (fch + j*C0): c + rc with a carry into the tap, the

@@ -206,8 +206,7 @@ class LoadUnit(wiring.Component):
         w_gb, w_from_gb, w_gbaddr = Signal(), Signal(), Signal(32)
         # the PE set is decoded from the registered instruction, never from the queue's head: a beat
         # of cycle c writes at c+1 into the set of the instruction it belongs to
-        m.d.sync += [wv.eq(issue), w_mask.eq(beat.lane_en), w_pes.eq(pe_mask(m, insn_view(Op.LOAD_INP, cur),
-                                                                              cfg.num_pe)),
+        m.d.sync += [wv.eq(issue), w_mask.eq(beat.lane_en), w_pes.eq(pe_mask(insn_view(Op.LOAD_INP, cur), cfg.num_pe)),
                      w_gb.eq(op == Op.LOAD_GB),
                      w_from_gb.eq(from_gb), w_gbaddr.eq(insn_view(Op.LOAD_GB, cur).dst_addr + counters["offset"])]
         ld = self.ld

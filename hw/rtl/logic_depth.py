@@ -21,8 +21,9 @@ register-to-register path is so counted once, in the lowest module that holds bo
 its ends (:attr:`DepthModel.internal`).  Ports are modelled as wholes (a path into any
 bit of ``p`` counts the deepest bit of ``p``), which can only overestimate.
 
-Asynchronous memory read ports (none in this RTL) count as a multiplexer tree of
-``ceil(log2(words))`` levels from address to data.
+Asynchronous memory read ports (the small tables of constants Yosys keeps as ROMs, such as
+the store unit's PE positions) count as a multiplexer tree of ``ceil(log2(words))`` levels
+from address to data.
 """
 
 from __future__ import annotations

@@ -85,8 +85,8 @@ class StoreUnit(wiring.Component):
         mask = Signal(n)
         col = [Signal(7, name=f"col{p}") for p in range(n)]
         grp = [Signal(7, name=f"group{p}") for p in range(n)]
-        positions = pe_positions(n, head.pe_k, held(m, 7))
-        m.d.sync += mask.eq(pe_mask(m, cs, n))
+        positions = pe_positions(n, head.pe_k)
+        m.d.sync += mask.eq(pe_mask(cs, n))
         with m.If(start):
             m.d.sync += [cur.eq(self.insn.payload), busy.eq(1), timed.eq(0), setup.eq(1)]
             for p, (c, q) in enumerate(positions):

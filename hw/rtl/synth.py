@@ -578,14 +578,43 @@ def summary_lines(doc: dict) -> list[str]:
 
 # ---- command line ---------------------------------------------------------------------------------
 
-#: What can be synthesised: the whole accelerator, or its PE array (``num_pe`` PE tiles with
-#: their vector MACs and post-processors: what the paper's Table II gives the area of).
-PARTS = ("accelerator", "pe-array")
+#: What can be synthesised: the whole accelerator, its PE array (``num_pe`` PE tiles with
+#: their vector MACs and post-processors: what the paper's Table II gives the area of), or one
+#: unit with the modules it holds (the load unit with the global buffer and the LOAD_INP address
+#: generator; the store unit), for a unit's depth without the whole design's run.
+PARTS = ("accelerator", "pe-array", "load-unit", "store-unit")
+
+
+def _export_unit(config, part: str):
+    """The Verilog of the unit ``part`` (``load-unit``, ``store-unit``) and of what it holds."""
+    from .export import ExportResult, HierarchicalExport
+    from .global_buffer import GlobalBuffer
+    from .load_inp import LoadInpLanes
+    from .load_unit import LoadUnit
+    from .store_unit import StoreUnit
+
+    start = time.perf_counter()
+    ex = HierarchicalExport()
+    if part == "load-unit":
+        top = ex.add(LoadUnit, config, gb_factory=ex.stub(ex.add(GlobalBuffer, config)),
+                     lanes_factory=ex.stub(ex.add(LoadInpLanes, config)))
+    else:
+        top = ex.add(StoreUnit, config)
+    return ExportResult(top=top.name, verilog=ex.verilog(), modules=tuple(ex.modules),
+                        seconds=time.perf_counter() - start, exported=ex.modules)
+
+
+def _export_part(config, part: str):
+    from .export import export_accelerator, export_pe_tile
+
+    if part == "accelerator":
+        return export_accelerator(config)
+    return export_pe_tile(config) if part == "pe-array" else _export_unit(config, part)
 
 
 def _root(part: str, config, export) -> tuple[str, int]:
     """The root module of ``part`` and how many instances of it the part holds."""
-    if part == "accelerator":
+    if part != "pe-array":
         return export.top, 1
     from .export import module_name
     from .pe_tile import PETile
@@ -608,7 +637,7 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
         When Yosys is missing or fails.
     """
     from ..cli import StagedDir, atomic_write_json
-    from .export import export_accelerator, export_files, export_pe_tile
+    from .export import export_files
     from .global_buffer import check_global_buffer
     from .pe_tile import check_rtl_config
 
@@ -619,7 +648,7 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
         start = time.perf_counter()
         try:
             if export is None:
-                export = (export_accelerator if part == "accelerator" else export_pe_tile)(config)
+                export = _export_part(config, part)
                 progress(f"exported {export.top}: {len(export.verilog) / 1e6:.1f} MB of Verilog in "
                          f"{export.seconds:.0f} s")
             (work / "verilog").mkdir()
@@ -656,7 +685,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default="tiny", help=f"preset name ({', '.join(PRESETS)}) or a .toml file")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default build/synth/<config>)")
     parser.add_argument("--part", default="accelerator", choices=PARTS,
-                        help="the whole accelerator, or its PE array (Table II's area)")
+                        help="the whole accelerator, its PE array (Table II's area), or one unit with what it holds")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="Yosys runs at a time")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="limit of one Yosys run, seconds")
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ refuses it).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Signal, signed
+from amaranth.hdl import Cat, Signal
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
@@ -57,9 +57,10 @@ def start_when(m, unit, queue: Queue, free) -> Signal:
 
 
 def held(m, shape, prefix: str = "", domain: str = "comb"):
-    """A ``hold(value, name)`` for the ripples of ``hw.timing`` (``pe_hits``, ``pe_positions``): each
-    step in a signal of ``shape``, so a step that uses the previous one twice does not double it;
-    with ``domain="sync"`` a register, a pipeline stage of a formula whose inputs hold still."""
+    """A ``hold(value, name)`` for the formulas of ``hw.timing`` that take one (``store_addr``,
+    ``store_timing``): each step in a signal of ``shape``, so a step that uses the previous one
+    twice does not double it; with ``domain="sync"`` a register, a pipeline stage of a formula
+    whose inputs hold still."""
     def hold(value, name):
         sig = Signal(shape, name=prefix + name)
         m.d[domain] += sig.eq(value)
@@ -67,7 +68,7 @@ def held(m, shape, prefix: str = "", domain: str = "comb"):
     return hold
 
 
-def pe_mask(m, view, num_pe: int):
-    """The PE set of an instruction word (its ``pe_first``, ``pe_count``, ``pe_step``) as a mask,
-    by the ripple of ``hw.timing.pe_hits`` (linear in ``num_pe``)."""
-    return Cat(*pe_hits(Fields(view), num_pe, held(m, signed(9), "pe_")))
+def pe_mask(view, num_pe: int):
+    """The PE set of an instruction word (its ``pe_first``, ``pe_count``, ``pe_step``) as a mask
+    (``hw.timing.pe_hits``: a comparison per divisor of each offset, then a shifter by ``pe_first``)."""
+    return Cat(*pe_hits(Fields(view), num_pe))
