@@ -136,9 +136,15 @@ def code_version(root: Path = _ROOT) -> str:
     return h.hexdigest()
 
 
-def _key_fields(model_name: str, variant: str, size: tuple[int, int], cfg: AcceleratorConfig, version: str) -> dict:
-    return {"model": model_name, "variant": variant, "size": [int(size[0]), int(size[1])],
-            "config": cfg.to_dict(), "code_version": version}
+#: The mode of ``--paper-comparable``, as sweep.json, the cache key and the folder name say it.
+PAPER_COMPARABLE = "paper-comparable"
+
+
+def _key_fields(model_name: str, variant: str, size: tuple[int, int], cfg: AcceleratorConfig, version: str,
+                paper_comparable: bool = False) -> dict:
+    fields = {"model": model_name, "variant": variant, "size": [int(size[0]), int(size[1])],
+              "config": cfg.to_dict(), "code_version": version}
+    return {**fields, "mode": PAPER_COMPARABLE} if paper_comparable else fields
 
 
 def cache_key(fields: dict) -> str:
@@ -183,9 +189,10 @@ def _worker_version() -> str:
 
 
 def compute_point(model_name: str, variant: Optional[str], size: Optional[tuple[int, int]],
-                  cfg: AcceleratorConfig) -> dict:
-    """Simulate one configuration; the point's metrics (deterministic, JSON-ready, no ``pareto``)."""
-    res = simulate(_model(model_name, variant, size), cfg)
+                  cfg: AcceleratorConfig, paper_comparable: bool = False) -> dict:
+    """Simulate one configuration; the point's metrics (deterministic, JSON-ready, no ``pareto``).
+    ``paper_comparable``: the MAC layers only, with memory no limit (``sim.run --ideal-memory --mac-only``)."""
+    res = simulate(_model(model_name, variant, size), cfg, mac_only=paper_comparable, ideal_memory=paper_comparable)
     area = area_mm2(cfg)
     return {
         "config": cfg.name, "k0": cfg.k0, "c0": cfg.c0, "num_pe": cfg.num_pe,
@@ -198,11 +205,12 @@ def compute_point(model_name: str, variant: Optional[str], size: Optional[tuple[
     }
 
 
-def _task(model_name: str, variant: Optional[str], size: Optional[tuple[int, int]], cfg: AcceleratorConfig) -> dict:
+def _task(model_name: str, variant: Optional[str], size: Optional[tuple[int, int]], paper_comparable: bool,
+          cfg: AcceleratorConfig) -> dict:
     """What a worker runs: the point, its wall time, the worker's code version, or the mapping error."""
     t0 = time.perf_counter()
     try:
-        point = compute_point(model_name, variant, size, cfg)
+        point = compute_point(model_name, variant, size, cfg, paper_comparable)
         error = None
     except MappingError as e:
         point, error = None, " ".join(str(e).split())
@@ -374,7 +382,7 @@ def _run_dask(tasks: list[AcceleratorConfig], address: str, args: tuple) -> Iter
         raise UsageError(f"cannot connect to the Dask scheduler {address!r}: {e}") from None
     try:
         n = len(tasks)
-        futures = client.map(_task, [args[0]] * n, [args[1]] * n, [args[2]] * n, tasks, pure=False)
+        futures = client.map(_task, *([a] * n for a in args), tasks, pure=False)
         for fut in distributed.as_completed(futures):
             yield fut.result()
     finally:
@@ -383,8 +391,10 @@ def _run_dask(tasks: list[AcceleratorConfig], address: str, args: tuple) -> Iter
 
 def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int, int]],
               configs: list[AcceleratorConfig], *, cache_dir: Path = DEFAULT_CACHE, workers: int = 0,
-              scheduler: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
+              scheduler: Optional[str] = None, log: Callable[[str], None] = print,
+              paper_comparable: bool = False) -> dict:
     """Simulate ``configs``, using and filling the cache; the ``sweep.json`` document (plus run stats).
+    ``paper_comparable``: time and energy of the MAC layers only, with memory no limit (the paper's mode).
 
     Raises ``SweepError`` if a worker runs different code.
     """
@@ -392,7 +402,8 @@ def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int,
     resolved = (model.input[0], model.input[1])
     version = code_version()
     # model.name: an ONNX file's includes a hash of its content, so an edited file is another sweep
-    fields = {cfg.name: _key_fields(model.name, model.variant, resolved, cfg, version) for cfg in configs}
+    fields = {cfg.name: _key_fields(model.name, model.variant, resolved, cfg, version, paper_comparable)
+              for cfg in configs}
     paths = {name: cache_dir / f"{cache_key(f)}.json" for name, f in fields.items()}
     results: dict[str, dict] = {}          # name -> {"point", "error"}
     for cfg in configs:
@@ -406,7 +417,7 @@ def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int,
         + (f" on {scheduler}" if scheduler and todo else
            f" with {max(1, min(workers or os.cpu_count() or 1, len(todo)))} worker(s)" if todo else ""))
     t0 = time.perf_counter()
-    args = (model_name, variant, size)
+    args = (model_name, variant, size, paper_comparable)
     stream = _run_dask(todo, scheduler, args) if scheduler and todo else _run_pool(todo, workers or os.cpu_count() or 1, args)
     for done, r in enumerate(stream, 1):
         name = r["config"]
@@ -435,6 +446,7 @@ def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int,
         "model": model_name,
         "variant": model.variant,
         "input": list(model.input),
+        "mode": PAPER_COMPARABLE if paper_comparable else "default",
         "points": ordered,
         "pareto_front": [p["config"] for p in front],
         "pareto_front_onchip": [p["config"] for p in front_onchip],
@@ -458,6 +470,8 @@ def format_table(doc: dict) -> str:
     line = lambda r: "  ".join(f"{str(c):<{w}}" if i in (0, 9) else f"{str(c):>{w}}"
                                for i, (c, w) in enumerate(zip(r, widths)))
     out = [line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
+    if doc.get("mode") == PAPER_COMPARABLE:
+        out.insert(0, "paper-comparable mode: MAC layers only, memory no limit (as the paper reports)")
     for u in doc["unmappable"]:
         out.append(f"{u['config']:<{widths[0]}}  UNMAPPABLE: {u['error']}")
     for u in doc.get("invalid", []):
@@ -537,16 +551,19 @@ def _figure(doc: dict):
     return fig
 
 
-def out_dir_name(model: Model, size_given: bool, configs: list[AcceleratorConfig], grid: Optional[Grid] = None) -> str:
-    """``<model>[_<variant>][_<H>x<W>][_cfgs-<names>]``: the configurations are named unless they are
-    the default list (``PAPER_PRESETS``); each that is not a preset as such by ``config_tag``.  A grid
-    is ``grid-<base>-<hash of its axes>``."""
+def out_dir_name(model: Model, size_given: bool, configs: list[AcceleratorConfig], grid: Optional[Grid] = None,
+                 paper_comparable: bool = False) -> str:
+    """``<model>[_<variant>][_<H>x<W>][_cfgs-<names>][_paper-comparable]``: the configurations are
+    named unless they are the default list (``PAPER_PRESETS``); each that is not a preset as such by
+    ``config_tag``.  A grid is ``grid-<base>-<hash of its axes>``."""
+    mode = (PAPER_COMPARABLE,) if paper_comparable else ()
     if grid is not None:
         axes = json.dumps(grid.to_dict()["axes"], sort_keys=True)
-        return run_name(*model_parts(model, size_given), f"grid-{config_tag(grid.base)}-{hashlib.sha256(axes.encode()).hexdigest()[:8]}")
+        return run_name(*model_parts(model, size_given),
+                        f"grid-{config_tag(grid.base)}-{hashlib.sha256(axes.encode()).hexdigest()[:8]}", *mode)
     names = [config_tag(c) for c in configs]
     subset = "" if names == list(PAPER_PRESETS) else "cfgs-" + "-".join(names)
-    return run_name(*model_parts(model, size_given), subset)
+    return run_name(*model_parts(model, size_given), subset, *mode)
 
 
 def write_outputs(doc: dict, folder: Path, formats: tuple[str, ...] = ("png",)) -> list[str]:
@@ -582,6 +599,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"cache directory (default {DEFAULT_CACHE})")
     p.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
     p.add_argument("--no-plot", action="store_true", help="do not draw the plot")
+    p.add_argument("--paper-comparable", action="store_true",
+                   help="time and energy of the MAC layers only, with memory no limit, as the paper reports "
+                        "them (sim.run --ideal-memory --mac-only); its own cache entries and output folder")
     return p
 
 
@@ -645,14 +665,15 @@ def main(argv: list[str] | None = None) -> int:
         formats = () if args.no_plot else parse_formats(args.format)
         _check_cache(Path(args.cache))
         stage = StagedDir(Path(args.out) if args.out else
-                          DEFAULT_ROOT / out_dir_name(model, size is not None, configs, grid), OWNED)
+                          DEFAULT_ROOT / out_dir_name(model, size is not None, configs, grid, args.paper_comparable),
+                          OWNED)
     except UsageError as e:
         return fail(parser.prog, e)
     with stage:
         try:
             doc = _interruptible(lambda: run_sweep(args.model, args.variant or None, size, configs,
                                                    cache_dir=Path(args.cache), workers=workers,
-                                                   scheduler=args.scheduler))
+                                                   scheduler=args.scheduler, paper_comparable=args.paper_comparable))
             if grid is not None:
                 doc["grid"] = grid.to_dict()
                 doc["invalid"] = [{"config": n, "error": e} for n, e in grid.invalid]

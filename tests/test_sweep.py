@@ -216,3 +216,21 @@ def test_dask_worker_processes_match_process_pool(tmp_path):
                               timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert (dask_dirs[1] / "sweep.json").read_text() == (pool_dirs[1] / "sweep.json").read_text()
+
+
+def test_paper_comparable_mode_is_its_own_run(dirs, monkeypatch):
+    """--paper-comparable times the MAC layers only with memory no limit (as sim.run --ideal-memory
+    --mac-only does), caches apart from the default mode and says so in sweep.json and the folder name."""
+    from mapper.workloads import build_model
+    from sim.simulator import simulate
+    cache, out = dirs
+    assert _run((cache, out / "default"), "--workers", "1", configs="E") == 0
+    assert _run((cache, out / "paper"), "--workers", "1", "--paper-comparable", configs="E") == 0
+    default = json.loads((out / "default" / "sweep.json").read_text())
+    paper = json.loads((out / "paper" / "sweep.json").read_text())
+    assert (default["mode"], paper["mode"]) == ("default", sweep.PAPER_COMPARABLE)
+    assert len(list(cache.glob("*.json"))) == 2
+    want = simulate(build_model("segformer_b0", size=(64, 64)), get_config("E"), mac_only=True, ideal_memory=True)
+    assert paper["points"][0]["total_cycles"] == want.total_cycles < default["points"][0]["total_cycles"]
+    model = build_model("segformer_b0", size=(64, 64))
+    assert sweep.out_dir_name(model, True, [get_config("E")], None, True).endswith("_paper-comparable")
