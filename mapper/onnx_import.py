@@ -394,8 +394,11 @@ class _Importer:
         if tt.elem_type not in (_FLOAT, _INT8):
             raise self.fail(f"input {inp.name!r} has data type {_type_name(tt.elem_type)}; supported: float32 "
                             f"and int8")
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
-                for d in tt.shape.dim]
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
+        empty = [(k, d) for k, d in enumerate(dims) if isinstance(d, int) and d <= 0]
+        if empty:
+            raise self.fail(f"input {inp.name!r} has dimension {empty[0][1]} on axis {empty[0][0]}; "
+                            f"every dimension must be at least 1")
         bad = [(k, d) for k, d in enumerate(dims) if not isinstance(d, int)]
         if bad:
             raise self.fail(f"input {inp.name!r} has a dynamic dimension {bad[0][1]!r} (axis {bad[0][0]}); "

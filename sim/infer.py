@@ -117,7 +117,11 @@ def _read_picture(path: Path) -> np.ndarray:
 def _read_npy(path: Path) -> np.ndarray:
     try:
         a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
+    except ValueError as e:
+        # numpy's own advice (to unpickle) is not for a user who meant to give an array
+        why = "it is no .npy or .npz file" if "pickle" in str(e) else str(e)
+        raise UsageError(f"image {str(path)!r} is no readable .npy array ({why}); give {IMAGE_FORMS}") from None
+    except (OSError, EOFError) as e:
         raise UsageError(f"image {str(path)!r} is no readable .npy array ({e}); give {IMAGE_FORMS}") from None
     if not isinstance(a, np.ndarray) or a.ndim != 3 or a.shape[2] != 3 or 0 in a.shape:
         shape = a.shape if isinstance(a, np.ndarray) else "an .npz archive"

@@ -147,6 +147,8 @@ def test_unsupported_operator_names_node_operator_and_the_supported_ones():
 
 def test_dynamic_batched_and_wrongly_typed_inputs():
     _refused(single_op("Relu", shape=("batch", 8, 8, 8)), "dynamic dimension 'batch'", "axis 0")
+    _refused(single_op("Relu", shape=(1, 8, 0, 8)), "dimension 0 on axis 2", "at least 1")
+    _refused(single_op("Relu", shape=(1, 8, -1, 8)), "dimension -1 on axis 2", "at least 1")
     _refused(single_op("Relu", shape=(2, 8, 8, 8)), "batch 1")
     g = Graph()
     y = g.op("Relu", ["x"], "")

@@ -213,3 +213,19 @@ def test_an_output_that_cannot_be_written_is_refused_before_exporting(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]      # nothing staged left behind
     if kind == "own_verilog":
         assert (out / "mine.v").read_text() == "module mine; endmodule\n"
+
+
+def test_an_output_folder_of_someone_elses_verilog_is_refused_saying_why(tmp_path):
+    """make verilog never replaces a user's own Verilog: without a config.json of an earlier export,
+    or with one that does not list every .v file, the folder is refused naming the files."""
+    import json as _json
+    from hw.cli import OutputError
+    from hw.rtl.export import _check_earlier_export
+    (tmp_path / "mine.v").write_text("module mine; endmodule\n")
+    with pytest.raises(OutputError, match=r"holds mine.v but no readable config.json"):
+        _check_earlier_export(tmp_path)
+    (tmp_path / "config.json").write_text(_json.dumps({"modules": ["other"]}))
+    with pytest.raises(OutputError, match=r"config.json does not list mine.v"):
+        _check_earlier_export(tmp_path)
+    (tmp_path / "config.json").write_text(_json.dumps({"modules": ["mine"]}))
+    _check_earlier_export(tmp_path)

@@ -453,9 +453,12 @@ def _check_earlier_export(out: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         listed = None
     mine = sorted(p.name for p in out.glob("*.v") if listed is None or p.stem not in listed)
-    if listed is None or mine:
+    if listed is None:
+        raise OutputError(f"output folder {out} is not an earlier make verilog export (it holds "
+                          f"{', '.join(mine[:3]) or 'files'} but no readable {CONFIG_JSON}); choose another --out or empty it")
+    if mine:
         raise OutputError(f"output folder {out} is not an earlier make verilog export (its {CONFIG_JSON} does not "
-                          f"list {', '.join(mine[:3]) or 'its files'}); choose another --out or empty it")
+                          f"list {', '.join(mine[:3])}); choose another --out or empty it")
 
 
 def main(argv=None) -> int:

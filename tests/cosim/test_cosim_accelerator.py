@@ -146,6 +146,14 @@ def test_whole_network_program(config_name, spec):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("config_name", ["small", "e_small"])
+def test_vec_passes_on_more_row_lanes(config_name):
+    """The default run's VEC passes on the vector executors of small and e_small (16 and 64 row lanes)."""
+    seed = default_seed(8)
+    run_accelerator(config_name, seed=seed, vec_passes=fast_vec_passes(seed))
+
+
+@pytest.mark.slow
 def test_segformer_encoder_through_vec_passes():
     """SegFormer-B0 at 32x32 on tiny, unfused (its layernorms, softmaxes and residual adds are VEC
     passes), from the image up to the decoder's first resize, which the RTL does not build."""
