@@ -148,9 +148,12 @@ def test_whole_network_program(config_name, spec):
 @pytest.mark.slow
 @pytest.mark.parametrize("config_name", ["small", "e_small"])
 def test_vec_passes_on_more_row_lanes(config_name):
-    """The default run's VEC passes on the vector executors of small and e_small (16 and 64 row lanes)."""
+    """The default run's VEC passes on the vector executors of small and e_small (16 and 64 row
+    lanes); SegFormer-B0's softmax from its unfused program (fused, these configurations apply
+    it in the attention's STORE)."""
     seed = default_seed(8)
-    run_accelerator(config_name, seed=seed, vec_passes=fast_vec_passes(seed))
+    zoo = {**ZOO_VEC_PASSES, "seg_softmax": (("SOFTMAX",), False)}
+    run_accelerator(config_name, seed=seed, vec_passes=chain_specs(seed) + zoo_specs("segformer_b0", 32, zoo))
 
 
 @pytest.mark.slow
