@@ -30,10 +30,14 @@ _FIELD_TAGS = {
 }
 
 
+#: Overrides a configuration named like a preset may have and still be named by them (``E_num_pe32``).
+MAX_OVERRIDE_TAGS = 4
+
+
 def config_tag(cfg: AcceleratorConfig) -> str:
     """``E`` for the preset E; ``E_dram384B_lat200_1.5GHz`` with overrides; ``E_ideal_memory`` when
     every field of ``sim.simulator.IDEAL_MEMORY`` has its value; ``<name>-<hash>`` for a
-    configuration that is no preset."""
+    configuration that is no preset, or has more than ``MAX_OVERRIDE_TAGS`` overrides."""
     return name_token("_".join(p for p in config_parts(cfg) if p))
 
 
@@ -41,16 +45,21 @@ def config_parts(cfg: AcceleratorConfig) -> tuple[str, str]:
     """``config_tag`` as (the configuration's name, its overrides' tag or ``""``), so that a
     name holding ``_`` (``e_small``) is not mistaken for an override."""
     base = PRESETS.get(cfg.name)
-    if base is None:
+    tags = None if base is None else _override_tags(cfg, base)
+    if tags is None or len(tags) > MAX_OVERRIDE_TAGS:
+        # no preset, or one only in name: its overrides would crowd the run's own parts out of its name
         return f"{name_token(cfg.name)}-{short_hash(repr(sorted(cfg.to_dict().items())))}", ""
+    return cfg.name, name_token("_".join(tags))
+
+
+def _override_tags(cfg: AcceleratorConfig, base: AcceleratorConfig) -> list[str]:
     changed = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
                if getattr(cfg, f.name) != getattr(base, f.name)}
     tags = []
     if all(changed.get(k) == v for k, v in IDEAL_MEMORY.items()):
         tags.append("ideal_memory")
         changed = {k: v for k, v in changed.items() if k not in IDEAL_MEMORY}
-    tags += [_FIELD_TAGS.get(k, lambda v, k=k: f"{k}{v}")(v) for k, v in changed.items()]
-    return cfg.name, name_token("_".join(tags))
+    return tags + [_FIELD_TAGS.get(k, lambda v, k=k: f"{k}{v}")(v) for k, v in changed.items()]
 
 
 def run_name(*parts: str) -> str:

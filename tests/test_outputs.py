@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import argparse
 import io
 import json
@@ -41,6 +43,10 @@ def test_config_tag_names_every_override():
                                                                    {"dram_latency": 50}, dict(IDEAL_MEMORY),
                                                                    dict(IDEAL_MEMORY, dram_latency=50))]
     assert len({config_tag(c) for c in variations}) == len(variations)
+    # a file that only calls itself E (based on small, 8 fields differ): a short name and a hash,
+    # not 8 overrides that push the run's size and seed out of its folder name
+    small_e = get_config("small").replace(name="E")
+    assert re.fullmatch(r"E-[0-9a-f]{8}", config_tag(small_e)), config_tag(small_e)
 
 
 def test_run_dir_names_model_size_and_modes():
