@@ -275,7 +275,7 @@ def _print_table(points: list[PathPoint], base: PathPoint) -> None:
     for name, p in sorted(zip(names, points), key=lambda np_: -np_[1].time_ms):
         acc = f"{p.accuracy:.4f}" if p.accuracy is not None else "   -"
         front = ("T" if p.pareto_time else " ") + ("E" if p.pareto_energy else " ")
-        print(f"{name:{w}s} {p.macs / 1e9:7.2f} {p.time_ms:8.3f} {p.energy_uj:10.1f} "
+        print(f"{name:{w}s} {p.macs / 1e9:7.4g} {p.time_ms:8.3f} {p.energy_uj:10.1f} "
               f"{100 * p.conv_time_share:6.1f}% {acc:>8s}  {front}")
     print(f"savings are relative to {base.model}:{base.path}; T/E = on the time/energy Pareto front "
           f"(paths without accuracy data are not ranked)")
