@@ -19,13 +19,20 @@ __all__ = ["KernelUnit", "KernelPlan", "plan", "table_write_signature", "delayed
 INT8 = range_shape(INT8_MIN, INT8_MAX)
 
 
-def delayed(m: Module, value, cycles: int, name: str):
-    """``value`` delayed by ``cycles`` registers (``cycles`` >= 0) in ``m``'s sync domain."""
+def delay_line(m: Module, value, cycles: int, name: str) -> list:
+    """``value`` and its copies delayed by 1 .. ``cycles`` registers in ``m``'s sync domain
+    (element ``k`` is ``value`` of ``k`` cycles ago)."""
+    taps = [value]
     for i in range(cycles):
         reg = Signal.like(value, name=f"{name}_d{i + 1}")
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
+        m.d.sync += reg.eq(taps[-1])
+        taps.append(reg)
+    return taps
+
+
+def delayed(m: Module, value, cycles: int, name: str):
+    """``value`` delayed by ``cycles`` registers (``cycles`` >= 0) in ``m``'s sync domain."""
+    return delay_line(m, value, cycles, name)[-1]
 
 
 def table_write_signature(table: Table) -> memory.WritePort.Signature:

@@ -6,6 +6,8 @@ compute unit will hand a VEC to (``docs/rtl_vector.md``).
 
 from __future__ import annotations
 
+import functools
+
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -41,6 +43,7 @@ def _members(lanes: int) -> dict:
     }
 
 
+@functools.cache
 def builds_vector_unit(config: AcceleratorConfig) -> bool:
     """Whether the accelerator of ``config`` has a vector executor.  Its gather and scatter ports
     carry an address per byte lane, and Amaranth 0.5 numbers the output bits of an instance (and

@@ -26,7 +26,7 @@ from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, VecOp
 from .buses import DRAM_READ_LATENCY
 from .elementwise_lane import ElementwiseLane
-from .kernel_unit import delayed
+from .kernel_unit import delay_line, delayed
 from .layernorm_unit import LayerNormUnit
 from .softmax_unit import SoftmaxUnit
 from .vector_descriptor import DESCRIPTOR, LN_ENTRY
@@ -183,12 +183,7 @@ class VectorRowLane(wiring.Component):
             m.d.comb += [slot.table_w.en.eq(p.table_en[i]), slot.table_w.addr.eq(p.table_addr),
                          slot.table_w.data.eq(p.table_data[i])]
         m.submodules.softmax, m.submodules.layernorm = self._softmax, self._layernorm
-        beat = self._issue(m, p, self._row(m, p))
-        beats = [beat]
-        for t in range(self._timing.depth):
-            reg = Signal(_BEAT, name=f"beat_{t + 1}")
-            m.d.sync += reg.eq(beats[-1])
-            beats.append(reg)
+        beats = delay_line(m, self._issue(m, p, self._row(m, p)), self._timing.depth, "beat")
         self._slots_and_writes(m, p, beats, self._read_bytes(m, p, beats))
         return m
 
@@ -235,11 +230,7 @@ class VectorRowLane(wiring.Component):
         first = Signal(data.ArrayLayout(8, LANE_READS), name=f"bytes_{r}")
         for k in range(LANE_READS):
             m.d.comb += first[k].eq(Mux(beats[r].rd_ok[k], p.rd_data[k], 0))
-        taps = {r: first}
-        for t in range(r + 1, self._timing.slot_in(_S - 1) + 1):
-            taps[t] = Signal.like(first, name=f"bytes_{t}")
-            m.d.sync += taps[t].eq(taps[t - 1])
-        return taps
+        return {r + k: tap for k, tap in enumerate(delay_line(m, first, self._timing.slot_in(_S - 1) - r, "bytes"))}
 
     def _slots_and_writes(self, m: Module, p, beats: list, taps: dict) -> None:
         """The stage slots, the row units between them and the write lanes."""

@@ -43,7 +43,7 @@ from ..isa import ADDR_BITS, ErrorCode, VecOp
 from ..timing import vec_row_cycles
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
 from .axis_counter import AxisCounter
-from .kernel_unit import delayed
+from .kernel_unit import delay_line, delayed
 from .vector_descriptor import DESCRIPTOR
 from .vector_row_lane import LANE_READS, LUT_ENTRIES, PLAN, ROW, STEP, VectorRowLane, row_lane_timing
 
@@ -159,7 +159,6 @@ class VectorUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        self._rd_data = self.dram_rd.data.as_value()
         for l, lane in enumerate(self._lanes):
             m.submodules[f"lane{l}"] = lane
         d = Signal(DESCRIPTOR)
@@ -178,6 +177,11 @@ class VectorUnit(wiring.Component):
         return m
 
     @property
+    def _rd_data(self):
+        """All read lanes' bytes as one value (row lane ``l``'s from byte ``LANE_READS * l``)."""
+        return self.dram_rd.data.as_value()
+
+    @property
     def _depth(self) -> int:
         return self._timing.depth
 
@@ -185,17 +189,10 @@ class VectorUnit(wiring.Component):
         """What every lane gets alike: the descriptor and its plan, the element's channel, the
         steps and layernorm entries at each slot's entry and exit, the LUT tables' writes."""
         r, t = DRAM_READ_LATENCY, self._timing
-        steps = [seq.step]
-        for k in range(self._depth):
-            reg = Signal(STEP, name=f"step_{k + 1}")
-            m.d.sync += reg.eq(steps[-1])
-            steps.append(reg)
+        steps = delay_line(m, seq.step, self._depth, "step")
         first = Signal(data.ArrayLayout(8, vec.LN_ENTRY_BYTES), name=f"entry_{r}")
         m.d.comb += first.eq(self._rd_data.word_select(self._n, 8 * LANE_READS)[:8 * vec.LN_ENTRY_BYTES])
-        entries = [first]
-        for k in range(r + 1, t.slot_in(_S - 1) + 1):
-            entries.append(Signal.like(first, name=f"entry_{k}"))
-            m.d.sync += entries[-1].eq(entries[-2])
+        entries = delay_line(m, first, t.slot_in(_S - 1) - r, "entry")
         plan_bits = Signal(PLAN)
         m.d.comb += [plan_bits.live.eq(Cat(*plan.live)), plan_bits.row_at.eq(Cat(*plan.row_at)),
                      plan_bits.lut_at.eq(Cat(*plan.lut_at)), plan_bits.softmax.eq(plan.has[VecOp.SOFTMAX]),
