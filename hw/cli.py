@@ -139,10 +139,20 @@ def _umask() -> int:
     return umask
 
 
+def _why_unwritable(path: Path, error: OSError) -> str:
+    """Why a folder for ``path`` cannot be made: the file standing where a folder must be, if any."""
+    blocking = next((d for d in path.absolute().parents if d.exists() and not d.is_dir()), None)
+    return f"{blocking} is a file, not a folder" if blocking else error.strerror
+
+
 def atomic_write(path: Union[str, Path], write: Callable[[str], None]) -> Path:
-    """Create ``path`` by calling ``write(temporary_name)`` and renaming the result into place."""
+    """Create ``path`` by calling ``write(temporary_name)`` and renaming the result into place.
+    OutputError when a file stands where one of its folders must be."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise OutputError(f"cannot write {path}: {_why_unwritable(path, e)}") from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -197,9 +207,7 @@ class StagedDir:
             self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent))
         except OSError as e:
             self._remove_made()
-            blocking = next((d for d in self.out.absolute().parents if d.exists() and not d.is_dir()), None)
-            why = f"{blocking} is a file, not a folder" if blocking else e.strerror
-            raise OutputError(f"cannot write the output folder {self.out}: {why}") from None
+            raise OutputError(f"cannot write the output folder {self.out}: {_why_unwritable(self.out, e)}") from None
 
     def _check_replaceable(self) -> None:
         out = self.out

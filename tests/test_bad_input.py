@@ -81,6 +81,9 @@ def assert_refused(r: subprocess.CompletedProcess, *needles: str, absent: str = 
     (["sim.replay", "binary.csv"], ["binary.json", "--config"], ""),
     (["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "binary.csv"], ["binary.csv", "a file"], ""),
     (["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "binary.csv/out"], ["binary.csv/out"], ""),
+    # a file where the export's folder must be: named as such, not "File exists"
+    (["mapper.onnx_export", "--model", "segformer_b0", "--out", "binary.csv"], ["binary.csv is a file, not a folder"],
+     "File exists"),
 ])
 def test_refused_with_one_line_and_nothing_changed(tmp_path, argv, needles, absent):
     for name, data in FILES.items():
