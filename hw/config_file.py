@@ -39,7 +39,7 @@ if sys.version_info >= (3, 11):
 else:                                                    # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ConfigError", "ALIASES", "FIELDS", "load_config", "resolve_fields", "config_toml", "rtl_support", "is_config_file",
+__all__ = ["ConfigError", "ALIASES", "FIELDS", "NUMERIC_KEYS", "load_config", "resolve_fields", "config_toml", "rtl_support", "is_config_file",
            "field_docs", "config_label", "config_from_mapping"]
 
 #: Friendly keys of files and sweep grids: alias -> (field, factor) pairs it sets to ``value * factor``.
@@ -53,6 +53,8 @@ ALIASES: dict[str, tuple[tuple[str, int], ...]] = {
 FIELDS: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(AcceleratorConfig)}
 #: Keys of a file that are not configuration fields.
 _FILE_KEYS = ("base",)
+#: Keys a sweep grid can vary: the numeric fields and the aliases.
+NUMERIC_KEYS: tuple[str, ...] = (*(k for k, kind in FIELDS.items() if kind != "str"), *ALIASES)
 
 
 class ConfigError(ValueError):

@@ -87,7 +87,7 @@ from typing import Callable, Iterable, Optional
 
 from hw.cli import OneLineParser, OutputError, StagedDir, UsageError, atomic_write_bytes, fail, run_main
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
-from hw.config_file import ConfigError, load_config, resolve_fields
+from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, load_config, resolve_fields
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
 from mapper.ir import Model
 from mapper.lower import MappingError
@@ -301,6 +301,10 @@ def _grid_axes(text: str) -> list[tuple[str, tuple]]:
         key, sep, values = item.partition("=")
         if not sep or not key or not values or "" in values.split(","):
             raise UsageError(f"bad --grid item {item!r}: expected FIELD=V1,V2,... (items separated by spaces)")
+        if key not in NUMERIC_KEYS:
+            what = "is no number to vary" if key in ("base", *FIELDS) else "is no configuration field"
+            raise UsageError(f"bad --grid key {key!r}: it {what}; choose from {', '.join(NUMERIC_KEYS)} "
+                             f"(the base configuration is CFG=, --base)")
         if key in dict(axes):
             raise UsageError(f"bad --grid: {key} is given twice")
         parsed = tuple(dict.fromkeys(_grid_value(key, v.strip()) for v in values.split(",")))

@@ -41,7 +41,9 @@ def test_points_the_configuration_refuses_are_listed():
     assert "param_depth (128) must be at least 4 x K0 = 256" in g.invalid[0][1]
 
 
-@pytest.mark.parametrize("text, needle", [("num_pes=8,16", "unknown key 'num_pes'"),
+@pytest.mark.parametrize("text, needle", [("num_pes=8,16", "'num_pes': it is no configuration field"),
+                                          ("name=a", "'name': it is no number to vary"),
+                                          ("base=E", "'base': it is no number to vary"),
                                           ("num_pe=eight", "'eight'"),
                                           ("num_pe=8,16 num_pe=32", "given twice"),
                                           ("num_pe=", "FIELD=V1,V2"),
