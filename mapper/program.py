@@ -33,9 +33,9 @@ from .fusion import Step, VecPass, plan
 from .ir import INPUT, Conv2d, Linear, MatMul, Model
 from .layout import Storage, storage_plan
 from .lower import Lowered, MappingError, Placement, Problem, build_stream, map_layer
-from .quantize import QModel
+from .quantize import QModel, random_qmodel
 
-__all__ = ["Program", "StepCode", "ProgramError", "build_program", "pack_weights", "pack_params",
+__all__ = ["Program", "StepCode", "ProgramError", "DramCapacityError", "build_program", "dram_footprint", "pack_weights", "pack_params",
            "exp_table", "ALIGN"]
 
 ALIGN = 64
@@ -43,6 +43,10 @@ ALIGN = 64
 
 class ProgramError(ValueError):
     """A model that cannot become a program on a configuration (the message says why)."""
+
+
+class DramCapacityError(ProgramError):
+    """A program whose DRAM image is larger than the configuration's DRAM (``dram_mib``)."""
 
 
 def _align(x: int) -> int:
@@ -172,6 +176,14 @@ def build_program(qmodel: QModel, cfg: AcceleratorConfig, *, fuse: bool = True,
     return _Builder(qmodel, cfg, fuse, cfg.dram_mib << 20, keep_tensors).build(image)
 
 
+def dram_footprint(model: Model, cfg: AcceleratorConfig, *, fuse: bool = True) -> tuple[int, int]:
+    """(static bytes, activation bytes) of the DRAM image of ``model``'s program on ``cfg``, laid
+    out as :func:`build_program` lays it out (sizes do not depend on the weights' values, so
+    placeholder weights stand in) without building the instructions.  ProgramError as there."""
+    _, static, top = _Builder(random_qmodel(model), cfg, fuse, cfg.dram_mib << 20).layout(None)
+    return static, top
+
+
 class _Builder:
     def __init__(self, qmodel: QModel, cfg: AcceleratorConfig, fuse: bool, dram_bytes: int,
                  keep_tensors: bool = False):
@@ -256,7 +268,9 @@ class _Builder:
             if layer.kind == "constant":
                 self._blob(layer.name, np.asarray(self.q.layers[layer.name].data, np.int8))
 
-    def build(self, image: Optional[np.ndarray]) -> Program:
+    def layout(self, image: Optional[np.ndarray]) -> tuple[list, int, int]:
+        """(instruction builders per step, static bytes, activation bytes): every blob and buffer
+        placed, no instruction built yet.  ProgramError when the image does not fit the DRAM."""
         self._collect_static(image)
         code: list[tuple[Step, list, tuple]] = []   # (step, instruction builders, writes), built after addresses
         for st in self.steps:
@@ -273,9 +287,14 @@ class _Builder:
         self.buffers.update(acts)
         total = static + top
         if total > self.dram_bytes:
-            raise ProgramError(f"{self.model.name}: the DRAM image needs {total:,} bytes ({static:,} of weights, "
+            raise DramCapacityError(f"{self.model.name}: the DRAM image needs {total:,} bytes ({static:,} of weights, "
                                f"tables and input, {top:,} of activations), more than the {self.dram_bytes:,} "
                                f"bytes of DRAM configured (dram_mib = {self.cfg.dram_mib})")
+        return code, static, top
+
+    def build(self, image: Optional[np.ndarray]) -> Program:
+        code, static, top = self.layout(image)
+        total = static + top
         stream: list[Insn] = []
         steps: list[StepCode] = []
         for st, emit, writes in code:                # descriptors are encoded here, with addresses

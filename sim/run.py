@@ -39,6 +39,7 @@ from hw.config_file import ConfigError, load_config
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
 from mapper.ir import MAC_KINDS, PARTS, Model
 from mapper.lower import MappingError
+from mapper.program import DramCapacityError, ProgramError, dram_footprint
 
 from . import plots
 from .area import area_mm2
@@ -346,6 +347,20 @@ def _write_files(stage: Path, args, doc: dict, res: SimResult, model: Model, cfg
     return notes
 
 
+def _dram_too_small(args, model: Model, cfg: AcceleratorConfig) -> str:
+    """Why the network's DRAM image does not fit ``dram_mib`` (empty if it does, or if the run
+    times MAC layers only); a network that is timed but cannot execute has no image to check."""
+    if args.mac_only:
+        return ""
+    try:
+        dram_footprint(model, cfg, fuse=not args.no_fusion)
+    except DramCapacityError as e:
+        return str(e)
+    except ProgramError:
+        pass
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -387,6 +402,9 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
         return fail(prog, f"cannot map onto configuration {key}: {e}")
     bar.close()
     wall = time.perf_counter() - t0
+    too_big = _dram_too_small(args, model, cfg)
+    if too_big:
+        return fail(prog, too_big)
 
     check = None
     if args.check:

@@ -179,3 +179,16 @@ def test_plot_formats_and_one_colour_per_kind(tmp_path):
         assert "<svg" in text
         # the same colour stands for conv2d and for linear in both figures
         assert f"fill: {KIND_COLOURS['conv2d']}" in text and f"fill: {KIND_COLOURS['linear']}" in text
+
+
+def test_network_larger_than_the_dram_is_refused_without_check(tmp_path):
+    """SegFormer-B0's weights alone take 4 MB: refused with 1 MiB of DRAM, run with 8."""
+    for mib, code in ((1, 2), (8, 0)):
+        (tmp_path / "d.toml").write_text(f'base = "small"\ndram_mib = {mib}\n')
+        r = run(["--model", "segformer_b0", "--size", "64x64", "--config", "d.toml", "--out", "o", "--quiet"],
+                tmp_path)
+        assert r.returncode == code, r.stderr
+        if code:
+            line, = r.stderr.strip().splitlines()
+            assert "the DRAM image needs" in line and "(dram_mib = 1)" in line
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["d.toml"]
