@@ -70,7 +70,7 @@ DEFAULT_ROOT = Path("build") / "run"
 DATA = Path(__file__).resolve().parents[1] / "data"
 #: What a run leaves in its folder (an existing folder holding anything else is not replaced).
 OWNED = ("output.npy", "output.npz", "output.png", "run.json")
-IMAGE_FORMS = "a PNG or JPEG image, or a .npy array H x W x 3 of uint8 or of floats in [0, 1]"
+IMAGE_FORMS = "a PNG, JPEG or TIFF image (a float one in [0, 1]), or a .npy array H x W x 3 of uint8 or of floats in [0, 1]"
 #: torchvision's ImageNet evaluation: resize to 256, centre crop 224.
 CROP_RATIO = 256 / 224
 #: (task, classes) -> the name list in ``data/<name>_classes.txt``.
@@ -106,8 +106,14 @@ def _read_picture(path: Path) -> np.ndarray:
             im = Image.open(path)
             im.load()
         with im:
+            if im.mode == "F":                   # float grey (a TIFF): the rule of float arrays
+                return _float_rgb(path, np.repeat(np.asarray(im)[..., None], 3, axis=2))
             if im.mode.startswith("I"):          # 16-bit grey: convert("RGB") would clip it to white
-                grey = np.asarray(im).astype(np.float64) * (255 / 65535)
+                grey = np.asarray(im).astype(np.float64)
+                if grey.min(initial=0) < 0 or grey.max(initial=0) > 65535:
+                    raise UsageError(f"image {str(path)!r} holds integers from {int(grey.min()):,} to {int(grey.max()):,}, "
+                                     f"outside 16 bits; give {IMAGE_FORMS}")
+                grey *= 255 / 65535
                 return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
@@ -130,6 +136,11 @@ def _read_npy(path: Path) -> np.ndarray:
         return a
     if a.dtype.kind != "f":
         raise UsageError(f"image {str(path)!r} holds {a.dtype} values; give {IMAGE_FORMS}")
+    return _float_rgb(path, a)
+
+
+def _float_rgb(path: Path, a: np.ndarray) -> np.ndarray:
+    """An image of floats in [0, 1] as uint8 (``round(255 a)``); anything else is refused."""
     if not np.all(np.isfinite(a)):
         raise UsageError(f"image {str(path)!r} holds NaN or infinite values; give {IMAGE_FORMS}")
     if a.min() < 0 or a.max() > 1:

@@ -271,3 +271,21 @@ def test_a_16_bit_grey_picture_is_scaled_not_clipped(tmp_path):
     rgb = read_image(tmp_path / "g16.png")
     assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
     assert rgb[..., 0].tolist() == [[0, 100], [255, 7]] and (rgb[..., 0] == rgb[..., 2]).all()
+
+
+def test_a_float_tiff_follows_the_rule_of_float_arrays(tmp_path):
+    """Pillow's convert("RGB") would clip floats in [0, 1] to black; they are scaled like a float .npy,
+    and floats outside [0, 1] or integers beyond 16 bits are refused, not clipped."""
+    from PIL import Image
+
+    from hw.cli import UsageError
+    from sim.infer import read_image
+    Image.fromarray(np.array([[0, 0.5], [1, 100 / 255]], np.float32), mode="F").save(tmp_path / "f.tif")
+    rgb = read_image(tmp_path / "f.tif")
+    assert rgb.dtype == np.uint8 and rgb[..., 1].tolist() == [[0, 128], [255, 100]]
+    Image.fromarray(np.full((2, 2), 3.0, np.float32), mode="F").save(tmp_path / "hdr.tif")
+    with pytest.raises(UsageError, match=r"floats from 3 to 3, outside \[0, 1\]"):
+        read_image(tmp_path / "hdr.tif")
+    Image.fromarray(np.full((2, 2), 1 << 20, np.int32), mode="I").save(tmp_path / "i32.tif")
+    with pytest.raises(UsageError, match="integers from 1,048,576 to 1,048,576, outside 16 bits"):
+        read_image(tmp_path / "i32.tif")
