@@ -35,6 +35,7 @@ from mapper.workloads.resnet import OFA_NAMED_POINTS
 from mapper.workloads.variants import is_parametric
 
 from . import plots
+from .accuracy import task_of
 from .outputs import config_tag, parse_formats, run_name
 from .simulator import IDEAL_MEMORY, simulate
 
@@ -196,6 +197,7 @@ class PathPoint:
     pareto_energy: bool = False
     largest: dict = field(default_factory=dict)
     energy_onchip_uj: float = 0.0      # without DRAM: what the paper's power analysis measures
+    benchmark: str = ""                # task and label count: accuracies compare only within one
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -229,7 +231,13 @@ def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
                      row.source if row else "",
                      largest={"name": biggest.name, "mac_share": biggest.macs / r.total_macs,
                               "time_share": biggest.cycles / r.total_cycles},
-                     energy_onchip_uj=r.energy_onchip_pj * 1e-6)
+                     energy_onchip_uj=r.energy_onchip_pj * 1e-6, benchmark=benchmark_of(model))
+
+
+def benchmark_of(model: Model) -> str:
+    """The task and its label count (``segmentation/150``): accuracies of two models compare only
+    when these are equal (an ImageNet top-1 is no ADE20K mIoU, nor a Cityscapes one)."""
+    return f"{task_of(model)}/{model.layers[-1].out_shape[-1]}"
 
 
 def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[AccuracyTable],
@@ -330,12 +338,13 @@ def cost_at_accuracy(points: list[PathPoint], accuracy: float, cost: str) -> Opt
 def retrained_vs_pruned(points: list[PathPoint], base: PathPoint) -> list[dict]:
     """For every less accurate path with weights of its own (a retrained model), its savings over
     ``base`` against those of ``base``'s own weight set pruned to the same accuracy without
-    retraining (the paper's Section V-A comparison of SegFormer B1 with pruned B2)."""
+    retraining (the paper's Section V-A comparison of SegFormer B1 with pruned B2).  Only paths
+    of ``base``'s benchmark (:func:`benchmark_of`) compare."""
     pruned = [p for p in points if p.weight_set == base.weight_set]
     out = []
     for p in points:
         if p.accuracy is None or p.weight_set == base.weight_set or base.accuracy is None \
-                or p.accuracy >= base.accuracy:
+                or p.accuracy >= base.accuracy or p.benchmark != base.benchmark:
             continue
         row = {"path": f"{p.model}:{p.path}", "accuracy_loss": base.accuracy - p.accuracy}
         for cost in (c for c in COSTS if getattr(base, c)):        # a cost the base has (not 0)

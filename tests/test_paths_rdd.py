@@ -107,6 +107,17 @@ def test_retrained_model_against_pruning_to_its_accuracy():
     assert row["time_ms"]["pruned_saving"] == pytest.approx(0.3) and row["time_ms"]["pruned_between"] == ["b", "a"]
 
 
+def test_models_of_another_benchmark_are_not_compared():
+    """An ImageNet classifier or a Cityscapes model is no retrained ADE20K SegFormer."""
+    from dataclasses import replace
+    base = replace(_point("full", 10.0, 0.46, "A"), benchmark="segmentation/150")
+    points = [base, replace(_point("b", 4.0, 0.40, "A"), benchmark="segmentation/150"),
+              replace(_point("r50", 3.0, 0.43, "C"), benchmark="classification/1000"),
+              replace(_point("city", 3.0, 0.43, "D"), benchmark="segmentation/19"),
+              replace(_point("b1", 3.0, 0.43, "B"), benchmark="segmentation/150")]
+    assert [row["path"] for row in retrained_vs_pruned(points, base)] == ["m:b1"]
+
+
 def test_rdd_picks_most_accurate_fitting_path_and_counts_misses():
     cfg = get_config("E")
     pts = [_point("big", 5.0, 0.46, "A"), _point("mid", 4.0, 0.44, "A"), _point("small", 3.0, 0.40, "A")]
