@@ -33,7 +33,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_passes", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_last", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_last", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
            "VEC_SETUP", "VEC_TABLE_ENTRIES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
@@ -421,13 +421,19 @@ def vec_lane_floor(f, lanes: int) -> float:
     return (f["rows"] * f["row_cycles"] if f["rows"] else f["work"]) / lanes
 
 
+def dram_transfer_cycles(bytes_in, bytes_out, bw):
+    """Cycles to read ``bytes_in`` and write ``bytes_out`` at ``bw`` bytes a cycle each way:
+    reads and writes stream at the same time (at least one cycle)."""
+    return vmax(vmax(cdiv(bytes_in, bw), cdiv(bytes_out, bw)), 1)
+
+
 def vec_cycles(f, cfg: AcceleratorConfig):
     """A VEC's cycles.  On the row lanes (``rows`` > 0): the DRAM latency, ``VEC_SETUP``, the LUT
     tables (``tables``), then its rows (:func:`vec_row_cycles`) or its DRAM bytes at the DRAM
     rate, whichever takes longer.  A resize or pooling (``rows`` = 0; not built in the RTL): the
     DRAM latency, then its ``work`` at ``vector_lanes`` a cycle or its DRAM bytes at the DRAM rate."""
     bw, lanes = cfg.dram_bytes_per_cycle, cfg.vector_lanes
-    dram = vmax(vmax(cdiv(f["bytes_in"], bw), cdiv(f["bytes_out"], bw)), 1)
+    dram = dram_transfer_cycles(f["bytes_in"], f["bytes_out"], bw)
     spatial = vmax(cdiv(f["work"], lanes), dram)
     rows = VEC_SETUP + f["tables"] * VEC_TABLE_ENTRIES + vmax(vec_row_cycles(f, lanes), dram)
     return cfg.dram_latency + sel(f["rows"] == 0, spatial, rows)

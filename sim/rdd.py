@@ -4,9 +4,9 @@ Given a trace of per-frame budgets (a CSV with a ``frame`` column and a
 ``time_ms`` or ``energy_uj`` column), the runtime picks for each frame the most
 accurate path whose cost fits the budget, including the cost of switching
 weights: a path whose ``weight_set`` differs from the one in use must first
-copy its weights into the accelerator's working DRAM region (a read and a
-write of every weight byte at the configuration's DRAM bandwidth, and the DRAM
-energy of those bytes).  Paths that share a weight set (SegFormer's pruned
+copy its weights into the accelerator's working DRAM region (every weight
+byte read and written, the two streams at once at the configuration's DRAM
+bandwidth, and the DRAM energy of those bytes).  Paths that share a weight set (SegFormer's pruned
 paths all run on the B2 weights) switch for free.  A frame that no path fits
 is a miss: the runtime runs the cheapest path anyway and counts it.
 
@@ -31,6 +31,7 @@ from typing import Optional
 from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main
 from hw.config import AcceleratorConfig
 from hw.config_file import load_config
+from hw.timing import dram_transfer_cycles
 from mapper.workloads import build_model, check_model, model_label
 
 from .energy import EnergyModel
@@ -97,9 +98,10 @@ def read_budgets(file: str) -> tuple[str, list[Budget]]:
 
 
 def switch_cost(point: PathPoint, cfg: AcceleratorConfig, energy: EnergyModel) -> tuple[float, float]:
-    """(ms, uJ) to bring a path's weights into the working region: read + write of every byte."""
+    """(ms, uJ) to bring a path's weights into the working region: every byte read and written,
+    the two streams at once as every transfer of the timing contract (``dram_transfer_cycles``)."""
     moved = point.weight_bytes
-    cycles = cfg.dram_latency + 2 * moved / cfg.dram_bytes_per_cycle
+    cycles = cfg.dram_latency + dram_transfer_cycles(moved, moved, cfg.dram_bytes_per_cycle)
     pj = energy.cost_pj("dram_read_bytes") * moved + energy.cost_pj("dram_write_bytes") * moved
     return cycles / (cfg.clock_ghz * 1e6), pj * 1e-6
 
