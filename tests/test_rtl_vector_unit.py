@@ -228,6 +228,7 @@ def _refused(kind: str) -> vec.Descriptor:
                                                                           for n in ("start", "step")}})],
         "two rows": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, good_sm),
                      vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, good_ln)],
+        "three rows": [vec.Stage(VecOp.LAYERNORM, 0 if i == 0 else vec.PREV, vec.NONE, 1, good_ln) for i in range(3)],
     }[kind]
     out = dataclasses.replace(plain, base=64)
     # a bias of 2 channels repeated across rows of 3: its channel would not restart with each row
@@ -246,7 +247,8 @@ def unchecked(cls, **fields):
 
 REFUSED = [("add shift", ErrorCode.DATA), ("softmax exp_shift", ErrorCode.DATA), ("softmax row", ErrorCode.DATA),
            ("layernorm shift", ErrorCode.DATA), ("resize", ErrorCode.UNSUPPORTED),
-           ("two rows", ErrorCode.UNSUPPORTED), ("row beyond max_row", ErrorCode.UNSUPPORTED),
+           ("two rows", ErrorCode.UNSUPPORTED), ("three rows", ErrorCode.UNSUPPORTED),
+           ("row beyond max_row", ErrorCode.UNSUPPORTED),
            ("repeat across rows", ErrorCode.UNSUPPORTED)]
 
 
