@@ -15,7 +15,7 @@ from hw.isa import VecOp
 from hw.numerics import pack_entries
 from hw.rtl.vector_unit import LUT_ENTRIES
 
-__all__ = ["Dram", "CHAINS", "IN_PLACE", "random_pass", "add_params", "softmax_params", "layernorm_params"]
+__all__ = ["Dram", "CHAINS", "IN_PLACE", "random_pass", "add_params", "softmax_params", "layernorm_params", "stage_params"]
 
 
 class Dram:
