@@ -44,12 +44,14 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from .expr import all_of, any_of
 from .isa import ErrorCode, StreamError, VecOp
 
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "operand_addresses", "stage_work", "vec_fields", "row_schedule", "ROW_OPS", "ROW_GAP",
-           "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL"]
+           "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL",
+           "row_lane_refusals"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
 LN_ENTRY = (("beta", 32, True), ("gamma", 16, True), ("pad", 16, False))
@@ -284,6 +286,52 @@ def row_schedule(d: Descriptor) -> tuple[int, int, int, int]:
     row, heads = (softmax[0].params["row"], softmax[0].params["heads"]) if softmax else (d.c, 1)
     passes = sum(COST[st.op] for st in rows) or 1
     return d.h * d.w * heads, row, passes, sum(ROW_GAP[st.op] for st in rows)
+
+
+def row_lane_refusals(stages, operands, heads, row) -> dict[str, object]:
+    """What the vector unit's row lanes (``hw/rtl/vector_unit.py``) do not build, each a condition:
+    the RTL refuses such a pass with ``UNSUPPORTED`` (the functional model runs it).  One rule,
+    evaluated on a descriptor's integers (``hw.rtl.insn.vec_unsupported``, the cosimulation's
+    expectations) and on the RTL's descriptor slots (``hw.expr``).
+
+    A row lane has one row unit (a softmax's or a layernorm's) and a second layernorm unit, so
+    a pass has at most one softmax, or up to two layernorms (SegFormer's and DETR's
+    LAYERNORM->LAYERNORM).  It has no spatial sequencer.  An operand whose channels repeat
+    restarts them with each row, so across the rows of a softmax with several heads it must
+    have the row's channels.
+
+    Parameters
+    ----------
+    stages : sequence of (live, op, src, src2)
+        Each stage slot: whether the pass has it, its operation and inputs.
+    operands : sequence of (repeat, c)
+        Each operand slot.
+    heads, row : int or value
+        The softmax's heads and row length (1 and the pass's ``c`` without a softmax).
+
+    Returns
+    -------
+    dict
+        ``{why: condition}``, the conditions true (or 1) where refused.
+    """
+    def is_op(live, op, choices):
+        return all_of(live, any_of(*(op == c for c in choices)))
+    rows = [is_op(live, op, ROW_OPS) for live, op, _, _ in stages]
+    softmax = [is_op(live, op, (VecOp.SOFTMAX,)) for live, op, _, _ in stages]
+    n = len(stages)
+    pairs = [(i, j) for j in range(n) for i in range(j)]
+    triples = [(i, j, k) for k in range(n) for j in range(k) for i in range(j)]
+    read = [any_of(*(all_of(live, any_of(src == k, src2 == k)) for live, _, src, src2 in stages))
+            for k in range(len(operands))]
+    return {
+        "a resize or pooling stage (no spatial sequencer)":
+            any_of(*(is_op(live, op, SPATIAL) for live, op, _, _ in stages)),
+        "row stages other than one softmax or layernorm, or two layernorms":
+            any_of(*(all_of(rows[i], rows[j], any_of(softmax[i], softmax[j])) for i, j in pairs),
+                   *(all_of(rows[i], rows[j], rows[k]) for i, j, k in triples)),
+        "an operand repeating its channels across softmax rows that are not its channels":
+            any_of(*(all_of(read[k], repeat, heads != 1, c != row) for k, (repeat, c) in enumerate(operands))),
+    }
 
 
 def vec_fields(d: Descriptor) -> dict:

@@ -33,7 +33,7 @@ from hw.rtl import vector_unit as vu
 from hw.rtl.insn import vec_unsupported
 from hw.rtl.vector_unit import VectorUnit
 from sim.vector_unit import execute_vec
-from vec_passes import CHAINS, IN_PLACE, Dram, add_params, layernorm_params, random_pass, softmax_params
+from vec_passes import CHAINS, IN_PLACE, Dram, add_params, random_pass, stage_params
 
 SEED = 20261130
 
@@ -228,6 +228,7 @@ def _refused(kind: str) -> vec.Descriptor:
                                                                           for n in ("start", "step")}})],
         "two rows": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, good_sm),
                      vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, good_ln)],
+        "three rows": [vec.Stage(VecOp.LAYERNORM, 0 if i == 0 else vec.PREV, vec.NONE, 1, good_ln) for i in range(3)],
     }[kind]
     out = dataclasses.replace(plain, base=64)
     # a bias of 2 channels repeated across rows of 3: its channel would not restart with each row
@@ -246,7 +247,8 @@ def unchecked(cls, **fields):
 
 REFUSED = [("add shift", ErrorCode.DATA), ("softmax exp_shift", ErrorCode.DATA), ("softmax row", ErrorCode.DATA),
            ("layernorm shift", ErrorCode.DATA), ("resize", ErrorCode.UNSUPPORTED),
-           ("two rows", ErrorCode.UNSUPPORTED), ("row beyond max_row", ErrorCode.UNSUPPORTED),
+           ("two rows", ErrorCode.UNSUPPORTED), ("three rows", ErrorCode.UNSUPPORTED),
+           ("row beyond max_row", ErrorCode.UNSUPPORTED),
            ("repeat across rows", ErrorCode.UNSUPPORTED)]
 
 
@@ -307,18 +309,18 @@ def test_vector_unit_converts_to_rtlil():
 
 @pytest.mark.slow
 def test_vector_unit_runs_the_zoos_longest_rows():
-    """The longest rows of the zoo's defaults: softmax rows of 1024 (SegFormer at Cityscapes size)
-    and layernorm rows of 2048 (Swin-B), after a residual add, each over two pixels."""
+    """The longest rows of the zoo's defaults: softmax rows of 1024 (SegFormer at Cityscapes size),
+    layernorm rows of 2048 (Swin-B) and two layernorms over rows of 512 (SegFormer-B1/B2's last
+    stage), after a residual add, each over two pixels."""
     rng = np.random.default_rng([SEED, 2048])
     runs = []
-    for chain, c in ((CHAINS["add_softmax_copy"], 1024), (CHAINS["add_layernorm"], 2048)):
+    for chain, c in ((CHAINS["add_softmax_copy"], 1024), (CHAINS["add_layernorm"], 2048),
+                     (CHAINS["add_layernorm_layernorm"], 512)):
         dram = Dram(rng)
         operands = [vec.Operand(dram.alloc(2 * c), c, vec.Axis(1, 2 * c), vec.Axis(2, c)) for _ in range(4)]
-        row = softmax_params(rng, c, c) if VecOp.SOFTMAX in chain else layernorm_params(rng, dram, c)
-        stages = [vec.Stage(VecOp.ADD, 0, 1, vec.NONE, add_params(rng)),
-                  vec.Stage(chain[1], vec.PREV, vec.NONE, 2, row)]
-        if len(chain) == 3:
-            stages.append(vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 3, {}))
+        stages = [vec.Stage(VecOp.ADD, 0, 1, vec.NONE, add_params(rng))]
+        stages += [vec.Stage(kind, vec.PREV, vec.NONE, 2 + i, stage_params(kind, rng, dram, c, c))
+                   for i, kind in enumerate(chain[1:])]
         d = vec.Descriptor(1, 2, c, tuple(operands), tuple(stages))
         image = dram.image()
         runs.append((d, image, functional(d, image)))

@@ -15,7 +15,7 @@ from hw.isa import VecOp
 from hw.numerics import pack_entries
 from hw.rtl.vector_unit import LUT_ENTRIES
 
-__all__ = ["Dram", "CHAINS", "IN_PLACE", "random_pass", "add_params", "softmax_params", "layernorm_params"]
+__all__ = ["Dram", "CHAINS", "IN_PLACE", "random_pass", "add_params", "softmax_params", "layernorm_params", "stage_params"]
 
 
 class Dram:
@@ -121,7 +121,8 @@ def layernorm_params(rng, dram: Dram, c: int) -> dict:
 
 #: Stage chains the zoo's passes use (fusion.py): a data movement, residual and bias adds, a
 #: product, a table activation (after a bias add), softmax and layernorm alone, after an add,
-#: and before a copy.
+#: and before a copy, and two layernorms (SegFormer's and Swin's last block's then the stage's
+#: norm; DETR's after a residual add).
 CHAINS = {
     "copy": [VecOp.COPY],
     "add": [VecOp.ADD],
@@ -131,6 +132,8 @@ CHAINS = {
     "softmax": [VecOp.SOFTMAX],
     "layernorm": [VecOp.LAYERNORM],
     "add_layernorm": [VecOp.ADD, VecOp.LAYERNORM],
+    "layernorm_layernorm": [VecOp.LAYERNORM, VecOp.LAYERNORM],
+    "add_layernorm_layernorm": [VecOp.ADD, VecOp.LAYERNORM, VecOp.LAYERNORM],
     "add_softmax_copy": [VecOp.ADD, VecOp.SOFTMAX, VecOp.COPY],
     "mul_add_copy_copy": [VecOp.MUL, VecOp.ADD, VecOp.COPY, VecOp.COPY],
     "add_in_place": [VecOp.ADD],

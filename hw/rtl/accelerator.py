@@ -23,7 +23,7 @@ Timing shell
 
 Vector ports
     The vector executor gathers and scatters with an address per lane, more lanes than the
-    load and store ports have (``read_lanes`` / ``write_lanes`` of ``vector_lanes``: 72 and 32 on
+    load and store ports have (``read_lanes`` / ``write_lanes`` of ``vector_lanes``: 80 and 32 on
     ``tiny``), and it cannot stall.  It therefore has DRAM ports of its own, ``vec_rd`` and
     ``vec_wr``, with the protocol of ``dram_rd`` / ``dram_wr``; the DRAM serves all four.
 

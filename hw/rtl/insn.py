@@ -64,19 +64,10 @@ def rtl_unsupported(op: Op, f, vector_unit: bool = True):
 def vec_unsupported(d: vec.Descriptor) -> str | None:
     """Why the RTL's vector unit (``hw.rtl.vector_unit``) refuses a descriptor that the functional
     model runs (``ErrorCode.UNSUPPORTED``, raised when the VEC runs, after the operators'
-    ``DATA`` checks), or None: a resize or pooling stage, two row stages in one pass, or an
-    operand read with repeating channels across the rows of a softmax with several heads whose
-    rows are not that operand's channels."""
-    spatial = [st.op.name for st in d.stages if st.op in vec.SPATIAL]
-    if spatial:
-        return f"{spatial[0]} is not built"
-    rows = [st for st in d.stages if st.op in vec.ROW_OPS]
-    if len(rows) > 1:
-        return f"two row stages ({rows[0].op.name}, {rows[1].op.name}) in one pass"
-    if rows and rows[0].op == VecOp.SOFTMAX and rows[0].params["heads"] != 1:
-        row = rows[0].params["row"]
-        read = {k for st in d.stages for k in (st.src, st.src2) if k < len(d.operands)}
-        across = [k for k in sorted(read) if d.operands[k].repeat and d.operands[k].c != row]
-        if across:
-            return f"operand {across[0]} repeats {d.operands[across[0]].c} channels across softmax rows of {row}"
-    return None
+    ``DATA`` checks), or None: ``hw.vector.row_lane_refusals``, the rule the unit evaluates."""
+    softmax = [st.params for st in d.stages if st.op == VecOp.SOFTMAX]
+    heads, row = (softmax[0]["heads"], softmax[0]["row"]) if softmax else (1, d.c)
+    refusals = vec.row_lane_refusals([(True, st.op, st.src, st.src2) for st in d.stages],
+                                     [(o.repeat, o.c) for o in d.operands], heads, row)
+    chain = "->".join(st.op.name for st in d.stages)
+    return next((f"{why}: {chain}" for why, refused in refusals.items() if refused), None)

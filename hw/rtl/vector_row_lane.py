@@ -3,7 +3,7 @@ addresses to their DRAM writes.
 
 The vector unit (``vector_unit.py``) walks the rows and hands each of its ``lanes`` row lanes one;
 all lanes run in step, so what they share (the descriptor, which stages are live, the element's
-channel within the row, the pass and row ends, the layernorm entry) comes in from the unit, and
+channel within the row, the pass and row ends, the layernorm entries) comes in from the unit, and
 each lane holds only what is its own: its reads' addresses, its pipeline, its ``MAX_STAGES`` stage
 slots, its row units and its writes.  Being a component of its own, it is exported once as a
 Verilog module and instantiated ``lanes`` times (``hw.rtl.export``).
@@ -49,12 +49,14 @@ ROW = data.StructLayout({
     "valid": 1, "ch0": _C,
     "pix": data.ArrayLayout(ADDR_BITS, _K), "pix_ok": data.ArrayLayout(1, _K),
 })
-#: What all lanes share about the element issued in a cycle: it is of the last pass, it ends its row.
-STEP = data.StructLayout({"final": 1, "last": 1})
+#: What all lanes share about the element issued in a cycle: it is of the last pass, it ends its row,
+#: it is of a pass in which the first row unit gives results (which the second layernorm unit takes).
+STEP = data.StructLayout({"final": 1, "last": 1, "fed": 1})
 #: What the latched descriptor implies (``vector_unit._Plan``), as the lanes need it.
+#: ``row_at``: the row stages; ``row2_at``: the second one (a layernorm), run by the second layernorm unit.
 PLAN = data.StructLayout({
-    "live": data.ArrayLayout(1, _S), "row_at": data.ArrayLayout(1, _S), "lut_at": data.ArrayLayout(1, _S),
-    "softmax": 1, "layernorm": 1, "row_slot": range(_S),
+    "live": data.ArrayLayout(1, _S), "row_at": data.ArrayLayout(1, _S), "row2_at": data.ArrayLayout(1, _S),
+    "lut_at": data.ArrayLayout(1, _S), "softmax": 1, "layernorm": 1, "row_slot": range(_S), "row2_slot": range(_S),
 })
 #: A lane's element in its pipeline.
 _BEAT = data.StructLayout({
@@ -162,6 +164,8 @@ class VectorRowLane(wiring.Component):
         self._timing = row_lane_timing(max_row)
         self._slots = [ElementwiseLane() for _ in range(_S)]
         self._softmax, self._layernorm = SoftmaxUnit(max_row), LayerNormUnit(max_row)
+        # a pass's second layernorm (hw.vector.row_lane_refusals)
+        self._layernorm2 = LayerNormUnit(max_row)
         # plain bits at the ports: the unit instantiates the lane up to hundreds of times, and a
         # port with a layout would be a named wire per field and instance in its Verilog
         super().__init__({name: flow(_bits(layout)) for name, (flow, layout) in _PORTS.items()})
@@ -183,6 +187,7 @@ class VectorRowLane(wiring.Component):
             m.d.comb += [slot.table_w.en.eq(p.table_en[i]), slot.table_w.addr.eq(p.table_addr),
                          slot.table_w.data.eq(p.table_data[i])]
         m.submodules.softmax, m.submodules.layernorm = self._softmax, self._layernorm
+        m.submodules.layernorm2 = self._layernorm2
         beats = delay_line(m, self._issue(m, p, self._row(m, p)), self._timing.depth, "beat")
         self._slots_and_writes(m, p, beats, self._read_bytes(m, p, beats))
         return m
@@ -235,10 +240,11 @@ class VectorRowLane(wiring.Component):
     def _slots_and_writes(self, m: Module, p, beats: list, taps: dict) -> None:
         """The stage slots, the row units between them and the write lanes."""
         s, d, plan = self._timing.slot_latency, p.d, p.plan
-        sm, ln = self._softmax, self._layernorm
+        sm, ln, ln2 = self._softmax, self._layernorm, self._layernorm2
         row_y = Mux(plan.softmax, delayed(m, sm.out.y, s - sm.out_latency, "softmax_y"),
                     delayed(m, ln.out.y, s - ln.out_latency, "layernorm_y"))
-        row_in = {"x": [], "valid": [], "last": [], "entry": []}
+        row2_y = delayed(m, ln2.out.y, s - ln2.out_latency, "layernorm2_y")
+        row_in = {"x": [], "valid": [], "last": [], "fed": [], "entry": []}
         y_prev = None
         for i, slot in enumerate(self._slots):
             t_in, stage = self._timing.slot_in(i), d.stages[i]
@@ -246,16 +252,18 @@ class VectorRowLane(wiring.Component):
             x_in = x_read if y_prev is None else Mux(stage.copy.src == vec.PREV, y_prev, x_read)
             self._drive_slot(m, slot, stage, x_in, taps[t_in][2 * i + 1].as_signed(), beats[t_in].valid)
             for key, value in (("x", x_in), ("valid", beats[t_in].valid), ("last", p.step_in[i].last),
-                               ("entry", p.entry_in[i].as_value())):
+                               ("fed", p.step_in[i].fed), ("entry", p.entry_in[i].as_value())):
                 row_in[key].append(value)
-            result = Mux(plan.row_at[i], row_y, delayed(m, slot.y, s - slot.latency, f"slot{i}_y"))
+            result = Mux(plan.row2_at[i], row2_y,
+                         Mux(plan.row_at[i], row_y, delayed(m, slot.y, s - slot.latency, f"slot{i}_y")))
             out = beats[t_in + s]
             y = Signal(8, name=f"y{i}")
             m.d.comb += [y.eq(Mux(out.ok[i], result, 0)),
                          p.wr_en[i].eq(out.valid & p.step_out[i].final & out.wr[i]),
                          p.wr_addr[i].eq(out.wr_addr[i]), p.wr_data[i].eq(y)]
             y_prev = y.as_signed()
-        self._drive_row_units(m, p, {k: Array(v)[plan.row_slot] for k, v in row_in.items()})
+        self._drive_row_units(m, p, *({k: Array(v)[at] for k, v in row_in.items()}
+                                      for at in (plan.row_slot, plan.row2_slot)))
 
     @staticmethod
     def _drive_slot(m: Module, slot: ElementwiseLane, stage, a, b, valid) -> None:
@@ -264,16 +272,28 @@ class VectorRowLane(wiring.Component):
                      slot.mult_a.eq(add.mult_a), slot.mult_b.eq(add.mult_b), slot.relu.eq(add.relu),
                      slot.mult.eq(mul.mult), slot.shift.eq(Mux(add.op == VecOp.ADD, add.shift, mul.shift))]
 
-    def _drive_row_units(self, m: Module, p, row_in: dict) -> None:
+    def _drive_row_units(self, m: Module, p, row_in: dict, row2_in: dict) -> None:
+        """The first row stage's unit (softmax or layernorm) on ``row_in``, the second layernorm on
+        ``row2_in``: it takes only the passes in which the first gives results, summing in the
+        first of them and normalising in the second (``vector_unit._Plan``)."""
         sm, ln, plan = self._softmax, self._layernorm, p.plan
         stage = p.d.stages[plan.row_slot]
-        entry = LN_ENTRY(row_in["entry"])
         m.d.comb += [
             sm.x.valid.eq(row_in["valid"] & plan.softmax), sm.x.payload.x.eq(row_in["x"]),
             sm.x.payload.last.eq(row_in["last"]), sm.exp_mult.eq(stage.softmax.exp_mult),
             sm.exp_shift.eq(stage.softmax.exp_shift), sm.out_shift.eq(stage.softmax.out_shift),
-            ln.x.valid.eq(row_in["valid"] & plan.layernorm), ln.x.payload.x.eq(row_in["x"]),
+        ]
+        self._drive_layernorm(m, ln, row_in, stage.layernorm, plan.layernorm)
+        self._drive_layernorm(m, self._layernorm2, row2_in, p.d.stages[plan.row2_slot].layernorm,
+                              plan.row2_at.as_value().any() & row2_in["fed"])
+        units = (sm, ln, self._layernorm2)
+        m.d.comb += p.overrun.eq(Cat(*(unit.x.valid & ~unit.x.ready for unit in units)).any())
+
+    @staticmethod
+    def _drive_layernorm(m: Module, ln: LayerNormUnit, row_in: dict, params, enable) -> None:
+        entry = LN_ENTRY(row_in["entry"])
+        m.d.comb += [
+            ln.x.valid.eq(row_in["valid"] & enable), ln.x.payload.x.eq(row_in["x"]),
             ln.x.payload.last.eq(row_in["last"]), ln.x.payload.gamma.eq(entry.gamma),
-            ln.x.payload.beta.eq(entry.beta), ln.eps.eq(stage.layernorm.eps), ln.shift.eq(stage.layernorm.shift),
-            p.overrun.eq((sm.x.valid & ~sm.x.ready) | (ln.x.valid & ~ln.x.ready)),
+            ln.x.payload.beta.eq(entry.beta), ln.eps.eq(params.eps), ln.shift.eq(params.shift),
         ]

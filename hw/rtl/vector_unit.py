@@ -16,14 +16,18 @@ in step, one element of each a cycle, channels in order:
 * Every slot takes ``slot_latency`` cycles whatever its operation, so where each element is at
   each cycle is fixed: each stage's operands are read when the element issues and delayed to
   their slot, and each stage's result is written ``slot_latency`` cycles after the element enters
-  its slot.  A slot is an :class:`ElementwiseLane` (COPY, ADD, MUL, LUT); one slot of the chain
-  may instead use the lane's row unit (:class:`SoftmaxUnit`, :class:`LayerNormUnit`).
+  its slot.  A slot is an :class:`ElementwiseLane` (COPY, ADD, MUL, LUT); the chain's first row
+  stage uses the lane's row unit instead (:class:`SoftmaxUnit`, :class:`LayerNormUnit`), a
+  second layernorm the lane's second :class:`LayerNormUnit`.
 * A row unit streams each row once per element operation of the contract (``hw.vector.COST``: 3
   for softmax, 2 for layernorm), so the lanes issue each row that many times, recomputing the
   stages before the row stage from DRAM each time (no row buffer), and pause ``ROW_GAP`` cycles
-  before the last pass, as the row unit does.  Results are written in the last pass only.
+  before the last pass, as the row unit does.  Two layernorms run the first one's passes twice;
+  the second unit sums in the first's first normalising pass and normalises in its second
+  (``4 n + 2 ROW_GAP``: ``hw.vector.row_schedule``).  Results are written in the last pass only.
 * A layernorm's per-channel entry is read once per cycle for all lanes (their rows are pixels of
-  the same channels, in step).  LUT tables are loaded once, into every lane's slot.
+  the same channels, in step), each layernorm unit's.  LUT tables are loaded once, into every
+  lane's slot.
 
 A stage's result is zero at pixels where its input operand is padding, and writes skip the
 elements where the written operand is padding: ``sim.vector_unit``'s rules.  The cycles are
@@ -47,10 +51,8 @@ from .kernel_unit import delay_line, delayed
 from .vector_descriptor import DESCRIPTOR
 from .vector_row_lane import LANE_READS, LUT_ENTRIES, PLAN, ROW, STEP, VectorRowLane, row_lane_timing
 
-__all__ = ["VectorUnit", "unit_cycles", "SUPPORTED_OPS", "ROW_OPS", "read_lanes", "write_lanes", "LUT_ENTRIES"]
+__all__ = ["VectorUnit", "unit_cycles", "ROW_OPS", "read_lanes", "write_lanes", "LUT_ENTRIES"]
 
-#: Stage operations the unit executes; any other is refused (``ErrorCode.UNSUPPORTED``).
-SUPPORTED_OPS = (VecOp.COPY, VecOp.ADD, VecOp.MUL, VecOp.LUT, VecOp.SOFTMAX, VecOp.LAYERNORM)
 ROW_OPS = vec.ROW_OPS
 #: Parameter ranges each stage's parameters are checked against (``ErrorCode.DATA``), as the
 #: operators of ``hw/operators.py`` check them.
@@ -58,10 +60,15 @@ PARAM_RANGES = {VecOp.ADD: ops.AddParams.RANGES, VecOp.MUL: ops.MulParams.RANGES
                 VecOp.SOFTMAX: ops.SoftmaxParams.RANGES, VecOp.LAYERNORM: ops.LayerNormParams.RANGES}
 _S = vec.MAX_STAGES
 _K = vec.MAX_OPERANDS
+#: Read lanes of the layernorm entries, shared by all row lanes: the first layernorm unit's entry,
+#: then the second's.
+ENTRY_READS = 2 * vec.LN_ENTRY_BYTES
+
+
 def read_lanes(lanes: int) -> int:
     """Read lanes of a unit of ``lanes`` row lanes: row lane ``l``'s ``LANE_READS`` from
-    ``l * LANE_READS``, then the layernorm entry's bytes, shared by all."""
-    return LANE_READS * lanes + vec.LN_ENTRY_BYTES
+    ``l * LANE_READS``, then the layernorm units' entries (``ENTRY_READS``), shared by all."""
+    return LANE_READS * lanes + ENTRY_READS
 
 
 def write_lanes(lanes: int) -> int:
@@ -101,9 +108,8 @@ class VectorUnit(wiring.Component):
         ``done`` is high for one cycle when the last result is written (or the descriptor refused).
     error, error_code: Out(1), Out(ErrorCode)
         With ``done``: the descriptor has parameters its operator refuses (``DATA``, as
-        ``sim.vector_unit``), or names an operation the unit does not build, two row stages, a row
-        longer than ``max_row`` or an operand whose repeating channels do not restart with each
-        row (``UNSUPPORTED``); nothing is written.
+        ``sim.vector_unit``), or what the unit does not build (``hw.vector.row_lane_refusals``)
+        or a row longer than ``max_row`` (``UNSUPPORTED``); nothing is written.
     overrun: Out(1)
         A row unit was sent an element it was not ready for (never, when the lanes' pauses match
         the row units'); sticky until the next ``start``.
@@ -190,13 +196,15 @@ class VectorUnit(wiring.Component):
         steps and layernorm entries at each slot's entry and exit, the LUT tables' writes."""
         r, t = DRAM_READ_LATENCY, self._timing
         steps = delay_line(m, seq.step, self._depth, "step")
-        first = Signal(data.ArrayLayout(8, vec.LN_ENTRY_BYTES), name=f"entry_{r}")
-        m.d.comb += first.eq(self._rd_data.word_select(self._n, 8 * LANE_READS)[:8 * vec.LN_ENTRY_BYTES])
-        entries = delay_line(m, first, t.slot_in(_S - 1) - r, "entry")
+        first = Signal(data.ArrayLayout(data.ArrayLayout(8, vec.LN_ENTRY_BYTES), 2), name=f"entries_{r}")
+        entry_bytes = 8 * LANE_READS * self._n
+        m.d.comb += first.eq(self._rd_data[entry_bytes:entry_bytes + 8 * ENTRY_READS])
+        entries = delay_line(m, first, t.slot_in(_S - 1) - r, "entries")
         plan_bits = Signal(PLAN)
         m.d.comb += [plan_bits.live.eq(Cat(*plan.live)), plan_bits.row_at.eq(Cat(*plan.row_at)),
-                     plan_bits.lut_at.eq(Cat(*plan.lut_at)), plan_bits.softmax.eq(plan.has[VecOp.SOFTMAX]),
-                     plan_bits.layernorm.eq(plan.has[VecOp.LAYERNORM]), plan_bits.row_slot.eq(plan.row_slot)]
+                     plan_bits.row2_at.eq(Cat(*plan.row2_at)), plan_bits.lut_at.eq(Cat(*plan.lut_at)),
+                     plan_bits.softmax.eq(plan.has[VecOp.SOFTMAX]), plan_bits.layernorm.eq(plan.has[VecOp.LAYERNORM]),
+                     plan_bits.row_slot.eq(plan.row_slot), plan_bits.row2_slot.eq(plan.row2_slot)]
         # each LUT stage's table: the byte read on row lane 0's src lane of the stage, written at
         # the entry read DRAM_READ_LATENCY cycles earlier (entry k holds x = k - 128)
         loading = delayed(m, seq.loading, r, "table_loading")
@@ -204,7 +212,8 @@ class VectorUnit(wiring.Component):
             "d": d, "plan": plan_bits, "issue": seq.issue, "j": seq.j, "cm": Cat(*seq.cm),
             "step_in": Cat(*(steps[t.slot_in(i)] for i in range(_S))),
             "step_out": Cat(*(steps[t.slot_in(i) + t.slot_latency] for i in range(_S))),
-            "entry_in": Cat(*(entries[t.slot_in(i) - r] for i in range(_S))),
+            "entry_in": Cat(*(Mux(plan.row2_at[i], entries[t.slot_in(i) - r][1], entries[t.slot_in(i) - r][0])
+                              for i in range(_S))),
             "table_en": Cat(*(loading & plan.lut_at[i] for i in range(_S))),
             "table_addr": delayed(m, seq.entry, r, "table_entry"),
             "table_data": Cat(*(self._rd_data.word_select(2 * i, 8) for i in range(_S))),
@@ -237,7 +246,7 @@ class VectorUnit(wiring.Component):
         """Each DRAM port field in one assignment: the lanes' in order, then the layernorm entry's
         reads (one statement per field: Amaranth's netlist cost grows with the statements per signal)."""
         rd, wr = self.dram_rd, self.dram_wr
-        rd_en = [v for p in ports for v in p["rd_en"]] + [seq.entry_rd_en] * vec.LN_ENTRY_BYTES
+        rd_en = [v for p in ports for v in p["rd_en"]] + [en for en in seq.entry_rd_en for _ in range(vec.LN_ENTRY_BYTES)]
         rd_addr = [v for p in ports for v in p["rd_addr"]] + seq.entry_rd_addr
         m.d.comb += [rd.en.eq(Cat(*rd_en)), rd.addr.eq(Cat(*(Value.cast(a)[:ADDR_BITS] for a in rd_addr)))]
         m.d.comb += [getattr(wr, f).eq(Cat(*(p[f"wr_{f}"] for p in ports))) for f in ("en", "addr", "data")]
@@ -245,7 +254,10 @@ class VectorUnit(wiring.Component):
 
 class _Plan:
     """What the latched descriptor implies, combinationally: which stages are live and where the
-    row stage is, the rows (length, heads per pixel, passes, pause), and whether the unit can run it."""
+    row stages are, the rows (length, heads per pixel, passes, pause), and whether the unit can run it.
+
+    A row lane has a row unit (``SoftmaxUnit`` or ``LayerNormUnit``) for the first row stage and a
+    second ``LayerNormUnit`` for a second layernorm (``hw.vector.row_lane_refusals``)."""
 
     def __init__(self, m: Module, d, unit: VectorUnit):
         head = d.header
@@ -253,30 +265,38 @@ class _Plan:
         live = [i < head.n_stages for i in range(_S)]
         self.live = live
         self.row_at = [live[i] & _is_any(ops_[i], ROW_OPS) for i in range(_S)]
+        # the second row stage: the second layernorm unit's
+        self.row2_at = [self.row_at[i] & _any(self.row_at[:i]) for i in range(_S)]
         self.has = {op: _any(live[i] & (ops_[i] == op) for i in range(_S)) for op in ROW_OPS}
+        self.two_rows = _any(self.row2_at)
         self.lut_at = [live[i] & (ops_[i] == VecOp.LUT) for i in range(_S)]
-        self.row_slot = Signal(range(_S))
-        for i in reversed(range(_S)):
-            with m.If(self.row_at[i]):
-                m.d.comb += self.row_slot.eq(i)
-        softmax = d.stages[self.row_slot].softmax
+        self.row_slot, self.row2_slot = _first(m, self.row_at, "row_slot"), _first(m, self.row2_at, "row2_slot")
+        softmax_at = [live[i] & (ops_[i] == VecOp.SOFTMAX) for i in range(_S)]
+        softmax = d.stages[_first(m, softmax_at, "softmax_slot")].softmax
         self.row_len, self.heads = Signal.like(head.c), Signal.like(softmax.heads)
-        self.passes = Signal(range(max(vec.COST.values()) + 1))
+        self.passes = Signal(range(2 * max(vec.COST.values()) + 1))
         self.gap = Signal(range(max(vec.ROW_GAP.values()) + 1))
-        m.d.comb += [self.row_len.eq(head.c), self.heads.eq(1), self.passes.eq(1), self.gap.eq(0)]
+        # one row stage: its passes, pausing before the last; two layernorms: the first one's
+        # passes twice, the second unit summing in the first's first output pass, normalising in
+        # its second (hw.vector.row_schedule: the sum of both COSTs and both pauses)
+        self.row_cost = Signal.like(self.passes)
+        m.d.comb += [self.row_len.eq(head.c), self.heads.eq(1), self.row_cost.eq(1), self.gap.eq(0)]
         for op in ROW_OPS:
             with m.If(self.has[op]):
-                m.d.comb += [self.passes.eq(vec.COST[op]), self.gap.eq(vec.ROW_GAP[op])]
+                m.d.comb += [self.row_cost.eq(vec.COST[op]), self.gap.eq(vec.ROW_GAP[op])]
+        m.d.comb += self.passes.eq(Mux(self.two_rows, 2 * self.row_cost, self.row_cost))
         with m.If(self.has[VecOp.SOFTMAX]):
             m.d.comb += [self.row_len.eq(softmax.row), self.heads.eq(softmax.heads)]
         self.error_code = self._check(m, d, ops_, unit.max_row)
+
+    def output_pass(self, p):
+        """Pass ``p`` is one in which the first row unit gives its results (and is preceded by its pause)."""
+        return _any(p == k * self.row_cost - 1 for k in (1, 2))
 
     def _check(self, m: Module, d, ops_: list, max_row: int):
         """``ErrorCode.NONE``, or why the unit refuses the descriptor."""
         head = d.header
         code = Signal(ErrorCode)
-        unsupported = _any(self.live[i] & ~_is_any(ops_[i], SUPPORTED_OPS) for i in range(_S))
-        two_rows = _any(self.row_at[i] & self.row_at[j] for i in range(_S) for j in range(i))
         bad = []
         for i in range(_S):
             for op, ranges in PARAM_RANGES.items():
@@ -287,17 +307,24 @@ class _Plan:
         bad.append(rows & ((row == 0) | (row > ops.MAX_ROW)))
         # hw.vector.check_descriptor's rule, by a product: rows of `row` x `heads` are the pixel's c
         bad.append(self.has[VecOp.SOFTMAX] & (row * self.heads != head.c))
-        # a repeating operand's channel restarts at 0 with each row (one row per pixel, or rows of its c)
-        read = [_any(self.live[i] & ((d.stages[i].copy.src == k) | (d.stages[i].copy.src2 == k)) for i in range(_S))
-                for k in range(_K)]
-        repeat_across = _any(read[k] & d.operands[k].repeat & (self.heads != 1) & (d.operands[k].c != row)
-                             for k in range(_K))
+        refusals = vec.row_lane_refusals(
+            [(self.live[i], ops_[i], d.stages[i].copy.src, d.stages[i].copy.src2) for i in range(_S)],
+            [(d.operands[k].repeat, d.operands[k].c) for k in range(_K)], self.heads, row)
         # what the operators refuse first (the functional model's code), then what is not built
         with m.If(_any(bad)):
             m.d.comb += code.eq(ErrorCode.DATA)
-        with m.Elif(unsupported | two_rows | (rows & (row > max_row)) | repeat_across):
+        with m.Elif(_any(refusals.values()) | (rows & (row > max_row))):
             m.d.comb += code.eq(ErrorCode.UNSUPPORTED)
         return code
+
+
+def _first(m: Module, flags: list, name: str) -> Signal:
+    """The index of the first set flag (0 if none)."""
+    index = Signal(range(len(flags)), name=name)
+    for i in reversed(range(len(flags))):
+        with m.If(flags[i]):
+            m.d.comb += index.eq(i)
+    return index
 
 
 def _outside(value, lo: int, hi: int):
@@ -471,7 +498,7 @@ class _Sequencer:
                     m.d.sync += cm.eq(Mux(cm + 1 == self.d.operands[k].c, 0, cm + 1))
             with m.Elif(self.p + 1 != plan.passes):
                 m.d.sync += [self.j.eq(0), self.p.eq(self.p + 1), *(cm.eq(0) for cm in self.cm)]
-                with m.If(self.p + 2 == plan.passes):
+                with m.If(plan.output_pass(self.p + 1)):
                     m.d.sync += self.gap_left.eq(plan.gap)
             with m.Else():
                 m.d.sync += self.running.eq(0)
@@ -480,7 +507,11 @@ class _Sequencer:
         """What the lanes share: pass and row end, and the layernorm entry of the channel (all
         lanes' rows are whole pixels at the same channel)."""
         m, plan = self.m, self.plan
-        m.d.comb += [self.step.final.eq(self.p + 1 == plan.passes), self.step.last.eq(self.j + 1 == plan.row_len)]
-        table = self.d.stages[plan.row_slot].layernorm.table + self.j * vec.LN_ENTRY_BYTES
-        self.entry_rd_en = self.issue & plan.has[VecOp.LAYERNORM]
-        self.entry_rd_addr = [table + k for k in range(vec.LN_ENTRY_BYTES)]
+        m.d.comb += [self.step.final.eq(self.p + 1 == plan.passes), self.step.last.eq(self.j + 1 == plan.row_len),
+                     self.step.fed.eq(plan.output_pass(self.p))]
+        # each layernorm unit's entry of the channel: the first's, then the second's
+        self.entry_rd_en = [self.issue & plan.has[VecOp.LAYERNORM], self.issue & plan.two_rows]
+        self.entry_rd_addr = []
+        for slot in (plan.row_slot, plan.row2_slot):
+            table = self.d.stages[slot].layernorm.table + self.j * vec.LN_ENTRY_BYTES
+            self.entry_rd_addr += [table + k for k in range(vec.LN_ENTRY_BYTES)]

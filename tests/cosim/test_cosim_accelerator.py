@@ -37,9 +37,8 @@ FAST_BAD = ("unknown_opcode", "weight_rows_out_of_range")
 #: Differential fuzz cases (cosim.fuzz) of the default run, and per configuration in the slow run.
 FAST_FUZZ, SLOW_FUZZ = 45, 420
 #: VEC passes of the default run: every chain of vec_passes.CHAINS at random, and the passes of
-#: SegFormer-B0's program at 32x32 on tiny on its own activations (the LAYERNORM->LAYERNORM pass
-#: the RTL refuses while running, the RESIZE it refuses at dispatch; ADD alone is a pass of the
-#: unfused program).
+#: SegFormer-B0's program at 32x32 on tiny on its own activations (LAYERNORM->LAYERNORM included;
+#: the RESIZE the RTL refuses at dispatch; ADD alone is a pass of the unfused program).
 ZOO_VEC_PASSES = {"seg_add_layernorm": (("ADD", "LAYERNORM"), True), "seg_layernorm": (("LAYERNORM",), True),
                   "seg_softmax": (("SOFTMAX",), True), "seg_add": (("ADD",), False),
                   "seg_layernorm_layernorm": (("LAYERNORM", "LAYERNORM"), True), "seg_resize": (("RESIZE",), True)}
@@ -137,8 +136,8 @@ ZOO_PROGRAMS = [("tiny", {"model": "segformer_b0", "size": 32}), ("small", {"mod
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the RTL refuses VEC resizes, two row stages in a pass and STORE softmax "
-                                       "epilogues as UNSUPPORTED (issue 13)")
+@pytest.mark.xfail(strict=True, reason="the RTL refuses VEC resizes and STORE softmax epilogues as UNSUPPORTED "
+                                       "(issue 13)")
 @pytest.mark.parametrize("config_name, spec", ZOO_PROGRAMS, ids=[f"{c}-{s['model']}" for c, s in ZOO_PROGRAMS])
 def test_whole_network_program(config_name, spec):
     seed = default_seed(7)
@@ -185,6 +184,17 @@ def test_segformer_b0_small_end_to_end():
 
 
 # ---- the checker itself (no simulator) --------------------------------------------------------
+
+def test_zoo_vec_passes_are_expected_to_run_but_the_resize():
+    """The expectations of the default run's SegFormer-B0 passes (``cosim.vec_cases``): the RTL
+    runs every one, LAYERNORM->LAYERNORM included, and refuses the RESIZE (at dispatch)."""
+    from cosim.vec_cases import expected_vec
+    from hw.isa import ErrorCode
+
+    cfg = get_config("tiny")
+    codes = {spec["name"]: expected_vec(spec, cfg).code for spec in zoo_specs("segformer_b0", 32, ZOO_VEC_PASSES)}
+    assert codes == {**{name: None for name in ZOO_VEC_PASSES}, "seg_resize": ErrorCode.UNSUPPORTED}, codes
+
 
 def test_checker_names_case_index_values_and_cycles():
     """A corrupted output byte and a late done are reported with index, hex/decimal values and
