@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import random
 import warnings
 
 import numpy as np
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import UnusedElaboratable
+from amaranth.hdl import Module, Signal, UnusedElaboratable
 from amaranth.sim import Simulator
 
 from hw import operators as op
@@ -25,15 +26,17 @@ from hw.config import get_config
 from hw.timing import VEC_FETCH_BYTES, VEC_STAGE_LATENCY, vec_cycles
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.rtl.axis_counter import AxisCounter
+from hw.rtl.buses import VEC_TIMING
 from hw.rtl.accelerator import DRAM_READ_LATENCY
-from hw.rtl.vector_descriptor import DESCRIPTOR, descriptor_slots
+from hw.rtl.vector_descriptor import DESCRIPTOR, descriptor_slots, field_slots
 from hw.rtl.descriptor_fetch import DescriptorFetch
 from hw.rtl.vector_executor import FETCH_LANES, VectorExecutor
 from hw.rtl import vector_unit as vu
 from hw.rtl.insn import vec_unsupported
 from hw.rtl.vector_unit import VectorUnit
 from sim.vector_unit import execute_vec
-from vec_passes import CHAINS, IN_PLACE, Dram, add_params, layernorm_params, random_pass, softmax_params
+from vec_passes import (CHAINS, IN_PLACE, Dram, add_params, layernorm_params, any_axis, random_pass,
+                        softmax_params)
 
 SEED = 20261130
 
@@ -329,6 +332,60 @@ def test_vector_unit_runs_the_zoos_longest_rows():
             pytest.fail(f"rows of {d.c}: {first_difference(image, want)}")
 
 
+# ---- the fields' rule on the fetched descriptor -----------------------------------------------------
+
+def random_descriptor(rng: random.Random) -> vec.Descriptor:
+    """Any descriptor that decodes: up to every operand and stage slot, axes with many laps, a
+    resize, pooling or argmax first, several row stages; parameters anywhere in their ranges."""
+    c = rng.randint(1, 64)
+    operands = tuple(vec.Operand(0, rng.randint(1, 70), any_axis(rng), any_axis(rng), rng.random() < 0.3)
+                     for _ in range(rng.randint(1, vec.MAX_OPERANDS)))
+    spatial = rng.random() < 0.4
+    kinds = [rng.choice(vec.SPATIAL)] if spatial else []
+    kinds += [rng.choice([VecOp.COPY, VecOp.ADD, VecOp.MUL, VecOp.LUT, VecOp.LAYERNORM, VecOp.SOFTMAX])
+              for _ in range(rng.randint(0 if spatial else 1, vec.MAX_STAGES - len(kinds)))]
+    n = len(operands)
+    stages = []
+    for i, kind in enumerate(kinds):
+        params = {name: rng.randint(-(1 << bits - 1) if signed else 0, (1 << bits - 1) - 1 if signed else (1 << bits) - 1)
+                  for name, bits, signed in vec.STAGE_PARAMS[kind]}
+        if kind == VecOp.SOFTMAX:
+            params["heads"] = rng.choice([k for k in range(1, c + 1) if c % k == 0])
+            params["row"] = c // params["heads"]
+        stages.append(vec.Stage(kind, rng.randrange(n) if i == 0 or rng.random() < 0.3 else vec.PREV,
+                                rng.choice([vec.NONE, rng.randrange(n)]), rng.choice([vec.NONE, rng.randrange(n)]), params))
+    return vec.Descriptor(rng.randint(1, 40), rng.randint(1, 40), c, operands, tuple(stages))
+
+
+def test_the_rtl_evaluates_vec_fields_on_the_fetched_descriptor():
+    """``hw.vector.slot_fields`` on Amaranth values of the fetched descriptor's slots (what the
+    executor compares with the VEC's fields) gives ``vec_fields`` (what the simulator compares
+    them with) for random descriptors, spatial passes and several row stages included."""
+    rng = random.Random(SEED)
+    descriptors = [random_descriptor(rng) for _ in range(120)]
+    m = Module()
+    desc = Signal(DESCRIPTOR)
+    got = {name: Signal(value.shape(), name=name)
+           for name, value in vec.slot_fields(*field_slots(desc)).items()}
+    for name, value in vec.slot_fields(*field_slots(desc)).items():
+        m.d.comb += got[name].eq(value)
+    differ = []
+
+    async def bench(ctx):
+        for d in descriptors:
+            ctx.set(desc.as_value(), descriptor_slots(d))
+            await ctx.delay(1e-6)
+            rtl = {name: ctx.get(signal) for name, signal in got.items()}
+            if rtl != vec.vec_fields(d):
+                differ.append((d, rtl, vec.vec_fields(d)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not differ, f"{len(differ)} of {len(descriptors)} differ; the first: {differ[0]}"
+    assert {vec.vec_fields(d)["vec_op"] for d in descriptors} >= set(vec.SPATIAL) | {VecOp.CHAIN}
+
+
 # ---- DescriptorFetch against hw.vector.decode_descriptor ------------------------------------------
 
 def patched(raw: bytes, n_operands: int, part: str, index: int, name: str, value: int) -> bytes:
@@ -355,6 +412,7 @@ MALFORMED = {
     "no stages": ("header", 0, "n_stages", 0), "five stages": ("header", 0, "n_stages", 5),
     "nine operands": ("header", 0, "n_operands", 9), "h = 0": ("header", 0, "h", 0),
     "operand c = 0": ("operand", 0, "c", 0), "split": ("operand", 1, "x_hi0", 7),
+    "laps past n": ("operand", 0, "y_laps", 0xFFFF), "laps short of n": ("operand", 1, "x_laps", 0xFFFF),
     "start = wrap": ("operand", 0, "y_start", 65535), "CHAIN stage": ("stage", 0, "op", int(VecOp.CHAIN)),
     "unknown op": ("stage", 1, "op", 200), "stage 0 reads PREV": ("stage", 0, "src", vec.PREV),
     "operand beyond": ("stage", 1, "out", 9), "resize not first": ("stage", 1, "op", int(VecOp.RESIZE)),
@@ -429,10 +487,18 @@ def test_descriptor_fetch_reads_what_decode_descriptor_reads():
 
 # ---- VectorExecutor: a VEC from its descriptor address ---------------------------------------------
 
+def mismatched_fields(d: vec.Descriptor) -> dict:
+    """For each of the VEC's fields that its descriptor decides, those fields with that one off by one
+    bit (what ``execute_vec`` refuses with DATA)."""
+    f = vec.vec_fields(d)
+    return {f"{name} mismatched": f | {name: f[name] ^ 1} for name in vec.TIMING_FIELDS}
+
+
 @pytest.fixture(scope="module")
 def executor_runs() -> list:
-    """Each chain's pass with its descriptor in DRAM, and one malformed descriptor, on one
-    VectorExecutor of tiny's eight row lanes: (chain, descriptor, RTL image, functional image, result)."""
+    """Each chain's pass with its descriptor in DRAM, one malformed descriptor, and one pass with
+    each of its timing fields mismatched, on one VectorExecutor of tiny's eight row lanes:
+    (case, descriptor or None when refused, RTL image, functional image, result)."""
     rng = np.random.default_rng([SEED, 11])
     dut = VectorExecutor(TINY, max_row=64)
     runs = []
@@ -441,15 +507,22 @@ def executor_runs() -> list:
         image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
         want = image.copy()
         execute_vec({"desc_addr": dram.size, **vec.vec_fields(d)}, want, "test VEC")
-        runs.append((chain, d, image, dram.size, want))
+        runs.append((chain, d, image, dram.size, want, vec.vec_fields(d)))
     bad = runs[0][2].copy()
     bad[runs[0][3] + 6] = 0                          # header byte 6: n_operands = n_stages = 0
-    runs.append(("malformed", None, bad, runs[0][3], bad.copy()))
+    runs.append(("malformed", None, bad, runs[0][3], bad.copy(), runs[0][5]))
+    _, d, image, addr, _, _ = next(run for run in runs if run[0] == "add_lut")
+    for case, fields in mismatched_fields(d).items():
+        with pytest.raises(StreamError) as refused:
+            execute_vec({"desc_addr": addr, **fields}, image.copy(), "test VEC")
+        assert refused.value.code == ErrorCode.DATA, case
+        runs.append((case, None, image.copy(), addr, image.copy(), fields))
     results = []
 
     async def bench(ctx):
-        for _, _, image, addr, _ in runs:
-            results.append(await serve_dram(ctx, dut, image, [(dut.desc_addr, addr)], 50_000))
+        for _, _, image, addr, _, fields in runs:
+            results.append(await serve_dram(ctx, dut, image, [(dut.desc_addr, addr),
+                                                              (dut.fields, VEC_TIMING.const(fields))], 50_000))
             await ctx.tick()
 
     sim = Simulator(dut)
@@ -457,12 +530,13 @@ def executor_runs() -> list:
     sim.add_testbench(bench)
     sim.run()
     return [(chain, d, image, want, res | {"formula": dut.cycles(d) if d else None})
-            for (chain, d, image, _, want), res in zip(runs, results)]
+            for (chain, d, image, _, want, _), res in zip(runs, results)]
 
 
 def test_vector_executor_runs_a_vec_from_its_descriptor_address(executor_runs):
-    """The functional model's image (descriptor included) and the fetch's plus the unit's cycles;
-    the malformed descriptor refused with DATA, nothing written."""
+    """The functional model's image (descriptor included) and the fetch's plus the check's plus
+    the unit's cycles; the malformed descriptor and each mismatched field refused with DATA, nothing
+    written."""
     for chain, d, image, want, res in executor_runs:
         if d is None:
             assert (res["error"], res["code"]) == (1, ErrorCode.DATA), chain
