@@ -35,8 +35,9 @@ from hw.rtl import vector_unit as vu
 from hw.rtl.insn import vec_unsupported
 from hw.rtl.vector_unit import VectorUnit
 from sim.vector_unit import execute_vec
-from vec_passes import (CHAINS, IN_PLACE, Dram, add_params, layernorm_params, any_axis, random_pass,
-                        softmax_params)
+from cosim.accel_cases import run_vec_as_rtl
+from vec_passes import (CHAINS, IN_PLACE, Dram, add_params, any_axis, input_operand, layernorm_params,
+                        output_operand, random_pass, softmax_params)
 
 SEED = 20261130
 
@@ -494,56 +495,88 @@ def mismatched_fields(d: vec.Descriptor) -> dict:
     return {f"{name} mismatched": f | {name: f[name] ^ 1} for name in vec.TIMING_FIELDS}
 
 
+def refused_while_running(rng) -> dict:
+    """Passes the executor refuses while running (``vec_unsupported``), each descriptor after its
+    own image: two row stages, and a CHAIN whose first stage is a resize (nearest: no DDA to check)."""
+    passes = {}
+    for name in ("layernorm_layernorm", "resize_copy"):
+        dram = Dram(rng)
+        h, w, c = 2, 3, 4
+        out = output_operand(dram, rng, h, w, c)
+        if name == "layernorm_layernorm":
+            src = input_operand(dram, rng, h, w, c)
+            stages = (vec.Stage(VecOp.LAYERNORM, 0, vec.NONE, vec.NONE, layernorm_params(rng, dram, c)),
+                      vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, layernorm_params(rng, dram, c)))
+        else:
+            src = input_operand(dram, rng, 1, 2, c)
+            stages = (vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, {"mode": 1, "y_start": 0, "y_step": 0,
+                                                                      "x_start": 0, "x_step": 0}),
+                      vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {}))
+        passes[name] = (vec.Descriptor(h, w, c, (src, out), stages), dram.image())
+    return passes
+
+
 @pytest.fixture(scope="module")
 def executor_runs() -> list:
-    """Each chain's pass with its descriptor in DRAM, one malformed descriptor, and one pass with
-    each of its timing fields mismatched, on one VectorExecutor of tiny's eight row lanes:
-    (case, descriptor or None when refused, RTL image, functional image, result)."""
+    """On one VectorExecutor of tiny's eight row lanes: each chain's pass with its descriptor in
+    DRAM, one malformed descriptor, one pass with each of its timing fields mismatched, and the
+    passes it refuses while running with their fields and with one mismatched: (case, descriptor,
+    RTL image, expected image, result, expected error code or None).  The expectations come from
+    the simulator (``cosim.accel_cases.run_vec_as_rtl``), in its order of refusals."""
     rng = np.random.default_rng([SEED, 11])
     dut = VectorExecutor(TINY, max_row=64)
+    passes = {chain: random_pass(rng, CHAINS[chain]) for chain in CHAINS} | refused_while_running(rng)
     runs = []
-    for chain in CHAINS:
-        d, dram = random_pass(rng, CHAINS[chain])
+    for name, (d, dram) in passes.items():
         image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
-        want = image.copy()
-        execute_vec({"desc_addr": dram.size, **vec.vec_fields(d)}, want, "test VEC")
-        runs.append((chain, d, image, dram.size, want, vec.vec_fields(d)))
+        cases = {name: vec.vec_fields(d)}
+        if name in ("add_lut", "layernorm_layernorm", "resize_copy"):
+            cases |= {f"{name}, {case}": fields for case, fields in mismatched_fields(d).items()}
+        runs += [(case, d, image, dram.size, fields) for case, fields in cases.items()]
     bad = runs[0][2].copy()
     bad[runs[0][3] + 6] = 0                          # header byte 6: n_operands = n_stages = 0
-    runs.append(("malformed", None, bad, runs[0][3], bad.copy(), runs[0][5]))
-    _, d, image, addr, _, _ = next(run for run in runs if run[0] == "add_lut")
-    for case, fields in mismatched_fields(d).items():
-        with pytest.raises(StreamError) as refused:
-            execute_vec({"desc_addr": addr, **fields}, image.copy(), "test VEC")
-        assert refused.value.code == ErrorCode.DATA, case
-        runs.append((case, None, image.copy(), addr, image.copy(), fields))
+    runs.append(("malformed", runs[0][1], bad, runs[0][3], runs[0][4]))
     results = []
 
     async def bench(ctx):
-        for _, _, image, addr, _, fields in runs:
-            results.append(await serve_dram(ctx, dut, image, [(dut.desc_addr, addr),
-                                                              (dut.fields, VEC_TIMING.const(fields))], 50_000))
+        for _, _, image, addr, fields in runs:
+            ram = image.copy()          # the RTL's image; ``image`` stays the simulator's input
+            results.append(await serve_dram(ctx, dut, ram, [(dut.desc_addr, addr),
+                                                            (dut.fields, VEC_TIMING.const(fields))], 50_000)
+                           | {"image": ram})
             await ctx.tick()
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    return [(chain, d, image, want, res | {"formula": dut.cycles(d) if d else None})
-            for (chain, d, image, _, want, _), res in zip(runs, results)]
+    out = []
+    for (case, d, image, addr, fields), res in zip(runs, results):
+        want = image.copy()
+        try:
+            run_vec_as_rtl({"desc_addr": addr, **fields}, want, "test VEC")
+            code = None
+        except StreamError as e:
+            code = e.code
+        out.append((case, d, res.pop("image"), want, res | {"formula": dut.cycles(d)}, code))
+    return out
 
 
 def test_vector_executor_runs_a_vec_from_its_descriptor_address(executor_runs):
-    """The functional model's image (descriptor included) and the fetch's plus the check's plus
-    the unit's cycles; the malformed descriptor and each mismatched field refused with DATA, nothing
-    written."""
-    for chain, d, image, want, res in executor_runs:
-        if d is None:
-            assert (res["error"], res["code"]) == (1, ErrorCode.DATA), chain
+    """The simulator's image (descriptor included) and the fetch's plus the check's plus the
+    unit's cycles; a malformed descriptor and each mismatched field refused with DATA, a pass the
+    unit does not build with UNSUPPORTED unless its fields are off (DATA first, as the simulator
+    checks them before it runs), nothing written."""
+    codes = {}
+    for chain, d, image, want, res, code in executor_runs:
+        codes[code] = codes.get(code, 0) + 1
+        if code is not None:
+            assert (res["error"], ErrorCode(res["code"])) == (1, code), chain
         else:
             assert (res["error"], res["overrun"], res["cycles"]) == (0, False, res["formula"]), chain
         if not np.array_equal(image, want):
             pytest.fail(f"{chain}: {first_difference(image, want)}")
+    assert codes == {None: len(CHAINS), ErrorCode.DATA: 1 + 3 * len(vec.TIMING_FIELDS), ErrorCode.UNSUPPORTED: 2}
 
 
 def test_vector_executor_takes_the_contracts_cycles(executor_runs):
@@ -553,8 +586,8 @@ def test_vector_executor_takes_the_contracts_cycles(executor_runs):
     the cycles the DRAM bytes take beyond the rows.  Under the accelerator's timing shell the
     executor is never slower than the contract and waits out the difference."""
     differ = {}
-    for chain, d, _, _, res in executor_runs:
-        if d is None:
+    for chain, d, _, _, res, code in executor_runs:
+        if code is not None:
             continue
         f = vec.vec_fields(d)
         rows = f["rows"] and vec_cycles({**f, "bytes_in": 0, "bytes_out": 0}, TINY)
