@@ -413,7 +413,7 @@ MALFORMED = {
     "no stages": ("header", 0, "n_stages", 0), "five stages": ("header", 0, "n_stages", 5),
     "nine operands": ("header", 0, "n_operands", 9), "h = 0": ("header", 0, "h", 0),
     "operand c = 0": ("operand", 0, "c", 0), "split": ("operand", 1, "x_hi0", 7),
-    "laps past n": ("operand", 0, "y_laps", 0xFFFF), "laps short of n": ("operand", 1, "x_laps", 0xFFFF),
+    "y laps past n": ("operand", 0, "y_laps", 0xFFFF), "x laps past n": ("operand", 1, "x_laps", 0xFFFF),
     "start = wrap": ("operand", 0, "y_start", 65535), "CHAIN stage": ("stage", 0, "op", int(VecOp.CHAIN)),
     "unknown op": ("stage", 1, "op", 200), "stage 0 reads PREV": ("stage", 0, "src", vec.PREV),
     "operand beyond": ("stage", 1, "out", 9), "resize not first": ("stage", 1, "op", int(VecOp.RESIZE)),

@@ -63,8 +63,8 @@ def rtl_unsupported(op: Op, f, vector_unit: bool = True):
 
 def vec_unsupported(d: vec.Descriptor) -> str | None:
     """Why the RTL's vector unit (``hw.rtl.vector_unit``) refuses a descriptor that the functional
-    model runs (``ErrorCode.UNSUPPORTED``, raised when the VEC runs, after the operators'
-    ``DATA`` checks), or None: a resize or pooling stage, two row stages in one pass, or an
+    model runs (``ErrorCode.UNSUPPORTED``, raised when the VEC runs, after the ``DATA`` checks of
+    its descriptor, its fields and the operators), or None: a resize or pooling stage, two row stages in one pass, or an
     operand read with repeating channels across the rows of a softmax with several heads whose
     rows are not that operand's channels."""
     spatial = [st.op.name for st in d.stages if st.op in vec.SPATIAL]
