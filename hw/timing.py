@@ -27,14 +27,14 @@ from .config import AcceleratorConfig
 from .expr import any_of, cdiv, is_int, lookup, sel, shifted_up, vmax, vmin
 from .isa import FIELD_BITS, INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
-from .vector import MAX_DESCRIPTOR_BYTES, MAX_STAGES
+from .vector import FIELD_HOLD_LEVELS, MAX_DESCRIPTOR_BYTES, MAX_STAGES
 
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_passes", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_last", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
-           "VEC_SETUP", "VEC_TABLE_ENTRIES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing"]
+           "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -62,11 +62,15 @@ TABLE_PARAM_ENTRIES = TABLE_BYTES // PARAM_ENTRY_BYTES      # LOAD_PARAM entries
 EPILOGUE_PASSES = 2
 #: A VEC on the row lanes first fetches its descriptor, at most ``MAX_DESCRIPTOR_BYTES`` at
 #: ``VEC_FETCH_BYTES`` a cycle plus three cycles (the header's read, the last read and the check:
-#: ``hw/rtl/descriptor_fetch.py``), hands it to the vector unit (1) and checks it (1); its last
-#: row leaves ``VEC_STAGE_LATENCY`` cycles per stage slot after its last read, through every slot.
+#: ``hw/rtl/descriptor_fetch.py``), checks the VEC's fields against those of its descriptor
+#: (``VEC_FIELD_CHECK``: ``hw.vector.slot_fields``' registered products, then the registered
+#: comparison), hands it to the vector unit (1) and checks it (1); its last row leaves
+#: ``VEC_STAGE_LATENCY`` cycles per stage slot after its last read, through every slot.
 VEC_FETCH_BYTES = 16
 VEC_STAGE_LATENCY = 7
-VEC_SETUP = -(-MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3 + 1 + 1 + MAX_STAGES * VEC_STAGE_LATENCY
+VEC_FIELD_CHECK = FIELD_HOLD_LEVELS + 1
+VEC_SETUP = (-(-MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3 + VEC_FIELD_CHECK + 1 + 1
+             + MAX_STAGES * VEC_STAGE_LATENCY)
 #: A LUT stage's table, loaded an entry a cycle before the rows (all LUT stages' at once).
 VEC_TABLE_ENTRIES = 256
 

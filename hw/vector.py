@@ -33,8 +33,10 @@ operations of the vector unit, which the energy model counts), the DRAM bytes re
 written, and how the vector unit's row lanes run the pass (:func:`row_schedule`):
 ``rows``, ``row_cycles`` (a lane's cycles per row) and ``tables`` (LUT tables to load
 first).  ``hw.timing.vec_cycles`` turns them into the VEC's cycles.  Element operations
-per stage follow how the stage is computed (:func:`stage_work`); each distinct byte of an
-operand crosses the DRAM interface once.
+per stage follow how the stage is computed (``COST``, ``RESIZE_COST``, pooling windows); each distinct byte of an
+operand crosses the DRAM interface once.  ``vec_fields`` is written over the descriptor's
+fields (:func:`slot_fields`), so that the RTL evaluates the same rule on the fetched descriptor
+and refuses a VEC whose fields are not its descriptor's, as the simulator does.
 """
 
 from __future__ import annotations
@@ -44,12 +46,12 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from .expr import all_of, any_of
+from .expr import all_of, any_of, is_int, lookup, sel, vmax, vmin
 from .isa import ErrorCode, StreamError, VecOp
 
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
-           "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "operand_addresses", "stage_work", "vec_fields", "row_schedule", "ROW_OPS", "ROW_GAP",
+           "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL",
            "row_lane_refusals"]
 
@@ -109,7 +111,7 @@ STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
 }
 AXIS_FIELDS = [("n", 16, False), ("start", 16, False), ("wrap", 16, False), ("valid", 16, False),
                 ("win", 16, False), ("lo0", 16, False), ("hi0", 16, False), ("s_lo", 32, True),
-                ("s_hi", 32, True)]
+                ("s_hi", 32, True), ("laps", 16, False)]
 OPERAND_FIELDS = [("base", 32, False), ("c", 16, False), ("repeat", 1, False)]
 HEADER_FIELDS = [("h", 16, False), ("w", 16, False), ("c", 16, False), ("n_operands", 4, False),
                   ("n_stages", 4, False)]
@@ -142,7 +144,8 @@ class Axis:
     def fields(self) -> dict:
         w = self.win
         return {"n": self.n, "start": self.start, "wrap": self.wrap, "valid": self.valid, "win": w,
-                "lo0": self.start % w, "hi0": self.start // w, "s_lo": self.stride, "s_hi": self.s_hi}
+                "lo0": self.start % w, "hi0": self.start // w, "s_lo": self.stride, "s_hi": self.s_hi,
+                "laps": self.n // self.wrap}
 
     @classmethod
     def from_fields(cls, f: dict, where: str) -> "Axis":
@@ -151,9 +154,31 @@ class Axis:
             bad = "needs n, wrap and win >= 1 and start < wrap"
         elif f["lo0"] >= f["win"] or f["lo0"] + f["hi0"] * f["win"] != f["start"]:
             bad = f"lo0 = {f['lo0']}, hi0 = {f['hi0']} do not split start = {f['start']} at win = {f['win']}"
+        elif not laps_fit(f):
+            bad = f"laps = {f['laps']} is not n = {f['n']} divided by wrap = {f['wrap']}"
         if bad:
             raise _malformed(f"{where}: axis {bad}")
         return cls(f["n"], f["s_lo"], f["start"], f["wrap"], f["valid"], f["win"], f["s_hi"])
+
+
+def laps_fit(f) -> object:
+    """Whether an axis' ``laps`` is ``n div wrap``: ``laps * wrap <= n < (laps + 1) * wrap``, by
+    multiplying (on integers or on Amaranth values)."""
+    turns = f["laps"] * f["wrap"]
+    return (turns <= f["n"]) & (f["n"] < turns + f["wrap"])
+
+
+def axis_valid_count(f) -> object:
+    """Valid positions of an axis with fields ``f`` (``Axis.fields``; its ``laps`` checked), 1 when
+    its strides are 0 (broadcast): ``laps`` whole turns of ``min(valid, wrap)`` valid positions, then
+    the rest ``r = n - laps * wrap`` from ``start``, ``[start, start + r)`` below ``wrap`` and
+    ``[0, start + r - wrap)`` past it.  Adds, min/max and one product: on integers or Amaranth values."""
+    per_lap = vmin(f["valid"], f["wrap"])
+    end = f["start"] + (f["n"] - f["laps"] * f["wrap"])
+    before_wrap = vmax(vmin(end, per_lap), f["start"]) - f["start"]
+    after_wrap = vmin(vmax(end, f["wrap"]) - f["wrap"], per_lap)
+    broadcast = (f["s_lo"] == 0) & (f["s_hi"] == 0)
+    return sel(broadcast, 1, f["laps"] * per_lap + before_wrap + after_wrap)
 
 
 def axis_offsets(ax: Axis) -> tuple[np.ndarray, np.ndarray]:
@@ -173,10 +198,8 @@ class Operand:
     repeat: bool = False      # channel ch of the pass reads channel ch mod c
 
     def valid_pixels(self) -> int:
-        """Distinct pixels the pattern reaches (an axis of stride 0 reaches one)."""
-        def count(ax: Axis) -> int:
-            return 1 if ax.stride == 0 and ax.s_hi == 0 else int(axis_offsets(ax)[1].sum())
-        return count(self.y) * count(self.x)
+        """Valid pixels the pattern reaches (an axis of stride 0 reaches one)."""
+        return int(axis_valid_count(self.y.fields()) * axis_valid_count(self.x.fields()))
 
 
 def operand_addresses(op: Operand, c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -250,25 +273,130 @@ def check_descriptor(d: Descriptor, where: str = "descriptor") -> None:
         raise _malformed(f"{where}: {bad}")
 
 
-def stage_work(d: Descriptor, i: int) -> int:
-    """Element operations of stage ``i`` of ``d`` (module docstring)."""
-    st = d.stages[i]
-    out = d.h * d.w * d.c
-    if st.op in COST:
-        return COST[st.op] * out
-    if st.op == VecOp.RESIZE:
-        return RESIZE_COST[st.params["mode"]] * out
-    if st.op == VecOp.RESIZE_ARGMAX:
-        return RESIZE_COST[0] * d.h * d.w * d.operands[st.src].c
-    if st.op == VecOp.POOL:
-        src = d.operands[st.src]
-        if st.params["mode"] == PoolMode.ADAPTIVE_AVG:   # every input element once
-            return src.y.n * src.x.n * d.c
-        return st.params["kernel"] ** 2 * out
-    raise ValueError(f"no cost for {st.op!r}")
-
-
 SPATIAL = (VecOp.RESIZE, VecOp.POOL, VecOp.RESIZE_ARGMAX)
+#: The VEC instruction's fields that :func:`vec_fields` gives (``hw.isa``): what the descriptor decides.
+TIMING_FIELDS = ("vec_op", "work", "bytes_in", "bytes_out", "rows", "row_cycles", "tables")
+#: Levels at which :func:`slot_fields` lets the RTL register its products (``hold``): the axis
+#: counts and the pass's sizes, then the operands' bytes and the stages' work.
+FIELD_HOLD_LEVELS = 2
+
+
+def _by_code(table: dict) -> list[int]:
+    """``table`` (VecOp -> int) as a list indexed by operation code, 0 where it has no entry."""
+    return [table.get(op, 0) for op in sorted(VecOp)]
+
+
+_WORK_PER_OUTPUT = _by_code(COST)
+_ROW_PASSES = _by_code({op: COST[op] for op in ROW_OPS})
+_ROW_GAPS = _by_code(ROW_GAP)
+
+
+class _Slot(dict):
+    """A descriptor slot's fields on integers; a field it does not hold reads 0, as in the RTL's
+    fetched descriptor, whose empty slots are zero."""
+
+    def __missing__(self, key):
+        return 0
+
+
+def descriptor_field_slots(d: Descriptor) -> tuple[dict, list[dict], list[dict]]:
+    """(header, ``MAX_OPERANDS`` operand slots, ``MAX_STAGES`` stage slots) of ``d`` as integer
+    fields, named as the RTL's fetched descriptor names them: what :func:`slot_fields` reads.  A
+    stage's parameters are named ``"<operation>.<parameter>"`` (``"softmax.row"``)."""
+    head = _Slot(h=d.h, w=d.w, c=d.c, n_operands=len(d.operands), n_stages=len(d.stages))
+    operands = [_Slot() for _ in range(MAX_OPERANDS)]
+    for slot, op in zip(operands, d.operands):
+        slot.update(c=op.c, repeat=int(op.repeat),
+                    **{p + k: v for p, ax in (("y_", op.y), ("x_", op.x)) for k, v in ax.fields().items()})
+    stages = [_Slot() for _ in range(MAX_STAGES)]
+    for slot, st in zip(stages, d.stages):
+        slot.update(op=int(st.op), src=st.src, src2=st.src2, out=st.out,
+                    **{f"{st.op.name.lower()}.{k}": v for k, v in st.params.items()})
+    return head, operands, stages
+
+
+def _no_hold(value, level: int):
+    return value
+
+
+def _is(code, *ops) -> object:
+    return any_of(*(code == op for op in ops))
+
+
+def _live(head) -> list:
+    """Whether each stage slot holds a stage of the pass."""
+    return [i < head["n_stages"] for i in range(MAX_STAGES)]
+
+
+def _row_schedule(head, stages, pixels) -> tuple:
+    """:func:`row_schedule` on the descriptor's fields; ``pixels`` is ``h * w``."""
+    live = _live(head)
+    spatial = any_of(*(on & _is(st["op"], *SPATIAL) for on, st in zip(live, stages)))
+    row, heads = head["c"], 1
+    for on, st in reversed(list(zip(live, stages))):        # the first softmax's rows
+        softmax = on & (st["op"] == VecOp.SOFTMAX)
+        row, heads = sel(softmax, st["softmax.row"], row), sel(softmax, st["softmax.heads"], heads)
+    passes = sum(sel(on, lookup(st["op"], _ROW_PASSES, 0), 0) for on, st in zip(live, stages))
+    gap = sum(sel(on, lookup(st["op"], _ROW_GAPS, 0), 0) for on, st in zip(live, stages))
+    return (sel(spatial, 0, pixels * heads), sel(spatial, 0, row), sel(spatial, 0, sel(passes == 0, 1, passes)),
+            sel(spatial, 0, gap))
+
+
+def _stage_work(st, first: bool, operands, c, pixels, out, hold) -> object:
+    """Element operations of a stage (module docstring).  The terms over the source operand's
+    raster (an argmax's channels, an adaptive pooling's input) are built for the first stage only:
+    a spatial operation is a pass's first stage (``check_descriptor``)."""
+    code = st["op"]
+    per_output = (lookup(code, _WORK_PER_OUTPUT, 0)
+                  + sel(code == VecOp.RESIZE, lookup(st["resize.mode"], [RESIZE_COST[0], RESIZE_COST[1]], 0), 0)
+                  + sel((code == VecOp.POOL) & (st["pool.mode"] != PoolMode.ADAPTIVE_AVG),
+                        st["pool.kernel"] * st["pool.kernel"], 0))
+    work = hold(per_output * out, 2)
+    if not first:
+        return work
+    source = [lookup(st["src"], [op[name] for op in operands], 0) for name in ("c", "y_n", "x_n")]
+    argmax = hold(RESIZE_COST[0] * pixels * source[0], 2)
+    adaptive = hold(source[1] * source[2] * c, 1)
+    return (work + sel(code == VecOp.RESIZE_ARGMAX, argmax, 0)
+            + sel((code == VecOp.POOL) & (st["pool.mode"] == PoolMode.ADAPTIVE_AVG), adaptive, 0))
+
+
+def _operand_bytes(head, operands, stages, hold) -> tuple:
+    """(bytes read, bytes written) of the pass (:func:`vec_fields`)."""
+    live = _live(head)
+    n_st, c, first = head["n_stages"], head["c"], stages[0]
+    argmax_writes = any_of(*((n_st == i + 1) & (st["op"] == VecOp.RESIZE_ARGMAX) for i, st in enumerate(stages)))
+    spatial_source = _is(first["op"], *SPATIAL)
+    read_in = written = 0
+    for k, op in enumerate(operands):
+        reads = any_of(*(on & ((st["src"] == k) | (st["src2"] == k)) for on, st in zip(live, stages)))
+        writes = any_of(*(on & (st["out"] == k) for on, st in zip(live, stages)))
+        whole = (spatial_source & (first["src"] == k)) | op["repeat"]
+        chans = sel(whole, op["c"], sel(argmax_writes & writes, 1, vmin(op["c"], c)))
+        counts = [hold(axis_valid_count({name: op[p + name] for name, _, _ in AXIS_FIELDS}), 1) for p in ("y_", "x_")]
+        nbytes = hold(counts[0] * counts[1] * chans, 2)
+        read_in, written = read_in + sel(reads, nbytes, 0), written + sel(writes, nbytes, 0)
+    return read_in, written
+
+
+def slot_fields(head, operands, stages, hold=_no_hold) -> dict:
+    """The VEC's timing fields (:func:`vec_fields`) from its descriptor's fields: the header, the
+    ``MAX_OPERANDS`` operand slots and the ``MAX_STAGES`` stage slots (empty past ``n_operands`` /
+    ``n_stages``), on integers (:func:`descriptor_field_slots`) or on the RTL's fetched descriptor,
+    which must be well formed (``decode_descriptor``).  ``hold(value, level)`` lets the RTL register
+    a product: level 1 from the fields, level 2 from level 1's (``FIELD_HOLD_LEVELS``)."""
+    c, live = head["c"], _live(head)
+    pixels, out = hold(head["h"] * head["w"], 1), hold(head["h"] * head["w"] * c, 1)
+    work = sum(sel(on, _stage_work(st, i == 0, operands, c, pixels, out, hold), 0)
+               for i, (on, st) in enumerate(zip(live, stages)))
+    bytes_in, bytes_out = _operand_bytes(head, operands, stages, hold)
+    rows, row, passes, gap = _row_schedule(head, stages, pixels)
+    fields = {"vec_op": sel(head["n_stages"] == 1, stages[0]["op"], int(VecOp.CHAIN)), "work": work,
+            "bytes_in": bytes_in, "bytes_out": bytes_out, "rows": hold(rows, 2),
+            "row_cycles": hold(passes * row + gap, 2),
+            "tables": any_of(*(on & (st["op"] == VecOp.LUT) for on, st in zip(live, stages)))}
+    assert tuple(fields) == TIMING_FIELDS
+    return fields
 
 
 def row_schedule(d: Descriptor) -> tuple[int, int, int, int]:
@@ -279,13 +407,8 @@ def row_schedule(d: Descriptor) -> tuple[int, int, int, int]:
     passes of its row operation (``COST``; one without) plus that operation's ``ROW_GAP``; two
     row operations in one pass take the sum of both.  A pass with a resize or pooling does not
     run on the row lanes: ``(0, 0, 0, 0)``."""
-    if any(st.op in SPATIAL for st in d.stages):
-        return 0, 0, 0, 0
-    rows = [st for st in d.stages if st.op in ROW_OPS]
-    softmax = [st for st in rows if st.op == VecOp.SOFTMAX]
-    row, heads = (softmax[0].params["row"], softmax[0].params["heads"]) if softmax else (d.c, 1)
-    passes = sum(COST[st.op] for st in rows) or 1
-    return d.h * d.w * heads, row, passes, sum(ROW_GAP[st.op] for st in rows)
+    head, _, stages = descriptor_field_slots(d)
+    return tuple(int(v) for v in _row_schedule(head, stages, d.h * d.w))
 
 
 def row_lane_refusals(stages, operands, heads, row) -> dict[str, object]:
@@ -336,34 +459,11 @@ def row_lane_refusals(stages, operands, heads, row) -> dict[str, object]:
 
 def vec_fields(d: Descriptor) -> dict:
     """The VEC instruction's timing fields for descriptor ``d``: one rule for the mapper, which
-    writes them, and the simulators, which check them.  An operand read in the pass's raster
-    brings ``min(c, d.c)`` channels of each distinct pixel (``c`` when its channels repeat);
-    the source of a resize or pooling its ``c`` channels; the class map one byte a pixel."""
-    read: set[int] = set()
-    written: set[int] = set()
-    for st in d.stages:
-        read.update(r for r in (st.src, st.src2) if r not in (PREV, NONE))
-        if st.out != NONE:
-            written.add(st.out)
-    source = d.stages[0].src if d.stages[0].op in SPATIAL else None
-
-    def nbytes(i: int) -> int:
-        op = d.operands[i]
-        if i == source or op.repeat:
-            chans = op.c
-        elif d.stages[-1].op == VecOp.RESIZE_ARGMAX and i in written:
-            chans = 1
-        else:
-            chans = min(op.c, d.c)
-        return op.valid_pixels() * chans
-
-    rows, row, passes, gap = row_schedule(d)
-    return {"vec_op": int(d.stages[0].op if len(d.stages) == 1 else VecOp.CHAIN),
-            "work": sum(stage_work(d, i) for i in range(len(d.stages))),
-            "bytes_in": sum(nbytes(i) for i in sorted(read)),
-            "bytes_out": sum(nbytes(i) for i in sorted(written)),
-            "rows": rows, "row_cycles": passes * row + gap,
-            "tables": int(any(st.op == VecOp.LUT for st in d.stages))}
+    writes them, the simulators, which check them, and the RTL, which checks them on the fetched
+    descriptor (:func:`slot_fields`).  An operand read in the pass's raster brings ``min(c, d.c)``
+    channels of each valid pixel (``c`` when its channels repeat); the source of a resize or
+    pooling its ``c`` channels; the class map one byte a pixel."""
+    return {name: int(value) for name, value in slot_fields(*descriptor_field_slots(d)).items()}
 
 
 # ---- binary layout -------------------------------------------------------------------------------

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import random
 import warnings
 
 import numpy as np
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import UnusedElaboratable
+from amaranth.hdl import Module, Signal, UnusedElaboratable
 from amaranth.sim import Simulator
 
 from hw import operators as op
@@ -25,15 +26,18 @@ from hw.config import get_config
 from hw.timing import VEC_FETCH_BYTES, VEC_STAGE_LATENCY, vec_cycles
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.rtl.axis_counter import AxisCounter
+from hw.rtl.buses import VEC_TIMING
 from hw.rtl.accelerator import DRAM_READ_LATENCY
-from hw.rtl.vector_descriptor import DESCRIPTOR, descriptor_slots
+from hw.rtl.vector_descriptor import DESCRIPTOR, descriptor_slots, field_slots
 from hw.rtl.descriptor_fetch import DescriptorFetch
 from hw.rtl.vector_executor import FETCH_LANES, VectorExecutor
 from hw.rtl import vector_unit as vu
 from hw.rtl.insn import vec_unsupported
 from hw.rtl.vector_unit import VectorUnit
 from sim.vector_unit import execute_vec
-from vec_passes import CHAINS, IN_PLACE, Dram, add_params, random_pass, stage_params
+from cosim.accel_cases import run_vec_as_rtl
+from vec_passes import (CHAINS, IN_PLACE, Dram, add_params, any_axis, input_operand, layernorm_params,
+                        output_operand, random_pass, softmax_params, stage_params)
 
 SEED = 20261130
 
@@ -331,6 +335,60 @@ def test_vector_unit_runs_the_zoos_longest_rows():
             pytest.fail(f"rows of {d.c}: {first_difference(image, want)}")
 
 
+# ---- the fields' rule on the fetched descriptor -----------------------------------------------------
+
+def random_descriptor(rng: random.Random) -> vec.Descriptor:
+    """Any descriptor that decodes: up to every operand and stage slot, axes with many laps, a
+    resize, pooling or argmax first, several row stages; parameters anywhere in their ranges."""
+    c = rng.randint(1, 64)
+    operands = tuple(vec.Operand(0, rng.randint(1, 70), any_axis(rng), any_axis(rng), rng.random() < 0.3)
+                     for _ in range(rng.randint(1, vec.MAX_OPERANDS)))
+    spatial = rng.random() < 0.4
+    kinds = [rng.choice(vec.SPATIAL)] if spatial else []
+    kinds += [rng.choice([VecOp.COPY, VecOp.ADD, VecOp.MUL, VecOp.LUT, VecOp.LAYERNORM, VecOp.SOFTMAX])
+              for _ in range(rng.randint(0 if spatial else 1, vec.MAX_STAGES - len(kinds)))]
+    n = len(operands)
+    stages = []
+    for i, kind in enumerate(kinds):
+        params = {name: rng.randint(-(1 << bits - 1) if signed else 0, (1 << bits - 1) - 1 if signed else (1 << bits) - 1)
+                  for name, bits, signed in vec.STAGE_PARAMS[kind]}
+        if kind == VecOp.SOFTMAX:
+            params["heads"] = rng.choice([k for k in range(1, c + 1) if c % k == 0])
+            params["row"] = c // params["heads"]
+        stages.append(vec.Stage(kind, rng.randrange(n) if i == 0 or rng.random() < 0.3 else vec.PREV,
+                                rng.choice([vec.NONE, rng.randrange(n)]), rng.choice([vec.NONE, rng.randrange(n)]), params))
+    return vec.Descriptor(rng.randint(1, 40), rng.randint(1, 40), c, operands, tuple(stages))
+
+
+def test_the_rtl_evaluates_vec_fields_on_the_fetched_descriptor():
+    """``hw.vector.slot_fields`` on Amaranth values of the fetched descriptor's slots (what the
+    executor compares with the VEC's fields) gives ``vec_fields`` (what the simulator compares
+    them with) for random descriptors, spatial passes and several row stages included."""
+    rng = random.Random(SEED)
+    descriptors = [random_descriptor(rng) for _ in range(120)]
+    m = Module()
+    desc = Signal(DESCRIPTOR)
+    got = {name: Signal(value.shape(), name=name)
+           for name, value in vec.slot_fields(*field_slots(desc)).items()}
+    for name, value in vec.slot_fields(*field_slots(desc)).items():
+        m.d.comb += got[name].eq(value)
+    differ = []
+
+    async def bench(ctx):
+        for d in descriptors:
+            ctx.set(desc.as_value(), descriptor_slots(d))
+            await ctx.delay(1e-6)
+            rtl = {name: ctx.get(signal) for name, signal in got.items()}
+            if rtl != vec.vec_fields(d):
+                differ.append((d, rtl, vec.vec_fields(d)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not differ, f"{len(differ)} of {len(descriptors)} differ; the first: {differ[0]}"
+    assert {vec.vec_fields(d)["vec_op"] for d in descriptors} >= set(vec.SPATIAL) | {VecOp.CHAIN}
+
+
 # ---- DescriptorFetch against hw.vector.decode_descriptor ------------------------------------------
 
 def patched(raw: bytes, n_operands: int, part: str, index: int, name: str, value: int) -> bytes:
@@ -357,6 +415,7 @@ MALFORMED = {
     "no stages": ("header", 0, "n_stages", 0), "five stages": ("header", 0, "n_stages", 5),
     "nine operands": ("header", 0, "n_operands", 9), "h = 0": ("header", 0, "h", 0),
     "operand c = 0": ("operand", 0, "c", 0), "split": ("operand", 1, "x_hi0", 7),
+    "y laps past n": ("operand", 0, "y_laps", 0xFFFF), "x laps past n": ("operand", 1, "x_laps", 0xFFFF),
     "start = wrap": ("operand", 0, "y_start", 65535), "CHAIN stage": ("stage", 0, "op", int(VecOp.CHAIN)),
     "unknown op": ("stage", 1, "op", 200), "stage 0 reads PREV": ("stage", 0, "src", vec.PREV),
     "operand beyond": ("stage", 1, "out", 9), "resize not first": ("stage", 1, "op", int(VecOp.RESIZE)),
@@ -431,47 +490,96 @@ def test_descriptor_fetch_reads_what_decode_descriptor_reads():
 
 # ---- VectorExecutor: a VEC from its descriptor address ---------------------------------------------
 
+def mismatched_fields(d: vec.Descriptor) -> dict:
+    """For each of the VEC's fields that its descriptor decides, those fields with that one off by one
+    bit (what ``execute_vec`` refuses with DATA)."""
+    f = vec.vec_fields(d)
+    return {f"{name} mismatched": f | {name: f[name] ^ 1} for name in vec.TIMING_FIELDS}
+
+
+def refused_while_running(rng) -> dict:
+    """Passes the executor refuses while running (``vec_unsupported``), each descriptor after its
+    own image: a softmax and a layernorm in one pass (two row units), and a CHAIN whose first stage
+    is a resize (nearest: no DDA to check)."""
+    passes = {}
+    for name in ("softmax_layernorm", "resize_copy"):
+        dram = Dram(rng)
+        h, w, c = 2, 3, 4
+        out = output_operand(dram, rng, h, w, c)
+        if name == "softmax_layernorm":
+            src = input_operand(dram, rng, h, w, c)
+            stages = (vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, softmax_params(rng, c, c)),
+                      vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, layernorm_params(rng, dram, c)))
+        else:
+            src = input_operand(dram, rng, 1, 2, c)
+            stages = (vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, {"mode": 1, "y_start": 0, "y_step": 0,
+                                                                      "x_start": 0, "x_step": 0}),
+                      vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {}))
+        passes[name] = (vec.Descriptor(h, w, c, (src, out), stages), dram.image())
+    return passes
+
+
 @pytest.fixture(scope="module")
 def executor_runs() -> list:
-    """Each chain's pass with its descriptor in DRAM, and one malformed descriptor, on one
-    VectorExecutor of tiny's eight row lanes: (chain, descriptor, RTL image, functional image, result)."""
+    """On one VectorExecutor of tiny's eight row lanes: each chain's pass with its descriptor in
+    DRAM, one malformed descriptor, one pass with each of its timing fields mismatched, and the
+    passes it refuses while running with their fields and with one mismatched: (case, descriptor,
+    RTL image, expected image, result, expected error code or None).  The expectations come from
+    the simulator (``cosim.accel_cases.run_vec_as_rtl``), in its order of refusals."""
     rng = np.random.default_rng([SEED, 11])
     dut = VectorExecutor(TINY, max_row=64)
+    passes = {chain: random_pass(rng, CHAINS[chain]) for chain in CHAINS} | refused_while_running(rng)
     runs = []
-    for chain in CHAINS:
-        d, dram = random_pass(rng, CHAINS[chain])
+    for name, (d, dram) in passes.items():
         image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
-        want = image.copy()
-        execute_vec({"desc_addr": dram.size, **vec.vec_fields(d)}, want, "test VEC")
-        runs.append((chain, d, image, dram.size, want))
+        cases = {name: vec.vec_fields(d)}
+        if name in ("add_lut", "softmax_layernorm", "resize_copy"):
+            cases |= {f"{name}, {case}": fields for case, fields in mismatched_fields(d).items()}
+        runs += [(case, d, image, dram.size, fields) for case, fields in cases.items()]
     bad = runs[0][2].copy()
     bad[runs[0][3] + 6] = 0                          # header byte 6: n_operands = n_stages = 0
-    runs.append(("malformed", None, bad, runs[0][3], bad.copy()))
+    runs.append(("malformed", runs[0][1], bad, runs[0][3], runs[0][4]))
     results = []
 
     async def bench(ctx):
-        for _, _, image, addr, _ in runs:
-            results.append(await serve_dram(ctx, dut, image, [(dut.desc_addr, addr)], 50_000))
+        for _, _, image, addr, fields in runs:
+            ram = image.copy()          # the RTL's image; ``image`` stays the simulator's input
+            results.append(await serve_dram(ctx, dut, ram, [(dut.desc_addr, addr),
+                                                            (dut.fields, VEC_TIMING.const(fields))], 50_000)
+                           | {"image": ram})
             await ctx.tick()
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    return [(chain, d, image, want, res | {"formula": dut.cycles(d) if d else None})
-            for (chain, d, image, _, want), res in zip(runs, results)]
+    out = []
+    for (case, d, image, addr, fields), res in zip(runs, results):
+        want = image.copy()
+        try:
+            run_vec_as_rtl({"desc_addr": addr, **fields}, want, "test VEC")
+            code = None
+        except StreamError as e:
+            code = e.code
+        out.append((case, d, res.pop("image"), want, res | {"formula": dut.cycles(d)}, code))
+    return out
 
 
 def test_vector_executor_runs_a_vec_from_its_descriptor_address(executor_runs):
-    """The functional model's image (descriptor included) and the fetch's plus the unit's cycles;
-    the malformed descriptor refused with DATA, nothing written."""
-    for chain, d, image, want, res in executor_runs:
-        if d is None:
-            assert (res["error"], res["code"]) == (1, ErrorCode.DATA), chain
+    """The simulator's image (descriptor included) and the fetch's plus the check's plus the
+    unit's cycles; a malformed descriptor and each mismatched field refused with DATA, a pass the
+    unit does not build with UNSUPPORTED unless its fields are off (DATA first, as the simulator
+    checks them before it runs), nothing written."""
+    codes = {}
+    for chain, d, image, want, res, code in executor_runs:
+        codes[code] = codes.get(code, 0) + 1
+        if code is not None:
+            assert (res["error"], ErrorCode(res["code"])) == (1, code), chain
         else:
             assert (res["error"], res["overrun"], res["cycles"]) == (0, False, res["formula"]), chain
         if not np.array_equal(image, want):
             pytest.fail(f"{chain}: {first_difference(image, want)}")
+    assert codes == {None: len(CHAINS), ErrorCode.DATA: 1 + 3 * len(vec.TIMING_FIELDS), ErrorCode.UNSUPPORTED: 2}
 
 
 def test_vector_executor_takes_the_contracts_cycles(executor_runs):
@@ -481,8 +589,8 @@ def test_vector_executor_takes_the_contracts_cycles(executor_runs):
     the cycles the DRAM bytes take beyond the rows.  Under the accelerator's timing shell the
     executor is never slower than the contract and waits out the difference."""
     differ = {}
-    for chain, d, _, _, res in executor_runs:
-        if d is None:
+    for chain, d, _, _, res, code in executor_runs:
+        if code is not None:
             continue
         f = vec.vec_fields(d)
         rows = f["rows"] and vec_cycles({**f, "bytes_in": 0, "bytes_out": 0}, TINY)

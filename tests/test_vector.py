@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from hw.isa import StreamError, VecOp
-from hw.vector import (NONE, PREV, Axis, Descriptor, Operand, Stage, axis_offsets, decode_descriptor,
-                       encode_descriptor, vec_fields)
+from vec_passes import any_axis
+from hw.vector import (NONE, PREV, Axis, Descriptor, Operand, Stage, axis_offsets, axis_valid_count,
+                       decode_descriptor, encode_descriptor, laps_fit, vec_fields)
 
 
 def counters(ax: Axis) -> tuple[list[int], list[bool]]:
@@ -79,3 +80,27 @@ def test_a_descriptor_the_unit_cannot_run_is_refused():
         decode_descriptor(bytes(raw))
     with pytest.raises(StreamError, match="shift = 99 does not fit 6 unsigned bits"):
         encode_descriptor(Descriptor(d.h, d.w, d.c, d.operands, (Stage(VecOp.MUL, 0, 1, 2, {"mult": 1, "shift": 99}),)))
+
+
+def test_axis_valid_count_is_the_count_of_valid_positions():
+    """The closed form over the laps witness (adds, min/max, one product) against the positions the
+    counters step, over many random axes (1 for a broadcast axis, which reaches one pixel)."""
+    rng = random.Random(13)
+    for _ in range(3000):
+        ax = any_axis(rng)
+        brute = 1 if ax.stride == 0 and ax.s_hi == 0 else int(axis_offsets(ax)[1].sum())
+        assert axis_valid_count(ax.fields()) == brute, ax
+
+
+def test_the_laps_witness_is_checked_by_multiplying():
+    """``laps`` is ``n div wrap``; decoding refuses any other value, above or below it."""
+    rng = random.Random(14)
+    for _ in range(200):
+        ax = any_axis(rng)
+        f = ax.fields()
+        assert f["laps"] == ax.n // ax.wrap and laps_fit(f)
+        assert Axis.from_fields(f, "axis") == ax
+        for wrong in {f["laps"] + 1, f["laps"] - 1, f["laps"] + rng.randint(2, 50)} - {-1}:
+            assert not laps_fit(f | {"laps": wrong})
+            with pytest.raises(StreamError, match=f"laps = {wrong} is not n = {ax.n} divided by wrap"):
+                Axis.from_fields(f | {"laps": wrong}, "axis")

@@ -15,17 +15,21 @@ from hw.isa import VecOp
 from hw.numerics import pack_entries
 from hw.rtl.vector_unit import LUT_ENTRIES
 
-__all__ = ["Dram", "CHAINS", "IN_PLACE", "random_pass", "add_params", "softmax_params", "layernorm_params", "stage_params"]
+__all__ = ["Dram", "CHAINS", "IN_PLACE", "random_pass", "any_axis", "add_params", "softmax_params", "layernorm_params",
+           "stage_params"]
 
 
 class Dram:
-    """A DRAM image in numpy; ``alloc`` hands out disjoint regions after a lead-in of random bytes
-    (so that a pattern with negative strides has a base inside the image)."""
+    """A DRAM image in numpy; ``alloc`` hands out disjoint regions after ``prefix`` (an image to
+    keep) and a lead-in of random bytes (so that a pattern with negative strides has a base inside
+    the image)."""
 
     LEAD_IN = 4096
 
-    def __init__(self, rng: np.random.Generator):
+    def __init__(self, rng: np.random.Generator, prefix: np.ndarray | None = None):
         self.rng, self.chunks, self.size = rng, [], 0
+        if prefix is not None:
+            self.alloc(prefix.size, prefix)
         self.alloc(self.LEAD_IN)
 
     def alloc(self, nbytes: int, content: np.ndarray | None = None) -> int:
@@ -58,6 +62,15 @@ def input_operand(dram: Dram, rng, h: int, w: int, c: int, repeat_c: int | None 
     lo, hi = int(reached.min()), int(reached.max())
     base = dram.alloc(hi - lo + 1)
     return dataclasses.replace(op, base=base - lo)
+
+
+def any_axis(rng) -> vec.Axis:
+    """An axis of any shape the fields allow (``rng`` a ``random.Random``): many laps or none,
+    padding or not, broadcast (strides 0)."""
+    wrap = rng.randint(1, 40)
+    broadcast = rng.random() < 0.15
+    return vec.Axis(rng.randint(1, 200), 0 if broadcast else rng.randint(-50, 200), rng.randrange(wrap), wrap,
+                    rng.randint(1, wrap + 3), rng.randint(1, wrap), 0 if broadcast else rng.randint(-100, 900))
 
 
 def output_operand(dram: Dram, rng, h: int, w: int, c: int) -> vec.Operand:
@@ -159,12 +172,13 @@ def stage_params(kind: VecOp, rng, dram: Dram, c: int, row: int) -> dict:
     return {VecOp.ADD: add_params, VecOp.MUL: mul_params}[kind](rng)
 
 
-def random_pass(rng, chain: list[VecOp], in_place: bool = False) -> tuple[vec.Descriptor, np.ndarray]:
+def random_pass(rng, chain: list[VecOp], in_place: bool = False,
+                prefix: np.ndarray | None = None) -> tuple[vec.Descriptor, np.ndarray]:
     """A descriptor running ``chain`` over a small random iteration space, and its DRAM image:
     stage 0 reads operand 0, each stage's second input is a fresh operand, each stage writes a
     fresh operand (the last always, the others by chance).  ``in_place``: operand 0 has a
-    one-to-one pattern and stage 0 writes it."""
-    dram = Dram(rng)
+    one-to-one pattern and stage 0 writes it.  ``prefix``: the image starts with these bytes."""
+    dram = Dram(rng, prefix)
     h, w = (int(v) for v in rng.integers(1, 4, 2))
     c = int(rng.integers(1, 9))
     row = softmax_row(rng, c)

@@ -186,6 +186,6 @@ class Accelerator(wiring.Component):
         m.submodules.vector_executor = vex
         wiring.connect(m, wiring.flipped(self.vec_rd), vex.dram_rd)
         wiring.connect(m, wiring.flipped(self.vec_wr), vex.dram_wr)
-        m.d.comb += [vex.start.eq(comp.vec.start), vex.desc_addr.eq(comp.vec.desc_addr),
+        m.d.comb += [vex.start.eq(comp.vec.start), vex.desc_addr.eq(comp.vec.desc_addr), vex.fields.eq(comp.vec.fields),
                      comp.vec.busy.eq(vex.busy), comp.vec.done.eq(vex.done), comp.vec.error.eq(vex.error),
                      comp.vec.error_code.eq(vex.error_code)]

@@ -21,13 +21,14 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import vector as vec
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, FIELD_BITS, INSN_BITS, ErrorCode, Op
 from ..numerics import PARAM_ENTRY_BYTES
 from .vector_mac import int8_vector
 
 __all__ = ["LoadTarget", "load_geometry", "ImemSignature", "DramReadSignature", "DramWriteSignature",
-           "LoadBusSignature", "GemmBusSignature", "StoreBusSignature", "VecControlSignature", "TokenPushSignature", "TokenPopSignature",
+           "LoadBusSignature", "GemmBusSignature", "StoreBusSignature", "VecControlSignature", "VEC_TIMING", "TokenPushSignature", "TokenPopSignature",
            "DRAM_READ_LATENCY"]
 
 #: Cycles from a DRAM read request to its data (fixed).
@@ -93,12 +94,18 @@ class GemmBusSignature(wiring.Signature):
                           "dw": Out(1), "kw": Out(FIELD_BITS[Op.GEMM]["kw"])})
 
 
+#: The VEC's fields that its descriptor decides (``hw.vector.TIMING_FIELDS``), as the word holds them.
+VEC_TIMING = data.StructLayout({name: unsigned(FIELD_BITS[Op.VEC][name]) for name in vec.TIMING_FIELDS})
+
+
 class VecControlSignature(wiring.Signature):
-    """A VEC handed to the vector executor: ``start`` (one cycle) with the descriptor's address;
-    ``busy`` until ``done`` (one cycle), with ``error`` and ``error_code`` when it refused the pass."""
+    """A VEC handed to the vector executor: ``start`` (one cycle) with the descriptor's address and
+    the instruction's ``fields`` that the descriptor decides (held while it runs); ``busy`` until
+    ``done`` (one cycle), with ``error`` and ``error_code`` when it refused the pass."""
 
     def __init__(self):
-        super().__init__({"start": Out(1), "desc_addr": Out(ADDR_BITS), "busy": In(1), "done": In(1),
+        super().__init__({"start": Out(1), "desc_addr": Out(ADDR_BITS), "fields": Out(VEC_TIMING),
+                          "busy": In(1), "done": In(1),
                           "error": In(1), "error_code": In(ErrorCode)})
 
 

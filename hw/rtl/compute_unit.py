@@ -8,7 +8,8 @@ the loop nest itself and a down-counter of the pipeline's rest, loaded in the ne
 is free when the counter reaches 0 (cycle t + gemm_cycles), and it pushes its tokens the cycle
 before, so that they are available from its end.
 
-A VEC taken at cycle t starts the vector executor (``vec``) at t+1 with its ``desc_addr``; the
+A VEC taken at cycle t starts the vector executor (``vec``) at t+1 with its ``desc_addr`` and the
+fields its descriptor decides (which the executor checks); the
 contract's ``hw.timing.vec_cycles`` of its fields is registered at t+1 and loaded into a
 down-counter at t+2, which reaches 0 at t + vec_cycles (free; tokens pushed the cycle before).
 The executor is never slower than the contract (``docs/rtl_vector.md``); the unit stays busy
@@ -23,6 +24,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
+from .. import vector as vec
 from ..config import AcceleratorConfig
 from ..expr import Fields
 from ..isa import INSN_BITS, ErrorCode, Op, Queue
@@ -88,6 +90,7 @@ class ComputeUnit(wiring.Component):
         total = Signal(cycles.shape())
         load, left = Signal(), Signal(cycles.shape())
         m.d.comb += [self.vec.start.eq(begin), self.vec.desc_addr.eq(cv["desc_addr"]),
+                     *(getattr(self.vec.fields, name).eq(cv[name]) for name in vec.TIMING_FIELDS),
                      busy.eq(load | (left != 0) | self.vec.busy), last.eq(left == 1)]
         m.d.sync += load.eq(begin)
         with m.If(begin):

@@ -117,7 +117,8 @@ class DescriptorFetch(wiring.Component):
             for p in ("y_", "x_"):
                 f = {name: getattr(op, p + name) for name, _, _ in vec.AXIS_FIELDS}
                 axis_bad.append((f["n"] < 1) | (f["wrap"] < 1) | (f["win"] < 1) | (f["start"] >= f["wrap"])
-                                | (f["lo0"] >= f["win"]) | (f["lo0"] + f["hi0"] * f["win"] != f["start"]))
+                                | (f["lo0"] >= f["win"]) | (f["lo0"] + f["hi0"] * f["win"] != f["start"])
+                                | ~vec.laps_fit(f))
             bad.append((k < head.n_operands) & ((op.c < 1) | _any(axis_bad)))
         for i in range(vec.MAX_STAGES):
             st = d.stages[i].copy

@@ -63,8 +63,9 @@ def rtl_unsupported(op: Op, f, vector_unit: bool = True):
 
 def vec_unsupported(d: vec.Descriptor) -> str | None:
     """Why the RTL's vector unit (``hw.rtl.vector_unit``) refuses a descriptor that the functional
-    model runs (``ErrorCode.UNSUPPORTED``, raised when the VEC runs, after the operators'
-    ``DATA`` checks), or None: ``hw.vector.row_lane_refusals``, the rule the unit evaluates."""
+    model runs (``ErrorCode.UNSUPPORTED``, raised when the VEC runs, after the ``DATA`` checks of
+    its descriptor, its fields and the operators), or None: ``hw.vector.row_lane_refusals``, the
+    rule the unit evaluates."""
     softmax = [st.params for st in d.stages if st.op == VecOp.SOFTMAX]
     heads, row = (softmax[0]["heads"], softmax[0]["row"]) if softmax else (1, d.c)
     refusals = vec.row_lane_refusals([(True, st.op, st.src, st.src2) for st in d.stages],

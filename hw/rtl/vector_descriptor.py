@@ -15,9 +15,10 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from .. import vector as vec
+from ..expr import Fields
 from ..isa import VecOp
 
-__all__ = ["HEADER", "OPERAND", "STAGE", "DESCRIPTOR", "LN_ENTRY", "packed_layout", "descriptor_slots",
+__all__ = ["HEADER", "OPERAND", "STAGE", "DESCRIPTOR", "LN_ENTRY", "packed_layout", "descriptor_slots", "field_slots",
            "STAGE_OPS"]
 
 #: Stage operations, in VecOp order (CHAIN is no stage operation).
@@ -46,6 +47,24 @@ DESCRIPTOR = data.StructLayout({"header": HEADER, "operands": data.ArrayLayout(O
                                 "stages": data.ArrayLayout(STAGE, vec.MAX_STAGES)})
 #: A layernorm's per-channel entry (beta, gamma), as its stage's table holds it.
 LN_ENTRY = packed_layout(list(vec.LN_ENTRY), vec.LN_ENTRY_BYTES)
+
+
+class _StageFields:
+    """``f["op"]``, ``f["softmax.row"]``: a stage slot's fields as ``hw.vector.slot_fields`` names them."""
+
+    def __init__(self, view: data.View):
+        self._view = view
+
+    def __getitem__(self, name: str):
+        operation, _, field = name.rpartition(".")
+        return getattr(getattr(self._view, operation or "copy"), field)
+
+
+def field_slots(desc: data.View) -> tuple:
+    """(header, operand slots, stage slots) of a ``DESCRIPTOR`` view, read with ``f["name"]``: what
+    ``hw.vector.slot_fields`` evaluates (``hw.vector.descriptor_field_slots`` on integers)."""
+    return (Fields(desc.header), [Fields(desc.operands[k]) for k in range(vec.MAX_OPERANDS)],
+            [_StageFields(desc.stages[i]) for i in range(vec.MAX_STAGES)])
 
 
 def descriptor_slots(d: vec.Descriptor) -> int:

@@ -1,24 +1,32 @@
 """A VEC instruction from its descriptor address to its results in DRAM (``VectorExecutor``).
 
-``DescriptorFetch`` then ``VectorUnit``, sharing one DRAM read port: what the accelerator's
-compute unit will hand a VEC to (``docs/rtl_vector.md``).
+``DescriptorFetch``, the check of the VEC's fields against its descriptor's, then ``VectorUnit``,
+sharing one DRAM read port: what the accelerator's compute unit hands a VEC to
+(``docs/rtl_vector.md``).  The check evaluates ``hw.vector.slot_fields`` (what ``vec_fields`` and
+so the simulator's ``execute_vec`` evaluate) on the fetched descriptor, its products registered at
+the levels the rule names, then compares the fields, in ``hw.timing.VEC_FIELD_CHECK`` cycles after
+the fetch: a VEC whose fields are not its descriptor's is refused with ``DATA`` before the unit
+starts, after the fetch's own refusals and before the unit's, the simulator's order.
 """
 
 from __future__ import annotations
 
 import functools
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import operators as ops
 from .. import vector as vec
 from ..config import AcceleratorConfig
+from ..expr import any_of
 from ..isa import ADDR_BITS, ErrorCode
-from .buses import DramReadSignature, DramWriteSignature
+from ..timing import VEC_FIELD_CHECK
+from .buses import VEC_TIMING, DramReadSignature, DramWriteSignature
 from .descriptor_fetch import DescriptorFetch
 from .export import MAX_TOP_INPUT_BITS
+from .vector_descriptor import field_slots
 from .vector_unit import VectorUnit, read_lanes, unit_cycles, write_lanes
 
 #: Bytes the descriptor fetch reads a cycle, on the low lanes of the unit's read port.
@@ -37,7 +45,7 @@ def vector_ports(config: AcceleratorConfig) -> tuple[int, int]:
 
 def _members(lanes: int) -> dict:
     return {
-        "start": In(1), "desc_addr": In(ADDR_BITS),
+        "start": In(1), "desc_addr": In(ADDR_BITS), "fields": In(VEC_TIMING),
         "busy": Out(1), "done": Out(1), "error": Out(1), "error_code": Out(ErrorCode), "overrun": Out(1),
         "dram_rd": Out(DramReadSignature(read_lanes(lanes))), "dram_wr": Out(DramWriteSignature(write_lanes(lanes))),
     }
@@ -73,8 +81,11 @@ class VectorExecutor(wiring.Component):
     start: In(1)
         Run the VEC whose descriptor is at ``desc_addr`` (sampled with ``start``).
     desc_addr: In(ADDR_BITS)
+    fields: In(VEC_TIMING)
+        The VEC's fields that its descriptor decides, held while it runs.
     busy, done, error, error_code, overrun: Out(...)
-        As :class:`VectorUnit`'s; a malformed descriptor ends the VEC with ``DATA`` before it runs.
+        As :class:`VectorUnit`'s; a malformed descriptor, or fields that are not its descriptor's,
+        end the VEC with ``DATA`` before it runs.
     dram_rd: Out(DramReadSignature(read_lanes(lanes))), dram_wr: Out(DramWriteSignature(write_lanes(lanes)))
         The unit's ports; the fetch reads on the low ``FETCH_LANES`` read lanes.
     """
@@ -97,8 +108,9 @@ class VectorExecutor(wiring.Component):
         super().__init__(_members(lanes))
 
     def cycles(self, d: vec.Descriptor) -> int:
-        """Cycles from ``start`` to ``done`` for a descriptor that runs: the fetch, then the unit."""
-        return self._fetch.cycles(d) + 1 + unit_cycles(d, self._lanes, self._max_row)
+        """Cycles from ``start`` to ``done`` for a descriptor that runs: the fetch, the fields'
+        check, then the unit."""
+        return self._fetch.cycles(d) + VEC_FIELD_CHECK + 1 + unit_cycles(d, self._lanes, self._max_row)
 
     def elaborate(self, platform):
         m = Module()
@@ -108,13 +120,14 @@ class VectorExecutor(wiring.Component):
             m.d.sync += fetching.eq(1)
         with m.Elif(fetch.done):
             m.d.sync += fetching.eq(0)
-        refused = fetch.done & fetch.error
+        checking, checked, mismatch = self._check_fields(m, fetch.done & ~fetch.error)
+        refused = (fetch.done & fetch.error) | (checked & mismatch)
         m.d.comb += [
             fetch.start.eq(self.start & ~self.busy), fetch.addr.eq(self.desc_addr),
-            unit.desc.eq(fetch.desc), unit.start.eq(fetch.done & ~fetch.error),
-            self.busy.eq(fetching | unit.busy), self.overrun.eq(unit.overrun),
+            unit.desc.eq(fetch.desc), unit.start.eq(checked & ~mismatch),
+            self.busy.eq(fetching | checking | unit.busy), self.overrun.eq(unit.overrun),
             self.done.eq(unit.done | refused), self.error.eq(unit.error | refused),
-            self.error_code.eq(Mux(refused, fetch.error_code, unit.error_code)),
+            self.error_code.eq(Mux(fetch.done, fetch.error_code, Mux(checked, ErrorCode.DATA, unit.error_code))),
             # one read port: the fetch's (on the low lanes) while it fetches, the unit's after
             self.dram_rd.en.eq(Mux(fetching, fetch.dram_rd.en, unit.dram_rd.en)),
             self.dram_rd.addr.eq(Mux(fetching, fetch.dram_rd.addr.as_value(), unit.dram_rd.addr.as_value())),
@@ -123,3 +136,23 @@ class VectorExecutor(wiring.Component):
         ]
         wiring.connect(m, wiring.flipped(self.dram_wr), unit.dram_wr)
         return m
+
+    def _check_fields(self, m: Module, fetched):
+        """(checking, its last cycle ``VEC_FIELD_CHECK`` cycles after ``fetched``, whether the VEC's
+        fields differ from ``hw.vector.slot_fields`` of the fetched descriptor, which holds still
+        from ``fetched`` on)."""
+        levels = []
+
+        def hold(value, level: int):
+            levels.append(level)
+            held = Signal(Value.cast(value).shape(), name=f"field_term_l{level}_{len(levels)}")
+            m.d.sync += held.eq(value)
+            return held
+
+        want = vec.slot_fields(*field_slots(self._fetch.desc), hold=hold)
+        assert max(levels) + 1 == VEC_FIELD_CHECK, "hw.timing.VEC_FIELD_CHECK counts the rule's levels"
+        mismatch = Signal()
+        m.d.sync += mismatch.eq(any_of(*(want[name] != getattr(self.fields, name) for name in vec.TIMING_FIELDS)))
+        steps = Signal(VEC_FIELD_CHECK)
+        m.d.sync += steps.eq(Cat(fetched, steps[:-1]))
+        return steps.any(), steps[-1], mismatch

@@ -16,8 +16,9 @@ computes what the RTL must produce).
 * :func:`expected_run` -- the model: DRAM image in, expected DRAM image out (sim.functional),
   golden int8 output (sim.golden), and the cycles of ``hw.timing.schedule``.
 * :data:`BAD_STREAMS` -- malformed streams and the error code the RTL must raise.
-* :func:`rtl_machine` -- ``sim.functional.Machine`` refusing, as the RTL does while running, the
-  VEC passes its vector unit does not build (``hw.rtl.insn.vec_unsupported``).
+* :func:`rtl_machine` -- ``sim.functional.Machine`` running its VECs as the RTL does
+  (:func:`run_vec_as_rtl`): the simulator's refusals, then the passes its vector unit does not
+  build (``hw.rtl.insn.vec_unsupported``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from cosim.runner import FAST_BUILD
 __all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "FIXED",
            "TABLE_ACTIVATIONS",
            "random_layers", "layer_spec", "layer_from_spec", "Expected", "expected_run",
-           "BAD_STREAMS", "bad_stream", "stream_words", "rtl_machine"]
+           "BAD_STREAMS", "bad_stream", "stream_words", "rtl_machine", "run_vec_as_rtl"]
 
 WRAPPER = Path(__file__).with_name("accel_tb_top.v")
 TB_TOP = "accel_tb_top"
@@ -310,24 +311,28 @@ assert INSN_BYTES == 32, "accel_tb_top.v addresses 256-bit words as imem_addr[31
 
 # ---- the functional model as the RTL runs it ----------------------------------------------------
 
-def rtl_machine(cfg: AcceleratorConfig, dram: np.ndarray, power_on=None):
-    """A ``sim.functional.Machine`` that refuses a VEC whose descriptor the RTL's vector unit does
-    not build (``hw.rtl.insn.vec_unsupported``) with ``ErrorCode.UNSUPPORTED``, after the
-    functional model's own checks (the unit checks the operators' parameters first) and with
-    nothing written, as the RTL does when the VEC runs."""
+def run_vec_as_rtl(fields: dict, dram: np.ndarray, where: str) -> None:
+    """Run the VEC with ``fields`` on ``dram`` (in place) as the RTL's vector executor does: the
+    functional model's refusals first, in its order (a malformed descriptor, fields that are not
+    the descriptor's, what the operators refuse: ``DATA``), then a descriptor its vector unit does
+    not build (``hw.rtl.insn.vec_unsupported``: ``UNSUPPORTED``); nothing written when refused."""
     from hw.isa import ErrorCode, StreamError
     from hw.rtl.insn import vec_unsupported
-    from sim.functional import Machine
     from sim.vector_unit import execute_vec
+
+    image = dram.copy()
+    why = vec_unsupported(execute_vec(fields, image, where))
+    if why is not None:
+        raise StreamError(f"{where}: the RTL's vector unit refuses it: {why}", ErrorCode.UNSUPPORTED)
+    dram[...] = image
+
+
+def rtl_machine(cfg: AcceleratorConfig, dram: np.ndarray, power_on=None):
+    """A ``sim.functional.Machine`` that runs its VECs as the RTL does (:func:`run_vec_as_rtl`)."""
+    from sim.functional import Machine
 
     class RtlMachine(Machine):
         def _vec(self, f: dict, off: int) -> None:
-            dram = self.dram.copy()
-            d = execute_vec(f, dram, f"VEC at byte offset {off}")
-            why = vec_unsupported(d)
-            if why is not None:
-                raise StreamError(f"VEC at byte offset {off}: the RTL's vector unit refuses it: {why}",
-                                  ErrorCode.UNSUPPORTED)
-            self.dram[...] = dram
+            run_vec_as_rtl(f, self.dram, f"VEC at byte offset {off}")
 
     return RtlMachine(cfg, dram, power_on=power_on)

@@ -4,7 +4,9 @@
 mutation (:data:`MUTATIONS`): none, a flipped bit, a field set to a random or extreme value,
 a toggled token flag, a truncation, a dropped, duplicated or zero word, a PE set with step 0,
 ``n_out`` above K0, a parameter shift above MAX_SHIFT, a gather from the global buffer, a VEC,
-a table activation.
+a table activation; a VEC of a random pass (``vec_passes.CHAINS``, placed after the layer's
+image) inserted with its fields or one of the fields its descriptor decides off
+(``vec_fields``), or with an operand's ``laps`` witness in its descriptor wrong (``vec_laps``).
 :func:`expected_outcome` says what the RTL must do with it, from the simulator alone
 (``hw.timing.schedule_encoded``, ``sim.functional``): finish in the scheduled cycle with the
 functional model's DRAM, or raise the simulator's error code at the same instruction.
@@ -36,18 +38,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cosim.accel_cases import expected_run, random_layers, rtl_machine, stream_words
+from cosim.vec_cases import placed_pass
+from hw import vector as vec
 from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, FIELDS, INSN_BYTES, Act, ErrorCode, Op, StreamError, decode, encode, make
 from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, entry_offset
 from hw.rtl.accelerator import rtl_unsupported
+from hw.rtl.vector_descriptor import OPERAND
 from hw.rtl.vector_executor import builds_vector_unit
 from hw.timing import decode_until_end, schedule, schedule_encoded
+from vec_passes import CHAINS, IN_PLACE, random_pass
 
 __all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "words_bytes"]
 
 MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", "truncate", "drop",
              "duplicate", "zero_word", "pe_step_zero", "n_out_over_k0", "bad_shift", "from_gb", "vec",
-             "table_act")
+             "table_act", "vec_fields", "vec_laps")
 #: Random layers a fuzz run draws its base streams from (mapped once each).
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
@@ -105,6 +111,8 @@ def fuzz_case(seed: int, index: int, cfg: AcceleratorConfig) -> FuzzCase:
     mutation = MUTATIONS[index % len(MUTATIONS)]
     words, dram = stream_words(exp.stream), exp.dram_in.copy()
     what = _MUTATE[mutation](words, dram, rng, cfg)
+    if isinstance(what, tuple):           # a mutation that adds to the image returns the grown image
+        what, dram = what
     return FuzzCase(f"{mutation}_{index}", words, dram, f"{layer.name}: {what}")
 
 
@@ -233,6 +241,40 @@ def _mut_table_act(words, dram, rng, cfg):
                                     n_entries=part)])
     return f"STORE {i} (now {i + 2}): table activation; tables from byte {src[0]}, PE {pe}'s entries " \
            f"{dst}..{dst + part - 1} from byte {src[1]}"
+
+
+def _vec_pass(words, dram, rng):
+    """A random pass after ``dram``'s image, its VEC inserted before a random word of ``words``:
+    (index, the VEC's fields, the pass's chain, descriptor, the grown image)."""
+    chain = rng.choice(sorted(CHAINS))
+    d, image = random_pass(np.random.default_rng(rng.randrange(1 << 32)), CHAINS[chain], in_place=chain in IN_PLACE,
+                           prefix=dram)
+    insn, grown = placed_pass(d, image)
+    i = rng.randrange(len(words))
+    words.insert(i, stream_words([insn])[0])
+    return i, insn.f, chain, d, grown
+
+
+def _mut_vec_fields(words, dram, rng, cfg):
+    i, f, chain, _, grown = _vec_pass(words, dram, rng)
+    name = rng.choice((None,) + vec.TIMING_FIELDS)
+    if name is None:
+        return f"VEC {i} of a {chain} pass inserted", grown
+    value = f[name] ^ 1 << rng.randrange(min(4, FIELD_BITS[Op.VEC][name]))
+    _set_fields(words, i, **{name: value})
+    return f"VEC {i} of a {chain} pass inserted, its {name} {f[name]} -> {value}", grown
+
+
+def _mut_vec_laps(words, dram, rng, cfg):
+    i, f, chain, d, grown = _vec_pass(words, dram, rng)
+    k, axis = rng.randrange(len(d.operands)), rng.choice("yx")
+    laps = getattr(d.operands[k], axis).fields()["laps"]
+    wrong = rng.choice([laps + 1, laps + rng.randrange(2, 1000), max(0, laps - 1) if laps else laps + 2])
+    field, start = OPERAND[f"{axis}_laps"], f["desc_addr"] + vec.HEADER_BYTES + k * vec.OPERAND_BYTES
+    operand = int.from_bytes(grown[start:start + vec.OPERAND_BYTES].tobytes(), "little")
+    operand = operand & ~((1 << field.width) - 1 << field.offset) | wrong << field.offset
+    grown[start:start + vec.OPERAND_BYTES] = np.frombuffer(operand.to_bytes(vec.OPERAND_BYTES, "little"), np.uint8)
+    return f"VEC {i} of a {chain} pass inserted, operand {k}'s {axis} laps {laps} -> {wrong}", grown
 
 
 _MUTATE = {name: globals()[f"_mut_{name}"] for name in MUTATIONS}

@@ -29,7 +29,7 @@ from vec_passes import CHAINS, IN_PLACE, random_pass
 
 from cosim.accel_cases import rtl_machine
 
-__all__ = ["ExpectedVec", "expected_vec", "chain_specs", "zoo_specs"]
+__all__ = ["ExpectedVec", "expected_vec", "chain_specs", "zoo_specs", "placed_pass"]
 
 #: Bytes of DRAM after a placed descriptor: the fetch reads whole beats of VEC_FETCH_BYTES.
 DESCRIPTOR_SLACK = 64
@@ -75,10 +75,15 @@ def expected_vec(spec: dict, cfg: AcceleratorConfig) -> ExpectedVec:
 def _chain_pass(spec: dict) -> tuple[Insn, vec.Descriptor, np.ndarray]:
     rng = np.random.default_rng(int(spec["seed"]))
     d, image = random_pass(rng, CHAINS[spec["chain"]], in_place=spec["chain"] in IN_PLACE)
+    insn, dram = placed_pass(d, image)
+    return insn, d, dram
+
+
+def placed_pass(d: vec.Descriptor, image: np.ndarray) -> tuple[Insn, np.ndarray]:
+    """(its VEC, the image with ``d``'s bytes after it): the descriptor placed after its operands."""
     raw = vec.encode_descriptor(d)
-    addr = image.size
     dram = np.concatenate([image, np.frombuffer(raw, np.uint8), np.zeros(DESCRIPTOR_SLACK, np.uint8)])
-    return make(Op.VEC, desc_addr=addr, **vec.vec_fields(d)), d, dram
+    return make(Op.VEC, desc_addr=image.size, **vec.vec_fields(d)), dram
 
 
 def _zoo_pass(spec: dict, cfg: AcceleratorConfig) -> tuple[Insn, vec.Descriptor, np.ndarray]:
