@@ -56,7 +56,7 @@ __all__ = [
     # parameters
     "AddParams", "MulParams", "LayerNormParams", "SoftmaxParams", "ResizeAxis",
     "add_params", "mul_params", "lut_table", "layernorm_params", "softmax_params",
-    "resize_axis_params",
+    "resize_axis_params", "dda_matches",
     # operators
     "requantize", "add", "mul", "lut", "layernorm", "softmax", "resize_bilinear",
     "resize_nearest", "resize_argmax", "argmax", "maxpool2d", "avgpool2d",
@@ -833,6 +833,19 @@ def resize_axis_params(n_in: int, n_out: int) -> ResizeAxis:
     start, step = (scale - (1 << RESIZE_POS_FRAC)) / 2, scale
     half = Fraction(1, 2)
     return ResizeAxis(n_in, n_out, math.floor(start + half), math.floor(step + half))
+
+
+def dda_matches(start, step, n_in, n_out):
+    """Whether ``(start, step)`` is ``resize_axis_params(n_in, n_out)``'s DDA, by products only
+    (the RTL builds no divider): each is a rounded quotient ``floor(num / (2 n_out))`` with
+    ``num = 2 n_in 2**20 + n_out`` (step) and ``(n_in - n_out) 2**20 + n_out`` (start), so
+    ``q * 2 n_out <= num < (q + 1) * 2 n_out``; the negative term is moved across.  On integers
+    or Amaranth values."""
+    from .expr import all_of
+    one, den = 1 << RESIZE_POS_FRAC, 2 * n_out
+    step_num, start_num = 2 * n_in * one + n_out, n_in * one + n_out
+    return all_of(step * den <= step_num, step_num < step * den + den,
+                  start * den + n_out * one <= start_num, start_num < start * den + den + n_out * one)
 
 
 def bilinear_axis_kernel(pos, n_in: int, be):

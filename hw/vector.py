@@ -44,12 +44,14 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from .expr import all_of, any_of
 from .isa import ErrorCode, StreamError, VecOp
 
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "operand_addresses", "stage_work", "vec_fields", "row_schedule", "ROW_OPS", "ROW_GAP",
-           "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL"]
+           "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL",
+           "plain_axis", "spatial_built"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
 LN_ENTRY = (("beta", 32, True), ("gamma", 16, True), ("pad", 16, False))
@@ -269,14 +271,33 @@ def stage_work(d: Descriptor, i: int) -> int:
 SPATIAL = (VecOp.RESIZE, VecOp.POOL, VecOp.RESIZE_ARGMAX)
 
 
+def plain_axis(n, start, wrap, valid, win):
+    """Whether position ``i`` of an axis of ``n`` positions is at byte offset ``i * s_lo``, every
+    position valid (no roll, no window split, no padding): the source of a spatial pass the RTL
+    gathers from, whose positions the DDA jumps between.  On integers or Amaranth values."""
+    return all_of(start == 0, wrap >= n, valid >= n, win >= n)
+
+
+def spatial_built(op, mode):
+    """Whether the RTL's spatial sequencer (``hw/rtl/vector_spatial.py``) runs a pass whose first
+    stage is ``op`` (with ``mode``, a resize's): a bilinear resize and the class map's resize and
+    argmax; not a nearest resize nor a pooling.  On integers or Amaranth values."""
+    return any_of(op == VecOp.RESIZE_ARGMAX, all_of(op == VecOp.RESIZE, mode == 0))
+
+
 def row_schedule(d: Descriptor) -> tuple[int, int, int, int]:
     """(rows, row length, passes over each row, pause per row) of a pass on the row lanes.
 
     The vector unit runs a pass as rows, one per lane (``docs/rtl_vector.md``): a softmax row,
     or a pixel's ``c`` channels.  A chain's stages overlap along the row, so each row takes the
     passes of its row operation (``COST``; one without) plus that operation's ``ROW_GAP``; two
-    row operations in one pass take the sum of both.  A pass with a resize or pooling does not
-    run on the row lanes: ``(0, 0, 0, 0)``."""
+    row operations in one pass take the sum of both.  A resize (and the class map's resize and
+    argmax) runs on the row lanes too, an output pixel a lane and a source channel a cycle
+    (``hw/rtl/vector_spatial.py``): ``h·w`` rows of the source's ``c``.  A pooling does not run on
+    the row lanes: ``(0, 0, 0, 0)``."""
+    first = d.stages[0]
+    if first.op in (VecOp.RESIZE, VecOp.RESIZE_ARGMAX):
+        return d.h * d.w, d.operands[first.src].c, 1, 0
     if any(st.op in SPATIAL for st in d.stages):
         return 0, 0, 0, 0
     rows = [st for st in d.stages if st.op in ROW_OPS]
