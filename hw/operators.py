@@ -56,7 +56,7 @@ __all__ = [
     # parameters
     "AddParams", "MulParams", "LayerNormParams", "SoftmaxParams", "ResizeAxis",
     "add_params", "mul_params", "lut_table", "layernorm_params", "softmax_params",
-    "resize_axis_params", "dda_matches",
+    "resize_axis_params", "dda_matches", "resize_element_kernel",
     # operators
     "requantize", "add", "mul", "lut", "layernorm", "softmax", "resize_bilinear",
     "resize_nearest", "resize_argmax", "argmax", "maxpool2d", "avgpool2d",
@@ -873,6 +873,15 @@ def bilinear_kernel(a, b, w, be):
     states the width for hardware).
     """
     return in_bits(round_shift(lerp_kernel(a, b, w, be), 2 * RESIZE_WEIGHT_BITS), INT8_BITS)
+
+
+def resize_element_kernel(a00, a01, a10, a11, wy, wx, be):
+    """One output element of a bilinear resize from its four source elements ``a<y><x>`` (``y``
+    0 for row ``i0``, 1 for ``i1``; ``x`` likewise) and the two axes' weights, as
+    ``_bilinear_blocks`` composes the kernels (vertical interpolation first): the rounded int8
+    result (``resize_bilinear``) and the unrounded sum the class map compares (``resize_argmax``)."""
+    col0, col1 = lerp_kernel(a00, a10, wy, be), lerp_kernel(a01, a11, wy, be)
+    return bilinear_kernel(col0, col1, wx, be), lerp_kernel(col0, col1, wx, be)
 
 
 def _axis(n_in: int, n_out: int, be):

@@ -51,7 +51,7 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "operand_addresses", "stage_work", "vec_fields", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL",
-           "plain_axis", "spatial_built"]
+           "plain_axis", "spatial_built", "SPATIAL_BUILT"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
 LN_ENTRY = (("beta", 32, True), ("gamma", 16, True), ("pad", 16, False))
@@ -278,10 +278,15 @@ def plain_axis(n, start, wrap, valid, win):
     return all_of(start == 0, wrap >= n, valid >= n, win >= n)
 
 
+#: Spatial operations the RTL's spatial sequencer (``hw/rtl/vector_spatial.py``) runs; a resize
+#: in bilinear mode only (:func:`spatial_built`).  The others (pooling) are refused at dispatch.
+SPATIAL_BUILT = (VecOp.RESIZE, VecOp.RESIZE_ARGMAX)
+
+
 def spatial_built(op, mode):
-    """Whether the RTL's spatial sequencer (``hw/rtl/vector_spatial.py``) runs a pass whose first
-    stage is ``op`` (with ``mode``, a resize's): a bilinear resize and the class map's resize and
-    argmax; not a nearest resize nor a pooling.  On integers or Amaranth values."""
+    """Whether the RTL's spatial sequencer runs a pass whose first stage is ``op`` (with ``mode``,
+    a resize's): a bilinear resize and the class map's resize and argmax; not a nearest resize
+    nor a pooling.  On integers or Amaranth values."""
     return any_of(op == VecOp.RESIZE_ARGMAX, all_of(op == VecOp.RESIZE, mode == 0))
 
 
