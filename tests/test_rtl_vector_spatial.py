@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import UnusedElaboratable
-from amaranth.sim import Simulator
 
 from hw import operators as op
 from hw import vector as vec
@@ -30,7 +29,7 @@ from hw.rtl.vector_descriptor import descriptor_slots
 from hw.rtl.vector_executor import VectorExecutor
 from hw.rtl.vector_spatial import ELEMENT_PLAN, SETUP_CYCLES, SpatialUnit
 from hw.timing import VEC_FETCH_BYTES, VEC_SETUP, vec_cycles
-from test_rtl_vector_unit import first_difference, functional, serve_dram
+from test_rtl_vector_unit import first_difference, functional, run_on
 from vec_passes import Dram, output_operand
 
 SEED = 20261201
@@ -84,18 +83,8 @@ def ties(rng, d: vec.Descriptor, dram: np.ndarray) -> np.ndarray:
 def run_spatial(runs: list[tuple[vec.Descriptor, np.ndarray]]) -> list[dict]:
     """Each descriptor over its DRAM image (in place) on one SpatialUnit, one after the other."""
     dut = SpatialUnit(TINY, lanes=SWEEP_LANES)
-    results = [{"formula": dut.cycles(d)} for d, _ in runs]
-
-    async def bench(ctx):
-        for (d, dram), result in zip(runs, results):
-            result.update(await serve_dram(ctx, dut, dram, [(dut.desc.as_value(), descriptor_slots(d))], 50_000))
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return results
+    results = run_on(dut, [(dram, [(dut.desc.as_value(), descriptor_slots(d))]) for d, dram in runs])
+    return [res | {"formula": dut.cycles(d)} for (d, _), res in zip(runs, results)]
 
 
 KINDS = {"resize": VecOp.RESIZE, "class_map": VecOp.RESIZE_ARGMAX, "class_map_ties": VecOp.RESIZE_ARGMAX}
@@ -191,17 +180,7 @@ def executor_runs() -> list:
         functional_image = functional(d, dram)
         want[:dram.size] = functional_image
         runs.append((kind, d, image, dram.size, want))
-    results = []
-
-    async def bench(ctx):
-        for _, _, image, addr, _ in runs:
-            results.append(await serve_dram(ctx, dut, image, [(dut.desc_addr, addr)], 50_000))
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    results = run_on(dut, [(image, [(dut.desc_addr, addr)]) for _, _, image, addr, _ in runs])
     return [(kind, d, image, want, res | {"formula": dut.cycles(d)})
             for (kind, d, image, _, want), res in zip(runs, results)]
 
@@ -253,16 +232,8 @@ def run_zoo_pass(name: str) -> tuple:
     from cosim.vec_cases import expected_vec, zoo_specs
     dut = SpatialUnit(TINY)
     exp = expected_vec(zoo_specs("segformer_b0", 32, {name: ZOO_PASSES[name]})[0], TINY)
-    image, result = exp.dram_in.copy(), {}
-
-    async def bench(ctx):
-        result.update(await serve_dram(ctx, dut, image, [(dut.desc.as_value(), descriptor_slots(exp.descriptor))],
-                                       100_000))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    image = exp.dram_in.copy()
+    [result] = run_on(dut, [(image, [(dut.desc.as_value(), descriptor_slots(exp.descriptor))])], 100_000)
     return exp, image, result | {"formula": dut.cycles(exp.descriptor)}
 
 

@@ -146,16 +146,14 @@ def read_lanes(ctx, port, dram: np.ndarray) -> int:
     return rdata
 
 
-def run_units(runs: list[tuple[vec.Descriptor, np.ndarray]], max_row: int = 64) -> list[dict]:
-    """Run each descriptor over its DRAM image (in place), one after the other on one VectorUnit
-    (one elaboration; the unit's state carries over from run to run): per run the cycles from
-    start to done, and those of the unit's own formula (``formula``)."""
-    dut = VectorUnit(TINY, lanes=SWEEP_LANES, max_row=max_row)
-    results = [{"formula": dut.cycles(d)} for d, _ in runs]
+def run_on(dut, runs: list[tuple[np.ndarray, list]], max_cycles: int = 50_000) -> list[dict]:
+    """Serve each run (a DRAM image, changed in place, and the inputs that start it) on ``dut``,
+    one after the other (one elaboration; the state carries over from run to run)."""
+    results = []
 
     async def bench(ctx):
-        for (d, dram), result in zip(runs, results):
-            result.update(await serve_dram(ctx, dut, dram, [(dut.desc.as_value(), descriptor_slots(d))], 50_000))
+        for dram, inputs in runs:
+            results.append(await serve_dram(ctx, dut, dram, inputs, max_cycles))
             await ctx.tick()                 # leave the done cycle
 
     sim = Simulator(dut)
@@ -163,6 +161,14 @@ def run_units(runs: list[tuple[vec.Descriptor, np.ndarray]], max_row: int = 64) 
     sim.add_testbench(bench)
     sim.run()
     return results
+
+
+def run_units(runs: list[tuple[vec.Descriptor, np.ndarray]], max_row: int = 64) -> list[dict]:
+    """Run each descriptor over its DRAM image (in place), one after the other on one VectorUnit:
+    per run the cycles from start to done, and those of the unit's own formula (``formula``)."""
+    dut = VectorUnit(TINY, lanes=SWEEP_LANES, max_row=max_row)
+    results = run_on(dut, [(dram, [(dut.desc.as_value(), descriptor_slots(d))]) for d, dram in runs])
+    return [res | {"formula": dut.cycles(d)} for (d, _), res in zip(runs, results)]
 
 
 def functional(d: vec.Descriptor, dram: np.ndarray) -> np.ndarray:
@@ -445,17 +451,7 @@ def executor_runs() -> list:
     bad = runs[0][2].copy()
     bad[runs[0][3] + 6] = 0                          # header byte 6: n_operands = n_stages = 0
     runs.append(("malformed", None, bad, runs[0][3], bad.copy()))
-    results = []
-
-    async def bench(ctx):
-        for _, _, image, addr, _ in runs:
-            results.append(await serve_dram(ctx, dut, image, [(dut.desc_addr, addr)], 50_000))
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    results = run_on(dut, [(image, [(dut.desc_addr, addr)]) for _, _, image, addr, _ in runs])
     return [(chain, d, image, want, res | {"formula": dut.cycles(d) if d else None})
             for (chain, d, image, _, want), res in zip(runs, results)]
 

@@ -49,6 +49,7 @@ from .kernel_unit import KernelUnit, delayed, plan
 from .operator_backend import range_shape
 from .vector_descriptor import DESCRIPTOR, OPERAND
 from .vector_row_lane import LANE_READS
+from .vector_unit import finish_states, read_lanes, write_lanes
 
 __all__ = ["SpatialUnit", "spatial_cycles", "runs_spatial"]
 
@@ -87,7 +88,6 @@ def spatial_cycles(d: vec.Descriptor, lanes: int) -> int:
 
 
 def _members(lanes: int) -> dict:
-    from .vector_unit import read_lanes, write_lanes
     return {"start": In(1), "desc": In(DESCRIPTOR), "busy": Out(1), "done": Out(1), "error": Out(1),
             "error_code": Out(ErrorCode), "overrun": Out(1),
             "dram_rd": Out(DramReadSignature(read_lanes(lanes))), "dram_wr": Out(DramWriteSignature(write_lanes(lanes)))}
@@ -392,14 +392,7 @@ class _Sequencer:
                     self._walk(walk_en, n)
                 with m.If(begin):
                     self._begin(walk_en)
-            with m.State("DRAIN"):
-                m.d.comb += u.busy.eq(1)
-                m.d.sync += self.drain.eq(self.drain - 1)
-                with m.If(self.drain == 0):
-                    m.next = "DONE"
-            with m.State("DONE"):
-                m.d.comb += [u.busy.eq(1), u.done.eq(1), u.error.eq(u.error_code != ErrorCode.NONE)]
-                m.next = "IDLE"
+            finish_states(m, u, self.drain)
 
     def _walk(self, walk_en, n: int) -> None:
         """Lane ``wk`` takes the walker's pixel (``_Lane.take``); the walker steps."""
