@@ -153,7 +153,6 @@ def functional_code(d: vec.Descriptor, dram: np.ndarray) -> ErrorCode:
 
 
 def test_spatial_unit_refuses_with_the_functional_models_code_and_writes_nothing():
-    rng = np.random.default_rng([SEED, 98])
     _, dram = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
     descriptors = {kind: refused(kind) for kind in REFUSALS}
     images = {kind: dram.copy() for kind in REFUSALS}
@@ -162,7 +161,6 @@ def test_spatial_unit_refuses_with_the_functional_models_code_and_writes_nothing
         assert functional_code(d, dram) == REFUSALS[kind], kind
         assert (res["error"], res["code"]) == (1, REFUSALS[kind]), f"{kind}: {res}"
         assert np.array_equal(images[kind], dram), f"{kind}: written before refusing"
-    del rng
 
 
 # ---- through the executor, against the contract ---------------------------------------------------
