@@ -133,6 +133,8 @@ def refused(kind: str) -> vec.Descriptor:
             src.x, start=1, wrap=src.x.n + 1)), out))
     if kind == "chain":
         return dataclasses.replace(d, stages=(st, vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {})))
+    if kind == "repeating output":
+        return dataclasses.replace(d, operands=(src, dataclasses.replace(out, c=src.c - 1, repeat=True)))
     if kind == "output raster":
         return dataclasses.replace(d, operands=(src, dataclasses.replace(out, x=dataclasses.replace(
             out.x, n=out.x.n + 1, wrap=out.x.n + 1, valid=0, win=0))))
@@ -140,7 +142,8 @@ def refused(kind: str) -> vec.Descriptor:
 
 
 REFUSALS = {"nearest": ErrorCode.UNSUPPORTED, "dda": ErrorCode.DATA, "rolled source": ErrorCode.UNSUPPORTED,
-            "chain": ErrorCode.UNSUPPORTED, "output raster": ErrorCode.DATA}
+            "chain": ErrorCode.UNSUPPORTED, "repeating output": ErrorCode.UNSUPPORTED,
+            "output raster": ErrorCode.DATA}
 
 
 def functional_code(d: vec.Descriptor, dram: np.ndarray) -> ErrorCode:

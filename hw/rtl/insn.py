@@ -67,7 +67,8 @@ def vec_unsupported(d: vec.Descriptor) -> str | None:
     (``ErrorCode.UNSUPPORTED``, raised when the VEC runs, after the operators' ``DATA`` checks),
     or None.  Its spatial unit (``hw.rtl.vector_spatial``, a pass whose first stage is spatial):
     a pooling or nearest resize (``hw.vector.spatial_built``), a chain after the spatial stage, a
-    source that is no plain raster (``hw.vector.plain_axis``), a resize in place.  Its vector
+    source that is no plain raster (``hw.vector.plain_axis``), a resize in place or into an
+    operand whose channels repeat within the source's.  Its vector
     unit (``hw.rtl.vector_unit``): two row stages in one pass, or an operand read with repeating
     channels across the rows of a softmax with several heads whose rows are not that operand's
     channels."""
@@ -98,4 +99,7 @@ def _spatial_unsupported(d: vec.Descriptor) -> str | None:
         return f"{first.op.name}'s source (operand {first.src}) is not a plain raster"
     if first.out == first.src:
         return f"{first.op.name} in place (operand {first.src})"
+    out = d.operands[first.out] if first.out != vec.NONE else None
+    if first.op == VecOp.RESIZE and out is not None and out.repeat and out.c < src.c:
+        return f"RESIZE writes operand {first.out}, whose {out.c} channels repeat, {src.c} channels"
     return None

@@ -25,7 +25,8 @@ output pixel, all lanes in step over the source's channels, one channel a cycle:
 It refuses what the functional model refuses (``DATA``: a DDA that is not the one of its sizes,
 sizes beyond the operators' limits, a written operand of another raster) and then what it does
 not build (``UNSUPPORTED``, ``hw.rtl.insn.vec_unsupported``: a nearest resize, a chain after the
-spatial stage, a source that is no plain raster, a resize in place).
+spatial stage, a source that is no plain raster, a resize in place or into an operand whose
+channels repeat within the source's).
 """
 
 from __future__ import annotations
@@ -216,7 +217,9 @@ class _Pass:
         built = vec.spatial_built(Mux(self.argmax, VecOp.RESIZE_ARGMAX, VecOp.RESIZE), self.mode)
         with m.If(data_error):
             m.d.comb += code.eq(ErrorCode.DATA)
-        with m.Elif(~built | (self.n_stages != 1) | ~plain | (self.writes & self.in_place)):
+        # a written operand of repeating channels fewer than the source's would be written modulo them
+        folds = ~self.argmax & self.out.repeat & (self.out.c < s.c)
+        with m.Elif(~built | (self.n_stages != 1) | ~plain | (self.writes & (self.in_place | folds))):
             m.d.comb += code.eq(ErrorCode.UNSUPPORTED)
         return code
 
