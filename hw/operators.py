@@ -56,7 +56,7 @@ __all__ = [
     # parameters
     "AddParams", "MulParams", "LayerNormParams", "SoftmaxParams", "ResizeAxis",
     "add_params", "mul_params", "lut_table", "layernorm_params", "softmax_params",
-    "resize_axis_params",
+    "resize_axis_params", "dda_matches", "resize_element_kernel",
     # operators
     "requantize", "add", "mul", "lut", "layernorm", "softmax", "resize_bilinear",
     "resize_nearest", "resize_argmax", "argmax", "maxpool2d", "avgpool2d",
@@ -835,6 +835,19 @@ def resize_axis_params(n_in: int, n_out: int) -> ResizeAxis:
     return ResizeAxis(n_in, n_out, math.floor(start + half), math.floor(step + half))
 
 
+def dda_matches(start, step, n_in, n_out):
+    """Whether ``(start, step)`` is ``resize_axis_params(n_in, n_out)``'s DDA, by products only
+    (the RTL builds no divider): each is a rounded quotient ``floor(num / (2 n_out))`` with
+    ``num = 2 n_in 2**20 + n_out`` (step) and ``(n_in - n_out) 2**20 + n_out`` (start), so
+    ``q * 2 n_out <= num < (q + 1) * 2 n_out``; the negative term is moved across.  On integers
+    or Amaranth values."""
+    from .expr import all_of
+    one, den = 1 << RESIZE_POS_FRAC, 2 * n_out
+    step_num, start_num = 2 * n_in * one + n_out, n_in * one + n_out
+    return all_of(step * den <= step_num, step_num < step * den + den,
+                  start * den + n_out * one <= start_num, start_num < start * den + den + n_out * one)
+
+
 def bilinear_axis_kernel(pos, n_in: int, be):
     """Source indices and weight of one output coordinate: ``(i0, i1, w)``.
 
@@ -860,6 +873,15 @@ def bilinear_kernel(a, b, w, be):
     states the width for hardware).
     """
     return in_bits(round_shift(lerp_kernel(a, b, w, be), 2 * RESIZE_WEIGHT_BITS), INT8_BITS)
+
+
+def resize_element_kernel(a00, a01, a10, a11, wy, wx, be):
+    """One output element of a bilinear resize from its four source elements ``a<y><x>`` (``y``
+    0 for row ``i0``, 1 for ``i1``; ``x`` likewise) and the two axes' weights, as
+    ``_bilinear_blocks`` composes the kernels (vertical interpolation first): the rounded int8
+    result (``resize_bilinear``) and the unrounded sum the class map compares (``resize_argmax``)."""
+    col0, col1 = lerp_kernel(a00, a10, wy, be), lerp_kernel(a01, a11, wy, be)
+    return bilinear_kernel(col0, col1, wx, be), lerp_kernel(col0, col1, wx, be)
 
 
 def _axis(n_in: int, n_out: int, be):

@@ -432,10 +432,11 @@ def dram_transfer_cycles(bytes_in, bytes_out, bw):
 
 
 def vec_cycles(f, cfg: AcceleratorConfig):
-    """A VEC's cycles.  On the row lanes (``rows`` > 0): the DRAM latency, ``VEC_SETUP``, the LUT
-    tables (``tables``), then its rows (:func:`vec_row_cycles`) or its DRAM bytes at the DRAM
-    rate, whichever takes longer.  A resize or pooling (``rows`` = 0; not built in the RTL): the
-    DRAM latency, then its ``work`` at ``vector_lanes`` a cycle or its DRAM bytes at the DRAM rate."""
+    """A VEC's cycles.  On the row lanes (``rows`` > 0, resizes included: an output pixel a lane,
+    ``hw.vector.row_schedule``): the DRAM latency, ``VEC_SETUP``, the LUT tables (``tables``),
+    then its rows (:func:`vec_row_cycles`) or its DRAM bytes at the DRAM rate, whichever takes
+    longer.  A pooling (``rows`` = 0; not built in the RTL): the DRAM latency, then its ``work``
+    at ``vector_lanes`` a cycle or its DRAM bytes at the DRAM rate."""
     bw, lanes = cfg.dram_bytes_per_cycle, cfg.vector_lanes
     dram = dram_transfer_cycles(f["bytes_in"], f["bytes_out"], bw)
     spatial = vmax(cdiv(f["work"], lanes), dram)

@@ -53,7 +53,7 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL",
-           "row_lane_refusals"]
+           "row_lane_refusals", "plain_axis", "spatial_built", "SPATIAL_BUILT"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
 LN_ENTRY = (("beta", 32, True), ("gamma", 16, True), ("pad", 16, False))
@@ -328,9 +328,12 @@ def _live(head) -> list:
     return [i < head["n_stages"] for i in range(MAX_STAGES)]
 
 
-def _row_schedule(head, stages, pixels) -> tuple:
+def _row_schedule(head, operands, stages, pixels) -> tuple:
     """:func:`row_schedule` on the descriptor's fields; ``pixels`` is ``h * w``."""
     live = _live(head)
+    first = stages[0]
+    on_lanes = _is(first["op"], VecOp.RESIZE, VecOp.RESIZE_ARGMAX)   # an output pixel a lane
+    source_c = lookup(first["src"], [op["c"] for op in operands], 0)
     spatial = any_of(*(on & _is(st["op"], *SPATIAL) for on, st in zip(live, stages)))
     row, heads = head["c"], 1
     for on, st in reversed(list(zip(live, stages))):        # the first softmax's rows
@@ -338,8 +341,9 @@ def _row_schedule(head, stages, pixels) -> tuple:
         row, heads = sel(softmax, st["softmax.row"], row), sel(softmax, st["softmax.heads"], heads)
     passes = sum(sel(on, lookup(st["op"], _ROW_PASSES, 0), 0) for on, st in zip(live, stages))
     gap = sum(sel(on, lookup(st["op"], _ROW_GAPS, 0), 0) for on, st in zip(live, stages))
-    return (sel(spatial, 0, pixels * heads), sel(spatial, 0, row), sel(spatial, 0, sel(passes == 0, 1, passes)),
-            sel(spatial, 0, gap))
+    rows = sel(on_lanes, pixels, sel(spatial, 0, pixels * heads))
+    return (rows, sel(on_lanes, source_c, sel(spatial, 0, row)),
+            sel(on_lanes, 1, sel(spatial, 0, sel(passes == 0, 1, passes))), sel(spatial, 0, gap))
 
 
 def _stage_work(st, first: bool, operands, c, pixels, out, hold) -> object:
@@ -390,7 +394,7 @@ def slot_fields(head, operands, stages, hold=_no_hold) -> dict:
     work = sum(sel(on, _stage_work(st, i == 0, operands, c, pixels, out, hold), 0)
                for i, (on, st) in enumerate(zip(live, stages)))
     bytes_in, bytes_out = _operand_bytes(head, operands, stages, hold)
-    rows, row, passes, gap = _row_schedule(head, stages, pixels)
+    rows, row, passes, gap = _row_schedule(head, operands, stages, pixels)
     fields = {"vec_op": sel(head["n_stages"] == 1, stages[0]["op"], int(VecOp.CHAIN)), "work": work,
             "bytes_in": bytes_in, "bytes_out": bytes_out, "rows": hold(rows, 2),
             "row_cycles": hold(passes * row + gap, 2),
@@ -399,16 +403,37 @@ def slot_fields(head, operands, stages, hold=_no_hold) -> dict:
     return fields
 
 
+def plain_axis(n, start, wrap, valid, win):
+    """Whether position ``i`` of an axis of ``n`` positions is at byte offset ``i * s_lo``, every
+    position valid (no roll, no window split, no padding): the source of a spatial pass the RTL
+    gathers from, whose positions the DDA jumps between.  On integers or Amaranth values."""
+    return all_of(start == 0, wrap >= n, valid >= n, win >= n)
+
+
+#: Spatial operations the RTL's spatial sequencer (``hw/rtl/vector_spatial.py``) runs; a resize
+#: in bilinear mode only (:func:`spatial_built`).  The others (pooling) are refused at dispatch.
+SPATIAL_BUILT = (VecOp.RESIZE, VecOp.RESIZE_ARGMAX)
+
+
+def spatial_built(op, mode):
+    """Whether the RTL's spatial sequencer runs a pass whose first stage is ``op`` (with ``mode``,
+    a resize's): a bilinear resize and the class map's resize and argmax; not a nearest resize
+    nor a pooling.  On integers or Amaranth values."""
+    return any_of(op == VecOp.RESIZE_ARGMAX, all_of(op == VecOp.RESIZE, mode == 0))
+
+
 def row_schedule(d: Descriptor) -> tuple[int, int, int, int]:
     """(rows, row length, passes over each row, pause per row) of a pass on the row lanes.
 
     The vector unit runs a pass as rows, one per lane (``docs/rtl_vector.md``): a softmax row,
     or a pixel's ``c`` channels.  A chain's stages overlap along the row, so each row takes the
     passes of its row operation (``COST``; one without) plus that operation's ``ROW_GAP``; two
-    row operations in one pass take the sum of both.  A pass with a resize or pooling does not
-    run on the row lanes: ``(0, 0, 0, 0)``."""
-    head, _, stages = descriptor_field_slots(d)
-    return tuple(int(v) for v in _row_schedule(head, stages, d.h * d.w))
+    row operations in one pass take the sum of both.  A resize (and the class map's resize and
+    argmax) runs on the row lanes too, an output pixel a lane and a source channel a cycle
+    (``hw/rtl/vector_spatial.py``): ``h·w`` rows of the source's ``c``.  A pooling does not run on
+    the row lanes: ``(0, 0, 0, 0)``."""
+    head, operands, stages = descriptor_field_slots(d)
+    return tuple(int(v) for v in _row_schedule(head, operands, stages, d.h * d.w))
 
 
 def row_lane_refusals(stages, operands, heads, row) -> dict[str, object]:

@@ -154,7 +154,7 @@ class _Pass:
             return
         for axis, n_in, n_out in (("y", shape[0], self.d.h), ("x", shape[1], self.d.w)):
             want = ops.resize_axis_params(n_in, n_out)
-            if (p[f"{axis}_start"], p[f"{axis}_step"]) != (want.start, want.step):
+            if not ops.dda_matches(p[f"{axis}_start"], p[f"{axis}_step"], n_in, n_out):
                 raise _data_error(f"{self.where}: the {axis} DDA ({p[f'{axis}_start']}, {p[f'{axis}_step']}) is "
                                   f"not the one of {n_in} -> {n_out} ({want.start}, {want.step})")
 

@@ -150,16 +150,14 @@ def read_lanes(ctx, port, dram: np.ndarray) -> int:
     return rdata
 
 
-def run_units(runs: list[tuple[vec.Descriptor, np.ndarray]], max_row: int = 64) -> list[dict]:
-    """Run each descriptor over its DRAM image (in place), one after the other on one VectorUnit
-    (one elaboration; the unit's state carries over from run to run): per run the cycles from
-    start to done, and those of the unit's own formula (``formula``)."""
-    dut = VectorUnit(TINY, lanes=SWEEP_LANES, max_row=max_row)
-    results = [{"formula": dut.cycles(d)} for d, _ in runs]
+def run_on(dut, runs: list[tuple[np.ndarray, list]], max_cycles: int = 50_000) -> list[dict]:
+    """Serve each run (a DRAM image, changed in place, and the inputs that start it) on ``dut``,
+    one after the other (one elaboration; the state carries over from run to run)."""
+    results = []
 
     async def bench(ctx):
-        for (d, dram), result in zip(runs, results):
-            result.update(await serve_dram(ctx, dut, dram, [(dut.desc.as_value(), descriptor_slots(d))], 50_000))
+        for dram, inputs in runs:
+            results.append(await serve_dram(ctx, dut, dram, inputs, max_cycles))
             await ctx.tick()                 # leave the done cycle
 
     sim = Simulator(dut)
@@ -167,6 +165,14 @@ def run_units(runs: list[tuple[vec.Descriptor, np.ndarray]], max_row: int = 64) 
     sim.add_testbench(bench)
     sim.run()
     return results
+
+
+def run_units(runs: list[tuple[vec.Descriptor, np.ndarray]], max_row: int = 64) -> list[dict]:
+    """Run each descriptor over its DRAM image (in place), one after the other on one VectorUnit:
+    per run the cycles from start to done, and those of the unit's own formula (``formula``)."""
+    dut = VectorUnit(TINY, lanes=SWEEP_LANES, max_row=max_row)
+    results = run_on(dut, [(dram, [(dut.desc.as_value(), descriptor_slots(d))]) for d, dram in runs])
+    return [res | {"formula": dut.cycles(d)} for (d, _), res in zip(runs, results)]
 
 
 def functional(d: vec.Descriptor, dram: np.ndarray) -> np.ndarray:
@@ -539,29 +545,18 @@ def executor_runs() -> list:
     bad = runs[0][2].copy()
     bad[runs[0][3] + 6] = 0                          # header byte 6: n_operands = n_stages = 0
     runs.append(("malformed", runs[0][1], bad, runs[0][3], runs[0][4]))
-    results = []
-
-    async def bench(ctx):
-        for _, _, image, addr, fields in runs:
-            ram = image.copy()          # the RTL's image; ``image`` stays the simulator's input
-            results.append(await serve_dram(ctx, dut, ram, [(dut.desc_addr, addr),
-                                                            (dut.fields, VEC_TIMING.const(fields))], 50_000)
-                           | {"image": ram})
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    rams = [image.copy() for _, _, image, _, _ in runs]     # the RTL's images; ``image`` stays the simulator's
+    results = run_on(dut, [(ram, [(dut.desc_addr, addr), (dut.fields, VEC_TIMING.const(fields))])
+                           for ram, (_, _, _, addr, fields) in zip(rams, runs)])
     out = []
-    for (case, d, image, addr, fields), res in zip(runs, results):
+    for (case, d, image, addr, fields), ram, res in zip(runs, rams, results):
         want = image.copy()
         try:
             run_vec_as_rtl({"desc_addr": addr, **fields}, want, "test VEC")
             code = None
         except StreamError as e:
             code = e.code
-        out.append((case, d, res.pop("image"), want, res | {"formula": dut.cycles(d)}, code))
+        out.append((case, d, ram, want, res | {"formula": dut.cycles(d)}, code))
     return out
 
 

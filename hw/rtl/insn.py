@@ -49,26 +49,51 @@ def rtl_unsupported(op: Op, f, vector_unit: bool = True):
     """Whether this RTL refuses an instruction at dispatch (``ErrorCode.UNSUPPORTED``) that the
     contract defines and ``sim.functional`` runs: every VEC on an accelerator built without a
     vector unit (``vector_unit``: ``hw.rtl.vector_executor.builds_vector_unit``), else a VEC
-    whose ``vec_op`` is a resize or pooling (the vector unit has no spatial sequencer); a
-    STORE's softmax epilogue.  On integers (``Insn.f``) or the fields of a word.  What a CHAIN
-    holds is in its descriptor: the vector unit refuses it while running (:func:`vec_unsupported`)."""
+    whose ``vec_op`` is a spatial operation the spatial sequencer does not build (pooling:
+    ``hw.vector.SPATIAL_BUILT``); a STORE's softmax epilogue.  On integers (``Insn.f``) or the
+    fields of a word.  What a CHAIN or a resize holds is in its descriptor: the executor refuses
+    it while running (:func:`vec_unsupported`)."""
     if op == Op.VEC:
         if not vector_unit:
             return 1
-        return any_of(*(f["vec_op"] == spatial for spatial in vec.SPATIAL))
+        return any_of(*(f["vec_op"] == spatial for spatial in vec.SPATIAL if spatial not in vec.SPATIAL_BUILT))
     if op == Op.STORE:
         return f["ep_row"] != 0
     return 0
 
 
 def vec_unsupported(d: vec.Descriptor) -> str | None:
-    """Why the RTL's vector unit (``hw.rtl.vector_unit``) refuses a descriptor that the functional
-    model runs (``ErrorCode.UNSUPPORTED``, raised when the VEC runs, after the ``DATA`` checks of
-    its descriptor, its fields and the operators), or None: ``hw.vector.row_lane_refusals``, the
-    rule the unit evaluates."""
+    """Why the RTL's vector executor refuses a descriptor that the functional model runs
+    (``ErrorCode.UNSUPPORTED``, raised when the VEC runs, after the ``DATA`` checks of its
+    descriptor, its fields and the operators), or None.  Its spatial unit
+    (``hw.rtl.vector_spatial``, a pass whose first stage is spatial): a pooling or nearest resize
+    (``hw.vector.spatial_built``), a chain after the spatial stage, a source that is no plain
+    raster (``hw.vector.plain_axis``), a resize in place or into an operand whose channels repeat
+    within the source's.  Its vector unit (``hw.rtl.vector_unit``): ``hw.vector.row_lane_refusals``,
+    the rule the unit evaluates."""
+    if d.stages[0].op in vec.SPATIAL:
+        return _spatial_unsupported(d)
     softmax = [st.params for st in d.stages if st.op == VecOp.SOFTMAX]
     heads, row = (softmax[0]["heads"], softmax[0]["row"]) if softmax else (1, d.c)
     refusals = vec.row_lane_refusals([(True, st.op, st.src, st.src2) for st in d.stages],
                                      [(o.repeat, o.c) for o in d.operands], heads, row)
     chain = "->".join(st.op.name for st in d.stages)
     return next((f"{why}: {chain}" for why, refused in refusals.items() if refused), None)
+
+
+def _spatial_unsupported(d: vec.Descriptor) -> str | None:
+    first = d.stages[0]
+    mode = first.params.get("mode", 0)
+    if not vec.spatial_built(first.op, mode):
+        return f"{first.op.name}{' nearest' if first.op == VecOp.RESIZE else ''} is not built"
+    if len(d.stages) > 1:
+        return f"a chain after {first.op.name}"
+    src = d.operands[first.src]
+    if not all(vec.plain_axis(ax.n, ax.start, ax.wrap, ax.valid, ax.win) for ax in (src.y, src.x)):
+        return f"{first.op.name}'s source (operand {first.src}) is not a plain raster"
+    if first.out == first.src:
+        return f"{first.op.name} in place (operand {first.src})"
+    out = d.operands[first.out] if first.out != vec.NONE else None
+    if first.op == VecOp.RESIZE and out is not None and out.repeat and out.c < src.c:
+        return f"RESIZE writes operand {first.out}, whose {out.c} channels repeat, {src.c} channels"
+    return None

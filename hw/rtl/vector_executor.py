@@ -1,12 +1,13 @@
 """A VEC instruction from its descriptor address to its results in DRAM (``VectorExecutor``).
 
-``DescriptorFetch``, the check of the VEC's fields against its descriptor's, then ``VectorUnit``,
-sharing one DRAM read port: what the accelerator's compute unit hands a VEC to
-(``docs/rtl_vector.md``).  The check evaluates ``hw.vector.slot_fields`` (what ``vec_fields`` and
-so the simulator's ``execute_vec`` evaluate) on the fetched descriptor, its products registered at
-the levels the rule names, then compares the fields, in ``hw.timing.VEC_FIELD_CHECK`` cycles after
-the fetch: a VEC whose fields are not its descriptor's is refused with ``DATA`` before the unit
-starts, after the fetch's own refusals and before the unit's, the simulator's order.
+``DescriptorFetch``, the check of the VEC's fields against its descriptor's, then ``VectorUnit``
+(row passes) or ``SpatialUnit`` (a pass whose first stage is a resize or the class map), sharing
+the DRAM ports: what the accelerator's compute unit hands a VEC to (``docs/rtl_vector.md``).  The
+check evaluates ``hw.vector.slot_fields`` (what ``vec_fields`` and so the simulator's
+``execute_vec`` evaluate) on the fetched descriptor, its products registered at the levels the
+rule names, then compares the fields, in ``hw.timing.VEC_FIELD_CHECK`` cycles after the fetch: a
+VEC whose fields are not its descriptor's is refused with ``DATA`` before a unit starts, after the
+fetch's own refusals and before the unit's, the simulator's order.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .buses import VEC_TIMING, DramReadSignature, DramWriteSignature
 from .descriptor_fetch import DescriptorFetch
 from .export import MAX_TOP_INPUT_BITS
 from .vector_descriptor import field_slots
+from .vector_spatial import SpatialUnit, runs_spatial, spatial_cycles
 from .vector_unit import VectorUnit, read_lanes, unit_cycles, write_lanes
 
 #: Bytes the descriptor fetch reads a cycle, on the low lanes of the unit's read port.
@@ -104,17 +106,24 @@ class VectorExecutor(wiring.Component):
         lanes = config.vector_lanes if lanes is None else lanes
         self._lanes, self._max_row = lanes, max_row
         self._unit = unit_factory(config, lanes=lanes, max_row=max_row)
+        self._spatial = SpatialUnit(config, lanes=lanes)
         self._fetch = DescriptorFetch(FETCH_LANES)
         super().__init__(_members(lanes))
 
     def cycles(self, d: vec.Descriptor) -> int:
         """Cycles from ``start`` to ``done`` for a descriptor that runs: the fetch, the fields'
         check, then the unit."""
-        return self._fetch.cycles(d) + VEC_FIELD_CHECK + 1 + unit_cycles(d, self._lanes, self._max_row)
+        setup = self._fetch.cycles(d) + VEC_FIELD_CHECK + 1
+        if runs_spatial(d.stages[0].op):
+            return setup + spatial_cycles(d, self._lanes)
+        return setup + unit_cycles(d, self._lanes, self._max_row)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.fetch, m.submodules.unit = fetch, unit = self._fetch, self._unit
+        m.submodules.spatial = spatial = self._spatial
+        # the unit is picked by the first stage's operation; its outputs while it is busy
+        spatial_pick = runs_spatial(fetch.desc.stages[0].copy.op)
         fetching = Signal()
         with m.If(self.start & ~self.busy):
             m.d.sync += fetching.eq(1)
@@ -124,17 +133,21 @@ class VectorExecutor(wiring.Component):
         refused = (fetch.done & fetch.error) | (checked & mismatch)
         m.d.comb += [
             fetch.start.eq(self.start & ~self.busy), fetch.addr.eq(self.desc_addr),
-            unit.desc.eq(fetch.desc), unit.start.eq(checked & ~mismatch),
-            self.busy.eq(fetching | checking | unit.busy), self.overrun.eq(unit.overrun),
-            self.done.eq(unit.done | refused), self.error.eq(unit.error | refused),
-            self.error_code.eq(Mux(fetch.done, fetch.error_code, Mux(checked, ErrorCode.DATA, unit.error_code))),
-            # one read port: the fetch's (on the low lanes) while it fetches, the unit's after
-            self.dram_rd.en.eq(Mux(fetching, fetch.dram_rd.en, unit.dram_rd.en)),
-            self.dram_rd.addr.eq(Mux(fetching, fetch.dram_rd.addr.as_value(), unit.dram_rd.addr.as_value())),
+            unit.desc.eq(fetch.desc), unit.start.eq(checked & ~mismatch & ~spatial_pick),
+            spatial.desc.eq(fetch.desc), spatial.start.eq(checked & ~mismatch & spatial_pick),
+            self.busy.eq(fetching | checking | unit.busy | spatial.busy), self.overrun.eq(unit.overrun),
+            self.done.eq(unit.done | spatial.done | refused), self.error.eq(unit.error | spatial.error | refused),
+            self.error_code.eq(Mux(fetch.done, fetch.error_code, Mux(checked, ErrorCode.DATA,
+                                   Mux(spatial.busy, spatial.error_code, unit.error_code)))),
+            # one read port: the fetch's (on the low lanes) while it fetches, the running unit's after
+            self.dram_rd.en.eq(Mux(fetching, fetch.dram_rd.en, Mux(spatial.busy, spatial.dram_rd.en, unit.dram_rd.en))),
+            self.dram_rd.addr.eq(Mux(fetching, fetch.dram_rd.addr.as_value(),
+                                     Mux(spatial.busy, spatial.dram_rd.addr.as_value(), unit.dram_rd.addr.as_value()))),
             fetch.dram_rd.data.eq(Cat(*(self.dram_rd.data[k] for k in range(FETCH_LANES)))),
-            unit.dram_rd.data.eq(self.dram_rd.data),
+            unit.dram_rd.data.eq(self.dram_rd.data), spatial.dram_rd.data.eq(self.dram_rd.data),
         ]
-        wiring.connect(m, wiring.flipped(self.dram_wr), unit.dram_wr)
+        m.d.comb += [getattr(self.dram_wr, f).eq(Mux(spatial.busy, Value.cast(getattr(spatial.dram_wr, f)),
+                                                     Value.cast(getattr(unit.dram_wr, f)))) for f in ("en", "addr", "data")]
         return m
 
     def _check_fields(self, m: Module, fetched):

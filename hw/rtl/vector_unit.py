@@ -327,6 +327,20 @@ def _first(m: Module, flags: list, name: str) -> Signal:
     return index
 
 
+def finish_states(m: Module, unit, drain: Signal) -> None:
+    """A VEC unit FSM's last states: ``DRAIN`` counts ``drain`` down to 0 (the last elements'
+    way to their writes), then ``DONE`` raises ``done`` for a cycle, and ``error`` with a
+    refusal's ``error_code``.  ``VectorUnit`` and ``SpatialUnit`` alike."""
+    with m.State("DRAIN"):
+        m.d.comb += unit.busy.eq(1)
+        m.d.sync += drain.eq(drain - 1)
+        with m.If(drain == 0):
+            m.next = "DONE"
+    with m.State("DONE"):
+        m.d.comb += [unit.busy.eq(1), unit.done.eq(1), unit.error.eq(unit.error_code != ErrorCode.NONE)]
+        m.next = "IDLE"
+
+
 def _outside(value, lo: int, hi: int):
     """``value`` lies outside ``lo..hi``: only the comparisons its shape does not decide (a bound
     the field's width already implies would be a constant comparison)."""
@@ -433,14 +447,7 @@ class _Sequencer:
                     self._walk()
                 with m.If(begin):
                     self._begin(walk_en)
-            with m.State("DRAIN"):
-                m.d.comb += u.busy.eq(1)
-                m.d.sync += self.drain.eq(self.drain - 1)
-                with m.If(self.drain == 0):
-                    m.next = "DONE"
-            with m.State("DONE"):
-                m.d.comb += [u.busy.eq(1), u.done.eq(1), u.error.eq(u.error_code != ErrorCode.NONE)]
-                m.next = "IDLE"
+            finish_states(m, u, self.drain)
 
     def _begin(self, walk_en) -> None:
         """Start the lanes on their walked rows (each lane takes its row, the last one straight from

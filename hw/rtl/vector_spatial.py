@@ -1,0 +1,418 @@
+"""The vector executor's spatial sequencer: a bilinear resize and the class map (``SpatialUnit``).
+
+A pass whose first stage is a ``RESIZE`` or ``RESIZE_ARGMAX`` reads its source operand over the
+source's own raster and writes ``h x w`` output pixels (``hw/vector.py``).  It runs on ``lanes``
+row lanes like the row passes of ``VectorUnit`` (``hw.vector.row_schedule``): each lane takes one
+output pixel, all lanes in step over the source's channels, one channel a cycle:
+
+    walker (DDA) -> lane l: its pixel's four source addresses + channel -> DRAM reads (4 lanes)
+                 -> resize_element_kernel -> write the element (resize) or fold the argmax (class map)
+
+* The *walker* steps the output raster one pixel a cycle and hands the next group's pixels to the
+  lanes while they run the current group, so a group of ``lanes`` pixels takes
+  ``max(c, lanes)`` cycles and the first waits for its walk (``hw.timing.vec_row_cycles``).
+  Each axis's source position is a DDA (``hw.operators.resize_axis_params``): ``start`` at the
+  first output, plus ``step`` per output, one add per step.  ``bilinear_axis_kernel`` turns it
+  into the indices ``i0, i1`` and the weight; the kernel is fed the position the walker steps
+  to, so its registered result belongs to the walker's current pixel.  The source is a plain
+  raster (``hw.vector.plain_axis``), so index ``i`` is at ``i * stride``: a product, no division.
+  The output pixel's address comes from the written operand's ``AxisCounter``s (any pattern).
+* A lane reads its pixel's four source elements on its first four read lanes, interpolates them
+  (``hw.operators.resize_element_kernel``) and writes the element on its first write lane (a
+  resize: channels below the written operand's ``c``), or folds the unrounded sums with
+  ``argmax_kernel`` and writes the class index's low byte with the last channel (the class map).
+
+It refuses what the functional model refuses (``DATA``: a DDA that is not the one of its sizes,
+sizes beyond the operators' limits, a written operand of another raster) and then what it does
+not build (``UNSUPPORTED``, ``hw.rtl.insn.vec_unsupported``: a nearest resize, a chain after the
+spatial stage, a source that is no plain raster, a resize in place or into an operand whose
+channels repeat within the source's).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import operators as ops
+from .. import vector as vec
+from ..config import AcceleratorConfig
+from ..expr import sel
+from ..isa import ADDR_BITS, ErrorCode, VecOp
+from ..numerics import INT8_MAX, INT8_MIN
+from ..timing import vec_row_cycles
+from .axis_counter import AxisCounter
+from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
+from .kernel_unit import KernelUnit, delayed, plan
+from .operator_backend import range_shape
+from .vector_descriptor import DESCRIPTOR, OPERAND
+from .vector_row_lane import LANE_READS
+from .vector_unit import finish_states, read_lanes, write_lanes
+
+__all__ = ["SpatialUnit", "spatial_cycles", "runs_spatial"]
+
+#: Read lanes a row lane uses: its pixel's four source elements (of its ``LANE_READS``).
+CORNERS = 4
+#: Cycles before the walk: latch the source and written operands, then check them.
+SETUP_CYCLES = 2
+_INT8 = (INT8_MIN, INT8_MAX)
+_WEIGHT = (0, 1 << ops.RESIZE_WEIGHT_BITS)
+_AXIS_INPUTS = {"pos": (-(1 << 31), (1 << 31) - 1), "n_in": (1, ops.RESIZE_MAX_IN)}
+_ELEMENT_INPUTS = {**{f"a{y}{x}": _INT8 for y in "01" for x in "01"}, "wy": _WEIGHT, "wx": _WEIGHT}
+AXIS_PLAN = plan(ops.bilinear_axis_kernel, _AXIS_INPUTS, outputs=("i0", "i1", "w"))
+ELEMENT_PLAN = plan(ops.resize_element_kernel, _ELEMENT_INPUTS, outputs=("y", "s"))
+#: The walker feeds the axis kernel the position it steps to: its result is one cycle later.
+assert AXIS_PLAN.latency == 1, AXIS_PLAN
+#: What the walker hands a lane: the four source addresses, the weights, the output pixel.
+PIXEL = data.StructLayout({"src": data.ArrayLayout(ADDR_BITS, CORNERS), "wy": unsigned(9), "wx": unsigned(9),
+                           "out": ADDR_BITS, "out_ok": 1, "valid": 1})
+#: Evaluates a kernel of ``hw.operators`` combinationally (``argmax_kernel``'s running fold).
+_COMBINATIONAL = SimpleNamespace(sel=sel)
+
+
+def runs_spatial(op) -> object:
+    """Whether the executor hands a pass whose first stage is ``op`` to the spatial unit (a resize
+    or the class map; the unit refuses what it does not build).  On integers or Amaranth values."""
+    return (op == VecOp.RESIZE) | (op == VecOp.RESIZE_ARGMAX)
+
+
+def spatial_cycles(d: vec.Descriptor, lanes: int) -> int:
+    """Cycles from ``start`` to ``done`` of the unit for a descriptor it runs: its setup, the rows
+    (``hw.timing.vec_row_cycles`` of ``hw.vector.row_schedule``), then the last element's read,
+    interpolation and write (the ``done`` cycle follows the write)."""
+    rows, row, passes, gap = vec.row_schedule(d)
+    return SETUP_CYCLES + vec_row_cycles({"rows": rows, "row_cycles": passes * row + gap}, lanes) + \
+        DRAM_READ_LATENCY + ELEMENT_PLAN.latency
+
+
+def _members(lanes: int) -> dict:
+    return {"start": In(1), "desc": In(DESCRIPTOR), "busy": Out(1), "done": Out(1), "error": Out(1),
+            "error_code": Out(ErrorCode), "overrun": Out(1),
+            "dram_rd": Out(DramReadSignature(read_lanes(lanes))), "dram_wr": Out(DramWriteSignature(write_lanes(lanes)))}
+
+
+class SpatialUnit(wiring.Component):
+    """Runs a VEC pass whose first stage is a resize or the class map, on ``lanes`` row lanes.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        The accelerator it belongs to.
+    lanes : int
+        Row lanes (``config.vector_lanes`` by default), with ``VectorUnit``'s DRAM lanes.
+
+    Members
+    -------
+    start: In(1)
+        Latch ``desc`` and run it.
+    desc: In(vector_descriptor.DESCRIPTOR)
+        A descriptor ``DescriptorFetch`` accepted, whose first stage is a ``RESIZE`` or ``RESIZE_ARGMAX``.
+    busy, done: Out(1)
+        ``done`` is high for one cycle when the last element is written (or the descriptor refused).
+    error, error_code: Out(1), Out(ErrorCode)
+        With ``done``: ``DATA`` where the functional model refuses the pass, else ``UNSUPPORTED``
+        where the unit does not build it (module docstring); nothing is written.
+    overrun: Out(1)
+        Low: the unit has no row units to overrun (``VectorUnit``'s members, so that the executor
+        treats the two alike).
+    dram_rd: Out(DramReadSignature(read_lanes(lanes))), dram_wr: Out(DramWriteSignature(write_lanes(lanes)))
+        As ``VectorUnit``'s: row lane ``l`` reads on lanes ``LANE_READS * l`` .. ``+ 3`` and writes on
+        lane ``MAX_STAGES * l``.
+    """
+
+    def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        lanes = config.vector_lanes if lanes is None else lanes
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+        self._n = lanes
+        super().__init__(_members(lanes))
+
+    @property
+    def lanes(self) -> int:
+        return self._n
+
+    def cycles(self, d: vec.Descriptor) -> int:
+        """Cycles from ``start`` to ``done`` for descriptor ``d`` the unit runs (``spatial_cycles``)."""
+        return spatial_cycles(d, self._n)
+
+    def elaborate(self, platform):
+        m = Module()
+        d = Signal(DESCRIPTOR)
+        with m.If(self.start & ~self.busy):
+            m.d.sync += d.eq(self.desc)
+        pas = _Pass(m, d)
+        walker = _Walker(m, pas, self._n)
+        lanes = [_Lane(m, l, pas, walker) for l in range(self._n)]
+        seq = _Sequencer(m, pas, walker, lanes, self)
+        for lane in lanes:
+            lane.run(seq)
+        self._drive_dram(m, lanes)
+        return m
+
+    def _drive_dram(self, m: Module, lanes: list) -> None:
+        """Each port field in one assignment: lane ``l``'s reads on its first ``CORNERS`` read lanes,
+        its write on its first write lane, every other lane idle."""
+        rd, wr = self.dram_rd, self.dram_wr
+        zero = Const(0, ADDR_BITS)
+        idle_reads, idle_writes = LANE_READS - CORNERS, vec.MAX_STAGES - 1
+        rd_en = [b for ln in lanes for b in (*ln.rd_en, *[Const(0)] * idle_reads)]
+        rd_addr = [a for ln in lanes for a in (*ln.rd_addr, *[zero] * idle_reads)]
+        rd_en += [Const(0)] * (len(rd.en) - len(rd_en))
+        rd_addr += [zero] * (len(rd.en) - len(rd_addr))
+        m.d.comb += [rd.en.eq(Cat(*rd_en)), rd.addr.eq(Cat(*rd_addr))]
+        m.d.comb += [wr.en.eq(Cat(*(b for ln in lanes for b in (ln.wr_en, *[Const(0)] * idle_writes)))),
+                     wr.addr.eq(Cat(*(a for ln in lanes for a in (ln.wr_addr, *[zero] * idle_writes)))),
+                     wr.data.eq(Cat(*(b for ln in lanes for b in (ln.wr_data, *[Const(0, 8)] * idle_writes))))]
+
+    @property
+    def _rd_data(self):
+        return self.dram_rd.data.as_value()
+
+
+class _Pass:
+    """The latched descriptor's pass, the source and written operands latched a cycle later
+    (``select``), and the checks on them (``error_code``)."""
+
+    def __init__(self, m: Module, d):
+        self.m, self.d = m, d
+        stage = d.stages[0]
+        self.argmax = Signal()
+        self.mode = Signal()
+        self.dda = {k: Signal(signed(32) if k.endswith("start") else unsigned(32), name=k)
+                    for k in ("y_start", "y_step", "x_start", "x_step")}
+        self.src, self.out = Signal(OPERAND, name="src_operand"), Signal(OPERAND, name="out_operand")
+        self.writes, self.n_stages = Signal(), Signal.like(d.header.n_stages)
+        self.h, self.w = Signal.like(d.header.h), Signal.like(d.header.w)
+        self.select, self.in_place = Signal(), Signal()
+        head = stage.copy
+        argmax = head.op == VecOp.RESIZE_ARGMAX
+        with m.If(self.select):
+            m.d.sync += [self.argmax.eq(argmax), self.mode.eq(Mux(argmax, 0, stage.resize.mode)),
+                         self.src.eq(d.operands[head.src[:3]]), self.out.eq(d.operands[head.out[:3]]),
+                         self.writes.eq(head.out != vec.NONE), self.n_stages.eq(d.header.n_stages),
+                         self.h.eq(d.header.h), self.w.eq(d.header.w),
+                         self.in_place.eq(head.src == head.out)]
+            for k, reg in self.dda.items():
+                m.d.sync += reg.eq(Mux(argmax, getattr(stage.resize_argmax, k), getattr(stage.resize, k)))
+
+    def checks(self) -> Value:
+        """``ErrorCode.NONE`` or why the pass is refused: the functional model's ``DATA`` first."""
+        m, s, code = self.m, self.src, Signal(ErrorCode, name="spatial_check")
+        bilinear = self.argmax | (self.mode == 0)
+        sizes = [s.y_n > ops.RESIZE_MAX_IN, s.x_n > ops.RESIZE_MAX_IN]
+        bad_dda = ~ops.dda_matches(self.dda["y_start"], self.dda["y_step"], s.y_n, self.h) | \
+            ~ops.dda_matches(self.dda["x_start"], self.dda["x_step"], s.x_n, self.w)
+        data_error = Cat(
+            bilinear & (Cat(*sizes).any() | bad_dda),
+            Cat(s.y_n > ops.AXIS_MAX, s.x_n > ops.AXIS_MAX, self.h > ops.AXIS_MAX, self.w > ops.AXIS_MAX).any(),
+            self.argmax & (s.c > 1 << 15),                      # ops.argmax's class count
+            self.writes & ((self.out.y_n != self.h) | (self.out.x_n != self.w))).any()
+        plain = vec.plain_axis(s.y_n, s.y_start, s.y_wrap, s.y_valid, s.y_win) & \
+            vec.plain_axis(s.x_n, s.x_start, s.x_wrap, s.x_valid, s.x_win)
+        built = vec.spatial_built(Mux(self.argmax, VecOp.RESIZE_ARGMAX, VecOp.RESIZE), self.mode)
+        with m.If(data_error):
+            m.d.comb += code.eq(ErrorCode.DATA)
+        # a written operand of repeating channels fewer than the source's would be written modulo them
+        folds = ~self.argmax & self.out.repeat & (self.out.c < s.c)
+        with m.Elif(~built | (self.n_stages != 1) | ~plain | (self.writes & (self.in_place | folds))):
+            m.d.comb += code.eq(ErrorCode.UNSUPPORTED)
+        return code
+
+
+class _Walker:
+    """The output raster, a pixel a cycle (``step``): the output counters and the written operand's
+    ``AxisCounter``s, the two DDAs and their ``bilinear_axis_kernel``s, and the pixel they give
+    (``pixel``)."""
+
+    def __init__(self, m: Module, pas: _Pass, lanes: int):
+        self.m, self.pas = m, pas
+        self.load, self.step = Signal(name="walk_load"), Signal(name="walk_step")
+        self.px, self.py = Signal.like(pas.w, name="walk_x"), Signal.like(pas.h, name="walk_y")
+        self.walked = Signal(name="walked")               # past the last pixel
+        self.oy, self.ox = AxisCounter(), AxisCounter()
+        m.submodules.out_y, m.submodules.out_x = self.oy, self.ox
+        for prefix, counter in (("y_", self.oy), ("x_", self.ox)):
+            for name, _, _ in vec.AXIS_FIELDS:
+                m.d.comb += getattr(counter, name).eq(getattr(pas.out, prefix + name))
+            m.d.comb += counter.load.eq(self.load)
+        self.pixel = Signal(PIXEL, name="walk_pixel")
+        self._dda()
+
+    def _dda(self) -> None:
+        m, pas, s = self.m, self.pas, self.pas.src
+        pos = {a: Signal(signed(32), name=f"{a}_pos") for a in "yx"}
+        nxt = {a: Signal(signed(32), name=f"{a}_pos_next") for a in "yx"}
+        end_x = self.px + 1 == pas.w
+        m.d.comb += [nxt["y"].eq(pos["y"]), nxt["x"].eq(pos["x"])]
+        with m.If(self.load):
+            m.d.comb += [nxt["y"].eq(pas.dda["y_start"]), nxt["x"].eq(pas.dda["x_start"])]
+            m.d.sync += [self.px.eq(0), self.py.eq(0), self.walked.eq(0)]
+        with m.Elif(self.step & ~self.walked):
+            with m.If(~end_x):
+                m.d.comb += [nxt["x"].eq(pos["x"] + pas.dda["x_step"]), self.ox.step.eq(1)]
+                m.d.sync += self.px.eq(self.px + 1)
+            with m.Elif(self.py + 1 != pas.h):
+                m.d.comb += [nxt["x"].eq(pas.dda["x_start"]), nxt["y"].eq(pos["y"] + pas.dda["y_step"]),
+                             self.ox.load.eq(1), self.oy.step.eq(1)]
+                m.d.sync += [self.px.eq(0), self.py.eq(self.py + 1)]
+            with m.Else():
+                m.d.sync += self.walked.eq(1)
+        m.d.sync += [pos["y"].eq(nxt["y"]), pos["x"].eq(nxt["x"])]
+        idx = {}
+        for a in "yx":
+            k = KernelUnit(ops.bilinear_axis_kernel, _AXIS_INPUTS, outputs=("i0", "i1", "w"), name=f"{a}_axis")
+            m.submodules[f"{a}_axis"] = k
+            m.d.comb += [k.pos.eq(nxt[a]), k.n_in.eq(getattr(s, f"{a}_n")), k.in_valid.eq(1)]
+            stride = getattr(s, f"{a}_s_lo")
+            idx[a] = (k.i0 * stride, k.i1 * stride, k.w)       # a plain raster: index i at i * stride
+        p = self.pixel
+        m.d.comb += [p.wy.eq(idx["y"][2]), p.wx.eq(idx["x"][2]), p.valid.eq(~self.walked),
+                     p.out.eq(pas.out.base + self.oy.offset + self.ox.offset),
+                     p.out_ok.eq(pas.writes & ~self.oy.padding & ~self.ox.padding)]
+        for y in range(2):
+            for x in range(2):
+                m.d.comb += p.src[2 * y + x].eq(s.base + idx["y"][y] + idx["x"][x])
+
+
+class _Lane:
+    """Row lane ``l``: the pixel it runs (``cur``) and the one walked for the next group
+    (``nxt``); its reads, its kernel and its write."""
+
+    def __init__(self, m: Module, l: int, pas: _Pass, walker: _Walker):
+        self.m, self.l, self.pas, self.walker = m, l, pas, walker
+        self.cur, self.nxt = Signal(PIXEL, name=f"lane{l}_pixel"), Signal(PIXEL, name=f"lane{l}_next")
+        self.rd_en = [Signal(name=f"lane{l}_rd_en{k}") for k in range(CORNERS)]
+        self.rd_addr = [Signal(ADDR_BITS, name=f"lane{l}_rd_addr{k}") for k in range(CORNERS)]
+        self.wr_en, self.wr_addr = Signal(name=f"lane{l}_wr_en"), Signal(ADDR_BITS, name=f"lane{l}_wr_addr")
+        self.wr_data = Signal(8, name=f"lane{l}_wr_data")
+
+    def take(self, take, begin) -> None:
+        """The walker's pixel into ``nxt`` when handed (``take``); at a group's ``begin``, ``cur``
+        from ``nxt`` (or straight from the walker when handed in that cycle)."""
+        m, pixel = self.m, self.walker.pixel
+        with m.If(take):
+            m.d.sync += self.nxt.eq(pixel)
+        with m.If(begin):
+            m.d.sync += self.cur.eq(Mux(take, pixel.as_value(), self.nxt.as_value()))
+
+    def run(self, seq: "_Sequencer") -> None:
+        """Issue channel ``j`` of the pixel: four reads; a read later the kernel; its result
+        written (or folded into the argmax) ``ELEMENT_PLAN.latency`` cycles after that."""
+        m, l, cur, pas = self.m, self.l, self.cur, self.pas
+        issue = seq.issue & cur.valid
+        m.d.comb += [en.eq(issue) for en in self.rd_en]
+        m.d.comb += [self.rd_addr[k].eq(cur.src[k] + seq.j) for k in range(CORNERS)]
+        kernel = KernelUnit(ops.resize_element_kernel, _ELEMENT_INPUTS, outputs=("y", "s"), name=f"lane{l}_resize")
+        m.submodules[f"lane{l}_resize"] = kernel
+        data_ = seq.rd_data.word_select(l, 8 * LANE_READS)
+        r = DRAM_READ_LATENCY
+        m.d.comb += [kernel.a00.eq(data_[0:8].as_signed()), kernel.a01.eq(data_[8:16].as_signed()),
+                     kernel.a10.eq(data_[16:24].as_signed()), kernel.a11.eq(data_[24:32].as_signed()),
+                     kernel.wy.eq(delayed(m, cur.wy, r, f"lane{l}_wy")),
+                     kernel.wx.eq(delayed(m, cur.wx, r, f"lane{l}_wx"))]
+        # what the element's write needs, carried along with it to the kernel's result
+        wants = Mux(pas.argmax, seq.last, seq.j < pas.out.c)
+        write = Cat(issue & cur.out_ok & wants, Mux(pas.argmax, cur.out, cur.out + seq.j))
+        write = delayed(m, write, r + ELEMENT_PLAN.latency, f"lane{l}_write")
+        best = Signal(range_shape(*ELEMENT_PLAN.range("s")), name=f"lane{l}_best")
+        best_i = Signal.like(seq.j, name=f"lane{l}_best_i")
+        first, last, j = seq.out_first, seq.out_last, seq.out_j
+        fold = ops.argmax_kernel(best, best_i, kernel.s, j, _COMBINATIONAL)
+        new_best, new_i = Mux(first, kernel.s, fold[0]), Mux(first, 0, fold[1])
+        with m.If(seq.out_valid):
+            m.d.sync += [best.eq(new_best), best_i.eq(new_i)]
+        m.d.comb += [self.wr_en.eq(write[0]), self.wr_addr.eq(write[1:]),
+                     self.wr_data.eq(Mux(pas.argmax, new_i[:8], kernel.y[:8]))]
+
+
+class _Sequencer:
+    """The FSM: latch the operands, check them, walk the first group, then run groups (each lane's
+    pixel over the source's channels, ``j``) while walking the next; ``issue`` says the lanes
+    issue channel ``j`` this cycle."""
+
+    def __init__(self, m: Module, pas: _Pass, walker: _Walker, lanes: list, unit: SpatialUnit):
+        self.m, self.pas, self.walker, self.unit, n = m, pas, walker, unit, len(lanes)
+        self.rd_data = unit._rd_data
+        c = pas.src.c
+        self.j = Signal.like(c, name="spatial_j")
+        self.wk = Signal(range(max(n, 2)), name="spatial_wk")
+        self.running, self.walking, self.issue = Signal(), Signal(), Signal()
+        self.first_valid = Signal()
+        self.drain = Signal(range(DRAM_READ_LATENCY + ELEMENT_PLAN.latency + 2))
+        self.last = self.j + 1 == c
+        # the element's position as it leaves the kernel
+        lat = DRAM_READ_LATENCY + ELEMENT_PLAN.latency
+        self.out_valid = delayed(m, self.issue, lat, "spatial_out_valid")
+        self.out_j = delayed(m, self.j, lat, "spatial_out_j")
+        self.out_first = self.out_j == 0
+        self.out_last = delayed(m, self.last, lat, "spatial_out_last")
+        walk_en = Signal()
+        run_ends = ~self.running | (self.issue & self.last)
+        walk_ends = ~walk_en | (self.wk == n - 1)
+        begin = Signal()
+        for l, lane in enumerate(lanes):
+            lane.take(walk_en & (self.wk == l), begin)
+        m.d.comb += walker.step.eq(walk_en)
+        self._fsm(walk_en, begin, run_ends, walk_ends, n)
+
+    def _fsm(self, walk_en, begin, run_ends, walk_ends, n: int) -> None:
+        m, u, pas, walker = self.m, self.unit, self.pas, self.walker
+        with m.FSM(name="spatial"):
+            with m.State("IDLE"):
+                with m.If(u.start):
+                    m.next = "SELECT"
+            with m.State("SELECT"):
+                m.d.comb += [u.busy.eq(1), pas.select.eq(1)]
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                code = pas.checks()
+                m.d.comb += u.busy.eq(1)
+                m.d.sync += u.error_code.eq(code)
+                with m.If(code != ErrorCode.NONE):
+                    m.next = "DONE"
+                with m.Else():
+                    m.d.comb += walker.load.eq(1)
+                    m.d.sync += [self.running.eq(0), self.wk.eq(0)]
+                    m.next = "WALK"
+            with m.State("WALK"):
+                m.d.comb += [u.busy.eq(1), walk_en.eq(1), begin.eq(walk_ends)]
+                self._walk(walk_en, n)
+                with m.If(begin):
+                    self._begin(walk_en)
+            with m.State("RUN"):
+                m.d.comb += [u.busy.eq(1), walk_en.eq(self.walking), begin.eq(run_ends & walk_ends),
+                             self.issue.eq(self.running)]
+                with m.If(self.running):
+                    m.d.sync += self.j.eq(self.j + 1)
+                    with m.If(self.last):
+                        m.d.sync += self.running.eq(0)
+                with m.If(walk_en):
+                    self._walk(walk_en, n)
+                with m.If(begin):
+                    self._begin(walk_en)
+            finish_states(m, u, self.drain)
+
+    def _walk(self, walk_en, n: int) -> None:
+        """Lane ``wk`` takes the walker's pixel (``_Lane.take``); the walker steps."""
+        m = self.m
+        with m.If(self.wk == 0):
+            m.d.sync += self.first_valid.eq(self.walker.pixel.valid)
+        m.d.sync += self.wk.eq(self.wk + 1)
+        with m.If(self.wk == n - 1):
+            m.d.sync += [self.wk.eq(0), self.walking.eq(0)]
+
+    def _begin(self, walk_en) -> None:
+        """Start the lanes on their walked pixels, or drain when there are none."""
+        m = self.m
+        with m.If(Mux(walk_en & (self.wk == 0), self.walker.pixel.valid, self.first_valid)):
+            m.d.sync += [self.running.eq(1), self.walking.eq(1), self.wk.eq(0), self.j.eq(0)]
+            m.next = "RUN"
+        with m.Else():
+            m.d.sync += [self.running.eq(0), self.walking.eq(0),
+                         self.drain.eq(DRAM_READ_LATENCY + ELEMENT_PLAN.latency - 1)]
+            m.next = "DRAIN"

@@ -1,0 +1,258 @@
+"""The vector executor's spatial sequencer (hw/rtl/vector_spatial.py) against the functional model.
+
+Seeded random resizes and class maps (sizes up and down, channel counts below, at and above the
+lanes, written operands rolled, cropped or with fewer channels, sources with any pitch) run in
+Amaranth's simulator through ``SpatialUnit`` and through ``VectorExecutor``, their DRAM images
+compared byte for byte with ``sim.vector_unit.execute_vec``'s and their cycles with the unit's
+formula and the contract (``hw.timing.vec_cycles``); refusals with the functional model's code
+(``cosim.accel_cases.rtl_machine``'s rule, ``hw.rtl.insn.vec_unsupported``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import warnings
+
+import numpy as np
+import pytest
+from amaranth.back import rtlil
+from amaranth.hdl import UnusedElaboratable
+
+from hw import operators as op
+from hw import vector as vec
+from hw.config import get_config
+from hw.isa import ErrorCode, StreamError, VecOp
+from hw.rtl.buses import DRAM_READ_LATENCY, VEC_TIMING
+from hw.rtl.insn import vec_unsupported
+from hw.rtl.vector_descriptor import descriptor_slots
+from hw.rtl.vector_executor import VectorExecutor
+from hw.rtl.vector_spatial import ELEMENT_PLAN, SETUP_CYCLES, SpatialUnit
+from hw.timing import VEC_FETCH_BYTES, VEC_FIELD_CHECK, VEC_SETUP, vec_cycles
+from test_rtl_vector_unit import first_difference, functional, run_on
+from vec_passes import Dram, output_operand
+
+SEED = 20261201
+TINY = get_config("tiny")
+#: Row lanes of the unit the random passes run on: not a power of two, so groups end part-full.
+SWEEP_LANES = 3
+
+
+def source_operand(dram: Dram, rng, n_y: int, n_x: int, c: int) -> vec.Operand:
+    """A plain raster of ``c`` channels (``hw.vector.plain_axis``) with a random pitch (padding
+    between pixels, rows in either order)."""
+    pitch_x = c + int(rng.integers(0, 3))
+    pitch_y = pitch_x * n_x + int(rng.integers(0, 5))
+    if rng.integers(0, 3) == 0:
+        pitch_y = -pitch_y                     # rows bottom up
+    size = abs(pitch_y) * (n_y - 1) + pitch_x * (n_x - 1) + c
+    base = dram.alloc(size) + (abs(pitch_y) * (n_y - 1) if pitch_y < 0 else 0)
+    return vec.Operand(base, c, vec.Axis(n_y, pitch_y), vec.Axis(n_x, pitch_x))
+
+
+def dda(n_in_y: int, n_in_x: int, h: int, w: int) -> dict:
+    ay, ax = op.resize_axis_params(n_in_y, h), op.resize_axis_params(n_in_x, w)
+    return {"y_start": ay.start, "y_step": ay.step, "x_start": ax.start, "x_step": ax.step}
+
+
+def random_spatial(rng, kind: VecOp) -> tuple[vec.Descriptor, np.ndarray]:
+    """A resize (bilinear) or class map of random sizes, channels and patterns, and its DRAM image."""
+    dram = Dram(rng)
+    n_y, n_x = (int(v) for v in rng.integers(1, 6, 2))
+    h, w = (int(v) for v in rng.integers(1, 8, 2))
+    c = int(rng.integers(1, 9))
+    src = source_operand(dram, rng, n_y, n_x, c)
+    if kind == VecOp.RESIZE:
+        out = output_operand(dram, rng, h, w, c)
+        stage = vec.Stage(VecOp.RESIZE, 0, vec.NONE, 1, {"mode": 0, **dda(n_y, n_x, h, w)})
+    else:
+        out = output_operand(dram, rng, h, w, 1)
+        stage = vec.Stage(VecOp.RESIZE_ARGMAX, 0, vec.NONE, 1, dda(n_y, n_x, h, w))
+    return vec.Descriptor(h, w, c if kind == VecOp.RESIZE else 1, (src, out), (stage,)), dram.image()
+
+
+def ties(rng, d: vec.Descriptor, dram: np.ndarray) -> np.ndarray:
+    """The class map's source with few distinct values, so that classes tie (lowest index wins)."""
+    src = d.operands[0]
+    addr, _ = vec.operand_addresses(src, src.c)
+    dram = dram.copy()
+    dram[addr.ravel()] = rng.choice(np.array([0x80, 0x7F, 0x00, 0x01], np.uint8), addr.size)
+    return dram
+
+
+def run_spatial(runs: list[tuple[vec.Descriptor, np.ndarray]]) -> list[dict]:
+    """Each descriptor over its DRAM image (in place) on one SpatialUnit, one after the other."""
+    dut = SpatialUnit(TINY, lanes=SWEEP_LANES)
+    results = run_on(dut, [(dram, [(dut.desc.as_value(), descriptor_slots(d))]) for d, dram in runs])
+    return [res | {"formula": dut.cycles(d)} for (d, _), res in zip(runs, results)]
+
+
+KINDS = {"resize": VecOp.RESIZE, "class_map": VecOp.RESIZE_ARGMAX, "class_map_ties": VecOp.RESIZE_ARGMAX}
+CASES = [(kind, seed) for kind in KINDS for seed in range(8)]
+
+
+@pytest.fixture(scope="module")
+def spatial_runs() -> dict:
+    passes = {}
+    for kind, seed in CASES:
+        rng = np.random.default_rng([SEED, seed, list(KINDS).index(kind)])
+        d, dram = random_spatial(rng, KINDS[kind])
+        if kind == "class_map_ties":
+            dram = ties(rng, d, dram)
+        passes[kind, seed] = (d, dram, functional(d, dram))
+    results = run_spatial([(d, dram) for d, dram, _ in passes.values()])
+    return {key: (*run, res) for (key, run), res in zip(passes.items(), results)}
+
+
+@pytest.mark.parametrize("kind,seed", CASES, ids=[f"{k}-{s}" for k, s in CASES])
+def test_spatial_unit_writes_what_the_functional_model_writes(spatial_runs, kind, seed):
+    d, dram, want, res = spatial_runs[kind, seed]
+    assert res["error"] == 0, f"{kind}: {res} for {d}"
+    if not np.array_equal(dram, want):
+        pytest.fail(f"{kind} seed {seed}: {first_difference(dram, want)} for {d}")
+
+
+def test_spatial_unit_takes_its_documented_cycles(spatial_runs):
+    got = {key: (res["cycles"], res["formula"]) for key, (_, _, _, res) in spatial_runs.items()}
+    assert all(a == b for a, b in got.values()), got
+
+
+# ---- refusals ------------------------------------------------------------------------------------
+
+def refused(kind: str) -> vec.Descriptor:
+    """A pass the unit refuses, built from a random resize."""
+    d, _ = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
+    st, src, out = d.stages[0], d.operands[0], d.operands[1]
+    if kind == "nearest":
+        return dataclasses.replace(d, stages=(dataclasses.replace(st, params={**st.params, "mode": 1}),))
+    if kind == "dda":
+        return dataclasses.replace(d, stages=(dataclasses.replace(
+            st, params={**st.params, "x_step": st.params["x_step"] + 1}),))
+    if kind == "rolled source":
+        return dataclasses.replace(d, operands=(dataclasses.replace(src, x=dataclasses.replace(
+            src.x, start=1, wrap=src.x.n + 1)), out))
+    if kind == "chain":
+        return dataclasses.replace(d, stages=(st, vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {})))
+    if kind == "repeating output":
+        return dataclasses.replace(d, operands=(src, dataclasses.replace(out, c=src.c - 1, repeat=True)))
+    if kind == "output raster":
+        return dataclasses.replace(d, operands=(src, dataclasses.replace(out, x=dataclasses.replace(
+            out.x, n=out.x.n + 1, wrap=out.x.n + 1, valid=0, win=0))))
+    raise AssertionError(kind)
+
+
+REFUSALS = {"nearest": ErrorCode.UNSUPPORTED, "dda": ErrorCode.DATA, "rolled source": ErrorCode.UNSUPPORTED,
+            "chain": ErrorCode.UNSUPPORTED, "repeating output": ErrorCode.UNSUPPORTED,
+            "output raster": ErrorCode.DATA}
+
+
+def functional_code(d: vec.Descriptor, dram: np.ndarray) -> ErrorCode:
+    """The code ``cosim.accel_cases.rtl_machine`` gives: the functional model's, then the RTL's rule."""
+    try:
+        functional(d, dram)
+    except StreamError as e:
+        return e.code
+    return ErrorCode.UNSUPPORTED if vec_unsupported(d) else ErrorCode.NONE
+
+
+def test_spatial_unit_refuses_with_the_functional_models_code_and_writes_nothing():
+    _, dram = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
+    descriptors = {kind: refused(kind) for kind in REFUSALS}
+    images = {kind: dram.copy() for kind in REFUSALS}
+    results = run_spatial([(d, images[kind]) for kind, d in descriptors.items()])
+    for (kind, d), res in zip(descriptors.items(), results):
+        assert functional_code(d, dram) == REFUSALS[kind], kind
+        assert (res["error"], res["code"]) == (1, REFUSALS[kind]), f"{kind}: {res}"
+        assert np.array_equal(images[kind], dram), f"{kind}: written before refusing"
+
+
+# ---- through the executor, against the contract ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def executor_runs() -> list:
+    """A resize and a class map with their descriptors in DRAM, on tiny's executor (eight lanes)."""
+    rng = np.random.default_rng([SEED, 7])
+    dut = VectorExecutor(TINY, max_row=64)
+    runs = []
+    for kind in (VecOp.RESIZE, VecOp.RESIZE_ARGMAX, VecOp.RESIZE):
+        d, dram = random_spatial(rng, kind)
+        image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
+        want = image.copy()
+        functional_image = functional(d, dram)
+        want[:dram.size] = functional_image
+        runs.append((kind, d, image, dram.size, want))
+    results = run_on(dut, [(image, [(dut.desc_addr, addr), (dut.fields, VEC_TIMING.const(vec.vec_fields(d)))])
+                           for _, d, image, addr, _ in runs])
+    return [(kind, d, image, want, res | {"formula": dut.cycles(d)})
+            for (kind, d, image, _, want), res in zip(runs, results)]
+
+
+def test_vector_executor_runs_spatial_passes(executor_runs):
+    for kind, d, image, want, res in executor_runs:
+        assert (res["error"], res["cycles"]) == (0, res["formula"]), kind
+        if not np.array_equal(image, want):
+            pytest.fail(f"{kind.name}: {first_difference(image, want)}")
+
+
+def test_spatial_passes_take_the_contracts_cycles(executor_runs):
+    """As for the row passes (``test_vector_executor_takes_the_contracts_cycles``): the contract is
+    the executor's cycles plus its worst-case allowances: the DRAM latency beyond the RTL's
+    one-cycle reads, the descriptor beats a largest descriptor has more, the cycles the DRAM bytes
+    take beyond the rows, and what ``VEC_SETUP`` counts beyond the largest fetch and the fields'
+    check (its hand-over, check and four stage slots) less what the spatial unit takes beyond its rows (the hand-over,
+    its setup and the interpolation; its read is the DRAM latency's)."""
+    for kind, d, _, _, res in executor_runs:
+        f = vec.vec_fields(d)
+        contract = vec_cycles(f, TINY)
+        rows = vec_cycles({**f, "bytes_in": 0, "bytes_out": 0}, TINY)
+        largest_fetch = -(-vec.MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3
+        setup_slack = VEC_SETUP - largest_fetch - VEC_FIELD_CHECK - (1 + SETUP_CYCLES + ELEMENT_PLAN.latency)
+        allowance = (TINY.dram_latency - DRAM_READ_LATENCY
+                     + (vec.MAX_DESCRIPTOR_BYTES - vec.descriptor_bytes(d)) // VEC_FETCH_BYTES
+                     + setup_slack + contract - rows)
+        assert res["cycles"] <= contract, (kind, res["cycles"], contract)
+        assert res["cycles"] + allowance == contract, (kind, res["cycles"], allowance, contract)
+
+
+def test_spatial_unit_converts_to_rtlil():
+    rtlil.convert(SpatialUnit(TINY, lanes=2))
+
+
+# ---- SegFormer-B0's passes ---------------------------------------------------------------------------
+
+#: SegFormer-B0's spatial passes at 32x32 on tiny, on the DRAM image its program has when it reaches
+#: them: the decoder's first resize (4x4 to 8x8, 256 channels, 2 k cycles) and, marked slow (19 k
+#: cycles; the cosimulation runs it in make test), the class map
+#: (8x8 to 32x32, 150 classes).
+ZOO_PASSES = {"seg_resize": (("RESIZE",), True),
+              "seg_class_map": (("RESIZE_ARGMAX",), True)}
+
+
+def run_zoo_pass(name: str) -> tuple:
+    """B0's pass ``name`` on a spatial unit of tiny's eight row lanes (the executor's fetch and hand-over
+    are the random passes' above): (expectation, RTL image, result)."""
+    from cosim.vec_cases import expected_vec, zoo_specs
+    dut = SpatialUnit(TINY)
+    exp = expected_vec(zoo_specs("segformer_b0", 32, {name: ZOO_PASSES[name]})[0], TINY)
+    image = exp.dram_in.copy()
+    [result] = run_on(dut, [(image, [(dut.desc.as_value(), descriptor_slots(exp.descriptor))])], 100_000)
+    return exp, image, result | {"formula": dut.cycles(exp.descriptor)}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n == "seg_class_map" else [])
+                                  for n in ZOO_PASSES])
+def test_spatial_unit_runs_segformers_spatial_passes(name):
+    """Byte for byte what the functional model writes, in the unit's cycles, within the contract
+    with the executor's fetch and hand-over."""
+    exp, image, res = run_zoo_pass(name)
+    assert exp.code is None, f"{name}: the expectations refuse it: {exp.why}"
+    assert (res["error"], res["cycles"]) == (0, res["formula"]), name
+    with warnings.catch_warnings():                       # built for its cycles, never elaborated
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        executor = VectorExecutor(TINY, max_row=4)
+        cycles = executor.cycles(exp.descriptor)
+        del executor
+        gc.collect()
+    assert cycles <= vec_cycles(exp.stream[0].f, TINY), name
+    if not np.array_equal(image, exp.dram_out):
+        pytest.fail(f"{name}: {first_difference(image, exp.dram_out)}")
