@@ -52,10 +52,11 @@ FOLD_DIGIT_BITS = 2
 FOLD_CHANNEL_DIGITS = -(-FOLD_CHANNEL_BITS // FOLD_DIGIT_BITS)
 FOLD_TAP_DIGITS = -(-FOLD_TAP_BITS // FOLD_DIGIT_BITS)
 FOLD_SETUP = FOLD_CHANNEL_DIGITS + 1 + FOLD_TAP_DIGITS + 1
-#: Every LOAD_INP's address generator registers a beat's lanes (enables, addresses, their count)
-#: a cycle before the beat, so the unit's DRAM balance and the DRAM port start at registers: the
-#: first beat waits this cycle after the (folded) setup.
-LANE_STAGE = 1
+#: Every LOAD_INP's address generator forms a beat in two registered stages, its rows (the
+#: window's wraps) two cycles before the beat and its lanes (enables, addresses, their count) one
+#: cycle before, so the unit's DRAM balance and the DRAM port start at registers and no path runs
+#: from the row counters to the lane count: the first beat waits these cycles after the (folded) setup.
+LANE_STAGE = 2
 #: The dispatcher registers a word's legality products (``legality_terms``) a stage before it
 #: checks and dispatches the word, so instruction 0 is dispatched in cycle ``DECODE_STAGES`` at
 #: the earliest; the stages then stay full, one instruction a cycle as before.
