@@ -2,8 +2,9 @@
 
 Every instruction's latency is a deterministic function of its fields and the
 configuration (``latency``).  The accelerator fetches one instruction per cycle
-(the first ``DECODE_STAGES`` cycles after the start) and dispatches it, in order, into the queue of its unit (LOAD, COMPUTE, STORE;
-``QUEUE_DEPTH`` entries each).  A unit starts an instruction one cycle after it
+and dispatches it, in order, into the queue of its unit (LOAD, COMPUTE, STORE;
+``QUEUE_DEPTH`` entries each), the first in cycle ``DECODE_STAGES`` (its decode
+stages fill before).  A unit starts an instruction one cycle after it
 entered the queue at the earliest, when the unit is free and when every token
 the instruction pops is available.  Tokens travel between neighbouring queues
 (LOAD <-> COMPUTE <-> STORE) and become available when the pushing instruction
