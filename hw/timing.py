@@ -3,7 +3,8 @@
 Every instruction's latency is a deterministic function of its fields and the
 configuration (``latency``).  The accelerator fetches one instruction per cycle
 and dispatches it, in order, into the queue of its unit (LOAD, COMPUTE, STORE;
-``QUEUE_DEPTH`` entries each).  A unit starts an instruction one cycle after it
+``QUEUE_DEPTH`` entries each), the first in cycle ``DECODE_STAGES`` (its decode
+stages fill before).  A unit starts an instruction one cycle after it
 entered the queue at the earliest, when the unit is free and when every token
 the instruction pops is available.  Tokens travel between neighbouring queues
 (LOAD <-> COMPUTE <-> STORE) and become available when the pushing instruction
@@ -33,7 +34,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_passes", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_last", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
            "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
@@ -52,10 +53,17 @@ FOLD_DIGIT_BITS = 2
 FOLD_CHANNEL_DIGITS = -(-FOLD_CHANNEL_BITS // FOLD_DIGIT_BITS)
 FOLD_TAP_DIGITS = -(-FOLD_TAP_BITS // FOLD_DIGIT_BITS)
 FOLD_SETUP = FOLD_CHANNEL_DIGITS + 1 + FOLD_TAP_DIGITS + 1
-#: Every LOAD_INP's address generator registers a beat's lanes (enables, addresses, their count)
-#: a cycle before the beat, so the unit's DRAM balance and the DRAM port start at registers: the
-#: first beat waits this cycle after the (folded) setup.
-LANE_STAGE = 1
+#: Every LOAD_INP's address generator forms a beat in two registered stages, its rows (the
+#: window's wraps) two cycles before the beat and its lanes (enables, addresses, their count) one
+#: cycle before, so the unit's DRAM balance and the DRAM port start at registers and no path runs
+#: from the row counters to the lane count: the first beat waits these cycles after the (folded) setup.
+LANE_STAGE = 2
+#: The dispatcher registers a word's legality products (``legality_terms``) a stage before it
+#: checks and dispatches the word, so instruction 0 is dispatched in cycle ``DECODE_STAGES`` at
+#: the earliest; the stages then stay full, one instruction a cycle as before.
+DECODE_STAGES = 1
+#: Cycles of a run that belong to none of its layers: the decode's first stages and END's own cycle.
+RUN_OVERHEAD = DECODE_STAGES + 1
 TABLE_PARAM_ENTRIES = TABLE_BYTES // PARAM_ENTRY_BYTES      # LOAD_PARAM entries that fill the table memory
 #: Extra post-processing passes of a STORE's softmax epilogue: the first pass (requantisation)
 #: also finds each row's maximum; one pass looks up the exponentials and sums them, one normalises.
@@ -306,27 +314,44 @@ def gemm_in_h(f):
     return (f["out_h"] - 1) * f["stride"] + f["kh"]
 
 
-def gemm_input_last(f):
-    """The last input-buffer row a GEMM reads (its tile's window, every channel block)."""
-    in_h = gemm_in_h(f)
-    return (f["inp_addr"] + (f["n_cblk"] - 1) * in_h * f["in_w"] + (in_h - 1) * f["in_w"]
-            + (f["out_w"] - 1) * f["stride"] + f["kw"] - 1)
+def gemm_input_terms(f) -> dict:
+    """The last input-buffer row a GEMM reads (its tile's window, every channel block) is
+    ``in_rest + in_h * cblk_w``: row ``(out_w - 1) * stride + kw - 1`` of the window's last
+    line, ``(n_cblk * in_h - 1) * in_w`` rows past ``inp_addr``."""
+    return {"in_h": gemm_in_h(f), "cblk_w": f["n_cblk"] * f["in_w"],
+            "in_rest": f["inp_addr"] - f["in_w"] + (f["out_w"] - 1) * f["stride"] + f["kw"] - 1}
+
+
+def legality_terms(op: Op, f) -> dict:
+    """The products and sums :func:`legality` compares, each of fields only.  The RTL's
+    dispatcher registers them a stage before it compares them (``DECODE_STAGES``): products of
+    products, sums and comparisons in one cycle were the deepest path of the design (119 logic
+    levels on E)."""
+    if op == Op.LOAD_INP:
+        return {"rows": f["n_cblk"] * f["win_h"] * f["win_w"]}
+    if op == Op.GEMM:
+        return {"npix": f["out_h"] * f["out_w"], "steps": gemm_steps(f), **gemm_input_terms(f)}
+    if op == Op.STORE:
+        return {"npix": f["out_h"] * f["out_w"]}
+    return {}
 
 
 _PE_SET_TEXT = "PE set pe_first {pe_first} pe_count {pe_count} pe_step {pe_step} ({cfg.num_pe} PEs)"
 _ACC_TEXT = "accumulator entries {acc_addr} + {out_h}x{out_w} (depth {cfg.accum_depth})"
 
 
-def legality(op: Op, f, cfg: AcceleratorConfig) -> list[tuple[object, str]]:
+def legality(op: Op, f, cfg: AcceleratorConfig, terms: dict | None = None) -> list[tuple[object, str]]:
     """The conditions under which an instruction leaves the configuration, each with a template
     of its description (``str.format`` with the fields, ``cfg`` and ``dw_max``): ``check_insn``
     raises on the first that holds, the RTL's dispatcher raises ``ErrorCode.RANGE`` on their OR.
-    Evaluates on integers and on Amaranth values (``hw.expr``)."""
+    Evaluates on integers and on Amaranth values (``hw.expr``); ``terms`` are the products
+    (:func:`legality_terms`, computed here when not given)."""
+    t = legality_terms(op, f) if terms is None else terms
     if op in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.STORE):
         pe_set = pe_set_bad(f, cfg.num_pe)
     if op == Op.LOAD_INP:
         return [(pe_set, _PE_SET_TEXT),
-                (f["dst_addr"] + f["n_cblk"] * f["win_h"] * f["win_w"] > cfg.input_rows,
+                (f["dst_addr"] + t["rows"] > cfg.input_rows,
                  "input-buffer rows {dst_addr} + {n_cblk}x{win_h}x{win_w} (depth {cfg.input_rows})"),
                 (f["t_c"] == 0, "t_c 0: a tensor of no channels")]
     if op == Op.LOAD_WGT:
@@ -343,10 +368,13 @@ def legality(op: Op, f, cfg: AcceleratorConfig) -> list[tuple[object, str]]:
         return [(f["dst_addr"] + f["n_bytes"] > cfg.global_buf_bytes,
                  "global-buffer bytes {dst_addr} + {n_bytes} (size {cfg.global_buf_bytes})")]
     if op == Op.GEMM:
-        npix, steps = f["out_h"] * f["out_w"], gemm_steps(f)
+        npix, steps = t["npix"], t["steps"]
         work = (steps != 0) & (npix != 0)
         return [(f["acc_addr"] + npix > cfg.accum_depth, _ACC_TEXT),
-                (work & (gemm_input_last(f) >= cfg.input_rows), "input-buffer rows (depth {cfg.input_rows})"),
+                # the last input row (gemm_input_terms) at or past the buffer's end; the
+                # product compared with what is left of it, not added to the rest first
+                (work & (t["in_h"] * t["cblk_w"] >= cfg.input_rows - t["in_rest"]),
+                 "input-buffer rows (depth {cfg.input_rows})"),
                 (work & (f["wgt_addr"] + steps > cfg.weight_rows), "weight-buffer rows (depth {cfg.weight_rows})"),
                 (f["dw"] & ((f["kw"] == 0) | (f["kw"] > dw_gather_max(cfg))),
                  "depthwise gather of kw = {kw} columns (needs 1 <= kw <= {dw_max}: min(G/C0, C0) input "
@@ -356,7 +384,7 @@ def legality(op: Op, f, cfg: AcceleratorConfig) -> list[tuple[object, str]]:
                 (f["k_per_pe"] > cfg.k0, "k_per_pe {k_per_pe} above K0 = {cfg.k0}"),
                 (f["param_addr"] + f["k_per_pe"] > cfg.param_depth,
                  "parameter entries {param_addr} + {k_per_pe} (depth {cfg.param_depth})"),
-                (f["acc_addr"] + f["out_h"] * f["out_w"] > cfg.accum_depth, _ACC_TEXT),
+                (f["acc_addr"] + t["npix"] > cfg.accum_depth, _ACC_TEXT),
                 (f["act"] > max(Act), "act {act} (valid: " + ", ".join(f"{a.value}={a.name}" for a in Act) + ")")]
     return []
 
@@ -572,7 +600,7 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
     tokens = _Tokens()
     unit_free = {Queue.LOAD: 0, Queue.COMPUTE: 0, Queue.STORE: 0}
     history = {Queue.LOAD: [], Queue.COMPUTE: [], Queue.STORE: []}   # start cycles, for queue occupancy
-    last_end = fetch = 0
+    last_end, fetch = 0, DECODE_STAGES
     for i, insn in enumerate(insns):
         off, q = i * INSN_BYTES, insn.queue
         if q == Queue.DISPATCH:                     # NOP, FENCE, END: the dispatcher's own

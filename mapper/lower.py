@@ -40,7 +40,7 @@ from typing import Optional
 from hw.config import AcceleratorConfig
 from hw.isa import Act, Insn, Op, StreamError, decode_stream, encode_stream, make
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
-from hw.timing import EPILOGUE_PASSES, GEMM_MIN_PIXELS, GEMM_PIPELINE, dw_gather_ok, schedule
+from hw.timing import EPILOGUE_PASSES, GEMM_MIN_PIXELS, GEMM_PIPELINE, RUN_OVERHEAD, dw_gather_ok, schedule
 
 from .ir import Conv2d, Layer, Linear, MatMul
 
@@ -674,7 +674,7 @@ def _traffic(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> int:
 def layer_cycles(stream: list[Insn], cfg: AcceleratorConfig) -> int:
     """Exact cycles of a layer's stream (ending with FENCE) when run on its own."""
     sched = schedule(stream + [_insn(Op.END)], cfg)
-    return sched.total_cycles - 1      # END's own cycle belongs to the whole network
+    return sched.total_cycles - RUN_OVERHEAD     # the decode's start and END's cycle belong to the whole network
 
 
 def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN, *, softmax_row: int = 0,

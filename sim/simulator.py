@@ -3,7 +3,7 @@
 Each layer is lowered to its instruction stream (``mapper.lower``) and the
 stream is scheduled cycle by cycle under the ISA's timing contract
 (``hw.timing.schedule``).  Layers are separated by FENCE, so a network's time
-is the sum of its layers' times plus the final END; identical layer shapes are
+is the sum of its layers' times plus the decode's start and the final END; identical layer shapes are
 mapped and scheduled once.  Element-wise operations the post-processing unit
 applies on the fly (ReLU, GELU, folded batch-norm directly after a MAC layer)
 and concatenations (producers store at a channel offset, ``k_pitch``) cost no
@@ -21,7 +21,7 @@ import numpy as np
 
 from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
 from hw.isa import Op, VecOp
-from hw.timing import schedule, occupancy_and_latency, vec_lane_floor
+from hw.timing import RUN_OVERHEAD, schedule, occupancy_and_latency, vec_lane_floor
 from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, weight_bytes
 from mapper.fusion import STAGE_OP, plan, vec_stream
 from mapper.lower import Lowered, layer_cycles, map_layer, _insn
@@ -281,6 +281,6 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
                                    least_cycles(step, timing), fused_least_cycles(step, timing, on_chip),
                                    _cfg=timing))
         clock += cycles
-    total = clock + 1   # END
+    total = clock + RUN_OVERHEAD   # the decode's first stages and END
     return SimResult(model.name, model.variant, timing, results, total, model.total_macs,
                      sum(r.energy_pj for r in results), extra={"mac_only": mac_only, "fuse": fuse})

@@ -34,7 +34,7 @@ from typing import Iterable, Optional
 
 from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op, Queue
-from hw.timing import occupancy_and_latency, schedule
+from hw.timing import RUN_OVERHEAD, occupancy_and_latency, schedule
 from mapper.fusion import plan
 from mapper.ir import Model
 from mapper.lower import _insn
@@ -125,7 +125,7 @@ def _layer_events(step, cfg: AcceleratorConfig, offset: int, lanes: _Lanes, mapp
     numbered later)."""
     for stream, repeat, _ in step_parts(step, mapped_for or cfg):
         sched = schedule(stream + [_insn(Op.END)], cfg)
-        cycles = sched.total_cycles - 1
+        cycles = sched.total_cycles - RUN_OVERHEAD
         for _ in range(repeat):
             for k, insn in enumerate(stream):
                 q = insn.queue

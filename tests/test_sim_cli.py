@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hw.isa import decode_stream, disassemble
+from hw.timing import RUN_OVERHEAD
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--model", "segformer_b0", "--size", "64x64", "--config", "small"]
@@ -35,7 +36,7 @@ def test_report_csv_plots_dump_and_trace(tmp_path):
     assert doc["model"] == "segformer_b0" and doc["config"] == "small" and doc["variant"] == "full"
     assert doc["config_params"]["name"] == "small"
     assert doc["total_macs"] == sum(l["macs"] for l in doc["layers"]) > 0
-    assert doc["total_cycles"] == sum(l["cycles"] for l in doc["layers"]) + 1     # + END
+    assert doc["total_cycles"] == sum(l["cycles"] for l in doc["layers"]) + RUN_OVERHEAD     # + decode start, END
     assert abs(doc["energy_uj"] * 1e6 - sum(l["energy_pj"] for l in doc["layers"])) < 1e-6 * doc["energy_uj"] * 1e6
     onchip = sum(l["energy_onchip_pj"] for l in doc["layers"])
     assert abs(doc["energy_onchip_uj"] * 1e6 - onchip) < 1e-6 * onchip
@@ -105,7 +106,7 @@ def test_fused_layer_dump_says_who_does_its_work_and_replays_with_its_configurat
                             capture_output=True, text=True, timeout=60)
     assert replay.returncode == 0, replay.stderr
     assert "latency 37" in replay.stdout                    # the override it was dumped with
-    assert f"{qk['cycles'] + 1} cycles on small" in replay.stdout      # + END
+    assert f"{qk['cycles'] + RUN_OVERHEAD} cycles on small" in replay.stdout      # + decode start, END
 
 
 def test_resnet50_on_E_no_plots(tmp_path):

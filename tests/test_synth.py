@@ -218,10 +218,12 @@ def test_make_synth_refuses_an_unknown_configuration(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("part, top, modules", [("store-unit", "store_unit_", 1), ("load-unit", "load_unit_", 3)])
+@pytest.mark.parametrize("part, top, modules", [("store-unit", "store_unit_", 1), ("load-unit", "load_unit_", 3),
+                                               ("load-inp", "load_inp_lanes_", 1), ("dispatcher", "dispatcher_", 1)])
 def test_a_unit_part_exports_the_unit_and_what_it_holds(part, top, modules):
-    """``--part load-unit`` / ``store-unit``: the unit is the root, its children (the global buffer
-    and the LOAD_INP address generator for the load unit) exported with it, nothing else."""
+    """``--part load-unit`` / ``load-inp`` / ``store-unit`` / ``dispatcher``: the unit is the root, its
+    children (the global buffer and the LOAD_INP address generator for the load unit) exported with
+    it, nothing else."""
     from hw.config import get_config
     from hw.rtl.synth import _export_part, _root
 

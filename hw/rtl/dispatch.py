@@ -1,23 +1,26 @@
 """Fetch, decode and dispatch: one instruction per cycle into its unit's queue, malformed streams refused.
 
-Two stages, so that the dispatch decision never waits for arithmetic on a word that has just
-come out of the instruction memory:
+Three stages, so that the dispatch decision never waits for arithmetic on a word, and no
+multiplication is followed by a comparison in the same cycle:
 
-decode (F)
-    the word at ``pc_f`` (``imem.addr``, answered in the same cycle) is decoded: its opcode
-    and the checks that need only the word (``hw.timing.legality`` with its products, reserved
-    bits, what this RTL does not build, the token flags per link); the results are registered
-    into the dispatch stage when it takes the next word.
+fetch (F)
+    the word at ``pc_f`` (``imem.addr``, answered in the same cycle) is registered into T with
+    its legality products (``hw.timing.legality_terms``, each of the word's fields only).
+terms (T)
+    the registered word at ``pc_t`` is decoded: its opcode and the checks that need only the
+    word (``hw.timing.legality`` on the registered products, reserved bits, what this RTL does
+    not build, the token flags per link); the results are registered into D.
 dispatch (D)
     the registered word at ``pc_d`` is dispatched: into its queue when the queue accepts
     it, NOP at once, FENCE/END when everything is quiet (every queue empty, every unit idle),
     END then raises ``done``.  The token counts in program order (``hw.timing.TOKEN_LINKS``,
     as ``hw.timing.schedule`` counts them) are checked here, against the registered flags.
 
-The decode stage works on instruction ``pc_d + 1`` while D holds ``pc_d``; in the start cycle
-it decodes instruction 0, so D holds it in cycle 0 and the timing is that of a dispatcher
-reading the memory in the dispatch cycle (``hw.timing``: instruction i at the earliest in
-cycle i).  After an error ``imem.addr`` points at the culprit (``pc_f`` takes ``pc_d``).
+The stages move together, whenever D dispatches or is empty: T holds instruction ``pc_d + 1``
+and F fetches ``pc_d + 2`` while D holds ``pc_d``.  In the start cycle F fetches instruction 0,
+T decodes it in cycle 0 and D holds it in cycle 1 (``hw.timing.DECODE_STAGES``: instruction i
+at the earliest in cycle i + 1).  After an error ``imem.addr`` points at the culprit (``pc_f``
+takes ``pc_d``).
 
 Errors (``hw.isa.ErrorCode``, first that holds): OPCODE (no such opcode, or the fetch reached
 ``imem_words``), RESERVED, UNSUPPORTED, RANGE, TOKEN (at END only once everything is quiet),
@@ -34,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import AcceleratorConfig
 from ..expr import Fields, any_of
 from ..isa import INSN_BITS, INSN_BYTES, QUEUE_OF, ErrorCode, Op, Queue, VecOp
-from ..timing import TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS, legality
+from ..timing import DECODE_STAGES, TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS, legality, legality_terms
 from .buses import ImemSignature
 from .insn import CYCLE_BITS, LAYOUTS, insn_view, rtl_unsupported
 from .vector_executor import builds_vector_unit
@@ -48,15 +51,32 @@ IMEM_WORDS = 1 << 27
 QUEUE_NAMES = {Queue.LOAD: "lq", Queue.COMPUTE: "cq", Queue.STORE: "sq"}
 
 
+class _Terms:
+    """What the fetch stage registers into T: the word, whether the fetch ran past the memory,
+    and each opcode's legality products of it."""
+
+    def __init__(self, word):
+        self.word = Signal(INSN_BITS, name="word_t")
+        self.past_end = Signal(name="past_end_t")
+        self.products = {o: legality_terms(o, Fields(insn_view(o, word))) for o in Op}
+        self.terms = {o: {k: Signal.like(v, name=f"{o.name.lower()}_{k}_t") for k, v in t.items()}
+                      for o, t in self.products.items()}
+
+    def updates(self, word, past_end) -> list:
+        return [self.word.eq(word), self.past_end.eq(past_end),
+                *(self.terms[o][k].eq(v) for o, t in self.products.items() for k, v in t.items())]
+
+
 class _Decoded:
-    """What the decode stage finds in a word (comb in F, the same signals registered in D)."""
+    """What the terms stage finds in a word (comb in T, the same signals registered in D)."""
 
     def __init__(self, suffix: str):
         self.word = Signal(INSN_BITS, name=f"word{suffix}")
         self.bad_opcode = Signal(name=f"bad_opcode{suffix}")
         self.bad_reserved = Signal(name=f"bad_reserved{suffix}")
         self.unsupported = Signal(name=f"unsupported{suffix}")
-        self.bad_range = Signal(name=f"bad_range{suffix}")
+        # per opcode, its legality on the word viewed as that opcode: the opcode chooses in D
+        self.bad_range = {o: Signal(name=f"bad_range_{o.name.lower()}{suffix}") for o in Op}
         self.queue = {q: Signal(name=f"to_{name}{suffix}") for q, name in QUEUE_NAMES.items()}
         # per token FIFO: a flag of this word pushes / pops it; a flag naming no neighbour
         self.pushes = {n: Signal(name=f"push_{n}{suffix}") for n in TOKEN_FIFOS}
@@ -64,7 +84,7 @@ class _Decoded:
         self.no_link = Signal(name=f"no_link{suffix}")
 
     def signals(self) -> list:
-        return [self.word, self.bad_opcode, self.bad_reserved, self.unsupported, self.bad_range, self.no_link,
+        return [self.word, self.bad_opcode, self.bad_reserved, self.unsupported, *self.bad_range.values(), self.no_link,
                 *self.queue.values(), *self.pushes.values(), *self.pops.values()]
 
 
@@ -116,9 +136,10 @@ class Dispatcher(wiring.Component):
         })
 
     def elaborate(self, platform):
+        assert DECODE_STAGES == 1, "one stage (T) between the fetch and the dispatch below"
         m = Module()
-        running, halted = self.running, Signal()
-        pc_f, pc_d = Signal(32), Signal(32)
+        running, halted, d_full = self.running, Signal(), Signal()
+        pc_f, pc_t, pc_d = Signal(32), Signal(32), Signal(32)
         with m.If(running):
             m.d.sync += self.cycle.eq(self.cycle + 1)
         begin = self.start & ~running & ~self.done & ~halted
@@ -126,27 +147,30 @@ class Dispatcher(wiring.Component):
             m.d.sync += [running.eq(1), self.cycle.eq(0)]
         m.d.comb += self.imem.addr.eq(pc_f * INSN_BYTES)
 
-        f = self._decode(m, pc_f)
+        t = _Terms(self.imem.data)
+        f = self._decode(m, t)
         d = _Decoded("_d")
-        err, dispatch, is_end = self._dispatch(m, d)
-        # D takes the next word in the start cycle and whenever it dispatches (but not past END).
-        with m.If(begin | (dispatch & ~is_end)):
+        err, dispatch, is_end = self._dispatch(m, d, d_full)
+        # The stages move in the start cycle (F fetches instruction 0), while D is empty and
+        # whenever D dispatches (but not past END).
+        with m.If(begin | (running & ~d_full) | (dispatch & ~is_end)):
+            m.d.sync += t.updates(self.imem.data, pc_f == self._imem_words)
             m.d.sync += [dst.eq(src) for dst, src in zip(d.signals(), f.signals())]
-            m.d.sync += [pc_d.eq(pc_f), pc_f.eq(pc_f + 1)]
+            # in the start cycle T is still empty: D takes a word from cycle 0 on
+            m.d.sync += [pc_t.eq(pc_f), pc_d.eq(pc_t), pc_f.eq(pc_f + 1), d_full.eq(running)]
         with m.If(dispatch & is_end):
             m.d.sync += [running.eq(0), self.done.eq(1)]
         with m.If(err != ErrorCode.NONE):
             m.d.sync += [running.eq(0), halted.eq(1), self.error.eq(1), self.error_code.eq(err), pc_f.eq(pc_d)]
         return m
 
-    def _decode(self, m, pc_f) -> _Decoded:
-        """The decode stage: everything about the word at ``pc_f`` that needs only the word."""
+    def _decode(self, m, t: _Terms) -> _Decoded:
+        """The terms stage: everything about the word in T that needs only the word."""
         cfg = self._config
-        f = _Decoded("_f")
-        word = self.imem.data
+        f = _Decoded("_dec")
+        word = t.word
         op = insn_view(Op.NOP, word).opcode
-        m.d.comb += [f.word.eq(word),
-                     f.bad_opcode.eq((op == 0) | (op > max(Op)) | (pc_f == self._imem_words))]
+        m.d.comb += [f.word.eq(word), f.bad_opcode.eq((op == 0) | (op > max(Op)) | t.past_end)]
         with m.Switch(op):
             for o in Op:
                 with m.Case(o):
@@ -154,10 +178,12 @@ class Dispatcher(wiring.Component):
                     reserved = v.reserved != 0 if "reserved" in LAYOUTS[o].members else 0
                     if o == Op.VEC:
                         reserved = reserved | (v.vec_op > max(VecOp))
-                    m.d.comb += [f.bad_reserved.eq(reserved), f.unsupported.eq(rtl_unsupported(o, Fields(v), builds_vector_unit(cfg))),
-                                 f.bad_range.eq(any_of(0, *(bad for bad, _ in legality(o, Fields(v), cfg))))]
+                    m.d.comb += [f.bad_reserved.eq(reserved), f.unsupported.eq(rtl_unsupported(o, Fields(v), builds_vector_unit(cfg)))]
                     if QUEUE_OF[o] in QUEUE_NAMES:
                         m.d.comb += f.queue[QUEUE_OF[o]].eq(1)
+        for o in Op:
+            bad = legality(o, Fields(insn_view(o, word)), cfg, t.terms[o])
+            m.d.comb += f.bad_range[o].eq(any_of(0, *(b for b, _ in bad)))
         hdr = insn_view(Op.NOP, word)
         no_link = []
         for q in QUEUE_NAMES:
@@ -170,8 +196,9 @@ class Dispatcher(wiring.Component):
         m.d.comb += f.no_link.eq(any_of(0, *no_link))
         return f
 
-    def _dispatch(self, m, d: _Decoded):
-        """The dispatch stage: the error of the word in D, and whether it dispatches this cycle."""
+    def _dispatch(self, m, d: _Decoded, d_full):
+        """The dispatch stage: the error of the word in D (when D holds one), and whether it
+        dispatches this cycle."""
         running = self.running
         op = insn_view(Op.NOP, d.word).opcode
         is_end = Signal()
@@ -183,14 +210,14 @@ class Dispatcher(wiring.Component):
                            *(new_counts[n] > TOKEN_LIMIT for n in TOKEN_FIFOS),
                            *(is_end & (counts[n] != 0) for n in TOKEN_FIFOS))
         err = Signal(ErrorCode)
-        with m.If(running):
+        with m.If(running & d_full):
             with m.If(d.bad_opcode):
                 m.d.comb += err.eq(ErrorCode.OPCODE)
             with m.Elif(d.bad_reserved):
                 m.d.comb += err.eq(ErrorCode.RESERVED)
             with m.Elif(d.unsupported):
                 m.d.comb += err.eq(ErrorCode.UNSUPPORTED)
-            with m.Elif(d.bad_range):
+            with m.Elif(any_of(0, *((op == o) & d.bad_range[o] for o in Op))):
                 m.d.comb += err.eq(ErrorCode.RANGE)
             with m.Elif(token_bad & (~is_end | self.quiet)):
                 m.d.comb += err.eq(ErrorCode.TOKEN)
@@ -199,7 +226,7 @@ class Dispatcher(wiring.Component):
 
         dispatch = Signal()
         queues = {q: getattr(self, name) for q, name in QUEUE_NAMES.items()}
-        with m.If(running & (err == ErrorCode.NONE)):
+        with m.If(running & d_full & (err == ErrorCode.NONE)):
             with m.Switch(op):
                 with m.Case(Op.NOP):
                     m.d.comb += dispatch.eq(1)

@@ -5,8 +5,10 @@ nothing is divided or multiplied per lane: every address is a sum of counters.
 
 Position
     The beat's first row has registered window counters (yy, xx), its pixel (Y, X) = (y0 +
-    yy*fs, x0 + xx*fs) and that pixel's byte offset ``pix`` from the window origin; the beat's
-    other rows follow by a ripple of wraps (column, then row, then channel block).
+    yy*fs, x0 + xx*fs) and that pixel's byte offset ``pix`` from the window origin; each other
+    row i of the beat (and the next beat's first, i = G/C0) is one jump from it, every row at
+    once: its window rows and channel blocks wrapped are counted against multiples of win_w and
+    win_h (i and the wraps are small), no ripple from row to row.
 Channels
     Lane l of channel block cb reads folded channel fch = c_base + cb*C0 + l, which is channel
     c of kernel tap (r, s): fch = (r*fold_kw + s)*t_c + c.  Each lane keeps (c, s, r) and its
@@ -21,19 +23,22 @@ Setup
     cycle, the lane's offset growing by each digit of r (no product per lane); every jump's qc
     is divided by fold_kw beside the first division; the load unit counts the
     ``hw.timing.FOLD_SETUP`` cycles down on ``setup_left``.
-Lane stage
-    Each beat's lanes, their count and its rows are registered: the generator computes beat i+1
-    while beat i is out, and beat 0 in the ``hw.timing.LANE_STAGE`` cycle after the setup
-    (``setup_left`` = 1), so no path runs from its counters through the unit's DRAM balance.
+Row and lane stages (``hw.timing.LANE_STAGE`` = 2)
+    A beat's rows are registered with the bounds of their lanes' taps (row stage), then its
+    lanes, their count and its rows (lane stage): the generator forms the rows of beat i+2 and
+    the lanes of beat i+1 while beat i is out; beat 0's rows when ``setup_left`` = 2, its lanes
+    when 1.  So no path runs from the row counters to the lane count, nor from the counters
+    through the unit's DRAM balance.
 
-A lane's address is ``base + pix + off`` (``base`` = src_addr + (y0*t_w + x0)*t_c, formed at
-start); it is enabled when its row is in the load, r < fold_kh and the pixel (Y + r, X + s) lies
-in the tensor: the gather of ``hw.timing.load_inp_lanes``.
+A lane's address is ``base + pix + off`` (``base`` = src_addr + (y0*t_w + x0)*t_c, its
+product by t_c formed the cycle after the start, from registers); it is enabled when its row
+is in the load, r < fold_kh and the pixel (Y + r, X + s) lies in the tensor: the gather of
+``hw.timing.load_inp_lanes``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -170,10 +175,11 @@ class LoadInpLanes(wiring.Component):
         ci = insn_view(Op.LOAD_INP, cur)
         with m.If(self.start):
             m.d.sync += cur.eq(self.insn)
-        assert LANE_STAGE == 1, "the lane registers below are one stage"
-        left, ahead = Signal.like(self.setup_left, name="fold_left"), Signal(name="ahead")
-        # ahead: compute the next beat (the lane stage's cycle, or a beat); left: the fold's setup
-        m.d.comb += [ahead.eq(self.step | (self.setup_left == LANE_STAGE)),
+        assert LANE_STAGE == 2, "two stages below: the beat's rows, then its lanes"
+        left, rows_ahead = Signal.like(self.setup_left, name="fold_left"), Signal(name="rows_ahead")
+        # rows_ahead: the row counters move to the beat after the one they hold (the two stages'
+        # cycles before the first beat, then every beat); left: the fold's setup
+        m.d.comb += [rows_ahead.eq(self.step | ((self.setup_left != 0) & (self.setup_left <= LANE_STAGE))),
                      left.eq(Mux(self.setup_left > LANE_STAGE, self.setup_left - LANE_STAGE, 0))]
         k = self._constants(m, ci)
         lanes = [_Lane(f"lane{ln}") for ln in range(cfg.c0)]
@@ -181,18 +187,19 @@ class LoadInpLanes(wiring.Component):
         # block j of the beat is one jump of j blocks from block 0, every block at once (no ripple)
         blocks = [lanes] + [[self._jump(m, k, j, lane, f"blk{j}_{ln}") for ln, lane in enumerate(lanes)]
                             for j in range(1, nb + 1)]
-        slots, advance = self._rows(m, ci, k, ahead)
+        slots = self._rows(m, ci, k, rows_ahead)
         en_bits, lane_en = [], Signal.like(self.lane_en)
         for i, slot in enumerate(slots):
             for ln in range(cfg.c0):
                 lane = self._pick(m, blocks[:i + 1], slot["k"], ln, f"slot{i}_{ln}")
-                ok, addr = self._lane_out(m, ci, k, slot, lane, f"{i}_{ln}")
+                ok, addr = self._lane_out(m, k, slot, lane, f"{i}_{ln}")
                 en_bits.append(ok)
                 m.d.sync += self.lane_addr[i * cfg.c0 + ln].eq(addr)
         en_count = Signal.like(self.lane_en_count)
         m.d.sync += [lane_en.eq(Cat(*en_bits)), en_count.eq(sum(en_bits))]
         m.d.comb += [self.lane_en.eq(Mux(self.step, lane_en, 0)), self.lane_en_count.eq(en_count)]
-        with m.If(advance):
+        # the lane stage's beat: the cycle before a beat (the setup's last cycle, or a beat)
+        with m.If((self.step | (self.setup_left == 1)) & ~self.start):
             for ln, lane in enumerate(lanes):
                 nxt = self._pick(m, blocks, slots[-1]["k_next"], ln, f"next_{ln}")
                 m.d.sync += [a.eq(b) for a, b in zip(lane.fields(), nxt.fields())]
@@ -226,11 +233,21 @@ class LoadInpLanes(wiring.Component):
             with m.If(self.start):
                 m.d.sync += triple.eq(divisor + (divisor << 1))
             k[f"{name}_x"] = (k[name], k[name] << 1, triple)       # the dividers' multiples
-        row_bytes = Signal(ADDR_BITS)
+        row_bytes, origin = Signal(ADDR_BITS), Signal(ADDR_BITS, name="origin")
         m.d.comb += row_bytes.eq(h.t_w * h.t_c)
+        # j * win_w, j * win_h, j * fold_stride for the rows' jumps of j <= G/C0 rows (``_row_jump``)
+        for key, value in (("win_w", h.win_w), ("win_h", h.win_h), ("fs", fs)):
+            k[f"{key}_x"] = [Signal(len(value) + nb.bit_length(), name=f"{key}_x{j}") for j in range(nb + 1)]
+            with m.If(self.start):
+                m.d.sync += [mul.eq(value * j) for j, mul in enumerate(k[f"{key}_x"])]
+        # j * pix_x, j * pix_y (registers of the start) beside the jumps' wraps
+        k["pix_x_x"], k["pix_y_x"] = ([k[key] * j for j in range(nb + 1)] for key in ("pix_x", "pix_y"))
         with m.If(self.start):
-            m.d.sync += [k["base"].eq(h.src_addr + (h.y0 * h.t_w + h.x0) * h.t_c), k["row_bytes"].eq(row_bytes),
+            m.d.sync += [origin.eq(h.y0 * h.t_w + h.x0), k["row_bytes"].eq(row_bytes),
                          k["pix_x"].eq(fs * h.t_c), k["pix_y"].eq(fs * row_bytes)]
+        # base = src_addr + (y0*t_w + x0)*t_c: one product from the queue's head at start, the
+        # other from registers a cycle later (the lane stage first reads it LANE_STAGE cycles on)
+        m.d.sync += k["base"].eq(ci.src_addr + origin * ci.t_c)
         for j in jumps[1:]:
             qc_now, rc_now = Signal.like(k["qc"][j]), Signal.like(k["rc"][j])
             with m.Switch(h.t_c):          # j*C0 = qc*t_c + rc: a table of the constant j*C0, no divider
@@ -348,9 +365,10 @@ class LoadInpLanes(wiring.Component):
     # ---- rows of the beat -----------------------------------------------------------------------
 
     def _rows(self, m, ci, k, ahead):
-        """The beat's rows: registered counters of the first, a ripple of wraps for the others;
-        returns (the rows, each a dict of signals, with ``k`` its channel block above the
-        beat's first and ``k_next`` after it; whether the beat advances)."""
+        """The row stage: registered counters of the beat's first row, a jump from it for each
+        other row and the next beat's first (``_row_jump``), all registered for the lane stage (a
+        cycle later) with the bounds their lanes' taps must meet; returns the registered rows
+        (:meth:`_row_stage`), the last with ``k_next``, the channel block after the beat."""
         cfg = self._config
         _, nb, _ = load_geometry(cfg)
         h = insn_view(Op.LOAD_INP, self.insn)
@@ -359,43 +377,76 @@ class LoadInpLanes(wiring.Component):
                  "pix": Signal(ADDR_BITS, name="pix"), "pix_row": Signal(ADDR_BITS, name="pix_row"),
                  "k": 0}
         rows_left, row_addr = Signal(32), Signal(16)
-        slots, slot = [], first
-        for i in range(nb):
-            valid = Signal(name=f"row_valid{i}")
-            m.d.comb += valid.eq(ahead & (rows_left > i))
-            slots.append({**slot, "valid": valid})
-            slot = self._next_row(m, ci, k, slot, f"row{i + 1}")
-        slots[-1]["k_next"] = slot["k"]
-        m.d.sync += [self.row_addr.eq(row_addr), self.rows.eq(Mux(rows_left < nb, rows_left, nb))]
+        rows = [first] + [self._row_jump(m, ci, k, first, i, f"row{i}") for i in range(1, nb + 1)]
+        slots = [self._row_stage(m, ci, row, rows_left > i, f"row{i}") for i, row in enumerate(rows[:nb])]
+        after = rows[nb]                # the next beat's first row
+        k_next = Signal.like(after["k"], name="k_next_l")
+        m.d.sync += k_next.eq(after["k"])
+        slots[-1]["k_next"] = k_next
+        row_addr_l, rows_l = Signal.like(row_addr, name="row_addr_l"), Signal.like(self.rows, name="rows_l")
+        m.d.sync += [row_addr_l.eq(row_addr), rows_l.eq(Mux(rows_left < nb, rows_left, nb)),
+                     self.row_addr.eq(row_addr_l), self.rows.eq(rows_l)]
         with m.If(self.start):
             m.d.sync += [first["yy"].eq(0), first["xx"].eq(0), first["y"].eq(h.y0), first["x"].eq(h.x0),
                          first["pix"].eq(0), first["pix_row"].eq(0),
                          rows_left.eq(h.n_cblk * h.win_h * h.win_w), row_addr.eq(h.dst_addr)]
         with m.Elif(ahead):
-            m.d.sync += [first[name].eq(slot[name]) for name in ("yy", "xx", "y", "x", "pix", "pix_row")]
+            m.d.sync += [first[name].eq(after[name]) for name in ("yy", "xx", "y", "x", "pix", "pix_row")]
             m.d.sync += [rows_left.eq(Mux(rows_left < nb, 0, rows_left - nb)), row_addr.eq(row_addr + nb)]
-        return slots, ahead & ~self.start
+        return slots
 
-    def _next_row(self, m, ci, k, row: dict, name: str) -> dict:
-        """The row after ``row``: the next window column, or the next window row, or (after the
-        window's last pixel) the next channel block."""
-        wrap_x, wrap_y = Signal(name=f"{name}_wrap_x"), Signal(name=f"{name}_wrap_y")
-        m.d.comb += [wrap_x.eq(row["xx"] + 1 == ci.win_w), wrap_y.eq(wrap_x & (row["yy"] + 1 == ci.win_h))]
-        nxt = {key: Signal.like(row[key], name=f"{name}_{key}") for key in ("yy", "xx", "y", "x", "pix", "pix_row")}
-        fs = k["fold_stride"]
-        with m.If(wrap_y):
-            m.d.comb += [nxt["yy"].eq(0), nxt["xx"].eq(0), nxt["y"].eq(ci.y0), nxt["x"].eq(ci.x0),
-                         nxt["pix"].eq(0), nxt["pix_row"].eq(0)]
-        with m.Elif(wrap_x):
-            m.d.comb += [nxt["yy"].eq(row["yy"] + 1), nxt["xx"].eq(0), nxt["y"].eq(row["y"] + fs), nxt["x"].eq(ci.x0),
-                         nxt["pix"].eq(row["pix_row"] + k["pix_y"]), nxt["pix_row"].eq(row["pix_row"] + k["pix_y"])]
-        with m.Else():
-            m.d.comb += [nxt["yy"].eq(row["yy"]), nxt["xx"].eq(row["xx"] + 1), nxt["y"].eq(row["y"]),
-                         nxt["x"].eq(row["x"] + fs), nxt["pix"].eq(row["pix"] + k["pix_x"]),
-                         nxt["pix_row"].eq(row["pix_row"])]
-        blk = Signal(range(load_geometry(self._config)[1] + 1), name=f"{name}_k")
-        m.d.comb += blk.eq(row["k"] + wrap_y)
-        return {**nxt, "k": blk}
+    def _row_stage(self, m, ci, row: dict, valid, name: str) -> dict:
+        """A row of the beat registered for the lane stage: in the load, its channel block above
+        the beat's first (``k``), its pixel offset (``pix``) and the bounds of its lanes' taps:
+        tap (r, s) is in the tensor when ny <= r < hy and nx <= s < hx (ny = -Y, hy = t_h - Y for
+        the row's pixel (Y, X)), so the lane stage compares without adding first."""
+        first = isinstance(row["k"], int)         # the beat's first row: block 0, a constant
+        out = {"valid": Signal(name=f"{name}_valid_l"), "pix": Signal.like(row["pix"], name=f"{name}_pix_l"),
+               "k": row["k"] if first else Signal.like(row["k"], name=f"{name}_k_l"),
+               **{b: Signal(signed(26), name=f"{name}_{b}_l") for b in ("ny", "hy", "nx", "hx")}}
+        m.d.sync += [out["valid"].eq(valid), out["pix"].eq(row["pix"]),
+                     out["ny"].eq(-row["y"]), out["hy"].eq(ci.t_h - row["y"]),
+                     out["nx"].eq(-row["x"]), out["hx"].eq(ci.t_w - row["x"])]
+        if not first:
+            m.d.sync += out["k"].eq(row["k"])
+        return out
+
+    def _row_jump(self, m, ci, k, first: dict, i: int, name: str) -> dict:
+        """Row i of the beat (1 .. G/C0) from its first row in one jump, not a ripple of wraps:
+        i columns on, qx = (xx + i) div win_w window rows down, qy = (yy + qx) div win_h channel
+        blocks on (``_wraps``).  After a wrap the row's column (and after a block its window row)
+        is below i, so its pixel and offset are small multiples of fold_stride, pix_x and pix_y."""
+        qx, xx = self._wraps(m, first["xx"], i, k["win_w_x"], i, f"{name}_x")
+        by_qx = [self._wraps(m, first["yy"], j, k["win_h_x"], i, f"{name}_y{j}") for j in range(i + 1)]
+        qy, yy = Array(q for q, _ in by_qx)[qx], Array(r for _, r in by_qx)[qx]
+        fsm, pxm, pym = (Array(k[key]) for key in ("fs_x", "pix_x_x", "pix_y_x"))
+        xs, ys = xx[:max(1, (i - 1).bit_length())], yy[:max(1, (i - 1).bit_length())]   # below i after a wrap
+        wrap_x, wrap_y = qx != 0, qy != 0
+        row = {key: Signal.like(first[key], name=f"{name}_{key}") for key in ("yy", "xx", "y", "x", "pix", "pix_row")}
+        m.d.comb += [row["yy"].eq(yy), row["xx"].eq(xx),
+                     row["y"].eq(Mux(wrap_y, ci.y0 + fsm[ys], first["y"] + fsm[qx])),
+                     row["x"].eq(Mux(wrap_x, ci.x0 + fsm[xs], first["x"] + k["fs_x"][i])),
+                     row["pix_row"].eq(Mux(wrap_y, pym[ys], first["pix_row"] + pym[qx])),
+                     row["pix"].eq(Mux(wrap_y, pym[ys] + pxm[xs],
+                                       Mux(wrap_x, first["pix_row"] + pym[qx] + pxm[xs],
+                                           first["pix"] + k["pix_x_x"][i])))]
+        blk = Signal(range(i + 1), name=f"{name}_k")
+        m.d.comb += blk.eq(qy)
+        return {**row, "k": blk}
+
+    @staticmethod
+    def _wraps(m, pos, add: int, multiples: list, most: int, name: str):
+        """(q, r) = divmod(pos + add, d) for pos < d and add <= most, from the multiples
+        [0, d, 2d, ..] of d: q counts the multiples 1 .. most that pos + add reaches (a
+        thermometer code), r subtracts the highest; no divider."""
+        total = pos + add
+        reached = [total >= multiples[j] for j in range(1, most + 1)]
+        q, r = Signal(range(most + 1), name=f"{name}_q"), Signal.like(pos, name=f"{name}_r")
+        q_now, r_now = 0, total
+        for j in range(1, most + 1):
+            q_now, r_now = Mux(reached[j - 1], j, q_now), Mux(reached[j - 1], total - multiples[j], r_now)
+        m.d.comb += [q.eq(q_now), r.eq(r_now)]
+        return q, r
 
     # ---- lanes ----------------------------------------------------------------------------------
 
@@ -410,10 +461,9 @@ class LoadInpLanes(wiring.Component):
                     m.d.comb += [a.eq(b) for a, b in zip(out.fields(), blk[ln].fields())]
         return out
 
-    def _lane_out(self, m, ci, k, slot, lane: _Lane, name: str):
-        """(enabled, byte address) of a lane of a row."""
-        y, x = Signal(signed(26), name=f"y{name}"), Signal(signed(26), name=f"x{name}")
+    def _lane_out(self, m, k, slot, lane: _Lane, name: str):
+        """(enabled, byte address) of a lane of a registered row (:meth:`_row_stage`)."""
         ok = Signal(name=f"ok{name}")
-        m.d.comb += [y.eq(slot["y"] + lane.r), x.eq(slot["x"] + lane.s),
-                     ok.eq(slot["valid"] & (lane.r < k["fold_kh"]) & (y >= 0) & (y < ci.t_h) & (x >= 0) & (x < ci.t_w))]
+        m.d.comb += ok.eq(slot["valid"] & (lane.r < k["fold_kh"]) & (lane.r >= slot["ny"]) & (lane.r < slot["hy"])
+                          & (lane.s >= slot["nx"]) & (lane.s < slot["hx"]))
         return ok, k["base"] + slot["pix"] + lane.off

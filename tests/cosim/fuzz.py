@@ -46,7 +46,7 @@ from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, 
 from hw.rtl.accelerator import rtl_unsupported
 from hw.rtl.vector_descriptor import OPERAND
 from hw.rtl.vector_executor import builds_vector_unit
-from hw.timing import decode_until_end, schedule, schedule_encoded
+from hw.timing import DECODE_STAGES, decode_until_end, schedule, schedule_encoded
 from vec_passes import CHAINS, IN_PLACE, random_pass
 
 __all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "words_bytes"]
@@ -348,7 +348,7 @@ def _data_or_static(runtime: StreamError, static, timing, limit: int, insns) -> 
         return Expect("error", limit, runtime.code, why=str(runtime))
     d, e = runtime.index, static.index
     at_end_after_idle = static.code == ErrorCode.TOKEN and e < len(insns) and insns[e].op == Op.END
-    reached = np.inf if at_end_after_idle else (int(timing.dispatch[e - 1]) + 1 if e else 0)
+    reached = np.inf if at_end_after_idle else (int(timing.dispatch[e - 1]) + 1 if e else DECODE_STAGES)
     first, last = int(timing.start[d]), int(timing.end[d]) + 2
     if last < reached:
         return Expect("error", limit, runtime.code, why=f"{runtime} (before instruction {e}: {static})")
