@@ -1,14 +1,27 @@
 """The STORE's softmax epilogue in the RTL, part by part: the segmented reductions across lanes
-(hw/rtl/segmented_reduce.py) against numpy on random segments, bit- and cycle-exact."""
+(hw/rtl/segmented_reduce.py) against numpy on random segments, and the three-pass epilogue
+(hw/rtl/softmax_epilogue.py) against the functional simulator's ``softmax_rows`` with the tables of
+``mapper.program.exp_table``, on random pixels and rows of several lengths (49 among them, rows
+spanning several PEs' lanes), bit- and cycle-exact."""
 
 from __future__ import annotations
 
+import gc
+import warnings
+
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, UnusedElaboratable, signed, unsigned
 from amaranth.sim import Simulator
 
+from amaranth.lib import memory
+
+from hw import operators as ops
+from hw.numerics import TABLE_ENTRY_BITS
 from hw.rtl.segmented_reduce import SegmentedReduce
+from hw.rtl.softmax_epilogue import SoftmaxEpilogue
+from mapper.program import exp_table
+from sim.vector_unit import softmax_rows
 
 SEED = 1313
 
@@ -75,8 +88,123 @@ def test_segmented_reduce_matches_numpy(lanes, op):
         assert not bad.size, f"beat {b} lane {bad[0]}: RTL {y[bad[0]]}, want {want[bad[0]]}"
 
 
-def test_segmented_reduce_refuses_bad_parameters():
-    with pytest.raises(ValueError, match="lanes must be a positive integer, not 0"):
-        SegmentedReduce(0, signed(8), "max")
-    with pytest.raises(ValueError, match="op must be one of .* not 'min'"):
-        SegmentedReduce(4, signed(8), "min")
+def test_units_refuse_bad_parameters():
+    with warnings.catch_warnings():              # the refused units are never elaborated
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(ValueError, match="lanes must be a positive integer, not 0"):
+            SegmentedReduce(0, signed(8), "max")
+        with pytest.raises(ValueError, match="op must be one of .* not 'min'"):
+            SegmentedReduce(4, signed(8), "min")
+        with pytest.raises(ValueError, match="depth must be a positive integer, not 0"):
+            SoftmaxEpilogue(4, 0)
+        gc.collect()
+
+
+# ---- the three-pass epilogue ------------------------------------------------------------------
+
+def with_tables(dut: SoftmaxEpilogue, table: np.ndarray) -> Module:
+    """``dut`` with every lane's table read port on a memory holding ``table`` (a PE's table memory)."""
+    m = clocked(dut)
+    for i in range(dut.lanes):
+        mem = memory.Memory(shape=signed(TABLE_ENTRY_BITS), depth=len(table), init=[int(v) for v in table])
+        m.submodules[f"table{i}"] = mem
+        rd = mem.read_port()
+        m.d.comb += [rd.addr.eq(dut.table_addr[i]), dut.table_data[i].eq(rd.data)]
+    return m
+
+
+def run_epilogue(dut: SoftmaxEpilogue, table, x: np.ndarray, start, member, out_shift, spacing: int):
+    """Three passes over the pixels of ``x`` [pixels, lanes], a pixel a cycle, the passes
+    ``spacing`` cycles apart; returns the pass-3 results and the cycle of each after its beat."""
+    npix = len(x)
+    got, when = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.start, int(sum(int(b) << i for i, b in enumerate(start))))
+        ctx.set(dut.member, int(sum(int(b) << i for i, b in enumerate(member))))
+        for i in range(dut.lanes):
+            ctx.set(dut.out_shift[i], int(out_shift[i]))
+        for cycle in range(2 * spacing + npix + dut.latency + 2):
+            phase, pixel = divmod(cycle, spacing)
+            beat = phase < 3 and pixel < npix
+            ctx.set(dut.valid, beat)
+            if beat:
+                ctx.set(dut.phase, phase)
+                ctx.set(dut.pixel, pixel)
+                for i in range(dut.lanes):
+                    ctx.set(dut.x[i], int(x[pixel, i]))
+            if ctx.get(dut.y_valid):
+                got.append([ctx.get(dut.y[i]) for i in range(dut.lanes)])
+                when.append(cycle - 2 * spacing - len(when))
+            await ctx.tick()
+
+    sim = Simulator(with_tables(dut, table))
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.array(got), when
+
+
+def rows_of(groups: list, lanes: int):
+    """Segment starts and members for groups of (lanes, row): each group's first ``lanes`` lanes
+    take part, in rows of ``row`` from the group's first lane; lanes left over take no part."""
+    start, member = np.zeros(lanes, bool), np.zeros(lanes, bool)
+    first = 0
+    for used, row, span in groups:
+        start[first] = True
+        start[first:first + used:row] = True
+        member[first:first + used] = True
+        first += span
+    return start, member
+
+
+def epilogue_reference(x, start, member, table, out_shift) -> np.ndarray:
+    """``softmax_rows`` on every row (a segment's member lanes) of every pixel; -1 elsewhere."""
+    want = np.full(x.shape, -1, np.int64)
+    bounds = [*np.flatnonzero(start), x.shape[1]]
+    for a, b in zip(bounds, bounds[1:]):
+        lanes = a + np.flatnonzero(member[a:b])
+        if lanes.size:
+            want[:, lanes] = softmax_rows(x[:, lanes], table, int(out_shift[a]))
+    return want
+
+
+@pytest.mark.parametrize("lanes, groups, npix", [
+    (8, [(8, 4, 8)], 3),                      # tiny: two PEs of K0 = 4, rows of 4, fewer pixels than the turnaround
+    (8, [(6, 3, 8)], 20),                     # lanes left over at the group's end
+    (16, [(8, 8, 8), (5, 5, 8)], 7),          # small: two row groups, the second clipped
+    (16, [(16, 1, 16)], 2),                   # rows of one channel
+    (64, [(49, 49, 64)], 5),                  # e_small: a row of 49 across both PEs
+    (64, [(32, 16, 32), (21, 7, 32)], 30),    # one row group a PE, rows of 16 and 7
+])
+def test_softmax_epilogue_matches_the_functional_model(lanes, groups, npix):
+    """Random int8 pixels, random softmax parameters (exp table and output shifts): pass 3 gives
+    ``softmax_rows`` bit for bit, ``latency`` cycles after each beat, with passes ``turnaround``
+    cycles apart when a STORE has fewer pixels."""
+    rng = np.random.default_rng(SEED + lanes + npix)
+    params = ops.softmax_params(float(rng.uniform(0.01, 0.5)), int(rng.integers(7, 15)))
+    table = exp_table(params)
+    x = rng.integers(-128, 128, (npix, lanes))
+    x[0] = -128                                                     # a pixel of equal values
+    start, member = rows_of(groups, lanes)
+    out_shift = np.full(lanes, params.out_shift)
+    dut = SoftmaxEpilogue(lanes, 32)
+    got, when = run_epilogue(dut, table, x, start, member, out_shift, max(npix, dut.turnaround))
+    want = epilogue_reference(x, start, member, table, out_shift)
+    assert got.shape == x.shape and set(when) == {dut.latency}
+    bad = np.argwhere(member[None, :] & (got != want))
+    assert not bad.size, f"pixel {bad[0][0]} lane {bad[0][1]}: RTL {got[tuple(bad[0])]}, want {want[tuple(bad[0])]}"
+
+
+def test_softmax_epilogue_needs_its_turnaround():
+    """Passes one cycle closer than ``turnaround`` read a pixel's row state before it is written:
+    the check above would notice (the turnaround is not padding)."""
+    rng = np.random.default_rng(SEED)
+    lanes = 8
+    params = ops.softmax_params(0.1)
+    table = exp_table(params)
+    start, member = rows_of([(8, 4, 8)], lanes)
+    x = rng.integers(-128, 128, (1, lanes))
+    dut = SoftmaxEpilogue(lanes, 4)
+    got, _ = run_epilogue(dut, table, x, start, member, np.full(lanes, 7), dut.turnaround - 1)
+    assert np.any(got != epilogue_reference(x, start, member, table, np.full(lanes, 7)))
