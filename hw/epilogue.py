@@ -21,12 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .expr import all_of, any_of, is_int, sel
+from .operators import SOFTMAX_E_BITS
 
 __all__ = ["row_multiples", "pe_row_starts", "WalkState", "walk_pe", "walk_end_bad", "EXP_BITS"]
 
 #: Bits of an exponential as the epilogue takes it from a table entry: ``softmax_exp_kernel``'s
 #: ``e <= 2**22`` (``hw.operators.SOFTMAX_E_BITS``) with a bit of headroom; the entry's low bits.
 EXP_BITS = 23
+assert EXP_BITS == SOFTMAX_E_BITS + 1
 
 
 def row_multiples(row, lanes: int) -> list:

@@ -208,3 +208,81 @@ def test_softmax_epilogue_needs_its_turnaround():
     dut = SoftmaxEpilogue(lanes, 4)
     got, _ = run_epilogue(dut, table, x, start, member, np.full(lanes, 7), dut.turnaround - 1)
     assert np.any(got != epilogue_reference(x, start, member, table, np.full(lanes, 7)))
+
+
+# ---- the store unit's epilogue in the accelerator ---------------------------------------------
+
+def epilogue_case(layer, cfg, row: int, seed: int, table=None, ep_shift=None):
+    """(stream, DRAM image, sim.functional's image or its StreamError, the contract's cycles) of
+    ``layer`` mapped with a softmax epilogue over rows of ``row`` (its exponentials' table and the
+    output shift in every parameter entry)."""
+    from hw.isa import StreamError, make, Op
+    from hw.timing import schedule
+    from mapper.lower import map_layer
+    from mapper.program import _table_bytes, pack_params
+    from sim.functional import Machine, _place, layer_data
+
+    lowered = map_layer(layer, cfg, softmax_row=row)[0][0]
+    stream = lowered.stream + [make(Op.END)]
+    assert any(i.op == Op.STORE and i.f["ep_row"] == row for i in stream)
+    rng = np.random.default_rng(seed)
+    d = layer_data(layer, rng)
+    params = ops.softmax_params(float(rng.uniform(0.02, 0.3)), int(rng.integers(7, 15)))
+    dram = _place(lowered, layer, d, cfg)
+    pl = lowered.layout
+    entries = pack_params(d["bias"], d["mult"], d["shift"], params.out_shift if ep_shift is None else ep_shift)
+    dram[pl.params:pl.params + entries.size] = entries.ravel()
+    tbl = _table_bytes(exp_table(params) if table is None else table)
+    dram[pl.table:pl.table + tbl.size] = tbl
+    want = dram.copy()
+    try:
+        Machine(cfg, want).run(stream)
+    except StreamError as e:
+        want = e
+    return stream, dram, want, schedule(stream, cfg).total_cycles
+
+
+EPILOGUE_LAYERS = [   # (configuration, Q.K^T of B heads: M queries, K head channels, N keys = row)
+    ("tiny", 1, 6, 4, 8),          # rows of 8 across both PEs' 4 lanes
+    ("tiny", 2, 5, 4, 3),          # rows of 3, two heads
+    ("small", 1, 4, 8, 7),
+]
+
+
+@pytest.mark.parametrize("cfg_name, batch, m, k, n", EPILOGUE_LAYERS)
+def test_store_epilogue_bit_and_cycle_exact(cfg_name, batch, m, k, n):
+    """A Q.K^T product whose STOREs normalise its rows (the fused attention scores) runs in the
+    accelerator in Amaranth's simulator: the DRAM image sim.functional writes, in the cycle the
+    timing contract gives."""
+    from hw.config import get_config
+    from mapper.ir import MatMul
+    from test_rtl_accelerator import first_mismatch, run_accelerator
+
+    cfg = get_config(cfg_name)
+    layer = MatMul("scores", "encoder", batch, m, k, n)
+    stream, dram, want, cycles = epilogue_case(layer, cfg, n, SEED + m)
+    assert isinstance(want, np.ndarray), want
+    res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
+    assert res["error"] == 0, f"error {res['code']} at instruction {res['pc']}"
+    assert res["done"] == 1 and res["cycle"] == cycles, f"done {res['done']} at {res['cycle']}, contract {cycles}"
+    if not np.array_equal(dram, want):
+        pytest.fail(first_mismatch(f"{layer.name} vs sim.functional", dram, want))
+
+
+@pytest.mark.parametrize("what", ["out_shift", "table"])
+def test_store_epilogue_refuses_what_the_simulator_refuses(what):
+    """An output shift outside 7..14, or a table whose exponential of 0 is 0: DATA, nothing written."""
+    from hw.config import get_config
+    from hw.isa import ErrorCode
+    from mapper.ir import MatMul
+    from test_rtl_accelerator import run_accelerator
+
+    cfg = get_config("tiny")
+    layer = MatMul("scores", "encoder", 1, 3, 4, 8)
+    kwargs = {"ep_shift": 15} if what == "out_shift" else {"table": np.zeros(256, np.int64)}
+    stream, dram, want, cycles = epilogue_case(layer, cfg, 8, SEED, **kwargs)
+    assert not isinstance(want, np.ndarray) and want.code == ErrorCode.DATA
+    before = dram.copy()
+    res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
+    assert res["error"] == 1 and res["code"] == ErrorCode.DATA, res
+    np.testing.assert_array_equal(dram, before)

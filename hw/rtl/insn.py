@@ -11,7 +11,7 @@ from amaranth.lib import data
 
 from .. import vector as vec
 from ..expr import any_of
-from ..isa import FIELDS, HEADER, INSN_BITS, ErrorCode, Op, VecOp
+from ..isa import FIELDS, HEADER, INSN_BITS, Act, ErrorCode, Op, VecOp
 
 __all__ = ["insn_layout", "insn_view", "field_signal", "rtl_unsupported", "vec_unsupported", "CYCLE_BITS"]
 
@@ -50,14 +50,14 @@ def rtl_unsupported(op: Op, f, vector_unit: bool = True):
     contract defines and ``sim.functional`` runs: every VEC on an accelerator built without a
     vector unit (``vector_unit``: ``hw.rtl.vector_executor.builds_vector_unit``), else a VEC
     whose ``vec_op`` is a resize or pooling (the vector unit has no spatial sequencer); a
-    STORE's softmax epilogue.  On integers (``Insn.f``) or the fields of a word.  What a CHAIN
+    STORE's softmax epilogue with the table activation (both read the PEs' table ports).  On integers (``Insn.f``) or the fields of a word.  What a CHAIN
     holds is in its descriptor: the vector unit refuses it while running (:func:`vec_unsupported`)."""
     if op == Op.VEC:
         if not vector_unit:
             return 1
         return any_of(*(f["vec_op"] == spatial for spatial in vec.SPATIAL))
-    if op == Op.STORE:
-        return f["ep_row"] != 0
+    if op == Op.STORE:      # the epilogue's table reads would meet the table activation's
+        return (f["ep_row"] != 0) & (f["act"] == Act.TABLE)
     return 0
 
 

@@ -18,9 +18,8 @@ The buffers are as deep as the most pixels a STORE has (``accum_depth``) and one
 wide, each a 1R1W memory (pass 1 writes the maximum while pass 2 reads it for earlier pixels).
 A pixel's next pass may start ``turnaround`` cycles after its previous one at the earliest: the
 cycles its row state takes to reach its buffer.  The arithmetic is ``hw.operators``' kernels on
-the hardware backend; the exponentials are the table's entries (as the functional simulator
-takes them; entries outside ``0 .. 2**23 - 1`` are outside this unit, whose sums are sized for
-them).
+the hardware backend; the exponentials are the table entries' low ``hw.epilogue.EXP_BITS``
+bits, as the functional simulator takes them.
 """
 
 from __future__ import annotations
@@ -30,16 +29,14 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import operators as ops
+from ..epilogue import EXP_BITS
 from ..numerics import TABLE_ENTRIES, TABLE_ENTRY_BITS
 from .kernel_unit import INT8, KernelUnit, delayed, plan
 from .operator_backend import range_shape
 from .segmented_reduce import SegmentedReduce
 
-__all__ = ["SoftmaxEpilogue", "EXP_BITS"]
+__all__ = ["SoftmaxEpilogue"]
 
-#: Bits of an exponential as the epilogue takes it from a table entry (``e <= 2**22`` from
-#: ``softmax_exp_kernel``; one bit of headroom).
-EXP_BITS = ops.SOFTMAX_E_BITS + 1
 #: Cycles from a pass-2/3 beat to its exponential: the buffer read (with ``x`` registered), then
 #: the table's read of entry ``max - x``.
 _EXP_DELAY = 2
