@@ -32,7 +32,7 @@ from .vector import MAX_DESCRIPTOR_BYTES, MAX_STAGES
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
-           "EPILOGUE_PASSES", "store_passes", "store_beats", "store_pipeline", "epilogue_turnaround",
+           "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_last", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
            "VEC_SETUP", "VEC_TABLE_ENTRIES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing"]
@@ -78,12 +78,6 @@ VEC_TABLE_ENTRIES = 256
 #: table's read and ``softmax_out_kernel``.
 EPILOGUE_RECIP_LATENCY = 3
 EPILOGUE_OUT_LATENCY = 2 + 3
-
-
-def store_passes(f) -> object:
-    """Passes of a STORE over its pixels (1, or 3 with a softmax epilogue); ``f`` holds the fields
-    as integers or as Amaranth values."""
-    return 1 + EPILOGUE_PASSES * (f["ep_row"] != 0)
 
 
 def epilogue_reduce_latency(cfg: AcceleratorConfig) -> int:

@@ -5,7 +5,7 @@ leave the PEs (``sim.functional``'s ``_softmax_epilogue``, ``sim.vector_unit.sof
 A pixel's channels sit on the K0 lanes of the PEs of a row group, so a row is a segment of
 consecutive lanes, and its maximum and sum are reductions across lanes
 (:class:`~hw.rtl.segmented_reduce.SegmentedReduce`).  The store unit presents every pixel three
-times (``hw.timing.store_passes``), a pixel of every lane a cycle, each time the post-processed
+times (``hw.timing.store_beats``), a pixel of every lane a cycle, each time the post-processed
 value ``x`` of every lane:
 
 1. pass 1: each lane's row maximum, written to the *maximum buffer* at the pixel;

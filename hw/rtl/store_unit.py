@@ -73,6 +73,8 @@ class StoreUnit(wiring.Component):
     """
 
     export_prefix = "store_unit"
+    #: its softmax epilogue (built once) is a module of its own Verilog, named under it
+    export_nested = True
 
     @classmethod
     def export_params(cls, config: AcceleratorConfig) -> dict:
