@@ -245,7 +245,8 @@ def epilogue_case(layer, cfg, row: int, seed: int, table=None, ep_shift=None):
 EPILOGUE_LAYERS = [   # (configuration, Q.K^T of B heads: M queries, K head channels, N keys = row)
     ("tiny", 1, 6, 4, 8),          # rows of 8 across both PEs' 4 lanes
     ("tiny", 2, 5, 4, 3),          # rows of 3, two heads
-    ("small", 1, 4, 8, 7),
+    ("small", 1, 4, 8, 7),         # two row groups of two PEs, a row of 7 across each
+    pytest.param("e_small", 1, 3, 8, 49, marks=pytest.mark.slow),    # Swin's rows of 49 across both PEs' 32 lanes
 ]
 
 
