@@ -7,6 +7,7 @@ spanning several PEs' lanes), bit- and cycle-exact."""
 from __future__ import annotations
 
 import gc
+import sys
 import warnings
 
 import numpy as np
@@ -263,7 +264,12 @@ def test_store_epilogue_bit_and_cycle_exact(cfg_name, batch, m, k, n):
     layer = MatMul("scores", "encoder", batch, m, k, n)
     stream, dram, want, cycles = epilogue_case(layer, cfg, n, SEED + m)
     assert isinstance(want, np.ndarray), want
-    res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)       # Amaranth's simulator writes e_small's widest values as decimal text
+    try:
+        res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
+    finally:
+        sys.set_int_max_str_digits(previous)
     assert res["error"] == 0, f"error {res['code']} at instruction {res['pc']}"
     assert res["done"] == 1 and res["cycle"] == cycles, f"done {res['done']} at {res['cycle']}, contract {cycles}"
     if not np.array_equal(dram, want):
