@@ -47,17 +47,19 @@ def field_signal(op: Op, field: str, name: str | None = None) -> Signal:
 
 def rtl_unsupported(op: Op, f, vector_unit: bool = True):
     """Whether this RTL refuses an instruction at dispatch (``ErrorCode.UNSUPPORTED``) that the
-    contract defines and ``sim.functional`` runs: every VEC on an accelerator built without a
-    vector unit (``vector_unit``: ``hw.rtl.vector_executor.builds_vector_unit``), else a VEC
-    whose ``vec_op`` is a resize or pooling (the vector unit has no spatial sequencer); a
-    STORE's softmax epilogue with the table activation (both read the PEs' table ports).  On integers (``Insn.f``) or the fields of a word.  What a CHAIN
+    contract defines and ``sim.functional`` runs.  ``vector_unit`` says whether the accelerator
+    builds its non-MAC units (``hw.rtl.vector_executor.builds_vector_unit``: the vector executor
+    and the STORE's softmax epilogue, both across every lane of the array).  Without them every
+    VEC and every softmax epilogue; with them a VEC whose ``vec_op`` is a resize or pooling (the
+    vector unit has no spatial sequencer) and a softmax epilogue with the table activation (both
+    read the PEs' table ports).  On integers (``Insn.f``) or the fields of a word.  What a CHAIN
     holds is in its descriptor: the vector unit refuses it while running (:func:`vec_unsupported`)."""
     if op == Op.VEC:
         if not vector_unit:
             return 1
         return any_of(*(f["vec_op"] == spatial for spatial in vec.SPATIAL))
-    if op == Op.STORE:      # the epilogue's table reads would meet the table activation's
-        return (f["ep_row"] != 0) & (f["act"] == Act.TABLE)
+    if op == Op.STORE:
+        return (f["ep_row"] != 0) & ((f["act"] == Act.TABLE) | (not vector_unit))
     return 0
 
 

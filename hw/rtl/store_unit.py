@@ -16,7 +16,8 @@ while every member PE's table entry 0 and output shift are checked; a broken rul
 ``max(pixels, epilogue_turnaround)`` cycles apart, through the PEs' post-processing into the
 :class:`~hw.rtl.softmax_epilogue.SoftmaxEpilogue` across all lanes; pass 3 is written,
 ``store_pipeline`` cycles after its beat.  With the table activation the epilogue's table reads
-would meet the post-processing's (``hw.rtl.insn.rtl_unsupported``).
+would meet the post-processing's, and it is built only where the vector executor is
+(``hw.rtl.insn.rtl_unsupported``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .pe_tile import check_rtl_config
 from .postproc import PostProcessor
 from .softmax_epilogue import SoftmaxEpilogue
 from .unit import held, pe_mask, start_when, unit_members
+from .vector_executor import builds_vector_unit
 
 __all__ = ["StoreUnit"]
 
@@ -90,9 +92,13 @@ class StoreUnit(wiring.Component):
             "dram": Out(DramWriteSignature(config.num_pe * config.k0)),
             "error": Out(1),
         })
-        self._epilogue = SoftmaxEpilogue(config.num_pe * config.k0, config.accum_depth)
-        assert self._epilogue.turnaround == epilogue_turnaround(config), "hw.timing's turnaround is not the RTL's"
-        assert self._epilogue.latency == EPILOGUE_OUT_LATENCY, "hw.timing's epilogue latency is not the RTL's"
+        # built where the vector executor is (builds_vector_unit; the dispatcher refuses the
+        # epilogue elsewhere): its Verilog grows with the lanes (e_small's 64: 4.7 MB)
+        self._epilogue = None
+        if builds_vector_unit(config):
+            self._epilogue = SoftmaxEpilogue(config.num_pe * config.k0, config.accum_depth)
+            assert self._epilogue.turnaround == epilogue_turnaround(config), "hw.timing's turnaround is not the RTL's"
+            assert self._epilogue.latency == EPILOGUE_OUT_LATENCY, "hw.timing's epilogue latency is not the RTL's"
 
     def elaborate(self, platform):
         m = Module()
@@ -120,10 +126,10 @@ class StoreUnit(wiring.Component):
             m.d.sync += [busy.eq(0), timed.eq(0)]
 
         kst, yst, base, total, starting, ext_k = self._pe_origins(m, cs, setup, active, mask, col, grp)
-        ep = Signal()
-        m.d.comb += ep.eq(cs.ep_row != 0)
+        ep = Signal()               # a softmax epilogue (refused at dispatch where it is not built)
+        m.d.comb += ep.eq((cs.ep_row != 0) if self._epilogue else 0)
         nk = [Mux(mask[p], ext_k[p], 0) for p in range(n)]
-        waiting, rows = self._rows(m, cs, start, setup, ep, col, kst, nk)
+        waiting, rows = self._rows(m, cs, start, setup, ep, col, kst, nk) if self._epilogue else (0, None)
         beat = self._pixels(m, cs, start, setup, active, timed, waiting, ep)
         self._writes(m, cs, beat, mask, kst, yst, base, ep, rows, nk)
         self._shell(m, cs, starting, free, occ_left, total, timed, busy)
@@ -268,7 +274,7 @@ class StoreUnit(wiring.Component):
         taps = list(zip(*(delay_line(m, v, EP_WRITE_DELAY, f"issued_{name}") for v, name in
                           ((last_pass, "valid"), (oy, "oy"), (ox, "ox"), (off, "off")))))
         dv, doy, dox, doff = (Mux(ep, e, p) for e, p in zip(taps[EP_WRITE_DELAY], taps[WRITE_DELAY]))
-        y = self._epilogue_lanes(m, ep, rows, nk, beat, phase, slot)
+        y = self._epilogue_lanes(m, ep, rows, nk, beat, phase, slot) if self._epilogue else None
         x_ok = cs.x0 + dox < cs.t_w
         for p in range(n):
             row_ok = dv & mask[p] & x_ok & (yst[p] + doy < cs.t_h) & ~self.error
@@ -277,7 +283,7 @@ class StoreUnit(wiring.Component):
                 m.d.comb += [
                     self.dram.en[lane].eq(row_ok & (j < cs.k_per_pe) & (kst[p] + j < cs.t_k)),
                     self.dram.addr[lane].eq(base[p] + doff + j),
-                    self.dram.data[lane].eq(Mux(ep, y[lane], self.st.y[p][j])),
+                    self.dram.data[lane].eq(Mux(ep, y[lane], self.st.y[p][j]) if y else self.st.y[p][j]),
                 ]
 
     def _epilogue_lanes(self, m, ep, rows, nk, beat, phase, slot):
