@@ -33,7 +33,8 @@ from .vector import FIELD_HOLD_LEVELS, MAX_DESCRIPTOR_BYTES, MAX_STAGES
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
-           "EPILOGUE_PASSES", "store_passes", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
+           "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
+           "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
            "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing"]
 
@@ -83,10 +84,46 @@ VEC_SETUP = (-(-MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3 + VEC_FIELD_CHECK +
 VEC_TABLE_ENTRIES = 256
 
 
-def store_passes(f) -> object:
-    """Passes of a STORE over its pixels (1, or 3 with a softmax epilogue); ``f`` holds the fields
-    as integers or as Amaranth values."""
-    return 1 + EPILOGUE_PASSES * (f["ep_row"] != 0)
+#: The softmax epilogue's kernels after their reductions (``hw/rtl/softmax_epilogue.py``, which
+#: checks them against ``hw.operators``' kernels on the hardware backend): ``recip_kernel`` of a
+#: row's sum, and from a pass-3 beat's value to its result the row-state buffers' read, the
+#: table's read and ``softmax_out_kernel``.
+EPILOGUE_RECIP_LATENCY = 3
+EPILOGUE_OUT_LATENCY = 2 + 3
+
+
+def epilogue_reduce_latency(cfg: AcceleratorConfig) -> int:
+    """Cycles of a reduction across the ``num_pe * K0`` lanes (``hw/rtl/segmented_reduce.py``): a
+    registered scan and a registered broadcast of ``ceil(log2(lanes))`` stages each."""
+    return 2 * (cfg.num_pe * cfg.k0 - 1).bit_length()
+
+
+def epilogue_turnaround(cfg: AcceleratorConfig) -> int:
+    """The fewest cycles between a pixel's beats of two passes of a softmax epilogue: its row state
+    reaches its buffer first (pass 1: the maximum's reduction; pass 2: the buffer and table reads,
+    the sum's reduction and the reciprocal), then one cycle to be read back."""
+    reduce = epilogue_reduce_latency(cfg)
+    return max(reduce, 2 + reduce + EPILOGUE_RECIP_LATENCY) + 1
+
+
+def epilogue_setup(cfg: AcceleratorConfig) -> int:
+    """Cycles a softmax epilogue's first beat waits: the walk over the PEs that finds the rows'
+    first lanes (``hw.epilogue``), one PE a cycle."""
+    return cfg.num_pe
+
+
+def store_beats(f, cfg: AcceleratorConfig):
+    """Cycles from a STORE's first beat slot to its last beat: its pixels, one of every PE a cycle;
+    with a softmax epilogue, the row walk first and each pixel's next pass at least
+    ``epilogue_turnaround`` cycles after its previous one (on integers or Amaranth values)."""
+    npix = f["out_h"] * f["out_w"]
+    span = vmax(npix, epilogue_turnaround(cfg))
+    return npix + sel(f["ep_row"] != 0, epilogue_setup(cfg) + EPILOGUE_PASSES * span, 0)
+
+
+def store_pipeline(f):
+    """Cycles from a STORE's beat to its DRAM write: the post-processing, and the softmax epilogue's."""
+    return POST_PIPELINE + sel(f["ep_row"] != 0, EPILOGUE_OUT_LATENCY, 0)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -473,14 +510,15 @@ def vec_cycles(f, cfg: AcceleratorConfig):
 
 
 def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=lambda value, name: value):
-    """(busy cycles, cycles until the writes are done) of a STORE writing ``nbytes``: one pixel of
-    every PE a cycle per pass, through the post-processing pipeline, or its bytes at the DRAM rate.
-    Posted writes: the unit is free once its last pixel is written (one setup cycle more than the
-    pixels and the pipeline); the DRAM latency only delays the token.  The RTL passes ``hold`` to
-    register the pixel count and the transfer time (``hold(value, name)``), a stage each."""
-    pixels = hold(f["out_h"] * f["out_w"] * store_passes(f), "pixels")
-    transfer = hold(vmax(pixels + POST_PIPELINE, cdiv(nbytes, cfg.dram_bytes_per_cycle)), "transfer")
-    return vmax(transfer, pixels + POST_PIPELINE + 1), cfg.dram_latency + transfer
+    """(busy cycles, cycles until the writes are done) of a STORE writing ``nbytes``: its beats
+    (``store_beats``: one pixel of every PE a cycle per pass) through its pipeline
+    (``store_pipeline``), or its bytes at the DRAM rate.  Posted writes: the unit is free once its
+    last pixel is written (one setup cycle more than the beats and the pipeline); the DRAM latency
+    only delays the token.  The RTL passes ``hold`` to register the beat count and the transfer
+    time (``hold(value, name)``), a stage each."""
+    pixels = hold(store_beats(f, cfg) + store_pipeline(f), "pixels")
+    transfer = hold(vmax(pixels, cdiv(nbytes, cfg.dram_bytes_per_cycle)), "transfer")
+    return vmax(transfer, pixels + 1), cfg.dram_latency + transfer
 
 
 def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]:

@@ -18,11 +18,12 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import AcceleratorConfig
+from hw.epilogue import EXP_BITS, WalkState, row_multiples, walk_end_bad, walk_pe
 from hw.isa import ADDR_MASK, Act, ErrorCode, Insn, StreamError, INSN_BYTES
 from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
                          TABLE_ENTRY_BITS, unpack_entries)
 from hw.timing import (check_insn, load_inp_gb_conflict, load_inp_lanes, load_param_lane_addr, load_wgt_lane_addr,
-                       gemm_in_h, pe_members, pe_positions, store_addr, store_tile_origin)
+                       gemm_in_h, pe_members, pe_positions, store_addr, store_pe_extent, store_tile_origin)
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
 from mapper.program import Program, pack_params, pack_weights
@@ -241,30 +242,46 @@ class Machine:
         return k, y, x, valid, np.ascontiguousarray(q)
 
     def _softmax_epilogue(self, f: dict, pes: np.ndarray, k: np.ndarray, q: np.ndarray, off: int) -> None:
-        """Softmax over rows of ``ep_row`` channels of each pixel, in place on ``q``: the channels of
-        the PEs of one row group, by channel number (``k // ep_row``), with the exponentials from
-        the PEs' table."""
-        row = f["ep_row"]
-        groups = self._pe_grid(f, pes)[1]
-        for g in np.unique(groups):
-            sel = np.flatnonzero(groups == g)
-            ks = k[sel].ravel()
-            order = np.argsort(ks, kind="stable")
-            keep = ks[order] < f["t_k"]
-            order, ks = order[keep], ks[order][keep]
-            if ks.size == 0:
-                continue
-            if ks.size % row or ks[0] % row or np.any(np.diff(ks) != 1):
-                raise StreamError(f"STORE at byte offset {off}: its channels {int(ks[0])}..{int(ks[-1])} are not "
-                                  f"whole softmax rows of {row}", ErrorCode.DATA)
-            vals = q[sel].transpose(1, 2, 0, 3).reshape(q.shape[1], q.shape[2], -1)     # [oh, ow, P*K]
-            rows = vals[..., order].reshape(*vals.shape[:2], -1, row)
-            out_shift = int(self.ep_shift[pes[sel[0]], f["param_addr"]])
-            if out_shift not in ops.SOFTMAX_OUT_SHIFTS:
-                raise StreamError(f"STORE at byte offset {off}: softmax output shift {out_shift} outside "
-                                  f"{ops.SOFTMAX_OUT_SHIFTS.start}..{ops.SOFTMAX_OUT_SHIFTS.stop - 1}", ErrorCode.DATA)
-            vals[..., order] = softmax_rows(rows, self.table[pes[sel[0]]], out_shift).reshape(*vals.shape[:2], -1)
-            q[sel] = vals.reshape(q.shape[1], q.shape[2], len(sel), -1).transpose(2, 0, 1, 3)
+        """Softmax over rows of ``ep_row`` channels of each pixel, in place on ``q``: the rows of
+        ``hw.epilogue`` (consecutive member lanes of a row group), each lane's exponentials from
+        its PE's table and its output shift its PE's (entry ``param_addr``)."""
+        row, where = f["ep_row"], f"STORE at byte offset {off}"
+        nk = self._epilogue_members(f, pes, where)
+        lanes = np.concatenate([np.full(n, i) for i, n in enumerate(nk)]).astype(np.int64)
+        if lanes.size == 0:
+            return
+        owner = pes[lanes]
+        out_shift = self.ep_shift[owner, f["param_addr"]]
+        bad = [s for s in np.unique(out_shift) if s not in ops.SOFTMAX_OUT_SHIFTS]
+        if bad:
+            raise StreamError(f"{where}: softmax output shift {int(bad[0])} outside {ops.SOFTMAX_OUT_SHIFTS.start}.."
+                              f"{ops.SOFTMAX_OUT_SHIFTS.stop - 1}", ErrorCode.DATA)
+        if np.any(self.table[owner, 0] & ((1 << EXP_BITS) - 1) == 0):
+            raise StreamError(f"{where}: the exponential of 0 (table entry 0) is 0: a row's sum could be 0",
+                              ErrorCode.DATA)
+        member = np.arange(q.shape[3])[None, :] < np.asarray(nk)[:, None]          # [P, K]
+        vals = q.transpose(1, 2, 0, 3)[:, :, member]                              # [oh, ow, members]
+        shape = (*vals.shape[:2], -1, row)
+        out = softmax_rows(vals.reshape(shape), self.table[owner].reshape(-1, row, TABLE_ENTRIES),
+                           out_shift.reshape(-1, row))
+        q.transpose(1, 2, 0, 3)[:, :, member] = out.reshape(vals.shape)        # a view: writes q
+
+    def _epilogue_members(self, f: dict, pes: np.ndarray, where: str) -> list[int]:
+        """The member lanes of each selected PE (``hw.epilogue``'s walk over every PE, which
+        refuses channels that are not whole rows of each row group with ``ErrorCode.DATA``)."""
+        n, k0 = self.cfg.num_pe, self.cfg.k0
+        selected = np.zeros(n, bool)
+        selected[pes] = True
+        multiples = row_multiples(f["ep_row"], k0)
+        state, members = WalkState(), []
+        for p, (col, grp) in enumerate(pe_positions(n, f["pe_k"])):
+            k_first, _, nk, _, _ = store_pe_extent(f, col, grp)
+            members.append(nk if selected[p] else 0)
+            _, state = walk_pe(state, col, k_first, members[-1], multiples, k0)
+        if walk_end_bad(state):
+            raise StreamError(f"{where}: the channels of a row group are not consecutive whole softmax rows of "
+                              f"{f['ep_row']}", ErrorCode.DATA)
+        return [members[p] for p in pes]
 
 
 # ---- checking layers against the golden model ----------------------------------------------------

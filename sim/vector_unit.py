@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hw.epilogue import EXP_BITS
+
 from hw import operators as ops
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.numerics import unpack_entries
@@ -172,10 +174,16 @@ class _Pass:
         return out
 
 
-def softmax_rows(x: np.ndarray, table: np.ndarray, out_shift: int) -> np.ndarray:
-    """Softmax over the last axis of int8 ``x`` with the exponentials ``table[rowmax - x]`` (256 entries):
-    the vector unit's arithmetic (``hw.operators.softmax``) with its exp kernel tabulated."""
+def softmax_rows(x: np.ndarray, table: np.ndarray, out_shift) -> np.ndarray:
+    """Softmax over the last axis of int8 ``x`` with the exponentials ``table[rowmax - x]``: the vector
+    unit's arithmetic (``hw.operators.softmax``) with its exp kernel tabulated.  ``table`` holds 256
+    entries, or 256 for each element (``[..., 256]``, broadcast against ``x``: the STORE's epilogue
+    reads each lane's PE's table); an exponential is an entry's low ``hw.epilogue.EXP_BITS`` bits.
+    ``out_shift`` is an integer or one per element."""
     xmax = x.max(axis=-1, keepdims=True).astype(np.int64)
-    e = table[(xmax - x).astype(np.int64)]
+    d = (xmax - x).astype(np.int64)
+    table = np.asarray(table, dtype=np.int64) & ((1 << EXP_BITS) - 1)
+    e = table[d] if table.ndim == 1 else \
+        np.take_along_axis(np.broadcast_to(table, d.shape + table.shape[-1:]), d[..., None], axis=-1)[..., 0]
     r, k = ops.NUMPY.run(ops.recip_kernel, e.sum(axis=-1, keepdims=True), ops.SOFTMAX_SUM_BITS)
     return ops.NUMPY.run(ops.softmax_out_kernel, e, r, k, out_shift).astype(np.int8)

@@ -176,7 +176,7 @@ class Accelerator(wiring.Component):
             self.imem_addr.eq(disp.imem.addr), disp.imem.data.eq(self.imem_data),
             disp.quiet.eq(load.idle & comp.idle & store.idle & ~queues[Queue.LOAD].r.valid
                           & ~queues[Queue.COMPUTE].r.valid & ~queues[Queue.STORE].r.valid),
-            disp.data_error.eq(load.error | comp.error),
+            disp.data_error.eq(load.error | comp.error | store.error),
             disp.data_error_code.eq(Mux(comp.error, comp.error_code, ErrorCode.DATA)),
         ]
         return m

@@ -17,14 +17,14 @@ signature                     driver -> receiver               carries
 
 from __future__ import annotations
 
-from amaranth.hdl import unsigned
+from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import vector as vec
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, FIELD_BITS, INSN_BITS, ErrorCode, Op
-from ..numerics import PARAM_ENTRY_BYTES
+from ..numerics import PARAM_ENTRY_BYTES, TABLE_ENTRY_BITS
 from .vector_mac import int8_vector
 
 __all__ = ["LoadTarget", "load_geometry", "ImemSignature", "DramReadSignature", "DramWriteSignature",
@@ -112,13 +112,21 @@ class VecControlSignature(wiring.Signature):
 class StoreBusSignature(wiring.Signature):
     """A STORE pixel: post-process accumulator entry ``acc`` (``relu``, or ``table``: the table
     activation); ``param_load`` latches the K0 parameter entries from ``param_addr``.  ``y`` comes
-    back four cycles after ``valid``, one vector per PE (``pes``; a single vector for one PE)."""
+    back four cycles after ``valid``, one vector per PE (``pes``; a single vector for one PE).
+    A softmax epilogue (``ep``) reads each lane's table entry ``ep_addr`` (on ``ep_data`` a cycle
+    later) and takes the output shift of entry ``param_addr`` (``ep_shift``)."""
 
     def __init__(self, config: AcceleratorConfig, pes: int | None = None):
-        y = int8_vector(config.k0)
+        k0 = config.k0
+        per_pe = {"y": int8_vector(k0), "ep_data": data.ArrayLayout(signed(TABLE_ENTRY_BITS), k0),
+                  "ep_shift": unsigned(8)}
+        if pes is not None:
+            per_pe = {name: data.ArrayLayout(shape, pes) for name, shape in per_pe.items()}
+        ep_addr = data.ArrayLayout(unsigned(8), k0)
         super().__init__({"param_load": Out(1), "param_addr": Out(range(config.param_depth)),
                           "valid": Out(1), "acc": Out(config.accum_addr_bits), "relu": Out(1), "table": Out(1),
-                          "y": In(y if pes is None else data.ArrayLayout(y, pes))})
+                          "ep": Out(1), "ep_addr": Out(ep_addr if pes is None else data.ArrayLayout(ep_addr, pes)),
+                          **{name: In(shape) for name, shape in per_pe.items()}})
 
 
 class TokenPushSignature(wiring.Signature):

@@ -11,7 +11,7 @@ from amaranth.lib import data
 
 from .. import vector as vec
 from ..expr import any_of
-from ..isa import FIELDS, HEADER, INSN_BITS, ErrorCode, Op, VecOp
+from ..isa import FIELDS, HEADER, INSN_BITS, Act, ErrorCode, Op, VecOp
 
 __all__ = ["insn_layout", "insn_view", "field_signal", "rtl_unsupported", "vec_unsupported", "CYCLE_BITS"]
 
@@ -47,18 +47,20 @@ def field_signal(op: Op, field: str, name: str | None = None) -> Signal:
 
 def rtl_unsupported(op: Op, f, vector_unit: bool = True):
     """Whether this RTL refuses an instruction at dispatch (``ErrorCode.UNSUPPORTED``) that the
-    contract defines and ``sim.functional`` runs: every VEC on an accelerator built without a
-    vector unit (``vector_unit``: ``hw.rtl.vector_executor.builds_vector_unit``), else a VEC
-    whose ``vec_op`` is a spatial operation the spatial sequencer does not build (pooling:
-    ``hw.vector.SPATIAL_BUILT``); a STORE's softmax epilogue.  On integers (``Insn.f``) or the
-    fields of a word.  What a CHAIN or a resize holds is in its descriptor: the executor refuses
-    it while running (:func:`vec_unsupported`)."""
+    contract defines and ``sim.functional`` runs.  ``vector_unit`` says whether the accelerator
+    builds its non-MAC units (``hw.rtl.vector_executor.builds_vector_unit``: the vector executor
+    and the STORE's softmax epilogue, both across every lane of the array).  Without them every
+    VEC and every softmax epilogue; with them a VEC whose ``vec_op`` is a spatial operation the
+    spatial sequencer does not build (pooling: ``hw.vector.SPATIAL_BUILT``) and a softmax
+    epilogue with the table activation (both read the PEs' table ports).  On integers
+    (``Insn.f``) or the fields of a word.  What a CHAIN or a resize holds is in its descriptor:
+    the executor refuses it while running (:func:`vec_unsupported`)."""
     if op == Op.VEC:
         if not vector_unit:
             return 1
         return any_of(*(f["vec_op"] == spatial for spatial in vec.SPATIAL if spatial not in vec.SPATIAL_BUILT))
     if op == Op.STORE:
-        return f["ep_row"] != 0
+        return (f["ep_row"] != 0) & ((f["act"] == Act.TABLE) | (not vector_unit))
     return 0
 
 

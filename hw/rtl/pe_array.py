@@ -64,8 +64,9 @@ class PEArray(wiring.Component):
             m.submodules[f"pe{p}"] = pe
             m.d.comb += [pe.ld.en.eq(self.ld.en[p]), pe.ld.target.eq(self.ld.target), pe.ld.addr.eq(self.ld.addr),
                          pe.ld.sel.eq(self.ld.sel), pe.ld.count.eq(self.ld.count), pe.ld.data.eq(self.ld.data),
-                         self.st.y[p].eq(pe.st.y)]
+                         self.st.y[p].eq(pe.st.y), self.st.ep_data[p].eq(pe.st.ep_data),
+                         self.st.ep_shift[p].eq(pe.st.ep_shift), pe.st.ep_addr.eq(self.st.ep_addr[p])]
             wiring.connect(m, gemm=wiring.flipped(self.gemm), pe=pe.gemm)
-            for name in ("param_load", "param_addr", "valid", "acc", "relu", "table"):
+            for name in ("param_load", "param_addr", "valid", "acc", "relu", "table", "ep"):
                 m.d.comb += getattr(pe.st, name).eq(getattr(self.st, name))
         return m

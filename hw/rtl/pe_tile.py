@@ -37,7 +37,9 @@ GEMM pipeline: cycle c reads the input row (with ``gemm.dw``, the ``G/C0`` conse
 from it, one per bank) and the K0 weight rows; c+1 multiplies (VectorMAC register) and reads
 the accumulator entry; c+2 writes ``acc + sum`` (``sum`` when ``gemm.first``).  A STORE pixel
 presented at cycle c gives ``st.y`` at c+4 (accumulator read, then the three PostProcessor
-stages, the last of which is the table's read with ``st.table``).
+stages, the last of which is the table's read with ``st.table``).  A softmax epilogue
+(``st.ep``) reads the table through ``st.ep_addr`` instead (the store unit refuses it with the
+table activation, which would read the same ports).
 """
 
 from __future__ import annotations
@@ -245,6 +247,8 @@ class PETile(wiring.Component):
             for j in range(k0):
                 entry = data.View(PARAM_STRUCT, par_data[(pa_d + j)[:lk] if lk else 0])
                 m.d.sync += [bias[j].eq(entry.bias), mult[j].eq(entry.mult), shift[j].eq(entry.shift)]
+            # a softmax epilogue's output shift: entry param_addr's (sim.functional's ep_shift)
+            m.d.sync += st.ep_shift.eq(data.View(PARAM_STRUCT, par_data[pa_d[:lk] if lk else 0]).ep_shift)
         return bias, mult, shift
 
     def _accumulators(self, m):
@@ -324,5 +328,6 @@ class PETile(wiring.Component):
             m.submodules[f"post{j}"] = post
             m.d.comb += [post.acc.eq(acc_data[j]), post.bias.eq(bias[j]), post.mult.eq(mult[j]),
                          post.shift.eq(shift[j]), post.relu.eq(relu1), post.act_table.eq(table1), post.valid.eq(sv1),
-                         table.rd_addr[j].eq(post.table_addr), post.table_data.eq(table.rd_data[j]),
+                         table.rd_addr[j].eq(Mux(st.ep, st.ep_addr[j], post.table_addr)),
+                         post.table_data.eq(table.rd_data[j]), st.ep_data[j].eq(table.rd_data[j]),
                          st.y[j].eq(post.y)]

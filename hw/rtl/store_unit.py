@@ -7,25 +7,40 @@ and multiplies each selected PE's extent into its bytes, t+3 sums them; t+2 to t
 DRAM base, a product a cycle (``hw.timing.store_addr``); t+4 has the contract's busy time and
 latency (``hw.timing.store_timing``), counted down from there; a pixel issued at c is written at c+4.  Posted writes: the unit is free after the busy time (a down-counter), and
 pushes its token then, with the rest of the latency as the token's wait; FENCE/END wait for
-that rest too (``idle``).  A table activation is the PEs' (``st.table``); softmax epilogues
-are refused at dispatch (ErrorCode.UNSUPPORTED).
+that rest too (``idle``).  A table activation is the PEs' (``st.table``).
+
+A softmax epilogue (``ep_row != 0``, ``hw.timing.store_beats``): from t+2 the row walk
+(``hw.epilogue``, one PE a cycle, ``epilogue_setup`` cycles) finds the lanes that start a row,
+while every member PE's table entry 0 and output shift are checked; a broken rule raises
+``error`` (DATA) and nothing is written.  Then three passes over the pixels, each pixel's passes
+``max(pixels, epilogue_turnaround)`` cycles apart, through the PEs' post-processing into the
+:class:`~hw.rtl.softmax_epilogue.SoftmaxEpilogue` across all lanes; pass 3 is written,
+``store_pipeline`` cycles after its beat.  With the table activation the epilogue's table reads
+would meet the post-processing's, and it is built only where the vector executor is
+(``hw.rtl.insn.rtl_unsupported``).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
+from .. import operators as ops
 from ..config import AcceleratorConfig
+from ..epilogue import EXP_BITS, WalkState, row_multiples, walk_end_bad, walk_pe
 from ..expr import Fields
-from ..isa import INSN_BITS, Act, Op, Queue
-from ..timing import POST_PIPELINE, pe_positions, store_addr, store_pe_extent, store_timing
+from ..isa import FIELD_BITS, INSN_BITS, Act, Op, Queue
+from ..timing import (EPILOGUE_OUT_LATENCY, EPILOGUE_PASSES, POST_PIPELINE, epilogue_setup, epilogue_turnaround,
+                      pe_positions, store_addr, store_pe_extent, store_pipeline, store_timing)
 from .buses import DramWriteSignature, StoreBusSignature
 from .insn import field_signal, insn_view
+from .kernel_unit import delay_line, delayed
 from .pe_tile import check_rtl_config
 from .postproc import PostProcessor
+from .softmax_epilogue import SoftmaxEpilogue
 from .unit import held, pe_mask, start_when, unit_members
+from .vector_executor import builds_vector_unit
 
 __all__ = ["StoreUnit"]
 
@@ -33,6 +48,9 @@ __all__ = ["StoreUnit"]
 #: post-processing stages (within hw.timing.POST_PIPELINE).
 WRITE_DELAY = 1 + PostProcessor.LATENCY
 assert 3 <= WRITE_DELAY <= POST_PIPELINE    # 3: the stages of each PE's DRAM base (_pe_origins)
+#: The same with a softmax epilogue: its pass-3 results come EPILOGUE_OUT_LATENCY cycles after the PEs'.
+EP_WRITE_DELAY = WRITE_DELAY + EPILOGUE_OUT_LATENCY
+assert store_pipeline({"ep_row": 0}) == POST_PIPELINE and store_pipeline({"ep_row": 1}) >= EP_WRITE_DELAY
 #: Bits of byte counts and busy times (out_h x out_w x k_per_pe x num_pe, clipped).
 _COUNT_BITS = 48
 #: The cycle after the start that loads the busy time: the PE bytes' product and sum come first.
@@ -51,9 +69,14 @@ class StoreUnit(wiring.Component):
         One accumulator entry per cycle to every PE; their outputs come back on ``st.y``.
     dram: Out(DramWriteSignature(num_pe * K0))
         The bytes of every selected PE's pixel.
+    error: Out(1)
+        A softmax epilogue's rows, output shifts or table break the contract (ErrorCode.DATA), found
+        before anything is written; held until the next STORE starts.
     """
 
     export_prefix = "store_unit"
+    #: its softmax epilogue (built once) is a module of its own Verilog, named under it
+    export_nested = True
 
     @classmethod
     def export_params(cls, config: AcceleratorConfig) -> dict:
@@ -67,7 +90,15 @@ class StoreUnit(wiring.Component):
             **unit_members(Queue.STORE, max_wait=config.dram_latency - 1),
             "st": Out(StoreBusSignature(config, pes=config.num_pe)),
             "dram": Out(DramWriteSignature(config.num_pe * config.k0)),
+            "error": Out(1),
         })
+        # built where the vector executor is (builds_vector_unit; the dispatcher refuses the
+        # epilogue elsewhere): its Verilog grows with the lanes (e_small's 64: 4.7 MB)
+        self._epilogue = None
+        if builds_vector_unit(config):
+            self._epilogue = SoftmaxEpilogue(config.num_pe * config.k0, config.accum_depth)
+            assert self._epilogue.turnaround == epilogue_turnaround(config), "hw.timing's turnaround is not the RTL's"
+            assert self._epilogue.latency == EPILOGUE_OUT_LATENCY, "hw.timing's epilogue latency is not the RTL's"
 
     def elaborate(self, platform):
         m = Module()
@@ -94,8 +125,13 @@ class StoreUnit(wiring.Component):
         with m.Elif(free):
             m.d.sync += [busy.eq(0), timed.eq(0)]
 
-        kst, yst, base, total, starting = self._pe_origins(m, cs, setup, active, mask, col, grp)
-        self._pixels(m, cs, start, setup, active, timed, mask, kst, yst, base)
+        kst, yst, base, total, starting, ext_k = self._pe_origins(m, cs, setup, active, mask, col, grp)
+        ep = Signal()               # a softmax epilogue (refused at dispatch where it is not built)
+        m.d.comb += ep.eq((cs.ep_row != 0) if self._epilogue else 0)
+        nk = [Mux(mask[p], ext_k[p], 0) for p in range(n)]
+        waiting, rows = self._rows(m, cs, start, setup, ep, col, kst, nk) if self._epilogue else (0, None)
+        beat = self._pixels(m, cs, start, setup, active, timed, waiting, ep)
+        self._writes(m, cs, beat, mask, kst, yst, base, ep, rows, nk)
         self._shell(m, cs, starting, free, occ_left, total, timed, busy)
         return m
 
@@ -129,7 +165,7 @@ class StoreUnit(wiring.Component):
             m.d.sync += [nbytes[p].eq(Mux(mask[p], ext_k[p] * ext_y[p] * ext_x, 0)) for p in range(n)]
         total = Signal(_COUNT_BITS)
         m.d.comb += total.eq(sum(nbytes))
-        return kst, yst, base, total, starting
+        return kst, yst, base, total, starting, ext_k
 
     def _shell(self, m, cs, starting, free, occ_left, total, timed, busy):
         """t + _TIMED_AT: the busy time (a down-counter reaching 0 at t + occupancy, which is at
@@ -152,45 +188,119 @@ class StoreUnit(wiring.Component):
                      self.push_prev.wait.eq(rest),
                      self.idle.eq(~busy & (tail == 0))]
 
-    def _pixels(self, m, cs, start, setup, active, timed, mask, kst, yst, base):
-        """Pixel beats from t+2, one pixel of every PE per cycle; its DRAM lanes WRITE_DELAY later."""
-        npix, p_i = Signal(24), Signal(24)
+    def _rows(self, m, cs, start, setup, ep, col, kst, nk):
+        """A softmax epilogue's setup from t+2: the walk of ``hw.epilogue`` over the PEs, one a cycle,
+        into the lanes' row starts; meanwhile every member PE's table entry 0 (through the table
+        ports) and output shift are checked.  ``error`` rises after the walk if a rule is broken.
+        Returns (the beats wait, (row starts, the lanes' table addresses while checking))."""
+        n, k0 = self._config.num_pe, self._config.k0
+        setup_cycles = epilogue_setup(self._config)
+        walk, waiting = Signal(range(n + 2)), Signal(range(setup_cycles + 1))
+        walking, checking = Signal(), Signal()
+        m.d.comb += [walking.eq(walk < n), checking.eq(ep & (walk != 0) & (walk <= n))]
+        multiples = [Signal(FIELD_BITS[Op.STORE]["ep_row"] + k.bit_length(), name=f"ep_mult{k}") for k in range(k0 + 1)]
+        state = WalkState(*(Signal(shape, name=f"walk_{name}") for name, shape in
+                            (("pos", len(multiples[0])), ("seen", 1), ("expect", 33), ("bad", 1))))
+        starts = Signal(n * k0)
+        step, after = walk_pe(state, Array(col)[walk], Array(kst)[walk], Array(nk)[walk], multiples, k0)
+        with m.If(setup):
+            m.d.sync += [walk.eq(Mux(ep, 0, n + 1)), waiting.eq(Mux(ep, setup_cycles, 0)),
+                         *(mult.eq(v) for mult, v in zip(multiples, row_multiples(cs.ep_row, k0))),
+                         *(getattr(state, f).eq(0) for f in ("pos", "seen", "expect", "bad"))]
+        with m.Else():
+            with m.If(waiting != 0):
+                m.d.sync += waiting.eq(waiting - 1)
+            with m.If(walk <= n):
+                m.d.sync += walk.eq(walk + 1)
+            with m.If(walking):
+                m.d.sync += [getattr(state, f).eq(getattr(after, f)) for f in ("pos", "seen", "expect", "bad")]
+                with m.Switch(walk):
+                    for p in range(n):
+                        with m.Case(p):
+                            m.d.sync += starts[p * k0:(p + 1) * k0].eq(Cat(*step))
+        # the checks of sim.functional: each member PE's output shift and exponential of 0
+        lo, hi = ops.SoftmaxParams.RANGES["out_shift"]
+        table_bad = Signal()
+        for p in range(n):
+            shift = self.st.ep_shift[p]
+            wrong = (shift < lo) | (shift > hi) | (self.st.ep_data[p][0][:EXP_BITS] == 0)
+            with m.If(checking & (nk[p] != 0) & wrong):
+                m.d.sync += table_bad.eq(1)
+        with m.If(start):
+            m.d.sync += [table_bad.eq(0), self.error.eq(0)]
+        with m.Elif(ep & (walk == n + 1)):          # the walk and every check are in
+            m.d.sync += self.error.eq(walk_end_bad(state) | table_bad)
+        return waiting, (starts, walking | checking)
+
+    def _pixels(self, m, cs, start, setup, active, timed, waiting, ep):
+        """Pixel beats from t+2 (after the row walk with an epilogue), one pixel of every PE per cycle;
+        with an epilogue three passes, each pixel's ``span`` cycles apart.  Returns the beat (valid,
+        pass, pixel, row, column, DRAM offset)."""
+        npix, slot, span = Signal(24), Signal(24), Signal(24)
+        phase = Signal(2)
         oy, ox = field_signal(Op.STORE, "out_h"), field_signal(Op.STORE, "out_w")
         wrap_pitch, pix_off = Signal(signed(48)), Signal(48)    # wrap_pitch: a row's last pixel to the next row's first
-        beat = active & (p_i < npix)
-        m.d.comb += [self.st.valid.eq(beat), self.st.acc.eq(cs.acc_addr + p_i), self.st.relu.eq(cs.act == Act.RELU),
+        passes = Mux(ep, 1 + EPILOGUE_PASSES, 1)
+        running = active & (waiting == 0) & (phase < passes)
+        beat = running & (slot < npix)
+        m.d.comb += [self.st.valid.eq(beat), self.st.acc.eq(cs.acc_addr + slot), self.st.relu.eq(cs.act == Act.RELU),
                      self.st.table.eq(cs.act == Act.TABLE)]
-        with m.If(beat):
-            m.d.sync += p_i.eq(p_i + 1)
-            with m.If(ox == cs.out_w - 1):
-                m.d.sync += [ox.eq(0), oy.eq(oy + 1), pix_off.eq(pix_off + wrap_pitch)]
+        with m.If(running):
+            with m.If(slot + 1 == span):
+                m.d.sync += [slot.eq(0), phase.eq(phase + 1), ox.eq(0), oy.eq(0), pix_off.eq(0)]
             with m.Else():
-                m.d.sync += [ox.eq(ox + 1), pix_off.eq(pix_off + cs.k_pitch)]
-        with m.Elif(active & timed):
+                m.d.sync += slot.eq(slot + 1)
+                with m.If(beat & (ox == cs.out_w - 1)):
+                    m.d.sync += [ox.eq(0), oy.eq(oy + 1), pix_off.eq(pix_off + wrap_pitch)]
+                with m.Elif(beat):
+                    m.d.sync += [ox.eq(ox + 1), pix_off.eq(pix_off + cs.k_pitch)]
+        with m.Elif(active & timed & (waiting == 0)):          # every pass done
             m.d.sync += active.eq(0)
         with m.If(start):
-            m.d.sync += [p_i.eq(0), oy.eq(0), ox.eq(0), pix_off.eq(0), active.eq(0)]
+            m.d.sync += [slot.eq(0), phase.eq(0), oy.eq(0), ox.eq(0), pix_off.eq(0), active.eq(0)]
         with m.If(setup):
-            m.d.sync += [npix.eq(cs.out_h * cs.out_w), wrap_pitch.eq((cs.t_w - cs.out_w + 1) * cs.k_pitch)]
+            pixels = cs.out_h * cs.out_w
+            turn = epilogue_turnaround(self._config)
+            m.d.sync += [npix.eq(pixels), span.eq(Mux(ep & (pixels < turn), turn, pixels)),
+                         wrap_pitch.eq((cs.t_w - cs.out_w + 1) * cs.k_pitch)]
+        return beat, phase, slot, oy, ox, pix_off
 
-        self._writes(m, cs, (beat, oy, ox, pix_off), mask, kst, yst, base)
-
-    def _writes(self, m, cs, issued, mask, kst, yst, base):
-        """The DRAM lanes of the pixel issued WRITE_DELAY cycles before."""
+    def _writes(self, m, cs, issued, mask, kst, yst, base, ep, rows, nk):
+        """The DRAM lanes of the pixel issued ``WRITE_DELAY`` cycles before, or with an epilogue of
+        the pass-3 pixel issued ``EP_WRITE_DELAY`` cycles before (its result from the epilogue)."""
         n, k0 = self._config.num_pe, self._config.k0
-        dv, doy, dox, doff = issued
-        for stage in range(WRITE_DELAY):
-            nv, noy, nox, noff = (Signal(name=f"dv{stage}"), field_signal(Op.STORE, "out_h", f"doy{stage}"),
-                                  field_signal(Op.STORE, "out_w", f"dox{stage}"), Signal(48, name=f"doff{stage}"))
-            m.d.sync += [nv.eq(dv), noy.eq(doy), nox.eq(dox), noff.eq(doff)]
-            dv, doy, dox, doff = nv, noy, nox, noff
+        beat, phase, slot, oy, ox, off = issued
+        last_pass = beat & (~ep | (phase == EPILOGUE_PASSES))
+        taps = list(zip(*(delay_line(m, v, EP_WRITE_DELAY, f"issued_{name}") for v, name in
+                          ((last_pass, "valid"), (oy, "oy"), (ox, "ox"), (off, "off")))))
+        dv, doy, dox, doff = (Mux(ep, e, p) for e, p in zip(taps[EP_WRITE_DELAY], taps[WRITE_DELAY]))
+        y = self._epilogue_lanes(m, ep, rows, nk, beat, phase, slot) if self._epilogue else None
         x_ok = cs.x0 + dox < cs.t_w
         for p in range(n):
-            row_ok = dv & mask[p] & x_ok & (yst[p] + doy < cs.t_h)
+            row_ok = dv & mask[p] & x_ok & (yst[p] + doy < cs.t_h) & ~self.error
             for j in range(k0):
                 lane = p * k0 + j
                 m.d.comb += [
                     self.dram.en[lane].eq(row_ok & (j < cs.k_per_pe) & (kst[p] + j < cs.t_k)),
                     self.dram.addr[lane].eq(base[p] + doff + j),
-                    self.dram.data[lane].eq(self.st.y[p][j]),
+                    self.dram.data[lane].eq(Mux(ep, y[lane], self.st.y[p][j]) if y else self.st.y[p][j]),
                 ]
+
+    def _epilogue_lanes(self, m, ep, rows, nk, beat, phase, slot):
+        """The softmax epilogue on every PE's post-processed lanes (``WRITE_DELAY`` after the beat),
+        its table reads through the PEs' table ports (entry 0 while the setup checks it).  Returns
+        its results, lane by lane."""
+        n, k0 = self._config.num_pe, self._config.k0
+        starts, checking = rows
+        m.submodules.epilogue = epi = self._epilogue
+        member = Cat(*(j < nk[p] for p in range(n) for j in range(k0)))
+        m.d.comb += [epi.x.as_value().eq(self.st.y.as_value()), epi.start.eq(starts), epi.member.eq(member),
+                     epi.valid.eq(delayed(m, beat & ep, WRITE_DELAY, "ep_valid")),
+                     epi.phase.eq(delayed(m, phase, WRITE_DELAY, "ep_phase")),
+                     epi.pixel.eq(delayed(m, slot, WRITE_DELAY, "ep_pixel")), self.st.ep.eq(ep)]
+        for p in range(n):
+            for j in range(k0):
+                lane = p * k0 + j
+                m.d.comb += [epi.out_shift[lane].eq(self.st.ep_shift[p]), epi.table_data[lane].eq(self.st.ep_data[p][j]),
+                             self.st.ep_addr[p][j].eq(Mux(checking, 0, epi.table_addr[lane]))]
+        return [epi.y[lane] for lane in range(n * k0)]

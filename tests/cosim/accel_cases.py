@@ -11,6 +11,8 @@ computes what the RTL must produce).
   requantisation with ReLU, several passes / tiles / chunks with double buffering).
 * :data:`TABLE_ACTIVATIONS` -- cases whose STOREs apply a table activation (``Act.TABLE``,
   the table loaded by LOAD_PARAM with ``table = 1``).
+* :data:`SOFTMAX_EPILOGUES` -- cases whose STOREs normalise rows of their channels (a softmax
+  epilogue, ``ep_row``: attention scores as the fused programs store them).
 * :func:`random_layers` -- random shapes from a seed.
 * :func:`layer_spec` / :func:`layer_from_spec` -- JSON round trip of a layer.
 * :func:`expected_run` -- the model: DRAM image in, expected DRAM image out (sim.functional),
@@ -37,12 +39,12 @@ from hw.timing import schedule
 from mapper import float_ops as F
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
-from mapper.program import _table_bytes
+from mapper.program import _table_bytes, exp_table, pack_params
 
 from cosim.runner import FAST_BUILD
 
 __all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "FIXED",
-           "TABLE_ACTIVATIONS",
+           "TABLE_ACTIVATIONS", "SOFTMAX_EPILOGUES",
            "random_layers", "layer_spec", "layer_from_spec", "Expected", "expected_run",
            "BAD_STREAMS", "bad_stream", "stream_words", "rtl_machine", "run_vec_as_rtl"]
 
@@ -110,6 +112,8 @@ FIXED: tuple[Layer, ...] = (
     Linear("linear_relu", "decoder", 7, 33, 12, relu=True),
     MatMul("attn_qk", "encoder", 3, 10, 8, 7),
     MatMul("attn_av", "encoder", 2, 9, 7, 8),
+    # a softmax epilogue (SOFTMAX_EPILOGUES): rows of 8 keys, two heads
+    MatMul("attn_qk_softmax", "encoder", 2, 9, 8, 8),
     # several passes, tiles and input-channel chunks with streamed weights
     Conv2d("multi_tile", "decoder", 70, 40, 20, 20, kernel=3, padding=1, relu=True),
     Linear("multi_chunk", "decoder", 300, 200, 36),
@@ -121,6 +125,9 @@ FIXED_BY_NAME = {layer.name: layer for layer in FIXED}
 #: Cases whose STOREs read their activation from the PEs' table memory (``Act.TABLE``): name ->
 #: (float function, input scale, output scale) of ``hw.operators.lut_table``.
 TABLE_ACTIVATIONS = {"linear_gelu": (F.gelu, 1 / 16, 1 / 16), "conv3x3_sigmoid": (F.sigmoid, 0.1, 1 / 128)}
+#: Cases whose STOREs apply a softmax epilogue over rows of their keys: name -> (input scale, output
+#: shift) of ``hw.operators.softmax_params``.
+SOFTMAX_EPILOGUES = {"attn_qk_softmax": (1 / 16, 8)}
 #: Extra requantisation shift of those cases: ``layer_data``'s outputs saturate for most elements
 #: (93 % of linear_gelu's on tiny); 4 bits more leave 11 to 22 % at the int8 ends.
 TABLE_INPUT_SHIFT = 4
@@ -211,8 +218,8 @@ class Expected:
 
 def expected_run(layer: Layer, cfg: AcceleratorConfig, seed: int) -> Expected:
     """Map ``layer``, lay out random data from ``seed`` and run the reference models; a layer
-    named in :data:`TABLE_ACTIVATIONS` gets its table activation.  (The RTL does not build the
-    STORE's softmax epilogue yet: ``ErrorCode.UNSUPPORTED``.)
+    named in :data:`TABLE_ACTIVATIONS` gets its table activation, one in :data:`SOFTMAX_EPILOGUES`
+    its softmax epilogue (the exponentials' table, the output shift in its parameter entries).
 
     Raises
     ------
@@ -224,7 +231,8 @@ def expected_run(layer: Layer, cfg: AcceleratorConfig, seed: int) -> Expected:
     from sim.functional import Machine, _place, golden_output, layer_data
 
     activation = TABLE_ACTIVATIONS.get(layer.name)
-    parts = map_layer(layer, cfg, act=Act.TABLE if activation else None)
+    softmax = ops.softmax_params(*SOFTMAX_EPILOGUES[layer.name]) if layer.name in SOFTMAX_EPILOGUES else None
+    parts = map_layer(layer, cfg, act=Act.TABLE if activation else None, softmax_row=layer.n if softmax else 0)
     if len(parts) != 1 or parts[0][1] != 1:
         raise ValueError(f"{layer.name}: the mapper splits it into "
                          f"{sum(n for _, n in parts)} streams; the testbench runs one")
@@ -241,6 +249,12 @@ def expected_run(layer: Layer, cfg: AcceleratorConfig, seed: int) -> Expected:
         entries = _table_bytes(table.astype(np.int64))
         dram_in[pl.table:pl.table + entries.size] = entries
         golden = ops.lut(golden, table)
+    if softmax:
+        entries = _table_bytes(exp_table(softmax))
+        dram_in[pl.table:pl.table + entries.size] = entries
+        params = pack_params(d["bias"], d["mult"], d["shift"], softmax.out_shift).ravel()
+        dram_in[pl.params:pl.params + params.size] = params
+        golden = ops.softmax(golden.reshape(*golden.shape[:-1], -1, layer.n), softmax).reshape(golden.shape)
     dram_out = dram_in.copy()
     Machine(cfg, dram_out).run(stream)
     out = (pl.output, pl.output + p.oh * p.ow * p.k)
@@ -270,7 +284,9 @@ BAD_STREAMS = {
     "token_never_pushed": ("GEMM popping a load token nobody pushed", "TOKEN"),
     "vec_unsupported": ("a VEC pooling (the RTL's vector executor builds no pooling)", "UNSUPPORTED"),
     "vec_malformed": ("a VEC whose descriptor (zeros) has an empty iteration space", "DATA"),
-    "store_epilogue_unsupported": ("a STORE with a softmax epilogue (not built yet)", "UNSUPPORTED"),
+    "store_epilogue_unsupported": ("a STORE with a softmax epilogue and the table activation (both read the "
+                                   "PEs' table ports)", "UNSUPPORTED"),
+    "store_epilogue_partial_row": ("a STORE with a softmax epilogue over rows of 2 and one channel", "DATA"),
 }
 
 
@@ -300,7 +316,10 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
     elif name == "vec_malformed":
         insn = make(Op.VEC, work=1)
     elif name == "store_epilogue_unsupported":
-        insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=1, k_per_pe=1, ep_row=1)
+        insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=1, k_per_pe=1, ep_row=1, act=Act.TABLE)
+    elif name == "store_epilogue_partial_row":
+        insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=1, t_h=1, t_w=1, t_k=1, k_pitch=1, k_per_pe=1,
+                    ep_row=2)
     else:
         raise KeyError(f"unknown bad stream {name!r}; choose one of {', '.join(BAD_STREAMS)}")
     return stream_words([make(Op.NOP), insn, make(Op.END)]), 1

@@ -6,7 +6,7 @@ a toggled token flag, a truncation, a dropped, duplicated or zero word, a PE set
 ``n_out`` above K0, a parameter shift above MAX_SHIFT, a gather from the global buffer, a VEC,
 a table activation; a VEC of a random pass (``vec_passes.CHAINS``, placed after the layer's
 image) inserted with its fields or one of the fields its descriptor decides off
-(``vec_fields``), or with an operand's ``laps`` witness in its descriptor wrong (``vec_laps``).
+(``vec_fields``), or with an operand's ``laps`` witness in its descriptor wrong (``vec_laps``); a softmax epilogue.
 :func:`expected_outcome` says what the RTL must do with it, from the simulator alone
 (``hw.timing.schedule_encoded``, ``sim.functional``): finish in the scheduled cycle with the
 functional model's DRAM, or raise the simulator's error code at the same instruction.
@@ -53,7 +53,7 @@ __all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "
 
 MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", "truncate", "drop",
              "duplicate", "zero_word", "pe_step_zero", "n_out_over_k0", "bad_shift", "from_gb", "vec",
-             "table_act", "vec_fields", "vec_laps")
+             "table_act", "vec_fields", "vec_laps", "softmax_epilogue")
 #: Random layers a fuzz run draws its base streams from (mapped once each).
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
@@ -275,6 +275,32 @@ def _mut_vec_laps(words, dram, rng, cfg):
     operand = operand & ~((1 << field.width) - 1 << field.offset) | wrong << field.offset
     grown[start:start + vec.OPERAND_BYTES] = np.frombuffer(operand.to_bytes(vec.OPERAND_BYTES, "little"), np.uint8)
     return f"VEC {i} of a {chain} pass inserted, operand {k}'s {axis} laps {laps} -> {wrong}", grown
+
+
+def _mut_softmax_epilogue(words, dram, rng, cfg):
+    """A STORE normalises rows of its channels (``ep_row``): rows of a PE's channels, of a row
+    group's or of a random length (whole rows or not); a LOAD_PARAM with ``table`` put first fills
+    every PE's table from the layer's own bytes (random exponentials), and the parameter entries'
+    output shifts become 6..15 (mostly legal)."""
+    i = _pick(words, rng, [Op.STORE])
+    if i is None:
+        return "no STORE"
+    f = decode(words_bytes([words[i]])).f
+    row = rng.choice([f["k_per_pe"], f["k_per_pe"] * f["pe_k"], rng.randrange(1, 2 * cfg.k0 + 2)])
+    _set_fields(words, i, ep_row=max(1, row))
+    shift_at = entry_offset(PARAM_ENTRY, "ep_shift")
+    for w in words:
+        insn = decode(words_bytes([w]))
+        if insn.op == Op.LOAD_PARAM and not insn.f["table"]:
+            for e in range(insn.f["n_entries"]):
+                addr = insn.f["src_addr"] + e * PARAM_ENTRY_BYTES + shift_at
+                if addr < dram.size:
+                    dram[addr] = rng.choice([6, 15] + list(range(7, 15)) * 4)
+    whole = min(TABLE_BYTES, dram.size) // PARAM_ENTRY_BYTES
+    src = rng.randrange(dram.size - whole * PARAM_ENTRY_BYTES + 1)
+    words[0:0] = stream_words([make(Op.LOAD_PARAM, pe_count=cfg.num_pe, pe_step=1, table=1, src_addr=src,
+                                    n_entries=whole)])
+    return f"STORE {i} (now {i + 1}): softmax epilogue over rows of {max(1, row)}; tables from byte {src}"
 
 
 _MUTATE = {name: globals()[f"_mut_{name}"] for name in MUTATIONS}

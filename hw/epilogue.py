@@ -1,0 +1,91 @@
+"""The rows of a STORE's softmax epilogue, written once for the simulator and the RTL.
+
+A STORE with ``ep_row = R`` normalises each pixel's channels in rows of ``R``.  A pixel's
+channels lie on the K0 lanes of the PEs of a row group (``hw.timing.pe_positions``); a PE's
+*members* are its first ``nk`` lanes (``hw.timing.store_pe_extent``: the channels below ``t_k``,
+none for a PE outside the set).  The rule:
+
+* within a row group, taken PE by PE in column order, the members hold consecutive channels
+  (each member PE starts at the channel after the previous member PE's last);
+* rows are ``R`` consecutive members from the group's first, and every group holds whole rows;
+* otherwise the STORE is malformed (``ErrorCode.DATA``).
+
+Which lanes start a row is found by a walk over the PEs (:func:`walk_pe`, one PE a cycle in the
+RTL's store unit), with a position counter modulo ``R`` and the constant multiples
+``m * R`` (:func:`row_multiples`): no division by the run-time ``R``.  Everything evaluates on
+integers and on Amaranth values (``hw.expr``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .expr import all_of, any_of, is_int, sel
+from .operators import SOFTMAX_E_BITS
+
+__all__ = ["row_multiples", "pe_row_starts", "WalkState", "walk_pe", "walk_end_bad", "EXP_BITS"]
+
+#: Bits of an exponential as the epilogue takes it from a table entry: ``softmax_exp_kernel``'s
+#: ``e <= 2**22`` (``hw.operators.SOFTMAX_E_BITS``) with a bit of headroom; the entry's low bits.
+EXP_BITS = 23
+assert EXP_BITS == SOFTMAX_E_BITS + 1
+
+
+def row_multiples(row, lanes: int) -> list:
+    """``m * row`` for ``m = 0 .. lanes``: products by constants (shift-adds in hardware)."""
+    return [row * m for m in range(lanes + 1)]
+
+
+def pe_row_starts(pos, nk, multiples: list, lanes: int):
+    """One PE of the walk: its first member at position ``pos`` (``0 <= pos < R``) of its row,
+    ``nk`` members.  Returns (whether each lane ``0 .. lanes-1`` starts a row, the position of
+    the next member after this PE's, ``(pos + nk) mod R``).
+
+    Lane ``j`` starts a row when ``pos + j`` is a multiple of ``R``: the first such lane is
+    ``R - pos`` (0 when ``pos`` is 0), the others follow every ``R``.  The multiples below
+    ``pos + nk <= R + lanes`` are the first ``lanes + 1``."""
+    row = multiples[1]
+    first = sel(pos == 0, 0, row - pos)
+    starts = [any_of(*[first + multiples[m] == j for m in range(j + 1)]) for j in range(lanes)]
+    end = pos + nk
+    # the largest multiple at or below end: multiples increase, so it is where "end >= m R" stops
+    reached = [end >= mult for mult in multiples]
+    largest = 0
+    for m in range(1, len(multiples)):
+        last = reached[m] if m + 1 == len(multiples) else _and_not(reached[m], reached[m + 1])
+        largest = largest | sel(last, multiples[m], 0)
+    return starts, end - largest
+
+
+def _and_not(a, b):
+    return (a and not b) if is_int(a, b) else a & ~b
+
+
+@dataclass(frozen=True)
+class WalkState:
+    """The walk between two PEs: the next member's position in its row, whether the group has a
+    member yet, the channel the next member must hold, and whether a rule was broken."""
+
+    pos: object = 0
+    seen: object = 0
+    expect: object = 0
+    bad: object = 0
+
+
+def walk_pe(state: WalkState, column, k_first, nk, multiples: list, lanes: int):
+    """The walk at one PE (column ``column`` of its row group, members from channel ``k_first``,
+    ``nk`` of them): (each lane's row start, the state after it).  A PE of column 0 starts a group,
+    which requires the previous group to have ended on a whole row."""
+    group = column == 0
+    bad = any_of(state.bad, all_of(group, state.pos != 0))
+    pos, seen = sel(group, 0, state.pos), sel(group, 0, state.seen)
+    member = nk != 0
+    bad = any_of(bad, all_of(member, seen, k_first != state.expect))
+    starts, after = pe_row_starts(pos, nk, multiples, lanes)
+    return starts, WalkState(pos=after, seen=any_of(seen, member), expect=sel(member, k_first + nk, state.expect),
+                             bad=bad)
+
+
+def walk_end_bad(state: WalkState):
+    """Whether the walk, after the last PE, broke a rule (the last group must end on a whole row)."""
+    return any_of(state.bad, state.pos != 0)

@@ -1,0 +1,295 @@
+"""The STORE's softmax epilogue in the RTL, part by part: the segmented reductions across lanes
+(hw/rtl/segmented_reduce.py) against numpy on random segments, and the three-pass epilogue
+(hw/rtl/softmax_epilogue.py) against the functional simulator's ``softmax_rows`` with the tables of
+``mapper.program.exp_table``, on random pixels and rows of several lengths (49 among them, rows
+spanning several PEs' lanes), bit- and cycle-exact."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal, UnusedElaboratable, signed, unsigned
+from amaranth.sim import Simulator
+
+from amaranth.lib import memory
+
+from hw import operators as ops
+from hw.numerics import TABLE_ENTRY_BITS
+from hw.rtl.segmented_reduce import SegmentedReduce
+from hw.rtl.softmax_epilogue import SoftmaxEpilogue
+from mapper.program import exp_table
+from sim.vector_unit import softmax_rows
+
+SEED = 1313
+
+
+def segment_reference(x: np.ndarray, start: np.ndarray, member: np.ndarray, op: str, identity: int) -> np.ndarray:
+    """Each lane's segment's maximum or sum (lanes not taking part count as ``identity``)."""
+    v = np.where(member, x, identity)
+    seg = np.cumsum(start | (np.arange(len(x)) == 0)) - 1
+    reduce = np.maximum if op == "max" else np.add
+    totals = np.full(seg[-1] + 1, identity, np.int64)
+    reduce.at(totals, seg, v)
+    return totals[seg]
+
+
+def clocked(dut) -> Module:
+    """``dut`` in a module with a sync domain (a unit of latency 0 has no registers)."""
+    m = Module()
+    m.submodules.dut = dut
+    m.d.sync += Signal(name="tick").eq(1)
+    return m
+
+
+def run_reduce(dut: SegmentedReduce, beats: list) -> list:
+    """Present ``beats`` (x, start, member), one a cycle; the ``y`` vectors when ``out_valid``."""
+    got = []
+
+    async def bench(ctx):
+        for cycle in range(len(beats) + dut.latency + 1):
+            if cycle < len(beats):
+                x, start, member = beats[cycle]
+                for i in range(dut.lanes):
+                    ctx.set(dut.x[i], int(x[i]))
+                ctx.set(dut.start, int(sum(int(b) << i for i, b in enumerate(start))))
+                ctx.set(dut.member, int(sum(int(b) << i for i, b in enumerate(member))))
+            ctx.set(dut.in_valid, cycle < len(beats))
+            if ctx.get(dut.out_valid):
+                got.append([ctx.get(dut.y[i]) for i in range(dut.lanes)])
+            await ctx.tick()
+
+    sim = Simulator(clocked(dut))
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 5, 8, 64])
+@pytest.mark.parametrize("op", ["max", "sum"])
+def test_segmented_reduce_matches_numpy(lanes, op):
+    """Random values, segment starts and members, a vector a cycle: every lane gets its segment's
+    reduction ``latency`` = 2 ceil(log2(lanes)) cycles later; segments of one lane and of all lanes."""
+    rng = np.random.default_rng(SEED + lanes)
+    shape, identity = (signed(8), -128) if op == "max" else (unsigned(23), 0)
+    lo, hi = (-128, 128) if op == "max" else (0, 1 << 23)
+    beats = [(rng.integers(lo, hi, lanes), rng.random(lanes) < p, rng.random(lanes) < q)
+             for p, q in [(0.2, 0.9), (0.5, 0.5), (0.0, 1.0), (1.0, 1.0), (0.1, 0.0)] * 3]
+    dut = SegmentedReduce(lanes, shape, op)
+    assert dut.latency == 2 * (lanes - 1).bit_length()
+    got = run_reduce(dut, beats)
+    assert len(got) == len(beats)
+    for b, ((x, start, member), y) in enumerate(zip(beats, got)):
+        want = segment_reference(x, start, member, op, identity)
+        bad = np.flatnonzero(np.asarray(y) != want)
+        assert not bad.size, f"beat {b} lane {bad[0]}: RTL {y[bad[0]]}, want {want[bad[0]]}"
+
+
+def test_units_refuse_bad_parameters():
+    with warnings.catch_warnings():              # the refused units are never elaborated
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(ValueError, match="lanes must be a positive integer, not 0"):
+            SegmentedReduce(0, signed(8), "max")
+        with pytest.raises(ValueError, match="op must be one of .* not 'min'"):
+            SegmentedReduce(4, signed(8), "min")
+        with pytest.raises(ValueError, match="depth must be a positive integer, not 0"):
+            SoftmaxEpilogue(4, 0)
+        gc.collect()
+
+
+# ---- the three-pass epilogue ------------------------------------------------------------------
+
+def with_tables(dut: SoftmaxEpilogue, table: np.ndarray) -> Module:
+    """``dut`` with every lane's table read port on a memory holding ``table`` (a PE's table memory)."""
+    m = clocked(dut)
+    for i in range(dut.lanes):
+        mem = memory.Memory(shape=signed(TABLE_ENTRY_BITS), depth=len(table), init=[int(v) for v in table])
+        m.submodules[f"table{i}"] = mem
+        rd = mem.read_port()
+        m.d.comb += [rd.addr.eq(dut.table_addr[i]), dut.table_data[i].eq(rd.data)]
+    return m
+
+
+def run_epilogue(dut: SoftmaxEpilogue, table, x: np.ndarray, start, member, out_shift, spacing: int):
+    """Three passes over the pixels of ``x`` [pixels, lanes], a pixel a cycle, the passes
+    ``spacing`` cycles apart; returns the pass-3 results and the cycle of each after its beat."""
+    npix = len(x)
+    got, when = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.start, int(sum(int(b) << i for i, b in enumerate(start))))
+        ctx.set(dut.member, int(sum(int(b) << i for i, b in enumerate(member))))
+        for i in range(dut.lanes):
+            ctx.set(dut.out_shift[i], int(out_shift[i]))
+        for cycle in range(2 * spacing + npix + dut.latency + 2):
+            phase, pixel = divmod(cycle, spacing)
+            beat = phase < 3 and pixel < npix
+            ctx.set(dut.valid, beat)
+            if beat:
+                ctx.set(dut.phase, phase)
+                ctx.set(dut.pixel, pixel)
+                for i in range(dut.lanes):
+                    ctx.set(dut.x[i], int(x[pixel, i]))
+            if ctx.get(dut.y_valid):
+                got.append([ctx.get(dut.y[i]) for i in range(dut.lanes)])
+                when.append(cycle - 2 * spacing - len(when))
+            await ctx.tick()
+
+    sim = Simulator(with_tables(dut, table))
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.array(got), when
+
+
+def rows_of(groups: list, lanes: int):
+    """Segment starts and members for groups of (lanes, row): each group's first ``lanes`` lanes
+    take part, in rows of ``row`` from the group's first lane; lanes left over take no part."""
+    start, member = np.zeros(lanes, bool), np.zeros(lanes, bool)
+    first = 0
+    for used, row, span in groups:
+        start[first] = True
+        start[first:first + used:row] = True
+        member[first:first + used] = True
+        first += span
+    return start, member
+
+
+def epilogue_reference(x, start, member, table, out_shift) -> np.ndarray:
+    """``softmax_rows`` on every row (a segment's member lanes) of every pixel; -1 elsewhere."""
+    want = np.full(x.shape, -1, np.int64)
+    bounds = [*np.flatnonzero(start), x.shape[1]]
+    for a, b in zip(bounds, bounds[1:]):
+        lanes = a + np.flatnonzero(member[a:b])
+        if lanes.size:
+            want[:, lanes] = softmax_rows(x[:, lanes], table, int(out_shift[a]))
+    return want
+
+
+@pytest.mark.parametrize("lanes, groups, npix", [
+    (8, [(8, 4, 8)], 3),                      # tiny: two PEs of K0 = 4, rows of 4, fewer pixels than the turnaround
+    (8, [(6, 3, 8)], 20),                     # lanes left over at the group's end
+    (16, [(8, 8, 8), (5, 5, 8)], 7),          # small: two row groups, the second clipped
+    (16, [(16, 1, 16)], 2),                   # rows of one channel
+    (64, [(49, 49, 64)], 5),                  # e_small: a row of 49 across both PEs
+    (64, [(32, 16, 32), (21, 7, 32)], 30),    # one row group a PE, rows of 16 and 7
+])
+def test_softmax_epilogue_matches_the_functional_model(lanes, groups, npix):
+    """Random int8 pixels, random softmax parameters (exp table and output shifts): pass 3 gives
+    ``softmax_rows`` bit for bit, ``latency`` cycles after each beat, with passes ``turnaround``
+    cycles apart when a STORE has fewer pixels."""
+    rng = np.random.default_rng(SEED + lanes + npix)
+    params = ops.softmax_params(float(rng.uniform(0.01, 0.5)), int(rng.integers(7, 15)))
+    table = exp_table(params)
+    x = rng.integers(-128, 128, (npix, lanes))
+    x[0] = -128                                                     # a pixel of equal values
+    start, member = rows_of(groups, lanes)
+    out_shift = np.full(lanes, params.out_shift)
+    dut = SoftmaxEpilogue(lanes, 32)
+    got, when = run_epilogue(dut, table, x, start, member, out_shift, max(npix, dut.turnaround))
+    want = epilogue_reference(x, start, member, table, out_shift)
+    assert got.shape == x.shape and set(when) == {dut.latency}
+    bad = np.argwhere(member[None, :] & (got != want))
+    assert not bad.size, f"pixel {bad[0][0]} lane {bad[0][1]}: RTL {got[tuple(bad[0])]}, want {want[tuple(bad[0])]}"
+
+
+def test_softmax_epilogue_needs_its_turnaround():
+    """Passes one cycle closer than ``turnaround`` read a pixel's row state before it is written:
+    the check above would notice (the turnaround is not padding)."""
+    rng = np.random.default_rng(SEED)
+    lanes = 8
+    params = ops.softmax_params(0.1)
+    table = exp_table(params)
+    start, member = rows_of([(8, 4, 8)], lanes)
+    x = rng.integers(-128, 128, (1, lanes))
+    dut = SoftmaxEpilogue(lanes, 4)
+    got, _ = run_epilogue(dut, table, x, start, member, np.full(lanes, 7), dut.turnaround - 1)
+    assert np.any(got != epilogue_reference(x, start, member, table, np.full(lanes, 7)))
+
+
+# ---- the store unit's epilogue in the accelerator ---------------------------------------------
+
+def epilogue_case(layer, cfg, row: int, seed: int, table=None, ep_shift=None):
+    """(stream, DRAM image, sim.functional's image or its StreamError, the contract's cycles) of
+    ``layer`` mapped with a softmax epilogue over rows of ``row`` (its exponentials' table and the
+    output shift in every parameter entry)."""
+    from hw.isa import StreamError, make, Op
+    from hw.timing import schedule
+    from mapper.lower import map_layer
+    from mapper.program import _table_bytes, pack_params
+    from sim.functional import Machine, _place, layer_data
+
+    lowered = map_layer(layer, cfg, softmax_row=row)[0][0]
+    stream = lowered.stream + [make(Op.END)]
+    assert any(i.op == Op.STORE and i.f["ep_row"] == row for i in stream)
+    rng = np.random.default_rng(seed)
+    d = layer_data(layer, rng)
+    params = ops.softmax_params(float(rng.uniform(0.02, 0.3)), int(rng.integers(7, 15)))
+    dram = _place(lowered, layer, d, cfg)
+    pl = lowered.layout
+    entries = pack_params(d["bias"], d["mult"], d["shift"], params.out_shift if ep_shift is None else ep_shift)
+    dram[pl.params:pl.params + entries.size] = entries.ravel()
+    tbl = _table_bytes(exp_table(params) if table is None else table)
+    dram[pl.table:pl.table + tbl.size] = tbl
+    want = dram.copy()
+    try:
+        Machine(cfg, want).run(stream)
+    except StreamError as e:
+        want = e
+    return stream, dram, want, schedule(stream, cfg).total_cycles
+
+
+EPILOGUE_LAYERS = [   # (configuration, Q.K^T of B heads: M queries, K head channels, N keys = row)
+    ("tiny", 1, 6, 4, 8),          # rows of 8 across both PEs' 4 lanes
+    ("tiny", 2, 5, 4, 3),          # rows of 3, two heads
+    ("small", 1, 4, 8, 7),         # two row groups of two PEs, a row of 7 across each
+    pytest.param("e_small", 1, 3, 8, 49, marks=pytest.mark.slow),    # Swin's rows of 49 across both PEs' 32 lanes
+]
+
+
+@pytest.mark.parametrize("cfg_name, batch, m, k, n", EPILOGUE_LAYERS)
+def test_store_epilogue_bit_and_cycle_exact(cfg_name, batch, m, k, n):
+    """A Q.K^T product whose STOREs normalise its rows (the fused attention scores) runs in the
+    accelerator in Amaranth's simulator: the DRAM image sim.functional writes, in the cycle the
+    timing contract gives."""
+    from hw.config import get_config
+    from mapper.ir import MatMul
+    from test_rtl_accelerator import first_mismatch, run_accelerator
+
+    cfg = get_config(cfg_name)
+    layer = MatMul("scores", "encoder", batch, m, k, n)
+    stream, dram, want, cycles = epilogue_case(layer, cfg, n, SEED + m)
+    assert isinstance(want, np.ndarray), want
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)       # Amaranth's simulator writes e_small's widest values as decimal text
+    try:
+        res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
+    finally:
+        sys.set_int_max_str_digits(previous)
+    assert res["error"] == 0, f"error {res['code']} at instruction {res['pc']}"
+    assert res["done"] == 1 and res["cycle"] == cycles, f"done {res['done']} at {res['cycle']}, contract {cycles}"
+    if not np.array_equal(dram, want):
+        pytest.fail(first_mismatch(f"{layer.name} vs sim.functional", dram, want))
+
+
+@pytest.mark.parametrize("what", ["out_shift", "table"])
+def test_store_epilogue_refuses_what_the_simulator_refuses(what):
+    """An output shift outside 7..14, or a table whose exponential of 0 is 0: DATA, nothing written."""
+    from hw.config import get_config
+    from hw.isa import ErrorCode
+    from mapper.ir import MatMul
+    from test_rtl_accelerator import run_accelerator
+
+    cfg = get_config("tiny")
+    layer = MatMul("scores", "encoder", 1, 3, 4, 8)
+    kwargs = {"ep_shift": 15} if what == "out_shift" else {"table": np.zeros(256, np.int64)}
+    stream, dram, want, cycles = epilogue_case(layer, cfg, 8, SEED, **kwargs)
+    assert not isinstance(want, np.ndarray) and want.code == ErrorCode.DATA
+    before = dram.copy()
+    res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
+    assert res["error"] == 1 and res["code"] == ErrorCode.DATA, res
+    np.testing.assert_array_equal(dram, before)
