@@ -188,15 +188,15 @@ def test_segformer_b0_small_end_to_end():
 
 # ---- the checker itself (no simulator) --------------------------------------------------------
 
-def test_zoo_vec_passes_are_expected_to_run_but_the_resize():
+def test_zoo_vec_passes_are_expected_to_run():
     """The expectations of the default run's SegFormer-B0 passes (``cosim.vec_cases``): the RTL
-    runs every one, LAYERNORM->LAYERNORM included, and refuses the RESIZE (at dispatch)."""
+    runs every one: LAYERNORM->LAYERNORM, the decoder's RESIZE and the class map included."""
     from cosim.vec_cases import expected_vec
     from hw.isa import ErrorCode
 
     cfg = get_config("tiny")
     codes = {spec["name"]: expected_vec(spec, cfg).code for spec in zoo_specs("segformer_b0", 32, ZOO_VEC_PASSES)}
-    assert codes == {**{name: None for name in ZOO_VEC_PASSES}, "seg_resize": ErrorCode.UNSUPPORTED}, codes
+    assert codes == {name: None for name in ZOO_VEC_PASSES}, codes
 
 
 def test_checker_names_case_index_values_and_cycles():
