@@ -53,10 +53,10 @@ from cosim.test_cosim_e import E_DRAM_BYTES  # noqa: E402
 #: Long enough that the per-run load/start overhead does not matter.
 BENCH_CASES = ("multi_chunk", "multi_tile", "conv3x3_relu")
 #: Whole-network programs from the image to the output (``cosim.program_cases``), as the tests run
-#: them: the MAC network everywhere; SegFormer-B0's encoder, unfused (its layernorms, softmaxes and
-#: residual adds as VEC passes), up to the decoder's first resize where the vector unit is built
-#: and the run takes seconds (tiny).
-BENCH_PROGRAMS = {"tiny": ({"model": "mac_cnn", "size": 16},
+#: them: the MAC network everywhere; on tiny, where the run takes seconds, SegFormer-B0 whole and
+#: fused (softmax epilogues, LAYERNORM->LAYERNORM, resizes and the class map) and its encoder
+#: unfused (its layernorms, softmaxes and residual adds as VEC passes).
+BENCH_PROGRAMS = {"tiny": ({"model": "mac_cnn", "size": 16}, {"model": "segformer_b0", "size": 32},
                            {"model": "segformer_b0", "size": 32, "fuse": False, "until": "DecodeResize1"})}
 DEFAULT_PROGRAMS = ({"model": "mac_cnn", "size": 24},)
 DEFAULT_CONFIGS = ("tiny", "small", "e_small", "E")
