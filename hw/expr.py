@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "shifted_up", "lookup", "log2_exact"]
+__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "shifted_up", "lookup", "log2_exact", "ceil_log2"]
 
 
 class Fields:
@@ -57,6 +57,11 @@ def sel(cond, a, b):
     if is_int(cond):
         return a if cond else b
     return np.where(cond, a, b) if _is_array(cond, a, b) else _mux()(cond, a, b)
+
+
+def ceil_log2(n: int) -> int:
+    """``ceil(log2(n))`` for ``n >= 1``: the bits that number ``n`` things, the levels of a tree of ``n``."""
+    return (n - 1).bit_length()
 
 
 def log2_exact(c: int) -> int:

@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 
 from .config import AcceleratorConfig
-from .expr import any_of, cdiv, is_int, lookup, sel, shifted_up, vmax, vmin
+from .expr import any_of, cdiv, ceil_log2, is_int, lookup, sel, shifted_up, vmax, vmin
 from .isa import FIELD_BITS, INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from .vector import FIELD_HOLD_LEVELS, MAX_DESCRIPTOR_BYTES, MAX_STAGES
@@ -95,7 +95,7 @@ EPILOGUE_OUT_LATENCY = 2 + 3
 def epilogue_reduce_latency(cfg: AcceleratorConfig) -> int:
     """Cycles of a reduction across the ``num_pe * K0`` lanes (``hw/rtl/segmented_reduce.py``): a
     registered scan and a registered broadcast of ``ceil(log2(lanes))`` stages each."""
-    return 2 * (cfg.num_pe * cfg.k0 - 1).bit_length()
+    return 2 * ceil_log2(cfg.num_pe * cfg.k0)
 
 
 def epilogue_turnaround(cfg: AcceleratorConfig) -> int:

@@ -35,6 +35,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
+from ..expr import ceil_log2
 from ..timing import gb_banks, load_inp_gb_conflict
 
 __all__ = ["GlobalBuffer", "check_global_buffer", "gb_banks", "load_inp_gb_conflict"]
@@ -50,9 +51,6 @@ def check_global_buffer(config: AcceleratorConfig) -> None:
                          f"2 x gb_bus_bytes = {2 * g} (the global buffer has 2 x gb_bus_bytes / C0 "
                          f"banks of C0-byte rows)")
 
-
-def _log2(n: int) -> int:
-    return (n - 1).bit_length()
 
 
 def _tree_or(items: list):
@@ -112,14 +110,14 @@ class GlobalBuffer(wiring.Component):
 
     @property
     def addr_bits(self) -> int:
-        return max(1, _log2(self._config.global_buf_bytes))
+        return max(1, ceil_log2(self._config.global_buf_bytes))
 
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
         g = cfg.gb_bus_bytes
         nbank, width, depth = gb_banks(cfg)
-        lw, lb = _log2(width), _log2(nbank)   # byte-in-row bits, bank bits
+        lw, lb = ceil_log2(width), ceil_log2(nbank)   # byte-in-row bits, bank bits
         span = lw + lb                        # bits of an address within 2G bytes
         banks = []
         for b in range(nbank):

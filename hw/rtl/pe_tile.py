@@ -51,6 +51,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In
 
 from ..config import AcceleratorConfig
+from ..expr import ceil_log2
 from ..numerics import MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, SHIFT_BITS
 from ..timing import dw_gather_max
 from .buses import GemmBusSignature, LoadBusSignature, LoadTarget, StoreBusSignature, load_geometry
@@ -67,9 +68,6 @@ def entry_struct(layout) -> data.StructLayout:
 
 PARAM_STRUCT = entry_struct(PARAM_ENTRY)
 
-
-def _log2(n: int) -> int:
-    return (n - 1).bit_length()
 
 
 def check_rtl_config(config: AcceleratorConfig) -> None:
@@ -166,7 +164,7 @@ class PETile(wiring.Component):
         ``gemm.inp`` (one per bank)."""
         cfg, ld, gemm = self._config, self.ld, self.gemm
         _, nb, _ = load_geometry(cfg)
-        lnb = _log2(nb)
+        lnb = ceil_log2(nb)
         ld_rows = data.ArrayLayout(int8_vector(cfg.c0), nb)(ld.data)
         inp_rd = []
         for b in range(nb):
@@ -192,7 +190,7 @@ class PETile(wiring.Component):
         """One per vector MAC; a beat writes the ``G/C0`` MACs of group ``ld.sel``."""
         cfg, ld, gemm = self._config, self.ld, self.gemm
         _, nb, _ = load_geometry(cfg)
-        lv = _log2(nb)
+        lv = ceil_log2(nb)
         ld_rows = data.ArrayLayout(int8_vector(cfg.c0), nb)(ld.data)
         wgt_rd = []
         for j in range(cfg.k0):
@@ -217,7 +215,7 @@ class PETile(wiring.Component):
         k0 = cfg.k0
         _, _, n_ent = load_geometry(cfg)
         ld_entries = data.ArrayLayout(unsigned(PARAM_STRUCT.size), n_ent)(ld.data)
-        lk = _log2(k0)
+        lk = ceil_log2(k0)
         par_rd = []
         pa = st.param_addr
         for b in range(k0):
@@ -278,7 +276,7 @@ class PETile(wiring.Component):
         cfg, gemm = self._config, self.gemm
         k0, c0 = cfg.k0, cfg.c0
         _, nb, _ = load_geometry(cfg)
-        lnb = _log2(nb)
+        lnb = ceil_log2(nb)
         row = int8_vector(c0)
         v1, first1, v2, first2 = Signal(), Signal(), Signal(), Signal()
         acc1 = Signal.like(gemm.acc)

@@ -25,6 +25,7 @@ from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..expr import ceil_log2
 from .kernel_unit import delayed
 
 __all__ = ["SegmentedReduce", "REDUCTIONS"]
@@ -32,9 +33,6 @@ __all__ = ["SegmentedReduce", "REDUCTIONS"]
 #: The reductions built: (combine two values, the widening of the result in bits per level).
 REDUCTIONS = {"max": (lambda a, b: Mux(a > b, a, b), 0), "sum": (lambda a, b: a + b, 1)}
 
-
-def _levels(lanes: int) -> int:
-    return (lanes - 1).bit_length()
 
 
 class SegmentedReduce(wiring.Component):
@@ -74,7 +72,7 @@ class SegmentedReduce(wiring.Component):
             raise ValueError(f"op must be one of {sorted(REDUCTIONS)}, not {op!r}")
         shape = Shape.cast(shape)
         self._lanes, self._shape, self._op = lanes, shape, op
-        widen = REDUCTIONS[op][1] * _levels(lanes)
+        widen = REDUCTIONS[op][1] * ceil_log2(lanes)
         self._out_shape = Shape(shape.width + widen, shape.signed)
         super().__init__({"x": In(data.ArrayLayout(shape, lanes)), "start": In(lanes), "member": In(lanes),
                           "in_valid": In(1), "y": Out(data.ArrayLayout(self._out_shape, lanes)),
@@ -91,7 +89,7 @@ class SegmentedReduce(wiring.Component):
     @property
     def latency(self) -> int:
         """Registered stages from the inputs to ``y``: two scans of ``ceil(log2(lanes))``."""
-        return 2 * _levels(self._lanes)
+        return 2 * ceil_log2(self._lanes)
 
     def _identity(self) -> int:
         if self._op == "sum":
@@ -114,7 +112,7 @@ class SegmentedReduce(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n, levels = self._lanes, _levels(self._lanes)
+        n, levels = self._lanes, ceil_log2(self._lanes)
         combine = REDUCTIONS[self._op][0]
         values = [Mux(self.member[i], self.x[i], self._identity()) for i in range(n)]
         flags = [self.start[i] | (i == 0) for i in range(n)]

@@ -21,6 +21,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
+from ..expr import ceil_log2
 from ..numerics import PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
 from .buses import LoadBusSignature, LoadTarget, load_geometry
 
@@ -31,9 +32,6 @@ PER_PARAM = PARAM_ENTRY_BYTES * 8 // TABLE_ENTRY_BITS
 #: Parameter-sized entries of the whole table.
 PARAM_ENTRIES = TABLE_ENTRIES // PER_PARAM
 
-
-def _log2(n: int) -> int:
-    return (n - 1).bit_length()
 
 
 class TableMemory(wiring.Component):
@@ -74,13 +72,13 @@ class TableMemory(wiring.Component):
         if not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
         _, _, per_beat = load_geometry(config)
-        self._word = 1 << _log2(per_beat)                   # parameter entries per word
+        self._word = 1 << ceil_log2(per_beat)                   # parameter entries per word
         if 2 * self._word > PARAM_ENTRIES:
             raise ValueError(f"a load beat of {per_beat} entries needs two words of {self._word}, more than the "
                              f"{PARAM_ENTRIES} of the table")
         self._config, self._lanes = config, lanes
         super().__init__({"ld": In(LoadBusSignature(config)),
-                          "rd_addr": In(data.ArrayLayout(unsigned(_log2(TABLE_ENTRIES)), lanes)),
+                          "rd_addr": In(data.ArrayLayout(unsigned(ceil_log2(TABLE_ENTRIES)), lanes)),
                           "rd_data": Out(data.ArrayLayout(signed(TABLE_ENTRY_BITS), lanes))})
 
     @property
@@ -97,7 +95,7 @@ class TableMemory(wiring.Component):
 
     def _bank_writes(self, m) -> list:
         """(en, addr, data) of each bank's write port for the beat on ``ld``."""
-        ld, word, lw = self.ld, self._word, _log2(self._word)
+        ld, word, lw = self.ld, self._word, ceil_log2(self._word)
         _, _, per_beat = load_geometry(self._config)
         entries = data.ArrayLayout(unsigned(PARAM_ENTRY_BYTES * 8), per_beat)(ld.data)
         first = ld.addr[lw:]                           # the word of the beat's first entry
@@ -111,16 +109,16 @@ class TableMemory(wiring.Component):
                 i = Signal(signed(len(first) + lw + 2), name=f"tbl_i{bank}_{slot}")   # its entry of the beat
                 m.d.comb += [i.eq((w << lw) + slot - ld.addr),
                              en[slot].eq(ld.en & (ld.target == LoadTarget.TABLE) & (i >= 0) & (i < ld.count)),
-                             wdata[slot].eq(entries[i[:max(1, _log2(per_beat))] if per_beat > 1 else 0])]
+                             wdata[slot].eq(entries[i[:max(1, ceil_log2(per_beat))] if per_beat > 1 else 0])]
             writes.append((en, w >> 1, wdata))
         return writes
 
     def elaborate(self, platform):
         m = Module()
-        lw = _log2(self._word)
+        lw = ceil_log2(self._word)
         rows = PARAM_ENTRIES // self._word // 2
         writes = self._bank_writes(m)
-        per_param = _log2(PER_PARAM)
+        per_param = ceil_log2(PER_PARAM)
         for j in range(self._lanes):
             index = self.rd_addr[j]
             entry = index[per_param:]                      # the parameter-sized entry
