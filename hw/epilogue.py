@@ -21,14 +21,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .expr import all_of, any_of, is_int, sel
-from .operators import SOFTMAX_E_BITS
+from .operators import SOFTMAX_E_BITS, SoftmaxParams
 
-__all__ = ["row_multiples", "pe_row_starts", "WalkState", "walk_pe", "walk_end_bad", "EXP_BITS"]
+__all__ = ["row_multiples", "pe_row_starts", "WalkState", "walk_pe", "walk_end_bad", "EXP_BITS", "exp_of",
+           "shift_bad", "member_bad"]
 
 #: Bits of an exponential as the epilogue takes it from a table entry: ``softmax_exp_kernel``'s
 #: ``e <= 2**22`` (``hw.operators.SOFTMAX_E_BITS``) with a bit of headroom; the entry's low bits.
-EXP_BITS = 23
-assert EXP_BITS == SOFTMAX_E_BITS + 1
+EXP_BITS = SOFTMAX_E_BITS + 1
+
+
+def exp_of(entry):
+    """The exponential a table entry holds: its low ``EXP_BITS`` bits (ints, arrays or values)."""
+    return entry & ((1 << EXP_BITS) - 1)
+
+
+def shift_bad(shift):
+    """Whether a member PE's output shift is outside the softmax's (``SoftmaxParams.RANGES``)."""
+    lo, hi = SoftmaxParams.RANGES["out_shift"]
+    return (shift < lo) | (shift > hi)
+
+
+def member_bad(shift, entry0):
+    """Whether a member PE refuses the epilogue (``DATA``): its output shift (:func:`shift_bad`), or
+    the exponential of 0 (its table entry 0) is 0, so that a row's sum could be 0.  The functional
+    model and the store unit both evaluate it."""
+    return shift_bad(shift) | (exp_of(entry0) == 0)
 
 
 def row_multiples(row, lanes: int) -> list:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import AcceleratorConfig
-from hw.epilogue import EXP_BITS, WalkState, row_multiples, walk_end_bad, walk_pe
+from hw.epilogue import WalkState, member_bad, row_multiples, shift_bad, walk_end_bad, walk_pe
 from hw.isa import ADDR_MASK, Act, ErrorCode, Insn, StreamError, INSN_BYTES
 from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
                          TABLE_ENTRY_BITS, unpack_entries)
@@ -207,7 +207,7 @@ class Machine:
         pes = self._pes(f, off)
         k, y, x, valid, q = self._store_values(f, pes)
         if f["ep_row"]:
-            self._softmax_epilogue(f, pes, k, q, off)
+            self._softmax_epilogue(f, pes, q, off)
         if not valid.any():
             return
         addr = store_addr(f, y[:, :, None, None], x[None, None, :, None], k[:, None, None, :])
@@ -241,7 +241,7 @@ class Machine:
                 .astype(np.int8).reshape(q.shape)
         return k, y, x, valid, np.ascontiguousarray(q)
 
-    def _softmax_epilogue(self, f: dict, pes: np.ndarray, k: np.ndarray, q: np.ndarray, off: int) -> None:
+    def _softmax_epilogue(self, f: dict, pes: np.ndarray, q: np.ndarray, off: int) -> None:
         """Softmax over rows of ``ep_row`` channels of each pixel, in place on ``q``: the rows of
         ``hw.epilogue`` (consecutive member lanes of a row group), each lane's exponentials from
         its PE's table and its output shift its PE's (entry ``param_addr``)."""
@@ -252,11 +252,11 @@ class Machine:
             return
         owner = pes[lanes]
         out_shift = self.ep_shift[owner, f["param_addr"]]
-        bad = [s for s in np.unique(out_shift) if s not in ops.SOFTMAX_OUT_SHIFTS]
+        bad = [s for s in np.unique(out_shift) if shift_bad(s)]
         if bad:
-            raise StreamError(f"{where}: softmax output shift {int(bad[0])} outside {ops.SOFTMAX_OUT_SHIFTS.start}.."
-                              f"{ops.SOFTMAX_OUT_SHIFTS.stop - 1}", ErrorCode.DATA)
-        if np.any(self.table[owner, 0] & ((1 << EXP_BITS) - 1) == 0):
+            lo, hi = ops.SoftmaxParams.RANGES["out_shift"]
+            raise StreamError(f"{where}: softmax output shift {int(bad[0])} outside {lo}..{hi}", ErrorCode.DATA)
+        if np.any(member_bad(out_shift, self.table[owner, 0].astype(np.int64))):
             raise StreamError(f"{where}: the exponential of 0 (table entry 0) is 0: a row's sum could be 0",
                               ErrorCode.DATA)
         member = np.arange(q.shape[3])[None, :] < np.asarray(nk)[:, None]          # [P, K]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.epilogue import EXP_BITS
+from hw.epilogue import exp_of
 
 from hw import operators as ops
 from hw.isa import ErrorCode, StreamError, VecOp
@@ -182,7 +182,7 @@ def softmax_rows(x: np.ndarray, table: np.ndarray, out_shift) -> np.ndarray:
     ``out_shift`` is an integer or one per element."""
     xmax = x.max(axis=-1, keepdims=True).astype(np.int64)
     d = (xmax - x).astype(np.int64)
-    table = np.asarray(table, dtype=np.int64) & ((1 << EXP_BITS) - 1)
+    table = exp_of(np.asarray(table, dtype=np.int64))
     e = table[d] if table.ndim == 1 else \
         np.take_along_axis(np.broadcast_to(table, d.shape + table.shape[-1:]), d[..., None], axis=-1)[..., 0]
     r, k = ops.NUMPY.run(ops.recip_kernel, e.sum(axis=-1, keepdims=True), ops.SOFTMAX_SUM_BITS)

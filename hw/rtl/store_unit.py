@@ -22,13 +22,12 @@ would meet the post-processing's, and it is built only where the vector executor
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from .. import operators as ops
 from ..config import AcceleratorConfig
-from ..epilogue import EXP_BITS, WalkState, row_multiples, walk_end_bad, walk_pe
+from ..epilogue import WalkState, member_bad, row_multiples, walk_end_bad, walk_pe
 from ..expr import Fields
 from ..isa import FIELD_BITS, INSN_BITS, Act, Op, Queue
 from ..timing import (EPILOGUE_OUT_LATENCY, EPILOGUE_PASSES, POST_PIPELINE, epilogue_setup, epilogue_turnaround,
@@ -219,11 +218,9 @@ class StoreUnit(wiring.Component):
                         with m.Case(p):
                             m.d.sync += starts[p * k0:(p + 1) * k0].eq(Cat(*step))
         # the checks of sim.functional: each member PE's output shift and exponential of 0
-        lo, hi = ops.SoftmaxParams.RANGES["out_shift"]
         table_bad = Signal()
         for p in range(n):
-            shift = self.st.ep_shift[p]
-            wrong = (shift < lo) | (shift > hi) | (self.st.ep_data[p][0][:EXP_BITS] == 0)
+            wrong = member_bad(self.st.ep_shift[p], Value.cast(self.st.ep_data[p][0]))
             with m.If(checking & (nk[p] != 0) & wrong):
                 m.d.sync += table_bad.eq(1)
         with m.If(start):
