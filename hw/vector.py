@@ -197,10 +197,6 @@ class Operand:
     x: Axis
     repeat: bool = False      # channel ch of the pass reads channel ch mod c
 
-    def valid_pixels(self) -> int:
-        """Valid pixels the pattern reaches (an axis of stride 0 reaches one)."""
-        return int(axis_valid_count(self.y.fields()) * axis_valid_count(self.x.fields()))
-
 
 def operand_addresses(op: Operand, c: int) -> tuple[np.ndarray, np.ndarray]:
     """(addresses ``[y.n, x.n, c]``, valid ``[y.n, x.n, c]``) of an operand over ``c`` channels."""
@@ -332,7 +328,7 @@ def _row_schedule(head, operands, stages, pixels) -> tuple:
     """:func:`row_schedule` on the descriptor's fields; ``pixels`` is ``h * w``."""
     live = _live(head)
     first = stages[0]
-    on_lanes = _is(first["op"], VecOp.RESIZE, VecOp.RESIZE_ARGMAX)   # an output pixel a lane
+    on_lanes = _is(first["op"], *SPATIAL_BUILT)   # the spatial unit: an output pixel a lane
     source_c = lookup(first["src"], [op["c"] for op in operands], 0)
     spatial = any_of(*(on & _is(st["op"], *SPATIAL) for on, st in zip(live, stages)))
     row, heads = head["c"], 1

@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 from .. import operators as ops
 from .. import vector as vec
 from ..config import AcceleratorConfig
-from ..expr import sel
+from ..expr import any_of, sel
 from ..isa import ADDR_BITS, ErrorCode, VecOp
 from ..numerics import INT8_MAX, INT8_MIN
 from ..timing import vec_row_cycles
@@ -75,8 +75,9 @@ _COMBINATIONAL = SimpleNamespace(sel=sel)
 
 def runs_spatial(op) -> object:
     """Whether the executor hands a pass whose first stage is ``op`` to the spatial unit (a resize
-    or the class map; the unit refuses what it does not build).  On integers or Amaranth values."""
-    return (op == VecOp.RESIZE) | (op == VecOp.RESIZE_ARGMAX)
+    or the class map: ``hw.vector.SPATIAL_BUILT``; the unit refuses what it does not build, a nearest
+    resize).  On integers or Amaranth values."""
+    return any_of(*(op == built for built in vec.SPATIAL_BUILT))
 
 
 def spatial_cycles(d: vec.Descriptor, lanes: int) -> int:
