@@ -356,7 +356,7 @@ def _dram_too_small(args, model: Model, cfg: AcceleratorConfig) -> str:
         dram_footprint(model, cfg, fuse=not args.no_fusion)
     except DramCapacityError as e:
         return str(e)
-    except ProgramError:
+    except (ProgramError, MappingError):      # the simulation reports a layer it cannot map
         pass
     return ""
 
@@ -386,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_network, CheckError) -> int:
+    too_big = _dram_too_small(args, model, cfg)      # before the simulation: it fails in a second
+    if too_big:
+        return fail(prog, too_big)
     t0 = time.perf_counter()
     weights = layer_weights(model)
     bar = _bar(args, len(model.layers), f"{model.name} on {key}", weights)
@@ -402,9 +405,6 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
         return fail(prog, f"cannot map onto configuration {key}: {e}")
     bar.close()
     wall = time.perf_counter() - t0
-    too_big = _dram_too_small(args, model, cfg)
-    if too_big:
-        return fail(prog, too_big)
 
     check = None
     if args.check:
