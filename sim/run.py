@@ -386,10 +386,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_network, CheckError) -> int:
+    t0 = time.perf_counter()                         # the check maps the layers the simulation times
     too_big = _dram_too_small(args, model, cfg)      # before the simulation: it fails in a second
     if too_big:
         return fail(prog, too_big)
-    t0 = time.perf_counter()
     weights = layer_weights(model)
     bar = _bar(args, len(model.layers), f"{model.name} on {key}", weights)
 
