@@ -100,10 +100,9 @@ def epilogue_reduce_latency(cfg: AcceleratorConfig) -> int:
 
 def epilogue_turnaround(cfg: AcceleratorConfig) -> int:
     """The fewest cycles between a pixel's beats of two passes of a softmax epilogue: its row state
-    reaches its buffer first (pass 1: the maximum's reduction; pass 2: the buffer and table reads,
-    the sum's reduction and the reciprocal), then one cycle to be read back."""
-    reduce = epilogue_reduce_latency(cfg)
-    return max(reduce, 2 + reduce + EPILOGUE_RECIP_LATENCY) + 1
+    reaches its buffer first, then one cycle to be read back.  Pass 2 is the longer wait (the buffer
+    and table reads, the sum's reduction and the reciprocal; pass 1 only the maximum's reduction)."""
+    return 2 + epilogue_reduce_latency(cfg) + EPILOGUE_RECIP_LATENCY + 1
 
 
 def epilogue_setup(cfg: AcceleratorConfig) -> int:
