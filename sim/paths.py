@@ -310,8 +310,15 @@ def _write(folder: Path, args, cfg: AcceleratorConfig, points: list[PathPoint], 
         asked = args.paths.split(";") if args.paths else [v for m in args.model for v in candidate_paths(m)]
         named = [v for v in asked if not is_parametric(v)]        # full, B2_a, ...: labelled in the plot
         files += [f.name for f in plots.paths(points, f"{'+'.join(args.model)} on {cfg.name}", folder, formats,
-                                              label_names=named)]
+                                              label_names=named, accuracy_from=_accuracy_source(args.accuracy))]
     return files
+
+
+def _accuracy_source(accuracy: str) -> str:
+    """The plot legend's words for where the accuracies come from."""
+    if Path(accuracy).resolve() == DEFAULT_ACCURACY:
+        return "published accuracy"
+    return f"accuracy from {Path(accuracy).name}"
 
 
 #: The costs a path is compared by: PathPoint attribute -> label.

@@ -196,13 +196,15 @@ def energy_per_mac(doc: dict, out: Path, formats: Iterable[str], named: int = 5)
         return save(fig, out, "energy_per_mac", formats)
 
 
-def paths(points: list, title: str, out: Path, formats: Iterable[str], label_names: Iterable[str] = ()) -> list[Path]:
+def paths(points: list, title: str, out: Path, formats: Iterable[str], label_names: Iterable[str] = (),
+          accuracy_from: str = "published accuracy") -> list[Path]:
     """``paths.<fmt>``: time and energy relative to the full model against accuracy.
 
     ``points`` are ``sim.paths.PathPoint``; those without accuracy are left out (their number
     is given in the legend), and without any accuracy nothing is drawn (returns ``[]``); Pareto
     fronts are drawn; the paths in ``label_names`` (and the Pareto-optimal ones) are labelled,
-    with their model's name when there are several models.
+    with their model's name when there are several models.  ``accuracy_from`` says in the
+    legend where the accuracies come from.
     """
     plt = _pyplot()
     metrics = sorted({metric_of(p.model) for p in points})
@@ -218,7 +220,7 @@ def paths(points: list, title: str, out: Path, formats: Iterable[str], label_nam
                                        (axes[1], "energy_uj", "pareto_energy", "energy")):
             xy = [(getattr(p, attr) / getattr(base, attr), 100 * p.accuracy, p) for p in known]
             ax.scatter([x for x, _, _ in xy], [y for _, y, _ in xy], s=14, color="tab:blue", zorder=3,
-                       label=f"paths with published accuracy ({len(known)})")
+                       label=f"paths with {accuracy_from} ({len(known)})")
             fr = sorted((x, y) for x, y, p in xy if getattr(p, front))
             if fr:
                 ax.plot([x for x, _ in fr], [y for _, y in fr], color="tab:orange", lw=1, zorder=2,

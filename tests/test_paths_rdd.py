@@ -171,3 +171,18 @@ def test_rdd_cli_on_the_shipped_trace(tmp_path):
                         "--out", str(tmp_path / "none")], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 2 and "bad.csv:2: budget '-3' time_ms" in r.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_paths_plot_legend_names_where_accuracies_come_from(tmp_path):
+    """A user's accuracy file is not 'published accuracy' (the legend says which file it is)."""
+    from sim.paths import DEFAULT_ACCURACY, _accuracy_source
+    from sim.plots import paths as plot_paths
+    pts = [PathPoint("m", name, 10, t, e, 0.5, 0.5, 100, accuracy=a, pareto_time=True, pareto_energy=True)
+           for name, t, e, a in (("full", 2.0, 20.0, 0.5), ("p", 1.0, 10.0, 0.4))]
+    for source, words in ((str(DEFAULT_ACCURACY), "published accuracy"), (str(tmp_path / "mine.csv"), "mine.csv")):
+        out = tmp_path / words.replace(" ", "_")
+        out.mkdir()
+        plot_paths(pts, "t", out, ("svg",), accuracy_from=_accuracy_source(source))
+        text = (out / "paths.svg").read_text()
+        assert f"paths with {_accuracy_source(source)} (2)" in text and words in text
+    assert "published" not in _accuracy_source(str(tmp_path / "mine.csv"))
