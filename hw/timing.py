@@ -117,11 +117,12 @@ def epilogue_setup(cfg: AcceleratorConfig) -> int:
     return cfg.num_pe
 
 
-def store_beats(f, cfg: AcceleratorConfig):
+def store_beats(f, cfg: AcceleratorConfig, hold=lambda value, name: value):
     """Cycles from a STORE's first beat slot to its last beat: its pixels, one of every PE a cycle;
     with a softmax epilogue, the row walk first and each pixel's next pass at least
-    ``epilogue_turnaround`` cycles after its previous one (on integers or Amaranth values)."""
-    npix = f["out_h"] * f["out_w"]
+    ``epilogue_turnaround`` cycles after its previous one (on integers or Amaranth values).  The
+    RTL passes ``hold`` to register the pixel count (``hold(value, name)``), a stage before the rest."""
+    npix = hold(f["out_h"] * f["out_w"], "npix")
     span = vmax(npix, epilogue_turnaround(cfg))
     return npix + sel(f["ep_row"] != 0, epilogue_setup(cfg) + EPILOGUE_PASSES * span, 0)
 
@@ -522,9 +523,9 @@ def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=lambda value, name: val
     (``store_beats``: one pixel of every PE a cycle per pass) through its pipeline
     (``store_pipeline``), or its bytes at the DRAM rate.  Posted writes: the unit is free once its
     last pixel is written (one setup cycle more than the beats and the pipeline); the DRAM latency
-    only delays the token.  The RTL passes ``hold`` to register the beat count and the transfer
-    time (``hold(value, name)``), a stage each."""
-    pixels = hold(store_beats(f, cfg) + store_pipeline(f), "pixels")
+    only delays the token.  The RTL passes ``hold`` to register the pixel count (``store_beats``),
+    the beat count and the transfer time (``hold(value, name)``), a stage each."""
+    pixels = hold(store_beats(f, cfg, hold) + store_pipeline(f), "pixels")
     transfer = hold(vmax(pixels, cdiv(nbytes, cfg.dram_bytes_per_cycle)), "transfer")
     return vmax(transfer, pixels + 1), cfg.dram_latency + transfer
 
