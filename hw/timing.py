@@ -35,7 +35,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
            "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
@@ -55,10 +55,15 @@ FOLD_CHANNEL_DIGITS = -(-FOLD_CHANNEL_BITS // FOLD_DIGIT_BITS)
 FOLD_TAP_DIGITS = -(-FOLD_TAP_BITS // FOLD_DIGIT_BITS)
 FOLD_SETUP = FOLD_CHANNEL_DIGITS + 1 + FOLD_TAP_DIGITS + 1
 #: Every LOAD_INP's address generator forms a beat in two registered stages, its rows (the
-#: window's wraps) two cycles before the beat and its lanes (enables, addresses, their count) one
-#: cycle before, so the unit's DRAM balance and the DRAM port start at registers and no path runs
-#: from the row counters to the lane count: the first beat waits these cycles after the (folded) setup.
+#: window's wraps) two cycles before the beat and its lanes (enables, addresses) one cycle
+#: before, so the DRAM port starts at registers and no path runs from the row counters to the
+#: lanes' outputs: the first beat waits these cycles after the (folded) setup.
 LANE_STAGE = 2
+#: The generator counts a beat's enabled lanes (its DRAM bytes) from the beat's registered
+#: enables, in the cycle of the beat, so the unit's DRAM balance takes them a cycle after the beat
+#: (the count of 128 enables alone is 28 levels on E): a LOAD_INP from DRAM is free this many
+#: cycles after its last beat at the earliest (``load_terms``' ``lag``).
+INP_COUNT_LAG = 1
 #: The dispatcher registers a word's legality products (``legality_terms``) a stage before it
 #: checks and dispatches the word, so instruction 0 is dispatched in cycle ``DECODE_STAGES`` at
 #: the earliest; the stages then stay full, one instruction a cycle as before.
@@ -111,11 +116,12 @@ def epilogue_setup(cfg: AcceleratorConfig) -> int:
     return cfg.num_pe
 
 
-def store_beats(f, cfg: AcceleratorConfig):
+def store_beats(f, cfg: AcceleratorConfig, hold=lambda value, name: value):
     """Cycles from a STORE's first beat slot to its last beat: its pixels, one of every PE a cycle;
     with a softmax epilogue, the row walk first and each pixel's next pass at least
-    ``epilogue_turnaround`` cycles after its previous one (on integers or Amaranth values)."""
-    npix = f["out_h"] * f["out_w"]
+    ``epilogue_turnaround`` cycles after its previous one (on integers or Amaranth values).  The
+    RTL passes ``hold`` to register the pixel count (``hold(value, name)``), a stage before the rest."""
+    npix = hold(f["out_h"] * f["out_w"], "npix")
     span = vmax(npix, epilogue_turnaround(cfg))
     return npix + sel(f["ep_row"] != 0, epilogue_setup(cfg) + EPILOGUE_PASSES * span, 0)
 
@@ -440,23 +446,26 @@ def load_inp_folded(f):
 
 
 def load_terms(op: Op, f, cfg: AcceleratorConfig):
-    """(bus beats, DRAM bytes, first-data latency, setup cycles) of a load: after its setup the
-    unit moves one beat of the bus a cycle and ``dram_bytes_per_cycle`` from DRAM, so it is busy
-    ``setup + max(1, beats, ceil(bytes / bw))`` cycles.  A LOAD_INP's DRAM bytes are the
-    in-bounds lanes its address generator finds (``load_inp_dram_bytes``; None here), none from
-    the global buffer; a LOAD_INP's setup is ``LANE_STAGE``, after ``FOLD_SETUP`` if it is folded."""
+    """(bus beats, DRAM bytes, first-data latency, setup cycles, lag) of a load: after its setup
+    the unit moves one beat of the bus a cycle and ``dram_bytes_per_cycle`` from DRAM, and its DRAM
+    balance takes a beat's bytes ``lag`` cycles after the beat, so it is busy
+    ``setup + max(1, beats + lag, ceil(bytes / bw))`` cycles.  A LOAD_INP's DRAM
+    bytes are the in-bounds lanes its address generator finds (``load_inp_dram_bytes``; None
+    here), counted ``INP_COUNT_LAG`` cycles after their beat, none from the global buffer (lag 0);
+    a LOAD_INP's setup is ``LANE_STAGE``, after ``FOLD_SETUP`` if it is folded.  The other loads'
+    bytes are known at their start (lag 0)."""
     bus, c0 = cfg.gb_bus_bytes, cfg.c0
     if op == Op.LOAD_INP:
         rows = f["n_cblk"] * f["win_h"] * f["win_w"]
         return (cdiv(rows * c0, bus), None, sel(f["src_gb"], GB_LATENCY, cfg.dram_latency),
-                sel(load_inp_folded(f), FOLD_SETUP, 0) + LANE_STAGE)
+                sel(load_inp_folded(f), FOLD_SETUP, 0) + LANE_STAGE, sel(f["src_gb"], 0, INP_COUNT_LAG))
     if op == Op.LOAD_WGT:
-        return cdiv(f["rows"] * c0 * cfg.k0, bus), f["n_out"] * _min(f["chan"], f["rows"] * c0), cfg.dram_latency, 0
+        return cdiv(f["rows"] * c0 * cfg.k0, bus), f["n_out"] * _min(f["chan"], f["rows"] * c0), cfg.dram_latency, 0, 0
     if op == Op.LOAD_PARAM:
         n = f["n_entries"] * PARAM_ENTRY_BYTES
-        return cdiv(n, bus), n, cfg.dram_latency, 0
+        return cdiv(n, bus), n, cfg.dram_latency, 0, 0
     if op == Op.LOAD_GB:
-        return cdiv(f["n_bytes"], bus), f["n_bytes"], cfg.dram_latency, 0
+        return cdiv(f["n_bytes"], bus), f["n_bytes"], cfg.dram_latency, 0, 0
     raise ValueError(f"{op.name} is no load")
 
 
@@ -513,9 +522,9 @@ def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=lambda value, name: val
     (``store_beats``: one pixel of every PE a cycle per pass) through its pipeline
     (``store_pipeline``), or its bytes at the DRAM rate.  Posted writes: the unit is free once its
     last pixel is written (one setup cycle more than the beats and the pipeline); the DRAM latency
-    only delays the token.  The RTL passes ``hold`` to register the beat count and the transfer
-    time (``hold(value, name)``), a stage each."""
-    pixels = hold(store_beats(f, cfg) + store_pipeline(f), "pixels")
+    only delays the token.  The RTL passes ``hold`` to register the pixel count (``store_beats``),
+    the beat count and the transfer time (``hold(value, name)``), a stage each."""
+    pixels = hold(store_beats(f, cfg, hold) + store_pipeline(f), "pixels")
     transfer = hold(vmax(pixels, cdiv(nbytes, cfg.dram_bytes_per_cycle)), "transfer")
     return vmax(transfer, pixels + 1), cfg.dram_latency + transfer
 
@@ -524,10 +533,10 @@ def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]
     """(cycles the unit is busy, cycles until the instruction's effects are complete)."""
     op, f = insn.op, insn.f
     if op in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.LOAD_GB):
-        beats, nbytes, first, setup = load_terms(op, f, cfg)
+        beats, nbytes, first, setup, lag = load_terms(op, f, cfg)
         if nbytes is None:
             nbytes = 0 if f["src_gb"] else load_inp_dram_bytes(insn, cfg)
-        busy = setup + max(1, beats, _cdiv(nbytes, cfg.dram_bytes_per_cycle))
+        busy = setup + max(1, beats + lag, _cdiv(nbytes, cfg.dram_bytes_per_cycle))
         return busy, first + busy
     if op == Op.GEMM:
         cycles = gemm_cycles(f)

@@ -32,15 +32,16 @@ def expected_beats(fields: dict, cfg) -> tuple[np.ndarray, np.ndarray]:
     return valid, addr & ADDR_MASK
 
 
-def simulate_beats(cfg, fields_list: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Run each LOAD_INP on the generator back to back; (enable, address) per beat of each."""
+def simulate_beats(cfg, fields_list: list[dict]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Run each LOAD_INP on the generator back to back; (enable, address) per beat of each and
+    each beat's enabled-lane count as the generator gives it (``hw.timing.INP_COUNT_LAG`` later)."""
     dut = LoadInpLanes(cfg)
     out = []
 
     async def tb(ctx):
         for fields in fields_list:
             insn = make(Op.LOAD_INP, **fields)
-            beats, _, _, setup = load_terms(Op.LOAD_INP, insn.f, cfg)
+            beats, _, _, setup, _ = load_terms(Op.LOAD_INP, insn.f, cfg)
             ctx.set(dut.insn, int.from_bytes(encode(insn), "little"))
             ctx.set(dut.start, 1)
             await ctx.tick()
@@ -49,15 +50,17 @@ def simulate_beats(cfg, fields_list: list[dict]) -> list[tuple[np.ndarray, np.nd
                 ctx.set(dut.setup_left, left)
                 await ctx.tick()
             ctx.set(dut.setup_left, 0)
-            en, addr = [], []
+            en, addr, counts = [], [], []
             for _ in range(beats):
                 ctx.set(dut.step, 1)
                 bits = ctx.get(dut.lane_en)
                 en.append([(bits >> i) & 1 for i in range(cfg.gb_bus_bytes)])
                 addr.append(list(ctx.get(dut.lane_addr)))
                 await ctx.tick()
+                counts.append(ctx.get(dut.lane_en_count))      # the beat's count, the cycle after it
             ctx.set(dut.step, 0)
-            out.append((np.array(en, bool).reshape(beats, -1), np.array(addr, np.int64).reshape(beats, -1)))
+            out.append((np.array(en, bool).reshape(beats, -1), np.array(addr, np.int64).reshape(beats, -1),
+                        np.array(counts, np.int64)))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -87,9 +90,10 @@ def test_load_inp_lanes_match_the_contract_gather(cfg_name):
     # a large channel base and a large tap (beyond the kernel: every lane off)
     cases.append(dict(random_fields(rng, cfg), c_base=(1 << 24) - 3, t_c=5, fold_kh=3, fold_kw=3))
     enabled = 0
-    for fields, (en, addr) in zip(cases, simulate_beats(cfg, cases)):
+    for fields, (en, addr, counts) in zip(cases, simulate_beats(cfg, cases)):
         enabled += int(en.sum())
         want_en, want_addr = expected_beats(fields, cfg)
         assert (en == want_en).all(), f"enables differ for {fields}"
+        assert (counts == want_en.sum(axis=1)).all(), f"lane counts {counts} differ for {fields}"
         assert (np.where(en, addr, 0) == np.where(want_en, want_addr, 0)).all(), f"addresses differ for {fields}"
     assert enabled > 0.15 * sum(expected_beats(f, cfg)[0].size for f in cases), "mostly padding: nothing checked"

@@ -27,8 +27,9 @@ Row and lane stages (``hw.timing.LANE_STAGE`` = 2)
     A beat's rows are registered with the bounds of their lanes' taps (row stage), then its
     lanes, their count and its rows (lane stage): the generator forms the rows of beat i+2 and
     the lanes of beat i+1 while beat i is out; beat 0's rows when ``setup_left`` = 2, its lanes
-    when 1.  So no path runs from the row counters to the lane count, nor from the counters
-    through the unit's DRAM balance.
+    when 1.  Beat i's enabled lanes are counted while it is out, from its registers, and the count
+    reaches the unit's DRAM balance a cycle later (``hw.timing.INP_COUNT_LAG``).  So no path runs
+    from the row counters to the lanes' outputs, nor from the lanes' logic into their count.
 
 A lane's address is ``base + pix + off`` (``base`` = src_addr + (y0*t_w + x0)*t_c, its
 product by t_c formed the cycle after the start, from registers); it is enabled when its row
@@ -44,7 +45,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, INSN_BITS, Op
-from ..timing import FOLD_CHANNEL_DIGITS, FOLD_DIGIT_BITS, FOLD_SETUP, FOLD_TAP_BITS, FOLD_TAP_DIGITS, LANE_STAGE
+from ..timing import (FOLD_CHANNEL_DIGITS, FOLD_DIGIT_BITS, FOLD_SETUP, FOLD_TAP_BITS, FOLD_TAP_DIGITS, INP_COUNT_LAG,
+                      LANE_STAGE)
 from .buses import load_geometry
 from .insn import field_signal, insn_view
 
@@ -145,10 +147,12 @@ class LoadInpLanes(wiring.Component):
     step: In(1)
         This cycle is a beat: ``lane_*``, ``row_addr`` and ``rows`` describe it (registers, computed
         the cycle before).
-    lane_en, lane_addr, lane_en_count:
-        The beat's G lanes: enabled (in the load and in the tensor), their byte addresses, how
-        many are enabled (a register, whether or not this cycle is a beat: the load unit's DRAM
-        balance takes it in parallel with its issue logic).
+    lane_en, lane_addr:
+        The beat's G lanes: enabled (in the load and in the tensor) and their byte addresses.
+    lane_en_count:
+        How many lanes the previous cycle's beat enabled (0 after a cycle that was no beat): a
+        register, counted from the beat's enables, which the load unit's DRAM balance takes
+        ``hw.timing.INP_COUNT_LAG`` = 1 cycle after the beat.
     row_addr, rows:
         The first input-buffer row the beat writes and how many rows it writes.
     """
@@ -176,6 +180,7 @@ class LoadInpLanes(wiring.Component):
         with m.If(self.start):
             m.d.sync += cur.eq(self.insn)
         assert LANE_STAGE == 2, "two stages below: the beat's rows, then its lanes"
+        assert INP_COUNT_LAG == 1, "the count below: a register of the beat's enables"
         left, rows_ahead = Signal.like(self.setup_left, name="fold_left"), Signal(name="rows_ahead")
         # rows_ahead: the row counters move to the beat after the one they hold (the two stages'
         # cycles before the first beat, then every beat); left: the fold's setup
@@ -195,9 +200,11 @@ class LoadInpLanes(wiring.Component):
                 ok, addr = self._lane_out(m, k, slot, lane, f"{i}_{ln}")
                 en_bits.append(ok)
                 m.d.sync += self.lane_addr[i * cfg.c0 + ln].eq(addr)
-        en_count = Signal.like(self.lane_en_count)
-        m.d.sync += [lane_en.eq(Cat(*en_bits)), en_count.eq(sum(en_bits))]
-        m.d.comb += [self.lane_en.eq(Mux(self.step, lane_en, 0)), self.lane_en_count.eq(en_count)]
+        m.d.sync += lane_en.eq(Cat(*en_bits))
+        m.d.comb += self.lane_en.eq(Mux(self.step, lane_en, 0))
+        # the beat's count from its registered enables, taken by the unit a cycle late
+        # (hw.timing.INP_COUNT_LAG): the population count is not behind the enables' logic
+        m.d.sync += self.lane_en_count.eq(sum(self.lane_en))
         # the lane stage's beat: the cycle before a beat (the setup's last cycle, or a beat)
         with m.If((self.step | (self.setup_left == 1)) & ~self.start):
             for ln, lane in enumerate(lanes):

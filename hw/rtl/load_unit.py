@@ -3,9 +3,9 @@
 The global buffer is its child (LOAD_GB writes it, LOAD_INP may gather from it).  A beat
 requested at cycle c returns at c+1 and is written into the selected PEs (or the global
 buffer) then.  Timing shell: the unit is free after
-``T = setup + max(1, beats, ceil(bytes / dram_bw))`` cycles (``hw.timing.load_terms``: a
+``T = setup + max(1, beats + lag, ceil(bytes / dram_bw))`` cycles (``hw.timing.load_terms``: a
 LOAD_INP's address generator sets up first and registers each beat's lanes a cycle ahead; its bytes are the in-bounds lanes its
-address generator finds, counted beat by beat) and pushes its token then, available ``first`` cycles
+address generator finds, counted beat by beat, each beat's the cycle after it: ``lag``) and pushes its token then, available ``first`` cycles
 later (the DRAM or global-buffer latency), which is also when ``idle`` rises.
 """
 
@@ -232,14 +232,11 @@ class LoadUnit(wiring.Component):
         credit, first = Signal(signed(_CREDIT_BITS)), Signal(range(max(cfg.dram_latency, GB_LATENCY) + 1))
         credit_now = Signal(signed(_CREDIT_BITS))
         tail = Signal(range(max(cfg.dram_latency, GB_LATENCY)))
-        # both outcomes of this cycle (a beat issued or not) from registers, the issue choosing
-        # between them: free does not wait for the issue logic before a 48-bit sum
-        credit_idle, credit_beat = Signal(signed(_CREDIT_BITS)), Signal(signed(_CREDIT_BITS))
-        m.d.comb += [credit_idle.eq(credit + cfg.dram_bytes_per_cycle),
-                     credit_beat.eq(credit + cfg.dram_bytes_per_cycle - beat.dram_bytes),
-                     credit_now.eq(Mux(issue, credit_beat, credit_idle)),
-                     free.eq(ready & Mux(issue, (beats_left == 1) & (credit_beat >= 0),
-                                         (beats_left == 0) & (credit_idle >= 0)))]
+        lag = Signal()          # load_terms' lag: the bytes of a beat are counted the cycle after it
+        # the balance from registers only (beat.dram_bytes: the previous beat's count, a register),
+        # so free does not wait for the issue logic before a 48-bit sum
+        m.d.comb += [credit_now.eq(credit + cfg.dram_bytes_per_cycle - beat.dram_bytes),
+                     free.eq(ready & (credit_now >= 0) & Mux(issue, (beats_left == 1) & ~lag, beats_left == 0))]
         with m.If(ready):
             m.d.sync += [beats_left.eq(beats_left - issue), credit.eq(credit_now)]
         with m.Elif(setup_left != 0):
@@ -257,6 +254,6 @@ class LoadUnit(wiring.Component):
                 for o in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.LOAD_GB):
                     with m.Case(o):
                         # hw.timing's terms; a LOAD_INP's DRAM bytes are counted per beat instead
-                        n_beats, n_bytes, first_data, setup = load_terms(o, Fields(insn_view(o, h)), cfg)
+                        n_beats, n_bytes, first_data, setup, late = load_terms(o, Fields(insn_view(o, h)), cfg)
                         m.d.sync += [beats_left.eq(n_beats), credit.eq(0 if n_bytes is None else -n_bytes),
-                                     first.eq(first_data), setup_left.eq(setup)]
+                                     first.eq(first_data), setup_left.eq(setup), lag.eq(late)]

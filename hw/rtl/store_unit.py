@@ -22,7 +22,7 @@ would meet the post-processing's, and it is built only where the vector executor
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -160,18 +160,19 @@ class StoreUnit(wiring.Component):
         # on): ready at t+5, before the first write at t+2+WRITE_DELAY
         for p in range(n):
             m.d.sync += base[p].eq(store_addr(Fields(cs), yst[p], cs.x0, kst[p], held(m, 48, f"pe{p}_", "sync")))
+        # the PE set (from t+2) chooses in the sum, not behind the product
         with m.If(product):
-            m.d.sync += [nbytes[p].eq(Mux(mask[p], ext_k[p] * ext_y[p] * ext_x, 0)) for p in range(n)]
+            m.d.sync += [nbytes[p].eq(ext_k[p] * ext_y[p] * ext_x) for p in range(n)]
         total = Signal(_COUNT_BITS)
-        m.d.comb += total.eq(sum(nbytes))
+        m.d.comb += total.eq(sum(Mux(mask[p], nbytes[p], 0) for p in range(n)))
         return kst, yst, base, total, starting, ext_k
 
     def _shell(self, m, cs, starting, free, occ_left, total, timed, busy):
         """t + _TIMED_AT: the busy time (a down-counter reaching 0 at t + occupancy, which is at
         least ``POST_PIPELINE`` + 1 > _TIMED_AT) and the rest of the latency after it, which the
         token waits and ``idle`` counts down.  The contract's pixel count and transfer time are
-        registers (``store_timing``'s ``hold``): the pixels from t+2, the transfer time formed at
-        t+3 from the bytes' sum."""
+        registers (``store_timing``'s ``hold``): the pixel count from t+2, the beats from t+3, the
+        transfer time formed at t+3 from them and the bytes' sum."""
         occ, lat = store_timing(Fields(cs), total, self._config, held(m, _COUNT_BITS, "busy_", "sync"))
         rest = Signal(range(self._config.dram_latency))      # latency - occupancy - 1
         tail = Signal.like(rest)
@@ -236,7 +237,11 @@ class StoreUnit(wiring.Component):
         npix, slot, span = Signal(24), Signal(24), Signal(24)
         phase = Signal(2)
         oy, ox = field_signal(Op.STORE, "out_h"), field_signal(Op.STORE, "out_w")
-        wrap_pitch, pix_off = Signal(signed(48)), Signal(48)    # wrap_pitch: a row's last pixel to the next row's first
+        # the pixel's DRAM offset (oy*t_w + ox)*k_pitch: its row's and its column's, each a counter
+        # (row_pitch = t_w*k_pitch, a product of fields with no sum before it)
+        row_pitch, row_off, col_off = Signal(48), Signal(48), Signal(48)
+        pix_off = Signal(48)
+        m.d.comb += pix_off.eq(row_off + col_off)
         passes = Mux(ep, 1 + EPILOGUE_PASSES, 1)
         running = active & (waiting == 0) & (phase < passes)
         beat = running & (slot < npix)
@@ -244,22 +249,22 @@ class StoreUnit(wiring.Component):
                      self.st.table.eq(cs.act == Act.TABLE)]
         with m.If(running):
             with m.If(slot + 1 == span):
-                m.d.sync += [slot.eq(0), phase.eq(phase + 1), ox.eq(0), oy.eq(0), pix_off.eq(0)]
+                m.d.sync += [slot.eq(0), phase.eq(phase + 1), ox.eq(0), oy.eq(0), row_off.eq(0), col_off.eq(0)]
             with m.Else():
                 m.d.sync += slot.eq(slot + 1)
                 with m.If(beat & (ox == cs.out_w - 1)):
-                    m.d.sync += [ox.eq(0), oy.eq(oy + 1), pix_off.eq(pix_off + wrap_pitch)]
+                    m.d.sync += [ox.eq(0), oy.eq(oy + 1), row_off.eq(row_off + row_pitch), col_off.eq(0)]
                 with m.Elif(beat):
-                    m.d.sync += [ox.eq(ox + 1), pix_off.eq(pix_off + cs.k_pitch)]
+                    m.d.sync += [ox.eq(ox + 1), col_off.eq(col_off + cs.k_pitch)]
         with m.Elif(active & timed & (waiting == 0)):          # every pass done
             m.d.sync += active.eq(0)
         with m.If(start):
-            m.d.sync += [slot.eq(0), phase.eq(0), oy.eq(0), ox.eq(0), pix_off.eq(0), active.eq(0)]
+            m.d.sync += [slot.eq(0), phase.eq(0), oy.eq(0), ox.eq(0), row_off.eq(0), col_off.eq(0), active.eq(0)]
         with m.If(setup):
             pixels = cs.out_h * cs.out_w
             turn = epilogue_turnaround(self._config)
             m.d.sync += [npix.eq(pixels), span.eq(Mux(ep & (pixels < turn), turn, pixels)),
-                         wrap_pitch.eq((cs.t_w - cs.out_w + 1) * cs.k_pitch)]
+                         row_pitch.eq(cs.t_w * cs.k_pitch)]
         return beat, phase, slot, oy, ox, pix_off
 
     def _writes(self, m, cs, issued, mask, kst, yst, base, ep, rows, nk):
