@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Shape, Signal, Value, signed, unsigned
@@ -195,6 +195,10 @@ class AmaranthBackend:
         The module the hardware goes into; None for a dry run (intervals and stages only).
     prefix : str
         Prefix of the names of the signals and memories it creates.
+    stage_valid : sequence of Value, optional
+        ``stage_valid[s]``: stage ``s`` holds a beat.  Given, a pipeline register leaving stage
+        ``s`` loads only then and has no reset (it holds an idle beat's value, which no valid
+        output depends on); Verilator then evaluates its logic only for valid beats.
 
     ``sel`` is a ``Mux``, ``rom`` a synchronous ``lib.memory.Memory`` read port (a constant
     table becomes a ROM initialised from it), ``clz`` a registered priority encoder.
@@ -202,10 +206,11 @@ class AmaranthBackend:
 
     name = "amaranth"
 
-    def __init__(self, m: Optional[Module], prefix: str = "k"):
+    def __init__(self, m: Optional[Module], prefix: str = "k", stage_valid: Optional[Sequence[Value]] = None):
         if m is not None and not isinstance(m, Module):
             raise TypeError(f"m must be an Amaranth Module or None, not {m!r}")
         self.m, self.prefix, self._count = m, prefix, 0
+        self._stage_valid = None if stage_valid is None else tuple(stage_valid)
 
     @property
     def dry(self) -> bool:
@@ -251,8 +256,12 @@ class AmaranthBackend:
             return HwValue(self, None, lo, hi, None if stage is None else stage + register, registered=register)
         expr = self._cut(Value.cast(expr), lo, hi)
         if register and stage is not None:
-            reg = Signal(range_shape(lo, hi), name=self._name("r"))
-            self.m.d.sync += reg.eq(expr)
+            reg = Signal(range_shape(lo, hi), name=self._name("r"), reset_less=self._stage_valid is not None)
+            if self._stage_valid is None:
+                self.m.d.sync += reg.eq(expr)
+            else:
+                with self.m.If(self._stage_valid[stage]):
+                    self.m.d.sync += reg.eq(expr)
             return HwValue(self, reg, lo, hi, stage + 1, registered=True)
         return HwValue(self, expr, lo, hi, stage)
 

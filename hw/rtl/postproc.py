@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from .. import operators as ops
 from ..config import AcceleratorConfig
 from ..numerics import MULT_BITS, SHIFT_BITS, TABLE_ENTRIES, TABLE_ENTRY_BITS
-from .kernel_unit import INT8, delayed
+from .kernel_unit import INT8, delay_line
 from .operator_backend import AmaranthBackend, TablePort
 
 __all__ = ["PostProcessor"]
@@ -86,7 +86,9 @@ class PostProcessor(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        be = AmaranthBackend(m, "post")
+        # valid of each stage; a stage's registers load only for a valid beat (see AmaranthBackend)
+        valid = delay_line(m, self.valid, self.LATENCY, "valid")
+        be = AmaranthBackend(m, "post", stage_valid=valid)
         top = 1 << (self._acc_bits - 1)
         x = be.input((self.acc + self.bias)[:self._acc_bits].as_signed(), -top, top - 1)   # wraps like the accumulator
         # every shift the port holds, so that one beyond MAX_SHIFT still gives the formula's value
@@ -101,5 +103,5 @@ class PostProcessor(wiring.Component):
             y = be.sel(be.input(self.act_table, 0, 1), ops.lut_kernel(y, port, be), y)
         y = be.at(y, self.LATENCY)
         assert y.stage == self.LATENCY and y.lo >= -128 and y.hi <= 127, (y, self.LATENCY)
-        m.d.comb += [self.y.eq(y.value), self.y_valid.eq(delayed(m, self.valid, self.LATENCY, "valid"))]
+        m.d.comb += [self.y.eq(y.value), self.y_valid.eq(valid[self.LATENCY])]
         return m

@@ -38,7 +38,9 @@ class VectorMAC(wiring.Component):
 
     ``sum`` = sum over ``i`` of ``a[i] * w[i]``, exact in two's complement
     (``config.product_bits`` is wide enough for C0 products of -128 x -128).
-    The result and ``sum_valid`` appear one clock cycle after ``valid``.
+    The result and ``sum_valid`` appear one clock cycle after ``valid``; the register
+    holds its value while ``valid`` is low and is not reset (``sum`` means something
+    only with ``sum_valid``).
 
     Parameters
     ----------
@@ -90,11 +92,16 @@ class VectorMAC(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        products = [self.a[i] * self.w[i] for i in range(self._c0)]
-        total = Signal(signed(self._product_bits))
-        m.d.comb += total.eq(adder_tree(products))
-        # The register is loaded only for valid pairs, so an idle MAC does not toggle.
+        total = adder_tree(self.a[i] * self.w[i] for i in range(self._c0))
+        assert len(total) <= self._product_bits, (len(total), self._product_bits)
+        # Registered at the tree's own width (sign-extended to product_bits after the register),
+        # without a reset (sum_valid qualifies it) and only for valid pairs: the tree then feeds
+        # nothing but this enabled register, so Verilator evaluates it inside ``if (valid)`` and
+        # an idle MAC costs a branch (a wider register or a reset made it evaluate the tree every
+        # cycle: docs/cosim.md, "Where the time goes").
+        dot = Signal(signed(len(total)), reset_less=True)
         with m.If(self.valid):
-            m.d.sync += self.sum.eq(total)
+            m.d.sync += dot.eq(total)
+        m.d.comb += self.sum.eq(dot)
         m.d.sync += self.sum_valid.eq(self.valid)
         return m
