@@ -30,20 +30,25 @@ PINS = {
     # 14's registered decode (DECODE_STAGES = 1: +1 a run) and its two-stage LOAD_INP address
     # generator (LANE_STAGE = 2: every LOAD_INP's setup a cycle longer; the mapper's choices for
     # Swin-T and ResNet-50 move with it: their energies were 101_557_924_721.07 and
-    # 3_399_543_426.33).  Was 5_661_446 / 16_462_056 / 570_995.
+    # 3_399_543_426.33).  Was 5_661_446 / 16_462_056 / 570_995.  Re-pinned for issue 13's poolings on
+    # the spatial unit (hw.vector.row_schedule: an output pixel's channels in 2**split rows, a window
+    # tap a cycle): a pooling pays VEC_SETUP and the row lanes' walk instead of work / 512 lanes;
+    # ResNet-50's max pool 6_374 -> 6_451 cycles (still DRAM-bound), its global average 886 -> 1_203
+    # (512 rows of 4 channels x 49 taps), Swin-T's four PPM poolings 1_638 -> 1_715 (three) and
+    # 2_227 (6x6 bins).  Was 16_597_122 / 572_126; the energies do not move.
     "segformer_b2": (5_785_491, 40_848_810_847.32),
-    "swin_tiny": (16_597_122, 101_558_091_386.92),
-    "resnet50": (572_126, 3_383_149_799.68),
+    "swin_tiny": (16_597_942, 101_558_091_386.92),
+    "resnet50": (572_520, 3_383_149_799.68),
 }
 #: The same without fusion (every non-MAC layer its own VEC pass), so that a change of fusion and a
 #: change of the MAC layers' mappings show up separately.
 #: Was 6_161_388 / 17_178_352 before issue 13's row lanes (more VEC passes pay their setup), then
 #: 6_259_698 / 17_448_504 before its spatial sequencer (resizes pay VEC_SETUP; no class map
 #: unfused), VEC_FIELD_CHECK, DECODE_STAGES and LANE_STAGE = 2 (Swin-T's energy was
-#: 107_897_025_215.66).
+#: 107_897_025_215.66); Swin-T was 17_474_823 before its poolings ran on the spatial unit (as above).
 UNFUSED_PINS = {
     "segformer_b2": (6_274_843, 44_653_794_890.61),
-    "swin_tiny": (17_474_823, 107_897_191_881.50),
+    "swin_tiny": (17_475_643, 107_897_191_881.50),
 }
 #: Paper-comparable mode (MAC layers only, the mappings chosen for the configured DRAM timed with
 #: memory no limit): (cycles, energy in pJ); was 4_094_850 / 14_620_867 before issue 14's registered

@@ -71,6 +71,34 @@ def random_spatial(rng, kind: VecOp) -> tuple[vec.Descriptor, np.ndarray]:
     return vec.Descriptor(h, w, c if kind == VecOp.RESIZE else 1, (src, out), (stage,)), dram.image()
 
 
+def pool_params(rng, mode: int, n_y: int, n_x: int) -> tuple[dict, int, int]:
+    """A pooling's parameters over an ``n_y x n_x`` source (witnesses for an adaptive one) and its
+    output raster: windowed with padding, ``ceil_mode`` and ``count_include_pad`` either way;
+    adaptive to sizes that mostly do not divide the source's; output pixels split into 1 to 16 rows."""
+    split = int(rng.choice([0, 0, 1, 2, 4]))        # rows a pixel: 1, 2, 4 or 16 (more than c)
+    if mode == vec.PoolMode.ADAPTIVE_AVG:
+        h, w = (int(v) for v in rng.integers(1, 7, 2))
+        return ({"mode": mode, "kernel": 0, "stride": 0, "padding": 0, "ceil_mode": 0, "count_include_pad": 0,
+                 "y_q": n_y // h, "y_r": n_y % h, "x_q": n_x // w, "x_r": n_x % w, "split": split}, h, w)
+    k = int(rng.integers(1, 5))
+    p = int(rng.integers(0, k // 2 + 1))
+    stride, ceil = int(rng.integers(1, 4)), int(rng.integers(0, 2))
+    params = {"mode": mode, "kernel": k, "stride": stride, "padding": p, "ceil_mode": ceil,
+              "count_include_pad": int(rng.integers(0, 2)), "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0, "split": split}
+    return params, *(op.pool_out_size(n, k, stride, p, bool(ceil)) for n in (n_y, n_x))
+
+
+def random_pool(rng, mode: int) -> tuple[vec.Descriptor, np.ndarray]:
+    """A pooling of random sizes, channels, geometry and patterns, and its DRAM image."""
+    dram = Dram(rng)
+    n_y, n_x = (int(v) for v in rng.integers(4, 9, 2))
+    c = int(rng.integers(1, 9))
+    params, h, w = pool_params(rng, mode, n_y, n_x)
+    src = source_operand(dram, rng, n_y, n_x, c)
+    out = output_operand(dram, rng, h, w, c)
+    return vec.Descriptor(h, w, c, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
+
+
 def ties(rng, d: vec.Descriptor, dram: np.ndarray) -> np.ndarray:
     """The class map's source with few distinct values, so that classes tie (lowest index wins)."""
     src = d.operands[0]
@@ -87,7 +115,9 @@ def run_spatial(runs: list[tuple[vec.Descriptor, np.ndarray]]) -> list[dict]:
     return [res | {"formula": dut.cycles(d)} for (d, _), res in zip(runs, results)]
 
 
-KINDS = {"resize": VecOp.RESIZE, "class_map": VecOp.RESIZE_ARGMAX, "class_map_ties": VecOp.RESIZE_ARGMAX}
+KINDS = {"resize": VecOp.RESIZE, "class_map": VecOp.RESIZE_ARGMAX, "class_map_ties": VecOp.RESIZE_ARGMAX,
+         "max_pool": vec.PoolMode.MAX, "avg_pool": vec.PoolMode.AVG, "adaptive_pool": vec.PoolMode.ADAPTIVE_AVG}
+POOLS = ("max_pool", "avg_pool", "adaptive_pool")
 CASES = [(kind, seed) for kind in KINDS for seed in range(8)]
 
 
@@ -96,7 +126,7 @@ def spatial_runs() -> dict:
     passes = {}
     for kind, seed in CASES:
         rng = np.random.default_rng([SEED, seed, list(KINDS).index(kind)])
-        d, dram = random_spatial(rng, KINDS[kind])
+        d, dram = random_pool(rng, KINDS[kind]) if kind in POOLS else random_spatial(rng, KINDS[kind])
         if kind == "class_map_ties":
             dram = ties(rng, d, dram)
         passes[kind, seed] = (d, dram, functional(d, dram))
@@ -119,8 +149,21 @@ def test_spatial_unit_takes_its_documented_cycles(spatial_runs):
 
 # ---- refusals ------------------------------------------------------------------------------------
 
+#: An adaptive pooling's witnesses, each off by one in ``refused``.
+WITNESSES = ("y_q", "y_r", "x_q", "x_r")
+
+
 def refused(kind: str) -> vec.Descriptor:
-    """A pass the unit refuses, built from a random resize."""
+    """A pass the unit refuses, built from a random resize (or pooling, for a pooling's refusals)."""
+    if kind.startswith("adaptive ") or kind == "pool raster":
+        d, _ = pooling_refused()
+        st = d.stages[0]
+        if kind == "pool raster":       # a 3x3/2 max pooling of the 7x7 source gives 3x3, not 3x2
+            return dataclasses.replace(d, stages=(dataclasses.replace(st, params={
+                **st.params, "mode": vec.PoolMode.MAX, "kernel": 3, "stride": 2}),))
+        name, step = kind.split()[1], 1 if kind.endswith("+1") else -1
+        return dataclasses.replace(d, stages=(dataclasses.replace(
+            st, params={**st.params, name: st.params[name] + step}),))
     d, _ = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
     st, src, out = d.stages[0], d.operands[0], d.operands[1]
     if kind == "nearest":
@@ -141,9 +184,21 @@ def refused(kind: str) -> vec.Descriptor:
     raise AssertionError(kind)
 
 
+def pooling_refused() -> tuple[vec.Descriptor, np.ndarray]:
+    """An adaptive pooling (7x7 to 3x2: remainders 1 and 1, no witness 0) and its image."""
+    rng = np.random.default_rng([SEED, 98])
+    dram = Dram(rng)
+    src = source_operand(dram, rng, 7, 7, 3)
+    out = output_operand(dram, rng, 3, 2, 3)
+    params = {"mode": vec.PoolMode.ADAPTIVE_AVG, "kernel": 0, "stride": 0, "padding": 0, "ceil_mode": 0,
+              "count_include_pad": 0, "y_q": 2, "y_r": 1, "x_q": 3, "x_r": 1, "split": 1}
+    return vec.Descriptor(3, 2, 3, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
+
+
 REFUSALS = {"nearest": ErrorCode.UNSUPPORTED, "dda": ErrorCode.DATA, "rolled source": ErrorCode.UNSUPPORTED,
             "chain": ErrorCode.UNSUPPORTED, "repeating output": ErrorCode.UNSUPPORTED,
-            "output raster": ErrorCode.DATA}
+            "output raster": ErrorCode.DATA, "pool raster": ErrorCode.DATA,
+            **{f"adaptive {w} {s}": ErrorCode.DATA for w in WITNESSES for s in ("+1", "-1")}}
 
 
 def functional_code(d: vec.Descriptor, dram: np.ndarray) -> ErrorCode:
@@ -156,11 +211,15 @@ def functional_code(d: vec.Descriptor, dram: np.ndarray) -> ErrorCode:
 
 
 def test_spatial_unit_refuses_with_the_functional_models_code_and_writes_nothing():
-    _, dram = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
+    _, resize_image = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
+    _, pool_image = pooling_refused()
     descriptors = {kind: refused(kind) for kind in REFUSALS}
-    images = {kind: dram.copy() for kind in REFUSALS}
+    images = {kind: (pool_image if d.stages[0].op == VecOp.POOL else resize_image).copy()
+              for kind, d in descriptors.items()}
+    assert functional_code(pooling_refused()[0], pool_image) == ErrorCode.NONE, "the witnesses' pooling runs"
     results = run_spatial([(d, images[kind]) for kind, d in descriptors.items()])
     for (kind, d), res in zip(descriptors.items(), results):
+        dram = pool_image if d.stages[0].op == VecOp.POOL else resize_image
         assert functional_code(d, dram) == REFUSALS[kind], kind
         assert (res["error"], res["code"]) == (1, REFUSALS[kind]), f"{kind}: {res}"
         assert np.array_equal(images[kind], dram), f"{kind}: written before refusing"

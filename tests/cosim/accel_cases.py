@@ -282,7 +282,6 @@ BAD_STREAMS = {
     "gemm_acc_out_of_range": ("GEMM whose accumulator rows pass the buffer's end", "RANGE"),
     "gb_source_out_of_range": ("LOAD_INP from the global buffer past its end", "DATA"),
     "token_never_pushed": ("GEMM popping a load token nobody pushed", "TOKEN"),
-    "vec_unsupported": ("a VEC pooling (the RTL's vector executor builds no pooling)", "UNSUPPORTED"),
     "vec_malformed": ("a VEC whose descriptor (zeros) has an empty iteration space", "DATA"),
     "store_epilogue_unsupported": ("a STORE with a softmax epilogue and the table activation (both read the "
                                    "PEs' table ports)", "UNSUPPORTED"),
@@ -311,8 +310,6 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
         return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
     elif name == "token_never_pushed":
         insn = make(Op.GEMM, deps="pop_prev", out_h=1, out_w=1, in_w=1, kh=1, kw=1, stride=1, n_cblk=1)
-    elif name == "vec_unsupported":
-        insn = make(Op.VEC, vec_op=VecOp.POOL, work=1)
     elif name == "vec_malformed":
         insn = make(Op.VEC, work=1)
     elif name == "store_epilogue_unsupported":
