@@ -176,6 +176,9 @@ def refused(kind: str) -> vec.Descriptor:
             src.x, start=1, wrap=src.x.n + 1)), out))
     if kind == "chain":
         return dataclasses.replace(d, stages=(st, vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {})))
+    if kind == "chain of bad parameters":       # an add's shift beyond its range, after the resize
+        add = {"mult_a": 1 << 14, "mult_b": 1 << 14, "shift": op.AddParams.RANGES["shift"][1] + 1, "relu": 0}
+        return dataclasses.replace(d, c=src.c, stages=(st, vec.Stage(VecOp.ADD, vec.PREV, 1, 1, add)))
     if kind == "repeating output":
         return dataclasses.replace(d, operands=(src, dataclasses.replace(out, c=src.c - 1, repeat=True)))
     if kind == "output raster":
@@ -196,7 +199,8 @@ def pooling_refused() -> tuple[vec.Descriptor, np.ndarray]:
 
 
 REFUSALS = {"nearest": ErrorCode.UNSUPPORTED, "dda": ErrorCode.DATA, "rolled source": ErrorCode.UNSUPPORTED,
-            "chain": ErrorCode.UNSUPPORTED, "repeating output": ErrorCode.UNSUPPORTED,
+            "chain": ErrorCode.UNSUPPORTED, "chain of bad parameters": ErrorCode.DATA,
+            "repeating output": ErrorCode.UNSUPPORTED,
             "output raster": ErrorCode.DATA, "pool raster": ErrorCode.DATA,
             **{f"adaptive {w} {s}": ErrorCode.DATA for w in WITNESSES for s in ("+1", "-1")}}
 

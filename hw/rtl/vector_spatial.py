@@ -50,7 +50,7 @@ from .kernel_unit import KernelUnit, delayed, plan
 from .operator_backend import range_shape
 from .vector_descriptor import DESCRIPTOR, OPERAND, field_slots
 from .vector_row_lane import LANE_READS
-from .vector_unit import finish_states, read_lanes, write_lanes
+from .vector_unit import finish_states, params_outside, read_lanes, write_lanes
 
 __all__ = ["SpatialUnit", "spatial_cycles", "runs_spatial"]
 
@@ -230,7 +230,10 @@ class _Pass:
         functional model's ``DATA`` first."""
         m, code = self.m, Signal(ErrorCode, name="spatial_check")
         data_error, unsupported = vec.spatial_refusals(self.head, self.stage, Fields(self.src), Fields(self.out))
-        with m.If(Cat(*data_error.values()).any()):
+        # a chain after the spatial stage is not built, but the functional model runs it and refuses
+        # its later stages' parameters first
+        later = [(i < self.d.header.n_stages) & params_outside(self.d.stages[i]) for i in range(1, vec.MAX_STAGES)]
+        with m.If(Cat(*data_error.values(), *later).any()):
             m.d.comb += code.eq(ErrorCode.DATA)
         with m.Elif(Cat(*unsupported.values()).any()):
             m.d.comb += code.eq(ErrorCode.UNSUPPORTED)
