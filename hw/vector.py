@@ -53,7 +53,7 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL",
-           "row_lane_refusals", "plain_axis", "spatial_built", "SPATIAL_BUILT", "spatial_refusals", "spatial_slots",
+           "row_lane_refusals", "plain_axis", "SPATIAL_BUILT", "spatial_refusals", "spatial_slots",
            "divides_as", "pool_taps", "pool_axis_fits", "split_chunk", "pool_split"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
@@ -103,8 +103,11 @@ STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
     VecOp.SOFTMAX: [("row", 13, False), ("exp_mult", 16, False), ("exp_shift", 5, False), ("out_shift", 4, False),
                     ("heads", 16, False)],
     # the fixed-point DDA of each axis (hw.operators.resize_axis_params); mode 0 bilinear, 1 nearest
+    # a nearest resize's witnesses of each axis' n_in div n_out and n_in mod n_out (as a pooling's),
+    # 0 and not read for a bilinear one
     VecOp.RESIZE: [("mode", 1, False), ("y_start", 32, True), ("y_step", 32, False),
-                   ("x_start", 32, True), ("x_step", 32, False)],
+                   ("x_start", 32, True), ("x_step", 32, False),
+                   ("y_q", 16, False), ("y_r", 16, False), ("x_q", 16, False), ("x_r", 16, False)],
     VecOp.RESIZE_ARGMAX: [("y_start", 32, True), ("y_step", 32, False), ("x_start", 32, True),
                           ("x_step", 32, False)],
     # a windowed pooling's kernel, stride and padding; an adaptive pooling's witnesses of each axis'
@@ -417,16 +420,8 @@ def plain_axis(n, start, wrap, valid, win):
     return all_of(start == 0, wrap >= n, valid >= n, win >= n)
 
 
-#: Spatial operations the RTL's spatial sequencer (``hw/rtl/vector_spatial.py``) runs; a resize
-#: in bilinear mode only (:func:`spatial_built`).
-SPATIAL_BUILT = (VecOp.RESIZE, VecOp.POOL, VecOp.RESIZE_ARGMAX)
-
-
-def spatial_built(op, mode):
-    """Whether the RTL's spatial sequencer runs a pass whose first stage is ``op`` (with ``mode``,
-    a resize's): a bilinear resize, a pooling and the class map's resize and argmax; not a nearest
-    resize.  On integers or Amaranth values."""
-    return any_of(op == VecOp.RESIZE_ARGMAX, op == VecOp.POOL, all_of(op == VecOp.RESIZE, mode == 0))
+#: Spatial operations the RTL's spatial sequencer (``hw/rtl/vector_spatial.py``) runs: all of them.
+SPATIAL_BUILT = SPATIAL
 
 
 def _not(cond):
@@ -480,12 +475,12 @@ def spatial_refusals(head, stage, src, out) -> tuple[dict, dict]:
     ``DATA``: what the operators refuse (a bilinear source above ``RESIZE_MAX_IN`` or a DDA that is
     not its sizes', ``hw.operators.dda_matches``; sizes above ``AXIS_MAX``; more than 2**15
     classes; a pooling mode beyond ``ADAPTIVE_AVG``; a windowed pooling whose geometry does not
-    give the pass's ``h x w``, :func:`pool_axis_fits`; an adaptive pooling whose witnesses are not
-    its sizes' quotients, :func:`divides_as`, or whose window bound exceeds ``POOL_MAX_COUNT``) and a
-    written operand whose raster is not ``h x w``.  ``UNSUPPORTED``: what the spatial unit does not
-    build (a nearest resize, :func:`spatial_built`; a chain after the spatial stage; a source that
-    is no plain raster, :func:`plain_axis`; a result written in place, or into an operand whose
-    repeating channels are fewer than the source's).
+    give the pass's ``h x w``, :func:`pool_axis_fits`; an adaptive pooling or a nearest resize
+    whose witnesses are not its sizes' quotients, :func:`divides_as`, or an adaptive window bound
+    above ``POOL_MAX_COUNT``) and a written operand whose raster is not ``h x w``.
+    ``UNSUPPORTED``: what the spatial unit does not build (a chain after the spatial stage; a
+    source that is no plain raster, :func:`plain_axis`; a result written in place, or into an
+    operand whose repeating channels are fewer than the source's).
 
     Parameters
     ----------
@@ -511,8 +506,12 @@ def spatial_refusals(head, stage, src, out) -> tuple[dict, dict]:
     k, s, p = stage["pool.kernel"], stage["pool.stride"], stage["pool.padding"]
     geometry = all_of(k >= 1, s >= 1, 2 * p <= k, pool_axis_fits(n_y, h, k, s, p, stage["pool.ceil_mode"]),
                       pool_axis_fits(n_x, w, k, s, p, stage["pool.ceil_mode"]))
-    witnesses = all_of(divides_as(stage["pool.y_q"], stage["pool.y_r"], n_y, h),
-                       divides_as(stage["pool.x_q"], stage["pool.x_r"], n_x, w))
+    nearest = all_of(resize, stage["resize.mode"] == 1)
+
+    def witnessed(kind):
+        return all_of(divides_as(stage[f"{kind}.y_q"], stage[f"{kind}.y_r"], n_y, h),
+                      divides_as(stage[f"{kind}.x_q"], stage[f"{kind}.x_r"], n_x, w))
+    witnesses = witnessed("pool")
     writes = stage["out"] != NONE
     data = {
         "a bilinear source above RESIZE_MAX_IN": all_of(bilinear, any_of(n_y > ops.RESIZE_MAX_IN,
@@ -524,6 +523,7 @@ def spatial_refusals(head, stage, src, out) -> tuple[dict, dict]:
         "a pooling mode beyond ADAPTIVE_AVG": all_of(pool, mode > PoolMode.ADAPTIVE_AVG),
         "a pooling window that does not give the pass's raster": all_of(windowed, _not(geometry)),
         "adaptive witnesses that are not n_in div and mod n_out": all_of(adaptive, _not(witnesses)),
+        "nearest witnesses that are not n_in div and mod n_out": all_of(nearest, _not(witnessed("resize"))),
         "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses, pool_taps(stage, "y") * pool_taps(
             stage, "x") > ops.POOL_MAX_COUNT),
         "a written operand of another raster": all_of(writes, any_of(out["y_n"] != h, out["x_n"] != w)),
@@ -531,7 +531,6 @@ def spatial_refusals(head, stage, src, out) -> tuple[dict, dict]:
     plain = all_of(*(plain_axis(src[a + "n"], src[a + "start"], src[a + "wrap"], src[a + "valid"], src[a + "win"])
                      for a in ("y_", "x_")))
     unsupported = {
-        "a nearest resize (not built)": _not(spatial_built(op, stage["resize.mode"])),
         "a chain after the spatial stage": head["n_stages"] != 1,
         "a source that is no plain raster": _not(plain),
         "a result written in place": all_of(writes, stage["src"] == stage["out"]),

@@ -459,11 +459,12 @@ def _stepped(n: int, stride: int, valid: int):
 def _resize_params(m: Resize, argmax: bool = False) -> dict:
     from hw.operators import resize_axis_params
     (ih, iw, _), (oh, ow, _) = m.in_shapes[0], m.out_shape
-    if m.mode == "nearest" and not argmax:
-        return {"mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0}
+    if m.mode == "nearest" and not argmax:       # the source index counters' witnesses (hw.vector.divides_as)
+        return {"mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0,
+                "y_q": ih // oh, "y_r": ih % oh, "x_q": iw // ow, "x_r": iw % ow}
     ay, ax = resize_axis_params(ih, oh), resize_axis_params(iw, ow)
     p = {"y_start": ay.start, "y_step": ay.step, "x_start": ax.start, "x_step": ax.step}
-    return p if argmax else {"mode": 0, **p}
+    return p if argmax else {"mode": 0, **p, "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0}
 
 
 def _pool_witnesses(m: Pool) -> dict:

@@ -1,31 +1,40 @@
-"""The vector executor's spatial sequencer: a bilinear resize and the class map (``SpatialUnit``).
+"""The vector executor's spatial sequencer: resizes, poolings and the class map (``SpatialUnit``).
 
-A pass whose first stage is a ``RESIZE`` or ``RESIZE_ARGMAX`` reads its source operand over the
-source's own raster and writes ``h x w`` output pixels (``hw/vector.py``).  It runs on ``lanes``
-row lanes like the row passes of ``VectorUnit`` (``hw.vector.row_schedule``): each lane takes one
-output pixel, all lanes in step over the source's channels, one channel a cycle:
+A pass whose first stage is a ``RESIZE``, ``POOL`` or ``RESIZE_ARGMAX`` reads its source operand
+over the source's own raster and writes ``h x w`` output pixels (``hw/vector.py``).  It runs on
+``lanes`` row lanes like the row passes of ``VectorUnit`` (``hw.vector.row_schedule``): each lane
+takes one output pixel (a pooling: one of the ``2**split`` rows of its channels), all lanes in
+step over the channels, one channel (a pooling: one window tap of a channel) a cycle:
 
     walker (DDA) -> lane l: its pixel's four source addresses + channel -> DRAM reads (4 lanes)
                  -> resize_element_kernel -> write the element (resize) or fold the argmax (class map)
+    walker (window counters) -> lane l: window address + tap offset + channel -> DRAM read (1 lane)
+                 -> max_kernel / sum fold -> average_kernel -> write (pooling, nearest resize)
 
 * The *walker* steps the output raster one pixel a cycle and hands the next group's pixels to the
   lanes while they run the current group, so a group of ``lanes`` pixels takes
-  ``max(c, lanes)`` cycles and the first waits for its walk (``hw.timing.vec_row_cycles``).
-  Each axis's source position is a DDA (``hw.operators.resize_axis_params``): ``start`` at the
-  first output, plus ``step`` per output, one add per step.  ``bilinear_axis_kernel`` turns it
-  into the indices ``i0, i1`` and the weight; the kernel is fed the position the walker steps
-  to, so its registered result belongs to the walker's current pixel.  The source is a plain
-  raster (``hw.vector.plain_axis``), so index ``i`` is at ``i * stride``: a product, no division.
-  The output pixel's address comes from the written operand's ``AxisCounter``s (any pattern).
+  ``max(row_cycles, lanes)`` cycles and the first waits for its walk (``hw.timing.vec_row_cycles``).
+  A bilinear axis's source position is a DDA (``hw.operators.resize_axis_params``): ``start`` at
+  the first output, plus ``step`` per output, one add per step.  ``bilinear_axis_kernel`` turns it
+  into the indices ``i0, i1`` and the weight; the kernel is fed the position the walker steps to,
+  so its registered result belongs to the walker's current pixel.  A pooling's windows come from
+  a counter per axis (``_PoolAxis``: ``i·stride - padding``, or ``floor(i·n_in/n_out)`` stepped by
+  the descriptor's witnesses), and so does a nearest resize's source index (a window of one tap).
+  The source is a plain raster (``hw.vector.plain_axis``), so index ``i`` is at ``i * stride``: a
+  product, no division.  The output pixel's address comes from the written operand's
+  ``AxisCounter``s (any pattern).
 * A lane reads its pixel's four source elements on its first four read lanes, interpolates them
   (``hw.operators.resize_element_kernel``) and writes the element on its first write lane (a
   resize: channels below the written operand's ``c``), or folds the unrounded sums with
   ``argmax_kernel`` and writes the class index's low byte with the last channel (the class map).
+  A pooling reads a window tap a cycle on its first read lane and folds it (``max_kernel``, or the
+  sum then ``average_kernel`` by the window's count).
 
-It refuses what the functional model refuses (``DATA``: a DDA that is not the one of its sizes,
-sizes beyond the operators' limits, a written operand of another raster) and then what it does
-not build (``UNSUPPORTED``, ``hw.rtl.insn.vec_unsupported``: a nearest resize, a chain after the
-spatial stage, a source that is no plain raster, a resize in place or into an operand whose
+It refuses what the functional model refuses and then what it does not build, by one rule
+(``hw.vector.spatial_refusals``): ``DATA`` (a DDA or witnesses that are not its sizes', a pooling
+geometry that does not give ``h x w``, sizes beyond the operators' limits, a written operand of
+another raster, a later stage's parameters out of range) before ``UNSUPPORTED`` (a chain after the
+spatial stage, a source that is no plain raster, a result in place or into an operand whose
 channels repeat within the source's).
 """
 
@@ -52,7 +61,7 @@ from .vector_descriptor import DESCRIPTOR, OPERAND, field_slots
 from .vector_row_lane import LANE_READS
 from .vector_unit import finish_states, params_outside, read_lanes, write_lanes
 
-__all__ = ["SpatialUnit", "spatial_cycles", "runs_spatial"]
+__all__ = ["SpatialUnit", "spatial_cycles", "runs_spatial", "kernel_latency"]
 
 #: Read lanes a row lane uses: its pixel's four source elements (of its ``LANE_READS``).
 CORNERS = 4
@@ -83,16 +92,17 @@ _COMBINATIONAL = SimpleNamespace(sel=sel)
 
 
 def runs_spatial(op) -> object:
-    """Whether the executor hands a pass whose first stage is ``op`` to the spatial unit (a resize
-    or the class map: ``hw.vector.SPATIAL_BUILT``; the unit refuses what it does not build, a nearest
-    resize).  On integers or Amaranth values."""
+    """Whether the executor hands a pass whose first stage is ``op`` to the spatial unit (a resize,
+    a pooling or the class map: ``hw.vector.SPATIAL_BUILT``).  On integers or Amaranth values."""
     return any_of(*(op == built for built in vec.SPATIAL_BUILT))
 
 
-def kernel_latency(op) -> int:
-    """Cycles from an element's read to its write: the pooling's average (``average_kernel``; a
-    maximum is delayed to match) or the resize's interpolation."""
-    return AVERAGE_PLAN.latency if op == VecOp.POOL else ELEMENT_PLAN.latency
+def kernel_latency(stage: vec.Stage) -> int:
+    """Cycles from an element's read to its write: a pooling's or a nearest resize's (the window
+    path: ``average_kernel``, a maximum or the one source element delayed to match) or the bilinear
+    interpolation's."""
+    window = stage.op == VecOp.POOL or (stage.op == VecOp.RESIZE and stage.params["mode"] == 1)
+    return AVERAGE_PLAN.latency if window else ELEMENT_PLAN.latency
 
 
 def spatial_cycles(d: vec.Descriptor, lanes: int) -> int:
@@ -101,7 +111,7 @@ def spatial_cycles(d: vec.Descriptor, lanes: int) -> int:
     kernel (:func:`kernel_latency`) and write (the ``done`` cycle follows the write)."""
     rows, row, passes, gap = vec.row_schedule(d)
     return SETUP_CYCLES + vec_row_cycles({"rows": rows, "row_cycles": passes * row + gap}, lanes) + \
-        DRAM_READ_LATENCY + kernel_latency(d.stages[0].op)
+        DRAM_READ_LATENCY + kernel_latency(d.stages[0])
 
 
 def _members(lanes: int) -> dict:
@@ -111,7 +121,7 @@ def _members(lanes: int) -> dict:
 
 
 class SpatialUnit(wiring.Component):
-    """Runs a VEC pass whose first stage is a resize or the class map, on ``lanes`` row lanes.
+    """Runs a VEC pass whose first stage is a resize, a pooling or the class map, on ``lanes`` row lanes.
 
     Parameters
     ----------
@@ -125,7 +135,7 @@ class SpatialUnit(wiring.Component):
     start: In(1)
         Latch ``desc`` and run it.
     desc: In(vector_descriptor.DESCRIPTOR)
-        A descriptor ``DescriptorFetch`` accepted, whose first stage is a ``RESIZE`` or ``RESIZE_ARGMAX``.
+        A descriptor ``DescriptorFetch`` accepted, whose first stage is a ``RESIZE``, ``POOL`` or ``RESIZE_ARGMAX``.
     busy, done: Out(1)
         ``done`` is high for one cycle when the last element is written (or the descriptor refused).
     error, error_code: Out(1), Out(ErrorCode)
@@ -200,6 +210,7 @@ class _Pass:
         self.head, _, stages = field_slots(d)
         self.stage = stages[0]
         self.argmax, self.pool, self.pool_max, self.adaptive = Signal(), Signal(), Signal(), Signal()
+        self.nearest, self.window = Signal(), Signal()     # a nearest resize; it or a pooling
         self.mode = Signal()
         self.dda = {k: Signal(signed(32) if k.endswith("start") else unsigned(32), name=k)
                     for k in ("y_start", "y_step", "x_start", "x_step")}
@@ -211,10 +222,13 @@ class _Pass:
         self.select = Signal()
         head = stage.copy
         argmax, pool = head.op == VecOp.RESIZE_ARGMAX, head.op == VecOp.POOL
+        nearest = (head.op == VecOp.RESIZE) & (stage.resize.mode == 1)
         with m.If(self.select):
+            # a nearest resize walks a one-tap window at the adaptive counters' floor(i n_in / n_out)
             m.d.sync += [self.argmax.eq(argmax), self.mode.eq(Mux(argmax, 0, stage.resize.mode)),
-                         self.pool.eq(pool), self.pool_max.eq(pool & (stage.pool.mode == vec.PoolMode.MAX)),
-                         self.adaptive.eq(pool & (stage.pool.mode == vec.PoolMode.ADAPTIVE_AVG)),
+                         self.pool.eq(pool), self.nearest.eq(nearest), self.window.eq(pool | nearest),
+                         self.pool_max.eq((pool & (stage.pool.mode == vec.PoolMode.MAX)) | nearest),
+                         self.adaptive.eq((pool & (stage.pool.mode == vec.PoolMode.ADAPTIVE_AVG)) | nearest),
                          self.src.eq(d.operands[head.src[:3]]), self.out.eq(d.operands[head.out[:3]]),
                          self.writes.eq(head.out != vec.NONE), self.n_stages.eq(d.header.n_stages),
                          self.h.eq(d.header.h), self.w.eq(d.header.w)]
@@ -323,7 +337,7 @@ class _Walker:
         y = _PoolAxis(m, pas, "y", s.y_n, pas.h, reset=self.load, step=self.y_step)
         x = _PoolAxis(m, pas, "x", s.x_n, pas.w, reset=self.load | self.x_reset, step=self.x_step)
         include_pad = ~pas.adaptive & pas.stage["pool.count_include_pad"]
-        with m.If(pas.pool):
+        with m.If(pas.window):
             m.d.comb += [p.src[0].eq(s.base + y.lo * s.y_s_lo + x.lo * s.x_s_lo),
                          p.taps_y.eq(y.size), p.taps_x.eq(x.size),
                          p.count.eq(Mux(include_pad, y.padded * x.padded, y.size * x.size))]
@@ -342,7 +356,7 @@ class _PoolAxis:
     def __init__(self, m: Module, pas: _Pass, axis: str, n_in, n_out, *, reset, step):
         st = pas.stage
         k, stride, pad = st["pool.kernel"], st["pool.stride"], st["pool.padding"]
-        q_step, r_step = st[f"pool.{axis}_q"], st[f"pool.{axis}_r"]
+        q_step, r_step = (Mux(pas.nearest, st[f"resize.{axis}_{k}"], st[f"pool.{axis}_{k}"]) for k in "qr")
         start = Signal(signed(26), name=f"pool_{axis}_start")           # i * stride - padding
         q = [Signal(17, name=f"pool_{axis}_q{i}") for i in range(2)]    # floor(i n_in / n_out), of i + 1
         r = [Signal(17, name=f"pool_{axis}_r{i}") for i in range(2)]
@@ -388,7 +402,7 @@ class _Lane:
         issue = seq.issue & cur.valid
         tap_ok = (seq.ty < cur.taps_y) & (seq.tx < cur.taps_x)
         m.d.comb += self.rd_en[0].eq(issue & tap_ok)
-        m.d.comb += [en.eq(issue & ~pas.pool) for en in self.rd_en[1:]]
+        m.d.comb += [en.eq(issue & ~pas.window) for en in self.rd_en[1:]]
         m.d.comb += self.rd_addr[0].eq(cur.src[0] + seq.tap_offset + cur.chan0 + seq.j)
         m.d.comb += [self.rd_addr[k].eq(cur.src[k] + seq.j) for k in range(1, CORNERS)]
         kernel = KernelUnit(ops.resize_element_kernel, _ELEMENT_INPUTS, outputs=("y", "s"), name=f"lane{l}_resize")
@@ -411,9 +425,9 @@ class _Lane:
         with m.If(seq.out_valid):
             m.d.sync += [best.eq(new_best), best_i.eq(new_i)]
         pool_write, pool_y = self._pool(seq, issue, tap_ok, data_[0:8].as_signed())
-        m.d.comb += [self.wr_en.eq(Mux(pas.pool, pool_write[0], write[0])),
-                     self.wr_addr.eq(Mux(pas.pool, pool_write[1:], write[1:])),
-                     self.wr_data.eq(Mux(pas.pool, pool_y, Mux(pas.argmax, new_i[:8], kernel.y[:8])))]
+        m.d.comb += [self.wr_en.eq(Mux(pas.window, pool_write[0], write[0])),
+                     self.wr_addr.eq(Mux(pas.window, pool_write[1:], write[1:])),
+                     self.wr_data.eq(Mux(pas.window, pool_y, Mux(pas.argmax, new_i[:8], kernel.y[:8])))]
 
     def _pool(self, seq: "_Sequencer", issue, tap_ok, v) -> tuple:
         """The pooling's fold over a channel's window taps as they arrive (``max_kernel`` from -128,
@@ -545,6 +559,6 @@ class _Sequencer:
             m.d.sync += [self.running.eq(1), self.walking.eq(1), self.wk.eq(0), self.j.eq(0)]
             m.next = "RUN"
         with m.Else():
-            latency = Mux(self.pas.pool, AVERAGE_PLAN.latency, ELEMENT_PLAN.latency)
+            latency = Mux(self.pas.window, AVERAGE_PLAN.latency, ELEMENT_PLAN.latency)
             m.d.sync += [self.running.eq(0), self.walking.eq(0), self.drain.eq(DRAM_READ_LATENCY + latency - 1)]
             m.next = "DRAIN"
