@@ -53,7 +53,8 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL",
-           "row_lane_refusals", "plain_axis", "spatial_built", "SPATIAL_BUILT"]
+           "row_lane_refusals", "plain_axis", "SPATIAL_BUILT", "spatial_refusals", "spatial_slots",
+           "divides_as", "pool_taps", "pool_axis_fits", "split_chunk", "pool_split"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
 LN_ENTRY = (("beta", 32, True), ("gamma", 16, True), ("pad", 16, False))
@@ -102,12 +103,22 @@ STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
     VecOp.SOFTMAX: [("row", 13, False), ("exp_mult", 16, False), ("exp_shift", 5, False), ("out_shift", 4, False),
                     ("heads", 16, False)],
     # the fixed-point DDA of each axis (hw.operators.resize_axis_params); mode 0 bilinear, 1 nearest
+    # a nearest resize's witnesses of each axis' n_in div n_out and n_in mod n_out (as a pooling's),
+    # 0 and not read for a bilinear one
     VecOp.RESIZE: [("mode", 1, False), ("y_start", 32, True), ("y_step", 32, False),
-                   ("x_start", 32, True), ("x_step", 32, False)],
+                   ("x_start", 32, True), ("x_step", 32, False),
+                   ("y_q", 16, False), ("y_r", 16, False), ("x_q", 16, False), ("x_r", 16, False)],
     VecOp.RESIZE_ARGMAX: [("y_start", 32, True), ("y_step", 32, False), ("x_start", 32, True),
                           ("x_step", 32, False)],
+    # a windowed pooling's kernel, stride and padding; an adaptive pooling's witnesses of each axis'
+    # ``n_in div n_out`` and ``n_in mod n_out`` (``q``, ``r``: checked by products, :func:`divides_as`;
+    # the hardware builds no divider), 0 and not read for a windowed pooling
     VecOp.POOL: [("mode", 2, False), ("kernel", 8, False), ("stride", 8, False), ("padding", 8, False),
-                 ("ceil_mode", 1, False), ("count_include_pad", 1, False)],
+                 ("ceil_mode", 1, False), ("count_include_pad", 1, False),
+                 ("y_q", 16, False), ("y_r", 16, False), ("x_q", 16, False), ("x_r", 16, False),
+                 # each output pixel's channels run as 2**split rows of split_chunk(c, split) channels,
+                 # on as many row lanes (the mapper picks it for its vector lanes: pool_split)
+                 ("split", 4, False)],
 }
 AXIS_FIELDS = [("n", 16, False), ("start", 16, False), ("wrap", 16, False), ("valid", 16, False),
                 ("win", 16, False), ("lo0", 16, False), ("hi0", 16, False), ("s_lo", 32, True),
@@ -324,12 +335,15 @@ def _live(head) -> list:
     return [i < head["n_stages"] for i in range(MAX_STAGES)]
 
 
-def _row_schedule(head, operands, stages, pixels) -> tuple:
+def _row_schedule(head, operands, stages, pixels, hold=_no_hold) -> tuple:
     """:func:`row_schedule` on the descriptor's fields; ``pixels`` is ``h * w``."""
     live = _live(head)
     first = stages[0]
     on_lanes = _is(first["op"], *SPATIAL_BUILT)   # the spatial unit: an output pixel a lane
-    source_c = lookup(first["src"], [op["c"] for op in operands], 0)
+    pool = first["op"] == VecOp.POOL
+    taps = sel(pool, hold(pool_taps(first, "y") * pool_taps(first, "x"), 1), 1)
+    split = sel(pool, first["pool.split"], 0)
+    source_c = split_chunk(lookup(first["src"], [op["c"] for op in operands], 0), split) * taps
     spatial = any_of(*(on & _is(st["op"], *SPATIAL) for on, st in zip(live, stages)))
     row, heads = head["c"], 1
     for on, st in reversed(list(zip(live, stages))):        # the first softmax's rows
@@ -337,7 +351,7 @@ def _row_schedule(head, operands, stages, pixels) -> tuple:
         row, heads = sel(softmax, st["softmax.row"], row), sel(softmax, st["softmax.heads"], heads)
     passes = sum(sel(on, lookup(st["op"], _ROW_PASSES, 0), 0) for on, st in zip(live, stages))
     gap = sum(sel(on, lookup(st["op"], _ROW_GAPS, 0), 0) for on, st in zip(live, stages))
-    rows = sel(on_lanes, pixels, sel(spatial, 0, pixels * heads))
+    rows = sel(on_lanes, pixels << split, sel(spatial, 0, pixels * heads))
     return (rows, sel(on_lanes, source_c, sel(spatial, 0, row)),
             sel(on_lanes, 1, sel(spatial, 0, sel(passes == 0, 1, passes))), sel(spatial, 0, gap))
 
@@ -390,7 +404,7 @@ def slot_fields(head, operands, stages, hold=_no_hold) -> dict:
     work = sum(sel(on, _stage_work(st, i == 0, operands, c, pixels, out, hold), 0)
                for i, (on, st) in enumerate(zip(live, stages)))
     bytes_in, bytes_out = _operand_bytes(head, operands, stages, hold)
-    rows, row, passes, gap = _row_schedule(head, operands, stages, pixels)
+    rows, row, passes, gap = _row_schedule(head, operands, stages, pixels, hold)
     fields = {"vec_op": sel(head["n_stages"] == 1, stages[0]["op"], int(VecOp.CHAIN)), "work": work,
             "bytes_in": bytes_in, "bytes_out": bytes_out, "rows": hold(rows, 2),
             "row_cycles": hold(passes * row + gap, 2),
@@ -406,16 +420,132 @@ def plain_axis(n, start, wrap, valid, win):
     return all_of(start == 0, wrap >= n, valid >= n, win >= n)
 
 
-#: Spatial operations the RTL's spatial sequencer (``hw/rtl/vector_spatial.py``) runs; a resize
-#: in bilinear mode only (:func:`spatial_built`).  The others (pooling) are refused at dispatch.
-SPATIAL_BUILT = (VecOp.RESIZE, VecOp.RESIZE_ARGMAX)
+#: Spatial operations the RTL's spatial sequencer (``hw/rtl/vector_spatial.py``) runs: all of them.
+SPATIAL_BUILT = SPATIAL
 
 
-def spatial_built(op, mode):
-    """Whether the RTL's spatial sequencer runs a pass whose first stage is ``op`` (with ``mode``,
-    a resize's): a bilinear resize and the class map's resize and argmax; not a nearest resize
-    nor a pooling.  On integers or Amaranth values."""
-    return any_of(op == VecOp.RESIZE_ARGMAX, all_of(op == VecOp.RESIZE, mode == 0))
+def _not(cond):
+    """The negation of a condition, on Python truth values or 1-bit values."""
+    return cond == 0
+
+
+def divides_as(q, r, n, d):
+    """Whether ``q`` and ``r`` are ``n div d`` and ``n mod d`` (``d >= 1``): ``q·d + r = n`` and
+    ``r < d``, by a product (the witnesses the mapper writes for what the hardware would divide)."""
+    return all_of(q * d + r == n, r < d)
+
+
+def pool_taps(stage, axis: str):
+    """Window positions the spatial unit walks along ``axis`` ("y" or "x") for each output of a
+    pooling stage: a windowed pooling's ``kernel``; an adaptive pooling's longest window bound,
+    ``q + (r > 0) + (r > 1)`` from its witnesses ``q = n_in div n_out``, ``r = n_in mod n_out``.
+
+    Window ``i`` spans ``floor(i·n_in/n_out) .. ceil((i+1)·n_in/n_out)``: ``q`` plus 0, 1 or 2.
+    It is 2 only where ``a + r > n_out`` for a remainder ``a = i·n_in mod n_out``, and those are
+    multiples of ``g = gcd(n_in, n_out)`` up to ``n_out - g``, so only where ``r > g``: ``r >= 2``."""
+    q, r = stage[f"pool.{axis}_q"], stage[f"pool.{axis}_r"]
+    return sel(stage["pool.mode"] == PoolMode.ADAPTIVE_AVG, q + (r > 0) + (r > 1), stage["pool.kernel"])
+
+
+def split_chunk(c, split):
+    """Channels of each of the ``2**split`` rows a pooling's output pixel is split into (the pool
+    stage's ``split``): ``ceil(c / 2**split)``, a shift; the last rows may hold fewer, or none."""
+    return (c + (1 << split) - 1) >> split
+
+
+def pool_axis_fits(n_in, n_out, kernel, stride, padding, ceil_mode):
+    """Whether ``n_out`` is ``hw.operators.pool_out_size(n_in, kernel, stride, padding, ceil_mode)``
+    (and the window fits, ``n_in + 2·padding >= kernel``), by one product ``n_out·stride`` and
+    comparisons of non-negative sums.  With ``span = n_in + 2·padding - kernel``: without
+    ``ceil_mode`` ``(n_out - 1)·stride <= span < n_out·stride``; with it ``n_out`` is
+    ``ceil(span / stride) + 1`` if that window starts before ``n_in + padding``, else one less."""
+    ns, room = n_out * stride, n_in + 2 * padding
+    floor_fit = all_of(ns + kernel <= room + stride, room < ns + kernel)
+    kept = all_of(ns + kernel < room + 2 * stride, room + stride <= ns + kernel, ns < n_in + padding + stride)
+    dropped = all_of(ns + kernel < room + stride, room <= ns + kernel, ns >= n_in + padding)
+    return all_of(room >= kernel, sel(ceil_mode, any_of(kept, dropped), floor_fit))
+
+
+def spatial_refusals(head, stage, src, out) -> tuple[dict, dict]:
+    """Why a pass whose first stage is spatial is refused: ``(DATA, UNSUPPORTED)``, each
+    ``{why: condition}``.  One rule: the functional model refuses the ``DATA`` ones before it runs
+    the pass (``sim.vector_unit``), ``hw.rtl.insn.vec_unsupported`` gives the ``UNSUPPORTED`` ones,
+    and the RTL's spatial unit evaluates both on its latched descriptor, ``DATA`` first.
+
+    ``DATA``: what the operators refuse (a bilinear source above ``RESIZE_MAX_IN`` or a DDA that is
+    not its sizes', ``hw.operators.dda_matches``; sizes above ``AXIS_MAX``; more than 2**15
+    classes; a pooling mode beyond ``ADAPTIVE_AVG``; a windowed pooling whose geometry does not
+    give the pass's ``h x w``, :func:`pool_axis_fits`; an adaptive pooling or a nearest resize
+    whose witnesses are not its sizes' quotients, :func:`divides_as`, or an adaptive window bound
+    above ``POOL_MAX_COUNT``) and a written operand whose raster is not ``h x w``.
+    ``UNSUPPORTED``: what the spatial unit does not build (a chain after the spatial stage; a
+    source that is no plain raster, :func:`plain_axis`; a result written in place, or into an
+    operand whose repeating channels are fewer than the source's).
+
+    Parameters
+    ----------
+    head, stage, src, out : field dicts
+        The header, the first stage slot, its source operand's slot and its written operand's slot
+        (any slot when it writes none), as :func:`descriptor_field_slots` names them (``f["name"]``),
+        on integers or on the RTL's descriptor.
+    """
+    from . import operators as ops
+    op, h, w = stage["op"], head["h"], head["w"]
+    argmax, resize, pool = op == VecOp.RESIZE_ARGMAX, op == VecOp.RESIZE, op == VecOp.POOL
+    bilinear = any_of(argmax, all_of(resize, stage["resize.mode"] == 0))
+    mode = stage["pool.mode"]
+    windowed = all_of(pool, mode != PoolMode.ADAPTIVE_AVG)
+    adaptive = all_of(pool, mode == PoolMode.ADAPTIVE_AVG)
+    n_y, n_x = src["y_n"], src["x_n"]
+
+    def dda(axis, n_in, n_out):
+        start, step = (sel(argmax, stage[f"resize_argmax.{axis}_{k}"], stage[f"resize.{axis}_{k}"])
+                       for k in ("start", "step"))
+        return ops.dda_matches(start, step, n_in, n_out)
+
+    k, s, p = stage["pool.kernel"], stage["pool.stride"], stage["pool.padding"]
+    geometry = all_of(k >= 1, s >= 1, 2 * p <= k, pool_axis_fits(n_y, h, k, s, p, stage["pool.ceil_mode"]),
+                      pool_axis_fits(n_x, w, k, s, p, stage["pool.ceil_mode"]))
+    nearest = all_of(resize, stage["resize.mode"] == 1)
+
+    def witnessed(kind):
+        return all_of(divides_as(stage[f"{kind}.y_q"], stage[f"{kind}.y_r"], n_y, h),
+                      divides_as(stage[f"{kind}.x_q"], stage[f"{kind}.x_r"], n_x, w))
+    witnesses = witnessed("pool")
+    writes = stage["out"] != NONE
+    data = {
+        "a bilinear source above RESIZE_MAX_IN": all_of(bilinear, any_of(n_y > ops.RESIZE_MAX_IN,
+                                                                         n_x > ops.RESIZE_MAX_IN)),
+        "a DDA that is not its sizes'": all_of(bilinear, _not(all_of(dda("y", n_y, h), dda("x", n_x, w)))),
+        "sizes above AXIS_MAX": all_of(_not(windowed), any_of(n_y > ops.AXIS_MAX, n_x > ops.AXIS_MAX,
+                                                              h > ops.AXIS_MAX, w > ops.AXIS_MAX)),
+        "more than 2**15 classes": all_of(argmax, src["c"] > 1 << 15),
+        "a pooling mode beyond ADAPTIVE_AVG": all_of(pool, mode > PoolMode.ADAPTIVE_AVG),
+        "a pooling window that does not give the pass's raster": all_of(windowed, _not(geometry)),
+        "adaptive witnesses that are not n_in div and mod n_out": all_of(adaptive, _not(witnesses)),
+        "nearest witnesses that are not n_in div and mod n_out": all_of(nearest, _not(witnessed("resize"))),
+        "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses, pool_taps(stage, "y") * pool_taps(
+            stage, "x") > ops.POOL_MAX_COUNT),
+        "a written operand of another raster": all_of(writes, any_of(out["y_n"] != h, out["x_n"] != w)),
+    }
+    plain = all_of(*(plain_axis(src[a + "n"], src[a + "start"], src[a + "wrap"], src[a + "valid"], src[a + "win"])
+                     for a in ("y_", "x_")))
+    unsupported = {
+        "a chain after the spatial stage": head["n_stages"] != 1,
+        "a source that is no plain raster": _not(plain),
+        "a result written in place": all_of(writes, stage["src"] == stage["out"]),
+        "a written operand whose repeating channels are fewer than the source's":
+            all_of(writes, _not(argmax), out["repeat"], out["c"] < src["c"]),
+    }
+    return data, unsupported
+
+
+def spatial_slots(d: Descriptor) -> tuple:
+    """(header, first stage, source operand, written operand) slots of a spatial pass: the
+    arguments of :func:`spatial_refusals` on integers."""
+    head, operands, stages = descriptor_field_slots(d)
+    first = stages[0]
+    return head, first, operands[first["src"]], operands[first["out"]] if first["out"] != NONE else _Slot()
 
 
 def row_schedule(d: Descriptor) -> tuple[int, int, int, int]:
@@ -426,10 +556,24 @@ def row_schedule(d: Descriptor) -> tuple[int, int, int, int]:
     passes of its row operation (``COST``; one without) plus that operation's ``ROW_GAP``; two
     row operations in one pass take the sum of both.  A resize (and the class map's resize and
     argmax) runs on the row lanes too, an output pixel a lane and a source channel a cycle
-    (``hw/rtl/vector_spatial.py``): ``h·w`` rows of the source's ``c``.  A pooling does not run on
-    the row lanes: ``(0, 0, 0, 0)``."""
+    (``hw/rtl/vector_spatial.py``): ``h·w`` rows of the source's ``c``.  A pooling runs there too,
+    an output pixel's channels split into ``2**split`` rows (the stage's ``split``), a row a lane
+    and a window tap a cycle for each of its channels: ``h·w·2**split`` rows of
+    ``split_chunk(c, split)·taps_y·taps_x`` (:func:`pool_taps`: the window walked whole, taps
+    outside the input or the adaptive window masked)."""
     head, operands, stages = descriptor_field_slots(d)
     return tuple(int(v) for v in _row_schedule(head, operands, stages, d.h * d.w))
+
+
+def pool_split(pixels: int, c: int, taps: int, lanes: int) -> int:
+    """The ``split`` of a pooling (``STAGE_PARAMS``) on ``lanes`` row lanes that takes the fewest
+    cycles (``hw.timing.vec_row_cycles`` of its rows; the fewest rows among equals): a global
+    average of 2,048 channels on 512 lanes runs as 512 rows of 4 channels, not one row of 2,048."""
+    from .timing import vec_row_cycles
+
+    def cycles(split: int) -> int:
+        return vec_row_cycles({"rows": pixels << split, "row_cycles": split_chunk(c, split) * taps}, lanes)
+    return min(range(min(c.bit_length(), 16)), key=lambda split: (cycles(split), split))
 
 
 def row_lane_refusals(stages, operands, heads, row) -> dict[str, object]:

@@ -338,7 +338,7 @@ class _PassBuilder:
                 names[-1] += "+" + m.name
             else:
                 stages.append(Stage(STAGE_OP[m.kind], src if k == 0 else PREV, self._second(m, computes, k),
-                                    NONE, _geometry(m)))
+                                    NONE, _geometry(m, self.p.cfg.vector_lanes)))
                 names.append(m.name)
                 self.swaps.append(self._swapped)
             for j, out in enumerate(outs):     # the first output from the stage, more by COPY stages
@@ -459,15 +459,38 @@ def _stepped(n: int, stride: int, valid: int):
 def _resize_params(m: Resize, argmax: bool = False) -> dict:
     from hw.operators import resize_axis_params
     (ih, iw, _), (oh, ow, _) = m.in_shapes[0], m.out_shape
-    if m.mode == "nearest" and not argmax:
-        return {"mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0}
+    if m.mode == "nearest" and not argmax:       # the source index counters' witnesses (hw.vector.divides_as)
+        return {"mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0,
+                "y_q": ih // oh, "y_r": ih % oh, "x_q": iw // ow, "x_r": iw % ow}
     ay, ax = resize_axis_params(ih, oh), resize_axis_params(iw, ow)
     p = {"y_start": ay.start, "y_step": ay.step, "x_start": ax.start, "x_step": ax.step}
-    return p if argmax else {"mode": 0, **p}
+    return p if argmax else {"mode": 0, **p, "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0}
 
 
-def _geometry(m: Layer) -> dict:
-    """A stage's parameters that follow from the layer's attributes; quantisation's are zero."""
+def _pool_witnesses(m: Pool) -> dict:
+    """An adaptive pooling's quotients ``n_in div n_out`` and ``n_in mod n_out`` per axis, which the
+    descriptor carries for the hardware's window counters (``hw.vector.divides_as``); 0 otherwise."""
+    if m.mode != "adaptive_avg":
+        return {"y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0}
+    (ih, iw, _), (oh, ow, _) = m.in_shapes[0], m.out_shape
+    return {"y_q": ih // oh, "y_r": ih % oh, "x_q": iw // ow, "x_r": iw % ow}
+
+
+def _pool_params(m: Pool, lanes: int) -> dict:
+    """A pooling stage's parameters: its geometry, its witnesses and the split of its output pixels'
+    channels into rows that takes the fewest cycles on ``lanes`` row lanes (``hw.vector.pool_split``)."""
+    from hw.vector import pool_split, pool_taps
+    mode = {"max": PoolMode.MAX, "avg": PoolMode.AVG, "adaptive_avg": PoolMode.ADAPTIVE_AVG}[m.mode]
+    p = {"mode": mode, "kernel": m.kernel, "stride": m.stride, "padding": m.padding, "ceil_mode": int(m.ceil_mode),
+         "count_include_pad": int(m.count_include_pad), **_pool_witnesses(m)}
+    fields = {f"pool.{k}": v for k, v in p.items()}
+    h, w, c = m.out_shape
+    return {**p, "split": pool_split(h * w, c, pool_taps(fields, "y") * pool_taps(fields, "x"), lanes)}
+
+
+def _geometry(m: Layer, lanes: int) -> dict:
+    """A stage's parameters that follow from the layer's attributes (and the ``lanes`` row lanes the
+    pass runs on); quantisation's are zero."""
     op = STAGE_OP[m.kind]
     if op == VecOp.ADD:
         return {"mult_a": 0, "mult_b": 0, "shift": 0, "relu": int(getattr(m, "relu", False))}
@@ -483,7 +506,5 @@ def _geometry(m: Layer) -> dict:
     if op == VecOp.RESIZE:
         return _resize_params(m)
     if op == VecOp.POOL:
-        mode = {"max": PoolMode.MAX, "avg": PoolMode.AVG, "adaptive_avg": PoolMode.ADAPTIVE_AVG}[m.mode]
-        return {"mode": mode, "kernel": m.kernel, "stride": m.stride, "padding": m.padding,
-                "ceil_mode": int(m.ceil_mode), "count_include_pad": int(m.count_include_pad)}
+        return _pool_params(m, lanes)
     raise AssertionError(op)

@@ -17,8 +17,9 @@ from hw.epilogue import exp_of
 from hw import operators as ops
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.numerics import unpack_entries
-from hw.vector import (LN_ENTRY, LN_ENTRY_BYTES, MAX_DESCRIPTOR_BYTES, NONE, PREV, Descriptor, Operand, PoolMode,
-                       decode_descriptor, descriptor_bytes, operand_addresses, vec_fields)
+from hw.vector import (LN_ENTRY, LN_ENTRY_BYTES, MAX_DESCRIPTOR_BYTES, NONE, PREV, SPATIAL, Descriptor, Operand,
+                       PoolMode, decode_descriptor, descriptor_bytes, operand_addresses, spatial_refusals, spatial_slots,
+                       vec_fields)
 
 __all__ = ["execute_vec", "softmax_rows"]
 
@@ -78,6 +79,8 @@ class _Pass:
 
     def run(self) -> None:
         d = self.d
+        if d.stages[0].op in SPATIAL:
+            self._check_spatial()
         x = valid = None
         for i, st in enumerate(d.stages):
             if st.src == PREV:
@@ -126,11 +129,9 @@ class _Pass:
             return ops.softmax(x.reshape(*x.shape[:2], -1, row), sp).reshape(x.shape), ok
         full = np.ones((d.h, d.w), bool)
         if st.op == VecOp.RESIZE:
-            self._check_dda(st, x.shape)
             f = ops.resize_bilinear if p["mode"] == 0 else ops.resize_nearest
             return f(x, d.h, d.w), full
         if st.op == VecOp.RESIZE_ARGMAX:
-            self._check_dda(st, x.shape)
             return ops.resize_argmax(x, d.h, d.w), full
         if st.op == VecOp.POOL:
             return self._pool(p, x), full
@@ -150,15 +151,14 @@ class _Pass:
         except ValueError as e:
             raise _data_error(f"{self.where}: layernorm parameters: {e}") from None
 
-    def _check_dda(self, st, shape) -> None:
-        p = st.params
-        if st.op == VecOp.RESIZE and p["mode"] == 1:
-            return
-        for axis, n_in, n_out in (("y", shape[0], self.d.h), ("x", shape[1], self.d.w)):
-            want = ops.resize_axis_params(n_in, n_out)
-            if not ops.dda_matches(p[f"{axis}_start"], p[f"{axis}_step"], n_in, n_out):
-                raise _data_error(f"{self.where}: the {axis} DDA ({p[f'{axis}_start']}, {p[f'{axis}_step']}) is "
-                                  f"not the one of {n_in} -> {n_out} ({want.start}, {want.step})")
+    def _check_spatial(self) -> None:
+        """Refuse a spatial pass before it runs, by the rule the RTL evaluates (``hw.vector.spatial_refusals``)."""
+        data, _ = spatial_refusals(*spatial_slots(self.d))
+        why = next((why for why, bad in data.items() if bad), None)
+        if why is not None:
+            st = self.d.stages[0]
+            raise _data_error(f"{self.where}: {st.op.name} {st.params} from a {self.d.operands[st.src].y.n}x"
+                              f"{self.d.operands[st.src].x.n} source to {self.d.h}x{self.d.w}: {why}")
 
     def _pool(self, p: dict, x: np.ndarray) -> np.ndarray:
         if p["mode"] == PoolMode.MAX:
@@ -168,9 +168,7 @@ class _Pass:
                                 bool(p["count_include_pad"]))
         else:
             out = ops.adaptive_avgpool2d(x, self.d.h, self.d.w)
-        if out.shape[:2] != (self.d.h, self.d.w):
-            raise _data_error(f"{self.where}: pooling gives {out.shape[0]}x{out.shape[1]} pixels, the pass has "
-                              f"{self.d.h}x{self.d.w}")
+        assert out.shape[:2] == (self.d.h, self.d.w), "hw.vector.pool_axis_fits checked the raster"
         return out
 
 

@@ -27,7 +27,7 @@ from hw.rtl.buses import DRAM_READ_LATENCY, VEC_TIMING
 from hw.rtl.insn import vec_unsupported
 from hw.rtl.vector_descriptor import descriptor_slots
 from hw.rtl.vector_executor import VectorExecutor
-from hw.rtl.vector_spatial import ELEMENT_PLAN, SETUP_CYCLES, SpatialUnit
+from hw.rtl.vector_spatial import SETUP_CYCLES, SpatialUnit, kernel_latency
 from hw.timing import VEC_FETCH_BYTES, VEC_FIELD_CHECK, VEC_SETUP, vec_cycles
 from test_rtl_vector_unit import first_difference, functional, run_on
 from vec_passes import Dram, output_operand
@@ -55,8 +55,15 @@ def dda(n_in_y: int, n_in_x: int, h: int, w: int) -> dict:
     return {"y_start": ay.start, "y_step": ay.step, "x_start": ax.start, "x_step": ax.step}
 
 
-def random_spatial(rng, kind: VecOp) -> tuple[vec.Descriptor, np.ndarray]:
-    """A resize (bilinear) or class map of random sizes, channels and patterns, and its DRAM image."""
+def nearest_params(n_in_y: int, n_in_x: int, h: int, w: int) -> dict:
+    """A nearest resize's parameters: no DDA, each axis' witnesses ``n_in div n_out``, ``n_in mod n_out``."""
+    return {"mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0,
+            "y_q": n_in_y // h, "y_r": n_in_y % h, "x_q": n_in_x // w, "x_r": n_in_x % w}
+
+
+def random_spatial(rng, kind: VecOp, nearest: bool = False) -> tuple[vec.Descriptor, np.ndarray]:
+    """A resize (bilinear, or nearest) or class map of random sizes, channels and patterns, and its
+    DRAM image."""
     dram = Dram(rng)
     n_y, n_x = (int(v) for v in rng.integers(1, 6, 2))
     h, w = (int(v) for v in rng.integers(1, 8, 2))
@@ -64,11 +71,41 @@ def random_spatial(rng, kind: VecOp) -> tuple[vec.Descriptor, np.ndarray]:
     src = source_operand(dram, rng, n_y, n_x, c)
     if kind == VecOp.RESIZE:
         out = output_operand(dram, rng, h, w, c)
-        stage = vec.Stage(VecOp.RESIZE, 0, vec.NONE, 1, {"mode": 0, **dda(n_y, n_x, h, w)})
+        params = nearest_params(n_y, n_x, h, w) if nearest else \
+            {"mode": 0, **dda(n_y, n_x, h, w), "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0}
+        stage = vec.Stage(VecOp.RESIZE, 0, vec.NONE, 1, params)
     else:
         out = output_operand(dram, rng, h, w, 1)
         stage = vec.Stage(VecOp.RESIZE_ARGMAX, 0, vec.NONE, 1, dda(n_y, n_x, h, w))
     return vec.Descriptor(h, w, c if kind == VecOp.RESIZE else 1, (src, out), (stage,)), dram.image()
+
+
+def pool_params(rng, mode: int, n_y: int, n_x: int) -> tuple[dict, int, int]:
+    """A pooling's parameters over an ``n_y x n_x`` source (witnesses for an adaptive one) and its
+    output raster: windowed with padding, ``ceil_mode`` and ``count_include_pad`` either way;
+    adaptive to sizes that mostly do not divide the source's; output pixels split into 1 to 16 rows."""
+    split = int(rng.choice([0, 0, 1, 2, 4]))        # rows a pixel: 1, 2, 4 or 16 (more than c)
+    if mode == vec.PoolMode.ADAPTIVE_AVG:
+        h, w = (int(v) for v in rng.integers(1, 7, 2))
+        return ({"mode": mode, "kernel": 0, "stride": 0, "padding": 0, "ceil_mode": 0, "count_include_pad": 0,
+                 "y_q": n_y // h, "y_r": n_y % h, "x_q": n_x // w, "x_r": n_x % w, "split": split}, h, w)
+    k = int(rng.integers(1, 5))
+    p = int(rng.integers(0, k // 2 + 1))
+    stride, ceil = int(rng.integers(1, 4)), int(rng.integers(0, 2))
+    params = {"mode": mode, "kernel": k, "stride": stride, "padding": p, "ceil_mode": ceil,
+              "count_include_pad": int(rng.integers(0, 2)), "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0, "split": split}
+    return params, *(op.pool_out_size(n, k, stride, p, bool(ceil)) for n in (n_y, n_x))
+
+
+def random_pool(rng, mode: int) -> tuple[vec.Descriptor, np.ndarray]:
+    """A pooling of random sizes, channels, geometry and patterns, and its DRAM image."""
+    dram = Dram(rng)
+    n_y, n_x = (int(v) for v in rng.integers(4, 9, 2))
+    c = int(rng.integers(1, 9))
+    params, h, w = pool_params(rng, mode, n_y, n_x)
+    src = source_operand(dram, rng, n_y, n_x, c)
+    out = output_operand(dram, rng, h, w, c)
+    return vec.Descriptor(h, w, c, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
 
 
 def ties(rng, d: vec.Descriptor, dram: np.ndarray) -> np.ndarray:
@@ -87,7 +124,10 @@ def run_spatial(runs: list[tuple[vec.Descriptor, np.ndarray]]) -> list[dict]:
     return [res | {"formula": dut.cycles(d)} for (d, _), res in zip(runs, results)]
 
 
-KINDS = {"resize": VecOp.RESIZE, "class_map": VecOp.RESIZE_ARGMAX, "class_map_ties": VecOp.RESIZE_ARGMAX}
+KINDS = {"resize": VecOp.RESIZE, "nearest": VecOp.RESIZE, "class_map": VecOp.RESIZE_ARGMAX,
+         "class_map_ties": VecOp.RESIZE_ARGMAX,
+         "max_pool": vec.PoolMode.MAX, "avg_pool": vec.PoolMode.AVG, "adaptive_pool": vec.PoolMode.ADAPTIVE_AVG}
+POOLS = ("max_pool", "avg_pool", "adaptive_pool")
 CASES = [(kind, seed) for kind in KINDS for seed in range(8)]
 
 
@@ -96,7 +136,8 @@ def spatial_runs() -> dict:
     passes = {}
     for kind, seed in CASES:
         rng = np.random.default_rng([SEED, seed, list(KINDS).index(kind)])
-        d, dram = random_spatial(rng, KINDS[kind])
+        d, dram = random_pool(rng, KINDS[kind]) if kind in POOLS else \
+            random_spatial(rng, KINDS[kind], nearest=kind == "nearest")
         if kind == "class_map_ties":
             dram = ties(rng, d, dram)
         passes[kind, seed] = (d, dram, functional(d, dram))
@@ -119,12 +160,25 @@ def test_spatial_unit_takes_its_documented_cycles(spatial_runs):
 
 # ---- refusals ------------------------------------------------------------------------------------
 
+#: An adaptive pooling's witnesses, each off by one in ``refused``.
+WITNESSES = ("y_q", "y_r", "x_q", "x_r")
+
+
 def refused(kind: str) -> vec.Descriptor:
-    """A pass the unit refuses, built from a random resize."""
+    """A pass the unit refuses, built from a random resize (or pooling, for a pooling's refusals)."""
+    if on_pool_image(kind):
+        d, _ = pooling_refused()
+        st = d.stages[0]
+        if kind.startswith("nearest "):       # the same sizes, resized
+            st = vec.Stage(VecOp.RESIZE, 0, vec.NONE, 1, nearest_params(7, 7, 3, 2))
+        if kind == "pool raster":       # a 3x3/2 max pooling of the 7x7 source gives 3x3, not 3x2
+            return dataclasses.replace(d, stages=(dataclasses.replace(st, params={
+                **st.params, "mode": vec.PoolMode.MAX, "kernel": 3, "stride": 2}),))
+        name, step = kind.split()[1], 1 if kind.endswith("+1") else -1
+        return dataclasses.replace(d, stages=(dataclasses.replace(
+            st, params={**st.params, name: st.params[name] + step}),))
     d, _ = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
     st, src, out = d.stages[0], d.operands[0], d.operands[1]
-    if kind == "nearest":
-        return dataclasses.replace(d, stages=(dataclasses.replace(st, params={**st.params, "mode": 1}),))
     if kind == "dda":
         return dataclasses.replace(d, stages=(dataclasses.replace(
             st, params={**st.params, "x_step": st.params["x_step"] + 1}),))
@@ -133,6 +187,9 @@ def refused(kind: str) -> vec.Descriptor:
             src.x, start=1, wrap=src.x.n + 1)), out))
     if kind == "chain":
         return dataclasses.replace(d, stages=(st, vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {})))
+    if kind == "chain of bad parameters":       # an add's shift beyond its range, after the resize
+        add = {"mult_a": 1 << 14, "mult_b": 1 << 14, "shift": op.AddParams.RANGES["shift"][1] + 1, "relu": 0}
+        return dataclasses.replace(d, c=src.c, stages=(st, vec.Stage(VecOp.ADD, vec.PREV, 1, 1, add)))
     if kind == "repeating output":
         return dataclasses.replace(d, operands=(src, dataclasses.replace(out, c=src.c - 1, repeat=True)))
     if kind == "output raster":
@@ -141,9 +198,28 @@ def refused(kind: str) -> vec.Descriptor:
     raise AssertionError(kind)
 
 
-REFUSALS = {"nearest": ErrorCode.UNSUPPORTED, "dda": ErrorCode.DATA, "rolled source": ErrorCode.UNSUPPORTED,
-            "chain": ErrorCode.UNSUPPORTED, "repeating output": ErrorCode.UNSUPPORTED,
-            "output raster": ErrorCode.DATA}
+def pooling_refused() -> tuple[vec.Descriptor, np.ndarray]:
+    """An adaptive pooling (7x7 to 3x2: remainders 1 and 1, no witness 0) and its image."""
+    rng = np.random.default_rng([SEED, 98])
+    dram = Dram(rng)
+    src = source_operand(dram, rng, 7, 7, 3)
+    out = output_operand(dram, rng, 3, 2, 3)
+    params = {"mode": vec.PoolMode.ADAPTIVE_AVG, "kernel": 0, "stride": 0, "padding": 0, "ceil_mode": 0,
+              "count_include_pad": 0, "y_q": 2, "y_r": 1, "x_q": 3, "x_r": 1, "split": 1}
+    return vec.Descriptor(3, 2, 3, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
+
+
+REFUSALS = {"dda": ErrorCode.DATA, "rolled source": ErrorCode.UNSUPPORTED,
+            "chain": ErrorCode.UNSUPPORTED, "chain of bad parameters": ErrorCode.DATA,
+            "repeating output": ErrorCode.UNSUPPORTED,
+            "output raster": ErrorCode.DATA, "pool raster": ErrorCode.DATA,
+            **{f"{kind} {w} {s}": ErrorCode.DATA for kind in ("adaptive", "nearest") for w in WITNESSES
+               for s in ("+1", "-1")}}
+
+
+def on_pool_image(kind: str) -> bool:
+    """Whether refusal ``kind`` is built from ``pooling_refused`` (else from a random resize)."""
+    return kind.startswith(("adaptive ", "nearest ")) or kind == "pool raster"
 
 
 def functional_code(d: vec.Descriptor, dram: np.ndarray) -> ErrorCode:
@@ -156,11 +232,14 @@ def functional_code(d: vec.Descriptor, dram: np.ndarray) -> ErrorCode:
 
 
 def test_spatial_unit_refuses_with_the_functional_models_code_and_writes_nothing():
-    _, dram = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
+    _, resize_image = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
+    _, pool_image = pooling_refused()
     descriptors = {kind: refused(kind) for kind in REFUSALS}
-    images = {kind: dram.copy() for kind in REFUSALS}
+    images = {kind: (pool_image if on_pool_image(kind) else resize_image).copy() for kind in descriptors}
+    assert functional_code(pooling_refused()[0], pool_image) == ErrorCode.NONE, "the witnesses' pooling runs"
     results = run_spatial([(d, images[kind]) for kind, d in descriptors.items()])
     for (kind, d), res in zip(descriptors.items(), results):
+        dram = pool_image if on_pool_image(kind) else resize_image
         assert functional_code(d, dram) == REFUSALS[kind], kind
         assert (res["error"], res["code"]) == (1, REFUSALS[kind]), f"{kind}: {res}"
         assert np.array_equal(images[kind], dram), f"{kind}: written before refusing"
@@ -170,12 +249,14 @@ def test_spatial_unit_refuses_with_the_functional_models_code_and_writes_nothing
 
 @pytest.fixture(scope="module")
 def executor_runs() -> list:
-    """A resize and a class map with their descriptors in DRAM, on tiny's executor (eight lanes)."""
+    """Resizes, a class map and poolings with their descriptors in DRAM, on tiny's executor (eight
+    lanes)."""
     rng = np.random.default_rng([SEED, 7])
     dut = VectorExecutor(TINY, max_row=64)
     runs = []
-    for kind in (VecOp.RESIZE, VecOp.RESIZE_ARGMAX, VecOp.RESIZE):
-        d, dram = random_spatial(rng, kind)
+    for kind in (VecOp.RESIZE, VecOp.RESIZE_ARGMAX, VecOp.RESIZE, "nearest", *POOLS):
+        d, dram = random_pool(rng, KINDS[kind]) if kind in POOLS else \
+            random_spatial(rng, KINDS.get(kind, kind), nearest=kind == "nearest")
         image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
         want = image.copy()
         functional_image = functional(d, dram)
@@ -191,7 +272,7 @@ def test_vector_executor_runs_spatial_passes(executor_runs):
     for kind, d, image, want, res in executor_runs:
         assert (res["error"], res["cycles"]) == (0, res["formula"]), kind
         if not np.array_equal(image, want):
-            pytest.fail(f"{kind.name}: {first_difference(image, want)}")
+            pytest.fail(f"{kind}: {first_difference(image, want)}")
 
 
 def test_spatial_passes_take_the_contracts_cycles(executor_runs):
@@ -200,13 +281,13 @@ def test_spatial_passes_take_the_contracts_cycles(executor_runs):
     one-cycle reads, the descriptor beats a largest descriptor has more, the cycles the DRAM bytes
     take beyond the rows, and what ``VEC_SETUP`` counts beyond the largest fetch and the fields'
     check (its hand-over, check and four stage slots) less what the spatial unit takes beyond its rows (the hand-over,
-    its setup and the interpolation; its read is the DRAM latency's)."""
+    its setup and the kernel, interpolation or window fold; its read is the DRAM latency's)."""
     for kind, d, _, _, res in executor_runs:
         f = vec.vec_fields(d)
         contract = vec_cycles(f, TINY)
         rows = vec_cycles({**f, "bytes_in": 0, "bytes_out": 0}, TINY)
         largest_fetch = -(-vec.MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3
-        setup_slack = VEC_SETUP - largest_fetch - VEC_FIELD_CHECK - (1 + SETUP_CYCLES + ELEMENT_PLAN.latency)
+        setup_slack = VEC_SETUP - largest_fetch - VEC_FIELD_CHECK - (1 + SETUP_CYCLES + kernel_latency(d.stages[0]))
         allowance = (TINY.dram_latency - DRAM_READ_LATENCY
                      + (vec.MAX_DESCRIPTOR_BYTES - vec.descriptor_bytes(d)) // VEC_FETCH_BYTES
                      + setup_slack + contract - rows)

@@ -234,8 +234,12 @@ def _refused(kind: str) -> vec.Descriptor:
                                                                      "relu": 0}),
                                vec.Stage(VecOp.SOFTMAX, vec.PREV, vec.NONE, 1, good_sm)],
         "layernorm shift": [vec.Stage(VecOp.LAYERNORM, 0, vec.NONE, 1, {**good_ln, "shift": 0})],
-        "resize": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, 1, {"mode": 1, **{f"{a}_{n}": 0 for a in "yx"
-                                                                          for n in ("start", "step")}})],
+        # a nearest resize (1x2 to 1x2: witnesses 1, 0) then a copy: no spatial unit here, and the
+        # executor's refuses the chain
+        "resize": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, {
+                       "mode": 1, **{f"{a}_{n}": 0 for a in "yx" for n in ("start", "step", "r")},
+                       "y_q": 1, "x_q": 1}),
+                   vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {})],
         "two rows": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, good_sm),
                      vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, good_ln)],
         "three rows": [vec.Stage(VecOp.LAYERNORM, 0 if i == 0 else vec.PREV, vec.NONE, 1, good_ln) for i in range(3)],
@@ -519,7 +523,8 @@ def refused_while_running(rng) -> dict:
         else:
             src = input_operand(dram, rng, 1, 2, c)
             stages = (vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, {"mode": 1, "y_start": 0, "y_step": 0,
-                                                                      "x_start": 0, "x_step": 0}),
+                                                                      "x_start": 0, "x_step": 0, "y_q": 0,
+                                                                      "y_r": 1, "x_q": 0, "x_r": 2}),
                       vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {}))
         passes[name] = (vec.Descriptor(h, w, c, (src, out), stages), dram.image())
     return passes

@@ -7,8 +7,10 @@ import pytest
 
 from hw.isa import StreamError, VecOp
 from vec_passes import any_axis
-from hw.vector import (NONE, PREV, Axis, Descriptor, Operand, Stage, axis_offsets, axis_valid_count,
-                       decode_descriptor, encode_descriptor, laps_fit, vec_fields)
+from hw.operators import adaptive_axis_windows, pool_out_size
+from hw.vector import (NONE, PREV, Axis, Descriptor, Operand, PoolMode, Stage, axis_offsets, axis_valid_count,
+                       decode_descriptor, divides_as, encode_descriptor, laps_fit, pool_axis_fits, pool_taps,
+                       vec_fields)
 
 
 def counters(ax: Axis) -> tuple[list[int], list[bool]]:
@@ -104,3 +106,43 @@ def test_the_laps_witness_is_checked_by_multiplying():
             assert not laps_fit(f | {"laps": wrong})
             with pytest.raises(StreamError, match=f"laps = {wrong} is not n = {ax.n} divided by wrap"):
                 Axis.from_fields(f | {"laps": wrong}, "axis")
+
+
+# ---- the spatial unit's rules: pooling windows without a divider --------------------------------
+
+def test_pool_axis_fits_is_pool_out_size():
+    """``pool_axis_fits`` (one product, comparisons) holds for exactly the output size
+    ``hw.operators.pool_out_size`` computes (with ``ceil_mode`` either way), and for none when the
+    window does not fit."""
+    rng = random.Random(15)
+    for _ in range(3000):
+        n, k, s = rng.randint(1, 40), rng.randint(1, 9), rng.randint(1, 6)
+        p, ceil = rng.randint(0, k // 2), rng.random() < 0.5
+        try:
+            want = pool_out_size(n, k, s, p, ceil)
+        except ValueError:
+            want = None
+        fits = [o for o in range(1, 60) if pool_axis_fits(n, o, k, s, p, ceil)]
+        assert fits == ([] if want is None else [want]), (n, k, s, p, ceil)
+
+
+def test_the_adaptive_window_bound_covers_every_window():
+    """``pool_taps`` of an adaptive pooling (``q + (r > 0) + (r > 1)`` from the witnesses) is at least
+    every window's extent and at most one more than the longest; exact where ``r`` is 0 or 1."""
+    for n_in in range(1, 70):
+        for n_out in range(1, 70):
+            lo, hi = adaptive_axis_windows(n_in, n_out)
+            stage = {"pool.mode": PoolMode.ADAPTIVE_AVG, "pool.kernel": 0, "pool.y_q": n_in // n_out,
+                     "pool.y_r": n_in % n_out}
+            bound, longest = pool_taps(stage, "y"), int((hi - lo).max())
+            assert longest <= bound <= longest + (n_in % n_out > 1), (n_in, n_out, bound, longest)
+
+
+def test_the_quotient_witnesses_are_checked_by_multiplying():
+    """``divides_as`` holds for ``n div d`` and ``n mod d`` only: each off by one is refused."""
+    rng = random.Random(16)
+    for _ in range(500):
+        n, d = rng.randint(1, 8192), rng.randint(1, 8192)
+        q, r = divmod(n, d)
+        assert divides_as(q, r, n, d)
+        assert not any(divides_as(q + a, r + b, n, d) for a, b in ((1, 0), (-1, 0), (0, 1), (0, -1)))

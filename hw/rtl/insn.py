@@ -51,7 +51,7 @@ def rtl_unsupported(op: Op, f, vector_unit: bool = True):
     builds its non-MAC units (``hw.rtl.vector_executor.builds_vector_unit``: the vector executor
     and the STORE's softmax epilogue, both across every lane of the array).  Without them every
     VEC and every softmax epilogue; with them a VEC whose ``vec_op`` is a spatial operation the
-    spatial sequencer does not build (pooling: ``hw.vector.SPATIAL_BUILT``) and a softmax
+    spatial sequencer does not build (none now: ``hw.vector.SPATIAL_BUILT``) and a softmax
     epilogue with the table activation (both read the PEs' table ports).  On integers
     (``Insn.f``) or the fields of a word.  What a CHAIN or a resize holds is in its descriptor:
     the executor refuses it while running (:func:`vec_unsupported`)."""
@@ -68,10 +68,8 @@ def vec_unsupported(d: vec.Descriptor) -> str | None:
     """Why the RTL's vector executor refuses a descriptor that the functional model runs
     (``ErrorCode.UNSUPPORTED``, raised when the VEC runs, after the ``DATA`` checks of its
     descriptor, its fields and the operators), or None.  Its spatial unit
-    (``hw.rtl.vector_spatial``, a pass whose first stage is spatial): a pooling or nearest resize
-    (``hw.vector.spatial_built``), a chain after the spatial stage, a source that is no plain
-    raster (``hw.vector.plain_axis``), a resize in place or into an operand whose channels repeat
-    within the source's.  Its vector unit (``hw.rtl.vector_unit``): ``hw.vector.row_lane_refusals``,
+    (``hw.rtl.vector_spatial``, a pass whose first stage is spatial): the ``UNSUPPORTED`` part of
+    ``hw.vector.spatial_refusals``, the rule the unit evaluates.  Its vector unit (``hw.rtl.vector_unit``): ``hw.vector.row_lane_refusals``,
     the rule the unit evaluates."""
     if d.stages[0].op in vec.SPATIAL:
         return _spatial_unsupported(d)
@@ -84,18 +82,6 @@ def vec_unsupported(d: vec.Descriptor) -> str | None:
 
 
 def _spatial_unsupported(d: vec.Descriptor) -> str | None:
+    _, unsupported = vec.spatial_refusals(*vec.spatial_slots(d))
     first = d.stages[0]
-    mode = first.params.get("mode", 0)
-    if not vec.spatial_built(first.op, mode):
-        return f"{first.op.name}{' nearest' if first.op == VecOp.RESIZE else ''} is not built"
-    if len(d.stages) > 1:
-        return f"a chain after {first.op.name}"
-    src = d.operands[first.src]
-    if not all(vec.plain_axis(ax.n, ax.start, ax.wrap, ax.valid, ax.win) for ax in (src.y, src.x)):
-        return f"{first.op.name}'s source (operand {first.src}) is not a plain raster"
-    if first.out == first.src:
-        return f"{first.op.name} in place (operand {first.src})"
-    out = d.operands[first.out] if first.out != vec.NONE else None
-    if first.op == VecOp.RESIZE and out is not None and out.repeat and out.c < src.c:
-        return f"RESIZE writes operand {first.out}, whose {out.c} channels repeat, {src.c} channels"
-    return None
+    return next((f"{first.op.name}: {why}" for why, refused in unsupported.items() if refused), None)

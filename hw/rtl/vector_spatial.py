@@ -1,31 +1,40 @@
-"""The vector executor's spatial sequencer: a bilinear resize and the class map (``SpatialUnit``).
+"""The vector executor's spatial sequencer: resizes, poolings and the class map (``SpatialUnit``).
 
-A pass whose first stage is a ``RESIZE`` or ``RESIZE_ARGMAX`` reads its source operand over the
-source's own raster and writes ``h x w`` output pixels (``hw/vector.py``).  It runs on ``lanes``
-row lanes like the row passes of ``VectorUnit`` (``hw.vector.row_schedule``): each lane takes one
-output pixel, all lanes in step over the source's channels, one channel a cycle:
+A pass whose first stage is a ``RESIZE``, ``POOL`` or ``RESIZE_ARGMAX`` reads its source operand
+over the source's own raster and writes ``h x w`` output pixels (``hw/vector.py``).  It runs on
+``lanes`` row lanes like the row passes of ``VectorUnit`` (``hw.vector.row_schedule``): each lane
+takes one output pixel (a pooling: one of the ``2**split`` rows of its channels), all lanes in
+step over the channels, one channel (a pooling: one window tap of a channel) a cycle:
 
     walker (DDA) -> lane l: its pixel's four source addresses + channel -> DRAM reads (4 lanes)
                  -> resize_element_kernel -> write the element (resize) or fold the argmax (class map)
+    walker (window counters) -> lane l: window address + tap offset + channel -> DRAM read (1 lane)
+                 -> max_kernel / sum fold -> average_kernel -> write (pooling, nearest resize)
 
 * The *walker* steps the output raster one pixel a cycle and hands the next group's pixels to the
   lanes while they run the current group, so a group of ``lanes`` pixels takes
-  ``max(c, lanes)`` cycles and the first waits for its walk (``hw.timing.vec_row_cycles``).
-  Each axis's source position is a DDA (``hw.operators.resize_axis_params``): ``start`` at the
-  first output, plus ``step`` per output, one add per step.  ``bilinear_axis_kernel`` turns it
-  into the indices ``i0, i1`` and the weight; the kernel is fed the position the walker steps
-  to, so its registered result belongs to the walker's current pixel.  The source is a plain
-  raster (``hw.vector.plain_axis``), so index ``i`` is at ``i * stride``: a product, no division.
-  The output pixel's address comes from the written operand's ``AxisCounter``s (any pattern).
+  ``max(row_cycles, lanes)`` cycles and the first waits for its walk (``hw.timing.vec_row_cycles``).
+  A bilinear axis's source position is a DDA (``hw.operators.resize_axis_params``): ``start`` at
+  the first output, plus ``step`` per output, one add per step.  ``bilinear_axis_kernel`` turns it
+  into the indices ``i0, i1`` and the weight; the kernel is fed the position the walker steps to,
+  so its registered result belongs to the walker's current pixel.  A pooling's windows come from
+  a counter per axis (``_PoolAxis``: ``i·stride - padding``, or ``floor(i·n_in/n_out)`` stepped by
+  the descriptor's witnesses), and so does a nearest resize's source index (a window of one tap).
+  The source is a plain raster (``hw.vector.plain_axis``), so index ``i`` is at ``i * stride``: a
+  product, no division.  The output pixel's address comes from the written operand's
+  ``AxisCounter``s (any pattern).
 * A lane reads its pixel's four source elements on its first four read lanes, interpolates them
   (``hw.operators.resize_element_kernel``) and writes the element on its first write lane (a
   resize: channels below the written operand's ``c``), or folds the unrounded sums with
   ``argmax_kernel`` and writes the class index's low byte with the last channel (the class map).
+  A pooling reads a window tap a cycle on its first read lane and folds it (``max_kernel``, or the
+  sum then ``average_kernel`` by the window's count).
 
-It refuses what the functional model refuses (``DATA``: a DDA that is not the one of its sizes,
-sizes beyond the operators' limits, a written operand of another raster) and then what it does
-not build (``UNSUPPORTED``, ``hw.rtl.insn.vec_unsupported``: a nearest resize, a chain after the
-spatial stage, a source that is no plain raster, a resize in place or into an operand whose
+It refuses what the functional model refuses and then what it does not build, by one rule
+(``hw.vector.spatial_refusals``): ``DATA`` (a DDA or witnesses that are not its sizes', a pooling
+geometry that does not give ``h x w``, sizes beyond the operators' limits, a written operand of
+another raster, a later stage's parameters out of range) before ``UNSUPPORTED`` (a chain after the
+spatial stage, a source that is no plain raster, a result in place or into an operand whose
 channels repeat within the source's).
 """
 
@@ -40,7 +49,7 @@ from amaranth.lib.wiring import In, Out
 from .. import operators as ops
 from .. import vector as vec
 from ..config import AcceleratorConfig
-from ..expr import any_of, sel
+from ..expr import Fields, any_of, sel
 from ..isa import ADDR_BITS, ErrorCode, VecOp
 from ..numerics import INT8_MAX, INT8_MIN
 from ..timing import vec_row_cycles
@@ -48,11 +57,11 @@ from .axis_counter import AxisCounter
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
 from .kernel_unit import KernelUnit, delayed, plan
 from .operator_backend import range_shape
-from .vector_descriptor import DESCRIPTOR, OPERAND
+from .vector_descriptor import DESCRIPTOR, OPERAND, field_slots
 from .vector_row_lane import LANE_READS
-from .vector_unit import finish_states, read_lanes, write_lanes
+from .vector_unit import finish_states, params_outside, read_lanes, write_lanes
 
-__all__ = ["SpatialUnit", "spatial_cycles", "runs_spatial"]
+__all__ = ["SpatialUnit", "spatial_cycles", "runs_spatial", "kernel_latency"]
 
 #: Read lanes a row lane uses: its pixel's four source elements (of its ``LANE_READS``).
 CORNERS = 4
@@ -62,31 +71,47 @@ _INT8 = (INT8_MIN, INT8_MAX)
 _WEIGHT = (0, 1 << ops.RESIZE_WEIGHT_BITS)
 _AXIS_INPUTS = {"pos": (-(1 << 31), (1 << 31) - 1), "n_in": (1, ops.RESIZE_MAX_IN)}
 _ELEMENT_INPUTS = {**{f"a{y}{x}": _INT8 for y in "01" for x in "01"}, "wy": _WEIGHT, "wx": _WEIGHT}
+#: A pooling window's element count (``hw.operators.POOL_MAX_COUNT`` at most) and its sum.
+_COUNT = (1, ops.POOL_MAX_COUNT)
+_AVERAGE_INPUTS = {"total": (INT8_MIN * ops.POOL_MAX_COUNT, INT8_MAX * ops.POOL_MAX_COUNT), "count": _COUNT}
 AXIS_PLAN = plan(ops.bilinear_axis_kernel, _AXIS_INPUTS, outputs=("i0", "i1", "w"))
 ELEMENT_PLAN = plan(ops.resize_element_kernel, _ELEMENT_INPUTS, outputs=("y", "s"))
+AVERAGE_PLAN = plan(ops.average_kernel, _AVERAGE_INPUTS)
+#: Window positions along an axis a pooling walks at most (``hw.vector.pool_taps``), and its bits.
+_TAPS_BITS = ops.POOL_COUNT_BITS
 #: The walker feeds the axis kernel the position it steps to: its result is one cycle later.
 assert AXIS_PLAN.latency == 1, AXIS_PLAN
 #: What the walker hands a lane: the four source addresses, the weights, the output pixel.
+#: A pooling's row: its window's first element in ``src[0]``, the window's valid taps along each axis
+#: (``taps_y``, ``taps_x``), the average's divisor (``count``) and the row's first channel (``chan0``).
 PIXEL = data.StructLayout({"src": data.ArrayLayout(ADDR_BITS, CORNERS), "wy": unsigned(9), "wx": unsigned(9),
+                           "taps_y": _TAPS_BITS, "taps_x": _TAPS_BITS, "count": _TAPS_BITS, "chan0": 17,
                            "out": ADDR_BITS, "out_ok": 1, "valid": 1})
 #: Evaluates a kernel of ``hw.operators`` combinationally (``argmax_kernel``'s running fold).
 _COMBINATIONAL = SimpleNamespace(sel=sel)
 
 
 def runs_spatial(op) -> object:
-    """Whether the executor hands a pass whose first stage is ``op`` to the spatial unit (a resize
-    or the class map: ``hw.vector.SPATIAL_BUILT``; the unit refuses what it does not build, a nearest
-    resize).  On integers or Amaranth values."""
+    """Whether the executor hands a pass whose first stage is ``op`` to the spatial unit (a resize,
+    a pooling or the class map: ``hw.vector.SPATIAL_BUILT``).  On integers or Amaranth values."""
     return any_of(*(op == built for built in vec.SPATIAL_BUILT))
+
+
+def kernel_latency(stage: vec.Stage) -> int:
+    """Cycles from an element's read to its write: a pooling's or a nearest resize's (the window
+    path: ``average_kernel``, a maximum or the one source element delayed to match) or the bilinear
+    interpolation's."""
+    window = stage.op == VecOp.POOL or (stage.op == VecOp.RESIZE and stage.params["mode"] == 1)
+    return AVERAGE_PLAN.latency if window else ELEMENT_PLAN.latency
 
 
 def spatial_cycles(d: vec.Descriptor, lanes: int) -> int:
     """Cycles from ``start`` to ``done`` of the unit for a descriptor it runs: its setup, the rows
     (``hw.timing.vec_row_cycles`` of ``hw.vector.row_schedule``), then the last element's read,
-    interpolation and write (the ``done`` cycle follows the write)."""
+    kernel (:func:`kernel_latency`) and write (the ``done`` cycle follows the write)."""
     rows, row, passes, gap = vec.row_schedule(d)
     return SETUP_CYCLES + vec_row_cycles({"rows": rows, "row_cycles": passes * row + gap}, lanes) + \
-        DRAM_READ_LATENCY + ELEMENT_PLAN.latency
+        DRAM_READ_LATENCY + kernel_latency(d.stages[0])
 
 
 def _members(lanes: int) -> dict:
@@ -96,7 +121,7 @@ def _members(lanes: int) -> dict:
 
 
 class SpatialUnit(wiring.Component):
-    """Runs a VEC pass whose first stage is a resize or the class map, on ``lanes`` row lanes.
+    """Runs a VEC pass whose first stage is a resize, a pooling or the class map, on ``lanes`` row lanes.
 
     Parameters
     ----------
@@ -110,7 +135,7 @@ class SpatialUnit(wiring.Component):
     start: In(1)
         Latch ``desc`` and run it.
     desc: In(vector_descriptor.DESCRIPTOR)
-        A descriptor ``DescriptorFetch`` accepted, whose first stage is a ``RESIZE`` or ``RESIZE_ARGMAX``.
+        A descriptor ``DescriptorFetch`` accepted, whose first stage is a ``RESIZE``, ``POOL`` or ``RESIZE_ARGMAX``.
     busy, done: Out(1)
         ``done`` is high for one cycle when the last element is written (or the descriptor refused).
     error, error_code: Out(1), Out(ErrorCode)
@@ -182,45 +207,49 @@ class _Pass:
     def __init__(self, m: Module, d):
         self.m, self.d = m, d
         stage = d.stages[0]
-        self.argmax = Signal()
+        self.head, _, stages = field_slots(d)
+        self.stage = stages[0]
+        self.argmax, self.pool, self.pool_max, self.adaptive = Signal(), Signal(), Signal(), Signal()
+        self.nearest, self.window = Signal(), Signal()     # a nearest resize; it or a pooling
         self.mode = Signal()
         self.dda = {k: Signal(signed(32) if k.endswith("start") else unsigned(32), name=k)
                     for k in ("y_start", "y_step", "x_start", "x_step")}
         self.src, self.out = Signal(OPERAND, name="src_operand"), Signal(OPERAND, name="out_operand")
         self.writes, self.n_stages = Signal(), Signal.like(d.header.n_stages)
         self.h, self.w = Signal.like(d.header.h), Signal.like(d.header.w)
-        self.select, self.in_place = Signal(), Signal()
+        self.taps = {a: Signal(_TAPS_BITS, name=f"taps_{a}") for a in "yx"}
+        self.split = Signal(4, name="pool_split")
+        self.select = Signal()
         head = stage.copy
-        argmax = head.op == VecOp.RESIZE_ARGMAX
+        argmax, pool = head.op == VecOp.RESIZE_ARGMAX, head.op == VecOp.POOL
+        nearest = (head.op == VecOp.RESIZE) & (stage.resize.mode == 1)
         with m.If(self.select):
+            # a nearest resize walks a one-tap window at the adaptive counters' floor(i n_in / n_out)
             m.d.sync += [self.argmax.eq(argmax), self.mode.eq(Mux(argmax, 0, stage.resize.mode)),
+                         self.pool.eq(pool), self.nearest.eq(nearest), self.window.eq(pool | nearest),
+                         self.pool_max.eq((pool & (stage.pool.mode == vec.PoolMode.MAX)) | nearest),
+                         self.adaptive.eq((pool & (stage.pool.mode == vec.PoolMode.ADAPTIVE_AVG)) | nearest),
                          self.src.eq(d.operands[head.src[:3]]), self.out.eq(d.operands[head.out[:3]]),
                          self.writes.eq(head.out != vec.NONE), self.n_stages.eq(d.header.n_stages),
-                         self.h.eq(d.header.h), self.w.eq(d.header.w),
-                         self.in_place.eq(head.src == head.out)]
+                         self.h.eq(d.header.h), self.w.eq(d.header.w)]
+            m.d.sync += [self.taps[a].eq(Mux(pool, vec.pool_taps(self.stage, a), 1)) for a in "yx"]
+            m.d.sync += self.split.eq(Mux(pool, stage.pool.split, 0))
             for k, reg in self.dda.items():
                 m.d.sync += reg.eq(Mux(argmax, getattr(stage.resize_argmax, k), getattr(stage.resize, k)))
+        #: channels a row runs: the source's, or a pooling's chunk of them
+        self.chunk = vec.split_chunk(self.src.c, self.split)
 
     def checks(self) -> Value:
-        """``ErrorCode.NONE`` or why the pass is refused: the functional model's ``DATA`` first."""
-        m, s, code = self.m, self.src, Signal(ErrorCode, name="spatial_check")
-        bilinear = self.argmax | (self.mode == 0)
-        sizes = [s.y_n > ops.RESIZE_MAX_IN, s.x_n > ops.RESIZE_MAX_IN]
-        bad_dda = ~ops.dda_matches(self.dda["y_start"], self.dda["y_step"], s.y_n, self.h) | \
-            ~ops.dda_matches(self.dda["x_start"], self.dda["x_step"], s.x_n, self.w)
-        data_error = Cat(
-            bilinear & (Cat(*sizes).any() | bad_dda),
-            Cat(s.y_n > ops.AXIS_MAX, s.x_n > ops.AXIS_MAX, self.h > ops.AXIS_MAX, self.w > ops.AXIS_MAX).any(),
-            self.argmax & (s.c > 1 << 15),                      # ops.argmax's class count
-            self.writes & ((self.out.y_n != self.h) | (self.out.x_n != self.w))).any()
-        plain = vec.plain_axis(s.y_n, s.y_start, s.y_wrap, s.y_valid, s.y_win) & \
-            vec.plain_axis(s.x_n, s.x_start, s.x_wrap, s.x_valid, s.x_win)
-        built = vec.spatial_built(Mux(self.argmax, VecOp.RESIZE_ARGMAX, VecOp.RESIZE), self.mode)
-        with m.If(data_error):
+        """``ErrorCode.NONE`` or why the pass is refused (``hw.vector.spatial_refusals``): the
+        functional model's ``DATA`` first."""
+        m, code = self.m, Signal(ErrorCode, name="spatial_check")
+        data_error, unsupported = vec.spatial_refusals(self.head, self.stage, Fields(self.src), Fields(self.out))
+        # a chain after the spatial stage is not built, but the functional model runs it and refuses
+        # its later stages' parameters first
+        later = [(i < self.d.header.n_stages) & params_outside(self.d.stages[i]) for i in range(1, vec.MAX_STAGES)]
+        with m.If(Cat(*data_error.values(), *later).any()):
             m.d.comb += code.eq(ErrorCode.DATA)
-        # a written operand of repeating channels fewer than the source's would be written modulo them
-        folds = ~self.argmax & self.out.repeat & (self.out.c < s.c)
-        with m.Elif(~built | (self.n_stages != 1) | ~plain | (self.writes & (self.in_place | folds))):
+        with m.Elif(Cat(*unsupported.values()).any()):
             m.d.comb += code.eq(ErrorCode.UNSUPPORTED)
         return code
 
@@ -242,24 +271,29 @@ class _Walker:
                 m.d.comb += getattr(counter, name).eq(getattr(pas.out, prefix + name))
             m.d.comb += counter.load.eq(self.load)
         self.pixel = Signal(PIXEL, name="walk_pixel")
+        # what the walk does this cycle, for the pooling windows' counters
+        self.x_step, self.x_reset, self.y_step = Signal(name="walk_x_step"), Signal(name="walk_x_reset"), \
+            Signal(name="walk_y_step")
         self._dda()
+        self._pool_windows()
 
     def _dda(self) -> None:
         m, pas, s = self.m, self.pas, self.pas.src
         pos = {a: Signal(signed(32), name=f"{a}_pos") for a in "yx"}
         nxt = {a: Signal(signed(32), name=f"{a}_pos_next") for a in "yx"}
         end_x = self.px + 1 == pas.w
+        more = self._next_row_of_pixel()
         m.d.comb += [nxt["y"].eq(pos["y"]), nxt["x"].eq(pos["x"])]
         with m.If(self.load):
             m.d.comb += [nxt["y"].eq(pas.dda["y_start"]), nxt["x"].eq(pas.dda["x_start"])]
             m.d.sync += [self.px.eq(0), self.py.eq(0), self.walked.eq(0)]
-        with m.Elif(self.step & ~self.walked):
+        with m.Elif(self.step & ~self.walked & ~more):
             with m.If(~end_x):
-                m.d.comb += [nxt["x"].eq(pos["x"] + pas.dda["x_step"]), self.ox.step.eq(1)]
+                m.d.comb += [nxt["x"].eq(pos["x"] + pas.dda["x_step"]), self.ox.step.eq(1), self.x_step.eq(1)]
                 m.d.sync += self.px.eq(self.px + 1)
             with m.Elif(self.py + 1 != pas.h):
                 m.d.comb += [nxt["x"].eq(pas.dda["x_start"]), nxt["y"].eq(pos["y"] + pas.dda["y_step"]),
-                             self.ox.load.eq(1), self.oy.step.eq(1)]
+                             self.ox.load.eq(1), self.oy.step.eq(1), self.x_reset.eq(1), self.y_step.eq(1)]
                 m.d.sync += [self.px.eq(0), self.py.eq(self.py + 1)]
             with m.Else():
                 m.d.sync += self.walked.eq(1)
@@ -278,6 +312,65 @@ class _Walker:
         for y in range(2):
             for x in range(2):
                 m.d.comb += p.src[2 * y + x].eq(s.base + idx["y"][y] + idx["x"][x])
+
+
+    def _next_row_of_pixel(self):
+        """A pooling's pixel is handed out as ``2**split`` rows, its channels from ``chan0`` on in
+        chunks (``hw.vector.split_chunk``): whether this step hands out the pixel's next row rather
+        than moving on (``chan0`` steps by the chunk, one add)."""
+        m, pas = self.m, self.pas
+        part, chan0 = Signal(16, name="walk_split_part"), Signal(17, name="walk_chan0")
+        more = part + 1 != (1 << pas.split)
+        with m.If(self.load):
+            m.d.sync += [part.eq(0), chan0.eq(0)]
+        with m.Elif(self.step & ~self.walked):
+            m.d.sync += [part.eq(Mux(more, part + 1, 0)), chan0.eq(Mux(more, chan0 + pas.chunk, 0))]
+        m.d.comb += self.pixel.chan0.eq(chan0)
+        return more
+
+    def _pool_windows(self) -> None:
+        """A pooling's window at the walker's pixel, from a counter per axis (``_PoolAxis``): its
+        first element's address (a plain raster: ``lo_y·s_y + lo_x·s_x``), its taps inside the
+        input along each axis and the average's divisor (the window's taps, or with
+        ``count_include_pad`` its size within the padding)."""
+        m, pas, s, p = self.m, self.pas, self.pas.src, self.pixel
+        y = _PoolAxis(m, pas, "y", s.y_n, pas.h, reset=self.load, step=self.y_step)
+        x = _PoolAxis(m, pas, "x", s.x_n, pas.w, reset=self.load | self.x_reset, step=self.x_step)
+        include_pad = ~pas.adaptive & pas.stage["pool.count_include_pad"]
+        with m.If(pas.window):
+            m.d.comb += [p.src[0].eq(s.base + y.lo * s.y_s_lo + x.lo * s.x_s_lo),
+                         p.taps_y.eq(y.size), p.taps_x.eq(x.size),
+                         p.count.eq(Mux(include_pad, y.padded * x.padded, y.size * x.size))]
+        with m.Else():
+            m.d.comb += [p.taps_y.eq(1), p.taps_x.eq(1)]
+
+
+class _PoolAxis:
+    """One axis of a pooling's windows, stepped with the walker (``reset`` to output 0, ``step`` to
+    the next): a windowed pooling's start ``i·stride - padding`` (one add a step), or an adaptive
+    pooling's ``floor(i·n_in/n_out)`` and ``floor((i+1)·n_in/n_out)`` with their remainders
+    (``hw.operators.floor_counter_kernel`` on the descriptor's witnesses ``n_in div n_out`` and
+    ``n_in mod n_out``).  Gives the window's first position ``lo``, its taps inside the input
+    ``size`` and its size within the padding ``padded``: no division."""
+
+    def __init__(self, m: Module, pas: _Pass, axis: str, n_in, n_out, *, reset, step):
+        st = pas.stage
+        k, stride, pad = st["pool.kernel"], st["pool.stride"], st["pool.padding"]
+        q_step, r_step = (Mux(pas.nearest, st[f"resize.{axis}_{k}"], st[f"pool.{axis}_{k}"]) for k in "qr")
+        start = Signal(signed(26), name=f"pool_{axis}_start")           # i * stride - padding
+        q = [Signal(17, name=f"pool_{axis}_q{i}") for i in range(2)]    # floor(i n_in / n_out), of i + 1
+        r = [Signal(17, name=f"pool_{axis}_r{i}") for i in range(2)]
+        with m.If(reset):
+            m.d.sync += [start.eq(-pad), q[0].eq(0), r[0].eq(0), q[1].eq(q_step), r[1].eq(r_step)]
+        with m.Elif(step):
+            q_next, r_next = ops.floor_counter_kernel(q[1], r[1], q_step, r_step, n_out, _COMBINATIONAL)
+            m.d.sync += [start.eq(start + stride), q[0].eq(q[1]), r[0].eq(r[1]), q[1].eq(q_next), r[1].eq(r_next)]
+        end = start + k
+        lo = Mux(start < 0, 0, start)
+        adaptive_hi = ops.ceil_kernel(q[1], r[1], _COMBINATIONAL)
+        self.lo = Mux(pas.adaptive, q[0], lo)
+        self.size = Mux(pas.adaptive, adaptive_hi - q[0], Mux(end < n_in, end, n_in) - lo)
+        self.padded = Mux(end < n_in + pad, end, n_in + pad) - start
 
 
 class _Lane:
@@ -302,12 +395,16 @@ class _Lane:
             m.d.sync += self.cur.eq(Mux(take, pixel.as_value(), self.nxt.as_value()))
 
     def run(self, seq: "_Sequencer") -> None:
-        """Issue channel ``j`` of the pixel: four reads; a read later the kernel; its result
-        written (or folded into the argmax) ``ELEMENT_PLAN.latency`` cycles after that."""
+        """Issue channel ``j`` of the pixel: four reads (a resize), or the window tap ``seq.ty,
+        seq.tx`` (a pooling); a read later the kernel; its result written (or folded into the
+        argmax) ``kernel_latency`` cycles after that."""
         m, l, cur, pas = self.m, self.l, self.cur, self.pas
         issue = seq.issue & cur.valid
-        m.d.comb += [en.eq(issue) for en in self.rd_en]
-        m.d.comb += [self.rd_addr[k].eq(cur.src[k] + seq.j) for k in range(CORNERS)]
+        tap_ok = (seq.ty < cur.taps_y) & (seq.tx < cur.taps_x)
+        m.d.comb += self.rd_en[0].eq(issue & tap_ok)
+        m.d.comb += [en.eq(issue & ~pas.window) for en in self.rd_en[1:]]
+        m.d.comb += self.rd_addr[0].eq(cur.src[0] + seq.tap_offset + cur.chan0 + seq.j)
+        m.d.comb += [self.rd_addr[k].eq(cur.src[k] + seq.j) for k in range(1, CORNERS)]
         kernel = KernelUnit(ops.resize_element_kernel, _ELEMENT_INPUTS, outputs=("y", "s"), name=f"lane{l}_resize")
         m.submodules[f"lane{l}_resize"] = kernel
         data_ = seq.rd_data.word_select(l, 8 * LANE_READS)
@@ -327,8 +424,32 @@ class _Lane:
         new_best, new_i = Mux(first, kernel.s, fold[0]), Mux(first, 0, fold[1])
         with m.If(seq.out_valid):
             m.d.sync += [best.eq(new_best), best_i.eq(new_i)]
-        m.d.comb += [self.wr_en.eq(write[0]), self.wr_addr.eq(write[1:]),
-                     self.wr_data.eq(Mux(pas.argmax, new_i[:8], kernel.y[:8]))]
+        pool_write, pool_y = self._pool(seq, issue, tap_ok, data_[0:8].as_signed())
+        m.d.comb += [self.wr_en.eq(Mux(pas.window, pool_write[0], write[0])),
+                     self.wr_addr.eq(Mux(pas.window, pool_write[1:], write[1:])),
+                     self.wr_data.eq(Mux(pas.window, pool_y, Mux(pas.argmax, new_i[:8], kernel.y[:8])))]
+
+    def _pool(self, seq: "_Sequencer", issue, tap_ok, v) -> tuple:
+        """The pooling's fold over a channel's window taps as they arrive (``max_kernel`` from -128,
+        or the sum), then ``average_kernel`` by the window's count; a maximum is delayed as long.
+        Returns (the write: enable and address, delayed to the result; the result)."""
+        m, l, cur, pas = self.m, self.l, self.cur, self.pas
+        r, lat = DRAM_READ_LATENCY, AVERAGE_PLAN.latency
+        ok, first = delayed(m, tap_ok, r, f"lane{l}_tap_ok"), delayed(m, seq.tap_first, r, f"lane{l}_tap_first")
+        acc = Signal(range_shape(*_AVERAGE_INPUTS["total"]), name=f"lane{l}_pool_acc")
+        fold_max = ops.max_kernel(Mux(first, INT8_MIN, acc), v, ok, _COMBINATIONAL)
+        fold_sum = Mux(first, 0, acc) + Mux(ok, v, 0)
+        folded = Mux(pas.pool_max, fold_max, fold_sum)
+        with m.If(seq.arrive_valid):
+            m.d.sync += acc.eq(folded)
+        average = KernelUnit(ops.average_kernel, _AVERAGE_INPUTS, name=f"lane{l}_average")
+        m.submodules[f"lane{l}_average"] = average
+        m.d.comb += [average.total.eq(folded), average.count.eq(delayed(m, cur.count, r, f"lane{l}_count")),
+                     average.in_valid.eq(1)]
+        maximum = delayed(m, folded[:8], lat, f"lane{l}_max")
+        chan = cur.chan0 + seq.j
+        write = Cat(issue & cur.out_ok & seq.tap_last & (chan < pas.out.c) & (chan < pas.src.c), cur.out + chan)
+        return delayed(m, write, r + lat, f"lane{l}_pool_write"), Mux(pas.pool_max, maximum, average.y[:8])
 
 
 class _Sequencer:
@@ -344,8 +465,10 @@ class _Sequencer:
         self.wk = Signal(range(max(n, 2)), name="spatial_wk")
         self.running, self.walking, self.issue = Signal(), Signal(), Signal()
         self.first_valid = Signal()
-        self.drain = Signal(range(DRAM_READ_LATENCY + ELEMENT_PLAN.latency + 2))
-        self.last = self.j + 1 == c
+        self.drain = Signal(range(DRAM_READ_LATENCY + max(ELEMENT_PLAN.latency, AVERAGE_PLAN.latency) + 2))
+        self._taps()
+        self.last = (self.j + 1 == pas.chunk) & self.tap_last
+        self.arrive_valid = delayed(m, self.issue, DRAM_READ_LATENCY, "spatial_arrive_valid")
         # the element's position as it leaves the kernel
         lat = DRAM_READ_LATENCY + ELEMENT_PLAN.latency
         self.out_valid = delayed(m, self.issue, lat, "spatial_out_valid")
@@ -360,6 +483,27 @@ class _Sequencer:
             lane.take(walk_en & (self.wk == l), begin)
         m.d.comb += walker.step.eq(walk_en)
         self._fsm(walk_en, begin, run_ends, walk_ends, n)
+
+    def _taps(self) -> None:
+        """A pooling's window taps for each channel (``ty``, ``tx`` below the pass's ``taps``; one tap
+        for a resize) and their offset from the window's first element, ``ty·s_y + tx·s_x`` by adds;
+        ``tap_first`` and ``tap_last`` bound a channel."""
+        m, pas, s = self.m, self.pas, self.pas.src
+        self.ty, self.tx = Signal(_TAPS_BITS, name="spatial_ty"), Signal(_TAPS_BITS, name="spatial_tx")
+        row_off, col_off = Signal(signed(ADDR_BITS), name="tap_row_off"), Signal(signed(ADDR_BITS), name="tap_col_off")
+        self.tap_offset = row_off + col_off
+        self.tap_first = (self.ty == 0) & (self.tx == 0)
+        end_x = self.tx + 1 == pas.taps["x"]
+        self.tap_last = end_x & (self.ty + 1 == pas.taps["y"])
+        self.tap_restart = Signal()
+        with m.If(self.tap_restart):
+            m.d.sync += [self.ty.eq(0), self.tx.eq(0), row_off.eq(0), col_off.eq(0)]
+        with m.Elif(self.issue & ~end_x):
+            m.d.sync += [self.tx.eq(self.tx + 1), col_off.eq(col_off + s.x_s_lo)]
+        with m.Elif(self.issue & ~self.tap_last):
+            m.d.sync += [self.tx.eq(0), col_off.eq(0), self.ty.eq(self.ty + 1), row_off.eq(row_off + s.y_s_lo)]
+        with m.Elif(self.issue):
+            m.d.sync += [self.ty.eq(0), self.tx.eq(0), row_off.eq(0), col_off.eq(0)]
 
     def _fsm(self, walk_en, begin, run_ends, walk_ends, n: int) -> None:
         m, u, pas, walker = self.m, self.unit, self.pas, self.walker
@@ -388,7 +532,7 @@ class _Sequencer:
             with m.State("RUN"):
                 m.d.comb += [u.busy.eq(1), walk_en.eq(self.walking), begin.eq(run_ends & walk_ends),
                              self.issue.eq(self.running)]
-                with m.If(self.running):
+                with m.If(self.running & self.tap_last):
                     m.d.sync += self.j.eq(self.j + 1)
                     with m.If(self.last):
                         m.d.sync += self.running.eq(0)
@@ -410,10 +554,11 @@ class _Sequencer:
     def _begin(self, walk_en) -> None:
         """Start the lanes on their walked pixels, or drain when there are none."""
         m = self.m
+        m.d.comb += self.tap_restart.eq(1)
         with m.If(Mux(walk_en & (self.wk == 0), self.walker.pixel.valid, self.first_valid)):
             m.d.sync += [self.running.eq(1), self.walking.eq(1), self.wk.eq(0), self.j.eq(0)]
             m.next = "RUN"
         with m.Else():
-            m.d.sync += [self.running.eq(0), self.walking.eq(0),
-                         self.drain.eq(DRAM_READ_LATENCY + ELEMENT_PLAN.latency - 1)]
+            latency = Mux(self.pas.window, AVERAGE_PLAN.latency, ELEMENT_PLAN.latency)
+            m.d.sync += [self.running.eq(0), self.walking.eq(0), self.drain.eq(DRAM_READ_LATENCY + latency - 1)]
             m.next = "DRAIN"

@@ -298,11 +298,7 @@ class _Plan:
         head = d.header
         code = Signal(ErrorCode)
         bad = []
-        for i in range(_S):
-            for op, ranges in PARAM_RANGES.items():
-                view = getattr(d.stages[i], op.name.lower())
-                outside = _any(_outside(getattr(view, n), lo, hi) for n, (lo, hi) in ranges.items())
-                bad.append(self.live[i] & (ops_[i] == op) & outside)
+        bad += [self.live[i] & params_outside(d.stages[i]) for i in range(_S)]
         row, rows = self.row_len, _any(self.row_at)
         bad.append(rows & ((row == 0) | (row > ops.MAX_ROW)))
         # hw.vector.check_descriptor's rule, by a product: rows of `row` x `heads` are the pixel's c
@@ -316,6 +312,14 @@ class _Plan:
         with m.Elif(_any(refusals.values()) | (rows & (row > max_row))):
             m.d.comb += code.eq(ErrorCode.UNSUPPORTED)
         return code
+
+
+def params_outside(stage) -> Value:
+    """Whether a stage slot's operation has parameters outside the ranges its operator accepts
+    (``PARAM_RANGES``: the functional model's ``DATA``)."""
+    op = stage.copy.op
+    return _any((op == code) & _any(_outside(getattr(getattr(stage, code.name.lower()), n), lo, hi)
+                                    for n, (lo, hi) in ranges.items()) for code, ranges in PARAM_RANGES.items())
 
 
 def _first(m: Module, flags: list, name: str) -> Signal:

@@ -48,10 +48,14 @@ ZOO_VEC_PASSES = {"seg_add_layernorm": (("ADD", "LAYERNORM"), True), "seg_layern
                   "seg_softmax": (("SOFTMAX",), True), "seg_add": (("ADD",), False),
                   "seg_layernorm_layernorm": (("LAYERNORM", "LAYERNORM"), True), "seg_resize": (("RESIZE",), True),
                   "seg_class_map": (("RESIZE_ARGMAX",), True)}
+#: ResNet-50's max pool (3x3/2, padding 1: 16x16 to 8x8, 64 channels) at 32x32 on tiny, which the
+#: spatial unit runs.
+RESNET_VEC_PASSES = {"res_max_pool": (("POOL",), True)}
 
 
 def fast_vec_passes(seed: int) -> list[dict]:
-    return chain_specs(seed) + zoo_specs("segformer_b0", 32, ZOO_VEC_PASSES)
+    return chain_specs(seed) + zoo_specs("segformer_b0", 32, ZOO_VEC_PASSES) + \
+        zoo_specs("resnet50", 32, RESNET_VEC_PASSES)
 
 
 def default_seed(fallback: int) -> int:
@@ -138,13 +142,18 @@ def test_whole_program_of_mac_layers(config_name):
     run_accelerator(config_name, seed=seed, programs=[{"model": "mac_cnn", "size": 24, "seed": seed}])
 
 
-#: Whole networks of issue 13: they need VEC passes the RTL does not build yet.
-#: Whole fused networks from the image to the output (issue 13).  ResNet-50's max pool and global
-#: average are VEC poolings, which the RTL refuses (UNSUPPORTED): a strict xfail, so that it
-#: fails (XPASS) once they run.
-_POOLING = pytest.mark.xfail(strict=True, reason="the RTL refuses VEC poolings as UNSUPPORTED (issue 13)")
-ZOO_PROGRAMS = [pytest.param(c, {"model": m, "size": n}, marks=_POOLING if m == "resnet50" else (), id=f"{c}-{m}")
-                for c, m, n in (("small", "segformer_b0", 64), ("small", "resnet50", 32), ("e_small", "segformer_b0", 64))]
+#: Whole fused networks from the image to the output (issue 13): SegFormer-B0 and ResNet-50 (its max
+#: pool and global average on the spatial unit).  Swin-T reduced to one block a stage (variant
+#: ``blocks=1-1-1-1``) at 32x32, the smallest input its four stages take, up to its UPerNet head's
+#: top-down path: its pyramid pooling averages the 1x1 top level to 1, 2, 3 and 6 bins (adaptive
+#: windows).  The top-down path's resizes are fused with their adds (RESIZE->ADD), a chain after a
+#: spatial stage that the RTL does not build (UNSUPPORTED), and the whole program is 187,286
+#: instructions, more than the wrapper's IMEM_WORDS.
+ZOO_PROGRAMS = [pytest.param(c, {"model": m, "size": n, **extra}, id=f"{c}-{m}")
+                for c, m, n, extra in (("small", "segformer_b0", 64, {}), ("small", "resnet50", 32, {}),
+                                       ("small", "swin_tiny", 32, {"variant": "blocks=1-1-1-1",
+                                                                   "until": "topdown.3.resize"}),
+                                       ("e_small", "segformer_b0", 64, {}))]
 
 
 @pytest.mark.slow
@@ -197,14 +206,16 @@ def test_segformer_b0_small_end_to_end():
 # ---- the checker itself (no simulator) --------------------------------------------------------
 
 def test_zoo_vec_passes_are_expected_to_run():
-    """The expectations of the default run's SegFormer-B0 passes (``cosim.vec_cases``): the RTL
-    runs every one: LAYERNORM->LAYERNORM, the decoder's RESIZE and the class map included."""
+    """The expectations of the default run's SegFormer-B0 and ResNet-50 passes (``cosim.vec_cases``):
+    the RTL runs every one: LAYERNORM->LAYERNORM, the decoder's RESIZE, the class map and the max
+    pool included."""
     from cosim.vec_cases import expected_vec
     from hw.isa import ErrorCode
 
     cfg = get_config("tiny")
-    codes = {spec["name"]: expected_vec(spec, cfg).code for spec in zoo_specs("segformer_b0", 32, ZOO_VEC_PASSES)}
-    assert codes == {name: None for name in ZOO_VEC_PASSES}, codes
+    specs = zoo_specs("segformer_b0", 32, ZOO_VEC_PASSES) + zoo_specs("resnet50", 32, RESNET_VEC_PASSES)
+    codes = {spec["name"]: expected_vec(spec, cfg).code for spec in specs}
+    assert codes == {name: None for name in {**ZOO_VEC_PASSES, **RESNET_VEC_PASSES}}, codes
 
 
 def test_checker_names_case_index_values_and_cycles():
