@@ -18,7 +18,8 @@ from hw import operators as ops
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.numerics import unpack_entries
 from hw.vector import (LN_ENTRY, LN_ENTRY_BYTES, MAX_DESCRIPTOR_BYTES, NONE, PREV, Descriptor, Operand, PoolMode,
-                       decode_descriptor, descriptor_bytes, operand_addresses, vec_fields)
+                       decode_descriptor, descriptor_field_slots, extents_outside, operand_addresses, pass_extents,
+                       vec_fields)
 
 __all__ = ["execute_vec", "softmax_rows"]
 
@@ -29,11 +30,14 @@ def _data_error(message: str) -> StreamError:
     return StreamError(message, ErrorCode.DATA)
 
 
-def execute_vec(fields: dict, dram: np.ndarray, where: str) -> Descriptor:
+def execute_vec(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) -> Descriptor:
     """Run the VEC instruction with ``fields`` on ``dram`` (in place); returns its descriptor.
 
-    StreamError when the descriptor is malformed or the instruction's timing fields are not
-    the descriptor's (``hw.vector.vec_fields``)."""
+    StreamError (``DATA``) when the descriptor is malformed, the instruction's timing fields are
+    not the descriptor's (``hw.vector.vec_fields``) or the pass touches bytes outside the DRAM's
+    ``dram_bytes`` (``hw.vector.pass_extents``), all before anything is written;
+    ``sim.functional.DramBoundsError`` when it touches bytes inside the DRAM but past the image
+    ``dram``, which models only its start."""
     addr = fields["desc_addr"]
     if addr + 16 > dram.size:
         raise _data_error(f"{where}: descriptor at {addr} outside the {dram.size}-byte DRAM")
@@ -42,8 +46,26 @@ def execute_vec(fields: dict, dram: np.ndarray, where: str) -> Descriptor:
     got = {k: fields[k] for k in want}
     if got != want:
         raise _data_error(f"{where}: timing fields {got} are not those of its descriptor {want}")
+    _check_extents(d, dram, where, dram_bytes)
     _Pass(d, dram, where).run()
     return d
+
+
+def _check_extents(d: Descriptor, dram: np.ndarray, where: str, dram_bytes: int) -> None:
+    """Refuse a pass whose operands or tables leave the DRAM (DATA), or the image (model limit)."""
+    extents = pass_extents(*descriptor_field_slots(d))
+    for (what, _, lo, hi), outside in zip(extents, extents_outside(extents, dram_bytes)):
+        if outside:
+            raise _data_error(f"{where}: {what} reaches bytes {lo}..{hi}, outside the DRAM's {dram_bytes} "
+                              f"(0..{dram_bytes - 1})")
+    for (what, _, lo, hi), outside in zip(extents, extents_outside(extents, dram.size)):
+        if outside:
+            _outside_image(f"{where}: {what} reaches bytes {lo}..{hi}", dram)
+
+
+def _outside_image(message: str, dram: np.ndarray) -> None:
+    from sim.functional import DramBoundsError         # sim.functional runs this module's passes
+    raise DramBoundsError(f"{message}, outside the {dram.size}-byte DRAM image")
 
 
 class _Pass:
@@ -52,11 +74,11 @@ class _Pass:
 
     def _addresses(self, op: Operand, c: int):
         addr, valid = operand_addresses(op, c)
-        if valid.any():
+        if valid.any():         # checked before the pass (_check_extents); a chain after a class map may read more
             a = addr[valid]
             if a.min() < 0 or a.max() >= self.dram.size:
-                raise _data_error(f"{self.where}: operand address {int(a.max() if a.max() >= self.dram.size else a.min())} "
-                                  f"outside the {self.dram.size}-byte DRAM")
+                _outside_image(f"{self.where}: operand address {int(a.max() if a.max() >= self.dram.size else a.min())}",
+                               self.dram)
         return addr, valid
 
     def read(self, i: int, c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +160,7 @@ class _Pass:
 
     def _bytes(self, addr: int, n: int) -> np.ndarray:
         if addr + n > self.dram.size:
-            raise _data_error(f"{self.where}: table at {addr} outside DRAM")
+            _outside_image(f"{self.where}: table at {addr}", self.dram)
         return self.dram[addr:addr + n]
 
     def _ln_params(self, p: dict, c: int):

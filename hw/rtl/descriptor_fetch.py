@@ -113,12 +113,9 @@ class DescriptorFetch(wiring.Component):
                (head.h < 1) | (head.w < 1) | (head.c < 1)]
         for k in range(vec.MAX_OPERANDS):
             op = d.operands[k]
-            axis_bad = []
-            for p in ("y_", "x_"):
-                f = {name: getattr(op, p + name) for name, _, _ in vec.AXIS_FIELDS}
-                axis_bad.append((f["n"] < 1) | (f["wrap"] < 1) | (f["win"] < 1) | (f["start"] >= f["wrap"])
-                                | (f["lo0"] >= f["win"]) | (f["lo0"] + f["hi0"] * f["win"] != f["start"])
-                                | ~vec.laps_fit(f))
+            axis_bad = [refused for p in ("y_", "x_")
+                        for refused in vec.axis_refusals({name: getattr(op, p + name)
+                                                          for name, _, _ in vec.AXIS_FIELDS}).values()]
             bad.append((k < head.n_operands) & ((op.c < 1) | _any(axis_bad)))
         for i in range(vec.MAX_STAGES):
             st = d.stages[i].copy
