@@ -52,8 +52,9 @@ from .isa import ErrorCode, StreamError, VecOp
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
-           "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL",
-           "row_lane_refusals", "plain_axis", "spatial_built", "SPATIAL_BUILT"]
+           "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "RESIZE_COST", "COST", "SPATIAL",
+           "row_lane_refusals", "plain_axis", "spatial_built", "SPATIAL_BUILT", "LUT_TABLE_BYTES", "axis_refusals",
+           "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
 LN_ENTRY = (("beta", 32, True), ("gamma", 16, True), ("pad", 16, False))
@@ -647,8 +648,21 @@ def _unpack(spec: list, data: bytes) -> dict:
     return out
 
 
+def descriptor_span(head) -> object:
+    """Bytes of a descriptor whose header has fields ``head``, as its fetch reads them: the header,
+    then the operands and stages it announces, at most ``MAX_OPERANDS`` and ``MAX_STAGES`` (more is
+    malformed).  On integers or Amaranth values."""
+    return (HEADER_BYTES + OPERAND_BYTES * vmin(head["n_operands"], MAX_OPERANDS)
+            + STAGE_BYTES * vmin(head["n_stages"], MAX_STAGES))
+
+
 def descriptor_bytes(d: Descriptor) -> int:
-    return HEADER_BYTES + OPERAND_BYTES * len(d.operands) + STAGE_BYTES * len(d.stages)
+    return descriptor_span({"n_operands": len(d.operands), "n_stages": len(d.stages)})
+
+
+def decode_header(data: bytes) -> dict:
+    """The header fields of the descriptor whose bytes start ``data`` (at least ``HEADER_BYTES``)."""
+    return _unpack(HEADER_FIELDS, data[:HEADER_BYTES])
 
 
 def encode_descriptor(d: Descriptor) -> bytes:
@@ -671,7 +685,7 @@ def decode_descriptor(data: bytes, where: str = "VEC descriptor") -> Descriptor:
     """Parse (and check) a descriptor; StreamError for one the vector unit cannot run."""
     if len(data) < HEADER_BYTES:
         raise _malformed(f"{where}: truncated header")
-    head = _unpack(HEADER_FIELDS, data[:HEADER_BYTES])
+    head = decode_header(data)
     n_op, n_st = head["n_operands"], head["n_stages"]
     if len(data) < HEADER_BYTES + OPERAND_BYTES * n_op + STAGE_BYTES * n_st:
         raise _malformed(f"{where}: truncated ({n_op} operands, {n_st} stages)")

@@ -484,10 +484,10 @@ MALFORMED = {
 }
 
 
-def fetch_all(images: list[tuple[np.ndarray, int]]) -> tuple[list[dict], DescriptorFetch]:
-    """Fetch the descriptor at each (image, address) on one DescriptorFetch: the slots, error and
-    cycles of each, and the fetch unit."""
-    dut = DescriptorFetch()
+def fetch_all(images: list[tuple[np.ndarray, int]], dram_bytes: int = 1 << 32) -> tuple[list[dict], DescriptorFetch]:
+    """Fetch the descriptor at each (image, address) on one DescriptorFetch of a DRAM of ``dram_bytes``:
+    the slots, error and cycles of each, and the fetch unit."""
+    dut = DescriptorFetch(dram_bytes=dram_bytes)
     results = []
 
     async def bench(ctx):
@@ -548,6 +548,28 @@ def test_descriptor_fetch_reads_what_decode_descriptor_reads():
             assert res["cycles"] == dut.cycles(d), d
         else:
             assert (res["error"], res["code"]) == (1, ErrorCode.DATA), f"{kind} in {d}"
+
+
+def test_descriptor_fetch_refuses_a_descriptor_past_the_dram():
+    """A descriptor whose last byte is the DRAM's last is fetched; one a byte further is refused with
+    DATA, as ``execute_vec`` refuses it (a DRAM of 4,096 bytes here, so that the image holds both;
+    the passes' operands lie past it, which ``execute_vec`` refuses next)."""
+    rng = np.random.default_rng([SEED, 8])
+    dram_bytes, images, refusals = 4096, [], []
+    for chain in ("add", "add_layernorm_layernorm", "mul_add_copy_copy"):
+        d = random_pass(rng, CHAINS[chain])[0]
+        raw = np.frombuffer(vec.encode_descriptor(d), np.uint8)
+        for past in (0, 1):
+            image = np.zeros(dram_bytes + 64, np.uint8)
+            addr = dram_bytes - raw.size + past
+            image[addr:addr + raw.size] = raw
+            images.append((image, addr))
+            with pytest.raises(StreamError) as err:
+                execute_vec({"desc_addr": addr, **vec.vec_fields(d)}, image.copy(), "test VEC", dram_bytes)
+            refusals.append("its descriptor reaches" in str(err.value))
+    results, _ = fetch_all(images, dram_bytes)
+    assert refusals == [False, True] * 3
+    assert [(r["error"], ErrorCode(r["code"])) for r in results] == [(0, ErrorCode.NONE), (1, ErrorCode.DATA)] * 3
 
 
 # ---- VectorExecutor: a VEC from its descriptor address ---------------------------------------------

@@ -111,7 +111,7 @@ class VectorExecutor(wiring.Component):
         self._dram_bytes = config.dram_bytes
         self._unit = unit_factory(config, lanes=lanes, max_row=max_row)
         self._spatial = SpatialUnit(config, lanes=lanes)
-        self._fetch = DescriptorFetch(FETCH_LANES)
+        self._fetch = DescriptorFetch(FETCH_LANES, dram_bytes=config.dram_bytes)
         super().__init__(_members(lanes))
 
     def cycles(self, d: vec.Descriptor) -> int:
