@@ -185,6 +185,12 @@ class AcceleratorConfig:
         return self.gb_bus_bytes_per_cycle or max(4 * self.c0, self.dram_bytes_per_cycle)
 
     @property
+    def dram_bytes(self) -> int:
+        """DRAM capacity in bytes (``dram_mib`` MiB): the addresses a program may use, ``0 ..
+        dram_bytes - 1`` (the whole 32-bit address space in every preset)."""
+        return self.dram_mib << 20
+
+    @property
     def vector_lanes(self) -> int:
         """Elements per cycle of the whole array's vector units."""
         return self.num_pe * (self.vector_lanes_per_pe or self.k0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "shifted_up", "lookup", "log2_exact", "ceil_log2"]
+__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "not_", "largest", "shifted_up", "lookup", "log2_exact", "ceil_log2"]
 
 
 class Fields:
@@ -52,6 +52,15 @@ def vmin(a, b):
     return np.minimum(a, b) if _is_array(a, b) else _mux()(a < b, a, b)
 
 
+def largest(values: list):
+    """The largest of ``values``, by a balanced tree of :func:`vmax`: on Amaranth values each
+    multiplexer names its inputs twice, so a chain would repeat the first input in every level."""
+    values = list(values)
+    while len(values) > 1:
+        values = [vmax(*values[i:i + 2]) if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
+    return values[0]
+
+
 def sel(cond, a, b):
     """``a if cond else b``: a multiplexer in hardware, ``numpy.where`` on arrays."""
     if is_int(cond):
@@ -85,6 +94,11 @@ def any_of(*conds):
     for c in conds:
         out = out | c
     return out
+
+
+def not_(cond):
+    """The negation of a condition (a Python truth value or a 1-bit value)."""
+    return not cond if is_int(cond) else ~cond
 
 
 def all_of(*conds):

@@ -46,19 +46,22 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from .expr import all_of, any_of, is_int, lookup, sel, vmax, vmin
+from .expr import all_of, any_of, is_int, largest, lookup, not_, sel, vmax, vmin
 from .isa import ErrorCode, StreamError, VecOp
 
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
-           "encode_descriptor", "decode_descriptor", "descriptor_bytes", "RESIZE_COST", "COST", "SPATIAL",
+           "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "RESIZE_COST", "COST", "SPATIAL",
            "row_lane_refusals", "plain_axis", "SPATIAL_BUILT", "spatial_refusals", "spatial_slots",
-           "divides_as", "pool_taps", "pool_axis_fits", "split_chunk", "pool_split"]
+           "divides_as", "pool_taps", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "axis_refusals",
+           "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
 LN_ENTRY = (("beta", 32, True), ("gamma", 16, True), ("pad", 16, False))
 LN_ENTRY_BYTES = 8
+#: A LUT stage's table in DRAM: 256 int8 entries, ``table[x + 128]``.
+LUT_TABLE_BYTES = 256
 PREV = 0xF         # stage input: the previous stage's result
 NONE = 0xF         # stage second input / output: none
 MAX_OPERANDS = 8
@@ -122,7 +125,7 @@ STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
 }
 AXIS_FIELDS = [("n", 16, False), ("start", 16, False), ("wrap", 16, False), ("valid", 16, False),
                 ("win", 16, False), ("lo0", 16, False), ("hi0", 16, False), ("s_lo", 32, True),
-                ("s_hi", 32, True), ("laps", 16, False)]
+                ("s_hi", 32, True), ("laps", 16, False), ("hi_run", 16, False), ("hi_turn", 16, False)]
 OPERAND_FIELDS = [("base", 32, False), ("c", 16, False), ("repeat", 1, False)]
 HEADER_FIELDS = [("h", 16, False), ("w", 16, False), ("c", 16, False), ("n_operands", 4, False),
                   ("n_stages", 4, False)]
@@ -154,29 +157,62 @@ class Axis:
 
     def fields(self) -> dict:
         w = self.win
-        return {"n": self.n, "start": self.start, "wrap": self.wrap, "valid": self.valid, "win": w,
-                "lo0": self.start % w, "hi0": self.start // w, "s_lo": self.stride, "s_hi": self.s_hi,
-                "laps": self.n // self.wrap}
+        f = {"n": self.n, "start": self.start, "wrap": self.wrap, "valid": self.valid, "win": w,
+             "lo0": self.start % w, "hi0": self.start // w, "s_lo": self.stride, "s_hi": self.s_hi,
+             "laps": self.n // self.wrap}
+        run_last, turn_last = axis_last_positions(f)
+        return f | {"hi_run": run_last // w, "hi_turn": turn_last // w}
 
     @classmethod
     def from_fields(cls, f: dict, where: str) -> "Axis":
-        bad = None
-        if not (1 <= f["n"] and 1 <= f["wrap"] and 1 <= f["win"] and f["start"] < f["wrap"]):
-            bad = "needs n, wrap and win >= 1 and start < wrap"
-        elif f["lo0"] >= f["win"] or f["lo0"] + f["hi0"] * f["win"] != f["start"]:
-            bad = f"lo0 = {f['lo0']}, hi0 = {f['hi0']} do not split start = {f['start']} at win = {f['win']}"
-        elif not laps_fit(f):
-            bad = f"laps = {f['laps']} is not n = {f['n']} divided by wrap = {f['wrap']}"
+        bad = next((why for why, refused in axis_refusals(f).items() if refused), None)
         if bad:
-            raise _malformed(f"{where}: axis {bad}")
+            raise _malformed(f"{where}: axis {bad.format(**f)}")
         return cls(f["n"], f["s_lo"], f["start"], f["wrap"], f["valid"], f["win"], f["s_hi"])
+
+
+def _quotient_fits(q, x, d) -> object:
+    """Whether ``q`` is ``x div d`` (``d >= 1``): ``q * d <= x < q * d + d``, a product, no divider."""
+    product = q * d
+    return (product <= x) & (x < product + d)
 
 
 def laps_fit(f) -> object:
     """Whether an axis' ``laps`` is ``n div wrap``: ``laps * wrap <= n < (laps + 1) * wrap``, by
     multiplying (on integers or on Amaranth values)."""
-    turns = f["laps"] * f["wrap"]
-    return (turns <= f["n"]) & (f["n"] < turns + f["wrap"])
+    return _quotient_fits(f["laps"], f["n"], f["wrap"])
+
+
+def axis_last_positions(f) -> tuple:
+    """(last run position, last turn position) of an axis with fields ``f``.  Its valid positions
+    ``u`` are ``[start, run_end)``, the run from ``start`` before the counter wraps, and ``[0,
+    turn_end)``, those from 0 it reaches after wrapping (all ``min(valid, wrap)`` once it makes a
+    whole turn); the last positions are ``run_end - 1`` and ``turn_end - 1`` (0 for an empty turn).
+    Adds and min/max, on integers or Amaranth values; their splits at ``win`` are in the descriptor
+    (``hi_run``, ``hi_turn``), checked by products (:func:`axis_refusals`)."""
+    per_lap = vmin(f["valid"], f["wrap"])
+    end = f["start"] + f["n"]
+    turn_end = sel(f["n"] >= f["wrap"], per_lap, vmin(vmax(end, f["wrap"]) - f["wrap"], per_lap))
+    return vmin(end, per_lap) - 1, vmax(turn_end, 1) - 1
+
+
+def axis_refusals(f) -> dict:
+    """What ``decode_descriptor`` refuses in an axis' fields ``f``: ``{why: condition}``, ``why`` a
+    template over the fields' names.  One rule on a descriptor's integers (``Axis.from_fields``)
+    and on the RTL's fetched slots (``hw/rtl/descriptor_fetch.py``).  ``lo0``/``hi0``, ``laps``,
+    ``hi_run`` and ``hi_turn`` are quotients the descriptor carries so that the hardware divides
+    nothing; each is checked by a product."""
+    run_last, turn_last = axis_last_positions(f)
+    lasts_fit = _quotient_fits(f["hi_run"], run_last, f["win"]) & _quotient_fits(f["hi_turn"], turn_last, f["win"])
+    return {
+        "needs n, wrap, valid and win >= 1 and start < wrap":
+            any_of(f["n"] < 1, f["wrap"] < 1, f["valid"] < 1, f["win"] < 1, f["start"] >= f["wrap"]),
+        "lo0 = {lo0}, hi0 = {hi0} do not split start = {start} at win = {win}":
+            (f["lo0"] >= f["win"]) | (f["lo0"] + f["hi0"] * f["win"] != f["start"]),
+        "laps = {laps} is not n = {n} divided by wrap = {wrap}": not_(laps_fit(f)),
+        "hi_run = {hi_run}, hi_turn = {hi_turn} do not split the last valid positions at win = {win}":
+            not_(lasts_fit),
+    }
 
 
 def axis_valid_count(f) -> object:
@@ -221,6 +257,106 @@ def operand_addresses(op: Operand, c: int) -> tuple[np.ndarray, np.ndarray]:
         ch_ok = ch < op.c
     addr = op.base + oy[:, None, None] + ox[None, :, None] + ch[None, None, :]
     return addr, vy[:, None, None] & vx[None, :, None] & ch_ok[None, None, :]
+
+
+# ---- extents: the bytes a pass may touch -------------------------------------------------------
+
+def _interval_extent(first, last, top_s, s_hi) -> tuple:
+    """(lowest, highest) offset of an axis' positions ``u`` in ``[a, b]``: each end given as
+    ``(q, q * s_hi, r * s_lo)`` of its split ``(q, r) = (u div win, u mod win)``, ``top_s`` =
+    ``(win - 1) * s_lo``.  The offset ``r * s_lo + q * s_hi`` is linear in the row ``q`` and in the
+    place ``r``, so its extremes lie at the ends, at the ends of the first and last rows and at
+    the ends of the full rows next to them."""
+    (qa, qa_s, ra_s), (qb, qb_s, rb_s) = first, last
+    ends = (ra_s + qa_s, rb_s + qb_s)
+    row_ends = (top_s + qa_s, qb_s)                 # (qa, win - 1) and (qb, 0)
+    full_rows = (qa_s + s_hi, qb_s - s_hi)          # rows qa + 1 and qb - 1, when they are full ones
+    two_rows, three_rows = qa < qb, qa + 1 < qb
+    lo = vmin(vmin(*ends), vmin(sel(two_rows, vmin(*row_ends), ends[0]),
+                                sel(three_rows, vmin(top_s, 0) + vmin(*full_rows), ends[0])))
+    hi = vmax(vmax(*ends), vmax(sel(two_rows, vmax(*row_ends), ends[0]),
+                                sel(three_rows, vmax(top_s, 0) + vmax(*full_rows), ends[0])))
+    return lo, hi
+
+
+def axis_extent(f, hold=None) -> tuple:
+    """(any valid position, lowest offset, highest offset) of the valid positions of an axis with
+    fields ``f`` (``Axis.fields``, well formed): the run ``[start, run_last]`` and the turn ``[0,
+    turn_last]`` (:func:`axis_last_positions`), their ends split by the descriptor's quotients.
+    Products, adds and min/max: on integers or Amaranth values (``hold`` as in :func:`slot_fields`:
+    the products of fields and the remainders at level 1, the remainders' products at level 2)."""
+    hold = hold or _no_hold
+    run_last, turn_last = axis_last_positions(f)
+    s_lo, s_hi, win = f["s_lo"], f["s_hi"], f["win"]
+    top_s = hold((win - 1) * s_lo, 1)
+    ends = [(q, hold(q * s_hi, 1), hold(hold(last - q * win, 1) * s_lo, 2))
+            for q, last in ((f["hi_run"], run_last), (f["hi_turn"], turn_last))]
+    run = _interval_extent((f["hi0"], hold(f["hi0"] * s_hi, 1), hold(f["lo0"] * s_lo, 1)), ends[0], top_s, s_hi)
+    turn = _interval_extent((0, 0, 0), ends[1], top_s, s_hi)
+    in_run = run_last >= f["start"]
+    in_turn = (f["n"] >= f["wrap"]) | (f["start"] + f["n"] > f["wrap"])      # valid >= 1: it reaches 0
+    lo = sel(in_run, sel(in_turn, vmin(run[0], turn[0]), run[0]), turn[0])
+    hi = sel(in_run, sel(in_turn, vmax(run[1], turn[1]), run[1]), turn[1])
+    return in_run | in_turn, lo, hi
+
+
+def operand_extent(op, chans, hold=None) -> tuple:
+    """(any valid byte, lowest byte, highest byte) of operand slot ``op`` (its fields: ``base`` and
+    the ``y_``/``x_`` axes) over channels ``0 .. chans - 1`` (``chans >= 1``): what
+    ``operand_addresses`` reaches where valid, in closed form."""
+    y, x = ({name: op[p + name] for name, _, _ in AXIS_FIELDS} for p in ("y_", "x_"))
+    y_any, y_lo, y_hi = axis_extent(y, hold)
+    x_any, x_lo, x_hi = axis_extent(x, hold)
+    return y_any & x_any, op["base"] + y_lo + x_lo, op["base"] + y_hi + x_hi + chans - 1
+
+
+def _value_channels(head, operands, stages) -> list:
+    """Channels of each stage's result, as ``sim.vector_unit`` computes it: a resize's or pooling's
+    are its source's, the class map's 1, an ADD's or MUL's the wider of its inputs; other stages
+    keep their input's, an operand's being the pass's ``c``.  Once a later stage reads an operand
+    they are ``c``; before, stage 0's, widened to ``c`` from the first ADD or MUL on (written so,
+    not as a chain of multiplexers over the stages, each of which would repeat its input)."""
+    c, first = head["c"], stages[0]
+    source_c = lookup(first["src"], [op["c"] for op in operands], 0)
+    start = sel(_is(first["op"], VecOp.RESIZE, VecOp.POOL), source_c, sel(first["op"] == VecOp.RESIZE_ARGMAX, 1, c))
+    out = []
+    for i in range(len(stages)):
+        restarted = any_of(*(st["src"] != PREV for st in stages[1:i + 1]))
+        widened = any_of(*(_is(st["op"], VecOp.ADD, VecOp.MUL) for st in stages[:i + 1]))
+        out.append(sel(restarted, c, sel(widened, vmax(start, c), start)))
+    return out
+
+
+def pass_extents(head, operands, stages, hold=None) -> list[tuple]:
+    """The byte ranges a pass may touch, from its descriptor's fields (:func:`slot_fields`' slots):
+    ``(what, touched, lowest, highest)`` for each operand slot (over the most channels its stages use:
+    a spatial source's ``c``, ``min(c, d.c)`` read in the pass's raster or as a second input, a
+    written result's channels) and each stage's table (a LUT's 256 bytes, a layernorm's entry per
+    channel).  One rule for ``execute_vec``, which refuses a pass that leaves the DRAM before it
+    runs, and for the RTL's executor, which refuses it in the cycles of its fields' check."""
+    hold = hold or _no_hold
+    live, c = _live(head), head["c"]
+    values = _value_channels(head, operands, stages)
+    out = []
+    for k, op in enumerate(operands):
+        # min(op.c, the widest use): a spatial source's own c, c read in the raster, a result's
+        uses = [sel(_is(stages[0]["op"], *SPATIAL) & (stages[0]["src"] == k), op["c"], 0)]
+        for on, st, value in zip(live, stages, values):
+            uses += [sel(on & ((st["src"] == k) | (st["src2"] == k)), c, 0), sel(on & (st["out"] == k), value, 0)]
+        chans = hold(vmin(op["c"], largest(uses)), 1)
+        valid, lo, hi = operand_extent(op, chans, hold)
+        out.append((f"operand {k}", valid & (chans > 0), lo, hi))
+    for i, (on, st) in enumerate(zip(live, stages)):
+        lut, layernorm = st["op"] == VecOp.LUT, st["op"] == VecOp.LAYERNORM
+        table = sel(lut, st["lut.table"], st["layernorm.table"])
+        size = sel(lut, LUT_TABLE_BYTES, values[i] * LN_ENTRY_BYTES)
+        out.append((f"stage {i}'s table", on & (lut | layernorm), table, table + size - 1))
+    return out
+
+
+def extents_outside(extents, dram_bytes: int) -> list:
+    """Of :func:`pass_extents`, whether each touched range leaves DRAM bytes ``0 .. dram_bytes - 1``."""
+    return [touched & ((lo < 0) | (hi >= dram_bytes)) for _, touched, lo, hi in extents]
 
 
 # ---- stages and descriptors ----------------------------------------------------------------------
@@ -313,7 +449,7 @@ def descriptor_field_slots(d: Descriptor) -> tuple[dict, list[dict], list[dict]]
     head = _Slot(h=d.h, w=d.w, c=d.c, n_operands=len(d.operands), n_stages=len(d.stages))
     operands = [_Slot() for _ in range(MAX_OPERANDS)]
     for slot, op in zip(operands, d.operands):
-        slot.update(c=op.c, repeat=int(op.repeat),
+        slot.update(base=op.base, c=op.c, repeat=int(op.repeat),
                     **{p + k: v for p, ax in (("y_", op.y), ("x_", op.x)) for k, v in ax.fields().items()})
     stages = [_Slot() for _ in range(MAX_STAGES)]
     for slot, st in zip(stages, d.stages):
@@ -656,8 +792,21 @@ def _unpack(spec: list, data: bytes) -> dict:
     return out
 
 
+def descriptor_span(head) -> object:
+    """Bytes of a descriptor whose header has fields ``head``, as its fetch reads them: the header,
+    then the operands and stages it announces, at most ``MAX_OPERANDS`` and ``MAX_STAGES`` (more is
+    malformed).  On integers or Amaranth values."""
+    return (HEADER_BYTES + OPERAND_BYTES * vmin(head["n_operands"], MAX_OPERANDS)
+            + STAGE_BYTES * vmin(head["n_stages"], MAX_STAGES))
+
+
 def descriptor_bytes(d: Descriptor) -> int:
-    return HEADER_BYTES + OPERAND_BYTES * len(d.operands) + STAGE_BYTES * len(d.stages)
+    return descriptor_span({"n_operands": len(d.operands), "n_stages": len(d.stages)})
+
+
+def decode_header(data: bytes) -> dict:
+    """The header fields of the descriptor whose bytes start ``data`` (at least ``HEADER_BYTES``)."""
+    return _unpack(HEADER_FIELDS, data[:HEADER_BYTES])
 
 
 def encode_descriptor(d: Descriptor) -> bytes:
@@ -680,7 +829,7 @@ def decode_descriptor(data: bytes, where: str = "VEC descriptor") -> Descriptor:
     """Parse (and check) a descriptor; StreamError for one the vector unit cannot run."""
     if len(data) < HEADER_BYTES:
         raise _malformed(f"{where}: truncated header")
-    head = _unpack(HEADER_FIELDS, data[:HEADER_BYTES])
+    head = decode_header(data)
     n_op, n_st = head["n_operands"], head["n_stages"]
     if len(data) < HEADER_BYTES + OPERAND_BYTES * n_op + STAGE_BYTES * n_st:
         raise _malformed(f"{where}: truncated ({n_op} operands, {n_st} stages)")

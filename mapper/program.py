@@ -173,14 +173,14 @@ def build_program(qmodel: QModel, cfg: AcceleratorConfig, *, fuse: bool = True,
     sharing by lifetime, so that the final DRAM image holds every tensor (the cosimulation reads
     them back after the run).  ProgramError when a layer cannot be executed or the image does not
     fit the configuration's DRAM (``dram_mib``)."""
-    return _Builder(qmodel, cfg, fuse, cfg.dram_mib << 20, keep_tensors).build(image)
+    return _Builder(qmodel, cfg, fuse, cfg.dram_bytes, keep_tensors).build(image)
 
 
 def dram_footprint(model: Model, cfg: AcceleratorConfig, *, fuse: bool = True) -> tuple[int, int]:
     """(static bytes, activation bytes) of the DRAM image of ``model``'s program on ``cfg``, laid
     out as :func:`build_program` lays it out (sizes do not depend on the weights' values, so
     placeholder weights stand in) without building the instructions.  ProgramError as there."""
-    _, static, top = _Builder(random_qmodel(model), cfg, fuse, cfg.dram_mib << 20).layout(None)
+    _, static, top = _Builder(random_qmodel(model), cfg, fuse, cfg.dram_bytes).layout(None)
     return static, top
 
 

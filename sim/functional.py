@@ -201,7 +201,7 @@ class Machine:
             acc[...] = prod
 
     def _vec(self, f: dict, off: int) -> None:
-        execute_vec(f, self.dram, f"VEC at byte offset {off}")
+        execute_vec(f, self.dram, f"VEC at byte offset {off}", self.cfg.dram_bytes)
 
     def _store(self, f: dict, off: int) -> None:
         pes = self._pes(f, off)

@@ -258,7 +258,7 @@ def infer(model: Model, cfg: AcceleratorConfig, image: np.ndarray, seed: int, *,
         program = build_program(qmodel, cfg, image=x)
     size = {"instructions": len(program.stream), "dram_bytes": program.footprint,
             "static_bytes": program.static_bytes, "activation_bytes": program.activation_bytes,
-            "dram_capacity_bytes": cfg.dram_mib << 20}
+            "dram_capacity_bytes": cfg.dram_bytes}
     # a step's functional run takes about as long as its instructions
     insns = {code.step.layer.name: code.end - code.start for code in program.steps}
     with phase("functional", "functional run, compared with the golden model", len(program.steps),

@@ -17,9 +17,10 @@ from hw.epilogue import exp_of
 from hw import operators as ops
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.numerics import unpack_entries
-from hw.vector import (LN_ENTRY, LN_ENTRY_BYTES, MAX_DESCRIPTOR_BYTES, NONE, PREV, SPATIAL, Descriptor, Operand,
-                       PoolMode, decode_descriptor, descriptor_bytes, operand_addresses, spatial_refusals, spatial_slots,
-                       vec_fields)
+from hw.vector import (HEADER_BYTES, LN_ENTRY, LN_ENTRY_BYTES, MAX_DESCRIPTOR_BYTES, NONE, PREV, SPATIAL, Descriptor,
+                       Operand, PoolMode, decode_descriptor, decode_header, descriptor_bytes, descriptor_field_slots,
+                       descriptor_span, extents_outside, operand_addresses, pass_extents, spatial_refusals,
+                       spatial_slots, vec_fields)
 
 __all__ = ["execute_vec", "softmax_rows"]
 
@@ -30,21 +31,43 @@ def _data_error(message: str) -> StreamError:
     return StreamError(message, ErrorCode.DATA)
 
 
-def execute_vec(fields: dict, dram: np.ndarray, where: str) -> Descriptor:
+def execute_vec(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) -> Descriptor:
     """Run the VEC instruction with ``fields`` on ``dram`` (in place); returns its descriptor.
 
-    StreamError when the descriptor is malformed or the instruction's timing fields are not
-    the descriptor's (``hw.vector.vec_fields``)."""
+    StreamError (``DATA``) when the descriptor leaves the DRAM's ``dram_bytes`` or is malformed,
+    the instruction's timing fields are not the descriptor's (``hw.vector.vec_fields``) or the pass
+    touches bytes outside the DRAM (``hw.vector.pass_extents``), all before anything is written;
+    ``sim.functional.DramBoundsError`` when the descriptor or the pass reaches bytes inside the
+    DRAM but past the image ``dram``, which models only its start."""
     addr = fields["desc_addr"]
-    if addr + 16 > dram.size:
-        raise _data_error(f"{where}: descriptor at {addr} outside the {dram.size}-byte DRAM")
-    d = decode_descriptor(bytes(dram[addr:min(dram.size, addr + MAX_DESCRIPTOR_BYTES)]), f"{where} descriptor")
+    _check_ranges([("its descriptor's header", True, addr, addr + HEADER_BYTES - 1)], dram, where, dram_bytes)
+    span = descriptor_span(decode_header(bytes(dram[addr:addr + HEADER_BYTES])))
+    _check_ranges([("its descriptor", True, addr, addr + span - 1)], dram, where, dram_bytes)
+    d = decode_descriptor(bytes(dram[addr:addr + MAX_DESCRIPTOR_BYTES]), f"{where} descriptor")
     want = vec_fields(d)
     got = {k: fields[k] for k in want}
     if got != want:
         raise _data_error(f"{where}: timing fields {got} are not those of its descriptor {want}")
+    _check_ranges(pass_extents(*descriptor_field_slots(d)), dram, where, dram_bytes)
     _Pass(d, dram, where).run()
     return d
+
+
+def _check_ranges(ranges: list, dram: np.ndarray, where: str, dram_bytes: int) -> None:
+    """Refuse ranges ``(what, touched, lowest, highest)`` that leave the DRAM (DATA) or, inside it,
+    the image (``DramBoundsError``: a limit of the model's image)."""
+    for (what, _, lo, hi), outside in zip(ranges, extents_outside(ranges, dram_bytes)):
+        if outside:
+            raise _data_error(f"{where}: {what} reaches bytes {lo}..{hi}, outside the DRAM's {dram_bytes} "
+                              f"(0..{dram_bytes - 1})")
+    for (what, _, lo, hi), outside in zip(ranges, extents_outside(ranges, dram.size)):
+        if outside:
+            _outside_image(f"{where}: {what} reaches bytes {lo}..{hi}", dram)
+
+
+def _outside_image(message: str, dram: np.ndarray) -> None:
+    from sim.functional import DramBoundsError         # sim.functional runs this module's passes
+    raise DramBoundsError(f"{message}, outside the {dram.size}-byte DRAM image")
 
 
 class _Pass:
@@ -53,11 +76,11 @@ class _Pass:
 
     def _addresses(self, op: Operand, c: int):
         addr, valid = operand_addresses(op, c)
-        if valid.any():
+        if valid.any():         # checked before the pass (execute_vec); a chain after a class map may read more
             a = addr[valid]
             if a.min() < 0 or a.max() >= self.dram.size:
-                raise _data_error(f"{self.where}: operand address {int(a.max() if a.max() >= self.dram.size else a.min())} "
-                                  f"outside the {self.dram.size}-byte DRAM")
+                _outside_image(f"{self.where}: operand address {int(a.max() if a.max() >= self.dram.size else a.min())}",
+                               self.dram)
         return addr, valid
 
     def read(self, i: int, c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +162,7 @@ class _Pass:
 
     def _bytes(self, addr: int, n: int) -> np.ndarray:
         if addr + n > self.dram.size:
-            raise _data_error(f"{self.where}: table at {addr} outside DRAM")
+            _outside_image(f"{self.where}: table at {addr}", self.dram)
         return self.dram[addr:addr + n]
 
     def _ln_params(self, p: dict, c: int):

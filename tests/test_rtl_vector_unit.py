@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Module, Signal, UnusedElaboratable
+from amaranth.hdl import Cat, Module, Signal, UnusedElaboratable, Value
 from amaranth.sim import Simulator
 
 from hw import operators as op
@@ -36,7 +36,7 @@ from hw.rtl.insn import vec_unsupported
 from hw.rtl.vector_unit import VectorUnit
 from sim.vector_unit import execute_vec
 from cosim.accel_cases import run_vec_as_rtl
-from vec_passes import (CHAINS, IN_PLACE, Dram, add_params, any_axis, input_operand, layernorm_params,
+from vec_passes import (CHAINS, IN_PLACE, Dram, add_params, any_axis, input_operand, layernorm_params, leaving_dram,
                         output_operand, random_pass, softmax_params, stage_params)
 
 SEED = 20261130
@@ -179,7 +179,7 @@ def functional(d: vec.Descriptor, dram: np.ndarray) -> np.ndarray:
     """The functional model's DRAM image after ``d`` (the descriptor placed after the image)."""
     raw = np.frombuffer(vec.encode_descriptor(d), np.uint8)
     image = np.concatenate([dram, raw])
-    execute_vec({"desc_addr": dram.size, **vec.vec_fields(d)}, image, "test VEC")
+    execute_vec({"desc_addr": dram.size, **vec.vec_fields(d)}, image, "test VEC", TINY.dram_bytes)
     return image[:dram.size]
 
 
@@ -399,6 +399,61 @@ def test_the_rtl_evaluates_vec_fields_on_the_fetched_descriptor():
     assert {vec.vec_fields(d)["vec_op"] for d in descriptors} >= set(vec.SPATIAL) | {VecOp.CHAIN}
 
 
+def relocated(d: vec.Descriptor, rng: random.Random) -> vec.Descriptor:
+    """``d`` with its operands and tables anywhere in the 32-bit address space, near its ends often."""
+    def address():
+        return rng.choice([rng.randrange(1 << 32), rng.randrange(1 << 12), (1 << 32) - rng.randrange(1, 1 << 12)])
+    stages = tuple(dataclasses.replace(st, params=st.params | {"table": address()}) if "table" in st.params else st
+                   for st in d.stages)
+    return dataclasses.replace(d.relocated([address() for _ in d.operands]), stages=stages)
+
+
+def test_the_rtl_evaluates_pass_extents_on_the_fetched_descriptor():
+    """``hw.vector.pass_extents`` on Amaranth values of the fetched descriptor's slots (what the
+    executor refuses with DATA when it leaves the DRAM) gives what it gives on the descriptor's
+    integers (what ``execute_vec`` refuses), for random descriptors placed anywhere."""
+    rng = random.Random(SEED + 1)
+    descriptors = [relocated(random_descriptor(rng), rng) for _ in range(120)]
+    m = Module()
+    desc = Signal(DESCRIPTOR)
+
+    def named(value, level):            # what the executor registers, here a wire of its own
+        wire = Signal(Value.cast(value).shape())
+        m.d.comb += wire.eq(value)
+        return wire
+
+    extents = vec.pass_extents(*field_slots(desc), hold=named)
+    got = []
+    for k, (_, touched, lo, hi) in enumerate(extents):
+        signals = (Signal(name=f"touched{k}"), Signal(Value.cast(lo).shape(), name=f"lo{k}"),
+                   Signal(Value.cast(hi).shape(), name=f"hi{k}"))
+        m.d.comb += [s.eq(v) for s, v in zip(signals, (touched, lo, hi))]
+        got.append(signals)
+    outside = Signal(len(extents))
+    m.d.comb += outside.eq(Cat(*vec.extents_outside(extents, TINY.dram_bytes)))
+    differ, refused = [], 0
+
+    async def bench(ctx):
+        nonlocal refused
+        for d in descriptors:
+            ctx.set(desc.as_value(), descriptor_slots(d))
+            await ctx.delay(1e-6)
+            want = vec.pass_extents(*vec.descriptor_field_slots(d))
+            rtl = [(ctx.get(t), ctx.get(lo), ctx.get(hi)) if ctx.get(t) else None for t, lo, hi in got]
+            ints = [(1, lo, hi) if touched else None for _, touched, lo, hi in want]
+            flags = [bool(o) for o in vec.extents_outside(want, TINY.dram_bytes)]
+            rtl_flags = [bool(ctx.get(outside) >> k & 1) for k in range(len(extents))]
+            refused += any(flags)
+            if rtl != ints or rtl_flags != flags:
+                differ.append((d, rtl, ints, rtl_flags, flags))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not differ, f"{len(differ)} of {len(descriptors)} differ; the first: {differ[0]}"
+    assert 10 < refused < len(descriptors) - 10, refused
+
+
 # ---- DescriptorFetch against hw.vector.decode_descriptor ------------------------------------------
 
 def patched(raw: bytes, n_operands: int, part: str, index: int, name: str, value: int) -> bytes:
@@ -426,16 +481,17 @@ MALFORMED = {
     "nine operands": ("header", 0, "n_operands", 9), "h = 0": ("header", 0, "h", 0),
     "operand c = 0": ("operand", 0, "c", 0), "split": ("operand", 1, "x_hi0", 7),
     "y laps past n": ("operand", 0, "y_laps", 0xFFFF), "x laps past n": ("operand", 1, "x_laps", 0xFFFF),
-    "start = wrap": ("operand", 0, "y_start", 65535), "CHAIN stage": ("stage", 0, "op", int(VecOp.CHAIN)),
+    "start = wrap": ("operand", 0, "y_start", 65535), "valid = 0": ("operand", 0, "x_valid", 0),
+    "run's last split": ("operand", 0, "y_hi_run", 0x7FFF), "turn's last split": ("operand", 1, "x_hi_turn", 0x7FFF), "CHAIN stage": ("stage", 0, "op", int(VecOp.CHAIN)),
     "unknown op": ("stage", 1, "op", 200), "stage 0 reads PREV": ("stage", 0, "src", vec.PREV),
     "operand beyond": ("stage", 1, "out", 9), "resize not first": ("stage", 1, "op", int(VecOp.RESIZE)),
 }
 
 
-def fetch_all(images: list[tuple[np.ndarray, int]]) -> tuple[list[dict], DescriptorFetch]:
-    """Fetch the descriptor at each (image, address) on one DescriptorFetch: the slots, error and
-    cycles of each, and the fetch unit."""
-    dut = DescriptorFetch()
+def fetch_all(images: list[tuple[np.ndarray, int]], dram_bytes: int = 1 << 32) -> tuple[list[dict], DescriptorFetch]:
+    """Fetch the descriptor at each (image, address) on one DescriptorFetch of a DRAM of ``dram_bytes``:
+    the slots, error and cycles of each, and the fetch unit."""
+    dut = DescriptorFetch(dram_bytes=dram_bytes)
     results = []
 
     async def bench(ctx):
@@ -498,6 +554,28 @@ def test_descriptor_fetch_reads_what_decode_descriptor_reads():
             assert (res["error"], res["code"]) == (1, ErrorCode.DATA), f"{kind} in {d}"
 
 
+def test_descriptor_fetch_refuses_a_descriptor_past_the_dram():
+    """A descriptor whose last byte is the DRAM's last is fetched; one a byte further is refused with
+    DATA, as ``execute_vec`` refuses it (a DRAM of 4,096 bytes here, so that the image holds both;
+    the passes' operands lie past it, which ``execute_vec`` refuses next)."""
+    rng = np.random.default_rng([SEED, 8])
+    dram_bytes, images, refusals = 4096, [], []
+    for chain in ("add", "add_layernorm_layernorm", "mul_add_copy_copy"):
+        d = random_pass(rng, CHAINS[chain])[0]
+        raw = np.frombuffer(vec.encode_descriptor(d), np.uint8)
+        for past in (0, 1):
+            image = np.zeros(dram_bytes + 64, np.uint8)
+            addr = dram_bytes - raw.size + past
+            image[addr:addr + raw.size] = raw
+            images.append((image, addr))
+            with pytest.raises(StreamError) as err:
+                execute_vec({"desc_addr": addr, **vec.vec_fields(d)}, image.copy(), "test VEC", dram_bytes)
+            refusals.append("its descriptor reaches" in str(err.value))
+    results, _ = fetch_all(images, dram_bytes)
+    assert refusals == [False, True] * 3
+    assert [(r["error"], ErrorCode(r["code"])) for r in results] == [(0, ErrorCode.NONE), (1, ErrorCode.DATA)] * 3
+
+
 # ---- VectorExecutor: a VEC from its descriptor address ---------------------------------------------
 
 def mismatched_fields(d: vec.Descriptor) -> dict:
@@ -530,11 +608,21 @@ def refused_while_running(rng) -> dict:
     return passes
 
 
+#: Passes moved out of tiny's DRAM by one byte (``vec_passes.leaving_dram``): (pass, how, operand:
+#: -1 the last, an output; None the first it can move).
+#: The softmax with a layernorm is one the unit does not build: DATA comes first.
+LEAVING_CASES = [("add_lut", "operand_past_end", None), ("add_lut", "operand_past_end", -1),
+                 ("add_lut", "operand_below_zero", None), ("add_lut", "table_past_end", None),
+                 ("add_layernorm", "table_past_end", None), ("mul_add_copy_copy", "operand_below_zero", None),
+                 ("softmax_layernorm", "operand_past_end", -1)]
+
+
 @pytest.fixture(scope="module")
 def executor_runs() -> list:
     """On one VectorExecutor of tiny's eight row lanes: each chain's pass with its descriptor in
-    DRAM, one malformed descriptor, one pass with each of its timing fields mismatched, and the
-    passes it refuses while running with their fields and with one mismatched: (case, descriptor,
+    DRAM, one malformed descriptor, one pass with each of its timing fields mismatched, the
+    passes it refuses while running with their fields and with one mismatched, and passes whose
+    operands or tables leave the DRAM (``LEAVING_CASES``): (case, descriptor,
     RTL image, expected image, result, expected error code or None).  The expectations come from
     the simulator (``cosim.accel_cases.run_vec_as_rtl``), in its order of refusals."""
     rng = np.random.default_rng([SEED, 11])
@@ -550,6 +638,11 @@ def executor_runs() -> list:
     bad = runs[0][2].copy()
     bad[runs[0][3] + 6] = 0                          # header byte 6: n_operands = n_stages = 0
     runs.append(("malformed", runs[0][1], bad, runs[0][3], runs[0][4]))
+    for name, how, k in LEAVING_CASES:                # refused (DATA) before anything is read or written
+        d, dram = passes[name]
+        moved = leaving_dram(d, how, TINY.dram_bytes, k)
+        image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(moved), np.uint8)])
+        runs.append((f"{name}, {how} {k}", moved, image, dram.size, vec.vec_fields(moved)))
     rams = [image.copy() for _, _, image, _, _ in runs]     # the RTL's images; ``image`` stays the simulator's
     results = run_on(dut, [(ram, [(dut.desc_addr, addr), (dut.fields, VEC_TIMING.const(fields))])
                            for ram, (_, _, _, addr, fields) in zip(rams, runs)])
@@ -557,7 +650,7 @@ def executor_runs() -> list:
     for (case, d, image, addr, fields), ram, res in zip(runs, rams, results):
         want = image.copy()
         try:
-            run_vec_as_rtl({"desc_addr": addr, **fields}, want, "test VEC")
+            run_vec_as_rtl({"desc_addr": addr, **fields}, want, "test VEC", TINY.dram_bytes)
             code = None
         except StreamError as e:
             code = e.code
@@ -579,7 +672,8 @@ def test_vector_executor_runs_a_vec_from_its_descriptor_address(executor_runs):
             assert (res["error"], res["overrun"], res["cycles"]) == (0, False, res["formula"]), chain
         if not np.array_equal(image, want):
             pytest.fail(f"{chain}: {first_difference(image, want)}")
-    assert codes == {None: len(CHAINS), ErrorCode.DATA: 1 + 3 * len(vec.TIMING_FIELDS), ErrorCode.UNSUPPORTED: 2}
+    assert codes == {None: len(CHAINS), ErrorCode.DATA: 1 + 3 * len(vec.TIMING_FIELDS) + len(LEAVING_CASES),
+                     ErrorCode.UNSUPPORTED: 2}
 
 
 def test_vector_executor_takes_the_contracts_cycles(executor_runs):

@@ -9,8 +9,8 @@ from hw.isa import StreamError, VecOp
 from vec_passes import any_axis
 from hw.operators import adaptive_axis_windows, pool_out_size
 from hw.vector import (NONE, PREV, Axis, Descriptor, Operand, PoolMode, Stage, axis_offsets, axis_valid_count,
-                       decode_descriptor, divides_as, encode_descriptor, laps_fit, pool_axis_fits, pool_taps,
-                       vec_fields)
+                       decode_descriptor, divides_as, encode_descriptor, laps_fit, operand_addresses, operand_extent,
+                       pool_axis_fits, pool_taps, vec_fields)
 
 
 def counters(ax: Axis) -> tuple[list[int], list[bool]]:
@@ -146,3 +146,105 @@ def test_the_quotient_witnesses_are_checked_by_multiplying():
         q, r = divmod(n, d)
         assert divides_as(q, r, n, d)
         assert not any(divides_as(q + a, r + b, n, d) for a, b in ((1, 0), (-1, 0), (0, 1), (0, -1)))
+
+
+def _axis_any_shape(rng) -> Axis:
+    """``any_axis``, and one window in three wider than the wrap (a split the counter never reaches)."""
+    ax = any_axis(rng)
+    if rng.random() < 0.3:
+        ax = Axis(ax.n, ax.stride, ax.start, ax.wrap, ax.valid, rng.randint(1, ax.wrap + 5), ax.s_hi)
+    return ax
+
+
+def test_operand_extent_is_the_span_of_its_valid_addresses():
+    """The closed form over the descriptor's quotients (products, adds, min/max) against the
+    addresses ``operand_addresses`` gives where valid, on thousands of random patterns: rolls,
+    windows, padding, broadcast, strides of either sign, repeated or fewer channels."""
+    rng = random.Random(15)
+    differ = []
+    for _ in range(4000):
+        op = Operand(rng.randint(0, 1 << 20), rng.randint(1, 20), _axis_any_shape(rng), _axis_any_shape(rng),
+                     rng.random() < 0.3)
+        c = rng.randint(1, 25)
+        addr, valid = operand_addresses(op, c)
+        slot = {"base": op.base, **{p + k: v for p, ax in (("y_", op.y), ("x_", op.x)) for k, v in ax.fields().items()}}
+        got = operand_extent(slot, min(op.c, c))
+        want = (True, int(addr[valid].min()), int(addr[valid].max())) if valid.any() else (False,)
+        if (bool(got[0]),) + (tuple(got[1:]) if got[0] else ()) != want:
+            differ.append((op, c, got, want))
+    assert not differ, f"{len(differ)} of 4000 differ; the first: {differ[0]}"
+
+
+def test_the_last_positions_witnesses_are_checked_by_multiplying():
+    """``hi_run`` and ``hi_turn`` split the last valid positions at ``win``; decoding refuses any
+    other value, and an axis whose ``valid`` is 0 (the RTL's counter would make every position padding)."""
+    rng = random.Random(16)
+    for _ in range(300):
+        f = _axis_any_shape(rng).fields()
+        assert Axis.from_fields(f, "axis").fields() == f
+        for name in ("hi_run", "hi_turn"):
+            for wrong in {f[name] + 1, f[name] - 1, f[name] + rng.randint(2, 50)} - {-1}:
+                with pytest.raises(StreamError, match=f"{name} = {wrong}.* do not split the last valid positions"):
+                    Axis.from_fields(f | {name: wrong}, "axis")
+        with pytest.raises(StreamError, match="needs n, wrap, valid and win >= 1"):
+            Axis.from_fields(f | {"valid": 0}, "axis")
+
+
+def _spatial_passes(rng) -> list:
+    """A nearest resize, a max pooling and a nearest resize followed by a COPY (a chain the RTL does
+    not build; the functional model runs it), over random source patterns, with their images."""
+    from vec_passes import Dram, input_operand, output_operand
+    out = []
+    for kind in ("resize", "pool", "resize_copy"):
+        dram = Dram(rng)
+        n_y, n_x, c = (int(v) for v in rng.integers(1, 6, 3))
+        h, w = (n_y, n_x) if kind == "pool" else (int(v) for v in rng.integers(1, 6, 2))
+        src = input_operand(dram, rng, n_y, n_x, c)
+        dst = output_operand(dram, rng, h, w, c)
+        if kind == "pool":
+            first = Stage(VecOp.POOL, 0, NONE, 1, {"mode": 0, "kernel": 1, "stride": 1, "padding": 0, "ceil_mode": 0,
+                                                   "count_include_pad": 0, "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0,
+                                                   "split": 0})
+        else:     # a nearest resize carries its index counters' quotients (divides_as)
+            first = Stage(VecOp.RESIZE, 0, NONE, 1 if kind == "resize" else NONE,
+                          {"mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0,
+                           "y_q": n_y // h, "y_r": n_y % h, "x_q": n_x // w, "x_r": n_x % w})
+        stages = (first,) if kind != "resize_copy" else (first, Stage(VecOp.COPY, PREV, NONE, 1, {}))
+        out.append((Descriptor(h, w, c, (src, dst), stages), dram.image()))
+    return out
+
+
+def test_pass_extents_are_what_the_functional_model_touches(monkeypatch):
+    """``pass_extents`` of random passes (every chain of ``vec_passes``, rolled, windowed, padded and
+    repeated operands, LUT and layernorm tables, resizes, a pooling) is exactly the span of the
+    bytes ``execute_vec`` reads and writes of each operand and table."""
+    import sim.vector_unit as sv
+    from vec_passes import CHAINS, IN_PLACE, random_pass
+
+    rng = np.random.default_rng(17)
+    passes = [random_pass(rng, CHAINS[chain], in_place=chain in IN_PLACE) for chain in CHAINS for _ in range(6)]
+    passes += [p for _ in range(6) for p in _spatial_passes(rng)]
+    touched = {}
+
+    def addresses(op, c):
+        addr, valid = operand_addresses(op, c)
+        if valid.any():
+            lo, hi = touched.get(id(op), (np.inf, -np.inf))
+            touched[id(op)] = (min(lo, int(addr[valid].min())), max(hi, int(addr[valid].max())))
+        return addr, valid
+
+    def table_bytes(self, addr, n):
+        touched[addr] = (addr, addr + n - 1)
+        return self.dram[addr:addr + n]
+
+    monkeypatch.setattr(sv, "operand_addresses", addresses)
+    monkeypatch.setattr(sv._Pass, "_bytes", table_bytes)
+    from hw.vector import descriptor_field_slots, encode_descriptor, pass_extents
+    for d, image in passes:
+        touched.clear()
+        dram = np.concatenate([image, np.frombuffer(encode_descriptor(d), np.uint8)])
+        run = sv.execute_vec({"desc_addr": image.size, **vec_fields(d)}, dram, "test VEC", 1 << 32)
+        want = {f"operand {k}": touched.get(id(op)) for k, op in enumerate(run.operands)}
+        want |= {f"stage {i}'s table": touched.get(st.params.get("table"), None) for i, st in enumerate(d.stages)}
+        got = {what: (lo, hi) if reached else None for what, reached, lo, hi in pass_extents(*descriptor_field_slots(d))}
+        assert {k: v for k, v in got.items() if k in want} == want, d

@@ -16,7 +16,7 @@ from hw.numerics import pack_entries
 from hw.rtl.vector_unit import LUT_ENTRIES
 
 __all__ = ["Dram", "CHAINS", "IN_PLACE", "random_pass", "any_axis", "add_params", "softmax_params", "layernorm_params",
-           "stage_params"]
+           "stage_params", "LEAVING", "leaving_dram"]
 
 
 class Dram:
@@ -199,3 +199,48 @@ def random_pass(rng, chain: list[VecOp], in_place: bool = False,
             operands.append(output_operand(dram, rng, h, w, c))
         stages.append(vec.Stage(kind, 0 if i == 0 else vec.PREV, src2, out, params))
     return vec.Descriptor(h, w, c, tuple(operands), tuple(stages)), dram.image()
+
+
+#: How :func:`leaving_dram` moves a pass out of the DRAM by one byte.
+LEAVING = ("operand_past_end", "operand_below_zero", "table_past_end", "operand_fits")
+
+
+def leaving_dram(d: vec.Descriptor, how: str, dram_bytes: int, k: int | None = None) -> vec.Descriptor:
+    """``d`` moved out of a DRAM of ``dram_bytes`` by one byte (``how``, one of ``LEAVING``): operand
+    ``k``'s highest byte at ``dram_bytes`` (one past the end); its strides made negative and its
+    lowest byte at -1 (a pattern walking below 0 from a base near it); its highest byte at
+    ``dram_bytes - 1`` (``operand_fits``: the last byte, not refused); or (``table_past_end``) the
+    first table ending one byte past the end.  ``k`` None: the first operand that can be moved so
+    (one the pass touches, with a base the field holds: for ``operand_below_zero``, one whose
+    strides reach below its base, for ``operand_past_end`` one of more than a byte).
+    ``hw.vector.pass_extents`` says where the bytes are."""
+    if how == "table_past_end":
+        i = next(i for i, st in enumerate(d.stages) if "table" in st.params)
+        lo, hi = _extent(d, f"stage {i}'s table")
+        stage = dataclasses.replace(d.stages[i], params=d.stages[i].params | {"table": dram_bytes - (hi - lo)})
+        return dataclasses.replace(d, stages=d.stages[:i] + (stage,) + d.stages[i + 1:])
+    for j in range(len(d.operands)) if k is None else [k % len(d.operands)]:
+        moved = _moved_operand(d, how, dram_bytes, j)
+        if moved is not None:
+            return moved
+    raise ValueError(f"no operand {'' if k is None else k} of {d} can be moved {how}")
+
+
+def _moved_operand(d: vec.Descriptor, how: str, dram_bytes: int, k: int) -> vec.Descriptor | None:
+    if how == "operand_below_zero":
+        op = d.operands[k]
+        down = {p: dataclasses.replace(ax, stride=-abs(ax.stride), s_hi=-abs(ax.s_hi)) for p, ax in (("y", op.y), ("x", op.x))}
+        d = dataclasses.replace(d, operands=d.operands[:k] + (dataclasses.replace(op, **down),) + d.operands[k + 1:])
+    extent = _extent(d, f"operand {k}")
+    if extent is None:
+        return None
+    lo, hi = extent
+    shift = {"operand_past_end": dram_bytes - hi, "operand_below_zero": -1 - lo, "operand_fits": dram_bytes - 1 - hi}[how]
+    if not 0 <= d.operands[k].base + shift < 1 << 32:           # the base field's range
+        return None
+    return d.relocated([op.base + (shift if j == k else 0) for j, op in enumerate(d.operands)])
+
+
+def _extent(d: vec.Descriptor, what: str) -> tuple[int, int] | None:
+    return next(((lo, hi) for name, touched, lo, hi in vec.pass_extents(*vec.descriptor_field_slots(d))
+                 if name == what and touched), None)

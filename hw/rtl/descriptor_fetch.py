@@ -4,7 +4,8 @@ What ``hw.vector.decode_descriptor`` does for the functional model: the header f
 ``n_operands`` operands and ``n_stages`` stages it announces, a beat of ``lanes`` bytes a cycle;
 the stages, which follow the given operands in DRAM, land in their slots of
 :data:`vector_descriptor.DESCRIPTOR` (``descriptor_slots`` in Python).  A descriptor that
-``decode_descriptor`` refuses is refused with ``ErrorCode.DATA``.
+``decode_descriptor`` refuses, or whose bytes (``hw.vector.descriptor_span``) leave the DRAM, is
+refused with ``ErrorCode.DATA``, as ``sim.vector_unit.execute_vec`` refuses it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import vector as vec
+from ..expr import Fields
 from ..isa import ADDR_BITS, ErrorCode, VecOp
 from .buses import DRAM_READ_LATENCY, DramReadSignature
 from .vector_descriptor import DESCRIPTOR, STAGE_OPS
@@ -33,6 +35,8 @@ class DescriptorFetch(wiring.Component):
     ----------
     lanes : int
         Bytes read a cycle; must divide the header, operand and stage sizes of ``hw.vector``.
+    dram_bytes : int
+        The DRAM's size (``AcceleratorConfig.dram_bytes``): a descriptor reaching past it is malformed.
 
     Members
     -------
@@ -46,11 +50,13 @@ class DescriptorFetch(wiring.Component):
     dram_rd: Out(DramReadSignature(lanes))
     """
 
-    def __init__(self, lanes: int = 16):
+    def __init__(self, lanes: int = 16, *, dram_bytes: int = 1 << ADDR_BITS):
         sizes = (vec.HEADER_BYTES, vec.OPERAND_BYTES, vec.STAGE_BYTES)
         if not isinstance(lanes, int) or lanes < 1 or any(size % lanes for size in sizes):
             raise ValueError(f"lanes must be a positive integer dividing {sizes}, not {lanes!r}")
-        self._lanes = lanes
+        if not isinstance(dram_bytes, int) or not 1 <= dram_bytes <= 1 << ADDR_BITS:
+            raise ValueError(f"dram_bytes must be an integer in 1..2**{ADDR_BITS}, not {dram_bytes!r}")
+        self._lanes, self._dram_bytes = lanes, dram_bytes
         super().__init__({"start": In(1), "addr": In(ADDR_BITS), "desc": Out(DESCRIPTOR), "done": Out(1),
                           "error": Out(1), "error_code": Out(ErrorCode), "dram_rd": Out(DramReadSignature(lanes))})
 
@@ -99,7 +105,8 @@ class DescriptorFetch(wiring.Component):
                     m.d.comb += issue.eq(1)
                     m.d.sync += beat.eq(beat + 1)
                 with m.Elif(~got):
-                    m.d.sync += self.error_code.eq(Mux(self._malformed(m), ErrorCode.DATA, ErrorCode.NONE))
+                    outside = base + vec.descriptor_span(Fields(head)) > self._dram_bytes
+                    m.d.sync += self.error_code.eq(Mux(self._malformed(m) | outside, ErrorCode.DATA, ErrorCode.NONE))
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.error.eq(self.error_code != ErrorCode.NONE)]
@@ -113,12 +120,9 @@ class DescriptorFetch(wiring.Component):
                (head.h < 1) | (head.w < 1) | (head.c < 1)]
         for k in range(vec.MAX_OPERANDS):
             op = d.operands[k]
-            axis_bad = []
-            for p in ("y_", "x_"):
-                f = {name: getattr(op, p + name) for name, _, _ in vec.AXIS_FIELDS}
-                axis_bad.append((f["n"] < 1) | (f["wrap"] < 1) | (f["win"] < 1) | (f["start"] >= f["wrap"])
-                                | (f["lo0"] >= f["win"]) | (f["lo0"] + f["hi0"] * f["win"] != f["start"])
-                                | ~vec.laps_fit(f))
+            axis_bad = [refused for p in ("y_", "x_")
+                        for refused in vec.axis_refusals({name: getattr(op, p + name)
+                                                          for name, _, _ in vec.AXIS_FIELDS}).values()]
             bad.append((k < head.n_operands) & ((op.c < 1) | _any(axis_bad)))
         for i in range(vec.MAX_STAGES):
             st = d.stages[i].copy

@@ -7,7 +7,9 @@ check evaluates ``hw.vector.slot_fields`` (what ``vec_fields`` and so the simula
 ``execute_vec`` evaluate) on the fetched descriptor, its products registered at the levels the
 rule names, then compares the fields, in ``hw.timing.VEC_FIELD_CHECK`` cycles after the fetch: a
 VEC whose fields are not its descriptor's is refused with ``DATA`` before a unit starts, after the
-fetch's own refusals and before the unit's, the simulator's order.
+fetch's own refusals and before the unit's, the simulator's order.  In the same cycles it
+evaluates ``hw.vector.pass_extents``: a pass whose operands or tables leave the configuration's
+DRAM (``dram_bytes``) is refused with ``DATA`` too, before anything is read or written.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class VectorExecutor(wiring.Component):
     Parameters
     ----------
     config : AcceleratorConfig
+        Its ``dram_bytes`` bound the bytes a pass may touch (``hw.vector.pass_extents``).
     lanes, max_row : int
         As for :class:`VectorUnit`.
     unit_factory : callable
@@ -86,8 +89,8 @@ class VectorExecutor(wiring.Component):
     fields: In(VEC_TIMING)
         The VEC's fields that its descriptor decides, held while it runs.
     busy, done, error, error_code, overrun: Out(...)
-        As :class:`VectorUnit`'s; a malformed descriptor, or fields that are not its descriptor's,
-        end the VEC with ``DATA`` before it runs.
+        As :class:`VectorUnit`'s; a malformed descriptor, fields that are not its descriptor's,
+        or operands or tables outside the DRAM end the VEC with ``DATA`` before it runs.
     dram_rd: Out(DramReadSignature(read_lanes(lanes))), dram_wr: Out(DramWriteSignature(write_lanes(lanes)))
         The unit's ports; the fetch reads on the low ``FETCH_LANES`` read lanes.
     """
@@ -99,15 +102,16 @@ class VectorExecutor(wiring.Component):
 
     @classmethod
     def export_params(cls, config: AcceleratorConfig) -> dict:
-        return {"v": config.vector_lanes}
+        return {"v": config.vector_lanes, "m": config.dram_mib}
 
     def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, max_row: int = ops.MAX_ROW,
                  unit_factory=VectorUnit):
         lanes = config.vector_lanes if lanes is None else lanes
         self._lanes, self._max_row = lanes, max_row
+        self._dram_bytes = config.dram_bytes
         self._unit = unit_factory(config, lanes=lanes, max_row=max_row)
         self._spatial = SpatialUnit(config, lanes=lanes)
-        self._fetch = DescriptorFetch(FETCH_LANES)
+        self._fetch = DescriptorFetch(FETCH_LANES, dram_bytes=config.dram_bytes)
         super().__init__(_members(lanes))
 
     def cycles(self, d: vec.Descriptor) -> int:
@@ -153,7 +157,7 @@ class VectorExecutor(wiring.Component):
     def _check_fields(self, m: Module, fetched):
         """(checking, its last cycle ``VEC_FIELD_CHECK`` cycles after ``fetched``, whether the VEC's
         fields differ from ``hw.vector.slot_fields`` of the fetched descriptor, which holds still
-        from ``fetched`` on)."""
+        from ``fetched`` on, or the pass touches bytes outside the DRAM: ``hw.vector.pass_extents``)."""
         levels = []
 
         def hold(value, level: int):
@@ -162,10 +166,13 @@ class VectorExecutor(wiring.Component):
             m.d.sync += held.eq(value)
             return held
 
-        want = vec.slot_fields(*field_slots(self._fetch.desc), hold=hold)
-        assert max(levels) + 1 == VEC_FIELD_CHECK, "hw.timing.VEC_FIELD_CHECK counts the rule's levels"
-        mismatch = Signal()
-        m.d.sync += mismatch.eq(any_of(*(want[name] != getattr(self.fields, name) for name in vec.TIMING_FIELDS)))
+        slots = field_slots(self._fetch.desc)
+        want = vec.slot_fields(*slots, hold=hold)
+        outside = vec.extents_outside(vec.pass_extents(*slots, hold=hold), self._dram_bytes)
+        assert max(levels) + 1 == VEC_FIELD_CHECK, "hw.timing.VEC_FIELD_CHECK counts the rules' levels"
+        mismatch = Signal()         # fields or extents: both DATA, as execute_vec refuses them
+        m.d.sync += mismatch.eq(any_of(*(want[name] != getattr(self.fields, name) for name in vec.TIMING_FIELDS),
+                                       *outside))
         steps = Signal(VEC_FIELD_CHECK)
         m.d.sync += steps.eq(Cat(fetched, steps[:-1]))
         return steps.any(), steps[-1], mismatch

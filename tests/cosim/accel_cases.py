@@ -17,7 +17,8 @@ computes what the RTL must produce).
 * :func:`layer_spec` / :func:`layer_from_spec` -- JSON round trip of a layer.
 * :func:`expected_run` -- the model: DRAM image in, expected DRAM image out (sim.functional),
   golden int8 output (sim.golden), and the cycles of ``hw.timing.schedule``.
-* :data:`BAD_STREAMS` -- malformed streams and the error code the RTL must raise.
+* :data:`BAD_STREAMS` -- malformed streams and the error code the RTL must raise (:func:`bad_stream`,
+  on the image :func:`bad_dram`: VEC passes whose operands or tables leave the DRAM among them).
 * :func:`rtl_machine` -- ``sim.functional.Machine`` running its VECs as the RTL does
   (:func:`run_vec_as_rtl`): the simulator's refusals, then the passes its vector unit does not
   build (``hw.rtl.insn.vec_unsupported``).
@@ -34,7 +35,7 @@ import numpy as np
 
 from hw import operators as ops
 from hw.config import AcceleratorConfig
-from hw.isa import INSN_BYTES, Act, Insn, Op, VecOp, encode, make
+from hw.isa import INSN_BYTES, Act, ErrorCode, Insn, Op, VecOp, decode, encode, make
 from hw.timing import schedule
 from mapper import float_ops as F
 from mapper.ir import Conv2d, Layer, Linear, MatMul
@@ -46,7 +47,7 @@ from cosim.runner import FAST_BUILD
 __all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "FIXED",
            "TABLE_ACTIVATIONS", "SOFTMAX_EPILOGUES",
            "random_layers", "layer_spec", "layer_from_spec", "Expected", "expected_run",
-           "BAD_STREAMS", "bad_stream", "stream_words", "rtl_machine", "run_vec_as_rtl"]
+           "BAD_STREAMS", "bad_stream", "bad_stream_code", "bad_dram", "stream_words", "rtl_machine", "run_vec_as_rtl"]
 
 WRAPPER = Path(__file__).with_name("accel_tb_top.v")
 TB_TOP = "accel_tb_top"
@@ -274,7 +275,8 @@ def stream_words(stream: list[Insn]) -> list[int]:
 
 # ---- malformed streams --------------------------------------------------------------------
 
-#: name -> (description, ErrorCode name).  See :func:`bad_stream`.
+#: name -> (description, ErrorCode name on a configuration that builds the vector executor: tiny,
+#: small, e_small; :func:`bad_stream_code` on any).  See :func:`bad_stream`.
 BAD_STREAMS = {
     "unknown_opcode": ("two NOPs, then a word with opcode 12", "OPCODE"),
     "reserved_bits": ("a NOP with a reserved bit set", "RESERVED"),
@@ -284,14 +286,62 @@ BAD_STREAMS = {
     "gb_source_out_of_range": ("LOAD_INP from the global buffer past its end", "DATA"),
     "token_never_pushed": ("GEMM popping a load token nobody pushed", "TOKEN"),
     "vec_malformed": ("a VEC whose descriptor (zeros) has an empty iteration space", "DATA"),
+    "vec_operand_past_end": ("a VEC (ADD->LUT) whose input's last byte is one past the DRAM's end", "DATA"),
+    "vec_output_below_zero": ("a VEC (ADD->LUT) whose output's first byte is at -1", "DATA"),
+    "vec_table_past_end": ("a VEC (ADD->LUT) whose LUT table ends one byte past the DRAM's end", "DATA"),
+    "vec_unsupported_past_end": ("a VEC the RTL does not build (SOFTMAX->LAYERNORM) whose output's last "
+                                 "byte is one past the DRAM's end: DATA first", "DATA"),
     "store_epilogue_unsupported": ("a STORE with a softmax epilogue and the table activation (both read the "
                                    "PEs' table ports)", "UNSUPPORTED"),
     "store_epilogue_partial_row": ("a STORE with a softmax epilogue over rows of 2 and one channel", "DATA"),
 }
 
 
+#: The VEC passes moved out of the DRAM (``vec_passes.leaving_dram``): name -> (chain, how, operand:
+#: -1 the last, an output; None the first it can move).
+LEAVING_PASSES = {"vec_operand_past_end": ("add_lut", "operand_past_end", None),
+                  "vec_output_below_zero": ("add_lut", "operand_below_zero", -1),
+                  "vec_table_past_end": ("add_lut", "table_past_end", 0),
+                  "vec_unsupported_past_end": ("softmax_layernorm", "operand_past_end", -1)}
+
+
+def _leaving_pass(name: str, cfg: AcceleratorConfig) -> tuple[Insn, np.ndarray]:
+    """(its VEC, the DRAM image with its descriptor) of the bad stream ``name`` of ``LEAVING_PASSES``:
+    a random pass of its chain (seed 0), an operand or table moved out of ``cfg``'s DRAM by one byte."""
+    from cosim.vec_cases import placed_pass
+    from vec_passes import leaving_dram, random_pass
+
+    chain, how, k = LEAVING_PASSES[name]
+    stages = [VecOp.SOFTMAX, VecOp.LAYERNORM] if chain == "softmax_layernorm" else [VecOp.ADD, VecOp.LUT]
+    d, image = random_pass(np.random.default_rng(0), stages)
+    return placed_pass(leaving_dram(d, how, cfg.dram_bytes, k), image)
+
+
+def bad_stream_code(name: str, cfg: AcceleratorConfig) -> ErrorCode:
+    """The error code the RTL of ``cfg`` raises on the malformed stream ``name``: ``BAD_STREAMS``'
+    code, or UNSUPPORTED where its dispatcher refuses the culprit first, after OPCODE and RESERVED
+    (``hw.rtl.insn.rtl_unsupported``: every VEC on a configuration without the vector executor, A to M)."""
+    from hw.rtl.insn import rtl_unsupported
+    from hw.rtl.vector_executor import builds_vector_unit
+
+    code = ErrorCode[BAD_STREAMS[name][1]]
+    if code in (ErrorCode.OPCODE, ErrorCode.RESERVED):
+        return code
+    words, culprit = bad_stream(name, cfg)
+    insn = decode(words[culprit].to_bytes(INSN_BYTES, "little"))
+    return ErrorCode.UNSUPPORTED if rtl_unsupported(insn.op, insn.f, builds_vector_unit(cfg)) else code
+
+
+def bad_dram(name: str, cfg: AcceleratorConfig) -> np.ndarray:
+    """The DRAM image the malformed stream ``name`` runs on: 4096 zeros, or a VEC pass's image."""
+    if name in LEAVING_PASSES:
+        return _leaving_pass(name, cfg)[1]
+    return np.zeros(4096, dtype=np.uint8)
+
+
 def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
-    """(instruction words, index of the culprit) of the malformed stream ``name``."""
+    """(instruction words, index of the culprit) of the malformed stream ``name``, on the image
+    ``bad_dram(name, cfg)``."""
     nop = int.from_bytes(encode(make(Op.NOP)), "little")
     end = int.from_bytes(encode(make(Op.END)), "little")
     if name == "unknown_opcode":
@@ -313,6 +363,8 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
         insn = make(Op.GEMM, deps="pop_prev", out_h=1, out_w=1, in_w=1, kh=1, kw=1, stride=1, n_cblk=1)
     elif name == "vec_malformed":
         insn = make(Op.VEC, work=1)
+    elif name in LEAVING_PASSES:
+        insn = _leaving_pass(name, cfg)[0]
     elif name == "store_epilogue_unsupported":
         insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=1, k_per_pe=1, ep_row=1, act=Act.TABLE)
     elif name == "store_epilogue_partial_row":
@@ -328,17 +380,18 @@ assert INSN_BYTES == 32, "accel_tb_top.v addresses 256-bit words as imem_addr[31
 
 # ---- the functional model as the RTL runs it ----------------------------------------------------
 
-def run_vec_as_rtl(fields: dict, dram: np.ndarray, where: str) -> None:
+def run_vec_as_rtl(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) -> None:
     """Run the VEC with ``fields`` on ``dram`` (in place) as the RTL's vector executor does: the
     functional model's refusals first, in its order (a malformed descriptor, fields that are not
-    the descriptor's, what the operators refuse: ``DATA``), then a descriptor its vector unit does
+    the descriptor's, operands or tables outside the ``dram_bytes`` of DRAM, what the operators
+    refuse: ``DATA``), then a descriptor its vector unit does
     not build (``hw.rtl.insn.vec_unsupported``: ``UNSUPPORTED``); nothing written when refused."""
-    from hw.isa import ErrorCode, StreamError
+    from hw.isa import StreamError
     from hw.rtl.insn import vec_unsupported
     from sim.vector_unit import execute_vec
 
     image = dram.copy()
-    why = vec_unsupported(execute_vec(fields, image, where))
+    why = vec_unsupported(execute_vec(fields, image, where, dram_bytes))
     if why is not None:
         raise StreamError(f"{where}: the RTL's vector unit refuses it: {why}", ErrorCode.UNSUPPORTED)
     dram[...] = image
@@ -350,6 +403,6 @@ def rtl_machine(cfg: AcceleratorConfig, dram: np.ndarray, power_on=None):
 
     class RtlMachine(Machine):
         def _vec(self, f: dict, off: int) -> None:
-            run_vec_as_rtl(f, self.dram, f"VEC at byte offset {off}")
+            run_vec_as_rtl(f, self.dram, f"VEC at byte offset {off}", cfg.dram_bytes)
 
     return RtlMachine(cfg, dram, power_on=power_on)

@@ -6,7 +6,10 @@ a toggled token flag, a truncation, a dropped, duplicated or zero word, a PE set
 ``n_out`` above K0, a parameter shift above MAX_SHIFT, a gather from the global buffer, a VEC,
 a table activation; a VEC of a random pass (``vec_passes.CHAINS``, placed after the layer's
 image) inserted with its fields or one of the fields its descriptor decides off
-(``vec_fields``), or with an operand's ``laps`` witness in its descriptor wrong (``vec_laps``); a softmax epilogue.
+(``vec_fields``), or with an operand's ``laps`` witness in its descriptor wrong (``vec_laps``), or
+with an operand or table moved past the DRAM's end or to its last byte (``vec_past_end``), an
+operand's base near 2**32 (``vec_base_wrap``) or its strides walking below 0 (``vec_below_zero``);
+a softmax epilogue.
 :func:`expected_outcome` says what the RTL must do with it, from the simulator alone
 (``hw.timing.schedule_encoded``, ``sim.functional``): finish in the scheduled cycle with the
 functional model's DRAM, or raise the simulator's error code at the same instruction.
@@ -23,8 +26,10 @@ here, not tolerated:
   cycles (``schedule``) against the cycle the dispatcher reaches the malformed word.  A case
   whose two windows overlap is ``ambiguous`` and reported as such, not compared.
 
-An access outside the DRAM image is not an error of the architecture (its DRAM is the whole
-address space): the testbench flags it (``oob``), and the case expects that flag.  On-chip
+An access outside the DRAM image but inside the configuration's DRAM (``dram_bytes``, the whole
+address space in every preset) is not an error of the architecture: the testbench flags it
+(``oob``), and the case expects that flag.  A VEC whose operands or tables leave the DRAM itself
+is refused (DATA) by both before it touches anything.  On-chip
 memories are not cleared at start, so a legal stream that reads what it never wrote has
 undefined data: run from zeros and from ``RANDOM_POWER_ON`` random power-on states
 (``sim.functional.Machine(power_on=...)``), its results differ, and only its timing is compared.
@@ -32,6 +37,7 @@ undefined data: run from zeros and from ``RANDOM_POWER_ON`` random power-on stat
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 
@@ -47,13 +53,14 @@ from hw.rtl.accelerator import rtl_unsupported
 from hw.rtl.vector_descriptor import OPERAND
 from hw.rtl.vector_executor import builds_vector_unit
 from hw.timing import DECODE_STAGES, decode_until_end, schedule, schedule_encoded
-from vec_passes import CHAINS, IN_PLACE, random_pass
+from vec_passes import CHAINS, IN_PLACE, LEAVING, leaving_dram, random_pass
 
 __all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "words_bytes"]
 
 MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", "truncate", "drop",
              "duplicate", "zero_word", "pe_step_zero", "n_out_over_k0", "bad_shift", "from_gb", "vec",
-             "table_act", "vec_fields", "vec_laps", "softmax_epilogue")
+             "table_act", "vec_fields", "vec_laps", "softmax_epilogue", "vec_past_end", "vec_base_wrap",
+             "vec_below_zero")
 #: Random layers a fuzz run draws its base streams from (mapped once each).
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
@@ -275,6 +282,68 @@ def _mut_vec_laps(words, dram, rng, cfg):
     operand = operand & ~((1 << field.width) - 1 << field.offset) | wrong << field.offset
     grown[start:start + vec.OPERAND_BYTES] = np.frombuffer(operand.to_bytes(vec.OPERAND_BYTES, "little"), np.uint8)
     return f"VEC {i} of a {chain} pass inserted, operand {k}'s {axis} laps {laps} -> {wrong}", grown
+
+
+def _moved_pass(words, dram, rng, cfg, move) -> tuple:
+    """A random pass inserted (``_vec_pass``), its descriptor replaced by ``move(d)``: (what, image)."""
+    i, f, chain, d, grown = _vec_pass(words, dram, rng)
+    moved, what = move(d)
+    raw = np.frombuffer(vec.encode_descriptor(moved), np.uint8)
+    grown[f["desc_addr"]:f["desc_addr"] + raw.size] = raw
+    _set_fields(words, i, **vec.vec_fields(moved))
+    return f"VEC {i} of a {chain} pass inserted, {what}", grown
+
+
+def _mut_vec_past_end(words, dram, rng, cfg):
+    """A pass whose operand or table ends one byte past the DRAM, or at its last byte (not refused;
+    past the image: the testbench's out-of-image flag)."""
+    how = rng.choice(LEAVING)
+    k = rng.choice([None, -1])
+
+    def move(d):
+        try:
+            return leaving_dram(d, how, cfg.dram_bytes, k), f"moved {how} (operand {k})"
+        except (ValueError, StopIteration):
+            return d, f"not moved {how} (operand {k}: none can be)"
+    return _moved_pass(words, dram, rng, cfg, move)
+
+
+def _reach(d, k: int) -> tuple[int, int] | None:
+    """(lowest, highest) byte of operand ``k`` of ``d`` relative to its base, or None if it touches none."""
+    extents = vec.pass_extents(*vec.descriptor_field_slots(d))
+    _, touched, lo, hi = extents[k]
+    return (lo - d.operands[k].base, hi - d.operands[k].base) if touched else None
+
+
+def _mut_vec_base_wrap(words, dram, rng, cfg):
+    """A pass whose operand's base is near 2**32: its bytes cross the end of the address space, or
+    (one case in several) end at its last byte."""
+    def move(d):
+        k = rng.randrange(len(d.operands))
+        top = (_reach(d, k) or (0, 0))[1]
+        base = (1 << 32) - rng.randrange(1, max(top, 0) + 3)
+        return d.relocated([base if j == k else op.base for j, op in enumerate(d.operands)]), f"operand {k} at {base}"
+    return _moved_pass(words, dram, rng, cfg, move)
+
+
+def _mut_vec_below_zero(words, dram, rng, cfg):
+    """A pass whose operand walks below 0: negative strides from a base near 0.  Never down to
+    byte 0 exactly: a pass that runs there reads or writes the layer's bytes while its loads and
+    stores run, a race the stream leaves open (no tokens), which the simulator's order does not model."""
+    def move(d):
+        k = rng.randrange(len(d.operands))
+        op = d.operands[k]
+        down = {p: dataclasses.replace(ax, stride=-abs(ax.stride) - rng.randrange(2), s_hi=-abs(ax.s_hi))
+                for p, ax in (("y", op.y), ("x", op.x))}
+        moved = dataclasses.replace(op, base=0, **down)
+        operands = d.operands[:k] + (moved,) + d.operands[k + 1:]
+        low = (_reach(dataclasses.replace(d, operands=operands), k) or (0, 0))[0]
+        if low >= 0:
+            return d, f"operand {k} not moved (its strides reach nothing below its base)"
+        moved = dataclasses.replace(moved, base=rng.randrange(-low))
+        return (dataclasses.replace(d, operands=d.operands[:k] + (moved,) + d.operands[k + 1:]),
+                f"operand {k} from {moved.base} with strides {down['y'].stride}, {down['x'].stride}")
+    return _moved_pass(words, dram, rng, cfg, move)
 
 
 def _mut_softmax_epilogue(words, dram, rng, cfg):

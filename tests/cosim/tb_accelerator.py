@@ -36,7 +36,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, SimTimeoutError, with_timeout
 
-from cosim.accel_cases import (BAD_STREAMS, Expected, bad_stream, describe,
+from cosim.accel_cases import (BAD_STREAMS, Expected, bad_dram, bad_stream, bad_stream_code, describe,
                                expected_run, layer_from_spec, stream_words)
 from cosim.program_cases import ExpectedProgram, expected_program, program_name, unsupported_steps
 from cosim.runner import load_params
@@ -475,11 +475,11 @@ async def malformed(dut, bad):
 
     h = Harness(dut)
     words, culprit = bad_stream(bad, h.cfg)
-    description, code_name = BAD_STREAMS[bad]
+    description, _ = BAD_STREAMS[bad]
     limit = 200
-    out = await h.run(words, np.zeros(4096, dtype=np.uint8), limit)
+    out = await h.run(words, bad_dram(bad, h.cfg), limit)
     where = f"bad stream {bad!r} ({description}) config {h.config_name}"
-    want = ErrorCode[code_name]
+    want = bad_stream_code(bad, h.cfg)
     if not out.finished:
         h.checker.error(f"{where}: neither done nor error within {limit} cycles (hang); pc {out.pc}")
     elif out.done or not out.error:
