@@ -153,6 +153,16 @@ def test_spatial_unit_writes_what_the_functional_model_writes(spatial_runs, kind
         pytest.fail(f"{kind} seed {seed}: {first_difference(dram, want)} for {d}")
 
 
+def test_spatial_unit_reads_only_inside_the_pass_extents(spatial_runs):
+    """Every byte the unit reads lies in a range ``hw.vector.pass_extents`` gives its pass (what the
+    simulator and the executor check against the DRAM): a pooling whose pixel's channels run as
+    2**split rows reads no channel past the source's ``c``."""
+    for key, (d, _, _, res) in spatial_runs.items():
+        ranges = [(lo, hi) for _, touched, lo, hi in vec.pass_extents(*vec.descriptor_field_slots(d)) if touched]
+        outside = sorted(a for a in res["reads"] if not any(lo <= a <= hi for lo, hi in ranges))
+        assert not outside, f"{key}: reads {outside[:5]} outside {ranges} for {d}"
+
+
 def test_spatial_unit_takes_its_documented_cycles(spatial_runs):
     got = {key: (res["cycles"], res["formula"]) for key, (_, _, _, res) in spatial_runs.items()}
     assert all(a == b for a, b in got.values()), got

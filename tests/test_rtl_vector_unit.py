@@ -121,7 +121,7 @@ async def serve_dram(ctx, dut, dram: np.ndarray, inputs: list[tuple], max_cycles
     ctx.set(dut.start, 1)
     await ctx.tick()
     ctx.set(dut.start, 0)
-    cycle, overrun = 0, False
+    cycle, overrun, reads = 0, False, set()
     while not ctx.get(dut.done):
         if cycle == max_cycles:
             raise AssertionError(f"no done after {max_cycles} cycles")
@@ -131,22 +131,26 @@ async def serve_dram(ctx, dut, dram: np.ndarray, inputs: list[tuple], max_cycles
             for lane in range(len(dut.dram_wr.en)):
                 if en >> lane & 1:
                     dram[addr[lane]] = wdata[lane]
-        rdata = read_lanes(ctx, dut.dram_rd, dram)
+        rdata = read_lanes(ctx, dut.dram_rd, dram, reads)
         overrun |= bool(ctx.get(dut.overrun))
         await ctx.tick()
         ctx.set(dut.dram_rd.data.as_value(), rdata)
         cycle += 1
-    return {"cycles": cycle, "error": ctx.get(dut.error), "code": ctx.get(dut.error_code), "overrun": overrun}
+    return {"cycles": cycle, "error": ctx.get(dut.error), "code": ctx.get(dut.error_code), "overrun": overrun,
+            "reads": reads}
 
 
-def read_lanes(ctx, port, dram: np.ndarray) -> int:
-    """The bytes the enabled lanes of read port ``port`` ask for, packed as ``port.data``."""
+def read_lanes(ctx, port, dram: np.ndarray, reads: set = None) -> int:
+    """The bytes the enabled lanes of read port ``port`` ask for, packed as ``port.data`` (their
+    addresses added to ``reads``)."""
     en, rdata = ctx.get(port.en), 0
     if en:
         addr = ctx.get(port.addr)
         for lane in range(len(port.en)):
             if en >> lane & 1:
                 rdata |= int(dram[addr[lane]]) << 8 * lane
+                if reads is not None:
+                    reads.add(int(addr[lane]))
     return rdata
 
 
@@ -503,7 +507,7 @@ def fetch_all(images: list[tuple[np.ndarray, int]], dram_bytes: int = 1 << 32) -
             for cycle in range(100):
                 if ctx.get(dut.done):
                     break
-                rdata = read_lanes(ctx, dut.dram_rd, dram)
+                rdata = read_lanes(ctx, dut.dram_rd, dram, reads)
                 await ctx.tick()
                 ctx.set(dut.dram_rd.data.as_value(), rdata)
             results.append({"done": ctx.get(dut.done), "desc": ctx.get(dut.desc.as_value()), "cycles": cycle,

@@ -401,7 +401,10 @@ class _Lane:
         m, l, cur, pas = self.m, self.l, self.cur, self.pas
         issue = seq.issue & cur.valid
         tap_ok = (seq.ty < cur.taps_y) & (seq.tx < cur.taps_x)
-        m.d.comb += self.rd_en[0].eq(issue & tap_ok)
+        # a pixel's last row of channels may run past the source's c (2**split rows of a chunk):
+        # read none of them, as the functional model (and pass_extents) reads none
+        chan_ok = ~pas.window | (cur.chan0 + seq.j < pas.src.c)
+        m.d.comb += self.rd_en[0].eq(issue & tap_ok & chan_ok)
         m.d.comb += [en.eq(issue & ~pas.window) for en in self.rd_en[1:]]
         m.d.comb += self.rd_addr[0].eq(cur.src[0] + seq.tap_offset + cur.chan0 + seq.j)
         m.d.comb += [self.rd_addr[k].eq(cur.src[k] + seq.j) for k in range(1, CORNERS)]
