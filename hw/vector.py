@@ -560,11 +560,6 @@ def plain_axis(n, start, wrap, valid, win):
 SPATIAL_BUILT = SPATIAL
 
 
-def _not(cond):
-    """The negation of a condition, on Python truth values or 1-bit values."""
-    return cond == 0
-
-
 def divides_as(q, r, n, d):
     """Whether ``q`` and ``r`` are ``n div d`` and ``n mod d`` (``d >= 1``): ``q·d + r = n`` and
     ``r < d``, by a product (the witnesses the mapper writes for what the hardware would divide)."""
@@ -652,14 +647,14 @@ def spatial_refusals(head, stage, src, out) -> tuple[dict, dict]:
     data = {
         "a bilinear source above RESIZE_MAX_IN": all_of(bilinear, any_of(n_y > ops.RESIZE_MAX_IN,
                                                                          n_x > ops.RESIZE_MAX_IN)),
-        "a DDA that is not its sizes'": all_of(bilinear, _not(all_of(dda("y", n_y, h), dda("x", n_x, w)))),
-        "sizes above AXIS_MAX": all_of(_not(windowed), any_of(n_y > ops.AXIS_MAX, n_x > ops.AXIS_MAX,
+        "a DDA that is not its sizes'": all_of(bilinear, not_(all_of(dda("y", n_y, h), dda("x", n_x, w)))),
+        "sizes above AXIS_MAX": all_of(not_(windowed), any_of(n_y > ops.AXIS_MAX, n_x > ops.AXIS_MAX,
                                                               h > ops.AXIS_MAX, w > ops.AXIS_MAX)),
         "more than 2**15 classes": all_of(argmax, src["c"] > 1 << 15),
         "a pooling mode beyond ADAPTIVE_AVG": all_of(pool, mode > PoolMode.ADAPTIVE_AVG),
-        "a pooling window that does not give the pass's raster": all_of(windowed, _not(geometry)),
-        "adaptive witnesses that are not n_in div and mod n_out": all_of(adaptive, _not(witnesses)),
-        "nearest witnesses that are not n_in div and mod n_out": all_of(nearest, _not(witnessed("resize"))),
+        "a pooling window that does not give the pass's raster": all_of(windowed, not_(geometry)),
+        "adaptive witnesses that are not n_in div and mod n_out": all_of(adaptive, not_(witnesses)),
+        "nearest witnesses that are not n_in div and mod n_out": all_of(nearest, not_(witnessed("resize"))),
         "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses, pool_taps(stage, "y") * pool_taps(
             stage, "x") > ops.POOL_MAX_COUNT),
         "a written operand of another raster": all_of(writes, any_of(out["y_n"] != h, out["x_n"] != w)),
@@ -668,10 +663,10 @@ def spatial_refusals(head, stage, src, out) -> tuple[dict, dict]:
                      for a in ("y_", "x_")))
     unsupported = {
         "a chain after the spatial stage": head["n_stages"] != 1,
-        "a source that is no plain raster": _not(plain),
+        "a source that is no plain raster": not_(plain),
         "a result written in place": all_of(writes, stage["src"] == stage["out"]),
         "a written operand whose repeating channels are fewer than the source's":
-            all_of(writes, _not(argmax), out["repeat"], out["c"] < src["c"]),
+            all_of(writes, not_(argmax), out["repeat"], out["c"] < src["c"]),
     }
     return data, unsupported
 

@@ -456,24 +456,23 @@ def _stepped(n: int, stride: int, valid: int):
     return Axis(n, stride, valid=min(valid, n) if valid < n else 0, wrap=n)
 
 
+def _witnesses(m: Layer, counted: bool) -> dict:
+    """The quotients ``n_in div n_out`` and ``n_in mod n_out`` per axis that a descriptor carries for
+    the hardware's floor(i n_in / n_out) counters (``hw.vector.divides_as``) when ``counted`` (an
+    adaptive pooling, a nearest resize); zeros otherwise."""
+    (ih, iw, _), (oh, ow, _) = m.in_shapes[0], m.out_shape
+    (yq, yr), (xq, xr) = (divmod(ih, oh), divmod(iw, ow)) if counted else ((0, 0), (0, 0))
+    return {"y_q": yq, "y_r": yr, "x_q": xq, "x_r": xr}
+
+
 def _resize_params(m: Resize, argmax: bool = False) -> dict:
     from hw.operators import resize_axis_params
     (ih, iw, _), (oh, ow, _) = m.in_shapes[0], m.out_shape
-    if m.mode == "nearest" and not argmax:       # the source index counters' witnesses (hw.vector.divides_as)
-        return {"mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0,
-                "y_q": ih // oh, "y_r": ih % oh, "x_q": iw // ow, "x_r": iw % ow}
+    if m.mode == "nearest" and not argmax:
+        return {"mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0, **_witnesses(m, True)}
     ay, ax = resize_axis_params(ih, oh), resize_axis_params(iw, ow)
     p = {"y_start": ay.start, "y_step": ay.step, "x_start": ax.start, "x_step": ax.step}
-    return p if argmax else {"mode": 0, **p, "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0}
-
-
-def _pool_witnesses(m: Pool) -> dict:
-    """An adaptive pooling's quotients ``n_in div n_out`` and ``n_in mod n_out`` per axis, which the
-    descriptor carries for the hardware's window counters (``hw.vector.divides_as``); 0 otherwise."""
-    if m.mode != "adaptive_avg":
-        return {"y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0}
-    (ih, iw, _), (oh, ow, _) = m.in_shapes[0], m.out_shape
-    return {"y_q": ih // oh, "y_r": ih % oh, "x_q": iw // ow, "x_r": iw % ow}
+    return p if argmax else {"mode": 0, **p, **_witnesses(m, False)}
 
 
 def _pool_params(m: Pool, lanes: int) -> dict:
@@ -482,7 +481,7 @@ def _pool_params(m: Pool, lanes: int) -> dict:
     from hw.vector import pool_split, pool_taps
     mode = {"max": PoolMode.MAX, "avg": PoolMode.AVG, "adaptive_avg": PoolMode.ADAPTIVE_AVG}[m.mode]
     p = {"mode": mode, "kernel": m.kernel, "stride": m.stride, "padding": m.padding, "ceil_mode": int(m.ceil_mode),
-         "count_include_pad": int(m.count_include_pad), **_pool_witnesses(m)}
+         "count_include_pad": int(m.count_include_pad), **_witnesses(m, m.mode == "adaptive_avg")}
     fields = {f"pool.{k}": v for k, v in p.items()}
     h, w, c = m.out_shape
     return {**p, "split": pool_split(h * w, c, pool_taps(fields, "y") * pool_taps(fields, "x"), lanes)}

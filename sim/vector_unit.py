@@ -108,13 +108,13 @@ class _Pass:
         for i, st in enumerate(d.stages):
             if st.src == PREV:
                 inp, ok = x, valid
-            elif st.op in (VecOp.RESIZE, VecOp.POOL, VecOp.RESIZE_ARGMAX):
+            elif st.op in SPATIAL:
                 src = d.operands[st.src]
                 inp, ok = self.read(st.src, src.c)
             else:
                 inp, ok = self.read(st.src, d.c)
             x, valid = self._stage(st, inp, ok)
-            if st.op not in (VecOp.RESIZE, VecOp.POOL, VecOp.RESIZE_ARGMAX):
+            if st.op not in SPATIAL:
                 x = np.where(valid[..., None], x, 0).astype(x.dtype)
             if st.out != NONE:
                 self.write(st.out, x)

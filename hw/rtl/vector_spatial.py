@@ -209,13 +209,12 @@ class _Pass:
         stage = d.stages[0]
         self.head, _, stages = field_slots(d)
         self.stage = stages[0]
-        self.argmax, self.pool, self.pool_max, self.adaptive = Signal(), Signal(), Signal(), Signal()
+        self.argmax, self.pool_max, self.adaptive = Signal(), Signal(), Signal()
         self.nearest, self.window = Signal(), Signal()     # a nearest resize; it or a pooling
-        self.mode = Signal()
         self.dda = {k: Signal(signed(32) if k.endswith("start") else unsigned(32), name=k)
                     for k in ("y_start", "y_step", "x_start", "x_step")}
         self.src, self.out = Signal(OPERAND, name="src_operand"), Signal(OPERAND, name="out_operand")
-        self.writes, self.n_stages = Signal(), Signal.like(d.header.n_stages)
+        self.writes = Signal()
         self.h, self.w = Signal.like(d.header.h), Signal.like(d.header.w)
         self.taps = {a: Signal(_TAPS_BITS, name=f"taps_{a}") for a in "yx"}
         self.split = Signal(4, name="pool_split")
@@ -225,12 +224,11 @@ class _Pass:
         nearest = (head.op == VecOp.RESIZE) & (stage.resize.mode == 1)
         with m.If(self.select):
             # a nearest resize walks a one-tap window at the adaptive counters' floor(i n_in / n_out)
-            m.d.sync += [self.argmax.eq(argmax), self.mode.eq(Mux(argmax, 0, stage.resize.mode)),
-                         self.pool.eq(pool), self.nearest.eq(nearest), self.window.eq(pool | nearest),
+            m.d.sync += [self.argmax.eq(argmax), self.nearest.eq(nearest), self.window.eq(pool | nearest),
                          self.pool_max.eq((pool & (stage.pool.mode == vec.PoolMode.MAX)) | nearest),
                          self.adaptive.eq((pool & (stage.pool.mode == vec.PoolMode.ADAPTIVE_AVG)) | nearest),
                          self.src.eq(d.operands[head.src[:3]]), self.out.eq(d.operands[head.out[:3]]),
-                         self.writes.eq(head.out != vec.NONE), self.n_stages.eq(d.header.n_stages),
+                         self.writes.eq(head.out != vec.NONE),
                          self.h.eq(d.header.h), self.w.eq(d.header.w)]
             m.d.sync += [self.taps[a].eq(Mux(pool, vec.pool_taps(self.stage, a), 1)) for a in "yx"]
             m.d.sync += self.split.eq(Mux(pool, stage.pool.split, 0))
