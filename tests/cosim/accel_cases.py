@@ -291,6 +291,8 @@ BAD_STREAMS = {
     "vec_table_past_end": ("a VEC (ADD->LUT) whose LUT table ends one byte past the DRAM's end", "DATA"),
     "vec_unsupported_past_end": ("a VEC the RTL does not build (SOFTMAX->LAYERNORM) whose output's last "
                                  "byte is one past the DRAM's end: DATA first", "DATA"),
+    "vec_unsupported": ("a VEC the RTL does not build (SOFTMAX->LAYERNORM) inside the DRAM: refused while it "
+                        "runs, after its DATA checks", "UNSUPPORTED"),
     "store_epilogue_unsupported": ("a STORE with a softmax epilogue and the table activation (both read the "
                                    "PEs' table ports)", "UNSUPPORTED"),
     "store_epilogue_partial_row": ("a STORE with a softmax epilogue over rows of 2 and one channel", "DATA"),
@@ -302,19 +304,21 @@ BAD_STREAMS = {
 LEAVING_PASSES = {"vec_operand_past_end": ("add_lut", "operand_past_end", None),
                   "vec_output_below_zero": ("add_lut", "operand_below_zero", -1),
                   "vec_table_past_end": ("add_lut", "table_past_end", 0),
-                  "vec_unsupported_past_end": ("softmax_layernorm", "operand_past_end", -1)}
+                  "vec_unsupported_past_end": ("softmax_layernorm", "operand_past_end", -1),
+                  "vec_unsupported": ("softmax_layernorm", None, None)}
 
 
 def _leaving_pass(name: str, cfg: AcceleratorConfig) -> tuple[Insn, np.ndarray]:
     """(its VEC, the DRAM image with its descriptor) of the bad stream ``name`` of ``LEAVING_PASSES``:
-    a random pass of its chain (seed 0), an operand or table moved out of ``cfg``'s DRAM by one byte."""
+    a random pass of its chain (seed 0), an operand or table moved out of ``cfg``'s DRAM by one byte
+    (``how`` None: left where it is)."""
     from cosim.vec_cases import placed_pass
     from vec_passes import leaving_dram, random_pass
 
     chain, how, k = LEAVING_PASSES[name]
     stages = [VecOp.SOFTMAX, VecOp.LAYERNORM] if chain == "softmax_layernorm" else [VecOp.ADD, VecOp.LUT]
     d, image = random_pass(np.random.default_rng(0), stages)
-    return placed_pass(leaving_dram(d, how, cfg.dram_bytes, k), image)
+    return placed_pass(d if how is None else leaving_dram(d, how, cfg.dram_bytes, k), image)
 
 
 def bad_stream_code(name: str, cfg: AcceleratorConfig) -> ErrorCode:

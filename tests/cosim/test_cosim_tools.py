@@ -53,3 +53,19 @@ def test_simulator_prefix_with_whitespace_is_refused():
     # cocotb splits SIM_CMD_PREFIX at whitespace: such an argument would run something else
     with pytest.raises(ValueError, match="without whitespace"):
         build_and_run("module m; endmodule", "m", "cosim.tb_none", sim_prefix=("perf record",))
+
+
+@pytest.mark.parametrize("config_name", ["tiny", "E"])
+def test_bad_streams_codes_are_what_the_simulator_derives(config_name):
+    """The malformed streams' expected codes (``BAD_STREAMS``, ``bad_stream_code``) are what the
+    fuzz's simulator-derived expectation gives for the same words and image: a typed code that
+    drifted from the contract would fail here, not only in a Verilator run."""
+    from cosim.accel_cases import BAD_STREAMS, bad_dram, bad_stream, bad_stream_code
+    from cosim.fuzz import expected_outcome
+    from hw.config import get_config
+
+    cfg = get_config(config_name)
+    for name in BAD_STREAMS:
+        words, _ = bad_stream(name, cfg)
+        got = expected_outcome(words, bad_dram(name, cfg), cfg)
+        assert (got.kind, got.code) == ("error", bad_stream_code(name, cfg)), f"{name} on {config_name}: {got}"
