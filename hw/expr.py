@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "not_", "largest", "shifted_up", "lookup", "log2_exact", "ceil_log2"]
+__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "not_", "negative", "largest", "shifted_up", "lookup", "log2_exact", "ceil_log2"]
 
 
 class Fields:
@@ -59,6 +59,16 @@ def largest(values: list):
     while len(values) > 1:
         values = [vmax(*values[i:i + 2]) if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
     return values[0]
+
+
+def negative(x):
+    """``x < 0``; an unsigned Amaranth value never is (a constant 0, not a comparison that
+    Verilator's lint calls constant)."""
+    if is_int(x) or _is_array(x):
+        return x < 0
+    from amaranth.hdl import Const, Value
+    v = Value.cast(x)
+    return v < 0 if v.shape().signed else Const(0, 1)
 
 
 def sel(cond, a, b):

@@ -46,7 +46,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from .expr import all_of, any_of, is_int, largest, lookup, not_, sel, vmax, vmin
+from .expr import all_of, any_of, is_int, largest, lookup, negative, not_, sel, vmax, vmin
 from .isa import ErrorCode, StreamError, VecOp
 
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
@@ -356,7 +356,7 @@ def pass_extents(head, operands, stages, hold=None) -> list[tuple]:
 
 def extents_outside(extents, dram_bytes: int) -> list:
     """Of :func:`pass_extents`, whether each touched range leaves DRAM bytes ``0 .. dram_bytes - 1``."""
-    return [touched & ((lo < 0) | (hi >= dram_bytes)) for _, touched, lo, hi in extents]
+    return [touched & (negative(lo) | (hi >= dram_bytes)) for _, touched, lo, hi in extents]
 
 
 # ---- stages and descriptors ----------------------------------------------------------------------

@@ -507,7 +507,7 @@ def fetch_all(images: list[tuple[np.ndarray, int]], dram_bytes: int = 1 << 32) -
             for cycle in range(100):
                 if ctx.get(dut.done):
                     break
-                rdata = read_lanes(ctx, dut.dram_rd, dram, reads)
+                rdata = read_lanes(ctx, dut.dram_rd, dram)
                 await ctx.tick()
                 ctx.set(dut.dram_rd.data.as_value(), rdata)
             results.append({"done": ctx.get(dut.done), "desc": ctx.get(dut.desc.as_value()), "cycles": cycle,
