@@ -52,7 +52,7 @@ from .isa import ErrorCode, StreamError, VecOp
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
-           "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "RESIZE_COST", "COST", "SPATIAL",
+           "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
            "row_lane_refusals", "plain_axis", "SPATIAL_BUILT", "spatial_refusals", "spatial_slots",
            "divides_as", "pool_taps", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "axis_refusals",
            "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside"]
@@ -793,6 +793,13 @@ def descriptor_span(head) -> object:
     malformed).  On integers or Amaranth values."""
     return (HEADER_BYTES + OPERAND_BYTES * vmin(head["n_operands"], MAX_OPERANDS)
             + STAGE_BYTES * vmin(head["n_stages"], MAX_STAGES))
+
+
+def descriptor_extent(addr, head) -> tuple:
+    """The bytes a descriptor at ``addr`` whose header has fields ``head`` occupies, as a range of
+    :func:`pass_extents` (``what, touched, lowest, highest``) for :func:`extents_outside`: what the
+    simulator and the RTL's fetch check against the DRAM.  On integers or Amaranth values."""
+    return ("its descriptor", True, addr, addr + descriptor_span(head) - 1)
 
 
 def descriptor_bytes(d: Descriptor) -> int:

@@ -18,8 +18,8 @@ from hw import operators as ops
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.numerics import unpack_entries
 from hw.vector import (HEADER_BYTES, LN_ENTRY, LN_ENTRY_BYTES, MAX_DESCRIPTOR_BYTES, NONE, PREV, SPATIAL, Descriptor,
-                       Operand, PoolMode, decode_descriptor, decode_header, descriptor_bytes, descriptor_field_slots,
-                       descriptor_span, extents_outside, operand_addresses, pass_extents, spatial_refusals,
+                       Operand, PoolMode, decode_descriptor, decode_header, descriptor_field_slots,
+                       descriptor_extent, extents_outside, operand_addresses, pass_extents, spatial_refusals,
                        spatial_slots, vec_fields)
 
 __all__ = ["execute_vec", "softmax_rows"]
@@ -41,8 +41,8 @@ def execute_vec(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) -> 
     DRAM but past the image ``dram``, which models only its start."""
     addr = fields["desc_addr"]
     _check_ranges([("its descriptor's header", True, addr, addr + HEADER_BYTES - 1)], dram, where, dram_bytes)
-    span = descriptor_span(decode_header(bytes(dram[addr:addr + HEADER_BYTES])))
-    _check_ranges([("its descriptor", True, addr, addr + span - 1)], dram, where, dram_bytes)
+    head = decode_header(bytes(dram[addr:addr + HEADER_BYTES]))
+    _check_ranges([descriptor_extent(addr, head)], dram, where, dram_bytes)
     d = decode_descriptor(bytes(dram[addr:addr + MAX_DESCRIPTOR_BYTES]), f"{where} descriptor")
     want = vec_fields(d)
     got = {k: fields[k] for k in want}

@@ -4,7 +4,7 @@ What ``hw.vector.decode_descriptor`` does for the functional model: the header f
 ``n_operands`` operands and ``n_stages`` stages it announces, a beat of ``lanes`` bytes a cycle;
 the stages, which follow the given operands in DRAM, land in their slots of
 :data:`vector_descriptor.DESCRIPTOR` (``descriptor_slots`` in Python).  A descriptor that
-``decode_descriptor`` refuses, or whose bytes (``hw.vector.descriptor_span``) leave the DRAM, is
+``decode_descriptor`` refuses, or whose bytes (``hw.vector.descriptor_extent``) leave the DRAM, is
 refused with ``ErrorCode.DATA``, as ``sim.vector_unit.execute_vec`` refuses it.
 """
 
@@ -105,7 +105,7 @@ class DescriptorFetch(wiring.Component):
                     m.d.comb += issue.eq(1)
                     m.d.sync += beat.eq(beat + 1)
                 with m.Elif(~got):
-                    outside = base + vec.descriptor_span(Fields(head)) > self._dram_bytes
+                    outside = _any(vec.extents_outside([vec.descriptor_extent(base, Fields(head))], self._dram_bytes))
                     m.d.sync += self.error_code.eq(Mux(self._malformed(m) | outside, ErrorCode.DATA, ErrorCode.NONE))
                     m.next = "DONE"
             with m.State("DONE"):
