@@ -492,9 +492,9 @@ def vec_row_cycles(f, lanes: int):
 
 def vec_lane_floor(f, lanes: int) -> float:
     """The fewest cycles a VEC's vector work can take on ``lanes`` lanes: its rows' lane cycles
-    spread evenly over the row lanes (no group rounding, walk or setup), or, for a resize or
-    pooling (``rows`` = 0), its ``work`` at a lane per element operation.  A floor of
-    :func:`vec_cycles`, not a time."""
+    spread evenly over the row lanes (no group rounding, walk or setup), or, with ``rows`` = 0
+    (fields no descriptor gives: every pass has rows, spatial ones included), its ``work`` at a
+    lane per element operation.  A floor of :func:`vec_cycles`, not a time."""
     return (f["rows"] * f["row_cycles"] if f["rows"] else f["work"]) / lanes
 
 
@@ -505,11 +505,12 @@ def dram_transfer_cycles(bytes_in, bytes_out, bw):
 
 
 def vec_cycles(f, cfg: AcceleratorConfig):
-    """A VEC's cycles.  On the row lanes (``rows`` > 0, resizes included: an output pixel a lane,
+    """A VEC's cycles.  On the row lanes (``rows`` > 0, spatial passes included: an output pixel a lane,
     ``hw.vector.row_schedule``): the DRAM latency, ``VEC_SETUP``, the LUT tables (``tables``),
     then its rows (:func:`vec_row_cycles`) or its DRAM bytes at the DRAM rate, whichever takes
-    longer.  A pooling (``rows`` = 0; not built in the RTL): the DRAM latency, then its ``work``
-    at ``vector_lanes`` a cycle or its DRAM bytes at the DRAM rate."""
+    longer.  With ``rows`` = 0 (fields no descriptor gives, refused as DATA when the VEC runs, but
+    timed until then): the DRAM latency, then its ``work`` at ``vector_lanes`` a cycle or its DRAM
+    bytes at the DRAM rate."""
     bw, lanes = cfg.dram_bytes_per_cycle, cfg.vector_lanes
     dram = dram_transfer_cycles(f["bytes_in"], f["bytes_out"], bw)
     spatial = vmax(cdiv(f["work"], lanes), dram)

@@ -53,7 +53,7 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
-           "row_lane_refusals", "plain_axis", "SPATIAL_BUILT", "spatial_refusals", "spatial_slots",
+           "row_lane_refusals", "plain_axis", "spatial_refusals", "spatial_slots",
            "divides_as", "pool_taps", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "axis_refusals",
            "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside"]
 
@@ -475,21 +475,21 @@ def _row_schedule(head, operands, stages, pixels, hold=_no_hold) -> tuple:
     """:func:`row_schedule` on the descriptor's fields; ``pixels`` is ``h * w``."""
     live = _live(head)
     first = stages[0]
-    on_lanes = _is(first["op"], *SPATIAL_BUILT)   # the spatial unit: an output pixel a lane
+    # the spatial unit: an output pixel a lane (a spatial stage is only ever the first:
+    # check_descriptor, which a well-formed descriptor passes)
+    on_lanes = _is(first["op"], *SPATIAL)
     pool = first["op"] == VecOp.POOL
     taps = sel(pool, hold(pool_taps(first, "y") * pool_taps(first, "x"), 1), 1)
     split = sel(pool, first["pool.split"], 0)
     source_c = split_chunk(lookup(first["src"], [op["c"] for op in operands], 0), split) * taps
-    spatial = any_of(*(on & _is(st["op"], *SPATIAL) for on, st in zip(live, stages)))
     row, heads = head["c"], 1
     for on, st in reversed(list(zip(live, stages))):        # the first softmax's rows
         softmax = on & (st["op"] == VecOp.SOFTMAX)
         row, heads = sel(softmax, st["softmax.row"], row), sel(softmax, st["softmax.heads"], heads)
     passes = sum(sel(on, lookup(st["op"], _ROW_PASSES, 0), 0) for on, st in zip(live, stages))
     gap = sum(sel(on, lookup(st["op"], _ROW_GAPS, 0), 0) for on, st in zip(live, stages))
-    rows = sel(on_lanes, pixels << split, sel(spatial, 0, pixels * heads))
-    return (rows, sel(on_lanes, source_c, sel(spatial, 0, row)),
-            sel(on_lanes, 1, sel(spatial, 0, sel(passes == 0, 1, passes))), sel(spatial, 0, gap))
+    rows = sel(on_lanes, pixels << split, pixels * heads)
+    return (rows, sel(on_lanes, source_c, row), sel(on_lanes, 1, sel(passes == 0, 1, passes)), sel(on_lanes, 0, gap))
 
 
 def _stage_work(st, first: bool, operands, c, pixels, out, hold) -> object:
@@ -554,10 +554,6 @@ def plain_axis(n, start, wrap, valid, win):
     position valid (no roll, no window split, no padding): the source of a spatial pass the RTL
     gathers from, whose positions the DDA jumps between.  On integers or Amaranth values."""
     return all_of(start == 0, wrap >= n, valid >= n, win >= n)
-
-
-#: Spatial operations the RTL's spatial sequencer (``hw/rtl/vector_spatial.py``) runs: all of them.
-SPATIAL_BUILT = SPATIAL
 
 
 def divides_as(q, r, n, d):

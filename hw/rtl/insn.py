@@ -10,7 +10,6 @@ from amaranth.hdl import Signal, signed, unsigned
 from amaranth.lib import data
 
 from .. import vector as vec
-from ..expr import any_of
 from ..isa import FIELDS, HEADER, INSN_BITS, Act, ErrorCode, Op, VecOp
 
 __all__ = ["insn_layout", "insn_view", "field_signal", "rtl_unsupported", "vec_unsupported", "CYCLE_BITS"]
@@ -50,15 +49,12 @@ def rtl_unsupported(op: Op, f, vector_unit: bool = True):
     contract defines and ``sim.functional`` runs.  ``vector_unit`` says whether the accelerator
     builds its non-MAC units (``hw.rtl.vector_executor.builds_vector_unit``: the vector executor
     and the STORE's softmax epilogue, both across every lane of the array).  Without them every
-    VEC and every softmax epilogue; with them a VEC whose ``vec_op`` is a spatial operation the
-    spatial sequencer does not build (none now: ``hw.vector.SPATIAL_BUILT``) and a softmax
-    epilogue with the table activation (both read the PEs' table ports).  On integers
+    VEC and every softmax epilogue; with them no VEC (the spatial unit builds every spatial
+    operation) and a softmax epilogue with the table activation (both read the PEs' table ports).  On integers
     (``Insn.f``) or the fields of a word.  What a CHAIN or a resize holds is in its descriptor:
     the executor refuses it while running (:func:`vec_unsupported`)."""
     if op == Op.VEC:
-        if not vector_unit:
-            return 1
-        return any_of(*(f["vec_op"] == spatial for spatial in vec.SPATIAL if spatial not in vec.SPATIAL_BUILT))
+        return int(not vector_unit)
     if op == Op.STORE:
         return (f["ep_row"] != 0) & ((f["act"] == Act.TABLE) | (not vector_unit))
     return 0

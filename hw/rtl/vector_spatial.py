@@ -93,8 +93,8 @@ _COMBINATIONAL = SimpleNamespace(sel=sel)
 
 def runs_spatial(op) -> object:
     """Whether the executor hands a pass whose first stage is ``op`` to the spatial unit (a resize,
-    a pooling or the class map: ``hw.vector.SPATIAL_BUILT``).  On integers or Amaranth values."""
-    return any_of(*(op == built for built in vec.SPATIAL_BUILT))
+    a pooling or the class map: ``hw.vector.SPATIAL``).  On integers or Amaranth values."""
+    return any_of(*(op == spatial for spatial in vec.SPATIAL))
 
 
 def kernel_latency(stage: vec.Stage) -> int:
