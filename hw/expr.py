@@ -12,9 +12,11 @@ shift) when it is given a value.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
-__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "not_", "negative", "largest", "shifted_up", "lookup", "log2_exact", "ceil_log2"]
+__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "not_", "negative", "largest", "shifted_up", "lookup", "log2_exact", "ceil_log2", "wired"]
 
 
 class Fields:
@@ -35,21 +37,43 @@ def _is_array(*xs) -> bool:
     return any(isinstance(x, np.ndarray) for x in xs)
 
 
-def _mux():
-    from amaranth.hdl import Mux
-    return Mux
+#: The Amaranth modules whose comb domain names each multiplexer's output (:func:`wired`).
+_WIRING: list = []
+
+
+@contextmanager
+def wired(module):
+    """Within it, the multiplexers these helpers build on Amaranth values drive named wires of
+    ``module`` (comb).  ``vmax`` names each input twice, and Amaranth's netlist builder emits an
+    expression once per reference, so a nest of them grows exponentially in elaboration time; a
+    wire is emitted once.  The logic is the same."""
+    _WIRING.append(module)
+    try:
+        yield
+    finally:
+        _WIRING.pop()
+
+
+def _mux(cond, a, b, name: str = "t_mux"):
+    from amaranth.hdl import Mux, Signal, Value
+    value = Mux(cond, a, b)
+    if not _WIRING:
+        return value
+    wire = Signal(Value.cast(value).shape(), name=name)
+    _WIRING[-1].d.comb += wire.eq(value)
+    return wire
 
 
 def vmax(a, b):
     if is_int(a, b):
         return max(a, b)
-    return np.maximum(a, b) if _is_array(a, b) else _mux()(a > b, a, b)
+    return np.maximum(a, b) if _is_array(a, b) else _mux(a > b, a, b, "t_max")
 
 
 def vmin(a, b):
     if is_int(a, b):
         return min(a, b)
-    return np.minimum(a, b) if _is_array(a, b) else _mux()(a < b, a, b)
+    return np.minimum(a, b) if _is_array(a, b) else _mux(a < b, a, b, "t_min")
 
 
 def largest(values: list):
@@ -75,7 +99,7 @@ def sel(cond, a, b):
     """``a if cond else b``: a multiplexer in hardware, ``numpy.where`` on arrays."""
     if is_int(cond):
         return a if cond else b
-    return np.where(cond, a, b) if _is_array(cond, a, b) else _mux()(cond, a, b)
+    return np.where(cond, a, b) if _is_array(cond, a, b) else _mux(cond, a, b, "t_sel")
 
 
 def ceil_log2(n: int) -> int:
@@ -135,4 +159,4 @@ def lookup(index, table: list, default):
     if is_int(index):
         return table[index] if 0 <= index < len(table) else default
     from amaranth.hdl import Array
-    return _mux()(index < len(table), Array(table)[index], default)
+    return _mux(index < len(table), Array(table)[index], default, "t_lookup")

@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 from .. import operators as ops
 from .. import vector as vec
 from ..config import AcceleratorConfig
-from ..expr import any_of
+from ..expr import any_of, wired
 from ..isa import ADDR_BITS, ErrorCode
 from ..timing import VEC_FIELD_CHECK
 from .buses import VEC_TIMING, DramReadSignature, DramWriteSignature
@@ -167,8 +167,9 @@ class VectorExecutor(wiring.Component):
             return held
 
         slots = field_slots(self._fetch.desc)
-        want = vec.slot_fields(*slots, hold=hold)
-        outside = vec.extents_outside(vec.pass_extents(*slots, hold=hold), self._dram_bytes)
+        with wired(m):
+            want = vec.slot_fields(*slots, hold=hold)
+            outside = vec.extents_outside(vec.pass_extents(*slots, hold=hold), self._dram_bytes)
         assert max(levels) + 1 == VEC_FIELD_CHECK, "hw.timing.VEC_FIELD_CHECK counts the rules' levels"
         mismatch = Signal()         # fields or extents: both DATA, as execute_vec refuses them
         m.d.sync += mismatch.eq(any_of(*(want[name] != getattr(self.fields, name) for name in vec.TIMING_FIELDS),
