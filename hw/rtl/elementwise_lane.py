@@ -34,8 +34,8 @@ class ElementwiseLane(wiring.Component):
 
     ADD is ``add_kernel``, MUL ``mul_kernel`` and LUT ``lut_kernel`` (a 256-entry int8 table
     memory, written through ``table_w`` at address ``x + 128``), each a :class:`KernelUnit`;
-    COPY passes ``a``.  ``op`` picks the result, and only its kernel loads its pipeline for the
-    element (the others hold); the lane has one latency, ``LATENCY`` = the deepest kernel's (MUL's).
+    COPY passes ``a``.  All four run on every element and ``op`` picks the result, so the lane
+    has one latency, ``LATENCY`` = the deepest kernel's (MUL's).
 
     Members
     -------
@@ -54,13 +54,10 @@ class ElementwiseLane(wiring.Component):
 
     def __init__(self):
         params = _parameter_ranges()
-        # each unit runs only for the elements of its op (hold_idle: its y is read only then)
         self._add = KernelUnit(ops.add_kernel, {"a": _I8, "b": _I8, **{n: params[n] for n in
-                                                                         ("mult_a", "mult_b", "shift", "relu")}},
-                               hold_idle=True)
-        self._mul = KernelUnit(ops.mul_kernel, {"a": _I8, "b": _I8, "mult": params["mult"], "shift": params["shift"]},
-                               hold_idle=True)
-        self._lut = KernelUnit(ops.lut_kernel, {"x": _I8}, tables={"table": _LUT_TABLE}, hold_idle=True)
+                                                                         ("mult_a", "mult_b", "shift", "relu")}})
+        self._mul = KernelUnit(ops.mul_kernel, {"a": _I8, "b": _I8, "mult": params["mult"], "shift": params["shift"]})
+        self._lut = KernelUnit(ops.lut_kernel, {"x": _I8}, tables={"table": _LUT_TABLE})
         self._units = {VecOp.ADD: self._add, VecOp.MUL: self._mul, VecOp.LUT: self._lut}
         self._latency = max(u.latency for u in self._units.values())
         super().__init__({
@@ -80,13 +77,13 @@ class ElementwiseLane(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.add, m.submodules.mul, m.submodules.lut = self._add, self._mul, self._lut
-        for code, unit in self._units.items():
+        for unit in self._units.values():
             for name in unit.signature.members:
                 if name in ("in_valid", "out_valid", "y", "table_w"):
                     continue
                 port = "a" if (unit is self._lut and name == "x") else name
                 m.d.comb += getattr(unit, name).eq(getattr(self, port))
-            m.d.comb += unit.in_valid.eq(self.valid & (self.op == code))
+            m.d.comb += unit.in_valid.eq(self.valid)
         wiring.connect(m, wiring.flipped(self.table_w), self._lut.table_w)
         op = delayed(m, self.op, self._latency, "op")
         y = delayed(m, self.a, self._latency, "copy")

@@ -30,20 +30,6 @@ def delay_line(m: Module, value, cycles: int, name: str) -> list:
     return taps
 
 
-def held_delay_line(m: Module, value, valid: list, name: str) -> list:
-    """``value`` and its copies delayed by 1 .. ``len(valid)`` registers that load only behind a
-    beat: register ``k + 1`` takes tap ``k`` when ``valid[k]`` (tap ``k``'s beat is valid) and
-    holds otherwise, without a reset (an idle tap's value is stale, and no valid beat reads it).
-    Verilator then copies the line only while beats run through it."""
-    taps = [value]
-    for i, tap_valid in enumerate(valid):
-        reg = Signal.like(value, name=f"{name}_d{i + 1}", reset_less=True)
-        with m.If(tap_valid):
-            m.d.sync += reg.eq(taps[-1])
-        taps.append(reg)
-    return taps
-
-
 def delayed(m: Module, value, cycles: int, name: str):
     """``value`` delayed by ``cycles`` registers (``cycles`` >= 0) in ``m``'s sync domain."""
     return delay_line(m, value, cycles, name)[-1]
@@ -129,11 +115,6 @@ class KernelUnit(wiring.Component):
         Arguments that are tables written at run time.
     outputs : tuple of str
         Names of the kernel's results (one name for a single result).
-    hold_idle : bool
-        Pipeline registers load only when their stage holds a beat and have no reset
-        (``AmaranthBackend(stage_valid=...)``): the outputs then hold stale values while
-        ``out_valid`` is low, so only a user that reads them with ``out_valid`` may set it;
-        Verilator then evaluates the kernel only for valid beats.
 
     Members
     -------
@@ -147,8 +128,7 @@ class KernelUnit(wiring.Component):
     """
 
     def __init__(self, kernel: Callable, inputs: Mapping[str, tuple], *, consts: Mapping[str, int] = None,
-                 tables: Mapping[str, Table] = None, outputs: tuple = ("y",), name: str = None,
-                 hold_idle: bool = False):
+                 tables: Mapping[str, Table] = None, outputs: tuple = ("y",), name: str = None):
         if not callable(kernel):
             raise TypeError(f"kernel must be a function of hw.operators, not {kernel!r}")
         consts, tables = dict(consts or {}), dict(tables or {})
@@ -156,7 +136,6 @@ class KernelUnit(wiring.Component):
         self._kernel, self._params = kernel, _arguments(kernel, inputs, consts, tables, tuple(outputs))
         self._inputs, self._consts, self._tables, self._outputs = dict(inputs), consts, tables, tuple(outputs)
         self._name = name or kernel.__name__.removesuffix("_kernel")
-        self._hold_idle = bool(hold_idle)
         ports = {n: In(range_shape(lo, hi)) for n, (lo, hi) in inputs.items()}
         ports |= {f"{n}_w": Out(table_write_signature(t)) for n, t in tables.items()}
         ports |= {n: Out(range_shape(*self._plan.range(n))) for n in self._outputs}
@@ -177,8 +156,7 @@ class KernelUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        valid = delay_line(m, self.in_valid, self.latency, "valid")      # valid of each stage
-        be = AmaranthBackend(m, self._name, stage_valid=valid if self._hold_idle else None)
+        be = AmaranthBackend(m, self._name)
         tables = {}
         for n, t in self._tables.items():
             mem = memory.Memory(shape=t.shape, depth=t.depth, init=[])
@@ -190,5 +168,5 @@ class KernelUnit(wiring.Component):
         assert out[0].stage == self.latency, (out[0].stage, self.latency)
         for n, v in zip(self._outputs, out):
             m.d.comb += getattr(self, n).eq(v.value)
-        m.d.comb += self.out_valid.eq(valid[self.latency])
+        m.d.comb += self.out_valid.eq(delayed(m, self.in_valid, self.latency, "valid"))
         return m

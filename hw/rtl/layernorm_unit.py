@@ -50,15 +50,15 @@ class LayerNormUnit(RowUnit):
     def __init__(self, max_row: int = ops.MAX_ROW):
         n = check_max_row(max_row)
         p = ops.LayerNormParams.RANGES
-        self._square = KernelUnit(ops.square_kernel, {"x": I8_RANGE}, hold_idle=True)
+        self._square = KernelUnit(ops.square_kernel, {"x": I8_RANGE})
         sq_lo, sq_hi = self._square.output_range("y")
         self._s1_range = (n * ops.INT8_MIN, n * ops.INT8_MAX)
         self._s2_range = (n * sq_lo, n * sq_hi)
         self._row = KernelUnit(ops.layernorm_row_kernel, {"s1": self._s1_range, "s2": self._s2_range, "n": (1, n),
-                                                          "eps": p["eps"]}, outputs=("r", "h"), hold_idle=True)
+                                                          "eps": p["eps"]}, outputs=("r", "h"))
         self._element = KernelUnit(ops.layernorm_element_kernel, {
             "x": I8_RANGE, "s1": self._s1_range, "n": (1, n), "r": self._row.output_range("r"),
-            "h": self._row.output_range("h"), **_ENTRY, "shift": p["shift"]}, hold_idle=True)
+            "h": self._row.output_range("h"), **_ENTRY, "shift": p["shift"]})
         super().__init__(n, p, LN_ROW_IN, step=self._row, accumulate_latency=self._square.latency)
 
     @property

@@ -147,7 +147,7 @@ class SoftmaxEpilogue(wiring.Component):
         rk = data.ArrayLayout(self._rk_layout, n)(rk_rd.data)
         rk_e = delayed(m, rk, 1, "rk_e")
         for i in range(n):
-            norm = KernelUnit(ops.softmax_out_kernel, self._out_inputs, hold_idle=True)
+            norm = KernelUnit(ops.softmax_out_kernel, self._out_inputs)
             m.submodules[f"normalise{i}"] = norm
             m.d.comb += [norm.e.eq(e[i]), norm.r.eq(rk_e[i].r), norm.k.eq(rk_e[i].k),
                          norm.out_shift.eq(self.out_shift[i]), norm.in_valid.eq(valid_e & (phase_e == 2)),
@@ -178,7 +178,7 @@ class SoftmaxEpilogue(wiring.Component):
         valid = None
         for i in range(n):
             inputs, consts, outputs = self._recip_args
-            recip = KernelUnit(ops.recip_kernel, inputs, consts=consts, outputs=outputs, hold_idle=True)
+            recip = KernelUnit(ops.recip_kernel, inputs, consts=consts, outputs=outputs)
             m.submodules[f"recip{i}"] = recip
             m.d.comb += [recip.v.eq(ssum.y[i]), recip.in_valid.eq(ssum.out_valid),
                          rk[i].r.eq(recip.r), rk[i].k.eq(recip.k)]

@@ -46,15 +46,14 @@ class SoftmaxUnit(RowUnit):
         n = check_max_row(max_row)
         p = ops.SoftmaxParams.RANGES
         self._exp = KernelUnit(ops.softmax_exp_kernel, {"x": I8_RANGE, "xmax": I8_RANGE, "exp_mult": p["exp_mult"],
-                                                        "exp_shift": p["exp_shift"]}, outputs=("e",),
-                               hold_idle=True)
+                                                        "exp_shift": p["exp_shift"]}, outputs=("e",))
         e_lo, e_hi = self._exp.output_range("e")
         self._sum_range = (n * e_lo, n * e_hi)
         self._recip = KernelUnit(ops.recip_kernel, {"v": self._sum_range}, consts={"width": ops.SOFTMAX_SUM_BITS},
-                                 outputs=("r", "k"), hold_idle=True)
+                                 outputs=("r", "k"))
         self._normalise = KernelUnit(ops.softmax_out_kernel, {
             "e": (e_lo, e_hi), "r": self._recip.output_range("r"), "k": self._recip.output_range("k"),
-            "out_shift": p["out_shift"]}, hold_idle=True)
+            "out_shift": p["out_shift"]})
         super().__init__(n, p, ROW_IN, step=self._recip, accumulate_latency=self._exp.latency)
 
     @property

@@ -26,7 +26,7 @@ from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, VecOp
 from .buses import DRAM_READ_LATENCY
 from .elementwise_lane import ElementwiseLane
-from .kernel_unit import delay_line, delayed, held_delay_line
+from .kernel_unit import delay_line, delayed
 from .layernorm_unit import LayerNormUnit
 from .softmax_unit import SoftmaxUnit
 from .vector_descriptor import DESCRIPTOR, LN_ENTRY
@@ -188,16 +188,9 @@ class VectorRowLane(wiring.Component):
                          slot.table_w.data.eq(p.table_data[i])]
         m.submodules.softmax, m.submodules.layernorm = self._softmax, self._layernorm
         m.submodules.layernorm2 = self._layernorm2
-        beats = self._beat_line(m, self._issue(m, p, self._row(m, p)))
+        beats = delay_line(m, self._issue(m, p, self._row(m, p)), self._timing.depth, "beat")
         self._slots_and_writes(m, p, beats, self._read_bytes(m, p, beats))
         return m
-
-    def _beat_line(self, m: Module, beat) -> list:
-        """``beat`` delayed by 0 .. ``depth`` cycles: its ``valid`` every cycle, the rest (about
-        150 bits a tap) only behind a valid beat (``held_delay_line``)."""
-        valid = delay_line(m, beat.valid, self._timing.depth, "beat_valid")
-        rest = held_delay_line(m, beat.as_value()[1:], valid[:-1], "beat")
-        return [_BEAT(Cat(v, r)) for v, r in zip(valid, rest)]
 
     def _row(self, m: Module, p):
         """The row the lane runs, and the next one it took from the walker."""
@@ -242,8 +235,7 @@ class VectorRowLane(wiring.Component):
         first = Signal(data.ArrayLayout(8, LANE_READS), name=f"bytes_{r}")
         for k in range(LANE_READS):
             m.d.comb += first[k].eq(Mux(beats[r].rd_ok[k], p.rd_data[k], 0))
-        valid = [beat.valid for beat in beats[r:self._timing.slot_in(_S - 1)]]
-        return {r + k: tap for k, tap in enumerate(held_delay_line(m, first, valid, "bytes"))}
+        return {r + k: tap for k, tap in enumerate(delay_line(m, first, self._timing.slot_in(_S - 1) - r, "bytes"))}
 
     def _slots_and_writes(self, m: Module, p, beats: list, taps: dict) -> None:
         """The stage slots, the row units between them and the write lanes."""
