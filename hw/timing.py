@@ -35,7 +35,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
            "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
@@ -59,15 +59,21 @@ FOLD_SETUP = FOLD_CHANNEL_DIGITS + 1 + FOLD_TAP_DIGITS + 1
 #: before, so the DRAM port starts at registers and no path runs from the row counters to the
 #: lanes' outputs: the first beat waits these cycles after the (folded) setup.
 LANE_STAGE = 2
+#: Every LOAD_INP's address generator registers its fields at the start and forms the products
+#: its row stage adds (a pixel's row and column byte steps, the window origin's offset) from
+#: those registers a cycle later, so no product of products runs from the queue's head: the
+#: row stage starts this many cycles after the start (after the folded setup, if any).
+INP_START = 1
 #: The generator counts a beat's enabled lanes (its DRAM bytes) from the beat's registered
 #: enables, in the cycle of the beat, so the unit's DRAM balance takes them a cycle after the beat
 #: (the count of 128 enables alone is 28 levels on E): a LOAD_INP from DRAM is free this many
 #: cycles after its last beat at the earliest (``load_terms``' ``lag``).
 INP_COUNT_LAG = 1
-#: The dispatcher registers a word's legality products (``legality_terms``) a stage before it
-#: checks and dispatches the word, so instruction 0 is dispatched in cycle ``DECODE_STAGES`` at
-#: the earliest; the stages then stay full, one instruction a cycle as before.
-DECODE_STAGES = 1
+#: The dispatcher forms a word's legality products (``legality_terms``) in two stages, products
+#: of two fields and then their products, before it checks and dispatches the word, so
+#: instruction 0 is dispatched in cycle ``DECODE_STAGES`` at the earliest; the stages then stay
+#: full, one instruction a cycle as before.
+DECODE_STAGES = 2
 #: Cycles of a run that belong to none of its layers: the decode's first stages and END's own cycle.
 RUN_OVERHEAD = DECODE_STAGES + 1
 TABLE_PARAM_ENTRIES = TABLE_BYTES // PARAM_ENTRY_BYTES      # LOAD_PARAM entries that fill the table memory
@@ -206,10 +212,16 @@ def store_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     return int(store_pe_tile(f, grid[:, 0], grid[:, 1])[2].sum())
 
 
-def gemm_steps(f):
+def _same(value, name):
+    """A ``hold`` that holds nothing: the value itself (see :func:`legality_terms`)."""
+    return value
+
+
+def gemm_steps(f, hold=_same):
     """Weight rows (steps of one pass over the tile's pixels) of a GEMM: one per channel block,
-    kernel row and kernel column, or per channel block and kernel row with ``dw``."""
-    return f["n_cblk"] * f["kh"] * sel(f["dw"], 1, f["kw"])
+    kernel row and kernel column, or per channel block and kernel row with ``dw``.  ``hold``:
+    see :func:`legality_terms`."""
+    return hold(f["n_cblk"] * f["kh"], "cblk_kh") * sel(f["dw"], 1, f["kw"])
 
 
 def dw_gather_max(config: AcceleratorConfig) -> int:
@@ -356,23 +368,40 @@ def gemm_in_h(f):
     return (f["out_h"] - 1) * f["stride"] + f["kh"]
 
 
-def gemm_input_terms(f) -> dict:
+def gemm_input_terms(f, hold=_same) -> dict:
     """The last input-buffer row a GEMM reads (its tile's window, every channel block) is
-    ``in_rest + in_h * cblk_w``: row ``(out_w - 1) * stride + kw - 1`` of the window's last
-    line, ``(n_cblk * in_h - 1) * in_w`` rows past ``inp_addr``."""
-    return {"in_h": gemm_in_h(f), "cblk_w": f["n_cblk"] * f["in_w"],
+    ``in_rest + in_rows``, ``in_rows = in_h * cblk_w``: row ``(out_w - 1) * stride + kw - 1`` of
+    the window's last line, ``(n_cblk * in_h - 1) * in_w`` rows past ``inp_addr``.  ``hold``:
+    see :func:`legality_terms`."""
+    return {"in_rows": hold(gemm_in_h(f), "in_h") * hold(f["n_cblk"] * f["in_w"], "cblk_w"),
             "in_rest": f["inp_addr"] - f["in_w"] + (f["out_w"] - 1) * f["stride"] + f["kw"] - 1}
 
 
-def legality_terms(op: Op, f) -> dict:
+def load_inp_rows(f, hold=_same):
+    """The input-buffer rows a LOAD_INP writes: its channel blocks of its window's pixels.
+    ``hold``: see :func:`legality_terms`."""
+    return hold(f["n_cblk"] * f["win_h"], "cblk_h") * f["win_w"]
+
+
+def load_inp_rows_bound(cfg: AcceleratorConfig) -> int:
+    """The most rows (:func:`load_inp_rows`) of a LOAD_INP that :func:`legality` lets run: it
+    writes them into the input buffer.  The units hold a running LOAD_INP's rows in the bits of
+    this bound (the low bits of the product, a far shallower multiplier than the fields' 36
+    bits), as every LOAD_INP that reaches a unit passed the dispatcher's check."""
+    return cfg.input_rows
+
+
+def legality_terms(op: Op, f, hold=_same) -> dict:
     """The products and sums :func:`legality` compares, each of fields only.  The RTL's
-    dispatcher registers them a stage before it compares them (``DECODE_STAGES``): products of
-    products, sums and comparisons in one cycle were the deepest path of the design (119 logic
-    levels on E)."""
+    dispatcher forms them in two stages and registers them a stage before it compares them
+    (``DECODE_STAGES``): ``hold(value, name)`` is a product of two fields that its first stage
+    registers for its second (the simulator's holds nothing), so no stage multiplies more than
+    two values (products of products, sums and comparisons in one cycle were the deepest path
+    of the design: 119 logic levels on E; a product of three fields alone 52 on small)."""
     if op == Op.LOAD_INP:
-        return {"rows": f["n_cblk"] * f["win_h"] * f["win_w"]}
+        return {"rows": load_inp_rows(f, hold)}
     if op == Op.GEMM:
-        return {"npix": f["out_h"] * f["out_w"], "steps": gemm_steps(f), **gemm_input_terms(f)}
+        return {"npix": f["out_h"] * f["out_w"], "steps": gemm_steps(f, hold), **gemm_input_terms(f, hold)}
     if op == Op.STORE:
         return {"npix": f["out_h"] * f["out_w"]}
     return {}
@@ -415,7 +444,7 @@ def legality(op: Op, f, cfg: AcceleratorConfig, terms: dict | None = None) -> li
         return [(f["acc_addr"] + npix > cfg.accum_depth, _ACC_TEXT),
                 # the last input row (gemm_input_terms) at or past the buffer's end; the
                 # product compared with what is left of it, not added to the rest first
-                (work & (t["in_h"] * t["cblk_w"] >= cfg.input_rows - t["in_rest"]),
+                (work & (t["in_rows"] >= cfg.input_rows - t["in_rest"]),
                  "input-buffer rows (depth {cfg.input_rows})"),
                 (work & (f["wgt_addr"] + steps > cfg.weight_rows), "weight-buffer rows (depth {cfg.weight_rows})"),
                 (f["dw"] & ((f["kw"] == 0) | (f["kw"] > dw_gather_max(cfg))),
@@ -445,20 +474,21 @@ def load_inp_folded(f):
     return (f["fold_kh"] > 1) | (f["fold_kw"] > 1)
 
 
-def load_terms(op: Op, f, cfg: AcceleratorConfig):
+def load_terms(op: Op, f, cfg: AcceleratorConfig, rows=None):
     """(bus beats, DRAM bytes, first-data latency, setup cycles, lag) of a load: after its setup
     the unit moves one beat of the bus a cycle and ``dram_bytes_per_cycle`` from DRAM, and its DRAM
     balance takes a beat's bytes ``lag`` cycles after the beat, so it is busy
     ``setup + max(1, beats + lag, ceil(bytes / bw))`` cycles.  A LOAD_INP's DRAM
     bytes are the in-bounds lanes its address generator finds (``load_inp_dram_bytes``; None
     here), counted ``INP_COUNT_LAG`` cycles after their beat, none from the global buffer (lag 0);
-    a LOAD_INP's setup is ``LANE_STAGE``, after ``FOLD_SETUP`` if it is folded.  The other loads'
-    bytes are known at their start (lag 0)."""
+    a LOAD_INP's setup is ``INP_START + LANE_STAGE``, after ``FOLD_SETUP`` if it is folded.  The other loads'
+    bytes are known at their start (lag 0).  ``rows``: a LOAD_INP's :func:`load_inp_rows`, when
+    the caller holds them already (the RTL: in the bits of :func:`load_inp_rows_bound`)."""
     bus, c0 = cfg.gb_bus_bytes, cfg.c0
     if op == Op.LOAD_INP:
-        rows = f["n_cblk"] * f["win_h"] * f["win_w"]
+        rows = load_inp_rows(f) if rows is None else rows
         return (cdiv(rows * c0, bus), None, sel(f["src_gb"], GB_LATENCY, cfg.dram_latency),
-                sel(load_inp_folded(f), FOLD_SETUP, 0) + LANE_STAGE, sel(f["src_gb"], 0, INP_COUNT_LAG))
+                sel(load_inp_folded(f), FOLD_SETUP, 0) + INP_START + LANE_STAGE, sel(f["src_gb"], 0, INP_COUNT_LAG))
     if op == Op.LOAD_WGT:
         return cdiv(f["rows"] * c0 * cfg.k0, bus), f["n_out"] * _min(f["chan"], f["rows"] * c0), cfg.dram_latency, 0, 0
     if op == Op.LOAD_PARAM:

@@ -13,7 +13,7 @@ from collections import Counter
 from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op
 from hw.numerics import PARAM_ENTRY_BYTES
-from hw.timing import EPILOGUE_PASSES, gemm_steps, load_inp_dram_bytes, store_bytes
+from hw.timing import EPILOGUE_PASSES, gemm_steps, load_inp_dram_bytes, load_inp_rows, store_bytes
 
 __all__ = ["EVENTS", "count_events"]
 
@@ -57,7 +57,7 @@ def count_events(insn: Insn, cfg: AcceleratorConfig) -> Counter:
         ev["acc_read_bytes"] = (cycles - first) * pes * cfg.k0 * acc_bytes
         ev["acc_write_bytes"] = cycles * pes * cfg.k0 * acc_bytes
     elif op == Op.LOAD_INP:
-        rows = f["n_cblk"] * f["win_h"] * f["win_w"]
+        rows = load_inp_rows(f)
         src = load_inp_dram_bytes(insn, cfg)
         ev["gb_read_bytes" if f["src_gb"] else "dram_read_bytes"] = src
         ev["bus_bytes"] = rows * cfg.c0

@@ -23,7 +23,7 @@ from hw.isa import ADDR_MASK, Act, ErrorCode, Insn, StreamError, INSN_BYTES
 from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
                          TABLE_ENTRY_BITS, unpack_entries)
 from hw.timing import (check_insn, load_inp_gb_conflict, load_inp_lanes, load_param_lane_addr, load_wgt_lane_addr,
-                       gemm_in_h, pe_members, pe_positions, store_addr, store_pe_extent, store_tile_origin)
+                       gemm_in_h, load_inp_rows, pe_members, pe_positions, store_addr, store_pe_extent, store_tile_origin)
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
 from mapper.program import Program, pack_params, pack_weights
@@ -110,7 +110,7 @@ class Machine:
 
     def _load_inp(self, f: dict, off: int) -> None:
         c0 = self.cfg.c0
-        n_rows = f["n_cblk"] * f["win_h"] * f["win_w"]
+        n_rows = load_inp_rows(f)
         addr, valid = load_inp_lanes(f, self.cfg)
         addr &= ADDR_MASK
         src = self.gb if f["src_gb"] else self.dram

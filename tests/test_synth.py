@@ -231,3 +231,25 @@ def test_a_unit_part_exports_the_unit_and_what_it_holds(part, top, modules):
     export = _export_part(cfg, part)
     assert export.top.startswith(top) and len(export.modules) == modules
     assert export.modules[-1] == export.top and _root(part, cfg, export) == (export.top, 1)
+
+
+def test_the_report_flags_each_module_deeper_than_the_vector_mac():
+    """``critical_paths`` names the deepest path overall and, per module, the deepest path deeper
+    than the MAC's (the path into a MAC's ``sum``); the summary marks those modules."""
+    from hw.rtl.logic_depth import DepthModel, Path
+    from hw.rtl.synth import ModuleResult, critical_paths
+
+    def result(name, internal=(), into=None, require=None):
+        depth = DepthModel(name, require=require or {}, internal=tuple(internal), into=into or {})
+        return ModuleResult(name, "verilog", {}, {}, [], 0.0, 0.0, depth)
+
+    mac = "vector_mac_c4_p8"
+    results = {mac: result(mac, require={"w": Path(30, "w", "sum")}),
+               "tile": result("tile", [Path(35, "a", "b")], into={mac: Path(40, "buf", "mac0/sum")}),
+               "unit": result("unit", [Path(52, "x", "y"), Path(45, "x", "z"), Path(41, "u", "v")]),
+               "top": result("top", [Path(44, "p", "q")])}
+    crit = critical_paths(results, {name: 1 for name in results})
+    assert crit["deepest"]["module"] == "unit" and crit["deepest"]["levels"] == 52
+    assert crit["mac"]["levels"] == 40 and crit["mac"]["module"] == "tile" and crit["mac_tree"]["levels"] == 30
+    assert [(p["module"], p["levels"]) for p in crit["deeper_than_mac"]] == [("unit", 52), ("unit", 45), ("top", 44), ("unit", 41)]
+    assert [(p["module"], p["levels"], p["end"]) for p in crit["modules_deeper_than_mac"]] == [("unit", 52, "y"), ("top", 44, "q")]

@@ -1,14 +1,18 @@
 """Fetch, decode and dispatch: one instruction per cycle into its unit's queue, malformed streams refused.
 
-Three stages, so that the dispatch decision never waits for arithmetic on a word, and no
-multiplication is followed by a comparison in the same cycle:
+Four stages, so that the dispatch decision never waits for arithmetic on a word, no stage
+multiplies more than two values, and no multiplication is followed by a comparison in the
+same cycle:
 
 fetch (F)
-    the word at ``pc_f`` (``imem.addr``, answered in the same cycle) is registered into T with
-    its legality products (``hw.timing.legality_terms``, each of the word's fields only).
+    the word at ``pc_f`` (``imem.addr``, answered in the same cycle) is registered into P with
+    the products of two of its fields that ``hw.timing.legality_terms`` holds (its ``hold``).
+products (P)
+    the registered word's legality terms (``hw.timing.legality_terms``: the held products'
+    products, and the terms of one product) are registered into T with the word.
 terms (T)
     the registered word at ``pc_t`` is decoded: its opcode and the checks that need only the
-    word (``hw.timing.legality`` on the registered products, reserved bits, what this RTL does
+    word (``hw.timing.legality`` on the registered terms, reserved bits, what this RTL does
     not build, the token flags per link); the results are registered into D.
 dispatch (D)
     the registered word at ``pc_d`` is dispatched: into its queue when the queue accepts
@@ -16,10 +20,10 @@ dispatch (D)
     END then raises ``done``.  The token counts in program order (``hw.timing.TOKEN_LINKS``,
     as ``hw.timing.schedule`` counts them) are checked here, against the registered flags.
 
-The stages move together, whenever D dispatches or is empty: T holds instruction ``pc_d + 1``
-and F fetches ``pc_d + 2`` while D holds ``pc_d``.  In the start cycle F fetches instruction 0,
-T decodes it in cycle 0 and D holds it in cycle 1 (``hw.timing.DECODE_STAGES``: instruction i
-at the earliest in cycle i + 1).  After an error ``imem.addr`` points at the culprit (``pc_f``
+The stages move together, whenever D dispatches or is empty: T holds instruction ``pc_d + 1``,
+P ``pc_d + 2`` and F fetches ``pc_d + 3`` while D holds ``pc_d``.  In the start cycle F fetches
+instruction 0, P holds it in cycle 0, T in cycle 1 and D in cycle 2 (``hw.timing.DECODE_STAGES``:
+instruction i at the earliest in cycle i + 2).  After an error ``imem.addr`` points at the culprit (``pc_f``
 takes ``pc_d``).
 
 Errors (``hw.isa.ErrorCode``, first that holds): OPCODE (no such opcode, or the fetch reached
@@ -51,20 +55,33 @@ IMEM_WORDS = 1 << 27
 QUEUE_NAMES = {Queue.LOAD: "lq", Queue.COMPUTE: "cq", Queue.STORE: "sq"}
 
 
-class _Terms:
-    """What the fetch stage registers into T: the word, whether the fetch ran past the memory,
-    and each opcode's legality products of it."""
+class _Stage:
+    """What a decode stage registers for the next: the word, whether the fetch ran past the
+    memory, and each opcode's values (``formed[op]``: a dict of name -> value of the word)."""
 
-    def __init__(self, word):
-        self.word = Signal(INSN_BITS, name="word_t")
-        self.past_end = Signal(name="past_end_t")
-        self.products = {o: legality_terms(o, Fields(insn_view(o, word))) for o in Op}
-        self.terms = {o: {k: Signal.like(v, name=f"{o.name.lower()}_{k}_t") for k, v in t.items()}
-                      for o, t in self.products.items()}
+    def __init__(self, suffix: str, formed: dict):
+        self.word = Signal(INSN_BITS, name=f"word{suffix}")
+        self.past_end = Signal(name=f"past_end{suffix}")
+        self._formed = formed
+        self.values = {o: {k: Signal.like(v, name=f"{o.name.lower()}_{k}{suffix}") for k, v in t.items()}
+                       for o, t in formed.items()}
 
     def updates(self, word, past_end) -> list:
         return [self.word.eq(word), self.past_end.eq(past_end),
-                *(self.terms[o][k].eq(v) for o, t in self.products.items() for k, v in t.items())]
+                *(self.values[o][k].eq(v) for o, t in self._formed.items() for k, v in t.items())]
+
+
+def _held_products(word) -> dict:
+    """Per opcode, the products of two fields of ``word`` that ``legality_terms`` holds."""
+    held = {o: {} for o in Op}
+    for o in Op:
+        legality_terms(o, Fields(insn_view(o, word)), hold=lambda value, name, o=o: held[o].setdefault(name, value))
+    return held
+
+
+def _terms_of(word, held: dict) -> dict:
+    """Per opcode, ``legality_terms`` of ``word`` with the held products registered (``held``)."""
+    return {o: legality_terms(o, Fields(insn_view(o, word)), hold=lambda value, name, o=o: held[o][name]) for o in Op}
 
 
 class _Decoded:
@@ -136,10 +153,11 @@ class Dispatcher(wiring.Component):
         })
 
     def elaborate(self, platform):
-        assert DECODE_STAGES == 1, "one stage (T) between the fetch and the dispatch below"
+        assert DECODE_STAGES == 2, "two stages (P, T) between the fetch and the dispatch below"
         m = Module()
         running, halted, d_full = self.running, Signal(), Signal()
-        pc_f, pc_t, pc_d = Signal(32), Signal(32), Signal(32)
+        pc_f, pc_p, pc_t, pc_d = Signal(32), Signal(32), Signal(32), Signal(32)
+        t_full = Signal()
         with m.If(running):
             m.d.sync += self.cycle.eq(self.cycle + 1)
         begin = self.start & ~running & ~self.done & ~halted
@@ -147,24 +165,27 @@ class Dispatcher(wiring.Component):
             m.d.sync += [running.eq(1), self.cycle.eq(0)]
         m.d.comb += self.imem.addr.eq(pc_f * INSN_BYTES)
 
-        t = _Terms(self.imem.data)
+        p = _Stage("_p", _held_products(self.imem.data))
+        t = _Stage("_t", _terms_of(p.word, p.values))
         f = self._decode(m, t)
         d = _Decoded("_d")
         err, dispatch, is_end = self._dispatch(m, d, d_full)
         # The stages move in the start cycle (F fetches instruction 0), while D is empty and
         # whenever D dispatches (but not past END).
         with m.If(begin | (running & ~d_full) | (dispatch & ~is_end)):
-            m.d.sync += t.updates(self.imem.data, pc_f == self._imem_words)
+            m.d.sync += p.updates(self.imem.data, pc_f == self._imem_words)
+            m.d.sync += t.updates(p.word, p.past_end)
             m.d.sync += [dst.eq(src) for dst, src in zip(d.signals(), f.signals())]
-            # in the start cycle T is still empty: D takes a word from cycle 0 on
-            m.d.sync += [pc_t.eq(pc_f), pc_d.eq(pc_t), pc_f.eq(pc_f + 1), d_full.eq(running)]
+            # in the start cycle P and T are still empty: T takes a word from cycle 0 on, D from cycle 1
+            m.d.sync += [pc_p.eq(pc_f), pc_t.eq(pc_p), pc_d.eq(pc_t), pc_f.eq(pc_f + 1),
+                         t_full.eq(running), d_full.eq(t_full)]
         with m.If(dispatch & is_end):
             m.d.sync += [running.eq(0), self.done.eq(1)]
         with m.If(err != ErrorCode.NONE):
             m.d.sync += [running.eq(0), halted.eq(1), self.error.eq(1), self.error_code.eq(err), pc_f.eq(pc_d)]
         return m
 
-    def _decode(self, m, t: _Terms) -> _Decoded:
+    def _decode(self, m, t: _Stage) -> _Decoded:
         """The terms stage: everything about the word in T that needs only the word."""
         cfg = self._config
         f = _Decoded("_dec")
@@ -182,7 +203,7 @@ class Dispatcher(wiring.Component):
                     if QUEUE_OF[o] in QUEUE_NAMES:
                         m.d.comb += f.queue[QUEUE_OF[o]].eq(1)
         for o in Op:
-            bad = legality(o, Fields(insn_view(o, word)), cfg, t.terms[o])
+            bad = legality(o, Fields(insn_view(o, word)), cfg, t.values[o])
             m.d.comb += f.bad_range[o].eq(any_of(0, *(b for b, _ in bad)))
         hdr = insn_view(Op.NOP, word)
         no_link = []

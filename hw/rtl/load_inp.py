@@ -31,8 +31,13 @@ Row and lane stages (``hw.timing.LANE_STAGE`` = 2)
     reaches the unit's DRAM balance a cycle later (``hw.timing.INP_COUNT_LAG``).  So no path runs
     from the row counters to the lanes' outputs, nor from the lanes' logic into their count.
 
-A lane's address is ``base + pix + off`` (``base`` = src_addr + (y0*t_w + x0)*t_c, its
-product by t_c formed the cycle after the start, from registers); it is enabled when its row
+Start (``hw.timing.INP_START`` = 1)
+    The fields are registered at the start; the products the stages add (the pixel steps of a
+    few columns and window rows, the window origin's offset ``base``) are formed from those
+    registers in the cycles after it, so no product of products runs from the queue's head.
+
+A lane's address is ``base + pix + off`` (``base`` = src_addr + (y0*t_w + x0)*t_c, a product a
+cycle from registers); it is enabled when its row
 is in the load, r < fold_kh and the pixel (Y + r, X + s) lies in the tensor: the gather of
 ``hw.timing.load_inp_lanes``.
 """
@@ -45,8 +50,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, INSN_BITS, Op
+from ..expr import Fields
 from ..timing import (FOLD_CHANNEL_DIGITS, FOLD_DIGIT_BITS, FOLD_SETUP, FOLD_TAP_BITS, FOLD_TAP_DIGITS, INP_COUNT_LAG,
-                      LANE_STAGE)
+                      INP_START, LANE_STAGE, load_inp_rows, load_inp_rows_bound)
 from .buses import load_geometry
 from .insn import field_signal, insn_view
 
@@ -66,6 +72,42 @@ _R_BEYOND = 64
 def _fold_field(view, name: str):
     """A fold field (``fold_kh``, ``fold_kw``, ``fold_stride``) of an instruction view, 0 read as 1."""
     return Mux(view[name] == 0, 1, view[name])
+
+
+#: The bounds of a row's taps (``LoadInpLanes._row_stage``).
+_BOUNDS = ("ny", "hy", "nx", "hx")
+
+
+def _bounds_y(ci, ys: list):
+    """ny = -Y and hy = t_h - Y for each of the pixel rows ``ys``."""
+    return [-y for y in ys], [ci.t_h - y for y in ys]
+
+
+def _bounds_x(ci, xs: list):
+    """nx = -X and hx = t_w - X for each of the pixel columns ``xs``."""
+    return [-x for x in xs], [ci.t_w - x for x in xs]
+
+
+def _bounds_of(ci, y, x) -> dict:
+    (ny,), (hy,) = _bounds_y(ci, [y])
+    (nx,), (hx,) = _bounds_x(ci, [x])
+    return {"ny": ny, "hy": hy, "nx": nx, "hx": hx}
+
+
+def _formed(m, values: list, shape, name: str) -> list:
+    """A signal for each of ``values`` (the outcomes a choice picks from)."""
+    sigs = [Signal(shape, name=f"{name}{v}") for v in range(len(values))]
+    m.d.comb += [s.eq(v) for s, v in zip(sigs, values)]
+    return sigs
+
+
+def _chosen(m, wrapped, at_wrapped, at_plain, wrapped_outcomes: list, plain_outcomes: list, name: str):
+    """``wrapped_outcomes[at_wrapped]`` when ``wrapped``, else ``plain_outcomes[at_plain]``."""
+    def pick(outcomes, at):
+        return outcomes[0] if len(outcomes) == 1 else Array(outcomes)[at]
+    out = Signal.like(plain_outcomes[0], name=name)
+    m.d.comb += out.eq(Mux(wrapped, pick(wrapped_outcomes, at_wrapped), pick(plain_outcomes, at_plain)))
+    return out
 
 
 class _Lane:
@@ -141,7 +183,7 @@ class LoadInpLanes(wiring.Component):
         The queue's head, taken when ``start``.
     start: In(1)
         A LOAD_INP starts: its fields are registered and its setup begins.
-    setup_left: In(range(FOLD_SETUP + LANE_STAGE + 1))
+    setup_left: In(range(FOLD_SETUP + INP_START + LANE_STAGE + 1))
         The load unit's setup count (``hw.timing.load_terms``' setup in the cycle after a start,
         then down to 0).
     step: In(1)
@@ -166,7 +208,7 @@ class LoadInpLanes(wiring.Component):
     def __init__(self, config: AcceleratorConfig):
         self._config = config
         g, nb, _ = load_geometry(config)
-        super().__init__({"insn": In(INSN_BITS), "start": In(1), "setup_left": In(range(FOLD_SETUP + LANE_STAGE + 1)),
+        super().__init__({"insn": In(INSN_BITS), "start": In(1), "setup_left": In(range(FOLD_SETUP + INP_START + LANE_STAGE + 1)),
                           "step": In(1),
                           "lane_en": Out(g), "lane_addr": Out(data.ArrayLayout(ADDR_BITS, g)),
                           "lane_en_count": Out(range(g + 1)), "row_addr": Out(16), "rows": Out(range(nb + 1))})
@@ -183,9 +225,10 @@ class LoadInpLanes(wiring.Component):
         assert INP_COUNT_LAG == 1, "the count below: a register of the beat's enables"
         left, rows_ahead = Signal.like(self.setup_left, name="fold_left"), Signal(name="rows_ahead")
         # rows_ahead: the row counters move to the beat after the one they hold (the two stages'
-        # cycles before the first beat, then every beat); left: the fold's setup
+        # cycles before the first beat, then every beat); left: the fold's setup, before INP_START
+        before_rows = INP_START + LANE_STAGE
         m.d.comb += [rows_ahead.eq(self.step | ((self.setup_left != 0) & (self.setup_left <= LANE_STAGE))),
-                     left.eq(Mux(self.setup_left > LANE_STAGE, self.setup_left - LANE_STAGE, 0))]
+                     left.eq(Mux(self.setup_left > before_rows, self.setup_left - before_rows, 0))]
         k = self._constants(m, ci)
         lanes = [_Lane(f"lane{ln}") for ln in range(cfg.c0)]
         self._setup(m, ci, k, lanes, left)
@@ -223,7 +266,7 @@ class LoadInpLanes(wiring.Component):
         _, nb, _ = load_geometry(self._config)
         jumps = range(nb + 1)           # jump 0 is unused: index by the jump's blocks
         top = nb * c0
-        k = {name: Signal(ADDR_BITS, name=name) for name in ("base", "pix_x", "pix_y", "row_bytes")}
+        k = {name: Signal(ADDR_BITS, name=name) for name in ("base", "row_bytes")}
         k.update(qc=[Signal(range(top + 2), name=f"qc_j{j}") for j in jumps],
                  rc=[Signal(range(top + 1), name=f"rc_j{j}") for j in jumps],
                  tcm=[Signal(ci.t_c.shape(), name=f"tcm_j{j}") for j in jumps],
@@ -247,14 +290,19 @@ class LoadInpLanes(wiring.Component):
             k[f"{key}_x"] = [Signal(len(value) + nb.bit_length(), name=f"{key}_x{j}") for j in range(nb + 1)]
             with m.If(self.start):
                 m.d.sync += [mul.eq(value * j) for j, mul in enumerate(k[f"{key}_x"])]
-        # j * pix_x, j * pix_y (registers of the start) beside the jumps' wraps
-        k["pix_x_x"], k["pix_y_x"] = ([k[key] * j for j in range(nb + 1)] for key in ("pix_x", "pix_y"))
         with m.If(self.start):
-            m.d.sync += [origin.eq(h.y0 * h.t_w + h.x0), k["row_bytes"].eq(row_bytes),
-                         k["pix_x"].eq(fs * h.t_c), k["pix_y"].eq(fs * row_bytes)]
-        # base = src_addr + (y0*t_w + x0)*t_c: one product from the queue's head at start, the
-        # other from registers a cycle later (the lane stage first reads it LANE_STAGE cycles on)
-        m.d.sync += k["base"].eq(ci.src_addr + origin * ci.t_c)
+            m.d.sync += k["row_bytes"].eq(row_bytes)
+        # the pixel byte steps of j <= G/C0 columns and window rows, j*fs*t_c and j*fs*row_bytes
+        # (``_row_jump``), each a product of registers of the start, formed every cycle: ready
+        # INP_START cycle(s) after the start, when the row stage first reads them
+        k["pix_x_x"] = [Signal(ADDR_BITS, name=f"pix_x_x{j}") for j in range(nb + 1)]
+        k["pix_y_x"] = [Signal(ADDR_BITS, name=f"pix_y_x{j}") for j in range(nb + 1)]
+        m.d.sync += [*(px.eq(fs_j * ci.t_c) for px, fs_j in zip(k["pix_x_x"], k["fs_x"])),
+                     *(py.eq(fs_j * k["row_bytes"]) for py, fs_j in zip(k["pix_y_x"], k["fs_x"]))]
+        # base = src_addr + (y0*t_w + x0)*t_c: a product a cycle from registers (the lane stage
+        # first reads it INP_START + LANE_STAGE - 1 cycles after the start)
+        assert INP_START + LANE_STAGE - 1 >= 2, "origin, then base, a cycle each after the start"
+        m.d.sync += [origin.eq(ci.y0 * ci.t_w + ci.x0), k["base"].eq(ci.src_addr + origin * ci.t_c)]
         for j in jumps[1:]:
             qc_now, rc_now = Signal.like(k["qc"][j]), Signal.like(k["rc"][j])
             with m.Switch(h.t_c):          # j*C0 = qc*t_c + rc: a table of the constant j*C0, no divider
@@ -383,7 +431,8 @@ class LoadInpLanes(wiring.Component):
                  "y": Signal(signed(24), name="pix_yc"), "x": Signal(signed(24), name="pix_xc"),
                  "pix": Signal(ADDR_BITS, name="pix"), "pix_row": Signal(ADDR_BITS, name="pix_row"),
                  "k": 0}
-        rows_left, row_addr = Signal(32), Signal(16)
+        # the rows in the bits the dispatcher's legality check allows (hw.timing.load_inp_rows_bound)
+        rows_left, row_addr = Signal(range(load_inp_rows_bound(cfg) + 1)), Signal(16)
         rows = [first] + [self._row_jump(m, ci, k, first, i, f"row{i}") for i in range(1, nb + 1)]
         slots = [self._row_stage(m, ci, row, rows_left > i, f"row{i}") for i, row in enumerate(rows[:nb])]
         after = rows[nb]                # the next beat's first row
@@ -396,7 +445,7 @@ class LoadInpLanes(wiring.Component):
         with m.If(self.start):
             m.d.sync += [first["yy"].eq(0), first["xx"].eq(0), first["y"].eq(h.y0), first["x"].eq(h.x0),
                          first["pix"].eq(0), first["pix_row"].eq(0),
-                         rows_left.eq(h.n_cblk * h.win_h * h.win_w), row_addr.eq(h.dst_addr)]
+                         rows_left.eq(load_inp_rows(Fields(h))), row_addr.eq(h.dst_addr)]
         with m.Elif(ahead):
             m.d.sync += [first[name].eq(after[name]) for name in ("yy", "xx", "y", "x", "pix", "pix_row")]
             m.d.sync += [rows_left.eq(Mux(rows_left < nb, 0, rows_left - nb)), row_addr.eq(row_addr + nb)]
@@ -406,14 +455,14 @@ class LoadInpLanes(wiring.Component):
         """A row of the beat registered for the lane stage: in the load, its channel block above
         the beat's first (``k``), its pixel offset (``pix``) and the bounds of its lanes' taps:
         tap (r, s) is in the tensor when ny <= r < hy and nx <= s < hx (ny = -Y, hy = t_h - Y for
-        the row's pixel (Y, X)), so the lane stage compares without adding first."""
+        the row's pixel (Y, X)), so the lane stage compares without adding first.  A jumped row
+        brings its bounds chosen by its wraps (``_row_jump``); the first row's are its registers'."""
         first = isinstance(row["k"], int)         # the beat's first row: block 0, a constant
         out = {"valid": Signal(name=f"{name}_valid_l"), "pix": Signal.like(row["pix"], name=f"{name}_pix_l"),
                "k": row["k"] if first else Signal.like(row["k"], name=f"{name}_k_l"),
-               **{b: Signal(signed(26), name=f"{name}_{b}_l") for b in ("ny", "hy", "nx", "hx")}}
-        m.d.sync += [out["valid"].eq(valid), out["pix"].eq(row["pix"]),
-                     out["ny"].eq(-row["y"]), out["hy"].eq(ci.t_h - row["y"]),
-                     out["nx"].eq(-row["x"]), out["hx"].eq(ci.t_w - row["x"])]
+               **{b: Signal(signed(26), name=f"{name}_{b}_l") for b in _BOUNDS}}
+        bounds = row.get("bounds") or _bounds_of(ci, row["y"], row["x"])
+        m.d.sync += [out["valid"].eq(valid), out["pix"].eq(row["pix"]), *(out[b].eq(bounds[b]) for b in _BOUNDS)]
         if not first:
             m.d.sync += out["k"].eq(row["k"])
         return out
@@ -422,24 +471,44 @@ class LoadInpLanes(wiring.Component):
         """Row i of the beat (1 .. G/C0) from its first row in one jump, not a ripple of wraps:
         i columns on, qx = (xx + i) div win_w window rows down, qy = (yy + qx) div win_h channel
         blocks on (``_wraps``).  After a wrap the row's column (and after a block its window row)
-        is below i, so its pixel and offset are small multiples of fold_stride, pix_x and pix_y."""
+        is below i, so its pixel, offset and tap bounds take one of a few values: each is formed
+        from registers beside the wraps, which only choose (carry-select)."""
         qx, xx = self._wraps(m, first["xx"], i, k["win_w_x"], i, f"{name}_x")
         by_qx = [self._wraps(m, first["yy"], j, k["win_h_x"], i, f"{name}_y{j}") for j in range(i + 1)]
         qy, yy = Array(q for q, _ in by_qx)[qx], Array(r for _, r in by_qx)[qx]
-        fsm, pxm, pym = (Array(k[key]) for key in ("fs_x", "pix_x_x", "pix_y_x"))
-        xs, ys = xx[:max(1, (i - 1).bit_length())], yy[:max(1, (i - 1).bit_length())]   # below i after a wrap
-        wrap_x, wrap_y = qx != 0, qy != 0
-        row = {key: Signal.like(first[key], name=f"{name}_{key}") for key in ("yy", "xx", "y", "x", "pix", "pix_row")}
-        m.d.comb += [row["yy"].eq(yy), row["xx"].eq(xx),
-                     row["y"].eq(Mux(wrap_y, ci.y0 + fsm[ys], first["y"] + fsm[qx])),
-                     row["x"].eq(Mux(wrap_x, ci.x0 + fsm[xs], first["x"] + k["fs_x"][i])),
-                     row["pix_row"].eq(Mux(wrap_y, pym[ys], first["pix_row"] + pym[qx])),
-                     row["pix"].eq(Mux(wrap_y, pym[ys] + pxm[xs],
-                                       Mux(wrap_x, first["pix_row"] + pym[qx] + pxm[xs],
-                                           first["pix"] + k["pix_x_x"][i])))]
+        low = max(1, (i - 1).bit_length())
+        xs, ys = xx[:low], yy[:low]         # below i after a wrap
+        fs, px, py = k["fs_x"], k["pix_x_x"], k["pix_y_x"]
+        # window row: wrapped into a new channel block (row ys of the window) or qx rows down
+        y_w = _formed(m, [ci.y0 + fs[v] for v in range(i)], signed(24), f"{name}_yw")
+        y_p = _formed(m, [first["y"] + fs[v] for v in range(i + 1)], signed(24), f"{name}_yp")
+        # column: wrapped to column xs of the window, or i columns on
+        x_w = _formed(m, [ci.x0 + fs[v] for v in range(i)], signed(24), f"{name}_xw")
+        x_p = _formed(m, [first["x"] + fs[i]], signed(24), f"{name}_xp")
+        prow_w = _formed(m, [py[v] for v in range(i)], ADDR_BITS, f"{name}_prow_w")
+        prow_p = _formed(m, [first["pix_row"] + py[v] for v in range(i + 1)], ADDR_BITS, f"{name}_prow_p")
+        by_y = {"y": (y_w, y_p), "pix_row": (prow_w, prow_p)}
+        for b, bw, bp in zip(("ny", "hy"), _bounds_y(ci, y_w), _bounds_y(ci, y_p)):
+            by_y[b] = (_formed(m, bw, signed(26), f"{name}_{b}w"), _formed(m, bp, signed(26), f"{name}_{b}p"))
+        by_x = {"x": (x_w, x_p)}
+        for b, bw, bp in zip(("nx", "hx"), _bounds_x(ci, x_w), _bounds_x(ci, x_p)):
+            by_x[b] = (_formed(m, bw, signed(26), f"{name}_{b}w"), _formed(m, bp, signed(26), f"{name}_{b}p"))
+        row = {key: _chosen(m, qy != 0, ys, qx, *pair, f"{name}_{key}") for key, pair in by_y.items()}
+        row.update({key: _chosen(m, qx != 0, xs, 0, *pair, f"{name}_{key}") for key, pair in by_x.items()})
+        # the pixel's offset: its row's and its column's for every pair of outcomes (no wrap: the
+        # first row's offset i columns on); row v < i and column w < i after the wraps
+        wrapped = [_formed(m, [py[v] + px[w] for w in range(i)], ADDR_BITS, f"{name}_pix_w{v}_") for v in range(i)]
+        no_wrap = _formed(m, [first["pix"] + px[i]], ADDR_BITS, f"{name}_pix_n")
+        # no wrap: the same offset for any column index (an Array reads 0 past its end)
+        plain = [no_wrap * (1 << len(xs))] + [_formed(m, [first["pix_row"] + py[v] + px[w] for w in range(i)],
+                                                      ADDR_BITS, f"{name}_pix_p{v}_") for v in range(1, i + 1)]
+        pix = Signal(ADDR_BITS, name=f"{name}_pix")
+        m.d.comb += pix.eq(Mux(qy != 0, Array(Array(c) for c in wrapped)[ys][xs], Array(Array(c) for c in plain)[qx][xs]))
+        yy_s, xx_s = Signal.like(first["yy"], name=f"{name}_yy"), Signal.like(first["xx"], name=f"{name}_xx")
         blk = Signal(range(i + 1), name=f"{name}_k")
-        m.d.comb += blk.eq(qy)
-        return {**row, "k": blk}
+        m.d.comb += [yy_s.eq(yy), xx_s.eq(xx), blk.eq(qy)]
+        bounds = {b: row.pop(b) for b in _BOUNDS}
+        return {**row, "yy": yy_s, "xx": xx_s, "pix": pix, "k": blk, "bounds": bounds}
 
     @staticmethod
     def _wraps(m, pos, add: int, multiples: list, most: int, name: str):

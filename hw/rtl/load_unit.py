@@ -19,7 +19,8 @@ from ..config import AcceleratorConfig
 from ..expr import Fields
 from ..isa import ADDR_BITS, INSN_BITS, Op, Queue
 from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
-from ..timing import FOLD_SETUP, GB_LATENCY, LANE_STAGE, load_param_lane_addr, load_terms, load_wgt_lane_addr
+from ..timing import (FOLD_SETUP, GB_LATENCY, INP_START, LANE_STAGE, load_inp_rows, load_inp_rows_bound, load_param_lane_addr,
+                      load_terms, load_wgt_lane_addr)
 from .buses import DramReadSignature, LoadBusSignature, LoadTarget, load_geometry
 from .global_buffer import GlobalBuffer, check_global_buffer
 from .insn import field_signal, insn_view
@@ -96,7 +97,7 @@ class LoadUnit(wiring.Component):
         cur = Signal(INSN_BITS)
         op = insn_view(Op.NOP, cur).opcode
         busy, beats_left = Signal(), Signal(32)
-        setup_left = Signal(range(FOLD_SETUP + LANE_STAGE + 1))     # a LOAD_INP's setup (hw.timing.load_terms)
+        setup_left = Signal(range(FOLD_SETUP + INP_START + LANE_STAGE + 1))     # a LOAD_INP's setup (hw.timing.load_terms)
         ready = busy & (setup_left == 0)
         issue = ready & (beats_left != 0)
         free = Signal()
@@ -248,12 +249,17 @@ class LoadUnit(wiring.Component):
         m.d.comb += [self.idle.eq(~busy & (tail == 0)),
                      self.push_next.valid.eq(free & insn_view(Op.NOP, cur).push_next),
                      self.push_next.wait.eq(first - 1)]
+        # a LOAD_INP's rows in the bits the dispatcher's legality check allows (load_inp_rows_bound):
+        # the low bits of the product of three fields, not all 36
+        inp_rows = Signal(range(load_inp_rows_bound(cfg) + 1))
+        m.d.comb += inp_rows.eq(load_inp_rows(Fields(insn_view(Op.LOAD_INP, h))))
         with m.If(start):
             m.d.sync += [cur.eq(h), busy.eq(1)]
             with m.Switch(insn_view(Op.NOP, h).opcode):
                 for o in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.LOAD_GB):
                     with m.Case(o):
                         # hw.timing's terms; a LOAD_INP's DRAM bytes are counted per beat instead
-                        n_beats, n_bytes, first_data, setup, late = load_terms(o, Fields(insn_view(o, h)), cfg)
+                        n_beats, n_bytes, first_data, setup, late = load_terms(
+                            o, Fields(insn_view(o, h)), cfg, rows=inp_rows if o == Op.LOAD_INP else None)
                         m.d.sync += [beats_left.eq(n_beats), credit.eq(0 if n_bytes is None else -n_bytes),
                                      first.eq(first_data), setup_left.eq(setup), lag.eq(late)]

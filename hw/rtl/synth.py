@@ -498,15 +498,17 @@ def _totals(results: dict[str, ModuleResult], instances: dict[str, int]) -> dict
 
 
 def critical_paths(results: dict[str, ModuleResult], instances: dict[str, int]) -> dict:
-    """The deepest register-to-register path, the vector MAC's path, and every path deeper than it.
+    """The deepest register-to-register path, the vector MAC's path, every path deeper than it,
+    and the modules that hold one.
 
     The MAC path is the deepest path that ends inside a vector MAC (in its parent: the operand
     read and selection, then the multiply-add tree up to the ``sum`` register); ``mac_tree`` is
-    the tree alone (the MAC's deepest input-to-register path).
+    the tree alone (the MAC's deepest input-to-register path).  ``modules_deeper_than_mac``
+    names each module whose deepest path is deeper than the MAC's, with that path.
     """
     owned = [(name, p) for name, r in results.items() if instances[name] for p in r.depth.internal]
     if not owned:
-        return {"deepest": None, "mac": None, "mac_tree": None, "deeper_than_mac": []}
+        return {"deepest": None, "mac": None, "mac_tree": None, "deeper_than_mac": [], "modules_deeper_than_mac": []}
     name, deepest = max(owned, key=lambda item: item[1].levels)
     macs = [n for n in results if n.startswith(MAC_PREFIX) and instances[n]]
     mac = _deepest(p for r in results.values() for m in macs for k, p in r.depth.into.items() if k == m)
@@ -514,10 +516,13 @@ def critical_paths(results: dict[str, ModuleResult], instances: dict[str, int]) 
     mac_module = next((n for n, r in results.items() for m in macs if r.depth.into.get(m) is mac), None)
     deeper = sorted(((n, p) for n, p in owned if mac is not None and p.levels > mac.levels),
                     key=lambda item: -item[1].levels)
+    deeper_paths = [{"module": n, **p.to_dict()} for n, p in deeper]
+    first_of_module = {p["module"]: p for p in reversed(deeper_paths)}        # deepest first
     return {"deepest": {"module": name, **deepest.to_dict()},
             "mac": {"module": mac_module, **mac.to_dict()} if mac else None,
             "mac_tree": {"module": macs[0], **tree.to_dict()} if tree else None,
-            "deeper_than_mac": [{"module": n, **p.to_dict()} for n, p in deeper]}
+            "deeper_than_mac": deeper_paths,
+            "modules_deeper_than_mac": sorted(first_of_module.values(), key=lambda p: -p["levels"])}
 
 
 def report_dict(report: SynthReport) -> dict:
@@ -553,11 +558,15 @@ def summary_lines(doc: dict) -> list[str]:
              f"{doc['yosys']} ({doc['engine']}), "
              f"{sec['total']:.0f} s (export {sec['export']:.0f} s, Yosys {sec['yosys']:.0f} s with "
              f"{sec['yosys_cpu']:.0f} s of CPU, depth analysis {sec['analysis']:.0f} s)",
-             f"{'module':<44} {'inst':>6} {'cells':>9} {'flip-flops':>10} {'mem bits':>10} {'depth':>6} {'CPU s':>8}"]
+             f"{'module':<44} {'inst':>6} {'cells':>9} {'flip-flops':>10} {'mem bits':>10} {'depth':>6} {'CPU s':>8}"
+             "  deepest path (! deeper than the vector MAC path)"]
+    flagged = {p["module"] for p in doc["critical"].get("modules_deeper_than_mac", [])}
     for m in doc["modules"]:
-        deepest = m["depth"]["internal"][0]["levels"] if m["depth"]["internal"] else 0
+        internal = m["depth"]["internal"]
+        deepest = internal[0]["levels"] if internal else 0
+        where = f"{'!' if m['name'] in flagged else ' '} {internal[0]['start']} -> {internal[0]['end']}" if internal else ""
         lines.append(f"{m['name'][-44:]:<44} {m['instances']:>6} {m['cells']:>9} {m['flip_flops']:>10} "
-                     f"{m['memory_bits']:>10} {deepest:>6} {m['cpu_seconds']:>8.0f}")
+                     f"{m['memory_bits']:>10} {deepest:>6} {m['cpu_seconds']:>8.0f}  {where}")
     lines.append(f"{'total (cells x instances)':<44} {'':>6} {tot['cells']:>9} {tot['flip_flops']:>10} "
                  f"{tot['memory_bits']:>10}")
     crit = doc["critical"]
@@ -570,6 +579,9 @@ def summary_lines(doc: dict) -> list[str]:
         lines += [f"  {_describe(p)}" for p in deeper[:10]]
         if len(deeper) > 10:
             lines.append(f"  ... {len(deeper) - 10} more in report.json")
+        flagged = crit.get("modules_deeper_than_mac", [])
+        lines.append(f"modules deeper than the vector MAC path: "
+                     + (", ".join(f"{p['module']} ({p['levels']})" for p in flagged) or "none"))
     ports = doc["top_ports"]
     lines.append(f"top-level ports: input to register {_describe(ports['require'])}; register to output "
                  f"{_describe(ports['arrive'])}; input to output {_describe(ports['through'])}")
