@@ -44,7 +44,7 @@ from mapper.program import _table_bytes, exp_table, pack_params
 
 from cosim.runner import FAST_BUILD
 
-__all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "FIXED",
+__all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "imem_words_for", "FIXED",
            "TABLE_ACTIVATIONS", "SOFTMAX_EPILOGUES",
            "random_layers", "layer_spec", "layer_from_spec", "Expected", "expected_run",
            "BAD_STREAMS", "bad_stream", "bad_stream_code", "bad_dram", "stream_words", "rtl_machine", "run_vec_as_rtl"]
@@ -54,8 +54,9 @@ TB_TOP = "accel_tb_top"
 #: How the wrapper and the accelerator are built: the fast model (the wrapper declares what
 #: the testbench reaches).
 TB_BUILD = FAST_BUILD
-#: Instruction memory depth (256-bit words): the whole-network program of segformer_b0 at 32x32
-#: on tiny is 40 767 instructions (tests/cosim/program_cases.py).
+#: Instruction memory depth (256-bit words) of the wrapper's build for runs of shorter programs
+#: (the whole-network program of segformer_b0 at 32x32 on tiny is 40 767 instructions,
+#: tests/cosim/program_cases.py); a run of longer ones gets a deeper build (:func:`imem_words_for`).
 IMEM_WORDS = 1 << 17
 #: DRAM array size: that program's image, every tensor in its own buffer, is 4.2 MB; ResNet-50's at
 #: 32x32 on small is 26.1 MB, Swin-T's with one block a stage 44.1 MB (ZOO_PROGRAMS).
@@ -84,6 +85,18 @@ def accelerator_verilog(config: AcceleratorConfig, *, export=None, imem_words: i
                f"`define ACCEL_VEC_PORTS {vec_port_connections(gather, config.num_pe * config.k0, config)}\n"
                f"`define IMEM_WORDS {imem_words}\n`define DRAM_BYTES {dram_bytes}\n")
     return export.verilog + "\n" + defines + WRAPPER.read_text(), export.seconds
+
+
+def imem_words_for(lengths) -> int:
+    """The wrapper's instruction memory depth for streams of ``lengths`` instructions: ``IMEM_WORDS``,
+    or the power of two that holds the longest (so that runs of shorter streams share one cached
+    build).  ValueError past the words the RTL's dispatcher addresses (``hw.rtl.dispatch.IMEM_WORDS``)."""
+    from hw.rtl.dispatch import IMEM_WORDS as RTL_WORDS
+    longest = max(lengths, default=0)
+    if longest > RTL_WORDS:
+        raise ValueError(f"a stream of {longest} instructions is longer than the {RTL_WORDS} words the RTL's "
+                         f"dispatcher addresses (hw.rtl.dispatch.IMEM_WORDS)")
+    return max(IMEM_WORDS, 1 << max(longest - 1, 0).bit_length())
 
 
 def vec_port_connections(gather: int, scatter: int, config: AcceleratorConfig) -> str:
