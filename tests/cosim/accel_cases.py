@@ -306,6 +306,10 @@ BAD_STREAMS = {
                                  "byte is one past the DRAM's end: DATA first", "DATA"),
     "vec_unsupported": ("a VEC the RTL does not build (SOFTMAX->LAYERNORM) inside the DRAM: refused while it "
                         "runs, after its DATA checks", "UNSUPPORTED"),
+    "vec_spatial_chain_unsupported": ("a chain the spatial unit does not build (RESIZE->LUT: no table load) "
+                                      "inside the DRAM", "UNSUPPORTED"),
+    "vec_spatial_chain_past_end": ("a RESIZE->ADD whose add's output's last byte is one past the DRAM's end",
+                                   "DATA"),
     "store_epilogue_unsupported": ("a STORE with a softmax epilogue and the table activation (both read the "
                                    "PEs' table ports)", "UNSUPPORTED"),
     "store_epilogue_partial_row": ("a STORE with a softmax epilogue over rows of 2 and one channel", "DATA"),
@@ -318,7 +322,13 @@ LEAVING_PASSES = {"vec_operand_past_end": ("add_lut", "operand_past_end", None),
                   "vec_output_below_zero": ("add_lut", "operand_below_zero", -1),
                   "vec_table_past_end": ("add_lut", "table_past_end", 0),
                   "vec_unsupported_past_end": ("softmax_layernorm", "operand_past_end", -1),
-                  "vec_unsupported": ("softmax_layernorm", None, None)}
+                  "vec_unsupported": ("softmax_layernorm", None, None),
+                  "vec_spatial_chain_unsupported": ("resize_lut", None, None),
+                  "vec_spatial_chain_past_end": ("resize_add", "operand_past_end", -1)}
+#: The chains of ``LEAVING_PASSES``: a random pass of the stages (``vec_passes.random_pass``), or a
+#: resize with a stage after it (``vec_passes.resize_chain_pass``).
+LEAVING_CHAINS = {"add_lut": [VecOp.ADD, VecOp.LUT], "softmax_layernorm": [VecOp.SOFTMAX, VecOp.LAYERNORM],
+                  "resize_add": VecOp.ADD, "resize_lut": VecOp.LUT}
 
 
 def _leaving_pass(name: str, cfg: AcceleratorConfig) -> tuple[Insn, np.ndarray]:
@@ -326,11 +336,11 @@ def _leaving_pass(name: str, cfg: AcceleratorConfig) -> tuple[Insn, np.ndarray]:
     a random pass of its chain (seed 0), an operand or table moved out of ``cfg``'s DRAM by one byte
     (``how`` None: left where it is)."""
     from cosim.vec_cases import placed_pass
-    from vec_passes import leaving_dram, random_pass
+    from vec_passes import leaving_dram, random_pass, resize_chain_pass
 
     chain, how, k = LEAVING_PASSES[name]
-    stages = [VecOp.SOFTMAX, VecOp.LAYERNORM] if chain == "softmax_layernorm" else [VecOp.ADD, VecOp.LUT]
-    d, image = random_pass(np.random.default_rng(0), stages)
+    stages, rng = LEAVING_CHAINS[chain], np.random.default_rng(0)
+    d, image = resize_chain_pass(rng, stages) if chain.startswith("resize_") else random_pass(rng, stages)
     return placed_pass(d if how is None else leaving_dram(d, how, cfg.dram_bytes, k), image)
 
 
