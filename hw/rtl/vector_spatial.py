@@ -10,6 +10,8 @@ step over the channels, one channel (a pooling: one window tap of a channel) a c
                  -> resize_element_kernel -> write the element (resize) or fold the argmax (class map)
     walker (window counters) -> lane l: window address + tap offset + channel -> DRAM read (1 lane)
                  -> max_kernel / sum fold -> average_kernel -> write (pooling, nearest resize)
+    either result -> chain slot 1 .. 3 (ElementwiseLane: COPY, ADD, MUL with a second operand read
+                 with the element's last tap) -> write each stage's result (Swin's RESIZE->ADD)
 
 * The *walker* steps the output raster one pixel a cycle and hands the next group's pixels to the
   lanes while they run the current group, so a group of ``lanes`` pixels takes
@@ -29,12 +31,18 @@ step over the channels, one channel (a pooling: one window tap of a channel) a c
   ``argmax_kernel`` and writes the class index's low byte with the last channel (the class map).
   A pooling reads a window tap a cycle on its first read lane and folds it (``max_kernel``, or the
   sum then ``average_kernel`` by the window's count).
+* A chain after the spatial stage (``hw.vector.SPATIAL_CHAIN_OPS``) runs on ``CHAIN_SLOTS`` of the
+  row lanes' element-wise slot a lane, one after the other, each ``chain_stage_latency`` cycles:
+  stage ``i``'s second operand is read on read lane ``CORNERS + i - 1`` and held to the slot's
+  input, its result written on write lane ``i``; the walker steps each chain operand's
+  ``AxisCounter``s with the written operand's.
 
 It refuses what the functional model refuses and then what it does not build, by one rule
 (``hw.vector.spatial_refusals``): ``DATA`` (a DDA or witnesses that are not its sizes', a pooling
 geometry that does not give ``h x w``, sizes beyond the operators' limits, a written operand of
-another raster, a later stage's parameters out of range) before ``UNSUPPORTED`` (a chain after the
-spatial stage, a source that is no plain raster, a result in place or into an operand whose
+another raster, a later stage's parameters out of range, a chain over other channels or rasters)
+before ``UNSUPPORTED`` (a chain of other than COPY, ADD and MUL on the previous result, or reading
+what the pass writes; a source that is no plain raster, a result in place or into an operand whose
 channels repeat within the source's).
 """
 
@@ -164,8 +172,9 @@ class SpatialUnit(wiring.Component):
         Low: the unit has no row units to overrun (``VectorUnit``'s members, so that the executor
         treats the two alike).
     dram_rd: Out(DramReadSignature(read_lanes(lanes))), dram_wr: Out(DramWriteSignature(write_lanes(lanes)))
-        As ``VectorUnit``'s: row lane ``l`` reads on lanes ``LANE_READS * l`` .. ``+ 3`` and writes on
-        lane ``MAX_STAGES * l``.
+        As ``VectorUnit``'s: row lane ``l`` reads on lanes ``LANE_READS * l`` .. ``+ 3`` (its pixel's
+        source elements) and ``+ 4`` .. ``+ 6`` (the chain stages' second operands), and writes on
+        lanes ``MAX_STAGES * l`` (the spatial stage) .. ``+ 3`` (the chain stages).
     """
 
     def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None):

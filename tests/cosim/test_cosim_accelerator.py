@@ -222,6 +222,18 @@ def test_zoo_vec_passes_are_expected_to_run():
     assert codes == {name: None for name in {**ZOO_VEC_PASSES, **RESNET_VEC_PASSES}}, codes
 
 
+def test_wrapper_instruction_memory_holds_the_longest_program():
+    """Runs of programs up to ``IMEM_WORDS`` share one build; Swin-T's 187,286 instructions take
+    2**18 words; a stream longer than the dispatcher addresses is refused, naming both lengths."""
+    from hw.rtl.dispatch import IMEM_WORDS as RTL_WORDS
+
+    assert imem_words_for([]) == imem_words_for([40_767, IMEM_WORDS]) == IMEM_WORDS
+    assert imem_words_for([302, 187_286]) == imem_words_for([1 << 18]) == 1 << 18
+    assert imem_words_for([(1 << 18) + 1]) == 1 << 19
+    with pytest.raises(ValueError, match=f"{RTL_WORDS + 1} instructions is longer than the {RTL_WORDS} words"):
+        imem_words_for([RTL_WORDS + 1])
+
+
 def test_checker_names_case_index_values_and_cycles():
     """A corrupted output byte and a late done are reported with index, hex/decimal values and
     both cycle counts; a run that never finishes is reported as a hang."""
