@@ -53,7 +53,7 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
-           "row_lane_refusals", "plain_axis", "spatial_refusals", "spatial_slots",
+           "row_lane_refusals", "plain_axis", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
            "divides_as", "pool_taps", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "axis_refusals",
            "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside"]
 
@@ -593,7 +593,7 @@ def pool_axis_fits(n_in, n_out, kernel, stride, padding, ceil_mode):
     return all_of(room >= kernel, sel(ceil_mode, any_of(kept, dropped), floor_fit))
 
 
-def spatial_refusals(head, stage, src, out) -> tuple[dict, dict]:
+def spatial_refusals(head, stage, src, out, chain=()) -> tuple[dict, dict]:
     """Why a pass whose first stage is spatial is refused: ``(DATA, UNSUPPORTED)``, each
     ``{why: condition}``.  One rule: the functional model refuses the ``DATA`` ones before it runs
     the pass (``sim.vector_unit``), ``hw.rtl.insn.vec_unsupported`` gives the ``UNSUPPORTED`` ones,
@@ -604,10 +604,14 @@ def spatial_refusals(head, stage, src, out) -> tuple[dict, dict]:
     classes; a pooling mode beyond ``ADAPTIVE_AVG``; a windowed pooling whose geometry does not
     give the pass's ``h x w``, :func:`pool_axis_fits`; an adaptive pooling or a nearest resize
     whose witnesses are not its sizes' quotients, :func:`divides_as`, or an adaptive window bound
-    above ``POOL_MAX_COUNT``) and a written operand whose raster is not ``h x w``.
-    ``UNSUPPORTED``: what the spatial unit does not build (a chain after the spatial stage; a
-    source that is no plain raster, :func:`plain_axis`; a result written in place, or into an
-    operand whose repeating channels are fewer than the source's).
+    above ``POOL_MAX_COUNT``), a written operand whose raster is not ``h x w``, and a chain after
+    the spatial stage over other pixels or channels than its result's (an operand of a later
+    stage whose raster is not ``h x w``, a pass's ``c`` that is not the source's).
+    ``UNSUPPORTED``: what the spatial unit does not build (a chain after the spatial stage of
+    other than :data:`SPATIAL_CHAIN_OPS` on the previous result, or after the class map; a source
+    that is no plain raster, :func:`plain_axis`; a result written in place, or into an operand
+    whose repeating channels are fewer than the source's; a later stage reading an operand the
+    chain writes: the unit reads it with the spatial stage's element, before the write).
 
     Parameters
     ----------
@@ -615,6 +619,10 @@ def spatial_refusals(head, stage, src, out) -> tuple[dict, dict]:
         The header, the first stage slot, its source operand's slot and its written operand's slot
         (any slot when it writes none), as :func:`descriptor_field_slots` names them (``f["name"]``),
         on integers or on the RTL's descriptor.
+    chain : sequence of (stage, second, written) field dicts
+        The later stage slots (1 .. ``MAX_STAGES - 1``; live below the header's ``n_stages``),
+        each with its second operand's slot and its written operand's slot (any slot where it
+        names none): :func:`spatial_slots`.
     """
     from . import operators as ops
     op, h, w = stage["op"], head["h"], head["w"]
@@ -654,25 +662,82 @@ def spatial_refusals(head, stage, src, out) -> tuple[dict, dict]:
         "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses, pool_taps(stage, "y") * pool_taps(
             stage, "x") > ops.POOL_MAX_COUNT),
         "a written operand of another raster": all_of(writes, any_of(out["y_n"] != h, out["x_n"] != w)),
+        **_chain_data_refusals(head, src, chain),
     }
     plain = all_of(*(plain_axis(src[a + "n"], src[a + "start"], src[a + "wrap"], src[a + "valid"], src[a + "win"])
                      for a in ("y_", "x_")))
     unsupported = {
-        "a chain after the spatial stage": head["n_stages"] != 1,
+        **_chain_unsupported(head, stage, chain, argmax),
         "a source that is no plain raster": not_(plain),
-        "a result written in place": all_of(writes, stage["src"] == stage["out"]),
+        "a result written in place": any_of(all_of(writes, stage["src"] == stage["out"]),
+                                            *(all_of(on, st["out"] == stage["src"]) for on, st, _ in _chain_uses(head, chain))),
         "a written operand whose repeating channels are fewer than the source's":
             all_of(writes, not_(argmax), out["repeat"], out["c"] < src["c"]),
     }
     return data, unsupported
 
 
+#: What the spatial unit applies after its spatial stage, to its result (``hw/rtl/vector_spatial.py``,
+#: on the row lanes' element-wise slot): what the mapper fuses after a resize (Swin's UPerNet
+#: top-down RESIZE->ADD).  A LUT needs its table loaded before the rows, which the spatial unit
+#: does not do.
+SPATIAL_CHAIN_OPS = (VecOp.COPY, VecOp.ADD, VecOp.MUL)
+
+
+def _chain_uses(head, chain) -> list:
+    """(live, stage, reads a second operand) of each later stage slot of a spatial pass."""
+    return [(i + 1 < head["n_stages"], st, all_of(_is(st["op"], VecOp.ADD, VecOp.MUL), st["src2"] != NONE))
+            for i, (st, _, _) in enumerate(chain)]
+
+
+def _chain_data_refusals(head, src, chain) -> dict:
+    """The ``DATA`` part of :func:`spatial_refusals` for the stages after the spatial one."""
+    h, w = head["h"], head["w"]
+
+    def other_raster(op):
+        return any_of(op["y_n"] != h, op["x_n"] != w)
+    uses = _chain_uses(head, chain)
+    return {
+        "a chain after the spatial stage over other channels than its source's":
+            all_of(head["n_stages"] != 1, head["c"] != src["c"]),
+        "a chain's operand of another raster":
+            any_of(*(all_of(on, any_of(all_of(reads, other_raster(second)), all_of(st["out"] != NONE, other_raster(out))))
+                     for (on, st, reads), (_, second, out) in zip(uses, chain))),
+    }
+
+
+def _chain_unsupported(head, stage, chain, argmax) -> dict:
+    """The ``UNSUPPORTED`` part of :func:`spatial_refusals` for the stages after the spatial one."""
+    uses = _chain_uses(head, chain)
+    writers = [stage["out"]] + [sel(on, st["out"], NONE) for on, st, _ in uses]
+
+    def short(op):
+        return all_of(op["repeat"], op["c"] < head["c"])
+    return {
+        "a chain after the spatial stage of other than COPY, ADD or MUL on the previous result": any_of(
+            all_of(argmax, head["n_stages"] != 1),
+            *(all_of(on, any_of(not_(_is(st["op"], *SPATIAL_CHAIN_OPS)), st["src"] != PREV,
+                                all_of(_is(st["op"], VecOp.ADD, VecOp.MUL), st["src2"] == NONE)))
+              for on, st, _ in uses)),
+        "a chain's operand whose repeating channels are fewer than the pass's":
+            any_of(*(all_of(on, any_of(all_of(reads, short(second)), all_of(st["out"] != NONE, short(out))))
+                     for (on, st, reads), (_, second, out) in zip(uses, chain))),
+        "a chain stage reading an operand the pass writes":
+            any_of(*(all_of(on, reads, any_of(*(all_of(k != NONE, st["src2"] == k) for k in writers)))
+                     for on, st, reads in uses)),
+    }
+
+
 def spatial_slots(d: Descriptor) -> tuple:
-    """(header, first stage, source operand, written operand) slots of a spatial pass: the
+    """(header, first stage, source operand, written operand, chain) slots of a spatial pass: the
     arguments of :func:`spatial_refusals` on integers."""
     head, operands, stages = descriptor_field_slots(d)
+
+    def slot(k):
+        return operands[k] if k < MAX_OPERANDS else _Slot()
     first = stages[0]
-    return head, first, operands[first["src"]], operands[first["out"]] if first["out"] != NONE else _Slot()
+    chain = [(st, slot(st["src2"]), slot(st["out"])) for st in stages[1:]]
+    return head, first, operands[first["src"]], slot(first["out"]), chain
 
 
 def row_schedule(d: Descriptor) -> tuple[int, int, int, int]:

@@ -1,7 +1,8 @@
 """The vector executor's spatial sequencer (hw/rtl/vector_spatial.py) against the functional model.
 
-Seeded random resizes and class maps (sizes up and down, channel counts below, at and above the
-lanes, written operands rolled, cropped or with fewer channels, sources with any pitch) run in
+Seeded random resizes, class maps and poolings (sizes up and down, channel counts below, at and
+above the lanes, written operands rolled, cropped or with fewer channels, sources with any pitch),
+resizes and poolings with a chain of element-wise stages after them (Swin's RESIZE->ADD) run in
 Amaranth's simulator through ``SpatialUnit`` and through ``VectorExecutor``, their DRAM images
 compared byte for byte with ``sim.vector_unit.execute_vec``'s and their cycles with the unit's
 formula and the contract (``hw.timing.vec_cycles``); refusals with the functional model's code
@@ -27,10 +28,10 @@ from hw.rtl.buses import DRAM_READ_LATENCY, VEC_TIMING
 from hw.rtl.insn import vec_unsupported
 from hw.rtl.vector_descriptor import descriptor_slots
 from hw.rtl.vector_executor import VectorExecutor
-from hw.rtl.vector_spatial import SETUP_CYCLES, SpatialUnit, kernel_latency
+from hw.rtl.vector_spatial import SETUP_CYCLES, SpatialUnit, chain_stage_latency, kernel_latency
 from hw.timing import VEC_FETCH_BYTES, VEC_FIELD_CHECK, VEC_SETUP, vec_cycles
 from test_rtl_vector_unit import first_difference, functional, run_on
-from vec_passes import Dram, output_operand
+from vec_passes import Dram, input_operand, output_operand, stage_params
 
 SEED = 20261201
 TINY = get_config("tiny")
@@ -108,6 +109,43 @@ def random_pool(rng, mode: int) -> tuple[vec.Descriptor, np.ndarray]:
     return vec.Descriptor(h, w, c, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
 
 
+def with_chain(rng, d: vec.Descriptor, image: np.ndarray) -> tuple[vec.Descriptor, np.ndarray]:
+    """``d`` (a resize or pooling) followed by 1 to 3 random stages of ``hw.vector.SPATIAL_CHAIN_OPS``
+    on the previous result: an ADD's or MUL's second operand read through a random pattern (roll,
+    window split, padding, fewer channels), results written through random one-to-one patterns (the
+    last stage's always, the spatial stage's by chance: Swin's RESIZE->ADD writes only the sum)."""
+    dram = Dram(rng, image)
+    first = d.stages[0]
+    if rng.integers(0, 2):
+        first = dataclasses.replace(first, out=vec.NONE)
+    operands, stages = list(d.operands), [first]
+    n = int(rng.integers(1, vec.MAX_STAGES))
+    for i in range(n):
+        kind = VecOp(int(rng.choice([int(k) for k in vec.SPATIAL_CHAIN_OPS])))
+        src2 = out = vec.NONE
+        if kind in (VecOp.ADD, VecOp.MUL):
+            # a repeating operand of fewer channels is refused (UNSUPPORTED): read it plainly
+            src2 = len(operands)
+            operands.append(dataclasses.replace(input_operand(dram, rng, d.h, d.w, d.c), repeat=False))
+        if i == n - 1 or rng.integers(0, 2):
+            out = len(operands)
+            operands.append(output_operand(dram, rng, d.h, d.w, d.c))
+        stages.append(vec.Stage(kind, vec.PREV, src2, out, stage_params(kind, rng, dram, d.c, d.c)))
+    return dataclasses.replace(d, operands=tuple(operands), stages=tuple(stages)), dram.image()
+
+
+def random_case(rng, kind: str) -> tuple[vec.Descriptor, np.ndarray]:
+    """A random pass of ``kind`` (a key of ``KINDS``) and its DRAM image."""
+    base = kind.removesuffix("_chain")
+    d, dram = random_pool(rng, KINDS[base]) if base in POOLS else \
+        random_spatial(rng, KINDS[base], nearest=base == "nearest")
+    if kind.endswith("_chain"):
+        d, dram = with_chain(rng, d, dram)
+    if kind == "class_map_ties":
+        dram = ties(rng, d, dram)
+    return d, dram
+
+
 def ties(rng, d: vec.Descriptor, dram: np.ndarray) -> np.ndarray:
     """The class map's source with few distinct values, so that classes tie (lowest index wins)."""
     src = d.operands[0]
@@ -128,18 +166,17 @@ KINDS = {"resize": VecOp.RESIZE, "nearest": VecOp.RESIZE, "class_map": VecOp.RES
          "class_map_ties": VecOp.RESIZE_ARGMAX,
          "max_pool": vec.PoolMode.MAX, "avg_pool": vec.PoolMode.AVG, "adaptive_pool": vec.PoolMode.ADAPTIVE_AVG}
 POOLS = ("max_pool", "avg_pool", "adaptive_pool")
-CASES = [(kind, seed) for kind in KINDS for seed in range(8)]
+#: Resizes and poolings with a chain after them (``with_chain``).
+CHAINS = ("resize_chain", "nearest_chain", "max_pool_chain", "avg_pool_chain", "adaptive_pool_chain")
+CASES = [(kind, seed) for kind in (*KINDS, *CHAINS) for seed in range(8)]
 
 
 @pytest.fixture(scope="module")
 def spatial_runs() -> dict:
     passes = {}
+    kinds = [*KINDS, *CHAINS]
     for kind, seed in CASES:
-        rng = np.random.default_rng([SEED, seed, list(KINDS).index(kind)])
-        d, dram = random_pool(rng, KINDS[kind]) if kind in POOLS else \
-            random_spatial(rng, KINDS[kind], nearest=kind == "nearest")
-        if kind == "class_map_ties":
-            dram = ties(rng, d, dram)
+        d, dram = random_case(np.random.default_rng([SEED, seed, kinds.index(kind)]), kind)
         passes[kind, seed] = (d, dram, functional(d, dram))
     results = run_spatial([(d, dram) for d, dram, _ in passes.values()])
     return {key: (*run, res) for (key, run), res in zip(passes.items(), results)}
@@ -195,11 +232,21 @@ def refused(kind: str) -> vec.Descriptor:
     if kind == "rolled source":
         return dataclasses.replace(d, operands=(dataclasses.replace(src, x=dataclasses.replace(
             src.x, start=1, wrap=src.x.n + 1)), out))
-    if kind == "chain":
-        return dataclasses.replace(d, stages=(st, vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {})))
+    add = {"mult_a": 1 << 14, "mult_b": 1 << 14, "shift": 15, "relu": 0}
+    if kind == "chain of a table":              # a LUT's table is not loaded by the spatial unit
+        return dataclasses.replace(d, stages=(st, vec.Stage(VecOp.LUT, vec.PREV, vec.NONE, 1, {"table": 0})))
+    if kind == "chain reading what it writes":  # the spatial stage writes operand 1, the add reads it
+        return dataclasses.replace(d, operands=(src, out, out), stages=(st, vec.Stage(VecOp.ADD, vec.PREV, 1, 2, add)))
     if kind == "chain of bad parameters":       # an add's shift beyond its range, after the resize
-        add = {"mult_a": 1 << 14, "mult_b": 1 << 14, "shift": op.AddParams.RANGES["shift"][1] + 1, "relu": 0}
-        return dataclasses.replace(d, c=src.c, stages=(st, vec.Stage(VecOp.ADD, vec.PREV, 1, 1, add)))
+        bad = {**add, "shift": op.AddParams.RANGES["shift"][1] + 1}
+        return dataclasses.replace(d, c=src.c, stages=(st, vec.Stage(VecOp.ADD, vec.PREV, 1, 1, bad)))
+    if kind == "chain of other channels":       # the pass's c is not the source's
+        return dataclasses.replace(d, c=src.c + 1, stages=(st, vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {})))
+    if kind == "chain operand raster":          # the add's operand is a row short
+        short = dataclasses.replace(out, y=dataclasses.replace(out.y, n=out.y.n - 1, wrap=0, valid=0, win=0)) \
+            if out.y.n > 1 else dataclasses.replace(out, y=vec.Axis(2, out.y.stride))
+        return dataclasses.replace(d, operands=(src, out, short),
+                                   stages=(dataclasses.replace(st, out=vec.NONE), vec.Stage(VecOp.ADD, vec.PREV, 2, 1, add)))
     if kind == "repeating output":
         return dataclasses.replace(d, operands=(src, dataclasses.replace(out, c=src.c - 1, repeat=True)))
     if kind == "output raster":
@@ -220,7 +267,9 @@ def pooling_refused() -> tuple[vec.Descriptor, np.ndarray]:
 
 
 REFUSALS = {"dda": ErrorCode.DATA, "rolled source": ErrorCode.UNSUPPORTED,
-            "chain": ErrorCode.UNSUPPORTED, "chain of bad parameters": ErrorCode.DATA,
+            "chain of a table": ErrorCode.UNSUPPORTED, "chain reading what it writes": ErrorCode.UNSUPPORTED,
+            "chain of bad parameters": ErrorCode.DATA, "chain of other channels": ErrorCode.DATA,
+            "chain operand raster": ErrorCode.DATA,
             "repeating output": ErrorCode.UNSUPPORTED,
             "output raster": ErrorCode.DATA, "pool raster": ErrorCode.DATA,
             **{f"{kind} {w} {s}": ErrorCode.DATA for kind in ("adaptive", "nearest") for w in WITNESSES
@@ -264,9 +313,8 @@ def executor_runs() -> list:
     rng = np.random.default_rng([SEED, 7])
     dut = VectorExecutor(TINY, max_row=64)
     runs = []
-    for kind in (VecOp.RESIZE, VecOp.RESIZE_ARGMAX, VecOp.RESIZE, "nearest", *POOLS):
-        d, dram = random_pool(rng, KINDS[kind]) if kind in POOLS else \
-            random_spatial(rng, KINDS.get(kind, kind), nearest=kind == "nearest")
+    for kind in ("resize", "class_map", "resize", "nearest", *POOLS, "resize_chain", "max_pool_chain"):
+        d, dram = random_case(rng, kind)
         image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
         want = image.copy()
         functional_image = functional(d, dram)
@@ -291,13 +339,14 @@ def test_spatial_passes_take_the_contracts_cycles(executor_runs):
     one-cycle reads, the descriptor beats a largest descriptor has more, the cycles the DRAM bytes
     take beyond the rows, and what ``VEC_SETUP`` counts beyond the largest fetch and the fields'
     check (its hand-over, check and four stage slots) less what the spatial unit takes beyond its rows (the hand-over,
-    its setup and the kernel, interpolation or window fold; its read is the DRAM latency's)."""
+    its setup, the kernel, interpolation or window fold, and the chain's stages; its read is the DRAM latency's)."""
     for kind, d, _, _, res in executor_runs:
         f = vec.vec_fields(d)
         contract = vec_cycles(f, TINY)
         rows = vec_cycles({**f, "bytes_in": 0, "bytes_out": 0}, TINY)
         largest_fetch = -(-vec.MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3
-        setup_slack = VEC_SETUP - largest_fetch - VEC_FIELD_CHECK - (1 + SETUP_CYCLES + kernel_latency(d.stages[0]))
+        unit_beyond_rows = 1 + SETUP_CYCLES + kernel_latency(d.stages[0]) + (len(d.stages) - 1) * chain_stage_latency()
+        setup_slack = VEC_SETUP - largest_fetch - VEC_FIELD_CHECK - unit_beyond_rows
         allowance = (TINY.dram_latency - DRAM_READ_LATENCY
                      + (vec.MAX_DESCRIPTOR_BYTES - vec.descriptor_bytes(d)) // VEC_FETCH_BYTES
                      + setup_slack + contract - rows)

@@ -15,7 +15,7 @@ from hw.isa import VecOp
 from hw.numerics import pack_entries
 from hw.rtl.vector_unit import LUT_ENTRIES
 
-__all__ = ["Dram", "CHAINS", "IN_PLACE", "random_pass", "any_axis", "add_params", "softmax_params", "layernorm_params",
+__all__ = ["Dram", "CHAINS", "IN_PLACE", "random_pass", "resize_chain_pass", "any_axis", "add_params", "softmax_params", "layernorm_params",
            "stage_params", "LEAVING", "leaving_dram"]
 
 
@@ -199,6 +199,26 @@ def random_pass(rng, chain: list[VecOp], in_place: bool = False,
             operands.append(output_operand(dram, rng, h, w, c))
         stages.append(vec.Stage(kind, 0 if i == 0 else vec.PREV, src2, out, params))
     return vec.Descriptor(h, w, c, tuple(operands), tuple(stages)), dram.image()
+
+
+def resize_chain_pass(rng, then: VecOp) -> tuple[vec.Descriptor, np.ndarray]:
+    """A bilinear resize (3x2 to 4x5, 3 channels) that writes nothing, then ``then`` on its result
+    writing a fresh operand (an ADD's or MUL's second operand read through a random pattern): Swin's
+    UPerNet RESIZE->ADD on the spatial unit, or a chain it does not build (RESIZE->LUT); and its image."""
+    dram = Dram(rng)
+    c, (n_y, n_x), (h, w) = 3, (3, 2), (4, 5)
+    src = vec.Operand(dram.alloc(n_y * n_x * c), c, vec.Axis(n_y, n_x * c), vec.Axis(n_x, c))
+    ay, ax = op.resize_axis_params(n_y, h), op.resize_axis_params(n_x, w)
+    resize = vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, {
+        "mode": 0, "y_start": ay.start, "y_step": ay.step, "x_start": ax.start, "x_step": ax.step,
+        "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0})
+    operands, src2 = [src], vec.NONE
+    if then in (VecOp.ADD, VecOp.MUL):
+        src2 = len(operands)
+        operands.append(dataclasses.replace(input_operand(dram, rng, h, w, c), repeat=False))
+    operands.append(output_operand(dram, rng, h, w, c))
+    stage = vec.Stage(then, vec.PREV, src2, len(operands) - 1, stage_params(then, rng, dram, c, c))
+    return vec.Descriptor(h, w, c, tuple(operands), (resize, stage)), dram.image()
 
 
 #: How :func:`leaving_dram` moves a pass out of the DRAM by one byte.

@@ -11,7 +11,7 @@ from ..isa import VecOp
 from .kernel_unit import INT8, KernelUnit, delayed, table_write_signature
 from .operator_backend import Table, range_shape
 
-__all__ = ["ElementwiseLane", "LANE_OPS"]
+__all__ = ["ElementwiseLane", "LANE_OPS", "drive_stage"]
 
 #: The stage operations of a VEC descriptor (``hw/vector.py``) this lane computes.
 LANE_OPS = (VecOp.COPY, VecOp.ADD, VecOp.MUL, VecOp.LUT)
@@ -91,3 +91,13 @@ class ElementwiseLane(wiring.Component):
             y = Mux(op == code, delayed(m, unit.y, self._latency - unit.latency, f"{code.name.lower()}_y"), y)
         m.d.comb += [self.y.eq(y), self.y_valid.eq(delayed(m, self.valid, self._latency, "valid"))]
         return m
+
+
+def drive_stage(m: Module, slot: ElementwiseLane, stage, a, b, valid) -> None:
+    """Drive ``slot`` with the operation and parameters of a descriptor's stage slot ``stage`` (a
+    ``hw.rtl.vector_descriptor.DESCRIPTOR`` stage view), on inputs ``a``, ``b`` and ``valid``: the
+    row lanes' stage slots and the spatial unit's chain."""
+    add, mul = stage.add, stage.mul
+    m.d.comb += [slot.op.eq(stage.copy.op), slot.a.eq(a), slot.b.eq(b), slot.valid.eq(valid),
+                 slot.mult_a.eq(add.mult_a), slot.mult_b.eq(add.mult_b), slot.relu.eq(add.relu),
+                 slot.mult.eq(mul.mult), slot.shift.eq(Mux(add.op == VecOp.ADD, add.shift, mul.shift))]

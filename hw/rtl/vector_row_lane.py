@@ -25,7 +25,7 @@ from .. import vector as vec
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, VecOp
 from .buses import DRAM_READ_LATENCY
-from .elementwise_lane import ElementwiseLane
+from .elementwise_lane import ElementwiseLane, drive_stage
 from .kernel_unit import delay_line, delayed
 from .layernorm_unit import LayerNormUnit
 from .softmax_unit import SoftmaxUnit
@@ -250,7 +250,7 @@ class VectorRowLane(wiring.Component):
             t_in, stage = self._timing.slot_in(i), d.stages[i]
             x_read = taps[t_in][2 * i].as_signed()
             x_in = x_read if y_prev is None else Mux(stage.copy.src == vec.PREV, y_prev, x_read)
-            self._drive_slot(m, slot, stage, x_in, taps[t_in][2 * i + 1].as_signed(), beats[t_in].valid)
+            drive_stage(m, slot, stage, x_in, taps[t_in][2 * i + 1].as_signed(), beats[t_in].valid)
             for key, value in (("x", x_in), ("valid", beats[t_in].valid), ("last", p.step_in[i].last),
                                ("fed", p.step_in[i].fed), ("entry", p.entry_in[i].as_value())):
                 row_in[key].append(value)
@@ -264,13 +264,6 @@ class VectorRowLane(wiring.Component):
             y_prev = y.as_signed()
         self._drive_row_units(m, p, *({k: Array(v)[at] for k, v in row_in.items()}
                                       for at in (plan.row_slot, plan.row2_slot)))
-
-    @staticmethod
-    def _drive_slot(m: Module, slot: ElementwiseLane, stage, a, b, valid) -> None:
-        add, mul = stage.add, stage.mul
-        m.d.comb += [slot.op.eq(stage.copy.op), slot.a.eq(a), slot.b.eq(b), slot.valid.eq(valid),
-                     slot.mult_a.eq(add.mult_a), slot.mult_b.eq(add.mult_b), slot.relu.eq(add.relu),
-                     slot.mult.eq(mul.mult), slot.shift.eq(Mux(add.op == VecOp.ADD, add.shift, mul.shift))]
 
     def _drive_row_units(self, m: Module, p, row_in: dict, row2_in: dict) -> None:
         """The first row stage's unit (softmax or layernorm) on ``row_in``, the second layernorm on

@@ -10,6 +10,8 @@ step over the channels, one channel (a pooling: one window tap of a channel) a c
                  -> resize_element_kernel -> write the element (resize) or fold the argmax (class map)
     walker (window counters) -> lane l: window address + tap offset + channel -> DRAM read (1 lane)
                  -> max_kernel / sum fold -> average_kernel -> write (pooling, nearest resize)
+    either result -> chain slot 1 .. 3 (ElementwiseLane: COPY, ADD, MUL with a second operand read
+                 with the element's last tap) -> write each stage's result (Swin's RESIZE->ADD)
 
 * The *walker* steps the output raster one pixel a cycle and hands the next group's pixels to the
   lanes while they run the current group, so a group of ``lanes`` pixels takes
@@ -29,20 +31,27 @@ step over the channels, one channel (a pooling: one window tap of a channel) a c
   ``argmax_kernel`` and writes the class index's low byte with the last channel (the class map).
   A pooling reads a window tap a cycle on its first read lane and folds it (``max_kernel``, or the
   sum then ``average_kernel`` by the window's count).
+* A chain after the spatial stage (``hw.vector.SPATIAL_CHAIN_OPS``) runs on ``CHAIN_SLOTS`` of the
+  row lanes' element-wise slot a lane, one after the other, each ``chain_stage_latency`` cycles:
+  stage ``i``'s second operand is read on read lane ``CORNERS + i - 1`` and held to the slot's
+  input, its result written on write lane ``i``; the walker steps each chain operand's
+  ``AxisCounter``s with the written operand's.
 
 It refuses what the functional model refuses and then what it does not build, by one rule
 (``hw.vector.spatial_refusals``): ``DATA`` (a DDA or witnesses that are not its sizes', a pooling
 geometry that does not give ``h x w``, sizes beyond the operators' limits, a written operand of
-another raster, a later stage's parameters out of range) before ``UNSUPPORTED`` (a chain after the
-spatial stage, a source that is no plain raster, a result in place or into an operand whose
+another raster, a later stage's parameters out of range, a chain over other channels or rasters)
+before ``UNSUPPORTED`` (a chain of other than COPY, ADD and MUL on the previous result, or reading
+what the pass writes; a source that is no plain raster, a result in place or into an operand whose
 channels repeat within the source's).
 """
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Fragment, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -55,16 +64,20 @@ from ..numerics import INT8_MAX, INT8_MIN
 from ..timing import vec_row_cycles
 from .axis_counter import AxisCounter
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
+from .elementwise_lane import ElementwiseLane, drive_stage
 from .kernel_unit import KernelUnit, delayed, plan
 from .operator_backend import range_shape
 from .vector_descriptor import DESCRIPTOR, OPERAND, field_slots
 from .vector_row_lane import LANE_READS
 from .vector_unit import finish_states, params_outside, read_lanes, write_lanes
 
-__all__ = ["SpatialUnit", "spatial_cycles", "runs_spatial", "kernel_latency"]
+__all__ = ["SpatialUnit", "spatial_cycles", "runs_spatial", "kernel_latency", "chain_stage_latency"]
 
-#: Read lanes a row lane uses: its pixel's four source elements (of its ``LANE_READS``).
+#: Read lanes a row lane uses: its pixel's four source elements (of its ``LANE_READS``), then one
+#: for each chain stage's second operand.
 CORNERS = 4
+#: Stages a chain after the spatial stage may hold (``hw.vector.SPATIAL_CHAIN_OPS``): a slot each.
+CHAIN_SLOTS = vec.MAX_STAGES - 1
 #: Cycles before the walk: latch the source and written operands, then check them.
 SETUP_CYCLES = 2
 _INT8 = (INT8_MIN, INT8_MAX)
@@ -84,9 +97,13 @@ assert AXIS_PLAN.latency == 1, AXIS_PLAN
 #: What the walker hands a lane: the four source addresses, the weights, the output pixel.
 #: A pooling's row: its window's first element in ``src[0]``, the window's valid taps along each axis
 #: (``taps_y``, ``taps_x``), the average's divisor (``count``) and the row's first channel (``chan0``).
+#: A chain stage's second operand (``second``) and written operand (``written``) at the pixel, and
+#: whether each is not padding there.
 PIXEL = data.StructLayout({"src": data.ArrayLayout(ADDR_BITS, CORNERS), "wy": unsigned(9), "wx": unsigned(9),
                            "taps_y": _TAPS_BITS, "taps_x": _TAPS_BITS, "count": _TAPS_BITS, "chan0": 17,
-                           "out": ADDR_BITS, "out_ok": 1, "valid": 1})
+                           "out": ADDR_BITS, "out_ok": 1, "valid": 1,
+                           **{f"{k}{suffix}": data.ArrayLayout(width, CHAIN_SLOTS)
+                              for k in ("second", "written") for suffix, width in (("", ADDR_BITS), ("_ok", 1))}})
 #: Evaluates a kernel of ``hw.operators`` combinationally (``argmax_kernel``'s running fold).
 _COMBINATIONAL = SimpleNamespace(sel=sel)
 
@@ -105,13 +122,23 @@ def kernel_latency(stage: vec.Stage) -> int:
     return AVERAGE_PLAN.latency if window else ELEMENT_PLAN.latency
 
 
+@functools.cache
+def chain_stage_latency() -> int:
+    """Cycles an element spends in each stage of a chain after the spatial stage: the element-wise
+    slot's (``ElementwiseLane.latency``)."""
+    slot = ElementwiseLane()
+    Fragment.get(slot, None)        # built for its latency: elaborated so that it is not reported unused
+    return slot.latency
+
+
 def spatial_cycles(d: vec.Descriptor, lanes: int) -> int:
     """Cycles from ``start`` to ``done`` of the unit for a descriptor it runs: its setup, the rows
-    (``hw.timing.vec_row_cycles`` of ``hw.vector.row_schedule``), then the last element's read,
-    kernel (:func:`kernel_latency`) and write (the ``done`` cycle follows the write)."""
+    (``hw.timing.vec_row_cycles`` of ``hw.vector.row_schedule``: a chain's stages overlap along
+    the row), then the last element's read, kernel (:func:`kernel_latency`), chain stages
+    (:func:`chain_stage_latency` each) and write (the ``done`` cycle follows the write)."""
     rows, row, passes, gap = vec.row_schedule(d)
     return SETUP_CYCLES + vec_row_cycles({"rows": rows, "row_cycles": passes * row + gap}, lanes) + \
-        DRAM_READ_LATENCY + kernel_latency(d.stages[0])
+        DRAM_READ_LATENCY + kernel_latency(d.stages[0]) + (len(d.stages) - 1) * chain_stage_latency()
 
 
 def _members(lanes: int) -> dict:
@@ -145,8 +172,9 @@ class SpatialUnit(wiring.Component):
         Low: the unit has no row units to overrun (``VectorUnit``'s members, so that the executor
         treats the two alike).
     dram_rd: Out(DramReadSignature(read_lanes(lanes))), dram_wr: Out(DramWriteSignature(write_lanes(lanes)))
-        As ``VectorUnit``'s: row lane ``l`` reads on lanes ``LANE_READS * l`` .. ``+ 3`` and writes on
-        lane ``MAX_STAGES * l``.
+        As ``VectorUnit``'s: row lane ``l`` reads on lanes ``LANE_READS * l`` .. ``+ 3`` (its pixel's
+        source elements) and ``+ 4`` .. ``+ 6`` (the chain stages' second operands), and writes on
+        lanes ``MAX_STAGES * l`` (the spatial stage) .. ``+ 3`` (the chain stages).
     """
 
     def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None):
@@ -181,19 +209,20 @@ class SpatialUnit(wiring.Component):
         return m
 
     def _drive_dram(self, m: Module, lanes: list) -> None:
-        """Each port field in one assignment: lane ``l``'s reads on its first ``CORNERS`` read lanes,
-        its write on its first write lane, every other lane idle."""
+        """Each port field in one assignment: lane ``l``'s reads on its first ``CORNERS +
+        CHAIN_SLOTS`` read lanes, its writes on its ``MAX_STAGES`` write lanes, every other lane idle."""
         rd, wr = self.dram_rd, self.dram_wr
         zero = Const(0, ADDR_BITS)
-        idle_reads, idle_writes = LANE_READS - CORNERS, vec.MAX_STAGES - 1
+        idle_reads = LANE_READS - CORNERS - CHAIN_SLOTS
+        assert idle_reads >= 0 and len(lanes[0].wr_en) == vec.MAX_STAGES
         rd_en = [b for ln in lanes for b in (*ln.rd_en, *[Const(0)] * idle_reads)]
         rd_addr = [a for ln in lanes for a in (*ln.rd_addr, *[zero] * idle_reads)]
         rd_en += [Const(0)] * (len(rd.en) - len(rd_en))
         rd_addr += [zero] * (len(rd.en) - len(rd_addr))
         m.d.comb += [rd.en.eq(Cat(*rd_en)), rd.addr.eq(Cat(*rd_addr))]
-        m.d.comb += [wr.en.eq(Cat(*(b for ln in lanes for b in (ln.wr_en, *[Const(0)] * idle_writes)))),
-                     wr.addr.eq(Cat(*(a for ln in lanes for a in (ln.wr_addr, *[zero] * idle_writes)))),
-                     wr.data.eq(Cat(*(b for ln in lanes for b in (ln.wr_data, *[Const(0, 8)] * idle_writes))))]
+        m.d.comb += [wr.en.eq(Cat(*(b for ln in lanes for b in ln.wr_en))),
+                     wr.addr.eq(Cat(*(a for ln in lanes for a in ln.wr_addr))),
+                     wr.data.eq(Cat(*(b for ln in lanes for b in ln.wr_data)))]
 
     @property
     def _rd_data(self):
@@ -219,6 +248,17 @@ class _Pass:
         self.taps = {a: Signal(_TAPS_BITS, name=f"taps_{a}") for a in "yx"}
         self.split = Signal(4, name="pool_split")
         self.select = Signal()
+        self.stages = stages
+        #: each chain stage's second and written operands, latched with the others
+        self.chain = [(Signal(OPERAND, name=f"chain{i}_second"), Signal(OPERAND, name=f"chain{i}_written"))
+                      for i in range(1, vec.MAX_STAGES)]
+        live = [i < d.header.n_stages for i in range(1, vec.MAX_STAGES)]
+        chain_ops = [d.stages[i].copy for i in range(1, vec.MAX_STAGES)]
+        #: whether each chain stage reads its second operand, writes its result; the live ones
+        self.chain_reads = [on & ((st.op == VecOp.ADD) | (st.op == VecOp.MUL)) & (st.src2 != vec.NONE)
+                            for on, st in zip(live, chain_ops)]
+        self.chain_writes = [on & (st.out != vec.NONE) for on, st in zip(live, chain_ops)]
+        self.chain_length = sum(live)
         head = stage.copy
         argmax, pool = head.op == VecOp.RESIZE_ARGMAX, head.op == VecOp.POOL
         nearest = (head.op == VecOp.RESIZE) & (stage.resize.mode == 1)
@@ -230,6 +270,8 @@ class _Pass:
                          self.src.eq(d.operands[head.src[:3]]), self.out.eq(d.operands[head.out[:3]]),
                          self.writes.eq(head.out != vec.NONE),
                          self.h.eq(d.header.h), self.w.eq(d.header.w)]
+            for (second, written), st in zip(self.chain, chain_ops):
+                m.d.sync += [second.eq(d.operands[st.src2[:3]]), written.eq(d.operands[st.out[:3]])]
             m.d.sync += [self.taps[a].eq(Mux(pool, vec.pool_taps(self.stage, a), 1)) for a in "yx"]
             m.d.sync += self.split.eq(Mux(pool, stage.pool.split, 0))
             for k, reg in self.dda.items():
@@ -241,9 +283,9 @@ class _Pass:
         """``ErrorCode.NONE`` or why the pass is refused (``hw.vector.spatial_refusals``): the
         functional model's ``DATA`` first."""
         m, code = self.m, Signal(ErrorCode, name="spatial_check")
-        data_error, unsupported = vec.spatial_refusals(self.head, self.stage, Fields(self.src), Fields(self.out))
-        # a chain after the spatial stage is not built, but the functional model runs it and refuses
-        # its later stages' parameters first
+        chain = [(st, Fields(second), Fields(written)) for st, (second, written) in zip(self.stages[1:], self.chain)]
+        data_error, unsupported = vec.spatial_refusals(self.head, self.stage, Fields(self.src), Fields(self.out), chain)
+        # the functional model refuses the later stages' parameters first
         later = [(i < self.d.header.n_stages) & params_outside(self.d.stages[i]) for i in range(1, vec.MAX_STAGES)]
         with m.If(Cat(*data_error.values(), *later).any()):
             m.d.comb += code.eq(ErrorCode.DATA)
@@ -253,27 +295,43 @@ class _Pass:
 
 
 class _Walker:
-    """The output raster, a pixel a cycle (``step``): the output counters and the written operand's
-    ``AxisCounter``s, the two DDAs and their ``bilinear_axis_kernel``s, and the pixel they give
-    (``pixel``)."""
+    """The output raster, a pixel a cycle (``step``): the output counters, the ``AxisCounter``s of
+    the written operand and of each chain stage's operands, the two DDAs and their
+    ``bilinear_axis_kernel``s, and the pixel they give (``pixel``)."""
 
     def __init__(self, m: Module, pas: _Pass, lanes: int):
         self.m, self.pas = m, pas
         self.load, self.step = Signal(name="walk_load"), Signal(name="walk_step")
         self.px, self.py = Signal.like(pas.w, name="walk_x"), Signal.like(pas.h, name="walk_y")
         self.walked = Signal(name="walked")               # past the last pixel
-        self.oy, self.ox = AxisCounter(), AxisCounter()
-        m.submodules.out_y, m.submodules.out_x = self.oy, self.ox
-        for prefix, counter in (("y_", self.oy), ("x_", self.ox)):
-            for name, _, _ in vec.AXIS_FIELDS:
-                m.d.comb += getattr(counter, name).eq(getattr(pas.out, prefix + name))
-            m.d.comb += counter.load.eq(self.load)
         self.pixel = Signal(PIXEL, name="walk_pixel")
-        # what the walk does this cycle, for the pooling windows' counters
+        # what the walk does this cycle, for the operands' and the pooling windows' counters
         self.x_step, self.x_reset, self.y_step = Signal(name="walk_x_step"), Signal(name="walk_x_reset"), \
             Signal(name="walk_y_step")
+        self.oy, self.ox = self._counters("out", pas.out)
         self._dda()
         self._pool_windows()
+        self._chain_operands()
+
+    def _counters(self, name: str, operand) -> tuple:
+        """An operand's (y, x) ``AxisCounter``s, stepped with the output raster."""
+        m, y, x = self.m, AxisCounter(), AxisCounter()
+        m.submodules[f"{name}_y"], m.submodules[f"{name}_x"] = y, x
+        for prefix, counter in (("y_", y), ("x_", x)):
+            for field, _, _ in vec.AXIS_FIELDS:
+                m.d.comb += getattr(counter, field).eq(getattr(operand, prefix + field))
+        m.d.comb += [y.load.eq(self.load), y.step.eq(self.y_step),
+                     x.load.eq(self.load | self.x_reset), x.step.eq(self.x_step)]
+        return y, x
+
+    def _chain_operands(self) -> None:
+        """Each chain stage's second and written operands' pixel addresses, and whether each is not padding."""
+        m, p = self.m, self.pixel
+        for i, (second, written) in enumerate(self.pas.chain):
+            for key, operand in (("second", second), ("written", written)):
+                y, x = self._counters(f"chain{i + 1}_{key}", operand)
+                m.d.comb += [p[key][i].eq(operand.base + y.offset + x.offset),
+                             p[f"{key}_ok"][i].eq(~y.padding & ~x.padding)]
 
     def _dda(self) -> None:
         m, pas, s = self.m, self.pas, self.pas.src
@@ -287,11 +345,11 @@ class _Walker:
             m.d.sync += [self.px.eq(0), self.py.eq(0), self.walked.eq(0)]
         with m.Elif(self.step & ~self.walked & ~more):
             with m.If(~end_x):
-                m.d.comb += [nxt["x"].eq(pos["x"] + pas.dda["x_step"]), self.ox.step.eq(1), self.x_step.eq(1)]
+                m.d.comb += [nxt["x"].eq(pos["x"] + pas.dda["x_step"]), self.x_step.eq(1)]
                 m.d.sync += self.px.eq(self.px + 1)
             with m.Elif(self.py + 1 != pas.h):
                 m.d.comb += [nxt["x"].eq(pas.dda["x_start"]), nxt["y"].eq(pos["y"] + pas.dda["y_step"]),
-                             self.ox.load.eq(1), self.oy.step.eq(1), self.x_reset.eq(1), self.y_step.eq(1)]
+                             self.x_reset.eq(1), self.y_step.eq(1)]
                 m.d.sync += [self.px.eq(0), self.py.eq(self.py + 1)]
             with m.Else():
                 m.d.sync += self.walked.eq(1)
@@ -378,10 +436,13 @@ class _Lane:
     def __init__(self, m: Module, l: int, pas: _Pass, walker: _Walker):
         self.m, self.l, self.pas, self.walker = m, l, pas, walker
         self.cur, self.nxt = Signal(PIXEL, name=f"lane{l}_pixel"), Signal(PIXEL, name=f"lane{l}_next")
-        self.rd_en = [Signal(name=f"lane{l}_rd_en{k}") for k in range(CORNERS)]
-        self.rd_addr = [Signal(ADDR_BITS, name=f"lane{l}_rd_addr{k}") for k in range(CORNERS)]
-        self.wr_en, self.wr_addr = Signal(name=f"lane{l}_wr_en"), Signal(ADDR_BITS, name=f"lane{l}_wr_addr")
-        self.wr_data = Signal(8, name=f"lane{l}_wr_data")
+        reads, writes = CORNERS + CHAIN_SLOTS, 1 + CHAIN_SLOTS
+        self.rd_en = [Signal(name=f"lane{l}_rd_en{k}") for k in range(reads)]
+        self.rd_addr = [Signal(ADDR_BITS, name=f"lane{l}_rd_addr{k}") for k in range(reads)]
+        # the spatial stage's write, then each chain stage's
+        self.wr_en = [Signal(name=f"lane{l}_wr_en{i}") for i in range(writes)]
+        self.wr_addr = [Signal(ADDR_BITS, name=f"lane{l}_wr_addr{i}") for i in range(writes)]
+        self.wr_data = [Signal(8, name=f"lane{l}_wr_data{i}") for i in range(writes)]
 
     def take(self, take, begin) -> None:
         """The walker's pixel into ``nxt`` when handed (``take``); at a group's ``begin``, ``cur``
@@ -403,7 +464,7 @@ class _Lane:
         # read none of them, as the functional model (and pass_extents) reads none
         chan_ok = ~pas.window | (cur.chan0 + seq.j < pas.src.c)
         m.d.comb += self.rd_en[0].eq(issue & tap_ok & chan_ok)
-        m.d.comb += [en.eq(issue & ~pas.window) for en in self.rd_en[1:]]
+        m.d.comb += [en.eq(issue & ~pas.window) for en in self.rd_en[1:CORNERS]]
         m.d.comb += self.rd_addr[0].eq(cur.src[0] + seq.tap_offset + cur.chan0 + seq.j)
         m.d.comb += [self.rd_addr[k].eq(cur.src[k] + seq.j) for k in range(1, CORNERS)]
         kernel = KernelUnit(ops.resize_element_kernel, _ELEMENT_INPUTS, outputs=("y", "s"), name=f"lane{l}_resize")
@@ -426,9 +487,41 @@ class _Lane:
         with m.If(seq.out_valid):
             m.d.sync += [best.eq(new_best), best_i.eq(new_i)]
         pool_write, pool_y = self._pool(seq, issue, tap_ok, data_[0:8].as_signed())
-        m.d.comb += [self.wr_en.eq(Mux(pas.window, pool_write[0], write[0])),
-                     self.wr_addr.eq(Mux(pas.window, pool_write[1:], write[1:])),
-                     self.wr_data.eq(Mux(pas.window, pool_y, Mux(pas.argmax, new_i[:8], kernel.y[:8])))]
+        m.d.comb += [self.wr_en[0].eq(Mux(pas.window, pool_write[0], write[0])),
+                     self.wr_addr[0].eq(Mux(pas.window, pool_write[1:], write[1:])),
+                     self.wr_data[0].eq(Mux(pas.window, pool_y, Mux(pas.argmax, new_i[:8], kernel.y[:8])))]
+        self._chain(seq, issue, Mux(pas.window, pool_y, kernel.y[:8]).as_signed(), data_)
+
+    def _after_kernel(self, value, cycles: int, name: str):
+        """``value`` delayed by the spatial stage's kernel (:func:`kernel_latency`: the window path's
+        or the interpolation's) and ``cycles`` more."""
+        m, window = self.m, self.pas.window
+        return Mux(window, delayed(m, value, AVERAGE_PLAN.latency + cycles, f"{name}_window"),
+                   delayed(m, value, ELEMENT_PLAN.latency + cycles, f"{name}_bilinear"))
+
+    def _chain(self, seq: "_Sequencer", issue, y, data_) -> None:
+        """The stages after the spatial one on its result ``y`` (``hw.vector.SPATIAL_CHAIN_OPS``), a
+        channel's element at a time: an ``ElementwiseLane`` each, its second operand read with the
+        element's last tap (on read lane ``CORNERS + i``) and held to the stage's input, its result
+        written on write lane ``1 + i``."""
+        m, l, cur, pas, r = self.m, self.l, self.cur, self.pas, DRAM_READ_LATENCY
+        lat = chain_stage_latency()
+        chan = cur.chan0 + seq.j
+        element = issue & seq.tap_last & (chan < pas.src.c)
+        for i, (second, written) in enumerate(pas.chain):
+            slot = ElementwiseLane()
+            m.submodules[f"lane{l}_chain{i + 1}"] = slot
+            read = element & pas.chain_reads[i] & cur.second_ok[i] & (chan < second.c)
+            m.d.comb += [self.rd_en[CORNERS + i].eq(read), self.rd_addr[CORNERS + i].eq(cur.second[i] + chan)]
+            b = Mux(delayed(m, read, r, f"lane{l}_chain{i + 1}_read"), data_[8 * (CORNERS + i):][:8], 0)
+            name = f"lane{l}_chain{i + 1}"
+            drive_stage(m, slot, pas.d.stages[i + 1], y, self._after_kernel(b, i * lat, f"{name}_b").as_signed(),
+                        self._after_kernel(element, r + i * lat, f"{name}_valid"))
+            write = Cat(element & pas.chain_writes[i] & cur.written_ok[i] & (chan < written.c), cur.written[i] + chan)
+            write = self._after_kernel(write, r + (i + 1) * lat, f"{name}_write")
+            m.d.comb += [self.wr_en[1 + i].eq(write[0]), self.wr_addr[1 + i].eq(write[1:]),
+                         self.wr_data[1 + i].eq(slot.y)]
+            y = slot.y
 
     def _pool(self, seq: "_Sequencer", issue, tap_ok, v) -> tuple:
         """The pooling's fold over a channel's window taps as they arrive (``max_kernel`` from -128,
@@ -466,7 +559,8 @@ class _Sequencer:
         self.wk = Signal(range(max(n, 2)), name="spatial_wk")
         self.running, self.walking, self.issue = Signal(), Signal(), Signal()
         self.first_valid = Signal()
-        self.drain = Signal(range(DRAM_READ_LATENCY + max(ELEMENT_PLAN.latency, AVERAGE_PLAN.latency) + 2))
+        self.drain = Signal(range(DRAM_READ_LATENCY + max(ELEMENT_PLAN.latency, AVERAGE_PLAN.latency)
+                                  + CHAIN_SLOTS * chain_stage_latency() + 2))
         self._taps()
         self.last = (self.j + 1 == pas.chunk) & self.tap_last
         self.arrive_valid = delayed(m, self.issue, DRAM_READ_LATENCY, "spatial_arrive_valid")
@@ -561,5 +655,7 @@ class _Sequencer:
             m.next = "RUN"
         with m.Else():
             latency = Mux(self.pas.window, AVERAGE_PLAN.latency, ELEMENT_PLAN.latency)
-            m.d.sync += [self.running.eq(0), self.walking.eq(0), self.drain.eq(DRAM_READ_LATENCY + latency - 1)]
+            chain = self.pas.chain_length * chain_stage_latency()
+            m.d.sync += [self.running.eq(0), self.walking.eq(0),
+                         self.drain.eq(DRAM_READ_LATENCY + latency + chain - 1)]
             m.next = "DRAIN"

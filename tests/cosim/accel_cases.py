@@ -44,7 +44,7 @@ from mapper.program import _table_bytes, exp_table, pack_params
 
 from cosim.runner import FAST_BUILD
 
-__all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "FIXED",
+__all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "imem_words_for", "FIXED",
            "TABLE_ACTIVATIONS", "SOFTMAX_EPILOGUES",
            "random_layers", "layer_spec", "layer_from_spec", "Expected", "expected_run",
            "BAD_STREAMS", "bad_stream", "bad_stream_code", "bad_dram", "stream_words", "rtl_machine", "run_vec_as_rtl"]
@@ -54,8 +54,9 @@ TB_TOP = "accel_tb_top"
 #: How the wrapper and the accelerator are built: the fast model (the wrapper declares what
 #: the testbench reaches).
 TB_BUILD = FAST_BUILD
-#: Instruction memory depth (256-bit words): the whole-network program of segformer_b0 at 32x32
-#: on tiny is 40 767 instructions (tests/cosim/program_cases.py).
+#: Instruction memory depth (256-bit words) of the wrapper's build for runs of shorter programs
+#: (the whole-network program of segformer_b0 at 32x32 on tiny is 40 767 instructions,
+#: tests/cosim/program_cases.py); a run of longer ones gets a deeper build (:func:`imem_words_for`).
 IMEM_WORDS = 1 << 17
 #: DRAM array size: that program's image, every tensor in its own buffer, is 4.2 MB; ResNet-50's at
 #: 32x32 on small is 26.1 MB, Swin-T's with one block a stage 44.1 MB (ZOO_PROGRAMS).
@@ -84,6 +85,18 @@ def accelerator_verilog(config: AcceleratorConfig, *, export=None, imem_words: i
                f"`define ACCEL_VEC_PORTS {vec_port_connections(gather, config.num_pe * config.k0, config)}\n"
                f"`define IMEM_WORDS {imem_words}\n`define DRAM_BYTES {dram_bytes}\n")
     return export.verilog + "\n" + defines + WRAPPER.read_text(), export.seconds
+
+
+def imem_words_for(lengths) -> int:
+    """The wrapper's instruction memory depth for streams of ``lengths`` instructions: ``IMEM_WORDS``,
+    or the power of two that holds the longest (so that runs of shorter streams share one cached
+    build).  ValueError past the words the RTL's dispatcher addresses (``hw.rtl.dispatch.IMEM_WORDS``)."""
+    from hw.rtl.dispatch import IMEM_WORDS as RTL_WORDS
+    longest = max(lengths, default=0)
+    if longest > RTL_WORDS:
+        raise ValueError(f"a stream of {longest} instructions is longer than the {RTL_WORDS} words the RTL's "
+                         f"dispatcher addresses (hw.rtl.dispatch.IMEM_WORDS)")
+    return max(IMEM_WORDS, 1 << max(longest - 1, 0).bit_length())
 
 
 def vec_port_connections(gather: int, scatter: int, config: AcceleratorConfig) -> str:
@@ -293,6 +306,10 @@ BAD_STREAMS = {
                                  "byte is one past the DRAM's end: DATA first", "DATA"),
     "vec_unsupported": ("a VEC the RTL does not build (SOFTMAX->LAYERNORM) inside the DRAM: refused while it "
                         "runs, after its DATA checks", "UNSUPPORTED"),
+    "vec_spatial_chain_unsupported": ("a chain the spatial unit does not build (RESIZE->LUT: no table load) "
+                                      "inside the DRAM", "UNSUPPORTED"),
+    "vec_spatial_chain_past_end": ("a RESIZE->ADD whose add's output's last byte is one past the DRAM's end",
+                                   "DATA"),
     "store_epilogue_unsupported": ("a STORE with a softmax epilogue and the table activation (both read the "
                                    "PEs' table ports)", "UNSUPPORTED"),
     "store_epilogue_partial_row": ("a STORE with a softmax epilogue over rows of 2 and one channel", "DATA"),
@@ -305,7 +322,13 @@ LEAVING_PASSES = {"vec_operand_past_end": ("add_lut", "operand_past_end", None),
                   "vec_output_below_zero": ("add_lut", "operand_below_zero", -1),
                   "vec_table_past_end": ("add_lut", "table_past_end", 0),
                   "vec_unsupported_past_end": ("softmax_layernorm", "operand_past_end", -1),
-                  "vec_unsupported": ("softmax_layernorm", None, None)}
+                  "vec_unsupported": ("softmax_layernorm", None, None),
+                  "vec_spatial_chain_unsupported": ("resize_lut", None, None),
+                  "vec_spatial_chain_past_end": ("resize_add", "operand_past_end", -1)}
+#: The chains of ``LEAVING_PASSES``: a random pass of the stages (``vec_passes.random_pass``), or a
+#: resize with a stage after it (``vec_passes.resize_chain_pass``).
+LEAVING_CHAINS = {"add_lut": [VecOp.ADD, VecOp.LUT], "softmax_layernorm": [VecOp.SOFTMAX, VecOp.LAYERNORM],
+                  "resize_add": VecOp.ADD, "resize_lut": VecOp.LUT}
 
 
 def _leaving_pass(name: str, cfg: AcceleratorConfig) -> tuple[Insn, np.ndarray]:
@@ -313,11 +336,11 @@ def _leaving_pass(name: str, cfg: AcceleratorConfig) -> tuple[Insn, np.ndarray]:
     a random pass of its chain (seed 0), an operand or table moved out of ``cfg``'s DRAM by one byte
     (``how`` None: left where it is)."""
     from cosim.vec_cases import placed_pass
-    from vec_passes import leaving_dram, random_pass
+    from vec_passes import leaving_dram, random_pass, resize_chain_pass
 
     chain, how, k = LEAVING_PASSES[name]
-    stages = [VecOp.SOFTMAX, VecOp.LAYERNORM] if chain == "softmax_layernorm" else [VecOp.ADD, VecOp.LUT]
-    d, image = random_pass(np.random.default_rng(0), stages)
+    stages, rng = LEAVING_CHAINS[chain], np.random.default_rng(0)
+    d, image = resize_chain_pass(rng, stages) if chain.startswith("resize_") else random_pass(rng, stages)
     return placed_pass(d if how is None else leaving_dram(d, how, cfg.dram_bytes, k), image)
 
 

@@ -26,8 +26,8 @@ from mapper.images import preprocess, quantize_input, synthetic_image
 from mapper.ir import Conv2d, Linear, Model
 from mapper.program import Program, build_program
 
-__all__ = ["OWN_NETWORKS", "ExpectedProgram", "expected_program", "program_name", "program_prefix",
-           "unsupported_steps"]
+__all__ = ["OWN_NETWORKS", "ExpectedProgram", "expected_program", "program_length", "program_name",
+           "program_prefix", "unsupported_steps"]
 
 
 def mac_cnn(size: int) -> Model:
@@ -83,12 +83,27 @@ def expected_program(spec: dict, cfg: AcceleratorConfig) -> ExpectedProgram:
     q = network_parameters(model, seed)[1]
     h, w, _ = model.input
     x = quantize_input(preprocess(synthetic_image(h, w, seed + 1)))
-    program = build_program(q, cfg, image=x, keep_tensors=True, fuse=spec.get("fuse", True))
+    program = _case_program(spec, q, cfg, x)
     check_program(program, q, x)                 # functional == golden, tensor by tensor
-    if spec.get("until"):
-        program = program_prefix(program, spec["until"])
+    program = _cut(spec, program)
     return ExpectedProgram(program, program.image.copy(), run_program(program),
                            schedule(program.stream, cfg).total_cycles)
+
+
+def program_length(spec: dict, cfg: AcceleratorConfig) -> int:
+    """Instructions of case ``spec``'s program on ``cfg`` (END included), before the testbench builds
+    it: what the wrapper's instruction memory must hold.  Random weights stand in for the seeded
+    ones: the stream depends on the network's shapes only."""
+    from mapper.quantize import random_qmodel
+    return len(_cut(spec, _case_program(spec, random_qmodel(build_network(spec)), cfg)).stream)
+
+
+def _case_program(spec: dict, q, cfg: AcceleratorConfig, image=None) -> Program:
+    return build_program(q, cfg, image=image, keep_tensors=True, fuse=spec.get("fuse", True))
+
+
+def _cut(spec: dict, program: Program) -> Program:
+    return program_prefix(program, spec["until"]) if spec.get("until") else program
 
 
 def program_prefix(program: Program, layer: str) -> Program:

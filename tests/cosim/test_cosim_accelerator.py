@@ -22,8 +22,9 @@ import zlib
 
 import pytest
 
-from cosim.accel_cases import (BAD_STREAMS, FIXED, FIXED_BY_NAME, TB_BUILD, TB_TOP, accelerator_verilog,
-                               layer_spec, random_layers)
+from cosim.accel_cases import (BAD_STREAMS, FIXED, FIXED_BY_NAME, IMEM_WORDS, TB_BUILD, TB_TOP, accelerator_verilog,
+                               imem_words_for, layer_spec, random_layers)
+from cosim.program_cases import program_length
 from cosim.runner import build_and_run
 from cosim.vec_cases import chain_specs, zoo_specs
 from hw.config import get_config
@@ -66,8 +67,8 @@ def default_seed(fallback: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def verilog_of(config_name: str) -> tuple[str, float]:
-    return accelerator_verilog(get_config(config_name))
+def verilog_of(config_name: str, imem_words: int = IMEM_WORDS) -> tuple[str, float]:
+    return accelerator_verilog(get_config(config_name), imem_words=imem_words)
 
 
 def case_seed(base: int, name: str) -> int:
@@ -77,8 +78,10 @@ def case_seed(base: int, name: str) -> int:
 
 def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), programs=(), bad=(), fuzz: int = 0,
                     vec_passes=(), timeout_s: float = 600):
-    """Build (cached) and run the testbench; returns the CosimResult and the per-run records."""
-    verilog, export_s = verilog_of(config_name)
+    """Build (cached) and run the testbench; returns the CosimResult and the per-run records.  The
+    wrapper's instruction memory holds the longest program (``imem_words_for``)."""
+    cfg = get_config(config_name)
+    verilog, export_s = verilog_of(config_name, imem_words_for(program_length(p, cfg) for p in programs))
     specs = [{**layer_spec(l), "seed": case_seed(seed, l.name)} for l in layers]
     params = {"config": config_name, "seed": seed, "layers": specs, "networks": list(networks),
               "programs": list(programs), "bad": list(bad), "fuzz": {"seed": seed, "count": fuzz} if fuzz else None,
@@ -146,16 +149,14 @@ def test_whole_program_of_mac_layers(config_name):
 
 
 #: Whole fused networks from the image to the output (issue 13): SegFormer-B0 and ResNet-50 (its max
-#: pool and global average on the spatial unit).  Swin-T reduced to one block a stage (variant
-#: ``blocks=1-1-1-1``) at 32x32, the smallest input its four stages take, up to its UPerNet head's
-#: top-down path: its pyramid pooling averages the 1x1 top level to 1, 2, 3 and 6 bins (adaptive
-#: windows).  The top-down path's resizes are fused with their adds (RESIZE->ADD), a chain after a
-#: spatial stage that the RTL does not build (UNSUPPORTED), and the whole program is 187,286
-#: instructions, more than the wrapper's IMEM_WORDS.
+#: pool and global average on the spatial unit), and Swin-T reduced to one block a stage (variant
+#: ``blocks=1-1-1-1``) at 32x32, the smallest input its four stages take: its UPerNet head's pyramid
+#: pooling averages the 1x1 top level to 1, 2, 3 and 6 bins (adaptive windows), its top-down path
+#: fuses each resize with its add (RESIZE->ADD, the spatial unit's chain), and its 187,286
+#: instructions take a wrapper of 2**18 words (``imem_words_for``).
 ZOO_PROGRAMS = [pytest.param(c, {"model": m, "size": n, **extra}, id=f"{c}-{m}")
                 for c, m, n, extra in (("small", "segformer_b0", 64, {}), ("small", "resnet50", 32, {}),
-                                       ("small", "swin_tiny", 32, {"variant": "blocks=1-1-1-1",
-                                                                   "until": "topdown.3.resize"}),
+                                       ("small", "swin_tiny", 32, {"variant": "blocks=1-1-1-1"}),
                                        ("e_small", "segformer_b0", 64, {}))]
 
 
@@ -219,6 +220,18 @@ def test_zoo_vec_passes_are_expected_to_run():
     specs = zoo_specs("segformer_b0", 32, ZOO_VEC_PASSES) + zoo_specs("resnet50", 32, RESNET_VEC_PASSES)
     codes = {spec["name"]: expected_vec(spec, cfg).code for spec in specs}
     assert codes == {name: None for name in {**ZOO_VEC_PASSES, **RESNET_VEC_PASSES}}, codes
+
+
+def test_wrapper_instruction_memory_holds_the_longest_program():
+    """Runs of programs up to ``IMEM_WORDS`` share one build; Swin-T's 187,286 instructions take
+    2**18 words; a stream longer than the dispatcher addresses is refused, naming both lengths."""
+    from hw.rtl.dispatch import IMEM_WORDS as RTL_WORDS
+
+    assert imem_words_for([]) == imem_words_for([40_767, IMEM_WORDS]) == IMEM_WORDS
+    assert imem_words_for([302, 187_286]) == imem_words_for([1 << 18]) == 1 << 18
+    assert imem_words_for([(1 << 18) + 1]) == 1 << 19
+    with pytest.raises(ValueError, match=f"{RTL_WORDS + 1} instructions is longer than the {RTL_WORDS} words"):
+        imem_words_for([RTL_WORDS + 1])
 
 
 def test_checker_names_case_index_values_and_cycles():
