@@ -421,7 +421,7 @@ def _stage_op_is_one(code) -> object:
 
 
 def descriptor_refusals(head, operands, stages) -> list[tuple]:
-    """What a descriptor that is none holds: ``[(where, fields, why, condition)]``, ``why`` a
+    """What makes a descriptor malformed: ``[(where, fields, why, condition)]``, ``why`` a
     template over ``fields``' names, ``condition`` true where refused.  One rule, on a descriptor's
     slots (:func:`descriptor_field_slots`; the raw ones ``decode_descriptor`` reads) and on the
     RTL's fetched slots (``hw/rtl/descriptor_fetch.py``): the numbers of stages and operands, an
