@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "not_", "negative", "largest", "shifted_up", "lookup", "log2_exact", "ceil_log2", "wired"]
+__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "not_", "negative", "outside", "largest", "shifted_up", "lookup", "log2_exact", "ceil_log2", "wired"]
 
 
 class Fields:
@@ -30,7 +30,10 @@ class Fields:
 
 
 def is_int(*xs) -> bool:
-    return all(isinstance(x, int) for x in xs)       # bool is an int too
+    for x in xs:            # a loop, not all() over a generator: the rules on integers call it most
+        if not isinstance(x, int):      # bool is an int too
+            return False
+    return True
 
 
 def _is_array(*xs) -> bool:
@@ -93,6 +96,19 @@ def negative(x):
     from amaranth.hdl import Const, Value
     v = Value.cast(x)
     return v < 0 if v.shape().signed else Const(0, 1)
+
+
+def outside(x, lo: int, hi: int):
+    """``x`` lies outside ``lo..hi``.  On an Amaranth value only the comparisons its shape does not
+    decide (a bound the width already implies would be a constant comparison, which Verilator's
+    lint refuses)."""
+    if is_int(x) or _is_array(x):
+        return (x < lo) | (x > hi)
+    from amaranth.hdl import Const, Value
+    shape = Value.cast(x).shape()
+    low, high = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else \
+        (0, (1 << shape.width) - 1)
+    return any_of(Const(0, 1), *([x < lo] if lo > low else []), *([x > hi] if hi < high else []))
 
 
 def sel(cond, a, b):

@@ -46,7 +46,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from .expr import all_of, any_of, is_int, largest, lookup, negative, not_, sel, vmax, vmin
+from .expr import all_of, any_of, is_int, largest, lookup, negative, not_, outside, sel, vmax, vmin
+from . import operators as ops
 from .isa import ErrorCode, StreamError, VecOp
 
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
@@ -55,7 +56,8 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
            "row_lane_refusals", "plain_axis", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
            "divides_as", "pool_taps", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "axis_refusals",
-           "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside"]
+           "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside",
+           "header_extent", "descriptor_refusals", "PARAM_RANGES", "params_outside", "pass_refusals", "first_refusal"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
 LN_ENTRY = (("beta", 32, True), ("gamma", 16, True), ("pad", 16, False))
@@ -123,6 +125,8 @@ STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
                  # on as many row lanes (the mapper picks it for its vector lanes: pool_split)
                  ("split", 4, False)],
 }
+#: Stage operations by code (``CHAIN`` is none).
+_STAGE_OPS = {int(op): op for op in STAGE_PARAMS}
 AXIS_FIELDS = [("n", 16, False), ("start", 16, False), ("wrap", 16, False), ("valid", 16, False),
                 ("win", 16, False), ("lo0", 16, False), ("hi0", 16, False), ("s_lo", 32, True),
                 ("s_hi", 32, True), ("laps", 16, False), ("hi_run", 16, False), ("hi_turn", 16, False)]
@@ -164,10 +168,8 @@ class Axis:
         return f | {"hi_run": run_last // w, "hi_turn": turn_last // w}
 
     @classmethod
-    def from_fields(cls, f: dict, where: str) -> "Axis":
-        bad = next((why for why, refused in axis_refusals(f).items() if refused), None)
-        if bad:
-            raise _malformed(f"{where}: axis {bad.format(**f)}")
+    def from_fields(cls, f: dict) -> "Axis":
+        """The axis of well-formed fields ``f`` (:func:`axis_refusals` refuses none)."""
         return cls(f["n"], f["s_lo"], f["start"], f["wrap"], f["valid"], f["win"], f["s_hi"])
 
 
@@ -198,8 +200,8 @@ def axis_last_positions(f) -> tuple:
 
 def axis_refusals(f) -> dict:
     """What ``decode_descriptor`` refuses in an axis' fields ``f``: ``{why: condition}``, ``why`` a
-    template over the fields' names.  One rule on a descriptor's integers (``Axis.from_fields``)
-    and on the RTL's fetched slots (``hw/rtl/descriptor_fetch.py``).  ``lo0``/``hi0``, ``laps``,
+    template over the fields' names.  Part of :func:`descriptor_refusals`, one rule on a
+    descriptor's integers and on the RTL's fetched slots (``hw/rtl/descriptor_fetch.py``).  ``lo0``/``hi0``, ``laps``,
     ``hi_run`` and ``hi_turn`` are quotients the descriptor carries so that the hardware divides
     nothing; each is checked by a product."""
     run_last, turn_last = axis_last_positions(f)
@@ -339,6 +341,9 @@ def pass_extents(head, operands, stages, hold=None) -> list[tuple]:
     values = _value_channels(head, operands, stages)
     out = []
     for k, op in enumerate(operands):
+        if is_int(head["n_operands"]) and k >= head["n_operands"]:      # an empty slot touches nothing
+            out.append((f"operand {k}", False, 0, -1))
+            continue
         # min(op.c, the widest use): a spatial source's own c, c read in the raster, a result's
         uses = [sel(_is(stages[0]["op"], *SPATIAL) & (stages[0]["src"] == k), op["c"], 0)]
         for on, st, value in zip(live, stages, values):
@@ -386,34 +391,152 @@ class Descriptor:
     def __post_init__(self) -> None:
         check_descriptor(self)
 
+    @classmethod
+    def checked(cls, h: int, w: int, c: int, operands: tuple, stages: tuple, slots: tuple) -> "Descriptor":
+        """The descriptor whose slots (:func:`descriptor_field_slots`) are ``slots``, which
+        :func:`descriptor_refusals` refused nothing in and whose stages hold their parameters (a
+        decoded one): not checked again."""
+        d = object.__new__(cls)
+        for name, value in (("h", h), ("w", w), ("c", c), ("operands", operands), ("stages", stages),
+                            ("_field_slots", slots)):
+            object.__setattr__(d, name, value)
+        return d
+
     def relocated(self, bases: list[int]) -> "Descriptor":
         return replace(self, operands=tuple(replace(o, base=b) for o, b in zip(self.operands, bases)))
 
 
 def check_descriptor(d: Descriptor, where: str = "descriptor") -> None:
-    """Refuse a descriptor the vector unit cannot run (StreamError naming the problem)."""
-    bad = None
-    if not (1 <= len(d.stages) <= MAX_STAGES and len(d.operands) <= MAX_OPERANDS):
-        bad = f"{len(d.stages)} stages and {len(d.operands)} operands (1..{MAX_STAGES}, 0..{MAX_OPERANDS})"
-    elif min(d.h, d.w, d.c) < 1:
-        bad = f"iteration space {d.h}x{d.w}x{d.c}"
+    """Refuse a descriptor the vector unit cannot run (StreamError naming the problem): what
+    :func:`descriptor_refusals` refuses in its slots, or a stage without exactly its parameters."""
+    _refuse(descriptor_refusals(*descriptor_field_slots(d)), where)
     for i, st in enumerate(d.stages):
-        if bad:
-            break
-        refs = [(st.src, "src"), (st.src2, "src2"), (st.out, "out")]
-        if st.src == PREV and i == 0:
-            bad = "stage 0 reads a previous stage"
-        elif any(r != NONE and r >= len(d.operands) for r, _ in refs):
-            bad = f"stage {i} names an operand beyond the {len(d.operands)} given"
-        elif i and st.op in SPATIAL:
-            bad = f"stage {i}: {st.op.name} must be a pass's first stage"
-        elif set(st.params) != {n for n, _, _ in STAGE_PARAMS[st.op]}:
-            bad = f"stage {i} ({st.op.name}) has parameters {sorted(st.params)}"
-        elif st.op == VecOp.SOFTMAX and st.params["row"] * st.params["heads"] != d.c:
-            bad = (f"stage {i}: softmax rows of {st.params['row']} x {st.params['heads']} heads are not the "
-                   f"pass's {d.c} channels")
-    if bad:
-        raise _malformed(f"{where}: {bad}")
+        if set(st.params) != {n for n, _, _ in STAGE_PARAMS[st.op]}:
+            raise _malformed(f"{where}: stage {i} ({st.op.name}) has parameters {sorted(st.params)}")
+
+
+def _stage_op_is_one(code) -> object:
+    """Whether ``code`` is a stage operation (``STAGE_PARAMS``: ``CHAIN`` is none)."""
+    return any_of(*(code == op for op in STAGE_PARAMS))
+
+
+def descriptor_refusals(head, operands, stages) -> list[tuple]:
+    """What makes a descriptor malformed: ``[(where, fields, why, condition)]``, ``why`` a
+    template over ``fields``' names, ``condition`` true where refused.  One rule, on a descriptor's
+    slots (:func:`descriptor_field_slots`; the raw ones ``decode_descriptor`` reads) and on the
+    RTL's fetched slots (``hw/rtl/descriptor_fetch.py``): the numbers of stages and operands, an
+    empty iteration space, an operand with ``c = 0`` or a malformed axis (:func:`axis_refusals`),
+    an operation that is no stage's, stage 0 reading ``PREV``, a reference to a missing operand, a
+    spatial stage after the first and a softmax whose ``row · heads`` is not ``c`` (a product: the
+    hardware builds no divider).  Slots past ``n_operands`` / ``n_stages`` are not checked."""
+    n_op, n_st = head["n_operands"], head["n_stages"]
+    out = [("", head, f"{{n_stages}} stages and {{n_operands}} operands (1..{MAX_STAGES}, 0..{MAX_OPERANDS})",
+            any_of(n_st < 1, n_st > MAX_STAGES, n_op > MAX_OPERANDS)),
+           ("", head, "iteration space {h}x{w}x{c}", any_of(head["h"] < 1, head["w"] < 1, head["c"] < 1))]
+    for k, op in enumerate(operands):
+        live = k < n_op
+        if live is False:           # on integers: an empty slot holds nothing to refuse
+            continue
+        out.append((f" operand {k}", op, "c = 0", all_of(live, op["c"] < 1)))
+        for p in ("y_", "x_"):
+            axis = {name: op[p + name] for name, _, _ in AXIS_FIELDS}
+            out += [(f" operand {k} {p[0]}", axis, f"axis {why}", all_of(live, refused))
+                    for why, refused in axis_refusals(axis).items()]
+    for i, st in enumerate(stages):
+        live = i < n_st
+        if live is False:
+            continue
+        missing = any_of(*((st[r] != NONE) & (st[r] >= n_op) for r in ("src", "src2", "out")))
+        softmax = st["op"] == VecOp.SOFTMAX
+        out += [
+            (f" stage {i}", st, "operation {op} is not a stage operation", all_of(live, not_(_stage_op_is_one(st["op"])))),
+            (f" stage {i}", st, "reads a previous stage", all_of(live, i == 0, st["src"] == PREV)),
+            (f" stage {i}", st, "names an operand beyond those given",
+             all_of(live, missing)),
+            (f" stage {i}", st, "a resize, pooling or class map must be a pass's first stage",
+             all_of(live, i > 0, _is(st["op"], *SPATIAL))),
+            (f" stage {i}", st, "softmax rows of row x heads are not the pass's c channels",
+             all_of(live, softmax, st["softmax.row"] * st["softmax.heads"] != head["c"])),
+        ]
+    return out
+
+
+def _refuse(refusals: list, where: str) -> None:
+    """Raise ``DATA`` for the first refusal (``[(where, fields, why, condition)]``) whose condition holds."""
+    bad = first_refusal(refusals)
+    if bad is not None:
+        raise _malformed(f"{where}{bad}")
+
+
+def first_refusal(refusals: list) -> Optional[str]:
+    """``"<where>: <why>"`` of the first of ``refusals`` (``[(where, fields, why, condition)]``, on
+    integers) whose condition holds, its template filled from its fields; None if none holds."""
+    for at, fields, why, refused in refusals:
+        if refused:
+            return f"{at}: {why.format_map(fields)}"
+    return None
+
+
+#: Parameter ranges of each stage operation, as its operator (``hw/operators.py``) checks them.
+PARAM_RANGES = {VecOp.ADD: ops.AddParams.RANGES, VecOp.MUL: ops.MulParams.RANGES,
+                VecOp.SOFTMAX: ops.SoftmaxParams.RANGES, VecOp.LAYERNORM: ops.LayerNormParams.RANGES}
+
+
+def _param_refusals(st) -> list[tuple]:
+    """``[(why, fields, condition)]``: each parameter of :data:`PARAM_RANGES` outside its range in
+    stage slot ``st`` of that operation."""
+    out = []
+    for code, ranges in PARAM_RANGES.items():
+        for name, (lo, hi) in ranges.items():
+            value = st[f"{code.name.lower()}.{name}"]
+            out.append((f"{code.name} {name} = {{value}} outside {lo}..{hi}", {"value": value},
+                        all_of(st["op"] == code, outside(value, lo, hi))))
+    return out
+
+
+def params_outside(st) -> object:
+    """Whether a stage slot's operation has a parameter outside the range its operator accepts
+    (:data:`PARAM_RANGES`).  On integers or Amaranth values."""
+    return any_of(*(refused for _, _, refused in _param_refusals(st)))
+
+
+def pass_refusals(head, operands, stages) -> list[tuple]:
+    """What the operators refuse in a well-formed pass, before it runs: ``[(where, fields, why,
+    condition)]`` as :func:`descriptor_refusals`.  One rule for ``sim.vector_unit.execute_vec`` and
+    the RTL's executor (``hw/rtl/vector_executor.py``), both checking every live stage before
+    anything is written (``DATA``): a stage's parameters outside its operator's ranges
+    (:func:`params_outside`); a softmax or layernorm row longer than ``MAX_ROW``; a row stage whose
+    input has other channels than the pass's ``c`` (a resize's source's), or an ADD or MUL whose
+    inputs' channels differ (neither 1, which broadcasts); an operand that a stage other than a
+    spatial one reads or writes over another raster than the pass's ``h x w`` (a spatial stage's
+    are :func:`spatial_refusals`')."""
+    live, c = _live(head), head["c"]
+    values = _value_channels(head, operands, stages)
+    out = []
+    for i, (on, st) in enumerate(zip(live, stages)):
+        if on is False:             # on integers: an empty slot holds nothing to refuse
+            continue
+        inputs = c if i == 0 else sel(st["src"] == PREV, values[i - 1], c)
+        rows, softmax = _is(st["op"], *ROW_OPS), st["op"] == VecOp.SOFTMAX
+        row = sel(softmax, st["softmax.row"], inputs)
+        two_inputs = _is(st["op"], VecOp.ADD, VecOp.MUL)
+        out += [(f" stage {i}", value, why, all_of(on, refused)) for why, value, refused in _param_refusals(st)]
+        out += [
+            (f" stage {i}", st, f"rows longer than MAX_ROW = {ops.MAX_ROW}", all_of(on, rows, row > ops.MAX_ROW)),
+            (f" stage {i}", st, "a row operation over other channels than the pass's c",
+             all_of(on, rows, inputs != c)),
+            (f" stage {i}", st, "inputs of different channels (neither 1)",
+             all_of(on, two_inputs, inputs != c, inputs != 1, c != 1)),
+        ]
+    for k, op in enumerate(operands):
+        if is_int(head["n_operands"]) and k >= head["n_operands"]:      # no stage names an empty slot
+            continue
+        named = any_of(*(all_of(on, not_(_is(st["op"], *SPATIAL)),
+                                any_of(st["src"] == k, st["src2"] == k, st["out"] == k))
+                         for on, st in zip(live, stages)))
+        out.append((f" operand {k}", op, "a raster of {y_n}x{x_n} pixels, not the pass's",
+                    all_of(named, any_of(op["y_n"] != head["h"], op["x_n"] != head["w"]))))
+    return out
 
 
 SPATIAL = (VecOp.RESIZE, VecOp.POOL, VecOp.RESIZE_ARGMAX)
@@ -445,7 +568,17 @@ class _Slot(dict):
 def descriptor_field_slots(d: Descriptor) -> tuple[dict, list[dict], list[dict]]:
     """(header, ``MAX_OPERANDS`` operand slots, ``MAX_STAGES`` stage slots) of ``d`` as integer
     fields, named as the RTL's fetched descriptor names them: what :func:`slot_fields` reads.  A
-    stage's parameters are named ``"<operation>.<parameter>"`` (``"softmax.row"``)."""
+    stage's parameters are named ``"<operation>.<parameter>"`` (``"softmax.row"``).  Built once per
+    descriptor (its check, its fields, its extents and the simulator's refusals read them; treat
+    them as read-only)."""
+    slots = d.__dict__.get("_field_slots")
+    if slots is None:
+        slots = _field_slots(d)
+        object.__setattr__(d, "_field_slots", slots)
+    return slots
+
+
+def _field_slots(d: Descriptor) -> tuple[dict, list[dict], list[dict]]:
     head = _Slot(h=d.h, w=d.w, c=d.c, n_operands=len(d.operands), n_stages=len(d.stages))
     operands = [_Slot() for _ in range(MAX_OPERANDS)]
     for slot, op in zip(operands, d.operands):
@@ -856,6 +989,12 @@ def descriptor_span(head) -> object:
             + STAGE_BYTES * vmin(head["n_stages"], MAX_STAGES))
 
 
+def header_extent(addr) -> tuple:
+    """The bytes of the header of a descriptor at ``addr``, as :func:`descriptor_extent`'s range:
+    what the simulator and the RTL's fetch check before they read it."""
+    return ("its descriptor's header", True, addr, addr + HEADER_BYTES - 1)
+
+
 def descriptor_extent(addr, head) -> tuple:
     """The bytes a descriptor at ``addr`` whose header has fields ``head`` occupies, as a range of
     :func:`pass_extents` (``what, touched, lowest, highest``) for :func:`extents_outside`: what the
@@ -888,38 +1027,41 @@ def encode_descriptor(d: Descriptor) -> bytes:
     return b"".join(out)
 
 
+def _stage_slot(data: bytes) -> dict:
+    """A stage's fields as :func:`descriptor_field_slots` names them; only the head when its
+    operation is no stage operation (:func:`descriptor_refusals` refuses it)."""
+    head = _unpack(STAGE_HEAD, data)
+    op = _STAGE_OPS.get(head["op"])
+    if op is None:
+        return _Slot(head)
+    params = _unpack(STAGE_HEAD + STAGE_PARAMS[op], data)
+    return _Slot(head, **{f"{op.name.lower()}.{n}": params[n] for n, _, _ in STAGE_PARAMS[op]})
+
+
 def decode_descriptor(data: bytes, where: str = "VEC descriptor") -> Descriptor:
-    """Parse (and check) a descriptor; StreamError for one the vector unit cannot run."""
+    """Parse (and check) a descriptor; StreamError for one the vector unit cannot run
+    (:func:`descriptor_refusals` on its slots, or too few bytes)."""
     if len(data) < HEADER_BYTES:
         raise _malformed(f"{where}: truncated header")
-    head = decode_header(data)
-    n_op, n_st = head["n_operands"], head["n_stages"]
+    head = _Slot(decode_header(data))
+    n_op, n_st = min(head["n_operands"], MAX_OPERANDS), min(head["n_stages"], MAX_STAGES)
     if len(data) < HEADER_BYTES + OPERAND_BYTES * n_op + STAGE_BYTES * n_st:
         raise _malformed(f"{where}: truncated ({n_op} operands, {n_st} stages)")
-    operands, pos = [], HEADER_BYTES
-    spec = OPERAND_SPEC
-    for i in range(n_op):
-        f = _unpack(spec, data[pos:pos + OPERAND_BYTES])
-        axes = [Axis.from_fields({n: f[p + n] for n, _, _ in AXIS_FIELDS}, f"{where} operand {i} {p[0]}")
-                for p in ("y_", "x_")]
-        if f["c"] < 1:
-            raise _malformed(f"{where} operand {i}: c = 0")
-        operands.append(Operand(f["base"], f["c"], axes[0], axes[1], bool(f["repeat"])))
+    operands = [_Slot() for _ in range(MAX_OPERANDS)]
+    stages = [_Slot() for _ in range(MAX_STAGES)]
+    pos = HEADER_BYTES
+    for k in range(n_op):
+        operands[k].update(_unpack(OPERAND_SPEC, data[pos:pos + OPERAND_BYTES]))
         pos += OPERAND_BYTES
-    stages = []
     for i in range(n_st):
-        head_f = _unpack(STAGE_HEAD, data[pos:pos + STAGE_BYTES])
-        try:
-            op = VecOp(head_f["op"])
-        except ValueError:
-            raise _malformed(f"{where} stage {i}: unknown operation {head_f['op']}") from None
-        if op == VecOp.CHAIN:
-            raise _malformed(f"{where} stage {i}: CHAIN is not a stage operation")
-        f = _unpack(STAGE_HEAD + STAGE_PARAMS[op], data[pos:pos + STAGE_BYTES])
-        params = {n: f[n] for n, _, _ in STAGE_PARAMS[op]}
-        stages.append(Stage(op, head_f["src"], head_f["src2"], head_f["out"], params))
+        stages[i] = _stage_slot(data[pos:pos + STAGE_BYTES])
         pos += STAGE_BYTES
-    try:
-        return Descriptor(head["h"], head["w"], head["c"], tuple(operands), tuple(stages))
-    except StreamError as e:
-        raise _malformed(f"{where}: {e}") from None
+    _refuse(descriptor_refusals(head, operands, stages), where)
+    ops_ = tuple(Operand(f["base"], f["c"], *(Axis.from_fields({n: f[p + n] for n, _, _ in AXIS_FIELDS})
+                                              for p in ("y_", "x_")), bool(f["repeat"])) for f in operands[:n_op])
+    sts = []
+    for f in stages[:n_st]:
+        op = VecOp(f["op"])
+        prefix = op.name.lower() + "."
+        sts.append(Stage(op, f["src"], f["src2"], f["out"], {k[len(prefix):]: v for k, v in f.items() if k.startswith(prefix)}))
+    return Descriptor.checked(head["h"], head["w"], head["c"], ops_, tuple(sts), (head, operands, stages))

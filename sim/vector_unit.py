@@ -18,9 +18,9 @@ from hw import operators as ops
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.numerics import unpack_entries
 from hw.vector import (HEADER_BYTES, LN_ENTRY, LN_ENTRY_BYTES, MAX_DESCRIPTOR_BYTES, NONE, PREV, SPATIAL, Descriptor,
-                       Operand, PoolMode, decode_descriptor, decode_header, descriptor_field_slots,
-                       descriptor_extent, extents_outside, operand_addresses, pass_extents, spatial_refusals,
-                       spatial_slots, vec_fields)
+                       PoolMode, decode_descriptor, decode_header, descriptor_extent, descriptor_field_slots,
+                       extents_outside, first_refusal, header_extent, operand_addresses, pass_extents, pass_refusals,
+                       spatial_refusals, spatial_slots, vec_fields)
 
 __all__ = ["execute_vec", "softmax_rows"]
 
@@ -35,12 +35,13 @@ def execute_vec(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) -> 
     """Run the VEC instruction with ``fields`` on ``dram`` (in place); returns its descriptor.
 
     StreamError (``DATA``) when the descriptor leaves the DRAM's ``dram_bytes`` or is malformed,
-    the instruction's timing fields are not the descriptor's (``hw.vector.vec_fields``) or the pass
-    touches bytes outside the DRAM (``hw.vector.pass_extents``), all before anything is written;
-    ``sim.functional.DramBoundsError`` when the descriptor or the pass reaches bytes inside the
-    DRAM but past the image ``dram``, which models only its start."""
+    the instruction's timing fields are not the descriptor's (``hw.vector.vec_fields``), the pass
+    touches bytes outside the DRAM (``hw.vector.pass_extents``) or holds what the operators refuse
+    (``hw.vector.pass_refusals``, every stage's), all before anything is written, in the order the
+    RTL's executor checks them; ``sim.functional.DramBoundsError`` when the descriptor or the pass
+    reaches bytes inside the DRAM but past the image ``dram``, which models only its start."""
     addr = fields["desc_addr"]
-    _check_ranges([("its descriptor's header", True, addr, addr + HEADER_BYTES - 1)], dram, where, dram_bytes)
+    _check_ranges([header_extent(addr)], dram, where, dram_bytes)
     head = decode_header(bytes(dram[addr:addr + HEADER_BYTES]))
     _check_ranges([descriptor_extent(addr, head)], dram, where, dram_bytes)
     d = decode_descriptor(bytes(dram[addr:addr + MAX_DESCRIPTOR_BYTES]), f"{where} descriptor")
@@ -48,7 +49,11 @@ def execute_vec(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) -> 
     got = {k: fields[k] for k in want}
     if got != want:
         raise _data_error(f"{where}: timing fields {got} are not those of its descriptor {want}")
-    _check_ranges(pass_extents(*descriptor_field_slots(d)), dram, where, dram_bytes)
+    slots = descriptor_field_slots(d)           # built once with the descriptor: its check and its fields read them
+    _check_ranges(pass_extents(*slots), dram, where, dram_bytes)
+    why = first_refusal(pass_refusals(*slots))
+    if why is not None:
+        raise _data_error(f"{where}:{why}")
     _Pass(d, dram, where).run()
     return d
 
@@ -74,19 +79,11 @@ class _Pass:
     def __init__(self, d: Descriptor, dram: np.ndarray, where: str):
         self.d, self.dram, self.where = d, dram, where
 
-    def _addresses(self, op: Operand, c: int):
-        addr, valid = operand_addresses(op, c)
-        if valid.any():         # checked before the pass (execute_vec); a chain after a class map may read more
-            a = addr[valid]
-            if a.min() < 0 or a.max() >= self.dram.size:
-                _outside_image(f"{self.where}: operand address {int(a.max() if a.max() >= self.dram.size else a.min())}",
-                               self.dram)
-        return addr, valid
-
     def read(self, i: int, c: int) -> tuple[np.ndarray, np.ndarray]:
-        """(int8 values [y.n, x.n, c], pixel valid [y.n, x.n]) of operand ``i``; padding reads zero."""
+        """(int8 values [y.n, x.n, c], pixel valid [y.n, x.n]) of operand ``i``; padding reads zero.
+        Its bytes lie in the image: ``execute_vec`` checked ``pass_extents`` before the pass."""
         op = self.d.operands[i]
-        addr, valid = self._addresses(op, c)
+        addr, valid = operand_addresses(op, c)
         out = np.zeros(addr.shape, np.int8)
         out[valid] = self.dram[addr[valid]].view(np.int8)
         return out, valid.any(axis=2) if c else valid[..., 0]
@@ -94,10 +91,8 @@ class _Pass:
     def write(self, i: int, values: np.ndarray) -> None:
         op = self.d.operands[i]
         v = values if values.ndim == 3 else values[..., None]
-        addr, valid = self._addresses(op, v.shape[2])
-        if addr.shape[:2] != v.shape[:2]:
-            raise _data_error(f"{self.where}: output operand {i} covers {addr.shape[0]}x{addr.shape[1]} pixels, "
-                              f"the pass {v.shape[0]}x{v.shape[1]}")
+        addr, valid = operand_addresses(op, v.shape[2])
+        assert addr.shape[:2] == v.shape[:2], "hw.vector.pass_refusals and spatial_refusals checked the raster"
         self.dram[addr[valid]] = v[valid].astype(np.int8).view(np.uint8) if v.dtype != np.uint8 else v[valid]
 
     def run(self) -> None:
@@ -123,7 +118,8 @@ class _Pass:
         return self.read(st.src2, self.d.c)[0]
 
     def _stage(self, st, x: np.ndarray, ok: np.ndarray):
-        """A stage's output and valid pixels; parameters an operator refuses are DATA errors."""
+        """A stage's output and valid pixels.  ``execute_vec`` refused before the pass what the
+        operators refuse (``hw.vector.pass_refusals``); should an operator still refuse, DATA."""
         try:
             return self._compute(st, x, ok)
         except StreamError:
@@ -144,11 +140,8 @@ class _Pass:
         if st.op == VecOp.LAYERNORM:
             return ops.layernorm(x, self._ln_params(p, x.shape[2])), ok
         if st.op == VecOp.SOFTMAX:
-            row = p["row"]      # row * heads = c: checked with the descriptor (hw.vector.check_descriptor)
-            try:
-                sp = ops.SoftmaxParams(p["exp_mult"], p["exp_shift"], p["out_shift"])
-            except ValueError as e:
-                raise _data_error(f"{self.where}: softmax parameters: {e}") from None
+            row = p["row"]      # row * heads = c: checked with the descriptor (hw.vector.descriptor_refusals)
+            sp = ops.SoftmaxParams(p["exp_mult"], p["exp_shift"], p["out_shift"])
             return ops.softmax(x.reshape(*x.shape[:2], -1, row), sp).reshape(x.shape), ok
         full = np.ones((d.h, d.w), bool)
         if st.op == VecOp.RESIZE:
@@ -161,18 +154,12 @@ class _Pass:
         raise _data_error(f"{self.where}: no such stage operation {st.op!r}")
 
     def _bytes(self, addr: int, n: int) -> np.ndarray:
-        if addr + n > self.dram.size:
-            _outside_image(f"{self.where}: table at {addr}", self.dram)
-        return self.dram[addr:addr + n]
+        return self.dram[addr:addr + n]       # in the image: pass_extents holds the stages' tables
 
     def _ln_params(self, p: dict, c: int):
         raw = self._bytes(p["table"], c * LN_ENTRY_BYTES).reshape(c, LN_ENTRY_BYTES)
         e = unpack_entries(raw, LN_ENTRY)
-        beta, gamma = e["beta"], e["gamma"]
-        try:
-            return ops.LayerNormParams(gamma, beta, p["eps"], p["shift"])
-        except ValueError as e:
-            raise _data_error(f"{self.where}: layernorm parameters: {e}") from None
+        return ops.LayerNormParams(e["gamma"], e["beta"], p["eps"], p["shift"])
 
     def _check_spatial(self) -> None:
         """Refuse a spatial pass before it runs, by the rule the RTL evaluates (``hw.vector.spatial_refusals``)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import random
+import re
 import warnings
 
 import numpy as np
@@ -238,6 +239,17 @@ def _refused(kind: str) -> vec.Descriptor:
                                                                      "relu": 0}),
                                vec.Stage(VecOp.SOFTMAX, vec.PREV, vec.NONE, 1, good_sm)],
         "layernorm shift": [vec.Stage(VecOp.LAYERNORM, 0, vec.NONE, 1, {**good_ln, "shift": 0})],
+        # stage 0 writes its result before stage 1's parameters would be met, were they checked late
+        "later layernorm shift": [vec.Stage(VecOp.ADD, 0, 0, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0}),
+                                  vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, {**good_ln, "shift": 0})],
+        # a resize of the 2-channel operand, then an ADD with an operand over the pass's 6 channels
+        "channels disagree": [vec.Stage(VecOp.RESIZE, 2, vec.NONE, vec.NONE, {
+                                  "mode": 1, **{f"{a}_{n}": 0 for a in "yx" for n in ("start", "step", "r")},
+                                  "y_q": 1, "x_q": 1}),
+                              vec.Stage(VecOp.ADD, vec.PREV, 0, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+        # an ADD whose second operand covers 2x2 pixels, the pass 1x2
+        "raster": [vec.Stage(VecOp.COPY, 0, vec.NONE, 1, {}),
+                   vec.Stage(VecOp.ADD, vec.PREV, 3, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
         # a nearest resize (1x2 to 1x2: witnesses 1, 0) then a copy: no spatial unit here, and the
         # executor's refuses the chain
         "resize": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, {
@@ -251,7 +263,8 @@ def _refused(kind: str) -> vec.Descriptor:
     out = dataclasses.replace(plain, base=64)
     # a bias of 2 channels repeated across rows of 3: its channel would not restart with each row
     bias = dataclasses.replace(plain, base=128, c=2, repeat=True)
-    return unchecked(vec.Descriptor, h=1, w=2, c=6, operands=(plain, out, bias), stages=tuple(stages))
+    square = vec.Operand(160, 6, vec.Axis(2, 12), vec.Axis(2, 6))
+    return unchecked(vec.Descriptor, h=1, w=2, c=6, operands=(plain, out, bias, square), stages=tuple(stages))
 
 
 def unchecked(cls, **fields):
@@ -263,38 +276,52 @@ def unchecked(cls, **fields):
     return obj
 
 
-REFUSED = [("add shift", ErrorCode.DATA), ("softmax exp_shift", ErrorCode.DATA), ("softmax row", ErrorCode.DATA),
-           ("layernorm shift", ErrorCode.DATA), ("resize", ErrorCode.UNSUPPORTED),
-           ("two rows", ErrorCode.UNSUPPORTED), ("three rows", ErrorCode.UNSUPPORTED),
-           ("row beyond max_row", ErrorCode.UNSUPPORTED),
-           ("repeat across rows", ErrorCode.UNSUPPORTED)]
+#: What the unit does not build: refused by the unit (built here for rows up to 4) with UNSUPPORTED.
+REFUSED = ["resize", "two rows", "three rows", "row beyond max_row", "repeat across rows"]
+#: What the operators refuse (``hw.vector.pass_refusals``) or the descriptor is not
+#: (``descriptor_refusals``): DATA, refused before anything is written by the simulator and, before
+#: its unit starts, by the executor (``executor_runs``).
+REFUSED_DATA = ["add shift", "softmax exp_shift", "softmax row", "layernorm shift", "later layernorm shift",
+                "channels disagree", "raster"]
+
+
+def refused_image() -> np.ndarray:
+    """The 200 bytes a ``_refused`` pass runs on."""
+    return np.random.default_rng(SEED).integers(0, 256, 200, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("kind", REFUSED_DATA)
+def test_the_simulator_refuses_before_it_writes(kind):
+    """What the operators refuse in any stage is refused (DATA) before the first stage writes:
+    ``execute_vec`` checks every live stage up front (``hw.vector.pass_refusals``)."""
+    d, dram = _refused(kind), refused_image()
+    image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
+    before = image.copy()
+    with pytest.raises(StreamError) as err:
+        execute_vec({"desc_addr": dram.size, **vec.vec_fields(d)}, image, "test VEC", TINY.dram_bytes)
+    assert err.value.code == ErrorCode.DATA
+    np.testing.assert_array_equal(image, before)
 
 
 @pytest.fixture(scope="module")
 def refused_runs() -> dict:
     """Every REFUSED case on one unit built for rows up to 4: (descriptor, image before, after, result)."""
-    runs = {kind: (_refused(kind), np.random.default_rng(SEED).integers(0, 256, 200, dtype=np.uint8))
-            for kind, _ in REFUSED}
+    runs = {kind: (_refused(kind), refused_image()) for kind in REFUSED}
     before = {kind: dram.copy() for kind, (_, dram) in runs.items()}
     results = run_units(list(runs.values()), max_row=4)
     return {kind: (d, before[kind], dram, res) for (kind, (d, dram)), res in zip(runs.items(), results)}
 
 
-@pytest.mark.parametrize("kind,code", REFUSED)
-def test_vector_unit_refuses_what_it_cannot_run_and_writes_nothing(refused_runs, kind, code):
-    """Parameters the operators refuse: DATA, as the functional model; what the unit does not
-    build: UNSUPPORTED (the functional model runs it; the unit here is built for rows up to 4)."""
+@pytest.mark.parametrize("kind", REFUSED)
+def test_vector_unit_refuses_what_it_cannot_run_and_writes_nothing(refused_runs, kind):
+    """What the unit does not build: UNSUPPORTED (the functional model runs it; the unit here is
+    built for rows up to 4), nothing written."""
     d, before, dram, res = refused_runs[kind]
-    if code == ErrorCode.DATA:
-        with pytest.raises(StreamError) as err:
-            functional(d, before.copy())
-        assert err.value.code == ErrorCode.DATA
-    else:
-        functional(d, before.copy())
-    assert (res["error"], ErrorCode(res["code"])) == (1, code), kind
+    functional(d, before.copy())
+    assert (res["error"], ErrorCode(res["code"])) == (1, ErrorCode.UNSUPPORTED), kind
     np.testing.assert_array_equal(dram, before)
     if kind != "row beyond max_row":        # the accelerator's unit is built for MAX_ROW
-        assert (vec_unsupported(d) is not None) == (code == ErrorCode.UNSUPPORTED), kind
+        assert vec_unsupported(d) is not None, kind
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "e_small"])
@@ -494,7 +521,7 @@ MALFORMED = {
 
 def fetch_all(images: list[tuple[np.ndarray, int]], dram_bytes: int = 1 << 32) -> tuple[list[dict], DescriptorFetch]:
     """Fetch the descriptor at each (image, address) on one DescriptorFetch of a DRAM of ``dram_bytes``:
-    the slots, error and cycles of each, and the fetch unit."""
+    the slots, error, cycles and addresses read of each, and the fetch unit."""
     dut = DescriptorFetch(dram_bytes=dram_bytes)
     results = []
 
@@ -504,14 +531,15 @@ def fetch_all(images: list[tuple[np.ndarray, int]], dram_bytes: int = 1 << 32) -
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
+            reads = set()
             for cycle in range(100):
                 if ctx.get(dut.done):
                     break
-                rdata = read_lanes(ctx, dut.dram_rd, dram)
+                rdata = read_lanes(ctx, dut.dram_rd, dram, reads)
                 await ctx.tick()
                 ctx.set(dut.dram_rd.data.as_value(), rdata)
             results.append({"done": ctx.get(dut.done), "desc": ctx.get(dut.desc.as_value()), "cycles": cycle,
-                            "code": ErrorCode(ctx.get(dut.error_code)), "error": ctx.get(dut.error)})
+                            "code": ErrorCode(ctx.get(dut.error_code)), "error": ctx.get(dut.error), "reads": reads})
             await ctx.tick()
 
     sim = Simulator(dut)
@@ -559,25 +587,27 @@ def test_descriptor_fetch_reads_what_decode_descriptor_reads():
 
 
 def test_descriptor_fetch_refuses_a_descriptor_past_the_dram():
-    """A descriptor whose last byte is the DRAM's last is fetched; one a byte further is refused with
-    DATA, as ``execute_vec`` refuses it (a DRAM of 4,096 bytes here, so that the image holds both;
-    the passes' operands lie past it, which ``execute_vec`` refuses next)."""
+    """A descriptor whose last byte is the DRAM's last is fetched; one a byte further, or whose
+    header is past the DRAM's end, is refused with DATA, as ``execute_vec`` refuses it, without
+    reading a byte past the DRAM (a DRAM of 4,096 bytes here, so that the image holds all; the
+    passes' operands lie past it, which ``execute_vec`` refuses next)."""
     rng = np.random.default_rng([SEED, 8])
     dram_bytes, images, refusals = 4096, [], []
     for chain in ("add", "add_layernorm_layernorm", "mul_add_copy_copy"):
         d = random_pass(rng, CHAINS[chain])[0]
         raw = np.frombuffer(vec.encode_descriptor(d), np.uint8)
-        for past in (0, 1):
-            image = np.zeros(dram_bytes + 64, np.uint8)
-            addr = dram_bytes - raw.size + past
+        for addr in (dram_bytes - raw.size, dram_bytes - raw.size + 1, dram_bytes - vec.HEADER_BYTES + 1):
+            image = np.zeros(dram_bytes + raw.size, np.uint8)
             image[addr:addr + raw.size] = raw
             images.append((image, addr))
             with pytest.raises(StreamError) as err:
                 execute_vec({"desc_addr": addr, **vec.vec_fields(d)}, image.copy(), "test VEC", dram_bytes)
-            refusals.append("its descriptor reaches" in str(err.value))
+            refusals.append(re.search(r"its descriptor('s header)? reaches", str(err.value)) is not None)
     results, _ = fetch_all(images, dram_bytes)
-    assert refusals == [False, True] * 3
-    assert [(r["error"], ErrorCode(r["code"])) for r in results] == [(0, ErrorCode.NONE), (1, ErrorCode.DATA)] * 3
+    assert refusals == [False, True, True] * 3
+    assert [(r["error"], ErrorCode(r["code"])) for r in results] == \
+        [(0, ErrorCode.NONE), (1, ErrorCode.DATA), (1, ErrorCode.DATA)] * 3
+    assert max(max(r["reads"], default=0) for r in results) < dram_bytes
 
 
 # ---- VectorExecutor: a VEC from its descriptor address ---------------------------------------------
@@ -642,6 +672,10 @@ def executor_runs() -> list:
     bad = runs[0][2].copy()
     bad[runs[0][3] + 6] = 0                          # header byte 6: n_operands = n_stages = 0
     runs.append(("malformed", runs[0][1], bad, runs[0][3], runs[0][4]))
+    for kind in REFUSED_DATA:                         # refused (DATA) before the unit starts
+        d, dram = _refused(kind), refused_image()
+        runs.append((kind, d, np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)]), dram.size,
+                     vec.vec_fields(d)))
     for name, how, k in LEAVING_CASES:                # refused (DATA) before anything is read or written
         d, dram = passes[name]
         moved = leaving_dram(d, how, TINY.dram_bytes, k)
@@ -676,8 +710,8 @@ def test_vector_executor_runs_a_vec_from_its_descriptor_address(executor_runs):
             assert (res["error"], res["overrun"], res["cycles"]) == (0, False, res["formula"]), chain
         if not np.array_equal(image, want):
             pytest.fail(f"{chain}: {first_difference(image, want)}")
-    assert codes == {None: len(CHAINS), ErrorCode.DATA: 1 + 3 * len(vec.TIMING_FIELDS) + len(LEAVING_CASES),
-                     ErrorCode.UNSUPPORTED: 2}
+    assert codes == {None: len(CHAINS), ErrorCode.DATA: 1 + 3 * len(vec.TIMING_FIELDS) + len(LEAVING_CASES)
+                     + len(REFUSED_DATA), ErrorCode.UNSUPPORTED: 2}
 
 
 def test_vector_executor_takes_the_contracts_cycles(executor_runs):

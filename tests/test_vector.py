@@ -5,11 +5,11 @@ import random
 import numpy as np
 import pytest
 
-from hw.isa import StreamError, VecOp
+from hw.isa import ErrorCode, StreamError, VecOp
 from vec_passes import any_axis
 from hw.operators import adaptive_axis_windows, pool_out_size
-from hw.vector import (NONE, PREV, Axis, Descriptor, Operand, PoolMode, Stage, axis_offsets, axis_valid_count,
-                       decode_descriptor, divides_as, encode_descriptor, laps_fit, operand_addresses, operand_extent,
+from hw.vector import (NONE, PREV, Axis, Descriptor, Operand, PoolMode, Stage, axis_offsets, axis_refusals, axis_valid_count,
+                       decode_descriptor, divides_as, encode_descriptor, first_refusal, laps_fit, operand_addresses, operand_extent,
                        pool_axis_fits, pool_taps, vec_fields)
 
 
@@ -71,14 +71,14 @@ def test_descriptor_round_trip_and_fields():
 
 def test_a_descriptor_the_unit_cannot_run_is_refused():
     d = _desc()
-    with pytest.raises(StreamError, match="stage 0 reads a previous stage"):
+    with pytest.raises(StreamError, match="stage 0: reads a previous stage"):
         Descriptor(d.h, d.w, d.c, d.operands, (Stage(VecOp.COPY, PREV, NONE, 2, {}),))
-    with pytest.raises(StreamError, match="RESIZE must be a pass's first stage"):
+    with pytest.raises(StreamError, match="stage 1: a resize, pooling or class map must be a pass's first stage"):
         Descriptor(d.h, d.w, d.c, d.operands, d.stages[:1] + (Stage(VecOp.RESIZE, PREV, NONE, 2, {
             "mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0}),))
     raw = bytearray(encode_descriptor(d))
     raw[16 + 64 * 3] = 99                                       # stage 0's operation
-    with pytest.raises(StreamError, match="unknown operation 99"):
+    with pytest.raises(StreamError, match="operation 99 is not a stage operation"):
         decode_descriptor(bytes(raw))
     with pytest.raises(StreamError, match="shift = 99 does not fit 6 unsigned bits"):
         encode_descriptor(Descriptor(d.h, d.w, d.c, d.operands, (Stage(VecOp.MUL, 0, 1, 2, {"mult": 1, "shift": 99}),)))
@@ -101,11 +101,13 @@ def test_the_laps_witness_is_checked_by_multiplying():
         ax = any_axis(rng)
         f = ax.fields()
         assert f["laps"] == ax.n // ax.wrap and laps_fit(f)
-        assert Axis.from_fields(f, "axis") == ax
+        assert Axis.from_fields(f) == ax
         for wrong in {f["laps"] + 1, f["laps"] - 1, f["laps"] + rng.randint(2, 50)} - {-1}:
-            assert not laps_fit(f | {"laps": wrong})
-            with pytest.raises(StreamError, match=f"laps = {wrong} is not n = {ax.n} divided by wrap"):
-                Axis.from_fields(f | {"laps": wrong}, "axis")
+            g = f | {"laps": wrong}
+            assert not laps_fit(g)
+            # what decode_descriptor refuses (descriptor_refusals holds each axis' axis_refusals)
+            why = first_refusal([("axis", g, why, refused) for why, refused in axis_refusals(g).items()])
+            assert why == f"axis: laps = {wrong} is not n = {ax.n} divided by wrap = {ax.wrap}"
 
 
 # ---- the spatial unit's rules: pooling windows without a divider --------------------------------
@@ -175,19 +177,28 @@ def test_operand_extent_is_the_span_of_its_valid_addresses():
     assert not differ, f"{len(differ)} of 4000 differ; the first: {differ[0]}"
 
 
+def decoded_axis(f: dict) -> Axis:
+    """The axis of fields ``f`` as ``decode_descriptor`` reads it: refused (DATA) by its
+    ``axis_refusals`` (part of ``descriptor_refusals``)."""
+    why = first_refusal([("axis", f, why, refused) for why, refused in axis_refusals(f).items()])
+    if why:
+        raise StreamError(why, ErrorCode.DATA)
+    return Axis.from_fields(f)
+
+
 def test_the_last_positions_witnesses_are_checked_by_multiplying():
     """``hi_run`` and ``hi_turn`` split the last valid positions at ``win``; decoding refuses any
     other value, and an axis whose ``valid`` is 0 (the RTL's counter would make every position padding)."""
     rng = random.Random(16)
     for _ in range(300):
         f = _axis_any_shape(rng).fields()
-        assert Axis.from_fields(f, "axis").fields() == f
+        assert decoded_axis(f).fields() == f
         for name in ("hi_run", "hi_turn"):
             for wrong in {f[name] + 1, f[name] - 1, f[name] + rng.randint(2, 50)} - {-1}:
                 with pytest.raises(StreamError, match=f"{name} = {wrong}.* do not split the last valid positions"):
-                    Axis.from_fields(f | {name: wrong}, "axis")
+                    decoded_axis(f | {name: wrong})
         with pytest.raises(StreamError, match="needs n, wrap, valid and win >= 1"):
-            Axis.from_fields(f | {"valid": 0}, "axis")
+            decoded_axis(f | {"valid": 0})
 
 
 def _spatial_passes(rng) -> list:

@@ -3,9 +3,11 @@
 What ``hw.vector.decode_descriptor`` does for the functional model: the header first, then the
 ``n_operands`` operands and ``n_stages`` stages it announces, a beat of ``lanes`` bytes a cycle;
 the stages, which follow the given operands in DRAM, land in their slots of
-:data:`vector_descriptor.DESCRIPTOR` (``descriptor_slots`` in Python).  A descriptor that
-``decode_descriptor`` refuses, or whose bytes (``hw.vector.descriptor_extent``) leave the DRAM, is
-refused with ``ErrorCode.DATA``, as ``sim.vector_unit.execute_vec`` refuses it.
+:data:`vector_descriptor.DESCRIPTOR` (``descriptor_slots`` in Python).  A descriptor whose header
+(``hw.vector.header_extent``) or whose bytes (``hw.vector.descriptor_extent``) leave the DRAM is
+refused with ``ErrorCode.DATA`` before a byte past the DRAM is read, as
+``sim.vector_unit.execute_vec`` refuses it before it reads; one that ``decode_descriptor`` refuses
+(``hw.vector.descriptor_refusals``, the same rule on the slots) after it is read.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from amaranth.lib.wiring import In, Out
 
 from .. import vector as vec
 from ..expr import Fields
-from ..isa import ADDR_BITS, ErrorCode, VecOp
+from ..isa import ADDR_BITS, ErrorCode
 from .buses import DRAM_READ_LATENCY, DramReadSignature
-from .vector_descriptor import DESCRIPTOR, STAGE_OPS
+from .vector_descriptor import DESCRIPTOR, field_slots
 
 __all__ = ["DescriptorFetch"]
 
@@ -89,46 +91,38 @@ class DescriptorFetch(wiring.Component):
         m.d.sync += [got.eq(issue), got_beat.eq(beat)]
         assert DRAM_READ_LATENCY == 1, "the fetch's beat bookkeeping assumes one-cycle reads"
         n_st = Mux(head.n_stages > vec.MAX_STAGES, vec.MAX_STAGES, head.n_stages)
+        header_outside = _any(vec.extents_outside([vec.header_extent(base)], self._dram_bytes))
+        body_outside = _any(vec.extents_outside([vec.descriptor_extent(base, Fields(head))], self._dram_bytes))
         with m.FSM(name="fetch"):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [base.eq(self.addr), beat.eq(0), self.desc.eq(0)]
                     m.next = "HEADER"
-            with m.State("HEADER"):
-                m.d.comb += issue.eq(1)
-                m.d.sync += beat.eq(beat + 1)
-                m.next = "WAIT"
+            with m.State("HEADER"):     # read the header only if it lies in the DRAM
+                with m.If(header_outside):
+                    m.d.sync += self.error_code.eq(ErrorCode.DATA)
+                    m.next = "DONE"
+                with m.Else():
+                    m.d.comb += issue.eq(1)
+                    m.d.sync += beat.eq(beat + 1)
+                    m.next = "WAIT"
             with m.State("WAIT"):       # the header arrives
                 m.next = "BODY"
-            with m.State("BODY"):       # the header is in: it says how many beats follow
-                with m.If(beat < operand_end + n_st * beats_of["stage"]):
+            with m.State("BODY"):       # the header is in: it says how many beats follow, if they lie in the DRAM
+                with m.If(body_outside):
+                    m.d.sync += self.error_code.eq(ErrorCode.DATA)
+                    m.next = "DONE"
+                with m.Elif(beat < operand_end + n_st * beats_of["stage"]):
                     m.d.comb += issue.eq(1)
                     m.d.sync += beat.eq(beat + 1)
                 with m.Elif(~got):
-                    outside = _any(vec.extents_outside([vec.descriptor_extent(base, Fields(head))], self._dram_bytes))
-                    m.d.sync += self.error_code.eq(Mux(self._malformed(m) | outside, ErrorCode.DATA, ErrorCode.NONE))
+                    m.d.sync += self.error_code.eq(Mux(self._malformed(), ErrorCode.DATA, ErrorCode.NONE))
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.error.eq(self.error_code != ErrorCode.NONE)]
                 m.next = "IDLE"
         return m
 
-    def _malformed(self, m: Module):
-        """What ``hw.vector.decode_descriptor`` and ``check_descriptor`` refuse, on the slots."""
-        d, head = self.desc, self.desc.header
-        bad = [(head.n_stages < 1) | (head.n_stages > vec.MAX_STAGES), head.n_operands > vec.MAX_OPERANDS,
-               (head.h < 1) | (head.w < 1) | (head.c < 1)]
-        for k in range(vec.MAX_OPERANDS):
-            op = d.operands[k]
-            axis_bad = [refused for p in ("y_", "x_")
-                        for refused in vec.axis_refusals({name: getattr(op, p + name)
-                                                          for name, _, _ in vec.AXIS_FIELDS}).values()]
-            bad.append((k < head.n_operands) & ((op.c < 1) | _any(axis_bad)))
-        for i in range(vec.MAX_STAGES):
-            st = d.stages[i].copy
-            refs = [(r != vec.NONE) & (r >= head.n_operands) for r in (st.src, st.src2, st.out)]
-            known = _any(st.op == op for op in STAGE_OPS if op != VecOp.CHAIN)
-            spatial = _any(st.op == op for op in vec.SPATIAL)
-            stage_bad = ~known | _any(refs) | ((i == 0) & (st.src == vec.PREV)) | ((i > 0) & spatial)
-            bad.append((i < head.n_stages) & stage_bad)
-        return _any(bad)
+    def _malformed(self):
+        """What ``hw.vector.decode_descriptor`` refuses: ``hw.vector.descriptor_refusals`` on the slots."""
+        return _any(refused for _, _, _, refused in vec.descriptor_refusals(*field_slots(self.desc)))

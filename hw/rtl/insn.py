@@ -12,7 +12,8 @@ from amaranth.lib import data
 from .. import vector as vec
 from ..isa import FIELDS, HEADER, INSN_BITS, Act, ErrorCode, Op, VecOp
 
-__all__ = ["insn_layout", "insn_view", "field_signal", "rtl_unsupported", "vec_unsupported", "CYCLE_BITS"]
+__all__ = ["insn_layout", "insn_view", "field_signal", "rtl_unsupported", "vec_unsupported", "CYCLE_BITS",
+           "DISPATCH_ORDER", "refused_before_unsupported"]
 
 #: Width of the cycle counter.
 CYCLE_BITS = 48
@@ -42,6 +43,19 @@ def insn_view(op: Op, value) -> data.View:
 def field_signal(op: Op, field: str, name: str | None = None) -> Signal:
     """A signal (a counter, a register) as wide as ``op``'s field ``field``."""
     return Signal(LAYOUTS[op].members[field], name=name)
+
+
+#: The codes the dispatcher (``hw/rtl/dispatch.py``) checks at a word, in its order: what it finds
+#: before it knows the instruction, then what the RTL does not build (:func:`rtl_unsupported`),
+#: then ranges and tokens (``docs/isa.md``, "Order").
+DISPATCH_ORDER = (ErrorCode.OPCODE, ErrorCode.RESERVED, ErrorCode.UNSUPPORTED, ErrorCode.RANGE, ErrorCode.TOKEN)
+
+
+def refused_before_unsupported(code: ErrorCode) -> bool:
+    """Whether the dispatcher refuses a word with ``code`` before it asks :func:`rtl_unsupported`
+    (the cosimulation's expectations: a word the simulator refuses with a later code, or one that
+    fails while it runs, is UNSUPPORTED first when the RTL does not build it)."""
+    return code in DISPATCH_ORDER[:DISPATCH_ORDER.index(ErrorCode.UNSUPPORTED)]
 
 
 def rtl_unsupported(op: Op, f, vector_unit: bool = True):

@@ -19,7 +19,7 @@ from ..expr import Fields
 from ..isa import VecOp
 
 __all__ = ["HEADER", "OPERAND", "STAGE", "DESCRIPTOR", "LN_ENTRY", "packed_layout", "descriptor_slots", "field_slots",
-           "STAGE_OPS"]
+           "stage_fields", "STAGE_OPS"]
 
 #: Stage operations, in VecOp order (CHAIN is no stage operation).
 STAGE_OPS = tuple(op for op in VecOp if op in vec.STAGE_PARAMS)
@@ -64,7 +64,12 @@ def field_slots(desc: data.View) -> tuple:
     """(header, operand slots, stage slots) of a ``DESCRIPTOR`` view, read with ``f["name"]``: what
     ``hw.vector.slot_fields`` evaluates (``hw.vector.descriptor_field_slots`` on integers)."""
     return (Fields(desc.header), [Fields(desc.operands[k]) for k in range(vec.MAX_OPERANDS)],
-            [_StageFields(desc.stages[i]) for i in range(vec.MAX_STAGES)])
+            [stage_fields(desc.stages[i]) for i in range(vec.MAX_STAGES)])
+
+
+def stage_fields(stage: data.View) -> "_StageFields":
+    """A ``STAGE`` view read with ``f["name"]`` (``f["softmax.row"]``), as ``hw.vector``'s rules read a stage slot."""
+    return _StageFields(stage)
 
 
 def descriptor_slots(d: vec.Descriptor) -> int:

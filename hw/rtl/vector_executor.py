@@ -8,8 +8,10 @@ check evaluates ``hw.vector.slot_fields`` (what ``vec_fields`` and so the simula
 rule names, then compares the fields, in ``hw.timing.VEC_FIELD_CHECK`` cycles after the fetch: a
 VEC whose fields are not its descriptor's is refused with ``DATA`` before a unit starts, after the
 fetch's own refusals and before the unit's, the simulator's order.  In the same cycles it
-evaluates ``hw.vector.pass_extents``: a pass whose operands or tables leave the configuration's
-DRAM (``dram_bytes``) is refused with ``DATA`` too, before anything is read or written.
+evaluates ``hw.vector.pass_extents`` and ``hw.vector.pass_refusals``: a pass whose operands or
+tables leave the configuration's DRAM (``dram_bytes``), or one holding what the operators refuse
+(any live stage's parameters, rows, channels or rasters), is refused with ``DATA`` too, before
+anything is read or written, as ``execute_vec`` refuses it.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ class VectorExecutor(wiring.Component):
         The VEC's fields that its descriptor decides, held while it runs.
     busy, done, error, error_code, overrun: Out(...)
         As :class:`VectorUnit`'s; a malformed descriptor, fields that are not its descriptor's,
-        or operands or tables outside the DRAM end the VEC with ``DATA`` before it runs.
+        operands or tables outside the DRAM or what the operators refuse (``hw.vector.pass_refusals``)
+        end the VEC with ``DATA`` before it runs.
     dram_rd: Out(DramReadSignature(read_lanes(lanes))), dram_wr: Out(DramWriteSignature(write_lanes(lanes)))
         The unit's ports; the fetch reads on the low ``FETCH_LANES`` read lanes.
     """
@@ -157,7 +160,8 @@ class VectorExecutor(wiring.Component):
     def _check_fields(self, m: Module, fetched):
         """(checking, its last cycle ``VEC_FIELD_CHECK`` cycles after ``fetched``, whether the VEC's
         fields differ from ``hw.vector.slot_fields`` of the fetched descriptor, which holds still
-        from ``fetched`` on, or the pass touches bytes outside the DRAM: ``hw.vector.pass_extents``)."""
+        from ``fetched`` on, the pass touches bytes outside the DRAM, ``hw.vector.pass_extents``, or
+        holds what the operators refuse, ``hw.vector.pass_refusals``)."""
         levels = []
 
         def hold(value, level: int):
@@ -170,10 +174,11 @@ class VectorExecutor(wiring.Component):
         with wired(m):
             want = vec.slot_fields(*slots, hold=hold)
             outside = vec.extents_outside(vec.pass_extents(*slots, hold=hold), self._dram_bytes)
+            refused = [refused for _, _, _, refused in vec.pass_refusals(*slots)]
         assert max(levels) + 1 == VEC_FIELD_CHECK, "hw.timing.VEC_FIELD_CHECK counts the rules' levels"
-        mismatch = Signal()         # fields or extents: both DATA, as execute_vec refuses them
+        mismatch = Signal()         # fields, extents or the operators' refusals: all DATA, as execute_vec's
         m.d.sync += mismatch.eq(any_of(*(want[name] != getattr(self.fields, name) for name in vec.TIMING_FIELDS),
-                                       *outside))
+                                       *outside, *refused))
         steps = Signal(VEC_FIELD_CHECK)
         m.d.sync += steps.eq(Cat(fetched, steps[:-1]))
         return steps.any(), steps[-1], mismatch

@@ -48,16 +48,12 @@ from ..timing import vec_row_cycles
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
 from .axis_counter import AxisCounter
 from .kernel_unit import delay_line, delayed
-from .vector_descriptor import DESCRIPTOR
+from .vector_descriptor import DESCRIPTOR, stage_fields
 from .vector_row_lane import LANE_READS, LUT_ENTRIES, PLAN, ROW, STEP, VectorRowLane, row_lane_timing
 
 __all__ = ["VectorUnit", "unit_cycles", "ROW_OPS", "read_lanes", "write_lanes", "LUT_ENTRIES"]
 
 ROW_OPS = vec.ROW_OPS
-#: Parameter ranges each stage's parameters are checked against (``ErrorCode.DATA``), as the
-#: operators of ``hw/operators.py`` check them.
-PARAM_RANGES = {VecOp.ADD: ops.AddParams.RANGES, VecOp.MUL: ops.MulParams.RANGES,
-                VecOp.SOFTMAX: ops.SoftmaxParams.RANGES, VecOp.LAYERNORM: ops.LayerNormParams.RANGES}
 _S = vec.MAX_STAGES
 _K = vec.MAX_OPERANDS
 #: Read lanes of the layernorm entries, shared by all row lanes: the first layernorm unit's entry,
@@ -107,9 +103,10 @@ class VectorUnit(wiring.Component):
     busy, done: Out(1)
         ``done`` is high for one cycle when the last result is written (or the descriptor refused).
     error, error_code: Out(1), Out(ErrorCode)
-        With ``done``: the descriptor has parameters its operator refuses (``DATA``, as
-        ``sim.vector_unit``), or what the unit does not build (``hw.vector.row_lane_refusals``)
-        or a row longer than ``max_row`` (``UNSUPPORTED``); nothing is written.
+        With ``done``: the descriptor holds what the unit does not build
+        (``hw.vector.row_lane_refusals``) or a row longer than ``max_row`` (``UNSUPPORTED``);
+        nothing is written.  What the operators refuse (``DATA``, ``hw.vector.pass_refusals``) the
+        executor refuses before it starts the unit, as ``sim.vector_unit.execute_vec`` does.
     overrun: Out(1)
         A row unit was sent an element it was not ready for (never, when the lanes' pauses match
         the row units'); sticky until the next ``start``.
@@ -294,32 +291,21 @@ class _Plan:
         return _any(p == k * self.row_cost - 1 for k in (1, 2))
 
     def _check(self, m: Module, d, ops_: list, max_row: int):
-        """``ErrorCode.NONE``, or why the unit refuses the descriptor."""
-        head = d.header
+        """``ErrorCode.NONE``, or ``UNSUPPORTED`` for what the unit does not build.  What the
+        operators refuse (``DATA``: ``hw.vector.pass_refusals``) the executor refused before."""
         code = Signal(ErrorCode)
-        bad = []
-        bad += [self.live[i] & params_outside(d.stages[i]) for i in range(_S)]
         row, rows = self.row_len, _any(self.row_at)
-        bad.append(rows & ((row == 0) | (row > ops.MAX_ROW)))
-        # hw.vector.check_descriptor's rule, by a product: rows of `row` x `heads` are the pixel's c
-        bad.append(self.has[VecOp.SOFTMAX] & (row * self.heads != head.c))
         refusals = vec.row_lane_refusals(
             [(self.live[i], ops_[i], d.stages[i].copy.src, d.stages[i].copy.src2) for i in range(_S)],
             [(d.operands[k].repeat, d.operands[k].c) for k in range(_K)], self.heads, row)
-        # what the operators refuse first (the functional model's code), then what is not built
-        with m.If(_any(bad)):
-            m.d.comb += code.eq(ErrorCode.DATA)
-        with m.Elif(_any(refusals.values()) | (rows & (row > max_row))):
+        with m.If(_any(refusals.values()) | (rows & (row > max_row))):
             m.d.comb += code.eq(ErrorCode.UNSUPPORTED)
         return code
 
 
 def params_outside(stage) -> Value:
-    """Whether a stage slot's operation has parameters outside the ranges its operator accepts
-    (``PARAM_RANGES``: the functional model's ``DATA``)."""
-    op = stage.copy.op
-    return _any((op == code) & _any(_outside(getattr(getattr(stage, code.name.lower()), n), lo, hi)
-                                    for n, (lo, hi) in ranges.items()) for code, ranges in PARAM_RANGES.items())
+    """``hw.vector.params_outside`` of a stage slot (a ``vector_descriptor.STAGE`` view)."""
+    return vec.params_outside(stage_fields(stage))
 
 
 def _first(m: Module, flags: list, name: str) -> Signal:
@@ -343,15 +329,6 @@ def finish_states(m: Module, unit, drain: Signal) -> None:
     with m.State("DONE"):
         m.d.comb += [unit.busy.eq(1), unit.done.eq(1), unit.error.eq(unit.error_code != ErrorCode.NONE)]
         m.next = "IDLE"
-
-
-def _outside(value, lo: int, hi: int):
-    """``value`` lies outside ``lo..hi``: only the comparisons its shape does not decide (a bound
-    the field's width already implies would be a constant comparison)."""
-    shape = Value.cast(value).shape()
-    low, high = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else \
-        (0, (1 << shape.width) - 1)
-    return _any(([value < lo] if lo > low else []) + ([value > hi] if hi < high else []))
 
 
 def _any(values):

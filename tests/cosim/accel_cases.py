@@ -18,7 +18,8 @@ computes what the RTL must produce).
 * :func:`expected_run` -- the model: DRAM image in, expected DRAM image out (sim.functional),
   golden int8 output (sim.golden), and the cycles of ``hw.timing.schedule``.
 * :data:`BAD_STREAMS` -- malformed streams and the error code the RTL must raise (:func:`bad_stream`,
-  on the image :func:`bad_dram`: VEC passes whose operands or tables leave the DRAM among them).
+  on the image :func:`bad_dram`: VEC passes whose operands or tables leave the DRAM, or that hold
+  what the operators refuse, among them).
 * :func:`rtl_machine` -- ``sim.functional.Machine`` running its VECs as the RTL does
   (:func:`run_vec_as_rtl`): the simulator's refusals, then the passes its vector unit does not
   build (``hw.rtl.insn.vec_unsupported``).
@@ -310,6 +311,11 @@ BAD_STREAMS = {
                                       "inside the DRAM", "UNSUPPORTED"),
     "vec_spatial_chain_past_end": ("a RESIZE->ADD whose add's output's last byte is one past the DRAM's end",
                                    "DATA"),
+    "vec_later_stage_params": ("a VEC (ADD->LAYERNORM) whose layernorm shift is 0: refused before the ADD "
+                               "writes", "DATA"),
+    "vec_channels_disagree": ("a VEC (RESIZE->ADD) whose resize gives 2 channels and whose ADD reads 4: DATA "
+                              "before the spatial unit's UNSUPPORTED chain", "DATA"),
+    "vec_raster": ("a VEC (ADD) whose second operand covers one row more than the pass", "DATA"),
     "store_epilogue_unsupported": ("a STORE with a softmax epilogue and the table activation (both read the "
                                    "PEs' table ports)", "UNSUPPORTED"),
     "store_epilogue_partial_row": ("a STORE with a softmax epilogue over rows of 2 and one channel", "DATA"),
@@ -331,6 +337,59 @@ LEAVING_CHAINS = {"add_lut": [VecOp.ADD, VecOp.LUT], "softmax_layernorm": [VecOp
                   "resize_add": VecOp.ADD, "resize_lut": VecOp.LUT}
 
 
+def _later_stage_params(rng) -> tuple:
+    """An ADD->LAYERNORM pass whose ADD writes its result and whose layernorm's shift is 0."""
+    from hw import vector as vec
+    from vec_passes import random_pass
+
+    d, image = random_pass(rng, [VecOp.ADD, VecOp.LAYERNORM])
+    add, ln = d.stages
+    out = len(d.operands) - 1                    # the layernorm's output: the ADD writes it too
+    stages = (dataclasses.replace(add, out=out), dataclasses.replace(ln, params=ln.params | {"shift": 0}))
+    return vec.Descriptor(d.h, d.w, d.c, d.operands, stages), image
+
+
+def _channels_disagree(rng) -> tuple:
+    """A nearest resize (2x3 to 2x3) of 2 channels, then an ADD with an operand of the pass's 4."""
+    from hw import vector as vec
+    from vec_passes import Dram
+
+    dram, (h, w) = Dram(rng), (2, 3)
+    src, other, out = (vec.Operand(dram.alloc(h * w * c), c, vec.Axis(h, w * c), vec.Axis(w, c)) for c in (2, 4, 4))
+    nearest = {"mode": 1, **{f"{a}_{n}": 0 for a in "yx" for n in ("start", "step", "r")}, "y_q": 1, "x_q": 1}
+    stages = (vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, nearest),
+              vec.Stage(VecOp.ADD, vec.PREV, 1, 2, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0}))
+    return vec.Descriptor(h, w, 4, (src, other, out), stages), dram.image()
+
+
+def _raster(rng) -> tuple:
+    """An ADD whose second operand has one row more than the pass (its wrap grown with it)."""
+    from hw import vector as vec
+    from vec_passes import random_pass
+
+    d, image = random_pass(rng, [VecOp.ADD])
+    second = d.operands[1]
+    y = dataclasses.replace(second.y, n=second.y.n + 1, wrap=max(second.y.wrap, second.y.n + 1))
+    operands = d.operands[:1] + (dataclasses.replace(second, y=y),) + d.operands[2:]
+    return dataclasses.replace(d, operands=operands), image
+
+
+#: VEC passes that hold what the operators refuse (``hw.vector.pass_refusals``): name -> the pass
+#: and its image from a generator.
+REFUSED_PASSES = {"vec_later_stage_params": _later_stage_params, "vec_channels_disagree": _channels_disagree,
+                  "vec_raster": _raster}
+
+
+def _vec_bad_pass(name: str, cfg: AcceleratorConfig) -> tuple[Insn, np.ndarray]:
+    """(its VEC, the DRAM image with its descriptor) of the bad stream ``name`` of ``LEAVING_PASSES``
+    or ``REFUSED_PASSES`` (seed 0)."""
+    from cosim.vec_cases import placed_pass
+
+    if name in REFUSED_PASSES:
+        return placed_pass(*REFUSED_PASSES[name](np.random.default_rng(0)))
+    return _leaving_pass(name, cfg)
+
+
 def _leaving_pass(name: str, cfg: AcceleratorConfig) -> tuple[Insn, np.ndarray]:
     """(its VEC, the DRAM image with its descriptor) of the bad stream ``name`` of ``LEAVING_PASSES``:
     a random pass of its chain (seed 0), an operand or table moved out of ``cfg``'s DRAM by one byte
@@ -346,13 +405,14 @@ def _leaving_pass(name: str, cfg: AcceleratorConfig) -> tuple[Insn, np.ndarray]:
 
 def bad_stream_code(name: str, cfg: AcceleratorConfig) -> ErrorCode:
     """The error code the RTL of ``cfg`` raises on the malformed stream ``name``: ``BAD_STREAMS``'
-    code, or UNSUPPORTED where its dispatcher refuses the culprit first, after OPCODE and RESERVED
-    (``hw.rtl.insn.rtl_unsupported``: every VEC on a configuration without the vector executor, A to M)."""
-    from hw.rtl.insn import rtl_unsupported
+    code, or UNSUPPORTED where its dispatcher refuses the culprit first (``hw.rtl.insn.rtl_unsupported``:
+    every VEC on a configuration without the vector executor, A to M), unless that code comes before
+    (``hw.rtl.insn.refused_before_unsupported``: the dispatcher's order)."""
+    from hw.rtl.insn import refused_before_unsupported, rtl_unsupported
     from hw.rtl.vector_executor import builds_vector_unit
 
     code = ErrorCode[BAD_STREAMS[name][1]]
-    if code in (ErrorCode.OPCODE, ErrorCode.RESERVED):
+    if refused_before_unsupported(code):
         return code
     words, culprit = bad_stream(name, cfg)
     insn = decode(words[culprit].to_bytes(INSN_BYTES, "little"))
@@ -361,8 +421,8 @@ def bad_stream_code(name: str, cfg: AcceleratorConfig) -> ErrorCode:
 
 def bad_dram(name: str, cfg: AcceleratorConfig) -> np.ndarray:
     """The DRAM image the malformed stream ``name`` runs on: 4096 zeros, or a VEC pass's image."""
-    if name in LEAVING_PASSES:
-        return _leaving_pass(name, cfg)[1]
+    if name in LEAVING_PASSES or name in REFUSED_PASSES:
+        return _vec_bad_pass(name, cfg)[1]
     return np.zeros(4096, dtype=np.uint8)
 
 
@@ -390,8 +450,8 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
         insn = make(Op.GEMM, deps="pop_prev", out_h=1, out_w=1, in_w=1, kh=1, kw=1, stride=1, n_cblk=1)
     elif name == "vec_malformed":
         insn = make(Op.VEC, work=1)
-    elif name in LEAVING_PASSES:
-        insn = _leaving_pass(name, cfg)[0]
+    elif name in LEAVING_PASSES or name in REFUSED_PASSES:
+        insn = _vec_bad_pass(name, cfg)[0]
     elif name == "store_epilogue_unsupported":
         insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=1, k_per_pe=1, ep_row=1, act=Act.TABLE)
     elif name == "store_epilogue_partial_row":

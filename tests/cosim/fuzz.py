@@ -8,7 +8,9 @@ a table activation; a VEC of a random pass (``vec_passes.CHAINS``, placed after 
 image) inserted with its fields or one of the fields its descriptor decides off
 (``vec_fields``), or with an operand's ``laps`` witness in its descriptor wrong (``vec_laps``), or
 with an operand or table moved past the DRAM's end or to its last byte (``vec_past_end``), an
-operand's base near 2**32 (``vec_base_wrap``) or its strides walking below 0 (``vec_below_zero``);
+operand's base near 2**32 (``vec_base_wrap``) or its strides walking below 0 (``vec_below_zero``),
+or with a stage's parameter outside its operator's range (``vec_params``, any stage: refused before
+the first writes) or an operand of another raster than the pass's (``vec_raster``);
 a softmax epilogue.
 :func:`expected_outcome` says what the RTL must do with it, from the simulator alone
 (``hw.timing.schedule_encoded``, ``sim.functional``): finish in the scheduled cycle with the
@@ -50,6 +52,7 @@ from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, FIELDS, INSN_BYTES, Act, ErrorCode, Op, StreamError, decode, encode, make
 from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, entry_offset
 from hw.rtl.accelerator import rtl_unsupported
+from hw.rtl.insn import refused_before_unsupported
 from hw.rtl.vector_descriptor import OPERAND
 from hw.rtl.vector_executor import builds_vector_unit
 from hw.timing import DECODE_STAGES, decode_until_end, schedule, schedule_encoded
@@ -60,7 +63,7 @@ __all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "
 MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", "truncate", "drop",
              "duplicate", "zero_word", "pe_step_zero", "n_out_over_k0", "bad_shift", "from_gb", "vec",
              "table_act", "vec_fields", "vec_laps", "softmax_epilogue", "vec_past_end", "vec_base_wrap",
-             "vec_below_zero")
+             "vec_below_zero", "vec_params", "vec_raster")
 #: Random layers a fuzz run draws its base streams from (mapped once each).
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
@@ -250,12 +253,15 @@ def _mut_table_act(words, dram, rng, cfg):
            f"{dst}..{dst + part - 1} from byte {src[1]}"
 
 
-def _vec_pass(words, dram, rng):
-    """A random pass after ``dram``'s image, its VEC inserted before a random word of ``words``:
-    (index, the VEC's fields, the pass's chain, descriptor, the grown image)."""
+def _vec_pass(words, dram, rng, move=None):
+    """A random pass after ``dram``'s image (changed by ``move(d)`` when given: the descriptor it
+    returns is placed), its VEC inserted before a random word of ``words``: (index, the VEC's
+    fields, the pass's chain, descriptor, the grown image)."""
     chain = rng.choice(sorted(CHAINS))
     d, image = random_pass(np.random.default_rng(rng.randrange(1 << 32)), CHAINS[chain], in_place=chain in IN_PLACE,
                            prefix=dram)
+    if move is not None:
+        d = move(d)
     insn, grown = placed_pass(d, image)
     i = rng.randrange(len(words))
     words.insert(i, stream_words([insn])[0])
@@ -285,13 +291,16 @@ def _mut_vec_laps(words, dram, rng, cfg):
 
 
 def _moved_pass(words, dram, rng, cfg, move) -> tuple:
-    """A random pass inserted (``_vec_pass``), its descriptor replaced by ``move(d)``: (what, image)."""
-    i, f, chain, d, grown = _vec_pass(words, dram, rng)
-    moved, what = move(d)
-    raw = np.frombuffer(vec.encode_descriptor(moved), np.uint8)
-    grown[f["desc_addr"]:f["desc_addr"] + raw.size] = raw
-    _set_fields(words, i, **vec.vec_fields(moved))
-    return f"VEC {i} of a {chain} pass inserted, {what}", grown
+    """A random pass inserted (``_vec_pass``) whose descriptor is ``move(d)``'s (``(descriptor,
+    what)``), placed with its fields (``cosim.vec_cases.placed_pass``): (what, image)."""
+    said = []
+
+    def moved(d):
+        d, what = move(d)
+        said.append(what)
+        return d
+    i, _, chain, _, grown = _vec_pass(words, dram, rng, moved)
+    return f"VEC {i} of a {chain} pass inserted, {said[0]}", grown
 
 
 def _mut_vec_past_end(words, dram, rng, cfg):
@@ -343,6 +352,40 @@ def _mut_vec_below_zero(words, dram, rng, cfg):
         moved = dataclasses.replace(moved, base=rng.randrange(-low))
         return (dataclasses.replace(d, operands=d.operands[:k] + (moved,) + d.operands[k + 1:]),
                 f"operand {k} from {moved.base} with strides {down['y'].stride}, {down['x'].stride}")
+    return _moved_pass(words, dram, rng, cfg, move)
+
+
+def _outside_values(op, name: str) -> list[int]:
+    """Values of stage parameter ``name`` of ``op`` that its field holds (``vec.STAGE_PARAMS``) and
+    its operator refuses (``vec.PARAM_RANGES``)."""
+    lo, hi = vec.PARAM_RANGES[op][name]
+    bits = next(b for n, b, _ in vec.STAGE_PARAMS[op] if n == name)
+    return sorted({v for v in (lo - 1, hi + 1, 0, (1 << bits) - 1) if 0 <= v < 1 << bits and not lo <= v <= hi})
+
+
+def _mut_vec_params(words, dram, rng, cfg):
+    """A pass one of whose stages (any, the last often: the others may have written by then) has a
+    parameter its operator refuses, in the bits its field holds."""
+    def move(d):
+        choices = [(i, name, v) for i, st in enumerate(d.stages) if st.op in vec.PARAM_RANGES
+                   for name in vec.PARAM_RANGES[st.op] for v in _outside_values(st.op, name)]
+        if not choices:
+            return d, "no stage parameter to put out of range"
+        i, name, v = rng.choice(choices)
+        st = dataclasses.replace(d.stages[i], params=d.stages[i].params | {name: v})
+        return dataclasses.replace(d, stages=d.stages[:i] + (st,) + d.stages[i + 1:]), f"stage {i}'s {name} = {v}"
+    return _moved_pass(words, dram, rng, cfg, move)
+
+
+def _mut_vec_raster(words, dram, rng, cfg):
+    """A pass one of whose operands covers one pixel more or fewer along an axis than the pass."""
+    def move(d):
+        k, axis = rng.randrange(len(d.operands)), rng.choice("yx")
+        ax = getattr(d.operands[k], axis)
+        n = ax.n + 1 if ax.n == 1 or rng.random() < 0.5 else ax.n - 1
+        op = dataclasses.replace(d.operands[k], **{axis: dataclasses.replace(ax, n=n, wrap=max(ax.wrap, n))})
+        return (dataclasses.replace(d, operands=d.operands[:k] + (op,) + d.operands[k + 1:]),
+                f"operand {k}'s {axis} covers {n} pixels, the pass {ax.n}")
     return _moved_pass(words, dram, rng, cfg, move)
 
 
@@ -428,7 +471,7 @@ def _static_error(data: bytes, insns, cfg):
     except StreamError as e:
         static, sched = e, None
     stop = len(insns) if static is None else static.index
-    decoded = static is None or static.code not in (ErrorCode.OPCODE, ErrorCode.RESERVED)
+    decoded = static is None or not refused_before_unsupported(static.code)
     for i, insn in enumerate(insns[:stop + (1 if decoded else 0)]):
         if rtl_unsupported(insn.op, insn.f, builds_vector_unit(cfg)):     # checked before ranges and tokens
             return StreamError(f"{insn.op.name} at instruction {i}: not built by the RTL",
