@@ -36,7 +36,7 @@ import numpy as np
 
 from hw import operators as ops
 from hw.config import AcceleratorConfig
-from hw.isa import INSN_BYTES, Act, ErrorCode, Insn, Op, VecOp, decode, encode, make
+from hw.isa import INSN_BYTES, Act, ErrorCode, Insn, Op, StreamError, VecOp, decode, encode, make
 from hw.timing import schedule
 from mapper import float_ops as F
 from mapper.ir import Conv2d, Layer, Linear, MatMul
@@ -417,6 +417,22 @@ def bad_stream_code(name: str, cfg: AcceleratorConfig) -> ErrorCode:
     words, culprit = bad_stream(name, cfg)
     insn = decode(words[culprit].to_bytes(INSN_BYTES, "little"))
     return ErrorCode.UNSUPPORTED if rtl_unsupported(insn.op, insn.f, builds_vector_unit(cfg)) else code
+
+
+def bad_stream_positioned(name: str, cfg: AcceleratorConfig) -> bool:
+    """Whether the RTL's fetch stops at the culprit of the malformed stream ``name``: a refusal at
+    dispatch does; a DATA refusal, and any refusal of a VEC on a configuration that builds the
+    vector executor (it runs the pass while the fetch moves on), need not."""
+    from hw.rtl.vector_executor import builds_vector_unit
+
+    if bad_stream_code(name, cfg) == ErrorCode.DATA:
+        return False
+    words, culprit = bad_stream(name, cfg)
+    try:
+        op = decode(words[culprit].to_bytes(INSN_BYTES, "little")).op
+    except StreamError:
+        return True             # a word that is no instruction: refused at dispatch
+    return not (op == Op.VEC and builds_vector_unit(cfg))
 
 
 def bad_dram(name: str, cfg: AcceleratorConfig) -> np.ndarray:
