@@ -250,12 +250,12 @@ def _refused(kind: str) -> vec.Descriptor:
         # an ADD whose second operand covers 2x2 pixels, the pass 1x2
         "raster": [vec.Stage(VecOp.COPY, 0, vec.NONE, 1, {}),
                    vec.Stage(VecOp.ADD, vec.PREV, 3, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
-        # a nearest resize (1x2 to 1x2: witnesses 1, 0) then a copy: no spatial unit here, and the
-        # executor's refuses the chain
+        # a nearest resize (1x2 to 1x2: witnesses 1, 0) then an ADD reading the operand it writes: a
+        # chain the spatial unit does not build (hw.vector.spatial_refusals), and no spatial unit here
         "resize": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, {
                        "mode": 1, **{f"{a}_{n}": 0 for a in "yx" for n in ("start", "step", "r")},
                        "y_q": 1, "x_q": 1}),
-                   vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {})],
+                   vec.Stage(VecOp.ADD, vec.PREV, 1, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
         "two rows": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, good_sm),
                      vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, good_ln)],
         "three rows": [vec.Stage(VecOp.LAYERNORM, 0 if i == 0 else vec.PREV, vec.NONE, 1, good_ln) for i in range(3)],

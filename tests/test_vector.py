@@ -202,8 +202,9 @@ def test_the_last_positions_witnesses_are_checked_by_multiplying():
 
 
 def _spatial_passes(rng) -> list:
-    """A nearest resize, a max pooling and a nearest resize followed by a COPY (a chain the RTL does
-    not build; the functional model runs it), over random source patterns, with their images."""
+    """A nearest resize, a max pooling and a nearest resize followed by a COPY (the chain over the
+    source's channels, as ``hw.vector.spatial_refusals`` requires), over random source patterns,
+    with their images."""
     from vec_passes import Dram, input_operand, output_operand
     out = []
     for kind in ("resize", "pool", "resize_copy"):
@@ -211,6 +212,7 @@ def _spatial_passes(rng) -> list:
         n_y, n_x, c = (int(v) for v in rng.integers(1, 6, 3))
         h, w = (n_y, n_x) if kind == "pool" else (int(v) for v in rng.integers(1, 6, 2))
         src = input_operand(dram, rng, n_y, n_x, c)
+        c = src.c if kind == "resize_copy" else c
         dst = output_operand(dram, rng, h, w, c)
         if kind == "pool":
             first = Stage(VecOp.POOL, 0, NONE, 1, {"mode": 0, "kernel": 1, "stride": 1, "padding": 0, "ceil_mode": 0,
