@@ -16,6 +16,7 @@ from hw.config import get_config
 from hw.isa import Op, encode_stream
 from mapper.ir import Conv2d
 from mapper.lower import _insn, map_layer
+from sub_make import run_make
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
@@ -95,8 +96,7 @@ def test_refused_with_one_line_and_nothing_changed(tmp_path, argv, needles, abse
 
 
 def _make(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", "-n", "-C", str(REPO), *args], capture_output=True,
-                          text=True, timeout=60)
+    return run_make(["--no-print-directory", "-n", "-C", str(REPO), *args], timeout=60)
 
 
 def _sim_line(r: subprocess.CompletedProcess) -> str:

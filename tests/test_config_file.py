@@ -13,6 +13,7 @@ import pytest
 
 from hw.config import PRESETS, get_config
 from hw.config_file import ConfigError, config_label, config_toml, load_config
+from sub_make import run_make
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,7 +90,7 @@ def test_a_file_equal_to_E_gives_the_same_report_as_E(tmp_path):
 
 
 def test_make_config_prints_the_file_and_refuses_a_bad_name():
-    r = subprocess.run(["make", "-s", "config", "CFG=G"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = run_make(["-s", "config", "CFG=G"], cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr
     assert tomllib.loads(r.stdout)["weight_buf_bytes"] == 64 * 1024
     r = _cli("-m", "hw.config_file", "--config", "Z")

@@ -20,6 +20,7 @@ from mapper.workloads import build_model
 from sim import accuracy, infer
 from sim.functional import CheckError
 from sim.golden_network import class_map, run_network
+from sub_make import run_make
 
 REPO = Path(__file__).resolve().parents[1]
 B0 = ["--model", "segformer_b0", "--config", "small", "--size", "32x32"]
@@ -256,8 +257,7 @@ def test_command_line_and_make_target(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nowhere.png' does not exist" in r.stderr
     assert not (tmp_path / "build").exists()
-    r = subprocess.run(["make", "-n", "run", "MODEL=resnet50", "CFG=E", "IMAGE=cat.jpg", "SEED=4", "SIZE=64x64"],
-                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    r = run_make(["-n", "run", "MODEL=resnet50", "CFG=E", "IMAGE=cat.jpg", "SEED=4", "SIZE=64x64"], cwd=REPO, timeout=60)
     assert "-m sim.infer --model='resnet50'" in r.stdout and "--image='cat.jpg'" in r.stdout
     assert "--seed='4'" in r.stdout and "--size='64x64'" in r.stdout and "--config='E'" in r.stdout
 
