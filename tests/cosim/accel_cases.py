@@ -489,7 +489,6 @@ def run_vec_as_rtl(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) 
     the descriptor's, operands or tables outside the ``dram_bytes`` of DRAM, what the operators
     refuse: ``DATA``), then a descriptor its vector unit does
     not build (``hw.rtl.insn.vec_unsupported``: ``UNSUPPORTED``); nothing written when refused."""
-    from hw.isa import StreamError
     from hw.rtl.insn import vec_unsupported
     from sim.vector_unit import execute_vec
 
