@@ -46,8 +46,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
 
-from cosim.accel_cases import FIXED_BY_NAME, TB_BUILD, TB_TOP, accelerator_verilog, layer_spec  # noqa: E402
+from cosim.accel_cases import FIXED_BY_NAME, TB_BUILD, TB_TOP, accelerator_verilog, imem_words_for, layer_spec  # noqa: E402
 from cosim.runner import DEFAULT_BUILD, REPO_ROOT, BuildOptions, build_and_run, verilator_version  # noqa: E402
+from cosim.program_cases import WHOLE_NETWORKS, program_length  # noqa: E402
 from cosim.test_cosim_e import E_DRAM_BYTES  # noqa: E402
 
 #: Long enough that the per-run load/start overhead does not matter.
@@ -55,9 +56,11 @@ BENCH_CASES = ("multi_chunk", "multi_tile", "conv3x3_relu")
 #: Whole-network programs from the image to the output (``cosim.program_cases``), as the tests run
 #: them: the MAC network everywhere; on tiny, where the run takes seconds, SegFormer-B0 whole and
 #: fused (softmax epilogues, LAYERNORM->LAYERNORM, resizes and the class map) and its encoder
-#: unfused (its layernorms, softmaxes and residual adds as VEC passes).
+#: unfused (its layernorms, softmaxes and residual adds as VEC passes); on small and e_small the
+#: zoo networks ``make regress`` runs whole (``WHOLE_NETWORKS``: minutes each).
 BENCH_PROGRAMS = {"tiny": ({"model": "mac_cnn", "size": 16}, {"model": "segformer_b0", "size": 32},
-                           {"model": "segformer_b0", "size": 32, "fuse": False, "until": "DecodeResize1"})}
+                           {"model": "segformer_b0", "size": 32, "fuse": False, "until": "DecodeResize1"}),
+                  **{c: ({"model": "mac_cnn", "size": 24},) + specs for c, specs in WHOLE_NETWORKS.items()}}
 DEFAULT_PROGRAMS = ({"model": "mac_cnn", "size": 24},)
 DEFAULT_CONFIGS = ("tiny", "small", "e_small", "E")
 #: Build options to compare: what the tests use, cocotb's default, and the tests' with Verilator's
@@ -78,11 +81,13 @@ def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUI
     export = export_accelerator(cfg)
     export_s = time.perf_counter() - t0
     dram = {"dram_bytes": E_DRAM_BYTES} if cfg.name == "E" else {}
-    verilog, _ = accelerator_verilog(cfg, export=export, **dram)
+    programs = [{**p, "seed": seed} for p in bench_programs(cfg)]
+    imem_words = imem_words_for(program_length(p, cfg) for p in programs)
+    verilog, _ = accelerator_verilog(cfg, export=export, imem_words=imem_words, **dram)
     specs = [{**layer_spec(FIXED_BY_NAME[name]), "seed": seed} for name in BENCH_CASES]
     result = build_and_run(verilog, TB_TOP, "cosim.tb_accelerator",
                            params={"config": config_name, "seed": seed, "layers": specs,
-                                   "programs": [{**p, "seed": seed} for p in bench_programs(cfg)],
+                                   "programs": programs,
                                    "bench": True},
                            timeout_s=3600, options=options, sim_prefix=sim_prefix)
     stamp = json.loads((result.build_dir / "cosim_build.json").read_text())

@@ -24,7 +24,7 @@ import pytest
 
 from cosim.accel_cases import (BAD_STREAMS, FIXED, FIXED_BY_NAME, IMEM_WORDS, TB_BUILD, TB_TOP, accelerator_verilog,
                                imem_words_for, layer_spec, random_layers)
-from cosim.program_cases import program_length
+from cosim.program_cases import WHOLE_NETWORKS, program_length
 from cosim.runner import build_and_run
 from cosim.vec_cases import chain_specs, zoo_specs
 from hw.config import get_config
@@ -149,16 +149,9 @@ def test_whole_program_of_mac_layers(config_name):
     run_accelerator(config_name, seed=seed, programs=[{"model": "mac_cnn", "size": 24, "seed": seed}])
 
 
-#: Whole fused networks from the image to the output (issue 13): SegFormer-B0 and ResNet-50 (its max
-#: pool and global average on the spatial unit), and Swin-T reduced to one block a stage (variant
-#: ``blocks=1-1-1-1``) at 32x32, the smallest input its four stages take: its UPerNet head's pyramid
-#: pooling averages the 1x1 top level to 1, 2, 3 and 6 bins (adaptive windows), its top-down path
-#: fuses each resize with its add (RESIZE->ADD, the spatial unit's chain), and its 187,286
-#: instructions take a wrapper of 2**18 words (``imem_words_for``).
-ZOO_PROGRAMS = [pytest.param(c, {"model": m, "size": n, **extra}, id=f"{c}-{m}")
-                for c, m, n, extra in (("small", "segformer_b0", 64, {}), ("small", "resnet50", 32, {}),
-                                       ("small", "swin_tiny", 32, {"variant": "blocks=1-1-1-1"}),
-                                       ("e_small", "segformer_b0", 64, {}))]
+#: Whole fused networks from the image to the output (issue 13, ``cosim.program_cases.WHOLE_NETWORKS``).
+ZOO_PROGRAMS = [pytest.param(c, spec, id=f"{c}-{spec['model']}")
+                for c, specs in WHOLE_NETWORKS.items() for spec in specs]
 
 
 @pytest.mark.slow
