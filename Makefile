@@ -97,14 +97,17 @@ onnx: $(STAMP)
 config: $(STAMP)
 	@$(PY) -m hw.config_file --config=$(call q,$(CFG)) $(call opt,--out,$(OUT)) $(ARGS)
 
+# Two workers taking one test at a time, the longest first (tests/conftest.py).
+XDIST := -n 2 --maxschedchunk 1
+
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 -m "not slow" tests $(ARGS)
+	$(PY) -m pytest -q $(XDIST) -m "not slow" tests $(ARGS)
 
 regress: $(STAMP)
-	$(PY) -m pytest -q -n 2 tests $(ARGS)
+	$(PY) -m pytest -q $(XDIST) tests $(ARGS)
 
 cosim: $(STAMP)
-	$(PY) -m pytest -q -n 2 tests/cosim $(ARGS)
+	$(PY) -m pytest -q $(XDIST) tests/cosim $(ARGS)
 
 cosim-e: $(STAMP)
 	COSIM_E=1 $(PY) -m pytest -q -s tests/cosim/test_cosim_e.py $(ARGS)

@@ -134,6 +134,18 @@ def test_accelerator_tiny():
 
 # ---- slow ------------------------------------------------------------------------------------
 
+#: Whole fused networks from the image to the output (issue 13, ``cosim.program_cases.WHOLE_NETWORKS``).
+ZOO_PROGRAMS = [pytest.param(c, spec, id=f"{c}-{spec['model']}")
+                for c, specs in WHOLE_NETWORKS.items() for spec in specs]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_name, spec", ZOO_PROGRAMS)
+def test_whole_network_program(config_name, spec):
+    seed = default_seed(7)
+    run_accelerator(config_name, seed=seed, programs=[{**spec, "seed": seed}], timeout_s=3600)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config_name", ["tiny", "small", "e_small"])
 def test_accelerator_all_cases(config_name):
@@ -147,18 +159,6 @@ def test_accelerator_all_cases(config_name):
 def test_whole_program_of_mac_layers(config_name):
     seed = default_seed(6)
     run_accelerator(config_name, seed=seed, programs=[{"model": "mac_cnn", "size": 24, "seed": seed}])
-
-
-#: Whole fused networks from the image to the output (issue 13, ``cosim.program_cases.WHOLE_NETWORKS``).
-ZOO_PROGRAMS = [pytest.param(c, spec, id=f"{c}-{spec['model']}")
-                for c, specs in WHOLE_NETWORKS.items() for spec in specs]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("config_name, spec", ZOO_PROGRAMS)
-def test_whole_network_program(config_name, spec):
-    seed = default_seed(7)
-    run_accelerator(config_name, seed=seed, programs=[{**spec, "seed": seed}], timeout_s=3600)
 
 
 @pytest.mark.slow
