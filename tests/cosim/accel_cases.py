@@ -55,10 +55,11 @@ TB_TOP = "accel_tb_top"
 #: How the wrapper and the accelerator are built: the fast model (the wrapper declares what
 #: the testbench reaches).
 TB_BUILD = FAST_BUILD
-#: Instruction memory depth (256-bit words) of the wrapper's build for runs of shorter programs
-#: (the whole-network program of segformer_b0 at 32x32 on tiny is 40 767 instructions,
-#: tests/cosim/program_cases.py); a run of longer ones gets a deeper build (:func:`imem_words_for`).
-IMEM_WORDS = 1 << 17
+#: Instruction memory depth (256-bit words) of the wrapper's build for runs of shorter programs:
+#: every whole network of ``make regress`` (Swin-T's on small is the longest, 187,286 instructions,
+#: tests/cosim/program_cases.py), so that its runs on one configuration share one build (8 MiB of
+#: Verilator array); a run of longer ones gets a deeper build (:func:`imem_words_for`).
+IMEM_WORDS = 1 << 18
 #: DRAM array size: that program's image, every tensor in its own buffer, is 4.2 MB; ResNet-50's at
 #: 32x32 on small is 26.1 MB, Swin-T's with one block a stage 44.1 MB (ZOO_PROGRAMS).
 DRAM_BYTES = 64 << 20

@@ -217,12 +217,13 @@ def test_zoo_vec_passes_are_expected_to_run():
 
 
 def test_wrapper_instruction_memory_holds_the_longest_program():
-    """Runs of programs up to ``IMEM_WORDS`` share one build; Swin-T's 187,286 instructions take
-    2**18 words; a stream longer than the dispatcher addresses is refused, naming both lengths."""
+    """Runs of programs up to ``IMEM_WORDS`` (Swin-T's 187,286 instructions) share one build; a
+    longer one takes the next power of two; a stream longer than the dispatcher addresses is
+    refused, naming both lengths."""
     from hw.rtl.dispatch import IMEM_WORDS as RTL_WORDS
 
     assert imem_words_for([]) == imem_words_for([40_767, IMEM_WORDS]) == IMEM_WORDS
-    assert imem_words_for([302, 187_286]) == imem_words_for([1 << 18]) == 1 << 18
+    assert imem_words_for([302, 187_286]) == imem_words_for([1 << 18]) == 1 << 18 == IMEM_WORDS
     assert imem_words_for([(1 << 18) + 1]) == 1 << 19
     with pytest.raises(ValueError, match=f"{RTL_WORDS + 1} instructions is longer than the {RTL_WORDS} words"):
         imem_words_for([RTL_WORDS + 1])
