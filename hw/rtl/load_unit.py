@@ -115,7 +115,6 @@ class LoadUnit(wiring.Component):
         with m.Switch(op):
             with m.Case(Op.LOAD_INP):
                 m.d.comb += [beat.lane_en.eq(inp.lane_en), beat.lane_addr.eq(inp.lane_addr),
-                             beat.dram_bytes.eq(Mux(insn_view(Op.LOAD_INP, cur).src_gb, 0, inp.lane_en_count)),
                              beat.target.eq(LoadTarget.INPUT), beat.addr.eq(inp.row_addr), beat.count.eq(inp.rows)]
             with m.Case(Op.LOAD_WGT):
                 self._wgt_lanes(m, insn_view(Op.LOAD_WGT, cur), counters, issue, beat)
@@ -123,6 +122,12 @@ class LoadUnit(wiring.Component):
                 self._param_lanes(m, insn_view(Op.LOAD_PARAM, cur), counters, issue, beat)
             with m.Case(Op.LOAD_GB):
                 self._gb_lanes(m, insn_view(Op.LOAD_GB, cur), counters, issue, beat)
+        # a LOAD_INP from DRAM counts its DRAM bytes beat by beat (load_terms gives none): a flag
+        # decoded at the start, so the DRAM balance behind it starts at registers, not at the opcode
+        per_beat, h = Signal(), self.insn.payload
+        with m.If(start):
+            m.d.sync += per_beat.eq((insn_view(Op.NOP, h).opcode == Op.LOAD_INP) & ~insn_view(Op.LOAD_INP, h).src_gb)
+        m.d.comb += beat.dram_bytes.eq(Mux(per_beat, inp.lane_en_count, 0))
         gb, gb_bad, from_gb = self._global_buffer(m, cur, inp)
         m.d.comb += [self.dram.en.eq(Mux(from_gb, 0, beat.lane_en)), self.dram.addr.eq(beat.lane_addr)]
         self._write_stage(m, cur, start, issue, beat, gb, gb_bad, from_gb, counters)
@@ -198,7 +203,7 @@ class LoadUnit(wiring.Component):
             for ln in range(cfg.c0):
                 idx = c["row"] * cfg.c0 + ln
                 en_bits.append(issue & (j < cw.n_out) & (idx < cw.chan))
-        m.d.comb += [beat.lane_en.eq(Cat(*en_bits)), beat.dram_bytes.eq(0), beat.target.eq(LoadTarget.WEIGHT),
+        m.d.comb += [beat.lane_en.eq(Cat(*en_bits)), beat.target.eq(LoadTarget.WEIGHT),
                      beat.addr.eq(cw.dst_addr + c["row"]), beat.sel.eq(c["group"]), beat.count.eq(nb)]
 
     def _param_lanes(self, m, cp, c, issue, beat):
