@@ -42,7 +42,7 @@ QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
 GEMM_PIPELINE = 4        # operand read, multiply, adder tree, accumulate
 GEMM_MIN_PIXELS = 4      # an accumulator entry is re-read at least this many cycles after it was written
-POST_PIPELINE = 4        # bias, multiply, round/shift, saturate
+POST_PIPELINE = 5        # accumulator read, bias, multiply, round/shift, saturate (hw/rtl/postproc.py)
 GB_LATENCY = 2           # global-buffer read latency
 #: A folded LOAD_INP's address generator first divides each lane's first channel (``c_base`` +
 #: lane, one bit more than the field) by ``t_c`` and the tap (below 2^12 whenever it is in the

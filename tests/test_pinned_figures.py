@@ -41,10 +41,13 @@ PINS = {
     # two-stage legality products (DECODE_STAGES = 2: +1 a run) and the LOAD_INP generator's start
     # stage (INP_START = 1: every LOAD_INP a cycle longer); was 5_799_940 / 16_623_187 / 573_418
     # cycles and 40_920_067_848.43 / 101_567_502_296.81 pJ (the mapper's choices move with the
-    # timing; ResNet-50's energy did not move).
+    # timing; ResNet-50's energy did not move).  Re-pinned for issue 14's post-processor with the
+    # bias sum in a stage of its own (POST_PIPELINE 4 -> 5: a STORE's writes a cycle later); was
+    # 16_648_563 / 574_293 cycles and 101_573_202_938.30 pJ for Swin-T (the mapper's choices move
+    # with the timing; SegFormer-B2 did not move).
     "segformer_b2": (5_812_768, 40_922_416_216.59),
-    "swin_tiny": (16_648_563, 101_573_202_938.30),
-    "resnet50": (574_293, 3_382_824_655.38),
+    "swin_tiny": (16_648_576, 101_567_502_296.81),
+    "resnet50": (574_294, 3_382_824_655.38),
 }
 #: The same without fusion (every non-MAC layer its own VEC pass), so that a change of fusion and a
 #: change of the MAC layers' mappings show up separately.
@@ -53,18 +56,20 @@ PINS = {
 #: unfused), VEC_FIELD_CHECK, DECODE_STAGES and LANE_STAGE = 2 (Swin-T's energy was
 #: 107_897_025_215.66), then 6_274_843 / 17_474_823 (44_653_794_890.61 / 107_897_191_881.50 pJ)
 #: before INP_COUNT_LAG and the poolings on the spatial unit, then 6_289_292 / 17_500_888
-#: (44_725_051_891.72 / 107_906_602_791.39 pJ) before DECODE_STAGES = 2 and INP_START.
+#: (44_725_051_891.72 / 107_906_602_791.39 pJ) before DECODE_STAGES = 2 and INP_START, then Swin-T
+#: 17_526_264 cycles (107_912_303_432.88 pJ) before POST_PIPELINE = 5.
 UNFUSED_PINS = {
     "segformer_b2": (6_302_120, 44_727_400_259.88),
-    "swin_tiny": (17_526_264, 107_912_303_432.88),
+    "swin_tiny": (17_526_277, 107_906_602_791.39),
 }
 #: Paper-comparable mode (MAC layers only, the mappings chosen for the configured DRAM timed with
 #: memory no limit): (cycles, energy in pJ); was 4_094_850 / 14_620_867 before issue 14's registered
 #: decode (+1) and LANE_STAGE = 2 (Swin-T's energy was 96_155_850_216.71), then 4_096_075 /
 #: 14_633_576 (37_248_516_586.40 / 96_156_016_882.55 pJ) before INP_COUNT_LAG, then 4_115_941 /
-#: 14_649_296 (37_319_773_587.51 / 96_165_427_792.44 pJ) before DECODE_STAGES = 2 and INP_START.
-PAPER_COMPARABLE_PINS = {"segformer_b2": (4_117_080, 37_322_121_955.67),
-                         "swin_tiny": (14_665_067, 96_171_128_433.93)}
+#: 14_649_296 (37_319_773_587.51 / 96_165_427_792.44 pJ) before DECODE_STAGES = 2 and INP_START,
+#: then 4_117_080 / 14_665_067 (Swin-T 96_171_128_433.93 pJ) before POST_PIPELINE = 5.
+PAPER_COMPARABLE_PINS = {"segformer_b2": (4_117_231, 37_322_121_955.67),
+                         "swin_tiny": (14_665_088, 96_165_427_792.44)}
 
 
 @pytest.mark.parametrize("name", PINS)

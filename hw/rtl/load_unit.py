@@ -7,6 +7,9 @@ buffer) then.  Timing shell: the unit is free after
 LOAD_INP's address generator sets up first and registers each beat's lanes a cycle ahead; its bytes are the in-bounds lanes its
 address generator finds, counted beat by beat, each beat's the cycle after it: ``lag``) and pushes its token then, available ``first`` cycles
 later (the DRAM or global-buffer latency), which is also when ``idle`` rises.
+
+The DRAM port starts at registers: a LOAD_INP's lanes are its generator's, the other loads'
+lane addresses are registers of the unit, set at the start and stepped each beat.
 """
 
 from __future__ import annotations
@@ -108,10 +111,10 @@ class LoadUnit(wiring.Component):
                                                                           == Op.LOAD_INP)),
                      inp.step.eq(issue & (op == Op.LOAD_INP)), inp.setup_left.eq(setup_left)]
         counters = self._counters(m, cur, start, issue)
+        m.d.comb += beat.lane_addr.eq(self._lane_registers(m, start, issue, counters["last"]))
         with m.Switch(op):
             with m.Case(Op.LOAD_INP):
                 m.d.comb += [beat.lane_en.eq(inp.lane_en), beat.lane_addr.eq(inp.lane_addr),
-                             beat.dram_bytes.eq(Mux(insn_view(Op.LOAD_INP, cur).src_gb, 0, inp.lane_en_count)),
                              beat.target.eq(LoadTarget.INPUT), beat.addr.eq(inp.row_addr), beat.count.eq(inp.rows)]
             with m.Case(Op.LOAD_WGT):
                 self._wgt_lanes(m, insn_view(Op.LOAD_WGT, cur), counters, issue, beat)
@@ -119,6 +122,12 @@ class LoadUnit(wiring.Component):
                 self._param_lanes(m, insn_view(Op.LOAD_PARAM, cur), counters, issue, beat)
             with m.Case(Op.LOAD_GB):
                 self._gb_lanes(m, insn_view(Op.LOAD_GB, cur), counters, issue, beat)
+        # a LOAD_INP from DRAM counts its DRAM bytes beat by beat (load_terms gives none): a flag
+        # decoded at the start, so the DRAM balance behind it starts at registers, not at the opcode
+        per_beat, h = Signal(), self.insn.payload
+        with m.If(start):
+            m.d.sync += per_beat.eq((insn_view(Op.NOP, h).opcode == Op.LOAD_INP) & ~insn_view(Op.LOAD_INP, h).src_gb)
+        m.d.comb += beat.dram_bytes.eq(Mux(per_beat, inp.lane_en_count, 0))
         gb, gb_bad, from_gb = self._global_buffer(m, cur, inp)
         m.d.comb += [self.dram.en.eq(Mux(from_gb, 0, beat.lane_en)), self.dram.addr.eq(beat.lane_addr)]
         self._write_stage(m, cur, start, issue, beat, gb, gb_bad, from_gb, counters)
@@ -134,18 +143,56 @@ class LoadUnit(wiring.Component):
         op = insn_view(Op.NOP, cur).opcode
         c = {"row": field_signal(Op.LOAD_WGT, "rows", "wgt_row"), "group": Signal(range(max(2, cfg.k0 // nb))),
              "entry": Signal(16), "offset": Signal(32)}
+        # the beat's MAC group is the last of its weight row: the next beat starts the next row
+        c["last"] = c["group"] == cfg.k0 // nb - 1
         with m.If(start):
             m.d.sync += [c["row"].eq(0), c["group"].eq(0), c["entry"].eq(0), c["offset"].eq(0)]
         with m.Elif(issue):
             with m.Switch(op):
                 with m.Case(Op.LOAD_WGT):
-                    last = c["group"] == cfg.k0 // nb - 1
+                    last = c["last"]
                     m.d.sync += [c["group"].eq(Mux(last, 0, c["group"] + 1)), c["row"].eq(c["row"] + last)]
                 with m.Case(Op.LOAD_PARAM):
                     m.d.sync += c["entry"].eq(c["entry"] + ne)
                 with m.Case(Op.LOAD_GB):
                     m.d.sync += c["offset"].eq(c["offset"] + g)
         return c
+
+    def _lane_registers(self, m, start, issue, last):
+        """The DRAM address of every lane of a LOAD_WGT / LOAD_PARAM / LOAD_GB beat, in registers
+        (the DRAM port starts at registers, as the LOAD_INP generator's does): set at the start from
+        the queue's head with the beat's step, then stepped each beat, an add per lane (the lane
+        addresses are affine in the counters; no product of a counter and a field).  A LOAD_WGT
+        steps ``nb`` outputs a beat, and after a row's last MAC group back to output 0 of the
+        next row of C0 channels (``wrap``); the rules are ``hw.timing``'s, evaluated at the lanes'
+        first counters and, from a zero source address, at the steps."""
+        cfg = self._config
+        g, nb, ne = load_geometry(cfg)
+        lanes = data.ArrayLayout(ADDR_BITS, g)(Signal(ADDR_BITS * g, name="lane_reg"))
+        step, wrap = Signal(ADDR_BITS), Signal(ADDR_BITS)
+        h = self.insn.payload
+        with m.If(start):
+            with m.Switch(insn_view(Op.NOP, h).opcode):
+                with m.Case(Op.LOAD_WGT):
+                    f = Fields(insn_view(Op.LOAD_WGT, h))
+                    rel = {"src_addr": 0, "out_stride": f["out_stride"], "lane_stride": f["lane_stride"]}
+                    m.d.sync += [lanes[v * cfg.c0 + ln].eq(load_wgt_lane_addr(f, v, ln))
+                                 for v in range(nb) for ln in range(cfg.c0)]
+                    m.d.sync += [step.eq(load_wgt_lane_addr(rel, nb, 0)),
+                                 wrap.eq(load_wgt_lane_addr(rel, nb - cfg.k0 // nb * nb, cfg.c0))]
+                with m.Case(Op.LOAD_PARAM):
+                    f = Fields(insn_view(Op.LOAD_PARAM, h))
+                    m.d.sync += [lanes[e * PARAM_ENTRY_BYTES + byte].eq(load_param_lane_addr(f, e, byte))
+                                 for e in range(ne) for byte in range(PARAM_ENTRY_BYTES)]
+                    beat_step = load_param_lane_addr({"src_addr": 0}, ne, 0)
+                    m.d.sync += [step.eq(beat_step), wrap.eq(beat_step)]
+                with m.Case(Op.LOAD_GB):
+                    src = insn_view(Op.LOAD_GB, h).src_addr
+                    m.d.sync += [lanes[i].eq(src + i) for i in range(g)]
+                    m.d.sync += [step.eq(g), wrap.eq(g)]
+        with m.Elif(issue):
+            m.d.sync += [lanes[i].eq(lanes[i] + Mux(last, wrap, step)) for i in range(g)]
+        return lanes
 
     def _wgt_lanes(self, m, cw, c, issue, beat):
         cfg = self._config
@@ -156,18 +203,14 @@ class LoadUnit(wiring.Component):
             for ln in range(cfg.c0):
                 idx = c["row"] * cfg.c0 + ln
                 en_bits.append(issue & (j < cw.n_out) & (idx < cw.chan))
-                m.d.comb += beat.lane_addr[v * cfg.c0 + ln].eq(load_wgt_lane_addr(Fields(cw), j, idx))
-        m.d.comb += [beat.lane_en.eq(Cat(*en_bits)), beat.dram_bytes.eq(0), beat.target.eq(LoadTarget.WEIGHT),
+        m.d.comb += [beat.lane_en.eq(Cat(*en_bits)), beat.target.eq(LoadTarget.WEIGHT),
                      beat.addr.eq(cw.dst_addr + c["row"]), beat.sel.eq(c["group"]), beat.count.eq(nb)]
 
     def _param_lanes(self, m, cp, c, issue, beat):
         _, _, ne = load_geometry(self._config)
         en_bits = []
         for e in range(ne):
-            for byte in range(PARAM_ENTRY_BYTES):
-                ent = c["entry"] + e
-                en_bits.append(issue & (ent < cp.n_entries))
-                m.d.comb += beat.lane_addr[e * PARAM_ENTRY_BYTES + byte].eq(load_param_lane_addr(Fields(cp), ent, byte))
+            en_bits += [issue & (c["entry"] + e < cp.n_entries)] * PARAM_ENTRY_BYTES
         m.d.comb += [beat.lane_en.eq(Cat(*en_bits)),
                      beat.target.eq(Mux(cp.table, LoadTarget.TABLE, LoadTarget.PARAM)),
                      beat.addr.eq(cp.dst_addr + c["entry"]), beat.count.eq(_min(cp.n_entries - c["entry"], ne))]
@@ -177,7 +220,6 @@ class LoadUnit(wiring.Component):
         en_bits = []
         for i in range(g):
             en_bits.append(issue & (c["offset"] + i < cgb.n_bytes))
-            m.d.comb += beat.lane_addr[i].eq(cgb.src_addr + c["offset"] + i)
         m.d.comb += beat.lane_en.eq(Cat(*en_bits))
 
     # ---- global buffer, write stage, shell -------------------------------------------------------

@@ -119,7 +119,7 @@ class PETile(wiring.Component):
         ``0 .. gemm.kw - 1``.
     st: In(StoreBusSignature(config))
         STORE beat; ``st.param_load`` latches the K0 parameter entries from ``st.param_addr``
-        into the post-processing lanes (usable two cycles later); ``st.y`` four cycles after
+        into the post-processing lanes (usable two cycles later); ``st.y`` five cycles after
         ``st.valid``.
     """
 

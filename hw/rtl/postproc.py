@@ -21,13 +21,18 @@ class PostProcessor(wiring.Component):
     The arithmetic is ``hw.operators.requantize_kernel`` (and ``lut_kernel`` for the table)
     evaluated by :class:`~hw.rtl.operator_backend.AmaranthBackend`, never a copy of it::
 
-        stage 1:  x = wrap(acc + bias, acc_bits), p = x * mult       -> register p, shift
-        stage 2:  r = (p + rnd(shift)) >> shift                       -> register r
-        stage 3:  y = relu_saturate(r); table: read entry y + 128     -> register y / the table's read
+        stage 1:  x = wrap(acc + bias, acc_bits)                      -> register x
+        stage 2:  p = x * mult                                        -> register p, shift
+        stage 3:  r = (p + rnd(shift)) >> shift                       -> register r
+        stage 4:  y = relu_saturate(r); table: read entry y + 128     -> register y / the table's read
+
+    The sum has a stage of its own: behind the accumulator memory's read, an adder and the
+    multiplier in one stage made the deepest path of a PE of few lanes (C0 <= 8), deeper than
+    the vector MAC's multiply-add tree.
 
     With ``act_table`` set the result is the low byte of the table entry ``y + 128`` (as
     ``sim.functional`` takes it: ``astype(int8)``), read through ``table_addr``/``table_data``
-    from the PE's :class:`~hw.rtl.table_memory.TableMemory`, whose synchronous read is stage 3's
+    from the PE's :class:`~hw.rtl.table_memory.TableMemory`, whose synchronous read is stage 4's
     register; otherwise ``y``.  Shift amounts above ``MAX_SHIFT`` are outside the contract (the
     load unit refuses them with ``ErrorCode.DATA``).
 
@@ -56,7 +61,7 @@ class PostProcessor(wiring.Component):
     """
 
     #: Clock cycles from ``valid`` to ``y_valid`` (the backend's pipeline; checked when built).
-    LATENCY = 3
+    LATENCY = 4
     export_prefix = "postproc"
 
     @classmethod
@@ -91,11 +96,12 @@ class PostProcessor(wiring.Component):
         be = AmaranthBackend(m, "post", stage_valid=valid)
         top = 1 << (self._acc_bits - 1)
         x = be.input((self.acc + self.bias)[:self._acc_bits].as_signed(), -top, top - 1)   # wraps like the accumulator
+        x = be.at(x, 1)
         # every shift the port holds, so that one beyond MAX_SHIFT still gives the formula's value
         mult, shift = (be.input(p, 0, (1 << len(p)) - 1) for p in (self.mult, self.shift))
         # the shift registered with the product: its rounding constant (a one-hot as wide as the
         # largest shift) is then decoded where it is added instead of registered
-        shift = be.at(shift, 1)
+        shift = be.at(shift, 2)
         y = ops.requantize_kernel(x, mult, shift, be.input(self.relu, 0, 1), be)
         if self._table:
             # the activation is the entry's low byte, as sim.functional's astype(int8)
