@@ -54,7 +54,7 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
-           "row_lane_refusals", "plain_axis", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
+           "row_lane_refusals", "row_and_heads", "plain_axis", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
            "divides_as", "pool_taps", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "axis_refusals",
            "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside",
            "header_extent", "descriptor_refusals", "PARAM_RANGES", "params_outside", "pass_refusals", "first_refusal"]
@@ -604,6 +604,18 @@ def _live(head) -> list:
     return [i < head["n_stages"] for i in range(MAX_STAGES)]
 
 
+def row_and_heads(head, stages) -> tuple:
+    """(row length, rows per pixel) of a pass on the row lanes: its first softmax's ``row`` and
+    ``heads``, or the pass's ``c`` and 1 without a softmax.  One rule for :func:`row_schedule`,
+    ``hw.rtl.insn.vec_unsupported`` and the RTL's vector unit, on a descriptor's slots
+    (:func:`descriptor_field_slots`) or on the RTL's."""
+    row, heads = head["c"], 1
+    for on, st in reversed(list(zip(_live(head), stages))):
+        softmax = on & (st["op"] == VecOp.SOFTMAX)
+        row, heads = sel(softmax, st["softmax.row"], row), sel(softmax, st["softmax.heads"], heads)
+    return row, heads
+
+
 def _row_schedule(head, operands, stages, pixels, hold=_no_hold) -> tuple:
     """:func:`row_schedule` on the descriptor's fields; ``pixels`` is ``h * w``."""
     live = _live(head)
@@ -615,10 +627,7 @@ def _row_schedule(head, operands, stages, pixels, hold=_no_hold) -> tuple:
     taps = sel(pool, hold(pool_taps(first, "y") * pool_taps(first, "x"), 1), 1)
     split = sel(pool, first["pool.split"], 0)
     source_c = split_chunk(lookup(first["src"], [op["c"] for op in operands], 0), split) * taps
-    row, heads = head["c"], 1
-    for on, st in reversed(list(zip(live, stages))):        # the first softmax's rows
-        softmax = on & (st["op"] == VecOp.SOFTMAX)
-        row, heads = sel(softmax, st["softmax.row"], row), sel(softmax, st["softmax.heads"], heads)
+    row, heads = row_and_heads(head, stages)
     passes = sum(sel(on, lookup(st["op"], _ROW_PASSES, 0), 0) for on, st in zip(live, stages))
     gap = sum(sel(on, lookup(st["op"], _ROW_GAPS, 0), 0) for on, st in zip(live, stages))
     rows = sel(on_lanes, pixels << split, pixels * heads)
