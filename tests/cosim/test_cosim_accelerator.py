@@ -39,7 +39,8 @@ FAST_CASES = ("conv1x1", "conv3x3_s2", "patch7x7_s4", "depthwise", "linear_relu"
 #: besides one of each other kind.
 FAST_BAD = ("unknown_opcode", "weight_rows_out_of_range", "store_epilogue_partial_row", "vec_operand_past_end",
             "vec_output_below_zero", "vec_table_past_end", "vec_unsupported_past_end", "vec_later_stage_params",
-            "vec_channels_disagree", "vec_raster", "vec_spatial_chain_unsupported")
+            "vec_channels_disagree", "vec_raster", "vec_spatial_chain_unsupported", "vec_class_map_chain",
+            "vec_spatial_result_unread")
 #: The whole network of the default run besides the MAC network (SegFormer-B0 on tiny, the slow
 #: runs take it on small and e_small: ZOO_PROGRAMS).
 TINY_PROGRAM = {"model": "segformer_b0", "size": 32}
