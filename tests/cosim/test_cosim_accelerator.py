@@ -16,6 +16,7 @@ every failure); ``WAVES=1`` writes ``dump.fst``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import zlib
@@ -24,8 +25,8 @@ import pytest
 
 from cosim.accel_cases import (BAD_STREAMS, FIXED, FIXED_BY_NAME, IMEM_WORDS, TB_BUILD, TB_TOP, accelerator_verilog,
                                imem_words_for, layer_spec, random_layers)
-from cosim.program_cases import program_length
-from cosim.runner import build_and_run
+from cosim.program_cases import build_case, program_length, program_name, save_built
+from cosim.runner import BUILD_ROOT, build_and_run
 from cosim.vec_cases import chain_specs, zoo_specs
 from hw.config import get_config
 
@@ -78,19 +79,36 @@ def case_seed(base: int, name: str) -> int:
     return base * 1000 + zlib.crc32(name.encode()) % 1000
 
 
+def built_programs(programs, cfg) -> list[tuple[dict, int]]:
+    """(spec, instructions) of each whole-network program case: built once (``build_case``), its
+    length sizing the wrapper's instruction memory, its build saved for the testbench under
+    ``build/cosim/programs`` (the spec's ``built``: a file per case and configuration, rewritten by
+    each run, so the run's parameters and directory stay those of the case)."""
+    out = []
+    for spec in programs:
+        built = build_case(spec, cfg)
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        path = save_built(built, BUILD_ROOT / "programs" / f"{cfg.name}-{program_name(spec)}-{key}.pickle")
+        out.append(({**spec, "built": path}, program_length(spec, built)))
+    return out
+
+
 def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), programs=(), bad=(), fuzz: int = 0,
                     vec_passes=(), timeout_s: float = 600):
     """Build (cached) and run the testbench; returns the CosimResult and the per-run records.  The
-    wrapper's instruction memory holds the longest program (``imem_words_for``)."""
+    wrapper's instruction memory holds the longest program (``imem_words_for``); each program is
+    built once, here, and handed to the testbench (``built_programs``)."""
     cfg = get_config(config_name)
-    verilog, export_s = verilog_of(config_name, imem_words_for(program_length(p, cfg) for p in programs))
+    programs = built_programs(programs, cfg)
+    verilog, export_s = verilog_of(config_name, imem_words_for(length for _, length in programs))
     specs = [{**layer_spec(l), "seed": case_seed(seed, l.name)} for l in layers]
     params = {"config": config_name, "seed": seed, "layers": specs, "networks": list(networks),
-              "programs": list(programs), "bad": list(bad), "fuzz": {"seed": seed, "count": fuzz} if fuzz else None,
+              "programs": [p for p, _ in programs], "bad": list(bad),
+              "fuzz": {"seed": seed, "count": fuzz} if fuzz else None,
               "vec_passes": list(vec_passes)}
     print(f"cosim accelerator {config_name}: COSIM_SEED={seed}; {len(specs)} layers "
           f"({', '.join(s['name'] for s in specs)}), networks {list(networks)}, programs "
-          f"{[p['model'] for p in programs]}, bad {list(bad)}, VEC passes {[v['name'] for v in vec_passes]}")
+          f"{[p['model'] for p, _ in programs]}, bad {list(bad)}, VEC passes {[v['name'] for v in vec_passes]}")
     result = build_and_run(verilog, TB_TOP, TESTBENCH, params=params, timeout_s=timeout_s, options=TB_BUILD)
     records = [json.loads(line) for line in
                (result.run_dir / RESULTS_FILE).read_text().splitlines()] \
