@@ -265,6 +265,9 @@ def _refused(kind: str) -> vec.Descriptor:
         # an ADD whose second operand covers 2x2 pixels, the pass 1x2
         "raster": [vec.Stage(VecOp.COPY, 0, vec.NONE, 1, {}),
                    vec.Stage(VecOp.ADD, vec.PREV, 3, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+        # the same after a resize: a spatial pass's later stages are pass_refusals' too
+        "resize chain raster": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, NEAREST_1X2),
+                                vec.Stage(VecOp.ADD, vec.PREV, 3, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
         # a nearest resize (1x2 to 1x2: witnesses 1, 0) then an ADD reading the operand it writes: a
         # chain the spatial unit does not build (hw.vector.spatial_refusals), and no spatial unit here
         "resize": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, NEAREST_1X2),
@@ -295,7 +298,7 @@ REFUSED = ["resize", "two rows", "three rows", "row beyond max_row", "repeat acr
 #: (``descriptor_refusals``): DATA, refused before anything is written by the simulator and, before
 #: its unit starts, by the executor (``executor_runs``).
 REFUSED_DATA = ["add shift", "softmax exp_shift", "softmax row", "layernorm shift", "later layernorm shift",
-                "channels disagree", "copy of other channels", "class map chain", "raster"]
+                "channels disagree", "copy of other channels", "class map chain", "raster", "resize chain raster"]
 #: What the executor's spatial unit does not build: the functional model runs it, the executor
 #: refuses it with UNSUPPORTED (``executor_runs``).
 REFUSED_SPATIAL = ["resize result unread"]
