@@ -54,7 +54,7 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
-           "row_lane_refusals", "plain_axis", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
+           "row_lane_refusals", "row_and_heads", "plain_axis", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
            "divides_as", "pool_taps", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "axis_refusals",
            "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside",
            "header_extent", "descriptor_refusals", "PARAM_RANGES", "params_outside", "pass_refusals", "first_refusal"]
@@ -504,12 +504,14 @@ def pass_refusals(head, operands, stages) -> list[tuple]:
     """What the operators refuse in a well-formed pass, before it runs: ``[(where, fields, why,
     condition)]`` as :func:`descriptor_refusals`.  One rule for ``sim.vector_unit.execute_vec`` and
     the RTL's executor (``hw/rtl/vector_executor.py``), both checking every live stage before
-    anything is written (``DATA``): a stage's parameters outside its operator's ranges
-    (:func:`params_outside`); a softmax or layernorm row longer than ``MAX_ROW``; a row stage whose
-    input has other channels than the pass's ``c`` (a resize's source's), or an ADD or MUL whose
-    inputs' channels differ (neither 1, which broadcasts); an operand that a stage other than a
-    spatial one reads or writes over another raster than the pass's ``h x w`` (a spatial stage's
-    are :func:`spatial_refusals`')."""
+    anything is written (``DATA``), a spatial pass's before the spatial unit's own refusals
+    (:func:`spatial_refusals`): a stage's parameters outside its operator's ranges
+    (:func:`params_outside`); a softmax or layernorm row longer than ``MAX_ROW``; a stage after
+    the class map (its result is class indices, which no stage operation takes); a stage reading
+    a previous result whose channels are not the pass's ``c`` (only a spatial stage's can differ:
+    a resize's or pooling's are its source's, :func:`_value_channels`); an operand that a stage
+    other than a spatial one reads or writes over another raster than the pass's ``h x w`` (a
+    spatial stage's are :func:`spatial_refusals`')."""
     live, c = _live(head), head["c"]
     values = _value_channels(head, operands, stages)
     out = []
@@ -519,15 +521,13 @@ def pass_refusals(head, operands, stages) -> list[tuple]:
         inputs = c if i == 0 else sel(st["src"] == PREV, values[i - 1], c)
         rows, softmax = _is(st["op"], *ROW_OPS), st["op"] == VecOp.SOFTMAX
         row = sel(softmax, st["softmax.row"], inputs)
-        two_inputs = _is(st["op"], VecOp.ADD, VecOp.MUL)
         out += [(f" stage {i}", value, why, all_of(on, refused)) for why, value, refused in _param_refusals(st)]
-        out += [
-            (f" stage {i}", st, f"rows longer than MAX_ROW = {ops.MAX_ROW}", all_of(on, rows, row > ops.MAX_ROW)),
-            (f" stage {i}", st, "a row operation over other channels than the pass's c",
-             all_of(on, rows, inputs != c)),
-            (f" stage {i}", st, "inputs of different channels (neither 1)",
-             all_of(on, two_inputs, inputs != c, inputs != 1, c != 1)),
-        ]
+        out.append((f" stage {i}", st, f"rows longer than MAX_ROW = {ops.MAX_ROW}", all_of(on, rows, row > ops.MAX_ROW)))
+        if i > 0:
+            out += [
+                (f" stage {i}", st, "a stage after the class map", all_of(on, stages[0]["op"] == VecOp.RESIZE_ARGMAX)),
+                (f" stage {i}", st, "a previous result of other channels than the pass's c", all_of(on, inputs != c)),
+            ]
     for k, op in enumerate(operands):
         if is_int(head["n_operands"]) and k >= head["n_operands"]:      # no stage names an empty slot
             continue
@@ -604,6 +604,18 @@ def _live(head) -> list:
     return [i < head["n_stages"] for i in range(MAX_STAGES)]
 
 
+def row_and_heads(head, stages) -> tuple:
+    """(row length, rows per pixel) of a pass on the row lanes: its first softmax's ``row`` and
+    ``heads``, or the pass's ``c`` and 1 without a softmax.  One rule for :func:`row_schedule`,
+    ``hw.rtl.insn.vec_unsupported`` and the RTL's vector unit, on a descriptor's slots
+    (:func:`descriptor_field_slots`) or on the RTL's."""
+    row, heads = head["c"], 1
+    for on, st in reversed(list(zip(_live(head), stages))):
+        softmax = on & (st["op"] == VecOp.SOFTMAX)
+        row, heads = sel(softmax, st["softmax.row"], row), sel(softmax, st["softmax.heads"], heads)
+    return row, heads
+
+
 def _row_schedule(head, operands, stages, pixels, hold=_no_hold) -> tuple:
     """:func:`row_schedule` on the descriptor's fields; ``pixels`` is ``h * w``."""
     live = _live(head)
@@ -615,10 +627,7 @@ def _row_schedule(head, operands, stages, pixels, hold=_no_hold) -> tuple:
     taps = sel(pool, hold(pool_taps(first, "y") * pool_taps(first, "x"), 1), 1)
     split = sel(pool, first["pool.split"], 0)
     source_c = split_chunk(lookup(first["src"], [op["c"] for op in operands], 0), split) * taps
-    row, heads = head["c"], 1
-    for on, st in reversed(list(zip(live, stages))):        # the first softmax's rows
-        softmax = on & (st["op"] == VecOp.SOFTMAX)
-        row, heads = sel(softmax, st["softmax.row"], row), sel(softmax, st["softmax.heads"], heads)
+    row, heads = row_and_heads(head, stages)
     passes = sum(sel(on, lookup(st["op"], _ROW_PASSES, 0), 0) for on, st in zip(live, stages))
     gap = sum(sel(on, lookup(st["op"], _ROW_GAPS, 0), 0) for on, st in zip(live, stages))
     rows = sel(on_lanes, pixels << split, pixels * heads)
@@ -737,11 +746,12 @@ def spatial_refusals(head, stage, src, out, chain=()) -> tuple[dict, dict]:
     classes; a pooling mode beyond ``ADAPTIVE_AVG``; a windowed pooling whose geometry does not
     give the pass's ``h x w``, :func:`pool_axis_fits`; an adaptive pooling or a nearest resize
     whose witnesses are not its sizes' quotients, :func:`divides_as`, or an adaptive window bound
-    above ``POOL_MAX_COUNT``), a written operand whose raster is not ``h x w``, and a chain after
-    the spatial stage over other pixels or channels than its result's (an operand of a later
-    stage whose raster is not ``h x w``, a pass's ``c`` that is not the source's).
+    above ``POOL_MAX_COUNT``) and a written operand whose raster is not ``h x w``.  What the
+    stages after the spatial one hold (an operand of another raster, a previous result of other
+    channels than the pass's ``c``, a stage after the class map) is :func:`pass_refusals`', which
+    the simulator and the RTL's executor evaluate first.
     ``UNSUPPORTED``: what the spatial unit does not build (a chain after the spatial stage of
-    other than :data:`SPATIAL_CHAIN_OPS` on the previous result, or after the class map; a source
+    other than :data:`SPATIAL_CHAIN_OPS` on the previous result; a source
     that is no plain raster, :func:`plain_axis`; a result written in place, or into an operand
     whose repeating channels are fewer than the source's; a later stage reading an operand the
     chain writes: the unit reads it with the spatial stage's element, before the write).
@@ -795,12 +805,11 @@ def spatial_refusals(head, stage, src, out, chain=()) -> tuple[dict, dict]:
         "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses, pool_taps(stage, "y") * pool_taps(
             stage, "x") > ops.POOL_MAX_COUNT),
         "a written operand of another raster": all_of(writes, any_of(out["y_n"] != h, out["x_n"] != w)),
-        **_chain_data_refusals(head, src, chain),
     }
     plain = all_of(*(plain_axis(src[a + "n"], src[a + "start"], src[a + "wrap"], src[a + "valid"], src[a + "win"])
                      for a in ("y_", "x_")))
     unsupported = {
-        **_chain_unsupported(head, stage, chain, argmax),
+        **_chain_unsupported(head, stage, chain),
         "a source that is no plain raster": not_(plain),
         "a result written in place": any_of(all_of(writes, stage["src"] == stage["out"]),
                                             *(all_of(on, st["out"] == stage["src"]) for on, st, _ in _chain_uses(head, chain))),
@@ -823,23 +832,7 @@ def _chain_uses(head, chain) -> list:
             for i, (st, _, _) in enumerate(chain)]
 
 
-def _chain_data_refusals(head, src, chain) -> dict:
-    """The ``DATA`` part of :func:`spatial_refusals` for the stages after the spatial one."""
-    h, w = head["h"], head["w"]
-
-    def other_raster(op):
-        return any_of(op["y_n"] != h, op["x_n"] != w)
-    uses = _chain_uses(head, chain)
-    return {
-        "a chain after the spatial stage over other channels than its source's":
-            all_of(head["n_stages"] != 1, head["c"] != src["c"]),
-        "a chain's operand of another raster":
-            any_of(*(all_of(on, any_of(all_of(reads, other_raster(second)), all_of(st["out"] != NONE, other_raster(out))))
-                     for (on, st, reads), (_, second, out) in zip(uses, chain))),
-    }
-
-
-def _chain_unsupported(head, stage, chain, argmax) -> dict:
+def _chain_unsupported(head, stage, chain) -> dict:
     """The ``UNSUPPORTED`` part of :func:`spatial_refusals` for the stages after the spatial one."""
     uses = _chain_uses(head, chain)
     writers = [stage["out"]] + [sel(on, st["out"], NONE) for on, st, _ in uses]
@@ -848,7 +841,6 @@ def _chain_unsupported(head, stage, chain, argmax) -> dict:
         return all_of(op["repeat"], op["c"] < head["c"])
     return {
         "a chain after the spatial stage of other than COPY, ADD or MUL on the previous result": any_of(
-            all_of(argmax, head["n_stages"] != 1),
             *(all_of(on, any_of(not_(_is(st["op"], *SPATIAL_CHAIN_OPS)), st["src"] != PREV,
                                 all_of(_is(st["op"], VecOp.ADD, VecOp.MUL), st["src2"] == NONE)))
               for on, st, _ in uses)),

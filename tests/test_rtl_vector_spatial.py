@@ -240,13 +240,6 @@ def refused(kind: str) -> vec.Descriptor:
     if kind == "chain of bad parameters":       # an add's shift beyond its range, after the resize
         bad = {**add, "shift": op.AddParams.RANGES["shift"][1] + 1}
         return dataclasses.replace(d, c=src.c, stages=(st, vec.Stage(VecOp.ADD, vec.PREV, 1, 1, bad)))
-    if kind == "chain of other channels":       # the pass's c is not the source's
-        return dataclasses.replace(d, c=src.c + 1, stages=(st, vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {})))
-    if kind == "chain operand raster":          # the add's operand is a row short
-        short = dataclasses.replace(out, y=dataclasses.replace(out.y, n=out.y.n - 1, wrap=0, valid=0, win=0)) \
-            if out.y.n > 1 else dataclasses.replace(out, y=vec.Axis(2, out.y.stride))
-        return dataclasses.replace(d, operands=(src, out, short),
-                                   stages=(dataclasses.replace(st, out=vec.NONE), vec.Stage(VecOp.ADD, vec.PREV, 2, 1, add)))
     if kind == "repeating output":
         return dataclasses.replace(d, operands=(src, dataclasses.replace(out, c=src.c - 1, repeat=True)))
     if kind == "output raster":
@@ -266,10 +259,11 @@ def pooling_refused() -> tuple[vec.Descriptor, np.ndarray]:
     return vec.Descriptor(3, 2, 3, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
 
 
+#: What the unit refuses (a chain's channels and operand rasters are ``hw.vector.pass_refusals``',
+#: which the executor evaluates before the unit starts: ``tests/test_rtl_vector_unit.py``).
 REFUSALS = {"dda": ErrorCode.DATA, "rolled source": ErrorCode.UNSUPPORTED,
             "chain of a table": ErrorCode.UNSUPPORTED, "chain reading what it writes": ErrorCode.UNSUPPORTED,
-            "chain of bad parameters": ErrorCode.DATA, "chain of other channels": ErrorCode.DATA,
-            "chain operand raster": ErrorCode.DATA,
+            "chain of bad parameters": ErrorCode.DATA,
             "repeating output": ErrorCode.UNSUPPORTED,
             "output raster": ErrorCode.DATA, "pool raster": ErrorCode.DATA,
             **{f"{kind} {w} {s}": ErrorCode.DATA for kind in ("adaptive", "nearest") for w in WITNESSES

@@ -224,6 +224,10 @@ def test_vector_unit_takes_its_documented_cycles(chain_runs):
         assert res["cycles"] == res["formula"], f"{chain} seed {seed}"
 
 
+#: A nearest resize of a 1x2 source to 1x2 pixels (witnesses 1 and 0).
+NEAREST_1X2 = {"mode": 1, **{f"{a}_{n}": 0 for a in "yx" for n in ("start", "step", "r")}, "y_q": 1, "x_q": 1}
+
+
 def _refused(kind: str) -> vec.Descriptor:
     """A one- or two-stage pass over 1x2x6 elements whose stage ``kind`` names what is refused."""
     plain = vec.Operand(0, 6, vec.Axis(1, 12), vec.Axis(2, 6))
@@ -243,18 +247,30 @@ def _refused(kind: str) -> vec.Descriptor:
         "later layernorm shift": [vec.Stage(VecOp.ADD, 0, 0, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0}),
                                   vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, {**good_ln, "shift": 0})],
         # a resize of the 2-channel operand, then an ADD with an operand over the pass's 6 channels
-        "channels disagree": [vec.Stage(VecOp.RESIZE, 2, vec.NONE, vec.NONE, {
-                                  "mode": 1, **{f"{a}_{n}": 0 for a in "yx" for n in ("start", "step", "r")},
-                                  "y_q": 1, "x_q": 1}),
+        "channels disagree": [vec.Stage(VecOp.RESIZE, 2, vec.NONE, vec.NONE, NEAREST_1X2),
                               vec.Stage(VecOp.ADD, vec.PREV, 0, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+        # the same resize, then a COPY of its 2 channels over the pass's 6 (hw.vector.pass_refusals,
+        # the rule for every stage reading a previous result, COPY too)
+        "copy of other channels": [vec.Stage(VecOp.RESIZE, 2, vec.NONE, vec.NONE, NEAREST_1X2),
+                                   vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {})],
+        # the class map of the 6-channel operand, copied: class indices are no stage's input (DATA,
+        # whatever the pass's c; the RTL refused it as a chain the spatial unit does not build before)
+        "class map chain": [vec.Stage(VecOp.RESIZE_ARGMAX, 0, vec.NONE, vec.NONE,
+                                      {f"{a}_{n}": 0 for a in "yx" for n in ("start", "step")}),
+                            vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 1, {})],
+        # the resize's result unread (the ADD reads operand 0): no previous result of other channels,
+        # a chain the spatial unit does not build (UNSUPPORTED; DATA before the rule was pass_refusals')
+        "resize result unread": [vec.Stage(VecOp.RESIZE, 2, vec.NONE, vec.NONE, NEAREST_1X2),
+                                 vec.Stage(VecOp.ADD, 0, 0, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
         # an ADD whose second operand covers 2x2 pixels, the pass 1x2
         "raster": [vec.Stage(VecOp.COPY, 0, vec.NONE, 1, {}),
                    vec.Stage(VecOp.ADD, vec.PREV, 3, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+        # the same after a resize: a spatial pass's later stages are pass_refusals' too
+        "resize chain raster": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, NEAREST_1X2),
+                                vec.Stage(VecOp.ADD, vec.PREV, 3, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
         # a nearest resize (1x2 to 1x2: witnesses 1, 0) then an ADD reading the operand it writes: a
         # chain the spatial unit does not build (hw.vector.spatial_refusals), and no spatial unit here
-        "resize": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, {
-                       "mode": 1, **{f"{a}_{n}": 0 for a in "yx" for n in ("start", "step", "r")},
-                       "y_q": 1, "x_q": 1}),
+        "resize": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, NEAREST_1X2),
                    vec.Stage(VecOp.ADD, vec.PREV, 1, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
         "two rows": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, good_sm),
                      vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, good_ln)],
@@ -282,7 +298,10 @@ REFUSED = ["resize", "two rows", "three rows", "row beyond max_row", "repeat acr
 #: (``descriptor_refusals``): DATA, refused before anything is written by the simulator and, before
 #: its unit starts, by the executor (``executor_runs``).
 REFUSED_DATA = ["add shift", "softmax exp_shift", "softmax row", "layernorm shift", "later layernorm shift",
-                "channels disagree", "raster"]
+                "channels disagree", "copy of other channels", "class map chain", "raster", "resize chain raster"]
+#: What the executor's spatial unit does not build: the functional model runs it, the executor
+#: refuses it with UNSUPPORTED (``executor_runs``).
+REFUSED_SPATIAL = ["resize result unread"]
 
 
 def refused_image() -> np.ndarray:
@@ -672,7 +691,7 @@ def executor_runs() -> list:
     bad = runs[0][2].copy()
     bad[runs[0][3] + 6] = 0                          # header byte 6: n_operands = n_stages = 0
     runs.append(("malformed", runs[0][1], bad, runs[0][3], runs[0][4]))
-    for kind in REFUSED_DATA:                         # refused (DATA) before the unit starts
+    for kind in REFUSED_DATA + REFUSED_SPATIAL:       # refused (DATA) before the unit starts, or by it
         d, dram = _refused(kind), refused_image()
         runs.append((kind, d, np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)]), dram.size,
                      vec.vec_fields(d)))
@@ -711,7 +730,7 @@ def test_vector_executor_runs_a_vec_from_its_descriptor_address(executor_runs):
         if not np.array_equal(image, want):
             pytest.fail(f"{chain}: {first_difference(image, want)}")
     assert codes == {None: len(CHAINS), ErrorCode.DATA: 1 + 3 * len(vec.TIMING_FIELDS) + len(LEAVING_CASES)
-                     + len(REFUSED_DATA), ErrorCode.UNSUPPORTED: 2}
+                     + len(REFUSED_DATA), ErrorCode.UNSUPPORTED: 2 + len(REFUSED_SPATIAL)}
 
 
 def test_vector_executor_takes_the_contracts_cycles(executor_runs):

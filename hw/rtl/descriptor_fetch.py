@@ -17,7 +17,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import vector as vec
-from ..expr import Fields
+from ..expr import Fields, wired
 from ..isa import ADDR_BITS, ErrorCode
 from .buses import DRAM_READ_LATENCY, DramReadSignature
 from .vector_descriptor import DESCRIPTOR, field_slots
@@ -91,8 +91,7 @@ class DescriptorFetch(wiring.Component):
         m.d.sync += [got.eq(issue), got_beat.eq(beat)]
         assert DRAM_READ_LATENCY == 1, "the fetch's beat bookkeeping assumes one-cycle reads"
         n_st = Mux(head.n_stages > vec.MAX_STAGES, vec.MAX_STAGES, head.n_stages)
-        header_outside = _any(vec.extents_outside([vec.header_extent(base)], self._dram_bytes))
-        body_outside = _any(vec.extents_outside([vec.descriptor_extent(base, Fields(head))], self._dram_bytes))
+        header_outside, body_outside, malformed = self._refusals(m, base)
         with m.FSM(name="fetch"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -116,13 +115,21 @@ class DescriptorFetch(wiring.Component):
                     m.d.comb += issue.eq(1)
                     m.d.sync += beat.eq(beat + 1)
                 with m.Elif(~got):
-                    m.d.sync += self.error_code.eq(Mux(self._malformed(), ErrorCode.DATA, ErrorCode.NONE))
+                    m.d.sync += self.error_code.eq(Mux(malformed, ErrorCode.DATA, ErrorCode.NONE))
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.error.eq(self.error_code != ErrorCode.NONE)]
                 m.next = "IDLE"
         return m
 
-    def _malformed(self):
-        """What ``hw.vector.decode_descriptor`` refuses: ``hw.vector.descriptor_refusals`` on the slots."""
-        return _any(refused for _, _, _, refused in vec.descriptor_refusals(*field_slots(self.desc)))
+    def _refusals(self, m: Module, base) -> tuple:
+        """(the header leaves the DRAM, the descriptor leaves it, ``hw.vector.decode_descriptor``
+        refuses it: ``hw.vector.descriptor_refusals`` on the slots), each a signal.  Evaluated
+        outside the FSM's states and wired (``hw.expr.wired``: each multiplexer of the rules a
+        wire, emitted once)."""
+        with wired(m):
+            header_outside = _any(vec.extents_outside([vec.header_extent(base)], self._dram_bytes))
+            body_outside = _any(vec.extents_outside([vec.descriptor_extent(base, Fields(self.desc.header))],
+                                                    self._dram_bytes))
+            malformed = _any(refused for _, _, _, refused in vec.descriptor_refusals(*field_slots(self.desc)))
+        return header_outside, body_outside, malformed

@@ -26,8 +26,9 @@ instruction 0, P holds it in cycle 0, T in cycle 1 and D in cycle 2 (``hw.timing
 instruction i at the earliest in cycle i + 2).  After an error ``imem.addr`` points at the culprit (``pc_f``
 takes ``pc_d``).
 
-Errors (``hw.isa.ErrorCode``, first that holds): OPCODE (no such opcode, or the fetch reached
-``imem_words``), RESERVED, UNSUPPORTED, RANGE, TOKEN (at END only once everything is quiet),
+Errors (``hw.isa.ErrorCode``, first that holds, in ``hw.rtl.insn.DISPATCH_ORDER``): OPCODE (no such
+opcode, or the fetch reached ``imem_words``), RESERVED, UNSUPPORTED, RANGE, TOKEN (at END only once
+everything is quiet),
 DATA or UNSUPPORTED (``data_error`` with ``data_error_code``: found by a unit while running; the
 vector executor refuses a descriptor it does not build with UNSUPPORTED).
 """
@@ -43,7 +44,7 @@ from ..expr import Fields, any_of
 from ..isa import INSN_BITS, INSN_BYTES, QUEUE_OF, ErrorCode, Op, Queue, VecOp
 from ..timing import DECODE_STAGES, TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS, legality, legality_terms
 from .buses import ImemSignature
-from .insn import CYCLE_BITS, LAYOUTS, insn_view, rtl_unsupported
+from .insn import CYCLE_BITS, DISPATCH_ORDER, LAYOUTS, insn_view, rtl_unsupported
 from .vector_executor import builds_vector_unit
 
 __all__ = ["Dispatcher", "IMEM_WORDS", "QUEUE_NAMES"]
@@ -230,18 +231,17 @@ class Dispatcher(wiring.Component):
         token_bad = any_of(d.no_link, *(d.pops[n] & (counts[n] == 0) for n in TOKEN_FIFOS),
                            *(new_counts[n] > TOKEN_LIMIT for n in TOKEN_FIFOS),
                            *(is_end & (counts[n] != 0) for n in TOKEN_FIFOS))
+        found = {ErrorCode.OPCODE: d.bad_opcode, ErrorCode.RESERVED: d.bad_reserved,
+                 ErrorCode.UNSUPPORTED: d.unsupported,
+                 ErrorCode.RANGE: any_of(0, *((op == o) & d.bad_range[o] for o in Op)),
+                 ErrorCode.TOKEN: token_bad & (~is_end | self.quiet)}
+        assert set(found) == set(DISPATCH_ORDER), "a condition for each code of hw.rtl.insn.DISPATCH_ORDER"
         err = Signal(ErrorCode)
         with m.If(running & d_full):
-            with m.If(d.bad_opcode):
-                m.d.comb += err.eq(ErrorCode.OPCODE)
-            with m.Elif(d.bad_reserved):
-                m.d.comb += err.eq(ErrorCode.RESERVED)
-            with m.Elif(d.unsupported):
-                m.d.comb += err.eq(ErrorCode.UNSUPPORTED)
-            with m.Elif(any_of(0, *((op == o) & d.bad_range[o] for o in Op))):
-                m.d.comb += err.eq(ErrorCode.RANGE)
-            with m.Elif(token_bad & (~is_end | self.quiet)):
-                m.d.comb += err.eq(ErrorCode.TOKEN)
+            # the first that holds, in DISPATCH_ORDER (what bad_stream_code and the fuzz expect)
+            for i, code in enumerate(DISPATCH_ORDER):
+                with (m.Elif if i else m.If)(found[code]):
+                    m.d.comb += err.eq(code)
             with m.Elif(self.data_error):
                 m.d.comb += err.eq(self.data_error_code)
 

@@ -10,7 +10,7 @@ from amaranth.hdl import Signal, signed, unsigned
 from amaranth.lib import data
 
 from .. import vector as vec
-from ..isa import FIELDS, HEADER, INSN_BITS, Act, ErrorCode, Op, VecOp
+from ..isa import FIELDS, HEADER, INSN_BITS, Act, ErrorCode, Op
 
 __all__ = ["insn_layout", "insn_view", "field_signal", "rtl_unsupported", "vec_unsupported", "CYCLE_BITS",
            "DISPATCH_ORDER", "refused_before_unsupported"]
@@ -83,8 +83,8 @@ def vec_unsupported(d: vec.Descriptor) -> str | None:
     the rule the unit evaluates."""
     if d.stages[0].op in vec.SPATIAL:
         return _spatial_unsupported(d)
-    softmax = [st.params for st in d.stages if st.op == VecOp.SOFTMAX]
-    heads, row = (softmax[0]["heads"], softmax[0]["row"]) if softmax else (1, d.c)
+    head, _, stages = vec.descriptor_field_slots(d)
+    row, heads = vec.row_and_heads(head, stages)
     refusals = vec.row_lane_refusals([(True, st.op, st.src, st.src2) for st in d.stages],
                                      [(o.repeat, o.c) for o in d.operands], heads, row)
     chain = "->".join(st.op.name for st in d.stages)

@@ -48,7 +48,7 @@ from ..timing import vec_row_cycles
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
 from .axis_counter import AxisCounter
 from .kernel_unit import delay_line, delayed
-from .vector_descriptor import DESCRIPTOR, stage_fields
+from .vector_descriptor import DESCRIPTOR, field_slots, stage_fields
 from .vector_row_lane import LANE_READS, LUT_ENTRIES, PLAN, ROW, STEP, VectorRowLane, row_lane_timing
 
 __all__ = ["VectorUnit", "unit_cycles", "ROW_OPS", "read_lanes", "write_lanes", "LUT_ENTRIES"]
@@ -268,22 +268,21 @@ class _Plan:
         self.two_rows = _any(self.row2_at)
         self.lut_at = [live[i] & (ops_[i] == VecOp.LUT) for i in range(_S)]
         self.row_slot, self.row2_slot = _first(m, self.row_at, "row_slot"), _first(m, self.row2_at, "row2_slot")
-        softmax_at = [live[i] & (ops_[i] == VecOp.SOFTMAX) for i in range(_S)]
-        softmax = d.stages[_first(m, softmax_at, "softmax_slot")].softmax
-        self.row_len, self.heads = Signal.like(head.c), Signal.like(softmax.heads)
+        self.row_len, self.heads = Signal.like(head.c), Signal.like(d.stages[0].softmax.heads)
         self.passes = Signal(range(2 * max(vec.COST.values()) + 1))
         self.gap = Signal(range(max(vec.ROW_GAP.values()) + 1))
         # one row stage: its passes, pausing before the last; two layernorms: the first one's
         # passes twice, the second unit summing in the first's first output pass, normalising in
         # its second (hw.vector.row_schedule: the sum of both COSTs and both pauses)
         self.row_cost = Signal.like(self.passes)
-        m.d.comb += [self.row_len.eq(head.c), self.heads.eq(1), self.row_cost.eq(1), self.gap.eq(0)]
+        m.d.comb += [self.row_cost.eq(1), self.gap.eq(0)]
         for op in ROW_OPS:
             with m.If(self.has[op]):
                 m.d.comb += [self.row_cost.eq(vec.COST[op]), self.gap.eq(vec.ROW_GAP[op])]
         m.d.comb += self.passes.eq(Mux(self.two_rows, 2 * self.row_cost, self.row_cost))
-        with m.If(self.has[VecOp.SOFTMAX]):
-            m.d.comb += [self.row_len.eq(softmax.row), self.heads.eq(softmax.heads)]
+        head_fields, _, stage_fields_ = field_slots(d)
+        row_len, heads = vec.row_and_heads(head_fields, stage_fields_)
+        m.d.comb += [self.row_len.eq(row_len), self.heads.eq(heads)]
         self.error_code = self._check(m, d, ops_, unit.max_row)
 
     def output_pass(self, p):

@@ -317,6 +317,10 @@ BAD_STREAMS = {
     "vec_channels_disagree": ("a VEC (RESIZE->ADD) whose resize gives 2 channels and whose ADD reads 4: DATA "
                               "before the spatial unit's UNSUPPORTED chain", "DATA"),
     "vec_raster": ("a VEC (ADD) whose second operand covers one row more than the pass", "DATA"),
+    "vec_class_map_chain": ("a VEC (RESIZE_ARGMAX->COPY) copying the class map: class indices are no stage's "
+                            "input", "DATA"),
+    "vec_spatial_result_unread": ("a VEC (RESIZE->ADD) whose resize gives 2 channels that no stage reads (the "
+                                  "ADD reads an operand): a chain the spatial unit does not build", "UNSUPPORTED"),
     "store_epilogue_unsupported": ("a STORE with a softmax epilogue and the table activation (both read the "
                                    "PEs' table ports)", "UNSUPPORTED"),
     "store_epilogue_partial_row": ("a STORE with a softmax epilogue over rows of 2 and one channel", "DATA"),
@@ -350,17 +354,47 @@ def _later_stage_params(rng) -> tuple:
     return vec.Descriptor(d.h, d.w, d.c, d.operands, stages), image
 
 
-def _channels_disagree(rng) -> tuple:
-    """A nearest resize (2x3 to 2x3) of 2 channels, then an ADD with an operand of the pass's 4."""
+def _after_a_spatial_stage(rng, first, then) -> tuple:
+    """A pass over 2x3 pixels of 4 channels: a spatial stage ``first`` from operand 0 (2 channels) or
+    operand 1 (4), writing nothing, then stage ``then``; operand 2 (4 channels) is the output."""
     from hw import vector as vec
     from vec_passes import Dram
 
     dram, (h, w) = Dram(rng), (2, 3)
-    src, other, out = (vec.Operand(dram.alloc(h * w * c), c, vec.Axis(h, w * c), vec.Axis(w, c)) for c in (2, 4, 4))
+    operands = tuple(vec.Operand(dram.alloc(h * w * c), c, vec.Axis(h, w * c), vec.Axis(w, c)) for c in (2, 4, 4))
+    return vec.Descriptor(h, w, 4, operands, (first, then)), dram.image()
+
+
+def _nearest_resize(src: int):
+    """A nearest resize (2x3 to 2x3) of operand ``src``, writing nothing."""
+    from hw import vector as vec
     nearest = {"mode": 1, **{f"{a}_{n}": 0 for a in "yx" for n in ("start", "step", "r")}, "y_q": 1, "x_q": 1}
-    stages = (vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, nearest),
-              vec.Stage(VecOp.ADD, vec.PREV, 1, 2, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0}))
-    return vec.Descriptor(h, w, 4, (src, other, out), stages), dram.image()
+    return vec.Stage(VecOp.RESIZE, src, vec.NONE, vec.NONE, nearest)
+
+
+def _add(src: int, src2: int, out: int):
+    from hw import vector as vec
+    return vec.Stage(VecOp.ADD, src, src2, out, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})
+
+
+def _channels_disagree(rng) -> tuple:
+    """A nearest resize of 2 channels, then an ADD of its result with an operand of the pass's 4."""
+    from hw import vector as vec
+    return _after_a_spatial_stage(rng, _nearest_resize(0), _add(vec.PREV, 1, 2))
+
+
+def _resize_result_unread(rng) -> tuple:
+    """A nearest resize of 2 channels whose result no stage reads (the ADD reads operand 1): no
+    previous result of other channels (``hw.vector.pass_refusals``), but a chain the spatial unit
+    does not build."""
+    return _after_a_spatial_stage(rng, _nearest_resize(0), _add(1, 1, 2))
+
+
+def _class_map_chain(rng) -> tuple:
+    """The class map of the 4-channel operand (the pass's c), then a COPY of it."""
+    from hw import vector as vec
+    argmax = vec.Stage(VecOp.RESIZE_ARGMAX, 1, vec.NONE, vec.NONE, {f"{a}_{n}": 0 for a in "yx" for n in ("start", "step")})
+    return _after_a_spatial_stage(rng, argmax, vec.Stage(VecOp.COPY, vec.PREV, vec.NONE, 2, {}))
 
 
 def _raster(rng) -> tuple:
@@ -378,7 +412,8 @@ def _raster(rng) -> tuple:
 #: VEC passes that hold what the operators refuse (``hw.vector.pass_refusals``): name -> the pass
 #: and its image from a generator.
 REFUSED_PASSES = {"vec_later_stage_params": _later_stage_params, "vec_channels_disagree": _channels_disagree,
-                  "vec_raster": _raster}
+                  "vec_raster": _raster, "vec_class_map_chain": _class_map_chain,
+                  "vec_spatial_result_unread": _resize_result_unread}
 
 
 def _vec_bad_pass(name: str, cfg: AcceleratorConfig) -> tuple[Insn, np.ndarray]:

@@ -48,7 +48,7 @@ if __package__ in (None, ""):
 
 from cosim.accel_cases import FIXED_BY_NAME, TB_BUILD, TB_TOP, accelerator_verilog, imem_words_for, layer_spec  # noqa: E402
 from cosim.runner import DEFAULT_BUILD, REPO_ROOT, BuildOptions, build_and_run, verilator_version  # noqa: E402
-from cosim.program_cases import WHOLE_NETWORKS, program_length  # noqa: E402
+from cosim.program_cases import WHOLE_NETWORKS, built_programs  # noqa: E402
 from cosim.test_cosim_e import E_DRAM_BYTES  # noqa: E402
 
 #: Long enough that the per-run load/start overhead does not matter.
@@ -81,13 +81,13 @@ def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUI
     export = export_accelerator(cfg)
     export_s = time.perf_counter() - t0
     dram = {"dram_bytes": E_DRAM_BYTES} if cfg.name == "E" else {}
-    programs = [{**p, "seed": seed} for p in bench_programs(cfg)]
-    imem_words = imem_words_for(program_length(p, cfg) for p in programs)
+    programs = built_programs([{**p, "seed": seed} for p in bench_programs(cfg)], cfg)
+    imem_words = imem_words_for(length for _, length in programs)
     verilog, _ = accelerator_verilog(cfg, export=export, imem_words=imem_words, **dram)
     specs = [{**layer_spec(FIXED_BY_NAME[name]), "seed": seed} for name in BENCH_CASES]
     result = build_and_run(verilog, TB_TOP, "cosim.tb_accelerator",
                            params={"config": config_name, "seed": seed, "layers": specs,
-                                   "programs": programs,
+                                   "programs": [p for p, _ in programs],
                                    "bench": True},
                            timeout_s=3600, options=options, sim_prefix=sim_prefix)
     stamp = json.loads((result.build_dir / "cosim_build.json").read_text())

@@ -12,7 +12,12 @@ final DRAM image and the schedule's cycles that the RTL must reproduce exactly.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import pickle
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +31,10 @@ from mapper.images import preprocess, quantize_input, synthetic_image
 from mapper.ir import Conv2d, Linear, Model
 from mapper.program import Program, build_program
 
-__all__ = ["OWN_NETWORKS", "WHOLE_NETWORKS", "ExpectedProgram", "expected_program", "program_length", "program_name",
+from cosim.runner import BUILD_ROOT
+
+__all__ = ["OWN_NETWORKS", "WHOLE_NETWORKS", "BuiltProgram", "build_case", "built_programs", "save_built", "load_built", "ExpectedProgram",
+           "expected_program", "program_length", "program_name",
            "program_prefix", "unsupported_steps"]
 
 
@@ -87,8 +95,18 @@ class ExpectedProgram:
         return list(dict.fromkeys(t for code in self.program.steps for t in code.writes))
 
 
-def expected_program(spec: dict, cfg: AcceleratorConfig) -> ExpectedProgram:
-    from sim.functional import check_program, run_program
+@dataclass
+class BuiltProgram:
+    """A case's whole-network program (before its cut), its quantised model and input image: built
+    once a run, by the pytest side, which sizes the wrapper's instruction memory from it
+    (:func:`program_length`) and hands it to the testbench (:func:`save_built`, :func:`load_built`)."""
+    program: Program
+    q: object
+    image: np.ndarray
+
+
+def build_case(spec: dict, cfg: AcceleratorConfig) -> BuiltProgram:
+    """Quantise case ``spec``'s network (``sim.inference.network_parameters``) and build its program on ``cfg``."""
     from sim.inference import network_parameters
 
     model = build_network(spec)
@@ -96,19 +114,55 @@ def expected_program(spec: dict, cfg: AcceleratorConfig) -> ExpectedProgram:
     q = network_parameters(model, seed)[1]
     h, w, _ = model.input
     x = quantize_input(preprocess(synthetic_image(h, w, seed + 1)))
-    program = _case_program(spec, q, cfg, x)
+    return BuiltProgram(_case_program(spec, q, cfg, x), q, x)
+
+
+def save_built(built: BuiltProgram, path: Path) -> str:
+    """Write ``built`` to ``path`` (whole or not at all: a run of the same case beside this one
+    writes the same bytes); returns the path for the testbench's parameters."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    part.write_bytes(pickle.dumps(built, protocol=pickle.HIGHEST_PROTOCOL))
+    os.replace(part, path)
+    return str(path)
+
+
+def built_programs(programs, cfg) -> list[tuple[dict, int]]:
+    """(spec, instructions) of each whole-network program case: built once (``build_case``), its
+    length sizing the wrapper's instruction memory, its build saved for the testbench under
+    ``build/cosim/programs`` (the spec's ``built``: a file per case and configuration, rewritten by
+    each run, so the run's parameters and directory stay those of the case)."""
+    out = []
+    for spec in programs:
+        built = build_case(spec, cfg)
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        path = save_built(built, BUILD_ROOT / "programs" / f"{cfg.name}-{program_name(spec)}-{key}.pickle")
+        out.append(({**spec, "built": path}, program_length(spec, built)))
+    return out
+
+
+def load_built(path: str) -> BuiltProgram:
+    """What :func:`save_built` wrote (in the testbench's process)."""
+    return pickle.loads(Path(path).read_bytes())
+
+
+def expected_program(spec: dict, cfg: AcceleratorConfig, built: BuiltProgram | None = None) -> ExpectedProgram:
+    """What the RTL must do with case ``spec`` on ``cfg``; ``built`` is its program if already built
+    (:func:`build_case`, the same program)."""
+    from sim.functional import check_program, run_program
+
+    built = build_case(spec, cfg) if built is None else built
+    program, q, x = built.program, built.q, built.image
     check_program(program, q, x)                 # functional == golden, tensor by tensor
     program = _cut(spec, program)
     return ExpectedProgram(program, program.image.copy(), run_program(program),
                            schedule(program.stream, cfg).total_cycles)
 
 
-def program_length(spec: dict, cfg: AcceleratorConfig) -> int:
-    """Instructions of case ``spec``'s program on ``cfg`` (END included), before the testbench builds
-    it: what the wrapper's instruction memory must hold.  Random weights stand in for the seeded
-    ones: the stream depends on the network's shapes only."""
-    from mapper.quantize import random_qmodel
-    return len(_cut(spec, _case_program(spec, random_qmodel(build_network(spec)), cfg)).stream)
+def program_length(spec: dict, built: BuiltProgram) -> int:
+    """Instructions of case ``spec``'s program ``built`` (END included), cut as the case says: what
+    the wrapper's instruction memory must hold."""
+    return len(_cut(spec, built.program).stream)
 
 
 def _case_program(spec: dict, q, cfg: AcceleratorConfig, image=None) -> Program:

@@ -38,7 +38,7 @@ from cocotb.triggers import RisingEdge, SimTimeoutError, with_timeout
 
 from cosim.accel_cases import (BAD_STREAMS, Expected, bad_dram, bad_stream, bad_stream_code, bad_stream_positioned,
                                describe, expected_run, layer_from_spec, stream_words)
-from cosim.program_cases import ExpectedProgram, expected_program, program_name, unsupported_steps
+from cosim.program_cases import ExpectedProgram, expected_program, load_built, program_name, unsupported_steps
 from cosim.runner import load_params
 from cosim.vec_cases import ExpectedVec, expected_vec
 
@@ -447,7 +447,7 @@ async def program(dut, program):
     h = Harness(dut)
     spec = next(p for p in PARAMS["programs"] if program_name(p) == program)
     where = f"program {program} config {h.config_name} seed {spec.get('seed', 0)}"
-    exp = expected_program(spec, h.cfg)
+    exp = expected_program(spec, h.cfg, load_built(spec["built"]) if spec.get("built") else None)
     refused = unsupported_steps(exp.program)
     if refused:
         h.checker.error(f"{where}: this RTL does not build what {len(refused)} layers need "

@@ -24,7 +24,7 @@ import pytest
 
 from cosim.accel_cases import (BAD_STREAMS, FIXED, FIXED_BY_NAME, IMEM_WORDS, TB_BUILD, TB_TOP, accelerator_verilog,
                                imem_words_for, layer_spec, random_layers)
-from cosim.program_cases import WHOLE_NETWORKS, program_length
+from cosim.program_cases import WHOLE_NETWORKS, built_programs
 from cosim.runner import build_and_run
 from cosim.vec_cases import chain_specs, zoo_specs
 from hw.config import get_config
@@ -39,7 +39,8 @@ FAST_CASES = ("conv1x1", "conv3x3_s2", "patch7x7_s4", "depthwise", "linear_relu"
 #: besides one of each other kind.
 FAST_BAD = ("unknown_opcode", "weight_rows_out_of_range", "store_epilogue_partial_row", "vec_operand_past_end",
             "vec_output_below_zero", "vec_table_past_end", "vec_unsupported_past_end", "vec_later_stage_params",
-            "vec_channels_disagree", "vec_raster", "vec_spatial_chain_unsupported")
+            "vec_channels_disagree", "vec_raster", "vec_spatial_chain_unsupported", "vec_class_map_chain",
+            "vec_spatial_result_unread")
 #: The whole network of the default run besides the MAC network (SegFormer-B0 on tiny, the slow
 #: runs take it on small and e_small: ZOO_PROGRAMS).
 TINY_PROGRAM = {"model": "segformer_b0", "size": 32}
@@ -80,16 +81,19 @@ def case_seed(base: int, name: str) -> int:
 def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), programs=(), bad=(), fuzz: int = 0,
                     vec_passes=(), timeout_s: float = 600):
     """Build (cached) and run the testbench; returns the CosimResult and the per-run records.  The
-    wrapper's instruction memory holds the longest program (``imem_words_for``)."""
+    wrapper's instruction memory holds the longest program (``imem_words_for``); each program is
+    built once, here, and handed to the testbench (``built_programs``)."""
     cfg = get_config(config_name)
-    verilog, export_s = verilog_of(config_name, imem_words_for(program_length(p, cfg) for p in programs))
+    programs = built_programs(programs, cfg)
+    verilog, export_s = verilog_of(config_name, imem_words_for(length for _, length in programs))
     specs = [{**layer_spec(l), "seed": case_seed(seed, l.name)} for l in layers]
     params = {"config": config_name, "seed": seed, "layers": specs, "networks": list(networks),
-              "programs": list(programs), "bad": list(bad), "fuzz": {"seed": seed, "count": fuzz} if fuzz else None,
+              "programs": [p for p, _ in programs], "bad": list(bad),
+              "fuzz": {"seed": seed, "count": fuzz} if fuzz else None,
               "vec_passes": list(vec_passes)}
     print(f"cosim accelerator {config_name}: COSIM_SEED={seed}; {len(specs)} layers "
           f"({', '.join(s['name'] for s in specs)}), networks {list(networks)}, programs "
-          f"{[p['model'] for p in programs]}, bad {list(bad)}, VEC passes {[v['name'] for v in vec_passes]}")
+          f"{[p['model'] for p, _ in programs]}, bad {list(bad)}, VEC passes {[v['name'] for v in vec_passes]}")
     result = build_and_run(verilog, TB_TOP, TESTBENCH, params=params, timeout_s=timeout_s, options=TB_BUILD)
     records = [json.loads(line) for line in
                (result.run_dir / RESULTS_FILE).read_text().splitlines()] \
