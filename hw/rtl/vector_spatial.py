@@ -572,12 +572,13 @@ class _Lane:
             m.d.comb += [self.rd_en[CORNERS + i].eq(read), self.rd_addr[CORNERS + i].eq(cur.second[i] + chan)]
             b = Mux(delayed(m, read, r, f"{name}_read"), data_[8 * (CORNERS + i):][:8], 0)
             # no valid: the slot's y_valid is not read (each write carries its own enable)
-            drive_params(m, slot, pas.chain_params[i], y, self._after(b, i * lat, f"{name}_b", data=True).as_signed(), 0)
+            b = self._after(b, i * lat, f"{name}_b", data=True).as_signed()
+            drive_params(m, slot, pas.chain_params[i], y, b, 0)
             cycles = r + (i + 1) * lat
             en = element & pas.chain_writes[i] & cur.written_ok[i] & (chan < written.c)
+            addr = (cur.written[i] + chan)[:ADDR_BITS]
             m.d.comb += [self.wr_en[1 + i].eq(self._after(en, cycles, f"{name}_write")),
-                         self.wr_addr[1 + i].eq(self._after((cur.written[i] + chan)[:ADDR_BITS], cycles, f"{name}_write_addr",
-                                                            data=True)),
+                         self.wr_addr[1 + i].eq(self._after(addr, cycles, f"{name}_write_addr", data=True)),
                          self.wr_data[1 + i].eq(slot.y)]
             y = slot.y
 
