@@ -67,7 +67,7 @@ __all__ = [
     "in_bits", "REQUANTIZE_RANGES", "MAX_ROW", "requantize_kernel", "add_kernel", "mul_kernel", "lut_kernel",
     "square_kernel", "layernorm_row_kernel", "layernorm_element_kernel", "softmax_exp_kernel",
     "softmax_out_kernel", "SOFTMAX_OUT_SHIFTS", "bilinear_axis_kernel", "lerp_kernel", "bilinear_kernel",
-    "max_kernel", "argmax_kernel", "average_kernel", "floor_counter_kernel",
+    "max_kernel", "argmax_kernel", "average_kernel", "average_by_reciprocal_kernel", "floor_counter_kernel",
     "ceil_kernel",
 ]
 
@@ -1080,6 +1080,13 @@ def average_kernel(total, count, be):
     corrects it.  Result 8 bits (``in_bits`` states both widths for hardware).
     """
     r, k = recip_kernel(count, POOL_COUNT_BITS, be)
+    return average_by_reciprocal_kernel(total, count, r, k, be)
+
+
+def average_by_reciprocal_kernel(total, count, r, k, be):
+    """``average_kernel`` given the count's reciprocal ``(r, k) = recip_kernel(count,
+    POOL_COUNT_BITS)``: the estimate and its correction.  Hardware that divides many sums by one
+    count (a pooling's channels) computes the reciprocal once."""
     q = in_bits(round_shift(total * r, POOL_COUNT_BITS - 1 + RECIP_FRAC_BITS - k), INT8_BITS + 1)
     rem = (total << 1) + count - q * (count << 1)
     return in_bits(be.sel(rem < 0, q - 1, be.sel(rem >= count << 1, q + 1, q)), INT8_BITS)

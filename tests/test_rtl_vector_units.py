@@ -19,6 +19,7 @@ from amaranth.back import rtlil
 from amaranth.hdl import UnusedElaboratable
 
 from hw import operators as op
+from hw import vector as vec
 from hw.config import get_config
 from hw.isa import VecOp
 from hw.rtl.elementwise_lane import ElementwiseLane
@@ -95,6 +96,20 @@ def test_lane_every_pair():
                          ids=str)
 def test_lane_every_pair_every_parameter_set(case):
     lane_case(*every_pair(), [case])
+
+
+def test_lane_without_lut_has_no_table_and_the_same_latency():
+    """The spatial unit's chain slot (``hw.vector.SPATIAL_CHAIN_OPS``): no table memory to load,
+    the full lane's latency (``chain_stage_latency`` is the contract's 4 cycles a stage)."""
+    full, chain = ElementwiseLane(), ElementwiseLane(ops=vec.SPATIAL_CHAIN_OPS)
+    assert "table_w" in full.signature.members and "table_w" not in chain.signature.members
+    assert chain.latency == full.latency
+    assert "$mem" in rtlil.convert(full) and "$mem" not in rtlil.convert(chain)
+    with warnings.catch_warnings():                      # the refused lane is never elaborated
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(ValueError, match=r"ops must be .* not \(<VecOp.ADD"):
+            ElementwiseLane(ops=(VecOp.ADD, VecOp.MUL))
+        gc.collect()
 
 
 @pytest.mark.parametrize("fn,s_in,s_out", [(F.gelu, 1 / 16, 1 / 16), (F.sigmoid, 0.1, 1 / 128)])

@@ -6,7 +6,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,20 +19,23 @@ __all__ = ["KernelUnit", "KernelPlan", "plan", "table_write_signature", "delayed
 INT8 = range_shape(INT8_MIN, INT8_MAX)
 
 
-def delay_line(m: Module, value, cycles: int, name: str) -> list:
+def delay_line(m: Module, value, cycles: int, name: str, *, reset_less: bool = False, clear=None) -> list:
     """``value`` and its copies delayed by 1 .. ``cycles`` registers in ``m``'s sync domain
-    (element ``k`` is ``value`` of ``k`` cycles ago)."""
+    (element ``k`` is ``value`` of ``k`` cycles ago).  ``reset_less`` registers (data that a
+    delayed valid qualifies) keep their value through a reset: no reset mux per bit.  Where
+    ``clear`` is high, every register loads 0 (a valid line emptied of what is in flight)."""
     taps = [value]
     for i in range(cycles):
-        reg = Signal.like(value, name=f"{name}_d{i + 1}")
-        m.d.sync += reg.eq(taps[-1])
+        reg = Signal.like(value, name=f"{name}_d{i + 1}", reset_less=reset_less)
+        m.d.sync += reg.eq(taps[-1] if clear is None else Mux(clear, 0, taps[-1]))
         taps.append(reg)
     return taps
 
 
-def delayed(m: Module, value, cycles: int, name: str):
-    """``value`` delayed by ``cycles`` registers (``cycles`` >= 0) in ``m``'s sync domain."""
-    return delay_line(m, value, cycles, name)[-1]
+def delayed(m: Module, value, cycles: int, name: str, *, reset_less: bool = False):
+    """``value`` delayed by ``cycles`` registers (``cycles`` >= 0) in ``m``'s sync domain
+    (``reset_less``: as :func:`delay_line`)."""
+    return delay_line(m, value, cycles, name, reset_less=reset_less)[-1]
 
 
 def table_write_signature(table: Table) -> memory.WritePort.Signature:

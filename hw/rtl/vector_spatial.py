@@ -64,8 +64,8 @@ from ..numerics import INT8_MAX, INT8_MIN
 from ..timing import vec_row_cycles
 from .axis_counter import AxisCounter
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
-from .elementwise_lane import ElementwiseLane, drive_stage
-from .kernel_unit import KernelUnit, delayed, plan
+from .elementwise_lane import ElementwiseLane, drive_params, stage_params
+from .kernel_unit import KernelUnit, delay_line, delayed, plan
 from .operator_backend import range_shape
 from .vector_descriptor import DESCRIPTOR, OPERAND, field_slots
 from .vector_row_lane import LANE_READS
@@ -92,6 +92,19 @@ ELEMENT_PLAN = plan(ops.resize_element_kernel, _ELEMENT_INPUTS, outputs=("y", "s
 AVERAGE_PLAN = plan(ops.average_kernel, _AVERAGE_INPUTS)
 #: Window positions along an axis a pooling walks at most (``hw.vector.pool_taps``), and its bits.
 _TAPS_BITS = ops.POOL_COUNT_BITS
+#: A pooling's window count's reciprocal (``hw.operators.recip_kernel``): the walker computes it
+#: once a pixel, and each lane divides its channels' sums by it (``average_by_reciprocal_kernel``).
+RECIP_PLAN = plan(ops.recip_kernel, {"v": _COUNT}, consts={"width": ops.POOL_COUNT_BITS}, outputs=("r", "k"))
+_BY_RECIP_INPUTS = {**_AVERAGE_INPUTS, "r": RECIP_PLAN.range("r"), "k": RECIP_PLAN.range("k")}
+BY_RECIP_PLAN = plan(ops.average_by_reciprocal_kernel, _BY_RECIP_INPUTS)
+#: A lane's sum waits for its pixel's reciprocal (which lags the pixel by the reciprocal's pipeline,
+#: the sum by the read); the quotient then waits out the rest of ``average_kernel``'s latency, so
+#: that the pooling's cycles (:func:`kernel_latency`) are average_kernel's.
+_RECIP_WAIT = RECIP_PLAN.latency - DRAM_READ_LATENCY
+_AVERAGE_PAD = AVERAGE_PLAN.latency - _RECIP_WAIT - BY_RECIP_PLAN.latency
+assert _RECIP_WAIT >= 0 and _AVERAGE_PAD >= 0, (RECIP_PLAN, BY_RECIP_PLAN, AVERAGE_PLAN)
+#: The longer of the two paths of the spatial stage (:func:`kernel_latency`).
+_KERNEL_MAX = max(AVERAGE_PLAN.latency, ELEMENT_PLAN.latency)
 #: The walker feeds the axis kernel the position it steps to: its result is one cycle later.
 assert AXIS_PLAN.latency == 1, AXIS_PLAN
 #: What the walker hands a lane: the four source addresses, the weights, the output pixel.
@@ -126,7 +139,7 @@ def kernel_latency(stage: vec.Stage) -> int:
 def chain_stage_latency() -> int:
     """Cycles an element spends in each stage of a chain after the spatial stage: the element-wise
     slot's (``ElementwiseLane.latency``)."""
-    slot = ElementwiseLane()
+    slot = ElementwiseLane(ops=vec.SPATIAL_CHAIN_OPS)
     Fragment.get(slot, None)        # built for its latency: elaborated so that it is not reported unused
     return slot.latency
 
@@ -254,10 +267,13 @@ class _Pass:
                       for i in range(1, vec.MAX_STAGES)]
         live = [i < d.header.n_stages for i in range(1, vec.MAX_STAGES)]
         chain_ops = [d.stages[i].copy for i in range(1, vec.MAX_STAGES)]
-        #: whether each chain stage reads its second operand, writes its result; the live ones
-        self.chain_reads = [on & ((st.op == VecOp.ADD) | (st.op == VecOp.MUL)) & (st.src2 != vec.NONE)
-                            for on, st in zip(live, chain_ops)]
-        self.chain_writes = [on & (st.out != vec.NONE) for on, st in zip(live, chain_ops)]
+        #: whether each chain stage reads its second operand, writes its result (the live ones), and
+        #: its slot's operation and parameters: decoded once a pass for every lane
+        self.chain_reads = [Signal(name=f"chain{i}_reads") for i in range(1, vec.MAX_STAGES)]
+        self.chain_writes = [Signal(name=f"chain{i}_writes") for i in range(1, vec.MAX_STAGES)]
+        decoded = [stage_params(d.stages[i]) for i in range(1, vec.MAX_STAGES)]
+        self.chain_params = [{k: Signal(Value.cast(v).shape(), name=f"chain{i + 1}_{k}") for k, v in p.items()}
+                             for i, p in enumerate(decoded)]
         self.chain_length = sum(live)
         head = stage.copy
         argmax, pool = head.op == VecOp.RESIZE_ARGMAX, head.op == VecOp.POOL
@@ -272,6 +288,11 @@ class _Pass:
                          self.h.eq(d.header.h), self.w.eq(d.header.w)]
             for (second, written), st in zip(self.chain, chain_ops):
                 m.d.sync += [second.eq(d.operands[st.src2[:3]]), written.eq(d.operands[st.out[:3]])]
+            for on, st, reads, writes, params, values in zip(live, chain_ops, self.chain_reads, self.chain_writes,
+                                                             self.chain_params, decoded):
+                m.d.sync += [reads.eq(on & ((st.op == VecOp.ADD) | (st.op == VecOp.MUL)) & (st.src2 != vec.NONE)),
+                             writes.eq(on & (st.out != vec.NONE)),
+                             *(params[k].eq(v) for k, v in values.items())]
             m.d.sync += [self.taps[a].eq(Mux(pool, vec.pool_taps(self.stage, a), 1)) for a in "yx"]
             m.d.sync += self.split.eq(Mux(pool, stage.pool.split, 0))
             for k, reg in self.dda.items():
@@ -312,6 +333,10 @@ class _Walker:
         self._dda()
         self._pool_windows()
         self._chain_operands()
+        self.recip = KernelUnit(ops.recip_kernel, {"v": _COUNT}, consts={"width": ops.POOL_COUNT_BITS},
+                                outputs=("r", "k"), name="pixel_recip")
+        m.submodules.pixel_recip = self.recip
+        m.d.comb += [self.recip.v.eq(self.pixel.count), self.recip.in_valid.eq(1)]
 
     def _counters(self, name: str, operand) -> tuple:
         """An operand's (y, x) ``AxisCounter``s, stepped with the output raster."""
@@ -435,7 +460,9 @@ class _Lane:
 
     def __init__(self, m: Module, l: int, pas: _Pass, walker: _Walker):
         self.m, self.l, self.pas, self.walker = m, l, pas, walker
-        self.cur, self.nxt = Signal(PIXEL, name=f"lane{l}_pixel"), Signal(PIXEL, name=f"lane{l}_next")
+        # loaded before they are read (``begin``, ``take``): no reset
+        self.cur, self.nxt = Signal(PIXEL, name=f"lane{l}_pixel", reset_less=True), \
+            Signal(PIXEL, name=f"lane{l}_next", reset_less=True)
         reads, writes = CORNERS + CHAIN_SLOTS, 1 + CHAIN_SLOTS
         self.rd_en = [Signal(name=f"lane{l}_rd_en{k}") for k in range(reads)]
         self.rd_addr = [Signal(ADDR_BITS, name=f"lane{l}_rd_addr{k}") for k in range(reads)]
@@ -453,19 +480,37 @@ class _Lane:
         with m.If(begin):
             m.d.sync += self.cur.eq(Mux(take, pixel.as_value(), self.nxt.as_value()))
 
+    def take_reciprocal(self, take, begin, recip) -> None:
+        """The walker's reciprocal of its pixel's window count (``recip``, ``RECIP_PLAN.latency``
+        cycles behind the pixel), taken as :meth:`take` takes the pixel, with ``take`` and ``begin``
+        as late: ``self.recip`` is ``cur``'s that many cycles ago."""
+        m, value = self.m, Cat(recip.r, recip.k)
+        nxt = Signal.like(value, name=f"lane{self.l}_recip_next", reset_less=True)
+        self.recip = Signal.like(value, name=f"lane{self.l}_recip", reset_less=True)
+        self.recip_r, self.recip_k = self.recip[:len(recip.r)], self.recip[len(recip.r):]
+        with m.If(take):
+            m.d.sync += nxt.eq(value)
+        with m.If(begin):
+            m.d.sync += self.recip.eq(Mux(take, value, nxt))
+
     def run(self, seq: "_Sequencer") -> None:
         """Issue channel ``j`` of the pixel: four reads (a resize), or the window tap ``seq.ty,
         seq.tx`` (a pooling); a read later the kernel; its result written (or folded into the
         argmax) ``kernel_latency`` cycles after that."""
         m, l, cur, pas = self.m, self.l, self.cur, self.pas
-        issue = seq.issue & cur.valid
-        tap_ok = (seq.ty < cur.taps_y) & (seq.tx < cur.taps_x)
+        # computed once for the lane's reads, writes and chain (Amaranth emits an expression
+        # again wherever it is used)
+        self.issue, self.chan, self.chan_in_src = Signal(name=f"lane{l}_issue"), \
+            Signal.like(cur.chan0 + seq.j, name=f"lane{l}_chan"), Signal(name=f"lane{l}_chan_in_src")
+        issue, tap_ok = self.issue, Signal(name=f"lane{l}_tap_in")
+        m.d.comb += [issue.eq(seq.issue & cur.valid), self.chan.eq(cur.chan0 + seq.j),
+                     self.chan_in_src.eq(self.chan < pas.src.c),
+                     tap_ok.eq((seq.ty < cur.taps_y) & (seq.tx < cur.taps_x))]
         # a pixel's last row of channels may run past the source's c (2**split rows of a chunk):
         # read none of them, as the functional model (and pass_extents) reads none
-        chan_ok = ~pas.window | (cur.chan0 + seq.j < pas.src.c)
-        m.d.comb += self.rd_en[0].eq(issue & tap_ok & chan_ok)
+        m.d.comb += self.rd_en[0].eq(issue & tap_ok & (~pas.window | self.chan_in_src))
         m.d.comb += [en.eq(issue & ~pas.window) for en in self.rd_en[1:CORNERS]]
-        m.d.comb += self.rd_addr[0].eq(cur.src[0] + seq.tap_offset + cur.chan0 + seq.j)
+        m.d.comb += self.rd_addr[0].eq(cur.src[0] + seq.tap_offset + self.chan)
         m.d.comb += [self.rd_addr[k].eq(cur.src[k] + seq.j) for k in range(1, CORNERS)]
         kernel = KernelUnit(ops.resize_element_kernel, _ELEMENT_INPUTS, outputs=("y", "s"), name=f"lane{l}_resize")
         m.submodules[f"lane{l}_resize"] = kernel
@@ -473,77 +518,93 @@ class _Lane:
         r = DRAM_READ_LATENCY
         m.d.comb += [kernel.a00.eq(data_[0:8].as_signed()), kernel.a01.eq(data_[8:16].as_signed()),
                      kernel.a10.eq(data_[16:24].as_signed()), kernel.a11.eq(data_[24:32].as_signed()),
-                     kernel.wy.eq(delayed(m, cur.wy, r, f"lane{l}_wy")),
-                     kernel.wx.eq(delayed(m, cur.wx, r, f"lane{l}_wx"))]
-        # what the element's write needs, carried along with it to the kernel's result
-        wants = Mux(pas.argmax, seq.last, seq.j < pas.out.c)
-        write = Cat(issue & cur.out_ok & wants, Mux(pas.argmax, cur.out, cur.out + seq.j))
-        write = delayed(m, write, r + ELEMENT_PLAN.latency, f"lane{l}_write")
+                     kernel.wy.eq(delayed(m, cur.wy, r, f"lane{l}_wy", reset_less=True)),
+                     kernel.wx.eq(delayed(m, cur.wx, r, f"lane{l}_wx", reset_less=True))]
         best = Signal(range_shape(*ELEMENT_PLAN.range("s")), name=f"lane{l}_best")
         best_i = Signal.like(seq.j, name=f"lane{l}_best_i")
-        first, last, j = seq.out_first, seq.out_last, seq.out_j
-        fold = ops.argmax_kernel(best, best_i, kernel.s, j, _COMBINATIONAL)
-        new_best, new_i = Mux(first, kernel.s, fold[0]), Mux(first, 0, fold[1])
+        fold = ops.argmax_kernel(best, best_i, kernel.s, seq.out_j, _COMBINATIONAL)
+        new_best, new_i = Mux(seq.out_first, kernel.s, fold[0]), Mux(seq.out_first, 0, fold[1])
         with m.If(seq.out_valid):
             m.d.sync += [best.eq(new_best), best_i.eq(new_i)]
-        pool_write, pool_y = self._pool(seq, issue, tap_ok, data_[0:8].as_signed())
-        m.d.comb += [self.wr_en[0].eq(Mux(pas.window, pool_write[0], write[0])),
-                     self.wr_addr[0].eq(Mux(pas.window, pool_write[1:], write[1:])),
+        pool_y = self._pool(seq, tap_ok, data_[0:8].as_signed())
+        # the spatial stage's write (a pooling's with its window's last tap, a resize's for channels
+        # of the written operand, the class map's with the last channel), carried to the result
+        wants = Mux(pas.window, seq.tap_last & (self.chan < pas.out.c) & self.chan_in_src, seq.resize_wants)
+        en, addr = self._after(issue & cur.out_ok & wants, r, f"lane{l}_write"), \
+            self._after(Mux(pas.argmax, cur.out, cur.out + self.chan)[:ADDR_BITS], r, f"lane{l}_write_addr",
+                        data=True)
+        m.d.comb += [self.wr_en[0].eq(en), self.wr_addr[0].eq(addr),
                      self.wr_data[0].eq(Mux(pas.window, pool_y, Mux(pas.argmax, new_i[:8], kernel.y[:8])))]
-        self._chain(seq, issue, Mux(pas.window, pool_y, kernel.y[:8]).as_signed(), data_)
+        self._chain(seq, Mux(pas.window, pool_y, kernel.y[:8]).as_signed(), data_)
 
-    def _after_kernel(self, value, cycles: int, name: str):
+    def _after(self, value, cycles: int, name: str, *, data: bool = False):
         """``value`` delayed by the spatial stage's kernel (:func:`kernel_latency`: the window path's
-        or the interpolation's) and ``cycles`` more."""
-        m, window = self.m, self.pas.window
-        return Mux(window, delayed(m, value, AVERAGE_PLAN.latency + cycles, f"{name}_window"),
-                   delayed(m, value, ELEMENT_PLAN.latency + cycles, f"{name}_bilinear"))
+        or the interpolation's, as the pass is) and ``cycles`` more: one delay line, tapped at both
+        (:meth:`_line`); ``data`` (qualified by a valid) needs no reset and no clearing."""
+        return self._tap(self._line(value, _KERNEL_MAX + cycles, name, data=data), cycles)
 
-    def _chain(self, seq: "_Sequencer", issue, y, data_) -> None:
+    def _line(self, value, cycles: int, name: str, *, data: bool = False) -> list:
+        """A delay line tapped at both kernels' latencies.  A pass drains at its own tap, so what a
+        bilinear pass leaves behind it would leave the window tap in the next pass: a valid line is
+        emptied when a pass is latched (``select``)."""
+        if data:
+            return delay_line(self.m, value, cycles, name, reset_less=True)
+        return delay_line(self.m, value, cycles, name, clear=self.pas.select)
+
+    def _tap(self, line: list, cycles: int):
+        """The tap of delay line ``line`` (:func:`delay_line`) ``cycles`` after the spatial stage's kernel."""
+        return Mux(self.pas.window, line[AVERAGE_PLAN.latency + cycles], line[ELEMENT_PLAN.latency + cycles])
+
+    def _chain(self, seq: "_Sequencer", y, data_) -> None:
         """The stages after the spatial one on its result ``y`` (``hw.vector.SPATIAL_CHAIN_OPS``), a
         channel's element at a time: an ``ElementwiseLane`` each, its second operand read with the
         element's last tap (on read lane ``CORNERS + i``) and held to the stage's input, its result
         written on write lane ``1 + i``."""
         m, l, cur, pas, r = self.m, self.l, self.cur, self.pas, DRAM_READ_LATENCY
-        lat = chain_stage_latency()
-        chan = cur.chan0 + seq.j
-        element = issue & seq.tap_last & (chan < pas.src.c)
+        lat, chan = chain_stage_latency(), self.chan
+        element = Signal(name=f"lane{l}_element")
+        m.d.comb += element.eq(self.issue & seq.tap_last & self.chan_in_src)
         for i, (second, written) in enumerate(pas.chain):
-            slot = ElementwiseLane()
-            m.submodules[f"lane{l}_chain{i + 1}"] = slot
+            name = f"lane{l}_chain{i + 1}"
+            slot = ElementwiseLane(ops=vec.SPATIAL_CHAIN_OPS)
+            m.submodules[name] = slot
             read = element & pas.chain_reads[i] & cur.second_ok[i] & (chan < second.c)
             m.d.comb += [self.rd_en[CORNERS + i].eq(read), self.rd_addr[CORNERS + i].eq(cur.second[i] + chan)]
-            b = Mux(delayed(m, read, r, f"lane{l}_chain{i + 1}_read"), data_[8 * (CORNERS + i):][:8], 0)
-            name = f"lane{l}_chain{i + 1}"
-            drive_stage(m, slot, pas.d.stages[i + 1], y, self._after_kernel(b, i * lat, f"{name}_b").as_signed(),
-                        self._after_kernel(element, r + i * lat, f"{name}_valid"))
-            write = Cat(element & pas.chain_writes[i] & cur.written_ok[i] & (chan < written.c), cur.written[i] + chan)
-            write = self._after_kernel(write, r + (i + 1) * lat, f"{name}_write")
-            m.d.comb += [self.wr_en[1 + i].eq(write[0]), self.wr_addr[1 + i].eq(write[1:]),
+            b = Mux(delayed(m, read, r, f"{name}_read"), data_[8 * (CORNERS + i):][:8], 0)
+            # no valid: the slot's y_valid is not read (each write carries its own enable)
+            b = self._after(b, i * lat, f"{name}_b", data=True).as_signed()
+            drive_params(m, slot, pas.chain_params[i], y, b, 0)
+            cycles = r + (i + 1) * lat
+            en = element & pas.chain_writes[i] & cur.written_ok[i] & (chan < written.c)
+            addr = (cur.written[i] + chan)[:ADDR_BITS]
+            m.d.comb += [self.wr_en[1 + i].eq(self._after(en, cycles, f"{name}_write")),
+                         self.wr_addr[1 + i].eq(self._after(addr, cycles, f"{name}_write_addr", data=True)),
                          self.wr_data[1 + i].eq(slot.y)]
             y = slot.y
 
-    def _pool(self, seq: "_Sequencer", issue, tap_ok, v) -> tuple:
+    def _pool(self, seq: "_Sequencer", tap_ok, v):
         """The pooling's fold over a channel's window taps as they arrive (``max_kernel`` from -128,
         or the sum), then ``average_kernel`` by the window's count; a maximum is delayed as long.
-        Returns (the write: enable and address, delayed to the result; the result)."""
+        Returns the result (its write is ``run``'s)."""
         m, l, cur, pas = self.m, self.l, self.cur, self.pas
         r, lat = DRAM_READ_LATENCY, AVERAGE_PLAN.latency
-        ok, first = delayed(m, tap_ok, r, f"lane{l}_tap_ok"), delayed(m, seq.tap_first, r, f"lane{l}_tap_first")
+        ok, first = delayed(m, tap_ok, r, f"lane{l}_tap_ok"), seq.arrive_first
         acc = Signal(range_shape(*_AVERAGE_INPUTS["total"]), name=f"lane{l}_pool_acc")
         fold_max = ops.max_kernel(Mux(first, INT8_MIN, acc), v, ok, _COMBINATIONAL)
         fold_sum = Mux(first, 0, acc) + Mux(ok, v, 0)
-        folded = Mux(pas.pool_max, fold_max, fold_sum)
+        folded = Signal.like(Mux(pas.pool_max, fold_max, fold_sum), name=f"lane{l}_pool_folded")
+        m.d.comb += folded.eq(Mux(pas.pool_max, fold_max, fold_sum))
         with m.If(seq.arrive_valid):
             m.d.sync += acc.eq(folded)
-        average = KernelUnit(ops.average_kernel, _AVERAGE_INPUTS, name=f"lane{l}_average")
+        # average_kernel, its reciprocal the walker's: the sum waits for it (take_reciprocal)
+        average = KernelUnit(ops.average_by_reciprocal_kernel, _BY_RECIP_INPUTS, name=f"lane{l}_average")
         m.submodules[f"lane{l}_average"] = average
-        m.d.comb += [average.total.eq(folded), average.count.eq(delayed(m, cur.count, r, f"lane{l}_count")),
-                     average.in_valid.eq(1)]
-        maximum = delayed(m, folded[:8], lat, f"lane{l}_max")
-        chan = cur.chan0 + seq.j
-        write = Cat(issue & cur.out_ok & seq.tap_last & (chan < pas.out.c) & (chan < pas.src.c), cur.out + chan)
-        return delayed(m, write, r + lat, f"lane{l}_pool_write"), Mux(pas.pool_max, maximum, average.y[:8])
+        wait = _RECIP_WAIT
+        m.d.comb += [average.total.eq(delayed(m, folded, wait, f"lane{l}_total", reset_less=True)),
+                     average.count.eq(delayed(m, cur.count, r + wait, f"lane{l}_count", reset_less=True)),
+                     average.r.eq(self.recip_r), average.k.eq(self.recip_k), average.in_valid.eq(1)]
+        maximum = delayed(m, folded[:8], lat, f"lane{l}_max", reset_less=True)
+        return Mux(pas.pool_max, maximum, delayed(m, average.y[:8], _AVERAGE_PAD, f"lane{l}_mean", reset_less=True))
 
 
 class _Sequencer:
@@ -562,20 +623,29 @@ class _Sequencer:
         self.drain = Signal(range(DRAM_READ_LATENCY + max(ELEMENT_PLAN.latency, AVERAGE_PLAN.latency)
                                   + CHAIN_SLOTS * chain_stage_latency() + 2))
         self._taps()
-        self.last = (self.j + 1 == pas.chunk) & self.tap_last
+        # what every lane uses, computed once (Amaranth emits an expression again wherever it is used)
+        self.last, self.out_first, self.resize_wants = \
+            Signal(name="spatial_last"), Signal(name="spatial_out_first"), Signal(name="spatial_resize_wants")
+        m.d.comb += self.last.eq((self.j + 1 == pas.chunk) & self.tap_last)
+        # a resize writes the channels of the written operand; the class map its index with the last
+        m.d.comb += self.resize_wants.eq(Mux(pas.argmax, self.last, self.j < pas.out.c))
         self.arrive_valid = delayed(m, self.issue, DRAM_READ_LATENCY, "spatial_arrive_valid")
+        self.arrive_first = delayed(m, self.tap_first, DRAM_READ_LATENCY, "spatial_arrive_first")
         # the element's position as it leaves the kernel
         lat = DRAM_READ_LATENCY + ELEMENT_PLAN.latency
         self.out_valid = delayed(m, self.issue, lat, "spatial_out_valid")
         self.out_j = delayed(m, self.j, lat, "spatial_out_j")
-        self.out_first = self.out_j == 0
-        self.out_last = delayed(m, self.last, lat, "spatial_out_last")
+        m.d.comb += self.out_first.eq(self.out_j == 0)
         walk_en = Signal()
         run_ends = ~self.running | (self.issue & self.last)
         walk_ends = ~walk_en | (self.wk == n - 1)
         begin = Signal()
+        lag = RECIP_PLAN.latency        # the walker's reciprocal lags its pixel by its pipeline
+        recip_take, recip_wk, recip_begin = (delayed(m, v, lag, f"recip_{n}")
+                                             for n, v in (("take", walk_en), ("wk", self.wk), ("begin", begin)))
         for l, lane in enumerate(lanes):
             lane.take(walk_en & (self.wk == l), begin)
+            lane.take_reciprocal(recip_take & (recip_wk == l), recip_begin, walker.recip)
         m.d.comb += walker.step.eq(walk_en)
         self._fsm(walk_en, begin, run_ends, walk_ends, n)
 
@@ -586,10 +656,11 @@ class _Sequencer:
         m, pas, s = self.m, self.pas, self.pas.src
         self.ty, self.tx = Signal(_TAPS_BITS, name="spatial_ty"), Signal(_TAPS_BITS, name="spatial_tx")
         row_off, col_off = Signal(signed(ADDR_BITS), name="tap_row_off"), Signal(signed(ADDR_BITS), name="tap_col_off")
-        self.tap_offset = row_off + col_off
-        self.tap_first = (self.ty == 0) & (self.tx == 0)
+        self.tap_offset = Signal(signed(ADDR_BITS + 1), name="tap_offset")
+        self.tap_first, self.tap_last = Signal(name="spatial_tap_first"), Signal(name="spatial_tap_last")
         end_x = self.tx + 1 == pas.taps["x"]
-        self.tap_last = end_x & (self.ty + 1 == pas.taps["y"])
+        m.d.comb += [self.tap_offset.eq(row_off + col_off), self.tap_first.eq((self.ty == 0) & (self.tx == 0)),
+                     self.tap_last.eq(end_x & (self.ty + 1 == pas.taps["y"]))]
         self.tap_restart = Signal()
         with m.If(self.tap_restart):
             m.d.sync += [self.ty.eq(0), self.tx.eq(0), row_off.eq(0), col_off.eq(0)]
