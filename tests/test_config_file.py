@@ -140,3 +140,11 @@ def test_buffers_as_deep_as_the_isa_addresses_map():
     map_layer(Conv2d("c", "encoder", 64, 64, 64, 64, kernel=3, padding=1), deepest)
     with pytest.raises(ValueError, match="input_buf_bytes must be at most"):
         small.replace(input_buf_bytes=(rows + 1) * small.c0)
+
+
+def test_a_binary_file_as_config_says_what_an_accelerator_file_is(tmp_path):
+    path = tmp_path / "model.onnx"          # the network given where the accelerator goes
+    path.write_bytes(b"\x08\x08\x12\x07vitaccel\xff\xfe")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert "not a text file" in str(info.value) and "TOML" in str(info.value) and "make config" in str(info.value)
