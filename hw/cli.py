@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
 __all__ = ["OneLineParser", "UsageError", "OutputError", "StagedDir", "atomic_write", "atomic_write_bytes",
-           "atomic_write_json", "fail", "file_tag", "name_token", "run_main", "seed", "short_hash"]
+           "atomic_write_json", "fail", "file_tag", "name_token", "output_file", "run_main", "seed", "short_hash"]
 
 
 class UsageError(Exception):
@@ -123,6 +123,15 @@ def file_tag(path: Union[str, Path], what: str) -> str:
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror}") from None
     return f"{what}-{name_token(Path(path).stem)}-{short_hash(data)}"
+
+
+def output_file(out: Union[str, Path], name: str) -> Path:
+    """Where a tool that writes one file puts it: ``out/name`` for a folder ``out``, or ``out``
+    itself when it is a file name with ``name``'s suffix (``--out my.onnx``) and no folder,
+    as a user who names the file means it (not a folder called ``my.onnx``)."""
+    out = Path(out)
+    suffix = Path(name).suffix.lower()
+    return out if suffix and out.suffix.lower() == suffix and not out.is_dir() else out / name
 
 
 def join_name(parts: Iterable[str], limit: int = 120) -> str:

@@ -24,8 +24,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .isa import FIELD_BITS, Op
+
 __all__ = ["AcceleratorConfig", "PRESETS", "get_config", "SUPPORTED_VECTOR_WIDTHS", "CLOCK_GHZ_RANGE", "FIELD_MAX",
-           "UnknownFieldError"]
+           "ADDRESSED_BY", "UnknownFieldError"]
 
 #: K0 and C0 the RTL generator can build: powers of two, so that lane and row
 #: addresses are plain bit slices.
@@ -43,9 +45,21 @@ CLOCK_GHZ_RANGE = (0.01, 20.0)
 #: (``sim.simulator.IDEAL_MEMORY`` uses 64 KiB), a million cycles of latency a millisecond,
 #: and the ISA's byte addresses (32 bits) reach 4 GiB of global buffer.
 FIELD_MAX = {"dram_bytes_per_cycle": 1 << 20, "gb_bus_bytes_per_cycle": 1 << 20, "dram_latency": 1 << 20,
-             "global_buf_bytes": 1 << 32, "dram_mib": 4096,
-             # the STORE's 12-bit accumulator and parameter addresses
-             "accum_depth": 4096, "param_depth": 4096}
+             "global_buf_bytes": 1 << 32, "dram_mib": 4096}
+#: The instruction fields that address each per-PE buffer (``hw.isa.FIELDS``), in rows or
+#: entries: a buffer deeper than the narrowest of them reaches could never be used, and the
+#: mapper would fail on an address that does not fit (``ADDRESSED_BY[depth]``, ``addressable``).
+ADDRESSED_BY = {"weight_rows": ((Op.LOAD_WGT, "dst_addr"), (Op.GEMM, "wgt_addr")),
+                "input_rows": ((Op.LOAD_INP, "dst_addr"), (Op.GEMM, "inp_addr")),
+                "accum_depth": ((Op.GEMM, "acc_addr"), (Op.STORE, "acc_addr")),
+                "param_depth": ((Op.LOAD_PARAM, "dst_addr"), (Op.STORE, "param_addr"))}
+
+
+def addressable(depth: str) -> tuple[int, str]:
+    """The most rows (entries) of the buffer ``depth`` (a key of ``ADDRESSED_BY``) that its
+    instructions' address fields reach, and the narrowest field, ``"STORE.acc_addr"``."""
+    op, name = min(ADDRESSED_BY[depth], key=lambda f: FIELD_BITS[f[0]][f[1]])
+    return 1 << FIELD_BITS[op][name], f"{op.name}.{name}"
 
 
 class UnknownFieldError(KeyError):
@@ -160,6 +174,18 @@ class AcceleratorConfig:
         for field in ("weight_rows", "input_rows", "accum_depth"):
             if getattr(self, field) < 4:
                 raise ValueError(f"{field} = {getattr(self, field)} is too small to hold any tile (need >= 4)")
+        self._check_addressable()
+
+    def _check_addressable(self) -> None:
+        """ValueError naming the field whose buffer is deeper than the ISA addresses (``ADDRESSED_BY``)."""
+        row_units = {"weight_rows": ("weight_buf_bytes", self.k0 * self.c0, "rows of K0 x C0 bytes"),
+                     "input_rows": ("input_buf_bytes", self.c0, "rows of C0 bytes"),
+                     "accum_depth": ("accum_depth", 1, "entries"), "param_depth": ("param_depth", 1, "entries")}
+        for depth, (field, unit, what) in row_units.items():
+            limit, where = addressable(depth)
+            if getattr(self, depth) > limit:
+                raise ValueError(f"{field} must be at most {limit * unit} ({limit} {what}, as many as {where} "
+                                 f"addresses), not {getattr(self, field)!r}")
 
     # ---- derived quantities -------------------------------------------------
     @property

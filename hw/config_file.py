@@ -99,7 +99,8 @@ def _load_file(path: Path) -> AcceleratorConfig:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the accelerator file: {e.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file") from None
+        raise ConfigError(f"{path}: not a text file; an accelerator file is TOML text (make config CFG=E "
+                          f"OUT=accel.toml writes one to start from)") from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

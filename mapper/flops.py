@@ -4,7 +4,8 @@ Prints a per-layer table (name, kind, part, shape, MACs, share) and the totals:
 shares of convolutions (all ``conv2d`` layers), linear layers and attention
 matmuls, shares per part, and the five largest layers.  Writes
 ``<out>/<model>[_<variant>][_<H>x<W>].json`` (default ``build/flops``; the variant
-is left out for the full model, the size unless ``--size`` is given) with the keys ``model``, ``variant``,
+is left out for the full model, the size unless ``--size`` is given; or ``--out`` itself when it
+names a ``.json`` file) with the keys ``model``, ``variant``,
 ``input`` ([H, W, C]), ``total_macs``, ``shares`` (``{"kind": {...}, "part":
 {...}}``, fractions of ``total_macs``), ``largest`` (names of the five largest
 layers) and ``layers`` (``name``, ``kind``, ``part``, ``shape``, ``macs`` each).
@@ -24,7 +25,7 @@ import argparse
 import re
 from pathlib import Path
 
-from hw.cli import OneLineParser, UsageError, atomic_write_json, fail, join_name, name_token, run_main
+from hw.cli import OneLineParser, UsageError, atomic_write_json, fail, join_name, name_token, output_file, run_main
 from .ir import MAC_KINDS, PARTS, Model
 from .workloads import MODEL_NAMES, build_model, check_model
 
@@ -159,7 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")
-    p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output directory (default {DEFAULT_OUT})")
+    p.add_argument("--out", default=str(DEFAULT_OUT),
+                   help=f"output directory (default {DEFAULT_OUT}), or the file: --out my.json")
     p.add_argument("--json-only", action="store_true", help="write the JSON, print only its path")
     return p
 
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         size = parse_size(args.size) if args.size is not None else None
         model = build_model_or_usage_error(args.model, args.variant, size)
         doc = analyse(model)
-        path = write_json(doc, Path(args.out) / f"{model_tag(model, size is not None)}.json")
+        path = write_json(doc, output_file(args.out, f"{model_tag(model, size is not None)}.json"))
     except UsageError as e:
         return fail(parser.prog, e)
     if not args.json_only:

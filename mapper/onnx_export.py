@@ -17,7 +17,7 @@ aggregation (``b_layout="opaque"``, no element semantics in the IR).  They are w
 reads and onnxruntime cannot run.
 
 The command writes ``<out>/<model>[_<variant>][_<H>x<W>][_seed<n>].onnx`` (default ``build/onnx``; the seed
-only when it is not 0),
+only when it is not 0), or ``--out`` itself when it names a ``.onnx`` file (``hw.cli.output_file``),
 weights from ``mapper.weights.init_weights`` with ``--seed`` (default 0), to a temporary name
 renamed into place; bad input is one line on stderr and exit status 2, nothing written.
 """
@@ -401,12 +401,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the weights (mapper.weights.init_weights; default 0)")
-    p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output directory (default {DEFAULT_OUT})")
+    p.add_argument("--out", default=str(DEFAULT_OUT),
+                   help=f"output directory (default {DEFAULT_OUT}), or the file: --out my.onnx")
     return p
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from hw.cli import UsageError, atomic_write_bytes, fail
+    from hw.cli import UsageError, atomic_write_bytes, fail, output_file
 
     from .flops import build_model_or_usage_error, model_tag, parse_size
     from .weights import init_weights
@@ -421,7 +422,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         size = parse_size(args.size) if args.size is not None else None
         model = build_model_or_usage_error(args.model, args.variant, size)
         seed = args.seed
-        path = Path(args.out) / f"{model_tag(model, size is not None)}{f'_seed{seed}' if seed else ''}.onnx"
+        path = output_file(args.out, f"{model_tag(model, size is not None)}{f'_seed{seed}' if seed else ''}.onnx")
         proto = export_onnx(model, init_weights(model, seed),
                             metadata={"vitaccel.model": model.name, "vitaccel.variant": model.variant,
                                       "vitaccel.seed": str(seed)})

@@ -49,6 +49,14 @@ def test_base_aliases_and_default_name(tmp_path):
     ('base = "E"\nweight_kib = 64\nweight_buf_bytes = 65536\n', ["'weight_buf_bytes' sets weight_buf_bytes",
                                                                 "'weight_kib'"]),
     ('num_pe = [\n', ["not valid TOML"]),
+    # buffers deeper than the ISA's address fields reach: refused here, not by the mapper (or the RTL
+    # generator, which took 11 GB of memory on a 1 GiB weight buffer) later
+    ('base = "E"\nk0c0 = 64\nweight_kib = 1048576\n', ["weight_buf_bytes must be at most 268435456",
+                                                       "LOAD_WGT.dst_addr", "not 1073741824"]),
+    ('base = "E"\ninput_kib = 65536\n', ["input_buf_bytes must be at most 2097152", "65536 rows of C0 bytes",
+                                         "not 67108864"]),
+    ('base = "E"\naccum_depth = 8192\n', ["accum_depth must be at most 4096", "STORE.acc_addr"]),
+    ('base = "E"\nparam_depth = 8192\n', ["param_depth must be at most 4096", "STORE.param_addr"]),
 ])
 def test_bad_files_are_one_line_naming_the_key(tmp_path, text, needles):
     path = tmp_path / "bad.toml"
@@ -117,3 +125,26 @@ def test_verilog_from_a_file(tmp_path):
     assert r.returncode == 0, r.stderr
     folder = tmp_path / "build" / "verilog" / config_label(load_config(str(path)))
     assert json.loads((folder / "config.json").read_text())["config"]["num_pe"] == 3
+
+
+def test_buffers_as_deep_as_the_isa_addresses_map():
+    """The deepest input buffer the configuration takes is one the mapper can address (and one
+    row more is refused): the limit is the ISA's, not a guess."""
+    from hw.config import addressable
+    from mapper.ir import Conv2d
+    from mapper.lower import map_layer
+
+    rows, _ = addressable("input_rows")
+    small = get_config("small")
+    deepest = small.replace(input_buf_bytes=rows * small.c0)
+    map_layer(Conv2d("c", "encoder", 64, 64, 64, 64, kernel=3, padding=1), deepest)
+    with pytest.raises(ValueError, match="input_buf_bytes must be at most"):
+        small.replace(input_buf_bytes=(rows + 1) * small.c0)
+
+
+def test_a_binary_file_as_config_says_what_an_accelerator_file_is(tmp_path):
+    path = tmp_path / "model.onnx"          # the network given where the accelerator goes
+    path.write_bytes(b"\x08\x08\x12\x07vitaccel\xff\xfe")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert "not a text file" in str(info.value) and "TOML" in str(info.value) and "make config" in str(info.value)

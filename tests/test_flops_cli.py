@@ -62,3 +62,20 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, needle, choice):
     assert len(lines) == 1 and needle in lines[0] and choice in lines[0]
     assert not (tmp_path / "build").exists()
     assert r.stdout == ""
+
+
+@pytest.mark.parametrize("tool, out, written", [
+    # a file name with the tool's suffix is the file (not a folder called my.json holding the file)
+    ("mapper.flops", "my.json", "my.json"),
+    ("mapper.onnx_export", "sub/my.ONNX", "sub/my.ONNX"),
+    # a folder, existing or not, gets the file named by the run
+    ("mapper.flops", "res", "res/segformer_b0_32x32.json"),
+    ("mapper.onnx_export", "res.d", "res.d/segformer_b0_32x32.onnx"),
+])
+def test_out_names_the_file_or_its_folder(tmp_path, tool, out, written):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-m", tool, "--model", "segformer_b0", "--size", "32x32", "--out", out],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {written}" in r.stdout, r.stdout
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [written]
