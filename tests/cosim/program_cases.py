@@ -33,8 +33,8 @@ from mapper.program import Program, build_program
 
 from cosim.runner import BUILD_ROOT
 
-__all__ = ["OWN_NETWORKS", "WHOLE_NETWORKS", "BuiltProgram", "build_case", "built_programs", "save_built", "load_built", "ExpectedProgram",
-           "expected_program", "program_length", "program_name",
+__all__ = ["OWN_NETWORKS", "WHOLE_NETWORKS", "BuiltProgram", "build_case", "built_programs", "save_built",
+           "load_built", "ExpectedProgram", "expected_program", "program_length", "program_name",
            "program_prefix", "unsupported_steps"]
 
 
@@ -57,12 +57,12 @@ def mac_cnn(size: int) -> Model:
 OWN_NETWORKS = {"mac_cnn": mac_cnn}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make
-#: bench`` (issue 13), by configuration, the longest first: SegFormer-B0 and ResNet-50 (its max pool and global average
-#: on the spatial unit), and Swin-T reduced to one block a stage (variant ``blocks=1-1-1-1``) at
-#: 32x32, the smallest input its four stages take: its UPerNet head's pyramid pooling averages the
-#: 1x1 top level to 1, 2, 3 and 6 bins (adaptive windows), its top-down path fuses each resize with
-#: its add (RESIZE->ADD, the spatial unit's chain), and its 187,286 instructions take a wrapper of
-#: 2**18 words (``imem_words_for``).
+#: bench`` (issue 13), by configuration, the longest first: Swin-T reduced to one block a stage
+#: (variant ``blocks=1-1-1-1``) at 32x32, the smallest input its four stages take (its UPerNet
+#: head's pyramid pooling averages the 1x1 top level to 1, 2, 3 and 6 bins, adaptive windows; its
+#: top-down path fuses each resize with its add, RESIZE->ADD, the spatial unit's chain; its 187,286
+#: instructions are the most the wrapper's default ``IMEM_WORDS`` holds), ResNet-50 (its max pool
+#: and global average on the spatial unit) and SegFormer-B0.
 WHOLE_NETWORKS = {
     "small": ({"model": "swin_tiny", "size": 32, "variant": "blocks=1-1-1-1"},
               {"model": "resnet50", "size": 32}, {"model": "segformer_b0", "size": 64}),
