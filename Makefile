@@ -40,7 +40,7 @@ JOBS      ?=
 # execution paths for make paths, separated by ';' (quoted here, so the shell leaves the ';' alone)
 PATHS     ?=
 
-.PHONY: help venv flops sim run paths rdd sweep onnx config test regress cosim cosim-e cosim-bench bench verilog verilog-bench synth clean
+.PHONY: help venv flops sim run paths rdd sweep onnx config test regress zoo-sweep cosim cosim-e cosim-bench bench verilog verilog-bench synth clean
 
 help:
 	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [SIZE=HxW] [CHECK=1]   simulate a network"
@@ -55,7 +55,8 @@ help:
 	@echo "    MODEL may be a .onnx file and CFG a .toml file wherever they are taken (docs/onnx.md, docs/config.md)"
 	@echo "    each writes a folder named by its inputs under build/, or OUT=dir; FORMAT=png|pdf|svg for plots"
 	@echo "make test                                                      the test suite (CI), without slow tests"
-	@echo "make regress                                                   the whole suite, slow tests included"
+	@echo "make regress                                                   the whole suite, slow tests included (the hardware regression)"
+	@echo "make zoo-sweep                                                 every zoo model mapped on every preset (about 30 CPU minutes)"
 	@echo "make cosim [WAVES=1]                                           Verilator/cocotb cosimulation tests, slow ones included"
 	@echo "make cosim-e                                                   configuration E's Accelerator in Verilator on representative layers"
 	@echo "make cosim-bench                                               Verilator build time and cycles/s -> build/bench/cosim.json"
@@ -104,7 +105,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(XDIST) -m "not slow" tests $(ARGS)
 
 regress: $(STAMP)
-	$(PY) -m pytest -q $(XDIST) tests $(ARGS)
+	$(PY) -m pytest -q $(XDIST) -m "not zoo_sweep" tests $(ARGS)
+
+zoo-sweep: $(STAMP)
+	$(PY) -m pytest -q $(XDIST) "tests/test_encode_all.py::test_every_zoo_stream_encodes" $(ARGS)
 
 cosim: $(STAMP)
 	$(PY) -m pytest -q $(XDIST) tests/cosim $(ARGS)

@@ -3,9 +3,10 @@ and whole-network programs (VEC passes included), survive encode -> decode uncha
 the same from their words as from the mapper's instructions.
 
 The fast tests cover the cases that once overflowed a field: the 64-PE presets (``pe_step``),
-kernels and strides of 16, outputs beyond 4095 rows.  ``make regress`` runs every zoo model on
+kernels and strides of 16, outputs beyond 4095 rows.  The matrix maps every zoo model on
 every preset A to M at its default size, and on the test presets at 64x64 (their small buffers
-make full-size maps slow, not different).
+make full-size maps slow, not different); ``make regress`` a cover of that matrix
+(``REGRESS_COVER_*``: every model and every preset at least once), ``make zoo-sweep`` all of it.
 """
 
 from __future__ import annotations
@@ -71,9 +72,21 @@ def test_whole_network_program_encodes_and_times_the_same(model_name):
     assert timed.total_cycles == schedule(program.stream, cfg).total_cycles
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("cfg_name", PAPER_PRESETS + TEST_PRESETS)
-@pytest.mark.parametrize("model_name", [m for m in MODEL_NAMES if m not in UNMAPPABLE])
+#: The cases of the matrix ``make regress`` runs: every model on E and on small, every preset on
+#: SegFormer-B2.  ``make zoo-sweep`` runs them all (about 30 CPU minutes).
+REGRESS_COVER_PRESETS = ("E", "small")
+REGRESS_COVER_MODEL = "segformer_b2"
+
+
+def _zoo_matrix():
+    for model_name in (m for m in MODEL_NAMES if m not in UNMAPPABLE):
+        for cfg_name in PAPER_PRESETS + TEST_PRESETS:
+            covered = cfg_name in REGRESS_COVER_PRESETS or model_name == REGRESS_COVER_MODEL
+            marks = [pytest.mark.slow] + ([] if covered else [pytest.mark.zoo_sweep])
+            yield pytest.param(model_name, cfg_name, marks=marks, id=f"{model_name}-{cfg_name}")
+
+
+@pytest.mark.parametrize("model_name, cfg_name", _zoo_matrix())
 def test_every_zoo_stream_encodes(model_name, cfg_name):
     size = (64, 64) if cfg_name in TEST_PRESETS else None
     model = build_model(model_name, size=size)

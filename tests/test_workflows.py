@@ -82,9 +82,10 @@ def test_every_push_and_pull_request_runs_make_test():
     assert {".venv", "build/cosim"} <= cache_paths(workflow)
 
 
-def test_nightly_runs_the_regression_and_synthesis_of_small():
+def test_nightly_runs_the_regression_the_zoo_sweep_and_synthesis_of_small():
     workflow = load("nightly.yml")
     assert "schedule" in triggers(workflow)
     commands = run_commands(workflow)
     assert "make regress" in commands and "make synth CFG=small" in commands
+    assert "make zoo-sweep" in commands
     assert {".venv", "build/cosim"} <= cache_paths(workflow)
