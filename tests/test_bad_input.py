@@ -99,6 +99,15 @@ def _make(*args: str) -> subprocess.CompletedProcess:
     return run_make(["--no-print-directory", "-n", "-C", str(REPO), *args], timeout=60)
 
 
+def test_a_parent_makes_variables_do_not_reach_the_make_under_test(monkeypatch):
+    """``make regress ARGS=--durations=9`` exports ARGS (and MAKEFLAGS) to the makes its tests start."""
+    monkeypatch.setenv("ARGS", "--durations=9")
+    monkeypatch.setenv("MAKEFLAGS", "ARGS=--durations=9")
+    r = _make("sim", "MODEL=resnet50", "CFG=E")
+    assert r.returncode == 0, r.stderr
+    assert "--durations" not in r.stdout and "sim.run" in r.stdout, r.stdout
+
+
 def _sim_line(r: subprocess.CompletedProcess) -> str:
     return next(line for line in r.stdout.splitlines() if "-m sim.run" in line)
 

@@ -72,9 +72,9 @@ def test_whole_network_program_encodes_and_times_the_same(model_name):
     assert timed.total_cycles == schedule(program.stream, cfg).total_cycles
 
 
-#: The cases of the matrix ``make regress`` runs: every model on E and on small, every preset on
-#: SegFormer-B2.  ``make zoo-sweep`` runs them all (about 30 CPU minutes).
-REGRESS_COVER_PRESETS = ("E", "small")
+#: The cases of the matrix ``make regress`` runs: every model on E, every preset on SegFormer-B2.
+#: ``make zoo-sweep`` runs them all (about 30 CPU minutes).
+REGRESS_COVER_PRESETS = ("E",)
 REGRESS_COVER_MODEL = "segformer_b2"
 
 
