@@ -36,7 +36,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
-           "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing"]
+           "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -93,6 +93,14 @@ VEC_SETUP = (-(-MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3 + VEC_FIELD_CHECK +
              + MAX_STAGES * VEC_STAGE_LATENCY)
 #: A LUT stage's table, loaded an entry a cycle before the rows (all LUT stages' at once).
 VEC_TABLE_ENTRIES = 256
+#: The registers through which the compute unit forms a VEC's cycles (``vec_cycles``' ``hold``
+#: stages and the total: no product of 40-bit fields in front of its down-counter), so a VEC
+#: takes at least ``VEC_TIMING_STAGES`` + 3 cycles (start, the stages, the counter's load, a last
+#: cycle for the tokens); only a refused pass of no rows with a short DRAM latency is that short.
+VEC_TIMING_STAGES = 5
+VEC_MIN_CYCLES = VEC_TIMING_STAGES + 3
+#: The low bits of a row's cycles multiplied apart from the high (``vec_row_cycles``).
+ROW_TIME_SPLIT = 10
 
 
 #: The softmax epilogue's kernels after their reductions (``hw/rtl/softmax_epilogue.py``, which
@@ -513,11 +521,20 @@ def gemm_cycles(f):
     return gemm_steps(f) * gemm_period(f) + GEMM_PIPELINE
 
 
-def vec_row_cycles(f, lanes: int):
+def _unheld(value, name):
+    return value
+
+
+def vec_row_cycles(f, lanes: int, hold=_unheld):
     """Cycles of a VEC's rows on ``lanes`` row lanes (``hw.vector.row_schedule``): the walker
     gathers each lane's row addresses, one row a cycle, while the lanes run the previous group of
-    ``lanes`` rows in step, ``row_cycles`` each; the first group waits for its walk."""
-    return lanes + cdiv(f["rows"], lanes) * vmax(f["row_cycles"], lanes)
+    ``lanes`` rows in step, ``row_cycles`` each; the first group waits for its walk.  The RTL
+    passes ``hold`` to register the factors, their product by halves of ``per`` (``ROW_TIME_SPLIT``
+    bits: two narrower multipliers) and the product's sum, a stage each."""
+    groups, per = hold(cdiv(f["rows"], lanes), "groups"), hold(vmax(f["row_cycles"], lanes), "per")
+    low = hold(groups * (per & ((1 << ROW_TIME_SPLIT) - 1)), "row_time_low")
+    high = hold(groups * (per >> ROW_TIME_SPLIT), "row_time_high")
+    return lanes + hold(low + (high << ROW_TIME_SPLIT), "row_time")
 
 
 def vec_lane_floor(f, lanes: int) -> float:
@@ -534,18 +551,20 @@ def dram_transfer_cycles(bytes_in, bytes_out, bw):
     return vmax(vmax(cdiv(bytes_in, bw), cdiv(bytes_out, bw)), 1)
 
 
-def vec_cycles(f, cfg: AcceleratorConfig):
+def vec_cycles(f, cfg: AcceleratorConfig, hold=_unheld):
     """A VEC's cycles.  On the row lanes (``rows`` > 0, spatial passes included: an output pixel a lane,
     ``hw.vector.row_schedule``): the DRAM latency, ``VEC_SETUP``, the LUT tables (``tables``),
     then its rows (:func:`vec_row_cycles`) or its DRAM bytes at the DRAM rate, whichever takes
     longer.  With ``rows`` = 0 (fields no descriptor gives, refused as DATA when the VEC runs, but
     timed until then): the DRAM latency, then its ``work`` at ``vector_lanes`` a cycle or its DRAM
-    bytes at the DRAM rate."""
+    bytes at the DRAM rate, at least ``VEC_MIN_CYCLES`` in all.  The RTL passes ``hold`` to
+    register each step (``VEC_TIMING_STAGES`` - 1 stages on the longest chain; the sum after them
+    is the last)."""
     bw, lanes = cfg.dram_bytes_per_cycle, cfg.vector_lanes
-    dram = dram_transfer_cycles(f["bytes_in"], f["bytes_out"], bw)
-    spatial = vmax(cdiv(f["work"], lanes), dram)
-    rows = VEC_SETUP + f["tables"] * VEC_TABLE_ENTRIES + vmax(vec_row_cycles(f, lanes), dram)
-    return cfg.dram_latency + sel(f["rows"] == 0, spatial, rows)
+    dram = hold(dram_transfer_cycles(f["bytes_in"], f["bytes_out"], bw), "dram")
+    spatial = hold(vmax(vmax(cdiv(f["work"], lanes), dram), max(VEC_MIN_CYCLES - cfg.dram_latency, 1)), "spatial")
+    rows = hold(vmax(vec_row_cycles(f, lanes, hold), dram), "rows")
+    return cfg.dram_latency + sel(f["rows"] == 0, spatial, VEC_SETUP + f["tables"] * VEC_TABLE_ENTRIES + rows)
 
 
 def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=lambda value, name: value):

@@ -10,8 +10,10 @@ before, so that they are available from its end.
 
 A VEC taken at cycle t starts the vector executor (``vec``) at t+1 with its ``desc_addr`` and the
 fields its descriptor decides (which the executor checks); the
-contract's ``hw.timing.vec_cycles`` of its fields is registered at t+1 and loaded into a
-down-counter at t+2, which reaches 0 at t + vec_cycles (free; tokens pushed the cycle before).
+contract's ``hw.timing.vec_cycles`` of its fields is formed through ``VEC_TIMING_STAGES``
+registers from t+1 (its ``hold`` stages: no product of fields in front of the counter) and loaded
+into a down-counter at t+1+VEC_TIMING_STAGES, which reaches 0 at t + vec_cycles (free; tokens
+pushed the cycle before).
 The executor is never slower than the contract (``docs/rtl_vector.md``); the unit stays busy
 while it runs all the same, so a refused pass never overlaps the next instruction.  A refusal
 (``DATA``, or ``UNSUPPORTED`` for what the executor does not build: ``hw.rtl.insn.vec_unsupported``)
@@ -20,7 +22,7 @@ is held on ``error`` / ``error_code`` for the dispatcher.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -28,11 +30,11 @@ from .. import vector as vec
 from ..config import AcceleratorConfig
 from ..expr import Fields
 from ..isa import INSN_BITS, ErrorCode, Op, Queue
-from ..timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, gemm_in_h, gemm_period, gemm_steps, vec_cycles
+from ..timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, VEC_TIMING_STAGES, gemm_in_h, gemm_period, gemm_steps, vec_cycles
 from .buses import GemmBusSignature, VecControlSignature
 from .insn import field_signal, insn_view
 from .pe_tile import check_rtl_config
-from .unit import push_flags, start_when, unit_members
+from .unit import held, push_flags, start_when, unit_members
 
 __all__ = ["ComputeUnit"]
 
@@ -86,17 +88,17 @@ class ComputeUnit(wiring.Component):
         the next cycle loads the down-counter ``left`` so that it reaches 0 at t + vec_cycles.
         ``busy`` until then and while the executor runs; ``last`` is the cycle before."""
         cv = Fields(insn_view(Op.VEC, cur))
-        cycles = vec_cycles(cv, self._config)
-        total = Signal(cycles.shape())
-        load, left = Signal(), Signal(cycles.shape())
+        shape = vec_cycles(cv, self._config).shape()
+        total, left = Signal(shape), Signal(shape)
+        m.d.sync += total.eq(vec_cycles(cv, self._config, held(m, shape, "vec_", "sync")))
+        forming = Signal(VEC_TIMING_STAGES)         # begin's way through the stages; the last loads
+        load = forming[-1]
+        m.d.sync += forming.eq(Cat(begin, forming[:-1]))
         m.d.comb += [self.vec.start.eq(begin), self.vec.desc_addr.eq(cv["desc_addr"]),
                      *(getattr(self.vec.fields, name).eq(cv[name]) for name in vec.TIMING_FIELDS),
-                     busy.eq(load | (left != 0) | self.vec.busy), last.eq(left == 1)]
-        m.d.sync += load.eq(begin)
-        with m.If(begin):
-            m.d.sync += total.eq(cycles)
-        with m.If(load):
-            m.d.sync += left.eq(total - 3)          # t+3 holds vec_cycles - 3, t + vec_cycles holds 0
+                     busy.eq(forming.any() | (left != 0) | self.vec.busy), last.eq(left == 1)]
+        with m.If(load):                            # t+1+S: the total formed from cur (held from t+1)
+            m.d.sync += left.eq(total - (VEC_TIMING_STAGES + 2))    # 0 at t + vec_cycles
         with m.Elif(left != 0):
             m.d.sync += left.eq(left - 1)
         with m.If(self.vec.done & self.vec.error & ~self.error):

@@ -593,14 +593,15 @@ def summary_lines(doc: dict) -> list[str]:
 #: What can be synthesised: the whole accelerator, its PE array (``num_pe`` PE tiles with
 #: their vector MACs and post-processors: what the paper's Table II gives the area of), or one
 #: unit with the modules it holds (the load unit with the global buffer and the LOAD_INP address
-#: generator; the LOAD_INP address generator alone; the store unit; the dispatcher), for a unit's
-#: depth without the whole design's run.
-PARTS = ("accelerator", "pe-array", "load-unit", "load-inp", "store-unit", "dispatcher")
+#: generator; the LOAD_INP address generator alone; the store unit; the compute unit; the
+#: dispatcher), for a unit's depth without the whole design's run.
+PARTS = ("accelerator", "pe-array", "load-unit", "load-inp", "store-unit", "compute-unit", "dispatcher")
 
 
 def _export_unit(config, part: str):
-    """The Verilog of the unit ``part`` (``load-unit``, ``load-inp``, ``store-unit``, ``dispatcher``) and
-    of what it holds."""
+    """The Verilog of the unit ``part`` (``load-unit``, ``load-inp``, ``store-unit``, ``compute-unit``,
+    ``dispatcher``) and of what it holds."""
+    from .compute_unit import ComputeUnit
     from .dispatch import Dispatcher
     from .export import ExportResult, HierarchicalExport
     from .global_buffer import GlobalBuffer
@@ -614,7 +615,8 @@ def _export_unit(config, part: str):
         top = ex.add(LoadUnit, config, gb_factory=ex.stub(ex.add(GlobalBuffer, config)),
                      lanes_factory=ex.stub(ex.add(LoadInpLanes, config)))
     else:
-        top = ex.add({"load-inp": LoadInpLanes, "store-unit": StoreUnit, "dispatcher": Dispatcher}[part], config)
+        top = ex.add({"load-inp": LoadInpLanes, "store-unit": StoreUnit, "compute-unit": ComputeUnit,
+                      "dispatcher": Dispatcher}[part], config)
     return ExportResult(top=top.name, verilog=ex.verilog(), modules=tuple(ex.modules),
                         seconds=time.perf_counter() - start, exported=ex.modules)
 
