@@ -83,11 +83,15 @@ run: $(STAMP)
 	$(if $(filter-out 1,$(strip $(CHECK))),$(error make run always checks every tensor; CHECK must be empty or 1, not '$(CHECK)'))
 	$(PY) -m sim.infer $(MODEL_ARGS) --config=$(call q,$(CFG)) $(call opt,--image,$(IMAGE)) $(call opt,--seed,$(SEED)) $(call opt,--out,$(OUT)) $(ARGS)
 
+# make paths and make rdd take every path of a model at the model's own input size, the one its
+# accuracies were measured at: a SIZE or VARIANT would be ignored, so either is refused
+PATHS_ONLY = $(if $(strip $(SIZE)),$(error make $@ simulates every path at the model's own input size, where its accuracies were measured, so it takes no SIZE (not '$(SIZE)'); time one size with make sim SIZE=HxW))$(if $(strip $(VARIANT)),$(error make $@ takes every path of the model, so it takes no VARIANT (not '$(VARIANT)')$(if $(filter paths,$@),; choose paths with PATHS='$(VARIANT)')))
+
 paths: $(STAMP)
-	$(PY) -m sim.paths $(foreach m,$(MODEL),--model $(m)) --config=$(call q,$(CFG)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--paths,$(PATHS)) $(OUT_ARGS) $(ARGS)
+	$(PATHS_ONLY)$(PY) -m sim.paths $(foreach m,$(MODEL),--model $(m)) --config=$(call q,$(CFG)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--paths,$(PATHS)) $(OUT_ARGS) $(ARGS)
 
 rdd: $(STAMP)
-	$(PY) -m sim.rdd $(foreach m,$(MODEL),--model $(m)) --config=$(call q,$(CFG)) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--out,$(OUT)) $(ARGS)
+	$(PATHS_ONLY)$(PY) -m sim.rdd $(foreach m,$(MODEL),--model $(m)) --config=$(call q,$(CFG)) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--out,$(OUT)) $(ARGS)
 
 sweep: $(STAMP)
 	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(if $(GRID),--grid=$(call q,$(GRID)) --base=$(call q,$(CFG))) $(call opt,--scheduler,$(SCHEDULER)) $(OUT_ARGS) $(ARGS)

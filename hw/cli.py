@@ -19,11 +19,14 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
-__all__ = ["OneLineParser", "UsageError", "OutputError", "StagedDir", "atomic_write", "atomic_write_bytes",
-           "atomic_write_json", "fail", "file_tag", "name_token", "output_file", "run_main", "seed", "short_hash"]
+__all__ = ["OneLineParser", "UsageError", "OutputError", "StagedDir", "StageTicker", "atomic_write",
+           "atomic_write_bytes", "atomic_write_json", "duration", "fail", "file_tag", "human_bytes", "name_token",
+           "output_file", "run_main", "seed", "short_hash"]
 
 
 class UsageError(Exception):
@@ -268,3 +271,71 @@ class StagedDir:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.discard()          # after commit there is nothing left to remove
+
+
+# ---- progress ------------------------------------------------------------------------------------
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``1.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def human_bytes(n: int) -> str:
+    """``n`` bytes as ``512 B``, ``12.3 kB``, ``19.3 MB`` (powers of 1000)."""
+    for factor, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit}"
+    return f"{n} B"
+
+
+class StageTicker:
+    """Progress of a long step made of stages whose length is not known beforehand (each a call
+    that cannot report on its own): ``<desc>: <stage>, <elapsed> elapsed`` on ``stream``, every
+    ``period`` seconds (default: 10 s in a log, a line redrawn every second on a terminal), from a
+    thread started by the first ``stage(text)`` (which names what runs now; the checks before it
+    print nothing, so that a refusal stays one line), and nothing for a step shorter than
+    ``period``.  Use it as a context manager.
+    """
+
+    def __init__(self, desc: str, *, enabled: bool = True, stream=None, period: float | None = None):
+        self.desc, self.enabled = desc, enabled
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.period = period if period is not None else (1.0 if self.tty else 10.0)
+        self.t0 = time.monotonic()
+        self.text = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stage-ticker", daemon=True)
+        self._drawn = False
+
+    def stage(self, text: str) -> None:
+        self.text = text
+        if self.enabled and not self._thread.is_alive() and not self._stop.is_set():
+            self._thread.start()
+
+    def line(self) -> str:
+        return f"{self.desc}: {self.text}, {duration(time.monotonic() - self.t0)} elapsed"
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            if self.tty:
+                self.stream.write("\r\x1b[K" + self.line()[:200])
+                self._drawn = True
+            else:
+                self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def __enter__(self) -> "StageTicker":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()

@@ -27,10 +27,11 @@ from pathlib import Path
 
 from hw.cli import OneLineParser, UsageError, atomic_write_json, fail, join_name, name_token, output_file, run_main
 from .ir import MAC_KINDS, PARTS, Model
+from .onnx_import import is_onnx_path
 from .workloads import MODEL_NAMES, build_model, check_model
 
 __all__ = ["main", "analyse", "parse_size", "build_model_or_usage_error", "known_model", "model_parts", "model_tag",
-           "MODEL_HELP", "UsageError"]
+           "smallest_size", "MODEL_HELP", "UsageError"]
 
 #: Help text of every ``--model`` option.
 MODEL_HELP = f"one of: {', '.join(MODEL_NAMES)}; or the path of a .onnx file"
@@ -67,15 +68,42 @@ def build_model_or_usage_error(name: str, variant: str | None, size: tuple[int, 
     except ValueError as e:
         if size is None or not _builds(build, name, variant):
             raise UsageError(str(e)) from None       # the variant's own message, size or not
-        raise UsageError(f"--size {size[0]}x{size[1]}: {name} cannot take an input of this size ({e})") from None
+        least = None if is_onnx_path(name) else smallest_size(name, variant, build)
+        hint = (f"; the smallest input it takes is {least[0]}x{least[1]}"
+                if least and (size[0] < least[0] or size[1] < least[1]) else "")
+        raise UsageError(f"--size {size[0]}x{size[1]}: {name} cannot take an input of this size ({e}){hint}") from None
 
 
-def _builds(build, name: str, variant: str | None) -> bool:
+def _builds(build, name: str, variant: str | None, size: tuple[int, int] | None = None) -> bool:
     try:
-        build(name, variant=variant or None, size=None)
+        build(name, variant=variant or None, size=size)
     except (KeyError, ValueError):
         return False
     return True
+
+
+def smallest_size(name: str, variant: str | None = None, build=build_model) -> tuple[int, int] | None:
+    """The smallest input ``(H, W)`` model ``name`` (its ``variant``) takes, as its downsampling
+    decides: each side the least at which the model builds with the other side at its default,
+    found by bisection below the default (a network that takes a side takes any larger one).
+    None when the model does not build at its default size or at the sides found together."""
+    if not _builds(build, name, variant):
+        return None
+    default = build(name, variant=variant or None, size=None).input[:2]
+
+    def least(axis: int) -> int:
+        fails, builds = 0, default[axis]
+        while builds - fails > 1:
+            mid = (fails + builds) // 2
+            size = (mid, default[1]) if axis == 0 else (default[0], mid)
+            if _builds(build, name, variant, size):
+                builds = mid
+            else:
+                fails = mid
+        return builds
+
+    smallest = (least(0), least(1))
+    return smallest if _builds(build, name, variant, smallest) else None
 
 
 def model_parts(model: Model, size_given: bool) -> list[str]:

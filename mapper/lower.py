@@ -38,7 +38,7 @@ from functools import lru_cache
 from typing import Optional
 
 from hw.config import AcceleratorConfig
-from hw.isa import Act, Insn, Op, StreamError, decode_stream, encode_stream, make
+from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, decode_stream, encode_stream, make
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from hw.timing import EPILOGUE_PASSES, GEMM_MIN_PIXELS, GEMM_PIPELINE, RUN_OVERHEAD, dw_gather_ok, schedule
 
@@ -649,13 +649,29 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
         try:
             stream = build_stream(p, t, cfg, pl)
         except StreamError as e:           # a field the ISA cannot encode: no mapping of this layer
-            raise MappingError(f"{p.name}: {e}") from None
+            raise MappingError(f"{p.name}: {_unencodable(p, e)}") from None
         spent += len(stream)
         key = (layer_cycles(stream, cfg), _traffic(p, t, cfg))
         if best is None or key < best_key:
             best, best_key = Lowered(p, t, pl, stream, key[0], len(cands)), key
     # the stream as the accelerator reads it: every instruction encoded and decoded
     return replace(best, stream=decode_stream(encode_stream(best.stream)))
+
+
+#: The instruction fields that hold a whole dimension of a layer: (the dimension, the Problem's
+#: attribute, opcode, field).  A layer too large for one is refused naming the dimension.
+_DIMENSION_FIELDS = (("output channels", "k", Op.STORE, "t_k"), ("input channels", "c", Op.LOAD_INP, "t_c"),
+                     ("input rows", "h", Op.LOAD_INP, "t_h"), ("input columns", "w", Op.LOAD_INP, "t_w"))
+
+
+def _unencodable(p: Problem, error: StreamError) -> str:
+    """Why ``p``'s stream cannot be encoded: the dimension beyond its field's range, or ``error``."""
+    for what, attr, op, name in _DIMENSION_FIELDS:
+        bits = FIELD_BITS[op][name]
+        if getattr(p, attr) > (1 << bits) - 1:
+            return (f"{getattr(p, attr)} {what}, more than the ISA addresses (at most {(1 << bits) - 1}: "
+                    f"{op.name}.{name} is {bits} bits)")
+    return str(error)
 
 
 def _traffic(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> int:

@@ -85,14 +85,16 @@ def _shares(res: SimResult) -> dict:
 
 
 def run_dir(model: Model, cfg: AcceleratorConfig, size_given: bool, *, mac_only: bool = False,
-            fuse: bool = True, ideal_memory: bool = False) -> str:
-    """``<model>_<config>[_<variant>][_<H>x<W>][_<overrides>][_ideal_memory][_mac_only][_no_fusion]``:
-    the folder name of a run, made of everything that changes its results
-    (``sim.outputs.config_tag`` names the configuration with its overrides)."""
+            fuse: bool = True, ideal_memory: bool = False, check_seed: int | None = None) -> str:
+    """``<model>_<config>[_<variant>][_<H>x<W>][_<overrides>][_ideal_memory][_mac_only][_no_fusion]
+    [_check_seed<n>]``: the folder name of a run, made of everything that changes its results
+    (``sim.outputs.config_tag`` names the configuration with its overrides); a functional check's
+    result is one, so a checked run (with its seed) never replaces an unchecked one, nor another seed's."""
     name, variant, size = model_parts(model, size_given)
     preset, overrides = config_parts(cfg)
     return run_name(name, preset, variant, size, overrides, "ideal_memory" if ideal_memory else "",
-                    "mac_only" if mac_only else "", "no_fusion" if not fuse and not mac_only else "")
+                    "mac_only" if mac_only else "", "no_fusion" if not fuse and not mac_only else "",
+                    f"check_seed{check_seed}" if check_seed is not None else "")
 
 
 def build_report(res: SimResult, cfg_key: str) -> dict:
@@ -372,20 +374,24 @@ def main(argv: list[str] | None = None) -> int:
         check_network = CheckError = None
         if args.check and args.mac_only:
             raise UsageError("--check runs the whole network, so it cannot be combined with --mac-only")
+        check_seed = None
         if args.check:
             from .functional import CheckError
             from .inference import check_network
+            check_seed = args.seed if args.seed is not None else int(time.time() * 1000) % (1 << 31)
         out = Path(args.out) if args.out else DEFAULT_ROOT / run_dir(model, cfg, args.size is not None,
                                                                     mac_only=args.mac_only, fuse=not args.no_fusion,
-                                                                    ideal_memory=args.ideal_memory)
+                                                                    ideal_memory=args.ideal_memory,
+                                                                    check_seed=check_seed)
         stage = StagedDir(out, OWNED)
     except UsageError as e:
         return fail(prog, e)
     with stage:
-        return _run(args, prog, model, cfg, key, stage, formats, detail, check_network, CheckError)
+        return _run(args, prog, model, cfg, key, stage, formats, detail, check_network, CheckError, check_seed)
 
 
-def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_network, CheckError) -> int:
+def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_network, CheckError,
+         seed: int | None) -> int:
     t0 = time.perf_counter()                         # the check maps the layers the simulation times
     too_big = _dram_too_small(args, model, cfg)      # before the simulation: it fails in a second
     if too_big:
@@ -408,7 +414,6 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
 
     check = None
     if args.check:
-        seed = args.seed if args.seed is not None else int(time.time() * 1000) % (1 << 31)
         print(f"functional check seed: {seed} (replay with --seed {seed})", flush=True)
         bar = _bar(args, len(model.layers), "functional check")
 

@@ -14,8 +14,10 @@ import pytest
 
 from hw.config import get_config
 from hw.isa import Op, encode_stream
-from mapper.ir import Conv2d
-from mapper.lower import _insn, map_layer
+from mapper.flops import smallest_size
+from mapper.ir import Conv2d, Linear
+from mapper.lower import MappingError, _insn, map_layer
+from mapper.workloads import build_model
 from sub_make import run_make
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +70,11 @@ def assert_refused(r: subprocess.CompletedProcess, *needles: str, absent: str = 
     (["mapper.flops", "--model", "segformer_b2", "--size", "-512x512"], ["'-512x512'", "HxW"], ""),
     (["sim.sweep", "--model", "segformer_b2", "--size", "-512x512"], ["'-512x512'", "HxW"], ""),
     # a size the model cannot take names the size, then the layer
-    ([*SIM, "--size", "7x7"], ["--size 7x7", "segformer_b0 cannot take", "attn.sr"], ""),
+    # ... and the smallest size it takes (sim.run and mapper.flops alike: test_smallest_size_...)
+    ([*SIM, "--size", "7x7"], ["--size 7x7", "segformer_b0 cannot take", "attn.sr", "the smallest input it takes is"],
+     ""),
+    (["mapper.flops", "--model", "segformer_b0", "--size", "64x8", "--out", "existing"],
+     ["--size 64x8", "the smallest input it takes is"], ""),
     # a bad variant with a good size blames the variant
     ([*SIM, "--size", "64x64", "--variant", "B2_a"], ["unknown variant 'B2_a'"], "--size"),
     # verilog --set with an unknown field blames the field
@@ -137,3 +143,69 @@ def test_replay_into_head_ends_quietly(tmp_path):
     r = subprocess.run(f"{shlex.quote(sys.executable)} -m sim.replay s.bin --config small --listing | head -2",
                        shell=True, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert r.stderr == "" and len(r.stdout.splitlines()) == 2
+
+
+# ---- sizes, dimensions, make targets and output folders (QA round 26) -------------------------------
+
+def _builds(model: str, size: tuple[int, int]) -> bool:
+    try:
+        build_model(model, size=size)
+    except ValueError:
+        return False
+    return True
+
+
+def test_smallest_size_is_where_the_model_starts_to_build(tmp_path):
+    """The size the refusal names: the model builds there and at the next sizes up, and not one
+    row or one column less (found from the model itself, by bisection)."""
+    h, w = smallest_size("segformer_b0")
+    assert h > 1 and w > 1
+    assert _builds("segformer_b0", (h, w)) and not _builds("segformer_b0", (h - 1, w))
+    assert not _builds("segformer_b0", (h, w - 1))
+    assert all(_builds("segformer_b0", (h + d, w + d)) for d in (1, 2, 3))
+    r = run_tool([*SIM[:-2], "--size", "7x7"], tmp_path)
+    assert f"the smallest input it takes is {h}x{w}" in assert_refused(r)
+
+
+def test_a_dimension_beyond_the_isa_names_the_layer_dimension_and_limit():
+    err = pytest.raises(MappingError, map_layer, Linear("head", "decoder", 16, 64, 70_000), get_config("small"))
+    assert str(err.value) == ("head: 70000 output channels, more than the ISA addresses "
+                              "(at most 65535: STORE.t_k is 16 bits)")
+
+
+def test_a_70000_channel_convolution_is_refused_in_one_line(tmp_path):
+    """Through the simulator's command line, from an ONNX file (what a user brings)."""
+    import onnx
+    from onnx_graphs import Graph, image_input, out
+
+    g = Graph(3)
+    y = g.op("Conv", ["pixel_values", g.weight("w", 70_000, 3, 1, 1)], "/wide", kernel_shape=[1, 1])
+    onnx.save(g.model([image_input(3, 2, 2)], [out(y)]), tmp_path / "wide.onnx")
+    before = snapshot(tmp_path)
+    r = run_tool(["sim.run", "--model", "wide.onnx", "--config", "small", "--no-plots"], tmp_path)
+    assert_refused(r, "wide.Conv_", "70000 output channels", "at most 65535", absent="does not fit")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("target", ["paths", "rdd"])
+@pytest.mark.parametrize("var, value, needles", [("SIZE", "256x256", ["no SIZE", "'256x256'", "make sim SIZE="]),
+                                                ("VARIANT", "B2_a", ["no VARIANT", "'B2_a'"])])
+def test_make_paths_and_rdd_refuse_a_size_or_variant(target, var, value, needles):
+    r = _make(target, f"{var}={value}")
+    assert_refused(r, f"make {target}", *needles)
+    assert "-m sim." not in r.stdout
+    assert f"-m sim.{target}" in _make(target, f"{var}=").stdout
+
+
+def test_a_checked_run_leaves_the_unchecked_one_alone(tmp_path):
+    """make sim ... CHECK=1 writes a folder of its own, named with the check's seed."""
+    base = ["sim.run", "--model", "segformer_b0", "--config", "small", "--size", "32x32", "--no-plots", "--quiet"]
+    assert run_tool(base, tmp_path).returncode == 0
+    plain = tmp_path / "build" / "sim" / "segformer_b0_small_32x32"
+    report = (plain / "report.json").read_bytes()
+    r = run_tool([*base, "--check", "--seed", "3"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    checked = tmp_path / "build" / "sim" / "segformer_b0_small_32x32_check_seed3"
+    assert str(checked.relative_to(tmp_path)) in r.stdout
+    assert (plain / "report.json").read_bytes() == report
+    assert '"check"' in (checked / "report.json").read_text()

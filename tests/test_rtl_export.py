@@ -193,6 +193,42 @@ def test_main_writes_default_layout(tmp_path, monkeypatch, capsys):
     assert "pe_array_" in capsys.readouterr().out
 
 
+def test_main_names_the_files_it_wrote_and_their_size(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--config", "tiny", "--top", "pe_tile", "--out", str(out)]) == 0
+    line, = capsys.readouterr().out.splitlines()
+    top = json.loads((out / CONFIG_JSON).read_text())["top"]
+    files = sorted(p.name for p in out.iterdir())
+    assert f"wrote {len(files)} files" in line and str(out) in line and f"{top}.v" in line, line
+    assert FILE_LIST in line and CONFIG_JSON in line and re.search(r"\d+(\.\d)? kB", line), line
+
+
+def test_export_reports_each_module_before_converting_it(tmp_path):
+    stages = []
+    result = export_to_directory(get_config("tiny"), tmp_path, "pe_tile", progress=stages.append)
+    assert [s.split(", ")[-1] for s in stages[:-1]] == list(result.modules), stages
+    assert stages[-1] == f"writing {len(result.modules) + 2} files"
+
+
+def test_stage_ticker_reports_long_steps_only():
+    import io
+    import time
+
+    from hw.cli import StageTicker
+
+    quick, slow = io.StringIO(), io.StringIO()
+    with StageTicker("quick", stream=quick, period=0.05) as ticker:
+        time.sleep(0.3)             # the checks before the first stage: a refusal stays one line
+    with StageTicker("quick", stream=quick, period=0.5) as ticker:
+        ticker.stage("a step shorter than the period")
+    with StageTicker("slow", stream=slow, period=0.05) as ticker:
+        ticker.stage("converting module 1, vector_mac")
+        time.sleep(0.3)
+    assert quick.getvalue() == ""
+    lines = slow.getvalue().splitlines()
+    assert lines and all(re.fullmatch(r"slow: converting module 1, vector_mac, \d+ s elapsed", x) for x in lines), lines
+
+
 @pytest.mark.parametrize("kind", ["file", "foreign", "own_verilog"])
 def test_an_output_that_cannot_be_written_is_refused_before_exporting(tmp_path, kind):
     out = tmp_path / "out"

@@ -237,9 +237,6 @@ def refused(kind: str) -> vec.Descriptor:
         return dataclasses.replace(d, stages=(st, vec.Stage(VecOp.LUT, vec.PREV, vec.NONE, 1, {"table": 0})))
     if kind == "chain reading what it writes":  # the spatial stage writes operand 1, the add reads it
         return dataclasses.replace(d, operands=(src, out, out), stages=(st, vec.Stage(VecOp.ADD, vec.PREV, 1, 2, add)))
-    if kind == "chain of bad parameters":       # an add's shift beyond its range, after the resize
-        bad = {**add, "shift": op.AddParams.RANGES["shift"][1] + 1}
-        return dataclasses.replace(d, c=src.c, stages=(st, vec.Stage(VecOp.ADD, vec.PREV, 1, 1, bad)))
     if kind == "repeating output":
         return dataclasses.replace(d, operands=(src, dataclasses.replace(out, c=src.c - 1, repeat=True)))
     if kind == "output raster":
@@ -259,11 +256,11 @@ def pooling_refused() -> tuple[vec.Descriptor, np.ndarray]:
     return vec.Descriptor(3, 2, 3, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
 
 
-#: What the unit refuses (a chain's channels and operand rasters are ``hw.vector.pass_refusals``',
-#: which the executor evaluates before the unit starts: ``tests/test_rtl_vector_unit.py``).
+#: What the unit refuses (a chain's parameters, channels and operand rasters are
+#: ``hw.vector.pass_refusals``', which the executor evaluates before the unit starts:
+#: ``test_vector_executor_refuses_a_spatial_chains_bad_parameters``, ``tests/test_rtl_vector_unit.py``).
 REFUSALS = {"dda": ErrorCode.DATA, "rolled source": ErrorCode.UNSUPPORTED,
             "chain of a table": ErrorCode.UNSUPPORTED, "chain reading what it writes": ErrorCode.UNSUPPORTED,
-            "chain of bad parameters": ErrorCode.DATA,
             "repeating output": ErrorCode.UNSUPPORTED,
             "output raster": ErrorCode.DATA, "pool raster": ErrorCode.DATA,
             **{f"{kind} {w} {s}": ErrorCode.DATA for kind in ("adaptive", "nearest") for w in WITNESSES
@@ -296,6 +293,29 @@ def test_spatial_unit_refuses_with_the_functional_models_code_and_writes_nothing
         assert functional_code(d, dram) == REFUSALS[kind], kind
         assert (res["error"], res["code"]) == (1, REFUSALS[kind]), f"{kind}: {res}"
         assert np.array_equal(images[kind], dram), f"{kind}: written before refusing"
+
+
+def bad_chain_parameters() -> tuple[vec.Descriptor, np.ndarray]:
+    """A resize, then an ADD of its result whose shift is beyond the operator's range, and its image."""
+    d, image = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
+    st, src = d.stages[0], d.operands[0]
+    bad = {"mult_a": 1 << 14, "mult_b": 1 << 14, "shift": op.AddParams.RANGES["shift"][1] + 1, "relu": 0}
+    return dataclasses.replace(d, c=src.c, stages=(st, vec.Stage(VecOp.ADD, vec.PREV, 1, 1, bad))), image
+
+
+def test_vector_executor_refuses_a_spatial_chains_bad_parameters():
+    """A chain stage's parameters out of range are refused by the one rule of every live stage,
+    ``hw.vector.pass_refusals`` (the executor's, before the spatial unit starts), with the
+    functional model's code, and nothing is written."""
+    d, dram = bad_chain_parameters()
+    assert any(bool(refused) for *_, refused in vec.pass_refusals(*vec.descriptor_field_slots(d)))
+    assert functional_code(d, dram) == ErrorCode.DATA
+    dut = VectorExecutor(TINY, max_row=64)
+    image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
+    want = image.copy()
+    res, = run_on(dut, [(image, [(dut.desc_addr, dram.size), (dut.fields, VEC_TIMING.const(vec.vec_fields(d)))])])
+    assert (res["error"], res["code"]) == (1, ErrorCode.DATA), res
+    assert np.array_equal(image, want), "written before refusing"
 
 
 # ---- through the executor, against the contract ---------------------------------------------------

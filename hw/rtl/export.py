@@ -21,7 +21,9 @@ Exportable components provide ``export_prefix`` (a class attribute) and
 ``export_params(config) -> dict`` (a classmethod): the module name is the prefix
 followed by ``_<key><value>`` for each parameter.
 
-Run ``python -m hw.rtl.export --config tiny`` to write ``build/verilog/tiny``.  A module
+Run ``python -m hw.rtl.export --config tiny`` to write ``build/verilog/tiny``: the module
+being converted and the time elapsed on stderr every 10 s (``hw.cli.StageTicker``; ``--quiet``:
+none), then one line naming the files written and their size (:func:`written_line`).  A module
 with more than :data:`MAX_TOP_INPUT_BITS` input bits cannot be converted by Amaranth 0.5
 and is refused with a message.
 """
@@ -34,17 +36,19 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from amaranth.back import verilog
 from amaranth.hdl import ClockSignal, Instance, UnusedElaboratable, ResetSignal, Value, ValueCastable
 from amaranth.lib import wiring
 
+from ..cli import duration, human_bytes
 from ..config import AcceleratorConfig, get_config
 
 __all__ = ["MAX_TOP_INPUT_BITS", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
            "ExportResult", "module_name", "export_component", "parse_ports", "split_modules",
            "export_pe_tile", "export_pe_array", "export_accelerator", "export_files", "export_to_directory", "TOPS",
-           "SRC_ATTRIBUTE"]
+           "SRC_ATTRIBUTE", "written_line"]
 
 
 @dataclass(frozen=True)
@@ -217,8 +221,9 @@ class HierarchicalExport:
         text = ex.verilog()
     """
 
-    def __init__(self):
+    def __init__(self, progress: Callable[[str], None] | None = None):
         self._modules: dict[str, ExportedModule] = {}
+        self._progress = progress          # told each module before it is converted
 
     @property
     def modules(self) -> dict[str, ExportedModule]:
@@ -238,6 +243,8 @@ class HierarchicalExport:
         name = module_name(component_cls, config, **params)
         if name in self._modules:
             return self._modules[name]
+        if self._progress is not None:
+            self._progress(f"converting module {len(self._modules) + 1}, {name}")
         component = component_cls(config, **params, **kwargs)
         stubs = [v for v in kwargs.values() if isinstance(v, _Stub)]
         stubs += [s for v in kwargs.values() if isinstance(v, dict) for s in v.values() if isinstance(s, _Stub)]
@@ -312,24 +319,24 @@ def _result(ex: HierarchicalExport, top: ExportedModule, start: float) -> Export
                         seconds=time.perf_counter() - start, exported=ex.modules)
 
 
-def export_pe_tile(config: AcceleratorConfig) -> ExportResult:
+def export_pe_tile(config: AcceleratorConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
     """One PE tile with its VectorMAC and PostProcessor (what the PE array repeats ``num_pe``
     times), without the rest of the accelerator."""
     start = time.perf_counter()
-    ex = HierarchicalExport()
+    ex = HierarchicalExport(progress)
     return _result(ex, _add_pe_tile(ex, config), start)
 
 
-def export_pe_array(config: AcceleratorConfig) -> ExportResult:
+def export_pe_array(config: AcceleratorConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
     """The PE array of ``config`` alone (its datapath and buffers, no control): VectorMAC,
     PostProcessor and PETile once each, then the array."""
     start = time.perf_counter()
-    ex = HierarchicalExport()
+    ex = HierarchicalExport(progress)
     top = _export_pe_array(ex, config)
     return _result(ex, top, start)
 
 
-def export_accelerator(config: AcceleratorConfig) -> ExportResult:
+def export_accelerator(config: AcceleratorConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
     """The whole Accelerator, every unit a module of its own: the PE array's leaves, the
     global buffer and the LOAD_INP address generator, the units, the vector executor (its
     row lane, its unit and the executor, where ``builds_vector_unit``), the queues and token FIFOs, the
@@ -346,7 +353,7 @@ def export_accelerator(config: AcceleratorConfig) -> ExportResult:
     from ..timing import TOKEN_FIFOS
 
     start = time.perf_counter()
-    ex = HierarchicalExport()
+    ex = HierarchicalExport(progress)
     pes = _export_pe_array(ex, config)
     gb = ex.add(GlobalBuffer, config)
     lanes = ex.add(LoadInpLanes, config)
@@ -413,8 +420,10 @@ def export_files(result: ExportResult, config: AcceleratorConfig) -> dict[str, b
     return files
 
 
-def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accelerator") -> ExportResult:
-    """Export ``top`` of ``config`` into ``out`` (see :func:`export_files`).
+def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accelerator",
+                        progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export ``top`` of ``config`` into ``out`` (see :func:`export_files`); ``progress`` is told
+    each stage (a module's conversion, the writing of the files).
 
     Files are written only after the whole export succeeded, each atomically; files of a
     previous export listed in ``out/files.f`` that this one does not produce are removed.
@@ -433,7 +442,9 @@ def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accele
         from .pe_tile import check_rtl_config
         check_rtl_config(config)
         check_global_buffer(config)
-    result = TOPS[top](config)
+    result = TOPS[top](config, progress)
+    if progress is not None:
+        progress(f"writing {len(result.modules) + 2} files")
     files = export_files(result, config)
     out = Path(out)
     old = out / FILE_LIST
@@ -468,7 +479,7 @@ def _check_earlier_export(out: Path) -> None:
 
 
 def main(argv=None) -> int:
-    from ..cli import OneLineParser, StagedDir, UsageError
+    from ..cli import OneLineParser, StagedDir, StageTicker, UsageError
     from ..config import PRESETS
     from ..config_file import FIELDS, ConfigError, config_label, load_config
 
@@ -482,6 +493,7 @@ def main(argv=None) -> int:
     parser.add_argument("--top", default="accelerator", choices=tuple(TOPS), help="what to export")
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default build/verilog/<config>)")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     overrides = {}
     for item in args.set:
@@ -511,16 +523,24 @@ def main(argv=None) -> int:
         parser.error(str(error))
     with stage:
         try:
-            result = export_to_directory(config, stage.path, args.top)
+            with StageTicker(f"export of {args.top} for {config.name}", enabled=not args.quiet) as ticker:
+                result = export_to_directory(config, stage.path, args.top, progress=ticker.stage)
         except ValueError as error:
             # Components built before the error was found are never elaborated: not news.
             warnings.simplefilter("ignore", UnusedElaboratable)
             parser.error(f"--config {config.name}: the RTL cannot build it: {error}")
         stage.commit()
-    size = sum((out / f"{m}.v").stat().st_size for m in result.modules)
-    print(f"{out}: {result.top}, {len(result.modules)} modules, {size} bytes of Verilog, "
-          f"{result.seconds:.1f} s")
+    print(written_line(out, result))
     return 0
+
+
+def written_line(out: Path, result: ExportResult) -> str:
+    """What an export wrote: the folder, its files (the top's by name) and their sizes."""
+    verilog = sum((out / f"{m}.v").stat().st_size for m in result.modules)
+    total = verilog + sum((out / name).stat().st_size for name in (FILE_LIST, CONFIG_JSON))
+    return (f"wrote {len(result.modules) + 2} files, {human_bytes(total)}, to {out}: {result.top}.v and "
+            f"{len(result.modules) - 1} other modules' .v files ({human_bytes(verilog)} of Verilog, listed leaves "
+            f"first in {FILE_LIST}), {FILE_LIST}, {CONFIG_JSON}; exported in {duration(result.seconds)}")
 
 
 if __name__ == "__main__":

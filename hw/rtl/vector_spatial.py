@@ -40,10 +40,11 @@ step over the channels, one channel (a pooling: one window tap of a channel) a c
 It refuses what the functional model refuses and then what it does not build, by one rule
 (``hw.vector.spatial_refusals``): ``DATA`` (a DDA or witnesses that are not its sizes', a pooling
 geometry that does not give ``h x w``, sizes beyond the operators' limits, a written operand of
-another raster, a later stage's parameters out of range, a chain over other channels or rasters)
-before ``UNSUPPORTED`` (a chain of other than COPY, ADD and MUL on the previous result, or reading
-what the pass writes; a source that is no plain raster, a result in place or into an operand whose
-channels repeat within the source's).
+another raster) before ``UNSUPPORTED`` (a chain of other than COPY, ADD and MUL on the previous
+result, or reading what the pass writes; a source that is no plain raster, a result in place or
+into an operand whose channels repeat within the source's).  What the chain's stages hold (their
+parameters, channels and rasters, a stage after the class map) is ``hw.vector.pass_refusals``',
+which the executor (``hw/rtl/vector_executor.py``) evaluates before it starts this unit.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ from .kernel_unit import KernelUnit, delay_line, delayed, plan
 from .operator_backend import range_shape
 from .vector_descriptor import DESCRIPTOR, OPERAND, field_slots
 from .vector_row_lane import LANE_READS
-from .vector_unit import finish_states, params_outside, read_lanes, write_lanes
+from .vector_unit import finish_states, read_lanes, write_lanes
 
 __all__ = ["SpatialUnit", "spatial_cycles", "runs_spatial", "kernel_latency", "chain_stage_latency"]
 
@@ -302,13 +303,12 @@ class _Pass:
 
     def checks(self) -> Value:
         """``ErrorCode.NONE`` or why the pass is refused (``hw.vector.spatial_refusals``): the
-        functional model's ``DATA`` first."""
+        functional model's ``DATA`` first.  The later stages' own refusals are
+        ``hw.vector.pass_refusals``', which the executor has evaluated before starting the unit."""
         m, code = self.m, Signal(ErrorCode, name="spatial_check")
         chain = [(st, Fields(second), Fields(written)) for st, (second, written) in zip(self.stages[1:], self.chain)]
         data_error, unsupported = vec.spatial_refusals(self.head, self.stage, Fields(self.src), Fields(self.out), chain)
-        # the functional model refuses the later stages' parameters first
-        later = [(i < self.d.header.n_stages) & params_outside(self.d.stages[i]) for i in range(1, vec.MAX_STAGES)]
-        with m.If(Cat(*data_error.values(), *later).any()):
+        with m.If(Cat(*data_error.values()).any()):
             m.d.comb += code.eq(ErrorCode.DATA)
         with m.Elif(Cat(*unsupported.values()).any()):
             m.d.comb += code.eq(ErrorCode.UNSUPPORTED)

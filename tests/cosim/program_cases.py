@@ -12,6 +12,7 @@ final DRAM image and the schedule's cycles that the RTL must reproduce exactly.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -33,9 +34,9 @@ from mapper.program import Program, build_program
 
 from cosim.runner import BUILD_ROOT
 
-__all__ = ["OWN_NETWORKS", "WHOLE_NETWORKS", "BuiltProgram", "build_case", "built_programs", "save_built",
-           "load_built", "ExpectedProgram", "expected_program", "program_length", "program_name",
-           "program_prefix", "unsupported_steps"]
+__all__ = ["OWN_NETWORKS", "WHOLE_NETWORKS", "BuiltProgram", "build_case", "build_key", "built_path",
+           "built_programs", "save_built", "load_built", "ExpectedProgram", "expected_program", "program_length",
+           "program_name", "program_prefix", "unsupported_steps"]
 
 
 def mac_cnn(size: int) -> Model:
@@ -117,33 +118,72 @@ def build_case(spec: dict, cfg: AcceleratorConfig) -> BuiltProgram:
     return BuiltProgram(_case_program(spec, q, cfg, x), q, x)
 
 
-def save_built(built: BuiltProgram, path: Path) -> str:
-    """Write ``built`` to ``path`` (whole or not at all: a run of the same case beside this one
-    writes the same bytes); returns the path for the testbench's parameters."""
+#: Where :func:`built_programs` keeps the programs it built.
+PROGRAMS_DIR = BUILD_ROOT / "programs"
+#: The packages whose code builds a program (the quantiser, the mapper, the ISA) and this file.
+_BUILDERS = ("hw", "mapper", "sim")
+
+
+@functools.lru_cache(maxsize=None)
+def _builders_digest() -> str:
+    """A hash of the code that builds the programs: a program saved by other code is built again."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parents[2]
+    for path in sorted(p for package in _BUILDERS for p in (root / package).rglob("*.py")) + [Path(__file__)]:
+        h.update(path.as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def build_key(spec: dict, cfg: AcceleratorConfig) -> str:
+    """What a saved program was built from: the case, the configuration's fields and the builders' code."""
+    inputs = {"spec": spec, "config": cfg.to_dict(), "code": _builders_digest()}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def built_path(spec: dict, cfg: AcceleratorConfig) -> Path:
+    """The one file of case ``spec`` (with its seed) on ``cfg``: a changed build replaces it."""
+    return PROGRAMS_DIR / f"{cfg.name}-{program_name(spec)}-seed{int(spec.get('seed', 0))}.pickle"
+
+
+def save_built(built: BuiltProgram, path: Path, key: str = "") -> str:
+    """Write ``built`` and the ``key`` it was built from to ``path`` (whole or not at all: a run of
+    the same case beside this one writes the same bytes); returns the path for the testbench's
+    parameters."""
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(f"{path.name}.{os.getpid()}.part")
-    part.write_bytes(pickle.dumps(built, protocol=pickle.HIGHEST_PROTOCOL))
+    part.write_bytes(pickle.dumps((key, built), protocol=pickle.HIGHEST_PROTOCOL))
     os.replace(part, path)
     return str(path)
 
 
+def _saved(path: Path, key: str) -> BuiltProgram | None:
+    """The program saved at ``path`` if it was built from ``key``, else None."""
+    try:
+        saved_key, built = pickle.loads(path.read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError):
+        return None
+    return built if saved_key == key else None
+
+
 def built_programs(programs, cfg) -> list[tuple[dict, int]]:
-    """(spec, instructions) of each whole-network program case: built once (``build_case``), its
-    length sizing the wrapper's instruction memory, its build saved for the testbench under
-    ``build/cosim/programs`` (the spec's ``built``: a file per case and configuration, rewritten by
-    each run, so the run's parameters and directory stay those of the case)."""
+    """(spec, instructions) of each whole-network program case, its length sizing the wrapper's
+    instruction memory, its build saved for the testbench under ``build/cosim/programs`` (the
+    spec's ``built``): one file per case, seed and configuration (``built_path``), reused by a
+    rerun built from the same inputs (``build_key``) and replaced when any of them changed."""
     out = []
     for spec in programs:
-        built = build_case(spec, cfg)
-        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-        path = save_built(built, BUILD_ROOT / "programs" / f"{cfg.name}-{program_name(spec)}-{key}.pickle")
-        out.append(({**spec, "built": path}, program_length(spec, built)))
+        key, path = build_key(spec, cfg), built_path(spec, cfg)
+        built = _saved(path, key)
+        if built is None:
+            built = build_case(spec, cfg)
+            save_built(built, path, key)
+        out.append(({**spec, "built": str(path)}, program_length(spec, built)))
     return out
 
 
 def load_built(path: str) -> BuiltProgram:
     """What :func:`save_built` wrote (in the testbench's process)."""
-    return pickle.loads(Path(path).read_bytes())
+    return pickle.loads(Path(path).read_bytes())[1]
 
 
 def expected_program(spec: dict, cfg: AcceleratorConfig, built: BuiltProgram | None = None) -> ExpectedProgram:

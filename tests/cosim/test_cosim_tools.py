@@ -69,3 +69,26 @@ def test_bad_streams_codes_are_what_the_simulator_derives(config_name):
         words, _ = bad_stream(name, cfg)
         got = expected_outcome(words, bad_dram(name, cfg), cfg)
         assert (got.kind, got.code) == ("error", bad_stream_code(name, cfg)), f"{name} on {config_name}: {got}"
+
+
+def test_built_programs_are_reused_and_replaced_not_accumulated(tmp_path, monkeypatch):
+    """A rerun from the same inputs reuses the saved program; a changed build (here: other code)
+    replaces its file; another seed is another case's file."""
+    from hw.config import get_config
+    from cosim import program_cases as pc
+
+    cfg = get_config("tiny")
+    monkeypatch.setattr(pc, "PROGRAMS_DIR", tmp_path)
+    builds = []
+    real_build = pc.build_case
+    monkeypatch.setattr(pc, "build_case", lambda spec, c: builds.append(spec["seed"]) or real_build(spec, c))
+    spec = {"model": "mac_cnn", "size": 8, "seed": 1}
+    (first, length), = pc.built_programs([spec], cfg)
+    assert pc.load_built(first["built"]).program.stream and builds == [1]
+    again, = pc.built_programs([spec], cfg)
+    assert again == (first, length) and builds == [1], "a rerun from the same inputs builds again"
+    monkeypatch.setattr(pc, "_builders_digest", lambda: "other code")
+    pc.built_programs([spec], cfg)
+    assert builds == [1, 1] and sorted(p.name for p in tmp_path.iterdir()) == [Path(first["built"]).name]
+    pc.built_programs([{**spec, "seed": 2}], cfg)
+    assert builds == [1, 1, 2] and len(list(tmp_path.iterdir())) == 2
