@@ -40,6 +40,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import platform
 import resource
 import shutil
 import subprocess
@@ -136,8 +137,6 @@ def host_cpu() -> str:
     """This machine's processor as ``-march=native`` sees it: ``/proc/cpuinfo``'s model name,
     family and model, and a hash of its feature flags (the instructions the compiler may use).
     ``platform.processor()`` where there is no ``/proc/cpuinfo``."""
-    import platform
-
     try:
         lines = Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
     except OSError:
