@@ -40,6 +40,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import platform
 import resource
 import shutil
 import subprocess
@@ -124,6 +125,26 @@ DEFAULT_BUILD = BuildOptions()
 #: instead of the ``-Os`` of ``verilated.mk``.  On ``small``: 7.5x and 1.25x the cycles per CPU
 #: second, a third of the build's CPU time.
 FAST_BUILD = BuildOptions(public_flat_rw=False, make_variables=("OPT_FAST=-O2", "OPT_GLOBAL=-O2"))
+
+
+#: A C++ option that tunes the model for the processor that compiles it: a build with it is
+#: cached for that processor only (:func:`host_cpu` joins its key).
+NATIVE_ARCH = "-march=native"
+
+
+@functools.lru_cache(maxsize=1)
+def host_cpu() -> str:
+    """This machine's processor as ``-march=native`` sees it: ``/proc/cpuinfo``'s model name,
+    family and model, and a hash of its feature flags (the instructions the compiler may use).
+    ``platform.processor()`` where there is no ``/proc/cpuinfo``."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+    except OSError:
+        return platform.machine() + " " + platform.processor()
+    fields = {name.strip(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    flags = hashlib.sha256(" ".join(sorted(fields.get("flags", "").split())).encode()).hexdigest()[:12]
+    return " / ".join([fields.get("model name", "?"), f"family {fields.get('cpu family', '?')}",
+                       f"model {fields.get('model', '?')}", f"flags {flags}"])
 
 
 def _children_cpu_s() -> float:
@@ -415,6 +436,8 @@ class _BuildPlan:
         flags = {"toplevel": toplevel, "verilator": version, "build_args": build_args,
                  "public_flat_rw": options.public_flat_rw, "config": list(options.config),
                  "make": make_variables, "waves": bool(waves)}
+        if any(NATIVE_ARCH in arg for arg in build_args + make_variables):
+            flags["host_cpu"] = host_cpu()      # another processor may lack its instructions
         digest = hashlib.sha256()
         digest.update(verilog_text.encode())
         digest.update(b"\0")

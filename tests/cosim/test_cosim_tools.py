@@ -1,8 +1,9 @@
-"""The cosimulation tools without Verilator: the profiler's grouping of samples, and bad input to
-``tests/cosim/bench.py`` and ``tests/cosim/profile_model.py``."""
+"""The cosimulation tools without Verilator: the profiler's grouping of samples, the build key of a
+``-march=native`` build, and bad input to ``tests/cosim/bench.py`` and ``tests/cosim/profile_model.py``."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from cosim.profile_model import OUTSIDE_GROUP, RUNTIME_GROUP, TOP_GROUP, group_samples
-from cosim.runner import build_and_run
+from cosim import runner
+from cosim.runner import FAST_BUILD, NATIVE_ARCH, build_and_run
 
 COSIM = Path(__file__).resolve().parent
 
@@ -53,6 +55,17 @@ def test_simulator_prefix_with_whitespace_is_refused():
     # cocotb splits SIM_CMD_PREFIX at whitespace: such an argument would run something else
     with pytest.raises(ValueError, match="without whitespace"):
         build_and_run("module m; endmodule", "m", "cosim.tb_none", sim_prefix=("perf record",))
+
+
+def test_a_native_build_is_cached_for_its_processor_only(monkeypatch):
+    # a -march=native model may use instructions another processor lacks: its key names this one
+    native = dataclasses.replace(FAST_BUILD,
+                                 make_variables=FAST_BUILD.make_variables + (f"USER_CPPFLAGS={NATIVE_ARCH}",))
+    plan = runner._BuildPlan.of("module m; endmodule", "m", native, (), False)
+    assert plan.flags["host_cpu"] == runner.host_cpu() and runner.host_cpu()
+    assert "host_cpu" not in runner._BuildPlan.of("module m; endmodule", "m", FAST_BUILD, (), False).flags
+    monkeypatch.setattr(runner, "host_cpu", lambda: "another processor")
+    assert runner._BuildPlan.of("module m; endmodule", "m", native, (), False).key != plan.key
 
 
 @pytest.mark.parametrize("config_name", ["tiny", "E"])
