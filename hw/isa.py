@@ -42,7 +42,7 @@ class Op(enum.IntEnum):
     LOAD_GB = 4     # contiguous copy DRAM -> global buffer
     GEMM = 5        # one tile of the output-stationary, local-weight-stationary loop nest
     VEC = 6         # a non-MAC layer on the vector (post-processing) units
-    STORE = 7       # accumulators -> bias, requantisation, ReLU -> DRAM
+    STORE = 7       # accumulators -> bias, requantisation, ReLU -> DRAM or global buffer
     FENCE = 8       # dispatch waits until every queue is idle
     END = 9         # end of stream: the accelerator raises done
     NOP = 10
@@ -57,7 +57,8 @@ class ErrorCode(enum.IntEnum):
     RESERVED = 2      # non-zero reserved bits, or an unknown VEC operation
     RANGE = 3         # a field, buffer range or PE set outside the configuration
     TOKEN = 4         # a token popped that no earlier instruction pushed, a missing neighbour,
-                      # more than TOKEN_LIMIT outstanding, or tokens left at END
+                      # more than TOKEN_LIMIT outstanding, tokens left at END, or a LOAD_GB and a
+                      # STORE to the global buffer with no FENCE between (hw.timing.gb_write_claim)
     DATA = 5          # found while running: a loaded parameter shift above MAX_SHIFT, a LOAD_INP
                       # global-buffer address outside the buffer, a malformed VEC descriptor
     UNSUPPORTED = 6   # a feature the RTL does not build yet (VEC resize, pooling and argmax, two
@@ -154,6 +155,7 @@ _STORE_FIELDS = _PE_SET + [
     ("pe_k", 7, False),          # PE p is column p % pe_k (channels k_base + col*k_step ...) of row p // pe_k
     ("act", 2, False),           # Act: nothing, ReLU, or the PE's table after requantisation
     ("ep_row", 12, False),       # > 0: softmax epilogue over rows of ep_row channels (exp table in table memory)
+    ("dst_gb", 1, False),        # the tensor is in the global buffer (dst_addr a GB byte address), not in DRAM
 ]
 
 FIELDS: dict[Op, list[tuple[str, int, bool]]] = {

@@ -36,7 +36,8 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
-           "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing"]
+           "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing",
+           "GB_WRITE_LATENCY", "store_gb_lanes", "gb_write_claims"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -44,6 +45,10 @@ GEMM_PIPELINE = 4        # operand read, multiply, adder tree, accumulate
 GEMM_MIN_PIXELS = 4      # an accumulator entry is re-read at least this many cycles after it was written
 POST_PIPELINE = 5        # accumulator read, bias, multiply, round/shift, saturate (hw/rtl/postproc.py)
 GB_LATENCY = 2           # global-buffer read latency
+#: A STORE into the global buffer (``dst_gb``) writes one selected PE's pixel (its K0 channels,
+#: contiguous bytes: one conflict-free write beat, ``hw/rtl/global_buffer.py``) a cycle; its last
+#: write is in the bank this many cycles after its busy time, for any read after it.
+GB_WRITE_LATENCY = 1
 #: A folded LOAD_INP's address generator first divides each lane's first channel (``c_base`` +
 #: lane, one bit more than the field) by ``t_c`` and the tap (below 2^12 whenever it is in the
 #: kernel) by ``fold_kw``, ``FOLD_DIGIT_BITS`` quotient bits a cycle; one cycle passes the
@@ -137,7 +142,13 @@ def store_beats(f, cfg: AcceleratorConfig, hold=lambda value, name: value):
     RTL passes ``hold`` to register the pixel count (``hold(value, name)``), a stage before the rest."""
     npix = hold(f["out_h"] * f["out_w"], "npix")
     span = vmax(npix, epilogue_turnaround(cfg))
-    return npix + sel(f["ep_row"] != 0, epilogue_setup(cfg) + EPILOGUE_PASSES * span, 0)
+    return npix * store_gb_lanes(f) + sel(f["ep_row"] != 0, epilogue_setup(cfg) + EPILOGUE_PASSES * span, 0)
+
+
+def store_gb_lanes(f):
+    """Cycles a STORE spends on each pixel: 1 into DRAM (every PE's lanes at once), ``pe_count``
+    into the global buffer (``dst_gb``: its one write port takes one PE's K0 bytes a cycle)."""
+    return sel(f["dst_gb"], f["pe_count"], 1)
 
 
 def store_pipeline(f):
@@ -411,7 +422,7 @@ def legality_terms(op: Op, f, hold=_same) -> dict:
     if op == Op.GEMM:
         return {"npix": f["out_h"] * f["out_w"], "steps": gemm_steps(f, hold), **gemm_input_terms(f, hold)}
     if op == Op.STORE:
-        return {"npix": f["out_h"] * f["out_w"]}
+        return {"npix": f["out_h"] * f["out_w"], "gb_span": hold(f["t_h"] * f["t_w"], "gb_pixels") * f["k_pitch"]}
     return {}
 
 
@@ -464,8 +475,32 @@ def legality(op: Op, f, cfg: AcceleratorConfig, terms: dict | None = None) -> li
                 (f["param_addr"] + f["k_per_pe"] > cfg.param_depth,
                  "parameter entries {param_addr} + {k_per_pe} (depth {cfg.param_depth})"),
                 (f["acc_addr"] + t["npix"] > cfg.accum_depth, _ACC_TEXT),
-                (f["act"] > max(Act), "act {act} (valid: " + ", ".join(f"{a.value}={a.name}" for a in Act) + ")")]
+                (f["act"] > max(Act), "act {act} (valid: " + ", ".join(f"{a.value}={a.name}" for a in Act) + ")"),
+                *_store_gb_legality(f, cfg, t)]
     return []
+
+
+def _store_gb_legality(f, cfg: AcceleratorConfig, t: dict) -> list:
+    """A STORE into the global buffer: its whole tensor (``t_h x t_w`` pixels of ``k_pitch``
+    bytes, a pixel's ``t_k`` channels within its pitch) inside the buffer; one PE's K0 lanes
+    within a write beat of ``gb_bus_bytes``; no softmax epilogue (its passes are DRAM writes)."""
+    gb = f["dst_gb"]
+    return [(gb & ((f["t_k"] > f["k_pitch"]) | (f["dst_addr"] + t["gb_span"] > cfg.global_buf_bytes)),
+             "global-buffer bytes {dst_addr} + {t_h}x{t_w}x{k_pitch} with t_k {t_k} <= k_pitch "
+             "(size {cfg.global_buf_bytes})"),
+            (gb & (cfg.k0 > cfg.gb_bus_bytes), "dst_gb with K0 = {cfg.k0} lanes above the global buffer's "
+             "write beat of {cfg.gb_bus_bytes} bytes"),
+            (gb & (f["ep_row"] != 0), "a softmax epilogue (ep_row {ep_row}) into the global buffer")]
+
+
+def gb_write_claims(op, dst_gb):
+    """(a LOAD_GB, a STORE into the global buffer): the two users of the buffer's one write port
+    (an SRAM macro's 1R1W: the read port is LOAD_INP's).  The port is not arbitrated cycle by
+    cycle: a stream separates the two by a FENCE (after which every earlier instruction is
+    done), so they never run together; one claimed after the other since the last FENCE is a
+    TOKEN error at its dispatch (``schedule``, the RTL's dispatcher).  On integers or Amaranth
+    values (``op`` the opcode, ``dst_gb`` the STORE's field of the word)."""
+    return op == Op.LOAD_GB, (op == Op.STORE) & dst_gb
 
 
 def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
@@ -572,11 +607,13 @@ def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=lambda value, name: val
     (``store_beats``: one pixel of every PE a cycle per pass) through its pipeline
     (``store_pipeline``), or its bytes at the DRAM rate.  Posted writes: the unit is free once its
     last pixel is written (one setup cycle more than the beats and the pipeline); the DRAM latency
-    only delays the token.  The RTL passes ``hold`` to register the pixel count (``store_beats``),
+    only delays the token.  Into the global buffer (``dst_gb``) no DRAM term: the beats
+    (``store_gb_lanes`` a pixel) and ``GB_WRITE_LATENCY`` after the busy time.  The RTL passes ``hold`` to register the pixel count (``store_beats``),
     the beat count and the transfer time (``hold(value, name)``), a stage each."""
     pixels = hold(store_beats(f, cfg, hold) + store_pipeline(f), "pixels")
-    transfer = hold(vmax(pixels, cdiv(nbytes, cfg.dram_bytes_per_cycle)), "transfer")
-    return vmax(transfer, pixels + 1), cfg.dram_latency + transfer
+    transfer = hold(vmax(pixels, sel(f["dst_gb"], 0, cdiv(nbytes, cfg.dram_bytes_per_cycle))), "transfer")
+    busy = vmax(transfer, pixels + 1)
+    return busy, sel(f["dst_gb"], busy + GB_WRITE_LATENCY, cfg.dram_latency + transfer)
 
 
 def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]:
@@ -676,6 +713,17 @@ class _Tokens:
         return {k: len(v) - self.head[k] for k, v in self.ready.items() if len(v) > self.head[k]}
 
 
+def _claim_gb_port(insn: Insn, writers: tuple[bool, bool], off: int, i: int) -> tuple[bool, bool]:
+    """The global buffer's write-port claims after ``insn`` (``gb_write_claims``); TOKEN when it
+    claims the port the other writer holds since the last FENCE."""
+    claims = gb_write_claims(insn.op, insn.get("dst_gb"))
+    if (claims[0] and writers[1]) or (claims[1] and writers[0]):
+        raise StreamError(f"{insn.op.name} at byte offset {off} writes the global buffer while a "
+                          f"{'STORE' if claims[0] else 'LOAD_GB'} may still write it: no FENCE between them",
+                          ErrorCode.TOKEN, i)
+    return bool(writers[0] or claims[0]), bool(writers[1] or claims[1])
+
+
 def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = True) -> Schedule:
     """Cycle-exact timing of a stream under the rules in this module's docstring.
 
@@ -694,6 +742,7 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
     start = np.zeros(n, dtype=np.int64)
     end = np.zeros(n, dtype=np.int64)
     tokens = _Tokens()
+    gb_writers = (False, False)                     # gb_write_claims since the last FENCE
     unit_free = {Queue.LOAD: 0, Queue.COMPUTE: 0, Queue.STORE: 0}
     history = {Queue.LOAD: [], Queue.COMPUTE: [], Queue.STORE: []}   # start cycles, for queue occupancy
     last_end, fetch = 0, DECODE_STAGES
@@ -702,6 +751,7 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
         if q == Queue.DISPATCH:                     # NOP, FENCE, END: the dispatcher's own
             if insn.op in (Op.FENCE, Op.END):
                 fetch = max(fetch, last_end)
+                gb_writers = (False, False)
             dispatch[i], start[i], end[i] = fetch, fetch, fetch + 1
             fetch += 1
             if insn.op == Op.END:                   # the accelerator stops here: the rest is not run
@@ -712,6 +762,7 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
             continue
         check_insn(insn, cfg, off)
         tokens.count(insn, q, off, i)
+        gb_writers = _claim_gb_port(insn, gb_writers, off, i)
         hist = history[q]
         enter = fetch if len(hist) < QUEUE_DEPTH else max(fetch, int(hist[-QUEUE_DEPTH]))
         dispatch[i], fetch = enter, enter + 1

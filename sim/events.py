@@ -81,7 +81,7 @@ def count_events(insn: Insn, cfg: AcceleratorConfig) -> Counter:
         if f["ep_row"]:          # a softmax epilogue: more passes of the post-processing unit
             ev["vec_ops"] = pixels * f["pe_count"] * cfg.k0 * EPILOGUE_PASSES
         ev["param_bytes"] = f["pe_count"] * cfg.k0 * PARAM_ENTRY_BYTES
-        ev["dram_write_bytes"] = store_bytes(insn, cfg)
+        ev["gb_write_bytes" if f.get("dst_gb") else "dram_write_bytes"] = store_bytes(insn, cfg)
     elif op == Op.VEC:
         ev["vec_ops"] = f["work"]
         ev["dram_read_bytes"] = f["bytes_in"]

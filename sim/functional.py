@@ -212,6 +212,9 @@ class Machine:
             return
         addr = store_addr(f, y[:, :, None, None], x[None, None, :, None], k[:, None, None, :])
         a_valid = addr[valid] & ADDR_MASK
+        if f.get("dst_gb"):         # inside the buffer: check_insn's legality
+            self.gb[a_valid] = q[valid].view(np.uint8)
+            return
         if a_valid.max() >= self.dram.size:
             raise DramBoundsError(f"STORE writes past the {self.dram.size}-byte DRAM image at byte offset {off}")
         self.dram[a_valid] = q[valid].view(np.uint8)

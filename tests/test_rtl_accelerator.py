@@ -14,7 +14,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.config import get_config
-from hw.isa import INSN_BYTES, Op, encode, make
+from hw.isa import INSN_BYTES, Op, StreamError, encode, make
 from hw.rtl.accelerator import Accelerator, ErrorCode
 from hw.rtl.export import SRC_ATTRIBUTE, export_accelerator
 from hw.timing import DECODE_STAGES, schedule
@@ -266,3 +266,75 @@ def test_an_accelerator_without_vector_unit_refuses_every_vec():
     assert builds_vector_unit(TINY) and not builds_vector_unit(wide) and vector_ports(wide) == (0, 0)
     res = run_accelerator(wide, [make(Op.VEC, work=1), make(Op.END)], np.zeros(4096, dtype=np.uint8), 50)
     assert (res["error"], res["code"], res["pc"]) == (1, ErrorCode.UNSUPPORTED, 0)
+
+
+# ---- STORE into the global buffer (dst_gb) ------------------------------------------------
+
+def _moved(insn, **changes):
+    return dataclasses.replace(insn, f={**insn.f, **changes})
+
+
+def _gb_chain(cfg, gb_base: int):
+    """Two 3x3 convolutions: the first STOREs into the global buffer at ``gb_base``, the second
+    LOAD_INPs from there (a FENCE between) and STOREs into DRAM.  Returns (stream, DRAM image,
+    where the output is, its golden value)."""
+    first = Conv2d("first", "encoder", 4, 8, 5, 5, kernel=3, padding=1, relu=True)
+    second = Conv2d("second", "encoder", 8, 4, 5, 5, kernel=3, padding=1)
+    (low1, n1), = map_layer(first, cfg)
+    (low2, n2), = map_layer(second, cfg)
+    assert n1 == n2 == 1
+    d1, d2 = layer_data(first, np.random.default_rng(21)), layer_data(second, np.random.default_rng(22))
+    img1, img2 = _place(low1, first, d1, cfg), _place(low2, second, d2, cfg)
+    shift = img1.size                              # the second layer's operands after the first's
+    out1, in2 = low1.layout.output, low2.layout.input
+    stream = [_moved(i, dst_gb=1, dst_addr=i.dst_addr - out1 + gb_base) if i.op == Op.STORE else i
+              for i in low1.stream]
+    stream.append(make(Op.FENCE))
+    for i in low2.stream:
+        if i.op == Op.LOAD_INP:
+            i = _moved(i, src_gb=1, src_addr=i.src_addr - in2 + gb_base)
+        elif i.op in (Op.LOAD_WGT, Op.LOAD_PARAM):
+            i = _moved(i, src_addr=i.src_addr + shift)
+        elif i.op == Op.STORE:
+            i = _moved(i, dst_addr=i.dst_addr + shift)
+        stream.append(i)
+    stream.append(make(Op.END))
+    dram = np.concatenate([img1, img2])
+    dram[shift + in2:shift + in2 + 5 * 5 * 8] = 0  # the second layer's input is not in DRAM
+    gold = golden_output(second, {**d2, "x": golden_output(first, d1, cfg)}, cfg)
+    return stream, dram, shift + low2.layout.output, gold
+
+
+def test_store_into_global_buffer_bit_and_cycle_exact():
+    """A layer's STOREs write the global buffer (dst_gb, a PE a cycle), the next layer's LOAD_INPs
+    gather it from there: the RTL matches sim.functional, the golden chain and hw.timing."""
+    cfg = TINY
+    stream, dram, out, gold = _gb_chain(cfg, gb_base=36)       # not aligned to a bank row on purpose
+    assert any(i.op == Op.STORE and i.dst_gb and i.pe_count > 1 for i in stream)
+    expected_cycles = schedule(stream, cfg).total_cycles
+    want = dram.copy()
+    Machine(cfg, want).run(stream)
+    np.testing.assert_array_equal(want[out:out + gold.size].view(np.int8).reshape(gold.shape), gold)
+    res = run_accelerator(cfg, stream, dram, max_cycles=expected_cycles + 50)
+    assert res["error"] == 0, f"error {res['code']} at instruction {res['pc']}"
+    assert res["done"] == 1 and res["cycle"] == expected_cycles, (res["cycle"], expected_cycles)
+    if not np.array_equal(dram, want):
+        pytest.fail(first_mismatch("global-buffer chain vs sim.functional", dram, want))
+
+
+def test_store_into_global_buffer_refusals_agree():
+    """Past the buffer's end: RANGE; a LOAD_GB and a STORE into the buffer with no FENCE between
+    (its one write port), either way round: TOKEN, and a FENCE clears the claim; all where
+    hw.timing.schedule refuses them."""
+    cfg = TINY
+    store = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=2, t_h=1, t_w=2, t_k=4, k_pitch=4, k_per_pe=4,
+                 dst_gb=1, dst_addr=cfg.global_buf_bytes - 7)          # 8 bytes, one past the end
+    in_range, load_gb = _moved(store, dst_addr=0), make(Op.LOAD_GB, n_bytes=16)
+    for stream, code, pc in (([store, make(Op.END)], ErrorCode.RANGE, 0),
+                             ([load_gb, in_range, make(Op.END)], ErrorCode.TOKEN, 1),
+                             ([load_gb, make(Op.FENCE), in_range, load_gb, make(Op.END)], ErrorCode.TOKEN, 3)):
+        with pytest.raises(StreamError) as refused:
+            schedule(stream, cfg)
+        assert (refused.value.code, refused.value.index) == (code, pc)
+        res = _error_run(stream)
+        assert (res["code"], res["pc"]) == (code, pc), res

@@ -166,6 +166,7 @@ class Accelerator(wiring.Component):
         wiring.connect(m, load=load.ld, pe_array=pes.ld)
         wiring.connect(m, compute=comp.gemm, pe_array=pes.gemm)
         wiring.connect(m, store=store.st, pe_array=pes.st)
+        wiring.connect(m, store=store.gb, load=load.gb_store)
         wiring.connect(m, wiring.flipped(self.dram_rd), load.dram)
         wiring.connect(m, wiring.flipped(self.dram_wr), store.dram)
         if builds_vector_unit(cfg):         # else the dispatcher refuses every VEC

@@ -18,7 +18,8 @@ dispatch (D)
     the registered word at ``pc_d`` is dispatched: into its queue when the queue accepts
     it, NOP at once, FENCE/END when everything is quiet (every queue empty, every unit idle),
     END then raises ``done``.  The token counts in program order (``hw.timing.TOKEN_LINKS``,
-    as ``hw.timing.schedule`` counts them) are checked here, against the registered flags.
+    as ``hw.timing.schedule`` counts them) are checked here, against the registered flags, and
+    so are the global buffer's write-port claims since the last FENCE (``hw.timing.gb_write_claims``).
 
 The stages move together, whenever D dispatches or is empty: T holds instruction ``pc_d + 1``,
 P ``pc_d + 2`` and F fetches ``pc_d + 3`` while D holds ``pc_d``.  In the start cycle F fetches
@@ -35,14 +36,14 @@ vector executor refuses a descriptor it does not build with UNSUPPORTED).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..expr import Fields, any_of
 from ..isa import INSN_BITS, INSN_BYTES, QUEUE_OF, ErrorCode, Op, Queue, VecOp
-from ..timing import DECODE_STAGES, TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS, legality, legality_terms
+from ..timing import DECODE_STAGES, TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS, gb_write_claims, legality, legality_terms
 from .buses import ImemSignature
 from .insn import CYCLE_BITS, DISPATCH_ORDER, LAYOUTS, insn_view, rtl_unsupported
 from .vector_executor import builds_vector_unit
@@ -228,9 +229,13 @@ class Dispatcher(wiring.Component):
         # Tokens in program order (hw.timing.TOKEN_LINKS), counted as hw.timing.schedule does.
         counts = {name: Signal(range(TOKEN_LIMIT + 1), name=f"tokens_{name}") for name in TOKEN_FIFOS}
         new_counts = {name: counts[name] + d.pushes[name] - d.pops[name] for name in TOKEN_FIFOS}
+        # the global buffer's write port: a LOAD_GB and a STORE into it since the last FENCE
+        claims = gb_write_claims(op, insn_view(Op.STORE, d.word).dst_gb)
+        held = [Signal(name="gb_loaded"), Signal(name="gb_stored")]
         token_bad = any_of(d.no_link, *(d.pops[n] & (counts[n] == 0) for n in TOKEN_FIFOS),
                            *(new_counts[n] > TOKEN_LIMIT for n in TOKEN_FIFOS),
-                           *(is_end & (counts[n] != 0) for n in TOKEN_FIFOS))
+                           *(is_end & (counts[n] != 0) for n in TOKEN_FIFOS),
+                           claims[0] & held[1], claims[1] & held[0])
         found = {ErrorCode.OPCODE: d.bad_opcode, ErrorCode.RESERVED: d.bad_reserved,
                  ErrorCode.UNSUPPORTED: d.unsupported,
                  ErrorCode.RANGE: any_of(0, *((op == o) & d.bad_range[o] for o in Op)),
@@ -261,4 +266,5 @@ class Dispatcher(wiring.Component):
             m.d.comb += port.payload.eq(d.word)
         with m.If(dispatch):
             m.d.sync += [counts[n].eq(new_counts[n]) for n in TOKEN_FIFOS]
+            m.d.sync += [h.eq(Mux((op == Op.FENCE) | is_end, 0, h | c)) for h, c in zip(held, claims)]
         return err, dispatch, is_end

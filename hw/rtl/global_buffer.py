@@ -5,8 +5,9 @@ word ``r // B`` of bank ``r % B``, with ``B = 2 G / C0`` banks (``G = gb_bus_byt
 bank is a ``lib.memory.Memory`` of ``global_buf_bytes / (2 G)`` words of C0 bytes with one
 write port (byte enables) and one synchronous read port, transparent for that write port.
 
-Writes (LOAD_GB)
-    A beat writes ``G`` contiguous bytes at any byte address.  They span at most
+Writes (LOAD_GB, and STORE with ``dst_gb``: :class:`GbWriteSignature`)
+    One write port, the load unit's: a LOAD_GB's beats, or a STORE's (``gb_store``), which the
+    stream never runs together (``hw.timing.gb_write_claims``).  A beat writes ``G`` contiguous bytes at any byte address.  They span at most
     ``G / C0 + 1`` consecutive rows, which are in distinct banks because there are
     ``2 G / C0`` of them: **a LOAD_GB beat never conflicts**, at any alignment.  The
     beat is rotated by ``address mod 2G`` bytes onto the banks (a barrel rotator).
@@ -38,7 +39,22 @@ from ..config import AcceleratorConfig
 from ..expr import ceil_log2
 from ..timing import gb_banks, load_inp_gb_conflict
 
-__all__ = ["GlobalBuffer", "check_global_buffer", "gb_banks", "load_inp_gb_conflict"]
+__all__ = ["GlobalBuffer", "GbWriteSignature", "check_global_buffer", "gb_addr_bits", "gb_banks", "load_inp_gb_conflict"]
+
+
+def gb_addr_bits(config: AcceleratorConfig) -> int:
+    """Bits of a global-buffer byte address."""
+    return max(1, ceil_log2(config.global_buf_bytes))
+
+
+class GbWriteSignature(wiring.Signature):
+    """A write beat of the global buffer (seen from its driver): lane ``i`` (if ``mask[i]``)
+    writes byte ``addr + i``, ``gb_bus_bytes`` lanes."""
+
+    def __init__(self, config: AcceleratorConfig):
+        g = config.gb_bus_bytes
+        super().__init__({"en": Out(1), "addr": Out(gb_addr_bits(config)), "mask": Out(g),
+                          "data": Out(data.ArrayLayout(8, g))})
 
 
 def check_global_buffer(config: AcceleratorConfig) -> None:
@@ -110,7 +126,7 @@ class GlobalBuffer(wiring.Component):
 
     @property
     def addr_bits(self) -> int:
-        return max(1, ceil_log2(self._config.global_buf_bytes))
+        return gb_addr_bits(self._config)
 
     def elaborate(self, platform):
         m = Module()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
-from amaranth.lib.wiring import Out
+from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..expr import Fields
@@ -25,7 +25,7 @@ from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
 from ..timing import (FOLD_SETUP, GB_LATENCY, INP_START, LANE_STAGE, load_inp_rows, load_inp_rows_bound, load_param_lane_addr,
                       load_terms, load_wgt_lane_addr)
 from .buses import DramReadSignature, LoadBusSignature, LoadTarget, load_geometry
-from .global_buffer import GlobalBuffer, check_global_buffer
+from .global_buffer import GbWriteSignature, GlobalBuffer, check_global_buffer
 from .insn import field_signal, insn_view
 from .load_inp import LoadInpLanes
 from .pe_tile import check_rtl_config
@@ -73,6 +73,10 @@ class LoadUnit(wiring.Component):
         outside the buffer or a bank conflict (ErrorCode.DATA).
     dram: Out(DramReadSignature(G))
     ld: Out(LoadBusSignature(config, pes=num_pe))
+    gb_store: In(GbWriteSignature(config))
+        The store unit's beats into the global buffer (STORE with ``dst_gb``): the buffer's one
+        write port is theirs whenever ``en`` is high (the stream never runs a LOAD_GB then:
+        ``hw.timing.gb_write_claims``).
     """
 
     export_prefix = "load_unit"
@@ -92,6 +96,7 @@ class LoadUnit(wiring.Component):
         super().__init__({
             **unit_members(Queue.LOAD, max_wait=max(config.dram_latency, GB_LATENCY) - 1),
             "error": Out(1), "dram": Out(DramReadSignature(g)), "ld": Out(LoadBusSignature(config, pes=config.num_pe)),
+            "gb_store": In(GbWriteSignature(config)),
         })
 
     def elaborate(self, platform):
@@ -256,8 +261,13 @@ class LoadUnit(wiring.Component):
         m.d.sync += [ld.target.eq(beat.target), ld.addr.eq(beat.addr), ld.sel.eq(beat.sel), ld.count.eq(beat.count)]
         bytes_in = [Mux(w_mask[i], Mux(w_from_gb, gb.r_data[i], self.dram.data[i]), 0) for i in range(g)]
         m.d.comb += [ld.data.eq(Cat(*bytes_in)), ld.en.eq(Mux(wv & ~w_gb, w_pes, 0)),
-                     gb.w_en.eq(wv & w_gb), gb.w_addr.eq(w_gbaddr), gb.w_mask.eq(w_mask),
-                     gb.w_data.eq(self.dram.data)]
+                     gb.w_en.eq((wv & w_gb) | self.gb_store.en)]
+        # the store unit's beat, or a LOAD_GB's: never both (hw.timing.gb_write_claims)
+        with m.If(self.gb_store.en):
+            m.d.comb += [gb.w_addr.eq(self.gb_store.addr), gb.w_mask.eq(self.gb_store.mask),
+                         gb.w_data.eq(self.gb_store.data)]
+        with m.Else():
+            m.d.comb += [gb.w_addr.eq(w_gbaddr), gb.w_mask.eq(w_mask), gb.w_data.eq(self.dram.data)]
         bad_shift = Const(0, 1)
         for e in range(ne):
             shift = bytes_in[e * PARAM_ENTRY_BYTES + entry_offset(PARAM_ENTRY, "shift")]

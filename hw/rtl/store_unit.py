@@ -9,6 +9,11 @@ latency (``hw.timing.store_timing``), counted down from there; a pixel issued at
 pushes its token then, with the rest of the latency as the token's wait; FENCE/END wait for
 that rest too (``idle``).  A table activation is the PEs' (``st.table``).
 
+Into the global buffer (``dst_gb``, ``hw.timing.store_gb_lanes``): a pixel's slot is ``pe_count``
+cycles, the accumulators read in its first; ``WRITE_DELAY`` cycles later the member PEs' outputs
+leave on ``gb`` one PE a cycle in set order, the first as they come, the rest from a register
+that holds the pixel (``_gb_writes``); nothing goes to DRAM.
+
 A softmax epilogue (``ep_row != 0``, ``hw.timing.store_beats``): from t+2 the row walk
 (``hw.epilogue``, one PE a cycle, ``epilogue_setup`` cycles) finds the lanes that start a row,
 while every member PE's table entry 0 and output shift are checked; a broken rule raises
@@ -33,6 +38,7 @@ from ..isa import FIELD_BITS, INSN_BITS, Act, Op, Queue
 from ..timing import (EPILOGUE_OUT_LATENCY, EPILOGUE_PASSES, POST_PIPELINE, epilogue_setup, epilogue_turnaround,
                       pe_positions, store_addr, store_pe_extent, store_pipeline, store_timing)
 from .buses import DramWriteSignature, StoreBusSignature
+from .global_buffer import GbWriteSignature
 from .insn import field_signal, insn_view
 from .kernel_unit import delay_line, delayed
 from .pe_tile import check_rtl_config
@@ -68,6 +74,9 @@ class StoreUnit(wiring.Component):
         One accumulator entry per cycle to every PE; their outputs come back on ``st.y``.
     dram: Out(DramWriteSignature(num_pe * K0))
         The bytes of every selected PE's pixel.
+    gb: Out(GbWriteSignature(config))
+        With ``dst_gb``: one selected PE's pixel a cycle into the global buffer (its K0 bytes,
+        contiguous), the PEs of a pixel in set order (``hw.timing.store_gb_lanes``).
     error: Out(1)
         A softmax epilogue's rows, output shifts or table break the contract (ErrorCode.DATA), found
         before anything is written; held until the next STORE starts.
@@ -89,6 +98,7 @@ class StoreUnit(wiring.Component):
             **unit_members(Queue.STORE, max_wait=config.dram_latency - 1),
             "st": Out(StoreBusSignature(config, pes=config.num_pe)),
             "dram": Out(DramWriteSignature(config.num_pe * config.k0)),
+            "gb": Out(GbWriteSignature(config)),
             "error": Out(1),
         })
         # built where the vector executor is (builds_vector_unit; the dispatcher refuses the
@@ -244,35 +254,44 @@ class StoreUnit(wiring.Component):
         m.d.comb += pix_off.eq(row_off + col_off)
         passes = Mux(ep, 1 + EPILOGUE_PASSES, 1)
         running = active & (waiting == 0) & (phase < passes)
-        beat = running & (slot < npix)
+        # a pixel's slot: a cycle, or into the global buffer a cycle per member PE (``sub``), the
+        # accumulators read in its first (store_gb_lanes)
+        sub = field_signal(Op.STORE, "pe_count", "gb_sub")
+        slot_on = running & (slot < npix)
+        beat = slot_on & (sub == 0)
+        more = slot_on & cs.dst_gb & (sub + 1 != cs.pe_count)
         m.d.comb += [self.st.valid.eq(beat), self.st.acc.eq(cs.acc_addr + slot), self.st.relu.eq(cs.act == Act.RELU),
                      self.st.table.eq(cs.act == Act.TABLE)]
-        with m.If(running):
+        with m.If(more):
+            m.d.sync += sub.eq(sub + 1)
+        with m.Elif(running):
+            m.d.sync += sub.eq(0)
             with m.If(slot + 1 == span):
                 m.d.sync += [slot.eq(0), phase.eq(phase + 1), ox.eq(0), oy.eq(0), row_off.eq(0), col_off.eq(0)]
             with m.Else():
                 m.d.sync += slot.eq(slot + 1)
-                with m.If(beat & (ox == cs.out_w - 1)):
+                with m.If(slot_on & (ox == cs.out_w - 1)):
                     m.d.sync += [ox.eq(0), oy.eq(oy + 1), row_off.eq(row_off + row_pitch), col_off.eq(0)]
-                with m.Elif(beat):
+                with m.Elif(slot_on):
                     m.d.sync += [ox.eq(ox + 1), col_off.eq(col_off + cs.k_pitch)]
         with m.Elif(active & timed & (waiting == 0)):          # every pass done
             m.d.sync += active.eq(0)
         with m.If(start):
-            m.d.sync += [slot.eq(0), phase.eq(0), oy.eq(0), ox.eq(0), row_off.eq(0), col_off.eq(0), active.eq(0)]
+            m.d.sync += [slot.eq(0), phase.eq(0), oy.eq(0), ox.eq(0), row_off.eq(0), col_off.eq(0), active.eq(0),
+                         sub.eq(0)]
         with m.If(setup):
             pixels = cs.out_h * cs.out_w
             turn = epilogue_turnaround(self._config)
             m.d.sync += [npix.eq(pixels), span.eq(Mux(ep & (pixels < turn), turn, pixels)),
                          row_pitch.eq(cs.t_w * cs.k_pitch)]
-        return beat, phase, slot, oy, ox, pix_off
+        return beat, phase, slot, oy, ox, pix_off, slot_on & cs.dst_gb, sub
 
     def _writes(self, m, cs, issued, mask, kst, yst, base, ep, rows, nk):
         """The DRAM lanes of the pixel issued ``WRITE_DELAY`` cycles before, or with an epilogue of
         the pass-3 pixel issued ``EP_WRITE_DELAY`` cycles before (its result from the epilogue)."""
         n, k0 = self._config.num_pe, self._config.k0
-        beat, phase, slot, oy, ox, off = issued
-        last_pass = beat & (~ep | (phase == EPILOGUE_PASSES))
+        beat, phase, slot, oy, ox, off, gb_slot, sub = issued
+        last_pass = beat & ~cs.dst_gb & (~ep | (phase == EPILOGUE_PASSES))
         taps = list(zip(*(delay_line(m, v, EP_WRITE_DELAY, f"issued_{name}") for v, name in
                           ((last_pass, "valid"), (oy, "oy"), (ox, "ox"), (off, "off")))))
         dv, doy, dox, doff = (Mux(ep, e, p) for e, p in zip(taps[EP_WRITE_DELAY], taps[WRITE_DELAY]))
@@ -287,6 +306,31 @@ class StoreUnit(wiring.Component):
                     self.dram.addr[lane].eq(base[p] + doff + j),
                     self.dram.data[lane].eq(Mux(ep, y[lane], self.st.y[p][j]) if y else self.st.y[p][j]),
                 ]
+        self._gb_writes(m, cs, (delayed(m, gb_slot, WRITE_DELAY, "gb_valid"), delayed(m, sub, WRITE_DELAY, "gb_sub")),
+                        (taps[WRITE_DELAY][1], taps[WRITE_DELAY][3]), x_ok, kst, yst, base)
+
+    def _gb_writes(self, m, cs, slot, pixel, x_ok, kst, yst, base):
+        """With ``dst_gb``: the pixel's member PEs in set order, one a cycle, ``WRITE_DELAY`` after
+        their slot's cycles (``slot``: valid, member index; ``pixel``: its row, DRAM offset).  The
+        first takes the PEs' outputs as they come (and holds them), the rest the held copy."""
+        n, k0 = self._config.num_pe, self._config.k0
+        valid, index = slot
+        doy, doff = pixel
+        ys = [self.st.y[p].as_value() for p in range(n)]
+        held_y = [Signal(8 * k0, name=f"gb_held{p}") for p in range(n)]
+        pe, next_pe = Signal(range(max(n, 2))), Signal(range(max(n, 2)))
+        m.d.comb += pe.eq(Mux(index == 0, cs.pe_first, next_pe))
+        with m.If(valid):
+            m.d.sync += next_pe.eq(pe + cs.pe_step)
+            with m.If(index == 0):
+                m.d.sync += [h.eq(y) for h, y in zip(held_y, ys)]
+        k_first, y_first, pixel_base = Array(kst)[pe], Array(yst)[pe], Array(base)[pe]
+        values = Mux(index == 0, Array(ys)[pe], Array(held_y)[pe])
+        row_ok = valid & x_ok & (y_first + doy < cs.t_h) & ~self.error
+        lanes = min(k0, self._config.gb_bus_bytes)          # legality refuses dst_gb with more
+        m.d.comb += [self.gb.en.eq(row_ok), self.gb.addr.eq(pixel_base + doff),
+                     self.gb.mask.eq(Cat(*(row_ok & (j < cs.k_per_pe) & (k_first + j < cs.t_k) for j in range(lanes)))),
+                     *(self.gb.data[j].eq(values[8 * j:8 * j + 8]) for j in range(lanes))]
 
     def _epilogue_lanes(self, m, ep, rows, nk, beat, phase, slot):
         """The softmax epilogue on every PE's post-processed lanes (``WRITE_DELAY`` after the beat),

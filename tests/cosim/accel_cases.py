@@ -324,6 +324,9 @@ BAD_STREAMS = {
     "store_epilogue_unsupported": ("a STORE with a softmax epilogue and the table activation (both read the "
                                    "PEs' table ports)", "UNSUPPORTED"),
     "store_epilogue_partial_row": ("a STORE with a softmax epilogue over rows of 2 and one channel", "DATA"),
+    "store_gb_past_end": ("a STORE into the global buffer whose tensor's last byte is one past its end", "RANGE"),
+    "gb_write_port_unfenced": ("a LOAD_GB, then a STORE into the global buffer with no FENCE between (its one "
+                               "write port)", "TOKEN"),
 }
 
 
@@ -509,6 +512,12 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
     elif name == "store_epilogue_partial_row":
         insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=1, t_h=1, t_w=1, t_k=1, k_pitch=1, k_per_pe=1,
                     ep_row=2)
+    elif name in ("store_gb_past_end", "gb_write_port_unfenced"):
+        k = cfg.k0
+        insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=2, t_h=1, t_w=2, t_k=k, k_pitch=k, k_per_pe=k,
+                    dst_gb=1, dst_addr=cfg.global_buf_bytes - 2 * k + 1 if name == "store_gb_past_end" else 0)
+        if name == "gb_write_port_unfenced":
+            return stream_words([make(Op.LOAD_GB, n_bytes=16), insn, make(Op.END)]), 1
     else:
         raise KeyError(f"unknown bad stream {name!r}; choose one of {', '.join(BAD_STREAMS)}")
     return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
