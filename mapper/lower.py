@@ -565,8 +565,9 @@ def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> float:
     return n_passes * n_tiles * per_tile + fill
 
 
-#: Channels a STORE can address (its 16-bit channel fields) and input bytes per pixel (24-bit t_c).
-MAX_OUT_CHANNELS, MAX_IN_PITCH = (1 << 16) - 1, (1 << 24) - 1
+#: Channels a STORE can address (its channel field t_k) and input bytes per pixel (LOAD_INP's t_c).
+MAX_OUT_CHANNELS = (1 << FIELD_BITS[Op.STORE]["t_k"]) - 1
+MAX_IN_PITCH = (1 << FIELD_BITS[Op.LOAD_INP]["t_c"]) - 1
 
 
 def _max_channels_ok(p: Problem) -> bool:

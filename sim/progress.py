@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Optional, TextIO
 
+from hw.cli import duration
 from mapper.ir import Model
 
 __all__ = ["Progress", "layer_weights"]
@@ -33,14 +34,6 @@ def layer_weights(model: Model) -> dict[str, float]:
         out[layer.name] = REPEAT_WEIGHT if key in seen else 1.0
         seen.add(key)
     return out
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 class Progress:
@@ -84,10 +77,10 @@ class Progress:
         measured = (self.weight - w1) / self.total_weight
         if measured >= 0.1 and now - t1 >= 1.0:
             left = (self.total_weight - self.weight) / self.total_weight
-            left = f"about {_duration((now - t1) * left / measured)} left"
+            left = f"about {duration((now - t1) * left / measured)} left"
         else:
             left = "estimating the time left"
-        return (f"{self.desc}: {self.done}/{self.total} {self.unit}s, {_duration(elapsed)} elapsed, {left}"
+        return (f"{self.desc}: {self.done}/{self.total} {self.unit}s, {duration(elapsed)} elapsed, {left}"
                 + (f"  {self.postfix}" if self.postfix else ""))
 
     def _show(self, now: float) -> None:
