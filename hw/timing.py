@@ -135,7 +135,12 @@ def epilogue_setup(cfg: AcceleratorConfig) -> int:
     return cfg.num_pe
 
 
-def store_beats(f, cfg: AcceleratorConfig, hold=lambda value, name: value):
+def _same(value, name):
+    """A ``hold`` that holds nothing, the formulas' default: the value itself (the RTL passes a register)."""
+    return value
+
+
+def store_beats(f, cfg: AcceleratorConfig, hold=_same):
     """Cycles from a STORE's first beat slot to its last beat: its pixels, one of every PE a cycle;
     with a softmax epilogue, the row walk first and each pixel's next pass at least
     ``epilogue_turnaround`` cycles after its previous one (on integers or Amaranth values).  The
@@ -196,7 +201,7 @@ def store_tile_origin(f, col, grp):
     return f["k_base"] + col * f["k_step"], f["y0"] + grp * f["out_h"]
 
 
-def store_addr(f, y, x, k, hold=lambda value, name: value):
+def store_addr(f, y, x, k, hold=_same):
     """The DRAM address a STORE writes channel ``k`` of pixel (``y``, ``x``) of its tensor to.  The
     RTL passes ``hold`` to register each product (``hold(value, name)``), a stage apiece."""
     return f["dst_addr"] + hold(hold(y * f["t_w"] + x, "pixel") * f["k_pitch"], "pixel_bytes") + k
@@ -229,11 +234,6 @@ def store_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     f = insn.f
     grid = _grid(cfg.num_pe, f["pe_k"])[pe_members(f, cfg.num_pe)]
     return int(store_pe_tile(f, grid[:, 0], grid[:, 1])[2].sum())
-
-
-def _same(value, name):
-    """A ``hold`` that holds nothing: the value itself (see :func:`legality_terms`)."""
-    return value
 
 
 def gemm_steps(f, hold=_same):
@@ -556,11 +556,7 @@ def gemm_cycles(f):
     return gemm_steps(f) * gemm_period(f) + GEMM_PIPELINE
 
 
-def _unheld(value, name):
-    return value
-
-
-def vec_row_cycles(f, lanes: int, hold=_unheld):
+def vec_row_cycles(f, lanes: int, hold=_same):
     """Cycles of a VEC's rows on ``lanes`` row lanes (``hw.vector.row_schedule``): the walker
     gathers each lane's row addresses, one row a cycle, while the lanes run the previous group of
     ``lanes`` rows in step, ``row_cycles`` each; the first group waits for its walk.  The RTL
@@ -586,7 +582,7 @@ def dram_transfer_cycles(bytes_in, bytes_out, bw):
     return vmax(vmax(cdiv(bytes_in, bw), cdiv(bytes_out, bw)), 1)
 
 
-def vec_cycles(f, cfg: AcceleratorConfig, hold=_unheld):
+def vec_cycles(f, cfg: AcceleratorConfig, hold=_same):
     """A VEC's cycles.  On the row lanes (``rows`` > 0, spatial passes included: an output pixel a lane,
     ``hw.vector.row_schedule``): the DRAM latency, ``VEC_SETUP``, the LUT tables (``tables``),
     then its rows (:func:`vec_row_cycles`) or its DRAM bytes at the DRAM rate, whichever takes
@@ -602,14 +598,15 @@ def vec_cycles(f, cfg: AcceleratorConfig, hold=_unheld):
     return cfg.dram_latency + sel(f["rows"] == 0, spatial, VEC_SETUP + f["tables"] * VEC_TABLE_ENTRIES + rows)
 
 
-def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=lambda value, name: value):
+def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=_same):
     """(busy cycles, cycles until the writes are done) of a STORE writing ``nbytes``: its beats
     (``store_beats``: one pixel of every PE a cycle per pass) through its pipeline
     (``store_pipeline``), or its bytes at the DRAM rate.  Posted writes: the unit is free once its
     last pixel is written (one setup cycle more than the beats and the pipeline); the DRAM latency
     only delays the token.  Into the global buffer (``dst_gb``) no DRAM term: the beats
-    (``store_gb_lanes`` a pixel) and ``GB_WRITE_LATENCY`` after the busy time.  The RTL passes ``hold`` to register the pixel count (``store_beats``),
-    the beat count and the transfer time (``hold(value, name)``), a stage each."""
+    (``store_gb_lanes`` a pixel) and ``GB_WRITE_LATENCY`` after the busy time.  The RTL passes
+    ``hold`` to register the pixel count (``store_beats``), the beat count and the transfer time
+    (``hold(value, name)``), a stage each."""
     pixels = hold(store_beats(f, cfg, hold) + store_pipeline(f), "pixels")
     transfer = hold(vmax(pixels, sel(f["dst_gb"], 0, cdiv(nbytes, cfg.dram_bytes_per_cycle))), "transfer")
     busy = vmax(transfer, pixels + 1)

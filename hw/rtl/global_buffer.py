@@ -7,8 +7,8 @@ write port (byte enables) and one synchronous read port, transparent for that wr
 
 Writes (LOAD_GB, and STORE with ``dst_gb``: :class:`GbWriteSignature`)
     One write port, the load unit's: a LOAD_GB's beats, or a STORE's (``gb_store``), which the
-    stream never runs together (``hw.timing.gb_write_claims``).  A beat writes ``G`` contiguous bytes at any byte address.  They span at most
-    ``G / C0 + 1`` consecutive rows, which are in distinct banks because there are
+    stream never runs together (``hw.timing.gb_write_claims``).  A beat writes ``G`` contiguous
+    bytes at any byte address.  They span at most ``G / C0 + 1`` consecutive rows, which are in distinct banks because there are
     ``2 G / C0`` of them: **a LOAD_GB beat never conflicts**, at any alignment.  The
     beat is rotated by ``address mod 2G`` bytes onto the banks (a barrel rotator).
 
