@@ -374,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         check_network = CheckError = None
         if args.check and args.mac_only:
             raise UsageError("--check runs the whole network, so it cannot be combined with --mac-only")
+        if args.seed is not None and not args.check:
+            raise UsageError(f"--seed {args.seed} seeds the weights of --check only (the timing does not depend "
+                             "on them); add --check (make sim CHECK=1 SEED=...) or leave the seed out")
         check_seed = None
         if args.check:
             from .functional import CheckError

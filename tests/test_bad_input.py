@@ -209,3 +209,12 @@ def test_a_checked_run_leaves_the_unchecked_one_alone(tmp_path):
     assert str(checked.relative_to(tmp_path)) in r.stdout
     assert (plain / "report.json").read_bytes() == report
     assert '"check"' in (checked / "report.json").read_text()
+
+
+def test_a_seed_without_check_is_refused(tmp_path):
+    """The seed chooses the weights of --check only; without it the seed would be silently ignored."""
+    before = snapshot(tmp_path)
+    r = run_tool(["sim.run", "--model", "segformer_b0", "--config", "small", "--size", "32x32", "--seed", "3",
+                  "--no-plots"], tmp_path)
+    assert_refused(r, "--seed 3", "--check", "CHECK=1")
+    assert snapshot(tmp_path) == before
