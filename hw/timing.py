@@ -38,7 +38,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
            "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing",
-           "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_merged", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align"]
+           "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -153,31 +153,37 @@ def store_beats(f, cfg: AcceleratorConfig, hold=_same):
 
 
 def gb_store_group(cfg: AcceleratorConfig) -> int:
-    """PEs a STORE into the global buffer writes in one beat when their pixels are contiguous
-    (``store_gb_merged``): ``G / K0`` (1 when that is no power of two)."""
+    """The most PEs a STORE into the global buffer writes in one beat: ``G / K0`` (1 when that is
+    no power of two)."""
     g = cfg.gb_bus_bytes // cfg.k0
     return g if g >= 1 and g & (g - 1) == 0 else 1
 
 
-def store_gb_merged(f, cfg: AcceleratorConfig):
-    """Whether a STORE into the global buffer writes ``gb_store_group`` PEs a beat (on integers or
-    Amaranth values): consecutive PEs (``pe_step`` 1) from a multiple of the group, each with K0
-    channels right after its neighbour's (``k_step = k_per_pe = K0``), and every group in one row
-    group (``pe_k`` a multiple of the group, or the whole set in row group 0): a group's pixels
-    are then ``G`` contiguous bytes, one beat of the buffer's write port."""
-    group = gb_store_group(cfg)
-    low = group - 1
-    one_row_group = any_of((f["pe_k"] & low) == 0, f["pe_first"] + f["pe_count"] <= f["pe_k"])
-    return ((f["pe_step"] == 1) & (f["k_step"] == cfg.k0) & (f["k_per_pe"] == cfg.k0)
-            & ((f["pe_first"] & low) == 0) & one_row_group)
+def store_gb_run(f, cfg: AcceleratorConfig):
+    """PEs a STORE into the global buffer writes a beat (on integers or Amaranth values): runs of
+    ``r`` consecutive PEs whose pixels are contiguous, ``r`` the largest power of two up to
+    ``gb_store_group`` that divides ``pe_k`` (so a run stays in its row group; ``pe_k = 0`` is
+    one row group) and ``pe_first``, when the PEs are consecutive (``pe_step`` 1) and each
+    holds K0 channels right after its neighbour's (``k_step = k_per_pe = K0``); 1 otherwise.
+    A wider bus never shortens a run."""
+    contiguous = (f["pe_step"] == 1) & (f["k_step"] == cfg.k0) & (f["k_per_pe"] == cfg.k0)
+    run, r = 1, 2
+    while r <= gb_store_group(cfg):
+        run = sel(((f["pe_k"] | f["pe_first"]) & (r - 1)) == 0, r, run)
+        r *= 2
+    return sel(contiguous, run, 1)
 
 
 def store_gb_lanes(f, cfg: AcceleratorConfig):
     """Cycles a STORE spends on each pixel: 1 into DRAM (every PE's lanes at once); into the
     global buffer (``dst_gb``: its one write port takes ``G`` contiguous bytes a cycle) one beat
-    per group of ``gb_store_group`` PEs when ``store_gb_merged``, else one per PE (its K0 bytes)."""
-    merged = cdiv(f["pe_count"], gb_store_group(cfg))
-    return sel(f["dst_gb"], sel(store_gb_merged(f, cfg), merged, f["pe_count"]), 1)
+    per run of ``store_gb_run`` PEs, ``ceil(pe_count / run)``."""
+    run = store_gb_run(f, cfg)
+    beats, r = f["pe_count"], 2
+    while r <= gb_store_group(cfg):
+        beats = sel(run == r, cdiv(f["pe_count"], r), beats)
+        r *= 2
+    return sel(f["dst_gb"], beats, 1)
 
 
 def store_pipeline(f):

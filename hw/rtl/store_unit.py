@@ -10,7 +10,7 @@ pushes its token then, with the rest of the latency as the token's wait; FENCE/E
 that rest too (``idle``).  A table activation is the PEs' (``st.table``).
 
 Into the global buffer (``dst_gb``, ``hw.timing.store_gb_lanes``): a pixel's slot is a cycle per
-beat (``pe_count`` beats, or ``pe_count / gb_store_group`` with ``store_gb_merged``), the
+beat (``ceil(pe_count / run)`` beats, runs of ``store_gb_run`` PEs' contiguous pixels), the
 accumulators read in its first; ``WRITE_DELAY`` cycles later the member PEs' outputs leave on
 ``gb`` a beat a cycle in set order (one PE's K0 bytes, or a group's G), the first as they come,
 the rest from a register that holds the pixel (``_gb_writes``); nothing goes to DRAM.
@@ -37,7 +37,7 @@ from ..epilogue import WalkState, member_bad, row_multiples, walk_end_bad, walk_
 from ..expr import Fields
 from ..isa import FIELD_BITS, INSN_BITS, Act, Op, Queue
 from ..timing import (EPILOGUE_OUT_LATENCY, EPILOGUE_PASSES, POST_PIPELINE, epilogue_setup, epilogue_turnaround,
-                      gb_store_group, pe_positions, store_addr, store_gb_lanes, store_gb_merged, store_pe_extent,
+                      gb_store_group, pe_positions, store_addr, store_gb_lanes, store_gb_run, store_pe_extent,
                       store_pipeline, store_timing)
 from .buses import DramWriteSignature, StoreBusSignature
 from .global_buffer import GbWriteSignature
@@ -78,7 +78,7 @@ class StoreUnit(wiring.Component):
         The bytes of every selected PE's pixel.
     gb: Out(GbWriteSignature(config))
         With ``dst_gb``: one selected PE's pixel a cycle into the global buffer (its K0 bytes,
-        contiguous), or a group of PEs' (``hw.timing.store_gb_merged``: G contiguous bytes), the
+        contiguous), or a run of PEs' (``hw.timing.store_gb_run``: up to G contiguous bytes), the
         PEs of a pixel in set order (``hw.timing.store_gb_lanes``).
     error: Out(1)
         A softmax epilogue's rows, output shifts or table break the contract (ErrorCode.DATA), found
@@ -316,41 +316,37 @@ class StoreUnit(wiring.Component):
     def _gb_writes(self, m, cs, slot, pixel, x_ok, kst, yst, base):
         """With ``dst_gb``: the pixel's member PEs in set order, one beat a cycle, ``WRITE_DELAY``
         after their slot's cycles (``slot``: valid, beat index; ``pixel``: its row, DRAM offset):
-        one PE's K0 bytes, or with ``store_gb_merged`` a group of ``gb_store_group`` PEs' (``G``
-        contiguous bytes, the group's first PE a multiple of the group: one mux over the groups).
-        The first beat takes the PEs' outputs as they come (and holds them), the rest the held copy."""
+        a run of ``hw.timing.store_gb_run`` PEs from PE ``pe``, their K0 bytes side by side (lane
+        group ``i`` PE ``pe + i``, a multiplexer each; one PE when the run is 1).  The first beat
+        takes the PEs' outputs as they come (and holds them), the rest the held copy."""
         cfg = self._config
-        n, k0, group = cfg.num_pe, cfg.k0, gb_store_group(cfg)
+        n, k0, most = cfg.num_pe, cfg.k0, gb_store_group(cfg)
         valid, index = slot
         doy, doff = pixel
         ys = [self.st.y[p].as_value() for p in range(n)]
         held_y = [Signal(8 * k0, name=f"gb_held{p}") for p in range(n)]
-        merged = Signal()
+        run = Signal(range(most + 1))
         pe, next_pe = Signal(range(max(n, 2))), Signal(range(max(n, 2)))
         m.d.comb += pe.eq(Mux(index == 0, cs.pe_first, next_pe))
         with m.If(valid):
-            m.d.sync += next_pe.eq(pe + Mux(merged, group, cs.pe_step))
+            m.d.sync += next_pe.eq(pe + Mux(run == 1, cs.pe_step, run))
             with m.If(index == 0):
                 m.d.sync += [h.eq(y) for h, y in zip(held_y, ys)]
-        m.d.sync += merged.eq(store_gb_merged(Fields(cs), cfg))          # the fields hold from t
+        m.d.sync += run.eq(store_gb_run(Fields(cs), cfg))           # the fields hold from t
         k_first, y_first, pixel_base = Array(kst)[pe], Array(yst)[pe], Array(base)[pe]
         row_ok = valid & x_ok & (y_first + doy < cs.t_h) & ~self.error
-        one = Mux(index == 0, Array(ys)[pe], Array(held_y)[pe])
-        groups = -(-n // group)
-
-        def grouped(values):            # the group of PE ``pe``, padded with zeros past the array
-            values = list(values) + [Signal(8 * k0)] * (groups * group - n)
-            return Array(Cat(*values[g * group:(g + 1) * group]) for g in range(groups))[pe >> (group.bit_length() - 1)]
-        many = Mux(index == 0, grouped(ys), grouped(held_y))
-        lanes = min(group * k0, cfg.gb_bus_bytes)       # legality refuses dst_gb with K0 above G
-        mask = []
+        zeros = [Signal(8 * k0)] * (most - 1)                       # past the last PE: never a member
+        now, kept = Array(ys + zeros), Array(held_y + zeros)
+        lanes = min(most * k0, cfg.gb_bus_bytes)        # legality refuses dst_gb with K0 above G
+        mask, data = [], []
         for i in range(lanes // k0):
-            # a group's PE i, if it is in the set: K0 channels after PE i-1's
-            member = (merged & (pe + i < cs.pe_first + cs.pe_count)) if i else 1
+            # PE pe + i, in the run and in the set: K0 channels after PE pe + i - 1's
+            member = ((i < run) & (pe + i < cs.pe_first + cs.pe_count)) if i else 1
             mask += [row_ok & member & (j < cs.k_per_pe) & (k_first + i * k0 + j < cs.t_k) for j in range(k0)]
-        data = Mux(merged, many, one)
+            data.append(Mux(index == 0, now[pe + i], kept[pe + i]))
+        values = Cat(*data)
         m.d.comb += [self.gb.en.eq(row_ok), self.gb.addr.eq(pixel_base + doff), self.gb.mask.eq(Cat(*mask)),
-                     *(self.gb.data[j].eq(data[8 * j:8 * j + 8]) for j in range(lanes))]
+                     *(self.gb.data[j].eq(values[8 * j:8 * j + 8]) for j in range(lanes))]
 
     def _epilogue_lanes(self, m, ep, rows, nk, beat, phase, slot):
         """The softmax epilogue on every PE's post-processed lanes (``WRITE_DELAY`` after the beat),
