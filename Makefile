@@ -1,6 +1,6 @@
 # Every target bootstraps the project virtual environment (.venv) on first use.
 # Variables: MODEL (a zoo name or a .onnx file), VARIANT, SIZE (HxW), CFG (a preset or a .toml file),
-# CHECK=1, OUT (output folder), FORMAT (plots: png, pdf, svg), GRID (sweep), IMAGE (make run), SEED (make run, CHECK=1),
+# CHECK=1, FUSION=0 (make sim: layer by layer, --no-fusion), OUT (output folder), FORMAT (plots: png, pdf, svg), GRID (sweep), IMAGE (make run), SEED (make run, CHECK=1),
 # ARGS (extra CLI options).
 
 PYTHON_BOOT ?= python3
@@ -16,6 +16,7 @@ CFG     ?= E
 VARIANT ?=
 SIZE    ?=
 CHECK   ?=
+FUSION  ?=
 OUT     ?=
 FORMAT  ?=
 ARGS    ?=
@@ -28,6 +29,9 @@ MODEL_ARGS = --model=$(call q,$(MODEL)) $(call opt,--variant,$(VARIANT)) $(call 
 OUT_ARGS = $(call opt,--out,$(OUT)) $(call opt,--format,$(FORMAT))
 # CHECK=1 turns the functional check on; CHECK= or CHECK=0 leaves it off; anything else is an error
 CHECK_ARG = $(if $(filter-out 0 1,$(strip $(CHECK))),$(error CHECK must be 1 (check) or 0 (no check), not '$(CHECK)'),$(if $(filter 1,$(strip $(CHECK))),--check))
+
+# FUSION=0 runs layer by layer (--no-fusion: no epilogue, no tensor kept in the global buffer); FUSION= or FUSION=1 fuses
+FUSION_ARG = $(if $(filter-out 0 1,$(strip $(FUSION))),$(error FUSION must be 1 (fuse) or 0 (layer by layer, --no-fusion), not '$(FUSION)'),$(if $(filter 0,$(strip $(FUSION))),--no-fusion))
 
 BUDGETS  ?=
 ACCURACY ?=
@@ -43,7 +47,7 @@ PATHS     ?=
 .PHONY: help venv flops sim run paths rdd sweep onnx config test regress zoo-sweep cosim cosim-e cosim-bench bench verilog verilog-bench synth clean
 
 help:
-	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [SIZE=HxW] [CHECK=1]   simulate a network"
+	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [SIZE=HxW] [CHECK=1] [FUSION=0]   simulate a network"
 	@echo "make run   MODEL=segformer_b2 CFG=E [IMAGE=photo.png] [SEED=n] [SIZE=HxW]  inference on the simulated accelerator"
 	@echo "make flops MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW]         per-layer MAC analysis"
 	@echo "make paths MODEL=segformer_b2 CFG=E [ACCURACY=file.csv] [PATHS='full;B2_a']  execution paths vs accuracy (Figs. 10-13)"
@@ -77,7 +81,7 @@ flops: $(STAMP)
 	$(PY) -m mapper.flops $(MODEL_ARGS) $(call opt,--out,$(OUT)) $(ARGS)
 
 sim: $(STAMP)
-	$(PY) -m sim.run $(MODEL_ARGS) --config=$(call q,$(CFG)) $(CHECK_ARG) $(call opt,--seed,$(SEED)) $(OUT_ARGS) $(ARGS)
+	$(PY) -m sim.run $(MODEL_ARGS) --config=$(call q,$(CFG)) $(CHECK_ARG) $(FUSION_ARG) $(call opt,--seed,$(SEED)) $(OUT_ARGS) $(ARGS)
 
 run: $(STAMP)
 	$(if $(filter-out 1,$(strip $(CHECK))),$(error make run always checks every tensor; CHECK must be empty or 1, not '$(CHECK)'))

@@ -19,6 +19,7 @@ mapper guarantees; a stream that violates it is malformed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,7 +38,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
            "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing",
-           "GB_WRITE_LATENCY", "store_gb_lanes", "gb_write_claims"]
+           "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -144,16 +145,45 @@ def store_beats(f, cfg: AcceleratorConfig, hold=_same):
     """Cycles from a STORE's first beat slot to its last beat: its pixels, one of every PE a cycle;
     with a softmax epilogue, the row walk first and each pixel's next pass at least
     ``epilogue_turnaround`` cycles after its previous one (on integers or Amaranth values).  The
-    RTL passes ``hold`` to register the pixel count (``hold(value, name)``), a stage before the rest."""
+    RTL passes ``hold`` to register the pixel count and the cycles a pixel (``hold(value, name)``),
+    a stage before the rest."""
     npix = hold(f["out_h"] * f["out_w"], "npix")
     span = vmax(npix, epilogue_turnaround(cfg))
-    return npix * store_gb_lanes(f) + sel(f["ep_row"] != 0, epilogue_setup(cfg) + EPILOGUE_PASSES * span, 0)
+    return npix * hold(store_gb_lanes(f, cfg), "gb_lanes") + sel(f["ep_row"] != 0, epilogue_setup(cfg) + EPILOGUE_PASSES * span, 0)
 
 
-def store_gb_lanes(f):
-    """Cycles a STORE spends on each pixel: 1 into DRAM (every PE's lanes at once), ``pe_count``
-    into the global buffer (``dst_gb``: its one write port takes one PE's K0 bytes a cycle)."""
-    return sel(f["dst_gb"], f["pe_count"], 1)
+def gb_store_group(cfg: AcceleratorConfig) -> int:
+    """The most PEs a STORE into the global buffer writes in one beat: ``G / K0`` (1 when that is
+    no power of two)."""
+    g = cfg.gb_bus_bytes // cfg.k0
+    return g if g >= 1 and g & (g - 1) == 0 else 1
+
+
+def store_gb_run(f, cfg: AcceleratorConfig):
+    """PEs a STORE into the global buffer writes a beat (on integers or Amaranth values): runs of
+    ``r`` consecutive PEs whose pixels are contiguous, ``r`` the largest power of two up to
+    ``gb_store_group`` that divides ``pe_k`` (so a run stays in its row group; ``pe_k = 0`` is
+    one row group) and ``pe_first``, when the PEs are consecutive (``pe_step`` 1) and each
+    holds K0 channels right after its neighbour's (``k_step = k_per_pe = K0``); 1 otherwise.
+    A wider bus never shortens a run."""
+    contiguous = (f["pe_step"] == 1) & (f["k_step"] == cfg.k0) & (f["k_per_pe"] == cfg.k0)
+    run, r = 1, 2
+    while r <= gb_store_group(cfg):
+        run = sel(((f["pe_k"] | f["pe_first"]) & (r - 1)) == 0, r, run)
+        r *= 2
+    return sel(contiguous, run, 1)
+
+
+def store_gb_lanes(f, cfg: AcceleratorConfig):
+    """Cycles a STORE spends on each pixel: 1 into DRAM (every PE's lanes at once); into the
+    global buffer (``dst_gb``: its one write port takes ``G`` contiguous bytes a cycle) one beat
+    per run of ``store_gb_run`` PEs, ``ceil(pe_count / run)``."""
+    run = store_gb_run(f, cfg)
+    beats, r = f["pe_count"], 2
+    while r <= gb_store_group(cfg):
+        beats = sel(run == r, cdiv(f["pe_count"], r), beats)
+        r *= 2
+    return sel(f["dst_gb"], beats, 1)
 
 
 def store_pipeline(f):
@@ -368,17 +398,44 @@ def load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
     nbank, width, _ = gb_banks(config)
     nb = config.gb_bus_bytes // c0
     addr, valid = load_inp_lanes(fields, config)
-    row = addr // width
     n_rows = valid.size // c0
     beats = -(-n_rows // nb)
     pad = beats * nb * c0 - valid.size
-    valid = np.concatenate([valid.reshape(-1), np.zeros(pad, bool)]).reshape(beats, nb * c0)
-    row = np.concatenate([row.reshape(-1), np.zeros(pad, row.dtype)]).reshape(beats, nb * c0)
-    for k in range(beats):
-        rows = np.unique(row[k][valid[k]])
-        if np.unique(rows % nbank).size != rows.size:
-            return k
-    return None
+    # per beat: its valid lanes' buffer rows (-1 for the rest), each distinct row once, then their banks
+    row = np.concatenate([np.where(valid, addr // width, -1).reshape(-1), np.full(pad, -1)]).reshape(beats, nb * c0)
+    rows = _distinct_per_beat(row)
+    banks = _distinct_per_beat(np.where(rows >= 0, rows % nbank, -1))
+    bad = np.flatnonzero((rows >= 0).sum(axis=1) != (banks >= 0).sum(axis=1))
+    return int(bad[0]) if bad.size else None
+
+
+def _distinct_per_beat(values: np.ndarray) -> np.ndarray:
+    """Each row of ``values`` (non-negative, -1 for none) sorted with its repeats replaced by -1."""
+    v = np.sort(values, axis=1)
+    v[:, 1:][v[:, 1:] == v[:, :-1]] = -1
+    return v
+
+
+def gb_resident_pitch(channels: int, config: AcceleratorConfig) -> int:
+    """Bytes per pixel of a tensor a STORE (``dst_gb``) keeps in the global buffer for the next
+    layers' LOAD_INPs: its channels in whole C0 rows, and one row more while the pixel's row count
+    shares a factor above ``B / (G/C0)`` with the ``B`` banks.  Then the ``G/C0`` rows of a beat
+    inside one window line (one channel block, stride 1), ``k`` pixels apart, fall in distinct
+    banks (``load_inp_gb_conflict``): a pitch of a multiple of ``4 C0`` would put every beat's
+    rows in two banks."""
+    nbank, _, _ = gb_banks(config)
+    limit = nbank // (config.gb_bus_bytes // config.c0)
+    rows = -(-channels // config.c0)
+    while math.gcd(rows, nbank) > limit:
+        rows += 1
+    return rows * config.c0
+
+
+def gb_resident_align(config: AcceleratorConfig) -> int:
+    """The alignment of a tensor kept in the global buffer: one row of every bank (``2 G`` bytes),
+    so its bank conflicts are those of the same tensor at address 0."""
+    nbank, width, _ = gb_banks(config)
+    return nbank * width
 
 
 def gemm_in_h(f):

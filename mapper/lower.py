@@ -40,7 +40,8 @@ from typing import Optional
 from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, decode_stream, encode_stream, make
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
-from hw.timing import EPILOGUE_PASSES, GEMM_MIN_PIXELS, GEMM_PIPELINE, RUN_OVERHEAD, dw_gather_ok, schedule
+from hw.timing import (EPILOGUE_PASSES, GEMM_MIN_PIXELS, GEMM_PIPELINE, RUN_OVERHEAD, dw_gather_ok,
+                       load_inp_gb_conflict, schedule)
 
 from .ir import Conv2d, Layer, Linear, MatMul
 
@@ -95,6 +96,8 @@ class Problem:
     heads: int = 1             # matmul: groups are (window, head) pairs, heads the faster
     row0: int = 0              # a band of output rows: its first ...
     rows: int = 0              # ... and how many (0: every row)
+    in_gb: int = 0             # > 0: the input is kept in the global buffer with this pitch (``mapper.residency``)
+    out_gb: int = 0            # > 0: the STOREs write the output into the global buffer with this pitch
 
     @property
     def post_passes(self) -> int:
@@ -266,7 +269,8 @@ def default_placement(p: Problem, cfg: AcceleratorConfig) -> Placement:
     end = output + _align(out_bytes)
     if end >= 1 << 32:
         raise MappingError(f"{p.name}: needs {end} bytes of DRAM, more than the 32-bit address space")
-    return Placement(0, p.c, weights, params, output, p.k, rows_per_oc, table if p.table else -1,
+    # a tensor kept in the global buffer is at its address 0 (as aligned there: the same bank conflicts)
+    return Placement(0, p.in_gb or p.c, weights, params, 0 if p.out_gb else output, p.out_gb or p.k, rows_per_oc, table if p.table else -1,
                      a_window=p.heads * p.cg, a_head=p.cg, b_window=p.heads * p.kg * p.cg, b_head=p.kg * p.cg,
                      b_row=p.cg, b_lane=1, end=end)
 
@@ -443,7 +447,7 @@ class _Stream:
             oy = ty + pg * t.th
             if oy >= p.oh:
                 break
-            common = dict(src_gb=0, src_addr=self.pl.input, dst_addr=(self.j % 2) * self.halves[0], t_h=p.h, t_w=p.w,
+            common = dict(src_gb=int(p.in_gb > 0), src_addr=self.pl.input, dst_addr=(self.j % 2) * self.halves[0], t_h=p.h, t_w=p.w,
                           t_c=self.pl.in_pitch, y0=(p.row0 + oy) * p.stride - p.pad, x0=tx * p.stride - p.pad,
                           win_h=geo["win_h"], win_w=geo["win_w"], n_cblk=ncb,
                           fold_kh=geo["fold_kh"], fold_kw=geo["fold_kw"], fold_stride=geo["fold_stride"])
@@ -478,7 +482,7 @@ class _Stream:
                    acc_addr=(self.tile_i % 2) * self.halves[2], param_addr=(self.tile_i % PARAM_SLOTS) * k0,
                    out_h=t.th, out_w=t.tw, t_h=p.oh, t_w=p.ow, k_pitch=self.pl.out_pitch, y0=ty, x0=tx,
                    k_base=first_ch[0], k_step=k0 if _contiguous(p, self.cfg) else p.kg, k_per_pe=k_per_pe,
-                   pe_k=t.pe_k, act=p.act, ep_row=p.softmax_row,
+                   pe_k=t.pe_k, act=p.act, ep_row=p.softmax_row, dst_gb=int(p.out_gb > 0),
                    # columns beyond this pass's units hold no work: clip them with t_k
                    t_k=min(p.k, first_ch[-1] + k_per_pe))
         st.pop_prev = True
@@ -643,18 +647,23 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
         raise MappingError(f"{p.name}: no tiling fits the buffers of configuration {cfg.name}")
     # rank by the estimate, then by DRAM traffic (energy), then by the tiling itself (determinism)
     ranked = sorted(cands, key=lambda t: (_estimate(p, t, cfg), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw))
-    best, best_key, spent = None, None, 0
-    for i, t in enumerate(ranked[:max(exact_top, EXACT_MAX)]):
-        if i >= max(exact_top, EXACT_MIN) and spent >= EXACT_BUDGET:
+    best, best_key, spent, timed = None, None, 0, 0
+    for t in ranked:
+        if timed >= max(exact_top, EXACT_MAX) or (timed >= max(exact_top, EXACT_MIN) and spent >= EXACT_BUDGET):
             break
         try:
             stream = build_stream(p, t, cfg, pl)
         except StreamError as e:           # a field the ISA cannot encode: no mapping of this layer
             raise MappingError(f"{p.name}: {_unencodable(p, e)}") from None
+        if p.in_gb and _gb_conflict(stream, cfg):     # its gathers cannot run (DATA): not a mapping
+            continue
         spent += len(stream)
+        timed += 1
         key = (layer_cycles(stream, cfg), _traffic(p, t, cfg))
         if best is None or key < best_key:
             best, best_key = Lowered(p, t, pl, stream, key[0], len(cands)), key
+    if best is None:
+        raise MappingError(f"{p.name}: every tiling's LOAD_INP from the global buffer has a bank conflict")
     # the stream as the accelerator reads it: every instruction encoded and decoded
     return replace(best, stream=decode_stream(encode_stream(best.stream)))
 
@@ -663,6 +672,11 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
 #: attribute, opcode, field).  A layer too large for one is refused naming the dimension.
 _DIMENSION_FIELDS = (("output channels", "k", Op.STORE, "t_k"), ("input channels", "c", Op.LOAD_INP, "t_c"),
                      ("input rows", "h", Op.LOAD_INP, "t_h"), ("input columns", "w", Op.LOAD_INP, "t_w"))
+
+
+def _gb_conflict(stream: list[Insn], cfg: AcceleratorConfig) -> bool:
+    """Whether a LOAD_INP of ``stream`` reads the global buffer with a bank conflict (DATA when run)."""
+    return any(i.op == Op.LOAD_INP and i.f["src_gb"] and load_inp_gb_conflict(i.f, cfg) is not None for i in stream)
 
 
 def _unencodable(p: Problem, error: StreamError) -> str:
@@ -695,7 +709,7 @@ def layer_cycles(stream: list[Insn], cfg: AcceleratorConfig) -> int:
 
 
 def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN, *, softmax_row: int = 0,
-              act: Optional[int] = None) -> list[tuple[Lowered, int]]:
+              act: Optional[int] = None, in_gb: int = 0, out_gb: int = 0) -> list[tuple[Lowered, int]]:
     """The fastest mapping found for a MAC layer: [(lowered part, repeat count)].
 
     ``softmax_row`` > 0 fuses a softmax epilogue over rows of that many channels into every
@@ -703,5 +717,8 @@ def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN, 
     MappingError says when none does.  ``act`` overrides the activation the STOREs apply.
     """
     p = problem_of(layer, cfg)
-    p = replace(p, softmax_row=softmax_row, act=p.act if act is None else act)
-    return [(_map_problem(part, cfg, exact_top), n) for part, n in _split(p)]
+    p = replace(p, softmax_row=softmax_row, act=p.act if act is None else act, in_gb=in_gb, out_gb=out_gb)
+    parts = _split(p)
+    if (in_gb or out_gb) and parts != [(p, 1)]:
+        raise MappingError(f"{p.name}: a layer split into parts does not read or write the global buffer")
+    return [(_map_problem(part, cfg, exact_top), n) for part, n in parts]

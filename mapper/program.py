@@ -34,6 +34,7 @@ from .ir import INPUT, Conv2d, Linear, MatMul, Model
 from .layout import Storage, storage_plan
 from .lower import Lowered, MappingError, Placement, Problem, build_stream, map_layer
 from .quantize import QModel, random_qmodel
+from .residency import Resident, gb_fields, plan_residency
 
 __all__ = ["Program", "StepCode", "ProgramError", "DramCapacityError", "build_program", "dram_footprint", "pack_weights", "pack_params",
            "exp_table", "ALIGN"]
@@ -75,6 +76,7 @@ class Program:
     static_bytes: int
     activation_bytes: int                # high-water mark of the activation region
     class_maps: frozenset = frozenset()  # tensors stored as a class map (one byte a pixel)
+    resident: dict = field(default_factory=dict)   # tensor -> Resident: kept in the global buffer, not in DRAM
 
     @property
     def footprint(self) -> int:
@@ -84,10 +86,16 @@ class Program:
         st = self.storage[tensor]
         return self.buffers[st.buffer] + st.offset
 
-    def read(self, dram: np.ndarray, tensor: str) -> np.ndarray:
-        """Tensor ``tensor`` (int8 HWC, or a class map ``[H, W]``) from a DRAM image."""
+    def read(self, dram: np.ndarray, tensor: str, gb: Optional[np.ndarray] = None) -> np.ndarray:
+        """Tensor ``tensor`` (int8 HWC, or a class map ``[H, W]``) from a DRAM image, or from the
+        global buffer ``gb`` for a tensor kept there (``resident``)."""
         st = self.storage[tensor]
         h, w, c = st.shape
+        if tensor in self.resident:
+            if gb is None:
+                raise ValueError(f"{tensor} is kept in the global buffer, not in DRAM: pass the buffer (gb)")
+            r = self.resident[tensor]
+            return gb[r.addr:r.addr + h * w * r.pitch].view(np.int8).reshape(h, w, r.pitch)[:, :, :c].copy()
         base = self.buffers[st.buffer]
         if tensor in self.class_maps:
             return dram[base:base + h * w].reshape(h, w).copy()
@@ -194,6 +202,7 @@ class _Builder:
         except MappingError as e:
             raise ProgramError(str(e)) from None
         self.storage = storage_plan(self.model)
+        self.resident: dict[str, Resident] = plan_residency(self.model, cfg, self.steps) if fuse else {}
         self.blobs: dict[str, _Blob] = {}
         self.class_maps = frozenset(n for st in self.steps if st.vpass is not None and st.vpass.class_map
                                     for n in st.vpass.writes)
@@ -232,7 +241,7 @@ class _Builder:
         if self.keep_tensors:                  # every buffer lives throughout: none is reused
             for life in lives.values():
                 life.first, life.last = 0, end
-        return {b: l for b, l in lives.items() if not self._static(b)}
+        return {b: l for b, l in lives.items() if not self._static(b) and b not in self.resident}
 
     def _static(self, buf: str) -> bool:
         return buf == INPUT or (buf in self.storage and self.model.layer(buf).kind == "constant")
@@ -306,7 +315,7 @@ class _Builder:
         for blob in self.blobs.values():
             dram[blob.addr:blob.addr + blob.data.size] = blob.data
         return Program(self.model, self.cfg, stream, dram, self.buffers, self.storage, steps, static, top,
-                       self.class_maps)
+                       self.class_maps, self.resident)
 
     def _addr(self, tensor: str) -> int:
         st = self.storage[tensor]
@@ -315,7 +324,7 @@ class _Builder:
     # ---- MAC steps ---------------------------------------------------------------------------
     def _mac_parts(self, st: Step):
         layer = st.layer
-        parts = map_layer(layer, self.cfg, softmax_row=st.softmax_row, act=st.act)
+        parts = map_layer(layer, self.cfg, softmax_row=st.softmax_row, act=st.act, **gb_fields(st, self.resident))
         ql = self.q.layers[layer.name]
         ep_shift = self.q.layers[st.softmax].params.out_shift if st.softmax else 0
         params = self._blob(f"{layer.name}.params", pack_params(ql.bias, ql.mult, ql.shift, ep_shift))
@@ -348,22 +357,27 @@ class _Builder:
         out = self.storage[st.output]
         pent = self.blobs[params].addr + g0 * p.kg * PARAM_ENTRY_BYTES
         tab = self.blobs[table].addr if table else -1
-        output = self._addr(st.output) + g0 * p.kg
         if not isinstance(layer, MatMul):
             w = self.blobs[weights].addr + g0 * p.kg * lo.layout.rows_per_oc * self.cfg.c0
-            return Placement(self._addr(layer.inputs[0]) + g0 * p.cg, a.pitch, w, pent, output, out.pitch,
-                             lo.layout.rows_per_oc, tab, end=0)
+            src, dst = self.resident.get(layer.inputs[0]), self.resident.get(st.output)
+            # a tensor kept in the global buffer: its address there (one part only: g0 is 0)
+            return Placement(src.addr if src else self._addr(layer.inputs[0]) + g0 * p.cg, p.in_gb or a.pitch, w,
+                             pent, dst.addr if dst else self._addr(st.output) + g0 * p.kg, p.out_gb or out.pitch, lo.layout.rows_per_oc, tab,
+                             end=0)
+        src, dst = self.resident.get(layer.inputs[0]), self.resident.get(st.output)
+        # kept in the global buffer (one window, one part: mapper.residency): there, at its pitch
+        output = dst.addr if dst else self._addr(st.output) + g0 * p.kg
         b = self.storage[layer.inputs[1]]
         win0 = g0 // layer.heads
-        a_addr = self._addr(layer.inputs[0]) + layer.a_offset + win0 * a.pitch
+        a_addr = src.addr if src else self._addr(layer.inputs[0]) + layer.a_offset + win0 * a.pitch
         b_addr = self._addr(layer.inputs[1]) + layer.b_offset + win0 * b.pitch
         windows = layer.windows
         if layer.b_layout == "nk":
             b_head, b_row, b_lane = layer.k, windows * b.pitch, 1
         else:
             b_head, b_row, b_lane = layer.n, 1, windows * b.pitch
-        return Placement(a_addr, windows * a.pitch, b_addr, pent, output, out.pitch * windows, 0, tab,
-                         a_window=a.pitch, a_head=layer.k, b_window=b.pitch, b_head=b_head, b_row=b_row,
+        return Placement(a_addr, p.in_gb or windows * a.pitch, b_addr, pent, output, p.out_gb or out.pitch * windows,
+                         0, tab, a_window=p.in_gb or a.pitch, a_head=layer.k, b_window=b.pitch, b_head=b_head, b_row=b_row,
                          b_lane=b_lane)
 
     # ---- vector steps ------------------------------------------------------------------------

@@ -387,15 +387,16 @@ def check_layer(layer: Layer, cfg: AcceleratorConfig, seed: int) -> int:
 # ---- whole networks -------------------------------------------------------------------------------
 
 def run_program(program: Program, on_step=None) -> np.ndarray:
-    """Execute ``program`` from its DRAM image; ``on_step(step_code, dram)`` after each step.
-    Returns the final DRAM image."""
+    """Execute ``program`` from its DRAM image; ``on_step(step_code, dram, gb)`` after each step
+    (``gb`` the global buffer, where the tensors ``program.resident`` are).  Returns the final
+    DRAM image."""
     dram = program.image.copy()
     machine = Machine(program.cfg, dram)
     for code in program.steps:
         for i in range(code.start, code.end):
             machine.execute(program.stream[i], i * INSN_BYTES)
         if on_step:
-            on_step(code, dram)
+            on_step(code, dram, machine.gb)
     return dram
 
 
@@ -423,11 +424,11 @@ def check_program(program: Program, qmodel, x: np.ndarray, progress=None) -> dic
             return class_map(have[layer.inputs[0]], *layer.out_shape[:2])
         return have[name]
 
-    def on_step(code, dram) -> None:
+    def on_step(code, dram, gb) -> None:
         if progress:
             progress(code.step.layer.name)
         for tensor in code.writes:
-            got, expected = program.read(dram, tensor), want(tensor)
+            got, expected = program.read(dram, tensor, gb), want(tensor)
             if got.shape != expected.shape or not np.array_equal(got, expected.astype(got.dtype)):
                 raise CheckError(_first_difference(tensor, got, expected.astype(got.dtype),
                                                    f"step {code.step.layer.name}: tensor"))

@@ -119,6 +119,8 @@ def build_report(res: SimResult, cfg_key: str) -> dict:
         "config_params": cfg.to_dict(),
         "mac_only": bool(res.extra.get("mac_only")),
         "fusion": bool(res.extra.get("fuse", True)) and not res.extra.get("mac_only"),
+        "gb_resident_tensors": int(res.extra.get("gb_resident", 0)),
+        "dram_bytes": sum(r.events.get(k, 0) for r in res.layers for k in ("dram_read_bytes", "dram_write_bytes")),
         "shares": _shares(res),
         "bounds": _bounds(res),
         "largest_by_time": [r.name for r in largest],
@@ -201,6 +203,8 @@ def format_totals(doc: dict, cfg: AcceleratorConfig) -> str:
         f"energy:            {doc['energy_uj']:.2f} uJ ({doc['energy_uj'] / 1e3:.4f} mJ)",
         f"total MACs:        {doc['total_macs']:,}",
         f"energy per MAC:    {epm:.4f} pJ" if epm is not None else "energy per MAC:    -",
+        *([f"DRAM traffic:      {doc['dram_bytes'] / 1e6:.1f} MB; {doc['gb_resident_tensors']} tensors kept in the "
+           f"global buffer between layers"] if "dram_bytes" in doc else []),
         f"MAC utilisation:   {100 * doc['utilization']:.1f} %",
         f"PE-array area:     {doc['area_mm2']:.3f} mm^2",
         "throughput/area:   " + (_eng(doc["macs_per_s_per_mm2"], "MAC/s") + " per mm^2"

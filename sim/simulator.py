@@ -24,6 +24,7 @@ from hw.isa import Op, VecOp
 from hw.timing import RUN_OVERHEAD, schedule, occupancy_and_latency, vec_lane_floor
 from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, weight_bytes
 from mapper.fusion import STAGE_OP, plan, vec_stream
+from mapper.residency import gb_fields, plan_residency
 from mapper.lower import Lowered, layer_cycles, map_layer, _insn
 
 from .energy import EnergyModel
@@ -236,12 +237,15 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
     results: list[LayerResult] = []
     on_chip = OnChip.of(model, cfg)
     clock = 0
-    for step in plan(model, cfg, mac_only=mac_only, fuse=fuse):
+    steps = plan(model, cfg, mac_only=mac_only, fuse=fuse)
+    resident = plan_residency(model, cfg, steps) if fuse and not mac_only else {}
+    for step in steps:
         layer = step.layer
         if progress:
             progress(layer.name)
         if step.action == "mac":
-            parts = map_layer(layer, cfg, softmax_row=step.softmax_row, act=step.act)
+            gb = gb_fields(step, resident)
+            parts = map_layer(layer, cfg, softmax_row=step.softmax_row, act=step.act, **gb)
             cycles = busy = n_insn = 0
             ev: Counter = Counter()
             for lowered, repeat in parts:
@@ -255,7 +259,8 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
             mapping = (f"{parts[0][0].problem.kind} pe {t.pe_k}x{t.pe_p} tile {t.th}x{t.tw} cblk/chunk {t.cbi}"
                        f"{' resident' if t.resident else ''}{' folded' if parts[0][0].problem.fold else ''}"
                        f"{' +' + step.epilogue if step.epilogue else ''}"
-                       f"{' +' + step.act_layer if step.act_layer else ''}")
+                       f"{' +' + step.act_layer if step.act_layer else ''}"
+                       f"{' in<-gb' if gb['in_gb'] else ''}{' out->gb' if gb['out_gb'] else ''}")
         elif step.action == "vector":
             stream = vec_stream(step)
             cycles = layer_cycles(stream, timing)
@@ -283,4 +288,5 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
         clock += cycles
     total = clock + RUN_OVERHEAD   # the decode's first stages and END
     return SimResult(model.name, model.variant, timing, results, total, model.total_macs,
-                     sum(r.energy_pj for r in results), extra={"mac_only": mac_only, "fuse": fuse})
+                     sum(r.energy_pj for r in results),
+                     extra={"mac_only": mac_only, "fuse": fuse, "gb_resident": len(resident)})

@@ -25,8 +25,9 @@ from hw.isa import Insn, Op, disassemble, encode_stream
 from mapper.fusion import Step, plan, vec_stream
 from mapper.ir import Model
 from mapper.lower import _insn, map_layer
+from mapper.residency import gb_fields, plan_residency
 
-__all__ = ["find_step", "step_parts", "layer_stream", "dump_layer", "Dumped", "config_from_sidecar",
+__all__ = ["planned", "find_step", "step_parts", "layer_stream", "dump_layer", "Dumped", "config_from_sidecar",
            "describe_config", "file_stem"]
 
 #: ``action``s of a step whose work another layer (``Step.into``) does.
@@ -38,18 +39,30 @@ def file_stem(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
+def planned(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False,
+            fuse: bool = True) -> tuple[list[Step], dict]:
+    """The plan's steps and the tensors kept in the global buffer (``mapper.residency``), as
+    ``sim.simulator.simulate`` makes them."""
+    steps = plan(model, cfg, mac_only=mac_only, fuse=fuse)
+    return steps, (plan_residency(model, cfg, steps) if fuse and not mac_only else {})
+
+
 def find_step(model: Model, cfg: AcceleratorConfig, name: str, *, mac_only: bool = False,
-              fuse: bool = True) -> Step:
-    """The plan step of layer ``name`` (KeyError naming the model when it has no such layer)."""
+              fuse: bool = True) -> tuple[Step, dict]:
+    """The plan step of layer ``name`` (KeyError naming the model when it has no such layer), and
+    the tensors kept in the global buffer."""
     model.layer(name)
-    return next(st for st in plan(model, cfg, mac_only=mac_only, fuse=fuse) if st.layer.name == name)
+    steps, resident = planned(model, cfg, mac_only=mac_only, fuse=fuse)
+    return next(st for st in steps if st.layer.name == name), resident
 
 
-def step_parts(step: Step, cfg: AcceleratorConfig) -> list[tuple[list[Insn], int, object]]:
-    """``(stream, repeat, tiling)`` per part of a step, streams without END (empty for a step
-    without instructions; ``tiling`` is None for a vector step)."""
+def step_parts(step: Step, cfg: AcceleratorConfig, resident: dict | None = None) -> list[tuple[list[Insn], int, object]]:
+    """``(stream, repeat, tiling)`` per part of a step with the tensors ``resident`` in the global
+    buffer, streams without END (empty for a step without instructions; ``tiling`` is None for a
+    vector step)."""
     if step.action == "mac":
-        return [(lo.stream, n, lo.tiling) for lo, n in map_layer(step.layer, cfg, softmax_row=step.softmax_row, act=step.act)]
+        return [(lo.stream, n, lo.tiling) for lo, n in map_layer(step.layer, cfg, softmax_row=step.softmax_row, act=step.act,
+                                                                 **gb_fields(step, resident or {}))]
     stream = vec_stream(step) if step.action == "vector" else []
     return [(stream, 1, None)] if stream else []
 
@@ -58,8 +71,8 @@ def layer_stream(model: Model, name: str, cfg: AcceleratorConfig, *, mac_only: b
                  fuse: bool = True) -> list[Insn]:
     """The instruction stream of layer ``name`` as the simulator times it, ending with END
     (END alone for a layer without instructions of its own)."""
-    step = find_step(model, cfg, name, mac_only=mac_only, fuse=fuse)
-    return [insn for stream, n, _ in step_parts(step, cfg) for insn in stream * n] + [_insn(Op.END)]
+    step, resident = find_step(model, cfg, name, mac_only=mac_only, fuse=fuse)
+    return [insn for stream, n, _ in step_parts(step, cfg, resident) for insn in stream * n] + [_insn(Op.END)]
 
 
 def describe_config(cfg: AcceleratorConfig) -> str:
@@ -106,16 +119,17 @@ def dump_layer(model: Model, name: str, cfg: AcceleratorConfig, folder: Path, *,
     ``mappings`` maps layer names to the simulator's mapping description (``LayerResult.mapping``),
     shown in the listing's header.
     """
-    steps = {st.layer.name: st for st in plan(model, cfg, mac_only=mac_only, fuse=fuse)}
+    planned_steps, resident = planned(model, cfg, mac_only=mac_only, fuse=fuse)
+    steps = {st.layer.name: st for st in planned_steps}
     model.layer(name)
     step, note = steps[name], ""
     if step.action in _DONE_BY_OTHER and step.into in steps:
         note = (f"{name} has no instructions of its own ({step.mapping_note}): this is the stream of "
                 f"{step.into}, which does its work")
         step = steps[step.into]
-    elif not step_parts(step, cfg):
+    elif not step_parts(step, cfg, resident):
         note = f"{name} has no instructions ({step.mapping_note or step.action}): the stream is END alone"
-    parts = step_parts(step, cfg)
+    parts = step_parts(step, cfg, resident)
     stream = [insn for s, n, _ in parts for insn in s * n] + [_insn(Op.END)]
     base = folder / file_stem(step.layer.name)
     header = _header(model, step, cfg, parts, (mappings or {}).get(step.layer.name, ""), note)

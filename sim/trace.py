@@ -35,12 +35,11 @@ from typing import Iterable, Optional
 from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op, Queue
 from hw.timing import RUN_OVERHEAD, occupancy_and_latency, schedule
-from mapper.fusion import plan
 from mapper.ir import Model
 from mapper.lower import _insn
 
 from .simulator import SimResult
-from .streams import step_parts
+from .streams import planned, step_parts
 
 __all__ = ["build_trace", "default_detail", "DETAIL_CAP"]
 
@@ -119,11 +118,12 @@ class _Lanes:
         return len(ends) - 1
 
 
-def _layer_events(step, cfg: AcceleratorConfig, offset: int, lanes: _Lanes, mapped_for=None) -> Iterable[dict]:
+def _layer_events(step, cfg: AcceleratorConfig, offset: int, lanes: _Lanes, mapped_for=None,
+                  resident: dict | None = None) -> Iterable[dict]:
     """Unit and group events of one layer timed on ``cfg`` (mapped for ``mapped_for``, by default
     ``cfg``), from cycle ``offset`` on (``tid`` of group events is the key ``(group, lane)``,
     numbered later)."""
-    for stream, repeat, _ in step_parts(step, mapped_for or cfg):
+    for stream, repeat, _ in step_parts(step, mapped_for or cfg, resident):
         sched = schedule(stream + [_insn(Op.END)], cfg)
         cycles = sched.total_cycles - RUN_OVERHEAD
         for _ in range(repeat):
@@ -163,10 +163,10 @@ def build_trace(res: SimResult, model: Model, cfg: AcceleratorConfig, detail: It
                                   "energy_pj": round(r.energy_pj, 1), "mapping": r.mapping}))
     detail = set(detail)
     starts = {r.name: r.start_cycle for r in res.layers}
-    steps = [st for st in plan(model, cfg, mac_only=res.extra.get("mac_only", False), fuse=res.extra.get("fuse", True))
-             if st.layer.name in detail]
+    every, resident = planned(model, cfg, mac_only=res.extra.get("mac_only", False), fuse=res.extra.get("fuse", True))
+    steps = [st for st in every if st.layer.name in detail]
     lanes = _Lanes()
-    insn_events = [e for st in steps for e in _layer_events(st, res.config, starts[st.layer.name], lanes, cfg)]
+    insn_events = [e for st in steps for e in _layer_events(st, res.config, starts[st.layer.name], lanes, cfg, resident)]
     if insn_events:
         ev.append(_metadata(2, 1, "process_name", "units"))
         ev += [e for q, tid in _UNIT_TID.items() for e in _thread(2, tid, f"{q.name} unit")]

@@ -63,8 +63,8 @@ def test_memory_is_shared_by_lifetime():
 
 
 def test_kept_tensors_survive_to_the_end_of_the_run():
-    """``keep_tensors`` (the cosimulation's programs): no buffer is reused, so every tensor read
-    from the final image is the one its layer wrote, and the stream is timed the same."""
+    """``keep_tensors`` (the cosimulation's programs): no DRAM buffer is reused, so every tensor
+    read from the final image is the one its layer wrote, and the stream is timed the same."""
     from sim.functional import run_program
     from sim.golden_network import run_network
 
@@ -81,7 +81,9 @@ def test_kept_tensors_survive_to_the_end_of_the_run():
     final = run_program(kept)
     written = {t for code in kept.steps for t in code.writes}
     golden = dict(run_network(q, x, acc_bits=cfg.acc_bits, keep=lambda n: n in written))
-    checked = [t for t in written if t not in kept.class_maps and kept.storage[t].buffer == t]
+    # a tensor kept in the global buffer is not in the image (check_program reads it there, step by step)
+    checked = [t for t in written if t not in kept.class_maps and kept.storage[t].buffer == t
+               and t not in kept.resident]
     assert len(checked) > len(model.mac_layers)
     for t in checked:
         assert np.array_equal(kept.read(final, t), golden[t].astype(np.int8)), t
@@ -117,3 +119,25 @@ def test_an_opaque_product_cannot_execute():
     model = build_model("anchor_detr", size=(64, 64))
     with pytest.raises(ProgramError, match="timed but cannot execute"):
         build_program(random_qmodel(model), get_config("E"))
+
+
+def test_tensors_kept_in_the_global_buffer():
+    """With fusion, SegFormer-B0 at 32x32 on tiny keeps some MAC outputs in the global buffer
+    (mapper.residency): their producers STORE there, their readers gather from there, they have
+    no DRAM buffer, and they never share buffer bytes while both live; --no-fusion keeps none."""
+    model, q, x, cfg, program = _run("segformer_b0", "tiny", (32, 32))
+    kept = program.resident
+    assert kept and not set(kept) & set(program.buffers)
+    assert any(i.op == Op.STORE and i.dst_gb for i in program.stream)
+    assert any(i.op == Op.LOAD_INP and i.src_gb for i in program.stream)
+    index = {code.step.layer.name: i for i, code in enumerate(program.steps)}
+    life = {t: (index[program.model.layer(t).name] if t in index else min(
+        i for i, c in enumerate(program.steps) if t in c.writes),
+        max(i for i, c in enumerate(program.steps) if t in c.step.layer.inputs)) for t in kept}
+    for a in kept:
+        assert kept[a].addr + kept[a].size <= cfg.global_buf_bytes
+        for b in kept:
+            overlap = kept[a].addr < kept[b].addr + kept[b].size and kept[b].addr < kept[a].addr + kept[a].size
+            assert a == b or not overlap or life[a][1] < life[b][0] or life[b][1] < life[a][0], (a, b)
+    _, _, _, _, layered = _run("segformer_b0", "tiny", (32, 32), fuse=False)
+    assert not layered.resident and not any(i.op == Op.STORE and i.dst_gb for i in layered.stream)

@@ -17,7 +17,7 @@ from hw.config import get_config
 from hw.isa import INSN_BYTES, Op, StreamError, encode, make
 from hw.rtl.accelerator import Accelerator, ErrorCode
 from hw.rtl.export import SRC_ATTRIBUTE, export_accelerator
-from hw.timing import DECODE_STAGES, schedule
+from hw.timing import DECODE_STAGES, schedule, store_gb_run
 from mapper.ir import Conv2d, Linear, MatMul
 from mapper.lower import map_layer
 from sim.functional import Machine, _place, golden_output, layer_data
@@ -274,12 +274,12 @@ def _moved(insn, **changes):
     return dataclasses.replace(insn, f={**insn.f, **changes})
 
 
-def _gb_chain(cfg, gb_base: int):
+def _gb_chain(cfg, gb_base: int, mid: int = 8):
     """Two 3x3 convolutions: the first STOREs into the global buffer at ``gb_base``, the second
-    LOAD_INPs from there (a FENCE between) and STOREs into DRAM.  Returns (stream, DRAM image,
-    where the output is, its golden value)."""
-    first = Conv2d("first", "encoder", 4, 8, 5, 5, kernel=3, padding=1, relu=True)
-    second = Conv2d("second", "encoder", 8, 4, 5, 5, kernel=3, padding=1)
+    LOAD_INPs from there (a FENCE between) and STOREs into DRAM; ``mid`` channels between them.
+    Returns (stream, DRAM image, where the output is, its golden value)."""
+    first = Conv2d("first", "encoder", 4, mid, 5, 5, kernel=3, padding=1, relu=True)
+    second = Conv2d("second", "encoder", mid, 4, 5, 5, kernel=3, padding=1)
     (low1, n1), = map_layer(first, cfg)
     (low2, n2), = map_layer(second, cfg)
     assert n1 == n2 == 1
@@ -300,17 +300,20 @@ def _gb_chain(cfg, gb_base: int):
         stream.append(i)
     stream.append(make(Op.END))
     dram = np.concatenate([img1, img2])
-    dram[shift + in2:shift + in2 + 5 * 5 * 8] = 0  # the second layer's input is not in DRAM
+    dram[shift + in2:shift + in2 + 5 * 5 * mid] = 0  # the second layer's input is not in DRAM
     gold = golden_output(second, {**d2, "x": golden_output(first, d1, cfg)}, cfg)
     return stream, dram, shift + low2.layout.output, gold
 
 
-def test_store_into_global_buffer_bit_and_cycle_exact():
-    """A layer's STOREs write the global buffer (dst_gb, a PE a cycle), the next layer's LOAD_INPs
-    gather it from there: the RTL matches sim.functional, the golden chain and hw.timing."""
+@pytest.mark.parametrize("mid, merged", [(8, True), (4, False)])
+def test_store_into_global_buffer_bit_and_cycle_exact(mid, merged):
+    """A layer's STOREs write the global buffer (dst_gb: with 8 channels both PEs' pixels in one
+    beat, store_gb_run; with 4 the PEs are row groups, a PE a cycle), the next layer's
+    LOAD_INPs gather it from there: the RTL matches sim.functional, the golden chain and hw.timing."""
     cfg = TINY
-    stream, dram, out, gold = _gb_chain(cfg, gb_base=36)       # not aligned to a bank row on purpose
-    assert any(i.op == Op.STORE and i.dst_gb and i.pe_count > 1 for i in stream)
+    stream, dram, out, gold = _gb_chain(cfg, gb_base=36, mid=mid)       # not aligned to a bank row on purpose
+    stores = [i for i in stream if i.op == Op.STORE and i.dst_gb]
+    assert stores and all(i.pe_count > 1 and (store_gb_run(i.f, cfg) > 1) == merged for i in stores)
     expected_cycles = schedule(stream, cfg).total_cycles
     want = dram.copy()
     Machine(cfg, want).run(stream)

@@ -9,10 +9,11 @@ latency (``hw.timing.store_timing``), counted down from there; a pixel issued at
 pushes its token then, with the rest of the latency as the token's wait; FENCE/END wait for
 that rest too (``idle``).  A table activation is the PEs' (``st.table``).
 
-Into the global buffer (``dst_gb``, ``hw.timing.store_gb_lanes``): a pixel's slot is ``pe_count``
-cycles, the accumulators read in its first; ``WRITE_DELAY`` cycles later the member PEs' outputs
-leave on ``gb`` one PE a cycle in set order, the first as they come, the rest from a register
-that holds the pixel (``_gb_writes``); nothing goes to DRAM.
+Into the global buffer (``dst_gb``, ``hw.timing.store_gb_lanes``): a pixel's slot is a cycle per
+beat (``ceil(pe_count / run)`` beats, runs of ``store_gb_run`` PEs' contiguous pixels), the
+accumulators read in its first; ``WRITE_DELAY`` cycles later the member PEs' outputs leave on
+``gb`` a beat a cycle in set order (one PE's K0 bytes, or a group's G), the first as they come,
+the rest from a register that holds the pixel (``_gb_writes``); nothing goes to DRAM.
 
 A softmax epilogue (``ep_row != 0``, ``hw.timing.store_beats``): from t+2 the row walk
 (``hw.epilogue``, one PE a cycle, ``epilogue_setup`` cycles) finds the lanes that start a row,
@@ -36,7 +37,8 @@ from ..epilogue import WalkState, member_bad, row_multiples, walk_end_bad, walk_
 from ..expr import Fields
 from ..isa import FIELD_BITS, INSN_BITS, Act, Op, Queue
 from ..timing import (EPILOGUE_OUT_LATENCY, EPILOGUE_PASSES, POST_PIPELINE, epilogue_setup, epilogue_turnaround,
-                      pe_positions, store_addr, store_pe_extent, store_pipeline, store_timing)
+                      gb_store_group, pe_positions, store_addr, store_gb_lanes, store_gb_run, store_pe_extent,
+                      store_pipeline, store_timing)
 from .buses import DramWriteSignature, StoreBusSignature
 from .global_buffer import GbWriteSignature
 from .insn import field_signal, insn_view
@@ -76,7 +78,8 @@ class StoreUnit(wiring.Component):
         The bytes of every selected PE's pixel.
     gb: Out(GbWriteSignature(config))
         With ``dst_gb``: one selected PE's pixel a cycle into the global buffer (its K0 bytes,
-        contiguous), the PEs of a pixel in set order (``hw.timing.store_gb_lanes``).
+        contiguous), or a run of PEs' (``hw.timing.store_gb_run``: up to G contiguous bytes), the
+        PEs of a pixel in set order (``hw.timing.store_gb_lanes``).
     error: Out(1)
         A softmax epilogue's rows, output shifts or table break the contract (ErrorCode.DATA), found
         before anything is written; held until the next STORE starts.
@@ -254,12 +257,13 @@ class StoreUnit(wiring.Component):
         m.d.comb += pix_off.eq(row_off + col_off)
         passes = Mux(ep, 1 + EPILOGUE_PASSES, 1)
         running = active & (waiting == 0) & (phase < passes)
-        # a pixel's slot: a cycle, or into the global buffer a cycle per member PE (``sub``), the
-        # accumulators read in its first (store_gb_lanes)
+        # a pixel's slot: a cycle, or into the global buffer a cycle per beat of member PEs (``sub``,
+        # ``gb_slots`` of them: store_gb_lanes), the accumulators read in its first
         sub = field_signal(Op.STORE, "pe_count", "gb_sub")
+        gb_slots = field_signal(Op.STORE, "pe_count", "gb_slots")
         slot_on = running & (slot < npix)
         beat = slot_on & (sub == 0)
-        more = slot_on & cs.dst_gb & (sub + 1 != cs.pe_count)
+        more = slot_on & cs.dst_gb & (sub + 1 != gb_slots)
         m.d.comb += [self.st.valid.eq(beat), self.st.acc.eq(cs.acc_addr + slot), self.st.relu.eq(cs.act == Act.RELU),
                      self.st.table.eq(cs.act == Act.TABLE)]
         with m.If(more):
@@ -283,7 +287,7 @@ class StoreUnit(wiring.Component):
             pixels = cs.out_h * cs.out_w
             turn = epilogue_turnaround(self._config)
             m.d.sync += [npix.eq(pixels), span.eq(Mux(ep & (pixels < turn), turn, pixels)),
-                         row_pitch.eq(cs.t_w * cs.k_pitch)]
+                         row_pitch.eq(cs.t_w * cs.k_pitch), gb_slots.eq(store_gb_lanes(Fields(cs), self._config))]
         return beat, phase, slot, oy, ox, pix_off, slot_on & cs.dst_gb, sub
 
     def _writes(self, m, cs, issued, mask, kst, yst, base, ep, rows, nk):
@@ -310,26 +314,38 @@ class StoreUnit(wiring.Component):
                         (taps[WRITE_DELAY][1], taps[WRITE_DELAY][3]), x_ok, kst, yst, base)
 
     def _gb_writes(self, m, cs, slot, pixel, x_ok, kst, yst, base):
-        """With ``dst_gb``: the pixel's member PEs in set order, one a cycle, ``WRITE_DELAY`` after
-        their slot's cycles (``slot``: valid, member index; ``pixel``: its row, DRAM offset).  The
-        first takes the PEs' outputs as they come (and holds them), the rest the held copy."""
-        n, k0 = self._config.num_pe, self._config.k0
+        """With ``dst_gb``: the pixel's member PEs in set order, one beat a cycle, ``WRITE_DELAY``
+        after their slot's cycles (``slot``: valid, beat index; ``pixel``: its row, DRAM offset):
+        a run of ``hw.timing.store_gb_run`` PEs from PE ``pe``, their K0 bytes side by side (lane
+        group ``i`` PE ``pe + i``, a multiplexer each; one PE when the run is 1).  The first beat
+        takes the PEs' outputs as they come (and holds them), the rest the held copy."""
+        cfg = self._config
+        n, k0, most = cfg.num_pe, cfg.k0, gb_store_group(cfg)
         valid, index = slot
         doy, doff = pixel
         ys = [self.st.y[p].as_value() for p in range(n)]
         held_y = [Signal(8 * k0, name=f"gb_held{p}") for p in range(n)]
+        run = Signal(range(most + 1))
         pe, next_pe = Signal(range(max(n, 2))), Signal(range(max(n, 2)))
         m.d.comb += pe.eq(Mux(index == 0, cs.pe_first, next_pe))
         with m.If(valid):
-            m.d.sync += next_pe.eq(pe + cs.pe_step)
+            m.d.sync += next_pe.eq(pe + Mux(run == 1, cs.pe_step, run))
             with m.If(index == 0):
                 m.d.sync += [h.eq(y) for h, y in zip(held_y, ys)]
+        m.d.sync += run.eq(store_gb_run(Fields(cs), cfg))           # the fields hold from t
         k_first, y_first, pixel_base = Array(kst)[pe], Array(yst)[pe], Array(base)[pe]
-        values = Mux(index == 0, Array(ys)[pe], Array(held_y)[pe])
         row_ok = valid & x_ok & (y_first + doy < cs.t_h) & ~self.error
-        lanes = min(k0, self._config.gb_bus_bytes)          # legality refuses dst_gb with more
-        m.d.comb += [self.gb.en.eq(row_ok), self.gb.addr.eq(pixel_base + doff),
-                     self.gb.mask.eq(Cat(*(row_ok & (j < cs.k_per_pe) & (k_first + j < cs.t_k) for j in range(lanes)))),
+        zeros = [Signal(8 * k0)] * (most - 1)                       # past the last PE: never a member
+        now, kept = Array(ys + zeros), Array(held_y + zeros)
+        lanes = min(most * k0, cfg.gb_bus_bytes)        # legality refuses dst_gb with K0 above G
+        mask, data = [], []
+        for i in range(lanes // k0):
+            # PE pe + i, in the run and in the set: K0 channels after PE pe + i - 1's
+            member = ((i < run) & (pe + i < cs.pe_first + cs.pe_count)) if i else 1
+            mask += [row_ok & member & (j < cs.k_per_pe) & (k_first + i * k0 + j < cs.t_k) for j in range(k0)]
+            data.append(Mux(index == 0, now[pe + i], kept[pe + i]))
+        values = Cat(*data)
+        m.d.comb += [self.gb.en.eq(row_ok), self.gb.addr.eq(pixel_base + doff), self.gb.mask.eq(Cat(*mask)),
                      *(self.gb.data[j].eq(values[8 * j:8 * j + 8]) for j in range(lanes))]
 
     def _epilogue_lanes(self, m, ep, rows, nk, beat, phase, slot):

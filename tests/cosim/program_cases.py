@@ -92,8 +92,10 @@ class ExpectedProgram:
 
     @property
     def tensors(self) -> list[str]:
-        """The tensors the program writes, in program order."""
-        return list(dict.fromkeys(t for code in self.program.steps for t in code.writes))
+        """The tensors the program writes into DRAM, in program order (those it keeps in the global
+        buffer are checked by sim.functional, and here through the tensors computed from them)."""
+        return list(dict.fromkeys(t for code in self.program.steps for t in code.writes
+                                  if t not in self.program.resident))
 
 
 @dataclass

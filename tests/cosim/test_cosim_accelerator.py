@@ -271,17 +271,18 @@ def test_program_checker_names_the_layer_and_element():
 
     exp = expected_program({"model": "mac_cnn", "size": 12, "seed": 4}, get_config("tiny"))
     program = exp.program
-    base = program.address("pw")
-    pitch = program.storage["pw"].pitch
+    layer = exp.tensors[0]             # the first tensor in DRAM (the first layers' stay in the global buffer)
+    base = program.address(layer)
+    pitch = program.storage[layer].pitch
     dram = exp.dram_out.copy()
-    dram[base + pitch + 2] ^= 0x40                       # pixel (0, 1), channel 2 of layer pw
+    dram[base + pitch + 2] ^= 0x40                       # pixel (0, 1), channel 2 of the layer
     checker = tb.Checker(logging.getLogger("test"))
     checker.check_program("program mac_cnn_12", exp,
                           tb.Outcome(finished=True, done=1, tb_cycles=exp.cycles, cycle=exp.cycles, dram=dram))
-    want = int(program.read(exp.dram_out, "pw")[0, 1, 2])
-    assert checker.errors == [f"program mac_cnn_12: layer 'pw': 1 of {program.read(dram, 'pw').size} elements "
+    want = int(program.read(exp.dram_out, layer)[0, 1, 2])
+    assert checker.errors == [f"program mac_cnn_12: layer {layer!r}: 1 of {program.read(dram, layer).size} elements "
                               f"differ from the golden model; first at (y, x, c) = (0, 1, 2): expected {want}, "
-                              f"actual {int(program.read(dram, 'pw')[0, 1, 2])}"], checker.errors
+                              f"actual {int(program.read(dram, layer)[0, 1, 2])}"], checker.errors
     checker = tb.Checker(logging.getLogger("test"))
     checker.check_program("p", exp, tb.Outcome(finished=True, error=1, error_code=6, pc=9, tb_cycles=40))
     assert checker.errors == [f"p: error UNSUPPORTED at instruction 9; cycles: RTL 40, schedule {exp.cycles}"]

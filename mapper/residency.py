@@ -1,0 +1,163 @@
+"""Activations kept in the global buffer between layers (issue 18): which, and where.
+
+A *candidate* is the output of a MAC step (a convolution, a linear layer or a one-window
+matrix product; no softmax epilogue) that only MAC steps read through LOAD_INP (a
+convolution's or linear layer's one input, a one-window product's first operand at its
+start; a product's second operand is loaded as weights, from DRAM), that is no network
+output and has a buffer of its own (not a concatenation's part).  Kept in the
+global buffer, its producer STOREs into the buffer (``dst_gb``) and its readers gather from
+it (``src_gb``), so its bytes cross DRAM neither way; it is stored with
+``hw.timing.gb_resident_pitch`` bytes a pixel, so that the readers' gathers have no bank
+conflict (a reader whose every tiling conflicts, or that splits into parts, makes the
+tensor no candidate).
+
+The cost model is the schedule itself: a step's cycles are its mapping's exact cycles
+(``mapper.lower.map_layer``) with its input and output where they are.  Candidates are taken
+by the cycles they save per byte (each timed alone), then placed first fit by lifetime (from
+the producing step to the last reading step, as the DRAM activation region is) in
+``global_buf_bytes``; a candidate is kept only when it fits and when the producer's and
+readers' cycles together, timed again with the tensors kept so far, are not more than with
+the tensor in DRAM.  The mapper puts nothing else in the global buffer, so all of it is
+there for these tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hw.config import AcceleratorConfig
+from hw.timing import gb_resident_align, gb_resident_pitch
+
+from .fusion import Step
+from .ir import INPUT, Conv2d, Linear, MatMul, Model
+from .layout import storage_plan
+from .lower import MappingError, map_layer
+
+__all__ = ["Resident", "plan_residency", "gb_fields"]
+
+
+@dataclass(frozen=True)
+class Resident:
+    """A tensor kept in the global buffer: its byte address there, bytes per pixel and size."""
+
+    addr: int
+    pitch: int
+    size: int
+
+
+@dataclass
+class _Candidate:
+    tensor: str
+    producer: int               # step index
+    readers: tuple[int, ...]    # step indices
+    pitch: int
+    size: int
+    saving: int = 0             # cycles saved, timed alone
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        return (self.producer, *self.readers)
+
+
+def gb_fields(step: Step, resident: dict[str, Resident]) -> dict:
+    """``map_layer``'s ``in_gb`` and ``out_gb`` of a MAC step: the pitch of its input and output
+    in the global buffer, 0 for those in DRAM."""
+    src = resident.get(step.layer.inputs[0]) if step.layer.inputs else None
+    dst = resident.get(step.output)
+    return {"in_gb": src.pitch if src else 0, "out_gb": dst.pitch if dst else 0}
+
+
+def plan_residency(model: Model, cfg: AcceleratorConfig, steps: list[Step]) -> dict[str, Resident]:
+    """The tensors of ``model`` kept in the global buffer under plan ``steps`` (module docstring)."""
+    cands = _candidates(model, cfg, steps)
+    if not cands:
+        return {}
+    pitches: dict[str, int] = {}
+    for c in cands:
+        c.saving = _cycles(steps, cfg, c.steps, {}) - _cycles(steps, cfg, c.steps, {c.tensor: c.pitch})
+    placed: dict[str, tuple[int, int, int, int]] = {}      # tensor -> (first step, last step, addr, size)
+    for c in sorted(cands, key=lambda c: (-c.saving / c.size, c.producer)):
+        if c.saving < 0:
+            continue
+        addr = _first_fit(placed.values(), c.producer, max(c.readers), c.size, cfg.global_buf_bytes)
+        if addr is None:
+            continue
+        with_it = {**pitches, c.tensor: c.pitch}
+        if _cycles(steps, cfg, c.steps, with_it) > _cycles(steps, cfg, c.steps, pitches):
+            continue
+        pitches = with_it
+        placed[c.tensor] = (c.producer, max(c.readers), addr, c.size)
+    return {t: Resident(addr, pitches[t], size) for t, (_, _, addr, size) in placed.items()}
+
+
+def _candidates(model: Model, cfg: AcceleratorConfig, steps: list[Step]) -> list[_Candidate]:
+    storage = storage_plan(model)
+    aliased = {s.buffer for name, s in storage.items() if s.buffer != name}
+    readers: dict[str, list[int]] = {}
+    for i, st in enumerate(steps):
+        for t in st.layer.inputs:
+            readers.setdefault(t, []).append(i)
+        if st.vpass is not None:
+            for b in st.vpass.buffers:
+                readers.setdefault(b, []).append(-1)           # a vector pass reads it: stays in DRAM
+    align = gb_resident_align(cfg)
+    outputs = set(model.output_names) | {INPUT}
+    out = []
+    for i, st in enumerate(steps):
+        t = st.output
+        if (st.action != "mac" or not _plain(st.layer) or st.softmax or t in outputs
+                or t in aliased or storage[t].buffer != t or storage[t].offset != 0 or not readers.get(t)):
+            continue
+        rs = readers[t]
+        if any(j < 0 or not _reads_by_load(steps[j], t) for j in rs):
+            continue
+        h, w, c = storage[t].shape
+        pitch = gb_resident_pitch(c, cfg)
+        size = -(-h * w * pitch // align) * align
+        if size <= cfg.global_buf_bytes:
+            out.append(_Candidate(t, i, tuple(rs), pitch, size))
+    return out
+
+
+def _plain(layer) -> bool:
+    """A MAC layer whose input and output are plain HWC tensors: a convolution, a linear layer,
+    or a matrix product over one window (its operands' heads side by side in the channels)."""
+    return isinstance(layer, (Conv2d, Linear)) or (isinstance(layer, MatMul) and layer.windows == 1
+                                                   and layer.b_layout != "opaque")
+
+
+def _reads_by_load(step: Step, tensor: str) -> bool:
+    """Whether ``step`` reads ``tensor`` through LOAD_INP only, from its first channel."""
+    layer = step.layer
+    if step.action != "mac" or not _plain(layer):
+        return False
+    if isinstance(layer, MatMul):
+        return layer.inputs[0] == tensor and layer.inputs[1] != tensor and layer.a_offset == 0
+    return list(layer.inputs) == [tensor]
+
+
+def _cycles(steps: list[Step], cfg: AcceleratorConfig, which: tuple[int, ...], pitches: dict[str, int]) -> float:
+    """Cycles of steps ``which`` with the tensors ``pitches`` in the global buffer (inf when a
+    step cannot be mapped so: a part split, or every tiling's gathers conflict)."""
+    total = 0
+    for i in dict.fromkeys(which):
+        st = steps[i]
+        src = pitches.get(st.layer.inputs[0], 0)
+        try:
+            parts = map_layer(st.layer, cfg, softmax_row=st.softmax_row, act=st.act, in_gb=src,
+                              out_gb=pitches.get(st.output, 0))
+        except MappingError:
+            return float("inf")
+        total += sum(lo.cycles * n for lo, n in parts)
+    return total
+
+
+def _first_fit(placed, first: int, last: int, size: int, capacity: int) -> int | None:
+    """The lowest address where ``size`` bytes are free from step ``first`` to ``last``, or None."""
+    busy = sorted((a, a + s) for f, l, a, s in placed if f <= last and first <= l)
+    addr = 0
+    for lo, hi in busy:
+        if addr + size <= lo:
+            break
+        addr = max(addr, hi)
+    return addr if addr + size <= capacity else None
