@@ -210,6 +210,23 @@ def test_a_hierarchy_is_synthesised_once_per_module(tmp_path):
     assert "Yosys" in version and seconds["yosys"] > 0
 
 
+def test_the_clock_gate_cell_is_a_latch_and_an_and(tmp_path):
+    """The vector executor's clock gate (hw/rtl/clock_gate.py, written in Verilog): the enable is
+    latched while the clock is low (a path ends at the latch) and ANDed with the clock."""
+    from hw.rtl.clock_gate import MODULE, VERILOG
+
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / f"{MODULE}.v").write_text(VERILOG)
+    (export / "files.f").write_text(f"{MODULE}.v\n")
+    assert [p.name for p in parse_ports(VERILOG)] == ["clk", "en", "gclk"]
+    results, _, _, _ = synthesise(export, tmp_path / "work", parallel=1)
+    cell = results[MODULE]
+    assert cell.cells == {"$_AND_": 1, "$_DLATCH_N_": 1} and cell.flip_flops == 1
+    assert cell.depth.require["en"].levels == 0 and cell.depth.require["en"].end == "en_latched"
+    assert cell.depth.arrive["gclk"].levels == 1 and cell.depth.through["clk", "gclk"].levels == 1
+
+
 def test_make_synth_refuses_an_unknown_configuration(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hw.rtl.synth", "--config", "Q", "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, cwd=REPO)

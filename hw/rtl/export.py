@@ -253,6 +253,14 @@ class HierarchicalExport:
         self._modules[name] = exported
         return exported
 
+    def add_cell(self, name: str, verilog: str, signature: wiring.Signature) -> ExportedModule:
+        """A module written in Verilog rather than converted (a cell Amaranth cannot express, such
+        as ``hw.rtl.clock_gate``'s latch), exported once under ``name``."""
+        if name not in self._modules:
+            self._modules[name] = ExportedModule(name=name, verilog=verilog, ports=parse_ports(verilog),
+                                                 signature=signature)
+        return self._modules[name]
+
     def stub(self, *modules: ExportedModule, params: tuple[dict, ...] | None = None) -> "_Stub":
         """A factory (called like the component class) of black boxes of ``modules``: one module,
         or one per set of hardware parameters (``params``, in the same order)."""
@@ -377,8 +385,10 @@ def export_accelerator(config: AcceleratorConfig, progress: Callable[[str], None
 
 
 def _export_vector_unit(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:
-    """The vector executor, its unit and the unit's row lane: each a module, the lane once."""
+    """The vector executor, its unit and the unit's row lane: each a module, the lane once; the
+    clock gate the executor clocks its units with, a cell of its own."""
     from .. import operators as ops
+    from .clock_gate import MODULE, SIGNATURE, VERILOG, ClockGate
     from .vector_executor import VectorExecutor
     from .vector_row_lane import VectorRowLane
     from .vector_unit import VectorUnit
@@ -387,7 +397,8 @@ def _export_vector_unit(ex: HierarchicalExport, config: AcceleratorConfig) -> Ex
     unit_params = {"lanes": config.vector_lanes, **row}
     lane = ex.add(VectorRowLane, config, params=row)
     unit = ex.add(VectorUnit, config, params=unit_params, lane_factory=ex.stub(lane, params=(row,)))
-    return ex.add(VectorExecutor, config, unit_factory=ex.stub(unit, params=(unit_params,)))
+    ex.add_cell(MODULE, VERILOG, SIGNATURE)
+    return ex.add(VectorExecutor, config, unit_factory=ex.stub(unit, params=(unit_params,)), gate_factory=ClockGate)
 
 
 #: What ``--top`` can export.

@@ -29,6 +29,7 @@ from ..expr import any_of, wired
 from ..isa import ADDR_BITS, ErrorCode
 from ..timing import VEC_FIELD_CHECK
 from .buses import VEC_TIMING, DramReadSignature, DramWriteSignature
+from .clock_gate import gate_clock
 from .descriptor_fetch import DescriptorFetch
 from .export import MAX_TOP_INPUT_BITS
 from .vector_descriptor import field_slots
@@ -82,6 +83,11 @@ class VectorExecutor(wiring.Component):
         As for :class:`VectorUnit`.
     unit_factory : callable
         Builds the vector unit (``VectorUnit``, or the exporter's black box of its module).
+    gate_factory : callable or None
+        Builds the clock gate (``hw.rtl.clock_gate.ClockGate``) that clocks the vector unit and the
+        spatial unit each only from a ``start`` to its ``done`` (``busy``): the exporter's.  Without
+        one (Amaranth's simulator), their registers hold by a clock enable in the same cycles
+        (``hw.rtl.clock_gate.gate_clock``).
 
     Members
     -------
@@ -108,13 +114,14 @@ class VectorExecutor(wiring.Component):
         return {"v": config.vector_lanes, "m": config.dram_mib}
 
     def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, max_row: int = ops.MAX_ROW,
-                 unit_factory=VectorUnit):
+                 unit_factory=VectorUnit, gate_factory=None):
         lanes = config.vector_lanes if lanes is None else lanes
         self._lanes, self._max_row = lanes, max_row
         self._dram_bytes = config.dram_bytes
         self._unit = unit_factory(config, lanes=lanes, max_row=max_row)
         self._spatial = SpatialUnit(config, lanes=lanes)
         self._fetch = DescriptorFetch(FETCH_LANES, dram_bytes=config.dram_bytes)
+        self._gate_factory = gate_factory
         super().__init__(_members(lanes))
 
     def cycles(self, d: vec.Descriptor) -> int:
@@ -127,8 +134,13 @@ class VectorExecutor(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fetch, m.submodules.unit = fetch, unit = self._fetch, self._unit
-        m.submodules.spatial = spatial = self._spatial
+        m.submodules.fetch = fetch = self._fetch
+        unit, spatial = self._unit, self._spatial
+        # Each unit's registers advance only from its start to its done (its busy includes DRAIN,
+        # the last elements' way to their writes): after it, what would still change is data whose
+        # valid is low, rewritten before it is read.  So an idle unit's clock is gated.
+        for name, which in (("unit", unit), ("spatial", spatial)):
+            gate_clock(m, name, which, which.start | which.busy, self._gate_factory)
         # the unit is picked by the first stage's operation; its outputs while it is busy
         spatial_pick = runs_spatial(fetch.desc.stages[0].copy.op)
         fetching = Signal()
