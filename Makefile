@@ -85,6 +85,7 @@ sim: $(STAMP)
 
 run: $(STAMP)
 	$(if $(filter-out 1,$(strip $(CHECK))),$(error make run always checks every tensor; CHECK must be empty or 1, not '$(CHECK)'))
+	$(if $(strip $(FUSION)),$(error make run always fuses (its outputs are the same either way); FUSION is make sim's, not make run's: leave out FUSION='$(FUSION)'))
 	$(PY) -m sim.infer $(MODEL_ARGS) --config=$(call q,$(CFG)) $(call opt,--image,$(IMAGE)) $(call opt,--seed,$(SEED)) $(call opt,--out,$(OUT)) $(ARGS)
 
 # make paths and make rdd take every path of a model at the model's own input size, the one its

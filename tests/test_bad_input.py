@@ -218,3 +218,11 @@ def test_a_seed_without_check_is_refused(tmp_path):
                   "--no-plots"], tmp_path)
     assert_refused(r, "--seed 3", "--check", "CHECK=1")
     assert snapshot(tmp_path) == before
+
+
+def test_make_run_refuses_fusion():
+    """FUSION is make sim's; make run would silently ignore it."""
+    r = _make("run", "FUSION=0")
+    assert_refused(r, "FUSION is make sim's", "FUSION='0'")
+    assert "-m sim.infer" not in r.stdout
+    assert "-m sim.infer" in _make("run", "FUSION=").stdout
