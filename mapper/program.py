@@ -29,12 +29,12 @@ from hw.isa import Act, Insn, Op, VecOp, make
 from hw.numerics import PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY, TABLE_ENTRY_BITS, pack_entries
 from hw.vector import LN_ENTRY, Descriptor, descriptor_bytes, encode_descriptor, vec_fields
 
-from .fusion import Step, VecPass, plan
+from .fusion import Step, VecPass
 from .ir import INPUT, Conv2d, Linear, MatMul, Model
 from .layout import Storage, storage_plan
 from .lower import Lowered, MappingError, Placement, Problem, build_stream, map_layer
 from .quantize import QModel, random_qmodel
-from .residency import Resident, gb_fields, plan_residency
+from .residency import gb_fields, planned
 
 __all__ = ["Program", "StepCode", "ProgramError", "DramCapacityError", "build_program", "dram_footprint", "pack_weights", "pack_params",
            "exp_table", "ALIGN"]
@@ -198,11 +198,10 @@ class _Builder:
         self.q, self.cfg, self.model = qmodel, cfg, qmodel.model
         self.dram_bytes, self.keep_tensors = dram_bytes, keep_tensors
         try:
-            self.steps = plan(self.model, cfg, fuse=fuse)
+            self.steps, self.resident = planned(self.model, cfg, fuse=fuse)
         except MappingError as e:
             raise ProgramError(str(e)) from None
         self.storage = storage_plan(self.model)
-        self.resident: dict[str, Resident] = plan_residency(self.model, cfg, self.steps) if fuse else {}
         self.blobs: dict[str, _Blob] = {}
         self.class_maps = frozenset(n for st in self.steps if st.vpass is not None and st.vpass.class_map
                                     for n in st.vpass.writes)

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from hw.config import AcceleratorConfig
 from hw.timing import gb_resident_align, gb_resident_pitch
 
-from .fusion import Step
+from .fusion import Step, plan
 from .ir import INPUT, Conv2d, Linear, MatMul, Model
 from .layout import storage_plan
 from .lower import MappingError, map_layer
 
-__all__ = ["Resident", "plan_residency", "gb_fields"]
+__all__ = ["Resident", "planned", "plan_residency", "gb_fields"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,14 @@ def gb_fields(step: Step, resident: dict[str, Resident]) -> dict:
     src = resident.get(step.layer.inputs[0]) if step.layer.inputs else None
     dst = resident.get(step.output)
     return {"in_gb": src.pitch if src else 0, "out_gb": dst.pitch if dst else 0}
+
+
+def planned(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False,
+            fuse: bool = True) -> tuple[list[Step], dict[str, Resident]]:
+    """The plan's steps (``mapper.fusion.plan``) and the tensors kept in the global buffer: none
+    without fusion or for a MAC-only plan."""
+    steps = plan(model, cfg, mac_only=mac_only, fuse=fuse)
+    return steps, (plan_residency(model, cfg, steps) if fuse and not mac_only else {})
 
 
 def plan_residency(model: Model, cfg: AcceleratorConfig, steps: list[Step]) -> dict[str, Resident]:

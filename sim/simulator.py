@@ -23,8 +23,8 @@ from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
 from hw.isa import Op, VecOp
 from hw.timing import RUN_OVERHEAD, schedule, occupancy_and_latency, vec_lane_floor
 from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, weight_bytes
-from mapper.fusion import STAGE_OP, plan, vec_stream
-from mapper.residency import gb_fields, plan_residency
+from mapper.fusion import STAGE_OP, vec_stream
+from mapper.residency import gb_fields, planned
 from mapper.lower import Lowered, layer_cycles, map_layer, _insn
 
 from .energy import EnergyModel
@@ -237,8 +237,7 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
     results: list[LayerResult] = []
     on_chip = OnChip.of(model, cfg)
     clock = 0
-    steps = plan(model, cfg, mac_only=mac_only, fuse=fuse)
-    resident = plan_residency(model, cfg, steps) if fuse and not mac_only else {}
+    steps, resident = planned(model, cfg, mac_only=mac_only, fuse=fuse)
     for step in steps:
         layer = step.layer
         if progress:

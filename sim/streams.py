@@ -22,12 +22,12 @@ from pathlib import Path
 
 from hw.config import PRESETS, AcceleratorConfig
 from hw.isa import Insn, Op, disassemble, encode_stream
-from mapper.fusion import Step, plan, vec_stream
+from mapper.fusion import Step, vec_stream
 from mapper.ir import Model
 from mapper.lower import _insn, map_layer
-from mapper.residency import gb_fields, plan_residency
+from mapper.residency import gb_fields, planned
 
-__all__ = ["planned", "find_step", "step_parts", "layer_stream", "dump_layer", "Dumped", "config_from_sidecar",
+__all__ = ["find_step", "step_parts", "layer_stream", "dump_layer", "Dumped", "config_from_sidecar",
            "describe_config", "file_stem"]
 
 #: ``action``s of a step whose work another layer (``Step.into``) does.
@@ -37,14 +37,6 @@ _DONE_BY_OTHER = ("epilogue", "fused", "merged")
 def file_stem(name: str) -> str:
     """A layer name as a file name: characters other than letters, digits, ``._-`` become ``_``."""
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-
-
-def planned(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False,
-            fuse: bool = True) -> tuple[list[Step], dict]:
-    """The plan's steps and the tensors kept in the global buffer (``mapper.residency``), as
-    ``sim.simulator.simulate`` makes them."""
-    steps = plan(model, cfg, mac_only=mac_only, fuse=fuse)
-    return steps, (plan_residency(model, cfg, steps) if fuse and not mac_only else {})
 
 
 def find_step(model: Model, cfg: AcceleratorConfig, name: str, *, mac_only: bool = False,

@@ -36,10 +36,11 @@ from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op, Queue
 from hw.timing import RUN_OVERHEAD, occupancy_and_latency, schedule
 from mapper.ir import Model
+from mapper.residency import planned
 from mapper.lower import _insn
 
 from .simulator import SimResult
-from .streams import planned, step_parts
+from .streams import step_parts
 
 __all__ = ["build_trace", "default_detail", "DETAIL_CAP"]
 
