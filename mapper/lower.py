@@ -33,7 +33,7 @@ the best few exactly (``hw.timing.schedule``) and keeps the fastest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Optional
 
@@ -43,6 +43,7 @@ from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from hw.timing import (EPILOGUE_PASSES, GEMM_MIN_PIXELS, GEMM_PIPELINE, RUN_OVERHEAD, dw_gather_ok,
                        load_inp_gb_conflict, schedule)
 
+from . import tiling_cache
 from .ir import Conv2d, Layer, Linear, MatMul
 
 __all__ = ["Problem", "Tiling", "Lowered", "MappingError", "Placement", "problem_of", "map_layer",
@@ -634,8 +635,31 @@ EXACT_MIN, EXACT_MAX, EXACT_BUDGET = 2, 12, 40_000
 
 
 @lru_cache(maxsize=4096)
-def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
+def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered | str:
+    """The fastest mapping of ``p`` found, or why there is none (without the layer's name, which
+    equal shapes do not share); remembered per process and on disk (``mapper.tiling_cache``)."""
     check_fits(p, cfg)
+    known = tiling_cache.lookup(p, cfg, exact_top)
+    if known is not None and "refused" in known:
+        return known["refused"]
+    if known is not None:              # an earlier run's answer: rebuild its stream, skip the search
+        pl, t = default_placement(p, cfg), Tiling(**known["tiling"])
+        best = Lowered(p, t, pl, build_stream(p, t, cfg, pl), known["cycles"], known["candidates"])
+    else:
+        try:
+            best = _search(p, cfg, exact_top)
+        except MappingError as e:
+            why = str(e).removeprefix(f"{p.name}: ")
+            tiling_cache.remember(p, cfg, exact_top, {"refused": why})
+            return why
+        tiling_cache.remember(p, cfg, exact_top, {"tiling": asdict(best.tiling), "cycles": best.cycles,
+                                                  "candidates": best.candidates})
+    # the stream as the accelerator reads it: every instruction encoded and decoded
+    return replace(best, stream=decode_stream(encode_stream(best.stream)))
+
+
+def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
+    """The fastest of the best-estimated tilings of ``p``, timed exactly (``EXACT_MIN`` ...)."""
     pl = default_placement(p, cfg)
     cands = list(_candidates(p, cfg))
     if p.softmax_row:
@@ -664,8 +688,7 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
             best, best_key = Lowered(p, t, pl, stream, key[0], len(cands)), key
     if best is None:
         raise MappingError(f"{p.name}: every tiling's LOAD_INP from the global buffer has a bank conflict")
-    # the stream as the accelerator reads it: every instruction encoded and decoded
-    return replace(best, stream=decode_stream(encode_stream(best.stream)))
+    return best
 
 
 #: The instruction fields that hold a whole dimension of a layer: (the dimension, the Problem's
@@ -721,4 +744,8 @@ def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN, 
     parts = _split(p)
     if (in_gb or out_gb) and parts != [(p, 1)]:
         raise MappingError(f"{p.name}: a layer split into parts does not read or write the global buffer")
-    return [(_map_problem(part, cfg, exact_top), n) for part, n in parts]
+    found = [(_map_problem(part, cfg, exact_top), n) for part, n in parts]
+    for (part, _), (lowered, _) in zip(parts, found):
+        if isinstance(lowered, str):
+            raise MappingError(f"{part.name}: {lowered}")
+    return found

@@ -3,8 +3,8 @@
 Times the timing-mode simulation (``sim.simulator.simulate``, model already
 built) of segformer_b2, swin_tiny and resnet50 on configuration E: the median
 wall time of ``--repeat`` runs (default 3), each with the mapper's
-process-level cache cleared first (``mapper.lower._map_problem.cache_clear()``)
-so every run maps from scratch.  Records each run's simulated time, energy and
+process-level cache cleared first (``mapper.lower._map_problem.cache_clear()``) and
+the tilings remembered on disk unused (``mapper.tiling_cache.disabled``), so every run maps from scratch.  Records each run's simulated time, energy and
 MAC utilisation, the golden model's depthwise convolution at SegFormer's largest shape,
 and the wall (and CPU) time of the whole-network functional check
 (``CHECK=1``: calibrated network, program, golden comparison) of segformer_b0 at
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from hw.cli import atomic_write_json
 from hw.config import get_config
+from mapper import tiling_cache
 from mapper.lower import _map_problem
 from mapper.workloads import build_model
 
@@ -78,7 +79,8 @@ def bench_timing(name: str, cfg_name: str, repeat: int) -> dict:
     for _ in range(repeat):
         _map_problem.cache_clear()
         t0 = time.perf_counter()
-        res = simulate(model, cfg)
+        with tiling_cache.disabled():
+            res = simulate(model, cfg)
         walls.append(time.perf_counter() - t0)
     return {"model": name, "config": cfg_name, "layers": len(model.layers),
             "wall_s_median": statistics.median(walls), "wall_s_runs": walls,
@@ -93,7 +95,8 @@ def bench_check(name: str, size, cfg_name: str) -> dict:
     model = build_model(name, size=size)
     _map_problem.cache_clear()
     t0, c0 = time.perf_counter(), time.process_time()
-    summary = check_network(model, get_config(cfg_name), seed=0)
+    with tiling_cache.disabled():
+        summary = check_network(model, get_config(cfg_name), seed=0)
     return {"model": name, "size": f"{model.input[0]}x{model.input[1]}", "config": cfg_name, "seed": 0,
             "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "summary": summary}
 

@@ -1,0 +1,100 @@
+"""The tilings the mapper chose, remembered on disk so that a later run skips the search.
+
+Mapping a network schedules a few tilings of every layer exactly; that search is most of what
+``make sim`` costs, and it gives the same answer every time for the same code.  Each answer
+(the tiling, its exact cycles, the number of candidates) is kept in a small JSON file under
+``build/cache/tilings/<code>/``, where ``<code>`` hashes the sources of ``hw/`` and ``mapper/``:
+an edit to either starts a new folder, so an answer never outlives the code that found it.
+The stream itself is rebuilt from the tiling on a hit (it is deterministic).
+
+Writes are atomic (a temporary file renamed), so parallel runs share the folder safely.  A
+folder that cannot be written is no error: the run maps as if there were no cache.
+``MAGNET_TILING_CACHE=0`` turns the cache off, as does :func:`disabled`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Iterator, Optional
+
+__all__ = ["lookup", "remember", "disabled", "cache_dir", "KEEP_VERSIONS"]
+
+_ROOT = Path(__file__).resolve().parent.parent
+_SOURCES = ("hw", "mapper")
+#: Folders of older code kept beside the current one (other checkouts' runs may still use them).
+KEEP_VERSIONS = 4
+_state = {"on": os.environ.get("MAGNET_TILING_CACHE", "1") != "0", "dir": None}
+
+
+def _code_version() -> str:
+    """sha256 over the ``.py`` files of ``hw/`` and ``mapper/`` (path and bytes, sorted)."""
+    h = hashlib.sha256()
+    for path in sorted(p for d in _SOURCES for p in (_ROOT / d).rglob("*.py")):
+        h.update(path.relative_to(_ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:20]
+
+
+def cache_dir() -> Path:
+    """This code's folder (created on first write)."""
+    if _state["dir"] is None:
+        _state["dir"] = _ROOT / "build" / "cache" / "tilings" / _code_version()
+    return _state["dir"]
+
+
+def _key(problem, cfg, exact_top: int) -> str:
+    # the problem's compared fields only: equal shapes map identically, whatever the layer's name
+    shape = [(f.name, getattr(problem, f.name)) for f in fields(problem) if f.compare]
+    text = repr((shape, sorted(asdict(cfg).items()), exact_top))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def lookup(problem, cfg, exact_top: int) -> Optional[dict]:
+    """The remembered answer for this problem, configuration and search effort, or None."""
+    if not _state["on"]:
+        return None
+    try:
+        return json.loads((cache_dir() / f"{_key(problem, cfg, exact_top)}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def remember(problem, cfg, exact_top: int, answer: dict) -> None:
+    """Keep ``answer`` (JSON-serialisable) for a later run; silently nothing if it cannot be written."""
+    if not _state["on"]:
+        return
+    folder = cache_dir()
+    try:
+        if not folder.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            _prune(folder.parent, keep=folder)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(answer, f)
+        os.replace(tmp, folder / f"{_key(problem, cfg, exact_top)}.json")
+    except OSError:
+        pass
+
+
+def _prune(parent: Path, keep: Path) -> None:
+    """Remove the folders of all but the ``KEEP_VERSIONS`` most recent other code versions."""
+    others = sorted((p for p in parent.iterdir() if p.is_dir() and p != keep),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in others[KEEP_VERSIONS:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Map without the cache (a benchmark of the search, a test of its determinism)."""
+    was, _state["on"] = _state["on"], False
+    try:
+        yield
+    finally:
+        _state["on"] = was

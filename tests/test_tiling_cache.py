@@ -1,0 +1,76 @@
+"""The mapper's tilings remembered on disk (``mapper.tiling_cache``): a remembered answer gives
+the same mapping as a search, refusals keep each layer's own name, and a cache that cannot be
+written or is turned off changes nothing."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hw.config import get_config
+from mapper import tiling_cache
+from mapper.ir import Conv2d
+from mapper.lower import MappingError, _map_problem, map_layer
+from mapper.workloads import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """A cache folder of the test's own, empty, the in-process answers forgotten."""
+    monkeypatch.setitem(tiling_cache._state, "dir", tmp_path / "tilings")
+    monkeypatch.setitem(tiling_cache._state, "on", True)
+    _map_problem.cache_clear()
+    yield tmp_path / "tilings"
+    _map_problem.cache_clear()
+
+
+def _conv(name="c", c=64, k=64, hw=16):
+    return Conv2d(name, "encoder", c, k, hw, hw, kernel=3, padding=1)
+
+
+def test_a_remembered_tiling_maps_as_the_search_does(private_cache):
+    cfg = get_config("small")
+    searched, n = map_layer(_conv(), cfg)[0]
+    assert len(list(private_cache.glob("*.json"))) == 1
+    _map_problem.cache_clear()                        # the next answer comes from the file
+    remembered, m = map_layer(_conv("other name"), cfg)[0]
+    assert (remembered.tiling, remembered.cycles, remembered.candidates, m) == \
+        (searched.tiling, searched.cycles, searched.candidates, n)
+    assert remembered.stream == searched.stream and remembered.layout == searched.layout
+
+
+def test_a_refusal_is_remembered_and_names_each_layer(private_cache):
+    """SegFormer-B0's first depthwise convolution on small cannot gather from the global buffer
+    at its resident pitch (every tiling's LOAD_INP has a bank conflict): a refusal of the search."""
+    model, cfg = build_model("segformer_b0", size=(32, 32)), get_config("small")
+    first, second = (model.layer(f"stage0.block{i}.mlp.dwconv") for i in (0, 1))
+    with pytest.raises(MappingError, match=f"^{first.name}: every tiling") as one:
+        map_layer(first, cfg, in_gb=136)
+    assert len(list(private_cache.glob("*.json"))) == 1
+    _map_problem.cache_clear()
+    with pytest.raises(MappingError, match=f"^{second.name}: every tiling") as other:
+        map_layer(second, cfg, in_gb=136)
+    assert str(one.value).removeprefix(first.name) == str(other.value).removeprefix(second.name)
+
+
+def test_an_unwritable_or_disabled_cache_changes_nothing(private_cache, monkeypatch, tmp_path):
+    (tmp_path / "a file").write_text("")
+    monkeypatch.setitem(tiling_cache._state, "dir", tmp_path / "a file" / "tilings")   # no folder can be made
+    lowered, _ = map_layer(_conv(), get_config("small"))[0]
+    assert lowered.cycles > 0
+    monkeypatch.setitem(tiling_cache._state, "dir", private_cache)
+    _map_problem.cache_clear()
+    with tiling_cache.disabled():
+        assert map_layer(_conv(), get_config("small"))[0][0].tiling == lowered.tiling
+    assert not private_cache.exists()
+
+
+def test_the_environment_turns_it_off(tmp_path):
+    code = ("from mapper import tiling_cache; import sys; "
+            "sys.exit(0 if tiling_cache.lookup(None, None, 0) is None and not tiling_cache._state['on'] else 1)")
+    env = {**os.environ, "MAGNET_TILING_CACHE": "0"}
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env).returncode == 0
