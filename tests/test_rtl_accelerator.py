@@ -16,11 +16,12 @@ from amaranth.sim import Simulator
 from hw.config import get_config
 from hw.isa import INSN_BYTES, Op, StreamError, encode, make
 from hw.rtl.accelerator import Accelerator, ErrorCode
-from hw.rtl.export import SRC_ATTRIBUTE, export_accelerator
+from hw.rtl.export import SRC_ATTRIBUTE
 from hw.timing import DECODE_STAGES, schedule, store_gb_run
 from mapper.ir import Conv2d, Linear, MatMul
 from mapper.lower import map_layer
 from sim.functional import Machine, _place, golden_output, layer_data
+from shared_exports import exported
 
 TINY = get_config("tiny")
 
@@ -236,7 +237,7 @@ ACCELERATOR_LINT_WAIVERS = {
 
 
 def _export_and_lint(cfg_name: str, tmp_path) -> None:
-    result = export_accelerator(get_config(cfg_name))
+    result = exported(get_config(cfg_name))
     assert result.modules[-1] == result.top
     assert re.findall(r"^module (\w+)", result.verilog, re.MULTILINE) == list(result.modules)
     assert not SRC_ATTRIBUTE.search(result.verilog)      # no src attributes

