@@ -245,7 +245,6 @@ class HierarchicalExport:
             return self._modules[name]
         if self._progress is not None:
             self._progress(f"converting module {len(self._modules) + 1}, {name}")
-        component = component_cls(config, **params, **kwargs)
         stubs = [v for v in kwargs.values() if isinstance(v, _Stub)]
         stubs += [s for v in kwargs.values() if isinstance(v, dict) for s in v.values() if isinstance(s, _Stub)]
         # a cell's class (``export_cell``: its module's name, added with ``add_cell``) is a child too
@@ -254,6 +253,7 @@ class HierarchicalExport:
         if missing:
             raise ValueError(f"cell {missing[0]!r} was not added to this exporter (add_cell)")
         children = tuple(sorted({n for s in stubs for n in s.names} | cells))
+        component = component_cls(config, **params, **kwargs)
         exported = export_component(component, name, children)
         self._modules[name] = exported
         return exported
