@@ -12,8 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
-from hw.rtl.export import parse_ports, split_modules
+from hw.config import get_config
+from hw.rtl.export import HierarchicalExport, parse_ports, split_modules
 from hw.rtl.logic_depth import DepthModel, depth_model, is_flip_flop
 from hw.rtl.synth import (ModuleResult, VerilogModule, instance_counts, read_modules, stub_verilog,
                           synthesise)
@@ -225,6 +229,44 @@ def test_the_clock_gate_cell_is_a_latch_and_an_and(tmp_path):
     assert cell.cells == {"$_AND_": 1, "$_DLATCH_N_": 1} and cell.flip_flops == 1
     assert cell.depth.require["en"].levels == 0 and cell.depth.require["en"].end == "en_latched"
     assert cell.depth.arrive["gclk"].levels == 1 and cell.depth.through["clk", "gclk"].levels == 1
+
+
+class _GatedToy(wiring.Component):
+    """A register clocked through ``hw.rtl.clock_gate`` (as the vector executor clocks its blocks)."""
+    export_prefix = "gated_toy"
+    export_nested = True
+
+    @classmethod
+    def export_params(cls, config):
+        return {}
+
+    def __init__(self, config, *, gate_factory=None):
+        self._gate_factory = gate_factory
+        super().__init__({"x": In(1), "y": Out(1)})
+
+    def elaborate(self, platform):
+        from hw.rtl.clock_gate import gate_clock
+
+        m, inner = Module(), Module()
+        held = Signal()
+        inner.d.sync += held.eq(self.x)
+        gate_clock(m, "held", inner, self.x, self._gate_factory)
+        m.d.comb += self.y.eq(held)
+        return m
+
+
+def test_a_module_clocked_through_the_gate_cell_lists_it_as_a_child():
+    """``ExportedModule.children`` names the clock-gate cell of a module that gates a clock with it,
+    and the exporter refuses a cell it was not given (before building anything)."""
+    from hw.rtl.clock_gate import MODULE, SIGNATURE, VERILOG, ClockGate
+
+    with pytest.raises(ValueError, match="cell 'clock_gate' was not added"):
+        HierarchicalExport().add(_GatedToy, get_config("tiny"), gate_factory=ClockGate)
+    ex = HierarchicalExport()
+    ex.add_cell(MODULE, VERILOG, SIGNATURE)
+    toy = ex.add(_GatedToy, get_config("tiny"), gate_factory=ClockGate)
+    assert toy.children == (MODULE,)
+    assert f"{MODULE} held_gate" in toy.verilog
 
 
 def test_make_synth_refuses_an_unknown_configuration(tmp_path):

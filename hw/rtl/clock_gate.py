@@ -66,6 +66,9 @@ class ClockGate(wiring.Component):
         The gated clock.
     """
 
+    #: The module it instantiates (``hw.rtl.export.HierarchicalExport.add_cell``).
+    export_cell = MODULE
+
     def __init__(self):
         super().__init__(SIGNATURE)
 

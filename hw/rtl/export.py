@@ -245,17 +245,23 @@ class HierarchicalExport:
             return self._modules[name]
         if self._progress is not None:
             self._progress(f"converting module {len(self._modules) + 1}, {name}")
-        component = component_cls(config, **params, **kwargs)
         stubs = [v for v in kwargs.values() if isinstance(v, _Stub)]
         stubs += [s for v in kwargs.values() if isinstance(v, dict) for s in v.values() if isinstance(s, _Stub)]
-        children = tuple(sorted({n for s in stubs for n in s.names}))
+        # a cell's class (``export_cell``: its module's name, added with ``add_cell``) is a child too
+        cells = {v.export_cell for v in kwargs.values() if isinstance(getattr(v, "export_cell", None), str)}
+        missing = sorted(cells - set(self._modules))
+        if missing:
+            raise ValueError(f"cell {missing[0]!r} was not added to this exporter (add_cell)")
+        children = tuple(sorted({n for s in stubs for n in s.names} | cells))
+        component = component_cls(config, **params, **kwargs)
         exported = export_component(component, name, children)
         self._modules[name] = exported
         return exported
 
     def add_cell(self, name: str, verilog: str, signature: wiring.Signature) -> ExportedModule:
         """A module written in Verilog rather than converted (a cell Amaranth cannot express, such
-        as ``hw.rtl.clock_gate``'s latch), exported once under ``name``."""
+        as ``hw.rtl.clock_gate``'s latch), exported once under ``name``.  A component class whose
+        ``export_cell`` is ``name``, given to :meth:`add` as a factory, makes it a child there."""
         if name not in self._modules:
             self._modules[name] = ExportedModule(name=name, verilog=verilog, ports=parse_ports(verilog),
                                                  signature=signature)

@@ -1,45 +1,32 @@
 """A VEC instruction from its descriptor address to its results in DRAM (``VectorExecutor``).
 
-``DescriptorFetch``, the check of the VEC's fields against its descriptor's, then ``VectorUnit``
-(row passes) or ``SpatialUnit`` (a pass whose first stage is a resize or the class map), sharing
-the DRAM ports: what the accelerator's compute unit hands a VEC to (``docs/rtl_vector.md``).  The
-check evaluates ``hw.vector.slot_fields`` (what ``vec_fields`` and so the simulator's
-``execute_vec`` evaluate) on the fetched descriptor, its products registered at the levels the
-rule names, then compares the fields, in ``hw.timing.VEC_FIELD_CHECK`` cycles after the fetch: a
-VEC whose fields are not its descriptor's is refused with ``DATA`` before a unit starts, after the
-fetch's own refusals and before the unit's, the simulator's order.  In the same cycles it
-evaluates ``hw.vector.pass_extents`` and ``hw.vector.pass_refusals``: a pass whose operands or
-tables leave the configuration's DRAM (``dram_bytes``), or one holding what the operators refuse
-(any live stage's parameters, rows, channels or rasters), is refused with ``DATA`` too, before
-anything is read or written, as ``execute_vec`` refuses it.
+``DescriptorCheck`` (the descriptor's fetch, then the check of the VEC's fields against it: a VEC
+that fails either is refused with ``DATA`` before a unit starts), then ``VectorUnit`` (row passes)
+or ``SpatialUnit`` (a pass whose first stage is a resize or the class map), sharing the DRAM ports:
+what the accelerator's compute unit hands a VEC to (``docs/rtl_vector.md``).  Each of the three is
+clocked through a clock gate of its own, enabled from its ``start`` to its ``done``.
 """
 
 from __future__ import annotations
 
 import functools
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, Shape, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import operators as ops
 from .. import vector as vec
 from ..config import AcceleratorConfig
-from ..expr import any_of, wired
 from ..isa import ADDR_BITS, ErrorCode
-from ..timing import VEC_FIELD_CHECK
 from .buses import VEC_TIMING, DramReadSignature, DramWriteSignature
 from .clock_gate import gate_clock
-from .descriptor_fetch import DescriptorFetch
 from .export import MAX_TOP_INPUT_BITS
-from .vector_descriptor import field_slots
+from .vector_descriptor_check import FETCH_LANES, DescriptorCheck
 from .vector_spatial import SpatialUnit, runs_spatial, spatial_cycles
 from .vector_unit import VectorUnit, read_lanes, unit_cycles, write_lanes
 
-#: Bytes the descriptor fetch reads a cycle, on the low lanes of the unit's read port.
-FETCH_LANES = 16
-
-__all__ = ["VectorExecutor", "vector_ports", "builds_vector_unit"]
+__all__ = ["VectorExecutor", "vector_ports", "builds_vector_unit", "FETCH_LANES"]
 
 
 def vector_ports(config: AcceleratorConfig) -> tuple[int, int]:
@@ -84,10 +71,10 @@ class VectorExecutor(wiring.Component):
     unit_factory : callable
         Builds the vector unit (``VectorUnit``, or the exporter's black box of its module).
     gate_factory : callable or None
-        Builds the clock gate (``hw.rtl.clock_gate.ClockGate``) that clocks the vector unit and the
-        spatial unit each only from a ``start`` to its ``done`` (``busy``): the exporter's.  Without
-        one (Amaranth's simulator), their registers hold by a clock enable in the same cycles
-        (``hw.rtl.clock_gate.gate_clock``).
+        Builds the clock gate (``hw.rtl.clock_gate.ClockGate``) that clocks the descriptor check,
+        the vector unit and the spatial unit each only from a ``start`` to its ``done`` (``busy``):
+        the exporter's.  Without one (Amaranth's simulator), their registers hold by a clock enable
+        in the same cycles (``hw.rtl.clock_gate.gate_clock``).
 
     Members
     -------
@@ -105,7 +92,7 @@ class VectorExecutor(wiring.Component):
     """
 
     export_prefix = "vector_executor"
-    #: Exported with its descriptor fetch as a module named under it; the vector unit is a module
+    #: Exported with its descriptor check as a module named under it; the vector unit is a module
     #: of its own (``unit_factory``).
     export_nested = True
 
@@ -117,80 +104,48 @@ class VectorExecutor(wiring.Component):
                  unit_factory=VectorUnit, gate_factory=None):
         lanes = config.vector_lanes if lanes is None else lanes
         self._lanes, self._max_row = lanes, max_row
-        self._dram_bytes = config.dram_bytes
         self._unit = unit_factory(config, lanes=lanes, max_row=max_row)
         self._spatial = SpatialUnit(config, lanes=lanes)
-        self._fetch = DescriptorFetch(FETCH_LANES, dram_bytes=config.dram_bytes)
+        self._check = DescriptorCheck(dram_bytes=config.dram_bytes)
         self._gate_factory = gate_factory
         super().__init__(_members(lanes))
 
     def cycles(self, d: vec.Descriptor) -> int:
         """Cycles from ``start`` to ``done`` for a descriptor that runs: the fetch, the fields'
         check, then the unit."""
-        setup = self._fetch.cycles(d) + VEC_FIELD_CHECK + 1
+        setup = self._check.cycles(d) + 1
         if runs_spatial(d.stages[0].op):
             return setup + spatial_cycles(d, self._lanes)
         return setup + unit_cycles(d, self._lanes, self._max_row)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fetch = fetch = self._fetch
-        unit, spatial = self._unit, self._spatial
-        # Each unit's registers advance only from its start to its done (its busy includes DRAIN,
-        # the last elements' way to their writes): after it, what would still change is data whose
-        # valid is low, rewritten before it is read.  So an idle unit's clock is gated.
-        for name, which in (("unit", unit), ("spatial", spatial)):
+        check, unit, spatial = self._check, self._unit, self._spatial
+        # Each block's registers advance only from its start to its done (a unit's busy includes
+        # DRAIN, the last elements' way to their writes; the check's, the fetch and the check):
+        # after it, what would still change is data whose valid is low, rewritten before it is
+        # read.  So an idle block's clock is gated.
+        for name, which in (("check", check), ("unit", unit), ("spatial", spatial)):
             gate_clock(m, name, which, which.start | which.busy, self._gate_factory)
         # the unit is picked by the first stage's operation; its outputs while it is busy
-        spatial_pick = runs_spatial(fetch.desc.stages[0].copy.op)
-        fetching = Signal()
-        with m.If(self.start & ~self.busy):
-            m.d.sync += fetching.eq(1)
-        with m.Elif(fetch.done):
-            m.d.sync += fetching.eq(0)
-        checking, checked, mismatch = self._check_fields(m, fetch.done & ~fetch.error)
-        refused = (fetch.done & fetch.error) | (checked & mismatch)
+        spatial_pick = runs_spatial(check.desc.stages[0].copy.op)
+        refused = check.done & check.error
         m.d.comb += [
-            fetch.start.eq(self.start & ~self.busy), fetch.addr.eq(self.desc_addr),
-            unit.desc.eq(fetch.desc), unit.start.eq(checked & ~mismatch & ~spatial_pick),
-            spatial.desc.eq(fetch.desc), spatial.start.eq(checked & ~mismatch & spatial_pick),
-            self.busy.eq(fetching | checking | unit.busy | spatial.busy), self.overrun.eq(unit.overrun),
+            check.start.eq(self.start & ~self.busy), check.addr.eq(self.desc_addr), check.fields.eq(self.fields),
+            unit.desc.eq(check.desc), unit.start.eq(check.run & ~spatial_pick),
+            spatial.desc.eq(check.desc), spatial.start.eq(check.run & spatial_pick),
+            self.busy.eq(check.busy | unit.busy | spatial.busy), self.overrun.eq(unit.overrun),
             self.done.eq(unit.done | spatial.done | refused), self.error.eq(unit.error | spatial.error | refused),
-            self.error_code.eq(Mux(fetch.done, fetch.error_code, Mux(checked, ErrorCode.DATA,
-                                   Mux(spatial.busy, spatial.error_code, unit.error_code)))),
+            self.error_code.eq(Mux(check.done, check.error_code,
+                                   Mux(spatial.busy, spatial.error_code, unit.error_code))),
             # one read port: the fetch's (on the low lanes) while it fetches, the running unit's after
-            self.dram_rd.en.eq(Mux(fetching, fetch.dram_rd.en, Mux(spatial.busy, spatial.dram_rd.en, unit.dram_rd.en))),
-            self.dram_rd.addr.eq(Mux(fetching, fetch.dram_rd.addr.as_value(),
+            self.dram_rd.en.eq(Mux(check.fetching, check.dram_rd.en,
+                                   Mux(spatial.busy, spatial.dram_rd.en, unit.dram_rd.en))),
+            self.dram_rd.addr.eq(Mux(check.fetching, check.dram_rd.addr.as_value(),
                                      Mux(spatial.busy, spatial.dram_rd.addr.as_value(), unit.dram_rd.addr.as_value()))),
-            fetch.dram_rd.data.eq(Cat(*(self.dram_rd.data[k] for k in range(FETCH_LANES)))),
+            check.dram_rd.data.eq(Cat(*(self.dram_rd.data[k] for k in range(FETCH_LANES)))),
             unit.dram_rd.data.eq(self.dram_rd.data), spatial.dram_rd.data.eq(self.dram_rd.data),
         ]
         m.d.comb += [getattr(self.dram_wr, f).eq(Mux(spatial.busy, Value.cast(getattr(spatial.dram_wr, f)),
                                                      Value.cast(getattr(unit.dram_wr, f)))) for f in ("en", "addr", "data")]
         return m
-
-    def _check_fields(self, m: Module, fetched):
-        """(checking, its last cycle ``VEC_FIELD_CHECK`` cycles after ``fetched``, whether the VEC's
-        fields differ from ``hw.vector.slot_fields`` of the fetched descriptor, which holds still
-        from ``fetched`` on, the pass touches bytes outside the DRAM, ``hw.vector.pass_extents``, or
-        holds what the operators refuse, ``hw.vector.pass_refusals``)."""
-        levels = []
-
-        def hold(value, level: int):
-            levels.append(level)
-            held = Signal(Value.cast(value).shape(), name=f"field_term_l{level}_{len(levels)}")
-            m.d.sync += held.eq(value)
-            return held
-
-        slots = field_slots(self._fetch.desc)
-        with wired(m):
-            want = vec.slot_fields(*slots, hold=hold)
-            outside = vec.extents_outside(vec.pass_extents(*slots, hold=hold), self._dram_bytes)
-            refused = [refused for _, _, _, refused in vec.pass_refusals(*slots)]
-        assert max(levels) + 1 == VEC_FIELD_CHECK, "hw.timing.VEC_FIELD_CHECK counts the rules' levels"
-        mismatch = Signal()         # fields, extents or the operators' refusals: all DATA, as execute_vec's
-        m.d.sync += mismatch.eq(any_of(*(want[name] != getattr(self.fields, name) for name in vec.TIMING_FIELDS),
-                                       *outside, *refused))
-        steps = Signal(VEC_FIELD_CHECK)
-        m.d.sync += steps.eq(Cat(fetched, steps[:-1]))
-        return steps.any(), steps[-1], mismatch

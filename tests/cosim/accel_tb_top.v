@@ -186,7 +186,11 @@ endmodule
 // evaluation (7x slower here; docs/cosim.md, "Verilator options").  The wrapper's ports are
 // read and written (the two constant outputs too: read before the first evaluation, they
 // need the writable form to hold their value), the accelerator's DRAM ports only read
-// (tb_accelerator.read_geometry takes the lane counts from their widths).
+// (tb_accelerator.read_geometry takes the lane counts from their widths): named exactly, in
+// the accelerator's module only.  A pattern such as -module "*" -var "dram_rd__*" also made
+// public every unit's copy of those ports and every Yosys wire named after them
+// (dram_rd__data$1270), which Verilator then kept and copied, lane by lane, at every clock edge
+// (e_small: 27,809 such assignments in the model; docs/cosim.md, "Where e_small's time goes").
 `verilator_config
 public_flat_rw -module "accel_tb_top" -var "clk"
 public_flat_rw -module "accel_tb_top" -var "rst"
@@ -196,7 +200,15 @@ public_flat_rw -module "accel_tb_top" -var "tb_dram_bytes"
 public_flat_rw -module "accel_tb_top" -var "tb_imem_words"
 public_flat_rw -module "accel_tb_top" -var "tb_dram_size"
 public_flat_rd -module "accel_tb_top" -var "*"
-public_flat_rd -module "*" -var "dram_rd__*"
-public_flat_rd -module "*" -var "dram_wr__*"
-public_flat_rd -module "*" -var "vec_rd__*"
-public_flat_rd -module "*" -var "vec_wr__*"
+public_flat_rd -module "accelerator_*" -var "dram_rd__en"
+public_flat_rd -module "accelerator_*" -var "dram_rd__addr"
+public_flat_rd -module "accelerator_*" -var "dram_rd__data"
+public_flat_rd -module "accelerator_*" -var "dram_wr__en"
+public_flat_rd -module "accelerator_*" -var "dram_wr__addr"
+public_flat_rd -module "accelerator_*" -var "dram_wr__data"
+public_flat_rd -module "accelerator_*" -var "vec_rd__en"
+public_flat_rd -module "accelerator_*" -var "vec_rd__addr"
+public_flat_rd -module "accelerator_*" -var "vec_rd__data"
+public_flat_rd -module "accelerator_*" -var "vec_wr__en"
+public_flat_rd -module "accelerator_*" -var "vec_wr__addr"
+public_flat_rd -module "accelerator_*" -var "vec_wr__data"

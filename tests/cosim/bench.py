@@ -29,7 +29,7 @@ Schema of ``cosim.json``::
                   "cycles_per_cpu_s",
                   "cases": [{"case", "layer", "cycles", "wall_s", "cpu_s", "cycles_per_s"}],
                   "programs": [{"program", "instructions", "tensors", "cycles", "expected_cycles", "passed",
-                                "wall_s", "cpu_s", "cycles_per_s"}]}]}
+                                "wall_s", "cpu_s", "cycles_per_s", "cycles_per_cpu_s"}]}]}
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUI
     programs = [{"program": r["case"], "instructions": r["instructions"], "tensors": r["tensors"],
                  "cycles": r["rtl_cycles"], "expected_cycles": r["expected_cycles"], "passed": r["passed"],
                  "wall_s": r["wall_s"], "cpu_s": r.get("cpu_s"),
-                 "cycles_per_s": round(r["rtl_cycles"] / r["wall_s"]) if r["wall_s"] and r["rtl_cycles"] else None}
+                 "cycles_per_s": round(r["rtl_cycles"] / r["wall_s"]) if r["wall_s"] and r["rtl_cycles"] else None,
+                 "cycles_per_cpu_s": round(r["rtl_cycles"] / r["cpu_s"]) if r.get("cpu_s") and r["rtl_cycles"] else None}
                 for r in records if r["kind"] == "program"]
     cycles = sum(c["cycles"] for c in cases)
     wall = sum(c["wall_s"] for c in cases)
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         for prog in r["programs"]:
             print(f"{'':<8} program {prog['program']}: {prog['instructions']} instructions, {prog['cycles']} cycles "
                   f"(schedule {prog['expected_cycles']}{'' if prog['passed'] else ', FAILED'}) in {prog['wall_s']:.2f} s "
-                  f"= {prog['cycles_per_s']} cycles/s", flush=True)
+                  f"= {prog['cycles_per_s']} cycles/s ({prog['cycles_per_cpu_s']} per CPU second)", flush=True)
     doc = {"verilator": verilator_version(), "python": platform.python_version(),
            "machine": platform.machine(), "cpus": os.cpu_count(),
            "options": {"name": args.options, **dataclasses.asdict(options)}, "configs": configs}

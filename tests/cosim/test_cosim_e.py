@@ -77,10 +77,14 @@ def test_configuration_e_layers():
     # make bench's record of E: the build (as stamped when it was compiled) and the run speed
     stamp = json.loads((result.build_dir / "cosim_build.json").read_text())
     records = [json.loads(line) for line in (result.run_dir / "accel_results.jsonl").read_text().splitlines()]
-    cases = [{"case": r["case"], "cycles": r["rtl_cycles"], "wall_s": r["wall_s"]}
+    cases = [{"case": r["case"], "cycles": r["rtl_cycles"], "wall_s": r["wall_s"], "cpu_s": r.get("cpu_s")}
              for r in records if r["kind"] == "layer"]
     cycles, wall = sum(c["cycles"] for c in cases), sum(c["wall_s"] for c in cases)
+    cpu = sum(c["cpu_s"] or 0 for c in cases)
     atomic_write_json(REPO_ROOT / "build" / "bench" / "cosim_e.json", {
         "config": "E", "verilog_bytes": len(export.verilog), "export_s": round(export_s, 1),
-        "build_s": stamp.get("build_s"), "cached": result.cached, "cycles": cycles,
-        "sim_wall_s": round(wall, 2), "cycles_per_s": round(cycles / wall) if wall else None, "cases": cases})
+        "build_s": stamp.get("build_s"), "build_cpu_s": stamp.get("build_cpu_s"),
+        "build_load_average": stamp.get("load_average"), "cached": result.cached, "cycles": cycles,
+        "sim_wall_s": round(wall, 2), "sim_cpu_s": round(cpu, 3), "cycles_per_s": round(cycles / wall) if wall else None,
+        "cycles_per_cpu_s": round(cycles / cpu) if cpu else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()], "cases": cases})

@@ -1,0 +1,120 @@
+"""A VEC's descriptor fetched from DRAM and checked against the VEC's fields (``DescriptorCheck``).
+
+``DescriptorFetch``, then the check of the VEC's fields against its descriptor's: what the vector
+executor does before it starts a unit (``hw.rtl.vector_executor``).  The check evaluates
+``hw.vector.slot_fields`` (what ``vec_fields`` and so the simulator's ``execute_vec`` evaluate) on
+the fetched descriptor, its products registered at the levels the rule names, then compares the
+fields, in ``hw.timing.VEC_FIELD_CHECK`` cycles after the fetch: a VEC whose fields are not its
+descriptor's is refused with ``DATA`` before a unit starts, after the fetch's own refusals and
+before the unit's, the simulator's order.  In the same cycles it evaluates
+``hw.vector.pass_extents`` and ``hw.vector.pass_refusals``: a pass whose operands or tables leave
+the configuration's DRAM (``dram_bytes``), or one holding what the operators refuse (any live
+stage's parameters, rows, channels or rasters), is refused with ``DATA`` too, before anything is
+read or written, as ``execute_vec`` refuses it.
+
+Its registers change only from a ``start`` to the end of the check (``busy``), so the executor
+clocks it through a clock gate (``hw.rtl.clock_gate``): the check's wide logic on the descriptor
+is then evaluated by Verilator only while a VEC is being fetched and checked.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import vector as vec
+from ..expr import any_of, wired
+from ..isa import ADDR_BITS, ErrorCode
+from ..timing import VEC_FIELD_CHECK
+from .buses import VEC_TIMING, DramReadSignature
+from .descriptor_fetch import DescriptorFetch
+from .vector_descriptor import DESCRIPTOR, field_slots
+
+#: Bytes the descriptor fetch reads a cycle, on the low lanes of the executor's read port.
+FETCH_LANES = 16
+
+__all__ = ["DescriptorCheck", "FETCH_LANES"]
+
+
+class DescriptorCheck(wiring.Component):
+    """Fetch the descriptor at ``addr`` and check it against ``fields``.
+
+    Parameters
+    ----------
+    dram_bytes : int
+        The DRAM's size (``AcceleratorConfig.dram_bytes``): bounds the descriptor and the bytes a
+        pass may touch (``hw.vector.pass_extents``).
+
+    Members
+    -------
+    start: In(1)
+        Fetch from ``addr`` (sampled with ``start``).
+    addr: In(ADDR_BITS)
+    fields: In(VEC_TIMING)
+        The VEC's fields that its descriptor decides, held from ``start`` to ``done``.
+    desc: Out(DESCRIPTOR)
+        The fetched descriptor, held from the end of the fetch to the next ``start``.
+    busy, fetching: Out(1)
+        From the cycle after ``start`` to ``done``; ``fetching`` while the fetch owns ``dram_rd``.
+    done, run, error, error_code: Out(1), Out(1), Out(1), Out(ErrorCode)
+        ``done`` for one cycle, with ``run`` when the descriptor passed every check, or ``error``
+        and ``DATA`` when the fetch or the check refused it (``error_code`` is the fetch's while it
+        ends, ``DATA`` in the check's last cycle).
+    dram_rd: Out(DramReadSignature(FETCH_LANES))
+    """
+
+    def __init__(self, *, dram_bytes: int = 1 << ADDR_BITS):
+        self._fetch = DescriptorFetch(FETCH_LANES, dram_bytes=dram_bytes)
+        self._dram_bytes = dram_bytes
+        super().__init__({
+            "start": In(1), "addr": In(ADDR_BITS), "fields": In(VEC_TIMING), "desc": Out(DESCRIPTOR),
+            "busy": Out(1), "fetching": Out(1), "done": Out(1), "run": Out(1), "error": Out(1),
+            "error_code": Out(ErrorCode), "dram_rd": Out(DramReadSignature(FETCH_LANES))})
+
+    def cycles(self, d: vec.Descriptor) -> int:
+        """Cycles from ``start`` to ``done`` for a descriptor that passes: the fetch, the check."""
+        return self._fetch.cycles(d) + VEC_FIELD_CHECK
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fetch = fetch = self._fetch
+        wiring.connect(m, wiring.flipped(self.dram_rd), fetch.dram_rd)
+        with m.If(self.start):
+            m.d.sync += self.fetching.eq(1)
+        with m.Elif(fetch.done):
+            m.d.sync += self.fetching.eq(0)
+        checking, checked, mismatch = self._check_fields(m, fetch.done & ~fetch.error)
+        m.d.comb += [
+            fetch.start.eq(self.start), fetch.addr.eq(self.addr), self.desc.eq(fetch.desc),
+            self.busy.eq(self.fetching | checking), self.done.eq(fetch.done | checked),
+            self.run.eq(checked & ~mismatch), self.error.eq((fetch.done & fetch.error) | (checked & mismatch)),
+            self.error_code.eq(Mux(fetch.done, fetch.error_code, ErrorCode.DATA)),
+        ]
+        return m
+
+    def _check_fields(self, m: Module, fetched):
+        """(checking, its last cycle ``VEC_FIELD_CHECK`` cycles after ``fetched``, whether the VEC's
+        fields differ from ``hw.vector.slot_fields`` of the fetched descriptor, which holds still
+        from ``fetched`` on, the pass touches bytes outside the DRAM, ``hw.vector.pass_extents``, or
+        holds what the operators refuse, ``hw.vector.pass_refusals``)."""
+        levels = []
+
+        def hold(value, level: int):
+            levels.append(level)
+            held = Signal(Value.cast(value).shape(), name=f"field_term_l{level}_{len(levels)}")
+            m.d.sync += held.eq(value)
+            return held
+
+        slots = field_slots(self._fetch.desc)
+        with wired(m):
+            want = vec.slot_fields(*slots, hold=hold)
+            outside = vec.extents_outside(vec.pass_extents(*slots, hold=hold), self._dram_bytes)
+            refused = [refused for _, _, _, refused in vec.pass_refusals(*slots)]
+        assert max(levels) + 1 == VEC_FIELD_CHECK, "hw.timing.VEC_FIELD_CHECK counts the rules' levels"
+        mismatch = Signal()         # fields, extents or the operators' refusals: all DATA, as execute_vec's
+        m.d.sync += mismatch.eq(any_of(*(want[name] != getattr(self.fields, name) for name in vec.TIMING_FIELDS),
+                                       *outside, *refused))
+        steps = Signal(VEC_FIELD_CHECK)
+        m.d.sync += steps.eq(Cat(fetched, steps[:-1]))
+        return steps.any(), steps[-1], mismatch
