@@ -4,13 +4,15 @@ Times the timing-mode simulation (``sim.simulator.simulate``, model already
 built) of segformer_b2, swin_tiny and resnet50 on configuration E: the median
 wall time of ``--repeat`` runs (default 3), each with the mapper's
 process-level cache cleared first (``mapper.lower._map_problem.cache_clear()``) and
-the tilings remembered on disk unused (``mapper.tiling_cache.disabled``), so every run maps from scratch.  Records each run's simulated time, energy and
-MAC utilisation, the golden model's depthwise convolution at SegFormer's largest shape,
+the tilings remembered on disk unused (``mapper.tiling_cache.disabled``), so every run
+maps from scratch, then one more run with them remembered.  Records each run's
+simulated time, energy and MAC utilisation, the golden model's depthwise convolution at SegFormer's largest shape,
 and the wall (and CPU) time of the whole-network functional check
 (``CHECK=1``: calibrated network, program, golden comparison) of segformer_b0 at
 64x64 on ``small`` and of segformer_b2 at 512x512 on E (seed 0).  ``figures`` holds the issue's checks, computed from the runs: for
-SegFormer-B2 and Swin-T on E, in the default model and in the paper-comparable
-mode (``--ideal-memory --mac-only``), the time against the paper's, the
+SegFormer-B2 and Swin-T on E, in the default model, with ``--no-fusion`` (time, cycles,
+energy and DRAM bytes of both, so that the saving of fusion can be read) and in the
+paper-comparable mode (``--ideal-memory --mac-only``), the time against the paper's, the
 convolutions' share of time, the largest layer's shares of time and energy,
 the time floors, and the five MAC layers with the highest energy per MAC.
 Writes ``<out>/sim.json`` (default ``build/bench``) atomically and prints a
@@ -50,7 +52,9 @@ def figures(res, paper: dict) -> dict:
     largest = next(l for l in doc["layers"] if l["name"] == paper["largest"])
     per_mac = sorted((l for l in doc["layers"] if l["macs"] and l["cycles"]),
                      key=lambda l: l["energy_per_mac_pj"], reverse=True)[:5]
-    return {"time_ms": res.time_ms, "paper_time_ms": paper["time_ms"], "within_paper_time": res.time_ms <= paper["time_ms"],
+    return {"time_ms": res.time_ms, "total_cycles": res.total_cycles, "energy_uj": res.energy_uj,
+            "dram_bytes": doc["dram_bytes"], "gb_resident_tensors": doc["gb_resident_tensors"],
+            "paper_time_ms": paper["time_ms"], "within_paper_time": res.time_ms <= paper["time_ms"],
             "conv_time_share": doc["shares"]["kind"]["time"]["conv2d"], "paper_conv_time_share": paper["conv_time_share"],
             "largest_layer": paper["largest"], "largest_time_share": largest["cycles"] / total_cycles,
             "largest_energy_share": largest["energy_pj"] / res.energy_pj,
@@ -66,6 +70,7 @@ def bench_figures() -> dict:
     for name, paper in PAPER.items():
         model = build_model(name)
         out[name] = {"default": figures(simulate(model, get_config("E")), paper),
+                     "no_fusion": figures(simulate(model, get_config("E"), fuse=False), paper),
                      "paper_comparable": figures(simulate(model, get_config("E"), mac_only=True, ideal_memory=True),
                                                  paper)}
     return out
@@ -82,8 +87,13 @@ def bench_timing(name: str, cfg_name: str, repeat: int) -> dict:
         with tiling_cache.disabled():
             res = simulate(model, cfg)
         walls.append(time.perf_counter() - t0)
+    simulate(model, cfg)                      # the tilings remembered on disk, then a run that uses them
+    _map_problem.cache_clear()
+    t0 = time.perf_counter()
+    simulate(model, cfg)
+    cached = time.perf_counter() - t0
     return {"model": name, "config": cfg_name, "layers": len(model.layers),
-            "wall_s_median": statistics.median(walls), "wall_s_runs": walls,
+            "wall_s_median": statistics.median(walls), "wall_s_runs": walls, "wall_s_tilings_remembered": cached,
             "time_ms": res.time_ms, "energy_uj": res.energy_uj, "utilization": res.utilization,
             "total_cycles": res.total_cycles, "total_macs": res.total_macs}
 
@@ -128,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, cfg_name in TIMING_CASES:
         r = bench_timing(name, cfg_name, args.repeat)
         timing.append(r)
-        print(f"{name:<14} on {cfg_name}: {r['wall_s_median']:6.2f} s wall (median of {args.repeat})  "
+        print(f"{name:<14} on {cfg_name}: {r['wall_s_median']:6.2f} s wall (median of {args.repeat}; "
+              f"{r['wall_s_tilings_remembered']:.2f} s with the tilings remembered)  "
               f"simulated {r['time_ms']:.4f} ms, {r['energy_uj']:.1f} uJ, utilisation {100 * r['utilization']:.1f} %",
               flush=True)
     check = [bench_check(*case) for case in CHECK_CASES]
@@ -140,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     figs = bench_figures()
     for name, modes in figs.items():
         for mode, f in modes.items():
-            print(f"{name:<14} {mode:<16} {f['time_ms']:.3f} ms (paper {f['paper_time_ms']} ms); convolutions "
+            print(f"{name:<14} {mode:<16} {f['time_ms']:.3f} ms (paper {f['paper_time_ms']} ms), "
+                  f"DRAM {f['dram_bytes'] / 1e6:.1f} MB, {f['energy_uj']:.1f} uJ; convolutions "
                   f"{100 * f['conv_time_share']:.1f} % of time (paper {100 * f['paper_conv_time_share']:.0f} %); "
                   f"{f['largest_layer']} {100 * f['largest_time_share']:.1f} % of time, "
                   f"{100 * f['largest_energy_share']:.1f} % of energy")
