@@ -392,7 +392,13 @@ class _Stream:
             # resident weights arrive chunk by chunk with the pass's first tile, so its first
             # GEMM waits for one chunk's weights, not the whole pass's
             group += self._weights(pi, units, chunk)
-        return group + self._inputs(units, tile, chunk)
+        inputs = self._inputs(units, tile, chunk)
+        if self.p.in_gb:
+            # a gather from the global buffer is done GB_LATENCY cycles after its beats, before
+            # the DRAM data of a load issued earlier: it goes first, so that the group's last
+            # load, whose token the GEMM pops, is also the last to land (hw.hazards)
+            return inputs + group
+        return group + inputs
 
     def _first_channels(self, units) -> list[int]:
         return [g * self.p.kg + bb * self.cfg.k0 for g, bb in units]

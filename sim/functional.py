@@ -19,11 +19,13 @@ import numpy as np
 
 from hw.config import AcceleratorConfig
 from hw.epilogue import WalkState, member_bad, row_multiples, shift_bad, walk_end_bad, walk_pe
+from hw.hazards import HazardError, check_hazards
 from hw.isa import ADDR_MASK, Act, ErrorCode, Insn, StreamError, INSN_BYTES
 from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
                          TABLE_ENTRY_BITS, unpack_entries)
 from hw.timing import (check_insn, load_inp_gb_conflict, load_inp_lanes, load_param_lane_addr, load_wgt_lane_addr,
-                       gemm_in_h, load_inp_rows, pe_members, pe_positions, store_addr, store_pe_extent, store_tile_origin)
+                       gemm_in_h, load_inp_rows, pe_members, pe_positions, schedule, store_addr, store_pe_extent,
+                       store_tile_origin)
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
 from mapper.program import Program, pack_params, pack_weights
@@ -33,7 +35,8 @@ from hw import operators as ops
 from . import golden
 from .vector_unit import execute_vec, softmax_rows
 
-__all__ = ["Machine", "DramBoundsError", "CheckError", "check_layer", "layer_data", "run_program", "check_program"]
+__all__ = ["Machine", "DramBoundsError", "CheckError", "check_layer", "layer_data", "run_program", "check_program",
+           "check_races"]
 
 
 class CheckError(AssertionError):
@@ -401,9 +404,10 @@ def run_program(program: Program, on_step=None) -> np.ndarray:
 
 
 def check_program(program: Program, qmodel, x: np.ndarray, progress=None) -> dict:
-    """Run ``program`` and compare every tensor it writes with the golden whole-network model
-    (``sim.golden_network``) as soon as it is written; CheckError names the first layer and element
-    that differ.  Returns the counts compared and the outputs (class maps for segmentation)."""
+    """Check that the program's units do not race (``check_races``), run ``program`` and compare
+    every tensor it writes with the golden whole-network model (``sim.golden_network``) as soon as
+    it is written; CheckError names the first layer and element that differ.  Returns the counts
+    compared and the outputs (class maps for segmentation)."""
     from .golden_network import class_map, run_network
 
     model = program.model
@@ -439,5 +443,19 @@ def check_program(program: Program, qmodel, x: np.ndarray, progress=None) -> dic
             if tensor not in class_inputs:
                 have.pop(tensor, None)
 
+    check_races(program)
     run_program(program, on_step)
     return {**counts, "outputs": outputs}
+
+
+def check_races(program: Program) -> None:
+    """CheckError when the program's units race on a memory under its schedule
+    (``hw.hazards``): then the accelerator, which runs them concurrently, need not compute what
+    this model computes in program order.  The message names the steps of both instructions."""
+    try:
+        check_hazards(program.stream, schedule(program.stream, program.cfg), program.cfg, program.image)
+    except HazardError as e:
+        h = e.hazard
+        step = {i: code.step.layer.name for code in program.steps for i in (h.earlier, h.later)
+                if code.start <= i < code.end}
+        raise CheckError(f"steps {step.get(h.earlier)} and {step.get(h.later)}: {e}") from None

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hw.config import get_config
-from hw.isa import Op, StreamError, decode_stream, encode_stream
+from hw.isa import Op, StreamError, decode_stream, encode_stream, make
 from hw.timing import schedule
 from mapper.program import ProgramError, build_program
 from mapper.quantize import random_qmodel
@@ -97,6 +97,19 @@ def test_a_wrong_result_names_the_first_layer_and_element():
     program.stream[store].f["dst_addr"] += 1          # the first STORE writes one byte off
     with pytest.raises(CheckError, match=rf"step {first}: tensor {first}[^:]*: \d+ of \d+ elements differ; "
                                           r"first at index \(\d+, \d+, \d+\): got"):
+        check_program(program, q, x)
+
+
+def test_a_missing_fence_is_a_race():
+    """With the FENCE after its first step made a NOP, the next step's first instruction runs while
+    the first step's STOREs still write its input: check_program refuses the program before running
+    it (hw.hazards), naming both steps."""
+    model, q, x, cfg, program = _run("segformer_b0", "tiny", (32, 32))
+    first, second = program.steps[0], program.steps[1]
+    assert program.stream[first.end - 1].op == Op.FENCE
+    program.stream[first.end - 1] = make(Op.NOP)
+    with pytest.raises(CheckError, match=rf"^steps {first.step.layer.name} and {second.step.layer.name}: the units "
+                                          r"race: RAW on dram \d+\.\.\d+: \w+ at \d+ starts in cycle \d+, before STORE"):
         check_program(program, q, x)
 
 

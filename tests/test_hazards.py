@@ -1,0 +1,107 @@
+"""hw.hazards: the memory each instruction touches, and the check that a scheduled stream's units never race."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from hw.config import get_config
+from hw.hazards import HazardError, accesses, check_hazards, hazards
+from hw.isa import Op, make
+from hw.timing import schedule
+from mapper.ir import Conv2d
+from mapper.lower import build_stream, map_layer
+from mapper.program import build_program
+from mapper.quantize import random_qmodel
+from mapper.workloads import build_model
+from sim.functional import Machine
+
+from cosim.program_cases import mac_cnn
+
+
+def _two_layers(cfg):
+    """Two 3x3 convolutions, the second reading the first's output in DRAM: each layer's stream
+    (ending with FENCE) with real addresses, the second's tensors after the first's."""
+    a = map_layer(Conv2d("a", "encoder", 8, 16, 12, 12, kernel=(3, 3), padding=1), cfg)[0][0]
+    b = map_layer(Conv2d("b", "encoder", 16, 8, 12, 12, kernel=(3, 3), padding=1), cfg)[0][0]
+    pa, top = a.layout, a.layout.end
+    pb = b.layout
+    pb = replace(pb, input=pa.output, weights=pb.weights + top, params=pb.params + top, output=pb.output + top,
+                 end=pb.end + top)
+    return (build_stream(a.problem, a.tiling, cfg, pa), build_stream(b.problem, b.tiling, cfg, pb))
+
+
+def test_two_fenced_layers_do_not_race():
+    cfg = get_config("tiny")
+    first, second = _two_layers(cfg)
+    stream = first + second + [make(Op.END)]
+    assert hazards(stream, schedule(stream, cfg), cfg) == []
+
+
+def test_the_fence_between_a_producer_and_its_reader_matters():
+    """Without the FENCE after the first layer, the second's loads read its output before its
+    STOREs have written it: a read after write on DRAM between the store and the load unit."""
+    cfg = get_config("tiny")
+    first, second = _two_layers(cfg)
+    assert first[-1].op == Op.FENCE
+    stream = first[:-1] + second + [make(Op.END)]
+    sched = schedule(stream, cfg)                       # well formed: the tokens balance per layer
+    found = hazards(stream, sched, cfg, limit=None)
+    raw = [h for h in found if h.kind == "RAW" and h.first.memory == "dram"]
+    assert raw and all(stream[h.earlier].op == Op.STORE and stream[h.later].op == Op.LOAD_INP for h in raw)
+    assert all(h.earlier < len(first) <= h.later and sched.start[h.later] < sched.end[h.earlier] for h in found)
+    with pytest.raises(HazardError, match=r"^the units race: (RAW|WAR|WAW) on \w+ \d+\.\.\d+: \w+ at \d+ starts "
+                                          r"in cycle \d+, before \w+ at \d+ ends \(\d+\); no token or FENCE"):
+        check_hazards(stream, sched, cfg)
+
+
+def _changed(before: dict, after: dict) -> dict:
+    """Per memory, the (PE, address) pairs (PE -1 for DRAM and the buffer) whose contents changed."""
+    out = {}
+    for name in before:
+        diff = before[name] != after[name]
+        if name in ("dram", "gb"):
+            out[name] = {(-1, int(a)) for a in np.flatnonzero(diff)}
+        elif name == "wgt":                          # [PE, vector MAC, row, lane]
+            out[name] = {(int(p), int(r)) for p, _, r, _ in np.argwhere(diff)}
+        else:                                        # [PE, row or entry, ...]
+            out[name] = {(int(i[0]), int(i[1])) for i in np.argwhere(diff)}
+    return out
+
+
+def _memories(m: Machine) -> dict:
+    return {"dram": m.dram.copy(), "gb": m.gb.copy(), "inp": m.inp.copy(), "wgt": m.wgt.copy(), "acc": m.acc.copy(),
+            "param": np.stack([m.bias, m.mult, m.shift, m.ep_shift], axis=-1), "table": m.table.copy()}
+
+
+def test_accesses_cover_what_the_functional_model_writes():
+    """Every value an instruction of a layer's stream changes (from a random power-on state) lies
+    in one of the ranges ``accesses`` says it writes, on one of its PEs."""
+    cfg = get_config("tiny")
+    first, _ = _two_layers(cfg)
+    layout = map_layer(Conv2d("a", "encoder", 8, 16, 12, 12, kernel=(3, 3), padding=1), cfg)[0][0].layout
+    rng = np.random.default_rng(5)
+    dram = rng.integers(0, 256, size=layout.end, dtype=np.uint8)
+    dram[layout.params:layout.output] = 0          # parameter entries of shift 0 (a random one may be refused)
+    m = Machine(cfg, dram, power_on=rng)
+    seen = set()
+    for i, insn in enumerate(first):
+        before = _memories(m)
+        m.execute(insn, i * 32)
+        writes = [a for a in accesses(insn, cfg) if a.write]
+        for memory, cells in _changed(before, _memories(m)).items():
+            for pe, addr in cells:
+                assert any(a.memory == memory and a.lo <= addr <= a.hi and (pe < 0 or a.pes >> pe & 1)
+                           for a in writes), (i, insn.op.name, memory, pe, addr)
+            if cells:
+                seen.add(memory)
+    assert seen == {"dram", "inp", "wgt", "acc", "param"}
+
+
+@pytest.mark.parametrize("name,cfg_name,size", [("segformer_b0", "tiny", 32), ("mac_cnn", "tiny", 16)])
+def test_todays_fenced_programs_do_not_race(name, cfg_name, size):
+    model = mac_cnn(size) if name == "mac_cnn" else build_model(name, size=(size, size))
+    cfg = get_config(cfg_name)
+    program = build_program(random_qmodel(model, 3), cfg)
+    assert program.resident                    # tensors kept in the global buffer: its accesses are checked too
+    check_hazards(program.stream, schedule(program.stream, cfg), cfg, program.image)
