@@ -72,7 +72,12 @@ def planned(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False,
     """The plan's steps (``mapper.fusion.plan``) and the tensors kept in the global buffer: none
     without fusion or for a MAC-only plan."""
     steps = plan(model, cfg, mac_only=mac_only, fuse=fuse)
-    return steps, (plan_residency(model, cfg, steps) if fuse and not mac_only else {})
+    if not fuse or mac_only:
+        return steps, {}
+    for st in steps:        # a layer that cannot be mapped at all is refused before the search below
+        if st.action == "mac":
+            map_layer(st.layer, cfg, softmax_row=st.softmax_row, act=st.act)
+    return steps, plan_residency(model, cfg, steps)
 
 
 def plan_residency(model: Model, cfg: AcceleratorConfig, steps: list[Step]) -> dict[str, Resident]:
