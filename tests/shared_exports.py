@@ -13,6 +13,7 @@ import hashlib
 import os
 import pickle
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 from hw.config import AcceleratorConfig
@@ -22,7 +23,8 @@ CACHE = ROOT / "build" / "cache" / "export"
 
 
 def _key(config: AcceleratorConfig) -> str:
-    h = hashlib.sha256(repr(sorted(dataclasses.asdict(config).items())).encode())
+    """The configuration, Amaranth's version and the sources of ``hw/``."""
+    h = hashlib.sha256(repr((sorted(dataclasses.asdict(config).items()), version("amaranth"))).encode())
     for path in sorted((ROOT / "hw").rglob("*.py")):
         h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:24]
