@@ -74,8 +74,8 @@ def planned(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False,
     steps = plan(model, cfg, mac_only=mac_only, fuse=fuse)
     if not fuse or mac_only:
         return steps, {}
-    for st in steps:        # a layer that cannot be mapped at all is refused before the search below
-        if st.action == "mac":
+    for st in steps:        # a layer the search below would map that cannot be mapped at all: refused first
+        if st.action == "mac" and _plain(st.layer):
             map_layer(st.layer, cfg, softmax_row=st.softmax_row, act=st.act)
     return steps, plan_residency(model, cfg, steps)
 
