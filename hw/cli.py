@@ -111,6 +111,21 @@ def short_hash(data: Union[bytes, str], n: int = 8) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()[:n]
 
 
+#: The folder that holds ``hw/``, ``mapper/`` and ``sim/``.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def code_digest(packages, root: Path = PROJECT_ROOT) -> str:
+    """sha256 over the ``.py`` files under the folders ``packages`` of ``root`` (relative path and
+    bytes, sorted by path): what a cache of results keys on, so that an edit to the code that made
+    them starts afresh."""
+    files = sorted((p.relative_to(root).as_posix(), p) for d in packages for p in (root / d).rglob("*.py"))
+    h = hashlib.sha256()
+    for rel, path in files:
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def name_token(text: str) -> str:
     """``text`` as part of a file name: characters other than letters, digits and ``.=,+-`` become ``_``."""
     return "".join(c if c.isalnum() or c in ".=,+-" else "_" for c in str(text))

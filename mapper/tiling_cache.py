@@ -19,32 +19,24 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Iterator, Optional
 
+from hw.cli import PROJECT_ROOT, OutputError, atomic_write_bytes, code_digest
+
 __all__ = ["lookup", "remember", "disabled", "cache_dir", "KEEP_VERSIONS"]
 
-_ROOT = Path(__file__).resolve().parent.parent
 _SOURCES = ("hw", "mapper")
 #: Folders of older code kept beside the current one (other checkouts' runs may still use them).
 KEEP_VERSIONS = 4
 _state = {"on": os.environ.get("MAGNET_TILING_CACHE", "1") != "0", "dir": None}
 
 
-def _code_version() -> str:
-    """sha256 over the ``.py`` files of ``hw/`` and ``mapper/`` (path and bytes, sorted)."""
-    h = hashlib.sha256()
-    for path in sorted(p for d in _SOURCES for p in (_ROOT / d).rglob("*.py")):
-        h.update(path.relative_to(_ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:20]
-
-
 def cache_dir() -> Path:
     """This code's folder (created on first write)."""
     if _state["dir"] is None:
-        _state["dir"] = _ROOT / "build" / "cache" / "tilings" / _code_version()
+        _state["dir"] = PROJECT_ROOT / "build" / "cache" / "tilings" / code_digest(_SOURCES)[:20]
     return _state["dir"]
 
 
@@ -74,11 +66,8 @@ def remember(problem, cfg, exact_top: int, answer: dict) -> None:
         if not folder.exists():
             folder.mkdir(parents=True, exist_ok=True)
             _prune(folder.parent, keep=folder)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(answer, f)
-        os.replace(tmp, folder / f"{_key(problem, cfg, exact_top)}.json")
-    except OSError:
+        atomic_write_bytes(folder / f"{_key(problem, cfg, exact_top)}.json", json.dumps(answer).encode())
+    except (OSError, OutputError):
         pass
 
 

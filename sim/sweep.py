@@ -85,7 +85,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from hw.cli import OneLineParser, OutputError, StagedDir, UsageError, atomic_write_bytes, fail, run_main
+from hw.cli import OneLineParser, OutputError, StagedDir, UsageError, atomic_write_bytes, code_digest, fail, run_main
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
 from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, load_config, resolve_fields
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
@@ -125,15 +125,8 @@ class SweepError(Exception):
 # ---- code version and cache -------------------------------------------------------------------------
 
 def code_version(root: Path = _ROOT) -> str:
-    """sha256 over the ``.py`` files under ``hw/``, ``mapper/``, ``sim/`` (relative path + bytes, sorted)."""
-    files = sorted((p.relative_to(root).as_posix(), p) for d in SOURCE_DIRS for p in (root / d).rglob("*.py"))
-    h = hashlib.sha256()
-    for rel, path in files:
-        h.update(rel.encode())
-        h.update(b"\0")
-        h.update(path.read_bytes())
-        h.update(b"\0")
-    return h.hexdigest()
+    """sha256 over the ``.py`` files under ``hw/``, ``mapper/``, ``sim/`` (``hw.cli.code_digest``)."""
+    return code_digest(SOURCE_DIRS, root)
 
 
 #: The mode of ``--paper-comparable``, as sweep.json, the cache key and the folder name say it.

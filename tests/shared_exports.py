@@ -9,25 +9,19 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import functools
-import hashlib
-import os
 import pickle
-import tempfile
 from importlib.metadata import version
-from pathlib import Path
 
+from hw.cli import PROJECT_ROOT, atomic_write_bytes, code_digest, short_hash
 from hw.config import AcceleratorConfig
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / "build" / "cache" / "export"
+CACHE = PROJECT_ROOT / "build" / "cache" / "export"
 
 
 def _key(config: AcceleratorConfig) -> str:
     """The configuration, Amaranth's version and the sources of ``hw/``."""
-    h = hashlib.sha256(repr((sorted(dataclasses.asdict(config).items()), version("amaranth"))).encode())
-    for path in sorted((ROOT / "hw").rglob("*.py")):
-        h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:24]
+    return short_hash(repr((sorted(dataclasses.asdict(config).items()), version("amaranth"), code_digest(("hw",)))),
+                      24)
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,8 +35,5 @@ def exported(config: AcceleratorConfig):
         if path.exists():
             return pickle.loads(path.read_bytes())
         result = export_accelerator(config)
-        fd, tmp = tempfile.mkstemp(dir=CACHE, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(result, f)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, pickle.dumps(result))
         return result

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.cli import code_digest, short_hash
 from hw.config import AcceleratorConfig
 from hw.isa import Op, make
 from hw.rtl.insn import rtl_unsupported, vec_unsupported
@@ -129,11 +130,7 @@ _BUILDERS = ("hw", "mapper", "sim")
 @functools.lru_cache(maxsize=None)
 def _builders_digest() -> str:
     """A hash of the code that builds the programs: a program saved by other code is built again."""
-    h = hashlib.sha256()
-    root = Path(__file__).resolve().parents[2]
-    for path in sorted(p for package in _BUILDERS for p in (root / package).rglob("*.py")) + [Path(__file__)]:
-        h.update(path.as_posix().encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
+    return short_hash(code_digest(_BUILDERS).encode() + Path(__file__).read_bytes(), 64)
 
 
 def build_key(spec: dict, cfg: AcceleratorConfig) -> str:
