@@ -31,7 +31,7 @@ import numpy as np
 from .config import AcceleratorConfig
 from .isa import ADDR_MASK, Act, Insn, Op, Queue
 from .numerics import PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
-from .timing import (Schedule, _grid, gemm_input_terms, gemm_steps, load_inp_lanes, load_inp_rows,
+from .timing import (Schedule, pe_grid, gemm_input_terms, gemm_steps, load_inp_lanes, load_inp_rows,
                      load_param_lane_addr, load_wgt_lane_addr, pe_members, store_addr, store_pe_extent)
 from .vector import (HEADER_BYTES, MAX_DESCRIPTOR_BYTES, NONE, decode_descriptor, descriptor_bytes,
                      descriptor_field_slots, pass_extents)
@@ -164,7 +164,7 @@ def _store(f: dict, cfg: AcceleratorConfig) -> list[Access]:
         out.append(Access("param", f["param_addr"], f["param_addr"] + f["k_per_pe"] - 1, False, mask))
     if f["act"] == Act.TABLE or f["ep_row"]:
         out.append(Access("table", 0, TABLE_ENTRIES - 1, False, mask))
-    grid = _grid(cfg.num_pe, f["pe_k"])[pes]
+    grid = pe_grid(cfg.num_pe, f["pe_k"])[pes]
     k, y, nk, ny, nx = np.broadcast_arrays(*store_pe_extent(f, grid[:, 0], grid[:, 1]))
     some = (nk > 0) & (ny > 0) & (nx > 0)
     if some.any():

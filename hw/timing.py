@@ -36,7 +36,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_lane_floor",
            "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing",
            "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align"]
 
@@ -255,14 +255,15 @@ def store_pe_tile(f, col, grp):
 
 
 @lru_cache(maxsize=4096)
-def _grid(num_pe: int, pe_k: int) -> np.ndarray:
+def pe_grid(num_pe: int, pe_k: int) -> np.ndarray:
+    """``pe_positions`` as an array: row ``p`` is PE ``p``'s (column, row group)."""
     return np.array(pe_positions(num_pe, pe_k), dtype=np.int64).reshape(num_pe, 2)
 
 
 def store_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     """Bytes a STORE writes: the in-bounds outputs of every selected PE."""
     f = insn.f
-    grid = _grid(cfg.num_pe, f["pe_k"])[pe_members(f, cfg.num_pe)]
+    grid = pe_grid(cfg.num_pe, f["pe_k"])[pe_members(f, cfg.num_pe)]
     return int(store_pe_tile(f, grid[:, 0], grid[:, 1])[2].sum())
 
 

@@ -24,7 +24,7 @@ from hw.isa import ADDR_MASK, Act, ErrorCode, Insn, StreamError, INSN_BYTES
 from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
                          TABLE_ENTRY_BITS, unpack_entries)
 from hw.timing import (check_insn, load_inp_gb_conflict, load_inp_lanes, load_param_lane_addr, load_wgt_lane_addr,
-                       gemm_in_h, load_inp_rows, pe_members, pe_positions, schedule, store_addr, store_pe_extent,
+                       gemm_in_h, load_inp_rows, pe_grid, pe_members, pe_positions, schedule, store_addr, store_pe_extent,
                        store_tile_origin)
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
@@ -224,7 +224,7 @@ class Machine:
 
     def _pe_grid(self, f: dict, pes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(column, row group) of each PE of a STORE (``hw.timing.pe_positions``)."""
-        grid = np.array(pe_positions(self.cfg.num_pe, f["pe_k"]), dtype=np.int64)[pes]
+        grid = pe_grid(self.cfg.num_pe, f["pe_k"])[pes]
         return grid[:, 0], grid[:, 1]
 
     def _store_values(self, f: dict, pes: np.ndarray):
