@@ -15,7 +15,8 @@ excluded; ``run_s`` and ``run_cpu_s`` are the whole simulator process including 
 over the CPU time of the simulator process in the same spans (``cycles_per_cpu_s``: what
 the model costs, whatever else runs on the machine).  E is
 built with the DRAM of ``make cosim-e`` (:data:`cosim.test_cosim_e.E_DRAM_BYTES`), so the two
-share one build.  ``--options baseline`` measures cocotb's default build instead
+share one build.  ``--options flat`` measures the tests' build without its hierarchical blocks
+(every PE tile's code specialised apart), ``--options baseline`` cocotb's default build
 (``--public-flat-rw``, no optimisation options) for comparison, ``--options threads`` the tests'
 build with two Verilator threads (``cycles_per_cpu_s`` then counts both).  Writes ``<out>/cosim.json``
 (or ``cosim_<options>.json``) atomically.
@@ -63,9 +64,10 @@ BENCH_PROGRAMS = {"tiny": ({"model": "mac_cnn", "size": 16}, {"model": "segforme
                   **{c: ({"model": "mac_cnn", "size": 24},) + specs for c, specs in WHOLE_NETWORKS.items()}}
 DEFAULT_PROGRAMS = ({"model": "mac_cnn", "size": 24},)
 DEFAULT_CONFIGS = ("tiny", "small", "e_small", "E")
-#: Build options to compare: what the tests use, cocotb's default, and the tests' with Verilator's
-#: multithreaded model (two threads; docs/cosim.md: not the default on a shared 2-core machine).
-OPTIONS = {"default": TB_BUILD, "baseline": DEFAULT_BUILD,
+#: Build options to compare: what the tests use, the same with every module flat (no hierarchical
+#: blocks), cocotb's default, and the tests' with Verilator's multithreaded model (two threads;
+#: docs/cosim.md: not the default on a shared 2-core machine).
+OPTIONS = {"default": TB_BUILD, "flat": dataclasses.replace(TB_BUILD, hier_blocks=()), "baseline": DEFAULT_BUILD,
            "threads": dataclasses.replace(TB_BUILD, verilator_args=TB_BUILD.verilator_args + ("--threads", "2"))}
 
 
@@ -128,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated presets (default: %(default)s)")
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output directory")
     p.add_argument("--options", default="default", choices=tuple(OPTIONS),
-                   help="build options: the tests' (default), cocotb's default (baseline), or the tests' "
-                        "with two Verilator threads (threads)")
+                   help="build options: the tests' (default), the same without hierarchical blocks (flat), "
+                        "cocotb's default (baseline), or the tests' with two Verilator threads (threads)")
     args = p.parse_args(argv)
     from hw.cli import atomic_write_json
     from hw.config import get_config

@@ -43,6 +43,7 @@ import os
 import platform
 import resource
 import shutil
+import re
 import subprocess
 import sys
 import time
@@ -89,12 +90,23 @@ class BuildOptions:
         More Verilator options (optimisation, threads, output splitting).
     make_variables:
         More make variables for the C++ compilation (``OPT_FAST=-O2``).
+    hier_blocks:
+        Cell names (``pe_tile``): the design's modules named ``<cell>_...`` (not their
+        submodules, which Yosys names ``<module>.<sub>``) are Verilated apart as hierarchical
+        blocks (``--hierarchical``, ``hier_block``).  A module instantiated many times is then
+        compiled once and its instances share that code, where Verilator otherwise specialises
+        every instance's functions (docs/cosim.md, "Hierarchical blocks").  A waves build
+        leaves them flat.
+    hier_min_instances:
+        Only modules of ``hier_blocks`` instantiated at least this many times become blocks.
     """
     public_flat_rw: bool = True
     public_depth: int = 0
     config: tuple[str, ...] = ()
     verilator_args: tuple[str, ...] = ()
     make_variables: tuple[str, ...] = ()
+    hier_blocks: tuple[str, ...] = ()
+    hier_min_instances: int = 1
 
     def args(self) -> list[str]:
         """The Verilator options these options add to :data:`BASE_BUILD_ARGS`."""
@@ -391,7 +403,7 @@ def build_and_run(verilog_text: str, toplevel: str, test_module: str, *,
     if tests_dir not in sys.path:
         sys.path.insert(0, tests_dir)
     runner = _verilator_runner(options)
-    cached, build_s = _build(runner, plan, verilog_text, options)
+    cached, build_s = _build(runner, plan, verilog_text)
     run_dir, results_xml, sim_log, run_s, run_cpu_s, exit_problem, timed_out = _run(
         runner, plan, test_module, params_json, waves, timeout_s, testcase, sim_prefix)
     where = f"{test_module} on {toplevel}"
@@ -401,6 +413,17 @@ def build_and_run(verilog_text: str, toplevel: str, test_module: str, *,
                        cached=cached, build_s=build_s, run_s=run_s, run_cpu_s=round(run_cpu_s, 3),
                        verilator=plan.version,
                        tests=tests, waves=wave_file if waves and wave_file.is_file() else None)
+
+
+def hier_block_modules(verilog_text: str, cells, min_instances: int = 1) -> list[str]:
+    """The modules of ``verilog_text`` named ``<cell>_...`` for a cell of ``cells`` and instantiated
+    at least ``min_instances`` times, sorted."""
+    if not cells:
+        return []
+    names = "|".join(map(re.escape, cells))
+    modules = set(re.findall(rf"^module ((?:{names})_[A-Za-z0-9_]*)\(", verilog_text, flags=re.MULTILINE))
+    return sorted(m for m in modules
+                  if len(re.findall(rf"^\s+{re.escape(m)} \S+ \(", verilog_text, flags=re.MULTILINE)) >= min_instances)
 
 
 @dataclass
@@ -415,12 +438,18 @@ class _BuildPlan:
     key: str
     build_dir: Path
     wave_format: str | None
+    config: list
 
     @classmethod
     def of(cls, verilog_text: str, toplevel: str, options: BuildOptions, extra_build_args, waves: bool):
         version = verilator_version()
         build_args = list(BASE_BUILD_ARGS) + options.args() + list(extra_build_args)
         make_variables = list(MAKE_VARIABLES) + list(options.make_variables)
+        config = list(options.config)
+        blocks = [] if waves else hier_block_modules(verilog_text, options.hier_blocks, options.hier_min_instances)
+        if blocks:
+            build_args += ["--hierarchical"]
+            config += [f'hier_block -module "{name}"' for name in blocks]
         wave_format = None
         if waves:
             # The runner adds --trace (VCD); --trace-fst after it selects FST, which
@@ -434,7 +463,7 @@ class _BuildPlan:
                               "FST writer needs; writing VCD (dump.vcd) instead", stacklevel=3)
             build_args += ["--trace-structs"]
         flags = {"toplevel": toplevel, "verilator": version, "build_args": build_args,
-                 "public_flat_rw": options.public_flat_rw, "config": list(options.config),
+                 "public_flat_rw": options.public_flat_rw, "config": config,
                  "make": make_variables, "waves": bool(waves)}
         if any(NATIVE_ARCH in arg for arg in build_args + make_variables):
             flags["host_cpu"] = host_cpu()      # another processor may lack its instructions
@@ -444,10 +473,10 @@ class _BuildPlan:
         digest.update(json.dumps(flags, sort_keys=True).encode())
         key = digest.hexdigest()[:16]
         return cls(toplevel, version, build_args, make_variables, flags, key,
-                   BUILD_ROOT / f"{toplevel}-{key}", wave_format)
+                   BUILD_ROOT / f"{toplevel}-{key}", wave_format, config)
 
 
-def _build(runner, plan: _BuildPlan, verilog_text: str, options: BuildOptions) -> tuple[bool, float]:
+def _build(runner, plan: _BuildPlan, verilog_text: str) -> tuple[bool, float]:
     """Build the model unless a complete build of the same key exists: (cached, wall seconds)."""
     root = verilator_root()
     tool_env = {
@@ -468,9 +497,9 @@ def _build(runner, plan: _BuildPlan, verilog_text: str, options: BuildOptions) -
             source = build_dir / f"{toplevel}.v"
             source.write_text(verilog_text)
             sources = [source]
-            if options.config:
+            if plan.config:
                 sources.append(build_dir / "options.vlt")
-                sources[-1].write_text("`verilator_config\n" + "\n".join(options.config) + "\n")
+                sources[-1].write_text("`verilator_config\n" + "\n".join(plan.config) + "\n")
             log = build_dir / "build.log"
             cpu_before = _children_cpu_s()
             with _environment(**tool_env):

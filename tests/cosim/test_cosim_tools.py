@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,30 @@ def test_a_native_build_is_cached_for_its_processor_only(monkeypatch):
     assert "host_cpu" not in runner._BuildPlan.of("module m; endmodule", "m", FAST_BUILD, (), False).flags
     monkeypatch.setattr(runner, "host_cpu", lambda: "another processor")
     assert runner._BuildPlan.of("module m; endmodule", "m", native, (), False).key != plan.key
+
+
+def test_hierarchical_blocks_are_the_cells_not_their_submodules():
+    verilog = ("module pe_tile_k4(a);\nendmodule\nmodule \\pe_tile_k4.sub (a);\nendmodule\n"
+               "module top(a);\n  pe_tile_k4 pe0 (\n  );\n  pe_tile_k4 pe1 (\n  );\nendmodule\n")
+    options = dataclasses.replace(FAST_BUILD, hier_blocks=("pe_tile",), hier_min_instances=2)
+    plan = runner._BuildPlan.of(verilog, "top", options, (), False)
+    assert "--hierarchical" in plan.build_args and plan.config == ['hier_block -module "pe_tile_k4"']
+    with warnings.catch_warnings():                 # a waves build without lz4 warns: VCD then
+        warnings.simplefilter("ignore")
+        flat = runner._BuildPlan.of(verilog, "top", options, (), True)   # waves: left flat
+    assert "--hierarchical" not in flat.build_args and not flat.config
+    few = runner._BuildPlan.of(verilog, "top", dataclasses.replace(options, hier_min_instances=3), (), False)
+    assert "--hierarchical" not in few.build_args and not few.config
+
+
+def test_the_pe_tiles_of_e_are_a_hierarchical_block():
+    """TB_BUILD names the cell the exported accelerator has: renaming it in hw/rtl must not quietly
+    leave E's 16 PE tiles specialised apart again (tiny's two stay flat)."""
+    from cosim.accel_cases import HIER_BLOCK_CELLS, HIER_MIN_PES
+    from hw.config import get_config
+    from shared_exports import exported
+    assert runner.hier_block_modules(exported(get_config("tiny")).verilog, HIER_BLOCK_CELLS)
+    assert get_config("tiny").num_pe < HIER_MIN_PES <= get_config("E").num_pe
 
 
 @pytest.mark.parametrize("config_name", ["tiny", "E"])
