@@ -40,8 +40,7 @@ from typing import Optional
 from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, decode_stream, encode_stream, make
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
-from hw.timing import (EPILOGUE_PASSES, GEMM_MIN_PIXELS, GEMM_PIPELINE, RUN_OVERHEAD, dw_gather_ok,
-                       load_inp_gb_conflict, schedule)
+from hw.timing import EPILOGUE_PASSES, RUN_OVERHEAD, dw_gather_ok, latency, load_inp_gb_conflict, occupancy, schedule
 
 from . import tiling_cache
 from .ir import Conv2d, Layer, Linear, MatMul
@@ -466,11 +465,12 @@ class _Stream:
             return win * self.pl.a_window + head * self.pl.a_head
         return g * self.p.cg
 
-    def _inputs(self, units, tile, chunk) -> list[Insn]:
+    def _inputs(self, units, tile, chunk, sample: bool = False) -> list[Insn]:
+        """The LOAD_INPs of a load group (``sample``: only the first, for ``_estimate``)."""
         p, t, geo, c0 = self.p, self.t, self.geo, self.cfg.c0
         (ty, tx), (cb0, ncb) = tile, chunk
         out = []
-        for pg in range(t.pe_p):
+        for pg in range(1 if sample else t.pe_p):
             oy = ty + pg * t.th
             if oy >= p.oh:
                 break
@@ -482,6 +482,8 @@ class _Stream:
             for g, col0, ncol, step in _input_sets(units):
                 out.append(_insn(Op.LOAD_INP, pe_first=pg * t.pe_k + col0, pe_count=ncol, pe_step=step,
                                  c_base=self._group_channel(g) + cb0 * c0, **common))
+                if sample:
+                    return out
         return out
 
     def _gemm(self, pi, ci, chunk, n_groups) -> Insn:
@@ -604,36 +606,48 @@ def rows_complete(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> bool:
     return True
 
 
+def _busy(insns: list[Insn], cfg: AcceleratorConfig) -> int:
+    """Cycles a unit is busy with ``insns`` (``hw.timing.occupancy``, the schedule's own rule)."""
+    return sum(occupancy(i, cfg) for i in insns)
+
+
+def _per_column(build, units, cfg: AcceleratorConfig) -> int:
+    """Busy cycles of a per-column load (``build(units)``) over a pass's columns: the first
+    column's for all but the last, which may hold a partial block (fewer instructions to build)."""
+    if len(units) == 1:
+        return _busy(build(units), cfg)
+    return _busy(build(units[:1]), cfg) * (len(units) - 1) + _busy(build(units[-1:]), cfg)
+
+
 def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> float:
-    """Closed-form cycle estimate used to rank tilings before exact scheduling."""
-    units_per_pass = t.pe_k
-    n_passes = len(_passes(p, t, cfg))
-    n_cb = p.n_cblk(cfg.c0)
-    n_chunks = _cdiv(n_cb, t.cbi)
-    n_tiles = _cdiv(p.oh, t.pe_p * t.th) * _cdiv(p.ow, t.tw)
-    geo = _geometry(p, t)
-    gemm = t.cbi * p.taps * max(t.th * t.tw, GEMM_MIN_PIXELS) + GEMM_PIPELINE
-    bus, bw = cfg.gb_bus_bytes, cfg.dram_bytes_per_cycle
-    rows_in = t.cbi * geo["win_h"] * geo["win_w"]
-    chan_frac = min(1.0, p.red_channels / (n_cb * cfg.c0))
-    n_in_loads = t.pe_p * (1 if p.groups == 1 else len(_input_sets(_passes(p, t, cfg)[0])))
-    load = n_in_loads * max(rows_in * cfg.c0 / bus, rows_in * cfg.c0 * chan_frac / bw, 1)
-    if not t.resident:
-        wrows = t.cbi * p.taps
-        load += units_per_pass * max(wrows * cfg.c0 * cfg.k0 / bus, wrows * cfg.c0 * min(cfg.k0, p.kg) / bw, 1)
-    per_tile = n_chunks * max(gemm, load) + units_per_pass  # parameter loads
-    n_stores = _cdiv(p.kg, cfg.k0) if t.whole_groups else 1
-    store = cfg.dram_latency + max(n_stores * (t.th * t.tw * (1 + p.post_passes) + 4),
-                                   t.th * t.tw * t.pe_p * t.pe_k * cfg.k0 / bw)
-    per_tile = max(per_tile, store)
+    """Cycle estimate used to rank tilings before exact scheduling: a tile in the middle of the
+    first pass, its first chunk, built as the stream builds it and timed by ``hw.timing``'s
+    occupancy of each instruction (setup, bus beats, DRAM bytes, padding), then scaled to the
+    layer with the loop nest's counts (load and compute overlap chunk by chunk, a tile's STOREs
+    the next tile)."""
+    s = _Stream(p, t, cfg, default_placement(p, cfg))
+    units, tile, chunk = s.passes[0], s.tiles[len(s.tiles) // 2], s.chunks[0]
+    # one LOAD_INP stands for the group's (its row groups and input sets cost alike but at edges)
+    [first] = s._inputs(units, tile, chunk, sample=True)
+    row_groups = min(t.pe_p, _cdiv(p.oh - tile[0], t.th))
+    inputs = occupancy(first, cfg) * row_groups * len(_input_sets(units))
+    weights = _per_column(lambda us: s._weights(0, us, chunk), units, cfg)
+    gemm = occupancy(s._gemm(0, 0, chunk, 1), cfg)
+    n_passes, n_tiles, n_chunks = len(s.passes), len(s.tiles), len(s.chunks)
+    load = inputs + (0 if t.resident else weights)
+    landed = load + latency(first, cfg) - occupancy(first, cfg)     # a group's data in the buffers
+    stores = s._stores(units, tile)
+    store = _busy(stores, cfg)
+    # two halves: load group j waits for GEMM j-2, whose GEMM waits for its data; the first GEMM
+    # of tile i waits for STORE i-2's writes (its DRAM latency included)
+    chunk_cycles = max(gemm, load, (landed + gemm) / 2)
+    store_wait = (store - occupancy(stores[-1], cfg) + latency(stores[-1], cfg) + n_chunks * gemm) / 2
+    per_tile = max(n_chunks * chunk_cycles + _per_column(s._params, units, cfg), store, store_wait)
     fill = 2 * cfg.dram_latency + load + store
     if t.resident:     # the first tile of a pass loads the weights chunk by chunk, with its inputs
-        wrows = t.cbi * p.taps
-        fill += units_per_pass * max(wrows * cfg.c0 * cfg.k0 / bus, 1) * n_passes / max(1, n_tiles)
+        fill += n_passes * n_chunks * (max(gemm, inputs + weights) - max(gemm, inputs))
     if t.fenced:   # every pass drains the pipeline, then loads its first chunk's weights before computing
-        wload = units_per_pass * max(t.cbi * p.taps * cfg.c0 * cfg.k0 / bus,
-                                     t.cbi * p.taps * cfg.c0 * min(cfg.k0, p.kg) / bw)
-        fill += n_passes * (2 * cfg.dram_latency + load + store + wload)
+        fill += n_passes * (2 * cfg.dram_latency + load + store + weights)
     return n_passes * n_tiles * per_tile + fill
 
 
@@ -737,7 +751,10 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
     if not cands:
         raise MappingError(f"{p.name}: no tiling fits the buffers of configuration {cfg.name}")
     # rank by the estimate, then by DRAM traffic (energy), then by the tiling itself (determinism)
-    ranked = sorted(cands, key=lambda t: (_estimate(p, t, cfg), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw))
+    try:
+        ranked = sorted(cands, key=lambda t: (_estimate(p, t, cfg), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw))
+    except StreamError as e:           # the estimate builds a tile's instructions: a field the ISA cannot encode
+        raise MappingError(f"{p.name}: {_unencodable(p, e)}") from None
     best, best_key, spent, timed = None, None, 0, 0
     for t in ranked:
         if timed >= max(exact_top, EXACT_MAX) or (timed >= max(exact_top, EXACT_MIN) and spent >= EXACT_BUDGET):
