@@ -26,9 +26,13 @@ and a number of input-channel blocks per chunk (``cbi``).  The stream is::
     FENCE
 
 with dependency tokens so that loads run ahead of compute by one chunk and the
-store of a tile overlaps the next tile's compute.  ``map_layer`` searches the
-mappings deterministically, ranks them with a closed-form estimate, schedules
-the best few exactly (``hw.timing.schedule``) and keeps the fastest.
+store of a tile overlaps the next tile's compute.  Groups whose output channels
+end in a partial block of K0 may hold every block of a group in one pass
+(``whole_groups``: each group's input loaded once, a STORE per block).
+``map_layer`` searches the mappings deterministically, ranks them with an
+estimate built from one tile's instructions as ``hw.timing`` times them
+(``_estimate``), schedules the best few exactly (``hw.timing.schedule``) and
+keeps the fastest.
 """
 
 from __future__ import annotations
@@ -711,7 +715,7 @@ def check_fits(p: Problem, cfg: AcceleratorConfig) -> None:
 
 #: Exact scheduling effort per problem: at least EXACT_MIN of the best-estimated tilings, and more
 #: (up to EXACT_MAX) while their streams total fewer than EXACT_BUDGET instructions, so small
-#: layers, where the closed-form estimate is least accurate, get the most exact evaluations.
+#: layers, where the estimate's fill and drain terms weigh most, get the most exact evaluations.
 EXACT_MIN, EXACT_MAX, EXACT_BUDGET = 2, 12, 40_000
 
 
