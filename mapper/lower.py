@@ -44,7 +44,7 @@ from typing import Optional
 from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, decode_stream, encode_stream, make
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
-from hw.timing import EPILOGUE_PASSES, RUN_OVERHEAD, dw_gather_ok, latency, load_inp_gb_conflict, occupancy, schedule
+from hw.timing import EPILOGUE_PASSES, RUN_OVERHEAD, dw_gather_ok, load_inp_gb_conflict, occupancy, occupancy_and_latency, schedule
 
 from . import tiling_cache
 from .ir import Conv2d, Layer, Linear, MatMul
@@ -633,19 +633,20 @@ def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> float:
     units, tile, chunk = s.passes[0], s.tiles[len(s.tiles) // 2], s.chunks[0]
     # one LOAD_INP stands for the group's (its row groups and input sets cost alike but at edges)
     [first] = s._inputs(units, tile, chunk, sample=True)
+    first_busy, first_landed = occupancy_and_latency(first, cfg)
     row_groups = min(t.pe_p, _cdiv(p.oh - tile[0], t.th))
-    inputs = occupancy(first, cfg) * row_groups * len(_input_sets(units))
+    inputs = first_busy * row_groups * len(_input_sets(units))
     weights = _per_column(lambda us: s._weights(0, us, chunk), units, cfg)
     gemm = occupancy(s._gemm(0, 0, chunk, 1), cfg)
     n_passes, n_tiles, n_chunks = len(s.passes), len(s.tiles), len(s.chunks)
     load = inputs + (0 if t.resident else weights)
-    landed = load + latency(first, cfg) - occupancy(first, cfg)     # a group's data in the buffers
-    stores = s._stores(units, tile)
-    store = _busy(stores, cfg)
+    landed = load + first_landed - first_busy     # a group's data in the buffers
+    stores = [occupancy_and_latency(i, cfg) for i in s._stores(units, tile)]
+    store = sum(busy for busy, _ in stores)
     # two halves: load group j waits for GEMM j-2, whose GEMM waits for its data; the first GEMM
     # of tile i waits for STORE i-2's writes (its DRAM latency included)
     chunk_cycles = max(gemm, load, (landed + gemm) / 2)
-    store_wait = (store - occupancy(stores[-1], cfg) + latency(stores[-1], cfg) + n_chunks * gemm) / 2
+    store_wait = (store - stores[-1][0] + stores[-1][1] + n_chunks * gemm) / 2
     per_tile = max(n_chunks * chunk_cycles + _per_column(s._params, units, cfg), store, store_wait)
     fill = 2 * cfg.dram_latency + load + store
     if t.resident:     # the first tile of a pass loads the weights chunk by chunk, with its inputs
