@@ -44,7 +44,8 @@ from typing import Optional
 from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, decode_stream, encode_stream, make
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
-from hw.timing import EPILOGUE_PASSES, RUN_OVERHEAD, dw_gather_ok, load_inp_gb_conflict, occupancy, occupancy_and_latency, schedule
+from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, dw_gather_ok, load_inp_gb_conflict, occupancy,
+                       occupancy_and_latency, schedule)
 
 from . import tiling_cache
 from .ir import Conv2d, Layer, Linear, MatMul
@@ -530,6 +531,9 @@ class _Stream:
         shift = max(0, -k_base)
         # a band's rows are numbered from its first (the output address moves to it)
         dst = self.pl.output + p.row0 * p.ow * self.pl.out_pitch - shift
+        # the shift is below num_pe x kg bytes; an output sits after the program's static data
+        # (mapper.program: the input image, weights, parameters) or after the layer's inputs,
+        # weights and parameters (default_placement), so this is not expected to refuse
         if dst < 0:
             raise MappingError(f"{p.name}: the output at DRAM byte {self.pl.output} lies below the {shift} bytes "
                                f"a whole-groups STORE addresses before it")
