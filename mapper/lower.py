@@ -26,9 +26,13 @@ and a number of input-channel blocks per chunk (``cbi``).  The stream is::
     FENCE
 
 with dependency tokens so that loads run ahead of compute by one chunk and the
-store of a tile overlaps the next tile's compute.  ``map_layer`` searches the
-mappings deterministically, ranks them with a closed-form estimate, schedules
-the best few exactly (``hw.timing.schedule``) and keeps the fastest.
+store of a tile overlaps the next tile's compute.  Groups whose output channels
+end in a partial block of K0 may hold every block of a group in one pass
+(``whole_groups``: each group's input loaded once, a STORE per block).
+``map_layer`` searches the mappings deterministically, ranks them with an
+estimate built from one tile's instructions as ``hw.timing`` times them
+(``_estimate``), schedules the best few exactly (``hw.timing.schedule``) and
+keeps the fastest.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ from typing import Optional
 from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, decode_stream, encode_stream, make
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
-from hw.timing import (EPILOGUE_PASSES, GEMM_MIN_PIXELS, GEMM_PIPELINE, RUN_OVERHEAD, dw_gather_ok,
-                       load_inp_gb_conflict, schedule)
+from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, dw_gather_ok, load_inp_gb_conflict, occupancy,
+                       occupancy_and_latency, schedule)
 
 from . import tiling_cache
 from .ir import Conv2d, Layer, Linear, MatMul
@@ -202,6 +206,7 @@ class Tiling:
     cbi: int
     resident: bool          # all weights of a pass stay in the weight buffer for the whole pass
     fenced: bool = False    # ... in the whole buffer (not one half): a FENCE separates the passes
+    whole_groups: bool = False  # a pass holds every output block of its groups (``_passes``)
 
 
 @dataclass
@@ -288,9 +293,17 @@ def _passes(p: Problem, t: "Tiling", cfg: AcceleratorConfig) -> list[list[tuple[
 
     A pass holds units of one output block of consecutive groups (or
     consecutive blocks of the single group), so the output channels of its
-    columns are evenly spaced and one STORE describes them.
+    columns are evenly spaced and one STORE describes them.  With
+    ``whole_groups`` a pass holds every block of m consecutive groups, block
+    major (column ``b*m + i`` is block b of the pass's group i): each group's
+    input is loaded once for all its blocks (one multicast), and each block's
+    columns are evenly spaced, a STORE per block (``_Stream._stores``).
     """
     blocks = _cdiv(p.kg, cfg.k0)
+    if t.whole_groups:
+        per = t.pe_k // blocks
+        return [[(g, b) for b in range(blocks) for g in range(g0, min(p.groups, g0 + per))]
+                for g0 in range(0, p.groups, per)]
     if p.groups == 1 or p.kg % cfg.k0 == 0:
         # channel of unit (g, b) is (g * blocks + b) * K0: evenly spaced in any order
         units = [(g, b) for g in range(p.groups) for b in range(blocks)]
@@ -303,15 +316,25 @@ def _contiguous(p: Problem, cfg: AcceleratorConfig) -> bool:
     return p.groups == 1 or p.kg % cfg.k0 == 0
 
 
-def _runs(units) -> list[tuple[int, int, int]]:
-    """(group, first column, columns) of each run of consecutive columns of one group."""
-    runs = []
+def _input_sets(units) -> list[tuple[int, int, int, int]]:
+    """(group, first column, columns, column step) of the columns each LOAD_INP of a row group
+    feeds: the columns of one group share a multicast (consecutive runs, or, when a pass holds
+    several blocks of each group, block-major, every m-th column)."""
+    cols: dict[int, list[int]] = {}
     for col, (g, _) in enumerate(units):
-        if runs and runs[-1][0] == g:
-            runs[-1][2] += 1
-        else:
-            runs.append([g, col, 1])
-    return [tuple(r) for r in runs]
+        cols.setdefault(g, []).append(col)
+    sets = []
+    for g, cs in cols.items():
+        step = cs[1] - cs[0] if len(cs) > 1 else 1
+        if all(b - a == step for a, b in zip(cs, cs[1:])):
+            sets.append((g, cs[0], len(cs), step))
+        else:                       # not one progression: a load per run of consecutive columns
+            run0 = 0
+            for i in range(1, len(cs) + 1):
+                if i == len(cs) or cs[i] != cs[i - 1] + 1:
+                    sets.append((g, cs[run0], i - run0, 1))
+                    run0 = i
+    return sets
 
 
 def _geometry(p: Problem, t: "Tiling") -> dict:
@@ -375,7 +398,7 @@ class _Stream:
                     out.extend(group)
                     out.append(self._gemm(pi, ci, chunk, n_groups))
                     self.j += 1
-                out.append(self._store(units, tile))
+                out.extend(self._stores(units, tile))
                 self.tile_i += 1
         out.append(_insn(Op.FENCE))
         return out
@@ -403,15 +426,16 @@ class _Stream:
     def _first_channels(self, units) -> list[int]:
         return [g * self.p.kg + bb * self.cfg.k0 for g, bb in units]
 
-    def _k_per_pe(self, units) -> int:
-        return min(self.cfg.k0, self.p.kg - units[0][1] * self.cfg.k0)
+    def _k_per_pe(self, unit) -> int:
+        """Output channels of a unit's block (K0 but in a group's last, partial block)."""
+        return min(self.cfg.k0, self.p.kg - unit[1] * self.cfg.k0)
 
     def _params(self, units) -> list[Insn]:
         t, k0 = self.t, self.cfg.k0
         return [_insn(Op.LOAD_PARAM, pe_first=col, pe_count=t.pe_p, pe_step=_step(t),
                       src_addr=self.pl.params + ch * PARAM_ENTRY_BYTES, dst_addr=(self.tile_i % PARAM_SLOTS) * k0,
-                      n_entries=min(self._k_per_pe(units), self.p.k - ch))
-                for col, ch in enumerate(self._first_channels(units))]
+                      n_entries=min(self._k_per_pe(unit), self.p.k - ch))
+                for col, (unit, ch) in enumerate(zip(units, self._first_channels(units)))]
 
     def _wbuf(self, pi: int) -> int:
         if self.t.fenced:
@@ -435,7 +459,7 @@ class _Stream:
                 chan, stride, lane = rows * c0, pl.rows_per_oc * c0, 1
             out.append(_insn(Op.LOAD_WGT, pe_first=col, pe_count=t.pe_p, pe_step=_step(t), src_addr=base,
                              dst_addr=wbuf + (roff if t.resident else 0), rows=rows,
-                             n_out=min(self._k_per_pe(units), p.k - first_ch[col]), chan=chan, out_stride=stride,
+                             n_out=min(self._k_per_pe((g, bb)), p.k - first_ch[col]), chan=chan, out_stride=stride,
                              lane_stride=lane))
         return out
 
@@ -446,11 +470,12 @@ class _Stream:
             return win * self.pl.a_window + head * self.pl.a_head
         return g * self.p.cg
 
-    def _inputs(self, units, tile, chunk) -> list[Insn]:
+    def _inputs(self, units, tile, chunk, sample: bool = False) -> list[Insn]:
+        """The LOAD_INPs of a load group (``sample``: only the first, for ``_estimate``)."""
         p, t, geo, c0 = self.p, self.t, self.geo, self.cfg.c0
         (ty, tx), (cb0, ncb) = tile, chunk
         out = []
-        for pg in range(t.pe_p):
+        for pg in range(1 if sample else t.pe_p):
             oy = ty + pg * t.th
             if oy >= p.oh:
                 break
@@ -459,9 +484,11 @@ class _Stream:
                           win_h=geo["win_h"], win_w=geo["win_w"], n_cblk=ncb,
                           fold_kh=geo["fold_kh"], fold_kw=geo["fold_kw"], fold_stride=geo["fold_stride"])
             # columns reducing the same group's channels share one multicast load
-            for g, col0, ncol in _runs(units):
-                out.append(_insn(Op.LOAD_INP, pe_first=pg * t.pe_k + col0, pe_count=ncol, pe_step=1,
+            for g, col0, ncol, step in _input_sets(units):
+                out.append(_insn(Op.LOAD_INP, pe_first=pg * t.pe_k + col0, pe_count=ncol, pe_step=step,
                                  c_base=self._group_channel(g) + cb0 * c0, **common))
+                if sample:
+                    return out
         return out
 
     def _gemm(self, pi, ci, chunk, n_groups) -> Insn:
@@ -478,23 +505,46 @@ class _Stream:
         gemm.push_next = ci == len(self.chunks) - 1
         return gemm
 
-    def _store(self, units, tile) -> Insn:
+    def _stores(self, units, tile) -> list[Insn]:
+        """The STOREs of a tile: one, or with ``whole_groups`` one per output block, the first
+        popping the tile's last GEMM's token and the last pushing the token its accumulator
+        half's next GEMM pops."""
+        if not self.t.whole_groups:
+            stores = [self._store(units, tile, 0, units)]
+        else:
+            per = len(units) // _cdiv(self.p.kg, self.cfg.k0)
+            stores = [self._store(units, tile, col0, units[col0:col0 + per]) for col0 in range(0, len(units), per)]
+        stores[0].pop_prev = True
+        stores[-1].push_prev = self.tile_i + 2 < len(self.passes) * len(self.tiles)
+        return stores
+
+    def _store(self, units, tile, col0: int, cols) -> Insn:
+        """The STORE of columns ``col0 ...`` (units ``cols``, evenly spaced output channels)."""
         p, t, k0 = self.p, self.t, self.cfg.k0
         ty, tx = tile
-        first_ch = self._first_channels(units)
-        k_per_pe = self._k_per_pe(units)
+        first_ch = self._first_channels(cols)
+        k_per_pe = self._k_per_pe(cols[0])
+        k_step = k0 if _contiguous(p, self.cfg) else p.kg
+        # column c writes channels from k_base + c * k_step; a block whose columns do not start
+        # at column 0 would need a negative k_base: its addresses move down instead
+        k_base = first_ch[0] - col0 * k_step
+        shift = max(0, -k_base)
         # a band's rows are numbered from its first (the output address moves to it)
-        st = _insn(Op.STORE, pe_first=0, pe_count=t.pe_k * t.pe_p, pe_step=1,
-                   dst_addr=self.pl.output + p.row0 * p.ow * self.pl.out_pitch,
-                   acc_addr=(self.tile_i % 2) * self.halves[2], param_addr=(self.tile_i % PARAM_SLOTS) * k0,
-                   out_h=t.th, out_w=t.tw, t_h=p.oh, t_w=p.ow, k_pitch=self.pl.out_pitch, y0=ty, x0=tx,
-                   k_base=first_ch[0], k_step=k0 if _contiguous(p, self.cfg) else p.kg, k_per_pe=k_per_pe,
-                   pe_k=t.pe_k, act=p.act, ep_row=p.softmax_row, dst_gb=int(p.out_gb > 0),
-                   # columns beyond this pass's units hold no work: clip them with t_k
-                   t_k=min(p.k, first_ch[-1] + k_per_pe))
-        st.pop_prev = True
-        st.push_prev = self.tile_i + 2 < len(self.passes) * len(self.tiles)
-        return st
+        dst = self.pl.output + p.row0 * p.ow * self.pl.out_pitch - shift
+        # the shift is below num_pe x kg bytes; an output sits after the program's static data
+        # (mapper.program: the input image, weights, parameters) or after the layer's inputs,
+        # weights and parameters (default_placement), so this is not expected to refuse
+        if dst < 0:
+            raise MappingError(f"{p.name}: the output at DRAM byte {self.pl.output} lies below the {shift} bytes "
+                               f"a whole-groups STORE addresses before it")
+        return _insn(Op.STORE, pe_first=col0, pe_count=len(cols) if t.whole_groups else t.pe_k * t.pe_p, pe_step=1,
+                     dst_addr=dst, acc_addr=(self.tile_i % 2) * self.halves[2],
+                     param_addr=(self.tile_i % PARAM_SLOTS) * k0,
+                     out_h=t.th, out_w=t.tw, t_h=p.oh, t_w=p.ow, k_pitch=self.pl.out_pitch, y0=ty, x0=tx,
+                     k_base=k_base + shift, k_step=k_step, k_per_pe=k_per_pe,
+                     pe_k=t.pe_k, act=p.act, ep_row=p.softmax_row, dst_gb=int(p.out_gb > 0),
+                     # columns beyond this pass's units hold no work: clip them with t_k
+                     t_k=min(p.k, first_ch[-1] + k_per_pe) + shift)
 
 
 # ---- the search ---------------------------------------------------------------------------------
@@ -504,14 +554,31 @@ def _extents(n: int) -> list[int]:
     return sorted({_cdiv(n, parts) for parts in range(1, n + 1)}, reverse=True)
 
 
+def _grids(p: Problem, cfg: AcceleratorConfig) -> list[tuple[int, int, bool]]:
+    """(PE columns, PE rows, whole groups) of the PE grids worth trying.
+
+    Whole-groups passes (every output block of m groups, ``_passes``) serve groups whose output
+    channels are no multiple of K0 (a 49-token window's scores: two blocks, the second of 17):
+    otherwise each block is a pass of its own, which loads every group's input once per block.
+    They take one row of PEs (a block's columns are then one evenly spaced PE set for its
+    STORE), write DRAM (their STOREs address from below the output), and need the channel
+    field room for that offset (``_Stream._store``).
+    """
+    blocks = _cdiv(p.kg, cfg.k0)
+    max_units = p.groups * blocks if _contiguous(p, cfg) else p.groups
+    grids = [(pe_k, cfg.num_pe // pe_k, False) for pe_k in range(1, min(cfg.num_pe, max_units) + 1)]
+    if not _contiguous(p, cfg) and blocks > 1 and not p.out_gb:
+        for per in range(1, min(p.groups, cfg.num_pe // blocks) + 1):
+            pe_k = per * blocks
+            if cfg.num_pe // pe_k == 1 and p.k + (blocks - 1) * pe_k * p.kg <= MAX_OUT_CHANNELS:
+                grids.append((pe_k, 1, True))
+    return grids
+
+
 def _candidates(p: Problem, cfg: AcceleratorConfig):
     in_half, w_half, acc_half = cfg.input_rows // 2, cfg.weight_rows // 2, cfg.accum_depth // 2
     n_cb = p.n_cblk(cfg.c0)
-    blocks = _cdiv(p.kg, cfg.k0)
-    max_units = p.groups * blocks if _contiguous(p, cfg) else p.groups
-    pe_ks = [k for k in range(1, min(cfg.num_pe, max_units) + 1)]
-    for pe_k in pe_ks:
-        pe_p = cfg.num_pe // pe_k
+    for pe_k, pe_p, whole in _grids(p, cfg):
         for th in _extents(_cdiv(p.oh, pe_p)):
             for tw in _extents(p.ow):
                 if th * tw > acc_half:
@@ -524,18 +591,20 @@ def _candidates(p: Problem, cfg: AcceleratorConfig):
                 cbi = min(n_cb, in_half // plane)
                 if not resident and n_cb * p.taps <= cfg.weight_rows:
                     # the pass's weights fit the whole buffer: keep them, fencing between passes
-                    yield Tiling(pe_k, pe_p, th, tw, _cdiv(n_cb, _cdiv(n_cb, cbi)), True, True)
+                    yield Tiling(pe_k, pe_p, th, tw, _cdiv(n_cb, _cdiv(n_cb, cbi)), True, True, whole)
                 if not resident:
                     cbi = min(cbi, w_half // p.taps)
                 if cbi < 1:
                     continue
                 cbi = _cdiv(n_cb, _cdiv(n_cb, cbi))      # balance the chunks
-                yield Tiling(pe_k, pe_p, th, tw, cbi, resident)
+                yield Tiling(pe_k, pe_p, th, tw, cbi, resident, whole_groups=whole)
 
 
 def rows_complete(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> bool:
     """Whether every STORE of the tiling holds whole output rows (all channels of each of its groups),
-    as a fused row epilogue (softmax, layernorm) needs."""
+    as a fused row epilogue (softmax, layernorm) needs (a whole-groups pass stores a block at a time)."""
+    if t.whole_groups:
+        return False
     for units in _passes(p, t, cfg):
         blocks: dict[int, int] = {}
         for g, _ in units:
@@ -545,34 +614,49 @@ def rows_complete(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> bool:
     return True
 
 
+def _busy(insns: list[Insn], cfg: AcceleratorConfig) -> int:
+    """Cycles a unit is busy with ``insns`` (``hw.timing.occupancy``, the schedule's own rule)."""
+    return sum(occupancy(i, cfg) for i in insns)
+
+
+def _per_column(build, units, cfg: AcceleratorConfig) -> int:
+    """Busy cycles of a per-column load (``build(units)``) over a pass's columns: the first
+    column's for all but the last, which may hold a partial block (fewer instructions to build)."""
+    if len(units) == 1:
+        return _busy(build(units), cfg)
+    return _busy(build(units[:1]), cfg) * (len(units) - 1) + _busy(build(units[-1:]), cfg)
+
+
 def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> float:
-    """Closed-form cycle estimate used to rank tilings before exact scheduling."""
-    units_per_pass = t.pe_k
-    n_passes = len(_passes(p, t, cfg))
-    n_cb = p.n_cblk(cfg.c0)
-    n_chunks = _cdiv(n_cb, t.cbi)
-    n_tiles = _cdiv(p.oh, t.pe_p * t.th) * _cdiv(p.ow, t.tw)
-    geo = _geometry(p, t)
-    gemm = t.cbi * p.taps * max(t.th * t.tw, GEMM_MIN_PIXELS) + GEMM_PIPELINE
-    bus, bw = cfg.gb_bus_bytes, cfg.dram_bytes_per_cycle
-    rows_in = t.cbi * geo["win_h"] * geo["win_w"]
-    chan_frac = min(1.0, p.red_channels / (n_cb * cfg.c0))
-    n_in_loads = t.pe_p * (1 if p.groups == 1 else len(_runs(_passes(p, t, cfg)[0])))
-    load = n_in_loads * max(rows_in * cfg.c0 / bus, rows_in * cfg.c0 * chan_frac / bw, 1)
-    if not t.resident:
-        wrows = t.cbi * p.taps
-        load += units_per_pass * max(wrows * cfg.c0 * cfg.k0 / bus, wrows * cfg.c0 * min(cfg.k0, p.kg) / bw, 1)
-    per_tile = n_chunks * max(gemm, load) + units_per_pass  # parameter loads
-    store = cfg.dram_latency + max(t.th * t.tw * (1 + p.post_passes) + 4, t.th * t.tw * t.pe_p * t.pe_k * cfg.k0 / bw)
-    per_tile = max(per_tile, store)
+    """Cycle estimate used to rank tilings before exact scheduling: a tile in the middle of the
+    first pass, its first chunk, built as the stream builds it and timed by ``hw.timing``'s
+    occupancy of each instruction (setup, bus beats, DRAM bytes, padding), then scaled to the
+    layer with the loop nest's counts (load and compute overlap chunk by chunk, a tile's STOREs
+    the next tile)."""
+    s = _Stream(p, t, cfg, default_placement(p, cfg))
+    units, tile, chunk = s.passes[0], s.tiles[len(s.tiles) // 2], s.chunks[0]
+    # one LOAD_INP stands for the group's (its row groups and input sets cost alike but at edges)
+    [first] = s._inputs(units, tile, chunk, sample=True)
+    first_busy, first_landed = occupancy_and_latency(first, cfg)
+    row_groups = min(t.pe_p, _cdiv(p.oh - tile[0], t.th))
+    inputs = first_busy * row_groups * len(_input_sets(units))
+    weights = _per_column(lambda us: s._weights(0, us, chunk), units, cfg)
+    gemm = occupancy(s._gemm(0, 0, chunk, 1), cfg)
+    n_passes, n_tiles, n_chunks = len(s.passes), len(s.tiles), len(s.chunks)
+    load = inputs + (0 if t.resident else weights)
+    landed = load + first_landed - first_busy     # a group's data in the buffers
+    stores = [occupancy_and_latency(i, cfg) for i in s._stores(units, tile)]
+    store = sum(busy for busy, _ in stores)
+    # two halves: load group j waits for GEMM j-2, whose GEMM waits for its data; the first GEMM
+    # of tile i waits for STORE i-2's writes (its DRAM latency included)
+    chunk_cycles = max(gemm, load, (landed + gemm) / 2)
+    store_wait = (store - stores[-1][0] + stores[-1][1] + n_chunks * gemm) / 2
+    per_tile = max(n_chunks * chunk_cycles + _per_column(s._params, units, cfg), store, store_wait)
     fill = 2 * cfg.dram_latency + load + store
     if t.resident:     # the first tile of a pass loads the weights chunk by chunk, with its inputs
-        wrows = t.cbi * p.taps
-        fill += units_per_pass * max(wrows * cfg.c0 * cfg.k0 / bus, 1) * n_passes / max(1, n_tiles)
+        fill += n_passes * n_chunks * (max(gemm, inputs + weights) - max(gemm, inputs))
     if t.fenced:   # every pass drains the pipeline, then loads its first chunk's weights before computing
-        wload = units_per_pass * max(t.cbi * p.taps * cfg.c0 * cfg.k0 / bus,
-                                     t.cbi * p.taps * cfg.c0 * min(cfg.k0, p.kg) / bw)
-        fill += n_passes * (2 * cfg.dram_latency + load + store + wload)
+        fill += n_passes * (2 * cfg.dram_latency + load + store + weights)
     return n_passes * n_tiles * per_tile + fill
 
 
@@ -636,7 +720,7 @@ def check_fits(p: Problem, cfg: AcceleratorConfig) -> None:
 
 #: Exact scheduling effort per problem: at least EXACT_MIN of the best-estimated tilings, and more
 #: (up to EXACT_MAX) while their streams total fewer than EXACT_BUDGET instructions, so small
-#: layers, where the closed-form estimate is least accurate, get the most exact evaluations.
+#: layers, where the estimate's fill and drain terms weigh most, get the most exact evaluations.
 EXACT_MIN, EXACT_MAX, EXACT_BUDGET = 2, 12, 40_000
 
 
@@ -676,7 +760,10 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
     if not cands:
         raise MappingError(f"{p.name}: no tiling fits the buffers of configuration {cfg.name}")
     # rank by the estimate, then by DRAM traffic (energy), then by the tiling itself (determinism)
-    ranked = sorted(cands, key=lambda t: (_estimate(p, t, cfg), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw))
+    try:
+        ranked = sorted(cands, key=lambda t: (_estimate(p, t, cfg), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw))
+    except StreamError as e:           # the estimate builds a tile's instructions: a field the ISA cannot encode
+        raise MappingError(f"{p.name}: {_unencodable(p, e)}") from None
     best, best_key, spent, timed = None, None, 0, 0
     for t in ranked:
         if timed >= max(exact_top, EXACT_MAX) or (timed >= max(exact_top, EXACT_MIN) and spent >= EXACT_BUDGET):
@@ -725,7 +812,7 @@ def _traffic(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> int:
     geo = _geometry(p, t)
     n_cb = p.n_cblk(cfg.c0)
     per_group_in = t.pe_p * geo["win_h"] * geo["win_w"] * min(p.red_channels, n_cb * cfg.c0)
-    inputs = n_passes * n_tiles * per_group_in * (1 if p.groups == 1 else t.pe_k)
+    inputs = n_passes * n_tiles * per_group_in * (1 if p.groups == 1 else len(_input_sets(_passes(p, t, cfg)[0])))
     w_pass = t.pe_k * n_cb * p.taps * cfg.c0 * min(cfg.k0, p.kg)
     weights = n_passes * w_pass * (1 if t.resident else n_tiles)
     return inputs + weights + p.oh * p.ow * p.k

@@ -256,7 +256,8 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
                     ev[k] += v * repeat
             t = parts[0][0].tiling
             mapping = (f"{parts[0][0].problem.kind} pe {t.pe_k}x{t.pe_p} tile {t.th}x{t.tw} cblk/chunk {t.cbi}"
-                       f"{' resident' if t.resident else ''}{' folded' if parts[0][0].problem.fold else ''}"
+                       f"{' resident' if t.resident else ''}{' whole groups' if t.whole_groups else ''}"
+                       f"{' folded' if parts[0][0].problem.fold else ''}"
                        f"{' +' + step.epilogue if step.epilogue else ''}"
                        f"{' +' + step.act_layer if step.act_layer else ''}"
                        f"{' in<-gb' if gb['in_gb'] else ''}{' out->gb' if gb['out_gb'] else ''}")
