@@ -62,7 +62,7 @@ def test_configuration_e_layers():
     if export_s > MAX_EXPORT_S:
         pytest.fail(f"configuration E: export took {export_s:.0f} s > {MAX_EXPORT_S:.0f} s")
     verilog, _ = accelerator_verilog(cfg, export=export, dram_bytes=E_DRAM_BYTES)
-    print("configuration E: a first (uncached) Verilator build takes 6 to 8 minutes on 2 cores "
+    print("configuration E: a first (uncached) Verilator build takes 2 to 7 minutes on 2 cores "
           "(docs/cosim.md); it is cached under build/cosim/ afterwards", flush=True)
     specs = [{**layer_spec(layer), "seed": seed * 1000 + i} for i, layer in enumerate(E_LAYERS)]
     result = build_and_run(verilog, TB_TOP, "cosim.tb_accelerator",
