@@ -627,13 +627,13 @@ def _per_column(build, units, cfg: AcceleratorConfig) -> int:
     return _busy(build(units[:1]), cfg) * (len(units) - 1) + _busy(build(units[-1:]), cfg)
 
 
-def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> float:
+def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement | None = None) -> float:
     """Cycle estimate used to rank tilings before exact scheduling: a tile in the middle of the
     first pass, its first chunk, built as the stream builds it and timed by ``hw.timing``'s
     occupancy of each instruction (setup, bus beats, DRAM bytes, padding), then scaled to the
     layer with the loop nest's counts (load and compute overlap chunk by chunk, a tile's STOREs
     the next tile)."""
-    s = _Stream(p, t, cfg, default_placement(p, cfg))
+    s = _Stream(p, t, cfg, default_placement(p, cfg) if pl is None else pl)
     units, tile, chunk = s.passes[0], s.tiles[len(s.tiles) // 2], s.chunks[0]
     # one LOAD_INP stands for the group's (its row groups and input sets cost alike but at edges)
     [first] = s._inputs(units, tile, chunk, sample=True)
@@ -759,19 +759,24 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
                                f"channels at once, as a fused row epilogue needs")
     if not cands:
         raise MappingError(f"{p.name}: no tiling fits the buffers of configuration {cfg.name}")
-    # rank by the estimate, then by DRAM traffic (energy), then by the tiling itself (determinism)
-    try:
-        ranked = sorted(cands, key=lambda t: (_estimate(p, t, cfg), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw))
-    except StreamError as e:           # the estimate builds a tile's instructions: a field the ISA cannot encode
-        raise MappingError(f"{p.name}: {_unencodable(p, e)}") from None
+    # rank by the estimate, then by DRAM traffic (energy), then by the tiling itself (determinism);
+    # a tiling with a field the ISA cannot encode is no mapping (the layer's own dimensions: none is)
+    unencodable, scored = None, []
+    for t in cands:
+        try:
+            scored.append(((_estimate(p, t, cfg, pl), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw), t))
+        except StreamError as e:
+            unencodable = unencodable or e
+    ranked = [t for _, t in sorted(scored, key=lambda kt: kt[0])]
     best, best_key, spent, timed = None, None, 0, 0
     for t in ranked:
         if timed >= max(exact_top, EXACT_MAX) or (timed >= max(exact_top, EXACT_MIN) and spent >= EXACT_BUDGET):
             break
         try:
             stream = build_stream(p, t, cfg, pl)
-        except StreamError as e:           # a field the ISA cannot encode: no mapping of this layer
-            raise MappingError(f"{p.name}: {_unencodable(p, e)}") from None
+        except StreamError as e:
+            unencodable = unencodable or e
+            continue
         if p.in_gb and _gb_conflict(stream, cfg):     # its gathers cannot run (DATA): not a mapping
             continue
         spent += len(stream)
@@ -779,6 +784,8 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
         key = (layer_cycles(stream, cfg), _traffic(p, t, cfg))
         if best is None or key < best_key:
             best, best_key = Lowered(p, t, pl, stream, key[0], len(cands)), key
+    if best is None and unencodable is not None:
+        raise MappingError(f"{p.name}: {_unencodable(p, unencodable)}")
     if best is None:
         raise MappingError(f"{p.name}: every tiling's LOAD_INP from the global buffer has a bank conflict")
     return best
