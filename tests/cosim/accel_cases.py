@@ -37,6 +37,7 @@ import numpy as np
 from hw import operators as ops
 from hw.config import AcceleratorConfig
 from hw.isa import INSN_BYTES, Act, ErrorCode, Insn, Op, StreamError, VecOp, decode, encode, make
+from hw.rtl.pe_tile import PETile
 from hw.timing import schedule
 from mapper import float_ops as F
 from mapper.ir import Conv2d, Layer, Linear, MatMul
@@ -52,12 +53,12 @@ __all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "HIER_BLOCK_CELLS", "HIER_MIN_PES", 
 
 WRAPPER = Path(__file__).with_name("accel_tb_top.v")
 TB_TOP = "accel_tb_top"
-#: The accelerator's module instantiated many times over (``hw/rtl``'s cell name: a PE tile a PE),
-#: Verilated once as a hierarchical block where there are at least ``HIER_MIN_PES`` of them: E's
-#: 16 then share one compiled copy (1.9x the cycles per CPU second, a third of the build's CPU).
-#: Not the row lanes: e_small's 64 as blocks ran its model at 0.72x (docs/cosim.md).
-HIER_BLOCK_CELLS = ("pe_tile",)
-HIER_MIN_PES = 4
+#: The accelerator's module instantiated many times over (``PETile``'s cell: a tile a PE), Verilated
+#: once as a hierarchical block where there are at least ``HIER_MIN_PES`` tiles (``hier_min_instances``):
+#: E's 16 then share one compiled copy (docs/cosim.md, "Hierarchical blocks"); tiny, small and e_small
+#: (2 to 4) stay flat, as measured.  Not the row lanes: e_small's 64 as blocks ran its model at 0.72x.
+HIER_BLOCK_CELLS = (PETile.export_prefix,)
+HIER_MIN_PES = 8
 #: How the wrapper and the accelerator are built: the fast model (the wrapper declares what
 #: the testbench reaches), with the PE tiles above.
 TB_BUILD = dataclasses.replace(FAST_BUILD, hier_blocks=HIER_BLOCK_CELLS, hier_min_instances=HIER_MIN_PES)

@@ -423,7 +423,7 @@ def hier_block_modules(verilog_text: str, cells, min_instances: int = 1) -> list
     names = "|".join(map(re.escape, cells))
     modules = set(re.findall(rf"^module ((?:{names})_[A-Za-z0-9_]*)\(", verilog_text, flags=re.MULTILINE))
     return sorted(m for m in modules
-                  if len(re.findall(rf"^\s+{re.escape(m)} \S+ \(", verilog_text, flags=re.MULTILINE)) >= min_instances)
+                  if len(re.findall(rf"^\s+{re.escape(m)}\s+\S+\s+\(", verilog_text, flags=re.MULTILINE)) >= min_instances)
 
 
 @dataclass
