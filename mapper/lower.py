@@ -750,6 +750,9 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered 
 
 def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
     """The fastest of the best-estimated tilings of ``p``, timed exactly (``EXACT_MIN`` ...)."""
+    beyond = _dimension_beyond_isa(p)
+    if beyond:                           # refused before every tiling's instructions are built
+        raise MappingError(f"{p.name}: {beyond}")
     pl = default_placement(p, cfg)
     cands = list(_candidates(p, cfg))
     if p.softmax_row:
@@ -802,14 +805,19 @@ def _gb_conflict(stream: list[Insn], cfg: AcceleratorConfig) -> bool:
     return any(i.op == Op.LOAD_INP and i.f["src_gb"] and load_inp_gb_conflict(i.f, cfg) is not None for i in stream)
 
 
-def _unencodable(p: Problem, error: StreamError) -> str:
-    """Why ``p``'s stream cannot be encoded: the dimension beyond its field's range, or ``error``."""
+def _dimension_beyond_isa(p: Problem) -> Optional[str]:
+    """The dimension of ``p`` beyond its instruction field's range (no tiling encodes it), if any."""
     for what, attr, op, name in _DIMENSION_FIELDS:
         bits = FIELD_BITS[op][name]
         if getattr(p, attr) > (1 << bits) - 1:
             return (f"{getattr(p, attr)} {what}, more than the ISA addresses (at most {(1 << bits) - 1}: "
                     f"{op.name}.{name} is {bits} bits)")
-    return str(error)
+    return None
+
+
+def _unencodable(p: Problem, error: StreamError) -> str:
+    """Why ``p``'s stream cannot be encoded: the dimension beyond its field's range, or ``error``."""
+    return _dimension_beyond_isa(p) or str(error)
 
 
 def _traffic(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> int:
