@@ -55,8 +55,8 @@ WRAPPER = Path(__file__).with_name("accel_tb_top.v")
 TB_TOP = "accel_tb_top"
 #: The accelerator's module instantiated many times over (``PETile``'s cell: a tile a PE), Verilated
 #: once as a hierarchical block where there are at least ``HIER_MIN_PES`` tiles (``hier_min_instances``):
-#: E's 16 then share one compiled copy (docs/cosim.md, "Hierarchical blocks"); tiny, small and e_small
-#: (2 to 4) stay flat, as measured.  Not the row lanes: e_small's 64 as blocks ran its model at 0.72x.
+#: E's 16 then share one compiled copy (docs/cosim.md, "Hierarchical blocks"); tiny's, small's and
+#: e_small's 2 to 4 stay flat.  Not the row lanes: e_small's 64 as blocks ran its model at 0.72x.
 HIER_BLOCK_CELLS = (PETile.export_prefix,)
 HIER_MIN_PES = 8
 #: How the wrapper and the accelerator are built: the fast model (the wrapper declares what

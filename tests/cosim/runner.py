@@ -41,9 +41,9 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import resource
 import shutil
-import re
 import subprocess
 import sys
 import time
