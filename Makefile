@@ -107,8 +107,9 @@ onnx: $(STAMP)
 config: $(STAMP)
 	@$(PY) -m hw.config_file --config=$(call q,$(CFG)) $(call opt,--out,$(OUT)) $(ARGS)
 
-# Two workers taking one test at a time, the longest first (tests/conftest.py).
-XDIST := -n 2 --maxschedchunk 1
+# Two workers taking one test (or one module sharing a fixture) at a time, in the order of
+# tests/conftest.py (longest first; no reordering by group size).
+XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(XDIST) -m "not slow" tests $(ARGS)

@@ -7,7 +7,10 @@ Two kinds of case, each a JSON spec the testbench rebuilds:
 * ``{"name", "model", "size", "stages", "fuse"}``: the first VEC pass of a network's
   whole-network program whose stages are ``stages``, on the DRAM image the program has when
   it reaches the pass (``sim.functional`` runs the program up to there), so that the pass
-  reads the network's own activations and parameters.
+  reads the network's own activations and parameters.  With ``"through": <layer>`` the
+  network ends at that layer (the layers before a pass compute what the whole network's do:
+  ResNet-50's max pool needs its stem, not the 50 layers after it, whose mapping took a
+  minute of the default run).
 
 :func:`expected_vec` gives the final image (``cosim.accel_cases.rtl_machine``: the functional
 model, refusing what the RTL's vector unit does not build) or the error code, and the cycles of
@@ -17,7 +20,7 @@ model, refusing what the RTL's vector unit does not build) or the error code, an
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -53,10 +56,11 @@ def chain_specs(seed: int, chains=None) -> list[dict]:
     return [{"name": f"vec_{chain}", "chain": chain, "seed": seed} for chain in (chains or CHAINS)]
 
 
-def zoo_specs(model: str, size: int, passes: dict) -> list[dict]:
-    """The first pass of each stage list in ``passes`` (``{name: (stages, fuse)}``) of ``model``'s program."""
+def zoo_specs(model: str, size: int, passes: dict, through: str | None = None) -> list[dict]:
+    """The first pass of each stage list in ``passes`` (``{name: (stages, fuse)}``) of ``model``'s program
+    (of its layers up to ``through``, when given)."""
     return [{"name": name, "model": model, "size": size, "stages": list(stages), "fuse": fuse}
-            for name, (stages, fuse) in passes.items()]
+            | ({"through": through} if through else {}) for name, (stages, fuse) in passes.items()]
 
 
 def expected_vec(spec: dict, cfg: AcceleratorConfig) -> ExpectedVec:
@@ -87,7 +91,7 @@ def placed_pass(d: vec.Descriptor, image: np.ndarray) -> tuple[Insn, np.ndarray]
 
 
 def _zoo_pass(spec: dict, cfg: AcceleratorConfig) -> tuple[Insn, vec.Descriptor, np.ndarray]:
-    program = _program(spec["model"], int(spec["size"]), bool(spec["fuse"]), cfg.name)
+    program = _program(spec["model"], int(spec["size"]), bool(spec["fuse"]), cfg.name, spec.get("through"))
     for i, insn in enumerate(program.stream):
         if insn.op != Op.VEC:
             continue
@@ -107,7 +111,7 @@ def _descriptor(image: np.ndarray, insn: Insn) -> vec.Descriptor:
 
 
 @functools.lru_cache(maxsize=4)
-def _program(model: str, size: int, fuse: bool, config_name: str):
+def _program(model: str, size: int, fuse: bool, config_name: str, through: str | None = None):
     from hw.config import get_config
     from mapper.images import preprocess, quantize_input, synthetic_image
     from mapper.program import build_program
@@ -116,6 +120,11 @@ def _program(model: str, size: int, fuse: bool, config_name: str):
     from cosim.program_cases import build_network
 
     net = build_network({"model": model, "size": size})
+    if through:
+        names = [layer.name for layer in net.layers]
+        if through not in names:
+            raise ValueError(f"{model}: no layer {through!r} to end the network at")
+        net = replace(net, layers=net.layers[:names.index(through) + 1], outputs=())
     q = network_parameters(net, 0)[1]
     x = quantize_input(preprocess(synthetic_image(size, size, 1)))
     return build_program(q, get_config(config_name), image=x, fuse=fuse)
