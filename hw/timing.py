@@ -541,14 +541,13 @@ def legality(op: Op, f, cfg: AcceleratorConfig, terms: dict | None = None) -> li
 def _store_gb_legality(f, cfg: AcceleratorConfig, t: dict) -> list:
     """A STORE into the global buffer: its whole tensor (``t_h x t_w`` pixels of ``k_pitch``
     bytes, a pixel's ``t_k`` channels within its pitch) inside the buffer; one PE's K0 lanes
-    within a write beat of ``gb_bus_bytes``; no softmax epilogue (its passes are DRAM writes)."""
+    within a write beat of ``gb_bus_bytes``."""
     gb = f["dst_gb"]
     return [(gb & ((f["t_k"] > f["k_pitch"]) | (f["dst_addr"] + t["gb_span"] > cfg.global_buf_bytes)),
              "global-buffer bytes {dst_addr} + {t_h}x{t_w}x{k_pitch} with t_k {t_k} <= k_pitch "
              "(size {cfg.global_buf_bytes})"),
             (gb & (cfg.k0 > cfg.gb_bus_bytes), "dst_gb with K0 = {cfg.k0} lanes above the global buffer's "
-             "write beat of {cfg.gb_bus_bytes} bytes"),
-            (gb & (f["ep_row"] != 0), "a softmax epilogue (ep_row {ep_row}) into the global buffer")]
+             "write beat of {cfg.gb_bus_bytes} bytes")]
 
 
 def gb_write_claims(op, dst_gb):

@@ -1,7 +1,7 @@
 """Activations kept in the global buffer between layers (issue 18): which, and where.
 
 A *candidate* is the output of a MAC step (a convolution, a linear layer or a one-window
-matrix product; no softmax epilogue) that only MAC steps read through LOAD_INP (a
+matrix product, its softmax epilogue included) that only MAC steps read through LOAD_INP (a
 convolution's or linear layer's one input, a one-window product's first operand at its
 start; a product's second operand is loaded as weights, from DRAM), that is no network
 output and has a buffer of its own (not a concatenation's part).  Kept in the
@@ -118,7 +118,7 @@ def _candidates(model: Model, cfg: AcceleratorConfig, steps: list[Step]) -> list
     out = []
     for i, st in enumerate(steps):
         t = st.output
-        if (st.action != "mac" or not _plain(st.layer) or st.softmax or t in outputs
+        if (st.action != "mac" or not _plain(st.layer) or t in outputs
                 or t in aliased or storage[t].buffer != t or storage[t].offset != 0 or not readers.get(t)):
             continue
         rs = readers[t]

@@ -293,3 +293,91 @@ def test_store_epilogue_refuses_what_the_simulator_refuses(what):
     res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
     assert res["error"] == 1 and res["code"] == ErrorCode.DATA, res
     np.testing.assert_array_equal(dram, before)
+
+
+def attention_through_gb(cfg, batch: int, m: int, k: int, n: int, seed: int):
+    """Q.K^T of ``batch`` heads whose STOREs normalise rows of ``n`` keys into the global buffer
+    (``dst_gb`` with ``ep_row``), then .V reading those scores from there (``src_gb``), a FENCE
+    between: (stream, DRAM image, where .V's output is, the same chain's output with the scores
+    through DRAM, as ``sim.functional`` and the golden model compute it)."""
+    from dataclasses import replace
+
+    from hw.isa import Op, make
+    from hw.timing import gb_resident_pitch
+    from mapper.ir import MatMul
+    from mapper.lower import map_layer
+    from sim.functional import _place, golden_output, layer_data
+    from test_rtl_accelerator import _moved
+
+    scores, context = MatMul("scores", "encoder", batch, m, k, n), MatMul("context", "encoder", batch, m, n, k)
+    pitch = gb_resident_pitch(batch * n, cfg)
+    (low1, n1), = map_layer(scores, cfg, softmax_row=n, out_gb=pitch)
+    (low2, n2), = map_layer(context, cfg, in_gb=pitch)
+    assert n1 == n2 == 1
+    _, img1, through_dram, _ = epilogue_case(scores, cfg, n, seed)     # its operands; the scores into DRAM
+    assert isinstance(through_dram, np.ndarray), through_dram
+    in_dram = map_layer(scores, cfg, softmax_row=n)[0][0].layout
+    assert replace(low1.layout, output=0, out_pitch=0) == replace(in_dram, output=0, out_pitch=0)
+    d2 = layer_data(context, np.random.default_rng(seed + 1))
+    img2 = _place(low2, context, d2, cfg)
+    shift = img1.size
+    stream = list(low1.stream) + [make(Op.FENCE)]
+    for i in low2.stream:
+        if i.op in (Op.LOAD_WGT, Op.LOAD_PARAM):
+            i = _moved(i, src_addr=i.src_addr + shift)
+        elif i.op == Op.STORE:
+            i = _moved(i, dst_addr=i.dst_addr + shift)
+        stream.append(i)
+    stream.append(make(Op.END))
+    stores = [i for i in low1.stream if i.op == Op.STORE]
+    assert stores and all(i.dst_gb and i.ep_row == n for i in stores)
+    assert all(i.src_gb for i in low2.stream if i.op == Op.LOAD_INP)
+    probs = through_dram[in_dram.output:in_dram.output + m * batch * n]
+    probs = probs.view(np.int8).reshape(m, batch, n).transpose(1, 0, 2)
+    gold = golden_output(context, {**d2, "x": probs}, cfg)
+    return stream, np.concatenate([img1, img2]), shift + low2.layout.output, gold
+
+
+GB_EPILOGUE_LAYERS = [     # (configuration, heads, queries, head channels, keys = row)
+    ("tiny", 1, 6, 4, 8),          # rows of 8 across both PEs
+    ("tiny", 2, 5, 4, 3),          # rows of 3, two heads, a pixel in two beats
+    pytest.param("small", 1, 4, 8, 7, marks=pytest.mark.slow),     # two row groups of two PEs
+]
+
+
+@pytest.mark.parametrize("cfg_name, batch, m, k, n", GB_EPILOGUE_LAYERS)
+def test_store_epilogue_into_the_global_buffer(cfg_name, batch, m, k, n):
+    """Attention's scores stay on chip: Q.K^T's STOREs normalise rows into the global buffer and .V
+    gathers them from there.  The RTL writes what sim.functional writes, in the contract's cycle,
+    and .V's output equals the same chain's with the scores through DRAM."""
+    from hw.config import get_config
+    from sim.functional import Machine
+    from test_rtl_accelerator import first_mismatch, race_free_cycles, run_accelerator
+
+    cfg = get_config(cfg_name)
+    stream, dram, out, gold = attention_through_gb(cfg, batch, m, k, n, SEED + m)
+    cycles = race_free_cycles(stream, cfg)
+    want = dram.copy()
+    Machine(cfg, want).run(stream)
+    np.testing.assert_array_equal(want[out:out + gold.size].view(np.int8).reshape(gold.shape), gold)
+    res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
+    assert res["error"] == 0, f"error {res['code']} at instruction {res['pc']}"
+    assert res["done"] == 1 and res["cycle"] == cycles, f"done {res['done']} at {res['cycle']}, contract {cycles}"
+    if not np.array_equal(dram, want):
+        pytest.fail(first_mismatch("scores through the global buffer vs sim.functional", dram, want))
+
+
+def test_gb_epilogue_cases_take_several_beats_a_pixel():
+    """The cases above cover a pixel written in one beat and in several (``store_gb_lanes``), where
+    the epilogue's results are held for the later beats."""
+    from hw.config import get_config
+    from hw.isa import Op
+    from hw.timing import store_gb_lanes
+
+    beats = set()
+    for case in GB_EPILOGUE_LAYERS:
+        cfg_name, batch, m, k, n = getattr(case, "values", case)
+        cfg = get_config(cfg_name)
+        stream = attention_through_gb(cfg, batch, m, k, n, SEED + m)[0]
+        beats |= {store_gb_lanes(i.f, cfg) for i in stream if i.op == Op.STORE and i.dst_gb}
+    assert 1 in beats and max(beats) > 1, beats

@@ -21,14 +21,15 @@ while every member PE's table entry 0 and output shift are checked; a broken rul
 ``error`` (DATA) and nothing is written.  Then three passes over the pixels, each pixel's passes
 ``max(pixels, epilogue_turnaround)`` cycles apart, through the PEs' post-processing into the
 :class:`~hw.rtl.softmax_epilogue.SoftmaxEpilogue` across all lanes; pass 3 is written,
-``store_pipeline`` cycles after its beat.  With the table activation the epilogue's table reads
+``store_pipeline`` cycles after its beat (into the global buffer, pass 3's pixels take their
+slots of beats, the epilogue's results held like the PEs' outputs).  With the table activation the epilogue's table reads
 would meet the post-processing's, and it is built only where the vector executor is
 (``hw.rtl.insn.rtl_unsupported``).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -63,6 +64,13 @@ _COUNT_BITS = 48
 #: The cycle after the start that loads the busy time: the PE bytes' product and sum come first.
 _TIMED_AT = 4
 assert POST_PIPELINE + 1 >= _TIMED_AT + 1
+
+
+def _byte(lane) -> Value:
+    """A lane's value as the byte it is written as: the epilogue's probabilities (0..127) are
+    narrower, and a lane packed beside another must be zero-extended first."""
+    value = Value.cast(lane)
+    return Cat(value, Const(0, 8 - len(value))) if len(value) < 8 else value
 
 
 class StoreUnit(wiring.Component):
@@ -258,12 +266,14 @@ class StoreUnit(wiring.Component):
         passes = Mux(ep, 1 + EPILOGUE_PASSES, 1)
         running = active & (waiting == 0) & (phase < passes)
         # a pixel's slot: a cycle, or into the global buffer a cycle per beat of member PEs (``sub``,
-        # ``gb_slots`` of them: store_gb_lanes), the accumulators read in its first
+        # ``gb_slots`` of them: store_gb_lanes), the accumulators read in its first; with an
+        # epilogue only in the pass that writes (the first two only feed its row reductions)
         sub = field_signal(Op.STORE, "pe_count", "gb_sub")
         gb_slots = field_signal(Op.STORE, "pe_count", "gb_slots")
         slot_on = running & (slot < npix)
         beat = slot_on & (sub == 0)
-        more = slot_on & cs.dst_gb & (sub + 1 != gb_slots)
+        to_gb = slot_on & cs.dst_gb & (~ep | (phase == EPILOGUE_PASSES))
+        more = to_gb & (sub + 1 != gb_slots)
         m.d.comb += [self.st.valid.eq(beat), self.st.acc.eq(cs.acc_addr + slot), self.st.relu.eq(cs.act == Act.RELU),
                      self.st.table.eq(cs.act == Act.TABLE)]
         with m.If(more):
@@ -288,18 +298,23 @@ class StoreUnit(wiring.Component):
             turn = epilogue_turnaround(self._config)
             m.d.sync += [npix.eq(pixels), span.eq(Mux(ep & (pixels < turn), turn, pixels)),
                          row_pitch.eq(cs.t_w * cs.k_pitch), gb_slots.eq(store_gb_lanes(Fields(cs), self._config))]
-        return beat, phase, slot, oy, ox, pix_off, slot_on & cs.dst_gb, sub
+        return beat, phase, slot, oy, ox, pix_off, to_gb, sub
 
     def _writes(self, m, cs, issued, mask, kst, yst, base, ep, rows, nk):
-        """The DRAM lanes of the pixel issued ``WRITE_DELAY`` cycles before, or with an epilogue of
-        the pass-3 pixel issued ``EP_WRITE_DELAY`` cycles before (its result from the epilogue)."""
+        """The lanes of the pixel issued ``WRITE_DELAY`` cycles before, or with an epilogue of the
+        pass-3 pixel issued ``EP_WRITE_DELAY`` cycles before (its result from the epilogue), into
+        DRAM or the global buffer."""
         n, k0 = self._config.num_pe, self._config.k0
         beat, phase, slot, oy, ox, off, gb_slot, sub = issued
         last_pass = beat & ~cs.dst_gb & (~ep | (phase == EPILOGUE_PASSES))
         taps = list(zip(*(delay_line(m, v, EP_WRITE_DELAY, f"issued_{name}") for v, name in
-                          ((last_pass, "valid"), (oy, "oy"), (ox, "ox"), (off, "off")))))
-        dv, doy, dox, doff = (Mux(ep, e, p) for e, p in zip(taps[EP_WRITE_DELAY], taps[WRITE_DELAY]))
+                          ((last_pass, "valid"), (oy, "oy"), (ox, "ox"), (off, "off"), (gb_slot, "gb_valid"),
+                           (sub, "gb_sub")))))
+        dv, doy, dox, doff, dgb, dsub = (Mux(ep, e, p) for e, p in zip(taps[EP_WRITE_DELAY], taps[WRITE_DELAY]))
         y = self._epilogue_lanes(m, ep, rows, nk, beat, phase, slot) if self._epilogue else None
+        ys = [self.st.y[p].as_value() for p in range(n)]
+        if y:
+            ys = [Mux(ep, Cat(*(_byte(v) for v in y[p * k0:(p + 1) * k0])), ys[p]) for p in range(n)]
         x_ok = cs.x0 + dox < cs.t_w
         for p in range(n):
             row_ok = dv & mask[p] & x_ok & (yst[p] + doy < cs.t_h) & ~self.error
@@ -310,20 +325,19 @@ class StoreUnit(wiring.Component):
                     self.dram.addr[lane].eq(base[p] + doff + j),
                     self.dram.data[lane].eq(Mux(ep, y[lane], self.st.y[p][j]) if y else self.st.y[p][j]),
                 ]
-        self._gb_writes(m, cs, (delayed(m, gb_slot, WRITE_DELAY, "gb_valid"), delayed(m, sub, WRITE_DELAY, "gb_sub")),
-                        (taps[WRITE_DELAY][1], taps[WRITE_DELAY][3]), x_ok, kst, yst, base)
+        self._gb_writes(m, cs, (dgb, dsub), (doy, doff), ys, x_ok, kst, yst, base)
 
-    def _gb_writes(self, m, cs, slot, pixel, x_ok, kst, yst, base):
-        """With ``dst_gb``: the pixel's member PEs in set order, one beat a cycle, ``WRITE_DELAY``
-        after their slot's cycles (``slot``: valid, beat index; ``pixel``: its row, DRAM offset):
-        a run of ``hw.timing.store_gb_run`` PEs from PE ``pe``, their K0 bytes side by side (lane
-        group ``i`` PE ``pe + i``, a multiplexer each; one PE when the run is 1).  The first beat
-        takes the PEs' outputs as they come (and holds them), the rest the held copy."""
+    def _gb_writes(self, m, cs, slot, pixel, ys, x_ok, kst, yst, base):
+        """With ``dst_gb``: the pixel's member PEs in set order, one beat a cycle, the write delay
+        after their slot's cycles (``slot``: valid, beat index; ``pixel``: its row, DRAM offset;
+        ``ys``: each PE's output, the epilogue's with one): a run of ``hw.timing.store_gb_run``
+        PEs from PE ``pe``, their K0 bytes side by side (lane group ``i`` PE ``pe + i``, a
+        multiplexer each; one PE when the run is 1).  The first beat takes the outputs as they
+        come (and holds them), the rest the held copy."""
         cfg = self._config
         n, k0, most = cfg.num_pe, cfg.k0, gb_store_group(cfg)
         valid, index = slot
         doy, doff = pixel
-        ys = [self.st.y[p].as_value() for p in range(n)]
         held_y = [Signal(8 * k0, name=f"gb_held{p}") for p in range(n)]
         run = Signal(range(most + 1))
         pe, next_pe = Signal(range(max(n, 2))), Signal(range(max(n, 2)))
