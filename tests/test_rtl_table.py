@@ -68,6 +68,7 @@ def test_table_memory_loads_at_any_alignment(cfg_name):
                 ctx.set(dut.ld.data, int.from_bytes(raw.tobytes() + bytes(g - raw.size), "little"))
                 await ctx.tick()
         ctx.set(dut.ld.en, 0)
+        ctx.set(dut.rd_en, 1)
         for i in range(TABLE_ENTRIES):
             for j in range(lanes):
                 ctx.set(dut.rd_addr[j], (i + 97 * j) % TABLE_ENTRIES)
@@ -95,6 +96,7 @@ def test_table_memory_ignores_other_targets():
         ctx.set(dut.ld.data, (1 << 128) - 1)
         await ctx.tick()
         ctx.set(dut.ld.en, 0)
+        ctx.set(dut.rd_en, 1)
         ctx.set(dut.rd_addr[0], 1)
         await ctx.tick()
         assert ctx.get(dut.rd_data[0]) == 0

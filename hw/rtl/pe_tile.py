@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In
 
@@ -55,6 +55,7 @@ from ..expr import ceil_log2
 from ..numerics import MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, SHIFT_BITS
 from ..timing import dw_gather_max
 from .buses import GemmBusSignature, LoadBusSignature, LoadTarget, StoreBusSignature, load_geometry
+from .kernel_unit import delay_line
 from .postproc import PostProcessor
 from .table_memory import TableMemory
 from .vector_mac import VectorMAC, int8_vector
@@ -321,6 +322,10 @@ class PETile(wiring.Component):
         cfg, st = self._config, self.st
         sv1, relu1, table1 = Signal(), Signal(), Signal()
         m.d.sync += [sv1.eq(st.valid), relu1.eq(st.relu), table1.eq(st.table)]
+        # the table is read while a beat with the table activation is in the post-processing
+        # pipeline (at whichever stage reads it) or a softmax epilogue runs: not on other cycles
+        in_flight = delay_line(m, sv1 & table1, PostProcessor.LATENCY, "table_beat")
+        m.d.comb += table.rd_en.eq(st.ep | Cat(*in_flight).any())
         for j in range(cfg.k0):
             post = self._post_factory(cfg)
             m.submodules[f"post{j}"] = post

@@ -3,7 +3,8 @@
 LOAD_PARAM with ``table = 1`` fills it through the load bus (``LoadTarget.TABLE``), ``G/8``
 parameter-sized entries (two table entries each, ``hw.numerics.TABLE_ENTRY`` little-endian) a
 beat at any entry address, as ``sim.functional`` places them.  The STORE's post-processing
-lanes read it, each lane an entry of its own every cycle.
+lanes read it, each lane an entry of its own a cycle, while ``rd_en`` says a read is wanted (an
+SRAM macro's read enable: an idle table is not read, which also spares a simulator the copies).
 
 Organisation: one copy per read lane (a lane reads any entry every cycle).  A copy is two
 banks (``lib.memory.Memory``, one write port with a write enable per parameter entry and one
@@ -49,9 +50,11 @@ class TableMemory(wiring.Component):
     ld: In(LoadBusSignature(config))
         Load beats; those with ``target == LoadTarget.TABLE`` write ``count`` parameter-sized
         entries at entry ``addr`` (0 .. ``TABLE_ENTRIES`` / 2 - 1).
+    rd_en: In(1)
     rd_addr: In(ArrayLayout(unsigned(8), lanes))
     rd_data: Out(ArrayLayout(signed(TABLE_ENTRY_BITS), lanes))
-        Entry ``rd_addr[j]`` on ``rd_data[j]`` the cycle after.
+        With ``rd_en``, entry ``rd_addr[j]`` on ``rd_data[j]`` the cycle after (otherwise the
+        banks hold their last words: ``rd_data`` is then not to be used).
 
     Raises
     ------
@@ -77,7 +80,7 @@ class TableMemory(wiring.Component):
             raise ValueError(f"a load beat of {per_beat} entries needs two words of {self._word}, more than the "
                              f"{PARAM_ENTRIES} of the table")
         self._config, self._lanes = config, lanes
-        super().__init__({"ld": In(LoadBusSignature(config)),
+        super().__init__({"ld": In(LoadBusSignature(config)), "rd_en": In(1),
                           "rd_addr": In(data.ArrayLayout(unsigned(ceil_log2(TABLE_ENTRIES)), lanes)),
                           "rd_data": Out(data.ArrayLayout(signed(TABLE_ENTRY_BITS), lanes))})
 
@@ -131,7 +134,7 @@ class TableMemory(wiring.Component):
                 wr = mem.write_port(granularity=1)
                 rd = mem.read_port(transparent_for=())
                 m.d.comb += [wr.en.eq(en), wr.addr.eq(addr), wr.data.eq(wdata),
-                             rd.addr.eq(entry[lw + 1:]), rd.en.eq(1)]
+                             rd.addr.eq(entry[lw + 1:]), rd.en.eq(self.rd_en)]
                 words.append(self._word_layout()(rd.data))
             entry_d = index_d[per_param:]
             word = Mux(entry_d[lw], words[1].as_value(), words[0].as_value())
