@@ -31,7 +31,7 @@ selecting its byte from the ``2 G`` bytes the banks return (a ``2G``-to-1 byte c
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -180,10 +180,14 @@ class GlobalBuffer(wiring.Component):
             conflicts.append(clash)
         m.d.comb += self.conflict.eq(Cat(*conflicts).any())
 
-        # One cycle later every lane picks its byte out of the 2G bytes of all banks.
-        lines = data.ArrayLayout(8, 2 * g)(Cat(*(rd.data for _, rd in banks)))
+        # One cycle later every lane picks its byte out of the 2G bytes of all banks: its bank's
+        # row, then the byte in it (the same 2G:1 byte multiplexer as one pick; a simulator then
+        # shifts a row, not all 2G bytes, for each lane).
+        rows = Array(rd.data for _, rd in banks)
         for i in range(g):
             off = Signal(span, name=f"lane{i}_off")
             m.d.sync += off.eq(self.r_addr[i][:span])
-            m.d.comb += self.r_data[i].eq(lines[off])
+            row = Signal(8 * width, name=f"lane{i}_row")
+            m.d.comb += [row.eq(rows[off[lw:]] if nbank > 1 else banks[0][1].data),
+                         self.r_data[i].eq(data.ArrayLayout(8, width)(row)[off[:lw]] if width > 1 else row)]
         return m
