@@ -51,7 +51,7 @@ from . import tiling_cache
 from .ir import Conv2d, Layer, Linear, MatMul
 
 __all__ = ["Problem", "Tiling", "Lowered", "MappingError", "Placement", "problem_of", "map_layer",
-           "rows_complete", "build_stream", "layer_cycles", "default_placement", "PARAM_SLOTS"]
+           "rows_complete", "build_stream", "layer_cycles", "default_placement", "refuse_beyond_isa", "PARAM_SLOTS"]
 
 PARAM_SLOTS = 4          # parameter slots rotated per tile (see _build)
 ALIGN = 64
@@ -815,6 +815,19 @@ def _dimension_beyond_isa(p: Problem) -> Optional[str]:
     return None
 
 
+def refuse_beyond_isa(layers, cfg: AcceleratorConfig) -> None:
+    """MappingError naming the first MAC layer of ``layers`` a dimension of which no instruction
+    field addresses (the search's own refusal, made before anything is mapped or allocated: a
+    network at a huge input size is refused at once)."""
+    for layer in layers:
+        if not isinstance(layer, (Conv2d, Linear, MatMul)):
+            continue
+        for part, _ in _split_groups(problem_of(layer, cfg)):
+            beyond = _dimension_beyond_isa(part)
+            if beyond:
+                raise MappingError(f"{layer.name}: {beyond}")
+
+
 def _unencodable(p: Problem, error: StreamError) -> str:
     """Why ``p``'s stream cannot be encoded: the dimension beyond its field's range, or ``error``."""
     return _dimension_beyond_isa(p) or str(error)
@@ -849,6 +862,7 @@ def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN, 
     """
     p = problem_of(layer, cfg)
     p = replace(p, softmax_row=softmax_row, act=p.act if act is None else act, in_gb=in_gb, out_gb=out_gb)
+    refuse_beyond_isa([layer], cfg)         # before _split cuts a huge layer into bands
     parts = _split(p)
     if (in_gb or out_gb) and parts != [(p, 1)]:
         raise MappingError(f"{p.name}: a layer split into parts does not read or write the global buffer")

@@ -38,7 +38,7 @@ from hw.config import PRESETS, AcceleratorConfig
 from hw.config_file import ConfigError, load_config
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
 from mapper.ir import MAC_KINDS, PARTS, Model
-from mapper.lower import MappingError
+from mapper.lower import MappingError, refuse_beyond_isa
 from mapper.program import DramCapacityError, ProgramError, dram_footprint
 
 from . import plots
@@ -400,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_network, CheckError,
          seed: int | None) -> int:
     t0 = time.perf_counter()                         # the check maps the layers the simulation times
+    try:
+        refuse_beyond_isa(model.layers, cfg)         # a huge input size: before anything is allocated
+    except MappingError as e:
+        return fail(prog, f"cannot map onto configuration {key}: {e}")
     too_big = _dram_too_small(args, model, cfg)      # before the simulation: it fails in a second
     if too_big:
         return fail(prog, too_big)

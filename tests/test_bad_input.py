@@ -226,3 +226,13 @@ def test_make_run_refuses_fusion():
     assert_refused(r, "FUSION is make sim's", "FUSION='0'")
     assert "-m sim.infer" not in r.stdout
     assert "-m sim.infer" in _make("run", "FUSION=").stdout
+
+
+@pytest.mark.parametrize("model, size, layer", [("segformer_b0", "100000x100000", "stage0.patch_embed"),
+                                                ("resnet50", "99999999999999999999x64", "conv1")])
+def test_an_input_size_beyond_the_isa_is_refused_before_anything_is_allocated(tmp_path, model, size, layer):
+    """The first layer too large for the ISA's fields, named in one line, before the DRAM check lays
+    the network out (which allocated per-token arrays and hung on such sizes)."""
+    r = run_tool(["sim.run", "--model", model, "--config", "tiny", "--size", size], tmp_path)
+    assert_refused(r, f"{layer}: ", "input rows, more than the ISA addresses (at most 65535")
+    assert not any(tmp_path.iterdir())
