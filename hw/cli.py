@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
 __all__ = ["OneLineParser", "UsageError", "OutputError", "StagedDir", "StageTicker", "atomic_write",
-           "atomic_write_bytes", "atomic_write_json", "duration", "fail", "file_tag", "human_bytes", "name_token",
-           "output_file", "run_main", "seed", "short_hash"]
+           "atomic_write_bytes", "atomic_write_json", "duration", "fail", "file_tag", "human_bytes", "json_text",
+           "name_token", "output_file", "refuse_replacing", "run_main", "seed", "short_hash"]
 
 
 class UsageError(Exception):
@@ -152,6 +152,16 @@ def output_file(out: Union[str, Path], name: str) -> Path:
     return out if suffix and out.suffix.lower() == suffix and not out.is_dir() else out / name
 
 
+def refuse_replacing(out: Union[str, Path], path: Path, data: bytes) -> None:
+    """UsageError when ``path`` is a file the user named (``--out my.onnx``: ``path`` is ``out``
+    itself) that exists with other bytes than ``data``: an earlier result or the user's own file
+    is never overwritten.  A tool's file in a folder (``out/name``) is its own earlier output of
+    the same name, which a rerun replaces."""
+    if Path(out) == path and path.is_file() and path.read_bytes() != data:
+        raise UsageError(f"{path} exists and holds something else; it is never overwritten "
+                         f"(name another file, or remove it)")
+
+
 def join_name(parts: Iterable[str], limit: int = 120) -> str:
     """Parts joined with ``_``; a name longer than ``limit`` keeps its start and gains a hash of the whole."""
     name = "_".join(p for p in parts if p)
@@ -197,9 +207,14 @@ def atomic_write_bytes(path: Union[str, Path], data: bytes) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
+def json_text(doc, **dump_options) -> str:
+    """``doc`` as the JSON the tools write: indented, ending in a newline."""
+    return json.dumps(doc, indent=1, **dump_options) + "\n"
+
+
 def atomic_write_json(path: Union[str, Path], doc, **dump_options) -> Path:
     """``doc`` as indented JSON ending in a newline."""
-    text = json.dumps(doc, indent=1, **dump_options) + "\n"
+    text = json_text(doc, **dump_options)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 

@@ -25,7 +25,8 @@ import argparse
 import re
 from pathlib import Path
 
-from hw.cli import OneLineParser, UsageError, atomic_write_json, fail, join_name, name_token, output_file, run_main
+from hw.cli import (OneLineParser, UsageError, atomic_write_json, fail, join_name, json_text, name_token, output_file,
+                    refuse_replacing, run_main)
 from .ir import MAC_KINDS, PARTS, Model
 from .onnx_import import is_onnx_path
 from .workloads import MODEL_NAMES, build_model, check_model
@@ -202,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         size = parse_size(args.size) if args.size is not None else None
         model = build_model_or_usage_error(args.model, args.variant, size)
         doc = analyse(model)
-        path = write_json(doc, output_file(args.out, f"{model_tag(model, size is not None)}.json"))
+        path = output_file(args.out, f"{model_tag(model, size is not None)}.json")
+        refuse_replacing(args.out, path, json_text(doc).encode())
+        path = write_json(doc, path)
     except UsageError as e:
         return fail(parser.prog, e)
     if not args.json_only:

@@ -407,7 +407,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from hw.cli import UsageError, atomic_write_bytes, fail, output_file
+    from hw.cli import UsageError, atomic_write_bytes, fail, output_file, refuse_replacing
 
     from .flops import build_model_or_usage_error, model_tag, parse_size
     from .weights import init_weights
@@ -426,8 +426,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         proto = export_onnx(model, init_weights(model, seed),
                             metadata={"vitaccel.model": model.name, "vitaccel.variant": model.variant,
                                       "vitaccel.seed": str(seed)})
+        blob = proto.SerializeToString()
+        refuse_replacing(args.out, path, blob)
         try:
-            atomic_write_bytes(path, proto.SerializeToString())
+            atomic_write_bytes(path, blob)
         except OSError as e:
             raise UsageError(f"cannot write {path}: {e.strerror}") from None
     except UsageError as e:

@@ -236,3 +236,17 @@ def test_an_input_size_beyond_the_isa_is_refused_before_anything_is_allocated(tm
     r = run_tool(["sim.run", "--model", model, "--config", "tiny", "--size", size], tmp_path)
     assert_refused(r, f"{layer}: ", "input rows, more than the ISA addresses (at most 65535")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["mapper.onnx_export", "--model", "segformer_b0", "--size", "64x64"], "user.onnx"),
+    (["mapper.flops", "--model", "segformer_b0"], "mine.json")])
+def test_a_named_output_file_that_exists_is_never_overwritten(tmp_path, argv, name):
+    """A user's own file (or another run's) named as the output is refused, left as it was; the
+    same command writing a new file works, and again when the file holds what it would write."""
+    (tmp_path / name).write_text("my own file\n")
+    r = run_tool([*argv, "--out", name], tmp_path)
+    assert_refused(r, name, "never overwritten")
+    assert (tmp_path / name).read_text() == "my own file\n"
+    for _ in range(2):
+        assert run_tool([*argv, "--out", f"new_{name}"], tmp_path).returncode == 0

@@ -22,9 +22,9 @@ while every member PE's table entry 0 and output shift are checked; a broken rul
 ``max(pixels, epilogue_turnaround)`` cycles apart, through the PEs' post-processing into the
 :class:`~hw.rtl.softmax_epilogue.SoftmaxEpilogue` across all lanes; pass 3 is written,
 ``store_pipeline`` cycles after its beat (into the global buffer, pass 3's pixels take their
-slots of beats, the epilogue's results held like the PEs' outputs).  With the table activation the epilogue's table reads
-would meet the post-processing's, and it is built only where the vector executor is
-(``hw.rtl.insn.rtl_unsupported``).
+slots of beats, the epilogue's results held like the PEs' outputs).  With the table activation
+the epilogue's table reads would meet the post-processing's, and it is built only where the
+vector executor is (``hw.rtl.insn.rtl_unsupported``).
 """
 
 from __future__ import annotations
