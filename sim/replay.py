@@ -7,7 +7,9 @@ configuration is the one the stream was dumped with, read from the ``.json``
 beside it (``sim.streams``), overrides included; ``--config`` names another
 preset, and is needed for a stream without that file.  A malformed or
 truncated stream, or a ``.json`` that is not what ``--dump-layer`` writes, is
-refused with one line (status 2): for a stream, the byte offset of the problem.
+refused with one line (status 2): for a stream, the error code the RTL raises
+(``docs/isa.md``, found in the RTL's order: ``hw.timing.schedule_encoded``), the
+instruction and the byte offset of the problem.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Optional
 from hw.cli import OneLineParser, UsageError, fail, run_main
 from hw.config import AcceleratorConfig
 from hw.config_file import ConfigError, is_config_file, load_config
-from hw.isa import Queue, decode_stream, disassemble
-from hw.timing import occupancy_and_latency, schedule
+from hw.isa import INSN_BYTES, Queue, StreamError, disassemble
+from hw.timing import occupancy_and_latency, schedule_encoded
 
 from .streams import config_from_sidecar, describe_config
 
@@ -28,9 +30,9 @@ __all__ = ["main", "replay"]
 
 
 def replay(data: bytes, cfg) -> dict:
-    """Decode and schedule ``data``; the totals per unit (raises StreamError)."""
-    insns = decode_stream(data)
-    sched = schedule(insns, cfg)
+    """Decode and schedule ``data`` as the RTL runs it (up to END); the totals per unit (raises
+    StreamError)."""
+    insns, sched = schedule_encoded(data, cfg)
     busy = {q.name: 0 for q in (Queue.LOAD, Queue.COMPUTE, Queue.STORE)}
     counts: dict[str, int] = {}
     for insn in insns:
@@ -97,7 +99,9 @@ def main(argv=None) -> int:
         return fail(ap.prog, e)
     except OSError as e:
         return fail(ap.prog, f"{args.stream}: {e.strerror}")
-    except ValueError as e:          # StreamError is a ValueError
+    except StreamError as e:
+        return fail(ap.prog, f"{args.stream}: {_verdict(e)}")
+    except ValueError as e:
         return fail(ap.prog, f"{args.stream}: {e.args[0] if e.args else e}")
     print(f"configuration {describe_config(cfg)} ({source})")
     note = _other_config_note(args.stream, cfg) if args.config is not None else None
@@ -111,6 +115,12 @@ def main(argv=None) -> int:
         print(f"  {unit:8s} busy {b:10d} cycles ({100 * b / max(1, r['total_cycles']):5.1f} %)")
     print("  " + ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())))
     return 0
+
+
+def _verdict(e: StreamError) -> str:
+    """The RTL's verdict on a malformed stream: its error code, the instruction and the message."""
+    where = f" at instruction {e.index} (byte {e.index * INSN_BYTES})" if e.index is not None else ""
+    return f"{e.code.name} ({int(e.code)}){where}: {e.args[0] if e.args else e}"
 
 
 if __name__ == "__main__":

@@ -43,3 +43,20 @@ def test_replay_takes_an_accelerator_file_and_says_when_it_is_not_the_dumped_one
     assert f"file {accel}" in out and "note: the stream was mapped for small" in out
     assert main([str(stream), "--config", "small"]) == 0
     assert "note:" not in capsys.readouterr().out
+
+
+def test_replay_gives_the_rtls_verdict_in_its_order(tmp_path):
+    """A stream with two faults is refused for the first the RTL meets, with its error code (a range
+    at instruction 0 before a word that is no instruction at 3); words after END are not read."""
+    cfg = get_config("small")
+    bad_set = _insn(Op.LOAD_PARAM, pe_first=0, pe_count=cfg.num_pe + 1, n_entries=1)
+    good = [_insn(Op.FENCE), _insn(Op.FENCE)]
+    data = encode_stream([bad_set, *good]) + bytes(32) + encode_stream([_insn(Op.END)])
+    f = tmp_path / "s.bin"
+    f.write_bytes(data)
+    p = subprocess.run([sys.executable, "-m", "sim.replay", str(f), "--config", "small"], capture_output=True,
+                       text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "RANGE (" in p.stderr and "at instruction 0 (byte 0)" in p.stderr, p.stderr
+    after_end = encode_stream([*good, _insn(Op.END)]) + bytes(32) + b"\x01" * 7
+    assert replay(after_end, cfg)["instructions"] == 3
