@@ -374,6 +374,12 @@ class _Importer:
         if arr.dtype.kind == "f":
             if arr.dtype != np.float32:
                 raise self.fail(f"tensor {name!r} has data type {arr.dtype}; supported: float32 and int8")
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            if bad:
+                readers = [n.name or n.output[0] for n in self.graph.node if name in n.input]
+                raise self.fail(f"tensor {name!r}{f' (read by node {readers[0]!r})' if readers else ''} holds {bad} "
+                                f"value(s) that are not finite (NaN or infinity); weights and constants must be "
+                                f"finite")
             shape3, strides = _default_layout(arr.shape)
             data = arr[0].transpose(1, 2, 0) if len(arr.shape) == 4 and arr.shape[0] == 1 else arr
             self._seq += 1

@@ -268,3 +268,15 @@ def test_a_graph_that_computes_nothing_is_refused():
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(OnnxImportError, match="computes nothing the accelerator runs"):
         import_onnx(proto, "identity")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_weights_that_are_not_finite_are_refused(bad):
+    """A NaN or an infinity in an initializer names the tensor and the node that reads it (it was
+    calibrated into garbage that still checked bit-exact against itself)."""
+    g = Graph()
+    w = np.full((4, 8, 1, 1), 0.1, np.float32)
+    w[1, 2, 0, 0] = bad
+    y = g.op("Conv", ["x", g.init("conv.weight", w)], "", kernel_shape=[1, 1])
+    _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "'conv.weight'", "read by node '/Conv_1'",
+             "1 value(s) that are not finite")
