@@ -291,7 +291,9 @@ def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
     try:
         cfg = load_config(args.config, **_overrides(args))
     except ConfigError as e:
-        raise UsageError(str(e)) from None
+        kib = args.global_buf_kib        # the option names KiB, the field bytes: say both
+        raise UsageError(f"--global-buf-kib {kib}: {e}" if kib is not None and "global_buf_bytes" in str(e)
+                         else str(e)) from None
     key = cfg.name
     model = build_model_or_usage_error(args.model, args.variant, size)
     if args.dump_layer is not None:

@@ -129,7 +129,7 @@ def test_resnet50_on_E_no_plots(tmp_path):
     (["--model", "segformer_b0", "--size", "64by64", "--config", "E"], "HxW"),
     (["--model", "segformer_b0", "--config", "E", "--dram-bytes-per-cycle", "0"], "dram_bytes_per_cycle"),
     (["--model", "segformer_b0", "--config", "E", "--clock-ghz", "-1"], "clock_ghz"),
-    (["--model", "segformer_b0", "--config", "E", "--global-buf-kib", "0"], "global_buf_bytes"),
+    (["--model", "segformer_b0", "--config", "E", "--global-buf-kib", "0"], "--global-buf-kib 0: "),
     ([*SMALL, "--dump-layer", "no.such.layer"], "stage0.patch_embed"),
 ])
 def test_bad_input_exits_2_without_writing(tmp_path, args, needle):
