@@ -97,7 +97,9 @@ def run_dir(model: Model, cfg: AcceleratorConfig, size_given: bool, *, mac_only:
                     f"check_seed{check_seed}" if check_seed is not None else "")
 
 
-def build_report(res: SimResult, cfg_key: str) -> dict:
+def build_report(res: SimResult, cfg_key: str, input_shape=None) -> dict:
+    """The report.json document of a simulation (``docs/sim_report.md``); ``input_shape``: the
+    model's (H, W, C) input, which tells reports of one model at two sizes apart."""
     cfg = res.config
     area = area_mm2(cfg)
     seconds = res.time_ms * 1e-3
@@ -106,6 +108,7 @@ def build_report(res: SimResult, cfg_key: str) -> dict:
         "model": res.model,
         "config": cfg_key,
         "variant": res.variant,
+        **({"input": list(input_shape)} if input_shape is not None else {}),
         "clock_ghz": cfg.clock_ghz,
         "total_cycles": res.total_cycles,
         "time_ms": res.time_ms,
@@ -448,7 +451,7 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
         check = dict(check) if isinstance(check, dict) else {"result": check}
         check.setdefault("seed", seed)
 
-    doc = build_report(res, key)
+    doc = build_report(res, key, model.input)
     if check is not None:
         doc["check"] = check
     notes = _write_files(stage.path, args, doc, res, model, cfg, detail, formats)

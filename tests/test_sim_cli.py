@@ -34,6 +34,7 @@ def test_report_csv_plots_dump_and_trace(tmp_path):
     doc = json.loads((out / "report.json").read_text())
     assert REQUIRED <= set(doc)
     assert doc["model"] == "segformer_b0" and doc["config"] == "small" and doc["variant"] == "full"
+    assert doc["input"] == [64, 64, 3]                                   # what tells two sizes apart
     assert doc["config_params"]["name"] == "small"
     assert doc["total_macs"] == sum(l["macs"] for l in doc["layers"]) > 0
     assert doc["total_cycles"] == sum(l["cycles"] for l in doc["layers"]) + RUN_OVERHEAD     # + decode start, END
