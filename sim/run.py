@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from hw.cli import OneLineParser, StagedDir, UsageError, fail, run_main, seed
+from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, fail, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
 from hw.config_file import ConfigError, load_config
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
@@ -364,7 +364,10 @@ def _dram_too_small(args, model: Model, cfg: AcceleratorConfig) -> str:
     if args.mac_only:
         return ""
     try:
-        dram_footprint(model, cfg, fuse=not args.no_fusion)
+        # it maps every layer (minutes for a large network on a small configuration): say so
+        with StageTicker(f"{model.name} on {cfg.name}", enabled=not args.quiet) as ticker:
+            ticker.stage("checking that its program fits the DRAM (mapping the layers)")
+            dram_footprint(model, cfg, fuse=not args.no_fusion)
     except DramCapacityError as e:
         return str(e)
     except (ProgramError, MappingError):      # the simulation reports a layer it cannot map
