@@ -206,7 +206,7 @@ class VectorUnit(wiring.Component):
         # the entry read DRAM_READ_LATENCY cycles earlier (entry k holds x = k - 128)
         loading = delayed(m, seq.loading, r, "table_loading")
         values = {
-            "d": d, "plan": plan_bits, "issue": seq.issue, "j": seq.j, "cm": Cat(*seq.cm),
+            "d": d, "plan": plan_bits, "flush": self.start & ~self.busy, "issue": seq.issue, "j": seq.j, "cm": Cat(*seq.cm),
             "step_in": Cat(*(steps[t.slot_in(i)] for i in range(_S))),
             "step_out": Cat(*(steps[t.slot_in(i) + t.slot_latency] for i in range(_S))),
             "entry_in": Cat(*(Mux(plan.row2_at[i], entries[t.slot_in(i) - r][1], entries[t.slot_in(i) - r][0])
