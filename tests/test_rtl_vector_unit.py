@@ -26,7 +26,7 @@ from hw import vector as vec
 from hw.config import get_config
 from hw.timing import VEC_FETCH_BYTES, VEC_STAGE_LATENCY, vec_cycles
 from hw.isa import ErrorCode, StreamError, VecOp
-from hw.rtl.axis_counter import AxisCounter
+from hw.rtl.axis_counter import AxisCounter, WideAxisCounter
 from hw.rtl.buses import VEC_TIMING
 from hw.rtl.accelerator import DRAM_READ_LATENCY
 from hw.rtl.vector_descriptor import DESCRIPTOR, descriptor_slots, field_slots
@@ -81,6 +81,53 @@ def test_axis_counter_steps_the_offsets_of_axis_offsets():
         offsets, valid = vec.axis_offsets(ax)
         want = [(int(o) % (1 << 32), bool(v)) for o, v in zip(offsets, valid)]
         assert seen == want, f"case {case} {ax}: offsets/valid {seen} != {want}"
+
+
+@pytest.mark.parametrize("max_step", [2, 3, 4])
+def test_wide_axis_counter_moves_several_positions_in_one_step(max_step):
+    """``WideAxisCounter``: each walker's position moves by 0 .. ``max_step`` positions a cycle, or
+    restarts at a position below ``max_step``, at random (axes whose wrap and window are shorter
+    than a move among them); its offsets and padding are ``axis_offsets``'."""
+    rng = np.random.default_rng([SEED, max_step])
+    axes = [random_axis(rng) for _ in range(20)]
+    dut = WideAxisCounter(max_step, 2)
+    plans = [[(int(rng.integers(0, 6)) == 0, int(rng.integers(0, max_step + 1)), int(rng.integers(0, max_step)))
+              for _ in range(16)] for _ in axes]
+    got = []
+
+    async def bench(ctx):
+        for ax, plan in zip(axes, plans):
+            for name, value in ax.fields().items():
+                ctx.set(getattr(dut, name), value)
+            await ctx.tick()                 # the per-pass tables: two cycles after the fields
+            ctx.set(dut.load, 1)
+            await ctx.tick()
+            ctx.set(dut.load, 0)
+            ctx.set(dut.move, 0b11)
+            seen = []
+            for restart, d, at in plan:      # walker 1 moves as planned, walker 0 by max_step
+                seen.append((ctx.get(dut.offset[1]), not ctx.get(dut.padding[1])))
+                ctx.set(dut.restart, 2 * restart)
+                ctx.set(dut.step_by[0], max_step)
+                ctx.set(dut.step_by[1], d)
+                ctx.set(dut.restart_at[1], at)
+                await ctx.tick()
+            seen.append((ctx.get(dut.offset[1]), not ctx.get(dut.padding[1])))
+            ctx.set(dut.move, 0)
+            ctx.set(dut.restart, 0)
+            got.append(seen)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    for case, (ax, plan, seen) in enumerate(zip(axes, plans, got)):
+        i, want = 0, []
+        for restart, d, at in plan + [(False, 0, 0)]:
+            u = (ax.start + i) % ax.wrap
+            want.append((((u % ax.win) * ax.stride + (u // ax.win) * ax.s_hi) % (1 << 32), u < ax.valid))
+            i = at if restart else i + d
+        assert seen == want, f"case {case} {ax}: moves {plan}"
 
 
 def test_descriptor_layout_reads_the_encoded_fields():
@@ -172,10 +219,11 @@ def run_on(dut, runs: list[tuple[np.ndarray, list]], max_cycles: int = 50_000) -
     return results
 
 
-def run_units(runs: list[tuple[vec.Descriptor, np.ndarray]], max_row: int = 64) -> list[dict]:
+def run_units(runs: list[tuple[vec.Descriptor, np.ndarray]], max_row: int = 64, lanes: int = SWEEP_LANES,
+              walk_rows: int = 1) -> list[dict]:
     """Run each descriptor over its DRAM image (in place), one after the other on one VectorUnit:
     per run the cycles from start to done, and those of the unit's own formula (``formula``)."""
-    dut = VectorUnit(TINY, lanes=SWEEP_LANES, max_row=max_row)
+    dut = VectorUnit(TINY, lanes=lanes, max_row=max_row, walk_rows=walk_rows)
     results = run_on(dut, [(dram, [(dut.desc.as_value(), descriptor_slots(d))]) for d, dram in runs])
     return [res | {"formula": dut.cycles(d)} for (d, _), res in zip(runs, results)]
 
@@ -222,6 +270,58 @@ def test_vector_unit_takes_its_documented_cycles(chain_runs):
     """The unit's cycles are ``VectorUnit.cycles``: tables, passes x row + gap per row, fill."""
     for (chain, seed), (_, _, _, res) in chain_runs.items():
         assert res["cycles"] == res["formula"], f"{chain} seed {seed}"
+
+
+#: Units whose walker hands out several rows a cycle, (lanes, walk_rows): walks of two cycles of two
+#: and of three rows, one of a single cycle of four.
+WIDE_UNITS = [(4, 2), (6, 3), (4, 4)]
+#: Rasters of their passes: one row; the lanes and one more (a second group of one pixel); rows not
+#: a multiple of the walk; rasters narrower than the walk (several image rows a step); a softmax's
+#: heads multiply the rows.
+WIDE_RASTERS = {(4, 2): [(1, 1), (1, 5), (3, 3)], (6, 3): [(1, 1), (7, 1), (2, 5), (4, 2)],
+                (4, 4): [(1, 1), (5, 1), (3, 3), (2, 6)]}
+#: The cases in ``make test``, the edges: one row; a raster one pixel wide (each walker several image
+#: rows a step) and one narrower than the walk; rows not a multiple of the walk and an image row
+#: crossed within a step; the lanes and one more; a softmax's heads; two layernorms after a shorter
+#: pass (the slots it does not use are emptied); in place.  Every chain on every raster is marked slow.
+WIDE_FAST = {((4, 4), (1, 1), "copy"), ((4, 4), (5, 1), "softmax"), ((4, 4), (3, 3), "add_layernorm_layernorm"),
+             ((4, 4), (2, 6), "add_in_place"), ((6, 3), (7, 1), "add_layernorm_layernorm"),
+             ((6, 3), (2, 5), "softmax")}
+WIDE_CASES = [pytest.param(unit, raster, chain, id=f"{unit[0]}x{unit[1]}-{raster[0]}x{raster[1]}-{chain}",
+                           marks=() if (unit, raster, chain) in WIDE_FAST else pytest.mark.slow)
+              for unit in WIDE_UNITS for raster in WIDE_RASTERS[unit] for chain in CHAINS
+              if raster != (1, 1) or chain in ("copy", "softmax", "add_layernorm_layernorm")]
+
+
+@pytest.fixture(scope="module")
+def wide_runs(request) -> dict:
+    """The selected cases of WIDE_CASES run on their units, each unit's one after the other."""
+    selected = {tuple(item.callspec.params[k] for k in ("unit", "raster", "chain")) for item in request.session.items
+                if getattr(item, "originalname", None) == "test_a_walker_of_several_rows_a_cycle_keeps_every_pass_exact"}
+    out = {}
+    for unit in WIDE_UNITS:
+        passes = {}
+        for i, (u, raster, chain) in enumerate(case.values for case in WIDE_CASES):
+            if u == unit and (u, raster, chain) in selected:
+                rng = np.random.default_rng([SEED, 7, i])
+                d, dram = random_pass(rng, CHAINS[chain], in_place=chain in IN_PLACE, raster=raster)
+                passes[unit, raster, chain] = (d, dram, functional(d, dram))
+        if passes:
+            results = run_units([(d, dram) for d, dram, _ in passes.values()], lanes=unit[0], walk_rows=unit[1])
+            out |= {key: (*run, res) for (key, run), res in zip(passes.items(), results)}
+    return out
+
+
+@pytest.mark.parametrize("unit,raster,chain", WIDE_CASES)
+def test_a_walker_of_several_rows_a_cycle_keeps_every_pass_exact(wide_runs, unit, raster, chain):
+    """Row lanes ``walk_rows`` at a time (``hw/rtl/vector_walker.py``): the image is the functional
+    model's and the cycles ``hw.timing.vec_row_cycles``' with the walk of ``lanes / walk_rows``
+    cycles and the walker's setup."""
+    d, dram, want, res = wide_runs[unit, raster, chain]
+    assert (res["error"], res["overrun"]) == (0, False), f"{chain}: {res} for {d}"
+    if not np.array_equal(dram, want):
+        pytest.fail(f"{unit} {chain} {raster}, {d}: {first_difference(dram, want)}")
+    assert res["cycles"] == res["formula"], f"{unit} {chain} {raster}"
 
 
 #: A nearest resize of a 1x2 source to 1x2 pixels (witnesses 1 and 0).

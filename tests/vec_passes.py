@@ -173,13 +173,15 @@ def stage_params(kind: VecOp, rng, dram: Dram, c: int, row: int) -> dict:
 
 
 def random_pass(rng, chain: list[VecOp], in_place: bool = False,
-                prefix: np.ndarray | None = None) -> tuple[vec.Descriptor, np.ndarray]:
+                prefix: np.ndarray | None = None, raster: tuple[int, int] | None = None,
+                ) -> tuple[vec.Descriptor, np.ndarray]:
     """A descriptor running ``chain`` over a small random iteration space, and its DRAM image:
     stage 0 reads operand 0, each stage's second input is a fresh operand, each stage writes a
     fresh operand (the last always, the others by chance).  ``in_place``: operand 0 has a
-    one-to-one pattern and stage 0 writes it.  ``prefix``: the image starts with these bytes."""
+    one-to-one pattern and stage 0 writes it.  ``prefix``: the image starts with these bytes.
+    ``raster``: its ``(h, w)`` (random up to 3x3 without)."""
     dram = Dram(rng, prefix)
-    h, w = (int(v) for v in rng.integers(1, 4, 2))
+    h, w = raster if raster is not None else (int(v) for v in rng.integers(1, 4, 2))
     c = int(rng.integers(1, 9))
     row = softmax_row(rng, c)
     repeat_c = row if VecOp.SOFTMAX in chain and row != c else None

@@ -101,7 +101,7 @@ def _slots(layout) -> data.ArrayLayout:
 
 #: The lane's ports and their layouts (``VectorRowLane``'s members).
 _PORTS = {
-    "d": (In, DESCRIPTOR), "plan": (In, PLAN), "walk_row": (In, ROW), "take": (In, 1), "start_row": (In, 1),
+    "d": (In, DESCRIPTOR), "plan": (In, PLAN), "walk_row": (In, ROW), "take": (In, 1), "start_row": (In, 1), "flush": (In, 1),
     "issue": (In, 1), "j": (In, _C), "cm": (In, data.ArrayLayout(_OPERAND_C, _K)),
     "step_in": (In, _slots(STEP)), "step_out": (In, _slots(STEP)), "entry_in": (In, _slots(LN_ENTRY)),
     "table_en": (In, _slots(1)), "table_addr": (In, 8), "table_data": (In, _slots(8)),
@@ -135,6 +135,9 @@ class VectorRowLane(wiring.Component):
     walk_row: In(ROW), take: In(1), start_row: In(1)
         The walker's row, which the lane takes as its next when ``take``; on ``start_row`` the lane
         starts its next row (``walk_row`` itself if taken in that cycle) and holds it while it runs.
+    flush: In(1)
+        The unit latches a new pass: the elements still in flight are dropped (those of the
+        previous pass in the slots it did not use, which would otherwise reach this pass's row units).
     issue: In(1), j: In(16), cm: In(ArrayLayout(16, MAX_OPERANDS))
         An element is issued this cycle, its channel within the row, and each repeating
         operand's channel (counted by the unit, shared by all lanes).
@@ -188,8 +191,12 @@ class VectorRowLane(wiring.Component):
                          slot.table_w.data.eq(p.table_data[i])]
         m.submodules.softmax, m.submodules.layernorm = self._softmax, self._layernorm
         m.submodules.layernorm2 = self._layernorm2
-        beats = delay_line(m, self._issue(m, p, self._row(m, p)), self._timing.depth, "beat")
-        self._slots_and_writes(m, p, beats, self._read_bytes(m, p, beats))
+        beat = self._issue(m, p, self._row(m, p))
+        beats = delay_line(m, beat, self._timing.depth, "beat")
+        # the valids apart, emptied on a new pass: a pass drains only the slots it uses, and an element
+        # of the previous one further on would reach this pass's row units (their state outlives it)
+        valids = delay_line(m, beat.valid, self._timing.depth, "beat_valid", clear=p.flush)
+        self._slots_and_writes(m, p, beats, valids, self._read_bytes(m, p, beats))
         return m
 
     def _row(self, m: Module, p):
@@ -237,8 +244,9 @@ class VectorRowLane(wiring.Component):
             m.d.comb += first[k].eq(Mux(beats[r].rd_ok[k], p.rd_data[k], 0))
         return {r + k: tap for k, tap in enumerate(delay_line(m, first, self._timing.slot_in(_S - 1) - r, "bytes"))}
 
-    def _slots_and_writes(self, m: Module, p, beats: list, taps: dict) -> None:
-        """The stage slots, the row units between them and the write lanes."""
+    def _slots_and_writes(self, m: Module, p, beats: list, valids: list, taps: dict) -> None:
+        """The stage slots, the row units between them and the write lanes (``valids``: the beats'
+        valid, of this pass only)."""
         s, d, plan = self._timing.slot_latency, p.d, p.plan
         sm, ln, ln2 = self._softmax, self._layernorm, self._layernorm2
         row_y = Mux(plan.softmax, delayed(m, sm.out.y, s - sm.out_latency, "softmax_y"),
@@ -250,8 +258,8 @@ class VectorRowLane(wiring.Component):
             t_in, stage = self._timing.slot_in(i), d.stages[i]
             x_read = taps[t_in][2 * i].as_signed()
             x_in = x_read if y_prev is None else Mux(stage.copy.src == vec.PREV, y_prev, x_read)
-            drive_stage(m, slot, stage, x_in, taps[t_in][2 * i + 1].as_signed(), beats[t_in].valid)
-            for key, value in (("x", x_in), ("valid", beats[t_in].valid), ("last", p.step_in[i].last),
+            drive_stage(m, slot, stage, x_in, taps[t_in][2 * i + 1].as_signed(), valids[t_in])
+            for key, value in (("x", x_in), ("valid", valids[t_in]), ("last", p.step_in[i].last),
                                ("fed", p.step_in[i].fed), ("entry", p.entry_in[i].as_value())):
                 row_in[key].append(value)
             result = Mux(plan.row2_at[i], row2_y,
@@ -259,7 +267,7 @@ class VectorRowLane(wiring.Component):
             out = beats[t_in + s]
             y = Signal(8, name=f"y{i}")
             m.d.comb += [y.eq(Mux(out.ok[i], result, 0)),
-                         p.wr_en[i].eq(out.valid & p.step_out[i].final & out.wr[i]),
+                         p.wr_en[i].eq(valids[t_in + s] & p.step_out[i].final & out.wr[i]),
                          p.wr_addr[i].eq(out.wr_addr[i]), p.wr_data[i].eq(y)]
             y_prev = y.as_signed()
         self._drive_row_units(m, p, *({k: Array(v)[at] for k, v in row_in.items()}

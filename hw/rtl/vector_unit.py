@@ -11,7 +11,9 @@ in step, one element of each a cycle, channels in order:
   group's row: every operand's pixel address and whether the pixel is padding, and the row's
   first channel.  It walks the next group while the lanes run the current one, so a group takes
   ``max(row_cycles, lanes)`` cycles; the first group waits for its walk.  Lanes past the last row
-  idle.  No division anywhere: the address of an element is its row's pixel address plus its
+  idle.  With ``walk_rows`` > 1 the walk is ``hw/rtl/vector_walker.py``'s: ``walk_rows`` interleaved
+  walkers, each moving that many rows in one step, so a group takes ``max(row_cycles, lanes /
+  walk_rows)`` cycles (``hw.timing.vec_row_cycles``).  No division anywhere: the address of an element is its row's pixel address plus its
   channel (or, for an operand whose channels repeat, a counter of the channel modulo its ``c``).
 * Every slot takes ``slot_latency`` cycles whatever its operation, so where each element is at
   each cycle is fixed: each stage's operands are read when the element issues and delayed to
@@ -44,12 +46,13 @@ from .. import operators as ops
 from .. import vector as vec
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, ErrorCode, VecOp
-from ..timing import vec_row_cycles
+from ..timing import VEC_WALK_ROWS, vec_row_cycles, vec_walk_rows
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
-from .axis_counter import AxisCounter
+from .axis_counter import operand_axes
 from .kernel_unit import delay_line, delayed
 from .vector_descriptor import DESCRIPTOR, field_slots, stage_fields
 from .vector_row_lane import LANE_READS, LUT_ENTRIES, PLAN, ROW, STEP, VectorRowLane, row_lane_timing
+from .vector_walker import RowWalker
 
 __all__ = ["VectorUnit", "unit_cycles", "ROW_OPS", "read_lanes", "write_lanes", "LUT_ENTRIES"]
 
@@ -72,13 +75,14 @@ def write_lanes(lanes: int) -> int:
     return _S * lanes
 
 
-def unit_cycles(d: vec.Descriptor, lanes: int, max_row: int = ops.MAX_ROW) -> int:
-    """Cycles from ``start`` to ``done`` of a unit of ``lanes`` row lanes for descriptor ``d`` it runs:
-    one to check it, ``LUT_ENTRIES`` to load the LUT stages' tables (all at once), the rows
-    (``hw.timing.vec_row_cycles``), then the last element's way through the read and its stages."""
+def unit_cycles(d: vec.Descriptor, lanes: int, max_row: int = ops.MAX_ROW, walk_rows: int = VEC_WALK_ROWS) -> int:
+    """Cycles from ``start`` to ``done`` of a unit of ``lanes`` row lanes walking up to ``walk_rows``
+    rows a cycle, for descriptor ``d`` it runs: one to check it, ``LUT_ENTRIES`` to load the LUT
+    stages' tables (all at once), the rows (``hw.timing.vec_row_cycles``, the walker's setup
+    included), then the last element's way through the read and its stages."""
     rows, row, passes, gap = vec.row_schedule(d)
     tables = LUT_ENTRIES if any(st.op == VecOp.LUT for st in d.stages) else 0
-    lane_cycles = vec_row_cycles({"rows": rows, "row_cycles": passes * row + gap}, lanes)
+    lane_cycles = vec_row_cycles({"rows": rows, "row_cycles": passes * row + gap}, lanes, walk_rows=walk_rows)
     return 1 + tables + lane_cycles + DRAM_READ_LATENCY + len(d.stages) * row_lane_timing(max_row).slot_latency
 
 
@@ -93,6 +97,10 @@ class VectorUnit(wiring.Component):
         Row lanes (``config.vector_lanes`` by default, what the timing contract counts).
     max_row : int
         Longest softmax or layernorm row (sizes the row units), 1..``hw.operators.MAX_ROW``.
+    walk_rows : int
+        Rows the walker hands out a cycle, at most (``hw.timing.vec_walk_rows``: the most that
+        divide ``lanes``; ``hw.timing.VEC_WALK_ROWS`` by default, what the contract counts).  Above
+        one, ``hw/rtl/vector_walker.py``'s interleaved walkers.
 
     Members
     -------
@@ -120,17 +128,20 @@ class VectorUnit(wiring.Component):
     export_nested = True
 
     @classmethod
-    def export_params(cls, config: AcceleratorConfig, lanes: int | None = None, max_row: int = ops.MAX_ROW) -> dict:
-        return {"v": config.vector_lanes if lanes is None else lanes, "r": max_row}
+    def export_params(cls, config: AcceleratorConfig, lanes: int | None = None, max_row: int = ops.MAX_ROW,
+                      walk_rows: int = VEC_WALK_ROWS) -> dict:
+        lanes = config.vector_lanes if lanes is None else lanes
+        rows = vec_walk_rows(lanes, walk_rows)
+        return {"v": lanes, "r": max_row} | ({"w": rows} if rows > 1 else {})
 
     def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, max_row: int = ops.MAX_ROW,
-                 lane_factory=VectorRowLane):
+                 walk_rows: int = VEC_WALK_ROWS, lane_factory=VectorRowLane):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         lanes = config.vector_lanes if lanes is None else lanes
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
-        self._config, self._n = config, lanes
+        self._config, self._n, self._walk_rows = config, lanes, vec_walk_rows(lanes, walk_rows)
         self._timing = row_lane_timing(max_row)
         self._lanes = [lane_factory(config, max_row=max_row) for _ in range(lanes)]
         super().__init__({
@@ -144,6 +155,11 @@ class VectorUnit(wiring.Component):
         return self._n
 
     @property
+    def walk_rows(self) -> int:
+        """Rows the walker hands out a cycle (``hw.timing.vec_walk_rows``)."""
+        return self._walk_rows
+
+    @property
     def slot_latency(self) -> int:
         """Cycles an element spends in each stage slot: the slowest of the lane and the row units."""
         return self._timing.slot_latency
@@ -154,7 +170,7 @@ class VectorUnit(wiring.Component):
 
     def cycles(self, d: vec.Descriptor) -> int:
         """Cycles from ``start`` to ``done`` for descriptor ``d`` the unit runs (``unit_cycles``)."""
-        return unit_cycles(d, self._n, self.max_row)
+        return unit_cycles(d, self._n, self.max_row, self._walk_rows)
 
     def gap_cycles(self, op: VecOp) -> int:
         """Cycles the row unit of ``op`` needs between its row's last passes."""
@@ -206,7 +222,7 @@ class VectorUnit(wiring.Component):
         # the entry read DRAM_READ_LATENCY cycles earlier (entry k holds x = k - 128)
         loading = delayed(m, seq.loading, r, "table_loading")
         values = {
-            "d": d, "plan": plan_bits, "issue": seq.issue, "j": seq.j, "cm": Cat(*seq.cm),
+            "d": d, "plan": plan_bits, "flush": self.start & ~self.busy, "issue": seq.issue, "j": seq.j, "cm": Cat(*seq.cm),
             "step_in": Cat(*(steps[t.slot_in(i)] for i in range(_S))),
             "step_out": Cat(*(steps[t.slot_in(i) + t.slot_latency] for i in range(_S))),
             "entry_in": Cat(*(Mux(plan.row2_at[i], entries[t.slot_in(i) - r][1], entries[t.slot_in(i) - r][0])
@@ -225,7 +241,8 @@ class VectorUnit(wiring.Component):
         enables, addresses and write data (``_drive_dram`` joins them)."""
         lp = VectorRowLane.ports(lane)
         m.d.comb += [getattr(lp, name).eq(value) for name, value in shared.items()]
-        m.d.comb += [lp.walk_row.eq(seq.walk_row), lp.take.eq(seq.walk_en & (seq.wk == l)),
+        k = self._walk_rows
+        m.d.comb += [lp.walk_row.eq(seq.rows[l % k]), lp.take.eq(seq.walk_en & (seq.wk == l // k)),
                      lp.start_row.eq(seq.begin),
                      lp.rd_data.eq(self._rd_data.word_select(l, 8 * LANE_READS))]
         return {"rd_en": [lp.rd_en[k] for k in range(LANE_READS)], "rd_addr": [lp.rd_addr[k] for k in range(LANE_READS)],
@@ -350,7 +367,8 @@ class _Sequencer:
         self.j, self.p = Signal.like(plan.row_len), Signal.like(plan.passes)
         self.gap_left = Signal.like(plan.gap)
         self.running, self.walking = Signal(), Signal()
-        self.wk = Signal(range(max(n, 2)))
+        self.walk_cycles = n // unit.walk_rows
+        self.wk = Signal(range(max(self.walk_cycles, 2)))
         self.hd, self.ch0 = Signal.like(plan.heads), Signal.like(head.c)
         self.px, self.py = Signal.like(head.w), Signal.like(head.h)
         self.walked = Signal()                    # the walker is past the last row
@@ -362,20 +380,17 @@ class _Sequencer:
         # the lanes hold their rows; the unit only what lane 0's next row says about the group
         self.first_valid = Signal()
         self.step = Signal(STEP)
-        self.axes = [self._axes(k) for k in range(_K)]
-        self.walk_row = self._walk_row()
+        self.walk_en = Signal()
+        if unit.walk_rows > 1:
+            self.walker = RowWalker(m, d, plan.heads, plan.row_len, unit.walk_rows)
+            m.d.comb += [self.walker.load.eq(self.load), self.walker.advance.eq(self.walk_en)]
+            self.rows = self.walker.rows
+        else:
+            self.walker = None
+            self.axes = [operand_axes(m, f"operand{k}", d.operands[k], self.load) for k in range(_K)]
+            self.rows = [self._walk_row()]
         self._fsm()
         self._shared_reads()
-
-    def _axes(self, k: int) -> tuple[AxisCounter, AxisCounter]:
-        m, op = self.m, self.d.operands[k]
-        y, x = AxisCounter(), AxisCounter()
-        m.submodules[f"operand{k}_y"], m.submodules[f"operand{k}_x"] = y, x
-        for prefix, counter in (("y_", y), ("x_", x)):
-            for name, _, _ in vec.AXIS_FIELDS:
-                m.d.comb += getattr(counter, name).eq(getattr(op, prefix + name))
-            m.d.comb += counter.load.eq(self.load)
-        return y, x
 
     def _walk_row(self):
         """The row the walker is at: each operand's pixel address and validity, its first channel."""
@@ -387,12 +402,12 @@ class _Sequencer:
         return row
 
     def _fsm(self) -> None:
-        m, u, plan, n = self.m, self.unit, self.plan, self.unit.lanes
-        self.walk_en = walk_en = Signal()
+        m, u, plan = self.m, self.unit, self.plan
+        walk_en = self.walk_en
         # a group of rows starts once the previous one issued its last element and the walker
         # handed over the next (both may end in this cycle)
         run_ends = ~self.running | (self.issue & (self.j + 1 == plan.row_len) & (self.p + 1 == plan.passes))
-        walk_ends = ~walk_en | (self.wk == n - 1)
+        walk_ends = ~walk_en | (self.wk == self.walk_cycles - 1)
         self.begin = begin = Signal()
         with m.FSM(name="vec"):
             with m.State("IDLE"):
@@ -407,6 +422,18 @@ class _Sequencer:
                     m.d.comb += self.load.eq(1)
                     m.d.sync += [self.running.eq(0), self.wk.eq(0), self.hd.eq(0), self.ch0.eq(0), self.px.eq(0),
                                  self.py.eq(0), self.walked.eq(0), self.entry.eq(0)]
+                    m.next = "WALK"
+                    with m.If(_any(plan.lut_at)):
+                        m.next = "TABLES"
+                    if self.walker is not None:
+                        m.next = "PRIME"
+            if self.walker is not None:
+                # the walker's setup (SETUP_CYCLES): each walker to its first row
+                with m.State("PRIME"):
+                    m.d.comb += [u.busy.eq(1), self.walker.prime.eq(1)]
+                    m.next = "SETTLE"
+                with m.State("SETTLE"):
+                    m.d.comb += [u.busy.eq(1), self.walker.settle.eq(1)]
                     m.next = "WALK"
                     with m.If(_any(plan.lut_at)):
                         m.next = "TABLES"
@@ -433,7 +460,7 @@ class _Sequencer:
         """Start the lanes on their walked rows (each lane takes its row, the last one straight from
         the walker if it is walked in this cycle: ``VectorRowLane``), or drain when there are none."""
         m = self.m
-        with m.If(Mux(walk_en & (self.wk == 0), self.walk_row.valid, self.first_valid)):
+        with m.If(Mux(walk_en & (self.wk == 0), self.rows[0].valid, self.first_valid)):
             m.d.sync += [self.running.eq(1), self.walking.eq(1), self.wk.eq(0), self.j.eq(0), self.p.eq(0),
                          self.gap_left.eq(0), *(cm.eq(0) for cm in self.cm)]
             m.next = "RUN"
@@ -445,12 +472,14 @@ class _Sequencer:
     def _walk(self) -> None:
         """Hand the walker's row to lane ``wk`` (the lane takes it) and step to the next row: the
         next head of the pixel, or the next pixel."""
-        m, head, plan, n = self.m, self.d.header, self.plan, self.unit.lanes
+        m, head, plan = self.m, self.d.header, self.plan
         with m.If(self.wk == 0):
-            m.d.sync += self.first_valid.eq(self.walk_row.valid)
+            m.d.sync += self.first_valid.eq(self.rows[0].valid)
         m.d.sync += self.wk.eq(self.wk + 1)
-        with m.If(self.wk == n - 1):
+        with m.If(self.wk == self.walk_cycles - 1):
             m.d.sync += [self.wk.eq(0), self.walking.eq(0)]
+        if self.walker is not None:
+            return          # the walkers move on with walk_en (RowWalker.advance)
         with m.If(~self.walked):
             with m.If(self.hd + 1 != plan.heads):
                 m.d.sync += [self.hd.eq(self.hd + 1), self.ch0.eq(self.ch0 + plan.row_len)]
