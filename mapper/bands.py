@@ -37,8 +37,9 @@ run one after the other and the next band's first layer overwrites slots that ar
 problem mapped by ``mapper.lower.map_problem`` and timed by ``hw.timing.schedule``; streams
 separated by FENCEs add).  Band heights are tried from the largest whose slots fit the global
 buffer down (``BAND_COUNTS`` bands), stopping at the first that is slower than the best so
-far; the chain is taken when its best is faster than its layers one by one with the
-intermediates in DRAM.  A band of the whole grid is one of the heights tried: it is the
+far, or at the first when it does not pay (smaller bands only add fill, drain and halo rows;
+on E every chain's cycles grow as its bands shrink); the chain is taken when its best is
+faster than its layers one by one with the intermediates in DRAM.  A band of the whole grid is one of the heights tried: it is the
 intermediates kept whole in the buffer, as ``mapper.residency`` would keep them.  Chains are
 chosen before the residency, and their slots are placed in the same allocator
 (``mapper.residency``'s first fit by lifetime): a chain holds its slots from its first step
@@ -275,8 +276,8 @@ def _best(members: list[Step], idx: list[int], cfg: AcceleratorConfig, band_rows
         if got is None:
             continue
         bands, slots, cycles, lowered = got
-        if best is not None and cycles > best.cycles:
-            break
+        if (best is not None and cycles > best.cycles) or (best is None and cycles >= alone and not band_rows):
+            break           # smaller bands add fill, drain and halo rows: not tried further
         best = Chain(tuple(members), tuple(idx), grid, rows, tuple(tuple(b) for b in bands), tuple(slots),
                      cycles, alone, tuple(lowered))
     return best if best is not None and (band_rows or best.cycles < alone) else None
