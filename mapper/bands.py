@@ -235,13 +235,13 @@ def band_parts(members: list[Step], cfg: AcceleratorConfig, grid: tuple[int, int
     return bands
 
 
-def _slots(members: list[Step], bands: list[list[Part]], cfg: AcceleratorConfig, width: int) -> list[Slot]:
+def _slots(members: list[Step], bands: list[list[Part]], cfg: AcceleratorConfig) -> list[Slot]:
     align = gb_resident_align(cfg)
     slots, addr = [], 0
     for i, m in enumerate(members[:-1]):
         pitch = gb_resident_pitch(m.layer.out_shape[2], cfg)
-        rows = max(band[i].problem.oh * band[i].problem.ow for band in bands)   # pixels of its largest band
-        size = -(-rows * pitch // align) * align
+        pixels = max(band[i].problem.oh * band[i].problem.ow for band in bands)   # of its largest band
+        size = -(-pixels * pitch // align) * align
         slots.append(Slot(m.output, addr, pitch, size))
         addr += size
     return slots
@@ -252,7 +252,7 @@ def _timed(members, cfg, grid, rows) -> Optional[tuple[list, list, int, list]]:
     slots do not fit the global buffer or a band cannot be mapped so."""
     pitches = [gb_resident_pitch(m.layer.out_shape[2], cfg) for m in members[:-1]]
     bands = band_parts(members, cfg, grid, rows, pitches)
-    slots = _slots(members, bands, cfg, grid[1])
+    slots = _slots(members, bands, cfg)
     if sum(s.size for s in slots) > cfg.global_buf_bytes:
         return None
     try:
