@@ -17,6 +17,9 @@ One step per layer, in order:
   that another layer reads are written too.  The segmentation output's final resize
   writes the class map (``RESIZE_ARGMAX``);
 * ``fused``, ``epilogue``, ``merged``: done by the step of layer ``into``;
+* ``chain``, ``banded``: consecutive MAC layers run in row bands through the global buffer
+  (``mapper.bands``, chosen with the residency after this plan): the chain's first layer's
+  step runs them all, the others are ``banded`` into it;
 * ``zero-copy``: a concatenation (its producers write into its buffer);
 * ``constant``: data in the DRAM image;
 * ``excluded``: a non-MAC layer left out (``mac_only``).
@@ -71,13 +74,14 @@ class VecPass:
 @dataclass(frozen=True)
 class Step:
     layer: Layer
-    action: str                        # mac, vector, epilogue, fused, merged, zero-copy, constant, excluded
+    action: str                        # mac, vector, chain, epilogue, fused, merged, banded, zero-copy, constant, excluded
     act: int = Act.NONE                # mac: what its STOREs apply after requantisation ...
     act_layer: str = ""                # ... from this Activation layer (TABLE)
     softmax: str = ""                  # mac: the Softmax layer computed by its STOREs' epilogue
     output: str = ""                   # mac: the tensor its STOREs write
     vpass: Optional[VecPass] = None    # vector: its pass
-    into: str = ""                     # epilogue / fused / merged: the layer that does the work
+    into: str = ""                     # epilogue / fused / merged / banded: the layer that does the work
+    chain: Optional[object] = None     # chain: its ``mapper.bands.Chain`` (members, bands, slots)
 
     @property
     def post_passes(self) -> int:
@@ -98,7 +102,8 @@ class Step:
     @property
     def mapping_note(self) -> str:
         return {"epilogue": f"epilogue of {self.into}", "fused": f"fused into {self.into}", "zero-copy": "zero-copy",
-                "merged": f"merged into {self.into}", "excluded": "excluded (MAC layers only)",
+                "merged": f"merged into {self.into}", "banded": f"in band chain of {self.into}",
+                "excluded": "excluded (MAC layers only)",
                 "constant": "constant (in the DRAM image)"}.get(self.action, "")
 
 

@@ -51,7 +51,8 @@ from . import tiling_cache
 from .ir import Conv2d, Layer, Linear, MatMul
 
 __all__ = ["Problem", "Tiling", "Lowered", "MappingError", "Placement", "problem_of", "map_layer",
-           "rows_complete", "build_stream", "layer_cycles", "default_placement", "refuse_beyond_isa", "PARAM_SLOTS"]
+           "rows_complete", "build_stream", "layer_cycles", "default_placement", "map_problem", "token_shape",
+           "refuse_beyond_isa", "PARAM_SLOTS"]
 
 PARAM_SLOTS = 4          # parameter slots rotated per tile (see _build)
 ALIGN = 64
@@ -103,6 +104,8 @@ class Problem:
     rows: int = 0              # ... and how many (0: every row)
     in_gb: int = 0             # > 0: the input is kept in the global buffer with this pitch (``mapper.residency``)
     out_gb: int = 0            # > 0: the STOREs write the output into the global buffer with this pitch
+    band_out: bool = False     # the output buffer holds only the band's rows (``mapper.bands``): the
+                               # STOREs address it from the band's first row, not from row 0
 
     @property
     def post_passes(self) -> int:
@@ -149,7 +152,7 @@ class Problem:
 MAX_OUT_SIDE = 4095
 
 
-def _token_shape(t: int) -> tuple[int, int]:
+def token_shape(t: int) -> tuple[int, int]:
     """A T-token sequence as an h x w image (the same bytes in DRAM whatever the shape).
 
     As many rows as the STORE's fields allow: PE rows split the image by rows, so a
@@ -182,12 +185,12 @@ def problem_of(layer: Layer, cfg: AcceleratorConfig) -> Problem:
         return Problem(layer.name, "dense", layer.groups, layer.in_h, layer.in_w, layer.in_ch,
                        layer.out_ch, cg, kg, kh, kw, layer.stride, layer.padding, fold, _act(layer))
     if isinstance(layer, Linear):
-        h, w = _token_shape(layer.tokens)
+        h, w = token_shape(layer.tokens)
         return Problem(layer.name, "dense", 1, h, w, layer.in_features, layer.out_features,
                        layer.in_features, layer.out_features, act=_act(layer))
     if isinstance(layer, MatMul):
         # Each batch item is a group: its rows of A are channels g*k.. of an [m, batch*k] tensor.
-        h, w = _token_shape(layer.m)
+        h, w = token_shape(layer.m)
         return Problem(layer.name, "matmul", layer.batch, h, w, layer.batch * layer.k,
                        layer.batch * layer.n, layer.k, layer.n, heads=layer.heads)
     raise MappingError(f"{layer.name}: {layer.kind} is not a MAC layer")
@@ -529,8 +532,9 @@ class _Stream:
         # at column 0 would need a negative k_base: its addresses move down instead
         k_base = first_ch[0] - col0 * k_step
         shift = max(0, -k_base)
-        # a band's rows are numbered from its first (the output address moves to it)
-        dst = self.pl.output + p.row0 * p.ow * self.pl.out_pitch - shift
+        # a band's rows are numbered from its first (the output address moves to it, unless the
+        # output buffer holds the band alone)
+        dst = self.pl.output + (0 if p.band_out else p.row0 * p.ow * self.pl.out_pitch) - shift
         # the shift is below num_pe x kg bytes; an output sits after the program's static data
         # (mapper.program: the input image, weights, parameters) or after the layer's inputs,
         # weights and parameters (default_placement), so this is not expected to refuse
@@ -850,6 +854,18 @@ def layer_cycles(stream: list[Insn], cfg: AcceleratorConfig) -> int:
     """Exact cycles of a layer's stream (ending with FENCE) when run on its own."""
     sched = schedule(stream + [_insn(Op.END)], cfg)
     return sched.total_cycles - RUN_OVERHEAD     # the decode's start and END's cycle belong to the whole network
+
+
+def map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN) -> Lowered:
+    """The fastest mapping found for problem ``p`` as one part (``mapper.bands``' band problems);
+    MappingError when it needs several parts or none fits."""
+    if _split(p) != [(p, 1)]:
+        raise MappingError(f"{p.name}: a band of {p.oh} x {p.ow} pixels and {p.k} channels does not fit one "
+                           f"STORE's fields")
+    lowered = _map_problem(p, cfg, exact_top)
+    if isinstance(lowered, str):
+        raise MappingError(f"{p.name}: {lowered}")
+    return lowered
 
 
 def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN, *, softmax_row: int = 0,

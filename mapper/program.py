@@ -175,13 +175,14 @@ class _Life:
 
 
 def build_program(qmodel: QModel, cfg: AcceleratorConfig, *, fuse: bool = True,
-                  image: Optional[np.ndarray] = None, keep_tensors: bool = False) -> Program:
+                  image: Optional[np.ndarray] = None, keep_tensors: bool = False, band_rows: int = 0) -> Program:
     """The program of ``qmodel`` on ``cfg`` (module docstring); ``image`` is the int8 input
     (zeros if None).  ``keep_tensors`` gives every activation a buffer of its own instead of
     sharing by lifetime, so that the final DRAM image holds every tensor (the cosimulation reads
     them back after the run).  ProgramError when a layer cannot be executed or the image does not
-    fit the configuration's DRAM (``dram_mib``)."""
-    return _Builder(qmodel, cfg, fuse, cfg.dram_bytes, keep_tensors).build(image)
+    fit the configuration's DRAM (``dram_mib``).  ``band_rows`` forces the band chains' height
+    (``mapper.bands.plan_chains``; 0: the cost model's)."""
+    return _Builder(qmodel, cfg, fuse, cfg.dram_bytes, keep_tensors, band_rows).build(image)
 
 
 def dram_footprint(model: Model, cfg: AcceleratorConfig, *, fuse: bool = True) -> tuple[int, int]:
@@ -194,11 +195,11 @@ def dram_footprint(model: Model, cfg: AcceleratorConfig, *, fuse: bool = True) -
 
 class _Builder:
     def __init__(self, qmodel: QModel, cfg: AcceleratorConfig, fuse: bool, dram_bytes: int,
-                 keep_tensors: bool = False):
+                 keep_tensors: bool = False, band_rows: int = 0):
         self.q, self.cfg, self.model = qmodel, cfg, qmodel.model
         self.dram_bytes, self.keep_tensors = dram_bytes, keep_tensors
         try:
-            self.steps, self.resident = planned(self.model, cfg, fuse=fuse)
+            self.steps, self.resident = planned(self.model, cfg, fuse=fuse, band_rows=band_rows)
         except MappingError as e:
             raise ProgramError(str(e)) from None
         self.storage = storage_plan(self.model)
@@ -227,6 +228,10 @@ class _Builder:
 
         for i, st in enumerate(self.steps):
             if st.action == "mac":
+                for t in st.layer.inputs:
+                    touch(t, i)
+                touch(st.output, i)
+            elif st.action == "chain":         # its intermediates live in the global buffer only
                 for t in st.layer.inputs:
                     touch(t, i)
                 touch(st.output, i)
@@ -284,6 +289,8 @@ class _Builder:
         for st in self.steps:
             if st.action == "mac":
                 code.append((st, self._mac_parts(st), (st.output,)))
+            elif st.action == "chain":
+                code.append((st, self._chain_parts(st), (st.output,)))
             elif st.action == "vector":
                 code.append((st, self._vec_pass(st), st.vpass.writes))
         static = 0
@@ -321,9 +328,10 @@ class _Builder:
         return self.buffers[st.buffer] + st.offset
 
     # ---- MAC steps ---------------------------------------------------------------------------
-    def _mac_parts(self, st: Step):
+    def _mac_blobs(self, st: Step, lo: Lowered) -> tuple:
+        """(weights, parameters, table) blob names of a MAC step (weights and table None when it has
+        none), its weights packed for the problem ``lo``."""
         layer = st.layer
-        parts = map_layer(layer, self.cfg, softmax_row=st.softmax_row, act=st.act, **gb_fields(st, self.resident))
         ql = self.q.layers[layer.name]
         ep_shift = self.q.layers[st.softmax].params.out_shift if st.softmax else 0
         params = self._blob(f"{layer.name}.params", pack_params(ql.bias, ql.mult, ql.shift, ep_shift))
@@ -334,9 +342,13 @@ class _Builder:
             table = self._blob(f"{st.softmax}.exp", _table_bytes(exp_table(self.q.layers[st.softmax].params)))
         weights = None
         if not isinstance(layer, MatMul):
-            lo = parts[0][0]
             weights = self._blob(f"{layer.name}.weights",
                                  pack_weights(lo.problem, ql.weight, self.cfg, lo.layout.rows_per_oc))
+        return weights, params, table
+
+    def _mac_parts(self, st: Step):
+        parts = map_layer(st.layer, self.cfg, softmax_row=st.softmax_row, act=st.act, **gb_fields(st, self.resident))
+        weights, params, table = self._mac_blobs(st, parts[0][0])
 
         def emit() -> list[Insn]:
             out, g0 = [], 0
@@ -349,6 +361,40 @@ class _Builder:
                         g0 += lp.groups
             return out
         return emit
+
+    def _chain_parts(self, st: Step):
+        """A band chain's code (``mapper.bands``): band by band, each layer's stream."""
+        chain = st.chain
+        n = len(chain.members)
+        blobs = [self._mac_blobs(m, chain.lowered[i]) for i, m in enumerate(chain.members)]
+
+        def emit() -> list[Insn]:
+            out = []
+            for lowered, part in zip(chain.lowered, (p for band in chain.bands for p in band)):
+                pl = self._band_placement(chain, part, lowered, blobs[part.member], part.member == n - 1)
+                out += build_stream(lowered.problem, lowered.tiling, self.cfg, pl)
+            return out
+        return emit
+
+    def _band_placement(self, chain, part, lo: Lowered, blobs, last: bool) -> Placement:
+        """Where one layer of one band reads and writes: the DRAM tensors at the band's first row,
+        or the chain's slots in the global buffer."""
+        m, width = chain.members[part.member], chain.grid[1]
+        weights, params, table = blobs
+        if part.member == 0:
+            a = self.storage[m.layer.inputs[0]]
+            src, in_pitch = self._addr(m.layer.inputs[0]) + part.in_row0 * width * a.pitch, a.pitch
+        else:
+            slot = chain.slots[part.member - 1]
+            src, in_pitch = slot.addr, slot.pitch
+        if last:
+            o = self.storage[m.output]
+            dst, out_pitch = self._addr(m.output) + part.out_row0 * width * o.pitch, o.pitch
+        else:
+            slot = chain.slots[part.member]
+            dst, out_pitch = slot.addr, slot.pitch
+        return Placement(src, in_pitch, self.blobs[weights].addr, self.blobs[params].addr, dst, out_pitch,
+                         lo.layout.rows_per_oc, self.blobs[table].addr if table else -1, end=0)
 
     def _placement(self, st: Step, lo: Lowered, g0: int, weights, params, table) -> Placement:
         p, layer = lo.problem, st.layer

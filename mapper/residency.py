@@ -17,8 +17,10 @@ by the cycles they save per byte (each timed alone), then placed first fit by li
 the producing step to the last reading step, as the DRAM activation region is) in
 ``global_buf_bytes``; a candidate is kept only when it fits and when the producer's and
 readers' cycles together, timed again with the tensors kept so far, are not more than with
-the tensor in DRAM.  The mapper puts nothing else in the global buffer, so all of it is
-there for these tensors.
+the tensor in DRAM.  The chains run in row bands (``mapper.bands``) are chosen first and hold
+their slots from their first step to their last in the same first-fit allocator; a kept
+tensor is placed around them (none is a chain's input, intermediate or output: a chain's
+steps are no MAC steps here).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from hw.config import AcceleratorConfig
 from hw.timing import gb_resident_align, gb_resident_pitch
 
+from .bands import plan_chains
 from .fusion import Step, plan
 from .ir import INPUT, Conv2d, Linear, MatMul, Model
 from .layout import storage_plan
@@ -67,28 +70,33 @@ def gb_fields(step: Step, resident: dict[str, Resident]) -> dict:
     return {"in_gb": src.pitch if src else 0, "out_gb": dst.pitch if dst else 0}
 
 
-def planned(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False,
-            fuse: bool = True) -> tuple[list[Step], dict[str, Resident]]:
-    """The plan's steps (``mapper.fusion.plan``) and the tensors kept in the global buffer: none
-    without fusion or for a MAC-only plan."""
+def planned(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False, fuse: bool = True,
+            band_rows: int = 0) -> tuple[list[Step], dict[str, Resident]]:
+    """The plan's steps (``mapper.fusion.plan``) with its band chains (``mapper.bands``; ``band_rows``
+    as there) and the tensors kept in the global buffer: neither without fusion or for a MAC-only
+    plan."""
     steps = plan(model, cfg, mac_only=mac_only, fuse=fuse)
     if not fuse or mac_only:
         return steps, {}
     for st in steps:        # a layer the search below would map that cannot be mapped at all: refused first
         if st.action == "mac" and _plain(st.layer):
             map_layer(st.layer, cfg, softmax_row=st.softmax_row, act=st.act)
-    return steps, plan_residency(model, cfg, steps)
+    steps, chains = plan_chains(model, cfg, steps, band_rows=band_rows)
+    busy = [(c.steps[0], c.steps[-1], 0, c.gb_bytes) for c in chains]    # at 0: chains' lifetimes are disjoint
+    return steps, plan_residency(model, cfg, steps, busy)
 
 
-def plan_residency(model: Model, cfg: AcceleratorConfig, steps: list[Step]) -> dict[str, Resident]:
-    """The tensors of ``model`` kept in the global buffer under plan ``steps`` (module docstring)."""
+def plan_residency(model: Model, cfg: AcceleratorConfig, steps: list[Step],
+                   busy: list[tuple[int, int, int, int]] = ()) -> dict[str, Resident]:
+    """The tensors of ``model`` kept in the global buffer under plan ``steps`` (module docstring),
+    around the regions ``busy`` (first step, last step, address, bytes: the chains' slots)."""
     cands = _candidates(model, cfg, steps)
     if not cands:
         return {}
     pitches: dict[str, int] = {}
     for c in cands:
         c.saving = _cycles(steps, cfg, c.steps, {}) - _cycles(steps, cfg, c.steps, {c.tensor: c.pitch})
-    placed: dict[str, tuple[int, int, int, int]] = {}      # tensor -> (first step, last step, addr, size)
+    placed: dict[str, tuple[int, int, int, int]] = {f"chain {i}": b for i, b in enumerate(busy)}
     for c in sorted(cands, key=lambda c: (-c.saving / c.size, c.producer)):
         if c.saving < 0:
             continue
@@ -100,7 +108,7 @@ def plan_residency(model: Model, cfg: AcceleratorConfig, steps: list[Step]) -> d
             continue
         pitches = with_it
         placed[c.tensor] = (c.producer, max(c.readers), addr, c.size)
-    return {t: Resident(addr, pitches[t], size) for t, (_, _, addr, size) in placed.items()}
+    return {t: Resident(addr, pitches[t], size) for t, (_, _, addr, size) in placed.items() if t in pitches}
 
 
 def _candidates(model: Model, cfg: AcceleratorConfig, steps: list[Step]) -> list[_Candidate]:

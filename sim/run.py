@@ -123,6 +123,7 @@ def build_report(res: SimResult, cfg_key: str, input_shape=None) -> dict:
         "mac_only": bool(res.extra.get("mac_only")),
         "fusion": bool(res.extra.get("fuse", True)) and not res.extra.get("mac_only"),
         "gb_resident_tensors": int(res.extra.get("gb_resident", 0)),
+        "band_chains": list(res.extra.get("band_chains", [])),
         "dram_bytes": sum(r.events.get(k, 0) for r in res.layers for k in ("dram_read_bytes", "dram_write_bytes")),
         "shares": _shares(res),
         "bounds": _bounds(res),
@@ -208,6 +209,10 @@ def format_totals(doc: dict, cfg: AcceleratorConfig) -> str:
         f"energy per MAC:    {epm:.4f} pJ" if epm is not None else "energy per MAC:    -",
         *([f"DRAM traffic:      {doc['dram_bytes'] / 1e6:.1f} MB; {doc['gb_resident_tensors']} tensors kept in the "
            f"global buffer between layers"] if "dram_bytes" in doc else []),
+        *([f"band chains:       {len(doc['band_chains'])} (layers run in row bands through the global buffer: "
+           f"{sum(len(c['layers']) for c in doc['band_chains'])} layers; "
+           f"{sum(c['layer_by_layer_cycles'] - c['cycles'] for c in doc['band_chains']):,} cycles saved)"]
+          if doc.get("band_chains") else []),
         f"MAC utilisation:   {100 * doc['utilization']:.1f} %",
         f"PE-array area:     {doc['area_mm2']:.3f} mm^2",
         "throughput/area:   " + (_eng(doc["macs_per_s_per_mm2"], "MAC/s") + " per mm^2"

@@ -135,6 +135,10 @@ def least_cycles(step, cfg: AcceleratorConfig) -> float:
     if step.action == "mac":
         read, written = min_dram_bytes(step.layer)
         return max(step.layer.macs / cfg.macs_per_cycle, read / bw, written / bw)
+    if step.action == "chain":       # the group: its first input and every weight read, its output written
+        first, last = step.chain.members[0].layer, step.chain.members[-1].layer
+        read = min_dram_bytes(first)[0] + sum(weight_bytes(m.layer) for m in step.chain.members[1:])
+        return max(step.chain.macs / cfg.macs_per_cycle, read / bw, min_dram_bytes(last)[1] / bw)
     if step.action == "vector":
         f = step.vec.f
         return max(vec_lane_floor(f, cfg.vector_lanes), f["bytes_in"] / bw, f["bytes_out"] / bw)
@@ -177,6 +181,12 @@ def fused_least_cycles(step, cfg: AcceleratorConfig, on_chip: OnChip) -> float:
         act_in = (read - weights) * on_chip.dram_share(layer.inputs or (INPUT,))
         out = written * on_chip.dram_share([step.output or layer.name])
         return max(layer.macs / cfg.macs_per_cycle, (weights + act_in) / bw, out / bw)
+    if step.action == "chain":
+        first, last = step.chain.members[0].layer, step.chain.members[-1].layer
+        weights = sum(weight_bytes(m.layer) for m in step.chain.members)
+        act_in = (min_dram_bytes(first)[0] - weight_bytes(first)) * on_chip.dram_share(first.inputs or (INPUT,))
+        out = min_dram_bytes(last)[1] * on_chip.dram_share([step.output])
+        return max(step.chain.macs / cfg.macs_per_cycle, (weights + act_in) / bw, out / bw)
     if step.action == "vector":
         vp, f = step.vpass, step.vec.f
         reads = f["bytes_in"] * on_chip.dram_share(set(vp.buffers) - set(vp.writes))
@@ -213,6 +223,17 @@ def _timed_cycles(lowered: Lowered, mapped_for: AcceleratorConfig, timing: Accel
     return cache[timing]
 
 
+def _mapping(step, lowered: Lowered, gb: dict) -> str:
+    """A MAC step's mapping in words: its tiling and what its STOREs add."""
+    t = lowered.tiling
+    return (f"{lowered.problem.kind} pe {t.pe_k}x{t.pe_p} tile {t.th}x{t.tw} cblk/chunk {t.cbi}"
+            f"{' resident' if t.resident else ''}{' whole groups' if t.whole_groups else ''}"
+            f"{' folded' if lowered.problem.fold else ''}"
+            f"{' +' + step.epilogue if step.epilogue else ''}"
+            f"{' +' + step.act_layer if step.act_layer else ''}"
+            f"{' in<-gb' if gb['in_gb'] else ''}{' out->gb' if gb['out_gb'] else ''}")
+
+
 def layer_schedule(lowered: Lowered, cfg: AcceleratorConfig):
     """Per-instruction schedule of a lowered layer on its own (for traces)."""
     return schedule(lowered.stream + [_insn(Op.END)], cfg)
@@ -220,7 +241,7 @@ def layer_schedule(lowered: Lowered, cfg: AcceleratorConfig):
 
 def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callable[[str], None]] = None,
              energy: Optional[EnergyModel] = None, mac_only: bool = False, fuse: bool = True,
-             ideal_memory: bool = False) -> SimResult:
+             ideal_memory: bool = False, band_rows: int = 0) -> SimResult:
     """Simulate ``model`` on ``cfg`` in timing mode; ``progress(name)`` is called per layer.
 
     ``mac_only`` leaves the non-MAC layers out of the time and energy (they are
@@ -230,21 +251,24 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
     energy is that of mappings fit for a real DRAM, not of mappings that move
     any amount of data because bandwidth is free.  The result's ``config`` is the
     configuration timed.  ``fuse=False`` runs every non-MAC layer on its own
-    (``mapper.fusion``), to measure what fusion saves.
+    (``mapper.fusion``), to measure what fusion saves.  A band chain (``mapper.bands``) is one
+    step: its row carries the chain's cycles, MACs and events, its other layers none
+    (``band_rows`` forces its band height, as ``mapper.bands.plan_chains``).
     """
     timing = cfg.replace(**IDEAL_MEMORY) if ideal_memory else cfg
     energy = energy or EnergyModel(cfg)
     results: list[LayerResult] = []
     on_chip = OnChip.of(model, cfg)
     clock = 0
-    steps, resident = planned(model, cfg, mac_only=mac_only, fuse=fuse)
+    steps, resident = planned(model, cfg, mac_only=mac_only, fuse=fuse, band_rows=band_rows)
     for step in steps:
         layer = step.layer
         if progress:
             progress(layer.name)
-        if step.action == "mac":
-            gb = gb_fields(step, resident)
-            parts = map_layer(layer, cfg, softmax_row=step.softmax_row, act=step.act, **gb)
+        if step.action in ("mac", "chain"):
+            gb = gb_fields(step, resident) if step.action == "mac" else {}
+            parts = (map_layer(layer, cfg, softmax_row=step.softmax_row, act=step.act, **gb) if step.action == "mac"
+                     else [(lo, 1) for lo in step.chain.lowered])
             cycles = busy = n_insn = 0
             ev: Counter = Counter()
             for lowered, repeat in parts:
@@ -254,13 +278,7 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
                 n_insn += len(lowered.stream) * repeat
                 for k, v in e.items():
                     ev[k] += v * repeat
-            t = parts[0][0].tiling
-            mapping = (f"{parts[0][0].problem.kind} pe {t.pe_k}x{t.pe_p} tile {t.th}x{t.tw} cblk/chunk {t.cbi}"
-                       f"{' resident' if t.resident else ''}{' whole groups' if t.whole_groups else ''}"
-                       f"{' folded' if parts[0][0].problem.fold else ''}"
-                       f"{' +' + step.epilogue if step.epilogue else ''}"
-                       f"{' +' + step.act_layer if step.act_layer else ''}"
-                       f"{' in<-gb' if gb['in_gb'] else ''}{' out->gb' if gb['out_gb'] else ''}")
+            mapping = step.chain.describe() if step.chain else _mapping(step, parts[0][0], gb)
         elif step.action == "vector":
             stream = vec_stream(step)
             cycles = layer_cycles(stream, timing)
@@ -277,11 +295,12 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
             ev = Counter()
             mapping = step.mapping_note
         e_pj = energy.energy_pj(ev)
-        util = layer.macs / (cycles * cfg.macs_per_cycle) if cycles else 0.0
+        macs = _step_macs(step)
+        util = macs / (cycles * cfg.macs_per_cycle) if cycles else 0.0
         floors = _floors(ev, timing)
         bound = max(floors, key=floors.get) if cycles else "-"
-        results.append(LayerResult(layer.name, layer.kind, layer.part, layer.shape_str, layer.macs, cycles, busy,
-                                   max(0, cycles - busy) if layer.macs else 0, util, e_pj, ev,
+        results.append(LayerResult(layer.name, layer.kind, layer.part, layer.shape_str, macs, cycles, busy,
+                                   max(0, cycles - busy) if macs else 0, util, e_pj, ev,
                                    energy.breakdown(ev), mapping, n_insn, clock, bound,
                                    least_cycles(step, timing), fused_least_cycles(step, timing, on_chip),
                                    _cfg=timing))
@@ -289,4 +308,15 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
     total = clock + RUN_OVERHEAD   # the decode's first stages and END
     return SimResult(model.name, model.variant, timing, results, total, model.total_macs,
                      sum(r.energy_pj for r in results),
-                     extra={"mac_only": mac_only, "fuse": fuse, "gb_resident": len(resident)})
+                     extra={"mac_only": mac_only, "fuse": fuse, "gb_resident": len(resident),
+                            "band_chains": [{"layers": list(st.chain.names), "rows": st.chain.rows,
+                                             "bands": len(st.chain.bands), "cycles": st.chain.cycles,
+                                             "layer_by_layer_cycles": st.chain.layer_cycles}
+                                            for st in steps if st.action == "chain"]})
+
+
+def _step_macs(step) -> int:
+    """The MACs a step's row reports: a chain's are its layers' (the others in it report none)."""
+    if step.action == "chain":
+        return step.chain.macs
+    return 0 if step.action == "banded" else step.layer.macs

@@ -31,7 +31,7 @@ __all__ = ["find_step", "step_parts", "layer_stream", "dump_layer", "Dumped", "c
            "describe_config", "file_stem"]
 
 #: ``action``s of a step whose work another layer (``Step.into``) does.
-_DONE_BY_OTHER = ("epilogue", "fused", "merged")
+_DONE_BY_OTHER = ("epilogue", "fused", "merged", "banded")
 
 
 def file_stem(name: str) -> str:
@@ -55,6 +55,8 @@ def step_parts(step: Step, cfg: AcceleratorConfig, resident: dict | None = None)
     if step.action == "mac":
         return [(lo.stream, n, lo.tiling) for lo, n in map_layer(step.layer, cfg, softmax_row=step.softmax_row, act=step.act,
                                                                  **gb_fields(step, resident or {}))]
+    if step.action == "chain":         # every band's layers, as the program runs them
+        return [(lo.stream, 1, lo.tiling) for lo in step.chain.lowered]
     stream = vec_stream(step) if step.action == "vector" else []
     return [(stream, 1, None)] if stream else []
 

@@ -1,0 +1,302 @@
+"""Chains of MAC layers run in row bands through the global buffer (issue 18).
+
+**Which layers.**  A *chain* is a run of MAC steps L1 -> L2 -> ... -> Ln (n >= 2), consecutive
+among the plan's steps that have instructions (``mapper.fusion``), where
+
+* each intermediate output is the next layer's only input and is read by nothing else: no
+  network output, no concatenation part (a buffer of its own), no softmax epilogue;
+* every layer keeps rows over one spatial grid: a linear layer or a 1x1 stride-1 convolution
+  (output row y needs input row y), or a stride-1 k x k convolution padded by k // 2, dense or
+  depthwise (output row y needs input rows y - k//2 .. y + k//2: a halo of k // 2 rows).  The
+  grid is the convolutions' (all the same, and ``H x W`` tokens for the linear layers), or a
+  column of tokens for a chain of linear layers only;
+* a layer after the first does not fold its kernel taps into channels (an im2col gather reads
+  its input at the tensor's own pitch, not the buffer's).
+
+SegFormer's ``mlp.fc1 -> mlp.dwconv (+GELU in its STOREs) -> mlp.fc2`` is one, Swin's
+``mlp.fc1 (+GELU) -> mlp.fc2`` and a decoder's ``linear_fuse -> linear_pred`` others.
+
+**The band program.**  The last layer's output rows are cut in bands of ``rows`` rows (the
+last band may be shorter).  For band ``b`` every layer computes the rows the next one needs:
+its output band widened by the next layer's halo, clipped to the grid.  The halo rows are
+*recomputed* by each band, not kept from the previous one: a band's input rows must be
+contiguous in the buffer for LOAD_INP's window, and the ISA has no copy within the global
+buffer to move the previous band's last rows in front of the next band's (a ring of slots
+would wrap inside a window).  Each intermediate tensor has one *slot* in the global buffer,
+holding only the rows of one band (``gb_resident_pitch`` bytes a pixel, placed at
+``gb_resident_align``, so that gathers from it have no bank conflict, as for
+``mapper.residency``); the first layer reads DRAM, each next layer its predecessor's slot,
+and the last writes DRAM.  A layer's band is a problem of its own (``Part``): a k x k layer's
+input is the slot's ``h`` rows, its output rows ``row0 .. row0 + rows`` of the slot's
+coordinates (``mapper.lower.Problem``; ``band_out``: its output buffer holds the band's rows
+alone), so the first band's top padding and the last band's bottom padding are the slot's
+edges, which are the grid's there.  Every layer's stream ends with FENCE, so a band's layers
+run one after the other and the next band's first layer overwrites slots that are read.
+
+**Cost model.**  A chain's cycles are the exact cycles of its band streams (each band
+problem mapped by ``mapper.lower.map_problem`` and timed by ``hw.timing.schedule``; streams
+separated by FENCEs add).  Band heights are tried from the largest whose slots fit the global
+buffer down (``BAND_COUNTS`` bands), stopping at the first that is slower than the best so
+far, or at the first when it does not pay (smaller bands only add fill, drain and halo rows;
+on E every chain's cycles grow as its bands shrink); the chain is taken when its best is
+faster than its layers one by one with the intermediates in DRAM.  A band of the whole grid is one of the heights tried: it is the
+intermediates kept whole in the buffer, as ``mapper.residency`` would keep them.  Chains are
+chosen before the residency, and their slots are placed in the same allocator
+(``mapper.residency``'s first fit by lifetime): a chain holds its slots from its first step
+to its last, and a kept tensor is placed around them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+from hw.config import AcceleratorConfig
+from hw.timing import gb_resident_align, gb_resident_pitch
+
+from .fusion import Step
+from .ir import Conv2d, Linear, Model
+from .layout import storage_plan
+from .lower import Lowered, MappingError, Problem, map_layer, map_problem, problem_of, token_shape
+
+__all__ = ["Chain", "Part", "Slot", "find_chains", "plan_chains", "band_parts", "BAND_COUNTS"]
+
+#: Band counts tried (band height ``ceil(H / n)``), largest band first.
+BAND_COUNTS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """An intermediate tensor's place in the global buffer: one band's rows of it."""
+
+    tensor: str
+    addr: int
+    pitch: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Part:
+    """One layer of a chain in one band: its problem and the grid rows it reads and writes."""
+
+    member: int            # index of the layer in the chain
+    problem: Problem
+    in_row0: int           # grid row at the start of the input it reads (a slot, or the DRAM tensor)
+    out_row0: int          # grid row of its first output row
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A chain run in bands (module docstring): its plan steps, bands and slots."""
+
+    members: tuple[Step, ...]          # the plan's steps of its layers, as planned alone
+    steps: tuple[int, ...]             # their indices in the plan
+    grid: tuple[int, int]
+    rows: int                          # the band height of the last layer's output
+    bands: tuple[tuple[Part, ...], ...]
+    slots: tuple[Slot, ...]            # one per intermediate tensor, in chain order
+    cycles: int                        # the band streams' exact cycles
+    layer_cycles: int                  # the layers one by one, intermediates in DRAM
+    lowered: tuple[Lowered, ...] = field(default=(), compare=False, repr=False)   # every part, in stream order
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.layer.name for m in self.members)
+
+    @property
+    def output(self) -> str:
+        return self.members[-1].output
+
+    @property
+    def gb_bytes(self) -> int:
+        return sum(s.size for s in self.slots)
+
+    @property
+    def macs(self) -> int:
+        return sum(m.layer.macs for m in self.members)
+
+    def describe(self) -> str:
+        last = self.grid[0] - (len(self.bands) - 1) * self.rows
+        return (f"band chain {' -> '.join(n.rsplit('.', 1)[-1] for n in self.names)}: {len(self.bands)} band(s) of "
+                f"{self.rows} row(s){f' (last {last})' if last != self.rows else ''}, {self.gb_bytes:,} B in the buffer")
+
+
+def _halo(layer) -> Optional[int]:
+    """Rows a layer reads beyond each side of an output band, or None when it does not keep rows."""
+    if isinstance(layer, Linear):
+        return 0
+    if isinstance(layer, Conv2d):
+        kh, kw = layer.kernel
+        if layer.stride != 1 or kh != kw or kh % 2 == 0 or layer.padding != kh // 2:
+            return None
+        if layer.groups != 1 and not layer.depthwise:
+            return None
+        return kh // 2
+    return None
+
+
+def _grid_of(layer) -> tuple[Optional[tuple[int, int]], int]:
+    """(the convolution's grid or None for a linear layer, its tokens)."""
+    if isinstance(layer, Conv2d):
+        return (layer.in_h, layer.in_w), layer.in_h * layer.in_w
+    return None, layer.tokens
+
+
+def _member(step: Step) -> bool:
+    return step.action == "mac" and not step.softmax and _halo(step.layer) is not None
+
+
+class _Finder:
+    def __init__(self, model: Model, cfg: AcceleratorConfig, steps: list[Step]):
+        self.model, self.cfg, self.steps = model, cfg, steps
+        self.storage = storage_plan(model)
+        self.users: dict[str, list[str]] = {}
+        for layer in model.layers:
+            for src in layer.inputs:
+                self.users.setdefault(src, []).append(layer.name)
+        self.outputs = set(model.output_names)
+
+    def links(self, a: Step, b: Step, tokens: int, grid) -> bool:
+        """Whether ``b`` can follow ``a`` in a chain over ``tokens`` tokens on ``grid``."""
+        t = a.output
+        st = self.storage[t]
+        if (not _member(b) or tuple(b.layer.inputs) != (t,) or self.users.get(t) != [b.layer.name]
+                or t in self.outputs or st.buffer != t or st.offset != 0):
+            return False
+        g, n = _grid_of(b.layer)
+        if n != tokens or (g is not None and grid is not None and g != grid):
+            return False
+        return not problem_of(b.layer, self.cfg).fold
+
+    def chains(self) -> list[list[int]]:
+        code = [i for i, st in enumerate(self.steps) if st.action in ("mac", "vector")]
+        found, cur, tokens, grid = [], [], 0, None
+        for i in code:
+            st = self.steps[i]
+            if cur and self.links(self.steps[cur[-1]], st, tokens, grid):
+                cur.append(i)
+                grid = grid or _grid_of(st.layer)[0]
+                continue
+            if len(cur) >= 2:
+                found.append(cur)
+            cur, (grid, tokens) = ([i], _grid_of(st.layer)) if _member(st) else ([], (None, 0))
+        if len(cur) >= 2:
+            found.append(cur)
+        return found
+
+
+def find_chains(model: Model, cfg: AcceleratorConfig, steps: list[Step]) -> list[list[int]]:
+    """The chains of the plan ``steps`` (module docstring), as lists of step indices."""
+    return _Finder(model, cfg, steps).chains()
+
+
+def _chain_grid(members: list[Step]) -> tuple[int, int]:
+    for m in members:
+        g, _ = _grid_of(m.layer)
+        if g is not None:
+            return g
+    return members[0].layer.tokens, 1
+
+
+def _band_problem(step: Step, cfg: AcceleratorConfig, out_rows: tuple[int, int], in_rows: tuple[int, int],
+                  width: int, in_gb: int, out_gb: int) -> Problem:
+    """The problem of one layer over one band: output grid rows ``out_rows``, reading ``in_rows``."""
+    layer = step.layer
+    base = replace(problem_of(layer, cfg), act=step.act, in_gb=in_gb, out_gb=out_gb)
+    (o0, o1), (s, e) = out_rows, in_rows
+    if isinstance(layer, Linear):
+        h, w = token_shape((o1 - o0) * width)
+        return replace(base, h=h, w=w)
+    if _halo(layer) == 0:
+        return replace(base, h=o1 - o0)
+    return replace(base, h=e - s, row0=o0 - s, rows=o1 - o0, band_out=True)
+
+
+def band_parts(members: list[Step], cfg: AcceleratorConfig, grid: tuple[int, int], rows: int,
+               pitches: list[int]) -> list[list[Part]]:
+    """Every band's parts, layer by layer (module docstring); ``pitches`` are the slots'."""
+    height, width = grid
+    halos = [_halo(m.layer) for m in members]
+    n = len(members)
+    bands = []
+    for a in range(0, height, rows):
+        out = [(0, 0)] * n
+        out[-1] = (a, min(a + rows, height))
+        for i in range(n - 1, 0, -1):        # each layer writes what the next one reads
+            o0, o1 = out[i]
+            out[i - 1] = (max(o0 - halos[i], 0), min(o1 + halos[i], height))
+        parts = []
+        for i, m in enumerate(members):
+            o0, o1 = out[i]
+            ins = (max(o0 - halos[i], 0), min(o1 + halos[i], height))
+            p = _band_problem(m, cfg, out[i], ins, width, pitches[i - 1] if i else 0, pitches[i] if i < n - 1 else 0)
+            parts.append(Part(i, p, ins[0], o0))
+        bands.append(parts)
+    return bands
+
+
+def _slots(members: list[Step], bands: list[list[Part]], cfg: AcceleratorConfig) -> list[Slot]:
+    align = gb_resident_align(cfg)
+    slots, addr = [], 0
+    for i, m in enumerate(members[:-1]):
+        pitch = gb_resident_pitch(m.layer.out_shape[2], cfg)
+        pixels = max(band[i].problem.oh * band[i].problem.ow for band in bands)   # of its largest band
+        size = -(-pixels * pitch // align) * align
+        slots.append(Slot(m.output, addr, pitch, size))
+        addr += size
+    return slots
+
+
+def _timed(members, cfg, grid, rows) -> Optional[tuple[list, list, int, list]]:
+    """(bands, slots, cycles, lowered parts) of a chain at band height ``rows``, or None when its
+    slots do not fit the global buffer or a band cannot be mapped so."""
+    pitches = [gb_resident_pitch(m.layer.out_shape[2], cfg) for m in members[:-1]]
+    bands = band_parts(members, cfg, grid, rows, pitches)
+    slots = _slots(members, bands, cfg)
+    if sum(s.size for s in slots) > cfg.global_buf_bytes:
+        return None
+    try:
+        lowered = [map_problem(part.problem, cfg) for band in bands for part in band]
+    except MappingError:
+        return None
+    return bands, slots, sum(lo.cycles for lo in lowered), lowered
+
+
+def _best(members: list[Step], idx: list[int], cfg: AcceleratorConfig, band_rows: int = 0) -> Optional[Chain]:
+    """The chain at its fastest band height, or None when it does not fit or does not pay; with
+    ``band_rows`` the chain at that height whenever it fits, paying or not."""
+    grid = _chain_grid(members)
+    alone = sum(lo.cycles * n for m in members
+                for lo, n in map_layer(m.layer, cfg, softmax_row=m.softmax_row, act=m.act))
+    heights = [min(band_rows, grid[0])] if band_rows else \
+        sorted({-(-grid[0] // n) for n in BAND_COUNTS if n <= grid[0]}, reverse=True)
+    best = None
+    for rows in heights:
+        got = _timed(members, cfg, grid, rows)
+        if got is None:
+            continue
+        bands, slots, cycles, lowered = got
+        if (best is not None and cycles > best.cycles) or (best is None and cycles >= alone and not band_rows):
+            break           # smaller bands add fill, drain and halo rows: not tried further
+        best = Chain(tuple(members), tuple(idx), grid, rows, tuple(tuple(b) for b in bands), tuple(slots),
+                     cycles, alone, tuple(lowered))
+    return best if best is not None and (band_rows or best.cycles < alone) else None
+
+
+def plan_chains(model: Model, cfg: AcceleratorConfig, steps: list[Step], *,
+                band_rows: int = 0) -> tuple[list[Step], list[Chain]]:
+    """The plan with its chains taken (the first layer's step ``chain``, the others ``banded``
+    into it), and the chains.  ``band_rows`` > 0 takes every chain that fits in bands of that
+    many rows (at most the grid's), whether it pays or not: how the tests reach the band edges."""
+    steps = list(steps)
+    taken = []
+    for idx in find_chains(model, cfg, steps):
+        chain = _best([steps[i] for i in idx], idx, cfg, band_rows)
+        if chain is None:
+            continue
+        first = steps[idx[0]]
+        steps[idx[0]] = Step(first.layer, "chain", first.act, first.act_layer, output=chain.output, chain=chain)
+        for i in idx[1:]:
+            steps[i] = Step(steps[i].layer, "banded", into=first.layer.name)
+        taken.append(chain)
+    return steps, taken

@@ -1,0 +1,136 @@
+"""mapper.bands: chains of MAC layers run in row bands through the global buffer (issue 18).
+
+The rule that finds chains, the bands' rows at the grid's edges, programs that run chains in
+bands bit-exactly and are timed by the simulator cycle for cycle, and the cost model's choice.
+"""
+
+import numpy as np
+import pytest
+
+from hw.config import get_config
+from hw.isa import Op
+from hw.timing import schedule
+from mapper.bands import band_parts, find_chains, plan_chains
+from mapper.fusion import plan
+from mapper.ir import Activation, Add, Conv2d, Linear, Model
+from mapper.program import build_program
+from mapper.quantize import random_qmodel
+from mapper.residency import planned
+from mapper.workloads import build_model
+from sim.functional import check_program
+from sim.simulator import simulate
+
+TINY, E = get_config("tiny"), get_config("E")
+
+
+def _convs(h: int, *, stride: int = 1, peek: bool = False, output: bool = False, width: int = 6) -> Model:
+    """3x3 dense -> 3x3 depthwise (+GELU) -> 1x1 over an h x width grid, then an add: one chain
+    unless ``stride`` breaks the depthwise's rows, ``peek`` reads the first output twice or
+    ``output`` makes it a network output."""
+    a = Conv2d("a", "encoder", 8, 16, h, width, kernel=3, padding=1, relu=True, inputs=("input",))
+    dh = (h + 2 - 3) // stride + 1
+    dw = Conv2d("dw", "encoder", 16, 16, h, width, kernel=3, padding=1, stride=stride, groups=16, inputs=("a",))
+    gelu = Activation("gelu", "encoder", "gelu", inputs=("dw",))
+    pw = Conv2d("pw", "encoder", 16, 8, dh, (width + 2 - 3) // stride + 1, inputs=("gelu",))
+    layers = [a, dw, gelu, pw]
+    if peek:
+        layers.append(Conv2d("peek", "encoder", 16, 8, h, width, inputs=("a",)))
+    layers.append(Add("sum", "encoder", inputs=("pw", "pw")))
+    return Model("convs", "full", (h, width, 8), tuple(layers), outputs=("a",) if output else ())
+
+
+def _chain_names(model, cfg=TINY):
+    steps = plan(model, cfg)
+    return [[steps[i].layer.name for i in idx] for idx in find_chains(model, cfg, steps)]
+
+
+def test_chains_follow_the_rule_not_names():
+    assert _chain_names(_convs(7)) == [["a", "dw", "pw"]]
+    # a stride-2 depthwise keeps no rows: the chain ends before it, and the 1x1 after it is alone
+    assert _chain_names(_convs(8, stride=2)) == []
+    # an intermediate read twice, or a network output, stays in DRAM: the chain starts after it
+    assert _chain_names(_convs(7, peek=True)) == [["dw", "pw"]]
+    assert _chain_names(_convs(7, output=True)) == [["dw", "pw"]]
+
+
+def test_segformer_chains_are_its_mlps_and_its_decoder_head():
+    model = build_model("segformer_b0", size=(64, 64))
+    names = _chain_names(model, E)
+    blocks = [l.name.removesuffix(".fc1") for l in model.layers if l.name.endswith("mlp.fc1")]
+    assert names[:-1] == [[f"{b}.fc1", f"{b}.dwconv", f"{b}.fc2"] for b in blocks]
+    fuse = model.layer(names[-1][0])
+    assert names[-1] == [fuse.name, next(l.name for l in model.layers if fuse.name in l.inputs)]
+
+
+@pytest.mark.parametrize("h,rows", [(7, 1), (7, 2), (7, 3), (7, 7), (7, 9), (8, 4), (1, 1)])
+def test_bands_cover_the_grid_with_their_halos(h, rows):
+    """The last layer's bands partition the rows; each layer writes what the next one reads (its
+    output band widened by the next layer's halo, clipped to the grid); a k x k layer's problem
+    reads its slot's rows and computes the band's rows in the slot's coordinates."""
+    model = _convs(h)
+    steps = plan(model, TINY)
+    members = [steps[i] for i in find_chains(model, TINY, steps)[0]]
+    bands = band_parts(members, TINY, (h, 6), rows, [32, 32])
+    last = [(b[-1].out_row0, b[-1].out_row0 + b[-1].problem.oh) for b in bands]
+    assert last == [(a, min(a + rows, h)) for a in range(0, h, rows)]
+    for band in bands:
+        for part in band:
+            p = part.problem
+            if p.kh == 3:
+                assert (p.h, p.row0) == (min(part.out_row0 + p.oh + 1, h) - part.in_row0,
+                                          part.out_row0 - part.in_row0)
+                assert part.in_row0 == max(part.out_row0 - 1, 0) and p.band_out
+            else:
+                assert (part.in_row0, p.h) == (part.out_row0, p.oh)
+        for prev, nxt in zip(band, band[1:]):        # the slot holds exactly the next layer's input
+            assert (prev.out_row0, prev.problem.oh) == (nxt.in_row0, nxt.problem.h)
+
+
+def _program(model, cfg, rows, seed=5):
+    q = random_qmodel(model, seed)
+    x = np.random.default_rng(seed).integers(-128, 128, size=model.input).astype(np.int8)
+    return q, x, build_program(q, cfg, image=x, band_rows=rows)
+
+
+@pytest.mark.parametrize("h,rows", [(7, 1), (7, 3), (7, 7), (8, 3), (8, 8), (1, 1)])
+def test_band_chains_are_bit_exact_and_timed_as_they_run(h, rows):
+    """First and last bands (padding at the slot's edges), one band, bands not dividing the rows,
+    odd heights: every tensor the program writes equals the golden model's, the intermediates
+    never touch DRAM, and the simulator times the program cycle for cycle."""
+    model = _convs(h)
+    q, x, program = _program(model, TINY, rows)
+    [chain] = [c.step.chain for c in program.steps if c.step.action == "chain"]
+    assert chain.names == ("a", "dw", "pw") and len(chain.bands) == -(-h // min(rows, h))
+    assert "a" not in program.buffers and "gelu" not in program.buffers
+    stores = [i for i in program.stream if i.op == Op.STORE]
+    assert sum(s.f["dst_gb"] for s in stores) > 0
+    assert check_program(program, q, x)["tensors"] >= 2
+    assert schedule(program.stream, TINY).total_cycles == simulate(model, TINY, band_rows=rows).total_cycles
+
+
+def test_linear_chains_band_tokens():
+    """A chain of linear layers (Swin's MLP) is banded over its tokens."""
+    fc1 = Linear("fc1", "encoder", 10, 16, 64, inputs=("input",))
+    gelu = Activation("gelu", "encoder", "gelu", inputs=("fc1",))
+    fc2 = Linear("fc2", "encoder", 10, 64, 16, inputs=("gelu",))
+    model = Model("mlp", "full", (10, 1, 16), (fc1, gelu, fc2, Add("sum", "encoder", inputs=("fc2", "input"))))
+    q, x, program = _program(model, TINY, 3)
+    [chain] = [c.step.chain for c in program.steps if c.step.action == "chain"]
+    assert chain.grid == (10, 1) and [b[-1].problem.oh * b[-1].problem.ow for b in chain.bands] == [3, 3, 3, 1]
+    assert check_program(program, q, x)["tensors"] >= 2
+
+
+def test_chains_are_taken_only_when_they_pay():
+    """The cost model: a chain is taken at its fastest band height when that beats its layers one by
+    one, and ``fuse=False`` takes none (today's layer-by-layer program)."""
+    model = build_model("segformer_b0", size=(64, 64))
+    steps, _ = planned(model, E)
+    chains = [st.chain for st in steps if st.action == "chain"]
+    assert chains and all(c.cycles < c.layer_cycles for c in chains)
+    assert all(c.gb_bytes <= E.global_buf_bytes for c in chains)
+    found = find_chains(model, E, plan(model, E))
+    assert len(chains) <= len(found)
+    # a buffer too small for any slot: no chain
+    small = E.replace(global_buf_bytes=1024)
+    assert plan_chains(model, small, plan(model, small))[1] == []
+    assert not any(st.action in ("chain", "banded") for st in planned(model, E, fuse=False)[0])
