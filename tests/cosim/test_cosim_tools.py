@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cosim.profile_model import OUTSIDE_GROUP, RUNTIME_GROUP, TOP_GROUP, group_samples
+from cosim.profile_model import OUTSIDE_GROUP, RUNTIME_GROUP, TOP_GROUP, group_samples, hot_symbols, outside_samples
 from cosim import runner
 from cosim.runner import FAST_BUILD, NATIVE_ARCH, build_and_run
 
@@ -40,6 +40,13 @@ def test_samples_of_another_executable_are_outside_the_model():
     assert group_samples(REPORT, executable="other_top") == {OUTSIDE_GROUP: 30}
 
 
+def test_samples_outside_the_model_are_counted_per_shared_object_and_hot_functions_listed():
+    assert outside_samples(REPORT, executable="accel_tb_top") == {"libpython3.11.so.1.0": 4}
+    hot = hot_symbols(REPORT, executable="accel_tb_top", count=2)
+    assert [(h["samples"], h["group"]) for h in hot] == [(12, "vector_mac_c32_p22"), (5, "vector_mac_c32_p22")]
+    assert hot[0]["symbol"].endswith("pe1__mac9__0")
+
+
 @pytest.mark.parametrize("argv", [["bench.py", "--configs", "tiny,nope"], ["profile_model.py", "--config", "nope"],
                                   ["profile_model.py", "--frequency", "0"]])
 def test_tools_refuse_bad_input_with_one_line(argv, tmp_path):
@@ -50,6 +57,36 @@ def test_tools_refuse_bad_input_with_one_line(argv, tmp_path):
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert ("nope" in done.stderr) or ("0" in done.stderr)
     assert not out.exists()
+
+
+def test_bench_reuses_the_tests_export_only_when_asked(monkeypatch):
+    """``--reuse-export`` takes the tests' cached export and reports the time it took; without it the
+    bench exports afresh.  Exports and the build are stand-ins: this checks which one is asked."""
+    from types import SimpleNamespace
+    from cosim import bench
+    import shared_exports
+    from hw.rtl import export
+
+    class Built(Exception):
+        pass
+
+    calls = []
+
+    def fake(kind):
+        return lambda cfg: calls.append(kind) or SimpleNamespace(top="t", verilog="", seconds=12.5)
+
+    def stop_at_the_build(*args, **kwargs):
+        raise Built
+
+    monkeypatch.setattr(shared_exports, "exported", fake("cache"))
+    monkeypatch.setattr(export, "export_accelerator", fake("fresh"))
+    monkeypatch.setattr(bench, "built_programs", lambda programs, cfg: [])
+    monkeypatch.setattr(bench, "accelerator_verilog", lambda cfg, **kwargs: ("", 0.0))
+    monkeypatch.setattr(bench, "build_and_run", stop_at_the_build)
+    for reuse in (True, False):
+        with pytest.raises(Built):
+            bench.bench_config("tiny", reuse_export=reuse)
+    assert calls == ["cache", "fresh"]
 
 
 def test_simulator_prefix_with_whitespace_is_refused():
