@@ -285,6 +285,16 @@ def _moved(insn, **changes):
     return dataclasses.replace(insn, f={**insn.f, **changes})
 
 
+def shifted_in_dram(insn, shift: int):
+    """``insn`` with its weights', parameters' or output's DRAM address ``shift`` bytes on: a
+    second layer's stream when its image is placed after the first's."""
+    if insn.op in (Op.LOAD_WGT, Op.LOAD_PARAM):
+        return _moved(insn, src_addr=insn.src_addr + shift)
+    if insn.op == Op.STORE and not insn.dst_gb:
+        return _moved(insn, dst_addr=insn.dst_addr + shift)
+    return insn
+
+
 def _gb_chain(cfg, gb_base: int, mid: int = 8):
     """Two 3x3 convolutions: the first STOREs into the global buffer at ``gb_base``, the second
     LOAD_INPs from there (a FENCE between) and STOREs into DRAM; ``mid`` channels between them.
@@ -302,13 +312,8 @@ def _gb_chain(cfg, gb_base: int, mid: int = 8):
               for i in low1.stream]
     stream.append(make(Op.FENCE))
     for i in low2.stream:
-        if i.op == Op.LOAD_INP:
-            i = _moved(i, src_gb=1, src_addr=i.src_addr - in2 + gb_base)
-        elif i.op in (Op.LOAD_WGT, Op.LOAD_PARAM):
-            i = _moved(i, src_addr=i.src_addr + shift)
-        elif i.op == Op.STORE:
-            i = _moved(i, dst_addr=i.dst_addr + shift)
-        stream.append(i)
+        stream.append(_moved(i, src_gb=1, src_addr=i.src_addr - in2 + gb_base) if i.op == Op.LOAD_INP
+                      else shifted_in_dram(i, shift))
     stream.append(make(Op.END))
     dram = np.concatenate([img1, img2])
     dram[shift + in2:shift + in2 + 5 * 5 * mid] = 0  # the second layer's input is not in DRAM
