@@ -47,6 +47,7 @@ def tiny_dir(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow          # a second export of tiny (40 s of make test); make regress runs it
 def test_export_is_byte_identical_across_directories(tiny_dir, tmp_path):
     """A fresh export, elsewhere, gives the same bytes as the suite's shared one."""
     first, result = tiny_dir
