@@ -330,15 +330,21 @@ def test_store_into_global_buffer_bit_and_cycle_exact(mid, merged):
     stream, dram, out, gold = _gb_chain(cfg, gb_base=36, mid=mid)       # not aligned to a bank row on purpose
     stores = [i for i in stream if i.op == Op.STORE and i.dst_gb]
     assert stores and all(i.pe_count > 1 and (store_gb_run(i.f, cfg) > 1) == merged for i in stores)
-    expected_cycles = race_free_cycles(stream, cfg)
+    assert_chain_exact(cfg, stream, dram, out, gold, "global-buffer chain")
+
+
+def assert_chain_exact(cfg, stream, dram: np.ndarray, out: int, gold: np.ndarray, what: str) -> None:
+    """A chain of layers through the global buffer: sim.functional writes the golden output at
+    ``out``, and the RTL the same DRAM image, done in the contract's (race-free) cycle."""
+    cycles = race_free_cycles(stream, cfg)
     want = dram.copy()
     Machine(cfg, want).run(stream)
     np.testing.assert_array_equal(want[out:out + gold.size].view(np.int8).reshape(gold.shape), gold)
-    res = run_accelerator(cfg, stream, dram, max_cycles=expected_cycles + 50)
+    res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
     assert res["error"] == 0, f"error {res['code']} at instruction {res['pc']}"
-    assert res["done"] == 1 and res["cycle"] == expected_cycles, (res["cycle"], expected_cycles)
+    assert res["done"] == 1 and res["cycle"] == cycles, f"done {res['done']} at {res['cycle']}, contract {cycles}"
     if not np.array_equal(dram, want):
-        pytest.fail(first_mismatch("global-buffer chain vs sim.functional", dram, want))
+        pytest.fail(first_mismatch(f"{what} vs sim.functional", dram, want))
 
 
 def test_store_into_global_buffer_refusals_agree():

@@ -344,20 +344,11 @@ def test_store_epilogue_into_the_global_buffer(cfg_name, batch, m, k, n):
     gathers them from there.  The RTL writes what sim.functional writes, in the contract's cycle,
     and .V's output equals the same chain's with the scores through DRAM."""
     from hw.config import get_config
-    from sim.functional import Machine
-    from test_rtl_accelerator import first_mismatch, race_free_cycles, run_accelerator
+    from test_rtl_accelerator import assert_chain_exact
 
     cfg = get_config(cfg_name)
     stream, dram, out, gold = attention_through_gb(cfg, batch, m, k, n, SEED + m)
-    cycles = race_free_cycles(stream, cfg)
-    want = dram.copy()
-    Machine(cfg, want).run(stream)
-    np.testing.assert_array_equal(want[out:out + gold.size].view(np.int8).reshape(gold.shape), gold)
-    res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
-    assert res["error"] == 0, f"error {res['code']} at instruction {res['pc']}"
-    assert res["done"] == 1 and res["cycle"] == cycles, f"done {res['done']} at {res['cycle']}, contract {cycles}"
-    if not np.array_equal(dram, want):
-        pytest.fail(first_mismatch("scores through the global buffer vs sim.functional", dram, want))
+    assert_chain_exact(cfg, stream, dram, out, gold, "scores through the global buffer")
 
 
 def test_gb_epilogue_cases_take_several_beats_a_pixel():
