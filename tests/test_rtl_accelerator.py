@@ -204,6 +204,10 @@ def test_unknown_opcode_raises_error():
     assert result["pc"] == 2 and result["cycle"] <= 3 + DECODE_STAGES     # word 2 reaches dispatch in cycle 2 + DECODE_STAGES
 
 
+# The refusals below run in Amaranth's simulator (an elaboration each, 25-40 s): make regress.
+# make test meets the same streams in the tiny cosimulation's Verilator build (cosim.accel_cases
+# BAD_STREAMS, its FAST_BAD), with the simulator's codes checked by test_cosim_tools.
+@pytest.mark.slow
 def test_token_violation_raises_error():
     # A GEMM popping a load token that no load pushed would wait forever.
     gemm = make(Op.GEMM, deps="pop_prev", out_h=1, out_w=1, in_w=1, kh=1, kw=1, stride=1, n_cblk=1)
@@ -215,6 +219,7 @@ def test_token_violation_raises_error():
     assert res["code"] == ErrorCode.TOKEN and res["pc"] == 1
 
 
+@pytest.mark.slow      # make test meets these streams in the tiny cosimulation (FAST_BAD)
 def test_out_of_range_buffer_raises_error():
     load = make(Op.LOAD_WGT, pe_count=1, dst_addr=TINY.weight_rows - 1, rows=2, n_out=1, chan=4)
     res = _error_run([load, make(Op.END)])
@@ -260,6 +265,7 @@ def _export_and_lint(cfg_name: str, tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow      # make test lints tiny's export directory (test_rtl_export.test_tiny_lints_clean)
 def test_export_tiny_accelerator_lints_clean(tmp_path):
     _export_and_lint("tiny", tmp_path)
 
@@ -347,6 +353,7 @@ def assert_chain_exact(cfg, stream, dram: np.ndarray, out: int, gold: np.ndarray
         pytest.fail(first_mismatch(f"{what} vs sim.functional", dram, want))
 
 
+@pytest.mark.slow      # make test meets these streams in the tiny cosimulation (FAST_BAD)
 def test_store_into_global_buffer_refusals_agree():
     """Past the buffer's end: RANGE; a LOAD_GB and a STORE into the buffer with no FENCE between
     (its one write port), either way round: TOKEN, and a FENCE clears the claim; all where

@@ -38,7 +38,7 @@ from hw import operators as ops
 from hw.config import AcceleratorConfig
 from hw.isa import INSN_BYTES, Act, ErrorCode, Insn, Op, StreamError, VecOp, decode, encode, make
 from hw.rtl.pe_tile import PETile
-from hw.timing import schedule
+from hw.timing import dw_gather_max, schedule
 from mapper import float_ops as F
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
@@ -307,6 +307,9 @@ BAD_STREAMS = {
     "gemm_acc_out_of_range": ("GEMM whose accumulator rows pass the buffer's end", "RANGE"),
     "gb_source_out_of_range": ("LOAD_INP from the global buffer past its end", "DATA"),
     "token_never_pushed": ("GEMM popping a load token nobody pushed", "TOKEN"),
+    "token_left_at_end": ("a LOAD_PARAM pushing a token nobody pops, then END", "TOKEN"),
+    "depthwise_gather_too_wide": ("a depthwise GEMM of one column more than the input banks gather "
+                                  "(hw.timing.dw_gather_max)", "RANGE"),
     "vec_malformed": ("a VEC whose descriptor (zeros) has an empty iteration space", "DATA"),
     "vec_operand_past_end": ("a VEC (ADD->LUT) whose input's last byte is one past the DRAM's end", "DATA"),
     "vec_output_below_zero": ("a VEC (ADD->LUT) whose output's first byte is at -1", "DATA"),
@@ -334,6 +337,8 @@ BAD_STREAMS = {
     "store_gb_past_end": ("a STORE into the global buffer whose tensor's last byte is one past its end", "RANGE"),
     "gb_write_port_unfenced": ("a LOAD_GB, then a STORE into the global buffer with no FENCE between (its one "
                                "write port)", "TOKEN"),
+    "gb_write_port_fenced_then_reused": ("a LOAD_GB, a FENCE, a STORE into the global buffer, then a LOAD_GB "
+                                         "with no FENCE after the STORE", "TOKEN"),
 }
 
 
@@ -510,6 +515,12 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
         return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
     elif name == "token_never_pushed":
         insn = make(Op.GEMM, deps="pop_prev", out_h=1, out_w=1, in_w=1, kh=1, kw=1, stride=1, n_cblk=1)
+    elif name == "token_left_at_end":
+        return stream_words([make(Op.NOP), make(Op.LOAD_PARAM, deps="push_next", pe_count=1, n_entries=1),
+                             make(Op.END)]), 2
+    elif name == "depthwise_gather_too_wide":
+        k = dw_gather_max(cfg) + 1
+        insn = make(Op.GEMM, out_h=1, out_w=1, kh=k, kw=k, n_cblk=1, dw=1)
     elif name == "vec_malformed":
         insn = make(Op.VEC, work=1)
     elif name in LEAVING_PASSES or name in REFUSED_PASSES:
@@ -525,6 +536,11 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
                     dst_gb=1, dst_addr=cfg.global_buf_bytes - 2 * k + 1 if name == "store_gb_past_end" else 0)
         if name == "gb_write_port_unfenced":
             return stream_words([make(Op.LOAD_GB, n_bytes=16), insn, make(Op.END)]), 1
+    elif name == "gb_write_port_fenced_then_reused":
+        k, load_gb = cfg.k0, make(Op.LOAD_GB, n_bytes=16)
+        store = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=2, t_h=1, t_w=2, t_k=k, k_pitch=k, k_per_pe=k,
+                     dst_gb=1, dst_addr=0)
+        return stream_words([load_gb, make(Op.FENCE), store, load_gb, make(Op.END)]), 3
     else:
         raise KeyError(f"unknown bad stream {name!r}; choose one of {', '.join(BAD_STREAMS)}")
     return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
