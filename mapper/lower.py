@@ -734,6 +734,8 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered 
     equal shapes do not share); remembered per process and on disk (``mapper.tiling_cache``)."""
     check_fits(p, cfg)
     known = tiling_cache.lookup(p, cfg, exact_top)
+    if known is not None and "refused" in known and known.get("config") != cfg.name:
+        known = None                   # its reason names another configuration: refuse again (cheap)
     if known is not None and "refused" in known:
         return known["refused"]
     if known is not None:              # an earlier run's answer: rebuild its stream, skip the search
@@ -744,7 +746,7 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered 
             best = _search(p, cfg, exact_top)
         except MappingError as e:
             why = str(e).removeprefix(f"{p.name}: ")
-            tiling_cache.remember(p, cfg, exact_top, {"refused": why})
+            tiling_cache.remember(p, cfg, exact_top, {"refused": why, "config": cfg.name})
             return why
         tiling_cache.remember(p, cfg, exact_top, {"tiling": asdict(best.tiling), "cycles": best.cycles,
                                                   "candidates": best.candidates})

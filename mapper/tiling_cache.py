@@ -40,10 +40,16 @@ def cache_dir() -> Path:
     return _state["dir"]
 
 
+#: Configuration fields no tiling or cycle count depends on: a configuration that differs from
+#: another only in these (its name, its clock, its DRAM's capacity) shares the other's answers.
+_UNTIMED_FIELDS = ("name", "clock_ghz", "dram_mib")
+
+
 def _key(problem, cfg, exact_top: int) -> str:
     # the problem's compared fields only: equal shapes map identically, whatever the layer's name
     shape = [(f.name, getattr(problem, f.name)) for f in fields(problem) if f.compare]
-    text = repr((shape, sorted(asdict(cfg).items()), exact_top))
+    timed = sorted((k, v) for k, v in asdict(cfg).items() if k not in _UNTIMED_FIELDS)
+    text = repr((shape, timed, exact_top))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -43,6 +43,36 @@ def test_a_remembered_tiling_maps_as_the_search_does(private_cache):
     assert remembered.stream == searched.stream and remembered.layout == searched.layout
 
 
+def test_a_configuration_differing_in_name_clock_or_dram_size_shares_the_answer(private_cache):
+    """Neither a tiling nor its cycles depend on these fields: a user's copy of small with another
+    DRAM size maps from small's answers (make test's custom configurations rely on it)."""
+    from dataclasses import replace
+    cfg = get_config("small")
+    searched, _ = map_layer(_conv(), cfg)[0]
+    _map_problem.cache_clear()
+    other = replace(cfg, name="mine", clock_ghz=2.0, dram_mib=8)
+    remembered, _ = map_layer(_conv(), other)[0]
+    assert len(list(private_cache.glob("*.json"))) == 1
+    assert (remembered.tiling, remembered.cycles) == (searched.tiling, searched.cycles)
+    map_layer(_conv(), replace(cfg, input_buf_bytes=cfg.input_buf_bytes // 2))
+    assert len(list(private_cache.glob("*.json"))) == 2, "a buffer's size is timed: its own answer"
+
+
+def test_a_remembered_refusal_names_its_own_configuration(private_cache, monkeypatch):
+    """A refusal's reason may name the configuration: a configuration of another name that shares
+    its key searches again rather than repeat a reason naming the other one."""
+    from dataclasses import replace
+    cfg = get_config("small")
+    seen = []
+    monkeypatch.setattr(tiling_cache, "lookup", lambda p, c, top: seen.append(p) or
+                        {"refused": "no tiling fits the buffers of configuration small", "config": "small"})
+    with pytest.raises(MappingError, match="configuration small$"):
+        map_layer(_conv(), cfg)
+    _map_problem.cache_clear()
+    lowered, _ = map_layer(_conv(), replace(cfg, name="mine"))[0]       # searched: it maps
+    assert lowered.cycles > 0 and len(seen) == 2
+
+
 def test_a_refusal_is_remembered_and_names_each_layer(private_cache):
     """SegFormer-B0's first depthwise convolution on small cannot gather from the global buffer
     at its resident pitch (every tiling's LOAD_INP has a bank conflict): a refusal of the search."""
