@@ -67,12 +67,13 @@ def test_run_dir_names_model_size_and_modes():
 def test_runs_that_differ_leave_two_folders(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run.main(TINY_RUN) == 0
-    assert run.main([*TINY_RUN, "--dram-latency", "30"]) == 0
+    assert run.main([*TINY_RUN, "--clock-ghz", "2"]) == 0          # (the clock maps no layer differently)
     assert run.main([*TINY_RUN[:3], "64x64", *TINY_RUN[4:]]) == 0
     names = sorted(p.name for p in (tmp_path / "build" / "sim").iterdir())
-    assert names == ["segformer_b0_small_32x32", "segformer_b0_small_32x32_lat30", "segformer_b0_small_64x64"]
+    assert names == ["segformer_b0_small_32x32", "segformer_b0_small_32x32_2.0GHz", "segformer_b0_small_64x64"]
     docs = [json.loads((tmp_path / "build" / "sim" / n / "report.json").read_text()) for n in names]
-    assert docs[1]["config_params"]["dram_latency"] == 30 and docs[0]["config_params"]["dram_latency"] == 20
+    assert docs[1]["config_params"]["clock_ghz"] == 2 and docs[0]["config_params"]["clock_ghz"] == 1.25
+    assert docs[1]["total_cycles"] == docs[0]["total_cycles"] and docs[1]["time_ms"] < docs[0]["time_ms"]
 
 
 def test_a_rerun_replaces_its_folder_as_a_whole(tmp_path, monkeypatch):

@@ -156,21 +156,38 @@ def test_shipped_trace_comment_holds():
 
 
 def test_rdd_cli_on_the_shipped_trace(tmp_path):
+    """The shipped trace with two of the published paths (the full network, which other tests map
+    too, and the smallest; all seven: make regress's test below)."""
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
+    rows = [line for line in (ROOT / "data" / "accuracy_paper.csv").read_text().splitlines()
+            if line.startswith(("model,", "segformer_b2,full,", "segformer_b2,B2_f,"))]
+    (tmp_path / "two.csv").write_text("\n".join(rows) + "\n")
     r = subprocess.run([sys.executable, "-m", "sim.rdd", "--model", "segformer_b2", "--config", "E",
-                        "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd=tmp_path)
+                        "--accuracy", "two.csv", "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "RDD:" in r.stdout and "static:" in r.stdout
     assert (tmp_path / "out" / "rdd.json").exists() and (tmp_path / "out" / "frames.csv").exists()
     doc = json.loads((tmp_path / "out" / "rdd.json").read_text())
     # what the trace's comment says: exactly its two overloaded frames are missed
     assert [f["frame"] for f in doc["frames"] if f["miss"]] == [17, 43]
+    assert {f["path"] for f in doc["frames"]} == {"segformer_b2:full", "segformer_b2:B2_f"}
     bad = tmp_path / "bad.csv"
     bad.write_text("frame,time_ms\n0,-3\n")
     r = subprocess.run([sys.executable, "-m", "sim.rdd", "--model", "segformer_b2", "--budgets", str(bad),
                         "--out", str(tmp_path / "none")], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 2 and "bad.csv:2: budget '-3' time_ms" in r.stderr
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.slow
+def test_rdd_cli_on_the_shipped_trace_with_every_published_path(tmp_path):
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
+    r = subprocess.run([sys.executable, "-m", "sim.rdd", "--model", "segformer_b2", "--config", "E",
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "out" / "rdd.json").read_text())
+    assert [f["frame"] for f in doc["frames"] if f["miss"]] == [17, 43]
 
 
 def test_paths_plot_legend_names_where_accuracies_come_from(tmp_path):

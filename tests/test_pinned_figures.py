@@ -12,6 +12,8 @@ from hw.config import get_config
 from mapper.workloads import build_model
 from sim.simulator import simulate
 
+from test_floors import assert_floors_hold
+
 PINS = {
     # model: (cycles on E, energy in pJ on E), default model (DRAM 128 B/cycle, every layer timed,
     # with mapper.fusion's epilogues and element-wise chains).  Re-pinned for issue 14: a folded
@@ -95,6 +97,7 @@ def test_default_model_on_e(name):
     cycles, energy = PINS[name]
     assert r.total_cycles == cycles
     assert r.energy_pj == pytest.approx(energy, rel=1e-9)
+    assert_floors_hold(r)               # (test_floors leaves these runs to this test)
 
 
 @pytest.mark.parametrize("name", UNFUSED_PINS)
