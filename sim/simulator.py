@@ -136,9 +136,7 @@ def least_cycles(step, cfg: AcceleratorConfig) -> float:
         read, written = min_dram_bytes(step.layer)
         return max(step.layer.macs / cfg.macs_per_cycle, read / bw, written / bw)
     if step.action == "chain":       # the group: its first input and every weight read, its output written
-        first, last = step.chain.members[0].layer, step.chain.members[-1].layer
-        read = min_dram_bytes(first)[0] + sum(weight_bytes(m.layer) for m in step.chain.members[1:])
-        return max(step.chain.macs / cfg.macs_per_cycle, read / bw, min_dram_bytes(last)[1] / bw)
+        return _mac_group_floor(cfg, step.chain.macs, [m.layer for m in step.chain.members], 1.0, 1.0)
     if step.action == "vector":
         f = step.vec.f
         return max(vec_lane_floor(f, cfg.vector_lanes), f["bytes_in"] / bw, f["bytes_out"] / bw)
@@ -171,28 +169,41 @@ class OnChip:
 
 def fused_least_cycles(step, cfg: AcceleratorConfig, on_chip: OnChip) -> float:
     """``least_cycles`` when every tensor that fits on chip stays there (``OnChip``): the MACs at
-    full rate, the vector work, and only the weights and the tensors that do not fit at the DRAM
-    rate.  A floor for any layer-fused schedule: it ignores that fused tensors share the buffer."""
-    bw = cfg.dram_bytes_per_cycle
+    full rate, the vector work, only the weights and the tensors that do not fit at the DRAM
+    rate, and the on-chip bus: every byte into the PEs (weights and activations, from DRAM or
+    the buffer) and every byte written into the buffer at ``gb_bus_bytes`` a cycle.  A floor for
+    any layer-fused schedule: it ignores that fused tensors share the buffer."""
     if step.action == "mac":
         layer = step.layer
-        read, written = min_dram_bytes(layer)
-        weights = weight_bytes(layer)
-        act_in = (read - weights) * on_chip.dram_share(layer.inputs or (INPUT,))
-        out = written * on_chip.dram_share([step.output or layer.name])
-        return max(layer.macs / cfg.macs_per_cycle, (weights + act_in) / bw, out / bw)
+        return _mac_group_floor(cfg, layer.macs, [layer], on_chip.dram_share(layer.inputs or (INPUT,)),
+                                on_chip.dram_share([step.output or layer.name]))
     if step.action == "chain":
-        first, last = step.chain.members[0].layer, step.chain.members[-1].layer
-        weights = sum(weight_bytes(m.layer) for m in step.chain.members)
-        act_in = (min_dram_bytes(first)[0] - weight_bytes(first)) * on_chip.dram_share(first.inputs or (INPUT,))
-        out = min_dram_bytes(last)[1] * on_chip.dram_share([step.output])
-        return max(step.chain.macs / cfg.macs_per_cycle, (weights + act_in) / bw, out / bw)
+        members = [m.layer for m in step.chain.members]
+        return _mac_group_floor(cfg, step.chain.macs, members, on_chip.dram_share(members[0].inputs or (INPUT,)),
+                                on_chip.dram_share([step.output]))
     if step.action == "vector":
         vp, f = step.vpass, step.vec.f
         reads = f["bytes_in"] * on_chip.dram_share(set(vp.buffers) - set(vp.writes))
         writes = f["bytes_out"] * on_chip.dram_share(vp.writes)
+        bw = cfg.dram_bytes_per_cycle
         return max(vec_lane_floor(f, cfg.vector_lanes), reads / bw, writes / bw)
     return 0.0
+
+
+def _mac_group_floor(cfg: AcceleratorConfig, macs: int, layers: list, in_dram: float, out_dram: float) -> float:
+    """The floor of MAC layers run as one group (one layer, or a band chain) whose first input
+    and output cross DRAM in the shares ``in_dram`` and ``out_dram`` (the rest stays on chip):
+    every weight read once from DRAM; on the on-chip bus every layer's input and weights into
+    the PEs and every output but the group's last (and that one where it stays on chip) into
+    the buffer."""
+    bw, bus = cfg.dram_bytes_per_cycle, cfg.gb_bus_bytes
+    weights = sum(weight_bytes(layer) for layer in layers)
+    act_in = min_dram_bytes(layers[0])[0] - weight_bytes(layers[0])
+    out = min_dram_bytes(layers[-1])[1]
+    into_pes = sum(min_dram_bytes(layer)[0] for layer in layers)
+    into_buffer = sum(min_dram_bytes(layer)[1] for layer in layers[:-1]) + out * (1 - out_dram)
+    return max(macs / cfg.macs_per_cycle, (weights + act_in * in_dram) / bw, out * out_dram / bw,
+               into_pes / bus, into_buffer / bus)
 
 
 def _stream_stats(lowered: Lowered, cfg: AcceleratorConfig) -> tuple[Counter, int]:

@@ -93,3 +93,19 @@ def test_fused_floor_keeps_what_fits_on_chip(name, size):
         assert r.fused_least_cycles == pytest.approx(r.least_cycles, rel=1e-12, abs=1e-9), r.name
     b = _bounds(res)
     assert b["mac_floor_cycles"] <= b["fused_floor_cycles"] <= b["layer_floor_cycles"]
+
+
+def test_fused_floor_counts_the_on_chip_bus():
+    """A tensor kept on chip still crosses the bus into the PEs (``gb_bus_bytes`` a cycle, E's is
+    the DRAM's 128 B): a layer with few channels and its tensors on chip is bound by that bus."""
+    from sim.simulator import _mac_group_floor
+    cfg = get_config("E")
+    layer = Linear("l", "encoder", tokens=1024, in_features=64, out_features=64)
+    into_pes = 1024 * 64 + 64 * 64
+    assert layer.macs / cfg.macs_per_cycle < into_pes / cfg.gb_bus_bytes
+    assert _mac_group_floor(cfg, layer.macs, [layer], 0.0, 0.0) == into_pes / cfg.gb_bus_bytes
+    wide = cfg.replace(gb_bus_bytes_per_cycle=1 << 16)
+    assert _mac_group_floor(wide, layer.macs, [layer], 0.0, 0.0) == layer.macs / cfg.macs_per_cycle
+    # its output kept on chip goes through the buffer's write port as well
+    out_bound = Linear("o", "encoder", tokens=1024, in_features=8, out_features=256)
+    assert _mac_group_floor(cfg, out_bound.macs, [out_bound], 0.0, 0.0) == 1024 * 256 / cfg.gb_bus_bytes
