@@ -269,7 +269,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="run every non-MAC layer as its own vector pass (see mapper/fusion.py), to measure fusion")
     p.add_argument("--out", default=None, help="output folder (default build/sim/<name of the run>)")
     p.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
-    p.add_argument("--dump-layer", default=None, metavar="NAME", help="write streams/<NAME>.bin, .lst and .json")
+    p.add_argument("--dump-layer", action="append", default=None, metavar="NAME",
+                   help="write streams/<NAME>.bin, .lst and .json (repeatable: one set of files per layer)")
     p.add_argument("--trace", action="store_true",
                    help="write trace.json (Chrome trace events, Perfetto), instructions of every layer "
                         f"if the network has at most {DETAIL_CAP_TEXT} of them, else of the longest layers")
@@ -305,7 +306,7 @@ def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
     key = cfg.name
     model = build_model_or_usage_error(args.model, args.variant, size)
     if args.dump_layer is not None:
-        _known_layers(model, [args.dump_layer], "--dump-layer")
+        _known_layers(model, args.dump_layer, "--dump-layer")
     return model, cfg, key
 
 
@@ -356,10 +357,11 @@ def _write_files(stage: Path, args, doc: dict, res: SimResult, model: Model, cfg
             json.dump(build_trace(res, model, cfg, chosen), f, separators=(",", ":"))
     if args.dump_layer is not None:
         (stage / "streams").mkdir()
-        dumped = dump_layer(model, args.dump_layer, cfg, stage / "streams", mac_only=args.mac_only,
-                            fuse=not args.no_fusion, mappings={r.name: r.mapping for r in res.layers})
-        if dumped.note:
-            notes.append(f"--dump-layer: {dumped.note} (streams/{dumped.files[0].name})")
+        for name in dict.fromkeys(args.dump_layer):          # each layer once, in the order given
+            dumped = dump_layer(model, name, cfg, stage / "streams", mac_only=args.mac_only,
+                                fuse=not args.no_fusion, mappings={r.name: r.mapping for r in res.layers})
+            if dumped.note:
+                notes.append(f"--dump-layer: {dumped.note} (streams/{dumped.files[0].name})")
     return notes
 
 

@@ -27,8 +27,8 @@ def run(args, cwd, code=None):
 
 
 def test_report_csv_plots_dump_and_trace(tmp_path):
-    layer = "stage0.block0.attn.q"
-    r = run([*SMALL, "--dump-layer", layer, "--trace", "--quiet"], tmp_path)
+    layer, other = "stage0.block0.attn.q", "stage0.block0.mlp.fc2"
+    r = run([*SMALL, "--dump-layer", layer, "--dump-layer", other, "--trace", "--quiet"], tmp_path)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "build" / "sim" / "segformer_b0_small_64x64"      # the size is in the name
     doc = json.loads((out / "report.json").read_text())
@@ -60,6 +60,7 @@ def test_report_csv_plots_dump_and_trace(tmp_path):
     for png in ("time_energy.png", "energy_per_mac.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    assert decode_stream((out / "streams" / f"{other}.bin").read_bytes())[-1].op.name == "END"  # both dumped
     data = (out / "streams" / f"{layer}.bin").read_bytes()
     assert data and len(data) % 32 == 0
     insns = decode_stream(data)
