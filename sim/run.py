@@ -438,8 +438,9 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
     bar.close()
     wall = time.perf_counter() - t0
 
-    check = None
+    check, check_s = None, 0.0
     if args.check:
+        t_check = time.perf_counter()
         print(f"functional check seed: {seed} (replay with --seed {seed})", flush=True)
         bar = _bar(args, len(model.layers), "functional check")
 
@@ -460,6 +461,7 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
         bar.close()
         check = dict(check) if isinstance(check, dict) else {"result": check}
         check.setdefault("seed", seed)
+        check_s = time.perf_counter() - t_check
 
     doc = build_report(res, key, model.input)
     if check is not None:
@@ -478,7 +480,8 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
               f"({check['elements']:,} elements) bit-exact with the golden model, seed {check['seed']}")
     for note in notes:
         print(f"note: {note}")
-    print(f"simulated in {wall:.2f} s; wrote {written} files to {out}"
+    print(f"simulated in {wall:.2f} s" + (f", checked in {check_s:.2f} s" if check is not None else "")
+          + f"; wrote {written} files to {out}"
           + (" (replacing the earlier run of the same name)" if replaced else ""))
     return 0
 
