@@ -37,7 +37,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WALK_SETUP", "vec_lane_floor",
-           "VEC_SETUP", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing",
+           "VEC_SETUP", "VEC_CHECK", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing",
            "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
@@ -95,16 +95,19 @@ EPILOGUE_PASSES = 2
 VEC_FETCH_BYTES = 16
 VEC_STAGE_LATENCY = 7
 VEC_FIELD_CHECK = FIELD_HOLD_LEVELS + 1
-VEC_SETUP = (-(-MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3 + VEC_FIELD_CHECK + 1 + 1
-             + MAX_STAGES * VEC_STAGE_LATENCY)
+#: Cycles after the DRAM latency by which the executor has fetched the longest descriptor and
+#: checked the VEC's fields against it: when a pass that cannot run (``rows`` = 0) is refused.
+VEC_CHECK = -(-MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3 + VEC_FIELD_CHECK
+VEC_SETUP = VEC_CHECK + 1 + 1 + MAX_STAGES * VEC_STAGE_LATENCY
 #: A LUT stage's table, loaded an entry a cycle before the rows (all LUT stages' at once).
 VEC_TABLE_ENTRIES = 256
 #: The registers through which the compute unit forms a VEC's cycles (``vec_cycles``' ``hold``
 #: stages and the total: no product of 40-bit fields in front of its down-counter), so a VEC
 #: takes at least ``VEC_TIMING_STAGES`` + 3 cycles (start, the stages, the counter's load, a last
-#: cycle for the tokens); only a refused pass of no rows with a short DRAM latency is that short.
+#: cycle for the tokens); every VEC takes longer (``VEC_CHECK`` after the DRAM latency at least).
 VEC_TIMING_STAGES = 5
 VEC_MIN_CYCLES = VEC_TIMING_STAGES + 3
+assert VEC_CHECK >= VEC_MIN_CYCLES, "every VEC takes its timing stages' cycles"
 #: The low bits of a row's cycles multiplied apart from the high (``vec_row_cycles``).
 ROW_TIME_SPLIT = 10
 #: Rows the vector unit's walker hands to the row lanes a cycle, at most (``vec_walk_rows``): the
@@ -671,12 +674,12 @@ def vec_cycles(f, cfg: AcceleratorConfig, hold=_same):
     then its rows (:func:`vec_row_cycles`) or its DRAM bytes at the DRAM rate, whichever takes
     longer.  With ``rows`` = 0 (fields no descriptor gives, refused as DATA when the VEC runs, but
     timed until then): the DRAM latency, then its ``work`` at ``vector_lanes`` a cycle or its DRAM
-    bytes at the DRAM rate, at least ``VEC_MIN_CYCLES`` in all.  The RTL passes ``hold`` to
+    bytes at the DRAM rate, at least ``VEC_CHECK`` (the refusal comes within the VEC's time).  The RTL passes ``hold`` to
     register each step (``VEC_TIMING_STAGES`` - 1 stages on the longest chain; the sum after them
     is the last)."""
     bw, lanes = cfg.dram_bytes_per_cycle, cfg.vector_lanes
     dram = hold(dram_transfer_cycles(f["bytes_in"], f["bytes_out"], bw), "dram")
-    spatial = hold(vmax(vmax(cdiv(f["work"], lanes), dram), max(VEC_MIN_CYCLES - cfg.dram_latency, 1)), "spatial")
+    spatial = hold(vmax(vmax(cdiv(f["work"], lanes), dram), VEC_CHECK), "spatial")
     rows = hold(vmax(vec_row_cycles(f, lanes, hold), dram), "rows")
     return cfg.dram_latency + sel(f["rows"] == 0, spatial, VEC_SETUP + f["tables"] * VEC_TABLE_ENTRIES + rows)
 
