@@ -69,9 +69,10 @@ class LayerResult:
 
     @property
     def floors(self) -> dict:
-        return _floors(self.events, self._cfg) if self._cfg else {}
+        return _floors(self.events, self._cfg, self._vector_floor) if self._cfg else {}
 
     _cfg: Optional[AcceleratorConfig] = field(default=None, repr=False, compare=False)
+    _vector_floor: float = field(default=0.0, repr=False, compare=False)    # ``vector_floor``
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("name", "kind", "part", "shape", "macs", "cycles", "compute_cycles",
@@ -115,28 +116,37 @@ class SimResult:
         return sum(r.energy_onchip_pj for r in self.layers)
 
 
-def _floors(ev: Counter, cfg: AcceleratorConfig) -> dict:
-    """Lower bounds on a layer's cycles from each resource it uses, from its events."""
+def _floors(ev: Counter, cfg: AcceleratorConfig, vector: float) -> dict:
+    """Lower bounds on a layer's cycles from each resource it uses: from its events, and the
+    vector unit's (``vector_floor``: a row lane runs every stage of a chain on an element in one
+    go, so element operations over lanes would overstate it)."""
     return {
         "compute": ev["mac"] / cfg.macs_per_cycle,
         "dram_read": ev["dram_read_bytes"] / cfg.dram_bytes_per_cycle,
         "dram_write": ev["dram_write_bytes"] / cfg.dram_bytes_per_cycle,
         "bus": ev["bus_bytes"] / cfg.gb_bus_bytes,
-        "vector": ev["vec_ops"] / cfg.vector_lanes,
+        "vector": vector,
     }
 
 
-def least_cycles(step, cfg: AcceleratorConfig) -> float:
+def vector_floor(step, cfg: AcceleratorConfig) -> float:
+    """The row lanes' floor of a VEC step (``hw.timing.vec_lane_floor``), 0 for other steps (a
+    STORE's softmax epilogue runs in its own post-processors, timed with the STORE)."""
+    return vec_lane_floor(step.vec.f, cfg.vector_lanes) if step.action == "vector" else 0.0
+
+
+def least_cycles(step, cfg: AcceleratorConfig, in_dram: float = 1.0, out_dram: float = 1.0) -> float:
     """Cycles no mapping of a plan step can beat on ``cfg``: the largest of its MACs at the
     array's full rate, its vector work at the vector unit's rate (``hw.timing.vec_lane_floor``),
     and its least DRAM traffic (``mapper.ir.min_dram_bytes``; a VEC's own bytes) at the DRAM
-    rate.  Zero for a step without an instruction of its own."""
+    rate; for MAC steps (a band chain as a group) the on-chip bus too, and only the shares
+    ``in_dram`` and ``out_dram`` of its input and output through DRAM (the rest kept in the
+    global buffer by residency).  Zero for a step without an instruction of its own."""
     bw = cfg.dram_bytes_per_cycle
     if step.action == "mac":
-        read, written = min_dram_bytes(step.layer)
-        return max(step.layer.macs / cfg.macs_per_cycle, read / bw, written / bw)
+        return _mac_group_floor(cfg, step.layer.macs, [step.layer], in_dram, out_dram)
     if step.action == "chain":       # the group: its first input and every weight read, its output written
-        return _mac_group_floor(cfg, step.chain.macs, [m.layer for m in step.chain.members], 1.0, 1.0)
+        return _mac_group_floor(cfg, step.chain.macs, [m.layer for m in step.chain.members], in_dram, out_dram)
     if step.action == "vector":
         f = step.vec.f
         return max(vec_lane_floor(f, cfg.vector_lanes), f["bytes_in"] / bw, f["bytes_out"] / bw)
@@ -188,6 +198,19 @@ def fused_least_cycles(step, cfg: AcceleratorConfig, on_chip: OnChip) -> float:
         bw = cfg.dram_bytes_per_cycle
         return max(vec_lane_floor(f, cfg.vector_lanes), reads / bw, writes / bw)
     return 0.0
+
+
+def _dram_shares(step, resident: dict, on_chip: OnChip) -> tuple[float, float]:
+    """(share of a MAC step's inputs, of its output) by size that its program keeps in DRAM
+    (residency keeps the others in the global buffer): 1.0, 1.0 for other steps."""
+    if step.action not in ("mac", "chain"):
+        return 1.0, 1.0
+    first = step.chain.members[0].layer if step.action == "chain" else step.layer
+    inputs = first.inputs or (INPUT,)
+    sizes = [on_chip.tensor_bytes.get(t, 0) for t in inputs]
+    total = sum(sizes)
+    in_dram = sum(n for t, n in zip(inputs, sizes) if t not in resident) / total if total else 1.0
+    return in_dram, 0.0 if step.output in resident else 1.0
 
 
 def _mac_group_floor(cfg: AcceleratorConfig, macs: int, layers: list, in_dram: float, out_dram: float) -> float:
@@ -308,13 +331,14 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
         e_pj = energy.energy_pj(ev)
         macs = _step_macs(step)
         util = macs / (cycles * cfg.macs_per_cycle) if cycles else 0.0
-        floors = _floors(ev, timing)
+        floors = _floors(ev, timing, vector_floor(step, timing))
         bound = max(floors, key=floors.get) if cycles else "-"
         results.append(LayerResult(layer.name, layer.kind, layer.part, layer.shape_str, macs, cycles, busy,
                                    max(0, cycles - busy) if macs else 0, util, e_pj, ev,
                                    energy.breakdown(ev), mapping, n_insn, clock, bound,
-                                   least_cycles(step, timing), fused_least_cycles(step, timing, on_chip),
-                                   _cfg=timing))
+                                   least_cycles(step, timing, *_dram_shares(step, resident, on_chip)),
+                                   fused_least_cycles(step, timing, on_chip),
+                                   _cfg=timing, _vector_floor=vector_floor(step, timing)))
         clock += cycles
     total = clock + RUN_OVERHEAD   # the decode's first stages and END
     return SimResult(model.name, model.variant, timing, results, total, model.total_macs,

@@ -109,3 +109,14 @@ def test_fused_floor_counts_the_on_chip_bus():
     # its output kept on chip goes through the buffer's write port as well
     out_bound = Linear("o", "encoder", tokens=1024, in_features=8, out_features=256)
     assert _mac_group_floor(cfg, out_bound.macs, [out_bound], 0.0, 0.0) == 1024 * 256 / cfg.gb_bus_bytes
+
+
+def test_floors_hold_where_tensors_stay_on_chip():
+    """With a slow DRAM, residency keeps tensors (attention scores included) in the global
+    buffer: a layer's floor counts only what still crosses DRAM, and no resource floor (the
+    vector unit's: a row lane runs a whole chain on an element) exceeds a layer's cycles."""
+    res = simulate(build_model("segformer_b0", size=(32, 32)), get_config("tiny", dram_bytes_per_cycle=2))
+    assert res.extra["gb_resident"] > 0
+    assert_floors_hold(res)
+    for r in res.layers:
+        assert max(r.floors.values()) <= r.cycles + 1e-9, (r.name, r.floors, r.cycles)
