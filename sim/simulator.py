@@ -295,6 +295,7 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
     on_chip = OnChip.of(model, cfg)
     clock = 0
     steps, resident = planned(model, cfg, mac_only=mac_only, fuse=fuse, band_rows=band_rows)
+    chains = []
     for step in steps:
         layer = step.layer
         if progress:
@@ -313,6 +314,8 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
                 for k, v in e.items():
                     ev[k] += v * repeat
             mapping = step.chain.describe() if step.chain else _mapping(step, parts[0][0], gb)
+            if step.action == "chain":
+                chains.append(_chain_figures(step.chain, cycles, cfg, timing))
         elif step.action == "vector":
             stream = vec_stream(step)
             cycles = layer_cycles(stream, timing)
@@ -344,10 +347,18 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
     return SimResult(model.name, model.variant, timing, results, total, model.total_macs,
                      sum(r.energy_pj for r in results),
                      extra={"mac_only": mac_only, "fuse": fuse, "gb_resident": len(resident),
-                            "band_chains": [{"layers": list(st.chain.names), "rows": st.chain.rows,
-                                             "bands": len(st.chain.bands), "cycles": st.chain.cycles,
-                                             "layer_by_layer_cycles": st.chain.layer_cycles}
-                                            for st in steps if st.action == "chain"]})
+                            "band_chains": chains})
+
+
+def _chain_figures(chain, cycles: int, cfg: AcceleratorConfig, timing: AcceleratorConfig) -> dict:
+    """A band chain for the report: its layers, bands, the cycles its row has (``cycles``, timed on
+    ``timing``) and those of its layers one by one timed alike (the planner's, on ``cfg``, are not
+    what an ideal-memory run times)."""
+    alone = chain.layer_cycles if timing == cfg else sum(
+        _timed_cycles(lo, cfg, timing) * n for m in chain.members
+        for lo, n in map_layer(m.layer, cfg, softmax_row=m.softmax_row, act=m.act))
+    return {"layers": list(chain.names), "rows": chain.rows, "bands": len(chain.bands), "cycles": cycles,
+            "layer_by_layer_cycles": alone}
 
 
 def _step_macs(step) -> int:

@@ -134,3 +134,17 @@ def test_chains_are_taken_only_when_they_pay():
     small = E.replace(global_buf_bytes=1024)
     assert plan_chains(model, small, plan(model, small))[1] == []
     assert not any(st.action in ("chain", "banded") for st in planned(model, E, fuse=False)[0])
+
+
+def test_the_report_times_chains_as_their_rows_with_memory_no_limit():
+    """``band_chains`` gives the cycles the chain's row has and its layers one by one timed the
+    same way, with memory no limit too (the planner's figures are for the configured DRAM)."""
+    model = build_model("segformer_b0", size=(32, 32))
+    for ideal in (False, True):
+        res = simulate(model, get_config("tiny"), band_rows=3, ideal_memory=ideal)
+        rows = {r.name: r.cycles for r in res.layers}
+        chains = res.extra["band_chains"]
+        assert chains and all(c["cycles"] == rows[c["layers"][0]] for c in chains)
+        if ideal:
+            assert all(c["layer_by_layer_cycles"] < plain["layer_by_layer_cycles"] for c, plain in zip(chains, real))
+        real = chains
