@@ -207,11 +207,11 @@ def _toml_value(value) -> str:
 
 def rtl_support(cfg: AcceleratorConfig) -> str:
     """Whether the RTL builds ``cfg`` (``make verilog``), and without what: a configuration the
-    simulator times may have no RTL (``hw.rtl.pe_tile.check_rtl_config`` says why)."""
-    from .rtl.pe_tile import check_rtl_config
+    simulator times may have no RTL (``hw.rtl.export.check_buildable`` says why)."""
+    from .rtl.export import check_buildable
     from .rtl.vector_executor import builds_vector_unit
     try:
-        check_rtl_config(cfg)
+        check_buildable(cfg)
     except ValueError as e:
         return f"cannot build it: {e}"
     if not builds_vector_unit(cfg):

@@ -148,3 +148,15 @@ def test_a_binary_file_as_config_says_what_an_accelerator_file_is(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(str(path))
     assert "not a text file" in str(info.value) and "TOML" in str(info.value) and "make config" in str(info.value)
+
+
+def test_the_rtl_line_asks_what_make_verilog_asks():
+    """A global buffer the banked RTL cannot build (not a multiple of 2 x its bus): ``make config``
+    says so, as ``make verilog`` refuses it (one rule: ``hw.rtl.export.check_buildable``)."""
+    from hw.config_file import rtl_support
+    from hw.rtl.export import check_buildable
+    odd = get_config("small").replace(global_buf_bytes=1000)
+    with pytest.raises(ValueError) as refused:
+        check_buildable(odd)
+    assert rtl_support(odd) == f"cannot build it: {refused.value}"
+    assert rtl_support(get_config("small")) == "builds it"

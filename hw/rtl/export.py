@@ -45,7 +45,7 @@ from amaranth.lib import wiring
 from ..cli import duration, human_bytes
 from ..config import AcceleratorConfig, get_config
 
-__all__ = ["MAX_TOP_INPUT_BITS", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
+__all__ = ["MAX_TOP_INPUT_BITS", "check_buildable", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
            "ExportResult", "module_name", "export_component", "parse_ports", "split_modules",
            "export_pe_tile", "export_pe_array", "export_accelerator", "export_files", "export_to_directory", "TOPS",
            "SRC_ATTRIBUTE", "written_line"]
@@ -437,6 +437,15 @@ def export_files(result: ExportResult, config: AcceleratorConfig) -> dict[str, b
     return files
 
 
+def check_buildable(config: AcceleratorConfig) -> None:
+    """Raise ValueError (naming the parameter) when the accelerator's RTL cannot be built for
+    ``config``: what ``make verilog`` and ``make config``'s "RTL" line both ask."""
+    from .global_buffer import check_global_buffer
+    from .pe_tile import check_rtl_config
+    check_rtl_config(config)
+    check_global_buffer(config)
+
+
 def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accelerator",
                         progress: Callable[[str], None] | None = None) -> ExportResult:
     """Export ``top`` of ``config`` into ``out`` (see :func:`export_files`); ``progress`` is told
@@ -455,10 +464,7 @@ def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accele
     if top not in TOPS:
         raise ValueError(f"top must be one of {', '.join(TOPS)}, not {top!r}")
     if top == "accelerator":       # refuse before elaborating anything
-        from .global_buffer import check_global_buffer
-        from .pe_tile import check_rtl_config
-        check_rtl_config(config)
-        check_global_buffer(config)
+        check_buildable(config)
     result = TOPS[top](config, progress)
     if progress is not None:
         progress(f"writing {len(result.modules) + 2} files")
