@@ -323,8 +323,8 @@ def _trace_layers(args, model: Model) -> list[str] | None:
     if args.trace_layers.strip() == "all":
         return [l.name for l in model.layers]
     names = [n.strip() for n in args.trace_layers.split(",")]
-    if not all(names):
-        raise UsageError(f"bad --trace-layers {args.trace_layers!r}: expected NAME[,NAME...] or 'all'")
+    if not all(names) or "all" in names:
+        raise UsageError(f"bad --trace-layers {args.trace_layers!r}: expected NAME[,NAME...] or 'all' alone")
     _known_layers(model, names, "--trace-layers")
     return names
 

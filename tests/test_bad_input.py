@@ -83,6 +83,7 @@ def assert_refused(r: subprocess.CompletedProcess, *needles: str, absent: str = 
     # others like them
     ([*SIM, "--format", "jpg"], ["'jpg'", "png, pdf, svg"], ""),
     ([*SIM, "--trace-layers", "stage0.block0.attn.q,nope"], ["'nope'", "--trace-layers"], ""),
+    ([*SIM, "--trace-layers", "all,nope"], ["'all,nope'", "'all' alone"], ""),
     (["sim.paths", "--model", "segformer_b2", "--format", "gif", "--paths", "full"], ["'gif'"], ""),
     (["sim.replay", "missing.bin"], ["missing.bin", "No such file"], ""),
     (["sim.replay", "binary.csv"], ["binary.json", "--config"], ""),
