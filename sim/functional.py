@@ -238,7 +238,7 @@ class Machine:
         valid = (y < f["t_h"])[:, :, None, None] & (x < f["t_w"])[None, None, :, None] & (k < f["t_k"])[:, None, None, :]
         a = self.acc[pes, f["acc_addr"]:f["acc_addr"] + oh * ow, :kp]                # [P, npix, K]
         ps = slice(f["param_addr"], f["param_addr"] + kp)
-        flat = a.transpose(1, 0, 2).reshape(oh * ow, -1)
+        flat = a.transpose(1, 0, 2).reshape(oh * ow, len(pes) * kp)       # (explicit: a STORE may have no pixels)
         q = ops.requantize(flat, self.mult[pes, ps].ravel(), self.shift[pes, ps].ravel(), f["act"] == Act.RELU,
                            bias=self.bias[pes, ps].ravel(), acc_bits=self.cfg.acc_bits)
         q = q.reshape(oh, ow, len(pes), kp).transpose(2, 0, 1, 3)

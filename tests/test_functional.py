@@ -98,3 +98,18 @@ def test_out_of_range_addresses_raise_with_offset():
     bad = make(Op.LOAD_WGT, pe_first=0, pe_count=1, pe_step=1, src_addr=60, rows=2, n_out=4, chan=8, out_stride=8)
     with pytest.raises(StreamError, match="byte offset 32"):
         m.run([make(Op.NOP), bad])
+
+
+@pytest.mark.parametrize("out_h, out_w", [(1, 0), (0, 2)])
+def test_a_store_of_no_pixels_writes_nothing(out_h, out_w):
+    """The contract times a STORE of no pixels (``hw.timing.schedule`` accepts it): the functional
+    model runs it as writing nothing (a fuzzed stream with a flipped ``out_w`` bit crashed it)."""
+    from hw.isa import Op, make
+    from hw.timing import schedule
+    cfg = get_config("tiny")
+    stream = [make(Op.STORE, pe_count=1, pe_k=1, out_h=out_h, out_w=out_w, t_h=1, t_w=2, t_k=4, k_pitch=4,
+                   k_per_pe=4), make(Op.END)]
+    assert schedule(stream, cfg).total_cycles > 0
+    machine = Machine(cfg, np.zeros(256, np.uint8))
+    machine.run(stream)
+    assert not machine.dram.any()
