@@ -362,10 +362,15 @@ class StageTicker:
     def __enter__(self) -> "StageTicker":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def stop(self) -> None:
+        """No more lines (a step that reports on its own has begun); the context's exit calls it."""
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
         if self._drawn:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
+            self._drawn = False
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.stop()

@@ -42,7 +42,7 @@ from typing import Optional
 
 import numpy as np
 
-from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main, seed
+from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, fail, file_tag, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
 from hw.config_file import ConfigError, load_config
 from mapper import float_ops
@@ -254,7 +254,9 @@ def infer(model: Model, cfg: AcceleratorConfig, image: np.ndarray, seed: int, *,
     with phase("weights", f"weights and calibration (seed {seed})"):
         weights, qmodel = network_parameters(model, seed)
     x = quantize_input(image)
-    with phase("program", "whole-network program"), refusals(model, cfg):
+    with phase("program", "whole-network program"), refusals(model, cfg), \
+            StageTicker(f"{model.name} on {cfg.name}", enabled=progress) as ticker:
+        ticker.stage("building the whole-network program (mapping the layers)")     # no steps of its own
         program = build_program(qmodel, cfg, image=x)
     size = {"instructions": len(program.stream), "dram_bytes": program.footprint,
             "static_bytes": program.static_bytes, "activation_bytes": program.activation_bytes,

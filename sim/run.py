@@ -449,14 +449,19 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
         t_check = time.perf_counter()
         print(f"functional check seed: {seed} (replay with --seed {seed})", flush=True)
         bar = _bar(args, len(model.layers), "functional check")
+        # the program is built before the first step reports (a minute for a large network)
+        ticker = StageTicker(f"{model.name} on {key}", enabled=not args.quiet)
+        ticker.stage("functional check: building the whole-network program")
 
         def cstep(*a, **k) -> None:
+            ticker.stop()
             if a:
                 bar.set_postfix_str(str(a[0])[-40:], refresh=False)
             bar.update(1)
 
         try:
-            check = check_network(model, cfg, seed=seed, fuse=not args.no_fusion, progress=cstep)
+            with ticker:
+                check = check_network(model, cfg, seed=seed, fuse=not args.no_fusion, progress=cstep)
         except UsageError as e:
             bar.close()
             return fail(prog, e)

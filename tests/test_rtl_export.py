@@ -235,6 +235,14 @@ def test_stage_ticker_reports_long_steps_only():
     assert quick.getvalue() == ""
     lines = slow.getvalue().splitlines()
     assert lines and all(re.fullmatch(r"slow: converting module 1, vector_mac, \d+ s elapsed", x) for x in lines), lines
+    stopped = io.StringIO()             # stop(): a step that reports on its own has begun
+    with StageTicker("stopped", stream=stopped, period=0.05) as ticker:
+        ticker.stage("building")
+        time.sleep(0.2)
+        ticker.stop()
+        before = stopped.getvalue()
+        time.sleep(0.2)
+    assert before and stopped.getvalue() == before
 
 
 @pytest.mark.parametrize("kind", ["file", "foreign", "own_verilog"])
