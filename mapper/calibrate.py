@@ -137,7 +137,10 @@ def quantize_ranges(model: Model, weights: dict, ranges: dict[str, float]) -> QM
     scales = assign_scales(model, ranges)
     q = QModel(model, INPUT_SCALE)
     for layer in model.layers:
-        q.layers[layer.name] = _quantize_layer(layer, weights.get(layer.name), scales)
+        try:
+            q.layers[layer.name] = _quantize_layer(layer, weights.get(layer.name), scales)
+        except ValueError as e:
+            raise ValueError(f"layer {layer.name}: {e}") from None
     check_constraints(q)
     return q
 
@@ -191,9 +194,13 @@ def calibrate_ranges(model: Model, weights: dict, calib_image: np.ndarray, *,
 def _ranges(model: Model, outputs, percentile: Optional[float]) -> dict[str, float]:
     readers = readers_of(model)
     ranges = {}
-    for layer, (name, y) in zip(model.layers, outputs):
-        p = None if isinstance(layer, Constant) else percentile
-        ranges[name] = tensor_range(y, readers.get(name, []), p)
+    with np.errstate(over="ignore", invalid="ignore"):        # an overflow is refused below, by name
+        for layer, (name, y) in zip(model.layers, outputs):
+            if not np.all(np.isfinite(y)):
+                raise ValueError(f"layer {name}: its float output on the calibration image is not finite "
+                                 f"(weights too large for float32?)")
+            p = None if isinstance(layer, Constant) else percentile
+            ranges[name] = tensor_range(y, readers.get(name, []), p)
     return ranges
 
 

@@ -280,3 +280,21 @@ def test_weights_that_are_not_finite_are_refused(bad):
     y = g.op("Conv", ["x", g.init("conv.weight", w)], "", kernel_shape=[1, 1])
     _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "'conv.weight'", "read by node '/Conv_1'",
              "1 value(s) that are not finite")
+
+
+def test_weights_too_large_for_float32_name_the_layer_in_one_line(tmp_path):
+    """Finite weights whose products overflow float32 on the calibration image: one error naming
+    the layer (numpy's overflow warnings silenced), not a requantisation ratio of no layer."""
+    import warnings
+
+    from mapper.calibrate import prepare
+    g = Graph()
+    w = np.random.default_rng(0).standard_normal((4, 3, 1, 1)).astype(np.float32) * np.float32(1e38)
+    y = g.op("Conv", ["x", g.init("conv.weight", w)], "", kernel_shape=[1, 1])
+    import onnx
+    onnx.save(g.model([image_input(3, 8, 8, "x")], [out(y)]), tmp_path / "big.onnx")
+    model = load_onnx(tmp_path / "big.onnx").model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # a RuntimeWarning would fail here
+        with pytest.raises(ValueError, match=r"^layer \S+: its float output on the calibration image is not finite"):
+            prepare(model, 1)
