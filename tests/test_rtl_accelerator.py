@@ -370,3 +370,22 @@ def test_store_into_global_buffer_refusals_agree():
         assert (refused.value.code, refused.value.index) == (code, pc)
         res = _error_run(stream)
         assert (res["code"], res["pc"]) == (code, pc), res
+
+
+def test_a_softmax_epilogue_after_a_plain_store_writes_each_byte_once():
+    """Fuzz seed 32, case 178 (found on tiny): a STORE without an epilogue, then one with. The
+    store unit picked its write tap by the running STORE's epilogue flag, so the plain STORE's
+    last beats, already written, were written again EP_WRITE_DELAY cycles after their beat with
+    the epilogue's data: the RTL must write what sim.functional writes."""
+    from cosim.fuzz import expected_outcome, fuzz_case, words_bytes
+    from hw.timing import decode_until_end
+    case = fuzz_case(32, 178, TINY)
+    assert case.description.startswith("rand2_matmul: STORE") and "softmax epilogue" in case.description
+    expect = expected_outcome(case.words, case.dram, TINY)
+    assert expect.kind == "done" and expect.dram is not None
+    stream, _ = decode_until_end(words_bytes(case.words))
+    dram = case.dram.copy()
+    res = run_accelerator(TINY, stream, dram, expect.limit)
+    assert res["done"] == 1 and res["cycle"] == expect.cycles
+    if not np.array_equal(dram, expect.dram):
+        pytest.fail(first_mismatch("plain STORE then a softmax epilogue vs sim.functional", dram, expect.dram))

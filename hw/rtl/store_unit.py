@@ -309,8 +309,12 @@ class StoreUnit(wiring.Component):
         last_pass = beat & ~cs.dst_gb & (~ep | (phase == EPILOGUE_PASSES))
         taps = list(zip(*(delay_line(m, v, EP_WRITE_DELAY, f"issued_{name}") for v, name in
                           ((last_pass, "valid"), (oy, "oy"), (ox, "ox"), (off, "off"), (gb_slot, "gb_valid"),
-                           (sub, "gb_sub")))))
-        dv, doy, dox, doff, dgb, dsub = (Mux(ep, e, p) for e, p in zip(taps[EP_WRITE_DELAY], taps[WRITE_DELAY]))
+                           (sub, "gb_sub"), (ep, "ep")))))
+        # a beat is written from the tap of its own STORE's delay: a STORE without an epilogue has
+        # its last beats EP_WRITE_DELAY back when the next, with one, starts (written once already)
+        own = [t[:-1] + (t[-1] if d == EP_WRITE_DELAY else ~t[-1],) for d, t in enumerate(taps)]
+        dv, doy, dox, doff, dgb, dsub, mine = (Mux(ep, e, p) for e, p in zip(own[EP_WRITE_DELAY], own[WRITE_DELAY]))
+        dv, dgb = dv & mine, dgb & mine
         y = self._epilogue_lanes(m, ep, rows, nk, beat, phase, slot) if self._epilogue else None
         ys = [self.st.y[p].as_value() for p in range(n)]
         if y:
