@@ -156,8 +156,9 @@ def ties(rng, d: vec.Descriptor, dram: np.ndarray) -> np.ndarray:
 
 
 def run_spatial(runs: list[tuple[vec.Descriptor, np.ndarray]]) -> list[dict]:
-    """Each descriptor over its DRAM image (in place) on one SpatialUnit, one after the other."""
-    dut = SpatialUnit(TINY, lanes=SWEEP_LANES)
+    """Each descriptor over its DRAM image (in place) on one SpatialUnit walking a pixel a cycle
+    (``PixelWalker``; several a cycle: ``WIDE_UNITS``), one after the other."""
+    dut = SpatialUnit(TINY, lanes=SWEEP_LANES, walk_rows=1)
     results = run_on(dut, [(dram, [(dut.desc.as_value(), descriptor_slots(d))]) for d, dram in runs])
     return [res | {"formula": dut.cycles(d)} for (d, _), res in zip(runs, results)]
 
@@ -203,6 +204,56 @@ def test_spatial_unit_reads_only_inside_the_pass_extents(spatial_runs):
 def test_spatial_unit_takes_its_documented_cycles(spatial_runs):
     got = {key: (res["cycles"], res["formula"]) for key, (_, _, _, res) in spatial_runs.items()}
     assert all(a == b for a, b in got.values()), got
+
+
+# ---- several pixels a cycle -----------------------------------------------------------------------
+
+#: Units whose walker hands out several output rows a cycle (``WidePixelWalker``), (lanes, walk_rows):
+#: walks of two cycles of two and of three rows, one of a single cycle of four.
+WIDE_UNITS = [(4, 2), (6, 3), (4, 4)]
+#: The cases in ``make test``, the edges on the unit of one walk cycle: a class map (pixels not a
+#: multiple of the walk, rasters narrower than it), an adaptive pooling (its floor counters composed),
+#: a windowed average split into rows, a nearest resize with a chain after it; and one of each kind on
+#: the unit of two walk cycles of three.  Every case of ``CASES`` on every unit is marked slow.
+WIDE_FAST = {((4, 4), "class_map", 0), ((4, 4), "adaptive_pool", 1), ((4, 4), "avg_pool_chain", 2),
+             ((4, 4), "nearest_chain", 3), ((6, 3), "resize", 4), ((6, 3), "max_pool", 5)}
+WIDE_CASES = [pytest.param(unit, kind, seed, id=f"{unit[0]}x{unit[1]}-{kind}-{seed}",
+                           marks=() if (unit, kind, seed) in WIDE_FAST else pytest.mark.slow)
+              for unit in WIDE_UNITS for kind, seed in CASES]
+
+
+@pytest.fixture(scope="module")
+def wide_spatial_runs(request) -> dict:
+    """The selected cases of WIDE_CASES run on their units, each unit's one after the other."""
+    name = "test_a_walker_of_several_pixels_a_cycle_keeps_every_pass_exact"
+    selected = {tuple(item.callspec.params[k] for k in ("unit", "kind", "seed")) for item in request.session.items
+                if getattr(item, "originalname", None) == name}
+    kinds, out = [*KINDS, *CHAINS], {}
+    for unit in WIDE_UNITS:
+        passes = {}
+        for kind, seed in CASES:
+            if (unit, kind, seed) in selected:
+                d, dram = random_case(np.random.default_rng([SEED, seed, kinds.index(kind)]), kind)
+                passes[kind, seed] = (d, dram, functional(d, dram))
+        if passes:
+            dut = SpatialUnit(TINY, lanes=unit[0], walk_rows=unit[1])
+            assert dut.walk_rows == unit[1]
+            results = run_on(dut, [(dram, [(dut.desc.as_value(), descriptor_slots(d))]) for d, dram, _ in passes.values()])
+            out |= {(unit, *key): (*run, res | {"formula": dut.cycles(d)})
+                    for (key, run), res, d in zip(passes.items(), results, (p[0] for p in passes.values()))}
+    return out
+
+
+@pytest.mark.parametrize("unit,kind,seed", WIDE_CASES)
+def test_a_walker_of_several_pixels_a_cycle_keeps_every_pass_exact(wide_spatial_runs, unit, kind, seed):
+    """Output pixels ``walk_rows`` at a time (``hw/rtl/vector_spatial_walker.py``): the image is the
+    functional model's and the cycles ``spatial_cycles``' with the walk of ``lanes / walk_rows``
+    cycles and the walker's setup (``hw.timing.vec_row_cycles``)."""
+    d, dram, want, res = wide_spatial_runs[unit, kind, seed]
+    assert res["error"] == 0, f"{unit} {kind}: {res} for {d}"
+    if not np.array_equal(dram, want):
+        pytest.fail(f"{unit} {kind} seed {seed}: {first_difference(dram, want)} for {d}")
+    assert res["cycles"] == res["formula"], f"{unit} {kind} seed {seed}"
 
 
 # ---- refusals ------------------------------------------------------------------------------------

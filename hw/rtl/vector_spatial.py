@@ -13,9 +13,12 @@ step over the channels, one channel (a pooling: one window tap of a channel) a c
     either result -> chain slot 1 .. 3 (ElementwiseLane: COPY, ADD, MUL with a second operand read
                  with the element's last tap) -> write each stage's result (Swin's RESIZE->ADD)
 
-* The *walker* steps the output raster one pixel a cycle and hands the next group's pixels to the
-  lanes while they run the current group, so a group of ``lanes`` pixels takes
-  ``max(row_cycles, lanes)`` cycles and the first waits for its walk (``hw.timing.vec_row_cycles``).
+* The *walker* (``hw/rtl/vector_spatial_walker.py``) steps the output raster ``walk_rows`` pixels
+  a cycle (``PixelWalker``: one; ``WidePixelWalker``: ``k`` interleaved walkers) and hands the next
+  group's pixels to the lanes while they run the current group, so a group of ``lanes`` pixels
+  takes ``max(row_cycles, lanes / walk_rows)`` cycles and the first waits for its walk
+  (``hw.timing.vec_row_cycles``).  What follows is ``PixelWalker``'s; the wide one moves the same
+  counters by per-pass multiples.
   A bilinear axis's source position is a DDA (``hw.operators.resize_axis_params``): ``start`` at
   the first output, plus ``step`` per output, one add per step.  ``bilinear_axis_kernel`` turns it
   into the indices ``i0, i1`` and the weight; the kernel is fed the position the walker steps to,
@@ -62,7 +65,7 @@ from ..config import AcceleratorConfig
 from ..expr import Fields, any_of, sel
 from ..isa import ADDR_BITS, ErrorCode, VecOp
 from ..numerics import INT8_MAX, INT8_MIN
-from ..timing import vec_row_cycles
+from ..timing import VEC_WALK_ROWS, vec_row_cycles, vec_walk_rows
 from .axis_counter import AxisCounter
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
 from .elementwise_lane import ElementwiseLane, drive_params, stage_params
@@ -70,32 +73,24 @@ from .kernel_unit import KernelUnit, delay_line, delayed, plan
 from .operator_backend import range_shape
 from .vector_descriptor import DESCRIPTOR, OPERAND, field_slots
 from .vector_row_lane import LANE_READS
+from .vector_spatial_walker import (AXIS_INPUTS, CHAIN_SLOTS, COMBINATIONAL, CORNERS, COUNT, PIXEL, TAPS_BITS,
+                                    PixelWalker, WidePixelWalker)
 from .vector_unit import finish_states, read_lanes, write_lanes
 
 __all__ = ["SpatialUnit", "spatial_cycles", "runs_spatial", "kernel_latency", "chain_stage_latency"]
 
-#: Read lanes a row lane uses: its pixel's four source elements (of its ``LANE_READS``), then one
-#: for each chain stage's second operand.
-CORNERS = 4
-#: Stages a chain after the spatial stage may hold (``hw.vector.SPATIAL_CHAIN_OPS``): a slot each.
-CHAIN_SLOTS = vec.MAX_STAGES - 1
 #: Cycles before the walk: latch the source and written operands, then check them.
 SETUP_CYCLES = 2
 _INT8 = (INT8_MIN, INT8_MAX)
 _WEIGHT = (0, 1 << ops.RESIZE_WEIGHT_BITS)
-_AXIS_INPUTS = {"pos": (-(1 << 31), (1 << 31) - 1), "n_in": (1, ops.RESIZE_MAX_IN)}
 _ELEMENT_INPUTS = {**{f"a{y}{x}": _INT8 for y in "01" for x in "01"}, "wy": _WEIGHT, "wx": _WEIGHT}
-#: A pooling window's element count (``hw.operators.POOL_MAX_COUNT`` at most) and its sum.
-_COUNT = (1, ops.POOL_MAX_COUNT)
-_AVERAGE_INPUTS = {"total": (INT8_MIN * ops.POOL_MAX_COUNT, INT8_MAX * ops.POOL_MAX_COUNT), "count": _COUNT}
-AXIS_PLAN = plan(ops.bilinear_axis_kernel, _AXIS_INPUTS, outputs=("i0", "i1", "w"))
+_AVERAGE_INPUTS = {"total": (INT8_MIN * ops.POOL_MAX_COUNT, INT8_MAX * ops.POOL_MAX_COUNT), "count": COUNT}
+AXIS_PLAN = plan(ops.bilinear_axis_kernel, AXIS_INPUTS, outputs=("i0", "i1", "w"))
 ELEMENT_PLAN = plan(ops.resize_element_kernel, _ELEMENT_INPUTS, outputs=("y", "s"))
 AVERAGE_PLAN = plan(ops.average_kernel, _AVERAGE_INPUTS)
-#: Window positions along an axis a pooling walks at most (``hw.vector.pool_taps``), and its bits.
-_TAPS_BITS = ops.POOL_COUNT_BITS
 #: A pooling's window count's reciprocal (``hw.operators.recip_kernel``): the walker computes it
 #: once a pixel, and each lane divides its channels' sums by it (``average_by_reciprocal_kernel``).
-RECIP_PLAN = plan(ops.recip_kernel, {"v": _COUNT}, consts={"width": ops.POOL_COUNT_BITS}, outputs=("r", "k"))
+RECIP_PLAN = plan(ops.recip_kernel, {"v": COUNT}, consts={"width": ops.POOL_COUNT_BITS}, outputs=("r", "k"))
 _BY_RECIP_INPUTS = {**_AVERAGE_INPUTS, "r": RECIP_PLAN.range("r"), "k": RECIP_PLAN.range("k")}
 BY_RECIP_PLAN = plan(ops.average_by_reciprocal_kernel, _BY_RECIP_INPUTS)
 #: A lane's sum waits for its pixel's reciprocal (which lags the pixel by the reciprocal's pipeline,
@@ -108,18 +103,6 @@ assert _RECIP_WAIT >= 0 and _AVERAGE_PAD >= 0, (RECIP_PLAN, BY_RECIP_PLAN, AVERA
 _KERNEL_MAX = max(AVERAGE_PLAN.latency, ELEMENT_PLAN.latency)
 #: The walker feeds the axis kernel the position it steps to: its result is one cycle later.
 assert AXIS_PLAN.latency == 1, AXIS_PLAN
-#: What the walker hands a lane: the four source addresses, the weights, the output pixel.
-#: A pooling's row: its window's first element in ``src[0]``, the window's valid taps along each axis
-#: (``taps_y``, ``taps_x``), the average's divisor (``count``) and the row's first channel (``chan0``).
-#: A chain stage's second operand (``second``) and written operand (``written``) at the pixel, and
-#: whether each is not padding there.
-PIXEL = data.StructLayout({"src": data.ArrayLayout(ADDR_BITS, CORNERS), "wy": unsigned(9), "wx": unsigned(9),
-                           "taps_y": _TAPS_BITS, "taps_x": _TAPS_BITS, "count": _TAPS_BITS, "chan0": 17,
-                           "out": ADDR_BITS, "out_ok": 1, "valid": 1,
-                           **{f"{k}{suffix}": data.ArrayLayout(width, CHAIN_SLOTS)
-                              for k in ("second", "written") for suffix, width in (("", ADDR_BITS), ("_ok", 1))}})
-#: Evaluates a kernel of ``hw.operators`` combinationally (``argmax_kernel``'s running fold).
-_COMBINATIONAL = SimpleNamespace(sel=sel)
 
 
 def runs_spatial(op) -> object:
@@ -145,13 +128,14 @@ def chain_stage_latency() -> int:
     return slot.latency
 
 
-def spatial_cycles(d: vec.Descriptor, lanes: int) -> int:
+def spatial_cycles(d: vec.Descriptor, lanes: int, walk_rows: int = VEC_WALK_ROWS) -> int:
     """Cycles from ``start`` to ``done`` of the unit for a descriptor it runs: its setup, the rows
-    (``hw.timing.vec_row_cycles`` of ``hw.vector.row_schedule``: a chain's stages overlap along
-    the row), then the last element's read, kernel (:func:`kernel_latency`), chain stages
+    (``hw.timing.vec_row_cycles`` of ``hw.vector.row_schedule``, walked up to ``walk_rows`` a
+    cycle: a chain's stages overlap along the row), then the last element's read, kernel (:func:`kernel_latency`), chain stages
     (:func:`chain_stage_latency` each) and write (the ``done`` cycle follows the write)."""
     rows, row, passes, gap = vec.row_schedule(d)
-    return SETUP_CYCLES + vec_row_cycles({"rows": rows, "row_cycles": passes * row + gap}, lanes) + \
+    return SETUP_CYCLES + vec_row_cycles({"rows": rows, "row_cycles": passes * row + gap}, lanes,
+                                          walk_rows=walk_rows) + \
         DRAM_READ_LATENCY + kernel_latency(d.stages[0]) + (len(d.stages) - 1) * chain_stage_latency()
 
 
@@ -170,6 +154,10 @@ class SpatialUnit(wiring.Component):
         The accelerator it belongs to.
     lanes : int
         Row lanes (``config.vector_lanes`` by default), with ``VectorUnit``'s DRAM lanes.
+    walk_rows : int
+        Output rows (pixels, or a pooling's parts of one) the walker hands out a cycle, at most
+        (``hw.timing.vec_walk_rows``: the most that divide ``lanes``): one (``PixelWalker``) or
+        more (``WidePixelWalker``, ``hw/rtl/vector_spatial_walker.py``).
 
     Members
     -------
@@ -191,22 +179,27 @@ class SpatialUnit(wiring.Component):
         lanes ``MAX_STAGES * l`` (the spatial stage) .. ``+ 3`` (the chain stages).
     """
 
-    def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None):
+    def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, walk_rows: int = VEC_WALK_ROWS):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         lanes = config.vector_lanes if lanes is None else lanes
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
-        self._n = lanes
+        self._n, self._walk_rows = lanes, vec_walk_rows(lanes, walk_rows)
         super().__init__(_members(lanes))
 
     @property
     def lanes(self) -> int:
         return self._n
 
+    @property
+    def walk_rows(self) -> int:
+        """Rows the walker hands out a cycle (``hw.timing.vec_walk_rows``)."""
+        return self._walk_rows
+
     def cycles(self, d: vec.Descriptor) -> int:
         """Cycles from ``start`` to ``done`` for descriptor ``d`` the unit runs (``spatial_cycles``)."""
-        return spatial_cycles(d, self._n)
+        return spatial_cycles(d, self._n, self._walk_rows)
 
     def elaborate(self, platform):
         m = Module()
@@ -214,8 +207,9 @@ class SpatialUnit(wiring.Component):
         with m.If(self.start & ~self.busy):
             m.d.sync += d.eq(self.desc)
         pas = _Pass(m, d)
-        walker = _Walker(m, pas, self._n)
-        lanes = [_Lane(m, l, pas, walker) for l in range(self._n)]
+        k = self._walk_rows
+        walker = PixelWalker(m, pas) if k == 1 else WidePixelWalker(m, pas, k)
+        lanes = [_Lane(m, l, pas, walker.pixels[l % k]) for l in range(self._n)]
         seq = _Sequencer(m, pas, walker, lanes, self)
         for lane in lanes:
             lane.run(seq)
@@ -259,7 +253,7 @@ class _Pass:
         self.src, self.out = Signal(OPERAND, name="src_operand"), Signal(OPERAND, name="out_operand")
         self.writes = Signal()
         self.h, self.w = Signal.like(d.header.h), Signal.like(d.header.w)
-        self.taps = {a: Signal(_TAPS_BITS, name=f"taps_{a}") for a in "yx"}
+        self.taps = {a: Signal(TAPS_BITS, name=f"taps_{a}") for a in "yx"}
         self.split = Signal(4, name="pool_split")
         self.select = Signal()
         self.stages = stages
@@ -315,151 +309,12 @@ class _Pass:
         return code
 
 
-class _Walker:
-    """The output raster, a pixel a cycle (``step``): the output counters, the ``AxisCounter``s of
-    the written operand and of each chain stage's operands, the two DDAs and their
-    ``bilinear_axis_kernel``s, and the pixel they give (``pixel``)."""
-
-    def __init__(self, m: Module, pas: _Pass, lanes: int):
-        self.m, self.pas = m, pas
-        self.load, self.step = Signal(name="walk_load"), Signal(name="walk_step")
-        self.px, self.py = Signal.like(pas.w, name="walk_x"), Signal.like(pas.h, name="walk_y")
-        self.walked = Signal(name="walked")               # past the last pixel
-        self.pixel = Signal(PIXEL, name="walk_pixel")
-        # what the walk does this cycle, for the operands' and the pooling windows' counters
-        self.x_step, self.x_reset, self.y_step = Signal(name="walk_x_step"), Signal(name="walk_x_reset"), \
-            Signal(name="walk_y_step")
-        self.oy, self.ox = self._counters("out", pas.out)
-        self._dda()
-        self._pool_windows()
-        self._chain_operands()
-        self.recip = KernelUnit(ops.recip_kernel, {"v": _COUNT}, consts={"width": ops.POOL_COUNT_BITS},
-                                outputs=("r", "k"), name="pixel_recip")
-        m.submodules.pixel_recip = self.recip
-        m.d.comb += [self.recip.v.eq(self.pixel.count), self.recip.in_valid.eq(1)]
-
-    def _counters(self, name: str, operand) -> tuple:
-        """An operand's (y, x) ``AxisCounter``s, stepped with the output raster."""
-        m, y, x = self.m, AxisCounter(), AxisCounter()
-        m.submodules[f"{name}_y"], m.submodules[f"{name}_x"] = y, x
-        for prefix, counter in (("y_", y), ("x_", x)):
-            for field, _, _ in vec.AXIS_FIELDS:
-                m.d.comb += getattr(counter, field).eq(getattr(operand, prefix + field))
-        m.d.comb += [y.load.eq(self.load), y.step.eq(self.y_step),
-                     x.load.eq(self.load | self.x_reset), x.step.eq(self.x_step)]
-        return y, x
-
-    def _chain_operands(self) -> None:
-        """Each chain stage's second and written operands' pixel addresses, and whether each is not padding."""
-        m, p = self.m, self.pixel
-        for i, (second, written) in enumerate(self.pas.chain):
-            for key, operand in (("second", second), ("written", written)):
-                y, x = self._counters(f"chain{i + 1}_{key}", operand)
-                m.d.comb += [p[key][i].eq(operand.base + y.offset + x.offset),
-                             p[f"{key}_ok"][i].eq(~y.padding & ~x.padding)]
-
-    def _dda(self) -> None:
-        m, pas, s = self.m, self.pas, self.pas.src
-        pos = {a: Signal(signed(32), name=f"{a}_pos") for a in "yx"}
-        nxt = {a: Signal(signed(32), name=f"{a}_pos_next") for a in "yx"}
-        end_x = self.px + 1 == pas.w
-        more = self._next_row_of_pixel()
-        m.d.comb += [nxt["y"].eq(pos["y"]), nxt["x"].eq(pos["x"])]
-        with m.If(self.load):
-            m.d.comb += [nxt["y"].eq(pas.dda["y_start"]), nxt["x"].eq(pas.dda["x_start"])]
-            m.d.sync += [self.px.eq(0), self.py.eq(0), self.walked.eq(0)]
-        with m.Elif(self.step & ~self.walked & ~more):
-            with m.If(~end_x):
-                m.d.comb += [nxt["x"].eq(pos["x"] + pas.dda["x_step"]), self.x_step.eq(1)]
-                m.d.sync += self.px.eq(self.px + 1)
-            with m.Elif(self.py + 1 != pas.h):
-                m.d.comb += [nxt["x"].eq(pas.dda["x_start"]), nxt["y"].eq(pos["y"] + pas.dda["y_step"]),
-                             self.x_reset.eq(1), self.y_step.eq(1)]
-                m.d.sync += [self.px.eq(0), self.py.eq(self.py + 1)]
-            with m.Else():
-                m.d.sync += self.walked.eq(1)
-        m.d.sync += [pos["y"].eq(nxt["y"]), pos["x"].eq(nxt["x"])]
-        idx = {}
-        for a in "yx":
-            k = KernelUnit(ops.bilinear_axis_kernel, _AXIS_INPUTS, outputs=("i0", "i1", "w"), name=f"{a}_axis")
-            m.submodules[f"{a}_axis"] = k
-            m.d.comb += [k.pos.eq(nxt[a]), k.n_in.eq(getattr(s, f"{a}_n")), k.in_valid.eq(1)]
-            stride = getattr(s, f"{a}_s_lo")
-            idx[a] = (k.i0 * stride, k.i1 * stride, k.w)       # a plain raster: index i at i * stride
-        p = self.pixel
-        m.d.comb += [p.wy.eq(idx["y"][2]), p.wx.eq(idx["x"][2]), p.valid.eq(~self.walked),
-                     p.out.eq(pas.out.base + self.oy.offset + self.ox.offset),
-                     p.out_ok.eq(pas.writes & ~self.oy.padding & ~self.ox.padding)]
-        for y in range(2):
-            for x in range(2):
-                m.d.comb += p.src[2 * y + x].eq(s.base + idx["y"][y] + idx["x"][x])
-
-
-    def _next_row_of_pixel(self):
-        """A pooling's pixel is handed out as ``2**split`` rows, its channels from ``chan0`` on in
-        chunks (``hw.vector.split_chunk``): whether this step hands out the pixel's next row rather
-        than moving on (``chan0`` steps by the chunk, one add)."""
-        m, pas = self.m, self.pas
-        part, chan0 = Signal(16, name="walk_split_part"), Signal(17, name="walk_chan0")
-        more = part + 1 != (1 << pas.split)
-        with m.If(self.load):
-            m.d.sync += [part.eq(0), chan0.eq(0)]
-        with m.Elif(self.step & ~self.walked):
-            m.d.sync += [part.eq(Mux(more, part + 1, 0)), chan0.eq(Mux(more, chan0 + pas.chunk, 0))]
-        m.d.comb += self.pixel.chan0.eq(chan0)
-        return more
-
-    def _pool_windows(self) -> None:
-        """A pooling's window at the walker's pixel, from a counter per axis (``_PoolAxis``): its
-        first element's address (a plain raster: ``lo_y·s_y + lo_x·s_x``), its taps inside the
-        input along each axis and the average's divisor (the window's taps, or with
-        ``count_include_pad`` its size within the padding)."""
-        m, pas, s, p = self.m, self.pas, self.pas.src, self.pixel
-        y = _PoolAxis(m, pas, "y", s.y_n, pas.h, reset=self.load, step=self.y_step)
-        x = _PoolAxis(m, pas, "x", s.x_n, pas.w, reset=self.load | self.x_reset, step=self.x_step)
-        include_pad = ~pas.adaptive & pas.stage["pool.count_include_pad"]
-        with m.If(pas.window):
-            m.d.comb += [p.src[0].eq(s.base + y.lo * s.y_s_lo + x.lo * s.x_s_lo),
-                         p.taps_y.eq(y.size), p.taps_x.eq(x.size),
-                         p.count.eq(Mux(include_pad, y.padded * x.padded, y.size * x.size))]
-        with m.Else():
-            m.d.comb += [p.taps_y.eq(1), p.taps_x.eq(1)]
-
-
-class _PoolAxis:
-    """One axis of a pooling's windows, stepped with the walker (``reset`` to output 0, ``step`` to
-    the next): a windowed pooling's start ``i·stride - padding`` (one add a step), or an adaptive
-    pooling's ``floor(i·n_in/n_out)`` and ``floor((i+1)·n_in/n_out)`` with their remainders
-    (``hw.operators.floor_counter_kernel`` on the descriptor's witnesses ``n_in div n_out`` and
-    ``n_in mod n_out``).  Gives the window's first position ``lo``, its taps inside the input
-    ``size`` and its size within the padding ``padded``: no division."""
-
-    def __init__(self, m: Module, pas: _Pass, axis: str, n_in, n_out, *, reset, step):
-        st = pas.stage
-        k, stride, pad = st["pool.kernel"], st["pool.stride"], st["pool.padding"]
-        q_step, r_step = (Mux(pas.nearest, st[f"resize.{axis}_{k}"], st[f"pool.{axis}_{k}"]) for k in "qr")
-        start = Signal(signed(26), name=f"pool_{axis}_start")           # i * stride - padding
-        q = [Signal(17, name=f"pool_{axis}_q{i}") for i in range(2)]    # floor(i n_in / n_out), of i + 1
-        r = [Signal(17, name=f"pool_{axis}_r{i}") for i in range(2)]
-        with m.If(reset):
-            m.d.sync += [start.eq(-pad), q[0].eq(0), r[0].eq(0), q[1].eq(q_step), r[1].eq(r_step)]
-        with m.Elif(step):
-            q_next, r_next = ops.floor_counter_kernel(q[1], r[1], q_step, r_step, n_out, _COMBINATIONAL)
-            m.d.sync += [start.eq(start + stride), q[0].eq(q[1]), r[0].eq(r[1]), q[1].eq(q_next), r[1].eq(r_next)]
-        end = start + k
-        lo = Mux(start < 0, 0, start)
-        adaptive_hi = ops.ceil_kernel(q[1], r[1], _COMBINATIONAL)
-        self.lo = Mux(pas.adaptive, q[0], lo)
-        self.size = Mux(pas.adaptive, adaptive_hi - q[0], Mux(end < n_in, end, n_in) - lo)
-        self.padded = Mux(end < n_in + pad, end, n_in + pad) - start
-
-
 class _Lane:
     """Row lane ``l``: the pixel it runs (``cur``) and the one walked for the next group
     (``nxt``); its reads, its kernel and its write."""
 
-    def __init__(self, m: Module, l: int, pas: _Pass, walker: _Walker):
-        self.m, self.l, self.pas, self.walker = m, l, pas, walker
+    def __init__(self, m: Module, l: int, pas: _Pass, pixel):
+        self.m, self.l, self.pas, self.pixel = m, l, pas, pixel
         # loaded before they are read (``begin``, ``take``): no reset
         self.cur, self.nxt = Signal(PIXEL, name=f"lane{l}_pixel", reset_less=True), \
             Signal(PIXEL, name=f"lane{l}_next", reset_less=True)
@@ -474,7 +329,7 @@ class _Lane:
     def take(self, take, begin) -> None:
         """The walker's pixel into ``nxt`` when handed (``take``); at a group's ``begin``, ``cur``
         from ``nxt`` (or straight from the walker when handed in that cycle)."""
-        m, pixel = self.m, self.walker.pixel
+        m, pixel = self.m, self.pixel
         with m.If(take):
             m.d.sync += self.nxt.eq(pixel)
         with m.If(begin):
@@ -522,7 +377,7 @@ class _Lane:
                      kernel.wx.eq(delayed(m, cur.wx, r, f"lane{l}_wx", reset_less=True))]
         best = Signal(range_shape(*ELEMENT_PLAN.range("s")), name=f"lane{l}_best")
         best_i = Signal.like(seq.j, name=f"lane{l}_best_i")
-        fold = ops.argmax_kernel(best, best_i, kernel.s, seq.out_j, _COMBINATIONAL)
+        fold = ops.argmax_kernel(best, best_i, kernel.s, seq.out_j, COMBINATIONAL)
         new_best, new_i = Mux(seq.out_first, kernel.s, fold[0]), Mux(seq.out_first, 0, fold[1])
         with m.If(seq.out_valid):
             m.d.sync += [best.eq(new_best), best_i.eq(new_i)]
@@ -590,7 +445,7 @@ class _Lane:
         r, lat = DRAM_READ_LATENCY, AVERAGE_PLAN.latency
         ok, first = delayed(m, tap_ok, r, f"lane{l}_tap_ok"), seq.arrive_first
         acc = Signal(range_shape(*_AVERAGE_INPUTS["total"]), name=f"lane{l}_pool_acc")
-        fold_max = ops.max_kernel(Mux(first, INT8_MIN, acc), v, ok, _COMBINATIONAL)
+        fold_max = ops.max_kernel(Mux(first, INT8_MIN, acc), v, ok, COMBINATIONAL)
         fold_sum = Mux(first, 0, acc) + Mux(ok, v, 0)
         folded = Signal.like(Mux(pas.pool_max, fold_max, fold_sum), name=f"lane{l}_pool_folded")
         m.d.comb += folded.eq(Mux(pas.pool_max, fold_max, fold_sum))
@@ -612,12 +467,14 @@ class _Sequencer:
     pixel over the source's channels, ``j``) while walking the next; ``issue`` says the lanes
     issue channel ``j`` this cycle."""
 
-    def __init__(self, m: Module, pas: _Pass, walker: _Walker, lanes: list, unit: SpatialUnit):
+    def __init__(self, m: Module, pas: _Pass, walker, lanes: list, unit: SpatialUnit):
         self.m, self.pas, self.walker, self.unit, n = m, pas, walker, unit, len(lanes)
+        k = walker.walk_rows
+        self.walk_cycles = n // k
         self.rd_data = unit._rd_data
         c = pas.src.c
         self.j = Signal.like(c, name="spatial_j")
-        self.wk = Signal(range(max(n, 2)), name="spatial_wk")
+        self.wk = Signal(range(max(self.walk_cycles, 2)), name="spatial_wk")
         self.running, self.walking, self.issue = Signal(), Signal(), Signal()
         self.first_valid = Signal()
         self.drain = Signal(range(DRAM_READ_LATENCY + max(ELEMENT_PLAN.latency, AVERAGE_PLAN.latency)
@@ -638,23 +495,23 @@ class _Sequencer:
         m.d.comb += self.out_first.eq(self.out_j == 0)
         walk_en = Signal()
         run_ends = ~self.running | (self.issue & self.last)
-        walk_ends = ~walk_en | (self.wk == n - 1)
+        walk_ends = ~walk_en | (self.wk == self.walk_cycles - 1)
         begin = Signal()
         lag = RECIP_PLAN.latency        # the walker's reciprocal lags its pixel by its pipeline
         recip_take, recip_wk, recip_begin = (delayed(m, v, lag, f"recip_{n}")
                                              for n, v in (("take", walk_en), ("wk", self.wk), ("begin", begin)))
         for l, lane in enumerate(lanes):
-            lane.take(walk_en & (self.wk == l), begin)
-            lane.take_reciprocal(recip_take & (recip_wk == l), recip_begin, walker.recip)
+            lane.take(walk_en & (self.wk == l // k), begin)
+            lane.take_reciprocal(recip_take & (recip_wk == l // k), recip_begin, walker.recips[l % k])
         m.d.comb += walker.step.eq(walk_en)
-        self._fsm(walk_en, begin, run_ends, walk_ends, n)
+        self._fsm(walk_en, begin, run_ends, walk_ends, self.walk_cycles)
 
     def _taps(self) -> None:
         """A pooling's window taps for each channel (``ty``, ``tx`` below the pass's ``taps``; one tap
         for a resize) and their offset from the window's first element, ``ty·s_y + tx·s_x`` by adds;
         ``tap_first`` and ``tap_last`` bound a channel."""
         m, pas, s = self.m, self.pas, self.pas.src
-        self.ty, self.tx = Signal(_TAPS_BITS, name="spatial_ty"), Signal(_TAPS_BITS, name="spatial_tx")
+        self.ty, self.tx = Signal(TAPS_BITS, name="spatial_ty"), Signal(TAPS_BITS, name="spatial_tx")
         row_off, col_off = Signal(signed(ADDR_BITS), name="tap_row_off"), Signal(signed(ADDR_BITS), name="tap_col_off")
         self.tap_offset = Signal(signed(ADDR_BITS + 1), name="tap_offset")
         self.tap_first, self.tap_last = Signal(name="spatial_tap_first"), Signal(name="spatial_tap_last")
@@ -682,13 +539,22 @@ class _Sequencer:
                 m.next = "CHECK"
             with m.State("CHECK"):
                 code = pas.checks()
-                m.d.comb += u.busy.eq(1)
+                # the walker loads whatever the check says (a refused pass walks nothing), so that
+                # its counters do not wait for the check's verdict
+                m.d.comb += [u.busy.eq(1), walker.load.eq(1)]
                 m.d.sync += u.error_code.eq(code)
                 with m.If(code != ErrorCode.NONE):
                     m.next = "DONE"
                 with m.Else():
-                    m.d.comb += walker.load.eq(1)
                     m.d.sync += [self.running.eq(0), self.wk.eq(0)]
+                    m.next = "WALK" if walker.walk_rows == 1 else "PRIME"
+            if walker.walk_rows > 1:
+                # the walker's setup (hw.timing.VEC_WALK_SETUP): each walker to its first pixel
+                with m.State("PRIME"):
+                    m.d.comb += [u.busy.eq(1), walker.prime.eq(1)]
+                    m.next = "SETTLE"
+                with m.State("SETTLE"):
+                    m.d.comb += [u.busy.eq(1), walker.settle.eq(1)]
                     m.next = "WALK"
             with m.State("WALK"):
                 m.d.comb += [u.busy.eq(1), walk_en.eq(1), begin.eq(walk_ends)]
@@ -709,10 +575,10 @@ class _Sequencer:
             finish_states(m, u, self.drain)
 
     def _walk(self, walk_en, n: int) -> None:
-        """Lane ``wk`` takes the walker's pixel (``_Lane.take``); the walker steps."""
+        """The lanes of walk cycle ``wk`` take the walker's pixels (``_Lane.take``); the walker steps."""
         m = self.m
         with m.If(self.wk == 0):
-            m.d.sync += self.first_valid.eq(self.walker.pixel.valid)
+            m.d.sync += self.first_valid.eq(self.walker.pixels[0].valid)
         m.d.sync += self.wk.eq(self.wk + 1)
         with m.If(self.wk == n - 1):
             m.d.sync += [self.wk.eq(0), self.walking.eq(0)]
@@ -721,7 +587,7 @@ class _Sequencer:
         """Start the lanes on their walked pixels, or drain when there are none."""
         m = self.m
         m.d.comb += self.tap_restart.eq(1)
-        with m.If(Mux(walk_en & (self.wk == 0), self.walker.pixel.valid, self.first_valid)):
+        with m.If(Mux(walk_en & (self.wk == 0), self.walker.pixels[0].valid, self.first_valid)):
             m.d.sync += [self.running.eq(1), self.walking.eq(1), self.wk.eq(0), self.j.eq(0)]
             m.next = "RUN"
         with m.Else():

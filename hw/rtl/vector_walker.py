@@ -21,6 +21,8 @@ out.  Each ``advance`` after that hands out the walkers' rows and moves everythi
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Module, Mux, Signal
 
 from .. import vector as vec
@@ -28,26 +30,30 @@ from ..timing import VEC_WALK_SETUP
 from .axis_counter import WideAxisCounter, operand_axes, small_divmod
 from .vector_row_lane import ROW
 
-__all__ = ["RowWalker", "SETUP_CYCLES"]
+__all__ = ["RowWalker", "RowDigits", "drive_axes", "SETUP_CYCLES"]
 
 #: Cycles between ``load`` and the first row handed out (``prime``, ``settle``): the contract's.
 SETUP_CYCLES = VEC_WALK_SETUP
 
 
-class RowWalker:
-    """``k`` interleaved walkers over a latched descriptor ``d`` (its ``heads`` rows of ``row_len``
-    channels a pixel), built into ``m``.  ``load``, ``prime``, ``settle``, ``advance``: the cycle's
-    action (one at a time); ``rows[i]``: walker ``i``'s row (a ``ROW``)."""
+class RowDigits:
+    """The digits of ``k`` interleaved walkers over a raster of ``h x w`` pixels of ``heads`` rows of
+    ``row_len`` channels (``chan_shape``), built into ``m``, and the move each decides for its
+    pixel's counters.  ``load``, ``prime``, ``settle``, ``advance``: the cycle's action (one at a
+    time).  ``moves[i]``: walker ``i``'s registered move (``x_restart``, ``x_at``, ``x_by``,
+    ``y_by``; the counters take it when ``take``) and its row's first channel and validity
+    (``ch0``, ``valid``), both of the row it hands out."""
 
-    def __init__(self, m: Module, d, heads, row_len, k: int):
-        self.m, self.d, self.k = m, d, k
+    def __init__(self, m: Module, h, w, heads, row_len, k: int, chan_shape):
+        self.m, self.h, self.w, self.k, self.chan_shape = m, h, w, k, chan_shape
         self.load, self.prime, self.settle, self.advance = (Signal(name=f"walk_{n}") for n in
                                                            ("load", "prime", "settle", "advance"))
+        #: the counters take the move registered in the cycle before (none at prime: they were loaded)
+        self.take = Signal(name="walk_take")
+        m.d.comb += self.take.eq(self.settle | self.advance)
         self._bits = max(k - 1, 1).bit_length()
         self._tables(heads, row_len)
-        self.axes = [operand_axes(m, f"operand{op}", d.operands[op], self.load, lambda: WideAxisCounter(k, k))
-                     for op in range(vec.MAX_OPERANDS)]
-        self.rows = [self._walker(i) for i in range(k)]
+        self.moves = [self._walker(i) for i in range(k)]
 
     def _reg(self, value, name: str, shape) -> Signal:
         r = Signal(shape, name=name)
@@ -57,22 +63,22 @@ class RowWalker:
     def _tables(self, heads, row_len) -> None:
         """Per pass, registered: ``k`` and each prologue move ``i < k`` split into pixels and heads,
         the channel multiples ``j * row_len``, the small pixel sums split by the raster's width."""
-        k, head, c = self.k, self.d.header, self.d.header.c.shape()
+        k, c = self.k, self.chan_shape
         split = [small_divmod(r, heads) for r in range(k + 1)]
         self.hq = [self._reg(q, f"walk_hq{r}", range(k + 1)) for r, (q, _) in enumerate(split)]
         self.hr = [self._reg(x, f"walk_hr{r}", range(k + 1)) for r, (_, x) in enumerate(split)]
         self.hgap = [self._reg(heads - x, f"walk_hgap{r}", heads.shape()) for r, (_, x) in enumerate(split)]
         self.m_len = [self._reg(j * row_len, f"walk_len{j}", c) for j in range(k + 1)]
-        self.narrow = self._reg(head.w < k, "walk_narrow", 1)
-        wsplit = [small_divmod(t, head.w) for t in range(2 * k)]
+        self.narrow = self._reg(self.w < k, "walk_narrow", 1)
+        wsplit = [small_divmod(t, self.w) for t in range(2 * k)]
         self.t_div = [self._reg(q, f"walk_tdiv{t}", range(2 * k)) for t, (q, _) in enumerate(wsplit)]
         self.t_mod = [self._reg(x, f"walk_tmod{t}", range(k)) for t, (_, x) in enumerate(wsplit)]
 
-    def _walker(self, i: int):
+    def _walker(self, i: int) -> SimpleNamespace:
         """Walker ``i``: its digits, its registered move, its row."""
-        m, k, head, bits = self.m, self.k, self.d.header, self._bits
-        hd, ch0 = Signal.like(head.c, name=f"walk{i}_hd"), Signal.like(head.c, name=f"walk{i}_ch0")
-        px_left, py_left = Signal.like(head.w, name=f"walk{i}_px_left"), Signal.like(head.h, name=f"walk{i}_py_left")
+        m, k, bits = self.m, self.k, self._bits
+        hd, ch0 = Signal(self.chan_shape, name=f"walk{i}_hd"), Signal(self.chan_shape, name=f"walk{i}_ch0")
+        px_left, py_left = Signal.like(self.w, name=f"walk{i}_px_left"), Signal.like(self.h, name=f"walk{i}_py_left")
         px = Signal(range(k), name=f"walk{i}_px")          # the position in the image row, where narrow
         walked = Signal(name=f"walk{i}_walked")
         # the move of the counters, decided from the digits a cycle before
@@ -98,27 +104,53 @@ class RowWalker:
                      new_px.eq(Mux(self.narrow, narrow_px, Mux(wide_cross, wide_at, (px + s)[:bits])))]
         moving = self.prime | self.settle | self.advance
         with m.If(self.load):
-            m.d.sync += [hd.eq(0), ch0.eq(0), px.eq(0), px_left.eq(head.w - 1), py_left.eq(head.h - 1),
+            m.d.sync += [hd.eq(0), ch0.eq(0), px.eq(0), px_left.eq(self.w - 1), py_left.eq(self.h - 1),
                          walked.eq(0)]
         with m.Elif(moving):
             m.d.sync += [hd.eq(Mux(carry, hd - hgap, hd + hr)),
                          ch0.eq(Mux(carry, Array(self.m_len)[(hd - hgap)[:bits]], ch0 + Array(self.m_len)[hr])),
                          px.eq(new_px),
-                         px_left.eq(Mux(self.narrow, head.w - 1 - new_px,
-                                        Mux(wide_cross, px_left - s + head.w, px_left - s))),
+                         px_left.eq(Mux(self.narrow, self.w - 1 - new_px,
+                                        Mux(wide_cross, px_left - s + self.w, px_left - s))),
                          py_left.eq(py_left - m_rows),
                          walked.eq(walked | (py_left < m_rows)),
                          x_restart.eq(m_rows != 0), x_at.eq(new_px), x_by.eq(s), y_by.eq(m_rows)]
             with m.If(~self.prime):
                 m.d.sync += [row_ch0.eq(ch0), row_walked.eq(walked)]
-        # the counters take the move registered in the cycle before (none at prime: they were loaded)
-        take = self.settle | self.advance
-        for y, x in self.axes:
-            m.d.comb += [x.move[i].eq(take), y.move[i].eq(take), x.restart[i].eq(x_restart),
-                         x.restart_at[i].eq(x_at), x.step_by[i].eq(x_by), y.step_by[i].eq(y_by)]
+        return SimpleNamespace(x_restart=x_restart, x_at=x_at, x_by=x_by, y_by=y_by, ch0=row_ch0, valid=~row_walked)
+
+
+class RowWalker:
+    """``k`` interleaved walkers over a latched descriptor ``d`` (its ``heads`` rows of ``row_len``
+    channels a pixel), built into ``m``: their digits (``RowDigits``) and each operand's
+    ``WideAxisCounter``s.  ``load``, ``prime``, ``settle``, ``advance``: the cycle's action (one
+    at a time); ``rows[i]``: walker ``i``'s row (a ``ROW``)."""
+
+    def __init__(self, m: Module, d, heads, row_len, k: int):
+        self.m, self.d, self.k = m, d, k
+        head = d.header
+        self.digits = RowDigits(m, head.h, head.w, heads, row_len, k, head.c.shape())
+        self.load, self.prime, self.settle, self.advance = \
+            self.digits.load, self.digits.prime, self.digits.settle, self.digits.advance
+        self.axes = [operand_axes(m, f"operand{op}", d.operands[op], self.load, lambda: WideAxisCounter(k, k))
+                     for op in range(vec.MAX_OPERANDS)]
+        self.rows = [self._row(i) for i in range(k)]
+
+    def _row(self, i: int):
+        """Walker ``i``'s row: its counters driven by its move, each operand's pixel address."""
+        m, move = self.m, self.digits.moves[i]
+        drive_axes(m, self.axes, i, move, self.digits.take)
         row = Signal(ROW, name=f"walk_row{i}")
-        m.d.comb += [row.valid.eq(~row_walked), row.ch0.eq(row_ch0)]
+        m.d.comb += [row.valid.eq(move.valid), row.ch0.eq(move.ch0)]
         for op, (y, x) in enumerate(self.axes):
             m.d.comb += [row.pix[op].eq(self.d.operands[op].base + y.offset[i] + x.offset[i]),
                          row.pix_ok[op].eq(~y.padding[i] & ~x.padding[i])]
         return row
+
+
+def drive_axes(m: Module, axes, i: int, move: SimpleNamespace, take) -> None:
+    """Walker ``i``'s position of each (y, x) ``WideAxisCounter`` pair of ``axes`` takes its
+    registered ``move`` (``RowDigits.moves``) when ``take``."""
+    for y, x in axes:
+        m.d.comb += [x.move[i].eq(take), y.move[i].eq(take), x.restart[i].eq(move.x_restart),
+                     x.restart_at[i].eq(move.x_at), x.step_by[i].eq(move.x_by), y.step_by[i].eq(move.y_by)]

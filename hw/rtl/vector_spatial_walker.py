@@ -1,0 +1,349 @@
+"""The spatial unit's walkers of the output raster (``hw/rtl/vector_spatial.py``).
+
+A walker hands the row lanes their output pixels (``PIXEL``): each pixel's source addresses and
+interpolation weights (a bilinear axis's DDA, ``hw.operators.bilinear_axis_kernel``), or its
+pooling window (``_PoolAxis``), the written and chain operands' addresses, and the row's first
+channel (a pooling's pixel is ``2**split`` rows).
+
+* ``PixelWalker`` steps one pixel (row) a cycle: the DDA adds ``step`` per output, the window
+  counters their stride or witnesses, the operands' ``AxisCounter``s one position.
+* ``WidePixelWalker`` is ``k`` of them interleaved (``SpatialUnit(walk_rows=k)``), as the vector
+  unit's ``RowWalker``: walker ``i`` is at rows ``i, i + k, ...`` and moves ``k`` rows in **one**
+  step.  Its digits (``RowDigits``: the part of the pixel, the position in the raster) decide each
+  move a cycle ahead and register it (``x_restart``/``x_at``: to position ``x_at`` of a later image
+  row; ``x_by``, ``y_by``: positions on); the counters take it: the DDA adds the registered multiple
+  ``x_by · step`` (or restarts at ``start + x_at · step``), a windowed pooling its multiple of the
+  stride, an adaptive one composes its floor counter with the per-pass ``(floor(j·n_in/n_out),
+  j·n_in mod n_out)`` of ``j = x_by`` (``hw.operators.floor_counter_kernel`` of two counters), and
+  the operands' ``WideAxisCounter``s their own move.  The multiples and the composed witnesses are
+  made once per pass, in the two setup cycles (``hw.timing.VEC_WALK_SETUP``): no multiplier or
+  divider in a move.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data
+
+from .. import operators as ops
+from .. import vector as vec
+from ..expr import sel
+from ..isa import ADDR_BITS
+from .axis_counter import AxisCounter, WideAxisCounter, operand_axes
+from .kernel_unit import KernelUnit
+from .vector_walker import RowDigits, drive_axes
+
+__all__ = ["PixelWalker", "WidePixelWalker", "PIXEL", "CORNERS", "CHAIN_SLOTS", "TAPS_BITS", "COUNT",
+           "COMBINATIONAL"]
+
+#: Read lanes a row lane uses: its pixel's four source elements (of its ``LANE_READS``), then one
+#: for each chain stage's second operand.
+CORNERS = 4
+#: Stages a chain after the spatial stage may hold (``hw.vector.SPATIAL_CHAIN_OPS``): a slot each.
+CHAIN_SLOTS = vec.MAX_STAGES - 1
+#: Window positions along an axis a pooling walks at most (``hw.vector.pool_taps``), and its bits.
+TAPS_BITS = ops.POOL_COUNT_BITS
+#: A pooling window's element count (``hw.operators.POOL_MAX_COUNT`` at most).
+COUNT = (1, ops.POOL_MAX_COUNT)
+AXIS_INPUTS = {"pos": (-(1 << 31), (1 << 31) - 1), "n_in": (1, ops.RESIZE_MAX_IN)}
+#: Evaluates a kernel of ``hw.operators`` combinationally (a fold, a counter's step).
+COMBINATIONAL = SimpleNamespace(sel=sel)
+#: What the walker hands a lane: the four source addresses, the weights, the output pixel.
+#: A pooling's row: its window's first element in ``src[0]``, the window's valid taps along each axis
+#: (``taps_y``, ``taps_x``), the average's divisor (``count``) and the row's first channel (``chan0``).
+#: A chain stage's second operand (``second``) and written operand (``written``) at the pixel, and
+#: whether each is not padding there.
+PIXEL = data.StructLayout({"src": data.ArrayLayout(ADDR_BITS, CORNERS), "wy": unsigned(9), "wx": unsigned(9),
+                           "taps_y": TAPS_BITS, "taps_x": TAPS_BITS, "count": TAPS_BITS, "chan0": 17,
+                           "out": ADDR_BITS, "out_ok": 1, "valid": 1,
+                           **{f"{k}{suffix}": data.ArrayLayout(width, CHAIN_SLOTS)
+                              for k in ("second", "written") for suffix, width in (("", ADDR_BITS), ("_ok", 1))}})
+#: Bits of a pooling axis's floor counter (``hw.operators.floor_counter_kernel``).
+_FLOOR_BITS = 17
+
+
+def _recip(m: Module, pixel, name: str) -> KernelUnit:
+    """``hw.operators.recip_kernel`` of ``pixel``'s window count (the lanes' average divides by it)."""
+    recip = KernelUnit(ops.recip_kernel, {"v": COUNT}, consts={"width": ops.POOL_COUNT_BITS},
+                       outputs=("r", "k"), name=name)
+    m.submodules[name] = recip
+    m.d.comb += [recip.v.eq(pixel.count), recip.in_valid.eq(1)]
+    return recip
+
+
+def _axis_kernels(m: Module, pas, pos: dict, suffix: str = "") -> dict:
+    """Each axis's ``bilinear_axis_kernel`` of DDA position ``pos[a]`` (registered: fed the position
+    the walker steps to, its result is the walker's pixel's): ``(i0·stride, i1·stride, weight)``."""
+    idx = {}
+    for a in "yx":
+        k = KernelUnit(ops.bilinear_axis_kernel, AXIS_INPUTS, outputs=("i0", "i1", "w"), name=f"{a}_axis{suffix}")
+        m.submodules[f"{a}_axis{suffix}"] = k
+        m.d.comb += [k.pos.eq(pos[a]), k.n_in.eq(getattr(pas.src, f"{a}_n")), k.in_valid.eq(1)]
+        stride = getattr(pas.src, f"{a}_s_lo")
+        idx[a] = (k.i0 * stride, k.i1 * stride, k.w)       # a plain raster: index i at i * stride
+    return idx
+
+
+def _fill_pixel(m: Module, pas, p, idx: dict, pool: tuple, axes: tuple, at) -> None:
+    """Pixel ``p`` from the DDA's indices ``idx``, the pooling's axes ``pool`` (y, x) and the
+    operands' counters (``axes``: the written operand's (y, x) pair, each chain stage's ``second``
+    and ``written`` pairs) at the pixel (``at(y, x)``: a pair's offset and padding)."""
+    s = pas.src
+    m.d.comb += [p.wy.eq(idx["y"][2]), p.wx.eq(idx["x"][2])]
+    for y in range(2):
+        for x in range(2):
+            m.d.comb += p.src[2 * y + x].eq(s.base + idx["y"][y] + idx["x"][x])
+    out_axes, chain_axes = axes
+    offset, padding = at(*out_axes)
+    m.d.comb += [p.out.eq(pas.out.base + offset), p.out_ok.eq(pas.writes & ~padding)]
+    for i, (second, written) in enumerate(pas.chain):
+        for key, operand in (("second", second), ("written", written)):
+            offset, padding = at(*chain_axes[i][key])
+            m.d.comb += [p[key][i].eq(operand.base + offset), p[f"{key}_ok"][i].eq(~padding)]
+    # a pooling's window: its first element (a plain raster: lo_y·s_y + lo_x·s_x), its taps
+    # inside the input along each axis, the average's divisor (with count_include_pad: its size
+    # within the padding)
+    py, px = pool
+    include_pad = ~pas.adaptive & pas.stage["pool.count_include_pad"]
+    with m.If(pas.window):
+        m.d.comb += [p.src[0].eq(s.base + py.lo * s.y_s_lo + px.lo * s.x_s_lo),
+                     p.taps_y.eq(py.size), p.taps_x.eq(px.size),
+                     p.count.eq(Mux(include_pad, py.padded * px.padded, py.size * px.size))]
+    with m.Else():
+        m.d.comb += [p.taps_y.eq(1), p.taps_x.eq(1)]
+
+
+class _Window:
+    """A pooling axis's window from its counters: its first position ``lo``, its taps inside the
+    input ``size`` and its size within the padding ``padded`` (a windowed pooling's from its start
+    ``i·stride - padding``; an adaptive one's from ``floor(i·n_in/n_out)`` and the next)."""
+
+    def _window(self, pas, n_in, start, q0, q1, r1) -> None:
+        st = pas.stage
+        k, pad = st["pool.kernel"], st["pool.padding"]
+        end = start + k
+        lo = Mux(start < 0, 0, start)
+        adaptive_hi = ops.ceil_kernel(q1, r1, COMBINATIONAL)
+        self.lo = Mux(pas.adaptive, q0, lo)
+        self.size = Mux(pas.adaptive, adaptive_hi - q0, Mux(end < n_in, end, n_in) - lo)
+        self.padded = Mux(end < n_in + pad, end, n_in + pad) - start
+
+    @staticmethod
+    def witnesses(pas, axis: str) -> tuple:
+        """``n_in div n_out`` and ``n_in mod n_out`` of the axis: a nearest resize's or the pooling's."""
+        st = pas.stage
+        return tuple(Mux(pas.nearest, st[f"resize.{axis}_{k}"], st[f"pool.{axis}_{k}"]) for k in "qr")
+
+
+class _PoolAxis(_Window):
+    """One axis of a pooling's windows, stepped with the walker (``reset`` to output 0, ``step`` to
+    the next): a windowed pooling's start ``i·stride - padding`` (one add a step), or an adaptive
+    pooling's ``floor(i·n_in/n_out)`` and ``floor((i+1)·n_in/n_out)`` with their remainders
+    (``hw.operators.floor_counter_kernel`` on the descriptor's witnesses ``n_in div n_out`` and
+    ``n_in mod n_out``): no division."""
+
+    def __init__(self, m: Module, pas, axis: str, n_in, n_out, *, reset, step):
+        st = pas.stage
+        stride, pad = st["pool.stride"], st["pool.padding"]
+        q_step, r_step = self.witnesses(pas, axis)
+        start = Signal(signed(26), name=f"pool_{axis}_start")           # i * stride - padding
+        q = [Signal(_FLOOR_BITS, name=f"pool_{axis}_q{i}") for i in range(2)]    # floor(i n_in / n_out), of i + 1
+        r = [Signal(_FLOOR_BITS, name=f"pool_{axis}_r{i}") for i in range(2)]
+        with m.If(reset):
+            m.d.sync += [start.eq(-pad), q[0].eq(0), r[0].eq(0), q[1].eq(q_step), r[1].eq(r_step)]
+        with m.Elif(step):
+            q_next, r_next = ops.floor_counter_kernel(q[1], r[1], q_step, r_step, n_out, COMBINATIONAL)
+            m.d.sync += [start.eq(start + stride), q[0].eq(q[1]), r[0].eq(r[1]), q[1].eq(q_next), r[1].eq(r_next)]
+        self._window(pas, n_in, start, q[0], q[1], r[1])
+
+
+class PixelWalker:
+    """The output raster, a pixel a cycle (``step``): the output counters, the ``AxisCounter``s of
+    the written operand and of each chain stage's operands, the two DDAs and their
+    ``bilinear_axis_kernel``s, and the pixel they give (``pixels[0]``, its window count's
+    reciprocal ``recips[0]``).  ``load`` goes to the first pixel; no setup before the walk."""
+
+    walk_rows = 1
+
+    def __init__(self, m: Module, pas):
+        self.m, self.pas = m, pas
+        self.load, self.step = Signal(name="walk_load"), Signal(name="walk_step")
+        self.px, self.py = Signal.like(pas.w, name="walk_x"), Signal.like(pas.h, name="walk_y")
+        self.walked = Signal(name="walked")               # past the last pixel
+        pixel = Signal(PIXEL, name="walk_pixel")
+        # what the walk does this cycle, for the operands' and the pooling windows' counters
+        self.x_step, self.x_reset, self.y_step = Signal(name="walk_x_step"), Signal(name="walk_x_reset"), \
+            Signal(name="walk_y_step")
+        axes = (self._counters("out", pas.out),
+                [{key: self._counters(f"chain{i + 1}_{key}", operand)
+                  for key, operand in (("second", second), ("written", written))}
+                 for i, (second, written) in enumerate(pas.chain)])
+        # a pooling's pixel is handed out as 2**split rows: whether this step hands out its next row
+        self._part, self._more = Signal(16, name="walk_split_part"), Signal(name="walk_split_more")
+        m.d.comb += self._more.eq(self._part + 1 != (1 << pas.split))
+        idx = _axis_kernels(m, pas, self._dda())
+        s = pas.src
+        pool = (_PoolAxis(m, pas, "y", s.y_n, pas.h, reset=self.load, step=self.y_step),
+                _PoolAxis(m, pas, "x", s.x_n, pas.w, reset=self.load | self.x_reset, step=self.x_step))
+        _fill_pixel(m, pas, pixel, idx, pool, axes, lambda y, x: (y.offset + x.offset, y.padding | x.padding))
+        m.d.comb += [pixel.valid.eq(~self.walked), pixel.chan0.eq(self._next_row_of_pixel())]
+        self.pixels, self.recips = [pixel], [_recip(m, pixel, "pixel_recip")]
+
+    def _counters(self, name: str, operand) -> tuple:
+        """An operand's (y, x) ``AxisCounter``s, stepped with the output raster."""
+        m, y, x = self.m, AxisCounter(), AxisCounter()
+        m.submodules[f"{name}_y"], m.submodules[f"{name}_x"] = y, x
+        for prefix, counter in (("y_", y), ("x_", x)):
+            for field, _, _ in vec.AXIS_FIELDS:
+                m.d.comb += getattr(counter, field).eq(getattr(operand, prefix + field))
+        m.d.comb += [y.load.eq(self.load), y.step.eq(self.y_step),
+                     x.load.eq(self.load | self.x_reset), x.step.eq(self.x_step)]
+        return y, x
+
+    def _dda(self) -> dict:
+        """The DDA's positions the walker steps to (the axis kernels' inputs)."""
+        m, pas = self.m, self.pas
+        pos = {a: Signal(signed(32), name=f"{a}_pos") for a in "yx"}
+        nxt = {a: Signal(signed(32), name=f"{a}_pos_next") for a in "yx"}
+        end_x = self.px + 1 == pas.w
+        more = self._more
+        m.d.comb += [nxt["y"].eq(pos["y"]), nxt["x"].eq(pos["x"])]
+        with m.If(self.load):
+            m.d.comb += [nxt["y"].eq(pas.dda["y_start"]), nxt["x"].eq(pas.dda["x_start"])]
+            m.d.sync += [self.px.eq(0), self.py.eq(0), self.walked.eq(0)]
+        with m.Elif(self.step & ~self.walked & ~more):
+            with m.If(~end_x):
+                m.d.comb += [nxt["x"].eq(pos["x"] + pas.dda["x_step"]), self.x_step.eq(1)]
+                m.d.sync += self.px.eq(self.px + 1)
+            with m.Elif(self.py + 1 != pas.h):
+                m.d.comb += [nxt["x"].eq(pas.dda["x_start"]), nxt["y"].eq(pos["y"] + pas.dda["y_step"]),
+                             self.x_reset.eq(1), self.y_step.eq(1)]
+                m.d.sync += [self.px.eq(0), self.py.eq(self.py + 1)]
+            with m.Else():
+                m.d.sync += self.walked.eq(1)
+        m.d.sync += [pos["y"].eq(nxt["y"]), pos["x"].eq(nxt["x"])]
+        return nxt
+
+    def _next_row_of_pixel(self):
+        """A pooling's pixel is handed out as ``2**split`` rows, its channels from ``chan0`` on in
+        chunks (``hw.vector.split_chunk``): ``chan0`` steps by the chunk, one add."""
+        m, pas = self.m, self.pas
+        part, chan0, more = self._part, Signal(17, name="walk_chan0"), self._more
+        with m.If(self.load):
+            m.d.sync += [part.eq(0), chan0.eq(0)]
+        with m.Elif(self.step & ~self.walked):
+            m.d.sync += [part.eq(Mux(more, part + 1, 0)), chan0.eq(Mux(more, chan0 + pas.chunk, 0))]
+        return chan0
+
+
+def _reg(m: Module, value, name: str, shape) -> Signal:
+    r = Signal(shape, name=name)
+    m.d.sync += r.eq(value)
+    return r
+
+
+class _WidePoolAxis(_Window):
+    """Walker ``i``'s axis of a pooling's windows, moved as the walker's registered move says
+    (``take``: ``restart`` to position ``at``, else ``by`` positions on) from the per-pass tables
+    ``t`` (``WidePixelWalker._pool_tables``): one add, or a floor counter composed with another."""
+
+    def __init__(self, m: Module, pas, axis: str, n_in, n_out, t: dict, *, load, take, restart, at, by, name: str):
+        pad = pas.stage["pool.padding"]
+        q_step, r_step = self.witnesses(pas, axis)
+        start = Signal(signed(26), name=f"{name}_start")
+        q = [Signal(_FLOOR_BITS, name=f"{name}_q{i}") for i in range(2)]
+        r = [Signal(_FLOOR_BITS, name=f"{name}_r{i}") for i in range(2)]
+        q_by, r_by = Array(t["q"])[by], Array(t["r"])[by]
+        with m.If(load):
+            m.d.sync += [start.eq(-pad), q[0].eq(0), r[0].eq(0), q[1].eq(q_step), r[1].eq(r_step)]
+        with m.Elif(take & restart):
+            m.d.sync += [start.eq(Array(t["start"])[at]), q[0].eq(Array(t["q"])[at]), r[0].eq(Array(t["r"])[at]),
+                         q[1].eq(Array(t["q"])[at + 1]), r[1].eq(Array(t["r"])[at + 1])]
+        with m.Elif(take):
+            moved = [ops.floor_counter_kernel(q[j], r[j], q_by, r_by, n_out, COMBINATIONAL) for j in range(2)]
+            m.d.sync += [start.eq(start + Array(t["stride"])[by]),
+                         *(q[j].eq(moved[j][0]) for j in range(2)), *(r[j].eq(moved[j][1]) for j in range(2))]
+        self._window(pas, n_in, start, q[0], q[1], r[1])
+
+
+class WidePixelWalker:
+    """``k`` interleaved walkers of the output raster (module docstring), ``k`` rows a cycle:
+    ``pixels[i]`` is walker ``i``'s pixel, ``recips[i]`` its window count's reciprocal.  ``load``,
+    ``prime``, ``settle``, ``step``: the cycle's action (``RowDigits``'; ``step`` hands the pixels
+    out and moves on), ``prime`` and ``settle`` the ``VEC_WALK_SETUP`` cycles before the first."""
+
+    def __init__(self, m: Module, pas, k: int):
+        self.m, self.pas, self.k = m, pas, k
+        self.walk_rows = k
+        heads = Signal(range((1 << 15) + 1), name="walk_heads")       # a pooling's rows a pixel
+        m.d.comb += heads.eq(Const(1, 1) << pas.split)
+        self.digits = dg = RowDigits(m, pas.h, pas.w, heads, pas.chunk, k, unsigned(17))
+        self.load, self.prime, self.settle, self.step = dg.load, dg.prime, dg.settle, dg.advance
+        wide = lambda: WideAxisCounter(k, k)                          # noqa: E731
+        self.axes = (operand_axes(m, "out", pas.out, self.load, wide),
+                     [{key: operand_axes(m, f"chain{i + 1}_{key}", operand, self.load, wide)
+                       for key, operand in (("second", second), ("written", written))}
+                      for i, (second, written) in enumerate(pas.chain)])
+        axes = [self.axes[0], *(pair for stage in self.axes[1] for pair in stage.values())]
+        dda = {a: [_reg(m, j * pas.dda[f"{a}_step"], f"dda_{a}_step{j}", 32) for j in range(k + 1)] for a in "yx"}
+        pool = {a: self._pool_tables(a) for a in "yx"}
+        self.pixels, self.recips = [], []
+        for i, move in enumerate(dg.moves):
+            drive_axes(m, axes, i, move, dg.take)
+            self.pixels.append(self._pixel(i, move, dda, pool))
+            self.recips.append(_recip(m, self.pixels[i], f"pixel_recip{i}"))
+
+    def _pool_tables(self, axis: str) -> dict:
+        """Per pass, for each move ``j`` in ``0 .. k``: the start of window ``j`` (``j·stride -
+        padding``) and the stride's multiple, and ``floor(j·n_in/n_out)`` with its remainder.  The
+        latter composed from the witnesses by ``floor_counter_kernel`` in two registered stages (1
+        and 2, then every ``j`` as a sum of those), so a composition is at most ``log2(k / 2)``
+        counters deep."""
+        m, pas, k = self.m, self.pas, self.k
+        st, n_out = pas.stage, getattr(pas, "h" if axis == "y" else "w")
+        stride, pad = st["pool.stride"], st["pool.padding"]
+        q_step, r_step = _Window.witnesses(pas, axis)
+        two = ops.floor_counter_kernel(q_step, r_step, q_step, r_step, n_out, COMBINATIONAL)
+        bits = _FLOOR_BITS + k.bit_length()
+        base = {0: (Const(0, bits), Const(0, _FLOOR_BITS)),
+                1: (_reg(m, q_step, f"pool_{axis}_wq1", bits), _reg(m, r_step, f"pool_{axis}_wr1", _FLOOR_BITS)),
+                2: (_reg(m, two[0], f"pool_{axis}_wq2", bits), _reg(m, two[1], f"pool_{axis}_wr2", _FLOOR_BITS))}
+
+        def composed(j: int) -> tuple:
+            if j in base:
+                return base[j]
+            a = 2 * -(-j // 4)                                    # an even part, the rest at most as large
+            (qa, ra), (qb, rb) = composed(a), composed(j - a)
+            return ops.floor_counter_kernel(qa, ra, qb, rb, n_out, COMBINATIONAL)
+        floors = [composed(j) for j in range(k + 1)]
+        return {"stride": [_reg(m, j * stride, f"pool_{axis}_stride{j}", signed(26)) for j in range(k + 1)],
+                "start": [_reg(m, j * stride - pad, f"pool_{axis}_start{j}", signed(26)) for j in range(k + 1)],
+                "q": [_reg(m, q, f"pool_{axis}_q_by{j}", bits) for j, (q, _) in enumerate(floors)],
+                "r": [_reg(m, r, f"pool_{axis}_r_by{j}", _FLOOR_BITS) for j, (_, r) in enumerate(floors)]}
+
+    def _pixel(self, i: int, move: SimpleNamespace, dda: dict, pool: dict):
+        """Walker ``i``'s pixel: its DDA and window counters moved as ``move`` says, its operands'
+        counters' positions ``i``."""
+        m, pas, s, take = self.m, self.pas, self.pas.src, self.digits.take
+        pos = {a: Signal(signed(32), name=f"w{i}_{a}_pos") for a in "yx"}
+        nxt = {a: Signal(signed(32), name=f"w{i}_{a}_pos_next") for a in "yx"}
+        with m.If(self.load):
+            m.d.comb += [nxt[a].eq(pas.dda[f"{a}_start"]) for a in "yx"]
+        with m.Elif(take):
+            m.d.comb += [nxt["x"].eq(Mux(move.x_restart, pas.dda["x_start"] + Array(dda["x"])[move.x_at],
+                                         pos["x"] + Array(dda["x"])[move.x_by])),
+                         nxt["y"].eq(pos["y"] + Array(dda["y"])[move.y_by])]
+        with m.Else():
+            m.d.comb += [nxt[a].eq(pos[a]) for a in "yx"]
+        m.d.sync += [pos[a].eq(nxt[a]) for a in "yx"]
+        idx = _axis_kernels(m, pas, nxt, suffix=str(i))
+        moves = {"y": (Const(0), Const(0), move.y_by), "x": (move.x_restart, move.x_at, move.x_by)}
+        windows = tuple(_WidePoolAxis(m, pas, a, getattr(s, f"{a}_n"), getattr(pas, "h" if a == "y" else "w"),
+                                      pool[a], load=self.load, take=take, restart=moves[a][0], at=moves[a][1],
+                                      by=moves[a][2], name=f"w{i}_pool_{a}") for a in "yx")
+        pixel = Signal(PIXEL, name=f"walk_pixel{i}")
+        _fill_pixel(m, pas, pixel, idx, windows, self.axes, lambda y, x: (y.offset[i] + x.offset[i], y.padding[i] | x.padding[i]))
+        m.d.comb += [pixel.valid.eq(move.valid), pixel.chan0.eq(move.ch0)]
+        return pixel
