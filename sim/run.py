@@ -257,6 +257,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dram-latency", type=int, default=None)
     p.add_argument("--clock-ghz", type=float, default=None, help="clock for times, 0.01 to 20 GHz")
     p.add_argument("--global-buf-kib", type=int, default=None)
+    p.add_argument("--dram-mib", type=int, default=None,
+                   help="DRAM capacity in MiB (default: the configuration's); the program's image must fit it")
     p.add_argument("--ideal-memory", action="store_true",
                    help="time the mappings chosen for the configured DRAM with unlimited DRAM and bus bandwidth "
                         "and no DRAM latency (the paper's apparent assumption)")
@@ -283,7 +285,7 @@ def _overrides(args) -> dict:
     overrides = {}
     for option, field, scale in (("dram_bytes_per_cycle", "dram_bytes_per_cycle", 1),
                                  ("dram_latency", "dram_latency", 1), ("clock_ghz", "clock_ghz", 1),
-                                 ("global_buf_kib", "global_buf_bytes", 1024)):
+                                 ("global_buf_kib", "global_buf_bytes", 1024), ("dram_mib", "dram_mib", 1)):
         value = getattr(args, option)
         if value is not None:
             overrides[field] = value * scale

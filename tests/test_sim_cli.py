@@ -195,3 +195,5 @@ def test_network_larger_than_the_dram_is_refused_without_check(tmp_path):
             line, = r.stderr.strip().splitlines()
             assert "the DRAM image needs" in line and "(dram_mib = 1)" in line
             assert sorted(p.name for p in tmp_path.iterdir()) == ["d.toml"]
+    r = run(["--model", "segformer_b0", "--size", "64x64", "--config", "small", "--dram-mib", "1", "--quiet"], tmp_path)
+    assert r.returncode == 2 and "(dram_mib = 1)" in r.stderr.strip()      # the option as the file's field
