@@ -24,7 +24,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main, short_hash
 from hw.config import AcceleratorConfig
@@ -37,10 +37,12 @@ from mapper.workloads.variants import is_parametric
 from . import plots
 from .accuracy import task_of
 from .outputs import config_tag, parse_formats, run_name
+from .progress import Progress, layer_weights
 from .simulator import IDEAL_MEMORY, simulate
 
 __all__ = ["PathPoint", "AccuracyTable", "AccuracyError", "candidate_paths", "explore", "structure_key",
-           "weight_bytes", "pareto_mask", "cost_at_accuracy", "retrained_vs_pruned", "DEFAULT_ACCURACY"]
+           "parse_paths", "simulate_paths", "weight_bytes", "pareto_mask", "cost_at_accuracy", "retrained_vs_pruned",
+           "DEFAULT_ACCURACY"]
 
 DEFAULT_ACCURACY = Path(__file__).resolve().parents[1] / "data" / "accuracy_paper.csv"
 #: What a run leaves in its folder (an existing folder holding anything else is not replaced).
@@ -218,9 +220,10 @@ def pareto_mask(costs: list[float], accuracies: list[Optional[float]]) -> list[b
 
 def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
                   accuracy: Optional[AccuracyTable] = None, mac_only: bool = False,
-                  ideal_memory: bool = False) -> PathPoint:
+                  ideal_memory: bool = False, progress: Optional[Callable[[str], None]] = None) -> PathPoint:
+    """One path simulated; ``progress(layer name)`` is called per layer (``sim.simulator.simulate``)."""
     model = build_model(model_name, variant=variant)
-    r = simulate(model, cfg, mac_only=mac_only, ideal_memory=ideal_memory)
+    r = simulate(model, cfg, mac_only=mac_only, ideal_memory=ideal_memory, progress=progress)
     conv_t = sum(l.cycles for l in r.layers if l.kind == "conv2d")
     conv_m = sum(l.macs for l in r.layers if l.kind == "conv2d")
     biggest = max(r.layers, key=lambda l: l.macs)
@@ -234,6 +237,31 @@ def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
                      energy_onchip_uj=r.energy_onchip_pj * 1e-6, benchmark=benchmark_of(model))
 
 
+def simulate_paths(jobs: list[tuple[str, str]], cfg: AcceleratorConfig, accuracy: Optional[AccuracyTable],
+                   *, quiet: bool = False, mac_only: bool = False, ideal_memory: bool = False) -> list[PathPoint]:
+    """Each (model, variant) of ``jobs`` simulated in turn.  Unless ``quiet``, each path is announced
+    on stderr as ``path i/N`` and its layers' progress shown as ``make sim`` shows it
+    (``sim.progress.Progress``: a line every 10 s in a log, with the time left of that path)."""
+    points = []
+    for i, (model_name, variant) in enumerate(jobs, 1):
+        model = build_model(model_name, variant=variant)
+        desc = f"path {i}/{len(jobs)} {model_name}:{model.variant}"
+        if not quiet:
+            print(f"  simulating {desc}", file=sys.stderr, flush=True)
+        weights = layer_weights(model)
+        bar = Progress(desc, len(model.layers), total_weight=sum(weights.values()), enabled=not quiet)
+
+        def step(name: str) -> None:
+            bar.set_postfix_str(name[-40:])
+            bar.update(1, weights.get(name, 1.0))
+
+        try:
+            points.append(simulate_path(model_name, variant, cfg, accuracy, mac_only, ideal_memory, progress=step))
+        finally:
+            bar.close()
+    return points
+
+
 def benchmark_of(model: Model) -> str:
     """The task and its label count (``segmentation/150``): accuracies of two models compare only
     when these are equal (an ImageNet top-1 is no ADE20K mIoU, nor a Cityscapes one)."""
@@ -241,21 +269,19 @@ def benchmark_of(model: Model) -> str:
 
 
 def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[AccuracyTable],
-            paths: Optional[list[str]] = None, progress=None, mac_only: bool = False,
+            paths: Optional[list[str]] = None, quiet: bool = True, mac_only: bool = False,
             ideal_memory: bool = False) -> list[PathPoint]:
-    """Simulate every candidate path of ``models`` and mark the Pareto fronts."""
-    points: list[PathPoint] = []
+    """Simulate every candidate path of ``models`` (each network once) and mark the Pareto fronts;
+    progress on stderr unless ``quiet`` (``simulate_paths``)."""
+    jobs: list[tuple[str, str]] = []
     seen: set[str] = set()
     for m in models:
         for variant in paths or candidate_paths(m):
-            model = build_model(m, variant=variant)
-            key = structure_key(model)
-            if key in seen:
-                continue
-            seen.add(key)
-            if progress:
-                progress(f"{m}:{model.variant}")
-            points.append(simulate_path(m, variant, cfg, accuracy, mac_only, ideal_memory))
+            key = structure_key(build_model(m, variant=variant))
+            if key not in seen:
+                seen.add(key)
+                jobs.append((m, variant))
+    points = simulate_paths(jobs, cfg, accuracy, quiet=quiet, mac_only=mac_only, ideal_memory=ideal_memory)
     acc = [p.accuracy for p in points]
     for p, t in zip(points, pareto_mask([p.time_ms for p in points], acc)):
         p.pareto_time = t
@@ -264,12 +290,37 @@ def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[Accura
     return points
 
 
+def parse_paths(models: list[str], text: str) -> list[str]:
+    """The variants of ``--paths`` (separated by ``;``), each network once: a variant naming the
+    same layers as an earlier one for every model (``structure_key``) is dropped.  UsageError
+    for an empty entry."""
+    names = [p.strip() for p in text.split(";")]
+    if not all(names):
+        raise UsageError(f"bad --paths {text!r}: an empty path; expected one or more variants separated by "
+                         f"';' (such as 'full;fuse=512;B2_a'), none of them empty")
+    out, seen = [], set()
+    for name in names:
+        key = tuple(structure_key(build_model(m, variant=name)) for m in models)
+        if key not in seen:
+            seen.add(key)
+            out.append(name)
+    return out
+
+
+def path_names(models: list[str], paths: list[str]) -> list[str]:
+    """Each path's own name (``Model.variant``: ``blocks=3-4-6-3`` of SegFormer-B2 is ``full``),
+    joined with ``+`` where the models name it differently: two spellings give one name."""
+    return ["+".join(dict.fromkeys(build_model(m, variant=p).variant for m in models)) for p in paths]
+
+
 def _out_dir(args, cfg: AcceleratorConfig) -> Path:
     """``build/paths/<models>_<config>[_paths-<hash>][_accuracy-<file>-<hash>][_mac_only]``: named by
     everything that changes the results (``--out`` if given)."""
     if args.out:
         return Path(args.out)
-    paths = f"paths-{short_hash(args.paths)}" if args.paths else ""
+    # named by the networks asked for, not their spelling: 'full;full' and 'full' are one run
+    paths = f"paths-{short_hash(';'.join(path_names(args.model, parse_paths(args.model, args.paths))))}" \
+        if args.paths is not None else ""
     accuracy = file_tag(args.accuracy, "accuracy") if Path(args.accuracy).resolve() != DEFAULT_ACCURACY else ""
     return Path("build/paths") / run_name("+".join(model_label(m) for m in args.model), config_tag(cfg),
                                           "ideal_memory" if args.ideal_memory else "", paths, accuracy,
@@ -290,7 +341,7 @@ def _print_table(points: list[PathPoint], base: PathPoint) -> None:
 
 
 def _write(folder: Path, args, cfg: AcceleratorConfig, points: list[PathPoint], base: PathPoint,
-           formats: tuple[str, ...], comparison: list[dict]) -> list[str]:
+           formats: tuple[str, ...], comparison: list[dict], paths: Optional[list[str]]) -> list[str]:
     doc = {"models": args.model, "config": cfg.name, "config_params": cfg.to_dict(), "accuracy_file": args.accuracy,
            "baseline": f"{base.model}:{base.path}", "retrained_vs_pruned": comparison,
            "points": [dict(p.to_dict(), time_saving=1 - p.time_ms / base.time_ms,
@@ -307,7 +358,7 @@ def _write(folder: Path, args, cfg: AcceleratorConfig, points: list[PathPoint], 
     if not args.no_plot and not any(p.accuracy is not None for p in points):
         print("no path has accuracy data: no plot drawn (give --accuracy)", file=sys.stderr)
     elif not args.no_plot:
-        asked = args.paths.split(";") if args.paths else [v for m in args.model for v in candidate_paths(m)]
+        asked = paths if paths is not None else [v for m in args.model for v in candidate_paths(m)]
         named = [v for v in asked if not is_parametric(v)]        # full, B2_a, ...: labelled in the plot
         files += [f.name for f in plots.paths(points, f"{'+'.join(args.model)} on {cfg.name}", folder, formats,
                                               label_names=named, accuracy_from=_accuracy_source(args.accuracy))]
@@ -382,15 +433,15 @@ def main(argv=None) -> int:
     ap.add_argument("--model", action="append", required=True, help="model (repeat to join models)")
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY), help="CSV: model,path,accuracy[,weight_set,source]")
-    ap.add_argument("--paths", help="comma-separated variants instead of the built-in candidates "
-                                    "(separate them with ';' when a variant contains commas; through make: "
-                                    "PATHS='fuse=512;B2_a', which make quotes for the shell)")
+    ap.add_argument("--paths", help="variants separated by ';' instead of the built-in candidates, each network "
+                                    "once (through make: PATHS='fuse=512;B2_a', which make quotes for the shell)")
     ap.add_argument("--out", default=None, help="output folder (default build/paths/<name of the run>)")
     ap.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--ideal-memory", action="store_true",
                     help="time the mappings with memory no limit (see sim.run)")
     ap.add_argument("--mac-only", action="store_true", help="time MAC layers only (see sim.run)")
+    ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
     try:
         for m in args.model:
@@ -398,22 +449,17 @@ def main(argv=None) -> int:
             build_model(m)                      # an ONNX file that cannot be imported: refused now
         cfg = load_config(args.config)
         table = AccuracyTable.read(args.accuracy)
-        paths = [p for p in args.paths.split(";")] if args.paths else None
-        if paths:
-            for m in args.model:
-                for p in paths:
-                    build_model(m, variant=p)
+        paths = parse_paths(args.model, args.paths) if args.paths is not None else None   # a bad one: refused now
         formats = parse_formats(args.format)
         stage = StagedDir(_out_dir(args, cfg), OWNED)
     except (KeyError, ValueError, UsageError) as e:
         return fail(ap.prog, e)
     with stage:
-        points = explore(args.model, cfg, table, paths,
-                         progress=lambda s: print(f"  simulating {s}", file=sys.stderr, flush=True),
-                         mac_only=args.mac_only, ideal_memory=args.ideal_memory)
+        points = explore(args.model, cfg, table, paths, quiet=args.quiet, mac_only=args.mac_only,
+                         ideal_memory=args.ideal_memory)
         base = next((p for p in points if p.path == "full"), points[0])
         comparison = retrained_vs_pruned(points, base)
-        files = _write(stage.path, args, cfg, points, base, formats, comparison)
+        files = _write(stage.path, args, cfg, points, base, formats, comparison, paths)
         out = stage.commit()
     _print_table(points, base)
     for line in _comparison_lines(comparison, base):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -36,7 +35,7 @@ from mapper.workloads import build_model, check_model, model_label
 
 from .energy import EnergyModel
 from .outputs import config_tag, run_name
-from .paths import DEFAULT_ACCURACY, AccuracyTable, PathPoint, data_lines, simulate_path
+from .paths import DEFAULT_ACCURACY, AccuracyTable, PathPoint, data_lines, simulate_paths
 
 __all__ = ["Budget", "BudgetError", "read_budgets", "run_trace", "switch_cost"]
 
@@ -185,6 +184,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budgets", default=str(EXAMPLE_TRACE), help="trace CSV: frame,time_ms or frame,energy_uj")
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY))
     ap.add_argument("--out", default=None, help="output folder (default build/rdd/<name of the run>)")
+    ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
     try:
         for m in args.model:
@@ -202,10 +202,7 @@ def main(argv=None) -> int:
     except (KeyError, ValueError, UsageError) as e:
         return fail(ap.prog, e)
     with stage:
-        points = []
-        for r in rows:
-            print(f"  simulating {r.model}:{r.path}", file=sys.stderr, flush=True)
-            points.append(simulate_path(r.model, r.path, cfg, table))
+        points = simulate_paths([(r.model, r.path) for r in rows], cfg, table, quiet=args.quiet)
         try:
             res = run_trace(points, kind, budgets, cfg)
         except ValueError as e:

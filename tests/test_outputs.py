@@ -121,7 +121,7 @@ def _no_work(*args, **kwargs):
 @pytest.mark.parametrize("module, attr, argv", [
     (run, "simulate", TINY_RUN),
     (paths, "explore", ["--model", "segformer_b0", "--config", "small", "--paths", "full"]),
-    (rdd, "simulate_path", ["--model", "segformer_b2", "--config", "E"]),
+    (rdd, "simulate_paths", ["--model", "segformer_b2", "--config", "E"]),
     (sweep, "run_sweep", ["--model", "segformer_b0", "--size", "32x32", "--configs", "small"]),
 ])
 def test_unwritable_output_is_refused_before_any_simulation(tmp_path, monkeypatch, capsys, module, attr, argv):

@@ -203,3 +203,53 @@ def test_paths_plot_legend_names_where_accuracies_come_from(tmp_path):
         text = (out / "paths.svg").read_text()
         assert f"paths with {_accuracy_source(source)} (2)" in text and words in text
     assert "published" not in _accuracy_source(str(tmp_path / "mine.csv"))
+
+
+@pytest.mark.parametrize("given", [";", "full;", ";;", "", "full; ;B2_a"])
+def test_paths_with_an_empty_path_are_refused(tmp_path, monkeypatch, capsys, given):
+    from sim import paths
+    monkeypatch.chdir(tmp_path)
+    assert paths.main(["--model", "segformer_b2", "--paths", given, "--out", "out"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"bad --paths {given!r}: an empty path" in err and "separated by ';'" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_same_paths_collapse_and_name_one_folder():
+    """A path given twice, or spelled differently (blocks=3-4-6-3 is B2's full network), is one path
+    and the same paths give the same folder."""
+    import argparse
+    from sim.paths import DEFAULT_ACCURACY, _out_dir, parse_paths
+    assert parse_paths(["segformer_b2"], "full;blocks=3-4-6-3; B2_a;full;B2_a") == ["full", "B2_a"]
+
+    def folder(given):
+        return _out_dir(argparse.Namespace(out=None, model=["segformer_b2"], paths=given, ideal_memory=False,
+                                           accuracy=str(DEFAULT_ACCURACY), mac_only=False), get_config("E"))
+
+    assert folder("full") == folder("full;full") == folder("blocks=3-4-6-3") == folder(" full ;blocks=3-4-6-3")
+    assert folder("full;B2_a") == folder("full;B2_a;blocks=3-4-6-3") != folder("full")
+    assert folder("B2_a;full") != folder("full;B2_a")      # the order chooses the baseline
+
+
+def test_each_path_is_numbered_and_its_layers_reported(tmp_path, monkeypatch, capsys):
+    """'path i/N' per path, and the per-layer line of make sim (here every step, not every 10 s)."""
+    import functools
+    import onnx
+    from onnx_graphs import cnn
+    from sim import paths
+    from sim.progress import Progress
+    monkeypatch.chdir(tmp_path)
+    onnx.save(cnn()[0], "net.onnx")
+    monkeypatch.setattr(paths, "Progress", functools.partial(Progress, period=0.0))
+    points = paths.simulate_paths([("net.onnx", "full"), ("net.onnx", "full")], get_config("E"), None)
+    assert len(points) == 2
+    err = capsys.readouterr().err.splitlines()
+    layers = len(build_model("net.onnx").layers)
+    assert [line for line in err if "simulating" in line] == [f"  simulating path {i}/2 net.onnx:full" for i in (1, 2)]
+    assert f"path 2/2 net.onnx:full: {layers}/{layers} layers" in "\n".join(err)
+    paths.simulate_paths([("net.onnx", "full")], get_config("E"), None, quiet=True)
+    assert capsys.readouterr().err == ""
+    # through the tool: 'full;full' is one path
+    assert paths.main(["--model", "net.onnx", "--paths", "full;full", "--out", "o", "--no-plot", "--quiet"]) == 0
+    assert len(json.loads(Path("o/paths.json").read_text())["points"]) == 1
+    assert capsys.readouterr().err == ""
