@@ -156,9 +156,8 @@ def ties(rng, d: vec.Descriptor, dram: np.ndarray) -> np.ndarray:
 
 
 def run_spatial(runs: list[tuple[vec.Descriptor, np.ndarray]]) -> list[dict]:
-    """Each descriptor over its DRAM image (in place) on one SpatialUnit walking a pixel a cycle
-    (``PixelWalker``; several a cycle: ``WIDE_UNITS``), one after the other."""
-    dut = SpatialUnit(TINY, lanes=SWEEP_LANES, walk_rows=1)
+    """Each descriptor over its DRAM image (in place) on one SpatialUnit, one after the other."""
+    dut = SpatialUnit(TINY, lanes=SWEEP_LANES)
     results = run_on(dut, [(dram, [(dut.desc.as_value(), descriptor_slots(d))]) for d, dram in runs])
     return [res | {"formula": dut.cycles(d)} for (d, _), res in zip(runs, results)]
 

@@ -13,12 +13,9 @@ step over the channels, one channel (a pooling: one window tap of a channel) a c
     either result -> chain slot 1 .. 3 (ElementwiseLane: COPY, ADD, MUL with a second operand read
                  with the element's last tap) -> write each stage's result (Swin's RESIZE->ADD)
 
-* The *walker* (``hw/rtl/vector_spatial_walker.py``) steps the output raster ``walk_rows`` pixels
-  a cycle (``PixelWalker``: one; ``WidePixelWalker``: ``k`` interleaved walkers) and hands the next
-  group's pixels to the lanes while they run the current group, so a group of ``lanes`` pixels
-  takes ``max(row_cycles, lanes / walk_rows)`` cycles and the first waits for its walk
-  (``hw.timing.vec_row_cycles``).  What follows is ``PixelWalker``'s; the wide one moves the same
-  counters by per-pass multiples.
+* The *walker* steps the output raster one pixel a cycle and hands the next group's pixels to the
+  lanes while they run the current group, so a group of ``lanes`` pixels takes
+  ``max(row_cycles, lanes)`` cycles and the first waits for its walk (``hw.timing.vec_row_cycles``).
   A bilinear axis's source position is a DDA (``hw.operators.resize_axis_params``): ``start`` at
   the first output, plus ``step`` per output, one add per step.  ``bilinear_axis_kernel`` turns it
   into the indices ``i0, i1`` and the weight; the kernel is fed the position the walker steps to,
