@@ -365,7 +365,7 @@ class StageTicker:
     def stop(self) -> None:
         """No more lines (a step that reports on its own has begun); the context's exit calls it."""
         self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
+        if self._thread.is_alive():
             self._thread.join()
         if self._drawn:
             self.stream.write("\r\x1b[K")

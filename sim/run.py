@@ -356,9 +356,10 @@ def _write_files(stage: Path, args, doc: dict, res: SimResult, model: Model, cfg
             json.dump(build_trace(res, model, cfg, chosen), f, separators=(",", ":"))
     if args.dump_layer is not None:
         (stage / "streams").mkdir()
+        mappings = {r.name: r.mapping for r in res.layers}
         for name in dict.fromkeys(args.dump_layer):          # each layer once, in the order given
             dumped = dump_layer(model, name, cfg, stage / "streams", mac_only=args.mac_only,
-                                fuse=not args.no_fusion, mappings={r.name: r.mapping for r in res.layers})
+                                fuse=not args.no_fusion, mappings=mappings)
             if dumped.note:
                 notes.append(f"--dump-layer: {dumped.note} (streams/{dumped.files[0].name})")
     return notes
