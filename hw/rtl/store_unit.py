@@ -312,8 +312,9 @@ class StoreUnit(wiring.Component):
                            (sub, "gb_sub"), (ep, "ep")))))
         # a beat is written from the tap of its own STORE's delay: a STORE without an epilogue has
         # its last beats EP_WRITE_DELAY back when the next, with one, starts (written once already)
-        own = [t[:-1] + (t[-1] if d == EP_WRITE_DELAY else ~t[-1],) for d, t in enumerate(taps)]
-        dv, doy, dox, doff, dgb, dsub, mine = (Mux(ep, e, p) for e, p in zip(own[EP_WRITE_DELAY], own[WRITE_DELAY]))
+        at_ep, at_plain = taps[EP_WRITE_DELAY], taps[WRITE_DELAY]
+        mine = Mux(ep, at_ep[-1], ~at_plain[-1])
+        dv, doy, dox, doff, dgb, dsub = (Mux(ep, e, p) for e, p in zip(at_ep[:-1], at_plain[:-1]))
         dv, dgb = dv & mine, dgb & mine
         y = self._epilogue_lanes(m, ep, rows, nk, beat, phase, slot) if self._epilogue else None
         ys = [self.st.y[p].as_value() for p in range(n)]
