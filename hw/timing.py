@@ -36,7 +36,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WALK_SETUP", "vec_lane_floor",
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WIDE_WALK_LANES", "VEC_WALK_SETUP", "vec_lane_floor",
            "VEC_SETUP", "VEC_CHECK", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing",
            "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align"]
 
@@ -110,12 +110,14 @@ VEC_MIN_CYCLES = VEC_TIMING_STAGES + 3
 assert VEC_CHECK >= VEC_MIN_CYCLES, "every VEC takes its timing stages' cycles"
 #: The low bits of a row's cycles multiplied apart from the high (``vec_row_cycles``).
 ROW_TIME_SPLIT = 10
-#: Rows the walkers hand to the row lanes a cycle, at most (``vec_walk_rows``): the contract's, and
-#: both units' by default.  Both are built and tested at four (``walk_rows``: B2 on E would take
-#: 4.444 ms instead of 4.601), but at four every accelerator the tests elaborate grows (tiny's
-#: spatial unit by half) and make test took 18 minutes: one until the wide walk is built only where
-#: it pays (many lanes), ``docs/rtl_vector.md``.
-VEC_WALK_ROWS = 1
+#: Rows the walkers hand to the row lanes a cycle, at most, on a unit of ``VEC_WIDE_WALK_LANES``
+#: row lanes or more (``vec_walk_rows``; fewer lanes walk one a cycle): the contract's, and both
+#: units' by default.  On E four take nearly all of what a wider walk saves (B2 4.601 -> 4.444 ms;
+#: eight save under 1,000 cycles more: ``docs/rtl_vector.md``).
+VEC_WALK_ROWS = 4
+#: Below this many row lanes a group's walk is short beside its rows' work, and the wide walkers
+#: would grow small units by half (tiny, small; ``make test`` elaborates them all the time).
+VEC_WIDE_WALK_LANES = 64
 #: Cycles a walker of several rows a cycle takes before its first row (``hw/rtl/vector_walker.py``:
 #: each walker moved to its first row, then its axis counters).
 VEC_WALK_SETUP = 2
@@ -625,23 +627,26 @@ def gemm_cycles(f):
     return gemm_steps(f) * gemm_period(f) + GEMM_PIPELINE
 
 
-def vec_walk_rows(lanes: int, walk_rows: int = VEC_WALK_ROWS) -> int:
+def vec_walk_rows(lanes: int, walk_rows: int | None = None) -> int:
     """Rows handed out a cycle on ``lanes`` row lanes: the most, up to ``walk_rows``, that divide
     ``lanes`` (every walk cycle then hands out as many; every preset's ``vector_lanes`` is a power
-    of two)."""
+    of two).  ``walk_rows`` defaults to the contract's: ``VEC_WALK_ROWS`` on ``VEC_WIDE_WALK_LANES``
+    lanes or more, else one."""
+    if walk_rows is None:
+        walk_rows = VEC_WALK_ROWS if lanes >= VEC_WIDE_WALK_LANES else 1
     if not isinstance(walk_rows, int) or isinstance(walk_rows, bool) or walk_rows < 1:
         raise ValueError(f"walk_rows must be a positive integer, not {walk_rows!r}")
     return max(r for r in range(1, min(walk_rows, lanes) + 1) if lanes % r == 0)
 
 
-def vec_first_walk(lanes: int, walk_rows: int = VEC_WALK_ROWS) -> int:
+def vec_first_walk(lanes: int, walk_rows: int | None = None) -> int:
     """Cycles before the first group of rows starts: its walk, and ``VEC_WALK_SETUP`` before it
     when the walker hands out several rows a cycle."""
     rows = vec_walk_rows(lanes, walk_rows)
     return lanes // rows + (VEC_WALK_SETUP if rows > 1 else 0)
 
 
-def vec_row_cycles(f, lanes: int, hold=_same, walk_rows: int = VEC_WALK_ROWS):
+def vec_row_cycles(f, lanes: int, hold=_same, walk_rows: int | None = None):
     """Cycles of a VEC's rows on ``lanes`` row lanes (``hw.vector.row_schedule``): the walker
     gathers the lanes' row addresses, :func:`vec_walk_rows` rows a cycle, while the lanes run the
     previous group of ``lanes`` rows in step, ``row_cycles`` each; the first group waits for its walk

@@ -24,7 +24,8 @@ from amaranth.sim import Simulator
 from hw import operators as op
 from hw import vector as vec
 from hw.config import get_config
-from hw.timing import VEC_FETCH_BYTES, VEC_STAGE_LATENCY, vec_cycles
+from hw.timing import (VEC_FETCH_BYTES, VEC_STAGE_LATENCY, VEC_WALK_ROWS, VEC_WALK_SETUP, VEC_WIDE_WALK_LANES,
+                       vec_cycles, vec_first_walk, vec_walk_rows)
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.rtl.axis_counter import AxisCounter, WideAxisCounter
 from hw.rtl.buses import VEC_TIMING
@@ -34,6 +35,7 @@ from hw.rtl.descriptor_fetch import DescriptorFetch
 from hw.rtl.vector_executor import FETCH_LANES, VectorExecutor
 from hw.rtl import vector_unit as vu
 from hw.rtl.insn import vec_unsupported
+from hw.rtl.vector_spatial import SpatialUnit
 from hw.rtl.vector_unit import VectorUnit
 from sim.vector_unit import execute_vec
 from cosim.accel_cases import run_vec_as_rtl
@@ -458,10 +460,23 @@ def test_vector_unit_has_the_contracts_lanes_and_latencies(name):
                                                                  vu.write_lanes(cfg.vector_lanes))
         assert unit.slot_latency == VEC_STAGE_LATENCY and FETCH_LANES == VEC_FETCH_BYTES
         assert {op: unit.gap_cycles(op) for op in vec.ROW_OPS} == vec.ROW_GAP
+        assert unit.walk_rows == SpatialUnit(cfg).walk_rows == vec_walk_rows(cfg.vector_lanes)
         with pytest.raises(ValueError, match="lanes must be a positive integer, not 0"):
             VectorUnit(cfg, lanes=0)
         del unit
         gc.collect()
+
+
+def test_the_contract_walks_several_rows_only_on_many_lanes():
+    """Four rows a cycle from ``VEC_WIDE_WALK_LANES`` row lanes up (E, e_small), one below (tiny,
+    small: the wide walkers would grow them by half); an explicit width is capped by what divides
+    the lanes."""
+    assert [vec_walk_rows(n) for n in (8, 16, VEC_WIDE_WALK_LANES // 2)] == [1, 1, 1]
+    assert [vec_walk_rows(n) for n in (VEC_WIDE_WALK_LANES, 512)] == [VEC_WALK_ROWS] * 2
+    assert (vec_walk_rows(6, 4), vec_walk_rows(8, 1), vec_walk_rows(2, 8)) == (3, 1, 2)
+    assert vec_first_walk(512) == 512 // VEC_WALK_ROWS + VEC_WALK_SETUP and vec_first_walk(16) == 16
+    with pytest.raises(ValueError, match="walk_rows must be a positive integer, not 0"):
+        vec_walk_rows(64, 0)
 
 
 def test_vector_unit_converts_to_rtlil():

@@ -62,7 +62,7 @@ from ..config import AcceleratorConfig
 from ..expr import Fields, any_of, sel
 from ..isa import ADDR_BITS, ErrorCode, VecOp
 from ..numerics import INT8_MAX, INT8_MIN
-from ..timing import VEC_WALK_ROWS, vec_row_cycles, vec_walk_rows
+from ..timing import vec_row_cycles, vec_walk_rows
 from .axis_counter import AxisCounter
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
 from .elementwise_lane import ElementwiseLane, drive_params, stage_params
@@ -125,7 +125,7 @@ def chain_stage_latency() -> int:
     return slot.latency
 
 
-def spatial_cycles(d: vec.Descriptor, lanes: int, walk_rows: int = VEC_WALK_ROWS) -> int:
+def spatial_cycles(d: vec.Descriptor, lanes: int, walk_rows: int | None = None) -> int:
     """Cycles from ``start`` to ``done`` of the unit for a descriptor it runs: its setup, the rows
     (``hw.timing.vec_row_cycles`` of ``hw.vector.row_schedule``, walked up to ``walk_rows`` a
     cycle: a chain's stages overlap along the row), then the last element's read, kernel (:func:`kernel_latency`), chain stages
@@ -151,9 +151,10 @@ class SpatialUnit(wiring.Component):
         The accelerator it belongs to.
     lanes : int
         Row lanes (``config.vector_lanes`` by default), with ``VectorUnit``'s DRAM lanes.
-    walk_rows : int
+    walk_rows : int | None
         Output rows (pixels, or a pooling's parts of one) the walker hands out a cycle, at most
-        (``hw.timing.vec_walk_rows``: the most that divide ``lanes``): one (``PixelWalker``) or
+        (``hw.timing.vec_walk_rows``: the most that divide ``lanes``; by default the contract's
+        for ``lanes``): one (``PixelWalker``) or
         more (``WidePixelWalker``, ``hw/rtl/vector_spatial_walker.py``).
 
     Members
@@ -176,7 +177,7 @@ class SpatialUnit(wiring.Component):
         lanes ``MAX_STAGES * l`` (the spatial stage) .. ``+ 3`` (the chain stages).
     """
 
-    def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, walk_rows: int = VEC_WALK_ROWS):
+    def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, walk_rows: int | None = None):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         lanes = config.vector_lanes if lanes is None else lanes

@@ -46,7 +46,7 @@ from .. import operators as ops
 from .. import vector as vec
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, ErrorCode, VecOp
-from ..timing import VEC_WALK_ROWS, vec_row_cycles, vec_walk_rows
+from ..timing import vec_row_cycles, vec_walk_rows
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
 from .axis_counter import operand_axes
 from .kernel_unit import delay_line, delayed
@@ -75,7 +75,7 @@ def write_lanes(lanes: int) -> int:
     return _S * lanes
 
 
-def unit_cycles(d: vec.Descriptor, lanes: int, max_row: int = ops.MAX_ROW, walk_rows: int = VEC_WALK_ROWS) -> int:
+def unit_cycles(d: vec.Descriptor, lanes: int, max_row: int = ops.MAX_ROW, walk_rows: int | None = None) -> int:
     """Cycles from ``start`` to ``done`` of a unit of ``lanes`` row lanes walking up to ``walk_rows``
     rows a cycle, for descriptor ``d`` it runs: one to check it, ``LUT_ENTRIES`` to load the LUT
     stages' tables (all at once), the rows (``hw.timing.vec_row_cycles``, the walker's setup
@@ -97,9 +97,9 @@ class VectorUnit(wiring.Component):
         Row lanes (``config.vector_lanes`` by default, what the timing contract counts).
     max_row : int
         Longest softmax or layernorm row (sizes the row units), 1..``hw.operators.MAX_ROW``.
-    walk_rows : int
+    walk_rows : int | None
         Rows the walker hands out a cycle, at most (``hw.timing.vec_walk_rows``: the most that
-        divide ``lanes``; ``hw.timing.VEC_WALK_ROWS`` by default, what the contract counts).  Above
+        divide ``lanes``; by default the contract's for ``lanes``).  Above
         one, ``hw/rtl/vector_walker.py``'s interleaved walkers.
 
     Members
@@ -129,13 +129,13 @@ class VectorUnit(wiring.Component):
 
     @classmethod
     def export_params(cls, config: AcceleratorConfig, lanes: int | None = None, max_row: int = ops.MAX_ROW,
-                      walk_rows: int = VEC_WALK_ROWS) -> dict:
+                      walk_rows: int | None = None) -> dict:
         lanes = config.vector_lanes if lanes is None else lanes
         rows = vec_walk_rows(lanes, walk_rows)
         return {"v": lanes, "r": max_row} | ({"w": rows} if rows > 1 else {})
 
     def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, max_row: int = ops.MAX_ROW,
-                 walk_rows: int = VEC_WALK_ROWS, lane_factory=VectorRowLane):
+                 walk_rows: int | None = None, lane_factory=VectorRowLane):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         lanes = config.vector_lanes if lanes is None else lanes
