@@ -143,13 +143,29 @@ def file_tag(path: Union[str, Path], what: str) -> str:
     return f"{what}-{name_token(Path(path).stem)}-{short_hash(data)}"
 
 
+#: Suffixes of files the tools (or a user's other tools) write: an output folder not yet made
+#: whose name ends in one is a file name given by mistake, refused rather than made a folder.
+FILE_SUFFIXES = frozenset((".csv", ".json", ".txt", ".onnx", ".npy", ".npz", ".png", ".jpg", ".svg",
+                           ".pdf", ".html", ".md", ".toml", ".yaml", ".yml", ".log", ".v", ".sv"))
+
+
+def _file_named(out: Path) -> bool:
+    return not out.exists() and out.suffix.lower() in FILE_SUFFIXES
+
+
 def output_file(out: Union[str, Path], name: str) -> Path:
     """Where a tool that writes one file puts it: ``out/name`` for a folder ``out``, or ``out``
     itself when it is a file name with ``name``'s suffix (``--out my.onnx``) and no folder,
-    as a user who names the file means it (not a folder called ``my.onnx``)."""
+    as a user who names the file means it (not a folder called ``my.onnx``).  A file name of
+    another kind (``--out flops.csv`` for a JSON) is a UsageError."""
     out = Path(out)
     suffix = Path(name).suffix.lower()
-    return out if suffix and out.suffix.lower() == suffix and not out.is_dir() else out / name
+    if suffix and out.suffix.lower() == suffix and not out.is_dir():
+        return out
+    if _file_named(out):
+        raise UsageError(f"--out {out}: this tool writes a {suffix or 'single'} file; name a "
+                         f"{suffix} file or a folder")
+    return out / name
 
 
 def refuse_replacing(out: Union[str, Path], path: Path, data: bytes) -> None:
@@ -255,6 +271,9 @@ class StagedDir:
         out = self.out
         if out.exists() and not out.is_dir():
             raise OutputError(f"output folder {out} is a file; choose a folder with --out")
+        if _file_named(out):
+            raise OutputError(f"--out {out} names a file ({out.suffix}); this tool writes a folder "
+                              f"({', '.join(self.owned[:3])}): give a folder name")
         if not out.is_dir():
             return
         foreign = sorted(p.name for p in out.iterdir() if not any(fnmatch.fnmatch(p.name, g) for g in self.owned))

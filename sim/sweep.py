@@ -26,7 +26,7 @@ another in this process) or, with ``--scheduler tcp://host:port``, as tasks on
 a Dask distributed cluster (``distributed.Client``).  Each task returns the
 code version of the tree it ran on; a worker running different code is an
 error (its results would be cached under the wrong key).  A progress line is
-printed per finished point.
+printed per finished point (none with ``--quiet``).
 
 Cache.  Every finished point is stored at once as
 ``<cache>/<sha256>.json`` (default ``build/sweep/cache``), written to a
@@ -596,6 +596,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"cache directory (default {DEFAULT_CACHE})")
     p.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
     p.add_argument("--no-plot", action="store_true", help="do not draw the plot")
+    p.add_argument("--quiet", action="store_true", help="no progress line per point")
     p.add_argument("--paper-comparable", action="store_true",
                    help="time and energy of the MAC layers only, with memory no limit, as the paper reports "
                         "them (sim.run --ideal-memory --mac-only); its own cache entries and output folder")
@@ -670,7 +671,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             doc = _interruptible(lambda: run_sweep(args.model, args.variant or None, size, configs,
                                                    cache_dir=Path(args.cache), workers=workers,
-                                                   scheduler=args.scheduler, paper_comparable=args.paper_comparable))
+                                                   scheduler=args.scheduler, paper_comparable=args.paper_comparable,
+                                                   log=(lambda line: None) if args.quiet else print))
             if grid is not None:
                 doc["grid"] = grid.to_dict()
                 doc["invalid"] = [{"config": n, "error": e} for n, e in grid.invalid]

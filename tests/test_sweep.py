@@ -63,6 +63,8 @@ def test_cache_hit_on_rerun(dirs, monkeypatch, capsys):
     assert calls == []
     assert "3 cached, 0 to compute" in capsys.readouterr().out
     assert _points(dirs[1]) == first
+    assert _run(dirs, "--quiet") == 0                     # the table and the summary only
+    assert "to compute" not in capsys.readouterr().out
 
 
 def test_resume_after_partial_run(dirs, monkeypatch, capsys):
