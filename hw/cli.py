@@ -162,10 +162,17 @@ def output_file(out: Union[str, Path], name: str) -> Path:
     suffix = Path(name).suffix.lower()
     if suffix and out.suffix.lower() == suffix and not out.is_dir():
         return out
-    if _file_named(out):
-        raise UsageError(f"--out {out}: this tool writes a {suffix or 'single'} file; name a "
-                         f"{suffix} file or a folder")
+    refuse_other_kind(out, suffix, "or a folder")
     return out / name
+
+
+def refuse_other_kind(out: Union[str, Path], suffix: str, alternative: str = "") -> None:
+    """UsageError when ``out`` (not yet there) names a file of another kind than ``suffix``:
+    ``--out flops.csv`` for a tool that writes a ``.json``."""
+    out = Path(out)
+    if out.suffix.lower() != suffix and _file_named(out):
+        raise UsageError(f"--out {out}: this tool writes a {suffix} file; name a {suffix} file"
+                         + (f" {alternative}" if alternative else ""))
 
 
 def refuse_replacing(out: Union[str, Path], path: Path, data: bytes) -> None:

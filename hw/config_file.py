@@ -235,7 +235,7 @@ def config_toml(cfg: AcceleratorConfig) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from .cli import OneLineParser, UsageError, atomic_write, fail
+    from .cli import OneLineParser, UsageError, atomic_write, fail, refuse_other_kind
 
     parser = OneLineParser(prog="python -m hw.config_file",
                            description="Print a configuration (a preset or a .toml file) as an accelerator file.")
@@ -244,6 +244,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = config_toml(load_config(args.config))
+        if args.out:
+            refuse_other_kind(args.out, ".toml")
         if args.out and Path(args.out).is_file() and Path(args.out).read_text(errors="replace") != text:
             raise UsageError(f"{args.out} exists (an edited accelerator file?); it is never overwritten: "
                              f"choose another OUT or remove it")

@@ -468,7 +468,7 @@ def main(argv=None) -> int:
     if unused:
         print(f"{len(unused)} accuracy row(s) of {args.accuracy} name paths that were not simulated: "
               f"{', '.join(f'{r.model}:{r.path}' for r in unused[:5])}{' ...' if len(unused) > 5 else ''} "
-              f"(simulate them with --paths, in make: ARGS=\"--paths ...\")")
+              f"(simulate them with --paths, in make: PATHS='...')")
     print(f"wrote {', '.join(files)} to {out}")
     return 0
 

@@ -280,16 +280,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: (option, the configuration field it sets, the field's units per the option's).
+OVERRIDES = (("dram_bytes_per_cycle", "dram_bytes_per_cycle", 1), ("dram_latency", "dram_latency", 1),
+             ("clock_ghz", "clock_ghz", 1), ("global_buf_kib", "global_buf_bytes", 1024), ("dram_mib", "dram_mib", 1))
+
+
 def _overrides(args) -> dict:
     """Configuration fields the options override."""
-    overrides = {}
-    for option, field, scale in (("dram_bytes_per_cycle", "dram_bytes_per_cycle", 1),
-                                 ("dram_latency", "dram_latency", 1), ("clock_ghz", "clock_ghz", 1),
-                                 ("global_buf_kib", "global_buf_bytes", 1024), ("dram_mib", "dram_mib", 1)):
+    return {field: getattr(args, option) * scale for option, field, scale in OVERRIDES
+            if getattr(args, option) is not None}
+
+
+def _override_error(args, e: ConfigError) -> UsageError:
+    """``e`` prefixed with the option that set the field it names (the option may name other units)."""
+    for option, field, _ in OVERRIDES:
         value = getattr(args, option)
-        if value is not None:
-            overrides[field] = value * scale
-    return overrides
+        if value is not None and field in str(e):
+            return UsageError(f"--{option.replace('_', '-')} {value}: {e}")
+    return UsageError(str(e))
 
 
 def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
@@ -299,9 +307,7 @@ def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
     try:
         cfg = load_config(args.config, **_overrides(args))
     except ConfigError as e:
-        kib = args.global_buf_kib        # the option names KiB, the field bytes: say both
-        raise UsageError(f"--global-buf-kib {kib}: {e}" if kib is not None and "global_buf_bytes" in str(e)
-                         else str(e)) from None
+        raise _override_error(args, e) from None
     key = cfg.name
     model = build_model_or_usage_error(args.model, args.variant, size)
     if args.dump_layer is not None:

@@ -26,7 +26,7 @@ another in this process) or, with ``--scheduler tcp://host:port``, as tasks on
 a Dask distributed cluster (``distributed.Client``).  Each task returns the
 code version of the tree it ran on; a worker running different code is an
 error (its results would be cached under the wrong key).  A progress line is
-printed per finished point (none with ``--quiet``).
+printed on stderr per finished point (none with ``--quiet``).
 
 Cache.  Every finished point is stored at once as
 ``<cache>/<sha256>.json`` (default ``build/sweep/cache``), written to a
@@ -643,6 +643,11 @@ def _interruptible(fn: Callable[[], dict]) -> dict:
         signal.signal(signal.SIGTERM, old)
 
 
+def _progress(line: str) -> None:
+    """A progress line, on stderr as every tool's (stdout carries the results)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -672,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
             doc = _interruptible(lambda: run_sweep(args.model, args.variant or None, size, configs,
                                                    cache_dir=Path(args.cache), workers=workers,
                                                    scheduler=args.scheduler, paper_comparable=args.paper_comparable,
-                                                   log=(lambda line: None) if args.quiet else print))
+                                                   log=(lambda line: None) if args.quiet else _progress))
             if grid is not None:
                 doc["grid"] = grid.to_dict()
                 doc["invalid"] = [{"config": n, "error": e} for n, e in grid.invalid]

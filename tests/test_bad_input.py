@@ -28,6 +28,8 @@ FILES = {
     "inf.csv": b"frame,time_ms\n0,inf\n",
     "binary.csv": bytes(range(256)) * 4,
     "existing/report.json": b"{}\n",          # an earlier result that must stay as it is
+    "partial.bin": bytes(16),
+    "partial.json": b'{"config": {"num_pe": -3}}\n',     # a sidecar lacking most fields
 }
 SIM = ["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "existing"]
 
@@ -87,6 +89,7 @@ def assert_refused(r: subprocess.CompletedProcess, *needles: str, absent: str = 
     (["sim.paths", "--model", "segformer_b2", "--format", "gif", "--paths", "full"], ["'gif'"], ""),
     (["sim.replay", "missing.bin"], ["missing.bin", "No such file"], ""),
     (["sim.replay", "binary.csv"], ["binary.json", "--config"], ""),
+    (["sim.replay", "partial.bin"], ["partial.json", "lacks c0, input_buf_bytes, k0"], "positional"),
     (["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "binary.csv"], ["binary.csv", "a file"], ""),
     (["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "binary.csv/out"], ["binary.csv/out"], ""),
     # a file where the export's folder must be: named as such, not "File exists"
@@ -255,6 +258,7 @@ def test_a_named_output_file_that_exists_is_never_overwritten(tmp_path, argv, na
 
 @pytest.mark.parametrize("argv, out, allowed", [
     (["mapper.flops", "--model", "segformer_b0"], "flops.csv", "writes a .json file"),
+    (["hw.config_file", "--config", "E"], "E.json", "writes a .toml file"),
     (["sim.run", "--model", "segformer_b0", "--config", "tiny"], "report.txt", "writes a folder"),
     (["sim.paths", "--model", "segformer_b0", "--config", "tiny"], "paths.json", "writes a folder")])
 def test_an_output_named_as_a_file_of_another_kind_is_refused_before_any_work(tmp_path, argv, out, allowed):

@@ -150,13 +150,19 @@ def test_a_binary_file_as_config_says_what_an_accelerator_file_is(tmp_path):
     assert "not a text file" in str(info.value) and "TOML" in str(info.value) and "make config" in str(info.value)
 
 
-def test_the_rtl_line_asks_what_make_verilog_asks():
-    """A global buffer the banked RTL cannot build (not a multiple of 2 x its bus): ``make config``
-    says so, as ``make verilog`` refuses it (one rule: ``hw.rtl.export.check_buildable``)."""
+@pytest.mark.parametrize("fields, named", [
+    ({"global_buf_bytes": 1000}, "global"),
+    ({"num_pe": 3}, "vector_lanes = num_pe x vector_lanes_per_pe = 3 x 4 = 12 must be a power of two"),
+    ({"vector_lanes_per_pe": 33}, "= 4 x 33 = 132 must be a power of two")])
+def test_the_rtl_line_asks_what_make_verilog_asks(fields, named):
+    """A global buffer the banked RTL cannot build (not a multiple of 2 x its bus), or vector lanes
+    its VEC timing cannot divide by with a shift: ``make config`` says so, as ``make verilog``
+    refuses it, naming the fields (one rule: ``hw.rtl.export.check_buildable``)."""
     from hw.config_file import rtl_support
     from hw.rtl.export import check_buildable
-    odd = get_config("small").replace(global_buf_bytes=1000)
+    odd = get_config("small").replace(**fields)
     with pytest.raises(ValueError) as refused:
         check_buildable(odd)
+    assert named in str(refused.value)
     assert rtl_support(odd) == f"cannot build it: {refused.value}"
     assert rtl_support(get_config("small")) == "builds it"

@@ -50,6 +50,9 @@ def test_report_csv_plots_dump_and_trace(tmp_path):
         assert abs(sum(doc["shares"]["kind"][dist].values()) - 1) < 1e-9
         assert abs(sum(doc["shares"]["part"][dist].values()) - 1) < 1e-9
     assert "total cycles:" in r.stdout and "assumptions: DRAM 16 B/cycle" in r.stdout
+    documented = (REPO / "docs" / "sim_report.md").read_text()
+    keys = {*doc, *doc["bounds"], *(k for l in doc["layers"] for k in (*l, *l.get("floors", {})))}
+    assert not [k for k in sorted(keys) if f"`{k}`" not in documented], "report.json keys not in docs/sim_report.md"
 
     with open(out / "layers.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -132,6 +135,7 @@ def test_resnet50_on_E_no_plots(tmp_path):
     (["--model", "segformer_b0", "--config", "E", "--dram-bytes-per-cycle", "0"], "dram_bytes_per_cycle"),
     (["--model", "segformer_b0", "--config", "E", "--clock-ghz", "-1"], "clock_ghz"),
     (["--model", "segformer_b0", "--config", "E", "--global-buf-kib", "0"], "--global-buf-kib 0: "),
+    (["--model", "segformer_b0", "--config", "E", "--dram-mib", "0"], "--dram-mib 0: "),
     ([*SMALL, "--dump-layer", "no.such.layer"], "stage0.patch_embed"),
 ])
 def test_bad_input_exits_2_without_writing(tmp_path, args, needle):

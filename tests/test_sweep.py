@@ -61,10 +61,10 @@ def test_cache_hit_on_rerun(dirs, monkeypatch, capsys):
     capsys.readouterr()
     assert _run(dirs) == 0
     assert calls == []
-    assert "3 cached, 0 to compute" in capsys.readouterr().out
+    assert "3 cached, 0 to compute" in capsys.readouterr().err
     assert _points(dirs[1]) == first
     assert _run(dirs, "--quiet") == 0                     # the table and the summary only
-    assert "to compute" not in capsys.readouterr().out
+    assert "to compute" not in capsys.readouterr().err
 
 
 def test_resume_after_partial_run(dirs, monkeypatch, capsys):
@@ -75,7 +75,7 @@ def test_resume_after_partial_run(dirs, monkeypatch, capsys):
     capsys.readouterr()
     assert _run(dirs, "--workers", "1") == 0
     assert sorted(calls) == ["E", "M"]
-    assert "1 cached, 2 to compute" in capsys.readouterr().out
+    assert "1 cached, 2 to compute" in capsys.readouterr().err
     assert [p["config"] for p in _points(dirs[1])] == ["E", "K", "M"]
 
 

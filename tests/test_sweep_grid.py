@@ -93,7 +93,7 @@ def test_24_point_grid_completes_and_resumes_after_a_kill(tmp_path):
     second = _sweep(model, tmp_path)
     stdout, stderr = second.communicate(timeout=600)
     assert second.returncode == 0, stderr
-    assert f"24 points, {cached} cached, {24 - cached} to compute" in stdout
+    assert f"24 points, {cached} cached, {24 - cached} to compute" in stderr
     doc = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert len(doc["points"]) == 24 and doc["invalid"] == [] and doc["pareto_front"]
     assert doc["grid"] == {"base": "E", "axes": {"num_pe": [8, 16, 32], "k0": [16, 32], "weight_kib": [64, 128],

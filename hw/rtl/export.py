@@ -44,6 +44,7 @@ from amaranth.lib import wiring
 
 from ..cli import duration, human_bytes
 from ..config import AcceleratorConfig, get_config
+from ..expr import log2_exact
 
 __all__ = ["MAX_TOP_INPUT_BITS", "check_buildable", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
            "ExportResult", "module_name", "export_component", "parse_ports", "split_modules",
@@ -444,6 +445,12 @@ def check_buildable(config: AcceleratorConfig) -> None:
     from .pe_tile import check_rtl_config
     check_rtl_config(config)
     check_global_buffer(config)
+    try:
+        log2_exact(config.vector_lanes)     # the VEC timing's division of rows by the lanes
+    except ValueError:
+        raise ValueError(f"vector_lanes = num_pe x vector_lanes_per_pe = {config.num_pe} x "
+                         f"{config.vector_lanes // config.num_pe} = {config.vector_lanes} must be a power of two "
+                         f"for the RTL (hw.timing.vec_row_cycles divides a VEC's rows by it with a shift)") from None
 
 
 def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accelerator",
