@@ -176,6 +176,18 @@ class SpatialUnit(wiring.Component):
         lanes ``MAX_STAGES * l`` (the spatial stage) .. ``+ 3`` (the chain stages).
     """
 
+    export_prefix = "spatial_unit"
+    #: Exported (``python -m hw.rtl.synth --part spatial-unit``) with its lanes' kernels and chain
+    #: slots and its walker's counters as modules named under it; in the accelerator it is a
+    #: module named under the vector executor's.
+    export_nested = True
+
+    @classmethod
+    def export_params(cls, config: AcceleratorConfig, lanes: int | None = None, walk_rows: int | None = None) -> dict:
+        lanes = config.vector_lanes if lanes is None else lanes
+        rows = vec_walk_rows(lanes) if walk_rows is None else vec_walk_rows(lanes, walk_rows)
+        return {"v": lanes} | ({"w": rows} if rows > 1 else {})
+
     def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, walk_rows: int = VEC_WALK_ROWS):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
