@@ -835,17 +835,19 @@ def resize_axis_params(n_in: int, n_out: int) -> ResizeAxis:
     return ResizeAxis(n_in, n_out, math.floor(start + half), math.floor(step + half))
 
 
-def dda_matches(start, step, n_in, n_out):
+def dda_matches(start, step, n_in, n_out, hold=None):
     """Whether ``(start, step)`` is ``resize_axis_params(n_in, n_out)``'s DDA, by products only
     (the RTL builds no divider): each is a rounded quotient ``floor(num / (2 n_out))`` with
     ``num = 2 n_in 2**20 + n_out`` (step) and ``(n_in - n_out) 2**20 + n_out`` (start), so
     ``q * 2 n_out <= num < (q + 1) * 2 n_out``; the negative term is moved across.  On integers
-    or Amaranth values."""
+    or Amaranth values; ``hold(value, level)`` lets the RTL register the two products (level 1)."""
     from .expr import all_of
     one, den = 1 << RESIZE_POS_FRAC, 2 * n_out
     step_num, start_num = 2 * n_in * one + n_out, n_in * one + n_out
-    return all_of(step * den <= step_num, step_num < step * den + den,
-                  start * den + n_out * one <= start_num, start_num < start * den + den + n_out * one)
+    step_den = step * den if hold is None else hold(step * den, 1)
+    start_den = start * den if hold is None else hold(start * den, 1)
+    return all_of(step_den <= step_num, step_num < step_den + den,
+                  start_den + n_out * one <= start_num, start_num < start_den + den + n_out * one)
 
 
 def bilinear_axis_kernel(pos, n_in: int, be):

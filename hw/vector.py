@@ -698,10 +698,12 @@ def plain_axis(n, start, wrap, valid, win):
     return all_of(start == 0, wrap >= n, valid >= n, win >= n)
 
 
-def divides_as(q, r, n, d):
+def divides_as(q, r, n, d, hold=None):
     """Whether ``q`` and ``r`` are ``n div d`` and ``n mod d`` (``d >= 1``): ``q·d + r = n`` and
-    ``r < d``, by a product (the witnesses the mapper writes for what the hardware would divide)."""
-    return all_of(q * d + r == n, r < d)
+    ``r < d``, by a product (the witnesses the mapper writes for what the hardware would divide);
+    ``hold`` as in :func:`spatial_refusals`."""
+    hold = hold or _no_hold
+    return all_of(hold(q * d, 1) + r == n, r < d)
 
 
 def pool_taps(stage, axis: str):
@@ -722,20 +724,22 @@ def split_chunk(c, split):
     return (c + (1 << split) - 1) >> split
 
 
-def pool_axis_fits(n_in, n_out, kernel, stride, padding, ceil_mode):
+def pool_axis_fits(n_in, n_out, kernel, stride, padding, ceil_mode, hold=None):
     """Whether ``n_out`` is ``hw.operators.pool_out_size(n_in, kernel, stride, padding, ceil_mode)``
     (and the window fits, ``n_in + 2·padding >= kernel``), by one product ``n_out·stride`` and
     comparisons of non-negative sums.  With ``span = n_in + 2·padding - kernel``: without
     ``ceil_mode`` ``(n_out - 1)·stride <= span < n_out·stride``; with it ``n_out`` is
-    ``ceil(span / stride) + 1`` if that window starts before ``n_in + padding``, else one less."""
-    ns, room = n_out * stride, n_in + 2 * padding
+    ``ceil(span / stride) + 1`` if that window starts before ``n_in + padding``, else one less.
+    ``hold`` as in :func:`spatial_refusals`."""
+    hold = hold or _no_hold
+    ns, room = hold(n_out * stride, 1), n_in + 2 * padding
     floor_fit = all_of(ns + kernel <= room + stride, room < ns + kernel)
     kept = all_of(ns + kernel < room + 2 * stride, room + stride <= ns + kernel, ns < n_in + padding + stride)
     dropped = all_of(ns + kernel < room + stride, room <= ns + kernel, ns >= n_in + padding)
     return all_of(room >= kernel, sel(ceil_mode, any_of(kept, dropped), floor_fit))
 
 
-def spatial_refusals(head, stage, src, out, chain=()) -> tuple[dict, dict]:
+def spatial_refusals(head, stage, src, out, chain=(), hold=None) -> tuple[dict, dict]:
     """Why a pass whose first stage is spatial is refused: ``(DATA, UNSUPPORTED)``, each
     ``{why: condition}``.  One rule: the functional model refuses the ``DATA`` ones before it runs
     the pass (``sim.vector_unit``), ``hw.rtl.insn.vec_unsupported`` gives the ``UNSUPPORTED`` ones,
@@ -766,8 +770,13 @@ def spatial_refusals(head, stage, src, out, chain=()) -> tuple[dict, dict]:
         The later stage slots (1 .. ``MAX_STAGES - 1``; live below the header's ``n_stages``),
         each with its second operand's slot and its written operand's slot (any slot where it
         names none): :func:`spatial_slots`.
+    hold : callable, optional
+        ``hold(value, level)``: what the RTL registers, the rule's products (level 1), so that its
+        check is a product in one cycle and comparisons in the next (as :func:`slot_fields`'); the
+        value itself on integers.
     """
     from . import operators as ops
+    hold = hold or _no_hold
     op, h, w = stage["op"], head["h"], head["w"]
     argmax, resize, pool = op == VecOp.RESIZE_ARGMAX, op == VecOp.RESIZE, op == VecOp.POOL
     bilinear = any_of(argmax, all_of(resize, stage["resize.mode"] == 0))
@@ -779,16 +788,16 @@ def spatial_refusals(head, stage, src, out, chain=()) -> tuple[dict, dict]:
     def dda(axis, n_in, n_out):
         start, step = (sel(argmax, stage[f"resize_argmax.{axis}_{k}"], stage[f"resize.{axis}_{k}"])
                        for k in ("start", "step"))
-        return ops.dda_matches(start, step, n_in, n_out)
+        return ops.dda_matches(start, step, n_in, n_out, hold)
 
     k, s, p = stage["pool.kernel"], stage["pool.stride"], stage["pool.padding"]
-    geometry = all_of(k >= 1, s >= 1, 2 * p <= k, pool_axis_fits(n_y, h, k, s, p, stage["pool.ceil_mode"]),
-                      pool_axis_fits(n_x, w, k, s, p, stage["pool.ceil_mode"]))
+    geometry = all_of(k >= 1, s >= 1, 2 * p <= k, pool_axis_fits(n_y, h, k, s, p, stage["pool.ceil_mode"], hold),
+                      pool_axis_fits(n_x, w, k, s, p, stage["pool.ceil_mode"], hold))
     nearest = all_of(resize, stage["resize.mode"] == 1)
 
     def witnessed(kind):
-        return all_of(divides_as(stage[f"{kind}.y_q"], stage[f"{kind}.y_r"], n_y, h),
-                      divides_as(stage[f"{kind}.x_q"], stage[f"{kind}.x_r"], n_x, w))
+        return all_of(divides_as(stage[f"{kind}.y_q"], stage[f"{kind}.y_r"], n_y, h, hold),
+                      divides_as(stage[f"{kind}.x_q"], stage[f"{kind}.x_r"], n_x, w, hold))
     witnesses = witnessed("pool")
     writes = stage["out"] != NONE
     data = {
@@ -802,8 +811,8 @@ def spatial_refusals(head, stage, src, out, chain=()) -> tuple[dict, dict]:
         "a pooling window that does not give the pass's raster": all_of(windowed, not_(geometry)),
         "adaptive witnesses that are not n_in div and mod n_out": all_of(adaptive, not_(witnesses)),
         "nearest witnesses that are not n_in div and mod n_out": all_of(nearest, not_(witnessed("resize"))),
-        "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses, pool_taps(stage, "y") * pool_taps(
-            stage, "x") > ops.POOL_MAX_COUNT),
+        "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses, hold(pool_taps(stage, "y") * pool_taps(
+            stage, "x"), 1) > ops.POOL_MAX_COUNT),
         "a written operand of another raster": all_of(writes, any_of(out["y_n"] != h, out["x_n"] != w)),
     }
     plain = all_of(*(plain_axis(src[a + "n"], src[a + "start"], src[a + "wrap"], src[a + "valid"], src[a + "win"])

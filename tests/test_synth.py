@@ -278,7 +278,11 @@ def test_make_synth_refuses_an_unknown_configuration(tmp_path):
 
 
 @pytest.mark.parametrize("part, top, modules", [("store-unit", "store_unit_", 1), ("load-unit", "load_unit_", 3),
-                                               ("load-inp", "load_inp_lanes_", 1), ("dispatcher", "dispatcher_", 1)])
+                                               ("load-inp", "load_inp_lanes_", 1), ("dispatcher", "dispatcher_", 1),
+                                               pytest.param("vector-unit", "vector_unit_", 2, marks=pytest.mark.slow),
+                                               pytest.param("spatial-unit", "spatial_unit_", 1, marks=pytest.mark.slow),
+                                               pytest.param("vector-executor", "vector_executor_", 4,
+                                                            marks=pytest.mark.slow)])
 def test_a_unit_part_exports_the_unit_and_what_it_holds(part, top, modules):
     """``--part load-unit`` / ``load-inp`` / ``store-unit`` / ``dispatcher``: the unit is the root, its
     children (the global buffer and the LOAD_INP address generator for the load unit) exported with
@@ -290,6 +294,25 @@ def test_a_unit_part_exports_the_unit_and_what_it_holds(part, top, modules):
     export = _export_part(cfg, part)
     assert export.top.startswith(top) and len(export.modules) == modules
     assert export.modules[-1] == export.top and _root(part, cfg, export) == (export.top, 1)
+
+
+@pytest.mark.slow
+def test_the_walking_parts_export_the_walk_asked_for():
+    """``--part vector-unit`` / ``spatial-unit`` with ``--walk-rows 4``: the wide walkers' modules
+    (the module names carry the rows a cycle)."""
+    from hw.rtl.synth import _export_part
+
+    cfg = get_config("tiny")
+    assert _export_part(cfg, "vector-unit", 4).top.endswith("_w4")
+    assert _export_part(cfg, "spatial-unit", 4).top == "spatial_unit_v8_w4"
+
+
+def test_make_synth_refuses_walk_rows_for_a_part_without_a_walker(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hw.rtl.synth", "--config", "tiny", "--part", "store-unit",
+                           "--walk-rows", "4", "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "--walk-rows" in proc.stderr and "store-unit" in proc.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_report_flags_each_module_deeper_than_the_vector_mac():
@@ -312,3 +335,22 @@ def test_the_report_flags_each_module_deeper_than_the_vector_mac():
     assert crit["mac"]["levels"] == 40 and crit["mac"]["module"] == "tile" and crit["mac_tree"]["levels"] == 30
     assert [(p["module"], p["levels"]) for p in crit["deeper_than_mac"]] == [("unit", 52), ("unit", 45), ("top", 44), ("unit", 41)]
     assert [(p["module"], p["levels"], p["end"]) for p in crit["modules_deeper_than_mac"]] == [("unit", 52, "y"), ("top", 44, "q")]
+
+
+def test_the_summary_of_a_report_of_synthesise_alone_has_no_export_time():
+    """``summary_lines`` of a report whose seconds are ``synthesise``'s (no export, no total: a
+    caller that synthesised an export of its own) prints the Yosys and analysis times; it raised
+    ``KeyError: 'total'`` before."""
+    from hw.rtl.logic_depth import DepthModel, Path
+    from hw.rtl.synth import SynthReport, report_dict, summary_lines
+
+    unit = ModuleResult("unit", "verilog", {"$_AND_": 3, "$_DFF_P_": 2}, {}, [], 1.0, 0.5,
+                        DepthModel("unit", internal=(Path(7, "a", "b"),)))
+    seconds = {"yosys": 2.0, "yosys_cpu": 1.5, "analysis": 0.1}
+    doc = report_dict(SynthReport(config={"name": "tiny"}, top="unit", engine="pyosys", yosys="Yosys 0.70",
+                                  modules={"unit": unit}, instances={"unit": 1}, seconds=seconds, part="spatial-unit"))
+    lines = summary_lines(doc)
+    assert lines[0].endswith("Yosys 2 s with 2 s of CPU, depth analysis 0 s")
+    assert "deepest register-to-register path: 7 levels in unit: a -> b" in lines
+    doc["seconds"] = {**seconds, "export": 3.0, "total": 5.2}
+    assert summary_lines(doc)[0].endswith("5 s (export 3 s, Yosys 2 s with 2 s of CPU, depth analysis 0 s)")

@@ -554,10 +554,13 @@ def summary_lines(doc: dict) -> list[str]:
     """The printed summary of a ``report.json`` document."""
     cfg, sec, tot = doc["config"], doc["seconds"], doc["totals"]
     copies = f"{doc['top_instances']} x " if doc["top_instances"] > 1 else ""
+    # ``run`` adds the export's time and the total to ``synthesise``'s; a report of
+    # ``synthesise`` alone has neither
+    steps = f"Yosys {sec['yosys']:.0f} s with {sec['yosys_cpu']:.0f} s of CPU, depth analysis {sec['analysis']:.0f} s"
+    if "total" in sec:
+        steps = f"{sec['total']:.0f} s (export {sec['export']:.0f} s, {steps})"
     lines = [f"synth {cfg['name']} {doc['part']}: {copies}{doc['top']}, {len(doc['modules'])} modules, "
-             f"{doc['yosys']} ({doc['engine']}), "
-             f"{sec['total']:.0f} s (export {sec['export']:.0f} s, Yosys {sec['yosys']:.0f} s with "
-             f"{sec['yosys_cpu']:.0f} s of CPU, depth analysis {sec['analysis']:.0f} s)",
+             f"{doc['yosys']} ({doc['engine']}), {steps}",
              f"{'module':<44} {'inst':>6} {'cells':>9} {'flip-flops':>10} {'mem bits':>10} {'depth':>6} {'CPU s':>8}"
              "  deepest path (! deeper than the vector MAC path)"]
     flagged = {p["module"] for p in doc["critical"].get("modules_deeper_than_mac", [])}
@@ -594,13 +597,18 @@ def summary_lines(doc: dict) -> list[str]:
 #: their vector MACs and post-processors: what the paper's Table II gives the area of), or one
 #: unit with the modules it holds (the load unit with the global buffer and the LOAD_INP address
 #: generator; the LOAD_INP address generator alone; the store unit; the compute unit; the
-#: dispatcher), for a unit's depth without the whole design's run.
-PARTS = ("accelerator", "pe-array", "load-unit", "load-inp", "store-unit", "compute-unit", "dispatcher")
+#: dispatcher; the vector unit with its row lane, the spatial unit with its lanes' kernels, the
+#: vector executor with everything under it), for a unit's depth without the whole design's run.
+PARTS = ("accelerator", "pe-array", "load-unit", "load-inp", "store-unit", "compute-unit", "dispatcher",
+         "vector-unit", "spatial-unit", "vector-executor")
+#: The parts whose walker ``--walk-rows`` sets (rows or pixels handed out a cycle).
+WALKING_PARTS = ("vector-unit", "spatial-unit")
 
 
-def _export_unit(config, part: str):
+def _export_unit(config, part: str, walk_rows: int | None = None):
     """The Verilog of the unit ``part`` (``load-unit``, ``load-inp``, ``store-unit``, ``compute-unit``,
-    ``dispatcher``) and of what it holds."""
+    ``dispatcher``, ``vector-unit``, ``spatial-unit``, ``vector-executor``) and of what it holds;
+    the vector and spatial units walk ``walk_rows`` rows a cycle (default: the contract's)."""
     from .compute_unit import ComputeUnit
     from .dispatch import Dispatcher
     from .export import ExportResult, HierarchicalExport
@@ -611,9 +619,12 @@ def _export_unit(config, part: str):
 
     start = time.perf_counter()
     ex = HierarchicalExport()
+    walk = {} if walk_rows is None else {"walk_rows": walk_rows}
     if part == "load-unit":
         top = ex.add(LoadUnit, config, gb_factory=ex.stub(ex.add(GlobalBuffer, config)),
                      lanes_factory=ex.stub(ex.add(LoadInpLanes, config)))
+    elif part in ("vector-unit", "spatial-unit", "vector-executor"):
+        top = _export_vector_part(ex, config, part, walk)
     else:
         top = ex.add({"load-inp": LoadInpLanes, "store-unit": StoreUnit, "compute-unit": ComputeUnit,
                       "dispatcher": Dispatcher}[part], config)
@@ -621,12 +632,32 @@ def _export_unit(config, part: str):
                         seconds=time.perf_counter() - start, exported=ex.modules)
 
 
-def _export_part(config, part: str):
+def _export_vector_part(ex, config, part: str, walk: dict):
+    """The vector unit (its row lane a module of its own), the spatial unit, or the vector executor
+    as the accelerator exports it (``hw.rtl.export``), added to ``ex``."""
+    from .. import operators as ops
+    from .export import _export_vector_unit
+    from .vector_row_lane import VectorRowLane
+    from .vector_spatial import SpatialUnit
+    from .vector_unit import VectorUnit
+
+    if part == "vector-executor":
+        return _export_vector_unit(ex, config)
+    if part == "spatial-unit":
+        return ex.add(SpatialUnit, config, params=walk)
+    row = {"max_row": ops.MAX_ROW}
+    lane = ex.add(VectorRowLane, config, params=row)
+    return ex.add(VectorUnit, config, params={**row, **walk}, lane_factory=ex.stub(lane, params=(row,)))
+
+
+def _export_part(config, part: str, walk_rows: int | None = None):
     from .export import export_accelerator, export_pe_tile
 
+    if walk_rows is not None and part not in WALKING_PARTS:
+        raise ValueError(f"walk_rows is a parameter of the parts {', '.join(WALKING_PARTS)}, not of {part!r}")
     if part == "accelerator":
         return export_accelerator(config)
-    return export_pe_tile(config) if part == "pe-array" else _export_unit(config, part)
+    return export_pe_tile(config) if part == "pe-array" else _export_unit(config, part, walk_rows)
 
 
 def _root(part: str, config, export) -> tuple[str, int]:
@@ -639,9 +670,10 @@ def _root(part: str, config, export) -> tuple[str, int]:
 
 
 def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, progress=lambda line: None,
-        export=None, part: str = "accelerator") -> dict:
+        export=None, part: str = "accelerator", walk_rows: int | None = None) -> dict:
     """Export ``config`` (unless ``export``, an :class:`~hw.rtl.export.ExportResult` of it, is
-    given), synthesise ``part`` of it (:data:`PARTS`) and write ``out`` as a whole; returns the
+    given), synthesise ``part`` of it (:data:`PARTS`; ``walk_rows``: the walker's rows a cycle of
+    the :data:`WALKING_PARTS`, default the contract's) and write ``out`` as a whole; returns the
     report document.
 
     Raises
@@ -665,7 +697,7 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
         start = time.perf_counter()
         try:
             if export is None:
-                export = _export_part(config, part)
+                export = _export_part(config, part, walk_rows)
                 progress(f"exported {export.top}: {len(export.verilog) / 1e6:.1f} MB of Verilog in "
                          f"{export.seconds:.0f} s")
             (work / "verilog").mkdir()
@@ -703,6 +735,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default build/synth/<config>)")
     parser.add_argument("--part", default="accelerator", choices=PARTS,
                         help="the whole accelerator, its PE array (Table II's area), or one unit with what it holds")
+    parser.add_argument("--walk-rows", type=int, default=None,
+                        help=f"rows (pixels) the walker hands out a cycle, for --part {' or '.join(WALKING_PARTS)} "
+                             "(default: the contract's)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="Yosys runs at a time")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="limit of one Yosys run, seconds")
     args = parser.parse_args(argv)
@@ -712,10 +747,15 @@ def main(argv=None) -> int:
         parser.error(f"--config: {error}")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, not {args.jobs}")
+    if args.walk_rows is not None and args.part not in WALKING_PARTS:
+        parser.error(f"--walk-rows is an option of --part {' or '.join(WALKING_PARTS)}, not of --part {args.part}")
+    if args.walk_rows is not None and args.walk_rows < 1:
+        parser.error(f"--walk-rows must be at least 1, not {args.walk_rows}")
     suffix = "" if args.part == "accelerator" else f"_{args.part}"
+    suffix += "" if args.walk_rows is None else f"_w{args.walk_rows}"
     out = args.out if args.out is not None else Path("build/synth") / f"{config_label(config)}{suffix}"
     try:
-        doc = run(config, out, parallel=args.jobs, timeout=args.timeout, part=args.part,
+        doc = run(config, out, parallel=args.jobs, timeout=args.timeout, part=args.part, walk_rows=args.walk_rows,
                   progress=lambda line: print(line, file=sys.stderr, flush=True))
     except UsageError as error:
         parser.error(str(error))

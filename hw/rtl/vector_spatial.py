@@ -70,8 +70,8 @@ from .kernel_unit import KernelUnit, delay_line, delayed, plan
 from .operator_backend import range_shape
 from .vector_descriptor import DESCRIPTOR, OPERAND, field_slots
 from .vector_row_lane import LANE_READS
-from .vector_spatial_walker import (AXIS_INPUTS, CHAIN_SLOTS, COMBINATIONAL, CORNERS, COUNT, PIXEL, TAPS_BITS,
-                                    PixelWalker, WidePixelWalker)
+from .vector_spatial_walker import (AXIS_INPUTS, CHAIN_SLOTS, COMBINATIONAL, CORNERS, COUNT, COUNT_STAGE, PIXEL,
+                                    TAPS_BITS, PixelWalker, WidePixelWalker)
 from .vector_unit import finish_states, read_lanes, write_lanes
 
 __all__ = ["SpatialUnit", "spatial_cycles", "runs_spatial", "kernel_latency", "chain_stage_latency"]
@@ -90,10 +90,12 @@ AVERAGE_PLAN = plan(ops.average_kernel, _AVERAGE_INPUTS)
 RECIP_PLAN = plan(ops.recip_kernel, {"v": COUNT}, consts={"width": ops.POOL_COUNT_BITS}, outputs=("r", "k"))
 _BY_RECIP_INPUTS = {**_AVERAGE_INPUTS, "r": RECIP_PLAN.range("r"), "k": RECIP_PLAN.range("k")}
 BY_RECIP_PLAN = plan(ops.average_by_reciprocal_kernel, _BY_RECIP_INPUTS)
-#: A lane's sum waits for its pixel's reciprocal (which lags the pixel by the reciprocal's pipeline,
-#: the sum by the read); the quotient then waits out the rest of ``average_kernel``'s latency, so
-#: that the pooling's cycles (:func:`kernel_latency`) are average_kernel's.
-_RECIP_WAIT = RECIP_PLAN.latency - DRAM_READ_LATENCY
+#: A lane's sum waits for its pixel's reciprocal (which lags the pixel by the count's register and
+#: the reciprocal's pipeline, the sum by the read); the quotient then waits out the rest of
+#: ``average_kernel``'s latency, so that the pooling's cycles (:func:`kernel_latency`) are
+#: average_kernel's.
+_RECIP_LAG = COUNT_STAGE + RECIP_PLAN.latency
+_RECIP_WAIT = _RECIP_LAG - DRAM_READ_LATENCY
 _AVERAGE_PAD = AVERAGE_PLAN.latency - _RECIP_WAIT - BY_RECIP_PLAN.latency
 assert _RECIP_WAIT >= 0 and _AVERAGE_PAD >= 0, (RECIP_PLAN, BY_RECIP_PLAN, AVERAGE_PLAN)
 #: The longer of the two paths of the spatial stage (:func:`kernel_latency`).
@@ -176,6 +178,18 @@ class SpatialUnit(wiring.Component):
         source elements) and ``+ 4`` .. ``+ 6`` (the chain stages' second operands), and writes on
         lanes ``MAX_STAGES * l`` (the spatial stage) .. ``+ 3`` (the chain stages).
     """
+
+    export_prefix = "spatial_unit"
+    #: Exported (``python -m hw.rtl.synth --part spatial-unit``) with its lanes' kernels and chain
+    #: slots and its walker's counters as modules named under it; in the accelerator it is a
+    #: module named under the vector executor's.
+    export_nested = True
+
+    @classmethod
+    def export_params(cls, config: AcceleratorConfig, lanes: int | None = None, walk_rows: int | None = None) -> dict:
+        lanes = config.vector_lanes if lanes is None else lanes
+        rows = vec_walk_rows(lanes, walk_rows)
+        return {"v": lanes} | ({"w": rows} if rows > 1 else {})
 
     def __init__(self, config: AcceleratorConfig, *, lanes: int | None = None, walk_rows: int | None = None):
         if not isinstance(config, AcceleratorConfig):
@@ -292,14 +306,29 @@ class _Pass:
                 m.d.sync += reg.eq(Mux(argmax, getattr(stage.resize_argmax, k), getattr(stage.resize, k)))
         #: channels a row runs: the source's, or a pooling's chunk of them
         self.chunk = vec.split_chunk(self.src.c, self.split)
+        #: the check's verdict, valid in ``CHECK``
+        self.code = self._checks()
 
-    def checks(self) -> Value:
+    def _checks(self) -> Value:
         """``ErrorCode.NONE`` or why the pass is refused (``hw.vector.spatial_refusals``): the
         functional model's ``DATA`` first.  The later stages' own refusals are
-        ``hw.vector.pass_refusals``', which the executor has evaluated before starting the unit."""
-        m, code = self.m, Signal(ErrorCode, name="spatial_check")
-        chain = [(st, Fields(second), Fields(written)) for st, (second, written) in zip(self.stages[1:], self.chain)]
-        data_error, unsupported = vec.spatial_refusals(self.head, self.stage, Fields(self.src), Fields(self.out), chain)
+        ``hw.vector.pass_refusals``', which the executor has evaluated before starting the unit.
+        Evaluated on the latched descriptor ``d`` (its operands picked by the stages' fields), which
+        holds from ``SELECT`` on: the rule's products are registered there (its ``hold``), its
+        comparisons read them in ``CHECK``, so no path holds a product and the comparisons after it."""
+        m, d, code = self.m, self.d, Signal(ErrorCode, name="spatial_check")
+
+        def hold(value, level: int):
+            held = Signal(Value.cast(value).shape(), name=f"spatial_check_term{len(self._held)}")
+            self._held.append(held)
+            m.d.sync += held.eq(value)
+            return held
+        self._held = []
+        head = d.stages[0].copy
+        src, out = (Fields(d.operands[k[:3]]) for k in (head.src, head.out))
+        chain = [(st, Fields(d.operands[d.stages[i].copy.src2[:3]]), Fields(d.operands[d.stages[i].copy.out[:3]]))
+                 for i, st in enumerate(self.stages[1:], start=1)]
+        data_error, unsupported = vec.spatial_refusals(self.head, self.stage, src, out, chain, hold)
         with m.If(Cat(*data_error.values()).any()):
             m.d.comb += code.eq(ErrorCode.DATA)
         with m.Elif(Cat(*unsupported.values()).any()):
@@ -334,8 +363,8 @@ class _Lane:
             m.d.sync += self.cur.eq(Mux(take, pixel.as_value(), self.nxt.as_value()))
 
     def take_reciprocal(self, take, begin, recip) -> None:
-        """The walker's reciprocal of its pixel's window count (``recip``, ``RECIP_PLAN.latency``
-        cycles behind the pixel), taken as :meth:`take` takes the pixel, with ``take`` and ``begin``
+        """The walker's reciprocal of its pixel's window count (``recip``, ``_RECIP_LAG`` cycles
+        behind the pixel: the count's register and ``recip_kernel``), taken as :meth:`take` takes the pixel, with ``take`` and ``begin``
         as late: ``self.recip`` is ``cur``'s that many cycles ago."""
         m, value = self.m, Cat(recip.r, recip.k)
         nxt = Signal.like(value, name=f"lane{self.l}_recip_next", reset_less=True)
@@ -495,7 +524,7 @@ class _Sequencer:
         run_ends = ~self.running | (self.issue & self.last)
         walk_ends = ~walk_en | (self.wk == self.walk_cycles - 1)
         begin = Signal()
-        lag = RECIP_PLAN.latency        # the walker's reciprocal lags its pixel by its pipeline
+        lag = _RECIP_LAG                # the walker's reciprocal lags its pixel by its count's register and pipeline
         recip_take, recip_wk, recip_begin = (delayed(m, v, lag, f"recip_{n}")
                                              for n, v in (("take", walk_en), ("wk", self.wk), ("begin", begin)))
         for l, lane in enumerate(lanes):
@@ -536,7 +565,7 @@ class _Sequencer:
                 m.d.comb += [u.busy.eq(1), pas.select.eq(1)]
                 m.next = "CHECK"
             with m.State("CHECK"):
-                code = pas.checks()
+                code = pas.code
                 # the walker loads whatever the check says (a refused pass walks nothing), so that
                 # its counters do not wait for the check's verdict
                 m.d.comb += [u.busy.eq(1), walker.load.eq(1)]

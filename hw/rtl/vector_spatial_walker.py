@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
 from .. import operators as ops
@@ -35,7 +35,7 @@ from .axis_counter import AxisCounter, WideAxisCounter, operand_axes
 from .kernel_unit import KernelUnit
 from .vector_walker import RowDigits, drive_axes
 
-__all__ = ["PixelWalker", "WidePixelWalker", "PIXEL", "CORNERS", "CHAIN_SLOTS", "TAPS_BITS", "COUNT",
+__all__ = ["PixelWalker", "WidePixelWalker", "PIXEL", "CORNERS", "CHAIN_SLOTS", "TAPS_BITS", "COUNT", "COUNT_STAGE",
            "COMBINATIONAL"]
 
 #: Read lanes a row lane uses: its pixel's four source elements (of its ``LANE_READS``), then one
@@ -62,14 +62,21 @@ PIXEL = data.StructLayout({"src": data.ArrayLayout(ADDR_BITS, CORNERS), "wy": un
                               for k in ("second", "written") for suffix, width in (("", ADDR_BITS), ("_ok", 1))}})
 #: Bits of a pooling axis's floor counter (``hw.operators.floor_counter_kernel``).
 _FLOOR_BITS = 17
+#: Cycles by which a walker's reciprocal lags its pixel: the window count is registered (it is a
+#: product of the window's sizes), then ``recip_kernel``'s pipeline.
+COUNT_STAGE = 1
 
 
 def _recip(m: Module, pixel, name: str) -> KernelUnit:
-    """``hw.operators.recip_kernel`` of ``pixel``'s window count (the lanes' average divides by it)."""
+    """``hw.operators.recip_kernel`` of ``pixel``'s window count (the lanes' average divides by it),
+    the count registered first (``COUNT_STAGE``): a product, then a priority encoder, is deeper
+    than a cycle."""
     recip = KernelUnit(ops.recip_kernel, {"v": COUNT}, consts={"width": ops.POOL_COUNT_BITS},
                        outputs=("r", "k"), name=name)
     m.submodules[name] = recip
-    m.d.comb += [recip.v.eq(pixel.count), recip.in_valid.eq(1)]
+    count = Signal.like(pixel.count, name=f"{name}_count", reset_less=True)
+    m.d.sync += count.eq(pixel.count)
+    m.d.comb += [recip.v.eq(count), recip.in_valid.eq(1)]
     return recip
 
 
@@ -118,17 +125,22 @@ def _fill_pixel(m: Module, pas, p, idx: dict, pool: tuple, axes: tuple, at) -> N
 class _Window:
     """A pooling axis's window from its counters: its first position ``lo``, its taps inside the
     input ``size`` and its size within the padding ``padded`` (a windowed pooling's from its start
-    ``i·stride - padding``; an adaptive one's from ``floor(i·n_in/n_out)`` and the next)."""
+    ``i·stride - padding``; an adaptive one's from ``floor(i·n_in/n_out)`` and the next).  They are
+    registered from the counters' next values (as the DDA feeds its kernel the position it steps
+    to), so they are the current pixel's and the window's clamps are not on a path with the
+    products the pixel makes of them (its first element, its count)."""
 
-    def _window(self, pas, n_in, start, q0, q1, r1) -> None:
+    def _window(self, m: Module, pas, n_in, start, q0, q1, r1, name: str) -> None:
         st = pas.stage
         k, pad = st["pool.kernel"], st["pool.padding"]
         end = start + k
         lo = Mux(start < 0, 0, start)
         adaptive_hi = ops.ceil_kernel(q1, r1, COMBINATIONAL)
-        self.lo = Mux(pas.adaptive, q0, lo)
-        self.size = Mux(pas.adaptive, adaptive_hi - q0, Mux(end < n_in, end, n_in) - lo)
-        self.padded = Mux(end < n_in + pad, end, n_in + pad) - start
+        geometry = {"lo": Mux(pas.adaptive, q0, lo),
+                    "size": Mux(pas.adaptive, adaptive_hi - q0, Mux(end < n_in, end, n_in) - lo),
+                    "padded": Mux(end < n_in + pad, end, n_in + pad) - start}
+        for key, value in geometry.items():
+            setattr(self, key, _reg(m, value, f"{name}_{key}", Value.cast(value).shape()))
 
     @staticmethod
     def witnesses(pas, axis: str) -> tuple:
@@ -148,15 +160,15 @@ class _PoolAxis(_Window):
         st = pas.stage
         stride, pad = st["pool.stride"], st["pool.padding"]
         q_step, r_step = self.witnesses(pas, axis)
-        start = Signal(signed(26), name=f"pool_{axis}_start")           # i * stride - padding
-        q = [Signal(_FLOOR_BITS, name=f"pool_{axis}_q{i}") for i in range(2)]    # floor(i n_in / n_out), of i + 1
-        r = [Signal(_FLOOR_BITS, name=f"pool_{axis}_r{i}") for i in range(2)]
+        start, q, r = _counters(m, f"pool_{axis}")       # i * stride - padding; floor(i n_in / n_out), of i + 1
+        nxt = _next_counters(m, (start, q, r), f"pool_{axis}")
         with m.If(reset):
-            m.d.sync += [start.eq(-pad), q[0].eq(0), r[0].eq(0), q[1].eq(q_step), r[1].eq(r_step)]
+            m.d.comb += [nxt[0].eq(-pad), nxt[1][0].eq(0), nxt[2][0].eq(0), nxt[1][1].eq(q_step), nxt[2][1].eq(r_step)]
         with m.Elif(step):
             q_next, r_next = ops.floor_counter_kernel(q[1], r[1], q_step, r_step, n_out, COMBINATIONAL)
-            m.d.sync += [start.eq(start + stride), q[0].eq(q[1]), r[0].eq(r[1]), q[1].eq(q_next), r[1].eq(r_next)]
-        self._window(pas, n_in, start, q[0], q[1], r[1])
+            m.d.comb += [nxt[0].eq(start + stride), nxt[1][0].eq(q[1]), nxt[2][0].eq(r[1]),
+                         nxt[1][1].eq(q_next), nxt[2][1].eq(r_next)]
+        self._window(m, pas, n_in, nxt[0], nxt[1][0], nxt[1][1], nxt[2][1], f"pool_{axis}")
 
 
 class PixelWalker:
@@ -244,6 +256,23 @@ def _reg(m: Module, value, name: str, shape) -> Signal:
     return r
 
 
+def _counters(m: Module, name: str) -> tuple:
+    """A pooling axis's registers: the window's start, ``floor(i·n_in/n_out)`` of outputs ``i`` and
+    ``i + 1`` (``q``) and their remainders (``r``)."""
+    return (Signal(signed(26), name=f"{name}_start"), [Signal(_FLOOR_BITS, name=f"{name}_q{i}") for i in range(2)],
+            [Signal(_FLOOR_BITS, name=f"{name}_r{i}") for i in range(2)])
+
+
+def _next_counters(m: Module, regs: tuple, name: str) -> tuple:
+    """The values ``regs`` (:func:`_counters`) take next: themselves unless the caller drives them."""
+    start, q, r = regs
+    nxt = (Signal.like(start, name=f"{name}_start_next"), [Signal.like(v, name=f"{v.name}_next") for v in q],
+           [Signal.like(v, name=f"{v.name}_next") for v in r])
+    m.d.comb += [nxt[0].eq(start), *(n.eq(v) for n, v in zip(nxt[1] + nxt[2], q + r))]
+    m.d.sync += [start.eq(nxt[0]), *(v.eq(n) for n, v in zip(nxt[1] + nxt[2], q + r))]
+    return nxt
+
+
 class _WidePoolAxis(_Window):
     """Walker ``i``'s axis of a pooling's windows, moved as the walker's registered move says
     (``take``: ``restart`` to position ``at``, else ``by`` positions on) from the per-pass tables
@@ -252,20 +281,20 @@ class _WidePoolAxis(_Window):
     def __init__(self, m: Module, pas, axis: str, n_in, n_out, t: dict, *, load, take, restart, at, by, name: str):
         pad = pas.stage["pool.padding"]
         q_step, r_step = self.witnesses(pas, axis)
-        start = Signal(signed(26), name=f"{name}_start")
-        q = [Signal(_FLOOR_BITS, name=f"{name}_q{i}") for i in range(2)]
-        r = [Signal(_FLOOR_BITS, name=f"{name}_r{i}") for i in range(2)]
+        start, q, r = _counters(m, name)
+        nxt = _next_counters(m, (start, q, r), name)
         q_by, r_by = Array(t["q"])[by], Array(t["r"])[by]
         with m.If(load):
-            m.d.sync += [start.eq(-pad), q[0].eq(0), r[0].eq(0), q[1].eq(q_step), r[1].eq(r_step)]
+            m.d.comb += [nxt[0].eq(-pad), nxt[1][0].eq(0), nxt[2][0].eq(0), nxt[1][1].eq(q_step), nxt[2][1].eq(r_step)]
         with m.Elif(take & restart):
-            m.d.sync += [start.eq(Array(t["start"])[at]), q[0].eq(Array(t["q"])[at]), r[0].eq(Array(t["r"])[at]),
-                         q[1].eq(Array(t["q"])[at + 1]), r[1].eq(Array(t["r"])[at + 1])]
+            m.d.comb += [nxt[0].eq(Array(t["start"])[at]), nxt[1][0].eq(Array(t["q"])[at]),
+                         nxt[2][0].eq(Array(t["r"])[at]), nxt[1][1].eq(Array(t["q"])[at + 1]),
+                         nxt[2][1].eq(Array(t["r"])[at + 1])]
         with m.Elif(take):
             moved = [ops.floor_counter_kernel(q[j], r[j], q_by, r_by, n_out, COMBINATIONAL) for j in range(2)]
-            m.d.sync += [start.eq(start + Array(t["stride"])[by]),
-                         *(q[j].eq(moved[j][0]) for j in range(2)), *(r[j].eq(moved[j][1]) for j in range(2))]
-        self._window(pas, n_in, start, q[0], q[1], r[1])
+            m.d.comb += [nxt[0].eq(start + Array(t["stride"])[by]),
+                         *(nxt[1][j].eq(moved[j][0]) for j in range(2)), *(nxt[2][j].eq(moved[j][1]) for j in range(2))]
+        self._window(m, pas, n_in, nxt[0], nxt[1][0], nxt[1][1], nxt[2][1], name)
 
 
 class WidePixelWalker:

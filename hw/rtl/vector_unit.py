@@ -213,8 +213,11 @@ class VectorUnit(wiring.Component):
         entry_bytes = 8 * LANE_READS * self._n
         m.d.comb += first.eq(self._rd_data[entry_bytes:entry_bytes + 8 * ENTRY_READS])
         entries = delay_line(m, first, t.slot_in(_S - 1) - r, "entries")
+        # registered: the lanes decode their row stages' parameters by it (``d.stages[row_slot]``)
+        # into their row units' first stages, too deep behind the plan's own decode in one cycle;
+        # the lanes first issue an element cycles after the latch (``CHECK``, the walk)
         plan_bits = Signal(PLAN)
-        m.d.comb += [plan_bits.live.eq(Cat(*plan.live)), plan_bits.row_at.eq(Cat(*plan.row_at)),
+        m.d.sync += [plan_bits.live.eq(Cat(*plan.live)), plan_bits.row_at.eq(Cat(*plan.row_at)),
                      plan_bits.row2_at.eq(Cat(*plan.row2_at)), plan_bits.lut_at.eq(Cat(*plan.lut_at)),
                      plan_bits.softmax.eq(plan.has[VecOp.SOFTMAX]), plan_bits.layernorm.eq(plan.has[VecOp.LAYERNORM]),
                      plan_bits.row_slot.eq(plan.row_slot), plan_bits.row2_slot.eq(plan.row2_slot)]
