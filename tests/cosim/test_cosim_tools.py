@@ -59,6 +59,16 @@ def test_the_profile_is_cut_to_each_program_and_to_the_bench_layers_together():
         {"span": "bench layers", "cycles": 100, "cpu_s": 0.75, "ranges": [[1.0, 1.5], [2.0, 3.0]]}]
 
 
+def test_the_bench_whole_network_figure_is_the_longest_program():
+    from cosim.bench import whole_network
+
+    fields = {"passed": True, "cpu_s": 1.0, "cycles_per_s": 1}
+    programs = [{"program": "mac_cnn_24", "cycles": 3_000, "cycles_per_cpu_s": 9, **fields},
+                {"program": "segformer_b0_64", "cycles": 240_000, "cycles_per_cpu_s": 7, "span": [0, 1], **fields}]
+    assert whole_network(programs) == {"program": "segformer_b0_64", "cycles": 240_000, "cycles_per_cpu_s": 7, **fields}
+    assert whole_network([]) is None
+
+
 @pytest.mark.parametrize("argv", [["bench.py", "--configs", "tiny,nope"], ["profile_model.py", "--config", "nope"],
                                   ["profile_model.py", "--frequency", "0"]])
 def test_tools_refuse_bad_input_with_one_line(argv, tmp_path):
