@@ -135,6 +135,16 @@ module accel_tb_top #(
     end
 
     // ---- memories: load, write port, read port ----
+    // The junk of a disabled read lane, 8'h5a ^ lane ^ count, for every lane at once: one wide
+    // XOR a cycle, the enabled lanes' bytes written over it below.
+    function automatic [8*RL-1:0] lane_numbers_junk;
+        input integer unused;
+        integer k;
+        begin
+            for (k = 0; k < RL; k = k + 1) lane_numbers_junk[8*k +: 8] = 8'h5a ^ k[7:0];
+        end
+    endfunction
+    localparam [8*RL-1:0] LANE_JUNK = lane_numbers_junk(0);
     integer i, l;
     reg [31:0] a;
     always @(posedge clk) begin
@@ -155,31 +165,38 @@ module accel_tb_top #(
             // Both lane loops unrolled: each lane's slices of the wide buses at constant offsets,
             // where the loop computed them (and shifted the 5,248-bit rd_data) lane by lane, every
             // cycle (e_small: 320 write and 656 read lanes; docs/cosim.md, "Where e_small's time goes").
-            /*verilator unroll_full*/
-            for (l = 0; l < WL; l = l + 1) begin
-                if (wr_en[l]) begin
-                    a = wr_addr[32*l +: 32];
-                    if (a < tb_dram_bytes && a < DRAM_BYTES)
-                        dram[a] = wr_data[8*l +: 8];
-                    else if (!oob) begin
-                        oob <= 1'b1;
-                        oob_addr <= a;
+            // Each runs only in a cycle with a lane of its port enabled: most cycles have no write,
+            // and none but a load's or a VEC's a read.
+            if (|wr_en) begin
+                /*verilator unroll_full*/
+                for (l = 0; l < WL; l = l + 1) begin
+                    if (wr_en[l]) begin
+                        a = wr_addr[32*l +: 32];
+                        if (a < tb_dram_bytes && a < DRAM_BYTES)
+                            dram[a] = wr_data[8*l +: 8];
+                        else if (!oob) begin
+                            oob <= 1'b1;
+                            oob_addr <= a;
+                        end
+                        if (done) late_write <= 1'b1;
                     end
-                    if (done) late_write <= 1'b1;
                 end
             end
-            /*verilator unroll_full*/
-            for (l = 0; l < RL; l = l + 1) begin
-                a = rd_addr[32*l +: 32];
-                if (!rd_en[l])
-                    rd_data[8*l +: 8] <= 8'h5a ^ l[7:0] ^ count[7:0];   // junk: don't care
-                else if (a < tb_dram_bytes && a < DRAM_BYTES)
-                    rd_data[8*l +: 8] <= dram[a];
-                else begin
-                    rd_data[8*l +: 8] <= 8'hee;
-                    if (!oob) begin
-                        oob <= 1'b1;
-                        oob_addr <= a;
+            rd_data <= LANE_JUNK ^ {RL{count[7:0]}};     // the disabled lanes' junk: don't care
+            if (|rd_en) begin
+                /*verilator unroll_full*/
+                for (l = 0; l < RL; l = l + 1) begin
+                    if (rd_en[l]) begin
+                        a = rd_addr[32*l +: 32];
+                        if (a < tb_dram_bytes && a < DRAM_BYTES)
+                            rd_data[8*l +: 8] <= dram[a];
+                        else begin
+                            rd_data[8*l +: 8] <= 8'hee;
+                            if (!oob) begin
+                                oob <= 1'b1;
+                                oob_addr <= a;
+                            end
+                        end
                     end
                 end
             end

@@ -18,7 +18,8 @@ built with the DRAM of ``make cosim-e`` (:data:`cosim.test_cosim_e.E_DRAM_BYTES`
 share one build.  ``--options flat`` measures the tests' build without its hierarchical blocks
 (every PE tile's code specialised apart), ``--options baseline`` cocotb's default build
 (``--public-flat-rw``, no optimisation options) for comparison, ``--options threads`` the tests'
-build with two Verilator threads (``cycles_per_cpu_s`` then counts both).  Writes ``<out>/cosim.json``
+build with two Verilator threads (``cycles_per_cpu_s`` then counts both), ``--options native`` the
+tests' build with the C++ compiled for this processor (``-march=native``).  Writes ``<out>/cosim.json``
 (or ``cosim_<options>.json``) atomically.
 
 Schema of ``cosim.json``::
@@ -28,9 +29,15 @@ Schema of ``cosim.json``::
                   "build_load_average", "cached", "build_dir", "run_s", "run_cpu_s",
                   "load_average", "cycles", "sim_wall_s", "sim_cpu_s", "cycles_per_s",
                   "cycles_per_cpu_s",
-                  "cases": [{"case", "layer", "cycles", "wall_s", "cpu_s", "cycles_per_s"}],
+                  "cases": [{"case", "layer", "cycles", "wall_s", "cpu_s", "span", "cycles_per_s"}],
                   "programs": [{"program", "instructions", "tensors", "cycles", "expected_cycles", "passed",
-                                "wall_s", "cpu_s", "cycles_per_s", "cycles_per_cpu_s"}]}]}
+                                "wall_s", "cpu_s", "span", "cycles_per_s", "cycles_per_cpu_s"}],
+                  "whole_network": {"program", "cycles", "passed", "cpu_s", "cycles_per_s",
+                                    "cycles_per_cpu_s"}}]}
+
+    ``span``: [start, end] of the timed span in CLOCK_MONOTONIC seconds (what
+    ``tests/cosim/profile_model.py`` cuts a profile to).  ``whole_network``: the longest program's
+    figures (the configuration's speed on a whole network, VEC passes included).
 """
 
 from __future__ import annotations
@@ -48,7 +55,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
 
 from cosim.accel_cases import FIXED_BY_NAME, TB_BUILD, TB_TOP, accelerator_verilog, imem_words_for, layer_spec  # noqa: E402
-from cosim.runner import DEFAULT_BUILD, REPO_ROOT, BuildOptions, build_and_run, verilator_version  # noqa: E402
+from cosim.runner import (DEFAULT_BUILD, NATIVE_ARCH, REPO_ROOT, BuildOptions, build_and_run,  # noqa: E402
+                          verilator_version)
 from cosim.program_cases import WHOLE_NETWORKS, built_programs  # noqa: E402
 from cosim.test_cosim_e import E_DRAM_BYTES  # noqa: E402
 
@@ -65,10 +73,13 @@ BENCH_PROGRAMS = {"tiny": ({"model": "mac_cnn", "size": 16}, {"model": "segforme
 DEFAULT_PROGRAMS = ({"model": "mac_cnn", "size": 24},)
 DEFAULT_CONFIGS = ("tiny", "small", "e_small", "E")
 #: Build options to compare: what the tests use, the same with every module flat (no hierarchical
-#: blocks), cocotb's default, and the tests' with Verilator's multithreaded model (two threads;
-#: docs/cosim.md: not the default on a shared 2-core machine).
+#: blocks), cocotb's default, the tests' with Verilator's multithreaded model (two threads;
+#: docs/cosim.md: not the default on a shared 2-core machine), and the tests' with the C++ tuned for
+#: this processor (``-march=native``: a build cached for this processor only, ``runner.host_cpu``).
 OPTIONS = {"default": TB_BUILD, "flat": dataclasses.replace(TB_BUILD, hier_blocks=()), "baseline": DEFAULT_BUILD,
-           "threads": dataclasses.replace(TB_BUILD, verilator_args=TB_BUILD.verilator_args + ("--threads", "2"))}
+           "threads": dataclasses.replace(TB_BUILD, verilator_args=TB_BUILD.verilator_args + ("--threads", "2")),
+           "native": dataclasses.replace(TB_BUILD, make_variables=TB_BUILD.make_variables
+                                         + (f"USER_CPPFLAGS={NATIVE_ARCH}",))}
 
 
 def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUILD,
@@ -103,12 +114,12 @@ def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUI
     records = [json.loads(line) for line in
                (result.run_dir / "accel_results.jsonl").read_text().splitlines()]
     cases = [{"case": r["case"], "layer": r["layer"], "cycles": r["rtl_cycles"], "wall_s": r["wall_s"],
-              "cpu_s": r.get("cpu_s"),
+              "cpu_s": r.get("cpu_s"), "span": r.get("span"),
               "cycles_per_s": round(r["rtl_cycles"] / r["wall_s"]) if r["wall_s"] else None}
              for r in records if r["kind"] == "layer"]
     programs = [{"program": r["case"], "instructions": r["instructions"], "tensors": r["tensors"],
                  "cycles": r["rtl_cycles"], "expected_cycles": r["expected_cycles"], "passed": r["passed"],
-                 "wall_s": r["wall_s"], "cpu_s": r.get("cpu_s"),
+                 "wall_s": r["wall_s"], "cpu_s": r.get("cpu_s"), "span": r.get("span"),
                  "cycles_per_s": round(r["rtl_cycles"] / r["wall_s"]) if r["wall_s"] and r["rtl_cycles"] else None,
                  "cycles_per_cpu_s": round(r["rtl_cycles"] / r["cpu_s"]) if r.get("cpu_s") and r["rtl_cycles"] else None}
                 for r in records if r["kind"] == "program"]
@@ -123,7 +134,17 @@ def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUI
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "cycles": cycles, "sim_wall_s": round(wall, 3), "sim_cpu_s": round(cpu, 3),
             "cycles_per_s": round(cycles / wall) if wall else None,
-            "cycles_per_cpu_s": round(cycles / cpu) if cpu else None, "cases": cases, "programs": programs}
+            "cycles_per_cpu_s": round(cycles / cpu) if cpu else None, "cases": cases, "programs": programs,
+            "whole_network": whole_network(programs)}
+
+
+def whole_network(programs: list[dict]) -> dict | None:
+    """The configuration's whole-network figure: its longest program (most cycles; on e_small
+    SegFormer-B0 64x64, whose VEC passes the bench layers do not run), or None without one."""
+    longest = max(programs, key=lambda p: p["cycles"] or 0, default=None)
+    if longest is None:
+        return None
+    return {k: longest[k] for k in ("program", "cycles", "passed", "cpu_s", "cycles_per_s", "cycles_per_cpu_s")}
 
 
 def bench_programs(cfg) -> tuple[dict, ...]:
@@ -141,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                         "instead of exporting afresh (minutes for e_small and E)")
     p.add_argument("--options", default="default", choices=tuple(OPTIONS),
                    help="build options: the tests' (default), the same without hierarchical blocks (flat), "
-                        "cocotb's default (baseline), or the tests' with two Verilator threads (threads)")
+                        "cocotb's default (baseline), the tests' with two Verilator threads (threads), or the "
+                        "tests' compiled for this processor (native: -march=native)")
     args = p.parse_args(argv)
     from hw.cli import atomic_write_json
     from hw.config import get_config
@@ -163,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['cycles']} cycles in {r['sim_wall_s']:.2f} s = {r['cycles_per_s']} cycles/s "
               f"({r['cycles_per_cpu_s']} per CPU second)",
               flush=True)
+        if r["whole_network"]:
+            net = r["whole_network"]
+            print(f"{'':<8} whole network {net['program']}: {net['cycles']} cycles, {net['cycles_per_s']} cycles/s "
+                  f"({net['cycles_per_cpu_s']} per CPU second)", flush=True)
         for prog in r["programs"]:
             print(f"{'':<8} program {prog['program']}: {prog['instructions']} instructions, {prog['cycles']} cycles "
                   f"(schedule {prog['expected_cycles']}{'' if prog['passed'] else ', FAILED'}) in {prog['wall_s']:.2f} s "

@@ -11,15 +11,21 @@ class ``Vtop___024root`` with the wrapper.  Samples are grouped by that class; t
 functions (``VL_SHIFTR_WWI``, ``VlUnpacked``...) form ``verilator runtime``, and what runs
 outside the executable (the cocotb testbench's Python, libc, the kernel) ``outside the model``.
 Shares are of the model's samples (the executable), so they do not depend on how long the
-testbench's Python took.
+testbench's Python took.  ``perf`` stamps its samples with ``CLOCK_MONOTONIC`` and the testbench
+records each run's timed span (start sampled .. DRAM dumped) on that clock, so ``spans`` gives the
+same grouping for each whole-network program's span alone, and the bench layers' spans together:
+what the speed of ``make cosim-bench`` is measured over, without the testbench's set-up (programs,
+golden models, image files) before and after it.
 
 Schema of ``cosim_profile_<config>.json``::
 
-    {"config", "frequency_hz", "samples", "model_samples",
+    {"config", "options", "frequency_hz", "samples", "model_samples",
      "bench": {...the cosim.json entry of the run...},
      "groups": [{"group", "samples", "share_of_model"}],   # most samples first
      "outside": [{"dso", "samples"}],                      # outside the model, per shared object
-     "hot_symbols": [{"symbol", "group", "samples"}]}      # the model's hottest functions
+     "hot_symbols": [{"symbol", "group", "samples"}],      # the model's hottest functions
+     "spans": [{"span", "cycles", "cpu_s", "samples", "model_samples", "groups", "outside",
+                "hot_symbols"}]}                         # the same within each timed span
 
 Exit status 2, with a one-line message, when ``perf`` is missing or cannot record.
 """
@@ -40,7 +46,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
 
 from cosim.accel_cases import TB_TOP  # noqa: E402
-from cosim.bench import DEFAULT_CONFIGS, bench_config  # noqa: E402
+from cosim.bench import DEFAULT_CONFIGS, OPTIONS, bench_config  # noqa: E402
 from cosim.runner import REPO_ROOT  # noqa: E402
 
 #: The Verilator prefix cocotb's runner builds with (``--prefix Vtop``).
@@ -101,31 +107,60 @@ def hot_symbols(report: str, executable: str, count: int) -> list[dict]:
             for n, symbol in rows[:count]]
 
 
-def perf_report(data: Path) -> str:
-    """The per-symbol sample counts of a ``perf.data`` file, one ``samples;dso;symbol`` a line."""
-    return subprocess.run(["perf", "report", "-i", str(data), "--stdio",
+def perf_report(data: Path, spans: list | None = None) -> str:
+    """The per-symbol sample counts of a ``perf.data`` file, one ``samples;dso;symbol`` a line;
+    with ``spans`` ([start, end] pairs in the recording's clock, seconds), only the samples in them."""
+    window = ["--time", " ".join(f"{start:.9f},{end:.9f}" for start, end in spans)] if spans else []
+    return subprocess.run(["perf", "report", "-i", str(data), "--stdio", *window,
                            "--sort", "dso,sym", "-F", "sample,dso,sym", "-t", ";"],
                           capture_output=True, text=True, check=True).stdout
 
 
-def profile_config(config: str, frequency: int, reuse_export: bool = False) -> dict:
-    """Run the bench layers of ``config`` under ``perf record`` and group the samples."""
-    with tempfile.TemporaryDirectory(prefix="cosim-perf-") as tmp:
-        data = Path(tmp) / "perf.data"
-        bench = bench_config(config, sim_prefix=("perf", "record", "-q", "-F", str(frequency),
-                                                 "-o", str(data), "--"),
-                             reuse_export=reuse_export)
-        if not data.is_file():
-            raise RuntimeError(f"perf wrote no {data}: see the run's sim.log in {bench['build_dir']}")
-        report = perf_report(data)
+def grouped(report: str) -> dict:
+    """Samples of ``report`` per group (shares of the model's), per shared object outside it, and
+    the model's hottest functions."""
     groups = group_samples(report, executable=TB_TOP)
     model = sum(n for g, n in groups.items() if g != OUTSIDE_GROUP)
     rows = [{"group": g, "samples": n, "share_of_model": round(n / model, 4) if g != OUTSIDE_GROUP and model else None}
             for g, n in groups.most_common()]
     outside = [{"dso": d, "samples": n} for d, n in outside_samples(report, TB_TOP).most_common()]
-    return {"config": config, "frequency_hz": frequency, "samples": sum(groups.values()),
-            "model_samples": model, "bench": bench, "groups": rows, "outside": outside,
+    return {"samples": sum(groups.values()), "model_samples": model, "groups": rows, "outside": outside,
             "hot_symbols": hot_symbols(report, TB_TOP, HOT_SYMBOLS)}
+
+
+def timed_spans(bench: dict) -> list[dict]:
+    """The spans a profile is cut to: each whole-network program's, and the bench layers' together."""
+    spans = [{"span": p["program"], "cycles": p["cycles"], "cpu_s": p["cpu_s"], "ranges": [p["span"]]}
+             for p in bench["programs"] if p.get("span")]
+    layers = [c for c in bench["cases"] if c.get("span")]
+    if layers:
+        spans.append({"span": "bench layers", "cycles": sum(c["cycles"] for c in layers),
+                      "cpu_s": round(sum(c["cpu_s"] or 0 for c in layers), 4), "ranges": [c["span"] for c in layers]})
+    return spans
+
+
+def profile_config(config: str, frequency: int, reuse_export: bool = False, options: str = "default") -> dict:
+    """Run the bench layers and programs of ``config`` under ``perf record`` and group the samples,
+    over the whole process and within each timed span."""
+    with tempfile.TemporaryDirectory(prefix="cosim-perf-") as tmp:
+        data = Path(tmp) / "perf.data"
+        bench = bench_config(config, sim_prefix=("perf", "record", "-q", "-k", "CLOCK_MONOTONIC",
+                                                 "-F", str(frequency), "-o", str(data), "--"),
+                             options=OPTIONS[options], reuse_export=reuse_export)
+        if not data.is_file():
+            raise RuntimeError(f"perf wrote no {data}: see the run's sim.log in {bench['build_dir']}")
+        whole = grouped(perf_report(data))
+        spans = [{**{k: v for k, v in span.items() if k != "ranges"}, **grouped(perf_report(data, span["ranges"]))}
+                 for span in timed_spans(bench)]
+    return {"config": config, "options": options, "frequency_hz": frequency, **whole, "bench": bench, "spans": spans}
+
+
+def print_groups(doc: dict) -> None:
+    for row in doc["groups"]:
+        share = f"{100 * row['share_of_model']:5.1f} %" if row["share_of_model"] is not None else "   --  "
+        print(f"{share}  {row['samples']:>7}  {row['group']}")
+    for row in doc["outside"][:6]:
+        print(f"   --    {row['samples']:>7}  outside: {row['dso']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output directory")
     p.add_argument("--reuse-export", action="store_true",
                    help="take the export the tests keep for this version of hw/ (as tests/cosim/bench.py)")
+    p.add_argument("--options", default="default", choices=tuple(OPTIONS),
+                   help="build options, as tests/cosim/bench.py's (default: the tests')")
     args = p.parse_args(argv)
     from hw.cli import atomic_write_json
     from hw.config import get_config
@@ -153,16 +190,18 @@ def main(argv: list[str] | None = None) -> int:
         print("error: `perf` is not on PATH (Debian: apt-get install linux-perf)", file=sys.stderr)
         return 2
     try:
-        doc = profile_config(args.config, args.frequency, reuse_export=args.reuse_export)
+        doc = profile_config(args.config, args.frequency, reuse_export=args.reuse_export, options=args.options)
     except (RuntimeError, subprocess.CalledProcessError) as error:
         print(f"error: profiling {args.config} failed: {error}", file=sys.stderr)
         return 2
-    for row in doc["groups"]:
-        share = f"{100 * row['share_of_model']:5.1f} %" if row["share_of_model"] is not None else "   --  "
-        print(f"{share}  {row['samples']:>7}  {row['group']}")
-    for row in doc["outside"][:6]:
-        print(f"   --    {row['samples']:>7}  outside: {row['dso']}")
-    out = Path(args.out) / f"cosim_profile_{args.config}.json"
+    print(f"the whole simulator process: {doc['samples']} samples, {doc['model_samples']} in the model")
+    print_groups(doc)
+    for span in doc["spans"]:
+        print(f"within {span['span']} ({span['cycles']} cycles, {span['cpu_s']} CPU s): {span['samples']} samples, "
+              f"{span['model_samples']} in the model")
+        print_groups(span)
+    suffix = "" if args.options == "default" else f"_{args.options}"
+    out = Path(args.out) / f"cosim_profile_{args.config}{suffix}.json"
     atomic_write_json(out, doc)
     print(f"wrote {out}")
     return 0

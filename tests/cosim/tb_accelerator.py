@@ -172,6 +172,9 @@ class Outcome:
     dram: np.ndarray | None = None
     wall_s: float = 0.0
     cpu_s: float = 0.0      # CPU time of the simulator process over the same span (unaffected by load)
+    # The span (start sampled .. DRAM dumped) in CLOCK_MONOTONIC seconds: what a profile recorded
+    # with that clock (`perf record -k CLOCK_MONOTONIC`, tests/cosim/profile_model.py) cuts out
+    span: tuple[float, float] = (0.0, 0.0)
 
 
 class Monitor:
@@ -180,7 +183,8 @@ class Monitor:
     def __init__(self, dut):
         self.dut = dut
 
-    async def wait(self, cycle_limit: int, started: float, started_cpu: float = 0.0) -> Outcome:
+    async def wait(self, cycle_limit: int, started: float, started_cpu: float = 0.0,
+                   started_mono: float = 0.0) -> Outcome:
         dut = self.dut
         try:
             await with_timeout(RisingEdge(dut.dumped), (cycle_limit + 2) * PERIOD_NS, "ns")
@@ -189,11 +193,12 @@ class Monitor:
                            cycle=int(dut.cycle.value), wall_s=time.perf_counter() - started)
         wall = time.perf_counter() - started
         cpu = time.process_time() - started_cpu
+        span = (started_mono, time.clock_gettime(time.CLOCK_MONOTONIC))
         out = Outcome(finished=True, done=int(dut.done.value), error=int(dut.error.value),
                       error_code=int(dut.error_code.value), pc=int(dut.imem_addr.value) // 32,
                       cycle=int(dut.cycle.value), tb_cycles=int(dut.tb_cycles.value),
                       oob=int(dut.oob.value), oob_addr=int(dut.oob_addr.value),
-                      late_write=int(dut.late_write.value), wall_s=wall, cpu_s=cpu)
+                      late_write=int(dut.late_write.value), wall_s=wall, cpu_s=cpu, span=span)
         if Path(DRAM_OUT_FILE).is_file():
             out.dram = read_hex_bytes(Path(DRAM_OUT_FILE))
         return out
@@ -354,7 +359,8 @@ class Harness:
 
     async def run(self, words: list[int], dram: np.ndarray, cycle_limit: int) -> Outcome:
         await self.driver.load_and_start(words, dram)
-        return await self.monitor.wait(cycle_limit, time.perf_counter(), time.process_time())
+        return await self.monitor.wait(cycle_limit, time.perf_counter(), time.process_time(),
+                                       time.clock_gettime(time.CLOCK_MONOTONIC))
 
     def record(self, **fields) -> None:
         with open(RESULTS_FILE, "a") as handle:
@@ -387,7 +393,7 @@ async def layer(dut, case):
     exp, out = await run_layer(h, lay, seed, where)
     h.record(kind="layer", case=case, layer=describe(lay), seed=seed, instructions=len(exp.stream),
              expected_cycles=exp.cycles, rtl_cycles=out.tb_cycles if out.finished else None,
-             wall_s=round(out.wall_s, 4), cpu_s=round(out.cpu_s, 4), passed=not h.checker.errors)
+             wall_s=round(out.wall_s, 4), cpu_s=round(out.cpu_s, 4), span=out.span, passed=not h.checker.errors)
     h.checker.assert_clean()
     dut._log.info("%s: %d instructions, %d cycles (RTL == schedule), %d outputs == golden, "
                   "%.3f s simulated (%.0f cycles/s)", case, len(exp.stream), exp.cycles,
@@ -460,7 +466,7 @@ async def program(dut, program):
     h.record(kind="program", case=program, seed=spec.get("seed", 0), instructions=len(stream),
              tensors=len(exp.tensors), elements=elements, dram_bytes=int(exp.dram_in.size),
              expected_cycles=exp.cycles, rtl_cycles=out.tb_cycles if out.finished else None,
-             wall_s=round(out.wall_s, 4), cpu_s=round(out.cpu_s, 4), passed=not h.checker.errors)
+             wall_s=round(out.wall_s, 4), cpu_s=round(out.cpu_s, 4), span=out.span, passed=not h.checker.errors)
     h.checker.assert_clean()
     dut._log.info("program %s: %d instructions, %d tensors (%d elements) == golden, %d cycles (RTL == "
                   "schedule), %.2f s simulated (%.0f cycles per CPU second)", program, len(stream),

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cosim.profile_model import OUTSIDE_GROUP, RUNTIME_GROUP, TOP_GROUP, group_samples, hot_symbols, outside_samples
+from cosim.profile_model import (OUTSIDE_GROUP, RUNTIME_GROUP, TOP_GROUP, group_samples, hot_symbols, outside_samples,
+                                 timed_spans)
 from cosim import runner
 from cosim.runner import FAST_BUILD, NATIVE_ARCH, build_and_run
 
@@ -45,6 +46,27 @@ def test_samples_outside_the_model_are_counted_per_shared_object_and_hot_functio
     hot = hot_symbols(REPORT, executable="accel_tb_top", count=2)
     assert [(h["samples"], h["group"]) for h in hot] == [(12, "vector_mac_c32_p22"), (5, "vector_mac_c32_p22")]
     assert hot[0]["symbol"].endswith("pe1__mac9__0")
+
+
+def test_the_profile_is_cut_to_each_program_and_to_the_bench_layers_together():
+    """Each whole-network program's timed span alone, the bench layers' spans as one window."""
+    bench = {"programs": [{"program": "segformer_b0_64", "cycles": 900, "cpu_s": 0.5, "span": [10.0, 12.5]},
+                          {"program": "old_record", "cycles": 5, "cpu_s": 0.1}],
+             "cases": [{"case": "a", "cycles": 30, "cpu_s": 0.25, "span": [1.0, 1.5]},
+                       {"case": "b", "cycles": 70, "cpu_s": 0.5, "span": [2.0, 3.0]}]}
+    assert timed_spans(bench) == [
+        {"span": "segformer_b0_64", "cycles": 900, "cpu_s": 0.5, "ranges": [[10.0, 12.5]]},
+        {"span": "bench layers", "cycles": 100, "cpu_s": 0.75, "ranges": [[1.0, 1.5], [2.0, 3.0]]}]
+
+
+def test_the_bench_whole_network_figure_is_the_longest_program():
+    from cosim.bench import whole_network
+
+    fields = {"passed": True, "cpu_s": 1.0, "cycles_per_s": 1}
+    programs = [{"program": "mac_cnn_24", "cycles": 3_000, "cycles_per_cpu_s": 9, **fields},
+                {"program": "segformer_b0_64", "cycles": 240_000, "cycles_per_cpu_s": 7, "span": [0, 1], **fields}]
+    assert whole_network(programs) == {"program": "segformer_b0_64", "cycles": 240_000, "cycles_per_cpu_s": 7, **fields}
+    assert whole_network([]) is None
 
 
 @pytest.mark.parametrize("argv", [["bench.py", "--configs", "tiny,nope"], ["profile_model.py", "--config", "nope"],
