@@ -143,8 +143,9 @@ def file_tag(path: Union[str, Path], what: str) -> str:
     return f"{what}-{name_token(Path(path).stem)}-{short_hash(data)}"
 
 
-#: Suffixes of files the tools (or a user's other tools) write: an output folder not yet made
-#: whose name ends in one is a file name given by mistake, refused rather than made a folder.
+#: Suffixes of files the tools (or a user's other tools) write: where a tool writes one file, an
+#: ``--out`` not yet there that ends in another of them is a mistake, refused rather than made a
+#: folder.  (A tool that writes a folder takes any name: ``out_scene.png/`` for a run per image.)
 FILE_SUFFIXES = frozenset((".csv", ".json", ".txt", ".onnx", ".npy", ".npz", ".png", ".jpg", ".svg",
                            ".pdf", ".html", ".md", ".toml", ".yaml", ".yml", ".log", ".v", ".sv"))
 
@@ -278,9 +279,6 @@ class StagedDir:
         out = self.out
         if out.exists() and not out.is_dir():
             raise OutputError(f"output folder {out} is a file; choose a folder with --out")
-        if _file_named(out):
-            raise OutputError(f"--out {out} names a file ({out.suffix}); this tool writes a folder "
-                              f"({', '.join(self.owned[:3])}): give a folder name")
         if not out.is_dir():
             return
         foreign = sorted(p.name for p in out.iterdir() if not any(fnmatch.fnmatch(p.name, g) for g in self.owned))

@@ -259,11 +259,10 @@ def test_a_named_output_file_that_exists_is_never_overwritten(tmp_path, argv, na
 @pytest.mark.parametrize("argv, out, allowed", [
     (["mapper.flops", "--model", "segformer_b0"], "flops.csv", "writes a .json file"),
     (["hw.config_file", "--config", "E"], "E.json", "writes a .toml file"),
-    (["sim.run", "--model", "segformer_b0", "--config", "tiny"], "report.txt", "writes a folder"),
-    (["sim.paths", "--model", "segformer_b0", "--config", "tiny"], "paths.json", "writes a folder")])
+    (["mapper.onnx_export", "--model", "segformer_b0"], "model.json", "writes a .onnx file")])
 def test_an_output_named_as_a_file_of_another_kind_is_refused_before_any_work(tmp_path, argv, out, allowed):
-    """``--out flops.csv`` for a tool that writes a JSON, or a file name for a tool that writes a
-    folder, is a mistake: refused in one line, no folder of that name made."""
+    """``--out flops.csv`` for a tool that writes a JSON is a mistake: refused in one line, no
+    folder of that name made."""
     r = run_tool([*argv, "--out", out], tmp_path)
     assert_refused(r, f"--out {out}", allowed)
     assert not any(tmp_path.iterdir())
