@@ -16,10 +16,8 @@ stream of the layer that does its work, under that layer's name, and says so.
 
 from __future__ import annotations
 
-import dataclasses
-
 import json
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields as dataclass_fields
 from pathlib import Path
 
 from hw.config import PRESETS, AcceleratorConfig
@@ -144,8 +142,8 @@ def config_from_sidecar(doc: dict) -> AcceleratorConfig:
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         raise ValueError("no 'config' object")
     fields = {k: v for k, v in doc["config"].items() if k != "derived"}
-    missing = sorted(f.name for f in dataclasses.fields(AcceleratorConfig)
-                     if f.name not in fields and f.default is dataclasses.MISSING)
+    missing = sorted(f.name for f in dataclass_fields(AcceleratorConfig)
+                     if f.name not in fields and f.default is MISSING and f.default_factory is MISSING)
     if missing:
         raise ValueError(f"its 'config' lacks {', '.join(missing)}")
     return AcceleratorConfig(**fields)
