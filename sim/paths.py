@@ -218,11 +218,11 @@ def pareto_mask(costs: list[float], accuracies: list[Optional[float]]) -> list[b
     return out
 
 
-def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
+def simulate_path(model_name: str, model: Model, cfg: AcceleratorConfig,
                   accuracy: Optional[AccuracyTable] = None, mac_only: bool = False,
                   ideal_memory: bool = False, progress: Optional[Callable[[str], None]] = None) -> PathPoint:
-    """One path simulated; ``progress(layer name)`` is called per layer (``sim.simulator.simulate``)."""
-    model = build_model(model_name, variant=variant)
+    """The path ``model`` (of network ``model_name``) simulated; ``progress(layer name)`` is called
+    per layer (``sim.simulator.simulate``)."""
     r = simulate(model, cfg, mac_only=mac_only, ideal_memory=ideal_memory, progress=progress)
     conv_t = sum(l.cycles for l in r.layers if l.kind == "conv2d")
     conv_m = sum(l.macs for l in r.layers if l.kind == "conv2d")
@@ -237,14 +237,13 @@ def simulate_path(model_name: str, variant: str, cfg: AcceleratorConfig,
                      energy_onchip_uj=r.energy_onchip_pj * 1e-6, benchmark=benchmark_of(model))
 
 
-def simulate_paths(jobs: list[tuple[str, str]], cfg: AcceleratorConfig, accuracy: Optional[AccuracyTable],
+def simulate_paths(jobs: list[tuple[str, Model]], cfg: AcceleratorConfig, accuracy: Optional[AccuracyTable],
                    *, quiet: bool = False, mac_only: bool = False, ideal_memory: bool = False) -> list[PathPoint]:
-    """Each (model, variant) of ``jobs`` simulated in turn.  Unless ``quiet``, each path is announced
-    on stderr as ``path i/N`` and its layers' progress shown as ``make sim`` shows it
+    """Each (network name, path's model) of ``jobs`` simulated in turn.  Unless ``quiet``, each path
+    is announced on stderr as ``path i/N`` and its layers' progress shown as ``make sim`` shows it
     (``sim.progress.Progress``: a line every 10 s in a log, with the time left of that path)."""
     points = []
-    for i, (model_name, variant) in enumerate(jobs, 1):
-        model = build_model(model_name, variant=variant)
+    for i, (model_name, model) in enumerate(jobs, 1):
         desc = f"path {i}/{len(jobs)} {model_name}:{model.variant}"
         if not quiet:
             print(f"  simulating {desc}", file=sys.stderr, flush=True)
@@ -256,7 +255,7 @@ def simulate_paths(jobs: list[tuple[str, str]], cfg: AcceleratorConfig, accuracy
             bar.update(1, weights.get(name, 1.0))
 
         try:
-            points.append(simulate_path(model_name, variant, cfg, accuracy, mac_only, ideal_memory, progress=step))
+            points.append(simulate_path(model_name, model, cfg, accuracy, mac_only, ideal_memory, progress=step))
         finally:
             bar.close()
     return points
@@ -273,14 +272,15 @@ def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[Accura
             ideal_memory: bool = False) -> list[PathPoint]:
     """Simulate every candidate path of ``models`` (each network once) and mark the Pareto fronts;
     progress on stderr unless ``quiet`` (``simulate_paths``)."""
-    jobs: list[tuple[str, str]] = []
+    jobs: list[tuple[str, Model]] = []
     seen: set[str] = set()
     for m in models:
         for variant in paths or candidate_paths(m):
-            key = structure_key(build_model(m, variant=variant))
+            model = build_model(m, variant=variant)
+            key = structure_key(model)
             if key not in seen:
                 seen.add(key)
-                jobs.append((m, variant))
+                jobs.append((m, model))
     points = simulate_paths(jobs, cfg, accuracy, quiet=quiet, mac_only=mac_only, ideal_memory=ideal_memory)
     acc = [p.accuracy for p in points]
     for p, t in zip(points, pareto_mask([p.time_ms for p in points], acc)):
@@ -313,14 +313,13 @@ def path_names(models: list[str], paths: list[str]) -> list[str]:
     return ["+".join(dict.fromkeys(build_model(m, variant=p).variant for m in models)) for p in paths]
 
 
-def _out_dir(args, cfg: AcceleratorConfig) -> Path:
+def _out_dir(args, cfg: AcceleratorConfig, paths: Optional[list[str]]) -> Path:
     """``build/paths/<models>_<config>[_paths-<hash>][_accuracy-<file>-<hash>][_mac_only]``: named by
-    everything that changes the results (``--out`` if given)."""
+    everything that changes the results (``--out`` if given); ``paths`` are ``parse_paths``'."""
     if args.out:
         return Path(args.out)
     # named by the networks asked for, not their spelling: 'full;full' and 'full' are one run
-    paths = f"paths-{short_hash(';'.join(path_names(args.model, parse_paths(args.model, args.paths))))}" \
-        if args.paths is not None else ""
+    paths = f"paths-{short_hash(';'.join(path_names(args.model, paths)))}" if paths is not None else ""
     accuracy = file_tag(args.accuracy, "accuracy") if Path(args.accuracy).resolve() != DEFAULT_ACCURACY else ""
     return Path("build/paths") / run_name("+".join(model_label(m) for m in args.model), config_tag(cfg),
                                           "ideal_memory" if args.ideal_memory else "", paths, accuracy,
@@ -451,7 +450,7 @@ def main(argv=None) -> int:
         table = AccuracyTable.read(args.accuracy)
         paths = parse_paths(args.model, args.paths) if args.paths is not None else None   # a bad one: refused now
         formats = parse_formats(args.format)
-        stage = StagedDir(_out_dir(args, cfg), OWNED)
+        stage = StagedDir(_out_dir(args, cfg, paths), OWNED)
     except (KeyError, ValueError, UsageError) as e:
         return fail(ap.prog, e)
     with stage:

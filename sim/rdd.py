@@ -202,7 +202,8 @@ def main(argv=None) -> int:
     except (KeyError, ValueError, UsageError) as e:
         return fail(ap.prog, e)
     with stage:
-        points = simulate_paths([(r.model, r.path) for r in rows], cfg, table, quiet=args.quiet)
+        points = simulate_paths([(r.model, build_model(r.model, variant=r.path)) for r in rows], cfg, table,
+                                quiet=args.quiet)
         try:
             res = run_trace(points, kind, budgets, cfg)
         except ValueError as e:

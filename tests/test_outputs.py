@@ -149,7 +149,8 @@ def test_rdd_and_paths_folders_name_their_input_files(tmp_path):
     assert rdd._out_dir(ns, e) != first
     ns = argparse.Namespace(out=None, model=["segformer_b2"], paths="full;B2_c", accuracy=str(paths.DEFAULT_ACCURACY),
                             mac_only=True, ideal_memory=True)
-    assert paths._out_dir(ns, get_config("E")).name.startswith("segformer_b2_E_ideal_memory_paths-")
+    assert paths._out_dir(ns, get_config("E"), paths.parse_paths(ns.model, ns.paths)).name.startswith(
+        "segformer_b2_E_ideal_memory_paths-")
 
 
 def test_sweep_folder_names_a_subset_of_configurations():

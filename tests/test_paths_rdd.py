@@ -223,8 +223,9 @@ def test_the_same_paths_collapse_and_name_one_folder():
     assert parse_paths(["segformer_b2"], "full;blocks=3-4-6-3; B2_a;full;B2_a") == ["full", "B2_a"]
 
     def folder(given):
-        return _out_dir(argparse.Namespace(out=None, model=["segformer_b2"], paths=given, ideal_memory=False,
-                                           accuracy=str(DEFAULT_ACCURACY), mac_only=False), get_config("E"))
+        return _out_dir(argparse.Namespace(out=None, model=["segformer_b2"], ideal_memory=False,
+                                           accuracy=str(DEFAULT_ACCURACY), mac_only=False), get_config("E"),
+                        parse_paths(["segformer_b2"], given))
 
     assert folder("full") == folder("full;full") == folder("blocks=3-4-6-3") == folder(" full ;blocks=3-4-6-3")
     assert folder("full;B2_a") == folder("full;B2_a;blocks=3-4-6-3") != folder("full")
@@ -241,13 +242,14 @@ def test_each_path_is_numbered_and_its_layers_reported(tmp_path, monkeypatch, ca
     monkeypatch.chdir(tmp_path)
     onnx.save(cnn()[0], "net.onnx")
     monkeypatch.setattr(paths, "Progress", functools.partial(Progress, period=0.0))
-    points = paths.simulate_paths([("net.onnx", "full"), ("net.onnx", "full")], get_config("E"), None)
+    net = build_model("net.onnx")
+    points = paths.simulate_paths([("net.onnx", net), ("net.onnx", net)], get_config("E"), None)
     assert len(points) == 2
     err = capsys.readouterr().err.splitlines()
-    layers = len(build_model("net.onnx").layers)
+    layers = len(net.layers)
     assert [line for line in err if "simulating" in line] == [f"  simulating path {i}/2 net.onnx:full" for i in (1, 2)]
     assert f"path 2/2 net.onnx:full: {layers}/{layers} layers" in "\n".join(err)
-    paths.simulate_paths([("net.onnx", "full")], get_config("E"), None, quiet=True)
+    paths.simulate_paths([("net.onnx", net)], get_config("E"), None, quiet=True)
     assert capsys.readouterr().err == ""
     # through the tool: 'full;full' is one path
     assert paths.main(["--model", "net.onnx", "--paths", "full;full", "--out", "o", "--no-plot", "--quiet"]) == 0
