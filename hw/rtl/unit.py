@@ -10,7 +10,7 @@ refuses it).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Signal
+from amaranth.hdl import Cat, Signal, Value
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
@@ -66,6 +66,21 @@ def held(m, shape, prefix: str = "", domain: str = "comb"):
         m.d[domain] += sig.eq(value)
         return sig
     return hold
+
+
+def level_held(m, prefix: str):
+    """``(hold, levels)``: a ``hold(value, level)`` for the rules of ``hw.vector`` that take one
+    (``slot_fields``, ``spatial_refusals``): each term a register of its own shape, so that a rule's
+    products and its comparisons after them are in different cycles; ``levels`` lists the levels
+    asked, for the caller's check of its cycles."""
+    levels = []
+
+    def hold(value, level: int):
+        levels.append(level)
+        sig = Signal(Value.cast(value).shape(), name=f"{prefix}_l{level}_{len(levels)}")
+        m.d.sync += sig.eq(value)
+        return sig
+    return hold, levels
 
 
 def pe_mask(view, num_pe: int):

@@ -19,7 +19,7 @@ is then evaluated by Verilator only while a VEC is being fetched and checked.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,6 +29,7 @@ from ..isa import ADDR_BITS, ErrorCode
 from ..timing import VEC_FIELD_CHECK
 from .buses import VEC_TIMING, DramReadSignature
 from .descriptor_fetch import DescriptorFetch
+from .unit import level_held
 from .vector_descriptor import DESCRIPTOR, field_slots
 
 #: Bytes the descriptor fetch reads a cycle, on the low lanes of the executor's read port.
@@ -98,14 +99,7 @@ class DescriptorCheck(wiring.Component):
         fields differ from ``hw.vector.slot_fields`` of the fetched descriptor, which holds still
         from ``fetched`` on, the pass touches bytes outside the DRAM, ``hw.vector.pass_extents``, or
         holds what the operators refuse, ``hw.vector.pass_refusals``)."""
-        levels = []
-
-        def hold(value, level: int):
-            levels.append(level)
-            held = Signal(Value.cast(value).shape(), name=f"field_term_l{level}_{len(levels)}")
-            m.d.sync += held.eq(value)
-            return held
-
+        hold, levels = level_held(m, "field_term")
         slots = field_slots(self._fetch.desc)
         with wired(m):
             want = vec.slot_fields(*slots, hold=hold)

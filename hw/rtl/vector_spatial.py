@@ -13,9 +13,12 @@ step over the channels, one channel (a pooling: one window tap of a channel) a c
     either result -> chain slot 1 .. 3 (ElementwiseLane: COPY, ADD, MUL with a second operand read
                  with the element's last tap) -> write each stage's result (Swin's RESIZE->ADD)
 
-* The *walker* steps the output raster one pixel a cycle and hands the next group's pixels to the
-  lanes while they run the current group, so a group of ``lanes`` pixels takes
-  ``max(row_cycles, lanes)`` cycles and the first waits for its walk (``hw.timing.vec_row_cycles``).
+* The *walker* (``hw/rtl/vector_spatial_walker.py``) steps the output raster ``walk_rows`` pixels
+  a cycle (``PixelWalker``: one, the contract's below 64 lanes; ``WidePixelWalker``: ``k``
+  interleaved walkers) and hands the next group's pixels to the lanes while they run the current
+  group, so a group of ``lanes`` pixels takes ``max(row_cycles, lanes / walk_rows)`` cycles and the
+  first waits for its walk (``hw.timing.vec_row_cycles``).  What follows is ``PixelWalker``'s; the
+  wide one moves the same counters by per-pass multiples.
   A bilinear axis's source position is a DDA (``hw.operators.resize_axis_params``): ``start`` at
   the first output, plus ``step`` per output, one add per step.  ``bilinear_axis_kernel`` turns it
   into the indices ``i0, i1`` and the weight; the kernel is fed the position the walker steps to,
@@ -69,6 +72,7 @@ from .elementwise_lane import ElementwiseLane, drive_params, stage_params
 from .kernel_unit import KernelUnit, delay_line, delayed, plan
 from .operator_backend import range_shape
 from .vector_descriptor import DESCRIPTOR, OPERAND, field_slots
+from .unit import level_held
 from .vector_row_lane import LANE_READS
 from .vector_spatial_walker import (AXIS_INPUTS, CHAIN_SLOTS, COMBINATIONAL, CORNERS, COUNT, COUNT_STAGE, PIXEL,
                                     TAPS_BITS, PixelWalker, WidePixelWalker)
@@ -317,13 +321,7 @@ class _Pass:
         holds from ``SELECT`` on: the rule's products are registered there (its ``hold``), its
         comparisons read them in ``CHECK``, so no path holds a product and the comparisons after it."""
         m, d, code = self.m, self.d, Signal(ErrorCode, name="spatial_check")
-
-        def hold(value, level: int):
-            held = Signal(Value.cast(value).shape(), name=f"spatial_check_term{len(self._held)}")
-            self._held.append(held)
-            m.d.sync += held.eq(value)
-            return held
-        self._held = []
+        hold, _ = level_held(m, "spatial_check_term")
         head = d.stages[0].copy
         src, out = (Fields(d.operands[k[:3]]) for k in (head.src, head.out))
         chain = [(st, Fields(d.operands[d.stages[i].copy.src2[:3]]), Fields(d.operands[d.stages[i].copy.out[:3]]))
