@@ -26,14 +26,16 @@ from shared_exports import exported
 
 TINY = get_config("tiny")
 
+#: Layers the tiny cosimulation also runs (its FAST_CASES, on the same design's Verilog) are
+#: ``slow`` here: make test is near its 15 minutes.
 LAYERS = [
-    Conv2d("conv1x1", "encoder", 8, 8, 4, 4),
+    pytest.param(Conv2d("conv1x1", "encoder", 8, 8, 4, 4), marks=pytest.mark.slow),
     Conv2d("conv3x3_pad", "encoder", 4, 8, 5, 5, kernel=3, padding=1, relu=True),
-    Conv2d("depthwise", "encoder", 8, 8, 5, 5, kernel=3, padding=1, groups=8),
+    pytest.param(Conv2d("depthwise", "encoder", 8, 8, 5, 5, kernel=3, padding=1, groups=8), marks=pytest.mark.slow),
     Conv2d("depthwise_s2", "encoder", 8, 8, 7, 7, kernel=3, stride=2, padding=1, groups=8),
     Conv2d("depthwise5x5", "encoder", 4, 4, 6, 6, kernel=5, padding=2, groups=4),    # too wide to gather
-    Linear("linear", "encoder", 6, 8, 5),
-    MatMul("matmul", "encoder", 2, 5, 4, 6),
+    pytest.param(Linear("linear", "encoder", 6, 8, 5), marks=pytest.mark.slow),    # the cosim's linear_relu
+    pytest.param(MatMul("matmul", "encoder", 2, 5, 4, 6), marks=pytest.mark.slow),  # the cosim's attn_qk
     Conv2d("folded_s2", "encoder", 3, 4, 6, 6, kernel=3, stride=2, padding=1),
 ]
 
@@ -186,6 +188,7 @@ def _error_run(stream, max_cycles=200):
     return res
 
 
+@pytest.mark.slow      # make test meets this stream in the tiny cosimulation (FAST_BAD's unknown_opcode)
 def test_unknown_opcode_raises_error():
     words = [int.from_bytes(encode(make(Op.NOP)), "little")] * 2 + [0x0C]     # opcode 12
     dut = Accelerator(TINY)

@@ -418,6 +418,7 @@ def test_spatial_passes_take_the_contracts_cycles(executor_runs):
         assert res["cycles"] + allowance == contract, (kind, res["cycles"], allowance, contract)
 
 
+@pytest.mark.slow       # make test converts it within tiny's whole accelerator (tests/shared_exports.py)
 def test_spatial_unit_converts_to_rtlil():
     rtlil.convert(SpatialUnit(TINY, lanes=2))
 

@@ -479,6 +479,7 @@ def test_the_contract_walks_several_rows_only_on_many_lanes():
         vec_walk_rows(64, 0)
 
 
+@pytest.mark.slow       # make test converts it within tiny's whole accelerator (tests/shared_exports.py)
 def test_vector_unit_converts_to_rtlil():
     """The unit elaborates for synthesis (RTLIL, what Yosys reads), with its default row limit
     (two row lanes: every lane is the same hardware)."""

@@ -16,6 +16,7 @@ from hw.timing import RUN_OVERHEAD
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--model", "segformer_b0", "--size", "64x64", "--config", "small"]
+SMALL_32 = ["--model", "segformer_b0", "--size", "32x32", "--config", "small"]    # for configurations mapped cold
 REQUIRED = {"model", "config", "variant", "clock_ghz", "total_cycles", "time_ms", "energy_uj", "total_macs",
             "energy_per_mac_pj", "area_mm2", "config_params", "shares", "layers"}
 
@@ -95,7 +96,7 @@ def test_report_csv_plots_dump_and_trace(tmp_path):
 
 def test_fused_layer_dump_says_who_does_its_work_and_replays_with_its_configuration(tmp_path):
     out = tmp_path / "o"
-    r = run([*SMALL, "--dram-latency", "37", "--dump-layer", "stage0.block0.attn.softmax", "--quiet", "--no-plots",
+    r = run([*SMALL_32, "--dram-latency", "37", "--dump-layer", "stage0.block0.attn.softmax", "--quiet", "--no-plots",
              "--out", str(out)], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "stage0.block0.attn.softmax has no instructions of its own (epilogue of stage0.block0.attn.qk)" \
@@ -192,12 +193,12 @@ def test_network_larger_than_the_dram_is_refused_without_check(tmp_path):
     """SegFormer-B0's weights alone take 4 MB: refused with 1 MiB of DRAM, run with 8."""
     for mib, code in ((1, 2), (8, 0)):
         (tmp_path / "d.toml").write_text(f'base = "small"\ndram_mib = {mib}\n')
-        r = run(["--model", "segformer_b0", "--size", "64x64", "--config", "d.toml", "--out", "o", "--quiet"],
+        r = run([*SMALL_32[:4], "--config", "d.toml", "--out", "o", "--quiet"],
                 tmp_path)
         assert r.returncode == code, r.stderr
         if code:
             line, = r.stderr.strip().splitlines()
             assert "the DRAM image needs" in line and "(dram_mib = 1)" in line
             assert sorted(p.name for p in tmp_path.iterdir()) == ["d.toml"]
-    r = run(["--model", "segformer_b0", "--size", "64x64", "--config", "small", "--dram-mib", "1", "--quiet"], tmp_path)
+    r = run([*SMALL_32, "--dram-mib", "1", "--quiet"], tmp_path)
     assert r.returncode == 2 and "(dram_mib = 1)" in r.stderr.strip()      # the option as the file's field
