@@ -95,6 +95,16 @@ def quantize(model: Model, weights: dict, calib_image: np.ndarray, *,
     return quantize_ranges(model, weights, calibrate_ranges(model, weights, calib_image, percentile=percentile))
 
 
+def check_image_input(model: Model) -> None:
+    """Raise ``ValueError`` unless ``model`` takes an RGB image: what :func:`prepare` calibrates on and
+    what ``make run``, ``make sim CHECK=1`` and ``sim.accuracy`` feed it, so a tool can refuse the
+    network before its other work."""
+    if model.input[2] != 3:
+        raise ValueError(f"its input has {model.input[2]} channel{'s' if model.input[2] != 1 else ''} "
+                         f"({'x'.join(map(str, model.input))}); images, and so make run, CHECK=1 and "
+                         f"sim.accuracy, have 3 (RGB)")
+
+
 def prepare(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] = None, *,
             percentile: Optional[float] = None) -> tuple[dict, QModel]:
     """Every model's float weights and their quantisation: ``(weights, qmodel)``.
@@ -118,10 +128,7 @@ def prepare(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] = Non
         A network that cannot be quantised or computed (an opaque product, an input that is
         not an image of ``model.input``'s shape), or a scale an operator cannot represent.
     """
-    if model.input[2] != 3:
-        raise ValueError(f"its input has {model.input[2]} channels "
-                         f"({'x'.join(map(str, model.input))}); images, and so make run, CHECK=1 and "
-                         f"sim.accuracy, have 3 (RGB)")
+    check_image_input(model)
     if calib_image is None:
         calib_image = calibration_image(model.input[0], model.input[1], seed)
     imported = imported_of(model)

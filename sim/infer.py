@@ -58,7 +58,7 @@ from mapper.workloads import MODEL_NAMES
 from . import picture
 from .accuracy import logits_layer, output_agreement, task_of
 from .functional import CheckError, check_program
-from .inference import network_parameters, refusals
+from .inference import network_parameters, refusals, runs_on_images
 from .outputs import config_tag, run_name
 from .progress import Progress, layer_weights
 from .simulator import SimResult, simulate
@@ -440,6 +440,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     prog = parser.prog
     try:
         model, cfg = _setup(args)
+        runs_on_images(model)
         task = task_of(model)
         rgb, image_info, tag = _input(args, model, task)
         out = Path(args.out) if args.out else DEFAULT_ROOT / run_dir(model, cfg, args.size is not None, tag, args.seed)

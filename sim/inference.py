@@ -17,7 +17,7 @@ import numpy as np
 
 from hw.cli import UsageError
 from hw.config import AcceleratorConfig
-from mapper.calibrate import prepare
+from mapper.calibrate import check_image_input, prepare
 from mapper.images import preprocess, quantize_input, synthetic_image
 from mapper.ir import Model
 from mapper.program import build_program
@@ -25,7 +25,16 @@ from mapper.quantize import QModel
 
 from .functional import check_program
 
-__all__ = ["network_parameters", "refusals", "check_network"]
+__all__ = ["runs_on_images", "network_parameters", "refusals", "check_network"]
+
+
+def runs_on_images(model: Model) -> None:
+    """The refusal :func:`network_parameters` would give a network that does not take an RGB image,
+    early: ``UsageError`` ``cannot run <model>: ...`` before a tool's timing or image work."""
+    try:
+        check_image_input(model)
+    except ValueError as e:
+        raise UsageError(f"cannot run {model.name}: {e}") from None
 
 
 def network_parameters(model: Model, seed: int) -> tuple[dict, QModel]:

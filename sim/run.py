@@ -414,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         check_seed = None
         if args.check:
             from .functional import CheckError
-            from .inference import check_network
+            from .inference import check_network, runs_on_images
+            runs_on_images(model)
             check_seed = args.seed if args.seed is not None else int(time.time() * 1000) % (1 << 31)
         out = Path(args.out) if args.out else DEFAULT_ROOT / run_dir(model, cfg, args.size is not None,
                                                                     mac_only=args.mac_only, fuse=not args.no_fusion,

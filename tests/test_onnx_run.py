@@ -231,7 +231,8 @@ def test_external_data_is_read_beside_the_file_not_the_current_folder(tmp_path, 
         load_onnx(alone / "vit.onnx")
 
 
-def test_an_input_that_is_no_rgb_image_is_refused_for_what_it_is(tmp_path, capsys):
+def test_an_input_that_is_no_rgb_image_is_refused_for_what_it_is(tmp_path, capsys, monkeypatch):
+    """By make run, and by make sim CHECK=1 before it times the network (it times it without CHECK)."""
     from onnx import TensorProto, helper
     w = numpy_helper.from_array(np.ones((8, 4, 3, 3), np.float32), "w")
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "g",
@@ -243,3 +244,13 @@ def test_an_input_that_is_no_rgb_image_is_refused_for_what_it_is(tmp_path, capsy
     err = capsys.readouterr().err
     assert "its input has 4 channels" in err and err.count("\n") == 1, err
     assert not folder.exists()
+    monkeypatch.setattr(sim_run, "simulate", _no_timing)
+    assert _status(sim_run.main, ["--model", str(path), "--config", "small", "--check", "--out", str(folder),
+                                  "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot run four" in err and "its input has 4 channels" in err and err.count("\n") == 1, err
+    assert not folder.exists()
+
+
+def _no_timing(*args, **kwargs):
+    raise AssertionError("timed a network it should have refused first")
