@@ -5,13 +5,16 @@ measured since the first step (what runs before it, such as planning, is no
 step's), none is given before a tenth of the work and a second have passed,
 and work is counted in ``weight`` rather than in steps, so that steps of
 unequal cost (the first layer of a shape is mapped and scheduled, its repeats
-reuse that) do not skew it.
+reuse that) do not skew it.  A step that runs longer than a line's period (one large layer
+of a functional check, a minute on a small configuration) does not leave the run silent: from
+the first step on, a thread repeats the line with how long the step under way has run.
 ``layer_weights`` gives the weights of a network's layers.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Optional, TextIO
 
@@ -54,22 +57,39 @@ class Progress:
         self.done = 0
         self.weight = 0.0
         self.postfix = ""
-        self.t0 = self.last = time.monotonic()
+        self.t0 = self.last = self.stepped = time.monotonic()
         self.first: Optional[tuple[float, float]] = None     # (time, weight) at the first step
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        # a terminal's line is redrawn each second while a step runs; a log's every period
+        self.beat = max(self.period, 1.0) if self.tty else max(self.period, 0.05)
+        self._heartbeat = threading.Thread(target=self._beat, name="progress-heartbeat", daemon=True)
 
     def set_postfix_str(self, text: str, refresh: bool = False) -> None:
         self.postfix = text
 
     def update(self, n: int = 1, weight: Optional[float] = None) -> None:
-        now = time.monotonic()
-        if self.first is None:
-            # The rate is measured from here: what ran before the first step (set-up) is no step's.
-            self.first = (now, self.weight)
-        self.done += n
-        self.weight += n if weight is None else weight
-        if self.enabled and now - self.last >= self.period:
-            self.last = now
-            self._show(now)
+        with self._lock:
+            now = self.stepped = time.monotonic()
+            if self.first is None:
+                # The rate is measured from here: what ran before the first step (set-up) is no step's.
+                self.first = (now, self.weight)
+                if self.enabled:
+                    self._heartbeat.start()
+            self.done += n
+            self.weight += n if weight is None else weight
+            if self.enabled and now - self.last >= self.period:
+                self.last = now
+                self._show(now)
+
+    def _beat(self) -> None:
+        """The line again when no step has printed it for a beat."""
+        while not self._stop.wait(self.beat):
+            with self._lock:
+                now = time.monotonic()
+                if now - self.last >= self.beat and not self._stop.is_set():
+                    self.last = now
+                    self._show(now)
 
     def _line(self, now: float) -> str:
         elapsed = now - self.t0
@@ -80,8 +100,12 @@ class Progress:
             left = f"about {duration((now - t1) * left / measured)} left"
         else:
             left = "estimating the time left"
-        return (f"{self.desc}: {self.done}/{self.total} {self.unit}s, {duration(elapsed)} elapsed, {left}"
-                + (f"  {self.postfix}" if self.postfix else ""))
+        running = now - self.stepped
+        last = f"  {self.postfix}" if self.postfix else ""
+        if self.done < self.total and running >= self.beat:
+            last = f", {self.unit} {self.done + 1} running for {duration(running)}" + (f" (after {self.postfix})"
+                                                                                    if self.postfix else "")
+        return f"{self.desc}: {self.done}/{self.total} {self.unit}s, {duration(elapsed)} elapsed, {left}{last}"
 
     def _show(self, now: float) -> None:
         if self.tty:
@@ -91,6 +115,9 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
+        self._stop.set()
+        if self._heartbeat.is_alive():
+            self._heartbeat.join()
         if self.enabled and self.tty:
             self.stream.write("\r\x1b[K")
             self.stream.flush()

@@ -449,9 +449,9 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
         res = simulate(model, cfg, progress=step, mac_only=args.mac_only, fuse=not args.no_fusion,
                        ideal_memory=args.ideal_memory)
     except MappingError as e:
-        bar.close()
         return fail(prog, f"cannot map onto configuration {key}: {e}")
-    bar.close()
+    finally:
+        bar.close()
     wall = time.perf_counter() - t0
 
     check, check_s = None, 0.0
@@ -473,13 +473,12 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
             with ticker:
                 check = check_network(model, cfg, seed=seed, fuse=not args.no_fusion, progress=cstep)
         except UsageError as e:
-            bar.close()
             return fail(prog, e)
         except CheckError as e:
-            bar.close()
             print(f"{prog}: functional check FAILED (seed {seed}): {' '.join(str(e).split())}", file=sys.stderr)
             return 1
-        bar.close()
+        finally:
+            bar.close()
         check = dict(check) if isinstance(check, dict) else {"result": check}
         check.setdefault("seed", seed)
         check_s = time.perf_counter() - t_check

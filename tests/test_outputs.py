@@ -184,6 +184,23 @@ def test_progress_prints_lines_when_not_a_terminal_and_waits_before_estimating(m
                      "net on E: 50/100 layers, 23 s elapsed, about 20 s left"]
 
 
+def test_progress_keeps_printing_while_a_long_step_runs():
+    """One layer of a minute (a large layer's functional check) does not leave the log silent: the
+    line comes again each period with how long the step under way has run, and stops at close."""
+    stream = io.StringIO()
+    bar = Progress("net on E", 3, stream=stream, period=0.05)
+    bar.set_postfix_str("stage0.fc1")
+    bar.update(1)
+    time.sleep(0.5)                  # the second layer runs long
+    bar.close()
+    after = stream.getvalue()
+    time.sleep(0.2)
+    assert stream.getvalue() == after, "a line after close"
+    beats = [line for line in after.splitlines() if "layer 2 running for" in line]
+    assert beats and all(line.startswith("net on E: 1/3 layers") and line.endswith("(after stage0.fc1)")
+                         for line in beats), after
+
+
 def test_layer_weights_count_a_repeated_shape_little():
     w = layer_weights(build_model("segformer_b2"))
     assert w["stage0.block0.attn.q"] == 1.0 and w["stage0.block1.attn.q"] < 0.1
