@@ -26,7 +26,7 @@ another in this process) or, with ``--scheduler tcp://host:port``, as tasks on
 a Dask distributed cluster (``distributed.Client``).  Each task returns the
 code version of the tree it ran on; a worker running different code is an
 error (its results would be cached under the wrong key).  A progress line is
-printed on stderr per finished point (none with ``--quiet``).
+printed on stderr per finished point, and every 30 s in which none finished (none with ``--quiet``).
 
 Cache.  Every finished point is stored at once as
 ``<cache>/<sha256>.json`` (default ``build/sweep/cache``), written to a
@@ -85,7 +85,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from hw.cli import OneLineParser, OutputError, StagedDir, UsageError, atomic_write_bytes, code_digest, fail, run_main
+from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, atomic_write_bytes, code_digest, duration, fail,
+                    run_main)
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
 from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, load_config, resolve_fields
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
@@ -386,6 +387,62 @@ def _run_dask(tasks: list[AcceleratorConfig], address: str, args: tuple) -> Iter
         client.close()
 
 
+def _take(r: dict, done: int, total: int, version: str, paths: dict, fields: dict, results: dict,
+          log: Callable[[str], None]) -> None:
+    """A finished point ``r`` (the ``done``-th of ``total``): checked, cached, kept in ``results``, logged."""
+    name = r["config"]
+    if r["code_version"] != version:
+        raise SweepError(f"worker for configuration {name} runs different code "
+                         f"(version {r['code_version'][:12]}, expected {version[:12]}); update the cluster")
+    _store(paths[name], fields[name], r["point"], r["error"])
+    results[name] = {"point": r["point"], "error": r["error"]}
+    p = r["point"]
+    if p is None:
+        log(f"[{done}/{total}] {name:<4} {r['seconds']:6.1f} s  UNMAPPABLE: {r['error']}")
+    else:
+        log(f"[{done}/{total}] {name:<4} {r['seconds']:6.1f} s  {p['energy_per_mac_pj']:.4f} pJ/MAC  "
+            f"{p['macs_per_s_per_mm2'] / 1e9:8.2f} GMAC/s/mm^2")
+
+
+class _Heartbeat:
+    """A line on ``log`` every ``period`` seconds in which no point finished (a point on a small
+    configuration can take minutes): how many are done and how long since the last."""
+
+    def __init__(self, log: Callable[[str], None], total: int, period: float = 30.0):
+        self.log, self.total, self.period = log, total, period
+        self.done, self.t0 = 0, time.monotonic()
+        self.point_at = self.line_at = self.t0         # the last point finished, the last line
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sweep-heartbeat", daemon=True)
+
+    def finished(self) -> int:
+        """One more point finished; its number."""
+        with self._lock:
+            self.done += 1
+            self.point_at = self.line_at = time.monotonic()
+            return self.done
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period / 3):
+            with self._lock:
+                now = time.monotonic()
+                if now - self.line_at >= self.period and not self._stop.is_set():
+                    self.log(f"[{self.done}/{self.total}] {duration(now - self.t0)} elapsed, "
+                             f"{duration(now - self.point_at)} since a point finished; points are running")
+                    self.line_at = now
+
+    def __enter__(self) -> "_Heartbeat":
+        if self.total:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int, int]],
               configs: list[AcceleratorConfig], *, cache_dir: Path = DEFAULT_CACHE, workers: int = 0,
               scheduler: Optional[str] = None, log: Callable[[str], None] = print,
@@ -416,19 +473,10 @@ def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int,
     t0 = time.perf_counter()
     args = (model_name, variant, size, paper_comparable)
     stream = _run_dask(todo, scheduler, args) if scheduler and todo else _run_pool(todo, workers or os.cpu_count() or 1, args)
-    for done, r in enumerate(stream, 1):
-        name = r["config"]
-        if r["code_version"] != version:
-            raise SweepError(f"worker for configuration {name} runs different code "
-                             f"(version {r['code_version'][:12]}, expected {version[:12]}); update the cluster")
-        _store(paths[name], fields[name], r["point"], r["error"])
-        results[name] = {"point": r["point"], "error": r["error"]}
-        p = r["point"]
-        if p is None:
-            log(f"[{done}/{len(todo)}] {name:<4} {r['seconds']:6.1f} s  UNMAPPABLE: {r['error']}")
-        else:
-            log(f"[{done}/{len(todo)}] {name:<4} {r['seconds']:6.1f} s  {p['energy_per_mac_pj']:.4f} pJ/MAC  "
-                f"{p['macs_per_s_per_mm2'] / 1e9:8.2f} GMAC/s/mm^2")
+    with _Heartbeat(log, len(todo)) as beat:
+        for r in stream:
+            _take(r, beat.finished(), len(todo), version, paths, fields, results, log)
+    ordered = [dict(results[cfg.name]["point"]) for cfg in configs if results[cfg.name]["point"] is not None]
     ordered = [dict(results[cfg.name]["point"]) for cfg in configs if results[cfg.name]["point"] is not None]
     unmappable = [{"config": cfg.name, "error": results[cfg.name]["error"]}
                   for cfg in configs if results[cfg.name]["point"] is None]

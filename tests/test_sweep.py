@@ -236,3 +236,18 @@ def test_paper_comparable_mode_is_its_own_run(dirs, monkeypatch):
     assert paper["points"][0]["total_cycles"] == want.total_cycles < default["points"][0]["total_cycles"]
     model = build_model("segformer_b0", size=(64, 64))
     assert sweep.out_dir_name(model, True, [get_config("E")], None, True).endswith("_paper-comparable")
+
+
+def test_a_long_point_does_not_leave_the_sweep_silent():
+    """Every period without a finished point, a line says how many are done and for how long none
+    has finished; none after the sweep ends."""
+    import time
+    from sim.sweep import _Heartbeat
+    lines: list[str] = []
+    with _Heartbeat(lines.append, 3, period=0.1) as beat:
+        assert beat.finished() == 1
+        time.sleep(0.45)
+    end = len(lines)
+    time.sleep(0.2)
+    assert len(lines) == end and end >= 2, lines
+    assert all(line.startswith("[1/3] ") and "since a point finished" in line for line in lines), lines
