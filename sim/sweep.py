@@ -428,8 +428,10 @@ class _Heartbeat:
             with self._lock:
                 now = time.monotonic()
                 if now - self.line_at >= self.period and not self._stop.is_set():
-                    self.log(f"[{self.done}/{self.total}] {duration(now - self.t0)} elapsed, "
-                             f"{duration(now - self.point_at)} since a point finished; points are running")
+                    since = (f"{duration(now - self.point_at)} since a point finished" if self.done else
+                             "none finished yet")
+                    self.log(f"[{self.done}/{self.total}] {duration(now - self.t0)} elapsed, {since}; "
+                             "points are running")
                     self.line_at = now
 
     def __enter__(self) -> "_Heartbeat":

@@ -251,3 +251,7 @@ def test_a_long_point_does_not_leave_the_sweep_silent():
     time.sleep(0.2)
     assert len(lines) == end and end >= 2, lines
     assert all(line.startswith("[1/3] ") and "since a point finished" in line for line in lines), lines
+    lines.clear()
+    with _Heartbeat(lines.append, 2, period=0.1):
+        time.sleep(0.25)
+    assert lines and all(line.startswith("[0/2] ") and "none finished yet" in line for line in lines), lines
