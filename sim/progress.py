@@ -115,6 +115,9 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
+        """No more lines; a terminal's bar is cleared.  Closing again does nothing."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self._heartbeat.is_alive():
             self._heartbeat.join()

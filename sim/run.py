@@ -449,6 +449,7 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
         res = simulate(model, cfg, progress=step, mac_only=args.mac_only, fuse=not args.no_fusion,
                        ideal_memory=args.ideal_memory)
     except MappingError as e:
+        bar.close()                                 # (a terminal's bar cleared before the error line)
         return fail(prog, f"cannot map onto configuration {key}: {e}")
     finally:
         bar.close()
@@ -473,8 +474,10 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
             with ticker:
                 check = check_network(model, cfg, seed=seed, fuse=not args.no_fusion, progress=cstep)
         except UsageError as e:
+            bar.close()
             return fail(prog, e)
         except CheckError as e:
+            bar.close()
             print(f"{prog}: functional check FAILED (seed {seed}): {' '.join(str(e).split())}", file=sys.stderr)
             return 1
         finally:
