@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hw.config import AcceleratorConfig
-from hw.timing import gb_resident_align, gb_resident_pitch
+from hw.timing import gb_holds_tensors, gb_resident_align, gb_resident_pitch
 
 from .bands import plan_chains
 from .fusion import Step, plan
@@ -74,9 +74,9 @@ def planned(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False, fus
             band_rows: int = 0) -> tuple[list[Step], dict[str, Resident]]:
     """The plan's steps (``mapper.fusion.plan``) with its band chains (``mapper.bands``; ``band_rows``
     as there) and the tensors kept in the global buffer: neither without fusion or for a MAC-only
-    plan."""
+    plan, nor on a global buffer that cannot hold them (``hw.timing.gb_holds_tensors``)."""
     steps = plan(model, cfg, mac_only=mac_only, fuse=fuse)
-    if not fuse or mac_only:
+    if not fuse or mac_only or not gb_holds_tensors(cfg):
         return steps, {}
     for st in steps:        # a layer the search below would map that cannot be mapped at all: refused first
         if st.action == "mac" and _plain(st.layer):

@@ -148,3 +148,15 @@ def test_the_report_times_chains_as_their_rows_with_memory_no_limit():
         if ideal:
             assert all(c["layer_by_layer_cycles"] < plain["layer_by_layer_cycles"] for c, plain in zip(chains, real))
         real = chains
+
+
+@pytest.mark.parametrize("bus", [1, 2])
+def test_a_bus_narrower_than_c0_keeps_every_tensor_in_dram(bus):
+    """The global buffer's banks hold whole C0 rows only on a bus of C0 bytes or more
+    (``hw.timing.gb_holds_tensors``): on a narrower one (timed, not built) no chain and no resident
+    tensor is planned, and the network is timed instead of dividing by zero."""
+    cfg = get_config("tiny", gb_bus_bytes_per_cycle=bus)
+    model = build_model("segformer_b0", size=(32, 32))
+    steps, resident = planned(model, cfg)
+    assert resident == {} and not any(st.action in ("chain", "banded") for st in steps)
+    assert simulate(model, cfg).total_cycles > simulate(model, get_config("tiny")).total_cycles
