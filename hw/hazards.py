@@ -9,8 +9,11 @@ instructions take effect in program order (the load unit's in-flight data and th
 posted writes land in order), so pairs of one unit need no check.
 
 ``accesses`` lists the memory an instruction reads and writes, from its fields and the rules
-of ``hw.timing`` (the ranges are the bounding intervals of what it touches, so the check may
-refuse a stream that only interleaves within an interval, never pass a racing one):
+of ``hw.timing`` (the ranges are the bounding intervals of what it touches; where two intervals
+meet, a LOAD_INP's gather and a STORE's tiles are compared byte by byte, so that a layer writing
+some channels of a tensor while a load reads its other channels, as a concatenation built in
+place does, is no race; the other accesses are compared as intervals, so the check may refuse a
+stream that only interleaves within one, never pass a racing one):
 
 * ``dram``, ``gb``: byte addresses; a VEC's from its descriptor in the DRAM image
   (``hw.vector.pass_extents``), or the whole DRAM when no image is given;
@@ -23,8 +26,9 @@ refuse a stream that only interleaves within an interval, never pass a racing on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -54,11 +58,21 @@ class Access:
     hi: int
     write: bool
     pes: int = _SHARED
+    #: The sorted addresses touched, where they are fewer than the interval's (asked only when
+    #: two intervals meet).
+    exact: Optional[Callable[[], np.ndarray]] = field(default=None, compare=False, repr=False)
 
     def meets(self, other: "Access") -> bool:
         """Whether the two touch a common address of one memory (on a common PE) and one writes."""
-        return (self.memory == other.memory and (self.write or other.write) and self.lo <= other.hi
-                and other.lo <= self.hi and (self.pes & other.pes) != 0)
+        if not (self.memory == other.memory and (self.write or other.write) and self.lo <= other.hi
+                and other.lo <= self.hi and (self.pes & other.pes) != 0):
+            return False
+        if self.exact is None or other.exact is None:
+            return True
+        lo, hi = max(self.lo, other.lo), min(self.hi, other.hi)
+        mine, theirs = self.exact(), other.exact()
+        mine = mine[np.searchsorted(mine, lo):np.searchsorted(mine, hi, side="right")]
+        return bool(np.isin(mine, theirs, assume_unique=True).any())
 
 
 @dataclass(frozen=True)
@@ -107,9 +121,10 @@ def _load_inp(f: dict, cfg: AcceleratorConfig) -> list[Access]:
     rows = load_inp_rows(f)
     out = [Access("inp", f["dst_addr"], f["dst_addr"] + rows - 1, True, _mask(f, cfg.num_pe))] if rows else []
     addr, valid = load_inp_lanes(f, cfg)
-    span = _span(addr[valid])
+    read = addr[valid] & ADDR_MASK
+    span = _span(read)
     if span:
-        out.append(Access("gb" if f["src_gb"] else "dram", *span, False))
+        out.append(Access("gb" if f["src_gb"] else "dram", *span, False, exact=cache(lambda: np.unique(read))))
     return out
 
 
@@ -172,8 +187,19 @@ def _store(f: dict, cfg: AcceleratorConfig) -> list[Access]:
         first = store_addr(f, y, f["x0"], k)
         last = store_addr(f, y + ny - 1, f["x0"] + nx - 1, k + nk - 1)
         span = _span(np.concatenate([first, last]))
-        out.append(Access("gb" if f["dst_gb"] else "dram", *span, True))
+        tiles = list(zip(k.tolist(), y.tolist(), nk.tolist(), ny.tolist(), nx.tolist()))
+        out.append(Access("gb" if f["dst_gb"] else "dram", *span, True, exact=cache(lambda: _stored(f, tiles))))
     return out
+
+
+def _stored(f: dict, tiles: list[tuple[int, int, int, int, int]]) -> np.ndarray:
+    """The sorted addresses a STORE writes: each PE tile's channels, rows and columns."""
+    parts = []
+    for k, y, nk, ny, nx in tiles:
+        yy, xx, kk = np.meshgrid(np.arange(y, y + ny), np.arange(f["x0"], f["x0"] + nx), np.arange(k, k + nk),
+                                 indexing="ij", sparse=True)
+        parts.append(np.ravel(store_addr(f, yy, xx, kk)))
+    return np.unique(np.concatenate(parts) & ADDR_MASK)
 
 
 def _vec(f: dict, cfg: AcceleratorConfig, dram: Optional[np.ndarray]) -> list[Access]:
