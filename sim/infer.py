@@ -61,6 +61,7 @@ from .functional import CheckError, check_program
 from .inference import network_parameters, refusals, runs_on_images
 from .outputs import config_tag, run_name
 from .progress import Progress, layer_weights
+from .run import override_error
 from .simulator import SimResult, simulate
 
 __all__ = ["read_image", "fit_image", "class_names", "run_dir", "infer", "Inference", "output_files", "main",
@@ -417,7 +418,7 @@ def _setup(args) -> tuple[Model, AcceleratorConfig]:
     try:
         cfg = load_config(args.config, **overrides)
     except ConfigError as e:
-        raise UsageError(str(e)) from None
+        raise override_error(args, e) from None
     return build_model_or_usage_error(args.model, args.variant, size), cfg
 
 

@@ -291,10 +291,11 @@ def _overrides(args) -> dict:
             if getattr(args, option) is not None}
 
 
-def _override_error(args, e: ConfigError) -> UsageError:
-    """``e`` prefixed with the option that set the field it names (the option may name other units)."""
+def override_error(args, e: ConfigError) -> UsageError:
+    """``e`` prefixed with the option that set the field it names (the option may name other units);
+    ``args`` of any tool with some of these options (``make run`` has ``--dram-mib``)."""
     for option, field, _ in OVERRIDES:
-        value = getattr(args, option)
+        value = getattr(args, option, None)
         if value is not None and field in str(e):
             return UsageError(f"--{option.replace('_', '-')} {value}: {e}")
     return UsageError(str(e))
@@ -307,7 +308,7 @@ def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
     try:
         cfg = load_config(args.config, **_overrides(args))
     except ConfigError as e:
-        raise _override_error(args, e) from None
+        raise override_error(args, e) from None
     key = cfg.name
     model = build_model_or_usage_error(args.model, args.variant, size)
     if args.dump_layer is not None:

@@ -198,7 +198,7 @@ BAD = [
     (["--seed", "-1"], "--seed: bad seed '-1'"),
     (["--seed", "one"], "--seed: bad seed 'one'"),
     (["--dram-mib", "1"], "more than the 1,048,576 bytes of DRAM configured (dram_mib = 1)"),
-    (["--dram-mib", "0"], "dram_mib must be a positive integer"),
+    (["--dram-mib", "0"], "--dram-mib 0: bad configuration override: dram_mib must be a positive integer"),
     (["--model", "anchor_detr"], "opaque product"),
 ]
 
