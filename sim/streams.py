@@ -17,10 +17,11 @@ stream of the layer that does its work, under that layer's name, and says so.
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, dataclass, fields as dataclass_fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from hw.config import PRESETS, AcceleratorConfig
+from hw.config_file import FIELDS, resolve_fields
 from hw.isa import Insn, Op, disassemble, encode_stream
 from mapper.fusion import Step, vec_stream
 from mapper.ir import Model
@@ -138,12 +139,16 @@ def dump_layer(model: Model, name: str, cfg: AcceleratorConfig, folder: Path, *,
 
 
 def config_from_sidecar(doc: dict) -> AcceleratorConfig:
-    """The configuration recorded by ``dump_layer`` (ValueError, TypeError or KeyError when it is not one)."""
+    """The configuration recorded by ``dump_layer``: every field, each of its type
+    (``hw.config_file.resolve_fields``); ValueError naming what is wrong when it is not one (a
+    damaged sidecar is refused, never completed with defaults)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         raise ValueError("no 'config' object")
-    fields = {k: v for k, v in doc["config"].items() if k != "derived"}
-    missing = sorted(f.name for f in dataclass_fields(AcceleratorConfig)
-                     if f.name not in fields and f.default is MISSING and f.default_factory is MISSING)
+    fields = resolve_fields({k: v for k, v in doc["config"].items() if k != "derived"}, "its 'config'")
+    missing = sorted(set(FIELDS) - set(fields))
     if missing:
-        raise ValueError(f"its 'config' lacks {', '.join(missing)}")
+        raise ValueError(f"its 'config' lacks {', '.join(missing)} (--dump-layer writes every field)")
+    for key in ("model", "layer"):
+        if not isinstance(doc.get(key), str):
+            raise ValueError(f"its {key!r} must be a name, not {doc.get(key)!r}")
     return AcceleratorConfig(**fields)

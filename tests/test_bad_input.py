@@ -89,7 +89,7 @@ def assert_refused(r: subprocess.CompletedProcess, *needles: str, absent: str = 
     (["sim.paths", "--model", "segformer_b2", "--format", "gif", "--paths", "full"], ["'gif'"], ""),
     (["sim.replay", "missing.bin"], ["missing.bin", "No such file"], ""),
     (["sim.replay", "binary.csv"], ["binary.json", "--config"], ""),
-    (["sim.replay", "partial.bin"], ["partial.json", "lacks c0, input_buf_bytes, k0"], "positional"),
+    (["sim.replay", "partial.bin"], ["partial.json", "lacks acc_bits, accum_depth, c0"], "positional"),
     (["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "binary.csv"], ["binary.csv", "a file"], ""),
     (["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "binary.csv/out"], ["binary.csv/out"], ""),
     # a file where the export's folder must be: named as such, not "File exists"

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hw.config import get_config
 from hw.isa import Op, encode_stream
 from hw.timing import RUN_OVERHEAD
@@ -60,3 +62,23 @@ def test_replay_gives_the_rtls_verdict_in_its_order(tmp_path):
     assert "RANGE (" in p.stderr and "at instruction 0 (byte 0)" in p.stderr, p.stderr
     after_end = encode_stream([*good, _insn(Op.END)]) + bytes(32) + b"\x01" * 7
     assert replay(after_end, cfg)["instructions"] == 3
+
+
+def test_a_damaged_sidecar_is_refused_never_completed():
+    """Every field the dump writes must be there, of its type: a sidecar lacking
+    dram_bytes_per_cycle once replayed at the default (361 cycles for 516)."""
+    import dataclasses
+    from hw.config import get_config
+    from sim.streams import config_from_sidecar
+    good = {"model": "segformer_b0", "layer": "q", "config": dataclasses.asdict(get_config("tiny"))}
+    assert config_from_sidecar(good) == get_config("tiny")
+    cases = [({"dram_bytes_per_cycle": None}, "lacks dram_bytes_per_cycle"),
+             ({"name": 5}, "key 'name' must be a non-empty string, not 5"),
+             ({"num_pe": "4"}, "key 'num_pe' must be an integer"),
+             ({"bogus": 1}, "unknown key 'bogus'")]
+    for change, needle in cases:
+        config = {k: v for k, v in {**good["config"], **change}.items() if v is not None}
+        with pytest.raises(ValueError, match=needle):
+            config_from_sidecar({**good, "config": config})
+    with pytest.raises(ValueError, match=r"its 'layer' must be a name, not \[1\]"):
+        config_from_sidecar({**good, "layer": [1]})
