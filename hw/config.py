@@ -43,9 +43,10 @@ MIN_DRAM_LATENCY = 2
 CLOCK_GHZ_RANGE = (0.01, 20.0)
 #: Upper bounds of the memory parameters: 1 MiB per cycle is a thousand times any DRAM
 #: (``sim.simulator.IDEAL_MEMORY`` uses 64 KiB), a million cycles of latency a millisecond,
-#: and the ISA's byte addresses (32 bits) reach 4 GiB of global buffer.
+#: and the ISA's byte addresses (32 bits) reach 4 GiB of global buffer; 1,024 vector lanes a PE
+#: are 16 times the widest K0 (a vector unit a million lanes wide was timed, its walk dominating).
 FIELD_MAX = {"dram_bytes_per_cycle": 1 << 20, "gb_bus_bytes_per_cycle": 1 << 20, "dram_latency": 1 << 20,
-             "global_buf_bytes": 1 << 32, "dram_mib": 4096}
+             "global_buf_bytes": 1 << 32, "dram_mib": 4096, "vector_lanes_per_pe": 1024}
 #: The instruction fields that address each per-PE buffer (``hw.isa.FIELDS``), in rows or
 #: entries: a buffer deeper than the narrowest of them reaches could never be used, and the
 #: mapper would fail on an address that does not fit (``ADDRESSED_BY[depth]``, ``addressable``).

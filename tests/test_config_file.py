@@ -42,6 +42,7 @@ def test_base_aliases_and_default_name(tmp_path):
 @pytest.mark.parametrize("text, needles", [
     ('base = "E"\nnum_pes = 8\n', ["unknown key 'num_pes'", "num_pe,"]),
     ('base = "E"\nnum_pe = 100\n', ["num_pe must be at most 64", "100"]),
+    ('base = "tiny"\nvector_lanes_per_pe = 1000000\n', ["vector_lanes_per_pe must be at most 1024", "1000000"]),
     ('base = "E"\nk0 = "wide"\n', ["key 'k0' must be an integer", "'wide'"]),
     ('base = "E"\nweight_buf_bytes = 1000\n', ["weight_buf_bytes (1000) must be a multiple"]),
     ('base = "Q"\n', ["key 'base' must name a preset", "'Q'"]),
