@@ -147,7 +147,8 @@ def file_tag(path: Union[str, Path], what: str) -> str:
 #: ``--out`` not yet there that ends in another of them is a mistake, refused rather than made a
 #: folder.  (A tool that writes a folder takes any name: ``out_scene.png/`` for a run per image.)
 FILE_SUFFIXES = frozenset((".csv", ".json", ".txt", ".onnx", ".npy", ".npz", ".png", ".jpg", ".svg",
-                           ".pdf", ".html", ".md", ".toml", ".yaml", ".yml", ".log", ".v", ".sv"))
+                           ".pdf", ".html", ".md", ".toml", ".yaml", ".yml", ".log", ".v", ".sv", ".bin",
+                           ".hex", ".lst", ".gz", ".zip", ".tar"))
 
 
 def _file_named(out: Path) -> bool:

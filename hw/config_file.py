@@ -242,22 +242,26 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--config", required=True, help=f"a preset ({', '.join(PRESETS)}) or a .toml file")
     parser.add_argument("--out", default=None, help="write the file here instead of printing it")
     args = parser.parse_args(argv)
+    out = None
     try:
-        text = config_toml(load_config(args.config))
+        cfg = load_config(args.config)
+        text = config_toml(cfg)
         if args.out:
-            refuse_other_kind(args.out, ".toml")
-        if args.out and Path(args.out).is_file() and Path(args.out).read_text(errors="replace") != text:
-            raise UsageError(f"{args.out} exists (an edited accelerator file?); it is never overwritten: "
+            # a folder gets <name>.toml, as make flops and make onnx put their file in one
+            out = Path(args.out) / f"{cfg.name}.toml" if Path(args.out).is_dir() else Path(args.out)
+            refuse_other_kind(out, ".toml")
+        if out and out.is_file() and out.read_text(errors="replace") != text:
+            raise UsageError(f"{out} exists (an edited accelerator file?); it is never overwritten: "
                              f"choose another OUT or remove it")
-        if args.out:
+        if out:
             try:
-                atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
+                atomic_write(out, lambda tmp: Path(tmp).write_text(text))
             except OSError as e:
-                raise UsageError(f"cannot write {args.out}: {e.strerror}") from None
+                raise UsageError(f"cannot write {out}: {e.strerror}") from None
     except (ConfigError, UsageError) as e:
         return fail(parser.prog, e)
-    if args.out:
-        print(f"wrote {args.out}")
+    if out:
+        print(f"wrote {out}")
     else:
         sys.stdout.write(text)
     return 0

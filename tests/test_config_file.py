@@ -80,6 +80,14 @@ def test_an_edited_accelerator_file_is_never_overwritten(tmp_path):
     assert all(_cli("-m", "hw.config_file", "--config", "E", "--out", str(again)).returncode == 0 for _ in range(2))
 
 
+def test_an_out_folder_gets_the_configurations_file_and_a_file_of_another_kind_is_refused(tmp_path):
+    """As make flops and make onnx: a folder gets <name>.toml; OUT=x.bin is no TOML file."""
+    r = _cli("-m", "hw.config_file", "--config", "E", "--out", str(tmp_path))
+    assert r.returncode == 0 and tomllib.loads((tmp_path / "E.toml").read_text())["num_pe"] == 16, r.stderr
+    r = _cli("-m", "hw.config_file", "--config", "E", "--out", str(tmp_path / "x.bin"))
+    assert r.returncode == 2 and "writes a .toml file" in r.stderr and not (tmp_path / "x.bin").exists()
+
+
 def test_a_file_equal_to_E_gives_the_same_report_as_E(tmp_path):
     r = _cli("-m", "hw.config_file", "--config", "E", "--out", str(tmp_path / "e.toml"))
     assert r.returncode == 0, r.stderr
