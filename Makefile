@@ -27,6 +27,9 @@ q = '$(subst ','\'',$(1))'
 opt = $(if $(2),$(1)=$(call q,$(2)))
 MODEL_ARGS = --model=$(call q,$(MODEL)) $(call opt,--variant,$(VARIANT)) $(call opt,--size,$(SIZE))
 OUT_ARGS = $(call opt,--out,$(OUT)) $(call opt,--format,$(FORMAT))
+# make paths and make rdd join several models (MODEL="segformer_b2 swin_tiny"); a MODEL that names
+# one file is that file, spaces and all
+MODELS_ARGS = $(if $(shell test -e $(call q,$(MODEL)) && echo file),--model=$(call q,$(MODEL)),$(foreach m,$(MODEL),--model=$(call q,$(m))))
 # CHECK=1 turns the functional check on; CHECK= or CHECK=0 leaves it off; anything else is an error
 CHECK_ARG = $(if $(filter-out 0 1,$(strip $(CHECK))),$(error CHECK must be 1 (check) or 0 (no check), not '$(CHECK)'),$(if $(filter 1,$(strip $(CHECK))),--check))
 
@@ -93,10 +96,10 @@ run: $(STAMP)
 PATHS_ONLY = $(if $(strip $(SIZE)),$(error make $@ simulates every path at the model's own input size, where its accuracies were measured, so it takes no SIZE (not '$(SIZE)'); time one size with make sim SIZE=HxW))$(if $(strip $(VARIANT)),$(error make $@ takes every path of the model, so it takes no VARIANT (not '$(VARIANT)')$(if $(filter paths,$@),; choose paths with PATHS='$(VARIANT)')))
 
 paths: $(STAMP)
-	$(PATHS_ONLY)$(PY) -m sim.paths $(foreach m,$(MODEL),--model $(m)) --config=$(call q,$(CFG)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--paths,$(PATHS)) $(OUT_ARGS) $(ARGS)
+	$(PATHS_ONLY)$(PY) -m sim.paths $(MODELS_ARGS) --config=$(call q,$(CFG)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--paths,$(PATHS)) $(OUT_ARGS) $(ARGS)
 
 rdd: $(STAMP)
-	$(PATHS_ONLY)$(PY) -m sim.rdd $(foreach m,$(MODEL),--model $(m)) --config=$(call q,$(CFG)) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--out,$(OUT)) $(ARGS)
+	$(PATHS_ONLY)$(PY) -m sim.rdd $(MODELS_ARGS) --config=$(call q,$(CFG)) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--out,$(OUT)) $(ARGS)
 
 sweep: $(STAMP)
 	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(if $(GRID),--grid=$(call q,$(GRID)) --base=$(call q,$(CFG))) $(call opt,--scheduler,$(SCHEDULER)) $(OUT_ARGS) $(ARGS)

@@ -201,6 +201,14 @@ def test_make_paths_and_rdd_refuse_a_size_or_variant(target, var, value, needles
     assert f"-m sim.{target}" in _make(target, f"{var}=").stdout
 
 
+@pytest.mark.parametrize("target", ["paths", "rdd"])
+def test_make_paths_and_rdd_take_one_file_with_spaces_or_several_models(target, tmp_path):
+    one = tmp_path / "with space.onnx"
+    one.write_bytes(b"")
+    assert f"--model='{one}'" in _make(target, f"MODEL={one}").stdout
+    assert "--model='segformer_b2' --model='swin_tiny'" in _make(target, "MODEL=segformer_b2 swin_tiny").stdout
+
+
 def test_a_checked_run_leaves_the_unchecked_one_alone(tmp_path):
     """make sim ... CHECK=1 writes a folder of its own, named with the check's seed."""
     base = ["sim.run", "--model", "segformer_b0", "--config", "small", "--size", "32x32", "--no-plots", "--quiet"]
