@@ -9,7 +9,10 @@ preset, and is needed for a stream without that file.  A malformed or
 truncated stream, or a ``.json`` that is not what ``--dump-layer`` writes, is
 refused with one line (status 2): for a stream, the error code the RTL raises
 (``docs/isa.md``, found in the RTL's order: ``hw.timing.schedule_encoded``), the
-instruction and the byte offset of the problem.
+instruction and the byte offset of the problem.  A well-formed instruction that this project's RTL
+does not build for the configuration (a VEC without a vector executor, as on A to M:
+``hw.rtl.insn.rtl_unsupported``) is timed by the contract and named in a note (``UNSUPPORTED``);
+what a VEC's descriptor asks is in the DRAM image, which a replay does not have.
 """
 
 from __future__ import annotations
@@ -107,6 +110,9 @@ def main(argv=None) -> int:
     note = _other_config_note(args.stream, cfg) if args.config is not None else None
     if note:
         print(note)
+    refused = _rtl_refusal(r["insns"], cfg)
+    if refused:
+        print(refused)
     if args.listing:
         print(disassemble(r["insns"]))
     print(f"{r['instructions']} instructions, {r['total_cycles']} cycles on {cfg.name} "
@@ -115,6 +121,20 @@ def main(argv=None) -> int:
         print(f"  {unit:8s} busy {b:10d} cycles ({100 * b / max(1, r['total_cycles']):5.1f} %)")
     print("  " + ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())))
     return 0
+
+
+def _rtl_refusal(insns, cfg: AcceleratorConfig) -> Optional[str]:
+    """A note naming the first instruction the RTL built for ``cfg`` refuses at dispatch, or None."""
+    from hw.isa import ErrorCode
+    from hw.rtl.insn import rtl_unsupported
+    from hw.rtl.vector_executor import builds_vector_unit
+    vector_unit = builds_vector_unit(cfg)
+    i = next((i for i, insn in enumerate(insns) if rtl_unsupported(insn.op, insn.f, vector_unit)), None)
+    if i is None:
+        return None
+    why = "" if vector_unit else f" (its RTL has no vector executor: {cfg.vector_lanes} row lanes)"
+    return (f"note: the RTL built for {cfg.name} refuses {insns[i].op.name} at instruction {i} with "
+            f"{ErrorCode.UNSUPPORTED.name} ({int(ErrorCode.UNSUPPORTED)}){why}; the cycles below are the contract's")
 
 
 def _verdict(e: StreamError) -> str:

@@ -82,3 +82,14 @@ def test_a_damaged_sidecar_is_refused_never_completed():
             config_from_sidecar({**good, "config": config})
     with pytest.raises(ValueError, match=r"its 'layer' must be a name, not \[1\]"):
         config_from_sidecar({**good, "layer": [1]})
+
+
+def test_a_vec_the_rtl_does_not_build_is_named_in_a_note():
+    """On A to M the RTL has no vector executor and refuses every VEC with UNSUPPORTED: the replay
+    says so (it times the contract's cycles); on tiny, which builds one, nothing is said."""
+    from hw.isa import make
+    from sim.replay import _rtl_refusal
+    insns = [make(Op.NOP), make(Op.VEC, work=8, rows=1, row_cycles=8), make(Op.END)]
+    note = _rtl_refusal(insns, get_config("A"))
+    assert note.startswith("note: the RTL built for A refuses VEC at instruction 1 with UNSUPPORTED (6)"), note
+    assert _rtl_refusal(insns, get_config("tiny")) is None
