@@ -22,6 +22,7 @@ channel (a pooling's pixel is ``2**split`` rows).
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
@@ -126,21 +127,35 @@ class _Window:
     """A pooling axis's window from its counters: its first position ``lo``, its taps inside the
     input ``size`` and its size within the padding ``padded`` (a windowed pooling's from its start
     ``i·stride - padding``; an adaptive one's from ``floor(i·n_in/n_out)`` and the next).  They are
-    registered from the counters' next values (as the DDA feeds its kernel the position it steps
-    to), so they are the current pixel's and the window's clamps are not on a path with the
-    products the pixel makes of them (its first element, its count)."""
+    registered with the counters, from the values the counters take (as the DDA feeds its kernel the
+    position it steps to), so they are the current pixel's and the window's clamps are not on a path
+    with the products the pixel makes of them (its first element, its count); each case's window
+    is formed from its own values, so the walk's decision only picks one."""
 
-    def _window(self, m: Module, pas, n_in, start, q0, q1, r1, name: str) -> None:
+    def _geometry(self, pas, n_in, start, q0, q1, r1) -> dict:
         st = pas.stage
         k, pad = st["pool.kernel"], st["pool.padding"]
         end = start + k
         lo = Mux(start < 0, 0, start)
         adaptive_hi = ops.ceil_kernel(q1, r1, COMBINATIONAL)
-        geometry = {"lo": Mux(pas.adaptive, q0, lo),
-                    "size": Mux(pas.adaptive, adaptive_hi - q0, Mux(end < n_in, end, n_in) - lo),
-                    "padded": Mux(end < n_in + pad, end, n_in + pad) - start}
-        for key, value in geometry.items():
-            setattr(self, key, _reg(m, value, f"{name}_{key}", Value.cast(value).shape()))
+        return {"lo": Mux(pas.adaptive, q0, lo),
+                "size": Mux(pas.adaptive, adaptive_hi - q0, Mux(end < n_in, end, n_in) - lo),
+                "padded": Mux(end < n_in + pad, end, n_in + pad) - start}
+
+    def _track(self, m: Module, pas, n_in, regs: tuple, cases: list, name: str) -> None:
+        """The counters ``regs`` (:func:`_counters`) take the values of the first case
+        ``(condition, (start, q, r))`` that holds, and the window of those values is registered
+        with them; else all hold."""
+        start, q, r = regs
+        windows = [self._geometry(pas, n_in, st, qs[0], qs[1], rs[1]) for _, (st, qs, rs) in cases]
+        for key in windows[0]:
+            values = [w[key] for w in windows]
+            setattr(self, key, Signal(Value.cast(functools.reduce(lambda a, b: Mux(0, a, b), values)).shape(),
+                                      name=f"{name}_{key}"))
+        for i, ((condition, (st, qs, rs)), window) in enumerate(zip(cases, windows)):
+            with (m.If if i == 0 else m.Elif)(condition):
+                m.d.sync += [start.eq(st), *(a.eq(b) for a, b in zip(q + r, list(qs) + list(rs))),
+                             *(getattr(self, key).eq(v) for key, v in window.items())]
 
     @staticmethod
     def witnesses(pas, axis: str) -> tuple:
@@ -160,16 +175,10 @@ class _PoolAxis(_Window):
         st = pas.stage
         stride, pad = st["pool.stride"], st["pool.padding"]
         q_step, r_step = self.witnesses(pas, axis)
-        start, q, r = _counters(m, f"pool_{axis}")       # i * stride - padding; floor(i n_in / n_out), of i + 1
-        nxt = _next_counters(m, (start, q, r), f"pool_{axis}")
-        with m.If(reset):
-            m.d.comb += [nxt[0].eq(-pad), nxt[1][0].eq(0), nxt[2][0].eq(0), nxt[1][1].eq(q_step), nxt[2][1].eq(r_step)]
-        with m.Elif(step):
-            q_next, r_next = ops.floor_counter_kernel(q[1], r[1], q_step, r_step, n_out, COMBINATIONAL)
-            m.d.comb += [nxt[0].eq(start + stride), nxt[1][0].eq(q[1]), nxt[2][0].eq(r[1]),
-                         nxt[1][1].eq(q_next), nxt[2][1].eq(r_next)]
-        self._window(m, pas, n_in, nxt[0], nxt[1][0], nxt[1][1], nxt[2][1], f"pool_{axis}")
-
+        regs = start, q, r = _counters(m, f"pool_{axis}")
+        q_next, r_next = ops.floor_counter_kernel(q[1], r[1], q_step, r_step, n_out, COMBINATIONAL)
+        self._track(m, pas, n_in, regs, [(reset, (-pad, (0, q_step), (0, r_step))),
+                                   (step, (start + stride, (q[1], q_next), (r[1], r_next)))], f"pool_{axis}")
 
 class PixelWalker:
     """The output raster, a pixel a cycle (``step``): the output counters, the ``AxisCounter``s of
@@ -263,16 +272,6 @@ def _counters(m: Module, name: str) -> tuple:
             [Signal(_FLOOR_BITS, name=f"{name}_r{i}") for i in range(2)])
 
 
-def _next_counters(m: Module, regs: tuple, name: str) -> tuple:
-    """The values ``regs`` (:func:`_counters`) take next: themselves unless the caller drives them."""
-    start, q, r = regs
-    nxt = (Signal.like(start, name=f"{name}_start_next"), [Signal.like(v, name=f"{v.name}_next") for v in q],
-           [Signal.like(v, name=f"{v.name}_next") for v in r])
-    m.d.comb += [nxt[0].eq(start), *(n.eq(v) for n, v in zip(nxt[1] + nxt[2], q + r))]
-    m.d.sync += [start.eq(nxt[0]), *(v.eq(n) for n, v in zip(nxt[1] + nxt[2], q + r))]
-    return nxt
-
-
 class _WidePoolAxis(_Window):
     """Walker ``i``'s axis of a pooling's windows, moved as the walker's registered move says
     (``take``: ``restart`` to position ``at``, else ``by`` positions on) from the per-pass tables
@@ -281,20 +280,14 @@ class _WidePoolAxis(_Window):
     def __init__(self, m: Module, pas, axis: str, n_in, n_out, t: dict, *, load, take, restart, at, by, name: str):
         pad = pas.stage["pool.padding"]
         q_step, r_step = self.witnesses(pas, axis)
-        start, q, r = _counters(m, name)
-        nxt = _next_counters(m, (start, q, r), name)
+        regs = start, q, r = _counters(m, name)
         q_by, r_by = Array(t["q"])[by], Array(t["r"])[by]
-        with m.If(load):
-            m.d.comb += [nxt[0].eq(-pad), nxt[1][0].eq(0), nxt[2][0].eq(0), nxt[1][1].eq(q_step), nxt[2][1].eq(r_step)]
-        with m.Elif(take & restart):
-            m.d.comb += [nxt[0].eq(Array(t["start"])[at]), nxt[1][0].eq(Array(t["q"])[at]),
-                         nxt[2][0].eq(Array(t["r"])[at]), nxt[1][1].eq(Array(t["q"])[at + 1]),
-                         nxt[2][1].eq(Array(t["r"])[at + 1])]
-        with m.Elif(take):
-            moved = [ops.floor_counter_kernel(q[j], r[j], q_by, r_by, n_out, COMBINATIONAL) for j in range(2)]
-            m.d.comb += [nxt[0].eq(start + Array(t["stride"])[by]),
-                         *(nxt[1][j].eq(moved[j][0]) for j in range(2)), *(nxt[2][j].eq(moved[j][1]) for j in range(2))]
-        self._window(m, pas, n_in, nxt[0], nxt[1][0], nxt[1][1], nxt[2][1], name)
+        moved = [ops.floor_counter_kernel(q[j], r[j], q_by, r_by, n_out, COMBINATIONAL) for j in range(2)]
+        table = lambda key, j: Array(t[key])[j]          # noqa: E731
+        self._track(m, pas, n_in, regs, [
+            (load, (-pad, (0, q_step), (0, r_step))),
+            (take & restart, (table("start", at), (table("q", at), table("q", at + 1)), (table("r", at), table("r", at + 1)))),
+            (take, (start + table("stride", by), (moved[0][0], moved[1][0]), (moved[0][1], moved[1][1])))], name)
 
 
 class WidePixelWalker:
