@@ -146,9 +146,11 @@ class _Window:
         return (self.hi - self.lo)[:TAPS_BITS], (self.top - self.start)[:TAPS_BITS]
 
     def _track(self, m: Module, pas, n_in, regs: tuple, cases: list, name: str) -> None:
-        """The counters ``regs`` (:func:`_counters`) take the values of the first case
-        ``(condition, (start, end, q, r))`` that holds, and the window of those values is registered
-        with them; else all hold."""
+        """The counters ``regs`` (:func:`_counters`) take the values of the case ``(condition,
+        (start, end, q, r))`` that holds (they exclude each other), and the window of those values is
+        registered with them; else all hold.  The callers list the deepest case (a step) first: an
+        ``If``/``Elif`` chain puts the first case's value through one multiplexer, the last's through
+        one a case."""
         self.start, end, q, r = regs
         windows = [self._geometry(pas, n_in, st, en, qs[0], qs[1], rs[1]) for _, (st, en, qs, rs) in cases]
         for key in windows[0]:
@@ -181,9 +183,8 @@ class _PoolAxis(_Window):
         self.pad_end = pas.pad_end[axis]
         regs = start, end, q, r = _counters(m, f"pool_{axis}")
         q_next, r_next = ops.floor_counter_kernel(q[1], r[1], q_step, r_step, n_out, COMBINATIONAL)
-        self._track(m, pas, n_in, regs, [(reset, (-pad, k - pad, (0, q_step), (0, r_step))),
-                                         (step, (start + stride, end + stride, (q[1], q_next), (r[1], r_next)))],
-                    f"pool_{axis}")
+        self._track(m, pas, n_in, regs, [(step, (start + stride, end + stride, (q[1], q_next), (r[1], r_next))),
+                                         (reset, (-pad, k - pad, (0, q_step), (0, r_step)))], f"pool_{axis}")
 
 
 class PixelWalker:
@@ -295,10 +296,10 @@ class _WidePoolAxis(_Window):
         table = lambda key, j: Array(t[key])[j]          # noqa: E731
         stride = table("stride", by)
         self._track(m, pas, n_in, regs, [
-            (load, (-pad, k - pad, (0, q_step), (0, r_step))),
+            (take & ~restart, (start + stride, end + stride, (moved[0][0], moved[1][0]), (moved[0][1], moved[1][1]))),
             (take & restart, (table("start", at), table("end", at), (table("q", at), table("q", at + 1)),
                               (table("r", at), table("r", at + 1)))),
-            (take, (start + stride, end + stride, (moved[0][0], moved[1][0]), (moved[0][1], moved[1][1])))], name)
+            (load, (-pad, k - pad, (0, q_step), (0, r_step)))], name)
 
 
 class WidePixelWalker:
