@@ -839,15 +839,17 @@ def dda_matches(start, step, n_in, n_out, hold=None):
     """Whether ``(start, step)`` is ``resize_axis_params(n_in, n_out)``'s DDA, by products only
     (the RTL builds no divider): each is a rounded quotient ``floor(num / (2 n_out))`` with
     ``num = 2 n_in 2**20 + n_out`` (step) and ``(n_in - n_out) 2**20 + n_out`` (start), so
-    ``q * 2 n_out <= num < (q + 1) * 2 n_out``; the negative term is moved across.  On integers
-    or Amaranth values; ``hold(value, level)`` lets the RTL register the two products (level 1)."""
+    ``q * 2 n_out <= num < (q + 1) * 2 n_out``; the negative term and ``2 n_out`` are moved to
+    the sizes' side, so each bound is a comparison of a product with a sum of the sizes.  On
+    integers or Amaranth values; ``hold(value, level)`` lets the RTL register the products and the
+    sums (level 1)."""
     from .expr import all_of
+    hold = hold or (lambda value, level: value)
     one, den = 1 << RESIZE_POS_FRAC, 2 * n_out
-    step_num, start_num = 2 * n_in * one + n_out, n_in * one + n_out
-    step_den = step * den if hold is None else hold(step * den, 1)
-    start_den = start * den if hold is None else hold(start * den, 1)
-    return all_of(step_den <= step_num, step_num < step_den + den,
-                  start_den + n_out * one <= start_num, start_num < start_den + den + n_out * one)
+    step_num, start_num = 2 * n_in * one + n_out, n_in * one + n_out - n_out * one
+    step_den, start_den = hold(step * den, 1), hold(start * den, 1)
+    return all_of(step_den <= hold(step_num, 1), hold(step_num - den, 1) < step_den,
+                  start_den <= hold(start_num, 1), hold(start_num - den, 1) < start_den)
 
 
 def bilinear_axis_kernel(pos, n_in: int, be):

@@ -700,10 +700,11 @@ def plain_axis(n, start, wrap, valid, win):
 
 def divides_as(q, r, n, d, hold=None):
     """Whether ``q`` and ``r`` are ``n div d`` and ``n mod d`` (``d >= 1``): ``q·d + r = n`` and
-    ``r < d``, by a product (the witnesses the mapper writes for what the hardware would divide);
-    ``hold`` as in :func:`spatial_refusals`."""
+    ``r < d``, by a product (the witnesses the mapper writes for what the hardware would divide),
+    compared with ``n - r``; ``hold`` as in :func:`spatial_refusals` (the product and the
+    difference, so that the comparison after them is alone in its cycle)."""
     hold = hold or _no_hold
-    return all_of(hold(q * d, 1) + r == n, r < d)
+    return all_of(hold(q * d, 1) == hold(n - r, 1), r < d)
 
 
 def pool_taps(stage, axis: str):
@@ -730,13 +731,17 @@ def pool_axis_fits(n_in, n_out, kernel, stride, padding, ceil_mode, hold=None):
     comparisons of non-negative sums.  With ``span = n_in + 2·padding - kernel``: without
     ``ceil_mode`` ``(n_out - 1)·stride <= span < n_out·stride``; with it ``n_out`` is
     ``ceil(span / stride) + 1`` if that window starts before ``n_in + padding``, else one less.
-    ``hold`` as in :func:`spatial_refusals`."""
+    Each bound compares the product with a sum of the sizes (``kernel`` moved to the sizes' side);
+    ``hold`` as in :func:`spatial_refusals` (the product and the sums, so that the comparisons after
+    them are alone in their cycle)."""
     hold = hold or _no_hold
     ns, room = hold(n_out * stride, 1), n_in + 2 * padding
-    floor_fit = all_of(ns + kernel <= room + stride, room < ns + kernel)
-    kept = all_of(ns + kernel < room + 2 * stride, room + stride <= ns + kernel, ns < n_in + padding + stride)
-    dropped = all_of(ns + kernel < room + stride, room <= ns + kernel, ns >= n_in + padding)
-    return all_of(room >= kernel, sel(ceil_mode, any_of(kept, dropped), floor_fit))
+    span = hold(room - kernel, 1)                       # room < ns + kernel: span < ns
+    last = hold(room - kernel + stride, 1)              # ns + kernel <= room + stride: ns <= last
+    floor_fit = all_of(ns <= last, span < ns)
+    kept = all_of(ns < hold(room - kernel + 2 * stride, 1), last <= ns, ns < hold(n_in + padding + stride, 1))
+    dropped = all_of(ns < last, span <= ns, ns >= hold(n_in + padding, 1))
+    return all_of(span >= 0, sel(ceil_mode, any_of(kept, dropped), floor_fit))
 
 
 def spatial_refusals(head, stage, src, out, chain=(), hold=None) -> tuple[dict, dict]:

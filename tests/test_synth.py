@@ -337,6 +337,47 @@ def test_the_report_flags_each_module_deeper_than_the_vector_mac():
     assert [(p["module"], p["levels"], p["end"]) for p in crit["modules_deeper_than_mac"]] == [("unit", 52, "y"), ("top", 44, "q")]
 
 
+def test_a_part_without_a_mac_is_compared_with_its_pe_tiles_mac_path():
+    """A unit part holds no vector MAC: ``critical_paths`` compares it with ``reference`` (the MAC
+    path and tree of the configuration's PE tile synthesised alone, ``mac_reference``), flags the
+    deeper modules, and the summary says where the MAC path comes from."""
+    from hw.rtl.logic_depth import DepthModel, Path
+    from hw.rtl.synth import SynthReport, report_dict, summary_lines
+
+    def result(name, internal):
+        return ModuleResult(name, "verilog", {}, {}, [], 0.0, 0.0, DepthModel(name, internal=tuple(internal)))
+
+    reference = {"mac": {"module": "pe_tile_x", "levels": 48, "start": "buf", "end": "mac0/sum", "via": [],
+                         "reference": True},
+                 "mac_tree": {"module": "vector_mac_x", "levels": 39, "start": "w", "end": "sum", "via": [],
+                              "reference": True}}
+    modules = {"walker": result("walker", [Path(50, "d", "pool_y_hi"), Path(47, "d", "x")]),
+               "unit": result("unit", [Path(48, "d", "state")])}
+    doc = report_dict(SynthReport(config={"name": "small"}, top="unit", engine="pyosys", yosys="Yosys 0.70",
+                                  modules=modules, instances={"walker": 1, "unit": 1}, part="spatial-unit",
+                                  seconds={"yosys": 1.0, "yosys_cpu": 1.0, "analysis": 0.1}, reference=reference))
+    crit = doc["critical"]
+    assert crit["mac"] == reference["mac"] and crit["mac_tree"] == reference["mac_tree"]
+    assert [(p["module"], p["levels"]) for p in crit["deeper_than_mac"]] == [("walker", 50)]
+    lines = summary_lines(doc)
+    assert ("vector MAC path (none in this part: its PE tile synthesised alone): 48 levels in pe_tile_x: "
+            "buf -> mac0/sum; the multiply-add tree alone 39 levels in vector_mac_x: w -> sum") in lines
+    assert "paths deeper than the vector MAC path: 1 (the MAC's is not the critical path), deepest first:" in lines
+    assert "modules deeper than the vector MAC path: walker (50)" in lines
+
+
+def test_the_mac_reference_is_tinys_pe_tile_synthesised(tmp_path):
+    """``mac_reference``: the MAC path ends in the PE tile's MAC, its tree is the MAC's alone and
+    shallower (the path adds the operand selection); both marked as a reference."""
+    from hw.rtl.synth import mac_reference
+
+    ref = mac_reference(get_config("tiny"), tmp_path)
+    assert ref["mac"]["module"].startswith("pe_tile_") and ref["mac"]["end"].endswith("/sum")
+    assert ref["mac_tree"]["module"].startswith("vector_mac_")
+    assert 0 < ref["mac_tree"]["levels"] < ref["mac"]["levels"]
+    assert ref["mac"]["reference"] and ref["mac_tree"]["reference"]
+
+
 def test_the_summary_of_a_report_of_synthesise_alone_has_no_export_time():
     """``summary_lines`` of a report whose seconds are ``synthesise``'s (no export, no total: a
     caller that synthesised an export of its own) prints the Yosys and analysis times; it raised

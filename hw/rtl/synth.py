@@ -46,7 +46,7 @@ from .logic_depth import DepthModel, Path as DepthPath, depth_model, is_flip_flo
 
 __all__ = ["VerilogModule", "ModuleResult", "SynthReport", "YosysEngine", "PARTS", "read_modules", "subtree",
            "instantiated", "stub_verilog", "yosys_engine", "synthesise", "instance_counts", "critical_paths",
-           "report_dict", "summary_lines", "run", "main"]
+           "report_dict", "summary_lines", "MAC_PARTS", "mac_reference", "run", "main"]
 
 #: Coarse cell types moved into modules of their own before technology mapping (see above).
 WRAPPED_OPERATORS = ("$div", "$mod", "$divfloor", "$modfloor")
@@ -401,6 +401,9 @@ class SynthReport:
     seconds: dict[str, float]
     verilog_bytes: int = 0
     part: str = "accelerator"
+    #: The vector MAC path and tree of the configuration's PE tile, for a part that holds no MAC
+    #: (:func:`mac_reference`).
+    reference: dict | None = None
 
 
 def synthesise(export_dir: Path, work: Path, *, parallel: int = 2, timeout: float = 4 * 3600,
@@ -497,14 +500,17 @@ def _totals(results: dict[str, ModuleResult], instances: dict[str, int]) -> dict
             "memories": memories, "cells_by_type": dict(sorted(by_type.items()))}
 
 
-def critical_paths(results: dict[str, ModuleResult], instances: dict[str, int]) -> dict:
+def critical_paths(results: dict[str, ModuleResult], instances: dict[str, int],
+                   reference: dict | None = None) -> dict:
     """The deepest register-to-register path, the vector MAC's path, every path deeper than it,
     and the modules that hold one.
 
     The MAC path is the deepest path that ends inside a vector MAC (in its parent: the operand
     read and selection, then the multiply-add tree up to the ``sum`` register); ``mac_tree`` is
     the tree alone (the MAC's deepest input-to-register path).  ``modules_deeper_than_mac``
-    names each module whose deepest path is deeper than the MAC's, with that path.
+    names each module whose deepest path is deeper than the MAC's, with that path.  A part that
+    holds no MAC (a unit) is compared with ``reference`` (:func:`mac_reference`: the configuration's
+    MAC path and tree from its PE tile synthesised alone, each marked ``"reference": True``).
     """
     owned = [(name, p) for name, r in results.items() if instances[name] for p in r.depth.internal]
     if not owned:
@@ -514,13 +520,17 @@ def critical_paths(results: dict[str, ModuleResult], instances: dict[str, int]) 
     mac = _deepest(p for r in results.values() for m in macs for k, p in r.depth.into.items() if k == m)
     tree = _deepest(p for m in macs for p in results[m].depth.require.values())
     mac_module = next((n for n, r in results.items() for m in macs if r.depth.into.get(m) is mac), None)
-    deeper = sorted(((n, p) for n, p in owned if mac is not None and p.levels > mac.levels),
+    mac_doc = {"module": mac_module, **mac.to_dict()} if mac else None
+    tree_doc = {"module": macs[0], **tree.to_dict()} if tree else None
+    if not macs and reference is not None:
+        mac_doc, tree_doc = reference["mac"], reference["mac_tree"]
+    deeper = sorted(((n, p) for n, p in owned if mac_doc is not None and p.levels > mac_doc["levels"]),
                     key=lambda item: -item[1].levels)
     deeper_paths = [{"module": n, **p.to_dict()} for n, p in deeper]
     first_of_module = {p["module"]: p for p in reversed(deeper_paths)}        # deepest first
     return {"deepest": {"module": name, **deepest.to_dict()},
-            "mac": {"module": mac_module, **mac.to_dict()} if mac else None,
-            "mac_tree": {"module": macs[0], **tree.to_dict()} if tree else None,
+            "mac": mac_doc,
+            "mac_tree": tree_doc,
             "deeper_than_mac": deeper_paths,
             "modules_deeper_than_mac": sorted(first_of_module.values(), key=lambda p: -p["levels"])}
 
@@ -536,7 +546,7 @@ def report_dict(report: SynthReport) -> dict:
                  "level": "one per gate of Yosys' internal gate library, none per buffer"},
         "verilog_bytes": report.verilog_bytes, "seconds": report.seconds,
         "totals": _totals(report.modules, report.instances),
-        "critical": critical_paths(report.modules, report.instances),
+        "critical": critical_paths(report.modules, report.instances, report.reference),
         "top_ports": {kind: (p.to_dict() if (p := _deepest(_paths(top, kind))) else None)
                       for kind in ("require", "arrive", "through")},
         "modules": [_module_dict(r, report.instances[n]) for n, r in report.modules.items()],
@@ -574,7 +584,9 @@ def summary_lines(doc: dict) -> list[str]:
                  f"{tot['memory_bits']:>10}")
     crit = doc["critical"]
     lines.append(f"deepest register-to-register path: {_describe(crit['deepest'])}")
-    lines.append(f"vector MAC path: {_describe(crit['mac'])}; the multiply-add tree alone {_describe(crit['mac_tree'])}")
+    reference = " (none in this part: its PE tile synthesised alone)" if (crit["mac"] or {}).get("reference") else ""
+    lines.append(f"vector MAC path{reference}: {_describe(crit['mac'])}; the multiply-add tree alone "
+                 f"{_describe(crit['mac_tree'])}")
     deeper = crit["deeper_than_mac"]
     if crit["mac"] is not None:
         lines.append(f"paths deeper than the vector MAC path: {len(deeper)}"
@@ -660,6 +672,28 @@ def _export_part(config, part: str, walk_rows: int | None = None):
     return export_pe_tile(config) if part == "pe-array" else _export_unit(config, part, walk_rows)
 
 
+#: The parts that hold the vector MAC; the others are compared with their PE tile synthesised alone.
+MAC_PARTS = ("accelerator", "pe-array")
+
+
+def mac_reference(config, work: Path, *, timeout: float = 4 * 3600, progress=lambda line: None) -> dict:
+    """The vector MAC path and multiply-add tree of ``config`` (``critical_paths``' ``mac`` and
+    ``mac_tree``, each marked ``"reference": True``), from its PE tile synthesised alone in ``work``
+    (the ``pe-array`` part: the tile, its MAC, post-processor and table memory, a few seconds): what
+    a part that holds no MAC is compared with."""
+    from .export import export_files, export_pe_tile
+
+    export = export_pe_tile(config)
+    (work / "verilog").mkdir(parents=True)
+    for name, blob in export_files(export, config).items():
+        (work / "verilog" / name).write_bytes(blob)
+    root, _ = _root("pe-array", config, export)
+    results, *_ = synthesise(work / "verilog", work / "yosys", parallel=1, timeout=timeout, progress=progress,
+                             root=root)
+    crit = critical_paths(results, instance_counts(results, root))
+    return {key: {**crit[key], "reference": True} if crit[key] else None for key in ("mac", "mac_tree")}
+
+
 def _root(part: str, config, export) -> tuple[str, int]:
     """The root module of ``part`` and how many instances of it the part holds."""
     if part != "pe-array":
@@ -674,7 +708,8 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
     """Export ``config`` (unless ``export``, an :class:`~hw.rtl.export.ExportResult` of it, is
     given), synthesise ``part`` of it (:data:`PARTS`; ``walk_rows``: the walker's rows a cycle of
     the :data:`WALKING_PARTS`, default the contract's) and write ``out`` as a whole; returns the
-    report document.
+    report document.  A part without the vector MAC (not in :data:`MAC_PARTS`) is compared with
+    its PE tile's MAC path (:func:`mac_reference`, a few seconds more).
 
     Raises
     ------
@@ -706,6 +741,8 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
             root, copies = _root(part, config, export)
             results, seconds, engine, version = synthesise(work / "verilog", work / "yosys", parallel=parallel,
                                                            timeout=timeout, progress=progress, root=root)
+            reference = None if part in MAC_PARTS else mac_reference(config, work / "mac", timeout=timeout,
+                                                                     progress=progress)
         except BaseException:
             progress(f"the Yosys inputs and logs are kept in {work}")
             raise
@@ -715,7 +752,7 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
         instances = {n: c * copies for n, c in instance_counts(results, root).items()}
         report = SynthReport(config=config.to_dict(), top=root, engine=engine, yosys=version,
                              modules=results, instances=instances, seconds=seconds,
-                             verilog_bytes=len(export.verilog), part=part)
+                             verilog_bytes=len(export.verilog), part=part, reference=reference)
         doc = report_dict(report)
         atomic_write_json(staged.path / "report.json", doc)
         (staged.path / "summary.txt").write_text("\n".join(summary_lines(doc)) + "\n")

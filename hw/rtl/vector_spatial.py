@@ -271,6 +271,10 @@ class _Pass:
         self.h, self.w = Signal.like(d.header.h), Signal.like(d.header.w)
         self.taps = {a: Signal(TAPS_BITS, name=f"taps_{a}") for a in "yx"}
         self.split = Signal(4, name="pool_split")
+        src = d.operands[stage.copy.src[:3]]
+        #: each axis's end of the padded input, ``n_in + padding`` (what a pooling window is clamped to)
+        self.pad_end = {a: Signal(Value.cast(getattr(src, f"{a}_n") + stage.pool.padding).shape(), name=f"pad_end_{a}")
+                        for a in "yx"}
         self.select = Signal()
         self.stages = stages
         #: each chain stage's second and written operands, latched with the others
@@ -306,6 +310,7 @@ class _Pass:
                              *(params[k].eq(v) for k, v in values.items())]
             m.d.sync += [self.taps[a].eq(Mux(pool, vec.pool_taps(self.stage, a), 1)) for a in "yx"]
             m.d.sync += self.split.eq(Mux(pool, stage.pool.split, 0))
+            m.d.sync += [self.pad_end[a].eq(getattr(src, f"{a}_n") + stage.pool.padding) for a in "yx"]
             for k, reg in self.dda.items():
                 m.d.sync += reg.eq(Mux(argmax, getattr(stage.resize_argmax, k), getattr(stage.resize, k)))
         #: channels a row runs: the source's, or a pooling's chunk of them

@@ -22,6 +22,7 @@ channel (a pooling's pixel is ``2**split`` rows).
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
@@ -114,33 +115,52 @@ def _fill_pixel(m: Module, pas, p, idx: dict, pool: tuple, axes: tuple, at) -> N
     # within the padding)
     py, px = pool
     include_pad = ~pas.adaptive & pas.stage["pool.count_include_pad"]
+    (size_y, padded_y), (size_x, padded_x) = py.sizes(), px.sizes()
     with m.If(pas.window):
         m.d.comb += [p.src[0].eq(s.base + py.lo * s.y_s_lo + px.lo * s.x_s_lo),
-                     p.taps_y.eq(py.size), p.taps_x.eq(px.size),
-                     p.count.eq(Mux(include_pad, py.padded * px.padded, py.size * px.size))]
+                     p.taps_y.eq(size_y), p.taps_x.eq(size_x),
+                     p.count.eq(Mux(include_pad, padded_y * padded_x, size_y * size_x))]
     with m.Else():
         m.d.comb += [p.taps_y.eq(1), p.taps_x.eq(1)]
 
 
 class _Window:
-    """A pooling axis's window from its counters: its first position ``lo``, its taps inside the
-    input ``size`` and its size within the padding ``padded`` (a windowed pooling's from its start
-    ``i·stride - padding``; an adaptive one's from ``floor(i·n_in/n_out)`` and the next).  They are
-    registered from the counters' next values (as the DDA feeds its kernel the position it steps
-    to), so they are the current pixel's and the window's clamps are not on a path with the
-    products the pixel makes of them (its first element, its count)."""
+    """A pooling axis's window from its counters: its first position ``lo``, the end of its taps
+    inside the input ``hi`` and of its positions within the padding ``top`` (a windowed pooling's
+    from its start ``i·stride - padding`` and end ``start + kernel``; an adaptive one's from
+    ``floor(i·n_in/n_out)`` and the next).  They are registered with the counters, from the values
+    the counters take (as the DDA feeds its kernel the position it steps to), so they are the
+    current pixel's and the window's clamps are not on a path with the products the pixel makes of
+    them (its first element, its count); each case's window is formed from its own values, so the
+    walk's decision only picks one.  The sizes the pixel takes (:meth:`sizes`) are differences of
+    those registers, cut to the count's bits."""
 
-    def _window(self, m: Module, pas, n_in, start, q0, q1, r1, name: str) -> None:
-        st = pas.stage
-        k, pad = st["pool.kernel"], st["pool.padding"]
-        end = start + k
+    def _geometry(self, pas, n_in, start, end, q0, q1, r1) -> dict:
         lo = Mux(start < 0, 0, start)
-        adaptive_hi = ops.ceil_kernel(q1, r1, COMBINATIONAL)
-        geometry = {"lo": Mux(pas.adaptive, q0, lo),
-                    "size": Mux(pas.adaptive, adaptive_hi - q0, Mux(end < n_in, end, n_in) - lo),
-                    "padded": Mux(end < n_in + pad, end, n_in + pad) - start}
-        for key, value in geometry.items():
-            setattr(self, key, _reg(m, value, f"{name}_{key}", Value.cast(value).shape()))
+        return {"lo": Mux(pas.adaptive, q0, lo),
+                "hi": Mux(pas.adaptive, ops.ceil_kernel(q1, r1, COMBINATIONAL), Mux(end < n_in, end, n_in)),
+                "top": Mux(end < self.pad_end, end, self.pad_end)}
+
+    def sizes(self) -> tuple:
+        """The window's taps inside the input and its size within the padding (``count_include_pad``)."""
+        return (self.hi - self.lo)[:TAPS_BITS], (self.top - self.start)[:TAPS_BITS]
+
+    def _track(self, m: Module, pas, n_in, regs: tuple, cases: list, name: str) -> None:
+        """The counters ``regs`` (:func:`_counters`) take the values of the case ``(condition,
+        (start, end, q, r))`` that holds (they exclude each other), and the window of those values is
+        registered with them; else all hold.  The callers list the deepest case (a step) first: an
+        ``If``/``Elif`` chain puts the first case's value through one multiplexer, the last's through
+        one a case."""
+        self.start, end, q, r = regs
+        windows = [self._geometry(pas, n_in, st, en, qs[0], qs[1], rs[1]) for _, (st, en, qs, rs) in cases]
+        for key in windows[0]:
+            values = [w[key] for w in windows]
+            setattr(self, key, Signal(Value.cast(functools.reduce(lambda a, b: Mux(0, a, b), values)).shape(),
+                                      name=f"{name}_{key}"))
+        for i, ((condition, (st, en, qs, rs)), window) in enumerate(zip(cases, windows)):
+            with (m.If if i == 0 else m.Elif)(condition):
+                m.d.sync += [self.start.eq(st), end.eq(en), *(a.eq(b) for a, b in zip(q + r, list(qs) + list(rs))),
+                             *(getattr(self, key).eq(v) for key, v in window.items())]
 
     @staticmethod
     def witnesses(pas, axis: str) -> tuple:
@@ -158,17 +178,13 @@ class _PoolAxis(_Window):
 
     def __init__(self, m: Module, pas, axis: str, n_in, n_out, *, reset, step):
         st = pas.stage
-        stride, pad = st["pool.stride"], st["pool.padding"]
+        stride, k, pad = st["pool.stride"], st["pool.kernel"], st["pool.padding"]
         q_step, r_step = self.witnesses(pas, axis)
-        start, q, r = _counters(m, f"pool_{axis}")       # i * stride - padding; floor(i n_in / n_out), of i + 1
-        nxt = _next_counters(m, (start, q, r), f"pool_{axis}")
-        with m.If(reset):
-            m.d.comb += [nxt[0].eq(-pad), nxt[1][0].eq(0), nxt[2][0].eq(0), nxt[1][1].eq(q_step), nxt[2][1].eq(r_step)]
-        with m.Elif(step):
-            q_next, r_next = ops.floor_counter_kernel(q[1], r[1], q_step, r_step, n_out, COMBINATIONAL)
-            m.d.comb += [nxt[0].eq(start + stride), nxt[1][0].eq(q[1]), nxt[2][0].eq(r[1]),
-                         nxt[1][1].eq(q_next), nxt[2][1].eq(r_next)]
-        self._window(m, pas, n_in, nxt[0], nxt[1][0], nxt[1][1], nxt[2][1], f"pool_{axis}")
+        self.pad_end = pas.pad_end[axis]
+        regs = start, end, q, r = _counters(m, f"pool_{axis}")
+        q_next, r_next = ops.floor_counter_kernel(q[1], r[1], q_step, r_step, n_out, COMBINATIONAL)
+        self._track(m, pas, n_in, regs, [(step, (start + stride, end + stride, (q[1], q_next), (r[1], r_next))),
+                                         (reset, (-pad, k - pad, (0, q_step), (0, r_step)))], f"pool_{axis}")
 
 
 class PixelWalker:
@@ -257,20 +273,12 @@ def _reg(m: Module, value, name: str, shape) -> Signal:
 
 
 def _counters(m: Module, name: str) -> tuple:
-    """A pooling axis's registers: the window's start, ``floor(i·n_in/n_out)`` of outputs ``i`` and
-    ``i + 1`` (``q``) and their remainders (``r``)."""
-    return (Signal(signed(26), name=f"{name}_start"), [Signal(_FLOOR_BITS, name=f"{name}_q{i}") for i in range(2)],
+    """A pooling axis's registers: the window's start and end (its start plus the kernel: stepped
+    by the same stride, so that no add precedes the end's clamp), ``floor(i·n_in/n_out)`` of outputs
+    ``i`` and ``i + 1`` (``q``) and their remainders (``r``)."""
+    return (Signal(signed(26), name=f"{name}_start"), Signal(signed(26), name=f"{name}_end"),
+            [Signal(_FLOOR_BITS, name=f"{name}_q{i}") for i in range(2)],
             [Signal(_FLOOR_BITS, name=f"{name}_r{i}") for i in range(2)])
-
-
-def _next_counters(m: Module, regs: tuple, name: str) -> tuple:
-    """The values ``regs`` (:func:`_counters`) take next: themselves unless the caller drives them."""
-    start, q, r = regs
-    nxt = (Signal.like(start, name=f"{name}_start_next"), [Signal.like(v, name=f"{v.name}_next") for v in q],
-           [Signal.like(v, name=f"{v.name}_next") for v in r])
-    m.d.comb += [nxt[0].eq(start), *(n.eq(v) for n, v in zip(nxt[1] + nxt[2], q + r))]
-    m.d.sync += [start.eq(nxt[0]), *(v.eq(n) for n, v in zip(nxt[1] + nxt[2], q + r))]
-    return nxt
 
 
 class _WidePoolAxis(_Window):
@@ -279,22 +287,19 @@ class _WidePoolAxis(_Window):
     ``t`` (``WidePixelWalker._pool_tables``): one add, or a floor counter composed with another."""
 
     def __init__(self, m: Module, pas, axis: str, n_in, n_out, t: dict, *, load, take, restart, at, by, name: str):
-        pad = pas.stage["pool.padding"]
+        k, pad = pas.stage["pool.kernel"], pas.stage["pool.padding"]
         q_step, r_step = self.witnesses(pas, axis)
-        start, q, r = _counters(m, name)
-        nxt = _next_counters(m, (start, q, r), name)
+        self.pad_end = pas.pad_end[axis]
+        regs = start, end, q, r = _counters(m, name)
         q_by, r_by = Array(t["q"])[by], Array(t["r"])[by]
-        with m.If(load):
-            m.d.comb += [nxt[0].eq(-pad), nxt[1][0].eq(0), nxt[2][0].eq(0), nxt[1][1].eq(q_step), nxt[2][1].eq(r_step)]
-        with m.Elif(take & restart):
-            m.d.comb += [nxt[0].eq(Array(t["start"])[at]), nxt[1][0].eq(Array(t["q"])[at]),
-                         nxt[2][0].eq(Array(t["r"])[at]), nxt[1][1].eq(Array(t["q"])[at + 1]),
-                         nxt[2][1].eq(Array(t["r"])[at + 1])]
-        with m.Elif(take):
-            moved = [ops.floor_counter_kernel(q[j], r[j], q_by, r_by, n_out, COMBINATIONAL) for j in range(2)]
-            m.d.comb += [nxt[0].eq(start + Array(t["stride"])[by]),
-                         *(nxt[1][j].eq(moved[j][0]) for j in range(2)), *(nxt[2][j].eq(moved[j][1]) for j in range(2))]
-        self._window(m, pas, n_in, nxt[0], nxt[1][0], nxt[1][1], nxt[2][1], name)
+        moved = [ops.floor_counter_kernel(q[j], r[j], q_by, r_by, n_out, COMBINATIONAL) for j in range(2)]
+        table = lambda key, j: Array(t[key])[j]          # noqa: E731
+        stride = table("stride", by)
+        self._track(m, pas, n_in, regs, [
+            (take & ~restart, (start + stride, end + stride, (moved[0][0], moved[1][0]), (moved[0][1], moved[1][1]))),
+            (take & restart, (table("start", at), table("end", at), (table("q", at), table("q", at + 1)),
+                              (table("r", at), table("r", at + 1)))),
+            (load, (-pad, k - pad, (0, q_step), (0, r_step)))], name)
 
 
 class WidePixelWalker:
@@ -325,14 +330,14 @@ class WidePixelWalker:
             self.recips.append(_recip(m, self.pixels[i], f"pixel_recip{i}"))
 
     def _pool_tables(self, axis: str) -> dict:
-        """Per pass, for each move ``j`` in ``0 .. k``: the start of window ``j`` (``j·stride -
-        padding``) and the stride's multiple, and ``floor(j·n_in/n_out)`` with its remainder.  The
+        """Per pass, for each move ``j`` in ``0 .. k``: the start and end of window ``j`` (``j·stride -
+        padding``, plus the kernel) and the stride's multiple, and ``floor(j·n_in/n_out)`` with its remainder.  The
         latter composed from the witnesses by ``floor_counter_kernel`` in two registered stages (1
         and 2, then every ``j`` as a sum of those), so a composition is at most ``log2(k / 2)``
         counters deep."""
         m, pas, k = self.m, self.pas, self.k
         st, n_out = pas.stage, getattr(pas, "h" if axis == "y" else "w")
-        stride, pad = st["pool.stride"], st["pool.padding"]
+        stride, kernel, pad = st["pool.stride"], st["pool.kernel"], st["pool.padding"]
         q_step, r_step = _Window.witnesses(pas, axis)
         two = ops.floor_counter_kernel(q_step, r_step, q_step, r_step, n_out, COMBINATIONAL)
         bits = _FLOOR_BITS + k.bit_length()
@@ -349,6 +354,7 @@ class WidePixelWalker:
         floors = [composed(j) for j in range(k + 1)]
         return {"stride": [_reg(m, j * stride, f"pool_{axis}_stride{j}", signed(26)) for j in range(k + 1)],
                 "start": [_reg(m, j * stride - pad, f"pool_{axis}_start{j}", signed(26)) for j in range(k + 1)],
+                "end": [_reg(m, j * stride - pad + kernel, f"pool_{axis}_end{j}", signed(26)) for j in range(k + 1)],
                 "q": [_reg(m, q, f"pool_{axis}_q_by{j}", bits) for j, (q, _) in enumerate(floors)],
                 "r": [_reg(m, r, f"pool_{axis}_r_by{j}", _FLOOR_BITS) for j, (_, r) in enumerate(floors)]}
 
