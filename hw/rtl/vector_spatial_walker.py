@@ -155,8 +155,7 @@ class _Window:
         windows = [self._geometry(pas, n_in, st, en, qs[0], qs[1], rs[1]) for _, (st, en, qs, rs) in cases]
         for key in windows[0]:
             values = [w[key] for w in windows]
-            setattr(self, key, Signal(Value.cast(functools.reduce(lambda a, b: Mux(0, a, b), values)).shape(),
-                                      name=f"{name}_{key}"))
+            setattr(self, key, Signal(_common_shape(values), name=f"{name}_{key}"))
         for i, ((condition, (st, en, qs, rs)), window) in enumerate(zip(cases, windows)):
             with (m.If if i == 0 else m.Elif)(condition):
                 m.d.sync += [self.start.eq(st), end.eq(en), *(a.eq(b) for a, b in zip(q + r, list(qs) + list(rs))),
@@ -382,3 +381,8 @@ class WidePixelWalker:
         _fill_pixel(m, pas, pixel, idx, windows, self.axes, lambda y, x: (y.offset[i] + x.offset[i], y.padding[i] | x.padding[i]))
         m.d.comb += [pixel.valid.eq(move.valid), pixel.chan0.eq(move.ch0)]
         return pixel
+
+
+def _common_shape(values):
+    """The shape that holds each of ``values``: a multiplexer's between them (Amaranth's rule)."""
+    return Value.cast(functools.reduce(lambda a, b: Mux(0, a, b), values)).shape()
