@@ -395,3 +395,22 @@ def test_the_summary_of_a_report_of_synthesise_alone_has_no_export_time():
     assert "deepest register-to-register path: 7 levels in unit: a -> b" in lines
     doc["seconds"] = {**seconds, "export": 3.0, "total": 5.2}
     assert summary_lines(doc)[0].endswith("5 s (export 3 s, Yosys 2 s with 2 s of CPU, depth analysis 0 s)")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--config", "{tmp}/l63.toml"], "vector_lanes = num_pe x vector_lanes_per_pe = 7 x 9 = 63 must be a power of two"),
+    (["--config", "{tmp}/l63.toml", "--part", "vector-unit"], "7 x 9 = 63 must be a power of two"),
+    (["--part", "vector-unit", "--walk-rows", "3"], "--walk-rows must divide the 8 row lanes of tiny (1, 2, 4, 8), not 3"),
+    (["--timeout", "0"], "--timeout must be a positive number of seconds, not 0"),
+])
+def test_synth_refuses_before_any_export(args, needle, tmp_path, capsys):
+    """What make verilog refuses, synth refuses in the same words before it exports (a folder of
+    63 lanes was left half-made); a walk that is no divisor of the lanes is not rounded silently."""
+    from hw.rtl import synth
+    (tmp_path / "l63.toml").write_text('base = "tiny"\nnum_pe = 7\nvector_lanes_per_pe = 9\n')
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        synth.main([a.replace("{tmp}", str(tmp_path)) for a in args] + ["--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and needle in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l63.toml"]

@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .export import FILE_LIST, Port, parse_ports, split_modules
+from .export import FILE_LIST, Port, check_buildable, parse_ports, split_modules
 from .logic_depth import DepthModel, Path as DepthPath, depth_model, is_flip_flop
 
 __all__ = ["VerilogModule", "ModuleResult", "SynthReport", "YosysEngine", "PARTS", "read_modules", "subtree",
@@ -786,8 +786,16 @@ def main(argv=None) -> int:
         parser.error(f"--jobs must be at least 1, not {args.jobs}")
     if args.walk_rows is not None and args.part not in WALKING_PARTS:
         parser.error(f"--walk-rows is an option of --part {' or '.join(WALKING_PARTS)}, not of --part {args.part}")
-    if args.walk_rows is not None and args.walk_rows < 1:
-        parser.error(f"--walk-rows must be at least 1, not {args.walk_rows}")
+    lanes = config.vector_lanes
+    if args.walk_rows is not None and (args.walk_rows < 1 or lanes % args.walk_rows):
+        parser.error(f"--walk-rows must divide the {lanes} row lanes of {config.name} "
+                     f"({', '.join(str(r) for r in range(1, lanes + 1) if lanes % r == 0)}), not {args.walk_rows}")
+    if not args.timeout > 0:
+        parser.error(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    try:
+        check_buildable(config)          # before an export: make verilog's refusal, word for word
+    except ValueError as error:
+        parser.error(f"--config {config.name}: the RTL cannot build it: {error}")
     suffix = "" if args.part == "accelerator" else f"_{args.part}"
     suffix += "" if args.walk_rows is None else f"_w{args.walk_rows}"
     out = args.out if args.out is not None else Path("build/synth") / f"{config_label(config)}{suffix}"
