@@ -479,7 +479,6 @@ def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int,
         for r in stream:
             _take(r, beat.finished(), len(todo), version, paths, fields, results, log)
     ordered = [dict(results[cfg.name]["point"]) for cfg in configs if results[cfg.name]["point"] is not None]
-    ordered = [dict(results[cfg.name]["point"]) for cfg in configs if results[cfg.name]["point"] is not None]
     unmappable = [{"config": cfg.name, "error": results[cfg.name]["error"]}
                   for cfg in configs if results[cfg.name]["point"] is None]
     for p, flag in zip(ordered, pareto_flags(ordered)):
