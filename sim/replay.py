@@ -70,7 +70,8 @@ def _dumped_config(stream: str) -> Optional[tuple[AcceleratorConfig, str]]:
         doc = json.loads(sidecar.read_text())
         return config_from_sidecar(doc), f"{sidecar.name}: {doc.get('layer', '?')} of {doc.get('model', '?')}"
     except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as e:
-        why = str(e) if isinstance(e, ValueError) and not isinstance(e, UnicodeDecodeError) else f"{type(e).__name__}: {e}"
+        plain = isinstance(e, ValueError) and not isinstance(e, UnicodeDecodeError)     # says what is wrong
+        why = str(e) if plain else f"{type(e).__name__}: {e}"
         raise UsageError(f"{sidecar}: not the configuration file --dump-layer writes ({why})") from None
 
 
