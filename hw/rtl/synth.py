@@ -681,17 +681,25 @@ def mac_reference(config, work: Path, *, timeout: float = 4 * 3600, progress=lam
     ``mac_tree``, each marked ``"reference": True``), from its PE tile synthesised alone in ``work``
     (the ``pe-array`` part: the tile, its MAC, post-processor and table memory, a few seconds): what
     a part that holds no MAC is compared with."""
-    from .export import export_files, export_pe_tile
+    from .export import export_pe_tile
 
-    export = export_pe_tile(config)
+    (results, *_), root, _ = _synthesise_export(export_pe_tile(config), config, "pe-array", work, parallel=1,
+                                                timeout=timeout, progress=progress)
+    crit = critical_paths(results, instance_counts(results, root))
+    return {key: {**crit[key], "reference": True} if crit[key] else None for key in ("mac", "mac_tree")}
+
+
+def _synthesise_export(export, config, part: str, work: Path, *, parallel: int, timeout: float, progress):
+    """``export``'s files written into ``work/verilog`` and ``part``'s root synthesised there:
+    ``(synthesise's result, the root module, its instances in the part)``."""
+    from .export import export_files
+
     (work / "verilog").mkdir(parents=True)
     for name, blob in export_files(export, config).items():
         (work / "verilog" / name).write_bytes(blob)
-    root, _ = _root("pe-array", config, export)
-    results, *_ = synthesise(work / "verilog", work / "yosys", parallel=1, timeout=timeout, progress=progress,
-                             root=root)
-    crit = critical_paths(results, instance_counts(results, root))
-    return {key: {**crit[key], "reference": True} if crit[key] else None for key in ("mac", "mac_tree")}
+    root, copies = _root(part, config, export)
+    return synthesise(work / "verilog", work / "yosys", parallel=parallel, timeout=timeout, progress=progress,
+                      root=root), root, copies
 
 
 def _root(part: str, config, export) -> tuple[str, int]:
@@ -721,12 +729,8 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
         When Yosys is missing or fails.
     """
     from ..cli import StagedDir, atomic_write_json
-    from .export import export_files
-    from .global_buffer import check_global_buffer
-    from .pe_tile import check_rtl_config
 
-    check_rtl_config(config)
-    check_global_buffer(config)
+    check_buildable(config)          # before an export or a folder: make verilog's refusal, word for word
     with StagedDir(out, owned=("report.json", "summary.txt")) as staged:
         work = Path(tempfile.mkdtemp(prefix=f".work-{config.name}-", dir=Path(out).parent))
         start = time.perf_counter()
@@ -735,12 +739,8 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
                 export = _export_part(config, part, walk_rows)
                 progress(f"exported {export.top}: {len(export.verilog) / 1e6:.1f} MB of Verilog in "
                          f"{export.seconds:.0f} s")
-            (work / "verilog").mkdir()
-            for name, blob in export_files(export, config).items():
-                (work / "verilog" / name).write_bytes(blob)
-            root, copies = _root(part, config, export)
-            results, seconds, engine, version = synthesise(work / "verilog", work / "yosys", parallel=parallel,
-                                                           timeout=timeout, progress=progress, root=root)
+            (results, seconds, engine, version), root, copies = _synthesise_export(
+                export, config, part, work, parallel=parallel, timeout=timeout, progress=progress)
             reference = None if part in MAC_PARTS else mac_reference(config, work / "mac", timeout=timeout,
                                                                      progress=progress)
         except BaseException:
@@ -792,10 +792,6 @@ def main(argv=None) -> int:
                      f"({', '.join(str(r) for r in range(1, lanes + 1) if lanes % r == 0)}), not {args.walk_rows}")
     if not args.timeout > 0:
         parser.error(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
-    try:
-        check_buildable(config)          # before an export: make verilog's refusal, word for word
-    except ValueError as error:
-        parser.error(f"--config {config.name}: the RTL cannot build it: {error}")
     suffix = "" if args.part == "accelerator" else f"_{args.part}"
     suffix += "" if args.walk_rows is None else f"_w{args.walk_rows}"
     out = args.out if args.out is not None else Path("build/synth") / f"{config_label(config)}{suffix}"
