@@ -32,9 +32,9 @@ from typing import Optional
 
 from hw import operators as ops
 from hw.config import AcceleratorConfig
-from hw.isa import Act, Insn, Op, VecOp
+from hw.isa import Act, Insn, Op, StreamError, VecOp
 from hw.timing import EPILOGUE_PASSES
-from hw.vector import MAX_OPERANDS, MAX_STAGES, NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, Stage, \
+from hw.vector import NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, Stage, \
     vec_fields
 
 from .ir import LAYOUT_KINDS, MAC_KINDS, Activation, Conv2d, Layer, Linear, MatMul, Model, PatchMerge, Pool, \
@@ -245,10 +245,10 @@ class _Planner:
         if any(m.kind in LAYOUT_KINDS and self._read_outside(m, trial) for m in members):
             return None
         try:
-            p = self._pass(trial)
-        except MappingError:
+            self._pass(trial)
+        except (MappingError, StreamError):    # the descriptor's own limits (stages, operands, ...)
             return None
-        return cand if len(p.desc.operands) <= MAX_OPERANDS and len(p.desc.stages) <= MAX_STAGES else None
+        return cand
 
     def _read_outside(self, m: Layer, members: list[Layer]) -> bool:
         names = {x.name for x in members}

@@ -203,3 +203,22 @@ def test_a_pass_never_starts_with_padding_it_would_not_compute(shape):
             assert not set(members) & set(STAGE_OP), members           # padding and layouts only
     for fuse in (True, False):
         check_network(model, tiny, seed=0, fuse=fuse)       # CheckError names the first difference
+
+
+def test_a_chain_longer_than_a_descriptor_holds_runs_as_two_passes():
+    """Five element-wise layers with a constant each: a pass holds at most MAX_STAGES stages, so
+    the planner ends the first pass where the descriptor would refuse the next member (it once
+    let the descriptor's StreamError through, a traceback from make sim)."""
+    from hw.vector import MAX_STAGES
+    from mapper.ir import Mul
+
+    c, layers = 8, [Conv2d("conv", "backbone", 3, 8, 8, 8, kernel=1)]
+    for i in range(MAX_STAGES + 1):
+        kind = Mul if i % 2 == 0 else Add
+        layers += [Constant(f"k{i}", "backbone", (1, 1, c)), kind(f"op{i}", "backbone", inputs=(layers[-1].name, f"k{i}"))]
+    model = Model("ew_chain", "full", (8, 8, 3), tuple(layers))
+    tiny = get_config("tiny")
+    steps = plan(model, tiny)
+    passes = [s.vpass.members for s in steps if s.action == "vector"]
+    assert len(passes) == 2 and sum(map(len, passes)) == MAX_STAGES + 1
+    check_network(model, tiny, seed=0)
