@@ -719,25 +719,44 @@ def _resize(imp, node) -> None:
     x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
     _, c, h, w = x.shape
     out_h, out_w = _resize_size(imp, node, x.shape)
-    mode, ctm = a.get("mode", "nearest"), a.get("coordinate_transformation_mode", "half_pixel")
+    mode, ctm, nearest = _resize_modes(imp, node, (out_h, out_w) < tuple(x.shape[2:]))
     if mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel") and not a.get("antialias", 0):
         kind = "bilinear"
-    elif mode == "nearest" and ctm == "asymmetric" and a.get("nearest_mode", "round_prefer_floor") == "floor":
+    elif mode == "nearest" and ctm == "asymmetric" and nearest == "floor":
         kind = "nearest"
     else:
-        raise imp.fail(f"mode={mode!r}, coordinate_transformation_mode={ctm!r}, nearest_mode="
-                       f"{a.get('nearest_mode', 'round_prefer_floor')!r}; supported: bilinear as PyTorch "
-                       f"(linear, half_pixel or pytorch_half_pixel) and nearest (asymmetric, floor)")
+        raise imp.fail(f"mode={mode!r}, coordinate_transformation_mode={ctm!r}, nearest_mode={nearest!r}"
+                       f"{' (the semantics of its opset)' if _before_resize_11(imp, node) else ''}; supported: "
+                       f"bilinear as PyTorch (linear, half_pixel or pytorch_half_pixel) and nearest (asymmetric, floor)")
     name = imp.layer_name(node.output[0])
     shape = imp.emit(Resize, name, inputs=(x.source,), out_h=out_h, out_w=out_w, mode=kind)
     imp.views[node.output[0]] = L.nchw(name, shape)
 
 
+def _before_resize_11(imp, node) -> bool:
+    """Upsample, or Resize before opset 11: no transformation attributes, one fixed semantics."""
+    return node.op_type == "Upsample" or imp.opset < 11
+
+
+def _resize_modes(imp, node, shrinks: bool) -> tuple[str, str, str]:
+    """(mode, coordinate_transformation_mode, nearest_mode) of a resize node.  Before opset 11 the
+    coordinates are asymmetric and nearest takes the pixel below when enlarging and above when
+    shrinking (onnxruntime's "simple" rule); from 11 the attributes say, with ONNX's defaults."""
+    a = _attrs(node)
+    mode = a.get("mode", "nearest")
+    if _before_resize_11(imp, node):
+        return mode, "asymmetric", "ceil" if shrinks else "floor"
+    return mode, a.get("coordinate_transformation_mode", "half_pixel"), a.get("nearest_mode", "round_prefer_floor")
+
+
 def _resize_size(imp, node, shape) -> tuple[int, int]:
     a = _attrs(node)
+    policy = a.get("keep_aspect_ratio_policy", "stretch")
+    if policy != "stretch":
+        raise imp.fail(f"keep_aspect_ratio_policy={policy!r}; supported: 'stretch' (the sizes as given)")
     axes = a.get("axes") or list(range(len(shape)))
     ins = list(node.input)
-    if node.op_type == "Upsample" or imp.opset < 11:
+    if _before_resize_11(imp, node):
         sizes, scales = None, imp.array(ins[1]).astype(np.float64) if len(ins) > 1 else np.array(a["scales"])
     else:
         sizes = imp.array(ins[3]).astype(np.int64) if len(ins) > 3 and ins[3] else None

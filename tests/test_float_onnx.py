@@ -92,3 +92,50 @@ def test_pooling(h, w, k, s, p, ceil, include_pad):
     _close(float_ops.avgpool2d(x, k, s, p, ceil, include_pad), _hwc(_run(node, {"x": _nchw(x)})))
     gap = helper.make_node("GlobalAveragePool", ["x"], ["y"])
     _close(float_ops.adaptive_avgpool2d(x, 1, 1), _hwc(_run(gap, {"x": _nchw(x)})))
+
+
+def _resize_model(tmp_path, op: str, opset: int, scale: float, **attrs):
+    """conv 1x1 -> relu -> ``op`` by ``scale`` on an 8x8 image, as a file (old opsets: scales only)."""
+    rng = np.random.default_rng(0)
+    inits = [helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1], rng.normal(size=12).astype(np.float32)),
+             helper.make_tensor("sc", TensorProto.FLOAT, [4], [1, 1, scale, scale])]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node(op, ["r", "sc"], ["y"], **attrs)]
+    n = int(np.floor(8 * scale))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, n, n])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    path = tmp_path / f"{op}{opset}.onnx"
+    onnx.save(model, str(path))
+    return path, model
+
+
+@pytest.mark.parametrize("op, opset, scale", [("Upsample", 9, 3.0), ("Resize", 10, 1.5)])
+def test_resize_before_opset_11_is_asymmetric_nearest(tmp_path, op, opset, scale):
+    """Before opset 11 a resize has no transformation attributes: asymmetric coordinates, the pixel
+    below when enlarging (it was imported as opset 11's defaults, half_pixel, and refused or wrong)."""
+    from mapper import onnx_layout
+    from mapper.onnx_import import load_onnx
+
+    path, model = _resize_model(tmp_path, op, opset, scale, mode="nearest")
+    imp = load_onnx(path)
+    x = np.random.default_rng(1).normal(size=imp.model.input).astype(np.float32)
+    mine = dict(reference.run_float(imp.model, imp.weights, x))
+    view = imp.outputs["y"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ref = session.run(None, {imp.input_name: onnx_layout.gather(imp.input_view, x.ravel())})[0]
+    _close(onnx_layout.gather(view, mine[view.source].ravel()), ref)
+
+
+@pytest.mark.parametrize("op, opset, attrs, refusal", [
+    ("Upsample", 9, {"mode": "linear"}, "mode='linear', coordinate_transformation_mode='asymmetric'"),
+    ("Resize", 10, {"mode": "nearest"}, "nearest_mode='ceil'"),       # shrinking: the pixel above
+    ("Resize", 18, {"mode": "nearest", "keep_aspect_ratio_policy": "not_larger"}, "keep_aspect_ratio_policy"),
+])
+def test_resize_semantics_it_does_not_compute_are_refused(tmp_path, op, opset, attrs, refusal):
+    from mapper.onnx_import import OnnxImportError, load_onnx
+
+    path, _ = _resize_model(tmp_path, op, opset, 0.5 if opset == 10 else 2.0, **attrs)
+    with pytest.raises(OnnxImportError, match=refusal):
+        load_onnx(path)
