@@ -563,8 +563,9 @@ def _binary(imp, node) -> None:
         return
     if node.op_type in ("Sub", "Div"):
         if not imp.is_const(names[1]):
-            raise imp.fail(f"{node.op_type} of two activations: the IR has no subtraction or division; supported: "
-                           f"{node.op_type} by a constant")
+            what = "a constant and an activation (the constant first)" if imp.is_const(names[0]) else "two activations"
+            raise imp.fail(f"{node.op_type} of {what}: the IR has no subtraction or division; supported: "
+                           f"{node.op_type} of an activation by a constant")
         c = imp.array(names[1]).astype(np.float32)
         synthetic = f"{node.output[0]}.{'neg' if cls is Add else 'inv'}"
         imp._set_const(synthetic, -c if cls is Add else (1 / c).astype(np.float32))
@@ -968,8 +969,10 @@ def _argmax(imp, node) -> None:
     v = imp.act(node.input[0])
     a = _attrs(node)
     prod = imp.by_name.get(v.source)
-    if not (isinstance(prod, Resize) and _nchw_full(v) and _axis(imp, a.get("axis", 0), 4) == 1
-            and not a.get("select_last_index", 0)):
+    if a.get("select_last_index", 0):
+        raise imp.fail("select_last_index=1 (ties to the last class); supported: ties to the first class, "
+                       "as the accelerator's class map takes")
+    if not (isinstance(prod, Resize) and _nchw_full(v) and _axis(imp, a.get("axis", 0), 4) == 1):
         raise imp.fail("an arg-max other than over the channels (axis 1) of an NCHW resize; supported: a "
                        "segmentation network's class map")
     imp.class_maps[node.output[0]] = v.source

@@ -298,3 +298,13 @@ def test_weights_too_large_for_float32_name_the_layer_in_one_line(tmp_path):
         warnings.simplefilter("error")              # a RuntimeWarning would fail here
         with pytest.raises(ValueError, match=r"^layer \S+: its float output on the calibration image is not finite"):
             prepare(model, 1)
+
+
+def test_refusals_name_what_is_unsupported_in_the_node():
+    """``1 - x`` is not a Sub of two activations, nor is a last-index arg-max over the channels one
+    over another axis: each refusal says what in the node is unsupported."""
+    g = Graph()
+    y = g.op("Sub", [g.init("one", np.float32(1.0)), "x"], "")
+    _refused(g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 8])], [out(y)]),
+             "Sub of a constant and an activation (the constant first)")
+    _refused(single_op("ArgMax", axis=1, select_last_index=1), "select_last_index=1")
