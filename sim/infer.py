@@ -354,7 +354,17 @@ def output_files(inference: Inference, model: Model, task: str) -> tuple[dict, d
                        or model.layers[-1].name)
     names = class_names(task, last.out_shape[-1])
     arrays, summary = _OUTPUTS.get(task, _other)(inference, model, names)
+    if "output.npz" not in arrays and _more_graph_outputs(model):
+        arrays.update(_other(inference, model, names)[0])   # the graph's other outputs are results too
     return arrays, summary, names
+
+
+def _more_graph_outputs(model: Model) -> bool:
+    """Whether ``model`` is an ONNX file's with more than one graph output."""
+    from mapper.onnx_import import imported_of
+
+    imported = imported_of(model)
+    return imported is not None and len(imported.outputs) + len(imported.class_maps) > 1
 
 
 def run_dir(model: Model, cfg: AcceleratorConfig, size_given: bool, image_tag: str, seed: int) -> str:

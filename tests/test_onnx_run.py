@@ -254,3 +254,18 @@ def test_an_input_that_is_no_rgb_image_is_refused_for_what_it_is(tmp_path, capsy
 
 def _no_timing(*args, **kwargs):
     raise AssertionError("timed a network it should have refused first")
+
+
+def test_a_classifications_other_graph_outputs_are_saved_beside_its_logits(tmp_path):
+    """Logits and a feature map as two graph outputs: output.npy holds the logits, output.npz every
+    graph output (the feature map was computed and checked, then dropped)."""
+    g = Graph(11)
+    feat = g.op("Relu", [g.op("Conv", ["pixel_values", g.weight("w", 4, 3, 1, 1)], "/conv", kernel_shape=[1, 1])], "/relu")
+    pooled = g.op("Flatten", [g.op("GlobalAveragePool", [feat], "/pool")], "", axis=1)
+    logits = g.op("Gemm", [pooled, g.weight("fc.weight", 5, 4), g.weight("fc.bias", 5)], "/fc", transB=1)
+    path = _write(tmp_path / "two.onnx", g.model([image_input(3, 8, 8)], [graph_output(logits), graph_output(feat)]))
+    run = tmp_path / "run"
+    assert _status(infer.main, ["--model", str(path), "--config", "small", "--out", str(run), "--quiet"]) == 0
+    saved = np.load(run / "output.npz")
+    assert sorted(saved) == sorted([logits, feat]) and saved[feat].shape == (1, 4, 8, 8)
+    assert np.array_equal(saved[logits].reshape(-1), np.load(run / "output.npy"))
