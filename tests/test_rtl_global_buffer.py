@@ -79,8 +79,11 @@ def test_writes_any_alignment_and_gathers():
 
 
 def test_check_global_buffer_refuses_unbankable_sizes():
-    with pytest.raises(ValueError, match="global_buf_bytes .* multiple of 2 x gb_bus_bytes = 32"):
+    with pytest.raises(ValueError, match="global_buf_bytes .* multiple of twice gb_bus_bytes_per_cycle = 16, the default"):
         check_global_buffer(TINY.replace(global_buf_bytes=16 * 1024 + 16))
+    # the accelerator file's key, not the property the RTL reads
+    with pytest.raises(ValueError, match="gb_bus_bytes_per_cycle = 12 must be a power-of-two multiple of C0 = 4"):
+        check_global_buffer(TINY.replace(gb_bus_bytes_per_cycle=12))
 
 
 def _gb_stream(layer, cfg, t_c_scale: int = 1):

@@ -49,6 +49,20 @@ def load_geometry(config: AcceleratorConfig) -> tuple[int, int, int]:
     return g, g // config.c0, g // PARAM_ENTRY_BYTES
 
 
+def bus_width_text(config: AcceleratorConfig) -> str:
+    """The bus width G as the accelerator file names it, for errors (its default spelled out)."""
+    default = "" if config.gb_bus_bytes_per_cycle else ", the default max(4 x C0, dram_bytes_per_cycle)"
+    return f"gb_bus_bytes_per_cycle = {config.gb_bus_bytes}{default}"
+
+
+def check_bus_width(config: AcceleratorConfig) -> None:
+    """ValueError unless G is a power-of-two multiple of C0: whole C0-byte rows a beat, and the
+    banks (rows a beat, and twice that in the global buffer) addressed by bit fields."""
+    g = config.gb_bus_bytes
+    if g % config.c0 or (g // config.c0) & (g // config.c0 - 1):
+        raise ValueError(f"{bus_width_text(config)} must be a power-of-two multiple of C0 = {config.c0}")
+
+
 class ImemSignature(wiring.Signature):
     """Instruction fetch: the byte address of a word out, the 256-bit word back in the same cycle."""
 

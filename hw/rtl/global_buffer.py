@@ -38,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import AcceleratorConfig
 from ..expr import ceil_log2
 from ..timing import gb_banks, load_inp_gb_conflict
+from .buses import bus_width_text, check_bus_width
 
 __all__ = ["GlobalBuffer", "GbWriteSignature", "check_global_buffer", "gb_addr_bits", "gb_banks", "load_inp_gb_conflict"]
 
@@ -60,12 +61,10 @@ class GbWriteSignature(wiring.Signature):
 def check_global_buffer(config: AcceleratorConfig) -> None:
     """Raise ValueError when the banked global buffer cannot be built for ``config``."""
     g = config.gb_bus_bytes
-    if g % config.c0 or (g // config.c0) & (g // config.c0 - 1):
-        raise ValueError(f"gb_bus_bytes ({g}) must be a power-of-two multiple of C0 = {config.c0}")
+    check_bus_width(config)
     if config.global_buf_bytes % (2 * g):
-        raise ValueError(f"global_buf_bytes ({config.global_buf_bytes}) must be a multiple of "
-                         f"2 x gb_bus_bytes = {2 * g} (the global buffer has 2 x gb_bus_bytes / C0 "
-                         f"banks of C0-byte rows)")
+        raise ValueError(f"global_buf_bytes ({config.global_buf_bytes}) must be a multiple of twice "
+                         f"{bus_width_text(config)} (the global buffer has 2 G / C0 banks of C0-byte rows)")
 
 
 

@@ -54,7 +54,8 @@ from ..config import AcceleratorConfig
 from ..expr import ceil_log2
 from ..numerics import MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, SHIFT_BITS
 from ..timing import dw_gather_max
-from .buses import GemmBusSignature, LoadBusSignature, LoadTarget, StoreBusSignature, load_geometry
+from .buses import (GemmBusSignature, LoadBusSignature, LoadTarget, StoreBusSignature, bus_width_text,
+                    check_bus_width, load_geometry)
 from .kernel_unit import delay_line
 from .postproc import PostProcessor
 from .table_memory import TableMemory
@@ -75,9 +76,8 @@ def check_rtl_config(config: AcceleratorConfig) -> None:
     """Raise ValueError when the RTL cannot build ``config`` (with the reason)."""
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+    check_bus_width(config)
     g, nb, e = load_geometry(config)
-    if g % config.c0 or nb & (nb - 1):
-        raise ValueError(f"gb_bus_bytes ({g}) must be a power-of-two multiple of C0 = {config.c0}")
     if config.k0 % nb:
         raise ValueError(f"K0 = {config.k0} must be a multiple of gb_bus_bytes/C0 = {nb} "
                          f"(weight vectors written per cycle)")
@@ -89,7 +89,7 @@ def check_rtl_config(config: AcceleratorConfig) -> None:
     if config.param_depth % config.k0:
         raise ValueError(f"param_depth ({config.param_depth}) must be a multiple of K0 = {config.k0}")
     if config.dram_bytes_per_cycle > g:
-        raise ValueError(f"dram_bytes_per_cycle ({config.dram_bytes_per_cycle}) above gb_bus_bytes ({g}): "
+        raise ValueError(f"dram_bytes_per_cycle ({config.dram_bytes_per_cycle}) above {bus_width_text(config)}: "
                          f"the load beat would be slower than the timing contract")
     if config.dram_bytes_per_cycle & (config.dram_bytes_per_cycle - 1):
         raise ValueError(f"dram_bytes_per_cycle ({config.dram_bytes_per_cycle}) must be a power of two for the "
