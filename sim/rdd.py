@@ -218,9 +218,9 @@ def main(argv=None) -> int:
         print(f"  {p.model + ':' + p.path:{width}s} acc {p.accuracy:.4f}  {p.time_ms:7.3f} ms  {p.energy_uj:9.1f} uJ"
               f"  weights {p.weight_bytes / 1e6:5.1f} MB ({p.weight_set})")
     print(f"RDD:    mean accuracy {s['mean_accuracy']:.4f}, misses {s['misses']}, switches {s['switches']}, "
-          f"energy {s['energy_uj'] / 1e3:.1f} mJ, time {s['time_ms']:.1f} ms")
+          f"energy {s['energy_uj'] / 1e3:.4g} mJ, time {s['time_ms']:.4g} ms")
     print(f"static: {st['path']} mean accuracy {st['accuracy']:.4f}, misses {st['misses']}, "
-          f"energy {st['energy_uj'] / 1e3:.1f} mJ, time {st['time_ms']:.1f} ms")
+          f"energy {st['energy_uj'] / 1e3:.4g} mJ, time {st['time_ms']:.4g} ms")
     print(f"wrote rdd.json, frames.csv to {out}")
     return 0
 
