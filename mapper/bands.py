@@ -202,7 +202,7 @@ def _band_problem(step: Step, cfg: AcceleratorConfig, out_rows: tuple[int, int],
                   width: int, in_gb: int, out_gb: int) -> Problem:
     """The problem of one layer over one band: output grid rows ``out_rows``, reading ``in_rows``."""
     layer = step.layer
-    base = replace(problem_of(layer, cfg, in_gb or step.in_pitch), act=step.act, in_gb=in_gb, out_gb=out_gb)
+    base = replace(problem_of(layer, cfg, step.in_pitch, in_gb), act=step.act, out_gb=out_gb)
     (o0, o1), (s, e) = out_rows, in_rows
     if isinstance(layer, Linear):
         h, w = token_shape((o1 - o0) * width)

@@ -103,6 +103,8 @@ class Problem:
     heads: int = 1             # matmul: groups are (window, head) pairs, heads the faster
     row0: int = 0              # a band of output rows: its first ...
     rows: int = 0              # ... and how many (0: every row)
+    in_pitch: int = 0          # > 0: the input is stored in DRAM with this pitch, wider than its channels (a
+                               # concatenation's part): its loads read, and are timed, as the program's
     in_gb: int = 0             # > 0: the input is kept in the global buffer with this pitch (``mapper.residency``)
     out_gb: int = 0            # > 0: the STOREs write the output into the global buffer with this pitch
     band_out: bool = False     # the output buffer holds only the band's rows (``mapper.bands``): the
@@ -175,9 +177,19 @@ def may_fold(channels: int, in_pitch: int) -> bool:
     return in_pitch in (0, channels)
 
 
-def problem_of(layer: Layer, cfg: AcceleratorConfig, in_pitch: int = 0) -> Problem:
+def problem_of(layer: Layer, cfg: AcceleratorConfig, in_pitch: int = 0, in_gb: int = 0) -> Problem:
     """The grouped-convolution problem of a MAC layer on ``cfg`` whose input is stored ``in_pitch``
-    bytes a pixel (0: its own channels, no gaps)."""
+    bytes a pixel in DRAM (0: its own channels, no gaps), or ``in_gb`` in the global buffer."""
+    p = _problem(layer, cfg)
+    if p.fold and not may_fold(p.c, in_gb or in_pitch):
+        p = replace(p, fold=False)
+    # a product's first operand is laid out by windows and heads (``Placement.a_window``), not a pitch
+    gapped = in_pitch if p.kind != "matmul" and in_pitch != p.c else 0
+    return replace(p, in_pitch=gapped, in_gb=in_gb)
+
+
+def _problem(layer: Layer, cfg: AcceleratorConfig) -> Problem:
+    """``problem_of`` as if its input were stored without gaps."""
     if isinstance(layer, Conv2d):
         kh, kw = layer.kernel
         if layer.depthwise:
@@ -190,7 +202,7 @@ def problem_of(layer: Layer, cfg: AcceleratorConfig, in_pitch: int = 0) -> Probl
         # patches do not overlap (stride >= kernel: no extra DRAM reads), or when the taps of one
         # channel block would not fit half a weight buffer otherwise.
         folded, plain = _cdiv(kh * kw * cg, cfg.c0), kh * kw * _cdiv(cg, cfg.c0)
-        fold = layer.groups == 1 and kh * kw > 1 and may_fold(layer.in_ch, in_pitch) and (
+        fold = layer.groups == 1 and kh * kw > 1 and (
             folded < plain or (folded == plain and layer.stride >= kh) or kh * kw > cfg.weight_rows // 2)
         return Problem(layer.name, "dense", layer.groups, layer.in_h, layer.in_w, layer.in_ch,
                        layer.out_ch, cg, kg, kh, kw, layer.stride, layer.padding, fold, _act(layer))
@@ -273,7 +285,7 @@ def default_placement(p: Problem, cfg: AcceleratorConfig) -> Placement:
     input and an [m, batch*n] output; the second operand is ``groups`` consecutive [kg, cg]
     matrices, i.e. B transposed).
     """
-    in_bytes = p.h * p.w * p.c
+    in_bytes = p.h * p.w * (p.in_pitch or p.c)
     out_bytes = p.oh * p.ow * p.k
     if p.kind == "matmul":
         rows_per_oc = p.n_cblk(cfg.c0)
@@ -289,7 +301,7 @@ def default_placement(p: Problem, cfg: AcceleratorConfig) -> Placement:
     if end >= 1 << 32:
         raise MappingError(f"{p.name}: needs {end} bytes of DRAM, more than the 32-bit address space")
     # a tensor kept in the global buffer is at its address 0 (as aligned there: the same bank conflicts)
-    return Placement(0, p.in_gb or p.c, weights, params, 0 if p.out_gb else output, p.out_gb or p.k, rows_per_oc, table if p.table else -1,
+    return Placement(0, p.in_gb or p.in_pitch or p.c, weights, params, 0 if p.out_gb else output, p.out_gb or p.k, rows_per_oc, table if p.table else -1,
                      a_window=p.heads * p.cg, a_head=p.cg, b_window=p.heads * p.kg * p.cg, b_head=p.kg * p.cg,
                      b_row=p.cg, b_lane=1, end=end)
 
@@ -893,8 +905,8 @@ def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN, 
     input with gaps is not folded (``may_fold``).  A plan's step gives all but ``in_gb``
     (``mapper.fusion.Step.map_args``).
     """
-    p = problem_of(layer, cfg, in_gb or in_pitch)
-    p = replace(p, softmax_row=softmax_row, act=p.act if act is None else act, in_gb=in_gb, out_gb=out_gb)
+    p = problem_of(layer, cfg, in_pitch, in_gb)
+    p = replace(p, softmax_row=softmax_row, act=p.act if act is None else act, out_gb=out_gb)
     refuse_beyond_isa([layer], cfg)         # before _split cuts a huge layer into bands
     parts = _split(p)
     if (in_gb or out_gb) and parts != [(p, 1)]:

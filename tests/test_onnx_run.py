@@ -278,12 +278,15 @@ _OPEN = {"member-second-small": "a part's LOAD_INP reads C0 lanes past it into t
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(reason=_OPEN[c], strict=True))
                                   if c in _OPEN else c for c in DENSE_CONCAT])
 def test_a_convolution_reading_a_concatenation_part_is_mapped_as_stored(case, tmp_path):
-    """``make sim CHECK=1`` runs it bit-exact, and the stream the simulator times for the 3x3
-    convolution is the program's (the same instructions but for addresses; folded or not alike)."""
+    """``make sim CHECK=1`` runs it bit-exact, the stream the simulator times for the 3x3
+    convolution is the program's (the same instructions but for addresses; folded or not alike),
+    and the simulator's cycles are the program's schedule's (its loads read at the part's pitch)."""
     from mapper.program import build_program
     from mapper.quantize import random_qmodel
     from mapper.residency import planned
     from hw.config import get_config
+    from hw.timing import schedule
+    from sim.simulator import simulate
     from sim.streams import step_parts
 
     kwargs, cfg_name, folded = DENSE_CONCAT[case]
@@ -302,3 +305,4 @@ def test_a_convolution_reading_a_concatenation_part_is_mapped_as_stored(case, tm
     loads = [(i, j) for i, j in zip(ran, timed) if i.op == Op.LOAD_INP]
     assert loads and all(i.f[k] == j.f[k] for i, j in loads for k in fold)
     assert all((i.f["fold_kh"] > 1) == folded for i, _ in loads)
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
