@@ -166,7 +166,7 @@ class _Finder:
         g, n = _grid_of(b.layer)
         if n != tokens or (g is not None and grid is not None and g != grid):
             return False
-        return not problem_of(b.layer, self.cfg).fold
+        return not problem_of(b.layer, self.cfg, b.in_pitch).fold
 
     def chains(self) -> list[list[int]]:
         code = [i for i, st in enumerate(self.steps) if st.action in ("mac", "vector")]
@@ -202,7 +202,7 @@ def _band_problem(step: Step, cfg: AcceleratorConfig, out_rows: tuple[int, int],
                   width: int, in_gb: int, out_gb: int) -> Problem:
     """The problem of one layer over one band: output grid rows ``out_rows``, reading ``in_rows``."""
     layer = step.layer
-    base = replace(problem_of(layer, cfg), act=step.act, in_gb=in_gb, out_gb=out_gb)
+    base = replace(problem_of(layer, cfg, step.in_pitch, in_gb), act=step.act, out_gb=out_gb)
     (o0, o1), (s, e) = out_rows, in_rows
     if isinstance(layer, Linear):
         h, w = token_shape((o1 - o0) * width)
@@ -267,7 +267,7 @@ def _best(members: list[Step], idx: list[int], cfg: AcceleratorConfig, band_rows
     ``band_rows`` the chain at that height whenever it fits, paying or not."""
     grid = _chain_grid(members)
     alone = sum(lo.cycles * n for m in members
-                for lo, n in map_layer(m.layer, cfg, softmax_row=m.softmax_row, act=m.act))
+                for lo, n in map_layer(m.layer, cfg, **m.map_args))
     heights = [min(band_rows, grid[0])] if band_rows else \
         sorted({-(-grid[0] // n) for n in BAND_COUNTS if n <= grid[0]}, reverse=True)
     best = None
@@ -295,7 +295,8 @@ def plan_chains(model: Model, cfg: AcceleratorConfig, steps: list[Step], *,
         if chain is None:
             continue
         first = steps[idx[0]]
-        steps[idx[0]] = Step(first.layer, "chain", first.act, first.act_layer, output=chain.output, chain=chain)
+        steps[idx[0]] = Step(first.layer, "chain", first.act, first.act_layer, output=chain.output, chain=chain,
+                             in_pitch=first.in_pitch)
         for i in idx[1:]:
             steps[i] = Step(steps[i].layer, "banded", into=first.layer.name)
         taken.append(chain)

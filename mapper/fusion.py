@@ -82,6 +82,7 @@ class Step:
     vpass: Optional[VecPass] = None    # vector: its pass
     into: str = ""                     # epilogue / fused / merged / banded: the layer that does the work
     chain: Optional[object] = None     # chain: its ``mapper.bands.Chain`` (members, bands, slots)
+    in_pitch: int = 0                  # mac: bytes per pixel of its input in DRAM (a concatenation part: the whole's)
 
     @property
     def post_passes(self) -> int:
@@ -94,6 +95,12 @@ class Step:
     @property
     def softmax_row(self) -> int:
         return _row_of(self.layer) if self.softmax else 0
+
+    @property
+    def map_args(self) -> dict:
+        """``map_layer``'s arguments for a MAC step (with ``mapper.residency.gb_fields``' for its
+        tensors kept in the global buffer): every caller maps the step alike."""
+        return {"softmax_row": self.softmax_row, "act": self.act, "in_pitch": self.in_pitch}
 
     @property
     def vec(self) -> Optional[Insn]:
@@ -188,28 +195,30 @@ class _Planner:
     # ---- MAC layers ---------------------------------------------------------------------------
     def _mac(self, layer: Layer) -> None:
         act, act_layer, out = (Act.RELU if getattr(layer, "relu", False) else Act.NONE), "", layer.name
+        in_pitch = self.storage[layer.inputs[0]].pitch
         nxt = self._only_user(layer.name)
         if not self.mac_only and isinstance(nxt, Activation) and nxt.kind in POINTWISE_OPS and act == Act.NONE:
             act = Act.RELU if nxt.kind == "relu" else Act.TABLE
             act_layer, out = nxt.name, nxt.name
             self.done[nxt.name] = Step(nxt, "fused", into=layer.name)
         softmax = ""
-        if self.fuse and act == Act.NONE and nxt is not None and nxt.kind == "softmax" and self._epilogue_pays(layer, nxt):
+        if (self.fuse and act == Act.NONE and nxt is not None and nxt.kind == "softmax"
+                and self._epilogue_pays(layer, nxt, in_pitch)):
             softmax, out = nxt.name, nxt.name
             self.done[nxt.name] = Step(nxt, "epilogue", into=layer.name)
-        self.done[layer.name] = Step(layer, "mac", act, act_layer, softmax, out)
+        self.done[layer.name] = Step(layer, "mac", act, act_layer, softmax, out, in_pitch=in_pitch)
 
-    def _epilogue_pays(self, layer: Layer, sm: Layer) -> bool:
+    def _epilogue_pays(self, layer: Layer, sm: Layer, in_pitch: int) -> bool:
         row = _row_of(layer)
         if sm.row_len() != row or (isinstance(layer, (Conv2d, Linear)) and getattr(layer, "groups", 1) != 1
                                    and row != layer.out_shape[2]):
             return False
         try:
-            fused = _mac_cycles(layer, self.cfg, softmax_row=row)
+            fused = _mac_cycles(layer, self.cfg, softmax_row=row, in_pitch=in_pitch)
         except MappingError:
             return False
         own = self._pass([sm])
-        return fused < _mac_cycles(layer, self.cfg) + layer_cycles([own.insn, _insn(Op.FENCE)], self.cfg)
+        return fused < _mac_cycles(layer, self.cfg, in_pitch=in_pitch) + layer_cycles([own.insn, _insn(Op.FENCE)], self.cfg)
 
     # ---- vector passes ------------------------------------------------------------------------
     def _vector(self, layer: Layer) -> None:

@@ -11,7 +11,8 @@ each kernel row's taps onto the lanes (ISA ``dw``), one step per kernel row
 instead of one per tap.
 Convolutions with few input channels fold their kernel taps into the channel
 dimension (im2col by the load unit), so a 3-channel 7x7 stem uses 147 of
-5 x 32 lanes instead of 3 of 32.
+5 x 32 lanes instead of 3 of 32; only an input stored without gaps folds
+(``may_fold``: not a concatenation's part), so the mapping depends on the input's pitch.
 
 A *mapping* (``Tiling``) chooses a PE grid (``pe_k`` columns of output-channel
 blocks x ``pe_p`` rows of pixel groups), an output tile per PE (``th`` x ``tw``)
@@ -50,7 +51,7 @@ from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, dw_gather_ok, load_inp_gb_
 from . import tiling_cache
 from .ir import Conv2d, Layer, Linear, MatMul
 
-__all__ = ["Problem", "Tiling", "Lowered", "MappingError", "Placement", "problem_of", "map_layer",
+__all__ = ["Problem", "Tiling", "Lowered", "MappingError", "Placement", "may_fold", "problem_of", "map_layer",
            "rows_complete", "build_stream", "layer_cycles", "default_placement", "map_problem", "token_shape",
            "refuse_beyond_isa", "PARAM_SLOTS"]
 
@@ -102,6 +103,8 @@ class Problem:
     heads: int = 1             # matmul: groups are (window, head) pairs, heads the faster
     row0: int = 0              # a band of output rows: its first ...
     rows: int = 0              # ... and how many (0: every row)
+    in_pitch: int = 0          # > 0: the input is stored in DRAM with this pitch, wider than its channels (a
+                               # concatenation's part): its loads read, and are timed, as the program's
     in_gb: int = 0             # > 0: the input is kept in the global buffer with this pitch (``mapper.residency``)
     out_gb: int = 0            # > 0: the STOREs write the output into the global buffer with this pitch
     band_out: bool = False     # the output buffer holds only the band's rows (``mapper.bands``): the
@@ -166,8 +169,27 @@ def token_shape(t: int) -> tuple[int, int]:
     return t, 1
 
 
-def problem_of(layer: Layer, cfg: AcceleratorConfig) -> Problem:
-    """The grouped-convolution problem of a MAC layer on ``cfg``."""
+def may_fold(channels: int, in_pitch: int) -> bool:
+    """Whether an input of ``channels`` channels stored ``in_pitch`` bytes a pixel may be
+    im2col-folded: only without gaps (``in_pitch`` 0 or ``channels``), as a folded LOAD_INP's
+    ``t_c`` is both the pixel's pitch and the channels its gather folds.  A part of a
+    concatenation (its pitch) or a tensor kept in the global buffer at a wider pitch is not."""
+    return in_pitch in (0, channels)
+
+
+def problem_of(layer: Layer, cfg: AcceleratorConfig, in_pitch: int = 0, in_gb: int = 0) -> Problem:
+    """The grouped-convolution problem of a MAC layer on ``cfg`` whose input is stored ``in_pitch``
+    bytes a pixel in DRAM (0: its own channels, no gaps), or ``in_gb`` in the global buffer."""
+    p = _problem(layer, cfg)
+    if p.fold and not may_fold(p.c, in_gb or in_pitch):
+        p = replace(p, fold=False)
+    # a product's first operand is laid out by windows and heads (``Placement.a_window``), not a pitch
+    gapped = in_pitch if p.kind != "matmul" and in_pitch != p.c else 0
+    return replace(p, in_pitch=gapped, in_gb=in_gb)
+
+
+def _problem(layer: Layer, cfg: AcceleratorConfig) -> Problem:
+    """``problem_of`` as if its input were stored without gaps."""
     if isinstance(layer, Conv2d):
         kh, kw = layer.kernel
         if layer.depthwise:
@@ -263,7 +285,7 @@ def default_placement(p: Problem, cfg: AcceleratorConfig) -> Placement:
     input and an [m, batch*n] output; the second operand is ``groups`` consecutive [kg, cg]
     matrices, i.e. B transposed).
     """
-    in_bytes = p.h * p.w * p.c
+    in_bytes = p.h * p.w * (p.in_pitch or p.c)
     out_bytes = p.oh * p.ow * p.k
     if p.kind == "matmul":
         rows_per_oc = p.n_cblk(cfg.c0)
@@ -279,7 +301,7 @@ def default_placement(p: Problem, cfg: AcceleratorConfig) -> Placement:
     if end >= 1 << 32:
         raise MappingError(f"{p.name}: needs {end} bytes of DRAM, more than the 32-bit address space")
     # a tensor kept in the global buffer is at its address 0 (as aligned there: the same bank conflicts)
-    return Placement(0, p.in_gb or p.c, weights, params, 0 if p.out_gb else output, p.out_gb or p.k, rows_per_oc, table if p.table else -1,
+    return Placement(0, p.in_gb or p.in_pitch or p.c, weights, params, 0 if p.out_gb else output, p.out_gb or p.k, rows_per_oc, table if p.table else -1,
                      a_window=p.heads * p.cg, a_head=p.cg, b_window=p.heads * p.kg * p.cg, b_head=p.kg * p.cg,
                      b_row=p.cg, b_lane=1, end=end)
 
@@ -361,7 +383,7 @@ def build_stream(p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement) -
     i can only overwrite the slot of tile i-4, whose STORE finished before
     tile i-2's first GEMM started.  A table the STOREs read is loaded once, first.
     """
-    if p.fold and pl.in_pitch != p.c:
+    if p.fold and not may_fold(p.c, pl.in_pitch):
         raise MappingError(f"{p.name}: an im2col-folded input must be stored without gaps "
                            f"({pl.in_pitch} bytes per pixel for {p.c} channels)")
     return _Stream(p, t, cfg, pl).build()
@@ -871,15 +893,20 @@ def map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN) 
 
 
 def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN, *, softmax_row: int = 0,
-              act: Optional[int] = None, in_gb: int = 0, out_gb: int = 0) -> list[tuple[Lowered, int]]:
+              act: Optional[int] = None, in_pitch: int = 0, in_gb: int = 0,
+              out_gb: int = 0) -> list[tuple[Lowered, int]]:
     """The fastest mapping found for a MAC layer: [(lowered part, repeat count)].
 
     ``softmax_row`` > 0 fuses a softmax epilogue over rows of that many channels into every
     STORE (``mapper.fusion``); only tilings whose stores hold whole rows qualify, and
     MappingError says when none does.  ``act`` overrides the activation the STOREs apply.
+    ``in_pitch`` is the bytes per pixel of the input in DRAM (0: its own channels; a
+    concatenation's part has the concatenation's), ``in_gb`` those in the global buffer: an
+    input with gaps is not folded (``may_fold``).  A plan's step gives all but ``in_gb``
+    (``mapper.fusion.Step.map_args``).
     """
-    p = problem_of(layer, cfg)
-    p = replace(p, softmax_row=softmax_row, act=p.act if act is None else act, in_gb=in_gb, out_gb=out_gb)
+    p = problem_of(layer, cfg, in_pitch, in_gb)
+    p = replace(p, softmax_row=softmax_row, act=p.act if act is None else act, out_gb=out_gb)
     refuse_beyond_isa([layer], cfg)         # before _split cuts a huge layer into bands
     parts = _split(p)
     if (in_gb or out_gb) and parts != [(p, 1)]:

@@ -347,7 +347,7 @@ class _Builder:
         return weights, params, table
 
     def _mac_parts(self, st: Step):
-        parts = map_layer(st.layer, self.cfg, softmax_row=st.softmax_row, act=st.act, **gb_fields(st, self.resident))
+        parts = map_layer(st.layer, self.cfg, **st.map_args, **gb_fields(st, self.resident))
         weights, params, table = self._mac_blobs(st, parts[0][0])
 
         def emit() -> list[Insn]:

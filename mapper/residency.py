@@ -80,7 +80,7 @@ def planned(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False, fus
         return steps, {}
     for st in steps:        # a layer the search below would map that cannot be mapped at all: refused first
         if st.action == "mac" and _plain(st.layer):
-            map_layer(st.layer, cfg, softmax_row=st.softmax_row, act=st.act)
+            map_layer(st.layer, cfg, **st.map_args)
     steps, chains = plan_chains(model, cfg, steps, band_rows=band_rows)
     busy = [(c.steps[0], c.steps[-1], 0, c.gb_bytes) for c in chains]    # at 0: chains' lifetimes are disjoint
     return steps, plan_residency(model, cfg, steps, busy)
@@ -165,7 +165,7 @@ def _cycles(steps: list[Step], cfg: AcceleratorConfig, which: tuple[int, ...], p
         st = steps[i]
         src = pitches.get(st.layer.inputs[0], 0)
         try:
-            parts = map_layer(st.layer, cfg, softmax_row=st.softmax_row, act=st.act, in_gb=src,
+            parts = map_layer(st.layer, cfg, **st.map_args, in_gb=src,
                               out_gb=pitches.get(st.output, 0))
         except MappingError:
             return float("inf")

@@ -302,7 +302,7 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
             progress(layer.name)
         if step.action in ("mac", "chain"):
             gb = gb_fields(step, resident) if step.action == "mac" else {}
-            parts = (map_layer(layer, cfg, softmax_row=step.softmax_row, act=step.act, **gb) if step.action == "mac"
+            parts = (map_layer(layer, cfg, **step.map_args, **gb) if step.action == "mac"
                      else [(lo, 1) for lo in step.chain.lowered])
             cycles = busy = n_insn = 0
             ev: Counter = Counter()
@@ -356,7 +356,7 @@ def _chain_figures(chain, cycles: int, cfg: AcceleratorConfig, timing: Accelerat
     what an ideal-memory run times)."""
     alone = chain.layer_cycles if timing == cfg else sum(
         _timed_cycles(lo, cfg, timing) * n for m in chain.members
-        for lo, n in map_layer(m.layer, cfg, softmax_row=m.softmax_row, act=m.act))
+        for lo, n in map_layer(m.layer, cfg, **m.map_args))
     return {"layers": list(chain.names), "rows": chain.rows, "bands": len(chain.bands), "cycles": cycles,
             "layer_by_layer_cycles": alone}
 

@@ -54,7 +54,7 @@ def step_parts(step: Step, cfg: AcceleratorConfig, resident: dict | None = None)
     buffer, streams without END (empty for a step without instructions; ``tiling`` is None for a
     vector step)."""
     if step.action == "mac":
-        return [(lo.stream, n, lo.tiling) for lo, n in map_layer(step.layer, cfg, softmax_row=step.softmax_row, act=step.act,
+        return [(lo.stream, n, lo.tiling) for lo, n in map_layer(step.layer, cfg, **step.map_args,
                                                                  **gb_fields(step, resident or {}))]
     if step.action == "chain":         # every band's layers, as the program runs them
         return [(lo.stream, 1, lo.tiling) for lo in step.chain.lowered]

@@ -260,3 +260,22 @@ def long_softmax(channels: int = 9000, seed: int = 7):
     x = g.op("Conv", ["pixel_values", g.weight("w", channels, 3, 1, 1)], "/conv", kernel_shape=[1, 1])
     x = g.op("Transpose", [g.reshape(x, [1, channels, -1], "/conv")], "", perm=[0, 2, 1])
     return g.model([image_input(3, 2, 2)], [out(g.op("Softmax", [x], "", axis=-1))])
+
+
+def dense_concat(size: int = 16, width: int = 16, grow: int = 16, x_first: bool = True, read: str = "member",
+                 stride: int = 1, seed: int = 8):
+    """DenseNet/UNet style: ``x = ReLU(conv3x3(input))``, ``cat = Concat([x, conv1x1(x)])`` (or the
+    grown channels first), which the plan builds in place, then a 3x3 convolution of ``stride`` that
+    reads ``x`` (``read="member"``: stored inside the concatenation, with its pitch) or ``cat``
+    (``read="whole"``).  Outputs: ``cat`` and the last convolution's."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("stem.weight", width, 3, 3, 3), g.weight("stem.bias", width, scale=0.1)],
+             "/stem", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op("Relu", [x], "/stem")
+    c = g.op("Conv", [x, g.weight("grow.weight", grow, width, 1, 1), g.weight("grow.bias", grow, scale=0.1)],
+             "/grow", kernel_shape=[1, 1])
+    cat = g.op("Concat", [x, c] if x_first else [c, x], "/cat", axis=1)
+    src, cin = (x, width) if read == "member" else (cat, width + grow)
+    y = g.op("Conv", [src, g.weight("read.weight", 8, cin, 3, 3), g.weight("read.bias", 8, scale=0.1)],
+             "/read", kernel_shape=[3, 3], pads=[1] * 4, strides=[stride, stride])
+    return g.model([image_input(3, size, size, "input")], [out(cat), out(y)])

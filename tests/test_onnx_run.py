@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from onnx import numpy_helper
 
+from hw.isa import Op
 from mapper.calibrate import prepare, quantize
 from mapper.images import calibration_image, preprocess, quantize_input, synthetic_image
 from mapper.ir import Constant
@@ -23,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import Graph, image_input, long_softmax, opaque_product, qdq_cnn, vit
+from onnx_graphs import Graph, dense_concat, image_input, long_softmax, opaque_product, qdq_cnn, vit
 from onnx_graphs import out as graph_output
 
 
@@ -269,3 +270,54 @@ def test_a_classifications_other_graph_outputs_are_saved_beside_its_logits(tmp_p
     saved = np.load(run / "output.npz")
     assert sorted(saved) == sorted([logits, feat]) and saved[feat].shape == (1, 4, 8, 8)
     assert np.array_equal(saved[logits].reshape(-1), np.load(run / "output.npy"))
+
+
+#: ``Concat([x, conv1x1(x)])`` built in place, then a 3x3 convolution (``onnx_graphs.dense_concat``):
+#: (graph arguments, configuration, whether the 3x3 convolution folds its taps).  Reading ``x``, stored
+#: with the concatenation's pitch, it cannot fold (QA found it refused after timing had mapped it
+#: folded); reading the whole concatenation, stored without gaps, it still folds.
+DENSE_CONCAT = {"member-tiny": (dict(width=6, grow=10), "tiny", False),
+                "member-small": (dict(width=6, grow=10), "small", False),
+                "member-e_small": (dict(width=6, grow=10), "e_small", False),
+                "qa16-e_small": (dict(), "e_small", False),
+                "member-second-e_small": (dict(x_first=False), "e_small", False),
+                "stride2-e_small": (dict(width=6, grow=10, stride=2), "e_small", False),
+                "whole-e_small": (dict(width=6, grow=7, read="whole"), "e_small", True),
+                "member-second-small": (dict(width=6, grow=10, x_first=False), "small", False)}
+#: Open: a LOAD_INP of x (6 channels at channel 10 of 16) reads whole C0 blocks, lanes below t_c (the
+#: pitch), so 2 lanes of each pixel fall on the next pixel's channels 0..1, which conv1x1(x)'s STOREs
+#: write: the check refuses the race (on tiny, the last pixel's lanes fall outside the DRAM image).
+_OPEN = {"member-second-small": "a part's LOAD_INP reads C0 lanes past it into the next pixel (open)"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(reason=_OPEN[c], strict=True))
+                                  if c in _OPEN else c for c in DENSE_CONCAT])
+def test_a_convolution_reading_a_concatenation_part_is_mapped_as_stored(case, tmp_path):
+    """``make sim CHECK=1`` runs it bit-exact, the stream the simulator times for the 3x3
+    convolution is the program's (the same instructions but for addresses; folded or not alike),
+    and the simulator's cycles are the program's schedule's (its loads read at the part's pitch)."""
+    from mapper.program import build_program
+    from mapper.quantize import random_qmodel
+    from mapper.residency import planned
+    from hw.config import get_config
+    from hw.timing import schedule
+    from sim.simulator import simulate
+    from sim.streams import step_parts
+
+    kwargs, cfg_name, folded = DENSE_CONCAT[case]
+    path = _write(tmp_path / "dense.onnx", dense_concat(**kwargs))
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "3", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+    model, cfg = load_onnx(path).model, get_config(cfg_name)
+    steps, resident = planned(model, cfg)
+    step = next(st for st in steps if st.layer.name.startswith("read"))
+    [(timed, _, _)] = step_parts(step, cfg, resident)
+    program = build_program(random_qmodel(model, 3), cfg)
+    code = next(c for c in program.steps if c.step.layer.name == step.layer.name)
+    ran = program.stream[code.start:code.end]
+    assert [i.op for i in ran] == [i.op for i in timed]
+    fold = ("fold_kh", "fold_kw", "fold_stride")
+    loads = [(i, j) for i, j in zip(ran, timed) if i.op == Op.LOAD_INP]
+    assert loads and all(i.f[k] == j.f[k] for i, j in loads for k in fold)
+    assert all((i.f["fold_kh"] > 1) == folded for i, _ in loads)
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles

@@ -87,6 +87,20 @@ def test_a_refusal_is_remembered_and_names_each_layer(private_cache):
     assert str(one.value).removeprefix(first.name) == str(other.value).removeprefix(second.name)
 
 
+def test_an_input_stored_with_gaps_has_its_own_answer(private_cache):
+    """Whether a layer folds its taps depends on its input's pitch (``mapper.lower.may_fold``): a
+    16-channel 3x3 convolution folds on e_small when its input is stored alone, not when the input
+    is a part of a 32-channel concatenation or kept in the global buffer at a wider pitch; each is
+    remembered apart, and a remembered answer is never the other's."""
+    cfg, conv = get_config("e_small"), _conv(c=16, k=8)
+    alone, gapped = (map_layer(conv, cfg, in_pitch=pitch)[0][0] for pitch in (16, 32))
+    assert alone.problem.fold and not gapped.problem.fold
+    assert len(list(private_cache.glob("*.json"))) == 2
+    _map_problem.cache_clear()                        # the next answers come from the files
+    assert [map_layer(conv, cfg, in_pitch=pitch)[0][0].tiling for pitch in (0, 32)] == [alone.tiling, gapped.tiling]
+    assert not map_layer(conv, cfg, in_gb=64)[0][0].problem.fold
+
+
 def test_an_unwritable_or_disabled_cache_changes_nothing(private_cache, monkeypatch, tmp_path):
     (tmp_path / "a file").write_text("")
     monkeypatch.setitem(tiling_cache._state, "dir", tmp_path / "a file" / "tilings")   # no folder can be made

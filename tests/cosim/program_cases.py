@@ -30,7 +30,7 @@ from hw.rtl.vector_executor import builds_vector_unit
 from hw.vector import MAX_DESCRIPTOR_BYTES, decode_descriptor
 from hw.timing import schedule
 from mapper.images import preprocess, quantize_input, synthetic_image
-from mapper.ir import Conv2d, Linear, Model
+from mapper.ir import Concat, Conv2d, Linear, Model
 from mapper.program import Program, build_program
 
 from cosim.runner import BUILD_ROOT
@@ -55,8 +55,21 @@ def mac_cnn(size: int) -> Model:
     return Model("mac_cnn", "full", (size, size, 3), layers)
 
 
+def dense_concat(size: int) -> Model:
+    """DenseNet/UNet style, as ``tests/onnx_graphs.dense_concat`` imports: ``cat = Concat([x,
+    conv1x1(x)])`` built in place (``x``'s 6 channels stored at the concatenation's pitch of 16),
+    and a 3x3 convolution of ``x`` (which would fold its taps if ``x`` were stored alone)."""
+    layers = (
+        Conv2d("stem", "encoder", 3, 6, size, size, kernel=3, padding=1, relu=True),
+        Conv2d("grow", "encoder", 6, 10, size, size, inputs=("stem",)),
+        Concat("cat", "encoder", inputs=("stem", "grow")),
+        Conv2d("read", "decoder", 6, 8, size, size, kernel=3, padding=1, inputs=("stem",)),
+    )
+    return Model("dense_concat", "full", (size, size, 3), layers)
+
+
 #: Networks defined here rather than in the zoo, by name.
-OWN_NETWORKS = {"mac_cnn": mac_cnn}
+OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make
 #: bench`` (issue 13), by configuration, the longest first: Swin-T reduced to one block a stage

@@ -168,6 +168,15 @@ def test_whole_program_of_mac_layers(config_name):
     run_accelerator(config_name, seed=seed, programs=[{"model": "mac_cnn", "size": 24, "seed": seed}])
 
 
+@pytest.mark.slow      # a Verilator run of its own (the default run's build, cached): about a minute
+def test_concatenation_built_in_place_program():
+    """``Concat([x, conv1x1(x)])`` built in place (the STOREs at the concatenation's channel offsets)
+    and a 3x3 convolution of the part ``x``, unfolded at the concatenation's pitch
+    (``cosim.program_cases.dense_concat``), whole on tiny's RTL."""
+    seed = default_seed(9)
+    run_accelerator("tiny", seed=seed, programs=[{"model": "dense_concat", "size": 16, "seed": seed}])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config_name", ["small", "e_small"])
 def test_vec_passes_on_more_row_lanes(config_name):
