@@ -6,7 +6,9 @@ Every tensor is int8 HWC in a *buffer*: element ``(y, x, ch)`` is byte
 ``buffer + (y * W + x) * pitch + offset + ch``.  A tensor has a buffer of its own
 (``pitch = C``, ``offset = 0``), except the inputs of a :class:`~mapper.ir.Concat`,
 which their producers write straight into the concatenation's buffer at their channel
-offset (zero-copy; consumers read them there with its pitch).
+offset (zero-copy; consumers read them there with its pitch).  A concatenation that is
+itself an input of another lives in the outer one's buffer, and so do its parts: offsets
+add up and every part has the outermost pitch (DenseNet's ``Concat([c1, conv(c1)])``).
 
 Views
 -----
@@ -63,7 +65,11 @@ def storage_plan(model: Model) -> dict[str, Storage]:
             if src == INPUT or _is_constant(model, src):
                 raise LayoutError(f"{layer.name}: input {src!r} is not computed, so it cannot be written "
                                   f"into the concatenation")
-            plan[src] = Storage(layer.name, layer.out_shape[2], offset, shape)
+            # ``src`` may itself be a concatenation (layers come in order, so it is placed already):
+            # its parts move with it, their offsets and pitch composed with its own
+            for name, st in list(plan.items()):
+                if st.buffer == src:
+                    plan[name] = Storage(layer.name, layer.out_shape[2], offset + st.offset, st.shape)
             offset += shape[2]
     return plan
 

@@ -279,3 +279,21 @@ def dense_concat(size: int = 16, width: int = 16, grow: int = 16, x_first: bool 
     y = g.op("Conv", [src, g.weight("read.weight", 8, cin, 3, 3), g.weight("read.bias", 8, scale=0.1)],
              "/read", kernel_shape=[3, 3], pads=[1] * 4, strides=[stride, stride])
     return g.model([image_input(3, size, size, "input")], [out(cat), out(y)])
+
+
+def nested_concat(size: int = 8, width: int = 8, grow: int = 8, depth: int = 2, seed: int = 9):
+    """DenseNet's block: ``x = ReLU(conv3x3(input))``, then ``depth`` times ``x = Concat([x,
+    conv1x1(x)])``, each concatenation an input of the next (built in place inside the outermost),
+    and a 3x3 convolution of the first ``x``.  Outputs: the last concatenation and that convolution's."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("stem.weight", width, 3, 3, 3), g.weight("stem.bias", width, scale=0.1)],
+             "/stem", kernel_shape=[3, 3], pads=[1] * 4)
+    stem = x = g.op("Relu", [x], "/stem")
+    for i in range(depth):
+        cin = width + i * grow
+        c = g.op("Conv", [x, g.weight(f"grow{i}.weight", grow, cin, 1, 1), g.weight(f"grow{i}.bias", grow, scale=0.1)],
+                 f"/grow{i}", kernel_shape=[1, 1])
+        x = g.op("Concat", [x, c], f"/cat{i}", axis=1)
+    y = g.op("Conv", [stem, g.weight("read.weight", 8, width, 3, 3), g.weight("read.bias", 8, scale=0.1)],
+             "/read", kernel_shape=[3, 3], pads=[1] * 4)
+    return g.model([image_input(3, size, size, "input")], [out(x), out(y)])

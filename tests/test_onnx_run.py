@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import Graph, dense_concat, image_input, long_softmax, opaque_product, qdq_cnn, vit
+from onnx_graphs import Graph, dense_concat, image_input, long_softmax, nested_concat, opaque_product, qdq_cnn, vit
 from onnx_graphs import out as graph_output
 
 
@@ -320,4 +320,30 @@ def test_a_convolution_reading_a_concatenation_part_is_mapped_as_stored(case, tm
     loads = [(i, j) for i, j in zip(ran, timed) if i.op == Op.LOAD_INP]
     assert loads and all(i.f[k] == j.f[k] for i, j in loads for k in fold)
     assert all((i.f["fold_kh"] > 1) == folded for i, _ in loads)
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "small"])
+def test_nested_concatenations_compose_offset_and_pitch(cfg_name, tmp_path):
+    """DenseNet's ``c1 = Concat([x, conv1x1(x)])``, ``c2 = Concat([c1, conv1x1(c1)])``: ``c1`` and
+    its parts live in ``c2``'s buffer at ``c2``'s pitch (QA: ``x`` was written into a buffer of
+    ``c1``'s own that nothing read); ``make sim CHECK=1`` runs it bit-exact, timed as the program's
+    schedule."""
+    from hw.config import get_config
+    from hw.timing import schedule
+    from mapper.layout import storage_plan
+    from mapper.program import build_program
+    from mapper.quantize import random_qmodel
+    from sim.simulator import simulate
+
+    path = _write(tmp_path / "nested.onnx", nested_concat(depth=2))
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "3", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+    model, cfg = load_onnx(path).model, get_config(cfg_name)
+    outer = next(l for l in reversed(model.layers) if l.kind == "concat")
+    stem = next(l for l in model.layers if l.name.startswith("read")).inputs[0]
+    storage = storage_plan(model)
+    assert (storage[stem].buffer, storage[stem].pitch, storage[stem].offset) == (outer.name, 24, 0)
+    assert sorted(storage[s].offset for s in (*outer.inputs, *model.layer(outer.inputs[0]).inputs)) == [0, 0, 8, 16]
+    program = build_program(random_qmodel(model, 3), cfg)
     assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
