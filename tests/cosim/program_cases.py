@@ -68,8 +68,22 @@ def dense_concat(size: int) -> Model:
     return Model("dense_concat", "full", (size, size, 3), layers)
 
 
+def nested_concat(size: int) -> Model:
+    """DenseNet's block, as ``tests/onnx_graphs.nested_concat`` imports: ``c1 = Concat([x,
+    conv1x1(x)])`` inside ``c2 = Concat([c1, conv1x1(c1)])``, all built in place in ``c2``'s buffer
+    (pitch 24: ``x`` at channel 0, ``conv1x1(x)`` at 8, ``conv1x1(c1)`` at 16)."""
+    layers = (
+        Conv2d("stem", "encoder", 3, 8, size, size, kernel=3, padding=1, relu=True),
+        Conv2d("grow0", "encoder", 8, 8, size, size, inputs=("stem",)),
+        Concat("cat0", "encoder", inputs=("stem", "grow0")),
+        Conv2d("grow1", "encoder", 16, 8, size, size, inputs=("cat0",)),
+        Concat("cat1", "encoder", inputs=("cat0", "grow1")),
+    )
+    return Model("nested_concat", "full", (size, size, 3), layers)
+
+
 #: Networks defined here rather than in the zoo, by name.
-OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat}
+OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat, "nested_concat": nested_concat}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make
 #: bench`` (issue 13), by configuration, the longest first: Swin-T reduced to one block a stage

@@ -177,6 +177,14 @@ def test_concatenation_built_in_place_program():
     run_accelerator("tiny", seed=seed, programs=[{"model": "dense_concat", "size": 16, "seed": seed}])
 
 
+@pytest.mark.slow      # a Verilator run of its own (the default run's build, cached): about a minute
+def test_nested_concatenations_built_in_place_program():
+    """``Concat([Concat([x, conv1x1(x)]), conv1x1(...)])``, both built in place in the outer one's
+    buffer, offsets and pitch composed (``cosim.program_cases.nested_concat``), whole on tiny's RTL."""
+    seed = default_seed(10)
+    run_accelerator("tiny", seed=seed, programs=[{"model": "nested_concat", "size": 8, "seed": seed}])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config_name", ["small", "e_small"])
 def test_vec_passes_on_more_row_lanes(config_name):
