@@ -357,6 +357,8 @@ def export_accelerator(config: AcceleratorConfig, progress: Callable[[str], None
     row lane, its unit and the executor, where ``builds_vector_unit``), the queues and token FIFOs, the
     dispatcher, then the top."""
     from .accelerator import Accelerator, token_max_wait
+    from .clock_gate import MODULE as CLOCK_GATE, SIGNATURE as CLOCK_GATE_SIGNATURE, VERILOG as CLOCK_GATE_VERILOG
+    from .clock_gate import ClockGate
     from .compute_unit import ComputeUnit
     from .dispatch import IMEM_WORDS, Dispatcher
     from .fifo import InsnQueue, TokenFifo
@@ -374,11 +376,16 @@ def export_accelerator(config: AcceleratorConfig, progress: Callable[[str], None
     lanes = ex.add(LoadInpLanes, config)
     waits = sorted({token_max_wait(fifo, config) for fifo in TOKEN_FIFOS})
     fifos = [ex.add(TokenFifo, config, params={"max_wait": w}) for w in waits]
+    # the load unit clocks its address generator and global buffer through gates, the store unit
+    # its softmax epilogue (built where the vector executor is)
+    ex.add_cell(CLOCK_GATE, CLOCK_GATE_VERILOG, CLOCK_GATE_SIGNATURE)
+    store_gate = {"gate_factory": ClockGate} if builds_vector_unit(config) else {}
     factories = {
         "pe_array": ex.stub(pes),
-        "load_unit": ex.stub(ex.add(LoadUnit, config, gb_factory=ex.stub(gb), lanes_factory=ex.stub(lanes))),
+        "load_unit": ex.stub(ex.add(LoadUnit, config, gb_factory=ex.stub(gb), lanes_factory=ex.stub(lanes),
+                                    gate_factory=ClockGate)),
         "compute_unit": ex.stub(ex.add(ComputeUnit, config)),
-        "store_unit": ex.stub(ex.add(StoreUnit, config)),
+        "store_unit": ex.stub(ex.add(StoreUnit, config, **store_gate)),
 
         "queue": ex.stub(ex.add(InsnQueue, config)),
         "token_fifo": ex.stub(*fifos, params=tuple({"max_wait": w} for w in waits)),

@@ -25,6 +25,7 @@ from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
 from ..timing import (FOLD_SETUP, GB_LATENCY, INP_START, LANE_STAGE, load_inp_rows, load_inp_rows_bound, load_param_lane_addr,
                       load_terms, load_wgt_lane_addr)
 from .buses import DramReadSignature, LoadBusSignature, LoadTarget, load_geometry
+from .clock_gate import gate_clock
 from .global_buffer import GbWriteSignature, GlobalBuffer, check_global_buffer
 from .insn import field_signal, insn_view
 from .load_inp import LoadInpLanes
@@ -63,6 +64,11 @@ class LoadUnit(wiring.Component):
         :func:`~hw.rtl.global_buffer.check_global_buffer`).
     gb_factory, lanes_factory:
         Build the global buffer and the LOAD_INP address generator (black boxes in the export).
+    gate_factory:
+        Builds the clock gate (``hw.rtl.clock_gate.ClockGate``, the exporter's) that clocks the
+        address generator only while a LOAD_INP starts or runs and the global buffer only while it
+        is read or written; without one (Amaranth's simulator) their registers hold by a clock
+        enable in the same cycles (``hw.rtl.clock_gate.gate_clock``).
 
     Members
     -------
@@ -86,12 +92,14 @@ class LoadUnit(wiring.Component):
         return {"n": config.num_pe, "k": config.k0, "c": config.c0, "g": config.gb_bus_bytes,
                 "b": config.dram_bytes_per_cycle, "l": config.dram_latency, "m": config.global_buf_bytes}
 
-    def __init__(self, config: AcceleratorConfig, *, gb_factory=GlobalBuffer, lanes_factory=LoadInpLanes):
+    def __init__(self, config: AcceleratorConfig, *, gb_factory=GlobalBuffer, lanes_factory=LoadInpLanes,
+                 gate_factory=None):
         check_rtl_config(config)
         check_global_buffer(config)
         self._config = config
         self._gb_factory = gb_factory
         self._lanes_factory = lanes_factory
+        self._gate_factory = gate_factory
         g, _, _ = load_geometry(config)
         super().__init__({
             **unit_members(Queue.LOAD, max_wait=max(config.dram_latency, GB_LATENCY) - 1),
@@ -111,7 +119,11 @@ class LoadUnit(wiring.Component):
         free = Signal()
         start = start_when(m, self, Queue.LOAD, free=~busy | free)
         beat = _Beat(cfg)
-        m.submodules.inp = inp = self._lanes_factory(cfg)
+        # The generator's registers matter from a LOAD_INP's start to its end (its last beat's count
+        # is taken in the cycle the unit is free); what they hold after it, no beat reads: a
+        # LOAD_INP's start sets them up again.  So its clock is gated in between.
+        inp = self._lanes_factory(cfg)
+        gate_clock(m, "inp", inp, inp.start | (busy & (op == Op.LOAD_INP)), self._gate_factory)
         m.d.comb += [inp.insn.eq(self.insn.payload), inp.start.eq(start & (insn_view(Op.NOP, self.insn.payload).opcode
                                                                           == Op.LOAD_INP)),
                      inp.step.eq(issue & (op == Op.LOAD_INP)), inp.setup_left.eq(setup_left)]
@@ -133,7 +145,7 @@ class LoadUnit(wiring.Component):
         with m.If(start):
             m.d.sync += per_beat.eq((insn_view(Op.NOP, h).opcode == Op.LOAD_INP) & ~insn_view(Op.LOAD_INP, h).src_gb)
         m.d.comb += beat.dram_bytes.eq(Mux(per_beat, inp.lane_en_count, 0))
-        gb, gb_bad, from_gb = self._global_buffer(m, cur, inp)
+        gb, gb_bad, from_gb = self._global_buffer(m, cur, inp, busy)
         m.d.comb += [self.dram.en.eq(Mux(from_gb, 0, beat.lane_en)), self.dram.addr.eq(beat.lane_addr)]
         self._write_stage(m, cur, start, issue, beat, gb, gb_bad, from_gb, counters)
         self._shell(m, cur, start, (busy, ready, setup_left), beats_left, issue, free, beat)
@@ -229,7 +241,7 @@ class LoadUnit(wiring.Component):
 
     # ---- global buffer, write stage, shell -------------------------------------------------------
 
-    def _global_buffer(self, m, cur, inp):
+    def _global_buffer(self, m, cur, inp, busy):
         """2G/C0 banks (hw/rtl/global_buffer.py): LOAD_GB beats never conflict, a LOAD_INP gather
         that needs two rows of one bank raises error (DATA).  Reads are transparent, so a
         LOAD_INP right after the LOAD_GB that fills it sees the last beat.  Only a LOAD_INP reads
@@ -238,7 +250,10 @@ class LoadUnit(wiring.Component):
         g, _, _ = load_geometry(cfg)
         from_gb = Signal()
         m.d.comb += from_gb.eq((insn_view(Op.NOP, cur).opcode == Op.LOAD_INP) & insn_view(Op.LOAD_INP, cur).src_gb)
-        m.submodules.gb = gb = self._gb_factory(cfg)
+        gb = self._gb_factory(cfg)
+        # Its registers (the read ports' words, the lanes' byte offsets) matter only the cycle after
+        # a read, and its banks change only by a write: its clock is gated on the other cycles.
+        gate_clock(m, "gb", gb, (from_gb & busy) | gb.w_en, self._gate_factory)
         bad = [gb.conflict]
         for i in range(g):
             m.d.comb += [gb.r_addr[i].eq(inp.lane_addr[i]), gb.r_en[i].eq(inp.lane_en[i] & from_gb)]

@@ -41,6 +41,7 @@ from ..timing import (EPILOGUE_OUT_LATENCY, EPILOGUE_PASSES, POST_PIPELINE, epil
                       gb_store_group, pe_positions, store_addr, store_gb_lanes, store_gb_run, store_pe_extent,
                       store_pipeline, store_timing)
 from .buses import DramWriteSignature, StoreBusSignature
+from .clock_gate import gate_clock
 from .global_buffer import GbWriteSignature
 from .insn import field_signal, insn_view
 from .kernel_unit import delay_line, delayed
@@ -102,9 +103,10 @@ class StoreUnit(wiring.Component):
         return {"n": config.num_pe, "k": config.k0, "l": config.dram_latency, "b": config.dram_bytes_per_cycle,
                 "d": config.accum_depth, "p": config.param_depth}
 
-    def __init__(self, config: AcceleratorConfig):
+    def __init__(self, config: AcceleratorConfig, *, gate_factory=None):
         check_rtl_config(config)
         self._config = config
+        self._gate_factory = gate_factory
         super().__init__({
             **unit_members(Queue.STORE, max_wait=config.dram_latency - 1),
             "st": Out(StoreBusSignature(config, pes=config.num_pe)),
@@ -151,7 +153,7 @@ class StoreUnit(wiring.Component):
         nk = [Mux(mask[p], ext_k[p], 0) for p in range(n)]
         waiting, rows = self._rows(m, cs, start, setup, ep, col, kst, nk) if self._epilogue else (0, None)
         beat = self._pixels(m, cs, start, setup, active, timed, waiting, ep)
-        self._writes(m, cs, beat, mask, kst, yst, base, ep, rows, nk)
+        self._writes(m, cs, beat, mask, kst, yst, base, ep, rows, nk, busy)
         self._shell(m, cs, starting, free, occ_left, total, timed, busy)
         return m
 
@@ -300,7 +302,7 @@ class StoreUnit(wiring.Component):
                          row_pitch.eq(cs.t_w * cs.k_pitch), gb_slots.eq(store_gb_lanes(Fields(cs), self._config))]
         return beat, phase, slot, oy, ox, pix_off, to_gb, sub
 
-    def _writes(self, m, cs, issued, mask, kst, yst, base, ep, rows, nk):
+    def _writes(self, m, cs, issued, mask, kst, yst, base, ep, rows, nk, busy):
         """The lanes of the pixel issued ``WRITE_DELAY`` cycles before, or with an epilogue of the
         pass-3 pixel issued ``EP_WRITE_DELAY`` cycles before (its result from the epilogue), into
         DRAM or the global buffer."""
@@ -316,7 +318,7 @@ class StoreUnit(wiring.Component):
         mine = Mux(ep, at_ep[-1], ~at_plain[-1])
         dv, doy, dox, doff, dgb, dsub = (Mux(ep, e, p) for e, p in zip(at_ep[:-1], at_plain[:-1]))
         dv, dgb = dv & mine, dgb & mine
-        y = self._epilogue_lanes(m, ep, rows, nk, beat, phase, slot) if self._epilogue else None
+        y = self._epilogue_lanes(m, ep, rows, nk, beat, phase, slot, busy) if self._epilogue else None
         ys = [self.st.y[p].as_value() for p in range(n)]
         if y:
             ys = [Mux(ep, Cat(*(_byte(v) for v in y[p * k0:(p + 1) * k0])), ys[p]) for p in range(n)]
@@ -367,13 +369,19 @@ class StoreUnit(wiring.Component):
         m.d.comb += [self.gb.en.eq(row_ok), self.gb.addr.eq(pixel_base + doff), self.gb.mask.eq(Cat(*mask)),
                      *(self.gb.data[j].eq(values[8 * j:8 * j + 8]) for j in range(lanes))]
 
-    def _epilogue_lanes(self, m, ep, rows, nk, beat, phase, slot):
+    def _epilogue_lanes(self, m, ep, rows, nk, beat, phase, slot, busy):
         """The softmax epilogue on every PE's post-processed lanes (``WRITE_DELAY`` after the beat),
         its table reads through the PEs' table ports (entry 0 while the setup checks it).  Returns
-        its results, lane by lane."""
+        its results, lane by lane.
+
+        Its registers advance only while a STORE with an epilogue is busy (a clock gate, or a clock
+        enable in Amaranth's simulator: ``hw.rtl.clock_gate.gate_clock``): the unit is free only
+        after its last pixel is written (``hw.timing.store_timing``), and what it holds when it
+        stops is no beat's, each pass's state rewritten before it is read."""
         n, k0 = self._config.num_pe, self._config.k0
         starts, checking = rows
-        m.submodules.epilogue = epi = self._epilogue
+        epi = self._epilogue
+        gate_clock(m, "epilogue", epi, ep & busy, self._gate_factory)
         member = Cat(*(j < nk[p] for p in range(n) for j in range(k0)))
         m.d.comb += [epi.x.as_value().eq(self.st.y.as_value()), epi.start.eq(starts), epi.member.eq(member),
                      epi.valid.eq(delayed(m, beat & ep, WRITE_DELAY, "ep_valid")),
