@@ -720,7 +720,7 @@ def _resize(imp, node) -> None:
     x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
     _, c, h, w = x.shape
     out_h, out_w = _resize_size(imp, node, x.shape)
-    mode, ctm, nearest = _resize_modes(imp, node, (out_h, out_w) < tuple(x.shape[2:]))
+    mode, ctm, nearest = _resize_modes(imp, node, out_h < h or out_w < w)
     if mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel") and not a.get("antialias", 0):
         kind = "bilinear"
     elif mode == "nearest" and ctm == "asymmetric" and nearest == "floor":

@@ -94,16 +94,18 @@ def test_pooling(h, w, k, s, p, ceil, include_pad):
     _close(float_ops.adaptive_avgpool2d(x, 1, 1), _hwc(_run(gap, {"x": _nchw(x)})))
 
 
-def _resize_model(tmp_path, op: str, opset: int, scale: float, **attrs):
-    """conv 1x1 -> relu -> ``op`` by ``scale`` on an 8x8 image, as a file (old opsets: scales only)."""
+def _resize_model(tmp_path, op: str, opset: int, scale: float, scale_w: float = None, **attrs):
+    """conv 1x1 -> relu -> ``op`` by ``scale`` (``scale_w`` across, default the same) on an 8x8
+    image, as a file (old opsets: scales only)."""
+    scale_w = scale if scale_w is None else scale_w
     rng = np.random.default_rng(0)
     inits = [helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1], rng.normal(size=12).astype(np.float32)),
-             helper.make_tensor("sc", TensorProto.FLOAT, [4], [1, 1, scale, scale])]
+             helper.make_tensor("sc", TensorProto.FLOAT, [4], [1, 1, scale, scale_w])]
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
              helper.make_node(op, ["r", "sc"], ["y"], **attrs)]
-    n = int(np.floor(8 * scale))
+    oh, ow = int(np.floor(8 * scale)), int(np.floor(8 * scale_w))
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, n, n])], inits)
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, oh, ow])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     path = tmp_path / f"{op}{opset}.onnx"
@@ -128,14 +130,15 @@ def test_resize_before_opset_11_is_asymmetric_nearest(tmp_path, op, opset, scale
     _close(onnx_layout.gather(view, mine[view.source].ravel()), ref)
 
 
-@pytest.mark.parametrize("op, opset, attrs, refusal", [
-    ("Upsample", 9, {"mode": "linear"}, "mode='linear', coordinate_transformation_mode='asymmetric'"),
-    ("Resize", 10, {"mode": "nearest"}, "nearest_mode='ceil'"),       # shrinking: the pixel above
-    ("Resize", 18, {"mode": "nearest", "keep_aspect_ratio_policy": "not_larger"}, "keep_aspect_ratio_policy"),
+@pytest.mark.parametrize("op, opset, scales, attrs, refusal", [
+    ("Upsample", 9, (2.0, 2.0), {"mode": "linear"}, "mode='linear', coordinate_transformation_mode='asymmetric'"),
+    ("Resize", 10, (0.5, 0.5), {"mode": "nearest"}, "nearest_mode='ceil'"),       # shrinking: the pixel above
+    ("Resize", 10, (2.0, 0.5), {"mode": "nearest"}, "nearest_mode='ceil'"),       # one axis shrinks
+    ("Resize", 18, (2.0, 2.0), {"mode": "nearest", "keep_aspect_ratio_policy": "not_larger"}, "keep_aspect_ratio_policy"),
 ])
-def test_resize_semantics_it_does_not_compute_are_refused(tmp_path, op, opset, attrs, refusal):
+def test_resize_semantics_it_does_not_compute_are_refused(tmp_path, op, opset, scales, attrs, refusal):
     from mapper.onnx_import import OnnxImportError, load_onnx
 
-    path, _ = _resize_model(tmp_path, op, opset, 0.5 if opset == 10 else 2.0, **attrs)
+    path, _ = _resize_model(tmp_path, op, opset, *scales, **attrs)
     with pytest.raises(OnnxImportError, match=refusal):
         load_onnx(path)
