@@ -243,6 +243,18 @@ def atomic_write_json(path: Union[str, Path], doc, **dump_options) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+#: The file of an output folder that names the run that wrote it (``StagedDir``).
+RUN_MARK = ".run"
+
+
+def _run_in(folder: Path) -> Optional[str]:
+    """The run that wrote ``folder`` (None: a folder of no run, or of a version before the mark)."""
+    try:
+        return (folder / RUN_MARK).read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 class StagedDir:
     """An output folder written as a whole.
 
@@ -252,7 +264,9 @@ class StagedDir:
     ``out`` as a whole (it is renamed aside first and deleted afterwards), and
     ``discard`` (or leaving a ``with`` block without a commit) removes it.  An existing
     ``out`` is replaced only if it is empty or every entry matches ``owned`` (glob
-    patterns of the files the tool writes): a folder holding anything else is refused.
+    patterns of the files the tool writes): a folder holding anything else is refused,
+    and so is one that another run wrote (its ``RUN_MARK`` names another ``run``): the
+    results of one run never replace another's, even in a folder named by ``--out``.
 
     Parameters
     ----------
@@ -260,11 +274,14 @@ class StagedDir:
         The output folder.
     owned:
         Names (globs) of the entries a previous run of the tool leaves in ``out``.
+    run:
+        The run's name (the folder it writes without ``--out``), kept in ``out/RUN_MARK``.
     """
 
-    def __init__(self, out: Union[str, Path], owned: Iterable[str]):
+    def __init__(self, out: Union[str, Path], owned: Iterable[str], run: Optional[str] = None):
         self.out = Path(out)
-        self.owned = tuple(owned)
+        self.owned = (*owned, RUN_MARK)
+        self.run = run
         self.committed = False
         self._check_replaceable()
         parent = self.out.parent.absolute()
@@ -286,12 +303,18 @@ class StagedDir:
         if foreign:
             raise OutputError(f"output folder {out} holds files this tool did not write ({', '.join(foreign[:3])}"
                               f"{', ...' if len(foreign) > 3 else ''}); choose another --out or empty it")
+        earlier = _run_in(out)
+        if self.run is not None and earlier is not None and earlier != self.run:
+            raise OutputError(f"output folder {out} holds the results of another run ({earlier}), never "
+                              f"replaced by this one ({self.run}); choose another --out or remove it")
         if not os.access(out, os.W_OK | os.X_OK):
             raise OutputError(f"cannot replace the output folder {out}: permission denied")
 
     def commit(self) -> Path:
         """Put the staged files in place as ``out``; returns ``out``."""
         os.chmod(self.path, 0o777 & ~_umask())     # mkdtemp makes 0700
+        if self.run is not None:
+            (self.path / RUN_MARK).write_text(self.run + "\n")
         aside: Optional[Path] = None
         if self.out.exists():
             aside = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".old", dir=self.out.parent))

@@ -454,8 +454,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         runs_on_images(model)
         task = task_of(model)
         rgb, image_info, tag = _input(args, model, task)
-        out = Path(args.out) if args.out else DEFAULT_ROOT / run_dir(model, cfg, args.size is not None, tag, args.seed)
-        stage = StagedDir(out, OWNED)
+        name = run_dir(model, cfg, args.size is not None, tag, args.seed)
+        stage = StagedDir(Path(args.out) if args.out else DEFAULT_ROOT / name, OWNED, run=name)
     except UsageError as e:
         return fail(prog, e)
     with stage:

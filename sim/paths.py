@@ -313,15 +313,14 @@ def path_names(models: list[str], paths: list[str]) -> list[str]:
     return ["+".join(dict.fromkeys(build_model(m, variant=p).variant for m in models)) for p in paths]
 
 
-def _out_dir(args, cfg: AcceleratorConfig, paths: Optional[list[str]]) -> Path:
-    """``build/paths/<models>_<config>[_paths-<hash>][_accuracy-<file>-<hash>][_mac_only]``: named by
-    everything that changes the results (``--out`` if given); ``paths`` are ``parse_paths``'."""
-    if args.out:
-        return Path(args.out)
+def _run_name(args, cfg: AcceleratorConfig, paths: Optional[list[str]]) -> str:
+    """``<models>_<config>[_paths-<hash>][_accuracy-<file>-<hash>][_mac_only]``, the folder under
+    ``build/paths`` (without ``--out``): named by everything that changes the results; ``paths`` are
+    ``parse_paths``'."""
     # named by the networks asked for, not their spelling: 'full;full' and 'full' are one run
     paths = f"paths-{short_hash(';'.join(path_names(args.model, paths)))}" if paths is not None else ""
     accuracy = file_tag(args.accuracy, "accuracy") if Path(args.accuracy).resolve() != DEFAULT_ACCURACY else ""
-    return Path("build/paths") / run_name("+".join(model_label(m) for m in args.model), config_tag(cfg),
+    return run_name("+".join(model_label(m) for m in args.model), config_tag(cfg),
                                           "ideal_memory" if args.ideal_memory else "", paths, accuracy,
                                           "mac_only" if args.mac_only else "")
 
@@ -450,7 +449,8 @@ def main(argv=None) -> int:
         table = AccuracyTable.read(args.accuracy)
         paths = parse_paths(args.model, args.paths) if args.paths is not None else None   # a bad one: refused now
         formats = parse_formats(args.format)
-        stage = StagedDir(_out_dir(args, cfg, paths), OWNED)
+        name = _run_name(args, cfg, paths)
+        stage = StagedDir(Path(args.out) if args.out else Path("build/paths") / name, OWNED, run=name)
     except (KeyError, ValueError, UsageError) as e:
         return fail(ap.prog, e)
     with stage:

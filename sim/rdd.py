@@ -157,14 +157,12 @@ def run_trace(points: list[PathPoint], kind: str, budgets: list[Budget], cfg: Ac
     return {"kind": kind, "frames": frames, "summary": summary}
 
 
-def _out_dir(args, cfg: AcceleratorConfig) -> Path:
-    """``build/rdd/<models>_<config>[_budgets-<file>-<hash>][_accuracy-<file>-<hash>]``: named by
-    everything that changes the results (``--out`` if given)."""
-    if args.out:
-        return Path(args.out)
+def _run_name(args, cfg: AcceleratorConfig) -> str:
+    """``<models>_<config>[_budgets-<file>-<hash>][_accuracy-<file>-<hash>]``, the folder under
+    ``build/rdd`` (without ``--out``): named by everything that changes the results."""
     default = {"budgets": EXAMPLE_TRACE, "accuracy": DEFAULT_ACCURACY}
     files = [file_tag(getattr(args, k), k) for k, path in default.items() if Path(getattr(args, k)).resolve() != path]
-    return Path("build/rdd") / run_name("+".join(model_label(m) for m in args.model), config_tag(cfg), *files)
+    return run_name("+".join(model_label(m) for m in args.model), config_tag(cfg), *files)
 
 
 def _write(folder: Path, res: dict, args, cfg: AcceleratorConfig, points: list[PathPoint]) -> None:
@@ -198,7 +196,8 @@ def main(argv=None) -> int:
         if not rows:
             raise ValueError(f"{args.accuracy}: no accuracy rows for {', '.join(args.model)}; give ACCURACY=your.csv "
                              f"(--accuracy) with rows model,path,accuracy")
-        stage = StagedDir(_out_dir(args, cfg), OWNED)
+        name = _run_name(args, cfg)
+        stage = StagedDir(Path(args.out) if args.out else Path("build/rdd") / name, OWNED, run=name)
     except (KeyError, ValueError, UsageError) as e:
         return fail(ap.prog, e)
     with stage:

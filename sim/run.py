@@ -418,11 +418,9 @@ def main(argv: list[str] | None = None) -> int:
             from .inference import check_network, runs_on_images
             runs_on_images(model)
             check_seed = args.seed if args.seed is not None else int(time.time() * 1000) % (1 << 31)
-        out = Path(args.out) if args.out else DEFAULT_ROOT / run_dir(model, cfg, args.size is not None,
-                                                                    mac_only=args.mac_only, fuse=not args.no_fusion,
-                                                                    ideal_memory=args.ideal_memory,
-                                                                    check_seed=check_seed)
-        stage = StagedDir(out, OWNED)
+        name = run_dir(model, cfg, args.size is not None, mac_only=args.mac_only, fuse=not args.no_fusion,
+                       ideal_memory=args.ideal_memory, check_seed=check_seed)
+        stage = StagedDir(Path(args.out) if args.out else DEFAULT_ROOT / name, OWNED, run=name)
     except UsageError as e:
         return fail(prog, e)
     with stage:

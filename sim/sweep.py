@@ -716,9 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         model = build_model_or_usage_error(args.model, args.variant, size, build=_model)
         formats = () if args.no_plot else parse_formats(args.format)
         _check_cache(Path(args.cache))
-        stage = StagedDir(Path(args.out) if args.out else
-                          DEFAULT_ROOT / out_dir_name(model, size is not None, configs, grid, args.paper_comparable),
-                          OWNED)
+        name = out_dir_name(model, size is not None, configs, grid, args.paper_comparable)
+        stage = StagedDir(Path(args.out) if args.out else DEFAULT_ROOT / name, OWNED, run=name)
     except UsageError as e:
         return fail(parser.prog, e)
     with stage:

@@ -54,7 +54,7 @@ def b0_run(tmp_path_factory):
 
 def test_segmentation_outputs_are_the_golden_models_and_timed_as_the_program(b0_run):
     out, doc = b0_run
-    assert sorted(p.name for p in out.iterdir()) == ["output.npy", "output.png", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".run", "output.npy", "output.png", "run.json"]
     model, cfg = build_model("segformer_b0", size=(32, 32)), get_config("small")
     rgb = synthetic_image(32, 32, 0)
     golden = golden_outputs(model, 0, rgb)
@@ -217,12 +217,12 @@ def bad_files(tmp_path_factory):
 
 @pytest.mark.parametrize("extra, needle", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(extra, needle, b0_run, bad_files, capsys):
-    out, _ = b0_run                                       # an earlier run's results, in the way
+    out, _ = b0_run                                       # an earlier run's results, beside
     before, around = files(out), sorted(p.name for p in out.parent.iterdir())
     args = dict(zip(B0[::2], B0[1::2]))
     args.update(dict(zip(extra[::2], (v.format(tmp=bad_files) for v in extra[1::2]))))
     argv = [s for kv in args.items() for s in kv]
-    assert run([*argv, "--out", str(out)]) == 2
+    assert run([*argv, "--out", str(out.parent / "bad")]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert files(out) == before and sorted(p.name for p in out.parent.iterdir()) == around

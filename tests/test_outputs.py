@@ -83,8 +83,27 @@ def test_a_rerun_replaces_its_folder_as_a_whole(tmp_path, monkeypatch):
     assert (out / "trace.json").exists()
     (out / "report.json").chmod(0o444)                    # an unwritable file does not matter: the folder goes
     assert run.main([*TINY_RUN, "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["layers.csv", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".run", "layers.csv", "report.json"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_another_runs_folder_is_never_replaced(tmp_path, monkeypatch, capsys):
+    """OUT= naming the folder of another run (here another configuration) is refused, one line, the
+    earlier results left as they were; the same run again replaces it."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "o"
+    assert run.main([*TINY_RUN, "--out", str(out)]) == 0
+    report = (out / "report.json").read_bytes()
+    capsys.readouterr()
+    monkeypatch.setattr(run, "simulate", _no_work)
+    other = [*TINY_RUN[:-3], "tiny", *TINY_RUN[-2:]]
+    assert run.main([*other, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "segformer_b0_small_32x32" in err and "segformer_b0_tiny_32x32" in err
+    assert (out / "report.json").read_bytes() == report
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert run.main([*TINY_RUN, "--out", str(out)]) == 0
 
 
 def test_a_folder_with_foreign_files_is_refused(tmp_path, monkeypatch, capsys):
@@ -141,15 +160,15 @@ def test_rdd_and_paths_folders_name_their_input_files(tmp_path):
     e = get_config("E")
     ns = argparse.Namespace(out=None, model=["segformer_b2"], budgets=str(rdd.EXAMPLE_TRACE),
                             accuracy=str(paths.DEFAULT_ACCURACY))
-    assert rdd._out_dir(ns, e) == Path("build/rdd/segformer_b2_E")
+    assert rdd._run_name(ns, e) == "segformer_b2_E"
     ns.budgets = str(budgets)
-    first = rdd._out_dir(ns, e)
-    assert first.name.startswith("segformer_b2_E_budgets-peak-")
+    first = rdd._run_name(ns, e)
+    assert first.startswith("segformer_b2_E_budgets-peak-")
     budgets.write_text("frame,time_ms\n0,4\n")                # same name, other content: another folder
-    assert rdd._out_dir(ns, e) != first
+    assert rdd._run_name(ns, e) != first
     ns = argparse.Namespace(out=None, model=["segformer_b2"], paths="full;B2_c", accuracy=str(paths.DEFAULT_ACCURACY),
                             mac_only=True, ideal_memory=True)
-    assert paths._out_dir(ns, get_config("E"), paths.parse_paths(ns.model, ns.paths)).name.startswith(
+    assert paths._run_name(ns, get_config("E"), paths.parse_paths(ns.model, ns.paths)).startswith(
         "segformer_b2_E_ideal_memory_paths-")
 
 

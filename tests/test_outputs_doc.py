@@ -112,7 +112,7 @@ def two_networks(tmp_path, monkeypatch):
 
 def test_paths_outputs_match_doc(two_networks, capsys):
     assert paths.main([*two_networks, "--out", "p", "--no-plot"]) == 0
-    assert sorted(p.name for p in Path("p").iterdir()) == ["paths.csv", "paths.json"]
+    assert sorted(p.name for p in Path("p").iterdir()) == [".run", "paths.csv", "paths.json"]
     doc = json.loads(Path("p/paths.json").read_text())
     assert [r["path"] for r in doc["retrained_vs_pruned"]] == ["narrow.onnx:full"]     # its keys are checked too
     check_json("paths.json", doc)
@@ -123,7 +123,7 @@ def test_paths_outputs_match_doc(two_networks, capsys):
 
 def test_rdd_outputs_match_doc(two_networks, capsys):
     assert rdd.main([*two_networks, "--budgets", "trace.csv", "--out", "r", "--quiet"]) == 0
-    assert sorted(p.name for p in Path("r").iterdir()) == ["frames.csv", "rdd.json"]
+    assert sorted(p.name for p in Path("r").iterdir()) == [".run", "frames.csv", "rdd.json"]
     doc = json.loads(Path("r/rdd.json").read_text())
     assert [f["miss"] for f in doc["frames"]] == [False, True, False]
     check_json("rdd.json", doc)
@@ -136,7 +136,7 @@ def test_sweep_outputs_match_doc(tmp_path):
     out = tmp_path / "s"
     assert sweep.main(["--model", "segformer_b0", "--size", "64x64", "--grid", "num_pe=16,0", "--base", "E",
                        "--cache", str(tmp_path / "cache"), "--out", str(out), "--no-plot"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".run", "sweep.csv", "sweep.json"]
     doc = json.loads((out / "sweep.json").read_text())
     assert [i["config"] for i in doc["invalid"]] == ["num_pe=0"]
     check_json("sweep.json", doc)

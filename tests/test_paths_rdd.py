@@ -219,11 +219,11 @@ def test_the_same_paths_collapse_and_name_one_folder():
     """A path given twice, or spelled differently (blocks=3-4-6-3 is B2's full network), is one path
     and the same paths give the same folder."""
     import argparse
-    from sim.paths import DEFAULT_ACCURACY, _out_dir, parse_paths
+    from sim.paths import DEFAULT_ACCURACY, _run_name, parse_paths
     assert parse_paths(["segformer_b2"], "full;blocks=3-4-6-3; B2_a;full;B2_a") == ["full", "B2_a"]
 
     def folder(given):
-        return _out_dir(argparse.Namespace(out=None, model=["segformer_b2"], ideal_memory=False,
+        return _run_name(argparse.Namespace(out=None, model=["segformer_b2"], ideal_memory=False,
                                            accuracy=str(DEFAULT_ACCURACY), mac_only=False), get_config("E"),
                         parse_paths(["segformer_b2"], given))
 

@@ -120,7 +120,7 @@ def test_resnet50_on_E_no_plots(tmp_path):
     r = run(["--model", "resnet50", "--config", "e", "--no-plots", "--quiet", "--out", str(out),
              "--dram-bytes-per-cycle", "64", "--clock-ghz", "1.0"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["layers.csv", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".run", "layers.csv", "report.json"]
     doc = json.loads((out / "report.json").read_text())
     assert doc["config"] == "E" and doc["clock_ghz"] == 1.0
     assert doc["config_params"]["dram_bytes_per_cycle"] == 64

@@ -69,7 +69,7 @@ def test_cache_hit_on_rerun(dirs, monkeypatch, capsys):
 
 def test_resume_after_partial_run(dirs, monkeypatch, capsys):
     # A "killed" run: one point finished and cached, plus a stray temporary file of an interrupted write.
-    assert _run(dirs, "--workers", "1", configs="K") == 0
+    assert _run((dirs[0], dirs[1].with_name("partial")), "--workers", "1", configs="K") == 0
     (dirs[0] / ".deadbeef.json.123.tmp").write_text('{"key": ')
     calls = _spy_simulate(monkeypatch)
     capsys.readouterr()
