@@ -112,6 +112,8 @@ _LOAD_INP_FIELDS = _PE_SET + [
     ("win_h", 12, False), ("win_w", 12, False),                    # window extent (rows written per block)
     ("c_base", 24, False), ("n_cblk", 12, False),                  # (folded) channels c_base .. + n_cblk*C0
     ("fold_kh", 6, False), ("fold_kw", 6, False), ("fold_stride", 6, False),
+    ("chan", 14, False),         # valid channels of a pixel (lanes at channel chan or beyond are zero
+                                 # and read nothing; 0: all t_c), a part narrower than its pitch
 ]
 _LOAD_WGT_FIELDS = _PE_SET + [
     ("src_addr", 32, False),     # byte address of output channel 0's first weight

@@ -33,6 +33,7 @@ from .vector import FIELD_HOLD_LEVELS, MAX_DESCRIPTOR_BYTES, MAX_STAGES
 
 __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
+           "load_inp_channel_ok",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
@@ -223,8 +224,9 @@ def load_inp_dram_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     fkh, fkw, fs = f["fold_kh"] or 1, f["fold_kw"] or 1, f["fold_stride"] or 1
     c_lo, c_hi = f["c_base"], f["c_base"] + f["n_cblk"] * cfg.c0
     tc = f["t_c"]
+    valid_c = min(tc, f["chan"]) if f["chan"] else tc        # load_inp_channel_ok's channels of a tap
     if fkh == fkw == 1:      # a plain window (the common case): one tap
-        nc = max(0, min(c_hi, tc) - max(c_lo, 0))
+        nc = max(0, min(c_hi, valid_c) - max(c_lo, 0))
         return nc and nc * _count_valid(f["y0"], f["win_h"], fs, f["t_h"]) * _count_valid(f["x0"], f["win_w"], fs, f["t_w"])
     total = 0
     for r in range(fkh):
@@ -233,7 +235,7 @@ def load_inp_dram_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
             continue
         for s in range(fkw):
             base = (r * fkw + s) * tc
-            nc = max(0, min(c_hi, base + tc) - max(c_lo, base))
+            nc = max(0, min(c_hi, base + valid_c) - max(c_lo, base))
             if nc:
                 total += ny * _count_valid(f["x0"] + s, f["win_w"], fs, f["t_w"]) * nc
     return total
@@ -371,10 +373,19 @@ def load_param_lane_addr(f, entry, byte):
     return f["src_addr"] + entry * PARAM_ENTRY_BYTES + byte
 
 
+def load_inp_channel_ok(f, c):
+    """Whether a LOAD_INP's lane at channel ``c`` of its pixel (below ``t_c``) reads it: below the
+    bound ``chan``, or any channel when ``chan`` is 0.  A part of a concatenation is stored at the
+    whole's pitch; its bound keeps the lanes of its last channel block off the next part's bytes
+    (integers, arrays or Amaranth values: a comparison per lane, no divider)."""
+    return (f["chan"] == 0) | (c < f["chan"])
+
+
 def load_inp_lanes(fields: dict, config: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
     """(source byte address, validity) of every lane a LOAD_INP writes, shaped
     (n_cblk, win_h, win_w, C0): the gather of ``docs/isa.md`` (im2col when folded); an invalid
-    lane (padding, a tap beyond the kernel) is written as zero and reads nothing."""
+    lane (padding, a tap beyond the kernel, a channel at or past ``chan``) is written as zero and
+    reads nothing."""
     f, c0 = fields, config.c0
     fkh, fkw, fs = f["fold_kh"] or 1, f["fold_kw"] or 1, f["fold_stride"] or 1
     if fkh * fkw == 1:
@@ -385,20 +396,20 @@ def load_inp_lanes(fields: dict, config: AcceleratorConfig) -> tuple[np.ndarray,
     tap, c = fch // f["t_c"], fch % f["t_c"]
     y = f["y0"] + yy * fs + tap // fkw
     x = f["x0"] + xx * fs + tap % fkw
-    valid = (tap < fkh * fkw) & (y >= 0) & (y < f["t_h"]) & (x >= 0) & (x < f["t_w"])
+    valid = (tap < fkh * fkw) & (y >= 0) & (y < f["t_h"]) & (x >= 0) & (x < f["t_w"]) & load_inp_channel_ok(f, c)
     return f["src_addr"] + (y * f["t_w"] + x) * f["t_c"] + c, valid
 
 
 def _plain_lanes(f: dict, c0: int, fs: int) -> tuple[np.ndarray, np.ndarray]:
     """``load_inp_lanes`` without folding: lane ``l`` of row (cb, yy, xx) is channel
-    ``c_base + cb*C0 + l`` of pixel ``(y0 + yy*fs, x0 + xx*fs)``, valid below ``t_c``."""
+    ``c_base + cb*C0 + l`` of pixel ``(y0 + yy*fs, x0 + xx*fs)``, valid below ``t_c`` (and ``chan``)."""
     ch = f["c_base"] + np.arange(f["n_cblk"])[:, None] * c0 + np.arange(c0)[None, :]      # [cb, lane]
     y = f["y0"] + np.arange(f["win_h"]) * fs
     x = f["x0"] + np.arange(f["win_w"]) * fs
     pix = (y[:, None] * f["t_w"] + x[None, :]) * f["t_c"]                                 # [yy, xx]
     ok = ((y >= 0) & (y < f["t_h"]))[:, None] & ((x >= 0) & (x < f["t_w"]))[None, :]
     addr = f["src_addr"] + pix[None, :, :, None] + ch[:, None, None, :]
-    valid = ok[None, :, :, None] & (ch < f["t_c"])[:, None, None, :]
+    valid = ok[None, :, :, None] & ((ch < f["t_c"]) & load_inp_channel_ok(f, ch))[:, None, None, :]
     return addr, valid
 
 

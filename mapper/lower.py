@@ -177,6 +177,23 @@ def may_fold(channels: int, in_pitch: int) -> bool:
     return in_pitch in (0, channels)
 
 
+#: The most channels a LOAD_INP's bound (its field ``chan``) names.
+MAX_CHANNEL_BOUND = (1 << FIELD_BITS[Op.LOAD_INP]["chan"]) - 1
+
+
+def channel_bound(p: Problem, c0: int) -> int:
+    """LOAD_INP's ``chan`` for ``p``: the input's channels when it is a part of a concatenation (gapped
+    in DRAM) and a load's whole channel blocks would reach past it, so that no lane reads the next
+    part's bytes, which another layer (or this one) writes (``docs/program.md``); else 0, the pitch."""
+    reach = (p.groups - 1) * p.cg + p.n_cblk(c0) * c0      # past the last channel a load's lanes read
+    if not p.in_pitch or p.in_gb or reach <= p.c:
+        return 0
+    if p.c > MAX_CHANNEL_BOUND:
+        raise MappingError(f"{p.name}: a concatenation part of {p.c} channels at a pitch of {p.in_pitch}, more "
+                           f"than LOAD_INP.chan bounds (at most {MAX_CHANNEL_BOUND})")
+    return p.c
+
+
 def problem_of(layer: Layer, cfg: AcceleratorConfig, in_pitch: int = 0, in_gb: int = 0) -> Problem:
     """The grouped-convolution problem of a MAC layer on ``cfg`` whose input is stored ``in_pitch``
     bytes a pixel in DRAM (0: its own channels, no gaps), or ``in_gb`` in the global buffer."""
@@ -401,6 +418,7 @@ class _Stream:
     def __init__(self, p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement):
         self.p, self.t, self.cfg, self.pl = p, t, cfg, pl
         self.geo = _geometry(p, t)
+        self.chan = channel_bound(p, cfg.c0)
         n_cb = p.n_cblk(cfg.c0)
         self.chunks = [(c, min(t.cbi, n_cb - c)) for c in range(0, n_cb, t.cbi)]
         self.tiles = [(ty, tx) for ty in range(0, p.oh, t.pe_p * t.th) for tx in range(0, p.ow, t.tw)]
@@ -506,7 +524,7 @@ class _Stream:
                 break
             common = dict(src_gb=int(p.in_gb > 0), src_addr=self.pl.input, dst_addr=(self.j % 2) * self.halves[0], t_h=p.h, t_w=p.w,
                           t_c=self.pl.in_pitch, y0=(p.row0 + oy) * p.stride - p.pad, x0=tx * p.stride - p.pad,
-                          win_h=geo["win_h"], win_w=geo["win_w"], n_cblk=ncb,
+                          win_h=geo["win_h"], win_w=geo["win_w"], n_cblk=ncb, chan=self.chan,
                           fold_kh=geo["fold_kh"], fold_kw=geo["fold_kw"], fold_stride=geo["fold_stride"])
             # columns reducing the same group's channels share one multicast load
             for g, col0, ncol, step in _input_sets(units):

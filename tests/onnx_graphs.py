@@ -297,3 +297,25 @@ def nested_concat(size: int = 8, width: int = 8, grow: int = 8, depth: int = 2, 
     y = g.op("Conv", [stem, g.weight("read.weight", 8, width, 3, 3), g.weight("read.bias", 8, scale=0.1)],
              "/read", kernel_shape=[3, 3], pads=[1] * 4)
     return g.model([image_input(3, size, size, "input")], [out(x), out(y)])
+
+
+def dense_layer(size: int = 8, width: int = 6, grow: int = 5, kernel: int = 3, position: str = "first",
+                depth: int = 1, seed: int = 10):
+    """DenseNet's layer with ``x = ReLU(conv3x3(input))`` of ``width`` channels as a concatenation part:
+    ``depth`` times ``x = Concat(parts)`` whose other parts are ``conv{kernel}x{kernel}(x)`` of ``grow``
+    channels, ``x`` the ``first``, ``middle`` (between two of them) or ``last`` part, each
+    concatenation a part of the next (built in place inside the outermost).  Each convolution reads a
+    part (or a whole nested in a larger one) while its STOREs write the parts beside it.  Output: the
+    last concatenation."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("stem.weight", width, 3, 3, 3), g.weight("stem.bias", width, scale=0.1)],
+             "/stem", kernel_shape=[3, 3], pads=[1] * 4)
+    x, cin = g.op("Relu", [x], "/stem"), width
+    pad = [kernel // 2] * 4
+    for i in range(depth):
+        grown = [g.op("Conv", [x, g.weight(f"grow{i}{j}.weight", grow, cin, kernel, kernel),
+                               g.weight(f"grow{i}{j}.bias", grow, scale=0.1)], f"/grow{i}{j}",
+                      kernel_shape=[kernel, kernel], pads=pad) for j in range(2 if position == "middle" else 1)]
+        parts = {"first": [x, *grown], "last": [*grown, x], "middle": [grown[0], x, grown[-1]]}[position]
+        x, cin = g.op("Concat", parts, f"/cat{i}", axis=1), cin + len(grown) * grow
+    return g.model([image_input(3, size, size, "input")], [out(x)])

@@ -76,3 +76,21 @@ def test_partial_output_blocks_read_each_operand_once(model, cfg_name):
     program = build_program(q, cfg, image=x)
     assert check_program(program, q, x)["tensors"] == 1
     assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+
+
+def test_a_part_is_bounded_to_its_channels_while_the_bound_names_them():
+    """A convolution reading a concatenation part (its input gapped: the whole's pitch) bounds its
+    loads to the part's channels (LOAD_INP ``chan``) when whole C0 blocks would reach past them; a
+    part of whole blocks, or a tensor stored alone, needs none; a part beyond ``chan``'s 14 bits
+    whose blocks reach past it is refused, naming its channels."""
+    from mapper.lower import MAX_CHANNEL_BOUND, channel_bound, problem_of
+    cfg = get_config("small")
+
+    def bound(c: int, pitch: int) -> int:
+        return channel_bound(problem_of(Conv2d("c", "encoder", c, 8, 4, 4, kernel=3, padding=1), cfg, pitch), cfg.c0)
+
+    assert (bound(6, 16), bound(6, 0), bound(6, 6), bound(2 * cfg.c0, 40)) == (6, 0, 0, 0)
+    assert bound(MAX_CHANNEL_BOUND, MAX_CHANNEL_BOUND + 9) == MAX_CHANNEL_BOUND
+    assert bound(cfg.c0 * (MAX_CHANNEL_BOUND // cfg.c0 + 1), 1 << 15) == 0
+    with pytest.raises(MappingError, match=f"part of {MAX_CHANNEL_BOUND + 2} channels"):
+        bound(MAX_CHANNEL_BOUND + 2, MAX_CHANNEL_BOUND + 9)

@@ -3,7 +3,8 @@
 ``hw.rtl.load_inp.LoadInpLanes`` is driven as the load unit drives it (start, the setup count of
 ``hw.timing.load_terms``, then a beat a cycle) and every beat's enables and enabled addresses are
 compared with ``hw.timing.load_inp_lanes``: plain and folded windows, padding, channel bases past
-``t_c``, ``t_c`` below and above C0, windows smaller than a beat (several channel blocks in one).
+``t_c``, ``t_c`` below and above C0, windows smaller than a beat (several channel blocks in one),
+channel bounds ``chan`` (a part of a concatenation narrower than its pitch).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from amaranth.sim import Simulator
 
 from hw.config import get_config
 from hw.isa import Op, encode, make
-from hw.timing import load_inp_lanes, load_terms
+from hw.timing import load_inp_dram_bytes, load_inp_lanes, load_terms
 from hw.rtl.load_inp import LoadInpLanes
 
 ADDR_MASK = (1 << 32) - 1
@@ -70,7 +71,8 @@ def simulate_beats(cfg, fields_list: list[dict]) -> list[tuple[np.ndarray, np.nd
 
 
 def random_fields(rng, cfg) -> dict:
-    """A LOAD_INP of mostly in-bounds lanes, folded or not, ``t_c`` around C0."""
+    """A LOAD_INP of mostly in-bounds lanes, folded or not, ``t_c`` around C0, a third of them
+    with a channel bound ``chan`` (below, at or above ``t_c``)."""
     folded = rng.random() < 0.6
     t_c = int(rng.choice([1, 2, 3, cfg.c0 - 1, cfg.c0, cfg.c0 + 1, 3 * cfg.c0 + 5, int(rng.integers(1, 200))]))
     fk = (int(rng.integers(1, 5)), int(rng.integers(1, 5))) if folded else (0, 0)
@@ -79,7 +81,8 @@ def random_fields(rng, cfg) -> dict:
                 t_w=int(rng.integers(3, 12)), t_c=t_c, y0=int(rng.integers(-2, 3)), x0=int(rng.integers(-2, 3)),
                 win_h=int(rng.integers(1, 5)), win_w=int(rng.integers(1, 5)),
                 c_base=int(rng.choice([0, cfg.c0, int(rng.integers(0, taps * t_c + 8))])),
-                n_cblk=int(rng.integers(1, 5)), fold_kh=fk[0], fold_kw=fk[1], fold_stride=int(rng.integers(0, 3)))
+                n_cblk=int(rng.integers(1, 5)), fold_kh=fk[0], fold_kw=fk[1], fold_stride=int(rng.integers(0, 3)),
+                chan=int(rng.choice([0, 0, int(rng.integers(1, t_c + 3))])))
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny"])
@@ -95,5 +98,7 @@ def test_load_inp_lanes_match_the_contract_gather(cfg_name):
         want_en, want_addr = expected_beats(fields, cfg)
         assert (en == want_en).all(), f"enables differ for {fields}"
         assert (counts == want_en.sum(axis=1)).all(), f"lane counts {counts} differ for {fields}"
+        # the timing's byte count (hw.timing.load_terms) is the gather's, bound and all
+        assert load_inp_dram_bytes(make(Op.LOAD_INP, **fields), cfg) == want_en.sum(), f"DRAM bytes for {fields}"
         assert (np.where(en, addr, 0) == np.where(want_en, want_addr, 0)).all(), f"addresses differ for {fields}"
     assert enabled > 0.15 * sum(expected_beats(f, cfg)[0].size for f in cases), "mostly padding: nothing checked"

@@ -38,7 +38,8 @@ Start (``hw.timing.INP_START`` = 1)
 
 A lane's address is ``base + pix + off`` (``base`` = src_addr + (y0*t_w + x0)*t_c, a product a
 cycle from registers); it is enabled when its row
-is in the load, r < fold_kh and the pixel (Y + r, X + s) lies in the tensor: the gather of
+is in the load, r < fold_kh, the pixel (Y + r, X + s) lies in the tensor and its channel c is
+below the bound ``chan`` (``hw.timing.load_inp_channel_ok``, a comparison per lane): the gather of
 ``hw.timing.load_inp_lanes``.
 """
 
@@ -52,7 +53,7 @@ from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, INSN_BITS, Op
 from ..expr import Fields
 from ..timing import (FOLD_CHANNEL_DIGITS, FOLD_DIGIT_BITS, FOLD_SETUP, FOLD_TAP_BITS, FOLD_TAP_DIGITS, INP_COUNT_LAG,
-                      INP_START, LANE_STAGE, load_inp_rows, load_inp_rows_bound)
+                      INP_START, LANE_STAGE, load_inp_channel_ok, load_inp_rows, load_inp_rows_bound)
 from .buses import load_geometry
 from .insn import field_signal, insn_view
 
@@ -273,7 +274,7 @@ class LoadInpLanes(wiring.Component):
                  qa=[[Signal(range(top + 2), name=f"qa{w}_j{j}") for w in range(2)] for j in jumps],
                  ra=[[Signal(6, name=f"ra{w}_j{j}") for w in range(2)] for j in jumps],
                  step=[[Signal(ADDR_BITS, name=f"off_step{w}_j{j}") for w in range(4)] for j in jumps])
-        k["t_c"] = ci.t_c
+        k["t_c"], k["chan"] = ci.t_c, ci.chan
         for name in ("fold_kh", "fold_kw", "fold_stride"):
             k[name] = field_signal(Op.LOAD_INP, name, name)
             m.d.comb += k[name].eq(_fold_field(ci, name))
@@ -541,5 +542,5 @@ class LoadInpLanes(wiring.Component):
         """(enabled, byte address) of a lane of a registered row (:meth:`_row_stage`)."""
         ok = Signal(name=f"ok{name}")
         m.d.comb += ok.eq(slot["valid"] & (lane.r < k["fold_kh"]) & (lane.r >= slot["ny"]) & (lane.r < slot["hy"])
-                          & (lane.s >= slot["nx"]) & (lane.s < slot["hx"]))
+                          & (lane.s >= slot["nx"]) & (lane.s < slot["hx"]) & load_inp_channel_ok(k, lane.c))
         return ok, k["base"] + slot["pix"] + lane.off

@@ -82,8 +82,23 @@ def nested_concat(size: int) -> Model:
     return Model("nested_concat", "full", (size, size, 3), layers)
 
 
+def dense_layer(size: int) -> Model:
+    """DenseNet's layer, as ``tests/onnx_graphs.dense_layer(position="last")`` imports: ``cat =
+    Concat([conv3x3(x), x])`` built in place (pitch 11: the grown 5 channels at 0, ``x``'s 6 at 5).
+    The 3x3 convolution reads ``x``, a part of odd channels, one C0 block a pixel: its LOAD_INPs
+    bound the lanes to ``x``'s 6 channels (``chan``), which would otherwise read the next pixel's
+    grown channels, written by its own STOREs, and past the last pixel."""
+    layers = (
+        Conv2d("stem", "encoder", 3, 6, size, size, kernel=3, padding=1, relu=True),
+        Conv2d("grow", "encoder", 6, 5, size, size, kernel=3, padding=1, inputs=("stem",)),
+        Concat("cat", "encoder", inputs=("grow", "stem")),
+    )
+    return Model("dense_layer", "full", (size, size, 3), layers)
+
+
 #: Networks defined here rather than in the zoo, by name.
-OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat, "nested_concat": nested_concat}
+OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat, "nested_concat": nested_concat,
+                "dense_layer": dense_layer}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make
 #: bench`` (issue 13), by configuration, the longest first: Swin-T reduced to one block a stage

@@ -185,6 +185,15 @@ def test_nested_concatenations_built_in_place_program():
     run_accelerator("tiny", seed=seed, programs=[{"model": "nested_concat", "size": 8, "seed": seed}])
 
 
+@pytest.mark.slow      # a Verilator run of its own (the default run's build, cached): about a minute
+def test_part_of_odd_channels_read_by_a_3x3_convolution_program():
+    """``Concat([conv3x3(x), x])`` with ``x`` of 6 channels, the last part at the odd pitch 11
+    (``cosim.program_cases.dense_layer``): the 3x3 convolution's LOAD_INPs bound their lanes to
+    ``x``'s channels (``chan``), whole on tiny's RTL, cycle for cycle and bit for bit."""
+    seed = default_seed(11)
+    run_accelerator("tiny", seed=seed, programs=[{"model": "dense_layer", "size": 8, "seed": seed}])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config_name", ["small", "e_small"])
 def test_vec_passes_on_more_row_lanes(config_name):
