@@ -42,7 +42,7 @@ from typing import Optional
 
 import numpy as np
 
-from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, fail, file_tag, run_main, seed
+from hw.cli import RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError, fail, file_tag, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
 from hw.config_file import ConfigError, load_config
 from mapper import float_ops
@@ -482,7 +482,7 @@ def _run(args, prog: str, model: Model, cfg: AcceleratorConfig, task: str, rgb: 
     replaced = stage.out.exists()
     out = stage.commit()
     print(_summary_text(doc))
-    print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}"
+    print(f"wrote {', '.join(sorted(p.name for p in out.iterdir() if p.name != RUN_MARK))} to {out}"
           + (" (replacing the earlier run of the same name)" if replaced else ""))
     return 0
 
