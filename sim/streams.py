@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from hw.cli import join_name
 from hw.config import PRESETS, AcceleratorConfig
 from hw.config_file import FIELDS, resolve_fields
 from hw.isa import Insn, Op, disassemble, encode_stream
@@ -36,8 +37,10 @@ _DONE_BY_OTHER = ("epilogue", "fused", "merged", "banded")
 
 
 def file_stem(name: str) -> str:
-    """A layer name as a file name: characters other than letters, digits, ``._-`` become ``_``."""
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    """A layer name as a file name: characters other than letters, digits, ``._-`` become ``_``, and
+    a name of more than 120 characters keeps its start and gains a hash of the whole (``join_name``:
+    a file name may hold 255 bytes)."""
+    return join_name(["".join(c if c.isalnum() or c in "._-" else "_" for c in name)])
 
 
 def find_step(model: Model, cfg: AcceleratorConfig, name: str, *, mac_only: bool = False,

@@ -202,3 +202,11 @@ def test_network_larger_than_the_dram_is_refused_without_check(tmp_path):
             assert sorted(p.name for p in tmp_path.iterdir()) == ["d.toml"]
     r = run([*SMALL_32, "--dram-mib", "1", "--quiet"], tmp_path)
     assert r.returncode == 2 and "(dram_mib = 1)" in r.stderr.strip()      # the option as the file's field
+
+
+def test_a_long_layer_name_is_a_file_name_that_fits():
+    """An ONNX output named with 300 characters (a file name holds 255 bytes) is cut and hashed."""
+    from sim.streams import file_stem
+    long_a, long_b = "a" * 299 + "1", "a" * 299 + "2"
+    assert len(file_stem(long_a)) <= 120 and file_stem(long_a) != file_stem(long_b)
+    assert file_stem("stage0.block0/attn:qk") == "stage0.block0_attn_qk"
