@@ -132,7 +132,7 @@ def test_verilog_from_a_file(tmp_path):
     path.write_text('base = "tiny"\nnum_pe = 3\n')
     r = _cli("-m", "hw.rtl.export", "--config", str(path), "--top", "pe_array", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    folder = tmp_path / "build" / "verilog" / config_label(load_config(str(path)))
+    folder = tmp_path / "build" / "verilog" / f"{config_label(load_config(str(path)))}_pe_array"
     assert json.loads((folder / "config.json").read_text())["config"]["num_pe"] == 3
 
 

@@ -529,7 +529,8 @@ def main(argv=None) -> int:
                         help="override a configuration field (integer fields), repeatable")
     parser.add_argument("--top", default="accelerator", choices=tuple(TOPS), help="what to export")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output directory (default build/verilog/<config>)")
+                        help="output directory (default build/verilog/<config>, build/verilog/<config>_<top> "
+                             "for a part)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     overrides = {}
@@ -552,10 +553,12 @@ def main(argv=None) -> int:
         config = base.replace(**overrides)
     except ValueError as error:
         parser.error(f"--set: {error}")
-    out = args.out if args.out is not None else Path("build/verilog") / config_label(config)
+    # a part alone gets its own folder, as make synth's parts do: it never replaces the accelerator's
+    name = config_label(config) + ("" if args.top == "accelerator" else f"_{args.top}")
+    out = args.out if args.out is not None else Path("build/verilog") / name
     try:
         _check_earlier_export(out)
-        stage = StagedDir(out, OWNED)          # an unwritable folder is found before elaborating
+        stage = StagedDir(out, OWNED, run=name)          # an unwritable folder is found before elaborating
     except UsageError as error:
         parser.error(str(error))
     with stage:
