@@ -114,6 +114,7 @@ def test_pyverilog_hierarchy_and_ports(tiny_dir, tmp_path):
     mac, = [m for m in result.modules if m.startswith("vector_mac_")]
     load, = by_prefix["load_unit"]
     assert inst[pe_array].count(pe) == TINY.num_pe and inst[pe].count(mac) == TINY.k0
+    assert inst[pe_array].count(GATE_CELL) == TINY.num_pe        # each PE on a gated clock of its own
     # the load unit's global buffer and address generator, each on a gated clock; the store unit's
     # softmax epilogue on one too (built where the vector executor is, as on tiny)
     assert sorted(inst[load]) == sorted([GATE_CELL] * 2 + [m for m in result.modules

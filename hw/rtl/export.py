@@ -324,9 +324,13 @@ def _add_pe_tile(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedM
 
 
 def _export_pe_array(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:
+    """The PE tile's modules, the clock-gate cell each PE is clocked through, then the array."""
+    from .clock_gate import MODULE, SIGNATURE, VERILOG, ClockGate
     from .pe_array import PEArray
 
-    return ex.add(PEArray, config, pe_factory=ex.stub(_add_pe_tile(ex, config)))
+    tile = _add_pe_tile(ex, config)
+    ex.add_cell(MODULE, VERILOG, SIGNATURE)
+    return ex.add(PEArray, config, pe_factory=ex.stub(tile), gate_factory=ClockGate)
 
 
 def _result(ex: HierarchicalExport, top: ExportedModule, start: float) -> ExportResult:
@@ -344,7 +348,7 @@ def export_pe_tile(config: AcceleratorConfig, progress: Callable[[str], None] | 
 
 def export_pe_array(config: AcceleratorConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
     """The PE array of ``config`` alone (its datapath and buffers, no control): VectorMAC,
-    PostProcessor and PETile once each, then the array."""
+    PostProcessor and PETile once each, the clock-gate cell, then the array."""
     start = time.perf_counter()
     ex = HierarchicalExport(progress)
     top = _export_pe_array(ex, config)

@@ -48,7 +48,7 @@ from typing import Callable
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
-from amaranth.lib.wiring import In
+from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..expr import ceil_log2
@@ -122,6 +122,11 @@ class PETile(wiring.Component):
         STORE beat; ``st.param_load`` latches the K0 parameter entries from ``st.param_addr``
         into the post-processing lanes (usable two cycles later); ``st.y`` five cycles after
         ``st.valid``.
+    busy: Out(1)
+        A beat is still in one of the tile's pipelines (a GEMM pixel before its accumulator
+        write, a STORE pixel before its ``st.y``, a parameter read before its lanes hold it):
+        from registers only.  With no beat on its buses and ``busy`` low, the next clock edge
+        changes nothing the tile will read or give out, so the PE array may gate it.
     """
 
     export_prefix = "pe_tile"
@@ -142,7 +147,7 @@ class PETile(wiring.Component):
         self._post_factory = post_factory
         self._table_factory = table_factory
         super().__init__({"ld": In(LoadBusSignature(config)), "gemm": In(GemmBusSignature(config)),
-                          "st": In(StoreBusSignature(config))})
+                          "st": In(StoreBusSignature(config)), "busy": Out(1)})
 
     @property
     def config(self) -> AcceleratorConfig:
@@ -152,10 +157,11 @@ class PETile(wiring.Component):
         m = Module()
         inp_rd = self._input_buffer(m)
         wgt_rd = self._weight_buffers(m)
-        bias, mult, shift = self._parameter_banks(m)
+        bias, mult, shift, param_busy = self._parameter_banks(m)
         g_acc, s_acc, acc_wr = self._accumulators(m)
-        self._gemm_datapath(m, inp_rd, wgt_rd, g_acc, acc_wr)
-        self._store_datapath(m, s_acc, bias, mult, shift, self._table_memory(m))
+        gemm_busy = self._gemm_datapath(m, inp_rd, wgt_rd, g_acc, acc_wr)
+        store_busy = self._store_datapath(m, s_acc, bias, mult, shift, self._table_memory(m))
+        m.d.comb += self.busy.eq(param_busy | gemm_busy | store_busy)
         return m
 
     # ---- buffers --------------------------------------------------------------------------
@@ -248,7 +254,7 @@ class PETile(wiring.Component):
                 m.d.sync += [bias[j].eq(entry.bias), mult[j].eq(entry.mult), shift[j].eq(entry.shift)]
             # a softmax epilogue's output shift: entry param_addr's (sim.functional's ep_shift)
             m.d.sync += st.ep_shift.eq(data.View(PARAM_STRUCT, par_data[pa_d[:lk] if lk else 0]).ep_shift)
-        return bias, mult, shift
+        return bias, mult, shift, load_d
 
     def _accumulators(self, m):
         """Two copies of ``accum_depth`` entries, each one read and one write port: the GEMM's
@@ -310,6 +316,7 @@ class PETile(wiring.Component):
             # Wraps to acc_bits on assignment, like the accumulator of hw.numerics.
             m.d.comb += wr_data[j].eq(mac.sum + Mux(first2, 0, acc_data[j]))
         m.d.comb += wr_en.eq(v2)
+        return v1 | v2          # a pixel read, multiplied (and its MACs' sum_valid) or not yet written
 
     def _table_memory(self, m):
         """The table memory, filled by LOAD_PARAM with ``table`` (``LoadTarget.TABLE`` beats) and
@@ -326,6 +333,8 @@ class PETile(wiring.Component):
         # pipeline (at whichever stage reads it) or a softmax epilogue runs: not on other cycles
         in_flight = delay_line(m, sv1 & table1, PostProcessor.LATENCY, "table_beat")
         m.d.comb += table.rd_en.eq(st.ep | Cat(*in_flight).any())
+        # every beat until its lanes' last stage (their valid lines): what keeps the tile's clock on
+        post_flight = delay_line(m, sv1, PostProcessor.LATENCY, "post_beat")
         for j in range(cfg.k0):
             post = self._post_factory(cfg)
             m.submodules[f"post{j}"] = post
@@ -334,3 +343,4 @@ class PETile(wiring.Component):
                          table.rd_addr[j].eq(Mux(st.ep, st.ep_addr[j], post.table_addr)),
                          post.table_data.eq(table.rd_data[j]), st.ep_data[j].eq(table.rd_data[j]),
                          st.y[j].eq(post.y)]
+        return Cat(*post_flight).any()
