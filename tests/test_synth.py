@@ -414,3 +414,17 @@ def test_synth_refuses_before_any_export(args, needle, tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and needle in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l63.toml"]
+
+
+def test_an_interrupted_run_leaves_no_empty_work_folder(tmp_path, monkeypatch):
+    """Interrupted before Yosys wrote anything: nothing stays behind, and no log is claimed kept."""
+    from hw.rtl import synth
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth, "_export_part", interrupted)
+    said = []
+    with pytest.raises(KeyboardInterrupt):
+        synth.run(get_config("tiny"), tmp_path / "out", progress=said.append)
+    assert list(tmp_path.iterdir()) == [] and not any("kept in" in line for line in said)

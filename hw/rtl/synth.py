@@ -711,6 +711,15 @@ def _root(part: str, config, export) -> tuple[str, int]:
     return module_name(PETile, config), config.num_pe
 
 
+def _keep_or_remove(work: Path, progress) -> None:
+    """After a failed or interrupted run: keep the Yosys inputs and logs when there are any (and say
+    where), else remove the empty work folder."""
+    if any(work.iterdir()):
+        progress(f"the Yosys inputs and logs are kept in {work}")
+    else:
+        work.rmdir()
+
+
 def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, progress=lambda line: None,
         export=None, part: str = "accelerator", walk_rows: int | None = None) -> dict:
     """Export ``config`` (unless ``export``, an :class:`~hw.rtl.export.ExportResult` of it, is
@@ -744,7 +753,7 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
             reference = None if part in MAC_PARTS else mac_reference(config, work / "mac", timeout=timeout,
                                                                      progress=progress)
         except BaseException:
-            progress(f"the Yosys inputs and logs are kept in {work}")
+            _keep_or_remove(work, progress)
             raise
         shutil.rmtree(work, ignore_errors=True)
         seconds = {"export": round(export.seconds, 1), **seconds,
