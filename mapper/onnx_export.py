@@ -411,13 +411,13 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from .flops import build_model_or_usage_error, model_tag, parse_size
     from .weights import init_weights
-    from .workloads import MODEL_NAMES
+    from .workloads import MODEL_NAMES, did_you_mean
 
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         if args.model not in MODEL_NAMES:
-            raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODEL_NAMES)} "
+            raise UsageError(f"unknown model {args.model!r}{did_you_mean(args.model)}; choose one of {', '.join(MODEL_NAMES)} "
                              f"(an ONNX file is already ONNX)")
         size = parse_size(args.size) if args.size is not None else None
         model = build_model_or_usage_error(args.model, args.variant, size)

@@ -274,3 +274,12 @@ def test_an_output_named_as_a_file_of_another_kind_is_refused_before_any_work(tm
     r = run_tool([*argv, "--out", out], tmp_path)
     assert_refused(r, f"--out {out}", allowed)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_mistyped_model_gets_a_suggestion():
+    from mapper.workloads import check_model
+    with pytest.raises(KeyError, match=r"did you mean 'segformer_b2'\?"):
+        check_model("segformer_bb2")
+    with pytest.raises(KeyError) as e:
+        check_model("xyz")
+    assert "did you mean" not in str(e.value)

@@ -9,12 +9,13 @@ is a :class:`~mapper.ir.Model` like any other (shape-checked when it is built).
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 from ..ir import Model
 from ..onnx_import import is_onnx_path
 
-__all__ = ["MODEL_NAMES", "build_model", "check_model", "model_label"]
+__all__ = ["MODEL_NAMES", "build_model", "check_model", "did_you_mean", "model_label"]
 
 #: command-line name -> family module (in this package) that builds it.
 _FAMILY = {
@@ -47,8 +48,14 @@ def build_model(name: str, variant: str | None = None, size: tuple[int, int] | N
 def check_model(name: str) -> None:
     """KeyError (the one-line message lists the zoo) unless ``name`` is a zoo model or an ONNX file's path."""
     if name not in _FAMILY and not is_onnx_path(name):
-        raise KeyError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}, or the path of a "
-                       f".onnx file")
+        raise KeyError(f"unknown model {name!r}{did_you_mean(name)}; choose one of {', '.join(MODEL_NAMES)}, "
+                       f"or the path of a .onnx file")
+
+
+def did_you_mean(name: str) -> str:
+    """`` (did you mean 'segformer_b2'?)`` for a zoo name close to ``name`` (case aside), else ''."""
+    close = difflib.get_close_matches(str(name).lower(), MODEL_NAMES, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def model_label(name: str) -> str:
