@@ -135,6 +135,8 @@ def _load_cached(resolved: str, size: int, mtime: int, shown: str) -> Imported:
         raise OnnxImportError(f"{shown}: cannot read the ONNX file: {e.strerror}") from None
     except Exception as e:                      # protobuf's DecodeError and friends
         raise OnnxImportError(f"{shown}: not an ONNX model ({type(e).__name__}: {e})") from None
+    if not proto.HasField("graph"):             # protobuf reads an empty file as an empty model
+        raise OnnxImportError(f"{shown}: not an ONNX model ({'an empty file' if not data else 'no graph in it'})")
     if _load_external_data(proto, Path(resolved).parent, shown):
         data = proto.SerializeToString()        # the name's hash covers the weights stored beside it
     return import_onnx(proto, model_name_for(Path(shown), data), where=shown)

@@ -209,6 +209,14 @@ def test_model_file_refuses_variant_and_size(tmp_path, extra, needle):
     assert not (tmp_path / "o").exists()
 
 
+def test_an_empty_file_is_no_onnx_model(tmp_path):
+    """protobuf reads an empty file as an empty model: refused as such, not as a graph of 0 inputs."""
+    from mapper.onnx_import import OnnxImportError, load_onnx
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(OnnxImportError, match=r"empty.onnx: not an ONNX model \(an empty file\)"):
+        load_onnx(tmp_path / "empty.onnx")
+
+
 def test_broken_or_missing_file_is_one_line(tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"not a protobuf at all")
