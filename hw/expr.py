@@ -12,11 +12,12 @@ shift) when it is given a value.
 
 from __future__ import annotations
 
+import operator
 from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "not_", "negative", "outside", "largest", "shifted_up", "lookup", "log2_exact", "ceil_log2", "wired"]
+__all__ = ["Fields", "is_int", "vmax", "vmin", "sel", "cdiv", "any_of", "all_of", "not_", "negative", "outside", "largest", "balanced", "held_tree", "excess", "wire_source", "shifted_up", "lookup", "log2_exact", "ceil_log2", "wired"]
 
 
 class Fields:
@@ -40,7 +41,8 @@ def _is_array(*xs) -> bool:
     return any(isinstance(x, np.ndarray) for x in xs)
 
 
-#: The Amaranth modules whose comb domain names each multiplexer's output (:func:`wired`).
+#: The Amaranth modules whose comb domain names each multiplexer's output (:func:`wired`), each with
+#: the values its wires carry (by the wire's id).
 _WIRING: list = []
 
 
@@ -50,11 +52,19 @@ def wired(module):
     ``module`` (comb).  ``vmax`` names each input twice, and Amaranth's netlist builder emits an
     expression once per reference, so a nest of them grows exponentially in elaboration time; a
     wire is emitted once.  The logic is the same."""
-    _WIRING.append(module)
+    _WIRING.append((module, {}))
     try:
         yield
     finally:
         _WIRING.pop()
+
+
+def wire_source(signal):
+    """The value a wire of an open :func:`wired` block carries, or None for any other signal."""
+    for _, sources in reversed(_WIRING):
+        if id(signal) in sources:
+            return sources[id(signal)][1]
+    return None
 
 
 def _mux(cond, a, b, name: str = "t_mux"):
@@ -62,9 +72,36 @@ def _mux(cond, a, b, name: str = "t_mux"):
     value = Mux(cond, a, b)
     if not _WIRING:
         return value
+    module, sources = _WIRING[-1]
     wire = Signal(Value.cast(value).shape(), name=name)
-    _WIRING[-1].d.comb += wire.eq(value)
+    module.d.comb += wire.eq(value)
+    sources[id(wire)] = (wire, value)
     return wire
+
+
+def excess(a, b):
+    """How far ``a`` lies above ``b``, 0 if not: ``max(a, b) - b``, in hardware the comparison beside
+    the subtraction rather than before it, and unsigned (as wide as the largest difference), so
+    that the products it feeds are not signed ones."""
+    if is_int(a, b) or _is_array(a, b):
+        return np.maximum(a - b, 0) if _is_array(a, b) else max(a - b, 0)
+    from amaranth.hdl import Value
+    a, b = Value.cast(a), Value.cast(b)
+    top = (1 << len(a) - a.shape().signed) - 1 + (1 << len(b) - 1 if b.shape().signed else 0)
+    return sel(a > b, (a - b)[:top.bit_length()], 0)       # the largest difference's bits
+
+
+def held_tree(op, values: list, hold, levels: int = 2):
+    """``values`` joined by the binary ``op`` as a balanced tree (:func:`balanced`) whose every
+    ``levels`` levels are registered by ``hold`` (``hold(value)``: the value itself on integers)."""
+    values = list(values)
+    depth = 0
+    while len(values) > 1:
+        values = [op(*values[i:i + 2]) if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
+        depth += 1
+        if depth % levels == 0 and len(values) > 1:
+            values = [hold(v) for v in values]
+    return values[0]
 
 
 def vmax(a, b):
@@ -83,9 +120,9 @@ def largest(values: list):
     """The largest of ``values``, by a balanced tree of :func:`vmax`: on Amaranth values each
     multiplexer names its inputs twice, so a chain would repeat the first input in every level."""
     values = list(values)
-    while len(values) > 1:
-        values = [vmax(*values[i:i + 2]) if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
-    return values[0]
+    if not values:
+        raise ValueError("largest() of no values")
+    return balanced(vmax, values, None)
 
 
 def negative(x):
@@ -136,14 +173,22 @@ def cdiv(x, c: int):
     return (x + (c - 1)) >> log2_exact(c)
 
 
+def balanced(op, values: list, empty):
+    """``values`` joined by the binary ``op`` as a balanced tree (``empty`` if there are none): in
+    hardware a chain of n gates is n levels deep, a tree log2(n); Yosys and ABC keep the structure."""
+    values = list(values)
+    if not values:
+        return empty
+    while len(values) > 1:
+        values = [op(*values[i:i + 2]) if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
+    return values[0]
+
+
 def any_of(*conds):
-    """The OR of conditions (Python truth values or 1-bit values)."""
+    """The OR of conditions (Python truth values or 1-bit values), a balanced tree in hardware."""
     if is_int(*conds):
         return any(conds)
-    out = 0
-    for c in conds:
-        out = out | c
-    return out
+    return balanced(operator.or_, conds, 0)
 
 
 def not_(cond):
@@ -152,12 +197,10 @@ def not_(cond):
 
 
 def all_of(*conds):
+    """The AND of conditions (Python truth values or 1-bit values), a balanced tree in hardware."""
     if is_int(*conds):
         return all(conds)
-    out = 1
-    for c in conds:
-        out = out & c
-    return out
+    return balanced(operator.and_, conds, 1)
 
 
 def shifted_up(bits: list, amount, width: int) -> list:
