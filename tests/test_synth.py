@@ -282,7 +282,8 @@ def test_make_synth_refuses_an_unknown_configuration(tmp_path):
                                                pytest.param("vector-unit", "vector_unit_", 2, marks=pytest.mark.slow),
                                                pytest.param("spatial-unit", "spatial_unit_", 1, marks=pytest.mark.slow),
                                                pytest.param("vector-executor", "vector_executor_", 4,
-                                                            marks=pytest.mark.slow)])
+                                                            marks=pytest.mark.slow),
+                                               ("descriptor-check", "descriptor_check_", 1)])
 def test_a_unit_part_exports_the_unit_and_what_it_holds(part, top, modules):
     """``--part load-unit`` / ``load-inp`` / ``store-unit`` / ``dispatcher``: the unit is the root, its
     children (the global buffer and the LOAD_INP address generator for the load unit) exported with

@@ -610,16 +610,17 @@ def summary_lines(doc: dict) -> list[str]:
 #: unit with the modules it holds (the load unit with the global buffer and the LOAD_INP address
 #: generator; the LOAD_INP address generator alone; the store unit; the compute unit; the
 #: dispatcher; the vector unit with its row lane, the spatial unit with its lanes' kernels, the
-#: vector executor with everything under it), for a unit's depth without the whole design's run.
+#: vector executor with everything under it, its descriptor check alone), for a unit's depth without the whole design's run.
 PARTS = ("accelerator", "pe-array", "load-unit", "load-inp", "store-unit", "compute-unit", "dispatcher",
-         "vector-unit", "spatial-unit", "vector-executor")
+         "vector-unit", "spatial-unit", "vector-executor", "descriptor-check")
 #: The parts whose walker ``--walk-rows`` sets (rows or pixels handed out a cycle).
 WALKING_PARTS = ("vector-unit", "spatial-unit")
 
 
 def _export_unit(config, part: str, walk_rows: int | None = None):
     """The Verilog of the unit ``part`` (``load-unit``, ``load-inp``, ``store-unit``, ``compute-unit``,
-    ``dispatcher``, ``vector-unit``, ``spatial-unit``, ``vector-executor``) and of what it holds;
+    ``dispatcher``, ``vector-unit``, ``spatial-unit``, ``vector-executor``, ``descriptor-check``) and
+    of what it holds;
     the vector and spatial units walk ``walk_rows`` rows a cycle (default: the contract's)."""
     from .compute_unit import ComputeUnit
     from .dispatch import Dispatcher
@@ -635,7 +636,7 @@ def _export_unit(config, part: str, walk_rows: int | None = None):
     if part == "load-unit":
         top = ex.add(LoadUnit, config, gb_factory=ex.stub(ex.add(GlobalBuffer, config)),
                      lanes_factory=ex.stub(ex.add(LoadInpLanes, config)))
-    elif part in ("vector-unit", "spatial-unit", "vector-executor"):
+    elif part in ("vector-unit", "spatial-unit", "vector-executor", "descriptor-check"):
         top = _export_vector_part(ex, config, part, walk)
     else:
         top = ex.add({"load-inp": LoadInpLanes, "store-unit": StoreUnit, "compute-unit": ComputeUnit,
@@ -655,11 +656,29 @@ def _export_vector_part(ex, config, part: str, walk: dict):
 
     if part == "vector-executor":
         return _export_vector_unit(ex, config)
+    if part == "descriptor-check":
+        return ex.add(_descriptor_check_part(), config)
     if part == "spatial-unit":
         return ex.add(SpatialUnit, config, params=walk)
     row = {"max_row": ops.MAX_ROW}
     lane = ex.add(VectorRowLane, config, params=row)
     return ex.add(VectorUnit, config, params={**row, **walk}, lane_factory=ex.stub(lane, params=(row,)))
+
+
+def _descriptor_check_part():
+    """``DescriptorCheck`` as a module of its own (its fetch nested in it), built from a configuration."""
+    from .vector_descriptor_check import DescriptorCheck
+
+    class DescriptorCheckPart(DescriptorCheck):
+        export_prefix, export_nested = "descriptor_check", True
+
+        @classmethod
+        def export_params(cls, config) -> dict:
+            return {"m": config.dram_mib}
+
+        def __init__(self, config):
+            super().__init__(dram_bytes=config.dram_bytes)
+    return DescriptorCheckPart
 
 
 def _export_part(config, part: str, walk_rows: int | None = None):
