@@ -91,8 +91,8 @@ EPILOGUE_PASSES = 2
 #: A VEC on the row lanes first fetches its descriptor, at most ``MAX_DESCRIPTOR_BYTES`` at
 #: ``VEC_FETCH_BYTES`` a cycle plus three cycles (the header's read, the last read and the check:
 #: ``hw/rtl/descriptor_fetch.py``), checks the VEC's fields against those of its descriptor
-#: (``VEC_FIELD_CHECK``: ``hw.vector.slot_fields``' registered products, then the registered
-#: comparison), hands it to the vector unit (1) and checks it (1); its last row leaves
+#: (``VEC_FIELD_CHECK``: the check's registered terms, ``hw.vector.FIELD_HOLD_LEVELS``, then the
+#: registered OR of its refusals), hands it to the vector unit (1) and checks it (1); its last row leaves
 #: ``VEC_STAGE_LATENCY`` cycles per stage slot after its last read, through every slot.
 VEC_FETCH_BYTES = 16
 VEC_STAGE_LATENCY = 7

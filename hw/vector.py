@@ -41,12 +41,13 @@ and refuses a VEC whose fields are not its descriptor's, as the simulator does.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Optional
 
 import numpy as np
 
-from .expr import all_of, any_of, is_int, largest, lookup, negative, not_, outside, sel, vmax, vmin
+from .expr import all_of, any_of, excess, held_tree, is_int, lookup, negative, not_, outside, sel, vmax, vmin
 from . import operators as ops
 from .isa import ErrorCode, StreamError, VecOp
 
@@ -173,61 +174,67 @@ class Axis:
         return cls(f["n"], f["s_lo"], f["start"], f["wrap"], f["valid"], f["win"], f["s_hi"])
 
 
-def _quotient_fits(q, x, d) -> object:
+def _quotient_fits(q, x, d, hold=None) -> object:
     """Whether ``q`` is ``x div d`` (``d >= 1``): ``q * d <= x < q * d + d``, a product, no divider."""
-    product = q * d
+    product = (hold or _no_hold)(q * d)
     return (product <= x) & (x < product + d)
 
 
-def laps_fit(f) -> object:
+def laps_fit(f, hold=None) -> object:
     """Whether an axis' ``laps`` is ``n div wrap``: ``laps * wrap <= n < (laps + 1) * wrap``, by
-    multiplying (on integers or on Amaranth values)."""
-    return _quotient_fits(f["laps"], f["n"], f["wrap"])
+    multiplying (on integers or on Amaranth values; ``hold`` as in :func:`slot_fields`)."""
+    return _quotient_fits(f["laps"], f["n"], f["wrap"], hold)
 
 
-def axis_last_positions(f) -> tuple:
+def axis_last_positions(f, hold=None) -> tuple:
     """(last run position, last turn position) of an axis with fields ``f``.  Its valid positions
     ``u`` are ``[start, run_end)``, the run from ``start`` before the counter wraps, and ``[0,
     turn_end)``, those from 0 it reaches after wrapping (all ``min(valid, wrap)`` once it makes a
     whole turn); the last positions are ``run_end - 1`` and ``turn_end - 1`` (0 for an empty turn).
     Adds and min/max, on integers or Amaranth values; their splits at ``win`` are in the descriptor
-    (``hi_run``, ``hi_turn``), checked by products (:func:`axis_refusals`)."""
-    per_lap = vmin(f["valid"], f["wrap"])
+    (``hi_run``, ``hi_turn``), checked by products (:func:`axis_refusals`); ``hold`` as in
+    :func:`slot_fields`."""
+    hold = hold or _no_hold
+    per_lap = hold(vmin(f["valid"], f["wrap"]))
     end = f["start"] + f["n"]
-    turn_end = sel(f["n"] >= f["wrap"], per_lap, vmin(vmax(end, f["wrap"]) - f["wrap"], per_lap))
-    return vmin(end, per_lap) - 1, vmax(turn_end, 1) - 1
+    turn_end = sel(f["n"] >= f["wrap"], per_lap, vmin(hold(excess(end, f["wrap"])), per_lap))
+    return hold(vmin(hold(end), per_lap) - 1), hold(excess(turn_end, 1))
 
 
-def axis_refusals(f) -> dict:
+def axis_refusals(f, hold=None) -> dict:
     """What ``decode_descriptor`` refuses in an axis' fields ``f``: ``{why: condition}``, ``why`` a
     template over the fields' names.  Part of :func:`descriptor_refusals`, one rule on a
     descriptor's integers and on the RTL's fetched slots (``hw/rtl/descriptor_fetch.py``).  ``lo0``/``hi0``, ``laps``,
     ``hi_run`` and ``hi_turn`` are quotients the descriptor carries so that the hardware divides
-    nothing; each is checked by a product."""
-    run_last, turn_last = axis_last_positions(f)
-    lasts_fit = _quotient_fits(f["hi_run"], run_last, f["win"]) & _quotient_fits(f["hi_turn"], turn_last, f["win"])
+    nothing; each is checked by a product (``hold`` as in :func:`slot_fields`)."""
+    hold = hold or _no_hold
+    run_last, turn_last = axis_last_positions(f, hold)
+    lasts_fit = (_quotient_fits(f["hi_run"], run_last, f["win"], hold)
+                 & _quotient_fits(f["hi_turn"], turn_last, f["win"], hold))
     return {
         "needs n, wrap, valid and win >= 1 and start < wrap":
             any_of(f["n"] < 1, f["wrap"] < 1, f["valid"] < 1, f["win"] < 1, f["start"] >= f["wrap"]),
         "lo0 = {lo0}, hi0 = {hi0} do not split start = {start} at win = {win}":
-            (f["lo0"] >= f["win"]) | (f["lo0"] + f["hi0"] * f["win"] != f["start"]),
-        "laps = {laps} is not n = {n} divided by wrap = {wrap}": not_(laps_fit(f)),
+            (f["lo0"] >= f["win"]) | (f["lo0"] + hold(f["hi0"] * f["win"]) != f["start"]),
+        "laps = {laps} is not n = {n} divided by wrap = {wrap}": not_(laps_fit(f, hold)),
         "hi_run = {hi_run}, hi_turn = {hi_turn} do not split the last valid positions at win = {win}":
             not_(lasts_fit),
     }
 
 
-def axis_valid_count(f) -> object:
+def axis_valid_count(f, hold=None) -> object:
     """Valid positions of an axis with fields ``f`` (``Axis.fields``; its ``laps`` checked), 1 when
     its strides are 0 (broadcast): ``laps`` whole turns of ``min(valid, wrap)`` valid positions, then
     the rest ``r = n - laps * wrap`` from ``start``, ``[start, start + r)`` below ``wrap`` and
-    ``[0, start + r - wrap)`` past it.  Adds, min/max and one product: on integers or Amaranth values."""
-    per_lap = vmin(f["valid"], f["wrap"])
-    end = f["start"] + (f["n"] - f["laps"] * f["wrap"])
-    before_wrap = vmax(vmin(end, per_lap), f["start"]) - f["start"]
-    after_wrap = vmin(vmax(end, f["wrap"]) - f["wrap"], per_lap)
+    ``[0, start + r - wrap)`` past it.  Adds, min/max and one product: on integers or Amaranth values
+    (``hold`` as in :func:`slot_fields`)."""
+    hold = hold or _no_hold
+    per_lap = hold(vmin(f["valid"], f["wrap"]))
+    end = hold(f["start"] + (f["n"] - hold(f["laps"] * f["wrap"])))
+    before_wrap = hold(excess(vmin(end, per_lap), f["start"]))
+    after_wrap = hold(vmin(excess(end, f["wrap"]), per_lap))
     broadcast = (f["s_lo"] == 0) & (f["s_hi"] == 0)
-    return sel(broadcast, 1, f["laps"] * per_lap + before_wrap + after_wrap)
+    return sel(broadcast, 1, hold(f["laps"] * per_lap) + (before_wrap + after_wrap))
 
 
 def axis_offsets(ax: Axis) -> tuple[np.ndarray, np.ndarray]:
@@ -263,42 +270,42 @@ def operand_addresses(op: Operand, c: int) -> tuple[np.ndarray, np.ndarray]:
 
 # ---- extents: the bytes a pass may touch -------------------------------------------------------
 
-def _interval_extent(first, last, top_s, s_hi) -> tuple:
+def _interval_extent(first, last, top_s, s_hi, hold=None) -> tuple:
     """(lowest, highest) offset of an axis' positions ``u`` in ``[a, b]``: each end given as
     ``(q, q * s_hi, r * s_lo)`` of its split ``(q, r) = (u div win, u mod win)``, ``top_s`` =
     ``(win - 1) * s_lo``.  The offset ``r * s_lo + q * s_hi`` is linear in the row ``q`` and in the
     place ``r``, so its extremes lie at the ends, at the ends of the first and last rows and at
     the ends of the full rows next to them."""
+    hold = hold or _no_hold
     (qa, qa_s, ra_s), (qb, qb_s, rb_s) = first, last
     ends = (ra_s + qa_s, rb_s + qb_s)
     row_ends = (top_s + qa_s, qb_s)                 # (qa, win - 1) and (qb, 0)
-    full_rows = (qa_s + s_hi, qb_s - s_hi)          # rows qa + 1 and qb - 1, when they are full ones
+    full_rows = (hold(qa_s + s_hi), hold(qb_s - s_hi))      # rows qa + 1 and qb - 1, when they are full ones
     two_rows, three_rows = qa < qb, qa + 1 < qb
-    lo = vmin(vmin(*ends), vmin(sel(two_rows, vmin(*row_ends), ends[0]),
-                                sel(three_rows, vmin(top_s, 0) + vmin(*full_rows), ends[0])))
-    hi = vmax(vmax(*ends), vmax(sel(two_rows, vmax(*row_ends), ends[0]),
-                                sel(three_rows, vmax(top_s, 0) + vmax(*full_rows), ends[0])))
-    return lo, hi
+
+    def extreme(pick, zero_or_top):     # registered where a cycle would hold more than an add and a min
+        full = sel(three_rows, hold(zero_or_top + pick(*full_rows)), ends[0])
+        return hold(pick(hold(pick(*ends)), pick(hold(sel(two_rows, pick(*row_ends), ends[0])), hold(full))))
+    return extreme(vmin, vmin(top_s, 0)), extreme(vmax, vmax(top_s, 0))
 
 
 def axis_extent(f, hold=None) -> tuple:
     """(any valid position, lowest offset, highest offset) of the valid positions of an axis with
     fields ``f`` (``Axis.fields``, well formed): the run ``[start, run_last]`` and the turn ``[0,
     turn_last]`` (:func:`axis_last_positions`), their ends split by the descriptor's quotients.
-    Products, adds and min/max: on integers or Amaranth values (``hold`` as in :func:`slot_fields`:
-    the products of fields and the remainders at level 1, the remainders' products at level 2)."""
+    Products, adds and min/max: on integers or Amaranth values (``hold`` as in :func:`slot_fields`)."""
     hold = hold or _no_hold
-    run_last, turn_last = axis_last_positions(f)
+    run_last, turn_last = axis_last_positions(f, hold)
     s_lo, s_hi, win = f["s_lo"], f["s_hi"], f["win"]
-    top_s = hold((win - 1) * s_lo, 1)
-    ends = [(q, hold(q * s_hi, 1), hold(hold(last - q * win, 1) * s_lo, 2))
+    top_s = hold(hold(win - 1) * s_lo)          # the subtraction a cycle before the signed product
+    ends = [(q, hold(q * s_hi), hold(hold(last - hold(q * win)) * s_lo))
             for q, last in ((f["hi_run"], run_last), (f["hi_turn"], turn_last))]
-    run = _interval_extent((f["hi0"], hold(f["hi0"] * s_hi, 1), hold(f["lo0"] * s_lo, 1)), ends[0], top_s, s_hi)
-    turn = _interval_extent((0, 0, 0), ends[1], top_s, s_hi)
+    run = _interval_extent((f["hi0"], hold(f["hi0"] * s_hi), hold(f["lo0"] * s_lo)), ends[0], top_s, s_hi, hold)
+    turn = _interval_extent((0, 0, 0), ends[1], top_s, s_hi, hold)
     in_run = run_last >= f["start"]
     in_turn = (f["n"] >= f["wrap"]) | (f["start"] + f["n"] > f["wrap"])      # valid >= 1: it reaches 0
-    lo = sel(in_run, sel(in_turn, vmin(run[0], turn[0]), run[0]), turn[0])
-    hi = sel(in_run, sel(in_turn, vmax(run[1], turn[1]), run[1]), turn[1])
+    lo = hold(sel(in_run, sel(in_turn, vmin(run[0], turn[0]), run[0]), turn[0]))
+    hi = hold(sel(in_run, sel(in_turn, vmax(run[1], turn[1]), run[1]), turn[1]))
     return in_run | in_turn, lo, hi
 
 
@@ -307,9 +314,10 @@ def operand_extent(op, chans, hold=None) -> tuple:
     the ``y_``/``x_`` axes) over channels ``0 .. chans - 1`` (``chans >= 1``): what
     ``operand_addresses`` reaches where valid, in closed form."""
     y, x = ({name: op[p + name] for name, _, _ in AXIS_FIELDS} for p in ("y_", "x_"))
+    hold = hold or _no_hold
     y_any, y_lo, y_hi = axis_extent(y, hold)
     x_any, x_lo, x_hi = axis_extent(x, hold)
-    return y_any & x_any, op["base"] + y_lo + x_lo, op["base"] + y_hi + x_hi + chans - 1
+    return y_any & x_any, hold(op["base"] + y_lo + x_lo), hold(op["base"] + y_hi + x_hi + chans - 1)
 
 
 def _value_channels(head, operands, stages) -> list:
@@ -338,7 +346,7 @@ def pass_extents(head, operands, stages, hold=None) -> list[tuple]:
     runs, and for the RTL's executor, which refuses it in the cycles of its fields' check."""
     hold = hold or _no_hold
     live, c = _live(head), head["c"]
-    values = _value_channels(head, operands, stages)
+    values = [hold(v) for v in _value_channels(head, operands, stages)]
     out = []
     for k, op in enumerate(operands):
         if is_int(head["n_operands"]) and k >= head["n_operands"]:      # an empty slot touches nothing
@@ -348,14 +356,14 @@ def pass_extents(head, operands, stages, hold=None) -> list[tuple]:
         uses = [sel(_is(stages[0]["op"], *SPATIAL) & (stages[0]["src"] == k), op["c"], 0)]
         for on, st, value in zip(live, stages, values):
             uses += [sel(on & ((st["src"] == k) | (st["src2"] == k)), c, 0), sel(on & (st["out"] == k), value, 0)]
-        chans = hold(vmin(op["c"], largest(uses)), 1)
+        chans = hold(vmin(op["c"], hold(held_tree(vmax, uses, hold))))
         valid, lo, hi = operand_extent(op, chans, hold)
         out.append((f"operand {k}", valid & (chans > 0), lo, hi))
     for i, (on, st) in enumerate(zip(live, stages)):
         lut, layernorm = st["op"] == VecOp.LUT, st["op"] == VecOp.LAYERNORM
         table = sel(lut, st["lut.table"], st["layernorm.table"])
         size = sel(lut, LUT_TABLE_BYTES, values[i] * LN_ENTRY_BYTES)
-        out.append((f"stage {i}'s table", on & (lut | layernorm), table, table + size - 1))
+        out.append((f"stage {i}'s table", on & (lut | layernorm), table, hold(table + size - 1)))
     return out
 
 
@@ -420,7 +428,7 @@ def _stage_op_is_one(code) -> object:
     return any_of(*(code == op for op in STAGE_PARAMS))
 
 
-def descriptor_refusals(head, operands, stages) -> list[tuple]:
+def descriptor_refusals(head, operands, stages, hold=None) -> list[tuple]:
     """What makes a descriptor malformed: ``[(where, fields, why, condition)]``, ``why`` a
     template over ``fields``' names, ``condition`` true where refused.  One rule, on a descriptor's
     slots (:func:`descriptor_field_slots`; the raw ones ``decode_descriptor`` reads) and on the
@@ -428,7 +436,9 @@ def descriptor_refusals(head, operands, stages) -> list[tuple]:
     empty iteration space, an operand with ``c = 0`` or a malformed axis (:func:`axis_refusals`),
     an operation that is no stage's, stage 0 reading ``PREV``, a reference to a missing operand, a
     spatial stage after the first and a softmax whose ``row · heads`` is not ``c`` (a product: the
-    hardware builds no divider).  Slots past ``n_operands`` / ``n_stages`` are not checked."""
+    hardware builds no divider).  Slots past ``n_operands`` / ``n_stages`` are not checked; ``hold`` as
+    in :func:`slot_fields`."""
+    hold = hold or _no_hold
     n_op, n_st = head["n_operands"], head["n_stages"]
     out = [("", head, f"{{n_stages}} stages and {{n_operands}} operands (1..{MAX_STAGES}, 0..{MAX_OPERANDS})",
             any_of(n_st < 1, n_st > MAX_STAGES, n_op > MAX_OPERANDS)),
@@ -441,7 +451,7 @@ def descriptor_refusals(head, operands, stages) -> list[tuple]:
         for p in ("y_", "x_"):
             axis = {name: op[p + name] for name, _, _ in AXIS_FIELDS}
             out += [(f" operand {k} {p[0]}", axis, f"axis {why}", all_of(live, refused))
-                    for why, refused in axis_refusals(axis).items()]
+                    for why, refused in axis_refusals(axis, hold).items()]
     for i, st in enumerate(stages):
         live = i < n_st
         if live is False:
@@ -456,7 +466,7 @@ def descriptor_refusals(head, operands, stages) -> list[tuple]:
             (f" stage {i}", st, "a resize, pooling or class map must be a pass's first stage",
              all_of(live, i > 0, _is(st["op"], *SPATIAL))),
             (f" stage {i}", st, "softmax rows of row x heads are not the pass's c channels",
-             all_of(live, softmax, st["softmax.row"] * st["softmax.heads"] != head["c"])),
+             all_of(live, softmax, hold(st["softmax.row"] * st["softmax.heads"]) != head["c"])),
         ]
     return out
 
@@ -500,7 +510,7 @@ def params_outside(st) -> object:
     return any_of(*(refused for _, _, refused in _param_refusals(st)))
 
 
-def pass_refusals(head, operands, stages) -> list[tuple]:
+def pass_refusals(head, operands, stages, hold=None) -> list[tuple]:
     """What the operators refuse in a well-formed pass, before it runs: ``[(where, fields, why,
     condition)]`` as :func:`descriptor_refusals`.  One rule for ``sim.vector_unit.execute_vec`` and
     the RTL's executor (``hw/rtl/vector_executor.py``), both checking every live stage before
@@ -511,9 +521,10 @@ def pass_refusals(head, operands, stages) -> list[tuple]:
     a previous result whose channels are not the pass's ``c`` (only a spatial stage's can differ:
     a resize's or pooling's are its source's, :func:`_value_channels`); an operand that a stage
     other than a spatial one reads or writes over another raster than the pass's ``h x w`` (a
-    spatial stage's are :func:`spatial_refusals`')."""
+    spatial stage's are :func:`spatial_refusals`'); ``hold`` as in :func:`slot_fields`."""
+    hold = hold or _no_hold
     live, c = _live(head), head["c"]
-    values = _value_channels(head, operands, stages)
+    values = [hold(v) for v in _value_channels(head, operands, stages)]
     out = []
     for i, (on, st) in enumerate(zip(live, stages)):
         if on is False:             # on integers: an empty slot holds nothing to refuse
@@ -542,9 +553,12 @@ def pass_refusals(head, operands, stages) -> list[tuple]:
 SPATIAL = (VecOp.RESIZE, VecOp.POOL, VecOp.RESIZE_ARGMAX)
 #: The VEC instruction's fields that :func:`vec_fields` gives (``hw.isa``): what the descriptor decides.
 TIMING_FIELDS = ("vec_op", "work", "bytes_in", "bytes_out", "rows", "row_cycles", "tables")
-#: Levels at which :func:`slot_fields` lets the RTL register its products (``hold``): the axis
-#: counts and the pass's sizes, then the operands' bytes and the stages' work.
-FIELD_HOLD_LEVELS = 2
+#: Levels of registers through which the RTL evaluates the rules of a VEC's descriptor check on its
+#: fetched slots (``hold``: :func:`descriptor_refusals`, :func:`slot_fields`, :func:`pass_extents`,
+#: :func:`pass_refusals`), none of whose cycles holds more than about a product or an add and a
+#: min: the deepest, the extents, take the last positions (2), their splits' remainders (3) and
+#: offsets (4), the extremes (5, 6) of an axis (7) and of an operand (8), then each rule's OR (9).
+FIELD_HOLD_LEVELS = 9
 
 
 def _by_code(table: dict) -> list[int]:
@@ -591,7 +605,7 @@ def _field_slots(d: Descriptor) -> tuple[dict, list[dict], list[dict]]:
     return head, operands, stages
 
 
-def _no_hold(value, level: int):
+def _no_hold(value, level: int | None = None):
     return value
 
 
@@ -624,13 +638,13 @@ def _row_schedule(head, operands, stages, pixels, hold=_no_hold) -> tuple:
     # check_descriptor, which a well-formed descriptor passes)
     on_lanes = _is(first["op"], *SPATIAL)
     pool = first["op"] == VecOp.POOL
-    taps = sel(pool, hold(pool_taps(first, "y") * pool_taps(first, "x"), 1), 1)
+    taps = sel(pool, hold(hold(pool_taps(first, "y")) * hold(pool_taps(first, "x"))), 1)
     split = sel(pool, first["pool.split"], 0)
-    source_c = split_chunk(lookup(first["src"], [op["c"] for op in operands], 0), split) * taps
-    row, heads = row_and_heads(head, stages)
-    passes = sum(sel(on, lookup(st["op"], _ROW_PASSES, 0), 0) for on, st in zip(live, stages))
-    gap = sum(sel(on, lookup(st["op"], _ROW_GAPS, 0), 0) for on, st in zip(live, stages))
-    rows = sel(on_lanes, pixels << split, pixels * heads)
+    source_c = hold(hold(split_chunk(lookup(first["src"], [op["c"] for op in operands], 0), split)) * taps)
+    row, heads = (hold(v) for v in row_and_heads(head, stages))
+    passes = hold(sum(sel(on, lookup(st["op"], _ROW_PASSES, 0), 0) for on, st in zip(live, stages)))
+    gap = hold(sum(sel(on, lookup(st["op"], _ROW_GAPS, 0), 0) for on, st in zip(live, stages)))
+    rows = sel(on_lanes, pixels << split, hold(pixels * heads))
     return (rows, sel(on_lanes, source_c, row), sel(on_lanes, 1, sel(passes == 0, 1, passes)), sel(on_lanes, 0, gap))
 
 
@@ -639,18 +653,18 @@ def _stage_work(st, first: bool, operands, c, pixels, out, hold) -> object:
     raster (an argmax's channels, an adaptive pooling's input) are built for the first stage only:
     a spatial operation is a pass's first stage (``check_descriptor``)."""
     code = st["op"]
-    per_output = (lookup(code, _WORK_PER_OUTPUT, 0)
-                  + sel(code == VecOp.RESIZE, lookup(st["resize.mode"], [RESIZE_COST[0], RESIZE_COST[1]], 0), 0)
-                  + sel((code == VecOp.POOL) & (st["pool.mode"] != PoolMode.ADAPTIVE_AVG),
-                        st["pool.kernel"] * st["pool.kernel"], 0))
-    work = hold(per_output * out, 2)
+    per_output = hold(lookup(code, _WORK_PER_OUTPUT, 0)
+                      + sel(code == VecOp.RESIZE, lookup(st["resize.mode"], [RESIZE_COST[0], RESIZE_COST[1]], 0), 0)
+                      + sel((code == VecOp.POOL) & (st["pool.mode"] != PoolMode.ADAPTIVE_AVG),
+                            hold(st["pool.kernel"] * st["pool.kernel"]), 0))
+    work = hold(per_output * out)
     if not first:
         return work
-    source = [lookup(st["src"], [op[name] for op in operands], 0) for name in ("c", "y_n", "x_n")]
-    argmax = hold(RESIZE_COST[0] * pixels * source[0], 2)
-    adaptive = hold(source[1] * source[2] * c, 1)
-    return (work + sel(code == VecOp.RESIZE_ARGMAX, argmax, 0)
-            + sel((code == VecOp.POOL) & (st["pool.mode"] == PoolMode.ADAPTIVE_AVG), adaptive, 0))
+    source = [hold(lookup(st["src"], [op[name] for op in operands], 0)) for name in ("c", "y_n", "x_n")]
+    argmax = hold(RESIZE_COST[0] * hold(pixels * source[0]))
+    adaptive = hold(hold(source[1] * source[2]) * c)
+    return hold(work + (sel(code == VecOp.RESIZE_ARGMAX, argmax, 0)
+                        + sel((code == VecOp.POOL) & (st["pool.mode"] == PoolMode.ADAPTIVE_AVG), adaptive, 0)))
 
 
 def _operand_bytes(head, operands, stages, hold) -> tuple:
@@ -659,33 +673,35 @@ def _operand_bytes(head, operands, stages, hold) -> tuple:
     n_st, c, first = head["n_stages"], head["c"], stages[0]
     argmax_writes = any_of(*((n_st == i + 1) & (st["op"] == VecOp.RESIZE_ARGMAX) for i, st in enumerate(stages)))
     spatial_source = _is(first["op"], *SPATIAL)
-    read_in = written = 0
+    read_in, written = [], []
     for k, op in enumerate(operands):
         reads = any_of(*(on & ((st["src"] == k) | (st["src2"] == k)) for on, st in zip(live, stages)))
         writes = any_of(*(on & (st["out"] == k) for on, st in zip(live, stages)))
         whole = (spatial_source & (first["src"] == k)) | op["repeat"]
-        chans = sel(whole, op["c"], sel(argmax_writes & writes, 1, vmin(op["c"], c)))
-        counts = [hold(axis_valid_count({name: op[p + name] for name, _, _ in AXIS_FIELDS}), 1) for p in ("y_", "x_")]
-        nbytes = hold(counts[0] * counts[1] * chans, 2)
-        read_in, written = read_in + sel(reads, nbytes, 0), written + sel(writes, nbytes, 0)
-    return read_in, written
+        chans = hold(sel(whole, op["c"], sel(argmax_writes & writes, 1, vmin(op["c"], c))))
+        counts = [hold(axis_valid_count({name: op[p + name] for name, _, _ in AXIS_FIELDS}, hold)) for p in ("y_", "x_")]
+        nbytes = hold(hold(counts[0] * counts[1]) * chans)
+        read_in.append(sel(reads, nbytes, 0))
+        written.append(sel(writes, nbytes, 0))
+    return tuple(hold(held_tree(operator.add, terms, hold)) for terms in (read_in, written))
 
 
 def slot_fields(head, operands, stages, hold=_no_hold) -> dict:
     """The VEC's timing fields (:func:`vec_fields`) from its descriptor's fields: the header, the
     ``MAX_OPERANDS`` operand slots and the ``MAX_STAGES`` stage slots (empty past ``n_operands`` /
     ``n_stages``), on integers (:func:`descriptor_field_slots`) or on the RTL's fetched descriptor,
-    which must be well formed (``decode_descriptor``).  ``hold(value, level)`` lets the RTL register
-    a product: level 1 from the fields, level 2 from level 1's (``FIELD_HOLD_LEVELS``)."""
+    which must be well formed (``decode_descriptor``).  ``hold(value)`` lets the RTL register a term
+    (one level above the terms it reads; ``FIELD_HOLD_LEVELS``); the value itself on integers."""
     c, live = head["c"], _live(head)
-    pixels, out = hold(head["h"] * head["w"], 1), hold(head["h"] * head["w"] * c, 1)
-    work = sum(sel(on, _stage_work(st, i == 0, operands, c, pixels, out, hold), 0)
-               for i, (on, st) in enumerate(zip(live, stages)))
+    pixels = hold(head["h"] * head["w"])
+    out = hold(pixels * c)
+    work = hold(held_tree(operator.add, [sel(on, _stage_work(st, i == 0, operands, c, pixels, out, hold), 0)
+                                         for i, (on, st) in enumerate(zip(live, stages))], hold))
     bytes_in, bytes_out = _operand_bytes(head, operands, stages, hold)
     rows, row, passes, gap = _row_schedule(head, operands, stages, pixels, hold)
     fields = {"vec_op": sel(head["n_stages"] == 1, stages[0]["op"], int(VecOp.CHAIN)), "work": work,
-            "bytes_in": bytes_in, "bytes_out": bytes_out, "rows": hold(rows, 2),
-            "row_cycles": hold(passes * row + gap, 2),
+            "bytes_in": bytes_in, "bytes_out": bytes_out, "rows": hold(rows),
+            "row_cycles": hold(hold(passes * row) + gap),
             "tables": any_of(*(on & (st["op"] == VecOp.LUT) for on, st in zip(live, stages)))}
     assert tuple(fields) == TIMING_FIELDS
     return fields

@@ -23,6 +23,7 @@ from amaranth.sim import Simulator
 
 from hw import operators as op
 from hw import vector as vec
+from hw.expr import vmax, vmin, wired
 from hw.config import get_config
 from hw.timing import (VEC_FETCH_BYTES, VEC_STAGE_LATENCY, VEC_WALK_ROWS, VEC_WALK_SETUP, VEC_WIDE_WALK_LANES,
                        vec_cycles, vec_first_walk, vec_walk_rows)
@@ -32,6 +33,8 @@ from hw.rtl.buses import VEC_TIMING
 from hw.rtl.accelerator import DRAM_READ_LATENCY
 from hw.rtl.vector_descriptor import DESCRIPTOR, descriptor_slots, field_slots
 from hw.rtl.descriptor_fetch import DescriptorFetch
+from hw.rtl.vector_descriptor_check import DescriptorCheck
+from hw.rtl.unit import level_held
 from hw.rtl.vector_executor import FETCH_LANES, VectorExecutor
 from hw.rtl import vector_unit as vu
 from hw.rtl.insn import vec_unsupported
@@ -565,6 +568,23 @@ def test_the_rtl_evaluates_vec_fields_on_the_fetched_descriptor():
     assert {vec.vec_fields(d)["vec_op"] for d in descriptors} >= set(vec.SPATIAL) | {VecOp.CHAIN}
 
 
+def test_held_terms_take_the_level_above_what_they_read_through_wires():
+    """``level_held``: a term without a level is one above the deepest held term it reads, through
+    ``wired``'s multiplexer wires too; a term named at a level not above what it reads is refused
+    (it would be sampled before it settles)."""
+    m = Module()
+    hold, levels = level_held(m, "t")
+    a, b = Signal(8), Signal(8)
+    with wired(m):
+        one = hold(a * b)
+        two = hold(vmax(one, a) + 1)            # reads `one` through the multiplexer's wire
+        three = hold(vmin(two, b), 3)
+        assert hold(5) == 5                     # a constant is not registered
+        with pytest.raises(ValueError, match="held at level 2 reads one held at level 2"):
+            hold(two + 1, 2)
+    assert levels == [1, 2, 3] and three.name == "t_l3_3"
+
+
 def relocated(d: vec.Descriptor, rng: random.Random) -> vec.Descriptor:
     """``d`` with its operands and tables anywhere in the 32-bit address space, near its ends often."""
     def address():
@@ -583,7 +603,7 @@ def test_the_rtl_evaluates_pass_extents_on_the_fetched_descriptor():
     m = Module()
     desc = Signal(DESCRIPTOR)
 
-    def named(value, level):            # what the executor registers, here a wire of its own
+    def named(value, level=None):       # what the executor registers, here a wire of its own
         wire = Signal(Value.cast(value).shape())
         m.d.comb += wire.eq(value)
         return wire
@@ -654,14 +674,18 @@ MALFORMED = {
 }
 
 
-def fetch_all(images: list[tuple[np.ndarray, int]], dram_bytes: int = 1 << 32) -> tuple[list[dict], DescriptorFetch]:
-    """Fetch the descriptor at each (image, address) on one DescriptorFetch of a DRAM of ``dram_bytes``:
-    the slots, error, cycles and addresses read of each, and the fetch unit."""
-    dut = DescriptorFetch(dram_bytes=dram_bytes)
+def fetch_all(images: list[tuple[np.ndarray, int]], dram_bytes: int = 1 << 32,
+              fields: list[dict] | None = None) -> tuple[list[dict], DescriptorFetch | DescriptorCheck]:
+    """Fetch the descriptor at each (image, address) on one DescriptorFetch of a DRAM of ``dram_bytes``,
+    or with ``fields`` (a VEC's fields per image) fetch and check it on one DescriptorCheck: the slots,
+    error, cycles and addresses read of each, and the unit."""
+    dut = DescriptorFetch(dram_bytes=dram_bytes) if fields is None else DescriptorCheck(dram_bytes=dram_bytes)
     results = []
 
     async def bench(ctx):
-        for dram, addr in images:
+        for k, (dram, addr) in enumerate(images):
+            if fields is not None:
+                ctx.set(dut.fields, VEC_TIMING.const(fields[k]))
             ctx.set(dut.addr, addr)
             ctx.set(dut.start, 1)
             await ctx.tick()
@@ -684,9 +708,10 @@ def fetch_all(images: list[tuple[np.ndarray, int]], dram_bytes: int = 1 << 32) -
     return results, dut
 
 
-def test_descriptor_fetch_reads_what_decode_descriptor_reads():
-    """Well-formed descriptors land in their slots (``descriptor_slots``); every malformation
-    decode_descriptor refuses with DATA is refused with DATA."""
+def test_descriptor_check_refuses_what_decode_descriptor_refuses():
+    """Well-formed descriptors land in their slots (``descriptor_slots``) and pass the check after the
+    fetch; every malformation decode_descriptor refuses with DATA the check refuses with DATA (the
+    fetch reads it: it lies in the DRAM)."""
     rng = np.random.default_rng([SEED, 7])
     good = [random_pass(rng, CHAINS[chain])[0] for chain in CHAINS]
     images, wants = [], []
@@ -711,7 +736,7 @@ def test_descriptor_fetch_reads_what_decode_descriptor_reads():
             image[addr:addr + len(raw_bytes)] = np.frombuffer(raw_bytes, np.uint8)
             images.append((image, addr))
             wants.append((kind, d))
-    results, dut = fetch_all(images)
+    results, dut = fetch_all(images, fields=[vec.vec_fields(d) for _, d in wants])
     for res, (kind, d) in zip(results, wants):
         assert res["done"], kind
         if kind == "well-formed":

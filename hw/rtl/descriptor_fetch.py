@@ -1,4 +1,4 @@
-"""Reads a VEC descriptor from DRAM into its slots and checks it (``DescriptorFetch``).
+"""Reads a VEC descriptor from DRAM into its slots (``DescriptorFetch``).
 
 What ``hw.vector.decode_descriptor`` does for the functional model: the header first, then the
 ``n_operands`` operands and ``n_stages`` stages it announces, a beat of ``lanes`` bytes a cycle;
@@ -6,8 +6,9 @@ the stages, which follow the given operands in DRAM, land in their slots of
 :data:`vector_descriptor.DESCRIPTOR` (``descriptor_slots`` in Python).  A descriptor whose header
 (``hw.vector.header_extent``) or whose bytes (``hw.vector.descriptor_extent``) leave the DRAM is
 refused with ``ErrorCode.DATA`` before a byte past the DRAM is read, as
-``sim.vector_unit.execute_vec`` refuses it before it reads; one that ``decode_descriptor`` refuses
-(``hw.vector.descriptor_refusals``, the same rule on the slots) after it is read.
+``sim.vector_unit.execute_vec`` refuses it before it reads.  What ``decode_descriptor`` refuses in
+the bytes read (``hw.vector.descriptor_refusals``) the check after the fetch refuses
+(``hw/rtl/vector_descriptor_check.py``), its products registered as the fields' check's are.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .. import vector as vec
 from ..expr import Fields, wired
 from ..isa import ADDR_BITS, ErrorCode
 from .buses import DRAM_READ_LATENCY, DramReadSignature
-from .vector_descriptor import DESCRIPTOR, field_slots
+from .vector_descriptor import DESCRIPTOR
 
 __all__ = ["DescriptorFetch"]
 
@@ -48,7 +49,7 @@ class DescriptorFetch(wiring.Component):
     desc: Out(DESCRIPTOR)
         The descriptor in its slots (unused slots zero), valid with ``done``.
     done, error, error_code: Out(1), Out(1), Out(ErrorCode)
-        ``done`` for one cycle; ``error`` with ``DATA`` when the descriptor is malformed.
+        ``done`` for one cycle; ``error`` with ``DATA`` when the descriptor leaves the DRAM.
     dram_rd: Out(DramReadSignature(lanes))
     """
 
@@ -91,7 +92,7 @@ class DescriptorFetch(wiring.Component):
         m.d.sync += [got.eq(issue), got_beat.eq(beat)]
         assert DRAM_READ_LATENCY == 1, "the fetch's beat bookkeeping assumes one-cycle reads"
         n_st = Mux(head.n_stages > vec.MAX_STAGES, vec.MAX_STAGES, head.n_stages)
-        header_outside, body_outside, malformed = self._refusals(m, base)
+        header_outside, body_outside = self._outside(m, base)
         with m.FSM(name="fetch"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -115,21 +116,19 @@ class DescriptorFetch(wiring.Component):
                     m.d.comb += issue.eq(1)
                     m.d.sync += beat.eq(beat + 1)
                 with m.Elif(~got):
-                    m.d.sync += self.error_code.eq(Mux(malformed, ErrorCode.DATA, ErrorCode.NONE))
+                    m.d.sync += self.error_code.eq(ErrorCode.NONE)
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.error.eq(self.error_code != ErrorCode.NONE)]
                 m.next = "IDLE"
         return m
 
-    def _refusals(self, m: Module, base) -> tuple:
-        """(the header leaves the DRAM, the descriptor leaves it, ``hw.vector.decode_descriptor``
-        refuses it: ``hw.vector.descriptor_refusals`` on the slots), each a signal.  Evaluated
-        outside the FSM's states and wired (``hw.expr.wired``: each multiplexer of the rules a
-        wire, emitted once)."""
+    def _outside(self, m: Module, base) -> tuple:
+        """(the header leaves the DRAM, the descriptor leaves it), each a signal.  Evaluated outside
+        the FSM's states and wired (``hw.expr.wired``: each multiplexer of the rules a wire, emitted
+        once)."""
         with wired(m):
             header_outside = _any(vec.extents_outside([vec.header_extent(base)], self._dram_bytes))
             body_outside = _any(vec.extents_outside([vec.descriptor_extent(base, Fields(self.desc.header))],
                                                     self._dram_bytes))
-            malformed = _any(refused for _, _, _, refused in vec.descriptor_refusals(*field_slots(self.desc)))
-        return header_outside, body_outside, malformed
+        return header_outside, body_outside

@@ -15,7 +15,7 @@ from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
 from ..isa import INSN_BITS, Op, Queue
-from ..expr import Fields
+from ..expr import Fields, wire_source
 from ..timing import TOKEN_LINKS, pe_hits
 from .buses import TokenPopSignature, TokenPushSignature
 from .insn import insn_view
@@ -69,16 +69,36 @@ def held(m, shape, prefix: str = "", domain: str = "comb"):
 
 
 def level_held(m, prefix: str):
-    """``(hold, levels)``: a ``hold(value, level)`` for the rules of ``hw.vector`` that take one
-    (``slot_fields``, ``spatial_refusals``): each term a register of its own shape, so that a rule's
-    products and its comparisons after them are in different cycles; ``levels`` lists the levels
-    asked, for the caller's check of its cycles."""
+    """``(hold, levels)``: a ``hold(value, level=None)`` for the rules of ``hw.vector`` that take one
+    (``slot_fields``, ``pass_extents``, ``spatial_refusals``, ...): each term a register of its own
+    shape, so that a rule's products and its comparisons after them are in different cycles;
+    ``levels`` lists the levels of the terms held, for the caller's check of its cycles.  A term's
+    level is one more than the deepest held term it reads (through ``hw.expr.wired``'s wires), or
+    ``level`` where the rule names it (which must be above those it reads): its inputs hold still
+    from the start, so it holds its final value ``level`` cycles after it."""
     levels = []
+    held = {}                   # id of a held term's register or of a wire -> its level
 
-    def hold(value, level: int):
+    def level_of(signal) -> int:
+        if id(signal) not in held:
+            source = wire_source(signal)
+            held[id(signal)] = 0 if source is None else reads(source)
+        return held[id(signal)]
+
+    def reads(value) -> int:
+        return max((level_of(s) for s in Value.cast(value)._rhs_signals()), default=0)
+
+    def hold(value, level: int | None = None):
+        if isinstance(value, int):          # a constant: nothing to register
+            return value
+        below = reads(value)
+        level = below + 1 if level is None else level
+        if below >= level:
+            raise ValueError(f"{prefix}: a term held at level {level} reads one held at level {below}")
         levels.append(level)
         sig = Signal(Value.cast(value).shape(), name=f"{prefix}_l{level}_{len(levels)}")
         m.d.sync += sig.eq(value)
+        held[id(sig)] = level
         return sig
     return hold, levels
 

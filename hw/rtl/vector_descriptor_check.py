@@ -1,16 +1,16 @@
 """A VEC's descriptor fetched from DRAM and checked against the VEC's fields (``DescriptorCheck``).
 
-``DescriptorFetch``, then the check of the VEC's fields against its descriptor's: what the vector
-executor does before it starts a unit (``hw.rtl.vector_executor``).  The check evaluates
-``hw.vector.slot_fields`` (what ``vec_fields`` and so the simulator's ``execute_vec`` evaluate) on
-the fetched descriptor, its products registered at the levels the rule names, then compares the
-fields, in ``hw.timing.VEC_FIELD_CHECK`` cycles after the fetch: a VEC whose fields are not its
-descriptor's is refused with ``DATA`` before a unit starts, after the fetch's own refusals and
-before the unit's, the simulator's order.  In the same cycles it evaluates
-``hw.vector.pass_extents`` and ``hw.vector.pass_refusals``: a pass whose operands or tables leave
-the configuration's DRAM (``dram_bytes``), or one holding what the operators refuse (any live
-stage's parameters, rows, channels or rasters), is refused with ``DATA`` too, before anything is
-read or written, as ``execute_vec`` refuses it.
+``DescriptorFetch``, then the check of the descriptor and of the VEC's fields against it: what the
+vector executor does before it starts a unit (``hw.rtl.vector_executor``).  On the fetched slots the
+check evaluates ``hw.vector.descriptor_refusals`` (what ``decode_descriptor`` refuses),
+``hw.vector.slot_fields`` (what ``vec_fields`` and so the simulator's ``execute_vec`` evaluate),
+``hw.vector.pass_extents`` and ``hw.vector.pass_refusals``: a malformed descriptor, a VEC whose
+fields are not its descriptor's, a pass whose operands or tables leave the configuration's DRAM
+(``dram_bytes``) or one holding what the operators refuse (any live stage's parameters, rows,
+channels or rasters) is refused with ``DATA``, ``hw.timing.VEC_FIELD_CHECK`` cycles after the
+fetch, before anything is read or written and before the unit's own refusals, as ``execute_vec``
+refuses it.  The rules' terms are registered at ``hw.vector.FIELD_HOLD_LEVELS`` levels
+(``hw.rtl.unit.level_held``), so that no cycle of the check is deeper than about a product.
 
 Its registers change only from a ``start`` to the end of the check (``busy``), so the executor
 clocks it through a clock gate (``hw.rtl.clock_gate``): the check's wide logic on the descriptor
@@ -60,8 +60,8 @@ class DescriptorCheck(wiring.Component):
         From the cycle after ``start`` to ``done``; ``fetching`` while the fetch owns ``dram_rd``.
     done, run, error, error_code: Out(1), Out(1), Out(1), Out(ErrorCode)
         ``done`` for one cycle, with ``run`` when the descriptor passed every check, or ``error``
-        and ``DATA`` when the fetch or the check refused it (``error_code`` is the fetch's while it
-        ends, ``DATA`` in the check's last cycle).
+        and ``DATA`` when the fetch refused it (it leaves the DRAM; ``error_code`` the fetch's) or
+        the check did (in its last cycle).
     dram_rd: Out(DramReadSignature(FETCH_LANES))
     """
 
@@ -88,27 +88,34 @@ class DescriptorCheck(wiring.Component):
         checking, checked, mismatch = self._check_fields(m, fetch.done & ~fetch.error)
         m.d.comb += [
             fetch.start.eq(self.start), fetch.addr.eq(self.addr), self.desc.eq(fetch.desc),
-            self.busy.eq(self.fetching | checking), self.done.eq(fetch.done | checked),
+            self.busy.eq(self.fetching | checking), self.done.eq((fetch.done & fetch.error) | checked),
             self.run.eq(checked & ~mismatch), self.error.eq((fetch.done & fetch.error) | (checked & mismatch)),
             self.error_code.eq(Mux(fetch.done, fetch.error_code, ErrorCode.DATA)),
         ]
         return m
 
     def _check_fields(self, m: Module, fetched):
-        """(checking, its last cycle ``VEC_FIELD_CHECK`` cycles after ``fetched``, whether the VEC's
-        fields differ from ``hw.vector.slot_fields`` of the fetched descriptor, which holds still
-        from ``fetched`` on, the pass touches bytes outside the DRAM, ``hw.vector.pass_extents``, or
-        holds what the operators refuse, ``hw.vector.pass_refusals``)."""
+        """(checking, its last cycle ``VEC_FIELD_CHECK`` cycles after ``fetched``, whether the fetched
+        descriptor, which holds still from ``fetched`` on, is malformed, ``hw.vector.descriptor_refusals``,
+        its fields differ from the VEC's, ``hw.vector.slot_fields``, the pass touches bytes outside the
+        DRAM, ``hw.vector.pass_extents``, or holds what the operators refuse, ``hw.vector.pass_refusals``).
+        Each rule's terms are registered (``level_held``) so that no cycle holds more than about a
+        product or two adds; the groups' ORs are the last level."""
         hold, levels = level_held(m, "field_term")
         slots = field_slots(self._fetch.desc)
         with wired(m):
             want = vec.slot_fields(*slots, hold=hold)
-            outside = vec.extents_outside(vec.pass_extents(*slots, hold=hold), self._dram_bytes)
-            refused = [refused for _, _, _, refused in vec.pass_refusals(*slots)]
-        assert max(levels) + 1 == VEC_FIELD_CHECK, "hw.timing.VEC_FIELD_CHECK counts the rules' levels"
-        mismatch = Signal()         # fields, extents or the operators' refusals: all DATA, as execute_vec's
-        m.d.sync += mismatch.eq(any_of(*(want[name] != getattr(self.fields, name) for name in vec.TIMING_FIELDS),
-                                       *outside, *refused))
+            groups = [
+                [refused for _, _, _, refused in vec.descriptor_refusals(*slots, hold=hold)],
+                [want[name] != getattr(self.fields, name) for name in vec.TIMING_FIELDS],
+                vec.extents_outside(vec.pass_extents(*slots, hold=hold), self._dram_bytes),
+                [refused for _, _, _, refused in vec.pass_refusals(*slots, hold=hold)],
+            ]
+            refusals = [hold(any_of(*group)) for group in groups]
+        assert max(levels) + 1 == VEC_FIELD_CHECK, \
+            f"hw.timing.VEC_FIELD_CHECK counts the rules' levels: {max(levels)} and the last OR"
+        mismatch = Signal()         # malformed, fields, extents or the operators' refusals: all DATA, as execute_vec's
+        m.d.sync += mismatch.eq(any_of(*refusals))
         steps = Signal(VEC_FIELD_CHECK)
         m.d.sync += steps.eq(Cat(fetched, steps[:-1]))
         return steps.any(), steps[-1], mismatch
