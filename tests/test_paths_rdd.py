@@ -255,3 +255,27 @@ def test_each_path_is_numbered_and_its_layers_reported(tmp_path, monkeypatch, ca
     assert paths.main(["--model", "net.onnx", "--paths", "full;full", "--out", "o", "--no-plot", "--quiet"]) == 0
     assert len(json.loads(Path("o/paths.json").read_text())["points"]) == 1
     assert capsys.readouterr().err == ""
+
+
+def test_an_onnx_file_in_the_accuracy_csv_is_read_from_the_csvs_folder(tmp_path, monkeypatch):
+    """A relative path in the CSV names the file beside the CSV, from whatever folder the tool runs;
+    MODEL may spell the same file otherwise; a missing file is named with the path it was looked for at."""
+    import onnx
+    from onnx_graphs import cnn
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "elsewhere" / "deeper").mkdir(parents=True)      # where '../nets' is no folder
+    onnx.save(cnn()[0], tmp_path / "nets" / "net.onnx")
+    csv_file = tmp_path / "results" / "acc.csv"
+    csv_file.write_text("model,path,accuracy\n../nets/net.onnx,full,0.71\n")
+    monkeypatch.chdir(tmp_path / "elsewhere" / "deeper")
+    table = AccuracyTable.read("../../results/acc.csv")
+    net = str(tmp_path / "nets" / "net.onnx")
+    assert table.lookup(build_model(net)).accuracy == 0.71
+    assert [r.line for r in table.rows_of([net])] == [2] and table.rows_of(["segformer_b0"]) == []
+    assert table.unused([net], None) == []
+    csv_file.write_text("model,path,accuracy\nnets/net.onnx,full,0.71\n")      # relative to tmp_path, not the CSV
+    with pytest.raises(AccuracyError, match=r"acc.csv:2: model file 'nets/net.onnx' not found: "
+                                            r"\.\./\.\./results/nets/net.onnx does not exist \(a relative path in "
+                                            r"the accuracy CSV is read from the CSV's folder\)"):
+        AccuracyTable.read("../../results/acc.csv")
