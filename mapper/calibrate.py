@@ -147,9 +147,25 @@ def quantize_ranges(model: Model, weights: dict, ranges: dict[str, float]) -> QM
         try:
             q.layers[layer.name] = _quantize_layer(layer, weights.get(layer.name), scales)
         except ValueError as e:
-            raise ValueError(f"layer {layer.name}: {e}") from None
+            raise ValueError(f"layer {layer.name}: {e}{_wide_constant_hint(model, layer, weights, scales)}") from None
     check_constraints(q)
     return q
+
+
+def _wide_constant_hint(model: Model, layer: Layer, weights: dict, scales: dict[str, float]) -> str:
+    """For an addition refused because a constant operand is far wider than the sum (Hugging Face's
+    additive attention mask of ``finfo(float32).min``: the softmax reading the sum keeps its scale
+    small), how to fix the model; otherwise nothing."""
+    if layer.kind != "add":
+        return ""
+    for name in layer.inputs:
+        if name != INPUT and isinstance(model.layer(name), Constant) and scales[name] > scales[layer.name]:
+            data = np.asarray(weights[name]["data"], np.float64)
+            extreme = float(data.flat[np.abs(data).argmax()])
+            return (f"; its constant input {name!r} reaches {extreme:.6g} (an additive attention mask of "
+                    f"finfo(float32).min?): clamp it in the model, e.g. to -1e4, which masks as well after the "
+                    f"softmax and fits the int8 scale of the sum")
+    return ""
 
 
 # ---- ranges and scales ---------------------------------------------------------------------------

@@ -110,6 +110,10 @@ def _read_picture(path: Path) -> np.ndarray:
             if im.mode == "F":                   # float grey (a TIFF): the rule of float arrays
                 return _float_rgb(path, np.repeat(np.asarray(im)[..., None], 3, axis=2))
             if im.mode.startswith("I"):          # 16-bit grey: convert("RGB") would clip it to white
+                bits = _integer_bits(im)
+                if bits > 16:                    # its values are no hint: 65535 of 2**32 - 1 is near black
+                    raise UsageError(f"image {str(path)!r} has {bits}-bit integer samples; integer images of "
+                                     f"8 or 16 bits are read; give {IMAGE_FORMS}")
                 grey = np.asarray(im).astype(np.float64)
                 if grey.min(initial=0) < 0 or grey.max(initial=0) > 65535:
                     raise UsageError(f"image {str(path)!r} holds integers from {int(grey.min()):,} to {int(grey.max()):,}, "
@@ -119,6 +123,18 @@ def _read_picture(path: Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
         raise UsageError(f"image {str(path)!r} cannot be read ({type(e).__name__}: {e}); give {IMAGE_FORMS}") from None
+
+
+def _integer_bits(im) -> int:
+    """The bits per sample an integer grey picture declares.  Pillow reads 16-bit PNGs and TIFFs as
+    mode "I;16", but a 16-bit PGM and a 32-bit TIFF both as "I" (32-bit integers)."""
+    from PIL.TiffImagePlugin import BITSPERSAMPLE
+    if im.mode.startswith("I;16") or im.format == "PPM":      # a PGM's maxval is at most 65535
+        return 16
+    declared = getattr(im, "tag_v2", {}).get(BITSPERSAMPLE)
+    if declared is not None:
+        return max(declared) if isinstance(declared, tuple) else int(declared)
+    return 32
 
 
 def _read_npy(path: Path) -> np.ndarray:

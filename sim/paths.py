@@ -30,6 +30,7 @@ from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_mai
 from hw.config import AcceleratorConfig
 from hw.config_file import load_config
 from mapper.ir import Model
+from mapper.onnx_import import is_onnx_path
 from mapper.workloads import build_model, check_model, model_label
 from mapper.workloads.resnet import OFA_NAMED_POINTS
 from mapper.workloads.variants import is_parametric
@@ -144,22 +145,47 @@ class AccuracyTable:
                 raise AccuracyError(f"{file}:{lineno}: accuracy {rec['accuracy']!r} is not a number") from None
             if not 0.0 <= acc <= 1.0:
                 raise AccuracyError(f"{file}:{lineno}: accuracy {acc} outside 0..1")
+            model = _beside(file, lineno, rec["model"])
             try:
-                check_model(rec["model"])
+                check_model(model)
             except KeyError as e:
                 raise AccuracyError(f"{file}:{lineno}: {e.args[0]}") from None
-            rows.append(AccuracyRow(rec["model"], rec["path"], acc, rec.get("weight_set") or rec["model"],
+            rows.append(AccuracyRow(model, rec["path"], acc, rec.get("weight_set") or model,
                                     rec.get("source", ""), lineno))
         return cls(rows, file)
 
     def lookup(self, model: Model) -> Optional[AccuracyRow]:
         return self._by_key.get(structure_key(model))
 
+    def rows_of(self, models: list[str]) -> list[AccuracyRow]:
+        """The rows of ``models`` (an ONNX file by the file it names, however its path is spelt)."""
+        wanted = {_identity(m) for m in models}
+        return [row for row in self.rows if _identity(row.model) in wanted]
+
     def unused(self, models: list[str], paths: Optional[list[str]]) -> list[AccuracyRow]:
         """The rows of ``models`` whose paths are none of those simulated (``paths``, or each
         model's candidates)."""
         simulated = {structure_key(build_model(m, variant=v)) for m in models for v in (paths or candidate_paths(m))}
-        return [row for key, row in self._by_key.items() if row.model in models and key not in simulated]
+        wanted = {_identity(m) for m in models}
+        return [row for key, row in self._by_key.items() if _identity(row.model) in wanted and key not in simulated]
+
+
+def _beside(csv_file: str, lineno: int, model: str) -> str:
+    """The accuracy CSV's ``model``: an ONNX file's relative path is read from the CSV's folder, so
+    that the CSV works from any working directory (a missing file: AccuracyError naming both paths)."""
+    if not is_onnx_path(model) or Path(model).is_absolute():
+        return model
+    path = os.path.normpath(Path(csv_file).parent / model)
+    if not Path(path).is_file():
+        raise AccuracyError(f"{csv_file}:{lineno}: model file {model!r} not found: {path} "
+                            f"{'is a folder' if Path(path).is_dir() else 'does not exist'} (a relative path "
+                            f"in the accuracy CSV is read from the CSV's folder)")
+    return path
+
+
+def _identity(model: str) -> str:
+    """What identifies a model: a zoo name, or the ONNX file a path names."""
+    return str(Path(model).resolve()) if is_onnx_path(model) else model
 
 
 def candidate_paths(model: str) -> list[str]:

@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         table = AccuracyTable.read(args.accuracy)
         kind, budgets = read_budgets(args.budgets)
         # candidates: every path of the accuracy table that belongs to the chosen models
-        rows = [r for r in table.rows if r.model in args.model]
+        rows = table.rows_of(args.model)
         if not rows:
             raise ValueError(f"{args.accuracy}: no accuracy rows for {', '.join(args.model)}; give ACCURACY=your.csv "
                              f"(--accuracy) with rows model,path,accuracy")

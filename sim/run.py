@@ -159,8 +159,9 @@ def _eng(x: float, unit: str) -> str:
 
 
 def assumptions_line(cfg: AcceleratorConfig) -> str:
+    # four significant digits, not one decimal: 1 B/cycle at 0.01 GHz is 0.01 GB/s, not 0.0
     return (f"assumptions: DRAM {cfg.dram_bytes_per_cycle} B/cycle "
-            f"({cfg.dram_bytes_per_cycle * cfg.clock_ghz:.1f} GB/s), DRAM latency {cfg.dram_latency} cycles, "
+            f"({cfg.dram_bytes_per_cycle * cfg.clock_ghz:.4g} GB/s), DRAM latency {cfg.dram_latency} cycles, "
             f"clock {cfg.clock_ghz:g} GHz, global buffer {cfg.global_buf_bytes // 1024} KiB")
 
 

@@ -27,6 +27,8 @@ a Dask distributed cluster (``distributed.Client``).  Each task returns the
 code version of the tree it ran on; a worker running different code is an
 error (its results would be cached under the wrong key).  A progress line is
 printed on stderr per finished point, and every 30 s in which none finished (none with ``--quiet``).
+An interrupt (Ctrl-C, or SIGINT or SIGTERM sent to this process alone) stops the
+pool's running points at once (SIGTERM to its workers) instead of waiting for them.
 
 Cache.  Every finished point is stored at once as
 ``<cache>/<sha256>.json`` (default ``build/sweep/cache``), written to a
@@ -341,11 +343,26 @@ def parse_grid(text: str, base: AcceleratorConfig) -> Grid:
 
 # ---- the sweep ------------------------------------------------------------------------------------
 
+class _WorkerStopped(BaseException):
+    """Raised in a pool worker by the parent's SIGTERM: unwinds the point (an atomic write in
+    progress removes its temporary file) before the worker exits."""
+
+
+#: In a pool worker: whether a point is being computed (a SIGTERM between points just exits).
+_in_point = False
+
+
+def _stop_worker(signum, frame) -> None:
+    if _in_point:
+        raise _WorkerStopped
+    os._exit(128 + signum)
+
+
 def _pool_init(parent_pid: int) -> None:
-    """Pool worker set-up: Ctrl-C is the parent's to handle, and a worker whose parent died
-    (even by SIGKILL) exits instead of waiting forever for tasks."""
+    """Pool worker set-up: Ctrl-C is the parent's to handle, the parent's SIGTERM stops the point
+    at once, and a worker whose parent died (even by SIGKILL) exits instead of waiting forever for tasks."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _stop_worker)
 
     def watch() -> None:
         while os.getppid() == parent_pid:
@@ -355,6 +372,29 @@ def _pool_init(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _pool_task(*args) -> dict:
+    """``_task`` in a pool worker; a stopped worker exits here (the pool would catch the exception
+    and go on to its next point)."""
+    global _in_point
+    _in_point = True
+    try:
+        return _task(*args)
+    except _WorkerStopped:
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        _in_point = False
+
+
+def _stop_points(pool: ProcessPoolExecutor, futures: list) -> None:
+    """Drop the points not started and SIGTERM the workers running the others (ProcessPoolExecutor
+    has no public way to stop a running task before Python 3.14)."""
+    for fut in futures:
+        fut.cancel()
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+
+
 def _run_pool(tasks: list[AcceleratorConfig], workers: int, args: tuple) -> Iterable[dict]:
     if workers <= 1 or len(tasks) <= 1:
         for cfg in tasks:
@@ -362,12 +402,17 @@ def _run_pool(tasks: list[AcceleratorConfig], workers: int, args: tuple) -> Iter
         return
     pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_pool_init,
                                initargs=(os.getpid(),))
+    futures = []
     try:
-        futures = [pool.submit(_task, *args, cfg) for cfg in tasks]
+        futures = [pool.submit(_pool_task, *args, cfg) for cfg in tasks]
         for fut in as_completed(futures):
             yield fut.result()
+    except BaseException:
+        # An interrupt (or an error): the running points' results would be thrown away, so stop them
+        # rather than wait for them; the finished ones are cached already.
+        _stop_points(pool, futures)
+        raise
     finally:
-        # On an interrupt: drop the points not started, let the running ones finish (at most one each).
         pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -164,6 +164,22 @@ def cnn(size: int = 32, width: int = 16, classes: int = 10, seed: int = 1):
     return g.model([image_input(3, size, size, "input")], [out(y)]), macs
 
 
+def masked_attention(fill: float, size: int = 16, dim: int = 16, seed: int = 0):
+    """One attention head over 4x4 patches whose scores get Hugging Face's additive mask before the
+    softmax: 0 on the first half of the keys, ``fill`` on the others."""
+    g = Graph(seed)
+    x = g.op("Conv", ["pixel_values", g.weight("p.weight", dim, 3, 4, 4), g.weight("p.bias", dim)], "/p",
+             kernel_shape=[4, 4], strides=[4, 4])
+    x = g.op("Transpose", [g.reshape(x, [1, dim, -1], "/p")], "/p", perm=[0, 2, 1])
+    n = (size // 4) ** 2
+    q, k = g.linear(x, dim, dim, "/q"), g.linear(x, dim, dim, "/k")
+    a = g.op("MatMul", [q, g.op("Transpose", [k], "/attn", perm=[0, 2, 1])], "/attn")
+    mask = np.zeros((1, n, n), np.float32)
+    mask[:, :, n // 2:] = fill
+    a = g.op("Softmax", [g.op("Add", [a, g.init("attention_mask", mask)], "/attn")], "/attn", axis=-1)
+    return g.model([image_input(3, size, size)], [out(g.op("MatMul", [a, x], "/attn"))])
+
+
 def single_op(op: str, shape=(1, 8, 8, 8), opset: int = 17, **attrs):
     """A graph of one operator on a ``[1, C, H, W]`` input, for errors."""
     g = Graph()

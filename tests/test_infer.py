@@ -287,5 +287,21 @@ def test_a_float_tiff_follows_the_rule_of_float_arrays(tmp_path):
     with pytest.raises(UsageError, match=r"floats from 3 to 3, outside \[0, 1\]"):
         read_image(tmp_path / "hdr.tif")
     Image.fromarray(np.full((2, 2), 1 << 20, np.int32), mode="I").save(tmp_path / "i32.tif")
-    with pytest.raises(UsageError, match="integers from 1,048,576 to 1,048,576, outside 16 bits"):
+    with pytest.raises(UsageError, match="32-bit integer samples"):
         read_image(tmp_path / "i32.tif")
+
+
+def test_an_integer_picture_is_judged_by_its_declared_depth_not_its_values(tmp_path):
+    """A 32-bit integer TIFF whose values fit in 16 bits is still a 32-bit image: refused, naming
+    its depth, where a 16-bit PGM (which Pillow reads as 32-bit integers too) is scaled."""
+    from PIL import Image
+
+    from hw.cli import UsageError
+    from sim.infer import read_image
+    values = np.array([[0, 257 * 100], [65535, 257 * 7]])
+    Image.fromarray(values.astype(np.int32), mode="I").save(tmp_path / "i32.tif")
+    with pytest.raises(UsageError, match="has 32-bit integer samples; integer images of 8 or 16 bits are read"):
+        read_image(tmp_path / "i32.tif")
+    Image.fromarray(values.astype(np.uint16)).save(tmp_path / "g16.pgm")
+    assert Image.open(tmp_path / "g16.pgm").mode == "I"
+    assert read_image(tmp_path / "g16.pgm")[..., 1].tolist() == [[0, 100], [255, 7]]

@@ -20,7 +20,7 @@ from mapper import reference
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import Graph, cnn, image_input, out, qdq_cnn, single_op, vit
+from onnx_graphs import Graph, cnn, image_input, masked_attention, out, qdq_cnn, single_op, vit
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -306,6 +306,23 @@ def test_weights_too_large_for_float32_name_the_layer_in_one_line(tmp_path):
         warnings.simplefilter("error")              # a RuntimeWarning would fail here
         with pytest.raises(ValueError, match=r"^layer \S+: its float output on the calibration image is not finite"):
             prepare(model, 1)
+
+
+def test_a_finfo_min_attention_mask_is_refused_with_the_hint_to_clamp_it(tmp_path):
+    """Hugging Face's additive mask of finfo(float32).min cannot share the int8 scale of the scores it
+    is added to; the refusal says so and how to fix the model, and the clamped mask it suggests maps."""
+    import onnx
+
+    from mapper.calibrate import prepare
+    for fill, name in ((float(np.finfo(np.float32).min), "finfo_min.onnx"), (-1e4, "clamped.onnx")):
+        onnx.save(masked_attention(fill), tmp_path / name)
+    with pytest.raises(ValueError) as refusal:
+        prepare(load_onnx(tmp_path / "finfo_min.onnx").model)
+    message = str(refusal.value)
+    assert "\n" not in message and message.startswith("layer attn.Add_")
+    assert "is too large" in message and "its constant input 'attention_mask' reaches -3.40282e+38" in message
+    assert "clamp it in the model, e.g. to -1e4" in message
+    prepare(load_onnx(tmp_path / "clamped.onnx").model)
 
 
 def test_refusals_name_what_is_unsupported_in_the_node():

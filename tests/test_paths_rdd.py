@@ -255,3 +255,51 @@ def test_each_path_is_numbered_and_its_layers_reported(tmp_path, monkeypatch, ca
     assert paths.main(["--model", "net.onnx", "--paths", "full;full", "--out", "o", "--no-plot", "--quiet"]) == 0
     assert len(json.loads(Path("o/paths.json").read_text())["points"]) == 1
     assert capsys.readouterr().err == ""
+
+
+def test_an_onnx_file_in_the_accuracy_csv_is_read_from_the_csvs_folder(tmp_path, monkeypatch):
+    """A relative path in the CSV names the file beside the CSV, from whatever folder the tool runs;
+    MODEL may spell the same file otherwise; a missing file is named with the path it was looked for at."""
+    import onnx
+    from onnx_graphs import cnn
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "elsewhere" / "deeper").mkdir(parents=True)      # where '../nets' is no folder
+    onnx.save(cnn()[0], tmp_path / "nets" / "net.onnx")
+    csv_file = tmp_path / "results" / "acc.csv"
+    csv_file.write_text("model,path,accuracy\n../nets/net.onnx,full,0.71\n")
+    monkeypatch.chdir(tmp_path / "elsewhere" / "deeper")
+    table = AccuracyTable.read("../../results/acc.csv")
+    net = str(tmp_path / "nets" / "net.onnx")
+    assert table.lookup(build_model(net)).accuracy == 0.71
+    assert [r.line for r in table.rows_of([net])] == [2] and table.rows_of(["segformer_b0"]) == []
+    assert table.unused([net], None) == []
+    csv_file.write_text("model,path,accuracy\nnets/net.onnx,full,0.71\n")      # relative to tmp_path, not the CSV
+    with pytest.raises(AccuracyError, match=r"acc.csv:2: model file 'nets/net.onnx' not found: "
+                                            r"\.\./\.\./results/nets/net.onnx does not exist \(a relative path in "
+                                            r"the accuracy CSV is read from the CSV's folder\)"):
+        AccuracyTable.read("../../results/acc.csv")
+
+
+def test_onnx_files_of_one_stem_keep_their_own_folders_and_points(tmp_path, monkeypatch, capsys):
+    """Two files named net.onnx in two folders: each run's folder is its own (named by content), and
+    a run of both keeps a point of each under its own path; the same file twice is one network."""
+    import onnx
+    from onnx_graphs import cnn
+    from sim import paths
+    monkeypatch.chdir(tmp_path)
+    for folder, seed in (("a", 1), ("b", 2)):
+        Path(folder).mkdir()
+        onnx.save(cnn(seed=seed)[0], f"{folder}/net.onnx")
+    runs = {}
+    for models in (["a/net.onnx"], ["b/net.onnx"], ["a/net.onnx", "b/net.onnx"], ["a/net.onnx", "a/net.onnx"]):
+        argv = [arg for m in models for arg in ("--model", m)]
+        assert paths.main(argv + ["--no-plot", "--quiet"]) == 0
+        runs[tuple(models)] = Path(capsys.readouterr().out.splitlines()[-1].split(" to ", 1)[1])
+    assert len(set(runs.values())) == 4
+    both = json.loads((runs[("a/net.onnx", "b/net.onnx")] / "paths.json").read_text())
+    assert [p["model"] for p in both["points"]] == ["a/net.onnx", "b/net.onnx"]
+    twice = json.loads((runs[("a/net.onnx", "a/net.onnx")] / "paths.json").read_text())
+    assert [p["model"] for p in twice["points"]] == ["a/net.onnx"]
+    for models, folder in runs.items():
+        assert json.loads((folder / "paths.json").read_text())["models"] == list(models)

@@ -210,3 +210,13 @@ def test_a_long_layer_name_is_a_file_name_that_fits():
     long_a, long_b = "a" * 299 + "1", "a" * 299 + "2"
     assert len(file_stem(long_a)) <= 120 and file_stem(long_a) != file_stem(long_b)
     assert file_stem("stage0.block0/attn:qk") == "stage0.block0_attn_qk"
+
+
+def test_the_dram_rate_keeps_its_significant_digits():
+    """1 B/cycle at 0.01 GHz is 0.01 GB/s in the report's assumptions, not 0.0."""
+    from hw.config import get_config
+    from sim.run import assumptions_line
+    slow = get_config("E", dram_bytes_per_cycle=1, clock_ghz=0.01)
+    assert "DRAM 1 B/cycle (0.01 GB/s), DRAM latency 100 cycles, clock 0.01 GHz" in assumptions_line(slow)
+    assert "DRAM 128 B/cycle (160 GB/s)" in assumptions_line(get_config("E"))
+    assert "(204.8 GB/s)" in assumptions_line(get_config("E", dram_bytes_per_cycle=1024, clock_ghz=0.2))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from hw.config import get_config
 
 import sim.sweep as sweep
 
+ROOT = Path(__file__).resolve().parent.parent
 MODEL = ["--model", "segformer_b0", "--size", "64x64"]
 CFGS = "E,K,M"
 
@@ -241,7 +245,7 @@ def test_paper_comparable_mode_is_its_own_run(dirs, monkeypatch):
 def test_a_long_point_does_not_leave_the_sweep_silent():
     """Every period without a finished point, a line says how many are done and for how long none
     has finished; none after the sweep ends."""
-    import time
+
     from sim.sweep import _Heartbeat
     lines: list[str] = []
     with _Heartbeat(lines.append, 3, period=0.1) as beat:
@@ -255,3 +259,54 @@ def test_a_long_point_does_not_leave_the_sweep_silent():
     with _Heartbeat(lines.append, 2, period=0.1):
         time.sleep(0.25)
     assert lines and all(line.startswith("[0/2] ") and "none finished yet" in line for line in lines), lines
+
+
+# A sweep whose points never end: each worker sits inside an atomic write (its temporary file
+# made) until stopped.  The workers are forked, so they run the patched compute_point too.
+_ENDLESS_SWEEP = """
+import os, sys, time
+from pathlib import Path
+import sim.sweep as sweep
+from hw.cli import atomic_write, run_main
+marks = Path(sys.argv[1])
+
+def endless(model_name, variant, size, cfg, paper_comparable=False):
+    def write(tmp):
+        (marks / f"{os.getpid()}.started").touch()
+        time.sleep(600)
+    atomic_write(marks / f"{cfg.name}.json", write)
+
+sweep.compute_point = endless
+run_main(lambda: sweep.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_parent_alone_stops_the_running_points(tmp_path, signum):
+    """A SIGINT or SIGTERM sent to the sweep's process alone (not its group) stops its workers at
+    once, as Ctrl-C does: no waiting for their points, no temporary file left, nothing written."""
+    marks, cache, out = tmp_path / "marks", tmp_path / "cache", tmp_path / "out"
+    marks.mkdir()
+    argv = MODEL + ["--configs", "E,K", "--workers", "2", "--no-plot", "--cache", str(cache), "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", _ENDLESS_SWEEP, str(marks), *argv], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(marks.glob("*.started"))) < 2:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the workers never started their points"
+            time.sleep(0.05)
+        workers = [int(p.stem) for p in marks.glob("*.started")]
+        t0 = time.monotonic()
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+        stopped_in = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert stopped_in < 15, f"{stopped_in:.1f} s to stop"
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived the sweep"
+    assert sorted(p.suffix for p in marks.iterdir()) == [".started", ".started"], list(marks.iterdir())
+    assert not out.exists() and not list(cache.glob("*.json"))
