@@ -53,9 +53,11 @@ ROW = data.StructLayout({
 #: it is of a pass in which the first row unit gives results (which the second layernorm unit takes).
 STEP = data.StructLayout({"final": 1, "last": 1, "fed": 1})
 #: What the latched descriptor implies (``vector_unit._Plan``), as the lanes need it.
-#: ``row_at``: the row stages; ``row2_at``: the second one (a layernorm), run by the second layernorm unit.
+#: ``row_at``: the row stages; ``row2_at``: the second one (a layernorm), run by the second layernorm unit;
+#: ``prev_at``: the stages whose input is the previous stage's result.
 PLAN = data.StructLayout({
     "live": data.ArrayLayout(1, _S), "row_at": data.ArrayLayout(1, _S), "row2_at": data.ArrayLayout(1, _S),
+    "prev_at": data.ArrayLayout(1, _S),
     "lut_at": data.ArrayLayout(1, _S), "softmax": 1, "layernorm": 1, "row_slot": range(_S), "row2_slot": range(_S),
 })
 #: A lane's element in its pipeline.
@@ -260,7 +262,7 @@ class VectorRowLane(wiring.Component):
         for i, slot in enumerate(self._slots):
             t_in, stage = self._timing.slot_in(i), d.stages[i]
             x_read = taps[t_in][2 * i].as_signed()
-            takes_prev = stage.copy.src == vec.PREV
+            takes_prev = plan.prev_at[i]      # decoded by the unit: a comparison less before the row unit
             x_in = x_read if y_prev is None else Mux(takes_prev, y_prev, x_read)
             x1_in = x_read if y1_prev is None else Mux(takes_prev, y1_prev, x_read)
             drive_stage(m, slot, stage, x_in, taps[t_in][2 * i + 1].as_signed(), valids[t_in])
