@@ -686,12 +686,14 @@ def layernorm_element_kernel(x, s1, n: int, r, h, gamma, beta, shift, be):
     """``sat8(round_shift(z * gamma + beta, shift))`` with ``z = (x - mean) / std``.
 
     ``d = n*x - s1 = n * (x - mean)``: 21 bits signed (13 x 8 product);
-    ``d * r``: 36 bits (21 x 16); ``z = round_shift(d * r, 20 - h)``: 22 bits with
+    ``d * r``: 36 bits, formed as ``(n*x)*r - s1*r`` (two 21 x 16 products, so that no stage holds
+    a difference and a product after it); ``z = round_shift(d * r, 20 - h)``: 22 bits with
     ``LN_Z_FRAC`` = 14 fraction bits (``|z| <= sqrt(n - 1) < 64``, held as ``in_bits(z, 22)``,
     the identity, so that hardware sizes the multiplier from it); ``z * gamma``: 37 bits
     (22 x 16); ``+ beta`` and the rounding constant (``shift <= 38``): 39 bits; result 8 bits.
     """
-    z = in_bits(round_shift((n * x - s1) * r, _LN_Z_SHIFT - h), LN_Z_BITS)
+    # (n*x - s1)*r as two products: the difference before the product was one stage too deep
+    z = in_bits(round_shift((n * x) * r - s1 * r, _LN_Z_SHIFT - h), LN_Z_BITS)
     return saturate(round_shift(z * gamma + beta, shift), INT8_MIN, INT8_MAX, be)
 
 

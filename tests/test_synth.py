@@ -269,6 +269,65 @@ def test_a_module_clocked_through_the_gate_cell_lists_it_as_a_child():
     assert f"{MODULE} held_gate" in toy.verilog
 
 
+class _Clz(wiring.Component):
+    """The kernel backend's priority encoder (``AmaranthBackend.clz``) of a registered word."""
+
+    def __init__(self, width: int):
+        self._width = width
+        super().__init__({"x": In(width), "y": Out(range(width + 1))})
+
+    def elaborate(self, platform):
+        from hw.rtl.operator_backend import AmaranthBackend
+
+        m, held = Module(), Signal(self._width)
+        m.d.sync += held.eq(self.x)
+        be = AmaranthBackend(m, "clz")
+        m.d.comb += self.y.eq(be.clz(be.input(held, 0, (1 << self._width) - 1), self._width).value)
+        return m
+
+
+@pytest.mark.parametrize("width", [35, 40])      # softmax's row sum, layernorm's variance
+def test_the_backends_priority_encoder_is_a_tree(width, tmp_path):
+    """``clz`` grows with the log of its width: a chain of multiplexers from the top bit down (as it
+    was) put one level per bit on the layernorm's row step, deeper than the vector MAC path."""
+    from amaranth.back import verilog
+
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "clz.v").write_text(verilog.convert(_Clz(width), name="clz"))
+    (export / "files.f").write_text("clz.v\n")
+    results, _, _, _ = synthesise(export, tmp_path / "work", parallel=1)
+    deepest = results["clz"].depth.deepest
+    assert deepest.start == "held" and deepest.levels < width // 2, deepest
+
+
+def _layernorm_kernels():
+    from amaranth.hdl import Fragment
+    from hw.rtl.layernorm_unit import LayerNormUnit
+
+    unit = LayerNormUnit()
+    Fragment.get(unit, None)          # elaborated, so that Amaranth does not warn of it unused
+    return {"row": unit._row, "element": unit._element}
+
+
+@pytest.mark.parametrize("kernel", ["row", "element"])
+def test_the_layernorm_kernels_are_no_deeper_than_tinys_vector_mac_path(kernel, tmp_path):
+    """The row step (its clz was a chain: 46 levels) and the element kernel (a difference then a
+    product in one stage: 44) within tiny's vector MAC path, the shallowest of the configurations
+    that build a vector unit (issue 14)."""
+    from amaranth.back import verilog
+    from hw.rtl.synth import mac_reference
+
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "kernel.v").write_text(verilog.convert(_layernorm_kernels()[kernel], name="kernel"))
+    (export / "files.f").write_text("kernel.v\n")
+    results, _, _, _ = synthesise(export, tmp_path / "work", parallel=1)
+    deepest = max((r.depth.deepest for r in results.values() if r.depth.deepest), key=lambda p: p.levels)
+    mac = mac_reference(get_config("tiny"), tmp_path / "mac")["mac"]
+    assert deepest.levels <= mac["levels"], (deepest, mac)
+
+
 def test_make_synth_refuses_an_unknown_configuration(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hw.rtl.synth", "--config", "Q", "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, cwd=REPO)

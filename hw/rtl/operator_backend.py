@@ -421,15 +421,26 @@ class AmaranthBackend:
             raise ValueError("clz of a constant")
         expr = None
         if not self.dry:
-            bits = x.value.as_unsigned()
-            expr = Const(width, range(width + 1))
-            for i in range(min(width, len(bits))):          # the highest set bit decides
-                expr = Mux(bits[i], width - 1 - i, expr)
+            bits = x.value.as_unsigned()[:width]
+            # the bits above the value's own are zeros
+            expr = (width - len(bits)) + _leading_zeros(bits)[1]
         return self._make(expr, lo, max(lo, hi), x.stage, register=True)
 
     def run(self, kernel: Callable, *args):
         """``kernel(*args, be=self)``, as the numpy backend does."""
         return kernel(*args, be=self)
+
+
+def _leading_zeros(bits: Value) -> tuple[Value, Value]:
+    """``(any, count)``: whether ``bits`` has a set bit, and how many bits lie above its highest
+    one (``len(bits)`` if none).  A tree of halves, so its depth grows with the log of the width
+    (a chain of multiplexers from the top bit down was as deep as the word is wide)."""
+    if len(bits) == 1:
+        return bits[0], ~bits[0]
+    low = len(bits) // 2
+    any_hi, count_hi = _leading_zeros(bits[low:])
+    any_lo, count_lo = _leading_zeros(bits[:low])
+    return any_hi | any_lo, Mux(any_hi, count_hi, (len(bits) - low) + count_lo)
 
 
 def _shape_range(shape: Shape) -> tuple[int, int]:

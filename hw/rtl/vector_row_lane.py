@@ -53,9 +53,11 @@ ROW = data.StructLayout({
 #: it is of a pass in which the first row unit gives results (which the second layernorm unit takes).
 STEP = data.StructLayout({"final": 1, "last": 1, "fed": 1})
 #: What the latched descriptor implies (``vector_unit._Plan``), as the lanes need it.
-#: ``row_at``: the row stages; ``row2_at``: the second one (a layernorm), run by the second layernorm unit.
+#: ``row_at``: the row stages; ``row2_at``: the second one (a layernorm), run by the second layernorm unit;
+#: ``prev_at``: the stages whose input is the previous stage's result.
 PLAN = data.StructLayout({
     "live": data.ArrayLayout(1, _S), "row_at": data.ArrayLayout(1, _S), "row2_at": data.ArrayLayout(1, _S),
+    "prev_at": data.ArrayLayout(1, _S),
     "lut_at": data.ArrayLayout(1, _S), "softmax": 1, "layernorm": 1, "row_slot": range(_S), "row2_slot": range(_S),
 })
 #: A lane's element in its pipeline.
@@ -252,26 +254,33 @@ class VectorRowLane(wiring.Component):
         row_y = Mux(plan.softmax, delayed(m, sm.out.y, s - sm.out_latency, "softmax_y"),
                     delayed(m, ln.out.y, s - ln.out_latency, "layernorm_y"))
         row2_y = delayed(m, ln2.out.y, s - ln2.out_latency, "layernorm2_y")
-        row_in = {"x": [], "valid": [], "last": [], "fed": [], "entry": []}
-        y_prev = None
+        # "x": what slot i takes; "x1": the same where no row stage comes before it, the first row
+        # unit's input (its slot is the first row stage): it skips the row units' results, which
+        # would add their choice to the row unit's first stage
+        row_in = {"x": [], "x1": [], "valid": [], "last": [], "fed": [], "entry": []}
+        y_prev = y1_prev = None
         for i, slot in enumerate(self._slots):
             t_in, stage = self._timing.slot_in(i), d.stages[i]
             x_read = taps[t_in][2 * i].as_signed()
-            x_in = x_read if y_prev is None else Mux(stage.copy.src == vec.PREV, y_prev, x_read)
+            takes_prev = plan.prev_at[i]      # decoded by the unit: a comparison less before the row unit
+            x_in = x_read if y_prev is None else Mux(takes_prev, y_prev, x_read)
+            x1_in = x_read if y1_prev is None else Mux(takes_prev, y1_prev, x_read)
             drive_stage(m, slot, stage, x_in, taps[t_in][2 * i + 1].as_signed(), valids[t_in])
-            for key, value in (("x", x_in), ("valid", valids[t_in]), ("last", p.step_in[i].last),
+            for key, value in (("x", x_in), ("x1", x1_in), ("valid", valids[t_in]), ("last", p.step_in[i].last),
                                ("fed", p.step_in[i].fed), ("entry", p.entry_in[i].as_value())):
                 row_in[key].append(value)
-            result = Mux(plan.row2_at[i], row2_y,
-                         Mux(plan.row_at[i], row_y, delayed(m, slot.y, s - slot.latency, f"slot{i}_y")))
+            slot_y = delayed(m, slot.y, s - slot.latency, f"slot{i}_y")
+            result = Mux(plan.row2_at[i], row2_y, Mux(plan.row_at[i], row_y, slot_y))
             out = beats[t_in + s]
-            y = Signal(8, name=f"y{i}")
-            m.d.comb += [y.eq(Mux(out.ok[i], result, 0)),
+            y, y1 = Signal(8, name=f"y{i}"), Signal(8, name=f"y{i}_of_slot")
+            m.d.comb += [y.eq(Mux(out.ok[i], result, 0)), y1.eq(Mux(out.ok[i], slot_y, 0)),
                          p.wr_en[i].eq(valids[t_in + s] & p.step_out[i].final & out.wr[i]),
                          p.wr_addr[i].eq(out.wr_addr[i]), p.wr_data[i].eq(y)]
-            y_prev = y.as_signed()
-        self._drive_row_units(m, p, *({k: Array(v)[at] for k, v in row_in.items()}
-                                      for at in (plan.row_slot, plan.row2_slot)))
+            y_prev, y1_prev = y.as_signed(), y1.as_signed()
+        first, second = ({k: Array(v)[at] for k, v in row_in.items()} for at in (plan.row_slot, plan.row2_slot))
+        first["x"] = first.pop("x1")
+        del second["x1"]
+        self._drive_row_units(m, p, first, second)
 
     def _drive_row_units(self, m: Module, p, row_in: dict, row2_in: dict) -> None:
         """The first row stage's unit (softmax or layernorm) on ``row_in``, the second layernorm on

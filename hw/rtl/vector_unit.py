@@ -219,6 +219,7 @@ class VectorUnit(wiring.Component):
         plan_bits = Signal(PLAN)
         m.d.sync += [plan_bits.live.eq(Cat(*plan.live)), plan_bits.row_at.eq(Cat(*plan.row_at)),
                      plan_bits.row2_at.eq(Cat(*plan.row2_at)), plan_bits.lut_at.eq(Cat(*plan.lut_at)),
+                     plan_bits.prev_at.eq(Cat(*(d.stages[i].copy.src == vec.PREV for i in range(_S)))),
                      plan_bits.softmax.eq(plan.has[VecOp.SOFTMAX]), plan_bits.layernorm.eq(plan.has[VecOp.LAYERNORM]),
                      plan_bits.row_slot.eq(plan.row_slot), plan_bits.row2_slot.eq(plan.row2_slot)]
         # each LUT stage's table: the byte read on row lane 0's src lane of the stage, written at
