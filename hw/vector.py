@@ -56,7 +56,7 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
            "row_lane_refusals", "row_and_heads", "plain_axis", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
-           "divides_as", "pool_taps", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "axis_refusals",
+           "divides_as", "pool_taps", "adaptive_window_above", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "axis_refusals",
            "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside",
            "header_extent", "descriptor_refusals", "PARAM_RANGES", "params_outside", "pass_refusals", "first_refusal"]
 
@@ -735,6 +735,22 @@ def pool_taps(stage, axis: str):
     return sel(stage["pool.mode"] == PoolMode.ADAPTIVE_AVG, q + (r > 0) + (r > 1), stage["pool.kernel"])
 
 
+def adaptive_window_above(stage, limit: int, hold=None):
+    """Whether an adaptive pooling's longest window, ``pool_taps`` along y times along x, holds more
+    than ``limit`` elements.  With ``taps = q + e`` (``e = (r > 0) + (r > 1)``, at most 2) the
+    product is expanded, ``q_y·q_x > limit - (e_y·q_x + e_x·q_y + e_y·e_x)``, so that the RTL's
+    one product is of two fields (the adds before it made it the spatial unit's deepest path)
+    and the rest is a sum of multiplexed fields; ``hold`` as in :func:`spatial_refusals`."""
+    hold = hold or _no_hold
+    q = {a: stage[f"pool.{a}_q"] for a in "yx"}
+
+    def times_e(axis, v):           # e·v, e in 0 .. 2: a shift picked, no product
+        r = stage[f"pool.{axis}_r"]
+        return sel(r > 1, v * 2, sel(r > 0, v, 0))
+    rest = times_e("y", q["x"]) + times_e("x", q["y"]) + times_e("y", times_e("x", 1))
+    return hold(q["y"] * q["x"], 1) > hold(limit - rest, 1)
+
+
 def split_chunk(c, split):
     """Channels of each of the ``2**split`` rows a pooling's output pixel is split into (the pool
     stage's ``split``): ``ceil(c / 2**split)``, a shift; the last rows may hold fewer, or none."""
@@ -832,8 +848,8 @@ def spatial_refusals(head, stage, src, out, chain=(), hold=None) -> tuple[dict, 
         "a pooling window that does not give the pass's raster": all_of(windowed, not_(geometry)),
         "adaptive witnesses that are not n_in div and mod n_out": all_of(adaptive, not_(witnesses)),
         "nearest witnesses that are not n_in div and mod n_out": all_of(nearest, not_(witnessed("resize"))),
-        "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses, hold(pool_taps(stage, "y") * pool_taps(
-            stage, "x"), 1) > ops.POOL_MAX_COUNT),
+        "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses,
+                                                         adaptive_window_above(stage, ops.POOL_MAX_COUNT, hold)),
         "a written operand of another raster": all_of(writes, any_of(out["y_n"] != h, out["x_n"] != w)),
     }
     plain = all_of(*(plain_axis(src[a + "n"], src[a + "start"], src[a + "wrap"], src[a + "valid"], src[a + "win"])

@@ -306,13 +306,35 @@ def pooling_refused() -> tuple[vec.Descriptor, np.ndarray]:
     return vec.Descriptor(3, 2, 3, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
 
 
+def adaptive_window_too_large() -> tuple[vec.Descriptor, np.ndarray]:
+    """An adaptive pooling of a 302x643 source to 3x1, its witnesses right (remainders 2 and 0) but
+    its longest window bound, ``pool_taps`` 102 x 643, above ``POOL_MAX_COUNT``: refused before a
+    read (``hw.vector.adaptive_window_above``, the terms of ``q + e`` multiplied out)."""
+    rng = np.random.default_rng([SEED, 97])
+    dram = Dram(rng)
+    src = source_operand(dram, rng, 302, 643, 1)
+    out = output_operand(dram, rng, 3, 1, 1)
+    params = {"mode": vec.PoolMode.ADAPTIVE_AVG, "kernel": 0, "stride": 0, "padding": 0, "ceil_mode": 0,
+              "count_include_pad": 0, "y_q": 100, "y_r": 2, "x_q": 643, "x_r": 0, "split": 0}
+    return vec.Descriptor(3, 1, 1, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
+
+
+def refusal_case(kind: str) -> tuple[vec.Descriptor, np.ndarray]:
+    """Refusal ``kind``'s descriptor and the image it runs on."""
+    if kind == "adaptive window count":
+        return adaptive_window_too_large()
+    _, image = pooling_refused() if on_pool_image(kind) else random_spatial(np.random.default_rng([SEED, 99]),
+                                                                             VecOp.RESIZE)
+    return refused(kind), image
+
+
 #: What the unit refuses (a chain's parameters, channels and operand rasters are
 #: ``hw.vector.pass_refusals``', which the executor evaluates before the unit starts:
 #: ``test_vector_executor_refuses_a_spatial_chains_bad_parameters``, ``tests/test_rtl_vector_unit.py``).
 REFUSALS = {"dda": ErrorCode.DATA, "rolled source": ErrorCode.UNSUPPORTED,
             "chain of a table": ErrorCode.UNSUPPORTED, "chain reading what it writes": ErrorCode.UNSUPPORTED,
             "repeating output": ErrorCode.UNSUPPORTED,
-            "output raster": ErrorCode.DATA, "pool raster": ErrorCode.DATA,
+            "output raster": ErrorCode.DATA, "pool raster": ErrorCode.DATA, "adaptive window count": ErrorCode.DATA,
             **{f"{kind} {w} {s}": ErrorCode.DATA for kind in ("adaptive", "nearest") for w in WITNESSES
                for s in ("+1", "-1")}}
 
@@ -332,14 +354,11 @@ def functional_code(d: vec.Descriptor, dram: np.ndarray) -> ErrorCode:
 
 
 def test_spatial_unit_refuses_with_the_functional_models_code_and_writes_nothing():
-    _, resize_image = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
-    _, pool_image = pooling_refused()
-    descriptors = {kind: refused(kind) for kind in REFUSALS}
-    images = {kind: (pool_image if on_pool_image(kind) else resize_image).copy() for kind in descriptors}
-    assert functional_code(pooling_refused()[0], pool_image) == ErrorCode.NONE, "the witnesses' pooling runs"
-    results = run_spatial([(d, images[kind]) for kind, d in descriptors.items()])
-    for (kind, d), res in zip(descriptors.items(), results):
-        dram = pool_image if on_pool_image(kind) else resize_image
+    cases = {kind: refusal_case(kind) for kind in REFUSALS}
+    images = {kind: dram.copy() for kind, (_, dram) in cases.items()}
+    assert functional_code(*pooling_refused()) == ErrorCode.NONE, "the witnesses' pooling runs"
+    results = run_spatial([(d, images[kind]) for kind, (d, _) in cases.items()])
+    for (kind, (d, dram)), res in zip(cases.items(), results):
         assert functional_code(d, dram) == REFUSALS[kind], kind
         assert (res["error"], res["code"]) == (1, REFUSALS[kind]), f"{kind}: {res}"
         assert np.array_equal(images[kind], dram), f"{kind}: written before refusing"

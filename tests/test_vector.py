@@ -10,7 +10,7 @@ from vec_passes import any_axis
 from hw.operators import adaptive_axis_windows, pool_out_size
 from hw.vector import (NONE, PREV, Axis, Descriptor, Operand, PoolMode, Stage, axis_offsets, axis_refusals, axis_valid_count,
                        decode_descriptor, divides_as, encode_descriptor, first_refusal, laps_fit, operand_addresses, operand_extent,
-                       pool_axis_fits, pool_taps, vec_fields)
+                       pool_axis_fits, pool_taps, adaptive_window_above, vec_fields)
 
 
 def counters(ax: Axis) -> tuple[list[int], list[bool]]:
@@ -138,6 +138,20 @@ def test_the_adaptive_window_bound_covers_every_window():
                      "pool.y_r": n_in % n_out}
             bound, longest = pool_taps(stage, "y"), int((hi - lo).max())
             assert longest <= bound <= longest + (n_in % n_out > 1), (n_in, n_out, bound, longest)
+
+
+def test_the_adaptive_window_count_bound_is_the_product_of_the_taps():
+    """``adaptive_window_above`` (the taps' product multiplied out, for the RTL's one product of two
+    fields) says what ``pool_taps`` y times x above the limit says, at and around the limit."""
+    rng = random.Random(17)
+    for _ in range(5000):
+        q = {a: rng.choice([0, 1, 2, 255, 256, rng.randrange(1 << 16)]) for a in "yx"}
+        r = {a: rng.choice([0, 1, 2, 3, rng.randrange(1 << 16)]) for a in "yx"}
+        stage = {"pool.mode": PoolMode.ADAPTIVE_AVG, "pool.kernel": 0,
+                 **{f"pool.{a}_{k}": v[a] for a in "yx" for k, v in (("q", q), ("r", r))}}
+        taps = pool_taps(stage, "y") * pool_taps(stage, "x")
+        for limit in (taps - 1, taps, taps + 1, 1 << 16):
+            assert adaptive_window_above(stage, limit) == (taps > limit), (stage, limit)
 
 
 def test_the_quotient_witnesses_are_checked_by_multiplying():

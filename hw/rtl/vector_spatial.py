@@ -6,7 +6,7 @@ over the source's own raster and writes ``h x w`` output pixels (``hw/vector.py`
 takes one output pixel (a pooling: one of the ``2**split`` rows of its channels), all lanes in
 step over the channels, one channel (a pooling: one window tap of a channel) a cycle:
 
-    walker (DDA) -> lane l: its pixel's four source addresses + channel -> DRAM reads (4 lanes)
+    walker (DDA) -> lane l: its pixel's four source offsets + base + channel -> DRAM reads (4 lanes)
                  -> resize_element_kernel -> write the element (resize) or fold the argmax (class map)
     walker (window counters) -> lane l: window address + tap offset + channel -> DRAM read (1 lane)
                  -> max_kernel / sum fold -> average_kernel -> write (pooling, nearest resize)
@@ -26,8 +26,9 @@ step over the channels, one channel (a pooling: one window tap of a channel) a c
   a counter per axis (``_PoolAxis``: ``i·stride - padding``, or ``floor(i·n_in/n_out)`` stepped by
   the descriptor's witnesses), and so does a nearest resize's source index (a window of one tap).
   The source is a plain raster (``hw.vector.plain_axis``), so index ``i`` is at ``i * stride``: a
-  product, no division.  The output pixel's address comes from the written operand's
-  ``AxisCounter``s (any pattern).
+  product, no division; the walker hands out offsets from the source's base, which the lanes add
+  with the channel (``base_j``, the tap offset), so that the walker's sum is one add shorter.
+  The output pixel's address comes from the written operand's ``AxisCounter``s (any pattern).
 * A lane reads its pixel's four source elements on its first four read lanes, interpolates them
   (``hw.operators.resize_element_kernel``) and writes the element on its first write lane (a
   resize: channels below the written operand's ``c``), or folds the unrounded sums with
@@ -396,7 +397,7 @@ class _Lane:
         m.d.comb += self.rd_en[0].eq(issue & tap_ok & (~pas.window | self.chan_in_src))
         m.d.comb += [en.eq(issue & ~pas.window) for en in self.rd_en[1:CORNERS]]
         m.d.comb += self.rd_addr[0].eq(cur.src[0] + seq.tap_offset + self.chan)
-        m.d.comb += [self.rd_addr[k].eq(cur.src[k] + seq.j) for k in range(1, CORNERS)]
+        m.d.comb += [self.rd_addr[k].eq(cur.src[k] + seq.base_j) for k in range(1, CORNERS)]
         kernel = KernelUnit(ops.resize_element_kernel, _ELEMENT_INPUTS, outputs=("y", "s"), name=f"lane{l}_resize")
         m.submodules[f"lane{l}_resize"] = kernel
         data_ = seq.rd_data.word_select(l, 8 * LANE_READS)
@@ -504,6 +505,9 @@ class _Sequencer:
         self.rd_data = unit._rd_data
         c = pas.src.c
         self.j = Signal.like(c, name="spatial_j")
+        #: the source's base plus ``j``, counted beside it: the corners' reads add it to the
+        #: walker's offsets (one add, as ``j`` was)
+        self.base_j = Signal(ADDR_BITS, name="spatial_base_j")
         self.wk = Signal(range(max(self.walk_cycles, 2)), name="spatial_wk")
         self.running, self.walking, self.issue = Signal(), Signal(), Signal()
         self.first_valid = Signal()
@@ -538,25 +542,26 @@ class _Sequencer:
 
     def _taps(self) -> None:
         """A pooling's window taps for each channel (``ty``, ``tx`` below the pass's ``taps``; one tap
-        for a resize) and their offset from the window's first element, ``ty·s_y + tx·s_x`` by adds;
-        ``tap_first`` and ``tap_last`` bound a channel."""
+        for a resize) and their offset from the window's first element plus the source's base (the
+        walker's pixels are offsets from it), ``base + ty·s_y + tx·s_x`` by adds; ``tap_first`` and
+        ``tap_last`` bound a channel."""
         m, pas, s = self.m, self.pas, self.pas.src
         self.ty, self.tx = Signal(TAPS_BITS, name="spatial_ty"), Signal(TAPS_BITS, name="spatial_tx")
-        row_off, col_off = Signal(signed(ADDR_BITS), name="tap_row_off"), Signal(signed(ADDR_BITS), name="tap_col_off")
-        self.tap_offset = Signal(signed(ADDR_BITS + 1), name="tap_offset")
+        row_off, col_off = Signal(ADDR_BITS, name="tap_row_off"), Signal(signed(ADDR_BITS), name="tap_col_off")
+        self.tap_offset = Signal(signed(ADDR_BITS + 2), name="tap_offset")
         self.tap_first, self.tap_last = Signal(name="spatial_tap_first"), Signal(name="spatial_tap_last")
         end_x = self.tx + 1 == pas.taps["x"]
         m.d.comb += [self.tap_offset.eq(row_off + col_off), self.tap_first.eq((self.ty == 0) & (self.tx == 0)),
                      self.tap_last.eq(end_x & (self.ty + 1 == pas.taps["y"]))]
         self.tap_restart = Signal()
         with m.If(self.tap_restart):
-            m.d.sync += [self.ty.eq(0), self.tx.eq(0), row_off.eq(0), col_off.eq(0)]
+            m.d.sync += [self.ty.eq(0), self.tx.eq(0), row_off.eq(s.base), col_off.eq(0)]
         with m.Elif(self.issue & ~end_x):
             m.d.sync += [self.tx.eq(self.tx + 1), col_off.eq(col_off + s.x_s_lo)]
         with m.Elif(self.issue & ~self.tap_last):
             m.d.sync += [self.tx.eq(0), col_off.eq(0), self.ty.eq(self.ty + 1), row_off.eq(row_off + s.y_s_lo)]
         with m.Elif(self.issue):
-            m.d.sync += [self.ty.eq(0), self.tx.eq(0), row_off.eq(0), col_off.eq(0)]
+            m.d.sync += [self.ty.eq(0), self.tx.eq(0), row_off.eq(s.base), col_off.eq(0)]
 
     def _fsm(self, walk_en, begin, run_ends, walk_ends, n: int) -> None:
         m, u, pas, walker = self.m, self.unit, self.pas, self.walker
@@ -595,7 +600,7 @@ class _Sequencer:
                 m.d.comb += [u.busy.eq(1), walk_en.eq(self.walking), begin.eq(run_ends & walk_ends),
                              self.issue.eq(self.running)]
                 with m.If(self.running & self.tap_last):
-                    m.d.sync += self.j.eq(self.j + 1)
+                    m.d.sync += [self.j.eq(self.j + 1), self.base_j.eq(self.base_j + 1)]
                     with m.If(self.last):
                         m.d.sync += self.running.eq(0)
                 with m.If(walk_en):
@@ -618,7 +623,8 @@ class _Sequencer:
         m = self.m
         m.d.comb += self.tap_restart.eq(1)
         with m.If(Mux(walk_en & (self.wk == 0), self.walker.pixels[0].valid, self.first_valid)):
-            m.d.sync += [self.running.eq(1), self.walking.eq(1), self.wk.eq(0), self.j.eq(0)]
+            m.d.sync += [self.running.eq(1), self.walking.eq(1), self.wk.eq(0), self.j.eq(0),
+                         self.base_j.eq(self.pas.src.base)]
             m.next = "RUN"
         with m.Else():
             latency = Mux(self.pas.window, AVERAGE_PLAN.latency, ELEMENT_PLAN.latency)

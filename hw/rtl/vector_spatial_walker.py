@@ -1,6 +1,6 @@
 """The spatial unit's walkers of the output raster (``hw/rtl/vector_spatial.py``).
 
-A walker hands the row lanes their output pixels (``PIXEL``): each pixel's source addresses and
+A walker hands the row lanes their output pixels (``PIXEL``): each pixel's source offsets and
 interpolation weights (a bilinear axis's DDA, ``hw.operators.bilinear_axis_kernel``), or its
 pooling window (``_PoolAxis``), the written and chain operands' addresses, and the row's first
 channel (a pooling's pixel is ``2**split`` rows).
@@ -51,7 +51,9 @@ COUNT = (1, ops.POOL_MAX_COUNT)
 AXIS_INPUTS = {"pos": (-(1 << 31), (1 << 31) - 1), "n_in": (1, ops.RESIZE_MAX_IN)}
 #: Evaluates a kernel of ``hw.operators`` combinationally (a fold, a counter's step).
 COMBINATIONAL = SimpleNamespace(sel=sel)
-#: What the walker hands a lane: the four source addresses, the weights, the output pixel.
+#: What the walker hands a lane: the four source elements' offsets from the source's base (which
+#: the lanes add with the channel, ``_Sequencer``: the walker's sum is one add shorter), the
+#: weights, the output pixel.
 #: A pooling's row: its window's first element in ``src[0]``, the window's valid taps along each axis
 #: (``taps_y``, ``taps_x``), the average's divisor (``count``) and the row's first channel (``chan0``).
 #: A chain stage's second operand (``second``) and written operand (``written``) at the pixel, and
@@ -90,7 +92,7 @@ def _axis_kernels(m: Module, pas, pos: dict, suffix: str = "") -> dict:
         m.submodules[f"{a}_axis{suffix}"] = k
         m.d.comb += [k.pos.eq(pos[a]), k.n_in.eq(getattr(pas.src, f"{a}_n")), k.in_valid.eq(1)]
         stride = getattr(pas.src, f"{a}_s_lo")
-        idx[a] = (k.i0 * stride, k.i1 * stride, k.w)       # a plain raster: index i at i * stride
+        idx[a] = (k.i0 * stride, k.i1 * stride, k.w)       # a plain raster: index i at base + i * stride
     return idx
 
 
@@ -102,7 +104,7 @@ def _fill_pixel(m: Module, pas, p, idx: dict, pool: tuple, axes: tuple, at) -> N
     m.d.comb += [p.wy.eq(idx["y"][2]), p.wx.eq(idx["x"][2])]
     for y in range(2):
         for x in range(2):
-            m.d.comb += p.src[2 * y + x].eq(s.base + idx["y"][y] + idx["x"][x])
+            m.d.comb += p.src[2 * y + x].eq(idx["y"][y] + idx["x"][x])
     out_axes, chain_axes = axes
     offset, padding = at(*out_axes)
     m.d.comb += [p.out.eq(pas.out.base + offset), p.out_ok.eq(pas.writes & ~padding)]
@@ -110,14 +112,16 @@ def _fill_pixel(m: Module, pas, p, idx: dict, pool: tuple, axes: tuple, at) -> N
         for key, operand in (("second", second), ("written", written)):
             offset, padding = at(*chain_axes[i][key])
             m.d.comb += [p[key][i].eq(operand.base + offset), p[f"{key}_ok"][i].eq(~padding)]
-    # a pooling's window: its first element (a plain raster: lo_y·s_y + lo_x·s_x), its taps
-    # inside the input along each axis, the average's divisor (with count_include_pad: its size
-    # within the padding)
+    # a pooling's window: its first element (a plain raster: lo_y·s_y + lo_x·s_x from the base), its
+    # taps inside the input along each axis, the average's divisor (with count_include_pad: its
+    # size within the padding).  A window of a pass the check accepts starts inside the input,
+    # 0 <= lo < n_in: its index has n_in's bits, and its products are that narrow.
     py, px = pool
     include_pad = ~pas.adaptive & pas.stage["pool.count_include_pad"]
     (size_y, padded_y), (size_x, padded_x) = py.sizes(), px.sizes()
     with m.If(pas.window):
-        m.d.comb += [p.src[0].eq(s.base + py.lo * s.y_s_lo + px.lo * s.x_s_lo),
+        lo_y, lo_x = py.lo.as_unsigned()[:len(s.y_n)], px.lo.as_unsigned()[:len(s.x_n)]
+        m.d.comb += [p.src[0].eq(lo_y * s.y_s_lo + lo_x * s.x_s_lo),
                      p.taps_y.eq(size_y), p.taps_x.eq(size_x),
                      p.count.eq(Mux(include_pad, padded_y * padded_x, size_y * size_x))]
     with m.Else():
