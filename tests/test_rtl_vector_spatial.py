@@ -295,28 +295,29 @@ def refused(kind: str) -> vec.Descriptor:
     raise AssertionError(kind)
 
 
+def adaptive_pooling(key: int, n_in: tuple, n_out: tuple, c: int, split: int) -> tuple[vec.Descriptor, np.ndarray]:
+    """An adaptive pooling of an ``n_in`` (y, x) source of ``c`` channels to ``n_out``, its
+    witnesses ``n_in div n_out`` and ``n_in mod n_out``, and its image."""
+    rng = np.random.default_rng([SEED, key])
+    dram = Dram(rng)
+    src = source_operand(dram, rng, *n_in, c)
+    out = output_operand(dram, rng, *n_out, c)
+    witnesses = {f"{a}_{k}": v for a, i, o in zip("yx", n_in, n_out) for k, v in zip("qr", divmod(i, o))}
+    params = {"mode": vec.PoolMode.ADAPTIVE_AVG, "kernel": 0, "stride": 0, "padding": 0, "ceil_mode": 0,
+              "count_include_pad": 0, **witnesses, "split": split}
+    return vec.Descriptor(*n_out, c, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
+
+
 def pooling_refused() -> tuple[vec.Descriptor, np.ndarray]:
     """An adaptive pooling (7x7 to 3x2: remainders 1 and 1, no witness 0) and its image."""
-    rng = np.random.default_rng([SEED, 98])
-    dram = Dram(rng)
-    src = source_operand(dram, rng, 7, 7, 3)
-    out = output_operand(dram, rng, 3, 2, 3)
-    params = {"mode": vec.PoolMode.ADAPTIVE_AVG, "kernel": 0, "stride": 0, "padding": 0, "ceil_mode": 0,
-              "count_include_pad": 0, "y_q": 2, "y_r": 1, "x_q": 3, "x_r": 1, "split": 1}
-    return vec.Descriptor(3, 2, 3, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
+    return adaptive_pooling(98, (7, 7), (3, 2), 3, split=1)
 
 
 def adaptive_window_too_large() -> tuple[vec.Descriptor, np.ndarray]:
     """An adaptive pooling of a 302x643 source to 3x1, its witnesses right (remainders 2 and 0) but
     its longest window bound, ``pool_taps`` 102 x 643, above ``POOL_MAX_COUNT``: refused before a
     read (``hw.vector.adaptive_window_above``, the terms of ``q + e`` multiplied out)."""
-    rng = np.random.default_rng([SEED, 97])
-    dram = Dram(rng)
-    src = source_operand(dram, rng, 302, 643, 1)
-    out = output_operand(dram, rng, 3, 1, 1)
-    params = {"mode": vec.PoolMode.ADAPTIVE_AVG, "kernel": 0, "stride": 0, "padding": 0, "ceil_mode": 0,
-              "count_include_pad": 0, "y_q": 100, "y_r": 2, "x_q": 643, "x_r": 0, "split": 0}
-    return vec.Descriptor(3, 1, 1, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
+    return adaptive_pooling(97, (302, 643), (3, 1), 1, split=0)
 
 
 def refusal_case(kind: str) -> tuple[vec.Descriptor, np.ndarray]:
