@@ -236,8 +236,10 @@ def test_a_killed_run_leaves_the_earlier_folder_and_no_staging(tmp_path):
     out.mkdir()
     (out / "report.json").write_text("earlier")
     env = dict(os.environ, PYTHONPATH=str(Path(run.__file__).resolve().parents[1]))
+    # --check: after the timing the whole network executes (minutes), so the signal finds the run
+    # still going; a timing-only run with its tilings cached can commit within the poll (CI saw rc 0)
     proc = subprocess.Popen([sys.executable, "-m", "sim.run", "--model", "segformer_b2", "--config", "E", "--quiet",
-                             "--out", str(out)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             "--check", "--out", str(out)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600       # a loaded machine can take minutes to import and start
     while not list(tmp_path.glob(".o.*.tmp")) and time.monotonic() < deadline:     # staging made: running
