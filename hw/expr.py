@@ -97,7 +97,7 @@ def held_tree(op, values: list, hold, levels: int = 2):
     values = list(values)
     depth = 0
     while len(values) > 1:
-        values = [op(*values[i:i + 2]) if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
+        values = _paired(op, values)
         depth += 1
         if depth % levels == 0 and len(values) > 1:
             values = [hold(v) for v in values]
@@ -180,8 +180,13 @@ def balanced(op, values: list, empty):
     if not values:
         return empty
     while len(values) > 1:
-        values = [op(*values[i:i + 2]) if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
+        values = _paired(op, values)
     return values[0]
+
+
+def _paired(op, values: list) -> list:
+    """One level of a balanced tree: neighbours joined by ``op``, an odd last one carried up."""
+    return [op(*values[i:i + 2]) if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
 
 
 def any_of(*conds):
