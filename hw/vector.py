@@ -731,8 +731,15 @@ def pool_taps(stage, axis: str):
     Window ``i`` spans ``floor(i·n_in/n_out) .. ceil((i+1)·n_in/n_out)``: ``q`` plus 0, 1 or 2.
     It is 2 only where ``a + r > n_out`` for a remainder ``a = i·n_in mod n_out``, and those are
     multiples of ``g = gcd(n_in, n_out)`` up to ``n_out - g``, so only where ``r > g``: ``r >= 2``."""
-    q, r = stage[f"pool.{axis}_q"], stage[f"pool.{axis}_r"]
-    return sel(stage["pool.mode"] == PoolMode.ADAPTIVE_AVG, q + (r > 0) + (r > 1), stage["pool.kernel"])
+    q = stage[f"pool.{axis}_q"]
+    return sel(stage["pool.mode"] == PoolMode.ADAPTIVE_AVG, q + _extra_taps(stage, axis, 1), stage["pool.kernel"])
+
+
+def _extra_taps(stage, axis: str, v):
+    """``v`` times the positions an adaptive window along ``axis`` may hold beyond ``q``: ``(r > 0) +
+    (r > 1)`` (:func:`pool_taps`), 0, 1 or 2, so a multiplexer of ``v`` shifted, no product."""
+    r = stage[f"pool.{axis}_r"]
+    return sel(r > 1, v * 2, sel(r > 0, v, 0))
 
 
 def adaptive_window_above(stage, limit: int, hold=None):
@@ -743,11 +750,8 @@ def adaptive_window_above(stage, limit: int, hold=None):
     and the rest is a sum of multiplexed fields; ``hold`` as in :func:`spatial_refusals`."""
     hold = hold or _no_hold
     q = {a: stage[f"pool.{a}_q"] for a in "yx"}
-
-    def times_e(axis, v):           # e·v, e in 0 .. 2: a shift picked, no product
-        r = stage[f"pool.{axis}_r"]
-        return sel(r > 1, v * 2, sel(r > 0, v, 0))
-    rest = times_e("y", q["x"]) + times_e("x", q["y"]) + times_e("y", times_e("x", 1))
+    rest = (_extra_taps(stage, "y", q["x"]) + _extra_taps(stage, "x", q["y"])
+            + _extra_taps(stage, "y", _extra_taps(stage, "x", 1)))
     return hold(q["y"] * q["x"], 1) > hold(limit - rest, 1)
 
 
