@@ -3,7 +3,7 @@
 ``InsnQueue``
     ``QUEUE_DEPTH`` instruction words; a full queue accepts a word in the cycle its head is
     taken (``hw.timing``: an instruction enters when the one ``QUEUE_DEPTH`` earlier started).
-    A small register file: the head is read combinationally.
+    A small register file, its head held in a register (the word at the next read position).
 
 ``TokenFifo``
     The tokens of one link (``hw.timing.TOKEN_LINKS``), in program order.  A pushed token
@@ -65,18 +65,25 @@ class InsnQueue(wiring.Component):
         wr = mem.write_port()
         rd = mem.read_port(domain="comb")
         wp, rp, level = Signal(range(depth)), Signal(range(depth)), Signal(range(depth + 1))
+        after = Signal(range(depth), init=1)            # rp + 1, wrapped
+        head = Signal(INSN_BITS)
         take = self.r.valid & self.r.ready
         put = self.w.valid & self.w.ready
+        # the head is a register, so the units decode it without the register file's read
+        # multiplexer in front: it takes the word at the next read position, or the word being
+        # written there this cycle (an empty queue, or one whose only entry is taken)
+        nxt = Mux(take, after, rp)
         m.d.comb += [
             self.w.ready.eq((level != depth) | take),
             self.r.valid.eq(level != 0),
-            rd.addr.eq(rp), self.r.payload.eq(rd.data),
+            rd.addr.eq(nxt), self.r.payload.eq(head),
             wr.addr.eq(wp), wr.data.eq(self.w.payload), wr.en.eq(put),
         ]
+        m.d.sync += head.eq(Mux(put & (wp == nxt), self.w.payload, rd.data))
         with m.If(put):
             m.d.sync += wp.eq(_wrap_inc(wp, depth))
         with m.If(take):
-            m.d.sync += rp.eq(_wrap_inc(rp, depth))
+            m.d.sync += [rp.eq(after), after.eq(_wrap_inc(after, depth))]
         m.d.sync += level.eq(level + put - take)
         return m
 
