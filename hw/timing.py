@@ -37,7 +37,7 @@ __all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes"
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WIDE_WALK_LANES", "VEC_WALK_SETUP", "vec_lane_floor",
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "store_pe_clip", "store_tile_bytes", "STORE_MIN_BUSY", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WIDE_WALK_LANES", "VEC_WALK_SETUP", "vec_lane_floor",
            "VEC_SETUP", "VEC_CHECK", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing",
            "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align",
            "gb_holds_tensors"]
@@ -48,6 +48,10 @@ GEMM_PIPELINE = 4        # operand read, multiply, adder tree, accumulate
 GEMM_MIN_PIXELS = 4      # an accumulator entry is re-read at least this many cycles after it was written
 POST_PIPELINE = 5        # accumulator read, bias, multiply, round/shift, saturate (hw/rtl/postproc.py)
 GB_LATENCY = 2           # global-buffer read latency
+#: The shortest busy time of a STORE (``store_timing``: one pixel's beat, even with none, the
+#: post-processing and the setup cycle): the RTL's store unit forms a STORE's busy time in the
+#: cycles before (tile origins, clipped extents, pixels, bytes, their sum, the transfer time).
+STORE_MIN_BUSY = 1 + POST_PIPELINE + 1
 #: A STORE into the global buffer (``dst_gb``) writes one selected PE's pixel (its K0 channels,
 #: contiguous bytes: one conflict-free write beat, ``hw/rtl/global_buffer.py``) a cycle; its last
 #: write is in the bank this many cycles after its busy time, for any read after it.
@@ -158,14 +162,14 @@ def _same(value, name):
 
 
 def store_beats(f, cfg: AcceleratorConfig, hold=_same):
-    """Cycles from a STORE's first beat slot to its last beat: its pixels, one of every PE a cycle;
-    with a softmax epilogue, the row walk first and each pixel's next pass at least
+    """Cycles from a STORE's first beat slot to its last beat: its pixels (a STORE of none takes
+    one's slot: ``STORE_MIN_BUSY``), one of every PE a cycle; with a softmax epilogue, the row walk first and each pixel's next pass at least
     ``epilogue_turnaround`` cycles after its previous one (on integers or Amaranth values).  The
     RTL passes ``hold`` to register the pixel count and the cycles a pixel (``hold(value, name)``),
-    a stage before the rest."""
-    npix = hold(f["out_h"] * f["out_w"], "npix")
+    then their product, a stage each before the rest."""
+    npix = hold(vmax(f["out_h"] * f["out_w"], 1), "npix")
     span = vmax(npix, epilogue_turnaround(cfg))
-    return npix * hold(store_gb_lanes(f, cfg), "gb_lanes") + sel(f["ep_row"] != 0, epilogue_setup(cfg) + EPILOGUE_PASSES * span, 0)
+    return hold(npix * hold(store_gb_lanes(f, cfg), "gb_lanes"), "slots") + sel(f["ep_row"] != 0, epilogue_setup(cfg) + EPILOGUE_PASSES * span, 0)
 
 
 def gb_store_group(cfg: AcceleratorConfig) -> int:
@@ -254,21 +258,34 @@ def store_addr(f, y, x, k, hold=_same):
     return f["dst_addr"] + hold(hold(y * f["t_w"] + x, "pixel") * f["k_pitch"], "pixel_bytes") + k
 
 
-def store_pe_extent(f, col, grp):
-    """(first channel, first row, in-bounds channels, rows, columns) of the tile a STORE's PE at
-    (column, row group) writes: ``k_per_pe`` channels from ``k_base + col * k_step``, ``out_h``
-    rows from ``y0 + grp * out_h``, ``out_w`` columns from ``x0``, clipped to the tensor."""
-    k_first, y_first = store_tile_origin(f, col, grp)
+def store_pe_clip(f, k_first, y_first):
+    """(in-bounds channels, rows, columns) of a STORE's PE tile from its origin
+    (``store_tile_origin``): ``k_per_pe`` channels, ``out_h`` rows and ``out_w`` columns from
+    ``x0``, clipped to the tensor."""
     nk = vmax(vmin(f["t_k"] - k_first, f["k_per_pe"]), 0)
     ny = vmax(vmin(f["t_h"] - y_first, f["out_h"]), 0)
     nx = vmax(vmin(f["t_w"] - f["x0"], f["out_w"]), 0)
-    return k_first, y_first, nk, ny, nx
+    return nk, ny, nx
+
+
+def store_pe_extent(f, col, grp):
+    """(first channel, first row, in-bounds channels, rows, columns) of the tile a STORE's PE at
+    (column, row group) writes (``store_tile_origin``, ``store_pe_clip``)."""
+    k_first, y_first = store_tile_origin(f, col, grp)
+    return (k_first, y_first, *store_pe_clip(f, k_first, y_first))
+
+
+def store_tile_bytes(nk, ny, nx, hold=_same):
+    """In-bounds bytes of a STORE's PE tile of extents (``nk``, ``ny``, ``nx``): its pixels times
+    its channels.  The RTL passes ``hold`` to register the pixel count (``hold(value, name)``), so
+    no stage multiplies three values."""
+    return hold(ny * nx, "pixels") * nk
 
 
 def store_pe_tile(f, col, grp):
     """(first channel, first row, in-bounds bytes) of a STORE's PE tile (``store_pe_extent``)."""
     k_first, y_first, nk, ny, nx = store_pe_extent(f, col, grp)
-    return k_first, y_first, nk * ny * nx
+    return k_first, y_first, store_tile_bytes(nk, ny, nx)
 
 
 @lru_cache(maxsize=4096)
@@ -712,9 +729,8 @@ def vec_cycles(f, cfg: AcceleratorConfig, hold=_same):
 def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=_same):
     """(busy cycles, cycles until the writes are done) of a STORE writing ``nbytes``: its beats
     (``store_beats``: one pixel of every PE a cycle per pass) through its pipeline
-    (``store_pipeline``), or its bytes at the DRAM rate.  Posted writes: the unit is free once its
-    last pixel is written (one setup cycle more than the beats and the pipeline); the DRAM latency
-    only delays the token.  Into the global buffer (``dst_gb``) no DRAM term: the beats
+    (``store_pipeline``), or its bytes at the DRAM rate.  Posted writes: the unit is free once its last pixel is written
+    (one setup cycle more than the beats and the pipeline); the DRAM latency only delays the token.  Into the global buffer (``dst_gb``) no DRAM term: the beats
     (``store_gb_lanes`` a pixel) and ``GB_WRITE_LATENCY`` after the busy time.  The RTL passes
     ``hold`` to register the pixel count (``store_beats``), the beat count and the transfer time
     (``hold(value, name)``), a stage each."""

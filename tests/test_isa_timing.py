@@ -224,3 +224,19 @@ def test_pe_hits_of_any_fields_are_the_members_inside_the_array(num_pe):
                 f = {"pe_first": first, "pe_count": count, "pe_step": step}
                 want = {first + i * step for i in range(count)} & set(range(num_pe))
                 assert {p for p, hit in enumerate(pe_hits(f, num_pe)) if hit} == want, f
+
+
+@pytest.mark.parametrize("config", ["tiny", "E"])
+def test_no_store_is_free_sooner_than_its_setup(config):
+    """A STORE of no pixel still takes a beat's slot: it is busy ``STORE_MIN_BUSY`` cycles, and no
+    STORE is busy fewer (the RTL forms the busy time in the cycles before it)."""
+    from hw.timing import STORE_MIN_BUSY, occupancy
+
+    cfg = get_config(config)
+    rng = random.Random(7)
+    empty = dict(pe_count=1, pe_k=1, out_w=3, t_h=4, t_w=4, t_k=4, k_pitch=4, k_per_pe=min(4, cfg.k0))
+    assert occupancy(make(Op.STORE, out_h=0, **empty), cfg) == STORE_MIN_BUSY
+    assert occupancy(make(Op.STORE, out_h=1, **empty), cfg) > STORE_MIN_BUSY
+    for _ in range(300):
+        f = {name: rng.randrange(1 << min(bits, 4)) for name, bits, _ in FIELDS[Op.STORE]}
+        assert occupancy(make(Op.STORE, **f), cfg) >= STORE_MIN_BUSY, f

@@ -1,11 +1,13 @@
 """The store unit: every selected PE post-processes one pixel per cycle; the bytes are scattered to DRAM.
 
 Cycle t (start) takes the instruction and the (column, row group) of every PE
-(``hw.timing.pe_positions``); t+1 decodes its PE set into a register and computes each PE's channel and row origin and its in-bounds
-extent (``hw.timing.store_pe_extent``) and asks the PEs for their parameters; t+2 issues pixel 0
-and multiplies each selected PE's extent into its bytes, t+3 sums them; t+2 to t+4 form each PE's
-DRAM base, a product a cycle (``hw.timing.store_addr``); t+4 has the contract's busy time and
-latency (``hw.timing.store_timing``), counted down from there; a pixel issued at c is written at c+4.  Posted writes: the unit is free after the busy time (a down-counter), and
+(``hw.timing.pe_positions``); t+1 decodes its PE set into a register, computes each PE's channel
+and row origin and asks the PEs for their parameters; t+2 issues pixel 0 and clips each PE's
+extent to the tensor (``hw.timing.store_pe_extent``); t+3 and t+4 multiply it into the PE's bytes,
+t+5 sums them; t+2 to t+4 form each PE's DRAM base, a product a cycle (``hw.timing.store_addr``);
+t+6 has the contract's busy time and latency (``hw.timing.store_timing``, at least
+``STORE_MIN_BUSY``), counted down from there; a pixel issued at c is written ``WRITE_DELAY``
+cycles later.  Posted writes: the unit is free after the busy time (a down-counter), and
 pushes its token then, with the rest of the latency as the token's wait; FENCE/END wait for
 that rest too (``idle``).  A table activation is the PEs' (``st.table``).
 
@@ -15,8 +17,8 @@ accumulators read in its first; ``WRITE_DELAY`` cycles later the member PEs' out
 ``gb`` a beat a cycle in set order (one PE's K0 bytes, or a group's G), the first as they come,
 the rest from a register that holds the pixel (``_gb_writes``); nothing goes to DRAM.
 
-A softmax epilogue (``ep_row != 0``, ``hw.timing.store_beats``): from t+2 the row walk
-(``hw.epilogue``, one PE a cycle, ``epilogue_setup`` cycles) finds the lanes that start a row,
+A softmax epilogue (``ep_row != 0``, ``hw.timing.store_beats``): from t+3 the row walk
+(``hw.epilogue``, one PE a cycle; the beats wait ``epilogue_setup`` cycles from t+2) finds the lanes that start a row,
 while every member PE's table entry 0 and output shift are checked; a broken rule raises
 ``error`` (DATA) and nothing is written.  Then three passes over the pixels, each pixel's passes
 ``max(pixels, epilogue_turnaround)`` cycles apart, through the PEs' post-processing into the
@@ -37,9 +39,9 @@ from ..config import AcceleratorConfig
 from ..epilogue import WalkState, member_bad, row_multiples, walk_end_bad, walk_pe
 from ..expr import Fields
 from ..isa import FIELD_BITS, INSN_BITS, Act, Op, Queue
-from ..timing import (EPILOGUE_OUT_LATENCY, EPILOGUE_PASSES, POST_PIPELINE, epilogue_setup, epilogue_turnaround,
-                      gb_store_group, pe_positions, store_addr, store_gb_lanes, store_gb_run, store_pe_extent,
-                      store_pipeline, store_timing)
+from ..timing import (EPILOGUE_OUT_LATENCY, EPILOGUE_PASSES, POST_PIPELINE, STORE_MIN_BUSY, epilogue_setup,
+                      epilogue_turnaround, gb_store_group, pe_positions, store_addr, store_gb_lanes, store_gb_run,
+                      store_pe_clip, store_pipeline, store_tile_bytes, store_tile_origin, store_timing)
 from .buses import DramWriteSignature, StoreBusSignature
 from .clock_gate import gate_clock
 from .global_buffer import GbWriteSignature
@@ -62,9 +64,10 @@ EP_WRITE_DELAY = WRITE_DELAY + EPILOGUE_OUT_LATENCY
 assert store_pipeline({"ep_row": 0}) == POST_PIPELINE and store_pipeline({"ep_row": 1}) >= EP_WRITE_DELAY
 #: Bits of byte counts and busy times (out_h x out_w x k_per_pe x num_pe, clipped).
 _COUNT_BITS = 48
-#: The cycle after the start that loads the busy time: the PE bytes' product and sum come first.
-_TIMED_AT = 4
-assert POST_PIPELINE + 1 >= _TIMED_AT + 1
+#: The cycle after the start that loads the busy time (_pe_origins' stages come first): the busy
+#: time's down-counter counts from the cycle after, and no STORE is free sooner.
+_TIMED_AT = 6
+assert STORE_MIN_BUSY >= _TIMED_AT + 1
 
 
 def _byte(lane) -> Value:
@@ -147,21 +150,23 @@ class StoreUnit(wiring.Component):
         with m.Elif(free):
             m.d.sync += [busy.eq(0), timed.eq(0)]
 
-        kst, yst, base, total, starting, ext_k = self._pe_origins(m, cs, setup, active, mask, col, grp)
+        kst, yst, base, total, clip, starting, ext_k = self._pe_origins(m, cs, setup, active, mask, col, grp)
         ep = Signal()               # a softmax epilogue (refused at dispatch where it is not built)
         m.d.comb += ep.eq((cs.ep_row != 0) if self._epilogue else 0)
         nk = [Mux(mask[p], ext_k[p], 0) for p in range(n)]
-        waiting, rows = self._rows(m, cs, start, setup, ep, col, kst, nk) if self._epilogue else (0, None)
+        waiting, rows = self._rows(m, cs, start, (setup, clip), ep, col, kst, nk) if self._epilogue else (0, None)
         beat = self._pixels(m, cs, start, setup, active, timed, waiting, ep)
         self._writes(m, cs, beat, mask, kst, yst, base, ep, rows, nk, busy)
         self._shell(m, cs, starting, free, occ_left, total, timed, busy)
         return m
 
     def _pe_origins(self, m, cs, setup, active, mask, col, grp):
-        """t+1: each PE's first channel and row, the DRAM address of its pixel 0 and its in-bounds
-        extent; the parameters into the lanes; the pixels start.  t+2: the selected PEs' bytes
-        (the PE set holds from t+2); t+3: their sum (into the busy time's stages, ``_shell``).
-        Returns (kst, yst, base, the sum, the strobe of cycle _TIMED_AT)."""
+        """t+1: each PE's first channel and row (``store_tile_origin``); the parameters into the
+        lanes; the pixels start.  t+2: each PE's in-bounds extents (``store_pe_clip``).  t+3, t+4:
+        its bytes, its pixels then its channels (``store_tile_bytes``), a product a stage; t+5
+        the selected PEs' sum (the PE set holds from t+2) into the busy time's stages (``_shell``).
+        Returns (kst, yst, base, the sum, the extents' strobe (t+2), the strobe of cycle
+        _TIMED_AT, the channel extents)."""
         n = self._config.num_pe
         kst = [Signal(32, name=f"kst{p}") for p in range(n)]
         yst = [Signal(32, name=f"yst{p}") for p in range(n)]
@@ -171,31 +176,36 @@ class StoreUnit(wiring.Component):
         ext_y = [field_signal(Op.STORE, "out_h", f"ext_y{p}") for p in range(n)]
         ext_x = field_signal(Op.STORE, "out_w", "ext_x")
         nbytes = [Signal(40, name=f"nbytes{p}") for p in range(n)]
-        product, summing, starting = Signal(), Signal(), Signal()          # t+2, t+3, t+4
-        m.d.sync += [product.eq(setup), summing.eq(product), starting.eq(summing)]
+        strobes = [setup]                                   # t+1 ... t+_TIMED_AT
+        for i in range(2, _TIMED_AT + 1):
+            strobes.append(Signal(name=f"setup_t{i}"))
+            m.d.sync += strobes[-1].eq(strobes[-2])
+        clip, starting = strobes[1], strobes[-1]
         m.d.comb += [self.st.param_load.eq(setup), self.st.param_addr.eq(cs.param_addr)]
         with m.If(setup):
             m.d.sync += [setup.eq(0), active.eq(1)]
             for p in range(n):
-                k_first, y_first, nk, ny, nx = store_pe_extent(Fields(cs), col[p], grp[p])
-                m.d.sync += [kst[p].eq(k_first), yst[p].eq(y_first), ext_k[p].eq(nk), ext_y[p].eq(ny), ext_x.eq(nx)]
+                m.d.sync += [v.eq(e) for v, e in zip((kst[p], yst[p]), store_tile_origin(Fields(cs), col[p], grp[p]))]
+        with m.If(clip):
+            for p in range(n):
+                nk, ny, nx = store_pe_clip(Fields(cs), kst[p], yst[p])
+                m.d.sync += [ext_k[p].eq(nk), ext_y[p].eq(ny), ext_x.eq(nx)]
         # the DRAM address of each PE's pixel 0, a product a stage from t+2 (kst, yst hold from there
         # on): ready at t+5, before the first write at t+2+WRITE_DELAY
         for p in range(n):
             m.d.sync += base[p].eq(store_addr(Fields(cs), yst[p], cs.x0, kst[p], held(m, 48, f"pe{p}_", "sync")))
-        # the PE set (from t+2) chooses in the sum, not behind the product
-        with m.If(product):
-            m.d.sync += [nbytes[p].eq(ext_k[p] * ext_y[p] * ext_x) for p in range(n)]
+            m.d.sync += nbytes[p].eq(store_tile_bytes(ext_k[p], ext_y[p], ext_x, held(m, 24, f"pe{p}_tile_", "sync")))
+        # the PE set chooses in the sum, not behind the products
         total = Signal(_COUNT_BITS)
         m.d.comb += total.eq(sum(Mux(mask[p], nbytes[p], 0) for p in range(n)))
-        return kst, yst, base, total, starting, ext_k
+        return kst, yst, base, total, clip, starting, ext_k
 
     def _shell(self, m, cs, starting, free, occ_left, total, timed, busy):
         """t + _TIMED_AT: the busy time (a down-counter reaching 0 at t + occupancy, which is at
-        least ``POST_PIPELINE`` + 1 > _TIMED_AT) and the rest of the latency after it, which the
+        least ``STORE_MIN_BUSY`` > _TIMED_AT) and the rest of the latency after it, which the
         token waits and ``idle`` counts down.  The contract's pixel count and transfer time are
-        registers (``store_timing``'s ``hold``): the pixel count from t+2, the beats from t+3, the
-        transfer time formed at t+3 from them and the bytes' sum."""
+        registers (``store_timing``'s ``hold``): the pixel count from t+2, its slots from t+3, the
+        beats from t+4, the transfer time formed at t+5 from them and the bytes' sum."""
         occ, lat = store_timing(Fields(cs), total, self._config, held(m, _COUNT_BITS, "busy_", "sync"))
         rest = Signal(range(self._config.dram_latency))      # latency - occupancy - 1
         tail = Signal.like(rest)
@@ -211,11 +221,14 @@ class StoreUnit(wiring.Component):
                      self.push_prev.wait.eq(rest),
                      self.idle.eq(~busy & (tail == 0))]
 
-    def _rows(self, m, cs, start, setup, ep, col, kst, nk):
-        """A softmax epilogue's setup from t+2: the walk of ``hw.epilogue`` over the PEs, one a cycle,
-        into the lanes' row starts; meanwhile every member PE's table entry 0 (through the table
-        ports) and output shift are checked.  ``error`` rises after the walk if a rule is broken.
-        Returns (the beats wait, (row starts, the lanes' table addresses while checking))."""
+    def _rows(self, m, cs, start, strobes, ep, col, kst, nk):
+        """A softmax epilogue's setup: the beats wait ``epilogue_setup`` cycles from t+2; the walk of
+        ``hw.epilogue`` over the PEs, one a cycle from t+3 (the extents are in), into the lanes'
+        row starts, which the first pass needs only after the post-processing; meanwhile every
+        member PE's table entry 0 (through the table ports) and output shift are checked.
+        ``error`` rises after the walk, before any write, if a rule is broken.  ``strobes``: t+1,
+        t+2.  Returns (the beats wait, (row starts, the lanes' table addresses while checking))."""
+        setup, clip = strobes
         n, k0 = self._config.num_pe, self._config.k0
         setup_cycles = epilogue_setup(self._config)
         walk, waiting = Signal(range(n + 2)), Signal(range(setup_cycles + 1))
@@ -227,12 +240,14 @@ class StoreUnit(wiring.Component):
         starts = Signal(n * k0)
         step, after = walk_pe(state, Array(col)[walk], Array(kst)[walk], Array(nk)[walk], multiples, k0)
         with m.If(setup):
-            m.d.sync += [walk.eq(Mux(ep, 0, n + 1)), waiting.eq(Mux(ep, setup_cycles, 0)),
+            m.d.sync += waiting.eq(Mux(ep, setup_cycles, 0))
+        with m.Elif(waiting != 0):
+            m.d.sync += waiting.eq(waiting - 1)
+        with m.If(clip):
+            m.d.sync += [walk.eq(Mux(ep, 0, n + 1)),
                          *(mult.eq(v) for mult, v in zip(multiples, row_multiples(cs.ep_row, k0))),
                          *(getattr(state, f).eq(0) for f in ("pos", "seen", "expect", "bad"))]
         with m.Else():
-            with m.If(waiting != 0):
-                m.d.sync += waiting.eq(waiting - 1)
             with m.If(walk <= n):
                 m.d.sync += walk.eq(walk + 1)
             with m.If(walking):

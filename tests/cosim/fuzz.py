@@ -11,7 +11,8 @@ with an operand or table moved past the DRAM's end or to its last byte (``vec_pa
 operand's base near 2**32 (``vec_base_wrap``) or its strides walking below 0 (``vec_below_zero``),
 or with a stage's parameter outside its operator's range (``vec_params``, any stage: refused before
 the first writes) or an operand of another raster than the pass's (``vec_raster``);
-a softmax epilogue.
+a softmax epilogue; a STORE of no pixel put before a STORE (busy ``hw.timing.STORE_MIN_BUSY``
+cycles, the fewest).
 :func:`expected_outcome` says what the RTL must do with it, from the simulator alone
 (``hw.timing.schedule_encoded``, ``sim.functional``): finish in the scheduled cycle with the
 functional model's DRAM, or raise the simulator's error code at the same instruction.
@@ -67,7 +68,7 @@ __all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "
 MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", "truncate", "drop",
              "duplicate", "zero_word", "pe_step_zero", "n_out_over_k0", "bad_shift", "from_gb", "vec",
              "table_act", "vec_fields", "vec_laps", "softmax_epilogue", "vec_past_end", "vec_base_wrap",
-             "vec_below_zero", "vec_params", "vec_raster")
+             "vec_below_zero", "vec_params", "vec_raster", "store_no_pixel")
 #: Random layers a fuzz run draws its base streams from (mapped once each).
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
@@ -417,6 +418,20 @@ def _mut_softmax_epilogue(words, dram, rng, cfg):
     words[0:0] = stream_words([make(Op.LOAD_PARAM, pe_count=cfg.num_pe, pe_step=1, table=1, src_addr=src,
                                     n_entries=whole)])
     return f"STORE {i} (now {i + 1}): softmax epilogue over rows of {max(1, row)}; tables from byte {src}"
+
+
+def _mut_store_no_pixel(words, dram, rng, cfg):
+    """A copy of a STORE with no pixel (``out_h`` or ``out_w`` 0) and no token flags put before it:
+    two STOREs back to back, the first as short as any STORE is."""
+    i = _pick(words, rng, [Op.STORE])
+    if i is None:
+        return "no STORE"
+    axis = rng.choice(("out_h", "out_w"))
+    copy = decode(words_bytes([words[i]]))
+    copy = dataclasses.replace(copy, pop_prev=False, pop_next=False, push_prev=False, push_next=False,
+                               f={**copy.f, axis: 0})
+    words.insert(i, int.from_bytes(encode(copy), "little"))
+    return f"STORE {i}: a copy with {axis} 0 put before it"
 
 
 _MUTATE = {name: globals()[f"_mut_{name}"] for name in MUTATIONS}
