@@ -158,6 +158,22 @@ def test_tiny_lints_clean(tiny_dir):
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
+#: What is not Verilog code: strings, comments and attributes (``src`` names Python files by path).
+_NOT_CODE = re.compile(r'"(?:[^"\\]|\\.)*"|//[^\n]*|/\*.*?\*/|\(\*.*?\*\)', re.S)
+
+
+def test_no_division_or_modulo_in_the_export(tiny_dir):
+    """Addresses and counts come from counters (issue 14): no module holds a ``/`` or ``%``
+    operator, which synthesis would build as a divider.  tiny holds every unit E does, and the
+    vector executor."""
+    out, _ = tiny_dir
+    for path in sorted(out.glob("*.v")):
+        code = _NOT_CODE.sub(" ", path.read_text())
+        at = re.search(r"[/%]", code)
+        assert at is None, f"{path.name}: {code[max(0, at.start() - 60):at.end() + 20]!r}"
+    assert _NOT_CODE.sub(" ", 'x = a / b; // c/d\n(* src = "e/f.py" *) y = g % 4;').count("/") == 1
+
+
 #: H..M as in Table II have gb_bus_bytes = 4 x C0 = 64 below the 128 B/cycle DRAM, which the
 #: load unit refuses (check_rtl_config); with a 128-byte bus they build.
 PRESET_CASES = [("M", {}), ("G", {})]     # one K0 = C0 = 16 and one K0 = C0 = 32 preset
