@@ -382,7 +382,7 @@ def test_a_softmax_epilogue_after_a_plain_store_writes_each_byte_once():
     the epilogue's data: the RTL must write what sim.functional writes."""
     from cosim.fuzz import expected_outcome, fuzz_case, words_bytes
     from hw.timing import decode_until_end
-    case = fuzz_case(32, 178, TINY)
+    case = fuzz_case(32, 178, TINY, mutation="softmax_epilogue")
     assert case.description.startswith("rand2_matmul: STORE") and "softmax epilogue" in case.description
     expect = expected_outcome(case.words, case.dram, TINY)
     assert expect.kind == "done" and expect.dram is not None

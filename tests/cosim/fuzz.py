@@ -118,12 +118,13 @@ def _base(seed: int, index: int, cfg: AcceleratorConfig):
     raise RuntimeError(f"none of the {BASE_LAYERS} random layers of seed {seed} maps to one stream")
 
 
-def fuzz_case(seed: int, index: int, cfg: AcceleratorConfig) -> FuzzCase:
+def fuzz_case(seed: int, index: int, cfg: AcceleratorConfig, mutation: str | None = None) -> FuzzCase:
     """Case ``index`` of fuzz run ``seed``: a random layer's stream with mutation
-    ``MUTATIONS[index % len(MUTATIONS)]`` placed at random."""
+    ``MUTATIONS[index % len(MUTATIONS)]`` (or the one named, so that a regression case found by
+    the fuzzer stays the same case when mutations are added) placed at random."""
     layer, exp = _base(seed, index, cfg)
     rng = random.Random(seed * 1_000_003 + index)
-    mutation = MUTATIONS[index % len(MUTATIONS)]
+    mutation = mutation or MUTATIONS[index % len(MUTATIONS)]
     words, dram = stream_words(exp.stream), exp.dram_in.copy()
     what = _MUTATE[mutation](words, dram, rng, cfg)
     if isinstance(what, tuple):           # a mutation that adds to the image returns the grown image
