@@ -26,18 +26,18 @@ from shared_exports import exported
 
 TINY = get_config("tiny")
 
-#: Layers the tiny cosimulation also runs (its FAST_CASES, on the same design's Verilog) are
-#: ``slow`` here: make test is near its 15 minutes.
-LAYERS = [
-    pytest.param(Conv2d("conv1x1", "encoder", 8, 8, 4, 4), marks=pytest.mark.slow),
-    Conv2d("conv3x3_pad", "encoder", 4, 8, 5, 5, kernel=3, padding=1, relu=True),
-    pytest.param(Conv2d("depthwise", "encoder", 8, 8, 5, 5, kernel=3, padding=1, groups=8), marks=pytest.mark.slow),
+#: The tiny cosimulation runs these layers too (its FAST_CASES, on the same design's Verilog, in
+#: seconds where each takes half a minute here): ``slow`` here, make test is near its 15 minutes.
+LAYERS = (
+    Conv2d("conv1x1", "encoder", 8, 8, 4, 4),
+    Conv2d("conv3x3_pad", "encoder", 4, 8, 5, 5, kernel=3, padding=1, relu=True),     # the cosim's conv3x3_relu
+    Conv2d("depthwise", "encoder", 8, 8, 5, 5, kernel=3, padding=1, groups=8),
     Conv2d("depthwise_s2", "encoder", 8, 8, 7, 7, kernel=3, stride=2, padding=1, groups=8),
     Conv2d("depthwise5x5", "encoder", 4, 4, 6, 6, kernel=5, padding=2, groups=4),    # too wide to gather
-    pytest.param(Linear("linear", "encoder", 6, 8, 5), marks=pytest.mark.slow),    # the cosim's linear_relu
-    pytest.param(MatMul("matmul", "encoder", 2, 5, 4, 6), marks=pytest.mark.slow),  # the cosim's attn_qk
+    Linear("linear", "encoder", 6, 8, 5),                                            # the cosim's linear_relu
+    MatMul("matmul", "encoder", 2, 5, 4, 6),                                         # the cosim's attn_qk
     Conv2d("folded_s2", "encoder", 3, 4, 6, 6, kernel=3, stride=2, padding=1),
-]
+)
 
 
 class DramModel:
@@ -128,6 +128,7 @@ def first_mismatch(name: str, got: np.ndarray, want: np.ndarray) -> str:
             f"got {g:#04x} ({np.int8(np.uint8(g))}), expected {w:#04x} ({np.int8(np.uint8(w))})")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda l: l.name)
 def test_layer_bit_and_cycle_exact(layer):
     cfg = TINY
@@ -155,6 +156,7 @@ def test_layer_bit_and_cycle_exact(layer):
     np.testing.assert_array_equal(out.reshape(gold.shape), gold, err_msg=f"{layer.name} vs golden")
 
 
+@pytest.mark.slow      # make test's tiny cosimulation runs programs with LOAD_INPs from the global buffer
 def test_global_buffer_source_bit_and_cycle_exact():
     """LOAD_GB copies the input into the global buffer; every LOAD_INP then reads it from there."""
     layer, cfg = LAYERS[1], TINY
@@ -330,7 +332,8 @@ def _gb_chain(cfg, gb_base: int, mid: int = 8):
     return stream, dram, shift + low2.layout.output, gold
 
 
-@pytest.mark.parametrize("mid, merged", [(8, True), (4, False)])
+#: The unmerged case is ``slow``: make test's tiny cosimulation runs programs with both kinds of STORE.
+@pytest.mark.parametrize("mid, merged", [(8, True), pytest.param(4, False, marks=pytest.mark.slow)])
 def test_store_into_global_buffer_bit_and_cycle_exact(mid, merged):
     """A layer's STOREs write the global buffer (dst_gb: with 8 channels both PEs' pixels in one
     beat, store_gb_run; with 4 the PEs are row groups, a PE a cycle), the next layer's

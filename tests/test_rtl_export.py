@@ -152,6 +152,20 @@ def _lint(out: Path, top: str) -> subprocess.CompletedProcess:
                            "-f", FILE_LIST], cwd=out, capture_output=True, text=True, timeout=600)
 
 
+def test_the_pe_tiles_are_a_hierarchical_block_from_hier_min_pes():
+    """The cosimulation's build (``TB_BUILD``) names the cell the exported accelerator has (renaming
+    it in hw/rtl must not quietly leave E's 16 PE tiles specialised apart again); tiny's two tiles
+    stay flat, sixteen would not."""
+    from cosim import runner
+    from cosim.accel_cases import HIER_BLOCK_CELLS, HIER_MIN_PES
+    tiny = exported(TINY).verilog
+    [tile] = runner.hier_block_modules(tiny, HIER_BLOCK_CELLS)
+    assert not runner.hier_block_modules(tiny, HIER_BLOCK_CELLS, HIER_MIN_PES)
+    sixteen = tiny + "".join(f"  {tile} \\pe${i}  (\n  );\n" for i in range(16))   # escaped names too
+    assert runner.hier_block_modules(sixteen, HIER_BLOCK_CELLS, HIER_MIN_PES) == [tile]
+    assert get_config("E").num_pe >= HIER_MIN_PES > get_config("small").num_pe
+
+
 def test_tiny_lints_clean(tiny_dir):
     out, result = tiny_dir
     proc = _lint(out, result.top)

@@ -149,9 +149,9 @@ def test_postprocessor_table_activation(cfg_name):
     check(f"PostProcessor table {cfg_name}", got["y"], want, vec)
 
 
-#: linear_gelu is ``slow``: the tiny cosimulation runs it in make test (FAST_CASES, same Verilog).
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n == "linear_gelu" else [])
-                                  for n in sorted(TABLE_ACTIVATIONS)])
+#: ``slow``: the tiny cosimulation runs both layers in make test (FAST_CASES, same Verilog).
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TABLE_ACTIVATIONS))
 def test_table_activation_layer_bit_and_cycle_exact(name):
     """A mapper stream with a table activation (its LOAD_PARAM fills the table, its STOREs read
     it) on tiny in Amaranth's simulator: DRAM == sim.functional, output == golden with the

@@ -30,7 +30,7 @@ from hw.rtl.vector_descriptor import descriptor_slots
 from hw.rtl.vector_executor import VectorExecutor
 from hw.rtl.vector_spatial import SETUP_CYCLES, SpatialUnit, chain_stage_latency, kernel_latency
 from hw.timing import VEC_FETCH_BYTES, VEC_FIELD_CHECK, VEC_SETUP, vec_cycles
-from test_rtl_vector_unit import first_difference, functional, run_on
+from test_rtl_vector_unit import first_difference, functional, run_on, selected_cases
 from vec_passes import Dram, input_operand, output_operand, stage_params
 
 SEED = 20261201
@@ -168,21 +168,26 @@ KINDS = {"resize": VecOp.RESIZE, "nearest": VecOp.RESIZE, "class_map": VecOp.RES
 POOLS = ("max_pool", "avg_pool", "adaptive_pool")
 #: Resizes and poolings with a chain after them (``with_chain``).
 CHAINS = ("resize_chain", "nearest_chain", "max_pool_chain", "avg_pool_chain", "adaptive_pool_chain")
+#: Seeds of each kind in ``make test``; ``make regress`` runs eight.
+FAST_SEEDS = 2
 CASES = [(kind, seed) for kind in (*KINDS, *CHAINS) for seed in range(8)]
 
 
 @pytest.fixture(scope="module")
-def spatial_runs() -> dict:
+def spatial_runs(request) -> dict:
+    """The selected cases of CASES (``make test``'s when no case of that test is selected) on one unit."""
+    selected = selected_cases(request, "test_spatial_unit_writes_what_the_functional_model_writes", ("kind", "seed"))
     passes = {}
     kinds = [*KINDS, *CHAINS]
-    for kind, seed in CASES:
+    for kind, seed in [c for c in CASES if c in selected or not selected and c[1] < FAST_SEEDS]:
         d, dram = random_case(np.random.default_rng([SEED, seed, kinds.index(kind)]), kind)
         passes[kind, seed] = (d, dram, functional(d, dram))
     results = run_spatial([(d, dram) for d, dram, _ in passes.values()])
     return {key: (*run, res) for (key, run), res in zip(passes.items(), results)}
 
 
-@pytest.mark.parametrize("kind,seed", CASES, ids=[f"{k}-{s}" for k, s in CASES])
+@pytest.mark.parametrize("kind,seed", [pytest.param(k, s, id=f"{k}-{s}", marks=pytest.mark.slow if s >= FAST_SEEDS else ())
+                                       for k, s in CASES])
 def test_spatial_unit_writes_what_the_functional_model_writes(spatial_runs, kind, seed):
     d, dram, want, res = spatial_runs[kind, seed]
     assert res["error"] == 0, f"{kind}: {res} for {d}"
@@ -225,8 +230,7 @@ WIDE_CASES = [pytest.param(unit, kind, seed, id=f"{unit[0]}x{unit[1]}-{kind}-{se
 def wide_spatial_runs(request) -> dict:
     """The selected cases of WIDE_CASES run on their units, each unit's one after the other."""
     name = "test_a_walker_of_several_pixels_a_cycle_keeps_every_pass_exact"
-    selected = {tuple(item.callspec.params[k] for k in ("unit", "kind", "seed")) for item in request.session.items
-                if getattr(item, "originalname", None) == name}
+    selected = selected_cases(request, name, ("unit", "kind", "seed"))
     kinds, out = [*KINDS, *CHAINS], {}
     for unit in WIDE_UNITS:
         passes = {}

@@ -247,14 +247,25 @@ def first_difference(got: np.ndarray, want: np.ndarray) -> str:
            f"({want[i].view(np.int8)}); {int((got != want).sum())} bytes differ"
 
 
-CASES = [(chain, seed) for chain in CHAINS for seed in range(3)]
+def selected_cases(request, test_name: str, params: tuple[str, ...]) -> set[tuple]:
+    """The parameters of the session's items of ``test_name`` (``make test`` leaves out the slow
+    ones): what a fixture that runs every case on one unit at once has to run."""
+    return {tuple(item.callspec.params[k] for k in params) for item in request.session.items
+            if getattr(item, "originalname", None) == test_name}
+
+
+#: Every chain with seed 0 in ``make test``, seeds 1 and 2 in ``make regress`` as well.
+CASES = [pytest.param(chain, seed, id=f"{chain}-{seed}", marks=pytest.mark.slow if seed else ())
+         for chain in CHAINS for seed in range(3)]
 
 
 @pytest.fixture(scope="module")
-def chain_runs() -> dict:
-    """Every case of CASES run on one unit: (descriptor, RTL image, functional image, result)."""
+def chain_runs(request) -> dict:
+    """The selected cases of CASES (``make test``'s when no case of that test is selected) run on one
+    unit: (descriptor, RTL image, functional image, result)."""
+    selected = selected_cases(request, "test_vector_unit_writes_what_the_functional_model_writes", ("chain", "seed"))
     passes = {}
-    for chain, seed in CASES:
+    for chain, seed in [case.values for case in CASES if case.values in selected or not (selected or case.marks)]:
         rng = np.random.default_rng([SEED, seed, list(CHAINS).index(chain)])
         d, dram = random_pass(rng, CHAINS[chain], in_place=chain in IN_PLACE)
         passes[chain, seed] = (d, dram, functional(d, dram))
@@ -262,7 +273,7 @@ def chain_runs() -> dict:
     return {key: (*run, res) for (key, run), res in zip(passes.items(), results)}
 
 
-@pytest.mark.parametrize("chain,seed", CASES, ids=[f"{c}-{s}" for c, s in CASES])
+@pytest.mark.parametrize("chain,seed", CASES)
 def test_vector_unit_writes_what_the_functional_model_writes(chain_runs, chain, seed):
     d, dram, want, res = chain_runs[chain, seed]
     assert (res["error"], res["overrun"]) == (0, False), f"{chain}: {res} for {d}"
@@ -301,8 +312,8 @@ WIDE_CASES = [pytest.param(unit, raster, chain, id=f"{unit[0]}x{unit[1]}-{raster
 @pytest.fixture(scope="module")
 def wide_runs(request) -> dict:
     """The selected cases of WIDE_CASES run on their units, each unit's one after the other."""
-    selected = {tuple(item.callspec.params[k] for k in ("unit", "raster", "chain")) for item in request.session.items
-                if getattr(item, "originalname", None) == "test_a_walker_of_several_rows_a_cycle_keeps_every_pass_exact"}
+    selected = selected_cases(request, "test_a_walker_of_several_rows_a_cycle_keeps_every_pass_exact",
+                              ("unit", "raster", "chain"))
     out = {}
     for unit in WIDE_UNITS:
         passes = {}
@@ -708,34 +719,35 @@ def fetch_all(images: list[tuple[np.ndarray, int]], dram_bytes: int = 1 << 32,
     return results, dut
 
 
-def test_descriptor_check_refuses_what_decode_descriptor_refuses():
+@pytest.mark.parametrize("every", [pytest.param(False, id="each_malformation_once"),
+                                   pytest.param(True, id="every_malformation_of_every_chain", marks=pytest.mark.slow)])
+def test_descriptor_check_refuses_what_decode_descriptor_refuses(every):
     """Well-formed descriptors land in their slots (``descriptor_slots``) and pass the check after the
     fetch; every malformation decode_descriptor refuses with DATA the check refuses with DATA (the
-    fetch reads it: it lies in the DRAM)."""
+    fetch reads it: it lies in the DRAM).  ``make test`` patches each malformation into one of the
+    chains that have its stage or operand (in turn), ``make regress`` into each of them."""
     rng = np.random.default_rng([SEED, 7])
     good = [random_pass(rng, CHAINS[chain])[0] for chain in CHAINS]
-    images, wants = [], []
-    for d in good:
-        raw = vec.encode_descriptor(d)
-        cases = [(raw, "well-formed")]
-        for kind, patches in MALFORMED.items():
-            patches = patches if isinstance(patches, list) else [patches]
-            if any(index >= {"stage": len(d.stages), "operand": len(d.operands)}.get(part, 1)
-                   for part, index, _, _ in patches):
-                continue
-            bad = raw
+    cases = [(d, "well-formed", vec.encode_descriptor(d)) for d in good]
+    for k, (kind, patches) in enumerate(MALFORMED.items()):
+        patches = patches if isinstance(patches, list) else [patches]
+        targets = [d for d in good if all(index < {"stage": len(d.stages), "operand": len(d.operands)}.get(part, 1)
+                                          for part, index, _, _ in patches)]
+        for d in targets if every else [targets[k % len(targets)]]:
+            bad = vec.encode_descriptor(d)
             for part, index, name, value in patches:
                 bad = patched(bad, len(d.operands), part, index, name, value)
             with pytest.raises(StreamError) as err:
                 vec.decode_descriptor(bad + bytes(vec.MAX_DESCRIPTOR_BYTES))
             assert err.value.code == ErrorCode.DATA, kind
-            cases.append((bad, kind))
-        for raw_bytes, kind in cases:
-            addr = int(rng.integers(0, 300))
-            image = rng.integers(0, 256, addr + vec.MAX_DESCRIPTOR_BYTES + 64, dtype=np.uint8)
-            image[addr:addr + len(raw_bytes)] = np.frombuffer(raw_bytes, np.uint8)
-            images.append((image, addr))
-            wants.append((kind, d))
+            cases.append((d, kind, bad))
+    images, wants = [], []
+    for d, kind, raw_bytes in cases:
+        addr = int(rng.integers(0, 300))
+        image = rng.integers(0, 256, addr + vec.MAX_DESCRIPTOR_BYTES + 64, dtype=np.uint8)
+        image[addr:addr + len(raw_bytes)] = np.frombuffer(raw_bytes, np.uint8)
+        images.append((image, addr))
+        wants.append((kind, d))
     results, dut = fetch_all(images, fields=[vec.vec_fields(d) for _, d in wants])
     for res, (kind, d) in zip(results, wants):
         assert res["done"], kind

@@ -132,6 +132,9 @@ FIXED: tuple[Layer, ...] = (
     Conv2d("reduction4x4_s4", "encoder", 16, 16, 12, 12, kernel=4, stride=4),
     Conv2d("depthwise", "encoder", 12, 12, 6, 6, kernel=3, padding=1, groups=12),
     Conv2d("grouped", "encoder", 8, 8, 5, 5, kernel=3, padding=1, groups=2),
+    Conv2d("depthwise_s2", "encoder", 8, 8, 7, 7, kernel=3, stride=2, padding=1, groups=8),   # gathered rows
+    Conv2d("depthwise5x5", "encoder", 4, 4, 6, 6, kernel=5, padding=2, groups=4),    # too wide to gather on tiny
+    Conv2d("folded_s2", "encoder", 3, 4, 6, 6, kernel=3, stride=2, padding=1),        # taps folded into its channels
     Linear("linear", "encoder", 10, 20, 9),
     Linear("linear_relu", "decoder", 7, 33, 12, relu=True),
     MatMul("attn_qk", "encoder", 3, 10, 8, 7),

@@ -142,20 +142,6 @@ def test_hierarchical_blocks_are_the_cells_not_their_submodules():
     assert "--hierarchical" not in few.build_args and not few.config
 
 
-def test_the_pe_tiles_are_a_hierarchical_block_from_hier_min_pes():
-    """TB_BUILD names the cell the exported accelerator has (renaming it in hw/rtl must not quietly
-    leave E's 16 PE tiles specialised apart again); tiny's two tiles stay flat, sixteen would not."""
-    from cosim.accel_cases import HIER_BLOCK_CELLS, HIER_MIN_PES
-    from hw.config import get_config
-    from shared_exports import exported
-    tiny = exported(get_config("tiny")).verilog
-    [tile] = runner.hier_block_modules(tiny, HIER_BLOCK_CELLS)
-    assert not runner.hier_block_modules(tiny, HIER_BLOCK_CELLS, HIER_MIN_PES)
-    sixteen = tiny + "".join(f"  {tile} \\pe${i}  (\n  );\n" for i in range(16))   # escaped names too
-    assert runner.hier_block_modules(sixteen, HIER_BLOCK_CELLS, HIER_MIN_PES) == [tile]
-    assert get_config("E").num_pe >= HIER_MIN_PES > get_config("small").num_pe
-
-
 @pytest.mark.parametrize("config_name", ["tiny", "E"])
 def test_bad_streams_codes_are_what_the_simulator_derives(config_name):
     """The malformed streams' expected codes (``BAD_STREAMS``, ``bad_stream_code``) are what the
