@@ -35,12 +35,12 @@ CASES = [("segformer_b0", (128, 128)), ("swin_tiny", None), ("resnet50", None), 
 
 
 #: Every case on E, on A (another array shape) and with memory no limit; make test runs SegFormer-B0
-#: on all three and DETR on E, the rest is ``slow`` (``make regress``): make test is near its 15
-#: minutes.  Swin-T's and ResNet-50's default runs on E are make test's pinned figures, which check
-#: these floors on the same result.
+#: on E with and without the memory limit and DETR on E, the rest is ``slow`` (``make regress``):
+#: make test is near its 15 minutes.  Swin-T's and ResNet-50's default runs on E are make test's
+#: pinned figures, which check these floors on the same result.
 FLOOR_RUNS = [pytest.param(name, size, config,
-                           marks=[] if name == "segformer_b0" or (name, config) == ("detr", "E") else
-                           [pytest.mark.slow])
+                           marks=[] if (name, config) in (("segformer_b0", "E"), ("segformer_b0", "E-ideal"),
+                                                          ("detr", "E")) else [pytest.mark.slow])
               for name, size in CASES for config in ("E", "A", "E-ideal")]
 
 

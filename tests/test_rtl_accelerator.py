@@ -378,6 +378,7 @@ def test_store_into_global_buffer_refusals_agree():
         assert (res["code"], res["pc"]) == (code, pc), res
 
 
+@pytest.mark.slow      # make test's tiny cosimulation runs this case (FUZZ_REGRESSIONS)
 def test_a_softmax_epilogue_after_a_plain_store_writes_each_byte_once():
     """Fuzz seed 32, case 178 (found on tiny): a STORE without an epilogue, then one with. The
     store unit picked its write tap by the running STORE's epilogue flag, so the plain STORE's

@@ -155,7 +155,7 @@ def test_mapping_error_names_layer_and_buffer(tmp_path):
             " input_buf_bytes=16, accum_depth=128, param_depth=32, global_buf_bytes=16384)\n"
             "from sim.run import main\n"
             "sys.exit(main(sys.argv[1:]))\n")
-    r = run(["--model", "segformer_b0", "--size", "64x64", "--config", "cramped", "--quiet"], tmp_path, code=code)
+    r = run(["--model", "segformer_b0", "--size", "32x32", "--config", "cramped", "--quiet"], tmp_path, code=code)
     assert r.returncode == 2
     line, = r.stderr.strip().splitlines()
     # the first layer whose smallest tile needs more than two input rows: the 3x3 depthwise conv

@@ -44,9 +44,9 @@ from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
 from mapper.program import _table_bytes, exp_table, pack_params
 
-from cosim.runner import FAST_BUILD
+from cosim.runner import FAST_BUILD, BuildOptions
 
-__all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "HIER_BLOCK_CELLS", "HIER_MIN_PES", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "imem_words_for", "FIXED",
+__all__ = ["WRAPPER", "TB_TOP", "TB_BUILD", "QUICK_BUILD", "tb_build", "HIER_BLOCK_CELLS", "HIER_MIN_PES", "IMEM_WORDS", "DRAM_BYTES", "accelerator_verilog", "imem_words_for", "FIXED",
            "TABLE_ACTIVATIONS", "SOFTMAX_EPILOGUES",
            "random_layers", "layer_spec", "layer_from_spec", "Expected", "expected_run",
            "BAD_STREAMS", "bad_stream", "bad_stream_code", "bad_dram", "stream_words", "rtl_machine", "run_vec_as_rtl"]
@@ -62,6 +62,18 @@ HIER_MIN_PES = 8
 #: How the wrapper and the accelerator are built: the fast model (the wrapper declares what
 #: the testbench reaches), with the PE tiles above.
 TB_BUILD = dataclasses.replace(FAST_BUILD, hier_blocks=HIER_BLOCK_CELLS, hier_min_instances=HIER_MIN_PES)
+#: Configurations of fewer MACs than this compile their model at ``-O1``: their build is most of
+#: their cost.  tiny (32 MACs; make test builds it in every CI run): 71 CPU s of C++ against -O2's
+#: 146 (its run-once code at -O0), its model 21 % slower on SegFormer-B0's 1.3 M cycles (6.9 against 5.7 CPU s; -O0: 62 s).
+#: small's whole networks in make regress run for minutes, where -O2 pays.
+QUICK_BUILD_MACS = 128
+QUICK_BUILD = dataclasses.replace(TB_BUILD, make_variables=("OPT_FAST=-O1", "OPT_GLOBAL=-O1", "OPT_SLOW=-O0"))
+
+
+def tb_build(cfg: AcceleratorConfig) -> BuildOptions:
+    """How the testbench and ``cfg``'s accelerator are built (``TB_BUILD``, or ``QUICK_BUILD`` for a
+    small configuration)."""
+    return QUICK_BUILD if cfg.num_pe * cfg.k0 * cfg.c0 < QUICK_BUILD_MACS else TB_BUILD
 #: Instruction memory depth (256-bit words) of the wrapper's build for runs of shorter programs:
 #: every whole network of ``make regress`` (Swin-T's on small is the longest, 187,286 instructions,
 #: tests/cosim/program_cases.py), so that its runs on one configuration share one build (8 MiB of

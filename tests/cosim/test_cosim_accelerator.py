@@ -22,8 +22,8 @@ import zlib
 
 import pytest
 
-from cosim.accel_cases import (BAD_STREAMS, FIXED, FIXED_BY_NAME, IMEM_WORDS, TB_BUILD, TB_TOP, accelerator_verilog,
-                               imem_words_for, layer_spec, random_layers)
+from cosim.accel_cases import (BAD_STREAMS, FIXED, FIXED_BY_NAME, IMEM_WORDS, TB_TOP, accelerator_verilog,
+                               imem_words_for, layer_spec, random_layers, tb_build)
 from cosim.fuzz import MUTATIONS
 from cosim.program_cases import WHOLE_NETWORKS, built_programs
 from cosim.runner import build_and_run
@@ -51,6 +51,10 @@ TINY_PROGRAM = {"model": "segformer_b0", "size": 32}
 #: Differential fuzz cases (cosim.fuzz) of the default run (each mutation once), and per
 #: configuration in the slow run.
 FAST_FUZZ, SLOW_FUZZ = len(MUTATIONS), 420
+#: Fuzz cases that found a bug, run by the default run besides its own: seed 32, case 178 on tiny,
+#: a plain STORE then one with a softmax epilogue (the store unit wrote the plain STORE's last beats
+#: again with the epilogue's data: tests/test_rtl_accelerator.py).
+FUZZ_REGRESSIONS = ({"seed": 32, "index": 178, "mutation": "softmax_epilogue"},)
 #: VEC passes of the default run: every chain of vec_passes.CHAINS at random, and the passes of
 #: SegFormer-B0's program at 32x32 on tiny on its own activations (LAYERNORM->LAYERNORM included;
 #: the decoder's first RESIZE and the class map's RESIZE_ARGMAX, which the spatial unit runs; ADD
@@ -85,22 +89,23 @@ def case_seed(base: int, name: str) -> int:
 
 
 def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), programs=(), bad=(), fuzz: int = 0,
-                    vec_passes=(), timeout_s: float = 600):
+                    fuzz_cases=(), vec_passes=(), timeout_s: float = 600):
     """Build (cached) and run the testbench; returns the CosimResult and the per-run records.  The
     wrapper's instruction memory holds the longest program (``imem_words_for``); each program is
-    built once, here, and handed to the testbench (``built_programs``)."""
+    built once, here, and handed to the testbench (``built_programs``).  ``fuzz`` cases of
+    ``seed`` run, then ``fuzz_cases`` (``{"seed", "index", "mutation"}``)."""
     cfg = get_config(config_name)
     programs = built_programs(programs, cfg)
     verilog, export_s = verilog_of(config_name, imem_words_for(length for _, length in programs))
     specs = [{**layer_spec(l), "seed": case_seed(seed, l.name)} for l in layers]
     params = {"config": config_name, "seed": seed, "layers": specs, "networks": list(networks),
               "programs": [p for p, _ in programs], "bad": list(bad),
-              "fuzz": {"seed": seed, "count": fuzz} if fuzz else None,
+              "fuzz": {"seed": seed, "count": fuzz, "cases": list(fuzz_cases)} if fuzz or fuzz_cases else None,
               "vec_passes": list(vec_passes)}
     print(f"cosim accelerator {config_name}: COSIM_SEED={seed}; {len(specs)} layers "
           f"({', '.join(s['name'] for s in specs)}), networks {list(networks)}, programs "
           f"{[p['model'] for p, _ in programs]}, bad {list(bad)}, VEC passes {[v['name'] for v in vec_passes]}")
-    result = build_and_run(verilog, TB_TOP, TESTBENCH, params=params, timeout_s=timeout_s, options=TB_BUILD)
+    result = build_and_run(verilog, TB_TOP, TESTBENCH, params=params, timeout_s=timeout_s, options=tb_build(cfg))
     records = [json.loads(line) for line in
                (result.run_dir / RESULTS_FILE).read_text().splitlines()] \
         if (result.run_dir / RESULTS_FILE).is_file() else []
@@ -125,7 +130,7 @@ def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), prog
                   f"cycle {r['rtl_cycles']}")
     if result.waves:
         print(f"waves: {result.waves}")
-    expected = len(specs) + len(networks) + len(programs) + len(bad) + (1 if fuzz else 0) + len(vec_passes)
+    expected = len(specs) + len(networks) + len(programs) + len(bad) + (1 if fuzz or fuzz_cases else 0) + len(vec_passes)
     assert len(result.tests) == expected, \
         f"{len(result.tests)} cocotb tests ran, expected {expected}: {[t.name for t in result.tests]}"
     return result, records
@@ -139,12 +144,16 @@ def test_accelerator_tiny():
     seed = default_seed(1)
     _, records = run_accelerator("tiny", seed=seed, layers=[FIXED_BY_NAME[n] for n in FAST_CASES],
                                  programs=[{"model": "mac_cnn", "size": 16, "seed": seed}, {**TINY_PROGRAM, "seed": seed}],
-                                 bad=FAST_BAD, fuzz=FAST_FUZZ, vec_passes=fast_vec_passes(seed))
+                                 bad=FAST_BAD, fuzz=FAST_FUZZ, fuzz_cases=FUZZ_REGRESSIONS,
+                                 vec_passes=fast_vec_passes(seed))
     # the zoo's passes are expected to run (a refusal the RTL agreed with would pass unnoticed):
     # LAYERNORM->LAYERNORM, the decoder's RESIZE, the class map and the max pool included
     zoo = {r["case"]: r["expected"] for r in records if r["kind"] == "vec" and
            r["case"] in {**ZOO_VEC_PASSES, **RESNET_VEC_PASSES}}
     assert zoo == {name: "done" for name in {**ZOO_VEC_PASSES, **RESNET_VEC_PASSES}}, zoo
+    # the regressions ran to the end with data to compare (the checker compared the whole image)
+    ran = {r["case"]: r["expected"] for r in records if r["kind"] == "fuzz_case"}
+    assert all(ran.get(f"{c['mutation']}_{c['index']}") == "done" for c in FUZZ_REGRESSIONS), ran
 
 
 # ---- slow ------------------------------------------------------------------------------------

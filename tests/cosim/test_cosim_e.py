@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from cosim.accel_cases import BAD_STREAMS, TB_BUILD, TB_TOP, accelerator_verilog, layer_spec
+from cosim.accel_cases import BAD_STREAMS, TB_TOP, accelerator_verilog, layer_spec, tb_build
 from cosim.runner import REPO_ROOT, build_and_run
 from hw.cli import atomic_write_json
 from mapper.ir import Conv2d, MatMul
@@ -68,7 +68,7 @@ def test_configuration_e_layers():
     result = build_and_run(verilog, TB_TOP, "cosim.tb_accelerator",
                            params={"config": "E", "seed": seed, "layers": specs,
                                    "bad": ["unknown_opcode"]},
-                           timeout_s=3600, options=TB_BUILD)
+                           timeout_s=3600, options=tb_build(cfg))
     print(f"configuration E: Verilator build {'cached' if result.cached else 'compiled'} in "
           f"{result.build_s:.0f} s ({result.build_dir}), run {result.run_s:.0f} s; tests "
           f"{', '.join(t.name for t in result.tests)}")
