@@ -22,7 +22,8 @@ def _run(name, cfg_name, size, seed=3, fuse=True):
     return model, q, x, cfg, program
 
 
-FAST = [("segformer_b0", "tiny", (32, 32)), ("resnet50", "small", (32, 32))]
+#: make test's: ResNet-50 on E, whose mappings build in 2 s where small's take 22 (cold cache).
+FAST = [("segformer_b0", "tiny", (32, 32)), ("resnet50", "E", (32, 32))]
 SLOW = [(m, c, s) for c in ("tiny", "small", "E")
         for m, s in (("segformer_b0", (64, 64)), ("segformer_b2", (64, 64)), ("swin_tiny", (64, 64)),
                      ("resnet50", (64, 64)), ("detr", (64, 64)))]

@@ -332,8 +332,8 @@ def _gb_chain(cfg, gb_base: int, mid: int = 8):
     return stream, dram, shift + low2.layout.output, gold
 
 
-#: The unmerged case is ``slow``: make test's tiny cosimulation runs programs with both kinds of STORE.
-@pytest.mark.parametrize("mid, merged", [(8, True), pytest.param(4, False, marks=pytest.mark.slow)])
+@pytest.mark.slow      # make test's tiny cosimulation runs programs with both kinds of STORE into the buffer
+@pytest.mark.parametrize("mid, merged", [(8, True), (4, False)])
 def test_store_into_global_buffer_bit_and_cycle_exact(mid, merged):
     """A layer's STOREs write the global buffer (dst_gb: with 8 channels both PEs' pixels in one
     beat, store_gb_run; with 4 the PEs are row groups, a PE a cycle), the next layer's

@@ -310,7 +310,7 @@ def _layernorm_kernels():
     return {"row": unit._row, "element": unit._element}
 
 
-@pytest.mark.parametrize("kernel", ["row", "element"])
+@pytest.mark.parametrize("kernel", ["row", pytest.param("element", marks=pytest.mark.slow)])
 def test_the_layernorm_kernels_are_no_deeper_than_tinys_vector_mac_path(kernel, tmp_path):
     """The row step (its clz was a chain: 46 levels) and the element kernel (a difference then a
     product in one stage: 44) within tiny's vector MAC path, the shallowest of the configurations
