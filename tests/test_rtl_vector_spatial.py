@@ -171,23 +171,24 @@ CHAINS = ("resize_chain", "nearest_chain", "max_pool_chain", "avg_pool_chain", "
 #: Seeds of each kind in ``make test``; ``make regress`` runs eight.
 FAST_SEEDS = 2
 CASES = [(kind, seed) for kind in (*KINDS, *CHAINS) for seed in range(8)]
+CASE_PARAMS = [pytest.param(k, s, id=f"{k}-{s}", marks=pytest.mark.slow if s >= FAST_SEEDS else ()) for k, s in CASES]
 
 
 @pytest.fixture(scope="module")
 def spatial_runs(request) -> dict:
-    """The selected cases of CASES (``make test``'s when no case of that test is selected) on one unit."""
-    selected = selected_cases(request, "test_spatial_unit_writes_what_the_functional_model_writes", ("kind", "seed"))
+    """The selected cases of CASES on one unit."""
+    selected = selected_cases(request, "test_spatial_unit_writes_what_the_functional_model_writes", ("kind", "seed"),
+                              CASE_PARAMS)
     passes = {}
     kinds = [*KINDS, *CHAINS]
-    for kind, seed in [c for c in CASES if c in selected or not selected and c[1] < FAST_SEEDS]:
+    for kind, seed in [c for c in CASES if c in selected]:
         d, dram = random_case(np.random.default_rng([SEED, seed, kinds.index(kind)]), kind)
         passes[kind, seed] = (d, dram, functional(d, dram))
     results = run_spatial([(d, dram) for d, dram, _ in passes.values()])
     return {key: (*run, res) for (key, run), res in zip(passes.items(), results)}
 
 
-@pytest.mark.parametrize("kind,seed", [pytest.param(k, s, id=f"{k}-{s}", marks=pytest.mark.slow if s >= FAST_SEEDS else ())
-                                       for k, s in CASES])
+@pytest.mark.parametrize("kind,seed", CASE_PARAMS)
 def test_spatial_unit_writes_what_the_functional_model_writes(spatial_runs, kind, seed):
     d, dram, want, res = spatial_runs[kind, seed]
     assert res["error"] == 0, f"{kind}: {res} for {d}"

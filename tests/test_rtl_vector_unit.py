@@ -247,11 +247,13 @@ def first_difference(got: np.ndarray, want: np.ndarray) -> str:
            f"({want[i].view(np.int8)}); {int((got != want).sum())} bytes differ"
 
 
-def selected_cases(request, test_name: str, params: tuple[str, ...]) -> set[tuple]:
+def selected_cases(request, test_name: str, params: tuple[str, ...], cases=()) -> set[tuple]:
     """The parameters of the session's items of ``test_name`` (``make test`` leaves out the slow
-    ones): what a fixture that runs every case on one unit at once has to run."""
-    return {tuple(item.callspec.params[k] for k in params) for item in request.session.items
-            if getattr(item, "originalname", None) == test_name}
+    ones): what a fixture that runs every case on one unit at once has to run.  When none is
+    selected (another test of the fixture run alone), the cases of ``cases`` not marked slow."""
+    selected = {tuple(item.callspec.params[k] for k in params) for item in request.session.items
+                if getattr(item, "originalname", None) == test_name}
+    return selected or {case.values for case in cases if not any(m.name == "slow" for m in case.marks)}
 
 
 #: Every chain with seed 0 in ``make test``, seeds 1 and 2 in ``make regress`` as well.
@@ -261,11 +263,11 @@ CASES = [pytest.param(chain, seed, id=f"{chain}-{seed}", marks=pytest.mark.slow 
 
 @pytest.fixture(scope="module")
 def chain_runs(request) -> dict:
-    """The selected cases of CASES (``make test``'s when no case of that test is selected) run on one
-    unit: (descriptor, RTL image, functional image, result)."""
-    selected = selected_cases(request, "test_vector_unit_writes_what_the_functional_model_writes", ("chain", "seed"))
+    """The selected cases of CASES run on one unit: (descriptor, RTL image, functional image, result)."""
+    selected = selected_cases(request, "test_vector_unit_writes_what_the_functional_model_writes", ("chain", "seed"),
+                              CASES)
     passes = {}
-    for chain, seed in [case.values for case in CASES if case.values in selected or not (selected or case.marks)]:
+    for chain, seed in [case.values for case in CASES if case.values in selected]:
         rng = np.random.default_rng([SEED, seed, list(CHAINS).index(chain)])
         d, dram = random_pass(rng, CHAINS[chain], in_place=chain in IN_PLACE)
         passes[chain, seed] = (d, dram, functional(d, dram))

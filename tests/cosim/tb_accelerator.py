@@ -527,8 +527,8 @@ async def fuzz(dut, run):
         outcome = f"error {exp.code.name}" if exp.kind == "error" else \
             "done, data undefined" if exp.kind == "done" and exp.dram is None else exp.kind
         tally[outcome] = tally.get(outcome, 0) + 1
-        h.record(kind="fuzz_case", case=case.name, description=case.description, expected=outcome,
-                 expected_index=exp.index, error_code=_error_name(out.error_code) if out.error else None,
+        h.record(kind="fuzz_case", case=case.name, seed=case_seed, index=i, description=case.description,
+                 expected=outcome, expected_index=exp.index, error_code=_error_name(out.error_code) if out.error else None,
                  pc=out.pc, rtl_cycles=out.tb_cycles, passed=len(h.checker.errors) == before)
     h.record(kind="fuzz", seed=seed, cases=count + len(named), outcomes=tally, disagreements=len(h.checker.errors))
     dut._log.info("fuzz seed %d on %s: %d cases, %d disagreements; %s", seed, h.config_name, count + len(named),
