@@ -19,8 +19,9 @@ share one build.  ``--options flat`` measures the tests' build without its hiera
 (every PE tile's code specialised apart), ``--options baseline`` cocotb's default build
 (``--public-flat-rw``, no optimisation options) for comparison, ``--options threads`` the tests'
 build with two Verilator threads (``cycles_per_cpu_s`` then counts both), ``--options native`` the
-tests' build with the C++ compiled for this processor (``-march=native``).  Writes ``<out>/cosim.json``
-(or ``cosim_<options>.json``) atomically.
+tests' build with the C++ compiled for this processor (``-march=native``).  Each stage (export,
+mapping, build and run) is announced on stderr as it starts; each configuration's figures go to
+stdout when it is done.  Writes ``<out>/cosim.json`` (or ``cosim_<options>.json``) atomically.
 
 Schema of ``cosim.json``::
 
@@ -97,18 +98,23 @@ def bench_config(config_name: str, seed: int = 1, options=tb_build,
     cfg = get_config(config_name)
     options = options(cfg)
     if reuse_export:
+        _say(f"{config_name}: the tests' export (made now if none is kept: minutes for e_small and E)")
         from shared_exports import exported
         export = exported(cfg)
         export_s = export.seconds
     else:
+        _say(f"{config_name}: exporting the accelerator (minutes for e_small and E)")
         t0 = time.perf_counter()
         export = export_accelerator(cfg)
         export_s = time.perf_counter() - t0
     dram = {"dram_bytes": E_DRAM_BYTES} if cfg.name == "E" else {}
+    _say(f"{config_name}: mapping the benchmark programs")
     programs = built_programs([{**p, "seed": seed} for p in bench_programs(cfg)], cfg)
     imem_words = imem_words_for(length for _, length in programs)
     verilog, _ = accelerator_verilog(cfg, export=export, imem_words=imem_words, **dram)
     specs = [{**layer_spec(FIXED_BY_NAME[name]), "seed": seed} for name in BENCH_CASES]
+    _say(f"{config_name}: Verilator build (cached per Verilog: the first takes minutes, e_small's about "
+         f"10 on two cores) and run")
     result = build_and_run(verilog, TB_TOP, "cosim.tb_accelerator",
                            params={"config": config_name, "seed": seed, "layers": specs,
                                    "programs": [p for p, _ in programs],
@@ -141,6 +147,11 @@ def bench_config(config_name: str, seed: int = 1, options=tb_build,
             "cycles_per_s": round(cycles / wall) if wall else None,
             "cycles_per_cpu_s": round(cycles / cpu) if cpu else None, "cases": cases, "programs": programs,
             "whole_network": whole_network(programs)}
+
+
+def _say(message: str) -> None:
+    """Progress on stderr (the results go to stdout and the JSON)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def whole_network(programs: list[dict]) -> dict | None:

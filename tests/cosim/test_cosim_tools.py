@@ -81,9 +81,10 @@ def test_tools_refuse_bad_input_with_one_line(argv, tmp_path):
     assert not out.exists()
 
 
-def test_bench_reuses_the_tests_export_only_when_asked(monkeypatch):
+def test_bench_reuses_the_tests_export_only_when_asked(monkeypatch, capsys):
     """``--reuse-export`` takes the tests' cached export and reports the time it took; without it the
-    bench exports afresh.  Exports and the build are stand-ins: this checks which one is asked."""
+    bench exports afresh.  Exports and the build are stand-ins: this checks which one is asked, and
+    that each minutes-long stage is announced on stderr before it starts."""
     from types import SimpleNamespace
     from cosim import bench
     import shared_exports
@@ -109,6 +110,10 @@ def test_bench_reuses_the_tests_export_only_when_asked(monkeypatch):
         with pytest.raises(Built):
             bench.bench_config("tiny", reuse_export=reuse)
     assert calls == ["cache", "fresh"]
+    said = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in said] == [
+        "tiny: the tests' export", "tiny: mapping the benchmark programs", "tiny: Verilator build",
+        "tiny: exporting the accelerator", "tiny: mapping the benchmark programs", "tiny: Verilator build"]
 
 
 def test_simulator_prefix_with_whitespace_is_refused():
