@@ -77,12 +77,18 @@ DEFAULT_CONFIGS = ("tiny", "small", "e_small", "E")
 #: blocks), cocotb's default, the tests' with Verilator's multithreaded model (two threads;
 #: docs/cosim.md: not the default on a shared 2-core machine), and the tests' with the C++ tuned for
 #: this processor (``-march=native``: a build cached for this processor only, ``runner.host_cpu``).
-OPTIONS = {"default": tb_build, "flat": lambda cfg: dataclasses.replace(tb_build(cfg), hier_blocks=()),
+def _tests_build_with(change):
+    """Build options of a configuration: the tests' (``tb_build``) with ``change`` applied to them."""
+    return lambda cfg: change(tb_build(cfg))
+
+
+OPTIONS = {"default": tb_build,
+           "flat": _tests_build_with(lambda o: dataclasses.replace(o, hier_blocks=())),
            "baseline": lambda cfg: DEFAULT_BUILD,
-           "threads": lambda cfg: dataclasses.replace(tb_build(cfg), verilator_args=tb_build(cfg).verilator_args
-                                                      + ("--threads", "2")),
-           "native": lambda cfg: dataclasses.replace(tb_build(cfg), make_variables=tb_build(cfg).make_variables
-                                                     + (f"USER_CPPFLAGS={NATIVE_ARCH}",))}
+           "threads": _tests_build_with(lambda o: dataclasses.replace(
+               o, verilator_args=o.verilator_args + ("--threads", "2"))),
+           "native": _tests_build_with(lambda o: dataclasses.replace(
+               o, make_variables=o.make_variables + (f"USER_CPPFLAGS={NATIVE_ARCH}",)))}
 
 
 def bench_config(config_name: str, seed: int = 1, options=tb_build,
