@@ -37,6 +37,7 @@ import numpy as np
 from hw import operators as ops
 from hw.config import AcceleratorConfig
 from hw.isa import INSN_BYTES, Act, ErrorCode, Insn, Op, StreamError, VecOp, decode, encode, make
+from hw.rtl.global_buffer import GlobalBuffer
 from hw.rtl.pe_tile import PETile
 from hw.timing import dw_gather_max, schedule
 from mapper import float_ops as F
@@ -65,7 +66,7 @@ HIER_MIN_PES = 8
 #: variable of their own: Verilator otherwise folds the crossbar into the load unit's byte mux
 #: behind it, which reads the DRAM port and so runs on every clock edge; kept apart it runs only
 #: on the buffer's gated clock (docs/cosim.md, "The global buffer's read crossbar").
-GB_READ_WORDS = 'public_flat_rd -module "global_buffer_*" -var "r_data"'
+GB_READ_WORDS = f'public_flat_rd -module "{GlobalBuffer.export_prefix}_*" -var "r_data"'
 TB_BUILD = dataclasses.replace(FAST_BUILD, config=(GB_READ_WORDS,), hier_blocks=HIER_BLOCK_CELLS,
                                hier_min_instances=HIER_MIN_PES)
 #: Configurations of fewer MACs than this compile their model at ``-O1``: their build is most of

@@ -184,3 +184,22 @@ def test_built_programs_are_reused_and_replaced_not_accumulated(tmp_path, monkey
     assert builds == [1, 1] and sorted(p.name for p in tmp_path.iterdir()) == [Path(first["built"]).name]
     pc.built_programs([{**spec, "seed": 2}], cfg)
     assert builds == [1, 1, 2] and len(list(tmp_path.iterdir())) == 2
+
+
+@pytest.mark.parametrize("config_name", ["tiny", "E"])
+def test_the_tests_build_keeps_the_global_buffers_read_words_apart(config_name):
+    """``GB_READ_WORDS`` (the tests' Verilator configuration) names the exported global buffer's
+    module and its read-word port: a rename would silently put its crossbar back on every cycle."""
+    import fnmatch
+    import re
+
+    from cosim.accel_cases import GB_READ_WORDS, QUICK_BUILD, TB_BUILD
+    from hw.config import get_config
+    from hw.rtl.export import module_name
+    from hw.rtl.global_buffer import GlobalBuffer
+
+    module, var = re.fullmatch(r'public_flat_rd -module "(.+)" -var "(.+)"', GB_READ_WORDS).groups()
+    cfg = get_config(config_name)
+    assert fnmatch.fnmatchcase(module_name(GlobalBuffer, cfg), module)
+    assert var in GlobalBuffer(cfg).signature.members
+    assert GB_READ_WORDS in TB_BUILD.config and GB_READ_WORDS in QUICK_BUILD.config
