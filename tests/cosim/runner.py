@@ -533,6 +533,9 @@ def _run(runner, plan: _BuildPlan, test_module: str, params_json: str, waves: bo
     sim_log = run_dir / "sim.log"
     run_env = {
         "WAVES": "1" if waves else "0",
+        # One BLAS thread, as the Makefile sets: the testbench's reference products otherwise leave
+        # OpenBLAS threads spinning through the timed spans of a run started outside make.
+        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1"),
         # Wall-clock limit: the runner prefixes the simulator command with this.
         "SIM_CMD_PREFIX": f"timeout --kill-after=10 {timeout_s:g} {' '.join(sim_prefix)}".strip(),
     }
