@@ -64,7 +64,7 @@ HIER_MIN_PES = 8
 #: the testbench reaches), with the PE tiles above.
 #: The global buffer's read words, one per load lane (its bank crossbar's outputs), kept as a
 #: variable of their own: Verilator otherwise folds the crossbar into the load unit's byte mux
-#: behind it, which reads the DRAM port and so runs on every clock edge; kept apart it runs only
+#: behind it, which reads the DRAM port and so runs in every cycle; kept apart it runs only
 #: on the buffer's gated clock (docs/cosim.md, "The global buffer's read crossbar").
 GB_READ_WORDS = f'public_flat_rd -module "{GlobalBuffer.export_prefix}_*" -var "r_data"'
 TB_BUILD = dataclasses.replace(FAST_BUILD, config=(GB_READ_WORDS,), hier_blocks=HIER_BLOCK_CELLS,
