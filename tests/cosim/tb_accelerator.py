@@ -3,8 +3,8 @@
 Python does not pace the simulation: ``accel_tb_top`` holds the instruction memory and
 the DRAM as Verilog arrays and serves the accelerator's ports itself; the clock is
 cocotb's C-level (GPI) clock.  Per run, Python only writes the memory images, pulses
-``tb_load`` and ``start``, and waits (with a cycle limit) for ``dumped``, the cycle after
-``done | error`` rose, when the wrapper has written the DRAM back with ``$writememh``.
+``tb_load`` and ``start``, and waits (with a cycle limit) for ``finished`` (``done | error``),
+then for ``dumped``, the cycle after, when the wrapper has written the DRAM back with ``$writememh``.
 
 Roles
     driver   :class:`Driver` writes ``accel_imem.hex`` / ``accel_dram.hex``, resets, loads, starts;
@@ -174,13 +174,19 @@ class Outcome:
     dram: np.ndarray | None = None
     wall_s: float = 0.0
     cpu_s: float = 0.0      # CPU time of the simulator process over the same span (unaffected by load)
-    # The span (start sampled .. DRAM dumped) in CLOCK_MONOTONIC seconds: what a profile recorded
+    # The span (start sampled .. done | error) in CLOCK_MONOTONIC seconds: what a profile recorded
     # with that clock (`perf record -k CLOCK_MONOTONIC`, tests/cosim/profile_model.py) cuts out
     span: tuple[float, float] = (0.0, 0.0)
 
 
+#: Cycles from ``done | error`` to ``dumped`` (the wrapper's dump runs the cycle after), with margin.
+DUMP_CYCLES = 4
+
+
 class Monitor:
-    """Waits for ``dumped`` within a cycle limit and collects what the run produced."""
+    """Waits for ``finished`` within a cycle limit, then for ``dumped``, and collects what the run
+    produced.  The times cover the cycles up to ``finished``: the wrapper's ``$writememh`` of the
+    DRAM image (a formatted line a byte, up to 10 % of a run's time) is the testbench's, not the model's."""
 
     def __init__(self, dut):
         self.dut = dut
@@ -189,13 +195,18 @@ class Monitor:
                    started_mono: float = 0.0) -> Outcome:
         dut = self.dut
         try:
-            await with_timeout(RisingEdge(dut.dumped), (cycle_limit + 2) * PERIOD_NS, "ns")
+            await with_timeout(RisingEdge(dut.finished), (cycle_limit + 2) * PERIOD_NS, "ns")
         except SimTimeoutError:
             return Outcome(finished=False, pc=int(dut.imem_addr.value) // 32,
                            cycle=int(dut.cycle.value), wall_s=time.perf_counter() - started)
         wall = time.perf_counter() - started
         cpu = time.process_time() - started_cpu
         span = (started_mono, time.clock_gettime(time.CLOCK_MONOTONIC))
+        try:
+            await with_timeout(RisingEdge(dut.dumped), DUMP_CYCLES * PERIOD_NS, "ns")
+        except SimTimeoutError:
+            raise AssertionError(f"the wrapper's dumped did not rise within {DUMP_CYCLES} cycles "
+                                 f"of done | error") from None
         out = Outcome(finished=True, done=int(dut.done.value), error=int(dut.error.value),
                       error_code=int(dut.error_code.value), pc=int(dut.imem_addr.value) // 32,
                       cycle=int(dut.cycle.value), tb_cycles=int(dut.tb_cycles.value),
