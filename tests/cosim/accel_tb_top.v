@@ -145,9 +145,17 @@ module accel_tb_top #(
         end
     endfunction
     localparam [8*RL-1:0] LANE_JUNK = lane_numbers_junk(0);
+    // The memories run on a clock of their own, through the exported clock-gate cell: it ticks only
+    // in the cycles of tb_load and those with a lane of either port enabled.  Verilator evaluates
+    // what reads rd_data (the load unit's byte mux, every vector row lane's input) at that clock's
+    // edges only, not in every cycle as while rd_data was a register of clk (docs/cosim.md, "The
+    // DRAM model's clock").  One block holds the writes and the reads, so that a cycle's writes
+    // still come before its reads.
+    wire mem_clk;
+    clock_gate u_mem_gate (.clk(clk), .en(tb_load | |rd_en | |wr_en), .gclk(mem_clk));
     integer i, l;
     reg [31:0] a;
-    always @(posedge clk) begin
+    always @(posedge mem_clk) begin
         if (tb_load) begin
             // Only the image's bytes: past tb_dram_bytes nothing is read (8'hee), written or dumped,
             // and clearing all DRAM_BYTES (64 MiB) cost tens of milliseconds a run.
@@ -165,8 +173,7 @@ module accel_tb_top #(
             // Both lane loops unrolled: each lane's slices of the wide buses at constant offsets,
             // where the loop computed them (and shifted the 5,248-bit rd_data) lane by lane, every
             // cycle (e_small: 320 write and 656 read lanes; docs/cosim.md, "Where e_small's time goes").
-            // Each runs only in a cycle with a lane of its port enabled: most cycles have no write,
-            // and none but a load's or a VEC's a read.
+            // Each runs only in a cycle with a lane of its port enabled (the clock ticks when either does).
             if (|wr_en) begin
                 /*verilator unroll_full*/
                 for (l = 0; l < WL; l = l + 1) begin
@@ -182,8 +189,8 @@ module accel_tb_top #(
                     end
                 end
             end
-            rd_data <= LANE_JUNK ^ {RL{count[7:0]}};     // the disabled lanes' junk: don't care
             if (|rd_en) begin
+                rd_data <= LANE_JUNK ^ {RL{count[7:0]}};     // the disabled lanes' junk: don't care
                 /*verilator unroll_full*/
                 for (l = 0; l < RL; l = l + 1) begin
                     if (rd_en[l]) begin

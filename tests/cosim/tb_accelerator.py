@@ -36,7 +36,7 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge, SimTimeoutError, with_timeout
+from cocotb.triggers import FallingEdge, RisingEdge, SimTimeoutError, with_timeout
 
 from cosim.accel_cases import (BAD_STREAMS, Expected, bad_dram, bad_stream, bad_stream_code, bad_stream_positioned,
                                describe, expected_run, layer_from_spec, stream_words)
@@ -147,6 +147,9 @@ class Driver:
         dut.start.value = 0
         dut.rst.value = 1
         dut.tb_dram_bytes.value = int(dram.size)
+        # The memories' clock gate latches its enable while clk is low: tb_load rises in a low
+        # phase, or the edge that loads them would not reach them (the clock starts high at 0 ns).
+        await FallingEdge(dut.clk)
         dut.tb_load.value = 1
         await RisingEdge(dut.clk)          # memories cleared and loaded at this edge
         dut.tb_load.value = 0
