@@ -340,6 +340,7 @@ class _PassBuilder:
         self.final = trail[-1] if trail and isinstance(trail[-1], WindowPartition) else None
         self.trail = trail[:-1] if self.final is not None else trail
         self.raster = computes[0].out_shape[:2]
+        self.channels = self._channels(computes)
         src = self._source(lead, computes[0])
         stages: list[Stage] = []
         names: list[str] = []
@@ -374,17 +375,33 @@ class _PassBuilder:
             view = through(view, t)
         return view
 
+    @staticmethod
+    def _channels(computes: list[Layer]) -> int:
+        """The pass's channels: its last computing layer's.  Every stage runs over them, so an
+        operand with fewer (an add's or a product's broadcast input, or the running result before
+        one) is read repeating its channels; a row stage (layernorm, softmax), a resize or a pooling
+        over fewer would compute other rows, so such a layer ends the pass before the broadcast."""
+        channels = computes[-1].out_shape[2]
+        for m in computes:
+            if m.kind not in ("add", "mul", *POINTWISE_OPS) and m.out_shape[2] != channels:
+                raise LayoutError(f"{m.name}: a {m.kind} over {m.out_shape[2]} channels in a pass over {channels}")
+        return channels
+
+    def _read(self, view: View) -> int:
+        """A read operand, its channels repeating when fewer than the pass's."""
+        return self._operand(view, repeat=view.c < self.channels)
+
     def _source(self, lead: list[Layer], first: Layer) -> int:
         if first.kind in ("resize", "pool"):             # reads its input over the input's own raster
             if lead:
                 raise LayoutError(f"{first.name}: a resize or pooling reads its input plainly")
             return self._operand(self._view(first.inputs[0]))
         if not lead:
-            return self._operand(self._r1(self._view(first.inputs[0], self.raster)))
+            return self._read(self._r1(self._view(first.inputs[0], self.raster)))
         view = self._view(lead[0].inputs[0])
         for t in lead:
             view = through(view, t)
-        return self._operand(self._r1(view))
+        return self._read(self._r1(view))
 
     def _second(self, m: Layer, computes: list[Layer], k: int) -> int:
         """The other operand of an add or a product (the first is the chained input)."""
@@ -396,8 +413,7 @@ class _PassBuilder:
             raise LayoutError(f"{m.name}: does not read the pass's running result {chained!r}")
         other = m.inputs[1] if m.inputs[0] == chained else m.inputs[0]
         self._swapped = m.inputs[0] != chained
-        repeat = self.p.storage[other].shape[2] < m.out_shape[2]
-        return self._operand(self._r1(self._view(other, self.raster)), repeat=repeat)
+        return self._read(self._r1(self._view(other, self.raster)))
 
     def _outputs(self, m: Layer, last: bool) -> list[int]:
         """Operands the stage computing ``m`` writes: the pass's output if ``m`` is the last compute,

@@ -222,3 +222,38 @@ def test_a_chain_longer_than_a_descriptor_holds_runs_as_two_passes():
     passes = [s.vpass.members for s in steps if s.action == "vector"]
     assert len(passes) == 2 and sum(map(len, passes)) == MAX_STAGES + 1
     check_network(model, tiny, seed=0)
+
+
+def _broadcast_model(case: str) -> Model:
+    """A narrow tensor (``n`` channels) meeting a wide one (8) in an add or a product, the narrow
+    one first: alone, after a pointwise stage of its own, and growing the channels along a chain."""
+    from mapper.ir import Mul
+
+    n = {"alone": 2, "after_sigmoid": 1, "growing": 1, "before_norm": 2}[case]
+    layers = [Conv2d("wide", "backbone", 3, 8, 4, 4, kernel=1), Conv2d("narrow", "backbone", 3, n, 4, 4, kernel=1)]
+    if case == "alone":
+        layers.append(Mul("out", "backbone", inputs=("narrow", "wide")))
+    elif case == "after_sigmoid":         # a gate: sigmoid of one channel times the features (DETR's, SE's)
+        layers += [Activation("gate", "backbone", "sigmoid", inputs=("narrow",)),
+                   Mul("out", "backbone", inputs=("gate", "wide"))]
+    elif case == "growing":               # a stage over one channel, then one over eight
+        layers += [Constant("k", "backbone", (1, 1, 1)), Mul("scaled", "backbone", inputs=("narrow", "k")),
+                   Add("out", "backbone", inputs=("scaled", "wide"))]
+    else:                                 # a layernorm over two channels cannot run repeated over eight
+        layers += [LayerNorm("norm", "backbone", inputs=("narrow",)), Add("out", "backbone", inputs=("norm", "wide"))]
+    return Model(f"broadcast_{case}", "full", (4, 4, 3), tuple(layers))
+
+
+@pytest.mark.parametrize("case", ["alone", "after_sigmoid", "growing", "before_norm"])
+def test_a_narrow_first_operand_repeats_its_channels(case):
+    """Every stage of a pass runs over the pass's channels, so a narrower source or running result
+    is read repeating its channels, as a narrower second operand is (it once read zeros past its
+    channels: DAB-DETR's ``hw_modulate``, an ONNX Mul of a sigmoid gate times the features); a row
+    stage over fewer channels ends the pass before the broadcast."""
+    model = _broadcast_model(case)
+    tiny = get_config("tiny")
+    for step in plan(model, tiny):
+        if step.action == "vector" and "norm" in step.vpass.members:
+            assert "out" not in step.vpass.members
+    for fuse in (True, False):
+        check_network(model, tiny, seed=1, fuse=fuse)       # CheckError names the first difference
