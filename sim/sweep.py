@@ -312,6 +312,10 @@ def _grid_axes(text: str) -> list[tuple[str, tuple]]:
         axes.append((key, parsed))
     if not axes:
         raise UsageError("bad --grid '': expected FIELD=V1,V2,... such as \"num_pe=8,16 k0=16,32\"")
+    try:                    # two keys setting one field (a field and its alias): every point would clash
+        resolve_fields({key: values[0] for key, values in axes}, "--grid")
+    except ConfigError as e:
+        raise UsageError(f"bad {e}") from None
     return axes
 
 
@@ -702,8 +706,8 @@ def _parse_configs(text: Optional[str]) -> list[AcceleratorConfig]:
         return [PRESETS[n] for n in PAPER_PRESETS]
     names = [n.strip() for n in text.split(",")]
     if not names or any(not n for n in names):
-        raise UsageError(f"bad --configs {text!r}: expected a comma-separated list of presets; "
-                         f"choose from {', '.join(PRESETS)}")
+        raise UsageError(f"bad --configs {text!r}: expected a comma-separated list of presets or .toml "
+                         f"accelerator files; the presets: {', '.join(PRESETS)}")
     configs: list[AcceleratorConfig] = []
     for n in names:
         try:

@@ -46,6 +46,9 @@ def test_points_the_configuration_refuses_are_listed():
                                           ("base=E", "'base': it is no number to vary"),
                                           ("num_pe=eight", "'eight'"),
                                           ("num_pe=8,16 num_pe=32", "given twice"),
+                                          ("weight_kib=64 weight_buf_bytes=65536",
+                                           r"^bad --grid: key 'weight_buf_bytes' sets weight_buf_bytes, which "
+                                           r"'weight_kib' already sets$"),
                                           ("num_pe=", "FIELD=V1,V2"),
                                           ("num_pe=8,,16", "FIELD=V1,V2"),
                                           ("k0=3", "every point"),
