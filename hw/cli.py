@@ -159,12 +159,17 @@ def output_file(out: Union[str, Path], name: str) -> Path:
     """Where a tool that writes one file puts it: ``out/name`` for a folder ``out``, or ``out``
     itself when it is a file name with ``name``'s suffix (``--out my.onnx``) and no folder,
     as a user who names the file means it (not a folder called ``my.onnx``).  A file name of
-    another kind (``--out flops.csv`` for a JSON) is a UsageError."""
+    another kind (``--out flops.csv`` for a JSON) is a UsageError; a folder that another tool's
+    run wrote as a whole (``StagedDir``: ``make sim``'s) an OutputError, since a file added to it
+    would make that run's tool refuse its own folder."""
     out = Path(out)
     suffix = Path(name).suffix.lower()
     if suffix and out.suffix.lower() == suffix and not out.is_dir():
         return out
     refuse_other_kind(out, suffix, "or a folder")
+    run = _run_in(out) if out.is_dir() else None
+    if run is not None:
+        raise OutputError(f"output folder {out} holds the results of the run {run}; choose another --out")
     return out / name
 
 

@@ -276,6 +276,19 @@ def test_an_output_named_as_a_file_of_another_kind_is_refused_before_any_work(tm
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("argv", [["mapper.flops", "--model", "segformer_b0"],
+                                  ["mapper.onnx_export", "--model", "segformer_b0"]])
+def test_a_file_is_never_added_to_another_tools_run_folder(tmp_path, argv):
+    """A folder ``make sim`` wrote as a whole (its ``.run`` mark) takes no file of another tool:
+    ``make sim`` would then refuse to replace its own folder (a foreign file in it)."""
+    run = tmp_path / "segformer_b0_E"
+    run.mkdir()
+    (run / ".run").write_text("segformer_b0_E\n")
+    r = run_tool([*argv, "--out", run.name], tmp_path)
+    assert_refused(r, f"output folder {run.name}", "results of the run segformer_b0_E")
+    assert sorted(p.name for p in run.iterdir()) == [".run"]
+
+
 def test_a_mistyped_model_gets_a_suggestion():
     from mapper.workloads import check_model
     with pytest.raises(KeyError, match=r"did you mean 'segformer_b2'\?"):
