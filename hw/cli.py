@@ -167,7 +167,7 @@ def output_file(out: Union[str, Path], name: str) -> Path:
     if suffix and out.suffix.lower() == suffix and not out.is_dir():
         return out
     refuse_other_kind(out, suffix, "or a folder")
-    run = _run_in(out) if out.is_dir() else None
+    run = _run_in(out)          # None for no folder, a file, or a folder of no run
     if run is not None:
         raise OutputError(f"output folder {out} holds the results of the run {run}; choose another --out")
     return out / name
