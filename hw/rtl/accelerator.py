@@ -45,6 +45,7 @@ from ..config import AcceleratorConfig
 from ..isa import INSN_BITS, ErrorCode, Queue
 from ..timing import GB_LATENCY, TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature, load_geometry
+from .clock_gate import gate_clock
 from .compute_unit import ComputeUnit
 from .dispatch import IMEM_WORDS, QUEUE_NAMES, Dispatcher
 from .fifo import InsnQueue, TokenFifo
@@ -88,6 +89,10 @@ class Accelerator(wiring.Component):
     imem_words:
         Depth of the instruction memory in words: fetching word ``imem_words`` raises
         ``error`` (OPCODE), so a stream without END never runs on past it.
+    gate_factory:
+        Builds the clock gates (``hw.rtl.clock_gate.ClockGate``, the exporter's) that clock the
+        load and store units only while they are ``active``; without one (Amaranth's simulator)
+        their registers hold by a clock enable in the same cycles (``hw.rtl.clock_gate.gate_clock``).
 
     Members
     -------
@@ -116,7 +121,8 @@ class Accelerator(wiring.Component):
         return {"n": config.num_pe, "k": config.k0, "c": config.c0, "l": config.dram_latency,
                 "b": config.dram_bytes_per_cycle}
 
-    def __init__(self, config: AcceleratorConfig, *, factories: dict | None = None, imem_words: int = IMEM_WORDS):
+    def __init__(self, config: AcceleratorConfig, *, factories: dict | None = None, imem_words: int = IMEM_WORDS,
+                 gate_factory=None):
         check_rtl_config(config)
         if not 1 <= imem_words <= IMEM_WORDS:
             raise ValueError(f"imem_words must be between 1 and {IMEM_WORDS}, not {imem_words!r}")
@@ -129,6 +135,7 @@ class Accelerator(wiring.Component):
         self._config = config
         self._factories = {**defaults, **(factories or {})}
         self._imem_words = imem_words
+        self._gate_factory = gate_factory
         g, _, _ = load_geometry(config)
         n_rd, n_wr = vector_ports(config)
         super().__init__({
@@ -151,7 +158,8 @@ class Accelerator(wiring.Component):
         units, queues = {}, {}
         for q, name in QUEUE_NAMES.items():
             queues[q] = m.submodules[name] = make["queue"](cfg)
-            units[q] = m.submodules[_UNITS[q].export_prefix] = make[_UNITS[q].export_prefix](cfg)
+            units[q] = make[_UNITS[q].export_prefix](cfg)
+            self._add_unit(m, _UNITS[q].export_prefix, units[q])
             wiring.connect(m, dispatcher=getattr(disp, name), queue=queues[q].w)
             wiring.connect(m, queue=queues[q].r, unit=units[q].insn)
             m.d.comb += units[q].enable.eq(disp.running)
@@ -181,6 +189,15 @@ class Accelerator(wiring.Component):
             disp.data_error_code.eq(Mux(comp.error, comp.error_code, ErrorCode.DATA)),
         ]
         return m
+
+    def _add_unit(self, m: Module, name: str, unit) -> None:
+        """A unit as submodule ``name``; the load and store units on clocks gated by their
+        ``active``: Verilator evaluates their decode, lane multiplexers and checks only in the
+        cycles they work."""
+        if name in (LoadUnit.export_prefix, StoreUnit.export_prefix):
+            gate_clock(m, name, unit, unit.active, self._gate_factory)
+        else:
+            m.submodules[name] = unit
 
     def _vector_executor(self, m: Module, vex, comp) -> None:
         """The vector executor on the compute unit's VEC control and the ``vec_rd`` / ``vec_wr`` ports."""

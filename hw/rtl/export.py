@@ -380,8 +380,8 @@ def export_accelerator(config: AcceleratorConfig, progress: Callable[[str], None
     lanes = ex.add(LoadInpLanes, config)
     waits = sorted({token_max_wait(fifo, config) for fifo in TOKEN_FIFOS})
     fifos = [ex.add(TokenFifo, config, params={"max_wait": w}) for w in waits]
-    # the load unit clocks its address generator and global buffer through gates, the store unit
-    # its softmax epilogue (built where the vector executor is)
+    # the top clocks the load unit through a gate, the load unit its address generator and global
+    # buffer, the store unit its softmax epilogue (built where the vector executor is)
     ex.add_cell(CLOCK_GATE, CLOCK_GATE_VERILOG, CLOCK_GATE_SIGNATURE)
     store_gate = {"gate_factory": ClockGate} if builds_vector_unit(config) else {}
     factories = {
@@ -398,7 +398,7 @@ def export_accelerator(config: AcceleratorConfig, progress: Callable[[str], None
     }
     if builds_vector_unit(config):
         factories["vector_executor"] = ex.stub(_export_vector_unit(ex, config))
-    top = ex.add(Accelerator, config, factories=factories)
+    top = ex.add(Accelerator, config, factories=factories, gate_factory=ClockGate)
     return _result(ex, top, start)
 
 

@@ -77,6 +77,11 @@ class LoadUnit(wiring.Component):
     error: Out(1)
         Sticky: a loaded parameter shift above MAX_SHIFT, a LOAD_INP global-buffer address
         outside the buffer or a bank conflict (ErrorCode.DATA).
+    active: Out(1)
+        Low in the cycles after which no register of the unit would change (nothing starts, no
+        load runs or is written or in its tail, no store beat into the global buffer, no error to
+        raise): the enable of the unit's clock gate (``Accelerator``).  What the unit's registers
+        hold then feeds nothing but idle outputs.
     dram: Out(DramReadSignature(G))
     ld: Out(LoadBusSignature(config, pes=num_pe))
     gb_store: In(GbWriteSignature(config))
@@ -103,7 +108,7 @@ class LoadUnit(wiring.Component):
         g, _, _ = load_geometry(config)
         super().__init__({
             **unit_members(Queue.LOAD, max_wait=max(config.dram_latency, GB_LATENCY) - 1),
-            "error": Out(1), "dram": Out(DramReadSignature(g)), "ld": Out(LoadBusSignature(config, pes=config.num_pe)),
+            "error": Out(1), "active": Out(1), "dram": Out(DramReadSignature(g)), "ld": Out(LoadBusSignature(config, pes=config.num_pe)),
             "gb_store": In(GbWriteSignature(config)),
         })
 
@@ -147,8 +152,11 @@ class LoadUnit(wiring.Component):
         m.d.comb += beat.dram_bytes.eq(Mux(per_beat, inp.lane_en_count, 0))
         gb, gb_bad, from_gb = self._global_buffer(m, cur, inp, busy)
         m.d.comb += [self.dram.en.eq(Mux(from_gb, 0, beat.lane_en)), self.dram.addr.eq(beat.lane_addr)]
-        self._write_stage(m, cur, start, issue, beat, gb, gb_bad, from_gb, counters)
-        self._shell(m, cur, start, (busy, ready, setup_left), beats_left, issue, free, beat)
+        wv = self._write_stage(m, cur, start, issue, beat, gb, gb_bad, from_gb, counters)
+        tail = self._shell(m, cur, start, (busy, ready, setup_left), beats_left, issue, free, beat)
+        # the write stage's registers follow the beat each cycle, but only a written beat (wv) reads
+        # them, and the last beat's own cycle (busy) registers it
+        m.d.comb += self.active.eq(start | busy | wv | (tail != 0) | self.gb_store.en | gb_bad)
         return m
 
     # ---- counters of LOAD_WGT / LOAD_PARAM / LOAD_GB ------------------------------------------
@@ -261,7 +269,8 @@ class LoadUnit(wiring.Component):
         return gb, Cat(*bad).any(), from_gb
 
     def _write_stage(self, m, cur, start, issue, beat, gb, gb_bad, from_gb, counters):
-        """The gathered bytes arrive one cycle after the beat: into the PEs or the global buffer."""
+        """The gathered bytes arrive one cycle after the beat: into the PEs or the global buffer.
+        Returns the stage's valid (a beat is written this cycle)."""
         cfg = self._config
         g, _, ne = load_geometry(cfg)
         op = insn_view(Op.NOP, cur).opcode
@@ -289,11 +298,12 @@ class LoadUnit(wiring.Component):
             bad_shift = bad_shift | ((e < ld.count) & (shift > MAX_SHIFT))
         with m.If(gb_bad | (wv & (ld.target == LoadTarget.PARAM) & bad_shift)):
             m.d.sync += self.error.eq(1)
+        return wv
 
     def _shell(self, m, cur, start, state, beats_left, issue, free, beat):
         """The setup, then the beats and the DRAM byte balance count down; free when all are done;
         the token and ``idle`` wait ``first`` more cycles (the tail, the longest of the loads in
-        flight)."""
+        flight).  Returns the tail's down-counter."""
         cfg = self._config
         busy, ready, setup_left = state
         h = self.insn.payload
@@ -330,3 +340,4 @@ class LoadUnit(wiring.Component):
                             o, Fields(insn_view(o, h)), cfg, rows=inp_rows if o == Op.LOAD_INP else None)
                         m.d.sync += [beats_left.eq(n_beats), credit.eq(0 if n_bytes is None else -n_bytes),
                                      first.eq(first_data), setup_left.eq(setup), lag.eq(late)]
+        return tail

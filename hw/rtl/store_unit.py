@@ -68,6 +68,10 @@ _COUNT_BITS = 48
 #: time's down-counter counts from the cycle after, and no STORE is free sooner.
 _TIMED_AT = 6
 assert STORE_MIN_BUSY >= _TIMED_AT + 1
+#: Cycles the unit stays clocked after it is free: its last pixel is written by then
+#: (``hw.timing.store_timing``), and every register that follows another each cycle (the write
+#: delay lines, the stages of each PE's origin and bytes) then holds what it holds while idle.
+SETTLE = EP_WRITE_DELAY + _TIMED_AT
 
 
 def _byte(lane) -> Value:
@@ -95,6 +99,10 @@ class StoreUnit(wiring.Component):
     error: Out(1)
         A softmax epilogue's rows, output shifts or table break the contract (ErrorCode.DATA), found
         before anything is written; held until the next STORE starts.
+    active: Out(1)
+        Low in the cycles after which no register of the unit would change: nothing starts, no
+        STORE is busy, its latency's tail is over and its pipelines have settled (``SETTLE``
+        cycles after it was free).  The enable of the unit's clock gate (``Accelerator``).
     """
 
     export_prefix = "store_unit"
@@ -115,7 +123,7 @@ class StoreUnit(wiring.Component):
             "st": Out(StoreBusSignature(config, pes=config.num_pe)),
             "dram": Out(DramWriteSignature(config.num_pe * config.k0)),
             "gb": Out(GbWriteSignature(config)),
-            "error": Out(1),
+            "error": Out(1), "active": Out(1),
         })
         # built where the vector executor is (builds_vector_unit; the dispatcher refuses the
         # epilogue elsewhere): its Verilog grows with the lanes (e_small's 64: 4.7 MB)
@@ -157,7 +165,13 @@ class StoreUnit(wiring.Component):
         waiting, rows = self._rows(m, cs, start, (setup, clip), ep, col, kst, nk) if self._epilogue else (0, None)
         beat = self._pixels(m, cs, start, setup, active, timed, waiting, ep)
         self._writes(m, cs, beat, mask, kst, yst, base, ep, rows, nk, busy)
-        self._shell(m, cs, starting, free, occ_left, total, timed, busy)
+        tail = self._shell(m, cs, starting, free, occ_left, total, timed, busy)
+        settle = Signal(range(SETTLE + 1))
+        with m.If(busy):
+            m.d.sync += settle.eq(SETTLE)
+        with m.Elif(settle != 0):
+            m.d.sync += settle.eq(settle - 1)
+        m.d.comb += self.active.eq(start | busy | (tail != 0) | (settle != 0))
         return m
 
     def _pe_origins(self, m, cs, setup, active, mask, col, grp):
@@ -205,7 +219,8 @@ class StoreUnit(wiring.Component):
         least ``STORE_MIN_BUSY`` > _TIMED_AT) and the rest of the latency after it, which the
         token waits and ``idle`` counts down.  The contract's pixel count and transfer time are
         registers (``store_timing``'s ``hold``): the pixel count from t+2, its slots from t+3, the
-        beats from t+4, the transfer time formed at t+5 from them and the bytes' sum."""
+        beats from t+4, the transfer time formed at t+5 from them and the bytes' sum.  Returns the
+        tail's down-counter."""
         occ, lat = store_timing(Fields(cs), total, self._config, held(m, _COUNT_BITS, "busy_", "sync"))
         rest = Signal(range(self._config.dram_latency))      # latency - occupancy - 1
         tail = Signal.like(rest)
@@ -220,6 +235,7 @@ class StoreUnit(wiring.Component):
         m.d.comb += [self.push_prev.valid.eq(free & insn_view(Op.NOP, cs.as_value()).push_prev),
                      self.push_prev.wait.eq(rest),
                      self.idle.eq(~busy & (tail == 0))]
+        return tail
 
     def _rows(self, m, cs, start, strobes, ep, col, kst, nk):
         """A softmax epilogue's setup: the beats wait ``epilogue_setup`` cycles from t+2; the walk of
