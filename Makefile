@@ -71,6 +71,7 @@ help:
 	@echo "make verilog CFG=E                                             accelerator Verilog, files.f, config.json -> build/verilog/CFG"
 	@echo "make verilog-bench                                             export every preset: time, size, Yosys stats -> build/bench/verilog.json"
 	@echo "make synth CFG=E [JOBS=2]                                      Yosys, each module once: cells, flip-flops, memory bits, logic depth -> build/synth/CFG"
+	@echo "    (slow: E 20-60 minutes on 2 cores, a configuration with the vector unit longer; a line per module as it starts and ends)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)

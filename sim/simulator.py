@@ -21,7 +21,7 @@ import numpy as np
 
 from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
 from hw.isa import Op, VecOp
-from hw.timing import RUN_OVERHEAD, schedule, occupancy_and_latency, vec_lane_floor
+from hw.timing import RUN_OVERHEAD, schedule, occupancy_and_latency, vec_lane_floor, vec_row_cycles
 from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, weight_bytes
 from mapper.fusion import STAGE_OP, vec_stream
 from mapper.residency import gb_fields, planned
@@ -130,9 +130,14 @@ def _floors(ev: Counter, cfg: AcceleratorConfig, vector: float) -> dict:
 
 
 def vector_floor(step, cfg: AcceleratorConfig) -> float:
-    """The row lanes' floor of a VEC step (``hw.timing.vec_lane_floor``), 0 for other steps (a
-    STORE's softmax epilogue runs in its own post-processors, timed with the STORE)."""
-    return vec_lane_floor(step.vec.f, cfg.vector_lanes) if step.action == "vector" else 0.0
+    """The cycles a VEC step keeps the row lanes busy (``hw.timing.vec_row_cycles``: its groups of
+    rows and their walks; a walk can outlast a group's rows on many lanes), or without rows its
+    work over the lanes (``hw.timing.vec_lane_floor``); 0 for other steps (a STORE's softmax
+    epilogue runs in its own post-processors, timed with the STORE)."""
+    if step.action != "vector":
+        return 0.0
+    f = step.vec.f
+    return vec_row_cycles(f, cfg.vector_lanes) if f["rows"] else vec_lane_floor(f, cfg.vector_lanes)
 
 
 def least_cycles(step, cfg: AcceleratorConfig, in_dram: float = 1.0, out_dram: float = 1.0) -> float:

@@ -122,3 +122,22 @@ def test_floors_hold_where_tensors_stay_on_chip():
     assert_floors_hold(res)
     for r in res.layers:
         assert max(r.floors.values()) <= r.cycles + 1e-9, (r.name, r.floors, r.cycles)
+
+
+def test_the_vector_floor_counts_the_row_walk():
+    """With many row lanes a VEC's rows fill one group, whose walk (a row a cycle per lane group)
+    outlasts the rows' work: the vector unit's floor is the rows' time on the lanes
+    (``hw.timing.vec_row_cycles``), so such a pass is bound by the vector unit, not its DRAM bytes."""
+    from hw.timing import vec_lane_floor, vec_row_cycles
+    cfg = get_config("E", vector_lanes_per_pe=1024)      # E maps fast from a cold cache
+    res = simulate(build_model("segformer_b0", size=(32, 32)), cfg)
+    vecs = [r for r in res.layers if r.mapping.startswith("vector unit") and r.cycles]
+    assert vecs
+    walked = 0
+    for r in vecs:
+        assert r.floors["vector"] <= r.cycles, (r.name, r.floors, r.cycles)
+        walked += r.bound == "vector"
+    assert walked > len(vecs) // 2, [(r.name, r.bound, r.floors) for r in vecs]
+    # the walk of one group of a few rows is most of it: the lanes' share of the work is far less
+    f = {"rows": 24, "row_cycles": 16}
+    assert vec_row_cycles(f, cfg.vector_lanes) > 10 * vec_lane_floor(f, cfg.vector_lanes)

@@ -198,8 +198,14 @@ def test_a_hierarchy_is_synthesised_once_per_module(tmp_path):
     (export / "design.v").write_text(TWO_LEVEL)
     (export / "files.f").write_text("design.v\n")
     assert list(read_modules(export)) == ["leafmod", "top.unit", "top"]
-    results, seconds, engine, version = synthesise(export, tmp_path / "work", parallel=2)
+    said = []
+    results, seconds, engine, version = synthesise(export, tmp_path / "work", parallel=2, progress=said.append)
     divider = "$__div_a4_b4_y4_s00"
+    # a line as each module starts (one can take many minutes), then one with its time
+    for name in ("leafmod", "top.unit", "top"):
+        started = [i for i, line in enumerate(said) if line.startswith(f"  {name}: started (")]
+        ended = [i for i, line in enumerate(said) if line.startswith(f"  {name}: ") and line.endswith(" s CPU)")]
+        assert len(started) == 1 and len(ended) == 1 and started[0] < ended[0], said
     assert set(results) == {"leafmod", "top.unit", "top", divider}
     assert list(results).index("leafmod") < list(results).index("top.unit") < list(results).index("top")
     assert results["top"].children == {"leafmod": 1, "top.unit": 1, divider: 1}

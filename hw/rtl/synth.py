@@ -290,12 +290,15 @@ def _run(engine: YosysEngine, job: _Job, timeout: float) -> _Job:
 
 
 def _run_all(engine, jobs: list[_Job], parallel: int, timeout: float, progress) -> None:
-    """Run ``jobs``, the largest script inputs first, ``parallel`` at a time."""
+    """Run ``jobs``, the largest script inputs first, ``parallel`` at a time; a line as each starts
+    (a module can take many minutes) and as it ends."""
+    order = sorted(jobs, key=lambda j: -sum(f.stat().st_size for f in j.workdir.iterdir()))
+
     def one(job):
+        progress(f"  {job.name}: started ({order.index(job) + 1} of {len(order)})")
         done = _run(engine, job, timeout)
         progress(f"  {job.name}: {done.seconds:.0f} s ({done.cpu_seconds:.0f} s CPU)")
         return done
-    order = sorted(jobs, key=lambda j: -sum(f.stat().st_size for f in j.workdir.iterdir()))
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         list(pool.map(one, order))
 
