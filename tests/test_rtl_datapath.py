@@ -370,8 +370,8 @@ def tiny_export(tmp_path_factory):
 
 def test_export_module_names_and_determinism(tiny_export):
     result, _ = tiny_export
-    assert result.modules == ("vector_mac_c4_p19", "postproc_a32", "table_memory_k4_g16",
-                              "pe_tile_k4_c4_a32_i256_w128_d128_p32_g16", "clock_gate",
+    assert result.modules == ("vector_mac_c4_p19", "postproc_a32", "table_memory_k4_g16", "clock_gate",
+                              "pe_tile_k4_c4_a32_i256_w128_d128_p32_g16",
                               "pe_array_n2_k4_c4_a32_i256_w128_d128_p32_g16")
     assert module_name(VectorMAC, get_config("E")) == "vector_mac_c32_p22"
     modules = re.findall(r"^module (\w+)", result.verilog, re.MULTILINE)
@@ -427,8 +427,8 @@ def test_export_pyverilog_hierarchy(tiny_export, tmp_path):
 
         walk(mod)
         instances[mod.name] = found
-    mac, post, table, pe, gate, top = result.modules
-    # each PE behind a clock gate of its own (hw.rtl.pe_array)
+    mac, post, table, gate, pe, top = result.modules
+    # each PE behind a clock gate of its own (hw.rtl.pe_array), its table behind one (hw.rtl.pe_tile)
     assert sorted(instances[top]) == sorted([pe, gate] * TINY.num_pe)
-    assert sorted(instances[pe]) == sorted([mac] * TINY.k0 + [post] * TINY.k0 + [table])
+    assert sorted(instances[pe]) == sorted([mac] * TINY.k0 + [post] * TINY.k0 + [table, gate])
     assert instances[mac] == [] and instances[post] == [] and instances[table] == []

@@ -251,7 +251,8 @@ def test_main_names_the_files_it_wrote_and_their_size(tmp_path, capsys):
 def test_export_reports_each_module_before_converting_it(tmp_path):
     stages = []
     result = export_to_directory(get_config("tiny"), tmp_path, "pe_tile", progress=stages.append)
-    assert [s.split(", ")[-1] for s in stages[:-1]] == list(result.modules), stages
+    from hw.rtl.clock_gate import MODULE as CLOCK_GATE          # a cell written in Verilog: not converted
+    assert [s.split(", ")[-1] for s in stages[:-1]] == [m for m in result.modules if m != CLOCK_GATE], stages
     assert stages[-1] == f"writing {len(result.modules) + 2} files"
 
 

@@ -310,7 +310,9 @@ class ExportResult:
 
 
 def _add_pe_tile(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:
-    """VectorMAC, PostProcessor, TableMemory and the PETile that instantiates them, added to ``ex``."""
+    """VectorMAC, PostProcessor, TableMemory, the clock-gate cell (the table's) and the PETile
+    that instantiates them, added to ``ex``."""
+    from .clock_gate import MODULE, SIGNATURE, VERILOG, ClockGate
     from .pe_tile import PETile
     from .postproc import PostProcessor
     from .table_memory import TableMemory
@@ -319,8 +321,9 @@ def _add_pe_tile(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedM
     mac = ex.add(VectorMAC, config)
     post = ex.add(PostProcessor, config)
     table = ex.add(TableMemory, config)
+    ex.add_cell(MODULE, VERILOG, SIGNATURE)
     return ex.add(PETile, config, mac_factory=ex.stub(mac), post_factory=ex.stub(post),
-                  table_factory=ex.stub(table))
+                  table_factory=ex.stub(table), gate_factory=ClockGate)
 
 
 def _export_pe_array(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:

@@ -56,6 +56,7 @@ from ..numerics import MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, SHIFT_BITS
 from ..timing import dw_gather_max
 from .buses import (GemmBusSignature, LoadBusSignature, LoadTarget, StoreBusSignature, bus_width_text,
                     check_bus_width, load_geometry)
+from .clock_gate import gate_clock
 from .kernel_unit import delay_line
 from .postproc import PostProcessor
 from .table_memory import TableMemory
@@ -109,6 +110,11 @@ class PETile(wiring.Component):
     mac_factory, post_factory, table_factory:
         Build each VectorMAC / PostProcessor and the TableMemory (K0 read lanes) from ``config``;
         :mod:`hw.rtl.export` passes black boxes so that each is emitted once.
+    gate_factory:
+        Builds the clock gate (``hw.rtl.clock_gate.ClockGate``, the exporter's) that clocks the
+        table memory only in the cycles it is written or read; without one (Amaranth's
+        simulator) its registers hold by a clock enable in the same cycles
+        (``hw.rtl.clock_gate.gate_clock``).
 
     Members
     -------
@@ -140,9 +146,10 @@ class PETile(wiring.Component):
     def __init__(self, config: AcceleratorConfig, *,
                  mac_factory: Callable[[AcceleratorConfig], wiring.Component] = VectorMAC,
                  post_factory: Callable[[AcceleratorConfig], wiring.Component] = PostProcessor,
-                 table_factory: Callable[[AcceleratorConfig], wiring.Component] = TableMemory):
+                 table_factory: Callable[[AcceleratorConfig], wiring.Component] = TableMemory, gate_factory=None):
         check_rtl_config(config)
         self._config = config
+        self._gate_factory = gate_factory
         self._mac_factory = mac_factory
         self._post_factory = post_factory
         self._table_factory = table_factory
@@ -320,8 +327,13 @@ class PETile(wiring.Component):
 
     def _table_memory(self, m):
         """The table memory, filled by LOAD_PARAM with ``table`` (``LoadTarget.TABLE`` beats) and
-        read by the K0 post-processing lanes (a copy each)."""
-        m.submodules.table = table = self._table_factory(self._config)
+        read by the K0 post-processing lanes (a copy each).  Its clock runs only in the cycles it
+        is written or read (``rd_en``): a read's data is used only the cycle after it, and its
+        copies' write enables (one per entry of each bank) would otherwise be evaluated every
+        cycle the tile's clock runs."""
+        table = self._table_factory(self._config)
+        written = self.ld.en & (self.ld.target == LoadTarget.TABLE)
+        gate_clock(m, "table", table, written | table.rd_en, self._gate_factory)
         wiring.connect(m, wiring.flipped(self.ld), table.ld)
         return table
 
