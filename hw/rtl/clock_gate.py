@@ -88,18 +88,22 @@ def gate_clock(m: Module, name: str, unit, enable, gate_factory=None) -> None:
     cycles after a reset (by a unit that has itself left reset), so the extra cycle is never seen.
     (With the enable, ``sync``'s own reset also reaches the unit a cycle earlier: the same state
     when the reset ends.)
+
+    The clock runs one more cycle after the unit's reset ends (``<name>_rst_tail``): a unit gated
+    inside it (its ``sync`` being this gated clock) leaves its own reset in that cycle, which it
+    could not while this clock is stopped, so gates nest two deep (a unit's, then its part's).
     """
     reset = ResetSignal("sync")
+    delayed = Signal(name=f"{name}_rst", reset_less=True)
+    tail = Signal(name=f"{name}_rst_tail", reset_less=True)
+    held = enable | reset | delayed | tail
     if gate_factory is None:
-        delayed = Signal(name=f"{name}_rst", reset_less=True)
-        m.d.sync += delayed.eq(reset)
-        held = EnableInserter({"sync": enable | reset | delayed})(unit)
-        m.submodules[name] = ResetInserter({"sync": delayed})(held)
+        m.d.sync += [delayed.eq(reset), tail.eq(delayed)]
+        m.submodules[name] = ResetInserter({"sync": delayed})(EnableInserter({"sync": held})(unit))
         return
     domain = ClockDomain(name, local=True)
     m.domains += domain
-    delayed = Signal(name=f"{name}_rst", reset_less=True)
-    m.d[name] += delayed.eq(reset)
+    m.d[name] += [delayed.eq(reset), tail.eq(delayed)]
     gate = m.submodules[f"{name}_gate"] = gate_factory()
-    m.d.comb += [gate.en.eq(enable | reset | delayed), domain.clk.eq(gate.gclk), domain.rst.eq(delayed)]
+    m.d.comb += [gate.en.eq(held), domain.clk.eq(gate.gclk), domain.rst.eq(delayed)]
     m.submodules[name] = DomainRenamer({"sync": name})(unit)
