@@ -108,8 +108,8 @@ class LoadUnit(wiring.Component):
         g, _, _ = load_geometry(config)
         super().__init__({
             **unit_members(Queue.LOAD, max_wait=max(config.dram_latency, GB_LATENCY) - 1),
-            "error": Out(1), "active": Out(1), "dram": Out(DramReadSignature(g)), "ld": Out(LoadBusSignature(config, pes=config.num_pe)),
-            "gb_store": In(GbWriteSignature(config)),
+            "error": Out(1), "active": Out(1), "dram": Out(DramReadSignature(g)),
+            "ld": Out(LoadBusSignature(config, pes=config.num_pe)), "gb_store": In(GbWriteSignature(config)),
         })
 
     def elaborate(self, platform):

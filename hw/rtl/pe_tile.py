@@ -146,7 +146,8 @@ class PETile(wiring.Component):
     def __init__(self, config: AcceleratorConfig, *,
                  mac_factory: Callable[[AcceleratorConfig], wiring.Component] = VectorMAC,
                  post_factory: Callable[[AcceleratorConfig], wiring.Component] = PostProcessor,
-                 table_factory: Callable[[AcceleratorConfig], wiring.Component] = TableMemory, gate_factory=None):
+                 table_factory: Callable[[AcceleratorConfig], wiring.Component] = TableMemory,
+                 gate_factory=None):
         check_rtl_config(config)
         self._config = config
         self._gate_factory = gate_factory
