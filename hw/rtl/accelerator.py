@@ -191,10 +191,10 @@ class Accelerator(wiring.Component):
         return m
 
     def _add_unit(self, m: Module, name: str, unit) -> None:
-        """A unit as submodule ``name``; the load and store units on clocks gated by their
-        ``active``: Verilator evaluates their decode, lane multiplexers and checks only in the
-        cycles they work."""
-        if name in (LoadUnit.export_prefix, StoreUnit.export_prefix):
+        """A unit as submodule ``name``; one that says when its registers may change (``active``:
+        the load and store units) on a clock gated by that, so Verilator evaluates its decode,
+        lane multiplexers and checks only in the cycles it works."""
+        if "active" in unit.signature.members:
             gate_clock(m, name, unit, unit.active, self._gate_factory)
         else:
             m.submodules[name] = unit
