@@ -463,6 +463,23 @@ def test_the_summary_of_a_report_of_synthesise_alone_has_no_export_time():
     assert summary_lines(doc)[0].endswith("5 s (export 3 s, Yosys 2 s with 2 s of CPU, depth analysis 0 s)")
 
 
+def test_the_summary_prints_long_module_names_whole():
+    """E's module names run past 44 characters (``dispatcher_n16_..._g128``): the summary's module
+    column widens to the longest instead of cutting their heads off."""
+    from hw.rtl.logic_depth import DepthModel, Path
+    from hw.rtl.synth import SynthReport, report_dict, summary_lines
+
+    long_name = "dispatcher_n16_k32_c32_i1024_w128_d512_p256_m1048576_g128"
+    modules = {name: ModuleResult(name, "verilog", {"$_AND_": 1}, {}, [], 1.0, 0.5,
+                                  DepthModel(name, internal=(Path(3, "a", "b"),)))
+               for name in (long_name, "unit")}
+    doc = report_dict(SynthReport(config={"name": "E"}, top="unit", engine="pyosys", yosys="Yosys 0.70",
+                                  modules=modules, instances={long_name: 1, "unit": 1},
+                                  seconds={"yosys": 2.0, "yosys_cpu": 1.5, "analysis": 0.1}, part="accelerator"))
+    rows = [line.split()[0] for line in summary_lines(doc)[2:4]]
+    assert sorted(rows) == sorted([long_name, "unit"])
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--config", "{tmp}/l63.toml"], "vector_lanes = num_pe x vector_lanes_per_pe = 7 x 9 = 63 must be a power of two"),
     (["--config", "{tmp}/l63.toml", "--part", "vector-unit"], "7 x 9 = 63 must be a power of two"),

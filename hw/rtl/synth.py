@@ -572,18 +572,19 @@ def summary_lines(doc: dict) -> list[str]:
     steps = f"Yosys {sec['yosys']:.0f} s with {sec['yosys_cpu']:.0f} s of CPU, depth analysis {sec['analysis']:.0f} s"
     if "total" in sec:
         steps = f"{sec['total']:.0f} s (export {sec['export']:.0f} s, {steps})"
+    width = max([len("total (cells x instances)")] + [len(m["name"]) for m in doc["modules"]])
     lines = [f"synth {cfg['name']} {doc['part']}: {copies}{doc['top']}, {len(doc['modules'])} modules, "
              f"{doc['yosys']} ({doc['engine']}), {steps}",
-             f"{'module':<44} {'inst':>6} {'cells':>9} {'flip-flops':>10} {'mem bits':>10} {'depth':>6} {'CPU s':>8}"
+             f"{'module':<{width}} {'inst':>6} {'cells':>9} {'flip-flops':>10} {'mem bits':>10} {'depth':>6} {'CPU s':>8}"
              "  deepest path (! deeper than the vector MAC path)"]
     flagged = {p["module"] for p in doc["critical"].get("modules_deeper_than_mac", [])}
     for m in doc["modules"]:
         internal = m["depth"]["internal"]
         deepest = internal[0]["levels"] if internal else 0
         where = f"{'!' if m['name'] in flagged else ' '} {internal[0]['start']} -> {internal[0]['end']}" if internal else ""
-        lines.append(f"{m['name'][-44:]:<44} {m['instances']:>6} {m['cells']:>9} {m['flip_flops']:>10} "
+        lines.append(f"{m['name']:<{width}} {m['instances']:>6} {m['cells']:>9} {m['flip_flops']:>10} "
                      f"{m['memory_bits']:>10} {deepest:>6} {m['cpu_seconds']:>8.0f}  {where}")
-    lines.append(f"{'total (cells x instances)':<44} {'':>6} {tot['cells']:>9} {tot['flip_flops']:>10} "
+    lines.append(f"{'total (cells x instances)':<{width}} {'':>6} {tot['cells']:>9} {tot['flip_flops']:>10} "
                  f"{tot['memory_bits']:>10}")
     crit = doc["critical"]
     lines.append(f"deepest register-to-register path: {_describe(crit['deepest'])}")
