@@ -99,13 +99,26 @@ def _gb_stream(layer, cfg, t_c_scale: int = 1):
     return stream + [make(Op.END)]
 
 
-def test_python_rule_matches_rtl():
-    layer = LAYERS[1]                     # 3x3 conv, t_c = C0: rows of consecutive pixels
+def _conflicting_gb_stream() -> list:
+    """LAYERS[1] (3x3 conv, t_c = C0: rows of consecutive pixels) gathering from the global buffer
+    at t_c = 4 x C0: the rows of a beat are 4 GB rows apart, two of them share a bank."""
+    layer = LAYERS[1]
     ok = _gb_stream(layer, TINY)
     assert all(load_inp_gb_conflict(i.f, TINY) is None for i in ok if i.op == Op.LOAD_INP)
-    # t_c = 4 x C0: the rows of a beat are 4 GB rows apart, two of them share a bank.
     bad = _gb_stream(layer, TINY, t_c_scale=4)
     first = next(k for k, i in enumerate(bad) if i.op == Op.LOAD_INP)
     assert load_inp_gb_conflict(bad[first].f, TINY) is not None
+    return bad
+
+
+def test_python_rule_flags_a_mapped_layers_conflicting_gather():
+    """The rule alone; make test's tiny cosimulation runs a conflicting gather through the RTL
+    (``gb_bank_conflict``), the test below this layer's."""
+    _conflicting_gb_stream()
+
+
+@pytest.mark.slow
+def test_python_rule_matches_rtl():
+    bad = _conflicting_gb_stream()
     res = run_accelerator(TINY, bad, np.zeros(8192, dtype=np.uint8), max_cycles=2000)
     assert res["error"] == 1 and res["code"] == ErrorCode.DATA
