@@ -12,7 +12,7 @@ import math
 import pytest
 
 from mapper.workloads import build_model
-from mapper.workloads.variants import canonical_name, parse_assignments
+from mapper.workloads.variants import canonical_name, from_canonical_name, parse_assignments
 
 # --------------------------------------------------------------------------- SegFormer reference
 
@@ -188,6 +188,19 @@ def test_parametric_spelling_and_canonical_name():
     assert parse_assignments("m", " x=1 , y=2-3 ", ("x", "y")) == {"x": "1", "y": "2-3"}
 
 
+@pytest.mark.parametrize("model, spelling", [("segformer_b2", "blocks=2-4-6-3,fuse=1408"),
+                                             ("segformer_b0", "blocks=1-1-1-1"),
+                                             ("segformer_b2", "fuse=512,pred=256,linear0=32"),
+                                             ("swin_small", "blocks=2-2-9-2,fpn=1024")])
+def test_the_short_name_a_report_prints_is_typed_back(model, spelling):
+    """``make paths`` prints a variant by its short name (``blocks1-1-1-1``): given back as
+    ``--paths`` it names the same network (it was an unknown variant)."""
+    short = build_model(model, spelling).variant
+    again = build_model(model, short)
+    assert again.variant == short and again.layers == build_model(model, spelling).layers
+    assert from_canonical_name(short + "_", {"blocks": (1,), "fuse": 1}) is None
+
+
 def _encoder(model):
     return [layer for layer in model.layers if layer.part == "encoder"]
 
@@ -266,6 +279,9 @@ def test_swin_fpn_propagation():
     ("swin_tiny", "fpn=2049", ("fpn=2049", "1..2048")),
     ("swin_small", "blocks=2-2-19-2", ("blocks[2]=19", "1..18")),
     ("swin_tiny", "fast", ("fast",)),
+    ("segformer_b2", "fuse512_blocks2-4-6-3", ("fuse512_blocks2-4-6-3", "short name")),   # keys out of order
+    ("segformer_b2", "fuse0", ("fuse=0", "1..3072")),
+    ("segformer_b2", "blocks2-4-6", ("2-4-6", "4 integers")),
 ])
 def test_bad_variants_raise(name, variant, fragments):
     with pytest.raises(ValueError) as err:

@@ -13,10 +13,12 @@ example blocks per stage) and its named points; :func:`resolve` does the rest.
 
 from __future__ import annotations
 
+import re
 from typing import Mapping, Sequence, Union
 
 __all__ = ["FULL", "resolve", "is_full", "is_parametric", "parse_assignments", "parse_int",
-           "parse_int_list", "check_range", "check_size", "canonical_name", "unknown_point"]
+           "parse_int_list", "check_range", "check_size", "canonical_name", "from_canonical_name",
+           "unknown_point"]
 
 #: Canonical variant name of the unmodified model.
 FULL = "full"
@@ -64,6 +66,8 @@ def resolve(model: str, variant: str | None, full: Mapping[str, Value],
         label = None
     elif variant in points:
         params, label = {**full, **points[variant]}, variant
+    elif (spelled := from_canonical_name(variant, full)) is not None:
+        return resolve(model, spelled, full, points)
     else:
         raise unknown_point(model, variant, tuple(points))
     for key, default in full.items():
@@ -169,8 +173,21 @@ def canonical_name(values: Mapping[str, Value], full: Mapping[str, Value]) -> st
     return "_".join(parts) or FULL
 
 
+def from_canonical_name(name: str, full: Mapping[str, Value]) -> str | None:
+    """The ``key=value,...`` spelling of a :func:`canonical_name` (``"blocks2-4-6-3_fuse1408"`` ->
+    ``"blocks=2-4-6-3,fuse=1408"``), so that the name a report prints can be typed back; None for
+    a name that is not one.  Keys are matched in ``full``'s order, as the name writes them."""
+    items, rest = [], name
+    for key in full:
+        match = re.match(re.escape(key) + r"(\d+(?:-\d+)*)(?:_|$)", rest)
+        if match:
+            items.append(f"{key}={match.group(1)}")
+            rest = rest[match.end():]
+    return ",".join(items) if items and not rest and not name.endswith("_") else None
+
+
 def unknown_point(model: str, variant: str, points: Sequence[str]) -> ValueError:
     """The error for a variant that is neither parametric nor a known point name."""
     valid = ", ".join([FULL, *points]) if points else FULL
     return ValueError(f"{model}: unknown variant {variant!r}; valid named variants are {valid}, "
-                      f"or a 'key=value,...' spelling")
+                      f"or a 'key=value,...' spelling or the short name a report gives it")
