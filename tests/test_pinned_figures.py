@@ -98,7 +98,17 @@ PAPER_COMPARABLE_PINS = {"segformer_b2": (4_090_918, 37_200_569_330.36),
                          "swin_tiny": (14_727_023, 95_773_853_096.81)}
 
 
-@pytest.mark.parametrize("name", PINS)
+#: The tests that map SegFormer-B2 on E, run by one worker: the first maps it (40-50 s from a cold
+#: tiling cache, as CI's is), the others find its tilings cached; on two workers at once both mapped.
+B2_ON_E = pytest.mark.xdist_group("segformer_b2_on_E")
+
+
+def _grouped(names, slow=()):
+    return [pytest.param(n, marks=[m for m, on in ((B2_ON_E, n == "segformer_b2"), (pytest.mark.slow, n in slow))
+                                   if on]) for n in names]
+
+
+@pytest.mark.parametrize("name", _grouped(PINS))
 def test_default_model_on_e(name):
     r = simulate(build_model(name), get_config("E"))
     cycles, energy = PINS[name]
@@ -108,8 +118,7 @@ def test_default_model_on_e(name):
 
 
 #: Swin-T's unfused run is ``slow`` (make test is near its 15 minutes; SegFormer-B2's stays).
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n == "swin_tiny" else ())
-                                  for n in UNFUSED_PINS])
+@pytest.mark.parametrize("name", _grouped(UNFUSED_PINS, slow=("swin_tiny",)))
 def test_unfused_model_on_e(name):
     r = simulate(build_model(name), get_config("E"), fuse=False)
     cycles, energy = UNFUSED_PINS[name]
@@ -117,7 +126,7 @@ def test_unfused_model_on_e(name):
     assert r.energy_pj == pytest.approx(energy, rel=1e-9)
 
 
-@pytest.mark.parametrize("name", PAPER_COMPARABLE_PINS)
+@pytest.mark.parametrize("name", _grouped(PAPER_COMPARABLE_PINS))
 def test_paper_comparable_mode_on_e(name):
     r = simulate(build_model(name), get_config("E"), mac_only=True, ideal_memory=True)
     cycles, energy = PAPER_COMPARABLE_PINS[name]
