@@ -33,7 +33,8 @@ from mapper.ir import Model
 from mapper.onnx_import import is_onnx_path
 from mapper.workloads import build_model, check_model, model_label
 from mapper.workloads.resnet import OFA_NAMED_POINTS
-from mapper.workloads.variants import is_parametric
+from mapper.workloads.segformer import NAMED_POINTS
+from mapper.workloads.variants import is_full
 
 from . import plots
 from .accuracy import task_of
@@ -383,10 +384,17 @@ def _write(folder: Path, args, cfg: AcceleratorConfig, points: list[PathPoint], 
         print("no path has accuracy data: no plot drawn (give --accuracy)", file=sys.stderr)
     elif not args.no_plot:
         asked = paths if paths is not None else [v for m in args.model for v in candidate_paths(m)]
-        named = [v for v in asked if not is_parametric(v)]        # full, B2_a, ...: labelled in the plot
+        named = [v for v in asked if _is_point_name(v)]        # full, B2_a, ...: labelled in the plot
         files += [f.name for f in plots.paths(points, f"{'+'.join(args.model)} on {cfg.name}", folder, formats,
                                               label_names=named, accuracy_from=_accuracy_source(args.accuracy))]
     return files
+
+
+def _is_point_name(variant: str) -> bool:
+    """``full`` or a family's named point (``B2_a``, ``MAC1.2B``): not a parameter spelling, nor
+    its short name (``blocks1-1-1-1``)."""
+    points = {p for family in NAMED_POINTS.values() for p in family} | set(OFA_NAMED_POINTS)
+    return is_full(variant) or variant.strip() in points
 
 
 def _accuracy_source(accuracy: str) -> str:

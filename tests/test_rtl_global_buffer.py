@@ -112,8 +112,8 @@ def _conflicting_gb_stream() -> list:
 
 
 def test_python_rule_flags_a_mapped_layers_conflicting_gather():
-    """The rule alone; make test's tiny cosimulation runs a conflicting gather through the RTL
-    (``gb_bank_conflict``), the test below this layer's."""
+    """The rule alone: make test's tiny cosimulation runs a conflicting gather through the RTL
+    (``gb_bank_conflict``); the slow test below runs this layer's through it."""
     _conflicting_gb_stream()
 
 

@@ -198,7 +198,19 @@ def test_the_short_name_a_report_prints_is_typed_back(model, spelling):
     short = build_model(model, spelling).variant
     again = build_model(model, short)
     assert again.variant == short and again.layers == build_model(model, spelling).layers
-    assert from_canonical_name(short + "_", {"blocks": (1,), "fuse": 1}) is None
+    for bad in {short + "_", "_" + short, short.replace("_", "__")} - {short}:
+        with pytest.raises(ValueError, match="short name"):
+            build_model(model, bad)
+
+
+def test_a_short_name_and_its_spelling_are_one_path():
+    from sim.paths import parse_paths
+
+    assert parse_paths(["segformer_b2"], "blocks1-1-1-1;blocks=1-1-1-1") == ["blocks1-1-1-1"]
+    assert from_canonical_name("fuse0512", {"fuse": 3072}) is None        # canonical_name writes no 0s
+    with pytest.raises(ValueError) as err:      # OFA's short names are not read back: not offered
+        build_model("ofa_resnet50", "d0_e0.2_w0.65")
+    assert "short name" not in str(err.value)
 
 
 def _encoder(model):
@@ -280,7 +292,8 @@ def test_swin_fpn_propagation():
     ("swin_small", "blocks=2-2-19-2", ("blocks[2]=19", "1..18")),
     ("swin_tiny", "fast", ("fast",)),
     ("segformer_b2", "fuse512_blocks2-4-6-3", ("fuse512_blocks2-4-6-3", "short name")),   # keys out of order
-    ("segformer_b2", "fuse0", ("fuse=0", "1..3072")),
+    ("segformer_b2", "fuse0", ("fuse0", "short name")),          # canonical_name writes no 0
+    ("segformer_b2", "fuse3073", ("fuse=3073", "1..3072")),
     ("segformer_b2", "blocks2-4-6", ("2-4-6", "4 integers")),
 ])
 def test_bad_variants_raise(name, variant, fragments):

@@ -155,7 +155,7 @@ def build(name: str, variant: str | None = None, size: tuple[int, int] | None = 
     variant:
         ``None``/``"full"``; a Table III point (``B2``, ``B2_a`` .. ``B2_f``,
         ``segformer_b2`` only); or ``"blocks=a-b-c-d,fuse=F,pred=P,linear0=L"``
-        with any subset of the keys.
+        with any subset of the keys, or its short name (``blocks2-4-6-3_fuse1408``).
     size:
         Input ``(H, W)``; the dataset's crop size by default.
 

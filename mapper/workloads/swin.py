@@ -235,8 +235,9 @@ def build(name: str, variant: str | None = None, size: tuple[int, int] | None = 
     name:
         The model; all three are the ADE20K (150 classes) models with window 7.
     variant:
-        ``None``/``"full"`` or ``"blocks=a-b-c-d,fpn=F"`` (any subset): blocks
-        kept per stage and input channels kept for ``fpn_bottleneck``.
+        ``None``/``"full"`` or ``"blocks=a-b-c-d,fpn=F"`` (any subset, or its short
+        name ``blocks2-2-5-2_fpn1024``): blocks kept per stage and input channels kept
+        for ``fpn_bottleneck``.
     size:
         Input ``(H, W)``, 512x512 by default.
 

@@ -3,7 +3,8 @@
 A variant is either ``None``/``"full"`` (the original model), a named point of
 the family (for example SegFormer's ``"B2_c"`` from the paper's Table III) or a
 parametric spelling ``"key=value,key=value"`` in which every key is optional,
-for example ``"blocks=2-4-6-3,fuse=1408"``.  Integer lists are written with
+for example ``"blocks=2-4-6-3,fuse=1408"``, or that spelling's short name as reports
+print it (``"blocks2-4-6-3_fuse1408"``, :func:`canonical_name`).  Integer lists are written with
 ``-`` between the items so that the spelling survives a shell and a filename.
 
 Each family module describes its original model as a dict of parameters (an
@@ -35,7 +36,8 @@ def resolve(model: str, variant: str | None, full: Mapping[str, Value],
     model:
         Model name, for messages.
     variant:
-        ``None``/``"full"``, a key of ``points``, or ``"key=value,..."`` with keys of ``full``.
+        ``None``/``"full"``, a key of ``points``, ``"key=value,..."`` with keys of ``full``, or
+        the short name :func:`canonical_name` gives one.
     full:
         The original model's parameters; each value is also the largest allowed.
     points:
@@ -69,7 +71,7 @@ def resolve(model: str, variant: str | None, full: Mapping[str, Value],
     elif (spelled := from_canonical_name(variant, full)) is not None:
         return resolve(model, spelled, full, points)
     else:
-        raise unknown_point(model, variant, tuple(points))
+        raise unknown_point(model, variant, tuple(points), short_names=True)
     for key, default in full.items():
         if isinstance(default, tuple):
             for i, (value, high) in enumerate(zip(params[key], default)):
@@ -176,18 +178,21 @@ def canonical_name(values: Mapping[str, Value], full: Mapping[str, Value]) -> st
 def from_canonical_name(name: str, full: Mapping[str, Value]) -> str | None:
     """The ``key=value,...`` spelling of a :func:`canonical_name` (``"blocks2-4-6-3_fuse1408"`` ->
     ``"blocks=2-4-6-3,fuse=1408"``), so that the name a report prints can be typed back; None for
-    a name that is not one.  Keys are matched in ``full``'s order, as the name writes them."""
+    a name that is not one.  Keys are matched in ``full``'s order, as the name writes them (a key
+    that is a prefix of another plus digits, ``linear`` beside ``linear0``, would be ambiguous)."""
     items, rest = [], name
     for key in full:
-        match = re.match(re.escape(key) + r"(\d+(?:-\d+)*)(?:_|$)", rest)
+        match = re.match(re.escape(key) + r"([1-9][0-9]*(?:-[1-9][0-9]*)*)(?:_(?=.)|$)", rest)
         if match:
             items.append(f"{key}={match.group(1)}")
             rest = rest[match.end():]
-    return ",".join(items) if items and not rest and not name.endswith("_") else None
+    return ",".join(items) if items and not rest else None
 
 
-def unknown_point(model: str, variant: str, points: Sequence[str]) -> ValueError:
-    """The error for a variant that is neither parametric nor a known point name."""
+def unknown_point(model: str, variant: str, points: Sequence[str], short_names: bool = False) -> ValueError:
+    """The error for a variant that is neither parametric nor a known point name (``short_names``:
+    the family reads :func:`canonical_name` back, as :func:`resolve` does)."""
     valid = ", ".join([FULL, *points]) if points else FULL
+    short = " or the short name a report gives it" if short_names else ""
     return ValueError(f"{model}: unknown variant {variant!r}; valid named variants are {valid}, "
-                      f"or a 'key=value,...' spelling or the short name a report gives it")
+                      f"or a 'key=value,...' spelling{short}")

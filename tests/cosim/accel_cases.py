@@ -328,8 +328,8 @@ BAD_STREAMS = {
     "pe_set_out_of_range": ("LOAD_PARAM to PE num_pe (outside the array)", "RANGE"),
     "gemm_acc_out_of_range": ("GEMM whose accumulator rows pass the buffer's end", "RANGE"),
     "gb_source_out_of_range": ("LOAD_INP from the global buffer past its end", "DATA"),
-    "gb_bank_conflict": ("LOAD_INP from the global buffer whose two pixels, one bank row per bank apart, "
-                         "share a bank in one beat (hw.timing.load_inp_gb_conflict)", "DATA"),
+    "gb_bank_conflict": ("LOAD_INP from the global buffer of two pixels B bank rows apart (B banks): both in "
+                         "one bank in one beat (hw.timing.load_inp_gb_conflict)", "DATA"),
     "token_never_pushed": ("GEMM popping a load token nobody pushed", "TOKEN"),
     "token_left_at_end": ("a LOAD_PARAM pushing a token nobody pops, then END", "TOKEN"),
     "depthwise_gather_too_wide": ("a depthwise GEMM of one column more than the input banks gather "
@@ -538,6 +538,7 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
                     t_h=1, t_w=1, t_c=cfg.c0, n_cblk=1, win_h=1, win_w=1)
         return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
     elif name == "gb_bank_conflict":
+        assert cfg.gb_bus_bytes >= 2 * cfg.c0, "a beat of one row has no conflict to refuse"
         pitch = gb_banks(cfg)[0] * cfg.c0
         insn = make(Op.LOAD_INP, pe_count=1, src_gb=1, t_h=1, t_w=2, t_c=pitch, n_cblk=1, win_h=1, win_w=2)
         return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
