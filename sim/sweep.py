@@ -352,12 +352,18 @@ class _WorkerStopped(BaseException):
     progress removes its temporary file) before the worker exits."""
 
 
-#: In a pool worker: whether a point is being computed (a SIGTERM between points just exits).
+#: In a pool worker: whether a point is being computed (a SIGTERM between points just exits), and
+#: whether it is unwinding after a SIGTERM.
 _in_point = False
+_unwinding = False
 
 
 def _stop_worker(signum, frame) -> None:
+    global _unwinding
+    if _in_point and _unwinding:
+        return          # a second SIGTERM (the pool's, after ours): raised in the cleanup, it would skip it
     if _in_point:
+        _unwinding = True
         raise _WorkerStopped
     os._exit(128 + signum)
 
