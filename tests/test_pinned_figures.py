@@ -104,8 +104,10 @@ B2_ON_E = pytest.mark.xdist_group("segformer_b2_on_E")
 
 
 def _grouped(names, slow=()):
-    return [pytest.param(n, marks=[m for m, on in ((B2_ON_E, n == "segformer_b2"), (pytest.mark.slow, n in slow))
-                                   if on]) for n in names]
+    """``names`` as parameters, SegFormer-B2's in its group and those of ``slow`` slow."""
+    def marks(n):
+        return ([B2_ON_E] if n == "segformer_b2" else []) + ([pytest.mark.slow] if n in slow else [])
+    return [pytest.param(n, marks=marks(n)) for n in names]
 
 
 @pytest.mark.parametrize("name", _grouped(PINS))
