@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from hw.config import get_config
@@ -94,21 +95,43 @@ class DramModel:
 
 
 def run_accelerator(cfg, stream, dram: np.ndarray, max_cycles: int) -> dict:
+    return run_programs(cfg, [(stream, dram, max_cycles)])[0]
+
+
+#: Cycles the reset is held between two programs of ``run_programs`` (a gated unit's clock runs
+#: through its reset and the two cycles after it, ``hw.rtl.clock_gate``).
+RESET_CYCLES = 4
+
+
+def run_programs(cfg, programs: list) -> list[dict]:
+    """Each ``(stream, dram, max_cycles)`` of ``programs`` on one Accelerator in one simulation,
+    a reset between two, as the cosimulation runs its cases (the simulator's compile, about 11 s
+    for tiny, is most of a short program's time).  The memories keep their contents across the
+    reset, as SRAM does: each program loads what it reads."""
     dut = Accelerator(cfg)
-    words = [int.from_bytes(encode(i), "little") for i in stream]
-    model = DramModel(dut, words, dram)
-    result = {}
+    top = Module()
+    top.submodules.dut = dut
+    top.domains.sync = sync = ClockDomain("sync")
+    results = []
 
     async def testbench(ctx):
-        result.update(await model.serve(ctx, max_cycles))
+        for i, (stream, dram, max_cycles) in enumerate(programs):
+            if i:
+                ctx.set(sync.rst, 1)
+                for _ in range(RESET_CYCLES):
+                    await ctx.tick()            # awaited plainly: repeat() raises DomainReset in a reset
+                ctx.set(sync.rst, 0)
+                await ctx.tick()
+            words = [int.from_bytes(encode(insn), "little") for insn in stream]
+            t0 = time.perf_counter()
+            results.append(await DramModel(dut, words, dram).serve(ctx, max_cycles))
+            results[-1]["seconds"] = time.perf_counter() - t0
 
-    sim = Simulator(dut)
+    sim = Simulator(top)
     sim.add_clock(1e-6)
     sim.add_testbench(testbench)
-    t0 = time.perf_counter()
     sim.run()
-    result["seconds"] = time.perf_counter() - t0
-    return result
+    return results
 
 
 def race_free_cycles(stream, cfg) -> int:
@@ -345,14 +368,16 @@ def test_store_into_global_buffer_bit_and_cycle_exact(mid, merged):
     assert_chain_exact(cfg, stream, dram, out, gold, "global-buffer chain")
 
 
-def assert_chain_exact(cfg, stream, dram: np.ndarray, out: int, gold: np.ndarray, what: str) -> None:
+def assert_chain_exact(cfg, stream, dram: np.ndarray, out: int, gold: np.ndarray, what: str,
+                       run=run_accelerator) -> None:
     """A chain of layers through the global buffer: sim.functional writes the golden output at
-    ``out``, and the RTL the same DRAM image, done in the contract's (race-free) cycle."""
+    ``out``, and the RTL the same DRAM image, done in the contract's (race-free) cycle.  ``run``
+    is how the RTL runs it (``run_accelerator``'s arguments and result)."""
     cycles = race_free_cycles(stream, cfg)
     want = dram.copy()
     Machine(cfg, want).run(stream)
     np.testing.assert_array_equal(want[out:out + gold.size].view(np.int8).reshape(gold.shape), gold)
-    res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
+    res = run(cfg, stream, dram, max_cycles=cycles + 50)
     assert res["error"] == 0, f"error {res['code']} at instruction {res['pc']}"
     assert res["done"] == 1 and res["cycle"] == cycles, f"done {res['done']} at {res['cycle']}, contract {cycles}"
     if not np.array_equal(dram, want):

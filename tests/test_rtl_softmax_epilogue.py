@@ -253,14 +253,23 @@ EPILOGUE_LAYERS = [   # (configuration, Q.K^T of B heads: M queries, K head chan
 ]
 
 
+REFUSALS = {"out_shift": {"ep_shift": 15}, "table": {"table": np.zeros(256, np.int64)}}
+
+
+def refused_case(cfg, what: str):
+    """An output shift outside 7..14, or a table whose exponential of 0 is 0: epilogue_case's."""
+    from mapper.ir import MatMul
+    return epilogue_case(MatMul("scores", "encoder", 1, 3, 4, 8), cfg, 8, SEED, **REFUSALS[what])
+
+
 @pytest.mark.parametrize("cfg_name, batch, m, k, n", EPILOGUE_LAYERS)
-def test_store_epilogue_bit_and_cycle_exact(cfg_name, batch, m, k, n):
+def test_store_epilogue_bit_and_cycle_exact(cfg_name, batch, m, k, n, tiny_batch):
     """A Q.K^T product whose STOREs normalise its rows (the fused attention scores) runs in the
     accelerator in Amaranth's simulator: the DRAM image sim.functional writes, in the cycle the
     timing contract gives."""
     from hw.config import get_config
     from mapper.ir import MatMul
-    from test_rtl_accelerator import first_mismatch, run_accelerator
+    from test_rtl_accelerator import first_mismatch
 
     cfg = get_config(cfg_name)
     layer = MatMul("scores", "encoder", batch, m, k, n)
@@ -269,7 +278,7 @@ def test_store_epilogue_bit_and_cycle_exact(cfg_name, batch, m, k, n):
     previous = sys.get_int_max_str_digits()
     sys.set_int_max_str_digits(0)       # Amaranth's simulator writes e_small's widest values as decimal text
     try:
-        res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
+        res = tiny_batch.runner(("exact", cfg_name, batch, m, k, n))(cfg, stream, dram, max_cycles=cycles + 50)
     finally:
         sys.set_int_max_str_digits(previous)
     assert res["error"] == 0, f"error {res['code']} at instruction {res['pc']}"
@@ -278,21 +287,17 @@ def test_store_epilogue_bit_and_cycle_exact(cfg_name, batch, m, k, n):
         pytest.fail(first_mismatch(f"{layer.name} vs sim.functional", dram, want))
 
 
-@pytest.mark.parametrize("what", ["out_shift", "table"])
-def test_store_epilogue_refuses_what_the_simulator_refuses(what):
+@pytest.mark.parametrize("what", list(REFUSALS))
+def test_store_epilogue_refuses_what_the_simulator_refuses(what, tiny_batch):
     """An output shift outside 7..14, or a table whose exponential of 0 is 0: DATA, nothing written."""
     from hw.config import get_config
     from hw.isa import ErrorCode
-    from mapper.ir import MatMul
-    from test_rtl_accelerator import run_accelerator
 
     cfg = get_config("tiny")
-    layer = MatMul("scores", "encoder", 1, 3, 4, 8)
-    kwargs = {"ep_shift": 15} if what == "out_shift" else {"table": np.zeros(256, np.int64)}
-    stream, dram, want, cycles = epilogue_case(layer, cfg, 8, SEED, **kwargs)
+    stream, dram, want, cycles = refused_case(cfg, what)
     assert not isinstance(want, np.ndarray) and want.code == ErrorCode.DATA
     before = dram.copy()
-    res = run_accelerator(cfg, stream, dram, max_cycles=cycles + 50)
+    res = tiny_batch.runner(("refused", what))(cfg, stream, dram, max_cycles=cycles + 50)
     assert res["error"] == 1 and res["code"] == ErrorCode.DATA, res
     np.testing.assert_array_equal(dram, before)
 
@@ -341,7 +346,7 @@ GB_EPILOGUE_LAYERS = [     # (configuration, heads, queries, head channels, keys
 
 
 @pytest.mark.parametrize("cfg_name, batch, m, k, n", GB_EPILOGUE_LAYERS)
-def test_store_epilogue_into_the_global_buffer(cfg_name, batch, m, k, n):
+def test_store_epilogue_into_the_global_buffer(cfg_name, batch, m, k, n, tiny_batch):
     """Attention's scores stay on chip: Q.K^T's STOREs normalise rows into the global buffer and .V
     gathers them from there.  The RTL writes what sim.functional writes, in the contract's cycle,
     and .V's output equals the same chain's with the scores through DRAM."""
@@ -350,7 +355,91 @@ def test_store_epilogue_into_the_global_buffer(cfg_name, batch, m, k, n):
 
     cfg = get_config(cfg_name)
     stream, dram, out, gold = attention_through_gb(cfg, batch, m, k, n, SEED + m)
-    assert_chain_exact(cfg, stream, dram, out, gold, "scores through the global buffer")
+    assert_chain_exact(cfg, stream, dram, out, gold, "scores through the global buffer",
+                       run=tiny_batch.runner(("gb", cfg_name, batch, m, k, n)))
+
+
+def batch_keys() -> list[tuple]:
+    """The cases make test runs on tiny (no marks), by key: each test's kind and parameters."""
+    def fast(params):
+        return [p for p in params if isinstance(p, tuple) and p[0] == "tiny"]
+    exact = [("exact", *p) for p in fast(EPILOGUE_LAYERS)]
+    return (exact + [("refused", what) for what in REFUSALS] + [("gb", *p) for p in fast(GB_EPILOGUE_LAYERS)]
+            + [("again", *exact[0][1:])])     # test_a_reset_starts_the_batchs_next_case_afresh
+
+
+def tiny_program(key: tuple) -> tuple:
+    """Case ``key`` of ``batch_keys`` as its test builds it: (stream, DRAM image, cycles allowed)."""
+    from hw.config import get_config
+    from mapper.ir import MatMul
+    from test_rtl_accelerator import race_free_cycles
+
+    cfg = get_config("tiny")
+    if key[0] == "refused":
+        stream, dram, _, cycles = refused_case(cfg, key[1])
+        return stream, dram, cycles + 50
+    _, _, batch, m, k, n = key
+    if key[0] in ("exact", "again"):
+        stream, dram, _, cycles = epilogue_case(MatMul("scores", "encoder", batch, m, k, n), cfg, n, SEED + m)
+        return stream, dram, cycles + 50
+    stream, dram, _, _ = attention_through_gb(cfg, batch, m, k, n, SEED + m)
+    return stream, dram, race_free_cycles(stream, cfg) + 50
+
+
+class TinyBatch:
+    """The cases of ``batch_keys`` on one Accelerator in one simulation
+    (``test_rtl_accelerator.run_programs``, a reset between two): the simulator's compile is most
+    of each case's time.  The first case asked for runs them all."""
+
+    def __init__(self):
+        self.results = None          # key -> (program, its result, its DRAM image after the run)
+
+    def runner(self, key: tuple):
+        """``run_accelerator`` for case ``key``: the batch's run when it is one of the batch's
+        (after checking that the test's stream, image and cycles are the batch's), else its own."""
+        from test_rtl_accelerator import run_accelerator
+
+        if key not in batch_keys():
+            return run_accelerator
+
+        def run(cfg, stream, dram, max_cycles):
+            (st, img, allowed), res, after = self._run()[key]
+            assert cfg.name == "tiny" and stream == st and max_cycles == allowed and np.array_equal(dram, img)
+            dram[:] = after
+            return res
+        return run
+
+    def _run(self) -> dict:
+        from hw.config import get_config
+        from test_rtl_accelerator import run_programs
+
+        if self.results is None:
+            programs = {key: tiny_program(key) for key in batch_keys()}
+            images = [img.copy() for _, img, _ in programs.values()]
+            runs = run_programs(get_config("tiny"), [(st, image, allowed) for (st, _, allowed), image
+                                                     in zip(programs.values(), images)])
+            self.results = {key: (prog, res, image)
+                            for (key, prog), res, image in zip(programs.items(), runs, images)}
+        return self.results
+
+
+@pytest.fixture(scope="module")
+def tiny_batch() -> TinyBatch:
+    return TinyBatch()
+
+
+def test_a_reset_starts_the_batchs_next_case_afresh(tiny_batch):
+    """The batch's last case is its first again, run after every other (the refusals among them,
+    which leave the accelerator in error): the same result and DRAM image, so a case of the batch
+    does not see its predecessors'."""
+    first, again = batch_keys()[0], batch_keys()[-1]
+    assert again == ("again", *first[1:])
+    results = tiny_batch._run()
+    _, res, image = results[first]
+    _, res_again, image_again = results[again]
+    assert res["done"] == 1 and {k: v for k, v in res.items() if k != "seconds"} == \
+        {k: v for k, v in res_again.items() if k != "seconds"}
+    np.testing.assert_array_equal(image, image_again)
 
 
 def test_gb_epilogue_cases_take_several_beats_a_pixel():
