@@ -234,9 +234,12 @@ def _mut_from_gb(words, dram, rng, cfg):
 
 
 def _mut_vec(words, dram, rng, cfg):
+    """A word replaced by a VEC whose descriptor is the image's first bytes, the image grown with
+    zeros to hold it (a descriptor read past the image would leave the outcome undefined)."""
     i = rng.randrange(len(words))
     words[i] = int.from_bytes(encode(make(Op.VEC, work=rng.randrange(1, 64))), "little")
-    return f"word {i} replaced by a VEC"
+    grown = np.concatenate([dram, np.zeros(max(0, vec.MAX_DESCRIPTOR_BYTES - dram.size), dram.dtype)])
+    return f"word {i} replaced by a VEC", grown
 
 
 def _mut_table_act(words, dram, rng, cfg):
@@ -452,6 +455,10 @@ def expected_outcome(words: list[int], dram: np.ndarray, cfg: AcceleratorConfig)
     timing = schedule(prefix, cfg, require_end=False)
     limit = int(timing.total_cycles) + HANG_MARGIN
     machine, runtime = _run(rtl_machine(cfg, dram.copy()), prefix)
+    if runtime is not None and not isinstance(runtime, DramBoundsError):
+        race = _race_until(prefix, runtime.index, cfg, dram)
+        if race:        # what the failing instruction reads may depend on timing
+            return Expect("ambiguous", limit, why=f"{runtime}, after units that race ({race[0]})")
     if runtime is None and static is None:
         race = hazards(prefix, sched, cfg, dram)
         if race:
@@ -462,14 +469,24 @@ def expected_outcome(words: list[int], dram: np.ndarray, cfg: AcceleratorConfig)
             return Expect("done", sched.total_cycles + HANG_MARGIN, cycles=sched.total_cycles,
                           why="legal, but it reads on-chip memory it never wrote: its data are undefined")
     if isinstance(runtime, DramBoundsError):
-        return Expect("oob", limit, static.code if static else None, stop if static else None,
-                      why=f"{runtime} (then {'error ' + static.code.name if static else 'done or an error'})")
+        return _oob_or_static(runtime, static, timing, limit, insns)
     if runtime is not None:
         return _data_or_static(runtime, static, timing, limit, insns)
     if static is not None:
         return Expect("error", limit, static.code, static.index, why=str(static))
     return Expect("done", sched.total_cycles + HANG_MARGIN, cycles=sched.total_cycles, dram=machine.dram,
                   why="legal")
+
+
+def _race_until(insns, index: int, cfg: AcceleratorConfig, dram: np.ndarray) -> list:
+    """The races (``hw.hazards``) among ``insns`` up to ``index``, the instruction a run-time error
+    stops at (before it when its own accesses are unknown: a VEC whose descriptor is malformed)."""
+    for ran in (insns[:index + 1], insns[:index]):
+        try:
+            return hazards(ran, schedule(ran, cfg, require_end=False), cfg, dram)
+        except StreamError:
+            continue
+    return []
 
 
 def _differs(machine, other, insns) -> bool:
@@ -503,18 +520,43 @@ def _static_error(data: bytes, insns, cfg):
     return static, sched
 
 
-def _data_or_static(runtime: StreamError, static, timing, limit: int, insns) -> Expect:
-    """A run-time error (DATA, or a VEC the vector unit refuses: UNSUPPORTED) at instruction d, and
-    maybe a malformed word at e > d: which the RTL meets first."""
-    if static is None:
-        return Expect("error", limit, runtime.code, why=str(runtime))
+def _met_first(runtime: StreamError, static, timing, insns) -> tuple[str, str]:
+    """Which the RTL meets first of a run-time error at instruction d (found while it runs) and a
+    malformed word at e > d (when the dispatcher reaches it): ("runtime" | "static" | "ambiguous",
+    why), by the instruction's cycles against the cycle the word is reached."""
     d, e = runtime.index, static.index
     at_end_after_idle = static.code == ErrorCode.TOKEN and e < len(insns) and insns[e].op == Op.END
     reached = np.inf if at_end_after_idle else (int(timing.dispatch[e - 1]) + 1 if e else DECODE_STAGES)
     first, last = int(timing.start[d]), int(timing.end[d]) + 2
     if last < reached:
-        return Expect("error", limit, runtime.code, why=f"{runtime} (before instruction {e}: {static})")
+        return "runtime", f"{runtime} (before instruction {e}: {static})"
     if first > reached + 1:
-        return Expect("error", limit, static.code, e, why=f"{static} (before the DATA error: {runtime})")
-    return Expect("ambiguous", limit, why=f"{runtime} in cycles {first}..{last}; {static} reached in cycle "
-                                          f"{reached}")
+        return "static", f"{static} (before {runtime})"
+    return "ambiguous", f"{runtime} in cycles {first}..{last}; {static} reached in cycle {reached}"
+
+
+def _data_or_static(runtime: StreamError, static, timing, limit: int, insns) -> Expect:
+    """A run-time error (DATA, or a VEC the vector unit refuses: UNSUPPORTED) at instruction d, and
+    maybe a malformed word at e > d: which the RTL meets first."""
+    if static is None:
+        return Expect("error", limit, runtime.code, why=str(runtime))
+    first, why = _met_first(runtime, static, timing, insns)
+    if first == "runtime":
+        return Expect("error", limit, runtime.code, why=why)
+    if first == "static":
+        return Expect("error", limit, static.code, static.index, why=why)
+    return Expect("ambiguous", limit, why=why)
+
+
+def _oob_or_static(runtime: StreamError, static, timing, limit: int, insns) -> Expect:
+    """An access outside the DRAM image at instruction d: the testbench flags it, and what it reads
+    there is undefined, so done or any error may follow; unless the dispatcher reaches a malformed
+    word at e > d first (that error alone)."""
+    if static is None:
+        return Expect("oob", limit, why=f"{runtime} (then done or an error)")
+    first, why = _met_first(runtime, static, timing, insns)
+    if first == "runtime":
+        return Expect("oob", limit, why=f"{why}; then done or an error")
+    if first == "static":
+        return Expect("error", limit, static.code, static.index, why=why)
+    return Expect("ambiguous", limit, why=why)

@@ -203,3 +203,31 @@ def test_the_tests_build_keeps_the_global_buffers_read_words_apart(config_name):
     assert fnmatch.fnmatchcase(module_name(GlobalBuffer, cfg), module)
     assert var in GlobalBuffer(cfg).signature.members
     assert GB_READ_WORDS in TB_BUILD.config and GB_READ_WORDS in QUICK_BUILD.config
+
+
+def test_the_fuzz_expects_nothing_of_a_run_time_error_after_a_race():
+    """Fuzz case 889 of seed 104 on tiny (a bit flip moves a LOAD_PARAM onto the bytes a running
+    STORE writes, no token between): sim.functional, in program order, reads the stored shift of
+    127 and refuses it (DATA); the RTL reads the bytes before the store and runs on.  A campaign
+    found it as a disagreement; the race makes it ambiguous, not compared."""
+    from cosim.fuzz import expected_outcome, fuzz_case
+    from hw.config import get_config
+
+    cfg = get_config("tiny")
+    case = fuzz_case(104, 889, cfg, mutation="bit_flip")
+    exp = expected_outcome(case.words, case.dram, cfg)
+    assert exp.kind == "ambiguous" and "race" in exp.why, exp
+
+
+def test_the_fuzz_vec_mutations_descriptor_is_inside_the_image():
+    """The ``vec`` mutation's descriptor is the image's first bytes: the image grows to hold all
+    of it, so no case reads undefined bytes past the image as a descriptor (seed 107's images
+    were 576 bytes, the descriptor 656)."""
+    from cosim.fuzz import MUTATIONS, fuzz_case
+    from hw.config import get_config
+    from hw.vector import MAX_DESCRIPTOR_BYTES
+
+    cfg = get_config("tiny")
+    index = MUTATIONS.index("vec")
+    for i in range(index, index + 8 * len(MUTATIONS), len(MUTATIONS)):
+        assert fuzz_case(107, i, cfg).dram.size >= MAX_DESCRIPTOR_BYTES
