@@ -68,7 +68,7 @@ __all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "
 MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", "truncate", "drop",
              "duplicate", "zero_word", "pe_step_zero", "n_out_over_k0", "bad_shift", "from_gb", "vec",
              "table_act", "vec_fields", "vec_laps", "softmax_epilogue", "vec_past_end", "vec_base_wrap",
-             "vec_below_zero", "vec_params", "vec_raster", "store_no_pixel")
+             "vec_below_zero", "vec_params", "vec_raster", "store_no_pixel", "gb_all", "store_gb")
 #: Random layers a fuzz run draws its base streams from (mapped once each).
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
@@ -231,6 +231,42 @@ def _mut_from_gb(words, dram, rng, cfg):
     i = _pick(words, rng, [Op.LOAD_INP])
     _set_fields(words, i, src_gb=1)
     return f"LOAD_INP {i} gathers from the global buffer"
+
+
+def _mut_gb_all(words, dram, rng, cfg):
+    """The image copied into the global buffer at its address 0 by a LOAD_GB put first (a FENCE
+    after it or not), then one LOAD_INP or every one gathers from there (``src_gb``) at the same
+    addresses: the buffer's write side, and reads of what it wrote."""
+    n = min(dram.size, cfg.global_buf_bytes)
+    fence = rng.random() < 0.5
+    loads = [i for i, w in enumerate(words) if (w & 0xF) == Op.LOAD_INP]
+    chosen = loads if rng.random() < 0.5 else [rng.choice(loads)] if loads else []
+    for i in chosen:
+        _set_fields(words, i, src_gb=1)
+    words[0:0] = stream_words([make(Op.LOAD_GB, n_bytes=n)] + ([make(Op.FENCE)] if fence else []))
+    return (f"{n} bytes of the image into the buffer{', a FENCE' if fence else ''}; LOAD_INP "
+            f"{'all' if len(chosen) == len(loads) else chosen} (now +{1 + fence}) from it")
+
+
+def _mut_store_gb(words, dram, rng, cfg):
+    """A STORE writes the global buffer (``dst_gb``, at a random address) instead of DRAM, or a
+    copy of it put after it does; then maybe a FENCE, then maybe a LOAD_GB (the buffer's other
+    writer: with no FENCE between, TOKEN)."""
+    i = _pick(words, rng, [Op.STORE])
+    if i is None:
+        return "no STORE"
+    insn = decode(words_bytes([words[i]]))
+    addr = rng.randrange(cfg.global_buf_bytes)
+    gb = dataclasses.replace(insn, f={**insn.f, "dst_gb": 1, "dst_addr": addr})
+    copy = rng.random() < 0.5
+    if copy:
+        gb = dataclasses.replace(gb, pop_prev=False, pop_next=False, push_prev=False, push_next=False)
+    after = [make(Op.FENCE)] if rng.random() < 0.5 else []
+    if rng.random() < 0.5:
+        after.append(make(Op.LOAD_GB, n_bytes=rng.randrange(1, 257), dst_addr=rng.randrange(cfg.global_buf_bytes - 256)))
+    words[i:i + 1] = ([words[i]] if copy else []) + stream_words([gb] + after)
+    return (f"STORE {i}{' (a copy after it)' if copy else ''} into the buffer at {addr}; then "
+            f"{' and '.join(a.op.name for a in after) or 'nothing'}")
 
 
 def _mut_vec(words, dram, rng, cfg):
