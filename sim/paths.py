@@ -30,6 +30,7 @@ from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_mai
 from hw.config import AcceleratorConfig
 from hw.config_file import load_config
 from mapper.ir import Model
+from mapper.lower import MappingError
 from mapper.onnx_import import is_onnx_path
 from mapper.workloads import build_model, check_model, model_label
 from mapper.workloads.resnet import OFA_NAMED_POINTS
@@ -488,8 +489,11 @@ def main(argv=None) -> int:
     except (KeyError, ValueError, UsageError) as e:
         return fail(ap.prog, e)
     with stage:
-        points = explore(args.model, cfg, table, paths, quiet=args.quiet, mac_only=args.mac_only,
-                         ideal_memory=args.ideal_memory)
+        try:
+            points = explore(args.model, cfg, table, paths, quiet=args.quiet, mac_only=args.mac_only,
+                             ideal_memory=args.ideal_memory)
+        except MappingError as e:           # as make sim refuses it; nothing written
+            return fail(ap.prog, f"cannot map onto configuration {cfg.name}: {e}")
         base = next((p for p in points if p.path == "full"), points[0])
         comparison = retrained_vs_pruned(points, base)
         files = _write(stage.path, args, cfg, points, base, formats, comparison, paths)

@@ -31,6 +31,7 @@ from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_mai
 from hw.config import AcceleratorConfig
 from hw.config_file import load_config
 from hw.timing import dram_transfer_cycles
+from mapper.lower import MappingError
 from mapper.workloads import build_model, check_model, model_label
 
 from .energy import EnergyModel
@@ -201,8 +202,11 @@ def main(argv=None) -> int:
     except (KeyError, ValueError, UsageError) as e:
         return fail(ap.prog, e)
     with stage:
-        points = simulate_paths([(r.model, build_model(r.model, variant=r.path)) for r in rows], cfg, table,
-                                quiet=args.quiet)
+        try:
+            points = simulate_paths([(r.model, build_model(r.model, variant=r.path)) for r in rows], cfg, table,
+                                    quiet=args.quiet)
+        except MappingError as e:           # as make sim refuses it; nothing written
+            return fail(ap.prog, f"cannot map onto configuration {cfg.name}: {e}")
         try:
             res = run_trace(points, kind, budgets, cfg)
         except ValueError as e:

@@ -304,3 +304,37 @@ def test_onnx_files_of_one_stem_keep_their_own_folders_and_points(tmp_path, monk
     assert [p["model"] for p in twice["points"]] == ["a/net.onnx"]
     for models, folder in runs.items():
         assert json.loads((folder / "paths.json").read_text())["models"] == list(models)
+
+
+def _unmappable_onnx(path: Path) -> Path:
+    """A 1x1 convolution to 9,000 channels and a softmax over them: a row longer than the vector
+    unit's rows (``hw.operators.MAX_ROW``), which no configuration maps."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.full((9000, 3, 1, 1), 0.01, np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
+         helper.make_node("Softmax", ["c"], ["y"], axis=1)], "wide_softmax",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 9000, 16, 16])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("tool", ["paths", "rdd"])
+def test_a_model_no_configuration_maps_is_refused_in_one_line(tmp_path, capsys, tool):
+    """make paths and make rdd refuse a network they cannot map as make sim does: one line naming
+    the configuration and the layer, status 2, no folder (a user met a traceback)."""
+    from sim import paths, rdd
+
+    model = _unmappable_onnx(tmp_path / "wide.onnx")
+    (tmp_path / "acc.csv").write_text("model,path,accuracy\nwide.onnx,full,0.5\n")
+    out = tmp_path / "out"
+    argv = ["--model", str(model), "--config", "tiny", "--accuracy", str(tmp_path / "acc.csv"), "--out", str(out),
+            "--quiet"]
+    code = (paths.main(argv + ["--no-plot"]) if tool == "paths" else rdd.main(argv))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "cannot map onto configuration tiny" in err and "softmax row" in err, err
+    assert len(err.splitlines()) == 1 and not out.exists()
