@@ -288,8 +288,11 @@ def test_a_signal_to_the_parent_alone_stops_the_running_points(tmp_path, signum)
     marks, cache, out = tmp_path / "marks", tmp_path / "cache", tmp_path / "out"
     marks.mkdir()
     argv = MODEL + ["--configs", "E,K", "--workers", "2", "--no-plot", "--cache", str(cache), "--out", str(out)]
+    # SIGINT as a terminal's foreground process has it: run in the background of a shell without
+    # job control (CI started with '&'), pytest and its children inherit it ignored
     proc = subprocess.Popen([sys.executable, "-c", _ENDLESS_SWEEP, str(marks), *argv], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while len(list(marks.glob("*.started"))) < 2:
