@@ -263,7 +263,8 @@ def _mut_store_gb(words, dram, rng, cfg):
         gb = dataclasses.replace(gb, pop_prev=False, pop_next=False, push_prev=False, push_next=False)
     after = [make(Op.FENCE)] if rng.random() < 0.5 else []
     if rng.random() < 0.5:
-        after.append(make(Op.LOAD_GB, n_bytes=rng.randrange(1, 257), dst_addr=rng.randrange(cfg.global_buf_bytes - 256)))
+        after.append(make(Op.LOAD_GB, n_bytes=rng.randrange(1, 257),
+                          dst_addr=rng.randrange(cfg.global_buf_bytes - 256)))
     words[i:i + 1] = ([words[i]] if copy else []) + stream_words([gb] + after)
     return (f"STORE {i}{' (a copy after it)' if copy else ''} into the buffer at {addr}; then "
             f"{' and '.join(a.op.name for a in after) or 'nothing'}")
@@ -504,10 +505,8 @@ def expected_outcome(words: list[int], dram: np.ndarray, cfg: AcceleratorConfig)
                for k in range(RANDOM_POWER_ON)):
             return Expect("done", sched.total_cycles + HANG_MARGIN, cycles=sched.total_cycles,
                           why="legal, but it reads on-chip memory it never wrote: its data are undefined")
-    if isinstance(runtime, DramBoundsError):
-        return _oob_or_static(runtime, static, timing, limit, insns)
     if runtime is not None:
-        return _data_or_static(runtime, static, timing, limit, insns)
+        return _runtime_or_static(runtime, static, timing, limit, insns)
     if static is not None:
         return Expect("error", limit, static.code, static.index, why=str(static))
     return Expect("done", sched.total_cycles + HANG_MARGIN, cycles=sched.total_cycles, dram=machine.dram,
@@ -556,43 +555,26 @@ def _static_error(data: bytes, insns, cfg):
     return static, sched
 
 
-def _met_first(runtime: StreamError, static, timing, insns) -> tuple[str, str]:
-    """Which the RTL meets first of a run-time error at instruction d (found while it runs) and a
-    malformed word at e > d (when the dispatcher reaches it): ("runtime" | "static" | "ambiguous",
-    why), by the instruction's cycles against the cycle the word is reached."""
+def _runtime_or_static(runtime: StreamError, static, timing, limit: int, insns) -> Expect:
+    """A run-time error at instruction d (DATA; a VEC the vector unit refuses, UNSUPPORTED; or an
+    access outside the DRAM image, which the testbench flags and after which done or any error may
+    follow, as what it reads there is undefined), and maybe a malformed word at e > d: which the RTL
+    meets first, by the instruction's cycles against the cycle the dispatcher reaches the word."""
+    from sim.functional import DramBoundsError
+
+    def at_run_time(why: str) -> Expect:
+        if isinstance(runtime, DramBoundsError):
+            return Expect("oob", limit, why=f"{why}; then done or an error")
+        return Expect("error", limit, runtime.code, why=why)
+
+    if static is None:
+        return at_run_time(str(runtime))
     d, e = runtime.index, static.index
     at_end_after_idle = static.code == ErrorCode.TOKEN and e < len(insns) and insns[e].op == Op.END
     reached = np.inf if at_end_after_idle else (int(timing.dispatch[e - 1]) + 1 if e else DECODE_STAGES)
     first, last = int(timing.start[d]), int(timing.end[d]) + 2
     if last < reached:
-        return "runtime", f"{runtime} (before instruction {e}: {static})"
+        return at_run_time(f"{runtime} (before instruction {e}: {static})")
     if first > reached + 1:
-        return "static", f"{static} (before {runtime})"
-    return "ambiguous", f"{runtime} in cycles {first}..{last}; {static} reached in cycle {reached}"
-
-
-def _data_or_static(runtime: StreamError, static, timing, limit: int, insns) -> Expect:
-    """A run-time error (DATA, or a VEC the vector unit refuses: UNSUPPORTED) at instruction d, and
-    maybe a malformed word at e > d: which the RTL meets first."""
-    if static is None:
-        return Expect("error", limit, runtime.code, why=str(runtime))
-    first, why = _met_first(runtime, static, timing, insns)
-    if first == "runtime":
-        return Expect("error", limit, runtime.code, why=why)
-    if first == "static":
-        return Expect("error", limit, static.code, static.index, why=why)
-    return Expect("ambiguous", limit, why=why)
-
-
-def _oob_or_static(runtime: StreamError, static, timing, limit: int, insns) -> Expect:
-    """An access outside the DRAM image at instruction d: the testbench flags it, and what it reads
-    there is undefined, so done or any error may follow; unless the dispatcher reaches a malformed
-    word at e > d first (that error alone)."""
-    if static is None:
-        return Expect("oob", limit, why=f"{runtime} (then done or an error)")
-    first, why = _met_first(runtime, static, timing, insns)
-    if first == "runtime":
-        return Expect("oob", limit, why=f"{why}; then done or an error")
-    if first == "static":
-        return Expect("error", limit, static.code, static.index, why=why)
-    return Expect("ambiguous", limit, why=why)
+        return Expect("error", limit, static.code, e, why=f"{static} (before {runtime})")
+    return Expect("ambiguous", limit, why=f"{runtime} in cycles {first}..{last}; {static} reached in cycle {reached}")
