@@ -386,13 +386,14 @@ def _pool_task(*args) -> dict:
     """``_task`` in a pool worker; a stopped worker exits here (the pool would catch the exception
     and go on to its next point)."""
     global _in_point
-    _in_point = True
     try:
-        return _task(*args)
-    except _WorkerStopped:
+        try:
+            _in_point = True
+            return _task(*args)
+        finally:
+            _in_point = False
+    except _WorkerStopped:      # raised in the point, or by a SIGTERM just after it (in the finally)
         os._exit(128 + signal.SIGTERM)
-    finally:
-        _in_point = False
 
 
 def _stop_points(pool: ProcessPoolExecutor, futures: list) -> None:
