@@ -44,7 +44,6 @@ import numpy as np
 
 from hw.cli import RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError, fail, file_tag, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
-from hw.config_file import ConfigError, load_config
 from mapper import float_ops
 from mapper.flops import build_model_or_usage_error, model_parts, parse_size
 from mapper.images import preprocess, quantize_input, round_half_up, synthetic_image
@@ -57,11 +56,11 @@ from mapper.workloads import MODEL_NAMES
 
 from . import picture
 from .accuracy import logits_layer, output_agreement, task_of
+from .config_args import add_override_options, config_from_args
 from .functional import CheckError, check_program
 from .inference import network_parameters, refusals, runs_on_images
 from .outputs import config_tag, run_name
 from .progress import Progress, layer_weights
-from .run import override_error
 from .simulator import SimResult, simulate
 
 __all__ = ["read_image", "fit_image", "class_names", "run_dir", "infer", "Inference", "output_files", "main",
@@ -432,7 +431,7 @@ def _parser() -> OneLineParser:
                    help=f"the input: {IMAGE_FORMS} (default: a seeded synthetic image)")
     p.add_argument("--seed", type=seed, default=0,
                    help="seed of the weights, their calibration and the synthetic image (default 0)")
-    p.add_argument("--dram-mib", type=int, default=None, help="DRAM capacity in MiB (default: the configuration's)")
+    add_override_options(p)
     p.add_argument("--out", default=None, help="output folder (default build/run/<name of the run>)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
@@ -440,11 +439,7 @@ def _parser() -> OneLineParser:
 
 def _setup(args) -> tuple[Model, AcceleratorConfig]:
     size = parse_size(args.size) if args.size is not None else None
-    overrides = {} if args.dram_mib is None else {"dram_mib": args.dram_mib}
-    try:
-        cfg = load_config(args.config, **overrides)
-    except ConfigError as e:
-        raise override_error(args, e) from None
+    cfg = config_from_args(args)
     return build_model_or_usage_error(args.model, args.variant, size), cfg
 
 

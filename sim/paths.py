@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main, short_hash
+from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, fail, file_tag, run_main, short_hash
 from hw.config import AcceleratorConfig
-from hw.config_file import load_config
 from mapper.ir import Model
 from mapper.lower import MappingError
+from mapper.program import DramCapacityError
 from mapper.onnx_import import is_onnx_path
 from mapper.workloads import build_model, check_model, model_label
 from mapper.workloads.resnet import OFA_NAMED_POINTS
@@ -39,9 +39,10 @@ from mapper.workloads.variants import is_full
 
 from . import plots
 from .accuracy import task_of
+from .config_args import add_override_options, config_from_args
 from .outputs import config_tag, parse_formats, run_name
 from .progress import Progress, layer_weights
-from .simulator import IDEAL_MEMORY, simulate
+from .simulator import IDEAL_MEMORY, mapping_refusal, require_dram_fit, simulate
 
 __all__ = ["PathPoint", "AccuracyTable", "AccuracyError", "candidate_paths", "explore", "structure_key",
            "parse_paths", "simulate_paths", "weight_bytes", "pareto_mask", "cost_at_accuracy", "retrained_vs_pruned",
@@ -269,12 +270,16 @@ def simulate_paths(jobs: list[tuple[str, Model]], cfg: AcceleratorConfig, accura
                    *, quiet: bool = False, mac_only: bool = False, ideal_memory: bool = False) -> list[PathPoint]:
     """Each (network name, path's model) of ``jobs`` simulated in turn.  Unless ``quiet``, each path
     is announced on stderr as ``path i/N`` and its layers' progress shown as ``make sim`` shows it
-    (``sim.progress.Progress``: a line every 10 s in a log, with the time left of that path)."""
+    (``sim.progress.Progress``: a line every 10 s in a log, with the time left of that path).
+    DramCapacityError for a path whose program does not fit the configuration's DRAM."""
     points = []
     for i, (model_name, model) in enumerate(jobs, 1):
         desc = f"path {i}/{len(jobs)} {model_name}:{model.variant}"
         if not quiet:
             print(f"  simulating {desc}", file=sys.stderr, flush=True)
+        with StageTicker(f"  {desc}", enabled=not quiet) as ticker:
+            ticker.stage("checking that its program fits the DRAM (mapping the layers)")
+            require_dram_fit(model, cfg, mac_only=mac_only)
         weights = layer_weights(model)
         bar = Progress(desc, len(model.layers), total_weight=sum(weights.values()), enabled=not quiet)
 
@@ -465,6 +470,7 @@ def main(argv=None) -> int:
     ap = OneLineParser(prog="python -m sim.paths", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model (repeat to join models)")
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
+    add_override_options(ap)
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY), help="CSV: model,path,accuracy[,weight_set,source]")
     ap.add_argument("--paths", help="variants separated by ';' instead of the built-in candidates, each network "
                                     "once (through make: PATHS='fuse=512;B2_a', which make quotes for the shell)")
@@ -480,7 +486,7 @@ def main(argv=None) -> int:
         for m in args.model:
             check_model(m)
             build_model(m)                      # an ONNX file that cannot be imported: refused now
-        cfg = load_config(args.config)
+        cfg = config_from_args(args)
         table = AccuracyTable.read(args.accuracy)
         paths = parse_paths(args.model, args.paths) if args.paths is not None else None   # a bad one: refused now
         formats = parse_formats(args.format)
@@ -493,7 +499,9 @@ def main(argv=None) -> int:
             points = explore(args.model, cfg, table, paths, quiet=args.quiet, mac_only=args.mac_only,
                              ideal_memory=args.ideal_memory)
         except MappingError as e:           # as make sim refuses it; nothing written
-            return fail(ap.prog, f"cannot map onto configuration {cfg.name}: {e}")
+            return fail(ap.prog, mapping_refusal(cfg.name, e))
+        except DramCapacityError as e:
+            return fail(ap.prog, e)
         base = next((p for p in points if p.path == "full"), points[0])
         comparison = retrained_vs_pruned(points, base)
         files = _write(stage.path, args, cfg, points, base, formats, comparison, paths)

@@ -29,14 +29,16 @@ from typing import Optional
 
 from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main
 from hw.config import AcceleratorConfig
-from hw.config_file import load_config
 from hw.timing import dram_transfer_cycles
 from mapper.lower import MappingError
+from mapper.program import DramCapacityError
 from mapper.workloads import build_model, check_model, model_label
 
+from .config_args import add_override_options, config_from_args
 from .energy import EnergyModel
 from .outputs import config_tag, run_name
 from .paths import DEFAULT_ACCURACY, AccuracyTable, PathPoint, data_lines, simulate_paths
+from .simulator import mapping_refusal
 
 __all__ = ["Budget", "BudgetError", "read_budgets", "run_trace", "switch_cost"]
 
@@ -180,6 +182,7 @@ def main(argv=None) -> int:
     ap = OneLineParser(prog="python -m sim.rdd", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model whose paths are candidates (repeatable)")
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
+    add_override_options(ap)
     ap.add_argument("--budgets", default=str(EXAMPLE_TRACE), help="trace CSV: frame,time_ms or frame,energy_uj")
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY))
     ap.add_argument("--out", default=None, help="output folder (default build/rdd/<name of the run>)")
@@ -189,7 +192,7 @@ def main(argv=None) -> int:
         for m in args.model:
             check_model(m)
             build_model(m)                      # an ONNX file that cannot be imported: refused now
-        cfg = load_config(args.config)
+        cfg = config_from_args(args)
         table = AccuracyTable.read(args.accuracy)
         kind, budgets = read_budgets(args.budgets)
         # candidates: every path of the accuracy table that belongs to the chosen models
@@ -206,7 +209,9 @@ def main(argv=None) -> int:
             points = simulate_paths([(r.model, build_model(r.model, variant=r.path)) for r in rows], cfg, table,
                                     quiet=args.quiet)
         except MappingError as e:           # as make sim refuses it; nothing written
-            return fail(ap.prog, f"cannot map onto configuration {cfg.name}: {e}")
+            return fail(ap.prog, mapping_refusal(cfg.name, e))
+        except DramCapacityError as e:
+            return fail(ap.prog, e)
         try:
             res = run_trace(points, kind, budgets, cfg)
         except ValueError as e:

@@ -35,17 +35,17 @@ from pathlib import Path
 
 from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, fail, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
-from hw.config_file import ConfigError, load_config
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
 from mapper.ir import MAC_KINDS, PARTS, Model
 from mapper.lower import MappingError, refuse_beyond_isa
-from mapper.program import DramCapacityError, ProgramError, dram_footprint
+from mapper.program import DramCapacityError
 
 from . import plots
 from .area import area_mm2
+from .config_args import add_override_options, config_from_args
 from .outputs import config_parts, parse_formats, run_name
 from .progress import Progress, layer_weights
-from .simulator import SimResult, simulate
+from .simulator import SimResult, mapping_refusal, require_dram_fit, simulate
 from .streams import dump_layer, layer_stream
 from .trace import DETAIL_CAP, build_trace, default_detail
 
@@ -254,12 +254,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="also run the whole network in functional mode and compare every tensor with the golden model")
     p.add_argument("--seed", type=seed, default=None, help="seed of --check (default: from the time; printed)")
-    p.add_argument("--dram-bytes-per-cycle", type=int, default=None)
-    p.add_argument("--dram-latency", type=int, default=None)
-    p.add_argument("--clock-ghz", type=float, default=None, help="clock for times, 0.01 to 20 GHz")
-    p.add_argument("--global-buf-kib", type=int, default=None)
-    p.add_argument("--dram-mib", type=int, default=None,
-                   help="DRAM capacity in MiB (default: the configuration's); the program's image must fit it")
+    add_override_options(p)
     p.add_argument("--ideal-memory", action="store_true",
                    help="time the mappings chosen for the configured DRAM with unlimited DRAM and bus bandwidth "
                         "and no DRAM latency (the paper's apparent assumption)")
@@ -281,35 +276,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-#: (option, the configuration field it sets, the field's units per the option's).
-OVERRIDES = (("dram_bytes_per_cycle", "dram_bytes_per_cycle", 1), ("dram_latency", "dram_latency", 1),
-             ("clock_ghz", "clock_ghz", 1), ("global_buf_kib", "global_buf_bytes", 1024), ("dram_mib", "dram_mib", 1))
-
-
-def _overrides(args) -> dict:
-    """Configuration fields the options override."""
-    return {field: getattr(args, option) * scale for option, field, scale in OVERRIDES
-            if getattr(args, option) is not None}
-
-
-def override_error(args, e: ConfigError) -> UsageError:
-    """``e`` prefixed with the option that set the field it names (the option may name other units);
-    ``args`` of any tool with some of these options (``make run`` has ``--dram-mib``)."""
-    for option, field, _ in OVERRIDES:
-        value = getattr(args, option, None)
-        if value is not None and field in str(e):
-            return UsageError(f"--{option.replace('_', '-')} {value}: {e}")
-    return UsageError(str(e))
-
-
 def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
     """Model, configuration and preset key from the arguments; UsageError on bad input."""
     known_model(args.model)
     size = parse_size(args.size) if args.size is not None else None
-    try:
-        cfg = load_config(args.config, **_overrides(args))
-    except ConfigError as e:
-        raise override_error(args, e) from None
+    cfg = config_from_args(args)
     key = cfg.name
     model = build_model_or_usage_error(args.model, args.variant, size)
     if args.dump_layer is not None:
@@ -383,19 +354,13 @@ def _band_chains_line(chains: list) -> str:
 
 
 def _dram_too_small(args, model: Model, cfg: AcceleratorConfig) -> str:
-    """Why the network's DRAM image does not fit ``dram_mib`` (empty if it does, or if the run
-    times MAC layers only); a network that is timed but cannot execute has no image to check."""
-    if args.mac_only:
-        return ""
+    """Why the network's DRAM image does not fit ``dram_mib`` (empty if it does)."""
     try:
-        # it maps every layer (minutes for a large network on a small configuration): say so
         with StageTicker(f"{model.name} on {cfg.name}", enabled=not args.quiet) as ticker:
             ticker.stage("checking that its program fits the DRAM (mapping the layers)")
-            dram_footprint(model, cfg, fuse=not args.no_fusion)
+            require_dram_fit(model, cfg, fuse=not args.no_fusion, mac_only=args.mac_only)
     except DramCapacityError as e:
         return str(e)
-    except (ProgramError, MappingError):      # the simulation reports a layer it cannot map
-        pass
     return ""
 
 
@@ -434,7 +399,7 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
     try:
         refuse_beyond_isa(model.layers, cfg)         # a huge input size: before anything is allocated
     except MappingError as e:
-        return fail(prog, f"cannot map onto configuration {key}: {e}")
+        return fail(prog, mapping_refusal(key, e))
     too_big = _dram_too_small(args, model, cfg)      # before the simulation: it fails in a second
     if too_big:
         return fail(prog, too_big)
@@ -450,7 +415,7 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
                        ideal_memory=args.ideal_memory)
     except MappingError as e:
         bar.close()                                 # (a terminal's bar cleared before the error line)
-        return fail(prog, f"cannot map onto configuration {key}: {e}")
+        return fail(prog, mapping_refusal(key, e))
     finally:
         bar.close()
     wall = time.perf_counter() - t0

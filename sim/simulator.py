@@ -25,7 +25,8 @@ from hw.timing import RUN_OVERHEAD, schedule, occupancy_and_latency, vec_lane_fl
 from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, weight_bytes
 from mapper.fusion import STAGE_OP, vec_stream
 from mapper.residency import gb_fields, planned
-from mapper.lower import Lowered, layer_cycles, map_layer, _insn
+from mapper.lower import Lowered, MappingError, layer_cycles, map_layer, _insn
+from mapper.program import DramCapacityError, ProgramError, dram_footprint
 
 from .energy import EnergyModel
 from .events import count_events
@@ -276,6 +277,26 @@ def _mapping(step, lowered: Lowered, gb: dict) -> str:
 def layer_schedule(lowered: Lowered, cfg: AcceleratorConfig):
     """Per-instruction schedule of a lowered layer on its own (for traces)."""
     return schedule(lowered.stream + [_insn(Op.END)], cfg)
+
+
+def mapping_refusal(config_name: str, error: BaseException) -> str:
+    """The one-line refusal of a network some layer of which ``config_name`` cannot map."""
+    return f"cannot map onto configuration {config_name}: {error}"
+
+
+def require_dram_fit(model: Model, cfg: AcceleratorConfig, *, fuse: bool = True, mac_only: bool = False) -> None:
+    """``mapper.program.DramCapacityError`` if the program of ``model`` on ``cfg`` does not fit its
+    DRAM (``dram_mib``).  It maps every layer (seconds for SegFormer-B2 on E, minutes for a large
+    network on a small configuration; a simulation after it finds the mappings cached).  A
+    MAC-only timing, or a network that is timed but cannot execute, has no image to check."""
+    if mac_only:
+        return
+    try:
+        dram_footprint(model, cfg, fuse=fuse)
+    except DramCapacityError:
+        raise
+    except (ProgramError, MappingError):     # the simulation reports what it cannot map or run
+        pass
 
 
 def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callable[[str], None]] = None,

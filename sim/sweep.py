@@ -54,7 +54,9 @@ staging folder beside it is created before any point is computed, and renamed
 into place, replacing an earlier sweep of the same name, once all files exist.
 
 A configuration on which some layer cannot be mapped (``mapper.lower.MappingError``,
-e.g. a kernel whose taps do not fit half of a small weight buffer) is not a
+e.g. a kernel whose taps do not fit half of a small weight buffer), or whose DRAM
+(``dram_mib``) cannot hold the network's program (``mapper.program.DramCapacityError``;
+not checked with ``--paper-comparable``, which times MAC layers only), is not a
 point: it is listed under ``unmappable`` (``config``, ``error``) in
 ``sweep.json``, shown in the table, left out of the Pareto front, the ratios
 and the plot, and cached like a point (the failure is as deterministic).
@@ -94,12 +96,13 @@ from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, load_config, resol
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
 from mapper.ir import Model
 from mapper.lower import MappingError
+from mapper.program import DramCapacityError
 from mapper.workloads import build_model
 
 from . import plots
 from .area import area_mm2, extrapolation
 from .outputs import config_tag, parse_formats, run_name
-from .simulator import simulate
+from .simulator import require_dram_fit, simulate
 
 __all__ = ["main", "run_sweep", "compute_point", "pareto_flags", "matched_pairs", "vector_width_ratios",
            "code_version", "cache_key", "parse_grid", "Grid",
@@ -188,7 +191,9 @@ def compute_point(model_name: str, variant: Optional[str], size: Optional[tuple[
                   cfg: AcceleratorConfig, paper_comparable: bool = False) -> dict:
     """Simulate one configuration; the point's metrics (deterministic, JSON-ready, no ``pareto``).
     ``paper_comparable``: the MAC layers only, with memory no limit (``sim.run --ideal-memory --mac-only``)."""
-    res = simulate(_model(model_name, variant, size), cfg, mac_only=paper_comparable, ideal_memory=paper_comparable)
+    model = _model(model_name, variant, size)
+    require_dram_fit(model, cfg, mac_only=paper_comparable)
+    res = simulate(model, cfg, mac_only=paper_comparable, ideal_memory=paper_comparable)
     area = area_mm2(cfg)
     return {
         "config": cfg.name, "k0": cfg.k0, "c0": cfg.c0, "num_pe": cfg.num_pe,
@@ -208,7 +213,7 @@ def _task(model_name: str, variant: Optional[str], size: Optional[tuple[int, int
     try:
         point = compute_point(model_name, variant, size, cfg, paper_comparable)
         error = None
-    except MappingError as e:
+    except (MappingError, DramCapacityError) as e:
         point, error = None, " ".join(str(e).split())
     return {"config": cfg.name, "point": point, "error": error, "seconds": time.perf_counter() - t0,
             "code_version": _worker_version()}

@@ -338,3 +338,41 @@ def test_a_model_no_configuration_maps_is_refused_in_one_line(tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert code == 2 and "cannot map onto configuration tiny" in err and "softmax row" in err, err
     assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def _heavy_onnx(path: Path) -> Path:
+    """A 1x1 convolution of 1,100 channels to 1,100: 1.2 MB of int8 weights, more than 1 MiB of DRAM."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.full((1100, 1100, 1, 1), 0.001, np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[1, 1])], "heavy",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1100, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1100, 2, 2])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("tool", ["paths", "rdd"])
+def test_a_program_larger_than_the_dram_is_refused_in_one_line(tmp_path, capsys, tool):
+    """make paths and make rdd take make sim's configuration overrides, --dram-mib among them, and
+    refuse a network whose program does not fit the DRAM as make sim does (they accepted any)."""
+    from sim import paths, rdd
+
+    model = _heavy_onnx(tmp_path / "heavy.onnx")
+    (tmp_path / "acc.csv").write_text("model,path,accuracy\nheavy.onnx,full,0.5\n")
+    out = tmp_path / "out"
+    argv = ["--model", str(model), "--config", "tiny", "--accuracy", str(tmp_path / "acc.csv"), "--out", str(out),
+            "--quiet", "--dram-mib", "1"]
+    code = (paths.main(argv + ["--no-plot"]) if tool == "paths" else rdd.main(argv))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "bytes of DRAM configured (dram_mib = 1)" in err, err
+    assert len(err.splitlines()) == 1 and not out.exists()
+    # with 2 MiB it fits, and the run is of the overridden configuration
+    code = paths.main(argv[:-1] + ["2", "--dram-bytes-per-cycle", "16", "--no-plot"]) if tool == "paths" \
+        else rdd.main(argv[:-1] + ["2", "--dram-bytes-per-cycle", "16"])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads((out / ("paths.json" if tool == "paths" else "rdd.json")).read_text())
+    assert doc["config_params"]["dram_mib"] == 2 and doc["config_params"]["dram_bytes_per_cycle"] == 16

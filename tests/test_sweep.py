@@ -156,6 +156,16 @@ def test_unmappable_config_is_listed_not_fatal(dirs):
     assert doc["pareto_front"] == ["E"]
 
 
+def test_a_dram_too_small_for_the_program_is_not_a_point(dirs):
+    # SegFormer-B0's weights alone are 3.7 MB: 1 MiB of DRAM cannot hold its program (make sim refuses it)
+    small_dram = get_config("E").replace(name="small_dram", dram_mib=1)
+    doc = sweep.run_sweep("segformer_b0", None, (64, 64), [get_config("E"), small_dram], cache_dir=dirs[0],
+                          workers=1, log=lambda s: None)
+    assert [p["config"] for p in doc["points"]] == ["E"]
+    assert [u["config"] for u in doc["unmappable"]] == ["small_dram"]
+    assert "bytes of DRAM configured (dram_mib = 1)" in doc["unmappable"][0]["error"]
+
+
 def test_dask_matches_process_pool(tmp_path, dirs):
     import distributed
     pool_dirs = (tmp_path / "c1", tmp_path / "o1")
