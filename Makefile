@@ -43,11 +43,14 @@ GRID      ?=
 SCHEDULER ?=
 IMAGE     ?=
 SEED      ?=
+SEEDS     ?=
+CASES     ?=
+CASE      ?=
 JOBS      ?=
 # execution paths for make paths, separated by ';' (quoted here, so the shell leaves the ';' alone)
 PATHS     ?=
 
-.PHONY: help venv flops sim run paths rdd sweep onnx config test regress zoo-sweep cosim cosim-e cosim-bench bench verilog verilog-bench synth clean
+.PHONY: help venv flops sim run paths rdd sweep onnx config test regress zoo-sweep cosim fuzz cosim-e cosim-bench bench verilog verilog-bench synth clean
 
 help:
 	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [SIZE=HxW] [CHECK=1] [FUSION=0]   simulate a network"
@@ -65,6 +68,7 @@ help:
 	@echo "make regress                                                   the whole suite, slow tests included (the hardware regression)"
 	@echo "make zoo-sweep                                                 every zoo model mapped on every preset (about 30 CPU minutes)"
 	@echo "make cosim [WAVES=1]                                           Verilator/cocotb cosimulation tests, slow ones included"
+	@echo "make fuzz  CFG=tiny SEEDS=100-110 [CASES=1200] [CASE=seed:index]  simulator-vs-RTL differential fuzz campaign"
 	@echo "make cosim-e                                                   configuration E's Accelerator in Verilator on representative layers"
 	@echo "make cosim-bench                                               Verilator build time and cycles/s -> build/bench/cosim.json"
 	@echo "make bench                                                     benchmarks -> build/bench/*.json"
@@ -126,6 +130,11 @@ zoo-sweep: $(STAMP)
 
 cosim: $(STAMP)
 	$(PY) -m pytest -q $(XDIST) tests/cosim $(ARGS)
+
+# make fuzz runs on a test configuration: tiny unless CFG is given
+FUZZ_CFG = $(if $(filter command line environment,$(origin CFG)),$(CFG),tiny)
+fuzz: $(STAMP)
+	$(PY) tests/cosim/campaign.py --config=$(call q,$(FUZZ_CFG)) $(call opt,--seeds,$(SEEDS)) $(call opt,--cases,$(CASES)) $(call opt,--case,$(CASE)) $(call opt,--out,$(OUT)) $(ARGS)
 
 cosim-e: $(STAMP)
 	COSIM_E=1 $(PY) -m pytest -q -s tests/cosim/test_cosim_e.py $(ARGS)
