@@ -417,7 +417,8 @@ class StoreUnit(wiring.Component):
         m.d.comb += [epi.x.as_value().eq(self.st.y.as_value()), epi.start.eq(starts), epi.member.eq(member),
                      epi.valid.eq(delayed(m, beat & ep, WRITE_DELAY, "ep_valid")),
                      epi.phase.eq(delayed(m, phase, WRITE_DELAY, "ep_phase")),
-                     epi.pixel.eq(delayed(m, slot, WRITE_DELAY, "ep_pixel")), self.st.ep.eq(ep)]
+                     epi.pixel.eq(delayed(m, slot, WRITE_DELAY, "ep_pixel")),
+                     self.st.ep.eq(ep & busy)]      # not after the STORE: st.ep keeps the PEs' clocks and tables on
         for p in range(n):
             for j in range(k0):
                 lane = p * k0 + j
