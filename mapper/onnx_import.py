@@ -509,10 +509,16 @@ class _Importer:
 
     def fold_rows(self, target: str, lo: int, hi: int, s: float, readers: set, tensor: str) -> bool:
         """Scale rows ``lo:hi`` of layer ``target``'s weights and bias by ``s`` for ONNX value ``tensor``
-        (read by ``readers`` so far); False when an earlier attempt found other readers of them."""
+        (read by ``readers`` so far; a QDQ weight's scales, ``weight_q``); False when an earlier attempt
+        found other readers of them, or for a QDQ weight and a factor not above 0."""
         key = (target, lo, hi)
-        if key in self.refused:
-            return False
+        if key in self.refused or (target in self.weight_q and not s > 0):
+            return False                    # (a QDQ weight's int8 values keep their sign: a Mul layer)
+        if target in self.weight_q:         # the file's int8 values stay; their scales take the factor
+            wq, s_w = self.weight_q[target]
+            s_w = np.array(s_w, np.float64)
+            s_w[lo:hi] *= s
+            self.weight_q[target] = (wq, s_w)
         w = self.weights[target]
         w["weight"][lo:hi] *= np.float32(s)
         w["bias"][lo:hi] *= np.float32(s)

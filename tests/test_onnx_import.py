@@ -333,3 +333,40 @@ def test_refusals_name_what_is_unsupported_in_the_node():
     _refused(g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 8])], [out(y)]),
              "Sub of a constant and an activation (the constant first)")
     _refused(single_op("ArgMax", axis=1, select_last_index=1), "select_last_index=1")
+
+
+def _qdq_attention(scale: float):
+    """Tokens -> q and k (int8 weights behind DequantizeLinear), ``(q @ k^T) * scale`` -> Softmax."""
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(3)
+    n, c = 6, 8
+    inits, nodes = [numpy_helper.from_array(np.array(scale, np.float32), "sc")], []
+    for name in ("q", "k"):
+        inits += [numpy_helper.from_array(rng.integers(-127, 128, (c, c)).astype(np.int8), f"w{name}_q"),
+                  numpy_helper.from_array(np.array(0.01, np.float32), f"w{name}_s"),
+                  numpy_helper.from_array(np.array(0, np.int8), f"w{name}_z")]
+        nodes += [helper.make_node("DequantizeLinear", [f"w{name}_q", f"w{name}_s", f"w{name}_z"], [f"w{name}"]),
+                  helper.make_node("MatMul", ["tok", f"w{name}"], [name])]
+    nodes += [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+              helper.make_node("MatMul", ["q", "kt"], ["s"]), helper.make_node("Mul", ["s", "sc"], ["ss"]),
+              helper.make_node("Softmax", ["ss"], ["y"], axis=-1)]
+    graph = helper.make_graph(nodes, "qdq_attention", [helper.make_tensor_value_info("tok", TensorProto.FLOAT, [1, n, c])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n, n])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("scale", [0.25, -0.25])
+def test_a_scale_folded_into_qdq_weights_scales_their_int8_values_too(scale):
+    """``(q @ k^T) * s`` folds ``s`` into q's weights: a QDQ file's int8 weights must stand for the
+    folded values (their scales take ``s``), else the accelerator computes q ``1/s`` times too large
+    (a user's file: softmax rows flat).  A factor below 0 is a Mul layer (int8 values keep their sign)."""
+    proto = _qdq_attention(scale)
+    imp = import_onnx(proto, "qdq_attention")
+    assert imp.weight_q
+    for name, (wq, s_w) in imp.weight_q.items():
+        w = imp.weights[name]["weight"]
+        deq = wq.astype(np.float64) * np.asarray(s_w).reshape((-1,) + (1,) * (wq.ndim - 1))
+        np.testing.assert_allclose(deq, w if w.shape == deq.shape else w.T, rtol=1e-6, err_msg=name)
+    assert any(l.kind == "mul" for l in imp.model.layers) == (scale < 0)
+    assert _max_rel_error(proto, imp) <= RTOL
