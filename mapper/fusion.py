@@ -274,9 +274,14 @@ def is_class_map(layer: Layer, model: Model) -> bool:
     """Whether ``layer`` is the network's output that the accelerator writes as a class map: a
     bilinear upsampling of the class scores (``model.params["classes"]`` channels) to the input
     size that no other layer reads (segmentation; ``sim.accuracy.task_of``)."""
-    h, w, _ = model.input
-    return (isinstance(layer, Resize) and layer.mode == "bilinear" and layer.name in model.output_names
-            and layer.out_shape[:2] == (h, w) and model.params.get("classes") == layer.out_shape[2])
+    return (is_class_map_resize(layer, model.input[:2]) and layer.name in model.output_names
+            and model.params.get("classes") == layer.out_shape[2])
+
+
+def is_class_map_resize(layer: Layer, input_hw: tuple[int, int]) -> bool:
+    """Whether ``layer`` is a resize whose arg-max the accelerator writes as a class map: bilinear,
+    to the input size ``input_hw``."""
+    return isinstance(layer, Resize) and layer.mode == "bilinear" and tuple(layer.out_shape[:2]) == tuple(input_hw)
 
 
 def _grammar_ok(kinds: list[str]) -> bool:

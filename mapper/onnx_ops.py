@@ -15,6 +15,7 @@ import numpy as np
 from . import onnx_layout as L
 from .ir import (INPUT, Activation, Add, Concat, Conv2d, LayerNorm, Linear, MatMul, Mul, Pad, Pool, Resize, Roll,
                  Softmax, WindowPartition)
+from .fusion import is_class_map_resize
 from .onnx_layout import View
 
 __all__ = ["HANDLERS", "SUPPORTED_OPS", "VIEW_OPS", "NEVER_FOLD"]
@@ -975,6 +976,11 @@ def _argmax(imp, node) -> None:
     if not (isinstance(prod, Resize) and _nchw_full(v) and _axis(imp, a.get("axis", 0), 4) == 1):
         raise imp.fail("an arg-max other than over the channels (axis 1) of an NCHW resize; supported: a "
                        "segmentation network's class map")
+    h, w, _ = imp.sources[INPUT].shape
+    if not is_class_map_resize(prod, (h, w)):
+        raise imp.fail(f"an arg-max of a {prod.mode} resize to {prod.out_shape[0]}x{prod.out_shape[1]}; supported: "
+                       f"the class map of a segmentation network, the arg-max of a bilinear resize to the input "
+                       f"size ({h}x{w})")
     imp.class_maps[node.output[0]] = v.source
 
 

@@ -335,6 +335,20 @@ def test_refusals_name_what_is_unsupported_in_the_node():
     _refused(single_op("ArgMax", axis=1, select_last_index=1), "select_last_index=1")
 
 
+@pytest.mark.parametrize("mode, scales, needle", [("nearest", [1, 1, 2, 2], "a nearest resize to 16x16"),
+                                                  ("linear", [1, 1, 0.5, 0.5], "a bilinear resize to 4x4")])
+def test_an_arg_max_that_is_no_class_map_is_refused_not_dropped(mode, scales, needle):
+    """The accelerator writes a class map of a bilinear resize to the input size only; an arg-max of
+    another resize was imported, then dropped from the program (a user's run wrote an empty output)."""
+    g = Graph()
+    how = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"} if mode == "nearest" else {}
+    r = g.op("Resize", ["x", "", g.init("scales", np.array(scales, np.float32))], "", mode=mode, **how)
+    y = g.op("ArgMax", [r], "", axis=1, keepdims=0)
+    proto = g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5, 8, 8])],
+                    [helper.make_tensor_value_info(y, TensorProto.INT64, None)])
+    _refused(proto, needle, "bilinear resize to the input size (8x8)")
+
+
 def _qdq_attention(scale: float):
     """Tokens -> q and k (int8 weights behind DequantizeLinear), ``(q @ k^T) * scale`` -> Softmax."""
     from onnx import numpy_helper
