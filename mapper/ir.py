@@ -194,6 +194,8 @@ class Conv2d(_Base):
         if isinstance(self.kernel, int):
             object.__setattr__(self, "kernel", (self.kernel, self.kernel))
         _positive(self, "in_ch", "out_ch", "in_h", "in_w", "stride", "groups")
+        if self.padding < 0:
+            raise ValueError(f"{self.name}: padding must be at least 0, not {self.padding!r}")
         if self.in_ch % self.groups or self.out_ch % self.groups:
             raise ValueError(f"{self.name}: groups={self.groups} must divide in_ch={self.in_ch} "
                              f"and out_ch={self.out_ch}")
@@ -537,6 +539,8 @@ class Pool(_Base):
             _positive(self, "out_h", "out_w")
         else:
             _positive(self, "kernel", "stride")
+            if self.padding < 0:
+                raise ValueError(f"{self.name}: padding must be at least 0, not {self.padding!r}")
 
     def window_out(self, size: int) -> int:
         """Output extent along an axis of ``size`` (``max``/``avg``; PyTorch's ceil_mode rule)."""

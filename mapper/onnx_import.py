@@ -332,6 +332,7 @@ class _Importer:
     # -- the walk
     def run(self, name: str) -> Imported:
         self.nodes = list(self.graph.node)
+        self._check_single_definitions()
         self.consumers = _consumers(self.graph)
         self.done.update(_dead_nodes(self.graph))
         self._initializers()
@@ -353,6 +354,19 @@ class _Importer:
         weights = {k: v for k, v in self.weights.items() if k in {l.name for l in layers}}
         return Imported(model, weights, outputs, input_name, input_view, self.class_maps, self.act_scales,
                         {k: v for k, v in self.weight_q.items() if k in weights})
+
+    def _check_single_definitions(self) -> None:
+        """Every value defined once (ONNX's rule, which onnxruntime enforces): a node's output that an
+        earlier node, an initializer or a graph input already defines is refused."""
+        defined = {t.name for t in self.graph.initializer} | {i.name for i in self.graph.input}
+        for node in self.nodes:
+            for o in (o for o in node.output if o):
+                if o in defined:
+                    self.node = node
+                    raise self.fail(f"it defines {o!r}, which is already defined; supported: every value "
+                                    f"defined once")
+                defined.add(o)
+        self.node = None
 
     def _dispatch(self, node) -> None:
         if node.domain not in ("", "ai.onnx", CUSTOM_DOMAIN):

@@ -310,6 +310,9 @@ def _conv(imp, node) -> None:
     pad = _conv_padding(imp, a, w.shape[2:], (h, wd), stride)
     if w.shape[1] * groups != x.shape[1]:
         raise imp.fail(f"weights of shape {list(w.shape)} with group {groups} do not match {x.shape[1]} input channels")
+    if b is not None and b.shape != (w.shape[0],):
+        raise imp.fail(f"a bias of shape {list(b.shape)} for {w.shape[0]} output channels; supported: one value "
+                       f"per output channel")
     out, w, b = _fold_batchnorm(imp, node, w, b)
     out, relu = _fold_relu(imp, out)
     name = imp.layer_name(out)

@@ -384,3 +384,28 @@ def test_a_scale_folded_into_qdq_weights_scales_their_int8_values_too(scale):
         np.testing.assert_allclose(deq, w if w.shape == deq.shape else w.T, rtol=1e-6, err_msg=name)
     assert any(l.kind == "mul" for l in imp.model.layers) == (scale < 0)
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+def _conv_graph(pads=(0, 0, 0, 0), bias: int | None = None, twice: bool = False):
+    """A 3x3 convolution of 4 channels to 4 (a bias of ``bias`` values), its output ``y`` (defined
+    a second time by a Relu when ``twice``)."""
+    g = Graph()
+    inputs = ["x", g.init("w", np.full((4, 4, 3, 3), 0.1, np.float32))]
+    if bias is not None:
+        inputs.append(g.init("b", np.zeros(bias, np.float32)))
+    nodes = [helper.make_node("Conv", inputs, ["y"], kernel_shape=[3, 3], pads=list(pads))]
+    if twice:
+        nodes.append(helper.make_node("Relu", ["y"], ["y"]))
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], g.inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("proto, needles", [
+    (_conv_graph(pads=(-1, -1, -1, -1)), ("(Conv)", "padding must be at least 0, not -1")),
+    (_conv_graph(bias=7), ("(Conv)", "a bias of shape [7] for 4 output channels")),
+    (_conv_graph(twice=True), ("(Relu)", "it defines 'y', which is already defined"))])
+def test_a_malformed_file_is_refused_at_its_node(proto, needles):
+    """Files onnxruntime refuses (negative padding, a bias of the wrong length, a value defined twice)
+    were imported: timed as if valid, then a numpy error in make run."""
+    _refused(proto, *needles)
