@@ -172,9 +172,12 @@ class AcceleratorConfig:
             raise ValueError(f"global_buf_bytes ({self.global_buf_bytes}) must be a multiple of C0 = {self.c0}")
         if self.param_depth < 4 * self.k0:
             raise ValueError(f"param_depth ({self.param_depth}) must be at least 4 x K0 = {4 * self.k0}")
-        for field in ("weight_rows", "input_rows", "accum_depth"):
-            if getattr(self, field) < 4:
-                raise ValueError(f"{field} = {getattr(self, field)} is too small to hold any tile (need >= 4)")
+        # each buffer holds at least 4 rows: (field, rows it holds, bytes a row)
+        for field, rows, row_bytes in (("weight_buf_bytes", self.weight_rows, self.k0 * self.c0),
+                                       ("input_buf_bytes", self.input_rows, self.c0), ("accum_depth", self.accum_depth, 0)):
+            if rows < 4:
+                need = f"at least {4 * row_bytes} (4 rows of {row_bytes} bytes)" if row_bytes else "at least 4"
+                raise ValueError(f"{field} ({getattr(self, field)}) is too small to hold any tile: {need}")
         self._check_addressable()
 
     def _check_addressable(self) -> None:

@@ -45,6 +45,9 @@ def test_base_aliases_and_default_name(tmp_path):
     ('base = "tiny"\nvector_lanes_per_pe = 1000000\n', ["vector_lanes_per_pe must be at most 1024", "1000000"]),
     ('base = "E"\nk0 = "wide"\n', ["key 'k0' must be an integer", "'wide'"]),
     ('base = "E"\nweight_buf_bytes = 1000\n', ["weight_buf_bytes (1000) must be a multiple"]),
+    # the key the user wrote and the bytes it needs, not a derived count of rows
+    ('base = "E"\nweight_buf_bytes = 2048\n', ["weight_buf_bytes (2048) is too small", "at least 4096"]),
+    ('base = "E"\ninput_buf_bytes = 32\n', ["input_buf_bytes (32) is too small", "at least 128"]),
     ('base = "Q"\n', ["key 'base' must name a preset", "'Q'"]),
     ('num_pe = 4\n', ["key 'k0' is required without a 'base'"]),
     ('base = "E"\nweight_kib = 64\nweight_buf_bytes = 65536\n', ["'weight_buf_bytes' sets weight_buf_bytes",
