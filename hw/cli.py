@@ -62,8 +62,31 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
     def parse_known_args(self, args=None, namespace=None):
-        args = list(sys.argv[1:] if args is None else args)
-        return super().parse_known_args(self._join_dash_values(args), namespace)
+        args = self._join_dash_values(list(sys.argv[1:] if args is None else args))
+        self._refuse_repeats(args)
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_repeats(self, args: list[str]) -> None:
+        """An option that takes one value, given twice (``make sim CFG=E ARGS="--config tiny"``): argparse
+        would keep the last silently."""
+        single = [a for a in self._actions if a.option_strings and a.nargs is None
+                  and type(a) is argparse._StoreAction]
+        given: dict = {}
+        for i, arg in enumerate(args):
+            if arg == "--":
+                break
+            name, eq, value = arg.partition("=")
+            if not name.startswith("--"):
+                continue
+            matches = [a for a in single if name in a.option_strings] or \
+                [a for a in single if any(o.startswith(name) for o in a.option_strings)]
+            if len(matches) == 1:
+                value = value if eq else (args[i + 1] if i + 1 < len(args) else "")
+                given.setdefault(matches[0].option_strings[0], []).append(repr(value))
+        for option, values in given.items():
+            if len(values) > 1:
+                self.error(f"{option} given {len(values)} times ({', '.join(values)}); give it once (a make "
+                           f"variable and ARGS may both set it)")
 
     def _join_dash_values(self, args: list[str]) -> list[str]:
         takes_value = {s for a in self._actions if a.nargs is None and a.option_strings

@@ -296,3 +296,20 @@ def test_a_mistyped_model_gets_a_suggestion():
     with pytest.raises(KeyError) as e:
         check_model("xyz")
     assert "did you mean" not in str(e.value)
+
+
+def test_an_option_given_twice_is_refused_not_overridden(capsys):
+    """``make sim CFG=E ARGS="--config tiny"`` ran tiny: argparse keeps the last value silently."""
+    from hw.cli import OneLineParser
+
+    p = OneLineParser(prog="tool")
+    p.add_argument("--config")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--dump", action="append")
+    assert p.parse_args(["--config=E", "--quiet", "--quiet", "--dump", "a", "--dump", "b"]).dump == ["a", "b"]
+    for argv in (["--config=E", "--config", "tiny"], ["--config", "E", "--conf=tiny"]):
+        with pytest.raises(SystemExit) as info:
+            p.parse_args(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.count("\n") == 1
+        assert "--config given 2 times ('E', 'tiny'); give it once" in err, err
