@@ -78,8 +78,11 @@ class OneLineParser(argparse.ArgumentParser):
             name, eq, value = arg.partition("=")
             if not name.startswith("--"):
                 continue
-            matches = [a for a in single if name in a.option_strings] or \
-                [a for a in single if any(o.startswith(name) for o in a.option_strings)]
+            if name in self._option_string_actions:      # exact (an abbreviation only if none is)
+                matches = [a for a in single if name in a.option_strings]
+            else:
+                matches = [a for a in self._actions if any(o.startswith(name) for o in a.option_strings)]
+                matches = matches if len(matches) == 1 and matches[0] in single else []
             if len(matches) == 1:
                 value = value if eq else (args[i + 1] if i + 1 < len(args) else "")
                 given.setdefault(matches[0].option_strings[0], []).append(repr(value))

@@ -306,7 +306,9 @@ def test_an_option_given_twice_is_refused_not_overridden(capsys):
     p.add_argument("--config")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--dump", action="append")
-    assert p.parse_args(["--config=E", "--quiet", "--quiet", "--dump", "a", "--dump", "b"]).dump == ["a", "b"]
+    p.add_argument("--dumps")           # "--dump" is an option of its own, no abbreviation of this one
+    assert p.parse_args(["--config=E", "--quiet", "--quiet", "--dump", "a", "--dump", "b", "--dumps", "c"]).dump \
+        == ["a", "b"]
     for argv in (["--config=E", "--config", "tiny"], ["--config", "E", "--conf=tiny"]):
         with pytest.raises(SystemExit) as info:
             p.parse_args(argv)

@@ -12,12 +12,16 @@ A line per seed on stderr (its tally and time); at the end ``campaign.json`` in
 disagreement (seed, index, case, what the case does, the expected outcome and the RTL's), each
 replayable alone with ``make fuzz CFG=<config> CASE=<seed>:<index>:<mutation>`` (``--case``,
 repeatable).
-Exit status 0 when every case agreed, 1 when one did not, 2 on bad input (one line, nothing
+Exit status 0 when every case agreed, 1 when one did not (or a run failed), 2 on bad input (one line, nothing
 written).  Schema::
 
     {"config", "cases_per_seed", "seeds": [{"seed", "cases", "outcomes", "disagreements", "wall_s"}],
      "replayed": [{"seed", "index", "mutation"}], "disagreements": [{"seed", "index", "case", "description",
-     "expected", "expected_index", "rtl_error", "rtl_pc", "rtl_cycles", "replay"}], "wall_s"}
+     "expected", "expected_index", "rtl_error", "rtl_pc", "rtl_cycles", "replay"}],
+     "failed_runs": [{"seed", "error"}], "wall_s"}
+
+A run that fails other than by a disagreeing case (a crash, a timeout: no tally) is listed under
+``failed_runs`` and the campaign goes on to the next seed.
 """
 
 from __future__ import annotations
@@ -132,14 +136,21 @@ def _disagreements(config: str, records: list[dict]) -> list[dict]:
     return out
 
 
-def _run_one(config: str, seed: int, count: int, cases: list[dict]) -> tuple[list[dict], float]:
-    """The fuzz_case records of one seed's run (or of ``cases`` replayed); its wall time."""
-    from cosim.test_cosim_accelerator import run_accelerator
+def _run_one(config: str, seed: int, count: int, cases: list[dict]) -> tuple[list[dict], float, str]:
+    """The records of one seed's run (or of ``cases`` replayed), its wall time, and why it failed
+    other than by disagreeing cases ("" if it did not: a crash or a timeout leaves no tally)."""
+    from cosim.runner import CosimFailure
+    from cosim.test_cosim_accelerator import run_accelerator, run_records
 
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):            # the build's and run's log lines
-        _, records = run_accelerator(config, seed=seed, fuzz=count, fuzz_cases=cases)
-    return records, time.perf_counter() - t0
+    try:
+        with contextlib.redirect_stdout(sys.stderr):        # the build's and run's log lines
+            _, records = run_accelerator(config, seed=seed, fuzz=count, fuzz_cases=cases)
+    except CosimFailure as e:                                # a disagreeing case fails the cocotb test
+        records = run_records(e.run_dir) if e.run_dir is not None else []
+        if not any(r["kind"] == "fuzz" for r in records):
+            return records, time.perf_counter() - t0, str(e).splitlines()[0]
+    return records, time.perf_counter() - t0, ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,11 +164,15 @@ def main(argv: list[str] | None = None) -> int:
         return fail(parser.prog, e)
     t0 = time.perf_counter()
     doc = {"config": args.config, "cases_per_seed": args.cases if seeds else 0, "seeds": [],
-           "replayed": replays, "disagreements": []}
+           "replayed": replays, "disagreements": [], "failed_runs": []}
     with stage:
         runs = [(s, args.cases, []) for s in seeds] + ([(replays[0]["seed"], 0, replays)] if replays else [])
         for i, (seed, count, cases) in enumerate(runs, 1):
-            records, wall = _run_one(args.config, seed, count, cases)
+            records, wall, broke = _run_one(args.config, seed, count, cases)
+            if broke:
+                doc["failed_runs"].append({"seed": seed, "error": broke})
+                print(f"[{i}/{len(runs)}] seed {seed}: the run failed: {broke}", file=sys.stderr, flush=True)
+                continue
             summary = next(r for r in records if r["kind"] == "fuzz")
             found = _disagreements(args.config, records)
             doc["disagreements"] += found
@@ -175,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     for d in doc["disagreements"][:10]:
         print(f"  {d['case']} seed {d['seed']} ({d['description']}): expected {d['expected']}, RTL "
               f"{d['rtl_error'] or 'done'} at instruction {d['rtl_pc']}; {d['replay']}")
-    return 1 if doc["disagreements"] else 0
+    for f in doc["failed_runs"]:
+        print(f"  seed {f['seed']}: the run failed: {f['error']}")
+    return 1 if doc["disagreements"] or doc["failed_runs"] else 0
 
 
 if __name__ == "__main__":

@@ -166,7 +166,10 @@ def _children_cpu_s() -> float:
 
 
 class CosimFailure(AssertionError):
-    """A cosimulation did not pass: failed cocotb tests, a crash, or a timeout."""
+    """A cosimulation did not pass: failed cocotb tests, a crash, or a timeout.  ``run_dir``: the
+    run's directory (what the testbench wrote there), once the run has begun."""
+
+    run_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -407,7 +410,11 @@ def build_and_run(verilog_text: str, toplevel: str, test_module: str, *,
     run_dir, results_xml, sim_log, run_s, run_cpu_s, exit_problem, timed_out = _run(
         runner, plan, test_module, params_json, waves, timeout_s, testcase, sim_prefix)
     where = f"{test_module} on {toplevel}"
-    tests = _verdict(where, results_xml, sim_log, run_s >= timeout_s or timed_out, timeout_s, exit_problem)
+    try:
+        tests = _verdict(where, results_xml, sim_log, run_s >= timeout_s or timed_out, timeout_s, exit_problem)
+    except CosimFailure as e:
+        e.run_dir = run_dir
+        raise
     wave_file = run_dir / f"dump.{plan.wave_format}"
     return CosimResult(build_dir=plan.build_dir, run_dir=run_dir, results_xml=results_xml,
                        cached=cached, build_s=build_s, run_s=run_s, run_cpu_s=round(run_cpu_s, 3),
