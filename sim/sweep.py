@@ -815,7 +815,7 @@ def _parse_grid_args(args) -> Optional[Grid]:
     try:
         base = load_config(args.base)
     except ConfigError as e:
-        raise UsageError(f"bad --base: {e}") from None
+        raise UsageError(f"bad --base (make sweep: CFG=): {e}") from None
     return parse_grid(args.grid, base)
 
 

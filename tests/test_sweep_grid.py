@@ -72,6 +72,17 @@ def test_grid_and_configs_exclude_each_other(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_bad_base_names_the_make_variable_that_sets_it(tmp_path, capsys):
+    """``make sweep CFG=bad.toml GRID=...`` reached the user as "bad --base", an option they never typed."""
+    (tmp_path / "bad.toml").write_text('base = "E"\nnum_pes = 8\n')
+    argv = ["--model", "segformer_b0", "--grid", "num_pe=8", "--base", str(tmp_path / "bad.toml"),
+            "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]
+    assert sweep.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "bad --base (make sweep: CFG=)" in err and "unknown key 'num_pes'" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
 def _sweep(model: Path, tmp_path: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "sim.sweep", "--model", str(model), "--grid", GRID,
                              "--workers", "1", "--no-plot", "--cache", str(tmp_path / "cache"),
