@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, fail, file_tag, run_main, short_hash
+from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main, short_hash
 from hw.config import AcceleratorConfig
 from mapper.ir import Model
 from mapper.lower import MappingError
@@ -277,9 +277,7 @@ def simulate_paths(jobs: list[tuple[str, Model]], cfg: AcceleratorConfig, accura
         desc = f"path {i}/{len(jobs)} {model_name}:{model.variant}"
         if not quiet:
             print(f"  simulating {desc}", file=sys.stderr, flush=True)
-        with StageTicker(f"  {desc}", enabled=not quiet) as ticker:
-            ticker.stage("checking that its program fits the DRAM (mapping the layers)")
-            require_dram_fit(model, cfg, mac_only=mac_only)
+        require_dram_fit(model, cfg, mac_only=mac_only, announce=None if quiet else f"  {desc}")
         weights = layer_weights(model)
         bar = Progress(desc, len(model.layers), total_weight=sum(weights.values()), enabled=not quiet)
 

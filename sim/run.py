@@ -356,9 +356,8 @@ def _band_chains_line(chains: list) -> str:
 def _dram_too_small(args, model: Model, cfg: AcceleratorConfig) -> str:
     """Why the network's DRAM image does not fit ``dram_mib`` (empty if it does)."""
     try:
-        with StageTicker(f"{model.name} on {cfg.name}", enabled=not args.quiet) as ticker:
-            ticker.stage("checking that its program fits the DRAM (mapping the layers)")
-            require_dram_fit(model, cfg, fuse=not args.no_fusion, mac_only=args.mac_only)
+        require_dram_fit(model, cfg, fuse=not args.no_fusion, mac_only=args.mac_only,
+                         announce=None if args.quiet else f"{model.name} on {cfg.name}")
     except DramCapacityError as e:
         return str(e)
     return ""

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from hw.cli import StageTicker
 from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
 from hw.isa import Op, VecOp
 from hw.timing import RUN_OVERHEAD, schedule, occupancy_and_latency, vec_lane_floor, vec_row_cycles
@@ -284,19 +285,23 @@ def mapping_refusal(config_name: str, error: BaseException) -> str:
     return f"cannot map onto configuration {config_name}: {error}"
 
 
-def require_dram_fit(model: Model, cfg: AcceleratorConfig, *, fuse: bool = True, mac_only: bool = False) -> None:
+def require_dram_fit(model: Model, cfg: AcceleratorConfig, *, fuse: bool = True, mac_only: bool = False,
+                     announce: Optional[str] = None) -> None:
     """``mapper.program.DramCapacityError`` if the program of ``model`` on ``cfg`` does not fit its
     DRAM (``dram_mib``).  It maps every layer (seconds for SegFormer-B2 on E, minutes for a large
-    network on a small configuration; a simulation after it finds the mappings cached).  A
+    network on a small configuration; a simulation after it finds the mappings cached), so with
+    ``announce`` it says so on stderr under that name while it runs (``hw.cli.StageTicker``).  A
     MAC-only timing, or a network that is timed but cannot execute, has no image to check."""
     if mac_only:
         return
-    try:
-        dram_footprint(model, cfg, fuse=fuse)
-    except DramCapacityError:
-        raise
-    except (ProgramError, MappingError):     # the simulation reports what it cannot map or run
-        pass
+    with StageTicker(announce or "", enabled=announce is not None) as ticker:
+        ticker.stage("checking that its program fits the DRAM (mapping the layers)")
+        try:
+            dram_footprint(model, cfg, fuse=fuse)
+        except DramCapacityError:
+            raise
+        except (ProgramError, MappingError):     # the simulation reports what it cannot map or run
+            pass
 
 
 def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callable[[str], None]] = None,
