@@ -16,12 +16,14 @@ OVERRIDES = (
     ("dram_latency", "dram_latency", 1, "DRAM latency in cycles"),
     ("clock_ghz", "clock_ghz", 1, "clock for times, 0.01 to 20 GHz"),
     ("global_buf_kib", "global_buf_bytes", 1024, "global buffer capacity in KiB"),
+    ("gb_bus_bytes_per_cycle", "gb_bus_bytes_per_cycle", 1,
+     "global-buffer-to-PE bus and global-buffer write port in bytes per cycle (0: 4 x C0, at least the DRAM rate)"),
     ("dram_mib", "dram_mib", 1, "DRAM capacity in MiB (default: the configuration's); the program's image must fit it"),
 )
 
 
 def add_override_options(p: argparse.ArgumentParser) -> None:
-    """``--dram-bytes-per-cycle`` ... ``--dram-mib`` on ``p``."""
+    """``--dram-bytes-per-cycle`` ... ``--dram-mib`` (``OVERRIDES``) on ``p``."""
     for option, field, _, text in OVERRIDES:
         kind = float if field == "clock_ghz" else int
         p.add_argument(f"--{option.replace('_', '-')}", type=kind, default=None, help=text)

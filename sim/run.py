@@ -162,7 +162,8 @@ def assumptions_line(cfg: AcceleratorConfig) -> str:
     # four significant digits, not one decimal: 1 B/cycle at 0.01 GHz is 0.01 GB/s, not 0.0
     return (f"assumptions: DRAM {cfg.dram_bytes_per_cycle} B/cycle "
             f"({cfg.dram_bytes_per_cycle * cfg.clock_ghz:.4g} GB/s), DRAM latency {cfg.dram_latency} cycles, "
-            f"clock {cfg.clock_ghz:g} GHz, global buffer {cfg.global_buf_bytes // 1024} KiB")
+            f"clock {cfg.clock_ghz:g} GHz, global buffer {cfg.global_buf_bytes // 1024} KiB "
+            f"on a {cfg.gb_bus_bytes} B/cycle bus")
 
 
 def format_table(doc: dict) -> str:
