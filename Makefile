@@ -1,7 +1,7 @@
 # Every target bootstraps the project virtual environment (.venv) on first use.
 # Variables: MODEL (a zoo name or a .onnx file), VARIANT, SIZE (HxW), CFG (a preset or a .toml file),
 # CHECK=1, FUSION=0 (make sim: layer by layer, --no-fusion), OUT (output folder), FORMAT (plots: png, pdf, svg), GRID (sweep), IMAGE (make run), SEED (make run, CHECK=1),
-# ARGS (extra CLI options).
+# ARGS (extra CLI options); which target takes which: the table TAKES.<target> below.
 
 PYTHON_BOOT ?= python3
 # One BLAS thread per process: the simulators run many small products, which threads only slow
@@ -50,6 +50,52 @@ JOBS      ?=
 # execution paths for make paths, separated by ';' (quoted here, so the shell leaves the ';' alone)
 PATHS     ?=
 
+# The variables each target takes.  One given on make's command line to a target that does not
+# take it is refused (a user would believe it took effect); make's own, a user's others, the
+# environment's and PYTHON_BOOT (the Python that makes .venv, for any target) are left alone.
+TAKES.help          :=
+TAKES.venv          :=
+TAKES.clean         :=
+TAKES.sim           := MODEL VARIANT SIZE CFG CHECK FUSION SEED OUT FORMAT ARGS
+TAKES.run           := MODEL VARIANT SIZE CFG CHECK IMAGE SEED OUT ARGS
+TAKES.flops         := MODEL VARIANT SIZE OUT ARGS
+TAKES.paths         := MODEL CFG ACCURACY PATHS OUT FORMAT ARGS
+TAKES.rdd           := MODEL CFG BUDGETS ACCURACY OUT ARGS
+TAKES.sweep         := MODEL VARIANT SIZE CFGS GRID CFG SCHEDULER OUT FORMAT ARGS
+TAKES.onnx          := MODEL VARIANT SIZE SEED OUT ARGS
+TAKES.config        := CFG OUT ARGS
+TAKES.verilog       := CFG OUT ARGS
+TAKES.synth         := CFG JOBS OUT ARGS
+TAKES.verilog-bench := ARGS
+TAKES.zoo-sweep     := ARGS
+# the tests read SEED (tests/test_functional.py's random cases) and WAVES (Verilator waveforms)
+# from the environment, where make puts its command line's variables
+TAKES.test          := SEED WAVES ARGS
+TAKES.regress       := SEED WAVES ARGS
+TAKES.cosim         := WAVES ARGS
+TAKES.cosim-e       := WAVES ARGS
+TAKES.cosim-bench   := WAVES ARGS
+TAKES.bench         := WAVES ARGS
+TAKES.fuzz          := CFG SEEDS CASES CASE OUT WAVES ARGS
+# Why a target takes no variable that a user may well expect it to (appended to the refusal)
+WHY.paths.SIZE    = it simulates every path at the model's own input size, where its accuracies were measured (time one size with make sim SIZE=HxW)
+WHY.rdd.SIZE      = $(WHY.paths.SIZE)
+WHY.paths.VARIANT = it runs every path of the model (choose paths with PATHS='$(VARIANT)')
+WHY.rdd.VARIANT   = it runs every path of the model
+WHY.run.FUSION    = it always fuses (its outputs are the same either way); FUSION is make sim's
+
+comma := ,
+empty :=
+space := $(empty) $(empty)
+CHECKED_VARS := $(sort $(foreach t,$(filter TAKES.%,$(.VARIABLES)),$(value $(t))))
+# make with no goal runs help
+GOALS := $(or $(MAKECMDGOALS),help)
+# $(call takes_no,target,VAR): the one-line refusal (make exits with status 2)
+takes_no = $(error make $(1) takes no $(2) (not '$($(2))')$(if $(WHY.$(1).$(2)),: $(WHY.$(1).$(2))); $(if $(TAKES.$(1)),its variables are $(subst $(space),$(comma)$(space),$(strip $(TAKES.$(1)))),it has no variables))
+# an empty value (CHECK=) asks for nothing, so it is no mistake
+given = $(and $(filter command line,$(origin $(1))),$(strip $($(1))))
+$(foreach g,$(GOALS),$(if $(filter-out undefined,$(origin TAKES.$(g))),$(foreach v,$(filter-out $(TAKES.$(g)),$(CHECKED_VARS)),$(if $(call given,$(v)),$(call takes_no,$(g),$(v))))))
+
 .PHONY: help venv flops sim run paths rdd sweep onnx config test regress zoo-sweep cosim fuzz cosim-e cosim-bench bench verilog verilog-bench synth clean
 
 help:
@@ -93,18 +139,13 @@ sim: $(STAMP)
 
 run: $(STAMP)
 	$(if $(filter-out 1,$(strip $(CHECK))),$(error make run always checks every tensor; CHECK must be empty or 1, not '$(CHECK)'))
-	$(if $(strip $(FUSION)),$(error make run always fuses (its outputs are the same either way); FUSION is make sim's, not make run's: leave out FUSION='$(FUSION)'))
 	$(PY) -m sim.infer $(MODEL_ARGS) --config=$(call q,$(CFG)) $(call opt,--image,$(IMAGE)) $(call opt,--seed,$(SEED)) $(call opt,--out,$(OUT)) $(ARGS)
 
-# make paths and make rdd take every path of a model at the model's own input size, the one its
-# accuracies were measured at: a SIZE or VARIANT would be ignored, so either is refused
-PATHS_ONLY = $(if $(strip $(SIZE)),$(error make $@ simulates every path at the model's own input size, where its accuracies were measured, so it takes no SIZE (not '$(SIZE)'); time one size with make sim SIZE=HxW))$(if $(strip $(VARIANT)),$(error make $@ takes every path of the model, so it takes no VARIANT (not '$(VARIANT)')$(if $(filter paths,$@),; choose paths with PATHS='$(VARIANT)')))
-
 paths: $(STAMP)
-	$(PATHS_ONLY)$(PY) -m sim.paths $(MODELS_ARGS) --config=$(call q,$(CFG)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--paths,$(PATHS)) $(OUT_ARGS) $(ARGS)
+	$(PY) -m sim.paths $(MODELS_ARGS) --config=$(call q,$(CFG)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--paths,$(PATHS)) $(OUT_ARGS) $(ARGS)
 
 rdd: $(STAMP)
-	$(PATHS_ONLY)$(PY) -m sim.rdd $(MODELS_ARGS) --config=$(call q,$(CFG)) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--out,$(OUT)) $(ARGS)
+	$(PY) -m sim.rdd $(MODELS_ARGS) --config=$(call q,$(CFG)) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--out,$(OUT)) $(ARGS)
 
 sweep: $(STAMP)
 	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(if $(GRID),--grid=$(call q,$(GRID)) --base=$(call q,$(CFG))) $(call opt,--scheduler,$(SCHEDULER)) $(OUT_ARGS) $(ARGS)

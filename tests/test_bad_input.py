@@ -5,6 +5,7 @@ no file changed.  The rows of the issue "Results users can trust and show" and o
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from mapper.flops import smallest_size
 from mapper.ir import Conv2d, Linear
 from mapper.lower import MappingError, _insn, map_layer
 from mapper.workloads import build_model
-from sub_make import run_make
+from sub_make import PARENT_MAKE, run_make
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
@@ -235,9 +236,54 @@ def test_a_seed_without_check_is_refused(tmp_path):
 def test_make_run_refuses_fusion():
     """FUSION is make sim's; make run would silently ignore it."""
     r = _make("run", "FUSION=0")
-    assert_refused(r, "FUSION is make sim's", "FUSION='0'")
+    assert_refused(r, "make run takes no FUSION (not '0')", "FUSION is make sim's")
     assert "-m sim.infer" not in r.stdout
     assert "-m sim.infer" in _make("run", "FUSION=").stdout
+
+
+def _takes() -> dict[str, list[str]]:
+    """The Makefile's table: target -> the variables it takes."""
+    text = (REPO / "Makefile").read_text()
+    return {t: v.split() for t, v in re.findall(r"^TAKES\.(\S+)\s*:=(.*)$", text, re.M)}
+
+
+def test_every_target_of_make_help_is_in_the_table_of_variables():
+    lines = run_make(["--no-print-directory", "-C", str(REPO), "help"], timeout=60).stdout.splitlines()
+    targets = {line.split()[1] for line in lines if line.startswith("make ")}
+    assert targets and targets <= set(_takes()), targets - set(_takes())
+
+
+@pytest.mark.parametrize("target, var, value", [("run", "FORMAT", "pdf"), ("sim", "IMAGE", "x.npy"),
+                                                ("paths", "CHECK", "1"), ("config", "MODEL", "resnet50"),
+                                                ("test", "CFG", "tiny"), ("cosim", "SEED", "3")])
+def test_a_variable_the_target_does_not_take_is_refused(target, var, value):
+    """``make run FORMAT=pdf`` ran without a word about FORMAT: the user believed it took effect."""
+    r = _make(target, f"{var}={value}")
+    line = assert_refused(r, f"make {target} takes no {var} (not '{value}')", "its variables are ")
+    assert ", ".join(_takes()[target]) in line
+    assert r.stdout == ""
+
+
+def test_every_target_takes_its_own_variables_and_refuses_the_others():
+    """From the one table: each variable some target takes, given to every target of the table."""
+    takes = _takes()
+    checked = sorted({v for vs in takes.values() for v in vs})
+    for target, own in takes.items():
+        other = next(v for v in checked if v not in own)
+        assert_refused(_make(target, f"{other}=1"), f"make {target} takes no {other} (not '1')")
+        if own:
+            r = _make(target, *(f"{v}=1" for v in own))
+            assert "takes no" not in r.stderr, r.stderr
+
+
+def test_only_the_command_line_is_checked():
+    """An empty value, the environment's, make's own and a user's other variables pass."""
+    assert _make("run", "FORMAT=").returncode == 0
+    assert _make("run", "V=1", "MAKE_TERMOUT=1").returncode == 0
+    env = {k: v for k, v in os.environ.items() if k not in PARENT_MAKE}
+    r = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(REPO), "run"], env=dict(env, FORMAT="pdf"),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "-m sim.infer" in r.stdout, r.stderr
 
 
 @pytest.mark.parametrize("model, size, layer", [("segformer_b0", "100000x100000", "stage0.patch_embed"),
