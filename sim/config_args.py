@@ -29,6 +29,22 @@ def add_override_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{option.replace('_', '-')}", type=kind, default=None, help=text)
 
 
+class _SetByGrid(argparse.Action):
+    """An override option given to a sweep, which sets configuration fields by its grid instead."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        point = f"{self.dest}={value}"
+        parser.error(f"{option_string} {value}: a sweep sets configuration fields by its grid: "
+                     f"GRID=\"{point}\" (--grid '{point}'), over CFG= (--base)")
+
+
+def add_grid_pointers(p: argparse.ArgumentParser) -> None:
+    """The override options on a sweep's parser, each refused with the grid that sets its field
+    (argparse would call them unrecognized)."""
+    for option, *_ in OVERRIDES:
+        p.add_argument(f"--{option.replace('_', '-')}", dest=option, action=_SetByGrid, help=argparse.SUPPRESS)
+
+
 def _overrides(args) -> dict:
     """Configuration fields the options override."""
     return {field: getattr(args, option) * scale for option, field, scale, _ in OVERRIDES

@@ -101,6 +101,7 @@ from mapper.workloads import build_model
 
 from . import plots
 from .area import area_mm2, extrapolation
+from .config_args import add_grid_pointers
 from .outputs import config_tag, parse_formats, run_name
 from .simulator import require_dram_fit, simulate
 
@@ -710,6 +711,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--paper-comparable", action="store_true",
                    help="time and energy of the MAC layers only, with memory no limit, as the paper reports "
                         "them (sim.run --ideal-memory --mac-only); its own cache entries and output folder")
+    add_grid_pointers(p)
     return p
 
 

@@ -83,6 +83,21 @@ def test_a_bad_base_names_the_make_variable_that_sets_it(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
 
 
+@pytest.mark.parametrize("option, value", [("dram_mib", "8"), ("global_buf_kib", "512"), ("clock_ghz", "1.5"),
+                                           ("dram_latency", "200"), ("dram_bytes_per_cycle", "64")])
+def test_an_override_option_points_to_the_grid(tmp_path, capsys, option, value):
+    """``make sweep ARGS="--dram-mib 8"`` was an unrecognized option; a sweep sets fields by its grid."""
+    argv = ["--model", "segformer_b0", f"--{option.replace('_', '-')}", value, "--out", str(tmp_path / "o"),
+            "--cache", str(tmp_path / "c")]
+    with pytest.raises(SystemExit) as info:
+        sweep.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1, err
+    assert f'GRID="{option}={value}"' in err and "CFG=" in err, err
+    assert sweep.parse_grid(f"{option}={value}", get_config("E")).configs     # the grid it names works
+    assert not list(tmp_path.iterdir())
+
+
 def _sweep(model: Path, tmp_path: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "sim.sweep", "--model", str(model), "--grid", GRID,
                              "--workers", "1", "--no-plot", "--cache", str(tmp_path / "cache"),
