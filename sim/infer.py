@@ -140,9 +140,8 @@ def _read_npy(path: Path) -> np.ndarray:
     try:
         a = np.load(path, allow_pickle=False)
     except ValueError as e:
-        # numpy's own advice (to unpickle) is not for a user who meant to give an array
-        why = "it is no .npy or .npz file" if "pickle" in str(e) else str(e)
-        raise UsageError(f"image {str(path)!r} is no readable .npy array ({why}); give {IMAGE_FORMS}") from None
+        raise UsageError(f"image {str(path)!r} is no readable .npy array ({_why_not_npy(path, e)}); "
+                         f"give {IMAGE_FORMS}") from None
     except (OSError, EOFError) as e:
         raise UsageError(f"image {str(path)!r} is no readable .npy array ({e}); give {IMAGE_FORMS}") from None
     if not isinstance(a, np.ndarray) or a.ndim != 3 or a.shape[2] != 3 or 0 in a.shape:
@@ -153,6 +152,17 @@ def _read_npy(path: Path) -> np.ndarray:
     if a.dtype.kind != "f":
         raise UsageError(f"image {str(path)!r} holds {a.dtype} values; give {IMAGE_FORMS}")
     return _float_rgb(path, a)
+
+
+def _why_not_npy(path: Path, e: ValueError) -> str:
+    """Why numpy refused ``path``, without its advice to unpickle it (not for a user who meant to
+    give an array): numpy takes a file that is no .npy or .npz for a pickle."""
+    if "pickle" not in str(e):
+        return str(e)
+    with open(path, "rb") as f:
+        npy = f.read(6) == b"\x93NUMPY"
+    return ("it holds Python objects (dtype object), stored pickled, which are never unpickled: "
+            "unpickling can run code" if npy else "it is no .npy or .npz file")
 
 
 def _float_rgb(path: Path, a: np.ndarray) -> np.ndarray:

@@ -191,6 +191,7 @@ BAD = [
     (["--image", "{tmp}/ints.npy"], "holds int32 values"),
     (["--image", "{tmp}/nan.npy"], "NaN or infinite"),
     (["--image", "{tmp}/png_named.npy"], "is no readable .npy array (it is no .npy or .npz file)"),
+    (["--image", "{tmp}/objects.npy"], "is no readable .npy array (it holds Python objects (dtype object), stored pickled"),
     (["--model", "nope"], "unknown model 'nope'"),
     (["--config", "Q"], "unknown configuration 'Q'"),
     (["--size", "32"], "bad --size '32'"),
@@ -212,6 +213,7 @@ def bad_files(tmp_path_factory):
     np.save(tmp / "ints.npy", np.zeros((8, 8, 3), np.int32))
     np.save(tmp / "nan.npy", np.full((8, 8, 3), np.nan))
     (tmp / "png_named.npy").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    np.save(tmp / "objects.npy", np.full((8, 8, 3), 0.5, object), allow_pickle=True)
     return tmp
 
 
