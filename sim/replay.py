@@ -6,8 +6,8 @@ cycles and each unit's busy cycles; ``--listing`` prints the disassembly.  The
 configuration is the one the stream was dumped with, read from the ``.json``
 beside it (``sim.streams``), overrides included; ``--config`` names another
 preset, and is needed for a stream without that file.  A malformed or
-truncated stream, or a ``.json`` that is not what ``--dump-layer`` writes, is
-refused with one line (status 2): for a stream, the error code the RTL raises
+truncated stream, a text file (the ``.lst`` listing, named with the ``.bin`` to give instead),
+or a ``.json`` that is not what ``--dump-layer`` writes, is refused with one line (status 2): for a stream, the error code the RTL raises
 (``docs/isa.md``, found in the RTL's order: ``hw.timing.schedule_encoded``), the
 instruction and the byte offset of the problem.  A well-formed instruction that this project's RTL
 does not build for the configuration (a VEC without a vector executor, as on A to M:
@@ -61,6 +61,14 @@ def _config(args) -> tuple[AcceleratorConfig, str]:
     return dumped
 
 
+def _refuse_text(stream: str, data: bytes) -> None:
+    """UsageError for a text file, such as the listing --dump-layer writes beside the stream: no
+    stream is text, as its END word has zero bytes (decoded, a listing's ';' is an unknown opcode)."""
+    if data and b"\0" not in data:
+        raise UsageError(f"{stream} is text (a .lst listing is the disassembly, for reading), not a binary "
+                         f"instruction stream; replay the stream, {Path(stream).with_suffix('.bin')}")
+
+
 def _dumped_config(stream: str) -> Optional[tuple[AcceleratorConfig, str]]:
     """The configuration in the ``.json`` beside ``stream`` and its description, or None without one."""
     sidecar = Path(stream).with_suffix(".json")
@@ -97,6 +105,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         data = Path(args.stream).read_bytes()
+        _refuse_text(args.stream, data)
         cfg, source = _config(args)
         r = replay(data, cfg)
     except UsageError as e:

@@ -47,6 +47,19 @@ def test_replay_takes_an_accelerator_file_and_says_when_it_is_not_the_dumped_one
     assert "note:" not in capsys.readouterr().out
 
 
+def test_a_listing_is_refused_as_text_naming_the_stream(tmp_path, capsys):
+    """``sim.replay conv.lst`` said "unknown opcode 11": the listing's ';' read as an instruction."""
+    from mapper.ir import Model
+    from sim.replay import main
+    from sim.streams import dump_layer
+    model = Model("m", "full", (12, 12, 24), (Conv2d("conv", "encoder", 24, 20, 12, 12, kernel=3, padding=1),))
+    binary, listing, _ = dump_layer(model, "conv", get_config("small"), tmp_path).files
+    assert main([str(listing)]) == 2
+    err = capsys.readouterr().err
+    assert f"{listing} is text" in err and f"replay the stream, {binary}" in err and err.count("\n") == 1, err
+    assert main([str(binary)]) == 0
+
+
 def test_replay_gives_the_rtls_verdict_in_its_order(tmp_path):
     """A stream with two faults is refused for the first the RTL meets, with its error code (a range
     at instruction 0 before a word that is no instruction at 3); words after END are not read."""
