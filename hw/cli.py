@@ -292,7 +292,8 @@ class StagedDir:
     The constructor creates a hidden staging folder beside ``out`` (so an unwritable
     location is an ``OutputError`` before any work is done); files are written into
     ``path``; ``commit`` renames the staging folder into place, replacing an existing
-    ``out`` as a whole (it is renamed aside first and deleted afterwards), and
+    ``out`` as a whole (it is renamed aside first and deleted afterwards; ``replaced`` says
+    whether it held files), and
     ``discard`` (or leaving a ``with`` block without a commit) removes it.  An existing
     ``out`` is replaced only if it is empty or every entry matches ``owned`` (glob
     patterns of the files the tool writes): a folder holding anything else is refused,
@@ -314,6 +315,7 @@ class StagedDir:
         self.owned = (*owned, RUN_MARK)
         self.run = run
         self.committed = False
+        self.replaced = False           # whether commit replaced an earlier run's files
         self._check_replaceable()
         parent = self.out.parent.absolute()
         self._made = [d for d in (parent, *parent.parents) if not d.exists()]    # removed again by discard
@@ -347,6 +349,7 @@ class StagedDir:
         if self.run is not None:
             (self.path / RUN_MARK).write_text(self.run + "\n")
         aside: Optional[Path] = None
+        self.replaced = self.out.is_dir() and any(self.out.iterdir())      # an empty folder held no run
         if self.out.exists():
             aside = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".old", dir=self.out.parent))
             os.replace(self.out, aside)          # an empty directory is replaced

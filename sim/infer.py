@@ -500,11 +500,10 @@ def _run(args, prog: str, model: Model, cfg: AcceleratorConfig, task: str, rgb: 
                  f"{model.name} on {cfg.name}, {Path(image_info['source']).name} image, seed {args.seed}")
     doc["wall_s"]["total"] = time.perf_counter() - start
     _write(stage.path, arrays, doc)
-    replaced = stage.out.exists()
     out = stage.commit()
     print(_summary_text(doc))
     print(f"wrote {', '.join(sorted(p.name for p in out.iterdir() if p.name != RUN_MARK))} to {out}"
-          + (" (replacing the earlier run of the same name)" if replaced else ""))
+          + (" (replacing the earlier run of the same name)" if stage.replaced else ""))
     return 0
 
 

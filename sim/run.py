@@ -456,7 +456,6 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
         doc["check"] = check
     notes = _write_files(stage.path, args, doc, res, model, cfg, detail, formats)
     written = sum(1 for p in stage.path.rglob("*") if p.is_file())
-    replaced = stage.out.exists()
     out = stage.commit()
 
     if not args.quiet:
@@ -470,7 +469,7 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
         print(f"note: {note}")
     print(f"simulated in {wall:.2f} s" + (f", checked in {check_s:.2f} s" if check is not None else "")
           + f"; wrote {written} files to {out}"
-          + (" (replacing the earlier run of the same name)" if replaced else ""))
+          + (" (replacing the earlier run of the same name)" if stage.replaced else ""))
     return 0
 
 

@@ -175,6 +175,17 @@ def test_check_prints_seed_and_records_summary(tmp_path):
     assert doc["check"]["seed"] == 7 and doc["check"]["tensors"] > 0
 
 
+def test_an_empty_output_folder_is_no_earlier_run(tmp_path):
+    """``make sim OUT=<an empty folder>`` said it replaced an earlier run; only a rerun replaces one."""
+    (tmp_path / "o").mkdir()
+    said = []
+    for _ in range(2):
+        r = run([*SMALL_32, "--no-plots", "--quiet", "--out", "o"], tmp_path)
+        assert r.returncode == 0, r.stderr
+        said.append("replacing the earlier run" in r.stdout)
+    assert said == [False, True]
+
+
 def test_plot_formats_and_one_colour_per_kind(tmp_path):
     from sim.plots import KIND_COLOURS
     out = tmp_path / "p"
