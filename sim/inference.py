@@ -63,7 +63,9 @@ def refusals(model: Model, cfg: AcceleratorConfig) -> Iterator[None]:
     try:
         yield
     except ValueError as e:
-        raise UsageError(f"cannot run {model.name} on {cfg.name}: {' '.join(str(e).split())}") from None
+        # the program builder names the model itself, for the tools that print its errors alone
+        why = " ".join(str(e).split()).removeprefix(f"{model.name}: ")
+        raise UsageError(f"cannot run {model.name} on {cfg.name}: {why}") from None
 
 
 def check_network(model: Model, cfg: AcceleratorConfig, *, seed: int, fuse: bool = True,

@@ -230,6 +230,14 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(extra, needle, b0_ru
     assert files(out) == before and sorted(p.name for p in out.parent.iterdir()) == around
 
 
+def test_a_dram_too_small_names_the_model_once(tmp_path, capsys):
+    """``make run`` with too small a DRAM said "cannot run segformer_b0 on small: segformer_b0: ..."."""
+    assert run([*B0, "--dram-mib", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot run segformer_b0 on small: the DRAM image needs" in err and err.count("segformer_b0") == 1, err
+    assert not any(tmp_path.iterdir())
+
+
 def test_unwritable_output_and_a_check_mismatch_write_nothing(b0_run, tmp_path, capsys, monkeypatch):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
