@@ -107,7 +107,7 @@ help:
 	@echo "make sweep MODEL=segformer_b2 [CFGS=A,B,...] [SCHEDULER=tcp://host:port]  configs' Pareto front (Fig. 6)"
 	@echo "make sweep MODEL=... GRID=\"num_pe=8,16 k0=16,32 weight_kib=64,128\" [CFG=E]   any grid of fields over CFG"
 	@echo "make onnx  MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW] [SEED=n] [OUT=dir]  a zoo model as ONNX with its weights"
-	@echo "make config CFG=E [OUT=file.toml]                              a configuration as an accelerator file"
+	@echo "make config CFG=E [OUT=file.toml or dir]                       a configuration as an accelerator file"
 	@echo "    MODEL may be a .onnx file and CFG a .toml file wherever they are taken (docs/onnx.md, docs/config.md)"
 	@echo "    each writes a folder named by its inputs under build/, or OUT=dir; FORMAT=png|pdf|svg for plots"
 	@echo "make test                                                      the test suite (CI), without slow tests"

@@ -235,21 +235,21 @@ def config_toml(cfg: AcceleratorConfig) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from .cli import OneLineParser, UsageError, atomic_write, fail, refuse_other_kind
+    from .cli import OneLineParser, UsageError, atomic_write, fail, name_token, output_file
 
     parser = OneLineParser(prog="python -m hw.config_file",
                            description="Print a configuration (a preset or a .toml file) as an accelerator file.")
     parser.add_argument("--config", required=True, help=f"a preset ({', '.join(PRESETS)}) or a .toml file")
-    parser.add_argument("--out", default=None, help="write the file here instead of printing it")
+    parser.add_argument("--out", default=None, help="write the file here instead of printing it: a .toml file, "
+                                                     "or a folder that gets <name>.toml")
     args = parser.parse_args(argv)
     out = None
     try:
         cfg = load_config(args.config)
         text = config_toml(cfg)
         if args.out:
-            # a folder gets <name>.toml, as make flops and make onnx put their file in one
-            out = Path(args.out) / f"{cfg.name}.toml" if Path(args.out).is_dir() else Path(args.out)
-            refuse_other_kind(out, ".toml")
+            # OUT=e.toml is the file, any other OUT a folder that gets <name>.toml (make flops' and make onnx's rule)
+            out = output_file(args.out, f"{name_token(cfg.name)}.toml")
         if out and out.is_file() and out.read_text(errors="replace") != text:
             raise UsageError(f"{out} exists (an edited accelerator file?); it is never overwritten: "
                              f"choose another OUT or remove it")

@@ -91,6 +91,13 @@ def test_an_out_folder_gets_the_configurations_file_and_a_file_of_another_kind_i
     assert r.returncode == 2 and "writes a .toml file" in r.stderr and not (tmp_path / "x.bin").exists()
 
 
+def test_an_out_without_a_suffix_is_a_folder_as_for_make_flops(tmp_path):
+    """``make config OUT=newdir`` wrote a file named newdir, where make flops and make onnx make a folder."""
+    r = _cli("-m", "hw.config_file", "--config", "E", "--out", str(tmp_path / "newdir"))
+    assert r.returncode == 0, r.stderr
+    assert tomllib.loads((tmp_path / "newdir" / "E.toml").read_text())["num_pe"] == 16
+
+
 def test_a_file_equal_to_E_gives_the_same_report_as_E(tmp_path):
     r = _cli("-m", "hw.config_file", "--config", "E", "--out", str(tmp_path / "e.toml"))
     assert r.returncode == 0, r.stderr
