@@ -172,6 +172,17 @@ def test_operations_the_ir_cannot_express():
     _refused(proto, "(QuantizeLinear)", "uint8", "symmetric int8")
 
 
+def test_a_transpose_of_height_and_width_as_the_output_is_accepted():
+    """Refused where a layer reads it (above); a graph output is read through its view (docs/onnx.md)."""
+    g = Graph()
+    y = g.op("Conv", ["x", g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
+    t = g.op("Transpose", [y], "", perm=[0, 1, 3, 2])
+    proto = g.model([image_input(8, 6, 10, "x")], [out(t)])
+    imported = import_onnx(proto, "t")
+    assert [l.name for l in imported.model.layers] == ["Conv_1"]         # no layer moves the data
+    assert _max_rel_error(proto, imported) <= RTOL
+
+
 def test_python_model_is_shape_checked_like_an_imported_one():
     conv = Conv2d("conv", "backbone", 3, 16, 224, 224, kernel=3, padding=1)
     with pytest.raises(ShapeError, match=r"224x224x16.*5 tokens of at least 999"):
