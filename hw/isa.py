@@ -61,8 +61,14 @@ class ErrorCode(enum.IntEnum):
                       # STORE to the global buffer with no FENCE between (hw.timing.gb_write_claim)
     DATA = 5          # found while running: a loaded parameter shift above MAX_SHIFT, a LOAD_INP
                       # global-buffer address outside the buffer, a malformed VEC descriptor
-    UNSUPPORTED = 6   # a feature the RTL does not build yet (VEC resize, pooling and argmax, two
-                      # row stages in one VEC pass, the STORE softmax epilogue)
+    UNSUPPORTED = 6   # a feature the RTL does not build (hw.rtl.insn.rtl_unsupported at dispatch,
+                      # vec_unsupported while a VEC runs; docs/isa.md): without the vector executor
+                      # (A to M) every VEC and every STORE softmax epilogue; with it a softmax
+                      # epilogue with the table activation; a VEC pass of row stages other than one
+                      # softmax or layernorm or two layernorms, with a resize or pooling after its
+                      # first stage, or with an operand repeating its channels across softmax rows
+                      # of other channels; a resize or pooling pass whose chain, source or written
+                      # operand the spatial unit does not sequence (hw.vector.spatial_refusals)
 
 
 class Queue(enum.IntEnum):
