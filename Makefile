@@ -148,7 +148,7 @@ rdd: $(STAMP)
 	$(PY) -m sim.rdd $(MODELS_ARGS) --config=$(call q,$(CFG)) $(call opt,--budgets,$(BUDGETS)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--out,$(OUT)) $(ARGS)
 
 sweep: $(STAMP)
-	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(if $(GRID),--grid=$(call q,$(GRID)) --base=$(call q,$(CFG))) $(call opt,--scheduler,$(SCHEDULER)) $(OUT_ARGS) $(ARGS)
+	$(PY) -m sim.sweep $(MODEL_ARGS) $(call opt,--configs,$(CFGS)) $(if $(GRID),--grid=$(call q,$(GRID)))$(if $(GRID)$(call given,CFG), --base=$(call q,$(CFG))) $(call opt,--scheduler,$(SCHEDULER)) $(OUT_ARGS) $(ARGS)
 
 onnx: $(STAMP)
 	$(PY) -m mapper.onnx_export $(MODEL_ARGS) $(call opt,--seed,$(SEED)) $(call opt,--out,$(OUT)) $(ARGS)

@@ -61,7 +61,7 @@ point: it is listed under ``unmappable`` (``config``, ``error``) in
 ``sweep.json``, shown in the table, left out of the Pareto front, the ratios
 and the plot, and cached like a point (the failure is as deterministic).
 
-Bad input (unknown model, variant, configuration, a bad size, worker count,
+Bad input (unknown model, variant, configuration, a ``--base`` without ``--grid``, a bad size, worker count,
 plot format or scheduler address, an unreachable scheduler, an output or cache
 folder that cannot be written) prints one line on stderr and
 exits with status 2 without writing anything; so does a cluster worker that
@@ -700,7 +700,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", default=None, metavar="'FIELD=V1,V2 ...'",
                    help="every combination of these field values (aliases: weight_kib, input_kib, global_buf_kib, "
                         "k0c0), over --base")
-    p.add_argument("--base", default="E", help="the configuration a --grid varies: a preset or a .toml file (default E)")
+    p.add_argument("--base", default=None, help="the configuration a --grid varies: a preset or a .toml file (default E)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://host:port (default: local processes)")
     p.add_argument("--workers", default=None, help="local worker processes (default: os.cpu_count(); 1 = in-process)")
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_ROOT}/<name of the sweep>)")
@@ -811,11 +811,14 @@ def main(argv: list[str] | None = None) -> int:
 def _parse_grid_args(args) -> Optional[Grid]:
     """The grid of ``--grid`` over ``--base`` (None without ``--grid``); UsageError for bad input."""
     if args.grid is None:
+        if args.base is not None:
+            raise UsageError(f"--base {args.base} (make sweep: CFG=) is the configuration a grid varies; without "
+                             f"--grid (GRID=) a sweep runs the presets, or those of --configs (CFGS=)")
         return None
     if args.configs is not None:
         raise UsageError("--grid and --configs exclude each other: a grid sweeps its own configurations")
     try:
-        base = load_config(args.base)
+        base = load_config(args.base or "E")
     except ConfigError as e:
         raise UsageError(f"bad --base (make sweep: CFG=): {e}") from None
     return parse_grid(args.grid, base)

@@ -83,6 +83,18 @@ def test_a_bad_base_names_the_make_variable_that_sets_it(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
 
 
+def test_a_base_without_a_grid_is_refused(tmp_path, capsys):
+    """``make sweep CFG=G`` without GRID= swept the presets and said nothing of G."""
+    from sub_make import run_make
+    r = run_make(["--no-print-directory", "-n", "-C", str(ROOT), "sweep", "CFG=G"], timeout=60)
+    assert "--base='G'" in r.stdout, r.stdout
+    argv = ["--model", "segformer_b0", "--base", "G", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]
+    assert sweep.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--base G (make sweep: CFG=) is the configuration a grid varies" in err and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("option, value", [("dram_mib", "8"), ("global_buf_kib", "512"), ("clock_ghz", "1.5"),
                                            ("dram_latency", "200"), ("dram_bytes_per_cycle", "64")])
 def test_an_override_option_points_to_the_grid(tmp_path, capsys, option, value):
