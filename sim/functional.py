@@ -15,6 +15,8 @@ stream on random data against the golden model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from hw.config import AcceleratorConfig
@@ -35,8 +37,11 @@ from hw import operators as ops
 from . import golden
 from .vector_unit import execute_vec, softmax_rows
 
-__all__ = ["Machine", "DramBoundsError", "CheckError", "check_layer", "layer_data", "run_program", "check_program",
-           "check_races"]
+__all__ = ["Machine", "DramBoundsError", "CheckError", "UndefinedUse", "ON_CHIP", "check_layer", "layer_data",
+           "run_program", "check_program", "check_races"]
+
+#: The on-chip memories (``Machine`` attributes), none cleared at start (``docs/isa.md``).
+ON_CHIP = ("gb", "inp", "wgt", "acc", "bias", "mult", "shift", "ep_shift", "table")
 
 
 class CheckError(AssertionError):
@@ -51,8 +56,28 @@ class DramBoundsError(StreamError):
         super().__init__(message, ErrorCode.DATA)
 
 
+@dataclass(frozen=True)
+class UndefinedUse:
+    """Instruction ``index`` used entry ``entry`` of on-chip memory ``memory`` (an index into that
+    ``Machine`` array), which held no value the stream defined, to write DRAM (its data are then
+    undefined) or, with ``decides``, to decide whether it refuses the stream (then so is that)."""
+    index: int
+    memory: str
+    entry: tuple[int, ...]
+    decides: bool
+
+    def __str__(self) -> str:
+        use = "decides a check from" if self.decides else "writes DRAM from"
+        return f"instruction {self.index} {use} {self.memory}{list(self.entry)}, which the stream never defined"
+
+
 class Machine:
-    """Architectural state of one accelerator and an executor for instructions."""
+    """Architectural state of one accelerator and an executor for instructions.
+
+    Each on-chip memory has a mask in ``defined`` of the entries holding a value the stream
+    defined (loaded from DRAM, or computed from defined values only); ``undefined`` lists the
+    uses of any other entry (``UndefinedUse``) that reach DRAM or a refusal: the exact form of
+    running a stream from two power-on states."""
 
     def __init__(self, cfg: AcceleratorConfig, dram: np.ndarray, power_on: np.random.Generator | None = None):
         """``power_on`` fills the on-chip memories with random contents instead of zeros: what a
@@ -71,6 +96,8 @@ class Machine:
         self.shift = np.zeros((p, cfg.param_depth), dtype=np.int64)
         self.ep_shift = np.zeros((p, cfg.param_depth), dtype=np.int64)
         self.table = np.zeros((p, TABLE_ENTRIES), dtype=np.int64)       # 32-bit signed entries
+        self.defined = {name: np.zeros(getattr(self, name).shape, bool) for name in ON_CHIP}
+        self.undefined: list[UndefinedUse] = []
         if power_on is not None:
             self._fill(power_on)
 
@@ -92,6 +119,25 @@ class Machine:
             raise DramBoundsError(f"DRAM address {int(addr.max())} outside the {self.dram.size}-byte image "
                                   f"at byte offset {off}")
         return self.dram[addr]
+
+    def _sources_defined(self, sources, shape) -> np.ndarray:
+        """Where all of ``sources`` hold defined values: (memory name, index arrays broadcast to
+        ``shape``, where that memory is read there or None: everywhere)."""
+        ok = np.ones(shape, bool)
+        for name, idx, where in sources:
+            ok &= self.defined[name][idx] | (False if where is None else ~where)
+        return ok
+
+    def _note_use(self, off: int, sources, used: np.ndarray, decides: bool = False) -> bool:
+        """Note the first entry of ``sources`` not defined where ``used``; whether there was one."""
+        for name, idx, where in sources:
+            bad = used & ~self.defined[name][idx] & (True if where is None else where)
+            if bad.any():
+                at = tuple(np.argwhere(bad)[0])
+                entry = tuple(int(np.broadcast_to(a, bad.shape)[at]) for a in idx)
+                self.undefined.append(UndefinedUse(off // INSN_BYTES, name, entry, decides))
+                return True
+        return False
 
     # ---- instructions ------------------------------------------------------------------------
     def execute(self, insn: Insn, off: int = 0) -> None:
@@ -118,6 +164,7 @@ class Machine:
         addr &= ADDR_MASK
         src = self.gb if f["src_gb"] else self.dram
         data = np.zeros(addr.shape, dtype=np.uint8)
+        ok = np.ones(addr.shape, bool)          # padding lanes are zeros, DRAM bytes the image's
         if valid.any():
             a = addr[valid]
             if a.min() < 0 or a.max() >= src.size:
@@ -127,11 +174,14 @@ class Machine:
                 raise StreamError(f"LOAD_INP source address {int(a.max())} outside the global buffer at byte "
                                   f"offset {off}", ErrorCode.DATA)
             data[valid] = src[a]
+            if f["src_gb"]:
+                ok[valid] = self.defined["gb"][a]
         if f["src_gb"] and (beat := load_inp_gb_conflict(f, self.cfg)) is not None:
             raise StreamError(f"LOAD_INP at byte offset {off}: global-buffer bank conflict in beat {beat} of "
                               f"the gather (two rows of one bank)", ErrorCode.DATA)
         rows = data.reshape(n_rows, c0).view(np.int8)
         self.inp[self._pes(f, off), f["dst_addr"]:f["dst_addr"] + n_rows] = rows
+        self.defined["inp"][self._pes(f, off), f["dst_addr"]:f["dst_addr"] + n_rows] = ok.reshape(n_rows, c0)
 
     def _load_wgt(self, f: dict, off: int) -> None:
         c0, k0 = self.cfg.c0, self.cfg.k0
@@ -142,6 +192,7 @@ class Machine:
         data[valid] = self._dram(load_wgt_lane_addr(f, j[valid], idx[valid]), off)
         self.wgt[self._pes(f, off)[:, None], np.arange(k0)[None, :], f["dst_addr"]:f["dst_addr"] + f["rows"]] = \
             data.view(np.int8)[None]
+        self.defined["wgt"][self._pes(f, off), :, f["dst_addr"]:f["dst_addr"] + f["rows"]] = True
 
     def _load_param(self, f: dict, off: int) -> None:
         n = f["n_entries"]
@@ -156,6 +207,8 @@ class Machine:
         sl = slice(f["dst_addr"], f["dst_addr"] + n)
         self.bias[pes, sl], self.mult[pes, sl], self.shift[pes, sl] = bias, mult, shift
         self.ep_shift[pes, sl] = ep_shift
+        for name in ("bias", "mult", "shift", "ep_shift"):
+            self.defined[name][pes, sl] = True
 
     @staticmethod
     def _param_addresses(f: dict) -> np.ndarray:
@@ -169,10 +222,12 @@ class Machine:
         vals = unpack_entries(raw, TABLE_ENTRY)["v"]
         first = f["dst_addr"] * per
         self.table[self._pes(f, off), first:first + vals.size] = vals
+        self.defined["table"][self._pes(f, off), first:first + vals.size] = True
 
     def _load_gb(self, f: dict, off: int) -> None:
         n = f["n_bytes"]
         self.gb[f["dst_addr"]:f["dst_addr"] + n] = self._dram(f["src_addr"] + np.arange(n), off)
+        self.defined["gb"][f["dst_addr"]:f["dst_addr"] + n] = True
 
     def _gemm(self, f: dict, off: int) -> None:
         """All steps of a GEMM as one batched product (exact in float64: |sum| < 2**53)."""
@@ -188,39 +243,71 @@ class Machine:
         t = np.array(taps)
         rows = (f["inp_addr"] + t[:, 0] * in_h * in_w + t[:, 1] * in_w + t[:, 2])[:, None] + pix[None, :]
         wrows = f["wgt_addr"] + (t[:, 0] * kh + t[:, 1] if f["dw"] else (t[:, 0] * kh + t[:, 1]) * kw + t[:, 2])
-        w = self.wgt[:, :, wrows].transpose(0, 2, 3, 1)                     # (P, S, C0, K0)
+        x, w = self._gemm_operands(f, rows, wrows, self.inp, self.wgt)
         if f["dw"]:
-            # vector MAC j: lane t holds lane j of input row (pixel's row + t), t < kw
-            k0 = self.cfg.k0
-            x = np.stack([self.inp[:, rows + d, :k0] for d in range(kw)], axis=-1)   # (P, S, npix, K0, kw)
-            prod = np.einsum("psnjt,pstj->pnj", x, w[:, :, :kw], dtype=np.float64)
+            prod = np.einsum("psnjt,pstj->pnj", x, w, dtype=np.float64)
         else:
             # one product per step: exact in float32 (C0 products below 2**14 each), summed in float64
-            prod = np.matmul(self.inp[:, rows], w).sum(axis=1, dtype=np.float64)
+            prod = np.matmul(x, w).sum(axis=1, dtype=np.float64)
         acc = self.acc[:, f["acc_addr"]:f["acc_addr"] + npix]
         if f["accumulate"]:
             acc += prod.astype(np.int64)
         else:
             acc[...] = prod
+        ok = self.defined["acc"][:, f["acc_addr"]:f["acc_addr"] + npix]
+        ok[...] = self._gemm_defined(f, rows, wrows) & (ok if f["accumulate"] else True)
+
+    def _gemm_operands(self, f: dict, rows: np.ndarray, wrows: np.ndarray, inp: np.ndarray, wgt: np.ndarray):
+        """A GEMM's operands in ``inp`` and ``wgt`` (the buffers or their ``defined`` masks), x
+        ``(P, S, npix, C0)`` and w ``(P, S, C0, K0)``; depthwise, where vector MAC j's lane t holds
+        lane j of input row (pixel's row + t), t < kw: x ``(P, S, npix, K0, kw)``, w ``(P, S, kw, K0)``."""
+        w = wgt[:, :, wrows].transpose(0, 2, 3, 1)
+        if not f["dw"]:
+            return inp[:, rows], w
+        return np.stack([inp[:, rows + d, :self.cfg.k0] for d in range(f["kw"])], axis=-1), w[:, :, :f["kw"]]
+
+    def _gemm_defined(self, f: dict, rows: np.ndarray, wrows: np.ndarray) -> np.ndarray:
+        """Which sums ``[P, pixel, K0]`` of a GEMM are defined: each of their products has two
+        defined operands, or one defined zero (a lane past a tensor's channels, zero in its
+        weights, leaves what the input buffer holds there unused)."""
+        span = slice(int(rows.min()), int(rows.max()) + (f["kw"] if f["dw"] else 1))
+        if self.defined["inp"][:, span].all() and self.defined["wgt"][:, :, wrows].all():     # the usual case
+            return np.ones((self.cfg.num_pe, rows.shape[1], self.cfg.k0), bool)
+        x, w = self._gemm_operands(f, rows, wrows, self.inp, self.wgt)
+        xu, wu = (~a for a in self._gemm_operands(f, rows, wrows, self.defined["inp"], self.defined["wgt"]))
+        xnz, wnz = xu | (x != 0), wu | (w != 0)         # not a defined zero
+        if f["dw"]:                                     # product (s, n, j, t): x[..., j, t] * w[s, t, j]
+            wu, wnz = (a.transpose(0, 1, 3, 2)[:, :, None] for a in (wu, wnz))
+            return ~((xu & wnz) | (wu & xnz)).any(axis=(1, 4))
+        f32 = lambda a: a.astype(np.float32)
+        return (np.matmul(f32(xu), f32(wnz)) + np.matmul(f32(xnz), f32(wu))).sum(axis=1) == 0
 
     def _vec(self, f: dict, off: int) -> None:
         execute_vec(f, self.dram, f"VEC at byte offset {off}", self.cfg.dram_bytes)
 
     def _store(self, f: dict, off: int) -> None:
         pes = self._pes(f, off)
-        k, y, x, valid, q = self._store_values(f, pes)
-        if f["ep_row"]:
-            self._softmax_epilogue(f, pes, q, off)
+        k, y, x, valid, q, sources = self._store_values(f, pes)
+        rows = self._softmax_epilogue(f, pes, q, off, sources) if f["ep_row"] else None
+        ok = self._sources_defined(sources, q.shape)
+        if rows is not None:        # a softmax row is defined only if all its lanes are
+            member, row = rows
+            lanes = ok.transpose(1, 2, 0, 3)[:, :, member]
+            whole = lanes.reshape(*lanes.shape[:2], -1, row).all(axis=-1, keepdims=True)
+            ok.transpose(1, 2, 0, 3)[:, :, member] = np.broadcast_to(whole, (*whole.shape[:3], row)).reshape(lanes.shape)
         if not valid.any():
             return
         addr = store_addr(f, y[:, :, None, None], x[None, None, :, None], k[:, None, None, :])
         a_valid = addr[valid] & ADDR_MASK
         if f.get("dst_gb"):         # inside the buffer: check_insn's legality
             self.gb[a_valid] = q[valid].view(np.uint8)
+            self.defined["gb"][a_valid] = ok[valid]
             return
         if a_valid.max() >= self.dram.size:
             raise DramBoundsError(f"STORE writes past the {self.dram.size}-byte DRAM image at byte offset {off}")
         self.dram[a_valid] = q[valid].view(np.uint8)
+        if not ok[valid].all():     # a softmax row may mix in a lane that is not written: then any read
+            self._note_use(off, sources, valid & ~ok) or self._note_use(off, sources, np.ones(q.shape, bool))
 
     def _pe_grid(self, f: dict, pes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(column, row group) of each PE of a STORE (``hw.timing.pe_positions``)."""
@@ -228,8 +315,9 @@ class Machine:
         return grid[:, 0], grid[:, 1]
 
     def _store_values(self, f: dict, pes: np.ndarray):
-        """Channels ``[P, K]``, rows ``[P, oh]``, columns ``[ow]``, valid ``[P, oh, ow, K]`` and the
-        requantised int8 values ``[P, oh, ow, K]`` of the selected PEs' tiles."""
+        """Channels ``[P, K]``, rows ``[P, oh]``, columns ``[ow]``, valid ``[P, oh, ow, K]``, the
+        requantised int8 values ``[P, oh, ow, K]`` of the selected PEs' tiles and the entries they
+        are computed from (``_sources_defined``)."""
         oh, ow, kp = f["out_h"], f["out_w"], f["k_per_pe"]
         kc, pg = self._pe_grid(f, pes)
         k_first, y_first = store_tile_origin(f, kc[:, None], pg[:, None])
@@ -242,21 +330,30 @@ class Machine:
         q = ops.requantize(flat, self.mult[pes, ps].ravel(), self.shift[pes, ps].ravel(), f["act"] == Act.RELU,
                            bias=self.bias[pes, ps].ravel(), acc_bits=self.cfg.acc_bits)
         q = q.reshape(oh, ow, len(pes), kp).transpose(2, 0, 1, 3)
+        p4, lane = pes[:, None, None, None], np.arange(kp)[None, None, None, :]
+        pix = f["acc_addr"] + np.arange(oh * ow).reshape(1, oh, ow, 1)
+        sources = [("acc", (p4, pix, lane), None)] + \
+            [(name, (p4, f["param_addr"] + lane), None) for name in ("bias", "mult", "shift")]
         if f["act"] == Act.TABLE:
+            sources.append(("table", (p4, q.astype(np.int64) + 128), None))
             q = np.take_along_axis(self.table[pes], q.reshape(len(pes), -1).astype(np.int64) + 128, axis=1) \
                 .astype(np.int8).reshape(q.shape)
-        return k, y, x, valid, np.ascontiguousarray(q)
+        return k, y, x, valid, np.ascontiguousarray(q), sources
 
-    def _softmax_epilogue(self, f: dict, pes: np.ndarray, q: np.ndarray, off: int) -> None:
+    def _softmax_epilogue(self, f: dict, pes: np.ndarray, q: np.ndarray, off: int, sources: list):
         """Softmax over rows of ``ep_row`` channels of each pixel, in place on ``q``: the rows of
         ``hw.epilogue`` (consecutive member lanes of a row group), each lane's exponentials from
-        its PE's table and its output shift its PE's (entry ``param_addr``)."""
+        its PE's table and its output shift its PE's (entry ``param_addr``).  Adds the table
+        entries it reads to ``sources``; returns the member lanes ``[P, K]`` and the row length
+        (None when there is no member)."""
         row, where = f["ep_row"], f"STORE at byte offset {off}"
         nk = self._epilogue_members(f, pes, where)
         lanes = np.concatenate([np.full(n, i) for i, n in enumerate(nk)]).astype(np.int64)
         if lanes.size == 0:
-            return
+            return None
         owner = pes[lanes]
+        self._note_use(off, [("ep_shift", (owner, f["param_addr"]), None), ("table", (owner, 0), None)],
+                       np.ones(owner.shape, bool), decides=True)
         out_shift = self.ep_shift[owner, f["param_addr"]]
         bad = [s for s in np.unique(out_shift) if shift_bad(s)]
         if bad:
@@ -268,9 +365,21 @@ class Machine:
         member = np.arange(q.shape[3])[None, :] < np.asarray(nk)[:, None]          # [P, K]
         vals = q.transpose(1, 2, 0, 3)[:, :, member]                              # [oh, ow, members]
         shape = (*vals.shape[:2], -1, row)
+        sources.append(("table", (pes[:, None, None, None], self._exp_entries(q, member, row)), member[:, None, None]))
         out = softmax_rows(vals.reshape(shape), self.table[owner].reshape(-1, row, TABLE_ENTRIES),
                            out_shift.reshape(-1, row))
         q.transpose(1, 2, 0, 3)[:, :, member] = out.reshape(vals.shape)        # a view: writes q
+        return member, row
+
+    @staticmethod
+    def _exp_entries(q: np.ndarray, member: np.ndarray, row: int) -> np.ndarray:
+        """The table entry ``[P, oh, ow, K]`` each member lane's exponential is (``softmax_rows``:
+        its row's maximum minus its value; 0 elsewhere)."""
+        vals = q.transpose(1, 2, 0, 3)[:, :, member].astype(np.int64)
+        rows = vals.reshape(*vals.shape[:2], -1, row)
+        entry = np.zeros(q.shape, np.int64)
+        entry.transpose(1, 2, 0, 3)[:, :, member] = (rows.max(axis=-1, keepdims=True) - rows).reshape(vals.shape)
+        return entry
 
     def _epilogue_members(self, f: dict, pes: np.ndarray, where: str) -> list[int]:
         """The member lanes of each selected PE (``hw.epilogue``'s walk over every PE, which
