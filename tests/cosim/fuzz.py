@@ -33,9 +33,9 @@ An access outside the DRAM image but inside the configuration's DRAM (``dram_byt
 address space in every preset) is not an error of the architecture: the testbench flags it
 (``oob``), and the case expects that flag.  A VEC whose operands or tables leave the DRAM itself
 is refused (DATA) by both before it touches anything.  On-chip
-memories are not cleared at start, so a legal stream that reads what it never wrote has
-undefined data: run from zeros and from ``RANDOM_POWER_ON`` random power-on states
-(``sim.functional.Machine(power_on=...)``), its results differ, and only its timing is compared.
+memories are not cleared at start, so a legal stream that writes DRAM from what it never wrote
+has undefined data (``sim.functional.Machine.undefined``, exact where sampled power-on states
+were not): only its timing is compared; one that decides a refusal from it is ``ambiguous``.
 So is a legal stream whose units race (``hw.hazards``: a mutation moved a load into a buffer half
 a running GEMM reads, say): the RTL runs its units concurrently, ``sim.functional`` in program
 order, and the contract defines the data only of streams whose accesses are ordered.
