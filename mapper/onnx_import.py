@@ -516,10 +516,22 @@ class _Importer:
             self.layers.insert(_position_after(self.layers, after, self.sources, seq), layer)
         self.sources[name] = _Source(name, out, "layer", seq=seq)
         self.by_name[name] = layer
-        for n in (self.node.input if self.node is not None else ()):
-            if n in self.fold_of:
+        ins = [n for n in (self.node.input if self.node is not None else ()) if n]
+        for n in ins:
+            if n in self.fold_of and not self._reads_unscaled(ins, self.folds[self.fold_of[n]]):
                 self.folds[self.fold_of[n]].readers.add(name)
         return out
+
+    def _reads_unscaled(self, ins: list[str], fold: "_Fold") -> bool:
+        """Whether one of the ONNX values ``ins`` reads ``fold``'s rows as they were before the
+        scale (then its layer is no reader the fold may serve: ``_check_folds`` refolds)."""
+        for n in ins:
+            v = self.views.get(n)
+            if n not in self.fold_of and v is not None and v.source == fold.target:
+                lo, hi = L.channels_read(v)
+                if lo < fold.hi and fold.lo < hi:
+                    return True
+        return False
 
     def fold_rows(self, target: str, lo: int, hi: int, s: float, readers: set, tensor: str) -> bool:
         """Scale rows ``lo:hi`` of layer ``target``'s weights and bias by ``s`` for ONNX value ``tensor``

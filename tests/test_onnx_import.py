@@ -80,6 +80,20 @@ def test_scale_read_elsewhere_is_a_layer_not_a_fold():
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("scale", [0.5, 0.0, -2.0, 3.0])
+def test_a_scale_whose_input_a_layer_also_reads_unscaled_is_a_layer_not_a_fold(scale):
+    """y = conv(x) * s + conv(x): the Add reads the conv's output scaled and unscaled, so the conv's
+    weights cannot carry s (an independent check's case: folded, every output was off)."""
+    g = Graph(3)
+    a = g.op("Conv", ["pixel_values", g.weight("w", 8, 3, 3, 3), g.weight("b", 8, scale=0.1)], "/conv",
+             kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    y = g.op("Add", [g.op("Mul", [a, g.const(np.float32(scale), np.float32)], ""), a], "")
+    proto = g.model([image_input(3, 8, 10)], [out(y)])
+    imp = import_onnx(proto, "scaled_and_not")
+    assert Counter(l.kind for l in imp.model.layers)["mul"] == 1
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 def test_cnn_batchnorm_and_relu_folded_macs_and_onnxruntime():
     proto, macs = cnn()
     imp = import_onnx(proto, "cnn")
