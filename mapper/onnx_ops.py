@@ -985,6 +985,7 @@ def _argmax(imp, node) -> None:
                        f"the class map of a segmentation network, the arg-max of a bilinear resize to the input "
                        f"size ({h}x{w})")
     imp.class_maps[node.output[0]] = v.source
+    imp.class_map_shapes[node.output[0]] = (1, 1, h, w) if a.get("keepdims", 1) else (1, h, w)
 
 
 SUPPORTED_OPS = tuple(sorted({op for (dom, op) in HANDLERS if dom == ""} | {"Erf (as GELU)"}))

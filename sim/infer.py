@@ -365,8 +365,12 @@ def _other(inference: Inference, model: Model, names: list[str]) -> tuple[dict, 
     imported = imported_of(model)
     if imported is None:
         return {"output.npz": {n: _dequantised(inference, n) for n in inference.outputs}}, {}
-    return {"output.npz": {name: gather(view, _dequantised(inference, view.source).reshape(-1))
-                           for name, view in imported.outputs.items() if view.source in inference.outputs}}, {}
+    arrays = {name: gather(view, _dequantised(inference, view.source).reshape(-1))
+              for name, view in imported.outputs.items()
+              if view.source in inference.outputs and name not in imported.unwritten}
+    for name, layer in imported.class_maps.items():      # the classes, as ONNX's ArgMax gives them
+        arrays[name] = np.asarray(inference.outputs[layer]).astype(np.int64).reshape(imported.class_map_shapes[name])
+    return {"output.npz": arrays}, {}
 
 
 _OUTPUTS = {"segmentation": _segmentation, "classification": _classification, "detection": _detection}
@@ -381,7 +385,18 @@ def output_files(inference: Inference, model: Model, task: str) -> tuple[dict, d
     arrays, summary = _OUTPUTS.get(task, _other)(inference, model, names)
     if "output.npz" not in arrays and _more_graph_outputs(model):
         arrays.update(_other(inference, model, names)[0])   # the graph's other outputs are results too
-    return arrays, summary, names
+    return arrays, {**summary, **_unwritten(model)}, names
+
+
+def _unwritten(model: Model) -> dict:
+    """The graph outputs the accelerator does not write, and why (for run.json and the summary)."""
+    from mapper.onnx_import import imported_of
+
+    imported = imported_of(model)
+    if imported is None or not imported.unwritten:
+        return {}
+    return {"unwritten": {name: f"the accelerator writes their arg-max, {cls!r}, as the class map instead"
+                          for name, cls in imported.unwritten.items()}}
 
 
 def _more_graph_outputs(model: Model) -> bool:
@@ -389,7 +404,7 @@ def _more_graph_outputs(model: Model) -> bool:
     from mapper.onnx_import import imported_of
 
     imported = imported_of(model)
-    return imported is not None and len(imported.outputs) + len(imported.class_maps) > 1
+    return imported is not None and len(set(imported.outputs) - set(imported.unwritten)) + len(imported.class_maps) > 1
 
 
 def run_dir(model: Model, cfg: AcceleratorConfig, size_given: bool, image_tag: str, seed: int) -> str:
@@ -521,6 +536,8 @@ def _summary_text(doc: dict) -> str:
         lines.append(f"  {item['share']:7.2%}  class {item['class']:>3}  {item['name']}")
     for item in out.get("top5", []):
         lines.append(f"  p {item['probability']:.4f}  class {item['class']:>4}  {item['name']}")
+    for name, why in out.get("unwritten", {}).items():
+        lines.append(f"graph output {name!r} is not written: {why}")
     for item in out.get("top_queries", []):
         lines.append(f"  score {item['score']:.3f}  query {item['query']:>3}  {item['name']}  box (cx, cy, w, h) "
                      + " ".join(f"{v:.3f}" for v in item["box_cxcywh"]))

@@ -103,7 +103,29 @@ def test_a_zoo_model_exported_runs_as_the_zoo_model(tmp_path):
     golden = dict(run_network(prepare(model, 0)[1], quantize_input(preprocess(synthetic_image(32, 32, 0)))))
     last = model.layers[-1]
     np.testing.assert_array_equal(np.load(folder / "output.npy"), class_map(golden[last.inputs[0]], 32, 32))
-    assert json.loads((folder / "run.json").read_text())["task"] == "segmentation"
+    doc = json.loads((folder / "run.json").read_text())
+    assert doc["task"] == "segmentation"
+    # the file's upsampled scores are an output too, which the accelerator does not write: said, not
+    # saved from the class map's buffer (it was: NaNs and 1e38s under the scores' name)
+    assert list(doc["output"]["unwritten"]) == [last.name] and not (folder / "output.npz").exists()
+
+
+def test_a_class_map_beside_other_outputs_is_saved_as_argmax_gives_it(tmp_path):
+    """Scores, their ArgMax (keepdims=0) and the logits before them as graph outputs: output.npz holds
+    the logits and the classes in ArgMax's shape; the scores are named as not written."""
+    g = Graph(11)
+    x = g.op("Conv", ["pixel_values", g.weight("w", 5, 3, 4, 4)], "/conv", kernel_shape=[4, 4], strides=[4, 4])
+    y = g.op("Resize", [x, "", g.const(np.array([1, 1, 4, 4], np.float32), np.float32)], "/up", mode="linear",
+             coordinate_transformation_mode="half_pixel")
+    c = g.op("ArgMax", [y], "", axis=1, keepdims=0)
+    path = _write(tmp_path / "three.onnx", g.model([image_input(3, 16, 16)], [graph_output(n) for n in (x, y, c)]))
+    run = tmp_path / "run"
+    assert _status(infer.main, ["--model", str(path), "--config", "small", "--out", str(run), "--quiet"]) == 0
+    saved = np.load(run / "output.npz")
+    assert sorted(saved) == sorted([x, c]) and saved[c].shape == (1, 16, 16) and saved[c].dtype == np.int64
+    np.testing.assert_array_equal(saved[c][0], np.load(run / "output.npy"))
+    assert json.loads((run / "run.json").read_text())["output"]["unwritten"] == {
+        y: f"the accelerator writes their arg-max, {c!r}, as the class map instead"}
 
 
 def test_upsampled_scores_without_argmax_are_no_class_map(tmp_path):
