@@ -769,6 +769,10 @@ def _resize_size(imp, node, shape) -> tuple[int, int]:
     full = list(shape)
     for i, ax in enumerate(axes):
         full[ax] = int(sizes[i]) if sizes is not None else int(math.floor(shape[ax] * scales[i]))
+        if sizes is None and abs(full[ax] - shape[ax] * scales[i]) > 1e-6 * max(1.0, full[ax]):
+            # ONNX maps coordinates by the scale, the accelerator by the output size over the input's
+            raise imp.fail(f"scale {scales[i]:g} of an axis of {shape[ax]} gives {shape[ax] * scales[i]:g}, no whole "
+                           f"number of pixels; supported: scales whose product with the size is whole, or sizes")
     if tuple(full[:2]) != tuple(shape[:2]):
         raise imp.fail(f"a resize of the batch or channel axis ({list(shape)} -> {full}); supported: height and width")
     return full[2], full[3]

@@ -135,6 +135,8 @@ def test_resize_before_opset_11_is_asymmetric_nearest(tmp_path, op, opset, scale
     ("Resize", 10, (0.5, 0.5), {"mode": "nearest"}, "nearest_mode='ceil'"),       # shrinking: the pixel above
     ("Resize", 10, (2.0, 0.5), {"mode": "nearest"}, "nearest_mode='ceil'"),       # one axis shrinks
     ("Resize", 18, (2.0, 2.0), {"mode": "nearest", "keep_aspect_ratio_policy": "not_larger"}, "keep_aspect_ratio_policy"),
+    # 8 x 1.3 = 10.4 rows: ONNX maps coordinates by 1.3, the accelerator by 10 / 8 (an independent check's case)
+    ("Resize", 10, (1.3, 1.3), {"mode": "nearest"}, "scale 1.3 of an axis of 8 gives 10.4, no whole number"),
 ])
 def test_resize_semantics_it_does_not_compute_are_refused(tmp_path, op, opset, scales, attrs, refusal):
     from mapper.onnx_import import OnnxImportError, load_onnx
