@@ -563,6 +563,9 @@ def _whole(imp, v: View) -> Optional[View]:
 def _binary(imp, node) -> None:
     names = list(node.input)
     cls = Add if node.op_type in ("Add", "Sub") else Mul
+    if node.op_type == "Div" and imp.is_const(names[1]) and not np.all(imp.array(names[1])):
+        raise imp.fail(f"a division by a constant {names[1]!r} holding 0 (infinities and NaNs); supported: "
+                       f"divisors without zeros")
     if cls is Mul and _fold_scale(imp, node, names):
         return
     if node.op_type in ("Sub", "Div"):

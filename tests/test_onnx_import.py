@@ -186,6 +186,15 @@ def test_operations_the_ir_cannot_express():
     _refused(proto, "(QuantizeLinear)", "uint8", "symmetric int8")
 
 
+@pytest.mark.parametrize("divisor", [np.float32(0), np.array([1, 0, 2, 3], np.float32).reshape(1, 4, 1, 1)])
+def test_a_division_by_a_constant_holding_zero_is_refused(divisor):
+    """A scalar 0 was a ZeroDivisionError traceback, a channel of 0 numpy warnings before the refusal."""
+    g = Graph()
+    y = g.op("Div", [g.op("Conv", ["x", g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1]),
+                     g.const(divisor, np.float32)], "")
+    _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "(Div)", "holding 0", "divisors without zeros")
+
+
 def test_a_transpose_of_height_and_width_as_the_output_is_accepted():
     """Refused where a layer reads it (above); a graph output is read through its view (docs/onnx.md)."""
     g = Graph()
