@@ -493,6 +493,11 @@ class _Importer:
     def optional_array(self, node, k: int) -> Optional[np.ndarray]:
         return self.array(node.input[k]) if len(node.input) > k and node.input[k] else None
 
+    def known(self, name: str) -> bool:
+        """Whether ``name`` is defined yet (a node that looks ahead at a later node's inputs, to fold
+        it, may find a Constant that a node between them defines)."""
+        return name in self.views or name in self.consts
+
     def is_const(self, name: str) -> bool:
         v = self.value(name)
         return isinstance(v, np.ndarray) or self.sources[v.source].kind == "const"

@@ -275,7 +275,7 @@ def _fold_batchnorm(imp, node, w: np.ndarray, b: Optional[np.ndarray]):
     """Fold a BatchNormalization that alone reads the convolution's output into its weights."""
     out = node.output[0]
     j, bn = imp.only_consumer(out, "BatchNormalization")
-    if bn is None:
+    if bn is None or not all(imp.known(n) for n in bn.input[1:5]):
         return out, w, b
     if len(bn.output) > 1 and any(bn.output[1:]):
         raise imp.fail("a BatchNormalization in training mode; supported: inference")
@@ -330,7 +330,7 @@ def _fold_bias(imp, out: str, n: int, rank: int) -> tuple[str, Optional[np.ndarr
     if add is None:
         return out, None
     other = add.input[1] if add.input[0] == out else add.input[0]
-    if not imp.is_const(other):
+    if not imp.known(other) or not imp.is_const(other):
         return out, None
     arr = imp.array(other)
     if arr.shape[-1:] != (n,) or any(d != 1 for d in arr.shape[:-1]) or arr.ndim > rank:

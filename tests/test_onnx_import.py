@@ -186,6 +186,18 @@ def test_operations_the_ir_cannot_express():
     _refused(proto, "(QuantizeLinear)", "uint8", "symmetric int8")
 
 
+def test_a_bias_defined_between_the_product_and_its_add_is_imported():
+    """A Constant node between a MatMul and the Add of its bias is a valid order (onnxruntime runs it),
+    which the bias fold, looking ahead from the MatMul, refused as "not produced by any earlier node"."""
+    g = Graph(5)
+    x = g.reshape(g.op("Conv", ["x", g.weight("w", 8, 3, 4, 4)], "", kernel_shape=[4, 4], strides=[4, 4]), [1, 8, 20])
+    y = g.op("MatMul", [g.op("Transpose", [x], "", perm=[0, 2, 1]), g.weight("W", 8, 6)], "")
+    y = g.op("Add", [y, g.const(g.rng.normal(size=6), np.float32)], "")
+    proto = g.model([image_input(3, 16, 20, "x")], [out(y)])
+    assert [n.op_type for n in proto.graph.node][-2:] == ["Constant", "Add"]
+    assert _max_rel_error(proto, import_onnx(proto, "late_bias")) <= RTOL
+
+
 @pytest.mark.parametrize("divisor", [np.float32(0), np.array([1, 0, 2, 3], np.float32).reshape(1, 4, 1, 1)])
 def test_a_division_by_a_constant_holding_zero_is_refused(divisor):
     """A scalar 0 was a ZeroDivisionError traceback, a channel of 0 numpy warnings before the refusal."""
