@@ -454,6 +454,9 @@ class _Importer:
                 raise self.fail(f"graph output {o.name!r} is a constant; supported: outputs computed from the input")
             if o.name not in self.views:
                 raise self.fail(f"graph output {o.name!r} is not computed by any node")
+            if self.sources[self.views[o.name].source].kind == "input":      # nothing the accelerator writes
+                raise self.fail(f"graph output {o.name!r} is the graph input (or a view of it); supported: "
+                                f"outputs computed from the input")
             class_map = next((c for c, r in self.class_maps.items() if r == self.views[o.name].source), None)
             if class_map is not None:       # the resize's buffer holds its arg-max, not its scores
                 self.unwritten[o.name] = class_map

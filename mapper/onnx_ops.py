@@ -497,6 +497,9 @@ def _dequantize(imp, node) -> None:
         raise imp.fail(f"input {x!r} is neither a QuantizeLinear output nor an int8/int32 constant")
     q = imp.consts[x]
     axis = _attrs(node).get("axis", 1) % max(q.ndim, 1)
+    if _attrs(node).get("block_size", 0) or scale.size not in (1, q.shape[axis] if q.ndim else 1):
+        raise imp.fail(f"{scale.size} scales for {list(q.shape)} values along axis {axis} (blocked quantisation); "
+                       f"supported: one scale, or one per output channel")
     shape = [1] * q.ndim
     if scale.size > 1:
         shape[axis] = scale.size

@@ -186,6 +186,27 @@ def test_operations_the_ir_cannot_express():
     _refused(proto, "(QuantizeLinear)", "uint8", "symmetric int8")
 
 
+def test_blocked_weight_scales_are_refused_in_one_line():
+    """Opset 21's blocked quantisation (a scale per block of 3 input channels) ended in a bare numpy
+    broadcasting message, naming no file and no node (an independent check's finding)."""
+    w = np.random.default_rng(0).uniform(-0.3, 0.3, (8, 3, 3, 3)).astype(np.float32)
+    s = (np.abs(w).max(axis=1, keepdims=True) / 127).astype(np.float32)
+    g = Graph()
+    g.init("wq", np.clip(np.round(w / s), -127, 127).astype(np.int8))
+    g.init("ws", s)
+    g.nodes.append(helper.make_node("DequantizeLinear", ["wq", "ws"], ["wd"], name="dq_w", axis=1, block_size=3))
+    y = g.op("Conv", ["x", "wd"], "", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    _refused(g.model([image_input(3, 8, 10, "x")], [out(y)], opset=21), "'dq_w' (DequantizeLinear)",
+             "72 scales for [8, 3, 3, 3] values along axis 1 (blocked quantisation)")
+
+
+def test_the_input_as_a_graph_output_is_refused():
+    """It was dropped from output.npz without a word (an independent check's finding)."""
+    g = Graph()
+    y = g.op("Conv", ["x", g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
+    _refused(g.model([image_input(8, 4, 4, "x")], [out("x"), out(y)]), "graph output 'x' is the graph input")
+
+
 def test_a_bias_defined_between_the_product_and_its_add_is_imported():
     """A Constant node between a MatMul and the Add of its bias is a valid order (onnxruntime runs it),
     which the bias fold, looking ahead from the MatMul, refused as "not produced by any earlier node"."""
