@@ -731,7 +731,10 @@ def _resize(imp, node) -> None:
     _, c, h, w = x.shape
     out_h, out_w = _resize_size(imp, node, x.shape)
     mode, ctm, nearest = _resize_modes(imp, node, out_h < h or out_w < w)
-    if mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel") and not a.get("antialias", 0):
+    if a.get("antialias", 0) and mode == "linear" and (out_h < h or out_w < w):
+        raise imp.fail("antialias=1 on a shrinking resize (a filter wider than a pixel); supported: antialias=0, "
+                       "or any when enlarging (where it changes nothing)")
+    if mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel"):
         kind = "bilinear"
     elif mode == "nearest" and ctm == "asymmetric" and nearest == "floor":
         kind = "nearest"
@@ -839,6 +842,8 @@ def _reduce_mean(imp, node) -> None:
     v = imp.act(node.input[0])
     a = _attrs(node)
     axes = _input_list(imp, node, 1, "axes") if imp.opset >= 18 else a.get("axes")
+    if not axes and a.get("noop_with_empty_axes", 0):       # ONNX: no axes then means no reduction
+        return _out(imp, node, v)
     axes = sorted({_axis(imp, x, len(v.shape)) for x in (axes or range(len(v.shape)))})
     keep = a.get("keepdims", 1)
     plan = _mean_plan(v, axes)

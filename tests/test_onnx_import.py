@@ -200,6 +200,31 @@ def test_blocked_weight_scales_are_refused_in_one_line():
              "72 scales for [8, 3, 3, 3] values along axis 1 (blocked quantisation)")
 
 
+@pytest.mark.parametrize("scale", [2.0, 0.5])
+def test_antialias_is_refused_only_where_it_filters(scale):
+    """ONNX's antialias widens the filter of a shrinking linear resize; enlarging, it changes nothing.
+    It was refused both ways, listing the (supported) mode and coordinates as the reason."""
+    g = Graph()
+    y = g.op("Conv", ["x", g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
+    y = g.op("Resize", [y, "", g.const(np.array([1, 1, scale, scale], np.float32), np.float32)], "", mode="linear",
+             antialias=1)
+    proto = g.model([image_input(8, 8, 8, "x")], [out(y)], opset=18)
+    if scale < 1:
+        _refused(proto, "antialias=1 on a shrinking resize")
+    else:
+        assert _max_rel_error(proto, import_onnx(proto, "aa")) <= RTOL
+
+
+def test_a_mean_over_no_axes_with_noop_is_the_identity():
+    """ReduceMean with no axes and noop_with_empty_axes=1 reduces nothing (ONNX); it was refused as
+    a mean over every axis."""
+    g = Graph()
+    y = g.op("Conv", ["x", g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
+    y = g.op("ReduceMean", [y], "", noop_with_empty_axes=1)
+    proto = g.model([image_input(8, 4, 4, "x")], [out(y)], opset=18)
+    assert _max_rel_error(proto, import_onnx(proto, "noop")) <= RTOL
+
+
 def test_the_input_as_a_graph_output_is_refused():
     """It was dropped from output.npz without a word (an independent check's finding)."""
     g = Graph()
