@@ -457,11 +457,23 @@ class _Importer:
             if self.sources[self.views[o.name].source].kind == "input":      # nothing the accelerator writes
                 raise self.fail(f"graph output {o.name!r} is the graph input (or a view of it); supported: "
                                 f"outputs computed from the input")
+            self._check_declared_shape(o, self.views[o.name].shape)
             class_map = next((c for c, r in self.class_maps.items() if r == self.views[o.name].source), None)
             if class_map is not None:       # the resize's buffer holds its arg-max, not its scores
                 self.unwritten[o.name] = class_map
             out[o.name] = self.views[o.name]
         return out
+
+    def _check_declared_shape(self, output, shape) -> None:
+        """Refuse a graph output whose declared dimensions (those given as numbers) are not the
+        ones its nodes compute."""
+        t = output.type.tensor_type
+        if not t.HasField("shape"):
+            return
+        declared = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if len(declared) != len(shape) or any(d is not None and d != n for d, n in zip(declared, shape)):
+            shown = [d if d is not None else "?" for d in declared]
+            raise self.fail(f"graph output {output.name!r} is declared {shown} but its nodes compute {list(shape)}")
 
     def _model(self, name: str, layers: list, outputs: set) -> Model:
         parts = _parts_metadata(self.proto)
