@@ -12,6 +12,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from hw.operators import nearest_indices
+
 from . import onnx_layout as L
 from .ir import (INPUT, Activation, Add, Concat, Conv2d, LayerNorm, Linear, MatMul, Mul, Pad, Pool, Resize, Roll,
                  Softmax, WindowPartition)
@@ -729,7 +731,7 @@ def _resize(imp, node) -> None:
     a = _attrs(node)
     x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
     _, c, h, w = x.shape
-    out_h, out_w = _resize_size(imp, node, x.shape)
+    out_h, out_w, scales = _resize_size(imp, node, x.shape)
     mode, ctm, nearest = _resize_modes(imp, node, out_h < h or out_w < w)
     if a.get("antialias", 0) and mode == "linear" and (out_h < h or out_w < w):
         raise imp.fail("antialias=1 on a shrinking resize (a filter wider than a pixel); supported: antialias=0, "
@@ -742,9 +744,25 @@ def _resize(imp, node) -> None:
         raise imp.fail(f"mode={mode!r}, coordinate_transformation_mode={ctm!r}, nearest_mode={nearest!r}"
                        f"{' (the semantics of its opset)' if _before_resize_11(imp, node) else ''}; supported: "
                        f"bilinear as PyTorch (linear, half_pixel or pytorch_half_pixel) and nearest (asymmetric, floor)")
+    for n_in, n_out, scale in zip((h, w), (out_h, out_w), scales):
+        _check_scale(imp, kind, n_in, n_out, scale)
     name = imp.layer_name(node.output[0])
     shape = imp.emit(Resize, name, inputs=(x.source,), out_h=out_h, out_w=out_w, mode=kind)
     imp.views[node.output[0]] = L.nchw(name, shape)
+
+
+def _check_scale(imp, kind: str, n_in: int, n_out: int, scale: Optional[float]) -> None:
+    """Refuse a scale whose coordinates are not the accelerator's: ONNX maps them by the scale, the
+    accelerator by ``n_out / n_in``.  They agree when the scale gives a whole number of pixels, and
+    for nearest whenever every output takes the same source pixel either way."""
+    if scale is None or abs(n_out - n_in * scale) <= 1e-6 * max(1.0, n_out):
+        return
+    by_scale = np.minimum(np.floor(np.arange(n_out, dtype=np.float32) / np.float32(scale)), n_in - 1)
+    if kind == "nearest" and np.array_equal(by_scale.astype(np.int64), nearest_indices(n_in, n_out)):
+        return
+    raise imp.fail(f"scale {scale:g} of an axis of {n_in} gives {n_in * scale:g}, no whole number of pixels, and "
+                   f"{'other source pixels' if kind == 'nearest' else 'other weights'} than {n_out} / {n_in}; "
+                   f"supported: scales whose product with the size is whole, or sizes")
 
 
 def _before_resize_11(imp, node) -> bool:
@@ -763,7 +781,8 @@ def _resize_modes(imp, node, shrinks: bool) -> tuple[str, str, str]:
     return mode, a.get("coordinate_transformation_mode", "half_pixel"), a.get("nearest_mode", "round_prefer_floor")
 
 
-def _resize_size(imp, node, shape) -> tuple[int, int]:
+def _resize_size(imp, node, shape) -> tuple[int, int, list]:
+    """(out_h, out_w, the scale of each of them, or None where sizes give them)."""
     a = _attrs(node)
     policy = a.get("keep_aspect_ratio_policy", "stretch")
     if policy != "stretch":
@@ -775,16 +794,13 @@ def _resize_size(imp, node, shape) -> tuple[int, int]:
     else:
         sizes = imp.array(ins[3]).astype(np.int64) if len(ins) > 3 and ins[3] else None
         scales = imp.array(ins[2]).astype(np.float64) if len(ins) > 2 and ins[2] else None
-    full = list(shape)
+    full, by = list(shape), [None] * len(shape)
     for i, ax in enumerate(axes):
         full[ax] = int(sizes[i]) if sizes is not None else int(math.floor(shape[ax] * scales[i]))
-        if sizes is None and abs(full[ax] - shape[ax] * scales[i]) > 1e-6 * max(1.0, full[ax]):
-            # ONNX maps coordinates by the scale, the accelerator by the output size over the input's
-            raise imp.fail(f"scale {scales[i]:g} of an axis of {shape[ax]} gives {shape[ax] * scales[i]:g}, no whole "
-                           f"number of pixels; supported: scales whose product with the size is whole, or sizes")
+        by[ax] = None if sizes is not None else float(scales[i])
     if tuple(full[:2]) != tuple(shape[:2]):
         raise imp.fail(f"a resize of the batch or channel axis ({list(shape)} -> {full}); supported: height and width")
-    return full[2], full[3]
+    return full[2], full[3], by[2:]
 
 
 def _pool_params(imp, node, x: View) -> dict:

@@ -113,7 +113,9 @@ def _resize_model(tmp_path, op: str, opset: int, scale: float, scale_w: float = 
     return path, model
 
 
-@pytest.mark.parametrize("op, opset, scale", [("Upsample", 9, 3.0), ("Resize", 10, 1.5)])
+# 1.4 on 8 rows gives 11.2: no whole number, but every output row takes the same source row by
+# the scale as by 11 / 8, so it is the accelerator's resize
+@pytest.mark.parametrize("op, opset, scale", [("Upsample", 9, 3.0), ("Resize", 10, 1.5), ("Resize", 10, 1.4)])
 def test_resize_before_opset_11_is_asymmetric_nearest(tmp_path, op, opset, scale):
     """Before opset 11 a resize has no transformation attributes: asymmetric coordinates, the pixel
     below when enlarging (it was imported as opset 11's defaults, half_pixel, and refused or wrong)."""
@@ -135,8 +137,10 @@ def test_resize_before_opset_11_is_asymmetric_nearest(tmp_path, op, opset, scale
     ("Resize", 10, (0.5, 0.5), {"mode": "nearest"}, "nearest_mode='ceil'"),       # shrinking: the pixel above
     ("Resize", 10, (2.0, 0.5), {"mode": "nearest"}, "nearest_mode='ceil'"),       # one axis shrinks
     ("Resize", 18, (2.0, 2.0), {"mode": "nearest", "keep_aspect_ratio_policy": "not_larger"}, "keep_aspect_ratio_policy"),
-    # 8 x 1.3 = 10.4 rows: ONNX maps coordinates by 1.3, the accelerator by 10 / 8 (an independent check's case)
-    ("Resize", 10, (1.3, 1.3), {"mode": "nearest"}, "scale 1.3 of an axis of 8 gives 10.4, no whole number"),
+    # 8 x 1.7 = 13.6 rows: ONNX maps coordinates by 1.7, the accelerator by 13 / 8; output row 5 takes
+    # source row 2 by the scale, 5 * 8 // 13 = 3 by the sizes (an independent check's case: such
+    # resizes were computed the accelerator's way, and wrong)
+    ("Resize", 10, (1.7, 1.7), {"mode": "nearest"}, "scale 1.7 of an axis of 8 gives 13.6, no whole number"),
 ])
 def test_resize_semantics_it_does_not_compute_are_refused(tmp_path, op, opset, scales, attrs, refusal):
     from mapper.onnx_import import OnnxImportError, load_onnx
