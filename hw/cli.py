@@ -126,6 +126,8 @@ def run_main(main: Callable[[], int]) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
     except KeyboardInterrupt:
+        for stage in list(StagedDir.open):      # one made just before its ``with`` began, too
+            stage.discard()
         print("interrupted; no result written", file=sys.stderr)
         code = 130
     sys.exit(code)
@@ -310,6 +312,10 @@ class StagedDir:
         The run's name (the folder it writes without ``--out``), kept in ``out/RUN_MARK``.
     """
 
+    #: The staging folders made and neither committed nor discarded: ``run_main`` removes them on an
+    #: interrupt, also one that lands between the constructor and the ``with`` that would.
+    open: set = set()
+
     def __init__(self, out: Union[str, Path], owned: Iterable[str], run: Optional[str] = None):
         self.out = Path(out)
         self.owned = (*owned, RUN_MARK)
@@ -322,6 +328,7 @@ class StagedDir:
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent))
+            StagedDir.open.add(self)
         except OSError as e:
             self._remove_made()
             raise OutputError(f"cannot write the output folder {self.out}: {_why_unwritable(self.out, e)}") from None
@@ -360,6 +367,7 @@ class StagedDir:
                 os.replace(aside, self.out)
             raise
         self.committed = True
+        StagedDir.open.discard(self)
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
         return self.out
@@ -369,6 +377,7 @@ class StagedDir:
         if self.committed:
             return
         shutil.rmtree(self.path, ignore_errors=True)
+        StagedDir.open.discard(self)
         self._remove_made()
 
     def _remove_made(self) -> None:

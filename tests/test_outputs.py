@@ -134,6 +134,25 @@ def test_failure_inside_leaves_the_previous_folder(tmp_path):
     assert (out / "report.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["o"]
 
 
+def test_an_interrupt_before_the_with_leaves_no_staging(tmp_path, capsys):
+    """A kill between a staging folder's making and the ``with`` that removes it (a loaded CI
+    machine's SIGTERM once landed there): run_main removes it all the same."""
+    from hw.cli import run_main
+
+    def main():
+        StagedDir(tmp_path / "o", ("report.json",))
+        raise KeyboardInterrupt
+
+    handler = signal.getsignal(signal.SIGTERM)          # run_main installs its own
+    try:
+        with pytest.raises(SystemExit) as ended:
+            run_main(main)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert ended.value.code == 130 and list(tmp_path.iterdir()) == [] and not StagedDir.open
+    assert capsys.readouterr().err == "interrupted; no result written\n"
+
+
 def _no_work(*args, **kwargs):
     raise AssertionError("simulated although the output cannot be written")
 
