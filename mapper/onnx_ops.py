@@ -736,6 +736,10 @@ def _resize(imp, node) -> None:
     if a.get("antialias", 0) and mode == "linear" and (out_h < h or out_w < w):
         raise imp.fail("antialias=1 on a shrinking resize (a filter wider than a pixel); supported: antialias=0, "
                        "or any when enlarging (where it changes nothing)")
+    if mode == "linear" and ctm == "pytorch_half_pixel" and 1 in (out_h, out_w) and (h, w) != (out_h, out_w):
+        # ONNX's pytorch_half_pixel reads coordinate 0 for an axis of one output pixel, not its centre
+        raise imp.fail(f"pytorch_half_pixel to {out_h}x{out_w}: an axis of one pixel takes the first input pixel "
+                       f"(ONNX), not the centre the accelerator takes; supported: half_pixel there")
     if mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel"):
         kind = "bilinear"
     elif mode == "nearest" and ctm == "asymmetric" and nearest == "floor":

@@ -215,6 +215,21 @@ def test_antialias_is_refused_only_where_it_filters(scale):
         assert _max_rel_error(proto, import_onnx(proto, "aa")) <= RTOL
 
 
+@pytest.mark.parametrize("ctm, accepted", [("pytorch_half_pixel", False), ("half_pixel", True)])
+def test_a_linear_resize_to_one_pixel_takes_the_centre_only_by_half_pixel(ctm, accepted):
+    """To a 1 x 1 output, ONNX's pytorch_half_pixel reads input pixel (0, 0), half_pixel the centre
+    (the accelerator's); the first was accepted and wrong (an independent check's case)."""
+    g = Graph()
+    y = g.op("Conv", ["x", g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
+    y = g.op("Resize", [y, "", "", g.const(np.array([1, 4, 1, 1]))], "", mode="linear",
+             coordinate_transformation_mode=ctm)
+    proto = g.model([image_input(8, 4, 6, "x")], [out(y)])
+    if accepted:
+        assert _max_rel_error(proto, import_onnx(proto, "one")) <= RTOL
+    else:
+        _refused(proto, "pytorch_half_pixel to 1x1", "supported: half_pixel there")
+
+
 def test_a_mean_over_no_axes_with_noop_is_the_identity():
     """ReduceMean with no axes and noop_with_empty_axes=1 reduces nothing (ONNX); it was refused as
     a mean over every axis."""

@@ -114,6 +114,23 @@ def test_onnxruntime_agrees_with_the_float_reference(name):
         assert agree >= 0.999, (out, agree)
 
 
+def test_a_bilinear_resize_to_one_pixel_exports_as_onnxruntime_computes_it():
+    """ONNX's pytorch_half_pixel, which the exporter writes as PyTorch's does, reads the first pixel
+    for an axis of one output pixel; the IR (PyTorch) takes the centre, which half_pixel does."""
+    from mapper.ir import Conv2d, Model, Resize
+
+    model = Model("one", "full", (4, 6, 3), (Conv2d("conv", "backbone", 3, 4, 4, 6, kernel=1),
+                                             Resize("up", "backbone", inputs=("conv",), out_h=1, out_w=3)))
+    weights = init_weights(model, 0)
+    proto = export_onnx(model, weights)
+    image = calibration_image(4, 6, 1)
+    imported = import_onnx(proto, "one")
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": L.gather(imported.input_view, image.astype(np.float32).ravel())})[0]
+    ref = dict(reference.run_float(model, weights, image))["up"]
+    np.testing.assert_allclose(got[0].transpose(1, 2, 0), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
 def test_anchor_detr_exports_its_opaque_products_as_custom_operators():
     model = build_model("anchor_detr", size=(128, 128))
     proto = export_onnx(model, init_weights(model, 0, fold=False))
