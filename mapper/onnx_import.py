@@ -89,9 +89,6 @@ class Imported:
         resize whose classes they are.
     class_map_shapes : dict
         The same graph outputs -> their ONNX shape (``[1, 1, H, W]``, or ``[1, H, W]`` without keepdims).
-    unwritten : dict
-        Graph outputs (among ``outputs``) the accelerator does not write -> the class map it writes
-        instead: the scores of a class map's resize (its buffer holds the classes, one byte a pixel).
     act_scales : dict
         QDQ models: IR tensor name -> the scale of its ``QuantizeLinear`` (empty otherwise).
     weight_q : dict
@@ -107,7 +104,13 @@ class Imported:
     act_scales: dict = field(default_factory=dict)
     weight_q: dict = field(default_factory=dict)
     class_map_shapes: dict = field(default_factory=dict)
-    unwritten: dict = field(default_factory=dict)
+
+    @property
+    def unwritten(self) -> dict:
+        """Graph outputs (among ``outputs``) the accelerator does not write -> the class map it writes
+        instead: the scores of a class map's resize (its buffer holds the classes, one byte a pixel)."""
+        return {name: cls for name, v in self.outputs.items()
+                for cls, layer in self.class_maps.items() if v.source == layer}
 
 
 def is_onnx_path(name: str) -> bool:
@@ -322,7 +325,6 @@ class _Importer:
         self.by_name: dict = {}
         self.class_maps: dict[str, str] = {}
         self.class_map_shapes: dict[str, tuple] = {}
-        self.unwritten: dict[str, str] = {}
 
     # -- errors and names
     def fail(self, message: str) -> OnnxImportError:
@@ -362,7 +364,7 @@ class _Importer:
         model = self._model(name, layers, {v.source for v in outputs.values()})
         weights = {k: v for k, v in self.weights.items() if k in {l.name for l in layers}}
         return Imported(model, weights, outputs, input_name, input_view, self.class_maps, self.act_scales,
-                        {k: v for k, v in self.weight_q.items() if k in weights}, self.class_map_shapes, self.unwritten)
+                        {k: v for k, v in self.weight_q.items() if k in weights}, self.class_map_shapes)
 
     def _check_single_definitions(self) -> None:
         """Every value defined once (ONNX's rule, which onnxruntime enforces): a node's output that an
@@ -458,9 +460,6 @@ class _Importer:
                 raise self.fail(f"graph output {o.name!r} is the graph input (or a view of it); supported: "
                                 f"outputs computed from the input")
             self._check_declared_shape(o, self.views[o.name].shape)
-            class_map = next((c for c, r in self.class_maps.items() if r == self.views[o.name].source), None)
-            if class_map is not None:       # the resize's buffer holds its arg-max, not its scores
-                self.unwritten[o.name] = class_map
             out[o.name] = self.views[o.name]
         return out
 
