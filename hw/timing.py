@@ -31,7 +31,7 @@ from .isa import FIELD_BITS, INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, Stream
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from .vector import FIELD_HOLD_LEVELS, MAX_DESCRIPTOR_BYTES, MAX_STAGES
 
-__all__ = ["latency", "occupancy", "schedule", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
+__all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "load_inp_channel_ok",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
@@ -384,6 +384,13 @@ def load_wgt_lane_addr(f, out, chan):
     return f["src_addr"] + out * f["out_stride"] + chan * sel(f["lane_stride"] == 0, 1, f["lane_stride"])
 
 
+def param_beat_bytes(config: AcceleratorConfig) -> int:
+    """Bytes a LOAD_PARAM beat carries: the bus's ``gb_bus_bytes``, at most K0 entries (a PE's
+    parameter memory takes K0 entries a cycle, one per output channel of its block), so that a
+    bus wider than that (E's 512 bytes, 64 entries) needs no wider parameter memory."""
+    return min(config.gb_bus_bytes, config.k0 * PARAM_ENTRY_BYTES)
+
+
 def load_param_lane_addr(f, entry, byte):
     """The DRAM address of byte ``byte`` of entry ``entry`` in a LOAD_PARAM (entries of
     ``PARAM_ENTRY_BYTES`` bytes, parameter sets and table words alike)."""
@@ -643,7 +650,7 @@ def load_terms(op: Op, f, cfg: AcceleratorConfig, rows=None):
         return cdiv(f["rows"] * c0 * cfg.k0, bus), f["n_out"] * _min(f["chan"], f["rows"] * c0), cfg.dram_latency, 0, 0
     if op == Op.LOAD_PARAM:
         n = f["n_entries"] * PARAM_ENTRY_BYTES
-        return cdiv(n, bus), n, cfg.dram_latency, 0, 0
+        return cdiv(n, param_beat_bytes(cfg)), n, cfg.dram_latency, 0, 0
     if op == Op.LOAD_GB:
         return cdiv(f["n_bytes"], bus), f["n_bytes"], cfg.dram_latency, 0, 0
     raise ValueError(f"{op.name} is no load")

@@ -25,6 +25,7 @@ from .. import vector as vec
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, FIELD_BITS, INSN_BITS, ErrorCode, Op
 from ..numerics import PARAM_ENTRY_BYTES, TABLE_ENTRY_BITS
+from ..timing import param_beat_bytes
 from .vector_mac import int8_vector
 
 __all__ = ["LoadTarget", "load_geometry", "ImemSignature", "DramReadSignature", "DramWriteSignature",
@@ -44,9 +45,10 @@ class LoadTarget(enum.Enum, shape=2):
 
 
 def load_geometry(config: AcceleratorConfig) -> tuple[int, int, int]:
-    """(G bytes per load beat, input rows / weight vectors per beat, parameter entries per beat)."""
+    """(G bytes per load beat, input rows / weight vectors per beat, parameter entries per beat:
+    ``hw.timing.param_beat_bytes``)."""
     g = config.gb_bus_bytes
-    return g, g // config.c0, g // PARAM_ENTRY_BYTES
+    return g, g // config.c0, param_beat_bytes(config) // PARAM_ENTRY_BYTES
 
 
 def bus_width_text(config: AcceleratorConfig) -> str:

@@ -78,13 +78,13 @@ def check_rtl_config(config: AcceleratorConfig) -> None:
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
     check_bus_width(config)
-    g, nb, e = load_geometry(config)
+    g, nb, _ = load_geometry(config)
     if config.k0 % nb:
         raise ValueError(f"K0 = {config.k0} must be a multiple of gb_bus_bytes/C0 = {nb} "
                          f"(weight vectors written per cycle)")
-    if g % PARAM_ENTRY_BYTES or not 1 <= e <= config.k0:
-        raise ValueError(f"gb_bus_bytes/8 = {g / PARAM_ENTRY_BYTES} must be an integer between 1 and "
-                         f"K0 = {config.k0} (parameter entries written per cycle)")
+    if g % PARAM_ENTRY_BYTES:
+        raise ValueError(f"gb_bus_bytes/8 = {g / PARAM_ENTRY_BYTES} must be an integer "
+                         f"(whole parameter entries a beat)")
     if config.input_rows % nb:
         raise ValueError(f"input_rows ({config.input_rows}) must be a multiple of {nb} banks")
     if config.param_depth % config.k0:
@@ -229,7 +229,7 @@ class PETile(wiring.Component):
         cfg, ld, st = self._config, self.ld, self.st
         k0 = cfg.k0
         _, _, n_ent = load_geometry(cfg)
-        ld_entries = data.ArrayLayout(unsigned(PARAM_STRUCT.size), n_ent)(ld.data)
+        ld_entries = data.ArrayLayout(unsigned(PARAM_STRUCT.size), n_ent)(ld.data[:n_ent * PARAM_STRUCT.size])
         lk = ceil_log2(k0)
         par_rd = []
         pa = st.param_addr

@@ -100,7 +100,8 @@ class TableMemory(wiring.Component):
         """(en, addr, data) of each bank's write port for the beat on ``ld``."""
         ld, word, lw = self.ld, self._word, ceil_log2(self._word)
         _, _, per_beat = load_geometry(self._config)
-        entries = data.ArrayLayout(unsigned(PARAM_ENTRY_BYTES * 8), per_beat)(ld.data)
+        # a beat's entries are its first bytes: at most K0 of them on a wider bus
+        entries = data.ArrayLayout(unsigned(PARAM_ENTRY_BYTES * 8), per_beat)(ld.data[:per_beat * PARAM_ENTRY_BYTES * 8])
         first = ld.addr[lw:]                           # the word of the beat's first entry
         writes = []
         for bank in range(2):
