@@ -45,13 +45,15 @@ below the bound ``chan`` (``hw.timing.load_inp_channel_ok``, a comparison per la
 
 from __future__ import annotations
 
+import operator
+
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, INSN_BITS, Op
-from ..expr import Fields
+from ..expr import Fields, balanced
 from ..timing import (FOLD_CHANNEL_DIGITS, FOLD_DIGIT_BITS, FOLD_SETUP, FOLD_TAP_BITS, FOLD_TAP_DIGITS, INP_COUNT_LAG,
                       INP_START, LANE_STAGE, load_inp_channel_ok, load_inp_rows, load_inp_rows_bound)
 from .buses import load_geometry
@@ -247,8 +249,9 @@ class LoadInpLanes(wiring.Component):
         m.d.sync += lane_en.eq(Cat(*en_bits))
         m.d.comb += self.lane_en.eq(Mux(self.step, lane_en, 0))
         # the beat's count from its registered enables, taken by the unit a cycle late
-        # (hw.timing.INP_COUNT_LAG): the population count is not behind the enables' logic
-        m.d.sync += self.lane_en_count.eq(sum(self.lane_en))
+        # (hw.timing.INP_COUNT_LAG): the population count is not behind the enables' logic; an
+        # adder tree, not a chain of G adds (E's 512 lanes: a chain too deep to elaborate)
+        m.d.sync += self.lane_en_count.eq(balanced(operator.add, list(self.lane_en), 0))
         # the lane stage's beat: the cycle before a beat (the setup's last cycle, or a beat)
         with m.If((self.step | (self.setup_left == 1)) & ~self.start):
             for ln, lane in enumerate(lanes):
