@@ -11,7 +11,8 @@ and the wall (and CPU) time of the whole-network functional check
 (``CHECK=1``: calibrated network, program, golden comparison) of segformer_b0 at
 64x64 on ``small`` and of segformer_b2 at 512x512 on E (seed 0).  ``figures`` holds the issue's checks, computed from the runs: for
 SegFormer-B2 and Swin-T on E, in the default model, with ``--no-fusion`` (time, cycles,
-energy and DRAM bytes of both, so that the saving of fusion can be read) and in the
+energy and DRAM bytes of both, and ``fusion_saving``: the difference, with the energy of the
+DRAM accesses removed) and in the
 paper-comparable mode (``--ideal-memory --mac-only``), the time against the paper's, the
 convolutions' share of time, the largest layer's shares of time and energy,
 the time floors, and the five MAC layers with the highest energy per MAC.
@@ -53,7 +54,7 @@ def figures(res, paper: dict) -> dict:
     per_mac = sorted((l for l in doc["layers"] if l["macs"] and l["cycles"]),
                      key=lambda l: l["energy_per_mac_pj"], reverse=True)[:5]
     return {"time_ms": res.time_ms, "total_cycles": res.total_cycles, "energy_uj": res.energy_uj,
-            "dram_bytes": doc["dram_bytes"], "gb_resident_tensors": doc["gb_resident_tensors"],
+            "energy_dram_uj": (res.energy_pj - res.energy_onchip_pj) * 1e-6, "dram_bytes": doc["dram_bytes"], "gb_resident_tensors": doc["gb_resident_tensors"],
             "paper_time_ms": paper["time_ms"], "within_paper_time": res.time_ms <= paper["time_ms"],
             "conv_time_share": doc["shares"]["kind"]["time"]["conv2d"], "paper_conv_time_share": paper["conv_time_share"],
             "largest_layer": paper["largest"], "largest_time_share": largest["cycles"] / total_cycles,
@@ -65,12 +66,19 @@ def figures(res, paper: dict) -> dict:
                                        for l in per_mac]}
 
 
+def fusion_saving(fused: dict, unfused: dict) -> dict:
+    """What fusion saves against ``--no-fusion``: time, DRAM bytes, and energy, in all and in the
+    DRAM accesses removed (each figure unfused minus fused)."""
+    keys = ("time_ms", "total_cycles", "dram_bytes", "energy_uj", "energy_dram_uj")
+    return {k: unfused[k] - fused[k] for k in keys}
+
+
 def bench_figures() -> dict:
     out = {}
     for name, paper in PAPER.items():
         model = build_model(name)
-        out[name] = {"default": figures(simulate(model, get_config("E")), paper),
-                     "no_fusion": figures(simulate(model, get_config("E"), fuse=False), paper),
+        fused, unfused = (figures(simulate(model, get_config("E"), fuse=f), paper) for f in (True, False))
+        out[name] = {"default": fused, "no_fusion": unfused, "fusion_saving": fusion_saving(fused, unfused),
                      "paper_comparable": figures(simulate(model, get_config("E"), mac_only=True, ideal_memory=True),
                                                  paper)}
     return out
@@ -150,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"golden depthwise {depthwise['shape']}: {depthwise['wall_s_median']:.3f} s wall (median)", flush=True)
     figs = bench_figures()
     for name, modes in figs.items():
-        for mode, f in modes.items():
+        saved = modes["fusion_saving"]
+        print(f"{name:<14} fusion saves {saved['time_ms']:.3f} ms, {saved['dram_bytes'] / 1e6:.1f} MB of DRAM traffic, "
+              f"{saved['energy_uj']:.1f} uJ ({saved['energy_dram_uj']:.1f} uJ of DRAM accesses)")
+        for mode, f in ((m, f) for m, f in modes.items() if m != "fusion_saving"):
             print(f"{name:<14} {mode:<16} {f['time_ms']:.3f} ms (paper {f['paper_time_ms']} ms), "
                   f"DRAM {f['dram_bytes'] / 1e6:.1f} MB, {f['energy_uj']:.1f} uJ; convolutions "
                   f"{100 * f['conv_time_share']:.1f} % of time (paper {100 * f['paper_conv_time_share']:.0f} %); "
