@@ -5,7 +5,7 @@ control (the buses of :mod:`hw.rtl.buses`):
 
 * ``ld`` (:class:`~hw.rtl.buses.LoadBusSignature`, from the load unit): ``G = gb_bus_bytes``
   bytes per cycle, written as ``G/C0`` input rows, ``G/C0`` weight vectors of one weight row
-  or ``G/8`` parameter entries;
+  or ``min(G/8, K0)`` parameter entries;
 * ``gemm`` (:class:`~hw.rtl.buses.GemmBusSignature`, from the compute unit): one pixel per
   cycle (input row, weight row, accumulator entry);
 * ``st`` (:class:`~hw.rtl.buses.StoreBusSignature`, from the store unit): one accumulator

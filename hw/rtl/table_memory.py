@@ -1,6 +1,6 @@
 """A PE's table memory (``hw.numerics``: ``TABLE_ENTRIES`` entries of ``TABLE_ENTRY_BITS``): ``TableMemory``.
 
-LOAD_PARAM with ``table = 1`` fills it through the load bus (``LoadTarget.TABLE``), ``G/8``
+LOAD_PARAM with ``table = 1`` fills it through the load bus (``LoadTarget.TABLE``), ``min(G/8, K0)``
 parameter-sized entries (two table entries each, ``hw.numerics.TABLE_ENTRY`` little-endian) a
 beat at any entry address, as ``sim.functional`` places them.  The STORE's post-processing
 lanes read it, each lane an entry of its own a cycle, while ``rd_en`` says a read is wanted (an
@@ -9,7 +9,7 @@ SRAM macro's read enable: an idle table is not read, which also spares a simulat
 Organisation: one copy per read lane (a lane reads any entry every cycle).  A copy is two
 banks (``lib.memory.Memory``, one write port with a write enable per parameter entry and one
 synchronous read port: a 1R1W SRAM macro with a write mask) of words of ``E`` parameter entries,
-``E`` the power of two at or above the ``G/8`` entries of a beat; word ``w`` is row ``w // 2``
+``E`` the power of two at or above the entries of a beat; word ``w`` is row ``w // 2``
 of bank ``w % 2``.  A beat's entries span at most two consecutive words, one in each bank, so
 it is written in its cycle.  A read addresses both banks at the entry's row and picks the bank
 and the entry in the word the cycle after (the bits of the index, registered).
