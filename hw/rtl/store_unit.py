@@ -396,7 +396,9 @@ class StoreUnit(wiring.Component):
             member = ((i < run) & (pe + i < cs.pe_first + cs.pe_count)) if i else 1
             mask += [row_ok & member & (j < cs.k_per_pe) & (k_first + i * k0 + j < cs.t_k) for j in range(k0)]
             data.append(Mux(index == 0, now[pe + i], kept[pe + i]))
-        values = Cat(*data)
+        # a signal: each byte's slice of it then reads the signal, not the PEs' multiplexers again
+        values = Signal(8 * lanes, name="gb_values")
+        m.d.comb += values.eq(Cat(*data))
         m.d.comb += [self.gb.en.eq(row_ok), self.gb.addr.eq(pixel_base + doff), self.gb.mask.eq(Cat(*mask)),
                      *(self.gb.data[j].eq(values[8 * j:8 * j + 8]) for j in range(lanes))]
 
