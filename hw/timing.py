@@ -387,7 +387,7 @@ def load_wgt_lane_addr(f, out, chan):
 def param_beat_bytes(config: AcceleratorConfig) -> int:
     """Bytes a LOAD_PARAM beat carries: the bus's ``gb_bus_bytes``, at most K0 entries (a PE's
     parameter memory takes K0 entries a cycle, one per output channel of its block), so that a
-    bus wider than that (E's 512 bytes, 64 entries) needs no wider parameter memory."""
+    bus wider than that (512 bytes on E: 64 entries) needs no wider parameter memory."""
     return min(config.gb_bus_bytes, config.k0 * PARAM_ENTRY_BYTES)
 
 

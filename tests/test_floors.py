@@ -97,10 +97,10 @@ def test_fused_floor_keeps_what_fits_on_chip(name, size):
 
 
 def test_fused_floor_counts_the_on_chip_bus():
-    """A tensor kept on chip still crosses the bus into the PEs (``gb_bus_bytes`` a cycle, E's is
-    the DRAM's 128 B): a layer with few channels and its tensors on chip is bound by that bus."""
+    """A tensor kept on chip still crosses the bus into the PEs (``gb_bus_bytes`` a cycle, here the
+    DRAM's 128 B): a layer with few channels and its tensors on chip is bound by that bus."""
     from sim.simulator import _mac_group_floor
-    cfg = get_config("E")
+    cfg = get_config("E", gb_bus_bytes_per_cycle=128)
     layer = Linear("l", "encoder", tokens=1024, in_features=64, out_features=64)
     into_pes = 1024 * 64 + 64 * 64
     assert layer.macs / cfg.macs_per_cycle < into_pes / cfg.gb_bus_bytes

@@ -66,13 +66,13 @@ PINS = {
     # 16_496_146 / 555_466 cycles.  Re-pinned for issue 14's pipelined descriptor check
     # (hw.vector.FIELD_HOLD_LEVELS 2 -> 9: VEC_FIELD_CHECK 3 -> 10, every VEC 7 cycles longer: 53,
     # 64 and 18 VEC passes; energy did not move); was 5_554_443 / 16_140_118 / 554_080 cycles.
-    # Re-pinned for issue 18's 512 B/cycle on-chip bus on E (docs/config.md, "E's on-chip bus":
-    # loads from the global buffer and STOREs into it four times faster, more tensors kept there,
+    # Re-pinned for issue 18's 256 B/cycle on-chip bus on E (docs/config.md, "E's on-chip bus":
+    # loads from the global buffer and STOREs into it twice as fast, more tensors kept there,
     # 3 band chains on B2); was 5_554_814 / 16_140_566 / 554_206 cycles and 40_390_492_335.11 /
     # 100_989_823_133.60 / 3_211_492_502.07 pJ.
-    "segformer_b2": (5_412_722, 38_529_921_481.45),
-    "swin_tiny": (16_027_591, 98_839_021_622.84),
-    "resnet50": (539_705, 3_186_499_231.73),
+    "segformer_b2": (5_463_201, 38_536_211_493.67),
+    "swin_tiny": (16_044_455, 99_744_947_201.75),
+    "resnet50": (542_021, 3_129_067_239.57),
 }
 #: The same without fusion (every non-MAC layer its own VEC pass), so that a change of fusion and a
 #: change of the MAC layers' mappings show up separately.
@@ -86,10 +86,10 @@ PINS = {
 #: (44_727_400_259.88 / 107_906_602_791.39 pJ) before issue 18's mapper step (as PINS), then
 #: 6_240_556 / 17_374_181 cycles before VEC_WALK_ROWS = 4 (as PINS), then 6_152_576 / 17_115_581
 #: before VEC_FIELD_CHECK = 10 (as PINS: 105 and 167 VEC passes, 7 cycles each), then 6_153_311 /
-#: 17_116_750 (44_605_847_634.57 / 107_515_028_095.76 pJ) before E's 512 B/cycle bus (as PINS).
+#: 17_116_750 (44_605_847_634.57 / 107_515_028_095.76 pJ) before E's 256 B/cycle bus (as PINS).
 UNFUSED_PINS = {
-    "segformer_b2": (6_118_615, 44_610_146_088.14),
-    "swin_tiny": (17_066_773, 107_517_967_229.65),
+    "segformer_b2": (6_118_743, 44_610_146_088.14),
+    "swin_tiny": (17_066_775, 107_517_967_229.65),
 }
 #: Paper-comparable mode (MAC layers only, the mappings chosen for the configured DRAM timed with
 #: memory no limit): (cycles, energy in pJ); was 4_094_850 / 14_620_867 before issue 14's registered
@@ -99,7 +99,7 @@ UNFUSED_PINS = {
 #: then 4_117_080 / 14_665_067 (Swin-T 96_171_128_433.93 pJ) before POST_PIPELINE = 5, then
 #: 4_117_231 / 14_665_088 (37_322_121_955.67 / 96_165_427_792.44 pJ) before issue 18's mapper step
 #: (Swin-T's scores now take 10 PEs, whole groups, the fastest with 128 B/cycle of DRAM, slower here),
-#: then 4_090_918 / 14_727_023 (37_200_569_330.36 / 95_773_853_096.81 pJ) before E's 512 B/cycle bus
+#: then 4_090_918 / 14_727_023 (37_200_569_330.36 / 95_773_853_096.81 pJ) before E's 256 B/cycle bus
 #: (the mappings chosen for it differ).
 PAPER_COMPARABLE_PINS = {"segformer_b2": (4_091_404, 37_204_867_783.93),
                          "swin_tiny": (14_728_027, 95_776_792_230.70)}

@@ -36,12 +36,12 @@ def beats_of(cfg, dst: int, n_entries: int):
     return [(dst + e, min(per_beat, n_entries - e)) for e in range(0, n_entries, per_beat)]
 
 
-@pytest.mark.parametrize("cfg_name", ["tiny", "small", "e_small", "E"])
-def test_table_memory_loads_at_any_alignment(cfg_name):
+@pytest.mark.parametrize("cfg_name, bus", [("tiny", 0), ("small", 0), ("e_small", 0), ("E", 0), ("E", 512)])
+def test_table_memory_loads_at_any_alignment(cfg_name, bus):
     """Loads at every kind of alignment, then every entry read back on every lane; compared with
-    sim.functional's ``_load_table`` on the same bytes.  On E a beat carries K0 = 32 entries, not
-    the 64 its 512-byte bus could (``hw.timing.param_beat_bytes``)."""
-    cfg = get_config(cfg_name)
+    sim.functional's ``_load_table`` on the same bytes.  On E with a 512-byte bus a beat carries
+    K0 = 32 entries, not 64 (``hw.timing.param_beat_bytes``)."""
+    cfg = get_config(cfg_name, **({"gb_bus_bytes_per_cycle": bus} if bus else {}))
     g, _, per_beat = load_geometry(cfg)
     rng = np.random.default_rng(SEED)
     lanes = 3
@@ -158,6 +158,26 @@ def test_table_activation_layer_bit_and_cycle_exact(name):
     it) on tiny in Amaranth's simulator: DRAM == sim.functional, output == golden with the
     table, done at hw.timing.schedule's cycle."""
     cfg = get_config("tiny")
+    exp = expected_run(FIXED_BY_NAME[name], cfg, SEED)
+    assert any(i.op == Op.LOAD_PARAM and i.f["table"] for i in exp.stream)
+    dram = exp.dram_in.copy()
+    res = run_accelerator(cfg, exp.stream, dram, max_cycles=exp.cycles + 50)
+    assert res["error"] == 0, f"{name}: error {res['code']} at instruction {res['pc']}"
+    assert res["done"] == 1 and res["cycle"] == exp.cycles, \
+        f"{name}: done {res['done']} at cycle {res['cycle']}, timing contract says {exp.cycles}"
+    if not np.array_equal(dram, exp.dram_out):
+        pytest.fail(first_mismatch(f"{name} vs sim.functional", dram, exp.dram_out))
+    lo, hi = exp.output_range
+    np.testing.assert_array_equal(dram[lo:hi], exp.golden, err_msg=f"{name} vs golden")
+
+
+def test_a_bus_wider_than_k0_entries_loads_parameters_k0_a_beat():
+    """A 64-byte bus on 4-lane PEs: a LOAD_PARAM beat carries K0 = 4 entries, not the bus's 8
+    (``hw.timing.param_beat_bytes``), into the parameter banks and the table memory.  A mapper
+    stream with a table activation, bit- and cycle-exact in Amaranth's simulator."""
+    cfg = get_config("tiny", c0=16, gb_bus_bytes_per_cycle=64)
+    assert load_geometry(cfg)[2] == cfg.k0 < cfg.gb_bus_bytes // PARAM_ENTRY_BYTES
+    name = sorted(TABLE_ACTIVATIONS)[0]
     exp = expected_run(FIXED_BY_NAME[name], cfg, SEED)
     assert any(i.op == Op.LOAD_PARAM and i.f["table"] for i in exp.stream)
     dram = exp.dram_in.copy()
