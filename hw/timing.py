@@ -37,7 +37,7 @@ __all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "store_pe_clip", "store_tile_bytes", "STORE_MIN_BUSY", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WIDE_WALK_LANES", "VEC_WALK_SETUP", "vec_lane_floor",
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "store_pe_clip", "store_tile_bytes", "STORE_MIN_BUSY", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "load_inp_gb_unaligned", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WIDE_WALK_LANES", "VEC_WALK_SETUP", "vec_lane_floor",
            "VEC_SETUP", "VEC_CHECK", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing",
            "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align",
            "gb_holds_tensors"]
@@ -558,7 +558,10 @@ def legality(op: Op, f, cfg: AcceleratorConfig, terms: dict | None = None) -> li
         return [(pe_set, _PE_SET_TEXT),
                 (f["dst_addr"] + t["rows"] > cfg.input_rows,
                  "input-buffer rows {dst_addr} + {n_cblk}x{win_h}x{win_w} (depth {cfg.input_rows})"),
-                (f["t_c"] == 0, "t_c 0: a tensor of no channels")]
+                (f["t_c"] == 0, "t_c 0: a tensor of no channels"),
+                (load_inp_gb_unaligned(f, cfg), "a gather from the global buffer not of whole words: src_addr "
+                 "{src_addr}, t_c {t_c} and c_base {c_base} must be multiples of C0 = {cfg.c0}, unfolded (fold "
+                 "{fold_kh}x{fold_kw})")]
     if op == Op.LOAD_WGT:
         return [(pe_set, _PE_SET_TEXT),
                 (f["dst_addr"] + f["rows"] > cfg.weight_rows, "weight-buffer rows {dst_addr} + {rows} "
@@ -624,6 +627,15 @@ def check_insn(insn: Insn, cfg: AcceleratorConfig, offset: int) -> None:
         if bad:
             raise StreamError(f"{insn.op.name} at byte offset {offset}: {what.format(**insn.f, cfg=cfg, dw_max=dw_gather_max(cfg))} outside "
                               f"the configuration {cfg.name}", ErrorCode.RANGE, offset // INSN_BYTES)
+
+
+def load_inp_gb_unaligned(f, cfg: AcceleratorConfig):
+    """Whether a LOAD_INP from the global buffer gathers other than whole C0-byte words: folded,
+    or its tensor's address, pixel pitch or first channel not a multiple of C0.  The buffer's
+    read port hands each lane the byte at the lane's own position in a word (a bank multiplexer
+    per lane, not a crossbar from every byte of every bank: ``hw/rtl/global_buffer.py``), so such
+    a gather is refused (RANGE).  On integers or Amaranth values (C0 is a power of two)."""
+    return f["src_gb"] & (load_inp_folded(f) | (((f["src_addr"] | f["t_c"] | f["c_base"]) & (cfg.c0 - 1)) != 0))
 
 
 def load_inp_folded(f):

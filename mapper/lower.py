@@ -45,7 +45,7 @@ from typing import Optional
 from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, decode_stream, encode_stream, make
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
-from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, dw_gather_ok, load_inp_gb_conflict, occupancy,
+from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, dw_gather_ok, load_inp_gb_conflict, load_inp_gb_unaligned, occupancy,
                        occupancy_and_latency, schedule)
 
 from . import tiling_cache
@@ -826,7 +826,7 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
         except StreamError as e:
             unencodable = unencodable or e
             continue
-        if p.in_gb and _gb_conflict(stream, cfg):     # its gathers cannot run (DATA): not a mapping
+        if p.in_gb and _gb_unusable(stream, cfg):     # its gathers are refused (RANGE, DATA): not a mapping
             continue
         spent += len(stream)
         timed += 1
@@ -836,7 +836,8 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
     if best is None and unencodable is not None:
         raise MappingError(f"{p.name}: {_unencodable(p, unencodable)}")
     if best is None:
-        raise MappingError(f"{p.name}: every tiling's LOAD_INP from the global buffer has a bank conflict")
+        raise MappingError(f"{p.name}: every tiling's LOAD_INP from the global buffer has a bank conflict "
+                           f"or reads other than whole words of C0 = {cfg.c0} bytes")
     return best
 
 
@@ -846,9 +847,12 @@ _DIMENSION_FIELDS = (("output channels", "k", Op.STORE, "t_k"), ("input channels
                      ("input rows", "h", Op.LOAD_INP, "t_h"), ("input columns", "w", Op.LOAD_INP, "t_w"))
 
 
-def _gb_conflict(stream: list[Insn], cfg: AcceleratorConfig) -> bool:
-    """Whether a LOAD_INP of ``stream`` reads the global buffer with a bank conflict (DATA when run)."""
-    return any(i.op == Op.LOAD_INP and i.f["src_gb"] and load_inp_gb_conflict(i.f, cfg) is not None for i in stream)
+def _gb_unusable(stream: list[Insn], cfg: AcceleratorConfig) -> bool:
+    """Whether a LOAD_INP of ``stream`` reads the global buffer other than in whole words (RANGE:
+    a head's scores of fewer channels than C0, say) or with a bank conflict (DATA when run)."""
+    return any(i.op == Op.LOAD_INP and i.f["src_gb"] and (load_inp_gb_unaligned(i.f, cfg)
+                                                          or load_inp_gb_conflict(i.f, cfg) is not None)
+               for i in stream)
 
 
 def _dimension_beyond_isa(p: Problem) -> Optional[str]:

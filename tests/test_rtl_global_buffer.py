@@ -37,11 +37,12 @@ def test_writes_any_alignment_and_gathers():
         writes.append((addr, mask, beat))
     gathers = []
     for _ in range(40):
-        # One word per bank, each lane a random byte of a random bank: never a conflict.
+        # One word per bank, each lane its own byte position (lane % C0: whole-word gathers) in a
+        # random bank: never a conflict.
         words = rng.integers(0, size // (width * nbank), nbank)
         lanes = []
-        for _ in range(g):
-            b, off = int(rng.integers(nbank)), int(rng.integers(width))
+        for i in range(g):
+            b, off = int(rng.integers(nbank)), i % width
             lanes.append((int(words[b]) * nbank + b) * width + off)
         gathers.append(lanes)
 

@@ -13,8 +13,8 @@ Writes (LOAD_GB, and STORE with ``dst_gb``: :class:`GbWriteSignature`)
     beat is rotated by ``address mod 2G`` bytes onto the banks (a barrel rotator).
 
 Reads (LOAD_INP with ``src_gb``)
-    A beat gathers up to ``G`` bytes at arbitrary addresses (the im2col address
-    generator).  Every bank serves one word per cycle, so the beat is served in one
+    A beat gathers up to ``G`` bytes, whole C0-byte words of pixels (rows of the address
+    generator; no im2col fold from the buffer).  Every bank serves one word per cycle, so the beat is served in one
     cycle, as the timing contract requires, exactly when **the enabled lanes of the beat
     need at most one row of every bank**: all the rows they touch are distinct modulo
     ``B = 2 G / C0`` (or equal).  A beat that needs two rows of one bank is a *bank
@@ -25,7 +25,10 @@ Reads (LOAD_INP with ``src_gb``)
     the instruction fields.
 
 Data of a read requested in cycle ``c`` appear on ``r_data`` in cycle ``c + 1``, each lane
-selecting its byte from the ``2 G`` bytes the banks return (a ``2G``-to-1 byte crossbar).
+taking the byte at its own position in a word (lane ``i``: byte ``i % C0``) from the bank its
+address names: a ``B``-to-1 byte multiplexer per lane.  A gather must read whole words (the
+contract refuses others: ``hw.timing.load_inp_gb_unaligned``); a ``2G``-to-1 crossbar per lane,
+as before 2026-12-05, grows with the square of ``G``.
 """
 
 from __future__ import annotations
@@ -179,14 +182,12 @@ class GlobalBuffer(wiring.Component):
             conflicts.append(clash)
         m.d.comb += self.conflict.eq(Cat(*conflicts).any())
 
-        # One cycle later every lane picks its byte out of the 2G bytes of all banks: its bank's
-        # row, then the byte in it (the same 2G:1 byte multiplexer as one pick; a simulator then
-        # shifts a row, not all 2G bytes, for each lane).
-        rows = Array(rd.data for _, rd in banks)
+        # One cycle later every lane takes the byte at its own position (lane i % C0) of its
+        # bank's word: a gather reads whole C0-byte words (hw.timing.load_inp_gb_unaligned), so
+        # a lane needs a B:1 multiplexer of bytes, not a crossbar from all 2G bytes.
         for i in range(g):
-            off = Signal(span, name=f"lane{i}_off")
-            m.d.sync += off.eq(self.r_addr[i][:span])
-            row = Signal(8 * width, name=f"lane{i}_row")
-            m.d.comb += [row.eq(rows[off[lw:]] if nbank > 1 else banks[0][1].data),
-                         self.r_data[i].eq(data.ArrayLayout(8, width)(row)[off[:lw]] if width > 1 else row)]
+            bank = Signal(max(lb, 1), name=f"lane{i}_bank")
+            m.d.sync += bank.eq(self.r_addr[i][lw:span] if lb else 0)
+            lane_bytes = Array(rd.data[8 * (i % width):8 * (i % width + 1)] for _, rd in banks)
+            m.d.comb += self.r_data[i].eq(lane_bytes[bank] if nbank > 1 else lane_bytes[0])
         return m

@@ -328,6 +328,8 @@ BAD_STREAMS = {
     "pe_set_out_of_range": ("LOAD_PARAM to PE num_pe (outside the array)", "RANGE"),
     "gemm_acc_out_of_range": ("GEMM whose accumulator rows pass the buffer's end", "RANGE"),
     "gb_source_out_of_range": ("LOAD_INP from the global buffer past its end", "DATA"),
+    "gb_source_unaligned": ("LOAD_INP from the global buffer at an address not a multiple of C0: not whole "
+                            "words (hw.timing.load_inp_gb_unaligned)", "RANGE"),
     "gb_bank_conflict": ("LOAD_INP from the global buffer of two pixels B bank rows apart (B banks): both in "
                          "one bank in one beat (hw.timing.load_inp_gb_conflict)", "DATA"),
     "token_never_pushed": ("GEMM popping a load token nobody pushed", "TOKEN"),
@@ -534,7 +536,11 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
         insn = make(Op.GEMM, out_h=2, out_w=2, in_w=2, kh=1, kw=1, stride=1, n_cblk=1,
                     acc_addr=cfg.accum_depth - 2)
     elif name == "gb_source_out_of_range":
-        insn = make(Op.LOAD_INP, pe_count=1, src_gb=1, src_addr=cfg.global_buf_bytes - 2,
+        insn = make(Op.LOAD_INP, pe_count=1, src_gb=1, src_addr=cfg.global_buf_bytes,
+                    t_h=1, t_w=1, t_c=cfg.c0, n_cblk=1, win_h=1, win_w=1)
+        return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
+    elif name == "gb_source_unaligned":
+        insn = make(Op.LOAD_INP, pe_count=1, src_gb=1, src_addr=cfg.c0 // 2,
                     t_h=1, t_w=1, t_c=cfg.c0, n_cblk=1, win_h=1, win_w=1)
         return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
     elif name == "gb_bank_conflict":
