@@ -339,8 +339,10 @@ def attention_through_gb(cfg, batch: int, m: int, k: int, n: int, seed: int):
 
 
 GB_EPILOGUE_LAYERS = [     # (configuration, heads, queries, head channels, keys = row); as above
-    pytest.param("tiny", 1, 6, 4, 8, marks=pytest.mark.slow),      # rows of 8 across both PEs
-    ("tiny", 2, 5, 4, 3),          # rows of 3, two heads, a pixel in two beats
+    pytest.param("tiny", 2, 6, 4, 4, marks=pytest.mark.slow),      # two heads of rows of 4, a pixel a beat
+    ("tiny", 1, 5, 4, 4),          # rows of 4, a pixel in two beats
+    # (rows of 3 of two heads: .V would gather the second head's scores at a byte that is no
+    # word's first, which the global buffer refuses, hw.timing.load_inp_gb_unaligned)
     pytest.param("small", 1, 4, 8, 7, marks=pytest.mark.slow),     # two row groups of two PEs
 ]
 
