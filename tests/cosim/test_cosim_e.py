@@ -10,8 +10,8 @@ Before the Verilator build the test measures the export (time, Verilog size) and
 an explicit message when the export fails or exceeds :data:`MAX_EXPORT_S`.
 
 Cost measured on the 2-core development machine (docs/cosim.md, "Configuration E"):
-export 46-84 s (6.7 MB Verilog), Verilator 90 s producing 239 C++ files / 136 MB, and the
-first full build (Verilator and g++) 664 s (cached afterwards).  The run is about 21,000
+export 109-112 s (14.0 MB Verilog, E's 256-byte bus since 2026-12-05; 46-84 s and 6.7 MB
+before), and the first full build (Verilator and g++) 510-780 s (cached afterwards).  The run is about 21,000
 cycles at about 540 cycles/s.
 """
 
