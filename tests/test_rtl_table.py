@@ -150,14 +150,9 @@ def test_postprocessor_table_activation(cfg_name):
     check(f"PostProcessor table {cfg_name}", got["y"], want, vec)
 
 
-#: ``slow``: the tiny cosimulation runs both layers in make test (FAST_CASES, same Verilog).
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(TABLE_ACTIVATIONS))
-def test_table_activation_layer_bit_and_cycle_exact(name):
-    """A mapper stream with a table activation (its LOAD_PARAM fills the table, its STOREs read
-    it) on tiny in Amaranth's simulator: DRAM == sim.functional, output == golden with the
-    table, done at hw.timing.schedule's cycle."""
-    cfg = get_config("tiny")
+def assert_table_layer_exact(cfg, name: str) -> None:
+    """The cosimulation case ``name`` (a table activation) on ``cfg`` in Amaranth's simulator:
+    DRAM == sim.functional, output == golden with the table, done at hw.timing.schedule's cycle."""
     exp = expected_run(FIXED_BY_NAME[name], cfg, SEED)
     assert any(i.op == Op.LOAD_PARAM and i.f["table"] for i in exp.stream)
     dram = exp.dram_in.copy()
@@ -169,6 +164,17 @@ def test_table_activation_layer_bit_and_cycle_exact(name):
         pytest.fail(first_mismatch(f"{name} vs sim.functional", dram, exp.dram_out))
     lo, hi = exp.output_range
     np.testing.assert_array_equal(dram[lo:hi], exp.golden, err_msg=f"{name} vs golden")
+
+
+#: ``slow``: the tiny cosimulation runs both layers in make test (FAST_CASES, same Verilog).
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TABLE_ACTIVATIONS))
+def test_table_activation_layer_bit_and_cycle_exact(name):
+    """A mapper stream with a table activation (its LOAD_PARAM fills the table, its STOREs read
+    it) on tiny in Amaranth's simulator: DRAM == sim.functional, output == golden with the
+    table, done at hw.timing.schedule's cycle."""
+    cfg = get_config("tiny")
+    assert_table_layer_exact(cfg, name)
 
 
 def test_a_bus_wider_than_k0_entries_loads_parameters_k0_a_beat():
@@ -178,14 +184,4 @@ def test_a_bus_wider_than_k0_entries_loads_parameters_k0_a_beat():
     cfg = get_config("tiny", c0=16, gb_bus_bytes_per_cycle=64)
     assert load_geometry(cfg)[2] == cfg.k0 < cfg.gb_bus_bytes // PARAM_ENTRY_BYTES
     name = sorted(TABLE_ACTIVATIONS)[0]
-    exp = expected_run(FIXED_BY_NAME[name], cfg, SEED)
-    assert any(i.op == Op.LOAD_PARAM and i.f["table"] for i in exp.stream)
-    dram = exp.dram_in.copy()
-    res = run_accelerator(cfg, exp.stream, dram, max_cycles=exp.cycles + 50)
-    assert res["error"] == 0, f"{name}: error {res['code']} at instruction {res['pc']}"
-    assert res["done"] == 1 and res["cycle"] == exp.cycles, \
-        f"{name}: done {res['done']} at cycle {res['cycle']}, timing contract says {exp.cycles}"
-    if not np.array_equal(dram, exp.dram_out):
-        pytest.fail(first_mismatch(f"{name} vs sim.functional", dram, exp.dram_out))
-    lo, hi = exp.output_range
-    np.testing.assert_array_equal(dram[lo:hi], exp.golden, err_msg=f"{name} vs golden")
+    assert_table_layer_exact(cfg, name)
