@@ -118,15 +118,15 @@ def test_fused_layer_dump_says_who_does_its_work_and_replays_with_its_configurat
 def test_resnet50_on_E_no_plots(tmp_path):
     out = tmp_path / "r"
     r = run(["--model", "resnet50", "--config", "e", "--no-plots", "--quiet", "--out", str(out),
-             "--dram-bytes-per-cycle", "64", "--clock-ghz", "1.0", "--gb-bus-bytes-per-cycle", "256"], tmp_path)
+             "--dram-bytes-per-cycle", "64", "--clock-ghz", "1.0", "--gb-bus-bytes-per-cycle", "512"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == [".run", "layers.csv", "report.json"]
     doc = json.loads((out / "report.json").read_text())
     assert doc["config"] == "E" and doc["clock_ghz"] == 1.0
     assert doc["config_params"]["dram_bytes_per_cycle"] == 64
     assert doc["time_ms"] == pytest.approx(doc["total_cycles"] / 1e6)
-    assert doc["config_params"]["gb_bus_bytes_per_cycle"] == 256
-    assert "assumptions: DRAM 64 B/cycle" in r.stdout and "KiB on a 256 B/cycle bus" in r.stdout
+    assert doc["config_params"]["gb_bus_bytes_per_cycle"] == 512
+    assert "assumptions: DRAM 64 B/cycle" in r.stdout and "KiB on a 512 B/cycle bus" in r.stdout
 
 
 @pytest.mark.parametrize("args, needle", [

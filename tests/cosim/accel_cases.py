@@ -536,8 +536,9 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
         insn = make(Op.GEMM, out_h=2, out_w=2, in_w=2, kh=1, kw=1, stride=1, n_cblk=1,
                     acc_addr=cfg.accum_depth - 2)
     elif name == "gb_source_out_of_range":
-        insn = make(Op.LOAD_INP, pe_count=1, src_gb=1, src_addr=cfg.global_buf_bytes,
-                    t_h=1, t_w=1, t_c=cfg.c0, n_cblk=1, win_h=1, win_w=1)
+        # two whole-word pixels, the second past the end: the lanes' bound is checked one by one
+        insn = make(Op.LOAD_INP, pe_count=1, src_gb=1, src_addr=cfg.global_buf_bytes - cfg.c0,
+                    t_h=1, t_w=2, t_c=cfg.c0, n_cblk=1, win_h=1, win_w=2)
         return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
     elif name == "gb_source_unaligned":
         insn = make(Op.LOAD_INP, pe_count=1, src_gb=1, src_addr=cfg.c0 // 2,
