@@ -121,7 +121,9 @@ class SimResult:
 def _floors(ev: Counter, cfg: AcceleratorConfig, vector: float) -> dict:
     """Lower bounds on a layer's cycles from each resource it uses: from its events, and the
     vector unit's (``vector_floor``: a row lane runs every stage of a chain on an element in one
-    go, so element operations over lanes would overstate it)."""
+    go, so element operations over lanes would overstate it).  The bus floor takes every bus byte
+    at ``gb_bus_bytes`` a cycle, though a LOAD_PARAM beat carries at most
+    ``hw.timing.param_beat_bytes``: looser, still a floor, where that is less than the bus."""
     return {
         "compute": ev["mac"] / cfg.macs_per_cycle,
         "dram_read": ev["dram_read_bytes"] / cfg.dram_bytes_per_cycle,

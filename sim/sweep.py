@@ -233,14 +233,16 @@ def pareto_flags(points: list[dict], x: str = "energy_per_mac_pj", y: str = "mac
 
 
 def matched_pairs(points: list[dict], configs: dict[str, AcceleratorConfig]) -> list[tuple[str, str]]:
-    """(K0 = C0 = 16 point, K0 = C0 = 32 point) pairs of equal peak MACs per cycle and equal per-PE
-    weight and input buffers: the pairs that differ only in vector width (Table II: H-E, J-G).
+    """(K0 = C0 = 16 point, K0 = C0 = 32 point) pairs of equal peak MACs per cycle, per-PE
+    weight and input buffers and memory system: the pairs that differ only in vector width
+    (Table II: J-G; H-E only with E's on-chip bus at H's 128 B/cycle, since E's is 256).
 
     Averaging each vector width over all its presets instead would mix in A and B (twice the
     MACs) and C (1 MiB weight buffers), and says nothing about the vector width.
     """
     def key(cfg: AcceleratorConfig) -> tuple:
-        return cfg.macs_per_cycle, cfg.weight_buf_bytes, cfg.input_buf_bytes
+        return (cfg.macs_per_cycle, cfg.weight_buf_bytes, cfg.input_buf_bytes, cfg.global_buf_bytes,
+                cfg.gb_bus_bytes, cfg.dram_bytes_per_cycle, cfg.dram_latency)
 
     narrow = [p["config"] for p in points if p["k0"] == p["c0"] == 16]
     wide = {key(configs[p["config"]]): p["config"] for p in points if p["k0"] == p["c0"] == 32}

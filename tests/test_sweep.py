@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -114,13 +115,15 @@ def test_pareto_flags_synthetic():
 def test_vector_width_pairs_differ_only_in_vector_width():
     from hw.config import PAPER_PRESETS, PRESETS
     points = [{"config": n, "k0": PRESETS[n].k0, "c0": PRESETS[n].c0} for n in PAPER_PRESETS]
-    assert sweep.matched_pairs(points, PRESETS) == [("H", "E"), ("J", "G")]
+    assert sweep.matched_pairs(points, PRESETS) == [("J", "G")]      # E's bus is twice H's
+    e_at_h_bus = dict(PRESETS, E=dataclasses.replace(PRESETS["E"], gb_bus_bytes_per_cycle=PRESETS["H"].gb_bus_bytes))
+    assert sweep.matched_pairs(points, e_at_h_bus) == [("H", "E"), ("J", "G")]
     fake = {"energy_per_mac_pj": 1.0, "energy_per_mac_onchip_pj": 1.0, "area_mm2": 1.0,
             "macs_per_s_per_mm2": 1.0, "time_ms": 1.0}
     pts = [dict(fake, config="H", k0=16, c0=16, area_mm2=4.0), dict(fake, config="E", k0=32, c0=32),
            dict(fake, config="J", k0=16, c0=16, area_mm2=2.25), dict(fake, config="G", k0=32, c0=32),
            dict(fake, config="A", k0=32, c0=32, area_mm2=100.0)]      # no twin: left out
-    r = sweep.vector_width_ratios(pts, PRESETS)
+    r = sweep.vector_width_ratios(pts, e_at_h_bus)
     assert r["pairs"] == [["H", "E"], ["J", "G"]]
     assert r["area_per_pair"] == [4.0, 2.25] and r["area"] == pytest.approx(3.0)     # geometric mean
     assert r["time"] == pytest.approx(1.0)
