@@ -36,15 +36,11 @@ def test_writes_any_alignment_and_gathers():
         beat = rng.integers(0, 256, g, dtype=np.uint8)
         writes.append((addr, mask, beat))
     gathers = []
+    rows = g // width
     for _ in range(40):
-        # One word per bank, each lane its own byte position (lane % C0: whole-word gathers) in a
-        # random bank: never a conflict.
+        # One word per bank, each beat row a word of a random bank: never a conflict.
         words = rng.integers(0, size // (width * nbank), nbank)
-        lanes = []
-        for i in range(g):
-            b, off = int(rng.integers(nbank)), i % width
-            lanes.append((int(words[b]) * nbank + b) * width + off)
-        gathers.append(lanes)
+        gathers.append([int(words[b]) * nbank + b for b in rng.integers(0, nbank, rows)])
 
     async def tb(ctx):
         for addr, mask, beat in writes:
@@ -57,20 +53,22 @@ def test_writes_any_alignment_and_gathers():
                 if mask >> i & 1:
                     ref[addr + i] = beat[i]
         ctx.set(dut.w_en, 0)
-        for lanes in gathers:
-            ctx.set(dut.r_en, (1 << g) - 1)
-            ctx.set(dut.r_addr.as_value(), _pack(lanes, len(dut.r_addr[0])))
-            assert ctx.get(dut.conflict) == 0, f"unexpected conflict for lanes {lanes}"
+        row_bits = len(dut.r_row[0])
+        for picked in gathers:
+            ctx.set(dut.r_en, (1 << rows) - 1)
+            ctx.set(dut.r_row.as_value(), _pack(picked, row_bits))
+            assert ctx.get(dut.conflict) == 0, f"unexpected conflict for rows {picked}"
             await ctx.tick()
             got = ctx.get(dut.r_data.as_value())
-            for i, a in enumerate(lanes):
+            for i in range(g):
+                a = picked[i // width] * width + i % width
                 assert got >> 8 * i & 0xFF == ref[a], f"lane {i} address {a:#x}: got {got >> 8 * i & 0xFF:#04x}, expected {ref[a]:#04x}"
         # Two rows of bank 0 in one gather: conflict.
-        lanes = [0] * g
-        lanes[g - 1] = nbank * width
-        ctx.set(dut.r_addr.as_value(), _pack(lanes, len(dut.r_addr[0])))
+        picked = [0] * rows
+        picked[rows - 1] = nbank
+        ctx.set(dut.r_row.as_value(), _pack(picked, row_bits))
         assert ctx.get(dut.conflict) == 1
-        ctx.set(dut.r_en, 1)               # the lane with the other row disabled: fine
+        ctx.set(dut.r_en, 1)               # the beat row with the other word disabled: fine
         assert ctx.get(dut.conflict) == 0
 
     sim = Simulator(dut)

@@ -13,10 +13,12 @@ Writes (LOAD_GB, and STORE with ``dst_gb``: :class:`GbWriteSignature`)
     beat is rotated by ``address mod 2G`` bytes onto the banks (a barrel rotator).
 
 Reads (LOAD_INP with ``src_gb``)
-    A beat gathers up to ``G`` bytes, whole C0-byte words of pixels (rows of the address
-    generator; no im2col fold from the buffer).  Every bank serves one word per cycle, so the beat is served in one
-    cycle, as the timing contract requires, exactly when **the enabled lanes of the beat
-    need at most one row of every bank**: all the rows they touch are distinct modulo
+    A beat gathers up to ``G / C0`` whole C0-byte words, one per row of the address generator
+    (a pixel's channel block; the contract refuses any other gather from the buffer:
+    ``hw.timing.load_inp_gb_unaligned``), so the port takes a buffer row ``r_row[k]`` per beat
+    row, not an address per byte lane.  Every bank serves one word per cycle, so the beat is
+    served in one cycle, as the timing contract requires, exactly when **the enabled rows of
+    the beat need at most one row of every bank**: all the rows they name are distinct modulo
     ``B = 2 G / C0`` (or equal).  A beat that needs two rows of one bank is a *bank
     conflict*; ``conflict`` reports it in the request cycle and the load unit raises
     ``error`` (``ErrorCode.DATA``) instead of stalling, so the timing contract is never
@@ -24,11 +26,12 @@ Reads (LOAD_INP with ``src_gb``)
     checking a stream before running it; ``docs/rtl.md`` lists sufficient conditions on
     the instruction fields.
 
-Data of a read requested in cycle ``c`` appear on ``r_data`` in cycle ``c + 1``, each lane
-taking the byte at its own position in a word (lane ``i``: byte ``i % C0``) from the bank its
-address names: a ``B``-to-1 byte multiplexer per lane.  A gather must read whole words (the
-contract refuses others: ``hw.timing.load_inp_gb_unaligned``); a ``2G``-to-1 crossbar per lane,
-as before 2026-12-05, grows with the square of ``G``.
+Data of a read requested in cycle ``c`` appear on ``r_data`` in cycle ``c + 1``: beat row ``k``
+takes the word of the bank it names, a ``B``-to-1 multiplexer of C0-byte words per row.  The
+bank decode, the word compare and the multiplexer's select are per row, ``G / C0`` of them:
+C0 times fewer than per lane (the read port before 2026-12-05 decoded per lane, and before
+whole-word gathers it was a ``2G``-to-1 byte crossbar per lane).  The multiplexers together
+still take ``G x B`` byte inputs, quadratic in ``G`` for a fixed C0.
 """
 
 from __future__ import annotations
@@ -43,12 +46,18 @@ from ..expr import ceil_log2
 from ..timing import gb_banks, load_inp_gb_conflict
 from .buses import bus_width_text, check_bus_width
 
-__all__ = ["GlobalBuffer", "GbWriteSignature", "check_global_buffer", "gb_addr_bits", "gb_banks", "load_inp_gb_conflict"]
+__all__ = ["GlobalBuffer", "GbWriteSignature", "check_global_buffer", "gb_addr_bits", "gb_row_bits", "gb_banks",
+           "load_inp_gb_conflict"]
 
 
 def gb_addr_bits(config: AcceleratorConfig) -> int:
     """Bits of a global-buffer byte address."""
     return max(1, ceil_log2(config.global_buf_bytes))
+
+
+def gb_row_bits(config: AcceleratorConfig) -> int:
+    """Bits of a global-buffer row (a C0-byte word) number."""
+    return max(1, ceil_log2(config.global_buf_bytes // config.c0))
 
 
 class GbWriteSignature(wiring.Signature):
@@ -90,12 +99,14 @@ class GlobalBuffer(wiring.Component):
     -------
     w_en: In(1), w_addr: In(addr_bits), w_mask: In(G), w_data: In(ArrayLayout(8, G))
         A write beat: lane ``i`` (if ``w_mask[i]``) writes byte ``w_addr + i``.
-    r_en: In(G), r_addr: In(ArrayLayout(addr_bits, G))
-        A gather: lane ``i`` (if ``r_en[i]``) reads byte ``r_addr[i]``.
+    r_en: In(G / C0), r_row: In(ArrayLayout(row_bits, G / C0))
+        A gather: beat row ``k`` (if ``r_en[k]``) reads buffer row ``r_row[k]`` (bytes
+        ``C0 * r_row[k]`` on).
     r_data: Out(ArrayLayout(8, G))
-        The gathered bytes, one cycle after the request (lanes not enabled: don't care).
+        The gathered words, one cycle after the request, row ``k`` on lanes ``k*C0`` on (rows
+        not enabled: don't care).
     conflict: Out(1)
-        Combinational: the enabled lanes need two different rows of one bank.
+        Combinational: the enabled rows need two different rows of one bank.
 
     Raises
     ------
@@ -114,11 +125,12 @@ class GlobalBuffer(wiring.Component):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         check_global_buffer(config)
         self._config = config
-        g = config.gb_bus_bytes
+        g, rows = config.gb_bus_bytes, config.gb_bus_bytes // config.c0
         aw = self.addr_bits
         super().__init__({
             "w_en": In(1), "w_addr": In(aw), "w_mask": In(g), "w_data": In(data.ArrayLayout(8, g)),
-            "r_en": In(g), "r_addr": In(data.ArrayLayout(aw, g)), "r_data": Out(data.ArrayLayout(8, g)),
+            "r_en": In(rows), "r_row": In(data.ArrayLayout(gb_row_bits(config), rows)),
+            "r_data": Out(data.ArrayLayout(8, g)),
             "conflict": Out(1),
         })
 
@@ -165,29 +177,30 @@ class GlobalBuffer(wiring.Component):
                 wr.en.eq(Mux(self.w_en, wmask[width * b:width * (b + 1)], 0)),
             ]
 
-        # ---- read: every bank serves the row of its lowest enabled lane -------------------
-        lane_bank = [self.r_addr[i][lw:span] for i in range(g)]
-        lane_word = [self.r_addr[i][span:] for i in range(g)]
+        m.d.comb += self.conflict.eq(self._read(m, banks, nbank, width))
+        return m
+
+    def _read(self, m: Module, banks: list, nbank: int, width: int):
+        """Every bank serves the word its enabled beat rows name; the next cycle each beat row
+        takes its bank's word.  Returns the conflict: two rows of one bank in the beat."""
+        rows, lb = len(self.r_en), ceil_log2(nbank)
+        row_bank = [self.r_row[k][:lb] for k in range(rows)]
+        row_word = [self.r_row[k][lb:] for k in range(rows)]
         conflicts = []
         for b, (_, rd) in enumerate(banks):
-            want = Signal(g, name=f"bank{b}_want")
-            m.d.comb += want.eq(Cat(self.r_en[i] & (lane_bank[i] == b) for i in range(g)))
+            want = Signal(rows, name=f"bank{b}_want")
+            m.d.comb += want.eq(Cat(self.r_en[k] & (row_bank[k] == b) for k in range(rows)))
             # The OR of the requested words is the word when they agree; when two differ it
             # differs from at least one of them, which is the conflict.
             bank_word = Signal(len(rd.addr), name=f"bank{b}_word")
-            m.d.comb += [bank_word.eq(_tree_or([Mux(want[i], lane_word[i], 0) for i in range(g)])),
+            m.d.comb += [bank_word.eq(_tree_or([Mux(want[k], row_word[k], 0) for k in range(rows)])),
                          rd.addr.eq(bank_word), rd.en.eq(want.any())]
             clash = Signal(name=f"bank{b}_conflict")
-            m.d.comb += clash.eq(Cat(want[i] & (lane_word[i] != bank_word) for i in range(g)).any())
+            m.d.comb += clash.eq(Cat(want[k] & (row_word[k] != bank_word) for k in range(rows)).any())
             conflicts.append(clash)
-        m.d.comb += self.conflict.eq(Cat(*conflicts).any())
-
-        # One cycle later every lane takes the byte at its own position (lane i % C0) of its
-        # bank's word: a gather reads whole C0-byte words (hw.timing.load_inp_gb_unaligned), so
-        # a lane needs a B:1 multiplexer of bytes, not a crossbar from all 2G bytes.
-        for i in range(g):
-            bank = Signal(max(lb, 1), name=f"lane{i}_bank")
-            m.d.sync += bank.eq(self.r_addr[i][lw:span] if lb else 0)
-            lane_bytes = Array(rd.data[8 * (i % width):8 * (i % width + 1)] for _, rd in banks)
-            m.d.comb += self.r_data[i].eq(lane_bytes[bank] if nbank > 1 else lane_bytes[0])
-        return m
+        words = Array(rd.data for _, rd in banks)
+        for k in range(rows):
+            bank = Signal(max(lb, 1), name=f"row{k}_bank")
+            m.d.sync += bank.eq(row_bank[k] if lb else 0)
+            m.d.comb += self.r_data.as_value()[8 * width * k:8 * width * (k + 1)].eq(words[bank] if nbank > 1 else words[0])
+        return Cat(*conflicts).any()

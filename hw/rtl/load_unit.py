@@ -19,7 +19,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
-from ..expr import Fields
+from ..expr import Fields, ceil_log2
 from ..isa import ADDR_BITS, INSN_BITS, Op, Queue
 from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
 from ..timing import (FOLD_SETUP, GB_LATENCY, INP_START, LANE_STAGE, load_inp_rows, load_inp_rows_bound, load_param_lane_addr,
@@ -262,10 +262,16 @@ class LoadUnit(wiring.Component):
         # Its registers (the read ports' words, the lanes' byte offsets) matter only the cycle after
         # a read, and its banks change only by a write: its clock is gated on the other cycles.
         gate_clock(m, "gb", gb, (from_gb & busy) | gb.w_en, self._gate_factory)
+        # A gather from the buffer reads whole words (hw.timing.load_inp_gb_unaligned): a beat
+        # row's first lane names its word, and the row is enabled when any of its lanes is.
+        c0, lw = cfg.c0, ceil_log2(cfg.c0)
         bad = [gb.conflict]
-        for i in range(g):
-            m.d.comb += [gb.r_addr[i].eq(inp.lane_addr[i]), gb.r_en[i].eq(inp.lane_en[i] & from_gb)]
-            bad.append(inp.lane_en[i] & from_gb & (inp.lane_addr[i] >= cfg.global_buf_bytes))
+        for k in range(g // c0):
+            en = Signal(name=f"gb_row{k}_en")
+            first = inp.lane_addr[k * c0]
+            m.d.comb += [en.eq(inp.lane_en[k * c0:(k + 1) * c0].any() & from_gb),
+                         gb.r_row[k].eq(first[lw:]), gb.r_en[k].eq(en)]
+            bad.append(en & (first >= cfg.global_buf_bytes))
         return gb, Cat(*bad).any(), from_gb
 
     def _write_stage(self, m, cur, start, issue, beat, gb, gb_bad, from_gb, counters):
