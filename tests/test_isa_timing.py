@@ -240,3 +240,33 @@ def test_no_store_is_free_sooner_than_its_setup(config):
     for _ in range(300):
         f = {name: rng.randrange(1 << min(bits, 4)) for name, bits, _ in FIELDS[Op.STORE]}
         assert occupancy(make(Op.STORE, **f), cfg) >= STORE_MIN_BUSY, f
+
+
+def _gb_load_inp(cfg, **over):
+    """A LOAD_INP gathering one whole-word block (channels c0 .. 2*c0 of a 2*c0-channel pixel at a
+    word's address) from the global buffer, with ``over`` changed."""
+    c0 = cfg.c0
+    f = dict(pe_count=1, src_gb=1, src_addr=c0, t_h=1, t_w=1, t_c=2 * c0, c_base=c0, n_cblk=1, win_h=1, win_w=1)
+    return make(Op.LOAD_INP, **{**f, **over})
+
+
+@pytest.mark.parametrize("term", ["t_c", "c_base", "fold_kh", "fold_kw"])
+def test_gb_gather_refuses_each_unaligned_term_alone(term):
+    """``load_inp_gb_unaligned``: besides src_addr (the cosim's ``gb_source_unaligned``), a pixel
+    pitch or first channel off a C0 word, or a fold, alone makes a global-buffer gather RANGE; the
+    same fields from DRAM stay legal (the rule is the buffer's read port's, not the lanes')."""
+    from hw.isa import ErrorCode
+    from hw.timing import check_insn, load_inp_gb_unaligned
+    cfg = get_config("tiny")
+    assert cfg.global_buf_bytes and cfg.c0 > 2
+    ok = _gb_load_inp(cfg)
+    check_insn(ok, cfg, 0)
+    assert not load_inp_gb_unaligned(ok.f, cfg)
+    c0 = cfg.c0
+    change = {"t_c": {"t_c": 2 * c0 + c0 // 2}, "c_base": {"c_base": c0 // 2},
+              "fold_kh": {"fold_kh": 2, "fold_stride": 1}, "fold_kw": {"fold_kw": 2, "fold_stride": 1}}[term]
+    bad = _gb_load_inp(cfg, **change)
+    with pytest.raises(StreamError, match="not of whole words") as err:
+        check_insn(bad, cfg, INSN_BYTES)
+    assert err.value.code == ErrorCode.RANGE and err.value.index == 1
+    check_insn(_gb_load_inp(cfg, src_gb=0, **change), cfg, 0)
