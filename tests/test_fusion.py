@@ -135,6 +135,29 @@ def test_fusion_saves_time_and_lists_every_layer():
     assert qk.events["vec_ops"] > 0
 
 
+def test_bench_fusion_saving_is_the_difference_of_two_runs():
+    """``sim.bench.fusion_saving`` (``make bench``'s figures): each field is the --no-fusion run's
+    figure minus the fused run's, as the two simulations give them; fusion moves fewer DRAM bytes
+    and the DRAM energy saved is those bytes at the energy model's cost of a DRAM byte."""
+    from sim.bench import PAPER, figures, fusion_saving
+    from sim.energy import EnergyModel
+    from sim.simulator import DRAM_EVENTS
+    model, cfg = build_model("segformer_b0", size=(64, 64)), get_config("small")
+    fused, plain = simulate(model, cfg), simulate(model, cfg, fuse=False)
+    paper = PAPER["segformer_b2"]           # figures() needs the paper's largest layer, which B0 has too
+    saved = fusion_saving(figures(fused, paper), figures(plain, paper))
+
+    def dram(res):
+        return sum(r.events.get(k, 0) for r in res.layers for k in DRAM_EVENTS)
+
+    assert saved["dram_bytes"] == dram(plain) - dram(fused) > 0
+    assert saved["total_cycles"] == plain.total_cycles - fused.total_cycles > 0
+    assert saved["time_ms"] == pytest.approx(plain.time_ms - fused.time_ms)
+    assert saved["energy_uj"] == pytest.approx(plain.energy_uj - fused.energy_uj)
+    cost = EnergyModel(cfg).costs
+    assert cost["dram_read_bytes"] == cost["dram_write_bytes"]
+    assert saved["energy_dram_uj"] == pytest.approx(saved["dram_bytes"] * cost["dram_read_bytes"] * 1e-6)
+
 def test_swin_window_attention_passes():
     steps = plan(build_model("swin_tiny", size=(224, 224)), E)
     passes = {m: s.vpass for s in steps if s.vpass is not None for m in s.vpass.members}
