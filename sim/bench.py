@@ -11,8 +11,8 @@ and the wall (and CPU) time of the whole-network functional check
 (``CHECK=1``: calibrated network, program, golden comparison) of segformer_b0 at
 64x64 on ``small`` and of segformer_b2 at 512x512 on E (seed 0).  ``figures`` holds the issue's checks, computed from the runs: for
 SegFormer-B2 and Swin-T on E, in the default model, with ``--no-fusion`` (time, cycles,
-energy and DRAM bytes of both, and ``fusion_saving``: the difference, with the energy of the
-DRAM accesses removed) and in the
+energy and DRAM bytes of both, and ``fusion_saving``: each of these, the unfused run's minus the
+fused run's, and the energy of the DRAM accesses fusion removes) and in the
 paper-comparable mode (``--ideal-memory --mac-only``), the time against the paper's, the
 convolutions' share of time, the largest layer's shares of time and energy,
 the time floors, and the five MAC layers with the highest energy per MAC.
@@ -67,8 +67,10 @@ def figures(res, paper: dict) -> dict:
 
 
 def fusion_saving(fused: dict, unfused: dict) -> dict:
-    """What fusion saves against ``--no-fusion``: time, DRAM bytes, and energy, in all and in the
-    DRAM accesses removed (each figure unfused minus fused)."""
+    """What fusion saves against ``--no-fusion``, each field the unfused figure minus the fused one
+    (positive when fusion saves): time (``time_ms``, ``total_cycles``), DRAM bytes read and written,
+    all the energy (``energy_uj``) and that of the DRAM accesses alone (``energy_dram_uj``: the
+    bytes fusion removes, at the DRAM's cost per byte)."""
     keys = ("time_ms", "total_cycles", "dram_bytes", "energy_uj", "energy_dram_uj")
     return {k: unfused[k] - fused[k] for k in keys}
 
