@@ -250,7 +250,8 @@ class LoadInpLanes(wiring.Component):
         m.d.comb += self.lane_en.eq(Mux(self.step, lane_en, 0))
         # the beat's count from its registered enables, taken by the unit a cycle late
         # (hw.timing.INP_COUNT_LAG): the population count is not behind the enables' logic; an
-        # adder tree, not a chain of G adds (512 lanes: a chain too deep to elaborate)
+        # adder tree, not a chain of G adds (a chain of E's 512 lanes at 43356a9's 512-byte bus was
+        # too deep to elaborate; E's bus is 256 B/cycle since b972466)
         m.d.sync += self.lane_en_count.eq(balanced(operator.add, list(self.lane_en), 0))
         # the lane stage's beat: the cycle before a beat (the setup's last cycle, or a beat)
         with m.If((self.step | (self.setup_left == 1)) & ~self.start):
