@@ -10,8 +10,9 @@ Before the Verilator build the test measures the export (time, Verilog size) and
 an explicit message when the export fails or exceeds :data:`MAX_EXPORT_S`.
 
 Cost measured on the 2-core development machine (docs/cosim.md, "Configuration E"):
-export 109-112 s (14.0 MB Verilog, E's 256-byte bus since 2026-12-05; 46-84 s and 6.7 MB
-before), and the first full build (Verilator and g++) 510-780 s (cached afterwards).  The run is about 21,000
+export 109-112 s (14.0 MB Verilog at E's 256 B/cycle bus, c855d93's RTL, recorded in be8da94;
+46-84 s and 6.7 MB at 128 B/cycle, 53c9817 on 2026-11-26, many RTL changes before), and the
+first full build (Verilator and g++) 510-780 s (cached afterwards).  The run is about 21,000
 cycles at about 540 cycles/s.
 """
 
