@@ -733,7 +733,12 @@ def _resize(imp, node) -> None:
     _, c, h, w = x.shape
     out_h, out_w, scales = _resize_size(imp, node, x.shape)
     mode, ctm, nearest = _resize_modes(imp, node, out_h < h or out_w < w)
-    if a.get("antialias", 0) and mode == "linear" and (out_h < h or out_w < w):
+    aa = a.get("antialias", 0)
+    if aa and mode == "nearest":
+        # ONNX defines antialias for linear and cubic only; onnxruntime refuses the model
+        raise imp.fail(f"antialias={aa} with mode='nearest'; supported: antialias=0 there (ONNX defines "
+                       f"antialias for linear and cubic only)")
+    if aa and mode == "linear" and (out_h < h or out_w < w):
         raise imp.fail("antialias=1 on a shrinking resize (a filter wider than a pixel); supported: antialias=0, "
                        "or any when enlarging (where it changes nothing)")
     if mode == "linear" and ctm == "pytorch_half_pixel" and 1 in (out_h, out_w) and (h, w) != (out_h, out_w):

@@ -215,6 +215,24 @@ def test_antialias_is_refused_only_where_it_filters(scale):
         assert _max_rel_error(proto, import_onnx(proto, "aa")) <= RTOL
 
 
+@pytest.mark.parametrize("scale", [2.0, 1.0, 0.5])
+def test_antialias_on_a_nearest_resize_is_refused_as_onnxruntime_refuses_it(scale):
+    """ONNX defines antialias for linear and cubic only: onnxruntime's Resize kernel and onnx.reference
+    refuse a nearest resize with antialias=1 at any scale; the importer accepted it."""
+    g = Graph()
+    y = g.op("Conv", ["x", g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
+    y = g.op("Resize", [y, "", g.const(np.array([1, 1, scale, scale], np.float32), np.float32)], "",
+             mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor", antialias=1)
+    proto = g.model([image_input(8, 8, 8, "x")], [out(y)], opset=18)
+    # unoptimised: at ORT_ENABLE_ALL the NCHWc layout pass swaps a whole-factor enlargement after a Conv
+    # for its own kernel, which ignores antialias, and the session loads
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    with pytest.raises(Exception, match="anti-aliasing"):
+        ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    _refused(proto, "(Resize)", "antialias=1 with mode='nearest'", "supported: antialias=0")
+
+
 @pytest.mark.parametrize("ctm, accepted", [("pytorch_half_pixel", False), ("half_pixel", True)])
 def test_a_linear_resize_to_one_pixel_takes_the_centre_only_by_half_pixel(ctm, accepted):
     """To a 1 x 1 output, ONNX's pytorch_half_pixel reads input pixel (0, 0), half_pixel the centre
