@@ -187,7 +187,8 @@ bench: $(STAMP)
 	$(PY) -m sim.bench $(ARGS)
 	$(PY) -m hw.rtl.bench
 	$(PY) tests/cosim/bench.py
-	$(MAKE) cosim-e
+# bench's ARGS are sim.bench's options, not pytest's: cosim-e must not inherit them
+	$(MAKE) cosim-e ARGS=
 
 verilog: $(STAMP)
 	$(PY) -m hw.rtl.export --config=$(call q,$(CFG)) $(call opt,--out,$(OUT)) $(ARGS)
