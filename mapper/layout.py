@@ -6,7 +6,8 @@ Every tensor is int8 HWC in a *buffer*: element ``(y, x, ch)`` is byte
 ``buffer + (y * W + x) * pitch + offset + ch``.  A tensor has a buffer of its own
 (``pitch = C``, ``offset = 0``), except the inputs of a :class:`~mapper.ir.Concat`,
 which their producers write straight into the concatenation's buffer at their channel
-offset (zero-copy; consumers read them there with its pitch).  A concatenation that is
+offset (zero-copy; consumers read them there with its pitch); a constant part is in that
+buffer from the start (``mapper.program`` makes it static data).  A concatenation that is
 itself an input of another lives in the outer one's buffer, and so do its parts: offsets
 add up and every part has the outermost pitch (DenseNet's ``Concat([c1, conv(c1)])``).
 
@@ -62,7 +63,7 @@ def storage_plan(model: Model) -> dict[str, Storage]:
             if plan[src].buffer != src:
                 raise LayoutError(f"{layer.name}: input {src!r} is already part of the concatenation "
                                   f"{plan[src].buffer!r}")
-            if src == INPUT or _is_constant(model, src):
+            if src == INPUT:
                 raise LayoutError(f"{layer.name}: input {src!r} is not computed, so it cannot be written "
                                   f"into the concatenation")
             # ``src`` may itself be a concatenation (layers come in order, so it is placed already):
@@ -72,10 +73,6 @@ def storage_plan(model: Model) -> dict[str, Storage]:
                     plan[name] = Storage(layer.name, layer.out_shape[2], offset + st.offset, st.shape)
             offset += shape[2]
     return plan
-
-
-def _is_constant(model: Model, name: str) -> bool:
-    return model.layer(name).kind == "constant"
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@
 ``build_program(qmodel, cfg)`` lowers every step of the plan (``mapper.fusion``) with real
 addresses and lays out the DRAM image:
 
-* a static region: the input image, every constant, each MAC layer's packed weights and
-  parameter entries, the tables the STOREs read (an activation table or a softmax's
-  exponentials), the vector unit's tables (activation tables, layernorm entries) and the
-  VEC descriptors;
+* a static region: the input image, every constant (the whole buffer of a concatenation with
+  a constant part: its computed parts are stored into it, beside the constant), each MAC
+  layer's packed weights and parameter entries, the tables the STOREs read (an activation
+  table or a softmax's exponentials), the vector unit's tables (activation tables, layernorm
+  entries) and the VEC descriptors;
 * an activation region where every buffer (``mapper.layout``) lives from the first step that
   writes it to the last that reads it; buffers whose lifetimes do not overlap share memory
   (first fit), and the model's outputs live to the end.
@@ -203,6 +204,9 @@ class _Builder:
         except MappingError as e:
             raise ProgramError(str(e)) from None
         self.storage = storage_plan(self.model)
+        # a constant's buffer is static data, also a concatenation's that holds a constant part
+        self.static_buffers = frozenset({INPUT} | {self.storage[l.name].buffer for l in self.model.layers
+                                                    if l.kind == "constant"})
         self.blobs: dict[str, _Blob] = {}
         self.class_maps = frozenset(n for st in self.steps if st.vpass is not None and st.vpass.class_map
                                     for n in st.vpass.writes)
@@ -248,7 +252,7 @@ class _Builder:
         return {b: l for b, l in lives.items() if not self._static(b) and b not in self.resident}
 
     def _static(self, buf: str) -> bool:
-        return buf == INPUT or (buf in self.storage and self.model.layer(buf).kind == "constant")
+        return buf in self.static_buffers
 
     def _allocate(self, base: int) -> tuple[dict[str, int], int]:
         """First fit by lifetime; returns the addresses and the region's high-water mark."""
@@ -277,9 +281,21 @@ class _Builder:
         h, w, c = self.model.input
         x = np.zeros((h, w, c), np.int8) if image is None else np.asarray(image, np.int8)
         self._blob(INPUT, x)
+        held: dict[str, np.ndarray] = {}        # concatenations holding constant parts
         for layer in self.model.layers:
-            if layer.kind == "constant":
-                self._blob(layer.name, np.asarray(self.q.layers[layer.name].data, np.int8))
+            if layer.kind != "constant":
+                continue
+            data, st = np.asarray(self.q.layers[layer.name].data, np.int8), self.storage[layer.name]
+            if st.buffer == layer.name:
+                self._blob(layer.name, data)
+                continue
+            # written into the concatenation's static buffer once, at its offset; the computed parts
+            # are stored beside it by their producers, as in any concatenation
+            whole = self.storage[st.buffer]
+            buf = held.setdefault(st.buffer, np.zeros((*whole.shape[:2], whole.pitch), np.int8))
+            buf[:, :, st.offset:st.offset + st.shape[2]] = data.reshape(st.shape)
+        for name, buf in held.items():
+            self._blob(name, buf)
 
     def layout(self, image: Optional[np.ndarray]) -> tuple[list, int, int]:
         """(instruction builders per step, static bytes, activation bytes): every blob and buffer

@@ -335,3 +335,20 @@ def dense_layer(size: int = 8, width: int = 6, grow: int = 5, kernel: int = 3, p
         parts = {"first": [x, *grown], "last": [*grown, x], "middle": [grown[0], x, grown[-1]]}[position]
         x, cin = g.op("Concat", parts, f"/cat{i}", axis=1), cin + len(grown) * grow
     return g.model([image_input(3, size, size, "input")], [out(x)])
+
+
+def constant_concat(size: int = 8, width: int = 4, const: int = 3, position: str = "last", seed: int = 12):
+    """``Concat`` along the channels of ``x = conv3x3(input)`` and an initializer of ``const`` channels
+    (a learned map, CoordConv style), the constant ``first``, ``last`` or on both sides of ``x``
+    (``both``), then a 1x1 convolution of the whole.  Outputs: the concatenation and the convolution's."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("stem.weight", width, 3, 3, 3), g.weight("stem.bias", width, scale=0.1)],
+             "/stem", kernel_shape=[3, 3], pads=[1] * 4)
+    k = [g.init(f"map{i}", g.rng.uniform(-2, 2, (1, const, size, size)).astype(np.float32))
+         for i in range(2 if position == "both" else 1)]
+    parts = {"first": [k[0], x], "last": [x, k[0]], "both": [k[0], x, k[-1]]}[position]
+    cat = g.op("Concat", parts, "/cat", axis=1)
+    cin = width + const * (len(parts) - 1)
+    y = g.op("Conv", [cat, g.weight("read.weight", 5, cin, 1, 1), g.weight("read.bias", 5, scale=0.1)],
+             "/read", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size, "input")], [out(cat), out(y)])

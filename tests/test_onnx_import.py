@@ -20,7 +20,7 @@ from mapper import reference
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import Graph, cnn, image_input, masked_attention, out, qdq_cnn, single_op, vit
+from onnx_graphs import Graph, cnn, constant_concat, image_input, masked_attention, out, qdq_cnn, single_op, vit
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -147,6 +147,16 @@ def _assert_one_line(e: OnnxImportError, *needles):
     assert "\n" not in text
     for n in needles:
         assert n in text, text
+
+
+@pytest.mark.parametrize("position", ["first", "last", "both"])
+def test_a_constant_concatenated_with_an_activation_is_a_constant_layer(position):
+    proto = constant_concat(position=position)
+    imp = import_onnx(proto, "cc")
+    cat = next(l for l in imp.model.layers if l.kind == "concat")
+    assert [imp.model.layer(n).kind for n in cat.inputs] == {"first": ["constant", "conv2d"], "last": ["conv2d", "constant"],
+                                                             "both": ["constant", "conv2d", "constant"]}[position]
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 def _refused(proto, *needles):
