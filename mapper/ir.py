@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Union
 
@@ -61,9 +62,32 @@ class ShapeError(ValueError):
     """A layer whose inputs do not match its attributes; the message names both shapes."""
 
 
-def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    """Output extent of a convolution along one axis (PyTorch's formula)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, padding_end: Optional[int] = None) -> int:
+    """Output extent of a convolution along one axis (PyTorch's formula); ``padding_end``
+    (default ``padding``) pads after the last pixel."""
+    end = padding if padding_end is None else padding_end
+    return (size + padding + end - dilation * (kernel - 1) - 1) // stride + 1
+
+
+Padding = Union[int, tuple[int, int, int, int]]
+
+
+def conv_pads(padding) -> tuple[int, int, int, int]:
+    """A convolution's zero padding as (top, left, bottom, right): an int pads every side
+    alike, a pair (height, width) both sides of an axis alike, four values are ONNX's
+    ``pads`` order.  Raises ValueError for anything else or a negative value."""
+    def whole(v) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    if whole(padding):
+        pads = (int(padding),) * 4
+    elif isinstance(padding, (tuple, list)) and len(padding) in (2, 4) and all(whole(p) for p in padding):
+        pads = tuple(int(p) for p in (padding if len(padding) == 4 else (*padding, *padding)))
+    else:
+        raise ValueError(f"padding {padding!r}: expected an int, (height, width) or (top, left, bottom, right)")
+    if min(pads) < 0:
+        raise ValueError(f"padding {padding!r}: must be at least 0 on every side")
+    return pads
 
 
 def tokens_of(shape: Shape) -> int:
@@ -96,8 +120,8 @@ def min_dram_bytes(layer: "Layer") -> tuple[int, int]:
     output uses and every weight read once, the output written once (int8).  No mapping of
     the layer moves less, so ``max(read, written) / DRAM rate`` bounds its time."""
     if isinstance(layer, Conv2d):
-        (kh, kw), s, p = layer.kernel, layer.stride, layer.padding
-        inp = (_rows_read(layer.in_h, layer.out_h, kh, s, p) * _rows_read(layer.in_w, layer.out_w, kw, s, p)
+        (kh, kw), s, (top, left, _, _) = layer.kernel, layer.stride, layer.pads
+        inp = (_rows_read(layer.in_h, layer.out_h, kh, s, top) * _rows_read(layer.in_w, layer.out_w, kw, s, left)
                * layer.in_ch)
         return inp + weight_bytes(layer), layer.out_h * layer.out_w * layer.out_ch
     if isinstance(layer, Linear):
@@ -105,6 +129,10 @@ def min_dram_bytes(layer: "Layer") -> tuple[int, int]:
     if isinstance(layer, MatMul):
         return layer.batch * (layer.m + layer.n) * layer.k, layer.batch * layer.m * layer.n
     raise TypeError(f"{layer.name}: not a MAC layer (kind {layer.kind!r})")
+
+
+def _padding_str(padding) -> str:
+    return str(padding) if isinstance(padding, int) else "(" + ",".join(map(str, padding)) + ")"
 
 
 def _check_part(part: str) -> None:
@@ -180,7 +208,7 @@ class Conv2d(_Base):
     in_w: int
     kernel: tuple[int, int] = (1, 1)
     stride: int = 1
-    padding: int = 0
+    padding: Padding = 0        # an int, or (top, left, bottom, right) where the sides differ
     groups: int = 1
     bias: bool = True
     relu: bool = False
@@ -194,8 +222,12 @@ class Conv2d(_Base):
         if isinstance(self.kernel, int):
             object.__setattr__(self, "kernel", (self.kernel, self.kernel))
         _positive(self, "in_ch", "out_ch", "in_h", "in_w", "stride", "groups")
-        if self.padding < 0:
-            raise ValueError(f"{self.name}: padding must be at least 0, not {self.padding!r}")
+        try:
+            pads = conv_pads(self.padding)
+        except ValueError as e:
+            raise ValueError(f"{self.name}: {e}") from None
+        # one form per padding, so that equal layers compare equal: an int when every side is alike
+        object.__setattr__(self, "padding", pads[0] if len(set(pads)) == 1 else pads)
         if self.in_ch % self.groups or self.out_ch % self.groups:
             raise ValueError(f"{self.name}: groups={self.groups} must divide in_ch={self.in_ch} "
                              f"and out_ch={self.out_ch}")
@@ -203,12 +235,19 @@ class Conv2d(_Base):
             raise ValueError(f"{self.name}: kernel {self.kernel} does not fit input {self.in_h}x{self.in_w}")
 
     @property
+    def pads(self) -> tuple[int, int, int, int]:
+        """The zero padding as (top, left, bottom, right)."""
+        return conv_pads(self.padding)
+
+    @property
     def out_h(self) -> int:
-        return conv_out(self.in_h, self.kernel[0], self.stride, self.padding)
+        top, _, bottom, _ = self.pads
+        return conv_out(self.in_h, self.kernel[0], self.stride, top, padding_end=bottom)
 
     @property
     def out_w(self) -> int:
-        return conv_out(self.in_w, self.kernel[1], self.stride, self.padding)
+        _, left, _, right = self.pads
+        return conv_out(self.in_w, self.kernel[1], self.stride, left, padding_end=right)
 
     @property
     def depthwise(self) -> bool:
@@ -224,7 +263,7 @@ class Conv2d(_Base):
         kh, kw = self.kernel
         g = f" g{self.groups}" if self.groups > 1 else ""
         return (f"{self.in_h}x{self.in_w}x{self.in_ch} -> {self.out_h}x{self.out_w}x{self.out_ch} "
-                f"k{kh}x{kw} s{self.stride} p{self.padding}{g}")
+                f"k{kh}x{kw} s{self.stride} p{_padding_str(self.padding)}{g}")
 
     def infer(self, in_shapes: list[Shape]) -> Shape:
         self._arity(in_shapes, 1)

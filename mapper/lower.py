@@ -94,7 +94,7 @@ class Problem:
     kh: int = 1
     kw: int = 1
     stride: int = 1
-    pad: int = 0
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0)     # zero padding (top, left, bottom, right)
     fold: bool = False
     act: int = Act.NONE        # what the STOREs apply after requantisation
     dw_pack: int = 1           # depthwise channels packed per group
@@ -121,7 +121,7 @@ class Problem:
 
     @property
     def oh_full(self) -> int:
-        return (self.h + 2 * self.pad - self.kh) // self.stride + 1
+        return (self.h + self.pad[0] + self.pad[2] - self.kh) // self.stride + 1
 
     @property
     def oh(self) -> int:
@@ -130,7 +130,7 @@ class Problem:
 
     @property
     def ow(self) -> int:
-        return (self.w + 2 * self.pad - self.kw) // self.stride + 1
+        return (self.w + self.pad[1] + self.pad[3] - self.kw) // self.stride + 1
 
     @property
     def taps(self) -> int:
@@ -212,7 +212,7 @@ def _problem(layer: Layer, cfg: AcceleratorConfig) -> Problem:
         if layer.depthwise:
             pack = min(cfg.k0, cfg.c0, layer.in_ch)
             return Problem(layer.name, "depthwise", _cdiv(layer.in_ch, pack), layer.in_h, layer.in_w,
-                           layer.in_ch, layer.out_ch, pack, pack, kh, kw, layer.stride, layer.padding,
+                           layer.in_ch, layer.out_ch, pack, pack, kh, kw, layer.stride, layer.pads,
                            act=_act(layer), dw_pack=pack, gather=dw_gather_ok(cfg, kw))
         cg, kg = layer.in_ch // layer.groups, layer.out_ch // layer.groups
         # Fold taps into channels (im2col in the load unit) when it saves channel blocks, when the
@@ -222,7 +222,7 @@ def _problem(layer: Layer, cfg: AcceleratorConfig) -> Problem:
         fold = layer.groups == 1 and kh * kw > 1 and (
             folded < plain or (folded == plain and layer.stride >= kh) or kh * kw > cfg.weight_rows // 2)
         return Problem(layer.name, "dense", layer.groups, layer.in_h, layer.in_w, layer.in_ch,
-                       layer.out_ch, cg, kg, kh, kw, layer.stride, layer.padding, fold, _act(layer))
+                       layer.out_ch, cg, kg, kh, kw, layer.stride, layer.pads, fold, _act(layer))
     if isinstance(layer, Linear):
         h, w = token_shape(layer.tokens)
         return Problem(layer.name, "dense", 1, h, w, layer.in_features, layer.out_features,
@@ -523,7 +523,7 @@ class _Stream:
             if oy >= p.oh:
                 break
             common = dict(src_gb=int(p.in_gb > 0), src_addr=self.pl.input, dst_addr=(self.j % 2) * self.halves[0], t_h=p.h, t_w=p.w,
-                          t_c=self.pl.in_pitch, y0=(p.row0 + oy) * p.stride - p.pad, x0=tx * p.stride - p.pad,
+                          t_c=self.pl.in_pitch, y0=(p.row0 + oy) * p.stride - p.pad[0], x0=tx * p.stride - p.pad[1],
                           win_h=geo["win_h"], win_w=geo["win_w"], n_cblk=ncb, chan=self.chan,
                           fold_kh=geo["fold_kh"], fold_kw=geo["fold_kw"], fold_stride=geo["fold_stride"])
             # columns reducing the same group's channels share one multicast load

@@ -119,9 +119,8 @@ def _conv(wr: _Writer, layer, w: dict) -> None:
     x = wr.first_channels(x, 1, wr.shapes[layer.inputs[0]][2], layer.in_ch, layer.name)
     weight = wr.init(f"{layer.name}.weight", np.asarray(w["weight"], np.float32).transpose(0, 3, 1, 2))
     ins = [x, weight] + ([wr.init(f"{layer.name}.bias", np.asarray(w["bias"], np.float32))] if layer.bias else [])
-    p = layer.padding
     out = wr.node("Conv", ins, f"{layer.name}/conv" if layer.relu else layer.name, kernel_shape=list(layer.kernel),
-                  strides=[layer.stride] * 2, pads=[p] * 4, group=layer.groups)
+                  strides=[layer.stride] * 2, pads=list(layer.pads), group=layer.groups)
     if layer.relu:
         out = wr.node("Relu", [out], layer.name)
     wr.put(layer.name, "nchw", out)

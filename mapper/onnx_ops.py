@@ -249,7 +249,9 @@ def _nchw_full(v: View) -> bool:
     return _nchw_prefix(v) and v.shape[1] == v.src_shape[2]
 
 
-def _conv_padding(imp, a: dict, kernel, size, stride: int) -> int:
+def _conv_padding(imp, a: dict, kernel, size, stride: int, uneven: bool = False):
+    """The node's zero padding: one int, or with ``uneven`` (a convolution) (top, left, bottom,
+    right) where the sides differ."""
     mode = a.get("auto_pad", "NOTSET")
     if mode in ("NOTSET", "VALID"):
         pads = list(a.get("pads", [0, 0, 0, 0])) if mode == "NOTSET" else [0, 0, 0, 0]
@@ -261,9 +263,13 @@ def _conv_padding(imp, a: dict, kernel, size, stride: int) -> int:
         pads = [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]
     else:
         raise imp.fail(f"auto_pad {mode!r}; supported: NOTSET, VALID, SAME_UPPER, SAME_LOWER")
-    if len(set(pads)) != 1:
+    if len(pads) != 4 or min(pads) < 0:
+        raise imp.fail(f"pads {pads}; supported: four values (top, left, bottom, right), none negative")
+    if len(set(pads)) == 1:
+        return int(pads[0])
+    if not uneven:
         raise imp.fail(f"padding {pads} differs between sides; supported: the same padding on every side")
-    return pads[0]
+    return tuple(int(p) for p in pads)
 
 
 def _equal_pair(imp, values, what: str) -> int:
@@ -309,7 +315,7 @@ def _conv(imp, node) -> None:
     h, wd, _ = x.src_shape
     groups = a.get("group", 1)
     stride = _equal_pair(imp, a.get("strides", [1, 1]), "strides")
-    pad = _conv_padding(imp, a, w.shape[2:], (h, wd), stride)
+    pad = _conv_padding(imp, a, w.shape[2:], (h, wd), stride, uneven=True)
     if w.shape[1] * groups != x.shape[1]:
         raise imp.fail(f"weights of shape {list(w.shape)} with group {groups} do not match {x.shape[1]} input channels")
     if b is not None and b.shape != (w.shape[0],):

@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from . import float_ops, views
-from .ir import INPUT, Conv2d, Layer, Model
+from .ir import INPUT, Conv2d, Layer, Model, conv_pads
 
 __all__ = ["run_float", "layer_output", "conv2d", "Adjust"]
 
@@ -112,7 +112,7 @@ def _param(w: dict, key: str, dtype) -> np.ndarray:
     return np.asarray(w[key], dtype)
 
 
-def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], stride: int, padding: int,
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], stride: int, padding,
            groups: int) -> np.ndarray:
     """PyTorch ``conv2d`` on HWC: ``x`` ``[H, W, C]``, ``weight`` ``[K, kh, kw, C/groups]`` -> ``[OH, OW, K]``.
 
@@ -121,7 +121,8 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], stride
     per kernel tap (no copy larger than the input); depthwise taps multiply element-wise.
     """
     k, kh, kw, cg = weight.shape
-    xp = np.pad(x, ((padding, padding), (padding, padding), (0, 0))) if padding else x
+    top, left, bottom, right = conv_pads(padding)
+    xp = np.pad(x, ((top, bottom), (left, right), (0, 0))) if any((top, left, bottom, right)) else x
     oh = (xp.shape[0] - kh) // stride + 1
     ow = (xp.shape[1] - kw) // stride + 1
     if groups == 1 and kh * kw <= 4 * stride * stride:

@@ -71,6 +71,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from hw import operators
 from hw.numerics import INT8_MAX, INT8_MIN
 from hw.operators import check_acc_bits, wrap
+from mapper.ir import conv_pads
 
 __all__ = [
     "wrap", "blas_exact", "conv2d", "linear", "matmul", "requantize",
@@ -121,8 +122,13 @@ def _int64_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ---- MAC layers (fast path) ----------------------------------------------------------
 
 def _conv_shapes(x, w, stride, padding, groups):
+    """(x, w, OH, OW, padding) checked; a padding that differs between sides (``conv_pads``)
+    is applied to ``x`` here, and the padding returned is then 0."""
     x = _int8(x, "x")
     w = _int8(w, "w")
+    if not isinstance(padding, int):
+        top, left, bottom, right = conv_pads(padding)
+        x, padding = np.pad(x, ((top, bottom), (left, right), (0, 0))), 0
     if x.ndim != 3 or w.ndim != 4:
         raise ValueError(f"x must be [H, W, C] and w [K, kh, kw, C//groups]; got {x.shape}, {w.shape}")
     h, wd, c = x.shape
@@ -135,18 +141,18 @@ def _conv_shapes(x, w, stride, padding, groups):
     ow = (wd + 2 * padding - kw) // stride + 1
     if oh <= 0 or ow <= 0:
         raise ValueError(f"kernel {kh}x{kw} does not fit input {h}x{wd} with padding {padding}")
-    return x, w, oh, ow
+    return x, w, oh, ow, padding
 
 
 def conv2d(x, w, *, stride: int = 1, padding: int = 0, groups: int = 1,
            acc_bits: int = 32) -> np.ndarray:
     """2-D convolution accumulators ``[OH, OW, K]`` (int64 holding ``acc_bits`` values).
 
-    ``x`` int8 ``[H, W, C]``, ``w`` int8 ``[K, kh, kw, C // groups]``; symmetric zero
-    padding; output channel ``k`` belongs to group ``k // (K // groups)``.
+    ``x`` int8 ``[H, W, C]``, ``w`` int8 ``[K, kh, kw, C // groups]``; zero padding an int
+    (every side) or (top, left, bottom, right); output channel ``k`` belongs to group ``k // (K // groups)``.
     """
     check_acc_bits(acc_bits)
-    x, w, oh, ow = _conv_shapes(x, w, stride, padding, groups)
+    x, w, oh, ow, padding = _conv_shapes(x, w, stride, padding, groups)
     c = x.shape[2]
     k, kh, kw, cg = w.shape
     g, kg = groups, k // groups
@@ -217,7 +223,7 @@ def requantize(acc, bias, mult, shift, *, relu: bool = False, acc_bits: int = 32
 def conv2d_loops(x, w, *, stride: int = 1, padding: int = 0, groups: int = 1,
                  acc_bits: int = 32) -> np.ndarray:
     """``conv2d`` with Python ints, wrapping after every addition (slow, obvious)."""
-    x, w, oh, ow = _conv_shapes(x, w, stride, padding, groups)
+    x, w, oh, ow, padding = _conv_shapes(x, w, stride, padding, groups)
     h, wd, c = x.shape
     k, kh, kw, cg = w.shape
     kg = k // groups

@@ -352,3 +352,18 @@ def constant_concat(size: int = 8, width: int = 4, const: int = 3, position: str
     y = g.op("Conv", [cat, g.weight("read.weight", 5, cin, 1, 1), g.weight("read.bias", 5, scale=0.1)],
              "/read", kernel_shape=[1, 1])
     return g.model([image_input(3, size, size, "input")], [out(cat), out(y)])
+
+
+def uneven_conv(kernel=(1, 5), pads=(0, 2, 0, 2), stride: int = 1, group: int = 1, auto_pad: str = "NOTSET",
+                size=(13, 12), seed: int = 13):
+    """A convolution whose padding differs between sides (``pads`` top, left, bottom, right, or
+    TensorFlow's ``SAME_UPPER``/``SAME_LOWER``) on a 3-channel image, then a 3x3 convolution."""
+    g = Graph(seed)
+    cout = 3 if group > 1 else 8
+    attrs = {"kernel_shape": list(kernel), "strides": [stride] * 2, "group": group}
+    attrs.update({"pads": list(pads)} if auto_pad == "NOTSET" else {"auto_pad": auto_pad})
+    x = g.op("Conv", ["input", g.weight("odd.weight", cout, 3 // group, *kernel), g.weight("odd.bias", cout, scale=0.1)],
+             "/odd", **attrs)
+    y = g.op("Conv", [x, g.weight("next.weight", 4, cout, 3, 3), g.weight("next.bias", 4, scale=0.1)], "/next",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    return g.model([image_input(3, *size, "input")], [out(y)])

@@ -22,6 +22,9 @@ FIXED = [
     Conv2d("reduction4x4_s4", "encoder", 16, 16, 12, 12, kernel=4, stride=4),   # folded: patches do not overlap
     Conv2d("depthwise", "encoder", 12, 12, 6, 6, kernel=3, padding=1, groups=12),
     Conv2d("grouped", "encoder", 8, 8, 5, 5, kernel=3, padding=1, groups=2),
+    Conv2d("conv1x5_uneven", "encoder", 6, 8, 5, 7, kernel=(1, 5), padding=(0, 2, 0, 2)),
+    Conv2d("conv3x3_s2_same", "encoder", 8, 8, 8, 8, kernel=3, stride=2, padding=(0, 0, 1, 1)),
+    Conv2d("dw3x3_s2_same", "encoder", 8, 8, 7, 8, kernel=3, stride=2, padding=(1, 0, 1, 1), groups=8),
     Linear("linear", "encoder", 10, 20, 9),
     MatMul("attn_qk", "encoder", 3, 10, 8, 7),
     MatMul("attn_av", "encoder", 2, 9, 7, 8),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mapper.ir import (Add, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model, Pad, PatchMerge,
-                       Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse)
+                       Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse, min_dram_bytes)
 from mapper.workloads import MODEL_NAMES, build_model
 
 
@@ -90,3 +90,18 @@ def test_every_zoo_model_chains(name):
     model = build_model(name)
     assert all(layer.out_shape for layer in model.layers)
     assert model.output_names
+
+
+def test_padding_that_differs_between_sides():
+    """(top, left, bottom, right): windows start at the top and left padding; the bottom and right
+    padding count only in the output's size.  Equal sides become one int, so equal layers compare equal."""
+    c = Conv2d("c", "encoder", 3, 8, 13, 12, kernel=(1, 5), stride=2, padding=(0, 2, 1, 1))
+    assert (c.out_h, c.out_w) == ((13 + 0 + 1 - 1) // 2 + 1, (12 + 2 + 1 - 5) // 2 + 1) == (7, 6)
+    assert c.pads == (0, 2, 1, 1) and "p(0,2,1,1)" in c.shape_str
+    assert min_dram_bytes(c)[0] == 7 * 12 * 3 + 8 * 3 * 5      # rows 0, 2 .. 12 of 13; every column read
+    assert Conv2d("d", "encoder", 3, 8, 9, 9, kernel=3, padding=(1, 1)).padding == 1
+    assert Conv2d("d", "encoder", 3, 8, 9, 9, kernel=3, padding=(1, 1, 1, 1)) == Conv2d("d", "encoder", 3, 8, 9, 9,
+                                                                                        kernel=3, padding=1)
+    for bad in (-1, (1, 2, 3), (0, -1, 0, 0), (True, 1), "1"):
+        with pytest.raises(ValueError, match="padding"):
+            Conv2d("e", "encoder", 3, 8, 9, 9, kernel=3, padding=bad)

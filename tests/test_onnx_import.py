@@ -20,7 +20,8 @@ from mapper import reference
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import Graph, cnn, constant_concat, image_input, masked_attention, out, qdq_cnn, single_op, vit
+from onnx_graphs import (Graph, cnn, constant_concat, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+                         vit)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -554,3 +555,26 @@ def test_a_malformed_file_is_refused_at_its_node(proto, needles):
     """Files onnxruntime refuses (negative padding, a bias of the wrong length, a value defined twice)
     were imported: timed as if valid, then a numpy error in make run."""
     _refused(proto, *needles)
+
+
+@pytest.mark.parametrize("case", [
+    {"kernel": (1, 5), "pads": (0, 2, 0, 2)},
+    {"kernel": (5, 1), "pads": (2, 0, 2, 0)},
+    {"kernel": (3, 3), "pads": (0, 0, 1, 1), "stride": 2},
+    {"kernel": (3, 3), "stride": 2, "auto_pad": "SAME_UPPER"},
+    {"kernel": (2, 2), "auto_pad": "SAME_LOWER"},
+    {"kernel": (1, 5), "pads": (0, 2, 0, 2), "group": 3},
+], ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()).replace(" ", ""))
+def test_padding_that_differs_between_sides_is_imported(case):
+    """ONNX pads (top, left, bottom, right) that differ, as 1xk kernels and TensorFlow's SAME padding
+    write them: the convolution keeps them, and its outputs match onnxruntime's."""
+    proto = uneven_conv(**case)
+    imp = import_onnx(proto, "uneven")
+    odd = next(l for l in imp.model.layers if isinstance(l, Conv2d))
+    assert isinstance(odd.padding, tuple) and len(set(odd.pads)) > 1
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_pooling_padding_that_differs_between_sides_is_still_refused():
+    _refused(single_op("MaxPool", kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1]),
+             "MaxPool", "[0, 0, 1, 1]", "same padding on every side")

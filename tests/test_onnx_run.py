@@ -25,7 +25,7 @@ from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
 from onnx_graphs import (Graph, constant_concat, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
-                         opaque_product, qdq_cnn, vit)
+                         opaque_product, qdq_cnn, uneven_conv, vit)
 from onnx_graphs import out as graph_output
 
 
@@ -427,3 +427,15 @@ def test_a_concatenation_with_a_constant_part_runs_bit_exact(position, cfg_name,
     stored = program.image[program.buffers[cat.name]:][:h * w * c].view(np.int8).reshape(h, w, c)
     np.testing.assert_array_equal(stored[:, :, st.offset:st.offset + st.shape[2]], q.layers[const.name].data)
     assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("case", [{"kernel": (1, 5), "pads": (0, 2, 0, 2)}, {"kernel": (3, 3), "stride": 2,
+                                                                           "auto_pad": "SAME_UPPER"}],
+                         ids=["1x5", "same_upper_s2"])
+def test_padding_that_differs_between_sides_runs_bit_exact(case, cfg_name, tmp_path):
+    """A convolution padded (0, 2, 0, 2) or TensorFlow's SAME at stride 2 (0, 0, 1, 1): its loads start
+    the windows at the top and left padding; ``make sim CHECK=1`` runs the program bit-exact."""
+    path = _write(tmp_path / "uneven.onnx", uneven_conv(**case))
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "4", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0

@@ -154,6 +154,10 @@ FIXED: tuple[Layer, ...] = (
     Conv2d("depthwise_s2", "encoder", 8, 8, 7, 7, kernel=3, stride=2, padding=1, groups=8),   # gathered rows
     Conv2d("depthwise5x5", "encoder", 4, 4, 6, 6, kernel=5, padding=2, groups=4),    # too wide to gather on tiny
     Conv2d("folded_s2", "encoder", 3, 4, 6, 6, kernel=3, stride=2, padding=1),        # taps folded into its channels
+    # padding that differs between sides (ONNX pads, TensorFlow's SAME): windows start at the top
+    # and left padding, the bottom and right padding only set how many outputs there are
+    Conv2d("conv1x5_uneven", "encoder", 6, 8, 5, 7, kernel=(1, 5), padding=(0, 2, 0, 2)),
+    Conv2d("conv3x3_s2_same", "encoder", 8, 8, 8, 8, kernel=3, stride=2, padding=(0, 0, 1, 1)),
     Linear("linear", "encoder", 10, 20, 9),
     Linear("linear_relu", "decoder", 7, 33, 12, relu=True),
     MatMul("attn_qk", "encoder", 3, 10, 8, 7),

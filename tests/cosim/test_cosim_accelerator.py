@@ -36,7 +36,7 @@ RESULTS_FILE = "accel_results.jsonl"
 #: Cases of the default (fast) run on tiny: one of each mapping kind, a few seconds in total (the
 #: Amaranth simulations of tests/test_rtl_accelerator.py of the same layers are ``slow``).
 FAST_CASES = ("conv1x1", "conv3x3_relu", "conv3x3_s2", "patch7x7_s4", "depthwise", "depthwise_s2", "depthwise5x5",
-              "folded_s2", "linear_relu", "attn_qk", "linear_gelu", "conv3x3_sigmoid", "attn_qk_softmax")
+              "folded_s2", "conv3x3_s2_same", "linear_relu", "attn_qk", "linear_gelu", "conv3x3_sigmoid", "attn_qk_softmax")
 #: Malformed streams of the default run: the VEC passes leaving the DRAM (issue 13's bad-input check)
 #: besides one of each other kind.
 FAST_BAD = ("unknown_opcode", "weight_rows_out_of_range", "pe_set_out_of_range", "gb_source_out_of_range",
