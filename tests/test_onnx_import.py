@@ -548,7 +548,7 @@ def _conv_graph(pads=(0, 0, 0, 0), bias: int | None = None, twice: bool = False)
 
 
 @pytest.mark.parametrize("proto, needles", [
-    (_conv_graph(pads=(-1, -1, -1, -1)), ("(Conv)", "padding must be at least 0, not -1")),
+    (_conv_graph(pads=(-1, -1, -1, -1)), ("(Conv)", "pads [-1, -1, -1, -1]", "none negative")),
     (_conv_graph(bias=7), ("(Conv)", "a bias of shape [7] for 4 output channels")),
     (_conv_graph(twice=True), ("(Relu)", "it defines 'y', which is already defined"))])
 def test_a_malformed_file_is_refused_at_its_node(proto, needles):
