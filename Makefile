@@ -1,7 +1,5 @@
 # Every target bootstraps the project virtual environment (.venv) on first use.
-# Variables: MODEL (a zoo name or a .onnx file), VARIANT, SIZE (HxW), CFG (a preset or a .toml file),
-# CHECK=1, FUSION=0 (make sim: layer by layer, --no-fusion), OUT (output folder), FORMAT (plots: png, pdf, svg), GRID (sweep), IMAGE (make run), SEED (make run, CHECK=1),
-# ARGS (extra CLI options); which target takes which: the table TAKES.<target> below.
+# Which variables a target takes: the table TAKES.<target> below; what each means: `make help`.
 
 PYTHON_BOOT ?= python3
 # One BLAS thread per process: the simulators run many small products, which threads only slow
