@@ -824,9 +824,30 @@ def _pool_params(imp, node, x: View) -> dict:
     if any(d != 1 for d in a.get("dilations", [1, 1])):
         raise imp.fail("dilated pooling; supported: dilation 1")
     strides = list(a.get("strides", [1, 1]))
-    pad = _conv_padding(imp, a, kernel, x.shape[2:], _equal_pair(imp, strides, "strides"))
-    return {"kernel": kernel, "stride": strides, "padding": pad, "ceil_mode": bool(a.get("ceil_mode", 0)),
+    stride = _equal_pair(imp, strides, "strides")
+    pad, ceil_mode = _conv_padding(imp, a, kernel, x.shape[2:], stride, uneven=True), bool(a.get("ceil_mode", 0))
+    if isinstance(pad, tuple):
+        pad, ceil_mode = _uneven_pool_padding(imp, node, pad, kernel, stride, x.shape[2:])
+    return {"kernel": kernel, "stride": strides, "padding": pad, "ceil_mode": ceil_mode,
             "count_include_pad": bool(a.get("count_include_pad", 0))}
+
+
+def _uneven_pool_padding(imp, node, pads, kernel, stride: int, size) -> tuple[int, bool]:
+    """Pads that differ between sides (TensorFlow's SAME: one more at the bottom and right) as
+    PyTorch's (padding, ceil_mode): the same windows, where the padding never counts (a maximum,
+    or an average without ``count_include_pad``), when both give as many windows."""
+    a, (top, left, bottom, right) = _attrs(node), pads
+    counted = node.op_type == "AveragePool" and a.get("count_include_pad", 0)
+    if top == left and kernel[0] == kernel[1] and not a.get("ceil_mode", 0) and not counted:
+        want = [(n + lo + hi - kernel[0]) // stride + 1 for n, lo, hi in zip(size, (top, left), (bottom, right))]
+        for ceil_mode in (False, True):
+            probe = Pool("probe", "encoder", ("x",), "max", kernel=kernel[0], stride=stride, padding=top,
+                         ceil_mode=ceil_mode)
+            if [probe.window_out(n) for n in size] == want:
+                return top, ceil_mode
+    raise imp.fail(f"padding {list(pads)} differs between sides; supported: the same padding on every side, or more "
+                   f"at the bottom and right that only adds the windows ceil_mode adds (max, or average without "
+                   f"count_include_pad, ceil_mode 0)")
 
 
 def _pool_layer(imp, node, x: View, **kw) -> None:

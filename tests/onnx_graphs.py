@@ -367,3 +367,16 @@ def uneven_conv(kernel=(1, 5), pads=(0, 2, 0, 2), stride: int = 1, group: int = 
     y = g.op("Conv", [x, g.weight("next.weight", 4, cout, 3, 3), g.weight("next.bias", 4, scale=0.1)], "/next",
              kernel_shape=[3, 3], pads=[1] * 4)
     return g.model([image_input(3, *size, "input")], [out(y)])
+
+
+def same_padded_stem(size: int = 16, seed: int = 14):
+    """A TensorFlow-style stem, every node padded ``SAME_UPPER`` (one more at the bottom and right):
+    a 3x3 stride-2 convolution, a ReLU, a 3x3 stride-2 max pool, then a 1x1 convolution."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("stem.weight", 8, 3, 3, 3), g.weight("stem.bias", 8, scale=0.1)], "/stem",
+             kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")
+    x = g.op("Relu", [x], "/stem")
+    x = g.op("MaxPool", [x], "/pool", kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")
+    y = g.op("Conv", [x, g.weight("head.weight", 6, 8, 1, 1), g.weight("head.bias", 6, scale=0.1)], "/head",
+             kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size, "input")], [out(y)])

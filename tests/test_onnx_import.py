@@ -575,6 +575,27 @@ def test_padding_that_differs_between_sides_is_imported(case):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
-def test_a_pooling_padding_that_differs_between_sides_is_still_refused():
-    _refused(single_op("MaxPool", kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1]),
-             "MaxPool", "[0, 0, 1, 1]", "same padding on every side")
+@pytest.mark.parametrize("op, attrs, shape", [
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1]}, (1, 8, 8, 8)),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}, (1, 4, 10, 12)),
+    ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 2, 2]}, (1, 4, 9, 9)),
+], ids=["max-0011", "max-same-s2", "avg-1122"])
+def test_a_pooling_padded_more_at_the_end_is_pytorchs_ceil_mode(op, attrs, shape):
+    """TensorFlow's SAME pooling pads one more at the bottom and right.  Where that only adds the
+    windows PyTorch's ceil_mode adds, and the padding never counts, it is that pool; onnxruntime agrees."""
+    proto = single_op(op, shape, **attrs)
+    imp = import_onnx(proto, "pool")
+    pool = next(l for l in imp.model.layers if l.kind == "pool")
+    assert isinstance(pool.padding, int)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("op, attrs", [
+    ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1], "count_include_pad": 1}),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 0, 1, 0]}),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [0, 0, 2, 2]}),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1], "ceil_mode": 1}),
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [1, 1], "auto_pad": "SAME_UPPER"}),    # pads [0, 0, 1, 1]
+], ids=["avg-counted", "top-not-left", "more-windows", "ceil", "same-stride-1"])
+def test_a_pooling_padding_that_differs_otherwise_is_refused(op, attrs):
+    _refused(single_op(op, **attrs), op, str(attrs.get("pads", [0, 0, 1, 1])), "same padding on every side")

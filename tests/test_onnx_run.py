@@ -25,7 +25,7 @@ from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
 from onnx_graphs import (Graph, constant_concat, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
-                         opaque_product, qdq_cnn, uneven_conv, vit)
+                         opaque_product, qdq_cnn, same_padded_stem, uneven_conv, vit)
 from onnx_graphs import out as graph_output
 
 
@@ -438,4 +438,15 @@ def test_padding_that_differs_between_sides_runs_bit_exact(case, cfg_name, tmp_p
     the windows at the top and left padding; ``make sim CHECK=1`` runs the program bit-exact."""
     path = _write(tmp_path / "uneven.onnx", uneven_conv(**case))
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "4", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_a_same_padded_stem_runs_bit_exact(cfg_name, tmp_path):
+    """TensorFlow's SAME padding on a stride-2 convolution and max pool ((0, 0, 1, 1) on a 16x16 image):
+    the pool is PyTorch's ceil_mode pool; ``make sim CHECK=1`` runs the whole stem bit-exact."""
+    path = _write(tmp_path / "stem.onnx", same_padded_stem())
+    model = load_onnx(path).model
+    assert [l.out_shape[:2] for l in model.layers if l.kind in ("conv2d", "pool")] == [(8, 8), (4, 4), (4, 4)]
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
                          "--quiet", "--out", str(tmp_path / "sim")]) == 0
