@@ -363,9 +363,6 @@ def _mac(layer: Layer, w: Optional[dict], s_in: list[float], s_out: float) -> QL
     return QLayer(s_out, q, bias_q, mult, shift)
 
 
-_LUT_FUNCTIONS = {"relu": float_ops.relu, "gelu": float_ops.gelu, "sigmoid": float_ops.sigmoid}
-
-
 def _quantize_layer(layer: Layer, w: Optional[dict], scales: dict[str, float]) -> QLayer:
     s_out = scales[layer.name]
     s_in = [scales[n] for n in layer.inputs]
@@ -376,8 +373,8 @@ def _quantize_layer(layer: Layer, w: Optional[dict], scales: dict[str, float]) -
         return QLayer(s_out, params=ops.add_params(s_in[0], s_in[1], s_out, relu=layer.relu))
     if kind == "mul":
         return QLayer(s_out, params=ops.mul_params(s_in[0], s_in[1], s_out))
-    if kind in _LUT_FUNCTIONS:
-        return QLayer(s_out, params=ops.lut_table(_LUT_FUNCTIONS[kind], s_in[0], s_out))
+    if kind in float_ops.ACTIVATIONS:
+        return QLayer(s_out, params=ops.lut_table(lambda v: float_ops.activation(kind, v, layer.params), s_in[0], s_out))
     if kind == "layernorm":
         return QLayer(s_out, params=ops.layernorm_params(w["gamma"], w["beta"], layer.eps, s_in[0], s_out))
     if kind == "softmax":

@@ -23,7 +23,8 @@ from numpy.polynomial import chebyshev
 
 from hw.operators import adaptive_axis_windows, nearest_indices, pool_windows, window_sums
 
-__all__ = ["erf", "gelu", "sigmoid", "relu", "softmax", "layernorm", "resize_bilinear",
+__all__ = ["erf", "gelu", "sigmoid", "relu", "tanh", "clip", "leaky_relu", "elu", "hardsigmoid", "hardswish",
+           "ACTIVATIONS", "activation", "softmax", "layernorm", "resize_bilinear",
            "resize_nearest", "maxpool2d", "avgpool2d", "adaptive_avgpool2d"]
 
 _ERF_PIECE = 0.5          # width of one Chebyshev interval
@@ -104,6 +105,54 @@ def relu(x) -> np.ndarray:
     """``max(x, 0)``."""
     a = _float(x)
     return np.maximum(a, 0).astype(a.dtype)
+
+
+def tanh(x) -> np.ndarray:
+    a = _float(x)
+    return np.tanh(a)
+
+
+def clip(x, low: float, high: float) -> np.ndarray:
+    """``min(max(x, low), high)`` (ReLU6 is ``clip(x, 0, 6)``)."""
+    a = _float(x)
+    return np.clip(a, low, high).astype(a.dtype)
+
+
+def leaky_relu(x, alpha: float) -> np.ndarray:
+    a = _float(x)
+    return np.where(a >= 0, a, alpha * a).astype(a.dtype)
+
+
+def elu(x, alpha: float) -> np.ndarray:
+    a = _float(x)
+    return np.where(a > 0, a, alpha * np.expm1(np.minimum(a, 0))).astype(a.dtype)
+
+
+def hardsigmoid(x, alpha: float, beta: float) -> np.ndarray:
+    """ONNX's ``max(0, min(1, alpha * x + beta))`` (PyTorch's: alpha 1/6, beta 1/2)."""
+    a = _float(x)
+    return np.clip(alpha * a + beta, 0, 1).astype(a.dtype)
+
+
+def hardswish(x) -> np.ndarray:
+    """``x * hardsigmoid(x, 1/6, 1/2)`` (MobileNetV3)."""
+    a = _float(x)
+    return (a * hardsigmoid(a, 1 / 6, 0.5)).astype(a.dtype)
+
+
+#: The element-wise activations (``mapper.ir.Activation.func``): name -> (function of the tensor and
+#: the activation's parameters, the parameters' names).  Each is a table of 256 entries on the
+#: accelerator (``hw.operators.lut_table``), so any function of one element can join.
+ACTIVATIONS: dict[str, tuple] = {
+    "gelu": (gelu, ()), "relu": (relu, ()), "sigmoid": (sigmoid, ()), "tanh": (tanh, ()),
+    "clip": (clip, ("low", "high")), "leaky_relu": (leaky_relu, ("alpha",)), "elu": (elu, ("alpha",)),
+    "hardsigmoid": (hardsigmoid, ("alpha", "beta")), "hardswish": (hardswish, ()),
+}
+
+
+def activation(func: str, x, params=()) -> np.ndarray:
+    """The activation ``func`` of :data:`ACTIVATIONS` with its parameters, element by element."""
+    return ACTIVATIONS[func][0](x, *params)
 
 
 def softmax(x, axis: int = -1) -> np.ndarray:

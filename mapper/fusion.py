@@ -37,6 +37,7 @@ from hw.timing import EPILOGUE_PASSES
 from hw.vector import NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, Stage, \
     vec_fields
 
+from .float_ops import ACTIVATIONS
 from .ir import LAYOUT_KINDS, MAC_KINDS, Activation, Conv2d, Layer, Linear, MatMul, Model, PatchMerge, Pool, \
     Resize, WindowPartition
 from .layout import LayoutError, Storage, View, partition_view, storage_plan, through, view_of
@@ -45,11 +46,11 @@ from .lower import MappingError, _insn, layer_cycles, map_layer
 __all__ = ["Step", "VecPass", "plan", "vec_stream", "is_class_map", "COMPUTE_KINDS", "STAGE_OP"]
 
 #: The vector-unit operation of each computing layer kind.
-STAGE_OP = {"add": VecOp.ADD, "mul": VecOp.MUL, "relu": VecOp.LUT, "gelu": VecOp.LUT, "sigmoid": VecOp.LUT,
+STAGE_OP = {"add": VecOp.ADD, "mul": VecOp.MUL, **{func: VecOp.LUT for func in ACTIVATIONS},
             "layernorm": VecOp.LAYERNORM, "softmax": VecOp.SOFTMAX, "resize": VecOp.RESIZE, "pool": VecOp.POOL}
 COMPUTE_KINDS = tuple(STAGE_OP)
 #: Activations a MAC layer's STOREs apply after requantisation.
-POINTWISE_OPS = ("relu", "gelu", "sigmoid")
+POINTWISE_OPS = tuple(ACTIVATIONS)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ exactly one of them.  The other layers cost no MACs:
 
 * row operators: :class:`LayerNorm` (over the channels of each token),
   :class:`Softmax` (over rows of ``row`` channels);
-* element-wise: :class:`Activation` (``relu``, ``gelu``, ``sigmoid``),
+* element-wise: :class:`Activation` (``relu``, ``gelu``, ``sigmoid``, ``tanh``, ``clip``, ...:
+  ``mapper.float_ops.ACTIVATIONS``),
   :class:`Add` and :class:`Mul` (numpy broadcasting of ``H`` and ``W``, and a
   channel count that divides the output's is repeated, as a relative-position
   bias is over the windows of all heads);
@@ -40,6 +41,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Union
 
+from .float_ops import ACTIVATIONS
+
 __all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "Add", "Mul", "Resize",
            "Pool", "Concat", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge",
            "Constant", "Layer", "Model", "Shape", "ShapeError", "PARTS", "MAC_KINDS", "ELEMENTWISE_KINDS",
@@ -48,8 +51,9 @@ __all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "
 PARTS = ("encoder", "decoder", "backbone", "transformer", "head")
 MAC_KINDS = ("conv2d", "linear", "matmul")
 #: Kinds of the non-MAC layers that compute (the vector unit's operations).
-ELEMENTWISE_KINDS = ("softmax", "layernorm", "gelu", "relu", "sigmoid", "add", "mul", "resize", "concat",
-                     "pool")
+#: (Activations beyond the first three come last, so that each kind keeps its colour in the figures.)
+ELEMENTWISE_KINDS = ("softmax", "layernorm", "gelu", "relu", "sigmoid", "add", "mul", "resize", "concat", "pool",
+                     *(f for f in ACTIVATIONS if f not in ("gelu", "relu", "sigmoid")))
 #: Kinds of the layers that only move data.
 LAYOUT_KINDS = ("pad", "roll", "crop", "window_partition", "window_reverse", "patch_merge")
 #: The name by which layers read the model's input image.
@@ -462,7 +466,8 @@ class Softmax(_Base):
 
 @_nonmac("activation")
 class Activation(_Base):
-    """``relu``, ``gelu`` (exact, erf) or ``sigmoid``, element by element.
+    """An activation of ``mapper.float_ops.ACTIVATIONS`` (``relu``, ``gelu`` exact, ``sigmoid``,
+    ``tanh``, ``clip``, ...) element by element, with its ``params`` (``clip``: low, high).
 
     ``fused`` marks an activation that the preceding layer's vector pass applies.
     """
@@ -472,11 +477,18 @@ class Activation(_Base):
     func: str
     inputs: tuple[str, ...]
     fused: bool = False
+    params: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         _check_part(self.part)
-        if self.func not in ("relu", "gelu", "sigmoid"):
-            raise ValueError(f"{self.name}: func must be relu, gelu or sigmoid, not {self.func!r}")
+        if self.func not in ACTIVATIONS:
+            raise ValueError(f"{self.name}: func must be one of {', '.join(ACTIVATIONS)}, not {self.func!r}")
+        names = ACTIVATIONS[self.func][1]
+        if len(self.params) != len(names) or not all(isinstance(p, (int, float)) and not math.isnan(p)
+                                                     for p in self.params):
+            raise ValueError(f"{self.name}: {self.func} takes {len(names)} numbers "
+                             f"({', '.join(names) or 'none'}), not {self.params!r}")
+        object.__setattr__(self, "params", tuple(float(p) for p in self.params))
         object.__setattr__(self, "kind", self.func)
 
     def infer(self, in_shapes):

@@ -32,6 +32,7 @@ from typing import Optional
 
 import numpy as np
 
+from .float_ops import ACTIVATIONS
 from .fusion import is_class_map
 from .ir import Model
 from .onnx_import import CUSTOM_DOMAIN, PARTS_KEY
@@ -187,11 +188,21 @@ def _softmax(wr: _Writer, layer, w: dict) -> None:
     wr.put(layer.name, "tokens", wr.reshape(y, [1, h * wd, c], f"{layer.name}/tokens"))
 
 
+#: ONNX operator and attributes (the parameters, in order) of each activation but GELU and clip.
+_ONNX_ACTIVATIONS = {"relu": ("Relu", ()), "sigmoid": ("Sigmoid", ()), "tanh": ("Tanh", ()),
+                     "hardswish": ("HardSwish", ()), "hardsigmoid": ("HardSigmoid", ("alpha", "beta")),
+                     "leaky_relu": ("LeakyRelu", ("alpha",)), "elu": ("Elu", ("alpha",))}
+
+
 def _activation(wr: _Writer, layer, w: dict) -> None:
     form = wr.native[layer.inputs[0]]
     x = wr.get(layer.inputs[0], form)
+    if layer.func == "clip":
+        bounds = [wr.floats(v) if math.isfinite(v) else "" for v in layer.params]
+        return wr.put(layer.name, form, wr.node("Clip", [x, *bounds], layer.name))
     if layer.func != "gelu":
-        return wr.put(layer.name, form, wr.node({"relu": "Relu", "sigmoid": "Sigmoid"}[layer.func], [x], layer.name))
+        op, attrs = _ONNX_ACTIVATIONS[layer.func]
+        return wr.put(layer.name, form, wr.node(op, [x], layer.name, **dict(zip(attrs, layer.params))))
     # PyTorch's exact GELU below opset 20: x * (1 + erf(x / sqrt(2))) * 0.5
     d = wr.node("Div", [x, wr.floats(float(np.float32(math.sqrt(2))))], f"{layer.name}/div")
     e = wr.node("Erf", [d], f"{layer.name}/erf")
@@ -340,7 +351,7 @@ def _constant(wr: _Writer, layer, w: dict) -> None:
 
 
 _LAYERS = {"conv2d": _conv, "linear": _linear, "matmul": _matmul, "layernorm": _layernorm, "softmax": _softmax,
-           "relu": _activation, "gelu": _activation, "sigmoid": _activation, "add": _binary, "mul": _binary,
+           **{func: _activation for func in ACTIVATIONS}, "add": _binary, "mul": _binary,
            "resize": _resize, "pool": _pool, "concat": _concat, "pad": _pad, "crop": _crop, "roll": _roll,
            "window_partition": _window_partition, "window_reverse": _window_reverse, "patch_merge": _patch_merge,
            "constant": _constant}

@@ -653,13 +653,61 @@ def _elementwise(imp, node, cls, names: list[str]) -> None:
     imp.views[node.output[0]] = full.on(name, out)
 
 
-def _elementwise_unary(imp, node, func: str) -> None:
+def _elementwise_unary(imp, node, func: str, params: tuple = ()) -> None:
     x = imp.need(imp.act(node.input[0]), L.covers, "a whole tensor")
     prod = imp.by_name.get(x.source)
     fused = func == "relu" and isinstance(prod, Add) and len(imp.consumers.get(node.input[0], [])) == 1
     name = imp.layer_name(node.output[0])
-    out = imp.emit(Activation, name, func=func, inputs=(x.source,), fused=fused)
+    out = imp.emit(Activation, name, func=func, inputs=(x.source,), fused=fused, params=params)
     imp.views[node.output[0]] = x.on(name, out)
+
+
+@_op("Tanh")
+def _tanh(imp, node) -> None:
+    _elementwise_unary(imp, node, "tanh")
+
+
+@_op("HardSwish")
+def _hardswish(imp, node) -> None:
+    _elementwise_unary(imp, node, "hardswish")
+
+
+@_op("HardSigmoid")
+def _hardsigmoid(imp, node) -> None:
+    a = _attrs(node)
+    _elementwise_unary(imp, node, "hardsigmoid", (float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))))
+
+
+@_op("LeakyRelu")
+def _leaky_relu(imp, node) -> None:
+    _elementwise_unary(imp, node, "leaky_relu", (float(_attrs(node).get("alpha", 0.01)),))
+
+
+@_op("Elu")
+def _elu(imp, node) -> None:
+    _elementwise_unary(imp, node, "elu", (float(_attrs(node).get("alpha", 1.0)),))
+
+
+@_op("Clip")
+def _clip(imp, node) -> None:
+    """Bounds from the inputs (opset 11 on) or the attributes; a bound left out is none (ReLU6 is
+    Clip(x, 0, 6); Clip(x, 0) is a ReLU)."""
+    a = _attrs(node)
+    if imp.opset < 11:
+        low, high = a.get("min", -math.inf), a.get("max", math.inf)
+    else:
+        for k in (1, 2):
+            if len(node.input) > k and node.input[k] and not imp.is_const(node.input[k]):
+                raise imp.fail(f"a bound computed in the network ({node.input[k]!r}); supported: constant bounds")
+        bounds = [imp.optional_array(node, k) for k in (1, 2)]
+        if any(b is not None and b.size != 1 for b in bounds):
+            raise imp.fail(f"bounds of shapes {[list(b.shape) for b in bounds if b is not None]}; supported: scalars")
+        low, high = (float(b.reshape(-1)[0]) if b is not None else d for b, d in zip(bounds, (-math.inf, math.inf)))
+    if low > high:
+        raise imp.fail(f"min {low} above max {high}; supported: min <= max")
+    if low == 0 and high == math.inf:
+        return _elementwise_unary(imp, node, "relu")
+    _elementwise_unary(imp, node, "clip", (float(low), float(high)))
 
 
 @_op("Relu")

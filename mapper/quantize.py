@@ -23,6 +23,7 @@ import numpy as np
 
 from hw import operators as ops
 
+from .float_ops import ACTIVATIONS, activation
 from .ir import MAC_KINDS, Conv2d, Linear, MatMul, Model
 
 __all__ = ["QLayer", "QModel", "random_qmodel", "requant_channels"]
@@ -92,10 +93,13 @@ def _random_layer(layer, rng: np.random.Generator) -> QLayer:
                                                    relu=layer.relu))
     if kind == "mul":
         return QLayer(1 / 32, params=ops.mul_params(1 / 32, 1 / 32, 1 / 32 * rng.uniform(8, 32)))
-    if kind in ("relu", "gelu", "sigmoid"):
+    if kind in ACTIVATIONS:
         fn = {"relu": lambda v: np.maximum(v, 0), "gelu": lambda v: v / (1 + np.exp(-1.702 * v)),
-              "sigmoid": lambda v: 1 / (1 + np.exp(-v))}[kind]
-        return QLayer(1 / 32, params=ops.lut_table(fn, 1 / 32, 1 / 32 if kind != "sigmoid" else 1 / 128))
+              "sigmoid": lambda v: 1 / (1 + np.exp(-v))}.get(kind, lambda v: activation(kind, v, layer.params))
+        # a function with values in [0, 1] (sigmoid, hard sigmoid) gets an output scale of 1/128
+        values = fn(np.arange(-128, 128) / 32)
+        unit = 0 <= values.min() and values.max() <= 1
+        return QLayer(1 / 32, params=ops.lut_table(fn, 1 / 32, 1 / 128 if unit else 1 / 32))
     if kind == "layernorm":
         c = layer.out_shape[2]
         return QLayer(1 / 32, params=ops.layernorm_params(rng.uniform(0.5, 1.5, c), rng.uniform(-0.5, 0.5, c),

@@ -206,11 +206,9 @@ def _resize(layer, ins, w, dtype):
     return f(ins[0], layer.out_h, layer.out_w)
 
 
-_ACTIVATIONS = {"relu": float_ops.relu, "gelu": float_ops.gelu, "sigmoid": float_ops.sigmoid}
-
 _LAYERS = {
     "conv2d": _conv, "linear": _linear, "matmul": _matmul, "add": _add, "mul": _mul,
-    **{k: (lambda l, ins, w, d, f=f: f(ins[0])) for k, f in _ACTIVATIONS.items()},
+    **{k: (lambda l, ins, w, d: float_ops.activation(l.func, ins[0], l.params)) for k in float_ops.ACTIVATIONS},
     "layernorm": lambda l, ins, w, d: float_ops.layernorm(ins[0], _param(w, "gamma", d), _param(w, "beta", d),
                                                           l.eps),
     "softmax": _softmax, "resize": _resize, "pool": _pool,

@@ -17,6 +17,7 @@ import numpy as np
 
 from hw import operators as ops
 from mapper import views
+from mapper.float_ops import ACTIVATIONS
 from mapper.ir import INPUT, Layer, Model
 from mapper.quantize import QLayer, QModel
 
@@ -123,9 +124,7 @@ def _pool(layer, ins, q, acc_bits):
 _LAYERS = {
     "conv2d": _conv, "linear": _linear, "matmul": _matmul,
     "add": _add, "mul": _mul,
-    "relu": lambda l, ins, q, b: ops.lut(ins[0], q.params),
-    "gelu": lambda l, ins, q, b: ops.lut(ins[0], q.params),
-    "sigmoid": lambda l, ins, q, b: ops.lut(ins[0], q.params),
+    **{func: (lambda l, ins, q, b: ops.lut(ins[0], q.params)) for func in ACTIVATIONS},     # tables
     "layernorm": lambda l, ins, q, b: ops.layernorm(ins[0], q.params),
     "softmax": _softmax, "resize": _resize, "pool": _pool,
     "concat": lambda l, ins, q, b: np.concatenate(ins, axis=-1),

@@ -380,3 +380,24 @@ def same_padded_stem(size: int = 16, seed: int = 14):
     y = g.op("Conv", [x, g.weight("head.weight", 6, 8, 1, 1), g.weight("head.bias", 6, scale=0.1)], "/head",
              kernel_shape=[1, 1])
     return g.model([image_input(3, size, size, "input")], [out(y)])
+
+
+def activation_graph(op: str, size: int = 8, seed: int = 15, residual: bool = False, **attrs):
+    """``conv3x3 -> op -> conv1x1`` on a 3-channel image, ``op`` an activation (``Clip``'s bounds as the
+    inputs ``min``/``max`` of ``attrs``, opset 11 on); with ``residual`` the activation is of ``x + conv(x)``,
+    so that the vector unit applies it, not the convolution's STOREs."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("a.weight", 8, 3, 3, 3), g.weight("a.bias", 8, scale=0.5)], "/a",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    if residual:
+        r = g.op("Conv", [x, g.weight("r.weight", 8, 8, 1, 1), g.weight("r.bias", 8, scale=0.5)], "/r",
+                 kernel_shape=[1, 1])
+        x = g.op("Add", [x, r], "/res")
+    ins = [x]
+    if op == "Clip":
+        ins += [g.const(np.float32(attrs.pop(k)), np.float32) if k in attrs else "" for k in ("min", "max")]
+        while ins[-1] == "":
+            ins.pop()
+    x = g.op(op, ins, "/act", **attrs)
+    y = g.op("Conv", [x, g.weight("b.weight", 4, 8, 1, 1), g.weight("b.bias", 4, scale=0.1)], "/b", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size, "input")], [out(y)])

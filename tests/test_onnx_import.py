@@ -20,7 +20,7 @@ from mapper import reference
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, cnn, constant_concat, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, cnn, constant_concat, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +167,7 @@ def _refused(proto, *needles):
 
 
 def test_unsupported_operator_names_node_operator_and_the_supported_ones():
-    _refused(single_op("HardSwish"), "'/HardSwish_1'", "(HardSwish)", "unsupported operator", "Conv, ", "Softmax")
+    _refused(single_op("Selu"), "'/Selu_1'", "(Selu)", "unsupported operator", "Conv, ", "Softmax")
 
 
 def test_dynamic_batched_and_wrongly_typed_inputs():
@@ -599,3 +599,40 @@ def test_a_pooling_padded_more_at_the_end_is_pytorchs_ceil_mode(op, attrs, shape
 ], ids=["avg-counted", "top-not-left", "more-windows", "ceil", "same-stride-1"])
 def test_a_pooling_padding_that_differs_otherwise_is_refused(op, attrs):
     _refused(single_op(op, **attrs), op, str(attrs.get("pads", [0, 0, 1, 1])), "same padding on every side")
+
+
+ACTIVATION_CASES = [("Tanh", {}, "tanh"), ("HardSwish", {}, "hardswish"), ("HardSigmoid", {}, "hardsigmoid"),
+                    ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}, "hardsigmoid"), ("LeakyRelu", {"alpha": 0.1}, "leaky_relu"),
+                    ("LeakyRelu", {}, "leaky_relu"), ("Elu", {"alpha": 0.5}, "elu"), ("Clip", {"min": 0, "max": 6}, "clip"),
+                    ("Clip", {"max": 1.5}, "clip"), ("Clip", {"min": 0}, "relu")]
+
+
+@pytest.mark.parametrize("op, attrs, func", ACTIVATION_CASES,
+                         ids=[f"{op}-{'-'.join(map(str, a.values()))}" for op, a, _ in ACTIVATION_CASES])
+def test_activations_import_as_tables_matching_onnxruntime(op, attrs, func):
+    """MobileNet's ReLU6 (Clip 0..6) and hard swish, tanh, leaky ReLU, ELU: each an Activation
+    (``mapper.float_ops.ACTIVATIONS``), a table on the accelerator; the float reference matches onnxruntime."""
+    proto = activation_graph(op, **attrs)
+    imp = import_onnx(proto, "act")
+    act = next(l for l in imp.model.layers if l.kind not in ("conv2d",))
+    assert act.func == func
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_clip_with_computed_or_crossed_bounds_is_refused():
+    g = Graph(16)
+    x = g.op("Relu", ["x"], "/r")
+    _refused(g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                     [out(g.op("Clip", ["x", x], "/clip"))]), "(Clip)", "constant bounds")
+    _refused(activation_graph("Clip", min=2, max=1), "(Clip)", "min 2.0 above max 1.0")
+
+
+@pytest.mark.parametrize("op, attrs", [("Clip", {"max": 1.5}), ("HardSigmoid", {"alpha": 0.25, "beta": 0.4}), ("Elu", {})])
+def test_an_exported_activation_imports_as_itself(op, attrs):
+    """``mapper.onnx_export`` writes each activation with its parameters (a clip's missing bound left out)."""
+    from mapper.onnx_export import export_onnx
+
+    imp = import_onnx(activation_graph(op, **attrs), "act")
+    again = import_onnx(export_onnx(imp.model, imp.weights), "act")
+    assert [(l.func, l.params) for l in again.model.layers if l.kind != "conv2d"] == \
+        [(l.func, l.params) for l in imp.model.layers if l.kind != "conv2d"]

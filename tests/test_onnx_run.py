@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (Graph, constant_concat, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (Graph, activation_graph, constant_concat, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, qdq_cnn, same_padded_stem, uneven_conv, vit)
 from onnx_graphs import out as graph_output
 
@@ -449,4 +449,16 @@ def test_a_same_padded_stem_runs_bit_exact(cfg_name, tmp_path):
     model = load_onnx(path).model
     assert [l.out_shape[:2] for l in model.layers if l.kind in ("conv2d", "pool")] == [(8, 8), (4, 4), (4, 4)]
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("op, attrs", [("Clip", {"min": 0, "max": 6}), ("HardSwish", {}), ("LeakyRelu", {"alpha": 0.1}),
+                                       ("Tanh", {})], ids=["relu6", "hardswish", "leaky_relu", "tanh"])
+@pytest.mark.parametrize("residual", [False, True], ids=["after_conv", "after_add"])
+def test_activations_run_bit_exact(op, attrs, residual, cfg_name, tmp_path):
+    """An activation after a convolution (its STOREs' table) or after a residual add (a table stage of the
+    vector unit) runs bit-exact (``make sim CHECK=1``), with its table from ``mapper.float_ops.ACTIVATIONS``."""
+    path = _write(tmp_path / "act.onnx", activation_graph(op, residual=residual, **attrs))
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "6", "--no-plots",
                          "--quiet", "--out", str(tmp_path / "sim")]) == 0
