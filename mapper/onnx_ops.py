@@ -249,9 +249,8 @@ def _nchw_full(v: View) -> bool:
     return _nchw_prefix(v) and v.shape[1] == v.src_shape[2]
 
 
-def _conv_padding(imp, a: dict, kernel, size, stride: int, uneven: bool = False):
-    """The node's zero padding: one int, or with ``uneven`` (a convolution) (top, left, bottom,
-    right) where the sides differ."""
+def _conv_padding(imp, a: dict, kernel, size, stride: int):
+    """The node's zero padding: one int, or (top, left, bottom, right) where the sides differ."""
     mode = a.get("auto_pad", "NOTSET")
     if mode in ("NOTSET", "VALID"):
         pads = list(a.get("pads", [0, 0, 0, 0])) if mode == "NOTSET" else [0, 0, 0, 0]
@@ -265,11 +264,7 @@ def _conv_padding(imp, a: dict, kernel, size, stride: int, uneven: bool = False)
         raise imp.fail(f"auto_pad {mode!r}; supported: NOTSET, VALID, SAME_UPPER, SAME_LOWER")
     if len(pads) != 4 or min(pads) < 0:
         raise imp.fail(f"pads {pads}; supported: four values (top, left, bottom, right), none negative")
-    if len(set(pads)) == 1:
-        return int(pads[0])
-    if not uneven:
-        raise imp.fail(f"padding {pads} differs between sides; supported: the same padding on every side")
-    return tuple(int(p) for p in pads)
+    return int(pads[0]) if len(set(pads)) == 1 else tuple(int(p) for p in pads)
 
 
 def _equal_pair(imp, values, what: str) -> int:
@@ -315,7 +310,7 @@ def _conv(imp, node) -> None:
     h, wd, _ = x.src_shape
     groups = a.get("group", 1)
     stride = _equal_pair(imp, a.get("strides", [1, 1]), "strides")
-    pad = _conv_padding(imp, a, w.shape[2:], (h, wd), stride, uneven=True)
+    pad = _conv_padding(imp, a, w.shape[2:], (h, wd), stride)
     if w.shape[1] * groups != x.shape[1]:
         raise imp.fail(f"weights of shape {list(w.shape)} with group {groups} do not match {x.shape[1]} input channels")
     if b is not None and b.shape != (w.shape[0],):
@@ -873,7 +868,7 @@ def _pool_params(imp, node, x: View) -> dict:
         raise imp.fail("dilated pooling; supported: dilation 1")
     strides = list(a.get("strides", [1, 1]))
     stride = _equal_pair(imp, strides, "strides")
-    pad, ceil_mode = _conv_padding(imp, a, kernel, x.shape[2:], stride, uneven=True), bool(a.get("ceil_mode", 0))
+    pad, ceil_mode = _conv_padding(imp, a, kernel, x.shape[2:], stride), bool(a.get("ceil_mode", 0))
     if isinstance(pad, tuple):
         pad, ceil_mode = _uneven_pool_padding(imp, node, pad, kernel, stride, x.shape[2:])
     return {"kernel": kernel, "stride": strides, "padding": pad, "ceil_mode": ceil_mode,
