@@ -24,6 +24,7 @@ from numpy.polynomial import chebyshev
 from hw.operators import adaptive_axis_windows, nearest_indices, pool_windows, window_sums
 
 __all__ = ["erf", "gelu", "sigmoid", "relu", "tanh", "clip", "leaky_relu", "elu", "hardsigmoid", "hardswish",
+           "softplus", "softsign", "selu", "mish",
            "ACTIVATIONS", "activation", "softmax", "layernorm", "resize_bilinear",
            "resize_nearest", "maxpool2d", "avgpool2d", "adaptive_avgpool2d"]
 
@@ -140,6 +141,28 @@ def hardswish(x) -> np.ndarray:
     return (a * hardsigmoid(a, 1 / 6, 0.5)).astype(a.dtype)
 
 
+def softplus(x) -> np.ndarray:
+    """``log(1 + exp(x))``, without overflow (Mish is ``x * tanh(softplus(x))``)."""
+    a = _float(x)
+    return (np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))).astype(a.dtype)
+
+
+def mish(x) -> np.ndarray:
+    """``x * tanh(softplus(x))`` (YOLOv4)."""
+    a = _float(x)
+    return (a * np.tanh(softplus(a))).astype(a.dtype)
+
+
+def softsign(x) -> np.ndarray:
+    a = _float(x)
+    return (a / (1 + np.abs(a))).astype(a.dtype)
+
+
+def selu(x, alpha: float, gamma: float) -> np.ndarray:
+    a = _float(x)
+    return (gamma * np.where(a > 0, a, alpha * np.expm1(np.minimum(a, 0)))).astype(a.dtype)
+
+
 #: The element-wise activations (``mapper.ir.Activation.func``): name -> (function of the tensor and
 #: the activation's parameters, the parameters' names).  Each is a table of 256 entries on the
 #: accelerator (``hw.operators.lut_table``), so any function of one element can join.
@@ -147,6 +170,7 @@ ACTIVATIONS: dict[str, tuple] = {
     "gelu": (gelu, ()), "relu": (relu, ()), "sigmoid": (sigmoid, ()), "tanh": (tanh, ()),
     "clip": (clip, ("low", "high")), "leaky_relu": (leaky_relu, ("alpha",)), "elu": (elu, ("alpha",)),
     "hardsigmoid": (hardsigmoid, ("alpha", "beta")), "hardswish": (hardswish, ()),
+    "softplus": (softplus, ()), "softsign": (softsign, ()), "selu": (selu, ("alpha", "gamma")), "mish": (mish, ()),
 }
 
 

@@ -191,7 +191,8 @@ def _softmax(wr: _Writer, layer, w: dict) -> None:
 #: ONNX operator and attributes (the parameters, in order) of each activation but GELU and clip.
 _ONNX_ACTIVATIONS = {"relu": ("Relu", ()), "sigmoid": ("Sigmoid", ()), "tanh": ("Tanh", ()),
                      "hardswish": ("HardSwish", ()), "hardsigmoid": ("HardSigmoid", ("alpha", "beta")),
-                     "leaky_relu": ("LeakyRelu", ("alpha",)), "elu": ("Elu", ("alpha",))}
+                     "leaky_relu": ("LeakyRelu", ("alpha",)), "elu": ("Elu", ("alpha",)),
+                     "softplus": ("Softplus", ()), "softsign": ("Softsign", ()), "selu": ("Selu", ("alpha", "gamma"))}
 
 
 def _activation(wr: _Writer, layer, w: dict) -> None:
@@ -200,6 +201,9 @@ def _activation(wr: _Writer, layer, w: dict) -> None:
     if layer.func == "clip":
         bounds = [wr.floats(v) if math.isfinite(v) else "" for v in layer.params]
         return wr.put(layer.name, form, wr.node("Clip", [x, *bounds], layer.name))
+    if layer.func == "mish":        # the Mish operator needs opset 18: x * tanh(softplus(x))
+        t = wr.node("Tanh", [wr.node("Softplus", [x], f"{layer.name}/softplus")], f"{layer.name}/tanh")
+        return wr.put(layer.name, form, wr.node("Mul", [x, t], layer.name))
     if layer.func != "gelu":
         op, attrs = _ONNX_ACTIVATIONS[layer.func]
         return wr.put(layer.name, form, wr.node(op, [x], layer.name, **dict(zip(attrs, layer.params))))

@@ -683,6 +683,28 @@ def _elu(imp, node) -> None:
     _elementwise_unary(imp, node, "elu", (float(_attrs(node).get("alpha", 1.0)),))
 
 
+@_op("Softplus")
+def _softplus(imp, node) -> None:
+    _elementwise_unary(imp, node, "softplus")
+
+
+@_op("Mish")
+def _mish(imp, node) -> None:
+    _elementwise_unary(imp, node, "mish")
+
+
+@_op("Softsign")
+def _softsign(imp, node) -> None:
+    _elementwise_unary(imp, node, "softsign")
+
+
+@_op("Selu")
+def _selu(imp, node) -> None:
+    a = _attrs(node)
+    _elementwise_unary(imp, node, "selu", (float(a.get("alpha", 1.67326319217681884765625)),
+                                           float(a.get("gamma", 1.05070102214813232421875))))
+
+
 @_op("Clip")
 def _clip(imp, node) -> None:
     """Bounds from the inputs (opset 11 on) or the attributes; a bound left out is none (ReLU6 is

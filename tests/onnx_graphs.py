@@ -382,7 +382,7 @@ def same_padded_stem(size: int = 16, seed: int = 14):
     return g.model([image_input(3, size, size, "input")], [out(y)])
 
 
-def activation_graph(op: str, size: int = 8, seed: int = 15, residual: bool = False, **attrs):
+def activation_graph(op: str, size: int = 8, seed: int = 15, residual: bool = False, opset: int = 17, **attrs):
     """``conv3x3 -> op -> conv1x1`` on a 3-channel image, ``op`` an activation (``Clip``'s bounds as the
     inputs ``min``/``max`` of ``attrs``, opset 11 on); with ``residual`` the activation is of ``x + conv(x)``,
     so that the vector unit applies it, not the convolution's STOREs."""
@@ -400,4 +400,4 @@ def activation_graph(op: str, size: int = 8, seed: int = 15, residual: bool = Fa
             ins.pop()
     x = g.op(op, ins, "/act", **attrs)
     y = g.op("Conv", [x, g.weight("b.weight", 4, 8, 1, 1), g.weight("b.bias", 4, scale=0.1)], "/b", kernel_shape=[1, 1])
-    return g.model([image_input(3, size, size, "input")], [out(y)])
+    return g.model([image_input(3, size, size, "input")], [out(y)], opset)

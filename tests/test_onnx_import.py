@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 
 from mapper import onnx_layout as L
 from mapper import reference
+from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
@@ -167,7 +168,7 @@ def _refused(proto, *needles):
 
 
 def test_unsupported_operator_names_node_operator_and_the_supported_ones():
-    _refused(single_op("Selu"), "'/Selu_1'", "(Selu)", "unsupported operator", "Conv, ", "Softmax")
+    _refused(single_op("Shrink"), "'/Shrink_1'", "(Shrink)", "unsupported operator", "Conv, ", "Softmax")
 
 
 def test_dynamic_batched_and_wrongly_typed_inputs():
@@ -604,7 +605,9 @@ def test_a_pooling_padding_that_differs_otherwise_is_refused(op, attrs):
 ACTIVATION_CASES = [("Tanh", {}, "tanh"), ("HardSwish", {}, "hardswish"), ("HardSigmoid", {}, "hardsigmoid"),
                     ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}, "hardsigmoid"), ("LeakyRelu", {"alpha": 0.1}, "leaky_relu"),
                     ("LeakyRelu", {}, "leaky_relu"), ("Elu", {"alpha": 0.5}, "elu"), ("Clip", {"min": 0, "max": 6}, "clip"),
-                    ("Clip", {"max": 1.5}, "clip"), ("Clip", {"min": 0}, "relu")]
+                    ("Clip", {"max": 1.5}, "clip"), ("Clip", {"min": 0}, "relu"), ("Softplus", {}, "softplus"),
+                    ("Softsign", {}, "softsign"), ("Selu", {}, "selu"), ("Selu", {"alpha": 1.5, "gamma": 2.0}, "selu"),
+                    ("Mish", {"opset": 18}, "mish")]
 
 
 @pytest.mark.parametrize("op, attrs, func", ACTIVATION_CASES,
@@ -615,7 +618,7 @@ def test_activations_import_as_tables_matching_onnxruntime(op, attrs, func):
     proto = activation_graph(op, **attrs)
     imp = import_onnx(proto, "act")
     act = next(l for l in imp.model.layers if l.kind not in ("conv2d",))
-    assert act.func == func
+    assert act.func == func and len(act.params) == len(ACTIVATIONS[func][1])
     assert _max_rel_error(proto, imp) <= RTOL
 
 
@@ -636,3 +639,16 @@ def test_an_exported_activation_imports_as_itself(op, attrs):
     again = import_onnx(export_onnx(imp.model, imp.weights), "act")
     assert [(l.func, l.params) for l in again.model.layers if l.kind != "conv2d"] == \
         [(l.func, l.params) for l in imp.model.layers if l.kind != "conv2d"]
+
+
+def test_an_exported_mish_is_its_decomposition_below_opset_18():
+    from mapper.onnx_export import OPSET, export_onnx
+
+    imp = import_onnx(activation_graph("Mish", opset=18), "mish")
+    proto = export_onnx(imp.model, imp.weights)
+    again = import_onnx(proto, "mish")
+    assert OPSET < 18 and [l.kind for l in again.model.layers] == ["conv2d", "softplus", "tanh", "mul", "conv2d"]
+    x = np.random.default_rng(1).normal(size=imp.model.input)
+    first, second = dict(reference.run_float(imp.model, imp.weights, x)), dict(reference.run_float(again.model,
+                                                                                                   again.weights, x))
+    np.testing.assert_allclose(second[again.model.layers[-1].name], first[imp.model.layers[-1].name], rtol=1e-6)

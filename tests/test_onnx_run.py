@@ -462,3 +462,15 @@ def test_activations_run_bit_exact(op, attrs, residual, cfg_name, tmp_path):
     path = _write(tmp_path / "act.onnx", activation_graph(op, residual=residual, **attrs))
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "6", "--no-plots",
                          "--quiet", "--out", str(tmp_path / "sim")]) == 0
+
+
+def test_mish_as_exported_before_opset_18_runs_bit_exact(tmp_path):
+    """``x * tanh(softplus(x))`` as three nodes (Mish before opset 18): two tables, then a product."""
+    g = Graph(17)
+    x = g.op("Conv", ["input", g.weight("a.weight", 8, 3, 3, 3), g.weight("a.bias", 8, scale=0.5)], "/a",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    y = g.op("Mul", [x, g.op("Tanh", [g.op("Softplus", [x], "/mish")], "/mish")], "/mish")
+    path = _write(tmp_path / "mish.onnx", g.model([image_input(3, 8, 8, "input")], [graph_output(y)]))
+    assert [l.kind for l in load_onnx(path).model.layers] == ["conv2d", "softplus", "tanh", "mul"]
+    assert sim_run.main(["--model", str(path), "--config", "tiny", "--check", "--seed", "7", "--no-plots", "--quiet",
+                         "--out", str(tmp_path / "sim")]) == 0
