@@ -474,3 +474,22 @@ def test_mish_as_exported_before_opset_18_runs_bit_exact(tmp_path):
     assert [l.kind for l in load_onnx(path).model.layers] == ["conv2d", "softplus", "tanh", "mul"]
     assert sim_run.main(["--model", str(path), "--config", "tiny", "--check", "--seed", "7", "--no-plots", "--quiet",
                          "--out", str(tmp_path / "sim")]) == 0
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_one_constant_in_several_concatenations_runs_bit_exact(cfg_name, tmp_path):
+    """The same initializer concatenated with two activations, and twice in one concatenation: each
+    concatenation gets a copy of its own (a tensor lives in one concatenation's buffer)."""
+    g = Graph(18)
+    conv = [g.op("Conv", ["input", g.weight(f"c{i}.weight", 4, 3, 3, 3), g.weight(f"c{i}.bias", 4, scale=0.1)],
+                 f"/c{i}", kernel_shape=[3, 3], pads=[1] * 4) for i in range(2)]
+    k = g.init("map", g.rng.uniform(-2, 2, (1, 2, 8, 8)).astype(np.float32))
+    cats = [g.op("Concat", [conv[0], k], "/cat0", axis=1), g.op("Concat", [k, conv[1], k], "/cat1", axis=1)]
+    proto = g.model([image_input(3, 8, 8, "input")], [graph_output(c) for c in cats])
+    path = _write(tmp_path / "shared.onnx", proto)
+    model = load_onnx(path).model
+    parts = [n for layer in model.layers if layer.kind == "concat" for n in layer.inputs
+             if model.layer(n).kind == "constant"]
+    assert len(parts) == len(set(parts)) == 3
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "8", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
