@@ -1022,7 +1022,7 @@ def _concat(imp, node) -> None:
     if _token_concat(imp, node, views, axis):
         return
     # a concatenation of channels is a layer (of one input too: it moves no data, fusion makes it zero-copy)
-    views = _own_constants(imp, node, [imp.act(n) for n in node.input if n])
+    views = _own_parts(imp, node, [imp.act(n) for n in node.input if n])
     forms = {_form_of(v) for v in views}
     form = forms.pop() if len(forms) == 1 else None
     if form is None or _FORMS[form][1] != axis:
@@ -1033,17 +1033,23 @@ def _concat(imp, node) -> None:
     imp.views[node.output[0]] = _FORMS[form][0](name, shape)
 
 
-def _own_constants(imp, node, views: list[View]) -> list[View]:
-    """Each concatenation's constant parts its own: a tensor lives in one concatenation's buffer
-    (``mapper.layout``), so a constant that another concatenation, or this one, holds already is
-    copied into a Constant layer of its own."""
+def _own_parts(imp, node, views: list[View]) -> list[View]:
+    """Each concatenation's parts its own: a tensor lives in one concatenation's buffer
+    (``mapper.layout``), so a part that another concatenation, or this one, holds already is
+    copied: a constant into a Constant layer of its own, a computed tensor by a Pad to its own
+    size (a copy on the vector unit)."""
     taken = {s for layer in imp.layers if layer.kind == "concat" for s in layer.inputs}
     own = []
     for i, v in enumerate(views):
-        layer = imp.by_name.get(v.source)
-        if layer is not None and layer.kind == "constant" and v.source in taken:
-            v = v.on(imp.constant_layer(f"{node.output[0]}.part{i}", imp.weights[v.source]["data"], None),
-                     layer.out_shape)
+        if v.source in taken:
+            layer, base = imp.by_name.get(v.source), f"{node.output[0]}.copy{i}"
+            h, w, _ = imp.sources[v.source].shape
+            if layer is not None and layer.kind == "constant":
+                copy = imp.constant_layer(base, imp.weights[v.source]["data"], None)
+            else:
+                copy = imp.layer_name(base)
+                imp.emit(Pad, copy, inputs=(v.source,), out_h=h, out_w=w)
+            v = v.on(copy, imp.sources[v.source].shape)
         taken.add(v.source)
         own.append(v)
     return own

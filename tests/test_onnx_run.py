@@ -493,3 +493,20 @@ def test_one_constant_in_several_concatenations_runs_bit_exact(cfg_name, tmp_pat
     assert len(parts) == len(set(parts)) == 3
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "8", "--no-plots",
                          "--quiet", "--out", str(tmp_path / "sim")]) == 0
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_one_activation_in_two_concatenations_runs_bit_exact(cfg_name, tmp_path):
+    """A feature map concatenated in two places (a U-Net skip read twice): the second concatenation
+    gets a copy (a Pad to its own size, run on the vector unit), since a tensor lives in one
+    concatenation's buffer."""
+    g = Graph(19)
+    a, b, c = (g.op("Conv", ["input", g.weight(f"{n}.weight", 4, 3, 3, 3), g.weight(f"{n}.bias", 4, scale=0.1)],
+                    f"/{n}", kernel_shape=[3, 3], pads=[1] * 4) for n in "abc")
+    cats = [g.op("Concat", [a, b], "/cat0", axis=1), g.op("Concat", [c, a], "/cat1", axis=1)]
+    path = _write(tmp_path / "skip.onnx", g.model([image_input(3, 8, 8, "input")], [graph_output(x) for x in cats]))
+    model = load_onnx(path).model
+    copy = next(layer for layer in model.layers if layer.kind == "pad")
+    assert copy.out_shape == model.layer(copy.inputs[0]).out_shape and copy.name in model.layers[-1].inputs
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "9", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
