@@ -5,16 +5,21 @@ among the plan's steps that have instructions (``mapper.fusion``), where
 
 * each intermediate output is the next layer's only input and is read by nothing else: no
   network output, no concatenation part (a buffer of its own), no softmax epilogue;
-* every layer keeps rows over one spatial grid: a linear layer or a 1x1 stride-1 convolution
-  (output row y needs input row y), or a stride-1 k x k convolution padded by k // 2, dense or
-  depthwise (output row y needs input rows y - k//2 .. y + k//2: a halo of k // 2 rows).  The
-  grid is the convolutions' (all the same, and ``H x W`` tokens for the linear layers), or a
-  column of tokens for a chain of linear layers only;
+* every layer keeps rows over one spatial grid: a linear layer, a 1x1 stride-1 convolution or
+  a product over one window (``MatMul.plain``: output token t needs token t of its first
+  operand; its second is read whole by every band), or a stride-1 k x k convolution padded by
+  k // 2, dense or depthwise (output row y needs input rows y - k//2 .. y + k//2: a halo of
+  k // 2 rows).  The grid is the convolutions' (all the same, and ``H x W`` tokens for the
+  token layers), or a column of tokens for a chain of token layers only;
+* a later layer takes the previous output as its only input, or as a product's first operand
+  from channel 0 (the chain's slot holds that tensor alone);
 * a layer after the first does not fold its kernel taps into channels (an im2col gather reads
   its input at the tensor's own pitch, not the buffer's).
 
-SegFormer's ``mlp.fc1 -> mlp.dwconv (+GELU in its STOREs) -> mlp.fc2`` is one, Swin's
-``mlp.fc1 (+GELU) -> mlp.fc2`` and a decoder's ``linear_fuse -> linear_pred`` others.
+SegFormer's ``mlp.fc1 -> mlp.dwconv (+GELU in its STOREs) -> mlp.fc2`` is one, and its
+``attn.qk (+ the softmax epilogue) -> attn.av -> attn.proj``, which keeps a band of queries'
+scores in the buffer; Swin's ``mlp.fc1 (+GELU) -> mlp.fc2`` and a decoder's ``linear_fuse ->
+linear_pred`` others.
 
 **The band program.**  The last layer's output rows are cut in bands of ``rows`` rows (the
 last band may be shorter).  For band ``b`` every layer computes the rows the next one needs:
@@ -39,8 +44,9 @@ separated by FENCEs add).  Band heights are tried from the largest whose slots f
 buffer down (``BAND_COUNTS`` bands), stopping at the first that is slower than the best so
 far, or at the first when it does not pay (smaller bands only add fill, drain and halo rows;
 on E every chain's cycles grow as its bands shrink); the chain is taken when its best is
-faster than its layers one by one with the intermediates in DRAM.  A band of the whole grid is one of the heights tried: it is the
-intermediates kept whole in the buffer, as ``mapper.residency`` would keep them.  Chains are
+faster than its layers one by one with the intermediates in DRAM.  A band of the whole grid is
+not taken: it is the intermediates kept whole in the buffer, which ``mapper.residency`` does
+with the same streams and may keep the chain's input and output beside them.  Chains are
 chosen before the residency, and their slots are placed in the same allocator
 (``mapper.residency``'s first fit by lifetime): a chain holds its slots from its first step
 to its last, and a kept tensor is placed around them.
@@ -55,7 +61,7 @@ from hw.config import AcceleratorConfig
 from hw.timing import gb_resident_align, gb_resident_pitch
 
 from .fusion import Step
-from .ir import Conv2d, Linear, Model
+from .ir import Conv2d, Linear, MatMul, Model
 from .layout import storage_plan
 from .lower import Lowered, MappingError, Problem, map_layer, map_problem, problem_of, token_shape
 
@@ -123,7 +129,7 @@ class Chain:
 
 def _halo(layer) -> Optional[int]:
     """Rows a layer reads beyond each side of an output band, or None when it does not keep rows."""
-    if isinstance(layer, Linear):
+    if isinstance(layer, Linear) or (isinstance(layer, MatMul) and layer.plain):
         return 0
     if isinstance(layer, Conv2d):
         kh, kw = layer.kernel
@@ -136,14 +142,24 @@ def _halo(layer) -> Optional[int]:
 
 
 def _grid_of(layer) -> tuple[Optional[tuple[int, int]], int]:
-    """(the convolution's grid or None for a linear layer, its tokens)."""
+    """(the convolution's grid or None for a token layer, its tokens)."""
     if isinstance(layer, Conv2d):
         return (layer.in_h, layer.in_w), layer.in_h * layer.in_w
+    if isinstance(layer, MatMul):
+        return None, layer.m
     return None, layer.tokens
 
 
 def _member(step: Step) -> bool:
-    return step.action == "mac" and not step.softmax and _halo(step.layer) is not None
+    return step.action == "mac" and _halo(step.layer) is not None
+
+
+def _band_input(layer, t: str) -> bool:
+    """Whether a layer reads tensor ``t`` as the one input a chain hands it in bands: its only
+    input, or a product's first operand from channel 0 (the second is read whole each band)."""
+    if isinstance(layer, MatMul):
+        return layer.inputs[0] == t and layer.inputs[1] != t and layer.a_offset == 0
+    return tuple(layer.inputs) == (t,)
 
 
 class _Finder:
@@ -160,7 +176,7 @@ class _Finder:
         """Whether ``b`` can follow ``a`` in a chain over ``tokens`` tokens on ``grid``."""
         t = a.output
         st = self.storage[t]
-        if (not _member(b) or tuple(b.layer.inputs) != (t,) or self.users.get(t) != [b.layer.name]
+        if (not _member(b) or not _band_input(b.layer, t) or self.users.get(t) != [b.layer.name]
                 or t in self.outputs or st.buffer != t or st.offset != 0):
             return False
         g, n = _grid_of(b.layer)
@@ -195,16 +211,17 @@ def _chain_grid(members: list[Step]) -> tuple[int, int]:
         g, _ = _grid_of(m.layer)
         if g is not None:
             return g
-    return members[0].layer.tokens, 1
+    return _grid_of(members[0].layer)[1], 1
 
 
 def _band_problem(step: Step, cfg: AcceleratorConfig, out_rows: tuple[int, int], in_rows: tuple[int, int],
                   width: int, in_gb: int, out_gb: int) -> Problem:
     """The problem of one layer over one band: output grid rows ``out_rows``, reading ``in_rows``."""
     layer = step.layer
-    base = replace(problem_of(layer, cfg, step.in_pitch, in_gb), act=step.act, out_gb=out_gb)
+    base = replace(problem_of(layer, cfg, step.in_pitch, in_gb), act=step.act, softmax_row=step.softmax_row,
+                   out_gb=out_gb)
     (o0, o1), (s, e) = out_rows, in_rows
-    if isinstance(layer, Linear):
+    if isinstance(layer, (Linear, MatMul)):
         h, w = token_shape((o1 - o0) * width)
         return replace(base, h=h, w=w)
     if _halo(layer) == 0:
@@ -280,6 +297,8 @@ def _best(members: list[Step], idx: list[int], cfg: AcceleratorConfig, band_rows
             break           # smaller bands add fill, drain and halo rows: not tried further
         best = Chain(tuple(members), tuple(idx), grid, rows, tuple(tuple(b) for b in bands), tuple(slots),
                      cycles, alone, tuple(lowered))
+    if best is not None and len(best.bands) == 1 and not band_rows:
+        return None         # intermediates kept whole: the residency's, which may keep the input and output too
     return best if best is not None and (band_rows or best.cycles < alone) else None
 
 

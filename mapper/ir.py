@@ -46,7 +46,7 @@ from .float_ops import ACTIVATIONS
 __all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "Add", "Mul", "Resize",
            "Pool", "Concat", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge",
            "Constant", "Layer", "Model", "Shape", "ShapeError", "PARTS", "MAC_KINDS", "ELEMENTWISE_KINDS",
-           "LAYOUT_KINDS", "INPUT", "conv_out", "min_dram_bytes", "weight_bytes", "tokens_of"]
+           "LAYOUT_KINDS", "INPUT", "conv_out", "min_dram_bytes", "weight_bytes", "operand_bytes", "tokens_of"]
 
 PARTS = ("encoder", "decoder", "backbone", "transformer", "head")
 MAC_KINDS = ("conv2d", "linear", "matmul")
@@ -117,6 +117,14 @@ def weight_bytes(layer: "Layer") -> int:
     if isinstance(layer, MatMul):
         return 0
     raise TypeError(f"{layer.name}: not a MAC layer (kind {layer.kind!r})")
+
+
+def operand_bytes(layer: "Layer") -> int:
+    """Bytes of a MAC layer's second operand: its weights, or a product's second activation
+    (``b``), which every band of a chain (``mapper.bands``) reads whole."""
+    if isinstance(layer, MatMul):
+        return layer.batch * layer.n * layer.k
+    return weight_bytes(layer)
 
 
 def min_dram_bytes(layer: "Layer") -> tuple[int, int]:
@@ -365,6 +373,12 @@ class MatMul(_Base):
     @property
     def heads(self) -> int:
         return self.batch // self.windows
+
+    @property
+    def plain(self) -> bool:
+        """Its operands and output are plain token tensors: one window (its heads side by side in
+        the channels), not opaque; token ``t`` of its output needs token ``t`` of ``a`` alone."""
+        return self.windows == 1 and self.b_layout != "opaque"
 
     @property
     def macs(self) -> int:

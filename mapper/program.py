@@ -409,8 +409,12 @@ class _Builder:
         else:
             slot = chain.slots[part.member]
             dst, out_pitch = slot.addr, slot.pitch
-        return Placement(src, in_pitch, self.blobs[weights].addr, self.blobs[params].addr, dst, out_pitch,
-                         lo.layout.rows_per_oc, self.blobs[table].addr if table else -1, end=0)
+        pent, tab = self.blobs[params].addr, self.blobs[table].addr if table else -1
+        if isinstance(m.layer, MatMul):      # a plain product (one window): its first operand from channel a_offset
+            a_addr = src + (m.layer.a_offset if part.member == 0 else 0)
+            return self._product_placement(m.layer, 0, (a_addr, in_pitch, in_pitch), (dst, out_pitch), pent, tab)
+        return Placement(src, in_pitch, self.blobs[weights].addr, pent, dst, out_pitch, lo.layout.rows_per_oc, tab,
+                         end=0)
 
     def _placement(self, st: Step, lo: Lowered, g0: int, weights, params, table) -> Placement:
         p, layer = lo.problem, st.layer
@@ -428,18 +432,23 @@ class _Builder:
         src, dst = self.resident.get(layer.inputs[0]), self.resident.get(st.output)
         # kept in the global buffer (one window, one part: mapper.residency): there, at its pitch
         output = dst.addr if dst else self._addr(st.output) + g0 * p.kg
-        b = self.storage[layer.inputs[1]]
-        win0 = g0 // layer.heads
+        win0, windows = g0 // layer.heads, layer.windows
         a_addr = src.addr if src else self._addr(layer.inputs[0]) + layer.a_offset + win0 * a.pitch
+        return self._product_placement(layer, win0, (a_addr, p.in_gb or windows * a.pitch, p.in_gb or a.pitch),
+                                       (output, p.out_gb or out.pitch * windows), pent, tab)
+
+    def _product_placement(self, layer: MatMul, win0: int, a: tuple[int, int, int], out: tuple[int, int],
+                           pent: int, tab: int) -> Placement:
+        """A product's placement from window ``win0``: its first operand at ``a`` (address, row
+        pitch, window pitch), its output at ``out`` (address, pitch), its second operand in DRAM."""
+        b = self.storage[layer.inputs[1]]
         b_addr = self._addr(layer.inputs[1]) + layer.b_offset + win0 * b.pitch
-        windows = layer.windows
         if layer.b_layout == "nk":
-            b_head, b_row, b_lane = layer.k, windows * b.pitch, 1
+            b_head, b_row, b_lane = layer.k, layer.windows * b.pitch, 1
         else:
-            b_head, b_row, b_lane = layer.n, 1, windows * b.pitch
-        return Placement(a_addr, p.in_gb or windows * a.pitch, b_addr, pent, output, p.out_gb or out.pitch * windows,
-                         0, tab, a_window=p.in_gb or a.pitch, a_head=layer.k, b_window=b.pitch, b_head=b_head, b_row=b_row,
-                         b_lane=b_lane)
+            b_head, b_row, b_lane = layer.n, 1, layer.windows * b.pitch
+        return Placement(a[0], a[1], b_addr, pent, out[0], out[1], 0, tab, a_window=a[2], a_head=layer.k,
+                         b_window=b.pitch, b_head=b_head, b_row=b_row, b_lane=b_lane)
 
     # ---- vector steps ------------------------------------------------------------------------
     def _vec_pass(self, st: Step):

@@ -143,8 +143,7 @@ def _candidates(model: Model, cfg: AcceleratorConfig, steps: list[Step]) -> list
 def _plain(layer) -> bool:
     """A MAC layer whose input and output are plain HWC tensors: a convolution, a linear layer,
     or a matrix product over one window (its operands' heads side by side in the channels)."""
-    return isinstance(layer, (Conv2d, Linear)) or (isinstance(layer, MatMul) and layer.windows == 1
-                                                   and layer.b_layout != "opaque")
+    return isinstance(layer, (Conv2d, Linear)) or (isinstance(layer, MatMul) and layer.plain)
 
 
 def _reads_by_load(step: Step, tensor: str) -> bool:

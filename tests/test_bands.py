@@ -12,7 +12,7 @@ from hw.isa import Op
 from hw.timing import schedule
 from mapper.bands import band_parts, find_chains, plan_chains
 from mapper.fusion import plan
-from mapper.ir import Activation, Add, Conv2d, Linear, Model
+from mapper.ir import Activation, Add, Conv2d, Linear, MatMul, Model, Softmax
 from mapper.program import build_program
 from mapper.quantize import random_qmodel
 from mapper.residency import planned
@@ -20,7 +20,7 @@ from mapper.workloads import build_model
 from sim.functional import check_program
 from sim.simulator import simulate
 
-TINY, E = get_config("tiny"), get_config("E")
+TINY, E_SMALL, E = get_config("tiny"), get_config("e_small"), get_config("E")
 
 
 def _convs(h: int, *, stride: int = 1, peek: bool = False, output: bool = False, width: int = 6) -> Model:
@@ -53,11 +53,13 @@ def test_chains_follow_the_rule_not_names():
     assert _chain_names(_convs(7, output=True)) == [["dw", "pw"]]
 
 
-def test_segformer_chains_are_its_mlps_and_its_decoder_head():
+def test_segformer_chains_are_its_attention_its_mlps_and_its_decoder_head():
     model = build_model("segformer_b0", size=(64, 64))
     names = _chain_names(model, E)
-    blocks = [l.name.removesuffix(".fc1") for l in model.layers if l.name.endswith("mlp.fc1")]
-    assert names[:-1] == [[f"{b}.fc1", f"{b}.dwconv", f"{b}.fc2"] for b in blocks]
+    blocks = [l.name.removesuffix(".mlp.fc1") for l in model.layers if l.name.endswith("mlp.fc1")]
+    per_block = [[[f"{b}.attn.qk", f"{b}.attn.av", f"{b}.attn.proj"], [f"{b}.mlp.fc1", f"{b}.mlp.dwconv",
+                                                                       f"{b}.mlp.fc2"]] for b in blocks]
+    assert names[:-1] == [chain for pair in per_block for chain in pair]
     fuse = model.layer(names[-1][0])
     assert names[-1] == [fuse.name, next(l.name for l in model.layers if fuse.name in l.inputs)]
 
@@ -120,15 +122,64 @@ def test_linear_chains_band_tokens():
     assert check_program(program, q, x)["tensors"] >= 2
 
 
+def _attention(tokens: int, heads: int = 2, d: int = 8) -> Model:
+    """SegFormer's attention on ``tokens`` queries (as many keys; a head's scores are whole C0
+    words when they are 32, as gathers from the buffer read): q and kv, q.k^T with its softmax,
+    .v and the projection, then a residual add."""
+    dim, keys = heads * d, tokens
+    q = Linear("q", "encoder", tokens, dim, dim, inputs=("input",))
+    kv = Linear("kv", "encoder", keys, dim, 2 * dim, inputs=("input",))
+    qk = MatMul("qk", "encoder", heads, tokens, d, keys, inputs=("q", "kv"), b_layout="nk")
+    sm = Softmax("softmax", "encoder", inputs=("qk",), row=keys)
+    av = MatMul("av", "encoder", heads, tokens, keys, d, inputs=("softmax", "kv"), b_offset=dim, b_layout="kn")
+    proj = Linear("proj", "encoder", tokens, dim, dim, inputs=("av",))
+    return Model("attn", "full", (tokens, 1, dim), (q, kv, qk, sm, av, proj, Add("sum", "encoder", inputs=("proj", "input"))))
+
+
+@pytest.mark.parametrize("tokens,rows", [(32, 5), (32, 32), (32, 1), (64, 24)])
+def test_attention_is_banded_over_its_queries(tokens, rows):
+    """q.k^T with its softmax epilogue, .v and the projection run band by band of query rows: the
+    scores never touch DRAM, the keys and values are read whole by every band, every tensor the
+    program writes equals the golden model's and the simulator times it cycle for cycle."""
+    model = _attention(tokens)
+    q, x, program = _program(model, E_SMALL, rows)     # tiny and small take the softmax as a VEC pass
+    [chain] = [c.step.chain for c in program.steps if c.step.action == "chain"]
+    assert chain.names == ("qk", "av", "proj") and chain.grid == (tokens, 1)
+    assert [b[-1].problem.oh * b[-1].problem.ow for b in chain.bands] == \
+        [min(rows, tokens - a) for a in range(0, tokens, rows)]
+    assert "softmax" not in program.buffers and "av" not in program.buffers
+    assert any(i.op == Op.STORE and i.f["ep_row"] and i.f["dst_gb"] for i in program.stream)
+    assert check_program(program, q, x)["tensors"] >= 2
+    assert schedule(program.stream, E_SMALL).total_cycles == simulate(model, E_SMALL, band_rows=rows).total_cycles
+
+
+def test_a_product_joins_a_chain_only_reading_its_operand_from_channel_0():
+    """A chain hands a product its first operand in a slot from channel 0: a product reading it
+    from a later channel (q beside another tensor's channels) starts a chain instead."""
+    def model(a_offset):
+        k = Linear("k", "encoder", 32, 16, 16, inputs=("input",))
+        qx = Linear("qx", "encoder", 32, 16, 32, inputs=("input",))
+        qk = MatMul("qk", "encoder", 2, 32, 8, 32, inputs=("qx", "k"), a_offset=a_offset, b_layout="nk")
+        proj = Linear("proj", "encoder", 32, 64, 16, inputs=("qk",))
+        return Model("q", "full", (32, 1, 16), (k, qx, qk, proj))
+    assert _chain_names(model(0), E) == [["qx", "qk", "proj"]]
+    assert _chain_names(model(16), E) == [["qk", "proj"]]
+    q, x, program = _program(model(16), E_SMALL, 5)     # the first member reads DRAM from its channel
+    assert [c.step.chain.names for c in program.steps if c.step.action == "chain"] == [("qk", "proj")]
+    assert check_program(program, q, x)["tensors"] >= 2
+
+
 def test_chains_are_taken_only_when_they_pay():
     """The cost model: a chain is taken at its fastest band height when that beats its layers one by
     one, and ``fuse=False`` takes none (today's layer-by-layer program)."""
     model = build_model("segformer_b0", size=(64, 64))
-    steps, _ = planned(model, E)
+    steps, _ = planned(model, E_SMALL)
     chains = [st.chain for st in steps if st.action == "chain"]
     assert chains and all(c.cycles < c.layer_cycles for c in chains)
-    assert all(c.gb_bytes <= E.global_buf_bytes for c in chains)
-    found = find_chains(model, E, plan(model, E))
+    assert all(c.gb_bytes <= E_SMALL.global_buf_bytes for c in chains)
+    # one band of the whole grid is left to the residency (its streams, and it may keep more)
+    assert all(len(c.bands) > 1 for c in chains)
+    found = find_chains(model, E_SMALL, plan(model, E_SMALL))
     assert len(chains) <= len(found)
     # a buffer too small for any slot: no chain
     small = E.replace(global_buf_bytes=1024)

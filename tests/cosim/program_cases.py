@@ -2,7 +2,8 @@
 
 A case is a network (a zoo model, or one of :data:`OWN_NETWORKS`) at an input size with a seed,
 optionally unfused (``"fuse": false``: no STORE epilogues, its non-MAC layers as VEC passes) and
-cut before a layer (``"until"``: the steps before it, then END).
+cut before a layer (``"until"``: the steps before it, then END), or with its chains forced into
+bands of ``"band_rows"`` rows (``mapper.program.build_program``'s ``band_rows``).
 :func:`expected_program` quantises it (``sim.inference.network_parameters``), builds its
 whole-network program with every tensor in a buffer of its own (``keep_tensors``: the
 testbench reads every layer's output back from the final DRAM image), checks the functional
@@ -30,7 +31,7 @@ from hw.rtl.vector_executor import builds_vector_unit
 from hw.vector import MAX_DESCRIPTOR_BYTES, decode_descriptor
 from hw.timing import schedule
 from mapper.images import preprocess, quantize_input, synthetic_image
-from mapper.ir import Concat, Conv2d, Linear, Model
+from mapper.ir import Add, Concat, Conv2d, Linear, MatMul, Model, Softmax
 from mapper.program import Program, build_program
 
 from cosim.runner import BUILD_ROOT
@@ -96,9 +97,28 @@ def dense_layer(size: int) -> Model:
     return Model("dense_layer", "full", (size, size, 3), layers)
 
 
+def attention(size: int) -> Model:
+    """SegFormer's attention over the ``size x size`` pixels of a 3x3 stem (as many keys as
+    queries, two heads of 8 channels): q and kv, q.k^T with its softmax, .v, the projection and
+    the residual add.  With ``band_rows`` q.k^T, .v and the projection run as a band chain
+    (``mapper.bands``): the softmax epilogue STOREs a band of queries' scores into the buffer."""
+    t = size * size
+    layers = (
+        Conv2d("stem", "encoder", 3, 16, size, size, kernel=3, padding=1, relu=True),
+        Linear("q", "encoder", t, 16, 16, inputs=("stem",)),
+        Linear("kv", "encoder", t, 16, 32, inputs=("stem",)),
+        MatMul("qk", "encoder", 2, t, 8, t, inputs=("q", "kv"), b_layout="nk"),
+        Softmax("softmax", "encoder", inputs=("qk",), row=t),
+        MatMul("av", "encoder", 2, t, t, 8, inputs=("softmax", "kv"), b_offset=16, b_layout="kn"),
+        Linear("proj", "encoder", t, 16, 16, inputs=("av",)),
+        Add("sum", "encoder", inputs=("proj", "stem")),
+    )
+    return Model("attention", "full", (size, size, 3), layers)
+
+
 #: Networks defined here rather than in the zoo, by name.
 OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat, "nested_concat": nested_concat,
-                "dense_layer": dense_layer}
+                "dense_layer": dense_layer, "attention": attention}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make
 #: bench`` (issue 13), by configuration, the longest first: Swin-T reduced to one block a stage
@@ -116,7 +136,8 @@ WHOLE_NETWORKS = {
 
 def program_name(spec: dict) -> str:
     return (f"{spec['model']}_{spec['size']}" + (f"_{spec['variant']}" if spec.get("variant") else "")
-            + ("_unfused" if spec.get("fuse") is False else "") + (f"_until_{spec['until']}" if spec.get("until") else ""))
+            + ("_unfused" if spec.get("fuse") is False else "") + (f"_until_{spec['until']}" if spec.get("until") else "")
+            + (f"_bands_{spec['band_rows']}" if spec.get("band_rows") else ""))
 
 
 def build_network(spec: dict) -> Model:
@@ -247,7 +268,8 @@ def program_length(spec: dict, built: BuiltProgram) -> int:
 
 
 def _case_program(spec: dict, q, cfg: AcceleratorConfig, image=None) -> Program:
-    return build_program(q, cfg, image=image, keep_tensors=True, fuse=spec.get("fuse", True))
+    return build_program(q, cfg, image=image, keep_tensors=True, fuse=spec.get("fuse", True),
+                         band_rows=spec.get("band_rows", 0))
 
 
 def _cut(spec: dict, program: Program) -> Program:

@@ -237,6 +237,17 @@ def test_part_of_odd_channels_read_by_a_3x3_convolution_program():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("config_name", ["tiny", "e_small"])
+def test_attention_banded_over_its_queries_program(config_name):
+    """Attention run band by band of 5 query rows (``cosim.program_cases.attention``): on e_small
+    q.k^T's softmax epilogue STOREs each band's scores into the global buffer, .v and the
+    projection read them there; on tiny the softmax is a VEC pass and .v -> projection the
+    chain.  Whole on the RTL, cycle for cycle and bit for bit."""
+    seed = default_seed(12)
+    run_accelerator(config_name, seed=seed, programs=[{"model": "attention", "size": 8, "band_rows": 5, "seed": seed}])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("config_name", ["small", "e_small"])
 def test_vec_passes_on_more_row_lanes(config_name):
     """The default run's VEC passes on the vector executors of small and e_small (16 and 64 row
