@@ -44,7 +44,8 @@ separated by FENCEs add).  Band heights are tried from the largest whose slots f
 buffer down (``BAND_COUNTS`` bands), stopping at the first that is slower than the best so
 far, or at the first when it does not pay (smaller bands only add fill, drain and halo rows;
 on E every chain's cycles grow as its bands shrink); the chain is taken when its best is
-faster than its layers one by one with the intermediates in DRAM.  A band of the whole grid is
+faster than its layers one by one with the intermediates in DRAM; a run that does not pay whole
+gives its longest parts that pay (``_paying``).  A band of the whole grid is
 not taken: it is the intermediates kept whole in the buffer, which ``mapper.residency`` does
 with the same streams and may keep the chain's input and output beside them.  Chains are
 chosen before the residency, and their slots are placed in the same allocator
@@ -302,6 +303,19 @@ def _best(members: list[Step], idx: list[int], cfg: AcceleratorConfig, band_rows
     return best if best is not None and (band_rows or best.cycles < alone) else None
 
 
+def _paying(steps: list[Step], run: list[int], cfg: AcceleratorConfig, band_rows: int) -> list[Chain]:
+    """The chains taken from a run of chainable steps: the whole run when it pays, else its
+    longest part that pays (the later layers first among equals) and the same again on either
+    side of it."""
+    for n in range(len(run), 1, -1):
+        for a in range(len(run) - n, -1, -1):
+            chain = _best([steps[i] for i in run[a:a + n]], run[a:a + n], cfg, band_rows)
+            if chain is not None:
+                return _paying(steps, run[:a], cfg, band_rows) + [chain] + \
+                    _paying(steps, run[a + n:], cfg, band_rows)
+    return []
+
+
 def plan_chains(model: Model, cfg: AcceleratorConfig, steps: list[Step], *,
                 band_rows: int = 0) -> tuple[list[Step], list[Chain]]:
     """The plan with its chains taken (the first layer's step ``chain``, the others ``banded``
@@ -309,10 +323,8 @@ def plan_chains(model: Model, cfg: AcceleratorConfig, steps: list[Step], *,
     many rows (at most the grid's), whether it pays or not: how the tests reach the band edges."""
     steps = list(steps)
     taken = []
-    for idx in find_chains(model, cfg, steps):
-        chain = _best([steps[i] for i in idx], idx, cfg, band_rows)
-        if chain is None:
-            continue
+    for chain in (c for run in find_chains(model, cfg, steps) for c in _paying(steps, run, cfg, band_rows)):
+        idx = chain.steps
         first = steps[idx[0]]
         steps[idx[0]] = Step(first.layer, "chain", first.act, first.act_layer, output=chain.output, chain=chain,
                              in_pitch=first.in_pitch)

@@ -4,12 +4,15 @@ The rule that finds chains, the bands' rows at the grid's edges, programs that r
 bands bit-exactly and are timed by the simulator cycle for cycle, and the cost model's choice.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from hw.config import get_config
 from hw.isa import Op
 from hw.timing import schedule
+from mapper import bands
 from mapper.bands import band_parts, find_chains, plan_chains
 from mapper.fusion import plan
 from mapper.ir import Activation, Add, Conv2d, Linear, MatMul, Model, Softmax
@@ -167,6 +170,19 @@ def test_a_product_joins_a_chain_only_reading_its_operand_from_channel_0():
     q, x, program = _program(model(16), E_SMALL, 5)     # the first member reads DRAM from its channel
     assert [c.step.chain.names for c in program.steps if c.step.action == "chain"] == [("qk", "proj")]
     assert check_program(program, q, x)["tensors"] >= 2
+
+
+def test_a_run_that_does_not_pay_whole_gives_its_longest_paying_parts(monkeypatch):
+    """A run of chainable layers is taken whole when it pays, else its longest parts that pay (on
+    SegFormer-B2's stage 1, fc1 -> dwconv of fc1 -> dwconv -> fc2), and again on either side."""
+    pays = {(1, 2), (3, 4), (2, 3, 4)}
+    monkeypatch.setattr(bands, "_best", lambda members, idx, cfg, band_rows=0:
+                        SimpleNamespace(steps=tuple(idx)) if tuple(idx) in pays else None)
+    assert [c.steps for c in bands._paying([None] * 6, [0, 1, 2, 3, 4, 5], E, 0)] == [(2, 3, 4)]
+    pays.discard((2, 3, 4))
+    assert [c.steps for c in bands._paying([None] * 6, [0, 1, 2, 3, 4, 5], E, 0)] == [(1, 2), (3, 4)]
+    pays.add((0, 1, 2, 3, 4, 5))
+    assert [c.steps for c in bands._paying([None] * 6, [0, 1, 2, 3, 4, 5], E, 0)] == [(0, 1, 2, 3, 4, 5)]
 
 
 def test_chains_are_taken_only_when_they_pay():
