@@ -3,8 +3,9 @@
 **Which layers.**  A *chain* is a run of MAC steps L1 -> L2 -> ... -> Ln (n >= 2), consecutive
 among the plan's steps that have instructions (``mapper.fusion``), where
 
-* each intermediate output is the next layer's only input and is read by nothing else: no
-  network output, no concatenation part (a buffer of its own), no softmax epilogue;
+* each intermediate output is read by the next layer alone: no network output, no
+  concatenation part (a buffer of its own); a layer may apply a softmax epilogue (a band holds
+  whole rows);
 * every layer keeps rows over one spatial grid: a linear layer, a 1x1 stride-1 convolution or
   a product over one window (``MatMul.plain``: output token t needs token t of its first
   operand; its second is read whole by every band), or a stride-1 k x k convolution padded by
