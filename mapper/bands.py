@@ -162,7 +162,7 @@ def _band_input(layer, t: str) -> bool:
     """Whether a layer reads tensor ``t`` as the one input a chain hands it in bands: its only
     input, or a product's first operand from channel 0 (the second is read whole each band)."""
     if isinstance(layer, MatMul):
-        return layer.inputs[0] == t and layer.inputs[1] != t and layer.a_offset == 0
+        return layer.reads_first_alone(t)
     return tuple(layer.inputs) == (t,)
 
 

@@ -380,6 +380,11 @@ class MatMul(_Base):
         the channels), not opaque; token ``t`` of its output needs token ``t`` of ``a`` alone."""
         return self.windows == 1 and self.b_layout != "opaque"
 
+    def reads_first_alone(self, tensor: str) -> bool:
+        """Whether it reads ``tensor`` as its first operand only, from channel 0: what a buffer
+        holding that tensor alone (a kept tensor, a chain's slot) can give it."""
+        return self.inputs[0] == tensor and self.inputs[1] != tensor and self.a_offset == 0
+
     @property
     def macs(self) -> int:
         return self.batch * self.m * self.k * self.n

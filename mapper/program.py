@@ -236,8 +236,11 @@ class _Builder:
                     touch(t, i)
                 touch(st.output, i)
             elif st.action == "chain":         # its intermediates live in the global buffer only
-                for t in st.layer.inputs:
-                    touch(t, i)
+                inner = {m.output for m in st.chain.members[:-1]}
+                for m in st.chain.members:     # a later product's second operand is read by every band
+                    for t in m.layer.inputs:
+                        if t not in inner:
+                            touch(t, i)
                 touch(st.output, i)
             elif st.action == "vector":
                 for t in st.vpass.buffers:

@@ -152,7 +152,7 @@ def _reads_by_load(step: Step, tensor: str) -> bool:
     if step.action != "mac" or not _plain(layer):
         return False
     if isinstance(layer, MatMul):
-        return layer.inputs[0] == tensor and layer.inputs[1] != tensor and layer.a_offset == 0
+        return layer.reads_first_alone(tensor)
     return list(layer.inputs) == [tensor]
 
 

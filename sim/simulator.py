@@ -23,7 +23,7 @@ from hw.cli import StageTicker
 from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
 from hw.isa import Op, VecOp
 from hw.timing import RUN_OVERHEAD, schedule, occupancy_and_latency, vec_lane_floor, vec_row_cycles
-from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, operand_bytes
+from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, operand_bytes, weight_bytes
 from mapper.fusion import STAGE_OP, vec_stream
 from mapper.residency import gb_fields, planned
 from mapper.lower import Lowered, MappingError, layer_cycles, map_layer, _insn
@@ -225,12 +225,13 @@ def _dram_shares(step, resident: dict, on_chip: OnChip) -> tuple[float, float]:
 def _mac_group_floor(cfg: AcceleratorConfig, macs: int, layers: list, in_dram: float, out_dram: float) -> float:
     """The floor of MAC layers run as one group (one layer, or a band chain) whose first input
     and output cross DRAM in the shares ``in_dram`` and ``out_dram`` (the rest stays on chip):
-    every weight (a product's second operand) read once from DRAM; on the on-chip bus every layer's input and weights into
-    the PEs and every output but the group's last (and that one where it stays on chip) into
-    the buffer."""
+    every weight (and a later product's second operand) read once from DRAM; on the on-chip bus
+    every layer's input and weights into the PEs and every output but the group's last (and
+    that one where it stays on chip) into the buffer."""
     bw, bus = cfg.dram_bytes_per_cycle, cfg.gb_bus_bytes
-    weights = sum(operand_bytes(layer) for layer in layers)      # a product's second activation too
-    act_in = min_dram_bytes(layers[0])[0] - operand_bytes(layers[0])
+    # a later product's second operand too: every band reads it from DRAM
+    weights = weight_bytes(layers[0]) + sum(operand_bytes(layer) for layer in layers[1:])
+    act_in = min_dram_bytes(layers[0])[0] - weight_bytes(layers[0])
     out = min_dram_bytes(layers[-1])[1]
     into_pes = sum(min_dram_bytes(layer)[0] for layer in layers)
     into_buffer = sum(min_dram_bytes(layer)[1] for layer in layers[:-1]) + out * (1 - out_dram)

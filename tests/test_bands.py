@@ -156,6 +156,25 @@ def test_attention_is_banded_over_its_queries(tokens, rows):
     assert schedule(program.stream, E_SMALL).total_cycles == simulate(model, E_SMALL, band_rows=rows).total_cycles
 
 
+def test_a_later_products_second_operand_lives_in_dram_through_the_chain():
+    """Keys and values of their own, computed before q, which joins the chain: only the chain's
+    later products read them, band after band, so their DRAM buffers must outlive its last band
+    (they were freed after their producers, and the chain's output written over the values)."""
+    t, dim = 32, 64             # heads of 32 channels: whole words, as gathers from a slot read them
+    layers = (Linear("v", "encoder", t, dim, dim, inputs=("input",)),
+              Linear("k", "encoder", t, dim, dim, inputs=("input",)),
+              Linear("q", "encoder", t, dim, dim, inputs=("input",)),
+              MatMul("qk", "encoder", 2, t, 32, t, inputs=("q", "k"), b_layout="nk"),
+              Softmax("softmax", "encoder", inputs=("qk",), row=t),
+              MatMul("av", "encoder", 2, t, t, 32, inputs=("softmax", "v"), b_layout="kn"),
+              Linear("proj", "encoder", t, dim, dim, inputs=("av",)),
+              Add("sum", "encoder", inputs=("proj", "input")))
+    model = Model("qkv", "full", (t, 1, dim), layers)
+    q, x, program = _program(model, E_SMALL, 5)
+    assert [c.step.chain.names for c in program.steps if c.step.action == "chain"] == [("q", "qk", "av", "proj")]
+    assert check_program(program, q, x)["tensors"] >= 2
+
+
 def test_a_product_joins_a_chain_only_reading_its_operand_from_channel_0():
     """A chain hands a product its first operand in a slot from channel 0: a product reading it
     from a later channel (q beside another tensor's channels) starts a chain instead."""
