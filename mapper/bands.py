@@ -63,7 +63,7 @@ from hw.config import AcceleratorConfig
 from hw.timing import gb_resident_align, gb_resident_pitch
 
 from .fusion import Step
-from .ir import Conv2d, Linear, MatMul, Model
+from .ir import Conv2d, Linear, MatMul, Model, reads_alone
 from .layout import storage_plan
 from .lower import Lowered, MappingError, Problem, map_layer, map_problem, problem_of, token_shape
 
@@ -158,14 +158,6 @@ def _member(step: Step) -> bool:
     return step.action == "mac" and _halo(step.layer) is not None
 
 
-def _band_input(layer, t: str) -> bool:
-    """Whether a layer reads tensor ``t`` as the one input a chain hands it in bands: its only
-    input, or a product's first operand from channel 0 (the second is read whole each band)."""
-    if isinstance(layer, MatMul):
-        return layer.reads_first_alone(t)
-    return tuple(layer.inputs) == (t,)
-
-
 class _Finder:
     def __init__(self, model: Model, cfg: AcceleratorConfig, steps: list[Step]):
         self.model, self.cfg, self.steps = model, cfg, steps
@@ -180,7 +172,7 @@ class _Finder:
         """Whether ``b`` can follow ``a`` in a chain over ``tokens`` tokens on ``grid``."""
         t = a.output
         st = self.storage[t]
-        if (not _member(b) or not _band_input(b.layer, t) or self.users.get(t) != [b.layer.name]
+        if (not _member(b) or not reads_alone(b.layer, t) or self.users.get(t) != [b.layer.name]
                 or t in self.outputs or st.buffer != t or st.offset != 0):
             return False
         g, n = _grid_of(b.layer)

@@ -46,7 +46,7 @@ from .float_ops import ACTIVATIONS
 __all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "Add", "Mul", "Resize",
            "Pool", "Concat", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge",
            "Constant", "Layer", "Model", "Shape", "ShapeError", "PARTS", "MAC_KINDS", "ELEMENTWISE_KINDS",
-           "LAYOUT_KINDS", "INPUT", "conv_out", "min_dram_bytes", "weight_bytes", "operand_bytes", "tokens_of"]
+           "LAYOUT_KINDS", "INPUT", "conv_out", "min_dram_bytes", "weight_bytes", "operand_bytes", "reads_alone", "tokens_of"]
 
 PARTS = ("encoder", "decoder", "backbone", "transformer", "head")
 MAC_KINDS = ("conv2d", "linear", "matmul")
@@ -125,6 +125,15 @@ def operand_bytes(layer: "Layer") -> int:
     if isinstance(layer, MatMul):
         return layer.batch * layer.n * layer.k
     return weight_bytes(layer)
+
+
+def reads_alone(layer: "Layer", tensor: str) -> bool:
+    """Whether a MAC layer reads ``tensor`` as what a buffer holding that tensor alone (a tensor
+    kept in the global buffer, a band chain's slot) can give it: its only input, or a product's
+    first operand from channel 0 (its second operand read from elsewhere)."""
+    if isinstance(layer, MatMul):
+        return layer.inputs[0] == tensor and layer.inputs[1] != tensor and layer.a_offset == 0
+    return tuple(layer.inputs) == (tensor,)
 
 
 def min_dram_bytes(layer: "Layer") -> tuple[int, int]:
@@ -379,11 +388,6 @@ class MatMul(_Base):
         """Its operands and output are plain token tensors: one window (its heads side by side in
         the channels), not opaque; token ``t`` of its output needs token ``t`` of ``a`` alone."""
         return self.windows == 1 and self.b_layout != "opaque"
-
-    def reads_first_alone(self, tensor: str) -> bool:
-        """Whether it reads ``tensor`` as its first operand only, from channel 0: what a buffer
-        holding that tensor alone (a kept tensor, a chain's slot) can give it."""
-        return self.inputs[0] == tensor and self.inputs[1] != tensor and self.a_offset == 0
 
     @property
     def macs(self) -> int:

@@ -413,9 +413,9 @@ class _Builder:
             slot = chain.slots[part.member]
             dst, out_pitch = slot.addr, slot.pitch
         pent, tab = self.blobs[params].addr, self.blobs[table].addr if table else -1
-        if isinstance(m.layer, MatMul):      # a plain product (one window): its first operand from channel a_offset
-            a_addr = src + (m.layer.a_offset if part.member == 0 else 0)
-            return self._product_placement(m.layer, 0, (a_addr, in_pitch, in_pitch), (dst, out_pitch), pent, tab)
+        if isinstance(m.layer, MatMul):      # a plain product (one window); a later member's a_offset is 0
+            a = (src + m.layer.a_offset, in_pitch, in_pitch)
+            return self._product_placement(m.layer, 0, a, (dst, out_pitch), pent, tab)
         return Placement(src, in_pitch, self.blobs[weights].addr, pent, dst, out_pitch, lo.layout.rows_per_oc, tab,
                          end=0)
 

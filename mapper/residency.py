@@ -32,7 +32,7 @@ from hw.timing import gb_holds_tensors, gb_resident_align, gb_resident_pitch
 
 from .bands import plan_chains
 from .fusion import Step, plan
-from .ir import INPUT, Conv2d, Linear, MatMul, Model
+from .ir import INPUT, Conv2d, Linear, MatMul, Model, reads_alone
 from .layout import storage_plan
 from .lower import MappingError, map_layer
 
@@ -148,12 +148,7 @@ def _plain(layer) -> bool:
 
 def _reads_by_load(step: Step, tensor: str) -> bool:
     """Whether ``step`` reads ``tensor`` through LOAD_INP only, from its first channel."""
-    layer = step.layer
-    if step.action != "mac" or not _plain(layer):
-        return False
-    if isinstance(layer, MatMul):
-        return layer.reads_first_alone(tensor)
-    return list(layer.inputs) == [tensor]
+    return step.action == "mac" and _plain(step.layer) and reads_alone(step.layer, tensor)
 
 
 def _cycles(steps: list[Step], cfg: AcceleratorConfig, which: tuple[int, ...], pitches: dict[str, int]) -> float:
