@@ -104,7 +104,8 @@ class Problem:
     row0: int = 0              # a band of output rows: its first ...
     rows: int = 0              # ... and how many (0: every row)
     in_pitch: int = 0          # > 0: the input is stored in DRAM with this pitch, wider than its channels (a
-                               # concatenation's part): its loads read, and are timed, as the program's
+                               # concatenation's part; a product's row of windows, heads inside a wider
+                               # tensor): its loads read, and are timed, as the program's
     in_gb: int = 0             # > 0: the input is kept in the global buffer with this pitch (``mapper.residency``)
     out_gb: int = 0            # > 0: the STOREs write the output into the global buffer with this pitch
     band_out: bool = False     # the output buffer holds only the band's rows (``mapper.bands``): the
@@ -182,12 +183,15 @@ MAX_CHANNEL_BOUND = (1 << FIELD_BITS[Op.LOAD_INP]["chan"]) - 1
 
 
 def channel_bound(p: Problem, c0: int) -> int:
-    """LOAD_INP's ``chan`` for ``p``: the input's channels when it is a part of a concatenation (gapped
-    in DRAM) and a load's whole channel blocks would reach past it, so that no lane reads the next
-    part's bytes, which another layer (or this one) writes (``docs/program.md``); else 0, the pitch."""
+    """LOAD_INP's ``chan`` for ``p``: the input's channels when it is gapped in DRAM (a part of a
+    concatenation, or a one-window product's heads inside a wider tensor) and a load's whole channel
+    blocks would reach past it, so that no lane reads the bytes beside it, which another layer (or
+    this one) writes, or past the DRAM image (``docs/program.md``); else 0, the pitch."""
     reach = (p.groups - 1) * p.cg + p.n_cblk(c0) * c0      # past the last channel a load's lanes read
     if not p.in_pitch or p.in_gb or reach <= p.c:
         return 0
+    if p.kind == "matmul" and p.groups != p.heads:
+        return 0            # windows: a row's heads are no prefix of it, the gaps lie between them
     if p.c > MAX_CHANNEL_BOUND:
         raise MappingError(f"{p.name}: a concatenation part of {p.c} channels at a pitch of {p.in_pitch}, more "
                            f"than LOAD_INP.chan bounds (at most {MAX_CHANNEL_BOUND})")
@@ -200,8 +204,13 @@ def problem_of(layer: Layer, cfg: AcceleratorConfig, in_pitch: int = 0, in_gb: i
     p = _problem(layer, cfg)
     if p.fold and not may_fold(p.c, in_gb or in_pitch):
         p = replace(p, fold=False)
-    # a product's first operand is laid out by windows and heads (``Placement.a_window``), not a pitch
-    gapped = in_pitch if p.kind != "matmul" and in_pitch != p.c else 0
+    if p.kind == "matmul":
+        # the first operand's rows hold its windows one after the other (``Placement.a_window``): a
+        # row is ``windows`` pixels of the tensor's buffer, gapped when it holds more than the heads
+        windows = p.groups // p.heads
+        gapped = windows * in_pitch if in_pitch and in_pitch * windows != p.c else 0
+    else:
+        gapped = in_pitch if in_pitch != p.c else 0
     return replace(p, in_pitch=gapped, in_gb=in_gb)
 
 
@@ -319,7 +328,8 @@ def default_placement(p: Problem, cfg: AcceleratorConfig) -> Placement:
         raise MappingError(f"{p.name}: needs {end} bytes of DRAM, more than the 32-bit address space")
     # a tensor kept in the global buffer is at its address 0 (as aligned there: the same bank conflicts)
     return Placement(0, p.in_gb or p.in_pitch or p.c, weights, params, 0 if p.out_gb else output, p.out_gb or p.k, rows_per_oc, table if p.table else -1,
-                     a_window=p.heads * p.cg, a_head=p.cg, b_window=p.heads * p.kg * p.cg, b_head=p.kg * p.cg,
+                     a_window=p.in_pitch // (p.groups // p.heads) if p.in_pitch and p.kind == "matmul" else p.heads * p.cg,
+                     a_head=p.cg, b_window=p.heads * p.kg * p.cg, b_head=p.kg * p.cg,
                      b_row=p.cg, b_lane=1, end=end)
 
 

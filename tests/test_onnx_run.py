@@ -510,3 +510,28 @@ def test_one_activation_in_two_concatenations_runs_bit_exact(cfg_name, tmp_path)
     assert copy.out_shape == model.layer(copy.inputs[0]).out_shape and copy.name in model.layers[-1].inputs
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "9", "--no-plots",
                          "--quiet", "--out", str(tmp_path / "sim")]) == 0
+
+
+@pytest.mark.parametrize("cfg_name", ["e_small", "E"])
+def test_a_product_reading_its_heads_inside_the_fused_qkv_is_timed_as_it_runs(cfg_name, tmp_path):
+    """A ViT's ``q @ k^T`` reads ``q`` as channels of the fused ``qkv`` tensor (a pitch of three
+    times the heads' channels).  The simulator timed its loads at the heads' own pitch while the
+    program reads the wider one, 6 cycles apart with a class token on E (65 tokens: 10,290 against
+    10,296); the problem now carries the row pitch, and the loads bound their lanes to the heads'
+    channels (``chan``), as for a concatenation's part.  ``make sim CHECK=1`` runs it bit-exact."""
+    from hw.config import get_config
+    from hw.timing import schedule
+    from mapper.program import build_program
+    from mapper.quantize import random_qmodel
+    from sim.simulator import simulate
+
+    path = _write(tmp_path / "vit.onnx", vit(size=64, cls_token=True)[0])
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "3", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+    model, cfg = load_onnx(path).model, get_config(cfg_name)
+    program = build_program(random_qmodel(model, 3), cfg)
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+    qkv = {l.inputs[0] for l in model.layers if l.kind == "matmul"}
+    heads = {program.storage[t].pitch for t in qkv}
+    assert heads and all(p > 48 for p in heads)         # the case stays the gapped one
+    assert any(i.f["chan"] == 48 for i in program.stream if i.op == Op.LOAD_INP)

@@ -176,3 +176,24 @@ def test_scores_read_off_whole_words_stay_in_dram():
     gathers = [i for i in program.stream if i.op == Op.LOAD_INP and i.src_gb]
     assert gathers and not any(load_inp_gb_unaligned(i.f, cfg) for i in gathers)
     assert all(load_inp_gb_conflict(i.f, cfg) is None for i in gathers)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "e_small", "E"])
+@pytest.mark.parametrize("a_offset", [0, 8, 16])
+def test_a_product_reading_channels_from_its_operands_middle_runs_bit_exact(a_offset, cfg_name):
+    """``qk`` reads 16 of ``qx``'s 32 channels from ``a_offset``.  Its loads read whole C0 blocks
+    from there, and at 16 on e_small the last pixel's lanes reached past ``qx`` into the
+    product's own output (CheckError: a race of its LOAD_INP with its STORE); they are bounded to
+    the heads' channels now (``chan``)."""
+    from mapper.ir import Linear, MatMul, Model
+    k = Linear("k", "encoder", 32, 16, 16, inputs=("input",))
+    qx = Linear("qx", "encoder", 32, 16, 32, inputs=("input",))
+    qk = MatMul("qk", "encoder", 2, 32, 8, 32, inputs=("qx", "k"), a_offset=a_offset, b_layout="nk")
+    model = Model("q", "full", (32, 1, 16), (k, qx, qk))
+    q = random_qmodel(model, 5)
+    x = np.random.default_rng(5).integers(-128, 128, size=model.input).astype(np.int8)
+    cfg = get_config(cfg_name)
+    for fuse in (True, False):
+        program = build_program(q, cfg, image=x, fuse=fuse)
+        assert check_program(program, q, x)["tensors"] == 3
+        assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg, fuse=fuse).total_cycles
