@@ -20,7 +20,7 @@ One step per layer, in order:
 * ``chain``, ``banded``: consecutive MAC layers run in row bands through the global buffer
   (``mapper.bands``, chosen with the residency after this plan): the chain's first layer's
   step runs them all, the others are ``banded`` into it;
-* ``zero-copy``: a concatenation (its producers write into its buffer);
+* ``zero-copy``: a concatenation (its producers write into its buffer) or a channel slice (a view);
 * ``constant``: data in the DRAM image;
 * ``excluded``: a non-MAC layer left out (``mac_only``).
 """
@@ -49,6 +49,9 @@ __all__ = ["Step", "VecPass", "plan", "vec_stream", "is_class_map", "COMPUTE_KIN
 STAGE_OP = {"add": VecOp.ADD, "mul": VecOp.MUL, **{func: VecOp.LUT for func in ACTIVATIONS},
             "layernorm": VecOp.LAYERNORM, "softmax": VecOp.SOFTMAX, "resize": VecOp.RESIZE, "pool": VecOp.POOL}
 COMPUTE_KINDS = tuple(STAGE_OP)
+#: Kinds that move no data: a concatenation's producers write into its buffer, a channel slice is a
+#: view of its input's (``mapper.layout.storage_plan``).
+ZERO_COPY_KINDS = ("concat", "channel_slice")
 #: Activations a MAC layer's STOREs apply after requantisation.
 POINTWISE_OPS = tuple(ACTIVATIONS)
 
@@ -179,7 +182,7 @@ class _Planner:
                 self.done[layer.name] = Step(layer, "constant")
             elif layer.kind in MAC_KINDS:
                 self._mac(layer)
-            elif layer.kind == "concat":
+            elif layer.kind in ZERO_COPY_KINDS:
                 self.done[layer.name] = Step(layer, "zero-copy")
             elif self.mac_only:
                 self.done[layer.name] = Step(layer, "excluded")
@@ -246,7 +249,7 @@ class _Planner:
             return None
         cand = self.model.layers[i]
         if (cand.name in self.done or last.name not in cand.inputs or cand.kind in MAC_KINDS
-                or cand.kind == "concat" or is_class_map(cand, self.model)):
+                or cand.kind in ZERO_COPY_KINDS or is_class_map(cand, self.model)):
             return None
         trial = members + [cand]
         if not _grammar_ok([m.kind for m in trial]):

@@ -19,7 +19,8 @@ exactly one of them.  The other layers cost no MACs:
   :class:`Add` and :class:`Mul` (numpy broadcasting of ``H`` and ``W``, and a
   channel count that divides the output's is repeated, as a relative-position
   bias is over the windows of all heads);
-* spatial: :class:`Resize`, :class:`Pool`, :class:`Concat` (channels);
+* spatial: :class:`Resize`, :class:`Pool`, :class:`Concat` (channels), :class:`ChannelSlice` (a
+  view of channels of its input);
 * layout: :class:`Pad`, :class:`Roll` (cyclic shift), :class:`Crop`,
   :class:`WindowPartition`, :class:`WindowReverse` and :class:`PatchMerge` (Swin);
 * data: :class:`Constant` (learned embeddings, positional encodings, bias tables,
@@ -44,7 +45,7 @@ from typing import Iterator, Optional, Union
 from .float_ops import ACTIVATIONS
 
 __all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "Add", "Mul", "Resize",
-           "Pool", "Concat", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge",
+           "Pool", "Concat", "ChannelSlice", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge",
            "Constant", "Layer", "Model", "Shape", "ShapeError", "PARTS", "MAC_KINDS", "ELEMENTWISE_KINDS",
            "LAYOUT_KINDS", "INPUT", "conv_out", "min_dram_bytes", "weight_bytes", "operand_bytes", "reads_alone", "tokens_of"]
 
@@ -53,7 +54,7 @@ MAC_KINDS = ("conv2d", "linear", "matmul")
 #: Kinds of the non-MAC layers that compute (the vector unit's operations).
 #: (Activations beyond the first three come last, so that each kind keeps its colour in the figures.)
 ELEMENTWISE_KINDS = ("softmax", "layernorm", "gelu", "relu", "sigmoid", "add", "mul", "resize", "concat", "pool",
-                     *(f for f in ACTIVATIONS if f not in ("gelu", "relu", "sigmoid")))
+                     *(f for f in ACTIVATIONS if f not in ("gelu", "relu", "sigmoid")), "channel_slice")
 #: Kinds of the layers that only move data.
 LAYOUT_KINDS = ("pad", "roll", "crop", "window_partition", "window_reverse", "patch_merge")
 #: The name by which layers read the model's input image.
@@ -656,6 +657,31 @@ class Concat(_Base):
         return (hw[0], hw[1], sum(s[2] for s in in_shapes))
 
 
+@_nonmac("channel_slice")
+class ChannelSlice(_Base):
+    """Channels ``start .. start + channels`` of its input (a channel Split or Slice of an ONNX
+    graph).  It moves no data: the slice is a view of its input's buffer (``mapper.layout``)."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    start: int
+    channels: int
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+        _positive(self, "channels")
+        if self.start < 0:
+            raise ValueError(f"{self.name}: start must be at least 0, not {self.start}")
+
+    def infer(self, in_shapes):
+        h, w, c = _same(self, in_shapes)
+        if self.start + self.channels > c:
+            raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c),
+                               f"at least {self.start + self.channels} channels")
+        return (h, w, self.channels)
+
+
 @_nonmac("pad")
 class Pad(_Base):
     """Zero padding at the bottom and the right, to ``out_h x out_w``."""
@@ -799,7 +825,7 @@ class Constant(_Base):
         return tuple(self.shape)
 
 
-Layer = Union[Conv2d, Linear, MatMul, LayerNorm, Softmax, Activation, Add, Mul, Resize, Pool, Concat, Pad,
+Layer = Union[Conv2d, Linear, MatMul, LayerNorm, Softmax, Activation, Add, Mul, Resize, Pool, Concat, ChannelSlice, Pad,
               Crop, Roll, WindowPartition, WindowReverse, PatchMerge, Constant]
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from hw.vector import Axis
 
-from .ir import INPUT, Concat, Crop, Layer, Model, Pad, Roll, Shape, WindowPartition, WindowReverse
+from .ir import INPUT, ChannelSlice, Concat, Crop, Layer, Model, Pad, Roll, Shape, WindowPartition, WindowReverse
 
 __all__ = ["Storage", "View", "storage_plan", "view_of", "through", "partition_view", "LayoutError"]
 
@@ -55,14 +55,20 @@ def storage_plan(model: Model) -> dict[str, Storage]:
     plan = {INPUT: Storage(INPUT, model.input[2], 0, tuple(model.input))}
     for layer in model.layers:
         plan[layer.name] = Storage(layer.name, layer.out_shape[2], 0, layer.out_shape)
+    slices = {layer.name for layer in model.layers if isinstance(layer, ChannelSlice)}
     for layer in model.layers:
+        if isinstance(layer, ChannelSlice):     # a view: its input's buffer, from its first channel
+            src = plan[layer.inputs[0]]
+            plan[layer.name] = Storage(src.buffer, src.pitch, src.offset + layer.start, layer.out_shape)
+            continue
         if not isinstance(layer, Concat):
             continue
         offset = 0
         for src, shape in zip(layer.inputs, layer.in_shapes):
             if plan[src].buffer != src:
-                raise LayoutError(f"{layer.name}: input {src!r} is already part of the concatenation "
-                                  f"{plan[src].buffer!r}")
+                where = (f"a channel slice, a view of {plan[src].buffer!r}" if src in slices
+                         else f"already part of the concatenation {plan[src].buffer!r}")
+                raise LayoutError(f"{layer.name}: input {src!r} is {where}")
             if src == INPUT:
                 raise LayoutError(f"{layer.name}: input {src!r} is not computed, so it cannot be written "
                                   f"into the concatenation")

@@ -134,6 +134,11 @@ class Problem:
         return (self.w + self.pad[1] + self.pad[3] - self.kw) // self.stride + 1
 
     @property
+    def windows(self) -> int:
+        """A product's windows: its groups are (window, head) pairs."""
+        return self.groups // self.heads
+
+    @property
     def taps(self) -> int:
         """Weight rows per channel block: one per tap, per kernel row (gather) or one (folded)."""
         return 1 if self.fold else self.kh if self.gather else self.kh * self.kw
@@ -190,11 +195,11 @@ def channel_bound(p: Problem, c0: int) -> int:
     reach = (p.groups - 1) * p.cg + p.n_cblk(c0) * c0      # past the last channel a load's lanes read
     if not p.in_pitch or p.in_gb or reach <= p.c:
         return 0
-    if p.kind == "matmul" and p.groups != p.heads:
+    if p.kind == "matmul" and p.windows > 1:
         return 0            # windows: a row's heads are no prefix of it, the gaps lie between them
     if p.c > MAX_CHANNEL_BOUND:
-        raise MappingError(f"{p.name}: a concatenation part of {p.c} channels at a pitch of {p.in_pitch}, more "
-                           f"than LOAD_INP.chan bounds (at most {MAX_CHANNEL_BOUND})")
+        raise MappingError(f"{p.name}: an input of {p.c} channels stored at a pitch of {p.in_pitch} (a part of a "
+                           f"wider tensor), more than LOAD_INP.chan bounds (at most {MAX_CHANNEL_BOUND})")
     return p.c
 
 
@@ -207,8 +212,7 @@ def problem_of(layer: Layer, cfg: AcceleratorConfig, in_pitch: int = 0, in_gb: i
     if p.kind == "matmul":
         # the first operand's rows hold its windows one after the other (``Placement.a_window``): a
         # row is ``windows`` pixels of the tensor's buffer, gapped when it holds more than the heads
-        windows = p.groups // p.heads
-        gapped = windows * in_pitch if in_pitch and in_pitch * windows != p.c else 0
+        gapped = p.windows * in_pitch if in_pitch and in_pitch * p.windows != p.c else 0
     else:
         gapped = in_pitch if in_pitch != p.c else 0
     return replace(p, in_pitch=gapped, in_gb=in_gb)
@@ -328,7 +332,7 @@ def default_placement(p: Problem, cfg: AcceleratorConfig) -> Placement:
         raise MappingError(f"{p.name}: needs {end} bytes of DRAM, more than the 32-bit address space")
     # a tensor kept in the global buffer is at its address 0 (as aligned there: the same bank conflicts)
     return Placement(0, p.in_gb or p.in_pitch or p.c, weights, params, 0 if p.out_gb else output, p.out_gb or p.k, rows_per_oc, table if p.table else -1,
-                     a_window=p.in_pitch // (p.groups // p.heads) if p.in_pitch and p.kind == "matmul" else p.heads * p.cg,
+                     a_window=p.in_pitch // p.windows if p.in_pitch and p.kind == "matmul" else p.heads * p.cg,
                      a_head=p.cg, b_window=p.heads * p.kg * p.cg, b_head=p.kg * p.cg,
                      b_row=p.cg, b_lane=1, end=end)
 

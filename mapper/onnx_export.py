@@ -279,6 +279,13 @@ def _concat(wr: _Writer, layer, w: dict) -> None:
     wr.put(layer.name, form, wr.node("Concat", ins, layer.name, axis=1 if form == "nchw" else 2))
 
 
+def _channel_slice(wr: _Writer, layer, w: dict) -> None:
+    form = wr.native[layer.inputs[0]]
+    axis = 1 if form == "nchw" else 2
+    x = wr.get(layer.inputs[0], form)
+    wr.put(layer.name, form, wr.slice(x, [axis], [layer.start], [layer.start + layer.channels], layer.name))
+
+
 def _pad(wr: _Writer, layer, w: dict) -> None:
     x = wr.get(layer.inputs[0], "nchw")
     h, wd, _ = wr.shapes[layer.inputs[0]]
@@ -356,7 +363,7 @@ def _constant(wr: _Writer, layer, w: dict) -> None:
 
 _LAYERS = {"conv2d": _conv, "linear": _linear, "matmul": _matmul, "layernorm": _layernorm, "softmax": _softmax,
            **{func: _activation for func in ACTIVATIONS}, "add": _binary, "mul": _binary,
-           "resize": _resize, "pool": _pool, "concat": _concat, "pad": _pad, "crop": _crop, "roll": _roll,
+           "resize": _resize, "pool": _pool, "concat": _concat, "channel_slice": _channel_slice, "pad": _pad, "crop": _crop, "roll": _roll,
            "window_partition": _window_partition, "window_reverse": _window_reverse, "patch_merge": _patch_merge,
            "constant": _constant}
 

@@ -46,7 +46,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from . import onnx_layout as L
-from .ir import (INPUT, PARTS, Activation, Add, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
+from .ir import (INPUT, PARTS, Activation, Add, ChannelSlice, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
                  Mul, Pad, PatchMerge, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse)
 from .onnx_layout import View
 from .onnx_patterns import fuse_patterns
@@ -62,7 +62,7 @@ CUSTOM_DOMAIN = "com.vitaccel"
 PARTS_KEY = "vitaccel.parts"
 _FLOAT, _INT8, _UINT8 = 1, 3, 2           # onnx.TensorProto data types
 _LAYOUT_CLASSES = {"crop": Crop, "roll": Roll, "window_partition": WindowPartition,
-                   "window_reverse": WindowReverse, "patch_merge": PatchMerge}
+                   "window_reverse": WindowReverse, "patch_merge": PatchMerge, "channel_slice": ChannelSlice}
 
 
 class OnnxImportError(ValueError):
@@ -614,9 +614,9 @@ class _Importer:
             return v
         found = self.materialise(v, ok)
         if found is None:
-            raise self.fail(f"its input is not laid out as {what} and no IR layout layer (crop, roll, window "
-                            f"partition or reverse, patch merge) arranges it so; supported: layout operators "
-                            f"that move no data or do what one of those layers does")
+            raise self.fail(f"its input is not laid out as {what} and no IR layout layer (channel slice, crop, "
+                            f"roll, window partition or reverse, patch merge) arranges it so; supported: layout "
+                            f"operators that move no data or do what one of those layers does")
         return found
 
     def materialise(self, v: View, ok: Callable[[View], bool] = L.covers) -> Optional[View]:
@@ -743,14 +743,20 @@ def _rows_read(layer, tensor: str, channels: int) -> tuple[int, int]:
 
 def _check_folds(folds: dict, layers: list, outputs: dict) -> None:
     """_Refold for the first folded scale whose rows a layer other than its readers, or a graph
-    output, reads."""
+    output, reads; a layout layer among its readers (a slice of the scaled rows, made once and
+    shared by every read of the same rows) has only readers of the fold as readers."""
     for key, fold in folds.items():
+        scaled = {l.name for l in layers if l.kind in _LAYOUT_CLASSES and l.name in fold.readers}
         for v in outputs.values():
             lo, hi = L.channels_read(v) if v.source == fold.target else (0, 0)
-            if lo < fold.hi and fold.lo < hi:
+            if (lo < fold.hi and fold.lo < hi) or v.source in scaled:
                 raise _Refold(key)
         for layer in layers:
-            if fold.target in layer.inputs and layer.name not in fold.readers:
+            if layer.name in fold.readers:
+                continue
+            if scaled.intersection(layer.inputs):
+                raise _Refold(key)
+            if fold.target in layer.inputs:
                 lo, hi = _rows_read(layer, fold.target, 1 << 30)
                 if lo < fold.hi and fold.lo < hi:
                     raise _Refold(key)

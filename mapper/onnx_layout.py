@@ -318,6 +318,8 @@ def _layout_out(c: Candidate, base: np.ndarray) -> np.ndarray:
         return ir_views.window_reverse(base, c.params["window"], c.params["out_h"], c.params["out_w"])
     if c.kind == "patch_merge":
         return ir_views.patch_merge(base)
+    if c.kind == "channel_slice":
+        return ir_views.channel_slice(base, c.params["start"], c.params["channels"])
     raise ValueError(f"unknown layout layer {c.kind!r}")
 
 
@@ -342,9 +344,13 @@ def _divisors(n: int) -> list[int]:
 
 
 def layout_candidates(v: View) -> Iterator[Candidate]:
-    """IR layout layers whose output ``v`` might be a strided view of: crop, roll, window partition
-    and reverse, patch merge (parameters guessed from ``v``; :func:`match_layout` decides)."""
+    """IR layout layers whose output ``v`` might be a strided view of: a channel slice, crop, roll,
+    window partition and reverse, patch merge (parameters guessed from ``v``; :func:`match_layout`
+    decides)."""
     src, (h, w, c) = v.source, v.src_shape
+    lo, hi = channels_read(v)
+    if (lo, hi) != (0, c):
+        yield Candidate("channel_slice", src, v.src_shape, {"start": lo, "channels": hi - lo})
     idx = indices(v)
     ys, xs = idx // (w * c), (idx // c) % w
     if ys.max() + 1 < h or xs.max() + 1 < w:

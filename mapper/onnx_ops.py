@@ -620,7 +620,11 @@ def _fold_target(imp, v: View):
 
 def _elementwise(imp, node, cls, names: list[str]) -> None:
     vals = [_view(imp, n) for n in names]
-    shape = tuple(np.broadcast_shapes(*(v.shape for v in vals)))
+    try:
+        shape = tuple(np.broadcast_shapes(*(v.shape for v in vals)))
+    except ValueError:
+        raise imp.fail(f"inputs of shapes {[list(v.shape) for v in vals]} do not broadcast; supported: "
+                       f"numpy broadcasting") from None
     order = sorted(range(2), key=lambda i: imp.is_const(names[i]))      # activations first
     full_i = full = None
     for i in order:
@@ -638,6 +642,8 @@ def _elementwise(imp, node, cls, names: list[str]) -> None:
         other = imp.constant_layer(src.name, _aligned_constant(full, imp.array(names[o])), src.after, src.seq)
     else:
         ov = imp.act(names[o])
+        if not _broadcasts(full, ov, shape) and not L.covers(ov):
+            ov = imp.materialise(ov) or ov         # some channels of a tensor: a slice of it
         if not _broadcasts(full, ov, shape):
             raise imp.fail("its inputs broadcast in a way IR broadcasting (rows, columns, repeated channels of one "
                            "tensor) does not; supported: numpy broadcasting that is also IR broadcasting")
@@ -1022,7 +1028,7 @@ def _concat(imp, node) -> None:
     if _token_concat(imp, node, views, axis):
         return
     # a concatenation of channels is a layer (of one input too: it moves no data, fusion makes it zero-copy)
-    views = _own_parts(imp, node, [imp.act(n) for n in node.input if n])
+    views = _own_parts(imp, node, _joined_slices(imp, [imp.act(n) for n in node.input if n], axis))
     forms = {_form_of(v) for v in views}
     form = forms.pop() if len(forms) == 1 else None
     if form is None or _FORMS[form][1] != axis:
@@ -1033,12 +1039,39 @@ def _concat(imp, node) -> None:
     imp.views[node.output[0]] = _FORMS[form][0](name, shape)
 
 
+def _joined_slices(imp, views: list[View], axis: int) -> list[View]:
+    """The parts with neighbours from one tensor joined when they hold its channels in order
+    (YOLOv8's ``Concat([*x.chunk(2, 1), m1(x_b), ...])`` reads all of ``x`` first), and a part that
+    is some channels of its tensor a :class:`~mapper.ir.ChannelSlice` of it."""
+    runs: list[list[View]] = []
+    for v in views:
+        if runs and runs[-1][0].source == v.source:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    out = []
+    for run in runs:
+        whole = _formed(imp, L.concat_same(run, axis)) if len(run) > 1 else None
+        out += [whole] if whole is not None else [_formed(imp, v) or _need_formed(imp, v) for v in run]
+    return out
+
+
+def _formed(imp, v: View) -> Optional[View]:
+    """``v`` when it is a whole tensor in one of the forms, else a layout layer's output that is."""
+    return v if _form_of(v) is not None else imp.materialise(v, lambda f: _form_of(f) is not None)
+
+
+def _need_formed(imp, v: View) -> View:
+    return imp.need(v, lambda f: _form_of(f) is not None, "whole channels of a tensor, in order")
+
+
 def _own_parts(imp, node, views: list[View]) -> list[View]:
     """Each concatenation's parts its own: a tensor lives in one concatenation's buffer
     (``mapper.layout``), so a part that another concatenation, or this one, holds already is
     copied: a constant into a Constant layer of its own, a computed tensor by a Pad to its own
     size (a copy on the vector unit)."""
-    taken = {s for layer in imp.layers if layer.kind == "concat" for s in layer.inputs}
+    taken = {s for layer in imp.layers if layer.kind == "concat" for s in layer.inputs} | \
+        {layer.name for layer in imp.layers if layer.kind == "channel_slice"}     # a view of another buffer
     own = []
     for i, v in enumerate(views):
         if v.source in taken:
@@ -1103,6 +1136,7 @@ def _token_concat(imp, node, views: list[View], axis: int) -> bool:
 def _pad(imp, node) -> None:
     a = _attrs(node)
     v = imp.act(node.input[0])
+    v = _formed(imp, v) or v                 # some channels of a tensor: a slice of it
     pads = _input_list(imp, node, 1, "pads")
     value = imp.optional_array(node, 2) if imp.opset >= 11 else np.array(a.get("value", 0.0))
     if a.get("mode", "constant") != "constant" or (value is not None and np.any(value != 0)):

@@ -213,6 +213,7 @@ _LAYERS = {
                                                           l.eps),
     "softmax": _softmax, "resize": _resize, "pool": _pool,
     "concat": lambda l, ins, w, d: np.concatenate(ins, axis=-1),
+    "channel_slice": lambda l, ins, w, d: views.channel_slice(ins[0], l.start, l.channels),
     "pad": lambda l, ins, w, d: views.pad(ins[0], l.out_h, l.out_w),
     "crop": lambda l, ins, w, d: views.crop(ins[0], l.out_h, l.out_w),
     "roll": lambda l, ins, w, d: views.roll(ins[0], l.shift),

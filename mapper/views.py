@@ -3,7 +3,7 @@
 These functions are what :mod:`mapper.ir`'s docstrings say, written once for int8
 and float tensors alike (HWC numpy arrays): which elements a :class:`~mapper.ir.MatMul`
 multiplies, how :class:`~mapper.ir.Add` and :class:`~mapper.ir.Mul` broadcast, and
-the layout layers (pad, crop, roll, window partition and reverse, patch merge).  The
+the layout layers (pad, channel slice, crop, roll, window partition and reverse, patch merge).  The
 float reference (:mod:`mapper.reference`) computes with them; the integer golden
 model must agree with them element for element (``tests/test_quantization.py``
 checks it).
@@ -15,7 +15,7 @@ import numpy as np
 
 from .ir import MatMul
 
-__all__ = ["matmul_operands", "matmul_output", "broadcast_input", "pad", "crop", "roll",
+__all__ = ["matmul_operands", "matmul_output", "broadcast_input", "pad", "channel_slice", "crop", "roll",
            "window_partition", "window_reverse", "patch_merge"]
 
 
@@ -62,6 +62,11 @@ def broadcast_input(t: np.ndarray, shape) -> np.ndarray:
 def pad(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Zeros at the bottom and the right up to ``out_h x out_w``."""
     return np.pad(x, ((0, out_h - x.shape[0]), (0, out_w - x.shape[1]), (0, 0)))
+
+
+def channel_slice(x: np.ndarray, start: int, channels: int) -> np.ndarray:
+    """Channels ``start .. start + channels`` of every pixel."""
+    return x[:, :, start:start + channels].copy()
 
 
 def crop(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:

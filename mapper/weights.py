@@ -75,7 +75,7 @@ import numpy as np
 
 from . import reference
 from .images import calibration_image
-from .ir import Add, Concat, Constant, Conv2d, Layer, LayerNorm, Linear, MatMul, Model
+from .ir import Add, ChannelSlice, Concat, Constant, Conv2d, Layer, LayerNorm, Linear, MatMul, Model
 from .views import window_partition
 
 __all__ = ["init_weights", "has_batchnorm", "mac_init", "constant_data", "fold_attention_scale",
@@ -279,7 +279,8 @@ def fold_attention_scale(model: Model, weights: dict) -> None:
     """Multiply the rows of the linears that produce each ``Q.K^T``'s queries by ``1/sqrt(d)``.
 
     A product's queries are channels ``a_offset ..`` of its first operand; they are traced
-    back through adds (both operands) and concatenations (the input holding the channels)
+    back through adds (both operands), concatenations (the input holding the channels) and channel
+    slices (their input, from the slice's first channel)
     to the linears that compute them.
 
     Raises
@@ -308,6 +309,8 @@ def _scale_rows(model: Model, weights: dict, product: MatMul, name: str, lo: int
     elif isinstance(src, Add) and all(s[2] == src.out_shape[2] for s in src.in_shapes):
         for n in src.inputs:
             _scale_rows(model, weights, product, n, lo, hi, factor, done)
+    elif isinstance(src, ChannelSlice):
+        _scale_rows(model, weights, product, src.inputs[0], lo + src.start, hi + src.start, factor, done)
     elif isinstance(src, Concat):
         start = 0
         for n, s in zip(src.inputs, src.in_shapes):
@@ -318,7 +321,7 @@ def _scale_rows(model: Model, weights: dict, product: MatMul, name: str, lo: int
     else:
         kind = src.kind if src else "the input image"
         raise ValueError(f"{product.name}: cannot fold the attention scale into {name!r} ({kind}); "
-                         f"queries must come from linears, through adds and concatenations")
+                         f"queries must come from linears, through adds, concatenations and channel slices")
 
 
 # ---- constants -----------------------------------------------------------------------------------

@@ -213,6 +213,55 @@ def _qbias(g: Graph, name: str, n: int, scale: np.ndarray) -> tuple[str, np.ndar
     return out, q
 
 
+def c2f(size: int = 16, width: int = 16, blocks: int = 1, shortcut: bool = True, silu: bool = True, seed: int = 4):
+    """YOLOv8's C2f block as Ultralytics exports it: a 1x1 conv, ``Split`` of its channels in two
+    halves, ``blocks`` bottlenecks (3x3 conv, 3x3 conv, the residual from their input) chained on
+    the second half, every piece concatenated (``Concat([a, b, m1, ...])``) into a 1x1 conv; SiLU
+    (``x * Sigmoid(x)``) or ReLU after each conv."""
+    g = Graph(seed)
+    c = width // 2
+
+    def conv(x, cin, cout, k, scope):
+        y = g.op("Conv", [x, g.weight(f"{scope}.weight", cout, cin, k, k), g.weight(f"{scope}.bias", cout, scale=0.1)],
+                 scope, kernel_shape=[k, k], pads=[k // 2] * 4)
+        return g.op("Mul", [y, g.op("Sigmoid", [y], scope)], scope) if silu else g.op("Relu", [y], scope)
+
+    x = conv("input", 3, width, 1, "/cv1")
+    parts = list(g.op("Split", [x, g.const([c, c])], "/split", n_out=2, axis=1))
+    macs = size * size * width * 3
+    for i in range(blocks):
+        y = conv(conv(parts[-1], c, c, 3, f"/m.{i}/cv1"), c, c, 3, f"/m.{i}/cv2")
+        parts.append(g.op("Add", [parts[-1], y], f"/m.{i}") if shortcut else y)
+        macs += 2 * size * size * c * c * 9
+    y = conv(g.op("Concat", parts, "/cat", axis=1), (2 + blocks) * c, width, 1, "/cv2")
+    macs += size * size * (2 + blocks) * c * width
+    return g.model([image_input(3, size, size, "input")], [out(y)]), macs
+
+
+def token_slices(seed: int = 6):
+    """Tokens whose channels are sliced (``Slice`` on the last axis): a linear reads channels
+    16..31, an Add channels 8..15 beside the linear's output."""
+    g = Graph(seed)
+    x = g.reshape(g.op("Conv", ["pixel_values", g.weight("embed.w", 32, 3, 4, 4)], "/embed", kernel_shape=[4, 4],
+                       strides=[4, 4]), [1, 32, 16], "/embed")
+    x = g.op("Transpose", [x], "/embed", perm=[0, 2, 1])
+    y = g.linear(g.op("Slice", [x, g.const([16]), g.const([32]), g.const([2])], "/s1"), 16, 8, "/fc")
+    z = g.op("Add", [y, g.op("Slice", [x, g.const([8]), g.const([16]), g.const([2])], "/s2")], "/add")
+    return g.model([image_input(3, 16, 16)], [out(z)]), 16 * 3 * 16 * 32 + 16 * 16 * 8
+
+
+def glu(size: int = 16, width: int = 32, seed: int = 7):
+    """A gated linear unit as PyTorch exports ``F.glu(x, dim=1)``: ``Split`` of a convolution's
+    channels in halves, ``a * Sigmoid(b)``, then a 1x1 convolution."""
+    g = Graph(seed)
+    x = g.op("Conv", ["pixel_values", g.weight("c1.w", width, 3, 3, 3), g.weight("c1.b", width, scale=0.1)], "/c1",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    a, b = g.op("Split", [x, g.const([width // 2, width // 2])], "/glu", n_out=2, axis=1)
+    y = g.op("Mul", [a, g.op("Sigmoid", [b], "/glu")], "/glu")
+    z = g.op("Conv", [y, g.weight("c2.w", 8, width // 2, 1, 1)], "/c2", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size)], [out(z)]), size * size * (width * 27 + 8 * width // 2)
+
+
 def qdq_cnn(size: int = 16, width: int = 8, classes: int = 5, zero_point_dtype=np.int8, seed: int = 2,
             int32_bias: bool = False):
     """A QDQ-quantised CNN as onnxruntime's static quantiser writes one (QInt8, symmetric, per-channel

@@ -92,5 +92,5 @@ def test_a_part_is_bounded_to_its_channels_while_the_bound_names_them():
     assert (bound(6, 16), bound(6, 0), bound(6, 6), bound(2 * cfg.c0, 40)) == (6, 0, 0, 0)
     assert bound(MAX_CHANNEL_BOUND, MAX_CHANNEL_BOUND + 9) == MAX_CHANNEL_BOUND
     assert bound(cfg.c0 * (MAX_CHANNEL_BOUND // cfg.c0 + 1), 1 << 15) == 0
-    with pytest.raises(MappingError, match=f"part of {MAX_CHANNEL_BOUND + 2} channels"):
+    with pytest.raises(MappingError, match=f"an input of {MAX_CHANNEL_BOUND + 2} channels"):
         bound(MAX_CHANNEL_BOUND + 2, MAX_CHANNEL_BOUND + 9)

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, cnn, constant_concat, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -652,3 +652,83 @@ def test_an_exported_mish_is_its_decomposition_below_opset_18():
     first, second = dict(reference.run_float(imp.model, imp.weights, x)), dict(reference.run_float(again.model,
                                                                                                    again.weights, x))
     np.testing.assert_allclose(second[again.model.layers[-1].name], first[imp.model.layers[-1].name], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(blocks=3, silu=False), dict(blocks=2, shortcut=False)],
+                         ids=["1-block", "3-blocks-relu", "2-blocks-no-shortcut"])
+def test_a_channel_split_is_a_view_of_its_tensor(kw):
+    """YOLOv8's C2f: the bottlenecks read the second half of a ``Split`` (a
+    :class:`~mapper.ir.ChannelSlice`, which moves no data), and ``Concat([a, b, m1, ...])`` reads
+    the halves as the whole tensor they come from.  Both were refused."""
+    from mapper.layout import storage_plan
+    proto, macs = c2f(**kw)
+    imp = import_onnx(proto, "c2f")
+    [sl] = [l for l in imp.model.layers if l.kind == "channel_slice"]
+    [cat] = [l for l in imp.model.layers if l.kind == "concat"]
+    whole = imp.model.layers[2 if kw.get("silu", True) else 0].name      # cv1's output (after its SiLU)
+    assert (sl.inputs, sl.start, sl.channels) == ((whole,), 8, 8)
+    assert cat.inputs[0] == whole and len(cat.inputs) == 1 + kw.get("blocks", 1)
+    storage = storage_plan(imp.model)
+    assert (storage[sl.name].buffer, storage[sl.name].pitch, storage[sl.name].offset) == (cat.name, cat.out_shape[2], 8)
+    assert imp.model.total_macs == macs
+    assert _max_rel_error(proto, imp) <= RTOL
+    from mapper.onnx_export import export_onnx          # and it exports as a Slice that imports back
+    again = import_onnx(export_onnx(imp.model, imp.weights), "c2f").model
+    assert [l.kind for l in again.layers] == [l.kind for l in imp.model.layers]
+
+
+@pytest.mark.parametrize("order,slices", [("b y", 1), ("b a y", 2)])
+def test_a_slice_that_is_a_concatenations_part_is_copied(order, slices):
+    """``Concat([x[:, 8:], y])``: the slice lives in ``x``'s buffer, so it is copied into the
+    concatenation's (a Pad to its own size: a copy on the vector unit).  ``Concat([x[:, 8:],
+    x[:, :8], y])`` holds ``x``'s channels out of order: not ``x`` whole, two slices copied."""
+    g = Graph(5)
+    x = g.op("Conv", ["pixel_values", g.weight("c1.w", 16, 3, 1, 1)], "/c1", kernel_shape=[1, 1])
+    a, b = g.op("Split", [x, g.const([8, 8])], "/s", n_out=2, axis=1)
+    y = g.op("Conv", [a, g.weight("c2.w", 8, 8, 3, 3)], "/c2", kernel_shape=[3, 3], pads=[1] * 4)
+    parts = [{"a": a, "b": b, "y": y}[p] for p in order.split()]
+    z = g.op("Conv", [g.op("Concat", parts, "/cat", axis=1), g.weight("c3.w", 4, 8 * len(parts), 1, 1)], "/c3",
+             kernel_shape=[1, 1])
+    proto = g.model([image_input(3, 8, 8)], [out(z)])
+    imp = import_onnx(proto, "slice_part")
+    kinds = [l.kind for l in imp.model.layers]
+    assert kinds.count("channel_slice") == slices and kinds.count("pad") == slices
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("unscaled", ["conv first", "conv after", "add after", "crop after"])
+def test_a_scaled_view_is_not_handed_to_an_unscaled_reader(unscaled):
+    """``conv(0.5 * b)`` folds the scale into the rows of ``x`` that ``b`` holds, and the layout
+    layer made for it (``b`` a split half: a channel slice; or a crop) is made once for every read of
+    those values: a reader of ``b`` unscaled made afterwards was handed the scaled slice (0.4-0.5
+    off onnxruntime, bit-exact all the same).  The fold is undone then (a Mul layer)."""
+    g = Graph(29)
+
+    def conv(v, cin, scope):
+        return g.op("Relu", [g.op("Conv", [v, g.weight(f"{scope}.w", 8, cin, 3, 3)], scope, kernel_shape=[3, 3],
+                                  pads=[1] * 4)], scope)
+
+    x = g.op("Conv", ["input", g.weight("c1.w", 16, 3, 1, 1)], "/c1", kernel_shape=[1, 1])
+    if unscaled == "crop after":
+        b = g.op("Slice", [x, g.const([0, 0]), g.const([6, 6]), g.const([2, 3])], "/crop")
+    else:
+        b = g.op("Split", [x, g.const([8, 8])], "/split", n_out=2, axis=1)[1]
+    cin = 16 if unscaled == "crop after" else 8
+    first = conv(b, cin, "/c2") if unscaled == "conv first" else None
+    z = conv(g.op("Mul", [b, g.const(np.float32(0.5), np.float32)], "/mul"), cin, "/c3")
+    y = first if first is not None else (g.op("Add", [z, g.op("Slice", [b, g.const([0]), g.const([8]), g.const([1])],
+                                                                      "/s")], "/add")
+                                         if unscaled == "add after" else conv(b, cin, "/c2"))
+    proto = g.model([image_input(3, 8, 8, "input")], [out(g.op("Add", [y, z], "/a"))])
+    assert _max_rel_error(proto, import_onnx(proto, "fold")) <= RTOL
+
+
+def test_inputs_that_do_not_broadcast_are_refused_at_their_node():
+    """``Add`` of 8 and 4 channels (a malformed file): numpy's message, without the file or the node,
+    was all it said."""
+    g = Graph(16)
+    x = g.op("Conv", ["pixel_values", g.weight("c1.w", 16, 3, 1, 1)], "/c1", kernel_shape=[1, 1])
+    s = g.op("Slice", [x, g.const([4]), g.const([8]), g.const([1])], "/s")
+    y = g.op("Conv", ["pixel_values", g.weight("c2.w", 8, 3, 1, 1)], "/c2", kernel_shape=[1, 1])
+    _refused(g.model([image_input(3, 8, 8)], [out(g.op("Add", [y, s], "/add"))]),
+             "(Add)", "[[1, 8, 8, 8], [1, 4, 8, 8]] do not broadcast")

@@ -24,8 +24,8 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (Graph, activation_graph, constant_concat, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
-                         opaque_product, qdq_cnn, same_padded_stem, uneven_conv, vit)
+from onnx_graphs import (Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+                         opaque_product, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit)
 from onnx_graphs import out as graph_output
 
 
@@ -535,3 +535,47 @@ def test_a_product_reading_its_heads_inside_the_fused_qkv_is_timed_as_it_runs(cf
     heads = {program.storage[t].pitch for t in qkv}
     assert heads and all(p > 48 for p in heads)         # the case stays the gapped one
     assert any(i.f["chan"] == 48 for i in program.stream if i.op == Op.LOAD_INP)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "small", "e_small", "E"])
+@pytest.mark.parametrize("kw", [dict(blocks=2), dict(width=48, blocks=3, silu=False)], ids=["2-blocks", "3-blocks"])
+def test_a_c2f_block_runs_bit_exact_from_its_channel_slices(kw, cfg_name, tmp_path):
+    """``make sim CHECK=1`` on YOLOv8's C2f: the bottlenecks' convolutions and residual adds read
+    the second half of the split where it lies, inside the concatenation's buffer (no copy), and
+    the program is timed as the simulator times it."""
+    from hw.config import get_config
+    from hw.timing import schedule
+    from mapper.program import build_program
+    from mapper.quantize import random_qmodel
+    from sim.simulator import simulate
+
+    path = _write(tmp_path / "c2f.onnx", c2f(**kw)[0])
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "3", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+    model, cfg = load_onnx(path).model, get_config(cfg_name)
+    program = build_program(random_qmodel(model, 3), cfg)
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+    [sl] = [l for l in model.layers if l.kind == "channel_slice"]
+    assert program.storage[sl.name].offset == sl.start and not any(l.kind == "pad" for l in model.layers)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("graph", ["token_slices", "glu"])
+def test_channel_slices_run_bit_exact(graph, cfg_name, tmp_path):
+    """A linear and an add reading channels of a token tensor from its middle, and a gated linear
+    unit (``a * sigmoid(b)`` of a split's halves, refused before): :class:`~mapper.ir.ChannelSlice`
+    layers, zero-copy, bit-exact and timed as they run."""
+    from hw.config import get_config
+    from hw.timing import schedule
+    from mapper.program import build_program
+    from mapper.quantize import random_qmodel
+    from sim.simulator import simulate
+
+    proto, macs = {"token_slices": token_slices, "glu": glu}[graph]()
+    path = _write(tmp_path / "slices.onnx", proto)
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "3", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+    model, cfg = load_onnx(path).model, get_config(cfg_name)
+    assert [l.kind for l in model.layers].count("channel_slice") == 2 and model.total_macs == macs
+    program = build_program(random_qmodel(model, 3), cfg)
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles

@@ -31,7 +31,7 @@ from hw.rtl.vector_executor import builds_vector_unit
 from hw.vector import MAX_DESCRIPTOR_BYTES, decode_descriptor
 from hw.timing import schedule
 from mapper.images import preprocess, quantize_input, synthetic_image
-from mapper.ir import Add, Concat, Conv2d, Linear, MatMul, Model, Softmax
+from mapper.ir import Add, ChannelSlice, Concat, Conv2d, Linear, MatMul, Model, Softmax
 from mapper.program import Program, build_program
 
 from cosim.runner import BUILD_ROOT
@@ -116,9 +116,29 @@ def attention(size: int) -> Model:
     return Model("attention", "full", (size, size, 3), layers)
 
 
+def c2f(size: int) -> Model:
+    """YOLOv8's C2f block, as ``tests/onnx_graphs.c2f`` imports (ReLU, two bottlenecks): the
+    second half of a 1x1 convolution's 16 channels (a ``ChannelSlice``, zero-copy) read by a 3x3
+    convolution and a residual add inside the concatenation's buffer (pitch 32, offset 8), where
+    the bottlenecks' outputs are built too."""
+    layers = (
+        Conv2d("cv1", "encoder", 3, 16, size, size, relu=True),
+        ChannelSlice("b", "encoder", inputs=("cv1",), start=8, channels=8),
+        Conv2d("m0a", "encoder", 8, 8, size, size, kernel=3, padding=1, relu=True, inputs=("b",)),
+        Conv2d("m0b", "encoder", 8, 8, size, size, kernel=3, padding=1, relu=True, inputs=("m0a",)),
+        Add("m0", "encoder", inputs=("b", "m0b")),
+        Conv2d("m1a", "encoder", 8, 8, size, size, kernel=3, padding=1, relu=True, inputs=("m0",)),
+        Conv2d("m1b", "encoder", 8, 8, size, size, kernel=3, padding=1, relu=True, inputs=("m1a",)),
+        Add("m1", "encoder", inputs=("m0", "m1b")),
+        Concat("cat", "encoder", inputs=("cv1", "m0", "m1")),
+        Conv2d("cv2", "decoder", 32, 16, size, size, relu=True, inputs=("cat",)),
+    )
+    return Model("c2f", "full", (size, size, 3), layers)
+
+
 #: Networks defined here rather than in the zoo, by name.
 OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat, "nested_concat": nested_concat,
-                "dense_layer": dense_layer, "attention": attention}
+                "dense_layer": dense_layer, "attention": attention, "c2f": c2f}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make
 #: bench`` (issue 13), by configuration, the longest first: Swin-T reduced to one block a stage

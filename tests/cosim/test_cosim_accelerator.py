@@ -236,6 +236,15 @@ def test_part_of_odd_channels_read_by_a_3x3_convolution_program():
     run_accelerator("tiny", seed=seed, programs=[{"model": "dense_layer", "size": 8, "seed": seed}])
 
 
+@pytest.mark.slow      # a Verilator run of its own (the default run's build, cached): about a minute
+def test_channel_slice_read_inside_a_concatenation_program():
+    """YOLOv8's C2f (``cosim.program_cases.c2f``): a split's second half read where it lies, in the
+    concatenation's buffer at offset 8, by a 3x3 convolution and a residual add; whole on tiny's
+    RTL, cycle for cycle and bit for bit."""
+    seed = default_seed(13)
+    run_accelerator("tiny", seed=seed, programs=[{"model": "c2f", "size": 8, "seed": seed}])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config_name", ["tiny", "e_small"])
 def test_attention_banded_over_its_queries_program(config_name):
