@@ -1052,17 +1052,18 @@ def _joined_slices(imp, views: list[View], axis: int) -> list[View]:
     out = []
     for run in runs:
         whole = _formed(imp, L.concat_same(run, axis)) if len(run) > 1 else None
-        out += [whole] if whole is not None else [_formed(imp, v) or _need_formed(imp, v) for v in run]
+        out += [whole] if whole is not None else \
+            [imp.need(v, _is_formed, "whole channels of a tensor, in order") for v in run]
     return out
+
+
+def _is_formed(v: View) -> bool:
+    return _form_of(v) is not None
 
 
 def _formed(imp, v: View) -> Optional[View]:
     """``v`` when it is a whole tensor in one of the forms, else a layout layer's output that is."""
-    return v if _form_of(v) is not None else imp.materialise(v, lambda f: _form_of(f) is not None)
-
-
-def _need_formed(imp, v: View) -> View:
-    return imp.need(v, lambda f: _form_of(f) is not None, "whole channels of a tensor, in order")
+    return v if _is_formed(v) else imp.materialise(v, _is_formed)
 
 
 def _own_parts(imp, node, views: list[View]) -> list[View]:
