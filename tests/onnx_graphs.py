@@ -250,6 +250,46 @@ def token_slices(seed: int = 6):
     return g.model([image_input(3, 16, 16)], [out(z)]), 16 * 3 * 16 * 32 + 16 * 16 * 8
 
 
+def yolo_neck(size: int = 64, width: int = 16, seed: int = 8):
+    """A YOLOv8-style backbone and neck as Ultralytics exports it: strided 3x3 convolutions with
+    SiLU, C2f blocks (a ``Split``, bottlenecks on its second half, ``Concat`` of every piece), SPPF
+    (three 5x5 max poolings concatenated), a nearest 2x ``Resize`` and a ``Concat`` with the P3
+    features into a C2f without shortcuts, then a 1x1 head.  Returns ``(model, macs)``."""
+    g = Graph(seed)
+    macs = [0]
+
+    def conv(x, cin, cout, k, s, scope, hw):
+        y = g.op("Conv", [x, g.weight(f"{scope}.w", cout, cin, k, k), g.weight(f"{scope}.b", cout, scale=0.1)], scope,
+                 kernel_shape=[k, k], strides=[s, s], pads=[k // 2] * 4)
+        macs[0] += (hw // s) ** 2 * cout * cin * k * k
+        return g.op("Mul", [y, g.op("Sigmoid", [y], scope)], scope)
+
+    def c2f_block(x, cin, cout, n, scope, hw, shortcut=True):
+        c = cout // 2
+        parts = list(g.op("Split", [conv(x, cin, 2 * c, 1, 1, f"{scope}/cv1", hw), g.const([c, c])],
+                          f"{scope}/split", n_out=2, axis=1))
+        for i in range(n):
+            m = conv(conv(parts[-1], c, c, 3, 1, f"{scope}/m.{i}/cv1", hw), c, c, 3, 1, f"{scope}/m.{i}/cv2", hw)
+            parts.append(g.op("Add", [parts[-1], m], f"{scope}/m.{i}") if shortcut else m)
+        return conv(g.op("Concat", parts, f"{scope}/cat", axis=1), (2 + n) * c, cout, 1, 1, f"{scope}/cv2", hw)
+
+    w, s = width, size
+    x = conv(conv("images", 3, w, 3, 2, "/0", s), w, 2 * w, 3, 2, "/1", s // 2)
+    x = conv(c2f_block(x, 2 * w, 2 * w, 1, "/2", s // 4), 2 * w, 4 * w, 3, 2, "/3", s // 4)
+    p3 = c2f_block(x, 4 * w, 4 * w, 2, "/4", s // 8)
+    x = c2f_block(conv(p3, 4 * w, 8 * w, 3, 2, "/5", s // 8), 8 * w, 8 * w, 1, "/6", s // 16)
+    pools = [conv(x, 8 * w, 4 * w, 1, 1, "/9/cv1", s // 16)]
+    for i in range(3):
+        pools.append(g.op("MaxPool", [pools[-1]], f"/9/m{i}", kernel_shape=[5, 5], strides=[1, 1], pads=[2] * 4))
+    x = conv(g.op("Concat", pools, "/9/cat", axis=1), 16 * w, 8 * w, 1, 1, "/9/cv2", s // 16)
+    up = g.op("Resize", [x, "", g.const(np.array([1, 1, 2, 2], np.float32), np.float32)], "/10", mode="nearest",
+              coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    x = c2f_block(g.op("Concat", [up, p3], "/11", axis=1), 12 * w, 4 * w, 1, "/12", s // 8, shortcut=False)
+    y = g.op("Conv", [x, g.weight("head.w", 8, 4 * w, 1, 1)], "/head", kernel_shape=[1, 1])
+    macs[0] += (s // 8) ** 2 * 8 * 4 * w
+    return g.model([image_input(3, size, size, "images")], [out(y)]), macs[0]
+
+
 def glu(size: int = 16, width: int = 32, seed: int = 7):
     """A gated linear unit as PyTorch exports ``F.glu(x, dim=1)``: ``Split`` of a convolution's
     channels in halves, ``a * Sigmoid(b)``, then a 1x1 convolution."""

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -675,6 +675,15 @@ def test_a_channel_split_is_a_view_of_its_tensor(kw):
     from mapper.onnx_export import export_onnx          # and it exports as a Slice that imports back
     again = import_onnx(export_onnx(imp.model, imp.weights), "c2f").model
     assert [l.kind for l in again.layers] == [l.kind for l in imp.model.layers]
+
+
+def test_a_yolov8_style_neck_agrees_with_onnxruntime():
+    """C2f, SPPF, the nearest upsample and the concatenations: the float reference of the import
+    against onnxruntime on the file (``tests/test_onnx_run.py`` runs it bit-exact)."""
+    proto, macs = yolo_neck()
+    imp = import_onnx(proto, "yolo")
+    assert imp.model.total_macs == macs
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 @pytest.mark.parametrize("order,slices", [("b y", 1), ("b a y", 2)])
