@@ -54,7 +54,7 @@ MAC_KINDS = ("conv2d", "linear", "matmul")
 #: Kinds of the non-MAC layers that compute (the vector unit's operations).
 #: (Activations beyond the first three come last, so that each kind keeps its colour in the figures.)
 ELEMENTWISE_KINDS = ("softmax", "layernorm", "gelu", "relu", "sigmoid", "add", "mul", "resize", "concat", "pool",
-                     *(f for f in ACTIVATIONS if f not in ("gelu", "relu", "sigmoid")), "channel_slice")
+                     *(f for f in ACTIVATIONS if f not in ("gelu", "relu", "sigmoid")))
 #: Kinds of the layers that only move data.
 LAYOUT_KINDS = ("pad", "roll", "crop", "window_partition", "window_reverse", "patch_merge")
 #: The name by which layers read the model's input image.

@@ -642,8 +642,8 @@ def _elementwise(imp, node, cls, names: list[str]) -> None:
         other = imp.constant_layer(src.name, _aligned_constant(full, imp.array(names[o])), src.after, src.seq)
     else:
         ov = imp.act(names[o])
-        if not _broadcasts(full, ov, shape) and not L.covers(ov):
-            ov = imp.materialise(ov) or ov         # some channels of a tensor: a slice of it
+        if not _broadcasts(full, ov, shape):
+            ov = _whole(imp, ov) or ov             # some channels of a tensor: a slice of it
         if not _broadcasts(full, ov, shape):
             raise imp.fail("its inputs broadcast in a way IR broadcasting (rows, columns, repeated channels of one "
                            "tensor) does not; supported: numpy broadcasting that is also IR broadcasting")
