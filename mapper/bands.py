@@ -137,7 +137,7 @@ def _halo(layer) -> Optional[int]:
         return 0
     if isinstance(layer, Conv2d):
         kh, kw = layer.kernel
-        if layer.stride != 1 or kh != kw or kh % 2 == 0 or layer.padding != kh // 2:
+        if layer.stride != 1 or layer.dilation != 1 or kh != kw or kh % 2 == 0 or layer.padding != kh // 2:
             return None
         if layer.groups != 1 and not layer.depthwise:
             return None

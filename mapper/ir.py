@@ -103,9 +103,9 @@ def _elements(shape: Shape) -> int:
     return shape[0] * shape[1] * shape[2]
 
 
-def _rows_read(size: int, out: int, kernel: int, stride: int, padding: int) -> int:
+def _rows_read(size: int, out: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
     """Input rows (or columns) of ``size`` that some output's window touches (padding excluded)."""
-    return len({o * stride + k - padding for o in range(out) for k in range(kernel)} & set(range(size)))
+    return len({o * stride + k * dilation - padding for o in range(out) for k in range(kernel)} & set(range(size)))
 
 
 def weight_bytes(layer: "Layer") -> int:
@@ -142,8 +142,8 @@ def min_dram_bytes(layer: "Layer") -> tuple[int, int]:
     output uses and every weight read once, the output written once (int8).  No mapping of
     the layer moves less, so ``max(read, written) / DRAM rate`` bounds its time."""
     if isinstance(layer, Conv2d):
-        (kh, kw), s, (top, left, _, _) = layer.kernel, layer.stride, layer.pads
-        inp = (_rows_read(layer.in_h, layer.out_h, kh, s, top) * _rows_read(layer.in_w, layer.out_w, kw, s, left)
+        (kh, kw), s, d, (top, left, _, _) = layer.kernel, layer.stride, layer.dilation, layer.pads
+        inp = (_rows_read(layer.in_h, layer.out_h, kh, s, top, d) * _rows_read(layer.in_w, layer.out_w, kw, s, left, d)
                * layer.in_ch)
         return inp + weight_bytes(layer), layer.out_h * layer.out_w * layer.out_ch
     if isinstance(layer, Linear):
@@ -218,7 +218,7 @@ class _Base:
 class Conv2d(_Base):
     """2-D convolution over an ``in_h x in_w x in_ch`` input (groups = in_ch is depthwise).
 
-    ``in_ch`` may be fewer than the producer's channels: the convolution then reads the
+    ``dilation`` spaces the kernel's taps (PyTorch's, one value for both axes).  ``in_ch`` may be fewer than the producer's channels: the convolution then reads the
     first ``in_ch`` of them (an execution path that bypasses the last channels).
     """
 
@@ -235,6 +235,7 @@ class Conv2d(_Base):
     bias: bool = True
     relu: bool = False
     inputs: tuple[str, ...] = ()
+    dilation: int = 1
     kind: str = field(default="conv2d", init=False)
     out_shape: Optional[Shape] = field(default=None, compare=False)
     in_shapes: tuple = field(default=(), compare=False)
@@ -243,7 +244,7 @@ class Conv2d(_Base):
         _check_part(self.part)
         if isinstance(self.kernel, int):
             object.__setattr__(self, "kernel", (self.kernel, self.kernel))
-        _positive(self, "in_ch", "out_ch", "in_h", "in_w", "stride", "groups")
+        _positive(self, "in_ch", "out_ch", "in_h", "in_w", "stride", "groups", "dilation")
         try:
             pads = conv_pads(self.padding)
         except ValueError as e:
@@ -264,12 +265,12 @@ class Conv2d(_Base):
     @property
     def out_h(self) -> int:
         top, _, bottom, _ = self.pads
-        return conv_out(self.in_h, self.kernel[0], self.stride, top, padding_end=bottom)
+        return conv_out(self.in_h, self.kernel[0], self.stride, top, self.dilation, padding_end=bottom)
 
     @property
     def out_w(self) -> int:
         _, left, _, right = self.pads
-        return conv_out(self.in_w, self.kernel[1], self.stride, left, padding_end=right)
+        return conv_out(self.in_w, self.kernel[1], self.stride, left, self.dilation, padding_end=right)
 
     @property
     def depthwise(self) -> bool:
@@ -284,8 +285,9 @@ class Conv2d(_Base):
     def shape_str(self) -> str:
         kh, kw = self.kernel
         g = f" g{self.groups}" if self.groups > 1 else ""
+        d = f" d{self.dilation}" if self.dilation > 1 else ""
         return (f"{self.in_h}x{self.in_w}x{self.in_ch} -> {self.out_h}x{self.out_w}x{self.out_ch} "
-                f"k{kh}x{kw} s{self.stride} p{_padding_str(self.padding)}{g}")
+                f"k{kh}x{kw} s{self.stride} p{_padding_str(self.padding)}{d}{g}")
 
     def infer(self, in_shapes: list[Shape]) -> Shape:
         self._arity(in_shapes, 1)

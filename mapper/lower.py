@@ -95,6 +95,7 @@ class Problem:
     kw: int = 1
     stride: int = 1
     pad: tuple[int, int, int, int] = (0, 0, 0, 0)     # zero padding (top, left, bottom, right)
+    dil: int = 1               # > 1: a dilated kernel, run as one 1x1 product per tap on a shifted window
     fold: bool = False
     act: int = Act.NONE        # what the STOREs apply after requantisation
     dw_pack: int = 1           # depthwise channels packed per group
@@ -122,7 +123,7 @@ class Problem:
 
     @property
     def oh_full(self) -> int:
-        return (self.h + self.pad[0] + self.pad[2] - self.kh) // self.stride + 1
+        return (self.h + self.pad[0] + self.pad[2] - self.dil * (self.kh - 1) - 1) // self.stride + 1
 
     @property
     def oh(self) -> int:
@@ -131,7 +132,7 @@ class Problem:
 
     @property
     def ow(self) -> int:
-        return (self.w + self.pad[1] + self.pad[3] - self.kw) // self.stride + 1
+        return (self.w + self.pad[1] + self.pad[3] - self.dil * (self.kw - 1) - 1) // self.stride + 1
 
     @property
     def windows(self) -> int:
@@ -139,17 +140,32 @@ class Problem:
         return self.groups // self.heads
 
     @property
+    def shifts(self) -> int:
+        """Input windows a tile reads: one per tap when dilated (each its own 1x1 product), else one."""
+        return self.kh * self.kw if self.dil > 1 else 1
+
+    def shift_of(self, block: int, c0: int) -> tuple[int, int, int]:
+        """(rows, columns, channel block) of a channel block counted over the shifts: its window's offset."""
+        shift, cb = divmod(block, self.shift_blocks(c0))
+        return self.dil * (shift // self.kw), self.dil * (shift % self.kw), cb
+
+    @property
     def taps(self) -> int:
-        """Weight rows per channel block: one per tap, per kernel row (gather) or one (folded)."""
-        return 1 if self.fold else self.kh if self.gather else self.kh * self.kw
+        """Weight rows per channel block: one per tap, per kernel row (gather) or one (folded, dilated)."""
+        return 1 if self.fold or self.dil > 1 else self.kh if self.gather else self.kh * self.kw
 
     @property
     def red_channels(self) -> int:
         """Channels reduced per tap by one vector MAC (folded channels if folded)."""
         return self.kh * self.kw * self.cg if self.fold else self.cg
 
-    def n_cblk(self, c0: int) -> int:
+    def shift_blocks(self, c0: int) -> int:
+        """Channel blocks of one window (of one shift)."""
         return _cdiv(self.red_channels, c0)
+
+    def n_cblk(self, c0: int) -> int:
+        """Channel blocks a tile reduces, over every shift (a tap's weight rows, when taps are rows)."""
+        return self.shifts * self.shift_blocks(c0)
 
     @property
     def macs(self) -> int:
@@ -192,7 +208,7 @@ def channel_bound(p: Problem, c0: int) -> int:
     concatenation, or a one-window product's heads inside a wider tensor) and a load's whole channel
     blocks would reach past it, so that no lane reads the bytes beside it, which another layer (or
     this one) writes, or past the DRAM image (``docs/program.md``); else 0, the pitch."""
-    reach = (p.groups - 1) * p.cg + p.n_cblk(c0) * c0      # past the last channel a load's lanes read
+    reach = (p.groups - 1) * p.cg + p.shift_blocks(c0) * c0      # past the last channel a load's lanes read
     if not p.in_pitch or p.in_gb or reach <= p.c:
         return 0
     if p.kind == "matmul" and p.windows > 1:
@@ -225,17 +241,17 @@ def _problem(layer: Layer, cfg: AcceleratorConfig) -> Problem:
         if layer.depthwise:
             pack = min(cfg.k0, cfg.c0, layer.in_ch)
             return Problem(layer.name, "depthwise", _cdiv(layer.in_ch, pack), layer.in_h, layer.in_w,
-                           layer.in_ch, layer.out_ch, pack, pack, kh, kw, layer.stride, layer.pads,
-                           act=_act(layer), dw_pack=pack, gather=dw_gather_ok(cfg, kw))
+                           layer.in_ch, layer.out_ch, pack, pack, kh, kw, layer.stride, layer.pads, layer.dilation,
+                           act=_act(layer), dw_pack=pack, gather=layer.dilation == 1 and dw_gather_ok(cfg, kw))
         cg, kg = layer.in_ch // layer.groups, layer.out_ch // layer.groups
         # Fold taps into channels (im2col in the load unit) when it saves channel blocks, when the
         # patches do not overlap (stride >= kernel: no extra DRAM reads), or when the taps of one
         # channel block would not fit half a weight buffer otherwise.
         folded, plain = _cdiv(kh * kw * cg, cfg.c0), kh * kw * _cdiv(cg, cfg.c0)
-        fold = layer.groups == 1 and kh * kw > 1 and (
+        fold = layer.groups == 1 and kh * kw > 1 and layer.dilation == 1 and (
             folded < plain or (folded == plain and layer.stride >= kh) or kh * kw > cfg.weight_rows // 2)
         return Problem(layer.name, "dense", layer.groups, layer.in_h, layer.in_w, layer.in_ch,
-                       layer.out_ch, cg, kg, kh, kw, layer.stride, layer.pads, fold, _act(layer))
+                       layer.out_ch, cg, kg, kh, kw, layer.stride, layer.pads, layer.dilation, fold, _act(layer))
     if isinstance(layer, Linear):
         h, w = token_shape(layer.tokens)
         return Problem(layer.name, "dense", 1, h, w, layer.in_features, layer.out_features,
@@ -398,6 +414,10 @@ def _geometry(p: Problem, t: "Tiling") -> dict:
     if p.fold:   # im2col by the load unit: a 1x1 convolution over folded channels
         return dict(win_h=t.th, win_w=t.tw, fold_kh=p.kh, fold_kw=p.kw, fold_stride=p.stride, in_w=t.tw,
                     kh=1, kw=1, stride=1)
+    if p.dil > 1:   # one strided 1x1 product per tap, its window shifted (``_Stream._inputs``)
+        win_h, win_w = (t.th - 1) * p.stride + 1, (t.tw - 1) * p.stride + 1
+        return dict(win_h=win_h, win_w=win_w, fold_kh=0, fold_kw=0, fold_stride=0, in_w=win_w,
+                    kh=1, kw=1, stride=p.stride)
     return dict(win_h=(t.th - 1) * p.stride + p.kh, win_w=(t.tw - 1) * p.stride + p.kw, fold_kh=0, fold_kw=0,
                 fold_stride=0, in_w=(t.tw - 1) * p.stride + p.kw, kh=p.kh, kw=p.kw, stride=p.stride)
 
@@ -433,8 +453,8 @@ class _Stream:
         self.p, self.t, self.cfg, self.pl = p, t, cfg, pl
         self.geo = _geometry(p, t)
         self.chan = channel_bound(p, cfg.c0)
-        n_cb = p.n_cblk(cfg.c0)
-        self.chunks = [(c, min(t.cbi, n_cb - c)) for c in range(0, n_cb, t.cbi)]
+        per = p.shift_blocks(cfg.c0)       # chunks stay within one shift's window
+        self.chunks = [(s * per + c, min(t.cbi, per - c)) for s in range(p.shifts) for c in range(0, per, t.cbi)]
         self.tiles = [(ty, tx) for ty in range(0, p.oh, t.pe_p * t.th) for tx in range(0, p.ow, t.tw)]
         self.passes = _passes(p, t, cfg)
         self.halves = (cfg.input_rows // 2, cfg.weight_rows // 2, cfg.accum_depth // 2)
@@ -530,14 +550,16 @@ class _Stream:
     def _inputs(self, units, tile, chunk, sample: bool = False) -> list[Insn]:
         """The LOAD_INPs of a load group (``sample``: only the first, for ``_estimate``)."""
         p, t, geo, c0 = self.p, self.t, self.geo, self.cfg.c0
-        (ty, tx), (cb0, ncb) = tile, chunk
+        (ty, tx), (block, ncb) = tile, chunk
+        dy, dx, cb0 = p.shift_of(block, c0)
         out = []
         for pg in range(1 if sample else t.pe_p):
             oy = ty + pg * t.th
             if oy >= p.oh:
                 break
             common = dict(src_gb=int(p.in_gb > 0), src_addr=self.pl.input, dst_addr=(self.j % 2) * self.halves[0], t_h=p.h, t_w=p.w,
-                          t_c=self.pl.in_pitch, y0=(p.row0 + oy) * p.stride - p.pad[0], x0=tx * p.stride - p.pad[1],
+                          t_c=self.pl.in_pitch, y0=(p.row0 + oy) * p.stride - p.pad[0] + dy,
+                          x0=tx * p.stride - p.pad[1] + dx,
                           win_h=geo["win_h"], win_w=geo["win_w"], n_cblk=ncb, chan=self.chan,
                           fold_kh=geo["fold_kh"], fold_kw=geo["fold_kw"], fold_stride=geo["fold_stride"])
             # columns reducing the same group's channels share one multicast load
@@ -635,7 +657,7 @@ def _grids(p: Problem, cfg: AcceleratorConfig) -> list[tuple[int, int, bool]]:
 
 def _candidates(p: Problem, cfg: AcceleratorConfig):
     in_half, w_half, acc_half = cfg.input_rows // 2, cfg.weight_rows // 2, cfg.accum_depth // 2
-    n_cb = p.n_cblk(cfg.c0)
+    n_cb, per = p.n_cblk(cfg.c0), p.shift_blocks(cfg.c0)     # a chunk stays within a shift's blocks
     for pe_k, pe_p, whole in _grids(p, cfg):
         for th in _extents(_cdiv(p.oh, pe_p)):
             for tw in _extents(p.ow):
@@ -646,15 +668,15 @@ def _candidates(p: Problem, cfg: AcceleratorConfig):
                 if plane > in_half:
                     continue
                 resident = n_cb * p.taps <= w_half
-                cbi = min(n_cb, in_half // plane)
+                cbi = min(per, in_half // plane)
                 if not resident and n_cb * p.taps <= cfg.weight_rows:
                     # the pass's weights fit the whole buffer: keep them, fencing between passes
-                    yield Tiling(pe_k, pe_p, th, tw, _cdiv(n_cb, _cdiv(n_cb, cbi)), True, True, whole)
+                    yield Tiling(pe_k, pe_p, th, tw, _cdiv(per, _cdiv(per, cbi)), True, True, whole)
                 if not resident:
                     cbi = min(cbi, w_half // p.taps)
                 if cbi < 1:
                     continue
-                cbi = _cdiv(n_cb, _cdiv(n_cb, cbi))      # balance the chunks
+                cbi = _cdiv(per, _cdiv(per, cbi))      # balance the chunks
                 yield Tiling(pe_k, pe_p, th, tw, cbi, resident, whole_groups=whole)
 
 
@@ -903,7 +925,8 @@ def _traffic(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> int:
     n_tiles = _cdiv(p.oh, t.pe_p * t.th) * _cdiv(p.ow, t.tw)
     geo = _geometry(p, t)
     n_cb = p.n_cblk(cfg.c0)
-    per_group_in = t.pe_p * geo["win_h"] * geo["win_w"] * min(p.red_channels, n_cb * cfg.c0)
+    per_group_in = (t.pe_p * geo["win_h"] * geo["win_w"] * p.shifts
+                    * min(p.red_channels, p.shift_blocks(cfg.c0) * cfg.c0))
     inputs = n_passes * n_tiles * per_group_in * (1 if p.groups == 1 else len(_input_sets(_passes(p, t, cfg)[0])))
     w_pass = t.pe_k * n_cb * p.taps * cfg.c0 * min(cfg.k0, p.kg)
     weights = n_passes * w_pass * (1 if t.resident else n_tiles)

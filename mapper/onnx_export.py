@@ -121,7 +121,8 @@ def _conv(wr: _Writer, layer, w: dict) -> None:
     weight = wr.init(f"{layer.name}.weight", np.asarray(w["weight"], np.float32).transpose(0, 3, 1, 2))
     ins = [x, weight] + ([wr.init(f"{layer.name}.bias", np.asarray(w["bias"], np.float32))] if layer.bias else [])
     out = wr.node("Conv", ins, f"{layer.name}/conv" if layer.relu else layer.name, kernel_shape=list(layer.kernel),
-                  strides=[layer.stride] * 2, pads=list(layer.pads), group=layer.groups)
+                  strides=[layer.stride] * 2, pads=list(layer.pads), group=layer.groups,
+                  dilations=[layer.dilation] * 2)
     if layer.relu:
         out = wr.node("Relu", [out], layer.name)
     wr.put(layer.name, "nchw", out)

@@ -304,13 +304,12 @@ def _conv(imp, node) -> None:
     b = imp.optional_array(node, 2)
     if w.ndim != 4:
         raise imp.fail(f"a {w.ndim - 2}-D convolution; supported: 2-D convolutions")
-    if any(d != 1 for d in a.get("dilations", [1, 1])):
-        raise imp.fail(f"dilations {list(a['dilations'])}; supported: dilation 1")
+    dilation = _equal_pair(imp, a.get("dilations", [1, 1]), "dilations")
     x = imp.need(imp.act(node.input[0]), _nchw_prefix, "an NCHW image")
     h, wd, _ = x.src_shape
     groups = a.get("group", 1)
     stride = _equal_pair(imp, a.get("strides", [1, 1]), "strides")
-    pad = _conv_padding(imp, a, w.shape[2:], (h, wd), stride)
+    pad = _conv_padding(imp, a, [dilation * (k - 1) + 1 for k in w.shape[2:]], (h, wd), stride)
     if w.shape[1] * groups != x.shape[1]:
         raise imp.fail(f"weights of shape {list(w.shape)} with group {groups} do not match {x.shape[1]} input channels")
     if b is not None and b.shape != (w.shape[0],):
@@ -320,7 +319,8 @@ def _conv(imp, node) -> None:
     out, relu = _fold_relu(imp, out)
     name = imp.layer_name(out)
     shape = imp.emit(Conv2d, name, in_ch=x.shape[1], out_ch=w.shape[0], in_h=h, in_w=wd, kernel=tuple(w.shape[2:]),
-                     stride=stride, padding=pad, groups=groups, bias=b is not None, relu=relu, inputs=(x.source,))
+                     stride=stride, padding=pad, groups=groups, bias=b is not None, relu=relu, inputs=(x.source,),
+                     dilation=dilation)
     imp.weights[name] = {"weight": np.ascontiguousarray(w.transpose(0, 2, 3, 1)),
                          "bias": (b if b is not None else np.zeros(w.shape[0])).astype(np.float32)}
     _record_weight_q(imp, node.input[1], name, lambda q: q.transpose(0, 2, 3, 1), axis=0)

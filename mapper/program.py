@@ -126,10 +126,12 @@ def pack_weights(p: Problem, w: np.ndarray, cfg: AcceleratorConfig, rows_per_oc:
         flat = w.reshape(p.k, kh * kw * p.cg)                                 # (r, s, c) order
         wa[:, :flat.shape[1]] = flat
     else:
-        ncb = p.n_cblk(c0)
+        ncb = p.shift_blocks(c0)
         full = np.zeros((p.k, ncb * c0, kh, kw), dtype=np.int8)
         full[:, :w.shape[3]] = w.transpose(0, 3, 1, 2)
-        wa[:] = full.reshape(p.k, ncb, c0, kh * kw).transpose(0, 1, 3, 2).reshape(p.k, -1)
+        # rows block-major, each block's taps together; dilated: tap-major, a shift's blocks together
+        order = (0, 3, 1, 2) if p.dil > 1 else (0, 1, 3, 2)
+        wa[:] = full.reshape(p.k, ncb, c0, kh * kw).transpose(*order).reshape(p.k, -1)
     return wa
 
 

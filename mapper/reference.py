@@ -113,7 +113,7 @@ def _param(w: dict, key: str, dtype) -> np.ndarray:
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], stride: int, padding,
-           groups: int) -> np.ndarray:
+           groups: int, dilation: int = 1) -> np.ndarray:
     """PyTorch ``conv2d`` on HWC: ``x`` ``[H, W, C]``, ``weight`` ``[K, kh, kw, C/groups]`` -> ``[OH, OW, K]``.
 
     One product of the im2col matrix when its copy is small (windows that overlap little:
@@ -123,20 +123,21 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], stride
     k, kh, kw, cg = weight.shape
     top, left, bottom, right = conv_pads(padding)
     xp = np.pad(x, ((top, bottom), (left, right), (0, 0))) if any((top, left, bottom, right)) else x
-    oh = (xp.shape[0] - kh) // stride + 1
-    ow = (xp.shape[1] - kw) // stride + 1
-    if groups == 1 and kh * kw <= 4 * stride * stride:
+    oh = (xp.shape[0] - dilation * (kh - 1) - 1) // stride + 1
+    ow = (xp.shape[1] - dilation * (kw - 1) - 1) // stride + 1
+    if groups == 1 and kh * kw <= 4 * stride * stride and dilation == 1:
         win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(0, 1))[::stride, ::stride][:oh, :ow]
         cols = win.transpose(0, 1, 3, 4, 2).reshape(oh * ow, kh * kw * cg)      # [y, x, (ky, kx, c)]
         out = cols @ weight.reshape(k, -1).T
     else:
-        out = _conv_by_taps(xp, weight, oh, ow, stride, groups)
+        out = _conv_by_taps(xp, weight, oh, ow, stride, groups, dilation)
     if bias is not None:
         out += bias
     return out.reshape(oh, ow, k)
 
 
-def _conv_by_taps(xp: np.ndarray, weight: np.ndarray, oh: int, ow: int, stride: int, groups: int) -> np.ndarray:
+def _conv_by_taps(xp: np.ndarray, weight: np.ndarray, oh: int, ow: int, stride: int, groups: int,
+                  dilation: int = 1) -> np.ndarray:
     """``[OH*OW, K]``: the sum over kernel taps of the shifted input times the tap's weights."""
     k, kh, kw, cg = weight.shape
     out = np.zeros((oh * ow, k), xp.dtype)
@@ -144,7 +145,8 @@ def _conv_by_taps(xp: np.ndarray, weight: np.ndarray, oh: int, ow: int, stride: 
     kg = k // groups
     for ty in range(kh):
         for tx in range(kw):
-            tap = xp[ty:ty + stride * (oh - 1) + 1:stride, tx:tx + stride * (ow - 1) + 1:stride]
+            y, x = ty * dilation, tx * dilation
+            tap = xp[y:y + stride * (oh - 1) + 1:stride, x:x + stride * (ow - 1) + 1:stride]
             tap = tap.reshape(oh * ow, -1)            # a copy unless the tap is the whole input
             if depthwise:
                 out += tap * weight[:, ty, tx, 0]
@@ -158,7 +160,7 @@ def _conv_by_taps(xp: np.ndarray, weight: np.ndarray, oh: int, ow: int, stride: 
 def _conv(layer: Conv2d, ins, w, dtype):
     x = ins[0][:, :, :layer.in_ch]
     bias = _param(w, "bias", dtype) if layer.bias else None
-    return conv2d(x, _param(w, "weight", dtype), bias, layer.stride, layer.padding, layer.groups)
+    return conv2d(x, _param(w, "weight", dtype), bias, layer.stride, layer.padding, layer.groups, layer.dilation)
 
 
 def _linear(layer, ins, w, dtype):

@@ -430,6 +430,7 @@ def golden_output(layer: Layer, d: dict, cfg: AcceleratorConfig) -> np.ndarray:
     """Golden int8 output in the accelerator's DRAM layout (HWC; matmul: [m, batch*n])."""
     if isinstance(layer, Conv2d):
         acc = golden.conv2d(d["x"], d["w"], stride=layer.stride, padding=layer.padding, groups=layer.groups,
+                            dilation=layer.dilation,
                             acc_bits=cfg.acc_bits)
     elif isinstance(layer, Linear):
         acc = golden.linear(d["x"], d["w"], acc_bits=cfg.acc_bits)

@@ -121,7 +121,7 @@ def _int64_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # ---- MAC layers (fast path) ----------------------------------------------------------
 
-def _conv_shapes(x, w, stride, padding, groups):
+def _conv_shapes(x, w, stride, padding, groups, dilation=1):
     """(x, w, OH, OW, padding) checked; a padding that differs between sides (``conv_pads``)
     is applied to ``x`` here, and the padding returned is then 0."""
     x = _int8(x, "x")
@@ -135,34 +135,36 @@ def _conv_shapes(x, w, stride, padding, groups):
     k, kh, kw, cg = w.shape
     if groups < 1 or c % groups or k % groups or c // groups != cg:
         raise ValueError(f"groups={groups} incompatible with C={c}, K={k}, w channels={cg}")
-    if stride < 1 or padding < 0:
-        raise ValueError(f"stride must be >= 1 and padding >= 0, not {stride}, {padding}")
-    oh = (h + 2 * padding - kh) // stride + 1
-    ow = (wd + 2 * padding - kw) // stride + 1
+    if stride < 1 or padding < 0 or dilation < 1:
+        raise ValueError(f"stride and dilation must be >= 1 and padding >= 0, not {stride}, {dilation}, {padding}")
+    oh = (h + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
+    ow = (wd + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
     if oh <= 0 or ow <= 0:
         raise ValueError(f"kernel {kh}x{kw} does not fit input {h}x{wd} with padding {padding}")
     return x, w, oh, ow, padding
 
 
-def conv2d(x, w, *, stride: int = 1, padding: int = 0, groups: int = 1,
+def conv2d(x, w, *, stride: int = 1, padding: int = 0, groups: int = 1, dilation: int = 1,
            acc_bits: int = 32) -> np.ndarray:
     """2-D convolution accumulators ``[OH, OW, K]`` (int64 holding ``acc_bits`` values).
 
     ``x`` int8 ``[H, W, C]``, ``w`` int8 ``[K, kh, kw, C // groups]``; zero padding an int
-    (every side) or (top, left, bottom, right); output channel ``k`` belongs to group ``k // (K // groups)``.
+    (every side) or (top, left, bottom, right); output channel ``k`` belongs to group ``k // (K // groups)``;
+    ``dilation`` spaces the taps.
     """
     check_acc_bits(acc_bits)
-    x, w, oh, ow, padding = _conv_shapes(x, w, stride, padding, groups)
+    x, w, oh, ow, padding = _conv_shapes(x, w, stride, padding, groups, dilation)
     c = x.shape[2]
     k, kh, kw, cg = w.shape
     g, kg = groups, k // groups
     length = kh * kw * cg
     if cg == 1:
-        return wrap(_conv_taps(x, w, oh, ow, stride, padding, g), acc_bits)
+        return wrap(_conv_taps(x, w, oh, ow, stride, padding, g, dilation), acc_bits)
     dt = np.float64 if blas_exact(length) else np.int64
     xp = np.pad(x.astype(dt), ((padding, padding), (padding, padding), (0, 0)))
     # Windows [OH, OW, C, kh, kw] (a view), reduction order (cg, kh, kw).
-    win = sliding_window_view(xp, (kh, kw), axis=(0, 1))[::stride, ::stride][:oh, :ow]
+    span = (dilation * (kh - 1) + 1, dilation * (kw - 1) + 1)
+    win = sliding_window_view(xp, span, axis=(0, 1))[::stride, ::stride][:oh, :ow, :, ::dilation, ::dilation]
     wm = (w.astype(dt).reshape(g, kg, kh, kw, cg).transpose(0, 4, 2, 3, 1)
           .reshape(g, length, kg))
     out = np.empty((oh, ow, g, kg), dtype=np.int64)
@@ -175,7 +177,7 @@ def conv2d(x, w, *, stride: int = 1, padding: int = 0, groups: int = 1,
     return wrap(out.reshape(oh, ow, k), acc_bits)
 
 
-def _conv_taps(x, w, oh, ow, stride, padding, g) -> np.ndarray:
+def _conv_taps(x, w, oh, ow, stride, padding, g, dilation=1) -> np.ndarray:
     """One input channel per group (depthwise, channel multiplier): elementwise
     multiply-accumulate per kernel tap.  int32 is exact while ``L * 2**14 < 2**31``
     (same argument as ``blas_exact``), otherwise int64."""
@@ -187,7 +189,8 @@ def _conv_taps(x, w, oh, ow, stride, padding, g) -> np.ndarray:
     out = np.zeros((oh, ow, g, k // g), dtype=dt)
     for i in range(kh):
         for j in range(kw):
-            tap = xp[i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+            y, x0 = i * dilation, j * dilation
+            tap = xp[y:y + stride * (oh - 1) + 1:stride, x0:x0 + stride * (ow - 1) + 1:stride]
             out += tap[:, :, :, None] * wd[:, :, i, j]
     return out.reshape(oh, ow, k)
 
@@ -220,10 +223,10 @@ def requantize(acc, bias, mult, shift, *, relu: bool = False, acc_bits: int = 32
 
 # ---- loop references (tests only) -------------------------------------------------
 
-def conv2d_loops(x, w, *, stride: int = 1, padding: int = 0, groups: int = 1,
+def conv2d_loops(x, w, *, stride: int = 1, padding: int = 0, groups: int = 1, dilation: int = 1,
                  acc_bits: int = 32) -> np.ndarray:
     """``conv2d`` with Python ints, wrapping after every addition (slow, obvious)."""
-    x, w, oh, ow, padding = _conv_shapes(x, w, stride, padding, groups)
+    x, w, oh, ow, padding = _conv_shapes(x, w, stride, padding, groups, dilation)
     h, wd, c = x.shape
     k, kh, kw, cg = w.shape
     kg = k // groups
@@ -235,11 +238,11 @@ def conv2d_loops(x, w, *, stride: int = 1, padding: int = 0, groups: int = 1,
                 c0 = (ko // kg) * cg
                 acc = 0
                 for i in range(kh):
-                    iy = oy * stride - padding + i
+                    iy = oy * stride - padding + i * dilation
                     if not 0 <= iy < h:
                         continue
                     for j in range(kw):
-                        ix = ox * stride - padding + j
+                        ix = ox * stride - padding + j * dilation
                         if not 0 <= ix < wd:
                             continue
                         for ci in range(cg):

@@ -73,6 +73,7 @@ def _requant(acc: np.ndarray, q: QLayer, relu: bool, acc_bits: int) -> np.ndarra
 def _conv(layer, ins, q, acc_bits):
     x = ins[0][:, :, :layer.in_ch]
     acc = golden.conv2d(x, q.weight, stride=layer.stride, padding=layer.padding, groups=layer.groups,
+                        dilation=layer.dilation,
                         acc_bits=acc_bits)
     return _requant(acc, q, layer.relu, acc_bits)
 

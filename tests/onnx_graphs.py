@@ -458,6 +458,55 @@ def uneven_conv(kernel=(1, 5), pads=(0, 2, 0, 2), stride: int = 1, group: int = 
     return g.model([image_input(3, *size, "input")], [out(y)])
 
 
+def dilated(size: int = 16, width: int = 16, seed: int = 16):
+    """DeepLab-style dilated convolutions: a stride-2 stem, an atrous pyramid (a 1x1, 3x3 at dilations 2
+    and 3, a depthwise 3x3 at dilation 2, a strided 3x3 at dilation 2 upsampled back) concatenated,
+    then a 1x1 projection."""
+    g = Graph(seed)
+
+    def conv(x, scope, cin, cout, k, pad=0, dil=1, stride=1, group=1, relu=True):
+        y = g.op("Conv", [x, g.weight(f"{scope}.weight", cout, cin // group, k, k),
+                          g.weight(f"{scope}.bias", cout, scale=0.1)], f"/{scope}", kernel_shape=[k, k],
+                 pads=[pad] * 4, dilations=[dil] * 2, strides=[stride] * 2, group=group)
+        return g.op("Relu", [y], f"/{scope}") if relu else y
+
+    x = conv("input", "stem", 3, width, 3, pad=1, stride=2)
+    branches = [conv(x, "aspp0", width, width, 1), conv(x, "aspp1", width, width, 3, pad=2, dil=2),
+                conv(x, "aspp2", width, width, 3, pad=3, dil=3),
+                conv(x, "aspp_dw", width, width, 3, pad=2, dil=2, group=width)]
+    low = conv(x, "aspp_s2", width, width, 3, pad=2, dil=2, stride=2)
+    branches.append(g.op("Resize", [low, "", g.const(np.array([1, 1, 2, 2], np.float32), np.float32)], "/up",
+                         mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"))
+    cat = g.op("Concat", branches, "/cat", axis=1)
+    y = conv(cat, "project", 5 * width, width, 1, relu=False)
+    return g.model([image_input(3, size, size, "input")], [out(y)])
+
+
+def deeplab(size: int = 16, width: int = 16, classes: int = 5, seed: int = 17):
+    """DeepLabV3's head as torchvision exports it, on a stride-2 stem: atrous spatial pyramid
+    pooling (a 1x1, 3x3 at dilations 2 and 3, and a global average pool, 1x1 convolution and
+    bilinear resize back to the grid), concatenated, projected, classified, resized to the input."""
+    g = Graph(seed)
+
+    def conv(x, scope, cin, cout, k, pad=0, dil=1, stride=1, relu=True):
+        y = g.op("Conv", [x, g.weight(f"{scope}.weight", cout, cin, k, k), g.weight(f"{scope}.bias", cout, scale=0.1)],
+                 f"/{scope}", kernel_shape=[k, k], pads=[pad] * 4, dilations=[dil] * 2, strides=[stride] * 2)
+        return g.op("Relu", [y], f"/{scope}") if relu else y
+
+    def resize(x, c, side, scope):
+        return g.op("Resize", [x, "", "", g.const([1, c, side, side])], scope, mode="linear",
+                    coordinate_transformation_mode="pytorch_half_pixel")
+
+    x = conv("input", "backbone", 3, width, 3, pad=1, stride=2)
+    aspp = [conv(x, "aspp.0", width, width, 1), conv(x, "aspp.1", width, width, 3, pad=2, dil=2),
+            conv(x, "aspp.2", width, width, 3, pad=3, dil=3)]
+    pooled = conv(g.op("GlobalAveragePool", [x], "/aspp.pool"), "aspp.pool", width, width, 1)
+    aspp.append(resize(pooled, width, size // 2, "/aspp.pool"))
+    y = conv(g.op("Concat", aspp, "/aspp", axis=1), "aspp.project", 4 * width, width, 1)
+    y = resize(conv(y, "classifier", width, classes, 1, relu=False), classes, size, "/head")
+    return g.model([image_input(3, size, size, "input")], [out(y)], opset=18)
+
+
 def same_padded_stem(size: int = 16, seed: int = 14):
     """A TensorFlow-style stem, every node padded ``SAME_UPPER`` (one more at the bottom and right):
     a 3x3 stride-2 convolution, a ReLU, a 3x3 stride-2 max pool, then a 1x1 convolution."""

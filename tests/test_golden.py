@@ -176,6 +176,17 @@ def test_large_depthwise_matches_the_definition():
     assert y[oy, ox, ch] == ref
 
 
+@pytest.mark.parametrize("stride,padding,groups", [(1, 2, 1), (2, 3, 1), (1, 2, 8), (1, (0, 2, 4, 1), 2)])
+def test_dilated_conv2d_matches_the_definition(stride, padding, groups):
+    """Taps ``dilation`` pixels apart, dense, grouped and depthwise, with padding alike or not."""
+    rng = np.random.default_rng(6100)
+    x, w = rand8(rng, (9, 11, 8)), rand8(rng, (8, 3, 3, 8 // groups))
+    for dilation in (2, 3):
+        got = g.conv2d(x, w, stride=stride, padding=padding, groups=groups, dilation=dilation)
+        want = g.conv2d_loops(x, w, stride=stride, padding=padding, groups=groups, dilation=dilation)
+        np.testing.assert_array_equal(got, want, err_msg=f"dilation {dilation}")
+
+
 def test_conv2d_rejects_bad_shapes():
     x = np.zeros((4, 4, 6), np.int8)
     with pytest.raises(ValueError):

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, deeplab, dilated, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,8 +192,8 @@ def test_operations_the_ir_cannot_express():
     y = g.op("Sub", ["x", g.op("Relu", ["x"], "")], "")
     _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "(Sub)", "no subtraction")
     g = Graph()
-    y = g.op("Conv", ["x", g.weight("w", 4, 8, 3, 3)], "", kernel_shape=[3, 3], dilations=[2, 2])
-    _refused(g.model([image_input(8, 9, 9, "x")], [out(y)]), "dilation")
+    y = g.op("Conv", ["x", g.weight("w", 4, 8, 3, 3)], "", kernel_shape=[3, 3], dilations=[2, 1])
+    _refused(g.model([image_input(8, 9, 9, "x")], [out(y)]), "dilations [2, 1] differ between height and width")
     proto, _ = qdq_cnn(zero_point_dtype=np.uint8)
     _refused(proto, "(QuantizeLinear)", "uint8", "symmetric int8")
 
@@ -675,6 +675,38 @@ def test_a_channel_split_is_a_view_of_its_tensor(kw):
     from mapper.onnx_export import export_onnx          # and it exports as a Slice that imports back
     again = import_onnx(export_onnx(imp.model, imp.weights), "c2f").model
     assert [l.kind for l in again.layers] == [l.kind for l in imp.model.layers]
+
+
+def test_dilated_convolutions_import_and_agree_with_onnxruntime():
+    """DeepLab's atrous convolutions (``onnx_graphs.dilated``: dilations 2 and 3, depthwise, strided,
+    one with TensorFlow's SAME padding, which pads by the dilated kernel's extent): a
+    ``Conv2d.dilation``, its MACs those of the taps alone, the float reference against onnxruntime,
+    and an export that imports back the same."""
+    imp = import_onnx(dilated(), "dil")
+    convs = {l.name.split(".")[0]: l for l in imp.model.layers if l.kind == "conv2d"}
+    assert {k: l.dilation for k, l in convs.items() if l.dilation > 1} == {
+        "aspp1": 2, "aspp2": 3, "aspp_dw": 2, "aspp_s2": 2}
+    assert convs["aspp2"].out_shape == (8, 8, 16) and convs["aspp_s2"].out_shape == (4, 4, 16)
+    assert convs["aspp2"].macs == 8 * 8 * 16 * 16 * 9 and convs["aspp_dw"].macs == 8 * 8 * 16 * 9
+    assert _max_rel_error(dilated(), imp) <= RTOL
+    assert _max_rel_error(deeplab(), import_onnx(deeplab(), "deeplab")) <= RTOL
+    from mapper.onnx_export import export_onnx
+    again = import_onnx(export_onnx(imp.model, imp.weights), "dil").model
+    assert [(l.kind, getattr(l, "dilation", 1)) for l in again.layers] == [
+        (l.kind, getattr(l, "dilation", 1)) for l in imp.model.layers]
+    g = Graph(3)
+    y = g.op("Conv", ["x", g.weight("w", 4, 8, 3, 3)], "", kernel_shape=[3, 3], dilations=[2, 2], strides=[2, 2],
+             auto_pad="SAME_UPPER")
+    proto = g.model([image_input(8, 9, 9, "x")], [out(y)])
+    imp = import_onnx(proto, "same")
+    assert imp.model.layers[0].pads == (2, 2, 2, 2) and imp.model.layers[0].out_shape == (5, 5, 4)
+    # onnxruntime refuses SAME with dilation; ONNX's own reference runs it as the specification says
+    from onnx.reference import ReferenceEvaluator
+    x = np.random.default_rng(0).normal(size=imp.model.input).astype(np.float32)
+    want = ReferenceEvaluator(proto).run(None, {"x": L.gather(imp.input_view, x.ravel())})[0]
+    view = imp.outputs[y]
+    got = L.gather(view, dict(reference.run_float(imp.model, imp.weights, x))[view.source].ravel())
+    assert np.abs(got - want).max() <= RTOL * np.abs(want).max()
 
 
 def test_a_yolov8_style_neck_agrees_with_onnxruntime():

@@ -136,9 +136,25 @@ def c2f(size: int) -> Model:
     return Model("c2f", "full", (size, size, 3), layers)
 
 
+def atrous(size: int) -> Model:
+    """DeepLab's atrous convolutions, as ``tests/onnx_graphs.dilated`` imports: dilations 2 and 3
+    (one 1x1 product per tap on a shifted window, accumulated; taps whose window lies wholly in the
+    padding read zeros), a depthwise one, a strided one, and a grouped one reading a concatenation."""
+    layers = (
+        Conv2d("stem", "encoder", 3, 16, size, size, kernel=3, padding=1, relu=True),
+        Conv2d("d2", "encoder", 16, 16, size, size, kernel=3, padding=2, dilation=2, relu=True, inputs=("stem",)),
+        Conv2d("d3", "encoder", 16, 8, size, size, kernel=3, padding=3, dilation=3, relu=True, inputs=("stem",)),
+        Conv2d("dw", "encoder", 16, 16, size, size, kernel=3, padding=2, dilation=2, groups=16, inputs=("d2",)),
+        Concat("cat", "encoder", inputs=("dw", "d3")),
+        Conv2d("g2", "decoder", 24, 8, size, size, kernel=3, padding=4, dilation=4, groups=2, inputs=("cat",)),
+        Conv2d("s2", "decoder", 8, 8, size, size, kernel=3, stride=2, padding=2, dilation=2, inputs=("g2",)),
+    )
+    return Model("atrous", "full", (size, size, 3), layers)
+
+
 #: Networks defined here rather than in the zoo, by name.
 OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat, "nested_concat": nested_concat,
-                "dense_layer": dense_layer, "attention": attention, "c2f": c2f}
+                "dense_layer": dense_layer, "attention": attention, "c2f": c2f, "atrous": atrous}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make
 #: bench`` (issue 13), by configuration, the longest first: Swin-T reduced to one block a stage

@@ -247,6 +247,16 @@ def test_channel_slice_read_inside_a_concatenation_program():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config_name", ["tiny", "e_small"])
+def test_dilated_convolutions_program(config_name):
+    """DeepLab's atrous convolutions (``cosim.program_cases.atrous``: dilations 2 to 4, depthwise,
+    grouped, strided), each tap a 1x1 product on a window shifted by the dilation, some wholly in
+    the padding: whole on the RTL, cycle for cycle and bit for bit."""
+    seed = default_seed(14)
+    run_accelerator(config_name, seed=seed, programs=[{"model": "atrous", "size": 9, "seed": seed}])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_name", ["tiny", "e_small"])
 def test_attention_banded_over_its_queries_program(config_name):
     """Attention run band by band of 5 query rows (``cosim.program_cases.attention``): on e_small
     q.k^T's softmax epilogue STOREs each band's scores into the global buffer, .v and the
