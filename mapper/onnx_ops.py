@@ -11,6 +11,7 @@ import math
 from typing import Callable, Optional
 
 import numpy as np
+from onnx import helper
 
 from hw.operators import nearest_indices
 
@@ -574,16 +575,33 @@ def _binary(imp, node) -> None:
                        f"divisors without zeros")
     if cls is Mul and _fold_scale(imp, node, names):
         return
+    if node.op_type == "Sub" and not imp.is_const(names[1]):
+        names[1] = _negated(imp, node, names[1])
+        saved, imp.node = imp.node, helper.make_node("Sub", names, list(node.output), name=node.name)
+        try:                    # the add reads -b: a reader of the fold that negated b's weights
+            return _elementwise(imp, imp.node, cls, names)
+        finally:
+            imp.node = saved
     if node.op_type in ("Sub", "Div"):
         if not imp.is_const(names[1]):
             what = "a constant and an activation (the constant first)" if imp.is_const(names[0]) else "two activations"
-            raise imp.fail(f"{node.op_type} of {what}: the IR has no subtraction or division; supported: "
-                           f"{node.op_type} of an activation by a constant")
+            raise imp.fail(f"{node.op_type} of {what}: the IR has no division; supported: a division by a constant")
         c = imp.array(names[1]).astype(np.float32)
         synthetic = f"{node.output[0]}.{'neg' if cls is Add else 'inv'}"
         imp._set_const(synthetic, -c if cls is Add else (1 / c).astype(np.float32))
         names[1] = synthetic
     _elementwise(imp, node, cls, names)
+
+
+def _negated(imp, node, name: str) -> str:
+    """``-name`` for ``node``'s subtraction (``a - b`` is ``a + (-b)``): -1 folded into the weights
+    that compute ``b``, as a product by a constant scalar is, else a ``Mul`` by a constant -1."""
+    neg, minus = f"{node.output[0]}.neg", f"{node.output[0]}.minus_one"
+    imp._set_const(minus, np.array(-1, np.float32))
+    product = helper.make_node("Mul", [name, minus], [neg], name=neg)
+    if not _fold_scale(imp, product, [name, minus]):
+        _elementwise(imp, product, Mul, [name, minus])
+    return neg
 
 
 def _fold_scale(imp, node, names: list[str]) -> bool:
@@ -598,7 +616,9 @@ def _fold_scale(imp, node, names: list[str]) -> bool:
     if node.op_type == "Div" and which[0] == 0:
         return False
     target, lo, hi, readers = _fold_target(imp, v)
-    if target is None or not imp.fold_rows(target.name, lo, hi, s, readers, node.output[0]):
+    if target is None or (s < 0 and target.relu):       # relu(-x) is not -relu(x): a Mul layer
+        return False
+    if not imp.fold_rows(target.name, lo, hi, s, readers, node.output[0]):
         return False
     imp.views[node.output[0]] = v.named(node.output[0], v.origin)
     return True

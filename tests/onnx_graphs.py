@@ -507,6 +507,31 @@ def deeplab(size: int = 16, width: int = 16, classes: int = 5, seed: int = 17):
     return g.model([image_input(3, size, size, "input")], [out(y)], opset=18)
 
 
+def subtraction(case: str, size: int = 8, seed: int = 18):
+    """``a - b`` of two activations, then a 1x1 convolution: ``b`` a convolution's output
+    (``conv``), also read by a residual add (``read_twice``), after a ReLU (``relu``), a global
+    average (``mean``, broadcast), a constant minus an activation (``const``), ``a - a`` (``self``)."""
+    g = Graph(seed)
+
+    def conv(x, scope, cin, cout, k=1):
+        return g.op("Conv", [x, g.weight(f"{scope}.weight", cout, cin, k, k), g.weight(f"{scope}.bias", cout, scale=0.1)],
+                    f"/{scope}", kernel_shape=[k, k], pads=[k // 2] * 4)
+
+    a, b = conv("input", "a", 3, 16), conv("input", "b", 3, 16, 3)
+    if case == "relu":
+        b = g.op("Relu", [b], "/b")
+    elif case == "mean":
+        b = g.op("GlobalAveragePool", [a], "/mean")
+    elif case == "const":
+        a = g.init("offset", np.float32(0.5))
+    elif case == "self":
+        b = a
+    y = g.op("Sub", [a, b], "/sub")
+    if case == "read_twice":
+        y = g.op("Add", [y, b], "/add")
+    return g.model([image_input(3, size, size, "input")], [out(conv(y, "head", 16, 4))])
+
+
 def same_padded_stem(size: int = 16, seed: int = 14):
     """A TensorFlow-style stem, every node padded ``SAME_UPPER`` (one more at the bottom and right):
     a 3x3 stride-2 convolution, a ReLU, a 3x3 stride-2 max pool, then a 1x1 convolution."""

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, deeplab, dilated, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, deeplab, dilated, subtraction, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,8 +189,8 @@ def test_operations_the_ir_cannot_express():
     y = g.op("Conv", [t, g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
     _refused(g.model([image_input(8, 6, 10, "x")], [out(y)]), "(Conv)", "not laid out as an NCHW image")
     g = Graph()
-    y = g.op("Sub", ["x", g.op("Relu", ["x"], "")], "")
-    _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "(Sub)", "no subtraction")
+    y = g.op("Div", ["x", g.op("Relu", ["x"], "")], "")
+    _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "(Div)", "no division")
     g = Graph()
     y = g.op("Conv", ["x", g.weight("w", 4, 8, 3, 3)], "", kernel_shape=[3, 3], dilations=[2, 1])
     _refused(g.model([image_input(8, 9, 9, "x")], [out(y)]), "dilations [2, 1] differ between height and width")
@@ -473,12 +473,12 @@ def test_a_finfo_min_attention_mask_is_refused_with_the_hint_to_clamp_it(tmp_pat
 
 
 def test_refusals_name_what_is_unsupported_in_the_node():
-    """``1 - x`` is not a Sub of two activations, nor is a last-index arg-max over the channels one
+    """``1 / x`` is not a Div of two activations, nor is a last-index arg-max over the channels one
     over another axis: each refusal says what in the node is unsupported."""
     g = Graph()
-    y = g.op("Sub", [g.init("one", np.float32(1.0)), "x"], "")
+    y = g.op("Div", [g.init("one", np.float32(1.0)), "x"], "")
     _refused(g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 8])], [out(y)]),
-             "Sub of a constant and an activation (the constant first)")
+             "Div of a constant and an activation (the constant first)")
     _refused(single_op("ArgMax", axis=1, select_last_index=1), "select_last_index=1")
 
 
@@ -707,6 +707,36 @@ def test_dilated_convolutions_import_and_agree_with_onnxruntime():
     view = imp.outputs[y]
     got = L.gather(view, dict(reference.run_float(imp.model, imp.weights, x))[view.source].ravel())
     assert np.abs(got - want).max() <= RTOL * np.abs(want).max()
+
+
+@pytest.mark.parametrize("case,kinds", [
+    ("conv", ["conv2d", "conv2d", "add", "conv2d"]),                      # -1 folded into b's weights
+    ("read_twice", ["conv2d", "conv2d", "constant", "mul", "add", "add", "conv2d"]),
+    ("relu", ["conv2d", "conv2d", "constant", "mul", "add", "conv2d"]),   # relu(-x) is not -relu(x)
+    ("mean", ["conv2d", "pool", "constant", "mul", "add", "conv2d"]),
+    ("const", ["conv2d", "constant", "add", "conv2d"]),
+    ("self", ["conv2d", "constant", "mul", "add", "conv2d"])])
+def test_a_subtraction_of_two_activations_adds_the_negation(case, kinds):
+    """``a - b`` (refused before: the IR has no subtraction) is ``a + (-b)``: -1 folded into the weights
+    that compute ``b`` where nothing else reads them unscaled and no ReLU follows them, else a product
+    by a constant -1.  The float reference agrees with onnxruntime."""
+    proto = subtraction(case)
+    imp = import_onnx(proto, "sub")
+    assert [l.kind for l in imp.model.layers] == kinds
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_negative_scale_is_not_folded_under_a_relu():
+    """``conv2(-0.5 * relu(conv1(x)))``: -0.5 folded into conv1's weights would run relu(-0.5 * conv1),
+    which is not -0.5 * relu(conv1) (the float reference was 0.35 off onnxruntime); a product layer."""
+    g = Graph(3)
+    c = g.op("Conv", ["x", g.weight("w", 16, 3, 3, 3), g.weight("b", 16, scale=0.1)], "", kernel_shape=[3, 3], pads=[1] * 4)
+    m = g.op("Mul", [g.op("Relu", [c], ""), g.init("s", np.float32(-0.5))], "")
+    y = g.op("Conv", [m, g.weight("w2", 4, 16, 1, 1)], "", kernel_shape=[1, 1])
+    proto = g.model([image_input(3, 8, 8, "x")], [out(y)])
+    imp = import_onnx(proto, "neg")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "constant", "mul", "conv2d"]
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 def test_a_yolov8_style_neck_agrees_with_onnxruntime():
