@@ -704,6 +704,24 @@ def _leaky_relu(imp, node) -> None:
     _elementwise_unary(imp, node, "leaky_relu", (float(_attrs(node).get("alpha", 0.01)),))
 
 
+@_op("PRelu")
+def _prelu(imp, node) -> None:
+    """One slope ``s`` (``nn.PReLU()``): a leaky ReLU's table.  A slope per channel (a table maps
+    every channel alike): ``(1 - s) * relu(x) + s * x``, products by per-channel constants."""
+    if not imp.is_const(node.input[1]):
+        raise imp.fail("a computed slope; supported: a constant slope")
+    slope = imp.array(node.input[1]).astype(np.float32)
+    if np.all(slope == slope.ravel()[0]):
+        return _elementwise_unary(imp, node, "leaky_relu", (float(slope.ravel()[0]),))
+    x, y = node.input[0], node.output[0]
+    imp._set_const(f"{y}.keep", (1 - slope).astype(np.float32))
+    parts = [("Relu", [x], "relu"), ("Mul", [f"{y}.relu", f"{y}.keep"], "kept"), ("Mul", [x, node.input[1]], "leak")]
+    for op, inputs, suffix in parts:
+        part = helper.make_node(op, inputs, [f"{y}.{suffix}"], name=f"{node.name}.{suffix}")
+        _elementwise_unary(imp, part, "relu") if op == "Relu" else _binary(imp, part)
+    _binary(imp, helper.make_node("Add", [f"{y}.kept", f"{y}.leak"], [y], name=node.name))
+
+
 @_op("Elu")
 def _elu(imp, node) -> None:
     _elementwise_unary(imp, node, "elu", (float(_attrs(node).get("alpha", 1.0)),))

@@ -532,6 +532,18 @@ def subtraction(case: str, size: int = 8, seed: int = 18):
     return g.model([image_input(3, size, size, "input")], [out(conv(y, "head", 16, 4))])
 
 
+def prelu(per_channel: bool, size: int = 8, seed: int = 19):
+    """A convolution, ``PRelu`` with one slope or one per channel (negative ones among them), a 1x1
+    convolution."""
+    g = Graph(seed)
+    slope = (np.linspace(-0.5, 0.8, 16).reshape(16, 1, 1) if per_channel else np.array([0.25])).astype(np.float32)
+    c = g.op("Conv", ["input", g.weight("c.weight", 16, 3, 3, 3), g.weight("c.bias", 16, scale=0.1)], "/c",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    p = g.op("PRelu", [c, g.init("act.weight", slope)], "/act")
+    y = g.op("Conv", [p, g.weight("head.weight", 4, 16, 1, 1)], "/head", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size, "input")], [out(y)])
+
+
 def same_padded_stem(size: int = 16, seed: int = 14):
     """A TensorFlow-style stem, every node padded ``SAME_UPPER`` (one more at the bottom and right):
     a 3x3 stride-2 convolution, a ReLU, a 3x3 stride-2 max pool, then a 1x1 convolution."""

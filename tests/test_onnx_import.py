@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, deeplab, dilated, subtraction, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, deeplab, dilated, prelu, subtraction, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -722,6 +722,18 @@ def test_a_subtraction_of_two_activations_adds_the_negation(case, kinds):
     by a constant -1.  The float reference agrees with onnxruntime."""
     proto = subtraction(case)
     imp = import_onnx(proto, "sub")
+    assert [l.kind for l in imp.model.layers] == kinds
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("per_channel,kinds", [
+    (False, ["conv2d", "leaky_relu", "conv2d"]),
+    (True, ["conv2d", "relu", "constant", "mul", "constant", "mul", "add", "conv2d"])])
+def test_prelu_is_a_leaky_relu_or_its_decomposition(per_channel, kinds):
+    """``PRelu`` (refused before): one slope is a leaky ReLU's table; a slope per channel, which no
+    one table maps, is ``(1 - s) * relu(x) + s * x``.  The float reference agrees with onnxruntime."""
+    proto = prelu(per_channel)
+    imp = import_onnx(proto, "prelu")
     assert [l.kind for l in imp.model.layers] == kinds
     assert _max_rel_error(proto, imp) <= RTOL
 

@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (deeplab, dilated, subtraction, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (deeplab, dilated, prelu, subtraction, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_neck)
 from onnx_graphs import out as graph_output
@@ -474,6 +474,15 @@ def test_a_subtraction_runs_bit_exact(case, cfg_name, tmp_path):
     """``a - b`` of two activations as ``a + (-b)`` (-1 folded into b's weights, or a product by -1):
     ``make sim CHECK=1`` runs it bit-exact."""
     path = _write(tmp_path / "sub.onnx", subtraction(case))
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("per_channel", [False, True], ids=["one_slope", "per_channel"])
+def test_prelu_runs_bit_exact(per_channel, cfg_name, tmp_path):
+    """``PRelu``: a leaky ReLU's table, or its decomposition over per-channel slopes; bit-exact."""
+    path = _write(tmp_path / "prelu.onnx", prelu(per_channel))
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
                          "--quiet", "--out", str(tmp_path / "sim")]) == 0
 
