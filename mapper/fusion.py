@@ -309,7 +309,8 @@ def _grammar_ok(kinds: list[str]) -> bool:
         return False
     if any(kinds[i] in ("resize", "pool") for i in comp[1:]) or (kinds[first] in ("resize", "pool") and first):
         return False
-    return not any(k in LAYOUT_KINDS for k in kinds[first:last + 1]) and "window_reverse" not in kinds[last + 1:]
+    return (not any(k in LAYOUT_KINDS for k in kinds[first:last + 1])
+            and not {"window_reverse", "depth_to_space"} & set(kinds[last + 1:]))
 
 
 class _PassBuilder:

@@ -45,7 +45,7 @@ from typing import Iterator, Optional, Union
 from .float_ops import ACTIVATIONS
 
 __all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "Add", "Mul", "Resize",
-           "Pool", "Concat", "ChannelSlice", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge",
+           "Pool", "Concat", "ChannelSlice", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge", "DepthToSpace",
            "Constant", "Layer", "Model", "Shape", "ShapeError", "PARTS", "MAC_KINDS", "ELEMENTWISE_KINDS",
            "LAYOUT_KINDS", "INPUT", "conv_out", "min_dram_bytes", "weight_bytes", "operand_bytes", "reads_alone", "tokens_of"]
 
@@ -56,7 +56,7 @@ MAC_KINDS = ("conv2d", "linear", "matmul")
 ELEMENTWISE_KINDS = ("softmax", "layernorm", "gelu", "relu", "sigmoid", "add", "mul", "resize", "concat", "pool",
                      *(f for f in ACTIVATIONS if f not in ("gelu", "relu", "sigmoid")))
 #: Kinds of the layers that only move data.
-LAYOUT_KINDS = ("pad", "roll", "crop", "window_partition", "window_reverse", "patch_merge")
+LAYOUT_KINDS = ("pad", "roll", "crop", "window_partition", "window_reverse", "patch_merge", "depth_to_space")
 #: The name by which layers read the model's input image.
 INPUT = "input"
 
@@ -805,6 +805,27 @@ class PatchMerge(_Base):
         return (-(-h // 2), -(-w // 2), 4 * c)
 
 
+@_nonmac("depth_to_space")
+class DepthToSpace(_Base):
+    """Channel blocks to pixels (ONNX's ``DepthToSpace`` in mode DCR): output pixel ``(y * block + i,
+    x * block + j)`` holds channel block ``i * block + j`` of input pixel ``(y, x)``."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    block: int = 2
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+        _positive(self, "block")
+
+    def infer(self, in_shapes):
+        h, w, c = _same(self, in_shapes)
+        if c % self.block ** 2:
+            raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c), f"channels a multiple of {self.block ** 2}")
+        return (h * self.block, w * self.block, c // self.block ** 2)
+
+
 @_nonmac("constant")
 class Constant(_Base):
     """A tensor known before the input: generated with the weights (``init`` says how,
@@ -828,7 +849,7 @@ class Constant(_Base):
 
 
 Layer = Union[Conv2d, Linear, MatMul, LayerNorm, Softmax, Activation, Add, Mul, Resize, Pool, Concat, ChannelSlice, Pad,
-              Crop, Roll, WindowPartition, WindowReverse, PatchMerge, Constant]
+              Crop, Roll, WindowPartition, WindowReverse, PatchMerge, DepthToSpace, Constant]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from hw.vector import Axis
 
-from .ir import INPUT, ChannelSlice, Concat, Crop, Layer, Model, Pad, Roll, Shape, WindowPartition, WindowReverse
+from .ir import INPUT, ChannelSlice, Concat, Crop, DepthToSpace, Layer, Model, Pad, Roll, Shape, WindowPartition, WindowReverse
 
 __all__ = ["Storage", "View", "storage_plan", "view_of", "through", "partition_view", "LayoutError"]
 
@@ -122,6 +122,8 @@ def through(view: View, layer: Layer) -> View:
                        x=replace(view.x, start=layer.shift % view.x.n))
     if isinstance(layer, WindowReverse):
         return _window_view(view, layer.out_h, layer.out_w, layer.window, layer.name)
+    if isinstance(layer, DepthToSpace):
+        return _depth_view(view, layer)
     raise LayoutError(f"{layer.name}: a {layer.kind} layer is not a view")
 
 
@@ -139,6 +141,16 @@ def _window_view(view: View, h: int, w: int, win: int, name: str) -> View:
     windows = (h // win) * (w // win)
     return replace(view, y=Axis(h, win * windows * pitch, win=win, s_hi=(w // win) * pitch),
                    x=Axis(w, windows * pitch, win=win, s_hi=pitch))
+
+
+def _depth_view(view: View, layer: DepthToSpace) -> View:
+    """Pixel (v, u) of a depth-to-space output: input pixel (v // b, u // b), channel block
+    ``(v % b) * b + u % b`` (each axis split at the block, its low part stepping channel blocks)."""
+    if not (_plain(view.y) and _plain(view.x)):
+        raise LayoutError(f"{layer.name}: depth to space over a non-plain view")
+    b, c = layer.block, view.c // layer.block ** 2
+    return View(view.buffer, view.offset, c, Axis(view.y.n * b, b * c, win=b, s_hi=view.y.stride),
+                Axis(view.x.n * b, c, win=b, s_hi=view.x.stride))
 
 
 def partition_view(out: View, layer: WindowPartition, in_shape: Shape) -> View:

@@ -348,6 +348,11 @@ def _patch_merge(wr: _Writer, layer, w: dict) -> None:
     wr.put(layer.name, "tokens", wr.reshape(x, [1, h2 * w2, 4 * c], f"{layer.name}/tokens"))
 
 
+def _depth_to_space(wr: _Writer, layer, w: dict) -> None:
+    wr.put(layer.name, "nchw", wr.node("DepthToSpace", [wr.get(layer.inputs[0], "nchw")], layer.name,
+                                      blocksize=layer.block, mode="DCR"))
+
+
 def _constant(wr: _Writer, layer, w: dict) -> None:
     from onnx import numpy_helper
 
@@ -366,7 +371,7 @@ _LAYERS = {"conv2d": _conv, "linear": _linear, "matmul": _matmul, "layernorm": _
            **{func: _activation for func in ACTIVATIONS}, "add": _binary, "mul": _binary,
            "resize": _resize, "pool": _pool, "concat": _concat, "channel_slice": _channel_slice, "pad": _pad, "crop": _crop, "roll": _roll,
            "window_partition": _window_partition, "window_reverse": _window_reverse, "patch_merge": _patch_merge,
-           "constant": _constant}
+           "depth_to_space": _depth_to_space, "constant": _constant}
 
 
 def _form_shape(wr: _Writer, tensor: str, form: str) -> list[int]:

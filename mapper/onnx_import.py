@@ -47,7 +47,7 @@ import numpy as np
 
 from . import onnx_layout as L
 from .ir import (INPUT, PARTS, Activation, Add, ChannelSlice, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
-                 Mul, Pad, PatchMerge, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse)
+                 Mul, Pad, PatchMerge, DepthToSpace, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse)
 from .onnx_layout import View
 from .onnx_patterns import fuse_patterns
 
@@ -62,7 +62,8 @@ CUSTOM_DOMAIN = "com.vitaccel"
 PARTS_KEY = "vitaccel.parts"
 _FLOAT, _INT8, _UINT8 = 1, 3, 2           # onnx.TensorProto data types
 _LAYOUT_CLASSES = {"crop": Crop, "roll": Roll, "window_partition": WindowPartition,
-                   "window_reverse": WindowReverse, "patch_merge": PatchMerge, "channel_slice": ChannelSlice}
+                   "window_reverse": WindowReverse, "patch_merge": PatchMerge, "channel_slice": ChannelSlice,
+                   "depth_to_space": DepthToSpace}
 
 
 class OnnxImportError(ValueError):
@@ -258,12 +259,14 @@ class _Refold(Exception):
 
 @dataclass
 class _Fold:
-    """Rows ``lo:hi`` of layer ``target`` scaled for the layers in ``readers`` (and only them)."""
+    """Rows ``lo:hi`` of layer ``target`` scaled (or, ``order``, reordered) for the layers in
+    ``readers`` (and only them)."""
 
     target: str
     lo: int
     hi: int
     readers: set
+    order: bool = False
 
 
 # ---- values ---------------------------------------------------------------------------------
@@ -583,6 +586,24 @@ class _Importer:
         self.fold_of[tensor] = key
         return True
 
+    def reorder_rows(self, target: str, old_of: np.ndarray, tensor: str) -> bool:
+        """Reorder the output channels of layer ``target`` for ONNX value ``tensor``, which reads them
+        in the new order (channel ``q`` computes what channel ``old_of[q]`` did): its weights, bias
+        and a QDQ weight's scales.  Held like a fold: when a layer other than those reading
+        ``tensor`` reads them, the import starts again without it (``_check_folds``); False then."""
+        key = (target, "order")
+        if key in self.refused:
+            return False
+        w = self.weights[target]
+        w["weight"], w["bias"] = w["weight"][old_of], w["bias"][old_of]
+        if target in self.weight_q:
+            wq, s_w = self.weight_q[target]
+            s_w = np.asarray(s_w)
+            self.weight_q[target] = (wq[old_of], s_w[old_of] if s_w.size > 1 else s_w)
+        self.folds[key] = _Fold(target, 0, len(old_of), set(), order=True)
+        self.fold_of[tensor] = key
+        return True
+
     def materialise_const(self, source: str) -> None:
         src = self.sources[source]
         if src.kind != "const":
@@ -615,7 +636,7 @@ class _Importer:
         found = self.materialise(v, ok)
         if found is None:
             raise self.fail(f"its input is not laid out as {what} and no IR layout layer (channel slice, crop, "
-                            f"roll, window partition or reverse, patch merge) arranges it so; supported: layout "
+                            f"roll, window partition or reverse, patch merge, depth to space) arranges it so; supported: layout "
                             f"operators that move no data or do what one of those layers does")
         return found
 
@@ -744,9 +765,10 @@ def _rows_read(layer, tensor: str, channels: int) -> tuple[int, int]:
 def _check_folds(folds: dict, layers: list, outputs: dict) -> None:
     """_Refold for the first folded scale whose rows a layer other than its readers, or a graph
     output, reads; a layout layer among its readers (a slice of the scaled rows, made once and
-    shared by every read of the same rows) has only readers of the fold as readers."""
+    shared by every read of the same rows) has only readers of the fold as readers (a reordering's
+    layout layer reads the rows in their new order: what it holds is right for anyone)."""
     for key, fold in folds.items():
-        scaled = {l.name for l in layers if l.kind in _LAYOUT_CLASSES and l.name in fold.readers}
+        scaled = set() if fold.order else {l.name for l in layers if l.kind in _LAYOUT_CLASSES and l.name in fold.readers}
         for v in outputs.values():
             lo, hi = L.channels_read(v) if v.source == fold.target else (0, 0)
             if (lo < fold.hi and fold.lo < hi) or v.source in scaled:

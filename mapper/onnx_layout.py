@@ -318,6 +318,8 @@ def _layout_out(c: Candidate, base: np.ndarray) -> np.ndarray:
         return ir_views.window_reverse(base, c.params["window"], c.params["out_h"], c.params["out_w"])
     if c.kind == "patch_merge":
         return ir_views.patch_merge(base)
+    if c.kind == "depth_to_space":
+        return ir_views.depth_to_space(base, c.params["block"])
     if c.kind == "channel_slice":
         return ir_views.channel_slice(base, c.params["start"], c.params["channels"])
     raise ValueError(f"unknown layout layer {c.kind!r}")
@@ -370,3 +372,6 @@ def layout_candidates(v: View) -> Iterator[Candidate]:
                     yield Candidate("window_reverse", src, v.src_shape, {"window": win, "out_h": a, "out_w": b})
     if 4 * c in v.shape:
         yield Candidate("patch_merge", src, v.src_shape, {})
+    for b in _divisors(math.isqrt(c)):
+        if c % (b * b) == 0 and h * b in v.shape and w * b in v.shape:
+            yield Candidate("depth_to_space", src, v.src_shape, {"block": b})

@@ -150,6 +150,37 @@ def _settle(imp, v: View) -> View:
     return imp.materialise(v, lambda u: True) or v
 
 
+@_op("DepthToSpace")
+def _depth_to_space(imp, node) -> None:
+    """A view, as the reshape, transpose and reshape the operator is defined by (mode DCR, or CRD as
+    PyTorch's ``pixel_shuffle``); what moves data is then an IR layer's (``DepthToSpace``: DCR)."""
+    v = _view(imp, node.input[0])
+    a = _attrs(node)
+    b, mode = int(a["blocksize"]), a.get("mode", "DCR")
+    if len(v.shape) != 4 or v.shape[1] % (b * b):
+        raise imp.fail(f"an input of shape {list(v.shape)}; supported: NCHW with channels a multiple of {b * b}")
+    n, c, h, w = v.shape
+    reordered = mode == "CRD" and _crd_as_dcr(imp, node, v, b)
+    if mode == "DCR" or reordered:
+        t = L.transpose(L.reshape(v, [n, b, b, c // (b * b), h, w]), [0, 3, 4, 1, 5, 2])
+    else:
+        t = L.transpose(L.reshape(v, [n, c // (b * b), b, b, h, w]), [0, 1, 4, 2, 5, 3])
+    _reshape_to(imp, node, t, [n, c // (b * b), h * b, w * b])
+    if reordered:           # the layer that settled the view reads the reordered rows
+        imp.folds[imp.fold_of[node.output[0]]].readers.add(imp.views[node.output[0]].source)
+
+
+def _crd_as_dcr(imp, node, v: View, b: int) -> bool:
+    """Mode CRD (PyTorch's ``pixel_shuffle``) of a convolution's or linear layer's whole output:
+    its output channels reordered so that it is DCR, the IR layer's (``onnx_import.reorder_rows``)."""
+    src = imp.by_name.get(v.source)
+    if not isinstance(src, (Conv2d, Linear)) or not _nchw_full(v) or node.input[0] in imp.fold_of:
+        return False
+    c = v.shape[1] // (b * b)
+    q = np.arange(b * b * c)
+    return imp.reorder_rows(src.name, (q % c) * b * b + q // c, node.output[0])
+
+
 @_op("Flatten")
 def _flatten(imp, node) -> None:
     v = _view(imp, node.input[0])

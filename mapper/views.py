@@ -16,7 +16,7 @@ import numpy as np
 from .ir import MatMul
 
 __all__ = ["matmul_operands", "matmul_output", "broadcast_input", "pad", "channel_slice", "crop", "roll",
-           "window_partition", "window_reverse", "patch_merge"]
+           "window_partition", "window_reverse", "patch_merge", "depth_to_space"]
 
 
 def _heads_view(t: np.ndarray, rows: int, cols: int, offset: int, windows: int, heads: int) -> np.ndarray:
@@ -92,6 +92,13 @@ def window_reverse(x: np.ndarray, window: int, out_h: int, out_w: int) -> np.nda
     c = x.shape[2]
     t = x.reshape(window, window, out_h // window, out_w // window, c).transpose(2, 0, 3, 1, 4)
     return np.ascontiguousarray(t).reshape(out_h, out_w, c)
+
+
+def depth_to_space(x: np.ndarray, block: int) -> np.ndarray:
+    """``H x W x (b*b*C)`` -> ``bH x bW x C``: pixel ``(y*b + i, x*b + j)`` is channel block ``i*b + j`` of ``(y, x)``."""
+    h, w, c = x.shape
+    t = x.reshape(h, w, block, block, c // block ** 2).transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(t).reshape(h * block, w * block, c // block ** 2)
 
 
 def patch_merge(x: np.ndarray) -> np.ndarray:

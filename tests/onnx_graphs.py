@@ -544,6 +544,28 @@ def prelu(per_channel: bool, size: int = 8, seed: int = 19):
     return g.model([image_input(3, size, size, "input")], [out(y)])
 
 
+def depth_to_space(mode: str = "DCR", block: int = 2, after: str = "conv", size: int = 8, seed: int = 20):
+    """A convolution to ``4 * block**2`` channels, ``DepthToSpace`` (``mode`` DCR, or CRD as PyTorch
+    exports ``pixel_shuffle``), then ``after``: a 3x3 convolution, a ReLU added to its input, a tanh
+    (the layout a computing pass's leading member), nothing (the graph's output), or (``read_twice``)
+    a 1x1 convolution of the convolution's output beside it; ``sigmoid``: CRD of a sigmoid."""
+    g = Graph(seed)
+    c = g.op("Conv", ["input", g.weight("c.weight", 4 * block ** 2, 3, 3, 3), g.weight("c.bias", 4 * block ** 2, scale=0.1)],
+             "/c", kernel_shape=[3, 3], pads=[1] * 4)
+    src = g.op("Sigmoid", [c], "/act") if after == "sigmoid" else c
+    p = g.op("DepthToSpace", [src], "/shuffle", blocksize=block, mode=mode)
+    outs = [p]
+    if after in ("conv", "read_twice", "sigmoid"):
+        outs = [g.op("Conv", [p, g.weight("head.weight", 4, 4, 3, 3)], "/head", kernel_shape=[3, 3], pads=[1] * 4)]
+    if after == "read_twice":
+        outs.append(g.op("Conv", [c, g.weight("side.weight", 4, 4 * block ** 2, 1, 1)], "/side", kernel_shape=[1, 1]))
+    if after == "relu_add":
+        outs = [g.op("Add", [g.op("Relu", [p], "/relu"), p], "/add")]
+    if after == "tanh":
+        outs = [g.op("Tanh", [p], "/tanh")]
+    return g.model([image_input(3, size, size, "input")], [out(o) for o in outs])
+
+
 def same_padded_stem(size: int = 16, seed: int = 14):
     """A TensorFlow-style stem, every node padded ``SAME_UPPER`` (one more at the bottom and right):
     a 3x3 stride-2 convolution, a ReLU, a 3x3 stride-2 max pool, then a 1x1 convolution."""

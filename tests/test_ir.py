@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mapper.ir import (Add, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model, Pad, PatchMerge,
+from mapper.ir import (Add, Concat, Constant, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Model, Pad, PatchMerge,
                        Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse, min_dram_bytes)
 from mapper.workloads import MODEL_NAMES, build_model
 
@@ -44,6 +44,23 @@ def test_shapes_propagate_through_token_and_spatial_layers():
                                               (8, 8, 64), (4, 4, 256)]
     assert m.layer("cat").in_shapes == ((8, 8, 32), (8, 8, 32))
     assert m.output_names == ("merge",)
+
+
+def test_depth_to_space_moves_channel_blocks_to_pixels_and_checks_its_input():
+    """``DepthToSpace``: ``(y*b + i, x*b + j, c)`` is channel ``(i*b + j)*C + c`` of ``(y, x)``, by the
+    definition, element by element; channels that are no multiple of b*b are refused."""
+    import numpy as np
+
+    from mapper.views import depth_to_space
+    x = np.arange(3 * 2 * 18).reshape(3, 2, 18)
+    y = depth_to_space(x, 3)
+    assert y.shape == (9, 6, 2)
+    assert all(y[yy * 3 + i, xx * 3 + j, c] == x[yy, xx, (i * 3 + j) * 2 + c]
+               for yy in range(3) for xx in range(2) for i in range(3) for j in range(3) for c in range(2))
+    conv = Conv2d("conv", "encoder", 3, 12, 4, 4)
+    assert Model("m", "full", (4, 4, 3), (conv, DepthToSpace("d", "encoder", inputs=("conv",)))).layer("d").out_shape == (8, 8, 3)
+    with pytest.raises(ShapeError, match=r"d: input 'conv' has shape 4x4x12, but the layer needs channels a multiple of 9"):
+        Model("m", "full", (4, 4, 3), (conv, DepthToSpace("d", "encoder", inputs=("conv",), block=3)))
 
 
 def test_window_attention_shapes():

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, deeplab, dilated, prelu, subtraction, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, deeplab, depth_to_space, dilated, prelu, subtraction, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -736,6 +736,30 @@ def test_prelu_is_a_leaky_relu_or_its_decomposition(per_channel, kinds):
     imp = import_onnx(proto, "prelu")
     assert [l.kind for l in imp.model.layers] == kinds
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("mode,block,after,kinds", [
+    ("DCR", 2, "conv", ["conv2d", "depth_to_space", "conv2d"]),
+    ("DCR", 3, "relu_add", ["conv2d", "depth_to_space", "relu", "add"]),
+    ("CRD", 2, "conv", ["conv2d", "depth_to_space", "conv2d"]),
+    ("CRD", 3, "output", ["conv2d", "depth_to_space"])])
+def test_depth_to_space_is_an_ir_layout_layer(mode, block, after, kinds):
+    """``DepthToSpace`` (refused before) is a view of the reshape and transpose that define it, which
+    the IR's ``DepthToSpace`` (mode DCR) holds; PyTorch's ``pixel_shuffle`` (CRD) of a convolution
+    reorders the convolution's output channels so that it is DCR.  onnxruntime agrees."""
+    proto = depth_to_space(mode, block, after)
+    imp = import_onnx(proto, "d2s")
+    assert [l.kind for l in imp.model.layers] == kinds
+    [d2s] = [l for l in imp.model.layers if l.kind == "depth_to_space"]
+    assert d2s.block == block and d2s.out_shape == (8 * block, 8 * block, 4)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("after", ["read_twice", "sigmoid"])
+def test_pixel_shuffle_of_a_tensor_read_elsewhere_is_refused(after):
+    """CRD reorders its producer's output channels: not when another layer reads them in their order
+    (the import is tried again without, and the pixel shuffle is then refused), nor of a sigmoid."""
+    _refused(depth_to_space("CRD", 2, after), "(Conv)", "depth to space")
 
 
 def test_a_negative_scale_is_not_folded_under_a_relu():

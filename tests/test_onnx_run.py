@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (deeplab, dilated, prelu, subtraction, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (deeplab, depth_to_space, dilated, prelu, subtraction, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_neck)
 from onnx_graphs import out as graph_output
@@ -485,6 +485,26 @@ def test_prelu_runs_bit_exact(per_channel, cfg_name, tmp_path):
     path = _write(tmp_path / "prelu.onnx", prelu(per_channel))
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
                          "--quiet", "--out", str(tmp_path / "sim")]) == 0
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "e_small", "E"])
+@pytest.mark.parametrize("mode,block,after", [("DCR", 2, "conv"), ("CRD", 3, "relu_add"), ("CRD", 2, "output"),
+                                              ("DCR", 2, "tanh")])
+def test_depth_to_space_runs_bit_exact(mode, block, after, cfg_name, tmp_path):
+    """``DepthToSpace``: one COPY of the vector unit, its source pattern's axes split at the block
+    (``mapper.layout``), alone or leading a computing pass; bit-exact and timed as it runs."""
+    from hw.config import get_config
+    from hw.timing import schedule
+    from mapper.program import build_program
+    from mapper.quantize import random_qmodel
+    from sim.simulator import simulate
+
+    path = _write(tmp_path / "d2s.onnx", depth_to_space(mode, block, after))
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+    model, cfg = load_onnx(path).model, get_config(cfg_name)
+    program = build_program(random_qmodel(model, 5), cfg)
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])

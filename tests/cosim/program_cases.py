@@ -31,7 +31,7 @@ from hw.rtl.vector_executor import builds_vector_unit
 from hw.vector import MAX_DESCRIPTOR_BYTES, decode_descriptor
 from hw.timing import schedule
 from mapper.images import preprocess, quantize_input, synthetic_image
-from mapper.ir import Add, ChannelSlice, Concat, Conv2d, Linear, MatMul, Model, Softmax
+from mapper.ir import Activation, Add, ChannelSlice, Concat, Conv2d, DepthToSpace, Linear, MatMul, Model, Softmax
 from mapper.program import Program, build_program
 
 from cosim.runner import BUILD_ROOT
@@ -152,9 +152,24 @@ def atrous(size: int) -> Model:
     return Model("atrous", "full", (size, size, 3), layers)
 
 
+def pixel_shuffle(size: int) -> Model:
+    """A sub-pixel upsampler (ESPCN's, as ``tests/onnx_graphs.depth_to_space`` imports): a
+    convolution to 4 x 4 channels, ``DepthToSpace(2)`` alone (a COPY whose source axes split at the
+    block), a 3x3 convolution of the upsampled image, and a second one leading a sigmoid's pass."""
+    layers = (
+        Conv2d("c", "encoder", 3, 16, size, size, kernel=3, padding=1),
+        DepthToSpace("shuffle", "encoder", inputs=("c",)),
+        Conv2d("head", "decoder", 4, 8, 2 * size, 2 * size, kernel=3, padding=1, inputs=("shuffle",)),
+        DepthToSpace("shuffle2", "decoder", inputs=("head",)),
+        Activation("relu", "decoder", func="sigmoid", inputs=("shuffle2",)),
+    )
+    return Model("pixel_shuffle", "full", (size, size, 3), layers)
+
+
 #: Networks defined here rather than in the zoo, by name.
 OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat, "nested_concat": nested_concat,
-                "dense_layer": dense_layer, "attention": attention, "c2f": c2f, "atrous": atrous}
+                "dense_layer": dense_layer, "attention": attention, "c2f": c2f, "atrous": atrous,
+                "pixel_shuffle": pixel_shuffle}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make
 #: bench`` (issue 13), by configuration, the longest first: Swin-T reduced to one block a stage

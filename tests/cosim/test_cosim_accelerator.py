@@ -247,6 +247,16 @@ def test_channel_slice_read_inside_a_concatenation_program():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config_name", ["tiny", "e_small"])
+def test_depth_to_space_program(config_name):
+    """A sub-pixel upsampler (``cosim.program_cases.pixel_shuffle``): ``DepthToSpace`` as a COPY whose
+    source pattern splits each axis at the block, alone and leading a computing pass; whole on the
+    RTL, cycle for cycle and bit for bit."""
+    seed = default_seed(15)
+    run_accelerator(config_name, seed=seed, programs=[{"model": "pixel_shuffle", "size": 6, "seed": seed}])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_name", ["tiny", "e_small"])
 def test_dilated_convolutions_program(config_name):
     """DeepLab's atrous convolutions (``cosim.program_cases.atrous``: dilations 2 to 4, depthwise,
     grouped, strided), each tap a 1x1 product on a window shifted by the dilation, some wholly in
