@@ -16,8 +16,8 @@ from onnx import helper
 from hw.operators import nearest_indices
 
 from . import onnx_layout as L
-from .ir import (INPUT, Activation, Add, Concat, Conv2d, LayerNorm, Linear, MatMul, Mul, Pad, Pool, Resize, Roll,
-                 Softmax, WindowPartition)
+from .ir import (INPUT, Activation, Add, Concat, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Mul, Pad, Pool,
+                 Resize, Roll, Softmax, WindowPartition)
 from .fusion import is_class_map_resize
 from .onnx_layout import View
 
@@ -357,6 +357,73 @@ def _conv(imp, node) -> None:
                          "bias": (b if b is not None else np.zeros(w.shape[0])).astype(np.float32)}
     _record_weight_q(imp, node.input[1], name, lambda q: q.transpose(0, 2, 3, 1), axis=0)
     imp.views[out] = L.nchw(name, shape)
+
+
+@_op("ConvTranspose")
+def _conv_transpose(imp, node) -> None:
+    """A sub-pixel convolution: output phase ``(ry, rx)`` (pixels ``(q*s + ry, p*s + rx)``) is a
+    convolution of the input with some of the kernel's taps, so the s*s phases are one ``Conv2d`` to
+    ``s*s*K`` channels (a phase's missing taps zero), a ``DepthToSpace(s)`` and a ``Crop``."""
+    a = _attrs(node)
+    w = imp.array(node.input[1]).astype(np.float32)                 # [C, K, kh, kw]
+    b = imp.optional_array(node, 2)
+    if w.ndim != 4:
+        raise imp.fail(f"a {w.ndim - 2}-D transposed convolution; supported: 2-D")
+    for what, bad in (("group", a.get("group", 1) != 1), ("dilations", any(d != 1 for d in a.get("dilations", [1]))),
+                      ("output_shape", "output_shape" in a), ("auto_pad", a.get("auto_pad", "NOTSET") != "NOTSET")):
+        if bad:
+            raise imp.fail(f"{what} {a.get(what)}; supported: group 1, dilation 1, pads and output_padding")
+    x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
+    (h, wd, c), (k, kh, kw) = x.src_shape, w.shape[1:]
+    if w.shape[0] != c:
+        raise imp.fail(f"weights of shape {list(w.shape)} for {c} input channels")
+    s = _equal_pair(imp, a.get("strides", [1, 1]), "strides")
+    top, left, bottom, right = (list(a.get("pads", [0, 0, 0, 0])) + [0] * 4)[:4]
+    extra = list(a.get("output_padding", [0, 0]))
+    out_h, out_w = (h - 1) * s - top - bottom + kh + extra[0], (wd - 1) * s - left - right + kw + extra[1]
+    if out_h < 1 or out_w < 1 or max(extra) >= s:
+        raise imp.fail(f"an output of {out_h}x{out_w} pixels (pads {[top, left, bottom, right]}, output_padding "
+                       f"{extra}, stride {s}); supported: at least one pixel, output_padding below the stride")
+    (th, ph, rows), (tw, pw, cols) = _phases(kh, s, top, h, out_h), _phases(kw, s, left, wd, out_w)
+
+    def phased(kernel: np.ndarray) -> np.ndarray:     # [C, K, kh, kw] -> the convolution's [s*s*K, th, tw, C]
+        out = np.zeros((s * s * k, th, tw, c), kernel.dtype)
+        for ry, rx in np.ndindex(s, s):
+            for (ty, ky), (tx, kx) in ((r, q) for r in rows[ry].items() for q in cols[rx].items()):
+                out[(ry * s + rx) * k:(ry * s + rx + 1) * k, ty, tx] = kernel[:, :, ky, kx].T
+        return out
+
+    y = node.output[0]
+    conv, shuffle = imp.layer_name(f"{y}/phases"), imp.layer_name(f"{y}/shuffle")
+    imp.emit(Conv2d, conv, in_ch=c, out_ch=s * s * k, in_h=h, in_w=wd, kernel=(th, tw), padding=(ph[0], pw[0], ph[1], pw[1]),
+             inputs=(x.source,))
+    bias = np.zeros(k, np.float32) if b is None else b.astype(np.float32)
+    imp.weights[conv] = {"weight": phased(w), "bias": np.tile(bias, s * s)}
+    if node.input[1] in imp.qconst:                    # a QDQ weight: its int8 values, scales per output channel
+        q, scale, axis = imp.qconst[node.input[1]]
+        if scale.size > 1 and axis != 1:
+            raise imp.fail("weight scales along an axis other than the output channels; supported: per output channel")
+        imp.weight_q[conv] = (phased(q), np.tile(np.broadcast_to(scale, (k,)), s * s).astype(np.float64))
+    last, shape = (shuffle, imp.emit(DepthToSpace, shuffle, inputs=(conv,), block=s)) if s > 1 else (conv, None)
+    shape = shape or imp.by_name[conv].out_shape
+    if shape[:2] != (out_h, out_w):
+        last = imp.layer_name(y)
+        shape = imp.emit(Crop, last, inputs=(shuffle,), out_h=out_h, out_w=out_w)
+    imp.views[y] = L.nchw(last, shape)
+
+
+def _phases(k: int, s: int, pad: int, n_in: int, n_out: int) -> tuple[int, tuple[int, int], list[dict]]:
+    """Along one axis of a transposed convolution: the phase convolution's kernel, its padding
+    (before, after) and, per output phase ``r``, ``{its tap: the kernel tap}``.  Output ``q*s + r`` is
+    ``sum_m x[q + a - m] * w[m*s + b]`` with ``(a, b) = divmod(r + pad, s)``: input offsets ``a - m``."""
+    offsets = []
+    for r in range(s):
+        a, b = divmod(r + pad, s)
+        offsets.append({a - m: m * s + b for m in range(max(0, -(-(k - b) // s)))})
+    lo = min(0, *(d for o in offsets for d in o))
+    taps = max(d for o in offsets for d in o) - lo + 1
+    after = max(0, -(-n_out // s) - 1 + taps - n_in + lo)
+    return taps, (-lo, after), [{d - lo: kk for d, kk in o.items()} for o in offsets]
 
 
 def _fold_bias(imp, out: str, n: int, rank: int) -> tuple[str, Optional[np.ndarray]]:

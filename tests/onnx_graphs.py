@@ -566,6 +566,39 @@ def depth_to_space(mode: str = "DCR", block: int = 2, after: str = "conv", size:
     return g.model([image_input(3, size, size, "input")], [out(o) for o in outs])
 
 
+def conv_transpose(kernel: int = 2, stride: int = 2, pads=(0, 0, 0, 0), output_padding: int = 0, size=(7, 6),
+                   seed: int = 21, **attrs):
+    """A 3x3 convolution, then ``ConvTranspose`` (8 -> 6 channels; ``attrs`` more of its attributes)."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("c.weight", 8, 3, 3, 3), g.weight("c.bias", 8, scale=0.1)], "/c",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    y = g.op("ConvTranspose", [x, g.weight("up.weight", 8, 6, kernel, kernel), g.weight("up.bias", 6, scale=0.1)], "/up",
+             kernel_shape=[kernel, kernel], strides=[stride, stride], pads=list(pads),
+             output_padding=[output_padding] * 2, **attrs)
+    return g.model([image_input(3, *size, "input")], [out(y)])
+
+
+def unet(size: int = 16, width: int = 8, seed: int = 22):
+    """A two-level U-Net: double 3x3 convolutions, a 2x2 max pool down, a 2x2 stride-2 transposed
+    convolution up, concatenated with the skip connection, a 1x1 classifier."""
+    g = Graph(seed)
+
+    def conv(x, scope, cin, cout, k=3):
+        y = g.op("Conv", [x, g.weight(f"{scope}.weight", cout, cin, k, k), g.weight(f"{scope}.bias", cout, scale=0.1)],
+                 f"/{scope}", kernel_shape=[k, k], pads=[k // 2] * 4)
+        return g.op("Relu", [y], f"/{scope}")
+
+    skip = conv(conv("input", "enc.0", 3, width), "enc.1", width, width)
+    low = g.op("MaxPool", [skip], "/down", kernel_shape=[2, 2], strides=[2, 2])
+    low = conv(conv(low, "mid.0", width, 2 * width), "mid.1", 2 * width, 2 * width)
+    up = g.op("ConvTranspose", [low, g.weight("up.weight", 2 * width, width, 2, 2), g.weight("up.bias", width, scale=0.1)],
+              "/up", kernel_shape=[2, 2], strides=[2, 2])
+    y = conv(conv(g.op("Concat", [skip, up], "/cat", axis=1), "dec.0", 2 * width, width), "dec.1", width, width)
+    y = g.op("Conv", [y, g.weight("head.weight", 3, width, 1, 1), g.weight("head.bias", 3, scale=0.1)], "/head",
+             kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size, "input")], [out(y)])
+
+
 def same_padded_stem(size: int = 16, seed: int = 14):
     """A TensorFlow-style stem, every node padded ``SAME_UPPER`` (one more at the bottom and right):
     a 3x3 stride-2 convolution, a ReLU, a 3x3 stride-2 max pool, then a 1x1 convolution."""

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, deeplab, depth_to_space, dilated, prelu, subtraction, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dilated, prelu, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -760,6 +760,55 @@ def test_pixel_shuffle_of_a_tensor_read_elsewhere_is_refused(after):
     """CRD reorders its producer's output channels: not when another layer reads them in their order
     (the import is tried again without, and the pixel shuffle is then refused), nor of a sigmoid."""
     _refused(depth_to_space("CRD", 2, after), "(Conv)", "depth to space")
+
+
+@pytest.mark.parametrize("case,kinds", [
+    (dict(kernel=2, stride=2), ["conv2d", "conv2d", "depth_to_space"]),                       # U-Net's
+    (dict(kernel=4, stride=2, pads=(1, 1, 1, 1)), ["conv2d", "conv2d", "depth_to_space"]),    # DCGAN's
+    (dict(kernel=3, stride=2, pads=(1, 1, 1, 1), output_padding=1), ["conv2d", "conv2d", "depth_to_space"]),
+    (dict(kernel=3, stride=2, pads=(0, 1, 1, 0)), ["conv2d", "conv2d", "depth_to_space"]),
+    (dict(kernel=5, stride=3, pads=(2, 2, 2, 2), output_padding=2), ["conv2d", "conv2d", "depth_to_space"]),
+    (dict(kernel=3, stride=2), ["conv2d", "conv2d", "depth_to_space", "crop"]),
+    (dict(kernel=2, stride=3), ["conv2d", "conv2d", "depth_to_space", "crop"]),
+    (dict(kernel=3, stride=1, pads=(1, 1, 1, 1)), ["conv2d", "conv2d"])])
+def test_a_transposed_convolution_is_a_convolution_of_its_phases(case, kinds):
+    """``ConvTranspose`` (refused before): its s*s output phases are one convolution to s*s*K
+    channels (each phase's taps of the kernel, flipped; the others zero), a ``DepthToSpace`` and,
+    where the phases overrun the output, a crop.  onnxruntime agrees."""
+    proto = conv_transpose(**case)
+    imp = import_onnx(proto, "convt")
+    assert [l.kind for l in imp.model.layers] == kinds
+    assert _max_rel_error(proto, imp) <= RTOL
+    proto = unet()
+    assert _max_rel_error(proto, import_onnx(proto, "unet")) <= RTOL
+
+
+def test_a_quantised_transposed_convolution_keeps_the_files_int8_weights():
+    """QDQ: the phase convolution's int8 weights are the file's, rearranged (weight ``[c, k, ry, rx]``
+    of a 2x2 stride-2 is phase ``ry*2 + rx``'s output channel ``k``), its scales those of the file's
+    output channels repeated per phase."""
+    from onnx_graphs import _qdq, _qweight
+    g = Graph(3)
+    x = _qdq(g, "input", 1 / 64, "/input_q")
+    wt, q, scales = _qweight(g, "up.weight", g.rng.normal(0, 0.3, (3, 4, 2, 2)).astype(np.float32), axis=1)
+    y = _qdq(g, g.op("ConvTranspose", [x, wt, g.weight("up.bias", 4, scale=0.1)], "/up", kernel_shape=[2, 2],
+                     strides=[2, 2]), 1 / 8, "/up_q")
+    imp = import_onnx(g.model([image_input(3, 8, 8, "input")], [out(y)]), "q")
+    [(name, (wq, s_w))] = imp.weight_q.items()
+    assert imp.model.layer(name).kind == "conv2d" and wq.shape == (16, 1, 1, 3)
+    for ry, rx, k, c in np.ndindex(2, 2, 4, 3):
+        assert wq[(ry * 2 + rx) * 4 + k, 0, 0, c] == q[c, k, ry, rx]
+    np.testing.assert_array_equal(s_w, np.tile(scales, 4))
+
+
+@pytest.mark.parametrize("attrs,needle", [({"group": 2}, "group 2"), ({"dilations": [2, 2]}, "dilations [2, 2]"),
+                                          ({"output_shape": [14, 12]}, "output_shape [14, 12]")])
+def test_transposed_convolutions_it_cannot_express_are_refused(attrs, needle):
+    """Grouped, dilated, or sized by ``output_shape``: refused naming the attribute."""
+    g = Graph()
+    y = g.op("ConvTranspose", ["x", g.weight("w", 8, 6 // attrs.get("group", 1), 2, 2)], "", kernel_shape=[2, 2],
+             strides=[2, 2], **attrs)
+    _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "(ConvTranspose)", needle, "supported: group 1, dilation 1")
 
 
 def test_a_negative_scale_is_not_folded_under_a_relu():

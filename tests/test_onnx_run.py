@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (deeplab, depth_to_space, dilated, prelu, subtraction, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, prelu, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_neck)
 from onnx_graphs import out as graph_output
@@ -500,6 +500,27 @@ def test_depth_to_space_runs_bit_exact(mode, block, after, cfg_name, tmp_path):
     from sim.simulator import simulate
 
     path = _write(tmp_path / "d2s.onnx", depth_to_space(mode, block, after))
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+    model, cfg = load_onnx(path).model, get_config(cfg_name)
+    program = build_program(random_qmodel(model, 5), cfg)
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "e_small", "E"])
+@pytest.mark.parametrize("graph", ["unet", "k4s2p1", "k3s2_crop"])
+def test_transposed_convolutions_run_bit_exact(graph, cfg_name, tmp_path):
+    """A U-Net (its 2x2 stride-2 up-convolution concatenated with the skip connection) and
+    transposed convolutions with overlapping taps and with a crop: bit-exact, timed as they run."""
+    from hw.config import get_config
+    from hw.timing import schedule
+    from mapper.program import build_program
+    from mapper.quantize import random_qmodel
+    from sim.simulator import simulate
+
+    proto = {"unet": unet, "k4s2p1": lambda: conv_transpose(4, 2, (1, 1, 1, 1)),
+             "k3s2_crop": lambda: conv_transpose(3, 2)}[graph]()
+    path = _write(tmp_path / "convt.onnx", proto)
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
                          "--quiet", "--out", str(tmp_path / "sim")]) == 0
     model, cfg = load_onnx(path).model, get_config(cfg_name)

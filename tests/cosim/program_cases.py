@@ -31,7 +31,7 @@ from hw.rtl.vector_executor import builds_vector_unit
 from hw.vector import MAX_DESCRIPTOR_BYTES, decode_descriptor
 from hw.timing import schedule
 from mapper.images import preprocess, quantize_input, synthetic_image
-from mapper.ir import Activation, Add, ChannelSlice, Concat, Conv2d, DepthToSpace, Linear, MatMul, Model, Softmax
+from mapper.ir import Activation, Add, ChannelSlice, Concat, Conv2d, Crop, DepthToSpace, Linear, MatMul, Model, Softmax
 from mapper.program import Program, build_program
 
 from cosim.runner import BUILD_ROOT
@@ -166,10 +166,29 @@ def pixel_shuffle(size: int) -> Model:
     return Model("pixel_shuffle", "full", (size, size, 3), layers)
 
 
+def up_conv(size: int) -> Model:
+    """A U-Net's up path as the importer makes its 2x2 stride-2 transposed convolution (a 1x1
+    convolution to its four phases, ``DepthToSpace(2)``), written into the concatenation with the
+    skip connection at an offset, and a 3x3 transposed one whose phases overrun the output (a crop)."""
+    half = size // 2
+    layers = (
+        Conv2d("skip", "encoder", 3, 8, size, size, kernel=3, padding=1, relu=True),
+        Conv2d("low", "encoder", 8, 16, size, size, kernel=2, stride=2, relu=True, inputs=("skip",)),
+        Conv2d("phases", "decoder", 16, 32, half, half, inputs=("low",)),
+        DepthToSpace("up", "decoder", inputs=("phases",)),
+        Concat("cat", "decoder", inputs=("skip", "up")),
+        Conv2d("dec", "decoder", 16, 8, size, size, kernel=3, padding=1, relu=True, inputs=("cat",)),
+        Conv2d("phases2", "decoder", 8, 12, size, size, kernel=2, padding=(1, 1, 0, 0), inputs=("dec",)),
+        DepthToSpace("up2", "decoder", inputs=("phases2",)),
+        Crop("out", "decoder", inputs=("up2",), out_h=2 * size - 1, out_w=2 * size - 1),
+    )
+    return Model("up_conv", "full", (size, size, 3), layers)
+
+
 #: Networks defined here rather than in the zoo, by name.
 OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat, "nested_concat": nested_concat,
                 "dense_layer": dense_layer, "attention": attention, "c2f": c2f, "atrous": atrous,
-                "pixel_shuffle": pixel_shuffle}
+                "pixel_shuffle": pixel_shuffle, "up_conv": up_conv}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make
 #: bench`` (issue 13), by configuration, the longest first: Swin-T reduced to one block a stage

@@ -249,10 +249,12 @@ def test_channel_slice_read_inside_a_concatenation_program():
 @pytest.mark.parametrize("config_name", ["tiny", "e_small"])
 def test_depth_to_space_program(config_name):
     """A sub-pixel upsampler (``cosim.program_cases.pixel_shuffle``): ``DepthToSpace`` as a COPY whose
-    source pattern splits each axis at the block, alone and leading a computing pass; whole on the
-    RTL, cycle for cycle and bit for bit."""
+    source pattern splits each axis at the block, alone and leading a computing pass; a U-Net's up
+    path (``up_conv``: transposed convolutions as the importer makes them, one into a concatenation,
+    one cropped); whole on the RTL, cycle for cycle and bit for bit."""
     seed = default_seed(15)
-    run_accelerator(config_name, seed=seed, programs=[{"model": "pixel_shuffle", "size": 6, "seed": seed}])
+    run_accelerator(config_name, seed=seed, programs=[{"model": "pixel_shuffle", "size": 6, "seed": seed},
+                                                      {"model": "up_conv", "size": 6, "seed": seed}])
 
 
 @pytest.mark.slow
