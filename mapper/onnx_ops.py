@@ -364,26 +364,10 @@ def _conv_transpose(imp, node) -> None:
     """A sub-pixel convolution: output phase ``(ry, rx)`` (pixels ``(q*s + ry, p*s + rx)``) is a
     convolution of the input with some of the kernel's taps, so the s*s phases are one ``Conv2d`` to
     ``s*s*K`` channels (a phase's missing taps zero), a ``DepthToSpace(s)`` and a ``Crop``."""
-    a = _attrs(node)
     w = imp.array(node.input[1]).astype(np.float32)                 # [C, K, kh, kw]
-    b = imp.optional_array(node, 2)
-    if w.ndim != 4:
-        raise imp.fail(f"a {w.ndim - 2}-D transposed convolution; supported: 2-D")
-    for what, bad in (("group", a.get("group", 1) != 1), ("dilations", any(d != 1 for d in a.get("dilations", [1]))),
-                      ("output_shape", "output_shape" in a), ("auto_pad", a.get("auto_pad", "NOTSET") != "NOTSET")):
-        if bad:
-            raise imp.fail(f"{what} {a.get(what)}; supported: group 1, dilation 1, pads and output_padding")
     x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
     (h, wd, c), (k, kh, kw) = x.src_shape, w.shape[1:]
-    if w.shape[0] != c:
-        raise imp.fail(f"weights of shape {list(w.shape)} for {c} input channels")
-    s = _equal_pair(imp, a.get("strides", [1, 1]), "strides")
-    top, left, bottom, right = (list(a.get("pads", [0, 0, 0, 0])) + [0] * 4)[:4]
-    extra = list(a.get("output_padding", [0, 0]))
-    out_h, out_w = (h - 1) * s - top - bottom + kh + extra[0], (wd - 1) * s - left - right + kw + extra[1]
-    if out_h < 1 or out_w < 1 or max(extra) >= s:
-        raise imp.fail(f"an output of {out_h}x{out_w} pixels (pads {[top, left, bottom, right]}, output_padding "
-                       f"{extra}, stride {s}); supported: at least one pixel, output_padding below the stride")
+    s, top, left, out_h, out_w = _transposed_geometry(imp, _attrs(node), w, x.src_shape)
     (th, ph, rows), (tw, pw, cols) = _phases(kh, s, top, h, out_h), _phases(kw, s, left, wd, out_w)
 
     def phased(kernel: np.ndarray) -> np.ndarray:     # [C, K, kh, kw] -> the convolution's [s*s*K, th, tw, C]
@@ -393,23 +377,49 @@ def _conv_transpose(imp, node) -> None:
                 out[(ry * s + rx) * k:(ry * s + rx + 1) * k, ty, tx] = kernel[:, :, ky, kx].T
         return out
 
-    y = node.output[0]
-    conv, shuffle = imp.layer_name(f"{y}/phases"), imp.layer_name(f"{y}/shuffle")
-    imp.emit(Conv2d, conv, in_ch=c, out_ch=s * s * k, in_h=h, in_w=wd, kernel=(th, tw), padding=(ph[0], pw[0], ph[1], pw[1]),
+    y, b = node.output[0], imp.optional_array(node, 2)
+    last = imp.layer_name(f"{y}/phases")
+    imp.emit(Conv2d, last, in_ch=c, out_ch=s * s * k, in_h=h, in_w=wd, kernel=(th, tw), padding=(ph[0], pw[0], ph[1], pw[1]),
              inputs=(x.source,))
-    bias = np.zeros(k, np.float32) if b is None else b.astype(np.float32)
-    imp.weights[conv] = {"weight": phased(w), "bias": np.tile(bias, s * s)}
+    imp.weights[last] = {"weight": phased(w), "bias": np.tile(np.zeros(k) if b is None else b, s * s).astype(np.float32)}
     if node.input[1] in imp.qconst:                    # a QDQ weight: its int8 values, scales per output channel
         q, scale, axis = imp.qconst[node.input[1]]
         if scale.size > 1 and axis != 1:
             raise imp.fail("weight scales along an axis other than the output channels; supported: per output channel")
-        imp.weight_q[conv] = (phased(q), np.tile(np.broadcast_to(scale, (k,)), s * s).astype(np.float64))
-    last, shape = (shuffle, imp.emit(DepthToSpace, shuffle, inputs=(conv,), block=s)) if s > 1 else (conv, None)
-    shape = shape or imp.by_name[conv].out_shape
-    if shape[:2] != (out_h, out_w):
-        last = imp.layer_name(y)
-        shape = imp.emit(Crop, last, inputs=(shuffle,), out_h=out_h, out_w=out_w)
-    imp.views[y] = L.nchw(last, shape)
+        imp.weight_q[last] = (phased(q), np.tile(np.broadcast_to(scale, (k,)), s * s).astype(np.float64))
+    if s > 1:
+        last = _emit_after(imp, DepthToSpace, f"{y}/shuffle", last, block=s)
+    if imp.by_name[last].out_shape[:2] != (out_h, out_w):
+        last = _emit_after(imp, Crop, y, last, out_h=out_h, out_w=out_w)
+    imp.views[y] = L.nchw(last, imp.by_name[last].out_shape)
+
+
+def _emit_after(imp, cls, tensor: str, source: str, **kw) -> str:
+    """A layer of ``cls`` named after ``tensor`` reading layer ``source``; its name."""
+    name = imp.layer_name(tensor)
+    imp.emit(cls, name, inputs=(source,), **kw)
+    return name
+
+
+def _transposed_geometry(imp, a: dict, w: np.ndarray, src_shape) -> tuple[int, int, int, int, int]:
+    """(stride, top and left padding, output height and width) of a transposed convolution, or its refusal."""
+    if w.ndim != 4:
+        raise imp.fail(f"a {w.ndim - 2}-D transposed convolution; supported: 2-D")
+    for what, bad in (("group", a.get("group", 1) != 1), ("dilations", any(d != 1 for d in a.get("dilations", [1]))),
+                      ("output_shape", "output_shape" in a), ("auto_pad", a.get("auto_pad", "NOTSET") != "NOTSET")):
+        if bad:
+            raise imp.fail(f"{what} {a.get(what)}; supported: group 1, dilation 1, pads and output_padding")
+    (h, wd, c), (kh, kw) = src_shape, w.shape[2:]
+    if w.shape[0] != c:
+        raise imp.fail(f"weights of shape {list(w.shape)} for {c} input channels")
+    s = _equal_pair(imp, a.get("strides", [1, 1]), "strides")
+    top, left, bottom, right = (list(a.get("pads", [0, 0, 0, 0])) + [0] * 4)[:4]
+    extra = list(a.get("output_padding", [0, 0]))
+    out_h, out_w = (h - 1) * s - top - bottom + kh + extra[0], (wd - 1) * s - left - right + kw + extra[1]
+    if out_h < 1 or out_w < 1 or max(extra) >= s:
+        raise imp.fail(f"an output of {out_h}x{out_w} pixels (pads {[top, left, bottom, right]}, output_padding "
+                       f"{extra}, stride {s}); supported: at least one pixel, output_padding below the stride")
+    return s, top, left, out_h, out_w
 
 
 def _phases(k: int, s: int, pad: int, n_in: int, n_out: int) -> tuple[int, tuple[int, int], list[dict]]:
@@ -816,7 +826,10 @@ def _prelu(imp, node) -> None:
     parts = [("Relu", [x], "relu"), ("Mul", [f"{y}.relu", f"{y}.keep"], "kept"), ("Mul", [x, node.input[1]], "leak")]
     for op, inputs, suffix in parts:
         part = helper.make_node(op, inputs, [f"{y}.{suffix}"], name=f"{node.name}.{suffix}")
-        _elementwise_unary(imp, part, "relu") if op == "Relu" else _binary(imp, part)
+        if op == "Relu":
+            _elementwise_unary(imp, part, "relu")
+        else:
+            _binary(imp, part)
     _binary(imp, helper.make_node("Add", [f"{y}.kept", f"{y}.leak"], [y], name=node.name))
 
 

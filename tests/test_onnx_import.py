@@ -770,7 +770,8 @@ def test_pixel_shuffle_of_a_tensor_read_elsewhere_is_refused(after):
     (dict(kernel=5, stride=3, pads=(2, 2, 2, 2), output_padding=2), ["conv2d", "conv2d", "depth_to_space"]),
     (dict(kernel=3, stride=2), ["conv2d", "conv2d", "depth_to_space", "crop"]),
     (dict(kernel=2, stride=3), ["conv2d", "conv2d", "depth_to_space", "crop"]),
-    (dict(kernel=3, stride=1, pads=(1, 1, 1, 1)), ["conv2d", "conv2d"])])
+    (dict(kernel=3, stride=1, pads=(1, 1, 1, 1)), ["conv2d", "conv2d"]),
+    (dict(kernel=3, stride=1, pads=(0, 0, 3, 3)), ["conv2d", "conv2d", "crop"])])
 def test_a_transposed_convolution_is_a_convolution_of_its_phases(case, kinds):
     """``ConvTranspose`` (refused before): its s*s output phases are one convolution to s*s*K
     channels (each phase's taps of the kernel, flipped; the others zero), a ``DepthToSpace`` and,
