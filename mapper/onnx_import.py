@@ -754,6 +754,8 @@ def _rows_read(layer, tensor: str, channels: int) -> tuple[int, int]:
         return 0, layer.in_features
     if isinstance(layer, Conv2d):
         return 0, layer.in_ch
+    if isinstance(layer, ChannelSlice):
+        return layer.start, layer.start + layer.channels
     if isinstance(layer, MatMul) and layer.b_layout != "opaque":
         if tensor == layer.inputs[0]:
             return layer.a_offset, layer.a_offset + layer.heads * layer.k

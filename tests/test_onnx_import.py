@@ -812,6 +812,23 @@ def test_transposed_convolutions_it_cannot_express_are_refused(attrs, needle):
     _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "(ConvTranspose)", needle, "supported: group 1, dilation 1")
 
 
+def test_a_slice_of_rows_a_fold_does_not_touch_keeps_the_fold():
+    """``conv_a(0.5 * x[:, :8])`` beside ``conv_b(x[:, 8:])``: the scale folds into rows 0-7 of x's
+    convolution, and the channel slice of rows 8-15 reads none of them (it was taken as reading
+    every row, which undid the fold: a product layer and a second slice).  onnxruntime agrees."""
+    g = Graph(4)
+    x = g.op("Conv", ["input", g.weight("c.weight", 16, 3, 3, 3), g.weight("c.bias", 16, scale=0.1)], "/c",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    a, b = g.op("Split", [x, g.const([8, 8])], "/s", n_out=2, axis=1)
+    ya = g.op("Conv", [g.op("Mul", [a, g.init("half", np.float32(0.5))], "/m"), g.weight("a.weight", 4, 8, 1, 1)], "/a",
+              kernel_shape=[1, 1])
+    yb = g.op("Conv", [b, g.weight("b.weight", 4, 8, 3, 3)], "/b", kernel_shape=[3, 3], pads=[1] * 4)
+    proto = g.model([image_input(3, 8, 8, "input")], [out(ya), out(yb)])
+    imp = import_onnx(proto, "slice")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "conv2d", "channel_slice", "conv2d"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 def test_a_negative_scale_is_not_folded_under_a_relu():
     """``conv2(-0.5 * relu(conv1(x)))``: -0.5 folded into conv1's weights would run relu(-0.5 * conv1),
     which is not -0.5 * relu(conv1) (the float reference was 0.35 off onnxruntime); a product layer."""
