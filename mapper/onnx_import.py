@@ -808,11 +808,6 @@ from .onnx_ops import HANDLERS as _HANDLERS, NEVER_FOLD as _NEVER_FOLD, SUPPORTE
 SUPPORTED_TEXT = ", ".join(SUPPORTED_OPS)
 #: Operators imported only as part of a pattern, and what breaks it most often.
 ONLY_IN_PATTERNS = {
-    "BatchNormalization": "a BatchNormalization is imported only folded into the Conv right before it, "
-                          "whose output nothing else reads; one after a Concat or an Add, or after a Conv "
-                          "with another reader (DenseNet, pre-activation ResNets), or with a "
-                          "QuantizeLinear/DequantizeLinear pair between them (a quantiser run without "
-                          "onnxruntime's quant_pre_process) is not",
     "Erf": "Erf is imported only as GELU, x * 0.5 * (1 + Erf(x / sqrt(2))); a QuantizeLinear/DequantizeLinear "
            "pair inside that pattern (quantise only Conv, MatMul and Gemm) or another form breaks it",
 }

@@ -321,6 +321,23 @@ def _fold_batchnorm(imp, node, w: np.ndarray, b: Optional[np.ndarray]):
     return bn.output[0], (w * inv[:, None, None, None]).astype(np.float32), ((bias - mean) * inv + shift).astype(np.float32)
 
 
+@_op("BatchNormalization")
+def _batchnorm(imp, node) -> None:
+    """One that no convolution before it takes (DenseNet's and pre-activation ResNets', after a
+    concatenation or an add): ``x * a + b`` per channel, a product and an add by constants."""
+    if len(node.output) > 1 and any(node.output[1:]):
+        raise imp.fail("a BatchNormalization in training mode; supported: inference")
+    if not all(imp.is_const(n) for n in node.input[1:5]):
+        raise imp.fail("computed statistics or parameters; supported: constants")
+    scale, shift, mean, var = (imp.array(n).astype(np.float64) for n in node.input[1:5])
+    a = scale / np.sqrt(var + _attrs(node).get("epsilon", 1e-5))
+    rank, y = len(_view(imp, node.input[0]).shape), node.output[0]
+    for suffix, values in (("scale", a), ("shift", shift - mean * a)):
+        imp._set_const(f"{y}.{suffix}", values.reshape([-1] + [1] * (rank - 2)).astype(np.float32))
+    _binary(imp, helper.make_node("Mul", [node.input[0], f"{y}.scale"], [f"{y}.scaled"], name=f"{node.name}.scale"))
+    _binary(imp, helper.make_node("Add", [f"{y}.scaled", f"{y}.shift"], [y], name=node.name))
+
+
 def _fold_relu(imp, out: str) -> tuple[str, bool]:
     j, relu = imp.only_consumer(out, "Relu")
     if relu is None:

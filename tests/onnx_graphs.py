@@ -599,6 +599,36 @@ def unet(size: int = 16, width: int = 8, seed: int = 22):
     return g.model([image_input(3, size, size, "input")], [out(y)])
 
 
+def pre_activation(kind: str = "densenet", size: int = 8, width: int = 8, seed: int = 23):
+    """BatchNormalization that no convolution before it takes: a DenseNet block (BN-ReLU-conv
+    layers on a growing concatenation, then a transition BN-ReLU-1x1 and a 2x2 average pool), or a
+    pre-activation ResNet block (``x + conv(relu(bn(conv(relu(bn(x))))))``)."""
+    g = Graph(seed)
+
+    def bn(x, scope, c):
+        r = g.rng
+        stats = [(1 + 0.2 * r.normal(size=c)), 0.2 * r.normal(size=c), 0.2 * r.normal(size=c), 1 + np.abs(r.normal(size=c))]
+        return g.op("BatchNormalization", [x] + [g.init(f"{scope}.{n}", v.astype(np.float32)) for n, v in
+                                                 zip(("weight", "bias", "running_mean", "running_var"), stats)],
+                    f"/{scope}", epsilon=1e-5)
+
+    def bn_relu_conv(x, scope, cin, cout, k):
+        x = g.op("Relu", [bn(x, f"{scope}.norm", cin)], f"/{scope}")
+        return g.op("Conv", [x, g.weight(f"{scope}.weight", cout, cin, k, k)], f"/{scope}", kernel_shape=[k, k],
+                    pads=[k // 2] * 4)
+
+    x = g.op("Conv", ["input", g.weight("stem.weight", width, 3, 3, 3)], "/stem", kernel_shape=[3, 3], pads=[1] * 4)
+    if kind == "densenet":
+        for i in range(2):
+            grown = bn_relu_conv(bn_relu_conv(x, f"layer{i}.1", width * (i + 1), 16, 1), f"layer{i}.2", 16, width, 3)
+            x = g.op("Concat", [x, grown], f"/layer{i}", axis=1)
+        x = bn_relu_conv(x, "transition", 3 * width, width, 1)
+        y = g.op("AveragePool", [x], "/transition", kernel_shape=[2, 2], strides=[2, 2])
+    else:
+        y = g.op("Add", [x, bn_relu_conv(bn_relu_conv(x, "block.1", width, width, 3), "block.2", width, width, 3)], "/block")
+    return g.model([image_input(3, size, size, "input")], [out(y)])
+
+
 def same_padded_stem(size: int = 16, seed: int = 14):
     """A TensorFlow-style stem, every node padded ``SAME_UPPER`` (one more at the bottom and right):
     a 3x3 stride-2 convolution, a ReLU, a 3x3 stride-2 max pool, then a 1x1 convolution."""

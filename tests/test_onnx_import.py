@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dilated, prelu, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -826,6 +826,20 @@ def test_a_slice_of_rows_a_fold_does_not_touch_keeps_the_fold():
     proto = g.model([image_input(3, 8, 8, "input")], [out(ya), out(yb)])
     imp = import_onnx(proto, "slice")
     assert [l.kind for l in imp.model.layers] == ["conv2d", "conv2d", "channel_slice", "conv2d"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("kind", ["densenet", "resnet"])
+def test_a_batchnorm_no_convolution_takes_is_a_product_and_an_add(kind):
+    """DenseNet's BatchNormalization after a concatenation, a pre-activation ResNet's on the block's
+    input (refused before: only one folded into the convolution before it was imported): ``x * a + b``
+    per channel, a product and an add by constants.  onnxruntime agrees."""
+    proto = pre_activation(kind)
+    imp = import_onnx(proto, kind)
+    kinds = [l.kind for l in imp.model.layers]
+    # one for each BatchNormalization on a tensor another layer reads too (the block's input, a
+    # concatenation); one on a convolution's output alone is folded into it, as before
+    assert (kinds.count("mul"), kinds.count("add")) == ((3, 3) if kind == "densenet" else (1, 2))
     assert _max_rel_error(proto, imp) <= RTOL
 
 

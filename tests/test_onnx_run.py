@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, prelu, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_neck)
 from onnx_graphs import out as graph_output
@@ -526,6 +526,16 @@ def test_transposed_convolutions_run_bit_exact(graph, cfg_name, tmp_path):
     model, cfg = load_onnx(path).model, get_config(cfg_name)
     program = build_program(random_qmodel(model, 5), cfg)
     assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("kind", ["densenet", "resnet"])
+def test_pre_activation_batchnorms_run_bit_exact(kind, cfg_name, tmp_path):
+    """DenseNet's and a pre-activation ResNet's BatchNormalization (a product and an add by
+    per-channel constants, then the ReLU): ``make sim CHECK=1`` runs them bit-exact."""
+    path = _write(tmp_path / "preact.onnx", pre_activation(kind))
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
