@@ -156,7 +156,9 @@ def _depth_to_space(imp, node) -> None:
     PyTorch's ``pixel_shuffle``); what moves data is then an IR layer's (``DepthToSpace``: DCR)."""
     v = _view(imp, node.input[0])
     a = _attrs(node)
-    b, mode = int(a["blocksize"]), a.get("mode", "DCR")
+    b, mode = int(a.get("blocksize", 0)), a.get("mode", "DCR")
+    if b < 1 or mode not in ("DCR", "CRD"):
+        raise imp.fail(f"blocksize {a.get('blocksize')}, mode {mode!r}; supported: a blocksize of at least 1, mode DCR or CRD")
     if len(v.shape) != 4 or v.shape[1] % (b * b):
         raise imp.fail(f"an input of shape {list(v.shape)}; supported: NCHW with channels a multiple of {b * b}")
     n, c, h, w = v.shape
@@ -330,8 +332,13 @@ def _batchnorm(imp, node) -> None:
     if not all(imp.is_const(n) for n in node.input[1:5]):
         raise imp.fail("computed statistics or parameters; supported: constants")
     scale, shift, mean, var = (imp.array(n).astype(np.float64) for n in node.input[1:5])
-    a = scale / np.sqrt(var + _attrs(node).get("epsilon", 1e-5))
     rank, y = len(_view(imp, node.input[0]).shape), node.output[0]
+    channels = _view(imp, node.input[0]).shape[1] if rank > 1 else 0
+    eps = _attrs(node).get("epsilon", 1e-5)
+    if any(p.shape != (channels,) for p in (scale, shift, mean, var)) or not np.all(var + eps > 0):
+        raise imp.fail(f"scale, bias, mean and variance of shapes {[list(p.shape) for p in (scale, shift, mean, var)]} "
+                       f"for {channels} channels; supported: one value a channel, variances above -epsilon")
+    a = scale / np.sqrt(var + eps)
     for suffix, values in (("scale", a), ("shift", shift - mean * a)):
         imp._set_const(f"{y}.{suffix}", values.reshape([-1] + [1] * (rank - 2)).astype(np.float32))
     _binary(imp, helper.make_node("Mul", [node.input[0], f"{y}.scale"], [f"{y}.scaled"], name=f"{node.name}.scale"))
@@ -383,8 +390,8 @@ def _conv_transpose(imp, node) -> None:
     ``s*s*K`` channels (a phase's missing taps zero), a ``DepthToSpace(s)`` and a ``Crop``."""
     w = imp.array(node.input[1]).astype(np.float32)                 # [C, K, kh, kw]
     x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
-    (h, wd, c), (k, kh, kw) = x.src_shape, w.shape[1:]
     s, top, left, out_h, out_w = _transposed_geometry(imp, _attrs(node), w, x.src_shape)
+    (h, wd, c), (k, kh, kw) = x.src_shape, w.shape[1:]
     (th, ph, rows), (tw, pw, cols) = _phases(kh, s, top, h, out_h), _phases(kw, s, left, wd, out_w)
 
     def phased(kernel: np.ndarray) -> np.ndarray:     # [C, K, kh, kw] -> the convolution's [s*s*K, th, tw, C]
@@ -430,8 +437,11 @@ def _transposed_geometry(imp, a: dict, w: np.ndarray, src_shape) -> tuple[int, i
     if w.shape[0] != c:
         raise imp.fail(f"weights of shape {list(w.shape)} for {c} input channels")
     s = _equal_pair(imp, a.get("strides", [1, 1]), "strides")
-    top, left, bottom, right = (list(a.get("pads", [0, 0, 0, 0])) + [0] * 4)[:4]
-    extra = list(a.get("output_padding", [0, 0]))
+    pads, extra = list(a.get("pads", [0, 0, 0, 0])), list(a.get("output_padding", [0, 0]))
+    if s < 1 or len(pads) != 4 or min(pads) < 0 or len(extra) != 2 or min(extra) < 0:
+        raise imp.fail(f"strides {a.get('strides')}, pads {pads}, output_padding {extra}; supported: strides of at "
+                       f"least 1, four pads and two output paddings, none negative")
+    top, left, bottom, right = pads
     out_h, out_w = (h - 1) * s - top - bottom + kh + extra[0], (wd - 1) * s - left - right + kw + extra[1]
     if out_h < 1 or out_w < 1 or max(extra) >= s:
         raise imp.fail(f"an output of {out_h}x{out_w} pixels (pads {[top, left, bottom, right]}, output_padding "
@@ -836,6 +846,10 @@ def _prelu(imp, node) -> None:
     if not imp.is_const(node.input[1]):
         raise imp.fail("a computed slope; supported: a constant slope")
     slope = imp.array(node.input[1]).astype(np.float32)
+    shape = tuple(_view(imp, node.input[0]).shape)
+    if slope.ndim > len(shape) or any(d not in (1, n) for d, n in zip(slope.shape[::-1], shape[::-1])) or not slope.size:
+        raise imp.fail(f"a slope of shape {list(slope.shape)} for an input of shape {list(shape)}; supported: a slope "
+                       f"that broadcasts to the input")
     if np.all(slope == slope.ravel()[0]):
         return _elementwise_unary(imp, node, "leaky_relu", (float(slope.ravel()[0]),))
     x, y = node.input[0], node.output[0]

@@ -843,6 +843,35 @@ def test_a_batchnorm_no_convolution_takes_is_a_product_and_an_add(kind):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+def _malformed_node(op: str, inputs, **attrs):
+    """A one-node graph over an 8-channel 4x4 image, written without ONNX's shape inference (which
+    refuses some of these before the importer sees them)."""
+    g = Graph()
+    y = g.op(op, ["x"] + [g.init(f"in{i}", np.asarray(v, np.float32)) for i, v in enumerate(inputs)], "", **attrs)
+    graph = helper.make_graph(g.nodes, "g", [image_input(8, 4, 4, "x")], [helper.make_tensor_value_info(y, 1, None)],
+                              initializer=g.inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    return proto
+
+
+@pytest.mark.parametrize("op,inputs,attrs,needle", [
+    ("DepthToSpace", [], {}, "blocksize None"),
+    ("DepthToSpace", [], {"blocksize": 0}, "blocksize 0"),
+    ("ConvTranspose", [np.ones((8, 4, 2, 2))], {"strides": [2, 2], "pads": [1, 1, 1]}, "pads [1, 1, 1]"),
+    ("ConvTranspose", [np.ones((8, 4, 2, 2))], {"strides": [2, 2], "output_padding": [1]}, "output_padding [1]"),
+    ("ConvTranspose", [np.ones((8, 4, 2, 2))], {"strides": [2, 2], "pads": [-1, 0, 0, 0]}, "none negative"),
+    ("ConvTranspose", [np.ones((8, 4, 2))], {"strides": [2, 2]}, "a 1-D transposed convolution"),
+    ("BatchNormalization", [np.ones(3), np.zeros(3), np.zeros(3), np.ones(3)], {}, "shapes [[3], [3], [3], [3]] for 8"),
+    ("BatchNormalization", [np.ones(8), np.zeros(8), np.zeros(8), -np.ones(8)], {}, "variances above -epsilon"),
+    ("PRelu", [np.ones(5)], {}, "a slope of shape [5] for an input of shape [1, 8, 4, 4]")])
+def test_malformed_new_operators_are_refused_in_one_line(op, inputs, attrs, needle):
+    """Attributes and inputs the specification does not allow (a file written by hand, say): one line
+    naming them, no traceback (a missing blocksize was a KeyError, a short output_padding an
+    IndexError, a slope that does not broadcast imported as a leaky ReLU)."""
+    _refused(_malformed_node(op, inputs, **attrs), f"({op})", needle)
+
+
 def test_a_negative_scale_is_not_folded_under_a_relu():
     """``conv2(-0.5 * relu(conv1(x)))``: -0.5 folded into conv1's weights would run relu(-0.5 * conv1),
     which is not -0.5 * relu(conv1) (the float reference was 0.35 off onnxruntime); a product layer."""
