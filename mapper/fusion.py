@@ -34,12 +34,12 @@ from hw import operators as ops
 from hw.config import AcceleratorConfig
 from hw.isa import Act, Insn, Op, StreamError, VecOp
 from hw.timing import EPILOGUE_PASSES
-from hw.vector import NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, Stage, \
+from hw.vector import HEADER_FIELDS, NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, Stage, \
     vec_fields
 
 from .float_ops import ACTIVATIONS
-from .ir import LAYOUT_KINDS, MAC_KINDS, Activation, Conv2d, Layer, Linear, MatMul, Model, PatchMerge, Pool, \
-    Resize, WindowPartition
+from .ir import LAYOUT_KINDS, MAC_KINDS, Activation, ChannelShuffle, Conv2d, Layer, Linear, MatMul, Model, PatchMerge, \
+    Pool, Resize, WindowPartition
 from .layout import LayoutError, Storage, View, partition_view, storage_plan, through, view_of
 from .lower import MappingError, _insn, layer_cycles, map_layer
 
@@ -297,7 +297,7 @@ def _grammar_ok(kinds: list[str]) -> bool:
     after the computation needs (Swin's layernorm, then pad) but not padding before it, whose
     zeros the computation must take as inputs (a class token's pad, roll, then the add of the
     token).  Such a pad goes into a pass of layouts only, whose output the computation reads."""
-    if "patch_merge" in kinds:
+    if "patch_merge" in kinds or "channel_shuffle" in kinds:
         return len(kinds) == 1
     if "window_partition" in kinds[:-1]:
         return False
@@ -340,6 +340,8 @@ class _PassBuilder:
         ms = self.members
         if ms[0].kind == "patch_merge":
             return self._patch_merge(ms[0])
+        if ms[0].kind == "channel_shuffle":
+            return self._channel_shuffle(ms[0])
         if len(ms) == 1 and self.p.fuse and is_class_map(ms[0], self.p.model):
             return self._class_map(ms[0])
         comp = [i for i, m in enumerate(ms) if m.kind in COMPUTE_KINDS]
@@ -479,6 +481,20 @@ class _PassBuilder:
         return VecPass(Descriptor(h2, w2, c, tuple(self.operands), tuple(stages)), tuple(self.buffers),
                        (m.name,) * 4, (m.name,), (m.name,))
 
+    def _channel_shuffle(self, m: ChannelShuffle) -> VecPass:
+        """One COPY over a raster of pixels by channels, one byte an element: the source's channel
+        axis split at the groups (``j % groups`` steps a group's channels, ``j // groups`` one)."""
+        from hw.vector import Axis
+        st, out = self.p.storage[m.inputs[0]], self.p.storage[m.name]
+        h, w, c = st.shape
+        if h * w > MAX_RASTER:
+            raise MappingError(f"{m.name}: a channel shuffle of {h * w} pixels, more than a pass's {MAX_RASTER} rows")
+        src = View(st.buffer, st.offset, 1, Axis(h * w, st.pitch), Axis(c, c // m.groups, win=m.groups, s_hi=1))
+        dst = View(out.buffer, out.offset, 1, Axis(h * w, out.pitch), Axis(c, 1))
+        stage = Stage(VecOp.COPY, self._operand(src), NONE, self._operand(dst), {})
+        return VecPass(Descriptor(h * w, c, 1, tuple(self.operands), (stage,)), tuple(self.buffers), (m.name,),
+                       (m.name,), (m.name,))
+
     def _class_map(self, m: Resize) -> VecPass:
         """The segmentation output: bilinear upsampling of the class scores and the per-pixel argmax,
         one byte a pixel in the resize's buffer."""
@@ -489,6 +505,10 @@ class _PassBuilder:
         stage = Stage(VecOp.RESIZE_ARGMAX, src, NONE, out, _resize_params(m, argmax=True))
         return VecPass(Descriptor(h, w, 1, tuple(self.operands), (stage,)), tuple(self.buffers), (m.name,),
                        (m.name,), (m.name,), class_map=True)
+
+
+#: The rows of a pass's raster (the descriptor's ``h``).
+MAX_RASTER = (1 << next(bits for name, bits, _ in HEADER_FIELDS if name == "h")) - 1
 
 
 def _stepped(n: int, stride: int, valid: int):

@@ -45,7 +45,7 @@ from typing import Iterator, Optional, Union
 from .float_ops import ACTIVATIONS
 
 __all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "Add", "Mul", "Resize",
-           "Pool", "Concat", "ChannelSlice", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge", "DepthToSpace",
+           "Pool", "Concat", "ChannelSlice", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge", "DepthToSpace", "ChannelShuffle",
            "Constant", "Layer", "Model", "Shape", "ShapeError", "PARTS", "MAC_KINDS", "ELEMENTWISE_KINDS",
            "LAYOUT_KINDS", "INPUT", "conv_out", "min_dram_bytes", "weight_bytes", "operand_bytes", "reads_alone", "tokens_of"]
 
@@ -56,7 +56,8 @@ MAC_KINDS = ("conv2d", "linear", "matmul")
 ELEMENTWISE_KINDS = ("softmax", "layernorm", "gelu", "relu", "sigmoid", "add", "mul", "resize", "concat", "pool",
                      *(f for f in ACTIVATIONS if f not in ("gelu", "relu", "sigmoid")))
 #: Kinds of the layers that only move data.
-LAYOUT_KINDS = ("pad", "roll", "crop", "window_partition", "window_reverse", "patch_merge", "depth_to_space")
+LAYOUT_KINDS = ("pad", "roll", "crop", "window_partition", "window_reverse", "patch_merge", "depth_to_space",
+                "channel_shuffle")
 #: The name by which layers read the model's input image.
 INPUT = "input"
 
@@ -826,6 +827,27 @@ class DepthToSpace(_Base):
         return (h * self.block, w * self.block, c // self.block ** 2)
 
 
+@_nonmac("channel_shuffle")
+class ChannelShuffle(_Base):
+    """ShuffleNet's channel shuffle over ``groups`` groups: output channel ``j`` is input channel
+    ``(j % groups) * (C / groups) + j // groups``."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    groups: int = 2
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+        _positive(self, "groups")
+
+    def infer(self, in_shapes):
+        s = _same(self, in_shapes)
+        if s[2] % self.groups:
+            raise _shape_error(self, f"input {self.inputs[0]!r}", s, f"channels a multiple of {self.groups}")
+        return s
+
+
 @_nonmac("constant")
 class Constant(_Base):
     """A tensor known before the input: generated with the weights (``init`` says how,
@@ -849,7 +871,7 @@ class Constant(_Base):
 
 
 Layer = Union[Conv2d, Linear, MatMul, LayerNorm, Softmax, Activation, Add, Mul, Resize, Pool, Concat, ChannelSlice, Pad,
-              Crop, Roll, WindowPartition, WindowReverse, PatchMerge, DepthToSpace, Constant]
+              Crop, Roll, WindowPartition, WindowReverse, PatchMerge, DepthToSpace, ChannelShuffle, Constant]
 
 
 @dataclass(frozen=True)

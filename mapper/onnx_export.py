@@ -353,6 +353,14 @@ def _depth_to_space(wr: _Writer, layer, w: dict) -> None:
                                       blocksize=layer.block, mode="DCR"))
 
 
+def _channel_shuffle(wr: _Writer, layer, w: dict) -> None:
+    h, wd, c = layer.out_shape
+    g = layer.groups
+    x = wr.reshape(wr.get(layer.inputs[0], "nchw"), [1, g, c // g, h, wd], f"{layer.name}/groups")
+    x = wr.transpose(x, (0, 2, 1, 3, 4), f"{layer.name}/shuffled")
+    wr.put(layer.name, "nchw", wr.reshape(x, [1, c, h, wd], layer.name))
+
+
 def _constant(wr: _Writer, layer, w: dict) -> None:
     from onnx import numpy_helper
 
@@ -371,7 +379,7 @@ _LAYERS = {"conv2d": _conv, "linear": _linear, "matmul": _matmul, "layernorm": _
            **{func: _activation for func in ACTIVATIONS}, "add": _binary, "mul": _binary,
            "resize": _resize, "pool": _pool, "concat": _concat, "channel_slice": _channel_slice, "pad": _pad, "crop": _crop, "roll": _roll,
            "window_partition": _window_partition, "window_reverse": _window_reverse, "patch_merge": _patch_merge,
-           "depth_to_space": _depth_to_space, "constant": _constant}
+           "depth_to_space": _depth_to_space, "channel_shuffle": _channel_shuffle, "constant": _constant}
 
 
 def _form_shape(wr: _Writer, tensor: str, form: str) -> list[int]:

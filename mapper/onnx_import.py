@@ -46,7 +46,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from . import onnx_layout as L
-from .ir import (INPUT, PARTS, Activation, Add, ChannelSlice, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
+from .ir import (INPUT, PARTS, Activation, Add, ChannelShuffle, ChannelSlice, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
                  Mul, Pad, PatchMerge, DepthToSpace, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse)
 from .onnx_layout import View
 from .onnx_patterns import fuse_patterns
@@ -63,7 +63,7 @@ PARTS_KEY = "vitaccel.parts"
 _FLOAT, _INT8, _UINT8 = 1, 3, 2           # onnx.TensorProto data types
 _LAYOUT_CLASSES = {"crop": Crop, "roll": Roll, "window_partition": WindowPartition,
                    "window_reverse": WindowReverse, "patch_merge": PatchMerge, "channel_slice": ChannelSlice,
-                   "depth_to_space": DepthToSpace}
+                   "depth_to_space": DepthToSpace, "channel_shuffle": ChannelShuffle}
 
 
 class OnnxImportError(ValueError):
@@ -267,6 +267,7 @@ class _Fold:
     hi: int
     readers: set
     order: bool = False
+    through: str = ""       # the product of activations that reads the rows for ``readers``: its output is scaled
 
 
 # ---- values ---------------------------------------------------------------------------------
@@ -567,12 +568,19 @@ class _Importer:
                     return True
         return False
 
-    def fold_rows(self, target: str, lo: int, hi: int, s: float, readers: set, tensor: str) -> bool:
+    def _folded(self, target: str, lo: int, hi: int) -> bool:
+        """Whether a fold scales or reorders rows ``lo:hi`` of layer ``target`` already."""
+        return any(f.target == target and f.lo < hi and lo < f.hi for f in self.folds.values())
+
+    def fold_rows(self, target: str, lo: int, hi: int, s: float, readers: set, tensor: str, through: str = "") -> bool:
         """Scale rows ``lo:hi`` of layer ``target``'s weights and bias by ``s`` for ONNX value ``tensor``
-        (read by ``readers`` so far; a QDQ weight's scales, ``weight_q``); False when an earlier attempt
-        found other readers of them, or for a QDQ weight and a factor not above 0."""
+        (read by ``readers`` so far, and computed by layer ``through`` from them, a product of
+        activations, if any; a QDQ weight's scales, ``weight_q``); False when an earlier attempt
+        found other readers of them, when another fold holds some of the rows (two products of one
+        tensor by constants were both folded in, their readers merged), or for a QDQ weight and a
+        factor not above 0."""
         key = (target, lo, hi)
-        if key in self.refused or (target in self.weight_q and not s > 0):
+        if key in self.refused or self._folded(target, lo, hi) or (target in self.weight_q and not s > 0):
             return False                    # (a QDQ weight's int8 values keep their sign: a Mul layer)
         if target in self.weight_q:         # the file's int8 values stay; their scales take the factor
             wq, s_w = self.weight_q[target]
@@ -582,7 +590,7 @@ class _Importer:
         w = self.weights[target]
         w["weight"][lo:hi] *= np.float32(s)
         w["bias"][lo:hi] *= np.float32(s)
-        self.folds.setdefault(key, _Fold(target, lo, hi, set())).readers.update(readers)
+        self.folds[key] = _Fold(target, lo, hi, set(readers), through=through)
         self.fold_of[tensor] = key
         return True
 
@@ -592,7 +600,7 @@ class _Importer:
         and a QDQ weight's scales.  Held like a fold: when a layer other than those reading
         ``tensor`` reads them, the import starts again without it (``_check_folds``); False then."""
         key = (target, "order")
-        if key in self.refused:
+        if key in self.refused or self._folded(target, 0, len(old_of)):
             return False
         w = self.weights[target]
         w["weight"], w["bias"] = w["weight"][old_of], w["bias"][old_of]
@@ -636,7 +644,8 @@ class _Importer:
         found = self.materialise(v, ok)
         if found is None:
             raise self.fail(f"its input is not laid out as {what} and no IR layout layer (channel slice, crop, "
-                            f"roll, window partition or reverse, patch merge, depth to space) arranges it so; supported: layout "
+                            f"roll, window partition or reverse, patch merge, depth to space, channel shuffle) arranges it "
+                            f"so; supported: layout "
                             f"operators that move no data or do what one of those layers does")
         return found
 
@@ -767,10 +776,13 @@ def _rows_read(layer, tensor: str, channels: int) -> tuple[int, int]:
 def _check_folds(folds: dict, layers: list, outputs: dict) -> None:
     """_Refold for the first folded scale whose rows a layer other than its readers, or a graph
     output, reads; a layout layer among its readers (a slice of the scaled rows, made once and
-    shared by every read of the same rows) has only readers of the fold as readers (a reordering's
-    layout layer reads the rows in their new order: what it holds is right for anyone)."""
+    shared by every read of the same rows; a reordering's reads the rows in their new order, what
+    it holds is right for anyone), and the product of activations a scale was folded through (its
+    output is scaled), have only readers of the fold as readers."""
     for key, fold in folds.items():
         scaled = set() if fold.order else {l.name for l in layers if l.kind in _LAYOUT_CLASSES and l.name in fold.readers}
+        if fold.through:        # the product's output is scaled for everyone who reads it
+            scaled.add(fold.through)
         for v in outputs.values():
             lo, hi = L.channels_read(v) if v.source == fold.target else (0, 0)
             if (lo < fold.hi and fold.lo < hi) or v.source in scaled:

@@ -320,6 +320,8 @@ def _layout_out(c: Candidate, base: np.ndarray) -> np.ndarray:
         return ir_views.patch_merge(base)
     if c.kind == "depth_to_space":
         return ir_views.depth_to_space(base, c.params["block"])
+    if c.kind == "channel_shuffle":
+        return ir_views.channel_shuffle(base, c.params["groups"])
     if c.kind == "channel_slice":
         return ir_views.channel_slice(base, c.params["start"], c.params["channels"])
     raise ValueError(f"unknown layout layer {c.kind!r}")
@@ -372,6 +374,9 @@ def layout_candidates(v: View) -> Iterator[Candidate]:
                     yield Candidate("window_reverse", src, v.src_shape, {"window": win, "out_h": a, "out_w": b})
     if 4 * c in v.shape:
         yield Candidate("patch_merge", src, v.src_shape, {})
-    for b in _divisors(math.isqrt(c)):
+    for b in range(2, math.isqrt(c) + 1):
         if c % (b * b) == 0 and h * b in v.shape and w * b in v.shape:
             yield Candidate("depth_to_space", src, v.src_shape, {"block": b})
+    if v.size == h * w * c and c in v.shape:
+        for g in _divisors(c)[:-1]:
+            yield Candidate("channel_shuffle", src, v.src_shape, {"groups": g})

@@ -401,10 +401,13 @@ def _conv_transpose(imp, node) -> None:
                 out[(ry * s + rx) * k:(ry * s + rx + 1) * k, ty, tx] = kernel[:, :, ky, kx].T
         return out
 
-    y, b = node.output[0], imp.optional_array(node, 2)
+    # a BatchNormalization and a ReLU that alone read it fold into the phases' convolution, as into a Conv
+    y, wk, b = _fold_batchnorm(imp, node, w.transpose(1, 0, 2, 3), imp.optional_array(node, 2))
+    y, relu = _fold_relu(imp, y)
+    w = wk.transpose(1, 0, 2, 3)
     last = imp.layer_name(f"{y}/phases")
     imp.emit(Conv2d, last, in_ch=c, out_ch=s * s * k, in_h=h, in_w=wd, kernel=(th, tw), padding=(ph[0], pw[0], ph[1], pw[1]),
-             inputs=(x.source,))
+             relu=relu, inputs=(x.source,))
     imp.weights[last] = {"weight": phased(w), "bias": np.tile(np.zeros(k) if b is None else b, s * s).astype(np.float32)}
     if node.input[1] in imp.qconst:                    # a QDQ weight: its int8 values, scales per output channel
         q, scale, axis = imp.qconst[node.input[1]]
@@ -753,7 +756,8 @@ def _fold_scale(imp, node, names: list[str]) -> bool:
     target, lo, hi, readers = _fold_target(imp, v)
     if target is None or (s < 0 and target.relu):       # relu(-x) is not -relu(x): a Mul layer
         return False
-    if not imp.fold_rows(target.name, lo, hi, s, readers, node.output[0]):
+    through = next(iter(readers), "")            # a product of activations between the rows and v
+    if not imp.fold_rows(target.name, lo, hi, s, readers, node.output[0], through):
         return False
     imp.views[node.output[0]] = v.named(node.output[0], v.origin)
     return True

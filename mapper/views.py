@@ -16,7 +16,7 @@ import numpy as np
 from .ir import MatMul
 
 __all__ = ["matmul_operands", "matmul_output", "broadcast_input", "pad", "channel_slice", "crop", "roll",
-           "window_partition", "window_reverse", "patch_merge", "depth_to_space"]
+           "window_partition", "window_reverse", "patch_merge", "depth_to_space", "channel_shuffle"]
 
 
 def _heads_view(t: np.ndarray, rows: int, cols: int, offset: int, windows: int, heads: int) -> np.ndarray:
@@ -99,6 +99,12 @@ def depth_to_space(x: np.ndarray, block: int) -> np.ndarray:
     h, w, c = x.shape
     t = x.reshape(h, w, block, block, c // block ** 2).transpose(0, 2, 1, 3, 4)
     return np.ascontiguousarray(t).reshape(h * block, w * block, c // block ** 2)
+
+
+def channel_shuffle(x: np.ndarray, groups: int) -> np.ndarray:
+    """Channel ``j`` of the output is channel ``(j % groups) * (C / groups) + j // groups`` of ``x``."""
+    h, w, c = x.shape
+    return np.ascontiguousarray(x.reshape(h, w, groups, c // groups).transpose(0, 1, 3, 2)).reshape(h, w, c)
 
 
 def patch_merge(x: np.ndarray) -> np.ndarray:

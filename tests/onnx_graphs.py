@@ -544,21 +544,22 @@ def prelu(per_channel: bool, size: int = 8, seed: int = 19):
     return g.model([image_input(3, size, size, "input")], [out(y)])
 
 
-def depth_to_space(mode: str = "DCR", block: int = 2, after: str = "conv", size: int = 8, seed: int = 20):
-    """A convolution to ``4 * block**2`` channels, ``DepthToSpace`` (``mode`` DCR, or CRD as PyTorch
+def depth_to_space(mode: str = "DCR", block: int = 2, after: str = "conv", size: int = 8, seed: int = 20,
+                   channels: int = 4):
+    """A convolution to ``channels * block**2`` channels, ``DepthToSpace`` (``mode`` DCR, or CRD as PyTorch
     exports ``pixel_shuffle``), then ``after``: a 3x3 convolution, a ReLU added to its input, a tanh
     (the layout a computing pass's leading member), nothing (the graph's output), or (``read_twice``)
     a 1x1 convolution of the convolution's output beside it; ``sigmoid``: CRD of a sigmoid."""
     g = Graph(seed)
-    c = g.op("Conv", ["input", g.weight("c.weight", 4 * block ** 2, 3, 3, 3), g.weight("c.bias", 4 * block ** 2, scale=0.1)],
+    c = g.op("Conv", ["input", g.weight("c.weight", channels * block ** 2, 3, 3, 3), g.weight("c.bias", channels * block ** 2, scale=0.1)],
              "/c", kernel_shape=[3, 3], pads=[1] * 4)
     src = g.op("Sigmoid", [c], "/act") if after == "sigmoid" else c
     p = g.op("DepthToSpace", [src], "/shuffle", blocksize=block, mode=mode)
     outs = [p]
     if after in ("conv", "read_twice", "sigmoid"):
-        outs = [g.op("Conv", [p, g.weight("head.weight", 4, 4, 3, 3)], "/head", kernel_shape=[3, 3], pads=[1] * 4)]
+        outs = [g.op("Conv", [p, g.weight("head.weight", 4, channels, 3, 3)], "/head", kernel_shape=[3, 3], pads=[1] * 4)]
     if after == "read_twice":
-        outs.append(g.op("Conv", [c, g.weight("side.weight", 4, 4 * block ** 2, 1, 1)], "/side", kernel_shape=[1, 1]))
+        outs.append(g.op("Conv", [c, g.weight("side.weight", 4, channels * block ** 2, 1, 1)], "/side", kernel_shape=[1, 1]))
     if after == "relu_add":
         outs = [g.op("Add", [g.op("Relu", [p], "/relu"), p], "/add")]
     if after == "tanh":
@@ -567,14 +568,19 @@ def depth_to_space(mode: str = "DCR", block: int = 2, after: str = "conv", size:
 
 
 def conv_transpose(kernel: int = 2, stride: int = 2, pads=(0, 0, 0, 0), output_padding: int = 0, size=(7, 6),
-                   seed: int = 21, **attrs):
-    """A 3x3 convolution, then ``ConvTranspose`` (8 -> 6 channels; ``attrs`` more of its attributes)."""
+                   seed: int = 21, bn_relu: bool = False, **attrs):
+    """A 3x3 convolution, then ``ConvTranspose`` (8 -> 6 channels; ``attrs`` more of its attributes),
+    with ``bn_relu`` then a BatchNormalization and a ReLU (DCGAN's generator)."""
     g = Graph(seed)
     x = g.op("Conv", ["input", g.weight("c.weight", 8, 3, 3, 3), g.weight("c.bias", 8, scale=0.1)], "/c",
              kernel_shape=[3, 3], pads=[1] * 4)
     y = g.op("ConvTranspose", [x, g.weight("up.weight", 8, 6, kernel, kernel), g.weight("up.bias", 6, scale=0.1)], "/up",
              kernel_shape=[kernel, kernel], strides=[stride, stride], pads=list(pads),
              output_padding=[output_padding] * 2, **attrs)
+    if bn_relu:
+        stats = [g.init(f"bn.{n}", v.astype(np.float32)) for n, v in (("weight", 1 + 0.2 * g.rng.normal(size=6)),
+                 ("bias", 0.2 * g.rng.normal(size=6)), ("mean", 0.2 * g.rng.normal(size=6)), ("var", 1 + g.rng.random(6)))]
+        y = g.op("Relu", [g.op("BatchNormalization", [y, *stats], "/bn")], "/relu")
     return g.model([image_input(3, *size, "input")], [out(y)])
 
 
@@ -626,6 +632,25 @@ def pre_activation(kind: str = "densenet", size: int = 8, width: int = 8, seed: 
         y = g.op("AveragePool", [x], "/transition", kernel_shape=[2, 2], strides=[2, 2])
     else:
         y = g.op("Add", [x, bn_relu_conv(bn_relu_conv(x, "block.1", width, width, 3), "block.2", width, width, 3)], "/block")
+    return g.model([image_input(3, size, size, "input")], [out(y)])
+
+
+def shufflenet(blocks: int = 2, size: int = 8, width: int = 16, groups: int = 2, seed: int = 24):
+    """ShuffleNetV2's basic units as torchvision exports them: ``chunk(2)``, a 1x1 - depthwise 3x3 - 1x1
+    branch on the second half, ``cat(x1, branch)``, then ``channel_shuffle`` (reshape to ``groups``,
+    transpose, reshape back)."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("stem.weight", width, 3, 3, 3)], "/stem", kernel_shape=[3, 3], pads=[1] * 4)
+    half = width // 2
+    for i in range(blocks):
+        s = f"/stage.{i}"
+        x1, x2 = g.op("Split", [x, g.const([half, half])], s, n_out=2, axis=1)
+        b = g.op("Relu", [g.op("Conv", [x2, g.weight(f"{s}.pw1", half, half, 1, 1)], s, kernel_shape=[1, 1])], s)
+        b = g.op("Conv", [b, g.weight(f"{s}.dw", half, 1, 3, 3)], s, kernel_shape=[3, 3], pads=[1] * 4, group=half)
+        b = g.op("Relu", [g.op("Conv", [b, g.weight(f"{s}.pw2", half, half, 1, 1)], s, kernel_shape=[1, 1])], s)
+        y = g.reshape(g.op("Concat", [x1, b], s, axis=1), [1, groups, width // groups, size, size], s)
+        x = g.reshape(g.op("Transpose", [y], s, perm=[0, 2, 1, 3, 4]), [1, width, size, size], s)
+    y = g.op("Conv", [x, g.weight("head.weight", 4, width, 1, 1)], "/head", kernel_shape=[1, 1])
     return g.model([image_input(3, size, size, "input")], [out(y)])
 
 

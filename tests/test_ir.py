@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mapper.ir import (Add, Concat, Constant, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Model, Pad, PatchMerge,
+from mapper.ir import (Add, Concat, Constant, Conv2d, ChannelShuffle, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Model, Pad, PatchMerge,
                        Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse, min_dram_bytes)
 from mapper.workloads import MODEL_NAMES, build_model
 
@@ -61,6 +61,18 @@ def test_depth_to_space_moves_channel_blocks_to_pixels_and_checks_its_input():
     assert Model("m", "full", (4, 4, 3), (conv, DepthToSpace("d", "encoder", inputs=("conv",)))).layer("d").out_shape == (8, 8, 3)
     with pytest.raises(ShapeError, match=r"d: input 'conv' has shape 4x4x12, but the layer needs channels a multiple of 9"):
         Model("m", "full", (4, 4, 3), (conv, DepthToSpace("d", "encoder", inputs=("conv",), block=3)))
+
+
+def test_channel_shuffle_follows_its_definition_and_checks_its_input():
+    import numpy as np
+
+    from mapper.views import channel_shuffle
+    x = np.arange(2 * 3 * 12).reshape(2, 3, 12)
+    y = channel_shuffle(x, 3)
+    assert all(y[0, 0, j] == x[0, 0, (j % 3) * 4 + j // 3] for j in range(12))
+    conv = Conv2d("conv", "encoder", 3, 12, 4, 4)
+    with pytest.raises(ShapeError, match=r"s: input 'conv' has shape 4x4x12, but the layer needs channels a multiple of 5"):
+        Model("m", "full", (4, 4, 3), (conv, ChannelShuffle("s", "encoder", inputs=("conv",), groups=5)))
 
 
 def test_window_attention_shapes():

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, shufflenet, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -743,15 +743,18 @@ def test_prelu_is_a_leaky_relu_or_its_decomposition(per_channel, kinds):
     ("DCR", 3, "relu_add", ["conv2d", "depth_to_space", "relu", "add"]),
     ("CRD", 2, "conv", ["conv2d", "depth_to_space", "conv2d"]),
     ("CRD", 3, "output", ["conv2d", "depth_to_space"])])
-def test_depth_to_space_is_an_ir_layout_layer(mode, block, after, kinds):
+@pytest.mark.parametrize("channels", [4, 3, 2])
+def test_depth_to_space_is_an_ir_layout_layer(mode, block, after, kinds, channels):
     """``DepthToSpace`` (refused before) is a view of the reshape and transpose that define it, which
     the IR's ``DepthToSpace`` (mode DCR) holds; PyTorch's ``pixel_shuffle`` (CRD) of a convolution
-    reorders the convolution's output channels so that it is DCR.  onnxruntime agrees."""
-    proto = depth_to_space(mode, block, after)
+    reorders the convolution's output channels so that it is DCR.  Any channel count (an upsampler
+    to RGB: 12 channels at block 2; the first version tried only blocks dividing sqrt(C)).
+    onnxruntime agrees."""
+    proto = depth_to_space(mode, block, after, channels=channels)
     imp = import_onnx(proto, "d2s")
     assert [l.kind for l in imp.model.layers] == kinds
     [d2s] = [l for l in imp.model.layers if l.kind == "depth_to_space"]
-    assert d2s.block == block and d2s.out_shape == (8 * block, 8 * block, 4)
+    assert d2s.block == block and d2s.out_shape == (8 * block, 8 * block, channels)
     assert _max_rel_error(proto, imp) <= RTOL
 
 
@@ -771,7 +774,8 @@ def test_pixel_shuffle_of_a_tensor_read_elsewhere_is_refused(after):
     (dict(kernel=3, stride=2), ["conv2d", "conv2d", "depth_to_space", "crop"]),
     (dict(kernel=2, stride=3), ["conv2d", "conv2d", "depth_to_space", "crop"]),
     (dict(kernel=3, stride=1, pads=(1, 1, 1, 1)), ["conv2d", "conv2d"]),
-    (dict(kernel=3, stride=1, pads=(0, 0, 3, 3)), ["conv2d", "conv2d", "crop"])])
+    (dict(kernel=3, stride=1, pads=(0, 0, 3, 3)), ["conv2d", "conv2d", "crop"]),
+    (dict(kernel=4, stride=2, pads=(1, 1, 1, 1), bn_relu=True), ["conv2d", "conv2d", "depth_to_space"])])
 def test_a_transposed_convolution_is_a_convolution_of_its_phases(case, kinds):
     """``ConvTranspose`` (refused before): its s*s output phases are one convolution to s*s*K
     channels (each phase's taps of the kernel, flipped; the others zero), a ``DepthToSpace`` and,
@@ -870,6 +874,57 @@ def test_malformed_new_operators_are_refused_in_one_line(op, inputs, attrs, need
     naming them, no traceback (a missing blocksize was a KeyError, a short output_padding an
     IndexError, a slope that does not broadcast imported as a leaky ReLU)."""
     _refused(_malformed_node(op, inputs, **attrs), f"({op})", needle)
+
+
+@pytest.mark.parametrize("groups", [2, 4])
+def test_a_channel_shuffle_is_an_ir_layout_layer(groups):
+    """ShuffleNetV2's ``channel_shuffle`` (reshape, transpose, reshape: refused before) is the IR's
+    ``ChannelShuffle``; onnxruntime agrees, and the model exports and imports back the same."""
+    proto = shufflenet(groups=groups)
+    imp = import_onnx(proto, "shuffle")
+    shuffles = [l for l in imp.model.layers if l.kind == "channel_shuffle"]
+    assert len(shuffles) == 2 and {l.groups for l in shuffles} == {groups}
+    assert _max_rel_error(proto, imp) <= RTOL
+    from mapper.onnx_export import export_onnx
+    again = import_onnx(export_onnx(imp.model, imp.weights), "shuffle").model
+    assert [l.kind for l in again.layers] == [l.kind for l in imp.model.layers]
+
+
+@pytest.mark.parametrize("second", ["Sub", "Mul"])
+def test_two_products_of_one_tensor_by_constants_are_not_both_folded(second):
+    """``a - b`` beside ``c - b`` (and ``2 * b`` beside ``3 * b``): each asked to fold its factor into
+    b's convolution; both were applied (-1 twice: b unchanged) and their readers merged, 1.6 off
+    onnxruntime with ``--check`` passing.  Found by review; the products by constants were wrong
+    before the subtraction too.  A fold now takes only rows no other fold holds."""
+    g = Graph(1)
+    conv = [g.op("Conv", ["input", g.weight(f"c{i}.weight", 16, 3, k, k)], f"/c{i}", kernel_shape=[k, k], pads=[k // 2] * 4)
+            for i, k in enumerate((1, 1, 3))]
+    a, c, b = conv
+    if second == "Sub":
+        ys = [g.op("Sub", [a, b], "/sub1"), g.op("Sub", [c, b], "/sub2")]
+    else:
+        ys = [g.op("Add", [a, g.op("Mul", [b, g.init("two", np.float32(2))], "/m1")], "/a1"),
+              g.op("Add", [c, g.op("Mul", [b, g.init("three", np.float32(3))], "/m2")], "/a2")]
+    proto = g.model([image_input(3, 8, 8, "input")], [out(y) for y in ys])
+    assert _max_rel_error(proto, import_onnx(proto, "two")) <= RTOL
+
+
+@pytest.mark.parametrize("op", ["Sub", "Mul"])
+def test_a_scale_folded_through_a_product_is_undone_when_its_scores_are_read_unscaled(op):
+    """``softmax(q @ k^T)`` beside ``softmax(-2 * (q @ k^T))`` (or ``0 - ...``): the factor folded into
+    q's rows scaled the scores for both softmaxes (0.9 off onnxruntime).  The product is now a layer
+    whose output only the fold's readers may read."""
+    g = Graph(7)
+    x = g.op("Conv", ["input", g.weight("p.weight", 16, 3, 2, 2)], "/p", kernel_shape=[2, 2], strides=[2, 2])
+    x = g.op("Transpose", [g.reshape(x, [1, 16, -1], "/p")], "/p", perm=[0, 2, 1])
+    q, k = g.linear(x, 16, 16, "/q"), g.linear(x, 16, 16, "/k")
+    s = g.op("MatMul", [q, g.op("Transpose", [k], "/attn", perm=[0, 2, 1])], "/attn")
+    factor = [g.init("zero", np.float32(0.0)), s] if op == "Sub" else [g.init("m", np.float32(-2.0)), s]
+    d = g.op("Softmax", [g.op(op, factor, "/neg")], "/attn2", axis=-1)
+    a = g.op("Softmax", [s], "/attn", axis=-1)
+    y = g.op("Add", [g.op("MatMul", [a, x], "/o1"), g.op("MatMul", [d, x], "/o2")], "/sum")
+    proto = g.model([image_input(3, 8, 8, "input")], [out(y)])
+    assert _max_rel_error(proto, import_onnx(proto, "scores")) <= RTOL
 
 
 def test_a_negative_scale_is_not_folded_under_a_relu():

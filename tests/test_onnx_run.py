@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, shufflenet, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_neck)
 from onnx_graphs import out as graph_output
@@ -508,17 +508,18 @@ def test_depth_to_space_runs_bit_exact(mode, block, after, cfg_name, tmp_path):
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "e_small", "E"])
-@pytest.mark.parametrize("graph", ["unet", "k4s2p1", "k3s2_crop"])
+@pytest.mark.parametrize("graph", ["unet", "dcgan", "k3s2_crop"])
 def test_transposed_convolutions_run_bit_exact(graph, cfg_name, tmp_path):
-    """A U-Net (its 2x2 stride-2 up-convolution concatenated with the skip connection) and
-    transposed convolutions with overlapping taps and with a crop: bit-exact, timed as they run."""
+    """A U-Net (its 2x2 stride-2 up-convolution concatenated with the skip connection), DCGAN's 4x4
+    stride-2 with its BatchNormalization and ReLU folded in, and one with a crop: bit-exact, timed
+    as they run."""
     from hw.config import get_config
     from hw.timing import schedule
     from mapper.program import build_program
     from mapper.quantize import random_qmodel
     from sim.simulator import simulate
 
-    proto = {"unet": unet, "k4s2p1": lambda: conv_transpose(4, 2, (1, 1, 1, 1)),
+    proto = {"unet": unet, "dcgan": lambda: conv_transpose(4, 2, (1, 1, 1, 1), bn_relu=True),
              "k3s2_crop": lambda: conv_transpose(3, 2)}[graph]()
     path = _write(tmp_path / "convt.onnx", proto)
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
@@ -536,6 +537,24 @@ def test_pre_activation_batchnorms_run_bit_exact(kind, cfg_name, tmp_path):
     path = _write(tmp_path / "preact.onnx", pre_activation(kind))
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
                          "--quiet", "--out", str(tmp_path / "sim")]) == 0
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "e_small", "E"])
+def test_a_channel_shuffle_runs_bit_exact(cfg_name, tmp_path):
+    """ShuffleNetV2's units: the shuffle is one COPY over pixels by channels (the source's channel
+    axis split at the groups); bit-exact, and timed as it runs."""
+    from hw.config import get_config
+    from hw.timing import schedule
+    from mapper.program import build_program
+    from mapper.quantize import random_qmodel
+    from sim.simulator import simulate
+
+    path = _write(tmp_path / "shuffle.onnx", shufflenet())
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+    model, cfg = load_onnx(path).model, get_config(cfg_name)
+    program = build_program(random_qmodel(model, 5), cfg)
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])

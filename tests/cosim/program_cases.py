@@ -31,7 +31,7 @@ from hw.rtl.vector_executor import builds_vector_unit
 from hw.vector import MAX_DESCRIPTOR_BYTES, decode_descriptor
 from hw.timing import schedule
 from mapper.images import preprocess, quantize_input, synthetic_image
-from mapper.ir import Activation, Add, ChannelSlice, Concat, Conv2d, Crop, DepthToSpace, Linear, MatMul, Model, Softmax
+from mapper.ir import Activation, Add, ChannelShuffle, ChannelSlice, Concat, Conv2d, Crop, DepthToSpace, Linear, MatMul, Model, Pad, Softmax
 from mapper.program import Program, build_program
 
 from cosim.runner import BUILD_ROOT
@@ -185,10 +185,31 @@ def up_conv(size: int) -> Model:
     return Model("up_conv", "full", (size, size, 3), layers)
 
 
+def shuffle_unit(size: int) -> Model:
+    """ShuffleNetV2's basic unit as ``tests/onnx_graphs.shufflenet`` imports it: the second half a
+    channel slice, its branch, the first half copied into the concatenation, and the channel shuffle
+    (one COPY over pixels by channels, the source's channel axis split at the groups), twice."""
+    layers = [Conv2d("stem", "encoder", 3, 16, size, size, kernel=3, padding=1, relu=True)]
+    x = "stem"
+    for i, groups in enumerate((2, 4)):
+        layers += [
+            ChannelSlice(f"x1_{i}", "encoder", inputs=(x,), start=0, channels=8),
+            ChannelSlice(f"x2_{i}", "encoder", inputs=(x,), start=8, channels=8),
+            Conv2d(f"pw_{i}", "encoder", 8, 8, size, size, relu=True, inputs=(f"x2_{i}",)),
+            Conv2d(f"dw_{i}", "encoder", 8, 8, size, size, kernel=3, padding=1, groups=8, inputs=(f"pw_{i}",)),
+            Pad(f"copy_{i}", "encoder", inputs=(f"x1_{i}",), out_h=size, out_w=size),
+            Concat(f"cat_{i}", "encoder", inputs=(f"copy_{i}", f"dw_{i}")),
+            ChannelShuffle(f"shuffle_{i}", "encoder", inputs=(f"cat_{i}",), groups=groups),
+        ]
+        x = f"shuffle_{i}"
+    layers.append(Conv2d("head", "decoder", 16, 4, size, size, inputs=(x,)))
+    return Model("shuffle_unit", "full", (size, size, 3), tuple(layers))
+
+
 #: Networks defined here rather than in the zoo, by name.
 OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat, "nested_concat": nested_concat,
                 "dense_layer": dense_layer, "attention": attention, "c2f": c2f, "atrous": atrous,
-                "pixel_shuffle": pixel_shuffle, "up_conv": up_conv}
+                "pixel_shuffle": pixel_shuffle, "up_conv": up_conv, "shuffle_unit": shuffle_unit}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make
 #: bench`` (issue 13), by configuration, the longest first: Swin-T reduced to one block a stage
