@@ -1208,7 +1208,10 @@ def _concat(imp, node) -> None:
     axis = _axis(imp, _attrs(node)["axis"], len(views[0].shape))
     single = len(views) == 1 and _form_of(views[0]) is not None and _FORMS[_form_of(views[0])][1] == axis
     if len({v.source for v in views}) == 1 and not imp.is_const(node.input[0]) and not single:
-        return _out(imp, node, _settle(imp, L.concat_same(views, axis).named(node.output[0])))
+        joined = _settle(imp, L.concat_same(views, axis).named(node.output[0]))
+        if joined.strided or not _whole_channel_parts(views, axis):
+            return _out(imp, node, joined)
+        # whole tensors repeated along their channels (Concat([x, x])): a concatenation, copies made
     if _token_concat(imp, node, views, axis):
         return
     # a concatenation of channels is a layer (of one input too: it moves no data, fusion makes it zero-copy)
@@ -1221,6 +1224,12 @@ def _concat(imp, node) -> None:
     name = imp.layer_name(node.output[0])
     shape = imp.emit(Concat, name, inputs=tuple(v.source for v in views))
     imp.views[node.output[0]] = _FORMS[form][0](name, shape)
+
+
+def _whole_channel_parts(views: list[View], axis: int) -> bool:
+    """Whether every part is a whole tensor in one form whose channels ``axis`` is."""
+    forms = {_form_of(v) for v in views}
+    return len(forms) == 1 and None not in forms and _FORMS[forms.pop()][1] == axis
 
 
 def _joined_slices(imp, views: list[View], axis: int) -> list[View]:

@@ -654,6 +654,14 @@ def shufflenet(blocks: int = 2, size: int = 8, width: int = 16, groups: int = 2,
     return g.model([image_input(3, size, size, "input")], [out(y)])
 
 
+def self_concat(parts: int = 2, size: int = 8, seed: int = 1):
+    """``Concat([x] * parts)`` of a convolution's output along its channels, then a 1x1 convolution."""
+    g = Graph(seed)
+    x = g.op("Conv", ["x", g.weight("w", 8, 3, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+    y = g.op("Conv", [g.op("Concat", [x] * parts, "", axis=1), g.weight("w2", 4, 8 * parts, 1, 1)], "", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size, "x")], [out(y)])
+
+
 def same_padded_stem(size: int = 16, seed: int = 14):
     """A TensorFlow-style stem, every node padded ``SAME_UPPER`` (one more at the bottom and right):
     a 3x3 stride-2 convolution, a ReLU, a 3x3 stride-2 max pool, then a 1x1 convolution."""

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, shufflenet, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, self_concat, shufflenet, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -925,6 +925,16 @@ def test_a_scale_folded_through_a_product_is_undone_when_its_scores_are_read_uns
     y = g.op("Add", [g.op("MatMul", [a, x], "/o1"), g.op("MatMul", [d, x], "/o2")], "/sum")
     proto = g.model([image_input(3, 8, 8, "input")], [out(y)])
     assert _max_rel_error(proto, import_onnx(proto, "scores")) <= RTOL
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_a_tensor_concatenated_with_itself_is_copied(parts):
+    """``Concat([x, x])`` along the channels (refused before: taken as a view of x, which no layout layer
+    holds) is a concatenation whose repeated parts are copies.  onnxruntime agrees."""
+    proto = self_concat(parts)
+    imp = import_onnx(proto, "twice")
+    assert [l.kind for l in imp.model.layers] == ["conv2d"] + ["pad"] * (parts - 1) + ["concat", "conv2d"]
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 def test_a_negative_scale_is_not_folded_under_a_relu():

@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, shufflenet, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, self_concat, shufflenet, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_neck)
 from onnx_graphs import out as graph_output
@@ -555,6 +555,14 @@ def test_a_channel_shuffle_runs_bit_exact(cfg_name, tmp_path):
     model, cfg = load_onnx(path).model, get_config(cfg_name)
     program = build_program(random_qmodel(model, 5), cfg)
     assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_a_tensor_concatenated_with_itself_runs_bit_exact(cfg_name, tmp_path):
+    """``Concat([x, x, x])``: x's producer writes the first part in place, copies the others."""
+    path = _write(tmp_path / "twice.onnx", self_concat(3))
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
