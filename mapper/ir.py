@@ -708,23 +708,30 @@ class Pad(_Base):
 
 @_nonmac("crop")
 class Crop(_Base):
-    """The top-left ``out_h x out_w`` pixels."""
+    """``out_h x out_w`` pixels from ``(y0, x0)``, every ``step``-th (``(step_y, step_x)``) of each axis:
+    output ``(y, x)`` is input ``(y0 + y * step_y, x0 + x * step_x)``; the defaults are the top-left."""
 
     name: str
     part: str
     inputs: tuple[str, ...]
     out_h: int
     out_w: int
+    y0: int = 0
+    x0: int = 0
+    step: tuple[int, int] = (1, 1)
 
     def __post_init__(self) -> None:
         _check_part(self.part)
         _positive(self, "out_h", "out_w")
+        if self.y0 < 0 or self.x0 < 0 or len(self.step) != 2 or min(self.step) < 1:
+            raise ValueError(f"{self.name}: origin ({self.y0}, {self.x0}) and step {self.step} must be >= 0 and >= 1")
 
     def infer(self, in_shapes):
         h, w, c = _same(self, in_shapes)
-        if self.out_h > h or self.out_w > w:
+        if self.y0 + (self.out_h - 1) * self.step[0] >= h or self.x0 + (self.out_w - 1) * self.step[1] >= w:
             raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c),
-                               f"at least {self.out_h}x{self.out_w} pixels")
+                               f"pixels up to ({self.y0 + (self.out_h - 1) * self.step[0]}, "
+                               f"{self.x0 + (self.out_w - 1) * self.step[1]})")
         return (self.out_h, self.out_w, c)
 
 

@@ -110,7 +110,12 @@ def _plain(ax: Axis) -> bool:
 def through(view: View, layer: Layer) -> View:
     """The view of ``layer``'s output coordinates, given the view of its input's."""
     if isinstance(layer, Crop):
-        return replace(view, y=replace(view.y, n=layer.out_h), x=replace(view.x, n=layer.out_w))
+        if (layer.y0, layer.x0, layer.step) == (0, 0, (1, 1)):
+            return replace(view, y=replace(view.y, n=layer.out_h), x=replace(view.x, n=layer.out_w))
+        if not (_plain(view.y) and _plain(view.x)):
+            raise LayoutError(f"{layer.name}: cropping from ({layer.y0}, {layer.x0}) or by steps a shifted or windowed view")
+        return replace(view, offset=view.offset + layer.y0 * view.y.stride + layer.x0 * view.x.stride,
+                       y=Axis(layer.out_h, view.y.stride * layer.step[0]), x=Axis(layer.out_w, view.x.stride * layer.step[1]))
     if isinstance(layer, Pad):
         if not (_plain(view.y) and _plain(view.x)):
             raise LayoutError(f"{layer.name}: padding a shifted or windowed view")

@@ -296,7 +296,9 @@ def _pad(wr: _Writer, layer, w: dict) -> None:
 
 def _crop(wr: _Writer, layer, w: dict) -> None:
     x = wr.get(layer.inputs[0], "nchw")
-    wr.put(layer.name, "nchw", wr.slice(x, [2, 3], [0, 0], [layer.out_h, layer.out_w], layer.name))
+    (sy, sx), ends = layer.step, [layer.y0 + (layer.out_h - 1) * layer.step[0] + 1, layer.x0 + (layer.out_w - 1) * layer.step[1] + 1]
+    steps = [sy, sx] if (sy, sx) != (1, 1) else None
+    wr.put(layer.name, "nchw", wr.slice(x, [2, 3], [layer.y0, layer.x0], ends, layer.name, steps=steps))
 
 
 def _roll(wr: _Writer, layer, w: dict) -> None:

@@ -559,10 +559,15 @@ class _Importer:
 
     def _reads_unscaled(self, ins: list[str], fold: "_Fold") -> bool:
         """Whether one of the ONNX values ``ins`` reads ``fold``'s rows as they were before the
-        scale (then its layer is no reader the fold may serve: ``_check_folds`` refolds)."""
+        scale, or the product the scale was folded through (then its layer is no reader the fold may
+        serve: ``_check_folds`` refolds)."""
         for n in ins:
             v = self.views.get(n)
-            if n not in self.fold_of and v is not None and v.source == fold.target:
+            if n in self.fold_of or v is None:
+                continue
+            if fold.through and v.source == fold.through:
+                return True
+            if v.source == fold.target:
                 lo, hi = L.channels_read(v)
                 if lo < fold.hi and fold.lo < hi:
                     return True

@@ -309,7 +309,7 @@ class Candidate:
 def _layout_out(c: Candidate, base: np.ndarray) -> np.ndarray:
     """The candidate's output, computed on ``base`` (the source's elements as numbers; 0 = padding)."""
     if c.kind == "crop":
-        return ir_views.crop(base, c.params["out_h"], c.params["out_w"])
+        return ir_views.crop(base, **c.params)
     if c.kind == "roll":
         return ir_views.roll(base, c.params["shift"])
     if c.kind == "window_partition":
@@ -343,6 +343,14 @@ def match_layout(v: View, c: Candidate, name: str) -> Optional[View]:
     return found if found.strided else None
 
 
+def _crop_params(rows: np.ndarray, cols: np.ndarray) -> Optional[dict]:
+    """A crop's parameters when ``rows`` and ``cols`` (sorted) are each evenly spaced, else None."""
+    steps = [int(a[1] - a[0]) if len(a) > 1 else 1 for a in (rows, cols)]
+    if any(len(a) > 1 and not np.all(np.diff(a) == s) for a, s in zip((rows, cols), steps)):
+        return None
+    return {"out_h": len(rows), "out_w": len(cols), "y0": int(rows[0]), "x0": int(cols[0]), "step": tuple(steps)}
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(2, n + 1) if n % d == 0]
 
@@ -357,8 +365,9 @@ def layout_candidates(v: View) -> Iterator[Candidate]:
         yield Candidate("channel_slice", src, v.src_shape, {"start": lo, "channels": hi - lo})
     idx = indices(v)
     ys, xs = idx // (w * c), (idx // c) % w
-    if ys.max() + 1 < h or xs.max() + 1 < w:
-        yield Candidate("crop", src, v.src_shape, {"out_h": int(ys.max()) + 1, "out_w": int(xs.max()) + 1})
+    crop = _crop_params(np.unique(ys), np.unique(xs))
+    if crop is not None and (crop["out_h"], crop["out_w"]) != (h, w):
+        yield Candidate("crop", src, v.src_shape, crop)
     y0, x0 = int(ys.flat[0]), int(xs.flat[0])
     if 0 < y0 and (y0 - x0) % math.gcd(h, w) == 0:
         shift = y0 if y0 <= h // 2 else y0 - h

@@ -17,7 +17,7 @@ from hw.operators import nearest_indices
 
 from . import onnx_layout as L
 from .ir import (INPUT, Activation, Add, Concat, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Mul, Pad, Pool,
-                 Resize, Roll, Softmax, WindowPartition)
+                 Resize, Roll, Softmax, WindowPartition, conv_pads)
 from .fusion import is_class_map_resize
 from .onnx_layout import View
 
@@ -283,14 +283,16 @@ def _nchw_full(v: View) -> bool:
     return _nchw_prefix(v) and v.shape[1] == v.src_shape[2]
 
 
-def _conv_padding(imp, a: dict, kernel, size, stride: int):
-    """The node's zero padding: one int, or (top, left, bottom, right) where the sides differ."""
+def _conv_padding(imp, a: dict, kernel, size, stride):
+    """The node's zero padding: one int, or (top, left, bottom, right) where the sides differ
+    (``stride`` one, or one per axis)."""
     mode = a.get("auto_pad", "NOTSET")
+    strides = stride if isinstance(stride, (list, tuple)) else (stride, stride)
     if mode in ("NOTSET", "VALID"):
         pads = list(a.get("pads", [0, 0, 0, 0])) if mode == "NOTSET" else [0, 0, 0, 0]
     elif mode in ("SAME_UPPER", "SAME_LOWER"):
         pads = []
-        for k, n in zip(kernel, size):
+        for k, n, stride in zip(kernel, size, strides):
             total = max((-(-n // stride) - 1) * stride + k - n, 0)
             pads.append((total // 2, total - total // 2) if mode == "SAME_UPPER" else (total - total // 2, total // 2))
         pads = [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]
@@ -309,18 +311,33 @@ def _equal_pair(imp, values, what: str) -> int:
 
 
 def _fold_batchnorm(imp, node, w: np.ndarray, b: Optional[np.ndarray]):
-    """Fold a BatchNormalization that alone reads the convolution's output into its weights."""
+    """Fold a BatchNormalization that alone reads the convolution's output into its weights: (its
+    output, the weights, the bias, the factor per output channel or None)."""
     out = node.output[0]
     j, bn = imp.only_consumer(out, "BatchNormalization")
     if bn is None or not all(imp.known(n) for n in bn.input[1:5]):
-        return out, w, b
+        return out, w, b, None
     if len(bn.output) > 1 and any(bn.output[1:]):
         raise imp.fail("a BatchNormalization in training mode; supported: inference")
     scale, shift, mean, var = (imp.array(n).astype(np.float64) for n in bn.input[1:5])
     inv = scale / np.sqrt(var + _attrs(bn).get("epsilon", 1e-5))
     bias = b.astype(np.float64) if b is not None else np.zeros(w.shape[0])
     imp.done.add(j)
-    return bn.output[0], (w * inv[:, None, None, None]).astype(np.float32), ((bias - mean) * inv + shift).astype(np.float32)
+    folded = (w * inv[:, None, None, None]).astype(np.float32)
+    return bn.output[0], folded, ((bias - mean) * inv + shift).astype(np.float32), inv
+
+
+def _fold_into_weight_q(imp, layer: str, inv: Optional[np.ndarray]) -> None:
+    """A folded BatchNormalization's factors ``inv`` (per output channel, repeated over the layer's
+    when it has more) in a QDQ weight of ``layer``: their sizes to its scales, their signs to its
+    int8 values (a -128 negated is 127)."""
+    if inv is None or layer not in imp.weight_q:
+        return
+    wq, s_w = imp.weight_q[layer]
+    inv = np.tile(inv, wq.shape[0] // len(inv))
+    sign = np.where(inv < 0, -1, 1).reshape([-1] + [1] * (wq.ndim - 1))
+    flipped = np.clip(wq.astype(np.int16) * sign, -127, 127).astype(np.int8)
+    imp.weight_q[layer] = (flipped, np.asarray(s_w, np.float64) * np.abs(inv))
 
 
 @_op("BatchNormalization")
@@ -364,22 +381,33 @@ def _conv(imp, node) -> None:
     x = imp.need(imp.act(node.input[0]), _nchw_prefix, "an NCHW image")
     h, wd, _ = x.src_shape
     groups = a.get("group", 1)
-    stride = _equal_pair(imp, a.get("strides", [1, 1]), "strides")
-    pad = _conv_padding(imp, a, [dilation * (k - 1) + 1 for k in w.shape[2:]], (h, wd), stride)
+    strides = [int(v) for v in a.get("strides", [1, 1])]
+    if len(strides) != 2 or min(strides) < 1:
+        raise imp.fail(f"strides {strides}; supported: two strides of at least 1")
+    # strides that differ: the convolution at their common divisor, then every (sh/t, sw/t)-th pixel
+    stride = math.gcd(*strides)
+    pad = _conv_padding(imp, a, [dilation * (k - 1) + 1 for k in w.shape[2:]], (h, wd), strides)
     if w.shape[1] * groups != x.shape[1]:
         raise imp.fail(f"weights of shape {list(w.shape)} with group {groups} do not match {x.shape[1]} input channels")
     if b is not None and b.shape != (w.shape[0],):
         raise imp.fail(f"a bias of shape {list(b.shape)} for {w.shape[0]} output channels; supported: one value "
                        f"per output channel")
-    out, w, b = _fold_batchnorm(imp, node, w, b)
+    out, w, b, inv = _fold_batchnorm(imp, node, w, b)
     out, relu = _fold_relu(imp, out)
-    name = imp.layer_name(out)
+    name = imp.layer_name(out if stride == max(strides) else f"{out}/stride{stride}")
     shape = imp.emit(Conv2d, name, in_ch=x.shape[1], out_ch=w.shape[0], in_h=h, in_w=wd, kernel=tuple(w.shape[2:]),
                      stride=stride, padding=pad, groups=groups, bias=b is not None, relu=relu, inputs=(x.source,),
                      dilation=dilation)
     imp.weights[name] = {"weight": np.ascontiguousarray(w.transpose(0, 2, 3, 1)),
                          "bias": (b if b is not None else np.zeros(w.shape[0])).astype(np.float32)}
     _record_weight_q(imp, node.input[1], name, lambda q: q.transpose(0, 2, 3, 1), axis=0)
+    _fold_into_weight_q(imp, name, inv)
+    if stride != max(strides):
+        (sy, sx), (top, left, bottom, right) = strides, conv_pads(pad)
+        ext = [dilation * (k - 1) + 1 for k in w.shape[2:]]
+        size = ((h + top + bottom - ext[0]) // sy + 1, (wd + left + right - ext[1]) // sx + 1)
+        name = _emit_after(imp, Crop, out, name, out_h=size[0], out_w=size[1], step=(sy // stride, sx // stride))
+        shape = imp.by_name[name].out_shape
     imp.views[out] = L.nchw(name, shape)
 
 
@@ -402,7 +430,7 @@ def _conv_transpose(imp, node) -> None:
         return out
 
     # a BatchNormalization and a ReLU that alone read it fold into the phases' convolution, as into a Conv
-    y, wk, b = _fold_batchnorm(imp, node, w.transpose(1, 0, 2, 3), imp.optional_array(node, 2))
+    y, wk, b, inv = _fold_batchnorm(imp, node, w.transpose(1, 0, 2, 3), imp.optional_array(node, 2))
     y, relu = _fold_relu(imp, y)
     w = wk.transpose(1, 0, 2, 3)
     last = imp.layer_name(f"{y}/phases")
@@ -414,6 +442,7 @@ def _conv_transpose(imp, node) -> None:
         if scale.size > 1 and axis != 1:
             raise imp.fail("weight scales along an axis other than the output channels; supported: per output channel")
         imp.weight_q[last] = (phased(q), np.tile(np.broadcast_to(scale, (k,)), s * s).astype(np.float64))
+        _fold_into_weight_q(imp, last, inv)
     if s > 1:
         last = _emit_after(imp, DepthToSpace, f"{y}/shuffle", last, block=s)
     if imp.by_name[last].out_shape[:2] != (out_h, out_w):
@@ -738,7 +767,11 @@ def _negated(imp, node, name: str) -> str:
     imp._set_const(minus, np.array(-1, np.float32))
     product = helper.make_node("Mul", [name, minus], [neg], name=neg)
     if not _fold_scale(imp, product, [name, minus]):
-        _elementwise(imp, product, Mul, [name, minus])
+        saved, imp.node = imp.node, product     # the product reads b alone (not the subtraction's a)
+        try:
+            _elementwise(imp, product, Mul, [name, minus])
+        finally:
+            imp.node = saved
     return neg
 
 
@@ -772,8 +805,13 @@ def _fold_target(imp, v: View):
         return src, lo, hi, set()
     if isinstance(src, MatMul) and src.b_layout != "opaque" and L.covers(v):
         a = imp.by_name.get(src.inputs[0])
+        lo, hi = src.a_offset, src.a_offset + src.heads * src.k
+        b_lo = src.b_offset
+        b_hi = b_lo + src.heads * (src.k if src.b_layout == "nk" else src.n)
+        if src.inputs[1] == src.inputs[0] and b_lo < hi and lo < b_hi:
+            return None, 0, 0, set()            # q @ q^T: the second operand reads the scaled rows too
         if isinstance(a, (Linear, Conv2d)):
-            return a, src.a_offset, src.a_offset + src.heads * src.k, {src.name}
+            return a, lo, hi, {src.name}
     return None, 0, 0, set()
 
 

@@ -217,7 +217,7 @@ _LAYERS = {
     "concat": lambda l, ins, w, d: np.concatenate(ins, axis=-1),
     "channel_slice": lambda l, ins, w, d: views.channel_slice(ins[0], l.start, l.channels),
     "pad": lambda l, ins, w, d: views.pad(ins[0], l.out_h, l.out_w),
-    "crop": lambda l, ins, w, d: views.crop(ins[0], l.out_h, l.out_w),
+    "crop": lambda l, ins, w, d: views.crop(ins[0], l.out_h, l.out_w, l.y0, l.x0, l.step),
     "roll": lambda l, ins, w, d: views.roll(ins[0], l.shift),
     "window_partition": lambda l, ins, w, d: views.window_partition(ins[0], l.window),
     "window_reverse": lambda l, ins, w, d: views.window_reverse(ins[0], l.window, l.out_h, l.out_w),

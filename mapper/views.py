@@ -69,9 +69,9 @@ def channel_slice(x: np.ndarray, start: int, channels: int) -> np.ndarray:
     return x[:, :, start:start + channels].copy()
 
 
-def crop(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """The top-left ``out_h x out_w`` pixels."""
-    return x[:out_h, :out_w].copy()
+def crop(x: np.ndarray, out_h: int, out_w: int, y0: int = 0, x0: int = 0, step=(1, 1)) -> np.ndarray:
+    """``out_h x out_w`` pixels from ``(y0, x0)``, every ``step``-th of each axis (``mapper.ir.Crop``)."""
+    return x[y0::step[0], x0::step[1]][:out_h, :out_w].copy()
 
 
 def roll(x: np.ndarray, shift: int) -> np.ndarray:

@@ -132,7 +132,7 @@ _LAYERS = {
     "channel_slice": lambda l, ins, q, b: views.channel_slice(ins[0], l.start, l.channels),
     "pad": lambda l, ins, q, b: views.pad(ins[0], l.out_h, l.out_w),
     "roll": lambda l, ins, q, b: views.roll(ins[0], l.shift),
-    "crop": lambda l, ins, q, b: views.crop(ins[0], l.out_h, l.out_w),
+    "crop": lambda l, ins, q, b: views.crop(ins[0], l.out_h, l.out_w, l.y0, l.x0, l.step),
     "window_partition": lambda l, ins, q, b: views.window_partition(ins[0], l.window),
     "window_reverse": lambda l, ins, q, b: views.window_reverse(ins[0], l.window, l.out_h, l.out_w),
     "depth_to_space": lambda l, ins, q, b: views.depth_to_space(ins[0], l.block),

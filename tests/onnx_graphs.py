@@ -662,6 +662,30 @@ def self_concat(parts: int = 2, size: int = 8, seed: int = 1):
     return g.model([image_input(3, size, size, "x")], [out(y)])
 
 
+def spatial_slice(starts, ends, steps, after: str = "conv", seed: int = 25):
+    """A convolution, then ``Slice`` of its rows and columns (``starts``, ``ends``, ``steps``), then
+    ``after``: a 3x3 convolution, a ReLU, an add of its ReLU, or nothing (the graph's output)."""
+    g = Graph(seed)
+    x = g.op("Conv", ["x", g.weight("w", 8, 3, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+    s = g.op("Slice", [x, g.const(starts), g.const(ends), g.const([2, 3]), g.const(steps)], "")
+    y = {"conv": lambda: g.op("Conv", [s, g.weight("w2", 4, 8, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4),
+         "relu": lambda: g.op("Relu", [s], ""), "add": lambda: g.op("Add", [s, g.op("Relu", [s], "")], ""),
+         "output": lambda: s}[after]()
+    return g.model([image_input(3, 8, 8, "x")], [out(y)])
+
+
+def strided_conv(strides, kernel: int = 3, pads=(1, 1, 1, 1), size=(9, 10), seed: int = 26, **attrs):
+    """A 3x3 convolution, then a convolution with ``strides`` (which may differ between the axes;
+    ``attrs``: ``auto_pad``, ``dilations``) and a ReLU."""
+    g = Graph(seed)
+    x = g.op("Conv", ["x", g.weight("w", 8, 3, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+    at = dict(kernel_shape=[kernel, kernel], strides=list(strides), **attrs)
+    if "auto_pad" not in attrs:
+        at["pads"] = list(pads)
+    y = g.op("Relu", [g.op("Conv", [x, g.weight("w2", 6, 8, kernel, kernel), g.weight("b2", 6)], "", **at)], "")
+    return g.model([image_input(3, *size, "x")], [out(y)])
+
+
 def same_padded_stem(size: int = 16, seed: int = 14):
     """A TensorFlow-style stem, every node padded ``SAME_UPPER`` (one more at the bottom and right):
     a 3x3 stride-2 convolution, a ReLU, a 3x3 stride-2 max pool, then a 1x1 convolution."""

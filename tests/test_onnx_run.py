@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, self_concat, shufflenet, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_neck)
 from onnx_graphs import out as graph_output
@@ -561,6 +561,20 @@ def test_a_channel_shuffle_runs_bit_exact(cfg_name, tmp_path):
 def test_a_tensor_concatenated_with_itself_runs_bit_exact(cfg_name, tmp_path):
     """``Concat([x, x, x])``: x's producer writes the first part in place, copies the others."""
     path = _write(tmp_path / "twice.onnx", self_concat(3))
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "e_small", "E"])
+@pytest.mark.parametrize("graph", ["centre_crop_relu", "every_other_add", "strides_2_1", "strides_2_4"])
+def test_crops_from_an_origin_by_steps_run_bit_exact(graph, cfg_name, tmp_path):
+    """A crop from an origin, by steps (a slice of rows and columns; a convolution whose strides
+    differ): its source pattern starts at the origin and steps by the steps; bit-exact."""
+    proto = {"centre_crop_relu": lambda: spatial_slice([1, 1], [7, 7], [1, 1], "relu"),
+             "every_other_add": lambda: spatial_slice([0, 1], [8, 8], [2, 2], "add"),
+             "strides_2_1": lambda: strided_conv([2, 1]),
+             "strides_2_4": lambda: strided_conv([2, 4], pads=(1, 0, 2, 1))}[graph]()
+    path = _write(tmp_path / "crop.onnx", proto)
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
                          "--quiet", "--out", str(tmp_path / "sim")]) == 0
 

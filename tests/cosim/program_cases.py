@@ -206,10 +206,25 @@ def shuffle_unit(size: int) -> Model:
     return Model("shuffle_unit", "full", (size, size, 3), tuple(layers))
 
 
+def crops(size: int) -> Model:
+    """Crops from an origin, by steps, as the importer makes them: a centre crop leading a ReLU's
+    pass, and a convolution with strides (2, 1) (at stride 1, then every other row)."""
+    layers = (
+        Conv2d("stem", "encoder", 3, 8, size, size, kernel=3, padding=1),
+        Crop("centre", "encoder", inputs=("stem",), out_h=size - 2, out_w=size - 2, y0=1, x0=1),
+        Activation("relu", "encoder", func="relu", inputs=("centre",)),
+        Conv2d("wide", "decoder", 8, 8, size - 2, size - 2, kernel=3, padding=1, inputs=("relu",)),
+        Crop("rows", "decoder", inputs=("wide",), out_h=(size - 1) // 2, out_w=size - 2, step=(2, 1)),
+        Conv2d("head", "decoder", 8, 4, (size - 1) // 2, size - 2, inputs=("rows",)),
+    )
+    return Model("crops", "full", (size, size, 3), layers)
+
+
 #: Networks defined here rather than in the zoo, by name.
 OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat, "nested_concat": nested_concat,
                 "dense_layer": dense_layer, "attention": attention, "c2f": c2f, "atrous": atrous,
-                "pixel_shuffle": pixel_shuffle, "up_conv": up_conv, "shuffle_unit": shuffle_unit}
+                "pixel_shuffle": pixel_shuffle, "up_conv": up_conv, "shuffle_unit": shuffle_unit,
+                "crops": crops}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make
 #: bench`` (issue 13), by configuration, the longest first: Swin-T reduced to one block a stage

@@ -252,11 +252,13 @@ def test_depth_to_space_program(config_name):
     source pattern splits each axis at the block, alone and leading a computing pass; a U-Net's up
     path (``up_conv``: transposed convolutions as the importer makes them, one into a concatenation,
     one cropped); ShuffleNetV2's units (``shuffle_unit``: the channel shuffle, one COPY over pixels by
-    channels); whole on the RTL, cycle for cycle and bit for bit."""
+    channels); crops from an origin, by steps (``crops``); whole on the RTL, cycle for cycle and bit
+    for bit."""
     seed = default_seed(15)
     run_accelerator(config_name, seed=seed, programs=[{"model": "pixel_shuffle", "size": 6, "seed": seed},
                                                       {"model": "up_conv", "size": 6, "seed": seed},
-                                                      {"model": "shuffle_unit", "size": 6, "seed": seed}])
+                                                      {"model": "shuffle_unit", "size": 6, "seed": seed},
+                                                      {"model": "crops", "size": 7, "seed": seed}])
 
 
 @pytest.mark.slow
