@@ -35,6 +35,24 @@ def _write(path: Path, proto) -> Path:
     return path
 
 
+def _runs_bit_exact_as_timed(proto, cfg_name: str, tmp_path: Path, seed: int = 5):
+    """``make sim CHECK=1`` of the file runs bit-exact, and its program is timed as the simulator times
+    it; the model, for more checks."""
+    from hw.config import get_config
+    from hw.timing import schedule
+    from mapper.program import build_program
+    from mapper.quantize import random_qmodel
+    from sim.simulator import simulate
+
+    path = _write(tmp_path / "graph.onnx", proto)
+    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", str(seed), "--no-plots",
+                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
+    model, cfg = load_onnx(path).model, get_config(cfg_name)
+    program = build_program(random_qmodel(model, seed), cfg)
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+    return model
+
+
 def _status(main, argv: list[str]) -> int:
     """A command's ``main``, with argparse's exits turned into their status."""
     try:
@@ -451,19 +469,15 @@ def test_dilated_convolutions_run_bit_exact(graph, cfg_name, tmp_path):
     simulator times it."""
     from hw.config import get_config
     from hw.timing import schedule
+    from hw.config import get_config
     from mapper.lower import map_layer
     from mapper.program import build_program
     from mapper.quantize import random_qmodel
     from sim.simulator import simulate
 
-    path = _write(tmp_path / "dil.onnx", {"dilated": dilated, "deeplab": deeplab}[graph]())
-    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "3", "--no-plots",
-                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
-    model, cfg = load_onnx(path).model, get_config(cfg_name)
-    program = build_program(random_qmodel(model, 3), cfg)
-    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+    model = _runs_bit_exact_as_timed({"dilated": dilated, "deeplab": deeplab}[graph](), cfg_name, tmp_path, seed=3)
     layer = next(l for l in model.layers if getattr(l, "dilation", 1) == 3)
-    [(lowered, _)] = map_layer(layer, cfg)
+    [(lowered, _)] = map_layer(layer, get_config(cfg_name))
     origins = {(i.f["y0"], i.f["x0"]) for i in lowered.stream if i.op == Op.LOAD_INP}
     assert {(y, x) for y in (-3, 0, 3) for x in (-3, 0, 3)} <= origins       # the first tile's nine taps
 
@@ -493,18 +507,7 @@ def test_prelu_runs_bit_exact(per_channel, cfg_name, tmp_path):
 def test_depth_to_space_runs_bit_exact(mode, block, after, cfg_name, tmp_path):
     """``DepthToSpace``: one COPY of the vector unit, its source pattern's axes split at the block
     (``mapper.layout``), alone or leading a computing pass; bit-exact and timed as it runs."""
-    from hw.config import get_config
-    from hw.timing import schedule
-    from mapper.program import build_program
-    from mapper.quantize import random_qmodel
-    from sim.simulator import simulate
-
-    path = _write(tmp_path / "d2s.onnx", depth_to_space(mode, block, after))
-    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
-                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
-    model, cfg = load_onnx(path).model, get_config(cfg_name)
-    program = build_program(random_qmodel(model, 5), cfg)
-    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+    _runs_bit_exact_as_timed(depth_to_space(mode, block, after), cfg_name, tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "e_small", "E"])
@@ -513,20 +516,9 @@ def test_transposed_convolutions_run_bit_exact(graph, cfg_name, tmp_path):
     """A U-Net (its 2x2 stride-2 up-convolution concatenated with the skip connection), DCGAN's 4x4
     stride-2 with its BatchNormalization and ReLU folded in, and one with a crop: bit-exact, timed
     as they run."""
-    from hw.config import get_config
-    from hw.timing import schedule
-    from mapper.program import build_program
-    from mapper.quantize import random_qmodel
-    from sim.simulator import simulate
-
     proto = {"unet": unet, "dcgan": lambda: conv_transpose(4, 2, (1, 1, 1, 1), bn_relu=True),
              "k3s2_crop": lambda: conv_transpose(3, 2)}[graph]()
-    path = _write(tmp_path / "convt.onnx", proto)
-    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
-                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
-    model, cfg = load_onnx(path).model, get_config(cfg_name)
-    program = build_program(random_qmodel(model, 5), cfg)
-    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+    _runs_bit_exact_as_timed(proto, cfg_name, tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
@@ -543,18 +535,7 @@ def test_pre_activation_batchnorms_run_bit_exact(kind, cfg_name, tmp_path):
 def test_a_channel_shuffle_runs_bit_exact(cfg_name, tmp_path):
     """ShuffleNetV2's units: the shuffle is one COPY over pixels by channels (the source's channel
     axis split at the groups); bit-exact, and timed as it runs."""
-    from hw.config import get_config
-    from hw.timing import schedule
-    from mapper.program import build_program
-    from mapper.quantize import random_qmodel
-    from sim.simulator import simulate
-
-    path = _write(tmp_path / "shuffle.onnx", shufflenet())
-    assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "5", "--no-plots",
-                         "--quiet", "--out", str(tmp_path / "sim")]) == 0
-    model, cfg = load_onnx(path).model, get_config(cfg_name)
-    program = build_program(random_qmodel(model, 5), cfg)
-    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+    _runs_bit_exact_as_timed(shufflenet(), cfg_name, tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
