@@ -38,7 +38,7 @@ from hw.vector import HEADER_FIELDS, NONE, PREV, SPATIAL, Descriptor, Operand, P
     vec_fields
 
 from .float_ops import ACTIVATIONS
-from .ir import LAYOUT_KINDS, MAC_KINDS, Activation, ChannelShuffle, Conv2d, Layer, Linear, MatMul, Model, PatchMerge, \
+from .ir import LAYOUT_KINDS, MAC_KINDS, Activation, ChannelShuffle, Conv2d, Crop, Layer, Linear, MatMul, Model, PatchMerge, \
     Pool, Resize, WindowPartition
 from .layout import LayoutError, Storage, View, partition_view, storage_plan, through, view_of
 from .lower import MappingError, _insn, layer_cycles, map_layer
@@ -440,6 +440,9 @@ class _PassBuilder:
                 outs.append(self._operand(self._view(ms[-1].name)))
             self.writes.append(ms[-1].name)
         if (not last or ms[-1] is not m) and self.p._read_outside(m, ms):
+            if any(isinstance(t, Crop) for t in self.trail):
+                raise LayoutError(f"{m.name}: another layer reads it whole, and the pass writes only what the "
+                                  f"crop {ms[-1].name!r} keeps")
             outs.append(self._operand(self._r1(self._view(m.name, self.raster))))
             self.writes.append(m.name)
         return outs

@@ -115,7 +115,8 @@ def through(view: View, layer: Layer) -> View:
         if not (_plain(view.y) and _plain(view.x)):
             raise LayoutError(f"{layer.name}: cropping from ({layer.y0}, {layer.x0}) or by steps a shifted or windowed view")
         return replace(view, offset=view.offset + layer.y0 * view.y.stride + layer.x0 * view.x.stride,
-                       y=Axis(layer.out_h, view.y.stride * layer.step[0]), x=Axis(layer.out_w, view.x.stride * layer.step[1]))
+                       y=_stepped_axis(view.y, layer.y0, layer.step[0], layer.out_h, layer.name),
+                       x=_stepped_axis(view.x, layer.x0, layer.step[1], layer.out_w, layer.name))
     if isinstance(layer, Pad):
         if not (_plain(view.y) and _plain(view.x)):
             raise LayoutError(f"{layer.name}: padding a shifted or windowed view")
@@ -130,6 +131,15 @@ def through(view: View, layer: Layer) -> View:
     if isinstance(layer, DepthToSpace):
         return _depth_view(view, layer)
     raise LayoutError(f"{layer.name}: a {layer.kind} layer is not a view")
+
+
+def _stepped_axis(ax: Axis, first: int, step: int, n: int, name: str) -> Axis:
+    """``n`` positions of a plain axis from ``first``, ``step`` apart; those past its valid ones
+    (the zeros of a padding before the crop) stay padding."""
+    valid = -(-(ax.valid - first) // step)
+    if valid < 1:
+        raise LayoutError(f"{name}: a crop of padding alone")
+    return Axis(n, ax.stride * step, valid=valid if valid < n else 0)
 
 
 def _pad(ax: Axis, n: int) -> Axis:

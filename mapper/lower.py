@@ -140,14 +140,26 @@ class Problem:
         return self.groups // self.heads
 
     @property
+    def kept_taps(self) -> tuple[tuple[int, int], ...]:
+        """A dilated kernel's taps (row, column) that read some input pixel for some output pixel of
+        the layer; the others read padding alone (a rate-36 tap on a 16x16 map), add nothing and are
+        not run.  Every band of a layer keeps the same taps, so that its weights serve them all."""
+        rows = kept_taps(self.kh, self.dil, self.stride, self.pad[0], self.h, self.oh_full)
+        cols = kept_taps(self.kw, self.dil, self.stride, self.pad[1], self.w, self.ow)
+        return tuple((r, c) for r in rows for c in cols) or ((0, 0),)
+
+    @property
     def shifts(self) -> int:
-        """Input windows a tile reads: one per tap when dilated (each its own 1x1 product), else one."""
-        return self.kh * self.kw if self.dil > 1 else 1
+        """Input windows a tile reads: one per kept tap when dilated (each its own 1x1 product), else one."""
+        return len(self.kept_taps) if self.dil > 1 else 1
 
     def shift_of(self, block: int, c0: int) -> tuple[int, int, int]:
         """(rows, columns, channel block) of a channel block counted over the shifts: its window's offset."""
         shift, cb = divmod(block, self.shift_blocks(c0))
-        return self.dil * (shift // self.kw), self.dil * (shift % self.kw), cb
+        if self.dil == 1:
+            return 0, 0, cb
+        ky, kx = self.kept_taps[shift]
+        return self.dil * ky, self.dil * kx, cb
 
     @property
     def taps(self) -> int:
@@ -171,6 +183,12 @@ class Problem:
     def macs(self) -> int:
         per_out = (self.cg if self.kind != "depthwise" else 1) * self.kh * self.kw
         return self.oh * self.ow * self.k * per_out
+
+
+@lru_cache(maxsize=1024)
+def kept_taps(k: int, dil: int, stride: int, pad: int, n_in: int, n_out: int) -> tuple[int, ...]:
+    """The taps of one axis of a dilated kernel that read an input pixel for some output."""
+    return tuple(t for t in range(k) if any(0 <= o * stride - pad + dil * t < n_in for o in range(n_out)))
 
 
 #: Output rows and columns a STORE addresses (its 12-bit t_h, t_w, y0, x0).

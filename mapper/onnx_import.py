@@ -214,7 +214,7 @@ def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None, *, 
     from .quantize import QLayer
 
     model, weights = imported.model, imported.weights
-    scaled = {t: 127.0 * s for t, s in imported.act_scales.items() if t != INPUT and s > 0}
+    scaled = _file_scales_back(model, {t: 127.0 * s for t, s in imported.act_scales.items() if t != INPUT and s > 0})
     ranges = {}
     if any(l.name not in scaled for l in model.layers):
         image = calib_image if calib_image is not None else calibration_image(model.input[0], model.input[1])
@@ -228,6 +228,22 @@ def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None, *, 
         bias_q = np.clip(round_half_up(bias / acc), -(1 << 31), (1 << 31) - 1).astype(np.int64)
         q.layers[name] = QLayer(ql.scale, np.asarray(wq, np.int8), bias_q, mult, shift)
     return q
+
+
+def _file_scales_back(model: Model, scaled: dict) -> dict:
+    """A file's ranges, also given to the inputs of a layer that keeps its input's scale (a ReLU, a
+    crop, a depth to space: ``mapper.calibrate.KEEPS_SCALE``) where they have none: the range the
+    file quantises after such a layer is the one the layer computing its input must saturate to
+    (else its calibrated range, larger, wins in their scale group and nothing clips where
+    onnxruntime does: a convolution the importer split into a convolution and a crop)."""
+    from .calibrate import KEEPS_SCALE
+    scaled = dict(scaled)
+    for layer in reversed(model.layers):
+        if layer.kind in KEEPS_SCALE and layer.name in scaled:
+            for src in layer.inputs:
+                if src != INPUT and src not in scaled:
+                    scaled[src] = scaled[layer.name]
+    return scaled
 
 
 def import_onnx(proto, name: str, where: str = "<onnx>") -> Imported:

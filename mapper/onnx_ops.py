@@ -335,9 +335,9 @@ def _fold_into_weight_q(imp, layer: str, inv: Optional[np.ndarray]) -> None:
         return
     wq, s_w = imp.weight_q[layer]
     inv = np.tile(inv, wq.shape[0] // len(inv))
-    sign = np.where(inv < 0, -1, 1).reshape([-1] + [1] * (wq.ndim - 1))
+    sign = np.sign(inv).reshape([-1] + [1] * (wq.ndim - 1))             # a factor 0 zeroes its channel
     flipped = np.clip(wq.astype(np.int16) * sign, -127, 127).astype(np.int8)
-    imp.weight_q[layer] = (flipped, np.asarray(s_w, np.float64) * np.abs(inv))
+    imp.weight_q[layer] = (flipped, np.asarray(s_w, np.float64) * np.where(inv == 0, 1, np.abs(inv)))
 
 
 @_op("BatchNormalization")

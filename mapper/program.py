@@ -117,11 +117,11 @@ def pack_weights(p: Problem, w: np.ndarray, cfg: AcceleratorConfig, rows_per_oc:
     if p.kind == "depthwise" and p.gather:
         for r in range(kh):                           # row r of channel k: its kw taps on lanes 0..kw-1
             wa[:, r * c0:r * c0 + kw] = w[:, r, :, 0]
-    elif p.kind == "depthwise":
+    elif p.kind == "depthwise":     # a row per tap (a dilated kernel's kept taps), each channel on its lane
         lanes = np.arange(p.k) % p.dw_pack
-        for r in range(kh):
-            for s in range(kw):
-                wa[np.arange(p.k), (r * kw + s) * c0 + lanes] = w[:, r, s, 0]
+        taps = p.kept_taps if p.dil > 1 else [(r, s) for r in range(kh) for s in range(kw)]
+        for i, (r, s) in enumerate(taps):
+            wa[np.arange(p.k), i * c0 + lanes] = w[:, r, s, 0]
     elif p.fold:
         flat = w.reshape(p.k, kh * kw * p.cg)                                 # (r, s, c) order
         wa[:, :flat.shape[1]] = flat
@@ -129,9 +129,11 @@ def pack_weights(p: Problem, w: np.ndarray, cfg: AcceleratorConfig, rows_per_oc:
         ncb = p.shift_blocks(c0)
         full = np.zeros((p.k, ncb * c0, kh, kw), dtype=np.int8)
         full[:, :w.shape[3]] = w.transpose(0, 3, 1, 2)
-        # rows block-major, each block's taps together; dilated: tap-major, a shift's blocks together
-        order = (0, 3, 1, 2) if p.dil > 1 else (0, 1, 3, 2)
-        wa[:] = full.reshape(p.k, ncb, c0, kh * kw).transpose(*order).reshape(p.k, -1)
+        taps = full.reshape(p.k, ncb, c0, kh * kw)
+        if p.dil > 1:       # tap-major, a shift's blocks together: the kept taps only
+            wa[:] = taps.transpose(0, 3, 1, 2)[:, [ky * kw + kx for ky, kx in p.kept_taps]].reshape(p.k, -1)
+        else:               # block-major, each block's taps together
+            wa[:] = taps.transpose(0, 1, 3, 2).reshape(p.k, -1)
     return wa
 
 

@@ -934,6 +934,30 @@ def test_a_scale_folded_through_a_product_is_undone_when_its_scores_are_read_uns
     assert _max_rel_error(proto, import_onnx(proto, "scores")) <= RTOL
 
 
+@pytest.mark.parametrize("gammas,strides", [([3.0] * 6, [2, 1]), ([3.0, 0.0, 1.0, -2.0, 0.5, 1.0], [1, 1])])
+def test_a_quantised_convolution_split_by_the_importer_keeps_the_files_scales(gammas, strides):
+    """Found by review: a QDQ convolution with strides (2, 1) is the importer's convolution then a crop;
+    the file's output scale sat on the crop, the convolution got a calibrated one, larger, which won
+    in their scale group (34-40 LSB off onnxruntime where it clips).  The file's scale now reaches the
+    layer before a crop or ReLU.  And a BatchNormalization with a gamma of 0 folded into a QDQ weight
+    made a weight scale of 0, which quantisation refused: its channel's int8 values are 0 now."""
+    from mapper.onnx_import import qdq_qmodel
+    from onnx_graphs import _qdq, _qweight
+    g = Graph(3)
+    x = _qdq(g, "input", 1 / 64, "/iq")
+    w, _, _ = _qweight(g, "c.w", g.rng.normal(0, 0.3, (6, 3, 3, 3)).astype(np.float32), axis=0)
+    y = g.op("Conv", [x, w], "/c", kernel_shape=[3, 3], pads=[1] * 4, strides=strides)
+    stats = (("w", np.array(gammas)), ("b", np.full(6, 0.5)), ("m", np.zeros(6)), ("v", np.ones(6)))
+    y = g.op("Relu", [g.op("BatchNormalization", [y, *(g.init(f"bn.{n}", v.astype(np.float32)) for n, v in stats)], "/bn")],
+             "/r")
+    imp = import_onnx(g.model([image_input(3, 8, 8, "input")], [out(_qdq(g, y, 1 / 16, "/oq"))]), "split")
+    q = qdq_qmodel(imp)
+    assert {l.kind: q.scale(l.name) for l in imp.model.layers} == (
+        {"conv2d": 1 / 16, "crop": 1 / 16} if strides != [1, 1] else {"conv2d": 1 / 16})
+    [(_, (wq, _))] = imp.weight_q.items()
+    assert [bool(row.any()) for row in wq] == [g != 0 for g in gammas]
+
+
 @pytest.mark.parametrize("kind", ["Conv", "ConvTranspose"])
 def test_a_batchnorm_folded_into_a_quantised_weight_scales_its_int8_weights(kind):
     """QDQ weights, then a BatchNormalization (scale -3 on half the channels) and a ReLU folded in:

@@ -482,6 +482,47 @@ def test_dilated_convolutions_run_bit_exact(graph, cfg_name, tmp_path):
     assert {(y, x) for y in (-3, 0, 3) for x in (-3, 0, 3)} <= origins       # the first tile's nine taps
 
 
+@pytest.mark.parametrize("cfg_name", ["tiny", "e_small", "E"])
+@pytest.mark.parametrize("rate", [4, 6])
+def test_dilated_taps_that_read_only_padding_are_not_run(rate, cfg_name, tmp_path):
+    """DeepLab's rate-24/36 branches on a small feature map: a 3x3 at dilation 6 on 5x6 pixels reads
+    only padding but through its centre tap, so one window a tile is loaded and multiplied (at
+    dilation 4, the rows' outer taps still read pixels: all nine).  Bit-exact and timed as it runs."""
+    from hw.config import get_config
+    from mapper.lower import map_layer
+
+    g = Graph(27)
+    x = g.op("Conv", ["x", g.weight("w", 8, 3, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+    y = g.op("Conv", [x, g.weight("w2", 8, 8, 3, 3)], "", kernel_shape=[3, 3], pads=[rate] * 4, dilations=[rate] * 2)
+    model = _runs_bit_exact_as_timed(g.model([image_input(3, 5, 6, "x")], [graph_output(y)]), cfg_name, tmp_path)
+    [(lowered, _)] = map_layer(model.layers[-1], get_config(cfg_name))
+    assert lowered.problem.shifts == (1 if rate == 6 else 9)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("case", ["pad_then_stepped_slice", "crop_after_a_shared_add"])
+def test_crops_that_meet_padding_or_a_shared_result_run_bit_exact(case, cfg_name, tmp_path):
+    """Found by review: a crop by steps of a padded tensor read past the tensor where the padding's
+    zeros are (its pattern dropped the pad's valid pixels: 22 of 200 elements off); an add whose sum
+    another layer reads, fused with the crop after it, wrote only the cropped pixels of the sum (413
+    of 512 off; a top-left crop did so before this stop too)."""
+    g = Graph(7)
+
+    def conv(x, cin, cout):
+        return g.op("Conv", [x, g.weight(f"w{g.count}", cout, cin, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+
+    def crop(x, starts, ends, steps):
+        return g.op("Slice", [x, g.const(starts), g.const(ends), g.const([2, 3]), g.const(steps)], "")
+
+    if case == "pad_then_stepped_slice":
+        padded = g.op("Pad", [g.op("Relu", [conv("x", 3, 8)], ""), g.const([0, 0, 0, 0, 0, 0, 2, 2])], "", mode="constant")
+        outs = [conv(crop(padded, [0, 0], [9, 9], [2, 2]), 8, 4)]
+    else:
+        total = g.op("Add", [conv("x", 3, 8), conv("x", 3, 8)], "")
+        outs = [conv(crop(total, [1, 1], [8, 8], [2, 3]), 8, 4), conv(total, 8, 4)]
+    _runs_bit_exact_as_timed(g.model([image_input(3, 8, 8, "x")], [graph_output(o) for o in outs]), cfg_name, tmp_path)
+
+
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 @pytest.mark.parametrize("case", ["conv", "read_twice", "relu", "mean", "const"])
 def test_a_subtraction_runs_bit_exact(case, cfg_name, tmp_path):
