@@ -40,6 +40,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterator, Optional, Union
 
 from .float_ops import ACTIVATIONS
@@ -102,6 +103,13 @@ def tokens_of(shape: Shape) -> int:
 
 def _elements(shape: Shape) -> int:
     return shape[0] * shape[1] * shape[2]
+
+
+@lru_cache(maxsize=1024)
+def kept_taps(k: int, dil: int, stride: int, pad: int, n_in: int, n_out: int) -> tuple[int, ...]:
+    """The taps of one axis of a dilated kernel that read an input pixel for some output (the others
+    read padding alone)."""
+    return tuple(t for t in range(k) if any(0 <= o * stride - pad + dil * t < n_in for o in range(n_out)))
 
 
 def _rows_read(size: int, out: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
@@ -279,8 +287,19 @@ class Conv2d(_Base):
 
     @property
     def macs(self) -> int:
+        """The products of every tap, but a dilated kernel's taps that read only padding (``kept_taps``:
+        a rate-36 tap on a 16x16 map), which are not run."""
+        return self.out_h * self.out_w * self.out_ch * (self.in_ch // self.groups) * len(self.taps_run)
+
+    @property
+    def taps_run(self) -> tuple[tuple[int, int], ...]:
+        """The kernel's taps (row, column) the layer computes: all, or a dilated kernel's kept ones."""
         kh, kw = self.kernel
-        return self.out_h * self.out_w * self.out_ch * (self.in_ch // self.groups) * kh * kw
+        if self.dilation == 1:
+            return tuple((r, c) for r in range(kh) for c in range(kw))
+        (top, left, _, _), d, s = self.pads, self.dilation, self.stride
+        rows, cols = kept_taps(kh, d, s, top, self.in_h, self.out_h), kept_taps(kw, d, s, left, self.in_w, self.out_w)
+        return tuple((r, c) for r in rows for c in cols) or ((0, 0),)
 
     @property
     def shape_str(self) -> str:

@@ -96,6 +96,7 @@ class Problem:
     stride: int = 1
     pad: tuple[int, int, int, int] = (0, 0, 0, 0)     # zero padding (top, left, bottom, right)
     dil: int = 1               # > 1: a dilated kernel, run as one 1x1 product per tap on a shifted window
+    kept_taps: tuple = ()      # ... its taps that read the image (``mapper.ir.Conv2d.taps_run``)
     fold: bool = False
     act: int = Act.NONE        # what the STOREs apply after requantisation
     dw_pack: int = 1           # depthwise channels packed per group
@@ -140,15 +141,6 @@ class Problem:
         return self.groups // self.heads
 
     @property
-    def kept_taps(self) -> tuple[tuple[int, int], ...]:
-        """A dilated kernel's taps (row, column) that read some input pixel for some output pixel of
-        the layer; the others read padding alone (a rate-36 tap on a 16x16 map), add nothing and are
-        not run.  Every band of a layer keeps the same taps, so that its weights serve them all."""
-        rows = kept_taps(self.kh, self.dil, self.stride, self.pad[0], self.h, self.oh_full)
-        cols = kept_taps(self.kw, self.dil, self.stride, self.pad[1], self.w, self.ow)
-        return tuple((r, c) for r in rows for c in cols) or ((0, 0),)
-
-    @property
     def shifts(self) -> int:
         """Input windows a tile reads: one per kept tap when dilated (each its own 1x1 product), else one."""
         return len(self.kept_taps) if self.dil > 1 else 1
@@ -181,14 +173,8 @@ class Problem:
 
     @property
     def macs(self) -> int:
-        per_out = (self.cg if self.kind != "depthwise" else 1) * self.kh * self.kw
+        per_out = (self.cg if self.kind != "depthwise" else 1) * (self.shifts if self.dil > 1 else self.kh * self.kw)
         return self.oh * self.ow * self.k * per_out
-
-
-@lru_cache(maxsize=1024)
-def kept_taps(k: int, dil: int, stride: int, pad: int, n_in: int, n_out: int) -> tuple[int, ...]:
-    """The taps of one axis of a dilated kernel that read an input pixel for some output."""
-    return tuple(t for t in range(k) if any(0 <= o * stride - pad + dil * t < n_in for o in range(n_out)))
 
 
 #: Output rows and columns a STORE addresses (its 12-bit t_h, t_w, y0, x0).
@@ -260,7 +246,7 @@ def _problem(layer: Layer, cfg: AcceleratorConfig) -> Problem:
             pack = min(cfg.k0, cfg.c0, layer.in_ch)
             return Problem(layer.name, "depthwise", _cdiv(layer.in_ch, pack), layer.in_h, layer.in_w,
                            layer.in_ch, layer.out_ch, pack, pack, kh, kw, layer.stride, layer.pads, layer.dilation,
-                           act=_act(layer), dw_pack=pack, gather=layer.dilation == 1 and dw_gather_ok(cfg, kw))
+                           _kept(layer), act=_act(layer), dw_pack=pack, gather=layer.dilation == 1 and dw_gather_ok(cfg, kw))
         cg, kg = layer.in_ch // layer.groups, layer.out_ch // layer.groups
         # Fold taps into channels (im2col in the load unit) when it saves channel blocks, when the
         # patches do not overlap (stride >= kernel: no extra DRAM reads), or when the taps of one
@@ -269,7 +255,8 @@ def _problem(layer: Layer, cfg: AcceleratorConfig) -> Problem:
         fold = layer.groups == 1 and kh * kw > 1 and layer.dilation == 1 and (
             folded < plain or (folded == plain and layer.stride >= kh) or kh * kw > cfg.weight_rows // 2)
         return Problem(layer.name, "dense", layer.groups, layer.in_h, layer.in_w, layer.in_ch,
-                       layer.out_ch, cg, kg, kh, kw, layer.stride, layer.pads, layer.dilation, fold, _act(layer))
+                       layer.out_ch, cg, kg, kh, kw, layer.stride, layer.pads, layer.dilation, _kept(layer), fold,
+                       _act(layer))
     if isinstance(layer, Linear):
         h, w = token_shape(layer.tokens)
         return Problem(layer.name, "dense", 1, h, w, layer.in_features, layer.out_features,
@@ -280,6 +267,12 @@ def _problem(layer: Layer, cfg: AcceleratorConfig) -> Problem:
         return Problem(layer.name, "matmul", layer.batch, h, w, layer.batch * layer.k,
                        layer.batch * layer.n, layer.k, layer.n, heads=layer.heads)
     raise MappingError(f"{layer.name}: {layer.kind} is not a MAC layer")
+
+
+def _kept(layer: Conv2d) -> tuple:
+    """A dilated convolution's taps that read the image (every band of it runs the same: its
+    weights serve them all); none otherwise."""
+    return layer.taps_run if layer.dilation > 1 else ()
 
 
 def _act(layer: Layer) -> int:
