@@ -138,8 +138,9 @@ def c2f(size: int) -> Model:
 
 def atrous(size: int) -> Model:
     """DeepLab's atrous convolutions, as ``tests/onnx_graphs.dilated`` imports: dilations 2 and 3
-    (one 1x1 product per tap on a shifted window, accumulated; taps whose window lies wholly in the
-    padding read zeros), a depthwise one, a strided one, and a grouped one reading a concatenation."""
+    (one 1x1 product per tap on a shifted window, accumulated; a tile's window wholly in the padding
+    reads zeros), a depthwise one, a strided one, a grouped one reading a concatenation, and
+    one whose outer taps read only padding (not run: its centre tap alone)."""
     layers = (
         Conv2d("stem", "encoder", 3, 16, size, size, kernel=3, padding=1, relu=True),
         Conv2d("d2", "encoder", 16, 16, size, size, kernel=3, padding=2, dilation=2, relu=True, inputs=("stem",)),
@@ -148,6 +149,8 @@ def atrous(size: int) -> Model:
         Concat("cat", "encoder", inputs=("dw", "d3")),
         Conv2d("g2", "decoder", 24, 8, size, size, kernel=3, padding=4, dilation=4, groups=2, inputs=("cat",)),
         Conv2d("s2", "decoder", 8, 8, size, size, kernel=3, stride=2, padding=2, dilation=2, inputs=("g2",)),
+        Conv2d("far", "decoder", 8, 8, (size + 1) // 2, (size + 1) // 2, kernel=3, padding=size, dilation=size,
+               inputs=("s2",)),
     )
     return Model("atrous", "full", (size, size, 3), layers)
 
