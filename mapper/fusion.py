@@ -35,7 +35,7 @@ from hw.config import AcceleratorConfig
 from hw.isa import Act, Insn, Op, StreamError, VecOp
 from hw.timing import EPILOGUE_PASSES
 from hw.vector import HEADER_FIELDS, NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, Stage, \
-    vec_fields
+    spatial_refusals, spatial_slots, vec_fields
 
 from .float_ops import ACTIVATIONS
 from .ir import LAYOUT_KINDS, MAC_KINDS, Activation, ChannelShuffle, Conv2d, Crop, Layer, Linear, MatMul, Model, PatchMerge, \
@@ -269,9 +269,15 @@ class _Planner:
 
     def _pass(self, members: list[Layer]) -> VecPass:
         try:
-            return _PassBuilder(self, members).build()
+            vp = _PassBuilder(self, members).build()
         except LayoutError as e:
             raise MappingError(str(e)) from None
+        if vp.desc.stages[0].op in SPATIAL:         # the spatial unit's geometry, as it refuses a pass
+            data, _ = spatial_refusals(*spatial_slots(vp.desc))
+            why = next((why for why, bad in data.items() if bad), None)
+            if why is not None:
+                raise MappingError(f"{members[0].name}: a pass of {[m.name for m in members]}: {why}")
+        return vp
 
 
 def is_class_map(layer: Layer, model: Model) -> bool:
@@ -424,6 +430,8 @@ class _PassBuilder:
         if chained not in m.inputs:
             raise LayoutError(f"{m.name}: does not read the pass's running result {chained!r}")
         other = m.inputs[1] if m.inputs[0] == chained else m.inputs[0]
+        if other in {x.name for x in self.members}:
+            raise LayoutError(f"{m.name}: reads {other!r}, which the pass computes, as its stored tensor")
         self._swapped = m.inputs[0] != chained
         return self._read(self._r1(self._view(other, self.raster)))
 

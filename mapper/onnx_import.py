@@ -231,17 +231,23 @@ def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None, *, 
 
 
 def _file_scales_back(model: Model, scaled: dict) -> dict:
-    """A file's ranges, also given to the inputs of a layer that keeps its input's scale (a ReLU, a
-    crop, a depth to space: ``mapper.calibrate.KEEPS_SCALE``) where they have none: the range the
-    file quantises after such a layer is the one the layer computing its input must saturate to
-    (else its calibrated range, larger, wins in their scale group and nothing clips where
-    onnxruntime does: a convolution the importer split into a convolution and a crop)."""
-    from .calibrate import KEEPS_SCALE
+    """A file's ranges, also given to the input of a ReLU or of a layer that moves data (a crop, a
+    depth to space, ...) where the input has none and nothing else reads it: such a layer keeps
+    its input's scale (``mapper.calibrate.KEEPS_SCALE``) and cannot widen its range, so the range
+    the file quantises after it is the one its input must saturate to (else the input's calibrated
+    range, larger, wins in their scale group and nothing clips where onnxruntime does: a
+    convolution the importer split into a convolution and a crop).  Not through an average, a
+    resize or a concatenation, whose input may be wider than their output."""
+    from .ir import LAYOUT_KINDS
+    readers: dict[str, int] = {}
+    for layer in model.layers:
+        for src in layer.inputs:
+            readers[src] = readers.get(src, 0) + 1
     scaled = dict(scaled)
     for layer in reversed(model.layers):
-        if layer.kind in KEEPS_SCALE and layer.name in scaled:
+        if (layer.kind == "relu" or layer.kind in LAYOUT_KINDS) and layer.name in scaled:
             for src in layer.inputs:
-                if src != INPUT and src not in scaled:
+                if src != INPUT and src not in scaled and readers[src] == 1 and src not in model.output_names:
                     scaled[src] = scaled[layer.name]
     return scaled
 

@@ -130,7 +130,25 @@ def _reshape(imp, node) -> None:
     if target.count(-1) == 1:
         known = math.prod(d for d in target if d != -1)
         target[target.index(-1)] = v.size // known if known else 0
+    shuffled = _pixel_shuffle_of(imp, L.reshape(v, target)) if len(target) == 4 else None
+    if shuffled is not None:            # PyTorch's pixel_shuffle written out: as its DepthToSpace (CRD)
+        return _depth_to_space_of(imp, node, *shuffled, "CRD")
     _reshape_to(imp, node, v, target)
+
+
+def _pixel_shuffle_of(imp, v: View) -> Optional[tuple[View, int]]:
+    """(the NCHW view of a convolution's or linear layer's whole output, block) when ``v`` is its
+    pixel shuffle in mode CRD (the reshape, transpose and reshape of ``torch.pixel_shuffle``)."""
+    src = imp.by_name.get(v.source)
+    if not isinstance(src, (Conv2d, Linear)) or v.strided:
+        return None
+    (h, w, c), (_, oc, oh, ow) = v.src_shape, v.shape
+    b = oh // h if h and oh % h == 0 else 0
+    if b < 2 or (oc, ow) != (c // (b * b), w * b) or c % (b * b):
+        return None
+    whole = L.nchw(src.name, v.src_shape)
+    crd = L.reshape(L.transpose(L.reshape(whole, [1, oc, b, b, h, w]), [0, 1, 4, 2, 5, 3]), list(v.shape))
+    return (whole, b) if np.array_equal(L.indices(crd), L.indices(v)) else None
 
 
 def _reshape_to(imp, node, v: View, shape) -> None:
@@ -154,11 +172,15 @@ def _settle(imp, v: View) -> View:
 def _depth_to_space(imp, node) -> None:
     """A view, as the reshape, transpose and reshape the operator is defined by (mode DCR, or CRD as
     PyTorch's ``pixel_shuffle``); what moves data is then an IR layer's (``DepthToSpace``: DCR)."""
-    v = _view(imp, node.input[0])
     a = _attrs(node)
     b, mode = int(a.get("blocksize", 0)), a.get("mode", "DCR")
     if b < 1 or mode not in ("DCR", "CRD"):
         raise imp.fail(f"blocksize {a.get('blocksize')}, mode {mode!r}; supported: a blocksize of at least 1, mode DCR or CRD")
+    _depth_to_space_of(imp, node, _view(imp, node.input[0]), b, mode)
+
+
+def _depth_to_space_of(imp, node, v: View, b: int, mode: str) -> None:
+    """``node``'s output: DepthToSpace of ``v`` (NCHW) by ``b`` in ``mode``."""
     if len(v.shape) != 4 or v.shape[1] % (b * b):
         raise imp.fail(f"an input of shape {list(v.shape)}; supported: NCHW with channels a multiple of {b * b}")
     n, c, h, w = v.shape

@@ -758,6 +758,38 @@ def test_depth_to_space_is_an_ir_layout_layer(mode, block, after, kinds, channel
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("block", [2, 3])
+def test_pixel_shuffle_written_as_reshape_transpose_reshape_is_a_depth_to_space(block):
+    """``torch.pixel_shuffle`` as some exporters write it (reshape to ``[1, C, r, r, H, W]``, transpose
+    ``[0, 1, 4, 2, 5, 3]``, reshape) of a convolution, read by a convolution: refused before (only
+    the DepthToSpace node was taken); now the same DepthToSpace (CRD: the convolution reordered)."""
+    g = Graph(9)
+    c = g.op("Conv", ["input", g.weight("c.weight", 3 * block ** 2, 3, 3, 3)], "/c", kernel_shape=[3, 3], pads=[1] * 4)
+    t = g.op("Transpose", [g.reshape(c, [1, 3, block, block, 8, 8], "/ps")], "/ps", perm=[0, 1, 4, 2, 5, 3])
+    y = g.op("Conv", [g.reshape(t, [1, 3, 8 * block, 8 * block], "/ps"), g.weight("r.weight", 4, 3, 3, 3)], "/r",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    proto = g.model([image_input(3, 8, 8, "input")], [out(y)])
+    imp = import_onnx(proto, "espcn")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "depth_to_space", "conv2d"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_files_scale_after_an_average_does_not_reach_its_input():
+    """A file's scale after a ReLU or a crop is also its input's (the split convolution's case), but
+    not after a global average, whose input is wider: the convolution saturated at the average's
+    range (49 LSB off onnxruntime, found by review)."""
+    from mapper.onnx_import import qdq_qmodel
+    from onnx_graphs import _qdq
+    g = Graph(3)
+    c = g.op("Conv", [_qdq(g, "input", 1 / 64, "/iq"), g.weight("c.w", 8, 3, 3, 3, scale=1.0)], "/c",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    y = _qdq(g, g.op("GlobalAveragePool", [c], "/gap"), 1 / 128, "/oq")
+    imp = import_onnx(g.model([image_input(3, 8, 8, "input")], [out(y)]), "gap")
+    q = qdq_qmodel(imp)
+    conv, pool = imp.model.layers
+    assert q.scale(conv.name) == q.scale(pool.name) > 1 / 128       # one scale group, the convolution's range
+
+
 @pytest.mark.parametrize("after", ["read_twice", "sigmoid"])
 def test_pixel_shuffle_of_a_tensor_read_elsewhere_is_refused(after):
     """CRD reorders its producer's output channels: not when another layer reads them in their order

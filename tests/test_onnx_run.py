@@ -500,12 +500,15 @@ def test_dilated_taps_that_read_only_padding_are_not_run(rate, cfg_name, tmp_pat
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
-@pytest.mark.parametrize("case", ["pad_then_stepped_slice", "crop_after_a_shared_add"])
+@pytest.mark.parametrize("case", ["pad_then_stepped_slice", "crop_after_a_shared_add", "pool_then_crop",
+                                  "crop_added_to_itself"])
 def test_crops_that_meet_padding_or_a_shared_result_run_bit_exact(case, cfg_name, tmp_path):
     """Found by review: a crop by steps of a padded tensor read past the tensor where the padding's
     zeros are (its pattern dropped the pad's valid pixels: 22 of 200 elements off); an add whose sum
     another layer reads, fused with the crop after it, wrote only the cropped pixels of the sum (413
-    of 512 off; a top-left crop did so before this stop too)."""
+    of 512 off; a top-left crop did so before this stop too).  A user's tries: an average pool fused
+    with the crop after it, a pass the spatial unit refuses (timed, then refused by CHECK=1), and a
+    crop added to itself, whose second operand was read as the crop's tensor, never written."""
     g = Graph(7)
 
     def conv(x, cin, cout):
@@ -517,9 +520,15 @@ def test_crops_that_meet_padding_or_a_shared_result_run_bit_exact(case, cfg_name
     if case == "pad_then_stepped_slice":
         padded = g.op("Pad", [g.op("Relu", [conv("x", 3, 8)], ""), g.const([0, 0, 0, 0, 0, 0, 2, 2])], "", mode="constant")
         outs = [conv(crop(padded, [0, 0], [9, 9], [2, 2]), 8, 4)]
-    else:
+    elif case == "crop_after_a_shared_add":
         total = g.op("Add", [conv("x", 3, 8), conv("x", 3, 8)], "")
         outs = [conv(crop(total, [1, 1], [8, 8], [2, 3]), 8, 4), conv(total, 8, 4)]
+    elif case == "pool_then_crop":
+        blur = g.op("AveragePool", [conv("x", 3, 8)], "", kernel_shape=[3, 3], strides=[1, 1], pads=[1] * 4)
+        outs = [conv(crop(blur, [1, 2], [7, 8], [2, 2]), 8, 4)]
+    else:
+        cropped = crop(conv("x", 3, 8), [1, 2], [7, 8], [2, 2])
+        outs = [conv(g.op("Add", [cropped, cropped], ""), 8, 4)]
     _runs_bit_exact_as_timed(g.model([image_input(3, 8, 8, "x")], [graph_output(o) for o in outs]), cfg_name, tmp_path)
 
 
