@@ -1269,9 +1269,10 @@ def _concat(imp, node) -> None:
     single = len(views) == 1 and _form_of(views[0]) is not None and _FORMS[_form_of(views[0])][1] == axis
     if len({v.source for v in views}) == 1 and not imp.is_const(node.input[0]) and not single:
         joined = _settle(imp, L.concat_same(views, axis).named(node.output[0]))
-        if joined.strided or not _whole_channel_parts(views, axis):
+        if joined.strided or not (_whole_channel_parts(views, axis) or _nchw_channels(views, axis)):
             return _out(imp, node, joined)
-        # whole tensors repeated along their channels (Concat([x, x])): a concatenation, copies made
+        # parts of one tensor repeated along the channels (Concat([x, x]), of a crop too): a
+        # concatenation, its parts formed (layout layers) and copies made
     if _token_concat(imp, node, views, axis):
         return
     # a concatenation of channels is a layer (of one input too: it moves no data, fusion makes it zero-copy)
@@ -1284,6 +1285,11 @@ def _concat(imp, node) -> None:
     name = imp.layer_name(node.output[0])
     shape = imp.emit(Concat, name, inputs=tuple(v.source for v in views))
     imp.views[node.output[0]] = _FORMS[form][0](name, shape)
+
+
+def _nchw_channels(views: list[View], axis: int) -> bool:
+    """Whether the parts are NCHW images (of some layout) concatenated along their channels."""
+    return axis == 1 and all(len(v.shape) == 4 and v.shape[0] == 1 for v in views)
 
 
 def _whole_channel_parts(views: list[View], axis: int) -> bool:

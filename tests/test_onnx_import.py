@@ -1014,6 +1014,29 @@ def test_a_batchnorm_folded_into_a_quantised_weight_scales_its_int8_weights(kind
     np.testing.assert_allclose(recon, imp.weights[name]["weight"], atol=1e-6)
 
 
+@pytest.mark.parametrize("parts", [2, 3])
+def test_a_tensor_concatenated_with_itself_is_copied(parts):
+    """``Concat([x, x])`` along the channels (refused before: taken as a view of x, which no layout layer
+    holds) is a concatenation whose repeated parts are copies.  onnxruntime agrees."""
+    proto = self_concat(parts)
+    imp = import_onnx(proto, "twice")
+    assert [l.kind for l in imp.model.layers] == ["conv2d"] + ["pad"] * (parts - 1) + ["concat", "conv2d"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_crop_concatenated_with_itself_is_copied():
+    """``Concat([c, c])`` of a ``Slice`` of rows and columns (a user's try: refused where the next
+    convolution read it): the crop is a layer, its repeat a copy.  onnxruntime agrees."""
+    g = Graph(2)
+    x = g.op("Conv", ["x", g.weight("w", 8, 3, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+    c = g.op("Slice", [x, g.const([1, 2]), g.const([7, 8]), g.const([2, 3]), g.const([2, 2])], "")
+    y = g.op("Conv", [g.op("Concat", [c, c], "", axis=1), g.weight("w2", 4, 16, 1, 1)], "", kernel_shape=[1, 1])
+    proto = g.model([image_input(3, 8, 8, "x")], [out(y)])
+    imp = import_onnx(proto, "crops")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "crop", "pad", "concat", "conv2d"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 def test_a_negative_scale_is_not_folded_under_a_relu():
     """``conv2(-0.5 * relu(conv1(x)))``: -0.5 folded into conv1's weights would run relu(-0.5 * conv1),
     which is not -0.5 * relu(conv1) (the float reference was 0.35 off onnxruntime); a product layer."""
