@@ -670,7 +670,8 @@ class _Importer:
             return v
         found = self.materialise(v, ok)
         if found is None:
-            raise self.fail(f"its input is not laid out as {what} and no IR layout layer (channel slice, crop, "
+            moved = f" (arranged by the node writing {v.origin!r} and the layout operators after it)" if v.origin else ""
+            raise self.fail(f"its input{moved} is not laid out as {what} and no IR layout layer (channel slice, crop, "
                             f"roll, window partition or reverse, patch merge, depth to space, channel shuffle) arranges it "
                             f"so; supported: layout "
                             f"operators that move no data or do what one of those layers does")

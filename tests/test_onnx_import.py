@@ -793,8 +793,11 @@ def test_a_files_scale_after_an_average_does_not_reach_its_input():
 @pytest.mark.parametrize("after", ["read_twice", "sigmoid"])
 def test_pixel_shuffle_of_a_tensor_read_elsewhere_is_refused(after):
     """CRD reorders its producer's output channels: not when another layer reads them in their order
-    (the import is tried again without, and the pixel shuffle is then refused), nor of a sigmoid."""
-    _refused(depth_to_space("CRD", 2, after), "(Conv)", "depth to space")
+    (the import is tried again without, and the pixel shuffle is then refused), nor of a sigmoid.
+    The refusal, at the reader, names the node that arranged the values (a user's report: it named
+    only the convolution reading them)."""
+    _refused(depth_to_space("CRD", 2, after), "(Conv)", "depth to space",
+             "arranged by the node writing '/shuffle/DepthToSpace_")
 
 
 @pytest.mark.parametrize("case,kinds", [
