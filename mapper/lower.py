@@ -49,7 +49,7 @@ from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, dw_gather_ok, load_inp_gb_
                        occupancy_and_latency, schedule)
 
 from . import tiling_cache
-from .ir import Conv2d, Layer, Linear, MatMul
+from .ir import Conv2d, Layer, Linear, MatMul, conv_out
 
 __all__ = ["Problem", "Tiling", "Lowered", "MappingError", "Placement", "may_fold", "problem_of", "map_layer",
            "rows_complete", "build_stream", "layer_cycles", "default_placement", "map_problem", "token_shape",
@@ -124,7 +124,7 @@ class Problem:
 
     @property
     def oh_full(self) -> int:
-        return (self.h + self.pad[0] + self.pad[2] - self.dil * (self.kh - 1) - 1) // self.stride + 1
+        return conv_out(self.h, self.kh, self.stride, self.pad[0], self.dil, padding_end=self.pad[2])
 
     @property
     def oh(self) -> int:
@@ -133,7 +133,7 @@ class Problem:
 
     @property
     def ow(self) -> int:
-        return (self.w + self.pad[1] + self.pad[3] - self.dil * (self.kw - 1) - 1) // self.stride + 1
+        return conv_out(self.w, self.kw, self.stride, self.pad[1], self.dil, padding_end=self.pad[3])
 
     @property
     def windows(self) -> int:

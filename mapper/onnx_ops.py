@@ -17,7 +17,7 @@ from hw.operators import nearest_indices
 
 from . import onnx_layout as L
 from .ir import (INPUT, Activation, Add, Concat, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Mul, Pad, Pool,
-                 Resize, Roll, Softmax, WindowPartition, conv_pads)
+                 Resize, Roll, Softmax, WindowPartition, conv_out, conv_pads)
 from .fusion import is_class_map_resize
 from .onnx_layout import View
 
@@ -425,9 +425,8 @@ def _conv(imp, node) -> None:
     _record_weight_q(imp, node.input[1], name, lambda q: q.transpose(0, 2, 3, 1), axis=0)
     _fold_into_weight_q(imp, name, inv)
     if stride != max(strides):
-        (sy, sx), (top, left, bottom, right) = strides, conv_pads(pad)
-        ext = [dilation * (k - 1) + 1 for k in w.shape[2:]]
-        size = ((h + top + bottom - ext[0]) // sy + 1, (wd + left + right - ext[1]) // sx + 1)
+        (sy, sx), (top, left, bottom, right), (kh, kw) = strides, conv_pads(pad), w.shape[2:]
+        size = (conv_out(h, kh, sy, top, dilation, padding_end=bottom), conv_out(wd, kw, sx, left, dilation, padding_end=right))
         name = _emit_after(imp, Crop, out, name, out_h=size[0], out_w=size[1], step=(sy // stride, sx // stride))
         shape = imp.by_name[name].out_shape
     imp.views[out] = L.nchw(name, shape)

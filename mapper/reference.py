@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from . import float_ops, views
-from .ir import INPUT, Conv2d, Layer, Model, conv_pads
+from .ir import INPUT, Conv2d, Layer, Model, conv_out, conv_pads
 
 __all__ = ["run_float", "layer_output", "conv2d", "Adjust"]
 
@@ -123,8 +123,7 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], stride
     k, kh, kw, cg = weight.shape
     top, left, bottom, right = conv_pads(padding)
     xp = np.pad(x, ((top, bottom), (left, right), (0, 0))) if any((top, left, bottom, right)) else x
-    oh = (xp.shape[0] - dilation * (kh - 1) - 1) // stride + 1
-    ow = (xp.shape[1] - dilation * (kw - 1) - 1) // stride + 1
+    oh, ow = conv_out(xp.shape[0], kh, stride, 0, dilation), conv_out(xp.shape[1], kw, stride, 0, dilation)
     if groups == 1 and kh * kw <= 4 * stride * stride and dilation == 1:
         win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(0, 1))[::stride, ::stride][:oh, :ow]
         cols = win.transpose(0, 1, 3, 4, 2).reshape(oh * ow, kh * kw * cg)      # [y, x, (ky, kx, c)]

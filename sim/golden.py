@@ -71,7 +71,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from hw import operators
 from hw.numerics import INT8_MAX, INT8_MIN
 from hw.operators import check_acc_bits, wrap
-from mapper.ir import conv_pads
+from mapper.ir import conv_out, conv_pads
 
 __all__ = [
     "wrap", "blas_exact", "conv2d", "linear", "matmul", "requantize",
@@ -137,8 +137,7 @@ def _conv_shapes(x, w, stride, padding, groups, dilation=1):
         raise ValueError(f"groups={groups} incompatible with C={c}, K={k}, w channels={cg}")
     if stride < 1 or padding < 0 or dilation < 1:
         raise ValueError(f"stride and dilation must be >= 1 and padding >= 0, not {stride}, {dilation}, {padding}")
-    oh = (h + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
-    ow = (wd + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
+    oh, ow = conv_out(h, kh, stride, padding, dilation), conv_out(wd, kw, stride, padding, dilation)
     if oh <= 0 or ow <= 0:
         raise ValueError(f"kernel {kh}x{kw} does not fit input {h}x{wd} with padding {padding}")
     return x, w, oh, ow, padding
