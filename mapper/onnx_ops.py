@@ -339,14 +339,24 @@ def _fold_batchnorm(imp, node, w: np.ndarray, b: Optional[np.ndarray]):
     j, bn = imp.only_consumer(out, "BatchNormalization")
     if bn is None or not all(imp.known(n) for n in bn.input[1:5]):
         return out, w, b, None
-    if len(bn.output) > 1 and any(bn.output[1:]):
-        raise imp.fail("a BatchNormalization in training mode; supported: inference")
-    scale, shift, mean, var = (imp.array(n).astype(np.float64) for n in bn.input[1:5])
-    inv = scale / np.sqrt(var + _attrs(bn).get("epsilon", 1e-5))
+    inv, offset = _batchnorm_affine(imp, bn, w.shape[0])
     bias = b.astype(np.float64) if b is not None else np.zeros(w.shape[0])
     imp.done.add(j)
     folded = (w * inv[:, None, None, None]).astype(np.float32)
-    return bn.output[0], folded, ((bias - mean) * inv + shift).astype(np.float32), inv
+    return bn.output[0], folded, (bias * inv + offset).astype(np.float32), inv
+
+
+def _batchnorm_affine(imp, bn, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """An inference BatchNormalization ``bn`` over ``channels`` as ``x * a + b`` per channel: (a, b)."""
+    if len(bn.output) > 1 and any(bn.output[1:]):
+        raise imp.fail("a BatchNormalization in training mode; supported: inference")
+    scale, shift, mean, var = (imp.array(n).astype(np.float64) for n in bn.input[1:5])
+    eps = _attrs(bn).get("epsilon", 1e-5)
+    if any(p.shape != (channels,) for p in (scale, shift, mean, var)) or not np.all(var + eps > 0):
+        raise imp.fail(f"scale, bias, mean and variance of shapes {[list(p.shape) for p in (scale, shift, mean, var)]} "
+                       f"for {channels} channels; supported: one value a channel, variances above -epsilon")
+    a = scale / np.sqrt(var + eps)
+    return a, shift - mean * a
 
 
 def _fold_into_weight_q(imp, layer: str, inv: Optional[np.ndarray]) -> None:
@@ -366,19 +376,12 @@ def _fold_into_weight_q(imp, layer: str, inv: Optional[np.ndarray]) -> None:
 def _batchnorm(imp, node) -> None:
     """One that no convolution before it takes (DenseNet's and pre-activation ResNets', after a
     concatenation or an add): ``x * a + b`` per channel, a product and an add by constants."""
-    if len(node.output) > 1 and any(node.output[1:]):
-        raise imp.fail("a BatchNormalization in training mode; supported: inference")
     if not all(imp.is_const(n) for n in node.input[1:5]):
         raise imp.fail("computed statistics or parameters; supported: constants")
-    scale, shift, mean, var = (imp.array(n).astype(np.float64) for n in node.input[1:5])
-    rank, y = len(_view(imp, node.input[0]).shape), node.output[0]
-    channels = _view(imp, node.input[0]).shape[1] if rank > 1 else 0
-    eps = _attrs(node).get("epsilon", 1e-5)
-    if any(p.shape != (channels,) for p in (scale, shift, mean, var)) or not np.all(var + eps > 0):
-        raise imp.fail(f"scale, bias, mean and variance of shapes {[list(p.shape) for p in (scale, shift, mean, var)]} "
-                       f"for {channels} channels; supported: one value a channel, variances above -epsilon")
-    a = scale / np.sqrt(var + eps)
-    for suffix, values in (("scale", a), ("shift", shift - mean * a)):
+    shape, y = _view(imp, node.input[0]).shape, node.output[0]
+    rank = len(shape)
+    a, offset = _batchnorm_affine(imp, node, shape[1] if rank > 1 else 0)
+    for suffix, values in (("scale", a), ("shift", offset)):
         imp._set_const(f"{y}.{suffix}", values.reshape([-1] + [1] * (rank - 2)).astype(np.float32))
     _binary(imp, helper.make_node("Mul", [node.input[0], f"{y}.scale"], [f"{y}.scaled"], name=f"{node.name}.scale"))
     _binary(imp, helper.make_node("Add", [f"{y}.scaled", f"{y}.shift"], [y], name=node.name))
