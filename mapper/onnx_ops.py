@@ -7,6 +7,7 @@ one-line error (``imp.fail``) for anything the IR cannot express.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable, Optional
 
@@ -768,11 +769,8 @@ def _binary(imp, node) -> None:
         return
     if node.op_type == "Sub" and not imp.is_const(names[1]):
         names[1] = _negated(imp, node, names[1])
-        saved, imp.node = imp.node, helper.make_node("Sub", names, list(node.output), name=node.name)
-        try:                    # the add reads -b: a reader of the fold that negated b's weights
-            return _elementwise(imp, imp.node, cls, names)
-        finally:
-            imp.node = saved
+        with _reading(imp, helper.make_node("Sub", names, list(node.output), name=node.name)) as sub:
+            return _elementwise(imp, sub, cls, names)   # the add reads -b: a reader of the fold that negated b
     if node.op_type in ("Sub", "Div"):
         if not imp.is_const(names[1]):
             what = "a constant and an activation (the constant first)" if imp.is_const(names[0]) else "two activations"
@@ -791,12 +789,20 @@ def _negated(imp, node, name: str) -> str:
     imp._set_const(minus, np.array(-1, np.float32))
     product = helper.make_node("Mul", [name, minus], [neg], name=neg)
     if not _fold_scale(imp, product, [name, minus]):
-        saved, imp.node = imp.node, product     # the product reads b alone (not the subtraction's a)
-        try:
+        with _reading(imp, product):            # the product reads b alone (not the subtraction's a)
             _elementwise(imp, product, Mul, [name, minus])
-        finally:
-            imp.node = saved
     return neg
+
+
+@contextlib.contextmanager
+def _reading(imp, node):
+    """``node`` (one the importer makes) as the node being imported: the inputs its layers read, for
+    the folds' readers (``onnx_import.emit``), and the name its refusals give."""
+    saved, imp.node = imp.node, node
+    try:
+        yield node
+    finally:
+        imp.node = saved
 
 
 def _fold_scale(imp, node, names: list[str]) -> bool:
