@@ -563,13 +563,20 @@ def lut_table(fn: Callable, s_in: float, s_out: float) -> np.ndarray:
     """The 256-entry int8 table of ``y = fn(x)``: ``table[q + 128] = sat8(round(fn(q * s_in) / s_out))``.
 
     ``fn`` is a float numpy function (``mapper.float_ops.gelu``, ``sigmoid``, ...);
-    rounding is half up, like every run-time rounding.
+    rounding is half up, like every run-time rounding.  A pole saturates (``1/x`` at 0, ``log``
+    at 0); an input outside ``fn``'s domain (NaN: ``log`` or ``sqrt`` of a negative) takes the
+    entry of the nearest input inside it, so that one quantisation step below a domain's edge
+    is its edge's value.
     """
     s_in, s_out = _check_scale(s_in, "s_in"), _check_scale(s_out, "s_out")
     v = np.asarray(fn(np.arange(INT8_MIN, INT8_MAX + 1, dtype=np.float64) * s_in), np.float64)
-    if v.shape != (256,) or not np.all(np.isfinite(v)):
-        raise ValueError(f"fn must map 256 inputs to 256 finite values, got shape {v.shape}")
-    return _frozen(np.clip(np.floor(v / s_out + 0.5), INT8_MIN, INT8_MAX).astype(np.int8))
+    inside = ~np.isnan(v) if v.shape == (256,) else np.zeros(0, bool)
+    if not inside.any():
+        raise ValueError(f"fn must map 256 inputs to 256 values, some defined, got shape {v.shape}")
+    nearest = np.flatnonzero(inside)
+    v = v[nearest[np.abs(np.arange(256)[:, None] - nearest[None, :]).argmin(axis=1)]]
+    with np.errstate(invalid="ignore"):
+        return _frozen(np.clip(np.floor(v / s_out + 0.5), INT8_MIN, INT8_MAX).astype(np.int8))
 
 
 def lut_kernel(x, table, be):

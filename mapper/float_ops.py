@@ -24,7 +24,7 @@ from numpy.polynomial import chebyshev
 from hw.operators import adaptive_axis_windows, nearest_indices, pool_windows, window_sums
 
 __all__ = ["erf", "gelu", "sigmoid", "relu", "tanh", "clip", "leaky_relu", "elu", "hardsigmoid", "hardswish",
-           "softplus", "softsign", "selu", "mish",
+           "softplus", "softsign", "selu", "mish", "exp", "log", "sqrt", "rsqrt", "reciprocal", "absolute", "power",
            "ACTIVATIONS", "activation", "softmax", "layernorm", "resize_bilinear",
            "resize_nearest", "maxpool2d", "avgpool2d", "adaptive_avgpool2d"]
 
@@ -163,6 +163,51 @@ def selu(x, alpha: float, gamma: float) -> np.ndarray:
     return (gamma * np.where(a > 0, a, alpha * np.expm1(np.minimum(a, 0)))).astype(a.dtype)
 
 
+def exp(x) -> np.ndarray:
+    a = _float(x)
+    with np.errstate(over="ignore"):            # inf, as ONNX's Exp gives
+        return np.exp(a)
+
+
+def log(x) -> np.ndarray:
+    """The natural logarithm (-inf at 0 and NaN below, as ONNX's ``Log``)."""
+    a = _float(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(a)
+
+
+def sqrt(x) -> np.ndarray:
+    a = _float(x)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(a)
+
+
+def rsqrt(x, eps: float) -> np.ndarray:
+    """``1 / sqrt(x + eps)``: a normalisation's factor from its variance."""
+    a = _float(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (1 / np.sqrt(a + np.asarray(eps, a.dtype))).astype(a.dtype)
+
+
+def reciprocal(x) -> np.ndarray:
+    a = _float(x)
+    with np.errstate(divide="ignore"):
+        return (1 / a).astype(a.dtype)
+
+
+def absolute(x) -> np.ndarray:
+    a = _float(x)
+    return np.abs(a)
+
+
+def power(x, exponent: float) -> np.ndarray:
+    """``x ** exponent`` (ONNX's ``Pow`` by a constant exponent: NaN for a negative base and a
+    fractional exponent)."""
+    a = _float(x)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.power(a, np.asarray(exponent, a.dtype))
+
+
 #: The element-wise activations (``mapper.ir.Activation.func``): name -> (function of the tensor and
 #: the activation's parameters, the parameters' names).  Each is a table of 256 entries on the
 #: accelerator (``hw.operators.lut_table``), so any function of one element can join.
@@ -171,6 +216,8 @@ ACTIVATIONS: dict[str, tuple] = {
     "clip": (clip, ("low", "high")), "leaky_relu": (leaky_relu, ("alpha",)), "elu": (elu, ("alpha",)),
     "hardsigmoid": (hardsigmoid, ("alpha", "beta")), "hardswish": (hardswish, ()),
     "softplus": (softplus, ()), "softsign": (softsign, ()), "selu": (selu, ("alpha", "gamma")), "mish": (mish, ()),
+    "erf": (erf, ()), "exp": (exp, ()), "log": (log, ()), "sqrt": (sqrt, ()), "rsqrt": (rsqrt, ("eps",)),
+    "reciprocal": (reciprocal, ()), "abs": (absolute, ()), "pow": (power, ("exponent",)),
 }
 
 

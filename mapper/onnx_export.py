@@ -193,7 +193,9 @@ def _softmax(wr: _Writer, layer, w: dict) -> None:
 _ONNX_ACTIVATIONS = {"relu": ("Relu", ()), "sigmoid": ("Sigmoid", ()), "tanh": ("Tanh", ()),
                      "hardswish": ("HardSwish", ()), "hardsigmoid": ("HardSigmoid", ("alpha", "beta")),
                      "leaky_relu": ("LeakyRelu", ("alpha",)), "elu": ("Elu", ("alpha",)),
-                     "softplus": ("Softplus", ()), "softsign": ("Softsign", ()), "selu": ("Selu", ("alpha", "gamma"))}
+                     "softplus": ("Softplus", ()), "softsign": ("Softsign", ()), "selu": ("Selu", ("alpha", "gamma")),
+                     "erf": ("Erf", ()), "exp": ("Exp", ()), "log": ("Log", ()), "sqrt": ("Sqrt", ()),
+                     "reciprocal": ("Reciprocal", ()), "abs": ("Abs", ())}
 
 
 def _activation(wr: _Writer, layer, w: dict) -> None:
@@ -205,6 +207,12 @@ def _activation(wr: _Writer, layer, w: dict) -> None:
     if layer.func == "mish":        # the Mish operator needs opset 18: x * tanh(softplus(x))
         t = wr.node("Tanh", [wr.node("Softplus", [x], f"{layer.name}/softplus")], f"{layer.name}/tanh")
         return wr.put(layer.name, form, wr.node("Mul", [x, t], layer.name))
+    if layer.func == "pow":
+        return wr.put(layer.name, form, wr.node("Pow", [x, wr.floats(layer.params[0])], layer.name))
+    if layer.func == "rsqrt":
+        biased = wr.node("Add", [x, wr.floats(layer.params[0])], f"{layer.name}/eps")
+        root = wr.node("Sqrt", [biased], f"{layer.name}/sqrt")
+        return wr.put(layer.name, form, wr.node("Reciprocal", [root], layer.name))
     if layer.func != "gelu":
         op, attrs = _ONNX_ACTIVATIONS[layer.func]
         return wr.put(layer.name, form, wr.node(op, [x], layer.name, **dict(zip(attrs, layer.params))))

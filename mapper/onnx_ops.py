@@ -771,10 +771,11 @@ def _binary(imp, node) -> None:
         names[1] = _negated(imp, node, names[1])
         with _reading(imp, helper.make_node("Sub", names, list(node.output), name=node.name)) as sub:
             return _elementwise(imp, sub, cls, names)   # the add reads -b: a reader of the fold that negated b
+    if node.op_type == "Div" and not imp.is_const(names[1]):
+        names[1] = _reciprocal(imp, node, names[1])
+        with _reading(imp, helper.make_node("Div", names, list(node.output), name=node.name)) as div:
+            return _elementwise(imp, div, Mul, names)     # a / b is a * (1 / b)
     if node.op_type in ("Sub", "Div"):
-        if not imp.is_const(names[1]):
-            what = "a constant and an activation (the constant first)" if imp.is_const(names[0]) else "two activations"
-            raise imp.fail(f"{node.op_type} of {what}: the IR has no division; supported: a division by a constant")
         c = imp.array(names[1]).astype(np.float32)
         synthetic = f"{node.output[0]}.{'neg' if cls is Add else 'inv'}"
         imp._set_const(synthetic, -c if cls is Add else (1 / c).astype(np.float32))
@@ -792,6 +793,14 @@ def _negated(imp, node, name: str) -> str:
         with _reading(imp, product):            # the product reads b alone (not the subtraction's a)
             _elementwise(imp, product, Mul, [name, minus])
     return neg
+
+
+def _reciprocal(imp, node, name: str) -> str:
+    """``1 / name`` for ``node``'s division: the vector unit's table of ``1 / x``."""
+    out = f"{node.output[0]}.reciprocal"
+    with _reading(imp, helper.make_node("Reciprocal", [name], [out], name=out)) as part:
+        _elementwise_unary(imp, part, "reciprocal")
+    return out
 
 
 @contextlib.contextmanager
@@ -882,7 +891,11 @@ def _elementwise(imp, node, cls, names: list[str]) -> None:
 
 
 def _elementwise_unary(imp, node, func: str, params: tuple = ()) -> None:
-    x = imp.need(imp.act(node.input[0]), L.covers, "a whole tensor")
+    """``func`` of every element of a whole tensor; of a view reading each element of one (an
+    ``Expand``), of that tensor, with the view kept."""
+    x = imp.act(node.input[0])
+    if np.unique(L.indices(x)).size != math.prod(x.src_shape) or L.indices(x).min() < 0:
+        x = imp.need(x, L.covers, "a whole tensor")
     prod = imp.by_name.get(x.source)
     fused = func == "relu" and isinstance(prod, Add) and len(imp.consumers.get(node.input[0], [])) == 1
     name = imp.layer_name(node.output[0])
@@ -961,6 +974,32 @@ def _selu(imp, node) -> None:
     a = _attrs(node)
     _elementwise_unary(imp, node, "selu", (float(a.get("alpha", 1.67326319217681884765625)),
                                            float(a.get("gamma", 1.05070102214813232421875))))
+
+
+@_op("Exp", "Log", "Sqrt", "Reciprocal", "Abs", "Erf")
+def _table_function(imp, node) -> None:
+    """A function of one element: a table of the vector unit (a pole saturates, ``hw.operators.lut_table``)."""
+    _elementwise_unary(imp, node, node.op_type.lower())
+
+
+@_op("Pow")
+def _pow(imp, node) -> None:
+    if not imp.is_const(node.input[1]) or imp.array(node.input[1]).size != 1:
+        raise imp.fail(f"an exponent {node.input[1]!r} that is not a constant scalar; supported: x ** c, c a constant")
+    exponent = float(imp.array(node.input[1]).ravel()[0])
+    if exponent == 1:
+        return _out(imp, node, _view(imp, node.input[0]), prior=_view(imp, node.input[0]))
+    if not math.isfinite(exponent):
+        raise imp.fail(f"exponent {exponent}; supported: finite exponents")
+    _elementwise_unary(imp, node, "pow", (exponent,))
+
+
+@_op("Neg")
+def _neg(imp, node) -> None:
+    """``-x``: -1 folded into the weights that compute x where that is safe, else a product by -1."""
+    minus = f"{node.output[0]}.minus_one"
+    imp._set_const(minus, np.array(-1, np.float32))
+    _binary(imp, helper.make_node("Mul", [node.input[0], minus], list(node.output), name=node.name))
 
 
 @_op("Clip")
@@ -1212,26 +1251,86 @@ def _adaptive_pool(imp, node) -> None:
     _pool_layer(imp, node, x, mode="adaptive_avg", out_h=int(oh), out_w=int(ow))
 
 
-@_op("ReduceMean")
-def _reduce_mean(imp, node) -> None:
-    v = imp.act(node.input[0])
-    a = _attrs(node)
-    axes = _input_list(imp, node, 1, "axes") if imp.opset >= 18 else a.get("axes")
+@_op("ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2")
+def _reduce(imp, node) -> None:
+    """A mean or sum over every pixel, row or column of each channel (average pooling, times their
+    count for a sum), or over every channel of each pixel (a product by constant weights of ones);
+    ``ReduceSumSquare`` squares first and ``ReduceL2`` also takes the square root (tables)."""
+    v, a, op, y = imp.act(node.input[0]), _attrs(node), node.op_type, node.output[0]
+    axes = _input_list(imp, node, 1, "axes") if imp.opset >= (13 if op == "ReduceSum" else 18) else a.get("axes")
     if not axes and a.get("noop_with_empty_axes", 0):       # ONNX: no axes then means no reduction
+        if op in ("ReduceSumSquare", "ReduceL2"):
+            raise imp.fail("no axes with noop_with_empty_axes; supported: a reduction over some axes")
         return _out(imp, node, v)
     axes = sorted({_axis(imp, x, len(v.shape)) for x in (axes or range(len(v.shape)))})
-    keep = a.get("keepdims", 1)
+    x = node.input[0]
+    if op in ("ReduceSumSquare", "ReduceL2"):
+        x = _part(imp, node, "Pow", [x, _scalar_const(imp, f"{y}.two", 2.0)], f"{y}.square")
+    summed = f"{y}.sum" if op == "ReduceL2" else y
+    reduced = _part(imp, node, "ReduceSum" if op != "ReduceMean" else op, [x], summed, axes=axes,
+                    keepdims=a.get("keepdims", 1), handler=_reduce_axes)
+    if op == "ReduceL2":
+        _part(imp, node, "Sqrt", [reduced], y)
+
+
+def _scalar_const(imp, name: str, value: float) -> str:
+    imp._set_const(name, np.array(value, np.float32))
+    return name
+
+
+def _part(imp, node, op: str, inputs: list, out: str, handler=None, **attrs) -> str:
+    """Import ``op``, one step of ``node`` computing ``out``, as the importer imports a node of the
+    file (``handler``: other than ``op``'s); returns ``out``."""
+    part = helper.make_node(op, inputs, [out], name=f"{node.name}.{op}", **attrs)
+    with _reading(imp, part):
+        (handler or HANDLERS[("", op)])(imp, part)
+    return out
+
+
+def _reduce_axes(imp, node) -> None:
+    """A ``ReduceMean`` or ``ReduceSum`` whose axes are an attribute (``_reduce``'s steps)."""
+    v, a = imp.act(node.input[0]), _attrs(node)
+    axes, keep, y = list(a["axes"]), a["keepdims"], node.output[0]
     plan = _mean_plan(v, axes)
+    total = node.op_type == "ReduceSum"
     if plan is None:
-        raise imp.fail(f"a mean over axes {axes} of a {list(v.shape)} tensor; supported: the mean over all pixels, "
-                       f"all rows or all columns of each channel (average pooling)")
+        if _channel_reduction(imp, node, v, axes, keep, 1.0 if total else 1.0 / math.prod(v.shape[i] for i in axes)):
+            return
+        raise imp.fail(f"a {node.op_type[6:].lower()} over axes {axes} of a {list(v.shape)} tensor; supported: over "
+                       f"all pixels, all rows or all columns of each channel (average pooling), or over all "
+                       f"channels of each pixel")
     (oh, ow), out_idx = plan
-    name = imp.layer_name(node.output[0])
+    name = imp.layer_name(f"{y}.mean" if total else y)
     shape = imp.emit(Pool, name, inputs=(v.source,), mode="adaptive_avg", out_h=oh, out_w=ow)
     out_shape = tuple(1 if i in axes else n for i, n in enumerate(v.shape))
     idx = out_idx.reshape(out_shape)
-    imp.views[node.output[0]] = L.from_indices(name, shape, idx if keep else idx.reshape(
-        [n for i, n in enumerate(out_shape) if i not in axes]))
+    mean = L.from_indices(name, shape, idx if keep else idx.reshape([n for i, n in enumerate(out_shape) if i not in axes]))
+    if not total:
+        imp.views[y] = mean
+        return
+    imp.views[f"{y}.mean"] = mean
+    count = math.prod(v.shape[i] for i in axes)
+    _binary(imp, helper.make_node("Mul", [f"{y}.mean", _scalar_const(imp, f"{y}.count", count)], [y],
+                                  name=f"{node.name}.count"))
+
+
+def _channel_reduction(imp, node, v: View, axes: list[int], keep: int, weight: float) -> bool:
+    """A sum over every channel of each pixel of a whole tensor, times ``weight``: a product by
+    constant weights (exact: one int8 weight repeated); False when ``axes`` are not its channels."""
+    form = _form_of(v)
+    if form is None or axes != [_FORMS[form][1]]:
+        return False
+    c, y = v.shape[axes[0]], node.output[0]
+    summed = y if keep else f"{y}.kept"
+    if form != "nchw" and axes[0] != len(v.shape) - 1:
+        return False
+    w = f"{y}.ones"
+    imp._set_const(w, np.full((1, c, 1, 1) if form == "nchw" else (c, 1), weight, np.float32))
+    _part(imp, node, "Conv" if form == "nchw" else "MatMul", [node.input[0], w], summed)
+    if not keep:
+        kept = _view(imp, summed)
+        _reshape_to(imp, node, kept, [n for i, n in enumerate(kept.shape) if i != axes[0]])
+    return True
 
 
 def _mean_plan(v: View, axes: list[int]):

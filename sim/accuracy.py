@@ -12,7 +12,8 @@ agreement of the outputs:
   model's class map (``golden_network.class_map`` of the scores before the resize);
 * classification (a last linear over one token): top-1 agreement and the top-5 overlap;
 * detection (``head.class`` and ``head.bbox.sigmoid``): the fraction of queries whose top
-  class agrees and the mean L1 distance of the boxes (normalised cx, cy, w, h).
+  class agrees and the mean L1 distance of the boxes (normalised cx, cy, w, h);
+* any other network: the worst SQNR and Pearson correlation over its outputs of values.
 
 ``python -m sim.accuracy --model segformer_b0 --size 128x128`` prints the report and writes
 it as JSON (``--output``); see ``docs/quantization.md``.  ``--model path/to/model.onnx`` takes the
@@ -220,7 +221,25 @@ def output_agreement(model: Model, task: str, f: dict, q: dict, qmodel: QModel) 
         box_scale = qmodel.layers["head.bbox.sigmoid"].scale
         l1 = np.abs(f["head.bbox.sigmoid"] - q["head.bbox.sigmoid"].astype(np.float64) * box_scale)
         return {"query_class_agreement": float(np.mean(classes_f == classes_q)), "box_l1": float(l1.mean())}
-    return {}
+    return _values_agreement(f, q, qmodel)
+
+
+def _values_agreement(f: dict, q: dict, qmodel: QModel) -> dict:
+    """For any other network: the worst SQNR and correlation over its int8 outputs, dequantised,
+    against the float ones (class maps, which hold labels, are not values)."""
+    pairs = [(f[n].reshape(-1), q[n].reshape(-1).astype(np.float64) * qmodel.layers[n].scale)
+             for n in q if n in f and np.asarray(q[n]).dtype == np.int8]
+    if not pairs:
+        return {}
+    return {"sqnr_db": min(sqnr_db(a, b) for a, b in pairs), "correlation": min(_correlation(a, b) for a, b in pairs)}
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's correlation; 1 where both are constant and equal, 0 where one alone is constant."""
+    sa, sb = a.std(), b.std()
+    if sa == 0 or sb == 0:
+        return 1.0 if sa == sb and np.allclose(a, b) else 0.0
+    return float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb))
 
 
 # ---- command line --------------------------------------------------------------------------------

@@ -532,6 +532,57 @@ def subtraction(case: str, size: int = 8, seed: int = 18):
     return g.model([image_input(3, size, size, "input")], [out(conv(y, "head", 16, 4))])
 
 
+def elementwise_math(case: str, size: int = 8, seed: int = 21):
+    """Two convolutions ``a``, ``b`` of an image, ``case`` of them, a 1x1 convolution: a function of
+    one element (``exp``, ``erf``, ``abs``, ``log``, ``sqrt``, ``reciprocal``, ``pow2``, ``pow-1.5``;
+    the last four of ``|a| + 0.25``), ``neg`` (``-relu(a) + b``), ``div`` (``a / (|b| + 0.5)``),
+    ``const_div`` (``2 / (exp(b) + 1)``), reductions over the channels (``l2norm``: ``F.normalize``
+    as exported, ``ReduceL2``, ``Clip``, ``Div``; ``sum_square``; ``mean``; ``sum_dropped``, keepdims 0
+    then ``Unsqueeze``; ``tokens_mean``, of a [1, T, C] view) or the pixels (``pixel_sum``)."""
+    g = Graph(seed)
+
+    def conv(x, scope, cin, cout, k=1):
+        return g.op("Conv", [x, g.weight(f"{scope}.weight", cout, cin, k, k), g.weight(f"{scope}.bias", cout, scale=0.1)],
+                    f"/{scope}", kernel_shape=[k, k], pads=[k // 2] * 4)
+
+    def scalar(v):
+        return g.const(np.float32(v), np.float32)
+
+    a, b = conv("input", "a", 3, 8, 3), conv("input", "b", 3, 8, 3)
+    positive = g.op("Add", [g.op("Abs", [a], "/abs"), scalar(0.25)], "/positive")
+    if case in ("exp", "erf", "abs"):
+        y = g.op(case.capitalize(), [a], "/f")
+    elif case in ("log", "sqrt", "reciprocal"):
+        y = g.op(case.capitalize(), [positive], "/f")
+    elif case.startswith("pow"):
+        y = g.op("Pow", [positive, scalar(float(case[3:]))], "/f")
+    elif case == "neg":
+        y = g.op("Add", [g.op("Neg", [g.op("Relu", [a], "/relu")], "/neg"), b], "/add")
+    elif case == "div":
+        y = g.op("Div", [a, g.op("Add", [g.op("Abs", [b], "/abs_b"), scalar(0.5)], "/den")], "/div")
+    elif case == "const_div":
+        y = g.op("Div", [scalar(2.0), g.op("Add", [g.op("Exp", [b], "/exp"), scalar(1.0)], "/den")], "/div")
+    elif case == "l2norm":
+        norm = g.op("Clip", [g.op("ReduceL2", [a], "/norm", axes=[1], keepdims=1), scalar(1e-12)], "/clamp")
+        y = g.op("Div", [a, g.op("Expand", [norm, g.const([1, 8, size, size])], "/expand")], "/div")
+    elif case == "sum_square":
+        y = g.op("Mul", [a, g.op("ReduceSumSquare", [b], "/ss", axes=[1], keepdims=1)], "/mul")
+    elif case == "mean":
+        y = g.op("Sub", [a, g.op("ReduceMean", [a], "/mean", axes=[1], keepdims=1)], "/sub")
+    elif case == "sum_dropped":
+        s = g.op("ReduceSum", [b, g.const([1])], "/sum", keepdims=0)
+        y = g.op("Mul", [a, g.op("Unsqueeze", [s, g.const([1])], "/unsqueeze")], "/mul")
+    elif case == "pixel_sum":
+        y = g.op("Add", [a, g.op("ReduceSum", [b, g.const([2, 3])], "/sum", keepdims=1)], "/add")
+    elif case == "tokens_mean":
+        t = g.op("Transpose", [g.reshape(a, [1, 8, size * size])], "/t", perm=[0, 2, 1])
+        y = g.op("Sub", [t, g.op("ReduceMean", [t], "/mean", axes=[-1], keepdims=1)], "/sub")
+        y = g.reshape(g.op("Transpose", [y], "/back", perm=[0, 2, 1]), [1, 8, size, size])
+    else:
+        raise ValueError(case)
+    return g.model([image_input(3, size, size, "input")], [out(conv(y, "head", 8, 4))])
+
+
 def prelu(per_channel: bool, size: int = 8, seed: int = 19):
     """A convolution, ``PRelu`` with one slope or one per channel (negative ones among them), a 1x1
     convolution."""

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,8 +189,8 @@ def test_operations_the_ir_cannot_express():
     y = g.op("Conv", [t, g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
     _refused(g.model([image_input(8, 6, 10, "x")], [out(y)]), "(Conv)", "not laid out as an NCHW image")
     g = Graph()
-    y = g.op("Div", ["x", g.op("Relu", ["x"], "")], "")
-    _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "(Div)", "no division")
+    y = g.op("Pow", ["x", g.op("Relu", ["x"], "")], "")
+    _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "(Pow)", "not a constant scalar")
     g = Graph()
     y = g.op("Conv", ["x", g.weight("w", 4, 8, 3, 3)], "", kernel_shape=[3, 3], dilations=[2, 1])
     _refused(g.model([image_input(8, 9, 9, "x")], [out(y)]), "dilations [2, 1] differ between height and width")
@@ -473,12 +473,13 @@ def test_a_finfo_min_attention_mask_is_refused_with_the_hint_to_clamp_it(tmp_pat
 
 
 def test_refusals_name_what_is_unsupported_in_the_node():
-    """``1 / x`` is not a Div of two activations, nor is a last-index arg-max over the channels one
-    over another axis: each refusal says what in the node is unsupported."""
+    """A sum over the channels and the rows together is neither a pooling nor a product by ones, nor
+    is a last-index arg-max over the channels one over another axis: each refusal says what in the
+    node is unsupported."""
     g = Graph()
-    y = g.op("Div", [g.init("one", np.float32(1.0)), "x"], "")
+    y = g.op("ReduceSum", ["x", g.const([1, 2])], "")
     _refused(g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 8])], [out(y)]),
-             "Div of a constant and an activation (the constant first)")
+             "a sum over axes [1, 2] of a [1, 8, 8, 8] tensor", "or over all channels of each pixel")
     _refused(single_op("ArgMax", axis=1, select_last_index=1), "select_last_index=1")
 
 
@@ -622,6 +623,39 @@ def test_activations_import_as_tables_matching_onnxruntime(op, attrs, func):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+_POSITIVE = ["abs", "constant", "add"]          # |a| + 0.25
+MATH_CASES = {"exp": ["exp"], "erf": ["erf"], "abs": ["abs"], "log": _POSITIVE + ["log"], "sqrt": _POSITIVE + ["sqrt"],
+              "reciprocal": _POSITIVE + ["reciprocal"], "pow2": _POSITIVE + ["pow"], "pow-1.5": _POSITIVE + ["pow"],
+              "neg": ["relu", "constant", "mul", "add"],                  # -relu(a): no fold under a ReLU
+              "div": ["abs", "constant", "add", "reciprocal", "mul"],
+              "const_div": ["constant", "exp", "constant", "add", "reciprocal", "mul"],
+              "l2norm": ["pow", "conv2d", "sqrt", "clip", "reciprocal", "mul"],
+              "sum_square": ["pow", "conv2d", "mul"], "mean": ["conv2d", "add"], "sum_dropped": ["conv2d", "mul"],
+              "pixel_sum": ["pool", "constant", "mul", "add"], "tokens_mean": ["linear", "add"]}
+
+
+@pytest.mark.parametrize("case", MATH_CASES)
+def test_elementwise_math_and_reductions_match_onnxruntime(case):
+    """Functions of one element (Exp, Log, Sqrt, Reciprocal, Abs, Erf, Pow by a constant: tables,
+    poles saturated), Neg, a division by an activation (``a * (1 / b)``), and sums or means over
+    the channels (a product by constant weights of ones) or the pixels (a pooling times their count),
+    ReduceL2 and ReduceSumSquare among them, were refused; each imports as those layers (after the
+    image's two convolutions, before the head) and its float reference matches onnxruntime."""
+    proto = elementwise_math(case)
+    imp = import_onnx(proto, case)
+    kinds = [l.kind for l in imp.model.layers if l.name.split(".")[0] not in ("a", "b", "head")]
+    assert kinds == MATH_CASES[case]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_channel_sum_is_one_repeated_weight():
+    """``ReduceSum`` over the channels is a 1x1 convolution of one output channel, every weight 1: exact in int8."""
+    imp = import_onnx(elementwise_math("sum_dropped"), "sum")
+    conv = [l for l in imp.model.layers if l.kind == "conv2d"][2]
+    w = imp.weights[conv.name]["weight"]
+    assert (conv.in_ch, conv.out_ch, conv.kernel) == (8, 1, (1, 1)) and np.all(w == 1)
+
+
 def test_a_clip_with_computed_or_crossed_bounds_is_refused():
     g = Graph(16)
     x = g.op("Relu", ["x"], "/r")
@@ -630,7 +664,8 @@ def test_a_clip_with_computed_or_crossed_bounds_is_refused():
     _refused(activation_graph("Clip", min=2, max=1), "(Clip)", "min 2.0 above max 1.0")
 
 
-@pytest.mark.parametrize("op, attrs", [("Clip", {"max": 1.5}), ("HardSigmoid", {"alpha": 0.25, "beta": 0.4}), ("Elu", {})])
+@pytest.mark.parametrize("op, attrs", [("Clip", {"max": 1.5}), ("HardSigmoid", {"alpha": 0.25, "beta": 0.4}), ("Elu", {}),
+                                      ("Exp", {}), ("Erf", {}), ("Abs", {})])
 def test_an_exported_activation_imports_as_itself(op, attrs):
     """``mapper.onnx_export`` writes each activation with its parameters (a clip's missing bound left out)."""
     from mapper.onnx_export import export_onnx
@@ -639,6 +674,16 @@ def test_an_exported_activation_imports_as_itself(op, attrs):
     again = import_onnx(export_onnx(imp.model, imp.weights), "act")
     assert [(l.func, l.params) for l in again.model.layers if l.kind != "conv2d"] == \
         [(l.func, l.params) for l in imp.model.layers if l.kind != "conv2d"]
+
+
+@pytest.mark.parametrize("case", ["pow-1.5", "log", "reciprocal"])
+def test_an_exported_table_with_a_pole_or_an_exponent_imports_as_itself(case):
+    from mapper.onnx_export import export_onnx
+
+    imp = import_onnx(elementwise_math(case), case)
+    again = import_onnx(export_onnx(imp.model, imp.weights), case)
+    assert [(l.kind, getattr(l, "params", ())) for l in again.model.layers] == \
+        [(l.kind, getattr(l, "params", ())) for l in imp.model.layers]
 
 
 def test_an_exported_mish_is_its_decomposition_below_opset_18():

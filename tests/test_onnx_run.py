@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_neck)
 from onnx_graphs import out as graph_output
@@ -165,6 +165,15 @@ def test_upsampled_scores_without_argmax_are_no_class_map(tmp_path):
     assert scores.shape == (1, 5, 16, 16)
     np.testing.assert_array_equal(np.round(scores / q.layers[name].scale).astype(np.int64),
                                   _golden_logits(q, 0).reshape(16, 16, 5).transpose(2, 0, 1)[None])
+    # its agreement with the float network, which run.json gave only for segmentation, classification
+    # and detection: onnxruntime's scores of the same image, here
+    import onnxruntime as ort
+    image = preprocess(synthetic_image(16, 16, 0)).transpose(2, 0, 1)[None]
+    (want,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"pixel_values": image})
+    sqnr = 10 * np.log10(np.sum(want.astype(np.float64) ** 2) / np.sum((want - scores.astype(np.float64)) ** 2))
+    agreement = json.loads((run / "run.json").read_text())["agreement"]
+    assert agreement["sqnr_db"] == pytest.approx(sqnr, abs=0.05) and agreement["sqnr_db"] > 25
+    assert agreement["correlation"] == pytest.approx(np.corrcoef(want.ravel(), scores.ravel())[0, 1], abs=1e-4)
 
 
 def test_every_graph_output_is_computed_checked_and_saved(tmp_path, capsys):
@@ -631,6 +640,15 @@ def test_activations_run_bit_exact(op, attrs, residual, cfg_name, tmp_path):
     path = _write(tmp_path / "act.onnx", activation_graph(op, residual=residual, **attrs))
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "6", "--no-plots",
                          "--quiet", "--out", str(tmp_path / "sim")]) == 0
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("case", ["log", "neg", "div", "const_div", "l2norm", "sum_dropped", "pixel_sum", "tokens_mean"])
+def test_elementwise_math_and_reductions_run_bit_exact(case, cfg_name, tmp_path):
+    """Tables of new functions (a pole's saturated entries among them), a division as a reciprocal's
+    table and a product, sums over the channels as products by ones and over the pixels as poolings
+    run bit-exact and are timed as the program runs."""
+    _runs_bit_exact_as_timed(elementwise_math(case), cfg_name, tmp_path)
 
 
 def test_mish_as_exported_before_opset_18_runs_bit_exact(tmp_path):

@@ -214,6 +214,19 @@ def test_lut_is_the_table():
     np.testing.assert_array_equal(op.lut(x, table), [table[v + 128] for v in x.tolist()])
 
 
+def test_a_table_saturates_poles_and_extends_a_domain_from_its_edge():
+    """``1/x`` at 0 and ``log`` at 0 saturate; ``log`` and ``sqrt`` of a negative (NaN) take the entry of
+    the nearest input inside their domain, 0; a function defined nowhere is refused."""
+    recip = op.lut_table(F.reciprocal, 1 / 16, 1 / 4)
+    assert (recip[128 - 1], recip[128], recip[128 + 1]) == (-64, 127, 64)
+    log = op.lut_table(F.log, 1 / 16, 1 / 16)
+    assert np.all(log[:129] == -128) and log[129] == round(math.log(1 / 16) * 16)
+    root = op.lut_table(F.sqrt, 1 / 16, 1 / 16)
+    assert np.all(root[:129] == 0) and root[128 + 16] == 16
+    with pytest.raises(ValueError, match="some defined"):
+        op.lut_table(lambda v: np.full_like(v, np.nan), 1 / 16, 1 / 16)
+
+
 def layernorm_case(rng, n: int, rows: int, s_in: float, eps: float = 1e-5, s_out: float = 1 / 16):
     gamma, beta = rng.normal(1.0, 0.3, n), rng.normal(0.0, 0.5, n)
     mean = rng.uniform(-60, 60, (rows, 1))
