@@ -388,6 +388,99 @@ def _batchnorm(imp, node) -> None:
     _binary(imp, helper.make_node("Add", [f"{y}.scaled", f"{y}.shift"], [y], name=node.name))
 
 
+@_op("InstanceNormalization")
+def _instance_norm(imp, node) -> None:
+    """Each channel normalised over its pixels; of a ``[N, G, -1]`` reshape of an image, each group of
+    its channels over their pixels (PyTorch's GroupNorm export): :func:`_normalised` of the image."""
+    v = imp.act(node.input[0])
+    scale, bias = _norm_params(imp, node, v.shape[1] if len(v.shape) > 1 else 0)
+    h, w, c = v.src_shape
+    group = _channel_groups(v)
+    if group is None:
+        raise imp.fail(f"an input of shape {list(v.shape)} that is not an image's channels, or groups of "
+                       f"consecutive channels, each with all its pixels; supported: an NCHW image or its "
+                       f"reshape to [N, groups, -1]")
+    y = node.output[0]
+    out = _normalised(imp, node, _image_of(imp, node.input[0], v), group, np.repeat(scale, group),
+                      np.repeat(bias, group), float(_attrs(node).get("epsilon", 1e-5)))
+    imp.views[y] = v.on(_view(imp, out).source, v.src_shape)
+
+
+@_op("GroupNormalization")
+def _group_norm(imp, node) -> None:
+    """ONNX's own GroupNorm (opset 18: a scale and a bias per group; 21: per channel)."""
+    v = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
+    c, groups = v.shape[1], int(_attrs(node).get("num_groups", 0))
+    if groups < 1 or c % groups:
+        raise imp.fail(f"num_groups {groups} for {c} channels; supported: a divisor of the channels")
+    per = groups if len(imp.array(node.input[1]).reshape(-1)) == groups and groups != c else c
+    scale, bias = _norm_params(imp, node, per)
+    out = _normalised(imp, node, _image_of(imp, node.input[0], v), c // groups, np.repeat(scale, c // per),
+                      np.repeat(bias, c // per), float(_attrs(node).get("epsilon", 1e-5)))
+    imp.views[node.output[0]] = _view(imp, out).named(node.output[0])
+
+
+def _norm_params(imp, node, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if not all(imp.is_const(x) for x in node.input[1:3]):
+        raise imp.fail("a computed scale or bias; supported: constants")
+    scale, bias = (imp.array(x).astype(np.float32).reshape(-1) for x in node.input[1:3])
+    if scale.shape != (n,) or bias.shape != (n,):
+        raise imp.fail(f"a scale of shape {list(scale.shape)} and a bias of shape {list(bias.shape)} for {n} "
+                       f"channels or groups; supported: one value each")
+    return scale, bias
+
+
+def _channel_groups(v: View) -> Optional[int]:
+    """``k`` when channel ``j`` of ``v`` (axis 1) is channels ``j*k .. (j+1)*k - 1`` of its image at
+    every pixel, each element once, else None."""
+    h, w, c = v.src_shape
+    if len(v.shape) < 2 or v.shape[0] != 1 or c % v.shape[1] or not L.covers(v):
+        return None
+    k = c // v.shape[1]
+    idx = L.indices(v).reshape(v.shape[1], -1)
+    ok = idx.shape[1] == k * h * w and np.all(idx % c // k == np.arange(v.shape[1])[:, None])
+    return k if ok else None
+
+
+def _image_of(imp, name: str, v: View) -> str:
+    """An ONNX value, ``name`` with ``.image`` appended, holding ``v``'s tensor as an NCHW image (a
+    folded scale travels with it)."""
+    image = f"{name}.image"
+    imp.views[image] = L.nchw(v.source, v.src_shape)
+    if name in imp.fold_of:
+        imp.fold_of[image] = imp.fold_of[name]
+    return image
+
+
+def _normalised(imp, node, x: str, k: int, scale: np.ndarray, bias: np.ndarray, eps: float) -> str:
+    """Image ``x`` normalised over each group of ``k`` channels and their pixels, then ``* scale +
+    bias`` per channel, from the vector unit's layers: the mean over the pixels (pooling), over the
+    group (a 1x1 convolution of weights 1/k), ``x - mean``, its square (a table), their mean alike,
+    ``1 / sqrt(var + eps)`` (a table) and products.  Each step is int8, so a channel whose variance
+    is far below the largest one's loses precision (an int8 variance): ``make run`` says how much.
+    Returns the value holding the result."""
+    y, c = node.output[0], len(scale)
+
+    def mean(value: str, what: str) -> str:
+        m = _part(imp, node, "ReduceMean", [value], f"{y}.{what}", axes=[2, 3], keepdims=1, handler=_reduce_axes)
+        if k == 1:
+            return m
+        group = f"{y}.{what}.group_weight"
+        imp._set_const(group, np.kron(np.eye(c // k), np.full((k, k), 1 / k)).reshape(c, c, 1, 1).astype(np.float32))
+        return _part(imp, node, "Conv", [m, group], f"{y}.{what}.group")
+
+    centred = _part(imp, node, "Sub", [x, mean(x, "mean")], f"{y}.centred")
+    var = mean(_part(imp, node, "Pow", [centred, _scalar_const(imp, f"{y}.two", 2.0)], f"{y}.square"), "variance")
+    factor = _part(imp, node, "Rsqrt", [var], f"{y}.rsqrt",
+                   handler=lambda imp, n: _elementwise_unary(imp, n, "rsqrt", (eps,)))
+    out = _part(imp, node, "Mul", [centred, factor], f"{y}.normalised")
+    for what, op, values, neutral in (("scale", "Mul", scale, 1), ("shift", "Add", bias, 0)):
+        if np.any(values != neutral):
+            imp._set_const(f"{y}.{what}", values.reshape(c, 1, 1))
+            out = _part(imp, node, op, [out, f"{y}.{what}"], f"{y}.{what}.out")
+    return out
+
+
 def _fold_relu(imp, out: str) -> tuple[str, bool]:
     j, relu = imp.only_consumer(out, "Relu")
     if relu is None:

@@ -583,6 +583,35 @@ def elementwise_math(case: str, size: int = 8, seed: int = 21):
     return g.model([image_input(3, size, size, "input")], [out(conv(y, "head", 8, 4))])
 
 
+def group_norm(form: str, channels: int = 8, groups: int = 2, size: int = 8, seed: int = 22):
+    """A convolution, a normalisation of its channels over their pixels, a 1x1 convolution:
+    ``export``, GroupNorm as PyTorch exports it below opset 18 (a reshape to ``[1, groups, -1]``,
+    ``InstanceNormalization`` with unit scale, a reshape back, the affine ``Mul`` and ``Add``);
+    ``instance``, ``InstanceNormalization`` of the image; ``op18`` and ``op21``, ONNX's
+    ``GroupNormalization`` (a scale and a bias per group, then per channel)."""
+    g = Graph(seed)
+    c = channels
+    a = g.op("Conv", ["input", g.weight("a.weight", c, 3, 3, 3), g.weight("a.bias", c, scale=0.5)], "/a",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    gamma = (1 + 0.2 * g.rng.normal(size=c)).astype(np.float32)
+    beta = (0.1 * g.rng.normal(size=c)).astype(np.float32)
+    opset = {"op18": 18, "op21": 21}.get(form, 17)
+    if form == "export":
+        n = g.op("InstanceNormalization", [g.reshape(a, [1, groups, -1]), g.init("ones", np.ones(groups, np.float32)),
+                                           g.init("zeros", np.zeros(groups, np.float32))], "/norm", epsilon=1e-5)
+        y = g.op("Mul", [g.reshape(n, [1, c, size, size]), g.init("norm.weight", gamma.reshape(c, 1, 1))], "/norm")
+        y = g.op("Add", [y, g.init("norm.bias", beta.reshape(c, 1, 1))], "/norm")
+    elif form == "instance":
+        y = g.op("InstanceNormalization", [a, g.init("norm.weight", gamma), g.init("norm.bias", beta)], "/norm",
+                 epsilon=1e-5)
+    else:
+        per = groups if form == "op18" else c
+        y = g.op("GroupNormalization", [a, g.init("norm.weight", gamma[:per]), g.init("norm.bias", beta[:per])], "/norm",
+                 num_groups=groups, epsilon=1e-5)
+    y = g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size, "input")], [out(y)], opset)
+
+
 def prelu(per_channel: bool, size: int = 8, seed: int = 19):
     """A convolution, ``PRelu`` with one slope or one per channel (negative ones among them), a 1x1
     convolution."""

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -654,6 +654,53 @@ def test_a_channel_sum_is_one_repeated_weight():
     conv = [l for l in imp.model.layers if l.kind == "conv2d"][2]
     w = imp.weights[conv.name]["weight"]
     assert (conv.in_ch, conv.out_ch, conv.kernel) == (8, 1, (1, 1)) and np.all(w == 1)
+
+
+@pytest.mark.parametrize("form", ["export", "instance", "op18", "op21"])
+def test_group_and_instance_norms_are_composed_and_match_onnxruntime(form):
+    """GroupNorm (PyTorch's export, and ONNX's operator with a scale per group or per channel) and
+    InstanceNorm, refused before: a mean over the pixels (pooling), over the group (a 1x1 convolution),
+    the square, ``1 / sqrt(var + eps)`` (tables) and products."""
+    proto = group_norm(form)
+    imp = import_onnx(proto, form)
+    kinds = Counter(l.kind for l in imp.model.layers)
+    groups = 0 if form == "instance" else 2            # a group's mean and variance: a convolution each
+    assert (kinds["pool"], kinds["pow"], kinds["rsqrt"], kinds["conv2d"]) == (2, 1, 1, 2 + groups)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_an_exported_group_norm_computes_what_it_computed():
+    """Its ``1 / sqrt(var + eps)`` table is written as ``Reciprocal(Sqrt(x + eps))`` (which imports as
+    an add and two tables): onnxruntime on the written file agrees with the imported model."""
+    from mapper.onnx_export import export_onnx
+
+    proto = group_norm("export")
+    imp = import_onnx(proto, "gn")
+    written = export_onnx(imp.model, imp.weights)
+    assert [n.op_type for n in written.graph.node if n.op_type in ("Sqrt", "Reciprocal")] == ["Sqrt", "Reciprocal"]
+    x = np.random.default_rng(0).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    (want,), (got,) = (ort.InferenceSession(p.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {p.graph.input[0].name: x}) for p in (proto, written))
+    assert np.max(np.abs(got - want)) <= RTOL * np.max(np.abs(want))
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda n: n.attribute.__delitem__(0) or n.attribute.extend([helper.make_attribute("num_groups", 3)]),
+     "num_groups 3 for 8 channels"),
+    (lambda n: n.input.__setitem__(1, "input"), "must be a constant")])
+def test_a_malformed_group_norm_is_refused_in_one_line(mutate, needle):
+    proto = group_norm("op21")
+    mutate(next(n for n in proto.graph.node if n.op_type == "GroupNormalization"))
+    _refused(proto, "(GroupNormalization)", needle)
+
+
+def test_an_instance_norm_of_channels_that_are_no_group_is_refused():
+    """A reshape to [1, 2, -1] of a transposed image: a 'group' is half the pixels, not channels."""
+    g = Graph()
+    t = g.op("Transpose", ["x"], "", perm=[0, 2, 3, 1])
+    n = g.op("InstanceNormalization", [g.reshape(t, [1, 2, -1]), g.init("s", np.ones(2, np.float32)),
+                                       g.init("b", np.zeros(2, np.float32))], "")
+    _refused(g.model([image_input(8, 4, 4, "x")], [out(n)]), "(InstanceNormalization)", "groups of consecutive channels")
 
 
 def test_a_clip_with_computed_or_crossed_bounds_is_refused():
