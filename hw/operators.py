@@ -387,7 +387,9 @@ def _multiplier(ratios: dict) -> tuple[dict, int]:
     shift = _largest_shift(largest, (1 << OP_MULT_BITS) - 1, OP_MAX_SHIFT)
     if shift < 0:
         raise ValueError(f"{name} = {largest:.6g} is too large: at most {(1 << OP_MULT_BITS) - 1}")
-    if largest * 2.0 ** shift < 1 << (OP_MULT_BITS - 1):
+    # the rounded multiplier: a ratio just below a power of two (0.999999) rounds up to 2**15 at the
+    # shift below the one whose multiplier overflows
+    if int(_round_half_up(largest * 2.0 ** shift)) < 1 << (OP_MULT_BITS - 1):
         raise ValueError(f"{name} = {largest:.6g} is too small: at least "
                          f"{2.0 ** (OP_MULT_BITS - 1 - OP_MAX_SHIFT):.6g} (every output would be 0)")
     mults = {k: int(_round_half_up(r * 2.0 ** shift)) for k, r in ratios.items()}

@@ -696,6 +696,15 @@ def test_rom_contents_and_sizes():
     assert not op.EXP2_ROM.flags.writeable
 
 
+@pytest.mark.parametrize("ratio", [0.999999, 0.9999995, 0.49999999, 0.2499999999, 1.9999999])
+def test_a_ratio_just_below_a_power_of_two_rounds_up_to_it(ratio):
+    """``var + eps`` adds ``eps/s_out`` ~ 1e-6 to a ratio 1: its multiplier overflows at shift 16 and
+    rounds to 2**15 at shift 15.  It was refused as 'too small' (its unrounded 32767.97 < 2**15),
+    which stopped ConvNeXt's decomposed LayerNorm."""
+    for p, m in ((op.mul_params(1.0, ratio, 1.0), "mult"), (op.add_params(ratio, ratio / 2, 1.0), "mult_a")):
+        assert getattr(p, m) == 1 << 15 and getattr(p, m) / 2 ** p.shift == pytest.approx(ratio, rel=1e-5)
+
+
 # ---- parameter derivation refuses what it cannot represent --------------------------------
 
 @pytest.mark.parametrize("call,match", [
