@@ -1169,9 +1169,22 @@ def _float32_value(v: float) -> float:
 
 @_op("LayerNormalization")
 def _layernorm(imp, node) -> None:
+    """Over the last axes from ``axis``; with the importer's own ``channels_first`` (``onnx_patterns``:
+    ConvNeXt's decomposed LayerNorm over axis 1), over the channels of an NCHW image."""
     v = imp.act(node.input[0])
     a = _attrs(node)
-    axis = _axis(imp, a.get("axis", -1), len(v.shape))
+    if a.get("channels_first"):
+        if len(v.shape) != 4:
+            raise imp.fail(f"a normalisation over axis 1 of a {list(v.shape)} tensor; supported: over the "
+                           f"channels of an NCHW image, or over the last axis")
+        _layernorm_rows(imp, node, L.transpose(v, [0, 2, 3, 1]), -1, a)
+        imp.views[node.output[0]] = L.transpose(imp.views[node.output[0]], [0, 3, 1, 2])
+        return
+    _layernorm_rows(imp, node, v, _axis(imp, a.get("axis", -1), len(v.shape)), a)
+
+
+def _layernorm_rows(imp, node, v: View, axis: int, a: dict) -> None:
+    axis = axis % len(v.shape)
     n = math.prod(v.shape[axis:])
     flat = lambda u: L.reshape(u, u.shape[:axis] + (n,)) if axis < len(u.shape) - 1 else u
     x = imp.need(v, lambda u: L.covers(u) and _rows_of(flat(u), len(u.shape[:axis]), u.src_shape[2]),

@@ -1,7 +1,7 @@
 """Subgraphs that PyTorch's exporter writes for one operation, rewritten as that operation before
 an import (:mod:`mapper.onnx_import`): GELU's ``Erf`` form, and LayerNorm below opset 17
 (``ReduceMean``, ``Sub``, ``Pow``, ``ReduceMean``, ``Add``, ``Sqrt``, ``Div``, then the scale
-``Mul`` and the shift ``Add``).  A pattern is rewritten only when nothing outside it reads its
+``Mul`` and the shift ``Add``).  (ConvNeXt's over the channels of an NCHW image too).  A pattern is rewritten only when nothing outside it reads its
 intermediate values; otherwise its nodes are imported one by one (and refused if the IR has
 no such operator).
 """
@@ -111,16 +111,18 @@ def _fuse_layernorm(imp) -> None:
         match = _layernorm_match(imp, i)
         if match is None:
             continue
-        x, members, out, eps, gamma, beta = match
+        x, members, out, eps, gamma, beta, channels_first = match
         last = max(members)
         imp.done.update(members - {last})
+        extra = {"channels_first": 1} if channels_first else {}     # the importer's own attribute
         imp.nodes[last] = helper.make_node("LayerNormalization", [x, gamma, beta], [out], name=imp.nodes[last].name,
-                                           axis=-1, epsilon=eps)
+                                           axis=-1, epsilon=eps, **extra)
 
 
 def _layernorm_match(imp, sqrt_index: int):
-    """(x, the pattern's nodes, its output, epsilon, scale and shift constants) when the Sqrt at
-    ``sqrt_index`` is that of a LayerNorm over the last axis, else None."""
+    """(x, the pattern's nodes, its output, epsilon, scale and shift constants, whether over axis 1)
+    when the Sqrt at ``sqrt_index`` is that of a LayerNorm over the last axis, or over axis 1 of an
+    NCHW image (ConvNeXt's channels-first LayerNorm), else None."""
     sqrt = imp.nodes[sqrt_index]
     j_add = _producer(imp, sqrt.input[0])
     add = imp.nodes[j_add] if j_add is not None else None
@@ -143,7 +145,8 @@ def _layernorm_match(imp, sqrt_index: int):
     mean = imp.nodes[j_mean] if j_mean is not None else None
     if mean is None or mean.op_type != "ReduceMean" or mean.input[0] != x:
         return None
-    if _axes(imp, mean) not in ([-1],) or _axes(imp, imp.nodes[j_var]) not in ([-1],):
+    axes = _axes(imp, mean)
+    if axes not in ([-1], [1]) or _axes(imp, imp.nodes[j_var]) != axes:
         return None
     j_div, div = _single_reader(imp, sqrt.output[0])
     if div is None or div.op_type != "Div" or list(div.input) != [sub.output[0], sqrt.output[0]] or \
@@ -153,7 +156,8 @@ def _layernorm_match(imp, sqrt_index: int):
     inner = (mean.output[0], pw.output[0], imp.nodes[j_var].output[0], add.output[0])
     if any(len(imp.consumers.get(t, [])) != 1 for t in inner):
         return None
-    return _scale_shift(imp, x, members, div.output[0], eps)
+    match = _scale_shift(imp, x, members, div.output[0], eps)
+    return None if match is None else (*match, axes == [1])
 
 
 def _scale_shift(imp, x: str, members: set, out: str, eps: float):

@@ -385,6 +385,18 @@ def test_layernorm_as_exported_below_opset_17():
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+def test_a_channels_first_layernorm_is_one_layernorm():
+    """ConvNeXt's decomposed LayerNorm over axis 1 of an NCHW image is the LayerNorm of each pixel's
+    channels (the image's HWC tensor read as it is); it was imported node by node (int8 tables)."""
+    from onnx_graphs import channels_first_layernorm
+
+    proto = channels_first_layernorm()
+    imp = import_onnx(proto, "ln_cf")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "layernorm", "conv2d"]
+    assert imp.model.layers[1].eps == pytest.approx(1e-6)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 def test_model_local_functions_are_inlined():
     """The dynamo exporter wraps modules in model-local functions; their bodies are imported."""
     body = [helper.make_node("Relu", ["a"], ["b"]), helper.make_node("Sigmoid", ["b"], ["c"])]

@@ -657,6 +657,13 @@ def test_group_and_instance_norms_run_bit_exact(form, cfg_name, tmp_path):
     _runs_bit_exact_as_timed(group_norm(form), cfg_name, tmp_path)
 
 
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_a_channels_first_layernorm_runs_bit_exact(cfg_name, tmp_path):
+    from onnx_graphs import channels_first_layernorm
+
+    _runs_bit_exact_as_timed(channels_first_layernorm(), cfg_name, tmp_path)
+
+
 def test_mish_as_exported_before_opset_18_runs_bit_exact(tmp_path):
     """``x * tanh(softplus(x))`` as three nodes (Mish before opset 18): two tables, then a product."""
     g = Graph(17)
