@@ -1501,8 +1501,12 @@ def _concat(imp, node) -> None:
 
 
 def _nchw_channels(views: list[View], axis: int) -> bool:
-    """Whether the parts are NCHW images (of some layout) concatenated along their channels."""
-    return axis == 1 and all(len(v.shape) == 4 and v.shape[0] == 1 for v in views)
+    """Whether the parts are NCHW images (of some layout) concatenated along their channels: along
+    axis 1 each part's pixel stays (an NHWC tensor's rows, Swin's roll, are no channels)."""
+    def along_channels(v: View) -> bool:
+        pixel = L.indices(v) // v.src_shape[2]
+        return bool(np.all(pixel[:, 1:] == pixel[:, :-1]))
+    return axis == 1 and all(len(v.shape) == 4 and v.shape[0] == 1 and along_channels(v) for v in views)
 
 
 def _whole_channel_parts(views: list[View], axis: int) -> bool:

@@ -358,6 +358,22 @@ def channels_first_layernorm(c: int = 16, size: int = 6, seed: int = 4):
     return g.model([image_input(3, 2 * size, 2 * size, "x")], [out(y)], opset=13)
 
 
+def nhwc_roll(order=(1, 2), shift: int = 2, seed: int = 0):
+    """Swin's cyclic shift as timm and HF write it: ``torch.roll(x, (-s, -s), dims=(1, 2))`` of
+    NHWC tokens, exported as a ``Slice``, ``Slice``, ``Concat`` per dim (in ``order``), between a
+    patch embedding and a linear."""
+    g = Graph(seed)
+    x = g.op("Conv", ["pixel_values", g.weight("w", 16, 3, 4, 4), g.weight("b", 16)], "/embed", kernel_shape=[4, 4],
+             strides=[4, 4])
+    x = g.reshape(g.op("Transpose", [g.reshape(x, [1, 16, 64], "/embed")], "/embed", perm=[0, 2, 1]), [1, 8, 8, 16])
+    for ax in order:
+        a = g.op("Slice", [x, g.const([shift]), g.const([2 ** 63 - 1]), g.const([ax])], "/roll")
+        b = g.op("Slice", [x, g.const([0]), g.const([shift]), g.const([ax])], "/roll")
+        x = g.op("Concat", [a, b], "/roll", axis=ax)
+    y = g.linear(g.reshape(x, [1, 64, 16], "/blk"), 16, 8, "/fc")
+    return g.model([image_input(3, 32, 32)], [out(y)])
+
+
 def opaque_product(seed: int = 5):
     """A float graph that imports but cannot execute: the exporter's ``com.vitaccel.OpaqueMatMul``
     (Anchor DETR's reshaped value aggregation) of two linears of the patch tokens."""

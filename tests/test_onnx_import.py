@@ -397,6 +397,18 @@ def test_a_channels_first_layernorm_is_one_layernorm():
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("order", [(1, 2), (2, 1)])
+def test_a_roll_of_nhwc_tokens_in_either_order_is_a_roll(order):
+    """Rolling the rows first (axis 1 of NHWC, as timm, HF and Microsoft's Swin export it) was taken
+    for a concatenation of an NCHW image's channels and refused; either order is one Roll."""
+    from onnx_graphs import nhwc_roll
+
+    proto = nhwc_roll(order)
+    imp = import_onnx(proto, "roll")
+    assert [(l.kind, getattr(l, "shift", None)) for l in imp.model.layers] == [("conv2d", None), ("roll", 2), ("linear", None)]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 def test_model_local_functions_are_inlined():
     """The dynamo exporter wraps modules in model-local functions; their bodies are imported."""
     body = [helper.make_node("Relu", ["a"], ["b"]), helper.make_node("Sigmoid", ["b"], ["c"])]
