@@ -377,10 +377,12 @@ def layout_candidates(v: View) -> Iterator[Candidate]:
         yield Candidate("window_partition", src, v.src_shape, {"window": win})
     win = math.isqrt(h)
     if win > 1 and win * win == h:
-        for a in v.shape:
-            for b in v.shape:
-                if a * b == h * w and a % win == 0 and b % win == 0:
-                    yield Candidate("window_reverse", src, v.src_shape, {"window": win, "out_h": a, "out_w": b})
+        # the image's sides from the view's; or, for tokens (H*W one axis), every side the windows tile
+        sides = [(a, b) for a in v.shape for b in v.shape] + \
+            [(a, h * w // a) for a in range(win, h * w + 1, win) if h * w in v.shape and h * w % a == 0]
+        for a, b in dict.fromkeys(sides):
+            if a * b == h * w and a % win == 0 and b % win == 0:
+                yield Candidate("window_reverse", src, v.src_shape, {"window": win, "out_h": a, "out_w": b})
     if 4 * c in v.shape:
         yield Candidate("patch_merge", src, v.src_shape, {})
     for b in range(2, math.isqrt(c) + 1):

@@ -971,8 +971,12 @@ def _elementwise(imp, node, cls, names: list[str]) -> None:
         other = imp.constant_layer(src.name, _aligned_constant(full, imp.array(names[o])), src.after, src.seq)
     else:
         ov = imp.act(names[o])
+        # some channels of a tensor (a slice of it), or its values in a layout layer's order (a
+        # window reverse written straight to tokens), on either side
         if not _broadcasts(full, ov, shape):
-            ov = _whole(imp, ov) or ov             # some channels of a tensor: a slice of it
+            ov = imp.materialise(ov, lambda f: _broadcasts(full, f, shape)) or ov
+        if not _broadcasts(full, ov, shape):
+            full = imp.materialise(full, lambda f: _broadcasts(f, ov, shape)) or full
         if not _broadcasts(full, ov, shape):
             raise imp.fail("its inputs broadcast in a way IR broadcasting (rows, columns, repeated channels of one "
                            "tensor) does not; supported: numpy broadcasting that is also IR broadcasting")

@@ -409,6 +409,20 @@ def test_a_roll_of_nhwc_tokens_in_either_order_is_a_roll(order):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("merged, reverse_first", [(True, False), (True, True), (False, False)])
+def test_a_window_reverse_written_straight_to_tokens_is_a_window_reverse(merged, reverse_first):
+    """``[1, H/ws, W/ws, ws, ws, C] -> [1, H*W, C]`` in one reshape (what ``quant_pre_process`` makes of
+    timm's Swin) was refused at the residual add, whichever operand it was: the add now asks for a
+    layout layer holding either operand as the other holds its values."""
+    from onnx_graphs import window_reverse_to_tokens
+
+    proto = window_reverse_to_tokens(merged, reverse_first)
+    imp = import_onnx(proto, "wr")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "window_partition", "linear", "window_reverse", "add",
+                                                  "linear"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 def test_model_local_functions_are_inlined():
     """The dynamo exporter wraps modules in model-local functions; their bodies are imported."""
     body = [helper.make_node("Relu", ["a"], ["b"]), helper.make_node("Sigmoid", ["b"], ["c"])]

@@ -664,6 +664,16 @@ def test_a_channels_first_layernorm_runs_bit_exact(cfg_name, tmp_path):
     _runs_bit_exact_as_timed(channels_first_layernorm(), cfg_name, tmp_path)
 
 
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_swin_layouts_as_timm_exports_them_run_bit_exact(cfg_name, tmp_path):
+    """The roll of NHWC rows first and the window reverse written straight to tokens."""
+    from onnx_graphs import nhwc_roll, window_reverse_to_tokens
+
+    for i, proto in enumerate((nhwc_roll((1, 2)), window_reverse_to_tokens(True, True))):
+        (tmp_path / str(i)).mkdir()
+        _runs_bit_exact_as_timed(proto, cfg_name, tmp_path / str(i))
+
+
 def test_mish_as_exported_before_opset_18_runs_bit_exact(tmp_path):
     """``x * tanh(softplus(x))`` as three nodes (Mish before opset 18): two tables, then a product."""
     g = Graph(17)
