@@ -629,8 +629,11 @@ def _fold_bias(imp, out: str, n: int, rank: int) -> tuple[str, Optional[np.ndarr
 
 
 def _linear(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarray], wq=None) -> None:
-    """A linear layer ``x @ weight.T + bias`` over the rows of ``x`` (weight ``[N, K]``)."""
+    """A linear layer ``x @ weight.T + bias`` over the rows of ``x`` (weight ``[N, K]``); of a
+    flattened image (VGG's classifier), :func:`_dense_over_image`."""
     n, k = weight.shape
+    if _flattened_image(imp.act(x_name)):
+        return _dense_over_image(imp, node, x_name, weight, bias, wq)
     x = imp.need(imp.act(x_name), lambda v: L.rows_view(v, k, n, "?", v.src_shape) is not None,
                  f"rows of {k} channels, every token once")
     h, w, _ = x.src_shape
@@ -646,6 +649,33 @@ def _linear(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarra
     if wq is not None:
         imp.weight_q[name] = wq
     imp.views[out] = L.rows_view(x, k, n, name, shape)
+
+
+def _flattened_image(v: View) -> bool:
+    """Whether ``v`` is ``[1, C*H*W]`` (or ``[C*H*W]``), an NCHW image of more than one pixel flattened."""
+    h, w, c = v.src_shape
+    if h * w == 1 or v.shape not in ((1, h * w * c), (h * w * c,)) or not L.covers(v):
+        return False
+    return bool(np.array_equal(L.indices(v).ravel(), np.arange(h * w * c).reshape(h * w, c).T.ravel()))
+
+
+def _dense_over_image(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarray], wq) -> None:
+    """``flatten(x) @ weight.T + bias`` of an NCHW image: a convolution whose kernel is the image
+    (no padding), to a 1x1 image of N channels."""
+    h, w, c = imp.act(x_name).src_shape
+    n = weight.shape[0]
+    image = _image_of(imp, x_name, imp.act(x_name))
+    kernel = f"{node.output[0]}.kernel"
+    imp._set_const(kernel, weight.reshape(n, c, h, w).astype(np.float32))
+    inputs = [image, kernel] + ([f"{node.output[0]}.bias"] if bias is not None else [])
+    if bias is not None:
+        imp._set_const(inputs[2], np.asarray(bias, np.float32).reshape(n))
+    out = _part(imp, node, "Conv", inputs, f"{node.output[0]}.image", kernel_shape=[h, w])
+    if wq is not None:
+        q, scale = wq
+        imp.weight_q[imp.views[out].source] = (q.reshape(n, c, h, w).transpose(0, 2, 3, 1), scale)
+    flat = _view(imp, out)
+    imp.views[node.output[0]] = L.reshape(flat, [1, n]).named(node.output[0])
 
 
 @_op("Gemm")
@@ -1290,6 +1320,18 @@ def _resize_size(imp, node, shape) -> tuple[int, int, list]:
     return full[2], full[3], by[2:]
 
 
+def _tiling_windows(node, size) -> Optional[tuple[int, int]]:
+    """The windows' count down and across when a pooling's windows tile the image exactly (stride
+    the kernel, no padding, no dilation), else None."""
+    a = _attrs(node)
+    kernel, strides = list(a.get("kernel_shape", [])), list(a.get("strides", [1, 1]))
+    flat = not any(a.get("pads", [0] * 4)) and a.get("auto_pad", "NOTSET") in ("NOTSET", "VALID") and \
+        not a.get("ceil_mode", 0) and all(d == 1 for d in a.get("dilations", [1, 1]))
+    if len(kernel) != 2 or min(kernel) < 1 or kernel != strides or not flat or any(n % k for n, k in zip(size, kernel)):
+        return None
+    return size[0] // kernel[0], size[1] // kernel[1]
+
+
 def _pool_params(imp, node, x: View) -> dict:
     a = _attrs(node)
     kernel = list(a["kernel_shape"])
@@ -1333,13 +1375,14 @@ def _pool(imp, node) -> None:
     if len(node.output) > 1 and node.output[1]:
         raise imp.fail("its indices output; supported: the pooled values only")
     x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
-    p = _pool_params(imp, node, x)
-    (kh, kw), (sh, sw), (h, w) = p["kernel"], p["stride"], x.shape[2:]
     is_avg = node.op_type == "AveragePool"
-    if is_avg and (kh, kw) == (sh, sw) and not p["padding"] and not p["ceil_mode"] and not p["count_include_pad"] \
-            and h % kh == 0 and w % kw == 0:
-        # windows that tile the image exactly: an adaptive average pool (the form the exporter writes)
-        return _pool_layer(imp, node, x, mode="adaptive_avg", out_h=h // kh, out_w=w // kw)
+    tiles = _tiling_windows(node, x.shape[2:])
+    if is_avg and tiles:
+        # windows that tile the image exactly: an adaptive average pool (the form the exporter writes,
+        # PSPNet's bins of a map that is not square too)
+        return _pool_layer(imp, node, x, mode="adaptive_avg", out_h=tiles[0], out_w=tiles[1])
+    p = _pool_params(imp, node, x)
+    (kh, kw), (sh, sw) = p["kernel"], p["stride"]
     if kh != kw or sh != sw:
         raise imp.fail(f"kernel {[kh, kw]} with strides {[sh, sw]}; supported: square windows and equal strides "
                        f"(or average windows that tile the image exactly)")

@@ -36,7 +36,7 @@ from hw.cli import OneLineParser, atomic_write_json, seed
 from mapper.calibrate import prepare, readers_of, softmax_margin, softmax_row
 from mapper.fusion import is_class_map
 from mapper.images import calibration_image, preprocess, quantize_input, quantize_tensor, synthetic_image
-from mapper.ir import INPUT, Linear, Model
+from mapper.ir import INPUT, Conv2d, Linear, Model
 from mapper.quantize import QModel
 from mapper.reference import run_float
 from mapper.workloads import MODEL_NAMES, build_model
@@ -110,13 +110,16 @@ def sqnr_db(f: np.ndarray, q: np.ndarray, scale: float = 1.0, row: Optional[int]
 
 
 def logits_layer(model: Model) -> str | None:
-    """A classifier's logits: the last layer when it is a linear over one token, or the linear a
-    last softmax reads when that linear is an output too (a file exporting logits and
-    probabilities); None for another network."""
+    """A classifier's logits: the last layer when it is a linear over one token (or a convolution
+    to one pixel: a linear of a flattened image, VGG's), or the linear a last softmax reads when
+    that linear is an output too (a file exporting logits and probabilities); None for another
+    network."""
     last = model.layers[-1]
     if last.kind == "softmax" and last.inputs[0] in model.output_names:
         last = model.layer(last.inputs[0])
-    return last.name if isinstance(last, Linear) and last.tokens == 1 else None
+    one_token = (isinstance(last, Linear) and last.tokens == 1) or \
+        (isinstance(last, Conv2d) and tuple(last.out_shape[:2]) == (1, 1))
+    return last.name if one_token else None
 
 
 def task_of(model: Model) -> str:

@@ -525,8 +525,9 @@ def check_program(program: Program, qmodel, x: np.ndarray, progress=None) -> dic
     golden_iter = run_network(qmodel, x, acc_bits=program.cfg.acc_bits, keep=lambda n: n in class_inputs)
     have: dict[str, np.ndarray] = {}
     outputs: dict[str, np.ndarray] = {}
-    needed = {t for code in program.steps for t in code.writes} | set(class_inputs)
+    needed = {t for code in program.steps for t in code.writes} | set(class_inputs) | set(model.output_names)
     counts = {"tensors": 0, "elements": 0}
+    last_gb: list = []
 
     def want(name: str) -> np.ndarray:
         while name not in have:
@@ -538,23 +539,30 @@ def check_program(program: Program, qmodel, x: np.ndarray, progress=None) -> dic
             return class_map(have[layer.inputs[0]], *layer.out_shape[:2])
         return have[name]
 
+    def compare(tensor: str, dram, gb, where: str) -> None:
+        got, expected = program.read(dram, tensor, gb), want(tensor)
+        if got.shape != expected.shape or not np.array_equal(got, expected.astype(got.dtype)):
+            raise CheckError(_first_difference(tensor, got, expected.astype(got.dtype), where))
+        counts["tensors"] += 1
+        counts["elements"] += got.size
+        if tensor in model.output_names:
+            outputs[tensor] = got
+        if tensor not in class_inputs:
+            have.pop(tensor, None)
+
     def on_step(code, dram, gb) -> None:
         if progress:
             progress(code.step.layer.name)
         for tensor in code.writes:
-            got, expected = program.read(dram, tensor, gb), want(tensor)
-            if got.shape != expected.shape or not np.array_equal(got, expected.astype(got.dtype)):
-                raise CheckError(_first_difference(tensor, got, expected.astype(got.dtype),
-                                                   f"step {code.step.layer.name}: tensor"))
-            counts["tensors"] += 1
-            counts["elements"] += got.size
-            if tensor in model.output_names:
-                outputs[tensor] = got
-            if tensor not in class_inputs:
-                have.pop(tensor, None)
+            compare(tensor, dram, gb, f"step {code.step.layer.name}: tensor")
+        last_gb[:] = [gb]
 
     check_races(program)
-    run_program(program, on_step)
+    dram = run_program(program, on_step)
+    # an output no step writes whole (a concatenation, written by its parts' steps): as the run left it
+    for tensor in model.output_names:
+        if tensor not in outputs and tensor in program.storage:
+            compare(tensor, dram, last_gb[0] if last_gb else None, "after the last step: output")
     return {**counts, "outputs": outputs}
 
 

@@ -395,6 +395,28 @@ def window_reverse_to_tokens(merged: bool = True, reverse_first: bool = False, s
     return g.model([image_input(3, 32, 32)], [out(g.linear(y, c, 8, "/out"))])
 
 
+def dense_classifier(form: str = "flatten", qdq: bool = False, seed: int = 23):
+    """VGG's classifier: a convolution and a max pool to a 3x4 map of 8 channels, flattened
+    (``Flatten`` then ``Gemm`` with ``transB``; ``reshape``: ``Reshape [1, -1]`` then ``MatMul``), a ReLU,
+    a second ``Gemm`` to 10 logits; ``qdq`` puts the first dense weights behind a DequantizeLinear."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("features.weight", 8, 3, 3, 3), g.weight("features.bias", 8, scale=0.1)],
+             "/features", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op("MaxPool", [g.op("Relu", [x], "/features")], "/features", kernel_shape=[2, 2], strides=[2, 2])
+    k = 8 * 3 * 4
+    w = g.rng.normal(0, 1 / np.sqrt(k), (16, k)).astype(np.float32)
+    if form == "flatten":
+        weight = _qweight(g, "fc1.weight", w)[0] if qdq else g.init("fc1.weight", w)
+        y = g.op("Gemm", [g.op("Flatten", [x], "/flatten", axis=1), weight, g.weight("fc1.bias", 16, scale=0.1)],
+                 "/fc1", transB=1)
+    else:
+        weight = _qweight(g, "fc1.weight_t", w.T.copy(), axis=1)[0] if qdq else g.init("fc1.weight_t", w.T.copy())
+        y = g.op("MatMul", [g.reshape(x, [1, -1], "/flatten"), weight], "/fc1")
+    y = g.op("Relu", [y], "/fc1")
+    y = g.op("Gemm", [y, g.weight("fc2.weight", 10, 16), g.weight("fc2.bias", 10, scale=0.1)], "/fc2", transB=1)
+    return g.model([image_input(3, 6, 8, "input")], [out(y)])
+
+
 def opaque_product(seed: int = 5):
     """A float graph that imports but cannot execute: the exporter's ``com.vitaccel.OpaqueMatMul``
     (Anchor DETR's reshaped value aggregation) of two linears of the patch tokens."""

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -421,6 +421,36 @@ def test_a_window_reverse_written_straight_to_tokens_is_a_window_reverse(merged,
     assert [l.kind for l in imp.model.layers] == ["conv2d", "window_partition", "linear", "window_reverse", "add",
                                                   "linear"]
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("shape, kernel, count_include_pad", [((1, 8, 6, 9), [2, 3], 0), ((1, 8, 12, 18), [6, 9], 1)])
+def test_average_windows_that_tile_a_map_that_is_not_square_are_an_adaptive_pool(shape, kernel, count_include_pad):
+    """PSPNet's bins of a map that is not square, and what ``make onnx`` writes for an adaptive pool of
+    one (Swin's pyramid pooling at 192x384): refused for their strides that differ, though they are
+    the exporter's own form of an adaptive average pool (no padding: count_include_pad changes nothing)."""
+    proto = single_op("AveragePool", shape, kernel_shape=kernel, strides=kernel, count_include_pad=count_include_pad)
+    imp = import_onnx(proto, "pool")
+    (pool,) = imp.model.layers
+    assert (pool.mode, pool.out_h, pool.out_w) == ("adaptive_avg", shape[2] // kernel[0], shape[3] // kernel[1])
+    assert _max_rel_error(proto, imp) <= RTOL
+    _refused(single_op("AveragePool", shape, kernel_shape=kernel, strides=kernel, pads=[1, 1, 1, 1]),
+             f"strides {kernel} differ", "equal strides")
+
+
+@pytest.mark.parametrize("form", ["flatten", "reshape"])
+@pytest.mark.parametrize("qdq", [False, True], ids=["float", "qdq"])
+def test_a_dense_layer_of_a_flattened_image_is_a_convolution_over_it(form, qdq):
+    """VGG's, AlexNet's ``Flatten`` (or ``Reshape [1, -1]``) of a map larger than one pixel, then a
+    dense layer, was refused: it is a convolution whose kernel is the map (weights reordered from the
+    flattened NCHW order), to one pixel; a QDQ weight keeps its int8 values, reordered alike."""
+    proto = dense_classifier(form, qdq)
+    imp = import_onnx(proto, "vgg")
+    conv = next(l for l in imp.model.layers if l.kind == "conv2d" and l.kernel == (3, 4))
+    assert (conv.in_ch, conv.out_ch, conv.padding, conv.out_shape) == (8, 16, 0, (1, 1, 16))
+    if qdq:
+        q, _ = imp.weight_q[conv.name]
+        assert q.shape == (16, 3, 4, 8) and q.dtype == np.int8
+    assert _max_rel_error(proto, imp) <= (1e-3 if qdq else RTOL)
 
 
 def test_model_local_functions_are_inlined():

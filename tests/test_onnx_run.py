@@ -176,6 +176,24 @@ def test_upsampled_scores_without_argmax_are_no_class_map(tmp_path):
     assert agreement["correlation"] == pytest.approx(np.corrcoef(want.ravel(), scores.ravel())[0, 1], abs=1e-4)
 
 
+def test_a_concatenation_as_a_graph_output_is_checked_and_saved(tmp_path):
+    """A concatenation is written by its parts' steps, never whole, so the run's outputs missed it: a
+    graph output that is one (YOLOv8's levels, ``Concat([box, cls])``) was left out of output.npz
+    while the run said it wrote it.  It is read after the last step and compared like the others."""
+    g = Graph(1)
+    x = g.op("Relu", [g.op("Conv", ["input", g.weight("c1.w", 8, 3, 3, 3)], "/c1", kernel_shape=[3, 3], pads=[1] * 4)])
+    a = g.op("Conv", [x, g.weight("c2.w", 6, 8, 1, 1)], "/c2", kernel_shape=[1, 1])
+    b = g.op("Conv", [x, g.weight("c3.w", 4, 8, 1, 1)], "/c3", kernel_shape=[1, 1])
+    cat = g.op("Concat", [a, b], "/head", axis=1)
+    path = _write(tmp_path / "cat.onnx", g.model([image_input(3, 8, 8, "input")], [graph_output(a), graph_output(cat)]))
+    run = tmp_path / "run"
+    assert _status(infer.main, ["--model", str(path), "--config", "E", "--out", str(run), "--quiet"]) == 0
+    saved = np.load(run / "output.npz")
+    assert sorted(saved) == sorted([a, cat]) and saved[cat].shape == (1, 10, 8, 8)
+    np.testing.assert_array_equal(saved[cat][:, :6], saved[a])
+    assert json.loads((run / "run.json").read_text())["bit_exact"]["tensors"] == 4     # three convolutions, the concatenation
+
+
 def test_every_graph_output_is_computed_checked_and_saved(tmp_path, capsys):
     """A graph output that a later node also reads (a feature map and the ReLU after it) is an
     output as well: not fused away, compared by the check, saved under its name."""
@@ -672,6 +690,19 @@ def test_swin_layouts_as_timm_exports_them_run_bit_exact(cfg_name, tmp_path):
     for i, proto in enumerate((nhwc_roll((1, 2)), window_reverse_to_tokens(True, True))):
         (tmp_path / str(i)).mkdir()
         _runs_bit_exact_as_timed(proto, cfg_name, tmp_path / str(i))
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_a_dense_layer_of_a_flattened_image_runs_bit_exact_as_a_classifier(cfg_name, tmp_path):
+    """VGG's classifier: the convolution over the whole map runs bit-exact, and ``make run`` takes its
+    one-pixel output for logits (a classification: top-5 and agreement), the file's QDQ weights too."""
+    from onnx_graphs import dense_classifier
+
+    _runs_bit_exact_as_timed(dense_classifier("flatten"), cfg_name, tmp_path)
+    path, run = _write(tmp_path / "vgg_qdq.onnx", dense_classifier("reshape", qdq=True)), tmp_path / "run"
+    assert _status(infer.main, ["--model", str(path), "--config", cfg_name, "--out", str(run), "--quiet"]) == 0
+    doc = json.loads((run / "run.json").read_text())
+    assert doc["task"] == "classification" and doc["agreement"]["top1_agrees"]
 
 
 def test_mish_as_exported_before_opset_18_runs_bit_exact(tmp_path):
