@@ -1627,8 +1627,11 @@ def _token_concat(imp, node, views: list[View], axis: int) -> bool:
     a = imp.act(node.input[acts[0]])
     form = _form_of(a)
     h, w, c = a.src_shape
-    if form not in _TOKEN_FORMS or _TOKEN_FORMS[form] != axis or (w != 1 and h != w):
+    if form not in _TOKEN_FORMS or _TOKEN_FORMS[form] != axis:
         return False
+    if w != 1 and h != w:
+        raise imp.fail(f"constant tokens (a class token) concatenated to the tokens of a {h}x{w} grid; supported: "
+                       f"the tokens of a square grid (read as one window) or of one column")
     before = sum(v.shape[axis] for v in views[:acts[0]])
     total = sum(v.shape[axis] for v in views)
     base = node.output[0]

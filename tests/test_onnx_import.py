@@ -453,6 +453,15 @@ def test_a_dense_layer_of_a_flattened_image_is_a_convolution_over_it(form, qdq):
     assert _max_rel_error(proto, imp) <= (1e-3 if qdq else RTOL)
 
 
+def test_a_class_token_before_a_grid_that_is_not_square_is_refused_naming_it():
+    """The concatenation was refused as one 'of tensors in different layouts'; its cause is the grid."""
+    g = Graph()
+    x = g.op("Conv", ["pixel_values", g.weight("w", 16, 3, 8, 8)], "/embed", kernel_shape=[8, 8], strides=[8, 8])
+    x = g.op("Transpose", [g.reshape(x, [1, 16, 24], "/embed")], "/embed", perm=[0, 2, 1])
+    x = g.op("Concat", [g.weight("cls_token", 1, 1, 16), x], "", axis=1)
+    _refused(g.model([image_input(3, 32, 48)], [out(x)]), "(Concat)", "tokens of a 4x6 grid", "a square grid")
+
+
 def test_model_local_functions_are_inlined():
     """The dynamo exporter wraps modules in model-local functions; their bodies are imported."""
     body = [helper.make_node("Relu", ["a"], ["b"]), helper.make_node("Sigmoid", ["b"], ["c"])]
