@@ -1593,9 +1593,9 @@ def _own_parts(imp, node, views: list[View]) -> list[View]:
     """Each concatenation's parts its own: a tensor lives in one concatenation's buffer
     (``mapper.layout``), so a part that another concatenation, or this one, holds already is
     copied: a constant into a Constant layer of its own, a computed tensor by a Pad to its own
-    size (a copy on the vector unit)."""
+    size (a copy on the vector unit); so is the model's input, which no layer computes."""
     taken = {s for layer in imp.layers if layer.kind == "concat" for s in layer.inputs} | \
-        {layer.name for layer in imp.layers if layer.kind == "channel_slice"}     # a view of another buffer
+        {layer.name for layer in imp.layers if layer.kind == "channel_slice"} | {INPUT}  # a view of another buffer
     own = []
     for i, v in enumerate(views):
         if v.source in taken:

@@ -705,6 +705,19 @@ def test_a_dense_layer_of_a_flattened_image_runs_bit_exact_as_a_classifier(cfg_n
     assert doc["task"] == "classification" and doc["agreement"]["top1_agrees"]
 
 
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_a_concatenation_of_the_input_image_runs_bit_exact(cfg_name, tmp_path):
+    """``Concat([x, conv(x)])`` of the model's input imported, then was refused when mapped (no layer
+    computes the input, so none writes it into the concatenation): the input is copied in, as a part
+    another concatenation holds is."""
+    g = Graph(12)
+    y = g.op("Conv", ["input", g.weight("c.weight", 5, 3, 3, 3)], "/c", kernel_shape=[3, 3], pads=[1] * 4)
+    y = g.op("Concat", ["input", y], "/cat", axis=1)
+    y = g.op("Conv", [y, g.weight("head.weight", 4, 8, 1, 1)], "/head", kernel_shape=[1, 1])
+    model = _runs_bit_exact_as_timed(g.model([image_input(3, 8, 8, "input")], [graph_output(y)]), cfg_name, tmp_path)
+    assert [l.kind for l in model.layers] == ["conv2d", "pad", "concat", "conv2d"]
+
+
 def test_mish_as_exported_before_opset_18_runs_bit_exact(tmp_path):
     """``x * tanh(softplus(x))`` as three nodes (Mish before opset 18): two tables, then a product."""
     g = Graph(17)
