@@ -377,9 +377,10 @@ def layout_candidates(v: View) -> Iterator[Candidate]:
         yield Candidate("window_partition", src, v.src_shape, {"window": win})
     win = math.isqrt(h)
     if win > 1 and win * win == h:
-        # the image's sides from the view's; or, for tokens (H*W one axis), every side the windows tile
+        # the image's sides from the view's; or, for tokens [1, H*W, C], every side the windows tile
+        tokens = len(v.shape) == 3 and v.shape[:2] == (1, h * w)
         sides = [(a, b) for a in v.shape for b in v.shape] + \
-            [(a, h * w // a) for a in range(win, h * w + 1, win) if h * w in v.shape and h * w % a == 0]
+            [(a, h * w // a) for a in range(win, h * w + 1, win) if tokens and h * w % a == 0]
         for a, b in dict.fromkeys(sides):
             if a * b == h * w and a % win == 0 and b % win == 0:
                 yield Candidate("window_reverse", src, v.src_shape, {"window": win, "out_h": a, "out_w": b})

@@ -374,11 +374,13 @@ def nhwc_roll(order=(1, 2), shift: int = 2, seed: int = 0):
     return g.model([image_input(3, 32, 32)], [out(y)])
 
 
-def window_reverse_to_tokens(merged: bool = True, reverse_first: bool = False, seed: int = 0):
+def window_reverse_to_tokens(merged: bool = True, reverse_first: bool = False, flat_gemm: bool = False, seed: int = 0):
     """Swin's window attention's linear per window, its window reverse written straight back to tokens
     (``Reshape [1, H/ws, W/ws, ws, ws, C]``, ``Transpose``, ``Reshape [1, H*W, C]``: onnxruntime's
     ``quant_pre_process`` merges timm's two reshapes so; ``merged=False`` keeps ``[1, H, W, C]``
-    between), then the residual add (the reversed windows its first input with ``reverse_first``)."""
+    between), then the residual add (the reversed windows its first input with ``reverse_first``).
+    ``flat_gemm``: the linear as that pre-processing fuses MatMul and Add, a ``Gemm`` of the windows'
+    tokens reshaped to ``[windows * ws * ws, C]`` and back."""
     g = Graph(seed)
     c, h, w, ws = 16, 8, 8, 4
     x = g.op("Conv", ["pixel_values", g.weight("w", c, 3, 4, 4), g.weight("b", c)], "/embed", kernel_shape=[4, 4],
@@ -386,7 +388,12 @@ def window_reverse_to_tokens(merged: bool = True, reverse_first: bool = False, s
     x = g.op("Transpose", [g.reshape(x, [1, c, h * w], "/embed")], "/embed", perm=[0, 2, 1])
     p = g.reshape(x, [1, h // ws, ws, w // ws, ws, c], "/wp")
     p = g.reshape(g.op("Transpose", [p], "/wp", perm=[0, 1, 3, 2, 4, 5]), [-1, ws * ws, c], "/wp")
-    p = g.linear(p, c, c, "/fc")
+    if flat_gemm:
+        p = g.op("Gemm", [g.reshape(p, [-1, c], "/fc"), g.weight("fc.weight_t", c, c), g.weight("fc.bias", c, scale=0.1)],
+                 "/fc")
+        p = g.reshape(p, [-1, ws * ws, c], "/fc")
+    else:
+        p = g.linear(p, c, c, "/fc")
     r = g.op("Transpose", [g.reshape(p, [1, h // ws, w // ws, ws, ws, c], "/wr")], "/wr", perm=[0, 1, 3, 2, 4, 5])
     if not merged:
         r = g.reshape(r, [1, h, w, c], "/wr")

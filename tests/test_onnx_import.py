@@ -409,14 +409,17 @@ def test_a_roll_of_nhwc_tokens_in_either_order_is_a_roll(order):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
-@pytest.mark.parametrize("merged, reverse_first", [(True, False), (True, True), (False, False)])
-def test_a_window_reverse_written_straight_to_tokens_is_a_window_reverse(merged, reverse_first):
+@pytest.mark.parametrize("merged, reverse_first, flat_gemm", [(True, False, False), (True, True, False),
+                                                            (False, False, False), (True, False, True)])
+def test_a_window_reverse_written_straight_to_tokens_is_a_window_reverse(merged, reverse_first, flat_gemm):
     """``[1, H/ws, W/ws, ws, ws, C] -> [1, H*W, C]`` in one reshape (what ``quant_pre_process`` makes of
     timm's Swin) was refused at the residual add, whichever operand it was: the add now asks for a
-    layout layer holding either operand as the other holds its values."""
+    layout layer holding either operand as the other holds its values.  The same pre-processing's
+    ``Gemm`` of the windows' tokens as one ``[N, C]`` matrix reads them as they are (a first version
+    took its rows for a window reverse into a 16x4 image, and the add was refused again)."""
     from onnx_graphs import window_reverse_to_tokens
 
-    proto = window_reverse_to_tokens(merged, reverse_first)
+    proto = window_reverse_to_tokens(merged, reverse_first, flat_gemm)
     imp = import_onnx(proto, "wr")
     assert [l.kind for l in imp.model.layers] == ["conv2d", "window_partition", "linear", "window_reverse", "add",
                                                   "linear"]
