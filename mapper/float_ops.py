@@ -23,7 +23,7 @@ from numpy.polynomial import chebyshev
 
 from hw.operators import adaptive_axis_windows, nearest_indices, pool_windows, window_sums
 
-__all__ = ["erf", "gelu", "sigmoid", "relu", "tanh", "clip", "leaky_relu", "elu", "hardsigmoid", "hardswish",
+__all__ = ["erf", "gelu", "gelu_tanh", "sigmoid", "relu", "tanh", "clip", "leaky_relu", "elu", "hardsigmoid", "hardswish",
            "softplus", "softsign", "selu", "mish", "exp", "log", "sqrt", "rsqrt", "reciprocal", "absolute", "power",
            "ACTIVATIONS", "activation", "softmax", "layernorm", "resize_bilinear",
            "resize_nearest", "maxpool2d", "avgpool2d", "adaptive_avgpool2d"]
@@ -93,6 +93,13 @@ def gelu(x) -> np.ndarray:
     """Exact GELU (PyTorch's default ``approximate="none"``): ``x/2 * (1 + erf(x/sqrt(2)))``."""
     a = _float(x)
     return (0.5 * a * (1.0 + erf(a / np.sqrt(2.0).astype(a.dtype)))).astype(a.dtype)
+
+
+def gelu_tanh(x) -> np.ndarray:
+    """GELU's tanh approximation (``approximate="tanh"``):
+    ``x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x**3)))``."""
+    a = _float(x)
+    return (0.5 * a * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (a + 0.044715 * a ** 3)))).astype(a.dtype)
 
 
 def sigmoid(x) -> np.ndarray:
@@ -216,7 +223,7 @@ ACTIVATIONS: dict[str, tuple] = {
     "clip": (clip, ("low", "high")), "leaky_relu": (leaky_relu, ("alpha",)), "elu": (elu, ("alpha",)),
     "hardsigmoid": (hardsigmoid, ("alpha", "beta")), "hardswish": (hardswish, ()),
     "softplus": (softplus, ()), "softsign": (softsign, ()), "selu": (selu, ("alpha", "gamma")), "mish": (mish, ()),
-    "erf": (erf, ()), "exp": (exp, ()), "log": (log, ()), "sqrt": (sqrt, ()), "rsqrt": (rsqrt, ("eps",)),
+    "gelu_tanh": (gelu_tanh, ()), "erf": (erf, ()), "exp": (exp, ()), "log": (log, ()), "sqrt": (sqrt, ()), "rsqrt": (rsqrt, ("eps",)),
     "reciprocal": (reciprocal, ()), "abs": (absolute, ()), "pow": (power, ("exponent",)),
 }
 

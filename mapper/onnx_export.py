@@ -207,6 +207,13 @@ def _activation(wr: _Writer, layer, w: dict) -> None:
     if layer.func == "mish":        # the Mish operator needs opset 18: x * tanh(softplus(x))
         t = wr.node("Tanh", [wr.node("Softplus", [x], f"{layer.name}/softplus")], f"{layer.name}/tanh")
         return wr.put(layer.name, form, wr.node("Mul", [x, t], layer.name))
+    if layer.func == "gelu_tanh":   # Gelu's approximate attribute needs opset 20: the formula
+        cube = wr.node("Pow", [x, wr.floats(3.0)], f"{layer.name}/cube")
+        inner = wr.node("Add", [x, wr.node("Mul", [cube, wr.floats(0.044715)], f"{layer.name}/cubic")], f"{layer.name}/inner")
+        t = wr.node("Tanh", [wr.node("Mul", [inner, wr.floats(math.sqrt(2 / math.pi))], f"{layer.name}/scaled")],
+                    f"{layer.name}/tanh")
+        half = wr.node("Mul", [x, wr.node("Add", [t, wr.floats(1.0)], f"{layer.name}/one_plus")], f"{layer.name}/times")
+        return wr.put(layer.name, form, wr.node("Mul", [half, wr.floats(0.5)], layer.name))
     if layer.func == "pow":
         return wr.put(layer.name, form, wr.node("Pow", [x, wr.floats(layer.params[0])], layer.name))
     if layer.func == "rsqrt":

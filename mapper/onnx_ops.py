@@ -1164,9 +1164,9 @@ def _sigmoid(imp, node) -> None:
 @_op("Gelu")
 def _gelu(imp, node) -> None:
     approx = _attrs(node).get("approximate", "none")
-    if approx != "none":
-        raise imp.fail(f"approximate={approx!r}; supported: the exact GELU (approximate='none', the erf form)")
-    _elementwise_unary(imp, node, "gelu")
+    if approx not in ("none", "tanh"):
+        raise imp.fail(f"approximate={approx!r}; supported: 'none' (the erf form) and 'tanh'")
+    _elementwise_unary(imp, node, "gelu" if approx == "none" else "gelu_tanh")
 
 
 def _rows_of(v: View, axis: int, c_must: Optional[int] = None) -> bool:
@@ -1187,13 +1187,22 @@ def _softmax(imp, node) -> None:
     v = imp.act(node.input[0])
     rank = len(v.shape)
     axis = _axis(imp, _attrs(node).get("axis", -1 if imp.opset >= 13 else 1), rank)
-    if imp.opset < 13 and axis != rank - 1:
-        raise imp.fail(f"axis {axis} before opset 13 (softmax over the flattened trailing axes); supported: "
-                       f"the last axis")
+    if imp.opset < 13 and math.prod(v.shape[axis + 1:]) != 1:
+        raise imp.fail(f"axis {axis} of a {list(v.shape)} tensor before opset 13 (a softmax over the flattened "
+                       f"trailing axes); supported: the last axis, or one followed by axes of size 1")
     x = imp.need(v, lambda u: L.covers(u) and _rows_of(u, axis), "rows of consecutive channels")
     name = imp.layer_name(node.output[0])
     out = imp.emit(Softmax, name, inputs=(x.source,), row=x.shape[axis])
     imp.views[node.output[0]] = x.on(name, out)
+
+
+@_op("LogSoftmax")
+def _log_softmax(imp, node) -> None:
+    """``log(softmax(x))``: the softmax, then the table of ``log`` of its int8 probabilities (a
+    class far below the largest one saturates at the table's lowest entry)."""
+    axis = {k: v for k, v in _attrs(node).items() if k == "axis"}
+    probabilities = _part(imp, node, "Softmax", [node.input[0]], f"{node.output[0]}.softmax", **axis)
+    _part(imp, node, "Log", [probabilities], node.output[0])
 
 
 def _float32_value(v: float) -> float:

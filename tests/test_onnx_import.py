@@ -183,7 +183,7 @@ def test_dynamic_batched_and_wrongly_typed_inputs():
 
 
 def test_operations_the_ir_cannot_express():
-    _refused(single_op("Gelu", opset=20, approximate="tanh"), "approximate='tanh'")
+    _refused(single_op("Gelu", opset=20, approximate="sigmoid"), "approximate='sigmoid'", "'none'", "'tanh'")
     g = Graph()
     t = g.op("Transpose", ["x"], "", perm=[0, 1, 3, 2])           # swaps height and width: moves data
     y = g.op("Conv", [t, g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
@@ -688,7 +688,7 @@ ACTIVATION_CASES = [("Tanh", {}, "tanh"), ("HardSwish", {}, "hardswish"), ("Hard
                     ("LeakyRelu", {}, "leaky_relu"), ("Elu", {"alpha": 0.5}, "elu"), ("Clip", {"min": 0, "max": 6}, "clip"),
                     ("Clip", {"max": 1.5}, "clip"), ("Clip", {"min": 0}, "relu"), ("Softplus", {}, "softplus"),
                     ("Softsign", {}, "softsign"), ("Selu", {}, "selu"), ("Selu", {"alpha": 1.5, "gamma": 2.0}, "selu"),
-                    ("Mish", {"opset": 18}, "mish")]
+                    ("Mish", {"opset": 18}, "mish"), ("Gelu", {"opset": 20, "approximate": "tanh"}, "gelu_tanh")]
 
 
 @pytest.mark.parametrize("op, attrs, func", ACTIVATION_CASES,
@@ -749,15 +749,17 @@ def test_group_and_instance_norms_are_composed_and_match_onnxruntime(form):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
-def test_an_exported_group_norm_computes_what_it_computed():
-    """Its ``1 / sqrt(var + eps)`` table is written as ``Reciprocal(Sqrt(x + eps))`` (which imports as
-    an add and two tables): onnxruntime on the written file agrees with the imported model."""
+@pytest.mark.parametrize("case, ops", [("group_norm", ["Sqrt", "Reciprocal"]), ("gelu_tanh", ["Pow", "Tanh"])])
+def test_an_exported_table_written_as_a_formula_computes_what_it_computed(case, ops):
+    """A group norm's ``1 / sqrt(var + eps)`` table is written as ``Reciprocal(Sqrt(x + eps))``, the tanh
+    GELU as its formula (``Gelu``'s ``approximate`` needs opset 20); they import as several layers,
+    and onnxruntime on the written file agrees with the file imported."""
     from mapper.onnx_export import export_onnx
 
-    proto = group_norm("export")
-    imp = import_onnx(proto, "gn")
+    proto = group_norm("export") if case == "group_norm" else activation_graph("Gelu", opset=20, approximate="tanh")
+    imp = import_onnx(proto, case)
     written = export_onnx(imp.model, imp.weights)
-    assert [n.op_type for n in written.graph.node if n.op_type in ("Sqrt", "Reciprocal")] == ["Sqrt", "Reciprocal"]
+    assert [n.op_type for n in written.graph.node if n.op_type in ops] == ops
     x = np.random.default_rng(0).normal(size=(1, 3, 8, 8)).astype(np.float32)
     (want,), (got,) = (ort.InferenceSession(p.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {p.graph.input[0].name: x}) for p in (proto, written))
@@ -781,6 +783,23 @@ def test_an_instance_norm_of_channels_that_are_no_group_is_refused():
     n = g.op("InstanceNormalization", [g.reshape(t, [1, 2, -1]), g.init("s", np.ones(2, np.float32)),
                                        g.init("b", np.zeros(2, np.float32))], "")
     _refused(g.model([image_input(8, 4, 4, "x")], [out(n)]), "(InstanceNormalization)", "groups of consecutive channels")
+
+
+@pytest.mark.parametrize("op, opset", [("LogSoftmax", 13), ("LogSoftmax", 11), ("Softmax", 11)])
+def test_a_classifier_ending_in_log_softmax_or_an_opset_11_softmax_of_pooled_channels(op, opset):
+    """``LogSoftmax`` (refused) is the softmax and the table of ``log``; before opset 13 a softmax over
+    axis 1 of a ``[1, C, 1, 1]`` pooled map (trailing axes of size 1) is the softmax of its channels
+    (refused as any axis but the last)."""
+    g = Graph(3)
+    x = g.op("GlobalAveragePool", [g.op("Conv", ["input", g.weight("c.weight", 10, 3, 3, 3)], "/c", pads=[1] * 4)])
+    proto = g.model([image_input(3, 8, 8, "input")], [out(g.op(op, [x], "/head", axis=1))], opset)
+    imp = import_onnx(proto, "head")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "pool", "softmax"] + (["log"] if op == "LogSoftmax" else [])
+    assert _max_rel_error(proto, imp) <= RTOL
+    g = Graph(3)
+    x = g.op("Conv", ["input", g.weight("c.weight", 10, 3, 3, 3)], "/c", pads=[1] * 4)
+    _refused(g.model([image_input(3, 8, 8, "input")], [out(g.op("Softmax", [x], "/head", axis=1))], 11),
+             "axis 1 of a [1, 10, 8, 8] tensor before opset 13")
 
 
 def test_a_clip_with_computed_or_crossed_bounds_is_refused():
