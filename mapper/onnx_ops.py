@@ -1677,6 +1677,8 @@ def _pad(imp, node) -> None:
     value = imp.optional_array(node, 2) if imp.opset >= 11 else np.array(a.get("value", 0.0))
     if a.get("mode", "constant") != "constant" or (value is not None and np.any(value != 0)):
         raise imp.fail(f"mode {a.get('mode', 'constant')!r} with value {value}; supported: zero padding")
+    if _pad_into_convolutions(imp, node, pads):
+        return
     form = _form_of(v)
     rank = len(v.shape)
     spatial = {"nchw": (2, 3), "nhwc": (1, 2)}.get(form)
@@ -1688,6 +1690,30 @@ def _pad(imp, node) -> None:
     name = imp.layer_name(node.output[0])
     shape = imp.emit(Pad, name, inputs=(v.source,), out_h=h + end[spatial[0]], out_w=w + end[spatial[1]])
     imp.views[node.output[0]] = _FORMS[form][0](name, shape)
+
+
+def _pad_into_convolutions(imp, node, pads: list[int]) -> bool:
+    """Zeros around an NCHW image's rows and columns that only convolutions read (``nn.ZeroPad2d``,
+    TensorFlow's explicit padding before a VALID convolution): added to each convolution's own
+    padding, the convolution reading the image.  False when the padding is not such."""
+    readers = imp.consumers.get(node.output[0], [])
+    if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0 or not readers or \
+            any(j < 0 or imp.nodes[j].op_type != "Conv" or list(imp.nodes[j].input).count(node.output[0]) != 1 or
+                imp.nodes[j].input[0] != node.output[0] or
+                _attrs(imp.nodes[j]).get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") for j in readers):
+        return False
+    extra = [pads[2], pads[3], pads[6], pads[7]]
+    for j in readers:
+        conv = imp.nodes[j]
+        attrs = {k: v for k, v in _attrs(conv).items() if k not in ("pads", "auto_pad")}
+        own = _attrs(conv).get("pads", [0, 0, 0, 0])
+        if len(own) != 4:
+            return False
+        imp.nodes[j] = helper.make_node("Conv", [node.input[0], *conv.input[1:]], list(conv.output), name=conv.name,
+                                        pads=[p + e for p, e in zip(own, extra)], **attrs)
+    for j in readers:
+        imp.consumers.setdefault(node.input[0], []).append(j)
+    return True
 
 
 @_op("ArgMax")

@@ -424,6 +424,17 @@ def dense_classifier(form: str = "flatten", qdq: bool = False, seed: int = 23):
     return g.model([image_input(3, 6, 8, "input")], [out(y)])
 
 
+def padded_convolutions(pads, strides: int = 1, seed: int = 5):
+    """A convolution and ReLU, a zero ``Pad`` by ``pads`` (ONNX's order), two convolutions of it
+    (``strides``; one with padding of its own, uneven)."""
+    g = Graph(seed)
+    x = g.op("Relu", [g.op("Conv", ["input", g.weight("a.weight", 8, 3, 3, 3)], "/a", pads=[1] * 4)])
+    p = g.op("Pad", [x, g.const(pads)], "/pad")
+    ys = [g.op("Conv", [p, g.weight(f"{k}.weight", 4, 8, 3, 3)], f"/{k}", strides=[strides] * 2, pads=own)
+          for k, own in (("b", [0, 0, 0, 0]), ("c", [1, 0, 0, 1]))]
+    return g.model([image_input(3, 9, 9, "input")], [out(y) for y in ys])
+
+
 def opaque_product(seed: int = 5):
     """A float graph that imports but cannot execute: the exporter's ``com.vitaccel.OpaqueMatMul``
     (Anchor DETR's reshaped value aggregation) of two linears of the patch tokens."""

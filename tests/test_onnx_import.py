@@ -465,6 +465,20 @@ def test_a_class_token_before_a_grid_that_is_not_square_is_refused_naming_it():
     _refused(g.model([image_input(3, 32, 48)], [out(x)]), "(Concat)", "tokens of a 4x6 grid", "a square grid")
 
 
+@pytest.mark.parametrize("pads, strides", [([0, 0, 1, 1, 0, 0, 1, 1], 1), ([0, 0, 0, 0, 0, 0, 1, 1], 2),
+                                           ([0, 0, 2, 1, 0, 0, 0, 3], 1)])
+def test_zeros_padded_before_convolutions_are_their_padding(pads, strides):
+    """``nn.ZeroPad2d`` and TensorFlow's explicit padding before a VALID (here strided) convolution,
+    top and left too: refused (the IR's Pad adds rows and columns after the image only); read by
+    convolutions alone, the zeros are theirs, added to their own padding."""
+    from onnx_graphs import padded_convolutions
+
+    proto = padded_convolutions(pads, strides)
+    imp = import_onnx(proto, "pad")
+    assert [l.kind for l in imp.model.layers] == ["conv2d"] * 3
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 def test_model_local_functions_are_inlined():
     """The dynamo exporter wraps modules in model-local functions; their bodies are imported."""
     body = [helper.make_node("Relu", ["a"], ["b"]), helper.make_node("Sigmoid", ["b"], ["c"])]

@@ -718,6 +718,13 @@ def test_a_concatenation_of_the_input_image_runs_bit_exact(cfg_name, tmp_path):
     assert [l.kind for l in model.layers] == ["conv2d", "pad", "concat", "conv2d"]
 
 
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_zeros_padded_before_convolutions_run_bit_exact(cfg_name, tmp_path):
+    from onnx_graphs import padded_convolutions
+
+    _runs_bit_exact_as_timed(padded_convolutions([0, 0, 2, 1, 0, 0, 0, 3], 2), cfg_name, tmp_path)
+
+
 def test_mish_as_exported_before_opset_18_runs_bit_exact(tmp_path):
     """``x * tanh(softplus(x))`` as three nodes (Mish before opset 18): two tables, then a product."""
     g = Graph(17)
