@@ -394,16 +394,14 @@ def _instance_norm(imp, node) -> None:
     its channels over their pixels (PyTorch's GroupNorm export): :func:`_normalised` of the image."""
     v = imp.act(node.input[0])
     scale, bias = _norm_params(imp, node, v.shape[1] if len(v.shape) > 1 else 0)
-    h, w, c = v.src_shape
     group = _channel_groups(v)
     if group is None:
         raise imp.fail(f"an input of shape {list(v.shape)} that is not an image's channels, or groups of "
                        f"consecutive channels, each with all its pixels; supported: an NCHW image or its "
                        f"reshape to [N, groups, -1]")
-    y = node.output[0]
     out = _normalised(imp, node, _image_of(imp, node.input[0], v), group, np.repeat(scale, group),
                       np.repeat(bias, group), float(_attrs(node).get("epsilon", 1e-5)))
-    imp.views[y] = v.on(_view(imp, out).source, v.src_shape)
+    imp.views[node.output[0]] = v.on(_view(imp, out).source, v.src_shape)
 
 
 @_op("GroupNormalization")
