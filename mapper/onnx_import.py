@@ -409,12 +409,30 @@ class _Importer:
         if node.domain not in ("", "ai.onnx", CUSTOM_DOMAIN):
             raise self.fail(f"operator domain {node.domain!r} is not supported; supported: {SUPPORTED_TEXT}")
         handler = _HANDLERS.get((CUSTOM_DOMAIN if node.domain == CUSTOM_DOMAIN else "", node.op_type))
+        self._check_schema(node)
         if self._foldable(node):
             return self._fold(node)
         if handler is None:
-            why = ONLY_IN_PATTERNS.get(node.op_type)
-            raise self.fail(f"{why}" if why else f"unsupported operator; supported: {SUPPORTED_TEXT}")
+            raise self.fail(f"unsupported operator; supported: {SUPPORTED_TEXT}")
         handler(self, node)
+
+    def _check_schema(self, node) -> None:
+        """The inputs and attributes ONNX's schema of the operator requires (a file written by hand
+        may lack them): one line naming what is missing."""
+        from onnx import defs
+
+        try:        # (a pattern's node, GELU or LayerNorm, may be newer than the file's opset)
+            schema = defs.get_schema(node.op_type, self.opset, node.domain or "")
+        except defs.SchemaError:
+            return
+        missing = [i for i in range(schema.min_input) if i >= len(node.input) or not node.input[i]]
+        if missing:
+            raise self.fail(f"{len([n for n in node.input if n])} inputs; the operator needs at least "
+                            f"{schema.min_input}")
+        given = {a.name for a in node.attribute}
+        required = sorted(a.name for a in schema.attributes.values() if a.required and a.name not in given)
+        if required:
+            raise self.fail(f"no attribute {', '.join(map(repr, required))}, which the operator requires")
 
     # -- graph inputs, initializers, outputs
     def _initializers(self) -> None:
@@ -846,8 +864,3 @@ def _guess_part(name: str) -> str:
 from .onnx_ops import HANDLERS as _HANDLERS, NEVER_FOLD as _NEVER_FOLD, SUPPORTED_OPS, VIEW_OPS as _VIEW_OPS  # noqa: E402
 
 SUPPORTED_TEXT = ", ".join(SUPPORTED_OPS)
-#: Operators imported only as part of a pattern, and what breaks it most often.
-ONLY_IN_PATTERNS = {
-    "Erf": "Erf is imported only as GELU, x * 0.5 * (1 + Erf(x / sqrt(2))); a QuantizeLinear/DequantizeLinear "
-           "pair inside that pattern (quantise only Conv, MatMul and Gemm) or another form breaks it",
-}

@@ -258,6 +258,12 @@ def covers(v: View) -> bool:
     return bool(flat.min() >= 0 and np.unique(flat).size == n)
 
 
+def reads_every_element(v: View) -> bool:
+    """Whether ``v`` holds every element of its tensor, some perhaps more than once (a broadcast)."""
+    flat = indices(v).ravel()
+    return bool(flat.min() >= 0 and np.unique(flat).size == math.prod(v.src_shape))
+
+
 def rows_view(v: View, k: int, n: int, name: str, out_shape: Shape3) -> Optional[View]:
     """When ``v`` is rows of the first ``k`` channels of every token of its tensor once (what a linear
     layer reads), the view of the linear's ``n``-channel output (``name``) in the same order; else None."""

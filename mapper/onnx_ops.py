@@ -660,9 +660,12 @@ def _flattened_image(v: View) -> bool:
 def _dense_over_image(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarray], wq) -> None:
     """``flatten(x) @ weight.T + bias`` of an NCHW image: a convolution whose kernel is the image
     (no padding), to a 1x1 image of N channels."""
-    h, w, c = imp.act(x_name).src_shape
-    n = weight.shape[0]
-    image = _image_of(imp, x_name, imp.act(x_name))
+    v = imp.act(x_name)
+    (h, w, c), n = v.src_shape, weight.shape[0]
+    if weight.shape[1] != h * w * c:
+        raise imp.fail(f"weights of shape {list(weight.shape)} for {h * w * c} inputs (a flattened {c}x{h}x{w} image); "
+                       f"supported: [N, {h * w * c}]")
+    image = _image_of(imp, x_name, v)
     kernel = f"{node.output[0]}.kernel"
     imp._set_const(kernel, weight.reshape(n, c, h, w).astype(np.float32))
     inputs = [image, kernel] + ([f"{node.output[0]}.bias"] if bias is not None else [])
@@ -672,8 +675,7 @@ def _dense_over_image(imp, node, x_name: str, weight: np.ndarray, bias: Optional
     if wq is not None:
         q, scale = wq
         imp.weight_q[imp.views[out].source] = (q.reshape(n, c, h, w).transpose(0, 2, 3, 1), scale)
-    flat = _view(imp, out)
-    imp.views[node.output[0]] = L.reshape(flat, [1, n]).named(node.output[0])
+    imp.views[node.output[0]] = L.reshape(_view(imp, out), v.shape[:-1] + (n,)).named(node.output[0])
 
 
 @_op("Gemm")
@@ -1019,7 +1021,7 @@ def _elementwise_unary(imp, node, func: str, params: tuple = ()) -> None:
     """``func`` of every element of a whole tensor; of a view reading each element of one (an
     ``Expand``), of that tensor, with the view kept."""
     x = imp.act(node.input[0])
-    if np.unique(L.indices(x)).size != math.prod(x.src_shape) or L.indices(x).min() < 0:
+    if not L.reads_every_element(x):
         x = imp.need(x, L.covers, "a whole tensor")
     prod = imp.by_name.get(x.source)
     fused = func == "relu" and isinstance(prod, Add) and len(imp.consumers.get(node.input[0], [])) == 1
@@ -1342,6 +1344,8 @@ def _tiling_windows(node, size) -> Optional[tuple[int, int]]:
 def _pool_params(imp, node, x: View) -> dict:
     a = _attrs(node)
     kernel = list(a["kernel_shape"])
+    if len(kernel) != 2:
+        raise imp.fail(f"a {len(kernel)}-D pooling window {kernel}; supported: 2-D pooling")
     if any(d != 1 for d in a.get("dilations", [1, 1])):
         raise imp.fail("dilated pooling; supported: dilation 1")
     strides = list(a.get("strides", [1, 1]))
@@ -1475,9 +1479,11 @@ def _reduce_axes(imp, node) -> None:
 
 
 def _channel_reduction(imp, node, v: View, axes: list[int], keep: int, weight: float) -> bool:
-    """A sum over every channel of each pixel of a whole tensor, times ``weight``: a product by
-    constant weights (exact: one int8 weight repeated); False when ``axes`` are not its channels."""
-    form = _form_of(v)
+    """A sum over every channel of each pixel of a whole tensor (some channels of one: a slice of
+    it), times ``weight``: a product by constant weights (exact: one int8 weight repeated); False
+    when ``axes`` are not its channels."""
+    formed = _formed(imp, v)
+    form = _form_of(formed) if formed is not None else None
     if form is None or axes != [_FORMS[form][1]]:
         return False
     c, y = v.shape[axes[0]], node.output[0]
@@ -1736,4 +1742,4 @@ def _argmax(imp, node) -> None:
     imp.class_map_shapes[node.output[0]] = (1, 1, h, w) if a.get("keepdims", 1) else (1, h, w)
 
 
-SUPPORTED_OPS = tuple(sorted({op for (dom, op) in HANDLERS if dom == ""} | {"Erf (as GELU)"}))
+SUPPORTED_OPS = tuple(sorted(op for (dom, op) in HANDLERS if dom == ""))

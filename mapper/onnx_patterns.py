@@ -1,9 +1,9 @@
 """Subgraphs that PyTorch's exporter writes for one operation, rewritten as that operation before
 an import (:mod:`mapper.onnx_import`): GELU's ``Erf`` form, and LayerNorm below opset 17
 (``ReduceMean``, ``Sub``, ``Pow``, ``ReduceMean``, ``Add``, ``Sqrt``, ``Div``, then the scale
-``Mul`` and the shift ``Add``).  (ConvNeXt's over the channels of an NCHW image too).  A pattern is rewritten only when nothing outside it reads its
-intermediate values; otherwise its nodes are imported one by one (and refused if the IR has
-no such operator).
+``Mul`` and the shift ``Add``; ConvNeXt's over the channels of an NCHW image too).  A pattern is
+rewritten only when nothing outside it reads its intermediate values; otherwise its nodes are
+imported one by one (and refused if the IR has no such operator).
 """
 
 from __future__ import annotations
@@ -146,7 +146,8 @@ def _layernorm_match(imp, sqrt_index: int):
     if mean is None or mean.op_type != "ReduceMean" or mean.input[0] != x:
         return None
     axes = _axes(imp, mean)
-    if axes not in ([-1], [1]) or _axes(imp, imp.nodes[j_var]) != axes:
+    if axes not in ([-1], [1]) or _axes(imp, imp.nodes[j_var]) != axes or \
+            not all(_keeps_dims(n) for n in (mean, imp.nodes[j_var])):
         return None
     j_div, div = _single_reader(imp, sqrt.output[0])
     if div is None or div.op_type != "Div" or list(div.input) != [sub.output[0], sqrt.output[0]] or \
@@ -157,7 +158,24 @@ def _layernorm_match(imp, sqrt_index: int):
     if any(len(imp.consumers.get(t, [])) != 1 for t in inner):
         return None
     match = _scale_shift(imp, x, members, div.output[0], eps)
-    return None if match is None else (*match, axes == [1])
+    if match is None or not all(_along(np.shape(_constant(imp, c)), axes[0]) for c in match[4:6] if "#" not in c):
+        return None
+    return (*match, axes == [1])
+
+
+def _keeps_dims(node) -> bool:
+    from onnx import helper
+
+    return all(helper.get_attribute_value(a) == 1 for a in node.attribute if a.name == "keepdims")
+
+
+def _along(shape: tuple, axis: int) -> bool:
+    """Whether a scale or shift of ``shape`` varies along the normalised axis alone: the last
+    (``[C]``, ``[1, 1, C]``) or axis 1 of an NCHW image (``[C, 1, 1]``, ``[1, C, 1, 1]``), which
+    also tells the pattern over axis 1 from one over tokens."""
+    if axis == -1:
+        return all(d == 1 for d in shape[:-1])
+    return len(shape) in (3, 4) and shape[-2:] == (1, 1) and all(d == 1 for d in shape[:-3])
 
 
 def _scale_shift(imp, x: str, members: set, out: str, eps: float):

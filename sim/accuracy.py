@@ -142,7 +142,7 @@ def _outputs_needed(model: Model, task: str) -> set[str]:
         return {logits_layer(model)}
     if task == "detection":
         return {"head.class", "head.bbox.sigmoid"}
-    return set()
+    return set(model.output_names)
 
 
 def compare(qmodel: QModel, weights: dict, image: np.ndarray, *, acc_bits: int = 32,

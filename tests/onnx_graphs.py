@@ -340,9 +340,10 @@ def decomposed_layernorm(tokens: int = 5, c: int = 16, seed: int = 4):
     return g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, tokens, c])], [out(y)], opset=13)
 
 
-def channels_first_layernorm(c: int = 16, size: int = 6, seed: int = 4):
+def channels_first_layernorm(c: int = 16, size: int = 6, seed: int = 4, gamma_shape=None):
     """ConvNeXt's ``LayerNorm(data_format="channels_first")``: ``u = x.mean(1)``, ``s = (x - u).pow(2).mean(1)``,
-    ``(x - u) / sqrt(s + eps)``, ``w[:, None, None] * x + b[:, None, None]``, between two convolutions."""
+    ``(x - u) / sqrt(s + eps)``, ``w[:, None, None] * x + b[:, None, None]``, between two convolutions
+    (``gamma_shape``: the scale's, else ``[c, 1, 1]``)."""
     g = Graph(seed)
     x = g.op("Conv", ["x", g.weight("stem.weight", c, 3, 2, 2), g.weight("stem.bias", c, scale=0.5)], "/stem",
              kernel_shape=[2, 2], strides=[2, 2])
@@ -352,7 +353,8 @@ def channels_first_layernorm(c: int = 16, size: int = 6, seed: int = 4):
              axes=[1], keepdims=1)
     s = g.op("Sqrt", [g.op("Add", [v, g.const(np.float32(1e-6), np.float32)], "/norm")], "/norm")
     y = g.op("Div", [d, s], "/norm")
-    y = g.op("Mul", [g.init("norm.weight", (1 + 0.2 * g.rng.normal(size=(c, 1, 1))).astype(np.float32)), y], "/norm")
+    y = g.op("Mul", [g.init("norm.weight", (1 + 0.2 * g.rng.normal(size=gamma_shape or (c, 1, 1))).astype(np.float32)), y],
+             "/norm")
     y = g.op("Add", [y, g.init("norm.bias", (0.2 * g.rng.normal(size=(c, 1, 1))).astype(np.float32))], "/norm")
     y = g.op("Conv", [y, g.weight("head.weight", 8, c, 1, 1)], "/head", kernel_shape=[1, 1])
     return g.model([image_input(3, 2 * size, 2 * size, "x")], [out(y)], opset=13)

@@ -440,6 +440,31 @@ def test_average_windows_that_tile_a_map_that_is_not_square_are_an_adaptive_pool
              f"strides {kernel} differ", "equal strides")
 
 
+def test_a_dense_layer_of_a_rank_1_flattened_image_keeps_its_rank_and_a_wrong_width_is_refused():
+    g = Graph(4)
+    x = g.op("Conv", ["input", g.weight("c.weight", 4, 3, 3, 3)], "/c", kernel_shape=[3, 3])
+    y = g.op("MatMul", [g.reshape(x, [-1], "/flat"), g.weight("fc.weight_t", 64, 5)], "/fc")
+    proto = g.model([image_input(3, 6, 6, "input")], [out(y)])
+    assert _max_rel_error(proto, import_onnx(proto, "rank1")) <= RTOL
+    g = Graph(4)
+    x = g.op("Conv", ["input", g.weight("c.weight", 4, 3, 3, 3)], "/c", kernel_shape=[3, 3])
+    y = g.op("Gemm", [g.op("Flatten", [x], "/flat", axis=1), g.weight("fc.weight", 5, 65)], "/fc", transB=1)
+    graph = helper.make_graph(g.nodes, "g", [image_input(3, 6, 6, "input")], [out(y)], initializer=g.inits)
+    _refused(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "weights of shape [5, 65] for 64")
+
+
+def test_a_channel_sum_of_a_split_part_is_a_product_by_ones_of_its_slice():
+    g = Graph(6)
+    x = g.op("Conv", ["input", g.weight("c.weight", 8, 3, 3, 3)], "/c", kernel_shape=[3, 3], pads=[1] * 4)
+    a, b = g.op("Split", [x, g.const([4, 4])], "/split", n_out=2, axis=1)
+    y = g.op("Mul", [b, g.op("ReduceSum", [a, g.const([1])], "/sum", keepdims=1)], "/mul")
+    proto = g.model([image_input(3, 6, 6, "input")], [out(y)])
+    imp = import_onnx(proto, "slice_sum")
+    # the sum's convolution reads the first channels itself; the product reads a slice of the rest
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "conv2d", "channel_slice", "mul"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 @pytest.mark.parametrize("form", ["flatten", "reshape"])
 @pytest.mark.parametrize("qdq", [False, True], ids=["float", "qdq"])
 def test_a_dense_layer_of_a_flattened_image_is_a_convolution_over_it(form, qdq):
@@ -476,6 +501,20 @@ def test_zeros_padded_before_convolutions_are_their_padding(pads, strides):
     proto = padded_convolutions(pads, strides)
     imp = import_onnx(proto, "pad")
     assert [l.kind for l in imp.model.layers] == ["conv2d"] * 3
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("gamma_shape", [(8,), (1, 8, 8, 8)], ids=["along_width", "per_element"])
+def test_a_normalisation_whose_scale_is_not_per_channel_is_imported_node_by_node(gamma_shape):
+    """A scale ``[C]`` after a normalisation over axis 1 broadcasts along the width, not the channels:
+    the pattern took it for the LayerNorm's gamma (0.27 off onnxruntime, ``CHECK=1`` passing), and a
+    scale per element was a traceback.  The pattern now asks that its constants vary along the
+    normalised axis alone."""
+    from onnx_graphs import channels_first_layernorm
+
+    proto = channels_first_layernorm(c=8, size=8, gamma_shape=gamma_shape)
+    imp = import_onnx(proto, "ln")
+    assert "layernorm" not in [l.kind for l in imp.model.layers]
     assert _max_rel_error(proto, imp) <= RTOL
 
 
@@ -1100,7 +1139,7 @@ def _malformed_node(op: str, inputs, **attrs):
 
 
 @pytest.mark.parametrize("op,inputs,attrs,needle", [
-    ("DepthToSpace", [], {}, "blocksize None"),
+    ("DepthToSpace", [], {}, "no attribute 'blocksize'"),
     ("DepthToSpace", [], {"blocksize": 0}, "blocksize 0"),
     ("ConvTranspose", [np.ones((8, 4, 2, 2))], {"strides": [2, 2], "pads": [1, 1, 1]}, "pads [1, 1, 1]"),
     ("ConvTranspose", [np.ones((8, 4, 2, 2))], {"strides": [2, 2], "output_padding": [1]}, "output_padding [1]"),
@@ -1108,11 +1147,18 @@ def _malformed_node(op: str, inputs, **attrs):
     ("ConvTranspose", [np.ones((8, 4, 2))], {"strides": [2, 2]}, "a 1-D transposed convolution"),
     ("BatchNormalization", [np.ones(3), np.zeros(3), np.zeros(3), np.ones(3)], {}, "shapes [[3], [3], [3], [3]] for 8"),
     ("BatchNormalization", [np.ones(8), np.zeros(8), np.zeros(8), -np.ones(8)], {}, "variances above -epsilon"),
-    ("PRelu", [np.ones(5)], {}, "a slope of shape [5] for an input of shape [1, 8, 4, 4]")])
+    ("PRelu", [np.ones(5)], {}, "a slope of shape [5] for an input of shape [1, 8, 4, 4]"),
+    ("Div", [], {}, "1 inputs; the operator needs at least 2"),
+    ("Pow", [], {}, "1 inputs; the operator needs at least 2"),
+    ("InstanceNormalization", [], {}, "1 inputs; the operator needs at least 3"),
+    ("AveragePool", [], {}, "no attribute 'kernel_shape'"),
+    ("MaxPool", [], {"kernel_shape": [2, 2, 2]}, "a 3-D pooling window [2, 2, 2]"),
+    ("InstanceNormalization", [np.ones(1), np.zeros(1)], {}, "a scale of shape [1] and a bias of shape [1] for 8")])
 def test_malformed_new_operators_are_refused_in_one_line(op, inputs, attrs, needle):
     """Attributes and inputs the specification does not allow (a file written by hand, say): one line
     naming them, no traceback (a missing blocksize was a KeyError, a short output_padding an
-    IndexError, a slope that does not broadcast imported as a leaky ReLU)."""
+    IndexError, a slope that does not broadcast imported as a leaky ReLU; a missing input or
+    required attribute, ONNX's schema, is checked before any operator is imported)."""
     _refused(_malformed_node(op, inputs, **attrs), f"({op})", needle)
 
 

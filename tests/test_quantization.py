@@ -523,6 +523,21 @@ def test_segformer_b0_agrees_with_its_float_reference(b0):
     assert report.output["pixel_agreement"] > 0.8
 
 
+def test_another_networks_agreement_is_its_outputs_sqnr_and_correlation():
+    """A network that is neither segmentation, classification nor detection (an ONNX file's
+    features): the worst SQNR and correlation over its outputs; ``{}`` before (no output was kept)."""
+    from mapper.onnx_import import import_onnx
+    from onnx_graphs import elementwise_math
+
+    imp = import_onnx(elementwise_math("exp"), "exp")
+    image = preprocess(synthetic_image(8, 8, 0))
+    q = quantize(imp.model, imp.weights, image)
+    report = accuracy.compare(q, imp.weights, image)
+    assert report.task == "other" and set(report.output) == {"sqnr_db", "correlation"}
+    assert report.output["sqnr_db"] == pytest.approx(report.layers[-1].sqnr_db) and report.output["sqnr_db"] > 25
+    assert 0.999 < report.output["correlation"] <= 1
+
+
 def test_local_and_input_only_errors(swin_block):
     model, weights, image = swin_block
     q = quantize(model, weights, image)
