@@ -671,11 +671,14 @@ def _dense_over_image(imp, node, x_name: str, weight: np.ndarray, bias: Optional
     inputs = [image, kernel] + ([f"{node.output[0]}.bias"] if bias is not None else [])
     if bias is not None:
         imp._set_const(inputs[2], np.asarray(bias, np.float32).reshape(n))
-    out = _part(imp, node, "Conv", inputs, f"{node.output[0]}.image", kernel_shape=[h, w])
+    # the convolution computes the node's output, so that a ReLU alone reading it folds in as into a Conv
+    _, relu = imp.only_consumer(node.output[0], "Relu")
+    _part(imp, node, "Conv", inputs, node.output[0], kernel_shape=[h, w])
+    out = relu.output[0] if relu is not None and relu.output[0] in imp.views else node.output[0]
     if wq is not None:
         q, scale = wq
         imp.weight_q[imp.views[out].source] = (q.reshape(n, c, h, w).transpose(0, 2, 3, 1), scale)
-    imp.views[node.output[0]] = L.reshape(_view(imp, out), v.shape[:-1] + (n,)).named(node.output[0])
+    imp.views[out] = L.reshape(_view(imp, out), v.shape[:-1] + (n,)).named(out)
 
 
 @_op("Gemm")

@@ -475,6 +475,7 @@ def test_a_dense_layer_of_a_flattened_image_is_a_convolution_over_it(form, qdq):
     imp = import_onnx(proto, "vgg")
     conv = next(l for l in imp.model.layers if l.kind == "conv2d" and l.kernel == (3, 4))
     assert (conv.in_ch, conv.out_ch, conv.padding, conv.out_shape) == (8, 16, 0, (1, 1, 16))
+    assert conv.relu and [l.kind for l in imp.model.layers] == ["conv2d", "pool", "conv2d", "linear"]  # ReLU folded
     if qdq:
         q, _ = imp.weight_q[conv.name]
         assert q.shape == (16, 3, 4, 8) and q.dtype == np.int8
