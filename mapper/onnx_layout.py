@@ -254,8 +254,7 @@ def covers(v: View) -> bool:
         return False
     if v.strided:
         return v.offset == 0 and _bijective(v.shape, v.strides, n)
-    flat = v.index.ravel()
-    return bool(flat.min() >= 0 and np.unique(flat).size == n)
+    return reads_every_element(v)                  # as many elements as the tensor's: each once
 
 
 def reads_every_element(v: View) -> bool:

@@ -909,11 +909,12 @@ def _binary(imp, node) -> None:
     _elementwise(imp, node, cls, names)
 
 
-def _negated(imp, node, name: str) -> str:
-    """``-name`` for ``node``'s subtraction (``a - b`` is ``a + (-b)``): -1 folded into the weights
-    that compute ``b``, as a product by a constant scalar is, else a ``Mul`` by a constant -1."""
-    neg, minus = f"{node.output[0]}.neg", f"{node.output[0]}.minus_one"
-    imp._set_const(minus, np.array(-1, np.float32))
+def _negated(imp, node, name: str, neg: Optional[str] = None) -> str:
+    """``-name`` for ``node``'s subtraction (``a - b`` is ``a + (-b)``) or negation, as ``neg`` (else
+    the node's output with ``.neg``): -1 folded into the weights that compute ``b``, as a product
+    by a constant scalar is, else a ``Mul`` by a constant -1."""
+    neg = neg or f"{node.output[0]}.neg"
+    minus = _scalar_const(imp, f"{node.output[0]}.minus_one", -1.0)
     product = helper.make_node("Mul", [name, minus], [neg], name=neg)
     if not _fold_scale(imp, product, [name, minus]):
         with _reading(imp, product):            # the product reads b alone (not the subtraction's a)
@@ -1118,7 +1119,7 @@ def _pow(imp, node) -> None:
         raise imp.fail(f"an exponent {node.input[1]!r} that is not a constant scalar; supported: x ** c, c a constant")
     exponent = float(imp.array(node.input[1]).ravel()[0])
     if exponent == 1:
-        return _out(imp, node, _view(imp, node.input[0]), prior=_view(imp, node.input[0]))
+        return _alias(imp, node)
     if not math.isfinite(exponent):
         raise imp.fail(f"exponent {exponent}; supported: finite exponents")
     _elementwise_unary(imp, node, "pow", (exponent,))
@@ -1126,10 +1127,8 @@ def _pow(imp, node) -> None:
 
 @_op("Neg")
 def _neg(imp, node) -> None:
-    """``-x``: -1 folded into the weights that compute x where that is safe, else a product by -1."""
-    minus = f"{node.output[0]}.minus_one"
-    imp._set_const(minus, np.array(-1, np.float32))
-    _binary(imp, helper.make_node("Mul", [node.input[0], minus], list(node.output), name=node.name))
+    """``-x``, as a subtraction's ``-b`` is."""
+    _negated(imp, node, node.input[0], node.output[0])
 
 
 @_op("Clip")
