@@ -485,9 +485,9 @@ class _PassBuilder:
         out = self.p.storage[m.name]
         stages = []
         for q, (a, b) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
-            view = View(st.buffer, st.offset + (a * w + b) * st.pitch, c,
+            view = View(st.buffer, st.start + (a * w + b) * st.pitch, c,
                         _stepped(h2, 2 * w * st.pitch, -(-(h - a) // 2)), _stepped(w2, 2 * st.pitch, -(-(w - b) // 2)))
-            dst = View(out.buffer, out.offset + q * c, c, view_of(out).y, view_of(out).x)
+            dst = View(out.buffer, out.start + q * c, c, view_of(out).y, view_of(out).x)
             stages.append(Stage(VecOp.COPY, self._operand(view), NONE, self._operand(dst), {}))
         return VecPass(Descriptor(h2, w2, c, tuple(self.operands), tuple(stages)), tuple(self.buffers),
                        (m.name,) * 4, (m.name,), (m.name,))
@@ -500,8 +500,8 @@ class _PassBuilder:
         h, w, c = st.shape
         if h * w > MAX_RASTER:
             raise MappingError(f"{m.name}: a channel shuffle of {h * w} pixels, more than a pass's {MAX_RASTER} rows")
-        src = View(st.buffer, st.offset, 1, Axis(h * w, st.pitch), Axis(c, c // m.groups, win=m.groups, s_hi=1))
-        dst = View(out.buffer, out.offset, 1, Axis(h * w, out.pitch), Axis(c, 1))
+        src = View(st.buffer, st.start, 1, Axis(h * w, st.pitch), Axis(c, c // m.groups, win=m.groups, s_hi=1))
+        dst = View(out.buffer, out.start, 1, Axis(h * w, out.pitch), Axis(c, 1))
         stage = Stage(VecOp.COPY, self._operand(src), NONE, self._operand(dst), {})
         return VecPass(Descriptor(h * w, c, 1, tuple(self.operands), (stage,)), tuple(self.buffers), (m.name,),
                        (m.name,), (m.name,))

@@ -19,7 +19,7 @@ exactly one of them.  The other layers cost no MACs:
   :class:`Add` and :class:`Mul` (numpy broadcasting of ``H`` and ``W``, and a
   channel count that divides the output's is repeated, as a relative-position
   bias is over the windows of all heads);
-* spatial: :class:`Resize`, :class:`Pool`, :class:`Concat` (channels), :class:`ChannelSlice` (a
+* spatial: :class:`Resize`, :class:`Pool`, :class:`Concat` (channels or pixels), :class:`ChannelSlice` (a
   view of channels of its input);
 * layout: :class:`Pad`, :class:`Roll` (cyclic shift), :class:`Crop`,
   :class:`WindowPartition`, :class:`WindowReverse` and :class:`PatchMerge` (Swin);
@@ -660,23 +660,36 @@ class Pool(_Base):
 
 @_nonmac("concat")
 class Concat(_Base):
-    """Concatenation of its inputs along the channels (equal ``H`` and ``W``)."""
+    """Concatenation of its inputs ``along`` the ``channels`` (equal ``H`` and ``W``) or their
+    ``pixels`` in raster order (equal ``C``: detection levels of ``H_i x W_i`` anchors one after
+    the other), an ``sum(H) x W`` image when the inputs' widths are equal, else ``sum(H*W)``
+    tokens in one column."""
 
     name: str
     part: str
     inputs: tuple[str, ...]
+    along: str = "channels"
 
     def __post_init__(self) -> None:
         _check_part(self.part)
+        if self.along not in ("channels", "pixels"):
+            raise ValueError(f"{self.name}: along must be channels or pixels, not {self.along!r}")
 
     def infer(self, in_shapes):
         if not in_shapes:
             raise ShapeError(f"{self.name}: needs at least one input")
-        hw = in_shapes[0][:2]
+        i = 2 if self.along == "pixels" else slice(0, 2)
         for name, s in zip(self.inputs, in_shapes):
-            if s[:2] != hw:
-                raise _shape_error(self, f"input {name!r}", s, f"{hw[0]}x{hw[1]} pixels like {self.inputs[0]!r}")
-        return (hw[0], hw[1], sum(s[2] for s in in_shapes))
+            if s[i] != in_shapes[0][i]:
+                want = (f"{in_shapes[0][2]} channels" if self.along == "pixels"
+                        else "{}x{} pixels".format(*in_shapes[0][:2]))
+                raise _shape_error(self, f"input {name!r}", s, f"{want} like {self.inputs[0]!r}")
+        h, w, c = in_shapes[0]
+        if self.along == "channels":
+            return (h, w, sum(s[2] for s in in_shapes))
+        if all(s[1] == w for s in in_shapes):
+            return (sum(s[0] for s in in_shapes), w, c)
+        return (sum(s[0] * s[1] for s in in_shapes), 1, c)
 
 
 @_nonmac("channel_slice")

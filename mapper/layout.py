@@ -3,13 +3,14 @@
 Storage
 -------
 Every tensor is int8 HWC in a *buffer*: element ``(y, x, ch)`` is byte
-``buffer + (y * W + x) * pitch + offset + ch``.  A tensor has a buffer of its own
-(``pitch = C``, ``offset = 0``), except the inputs of a :class:`~mapper.ir.Concat`,
+``buffer + (pixel + y * W + x) * pitch + offset + ch``.  A tensor has a buffer of its own
+(``pitch = C``, ``pixel = offset = 0``), except the inputs of a :class:`~mapper.ir.Concat`,
 which their producers write straight into the concatenation's buffer at their channel
-offset (zero-copy; consumers read them there with its pitch); a constant part is in that
-buffer from the start (``mapper.program`` makes it static data).  A concatenation that is
-itself an input of another lives in the outer one's buffer, and so do its parts: offsets
-add up and every part has the outermost pitch (DenseNet's ``Concat([c1, conv(c1)])``).
+offset, or from their first pixel for a concatenation of pixels (zero-copy; consumers read
+them there with its pitch); a constant part is in that buffer from the start
+(``mapper.program`` makes it static data).  A concatenation that is itself an input of
+another lives in the outer one's buffer, and so do its parts: offsets and first pixels add
+up and every part has the outermost pitch (DenseNet's ``Concat([c1, conv(c1)])``).
 
 Views
 -----
@@ -44,6 +45,12 @@ class Storage:
     pitch: int
     offset: int
     shape: Shape
+    pixel: int = 0
+
+    @property
+    def start(self) -> int:
+        """Its first byte's offset in the buffer."""
+        return self.pixel * self.pitch + self.offset
 
     @property
     def buffer_bytes(self) -> int:
@@ -59,11 +66,11 @@ def storage_plan(model: Model) -> dict[str, Storage]:
     for layer in model.layers:
         if isinstance(layer, ChannelSlice):     # a view: its input's buffer, from its first channel
             src = plan[layer.inputs[0]]
-            plan[layer.name] = Storage(src.buffer, src.pitch, src.offset + layer.start, layer.out_shape)
+            plan[layer.name] = Storage(src.buffer, src.pitch, src.offset + layer.start, layer.out_shape, src.pixel)
             continue
         if not isinstance(layer, Concat):
             continue
-        offset = 0
+        offset = pixel = 0
         for src, shape in zip(layer.inputs, layer.in_shapes):
             if plan[src].buffer != src:
                 where = (f"a channel slice, a view of {plan[src].buffer!r}" if src in slices
@@ -76,8 +83,11 @@ def storage_plan(model: Model) -> dict[str, Storage]:
             # its parts move with it, their offsets and pitch composed with its own
             for name, st in list(plan.items()):
                 if st.buffer == src:
-                    plan[name] = Storage(layer.name, layer.out_shape[2], offset + st.offset, st.shape)
-            offset += shape[2]
+                    plan[name] = Storage(layer.name, layer.out_shape[2], offset + st.offset, st.shape, pixel + st.pixel)
+            if layer.along == "pixels":
+                pixel += shape[0] * shape[1]
+            else:
+                offset += shape[2]
     return plan
 
 
@@ -99,7 +109,7 @@ def view_of(st: Storage, raster: tuple[int, int] | None = None) -> View:
     rh, rw = raster or (h, w)
     if (h not in (1, rh)) or (w not in (1, rw)):
         raise LayoutError(f"tensor of shape {h}x{w} does not broadcast to {rh}x{rw}")
-    return View(st.buffer, st.offset, c, Axis(rh, 0 if h == 1 and rh > 1 else w * st.pitch),
+    return View(st.buffer, st.start, c, Axis(rh, 0 if h == 1 and rh > 1 else w * st.pitch),
                 Axis(rw, 0 if w == 1 and rw > 1 else st.pitch))
 
 

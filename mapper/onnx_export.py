@@ -290,6 +290,10 @@ def _pool(wr: _Writer, layer, w: dict) -> None:
 
 
 def _concat(wr: _Writer, layer, w: dict) -> None:
+    if layer.along == "pixels":              # tokens one after the other, as [1, N, C]
+        ins = [wr.get(t, "tokens") for t in layer.inputs]
+        wr.put(layer.name, "tokens", wr.node("Concat", ins, layer.name, axis=1))
+        return
     form = wr.native[layer.inputs[0]]
     ins = [wr.get(t, form) for t in layer.inputs]
     wr.put(layer.name, form, wr.node("Concat", ins, layer.name, axis=1 if form == "nchw" else 2))

@@ -85,7 +85,7 @@ class Program:
 
     def address(self, tensor: str) -> int:
         st = self.storage[tensor]
-        return self.buffers[st.buffer] + st.offset
+        return self.buffers[st.buffer] + st.start
 
     def read(self, dram: np.ndarray, tensor: str, gb: Optional[np.ndarray] = None) -> np.ndarray:
         """Tensor ``tensor`` (int8 HWC, or a class map ``[H, W]``) from a DRAM image, or from the
@@ -100,8 +100,9 @@ class Program:
         base = self.buffers[st.buffer]
         if tensor in self.class_maps:
             return dram[base:base + h * w].reshape(h, w).copy()
-        pix = dram[base:base + h * w * st.pitch].view(np.int8).reshape(h, w, st.pitch)
-        return pix[:, :, st.offset:st.offset + c].copy()
+        first = base + st.pixel * st.pitch
+        pix = dram[first:first + h * w * st.pitch].view(np.int8).reshape(h * w, st.pitch)
+        return pix[:, st.offset:st.offset + c].reshape(h, w, c).copy()
 
 
 # ---- packing -------------------------------------------------------------------------------------
@@ -299,8 +300,9 @@ class _Builder:
             # written into the concatenation's static buffer once, at its offset; the computed parts
             # are stored beside it by their producers, as in any concatenation
             whole = self.storage[st.buffer]
-            buf = held.setdefault(st.buffer, np.zeros((*whole.shape[:2], whole.pitch), np.int8))
-            buf[:, :, st.offset:st.offset + st.shape[2]] = data.reshape(st.shape)
+            buf = held.setdefault(st.buffer, np.zeros((whole.shape[0] * whole.shape[1], whole.pitch), np.int8))
+            h, w, c = st.shape
+            buf[st.pixel:st.pixel + h * w, st.offset:st.offset + c] = data.reshape(h * w, c)
         for name, buf in held.items():
             self._blob(name, buf)
 
@@ -348,7 +350,7 @@ class _Builder:
 
     def _addr(self, tensor: str) -> int:
         st = self.storage[tensor]
-        return self.buffers[st.buffer] + st.offset
+        return self.buffers[st.buffer] + st.start
 
     # ---- MAC steps ---------------------------------------------------------------------------
     def _mac_blobs(self, st: Step, lo: Lowered) -> tuple:

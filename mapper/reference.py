@@ -213,7 +213,7 @@ _LAYERS = {
     "layernorm": lambda l, ins, w, d: float_ops.layernorm(ins[0], _param(w, "gamma", d), _param(w, "beta", d),
                                                           l.eps),
     "softmax": _softmax, "resize": _resize, "pool": _pool,
-    "concat": lambda l, ins, w, d: np.concatenate(ins, axis=-1),
+    "concat": lambda l, ins, w, d: views.concat(ins, l.along, l.out_shape),
     "channel_slice": lambda l, ins, w, d: views.channel_slice(ins[0], l.start, l.channels),
     "pad": lambda l, ins, w, d: views.pad(ins[0], l.out_h, l.out_w),
     "crop": lambda l, ins, w, d: views.crop(ins[0], l.out_h, l.out_w, l.y0, l.x0, l.step),

@@ -3,7 +3,7 @@
 These functions are what :mod:`mapper.ir`'s docstrings say, written once for int8
 and float tensors alike (HWC numpy arrays): which elements a :class:`~mapper.ir.MatMul`
 multiplies, how :class:`~mapper.ir.Add` and :class:`~mapper.ir.Mul` broadcast, and
-the layout layers (pad, channel slice, crop, roll, window partition and reverse, patch merge).  The
+concatenations, the layout layers (pad, channel slice, crop, roll, window partition and reverse, patch merge).  The
 float reference (:mod:`mapper.reference`) computes with them; the integer golden
 model must agree with them element for element (``tests/test_quantization.py``
 checks it).
@@ -15,7 +15,7 @@ import numpy as np
 
 from .ir import MatMul
 
-__all__ = ["matmul_operands", "matmul_output", "broadcast_input", "pad", "channel_slice", "crop", "roll",
+__all__ = ["matmul_operands", "matmul_output", "broadcast_input", "concat", "pad", "channel_slice", "crop", "roll",
            "window_partition", "window_reverse", "patch_merge", "depth_to_space", "channel_shuffle"]
 
 
@@ -57,6 +57,13 @@ def broadcast_input(t: np.ndarray, shape) -> np.ndarray:
     broadcasting of H and W; channels repeated when their count divides the output's."""
     reps = shape[2] // t.shape[2]
     return np.broadcast_to(np.tile(t, (1, 1, reps)) if reps > 1 else t, tuple(shape))
+
+
+def concat(xs, along: str, out_shape) -> np.ndarray:
+    """A :class:`~mapper.ir.Concat`: the channels side by side, or the pixels one after the other."""
+    if along == "channels":
+        return np.concatenate(xs, axis=-1)
+    return np.concatenate([x.reshape(-1, x.shape[-1]) for x in xs]).reshape(out_shape)
 
 
 def pad(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:

@@ -311,6 +311,9 @@ def _scale_rows(model: Model, weights: dict, product: MatMul, name: str, lo: int
             _scale_rows(model, weights, product, n, lo, hi, factor, done)
     elif isinstance(src, ChannelSlice):
         _scale_rows(model, weights, product, src.inputs[0], lo + src.start, hi + src.start, factor, done)
+    elif isinstance(src, Concat) and src.along == "pixels":
+        for n in src.inputs:
+            _scale_rows(model, weights, product, n, lo, hi, factor, done)
     elif isinstance(src, Concat):
         start = 0
         for n, s in zip(src.inputs, src.in_shapes):

@@ -128,7 +128,7 @@ _LAYERS = {
     **{func: (lambda l, ins, q, b: ops.lut(ins[0], q.params)) for func in ACTIVATIONS},     # tables
     "layernorm": lambda l, ins, q, b: ops.layernorm(ins[0], q.params),
     "softmax": _softmax, "resize": _resize, "pool": _pool,
-    "concat": lambda l, ins, q, b: np.concatenate(ins, axis=-1),
+    "concat": lambda l, ins, q, b: views.concat(ins, l.along, l.out_shape),
     "channel_slice": lambda l, ins, q, b: views.channel_slice(ins[0], l.start, l.channels),
     "pad": lambda l, ins, q, b: views.pad(ins[0], l.out_h, l.out_w),
     "roll": lambda l, ins, q, b: views.roll(ins[0], l.shift),

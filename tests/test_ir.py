@@ -46,6 +46,27 @@ def test_shapes_propagate_through_token_and_spatial_layers():
     assert m.output_names == ("merge",)
 
 
+def test_a_concatenation_of_pixels_stacks_rows_or_one_column_of_tokens():
+    """Inputs of equal widths give an image of their rows; of other widths, their pixels in one
+    column; channels that differ, or an unknown axis, are refused."""
+    import numpy as np
+
+    from mapper.views import concat
+
+    def model(*convs):
+        layers = tuple(Conv2d(n, "encoder", 3, c, 8, 8, stride=s) for n, c, s in convs)
+        return Model("m", "full", (8, 8, 3), layers + (Concat("cat", "encoder", inputs=("a", "b"), along="pixels"),))
+
+    assert model(("a", 4, 2), ("b", 4, 2)).layer("cat").out_shape == (8, 4, 4)
+    assert model(("a", 4, 2), ("b", 4, 4)).layer("cat").out_shape == (20, 1, 4)
+    x, y = np.arange(4 * 4 * 4).reshape(4, 4, 4), 100 + np.arange(2 * 2 * 4).reshape(2, 2, 4)
+    assert np.array_equal(concat([x, y], "pixels", (20, 1, 4)).ravel(), np.concatenate([x.ravel(), y.ravel()]))
+    with pytest.raises(ShapeError, match=r"input 'b' has shape 2x2x8, but the layer needs 4 channels like 'a'"):
+        model(("a", 4, 2), ("b", 8, 4))
+    with pytest.raises(ValueError, match="along must be channels or pixels, not 'rows'"):
+        Concat("cat", "encoder", inputs=("a", "b"), along="rows")
+
+
 def test_depth_to_space_moves_channel_blocks_to_pixels_and_checks_its_input():
     """``DepthToSpace``: ``(y*b + i, x*b + j, c)`` is channel ``(i*b + j)*C + c`` of ``(y, x)``, by the
     definition, element by element; channels that are no multiple of b*b are refused."""

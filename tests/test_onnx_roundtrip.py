@@ -181,3 +181,25 @@ def test_make_onnx_bad_input(tmp_path, args, needle):
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("outer", ["channels", "readers"])
+def test_a_concatenation_of_pixels_exports_as_tokens_and_imports_back(outer):
+    """Levels of different sizes concatenated along their pixels (``Concat(along='pixels')``) are
+    exported as token sequences concatenated along axis 1, and imported back as the same layers;
+    onnxruntime computes what the float reference does."""
+    from test_program import _levels
+
+    model = _levels(outer)
+    weights = init_weights(model, 0, fold=False)
+    proto = export_onnx(model, weights)
+    onnx.checker.check_model(proto)
+    imported = import_onnx(proto, "levels")
+    assert [_fields(l) for l in imported.model.layers] == [_fields(l) for l in model.layers]
+    x = np.random.default_rng(0).normal(size=model.input).astype(np.float32)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()],
+                   sess.run(None, {"input": L.gather(imported.input_view, x.ravel())})))
+    ref = dict(reference.run_float(model, weights, x))
+    for out, view in imported.outputs.items():
+        assert np.max(np.abs(L.gather(view, ref[view.source].ravel()) - got[out])) <= 1e-4 * np.max(np.abs(got[out]))

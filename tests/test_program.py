@@ -197,3 +197,47 @@ def test_a_product_reading_channels_from_its_operands_middle_runs_bit_exact(a_of
         program = build_program(q, cfg, image=x, fuse=fuse)
         assert check_program(program, q, x)["tensors"] == 3
         assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg, fuse=fuse).total_cycles
+
+
+def _levels(outer: str):
+    """Two detection levels of 8x8 and 4x4 pixels of 6 channels, the second itself a concatenation of
+    channels, concatenated along their pixels; inside a concatenation of channels beside a constant
+    (``outer='channels'``), or read by a sigmoid and a linear."""
+    from mapper.ir import Activation, Concat, Constant, Conv2d, Linear, Model
+    layers = [Conv2d("a", "backbone", 3, 8, 16, 16, kernel=3, stride=2, padding=1, relu=True),
+              Conv2d("b", "backbone", 8, 8, 8, 8, kernel=3, stride=2, padding=1, inputs=("a",)),
+              Conv2d("p8", "head", 8, 6, 8, 8, kernel=1, inputs=("a",)),
+              Conv2d("box4", "head", 8, 4, 4, 4, kernel=1, inputs=("b",)),
+              Conv2d("cls4", "head", 8, 2, 4, 4, kernel=1, inputs=("b",)),
+              Concat("p4", "head", inputs=("box4", "cls4")),
+              Concat("cat", "head", inputs=("p8", "p4"), along="pixels")]
+    if outer == "channels":
+        layers += [Constant("k", "head", (80, 1, 3)), Concat("out", "head", inputs=("k", "cat"))]
+    else:
+        layers += [Activation("sig", "head", "sigmoid", inputs=("cat",)),
+                   Linear("fc", "head", tokens=80, in_features=6, out_features=5, inputs=("sig",))]
+    return Model("levels", "full", (16, 16, 3), tuple(layers))
+
+
+@pytest.mark.parametrize("outer", ["channels", "readers"])
+@pytest.mark.parametrize("cfg_name", ["tiny", "small"])
+def test_a_concatenation_of_pixels_is_written_in_place_and_runs_bit_exact(outer, cfg_name):
+    """Levels of different sizes one after the other: each producer stores from its first pixel (the
+    inner concatenation's parts from its own, channels composed inside), nothing copies them; a
+    concatenation of channels around it gives every part its pitch.  Every tensor equals the golden
+    model's, and the simulator times the program as it runs."""
+    from mapper.layout import storage_plan
+    model = _levels(outer)
+    assert model.layer("cat").out_shape == (80, 1, 6)
+    pitch = 9 if outer == "channels" else 6
+    plan = {n: (st.buffer, st.pixel, st.offset, st.pitch) for n, st in storage_plan(model).items()}
+    top = "out" if outer == "channels" else "cat"
+    first = 3 if outer == "channels" else 0
+    assert plan["p8"] == (top, 0, first, pitch) and plan["box4"] == (top, 64, first, pitch)
+    assert plan["cls4"] == (top, 64, first + 4, pitch)
+    cfg = get_config(cfg_name)
+    q = random_qmodel(model, 3)
+    x = np.random.default_rng(3).integers(-128, 128, size=model.input).astype(np.int8)
+    program = build_program(q, cfg, image=x)
+    assert check_program(program, q, x)["tensors"] >= 5
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
