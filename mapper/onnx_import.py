@@ -585,6 +585,8 @@ class _Importer:
         except (ShapeError, ValueError) as e:
             raise self.fail(str(e)) from None
         layer = dataclasses.replace(layer, out_shape=out)
+        if name in self.sources:        # an initializer's name: its other readers still read the constant
+            self._rename_source(name, f"{name}#const")
         if after is None:
             self.layers.append(layer)
         else:
@@ -596,6 +598,13 @@ class _Importer:
             if n in self.fold_of and not self._reads_unscaled(ins, self.folds[self.fold_of[n]]):
                 self.folds[self.fold_of[n]].readers.add(name)
         return out
+
+    def _rename_source(self, old: str, new: str) -> None:
+        src = self.sources.pop(old)
+        self.sources[new] = dataclasses.replace(src, name=new)
+        for k, v in list(self.views.items()):
+            if v.source == old:
+                self.views[k] = v.on(new, src.shape)
 
     def _reads_unscaled(self, ins: list[str], fold: "_Fold") -> bool:
         """Whether one of the ONNX values ``ins`` reads ``fold``'s rows as they were before the
@@ -672,6 +681,10 @@ class _Importer:
 
     def constant_layer(self, base: str, data: np.ndarray, after: Optional[str], seq: int = 0) -> str:
         """A Constant layer holding ``data`` (HWC), named after ``base``; reused when equal."""
+        src = self.sources.get(base)
+        if src is not None and src.kind == "const" and src.data.shape == data.shape and np.array_equal(src.data, data):
+            self.materialise_const(base)           # the initializer as it is: one layer for all its readers
+            return self.views[base].source
         key = (base, data.shape, hashlib.sha256(data.tobytes()).hexdigest())
         cache = self.__dict__.setdefault("_const_cache", {})
         if key not in cache:

@@ -28,7 +28,7 @@ import numpy as np
 from . import views as ir_views
 
 __all__ = ["View", "identity", "nchw", "tokens", "nhwc", "indices", "gather", "from_indices", "reshape", "transpose",
-           "slice_axis", "take", "expand", "concat_same", "covers", "is_form", "rows_view", "channels_read", "Candidate",
+           "slice_axis", "take", "expand", "concat_same", "pixel_concat", "channel_rows", "covers", "is_form", "rows_view", "channels_read", "Candidate",
            "layout_candidates", "match_layout", "Shape3"]
 
 Shape3 = tuple[int, int, int]
@@ -235,6 +235,39 @@ def concat_same(views: Sequence[View], axis: int) -> View:
     """A Concat of parts of one tensor: again a view of it."""
     v0 = views[0]
     return from_indices(v0.source, v0.src_shape, np.concatenate([indices(v) for v in views], axis=axis))
+
+
+def pixel_concat(views: Sequence[View], axis: int) -> Optional[np.ndarray]:
+    """When every part holds its whole tensor, ``C`` channels like the others, and its elements along
+    ``axis`` are consecutive blocks of its HWC buffer laid out alike in every part (detection
+    levels ``Concat([x_i.view(1, C, -1)], 2)``, token sequences one after the other): the index of
+    every element of the concatenation in the parts' buffers placed one after the other; else None."""
+    out, start, pattern = [], 0, None
+    for v in views:
+        if not covers(v) or v.src_shape[2] != views[0].src_shape[2]:
+            return None
+        moved = np.moveaxis(indices(v), axis, 0)
+        blocks = moved.reshape(moved.shape[0], -1)
+        step = np.arange(blocks.shape[0])[:, None] * blocks.shape[1]
+        if pattern is None:
+            pattern = blocks[0]
+        if blocks.shape[1] != pattern.size or not np.array_equal(blocks, step + pattern):
+            return None
+        out.append(moved + start)
+        start += v.size
+    return np.moveaxis(np.concatenate(out), 0, axis)
+
+
+def channel_rows(v: View, axis: int, k: int) -> Optional[np.ndarray]:
+    """When ``v``'s elements along ``axis`` are rows of ``k`` consecutive channels of its tensor, each
+    starting at a multiple of ``k`` (a pixel's channels cut into rows): the row each position reads
+    (``pixel * C / k + r``), in ``v``'s shape without ``axis``; else None."""
+    if v.shape[axis] != k or v.src_shape[2] % k:
+        return None
+    moved = np.moveaxis(indices(v), axis, -1)
+    if (moved[..., 0] % k).any() or not np.array_equal(moved, moved[..., :1] + np.arange(k)):
+        return None
+    return moved[..., 0] // k
 
 
 def _bijective(shape, strides, n: int) -> bool:

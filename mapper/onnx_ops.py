@@ -495,7 +495,10 @@ def _conv(imp, node) -> None:
     if w.ndim != 4:
         raise imp.fail(f"a {w.ndim - 2}-D convolution; supported: 2-D convolutions")
     dilation = _equal_pair(imp, a.get("dilations", [1, 1]), "dilations")
-    x = imp.need(imp.act(node.input[0]), _nchw_prefix, "an NCHW image")
+    v = imp.act(node.input[0])
+    if not _nchw_prefix(v) and _conv_of_rows(imp, node, v, w, b, a):
+        return
+    x = imp.need(v, _nchw_prefix, "an NCHW image")
     h, wd, _ = x.src_shape
     groups = a.get("group", 1)
     strides = [int(v) for v in a.get("strides", [1, 1])]
@@ -525,6 +528,33 @@ def _conv(imp, node) -> None:
         name = _emit_after(imp, Crop, out, name, out_h=size[0], out_w=size[1], step=(sy // stride, sx // stride))
         shape = imp.by_name[name].out_shape
     imp.views[out] = L.nchw(name, shape)
+
+
+def _conv_of_rows(imp, node, v: View, w: np.ndarray, b: Optional[np.ndarray], a: dict) -> bool:
+    """A pointwise convolution whose input channels are rows of consecutive channels of a tensor, G
+    rows a pixel (YOLOv8's DFL reads ``[1, 16, 4, A]`` of an ``A x 64`` tensor): a 1x1 ``Conv2d`` of
+    that tensor in G groups that each apply the weights, viewed as the node's output.  False when
+    the node is no such convolution."""
+    pointwise = w.shape[2:] == (1, 1) and a.get("group", 1) == 1 and not any(a.get("pads", [])) \
+        and set(a.get("strides", [1])) == {1}
+    rows = L.channel_rows(v, 1, w.shape[1]) if pointwise and len(v.shape) == 4 else None
+    if rows is None:
+        return False
+    (h, wd, c), k = v.src_shape, w.shape[1]
+    out, w, b, inv = _fold_batchnorm(imp, node, w, b)
+    out, relu = _fold_relu(imp, out)
+    n, groups = w.shape[0], c // k
+    name = imp.layer_name(out)
+    shape = imp.emit(Conv2d, name, in_ch=c, out_ch=groups * n, in_h=h, in_w=wd, kernel=(1, 1), stride=1, padding=0,
+                     groups=groups, bias=b is not None, relu=relu, inputs=(v.source,))
+    imp.weights[name] = {"weight": np.tile(w.transpose(0, 2, 3, 1), (groups, 1, 1, 1)),
+                         "bias": np.tile(b if b is not None else np.zeros(n), groups).astype(np.float32)}
+    wq = _weight_q(imp, node.input[1], lambda q: q.transpose(0, 2, 3, 1), axis=0)
+    if wq is not None:
+        imp.weight_q[name] = (np.tile(wq[0], (groups, 1, 1, 1)), np.tile(wq[1], groups))
+    _fold_into_weight_q(imp, name, inv)
+    imp.views[out] = L.from_indices(name, shape, np.moveaxis(rows[..., None] * n + np.arange(n), -1, 1))
+    return True
 
 
 @_op("ConvTranspose")
@@ -1527,6 +1557,8 @@ _FORMS: dict[str, tuple[Callable, int]] = {
     "nchw": (L.nchw, 1), "nhwc": (L.nhwc, 3), "tokens": (L.tokens, 2),
     "rows": (lambda s, sh: L.identity(s, sh, (sh[0] * sh[1], sh[2]), (sh[2], 1)), 1),
     "seq": (lambda s, sh: L.identity(s, sh, (sh[0] * sh[1], 1, sh[2]), (sh[2], sh[2], 1)), 2),
+    # [1, C, H*W]: an NCHW image's flattened pixels (YOLOv8's decoded anchors)
+    "channels_first": (lambda s, sh: L.identity(s, sh, (1, sh[2], sh[0] * sh[1]), (sh[0] * sh[1] * sh[2], 1, sh[2])), 1),
 }
 
 
@@ -1548,7 +1580,7 @@ def _concat(imp, node) -> None:
             return _out(imp, node, joined)
         # parts of one tensor repeated along the channels (Concat([x, x]), of a crop too): a
         # concatenation, its parts formed (layout layers) and copies made
-    if _token_concat(imp, node, views, axis):
+    if _token_concat(imp, node, views, axis) or _pixel_concat(imp, node, views, axis):
         return
     # a concatenation of channels is a layer (of one input too: it moves no data, fusion makes it zero-copy)
     views = _own_parts(imp, node, _joined_slices(imp, [imp.act(n) for n in node.input if n], axis))
@@ -1560,6 +1592,23 @@ def _concat(imp, node) -> None:
     name = imp.layer_name(node.output[0])
     shape = imp.emit(Concat, name, inputs=tuple(v.source for v in views))
     imp.views[node.output[0]] = _FORMS[form][0](name, shape)
+
+
+def _pixel_concat(imp, node, views: list[View], axis: int) -> bool:
+    """Whole tensors of equal channels whose pixels ``axis`` runs through in blocks (YOLOv8's and
+    SSD's levels of anchors, token sequences one after the other): a concatenation of pixels,
+    viewed as the parts are.  False when the node is no such concatenation, or one of channels."""
+    forms = {_form_of(v) for v in views}
+    if len(forms) == 1 and None not in forms and _FORMS[forms.pop()][1] == axis:
+        return False
+    index = L.pixel_concat(views, axis)
+    if index is None:
+        return False
+    parts = _own_parts(imp, node, [imp.act(n) for n in node.input if n])
+    name = imp.layer_name(node.output[0])
+    shape = imp.emit(Concat, name, inputs=tuple(v.source for v in parts), along="pixels")
+    imp.views[node.output[0]] = L.from_indices(name, shape, index)
+    return True
 
 
 def _nchw_channels(views: list[View], axis: int) -> bool:

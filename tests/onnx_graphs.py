@@ -290,6 +290,67 @@ def yolo_neck(size: int = 64, width: int = 16, seed: int = 8):
     return g.model([image_input(3, size, size, "images")], [out(y)]), macs[0]
 
 
+def yolo_detect(h: int = 64, w: int = 96, classes: int = 3, reg: int = 16, seed: int = 9):
+    """YOLOv8's Detect head as Ultralytics exports it, on three levels (strides 8, 16, 32) of a small
+    SiLU backbone: per level a box branch to ``4 * reg`` channels and a class branch, concatenated
+    and viewed ``[1, no, -1]``; the levels concatenated along the anchors; DFL (``Reshape`` to
+    ``[1, 4, reg, A]``, ``Transpose``, ``Softmax`` over the bins, a 1x1 ``Conv`` by ``arange(reg)``);
+    the boxes decoded from constant anchors and strides (``Sub``, ``Add``, ``Div``, ``Concat``,
+    ``Mul``); ``Sigmoid`` of the classes, concatenated to ``[1, 4 + classes, A]``.
+    Returns ``(model, macs)``."""
+    g = Graph(seed)
+    macs = [0]
+
+    def conv(x, cin, cout, k, s, scope, hw, silu=True):
+        y = g.op("Conv", [x, g.weight(f"{scope}.w", cout, cin, k, k), g.weight(f"{scope}.b", cout, scale=0.1)], scope,
+                 kernel_shape=[k, k], strides=[s, s], pads=[k // 2] * 4)
+        macs[0] += (hw[0] // s) * (hw[1] // s) * cout * cin * k * k
+        return g.op("Mul", [y, g.op("Sigmoid", [y], scope)], scope) if silu else y
+
+    no, x, hw, width = 4 * reg + classes, "images", (h, w), 3
+    levels, anchors, strides = [], [], []
+    for i, (s, c) in enumerate(((8, 8), (16, 16), (32, 16))):
+        x = conv(x, width, c, 3, 2 if i else 8, f"/backbone.{i}", hw)      # the first: one 8-stride stem
+        hw, width = (h // s, w // s), c
+        box = conv(conv(x, c, 8, 3, 1, f"/cv2.{i}/0", hw), 8, 4 * reg, 1, 1, f"/cv2.{i}/2", hw, silu=False)
+        cls = conv(conv(x, c, 8, 3, 1, f"/cv3.{i}/0", hw), 8, classes, 1, 1, f"/cv3.{i}/2", hw, silu=False)
+        levels.append(g.reshape(g.op("Concat", [box, cls], f"/level{i}", axis=1), [1, no, -1], f"/level{i}"))
+        ys, xs = np.meshgrid(np.arange(hw[0]) + 0.5, np.arange(hw[1]) + 0.5, indexing="ij")
+        anchors.append(np.stack([xs.ravel(), ys.ravel()]))
+        strides.append(np.full(hw[0] * hw[1], float(s)))
+    a = sum(p.shape[1] for p in anchors)
+    box, cls = g.op("Split", [g.op("Concat", levels, "/head", axis=2), g.const([4 * reg, classes])], "/head", n_out=2, axis=1)
+    d = g.op("Transpose", [g.reshape(box, [1, 4, reg, a], "/dfl")], "/dfl", perm=[0, 2, 1, 3])
+    d = g.op("Conv", [g.op("Softmax", [d], "/dfl", axis=1), g.init("dfl.w", np.arange(reg, dtype=np.float32).reshape(1, reg, 1, 1))],
+             "/dfl/conv", kernel_shape=[1, 1])
+    macs[0] += 4 * a * reg
+    lt, rb = g.op("Split", [g.reshape(d, [1, 4, a], "/dfl"), g.const([2, 2])], "/head", n_out=2, axis=1)
+    points = g.init("anchors", np.concatenate(anchors, 1)[None].astype(np.float32))
+    x1y1, x2y2 = g.op("Sub", [points, lt], "/head"), g.op("Add", [points, rb], "/head")
+    centre = g.op("Div", [g.op("Add", [x1y1, x2y2], "/head"), g.const(np.float32(2), np.float32)], "/head")
+    boxes = g.op("Concat", [centre, g.op("Sub", [x2y2, x1y1], "/head")], "/head", axis=1)
+    boxes = g.op("Mul", [boxes, g.init("strides", np.concatenate(strides)[None].astype(np.float32))], "/head")
+    y = g.op("Concat", [boxes, g.op("Sigmoid", [cls], "/head")], "/head", axis=1)
+    return g.model([image_input(3, h, w, "images")], [out(y)]), macs[0]
+
+
+def anchor_levels(h: int = 32, w: int = 48, anchors: int = 3, seed: int = 10):
+    """SSD's box regression as torchvision exports it: per level a 3x3 conv to ``4 * anchors``
+    channels, ``Transpose`` to NHWC and ``Reshape`` to ``[1, -1, 4]``, the levels concatenated
+    along the boxes.  Returns ``(model, macs)``."""
+    g = Graph(seed)
+    x, cin, macs, parts = "images", 3, 0, []
+    for i, s in enumerate((4, 8)):
+        x = g.op("Relu", [g.op("Conv", [x, g.weight(f"/b{i}.w", 8, cin, 3, 3)], f"/b{i}", kernel_shape=[3, 3],
+                                       strides=[2 if i else 4] * 2, pads=[1] * 4)], f"/b{i}")
+        macs += (h // s) * (w // s) * 8 * cin * 9
+        y = g.op("Conv", [x, g.weight(f"/reg{i}.w", 4 * anchors, 8, 3, 3)], f"/reg{i}", kernel_shape=[3, 3], pads=[1] * 4)
+        macs += (h // s) * (w // s) * 4 * anchors * 8 * 9
+        parts.append(g.reshape(g.op("Transpose", [y], f"/reg{i}", perm=[0, 2, 3, 1]), [1, -1, 4], f"/reg{i}"))
+        cin = 8
+    return g.model([image_input(3, h, w, "images")], [out(g.op("Concat", parts, "/head", axis=1))]), macs
+
+
 def glu(size: int = 16, width: int = 32, seed: int = 7):
     """A gated linear unit as PyTorch exports ``F.glu(x, dim=1)``: ``Split`` of a convolution's
     channels in halves, ``a * Sigmoid(b)``, then a 1x1 convolution."""

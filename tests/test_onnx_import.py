@@ -21,8 +21,8 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
-                         vit)
+from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+                         vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -186,7 +186,7 @@ def test_operations_the_ir_cannot_express():
     _refused(single_op("Gelu", opset=20, approximate="sigmoid"), "approximate='sigmoid'", "'none'", "'tanh'")
     g = Graph()
     t = g.op("Transpose", ["x"], "", perm=[0, 1, 3, 2])           # swaps height and width: moves data
-    y = g.op("Conv", [t, g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
+    y = g.op("Conv", [t, g.weight("w", 4, 8, 3, 3)], "", kernel_shape=[3, 3])
     _refused(g.model([image_input(8, 6, 10, "x")], [out(y)]), "(Conv)", "not laid out as an NCHW image")
     g = Graph()
     y = g.op("Pow", ["x", g.op("Relu", ["x"], "")], "")
@@ -1369,3 +1369,48 @@ def test_inputs_that_do_not_broadcast_are_refused_at_their_node():
     y = g.op("Conv", ["pixel_values", g.weight("c2.w", 8, 3, 1, 1)], "/c2", kernel_shape=[1, 1])
     _refused(g.model([image_input(3, 8, 8)], [out(g.op("Add", [y, s], "/add"))]),
              "(Add)", "[[1, 8, 8, 8], [1, 4, 8, 8]] do not broadcast")
+
+
+@pytest.mark.parametrize("graph", [yolo_detect, anchor_levels])
+def test_detection_levels_concatenated_along_their_anchors_import(graph):
+    """YOLOv8's Detect head (each level viewed ``[1, no, -1]``, the levels concatenated along the
+    anchors, DFL and the decode from constant anchors) and SSD's ``[1, -1, 4]`` boxes: one
+    concatenation of pixels, which its producers write in place (no layout layer copies a level);
+    DFL's 1x1 convolution of ``[1, 16, 4, A]`` is one grouped convolution of the bins' tensor.
+    MACs by hand; onnxruntime agrees."""
+    from mapper.ir import LAYOUT_KINDS
+    proto, macs = graph()
+    imp = import_onnx(proto, graph.__name__)
+    layers = imp.model.layers
+    assert [l.along for l in layers if l.kind == "concat"].count("pixels") == 1
+    assert not any(l.kind in LAYOUT_KINDS for l in layers)
+    if graph is yolo_detect:
+        [softmax] = [l.name for l in layers if l.kind == "softmax"]
+        [dfl] = [l for l in layers if l.kind == "conv2d" and l.inputs == (softmax,)]
+        assert (dfl.groups, dfl.in_ch, dfl.out_ch) == (4, 64, 4)
+    assert imp.model.total_macs == macs and _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_constant_read_by_two_nodes_keeps_its_name_free():
+    """A Constant layer made for one reader of an initializer took the initializer's own name, so the
+    next reader found no constant there and was refused (YOLOv8's anchors, read by a ``Sub`` and an
+    ``Add`` of different channels)."""
+    g = Graph(30)
+    x = g.reshape(g.op("Conv", ["input", g.weight("c.w", 4, 3, 1, 1)], "/c", kernel_shape=[1, 1]), [1, 4, 64])
+    lo, hi = g.op("Split", [x, g.const([2, 2])], "/split", n_out=2, axis=1)
+    points = g.init("points", np.arange(2 * 64, dtype=np.float32).reshape(1, 2, 64))
+    y = g.op("Concat", [g.op("Sub", [points, lo], "/sub"), g.op("Add", [points, hi], "/add")], "/cat", axis=1)
+    proto = g.model([image_input(3, 8, 8, "input")], [out(y)])
+    assert _max_rel_error(proto, import_onnx(proto, "points")) <= RTOL
+
+
+def test_a_pointwise_convolution_reads_its_pixels_in_any_order():
+    """A 1x1 convolution computes each pixel from its own channels, so one of an image whose height
+    and width are swapped is the convolution of the image itself, viewed swapped (3x3 ones are
+    refused: ``test_operations_the_ir_cannot_express``)."""
+    g = Graph(31)
+    t = g.op("Transpose", ["x"], "", perm=[0, 1, 3, 2])
+    y = g.op("Conv", [t, g.weight("w", 4, 8, 1, 1), g.weight("b", 4)], "", kernel_shape=[1, 1])
+    proto = g.model([image_input(8, 6, 10, "x")], [out(y)])
+    imp = import_onnx(proto, "pointwise")
+    assert [l.kind for l in imp.model.layers] == ["conv2d"] and _max_rel_error(proto, imp) <= RTOL

@@ -26,7 +26,7 @@ from sim.golden_network import class_map, run_network
 
 from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
-                         yolo_neck)
+                         yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
 
 
@@ -861,3 +861,30 @@ def test_a_yolov8_style_backbone_and_neck_runs_bit_exact(cfg_name, tmp_path):
     assert model.total_macs == macs and [l.kind for l in model.layers].count("channel_slice") == 4
     program = build_program(random_qmodel(model, 3), cfg)
     assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+
+
+@pytest.mark.parametrize("graph", [yolo_detect, anchor_levels])
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_detection_levels_concatenated_along_their_anchors_run_bit_exact(graph, cfg_name, tmp_path):
+    """Levels written from their first pixel into one buffer, DFL's grouped convolution of a channel
+    slice's softmax, the decode: ``make sim CHECK=1`` bit-exact, timed as it runs."""
+    _runs_bit_exact_as_timed(graph()[0], cfg_name, tmp_path)
+
+
+def test_make_run_of_a_yolov8_detect_head_saves_its_output_as_onnx_shapes_it(tmp_path):
+    """``make run``: the decoded ``[1, 4 + classes, A]`` output in ``output.npz`` under its ONNX name
+    and shape, close to onnxruntime's on the same image (int8 boxes of an image's pixels)."""
+    import onnxruntime as ort
+
+    from mapper import onnx_layout as L
+    proto, _ = yolo_detect()
+    path = _write(tmp_path / "yolo.onnx", proto)
+    assert infer.main(["--model", str(path), "--config", "E", "--seed", "0", "--out", str(tmp_path / "run"),
+                       "--quiet"]) == 0
+    [(name, got)] = np.load(tmp_path / "run" / "output.npz").items()
+    imported = load_onnx(path)
+    image = preprocess(synthetic_image(64, 96, 0))
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    [want] = sess.run(None, {imported.input_name: L.gather(imported.input_view, image.astype(np.float32).ravel())})
+    assert got.shape == want.shape == (1, 7, 126)
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99
