@@ -496,9 +496,11 @@ def _conv(imp, node) -> None:
         raise imp.fail(f"a {w.ndim - 2}-D convolution; supported: 2-D convolutions")
     dilation = _equal_pair(imp, a.get("dilations", [1, 1]), "dilations")
     v = imp.act(node.input[0])
-    if not _nchw_prefix(v) and _conv_of_rows(imp, node, v, w, b, a):
-        return
-    x = imp.need(v, _nchw_prefix, "an NCHW image")
+    x = v if _nchw_prefix(v) else imp.materialise(v, _nchw_prefix)
+    if x is None:
+        if _conv_of_rows(imp, node, v, w, b, a):
+            return
+        x = imp.need(v, _nchw_prefix, "an NCHW image")            # refused: names the layout
     h, wd, _ = x.src_shape
     groups = a.get("group", 1)
     strides = [int(v) for v in a.get("strides", [1, 1])]

@@ -1414,3 +1414,16 @@ def test_a_pointwise_convolution_reads_its_pixels_in_any_order():
     proto = g.model([image_input(8, 6, 10, "x")], [out(y)])
     imp = import_onnx(proto, "pointwise")
     assert [l.kind for l in imp.model.layers] == ["conv2d"] and _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_pointwise_convolution_of_a_split_half_reads_a_channel_slice():
+    """Rows of consecutive channels that a channel slice holds are read through the slice: a grouped
+    convolution of the whole tensor would compute the other half too (twice the MACs)."""
+    g = Graph(32)
+    x = g.op("Conv", ["x", g.weight("c.w", 16, 3, 1, 1)], "/c", kernel_shape=[1, 1])
+    a, b = g.op("Split", [x, g.const([8, 8])], "/split", n_out=2, axis=1)
+    y = g.op("Conv", [b, g.weight("d.w", 4, 8, 1, 1)], "/d", kernel_shape=[1, 1])
+    proto = g.model([image_input(3, 8, 8, "x")], [out(y), out(a)])
+    imp = import_onnx(proto, "half")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "channel_slice", "conv2d"]
+    assert imp.model.total_macs == 64 * (16 * 3 + 4 * 8) and _max_rel_error(proto, imp) <= RTOL
