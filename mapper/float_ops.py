@@ -24,7 +24,7 @@ from numpy.polynomial import chebyshev
 from hw.operators import adaptive_axis_windows, nearest_indices, pool_windows, window_sums
 
 __all__ = ["erf", "gelu", "gelu_tanh", "sigmoid", "relu", "tanh", "clip", "leaky_relu", "elu", "hardsigmoid", "hardswish",
-           "softplus", "softsign", "selu", "mish", "exp", "log", "sqrt", "rsqrt", "reciprocal", "absolute", "power",
+           "softplus", "softsign", "selu", "mish", "swish", "exp", "log", "sqrt", "rsqrt", "reciprocal", "absolute", "power",
            "ACTIVATIONS", "activation", "softmax", "layernorm", "resize_bilinear",
            "resize_nearest", "maxpool2d", "avgpool2d", "adaptive_avgpool2d"]
 
@@ -160,6 +160,12 @@ def mish(x) -> np.ndarray:
     return (a * np.tanh(softplus(a))).astype(a.dtype)
 
 
+def swish(x, alpha: float) -> np.ndarray:
+    """``x * sigmoid(alpha * x)``: SiLU at alpha 1 (YOLOv5/v8, EfficientNet), CLIP's QuickGELU at 1.702."""
+    a = _float(x)
+    return (a * sigmoid(alpha * a)).astype(a.dtype)
+
+
 def softsign(x) -> np.ndarray:
     a = _float(x)
     return (a / (1 + np.abs(a))).astype(a.dtype)
@@ -223,6 +229,7 @@ ACTIVATIONS: dict[str, tuple] = {
     "clip": (clip, ("low", "high")), "leaky_relu": (leaky_relu, ("alpha",)), "elu": (elu, ("alpha",)),
     "hardsigmoid": (hardsigmoid, ("alpha", "beta")), "hardswish": (hardswish, ()),
     "softplus": (softplus, ()), "softsign": (softsign, ()), "selu": (selu, ("alpha", "gamma")), "mish": (mish, ()),
+    "swish": (swish, ("alpha",)),
     "gelu_tanh": (gelu_tanh, ()), "erf": (erf, ()), "exp": (exp, ()), "log": (log, ()), "sqrt": (sqrt, ()), "rsqrt": (rsqrt, ("eps",)),
     "reciprocal": (reciprocal, ()), "abs": (absolute, ()), "pow": (power, ("exponent",)),
 }

@@ -214,6 +214,10 @@ def _activation(wr: _Writer, layer, w: dict) -> None:
                     f"{layer.name}/tanh")
         half = wr.node("Mul", [x, wr.node("Add", [t, wr.floats(1.0)], f"{layer.name}/one_plus")], f"{layer.name}/times")
         return wr.put(layer.name, form, wr.node("Mul", [half, wr.floats(0.5)], layer.name))
+    if layer.func == "swish":       # the Swish operator needs opset 24: x * sigmoid(alpha * x)
+        alpha = layer.params[0]
+        u = x if alpha == 1 else wr.node("Mul", [x, wr.floats(alpha)], f"{layer.name}/scaled")
+        return wr.put(layer.name, form, wr.node("Mul", [x, wr.node("Sigmoid", [u], f"{layer.name}/gate")], layer.name))
     if layer.func == "pow":
         return wr.put(layer.name, form, wr.node("Pow", [x, wr.floats(layer.params[0])], layer.name))
     if layer.func == "rsqrt":

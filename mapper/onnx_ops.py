@@ -1127,6 +1127,12 @@ def _mish(imp, node) -> None:
     _elementwise_unary(imp, node, "mish")
 
 
+@_op("Swish")
+def _swish(imp, node) -> None:
+    """``x * sigmoid(alpha * x)`` (ONNX's Swish from opset 24; SiLU's pattern in any opset)."""
+    _elementwise_unary(imp, node, "swish", (_float32_value(_attrs(node).get("alpha", 1.0)),))
+
+
 @_op("Softsign")
 def _softsign(imp, node) -> None:
     _elementwise_unary(imp, node, "softsign")

@@ -1,5 +1,7 @@
 """Subgraphs that PyTorch's exporter writes for one operation, rewritten as that operation before
-an import (:mod:`mapper.onnx_import`): GELU's ``Erf`` form, and LayerNorm below opset 17
+an import (:mod:`mapper.onnx_import`): GELU's ``Erf`` form, SiLU ``x * sigmoid(x)`` (and CLIP's
+QuickGELU ``x * sigmoid(1.702 * x)``) as ``Swish``, Mish below opset 18 (``x * tanh(softplus(x))``),
+and LayerNorm below opset 17
 (``ReduceMean``, ``Sub``, ``Pow``, ``ReduceMean``, ``Add``, ``Sqrt``, ``Div``, then the scale
 ``Mul`` and the shift ``Add``; ConvNeXt's over the channels of an NCHW image too).  A pattern is
 rewritten only when nothing outside it reads its intermediate values; otherwise its nodes are
@@ -17,9 +19,49 @@ __all__ = ["fuse_patterns"]
 
 
 def fuse_patterns(imp) -> None:
-    """Rewrite every GELU and LayerNorm pattern of ``imp.nodes`` in place (matched nodes join ``imp.done``)."""
+    """Rewrite every GELU, gated (SiLU, Mish) and LayerNorm pattern of ``imp.nodes`` in place (matched
+    nodes join ``imp.done``)."""
     _fuse_gelu(imp)
+    _fuse_gated(imp)
     _fuse_layernorm(imp)
+
+
+def _fuse_gated(imp) -> None:
+    """Replace ``x * sigmoid(alpha * x)`` by ``Swish(alpha)`` and ``x * tanh(softplus(x))`` by ``Mish``:
+    one function of each element, one table of the vector unit (or of the producer's STOREs)."""
+    from onnx import helper
+
+    for j, node in enumerate(imp.nodes):
+        if node.op_type != "Mul" or j in imp.done or len(node.input) != 2:
+            continue
+        for x, gate in (node.input, node.input[::-1]):
+            match = _gate_match(imp, j, x, gate)
+            if match is not None:
+                op, members, attrs = match
+                imp.done.update(members)
+                imp.nodes[j] = helper.make_node(op, [x], [node.output[0]], name=node.name, **attrs)
+                break
+
+
+def _gate_match(imp, mul_index: int, x: str, gate: str):
+    """(operator, the gate's nodes, attributes) when ``gate``, read by the product alone, is
+    ``sigmoid(alpha * x)`` or ``tanh(softplus(x))``; else None."""
+    k = _producer(imp, gate)
+    if k is None or _single_reader(imp, gate)[0] != mul_index:
+        return None
+    g = imp.nodes[k]
+    if g.op_type == "Sigmoid" and g.input[0] == x:
+        return "Swish", {k}, {"alpha": 1.0}
+    p = _producer(imp, g.input[0]) if g.op_type in ("Sigmoid", "Tanh") else None
+    if p is None or _single_reader(imp, g.input[0])[0] != k:
+        return None
+    pre = imp.nodes[p]
+    if g.op_type == "Tanh" and pre.op_type == "Softplus" and pre.input[0] == x:
+        return "Mish", {k, p}, {}
+    alpha = _scalar(imp, _other(pre, x)) if pre.op_type == "Mul" and x in pre.input else None
+    if g.op_type == "Sigmoid" and alpha is not None:
+        return "Swish", {k, p}, {"alpha": alpha}
+    return None
 
 
 def _fuse_gelu(imp) -> None:

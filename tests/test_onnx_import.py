@@ -742,7 +742,8 @@ ACTIVATION_CASES = [("Tanh", {}, "tanh"), ("HardSwish", {}, "hardswish"), ("Hard
                     ("LeakyRelu", {}, "leaky_relu"), ("Elu", {"alpha": 0.5}, "elu"), ("Clip", {"min": 0, "max": 6}, "clip"),
                     ("Clip", {"max": 1.5}, "clip"), ("Clip", {"min": 0}, "relu"), ("Softplus", {}, "softplus"),
                     ("Softsign", {}, "softsign"), ("Selu", {}, "selu"), ("Selu", {"alpha": 1.5, "gamma": 2.0}, "selu"),
-                    ("Mish", {"opset": 18}, "mish"), ("Gelu", {"opset": 20, "approximate": "tanh"}, "gelu_tanh")]
+                    ("Mish", {"opset": 18}, "mish"), ("Gelu", {"opset": 20, "approximate": "tanh"}, "gelu_tanh"),
+                    ("Swish", {"opset": 24}, "swish"), ("Swish", {"opset": 24, "alpha": 1.5}, "swish")]
 
 
 @pytest.mark.parametrize("op, attrs, func", ACTIVATION_CASES,
@@ -886,13 +887,17 @@ def test_an_exported_table_with_a_pole_or_an_exponent_imports_as_itself(case):
         [(l.kind, getattr(l, "params", ())) for l in imp.model.layers]
 
 
-def test_an_exported_mish_is_its_decomposition_below_opset_18():
+@pytest.mark.parametrize("op, attrs", [("Mish", {"opset": 18}), ("Swish", {"opset": 24, "alpha": 1.702})])
+def test_an_exported_gated_activation_is_its_decomposition_and_imports_back_whole(op, attrs):
+    """Below their opsets (18, 24) the exporter writes Mish and Swish as their formulas, which the
+    importer's patterns make one table again."""
     from mapper.onnx_export import OPSET, export_onnx
 
-    imp = import_onnx(activation_graph("Mish", opset=18), "mish")
+    imp = import_onnx(activation_graph(op, **attrs), op)
     proto = export_onnx(imp.model, imp.weights)
-    again = import_onnx(proto, "mish")
-    assert OPSET < 18 and [l.kind for l in again.model.layers] == ["conv2d", "softplus", "tanh", "mul", "conv2d"]
+    assert OPSET < attrs["opset"] and op not in {n.op_type for n in proto.graph.node}
+    again = import_onnx(proto, op)
+    assert [l.kind for l in again.model.layers] == ["conv2d", op.lower(), "conv2d"]
     x = np.random.default_rng(1).normal(size=imp.model.input)
     first, second = dict(reference.run_float(imp.model, imp.weights, x)), dict(reference.run_float(again.model,
                                                                                                    again.weights, x))
@@ -910,7 +915,7 @@ def test_a_channel_split_is_a_view_of_its_tensor(kw):
     imp = import_onnx(proto, "c2f")
     [sl] = [l for l in imp.model.layers if l.kind == "channel_slice"]
     [cat] = [l for l in imp.model.layers if l.kind == "concat"]
-    whole = imp.model.layers[2 if kw.get("silu", True) else 0].name      # cv1's output (after its SiLU)
+    whole = imp.model.layers[1 if kw.get("silu", True) else 0].name      # cv1's output (after its SiLU)
     assert (sl.inputs, sl.start, sl.channels) == ((whole,), 8, 8)
     assert cat.inputs[0] == whole and len(cat.inputs) == 1 + kw.get("blocks", 1)
     storage = storage_plan(imp.model)
