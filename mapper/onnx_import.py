@@ -567,6 +567,7 @@ class _Importer:
             raise self.fail(f"input {name!r} is a {v.dtype} constant where a float tensor is needed")
         if self.sources[v.source].kind == "const":
             self.materialise_const(v.source)
+            return self.views[name]             # on the Constant layer, which may have another name
         return v
 
     def only_consumer(self, tensor: str, op: str):
@@ -666,10 +667,11 @@ class _Importer:
         self.fold_of[tensor] = key
         return True
 
-    def materialise_const(self, source: str) -> None:
+    def materialise_const(self, source: str) -> str:
+        """The Constant layer of a constant not yet a layer (views of it read the layer); its name."""
         src = self.sources[source]
         if src.kind != "const":
-            return
+            return source
         name = self.layer_name(source)
         self.sources.pop(source)
         self.emit(Constant, name, shape=tuple(src.shape), init="onnx", after=src.after, seq=src.seq)
@@ -678,13 +680,13 @@ class _Importer:
         for k, v in list(self.views.items()):
             if v.source == source:
                 self.views[k] = v.on(name, src.shape)
+        return name
 
     def constant_layer(self, base: str, data: np.ndarray, after: Optional[str], seq: int = 0) -> str:
         """A Constant layer holding ``data`` (HWC), named after ``base``; reused when equal."""
         src = self.sources.get(base)
         if src is not None and src.kind == "const" and src.data.shape == data.shape and np.array_equal(src.data, data):
-            self.materialise_const(base)           # the initializer as it is: one layer for all its readers
-            return self.views[base].source
+            return self.materialise_const(base)    # the initializer as it is: one layer for all its readers
         key = (base, data.shape, hashlib.sha256(data.tobytes()).hexdigest())
         cache = self.__dict__.setdefault("_const_cache", {})
         if key not in cache:
@@ -742,7 +744,7 @@ class _Importer:
         if not all(n in self.consts or (n in self.views and self.sources[self.views[n].source].kind == "const")
                    for n in ins):
             return False
-        if all(n in self.consts for n in ins):
+        if all(n in self.consts for n in ins) or node.op_type == "Concat":   # BEiT's cat(q_bias, 0, v_bias)
             return True
         return node.op_type not in _VIEW_OPS and all(self.array(n).size <= 1 for n in ins if n in self.views)
 

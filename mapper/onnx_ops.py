@@ -496,13 +496,14 @@ def _conv(imp, node) -> None:
         raise imp.fail(f"a {w.ndim - 2}-D convolution; supported: 2-D convolutions")
     dilation = _equal_pair(imp, a.get("dilations", [1, 1]), "dilations")
     v = imp.act(node.input[0])
-    x = v if _nchw_prefix(v) else imp.materialise(v, _nchw_prefix)
+    groups = a.get("group", 1)
+    image = _nchw_prefix if groups == 1 else _nchw_full      # a grouped convolution reads all its input's channels
+    x = v if image(v) else imp.materialise(v, image)
     if x is None:
         if _conv_of_rows(imp, node, v, w, b, a):
             return
-        x = imp.need(v, _nchw_prefix, "an NCHW image")            # refused: names the layout
+        x = imp.need(v, image, "an NCHW image")            # refused: names the layout
     h, wd, _ = x.src_shape
-    groups = a.get("group", 1)
     strides = [int(v) for v in a.get("strides", [1, 1])]
     if len(strides) != 2 or min(strides) < 1:
         raise imp.fail(f"strides {strides}; supported: two strides of at least 1")

@@ -1432,3 +1432,53 @@ def test_a_pointwise_convolution_of_a_split_half_reads_a_channel_slice():
     imp = import_onnx(proto, "half")
     assert [l.kind for l in imp.model.layers] == ["conv2d", "channel_slice", "conv2d"]
     assert imp.model.total_macs == 64 * (16 * 3 + 4 * 8) and _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("variant", ["class_attention", "torch_name"])
+def test_a_constant_read_as_an_activation_is_read_under_its_layer_name(variant):
+    """A constant that becomes a Constant layer under another name (PyTorch's ``onnx::Add_7`` is
+    sanitised; CaiT's class token, concatenated and then added to its update, steps aside for the
+    concatenation's Constant) is read under the layer's name: before, its reader got the old name
+    (a KeyError)."""
+    g = Graph(33)
+    c = 16
+    x = g.op("Conv", ["pixel_values", g.weight("w", c, 3, 8, 8), g.weight("b", c)], "/embed", kernel_shape=[8, 8],
+             strides=[8, 8])
+    x = g.op("Transpose", [g.reshape(x, [1, c, 16], "/embed")], "/embed", perm=[0, 2, 1])
+    # DETR's queries, [1, 4, C], plus a [1, 1, C] activation: the constant is the whole operand
+    token = g.weight("cls_token", 1, 1, c, scale=1.0) if variant == "class_attention" else \
+        g.weight("onnx::Add_7", 1, 4, c, scale=1.0)
+    if variant == "class_attention":
+        u = g.op("Concat", [token, x], "", axis=1)
+        h = g.op("Slice", [u, g.const([0]), g.const([1]), g.const([1]), g.const([1])], "")
+    else:
+        h = g.op("ReduceMean", [x], "", axes=[1], keepdims=1)
+    proto = g.model([image_input(3, 32, 32)], [out(g.op("Add", [token, g.linear(h, c, c, "/q")], ""))])
+    assert _max_rel_error(proto, import_onnx(proto, variant)) <= RTOL
+
+
+def test_a_concatenation_of_constants_is_a_constant():
+    """BEiT's qkv bias ``cat((q_bias, zeros_like(k_bias), v_bias))`` exported without constant folding:
+    the concatenation is evaluated, and the linear takes it as its bias (it crashed)."""
+    g = Graph(34)
+    c = 16
+    x = g.op("Transpose", [g.reshape(g.op("Conv", ["pixel_values", g.weight("w", c, 3, 8, 8)], "/embed",
+                                          kernel_shape=[8, 8], strides=[8, 8]), [1, c, 16], "/embed")], "/embed", perm=[0, 2, 1])
+    bias = g.op("Concat", [g.weight("/attn.q_bias", c, scale=0.1), g.const(np.zeros(c, np.float32), np.float32),
+                           g.weight("/attn.v_bias", c, scale=0.1)], "/attn", axis=0)
+    y = g.op("Add", [g.op("MatMul", [x, g.weight("/attn.qkv.weight_t", c, 3 * c)], "/attn"), bias], "/attn")
+    proto = g.model([image_input(3, 32, 32)], [out(y)])
+    imp = import_onnx(proto, "beit")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "linear"] and _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_grouped_convolution_of_a_split_first_part_reads_a_channel_slice():
+    """Res2Net's and EdgeNeXt's ``convs[0](x.split(w, 1)[0])`` with ``groups = w``: the first channels of
+    a tensor are a channel slice, not a prefix the convolution reads (it was refused with the wrong shape)."""
+    g = Graph(35)
+    x = g.op("Conv", ["x", g.weight("c.w", 16, 3, 1, 1)], "/c", kernel_shape=[1, 1])
+    a, b = g.op("Split", [x, g.const([8, 8])], "/split", n_out=2, axis=1)
+    y = g.op("Conv", [a, g.weight("d.w", 8, 1, 3, 3)], "/d", kernel_shape=[3, 3], pads=[1] * 4, group=8)
+    proto = g.model([image_input(3, 8, 8, "x")], [out(g.op("Concat", [y, b], "/cat", axis=1))])
+    imp = import_onnx(proto, "res2net")
+    assert "channel_slice" in [l.kind for l in imp.model.layers] and _max_rel_error(proto, imp) <= RTOL
