@@ -40,7 +40,7 @@ __all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "store_pe_clip", "store_tile_bytes", "STORE_MIN_BUSY", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "load_inp_gb_unaligned", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WIDE_WALK_LANES", "VEC_WALK_SETUP", "vec_lane_floor",
            "VEC_SETUP", "VEC_CHECK", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing",
            "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align",
-           "gb_holds_tensors"]
+           "gb_holds_tensors", "gb_store_fits"]
 
 QUEUE_DEPTH = 8          # instruction-queue entries per unit
 TOKEN_LIMIT = 8          # tokens a FIFO may hold, counted in program order (pushes minus pops)
@@ -467,11 +467,17 @@ def _distinct_per_beat(values: np.ndarray) -> np.ndarray:
     return v
 
 
+def gb_store_fits(config: AcceleratorConfig) -> bool:
+    """Whether a STORE may write the global buffer (``dst_gb``): one PE's K0 lanes within a write beat."""
+    return config.k0 <= config.gb_bus_bytes
+
+
 def gb_holds_tensors(config: AcceleratorConfig) -> bool:
     """Whether a program may keep a tensor in the global buffer for LOAD_INPs to gather: its banks
-    hold whole C0 rows only on a bus of at least C0 bytes a cycle.  On a narrower one (which no RTL
-    builds, ``hw.config_file.rtl_support``) every tensor goes through DRAM."""
-    return config.gb_bus_bytes >= config.c0
+    hold whole C0 rows only on a bus of at least C0 bytes a cycle (a narrower one no RTL builds,
+    ``hw.config_file.rtl_support``), and STOREs write it there only if K0 fits a write beat
+    (``gb_store_fits``).  Otherwise every tensor goes through DRAM."""
+    return config.gb_bus_bytes >= config.c0 and gb_store_fits(config)
 
 
 def gb_resident_pitch(channels: int, config: AcceleratorConfig) -> int:
@@ -606,7 +612,7 @@ def _store_gb_legality(f, cfg: AcceleratorConfig, t: dict) -> list:
     return [(gb & ((f["t_k"] > f["k_pitch"]) | (f["dst_addr"] + t["gb_span"] > cfg.global_buf_bytes)),
              "global-buffer bytes {dst_addr} + {t_h}x{t_w}x{k_pitch} with t_k {t_k} <= k_pitch "
              "(size {cfg.global_buf_bytes})"),
-            (gb & (cfg.k0 > cfg.gb_bus_bytes), "dst_gb with K0 = {cfg.k0} lanes above the global buffer's "
+            (gb & (not gb_store_fits(cfg)), "dst_gb with K0 = {cfg.k0} lanes above the global buffer's "
              "write beat of {cfg.gb_bus_bytes} bytes")]
 
 

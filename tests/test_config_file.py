@@ -185,3 +185,31 @@ def test_the_rtl_line_asks_what_make_verilog_asks(fields, named):
     assert named in str(refused.value)
     assert rtl_support(odd) == f"cannot build it: {refused.value}"
     assert rtl_support(get_config("small")) == "builds it"
+
+
+def test_k0_wider_than_the_global_buffers_write_beat_keeps_tensors_in_dram(tmp_path):
+    """An accepted file whose K0 (32) is wider than its global buffer's write beat (tiny's 16 bytes):
+    a STORE cannot write the buffer (``hw.timing.gb_store_fits``), so the mapper keeps every tensor
+    in DRAM; before, it kept one there and the program was refused with a traceback."""
+    import numpy as np
+
+    from hw.isa import Op
+    from hw.timing import gb_holds_tensors, gb_store_fits, schedule
+    from mapper.ir import Conv2d, Model
+    from mapper.program import build_program
+    from mapper.quantize import random_qmodel
+    from sim.functional import check_program
+    from sim.simulator import simulate
+
+    path = tmp_path / "k32.toml"
+    path.write_text('base = "tiny"\nk0 = 32\nparam_depth = 128\nweight_buf_bytes = 4096\n')
+    cfg = load_config(str(path))
+    assert cfg.k0 > cfg.gb_bus_bytes and not gb_store_fits(cfg) and not gb_holds_tensors(cfg)
+    model = Model("m", "full", (8, 8, 16), (Conv2d("a", "encoder", 16, 32, 8, 8, relu=True),
+                                            Conv2d("b", "encoder", 32, 16, 8, 8, inputs=("a",))))
+    q = random_qmodel(model, 1)
+    x = np.random.default_rng(1).integers(-128, 128, size=model.input).astype(np.int8)
+    program = build_program(q, cfg, image=x)
+    assert not any(i.op == Op.STORE and i.f["dst_gb"] for i in program.stream)
+    assert check_program(program, q, x)["tensors"] == 2
+    assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
