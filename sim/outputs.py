@@ -16,7 +16,6 @@ import dataclasses
 from hw.cli import UsageError, join_name, name_token, short_hash
 from hw.config import PRESETS, AcceleratorConfig
 
-from .simulator import IDEAL_MEMORY
 
 __all__ = ["config_tag", "run_name", "parse_formats", "PLOT_FORMATS"]
 
@@ -27,6 +26,7 @@ _FIELD_TAGS = {
     "dram_latency": lambda v: f"lat{v}",
     "clock_ghz": lambda v: f"{float(v)!r}GHz",
     "global_buf_bytes": lambda v: f"gb{v // 1024}KiB" if v % 1024 == 0 else f"gb{v}B",
+    "gb_bus_bytes_per_cycle": lambda v: f"gbbus{v}B",
 }
 
 
@@ -35,9 +35,10 @@ MAX_OVERRIDE_TAGS = 4
 
 
 def config_tag(cfg: AcceleratorConfig) -> str:
-    """``E`` for the preset E; ``E_dram384B_lat200_1.5GHz`` with overrides; ``E_ideal_memory`` when
-    every field of ``sim.simulator.IDEAL_MEMORY`` has its value; ``<name>-<hash>`` for a
-    configuration that is no preset, or has more than ``MAX_OVERRIDE_TAGS`` overrides."""
+    """``E`` for the preset E; ``E_dram384B_lat200_1.5GHz`` with overrides (the values of
+    ``sim.simulator.IDEAL_MEMORY`` too: ``ideal_memory`` names the mode that times a real memory's
+    mappings with them, ``sim.run.run_dir``); ``<name>-<hash>`` for a configuration that is no
+    preset, or has more than ``MAX_OVERRIDE_TAGS`` overrides."""
     return name_token("_".join(p for p in config_parts(cfg) if p))
 
 
@@ -55,11 +56,7 @@ def config_parts(cfg: AcceleratorConfig) -> tuple[str, str]:
 def _override_tags(cfg: AcceleratorConfig, base: AcceleratorConfig) -> list[str]:
     changed = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
                if getattr(cfg, f.name) != getattr(base, f.name)}
-    tags = []
-    if all(changed.get(k) == v for k, v in IDEAL_MEMORY.items()):
-        tags.append("ideal_memory")
-        changed = {k: v for k, v in changed.items() if k not in IDEAL_MEMORY}
-    return tags + [_FIELD_TAGS.get(k, lambda v, k=k: f"{k}{v}")(v) for k, v in changed.items()]
+    return [_FIELD_TAGS.get(k, lambda v, k=k: f"{k}{v}")(v) for k, v in changed.items()]
 
 
 def run_name(*parts: str) -> str:

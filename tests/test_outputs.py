@@ -36,7 +36,8 @@ def test_config_tag_names_every_override():
     assert config_tag(e) == "E"
     assert config_tag(get_config("E", dram_bytes_per_cycle=384, dram_latency=200)) == "E_dram384B_lat200"
     assert config_tag(get_config("E", clock_ghz=1.5, global_buf_bytes=512 * 1024)) == "E_gb512KiB_1.5GHz"
-    assert config_tag(get_config("E", **IDEAL_MEMORY)) == "E_ideal_memory"
+    # the values of the ideal-memory mode, given as overrides: named as they are, not as the mode
+    assert config_tag(get_config("E", **IDEAL_MEMORY)) == "E_dram65536B_lat2_gbbus65536B"
     assert config_tag(get_config("E", dram_latency=100)) == "E"          # the preset's own value
     mine = e.replace(name="mine")
     assert config_tag(mine).startswith("mine-") and config_tag(mine) != config_tag(mine.replace(k0=16, c0=16))
@@ -55,8 +56,11 @@ def test_run_dir_names_model_size_and_modes():
     e = get_config("E")
     assert run.run_dir(b2, e, False) == "segformer_b2_E"
     assert run.run_dir(build_model("segformer_b2", size=(256, 256)), e, True) == "segformer_b2_E_256x256"
-    assert run.run_dir(build_model("segformer_b2", "B2_c"), get_config("E", **IDEAL_MEMORY), False,
+    assert run.run_dir(build_model("segformer_b2", "B2_c"), e, False, ideal_memory=True,
                        mac_only=True) == "segformer_b2_E_B2_c_ideal_memory_mac_only"
+    # the mode (a real memory's mappings timed with IDEAL_MEMORY) and a configuration of those values
+    # (mapped for them) give other results, so other folders
+    assert run.run_dir(b2, e, False, ideal_memory=True) != run.run_dir(b2, get_config("E", **IDEAL_MEMORY), False)
     assert run.run_dir(b2, get_config("E", dram_bytes_per_cycle=384), False, fuse=False) == \
         "segformer_b2_E_dram384B_no_fusion"
     # a configuration whose name holds "_" keeps it whole, before the size
