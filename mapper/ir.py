@@ -253,6 +253,11 @@ class Conv2d(_Base):
         _check_part(self.part)
         if isinstance(self.kernel, int):
             object.__setattr__(self, "kernel", (self.kernel, self.kernel))
+        kernel = tuple(self.kernel) if isinstance(self.kernel, (tuple, list)) else ()
+        if len(kernel) != 2 or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in kernel):
+            raise ValueError(f"{self.name}: kernel must be a positive integer or two (height, width), "
+                             f"not {self.kernel!r}")
+        object.__setattr__(self, "kernel", kernel)
         _positive(self, "in_ch", "out_ch", "in_h", "in_w", "stride", "groups", "dilation")
         try:
             pads = conv_pads(self.padding)
@@ -483,6 +488,8 @@ class LayerNorm(_Base):
 
     def __post_init__(self) -> None:
         _check_part(self.part)
+        if not isinstance(self.eps, (int, float)) or not 0 <= self.eps < 1:
+            raise ValueError(f"{self.name}: eps must be in [0, 1), not {self.eps!r}")
 
     def infer(self, in_shapes):
         return _same(self, in_shapes)
@@ -499,6 +506,8 @@ class Softmax(_Base):
 
     def __post_init__(self) -> None:
         _check_part(self.part)
+        if not isinstance(self.row, int) or isinstance(self.row, bool) or self.row < 0:
+            raise ValueError(f"{self.name}: row must be 0 (all channels) or a positive integer, not {self.row!r}")
 
     def row_len(self) -> int:
         return self.row or self.out_shape[2]
@@ -636,8 +645,9 @@ class Pool(_Base):
             _positive(self, "out_h", "out_w")
         else:
             _positive(self, "kernel", "stride")
-            if self.padding < 0:
-                raise ValueError(f"{self.name}: padding must be at least 0, not {self.padding!r}")
+            if not isinstance(self.padding, int) or not 0 <= self.padding <= self.kernel // 2:
+                raise ValueError(f"{self.name}: padding must be 0 .. {self.kernel // 2} (at most half the "
+                                 f"{self.kernel}x{self.kernel} window, as PyTorch requires), not {self.padding!r}")
 
     def window_out(self, size: int) -> int:
         """Output extent along an axis of ``size`` (``max``/``avg``; PyTorch's ceil_mode rule)."""
@@ -729,6 +739,7 @@ class Pad(_Base):
 
     def __post_init__(self) -> None:
         _check_part(self.part)
+        _positive(self, "out_h", "out_w")
 
     def infer(self, in_shapes):
         h, w, c = _same(self, in_shapes)
@@ -932,6 +943,9 @@ class Model:
     outputs: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
+        if len(tuple(self.input)) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                  for v in self.input):
+            raise ValueError(f"{self.name}: input must be (H, W, C), three positive integers, not {self.input!r}")
         names = [layer.name for layer in self.layers]
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})

@@ -155,3 +155,19 @@ def test_padding_that_differs_between_sides():
     for bad in (-1, (1, 2, 3), (0, -1, 0, 0), (True, 1), "1"):
         with pytest.raises(ValueError, match="padding"):
             Conv2d("e", "encoder", 3, 8, 9, 9, kernel=3, padding=bad)
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda: Softmax("s", "encoder", inputs=(), row=-4), "row must be 0 (all channels) or a positive integer, not -4"),
+    (lambda: Conv2d("c", "encoder", 3, 4, 8, 8, kernel="3"), "kernel must be a positive integer or two"),
+    (lambda: Pad("p", "encoder", inputs=(), out_h=-1, out_w=3), "out_h must be a positive integer, not -1"),
+    (lambda: Pool("p", "encoder", inputs=(), mode="max", kernel=3, padding=2), "padding must be 0 .. 1"),
+    (lambda: LayerNorm("n", "encoder", inputs=(), eps=-1.0), "eps must be in [0, 1), not -1.0"),
+    (lambda: Model("m", "full", (8, 8), ()), "input must be (H, W, C), three positive integers, not (8, 8)"),
+], ids=["softmax_row", "kernel", "pad", "pool_padding", "layernorm_eps", "model_input"])
+def test_a_layer_with_a_bad_attribute_is_refused_when_built(make, needle):
+    """Built in Python, a bad attribute was accepted and failed later, deep in the mapper or the ISA
+    (``VEC.rows = -1024 does not fit``), or as an IndexError or TypeError."""
+    with pytest.raises(ValueError) as refusal:
+        make()
+    assert needle in str(refusal.value)

@@ -122,6 +122,18 @@ def test_a_folder_with_foreign_files_is_refused(tmp_path, monkeypatch, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["mine"] and (out / "thesis.tex").read_text() == "precious"
 
 
+def test_a_folder_without_the_mark_of_a_run_is_not_replaced(tmp_path):
+    """A folder holding a file named like a tool's own but no ``.run`` (the user's own report.json) was
+    replaced, "replacing the earlier run of the same name" of which there was none."""
+    from hw.cli import OutputError
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.json").write_text("precious")
+    with pytest.raises(OutputError, match=r"holds files \(report.json\) but no \.run naming the run"):
+        StagedDir(out, ("report.json",), run="segformer_b2_E")
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"] and (out / "report.json").read_text() == "precious"
+
+
 def test_failure_inside_leaves_the_previous_folder(tmp_path):
     out = tmp_path / "o"
     out.mkdir()
@@ -256,15 +268,17 @@ def test_paths_table_prints_full_names(capsys):
 
 
 def test_a_killed_run_leaves_the_earlier_folder_and_no_staging(tmp_path):
+    from hw.cli import RUN_MARK
     out = tmp_path / "o"
     out.mkdir()
     (out / "report.json").write_text("earlier")
+    (out / RUN_MARK).write_text(run.run_dir(build_model("segformer_b2"), get_config("E"), False, check_seed=1) + "\n")
     env = dict(os.environ, PYTHONPATH=str(Path(run.__file__).resolve().parents[1]))
     # --check: after the timing the whole network executes (minutes), so the signal finds the run
     # still going; a timing-only run with its tilings cached can commit within the poll (CI saw rc 0)
     proc = subprocess.Popen([sys.executable, "-m", "sim.run", "--model", "segformer_b2", "--config", "E", "--quiet",
-                             "--check", "--out", str(out)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                             "--check", "--seed", "1", "--out", str(out)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600       # a loaded machine can take minutes to import and start
     while not list(tmp_path.glob(".o.*.tmp")) and time.monotonic() < deadline:     # staging made: running
         time.sleep(0.05)
