@@ -234,11 +234,15 @@ def _values_agreement(f: dict, q: dict, qmodel: QModel) -> dict:
              for n in q if n in f and np.asarray(q[n]).dtype == np.int8]
     if not pairs:
         return {}
-    return {"sqnr_db": min(sqnr_db(a, b) for a, b in pairs), "correlation": min(_correlation(a, b) for a, b in pairs)}
+    sqnr = min(sqnr_db(a, b) for a, b in pairs)
+    return {"sqnr_db": sqnr if math.isfinite(sqnr) else None,        # JSON has no inf: null, as to_json writes it
+            "correlation": min(_correlation(a, b) for a, b in pairs)}
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson's correlation; 1 where both are constant and equal, 0 where one alone is constant."""
+    """Pearson's correlation (in float64: float32 squares of large outputs overflow); 1 where both
+    are constant and equal, 0 where one alone is constant."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
     sa, sb = a.std(), b.std()
     if sa == 0 or sb == 0:
         return 1.0 if sa == sb and np.allclose(a, b) else 0.0

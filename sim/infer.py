@@ -432,6 +432,12 @@ def _report(args, model: Model, cfg: AcceleratorConfig, task: str, image_info: d
     }
 
 
+def _agreement_text(key: str, value) -> str:
+    if value is None and key == "sqnr_db":
+        return "sqnr_db inf (equal)"
+    return f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}"
+
+
 def _write(stage: Path, arrays: dict, doc: dict) -> None:
     for name, value in arrays.items():
         if name.endswith(".npz"):
@@ -528,8 +534,7 @@ def _summary_text(doc: dict) -> str:
              f"{doc['time_ms']:.4f} ms at {doc['clock_ghz']:g} GHz, {doc['energy_uj']:.2f} uJ",
              f"bit-exact with the golden model: {be['tensors']} tensors, {be['elements']:,} elements",
              f"program: {prog_size['instructions']:,} instructions, DRAM image {prog_size['dram_bytes'] / 2**20:.1f} MiB",
-             "agreement with the float reference: " + (", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                                                 for k, v in doc["agreement"].items())
+             "agreement with the float reference: " + (", ".join(_agreement_text(k, v) for k, v in doc["agreement"].items())
                                                        or f"not measured for task {doc['task']!r}")]
     out = doc["output"]
     for item in out.get("top_classes", []):

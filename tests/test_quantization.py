@@ -586,3 +586,24 @@ def test_softmax_output_shift_holds_the_largest_probability():
     assert softmax_out_shift(0.99) == 7 and softmax_out_shift(0.5) == 7
     assert softmax_out_shift(0.2) == 9            # 0.2 * 512 = 102 <= 127 < 0.2 * 1024
     assert softmax_out_shift(1e-6) == 14 and softmax_out_shift(0.0) == 14
+
+
+def test_agreement_of_outputs_is_finite_json_for_equal_and_for_huge_outputs():
+    """Outputs equal to the float ones have no noise: ``sqnr_db`` is null (JSON has no Infinity,
+    which ``run.json`` held); outputs near 1e30 kept their correlation (float32 squares overflowed
+    to 0.0 beside an SQNR of 45 dB)."""
+    import json
+
+    from mapper.quantize import QLayer
+
+    class _Q:               # only the output's scale is read
+        layers = {"out": QLayer(scale=1.0)}
+
+    f = {"out": np.arange(-64, 64, dtype=np.float32)}
+    q = {"out": np.arange(-64, 64).astype(np.int8)}
+    exact = accuracy._values_agreement(f, q, _Q())
+    assert exact["sqnr_db"] is None and exact["correlation"] == pytest.approx(1.0)
+    assert "Infinity" not in json.dumps(exact)
+    big = {"out": f["out"] * np.float32(1e30)}
+    worst = accuracy._correlation(big["out"], q["out"].astype(np.float64) * 1e30)
+    assert worst == pytest.approx(1.0)
