@@ -589,6 +589,17 @@ def test_weights_too_large_for_float32_name_the_layer_in_one_line(tmp_path):
             prepare(model, 1)
 
 
+def test_a_square_root_of_negatives_is_refused_as_outside_its_domain(tmp_path):
+    """``Sqrt`` of a convolution's signed output is NaN in float (as in onnxruntime): the refusal says
+    so, not "weights too large for float32"."""
+    import onnx
+
+    from mapper.calibrate import prepare
+    onnx.save(activation_graph("Sqrt"), tmp_path / "sqrt.onnx")
+    with pytest.raises(ValueError, match=r"not finite \(NaN: sqrt of inputs outside its domain"):
+        prepare(load_onnx(tmp_path / "sqrt.onnx").model, 1)
+
+
 def test_a_finfo_min_attention_mask_is_refused_with_the_hint_to_clamp_it(tmp_path):
     """Hugging Face's additive mask of finfo(float32).min cannot share the int8 scale of the scores it
     is added to; the refusal says so and how to fix the model, and the clamped mask it suggests maps."""
