@@ -1497,6 +1497,10 @@ def _reduce_axes(imp, node) -> None:
     v, a = imp.act(node.input[0]), _attrs(node)
     axes, keep, y = list(a["axes"]), a["keepdims"], node.output[0]
     plan = _mean_plan(v, axes)
+    if plan is None and not L.covers(v):        # some tokens or pixels (x[:, 1:] after a class token): a crop's
+        whole = imp.materialise(v, lambda u: _mean_plan(u, axes) is not None)
+        if whole is not None:
+            v, plan = whole, _mean_plan(whole, axes)
     total = node.op_type == "ReduceSum"
     if plan is None:
         if _channel_reduction(imp, node, v, axes, keep, 1.0 if total else 1.0 / math.prod(v.shape[i] for i in axes)):

@@ -1493,3 +1493,19 @@ def test_a_grouped_convolution_of_a_split_first_part_reads_a_channel_slice():
     proto = g.model([image_input(3, 8, 8, "x")], [out(g.op("Concat", [y, b], "/cat", axis=1))])
     imp = import_onnx(proto, "res2net")
     assert "channel_slice" in [l.kind for l in imp.model.layers] and _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_mean_of_the_tokens_after_the_class_token_is_a_crop_then_a_pool():
+    """timm's ``global_pool='avg'`` with a class token (BEiT): ``x[:, 1:].mean(1)`` reads all tokens but
+    the first, which a crop holds; the mean is the crop's average pool (it was refused)."""
+    g = Graph(36)
+    c = 16
+    x = g.op("Transpose", [g.reshape(g.op("Conv", ["pixel_values", g.weight("w", c, 3, 8, 8)], "/embed",
+                                          kernel_shape=[8, 8], strides=[8, 8]), [1, c, 16], "/embed")], "/embed", perm=[0, 2, 1])
+    x = g.op("Concat", [g.weight("cls_token", 1, 1, c, scale=1.0), x], "", axis=1)
+    x = g.layernorm(x, c, "/norm")
+    tokens = g.op("Slice", [x, g.const([1]), g.const([17]), g.const([1])], "")
+    y = g.linear(g.op("ReduceMean", [tokens], "", axes=[1], keepdims=0), c, 10, "/head")
+    proto = g.model([image_input(3, 32, 32)], [out(y)])
+    imp = import_onnx(proto, "beit")
+    assert {"crop", "pool"} <= {l.kind for l in imp.model.layers} and _max_rel_error(proto, imp) <= RTOL
