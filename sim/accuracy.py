@@ -117,9 +117,19 @@ def logits_layer(model: Model) -> str | None:
     last = model.layers[-1]
     if last.kind == "softmax" and last.inputs[0] in model.output_names:
         last = model.layer(last.inputs[0])
-    one_token = (isinstance(last, Linear) and last.tokens == 1) or \
-        (isinstance(last, Conv2d) and tuple(last.out_shape[:2]) == (1, 1))
-    return last.name if one_token else None
+    return last.name if _one_token_logits(model, last) else None
+
+
+def _one_token_logits(model: Model, layer) -> bool:
+    """A linear over one token, a convolution to one pixel, or sums and products of such logits and
+    constants (a distilled head's ``(head + head_dist) / 2``: DeiT, EfficientFormer)."""
+    if isinstance(layer, Linear):
+        return layer.tokens == 1
+    if isinstance(layer, Conv2d) or layer.kind not in ("add", "mul"):
+        return isinstance(layer, Conv2d) and tuple(layer.out_shape[:2]) == (1, 1)
+    ins = [model.layer(n) for n in layer.inputs if n != INPUT]
+    return len(ins) == len(layer.inputs) and any(i.kind != "constant" for i in ins) and \
+        all(i.kind == "constant" or _one_token_logits(model, i) for i in ins)
 
 
 def task_of(model: Model) -> str:

@@ -905,3 +905,20 @@ def test_make_run_of_a_yolov8_detect_head_saves_its_output_as_onnx_shapes_it(tmp
     [want] = sess.run(None, {imported.input_name: L.gather(imported.input_view, image.astype(np.float32).ravel())})
     assert got.shape == want.shape == (1, 7, 126)
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99
+
+
+def test_a_distilled_classifier_is_measured_as_a_classifier(tmp_path):
+    """DeiT's and EfficientFormer's ``(head(x) + head_dist(x)) / 2``: the logits are a sum of two
+    linears of one token, halved; ``make run`` reports top-1 and top-5 for it (it measured SQNR, as
+    for a network of no known task)."""
+    g = Graph(37)
+    x = g.op("Flatten", [g.op("GlobalAveragePool", [g.op("Relu", [g.op("Conv", ["input", g.weight("c.w", 16, 3, 3, 3)], "/c",
+                                                                        kernel_shape=[3, 3], pads=[1] * 4)], "/c")], "/pool")],
+             "/pool", axis=1)
+    heads = [g.op("Gemm", [x, g.weight(f"{n}.w", 10, 16), g.weight(f"{n}.b", 10)], f"/{n}", transB=1)
+             for n in ("head", "head_dist")]
+    y = g.op("Div", [g.op("Add", heads, "/avg"), g.const(np.float32(2), np.float32)], "/avg")
+    path = _write(tmp_path / "distilled.onnx", g.model([image_input(3, 16, 16, "input")], [graph_output(y)]))
+    assert infer.main(["--model", str(path), "--config", "tiny", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert doc["task"] == "classification" and set(doc["agreement"]) == {"top1_agrees", "top5_overlap"}
