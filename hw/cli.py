@@ -347,9 +347,10 @@ class StagedDir:
         if self.run is not None and earlier is not None and earlier != self.run:
             raise OutputError(f"output folder {out} holds the results of another run ({earlier}), never "
                               f"replaced by this one ({self.run}); choose another --out or remove it")
-        if self.run is not None and earlier is None and any(out.iterdir()):
-            raise OutputError(f"output folder {out} holds files ({', '.join(sorted(p.name for p in out.iterdir())[:3])}) "
-                              f"but no {RUN_MARK} naming the run that wrote them; choose another --out or empty it")
+        held = sorted(p.name for p in out.iterdir())
+        if self.run is not None and earlier is None and held:
+            raise OutputError(f"output folder {out} holds files ({', '.join(held[:3])}) but no {RUN_MARK} naming "
+                              f"the run that wrote them; choose another --out or empty it")
         if not os.access(out, os.W_OK | os.X_OK):
             raise OutputError(f"cannot replace the output folder {out}: permission denied")
 

@@ -1046,6 +1046,13 @@ def pool_out_size(n: int, kernel: int, stride: int, padding: int, ceil_mode: boo
     return out
 
 
+def check_pool_padding(kernel: int, padding: int) -> None:
+    """PyTorch's rule, which a pooling window's start counter needs: ``0 <= padding <= kernel // 2``."""
+    if not isinstance(padding, int) or isinstance(padding, bool) or not 0 <= padding <= kernel // 2:
+        raise ValueError(f"padding must be 0 .. {kernel // 2} (at most half the {kernel}x{kernel} window, as "
+                         f"PyTorch requires), not {padding!r}")
+
+
 def pool_axis_windows(n: int, kernel: int, stride: int, padding: int, ceil_mode: bool = False):
     """Windows of a pooling axis: ``(lo, hi, padded)`` int64 arrays, one entry per output.
 
@@ -1054,8 +1061,7 @@ def pool_axis_windows(n: int, kernel: int, stride: int, padding: int, ceil_mode:
     including zero padding but not beyond it (PyTorch's ``count_include_pad``
     divisor, which leaves out what ``ceil_mode`` adds past the padding).
     """
-    if not 0 <= padding <= kernel // 2:
-        raise ValueError(f"padding must be in 0..kernel//2 = {kernel // 2}, not {padding}")
+    check_pool_padding(kernel, padding)
     start = np.arange(pool_out_size(n, kernel, stride, padding, ceil_mode), dtype=np.int64) * stride - padding
     end = start + kernel
     return np.maximum(start, 0), np.minimum(end, n), np.minimum(end, n + padding) - start

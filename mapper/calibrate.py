@@ -220,9 +220,10 @@ def _ranges(model: Model, outputs, percentile: Optional[float]) -> dict[str, flo
     with np.errstate(over="ignore", invalid="ignore"):        # an overflow is refused below, by name
         for layer, (name, y) in zip(model.layers, outputs):
             if not np.all(np.isfinite(y)):
-                nan = bool(np.isnan(y).any())
-                why = (f"NaN: {layer.kind} of inputs outside its domain, e.g. a negative" if nan and layer.kind in
-                       ("sqrt", "log", "pow", "rsqrt") else "NaN" if nan else "infinite: weights too large for float32?")
+                nan, tables = bool(np.isnan(y).any()), ("sqrt", "log", "pow", "rsqrt", "reciprocal")
+                why = (f"NaN: {layer.kind} of inputs outside its domain, e.g. a negative" if nan and layer.kind in tables
+                       else f"infinite: {layer.kind} at its pole, an input of 0" if layer.kind in tables
+                       else "NaN" if nan else "infinite: weights too large for float32?")
                 raise ValueError(f"layer {name}: its float output on the calibration image is not finite ({why})")
             p = None if isinstance(layer, Constant) else percentile
             ranges[name] = tensor_range(y, readers.get(name, []), p)

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterator, Optional, Union
 
+from hw.operators import check_pool_padding
+
 from .float_ops import ACTIVATIONS
 
 __all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "Add", "Mul", "Resize",
@@ -645,9 +647,10 @@ class Pool(_Base):
             _positive(self, "out_h", "out_w")
         else:
             _positive(self, "kernel", "stride")
-            if not isinstance(self.padding, int) or not 0 <= self.padding <= self.kernel // 2:
-                raise ValueError(f"{self.name}: padding must be 0 .. {self.kernel // 2} (at most half the "
-                                 f"{self.kernel}x{self.kernel} window, as PyTorch requires), not {self.padding!r}")
+            try:
+                check_pool_padding(self.kernel, self.padding)
+            except ValueError as e:
+                raise ValueError(f"{self.name}: {e}") from None
 
     def window_out(self, size: int) -> int:
         """Output extent along an axis of ``size`` (``max``/``avg``; PyTorch's ceil_mode rule)."""

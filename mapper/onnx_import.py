@@ -714,10 +714,7 @@ class _Importer:
         """The view of a new layout layer's output that holds what ``v`` holds, if one exists and is ``ok``."""
         base = v.origin or (self.node.output[0] if self.node is not None else v.source)
         cache = self.__dict__.setdefault("_layout_cache", {})
-        for cand in L.layout_candidates(v):
-            found = L.match_layout(v, cand, "?")
-            if found is None or not ok(found):
-                continue
+        for cand, found in self._layouts(v, ok):
             key = (cand.kind, cand.source, tuple(sorted(cand.params.items())))
             if key not in cache:
                 name = self.layer_name(base)
@@ -726,6 +723,17 @@ class _Importer:
                 cache[key] = name
             return found.on(cache[key], self.sources[cache[key]].shape)
         return None
+
+    def layout_match(self, v: View, ok: Callable[[View], bool] = L.covers) -> Optional[View]:
+        """What ``materialise`` would give, over a placeholder tensor ``?``: it makes no layer."""
+        return next((found for _, found in self._layouts(v, ok)), None)
+
+    @staticmethod
+    def _layouts(v: View, ok: Callable[[View], bool]):
+        for cand in L.layout_candidates(v):
+            found = L.match_layout(v, cand, "?")
+            if found is not None and ok(found):
+                yield cand, found
 
     def _patch_merge_source(self, cand: L.Candidate) -> str:
         """Patch merging pads odd sides itself: of a zero padding to even sides, read its input."""

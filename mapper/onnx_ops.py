@@ -18,7 +18,7 @@ from hw.operators import nearest_indices
 
 from . import onnx_layout as L
 from .ir import (INPUT, Activation, Add, Concat, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Mul, Pad, Pool,
-                 Resize, Roll, Softmax, WindowPartition, conv_out, conv_pads)
+                 Resize, Roll, Softmax, conv_out, conv_pads)
 from .fusion import is_class_map_resize
 from .onnx_layout import View
 
@@ -495,6 +495,9 @@ def _conv(imp, node) -> None:
     if w.ndim != 4:
         raise imp.fail(f"a {w.ndim - 2}-D convolution; supported: 2-D convolutions")
     dilation = _equal_pair(imp, a.get("dilations", [1, 1]), "dilations")
+    if b is not None and b.shape != (w.shape[0],):
+        raise imp.fail(f"a bias of shape {list(b.shape)} for {w.shape[0]} output channels; supported: one value "
+                       f"per output channel")
     v = imp.act(node.input[0])
     groups = a.get("group", 1)
     image = _nchw_prefix if groups == 1 else _nchw_full      # a grouped convolution reads all its input's channels
@@ -512,9 +515,6 @@ def _conv(imp, node) -> None:
     pad = _conv_padding(imp, a, [dilation * (k - 1) + 1 for k in w.shape[2:]], (h, wd), strides)
     if w.shape[1] * groups != x.shape[1]:
         raise imp.fail(f"weights of shape {list(w.shape)} with group {groups} do not match {x.shape[1]} input channels")
-    if b is not None and b.shape != (w.shape[0],):
-        raise imp.fail(f"a bias of shape {list(b.shape)} for {w.shape[0]} output channels; supported: one value "
-                       f"per output channel")
     out, w, b, inv = _fold_batchnorm(imp, node, w, b)
     out, relu = _fold_relu(imp, out)
     name = imp.layer_name(out if stride == max(strides) else f"{out}/stride{stride}")
@@ -1404,7 +1404,7 @@ def _uneven_pool_padding(imp, node, pads, kernel, stride: int, size) -> tuple[in
     or an average without ``count_include_pad``), when both give as many windows."""
     a, (top, left, bottom, right) = _attrs(node), pads
     counted = node.op_type == "AveragePool" and a.get("count_include_pad", 0)
-    if top == left and kernel[0] == kernel[1] and not a.get("ceil_mode", 0) and not counted:
+    if top == left and kernel[0] == kernel[1] and top <= kernel[0] // 2 and not a.get("ceil_mode", 0) and not counted:
         want = [(n + lo + hi - kernel[0]) // stride + 1 for n, lo, hi in zip(size, (top, left), (bottom, right))]
         for ceil_mode in (False, True):
             probe = Pool("probe", "encoder", ("x",), "max", kernel=kernel[0], stride=stride, padding=top,
@@ -1593,7 +1593,7 @@ def _concat(imp, node) -> None:
             return _out(imp, node, joined)
         # parts of one tensor repeated along the channels (Concat([x, x]), of a crop too): a
         # concatenation, its parts formed (layout layers) and copies made
-    if _token_concat(imp, node, views, axis) or _pixel_concat(imp, node, views, axis):
+    if _pixel_concat(imp, node, views, axis):
         return
     # a concatenation of channels is a layer (of one input too: it moves no data, fusion makes it zero-copy)
     views = _own_parts(imp, node, _joined_slices(imp, [imp.act(n) for n in node.input if n], axis))
@@ -1609,15 +1609,19 @@ def _concat(imp, node) -> None:
 
 def _pixel_concat(imp, node, views: list[View], axis: int) -> bool:
     """Whole tensors of equal channels whose pixels ``axis`` runs through in blocks (YOLOv8's and
-    SSD's levels of anchors, token sequences one after the other): a concatenation of pixels,
-    viewed as the parts are.  False when the node is no such concatenation, or one of channels."""
-    forms = {_form_of(v) for v in views}
-    if len(forms) == 1 and None not in forms and _FORMS[forms.pop()][1] == axis:
+    SSD's levels of anchors, token sequences one after the other; a part that is some of a tensor's
+    pixels, a layout layer's output): a concatenation of pixels, viewed as the parts are.  False
+    when the node is no such concatenation, or one of channels."""
+    if _whole_channel_parts(views, axis):
         return False
-    index = L.pixel_concat(views, axis)
+    whole = [v if L.covers(v) else imp.layout_match(v) for v in views]    # some tokens: a crop's (DINOv2's
+    if None in whole:                                                      # cat(x[:, :1], registers, x[:, 1:]))
+        return False
+    index = L.pixel_concat(whole, axis)
     if index is None:
         return False
-    parts = _own_parts(imp, node, [imp.act(n) for n in node.input if n])
+    parts = [imp.act(n) for n in node.input if n]
+    parts = _own_parts(imp, node, [p if L.covers(p) else imp.materialise(p) for p in parts])
     name = imp.layer_name(node.output[0])
     shape = imp.emit(Concat, name, inputs=tuple(v.source for v in parts), along="pixels")
     imp.views[node.output[0]] = L.from_indices(name, shape, index)
@@ -1687,53 +1691,6 @@ def _own_parts(imp, node, views: list[View]) -> list[View]:
         taken.add(v.source)
         own.append(v)
     return own
-
-
-#: Token-sequence forms and their token axis.
-_TOKEN_FORMS = {"tokens": 1, "rows": 0, "seq": 0}
-
-
-def _token_concat(imp, node, views: list[View], axis: int) -> bool:
-    """Constant tokens before and after one token sequence (a class token): the sequence as ``N x 1``
-    tokens (a window partition of a square image into one window), zero-padded by the constant
-    tokens' count, rolled so that the zeros come first, plus a constant holding the tokens.  These
-    layers move data, as the concatenation does.  False when the node is no such concatenation."""
-    acts = [i for i, n in enumerate(node.input) if n and not imp.is_const(n)]
-    if len(acts) != 1 or len(views) < 2:
-        return False
-    a = imp.act(node.input[acts[0]])
-    form = _form_of(a)
-    h, w, c = a.src_shape
-    if form not in _TOKEN_FORMS or _TOKEN_FORMS[form] != axis:
-        return False
-    if w != 1 and h != w:
-        raise imp.fail(f"constant tokens (a class token) concatenated to the tokens of a {h}x{w} grid; supported: "
-                       f"the tokens of a square grid (read as one window) or of one column")
-    before = sum(v.shape[axis] for v in views[:acts[0]])
-    total = sum(v.shape[axis] for v in views)
-    base = node.output[0]
-    src = a.source
-    if w != 1:
-        src = imp.layer_name(f"{base}.tokens")
-        imp.emit(WindowPartition, src, inputs=(a.source,), window=h)
-    pad = imp.layer_name(f"{base}.pad")
-    imp.emit(Pad, pad, inputs=(src,), out_h=total, out_w=1)
-    if before:
-        roll = imp.layer_name(f"{base}.roll")
-        imp.emit(Roll, roll, inputs=(pad,), shift=-before)
-        pad = roll
-    data = np.zeros((total, 1, c), np.float32)
-    start = 0
-    for i, (n, v) in enumerate(zip(node.input, views)):
-        k = v.shape[axis]
-        if i != acts[0]:
-            data[start:start + k, 0] = np.moveaxis(imp.array(n), axis, 0).reshape(k, c)
-        start += k
-    cst = imp.constant_layer(imp.sources[views[0 if acts[0] else 1].source].name, data, None)
-    name = imp.layer_name(base)
-    shape = imp.emit(Add, name, inputs=(pad, cst))
-    imp.views[base] = _FORMS[form][0](name, shape)
-    return True
 
 
 @_op("Pad")

@@ -81,9 +81,10 @@ def _fuse_gelu(imp) -> None:
 
 
 def _scalar(imp, name: str) -> Optional[float]:
-    """The value of a one-element constant, or None."""
+    """The value of a one-element constant of rank 0 or 1, or None: a product by one of a higher rank
+    (``[1, 1, 1, 1, 1]``) broadcasts its operand to that rank, which a rewritten node would not."""
     a = _constant(imp, name)
-    return float(np.ravel(a)[0]) if a is not None and np.size(a) == 1 else None
+    return float(np.ravel(a)[0]) if a is not None and np.size(a) == 1 and np.ndim(a) <= 1 else None
 
 
 def _single_reader(imp, tensor: str):

@@ -80,9 +80,9 @@ class AccuracyReport:
         def clean(e: LayerError) -> dict:
             d = asdict(e)
             for k in ("sqnr_db", "local_db", "input_db"):
-                d[k] = d[k] if math.isfinite(d[k]) else None
+                d[k] = finite_or_none(d[k])
             return d
-        return {"model": self.model, "task": self.task, "output": self.output,
+        return {"model": self.model, "task": self.task, "output": {k: finite_or_none(v) for k, v in self.output.items()},
                 "worst": clean(self.worst) if self.worst else None, "layers": [clean(e) for e in self.layers]}
 
 
@@ -244,9 +244,12 @@ def _values_agreement(f: dict, q: dict, qmodel: QModel) -> dict:
              for n in q if n in f and np.asarray(q[n]).dtype == np.int8]
     if not pairs:
         return {}
-    sqnr = min(sqnr_db(a, b) for a, b in pairs)
-    return {"sqnr_db": sqnr if math.isfinite(sqnr) else None,        # JSON has no inf: null, as to_json writes it
-            "correlation": min(_correlation(a, b) for a, b in pairs)}
+    return {"sqnr_db": min(sqnr_db(a, b) for a, b in pairs), "correlation": min(_correlation(a, b) for a, b in pairs)}
+
+
+def finite_or_none(value):
+    """A figure as JSON holds it: ``inf`` (equal) and ``-inf`` (no signal) SQNRs as null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:

@@ -55,7 +55,7 @@ from mapper.reference import run_float
 from mapper.workloads import MODEL_NAMES
 
 from . import picture
-from .accuracy import logits_layer, output_agreement, task_of
+from .accuracy import finite_or_none, logits_layer, output_agreement, task_of
 from .config_args import add_override_options, config_from_args
 from .functional import CheckError, check_program
 from .inference import network_parameters, refusals, runs_on_images
@@ -432,12 +432,6 @@ def _report(args, model: Model, cfg: AcceleratorConfig, task: str, image_info: d
     }
 
 
-def _agreement_text(key: str, value) -> str:
-    if value is None and key == "sqnr_db":
-        return "sqnr_db inf (equal)"
-    return f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}"
-
-
 def _write(stage: Path, arrays: dict, doc: dict) -> None:
     for name, value in arrays.items():
         if name.endswith(".npz"):
@@ -445,7 +439,7 @@ def _write(stage: Path, arrays: dict, doc: dict) -> None:
         else:
             np.save(stage / name, value)
     with open(stage / "run.json", "w") as f:
-        json.dump(doc, f, indent=1)
+        json.dump({**doc, "agreement": {k: finite_or_none(v) for k, v in doc["agreement"].items()}}, f, indent=1)
         f.write("\n")
 
 
@@ -534,7 +528,8 @@ def _summary_text(doc: dict) -> str:
              f"{doc['time_ms']:.4f} ms at {doc['clock_ghz']:g} GHz, {doc['energy_uj']:.2f} uJ",
              f"bit-exact with the golden model: {be['tensors']} tensors, {be['elements']:,} elements",
              f"program: {prog_size['instructions']:,} instructions, DRAM image {prog_size['dram_bytes'] / 2**20:.1f} MiB",
-             "agreement with the float reference: " + (", ".join(_agreement_text(k, v) for k, v in doc["agreement"].items())
+             "agreement with the float reference: " + (", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                                 for k, v in doc["agreement"].items())
                                                        or f"not measured for task {doc['task']!r}")]
     out = doc["output"]
     for item in out.get("top_classes", []):

@@ -54,12 +54,14 @@ def test_vit_attention_scale_folded_macs_and_onnxruntime(scale_on):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
-def test_class_token_moves_data_with_layout_layers():
+def test_a_class_token_is_a_constant_part_of_a_concatenation_of_pixels():
+    """The class token, then the patches' 16 tokens, in one column: a concatenation of pixels whose
+    first part is a Constant, static data in its buffer (before, a window partition, a padding, a
+    roll and an add moved the patches)."""
     proto, macs = vit(cls_token=True)
     imp = import_onnx(proto, "vit_cls")
     kinds = [l.kind for l in imp.model.layers]
-    # the patches as 16 x 1 tokens, a zero row after them, rolled first, plus the class token
-    assert kinds[1:6] == ["window_partition", "pad", "roll", "constant", "add"]
+    assert kinds[1:3] == ["constant", "concat"] and imp.model.layers[2].along == "pixels"
     assert imp.model.layers[2].out_shape == (17, 1, 48)
     assert kinds[-2:] == ["crop", "linear"]                 # the head reads the class token alone
     assert imp.model.total_macs == macs
@@ -482,13 +484,17 @@ def test_a_dense_layer_of_a_flattened_image_is_a_convolution_over_it(form, qdq):
     assert _max_rel_error(proto, imp) <= (1e-3 if qdq else RTOL)
 
 
-def test_a_class_token_before_a_grid_that_is_not_square_is_refused_naming_it():
-    """The concatenation was refused as one 'of tensors in different layouts'; its cause is the grid."""
+def test_a_class_token_before_a_grid_that_is_not_square_is_a_concatenation_of_pixels():
+    """It was refused (the class token's layout layers read a square grid as one window); a
+    concatenation of pixels takes any grid."""
     g = Graph()
     x = g.op("Conv", ["pixel_values", g.weight("w", 16, 3, 8, 8)], "/embed", kernel_shape=[8, 8], strides=[8, 8])
     x = g.op("Transpose", [g.reshape(x, [1, 16, 24], "/embed")], "/embed", perm=[0, 2, 1])
     x = g.op("Concat", [g.weight("cls_token", 1, 1, 16), x], "", axis=1)
-    _refused(g.model([image_input(3, 32, 48)], [out(x)]), "(Concat)", "tokens of a 4x6 grid", "a square grid")
+    proto = g.model([image_input(3, 32, 48)], [out(g.linear(x, 16, 8, "/fc"))])
+    imp = import_onnx(proto, "cls")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "constant", "concat", "linear"]
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 @pytest.mark.parametrize("pads, strides", [([0, 0, 1, 1, 0, 0, 1, 1], 1), ([0, 0, 0, 0, 0, 0, 1, 1], 2),
@@ -589,15 +595,37 @@ def test_weights_too_large_for_float32_name_the_layer_in_one_line(tmp_path):
             prepare(model, 1)
 
 
-def test_a_square_root_of_negatives_is_refused_as_outside_its_domain(tmp_path):
-    """``Sqrt`` of a convolution's signed output is NaN in float (as in onnxruntime): the refusal says
-    so, not "weights too large for float32"."""
+@pytest.mark.parametrize("op, needle", [("Sqrt", r"NaN: sqrt of inputs outside its domain"),
+                                        ("Log", r"infinite: log at its pole, an input of 0")])
+def test_a_function_outside_its_domain_is_refused_naming_it(op, needle, tmp_path):
+    """``Sqrt`` of a convolution's signed output is NaN in float (as in onnxruntime), ``Log`` of a
+    ReLU's zeros infinite: the refusal says so, not "weights too large for float32"."""
     import onnx
 
     from mapper.calibrate import prepare
-    onnx.save(activation_graph("Sqrt"), tmp_path / "sqrt.onnx")
-    with pytest.raises(ValueError, match=r"not finite \(NaN: sqrt of inputs outside its domain"):
-        prepare(load_onnx(tmp_path / "sqrt.onnx").model, 1)
+    g = Graph(38)
+    x = g.op("Conv", ["input", g.weight("a.weight", 8, 3, 3, 3)], "/a", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op(op, [g.op("Relu", [x], "/relu") if op == "Log" else x], "/act")
+    onnx.save(g.model([image_input(3, 8, 8, "input")], [out(x)]), tmp_path / "f.onnx")
+    with pytest.raises(ValueError, match=r"not finite \(" + needle):
+        prepare(load_onnx(tmp_path / "f.onnx").model, 1)
+
+
+def test_a_gate_whose_constant_raises_the_rank_is_not_one_table():
+    """``x * sigmoid(c * x)`` with ``c`` of shape ``[1, 1, 1, 1, 1]`` is rank 5 in ONNX: one Swish of
+    ``x`` (rank 4) would let a later node's axis read another axis (a silent wrong result); it is
+    imported node by node, which refuses or computes it right."""
+    g = Graph(39)
+    x = g.op("Conv", ["input", g.weight("a.weight", 8, 3, 3, 3)], "/a", kernel_shape=[3, 3], pads=[1] * 4)
+    c = g.init("c", np.full((1, 1, 1, 1, 1), 1.702, np.float32))
+    y = g.op("Mul", [x, g.op("Sigmoid", [g.op("Mul", [x, c], "/g")], "/g")], "/g")
+    y = g.reshape(g.op("ReduceMean", [y], "/m", axes=[2], keepdims=0), [1, 64], "/m")
+    proto = g.model([image_input(3, 8, 8, "input")], [out(y)])
+    try:
+        imp = import_onnx(proto, "rank5")
+    except OnnxImportError:
+        return
+    assert "swish" not in [l.kind for l in imp.model.layers] and _max_rel_error(proto, imp) <= RTOL
 
 
 def test_a_finfo_min_attention_mask_is_refused_with_the_hint_to_clamp_it(tmp_path):

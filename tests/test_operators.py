@@ -717,7 +717,7 @@ def test_a_ratio_just_below_a_power_of_two_rounds_up_to_it(ratio):
     (lambda: op.layernorm_params(np.ones(5000), np.zeros(5000), 1e-5, 0.1, 0.1), "length 1..4096"),
     (lambda: op.resize_axis_params(4096, 8), "n_in must be an integer in 1..2048, not 4096"),
     (lambda: op.resize_bilinear(np.zeros((2, 2, 1), np.int8), 0, 4), "out_h must be an integer in 1..8192, not 0"),
-    (lambda: op.maxpool2d(np.zeros((4, 4, 1), np.int8), 3, 1, 2), "padding must be in 0..kernel//2 = 1, not 2"),
+    (lambda: op.maxpool2d(np.zeros((4, 4, 1), np.int8), 3, 1, 2), r"padding must be 0 .. 1 \(at most half the 3x3 window, as PyTorch requires\), not 2"),
     (lambda: op.avgpool2d(np.zeros((4, 4, 1), np.int8), 9), "pooling window 9"),
     (lambda: op.softmax(np.zeros((2, 5000), np.int8), op.softmax_params(0.1)), "length 1..4096"),
     (lambda: op.softmax(np.full(4, 200), op.softmax_params(0.1)), "int8 values, found 200..200"),

@@ -589,9 +589,9 @@ def test_softmax_output_shift_holds_the_largest_probability():
 
 
 def test_agreement_of_outputs_is_finite_json_for_equal_and_for_huge_outputs():
-    """Outputs equal to the float ones have no noise: ``sqnr_db`` is null (JSON has no Infinity,
-    which ``run.json`` held); outputs near 1e30 kept their correlation (float32 squares overflowed
-    to 0.0 beside an SQNR of 45 dB)."""
+    """Outputs equal to the float ones have no noise (SQNR inf), float zeros beside noise none of
+    signal (-inf): both are null in JSON, which has no Infinity (``run.json`` held one); outputs
+    near 1e30 kept their correlation (float32 squares overflowed to 0.0 beside an SQNR of 45 dB)."""
     import json
 
     from mapper.quantize import QLayer
@@ -602,8 +602,11 @@ def test_agreement_of_outputs_is_finite_json_for_equal_and_for_huge_outputs():
     f = {"out": np.arange(-64, 64, dtype=np.float32)}
     q = {"out": np.arange(-64, 64).astype(np.int8)}
     exact = accuracy._values_agreement(f, q, _Q())
-    assert exact["sqnr_db"] is None and exact["correlation"] == pytest.approx(1.0)
-    assert "Infinity" not in json.dumps(exact)
+    assert exact["sqnr_db"] == np.inf and exact["correlation"] == pytest.approx(1.0)
+    silent = accuracy._values_agreement({"out": np.zeros(128, np.float32)}, q, _Q())
+    assert silent["sqnr_db"] == -np.inf and silent["correlation"] == 0.0       # the worst: not "equal"
+    report = accuracy.AccuracyReport("m", "other", [], None, silent)
+    assert json.loads(json.dumps(report.to_json(), allow_nan=False))["output"]["sqnr_db"] is None
     big = {"out": f["out"] * np.float32(1e30)}
     worst = accuracy._correlation(big["out"], q["out"].astype(np.float64) * 1e30)
     assert worst == pytest.approx(1.0)
