@@ -1537,3 +1537,21 @@ def test_a_mean_of_the_tokens_after_the_class_token_is_a_crop_then_a_pool():
     proto = g.model([image_input(3, 32, 32)], [out(y)])
     imp = import_onnx(proto, "beit")
     assert {"crop", "pool"} <= {l.kind for l in imp.model.layers} and _max_rel_error(proto, imp) <= RTOL
+
+
+def test_register_tokens_between_the_class_token_and_the_patches_import():
+    """DINOv2's ``cat(x[:, :1], registers, x[:, 1:])``: constant tokens in the middle of a sequence;
+    the two pieces of ``x`` are crops, parts of one concatenation of pixels with the registers."""
+    g = Graph(40)
+    c = 16
+    x = g.op("Transpose", [g.reshape(g.op("Conv", ["pixel_values", g.weight("w", c, 3, 8, 8)], "/embed",
+                                          kernel_shape=[8, 8], strides=[8, 8]), [1, c, 24], "/embed")], "/embed", perm=[0, 2, 1])
+    x = g.op("Concat", [g.weight("cls_token", 1, 1, c, scale=1.0), x], "", axis=1)
+    first = g.op("Slice", [x, g.const([0]), g.const([1]), g.const([1])], "")
+    rest = g.op("Slice", [x, g.const([1]), g.const([25]), g.const([1])], "")
+    x = g.op("Concat", [first, g.weight("register_tokens", 1, 4, c, scale=1.0), rest], "", axis=1)
+    proto = g.model([image_input(3, 32, 48)], [out(g.linear(g.layernorm(x, c, "/norm"), c, 8, "/fc"))])
+    imp = import_onnx(proto, "dinov2")
+    cats = [l for l in imp.model.layers if l.kind == "concat"]
+    assert [(l.along, l.out_shape) for l in cats] == [("pixels", (25, 1, c)), ("pixels", (29, 1, c))]
+    assert _max_rel_error(proto, imp) <= RTOL
