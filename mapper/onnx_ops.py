@@ -540,10 +540,17 @@ def _conv_of_rows(imp, node, v: View, w: np.ndarray, b: Optional[np.ndarray], a:
     the node is no such convolution."""
     pointwise = w.shape[2:] == (1, 1) and a.get("group", 1) == 1 and not any(a.get("pads", [])) \
         and set(a.get("strides", [1])) == {1}
-    rows = L.channel_rows(v, 1, w.shape[1]) if pointwise and len(v.shape) == 4 else None
+    k = w.shape[1]
+    if not pointwise or len(v.shape) != 4:
+        return False
+    rows = L.channel_rows(v, 1, k)
+    if rows is None or not L.reads_every_element(v):     # some rows: through the channel slice holding them
+        sliced = imp.materialise(v, lambda u: L.covers(u) and L.channel_rows(u, 1, k) is not None)
+        if sliced is not None:
+            v, rows = sliced, L.channel_rows(sliced, 1, k)
     if rows is None:
         return False
-    (h, wd, c), k = v.src_shape, w.shape[1]
+    h, wd, c = v.src_shape
     out, w, b, inv = _fold_batchnorm(imp, node, w, b)
     out, relu = _fold_relu(imp, out)
     n, groups = w.shape[0], c // k

@@ -1555,3 +1555,19 @@ def test_register_tokens_between_the_class_token_and_the_patches_import():
     cats = [l for l in imp.model.layers if l.kind == "concat"]
     assert [(l.along, l.out_shape) for l in cats] == [("pixels", (25, 1, c)), ("pixels", (29, 1, c))]
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("first", [8, 16])
+def test_a_pointwise_convolution_of_some_rows_reads_the_slice_holding_them(first):
+    """Rows of 16 channels from channel 8 or 16 of a 64-channel tensor (DFL of some box channels): the
+    grouped convolution reads the channel slice holding them, so it computes those rows alone (the
+    MACs by hand; it computed every group of the tensor, or refused an offset of 8)."""
+    g = Graph(41)
+    x = g.reshape(g.op("Conv", ["x", g.weight("c.w", 64, 3, 3, 3)], "/c", kernel_shape=[3, 3], strides=[2, 2],
+                       pads=[1] * 4), [1, 64, -1], "/r")
+    s = g.op("Slice", [x, g.const([first]), g.const([first + 48]), g.const([1])], "/s")
+    d = g.op("Transpose", [g.reshape(s, [1, 3, 16, 16], "/r")], "/t", perm=[0, 2, 1, 3])
+    y = g.op("Conv", [d, g.weight("w", 2, 16, 1, 1), g.weight("b", 2)], "/d", kernel_shape=[1, 1])
+    proto = g.model([image_input(3, 8, 8, "x")], [out(y)])
+    imp = import_onnx(proto, "rows")
+    assert imp.model.total_macs == 16 * 64 * 27 + 16 * 3 * 16 * 2 and _max_rel_error(proto, imp) <= RTOL
