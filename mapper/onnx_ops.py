@@ -1608,7 +1608,8 @@ def _concat(imp, node) -> None:
     form = forms.pop() if len(forms) == 1 else None
     if form is None or _FORMS[form][1] != axis:
         raise imp.fail(f"a concatenation along axis {axis} of tensors in different layouts or not along their "
-                       f"channels; supported: channels of whole tensors (and parts of one tensor, a view)")
+                       f"channels; supported: channels of whole tensors (and parts of one tensor, a view), or "
+                       f"the pixels of tensors of equal channels one after the other, each in raster order")
     name = imp.layer_name(node.output[0])
     shape = imp.emit(Concat, name, inputs=tuple(v.source for v in views))
     imp.views[node.output[0]] = _FORMS[form][0](name, shape)

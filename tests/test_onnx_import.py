@@ -1571,3 +1571,46 @@ def test_a_pointwise_convolution_of_some_rows_reads_the_slice_holding_them(first
     proto = g.model([image_input(3, 8, 8, "x")], [out(y)])
     imp = import_onnx(proto, "rows")
     assert imp.model.total_macs == 16 * 64 * 27 + 16 * 3 * 16 * 2 and _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("case", ["sigmoid_read_elsewhere", "gate_of_another_tensor", "softplus_read_twice"])
+def test_a_gate_that_is_no_function_of_one_element_stays_its_nodes(case):
+    """``x * sigmoid(x)`` whose sigmoid is also an output, ``x * sigmoid(y)``, and a Mish whose softplus
+    another node reads: no table computes them, so each node is a layer of its own (and agrees)."""
+    g = Graph(42)
+    x = g.op("Conv", ["input", g.weight("a.weight", 8, 3, 3, 3)], "/a", kernel_shape=[3, 3], pads=[1] * 4)
+    outs = []
+    if case == "sigmoid_read_elsewhere":
+        s = g.op("Sigmoid", [x], "/g")
+        outs.append(out(s))
+        y = g.op("Mul", [x, s], "/g")
+    elif case == "gate_of_another_tensor":
+        z = g.op("Conv", ["input", g.weight("b.weight", 8, 3, 1, 1)], "/b", kernel_shape=[1, 1])
+        y = g.op("Mul", [x, g.op("Sigmoid", [z], "/g")], "/g")
+    else:
+        sp = g.op("Softplus", [x], "/g")
+        outs.append(out(sp))
+        y = g.op("Mul", [x, g.op("Tanh", [sp], "/g")], "/g")
+    proto = g.model([image_input(3, 8, 8, "input")], [out(y)] + outs)
+    imp = import_onnx(proto, case)
+    kinds = [l.kind for l in imp.model.layers]
+    assert "swish" not in kinds and "mish" not in kinds and "mul" in kinds
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_parts_that_are_no_pixels_of_whole_tensors_are_not_a_concatenation_of_pixels():
+    """Token sequences of different channels, and a part whose tokens are transposed (its pixels read
+    down the columns): refused in one line, never concatenated as bytes one after the other."""
+    g = Graph(43)
+    a = g.op("Conv", ["x", g.weight("a.w", 8, 3, 1, 1)], "/a", kernel_shape=[1, 1])
+    b = g.op("Conv", ["x", g.weight("b.w", 4, 3, 1, 1)], "/b", kernel_shape=[1, 1])
+    ta, tb = (g.op("Transpose", [g.reshape(t, [1, c, 16], f"/{n}")], f"/{n}", perm=[0, 2, 1])
+              for t, c, n in ((a, 8, "ta"), (b, 4, "tb")))
+    _refused(g.model([image_input(3, 4, 4, "x")], [out(g.op("Concat", [ta, tb], "/cat", axis=1))]), "(Concat)")
+    g = Graph(44)
+    a = g.op("Conv", ["x", g.weight("a.w", 8, 3, 1, 1)], "/a", kernel_shape=[1, 1])
+    b = g.op("Conv", ["x", g.weight("b.w", 8, 3, 1, 1)], "/b", kernel_shape=[1, 1])
+    down = g.op("Transpose", [b], "/t", perm=[0, 1, 3, 2])              # width and height swapped
+    ta, tb = (g.op("Transpose", [g.reshape(t, [1, 8, 32], f"/{n}")], f"/{n}", perm=[0, 2, 1])
+              for t, n in ((a, "ta"), (down, "tb")))
+    _refused(g.model([image_input(3, 4, 8, "x")], [out(g.op("Concat", [ta, tb], "/cat", axis=1))]), "(Concat)")
