@@ -52,6 +52,11 @@ class Storage:
         """Its first byte's offset in the buffer."""
         return self.pixel * self.pitch + self.offset
 
+    def cells(self, buffer):
+        """Its elements as ``[H*W, C]``: a view of its buffer's bytes as a ``[pixels, pitch]`` array."""
+        h, w, c = self.shape
+        return buffer[self.pixel:self.pixel + h * w, self.offset:self.offset + c]
+
     @property
     def buffer_bytes(self) -> int:
         return self.shape[0] * self.shape[1] * self.pitch

@@ -521,16 +521,28 @@ def _conv(imp, node) -> None:
     shape = imp.emit(Conv2d, name, in_ch=x.shape[1], out_ch=w.shape[0], in_h=h, in_w=wd, kernel=tuple(w.shape[2:]),
                      stride=stride, padding=pad, groups=groups, bias=b is not None, relu=relu, inputs=(x.source,),
                      dilation=dilation)
-    imp.weights[name] = {"weight": np.ascontiguousarray(w.transpose(0, 2, 3, 1)),
-                         "bias": (b if b is not None else np.zeros(w.shape[0])).astype(np.float32)}
-    _record_weight_q(imp, node.input[1], name, lambda q: q.transpose(0, 2, 3, 1), axis=0)
-    _fold_into_weight_q(imp, name, inv)
+    _conv_weights(imp, node, name, w, b, inv)
     if stride != max(strides):
         (sy, sx), (top, left, bottom, right), (kh, kw) = strides, conv_pads(pad), w.shape[2:]
         size = (conv_out(h, kh, sy, top, dilation, padding_end=bottom), conv_out(wd, kw, sx, left, dilation, padding_end=right))
         name = _emit_after(imp, Crop, out, name, out_h=size[0], out_w=size[1], step=(sy // stride, sx // stride))
         shape = imp.by_name[name].out_shape
     imp.views[out] = L.nchw(name, shape)
+
+
+def _conv_weights(imp, node, name: str, w: np.ndarray, b: Optional[np.ndarray], inv, repeat: int = 1) -> None:
+    """Layer ``name``'s weights (OIHW ``w`` as the IR's OHWI), bias and QDQ weight from a Conv node's,
+    a folded BatchNormalization's factors ``inv`` in the QDQ weight; all ``repeat`` times along the
+    output channels (a grouped convolution applying them to each group)."""
+    def tile(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.tile(a, (repeat,) + (1,) * (a.ndim - 1)))
+
+    imp.weights[name] = {"weight": tile(w.transpose(0, 2, 3, 1)),
+                         "bias": tile((b if b is not None else np.zeros(w.shape[0])).astype(np.float32))}
+    wq = _weight_q(imp, node.input[1], lambda q: q.transpose(0, 2, 3, 1), axis=0)
+    if wq is not None:
+        imp.weight_q[name] = (tile(wq[0]), tile(wq[1]))
+    _fold_into_weight_q(imp, name, inv)
 
 
 def _conv_of_rows(imp, node, v: View, w: np.ndarray, b: Optional[np.ndarray], a: dict) -> bool:
@@ -557,12 +569,7 @@ def _conv_of_rows(imp, node, v: View, w: np.ndarray, b: Optional[np.ndarray], a:
     name = imp.layer_name(out)
     shape = imp.emit(Conv2d, name, in_ch=c, out_ch=groups * n, in_h=h, in_w=wd, kernel=(1, 1), stride=1, padding=0,
                      groups=groups, bias=b is not None, relu=relu, inputs=(v.source,))
-    imp.weights[name] = {"weight": np.tile(w.transpose(0, 2, 3, 1), (groups, 1, 1, 1)),
-                         "bias": np.tile(b if b is not None else np.zeros(n), groups).astype(np.float32)}
-    wq = _weight_q(imp, node.input[1], lambda q: q.transpose(0, 2, 3, 1), axis=0)
-    if wq is not None:
-        imp.weight_q[name] = (np.tile(wq[0], (groups, 1, 1, 1)), np.tile(wq[1], groups))
-    _fold_into_weight_q(imp, name, inv)
+    _conv_weights(imp, node, name, w, b, inv, repeat=groups)
     imp.views[out] = L.from_indices(name, shape, np.moveaxis(rows[..., None] * n + np.arange(n), -1, 1))
     return True
 
@@ -879,12 +886,6 @@ def _weight_q(imp, tensor: str, to_layout: Callable, axis: int):
         raise imp.fail("weight scales along an axis other than the output channels; supported: per output channel")
     qq = to_layout(q)
     return np.ascontiguousarray(qq), np.broadcast_to(scale, (qq.shape[0],)).astype(np.float64)
-
-
-def _record_weight_q(imp, tensor: str, layer: str, to_layout: Callable, axis: int) -> None:
-    wq = _weight_q(imp, tensor, to_layout, axis)
-    if wq is not None:
-        imp.weight_q[layer] = wq
 
 
 # ---- element-wise and row operators -------------------------------------------------------------

@@ -100,9 +100,8 @@ class Program:
         base = self.buffers[st.buffer]
         if tensor in self.class_maps:
             return dram[base:base + h * w].reshape(h, w).copy()
-        first = base + st.pixel * st.pitch
-        pix = dram[first:first + h * w * st.pitch].view(np.int8).reshape(h * w, st.pitch)
-        return pix[:, st.offset:st.offset + c].reshape(h, w, c).copy()
+        buffer = dram[base:base + self.storage[st.buffer].buffer_bytes].view(np.int8).reshape(-1, st.pitch)
+        return st.cells(buffer).reshape(h, w, c).copy()
 
 
 # ---- packing -------------------------------------------------------------------------------------
@@ -301,8 +300,7 @@ class _Builder:
             # are stored beside it by their producers, as in any concatenation
             whole = self.storage[st.buffer]
             buf = held.setdefault(st.buffer, np.zeros((whole.shape[0] * whole.shape[1], whole.pitch), np.int8))
-            h, w, c = st.shape
-            buf[st.pixel:st.pixel + h * w, st.offset:st.offset + c] = data.reshape(h * w, c)
+            st.cells(buf)[:] = data.reshape(-1, st.shape[2])
         for name, buf in held.items():
             self._blob(name, buf)
 
