@@ -418,6 +418,31 @@ def _group_norm(imp, node) -> None:
     imp.views[node.output[0]] = _view(imp, out).named(node.output[0])
 
 
+@_op("LRN")
+def _lrn(imp, node) -> None:
+    """AlexNet's and GoogLeNet's local response normalisation, ``x / (bias + alpha/size * sum of x^2
+    over size neighbouring channels) ** beta``, from existing layers: the square (a table), the sum
+    over the neighbours (a 1x1 convolution of a band of weights ``alpha/size``, ``bias`` its bias),
+    the power ``-beta`` (a table) and a product."""
+    a, y = _attrs(node), node.output[0]
+    v = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
+    size, alpha, beta, bias = int(a.get("size", 0)), a.get("alpha", 1e-4), a.get("beta", 0.75), a.get("bias", 1.0)
+    if size < 1 or bias <= 0 or alpha < 0:
+        raise imp.fail(f"size {size}, bias {bias}, alpha {alpha}; supported: a size of at least 1, a positive bias, "
+                       f"alpha not negative")
+    c = v.shape[1]
+    offset = np.arange(c)[None, :] - np.arange(c)[:, None]             # input channel minus output channel
+    band = (offset >= -((size - 1) // 2)) & (offset <= (size - 1) - (size - 1) // 2)
+    imp._set_const(f"{y}.band", (band * (alpha / size)).reshape(c, c, 1, 1).astype(np.float32))
+    imp._set_const(f"{y}.bias", np.full(c, bias, np.float32))
+    x = _image_of(imp, node.input[0], v)
+    square = _part(imp, node, "Pow", [x, _scalar_const(imp, f"{y}.two", 2.0)], f"{y}.square")
+    summed = _part(imp, node, "Conv", [square, f"{y}.band", f"{y}.bias"], f"{y}.sum")
+    factor = _part(imp, node, "Pow", [summed, _scalar_const(imp, f"{y}.beta", -float(beta))], f"{y}.factor")
+    out = _part(imp, node, "Mul", [x, factor], f"{y}.normalised")
+    imp.views[y] = _view(imp, out).named(y)
+
+
 def _norm_params(imp, node, n: int) -> tuple[np.ndarray, np.ndarray]:
     if not all(imp.is_const(x) for x in node.input[1:3]):
         raise imp.fail("a computed scale or bias; supported: constants")

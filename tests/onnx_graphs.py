@@ -956,3 +956,17 @@ def activation_graph(op: str, size: int = 8, seed: int = 15, residual: bool = Fa
     x = g.op(op, ins, "/act", **attrs)
     y = g.op("Conv", [x, g.weight("b.weight", 4, 8, 1, 1), g.weight("b.bias", 4, scale=0.1)], "/b", kernel_shape=[1, 1])
     return g.model([image_input(3, size, size, "input")], [out(y)], opset)
+
+
+def lrn(size: int = 5, channels: int = 12, image: int = 12, opset: int = 17, seed: int = 27, **attrs):
+    """AlexNet's stem as the ONNX model zoo ships it: a convolution, a ReLU, ``LRN`` over ``size``
+    neighbouring channels (``attrs``: its ``alpha``, ``beta``, ``bias``), a max pooling, a 1x1
+    convolution."""
+    g = Graph(seed)
+    c = channels
+    a = g.op("Conv", ["data_0", g.weight("conv1.weight", c, 3, 3, 3), g.weight("conv1.bias", c, scale=0.5)], "/conv1",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    n = g.op("LRN", [g.op("Relu", [a], "/conv1")], "/norm1", size=size, **attrs)
+    p = g.op("MaxPool", [n], "/pool1", kernel_shape=[2, 2], strides=[2, 2])
+    y = g.op("Conv", [p, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
+    return g.model([image_input(3, image, image, "data_0")], [out(y)], opset)

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -841,6 +841,33 @@ def test_group_and_instance_norms_are_composed_and_match_onnxruntime(form):
     groups = 0 if form == "instance" else 2            # a group's mean and variance: a convolution each
     assert (kinds["pool"], kinds["pow"], kinds["rsqrt"], kinds["conv2d"]) == (2, 1, 1, 2 + groups)
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("attrs", [{}, {"size": 3, "alpha": 0.01, "beta": 0.5, "bias": 2.0}, {"size": 1, "opset": 7}])
+def test_a_local_response_normalisation_is_composed_and_matches_onnxruntime(attrs):
+    """AlexNet's LRN, refused before: the square and ``** -beta`` (tables), the sum over neighbouring
+    channels (a 1x1 convolution of a band) and a product; its MACs are the band's convolution's."""
+    proto = lrn(**attrs)
+    imp = import_onnx(proto, "lrn")
+    kinds = Counter(l.kind for l in imp.model.layers)
+    assert (kinds["pow"], kinds["conv2d"], kinds["mul"]) == (2, 3, 1)
+    band = [l for l in imp.model.layers if l.kind == "conv2d"][1]
+    assert (band.in_ch, band.out_ch, band.kernel) == (12, 12, (1, 1))
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_an_even_local_response_window_reaches_one_channel_further_up():
+    """ONNX's window for an even ``size`` is ``floor((size-1)/2)`` channels below, ``ceil`` above
+    (onnxruntime refuses even sizes, and onnx.reference sums the wrong channels): the band's weights."""
+    imp = import_onnx(lrn(size=4, alpha=4.0), "lrn")
+    band = imp.weights[[l for l in imp.model.layers if l.kind == "conv2d"][1].name]["weight"].reshape(12, 12)
+    assert np.array_equal(band[5], [0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0])
+    assert np.array_equal(band[0], [1, 1, 1] + [0] * 9)
+
+
+@pytest.mark.parametrize("attrs, needle", [({"size": 0}, "size 0"), ({"bias": -1.0}, "bias -1.0")])
+def test_a_malformed_local_response_normalisation_is_refused_in_one_line(attrs, needle):
+    _refused(lrn(**attrs), "(LRN)", needle)
 
 
 @pytest.mark.parametrize("case, ops", [("group_norm", ["Sqrt", "Reciprocal"]), ("gelu_tanh", ["Pow", "Tanh"])])
