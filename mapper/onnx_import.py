@@ -657,15 +657,32 @@ class _Importer:
         key = (target, "order")
         if key in self.refused or self._folded(target, 0, len(old_of)):
             return False
+        self._permute_rows(target, old_of)
+        self.folds[key] = _Fold(target, 0, len(old_of), set(), order=True)
+        self.fold_of[tensor] = key
+        return True
+
+    def permute_channels(self, target: str, old_of: np.ndarray) -> None:
+        """Reorder the output channels of layer ``target``, which no layer reads yet, and every view
+        of them alike (channel ``q`` computes what channel ``old_of[q]`` did): each ONNX value holds
+        the same numbers, in buffer places that suit its readers better."""
+        self._permute_rows(target, old_of)
+        c, new_of = len(old_of), np.argsort(old_of)
+        for k, v in list(self.views.items()):
+            if v.source == target:
+                idx = L.indices(v)
+                moved = L.from_indices(target, v.src_shape, idx - idx % c + new_of[idx % c])
+                self.views[k] = dataclasses.replace(moved, origin=v.origin)
+
+    def _permute_rows(self, target: str, old_of: np.ndarray) -> None:
+        """Layer ``target``'s weights, bias and a QDQ weight's int8 values and scales in the row
+        order ``old_of``."""
         w = self.weights[target]
         w["weight"], w["bias"] = w["weight"][old_of], w["bias"][old_of]
         if target in self.weight_q:
             wq, s_w = self.weight_q[target]
             s_w = np.asarray(s_w)
             self.weight_q[target] = (wq[old_of], s_w[old_of] if s_w.size > 1 else s_w)
-        self.folds[key] = _Fold(target, 0, len(old_of), set(), order=True)
-        self.fold_of[tensor] = key
-        return True
 
     def materialise_const(self, source: str) -> str:
         """The Constant layer of a constant not yet a layer (views of it read the layer); its name."""

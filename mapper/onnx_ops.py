@@ -255,6 +255,7 @@ def _slice(imp, node) -> None:
         start, stop, step = slice(s, e, st).indices(v.shape[a])
         v = L.slice_axis(v, a, start, stop, step)
     _out(imp, node, v, prior=v0)
+    _heads_together(imp, node.output[0])
     _pass_quantised(imp, node)
 
 
@@ -270,8 +271,49 @@ def _split(imp, node) -> None:
         sizes = [min(chunk, v.shape[axis] - i * chunk) for i in range(n)]
     start = 0
     for k, size in enumerate(sizes):
+        v = _view(imp, node.input[0])           # (its channels may have moved for the part before)
         _out(imp, node, L.slice_axis(v, axis, start, start + size, 1), k, prior=v)
+        _heads_together(imp, node.output[k])
         start += size
+
+
+def _heads_together(imp, name: str) -> None:
+    """q, k and v interleaved per head (timm's ``AttentionCl`` in MaxViT and CoAtNet,
+    EfficientFormer, LeViT: a linear layer's rows ``[head][q k v][d]``), pulled apart as they are
+    split: when ONNX value ``name``, a per-head slice of such a layer's output that no layer reads
+    yet, holds the same channels of every head, the layer's rows are reordered so that those
+    channels of all heads are consecutive, as the IR's products read them."""
+    v = imp.views[name]
+    src, c = imp.by_name.get(v.source), v.src_shape[2]
+    if (len(v.shape) < 4 or not isinstance(src, (Linear, Conv2d)) or getattr(src, "groups", 1) != 1
+            or imp._folded(v.source, 0, c) or any(v.source in l.inputs for l in imp.layers)):
+        return
+    order = _heads_order(np.unique(L.indices(v) % c), c)
+    if order is not None:
+        imp.permute_channels(v.source, order)
+
+
+def _heads_order(chans: np.ndarray, c: int) -> Optional[np.ndarray]:
+    """For channels ``chans`` (sorted) that are two or more equal blocks at a constant period, the
+    order of ``c`` channels that puts the blocks together: within the region the heads span, every
+    channel by (before, in or after its head's block; head; place in the head), the order of the
+    parts kept.  None for any other set."""
+    starts = np.concatenate([chans[:1], chans[1:][np.diff(chans) != 1]])
+    heads, width = len(starts), len(chans) // max(len(starts), 1)
+    if heads < 2 or width * heads != len(chans):
+        return None
+    period = int(starts[1] - starts[0])
+    if not np.array_equal(chans, (starts[:, None] + np.arange(width)).ravel()) \
+            or not np.array_equal(starts, starts[0] + period * np.arange(heads)):
+        return None
+    base = min(int(starts[0]), c - heads * period)        # the latest region holding every block
+    if base < 0 or base + period < starts[0] + width:
+        return None
+    r = np.arange(heads * period)
+    lo = int(starts[0]) - base
+    part = (r % period >= lo).astype(int) + (r % period >= lo + width)
+    region = base + r[np.lexsort((r % period, r // period, part))]
+    return np.concatenate([np.arange(base), region, np.arange(base + heads * period, c)])
 
 
 @_op("Gather")
@@ -281,6 +323,7 @@ def _gather(imp, node) -> None:
     if not imp.is_const(node.input[1]):
         raise imp.fail("gathering with computed indices; supported: constant indices (a view)")
     _out(imp, node, L.take(v, axis, imp.array(node.input[1]).astype(np.int64)), prior=v)
+    _heads_together(imp, node.output[0])
     _pass_quantised(imp, node)
 
 

@@ -970,3 +970,45 @@ def lrn(size: int = 5, channels: int = 12, image: int = 12, opset: int = 17, see
     p = g.op("MaxPool", [n], "/pool1", kernel_shape=[2, 2], strides=[2, 2])
     y = g.op("Conv", [p, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
     return g.model([image_input(3, image, image, "data_0")], [out(y)], opset)
+
+
+def interleaved_attention(split: str = "split", key: int = 8, value: int = 8, heads: int = 3, scale_on: str = "scores",
+                          size: int = 16, patch: int = 4, dim: int = 24, seed: int = 28):
+    """Attention whose fused qkv linear writes q, k and v per head (``[head][q k v][d]``, timm's
+    ``AttentionCl``, EfficientFormer, LeViT): the qkv output viewed as ``[1, N, heads, 2*key+value]``,
+    transposed to ``[1, heads, N, .]`` and ``split`` by a ``Split`` of sizes ``[key, key, value]``,
+    three ``slices``, or (``gather``, ``key == value``) a reshape to ``[1, heads, N, 3, d]`` and a
+    ``Gather`` of each; the scale on the ``scores``, on ``q``, or ``sdpa`` (its square root on q
+    and on k^T, as PyTorch exports ``scaled_dot_product_attention``); then the projection and a head."""
+    g = Graph(seed)
+    n, period = (size // patch) ** 2, 2 * key + value
+    x = g.op("Conv", ["pixel_values", g.weight("patch.weight", dim, 3, patch, patch), g.weight("patch.bias", dim)],
+             "/patch", kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.op("Transpose", [g.reshape(x, [1, dim, -1], "/patch")], "/patch", perm=[0, 2, 1])
+    qkv = g.linear(x, dim, heads * period, "/attn/qkv")
+    qkv = g.op("Transpose", [g.reshape(qkv, [1, n, heads, period], "/attn")], "/attn", perm=[0, 2, 1, 3])
+    if split == "split":
+        q, k, v = g.op("Split", [qkv, g.const([key, key, value])], "/attn", n_out=3, axis=3)
+    elif split == "slices":
+        q, k, v = (g.op("Slice", [qkv, g.const([lo]), g.const([hi]), g.const([3])], "/attn")
+                   for lo, hi in ((0, key), (key, 2 * key), (2 * key, period)))
+    else:
+        qkv = g.reshape(qkv, [1, heads, n, 3, key], "/attn")
+        q, k, v = (g.op("Gather", [qkv, g.const(i)], "/attn", axis=3) for i in range(3))
+    kt = g.op("Transpose", [k], "/attn", perm=[0, 1, 3, 2])
+    root = np.float32(key ** -0.25)
+    if scale_on in ("q", "sdpa"):
+        q = g.op("Mul", [q, g.const(root * root if scale_on == "q" else root, np.float32)], "/attn")
+    if scale_on == "sdpa":
+        kt = g.op("Mul", [kt, g.const(root, np.float32)], "/attn")
+    a = g.op("MatMul", [q, kt], "/attn")
+    if scale_on == "scores":
+        a = g.op("Mul", [a, g.const(np.float32(key ** -0.5), np.float32)], "/attn")
+    o = g.op("MatMul", [g.op("Softmax", [a], "/attn", axis=-1), v], "/attn")
+    o = g.reshape(g.op("Transpose", [o], "/attn", perm=[0, 2, 1, 3]), [1, n, heads * value], "/attn")
+    o = g.linear(o, heads * value, dim, "/attn/proj")
+    y = g.op("Gemm", [g.op("ReduceMean", [o], "", axes=[1], keepdims=0), g.weight("head.weight", 5, dim),
+                      g.weight("head.bias", 5)], "/head", transB=1)
+    macs = n * dim * 3 * patch * patch + n * dim * heads * period + heads * n * n * (key + value) \
+        + n * heads * value * dim + dim * 5
+    return g.model([image_input(3, size, size)], [out(y)]), macs

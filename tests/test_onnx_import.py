@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +52,34 @@ def test_vit_attention_scale_folded_macs_and_onnxruntime(scale_on):
     qk = [l for l in imp.model.layers if l.kind == "matmul"][0]
     assert (qk.batch, qk.m, qk.k, qk.n, qk.b_layout, qk.b_offset) == (3, 16, 16, 16, "nk", 48)
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("kw", [{}, {"split": "slices", "scale_on": "sdpa"}, {"split": "gather", "scale_on": "q"},
+                                {"key": 4, "value": 8, "scale_on": "sdpa"}, {"split": "slices", "key": 4, "value": 12}])
+def test_q_k_v_interleaved_per_head_are_pulled_apart_by_reordering_the_qkv_rows(kw):
+    """timm's AttentionCl, EfficientFormer and LeViT write ``[head][q k v][d]``; refused before (the
+    products read K contiguous channels per head). The qkv linear's rows are reordered as the
+    parts are split off: the same layers and MACs as a ViT's attention, onnxruntime's numbers."""
+    proto, macs = interleaved_attention(**kw)
+    imp = import_onnx(proto, "interleaved")
+    assert Counter(l.kind for l in imp.model.layers) == {"conv2d": 1, "linear": 3, "matmul": 2, "softmax": 1, "pool": 1}
+    assert imp.model.total_macs == macs
+    qk, av = [l for l in imp.model.layers if l.kind == "matmul"]
+    key, value = kw.get("key", 8), kw.get("value", 8)
+    assert (qk.batch, qk.k, qk.a_offset, qk.b_offset, av.b_offset) == (3, key, 0, 3 * key, 6 * key)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_interleaved_heads_already_read_whole_stay_where_they_are():
+    """A qkv output that a layer reads before it is split keeps its channel order (that layer's
+    reads are fixed): the product is refused, one line, rather than computed on moved channels."""
+    proto, _ = interleaved_attention()
+    graph = proto.graph
+    qkv = next(n for n in graph.node if n.op_type == "Add" and "qkv" in n.name).output[0]
+    relu = helper.make_node("Relu", [qkv], ["early"], name="early_reader")
+    graph.node.insert([n.output[0] for n in graph.node].index(qkv) + 1, relu)
+    graph.output.append(helper.make_tensor_value_info("early", TensorProto.FLOAT, None))
+    _refused(proto, "(MatMul)", "per head, K contiguous channels")
 
 
 def test_a_class_token_is_a_constant_part_of_a_concatenation_of_pixels():
