@@ -1525,6 +1525,22 @@ def _global_pool(imp, node) -> None:
     _pool_layer(imp, node, x, mode="adaptive_avg", out_h=1, out_w=1)
 
 
+@_op("GlobalMaxPool")
+def _global_max_pool(imp, node) -> None:
+    x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
+    _pool_layer(imp, node, x, **_whole_max(imp, x.src_shape))
+
+
+def _whole_max(imp, src_shape) -> dict:
+    """A max pooling's attributes for the largest value of each channel over every pixel: one
+    window as large as the image, which must be square (the IR's windows are)."""
+    h, w, _ = src_shape
+    if h != w:
+        raise imp.fail(f"a max over every pixel of a {h}x{w} image; supported: square images (one max pooling "
+                       f"window of the whole image)")
+    return dict(mode="max", kernel=h, stride=h)
+
+
 @_op("AdaptiveAveragePool", domain=_CUSTOM)
 def _adaptive_pool(imp, node) -> None:
     x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
@@ -1532,11 +1548,12 @@ def _adaptive_pool(imp, node) -> None:
     _pool_layer(imp, node, x, mode="adaptive_avg", out_h=int(oh), out_w=int(ow))
 
 
-@_op("ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2")
+@_op("ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceMax")
 def _reduce(imp, node) -> None:
     """A mean or sum over every pixel, row or column of each channel (average pooling, times their
     count for a sum), or over every channel of each pixel (a product by constant weights of ones);
-    ``ReduceSumSquare`` squares first and ``ReduceL2`` also takes the square root (tables)."""
+    ``ReduceSumSquare`` squares first and ``ReduceL2`` also takes the square root (tables); a max
+    over every pixel of a square image is a max pooling."""
     v, a, op, y = imp.act(node.input[0]), _attrs(node), node.op_type, node.output[0]
     axes = _input_list(imp, node, 1, "axes") if imp.opset >= (13 if op == "ReduceSum" else 18) else a.get("axes")
     if not axes and a.get("noop_with_empty_axes", 0):       # ONNX: no axes then means no reduction
@@ -1548,7 +1565,7 @@ def _reduce(imp, node) -> None:
     if op in ("ReduceSumSquare", "ReduceL2"):
         x = _part(imp, node, "Pow", [x, _scalar_const(imp, f"{y}.two", 2.0)], f"{y}.square")
     summed = f"{y}.sum" if op == "ReduceL2" else y
-    reduced = _part(imp, node, "ReduceSum" if op != "ReduceMean" else op, [x], summed, axes=axes,
+    reduced = _part(imp, node, op if op in ("ReduceMean", "ReduceMax") else "ReduceSum", [x], summed, axes=axes,
                     keepdims=a.get("keepdims", 1), handler=_reduce_axes)
     if op == "ReduceL2":
         _part(imp, node, "Sqrt", [reduced], y)
@@ -1569,7 +1586,7 @@ def _part(imp, node, op: str, inputs: list, out: str, handler=None, **attrs) -> 
 
 
 def _reduce_axes(imp, node) -> None:
-    """A ``ReduceMean`` or ``ReduceSum`` whose axes are an attribute (``_reduce``'s steps)."""
+    """A ``ReduceMean``, ``ReduceSum`` or ``ReduceMax`` whose axes are an attribute (``_reduce``'s steps)."""
     v, a = imp.act(node.input[0]), _attrs(node)
     axes, keep, y = list(a["axes"]), a["keepdims"], node.output[0]
     plan = _mean_plan(v, axes)
@@ -1577,7 +1594,10 @@ def _reduce_axes(imp, node) -> None:
         whole = imp.materialise(v, lambda u: _mean_plan(u, axes) is not None)
         if whole is not None:
             v, plan = whole, _mean_plan(whole, axes)
-    total = node.op_type == "ReduceSum"
+    total, peak = node.op_type == "ReduceSum", node.op_type == "ReduceMax"
+    if peak and (plan is None or plan[0] != (1, 1)):
+        raise imp.fail(f"a max over axes {axes} of a {list(v.shape)} tensor; supported: over all pixels of each "
+                       f"channel (max pooling)")
     if plan is None:
         if _channel_reduction(imp, node, v, axes, keep, 1.0 if total else 1.0 / math.prod(v.shape[i] for i in axes)):
             return
@@ -1586,7 +1606,8 @@ def _reduce_axes(imp, node) -> None:
                        f"channels of each pixel")
     (oh, ow), out_idx = plan
     name = imp.layer_name(f"{y}.mean" if total else y)
-    shape = imp.emit(Pool, name, inputs=(v.source,), mode="adaptive_avg", out_h=oh, out_w=ow)
+    pool = _whole_max(imp, v.src_shape) if peak else dict(mode="adaptive_avg", out_h=oh, out_w=ow)
+    shape = imp.emit(Pool, name, inputs=(v.source,), **pool)
     out_shape = tuple(1 if i in axes else n for i, n in enumerate(v.shape))
     idx = out_idx.reshape(out_shape)
     mean = L.from_indices(name, shape, idx if keep else idx.reshape([n for i, n in enumerate(out_shape) if i not in axes]))

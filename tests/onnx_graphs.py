@@ -1012,3 +1012,22 @@ def interleaved_attention(split: str = "split", key: int = 8, value: int = 8, he
     macs = n * dim * 3 * patch * patch + n * dim * heads * period + heads * n * n * (key + value) \
         + n * heads * value * dim + dim * 5
     return g.model([image_input(3, size, size)], [out(y)]), macs
+
+
+def channel_attention(size: int = 8, width: int = 16, reduction: int = 4, max_op: str = "GlobalMaxPool", seed: int = 29):
+    """CBAM's channel attention: a convolution, the average and the max of each channel over the
+    pixels (``max_op``: ``GlobalMaxPool``, as ``AdaptiveMaxPool2d(1)`` exports, or ``ReduceMax``
+    over axes 2 and 3, as ``amax``), one shared MLP of 1x1 convolutions on both, their sum's
+    sigmoid scaling the channels, a 1x1 head."""
+    g = Graph(seed)
+    c = width
+    x = g.op("Relu", [g.op("Conv", ["input", g.weight("conv.weight", c, 3, 3, 3), g.weight("conv.bias", c, scale=0.5)],
+                          "/conv", kernel_shape=[3, 3], pads=[1] * 4)], "/conv")
+    w1, w2 = g.weight("fc1.weight", c // reduction, c, 1, 1), g.weight("fc2.weight", c, c // reduction, 1, 1)
+    avg = g.op("GlobalAveragePool", [x], "/ca")
+    peak = g.op(max_op, [x], "/ca", **({"axes": [2, 3], "keepdims": 1} if max_op == "ReduceMax" else {}))
+    mlp = [g.op("Conv", [g.op("Relu", [g.op("Conv", [p, w1], "/ca/fc1", kernel_shape=[1, 1])], "/ca"), w2], "/ca/fc2",
+                kernel_shape=[1, 1]) for p in (avg, peak)]
+    y = g.op("Mul", [x, g.op("Sigmoid", [g.op("Add", mlp, "/ca")], "/ca")], "/ca")
+    y = g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size, "input")], [out(y)], 17)

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -869,6 +869,25 @@ def test_group_and_instance_norms_are_composed_and_match_onnxruntime(form):
     groups = 0 if form == "instance" else 2            # a group's mean and variance: a convolution each
     assert (kinds["pool"], kinds["pow"], kinds["rsqrt"], kinds["conv2d"]) == (2, 1, 1, 2 + groups)
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("max_op", ["GlobalMaxPool", "ReduceMax"])
+def test_a_max_over_every_pixel_is_a_max_pooling_of_the_whole_image(max_op):
+    """CBAM's channel attention, refused before: ``AdaptiveMaxPool2d(1)`` and ``amax(dim=(2, 3))``
+    are one max pooling whose window is the image."""
+    proto = channel_attention(max_op=max_op)
+    imp = import_onnx(proto, "cbam")
+    pools = [l for l in imp.model.layers if l.kind == "pool"]
+    assert [(p.mode, p.kernel, p.stride) for p in pools if p.mode == "max"] == [("max", 8, 8)]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("op, shape, attrs, needle", [
+    ("GlobalMaxPool", (1, 8, 5, 8), {}, "every pixel of a 5x8 image; supported: square images"),
+    ("ReduceMax", (1, 8, 8, 8), {"axes": [1]}, "a max over axes [1] of a [1, 8, 8, 8] tensor"),
+    ("ReduceMax", (1, 8, 8, 8), {"axes": [3]}, "supported: over all pixels of each channel")])
+def test_a_max_the_pooling_cannot_take_is_refused_in_one_line(op, shape, attrs, needle):
+    _refused(single_op(op, shape=shape, **attrs), f"({op})", needle)
 
 
 @pytest.mark.parametrize("attrs", [{}, {"size": 3, "alpha": 0.01, "beta": 0.5, "bias": 2.0}, {"size": 1, "opset": 7}])
