@@ -1630,11 +1630,16 @@ def _channel_reduction(imp, node, v: View, axes: list[int], keep: int, weight: f
         return False
     c, y = v.shape[axes[0]], node.output[0]
     summed = y if keep else f"{y}.kept"
-    if form != "nchw" and axes[0] != len(v.shape) - 1:
+    image = form in ("nchw", "channels_first")          # channels on axis 1: a convolution of the image
+    if not image and axes[0] != len(v.shape) - 1:
         return False
     w = f"{y}.ones"
-    imp._set_const(w, np.full((1, c, 1, 1) if form == "nchw" else (c, 1), weight, np.float32))
-    _part(imp, node, "Conv" if form == "nchw" else "MatMul", [node.input[0], w], summed)
+    imp._set_const(w, np.full((1, c, 1, 1) if image else (c, 1), weight, np.float32))
+    if form == "channels_first":                        # [1, C, H*W]: the image's, then the same form
+        o = _view(imp, _part(imp, node, "Conv", [_image_of(imp, node.input[0], formed), w], f"{y}.image"))
+        imp.views[summed] = _FORMS[form][0](o.source, o.src_shape).named(summed)
+    else:
+        _part(imp, node, "Conv" if image else "MatMul", [node.input[0], w], summed)
     if not keep:
         kept = _view(imp, summed)
         _reshape_to(imp, node, kept, [n for i, n in enumerate(kept.shape) if i != axes[0]])

@@ -871,6 +871,22 @@ def test_group_and_instance_norms_are_composed_and_match_onnxruntime(form):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("op, keep", [("ReduceSum", 0), ("ReduceMean", 1), ("ReduceL2", 0)])
+def test_a_reduction_over_the_channels_of_flattened_pixels_is_a_convolution_by_ones(op, keep):
+    """``[1, C, H*W]`` (an image's flattened pixels) reduced over axis 1, its channels: refused before
+    with a message saying channels are supported; a 1x1 convolution of the image by ones."""
+    g = Graph(3)
+    x = g.op("Conv", ["input", g.weight("w", 8, 3, 3, 3)], "/c", kernel_shape=[3, 3], pads=[1] * 4)
+    r = g.reshape(x, [1, 8, -1])
+    y = g.op(op, [r, g.const([1])] if op == "ReduceSum" else [r], "", keepdims=keep,
+             **({} if op == "ReduceSum" else {"axes": [1]}))
+    proto = g.model([image_input(3, 6, 10, "input")], [out(g.op("Sigmoid", [y], ""))])
+    imp = import_onnx(proto, "flat")
+    ones = [l for l in imp.model.layers if l.kind == "conv2d"][1]
+    assert (ones.in_ch, ones.out_ch, ones.kernel) == (8, 1, (1, 1))
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 @pytest.mark.parametrize("max_op", ["GlobalMaxPool", "ReduceMax"])
 def test_a_max_over_every_pixel_is_a_max_pooling_of_the_whole_image(max_op):
     """CBAM's channel attention, refused before: ``AdaptiveMaxPool2d(1)`` and ``amax(dim=(2, 3))``
