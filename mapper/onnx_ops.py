@@ -560,8 +560,10 @@ def _conv(imp, node) -> None:
     a = _attrs(node)
     w = imp.array(node.input[1]).astype(np.float32)
     b = imp.optional_array(node, 2)
+    if w.ndim == 3:
+        return _conv_along_channels(imp, node, w, b)
     if w.ndim != 4:
-        raise imp.fail(f"a {w.ndim - 2}-D convolution; supported: 2-D convolutions")
+        raise imp.fail(f"a {w.ndim - 2}-D convolution; supported: 2-D convolutions, 1-D ones along a pixel's channels")
     dilation = _equal_pair(imp, a.get("dilations", [1, 1]), "dilations")
     if b is not None and b.shape != (w.shape[0],):
         raise imp.fail(f"a bias of shape {list(b.shape)} for {w.shape[0]} output channels; supported: one value "
@@ -611,6 +613,37 @@ def _conv_weights(imp, node, name: str, w: np.ndarray, b: Optional[np.ndarray], 
     if wq is not None:
         imp.weight_q[name] = (tile(wq[0]), tile(wq[1]))
     _fold_into_weight_q(imp, name, inv)
+
+
+def _conv_along_channels(imp, node, w: np.ndarray, b: Optional[np.ndarray]) -> None:
+    """A 1-D convolution of one channel along the channels of one pixel (ECA's ``Conv1d(1, 1, k)``
+    over a pooled ``[1, 1, C]``): a 1x1 ``Conv2d`` of the pixel whose ``C' x C`` weights hold the
+    kernel on a band (C' C MACs instead of C' k, on one pixel)."""
+    a, v = _attrs(node), imp.act(node.input[0])
+    h, wd, c = v.src_shape
+    if w.shape[:2] != (1, 1) or a.get("group", 1) != 1 or tuple(v.shape[:2]) != (1, 1) or h * wd != 1 \
+            or not np.array_equal(L.indices(v).ravel(), np.arange(c)):
+        raise imp.fail(f"a 1-D convolution of weights {list(w.shape)} over a {list(v.shape)} input; supported: one "
+                       f"channel along the channels of one pixel (ECA's)")
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise imp.fail(f"auto_pad {a['auto_pad']!r} on a 1-D convolution; supported: NOTSET (explicit pads), VALID")
+    (stride,), (dilation,) = a.get("strides", [1]), a.get("dilations", [1])
+    lo, hi = a.get("pads", [0, 0]) if a.get("auto_pad", "NOTSET") == "NOTSET" else (0, 0)
+    k, y = w.shape[2], node.output[0]
+    n = (c + lo + hi - dilation * (k - 1) - 1) // stride + 1
+    if n < 1 or min(stride, dilation) < 1 or min(lo, hi) < 0:
+        raise imp.fail(f"strides {stride}, dilations {dilation}, pads {[lo, hi]} over {c} channels; supported: "
+                       f"positive strides and dilations, pads not negative, room for one output")
+    band = np.zeros((n, c), np.float32)
+    for o in range(n):
+        for j in range(k):
+            if 0 <= o * stride + j * dilation - lo < c:
+                band[o, o * stride + j * dilation - lo] += w[0, 0, j]
+    imp._set_const(f"{y}.band", band.reshape(n, c, 1, 1))
+    imp._set_const(f"{y}.bias", np.full(n, b[0] if b is not None else 0, np.float32))
+    o = _view(imp, _part(imp, node, "Conv", [_image_of(imp, node.input[0], v), f"{y}.band", f"{y}.bias"],
+                         f"{y}.image"))
+    imp.views[y] = L.from_indices(o.source, o.src_shape, np.arange(n).reshape(1, 1, n)).named(y)
 
 
 def _conv_of_rows(imp, node, v: View, w: np.ndarray, b: Optional[np.ndarray], a: dict) -> bool:

@@ -1031,3 +1031,21 @@ def channel_attention(size: int = 8, width: int = 16, reduction: int = 4, max_op
     y = g.op("Mul", [x, g.op("Sigmoid", [g.op("Add", mlp, "/ca")], "/ca")], "/ca")
     y = g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
     return g.model([image_input(3, size, size, "input")], [out(y)], 17)
+
+
+def eca(size: int = 8, width: int = 16, kernel: int = 3, pads=None, stride: int = 1, seed: int = 30):
+    """ECA-Net's channel attention as timm exports it: a convolution, the mean of each channel
+    (``ReduceMean`` of axes 2 and 3, not kept), viewed as ``[1, 1, C]``, a 1-D convolution of one
+    channel along them (no bias), its sigmoid viewed as ``[1, C, 1, 1]`` scaling the channels, a
+    1x1 head."""
+    g = Graph(seed)
+    c = width
+    x = g.op("Relu", [g.op("Conv", ["input", g.weight("conv.weight", c, 3, 3, 3), g.weight("conv.bias", c, scale=0.5)],
+                          "/conv", kernel_shape=[3, 3], pads=[1] * 4)], "/conv")
+    m = g.reshape(g.op("ReduceMean", [x], "/eca", axes=[2, 3], keepdims=0), [1, 1, -1], "/eca")
+    pads = pads if pads is not None else [(kernel - 1) // 2] * 2
+    a = g.op("Conv", [m, g.weight("eca.conv.weight", 1, 1, kernel, scale=1.0)], "/eca/conv", kernel_shape=[kernel],
+             pads=pads, strides=[stride])
+    y = g.op("Mul", [x, g.reshape(g.op("Sigmoid", [a], "/eca"), [1, -1, 1, 1], "/eca")], "/eca")
+    y = g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size, "input")], [out(y)], 17)

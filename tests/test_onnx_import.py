@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, eca, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -885,6 +885,37 @@ def test_a_reduction_over_the_channels_of_flattened_pixels_is_a_convolution_by_o
     ones = [l for l in imp.model.layers if l.kind == "conv2d"][1]
     assert (ones.in_ch, ones.out_ch, ones.kernel) == (8, 1, (1, 1))
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_a_1d_convolution_along_a_pixel_s_channels_is_a_band_of_weights(kernel):
+    """ECA's ``Conv1d(1, 1, k)`` over the pooled channels, refused before (2-D convolutions only): a
+    1x1 convolution of the pooled pixel whose weights hold the kernel on a band."""
+    proto = eca(kernel=kernel)
+    imp = import_onnx(proto, "eca")
+    band = [l for l in imp.model.layers if l.kind == "conv2d"][1]
+    assert (band.in_ch, band.out_ch, band.kernel, band.in_h * band.in_w) == (16, 16, (1, 1), 1)
+    w = imp.weights[band.name]["weight"].reshape(16, 16)
+    assert np.count_nonzero(w[8]) == kernel and np.count_nonzero(w[0]) == kernel // 2 + 1
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("pads, stride", [([2, 0], 1), ([1, 1], 2), ([0, 0], 3)])
+def test_a_strided_or_unevenly_padded_1d_convolution_along_channels_matches_onnxruntime(pads, stride):
+    g = Graph(31)
+    m = g.reshape(g.op("GlobalAveragePool", ["input"], ""), [1, 1, -1])
+    y = g.op("Conv", [m, g.weight("w", 1, 1, 3, scale=1.0), g.weight("b", 1)], "", kernel_shape=[3], pads=pads,
+             strides=[stride])
+    proto = g.model([image_input(10, 4, 4, "input")], [out(g.op("Sigmoid", [y], ""))])
+    assert _max_rel_error(proto, import_onnx(proto, "c1d")) <= RTOL
+
+
+def test_a_1d_convolution_over_a_sequence_of_tokens_is_refused_in_one_line():
+    g = Graph(32)
+    x = g.reshape(g.op("Conv", ["input", g.weight("w", 4, 3, 1, 1)], "", kernel_shape=[1, 1]), [1, 4, -1])
+    y = g.op("Conv", [x, g.weight("w1", 4, 4, 3)], "", kernel_shape=[3], pads=[1, 1])
+    _refused(g.model([image_input(3, 4, 4, "input")], [out(y)]), "(Conv)", "1-D convolution of weights [4, 4, 3]",
+             "one channel along the channels of one pixel")
 
 
 @pytest.mark.parametrize("max_op", ["GlobalMaxPool", "ReduceMax"])
