@@ -64,7 +64,7 @@ __all__ = ["quantize", "prepare", "quantize_ranges", "calibrate_ranges", "scale_
            "softmax_out_shift", "KEEPS_SCALE"]
 
 #: Layer kinds whose output has their input's scale (the module docstring's first constraint, and ReLU).
-KEEPS_SCALE = frozenset(LAYOUT_KINDS) | {"resize", "pool", "concat", "channel_slice", "relu"}
+KEEPS_SCALE = frozenset(LAYOUT_KINDS) | {"resize", "pool", "concat", "channel_slice", "pixel_reshape", "relu"}
 #: Magnitudes sampled for a percentile of a larger tensor (seeded, with replacement).
 _PERCENTILE_SAMPLES = 1 << 22
 

@@ -51,7 +51,7 @@ STAGE_OP = {"add": VecOp.ADD, "mul": VecOp.MUL, **{func: VecOp.LUT for func in A
 COMPUTE_KINDS = tuple(STAGE_OP)
 #: Kinds that move no data: a concatenation's producers write into its buffer, a channel slice is a
 #: view of its input's (``mapper.layout.storage_plan``).
-ZERO_COPY_KINDS = ("concat", "channel_slice")
+ZERO_COPY_KINDS = ("concat", "channel_slice", "pixel_reshape")
 #: Activations a MAC layer's STOREs apply after requantisation.
 POINTWISE_OPS = tuple(ACTIVATIONS)
 

@@ -20,7 +20,7 @@ exactly one of them.  The other layers cost no MACs:
   channel count that divides the output's is repeated, as a relative-position
   bias is over the windows of all heads);
 * spatial: :class:`Resize`, :class:`Pool`, :class:`Concat` (channels or pixels), :class:`ChannelSlice` (a
-  view of channels of its input);
+  view of channels of its input), :class:`PixelReshape` (its input's pixels in another ``H x W``);
 * layout: :class:`Pad`, :class:`Roll` (cyclic shift), :class:`Crop`,
   :class:`WindowPartition`, :class:`WindowReverse` and :class:`PatchMerge` (Swin);
 * data: :class:`Constant` (learned embeddings, positional encodings, bias tables,
@@ -48,7 +48,7 @@ from hw.operators import check_pool_padding
 from .float_ops import ACTIVATIONS
 
 __all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "Add", "Mul", "Resize",
-           "Pool", "Concat", "ChannelSlice", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge", "DepthToSpace", "ChannelShuffle",
+           "Pool", "Concat", "ChannelSlice", "PixelReshape", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge", "DepthToSpace", "ChannelShuffle",
            "Constant", "Layer", "Model", "Shape", "ShapeError", "PARTS", "MAC_KINDS", "ELEMENTWISE_KINDS",
            "LAYOUT_KINDS", "INPUT", "conv_out", "min_dram_bytes", "weight_bytes", "operand_bytes", "reads_alone", "tokens_of"]
 
@@ -730,6 +730,34 @@ class ChannelSlice(_Base):
         return (h, w, self.channels)
 
 
+@_nonmac("pixel_reshape")
+class PixelReshape(_Base):
+    """``out_h * out_w`` consecutive pixels of its input from pixel ``start`` (in raster order), as
+    an ``out_h x out_w`` image: a ``W x 1`` column read as a ``1 x W`` row (CoordAtt's transposed
+    pooling), the tokens after a class token as an image.  It moves no data: the pixels of a buffer
+    are its rows whatever ``H x W`` they form, so it is a view of its input's (``mapper.layout``)."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    out_h: int
+    out_w: int
+    start: int = 0
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+        _positive(self, "out_h", "out_w")
+        if not isinstance(self.start, int) or self.start < 0:
+            raise ValueError(f"{self.name}: start must be an integer of at least 0, not {self.start!r}")
+
+    def infer(self, in_shapes):
+        h, w, c = _same(self, in_shapes)
+        if self.start + self.out_h * self.out_w > h * w:
+            raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c),
+                               f"at least {self.start + self.out_h * self.out_w} pixels")
+        return (self.out_h, self.out_w, c)
+
+
 @_nonmac("pad")
 class Pad(_Base):
     """Zero padding at the bottom and the right, to ``out_h x out_w``."""
@@ -923,7 +951,7 @@ class Constant(_Base):
         return tuple(self.shape)
 
 
-Layer = Union[Conv2d, Linear, MatMul, LayerNorm, Softmax, Activation, Add, Mul, Resize, Pool, Concat, ChannelSlice, Pad,
+Layer = Union[Conv2d, Linear, MatMul, LayerNorm, Softmax, Activation, Add, Mul, Resize, Pool, Concat, ChannelSlice, PixelReshape, Pad,
               Crop, Roll, WindowPartition, WindowReverse, PatchMerge, DepthToSpace, ChannelShuffle, Constant]
 
 

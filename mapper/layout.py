@@ -8,7 +8,8 @@ Every tensor is int8 HWC in a *buffer*: element ``(y, x, ch)`` is byte
 which their producers write straight into the concatenation's buffer at their channel
 offset, or from their first pixel for a concatenation of pixels (zero-copy; consumers read
 them there with its pitch); a constant part is in that buffer from the start
-(``mapper.program`` makes it static data).  A concatenation that is itself an input of
+(``mapper.program`` makes it static data).  A :class:`~mapper.ir.ChannelSlice` and a
+:class:`~mapper.ir.PixelReshape` are views of their input's buffer (from a channel, from a pixel).  A concatenation that is itself an input of
 another lives in the outer one's buffer, and so do its parts: offsets and first pixels add
 up and every part has the outermost pitch (DenseNet's ``Concat([c1, conv(c1)])``).
 
@@ -28,7 +29,8 @@ from dataclasses import dataclass, replace
 
 from hw.vector import Axis
 
-from .ir import INPUT, ChannelSlice, Concat, Crop, DepthToSpace, Layer, Model, Pad, Roll, Shape, WindowPartition, WindowReverse
+from .ir import (INPUT, ChannelSlice, Concat, Crop, DepthToSpace, Layer, Model, Pad, PixelReshape, Roll, Shape, WindowPartition,
+                 WindowReverse)
 
 __all__ = ["Storage", "View", "storage_plan", "view_of", "through", "partition_view", "LayoutError"]
 
@@ -67,18 +69,20 @@ def storage_plan(model: Model) -> dict[str, Storage]:
     plan = {INPUT: Storage(INPUT, model.input[2], 0, tuple(model.input))}
     for layer in model.layers:
         plan[layer.name] = Storage(layer.name, layer.out_shape[2], 0, layer.out_shape)
-    slices = {layer.name for layer in model.layers if isinstance(layer, ChannelSlice)}
+    slices = {layer.name for layer in model.layers if isinstance(layer, (ChannelSlice, PixelReshape))}
     for layer in model.layers:
-        if isinstance(layer, ChannelSlice):     # a view: its input's buffer, from its first channel
+        if isinstance(layer, (ChannelSlice, PixelReshape)):    # a view: its input's buffer (from its first channel)
             src = plan[layer.inputs[0]]
-            plan[layer.name] = Storage(src.buffer, src.pitch, src.offset + layer.start, layer.out_shape, src.pixel)
+            slice_ = isinstance(layer, ChannelSlice)
+            plan[layer.name] = Storage(src.buffer, src.pitch, src.offset + (layer.start if slice_ else 0), layer.out_shape,
+                                       src.pixel + (0 if slice_ else layer.start))
             continue
         if not isinstance(layer, Concat):
             continue
         offset = pixel = 0
         for src, shape in zip(layer.inputs, layer.in_shapes):
             if plan[src].buffer != src:
-                where = (f"a channel slice, a view of {plan[src].buffer!r}" if src in slices
+                where = (f"a view of {plan[src].buffer!r}" if src in slices
                          else f"already part of the concatenation {plan[src].buffer!r}")
                 raise LayoutError(f"{layer.name}: input {src!r} is {where}")
             if src == INPUT:

@@ -310,6 +310,14 @@ def _channel_slice(wr: _Writer, layer, w: dict) -> None:
     wr.put(layer.name, form, wr.slice(x, [axis], [layer.start], [layer.start + layer.channels], layer.name))
 
 
+def _pixel_reshape(wr: _Writer, layer, w: dict) -> None:
+    """As tokens, the pixels in order: some of the input's ``[1, H*W, C]``."""
+    x, (h, wd, _) = wr.get(layer.inputs[0], "tokens"), wr.shapes[layer.inputs[0]]
+    n = layer.out_h * layer.out_w
+    wr.put(layer.name, "tokens", x if (layer.start, n) == (0, h * wd) else
+           wr.slice(x, [1], [layer.start], [layer.start + n], layer.name))
+
+
 def _pad(wr: _Writer, layer, w: dict) -> None:
     x = wr.get(layer.inputs[0], "nchw")
     h, wd, _ = wr.shapes[layer.inputs[0]]
@@ -402,7 +410,8 @@ def _constant(wr: _Writer, layer, w: dict) -> None:
 
 _LAYERS = {"conv2d": _conv, "linear": _linear, "matmul": _matmul, "layernorm": _layernorm, "softmax": _softmax,
            **{func: _activation for func in ACTIVATIONS}, "add": _binary, "mul": _binary,
-           "resize": _resize, "pool": _pool, "concat": _concat, "channel_slice": _channel_slice, "pad": _pad, "crop": _crop, "roll": _roll,
+           "resize": _resize, "pool": _pool, "concat": _concat, "channel_slice": _channel_slice,
+           "pixel_reshape": _pixel_reshape, "pad": _pad, "crop": _crop, "roll": _roll,
            "window_partition": _window_partition, "window_reverse": _window_reverse, "patch_merge": _patch_merge,
            "depth_to_space": _depth_to_space, "channel_shuffle": _channel_shuffle, "constant": _constant}
 

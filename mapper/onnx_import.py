@@ -47,7 +47,8 @@ import numpy as np
 
 from . import onnx_layout as L
 from .ir import (INPUT, PARTS, Activation, Add, ChannelShuffle, ChannelSlice, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
-                 Mul, Pad, PatchMerge, DepthToSpace, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse)
+                 Mul, Pad, PatchMerge, DepthToSpace, PixelReshape, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition,
+                 WindowReverse)
 from .onnx_layout import View
 from .onnx_patterns import fuse_patterns
 
@@ -63,7 +64,7 @@ PARTS_KEY = "vitaccel.parts"
 _FLOAT, _INT8, _UINT8 = 1, 3, 2           # onnx.TensorProto data types
 _LAYOUT_CLASSES = {"crop": Crop, "roll": Roll, "window_partition": WindowPartition,
                    "window_reverse": WindowReverse, "patch_merge": PatchMerge, "channel_slice": ChannelSlice,
-                   "depth_to_space": DepthToSpace, "channel_shuffle": ChannelShuffle}
+                   "depth_to_space": DepthToSpace, "channel_shuffle": ChannelShuffle, "pixel_reshape": PixelReshape}
 
 
 class OnnxImportError(ValueError):

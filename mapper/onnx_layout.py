@@ -362,6 +362,8 @@ def _layout_out(c: Candidate, base: np.ndarray) -> np.ndarray:
         return ir_views.channel_shuffle(base, c.params["groups"])
     if c.kind == "channel_slice":
         return ir_views.channel_slice(base, c.params["start"], c.params["channels"])
+    if c.kind == "pixel_reshape":
+        return ir_views.pixel_reshape(base, c.params["out_h"], c.params["out_w"], c.params["start"])
     raise ValueError(f"unknown layout layer {c.kind!r}")
 
 
@@ -394,13 +396,17 @@ def _divisors(n: int) -> list[int]:
 
 
 def layout_candidates(v: View) -> Iterator[Candidate]:
-    """IR layout layers whose output ``v`` might be a strided view of: a channel slice, crop, roll,
-    window partition and reverse, patch merge (parameters guessed from ``v``; :func:`match_layout`
-    decides)."""
+    """IR layout layers whose output ``v`` might be a strided view of: a channel slice, the pixels as
+    another image, crop, roll, window partition and reverse, patch merge (parameters guessed from
+    ``v``; :func:`match_layout` decides)."""
     src, (h, w, c) = v.source, v.src_shape
     lo, hi = channels_read(v)
     if (lo, hi) != (0, c):
         yield Candidate("channel_slice", src, v.src_shape, {"start": lo, "channels": hi - lo})
+    first = int(indices(v).min()) // c if v.size else 0
+    for a, b in dict.fromkeys((a, b) for a in v.shape for b in v.shape):    # some pixels as another image
+        if first + a * b <= h * w and (a, b, first) != (h, w, 0):
+            yield Candidate("pixel_reshape", src, v.src_shape, {"out_h": a, "out_w": b, "start": first})
     idx = indices(v)
     ys, xs = idx // (w * c), (idx // c) % w
     crop = _crop_params(np.unique(ys), np.unique(xs))

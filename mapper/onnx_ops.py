@@ -1812,7 +1812,7 @@ def _own_parts(imp, node, views: list[View]) -> list[View]:
     copied: a constant into a Constant layer of its own, a computed tensor by a Pad to its own
     size (a copy on the vector unit); so is the model's input, which no layer computes."""
     taken = {s for layer in imp.layers if layer.kind == "concat" for s in layer.inputs} | \
-        {layer.name for layer in imp.layers if layer.kind == "channel_slice"} | {INPUT}  # a view of another buffer
+        {layer.name for layer in imp.layers if layer.kind in ("channel_slice", "pixel_reshape")} | {INPUT}  # a view of another buffer
     own = []
     for i, v in enumerate(views):
         if v.source in taken:

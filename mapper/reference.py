@@ -215,6 +215,7 @@ _LAYERS = {
     "softmax": _softmax, "resize": _resize, "pool": _pool,
     "concat": lambda l, ins, w, d: views.concat(ins, l.along, l.out_shape),
     "channel_slice": lambda l, ins, w, d: views.channel_slice(ins[0], l.start, l.channels),
+    "pixel_reshape": lambda l, ins, w, d: views.pixel_reshape(ins[0], l.out_h, l.out_w, l.start),
     "pad": lambda l, ins, w, d: views.pad(ins[0], l.out_h, l.out_w),
     "crop": lambda l, ins, w, d: views.crop(ins[0], l.out_h, l.out_w, l.y0, l.x0, l.step),
     "roll": lambda l, ins, w, d: views.roll(ins[0], l.shift),

@@ -15,7 +15,7 @@ import numpy as np
 
 from .ir import MatMul
 
-__all__ = ["matmul_operands", "matmul_output", "broadcast_input", "concat", "pad", "channel_slice", "crop", "roll",
+__all__ = ["matmul_operands", "matmul_output", "broadcast_input", "concat", "pad", "channel_slice", "pixel_reshape", "crop", "roll",
            "window_partition", "window_reverse", "patch_merge", "depth_to_space", "channel_shuffle"]
 
 
@@ -74,6 +74,11 @@ def pad(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 def channel_slice(x: np.ndarray, start: int, channels: int) -> np.ndarray:
     """Channels ``start .. start + channels`` of every pixel."""
     return x[:, :, start:start + channels].copy()
+
+
+def pixel_reshape(x: np.ndarray, out_h: int, out_w: int, start: int = 0) -> np.ndarray:
+    """``out_h * out_w`` pixels from pixel ``start``, in order, as ``out_h x out_w`` (``mapper.ir.PixelReshape``)."""
+    return x.reshape(-1, x.shape[2])[start:start + out_h * out_w].reshape(out_h, out_w, x.shape[2]).copy()
 
 
 def crop(x: np.ndarray, out_h: int, out_w: int, y0: int = 0, x0: int = 0, step=(1, 1)) -> np.ndarray:

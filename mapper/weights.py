@@ -75,7 +75,7 @@ import numpy as np
 
 from . import reference
 from .images import calibration_image
-from .ir import Add, ChannelSlice, Concat, Constant, Conv2d, Layer, LayerNorm, Linear, MatMul, Model
+from .ir import Add, ChannelSlice, Concat, Constant, Conv2d, Layer, LayerNorm, Linear, MatMul, Model, PixelReshape
 from .views import window_partition
 
 __all__ = ["init_weights", "has_batchnorm", "mac_init", "constant_data", "fold_attention_scale",
@@ -311,6 +311,8 @@ def _scale_rows(model: Model, weights: dict, product: MatMul, name: str, lo: int
             _scale_rows(model, weights, product, n, lo, hi, factor, done)
     elif isinstance(src, ChannelSlice):
         _scale_rows(model, weights, product, src.inputs[0], lo + src.start, hi + src.start, factor, done)
+    elif isinstance(src, PixelReshape):
+        _scale_rows(model, weights, product, src.inputs[0], lo, hi, factor, done)
     elif isinstance(src, Concat) and src.along == "pixels":
         for n in src.inputs:
             _scale_rows(model, weights, product, n, lo, hi, factor, done)

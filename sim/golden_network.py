@@ -130,6 +130,7 @@ _LAYERS = {
     "softmax": _softmax, "resize": _resize, "pool": _pool,
     "concat": lambda l, ins, q, b: views.concat(ins, l.along, l.out_shape),
     "channel_slice": lambda l, ins, q, b: views.channel_slice(ins[0], l.start, l.channels),
+    "pixel_reshape": lambda l, ins, q, b: views.pixel_reshape(ins[0], l.out_h, l.out_w, l.start),
     "pad": lambda l, ins, q, b: views.pad(ins[0], l.out_h, l.out_w),
     "roll": lambda l, ins, q, b: views.roll(ins[0], l.shift),
     "crop": lambda l, ins, q, b: views.crop(ins[0], l.out_h, l.out_w, l.y0, l.x0, l.step),

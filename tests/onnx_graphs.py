@@ -1049,3 +1049,26 @@ def eca(size: int = 8, width: int = 16, kernel: int = 3, pads=None, stride: int 
     y = g.op("Mul", [x, g.reshape(g.op("Sigmoid", [a], "/eca"), [1, -1, 1, 1], "/eca")], "/eca")
     y = g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
     return g.model([image_input(3, size, size, "input")], [out(y)], 17)
+
+
+def coord_attention(h: int = 6, w: int = 10, c: int = 16, mid: int = 8, seed: int = 33):
+    """Coordinate attention (Hou et al. 2021) as PyTorch exports it: the mean of each row and of
+    each column (average pools), the columns' transposed to ``W x 1`` and concatenated after the
+    rows' along the height, a shared 1x1 convolution and HardSwish, split back, the columns'
+    transposed to ``1 x W`` again, a 1x1 convolution and a sigmoid each, and the image times both
+    (broadcast along the rows and along the columns); a 1x1 head."""
+    g = Graph(seed)
+    x = g.op("Relu", [g.op("Conv", ["input", g.weight("conv.weight", c, 3, 3, 3)], "/conv", kernel_shape=[3, 3],
+                          pads=[1] * 4)], "/conv")
+    xh = g.op("AveragePool", [x], "/ca", kernel_shape=[1, w], strides=[1, w])
+    xw = g.op("Transpose", [g.op("AveragePool", [x], "/ca", kernel_shape=[h, 1], strides=[h, 1])], "/ca",
+              perm=[0, 1, 3, 2])
+    y = g.op("Conv", [g.op("Concat", [xh, xw], "/ca", axis=2), g.weight("conv1.weight", mid, c, 1, 1),
+                      g.weight("conv1.bias", mid)], "/ca/conv1", kernel_shape=[1, 1])
+    yh, yw = g.op("Split", [g.op("HardSwish", [y], "/ca"), g.const([h, w])], "/ca", n_out=2, axis=2)
+    yw = g.op("Transpose", [yw], "/ca", perm=[0, 1, 3, 2])
+    ah, aw = (g.op("Sigmoid", [g.op("Conv", [t, g.weight(f"conv{s}.weight", c, mid, 1, 1)], f"/ca/conv{s}",
+                                    kernel_shape=[1, 1])], "/ca") for t, s in ((yh, "h"), (yw, "w")))
+    o = g.op("Mul", [g.op("Mul", [x, aw], "/ca"), ah], "/ca")
+    o = g.op("Conv", [o, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
+    return g.model([image_input(3, h, w, "input")], [out(o)])

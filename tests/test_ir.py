@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mapper.ir import (Add, Concat, Constant, Conv2d, ChannelShuffle, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Model, Pad, PatchMerge,
-                       Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse, min_dram_bytes)
+                       PixelReshape, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse, min_dram_bytes)
 from mapper.workloads import MODEL_NAMES, build_model
 
 
@@ -94,6 +94,21 @@ def test_channel_shuffle_follows_its_definition_and_checks_its_input():
     conv = Conv2d("conv", "encoder", 3, 12, 4, 4)
     with pytest.raises(ShapeError, match=r"s: input 'conv' has shape 4x4x12, but the layer needs channels a multiple of 5"):
         Model("m", "full", (4, 4, 3), (conv, ChannelShuffle("s", "encoder", inputs=("conv",), groups=5)))
+
+
+def test_a_pixel_reshape_takes_consecutive_pixels_and_checks_it_has_them():
+    import numpy as np
+
+    from mapper.views import pixel_reshape
+    x = np.arange(4 * 3 * 2).reshape(4, 3, 2)
+    assert np.array_equal(pixel_reshape(x, 2, 4, start=3), x.reshape(12, 2)[3:11].reshape(2, 4, 2))
+    conv = Conv2d("conv", "encoder", 3, 2, 4, 3, kernel=1)
+    model = Model("m", "full", (4, 3, 3), (conv, PixelReshape("r", "encoder", inputs=("conv",), out_h=1, out_w=12)))
+    assert model.layers[-1].out_shape == (1, 12, 2)
+    with pytest.raises(ShapeError, match=r"r: input 'conv' has shape 4x3x2, but the layer needs at least 13 pixels"):
+        Model("m", "full", (4, 3, 3), (conv, PixelReshape("r", "encoder", inputs=("conv",), out_h=3, out_w=4, start=1)))
+    with pytest.raises(ValueError, match="start must be an integer of at least 0, not -1"):
+        PixelReshape("r", "encoder", inputs=("conv",), out_h=3, out_w=4, start=-1)
 
 
 def test_window_attention_shapes():

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, eca, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def test_a_class_token_is_a_constant_part_of_a_concatenation_of_pixels():
     kinds = [l.kind for l in imp.model.layers]
     assert kinds[1:3] == ["constant", "concat"] and imp.model.layers[2].along == "pixels"
     assert imp.model.layers[2].out_shape == (17, 1, 48)
-    assert kinds[-2:] == ["crop", "linear"]                 # the head reads the class token alone
+    assert kinds[-2:] == ["pixel_reshape", "linear"]        # the head reads the class token alone, in place
     assert imp.model.total_macs == macs
     assert _max_rel_error(proto, imp) <= RTOL
 
@@ -918,6 +918,25 @@ def test_a_1d_convolution_over_a_sequence_of_tokens_is_refused_in_one_line():
              "one channel along the channels of one pixel")
 
 
+@pytest.mark.parametrize("h, w", [(6, 10), (8, 8)])
+def test_coordinate_attention_reads_its_columns_as_rows_in_place(h, w):
+    """CoordAtt, refused before (its ``1 x W`` column attention was a ``W x 1`` tensor, which IR
+    broadcasting does not take along the rows): the split map's two parts are views of its pixels
+    (``PixelReshape``: the rows' from pixel 0, the columns' from pixel ``H`` as ``1 x W``), where
+    crops copied them before."""
+    from mapper.layout import storage_plan
+
+    proto = coord_attention(h, w)
+    imp = import_onnx(proto, "coordatt")
+    views = [l for l in imp.model.layers if l.kind == "pixel_reshape"]
+    assert [(v.start, v.out_h, v.out_w) for v in views] == [(0, h, 1), (h, 1, w)]
+    assert not {"crop", "pad"} & {l.kind for l in imp.model.layers}
+    split = views[0].inputs[0]                     # the shared convolution's HardSwish, split in two
+    storage = storage_plan(imp.model)
+    assert [(storage[v.name].buffer, storage[v.name].pixel) for v in views] == [(split, 0), (split, h)]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 @pytest.mark.parametrize("max_op", ["GlobalMaxPool", "ReduceMax"])
 def test_a_max_over_every_pixel_is_a_max_pooling_of_the_whole_image(max_op):
     """CBAM's channel attention, refused before: ``AdaptiveMaxPool2d(1)`` and ``amax(dim=(2, 3))``
@@ -1644,9 +1663,10 @@ def test_a_grouped_convolution_of_a_split_first_part_reads_a_channel_slice():
     assert "channel_slice" in [l.kind for l in imp.model.layers] and _max_rel_error(proto, imp) <= RTOL
 
 
-def test_a_mean_of_the_tokens_after_the_class_token_is_a_crop_then_a_pool():
+def test_a_mean_of_the_tokens_after_the_class_token_is_a_view_then_a_pool():
     """timm's ``global_pool='avg'`` with a class token (BEiT): ``x[:, 1:].mean(1)`` reads all tokens but
-    the first, which a crop holds; the mean is the crop's average pool (it was refused)."""
+    the first, which a view of them in place holds (a ``PixelReshape`` from pixel 1; a crop copied
+    them before); the mean is its average pool (it was refused)."""
     g = Graph(36)
     c = 16
     x = g.op("Transpose", [g.reshape(g.op("Conv", ["pixel_values", g.weight("w", c, 3, 8, 8)], "/embed",
@@ -1657,7 +1677,9 @@ def test_a_mean_of_the_tokens_after_the_class_token_is_a_crop_then_a_pool():
     y = g.linear(g.op("ReduceMean", [tokens], "", axes=[1], keepdims=0), c, 10, "/head")
     proto = g.model([image_input(3, 32, 32)], [out(y)])
     imp = import_onnx(proto, "beit")
-    assert {"crop", "pool"} <= {l.kind for l in imp.model.layers} and _max_rel_error(proto, imp) <= RTOL
+    assert {"pixel_reshape", "pool"} <= {l.kind for l in imp.model.layers} and _max_rel_error(proto, imp) <= RTOL
+    view = next(l for l in imp.model.layers if l.kind == "pixel_reshape")
+    assert (view.start, view.out_h * view.out_w) == (1, 16)
 
 
 def test_register_tokens_between_the_class_token_and_the_patches_import():

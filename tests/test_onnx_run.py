@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, eca, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -688,6 +688,12 @@ def test_a_channel_attention_with_a_global_max_runs_bit_exact(cfg_name, tmp_path
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_eca_s_1d_convolution_along_the_channels_runs_bit_exact(cfg_name, tmp_path):
     _runs_bit_exact_as_timed(eca(kernel=5), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("h, w", [(6, 10), (5, 5)])
+def test_coordinate_attention_runs_bit_exact_from_views_of_its_pixels(h, w, cfg_name, tmp_path):
+    _runs_bit_exact_as_timed(coord_attention(h, w), cfg_name, tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
