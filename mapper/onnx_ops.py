@@ -819,13 +819,17 @@ def _dense_over_image(imp, node, x_name: str, weight: np.ndarray, bias: Optional
     inputs = [image, kernel] + ([f"{node.output[0]}.bias"] if bias is not None else [])
     if bias is not None:
         imp._set_const(inputs[2], np.asarray(bias, np.float32).reshape(n))
-    # the convolution computes the node's output, so that a ReLU alone reading it folds in as into a Conv
-    _, relu = imp.only_consumer(node.output[0], "Relu")
+    # the convolution computes the node's output, so that a BatchNormalization (ArcFace's features) and
+    # a ReLU alone reading it fold in as into a Conv; ``out`` is the last value it then computes
+    _, bn = imp.only_consumer(node.output[0], "BatchNormalization")
     _part(imp, node, "Conv", inputs, node.output[0], kernel_shape=[h, w])
-    out = relu.output[0] if relu is not None and relu.output[0] in imp.views else node.output[0]
+    conv = imp.layers[-1].name
+    out = next(k for k in reversed(imp.views) if imp.views[k].source == conv)
     if wq is not None:
         q, scale = wq
-        imp.weight_q[imp.views[out].source] = (q.reshape(n, c, h, w).transpose(0, 2, 3, 1), scale)
+        imp.weight_q[conv] = (q.reshape(n, c, h, w).transpose(0, 2, 3, 1), scale)
+        if bn is not None and out != node.output[0]:
+            _fold_into_weight_q(imp, conv, _batchnorm_affine(imp, bn, n)[0])
     imp.views[out] = L.reshape(_view(imp, out), v.shape[:-1] + (n,)).named(out)
 
 

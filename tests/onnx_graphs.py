@@ -465,10 +465,11 @@ def window_reverse_to_tokens(merged: bool = True, reverse_first: bool = False, f
     return g.model([image_input(3, 32, 32)], [out(g.linear(y, c, 8, "/out"))])
 
 
-def dense_classifier(form: str = "flatten", qdq: bool = False, seed: int = 23):
+def dense_classifier(form: str = "flatten", qdq: bool = False, bn: bool = False, seed: int = 23):
     """VGG's classifier: a convolution and a max pool to a 3x4 map of 8 channels, flattened
     (``Flatten`` then ``Gemm`` with ``transB``; ``reshape``: ``Reshape [1, -1]`` then ``MatMul``), a ReLU,
-    a second ``Gemm`` to 10 logits; ``qdq`` puts the first dense weights behind a DequantizeLinear."""
+    a second ``Gemm`` to 10 logits; ``qdq`` puts the first dense weights behind a DequantizeLinear;
+    ``bn``, ArcFace's features, a ``BatchNormalization`` (some scales negative) before the ReLU."""
     g = Graph(seed)
     x = g.op("Conv", ["input", g.weight("features.weight", 8, 3, 3, 3), g.weight("features.bias", 8, scale=0.1)],
              "/features", kernel_shape=[3, 3], pads=[1] * 4)
@@ -482,6 +483,10 @@ def dense_classifier(form: str = "flatten", qdq: bool = False, seed: int = 23):
     else:
         weight = _qweight(g, "fc1.weight_t", w.T.copy(), axis=1)[0] if qdq else g.init("fc1.weight_t", w.T.copy())
         y = g.op("MatMul", [g.reshape(x, [1, -1], "/flatten"), weight], "/fc1")
+    if bn:
+        stats = [(g.rng.uniform(-1.5, 1.5, 16)), g.rng.normal(0, 0.1, 16), g.rng.normal(0, 0.1, 16), g.rng.uniform(0.5, 2, 16)]
+        y = g.op("BatchNormalization", [y] + [g.init(f"bn.{k}", v.astype(np.float32))
+                                              for k, v in zip(("weight", "bias", "mean", "var"), stats)], "/features")
     y = g.op("Relu", [y], "/fc1")
     y = g.op("Gemm", [y, g.weight("fc2.weight", 10, 16), g.weight("fc2.bias", 10, scale=0.1)], "/fc2", transB=1)
     return g.model([image_input(3, 6, 8, "input")], [out(y)])

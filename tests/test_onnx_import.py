@@ -512,6 +512,22 @@ def test_a_dense_layer_of_a_flattened_image_is_a_convolution_over_it(form, qdq):
     assert _max_rel_error(proto, imp) <= (1e-3 if qdq else RTOL)
 
 
+@pytest.mark.parametrize("qdq", [False, True], ids=["float", "qdq"])
+def test_a_batchnorm_after_a_dense_layer_of_a_flattened_image_folds_into_its_convolution(qdq):
+    """ArcFace's ``Flatten -> Gemm -> BatchNorm1d`` (features) was refused, the Gemm said to read its
+    own output: the norm folds into the convolution as into any Conv's (a QDQ weight's scales and
+    signs too), and the ReLU after it."""
+    proto = dense_classifier("flatten", qdq, bn=True)
+    imp = import_onnx(proto, "arcface")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "pool", "conv2d", "linear"]
+    assert imp.model.layers[2].relu
+    if qdq:                                    # the int8 weights and their scales hold the folded weights
+        q, scale = imp.weight_q[imp.model.layers[2].name]
+        w = imp.weights[imp.model.layers[2].name]["weight"]
+        assert np.max(np.abs(q * np.reshape(scale, (-1, 1, 1, 1)) - w)) <= 1e-6 * np.max(np.abs(w))
+    assert _max_rel_error(proto, imp) <= (1e-3 if qdq else RTOL)
+
+
 def test_a_class_token_before_a_grid_that_is_not_square_is_a_concatenation_of_pixels():
     """It was refused (the class token's layout layers read a square grid as one window); a
     concatenation of pixels takes any grid."""
