@@ -8,6 +8,7 @@ one-line error (``imp.fail``) for anything the IR cannot express.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from typing import Callable, Optional
 
@@ -422,6 +423,8 @@ def _batchnorm(imp, node) -> None:
     concatenation or an add): ``x * a + b`` per channel, a product and an add by constants."""
     if not all(imp.is_const(n) for n in node.input[1:5]):
         raise imp.fail("computed statistics or parameters; supported: constants")
+    if _batchnorm_into_producer(imp, node):
+        return
     shape, y = _view(imp, node.input[0]).shape, node.output[0]
     rank = len(shape)
     a, offset = _batchnorm_affine(imp, node, shape[1] if rank > 1 else 0)
@@ -429,6 +432,43 @@ def _batchnorm(imp, node) -> None:
         imp._set_const(f"{y}.{suffix}", values.reshape([-1] + [1] * (rank - 2)).astype(np.float32))
     _binary(imp, helper.make_node("Mul", [node.input[0], f"{y}.scale"], [f"{y}.scaled"], name=f"{node.name}.scale"))
     _binary(imp, helper.make_node("Add", [f"{y}.scaled", f"{y}.shift"], [y], name=node.name))
+
+
+def _batchnorm_into_producer(imp, node) -> bool:
+    """A BatchNormalization of a linear layer's or convolution's whole output, reached only through
+    view operators (LeViT's ``LinearNorm``: ``Linear``, a reshape to ``[N, C]``, ``BatchNorm1d``, a
+    reshape back) and read by nothing else, folded into its weights and bias; False otherwise."""
+    v = _view(imp, node.input[0])
+    src, c = imp.by_name.get(v.source), v.src_shape[2]
+    if not isinstance(src, (Linear, Conv2d)) or len(v.shape) < 2 or v.shape[1] != c or not L.covers(v) \
+            or imp._folded(src.name, 0, c) or any(src.name in l.inputs for l in imp.layers):
+        return False
+    ch = np.moveaxis(L.indices(v) % c, 1, -1)
+    if not np.array_equal(ch, np.broadcast_to(np.arange(c), ch.shape)) or not _read_only_through_views(imp, node.input[0]):
+        return False
+    a, offset = _batchnorm_affine(imp, node, c)
+    w = imp.weights[src.name]
+    w["weight"] = (w["weight"] * a.reshape([-1] + [1] * (w["weight"].ndim - 1))).astype(np.float32)
+    w["bias"] = (w["bias"] * a + offset).astype(np.float32)
+    _fold_into_weight_q(imp, src.name, a)
+    if not src.bias:
+        folded = dataclasses.replace(src, bias=True)
+        imp.layers[imp.layers.index(src)], imp.by_name[src.name] = folded, folded
+    _out(imp, node, v, prior=v)
+    return True
+
+
+def _read_only_through_views(imp, value: str) -> bool:
+    """Whether ONNX value ``value`` comes from the node that computed its tensor through view
+    operators only, each value on the way read by one node and no graph output."""
+    producer = imp.__dict__.setdefault("_producer", {o: n for n in imp.nodes for o in n.output})
+    while True:
+        if len(imp.consumers.get(value, [])) != 1:
+            return False
+        node = producer.get(value)
+        if node is None or node.op_type not in VIEW_OPS:
+            return node is not None
+        value = node.input[0]
 
 
 @_op("InstanceNormalization")

@@ -978,19 +978,28 @@ def lrn(size: int = 5, channels: int = 12, image: int = 12, opset: int = 17, see
 
 
 def interleaved_attention(split: str = "split", key: int = 8, value: int = 8, heads: int = 3, scale_on: str = "scores",
-                          size: int = 16, patch: int = 4, dim: int = 24, seed: int = 28):
+                          size: int = 16, patch: int = 4, dim: int = 24, norm: bool = False, seed: int = 28):
     """Attention whose fused qkv linear writes q, k and v per head (``[head][q k v][d]``, timm's
     ``AttentionCl``, EfficientFormer, LeViT): the qkv output viewed as ``[1, N, heads, 2*key+value]``,
     transposed to ``[1, heads, N, .]`` and ``split`` by a ``Split`` of sizes ``[key, key, value]``,
     three ``slices``, or (``gather``, ``key == value``) a reshape to ``[1, heads, N, 3, d]`` and a
     ``Gather`` of each; the scale on the ``scores``, on ``q``, or ``sdpa`` (its square root on q
-    and on k^T, as PyTorch exports ``scaled_dot_product_attention``); then the projection and a head."""
+    and on k^T, as PyTorch exports ``scaled_dot_product_attention``); then the projection and a head.
+    ``norm``: LeViT's ``LinearNorm``, the qkv linear without a bias, then a ``BatchNorm1d`` applied
+    through a reshape to ``[N, C]`` and back."""
     g = Graph(seed)
     n, period = (size // patch) ** 2, 2 * key + value
     x = g.op("Conv", ["pixel_values", g.weight("patch.weight", dim, 3, patch, patch), g.weight("patch.bias", dim)],
              "/patch", kernel_shape=[patch, patch], strides=[patch, patch])
     x = g.op("Transpose", [g.reshape(x, [1, dim, -1], "/patch")], "/patch", perm=[0, 2, 1])
-    qkv = g.linear(x, dim, heads * period, "/attn/qkv")
+    qkv = g.linear(x, dim, heads * period, "/attn/qkv", bias=not norm)
+    if norm:
+        c = heads * period
+        stats = [g.rng.uniform(-1.5, 1.5, c), g.rng.normal(0, 0.1, c), g.rng.normal(0, 0.1, c), g.rng.uniform(0.5, 2, c)]
+        bn = g.op("BatchNormalization", [g.reshape(qkv, [n, c], "/attn/qkv")] + [
+            g.init(f"qkv.bn.{k}", v.astype(np.float32)) for k, v in zip(("weight", "bias", "mean", "var"), stats)],
+            "/attn/qkv/bn")
+        qkv = g.reshape(bn, [1, n, c], "/attn/qkv")
     qkv = g.op("Transpose", [g.reshape(qkv, [1, n, heads, period], "/attn")], "/attn", perm=[0, 2, 1, 3])
     if split == "split":
         q, k, v = g.op("Split", [qkv, g.const([key, key, value])], "/attn", n_out=3, axis=3)

@@ -55,11 +55,13 @@ def test_vit_attention_scale_folded_macs_and_onnxruntime(scale_on):
 
 
 @pytest.mark.parametrize("kw", [{}, {"split": "slices", "scale_on": "sdpa"}, {"split": "gather", "scale_on": "q"},
-                                {"key": 4, "value": 8, "scale_on": "sdpa"}, {"split": "slices", "key": 4, "value": 12}])
+                                {"key": 4, "value": 8, "scale_on": "sdpa"}, {"split": "slices", "key": 4, "value": 12},
+                                {"key": 4, "value": 8, "norm": True}])
 def test_q_k_v_interleaved_per_head_are_pulled_apart_by_reordering_the_qkv_rows(kw):
     """timm's AttentionCl, EfficientFormer and LeViT write ``[head][q k v][d]``; refused before (the
     products read K contiguous channels per head). The qkv linear's rows are reordered as the
-    parts are split off: the same layers and MACs as a ViT's attention, onnxruntime's numbers."""
+    parts are split off: the same layers and MACs as a ViT's attention, onnxruntime's numbers. LeViT's
+    BatchNorm1d after the qkv linear (through reshapes) folds into it first."""
     proto, macs = interleaved_attention(**kw)
     imp = import_onnx(proto, "interleaved")
     assert Counter(l.kind for l in imp.model.layers) == {"conv2d": 1, "linear": 3, "matmul": 2, "softmax": 1, "pool": 1}
@@ -67,6 +69,27 @@ def test_q_k_v_interleaved_per_head_are_pulled_apart_by_reordering_the_qkv_rows(
     qk, av = [l for l in imp.model.layers if l.kind == "matmul"]
     key, value = kw.get("key", 8), kw.get("value", 8)
     assert (qk.batch, qk.k, qk.a_offset, qk.b_offset, av.b_offset) == (3, key, 0, 3 * key, 6 * key)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("read_twice", [False, True])
+def test_a_batchnorm_of_a_linear_output_through_reshapes_folds_into_it_unless_read_elsewhere(read_twice):
+    """LeViT's LinearNorm (a linear, a reshape to [N, C], BatchNorm1d, a reshape back) folds into the
+    linear; with the unnormalised output read too (a graph output here), which the fold would change,
+    the norm stays a product and an add."""
+    g = Graph(37)
+    x = g.op("Transpose", [g.reshape(g.op("Conv", ["pixel_values", g.weight("w", 8, 3, 4, 4)], "", kernel_shape=[4, 4],
+                                            strides=[4, 4]), [1, 8, 16])], "", perm=[0, 2, 1])
+    y = g.linear(x, 8, 12, "/fc", bias=False)
+    stats = [g.rng.uniform(-1.5, 1.5, 12), g.rng.normal(0, 0.1, 12), g.rng.normal(0, 0.1, 12), g.rng.uniform(0.5, 2, 12)]
+    bn = g.op("BatchNormalization", [g.reshape(y, [16, 12])] + [g.init(f"bn.{k}", v.astype(np.float32)) for k, v in
+                                                                zip(("weight", "bias", "mean", "var"), stats)], "/bn")
+    outs = [out(g.reshape(bn, [1, 16, 12]))] + ([helper.make_tensor_value_info(y, TensorProto.FLOAT, None)] if read_twice else [])
+    proto = g.model([image_input(3, 16, 16)], outs)
+    imp = import_onnx(proto, "linear_norm")
+    kinds = [l.kind for l in imp.model.layers]
+    assert kinds == (["conv2d", "linear", "constant", "mul", "constant", "add"] if read_twice else ["conv2d", "linear"])
+    assert imp.model.layers[1].bias is not read_twice
     assert _max_rel_error(proto, imp) <= RTOL
 
 
