@@ -1545,28 +1545,38 @@ def _pool_params(imp, node, x: View) -> dict:
     strides = list(a.get("strides", [1, 1]))
     stride = _equal_pair(imp, strides, "strides")
     pad, ceil_mode = _conv_padding(imp, a, kernel, x.shape[2:], stride), bool(a.get("ceil_mode", 0))
+    crop = None
     if isinstance(pad, tuple):
-        pad, ceil_mode = _uneven_pool_padding(imp, node, pad, kernel, stride, x.shape[2:])
-    return {"kernel": kernel, "stride": strides, "padding": pad, "ceil_mode": ceil_mode,
+        pad, ceil_mode, crop = _uneven_pool_padding(imp, node, pad, kernel, stride, x.shape[2:])
+    return {"kernel": kernel, "stride": strides, "padding": pad, "ceil_mode": ceil_mode, "crop": crop,
             "count_include_pad": bool(a.get("count_include_pad", 0))}
 
 
-def _uneven_pool_padding(imp, node, pads, kernel, stride: int, size) -> tuple[int, bool]:
-    """Pads that differ between sides (TensorFlow's SAME: one more at the bottom and right) as
-    PyTorch's (padding, ceil_mode): the same windows, where the padding never counts (a maximum,
-    or an average without ``count_include_pad``), when both give as many windows."""
+def _uneven_pool_padding(imp, node, pads, kernel, stride: int, size) -> tuple[int, bool, Optional[dict]]:
+    """Pads that differ between sides as PyTorch's (padding, ceil_mode) and a crop of its windows,
+    or None: TensorFlow's SAME (one more at the bottom and right) is the same windows with
+    ceil_mode, where the padding never counts (a maximum, or an average without
+    ``count_include_pad``); else, the largest pad on every side then a crop of the windows ONNX
+    has (Darknet's 2x2 max pool of stride 1, padded at the bottom and right), when they fall on
+    the stride."""
     a, (top, left, bottom, right) = _attrs(node), pads
     counted = node.op_type == "AveragePool" and a.get("count_include_pad", 0)
-    if top == left and kernel[0] == kernel[1] and top <= kernel[0] // 2 and not a.get("ceil_mode", 0) and not counted:
-        want = [(n + lo + hi - kernel[0]) // stride + 1 for n, lo, hi in zip(size, (top, left), (bottom, right))]
-        for ceil_mode in (False, True):
-            probe = Pool("probe", "encoder", ("x",), "max", kernel=kernel[0], stride=stride, padding=top,
-                         ceil_mode=ceil_mode)
-            if [probe.window_out(n) for n in size] == want:
-                return top, ceil_mode
-    raise imp.fail(f"padding {list(pads)} differs between sides; supported: the same padding on every side, or more "
-                   f"at the bottom and right that only adds the windows ceil_mode adds (max, or average without "
-                   f"count_include_pad, ceil_mode 0)")
+    want = [(n + lo + hi - kernel[0]) // stride + 1 for n, lo, hi in zip(size, (top, left), (bottom, right))]
+    if kernel[0] == kernel[1] and not a.get("ceil_mode", 0):
+        if top == left and top <= kernel[0] // 2 and not counted:
+            for ceil_mode in (False, True):
+                probe = Pool("probe", "encoder", ("x",), "max", kernel=kernel[0], stride=stride, padding=top,
+                             ceil_mode=ceil_mode)
+                if [probe.window_out(n) for n in size] == want:
+                    return top, ceil_mode, None
+        p = max(pads)
+        if p <= kernel[0] // 2 and (p - top) % stride == 0 and (p - left) % stride == 0:
+            probe = Pool("probe", "encoder", ("x",), "max", kernel=kernel[0], stride=stride, padding=p)
+            y0, x0 = (p - top) // stride, (p - left) // stride
+            if all(o + w <= probe.window_out(n) for o, w, n in zip((y0, x0), want, size)):
+                return p, False, {"y0": y0, "x0": x0, "out_h": want[0], "out_w": want[1]}
+    raise imp.fail(f"padding {list(pads)} differs between sides; supported: the same padding on every side, or pads "
+                   f"of at most half the window whose windows fall on the stride (ceil_mode 0)")
 
 
 def _pool_layer(imp, node, x: View, **kw) -> None:
@@ -1594,6 +1604,10 @@ def _pool(imp, node) -> None:
     kw_ = {"count_include_pad": p["count_include_pad"]} if is_avg else {}
     _pool_layer(imp, node, x, mode="avg" if is_avg else "max", kernel=kh, stride=sh, padding=p["padding"],
                 ceil_mode=p["ceil_mode"], **kw_)
+    if p["crop"]:                       # the windows ONNX has, among those of the padding on every side
+        y = node.output[0]
+        name = _emit_after(imp, Crop, y, imp.views[y].source, **p["crop"])
+        imp.views[y] = L.nchw(name, imp.by_name[name].out_shape)
 
 
 @_op("GlobalAveragePool")

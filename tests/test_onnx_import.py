@@ -832,13 +832,28 @@ def test_a_pooling_padded_more_at_the_end_is_pytorchs_ceil_mode(op, attrs, shape
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("op, attrs, shape", [
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [1, 1], "pads": [0, 0, 1, 1]}, (1, 8, 13, 13)),
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [1, 1], "auto_pad": "SAME_UPPER"}, (1, 8, 6, 9)),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 0, 1, 0]}, (1, 8, 8, 8)),
+    ("AveragePool", {"kernel_shape": [2, 2], "strides": [1, 1], "pads": [0, 0, 1, 1], "count_include_pad": 1},
+     (1, 4, 7, 5)),
+], ids=["darknet-0011", "same-stride-1", "top-not-left", "avg-counted-s1"])
+def test_a_pooling_padded_unevenly_is_the_evenly_padded_pool_then_a_crop(op, attrs, shape):
+    """Darknet's (tiny-YOLOv2 in the ONNX model zoo) 2x2 max pool of stride 1, padded at the bottom
+    and right to keep the size, was refused: the pool padded on every side by the largest pad, then
+    a crop of the windows ONNX has (the same windows, so a counted padding counts alike)."""
+    proto = single_op(op, shape, **attrs)
+    imp = import_onnx(proto, "pool")
+    assert [l.kind for l in imp.model.layers] == ["pool", "crop"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 @pytest.mark.parametrize("op, attrs", [
     ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1], "count_include_pad": 1}),
-    ("MaxPool", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 0, 1, 0]}),
     ("MaxPool", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [0, 0, 2, 2]}),
     ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1], "ceil_mode": 1}),
-    ("MaxPool", {"kernel_shape": [2, 2], "strides": [1, 1], "auto_pad": "SAME_UPPER"}),    # pads [0, 0, 1, 1]
-], ids=["avg-counted", "top-not-left", "more-windows", "ceil", "same-stride-1"])
+], ids=["avg-counted-off-stride", "more-windows", "ceil"])
 def test_a_pooling_padding_that_differs_otherwise_is_refused(op, attrs):
     _refused(single_op(op, **attrs), op, str(attrs.get("pads", [0, 0, 1, 1])), "same padding on every side")
 

@@ -25,7 +25,7 @@ from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
 from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
-                         opaque_product, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
+                         opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
 
@@ -694,6 +694,17 @@ def test_eca_s_1d_convolution_along_the_channels_runs_bit_exact(cfg_name, tmp_pa
 @pytest.mark.parametrize("h, w", [(6, 10), (5, 5)])
 def test_coordinate_attention_runs_bit_exact_from_views_of_its_pixels(h, w, cfg_name, tmp_path):
     _runs_bit_exact_as_timed(coord_attention(h, w), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_darknet_s_size_keeping_max_pool_runs_bit_exact(cfg_name, tmp_path):
+    """A 2x2 max pool of stride 1 padded at the bottom and right: the evenly padded pool, then a crop."""
+    g = Graph(38)
+    x = g.op("LeakyRelu", [g.op("Conv", ["input", g.weight("w", 8, 3, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)],
+             "", alpha=0.1)
+    y = g.op("MaxPool", [x], "", kernel_shape=[2, 2], strides=[1, 1], pads=[0, 0, 1, 1])
+    y = g.op("Conv", [y, g.weight("w2", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
+    _runs_bit_exact_as_timed(g.model([image_input(3, 13, 13, "input")], [out(y)]), cfg_name, tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
