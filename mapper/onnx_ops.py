@@ -1070,6 +1070,17 @@ def _whole(imp, v: View) -> Optional[View]:
     return v if L.covers(v) else imp.materialise(v)
 
 
+@_op("Sum")
+def _sum(imp, node) -> None:
+    """The variadic add (TensorFlow's ``AddN``, old converters'): adds one after the other."""
+    ins = [n for n in node.input if n]
+    if len(ins) == 1:
+        return _alias(imp, node)
+    total = ins[0]
+    for k, x in enumerate(ins[1:], 1):
+        total = _part(imp, node, "Add", [total, x], node.output[0] if k == len(ins) - 1 else f"{node.output[0]}.{k}")
+
+
 @_op("Add", "Sub", "Mul", "Div")
 def _binary(imp, node) -> None:
     names = list(node.input)

@@ -991,6 +991,18 @@ def test_coordinate_attention_reads_its_columns_as_rows_in_place(h, w):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("parts", [1, 2, 4])
+def test_a_variadic_sum_is_adds_one_after_the_other(parts):
+    """``Sum`` (tf2onnx's AddN, old converters), refused before; one input is that input."""
+    g = Graph(39)
+    ins = [g.op("Conv", ["input", g.weight(f"w{k}", 8, 3, 1 + 2 * k, 1 + 2 * k)], "", kernel_shape=[1 + 2 * k] * 2,
+                pads=[k] * 4) for k in range(parts)]
+    proto = g.model([image_input(3, 8, 8, "input")], [out(g.op("Relu", [g.op("Sum", ins, "")], ""))], 9)
+    imp = import_onnx(proto, "sum")
+    assert [l.kind for l in imp.model.layers].count("add") == parts - 1
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 @pytest.mark.parametrize("max_op", ["GlobalMaxPool", "ReduceMax"])
 def test_a_max_over_every_pixel_is_a_max_pooling_of_the_whole_image(max_op):
     """CBAM's channel attention, refused before: ``AdaptiveMaxPool2d(1)`` and ``amax(dim=(2, 3))``
