@@ -612,6 +612,9 @@ def _conv(imp, node) -> None:
     groups = a.get("group", 1)
     image = _nchw_prefix if groups == 1 else _nchw_full      # a grouped convolution reads all its input's channels
     x = v if image(v) else imp.materialise(v, image)
+    gathered = _channel_gather(v) if x is None and groups == 1 and node.input[1] not in imp.qconst else None
+    if gathered is not None:            # channels picked from an image (BGR to RGB): the weights pick them
+        x, w = gathered[0], _gathered_weights(w, gathered[1], gathered[0].shape[1])
     if x is None:
         if _conv_of_rows(imp, node, v, w, b, a):
             return
@@ -653,6 +656,25 @@ def _conv_weights(imp, node, name: str, w: np.ndarray, b: Optional[np.ndarray], 
     if wq is not None:
         imp.weight_q[name] = (tile(wq[0]), tile(wq[1]))
     _fold_into_weight_q(imp, name, inv)
+
+
+def _channel_gather(v: View) -> Optional[tuple[View, np.ndarray]]:
+    """(its image, the image's channel each channel of ``v`` is) when ``v`` is an NCHW image's
+    pixels with channels picked from it in any order (``x[:, ::-1]``, a Gather of channels), else None."""
+    h, w, c = v.src_shape
+    if len(v.shape) != 4 or v.shape[0] != 1 or tuple(v.shape[2:]) != (h, w):
+        return None
+    idx = L.indices(v).reshape(v.shape[1], h * w)
+    if not np.array_equal(idx // c, np.broadcast_to(np.arange(h * w), idx.shape)) or (idx % c != idx[:, :1] % c).any():
+        return None
+    return L.nchw(v.source, v.src_shape), idx[:, 0] % c
+
+
+def _gathered_weights(w: np.ndarray, picked: np.ndarray, c: int) -> np.ndarray:
+    """OIHW weights over channels ``picked`` of a ``c``-channel image as weights over the image."""
+    out = np.zeros((w.shape[0], c) + w.shape[2:], np.float32)
+    np.add.at(out, (slice(None), picked), w)
+    return out
 
 
 def _conv_along_channels(imp, node, w: np.ndarray, b: Optional[np.ndarray]) -> None:

@@ -1003,6 +1003,25 @@ def test_a_variadic_sum_is_adds_one_after_the_other(parts):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("pick", ["flip", "gather"])
+def test_channels_picked_from_an_image_are_picked_by_the_convolution_s_weights(pick):
+    """A BGR-to-RGB flip of the input (``x[:, ::-1]``) or a Gather of channels (repeated, out of
+    order) read by a convolution, refused before (no layout layer picks channels): the convolution
+    reads the image, its weights summed onto the channels picked."""
+    g = Graph(40)
+    if pick == "flip":
+        x = g.op("Slice", ["input", g.const([-1]), g.const([-4]), g.const([1]), g.const([-1])], "")
+    else:
+        c = g.op("Conv", ["input", g.weight("w0", 6, 3, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+        x = g.op("Gather", [c, g.const([4, 0, 0, 5])], "", axis=1)
+    y = g.op("Conv", [x, g.weight("w", 8, 3 if pick == "flip" else 4, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+    proto = g.model([image_input(3, 8, 8, "input")], [out(y)])
+    imp = import_onnx(proto, pick)
+    convs = [l for l in imp.model.layers if l.kind == "conv2d"]
+    assert [l.kind for l in imp.model.layers] == ["conv2d"] * len(convs) and convs[-1].in_ch == (3 if pick == "flip" else 6)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 @pytest.mark.parametrize("max_op", ["GlobalMaxPool", "ReduceMax"])
 def test_a_max_over_every_pixel_is_a_max_pooling_of_the_whole_image(max_op):
     """CBAM's channel attention, refused before: ``AdaptiveMaxPool2d(1)`` and ``amax(dim=(2, 3))``

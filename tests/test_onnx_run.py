@@ -708,6 +708,14 @@ def test_darknet_s_size_keeping_max_pool_runs_bit_exact(cfg_name, tmp_path):
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_an_input_flipped_to_rgb_runs_bit_exact_as_weights_over_the_image(cfg_name, tmp_path):
+    g = Graph(41)
+    x = g.op("Slice", ["input", g.const([-1]), g.const([-4]), g.const([1]), g.const([-1])], "")
+    y = g.op("Conv", [x, g.weight("w", 8, 3, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+    _runs_bit_exact_as_timed(g.model([image_input(3, 9, 7, "input")], [out(y)]), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_a_local_response_normalisation_runs_bit_exact(cfg_name, tmp_path):
     _runs_bit_exact_as_timed(lrn(), cfg_name, tmp_path)
 
