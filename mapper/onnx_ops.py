@@ -708,32 +708,34 @@ def _conv_along_channels(imp, node, w: np.ndarray, b: Optional[np.ndarray]) -> N
     imp.views[y] = L.from_indices(o.source, o.src_shape, np.arange(n).reshape(1, 1, n)).named(y)
 
 
-def _conv_of_rows(imp, node, v: View, w: np.ndarray, b: Optional[np.ndarray], a: dict) -> bool:
+def _conv_of_rows(imp, node, v: View, w: np.ndarray, b: Optional[np.ndarray], a: dict, axis: int = 1) -> bool:
     """A pointwise convolution whose input channels are rows of consecutive channels of a tensor, G
-    rows a pixel (YOLOv8's DFL reads ``[1, 16, 4, A]`` of an ``A x 64`` tensor): a 1x1 ``Conv2d`` of
-    that tensor in G groups that each apply the weights, viewed as the node's output.  False when
-    the node is no such convolution."""
+    rows a pixel (YOLOv8's DFL reads ``[1, 16, 4, A]`` of an ``A x 64`` tensor), or (``axis`` the
+    last) a linear layer of such rows (NanoDet's integral, ``softmax(x.reshape(A, 4, 8)) @
+    project``): a 1x1 ``Conv2d`` of that tensor in G groups that each apply the weights, viewed as
+    the node's output.  False when the node is no such convolution."""
     pointwise = w.shape[2:] == (1, 1) and a.get("group", 1) == 1 and not any(a.get("pads", [])) \
         and set(a.get("strides", [1])) == {1}
-    k = w.shape[1]
-    if not pointwise or len(v.shape) != 4:
+    k, conv = w.shape[1], axis == 1
+    if not pointwise or len(v.shape) != 4 or (not conv and node.input[1] in imp.qconst):
         return False
-    rows = L.channel_rows(v, 1, k)
+    rows = L.channel_rows(v, axis, k)
     if rows is None or not L.reads_every_element(v):     # some rows: through the channel slice holding them
-        sliced = imp.materialise(v, lambda u: L.covers(u) and L.channel_rows(u, 1, k) is not None)
+        sliced = imp.materialise(v, lambda u: L.covers(u) and L.channel_rows(u, axis, k) is not None)
         if sliced is not None:
-            v, rows = sliced, L.channel_rows(sliced, 1, k)
+            v, rows = sliced, L.channel_rows(sliced, axis, k)
     if rows is None:
         return False
     h, wd, c = v.src_shape
-    out, w, b, inv = _fold_batchnorm(imp, node, w, b)
+    out, w, b, inv = _fold_batchnorm(imp, node, w, b) if conv else (node.output[0], w, b, None)
     out, relu = _fold_relu(imp, out)
     n, groups = w.shape[0], c // k
     name = imp.layer_name(out)
     shape = imp.emit(Conv2d, name, in_ch=c, out_ch=groups * n, in_h=h, in_w=wd, kernel=(1, 1), stride=1, padding=0,
                      groups=groups, bias=b is not None, relu=relu, inputs=(v.source,))
     _conv_weights(imp, node, name, w, b, inv, repeat=groups)
-    imp.views[out] = L.from_indices(name, shape, np.moveaxis(rows[..., None] * n + np.arange(n), -1, 1))
+    idx = rows[..., None] * n + np.arange(n)
+    imp.views[out] = L.from_indices(name, shape, np.moveaxis(idx, -1, 1) if conv else idx)
     return True
 
 
@@ -840,10 +842,15 @@ def _linear(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarra
     """A linear layer ``x @ weight.T + bias`` over the rows of ``x`` (weight ``[N, K]``); of a
     flattened image (VGG's classifier), :func:`_dense_over_image`."""
     n, k = weight.shape
-    if _flattened_image(imp.act(x_name)):
+    v = imp.act(x_name)
+    if _flattened_image(v):
         return _dense_over_image(imp, node, x_name, weight, bias, wq)
-    x = imp.need(imp.act(x_name), lambda v: L.rows_view(v, k, n, "?", v.src_shape) is not None,
-                 f"rows of {k} channels, every token once")
+    rows_ok = lambda u: L.rows_view(u, k, n, "?", u.src_shape) is not None     # noqa: E731
+    x = v if rows_ok(v) else imp.materialise(v, rows_ok)
+    if x is None:
+        if bias is None and _conv_of_rows(imp, node, v, weight[:, :, None, None], None, {}, axis=len(v.shape) - 1):
+            return
+        x = imp.need(v, rows_ok, f"rows of {k} channels, every token once")       # refused: names the layout
     h, w, _ = x.src_shape
     out = node.output[0]
     if bias is None:
@@ -921,10 +928,17 @@ def _matmul(imp, node) -> None:
         b = imp.array(node.input[1]).astype(np.float32)
         while b.ndim > 2 and b.shape[0] == 1:
             b = b[0]
-        if b.ndim != 2:
-            raise imp.fail(f"constant weights of shape {list(b.shape)}; supported: a [K, N] matrix")
-        return _linear(imp, node, node.input[0], np.ascontiguousarray(b.T), None,
-                       _weight_q(imp, node.input[1], lambda q: q.reshape(b.shape).T, axis=1))
+        vector = b.ndim == 1                # x @ v (NanoDet's integral): x @ v[:, None], that axis dropped
+        if b.ndim not in (1, 2) or (vector and node.input[1] in imp.qconst):
+            raise imp.fail(f"constant weights of shape {list(b.shape)}; supported: a [K, N] matrix or a float [K] vector")
+        b = b.reshape(-1, 1) if vector else b
+        _linear(imp, node, node.input[0], np.ascontiguousarray(b.T), None,
+                _weight_q(imp, node.input[1], lambda q: q.reshape(b.shape).T, axis=1))
+        if vector:
+            layer = imp.layers[-1].name
+            out = next(k for k in reversed(imp.views) if imp.views[k].source == layer)
+            imp.views[out] = L.reshape(imp.views[out], imp.views[out].shape[:-1]).named(out)
+        return
     if imp.is_const(node.input[0]):
         raise imp.fail("a constant times an activation; supported: activation x constant weights, "
                        "activation x activation (attention)")

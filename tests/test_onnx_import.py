@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1019,6 +1019,19 @@ def test_channels_picked_from_an_image_are_picked_by_the_convolution_s_weights(p
     imp = import_onnx(proto, pick)
     convs = [l for l in imp.model.layers if l.kind == "conv2d"]
     assert [l.kind for l in imp.model.layers] == ["conv2d"] * len(convs) and convs[-1].in_ch == (3 if pick == "flip" else 6)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("project", ["vector", "column", "matrix"])
+def test_a_product_of_rows_of_a_pixel_s_channels_by_constants_is_a_grouped_pointwise_convolution(project):
+    """NanoDet's integral (``softmax(x.reshape(A, 4, 8)) @ arange(8)``) was refused (a 1-D constant,
+    then rows of 8 of a pixel's 32 channels): a 1x1 convolution in 4 groups, each applying the
+    constants, as YOLOv8's DFL is."""
+    proto = integral(project)
+    imp = import_onnx(proto, "nanodet")
+    conv = imp.model.layers[-1]
+    assert (conv.kind, conv.groups, conv.in_ch, conv.kernel) == ("conv2d", 4, 32, (1, 1))
+    assert conv.out_ch == 4 * (3 if project == "matrix" else 1)
     assert _max_rel_error(proto, imp) <= RTOL
 
 
