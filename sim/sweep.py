@@ -209,15 +209,19 @@ def compute_point(model_name: str, variant: Optional[str], size: Optional[tuple[
 
 def _task(model_name: str, variant: Optional[str], size: Optional[tuple[int, int]], paper_comparable: bool,
           cfg: AcceleratorConfig) -> dict:
-    """What a worker runs: the point, its wall time, the worker's code version, or the mapping error."""
+    """What a worker runs: the point, its wall time, the worker's code version, or the mapping error;
+    any other exception is an internal error of that point (``internal``), which the other points
+    outlive and the cache does not keep."""
     t0 = time.perf_counter()
+    point, error, internal = None, None, False
     try:
         point = compute_point(model_name, variant, size, cfg, paper_comparable)
-        error = None
     except (MappingError, DramCapacityError) as e:
-        point, error = None, " ".join(str(e).split())
-    return {"config": cfg.name, "point": point, "error": error, "seconds": time.perf_counter() - t0,
-            "code_version": _worker_version()}
+        error = " ".join(str(e).split())
+    except Exception as e:          # noqa: BLE001 (a bug: reported with the others, not a dead sweep)
+        error, internal = f"{type(e).__name__}: {' '.join(str(e).split())}", True
+    return {"config": cfg.name, "point": point, "error": error, "internal": internal,
+            "seconds": time.perf_counter() - t0, "code_version": _worker_version()}
 
 
 # ---- Pareto front ---------------------------------------------------------------------------------
@@ -458,10 +462,13 @@ def _take(r: dict, done: int, total: int, version: str, paths: dict, fields: dic
     if r["code_version"] != version:
         raise SweepError(f"worker for configuration {name} runs different code "
                          f"(version {r['code_version'][:12]}, expected {version[:12]}); update the cluster")
-    _store(paths[name], fields[name], r["point"], r["error"])
-    results[name] = {"point": r["point"], "error": r["error"]}
+    if not r["internal"]:
+        _store(paths[name], fields[name], r["point"], r["error"])
+    results[name] = {"point": r["point"], "error": r["error"], "internal": r["internal"]}
     p = r["point"]
-    if p is None:
+    if r["internal"]:
+        log(f"[{done}/{total}] {name:<4} {r['seconds']:6.1f} s  FAILED (internal error, not cached): {r['error']}")
+    elif p is None:
         log(f"[{done}/{total}] {name:<4} {r['seconds']:6.1f} s  UNMAPPABLE: {r['error']}")
     else:
         log(f"[{done}/{total}] {name:<4} {r['seconds']:6.1f} s  {p['energy_per_mac_pj']:.4f} pJ/MAC  "
@@ -544,7 +551,9 @@ def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int,
             _take(r, beat.finished(), len(todo), version, paths, fields, results, log)
     ordered = [dict(results[cfg.name]["point"]) for cfg in configs if results[cfg.name]["point"] is not None]
     unmappable = [{"config": cfg.name, "error": results[cfg.name]["error"]}
-                  for cfg in configs if results[cfg.name]["point"] is None]
+                  for cfg in configs if results[cfg.name]["point"] is None and not results[cfg.name].get("internal")]
+    failed = [{"config": cfg.name, "error": results[cfg.name]["error"]}
+              for cfg in configs if results[cfg.name].get("internal")]
     for p, flag in zip(ordered, pareto_flags(ordered)):
         p["pareto"] = flag
     for p, flag in zip(ordered, pareto_flags(ordered, x="energy_per_mac_onchip_pj")):
@@ -561,6 +570,7 @@ def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int,
         "pareto_front": [p["config"] for p in front],
         "pareto_front_onchip": [p["config"] for p in front_onchip],
         "unmappable": unmappable,
+        "failed": failed,
         "k16_vs_k32": vector_width_ratios(ordered, {cfg.name: cfg for cfg in configs}),
         "stats": {"points": len(configs), "cached": n_cached, "computed": len(todo),
                   "compute_wall_s": time.perf_counter() - t0},
@@ -584,6 +594,8 @@ def format_table(doc: dict) -> str:
         out.insert(0, "paper-comparable mode: MAC layers only, memory no limit (as the paper reports)")
     for u in doc["unmappable"]:
         out.append(f"{u['config']:<{widths[0]}}  UNMAPPABLE: {u['error']}")
+    for u in doc.get("failed", []):
+        out.append(f"{u['config']:<{widths[0]}}  FAILED (internal error): {u['error']}")
     for u in doc.get("invalid", []):
         out.append(f"{u['config']:<{widths[0]}}  INVALID: {u['error']}")
     out.append("")
@@ -807,6 +819,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{s['points']} points: {s['computed']} computed, {s['cached']} cached; "
           f"wall time {time.perf_counter() - t0:.1f} s")
     print(f"wrote {', '.join(files)} to {out}")
+    if doc["failed"]:
+        print(f"{parser.prog}: {len(doc['failed'])} point(s) failed with an internal error (a bug; please report "
+              f"it with the configuration): {', '.join(u['config'] for u in doc['failed'])}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -159,6 +159,28 @@ def test_unmappable_config_is_listed_not_fatal(dirs):
     assert doc["pareto_front"] == ["E"]
 
 
+def test_a_point_that_raises_unexpectedly_is_reported_not_cached_and_the_sweep_exits_1(dirs, monkeypatch, capsys):
+    """A bug in one point (any exception but a mapping error) used to kill the whole sweep: the other
+    points finish, the failed one is listed with its exception, kept out of the cache, and the exit
+    status says so."""
+    real = sweep.simulate
+
+    def broken_on_k(model, cfg, **kw):
+        if cfg.name == "K":
+            raise RuntimeError("a bug in  the model\nof K")
+        return real(model, cfg, **kw)
+
+    monkeypatch.setattr(sweep, "simulate", broken_on_k)
+    assert _run(dirs, "--workers", "1") == 1
+    doc = json.loads((dirs[1] / "sweep.json").read_text())
+    assert [p["config"] for p in doc["points"]] == ["E", "M"] and doc["unmappable"] == []
+    assert doc["failed"] == [{"config": "K", "error": "RuntimeError: a bug in the model of K"}]
+    captured = capsys.readouterr()
+    assert "K     " in captured.out and "FAILED (internal error): RuntimeError: a bug" in captured.out
+    assert "1 point(s) failed with an internal error" in captured.err
+    assert len(list(dirs[0].glob("*.json"))) == 2          # E and M cached; K is computed again next time
+
+
 def test_a_dram_too_small_for_the_program_is_not_a_point(dirs):
     # SegFormer-B0's weights alone are 3.7 MB: 1 MiB of DRAM cannot hold its program (make sim refuses it)
     small_dram = get_config("E").replace(name="small_dram", dram_mib=1)
