@@ -51,7 +51,7 @@ from hw import operators as ops
 from hw.numerics import MAX_SHIFT, MULT_BITS
 
 from . import float_ops
-from .images import INPUT_SCALE, calibration_image, quantize_tensor, round_half_up
+from .images import IMAGE_CHANNELS, INPUT_SCALE, calibration_image, quantize_tensor, round_half_up
 from .ir import INPUT, LAYOUT_KINDS, MAC_KINDS, Constant, Layer, MatMul, Model, Softmax
 from .onnx_import import imported_of, qdq_qmodel
 from .quantize import QLayer, QModel, requant_channels
@@ -96,13 +96,12 @@ def quantize(model: Model, weights: dict, calib_image: np.ndarray, *,
 
 
 def check_image_input(model: Model) -> None:
-    """Raise ``ValueError`` unless ``model`` takes an RGB image: what :func:`prepare` calibrates on and
-    what ``make run``, ``make sim CHECK=1`` and ``sim.accuracy`` feed it, so a tool can refuse the
-    network before its other work."""
-    if model.input[2] != 3:
-        raise ValueError(f"its input has {model.input[2]} channel{'s' if model.input[2] != 1 else ''} "
-                         f"({'x'.join(map(str, model.input))}); images, and so make run, CHECK=1 and "
-                         f"sim.accuracy, have 3 (RGB)")
+    """Raise ``ValueError`` unless ``model`` takes an image (RGB, or its luma): what :func:`prepare`
+    calibrates on and what ``make run``, ``make sim CHECK=1`` and ``sim.accuracy`` feed it, so a tool
+    can refuse the network before its other work."""
+    if model.input[2] not in IMAGE_CHANNELS:
+        raise ValueError(f"its input has {model.input[2]} channels ({'x'.join(map(str, model.input))}); images, "
+                         f"and so make run, CHECK=1 and sim.accuracy, give 3 (RGB) or 1 (the luma)")
 
 
 def prepare(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] = None, *,
@@ -130,7 +129,7 @@ def prepare(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] = Non
     """
     check_image_input(model)
     if calib_image is None:
-        calib_image = calibration_image(model.input[0], model.input[1], seed)
+        calib_image = calibration_image(*model.input[:2], seed, channels=model.input[2])
     imported = imported_of(model)
     if imported is not None:
         return imported.weights, qdq_qmodel(imported, calib_image, percentile=percentile)

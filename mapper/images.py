@@ -7,6 +7,10 @@ ImageNet statistics: ``(rgb / 255 - mean) / std``, mean ``(0.485, 0.456, 0.406)`
 std ``(0.229, 0.224, 0.225)`` (mmseg writes them as ``mean=[123.675, 116.28, 103.53]``,
 ``std=[58.395, 57.12, 57.375]`` on 0..255; ``to_rgb=True``).
 
+A network of one input channel (the ONNX model zoo's super-resolution, on the Y channel)
+takes the image's luma, ITU-R BT.601's ``0.299 R + 0.587 G + 0.114 B`` (PIL's ``"L"``),
+normalised alike with the means of those statistics (:data:`GRAY_MEAN`, :data:`GRAY_STD`).
+
 The quantised input has one fixed scale, :data:`INPUT_SCALE`, that covers every value
 the normalisation can produce (the blue channel at 255 is the largest, 2.64), so any
 image quantises without saturation and no calibration image decides it.
@@ -16,11 +20,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INPUT_SCALE", "preprocess", "synthetic_image",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GRAY_MEAN", "GRAY_STD", "IMAGE_CHANNELS", "INPUT_SCALE", "preprocess",
+           "synthetic_image",
            "calibration_image", "quantize_input", "quantize_tensor", "round_half_up"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: A one-channel input's luma weights (ITU-R BT.601) and normalisation (the means of ImageNet's).
+LUMA = (0.299, 0.587, 0.114)
+GRAY_MEAN, GRAY_STD = sum(IMAGENET_MEAN) / 3, sum(IMAGENET_STD) / 3
+#: The input channels an image gives: RGB, or its luma.
+IMAGE_CHANNELS = (3, 1)
 #: Last word of the calibration images' seeds (a non-zero last word: numpy ignores trailing zeros).
 CALIBRATION_TAG = 0xCA11B
 #: Scale of the int8 input: the largest magnitude ``preprocess`` can give, over 127.
@@ -41,15 +51,21 @@ def _check_rgb(rgb) -> np.ndarray:
     return a
 
 
-def preprocess(rgb) -> np.ndarray:
-    """The model input of an RGB ``uint8`` image ``H x W x 3``: ``(rgb/255 - mean) / std``, float32 HWC.
+def preprocess(rgb, channels: int = 3) -> np.ndarray:
+    """The model input of an RGB ``uint8`` image ``H x W x 3``: ``(rgb/255 - mean) / std``, float32 HWC;
+    for ``channels`` 1, of its luma, ``H x W x 1``.
 
     Raises
     ------
     ValueError
-        If ``rgb`` is not a non-empty ``H x W x 3`` uint8 array (the message names its shape or dtype).
+        If ``rgb`` is not a non-empty ``H x W x 3`` uint8 array (the message names its shape or dtype),
+        or ``channels`` is not one an image gives (:data:`IMAGE_CHANNELS`).
     """
+    if channels not in IMAGE_CHANNELS:
+        raise ValueError(f"an image gives 3 input channels (RGB) or 1 (its luma), not {channels}")
     a = _check_rgb(rgb).astype(np.float32) / np.float32(255)
+    if channels == 1:
+        return (a @ np.float32(LUMA)[:, None] - np.float32(GRAY_MEAN)) / np.float32(GRAY_STD)
     return (a - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
 
 
@@ -117,11 +133,12 @@ def synthetic_image(height: int, width: int, seed=0, *, objects: int = 12) -> np
     return np.clip(round_half_up(img), 0, 255).astype(np.uint8)
 
 
-def calibration_image(height: int, width: int, seed: int = 0, count: int = 1) -> np.ndarray:
+def calibration_image(height: int, width: int, seed: int = 0, count: int = 1, channels: int = 3) -> np.ndarray:
     """The preprocessed calibration input of ``seed``: ``count`` synthetic images drawn from
     their own seeds ``(seed, i, CALIBRATION_TAG)`` (never equal to ``synthetic_image(h, w, s)``
-    for an integer ``s``, the test images), ``H x W x 3`` for one, ``[count, H, W, 3]`` for more."""
+    for an integer ``s``, the test images), ``H x W x channels`` for one, ``[count, H, W, channels]``
+    for more."""
     if count < 1:
         raise ValueError(f"count must be at least 1, not {count}")
-    images = [preprocess(synthetic_image(height, width, (seed, i, CALIBRATION_TAG))) for i in range(count)]
+    images = [preprocess(synthetic_image(height, width, (seed, i, CALIBRATION_TAG)), channels) for i in range(count)]
     return images[0] if count == 1 else np.stack(images)

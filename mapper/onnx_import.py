@@ -218,7 +218,7 @@ def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None, *, 
     scaled = _file_scales_back(model, {t: 127.0 * s for t, s in imported.act_scales.items() if t != INPUT and s > 0})
     ranges = {}
     if any(l.name not in scaled for l in model.layers):
-        image = calib_image if calib_image is not None else calibration_image(model.input[0], model.input[1])
+        image = calib_image if calib_image is not None else calibration_image(*model.input[:2], channels=model.input[2])
         ranges = calibrate_ranges(model, weights, image, percentile=percentile)
     q = quantize_ranges(model, weights, {**ranges, **scaled})
     for name, (wq, s_w) in imported.weight_q.items():

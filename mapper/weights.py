@@ -236,7 +236,7 @@ def init_weights(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] 
     fold_attention_scale(model, weights)
     if fold and any(has_batchnorm(layer) for layer in model.layers):
         if calib_image is None:
-            calib_image = calibration_image(model.input[0], model.input[1], seed)
+            calib_image = calibration_image(*model.input[:2], seed, channels=model.input[2])
         fold_batchnorms(model, weights, calib_image)
     return weights
 

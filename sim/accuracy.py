@@ -317,7 +317,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         model = build_model(args.model, args.variant, args.size)
         h, w = model.input[:2]
-        calib = calibration_image(h, w, args.seed, args.calib_images)
+        calib = calibration_image(h, w, args.seed, args.calib_images, model.input[2])
         weights, qmodel = prepare(model, args.seed, calib, percentile=args.percentile)
     except (KeyError, ValueError) as e:
         parser.error(str(e).strip("'\""))
@@ -326,7 +326,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for i in range(args.images):
         start = time.time()
         try:
-            report = compare(qmodel, weights, preprocess(synthetic_image(h, w, args.seed + i)),
+            report = compare(qmodel, weights, preprocess(synthetic_image(h, w, args.seed + i), model.input[2]),
                              local=args.local, baseline=args.baseline)
         except ValueError as e:            # a layer the integer operators cannot compute (hw.operators)
             parser.error(f"cannot run {model.name}: {' '.join(str(e).split())}")

@@ -502,7 +502,7 @@ def _run(args, prog: str, model: Model, cfg: AcceleratorConfig, task: str, rgb: 
          stage: StagedDir) -> int:
     start = time.perf_counter()
     try:
-        inference = infer(model, cfg, preprocess(rgb), args.seed, progress=not args.quiet)
+        inference = infer(model, cfg, preprocess(rgb, model.input[2]), args.seed, progress=not args.quiet)
     except UsageError as e:
         return fail(prog, e)
     except CheckError as e:

@@ -82,7 +82,7 @@ def check_network(model: Model, cfg: AcceleratorConfig, *, seed: int, fuse: bool
     """
     q = network_parameters(model, seed)[1]
     h, w, _ = model.input
-    x = quantize_input(preprocess(synthetic_image(h, w, seed + 1)))
+    x = quantize_input(preprocess(synthetic_image(h, w, seed + 1), model.input[2]))
     with refusals(model, cfg):
         program = build_program(q, cfg, fuse=fuse, image=x)
         result = check_program(program, q, x, progress=progress)

@@ -301,6 +301,28 @@ def test_external_data_is_read_beside_the_file_not_the_current_folder(tmp_path, 
         load_onnx(alone / "vit.onnx")
 
 
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_a_network_of_one_input_channel_runs_on_the_luma_bit_exact(cfg_name, tmp_path):
+    """The ONNX model zoo's super-resolution (ESPCN on the Y channel) was refused by CHECK=1 and make
+    run: they feed a one-channel network the image's luma."""
+    g = Graph(43)
+    x = g.op("Relu", [g.op("Conv", ["input", g.weight("w", 8, 1, 5, 5), g.weight("b", 8)], "", kernel_shape=[5, 5],
+                           pads=[2] * 4)], "")
+    x = g.op("Conv", [x, g.weight("w2", 9, 8, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+    _runs_bit_exact_as_timed(g.model([image_input(1, 12, 10, "input")], [out(g.op("DepthToSpace", [x], "", blocksize=3))]),
+                             cfg_name, tmp_path)
+
+
+def test_the_luma_of_an_image_is_normalised_as_its_channels_are():
+    from mapper.images import GRAY_MEAN, GRAY_STD, preprocess
+    rgb = np.array([[[255, 255, 255], [0, 0, 0], [255, 0, 0]]], np.uint8)
+    y = preprocess(rgb, 1)
+    assert y.shape == (1, 3, 1)
+    np.testing.assert_allclose(y[0, :, 0], (np.array([1.0, 0.0, 0.299]) - GRAY_MEAN) / GRAY_STD, rtol=1e-5)
+    with pytest.raises(ValueError, match="3 input channels \\(RGB\\) or 1 \\(its luma\\), not 2"):
+        preprocess(rgb, 2)
+
+
 def test_an_input_that_is_no_rgb_image_is_refused_for_what_it_is(tmp_path, capsys, monkeypatch):
     """By make run, and by make sim CHECK=1 before it times the network (it times it without CHECK)."""
     from onnx import TensorProto, helper
