@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+from fractions import Fraction
 from typing import Callable, Optional
 
 import numpy as np
@@ -1503,19 +1504,44 @@ def _resize(imp, node) -> None:
         # ONNX's pytorch_half_pixel reads coordinate 0 for an axis of one output pixel, not its centre
         raise imp.fail(f"pytorch_half_pixel to {out_h}x{out_w}: an axis of one pixel takes the first input pixel "
                        f"(ONNX), not the centre the accelerator takes; supported: half_pixel there")
+    picks = [_onnx_nearest_sources(n_in, n_out, scale, ctm, nearest)
+             for n_in, n_out, scale in zip((h, w), (out_h, out_w), scales)] if mode == "nearest" else []
     if mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel"):
         kind = "bilinear"
-    elif mode == "nearest" and ctm == "asymmetric" and nearest == "floor":
-        kind = "nearest"
+        for n_in, n_out, scale in zip((h, w), (out_h, out_w), scales):
+            _check_scale(imp, kind, n_in, n_out, scale)
+    elif picks and all(p is not None and np.array_equal(p, nearest_indices(n_in, n_out))
+                       for p, n_in, n_out in zip(picks, (h, w), (out_h, out_w))):
+        kind = "nearest"            # any coordinates and rounding that pick the accelerator's pixels
     else:
+        if mode == "nearest" and ctm == "asymmetric":       # a scale that is the cause says so
+            for n_in, n_out, scale in zip((h, w), (out_h, out_w), scales):
+                _check_scale(imp, "nearest", n_in, n_out, scale)
         raise imp.fail(f"mode={mode!r}, coordinate_transformation_mode={ctm!r}, nearest_mode={nearest!r}"
                        f"{' (the semantics of its opset)' if _before_resize_11(imp, node) else ''}; supported: "
-                       f"bilinear as PyTorch (linear, half_pixel or pytorch_half_pixel) and nearest (asymmetric, floor)")
-    for n_in, n_out, scale in zip((h, w), (out_h, out_w), scales):
-        _check_scale(imp, kind, n_in, n_out, scale)
+                       f"bilinear as PyTorch (linear, half_pixel or pytorch_half_pixel), and nearest where its "
+                       f"source pixels are floor(i * {h}/{out_h}) and floor(j * {w}/{out_w}) (asymmetric and floor do "
+                       f"that)")
     name = imp.layer_name(node.output[0])
     shape = imp.emit(Resize, name, inputs=(x.source,), out_h=out_h, out_w=out_w, mode=kind)
     imp.views[node.output[0]] = L.nchw(name, shape)
+
+
+def _onnx_nearest_sources(n_in: int, n_out: int, scale: Optional[float], ctm: str, rounding: str) -> Optional[np.ndarray]:
+    """The source pixel of each of ``n_out`` outputs of ONNX's nearest resize of an axis of ``n_in``
+    (``scale`` given, or ``n_out / n_in``), in exact arithmetic; None for a transformation not here."""
+    s = Fraction(scale).limit_denominator(1 << 20) if scale is not None else Fraction(n_out, n_in)
+    coordinate = {"half_pixel": lambda x: (x + Fraction(1, 2)) / s - Fraction(1, 2),
+                  "pytorch_half_pixel": lambda x: (x + Fraction(1, 2)) / s - Fraction(1, 2) if n_out > 1 else Fraction(0),
+                  "asymmetric": lambda x: x / s,
+                  "tf_half_pixel_for_nn": lambda x: (x + Fraction(1, 2)) / s,
+                  "align_corners": lambda x: x * Fraction(n_in - 1, n_out - 1) if n_out > 1 else Fraction(0)}.get(ctm)
+    rounded = {"round_prefer_floor": lambda v: math.ceil(v - Fraction(1, 2)),
+               "round_prefer_ceil": lambda v: math.floor(v + Fraction(1, 2)),
+               "floor": math.floor, "ceil": math.ceil}.get(rounding)
+    if coordinate is None or rounded is None:
+        return None
+    return np.array([min(max(rounded(coordinate(Fraction(x))), 0), n_in - 1) for x in range(n_out)], np.int64)
 
 
 def _check_scale(imp, kind: str, n_in: int, n_out: int, scale: Optional[float]) -> None:

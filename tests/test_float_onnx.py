@@ -115,10 +115,12 @@ def _resize_model(tmp_path, op: str, opset: int, scale: float, scale_w: float = 
 
 # 1.4 on 8 rows gives 11.2: no whole number, but every output row takes the same source row by
 # the scale as by 11 / 8, so it is the accelerator's resize
-@pytest.mark.parametrize("op, opset, scale", [("Upsample", 9, 3.0), ("Resize", 10, 1.5), ("Resize", 10, 1.4)])
+@pytest.mark.parametrize("op, opset, scale", [("Upsample", 9, 3.0), ("Resize", 10, 1.5), ("Resize", 10, 1.4),
+                                              ("Resize", 10, 0.5)])
 def test_resize_before_opset_11_is_asymmetric_nearest(tmp_path, op, opset, scale):
     """Before opset 11 a resize has no transformation attributes: asymmetric coordinates, the pixel
-    below when enlarging (it was imported as opset 11's defaults, half_pixel, and refused or wrong)."""
+    below when enlarging (it was imported as opset 11's defaults, half_pixel, and refused or wrong),
+    above when shrinking, which by a half is the pixel below too."""
     from mapper import onnx_layout
     from mapper.onnx_import import load_onnx
 
@@ -134,7 +136,7 @@ def test_resize_before_opset_11_is_asymmetric_nearest(tmp_path, op, opset, scale
 
 @pytest.mark.parametrize("op, opset, scales, attrs, refusal", [
     ("Upsample", 9, (2.0, 2.0), {"mode": "linear"}, "mode='linear', coordinate_transformation_mode='asymmetric'"),
-    ("Resize", 10, (0.5, 0.5), {"mode": "nearest"}, "nearest_mode='ceil'"),       # shrinking: the pixel above
+    ("Resize", 10, (0.75, 0.75), {"mode": "nearest"}, "nearest_mode='ceil'"),     # shrinking: the pixel above
     ("Resize", 10, (2.0, 0.5), {"mode": "nearest"}, "nearest_mode='ceil'"),       # one axis shrinks
     ("Resize", 18, (2.0, 2.0), {"mode": "nearest", "keep_aspect_ratio_policy": "not_larger"}, "keep_aspect_ratio_policy"),
     # 8 x 1.7 = 13.6 rows: ONNX maps coordinates by 1.7, the accelerator by 13 / 8; output row 5 takes

@@ -1035,6 +1035,28 @@ def test_a_product_of_rows_of_a_pixel_s_channels_by_constants_is_a_grouped_point
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("ctm, rounding, size, accepted", [
+    ("half_pixel", "round_prefer_floor", (16, 24), True),         # Keras and tf2onnx's nearest x2
+    ("half_pixel", "round_prefer_ceil", (24, 24), True),          # x3
+    ("tf_half_pixel_for_nn", "floor", (16, 16), True),
+    ("align_corners", "round_prefer_floor", (3, 3), False),       # 8 -> 3 rows: rows 0, 3, 7, not 0, 2, 5
+    ("half_pixel", "round_prefer_floor", (12, 12), True),         # x1.5
+    ("half_pixel", "round_prefer_ceil", (12, 12), False),         # x1.5: a tie at row 1 goes to source 1, not 0
+])
+def test_a_nearest_resize_of_any_coordinates_that_pick_the_accelerators_pixels_is_imported(ctm, rounding, size, accepted):
+    """Only asymmetric with floor was accepted; whatever the transformation and the rounding, the
+    source pixels are what matters: those of floor(i * in / out) are the accelerator's resize."""
+    g = Graph(44)
+    x = g.op("Conv", ["input", g.weight("w", 4, 3, 1, 1)], "", kernel_shape=[1, 1])
+    y = g.op("Resize", [x, "", "", g.const([1, 4, *size])], "", mode="nearest", coordinate_transformation_mode=ctm,
+             nearest_mode=rounding)
+    proto = g.model([image_input(3, 8, 8, "input")], [out(y)])
+    if accepted:
+        assert _max_rel_error(proto, import_onnx(proto, "resize")) <= RTOL
+    else:
+        _refused(proto, "(Resize)", f"coordinate_transformation_mode={ctm!r}", "source pixels are floor(i * 8/")
+
+
 @pytest.mark.parametrize("max_op", ["GlobalMaxPool", "ReduceMax"])
 def test_a_max_over_every_pixel_is_a_max_pooling_of_the_whole_image(max_op):
     """CBAM's channel attention, refused before: ``AdaptiveMaxPool2d(1)`` and ``amax(dim=(2, 3))``
