@@ -729,17 +729,21 @@ class _Importer:
         return found
 
     def materialise(self, v: View, ok: Callable[[View], bool] = L.covers) -> Optional[View]:
-        """The view of a new layout layer's output that holds what ``v`` holds, if one exists and is ``ok``."""
+        """The view of a new layout layer's output (or of a channel slice of it) that holds what ``v``
+        holds, if one exists and is ``ok``."""
         base = v.origin or (self.node.output[0] if self.node is not None else v.source)
         cache = self.__dict__.setdefault("_layout_cache", {})
-        for cand, found in self._layouts(v, ok):
-            key = (cand.kind, cand.source, tuple(sorted(cand.params.items())))
-            if key not in cache:
-                name = self.layer_name(base)
-                source = self._patch_merge_source(cand) if cand.kind == "patch_merge" else cand.source
-                self.emit(_LAYOUT_CLASSES[cand.kind], name, inputs=(source,), **cand.params)
-                cache[key] = name
-            return found.on(cache[key], self.sources[cache[key]].shape)
+        for chain, found in self._layouts(v, ok):
+            source = chain[0].source
+            for cand in chain:
+                key = (cand.kind, source, tuple(sorted(cand.params.items())))
+                if key not in cache:
+                    name = self.layer_name(base)
+                    read = self._patch_merge_source(cand) if cand.kind == "patch_merge" else source
+                    self.emit(_LAYOUT_CLASSES[cand.kind], name, inputs=(read,), **cand.params)
+                    cache[key] = name
+                source = cache[key]
+            return found.on(source, self.sources[source].shape)
         return None
 
     def layout_match(self, v: View, ok: Callable[[View], bool] = L.covers) -> Optional[View]:
@@ -748,10 +752,22 @@ class _Importer:
 
     @staticmethod
     def _layouts(v: View, ok: Callable[[View], bool]):
+        """(the layout layers to make, in order; the view of the last one's output) for each way to
+        hold ``v`` that is ``ok``: one layer, or one then a channel slice of its output (no copy:
+        SKNet's attention, shuffled for the softmax, read branch by branch)."""
         for cand in L.layout_candidates(v):
             found = L.match_layout(v, cand, "?")
-            if found is not None and ok(found):
-                yield cand, found
+            if found is None:
+                continue
+            if ok(found):
+                yield (cand,), found
+                continue
+            lo, hi = L.channels_read(found)
+            if cand.kind != "channel_slice" and (lo, hi) != (0, found.src_shape[2]):
+                part = L.Candidate("channel_slice", "?", found.src_shape, {"start": lo, "channels": hi - lo})
+                sliced = L.match_layout(found, part, "?")
+                if sliced is not None and ok(sliced):
+                    yield (cand, part), sliced
 
     def _patch_merge_source(self, cand: L.Candidate) -> str:
         """Patch merging pads odd sides itself: of a zero padding to even sides, read its input."""

@@ -433,6 +433,8 @@ def layout_candidates(v: View) -> Iterator[Candidate]:
     for b in range(2, math.isqrt(c) + 1):
         if c % (b * b) == 0 and h * b in v.shape and w * b in v.shape:
             yield Candidate("depth_to_space", src, v.src_shape, {"block": b})
-    if v.size == h * w * c and c in v.shape:
-        for g in _divisors(c)[:-1]:
+    # the channels of a whole tensor regrouped; of one pixel (SKNet's attention), also some of them,
+    # in groups the view's shape shows
+    for g in _divisors(c)[:-1]:
+        if (v.size == h * w * c and c in v.shape) or (h * w == 1 and (g in v.shape or c // g in v.shape)):
             yield Candidate("channel_shuffle", src, v.src_shape, {"groups": g})

@@ -441,8 +441,9 @@ def _batchnorm_into_producer(imp, node) -> bool:
     reshape back) and read by nothing else, folded into its weights and bias; False otherwise."""
     v = _view(imp, node.input[0])
     src, c = imp.by_name.get(v.source), v.src_shape[2]
-    if not isinstance(src, (Linear, Conv2d)) or len(v.shape) < 2 or v.shape[1] != c or not L.covers(v) \
-            or imp._folded(src.name, 0, c) or any(src.name in l.inputs for l in imp.layers):
+    # a ReLU folded into the layer comes before the norm: relu(x) * a + b is no relu(x * a + b)
+    if not isinstance(src, (Linear, Conv2d)) or src.relu or len(v.shape) < 2 or v.shape[1] != c \
+            or not L.covers(v) or imp._folded(src.name, 0, c) or any(src.name in l.inputs for l in imp.layers):
         return False
     ch = np.moveaxis(L.indices(v) % c, 1, -1)
     if not np.array_equal(ch, np.broadcast_to(np.arange(c), ch.shape)) or not _read_only_through_views(imp, node.input[0]):

@@ -72,15 +72,32 @@ def test_q_k_v_interleaved_per_head_are_pulled_apart_by_reordering_the_qkv_rows(
     assert _max_rel_error(proto, imp) <= RTOL
 
 
-@pytest.mark.parametrize("read_twice", [False, True])
-def test_a_batchnorm_of_a_linear_output_through_reshapes_folds_into_it_unless_read_elsewhere(read_twice):
+def test_a_batchnorm_after_a_relu_of_a_convolution_is_not_folded_into_it():
+    """Conv, ReLU (folded into the convolution), BatchNormalization: a fold of the norm too would
+    compute relu(x * a + b) (an error of 110 % found in review); it stays a product and an add."""
+    g = Graph(45)
+    x = g.op("Relu", [g.op("Conv", ["input", g.weight("w", 8, 3, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)], "")
+    stats = [g.rng.uniform(-1.5, 1.5, 8), g.rng.normal(0, 0.5, 8), g.rng.normal(0, 0.5, 8), g.rng.uniform(0.5, 2, 8)]
+    y = g.op("BatchNormalization", [x] + [g.init(f"bn.{k}", v.astype(np.float32))
+                                          for k, v in zip(("weight", "bias", "mean", "var"), stats)], "/bn")
+    proto = g.model([image_input(3, 8, 8, "input")], [out(g.op("Conv", [y, g.weight("w2", 4, 8, 1, 1)], "",
+                                                                   kernel_shape=[1, 1]))])
+    imp = import_onnx(proto, "relu_bn")
+    assert [l.kind for l in imp.model.layers][:2] == ["conv2d", "constant"] and imp.model.layers[0].relu
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("read_twice, relu", [(False, False), (True, False), (False, True)])
+def test_a_batchnorm_of_a_linear_output_through_reshapes_folds_into_it_unless_read_elsewhere(read_twice, relu):
     """LeViT's LinearNorm (a linear, a reshape to [N, C], BatchNorm1d, a reshape back) folds into the
     linear; with the unnormalised output read too (a graph output here), which the fold would change,
-    the norm stays a product and an add."""
+    or a ReLU folded into the linear before the norm (relu(x) * a + b is no relu(x * a + b)), the norm
+    stays a product and an add."""
     g = Graph(37)
     x = g.op("Transpose", [g.reshape(g.op("Conv", ["pixel_values", g.weight("w", 8, 3, 4, 4)], "", kernel_shape=[4, 4],
                                             strides=[4, 4]), [1, 8, 16])], "", perm=[0, 2, 1])
     y = g.linear(x, 8, 12, "/fc", bias=False)
+    y = g.op("Relu", [y], "/fc") if relu else y
     stats = [g.rng.uniform(-1.5, 1.5, 12), g.rng.normal(0, 0.1, 12), g.rng.normal(0, 0.1, 12), g.rng.uniform(0.5, 2, 12)]
     bn = g.op("BatchNormalization", [g.reshape(y, [16, 12])] + [g.init(f"bn.{k}", v.astype(np.float32)) for k, v in
                                                                 zip(("weight", "bias", "mean", "var"), stats)], "/bn")
@@ -88,8 +105,9 @@ def test_a_batchnorm_of_a_linear_output_through_reshapes_folds_into_it_unless_re
     proto = g.model([image_input(3, 16, 16)], outs)
     imp = import_onnx(proto, "linear_norm")
     kinds = [l.kind for l in imp.model.layers]
-    assert kinds == (["conv2d", "linear", "constant", "mul", "constant", "add"] if read_twice else ["conv2d", "linear"])
-    assert imp.model.layers[1].bias is not read_twice
+    kept = read_twice or relu
+    assert kinds == (["conv2d", "linear", "constant", "mul", "constant", "add"] if kept else ["conv2d", "linear"])
+    assert imp.model.layers[1].bias is not kept and imp.model.layers[1].relu is relu
     assert _max_rel_error(proto, imp) <= RTOL
 
 
