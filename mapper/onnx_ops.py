@@ -282,37 +282,53 @@ def _split(imp, node) -> None:
 def _heads_together(imp, name: str) -> None:
     """q, k and v interleaved per head (timm's ``AttentionCl`` in MaxViT and CoAtNet,
     EfficientFormer, LeViT: a linear layer's rows ``[head][q k v][d]``), pulled apart as they are
-    split: when ONNX value ``name``, a per-head slice of such a layer's output that no layer reads
-    yet, holds the same channels of every head, the layer's rows are reordered so that those
-    channels of all heads are consecutive, as the IR's products read them."""
+    split: when ONNX value ``name``, a slice of such a layer's output that no layer reads yet, holds
+    the same channels of every head along an axis of heads and one of channels, the layer's rows
+    are reordered so that those channels of all heads are consecutive, as the IR's products read
+    them.  (A strided slice of channels, ``x[:, ::2]``, shows no such axes and is left alone.)"""
     v = imp.views[name]
     src, c = imp.by_name.get(v.source), v.src_shape[2]
     if (len(v.shape) < 4 or not isinstance(src, (Linear, Conv2d)) or getattr(src, "groups", 1) != 1
             or imp._folded(v.source, 0, c) or any(v.source in l.inputs for l in imp.layers)):
         return
-    order = _heads_order(np.unique(L.indices(v) % c), c)
+    ch = L.indices(v) % c
+    blocks = _head_blocks(np.unique(ch))
+    order = _heads_order(*blocks, c) if blocks is not None and _split_by_heads(ch, *blocks) else None
     if order is not None:
         imp.permute_channels(v.source, order)
 
 
-def _heads_order(chans: np.ndarray, c: int) -> Optional[np.ndarray]:
-    """For channels ``chans`` (sorted) that are two or more equal blocks at a constant period, the
-    order of ``c`` channels that puts the blocks together: within the region the heads span, every
-    channel by (before, in or after its head's block; head; place in the head), the order of the
-    parts kept.  None for any other set."""
+def _head_blocks(chans: np.ndarray) -> Optional[tuple[int, int, int, int]]:
+    """(first channel, heads, width, period) when channels ``chans`` (sorted) are two or more blocks
+    of two or more consecutive channels at a constant period, else None."""
     starts = np.concatenate([chans[:1], chans[1:][np.diff(chans) != 1]])
     heads, width = len(starts), len(chans) // max(len(starts), 1)
-    if heads < 2 or width * heads != len(chans):
+    if heads < 2 or width < 2 or width * heads != len(chans):
         return None
     period = int(starts[1] - starts[0])
     if not np.array_equal(chans, (starts[:, None] + np.arange(width)).ravel()) \
             or not np.array_equal(starts, starts[0] + period * np.arange(heads)):
         return None
-    base = min(int(starts[0]), c - heads * period)        # the latest region holding every block
-    if base < 0 or base + period < starts[0] + width:
+    return int(starts[0]), heads, width, period
+
+
+def _split_by_heads(ch: np.ndarray, first: int, heads: int, width: int, period: int) -> bool:
+    """Whether the channels ``ch`` of a view step by ``period`` along an axis of ``heads`` and by one
+    along an axis of ``width``: a split of each head's block, not any strided set of channels."""
+    def steps(n: int, step: int) -> bool:
+        return any(ch.shape[a] == n and np.all(np.diff(ch, axis=a) == step) for a in range(ch.ndim))
+    return steps(heads, period) and steps(width, 1)
+
+
+def _heads_order(first: int, heads: int, width: int, period: int, c: int) -> Optional[np.ndarray]:
+    """The order of ``c`` channels that puts ``heads`` blocks of ``width`` channels at ``period``
+    from channel ``first`` together: within the region the heads span, every channel by (before,
+    in or after its head's block; head; place in the head), the order of the parts kept."""
+    base = min(first, c - heads * period)        # the latest region holding every block
+    if base < 0 or base + period < first + width:
         return None
     r = np.arange(heads * period)
-    lo = int(starts[0]) - base
+    lo = first - base
     part = (r % period >= lo).astype(int) + (r % period >= lo + width)
     region = base + r[np.lexsort((r % period, r // period, part))]
     return np.concatenate([np.arange(base), region, np.arange(base + heads * period, c)])

@@ -1103,3 +1103,25 @@ def integral(project: str = "vector", anchors: int = 16, reg: int = 8, seed: int
     d = g.op("MatMul", [r, g.init("project", weights.astype(np.float32))], "/integral")
     side = int(np.sqrt(anchors)) * 4
     return g.model([image_input(3, side, side, "input")], [out(d)])
+
+
+def split_attention(size: int = 8, width: int = 8, radix: int = 2, seed: int = 46):
+    """SKNet's split attention as PyTorch exports it: ``radix`` convolutions of the image, the mean
+    of their sum, a 1x1 convolution to ``radix * C`` logits viewed as ``[1, radix, C, 1, 1]``, a
+    softmax over the branches (axis 1), each branch's weights (a ``Gather``) times its map, summed."""
+    g = Graph(seed)
+    branches = [g.op("Conv", ["input", g.weight(f"b{r}.weight", width, 3, 3, 3)], f"/b{r}", kernel_shape=[3, 3],
+                     pads=[r + 1] * 4, dilations=[r + 1] * 2) for r in range(radix)]
+    total = branches[0]
+    for b in branches[1:]:
+        total = g.op("Add", [total, b], "/sk")
+    s = g.op("GlobalAveragePool", [total], "/sk")
+    logits = g.op("Conv", [s, g.weight("fc.weight", radix * width, width, 1, 1), g.weight("fc.bias", radix * width)],
+                  "/sk/fc", kernel_shape=[1, 1])
+    att = g.op("Softmax", [g.reshape(logits, [1, radix, width, 1, 1], "/sk")], "/sk", axis=1)
+    y = None
+    for r, b in enumerate(branches):
+        part = g.op("Mul", [b, g.op("Gather", [att, g.const(r)], "/sk", axis=1)], "/sk")
+        y = part if y is None else g.op("Add", [y, part], "/sk")
+    return g.model([image_input(3, size, size, "input")], [out(g.op("Conv", [y, g.weight("head.weight", 4, width, 1, 1)],
+                                                                        "/head", kernel_shape=[1, 1]))])

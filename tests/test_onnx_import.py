@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +108,34 @@ def test_a_batchnorm_of_a_linear_output_through_reshapes_folds_into_it_unless_re
     kept = read_twice or relu
     assert kinds == (["conv2d", "linear", "constant", "mul", "constant", "add"] if kept else ["conv2d", "linear"])
     assert imp.model.layers[1].bias is not kept and imp.model.layers[1].relu is relu
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_strided_slice_of_channels_does_not_reorder_its_producer():
+    """``x[:, ::2]`` of a convolution's output holds every other channel, as a head's q would, but
+    along no axis of heads: the convolution keeps its order (a reorder made every other reader of
+    it copy its channels back, found in review)."""
+    g = Graph(47)
+    x = g.op("Conv", ["input", g.weight("w", 8, 3, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+    half = g.op("Slice", [x, g.const([0]), g.const([8]), g.const([1]), g.const([2])], "")
+    pooled = g.op("GlobalAveragePool", [x], "")
+    proto = g.model([image_input(3, 8, 8, "input")], [out(g.op("Conv", [half, g.weight("w2", 4, 4, 1, 1)], "",
+                                                                      kernel_shape=[1, 1])), out(pooled)])
+    imp = import_onnx(proto, "strided")
+    assert "channel_shuffle" not in [l.kind for l in imp.model.layers]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("radix", [2, 3])
+def test_a_softmax_over_branches_is_a_channel_shuffle_then_slices_of_the_weights(radix):
+    """SKNet's softmax over ``[1, radix, C, 1, 1]``'s axis 1, refused before: the logits shuffled so
+    that each channel's branches are consecutive (a softmax row), the weights shuffled back and each
+    branch's read through a channel slice of them (no copy)."""
+    proto = split_attention(radix=radix)
+    imp = import_onnx(proto, "sk")
+    kinds = [l.kind for l in imp.model.layers]
+    assert kinds.count("channel_shuffle") == 2 and kinds.count("channel_slice") == radix
+    assert next(l for l in imp.model.layers if l.kind == "softmax").row == radix
     assert _max_rel_error(proto, imp) <= RTOL
 
 

@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -740,6 +740,11 @@ def test_an_input_flipped_to_rgb_runs_bit_exact_as_weights_over_the_image(cfg_na
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_nanodet_s_integral_runs_bit_exact(cfg_name, tmp_path):
     _runs_bit_exact_as_timed(integral("vector"), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_sknet_s_softmax_over_branches_runs_bit_exact(cfg_name, tmp_path):
+    _runs_bit_exact_as_timed(split_attention(radix=3), cfg_name, tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
