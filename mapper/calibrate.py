@@ -52,7 +52,7 @@ from hw.numerics import MAX_SHIFT, MULT_BITS
 
 from . import float_ops
 from .images import IMAGE_CHANNELS, INPUT_SCALE, calibration_image, quantize_tensor, round_half_up
-from .ir import INPUT, LAYOUT_KINDS, MAC_KINDS, Constant, Layer, MatMul, Model, Softmax
+from .ir import INPUT, LAYOUT_KINDS, MAC_KINDS, VIEW_KINDS, Constant, Layer, MatMul, Model, Softmax
 from .onnx_import import imported_of, qdq_qmodel
 from .quantize import QLayer, QModel, requant_channels
 from .reference import run_float
@@ -64,7 +64,7 @@ __all__ = ["quantize", "prepare", "quantize_ranges", "calibrate_ranges", "scale_
            "softmax_out_shift", "KEEPS_SCALE"]
 
 #: Layer kinds whose output has their input's scale (the module docstring's first constraint, and ReLU).
-KEEPS_SCALE = frozenset(LAYOUT_KINDS) | {"resize", "pool", "concat", "channel_slice", "pixel_reshape", "relu"}
+KEEPS_SCALE = frozenset(LAYOUT_KINDS) | {"resize", "pool", "concat", *VIEW_KINDS, "relu"}
 #: Magnitudes sampled for a percentile of a larger tensor (seeded, with replacement).
 _PERCENTILE_SAMPLES = 1 << 22
 

@@ -38,7 +38,7 @@ from hw.vector import HEADER_FIELDS, NONE, PREV, SPATIAL, Descriptor, Operand, P
     spatial_refusals, spatial_slots, vec_fields
 
 from .float_ops import ACTIVATIONS
-from .ir import LAYOUT_KINDS, MAC_KINDS, Activation, ChannelShuffle, Conv2d, Crop, Layer, Linear, MatMul, Model, PatchMerge, \
+from .ir import LAYOUT_KINDS, MAC_KINDS, VIEW_KINDS, Activation, ChannelShuffle, Conv2d, Crop, Layer, Linear, MatMul, Model, PatchMerge, \
     Pool, Resize, WindowPartition
 from .layout import LayoutError, Storage, View, partition_view, storage_plan, through, view_of
 from .lower import MappingError, _insn, layer_cycles, map_layer
@@ -51,7 +51,7 @@ STAGE_OP = {"add": VecOp.ADD, "mul": VecOp.MUL, **{func: VecOp.LUT for func in A
 COMPUTE_KINDS = tuple(STAGE_OP)
 #: Kinds that move no data: a concatenation's producers write into its buffer, a channel slice is a
 #: view of its input's (``mapper.layout.storage_plan``).
-ZERO_COPY_KINDS = ("concat", "channel_slice", "pixel_reshape")
+ZERO_COPY_KINDS = ("concat", *VIEW_KINDS)
 #: Activations a MAC layer's STOREs apply after requantisation.
 POINTWISE_OPS = tuple(ACTIVATIONS)
 

@@ -50,7 +50,7 @@ from .float_ops import ACTIVATIONS
 __all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "Add", "Mul", "Resize",
            "Pool", "Concat", "ChannelSlice", "PixelReshape", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge", "DepthToSpace", "ChannelShuffle",
            "Constant", "Layer", "Model", "Shape", "ShapeError", "PARTS", "MAC_KINDS", "ELEMENTWISE_KINDS",
-           "LAYOUT_KINDS", "INPUT", "conv_out", "min_dram_bytes", "weight_bytes", "operand_bytes", "reads_alone", "tokens_of"]
+           "LAYOUT_KINDS", "VIEW_KINDS", "INPUT", "conv_out", "min_dram_bytes", "weight_bytes", "operand_bytes", "reads_alone", "tokens_of"]
 
 PARTS = ("encoder", "decoder", "backbone", "transformer", "head")
 MAC_KINDS = ("conv2d", "linear", "matmul")
@@ -58,6 +58,8 @@ MAC_KINDS = ("conv2d", "linear", "matmul")
 #: (Activations beyond the first three come last, so that each kind keeps its colour in the figures.)
 ELEMENTWISE_KINDS = ("softmax", "layernorm", "gelu", "relu", "sigmoid", "add", "mul", "resize", "concat", "pool",
                      *(f for f in ACTIVATIONS if f not in ("gelu", "relu", "sigmoid")))
+#: Kinds of the layers that are views of their input's buffer (``mapper.layout``): they move no data.
+VIEW_KINDS = ("channel_slice", "pixel_reshape")
 #: Kinds of the layers that only move data.
 LAYOUT_KINDS = ("pad", "roll", "crop", "window_partition", "window_reverse", "patch_merge", "depth_to_space",
                 "channel_shuffle")

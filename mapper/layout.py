@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 
 from hw.vector import Axis
 
-from .ir import (INPUT, ChannelSlice, Concat, Crop, DepthToSpace, Layer, Model, Pad, PixelReshape, Roll, Shape, WindowPartition,
-                 WindowReverse)
+from .ir import (INPUT, VIEW_KINDS, ChannelSlice, Concat, Crop, DepthToSpace, Layer, Model, Pad, Roll, Shape,
+                 WindowPartition, WindowReverse)
 
 __all__ = ["Storage", "View", "storage_plan", "view_of", "through", "partition_view", "LayoutError"]
 
@@ -69,9 +69,9 @@ def storage_plan(model: Model) -> dict[str, Storage]:
     plan = {INPUT: Storage(INPUT, model.input[2], 0, tuple(model.input))}
     for layer in model.layers:
         plan[layer.name] = Storage(layer.name, layer.out_shape[2], 0, layer.out_shape)
-    slices = {layer.name for layer in model.layers if isinstance(layer, (ChannelSlice, PixelReshape))}
+    views = {layer.name for layer in model.layers if layer.kind in VIEW_KINDS}
     for layer in model.layers:
-        if isinstance(layer, (ChannelSlice, PixelReshape)):    # a view: its input's buffer (from its first channel)
+        if layer.kind in VIEW_KINDS:        # a view: its input's buffer, from its first channel or pixel
             src = plan[layer.inputs[0]]
             slice_ = isinstance(layer, ChannelSlice)
             plan[layer.name] = Storage(src.buffer, src.pitch, src.offset + (layer.start if slice_ else 0), layer.out_shape,
@@ -82,7 +82,7 @@ def storage_plan(model: Model) -> dict[str, Storage]:
         offset = pixel = 0
         for src, shape in zip(layer.inputs, layer.in_shapes):
             if plan[src].buffer != src:
-                where = (f"a view of {plan[src].buffer!r}" if src in slices
+                where = (f"a view of {plan[src].buffer!r}" if src in views
                          else f"already part of the concatenation {plan[src].buffer!r}")
                 raise LayoutError(f"{layer.name}: input {src!r} is {where}")
             if src == INPUT:

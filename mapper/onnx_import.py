@@ -571,6 +571,15 @@ class _Importer:
             return self.views[name]             # on the Constant layer, which may have another name
         return v
 
+    def producer(self, tensor: str) -> Optional[int]:
+        """The index of the node that writes ONNX value ``tensor`` (None for an input or initializer)."""
+        return next((j for j, n in enumerate(self.nodes) if tensor in n.output), None)
+
+    def last_value_of(self, layer: str) -> str:
+        """The ONNX value recorded last whose view reads layer ``layer`` (after a fold, the folded
+        node's output)."""
+        return next(k for k in reversed(self.views) if self.views[k].source == layer)
+
     def only_consumer(self, tensor: str, op: str):
         """The node (and its index) that alone reads ``tensor``, if its operator is ``op``."""
         readers = self.consumers.get(tensor, [])
@@ -722,10 +731,10 @@ class _Importer:
         found = self.materialise(v, ok)
         if found is None:
             moved = f" (arranged by the node writing {v.origin!r} and the layout operators after it)" if v.origin else ""
-            raise self.fail(f"its input{moved} is not laid out as {what} and no IR layout layer (channel slice, crop, "
-                            f"roll, window partition or reverse, patch merge, depth to space, channel shuffle) arranges it "
-                            f"so; supported: layout "
-                            f"operators that move no data or do what one of those layers does")
+            raise self.fail(f"its input{moved} is not laid out as {what} and no IR layout layer (channel slice, pixel "
+                            f"reshape, crop, roll, window partition or reverse, patch merge, depth to space, channel "
+                            f"shuffle, or one of them and a channel slice) arranges it so; supported: layout "
+                            f"operators that move no data or do what those layers do")
         return found
 
     def materialise(self, v: View, ok: Callable[[View], bool] = L.covers) -> Optional[View]:

@@ -19,8 +19,8 @@ from onnx import helper
 from hw.operators import nearest_indices
 
 from . import onnx_layout as L
-from .ir import (INPUT, Activation, Add, Concat, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Mul, Pad, Pool,
-                 Resize, Roll, Softmax, conv_out, conv_pads)
+from .ir import (INPUT, VIEW_KINDS, Activation, Add, Concat, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Mul, Pad,
+                 Pool, Resize, Roll, Softmax, conv_out, conv_pads)
 from .fusion import is_class_map_resize
 from .onnx_layout import View
 
@@ -479,14 +479,13 @@ def _batchnorm_into_producer(imp, node) -> bool:
 def _read_only_through_views(imp, value: str) -> bool:
     """Whether ONNX value ``value`` comes from the node that computed its tensor through view
     operators only, each value on the way read by one node and no graph output."""
-    producer = imp.__dict__.setdefault("_producer", {o: n for n in imp.nodes for o in n.output})
     while True:
         if len(imp.consumers.get(value, [])) != 1:
             return False
-        node = producer.get(value)
-        if node is None or node.op_type not in VIEW_OPS:
-            return node is not None
-        value = node.input[0]
+        j = imp.producer(value)
+        if j is None or imp.nodes[j].op_type not in VIEW_OPS:
+            return j is not None
+        value = imp.nodes[j].input[0]
 
 
 @_op("InstanceNormalization")
@@ -911,7 +910,7 @@ def _dense_over_image(imp, node, x_name: str, weight: np.ndarray, bias: Optional
     _, bn = imp.only_consumer(node.output[0], "BatchNormalization")
     _part(imp, node, "Conv", inputs, node.output[0], kernel_shape=[h, w])
     conv = imp.layers[-1].name
-    out = next(k for k in reversed(imp.views) if imp.views[k].source == conv)
+    out = imp.last_value_of(conv)
     if wq is not None:
         q, scale = wq
         imp.weight_q[conv] = (q.reshape(n, c, h, w).transpose(0, 2, 3, 1), scale)
@@ -954,7 +953,7 @@ def _matmul(imp, node) -> None:
                 _weight_q(imp, node.input[1], lambda q: q.reshape(b.shape).T, axis=1))
         if vector:
             layer = imp.layers[-1].name
-            out = next(k for k in reversed(imp.views) if imp.views[k].source == layer)
+            out = imp.last_value_of(layer)
             imp.views[out] = L.reshape(imp.views[out], imp.views[out].shape[:-1]).named(out)
         return
     if imp.is_const(node.input[0]):
@@ -1760,7 +1759,8 @@ def _scalar_const(imp, name: str, value: float) -> str:
 def _part(imp, node, op: str, inputs: list, out: str, handler=None, **attrs) -> str:
     """Import ``op``, one step of ``node`` computing ``out``, as the importer imports a node of the
     file (``handler``: other than ``op``'s); returns ``out``."""
-    part = helper.make_node(op, inputs, [out], name=f"{node.name}.{op}", **attrs)
+    # named as the file's node where it is that node's operator, so that a refusal names that node
+    part = helper.make_node(op, inputs, [out], name=node.name if op == node.op_type else f"{node.name}.{op}", **attrs)
     with _reading(imp, part):
         (handler or HANDLERS[("", op)])(imp, part)
     return out
@@ -1960,7 +1960,7 @@ def _own_parts(imp, node, views: list[View]) -> list[View]:
     copied: a constant into a Constant layer of its own, a computed tensor by a Pad to its own
     size (a copy on the vector unit); so is the model's input, which no layer computes."""
     taken = {s for layer in imp.layers if layer.kind == "concat" for s in layer.inputs} | \
-        {layer.name for layer in imp.layers if layer.kind in ("channel_slice", "pixel_reshape")} | {INPUT}  # a view of another buffer
+        {layer.name for layer in imp.layers if layer.kind in VIEW_KINDS} | {INPUT}  # a view of another buffer
     own = []
     for i, v in enumerate(views):
         if v.source in taken:

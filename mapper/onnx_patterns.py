@@ -46,13 +46,13 @@ def _fuse_gated(imp) -> None:
 def _gate_match(imp, mul_index: int, x: str, gate: str):
     """(operator, the gate's nodes, attributes) when ``gate``, read by the product alone, is
     ``sigmoid(alpha * x)`` or ``tanh(softplus(x))``; else None."""
-    k = _producer(imp, gate)
+    k = imp.producer(gate)
     if k is None or _single_reader(imp, gate)[0] != mul_index:
         return None
     g = imp.nodes[k]
     if g.op_type == "Sigmoid" and g.input[0] == x:
         return "Swish", {k}, {"alpha": 1.0}
-    p = _producer(imp, g.input[0]) if g.op_type in ("Sigmoid", "Tanh") else None
+    p = imp.producer(g.input[0]) if g.op_type in ("Sigmoid", "Tanh") else None
     if p is None or _single_reader(imp, g.input[0])[0] != k:
         return None
     pre = imp.nodes[p]
@@ -129,10 +129,6 @@ def _gelu_match(imp, erf_index: int):
     return None
 
 
-def _producer(imp, tensor: str) -> Optional[int]:
-    return next((j for j, n in enumerate(imp.nodes) if tensor in n.output), None)
-
-
 def _axes(imp, node) -> Optional[list[int]]:
     from onnx import helper
 
@@ -167,24 +163,24 @@ def _layernorm_match(imp, sqrt_index: int):
     when the Sqrt at ``sqrt_index`` is that of a LayerNorm over the last axis, or over axis 1 of an
     NCHW image (ConvNeXt's channels-first LayerNorm), else None."""
     sqrt = imp.nodes[sqrt_index]
-    j_add = _producer(imp, sqrt.input[0])
+    j_add = imp.producer(sqrt.input[0])
     add = imp.nodes[j_add] if j_add is not None else None
     if add is None or add.op_type != "Add":
         return None
     var_name = next((n for n in add.input if _scalar(imp, n) is None), None)
     eps = _scalar(imp, _other(add, var_name)) if var_name else None
-    j_var = _producer(imp, var_name) if var_name else None
+    j_var = imp.producer(var_name) if var_name else None
     if eps is None or j_var is None or imp.nodes[j_var].op_type != "ReduceMean":
         return None
-    j_pow = _producer(imp, imp.nodes[j_var].input[0])
+    j_pow = imp.producer(imp.nodes[j_var].input[0])
     pw = imp.nodes[j_pow] if j_pow is not None else None
     if pw is None or pw.op_type != "Pow" or _scalar(imp, pw.input[1]) != 2.0:
         return None
-    j_sub = _producer(imp, pw.input[0])
+    j_sub = imp.producer(pw.input[0])
     sub = imp.nodes[j_sub] if j_sub is not None else None
     if sub is None or sub.op_type != "Sub":
         return None
-    x, j_mean = sub.input[0], _producer(imp, sub.input[1])
+    x, j_mean = sub.input[0], imp.producer(sub.input[1])
     mean = imp.nodes[j_mean] if j_mean is not None else None
     if mean is None or mean.op_type != "ReduceMean" or mean.input[0] != x:
         return None

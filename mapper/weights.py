@@ -279,8 +279,8 @@ def fold_attention_scale(model: Model, weights: dict) -> None:
     """Multiply the rows of the linears that produce each ``Q.K^T``'s queries by ``1/sqrt(d)``.
 
     A product's queries are channels ``a_offset ..`` of its first operand; they are traced
-    back through adds (both operands), concatenations (the input holding the channels) and channel
-    slices (their input, from the slice's first channel)
+    back through adds (both operands), concatenations (the input holding the channels), channel
+    slices (their input, from the slice's first channel) and pixel reshapes (their input)
     to the linears that compute them.
 
     Raises
@@ -326,7 +326,7 @@ def _scale_rows(model: Model, weights: dict, product: MatMul, name: str, lo: int
     else:
         kind = src.kind if src else "the input image"
         raise ValueError(f"{product.name}: cannot fold the attention scale into {name!r} ({kind}); "
-                         f"queries must come from linears, through adds, concatenations and channel slices")
+                         f"queries must come from linears, through adds, concatenations, channel slices and pixel reshapes")
 
 
 # ---- constants -----------------------------------------------------------------------------------
