@@ -293,7 +293,7 @@ class Machine:
         if rows is not None:        # a softmax row is defined only if all its lanes are
             member, row = rows
             lanes = ok.transpose(1, 2, 0, 3)[:, :, member]
-            whole = lanes.reshape(*lanes.shape[:2], -1, row).all(axis=-1, keepdims=True)
+            whole = lanes.reshape(*lanes.shape[:2], lanes.shape[2] // row, row).all(axis=-1, keepdims=True)
             ok.transpose(1, 2, 0, 3)[:, :, member] = np.broadcast_to(whole, (*whole.shape[:3], row)).reshape(lanes.shape)
         if not valid.any():
             return
@@ -364,7 +364,7 @@ class Machine:
                               ErrorCode.DATA)
         member = np.arange(q.shape[3])[None, :] < np.asarray(nk)[:, None]          # [P, K]
         vals = q.transpose(1, 2, 0, 3)[:, :, member]                              # [oh, ow, members]
-        shape = (*vals.shape[:2], -1, row)
+        shape = (*vals.shape[:2], vals.shape[2] // row, row)        # (no -1: a STORE may hold no pixel)
         sources.append(("table", (pes[:, None, None, None], self._exp_entries(q, member, row)), member[:, None, None]))
         out = softmax_rows(vals.reshape(shape), self.table[owner].reshape(-1, row, TABLE_ENTRIES),
                            out_shift.reshape(-1, row))
@@ -376,7 +376,7 @@ class Machine:
         """The table entry ``[P, oh, ow, K]`` each member lane's exponential is (``softmax_rows``:
         its row's maximum minus its value; 0 elsewhere)."""
         vals = q.transpose(1, 2, 0, 3)[:, :, member].astype(np.int64)
-        rows = vals.reshape(*vals.shape[:2], -1, row)
+        rows = vals.reshape(*vals.shape[:2], vals.shape[2] // row, row)
         entry = np.zeros(q.shape, np.int64)
         entry.transpose(1, 2, 0, 3)[:, :, member] = (rows.max(axis=-1, keepdims=True) - rows).reshape(vals.shape)
         return entry

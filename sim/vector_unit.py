@@ -142,7 +142,7 @@ class _Pass:
         if st.op == VecOp.SOFTMAX:
             row = p["row"]      # row * heads = c: checked with the descriptor (hw.vector.descriptor_refusals)
             sp = ops.SoftmaxParams(p["exp_mult"], p["exp_shift"], p["out_shift"])
-            return ops.softmax(x.reshape(*x.shape[:2], -1, row), sp).reshape(x.shape), ok
+            return ops.softmax(x.reshape(*x.shape[:2], x.shape[2] // row, row), sp).reshape(x.shape), ok
         full = np.ones((d.h, d.w), bool)
         if st.op == VecOp.RESIZE:
             f = ops.resize_bilinear if p["mode"] == 0 else ops.resize_nearest

@@ -118,6 +118,27 @@ def test_a_store_of_no_pixels_writes_nothing(out_h, out_w):
     assert not machine.dram.any()
 
 
+@pytest.mark.parametrize("out_h, out_w", [(0, 1), (1, 0), (0, 0)])
+def test_a_store_of_no_pixels_with_a_softmax_epilogue_writes_nothing(out_h, out_w):
+    """The same with a softmax epilogue (``ep_row``): its rows were reshaped with a -1, which numpy
+    cannot resolve for no pixel, and the model raised a ValueError where the RTL runs to the end
+    (helper-112)."""
+    from hw.isa import Op, make
+    from mapper.program import pack_params
+    cfg = get_config("tiny")
+    dram = np.zeros(1 << 16, np.uint8)
+    dram[0x9000:0x9400:8] = 1                       # an exponential table whose entry 0 is not 0
+    params = pack_params(np.zeros(32, int), np.ones(32, int), np.full(32, 8), np.full(32, 9)).ravel()
+    dram[0x8000:0x8000 + params.size] = params
+    stream = [make(Op.LOAD_PARAM, pe_count=2, pe_step=1, src_addr=0x9000, n_entries=128, table=1),
+              make(Op.LOAD_PARAM, pe_count=2, pe_step=1, src_addr=0x8000, n_entries=32), make(Op.FENCE),
+              make(Op.STORE, pe_count=1, pe_k=1, out_h=out_h, out_w=out_w, t_h=1, t_w=1, t_k=4, k_pitch=4, k_per_pe=4,
+                   k_step=4, dst_addr=0x4000, ep_row=4), make(Op.END)]
+    machine = Machine(cfg, dram.copy())
+    machine.run(stream)
+    assert np.array_equal(machine.dram, dram)
+
+
 def _layer_stream(cfg):
     layer = Conv2d("c", "encoder", 3, 4, 3, 3)          # 3 channels of C0 = 4 lanes: lane 3 is padding
     from sim.functional import _place, layer_data
