@@ -725,16 +725,17 @@ def _conv_along_channels(imp, node, w: np.ndarray, b: Optional[np.ndarray]) -> N
     imp.views[y] = L.from_indices(o.source, o.src_shape, np.arange(n).reshape(1, 1, n)).named(y)
 
 
-def _conv_of_rows(imp, node, v: View, w: np.ndarray, b: Optional[np.ndarray], a: dict, axis: int = 1) -> bool:
-    """A pointwise convolution whose input channels are rows of consecutive channels of a tensor, G
-    rows a pixel (YOLOv8's DFL reads ``[1, 16, 4, A]`` of an ``A x 64`` tensor), or (``axis`` the
-    last) a linear layer of such rows (NanoDet's integral, ``softmax(x.reshape(A, 4, 8)) @
-    project``): a 1x1 ``Conv2d`` of that tensor in G groups that each apply the weights, viewed as
-    the node's output.  False when the node is no such convolution."""
+def _conv_of_rows(imp, node, v: View, w: np.ndarray, b: Optional[np.ndarray], a: dict, linear: bool = False) -> bool:
+    """A pointwise convolution whose input channels (axis 1) are rows of consecutive channels of a
+    tensor, G rows a pixel (YOLOv8's DFL reads ``[1, 16, 4, A]`` of an ``A x 64`` tensor), or a
+    ``linear`` layer of such rows (its last axis: NanoDet's integral, ``softmax(x.reshape(1, A, 4,
+    8)) @ project``, GFL's of ``x.reshape(-1, 8)``): a 1x1 ``Conv2d`` of that tensor in G groups that
+    each apply the weights, viewed as the node's output.  False when the node is no such convolution."""
     pointwise = w.shape[2:] == (1, 1) and a.get("group", 1) == 1 and not any(a.get("pads", [])) \
         and set(a.get("strides", [1])) == {1}
-    k, conv = w.shape[1], axis == 1
-    if not pointwise or len(v.shape) != 4 or (not conv and node.input[1] in imp.qconst):
+    k, conv, axis = w.shape[1], not linear, len(v.shape) - 1 if linear else 1
+    rank_ok = len(v.shape) == 4 if conv else len(v.shape) >= 2 and node.input[1] not in imp.qconst
+    if not pointwise or not rank_ok:
         return False
     rows = L.channel_rows(v, axis, k)
     if rows is None or not L.reads_every_element(v):     # some rows: through the channel slice holding them
@@ -865,7 +866,7 @@ def _linear(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarra
     rows_ok = lambda u: L.rows_view(u, k, n, "?", u.src_shape) is not None     # noqa: E731
     x = v if rows_ok(v) else imp.materialise(v, rows_ok)
     if x is None:
-        if bias is None and _conv_of_rows(imp, node, v, weight[:, :, None, None], None, {}, axis=len(v.shape) - 1):
+        if bias is None and _conv_of_rows(imp, node, v, weight[:, :, None, None], None, {}, linear=True):
             return
         x = imp.need(v, rows_ok, f"rows of {k} channels, every token once")       # refused: names the layout
     h, w, _ = x.src_shape

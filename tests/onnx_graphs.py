@@ -1088,8 +1088,9 @@ def coord_attention(h: int = 6, w: int = 10, c: int = 16, mid: int = 8, seed: in
     return g.model([image_input(3, h, w, "input")], [out(o)])
 
 
-def integral(project: str = "vector", anchors: int = 16, reg: int = 8, seed: int = 42):
-    """NanoDet's and GFL's box integral: a head's ``4 * reg`` channels per anchor as ``[1, A, 4, reg]``,
+def integral(project: str = "vector", anchors: int = 16, reg: int = 8, gfl: bool = False, seed: int = 42):
+    """NanoDet's and GFL's box integral: a head's ``4 * reg`` channels per anchor as ``[1, A, 4, reg]``
+    (``gfl``: mmdet's ``[A * 4, reg]``, the result viewed back as ``[1, A, 4]``),
     a softmax over each row of ``reg`` bins, then ``F.linear(x, project)`` by the constant
     ``0 .. reg-1`` (``vector``: ``MatMul`` by a 1-D ``[reg]``, the last axis dropped; ``column``: a
     ``[reg, 1]`` matrix; ``matrix``: ``[reg, 3]``)."""
@@ -1097,10 +1098,12 @@ def integral(project: str = "vector", anchors: int = 16, reg: int = 8, seed: int
     y = g.op("Conv", ["input", g.weight("head.weight", 4 * reg, 3, 4, 4), g.weight("head.bias", 4 * reg)], "/head",
              kernel_shape=[4, 4], strides=[4, 4])
     y = g.op("Transpose", [g.reshape(y, [1, 4 * reg, anchors], "/head")], "/head", perm=[0, 2, 1])
-    r = g.op("Softmax", [g.reshape(y, [1, anchors, 4, reg], "/integral")], "/integral", axis=-1)
+    r = g.op("Softmax", [g.reshape(y, [anchors * 4, reg] if gfl else [1, anchors, 4, reg], "/integral")], "/integral",
+             axis=-1)
     bins = np.arange(reg, dtype=np.float32)
     weights = {"vector": bins, "column": bins[:, None], "matrix": np.stack([bins, bins ** 0.5, -bins], 1)}[project]
     d = g.op("MatMul", [r, g.init("project", weights.astype(np.float32))], "/integral")
+    d = g.reshape(d, [1, anchors, 4] + ([] if project == "vector" else [weights.shape[1]]), "/integral") if gfl else d
     side = int(np.sqrt(anchors)) * 4
     return g.model([image_input(3, side, side, "input")], [out(d)])
 

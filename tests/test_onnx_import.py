@@ -1068,12 +1068,13 @@ def test_channels_picked_from_an_image_are_picked_by_the_convolution_s_weights(p
     assert _max_rel_error(proto, imp) <= RTOL
 
 
-@pytest.mark.parametrize("project", ["vector", "column", "matrix"])
-def test_a_product_of_rows_of_a_pixel_s_channels_by_constants_is_a_grouped_pointwise_convolution(project):
-    """NanoDet's integral (``softmax(x.reshape(A, 4, 8)) @ arange(8)``) was refused (a 1-D constant,
-    then rows of 8 of a pixel's 32 channels): a 1x1 convolution in 4 groups, each applying the
-    constants, as YOLOv8's DFL is."""
-    proto = integral(project)
+@pytest.mark.parametrize("project, gfl", [("vector", False), ("column", False), ("matrix", False), ("vector", True),
+                                          ("matrix", True)])
+def test_a_product_of_rows_of_a_pixel_s_channels_by_constants_is_a_grouped_pointwise_convolution(project, gfl):
+    """NanoDet's integral (``softmax(x.reshape(1, A, 4, 8)) @ arange(8)``) and GFL's (of
+    ``x.reshape(-1, 8)``) were refused (a 1-D constant, then rows of 8 of a pixel's 32 channels): a
+    1x1 convolution in 4 groups, each applying the constants, as YOLOv8's DFL is."""
+    proto = integral(project, gfl=gfl)
     imp = import_onnx(proto, "nanodet")
     conv = imp.model.layers[-1]
     assert (conv.kind, conv.groups, conv.in_ch, conv.kernel) == ("conv2d", 4, 32, (1, 1))
