@@ -1248,8 +1248,10 @@ def _elementwise(imp, node, cls, names: list[str]) -> None:
                 full_i = i
                 break
     if full is None:
+        viewed = " (one has it, but as a strided or reordered view of its tensor that no layout layer makes " \
+                 "whole: channels picked, reversed or interleaved)" if any(v.shape == shape for v in vals) else ""
         raise imp.fail(f"neither input (shapes {[list(v.shape) for v in vals]}) holds a whole tensor of the output's "
-                       f"shape; supported: one input of the output's shape, the other broadcast to it")
+                       f"shape{viewed}; supported: one input of the output's shape, the other broadcast to it")
     o = 1 - full_i
     if imp.is_const(names[o]):
         src = imp.sources[vals[o].source]
@@ -1263,6 +1265,10 @@ def _elementwise(imp, node, cls, names: list[str]) -> None:
         if not _broadcasts(full, ov, shape):
             full = imp.materialise(full, lambda f: _broadcasts(f, ov, shape)) or full
         if not _broadcasts(full, ov, shape):
+            if ov.shape == shape:
+                raise imp.fail("its inputs read their tensors' elements in different orders (one a strided or "
+                               "reordered view: channels picked or reversed) that no layout layer reconciles; "
+                               "supported: both in the IR's layout, or one broadcast to the other")
             raise imp.fail("its inputs broadcast in a way IR broadcasting (rows, columns, repeated channels of one "
                            "tensor) does not; supported: numpy broadcasting that is also IR broadcasting")
         other = ov.source

@@ -139,6 +139,20 @@ def test_a_softmax_over_branches_is_a_channel_shuffle_then_slices_of_the_weights
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("case, needle", [("flip", "read their tensors' elements in different orders"),
+                                           ("even_odd", "as a strided or reordered view of its tensor")])
+def test_a_sum_of_reordered_channels_is_refused_for_what_it_is(case, needle):
+    """``x + x[:, ::-1]`` was refused as a broadcast and ``x[:, ::2] + x[:, 1::2]`` as inputs without
+    the output's shape (helper-114): both are views in another order."""
+    g = Graph(48)
+    x = g.op("Conv", ["input", g.weight("w", 8, 3, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+    if case == "flip":
+        a, b = x, g.op("Slice", [x, g.const([-1]), g.const([-2 ** 62]), g.const([1]), g.const([-1])], "")
+    else:
+        a, b = (g.op("Slice", [x, g.const([k]), g.const([8]), g.const([1]), g.const([2])], "") for k in (0, 1))
+    _refused(g.model([image_input(3, 4, 4, "input")], [out(g.op("Add", [a, b], ""))]), "(Add)", needle)
+
+
 def test_interleaved_heads_already_read_whole_stay_where_they_are():
     """A qkv output that a layer reads before it is split keeps its channel order (that layer's
     reads are fixed): the product is refused, one line, rather than computed on moved channels."""
