@@ -30,9 +30,13 @@ RTOL = 1e-4               # relative to the output's largest magnitude
 
 def _max_rel_error(proto, imported, seed: int = 0) -> float:
     """Largest error of the float reference on the imported model against onnxruntime on the file,
-    over every output, relative to the output's largest magnitude."""
+    over every output, relative to the output's largest magnitude.  onnxruntime's graph optimisations
+    are off: they fuse a DequantizeLinear and a MatMul into a product of requantised activations
+    (3e-3 off the file's float semantics, helper-114), and an ``[A, K] @ [K]`` into a wrong one."""
     x = np.random.default_rng(seed).normal(size=imported.model.input).astype(np.float32)
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     got = dict(zip([o.name for o in sess.get_outputs()],
                    sess.run(None, {imported.input_name: L.gather(imported.input_view, x.ravel())})))
     ref = dict(reference.run_float(imported.model, imported.weights, x))
@@ -592,7 +596,7 @@ def test_a_dense_layer_of_a_flattened_image_is_a_convolution_over_it(form, qdq):
     if qdq:
         q, _ = imp.weight_q[conv.name]
         assert q.shape == (16, 3, 4, 8) and q.dtype == np.int8
-    assert _max_rel_error(proto, imp) <= (1e-3 if qdq else RTOL)
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 @pytest.mark.parametrize("qdq", [False, True], ids=["float", "qdq"])
@@ -608,7 +612,7 @@ def test_a_batchnorm_after_a_dense_layer_of_a_flattened_image_folds_into_its_con
         q, scale = imp.weight_q[imp.model.layers[2].name]
         w = imp.weights[imp.model.layers[2].name]["weight"]
         assert np.max(np.abs(q * np.reshape(scale, (-1, 1, 1, 1)) - w)) <= 1e-6 * np.max(np.abs(w))
-    assert _max_rel_error(proto, imp) <= (1e-3 if qdq else RTOL)
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 def test_a_class_token_before_a_grid_that_is_not_square_is_a_concatenation_of_pixels():
