@@ -462,9 +462,12 @@ def check_buildable(config: AcceleratorConfig) -> None:
     try:
         log2_exact(config.vector_lanes)     # the VEC timing's division of rows by the lanes
     except ValueError:
+        odd = config.num_pe // (config.num_pe & -config.num_pe)     # num_pe's odd factor
+        hint = (f"; num_pe = {config.num_pe} has the odd factor {odd}, so no vector_lanes_per_pe makes it one: a "
+                f"power-of-two num_pe" if odd > 1 else "")
         raise ValueError(f"vector_lanes = num_pe x vector_lanes_per_pe = {config.num_pe} x "
                          f"{config.vector_lanes // config.num_pe} = {config.vector_lanes} must be a power of two "
-                         f"for the RTL (hw.timing.vec_row_cycles divides a VEC's rows by it with a shift)") from None
+                         f"for the RTL (hw.timing.vec_row_cycles divides a VEC's rows by it with a shift){hint}") from None
 
 
 def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accelerator",
