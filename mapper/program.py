@@ -31,7 +31,7 @@ from hw.numerics import PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENT
 from hw.vector import LN_ENTRY, Descriptor, descriptor_bytes, encode_descriptor, vec_fields
 
 from .fusion import Step, VecPass
-from .ir import INPUT, Conv2d, Linear, MatMul, Model
+from .ir import INPUT, MAC_KINDS, Conv2d, Linear, MatMul, Model, weight_bytes
 from .layout import Storage, storage_plan
 from .lower import Lowered, MappingError, Placement, Problem, build_stream, map_layer
 from .quantize import QModel, random_qmodel
@@ -188,6 +188,15 @@ def build_program(qmodel: QModel, cfg: AcceleratorConfig, *, fuse: bool = True,
     fit the configuration's DRAM (``dram_mib``).  ``band_rows`` forces the band chains' height
     (``mapper.bands.plan_chains``; 0: the cost model's)."""
     return _Builder(qmodel, cfg, fuse, cfg.dram_bytes, keep_tensors, band_rows).build(image)
+
+
+def check_weights_fit(model: Model, cfg: AcceleratorConfig) -> None:
+    """``DramCapacityError`` at once when the MAC layers' int8 weights alone, which every program
+    of ``model`` holds in DRAM, exceed ``cfg``'s DRAM: no need to map the layers to know it."""
+    weights = sum(weight_bytes(l) for l in model.layers if l.kind in MAC_KINDS)
+    if weights > cfg.dram_bytes:
+        raise DramCapacityError(f"{model.name}: its weights alone need {weights:,} bytes, more than the "
+                                f"{cfg.dram_bytes:,} bytes of DRAM configured (dram_mib = {cfg.dram_mib})")
 
 
 def dram_footprint(model: Model, cfg: AcceleratorConfig, *, fuse: bool = True) -> tuple[int, int]:

@@ -49,7 +49,7 @@ from mapper.flops import build_model_or_usage_error, model_parts, parse_size
 from mapper.images import preprocess, quantize_input, round_half_up, synthetic_image
 from mapper.ir import Model
 from mapper.lower import MappingError
-from mapper.program import build_program
+from mapper.program import build_program, check_weights_fit
 from mapper.quantize import QModel
 from mapper.reference import run_float
 from mapper.workloads import MODEL_NAMES
@@ -488,6 +488,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         model, cfg = _setup(args)
         runs_on_images(model)
+        with refusals(model, cfg):          # a DRAM too small for the weights, before any other work
+            check_weights_fit(model, cfg)
         task = task_of(model)
         rgb, image_info, tag = _input(args, model, task)
         name = run_dir(model, cfg, args.size is not None, tag, args.seed)

@@ -27,7 +27,7 @@ from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, operand_bytes, we
 from mapper.fusion import STAGE_OP, vec_stream
 from mapper.residency import gb_fields, planned
 from mapper.lower import Lowered, MappingError, layer_cycles, map_layer, _insn
-from mapper.program import DramCapacityError, ProgramError, dram_footprint
+from mapper.program import DramCapacityError, ProgramError, check_weights_fit, dram_footprint
 
 from .energy import EnergyModel
 from .events import count_events
@@ -297,6 +297,7 @@ def require_dram_fit(model: Model, cfg: AcceleratorConfig, *, fuse: bool = True,
     MAC-only timing, or a network that is timed but cannot execute, has no image to check."""
     if mac_only:
         return
+    check_weights_fit(model, cfg)
     with StageTicker(announce or "", enabled=announce is not None) as ticker:
         ticker.stage("checking that its program fits the DRAM (mapping the layers)")
         try:

@@ -203,7 +203,8 @@ def test_plot_formats_and_one_colour_per_kind(tmp_path):
 
 
 def test_network_larger_than_the_dram_is_refused_without_check(tmp_path):
-    """SegFormer-B0's weights alone take 4 MB: refused with 1 MiB of DRAM, run with 8."""
+    """SegFormer-B0's weights alone take 4 MB: refused with 1 MiB of DRAM, at once (its weights are
+    counted before any layer is mapped), run with 8."""
     for mib, code in ((1, 2), (8, 0)):
         (tmp_path / "d.toml").write_text(f'base = "small"\ndram_mib = {mib}\n')
         r = run([*SMALL_32[:4], "--config", "d.toml", "--out", "o", "--quiet"],
@@ -211,7 +212,7 @@ def test_network_larger_than_the_dram_is_refused_without_check(tmp_path):
         assert r.returncode == code, r.stderr
         if code:
             line, = r.stderr.strip().splitlines()
-            assert "the DRAM image needs" in line and "(dram_mib = 1)" in line
+            assert "its weights alone need" in line and "(dram_mib = 1)" in line
             assert sorted(p.name for p in tmp_path.iterdir()) == ["d.toml"]
     r = run([*SMALL_32, "--dram-mib", "1", "--quiet"], tmp_path)
     assert r.returncode == 2 and "(dram_mib = 1)" in r.stderr.strip()      # the option as the file's field
