@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 from onnx import helper
 
-from hw.operators import nearest_indices
+from hw.operators import check_pool_padding, nearest_indices
 
 from . import onnx_layout as L
 from .ir import (INPUT, VIEW_KINDS, Activation, Add, Concat, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Mul, Pad,
@@ -530,10 +530,9 @@ def _lrn(imp, node) -> None:
     if size < 1 or bias <= 0 or alpha < 0:
         raise imp.fail(f"size {size}, bias {bias}, alpha {alpha}; supported: a size of at least 1, a positive bias, "
                        f"alpha not negative")
-    c = v.shape[1]
-    offset = np.arange(c)[None, :] - np.arange(c)[:, None]             # input channel minus output channel
-    band = (offset >= -((size - 1) // 2)) & (offset <= (size - 1) - (size - 1) // 2)
-    imp._set_const(f"{y}.band", (band * (alpha / size)).reshape(c, c, 1, 1).astype(np.float32))
+    c, below = v.shape[1], (size - 1) // 2          # ONNX's window: floor((size-1)/2) channels below, ceil above
+    band = _channel_band(np.full(size, alpha / size, np.float32), c, below, size - 1 - below)
+    imp._set_const(f"{y}.band", band.reshape(c, c, 1, 1))
     imp._set_const(f"{y}.bias", np.full(c, bias, np.float32))
     x = _image_of(imp, node.input[0], v)
     square = _part(imp, node, "Pow", [x, _scalar_const(imp, f"{y}.two", 2.0)], f"{y}.square")
@@ -709,20 +708,28 @@ def _conv_along_channels(imp, node, w: np.ndarray, b: Optional[np.ndarray]) -> N
     (stride,), (dilation,) = a.get("strides", [1]), a.get("dilations", [1])
     lo, hi = a.get("pads", [0, 0]) if a.get("auto_pad", "NOTSET") == "NOTSET" else (0, 0)
     k, y = w.shape[2], node.output[0]
-    n = (c + lo + hi - dilation * (k - 1) - 1) // stride + 1
-    if n < 1 or min(stride, dilation) < 1 or min(lo, hi) < 0:
+    if min(stride, dilation) < 1 or min(lo, hi) < 0 or conv_out(c, k, stride, lo, dilation, padding_end=hi) < 1:
         raise imp.fail(f"strides {stride}, dilations {dilation}, pads {[lo, hi]} over {c} channels; supported: "
                        f"positive strides and dilations, pads not negative, room for one output")
-    band = np.zeros((n, c), np.float32)
-    for o in range(n):
-        for j in range(k):
-            if 0 <= o * stride + j * dilation - lo < c:
-                band[o, o * stride + j * dilation - lo] += w[0, 0, j]
+    band = _channel_band(w[0, 0], c, lo, hi, stride, dilation)
+    n = len(band)
     imp._set_const(f"{y}.band", band.reshape(n, c, 1, 1))
     imp._set_const(f"{y}.bias", np.full(n, b[0] if b is not None else 0, np.float32))
     o = _view(imp, _part(imp, node, "Conv", [_image_of(imp, node.input[0], v), f"{y}.band", f"{y}.bias"],
                          f"{y}.image"))
     imp.views[y] = L.from_indices(o.source, o.src_shape, np.arange(n).reshape(1, 1, n)).named(y)
+
+
+def _channel_band(kernel: np.ndarray, c: int, lo: int, hi: int, stride: int = 1, dilation: int = 1) -> np.ndarray:
+    """A 1-D convolution by ``kernel`` along ``c`` channels (zero-padded by ``lo`` and ``hi``) as the
+    ``[outputs, c]`` matrix a 1x1 convolution applies: ECA's, LRN's sum over neighbours."""
+    n = conv_out(c, len(kernel), stride, lo, dilation, padding_end=hi)
+    band = np.zeros((n, c), np.float32)
+    for o in range(n):
+        for j, weight in enumerate(kernel):
+            if 0 <= o * stride + j * dilation - lo < c:
+                band[o, o * stride + j * dilation - lo] += weight
+    return band
 
 
 def _conv_of_rows(imp, node, v: View, w: np.ndarray, b: Optional[np.ndarray], a: dict, linear: bool = False) -> bool:
@@ -1659,20 +1666,29 @@ def _uneven_pool_padding(imp, node, pads, kernel, stride: int, size) -> tuple[in
     counted = node.op_type == "AveragePool" and a.get("count_include_pad", 0)
     want = [(n + lo + hi - kernel[0]) // stride + 1 for n, lo, hi in zip(size, (top, left), (bottom, right))]
     if kernel[0] == kernel[1] and not a.get("ceil_mode", 0):
-        if top == left and top <= kernel[0] // 2 and not counted:
+        if top == left and _pool_padding_ok(kernel[0], top) and not counted:
             for ceil_mode in (False, True):
                 probe = Pool("probe", "encoder", ("x",), "max", kernel=kernel[0], stride=stride, padding=top,
                              ceil_mode=ceil_mode)
                 if [probe.window_out(n) for n in size] == want:
                     return top, ceil_mode, None
         p = max(pads)
-        if p <= kernel[0] // 2 and (p - top) % stride == 0 and (p - left) % stride == 0:
+        if _pool_padding_ok(kernel[0], p) and (p - top) % stride == 0 and (p - left) % stride == 0:
             probe = Pool("probe", "encoder", ("x",), "max", kernel=kernel[0], stride=stride, padding=p)
             y0, x0 = (p - top) // stride, (p - left) // stride
             if all(o + w <= probe.window_out(n) for o, w, n in zip((y0, x0), want, size)):
                 return p, False, {"y0": y0, "x0": x0, "out_h": want[0], "out_w": want[1]}
     raise imp.fail(f"padding {list(pads)} differs between sides; supported: the same padding on every side, or pads "
                    f"of at most half the window whose windows fall on the stride (ceil_mode 0)")
+
+
+def _pool_padding_ok(kernel: int, padding: int) -> bool:
+    """Whether the IR's pooling takes ``padding`` (``hw.operators.check_pool_padding``)."""
+    try:
+        check_pool_padding(kernel, padding)
+    except ValueError:
+        return False
+    return True
 
 
 def _pool_layer(imp, node, x: View, **kw) -> None:
