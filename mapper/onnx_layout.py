@@ -404,7 +404,10 @@ def layout_candidates(v: View) -> Iterator[Candidate]:
     if (lo, hi) != (0, c):
         yield Candidate("channel_slice", src, v.src_shape, {"start": lo, "channels": hi - lo})
     first = int(indices(v).min()) // c if v.size else 0
-    for a, b in dict.fromkeys((a, b) for a in v.shape for b in v.shape):    # some pixels as another image
+    sides = [(a, b) for a in v.shape for b in v.shape]
+    if 1 in (h, w) and len(v.shape) == 3 and v.shape[:2] == (1, h * w):    # a row of tokens: any image of them
+        sides += [(a, h * w // a) for a in _divisors(h * w)]
+    for a, b in dict.fromkeys(sides):                                      # some pixels as another image
         if first + a * b <= h * w and (a, b, first) != (h, w, 0):
             yield Candidate("pixel_reshape", src, v.src_shape, {"out_h": a, "out_w": b, "start": first})
     idx = indices(v)

@@ -875,6 +875,8 @@ def _linear(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarra
     if x is None:
         if bias is None and _conv_of_rows(imp, node, v, weight[:, :, None, None], None, {}, linear=True):
             return
+        if _tokens_mixed(imp, node, v, weight, bias):
+            return
         x = imp.need(v, rows_ok, f"rows of {k} channels, every token once")       # refused: names the layout
     h, w, _ = x.src_shape
     out = node.output[0]
@@ -889,6 +891,28 @@ def _linear(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarra
     if wq is not None:
         imp.weight_q[name] = wq
     imp.views[out] = L.rows_view(x, k, n, name, shape)
+
+
+def _tokens_mixed(imp, node, v: View, weight: np.ndarray, bias: Optional[np.ndarray]) -> bool:
+    """A linear over the tokens (MLP-Mixer's, ResMLP's and gMLP's ``linear(x^T)^T``): ``v``
+    transposed is a token tensor, so ``(v @ weight.T)^T = weight @ v^T`` is a product of a Constant
+    (``weight``: N tokens of K channels) and that tensor; False if ``v^T`` is none."""
+    if len(v.shape) < 2:
+        return False
+    perm = tuple(range(len(v.shape) - 2)) + (len(v.shape) - 1, len(v.shape) - 2)
+    ok = lambda u: u.size == math.prod(u.src_shape) and L.is_form(u, L.reshape(L.tokens(u.source, u.src_shape),   # noqa: E731
+                                                                                u.shape))
+    vt = L.transpose(v, perm)
+    vt = vt if ok(vt) else imp.materialise(vt, ok)
+    if vt is None:
+        return False
+    y = L.transpose(_constant_times(imp, node, weight, vt), perm)
+    if bias is not None:
+        const = imp.constant_layer(node.output[0] + ".bias", _aligned_constant(y, bias), None)
+        name = imp.layer_name(node.output[0])
+        y = y.on(name, imp.emit(Add, name, inputs=(y.source, const)))
+    imp.views[node.output[0]] = y.named(node.output[0])
+    return True
 
 
 def _flattened_image(v: View) -> bool:
@@ -964,13 +988,37 @@ def _matmul(imp, node) -> None:
             out = imp.last_value_of(layer)
             imp.views[out] = L.reshape(imp.views[out], imp.views[out].shape[:-1]).named(out)
         return
+    b = imp.act(node.input[1])
     if imp.is_const(node.input[0]):
-        raise imp.fail("a constant times an activation; supported: activation x constant weights, "
-                       "activation x activation (attention)")
-    _product(imp, node, imp.act(node.input[0]), imp.act(node.input[1]))
+        imp.views[node.output[0]] = _constant_times(imp, node, imp.array(node.input[0]), b)
+        return
+    imp.views[node.output[0]] = _product(imp, node, imp.act(node.input[0]), b)
 
 
-def _product(imp, node, a: View, b: View, opaque: Optional[dict] = None) -> None:
+def _constant_times(imp, node, const: np.ndarray, b: View) -> View:
+    """``const @ b``: a product whose first operand is a Constant layer of ``M`` tokens, each batch
+    item's ``K`` values side by side in its channels (as a product reads per-head operands)."""
+    if const.ndim < 2 or len(b.shape) < 2 or const.shape[-1] != b.shape[-2]:
+        raise imp.fail(f"operands of shapes {list(const.shape)} and {list(b.shape)}; supported: [..., M, K] x "
+                       f"[..., K, N]")
+    try:
+        a = np.broadcast_to(np.asarray(const, np.float32), b.shape[:-2] + const.shape[-2:])
+    except ValueError:
+        raise imp.fail(f"a constant of shape {list(const.shape)} whose batch dimensions do not broadcast to "
+                       f"{list(b.shape[:-2])}; supported: numpy broadcasting") from None
+    m, k = a.shape[-2:]
+    items = a.reshape(-1, m, k)
+    h, w, _ = b.src_shape
+    rows = (h, w) if m == h * w else (m, 1)         # an image like b's when as many tokens (token mixing)
+    data = np.ascontiguousarray(items.transpose(1, 0, 2).reshape(rows + (-1,)))
+    name = imp.constant_layer(node.output[0] + ".constant", data, None)
+    idx = np.arange(m)[None, :, None] * data.shape[2] + np.arange(len(items))[:, None, None] * k + np.arange(k)
+    return _product(imp, node, L.from_indices(name, data.shape, idx.reshape(a.shape)), b)
+
+
+def _product(imp, node, a: View, b: View, swap: bool = True) -> View:
+    """``a @ b``, or ``(b^T @ a^T)^T`` when the operands are laid out as the IR's products read the
+    transposed ones (GCNet's ``x @ softmax``: an image's channels times a row of pixel weights)."""
     if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
         raise imp.fail(f"operands of shapes {list(a.shape)} and {list(b.shape)}; supported: [..., M, K] x [..., K, N] "
                        f"with equal batch dimensions")
@@ -978,6 +1026,10 @@ def _product(imp, node, a: View, b: View, opaque: Optional[dict] = None) -> None
     n = b.shape[-1]
     ia, ib = L.indices(a).reshape(-1, m, k), L.indices(b).reshape(-1, k, n)
     plan = _product_plan(a.src_shape, b.src_shape, ia, ib)
+    perm = tuple(range(len(a.shape) - 2)) + (len(a.shape) - 1, len(a.shape) - 2)
+    if plan is None and swap and _product_plan(b.src_shape, a.src_shape, ib.transpose(0, 2, 1),
+                                               ia.transpose(0, 2, 1)) is not None:
+        return L.transpose(_product(imp, node, L.transpose(b, perm), L.transpose(a, perm), swap=False), perm)  # (b^T a^T)^T
     if plan is None:
         raise imp.fail("its operands are not laid out as the IR's products read them (per head, K contiguous "
                        "channels of the tokens; windows interleaved in the tokens; mapper/ir.py MatMul)")
@@ -987,7 +1039,7 @@ def _product(imp, node, a: View, b: View, opaque: Optional[dict] = None) -> None
                      windows=windows, a_offset=a_off, b_offset=b_off, b_layout=layout)
     rows = np.arange(m)[None, :, None] * windows + wi[:, None, None]
     idx = rows * (heads * n) + hi[:, None, None] * n + np.arange(n)[None, None, :]
-    imp.views[node.output[0]] = L.from_indices(name, shape, idx.reshape(a.shape[:-1] + (n,)))
+    return L.from_indices(name, shape, idx.reshape(a.shape[:-1] + (n,)))
 
 
 def _product_plan(sa, sb, ia: np.ndarray, ib: np.ndarray):
@@ -1462,10 +1514,59 @@ def _softmax(imp, node) -> None:
     if imp.opset < 13 and math.prod(v.shape[axis + 1:]) != 1:
         raise imp.fail(f"axis {axis} of a {list(v.shape)} tensor before opset 13 (a softmax over the flattened "
                        f"trailing axes); supported: the last axis, or one followed by axes of size 1")
-    x = imp.need(v, lambda u: L.covers(u) and _rows_of(u, axis), "rows of consecutive channels")
+    ok = lambda u: L.covers(u) and _rows_of(u, axis)      # noqa: E731
+    x = v if ok(v) else _producer_reordered(imp, v, axis, ok) or imp.materialise(v, ok) or _pixels_as_channels(imp, node, v, ok)
+    if x is None:
+        x = imp.need(v, ok, "rows of consecutive channels")        # refused: names the layout
     name = imp.layer_name(node.output[0])
     out = imp.emit(Softmax, name, inputs=(x.source,), row=x.shape[axis])
     imp.views[node.output[0]] = x.on(name, out)
+
+
+def _producer_reordered(imp, v: View, axis: int, ok) -> Optional[View]:
+    """``v`` once its producer's output channels are in the order that makes its ``axis`` the
+    consecutive channels of each pixel, if that is ``ok``: a linear or convolution that no layer
+    reads yet, ``v`` the same channel permutation of every pixel, within the convolution's groups
+    (ResNeSt's softmax over the radix of a grouped convolution's ``[cardinality, radix, C]`` logits)."""
+    src, (h, w, c) = imp.by_name.get(v.source), v.src_shape
+    if (not isinstance(src, (Linear, Conv2d)) or v.size != h * w * c or imp._folded(v.source, 0, c)
+            or any(v.source in l.inputs for l in imp.layers)):
+        return None
+    perm = [a for a in range(len(v.shape)) if a != axis] + [axis]
+    idx = L.indices(L.transpose(v, perm)).reshape(h * w, c)
+    old_of = idx[0] % c
+    group = c // getattr(src, "groups", 1)
+    if (not np.array_equal(idx, np.arange(h * w)[:, None] * c + old_of) or np.array_equal(old_of, np.arange(c))
+            or np.any(old_of // group != np.arange(c) // group)):
+        return None
+    moved = np.arange(v.size).reshape([v.shape[a] for a in perm])
+    plain = L.from_indices(v.source, v.src_shape, np.ascontiguousarray(moved.transpose(np.argsort(perm))))
+    if not ok(plain):
+        return None
+    imp.permute_channels(v.source, old_of)
+    return plain
+
+
+#: A map of at most this many channels is transposed when a softmax reads it over its pixels: a
+#: product by an identity, ``C * C * HW`` multiply-accumulates (GCNet's map has one channel).
+TRANSPOSED_MAX_CHANNELS = 16
+
+
+def _pixels_as_channels(imp, node, v: View, ok) -> Optional[View]:
+    """``v`` over the transpose of its map (a token per channel, holding the map's pixels), if that
+    is ``ok``: the product of an identity Constant and the map read as keys (``nk``), so that
+    ``out[c, p] = map[p, c]``; GCNet's softmax over the pixels of its one-channel attention map."""
+    h, w, c = v.src_shape
+    if c > TRANSPOSED_MAX_CHANNELS or h * w == 1:
+        return None
+    idx = L.indices(v)
+    transposed = L.from_indices("?", (c, 1, h * w), (idx % c) * (h * w) + idx // c)
+    if not ok(transposed):
+        return None
+    identity = imp.constant_layer(node.output[0] + ".identity", np.eye(c, dtype=np.float32)[:, None, :], None)
+    name = imp.layer_name(node.output[0] + ".transposed")
+    shape = imp.emit(MatMul, name, batch=1, m=c, k=c, n=h * w, inputs=(identity, v.source), b_layout="nk")
+    return transposed.on(name, shape)
 
 
 @_op("LogSoftmax")

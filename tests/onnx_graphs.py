@@ -1128,3 +1128,116 @@ def split_attention(size: int = 8, width: int = 8, radix: int = 2, seed: int = 4
         y = part if y is None else g.op("Add", [y, part], "/sk")
     return g.model([image_input(3, size, size, "input")], [out(g.op("Conv", [y, g.weight("head.weight", 4, width, 1, 1)],
                                                                         "/head", kernel_shape=[1, 1]))])
+
+
+def mixer(size: int = 16, patch: int = 4, dim: int = 16, token_hidden: int = 8, depth: int = 1, kind: str = "mixer",
+          classes: int = 5, seed: int = 47):
+    """MLP-Mixer, ResMLP and gMLP blocks as timm exports them: a linear over the tokens between two
+    ``Transpose(perm=[0, 2, 1])`` (Mixer: fc, GELU, fc; ResMLP: one ``T x T`` linear after an affine;
+    gMLP: the spatial gating unit, ``u * proj(norm(v)^T)^T`` with ``u, v`` the channel halves)."""
+    g = Graph(seed)
+    t = (size // patch) ** 2
+    x = g.op("Conv", ["input", g.weight("stem.weight", dim, 3, patch, patch), g.weight("stem.bias", dim)], "/stem",
+             kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.op("Transpose", [g.reshape(x, [1, dim, -1], "/stem")], "/stem", perm=[0, 2, 1])
+
+    def tokens_linear(h, k, n, scope):
+        h = g.op("MatMul", [h, g.weight(f"{scope}.weight_t", k, n, scale=1 / np.sqrt(k))], scope)
+        return g.op("Add", [h, g.weight(f"{scope}.bias", n, scale=0.1)], scope)
+
+    for b in range(depth):
+        s = f"/blocks.{b}"
+        if kind == "mixer":
+            h = g.op("Transpose", [g.layernorm(x, dim, f"{s}/norm1")], s, perm=[0, 2, 1])
+            h = tokens_linear(g.gelu(tokens_linear(h, t, token_hidden, f"{s}/mlp_tokens.fc1"), s), token_hidden, t,
+                              f"{s}/mlp_tokens.fc2")
+            x = g.op("Add", [x, g.op("Transpose", [h], s, perm=[0, 2, 1])], s)
+            x = g.op("Add", [x, g.linear(g.gelu(g.linear(g.layernorm(x, dim, f"{s}/norm2"), dim, 2 * dim, f"{s}/fc1"),
+                                               s), 2 * dim, dim, f"{s}/fc2")], s)
+        elif kind == "resmlp":
+            h = g.op("Add", [g.op("Mul", [x, g.weight(f"{s}/norm1.alpha", 1, 1, dim, scale=1.0)], s),
+                             g.weight(f"{s}/norm1.beta", 1, 1, dim, scale=0.1)], s)
+            h = tokens_linear(g.op("Transpose", [h], s, perm=[0, 2, 1]), t, t, f"{s}/linear_tokens")
+            x = g.op("Add", [x, g.op("Transpose", [h], s, perm=[0, 2, 1])], s)
+        else:
+            u, v = g.op("Split", [g.gelu(g.linear(g.layernorm(x, dim, f"{s}/norm"), dim, 2 * dim, f"{s}/fc1"), s),
+                                  g.const([dim, dim])], s, n_out=2, axis=-1)
+            v = g.op("Transpose", [g.layernorm(v, dim, f"{s}/sgu/norm")], s, perm=[0, 2, 1])
+            v = g.op("Transpose", [tokens_linear(v, t, t, f"{s}/sgu/proj")], s, perm=[0, 2, 1])
+            x = g.op("Add", [x, g.linear(g.op("Mul", [u, v], s), dim, dim, f"{s}/fc2")], s)
+    x = g.op("ReduceMean", [g.layernorm(x, dim, "/norm")], "", axes=[1], keepdims=0)
+    y = g.op("Gemm", [x, g.weight("head.weight", classes, dim), g.weight("head.bias", classes)], "/head", transB=1)
+    return g.model([image_input(3, size, size, "input")], [out(y)])
+
+
+def constant_queries(size: int = 8, dim: int = 16, heads: int = 2, queries: int = 5, per_head: bool = True,
+                     seed: int = 48):
+    """Cross-attention of learned queries (Mask2Former's, Perceiver's): ``softmax(q k^T) v`` with ``q``
+    an initializer (``[1, heads, Q, d]``, or one ``[Q, d]`` for every head) and ``k, v`` linears of
+    the image's tokens, then a linear of the ``Q`` outputs."""
+    g = Graph(seed)
+    d, t = dim // heads, size * size
+    x = g.op("Conv", ["input", g.weight("stem.weight", dim, 3, 3, 3)], "/stem", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op("Transpose", [g.reshape(x, [1, dim, -1], "/stem")], "/stem", perm=[0, 2, 1])
+    k = g.op("Transpose", [g.reshape(g.linear(x, dim, dim, "/k"), [1, t, heads, d], "/k")], "/k", perm=[0, 2, 3, 1])
+    v = g.op("Transpose", [g.reshape(g.linear(x, dim, dim, "/v"), [1, t, heads, d], "/v")], "/v", perm=[0, 2, 1, 3])
+    q = g.weight("query", *((1, heads, queries, d) if per_head else (queries, d)), scale=1.0)
+    a = g.op("Softmax", [g.op("MatMul", [q, k], "/attn")], "/attn", axis=-1)
+    o = g.op("Transpose", [g.op("MatMul", [a, v], "/attn")], "/attn", perm=[0, 2, 1, 3])
+    y = g.linear(g.reshape(o, [1, queries, dim], "/attn"), dim, 4, "/head")
+    return g.model([image_input(3, size, size, "input")], [out(y)])
+
+
+def context_block(size: int = 8, width: int = 16, ratio: int = 4, seed: int = 49):
+    """GCNet's global context block as mmcv exports it: the pixels' softmax of a one-channel 1x1
+    convolution (``[1, 1, HW]``, axis 2), the image's channels times it (``[1, 1, C, HW] @
+    [1, 1, HW, 1]``), a 1x1 convolution, a LayerNorm over ``[C/r, 1, 1]``, ReLU, a 1x1 convolution
+    back, added to every pixel."""
+    g = Graph(seed)
+    x = g.op("Relu", [g.op("Conv", ["input", g.weight("stem.weight", width, 3, 3, 3)], "/stem", kernel_shape=[3, 3],
+                           pads=[1] * 4)], "/stem")
+    mask = g.op("Conv", [x, g.weight("conv_mask.weight", 1, width, 1, 1), g.weight("conv_mask.bias", 1)], "/gc/conv_mask",
+                kernel_shape=[1, 1])
+    mask = g.op("Softmax", [g.reshape(mask, [1, 1, size * size], "/gc")], "/gc", axis=2)
+    mask = g.op("Unsqueeze", [mask, g.const([-1])], "/gc")
+    flat = g.op("Unsqueeze", [g.reshape(x, [1, width, size * size], "/gc"), g.const([1])], "/gc")
+    ctx = g.reshape(g.op("MatMul", [flat, mask], "/gc"), [1, width, 1, 1], "/gc")
+    planes = width // ratio
+    h = g.op("Conv", [ctx, g.weight("add.0.weight", planes, width, 1, 1), g.weight("add.0.bias", planes)], "/gc/add.0",
+             kernel_shape=[1, 1])
+    gamma = g.init("add.1.weight", (1 + 0.1 * g.rng.normal(size=(planes, 1, 1))).astype(np.float32))
+    beta = g.init("add.1.bias", (0.1 * g.rng.normal(size=(planes, 1, 1))).astype(np.float32))
+    h = g.op("Relu", [g.op("LayerNormalization", [h, gamma, beta], "/gc/add.1", axis=1, epsilon=1e-5)], "/gc/add.2")
+    h = g.op("Conv", [h, g.weight("add.3.weight", width, planes, 1, 1), g.weight("add.3.bias", width)], "/gc/add.3",
+             kernel_shape=[1, 1])
+    y = g.op("Add", [x, h], "/gc")
+    return g.model([image_input(3, size, size, "input")], [out(g.op("Conv", [y, g.weight("head.weight", 4, width, 1, 1)],
+                                                                        "/head", kernel_shape=[1, 1]))])
+
+
+def radix_softmax(size: int = 8, width: int = 8, radix: int = 2, cardinality: int = 2, seed: int = 50):
+    """ResNeSt's split attention as its ``SplAtConv2d`` exports: a convolution to ``radix * C``
+    channels split into ``radix`` maps, their sum's mean, two grouped 1x1 convolutions (groups =
+    cardinality) to the logits, rSoftMax (``[1, cardinality, radix, -1]`` transposed to put the
+    radix first, softmax over it, flattened), split by radix and each map weighted, summed."""
+    g = Graph(seed)
+    hidden = 4 * cardinality
+    x = g.op("Relu", [g.op("Conv", ["input", g.weight("conv.weight", radix * width, 3, 3, 3)], "/conv",
+                           kernel_shape=[3, 3], pads=[1] * 4)], "/conv")
+    maps = g.op("Split", [x, g.const([width] * radix)], "/split", n_out=radix, axis=1)
+    gap = maps[0]
+    for m in maps[1:]:
+        gap = g.op("Add", [gap, m], "/gap")
+    gap = g.op("GlobalAveragePool", [gap], "/gap")
+    gap = g.op("Relu", [g.op("Conv", [gap, g.weight("fc1.weight", hidden, width // cardinality, 1, 1),
+                                      g.weight("fc1.bias", hidden)], "/fc1", kernel_shape=[1, 1], group=cardinality)], "/fc1")
+    logits = g.op("Conv", [gap, g.weight("fc2.weight", radix * width, hidden // cardinality, 1, 1),
+                           g.weight("fc2.bias", radix * width)], "/fc2", kernel_shape=[1, 1], group=cardinality)
+    att = g.op("Transpose", [g.reshape(logits, [1, cardinality, radix, -1], "/rsoftmax")], "/rsoftmax", perm=[0, 2, 1, 3])
+    att = g.reshape(g.reshape(g.op("Softmax", [att], "/rsoftmax", axis=1), [1, -1], "/rsoftmax"), [1, -1, 1, 1], "/att")
+    y = None
+    for a, m in zip(g.op("Split", [att, g.const([width] * radix)], "/att", n_out=radix, axis=1), maps):
+        part = g.op("Mul", [a, m], "/att")
+        y = part if y is None else g.op("Add", [y, part], "/att")
+    return g.model([image_input(3, size, size, "input")], [out(g.op("Conv", [y, g.weight("head.weight", 4, width, 1, 1)],
+                                                                        "/head", kernel_shape=[1, 1]))])

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,13 +132,13 @@ def test_a_strided_slice_of_channels_does_not_reorder_its_producer():
 
 @pytest.mark.parametrize("radix", [2, 3])
 def test_a_softmax_over_branches_is_a_channel_shuffle_then_slices_of_the_weights(radix):
-    """SKNet's softmax over ``[1, radix, C, 1, 1]``'s axis 1, refused before: the logits shuffled so
-    that each channel's branches are consecutive (a softmax row), the weights shuffled back and each
-    branch's read through a channel slice of them (no copy)."""
+    """SKNet's softmax over ``[1, radix, C, 1, 1]``'s axis 1, refused before: the logits' convolution
+    writes each channel's branches consecutively (its rows reordered: a softmax row), the weights are
+    shuffled back and each branch's read through a channel slice of them (no copy)."""
     proto = split_attention(radix=radix)
     imp = import_onnx(proto, "sk")
     kinds = [l.kind for l in imp.model.layers]
-    assert kinds.count("channel_shuffle") == 2 and kinds.count("channel_slice") == radix
+    assert kinds.count("channel_shuffle") == 1 and kinds.count("channel_slice") == radix
     assert next(l for l in imp.model.layers if l.kind == "softmax").row == radix
     assert _max_rel_error(proto, imp) <= RTOL
 
@@ -1942,3 +1942,58 @@ def test_parts_that_are_no_pixels_of_whole_tensors_are_not_a_concatenation_of_pi
     ta, tb = (g.op("Transpose", [g.reshape(t, [1, 8, 32], f"/{n}")], f"/{n}", perm=[0, 2, 1])
               for t, n in ((a, "ta"), (down, "tb")))
     _refused(g.model([image_input(3, 4, 8, "x")], [out(g.op("Concat", [ta, tb], "/cat", axis=1))]), "(Concat)")
+
+
+@pytest.mark.parametrize("kind, shapes", [("mixer", [(8, 16, 16), (16, 8, 16)]), ("resmlp", [(16, 16, 16)]),
+                                          ("gmlp", [(16, 16, 16)])])
+def test_a_linear_over_the_tokens_is_a_product_of_a_constant_and_the_tokens(kind, shapes):
+    """MLP-Mixer's, ResMLP's and gMLP's ``linear(x^T)^T`` (refused before: the linear's input is the
+    tokens transposed): ``W @ x`` with ``W`` a Constant (N tokens of K channels) and the tokens as
+    values (``kn``), no layout layer copying; onnxruntime's numbers."""
+    proto = mixer(kind=kind)
+    imp = import_onnx(proto, kind)
+    products = [l for l in imp.model.layers if l.kind == "matmul"]
+    assert [(p.m, p.k, p.n) for p in products] == shapes
+    assert all(imp.model.layer(p.inputs[0]).kind == "constant" and p.b_layout == "kn" for p in products)
+    assert not {l.kind for l in imp.model.layers} & {"window_reverse", "crop", "pad", "roll"}
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("per_head", [True, False])
+def test_learned_queries_times_the_keys_are_a_product_of_a_constant(per_head):
+    """``q @ k^T`` with ``q`` an initializer (Mask2Former's, Perceiver's queries), refused before: a
+    Constant of the queries, each head's channels side by side (one ``[Q, d]`` repeated per head)."""
+    proto = constant_queries(per_head=per_head)
+    imp = import_onnx(proto, "queries")
+    qk, av = [l for l in imp.model.layers if l.kind == "matmul"]
+    assert (qk.batch, qk.m, qk.k, qk.n, qk.b_layout, av.b_layout) == (2, 5, 8, 64, "nk", "kn")
+    assert imp.model.layer(qk.inputs[0]).shape == (5, 1, 16)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("size, width", [(8, 16), (12, 32)])
+def test_a_softmax_over_the_pixels_of_a_one_channel_map_reads_it_transposed(size, width):
+    """GCNet's context block, refused before: the map's pixels become the channels of one token (a
+    product by a 1x1 identity, as keys), the softmax runs over them, and ``x @ softmax`` (the image's
+    channels times a row of pixel weights) is computed transposed, ``softmax @ x`` with the image's
+    pixels as values; onnxruntime's numbers."""
+    proto = context_block(size, width)
+    imp = import_onnx(proto, "gcnet")
+    transpose, context = [l for l in imp.model.layers if l.kind == "matmul"]
+    assert (transpose.m, transpose.k, transpose.n, transpose.b_layout) == (1, 1, size * size, "nk")
+    assert (context.m, context.k, context.n, context.b_layout) == (1, size * size, width, "kn")
+    assert imp.model.layer(transpose.inputs[0]).kind == "constant"
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("radix, cardinality", [(2, 1), (2, 2), (4, 2), (2, 4)])
+def test_resnest_softmax_over_the_radix_of_grouped_logits_reorders_their_convolution(radix, cardinality):
+    """ResNeSt's rSoftMax (``[1, cardinality, radix, C / cardinality]`` transposed, softmax over the
+    radix), refused before for a cardinality above 1: the grouped convolution writing the logits has
+    its rows reordered within its groups so that each softmax row is consecutive channels."""
+    proto = radix_softmax(radix=radix, cardinality=cardinality)
+    imp = import_onnx(proto, "resnest")
+    kinds = [l.kind for l in imp.model.layers]
+    assert kinds.count("softmax") == 1 and kinds.count("channel_shuffle") == 1
+    assert next(l for l in imp.model.layers if l.kind == "softmax").row == radix
+    assert _max_rel_error(proto, imp) <= RTOL

@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -999,3 +999,19 @@ def test_a_distilled_classifier_is_measured_as_a_classifier(tmp_path):
     assert infer.main(["--model", str(path), "--config", "tiny", "--out", str(tmp_path / "run"), "--quiet"]) == 0
     doc = json.loads((tmp_path / "run" / "run.json").read_text())
     assert doc["task"] == "classification" and set(doc["agreement"]) == {"top1_agrees", "top5_overlap"}
+
+
+@pytest.mark.parametrize("graph", ["mixer", "resmlp", "gmlp", "queries", "gcnet"])
+def test_products_of_a_constant_run_bit_exact(graph, tmp_path):
+    """Token mixing (``W @ x``), learned queries (``q @ k^T``), GCNet's map transposed by an identity:
+    the Constant operand is quantised as a tensor and read by the product like an activation; CHECK=1
+    on tiny."""
+    proto = {"queries": lambda: constant_queries(per_head=False), "gcnet": lambda: context_block(12, 32)}.get(
+        graph, lambda: mixer(kind=graph, size=32, depth=2, token_hidden=24))()
+    _runs_bit_exact_as_timed(proto, "tiny", tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_resnest_split_attention_runs_bit_exact(cfg_name, tmp_path):
+    """rSoftMax over grouped logits whose convolution's rows were reordered: CHECK=1."""
+    _runs_bit_exact_as_timed(radix_softmax(radix=4, cardinality=2), cfg_name, tmp_path)
