@@ -2108,21 +2108,40 @@ def _pad(imp, node) -> None:
     v = _formed(imp, v) or v                 # some channels of a tensor: a slice of it
     pads = _input_list(imp, node, 1, "pads")
     value = imp.optional_array(node, 2) if imp.opset >= 11 else np.array(a.get("value", 0.0))
-    if a.get("mode", "constant") != "constant" or (value is not None and np.any(value != 0)):
-        raise imp.fail(f"mode {a.get('mode', 'constant')!r} with value {value}; supported: zero padding")
-    if _pad_into_convolutions(imp, node, pads):
+    value = 0.0 if value is None else float(np.asarray(value).ravel()[0]) if np.asarray(value).size == 1 else value
+    if a.get("mode", "constant") != "constant" or not isinstance(value, float):
+        raise imp.fail(f"mode {a.get('mode', 'constant')!r} with value {value}; supported: a constant value")
+    if value == 0 and _pad_into_convolutions(imp, node, pads):
         return
     form = _form_of(v)
     rank = len(v.shape)
     spatial = {"nchw": (2, 3), "nhwc": (1, 2)}.get(form)
     begin, end = pads[:rank], pads[rank:]
-    if spatial is None or any(begin) or any(e for i, e in enumerate(end) if i not in spatial) or min(end) < 0:
-        raise imp.fail(f"pads {pads} on a {list(v.shape)} tensor; supported: zeros after the last row and column "
-                       f"of an NCHW or NHWC image")
+    if value != 0 or spatial is None or any(begin) or any(e for i, e in enumerate(end) if i not in spatial) or min(end) < 0:
+        return _pad_by_concat(imp, node, v, begin, end, value)
     h, w, _ = v.src_shape
     name = imp.layer_name(node.output[0])
     shape = imp.emit(Pad, name, inputs=(v.source,), out_h=h + end[spatial[0]], out_w=w + end[spatial[1]])
     imp.views[node.output[0]] = _FORMS[form][0](name, shape)
+
+
+def _pad_by_concat(imp, node, v: View, begin: list[int], end: list[int], value: float) -> None:
+    """Padding along one axis, by any constant (EfficientViT's ``F.pad(v, (0, 1), value=1)``, a
+    row of ones for its attention's normaliser): a concatenation of constants before and after."""
+    axes = [i for i, (b, e) in enumerate(zip(begin, end)) if b or e]
+    if len(axes) != 1 or min(begin + end) < 0:
+        raise imp.fail(f"pads {begin + end} with value {value} on a {list(v.shape)} tensor; supported: zeros after "
+                       f"the last row and column of an NCHW or NHWC image, or any value along one axis")
+    axis, parts = axes[0], []
+    for side, n in (("before", begin[axes[0]]), (node.input[0], 0), ("after", end[axes[0]])):
+        if side == node.input[0]:
+            parts.append(side)
+        elif n:
+            shape = list(v.shape)
+            shape[axis] = n
+            parts.append(f"{node.output[0]}.{side}")
+            imp._set_const(parts[-1], np.full(shape, value, np.float32))
+    _part(imp, node, "Concat", parts, node.output[0], axis=axis)
 
 
 def _pad_into_convolutions(imp, node, pads: list[int]) -> bool:

@@ -1241,3 +1241,13 @@ def radix_softmax(size: int = 8, width: int = 8, radix: int = 2, cardinality: in
         y = part if y is None else g.op("Add", [y, part], "/att")
     return g.model([image_input(3, size, size, "input")], [out(g.op("Conv", [y, g.weight("head.weight", 4, width, 1, 1)],
                                                                         "/head", kernel_shape=[1, 1]))])
+
+
+def constant_pad(pads, value: float, size: int = 6, width: int = 8, seed: int = 51):
+    """A convolution's output padded by ``value`` (``Pad``, opset 17: pads and value as inputs), read
+    by a 1x1 convolution."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("c.weight", width, 3, 3, 3)], "/c", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op("Pad", [x, g.const(pads), g.const(np.float32(value), np.float32)], "/pad", mode="constant")
+    y = g.op("Conv", [x, g.weight("h.weight", 4, width + pads[1] + pads[5], 1, 1)], "/h", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size, "input")], [out(y)])

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, constant_pad, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1997,3 +1997,19 @@ def test_resnest_softmax_over_the_radix_of_grouped_logits_reorders_their_convolu
     assert kinds.count("softmax") == 1 and kinds.count("channel_shuffle") == 1
     assert next(l for l in imp.model.layers if l.kind == "softmax").row == radix
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("pads, value, constants", [([0, 0, 0, 0, 0, 1, 0, 0], 1.0, 1), ([0, 2, 0, 0, 0, 1, 0, 0], -0.5, 2),
+                                                    ([0, 0, 1, 0, 0, 0, 2, 0], 2.0, 2)])
+def test_padding_by_a_constant_along_one_axis_is_a_concatenation(pads, value, constants):
+    """A channel of ones (EfficientViT's attention), channels or rows of any value (refused before:
+    zeros only): a concatenation with Constant layers of the value; onnxruntime's numbers."""
+    proto = constant_pad(pads, value)
+    imp = import_onnx(proto, "pad")
+    assert [l.kind for l in imp.model.layers] == ["conv2d"] + ["constant"] * constants + ["concat", "conv2d"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_padding_the_columns_by_a_constant_is_refused_naming_the_pad():
+    with pytest.raises(OnnxImportError, match=r"Pad_\d+\.Concat.*along axis 3"):
+        import_onnx(constant_pad([0, 0, 0, 1, 0, 0, 0, 2], 2.0), "pad")

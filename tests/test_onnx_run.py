@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (constant_pad, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -1015,3 +1015,7 @@ def test_products_of_a_constant_run_bit_exact(graph, tmp_path):
 def test_resnest_split_attention_runs_bit_exact(cfg_name, tmp_path):
     """rSoftMax over grouped logits whose convolution's rows were reordered: CHECK=1."""
     _runs_bit_exact_as_timed(radix_softmax(radix=4, cardinality=2), cfg_name, tmp_path)
+
+
+def test_a_channel_padded_by_ones_runs_bit_exact(tmp_path):
+    _runs_bit_exact_as_timed(constant_pad([0, 2, 0, 0, 0, 1, 0, 0], 1.0), "tiny", tmp_path)
