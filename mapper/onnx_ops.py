@@ -75,11 +75,25 @@ def _out(imp, node, v: View, k: int = 0, prior: Optional[View] = None) -> None:
 
 
 def _input_list(imp, node, k: int, attr: str) -> Optional[list]:
-    """An operand given as input ``k`` (newer opsets) or attribute ``attr`` (older ones)."""
+    """An operand given as input ``k`` (newer opsets) or attribute ``attr`` (older ones); an input
+    that the file's opset does not define (an opset-11 ``Split`` given its sizes) is refused."""
     if len(node.input) > k and node.input[k]:
+        if k >= _max_inputs(node, imp.opset):
+            raise imp.fail(f"{node.op_type} has no input {k + 1} in opset {imp.opset} (the file's): {attr!r} is an "
+                           f"attribute there; supported: the operator as its opset defines it")
         return [int(x) for x in imp.array(node.input[k]).ravel()]
     a = _attrs(node).get(attr)
     return None if a is None else [int(x) for x in np.ravel(a)]
+
+
+def _max_inputs(node, opset: int) -> int:
+    """How many inputs ``node``'s operator takes in ``opset`` (any number for one ONNX does not know)."""
+    import onnx.defs
+
+    try:
+        return onnx.defs.get_schema(node.op_type, opset, node.domain).max_input
+    except onnx.defs.SchemaError:
+        return 1 << 30
 
 
 # ---- constants and layout ----------------------------------------------------------------------

@@ -2013,3 +2013,15 @@ def test_padding_by_a_constant_along_one_axis_is_a_concatenation(pads, value, co
 def test_padding_the_columns_by_a_constant_is_refused_naming_the_pad():
     with pytest.raises(OnnxImportError, match=r"Pad_\d+\.Concat.*along axis 3"):
         import_onnx(constant_pad([0, 0, 0, 1, 0, 0, 0, 2], 2.0), "pad")
+
+
+def test_an_input_the_files_opset_does_not_define_is_refused():
+    """An opset-11 ``Split`` given its sizes as an input (an attribute until opset 13) was imported as
+    if the file were opset 13 (helper-114)."""
+    g = Graph(1)
+    x = g.op("Conv", ["input", g.weight("c.w", 8, 3, 1, 1)], "/c", kernel_shape=[1, 1])
+    y = g.op("Add", g.op("Split", [x, g.const([4, 4])], "/s", n_out=2, axis=1), "/s")
+    graph = helper.make_graph(g.nodes, "g", [image_input(3, 4, 4, "input")], [out(y)], initializer=g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    with pytest.raises(OnnxImportError, match="Split has no input 2 in opset 11"):
+        import_onnx(model, "split11")
