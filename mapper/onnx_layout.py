@@ -292,8 +292,17 @@ def covers(v: View) -> bool:
 
 def reads_every_element(v: View) -> bool:
     """Whether ``v`` holds every element of its tensor, some perhaps more than once (a broadcast)."""
+    n = math.prod(v.src_shape)
+    if v.strided and v.offset == 0:
+        kept = [(k, s) for k, s in zip(v.shape, v.strides) if s and k > 1]       # broadcast axes aside
+        if _bijective([k for k, _ in kept], [s for _, s in kept], n):
+            return True
     flat = indices(v).ravel()
-    return bool(flat.min() >= 0 and np.unique(flat).size == math.prod(v.src_shape))
+    if flat.size < n or flat.min() < 0 or flat.max() >= n:
+        return False
+    seen = np.zeros(n, bool)
+    seen[flat] = True
+    return bool(seen.all())
 
 
 def rows_view(v: View, k: int, n: int, name: str, out_shape: Shape3) -> Optional[View]:
@@ -383,6 +392,11 @@ def match_layout(v: View, c: Candidate, name: str) -> Optional[View]:
     return found if found.strided else None
 
 
+def _present(values: np.ndarray, n: int) -> np.ndarray:
+    """The distinct values of ``values`` (each in ``0 .. n-1``), sorted: ``np.unique`` in linear time."""
+    return np.flatnonzero(np.bincount(values.ravel(), minlength=n))
+
+
 def _crop_params(rows: np.ndarray, cols: np.ndarray) -> Optional[dict]:
     """A crop's parameters when ``rows`` and ``cols`` (sorted) are each evenly spaced, else None."""
     steps = [int(a[1] - a[0]) if len(a) > 1 else 1 for a in (rows, cols)]
@@ -412,7 +426,7 @@ def layout_candidates(v: View) -> Iterator[Candidate]:
             yield Candidate("pixel_reshape", src, v.src_shape, {"out_h": a, "out_w": b, "start": first})
     idx = indices(v)
     ys, xs = idx // (w * c), (idx // c) % w
-    crop = _crop_params(np.unique(ys), np.unique(xs))
+    crop = _crop_params(_present(ys, h), _present(xs, w))
     if crop is not None and (crop["out_h"], crop["out_w"]) != (h, w):
         yield Candidate("crop", src, v.src_shape, crop)
     y0, x0 = int(ys.flat[0]), int(xs.flat[0])

@@ -9,7 +9,8 @@ maps from scratch, then one more run with them remembered.  Records each run's
 simulated time, energy and MAC utilisation, the golden model's depthwise convolution at SegFormer's largest shape,
 and the wall (and CPU) time of the whole-network functional check
 (``CHECK=1``: calibrated network, program, golden comparison) of segformer_b0 at
-64x64 on ``small`` and of segformer_b2 at 512x512 on E (seed 0).  ``figures`` holds the issue's checks, computed from the runs: for
+64x64 on ``small`` and of segformer_b2 at 512x512 on E (seed 0), and of importing the exported ONNX files of
+segformer_b2 and swin_tiny (``onnx_import``).  ``figures`` holds the issue's checks, computed from the runs: for
 SegFormer-B2 and Swin-T on E, in the default model, with ``--no-fusion`` (time, cycles,
 energy and DRAM bytes of both, and ``fusion_saving``: each of these, the unfused run's minus the
 fused run's, and the energy of the DRAM accesses fusion removes) and in the
@@ -41,6 +42,8 @@ from .simulator import simulate
 TIMING_CASES = (("segformer_b2", "E"), ("swin_tiny", "E"), ("resnet50", "E"))
 #: Whole-network functional checks (CHECK=1): the issue's SegFormer-B2 at 512x512 on E, and a small case.
 CHECK_CASES = (("segformer_b0", (64, 64), "small"), ("segformer_b2", None, "E"))
+#: Networks whose exported ONNX file's import is timed.
+IMPORT_CASES = ("segformer_b2", "swin_tiny")
 #: The paper's figures on E (Section IV) that the issue checks against.
 PAPER = {"segformer_b2": {"time_ms": 3.6, "largest": "Conv2DFuse", "conv_time_share": 0.74},
          "swin_tiny": {"time_ms": 12.0, "largest": "fpn_bottleneck", "conv_time_share": 0.87}}
@@ -121,6 +124,22 @@ def bench_check(name: str, size, cfg_name: str) -> dict:
             "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "summary": summary}
 
 
+def bench_import(name: str, repeat: int) -> dict:
+    """Median wall time of importing the zoo network's exported ONNX file (``make sim MODEL=x.onnx``'s
+    first step, before any mapping), at its default size."""
+    from mapper.onnx_export import export_onnx
+    from mapper.onnx_import import import_onnx
+    from mapper.weights import init_weights
+    model = build_model(name)
+    proto = export_onnx(model, init_weights(model, 0, fold=False))
+    walls = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        import_onnx(proto, name)
+        walls.append(time.perf_counter() - t0)
+    return {"model": name, "nodes": len(proto.graph.node), "wall_s_median": statistics.median(walls)}
+
+
 def bench_golden_depthwise(repeat: int) -> dict:
     """Median wall time of the golden model's depthwise 3x3 convolution of 128x128x256 int8
     (SegFormer's largest Mix-FFN depthwise shape at 512x512), which the functional check runs often."""
@@ -156,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     for c in check:
         print(f"whole-network check {c['model']} {c['size']} on {c['config']}: {c['wall_s']:.2f} s wall "
               f"({c['summary']['tensors']} tensors, {c['summary']['instructions']:,} instructions)", flush=True)
+    imports = [bench_import(name, args.repeat) for name in IMPORT_CASES]
+    for r in imports:
+        print(f"ONNX import of {r['model']} ({r['nodes']} nodes): {r['wall_s_median']:.2f} s wall (median)", flush=True)
     depthwise = bench_golden_depthwise(args.repeat)
     print(f"golden depthwise {depthwise['shape']}: {depthwise['wall_s_median']:.3f} s wall (median)", flush=True)
     figs = bench_figures()
@@ -170,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{f['largest_layer']} {100 * f['largest_time_share']:.1f} % of time, "
                   f"{100 * f['largest_energy_share']:.1f} % of energy")
     doc = {"python": platform.python_version(), "machine": platform.machine(), "repeat": args.repeat,
-           "timing": timing, "functional_check": check, "golden_depthwise": depthwise, "figures": figs}
+           "timing": timing, "functional_check": check, "onnx_import": imports, "golden_depthwise": depthwise, "figures": figs}
     out = Path(args.out)
     atomic_write_json(out / "sim.json", doc, default=str)
     print(f"wrote {out / 'sim.json'}")
