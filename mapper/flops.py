@@ -25,7 +25,7 @@ import argparse
 import re
 from pathlib import Path
 
-from hw.cli import (OneLineParser, UsageError, atomic_write_json, fail, join_name, json_text, name_token, output_file,
+from hw.cli import (OneLineParser, StageTicker, UsageError, atomic_write_json, fail, join_name, json_text, name_token, output_file,
                     refuse_replacing, run_main)
 from .ir import MAC_KINDS, PARTS, Model
 from .onnx_import import is_onnx_path
@@ -59,11 +59,14 @@ def known_model(name: str) -> str:
 
 
 def build_model_or_usage_error(name: str, variant: str | None, size: tuple[int, int] | None,
-                               build=build_model) -> Model:
+                               build=build_model, progress: bool = True) -> Model:
     """``build(name, variant, size)`` for a command line (``build_model`` by default): an
-    unknown variant or an impossible size is a UsageError."""
+    unknown variant or an impossible size is a UsageError.  An ONNX file's import that runs
+    long says so on stderr (``progress``)."""
     try:
-        return build(name, variant=variant or None, size=size)
+        with StageTicker(Path(name).name, enabled=progress and is_onnx_path(name)) as ticker:
+            ticker.stage("importing the ONNX file")
+            return build(name, variant=variant or None, size=size)
     except KeyError as e:
         raise UsageError(str(e.args[0]) if e.args else str(e)) from None
     except ValueError as e:

@@ -465,7 +465,7 @@ def _parser() -> OneLineParser:
 def _setup(args) -> tuple[Model, AcceleratorConfig]:
     size = parse_size(args.size) if args.size is not None else None
     cfg = config_from_args(args)
-    return build_model_or_usage_error(args.model, args.variant, size), cfg
+    return build_model_or_usage_error(args.model, args.variant, size, progress=not args.quiet), cfg
 
 
 def _input(args, model: Model, task: str) -> tuple[np.ndarray, dict, str]:

@@ -283,7 +283,7 @@ def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
     size = parse_size(args.size) if args.size is not None else None
     cfg = config_from_args(args)
     key = cfg.name
-    model = build_model_or_usage_error(args.model, args.variant, size)
+    model = build_model_or_usage_error(args.model, args.variant, size, progress=not args.quiet)
     if args.dump_layer is not None:
         _known_layers(model, args.dump_layer, "--dump-layer")
     return model, cfg, key
