@@ -329,9 +329,9 @@ def is_form(v: View, form: View) -> bool:
     """Whether ``v`` has the same elements in the same places as ``form`` (axes of size 1 aside)."""
     if v.shape != form.shape:
         return False
-    if v.strided:
+    if v.strided and form.strided:
         return v.offset == form.offset and all(n == 1 or a == b for n, a, b in zip(v.shape, v.strides, form.strides))
-    return np.array_equal(v.index, indices(form))
+    return np.array_equal(indices(v), indices(form))
 
 
 def channels_read(v: View) -> tuple[int, int]:

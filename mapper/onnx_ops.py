@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import math
 from fractions import Fraction
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 from onnx import helper
@@ -301,15 +301,24 @@ def _heads_together(imp, name: str) -> None:
     are reordered so that those channels of all heads are consecutive, as the IR's products read
     them.  (A strided slice of channels, ``x[:, ::2]``, shows no such axes and is left alone.)"""
     v = imp.views[name]
-    src, c = imp.by_name.get(v.source), v.src_shape[2]
-    if (len(v.shape) < 4 or not isinstance(src, (Linear, Conv2d)) or getattr(src, "groups", 1) != 1
-            or imp._folded(v.source, 0, c) or any(v.source in l.inputs for l in imp.layers)):
+    src, c = _unread_producer(imp, v), v.src_shape[2]
+    if len(v.shape) < 4 or src is None or getattr(src, "groups", 1) != 1:
         return
     ch = L.indices(v) % c
     blocks = _head_blocks(np.unique(ch))
     order = _heads_order(*blocks, c) if blocks is not None and _split_by_heads(ch, *blocks) else None
     if order is not None:
         imp.permute_channels(v.source, order)
+
+
+def _unread_producer(imp, v: View) -> Optional[Union[Linear, Conv2d]]:
+    """The linear or convolution writing ``v``'s tensor when its rows may still be reordered: no
+    layer reads it yet and no fold holds its rows; else None."""
+    src = imp.by_name.get(v.source)
+    if (not isinstance(src, (Linear, Conv2d)) or imp._folded(v.source, 0, v.src_shape[2])
+            or any(v.source in l.inputs for l in imp.layers)):
+        return None
+    return src
 
 
 def _head_blocks(chans: np.ndarray) -> Optional[tuple[int, int, int, int]]:
@@ -889,7 +898,7 @@ def _linear(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarra
     if x is None:
         if bias is None and _conv_of_rows(imp, node, v, weight[:, :, None, None], None, {}, linear=True):
             return
-        if _tokens_mixed(imp, node, v, weight, bias):
+        if _tokens_mixed(imp, node, v, weight, bias, wq):
             return
         x = imp.need(v, rows_ok, f"rows of {k} channels, every token once")       # refused: names the layout
     h, w, _ = x.src_shape
@@ -907,7 +916,7 @@ def _linear(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarra
     imp.views[out] = L.rows_view(x, k, n, name, shape)
 
 
-def _tokens_mixed(imp, node, v: View, weight: np.ndarray, bias: Optional[np.ndarray]) -> bool:
+def _tokens_mixed(imp, node, v: View, weight: np.ndarray, bias: Optional[np.ndarray], wq=None) -> bool:
     """A linear over the tokens (MLP-Mixer's, ResMLP's and gMLP's ``linear(x^T)^T``): ``v``
     transposed is a token tensor, so ``(v @ weight.T)^T = weight @ v^T`` is a product of a Constant
     (``weight``: N tokens of K channels) and that tensor; False if ``v^T`` is none."""
@@ -920,7 +929,7 @@ def _tokens_mixed(imp, node, v: View, weight: np.ndarray, bias: Optional[np.ndar
     vt = vt if ok(vt) else imp.materialise(vt, ok)
     if vt is None:
         return False
-    y = L.transpose(_constant_times(imp, node, weight, vt), perm)
+    y = L.transpose(_constant_times(imp, node, weight, vt, _one_scale(imp, wq and wq[1])), perm)
     if bias is not None:
         const = imp.constant_layer(node.output[0] + ".bias", _aligned_constant(y, bias), None)
         name = imp.layer_name(node.output[0])
@@ -1004,28 +1013,44 @@ def _matmul(imp, node) -> None:
         return
     b = imp.act(node.input[1])
     if imp.is_const(node.input[0]):
-        imp.views[node.output[0]] = _constant_times(imp, node, imp.array(node.input[0]), b)
+        qc = imp.qconst.get(node.input[0])
+        imp.views[node.output[0]] = _constant_times(imp, node, imp.array(node.input[0]), b, _one_scale(imp, qc and qc[1]))
         return
     imp.views[node.output[0]] = _product(imp, node, imp.act(node.input[0]), b)
 
 
-def _constant_times(imp, node, const: np.ndarray, b: View) -> View:
+def _one_scale(imp, scales) -> Optional[float]:
+    """The scale of a QDQ weight that a product reads as its constant operand (an int8 tensor of one
+    scale, so the file's int8 values are kept only with one scale), None for a float weight."""
+    if scales is None:
+        return None
+    distinct = np.unique(np.asarray(scales, np.float64))
+    if distinct.size > 1:
+        raise imp.fail(f"a QDQ weight of {distinct.size} scales (per channel) read as a product's constant operand; "
+                       f"supported: one scale (the operand is an int8 tensor of one scale), or float weights")
+    return float(distinct[0])
+
+
+def _constant_times(imp, node, const: np.ndarray, b: View, scale: Optional[float] = None) -> View:
     """``const @ b``: a product whose first operand is a Constant layer of ``M`` tokens, each batch
-    item's ``K`` values side by side in its channels (as a product reads per-head operands)."""
+    item's ``K`` values side by side in its channels (as a product reads per-head operands); a QDQ
+    weight's one ``scale`` is kept, so its int8 values are the file's."""
     if const.ndim < 2 or len(b.shape) < 2 or const.shape[-1] != b.shape[-2]:
         raise imp.fail(f"operands of shapes {list(const.shape)} and {list(b.shape)}; supported: [..., M, K] x "
                        f"[..., K, N]")
     try:
         a = np.broadcast_to(np.asarray(const, np.float32), b.shape[:-2] + const.shape[-2:])
     except ValueError:
-        raise imp.fail(f"a constant of shape {list(const.shape)} whose batch dimensions do not broadcast to "
-                       f"{list(b.shape[:-2])}; supported: numpy broadcasting") from None
+        raise imp.fail(f"a constant of shape {list(const.shape)} times an activation of shape {list(b.shape)}; "
+                       f"supported: a constant whose batch dimensions broadcast to the activation's") from None
     m, k = a.shape[-2:]
     items = a.reshape(-1, m, k)
     h, w, _ = b.src_shape
     rows = (h, w) if m == h * w else (m, 1)         # an image like b's when as many tokens (token mixing)
     data = np.ascontiguousarray(items.transpose(1, 0, 2).reshape(rows + (-1,)))
     name = imp.constant_layer(node.output[0] + ".constant", data, None)
+    if scale is not None:
+        imp.act_scales[name] = scale
     idx = np.arange(m)[None, :, None] * data.shape[2] + np.arange(len(items))[:, None, None] * k + np.arange(k)
     return _product(imp, node, L.from_indices(name, data.shape, idx.reshape(a.shape)), b)
 
@@ -1529,7 +1554,8 @@ def _softmax(imp, node) -> None:
         raise imp.fail(f"axis {axis} of a {list(v.shape)} tensor before opset 13 (a softmax over the flattened "
                        f"trailing axes); supported: the last axis, or one followed by axes of size 1")
     ok = lambda u: L.covers(u) and _rows_of(u, axis)      # noqa: E731
-    x = v if ok(v) else _producer_reordered(imp, v, axis, ok) or imp.materialise(v, ok) or _pixels_as_channels(imp, node, v, ok)
+    x = v if ok(v) else _producer_reordered(imp, node, v, axis, ok) or imp.materialise(v, ok) \
+        or _pixels_as_channels(imp, node, v, ok)
     if x is None:
         x = imp.need(v, ok, "rows of consecutive channels")        # refused: names the layout
     name = imp.layer_name(node.output[0])
@@ -1537,14 +1563,14 @@ def _softmax(imp, node) -> None:
     imp.views[node.output[0]] = x.on(name, out)
 
 
-def _producer_reordered(imp, v: View, axis: int, ok) -> Optional[View]:
+def _producer_reordered(imp, node, v: View, axis: int, ok) -> Optional[View]:
     """``v`` once its producer's output channels are in the order that makes its ``axis`` the
-    consecutive channels of each pixel, if that is ``ok``: a linear or convolution that no layer
-    reads yet, ``v`` the same channel permutation of every pixel, within the convolution's groups
-    (ResNeSt's softmax over the radix of a grouped convolution's ``[cardinality, radix, C]`` logits)."""
-    src, (h, w, c) = imp.by_name.get(v.source), v.src_shape
-    if (not isinstance(src, (Linear, Conv2d)) or v.size != h * w * c or imp._folded(v.source, 0, c)
-            or any(v.source in l.inputs for l in imp.layers)):
+    consecutive channels of each pixel, if that is ``ok``: ``v`` the same channel permutation of
+    every pixel, within a convolution's groups (ResNeSt's softmax over the radix of a grouped
+    convolution's ``[cardinality, radix, C]`` logits).  Held as a fold (``reorder_rows``): when
+    another layer reads the rows, the import starts again without it."""
+    src, (h, w, c) = _unread_producer(imp, v), v.src_shape
+    if src is None or v.size != h * w * c:
         return None
     perm = [a for a in range(len(v.shape)) if a != axis] + [axis]
     idx = L.indices(L.transpose(v, perm)).reshape(h * w, c)
@@ -1555,9 +1581,8 @@ def _producer_reordered(imp, v: View, axis: int, ok) -> Optional[View]:
         return None
     moved = np.arange(v.size).reshape([v.shape[a] for a in perm])
     plain = L.from_indices(v.source, v.src_shape, np.ascontiguousarray(moved.transpose(np.argsort(perm))))
-    if not ok(plain):
+    if not ok(plain) or not imp.reorder_rows(src.name, old_of, node.input[0]):
         return None
-    imp.permute_channels(v.source, old_of)
     return plain
 
 
@@ -1571,12 +1596,16 @@ def _pixels_as_channels(imp, node, v: View, ok) -> Optional[View]:
     is ``ok``: the product of an identity Constant and the map read as keys (``nk``), so that
     ``out[c, p] = map[p, c]``; GCNet's softmax over the pixels of its one-channel attention map."""
     h, w, c = v.src_shape
-    if c > TRANSPOSED_MAX_CHANNELS or h * w == 1:
+    if h * w == 1:
         return None
     idx = L.indices(v)
     transposed = L.from_indices("?", (c, 1, h * w), (idx % c) * (h * w) + idx // c)
     if not ok(transposed):
         return None
+    if c > TRANSPOSED_MAX_CHANNELS:
+        raise imp.fail(f"a softmax over the pixels of a map of {c} channels; supported: over the pixels of a map of at "
+                       f"most {TRANSPOSED_MAX_CHANNELS} (transposed by a product of C x C x H x W multiply-accumulates), "
+                       f"or over channels")
     identity = imp.constant_layer(node.output[0] + ".identity", np.eye(c, dtype=np.float32)[:, None, :], None)
     name = imp.layer_name(node.output[0] + ".transposed")
     shape = imp.emit(MatMul, name, batch=1, m=c, k=c, n=h * w, inputs=(identity, v.source), b_layout="nk")
@@ -2117,18 +2146,17 @@ def _own_parts(imp, node, views: list[View]) -> list[View]:
 
 @_op("Pad")
 def _pad(imp, node) -> None:
-    a = _attrs(node)
+    """Zeros after an NCHW or NHWC image's last row and column: a ``Pad`` layer; zeros that only
+    convolutions read: their own padding; any other constant along one axis: a concatenation."""
     v = imp.act(node.input[0])
     v = _formed(imp, v) or v                 # some channels of a tensor: a slice of it
-    pads = _input_list(imp, node, 1, "pads")
-    value = imp.optional_array(node, 2) if imp.opset >= 11 else np.array(a.get("value", 0.0))
-    value = 0.0 if value is None else float(np.asarray(value).ravel()[0]) if np.asarray(value).size == 1 else value
-    if a.get("mode", "constant") != "constant" or not isinstance(value, float):
-        raise imp.fail(f"mode {a.get('mode', 'constant')!r} with value {value}; supported: a constant value")
+    rank = len(v.shape)
+    pads, value = _pads_of_every_axis(imp, node, _input_list(imp, node, 1, "pads"), rank), _pad_value(imp, node)
+    if not any(pads):
+        return _out(imp, node, v)
     if value == 0 and _pad_into_convolutions(imp, node, pads):
         return
     form = _form_of(v)
-    rank = len(v.shape)
     spatial = {"nchw": (2, 3), "nhwc": (1, 2)}.get(form)
     begin, end = pads[:rank], pads[rank:]
     if value != 0 or spatial is None or any(begin) or any(e for i, e in enumerate(end) if i not in spatial) or min(end) < 0:
@@ -2139,23 +2167,65 @@ def _pad(imp, node) -> None:
     imp.views[node.output[0]] = _FORMS[form][0](name, shape)
 
 
+def _pad_value(imp, node) -> float:
+    """The value a ``Pad`` of mode ``constant`` pads with (input 3 from opset 11, else ``value``)."""
+    a = _attrs(node)
+    value = imp.optional_array(node, 2) if imp.opset >= 11 else np.array(a.get("value", 0.0))
+    if a.get("mode", "constant") != "constant" or (value is not None and np.asarray(value).size != 1):
+        raise imp.fail(f"mode {a.get('mode', 'constant')!r} with value {value}; supported: mode 'constant', one value")
+    return 0.0 if value is None else float(np.asarray(value).ravel()[0])
+
+
+def _pads_of_every_axis(imp, node, pads: list[int], rank: int) -> list[int]:
+    """``pads`` (begins, then ends) of the axes opset 18's ``axes`` input lists, as pads of every axis."""
+    axes = _input_list(imp, node, 3, "axes") if len(node.input) > 3 and node.input[3] else None
+    if axes is None:
+        return pads
+    axes = [_axis(imp, ax, rank) for ax in axes]
+    if len(set(axes)) != len(axes) or len(pads) != 2 * len(axes):
+        raise imp.fail(f"pads {pads} for axes {axes}; supported: two pads (begin, end) for each of distinct axes")
+    full = [0] * (2 * rank)
+    for i, ax in enumerate(axes):
+        full[ax], full[rank + ax] = pads[i], pads[len(axes) + i]
+    return full
+
+
 def _pad_by_concat(imp, node, v: View, begin: list[int], end: list[int], value: float) -> None:
-    """Padding along one axis, by any constant (EfficientViT's ``F.pad(v, (0, 1), value=1)``, a
-    row of ones for its attention's normaliser): a concatenation of constants before and after."""
+    """Padding along one axis other than the batch, by any constant (a channel of ones appended to
+    an image): a concatenation with constants before and after."""
     axes = [i for i, (b, e) in enumerate(zip(begin, end)) if b or e]
-    if len(axes) != 1 or min(begin + end) < 0:
-        raise imp.fail(f"pads {begin + end} with value {value} on a {list(v.shape)} tensor; supported: zeros after "
-                       f"the last row and column of an NCHW or NHWC image, or any value along one axis")
+    if len(axes) != 1 or axes[0] == 0 or min(begin + end) < 0:
+        raise imp.fail(f"pads {begin + end} with value {value} of a {list(v.shape)} tensor; supported: zeros after "
+                       f"the last row and column of an NCHW or NHWC image, or any value before and after one axis "
+                       f"other than the batch")
     axis, parts = axes[0], []
-    for side, n in (("before", begin[axes[0]]), (node.input[0], 0), ("after", end[axes[0]])):
-        if side == node.input[0]:
-            parts.append(side)
+    form = _form_of(v)
+    if form is not None and _FORMS[form][1] == axis:        # the channels of a whole tensor, in any layout
+        return _pad_channels(imp, node, v, form, begin[axis], end[axis], value)
+    for side, n in (("before", begin[axes[0]]), ("input", 0), ("after", end[axes[0]])):
+        if side == "input":
+            parts.append(node.input[0])
         elif n:
             shape = list(v.shape)
             shape[axis] = n
             parts.append(f"{node.output[0]}.{side}")
             imp._set_const(parts[-1], np.full(shape, value, np.float32))
-    _part(imp, node, "Concat", parts, node.output[0], axis=axis)
+    try:
+        _part(imp, node, "Concat", parts, node.output[0], axis=axis)
+    except ValueError as e:                     # the concatenation's refusal, as this node's
+        reason = str(e).split("(Concat): ", 1)[-1]
+        raise imp.fail(f"pads {begin + end} with value {value} along axis {axis} of a {list(v.shape)} tensor, a "
+                       f"concatenation with constants there: {reason}") from None
+
+
+def _pad_channels(imp, node, v: View, form: str, before: int, after: int, value: float) -> None:
+    """Channels of ``value`` before and after those of ``v``'s tensor: a ``Concat`` with Constant
+    layers, the output in ``v``'s layout (NCHW, NHWC, tokens)."""
+    h, w, _ = v.src_shape
+    parts = [imp.constant_layer(f"{node.output[0]}.{side}", np.full((h, w, n), value, np.float32), None) if side else
+             v.source for side, n in (("before", before), ("", 1), ("after", after)) if n]
+    name = imp.layer_name(node.output[0])
+    imp.views[node.output[0]] = _FORMS[form][0](name, imp.emit(Concat, name, inputs=tuple(parts)))
 
 
 def _pad_into_convolutions(imp, node, pads: list[int]) -> bool:

@@ -1131,18 +1131,31 @@ def split_attention(size: int = 8, width: int = 8, radix: int = 2, seed: int = 4
 
 
 def mixer(size: int = 16, patch: int = 4, dim: int = 16, token_hidden: int = 8, depth: int = 1, kind: str = "mixer",
-          classes: int = 5, seed: int = 47):
+          classes: int = 5, qdq: str = "", seed: int = 47):
     """MLP-Mixer, ResMLP and gMLP blocks as timm exports them: a linear over the tokens between two
     ``Transpose(perm=[0, 2, 1])`` (Mixer: fc, GELU, fc; ResMLP: one ``T x T`` linear after an affine;
-    gMLP: the spatial gating unit, ``u * proj(norm(v)^T)^T`` with ``u, v`` the channel halves)."""
+    gMLP: the spatial gating unit, ``u * proj(norm(v)^T)^T`` with ``u, v`` the channel halves).
+    ``qdq``: the token linears' weights int8 behind a DequantizeLinear, one scale (``"tensor"``)
+    or one per output (``"channel"``)."""
     g = Graph(seed)
     t = (size // patch) ** 2
     x = g.op("Conv", ["input", g.weight("stem.weight", dim, 3, patch, patch), g.weight("stem.bias", dim)], "/stem",
              kernel_shape=[patch, patch], strides=[patch, patch])
     x = g.op("Transpose", [g.reshape(x, [1, dim, -1], "/stem")], "/stem", perm=[0, 2, 1])
 
+    def token_weight(k, n, scope):
+        if not qdq:
+            return g.weight(f"{scope}.weight_t", k, n, scale=1 / np.sqrt(k))
+        w = g.rng.uniform(-1, 1, (k, n)).astype(np.float32) / np.sqrt(k)
+        if qdq == "channel":
+            return _qweight(g, f"{scope}.weight_t", w, axis=1)[0]
+        s = np.float32(np.abs(w).max() / 127)
+        return g.op("DequantizeLinear", [g.init(f"{scope}.weight_t.q", np.round(w / s).astype(np.int8)),
+                                         g.init(f"{scope}.weight_t.scale", s),
+                                         g.init(f"{scope}.weight_t.zp", np.int8(0))], scope)
+
     def tokens_linear(h, k, n, scope):
-        h = g.op("MatMul", [h, g.weight(f"{scope}.weight_t", k, n, scale=1 / np.sqrt(k))], scope)
+        h = g.op("MatMul", [h, token_weight(k, n, scope)], scope)
         return g.op("Add", [h, g.weight(f"{scope}.bias", n, scale=0.1)], scope)
 
     for b in range(depth):
@@ -1215,11 +1228,13 @@ def context_block(size: int = 8, width: int = 16, ratio: int = 4, seed: int = 49
                                                                         "/head", kernel_shape=[1, 1]))])
 
 
-def radix_softmax(size: int = 8, width: int = 8, radix: int = 2, cardinality: int = 2, seed: int = 50):
+def radix_softmax(size: int = 8, width: int = 8, radix: int = 2, cardinality: int = 2, logits_out: bool = False,
+                  seed: int = 50):
     """ResNeSt's split attention as its ``SplAtConv2d`` exports: a convolution to ``radix * C``
     channels split into ``radix`` maps, their sum's mean, two grouped 1x1 convolutions (groups =
     cardinality) to the logits, rSoftMax (``[1, cardinality, radix, -1]`` transposed to put the
-    radix first, softmax over it, flattened), split by radix and each map weighted, summed."""
+    radix first, softmax over it, flattened), split by radix and each map weighted, summed.
+    ``logits_out``: the logits' ReLU is a second output (another reader of the logits)."""
     g = Graph(seed)
     hidden = 4 * cardinality
     x = g.op("Relu", [g.op("Conv", ["input", g.weight("conv.weight", radix * width, 3, 3, 3)], "/conv",
@@ -1239,8 +1254,10 @@ def radix_softmax(size: int = 8, width: int = 8, radix: int = 2, cardinality: in
     for a, m in zip(g.op("Split", [att, g.const([width] * radix)], "/att", n_out=radix, axis=1), maps):
         part = g.op("Mul", [a, m], "/att")
         y = part if y is None else g.op("Add", [y, part], "/att")
-    return g.model([image_input(3, size, size, "input")], [out(g.op("Conv", [y, g.weight("head.weight", 4, width, 1, 1)],
-                                                                        "/head", kernel_shape=[1, 1]))])
+    outs = [g.op("Conv", [y, g.weight("head.weight", 4, width, 1, 1)], "/head", kernel_shape=[1, 1])]
+    if logits_out:
+        outs.append(g.op("Relu", [logits], "/logits"))
+    return g.model([image_input(3, size, size, "input")], [out(o) for o in outs])
 
 
 def constant_pad(pads, value: float, size: int = 6, width: int = 8, seed: int = 51):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from mapper import onnx_layout as L
 from mapper import reference
@@ -2011,8 +2011,29 @@ def test_padding_by_a_constant_along_one_axis_is_a_concatenation(pads, value, co
 
 
 def test_padding_the_columns_by_a_constant_is_refused_naming_the_pad():
-    with pytest.raises(OnnxImportError, match=r"Pad_\d+\.Concat.*along axis 3"):
+    """No concatenation joins an image's columns: refused as the file's Pad node, saying why."""
+    with pytest.raises(OnnxImportError, match=r"node '/pad/Pad_\d+' \(Pad\): pads .* along axis 3 .* a concatenation"):
         import_onnx(constant_pad([0, 0, 0, 1, 0, 0, 0, 2], 2.0), "pad")
+
+
+def test_pad_axes_of_opset_18_say_which_axis_each_pad_is_for():
+    """Opset 18's ``axes`` input was ignored: ``axes=[0, 1, 3, 2]`` padded rows for columns, a wrong
+    number where a pool hid the shape (helper-115, helper-117)."""
+    g = Graph(3)
+    x = g.op("Pad", ["input", g.const([0, 0, 0, 0, 0, 0, 2, 0]), "", g.const([0, 1, 3, 2])], "/pad", mode="constant")
+    x = g.op("Conv", [x, g.weight("c.weight", 8, 3, 3, 3)], "/c", kernel_shape=[3, 3])
+    proto = g.model([image_input(3, 8, 10, "input")], [out(g.op("GlobalAveragePool", [x], "/pool"))], opset=18)
+    imp = import_onnx(proto, "pad18")
+    assert imp.model.layers[0].out_shape == (6, 10, 8)         # columns 10 + 2 - 2: the pad is the columns'
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_pad_of_nothing_and_one_of_the_batch():
+    """All-zero pads change nothing (refused before); pads of the batch axis are refused (the IR has
+    no batch)."""
+    assert [l.kind for l in import_onnx(constant_pad([0] * 8, 1.0), "pad").model.layers] == ["conv2d", "conv2d"]
+    with pytest.raises(OnnxImportError, match="other than the batch"):
+        import_onnx(constant_pad([1, 0, 0, 0, 0, 0, 0, 0], 1.0), "pad")
 
 
 def test_an_input_the_files_opset_does_not_define_is_refused():
@@ -2025,3 +2046,28 @@ def test_an_input_the_files_opset_does_not_define_is_refused():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
     with pytest.raises(OnnxImportError, match="Split has no input 2 in opset 11"):
         import_onnx(model, "split11")
+
+
+def test_a_reordered_producer_read_by_another_layer_is_imported_without_the_reordering():
+    """ResNeSt's logits also read by a ReLU: the convolution's rows cannot serve both orders, so the
+    import starts again without reordering them and the softmax reads a channel shuffle (a first
+    version reordered anyway: a traceback, or a refusal of what imported before; helper-117)."""
+    proto = radix_softmax(radix=2, cardinality=1, logits_out=True)
+    imp = import_onnx(proto, "resnest")
+    kinds = [l.kind for l in imp.model.layers]
+    assert kinds.count("channel_shuffle") == 2 and kinds.count("relu") == 1
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_qdq_token_mixing_weight_keeps_its_int8_values_or_is_refused():
+    """The product's constant operand is an int8 tensor of one scale: a weight of one scale keeps
+    the file's int8 values; one of a scale per output is refused (it was requantised; helper-117)."""
+    proto = mixer(qdq="tensor")
+    imp = import_onnx(proto, "mixer")
+    q = qdq_qmodel(imp)
+    first = next(l for l in imp.model.layers if l.kind == "matmul")
+    file_q = next(numpy_helper.to_array(t) for t in proto.graph.initializer if t.name.endswith("fc1.weight_t.q"))
+    assert np.array_equal(np.asarray(q.layers[first.inputs[0]].data).reshape(file_q.shape[1], -1), file_q.T)
+    assert _max_rel_error(proto, imp) <= RTOL
+    with pytest.raises(OnnxImportError, match="8 scales \\(per channel\\) read as a product's constant operand"):
+        import_onnx(mixer(qdq="channel"), "mixer")
