@@ -112,6 +112,8 @@ class Problem:
     out_gb: int = 0            # > 0: the STOREs write the output into the global buffer with this pitch
     band_out: bool = False     # the output buffer holds only the band's rows (``mapper.bands``): the
                                # STOREs address it from the band's first row, not from row 0
+    per_tap: bool = False      # a kernel of more taps than the weight buffer holds, run as a dilated one
+                               # is (a 1x1 product per tap on a shifted window), every tap kept
 
     @property
     def post_passes(self) -> int:
@@ -141,22 +143,27 @@ class Problem:
         return self.groups // self.heads
 
     @property
+    def shifted(self) -> bool:
+        """Run as one 1x1 product per tap on a shifted window: dilated, or ``per_tap``."""
+        return self.dil > 1 or self.per_tap
+
+    @property
     def shifts(self) -> int:
-        """Input windows a tile reads: one per kept tap when dilated (each its own 1x1 product), else one."""
-        return len(self.kept_taps) if self.dil > 1 else 1
+        """Input windows a tile reads: one per kept tap when shifted (each its own 1x1 product), else one."""
+        return len(self.kept_taps) if self.shifted else 1
 
     def shift_of(self, block: int, c0: int) -> tuple[int, int, int]:
         """(rows, columns, channel block) of a channel block counted over the shifts: its window's offset."""
         shift, cb = divmod(block, self.shift_blocks(c0))
-        if self.dil == 1:
+        if not self.shifted:
             return 0, 0, cb
         ky, kx = self.kept_taps[shift]
         return self.dil * ky, self.dil * kx, cb
 
     @property
     def taps(self) -> int:
-        """Weight rows per channel block: one per tap, per kernel row (gather) or one (folded, dilated)."""
-        return 1 if self.fold or self.dil > 1 else self.kh if self.gather else self.kh * self.kw
+        """Weight rows per channel block: one per tap, per kernel row (gather) or one (folded, shifted)."""
+        return 1 if self.fold or self.shifted else self.kh if self.gather else self.kh * self.kw
 
     @property
     def red_channels(self) -> int:
@@ -173,7 +180,7 @@ class Problem:
 
     @property
     def macs(self) -> int:
-        per_out = (self.cg if self.kind != "depthwise" else 1) * (self.shifts if self.dil > 1 else self.kh * self.kw)
+        per_out = (self.cg if self.kind != "depthwise" else 1) * (self.shifts if self.shifted else self.kh * self.kw)
         return self.oh * self.ow * self.k * per_out
 
 
@@ -235,7 +242,10 @@ def problem_of(layer: Layer, cfg: AcceleratorConfig, in_pitch: int = 0, in_gb: i
         gapped = p.windows * in_pitch if in_pitch and in_pitch * p.windows != p.c else 0
     else:
         gapped = in_pitch if in_pitch != p.c else 0
-    return replace(p, in_pitch=gapped, in_gb=in_gb)
+    p = replace(p, in_pitch=gapped, in_gb=in_gb)
+    if p.taps > cfg.weight_rows and isinstance(layer, Conv2d):    # RepLKNet's 31x31: a tap at a time
+        p = replace(p, per_tap=True, gather=False, kept_taps=layer.taps_run)
+    return p
 
 
 def _problem(layer: Layer, cfg: AcceleratorConfig) -> Problem:
@@ -425,7 +435,7 @@ def _geometry(p: Problem, t: "Tiling") -> dict:
     if p.fold:   # im2col by the load unit: a 1x1 convolution over folded channels
         return dict(win_h=t.th, win_w=t.tw, fold_kh=p.kh, fold_kw=p.kw, fold_stride=p.stride, in_w=t.tw,
                     kh=1, kw=1, stride=1)
-    if p.dil > 1:   # one strided 1x1 product per tap, its window shifted (``_Stream._inputs``)
+    if p.shifted:   # one strided 1x1 product per tap, its window shifted (``_Stream._inputs``)
         win_h, win_w = (t.th - 1) * p.stride + 1, (t.tw - 1) * p.stride + 1
         return dict(win_h=win_h, win_w=win_w, fold_kh=0, fold_kw=0, fold_stride=0, in_w=win_w,
                     kh=1, kw=1, stride=p.stride)

@@ -119,7 +119,7 @@ def pack_weights(p: Problem, w: np.ndarray, cfg: AcceleratorConfig, rows_per_oc:
             wa[:, r * c0:r * c0 + kw] = w[:, r, :, 0]
     elif p.kind == "depthwise":     # a row per tap (a dilated kernel's kept taps), each channel on its lane
         lanes = np.arange(p.k) % p.dw_pack
-        taps = p.kept_taps if p.dil > 1 else [(r, s) for r in range(kh) for s in range(kw)]
+        taps = p.kept_taps if p.shifted else [(r, s) for r in range(kh) for s in range(kw)]
         for i, (r, s) in enumerate(taps):
             wa[np.arange(p.k), i * c0 + lanes] = w[:, r, s, 0]
     elif p.fold:
@@ -130,7 +130,7 @@ def pack_weights(p: Problem, w: np.ndarray, cfg: AcceleratorConfig, rows_per_oc:
         full = np.zeros((p.k, ncb * c0, kh, kw), dtype=np.int8)
         full[:, :w.shape[3]] = w.transpose(0, 3, 1, 2)
         taps = full.reshape(p.k, ncb, c0, kh * kw)
-        if p.dil > 1:       # tap-major, a shift's blocks together: the kept taps only
+        if p.shifted:       # tap-major, a shift's blocks together: the kept taps only
             wa[:] = taps.transpose(0, 3, 1, 2)[:, [ky * kw + kx for ky, kx in p.kept_taps]].reshape(p.k, -1)
         else:               # block-major, each block's taps together
             wa[:] = taps.transpose(0, 1, 3, 2).reshape(p.k, -1)

@@ -1268,3 +1268,15 @@ def constant_pad(pads, value: float, size: int = 6, width: int = 8, seed: int = 
     x = g.op("Pad", [x, g.const(pads), g.const(np.float32(value), np.float32)], "/pad", mode="constant")
     y = g.op("Conv", [x, g.weight("h.weight", 4, width + pads[1] + pads[5], 1, 1)], "/h", kernel_shape=[1, 1])
     return g.model([image_input(3, size, size, "input")], [out(y)])
+
+
+def large_kernel(kernel: int = 13, size: int = 16, width: int = 16, groups: int = 0, seed: int = 60):
+    """RepLKNet's and UniRepLKNet's large kernels: a stem, a ``kernel x kernel`` convolution padded to
+    keep the size (depthwise, or ``groups`` groups), a 1x1 convolution."""
+    g = Graph(seed)
+    groups = groups or width
+    x = g.op("Conv", ["input", g.weight("stem.weight", width, 3, 3, 3)], "/stem", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op("Conv", [x, g.weight("lk.weight", width, width // groups, kernel, kernel), g.weight("lk.bias", width)],
+             "/lk", kernel_shape=[kernel, kernel], pads=[kernel // 2] * 4, group=groups)
+    y = g.op("Conv", [x, g.weight("pw.weight", 8, width, 1, 1)], "/pw", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size, "input")], [out(y)])

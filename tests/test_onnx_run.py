@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (constant_pad, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (large_kernel, constant_pad, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -1019,3 +1019,17 @@ def test_resnest_split_attention_runs_bit_exact(cfg_name, tmp_path):
 
 def test_a_channel_padded_by_ones_runs_bit_exact(tmp_path):
     _runs_bit_exact_as_timed(constant_pad([0, 2, 0, 0, 0, 1, 0, 0], 1.0), "tiny", tmp_path)
+
+
+@pytest.mark.parametrize("kernel, groups, cfg_name", [(13, 0, "E"), (31, 0, "E"), (13, 4, "tiny")])
+def test_kernels_of_more_taps_than_the_weight_buffer_holds_run_a_tap_at_a_time(kernel, groups, cfg_name, tmp_path):
+    """A depthwise 13x13 on E (169 taps, 128 weight rows) and RepLKNet's 31x31, a grouped 13x13 on
+    tiny: refused before; run as a dilated kernel is, a 1x1 product per tap on a shifted window
+    (``Problem.per_tap``), bit-exact and timed as the program is."""
+    from hw.config import get_config
+    from mapper.lower import problem_of
+    model = _runs_bit_exact_as_timed(large_kernel(kernel, size=32 if kernel > 16 else 16, groups=groups), cfg_name,
+                                     tmp_path)
+    layer = next(l for l in model.layers if l.kind == "conv2d" and l.kernel == (kernel, kernel))
+    p = problem_of(layer, get_config(cfg_name))
+    assert p.per_tap and p.shifts == kernel * kernel and p.macs == layer.macs

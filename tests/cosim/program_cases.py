@@ -223,11 +223,23 @@ def crops(size: int) -> Model:
     return Model("crops", "full", (size, size, 3), layers)
 
 
+def large_kernel(size: int) -> Model:
+    """Kernels of more taps than tiny's weight buffer holds (RepLKNet's, UniRepLKNet's): a 13x13
+    depthwise convolution and a grouped 13x13 one, each tap a 1x1 product on a window shifted by it,
+    accumulated, as a dilated kernel's are (``mapper.lower.Problem.per_tap``)."""
+    layers = (
+        Conv2d("stem", "encoder", 3, 8, size, size, kernel=3, padding=1, relu=True),
+        Conv2d("dw13", "encoder", 8, 8, size, size, kernel=13, padding=6, groups=8, inputs=("stem",)),
+        Conv2d("g13", "decoder", 8, 8, size, size, kernel=13, padding=6, groups=2, relu=True, inputs=("dw13",)),
+    )
+    return Model("large_kernel", "full", (size, size, 3), layers)
+
+
 #: Networks defined here rather than in the zoo, by name.
 OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat, "nested_concat": nested_concat,
                 "dense_layer": dense_layer, "attention": attention, "c2f": c2f, "atrous": atrous,
                 "pixel_shuffle": pixel_shuffle, "up_conv": up_conv, "shuffle_unit": shuffle_unit,
-                "crops": crops}
+                "crops": crops, "large_kernel": large_kernel}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make
 #: bench`` (issue 13), by configuration, the longest first: Swin-T reduced to one block a stage

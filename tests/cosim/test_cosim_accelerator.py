@@ -272,6 +272,15 @@ def test_dilated_convolutions_program(config_name):
 
 
 @pytest.mark.slow
+def test_kernels_larger_than_the_weight_buffer_program():
+    """13x13 kernels on tiny, whose weight buffer holds 128 taps (``cosim.program_cases.large_kernel``:
+    depthwise and grouped), run a tap at a time on shifted windows: whole on the RTL, cycle for
+    cycle and bit for bit."""
+    seed = default_seed(16)
+    run_accelerator("tiny", seed=seed, programs=[{"model": "large_kernel", "size": 7, "seed": seed}])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("config_name", ["tiny", "e_small"])
 def test_attention_banded_over_its_queries_program(config_name):
     """Attention run band by band of 5 query rows (``cosim.program_cases.attention``): on e_small
