@@ -486,11 +486,21 @@ class _Importer:
                             f"[1, N, C] tokens (batch 1)")
         shape3, strides = _default_layout(tuple(dims))
         view = View(INPUT, shape3, tuple(dims), strides)
+        if len(dims) == 4 and self._read_as_nhwc(inp.name):   # tf2onnx's Keras input: [1, H, W, C]
+            shape3 = tuple(dims[1:])
+            view = L.nhwc(INPUT, shape3)
         self.sources[INPUT] = _Source(INPUT, shape3, "input")
         self.views[inp.name] = view
         if tt.elem_type == _INT8:
             self.quantised[inp.name] = 0.0
         return inp.name, view
+
+    def _read_as_nhwc(self, name: str) -> bool:
+        """Whether every node reading graph input ``name`` first transposes it from NHWC to NCHW."""
+        readers = [n for n in self.graph.node if name in n.input]
+        def perm(node) -> list:
+            return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+        return bool(readers) and all(n.op_type == "Transpose" and perm(n) == [0, 3, 1, 2] for n in readers)
 
     def _graph_outputs(self) -> dict:
         out = {}

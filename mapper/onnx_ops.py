@@ -891,8 +891,9 @@ def _linear(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarra
     flattened image (VGG's classifier), :func:`_dense_over_image`."""
     n, k = weight.shape
     v = imp.act(x_name)
-    if _flattened_image(v):
-        return _dense_over_image(imp, node, x_name, weight, bias, wq)
+    order = _flattened_order(v)
+    if order:
+        return _dense_over_image(imp, node, x_name, weight, bias, wq, order)
     rows_ok = lambda u: L.rows_view(u, k, n, "?", u.src_shape) is not None     # noqa: E731
     x = v if rows_ok(v) else imp.materialise(v, rows_ok)
     if x is None:
@@ -938,17 +939,23 @@ def _tokens_mixed(imp, node, v: View, weight: np.ndarray, bias: Optional[np.ndar
     return True
 
 
-def _flattened_image(v: View) -> bool:
-    """Whether ``v`` is ``[1, C*H*W]`` (or ``[C*H*W]``), an NCHW image of more than one pixel flattened."""
+def _flattened_order(v: View) -> Optional[str]:
+    """``"chw"`` when ``v`` is ``[1, C*H*W]`` (or ``[C*H*W]``), an NCHW image of more than one pixel
+    flattened (PyTorch's ``Flatten``); ``"hwc"`` when it is an NHWC one (Keras' ``Flatten`` after
+    tf2onnx); else None."""
     h, w, c = v.src_shape
     if h * w == 1 or v.shape not in ((1, h * w * c), (h * w * c,)) or not L.covers(v):
-        return False
-    return bool(np.array_equal(L.indices(v).ravel(), np.arange(h * w * c).reshape(h * w, c).T.ravel()))
+        return None
+    idx = L.indices(v).ravel()
+    if np.array_equal(idx, np.arange(h * w * c).reshape(h * w, c).T.ravel()):
+        return "chw"
+    return "hwc" if np.array_equal(idx, np.arange(h * w * c)) else None
 
 
-def _dense_over_image(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarray], wq) -> None:
-    """``flatten(x) @ weight.T + bias`` of an NCHW image: a convolution whose kernel is the image
-    (no padding), to a 1x1 image of N channels."""
+def _dense_over_image(imp, node, x_name: str, weight: np.ndarray, bias: Optional[np.ndarray], wq,
+                      order: str = "chw") -> None:
+    """``flatten(x) @ weight.T + bias`` of an image flattened in ``order`` (``"chw"``, ``"hwc"``): a
+    convolution whose kernel is the image (no padding), to a 1x1 image of N channels."""
     v = imp.act(x_name)
     (h, w, c), n = v.src_shape, weight.shape[0]
     if weight.shape[1] != h * w * c:
@@ -956,7 +963,10 @@ def _dense_over_image(imp, node, x_name: str, weight: np.ndarray, bias: Optional
                        f"supported: [N, {h * w * c}]")
     image = _image_of(imp, x_name, v)
     kernel = f"{node.output[0]}.kernel"
-    imp._set_const(kernel, weight.reshape(n, c, h, w).astype(np.float32))
+    def to_nchw(a: np.ndarray) -> np.ndarray:          # the weights as an [N, C, H, W] kernel
+        return a.reshape(n, c, h, w) if order == "chw" else a.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+    imp._set_const(kernel, np.ascontiguousarray(to_nchw(weight), np.float32))
     inputs = [image, kernel] + ([f"{node.output[0]}.bias"] if bias is not None else [])
     if bias is not None:
         imp._set_const(inputs[2], np.asarray(bias, np.float32).reshape(n))
@@ -968,7 +978,7 @@ def _dense_over_image(imp, node, x_name: str, weight: np.ndarray, bias: Optional
     out = imp.last_value_of(conv)
     if wq is not None:
         q, scale = wq
-        imp.weight_q[conv] = (q.reshape(n, c, h, w).transpose(0, 2, 3, 1), scale)
+        imp.weight_q[conv] = (np.ascontiguousarray(to_nchw(q).transpose(0, 2, 3, 1)), scale)
         if bn is not None and out != node.output[0]:
             _fold_into_weight_q(imp, conv, _batchnorm_affine(imp, bn, n)[0])
     imp.views[out] = L.reshape(_view(imp, out), v.shape[:-1] + (n,)).named(out)

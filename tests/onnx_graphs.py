@@ -467,7 +467,8 @@ def window_reverse_to_tokens(merged: bool = True, reverse_first: bool = False, f
 
 def dense_classifier(form: str = "flatten", qdq: bool = False, bn: bool = False, seed: int = 23):
     """VGG's classifier: a convolution and a max pool to a 3x4 map of 8 channels, flattened
-    (``Flatten`` then ``Gemm`` with ``transB``; ``reshape``: ``Reshape [1, -1]`` then ``MatMul``), a ReLU,
+    (``Flatten`` then ``Gemm`` with ``transB``; ``reshape``: ``Reshape [1, -1]`` then ``MatMul``; ``nhwc``:
+    Keras' after tf2onnx, a ``Transpose`` to NHWC, ``Reshape [1, -1]``, ``MatMul``), a ReLU,
     a second ``Gemm`` to 10 logits; ``qdq`` puts the first dense weights behind a DequantizeLinear;
     ``bn``, ArcFace's features, a ``BatchNormalization`` (some scales negative) before the ReLU."""
     g = Graph(seed)
@@ -482,6 +483,8 @@ def dense_classifier(form: str = "flatten", qdq: bool = False, bn: bool = False,
                  "/fc1", transB=1)
     else:
         weight = _qweight(g, "fc1.weight_t", w.T.copy(), axis=1)[0] if qdq else g.init("fc1.weight_t", w.T.copy())
+        if form == "nhwc":
+            x = g.op("Transpose", [x], "/flatten", perm=[0, 2, 3, 1])
         y = g.op("MatMul", [g.reshape(x, [1, -1], "/flatten"), weight], "/fc1")
     if bn:
         stats = [(g.rng.uniform(-1.5, 1.5, 16)), g.rng.normal(0, 0.1, 16), g.rng.normal(0, 0.1, 16), g.rng.uniform(0.5, 2, 16)]
@@ -1280,3 +1283,15 @@ def large_kernel(kernel: int = 13, size: int = 16, width: int = 16, groups: int 
              "/lk", kernel_shape=[kernel, kernel], pads=[kernel // 2] * 4, group=groups)
     y = g.op("Conv", [x, g.weight("pw.weight", 8, width, 1, 1)], "/pw", kernel_shape=[1, 1])
     return g.model([image_input(3, size, size, "input")], [out(y)])
+
+
+def keras_nhwc(size: int = 12, width: int = 8, classes: int = 5, seed: int = 61):
+    """A Keras classifier after tf2onnx (without ``--inputs-as-nchw``): an NHWC input ``[1, H, W, 3]``
+    transposed to NCHW, a convolution, ReLU, transposed back to NHWC, flattened, a dense layer."""
+    g = Graph(seed)
+    x = g.op("Transpose", ["input_1"], "/in", perm=[0, 3, 1, 2])
+    x = g.op("Relu", [g.op("Conv", [x, g.weight("c.weight", width, 3, 3, 3)], "/c", kernel_shape=[3, 3], pads=[1] * 4,
+                           strides=[2, 2])], "/c")
+    x = g.reshape(g.op("Transpose", [x], "/flatten", perm=[0, 2, 3, 1]), [1, -1], "/flatten")
+    y = g.op("MatMul", [x, g.weight("dense.kernel", (size // 2) ** 2 * width, classes)], "/dense")
+    return g.model([helper.make_tensor_value_info("input_1", TensorProto.FLOAT, [1, size, size, 3])], [out(y)])

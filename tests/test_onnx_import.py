@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, constant_pad, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, keras_nhwc, constant_pad, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -582,12 +582,13 @@ def test_a_channel_sum_of_a_split_part_is_a_product_by_ones_of_its_slice():
     assert _max_rel_error(proto, imp) <= RTOL
 
 
-@pytest.mark.parametrize("form", ["flatten", "reshape"])
+@pytest.mark.parametrize("form", ["flatten", "reshape", "nhwc"])
 @pytest.mark.parametrize("qdq", [False, True], ids=["float", "qdq"])
 def test_a_dense_layer_of_a_flattened_image_is_a_convolution_over_it(form, qdq):
     """VGG's, AlexNet's ``Flatten`` (or ``Reshape [1, -1]``) of a map larger than one pixel, then a
     dense layer, was refused: it is a convolution whose kernel is the map (weights reordered from the
-    flattened NCHW order), to one pixel; a QDQ weight keeps its int8 values, reordered alike."""
+    flattened NCHW order, or NHWC: Keras' after tf2onnx, refused until stop 59), to one pixel; a QDQ
+    weight keeps its int8 values, reordered alike."""
     proto = dense_classifier(form, qdq)
     imp = import_onnx(proto, "vgg")
     conv = next(l for l in imp.model.layers if l.kind == "conv2d" and l.kernel == (3, 4))
@@ -2071,3 +2072,13 @@ def test_a_qdq_token_mixing_weight_keeps_its_int8_values_or_is_refused():
     assert _max_rel_error(proto, imp) <= RTOL
     with pytest.raises(OnnxImportError, match="8 scales \\(per channel\\) read as a product's constant operand"):
         import_onnx(mixer(qdq="channel"), "mixer")
+
+
+def test_an_nhwc_input_that_is_transposed_to_nchw_is_read_as_nhwc():
+    """tf2onnx's Keras input ``[1, H, W, 3]``, whose readers transpose it to NCHW, was read as an NCHW
+    ``[1, C=H, ...]`` and refused at the convolution; and Keras' flatten of an NHWC map into a dense
+    layer (helper-115)."""
+    proto = keras_nhwc()
+    imp = import_onnx(proto, "keras")
+    assert imp.model.input == (12, 12, 3) and [l.kind for l in imp.model.layers] == ["conv2d", "conv2d"]
+    assert _max_rel_error(proto, imp) <= RTOL

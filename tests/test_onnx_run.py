@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (large_kernel, constant_pad, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (keras_nhwc, large_kernel, constant_pad, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -1033,3 +1033,7 @@ def test_kernels_of_more_taps_than_the_weight_buffer_holds_run_a_tap_at_a_time(k
     layer = next(l for l in model.layers if l.kind == "conv2d" and l.kernel == (kernel, kernel))
     p = problem_of(layer, get_config(cfg_name))
     assert p.per_tap and p.shifts == kernel * kernel and p.macs == layer.macs
+
+
+def test_a_keras_nhwc_classifier_runs_bit_exact(tmp_path):
+    _runs_bit_exact_as_timed(keras_nhwc(), "tiny", tmp_path)
