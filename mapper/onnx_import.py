@@ -61,7 +61,7 @@ __all__ = ["OnnxImportError", "Imported", "load_onnx", "import_onnx", "is_onnx_p
 CUSTOM_DOMAIN = "com.vitaccel"
 #: Model metadata key under which the exporter stores each layer's part (JSON: name -> part).
 PARTS_KEY = "vitaccel.parts"
-_FLOAT, _INT8, _UINT8 = 1, 3, 2           # onnx.TensorProto data types
+_FLOAT, _INT8, _UINT8, _FLOAT16 = 1, 3, 2, 10     # onnx.TensorProto data types
 _LAYOUT_CLASSES = {"crop": Crop, "roll": Roll, "window_partition": WindowPartition,
                    "window_reverse": WindowReverse, "patch_merge": PatchMerge, "channel_slice": ChannelSlice,
                    "depth_to_space": DepthToSpace, "channel_shuffle": ChannelShuffle, "pixel_reshape": PixelReshape}
@@ -443,9 +443,11 @@ class _Importer:
             self._set_const(t.name, numpy_helper.to_array(t))
 
     def _set_const(self, name: str, arr: np.ndarray, after: Optional[str] = None) -> None:
+        if arr.dtype == np.float16:             # a half-precision export's: widened exactly
+            arr = arr.astype(np.float32)
         if arr.dtype.kind == "f":
             if arr.dtype != np.float32:
-                raise self.fail(f"tensor {name!r} has data type {arr.dtype}; supported: float32 and int8")
+                raise self.fail(f"tensor {name!r} has data type {arr.dtype}; supported: float32, float16 and int8")
             bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
             if bad:
                 readers = [n.name or n.output[0] for n in self.graph.node if name in n.input]
@@ -469,9 +471,9 @@ class _Importer:
                             f"supported: one image or token input")
         inp = inputs[0]
         tt = inp.type.tensor_type
-        if tt.elem_type not in (_FLOAT, _INT8):
-            raise self.fail(f"input {inp.name!r} has data type {_type_name(tt.elem_type)}; supported: float32 "
-                            f"and int8")
+        if tt.elem_type not in (_FLOAT, _FLOAT16, _INT8):
+            raise self.fail(f"input {inp.name!r} has data type {_type_name(tt.elem_type)}; supported: float32, "
+                            f"float16 and int8")
         dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
         empty = [(k, d) for k, d in enumerate(dims) if isinstance(d, int) and d <= 0]
         if empty:

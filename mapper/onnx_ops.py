@@ -125,8 +125,11 @@ def _alias(imp, node) -> None:
 
 @_op("Cast")
 def _cast(imp, node) -> None:
-    if _attrs(node).get("to") != 1:
-        raise imp.fail("a cast of a tensor to a type other than float32; supported: float32 and int8 data")
+    """To float32, or float16 (a mixed-precision export's): the network computes in float32, int8
+    on the accelerator, so a cast between floats changes nothing."""
+    if _attrs(node).get("to") not in (1, 10):
+        raise imp.fail("a cast of a tensor to a type other than float32 or float16; supported: float32, float16 "
+                       "and int8 data")
     v = _view(imp, node.input[0])
     _out(imp, node, v, prior=v)
 

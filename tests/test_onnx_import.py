@@ -295,8 +295,28 @@ def test_dynamic_batched_and_wrongly_typed_inputs():
     _refused(single_op("Relu", shape=(2, 8, 8, 8)), "batch 1")
     g = Graph()
     y = g.op("Relu", ["x"], "")
-    proto = g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 8, 4, 4])], [out(y)])
-    _refused(proto, "float16", "float32 and int8")
+    proto = g.model([helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 8, 4, 4])], [out(y)])
+    _refused(proto, "double", "float32, float16 and int8")
+
+
+def test_a_half_precision_export_is_widened_to_float32():
+    """``model.half()``'s export (float16 input, initializers and constants; refused before): the
+    values widened exactly; the float reference agrees with onnxruntime's float16 arithmetic to its
+    precision."""
+    proto, _ = cnn()
+    for t in proto.graph.initializer:
+        t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+    proto.graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT16
+    proto.graph.output[0].type.tensor_type.elem_type = TensorProto.FLOAT16
+    imp = import_onnx(proto, "half")
+    x = np.random.default_rng(0).normal(size=imp.model.input).astype(np.float32)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    [got] = sess.run(None, {imp.input_name: L.gather(imp.input_view, x.ravel()).astype(np.float16)})
+    [v] = imp.outputs.values()
+    want = L.gather(v, dict(reference.run_float(imp.model, imp.weights, x))[v.source].ravel())
+    assert np.max(np.abs(want - got.astype(np.float32))) <= 2e-3 * np.max(np.abs(want))      # float16's 11 bits
 
 
 def test_operations_the_ir_cannot_express():
