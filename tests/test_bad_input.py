@@ -65,6 +65,9 @@ def assert_refused(r: subprocess.CompletedProcess, *needles: str, absent: str = 
     ([*SIM, "--clock-ghz", "1e308"], ["1e+308", "between 0.01 and 20"], ""),
     ([*SIM, "--clock-ghz", "nan"], ["nan", "between 0.01 and 20"], ""),
     ([*SIM, "--dram-latency", "99999999999999999999"], ["dram_latency", "at most"], ""),
+    # not a number: what the option is, not argparse's "invalid int value" (helper-116)
+    ([*SIM, "--dram-latency", "2.5"], ["--dram-latency", "'2.5' is not a whole number", "DRAM latency in cycles"],
+     "invalid int value"),
     # a binary CSV: the file and what is wrong, not "utf-8"
     (["sim.rdd", "--model", "segformer_b2", "--budgets", "binary.csv"], ["binary.csv", "not a text CSV"], ""),
     (["sim.paths", "--model", "segformer_b2", "--accuracy", "binary.csv"], ["binary.csv", "not a text CSV"], ""),
