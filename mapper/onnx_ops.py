@@ -927,8 +927,9 @@ def _tokens_mixed(imp, node, v: View, weight: np.ndarray, bias: Optional[np.ndar
     if len(v.shape) < 2:
         return False
     perm = tuple(range(len(v.shape) - 2)) + (len(v.shape) - 1, len(v.shape) - 2)
-    ok = lambda u: u.size == math.prod(u.src_shape) and L.is_form(u, L.reshape(L.tokens(u.source, u.src_shape),   # noqa: E731
-                                                                                u.shape))
+    def ok(u: View) -> bool:                # the whole token tensor, in its order
+        return u.size == math.prod(u.src_shape) and L.is_form(u, L.reshape(L.tokens(u.source, u.src_shape), u.shape))
+
     vt = L.transpose(v, perm)
     vt = vt if ok(vt) else imp.materialise(vt, ok)
     if vt is None:
@@ -1027,7 +1028,8 @@ def _matmul(imp, node) -> None:
     b = imp.act(node.input[1])
     if imp.is_const(node.input[0]):
         qc = imp.qconst.get(node.input[0])
-        imp.views[node.output[0]] = _constant_times(imp, node, imp.array(node.input[0]), b, _one_scale(imp, qc and qc[1]))
+        scale = _one_scale(imp, qc and qc[1])
+        imp.views[node.output[0]] = _constant_times(imp, node, imp.array(node.input[0]), b, scale)
         return
     imp.views[node.output[0]] = _product(imp, node, imp.act(node.input[0]), b)
 
@@ -1081,7 +1083,8 @@ def _product(imp, node, a: View, b: View, swap: bool = True) -> View:
     perm = tuple(range(len(a.shape) - 2)) + (len(a.shape) - 1, len(a.shape) - 2)
     if plan is None and swap and _product_plan(b.src_shape, a.src_shape, ib.transpose(0, 2, 1),
                                                ia.transpose(0, 2, 1)) is not None:
-        return L.transpose(_product(imp, node, L.transpose(b, perm), L.transpose(a, perm), swap=False), perm)  # (b^T a^T)^T
+        bt_at = _product(imp, node, L.transpose(b, perm), L.transpose(a, perm), swap=False)
+        return L.transpose(bt_at, perm)                                     # (b^T a^T)^T
     if plan is None:
         raise imp.fail("its operands are not laid out as the IR's products read them (per head, K contiguous "
                        "channels of the tokens; windows interleaved in the tokens; mapper/ir.py MatMul)")
