@@ -168,11 +168,16 @@ class _Finder:
                 self.users.setdefault(src, []).append(layer.name)
         self.outputs = set(model.output_names)
 
+    def member(self, step: Step) -> bool:
+        """``_member``, but not a kernel run a tap at a time (``Problem.per_tap``, as dilated ones are
+        not: shifted windows are not run in bands)."""
+        return _member(step) and not problem_of(step.layer, self.cfg, step.in_pitch).per_tap
+
     def links(self, a: Step, b: Step, tokens: int, grid) -> bool:
         """Whether ``b`` can follow ``a`` in a chain over ``tokens`` tokens on ``grid``."""
         t = a.output
         st = self.storage[t]
-        if (not _member(b) or not reads_alone(b.layer, t) or self.users.get(t) != [b.layer.name]
+        if (not self.member(b) or not reads_alone(b.layer, t) or self.users.get(t) != [b.layer.name]
                 or t in self.outputs or st.buffer != t or st.offset != 0):
             return False
         g, n = _grid_of(b.layer)
@@ -191,7 +196,7 @@ class _Finder:
                 continue
             if len(cur) >= 2:
                 found.append(cur)
-            cur, (grid, tokens) = ([i], _grid_of(st.layer)) if _member(st) else ([], (None, 0))
+            cur, (grid, tokens) = ([i], _grid_of(st.layer)) if self.member(st) else ([], (None, 0))
         if len(cur) >= 2:
             found.append(cur)
         return found

@@ -56,6 +56,17 @@ def test_chains_follow_the_rule_not_names():
     assert _chain_names(_convs(7, output=True)) == [["dw", "pw"]]
 
 
+def test_a_kernel_run_a_tap_at_a_time_is_in_no_chain():
+    """A depthwise 13x13 on tiny (169 taps, 128 weight rows: ``Problem.per_tap``) keeps rows like a
+    3x3 but runs on shifted windows, as a dilated kernel does: no chain holds it."""
+    a = Conv2d("a", "encoder", 8, 16, 7, 6, kernel=3, padding=1, relu=True, inputs=("input",))
+    big = Conv2d("dw", "encoder", 16, 16, 7, 6, kernel=13, padding=6, groups=16, inputs=("a",))
+    pw = Conv2d("pw", "encoder", 16, 8, 7, 6, inputs=("dw",))
+    model = Model("big", "full", (7, 6, 8), (a, big, pw, Add("sum", "encoder", inputs=("pw", "pw"))))
+    assert _chain_names(model) == []
+    assert _chain_names(_convs(7)) == [["a", "dw", "pw"]]          # the 3x3 in its place chains
+
+
 def test_segformer_chains_are_its_attention_its_mlps_and_its_decoder_head():
     model = build_model("segformer_b0", size=(64, 64))
     names = _chain_names(model, E)
