@@ -805,16 +805,14 @@ def _split(p: Problem) -> list[tuple[Problem, int]]:
 
 
 def check_fits(p: Problem, cfg: AcceleratorConfig) -> None:
-    """Raise MappingError naming the buffer that cannot hold the smallest tile of ``p``."""
+    """Raise MappingError naming the buffer that cannot hold the smallest tile of ``p`` (its weights
+    always fit: ``problem_of`` runs a kernel of more taps than the weight buffer holds a tap at a time)."""
     t = Tiling(1, cfg.num_pe, 1, 1, 1, False)
     geo = _geometry(p, t)
     if geo["win_h"] * geo["win_w"] > cfg.input_rows // 2:
         raise MappingError(f"{p.name}: the input buffer ({cfg.input_buf_bytes} bytes, half = "
                            f"{cfg.input_rows // 2} rows of C0) cannot hold the {geo['win_h']}x{geo['win_w']} "
                            f"input window of one output pixel")
-    if p.taps > cfg.weight_rows:
-        raise MappingError(f"{p.name}: the weight buffer ({cfg.weight_buf_bytes} bytes, {cfg.weight_rows} rows "
-                           f"per vector MAC) cannot hold the {p.taps} kernel taps of one channel block")
     if cfg.accum_depth // 2 < 1:
         raise MappingError(f"{p.name}: the accumulation buffer ({cfg.accum_depth} entries) is too small")
 
