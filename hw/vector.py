@@ -57,7 +57,7 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
            "row_lane_refusals", "row_and_heads", "plain_axis", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
            "divides_as", "pool_taps", "adaptive_window_above", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "axis_refusals",
-           "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside",
+           "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside", "overlapping_writes",
            "header_extent", "descriptor_refusals", "PARAM_RANGES", "params_outside", "pass_refusals", "first_refusal"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
@@ -370,6 +370,63 @@ def pass_extents(head, operands, stages, hold=None) -> list[tuple]:
 def extents_outside(extents, dram_bytes: int) -> list:
     """Of :func:`pass_extents`, whether each touched range leaves DRAM bytes ``0 .. dram_bytes - 1``."""
     return [touched & (negative(lo) | (hi >= dram_bytes)) for _, touched, lo, hi in extents]
+
+
+def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple]:
+    """Of :func:`pass_extents`, ``[(where, fields, why, condition)]`` as :func:`pass_refusals`:
+    whether a live stage writes an operand whose bytes may meet another range the pass touches
+    (another operand, read or written, or a table).  The functional model reads a pass's operands
+    before it writes, the RTL streams its rows, so they agree only on disjoint bytes, or on an
+    operand written in place through its own slot.  Ranges that overlap are disjoint when the two
+    operands are channel slices of one raster (:func:`_slices_of_one_raster`: a concatenation's
+    parts, Swin's patch merging).  One rule for ``execute_vec`` and the RTL's executor (``DATA``);
+    a stage's written operand is a multiplexer over the slots, compared with every other range."""
+    hold = hold or _no_hold
+    n = MAX_OPERANDS
+    cells = [_raster_cell(op, hold) for op in operands]
+    out = []
+    for i, (on, st) in enumerate(zip(_live(head), stages)):
+        if on is False:             # on integers: an empty slot writes nothing
+            continue
+        target = st["out"]
+        written = all_of(on, target != NONE, lookup(target, [e[1] for e in extents[:n]], False))
+        lo, hi = (lookup(target, [e[p] for e in extents[:n]], 0) for p in (2, 3))
+        mine = {name: lookup(target, [op[name] for op in operands], 0) for name in _RASTER_FIELDS}
+        cell = lookup(target, cells, 0)
+        for j, (what, touched, other_lo, other_hi) in enumerate(extents):
+            other = all_of(touched, target != j) if j < n else touched
+            apart = hold(_slices_of_one_raster(mine, cell, operands[j], cells[j])) if j < n else False
+            out.append((f" stage {i}", {}, f"its result overlaps {what} (a pass's operands are disjoint, "
+                        "channel slices of one raster, or one written in place through its own slot)",
+                        all_of(written, other, lo <= other_hi, other_lo <= hi, not_(apart))))
+    return out
+
+
+#: The fields :func:`_slices_of_one_raster` compares.
+_RASTER_FIELDS = ("base", "c", "y_n", "x_n", "y_s_lo", "x_s_lo")
+
+
+def _raster_cell(op, hold) -> object:
+    """The bytes of a pixel's cell of operand slot ``op`` when it is a plain raster whose pixels'
+    cells do not meet (rows of ``x_n`` cells of ``x_s_lo`` bytes, a row's ``y_s_lo`` past them all),
+    else 0: a pixel of a single column's is ``y_s_lo``, of a single pixel's any."""
+    y_n, x_n, y_s, x_s = (op[name] for name in ("y_n", "x_n", "y_s_lo", "x_s_lo"))
+    plain = all_of(*(plain_axis(op[a + "n"], op[a + "start"], op[a + "wrap"], op[a + "valid"], op[a + "win"])
+                     for a in ("y_", "x_")))
+    row = hold(x_n * x_s, 1)
+    rows_apart = any_of(y_n == 1, all_of(x_n > 1, y_s >= row), all_of(x_n == 1, y_s > 0))
+    size = sel(x_n > 1, x_s, sel(y_n > 1, y_s, 1 << 32))
+    return sel(all_of(plain, rows_apart), size, 0)
+
+
+def _slices_of_one_raster(a, a_cell, b, b_cell) -> object:
+    """Whether operand slots ``a`` and ``b`` hold disjoint channel windows ``[base, base + c)`` of
+    the same plain raster (its sizes and strides), both within one pixel's cell: their bytes are
+    disjoint though their ranges overlap."""
+    same = all_of(*(a[name] == b[name] for name in _RASTER_FIELDS[2:]), a_cell > 0, a_cell == b_cell)
+    a_end, b_end = a["base"] + a["c"], b["base"] + b["c"]
+    span = vmax(a_end, b_end) - vmin(a["base"], b["base"])
+    return all_of(same, any_of(a_end <= b["base"], b_end <= a["base"]), span <= a_cell)
 
 
 # ---- stages and descriptors ----------------------------------------------------------------------

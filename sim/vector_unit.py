@@ -19,7 +19,7 @@ from hw.isa import ErrorCode, StreamError, VecOp
 from hw.numerics import unpack_entries
 from hw.vector import (HEADER_BYTES, LN_ENTRY, LN_ENTRY_BYTES, MAX_DESCRIPTOR_BYTES, NONE, PREV, SPATIAL, Descriptor,
                        PoolMode, decode_descriptor, decode_header, descriptor_extent, descriptor_field_slots,
-                       extents_outside, first_refusal, header_extent, operand_addresses, pass_extents, pass_refusals,
+                       extents_outside, first_refusal, overlapping_writes, header_extent, operand_addresses, pass_extents, pass_refusals,
                        spatial_refusals, spatial_slots, vec_fields)
 
 __all__ = ["execute_vec", "softmax_rows"]
@@ -36,8 +36,9 @@ def execute_vec(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) -> 
 
     StreamError (``DATA``) when the descriptor leaves the DRAM's ``dram_bytes`` or is malformed,
     the instruction's timing fields are not the descriptor's (``hw.vector.vec_fields``), the pass
-    touches bytes outside the DRAM (``hw.vector.pass_extents``) or holds what the operators refuse
-    (``hw.vector.pass_refusals``, every stage's), all before anything is written, in the order the
+    touches bytes outside the DRAM (``hw.vector.pass_extents``), holds what the operators refuse
+    (``hw.vector.pass_refusals``, every stage's) or writes bytes it reads through another operand
+    (``hw.vector.overlapping_writes``), all before anything is written, in the order the
     RTL's executor checks them; ``sim.functional.DramBoundsError`` when the descriptor or the pass
     reaches bytes inside the DRAM but past the image ``dram``, which models only its start."""
     addr = fields["desc_addr"]
@@ -50,8 +51,9 @@ def execute_vec(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) -> 
     if got != want:
         raise _data_error(f"{where}: timing fields {got} are not those of its descriptor {want}")
     slots = descriptor_field_slots(d)           # built once with the descriptor: its check and its fields read them
-    _check_ranges(pass_extents(*slots), dram, where, dram_bytes)
-    why = first_refusal(pass_refusals(*slots))
+    extents = pass_extents(*slots)
+    _check_ranges(extents, dram, where, dram_bytes)
+    why = first_refusal(pass_refusals(*slots) + overlapping_writes(*slots, extents))
     if why is not None:
         raise _data_error(f"{where}:{why}")
     _Pass(d, dram, where).run()

@@ -390,6 +390,14 @@ def _refused(kind: str) -> vec.Descriptor:
         # chain the spatial unit does not build (hw.vector.spatial_refusals), and no spatial unit here
         "resize": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, NEAREST_1X2),
                    vec.Stage(VecOp.ADD, vec.PREV, 1, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+        # results over bytes the pass reads (hw.vector.overlapping_writes): the functional model
+        # reads a pass before it writes, the RTL streams, so only disjoint ranges have one outcome
+        "result ahead of its source": [vec.Stage(VecOp.ADD, 0, 1, 4, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+        "result behind its source": [vec.Stage(VecOp.COPY, 4, vec.NONE, 0, {})],
+        "result over its table": [vec.Stage(VecOp.LAYERNORM, 0, vec.NONE, 1, {**good_ln, "table": 60})],
+        "resize over its source": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, 4, NEAREST_1X2)],
+        # operands 5 and 6: channels 0-2 and 4-6 of a raster of 6-byte pixels, so they meet at byte 6
+        "result over a slice wider than its pixel": [vec.Stage(VecOp.COPY, 5, vec.NONE, 6, {})],
         "two rows": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, good_sm),
                      vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, good_ln)],
         "three rows": [vec.Stage(VecOp.LAYERNORM, 0 if i == 0 else vec.PREV, vec.NONE, 1, good_ln) for i in range(3)],
@@ -398,7 +406,10 @@ def _refused(kind: str) -> vec.Descriptor:
     # a bias of 2 channels repeated across rows of 3: its channel would not restart with each row
     bias = dataclasses.replace(plain, base=128, c=2, repeat=True)
     square = vec.Operand(160, 6, vec.Axis(2, 12), vec.Axis(2, 6))
-    return unchecked(vec.Descriptor, h=1, w=2, c=6, operands=(plain, out, bias, square), stages=tuple(stages))
+    ahead = dataclasses.replace(plain, base=2)          # operand 0's bytes 2.. and two more
+    narrow, beside = dataclasses.replace(plain, base=80, c=3), dataclasses.replace(plain, base=84, c=3)
+    return unchecked(vec.Descriptor, h=1, w=2, c=6, operands=(plain, out, bias, square, ahead, narrow, beside),
+                     stages=tuple(stages))
 
 
 def unchecked(cls, **fields):
@@ -416,7 +427,9 @@ REFUSED = ["resize", "two rows", "three rows", "row beyond max_row", "repeat acr
 #: (``descriptor_refusals``): DATA, refused before anything is written by the simulator and, before
 #: its unit starts, by the executor (``executor_runs``).
 REFUSED_DATA = ["add shift", "softmax exp_shift", "softmax row", "layernorm shift", "later layernorm shift",
-                "channels disagree", "copy of other channels", "class map chain", "raster", "resize chain raster"]
+                "channels disagree", "copy of other channels", "class map chain", "raster", "resize chain raster",
+                "result ahead of its source", "result behind its source", "result over its table", "resize over its source",
+                "result over a slice wider than its pixel"]
 #: What the executor's spatial unit does not build: the functional model runs it, the executor
 #: refuses it with UNSUPPORTED (``executor_runs``).
 REFUSED_SPATIAL = ["resize result unread"]
@@ -438,6 +451,16 @@ def test_the_simulator_refuses_before_it_writes(kind):
         execute_vec({"desc_addr": dram.size, **vec.vec_fields(d)}, image, "test VEC", TINY.dram_bytes)
     assert err.value.code == ErrorCode.DATA
     np.testing.assert_array_equal(image, before)
+
+
+@pytest.mark.parametrize("kind", [k for k in REFUSED_DATA if " its " in k])
+def test_a_result_over_bytes_the_pass_reads_is_refused_as_an_overlap(kind):
+    """The overlaps are refused by their own rule (``hw.vector.overlapping_writes``), not another."""
+    d = _refused(kind)
+    head, operands, stages = vec.descriptor_field_slots(d)
+    assert vec.first_refusal(vec.pass_refusals(head, operands, stages)) is None
+    why = vec.first_refusal(vec.overlapping_writes(head, operands, stages, vec.pass_extents(head, operands, stages)))
+    assert why is not None and why.startswith(" stage 0: its result overlaps"), why
 
 
 @pytest.fixture(scope="module")
@@ -817,6 +840,25 @@ def refused_while_running(rng) -> dict:
     return passes
 
 
+def slices_of_one_raster(rng) -> dict:
+    """Passes whose written operands' ranges overlap other operands' but not their bytes: channel
+    slices of one raster (``hw.vector.overlapping_writes``), a tensor concatenated with itself (its
+    first part copied into the others) and Swin's patch merging (four sources into four slices)."""
+    h, w, c = 2, 3, 4
+    passes = {}
+    for name, parts in (("concatenated with itself", 3), ("patch merging", 4)):
+        dram = Dram(rng)
+        base = dram.alloc(h * w * parts * c)
+        slices = [vec.Operand(base + k * c, c, vec.Axis(h, w * parts * c), vec.Axis(w, parts * c)) for k in range(parts)]
+        if parts == 3:
+            operands, stages = slices, [vec.Stage(VecOp.COPY, 0, vec.NONE, k, {}) for k in (1, 2)]
+        else:
+            operands = [op for s in slices for op in (input_operand(dram, rng, h, w, c), s)]
+            stages = [vec.Stage(VecOp.COPY, 2 * k, vec.NONE, 2 * k + 1, {}) for k in range(parts)]
+        passes[name] = (vec.Descriptor(h, w, c, tuple(operands), tuple(stages)), dram.image())
+    return passes
+
+
 #: Passes moved out of tiny's DRAM by one byte (``vec_passes.leaving_dram``): (pass, how, operand:
 #: -1 the last, an output; None the first it can move).
 #: The softmax with a layernorm is one the unit does not build: DATA comes first.
@@ -842,6 +884,7 @@ def executor_runs() -> list:
     rng = np.random.default_rng([SEED, 11])
     dut = VectorExecutor(TINY, max_row=64)
     passes = {chain: random_pass(rng, CHAINS[chain]) for chain in CHAINS} | refused_while_running(rng)
+    passes |= slices_of_one_raster(rng)
     runs = []
     for name, (d, dram) in passes.items():
         image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
@@ -894,7 +937,7 @@ def test_vector_executor_runs_a_vec_from_its_descriptor_address(executor_runs):
         if not np.array_equal(image, want):
             pytest.fail(f"{chain}: {first_difference(image, want)}")
     mismatched = len(MISMATCHED_EVERY_FIELD) * len(vec.TIMING_FIELDS) + len(MISMATCHED_ONE_FIELD)
-    assert codes == {None: len(CHAINS), ErrorCode.DATA: 1 + mismatched + len(LEAVING_CASES)
+    assert codes == {None: len(CHAINS) + 2, ErrorCode.DATA: 1 + mismatched + len(LEAVING_CASES)
                      + len(REFUSED_DATA), ErrorCode.UNSUPPORTED: 2 + len(REFUSED_SPATIAL)}
 
 

@@ -4,10 +4,11 @@
 vector executor does before it starts a unit (``hw.rtl.vector_executor``).  On the fetched slots the
 check evaluates ``hw.vector.descriptor_refusals`` (what ``decode_descriptor`` refuses),
 ``hw.vector.slot_fields`` (what ``vec_fields`` and so the simulator's ``execute_vec`` evaluate),
-``hw.vector.pass_extents`` and ``hw.vector.pass_refusals``: a malformed descriptor, a VEC whose
-fields are not its descriptor's, a pass whose operands or tables leave the configuration's DRAM
-(``dram_bytes``) or one holding what the operators refuse (any live stage's parameters, rows,
-channels or rasters) is refused with ``DATA``, ``hw.timing.VEC_FIELD_CHECK`` cycles after the
+``hw.vector.pass_extents``, ``hw.vector.pass_refusals`` and ``hw.vector.overlapping_writes``: a
+malformed descriptor, a VEC whose fields are not its descriptor's, a pass whose operands or tables
+leave the configuration's DRAM (``dram_bytes``), one holding what the operators refuse (any live
+stage's parameters, rows, channels or rasters) or one writing bytes it also reads through another
+operand is refused with ``DATA``, ``hw.timing.VEC_FIELD_CHECK`` cycles after the
 fetch, before anything is read or written and before the unit's own refusals, as ``execute_vec``
 refuses it.  The rules' terms are registered at ``hw.vector.FIELD_HOLD_LEVELS`` levels
 (``hw.rtl.unit.level_held``), so that no cycle of the check is deeper than about a product.
@@ -98,18 +99,21 @@ class DescriptorCheck(wiring.Component):
         """(checking, its last cycle ``VEC_FIELD_CHECK`` cycles after ``fetched``, whether the fetched
         descriptor, which holds still from ``fetched`` on, is malformed, ``hw.vector.descriptor_refusals``,
         its fields differ from the VEC's, ``hw.vector.slot_fields``, the pass touches bytes outside the
-        DRAM, ``hw.vector.pass_extents``, or holds what the operators refuse, ``hw.vector.pass_refusals``).
+        DRAM, ``hw.vector.pass_extents``, holds what the operators refuse, ``hw.vector.pass_refusals``,
+        or writes over bytes it reads, ``hw.vector.overlapping_writes``).
         Each rule's terms are registered (``level_held``) so that no cycle holds more than about a
         product or two adds; the groups' ORs are the last level."""
         hold, levels = level_held(m, "field_term")
         slots = field_slots(self._fetch.desc)
         with wired(m):
             want = vec.slot_fields(*slots, hold=hold)
+            extents = vec.pass_extents(*slots, hold=hold)
             groups = [
                 [refused for _, _, _, refused in vec.descriptor_refusals(*slots, hold=hold)],
                 [want[name] != getattr(self.fields, name) for name in vec.TIMING_FIELDS],
-                vec.extents_outside(vec.pass_extents(*slots, hold=hold), self._dram_bytes),
+                vec.extents_outside(extents, self._dram_bytes),
                 [refused for _, _, _, refused in vec.pass_refusals(*slots, hold=hold)],
+                [refused for _, _, _, refused in vec.overlapping_writes(*slots, extents, hold=hold)],
             ]
             refusals = [hold(any_of(*group)) for group in groups]
         assert max(levels) + 1 == VEC_FIELD_CHECK, \
