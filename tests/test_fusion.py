@@ -142,7 +142,7 @@ def test_bench_fusion_saving_is_the_difference_of_two_runs():
     from sim.bench import PAPER, figures, fusion_saving
     from sim.energy import EnergyModel
     from sim.simulator import DRAM_EVENTS
-    model, cfg = build_model("segformer_b0", size=(64, 64)), get_config("small")
+    model, cfg = build_model("segformer_b0", size=(32, 32)), get_config("small")
     fused, plain = simulate(model, cfg), simulate(model, cfg, fuse=False)
     paper = PAPER["segformer_b2"]           # figures() needs the paper's largest layer, which B0 has too
     saved = fusion_saving(figures(fused, paper), figures(plain, paper))
