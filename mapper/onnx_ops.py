@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 from fractions import Fraction
 from typing import Callable, Optional, Union
@@ -2062,7 +2063,7 @@ def _concat(imp, node) -> None:
     if _pixel_concat(imp, node, views, axis):
         return
     # a concatenation of channels is a layer (of one input too: it moves no data, fusion makes it zero-copy)
-    views = _own_parts(imp, node, _joined_slices(imp, [imp.act(n) for n in node.input if n], axis))
+    views = _own_parts(imp, node, _channel_parts(imp, node, axis))
     forms = {_form_of(v) for v in views}
     form = forms.pop() if len(forms) == 1 else None
     if form is None or _FORMS[form][1] != axis:
@@ -2093,6 +2094,54 @@ def _pixel_concat(imp, node, views: list[View], axis: int) -> bool:
     shape = imp.emit(Concat, name, inputs=tuple(v.source for v in parts), along="pixels")
     imp.views[node.output[0]] = L.from_indices(name, shape, index)
     return True
+
+
+def _channel_parts(imp, node, axis: int) -> list[View]:
+    """The parts of a concatenation of channels: computed ones whole tensors in one of the forms
+    (``_joined_slices``), a constant one laid out as they are (NHWC, tokens, ...: an initializer
+    takes the NCHW form by default, ``onnx_import._default_layout``)."""
+    names = [n for n in node.input if n]
+    values = {n: _constant_values(imp, _view(imp, n)) for n in names}
+    parts: list = []                    # views of computed parts; constants' names, laid out below
+    for computed, run in itertools.groupby(names, lambda n: values[n] is None):
+        parts += _joined_slices(imp, [imp.act(n) for n in run], axis) if computed else list(run)
+    first = next((p for p in parts if isinstance(p, View)), None)
+    form = _form_of(first) if first is not None else None
+    if form is None or _FORMS[form][1] != axis:         # refused by the caller unless all are constants
+        return [p if isinstance(p, View) else imp.act(p) for p in parts]
+    return [p if isinstance(p, View) else _constant_in_form(imp, p, values[p], form, first.src_shape[:2])
+            for p in parts]
+
+
+def _constant_values(imp, v: View) -> Optional[np.ndarray]:
+    """The values ``v`` holds when its tensor is a constant (an initializer, a Constant layer), else None."""
+    src, layer = imp.sources[v.source], imp.by_name.get(v.source)
+    if src.kind == "const":
+        return L.gather(v, src.data.ravel())
+    if layer is not None and layer.kind == "constant":
+        return L.gather(v, np.ascontiguousarray(imp.weights[v.source]["data"]).ravel())
+    return None
+
+
+def _constant_in_form(imp, name: str, values: np.ndarray, form: str, hw: tuple[int, int]) -> View:
+    """Constant part ``name`` as a whole tensor of ``hw`` pixels in ``form``: its view as it is
+    when it is one already (its layer, shared), else a Constant layer holding its values in the
+    places that form reads them."""
+    make, axis = _FORMS[form]
+    shape = (*hw, values.shape[axis] if len(values.shape) > axis else 0)
+    v = imp.value(name)
+    if tuple(v.src_shape) == shape and L.is_form(v, make(v.source, shape)):
+        return imp.act(name)
+    laid = make("?", shape)
+    if laid.shape != values.shape:
+        raise imp.fail(f"constant part {name!r} of shape {list(values.shape)} cannot be laid out as the other "
+                       f"parts are ({form}, {hw[0]}x{hw[1]} pixels, {list(laid.shape)} for its channels); "
+                       f"supported: a constant of the other parts' shape but along the concatenation's axis {axis}")
+    data = np.empty(math.prod(shape), np.float32)
+    data[L.indices(laid).ravel()] = values.ravel()
+    base = v.source if imp.sources[v.source].kind == "const" else name
+    layer = imp.constant_layer(base, data.reshape(shape), None)
+    return make(layer, shape)
 
 
 def _nchw_channels(views: list[View], axis: int) -> bool:

@@ -1295,3 +1295,42 @@ def keras_nhwc(size: int = 12, width: int = 8, classes: int = 5, seed: int = 61)
     x = g.reshape(g.op("Transpose", [x], "/flatten", perm=[0, 2, 3, 1]), [1, -1], "/flatten")
     y = g.op("MatMul", [x, g.weight("dense.kernel", (size // 2) ** 2 * width, classes)], "/dense")
     return g.model([helper.make_tensor_value_info("input_1", TensorProto.FLOAT, [1, size, size, 3])], [out(y)])
+
+
+def constant_channels(form: str, op: str = "Concat", position: str = "last", k: int = 3, value: float = 1.5,
+                      size: int = 6, width: int = 8, seed: int = 62):
+    """Channels of a constant beside a convolution's output in ``form``: ``nchw``; ``nhwc`` as Keras
+    after tf2onnx (an NHWC input transposed to NCHW, the map transposed back to NHWC, transposed to
+    NCHW again for the next convolution); ``flat`` ``[1, C, H*W]`` (YOLOv8's anchors) reshaped back;
+    ``tokens`` ``[1, N, C]`` and ``rows`` ``[N, C]`` read by a linear layer.  ``op`` ``Concat``: an initializer of ``k`` channels ``first``, ``last`` or on both
+    sides (``both``); ``Pad``: ``k`` channels of ``value`` there."""
+    g = Graph(seed)
+    x, inp = "input", image_input(3, size, size, "input")
+    if form == "nhwc":
+        x = g.op("Transpose", [x], "/in", perm=[0, 3, 1, 2])
+        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, size, size, 3])
+    x = g.op("Conv", [x, g.weight("c.weight", width, 3, 3, 3)], "/c", kernel_shape=[3, 3], pads=[1] * 4)
+    if form in ("tokens", "rows"):
+        x = g.op("Transpose", [g.reshape(x, [1, width, -1])], "/t", perm=[0, 2, 1])
+        x = g.reshape(x, [size * size, width]) if form == "rows" else x
+    x = g.reshape(x, [1, width, -1]) if form == "flat" else x
+    x = g.op("Transpose", [x], "/t", perm=[0, 2, 3, 1]) if form == "nhwc" else x
+    rank, axis = {"nchw": (4, 1), "nhwc": (4, 3), "flat": (3, 1), "tokens": (3, 2), "rows": (2, 1)}[form]
+    sides = {"first": (k, 0), "last": (0, k), "both": (k, k)}[position]
+    if op == "Concat":
+        shape = {"nchw": [1, k, size, size], "nhwc": [1, size, size, k], "flat": [1, k, size * size],
+                 "tokens": [1, size * size, k], "rows": [size * size, k]}[form]
+        before, after = [[g.init(f"{side}.const", g.rng.uniform(-2, 2, shape).astype(np.float32))] if n else []
+                         for side, n in zip(("before", "after"), sides)]
+        x = g.op("Concat", before + [x] + after, "/cat", axis=axis)
+    else:
+        pads = [0] * (2 * rank)
+        pads[axis], pads[rank + axis] = sides
+        x = g.op("Pad", [x, g.const(pads), g.const(np.float32(value), np.float32)], "/pad", mode="constant")
+    n = width + sum(sides)
+    if form in ("tokens", "rows"):
+        return g.model([inp], [out(g.linear(x, n, 5, "/h"))])
+    x = g.op("Transpose", [x], "/back", perm=[0, 3, 1, 2]) if form == "nhwc" else x
+    x = g.reshape(x, [1, n, size, size]) if form == "flat" else x
+    y = g.op("Conv", [x, g.weight("h.weight", 5, n, 1, 1)], "/h", kernel_shape=[1, 1])
+    return g.model([inp], [out(g.op("Transpose", [y], "/out", perm=[0, 2, 3, 1]) if form == "nhwc" else y)])

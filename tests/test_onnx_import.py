@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, keras_nhwc, constant_pad, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, keras_nhwc, constant_channels, constant_pad, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -2055,6 +2055,52 @@ def test_a_pad_of_nothing_and_one_of_the_batch():
     assert [l.kind for l in import_onnx(constant_pad([0] * 8, 1.0), "pad").model.layers] == ["conv2d", "conv2d"]
     with pytest.raises(OnnxImportError, match="other than the batch"):
         import_onnx(constant_pad([1, 0, 0, 0, 0, 0, 0, 0], 1.0), "pad")
+
+
+def _constant_parts(imp) -> list:
+    """The kinds of the layers the import's one concatenation reads, in its order."""
+    cat = next(l for l in imp.model.layers if l.kind == "concat")
+    return [imp.model.layer(n).kind for n in cat.inputs]
+
+
+@pytest.mark.parametrize("form", ["nchw", "nhwc", "flat", "tokens", "rows"])
+@pytest.mark.parametrize("position", ["first", "last", "both"])
+def test_a_constant_concatenated_beside_channels_is_laid_out_as_they_are(form, position):
+    """An initializer concatenated to the channels of an NHWC map (Keras after tf2onnx), of a map's
+    flattened pixels (``[1, C, H*W]``) or of a token tensor (``[1, N, C]``, ``[N, C]``) was refused (laid out as NCHW, it matched no other part): its
+    Constant layer holds it as the computed part is held; onnxruntime's numbers."""
+    proto = constant_channels(form, "Concat", position)
+    imp = import_onnx(proto, "cc")
+    computed = "linear" if form in ("tokens", "rows") else "conv2d"
+    assert _constant_parts(imp) == {"first": ["constant", "conv2d"], "last": ["conv2d", "constant"],
+                                    "both": ["constant", "conv2d", "constant"]}[position]
+    assert [l.kind for l in imp.model.layers][-1] == computed
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("form", ["nchw", "nhwc", "flat", "tokens", "rows"])
+@pytest.mark.parametrize("position", ["first", "both"])
+def test_channels_padded_by_a_constant_are_the_concatenations_constant_parts(form, position):
+    """A Pad of the channels by a value other than zero, in any layout: the concatenation the Concat
+    handler makes, Constant layers of the value beside the tensor; onnxruntime's numbers."""
+    proto = constant_channels(form, "Pad", position, value=-0.75)
+    imp = import_onnx(proto, "pad")
+    assert _constant_parts(imp) == ["constant", "conv2d"] + ["constant"] * (position == "both")
+    for layer in imp.model.layers:
+        if layer.kind == "constant":
+            assert np.all(imp.weights[layer.name]["data"] == np.float32(-0.75))
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_constant_part_that_cannot_sit_beside_the_others_is_refused_naming_it():
+    """A ``[1, 1, 2]`` constant beside a ``[1, 36, 8]`` token tensor (shapes ONNX would refuse): one
+    line naming the node and the part, not a shape error of the IR layer."""
+    g = Graph(0)
+    x = g.op("Conv", ["input", g.weight("c.weight", 8, 3, 3, 3)], "/c", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op("Transpose", [g.reshape(x, [1, 8, -1])], "/t", perm=[0, 2, 1])
+    x = g.op("Concat", [x, g.weight("extra", 1, 1, 2)], "/cat", axis=2)
+    proto = g.model([image_input(3, 6, 6, "input")], [out(g.linear(x, 10, 5, "/h"))])
+    _refused(proto, "'/cat/Concat_5' (Concat)", "constant part 'extra' of shape [1, 1, 2]", "tokens, 6x6 pixels")
 
 
 def test_an_input_the_files_opset_does_not_define_is_refused():
