@@ -2257,17 +2257,14 @@ def _pads_of_every_axis(imp, node, pads: list[int], rank: int) -> list[int]:
 
 def _pad_by_concat(imp, node, v: View, begin: list[int], end: list[int], value: float) -> None:
     """Padding along one axis other than the batch, by any constant (a channel of ones appended to
-    an image): a concatenation with constants before and after."""
+    an image): a concatenation with constants before and after, laid out as ``v`` is (``_concat``)."""
     axes = [i for i, (b, e) in enumerate(zip(begin, end)) if b or e]
     if len(axes) != 1 or axes[0] == 0 or min(begin + end) < 0:
         raise imp.fail(f"pads {begin + end} with value {value} of a {list(v.shape)} tensor; supported: zeros after "
                        f"the last row and column of an NCHW or NHWC image, or any value before and after one axis "
                        f"other than the batch")
     axis, parts = axes[0], []
-    form = _form_of(v)
-    if form is not None and _FORMS[form][1] == axis:        # the channels of a whole tensor, in any layout
-        return _pad_channels(imp, node, v, form, begin[axis], end[axis], value)
-    for side, n in (("before", begin[axes[0]]), ("input", 0), ("after", end[axes[0]])):
+    for side, n in (("before", begin[axis]), ("input", 0), ("after", end[axis])):
         if side == "input":
             parts.append(node.input[0])
         elif n:
@@ -2281,16 +2278,6 @@ def _pad_by_concat(imp, node, v: View, begin: list[int], end: list[int], value: 
         reason = str(e).split("(Concat): ", 1)[-1]
         raise imp.fail(f"pads {begin + end} with value {value} along axis {axis} of a {list(v.shape)} tensor, a "
                        f"concatenation with constants there: {reason}") from None
-
-
-def _pad_channels(imp, node, v: View, form: str, before: int, after: int, value: float) -> None:
-    """Channels of ``value`` before and after those of ``v``'s tensor: a ``Concat`` with Constant
-    layers, the output in ``v``'s layout (NCHW, NHWC, tokens)."""
-    h, w, _ = v.src_shape
-    parts = [imp.constant_layer(f"{node.output[0]}.{side}", np.full((h, w, n), value, np.float32), None) if side else
-             v.source for side, n in (("before", before), ("", 1), ("after", after)) if n]
-    name = imp.layer_name(node.output[0])
-    imp.views[node.output[0]] = _FORMS[form][0](name, imp.emit(Concat, name, inputs=tuple(parts)))
 
 
 def _pad_into_convolutions(imp, node, pads: list[int]) -> bool:
