@@ -2085,15 +2085,49 @@ def _pixel_concat(imp, node, views: list[View], axis: int) -> bool:
     whole = [v if L.covers(v) else imp.layout_match(v) for v in views]    # some tokens: a crop's (DINOv2's
     if None in whole:                                                      # cat(x[:, :1], registers, x[:, 1:]))
         return False
-    index = L.pixel_concat(whole, axis)
+    index, laid = L.pixel_concat(whole, axis), {}
+    if index is None:           # constants laid out as a computed part's pixels, when theirs do not fit
+        laid = _constants_as_pixels(imp, views, whole, axis)
+        index = L.pixel_concat([laid.get(i, w) for i, w in enumerate(whole)], axis) if laid else None
     if index is None:
         return False
-    parts = [imp.act(n) for n in node.input if n]
+    names = [n for n in node.input if n]
+    parts = [_constant_layer_of(imp, n, laid[i]) if i in laid else imp.act(n) for i, n in enumerate(names)]
     parts = _own_parts(imp, node, [p if L.covers(p) else imp.materialise(p) for p in parts])
     name = imp.layer_name(node.output[0])
     shape = imp.emit(Concat, name, inputs=tuple(v.source for v in parts), along="pixels")
     imp.views[node.output[0]] = L.from_indices(name, shape, index)
     return True
+
+
+def _constants_as_pixels(imp, views: list[View], whole: list[View], axis: int) -> dict[int, View]:
+    """For each constant part, a view of a placeholder tensor ``?`` whose elements along ``axis`` are
+    blocks laid out as those of the first computed part (whole, ``whole``) are: rows of an NHWC map,
+    pixels of a ``[1, C, H*W]`` one; its values go there (``_constant_layer_of``)."""
+    const = [_constant_values(imp, v) is not None for v in views]
+    model = next((w for w, k in zip(whole, const) if not k), None)
+    if model is None or (_form_of(model) is not None and _FORMS[_form_of(model)][1] == axis):
+        return {}                       # along a computed part's channels: a concatenation of channels
+    blocks = np.moveaxis(L.indices(model), axis, 0)
+    first, c, rest = blocks[0].ravel(), model.src_shape[2], blocks.shape[1:]
+    laid = {}
+    for i, v in enumerate(views):
+        if const[i] and np.delete(v.shape, axis).tolist() == list(rest) and first.size % c == 0:
+            n = v.shape[axis]
+            idx = (np.arange(n)[:, None] * first.size + first).reshape((n, *rest))
+            laid[i] = L.from_indices("?", (n * first.size // c, 1, c), np.moveaxis(idx, 0, axis))
+    return laid
+
+
+def _constant_layer_of(imp, name: str, laid: View) -> View:
+    """``laid`` (a view of a placeholder) on a Constant layer that holds constant ``name``'s values
+    where ``laid`` reads them."""
+    values = _constant_values(imp, _view(imp, name))
+    data = np.empty(math.prod(laid.src_shape), np.float32)
+    data[L.indices(laid).ravel()] = values.ravel()
+    v = imp.value(name)
+    base = v.source if imp.sources[v.source].kind == "const" else name
+    return laid.on(imp.constant_layer(base, data.reshape(laid.src_shape), None), laid.src_shape)
 
 
 def _channel_parts(imp, node, axis: int) -> list[View]:
@@ -2137,11 +2171,7 @@ def _constant_in_form(imp, name: str, values: np.ndarray, form: str, hw: tuple[i
         raise imp.fail(f"constant part {name!r} of shape {list(values.shape)} cannot be laid out as the other "
                        f"parts are ({form}, {hw[0]}x{hw[1]} pixels, {list(laid.shape)} for its channels); "
                        f"supported: a constant of the other parts' shape but along the concatenation's axis {axis}")
-    data = np.empty(math.prod(shape), np.float32)
-    data[L.indices(laid).ravel()] = values.ravel()
-    base = v.source if imp.sources[v.source].kind == "const" else name
-    layer = imp.constant_layer(base, data.reshape(shape), None)
-    return make(layer, shape)
+    return _constant_layer_of(imp, name, laid)
 
 
 def _nchw_channels(views: list[View], axis: int) -> bool:

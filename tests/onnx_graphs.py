@@ -1334,3 +1334,22 @@ def constant_channels(form: str, op: str = "Concat", position: str = "last", k: 
     x = g.reshape(x, [1, n, size, size]) if form == "flat" else x
     y = g.op("Conv", [x, g.weight("h.weight", 5, n, 1, 1)], "/h", kernel_shape=[1, 1])
     return g.model([inp], [out(g.op("Transpose", [y], "/out", perm=[0, 2, 3, 1]) if form == "nhwc" else y)])
+
+
+def constant_pixels(form: str, position: str = "first", k: int = 2, size: int = 6, width: int = 8, seed: int = 63):
+    """A constant of ``k`` rows or pixels concatenated ``first`` or ``last`` to a convolution's output
+    along its pixels, in ``form``: ``nchw`` and ``nhwc`` rows (axes 2 and 1), ``flat`` ``[1, C, H*W]``
+    pixels (anchors, axis 2), ``tokens`` ``[1, N, C]`` and ``rows`` ``[N, C]`` tokens (a class token);
+    then a ReLU."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("c.weight", width, 3, 3, 3)], "/c", kernel_shape=[3, 3], pads=[1] * 4)
+    if form in ("tokens", "rows"):
+        x = g.op("Transpose", [g.reshape(x, [1, width, -1])], "/t", perm=[0, 2, 1])
+        x = g.reshape(x, [size * size, width]) if form == "rows" else x
+    x = g.reshape(x, [1, width, -1]) if form == "flat" else x
+    x = g.op("Transpose", [x], "/t", perm=[0, 2, 3, 1]) if form == "nhwc" else x
+    axis, shape = {"nchw": (2, [1, width, k, size]), "nhwc": (1, [1, k, size, width]), "flat": (2, [1, width, k]),
+                   "tokens": (1, [1, k, width]), "rows": (0, [k, width])}[form]
+    c = g.init("const", g.rng.uniform(-2, 2, shape).astype(np.float32))
+    x = g.op("Concat", [c, x] if position == "first" else [x, c], "/cat", axis=axis)
+    return g.model([image_input(3, size, size, "input")], [out(g.op("Relu", [x], "/r"))])

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, keras_nhwc, constant_channels, constant_pad, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -2089,6 +2089,19 @@ def test_channels_padded_by_a_constant_are_the_concatenations_constant_parts(for
     for layer in imp.model.layers:
         if layer.kind == "constant":
             assert np.all(imp.weights[layer.name]["data"] == np.float32(-0.75))
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("form", ["nchw", "nhwc", "flat", "tokens", "rows"])
+@pytest.mark.parametrize("position", ["first", "last"])
+def test_a_constant_concatenated_along_pixels_is_laid_out_as_they_are(form, position):
+    """Constant rows of an NHWC map or pixels of a ``[1, C, H*W]`` one were refused (an initializer's
+    NCHW layout holds them in other places than the computed part's): laid out as its pixels are,
+    a concatenation of pixels; a class token (``tokens``, ``rows``) as before; onnxruntime's numbers."""
+    proto = constant_pixels(form, position)
+    imp = import_onnx(proto, "cp")
+    cat = next(l for l in imp.model.layers if l.kind == "concat")
+    assert cat.along == "pixels" and imp.model.layer(cat.inputs[position == "last"]).kind == "constant"
     assert _max_rel_error(proto, imp) <= RTOL
 
 

@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (keras_nhwc, large_kernel, constant_channels, constant_pad, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (keras_nhwc, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -1027,6 +1027,12 @@ def test_constant_channels_laid_out_as_the_computed_part_run_bit_exact(form, op,
     """Constant channels on both sides of an NHWC map, a map's flattened pixels, a token tensor:
     their Constant layers' data, written in the layout the concatenation reads, runs bit-exact."""
     _runs_bit_exact_as_timed(constant_channels(form, op, "both"), "tiny", tmp_path)
+
+
+@pytest.mark.parametrize("form", ["nhwc", "flat"])
+def test_constant_pixels_laid_out_as_the_computed_part_run_bit_exact(form, tmp_path):
+    """Constant rows before an NHWC map's, constant pixels before a ``[1, C, H*W]`` one's."""
+    _runs_bit_exact_as_timed(constant_pixels(form), "tiny", tmp_path)
 
 
 @pytest.mark.parametrize("kernel, groups, cfg_name", [(13, 0, "E"), (31, 0, "E"), (13, 4, "tiny")])
