@@ -2110,9 +2110,11 @@ def _constants_as_pixels(imp, views: list[View], whole: list[View], axis: int) -
         return {}                       # along a computed part's channels: a concatenation of channels
     blocks = np.moveaxis(L.indices(model), axis, 0)
     first, c, rest = blocks[0].ravel(), model.src_shape[2], blocks.shape[1:]
+    if first.size % c:
+        return {}
     laid = {}
     for i, v in enumerate(views):
-        if const[i] and np.delete(v.shape, axis).tolist() == list(rest) and first.size % c == 0:
+        if const[i] and np.delete(v.shape, axis).tolist() == list(rest):
             n = v.shape[axis]
             idx = (np.arange(n)[:, None] * first.size + first).reshape((n, *rest))
             laid[i] = L.from_indices("?", (n * first.size // c, 1, c), np.moveaxis(idx, 0, axis))
@@ -2143,8 +2145,7 @@ def _channel_parts(imp, node, axis: int) -> list[View]:
     form = _form_of(first) if first is not None else None
     if form is None or _FORMS[form][1] != axis:         # refused by the caller unless all are constants
         return [p if isinstance(p, View) else imp.act(p) for p in parts]
-    return [p if isinstance(p, View) else _constant_in_form(imp, p, values[p], form, first.src_shape[:2])
-            for p in parts]
+    return [p if isinstance(p, View) else _constant_in_form(imp, p, form, first.src_shape[:2]) for p in parts]
 
 
 def _constant_values(imp, v: View) -> Optional[np.ndarray]:
@@ -2157,18 +2158,18 @@ def _constant_values(imp, v: View) -> Optional[np.ndarray]:
     return None
 
 
-def _constant_in_form(imp, name: str, values: np.ndarray, form: str, hw: tuple[int, int]) -> View:
+def _constant_in_form(imp, name: str, form: str, hw: tuple[int, int]) -> View:
     """Constant part ``name`` as a whole tensor of ``hw`` pixels in ``form``: its view as it is
     when it is one already (its layer, shared), else a Constant layer holding its values in the
     places that form reads them."""
     make, axis = _FORMS[form]
-    shape = (*hw, values.shape[axis] if len(values.shape) > axis else 0)
     v = imp.value(name)
+    shape = (*hw, v.shape[axis] if len(v.shape) > axis else 0)
     if tuple(v.src_shape) == shape and L.is_form(v, make(v.source, shape)):
         return imp.act(name)
     laid = make("?", shape)
-    if laid.shape != values.shape:
-        raise imp.fail(f"constant part {name!r} of shape {list(values.shape)} cannot be laid out as the other "
+    if laid.shape != v.shape:
+        raise imp.fail(f"constant part {name!r} of shape {list(v.shape)} cannot be laid out as the other "
                        f"parts are ({form}, {hw[0]}x{hw[1]} pixels, {list(laid.shape)} for its channels); "
                        f"supported: a constant of the other parts' shape but along the concatenation's axis {axis}")
     return _constant_layer_of(imp, name, laid)
