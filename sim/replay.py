@@ -6,7 +6,7 @@ cycles and each unit's busy cycles; ``--listing`` prints the disassembly.  The
 configuration is the one the stream was dumped with, read from the ``.json``
 beside it (``sim.streams``), overrides included; ``--config`` names another
 preset, and is needed for a stream without that file.  A malformed or
-truncated stream, a text file (the ``.lst`` listing, named with the ``.bin`` to give instead),
+truncated stream, a text file (the ``.lst`` listing or the ``.json``, named with the ``.bin`` to give instead),
 or a ``.json`` that is not what ``--dump-layer`` writes, is refused with one line (status 2): for a stream, the error code the RTL raises
 (``docs/isa.md``, found in the RTL's order: ``hw.timing.schedule_encoded``), the
 instruction and the byte offset of the problem.  A well-formed instruction that this project's RTL
@@ -27,7 +27,7 @@ from hw.config_file import ConfigError, is_config_file, load_config
 from hw.isa import INSN_BYTES, Queue, StreamError, disassemble
 from hw.timing import occupancy_and_latency, schedule_encoded
 
-from .streams import config_from_sidecar, describe_config
+from .streams import DUMP_FILES, config_from_sidecar, describe_config
 
 __all__ = ["main", "replay"]
 
@@ -65,8 +65,11 @@ def _refuse_text(stream: str, data: bytes) -> None:
     """UsageError for a text file, such as the listing --dump-layer writes beside the stream: no
     stream is text, as its END word has zero bytes (decoded, a listing's ';' is an unknown opcode)."""
     if data and b"\0" not in data:
-        raise UsageError(f"{stream} is text (a .lst listing is the disassembly, for reading), not a binary "
-                         f"instruction stream; replay the stream, {Path(stream).with_suffix('.bin')}")
+        suffix = Path(stream).suffix
+        what = f" (a {suffix} --dump-layer writes is {DUMP_FILES[suffix]})" if suffix in DUMP_FILES.keys() - {".bin"} else ""
+        binary = Path(stream).with_suffix(".bin")
+        raise UsageError(f"{stream} is text{what}, not a binary instruction stream; sim.replay takes the .bin "
+                         f"that --dump-layer writes" + (f": replay {binary}" if suffix != ".bin" else ""))
 
 
 def _dumped_config(stream: str) -> Optional[tuple[AcceleratorConfig, str]]:

@@ -29,6 +29,10 @@ from mapper.ir import Model
 from mapper.lower import _insn, map_layer
 from mapper.residency import gb_fields, planned
 
+#: The files ``dump_layer`` writes, by suffix, and what each is (``sim.replay`` names a wrong one).
+DUMP_FILES = {".bin": "the binary instruction stream", ".lst": "the disassembly, for reading",
+              ".json": "the configuration the stream was dumped with, which sim.replay reads beside the .bin"}
+
 __all__ = ["find_step", "step_parts", "layer_stream", "dump_layer", "Dumped", "config_from_sidecar",
            "describe_config", "file_stem"]
 
@@ -134,7 +138,7 @@ def dump_layer(model: Model, name: str, cfg: AcceleratorConfig, folder: Path, *,
     sidecar = {"layer": step.layer.name, "requested_layer": name, "note": note, "model": model.name,
                "variant": model.variant, "input": list(model.input), "mac_only": mac_only, "fusion": fuse,
                "instructions": len(stream), "config": cfg.to_dict()}
-    files = [base.with_name(base.name + ext) for ext in (".bin", ".lst", ".json")]
+    files = [base.with_name(base.name + ext) for ext in DUMP_FILES]
     files[0].write_bytes(encode_stream(stream))
     files[1].write_text("\n".join(header + [disassemble(stream)]) + "\n")
     files[2].write_text(json.dumps(sidecar, indent=1) + "\n")

@@ -53,10 +53,14 @@ def test_a_listing_is_refused_as_text_naming_the_stream(tmp_path, capsys):
     from sim.replay import main
     from sim.streams import dump_layer
     model = Model("m", "full", (12, 12, 24), (Conv2d("conv", "encoder", 24, 20, 12, 12, kernel=3, padding=1),))
-    binary, listing, _ = dump_layer(model, "conv", get_config("small"), tmp_path).files
+    binary, listing, sidecar = dump_layer(model, "conv", get_config("small"), tmp_path).files
     assert main([str(listing)]) == 2
     err = capsys.readouterr().err
-    assert f"{listing} is text" in err and f"replay the stream, {binary}" in err and err.count("\n") == 1, err
+    assert f"{listing} is text (a .lst" in err and f"replay {binary}" in err and err.count("\n") == 1, err
+    # the .json sidecar is named as what it is, not as a listing
+    assert main([str(sidecar)]) == 2
+    err = capsys.readouterr().err
+    assert f"{sidecar} is text (a .json" in err and ".lst" not in err and f"replay {binary}" in err, err
     assert main([str(binary)]) == 0
 
 
