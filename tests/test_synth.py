@@ -373,6 +373,19 @@ def test_the_walking_parts_export_the_walk_asked_for():
     assert _export_part(cfg, "spatial-unit", 4).top == "spatial_unit_v8_w4"
 
 
+@pytest.mark.parametrize("jobs", ["0", "100000"])
+def test_make_synth_refuses_more_jobs_than_cpus(tmp_path, capsys, jobs):
+    """``--jobs 100000`` was accepted and ran as many Yosys at once as there are modules."""
+    from hw.rtl.synth import MAX_JOBS, main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", "tiny", "--jobs", jobs, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert f"--jobs must be between 1 and {MAX_JOBS} (the CPUs" in err and f"not {jobs}" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_make_synth_refuses_walk_rows_for_a_part_without_a_walker(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hw.rtl.synth", "--config", "tiny", "--part", "store-unit",
                            "--walk-rows", "4", "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=REPO)

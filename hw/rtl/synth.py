@@ -792,6 +792,10 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
     return doc
 
 
+#: Most Yosys runs at a time: one a CPU (more only share the CPUs, each holding its own memory).
+MAX_JOBS = os.cpu_count() or 1
+
+
 def main(argv=None) -> int:
     from ..cli import OneLineParser, UsageError
     from ..config import PRESETS
@@ -807,15 +811,16 @@ def main(argv=None) -> int:
     parser.add_argument("--walk-rows", type=int, default=None,
                         help=f"rows (pixels) the walker hands out a cycle, for --part {' or '.join(WALKING_PARTS)} "
                              "(default: the contract's)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="Yosys runs at a time")
+    parser.add_argument("--jobs", type=int, default=MAX_JOBS, help=f"Yosys runs at a time, 1 to {MAX_JOBS} (default)")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="limit of one Yosys run, seconds")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
     except ConfigError as error:
         parser.error(f"--config: {error}")
-    if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, not {args.jobs}")
+    if not 1 <= args.jobs <= MAX_JOBS:
+        parser.error(f"--jobs must be between 1 and {MAX_JOBS} (the CPUs of this machine; a Yosys run "
+                     f"keeps one busy), not {args.jobs}")
     if args.walk_rows is not None and args.part not in WALKING_PARTS:
         parser.error(f"--walk-rows is an option of --part {' or '.join(WALKING_PARTS)}, not of --part {args.part}")
     lanes = config.vector_lanes
