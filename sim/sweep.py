@@ -439,6 +439,17 @@ def _run_pool(tasks: list[AcceleratorConfig], workers: int, args: tuple) -> Iter
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _check_scheduler(address: str) -> None:
+    """UsageError for an address no scheduler can have, before any progress line (a port of 99999
+    was only found out by trying to connect)."""
+    match = _SCHED_RE.match(address)
+    if not match:
+        raise UsageError(f"bad --scheduler {address!r}: expected an address such as tcp://host:port")
+    port = match.group(2)
+    if port is not None and not 1 <= int(port[1:]) <= 65535:
+        raise UsageError(f"bad --scheduler {address!r}: port {port[1:]} is no TCP port (1 to 65535)")
+
+
 def _run_dask(tasks: list[AcceleratorConfig], address: str, args: tuple) -> Iterable[dict]:
     import distributed
 
@@ -788,8 +799,8 @@ def main(argv: list[str] | None = None) -> int:
             if not re.fullmatch(r"\s*\d+\s*", args.workers) or int(args.workers) <= 0:
                 raise UsageError(f"bad --workers {args.workers!r}: expected a positive integer")
             workers = int(args.workers)
-        if args.scheduler is not None and not _SCHED_RE.match(args.scheduler):
-            raise UsageError(f"bad --scheduler {args.scheduler!r}: expected an address such as tcp://host:port")
+        if args.scheduler is not None:
+            _check_scheduler(args.scheduler)
         model = build_model_or_usage_error(args.model, args.variant, size, build=_model)
         formats = () if args.no_plot else parse_formats(args.format)
         _check_cache(Path(args.cache))

@@ -213,13 +213,16 @@ def test_dask_matches_process_pool(tmp_path, dirs):
     (["--model", "segformer_b0", "--size", "64by64"], "--size"),
     (["--model", "segformer_b0", "--workers", "0"], "--workers"),
     (["--model", "segformer_b0", "--scheduler", "localhost"], "--scheduler"),
+    (["--model", "segformer_b0", "--scheduler", "tcp://localhost:99999"], "port 99999 is no TCP port (1 to 65535)"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, monkeypatch, capsys, argv, needle):
     monkeypatch.chdir(tmp_path)
     cache, out = tmp_path / "cache", tmp_path / "out"
     assert sweep.main(argv + ["--cache", str(cache), "--out", str(out)]) == 2
-    err = capsys.readouterr().err
+    printed = capsys.readouterr()
+    err = printed.err
     assert err.count("\n") == 1 and err.startswith("python -m sim.sweep: error:") and needle in err
+    assert printed.out == ""                # refused before any progress line
     if "--configs" in argv and needle == "'Z'":
         assert "choose from" in err and "A, B, C" in err
     if "nosuchnet" in argv:
