@@ -76,8 +76,9 @@ TAKES.cosim-bench   := WAVES ARGS
 TAKES.bench         := WAVES ARGS
 TAKES.fuzz          := CFG SEEDS CASES CASE OUT WAVES ARGS
 # Why a target takes no variable that a user may well expect it to (appended to the refusal)
-WHY.paths.SIZE    = it simulates every path at the model's own input size, where its accuracies were measured (time one size with make sim SIZE=HxW)
-WHY.rdd.SIZE      = $(WHY.paths.SIZE)
+# (SIZE: the tools' own text, sim/refused_options.py, read only when refusing)
+WHY.paths.SIZE    = $(shell $(PYTHON_BOOT) sim/refused_options.py paths SIZE)
+WHY.rdd.SIZE      = $(shell $(PYTHON_BOOT) sim/refused_options.py rdd SIZE)
 WHY.paths.VARIANT = it runs every path of the model (choose paths with PATHS='$(VARIANT)')
 WHY.rdd.VARIANT   = it runs every path of the model
 WHY.run.FUSION    = it always fuses (its outputs are the same either way); FUSION is make sim's

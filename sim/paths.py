@@ -40,6 +40,7 @@ from mapper.workloads.variants import is_full
 from . import plots
 from .accuracy import task_of
 from .config_args import add_override_options, config_from_args
+from .refused_options import add_refused_options
 from .outputs import config_tag, parse_formats, run_name
 from .progress import Progress, layer_weights
 from .simulator import IDEAL_MEMORY, mapping_refusal, require_dram_fit, simulate
@@ -469,6 +470,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", action="append", required=True, help="model (repeat to join models)")
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
     add_override_options(ap)
+    add_refused_options(ap, "paths")
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY), help="CSV: model,path,accuracy[,weight_set,source]")
     ap.add_argument("--paths", help="variants separated by ';' instead of the built-in candidates, each network "
                                     "once (through make: PATHS='fuse=512;B2_a', which make quotes for the shell)")

@@ -35,6 +35,7 @@ from mapper.program import DramCapacityError
 from mapper.workloads import build_model, check_model, model_label
 
 from .config_args import add_override_options, config_from_args
+from .refused_options import add_refused_options
 from .energy import EnergyModel
 from .outputs import config_tag, run_name
 from .paths import DEFAULT_ACCURACY, AccuracyTable, PathPoint, data_lines, simulate_paths
@@ -183,6 +184,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", action="append", required=True, help="model whose paths are candidates (repeatable)")
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
     add_override_options(ap)
+    add_refused_options(ap, "rdd")
     ap.add_argument("--budgets", default=str(EXAMPLE_TRACE), help="trace CSV: frame,time_ms or frame,energy_uj")
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY))
     ap.add_argument("--out", default=None, help="output folder (default build/rdd/<name of the run>)")

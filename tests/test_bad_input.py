@@ -205,6 +205,23 @@ def test_make_paths_and_rdd_refuse_a_size_or_variant(target, var, value, needles
     assert f"-m sim.{target}" in _make(target, f"{var}=").stdout
 
 
+@pytest.mark.parametrize("tool", ["paths", "rdd"])
+def test_python_paths_and_rdd_say_why_they_take_no_size(tool, tmp_path, capsys):
+    """``python -m sim.rdd --size 64x64`` said only "unrecognized arguments"; it gives make's reason,
+    from the one text both read (``sim.refused_options``)."""
+    import importlib
+    from sim.refused_options import WHY_NOT
+
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(f"sim.{tool}").main(["--model", "segformer_b0", "--size", "64x64",
+                                                     "--out", str(tmp_path / "o")])
+    line = capsys.readouterr().err
+    assert exit_.value.code == 2 and line.count("\n") == 1, line
+    assert f"--size 64x64: python -m sim.{tool} takes no --size: {WHY_NOT[tool, 'size']}" in line
+    assert WHY_NOT[tool, "size"] in _make(tool, "SIZE=64x64").stderr
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("target", ["paths", "rdd"])
 def test_make_paths_and_rdd_take_one_file_with_spaces_or_several_models(target, tmp_path):
     one = tmp_path / "with space.onnx"
