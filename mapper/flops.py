@@ -31,7 +31,7 @@ from .ir import MAC_KINDS, PARTS, Model
 from .onnx_import import is_onnx_path
 from .workloads import MODEL_NAMES, build_model, check_model
 
-__all__ = ["main", "analyse", "parse_size", "build_model_or_usage_error", "known_model", "model_parts", "model_tag",
+__all__ = ["main", "analyse", "parse_size", "build_model_or_usage_error", "refuse_flops_only", "known_model", "model_parts", "model_tag",
            "smallest_size", "MODEL_HELP", "UsageError"]
 
 #: Help text of every ``--model`` option.
@@ -76,6 +76,16 @@ def build_model_or_usage_error(name: str, variant: str | None, size: tuple[int, 
         hint = (f"; the smallest input it takes is {least[0]}x{least[1]}"
                 if least and (size[0] < least[0] or size[1] < least[1]) else "")
         raise UsageError(f"--size {size[0]}x{size[1]}: {name} cannot take an input of this size ({e}){hint}") from None
+
+
+def refuse_flops_only(model: Model, spec: str) -> None:
+    """UsageError for a network only ``make flops`` takes: one with an opaque product (``MatMul``
+    ``b_layout="opaque"``, Anchor DETR's value aggregation), which has no element layout the
+    accelerator maps or runs (mapping it fails on a detail such as a STORE's channel field)."""
+    opaque = next((l.name for l in model.layers if getattr(l, "b_layout", "") == "opaque"), None)
+    if opaque is not None:
+        raise UsageError(f"{spec} is for FLOP counting only: {opaque} is an opaque product, which the accelerator "
+                         f"can neither map nor run; count its MACs with make flops MODEL={spec}")
 
 
 def _builds(build, name: str, variant: str | None, size: tuple[int, int] | None = None) -> bool:

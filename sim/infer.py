@@ -45,7 +45,7 @@ import numpy as np
 from hw.cli import RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError, fail, file_tag, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
 from mapper import float_ops
-from mapper.flops import build_model_or_usage_error, model_parts, parse_size
+from mapper.flops import build_model_or_usage_error, model_parts, parse_size, refuse_flops_only
 from mapper.images import preprocess, quantize_input, round_half_up, synthetic_image
 from mapper.ir import Model
 from mapper.lower import MappingError
@@ -465,7 +465,9 @@ def _parser() -> OneLineParser:
 def _setup(args) -> tuple[Model, AcceleratorConfig]:
     size = parse_size(args.size) if args.size is not None else None
     cfg = config_from_args(args)
-    return build_model_or_usage_error(args.model, args.variant, size, progress=not args.quiet), cfg
+    model = build_model_or_usage_error(args.model, args.variant, size, progress=not args.quiet)
+    refuse_flops_only(model, args.model)
+    return model, cfg
 
 
 def _input(args, model: Model, task: str) -> tuple[np.ndarray, dict, str]:

@@ -32,6 +32,7 @@ from mapper.ir import Model
 from mapper.lower import MappingError
 from mapper.program import DramCapacityError
 from mapper.onnx_import import is_onnx_path
+from mapper.flops import refuse_flops_only
 from mapper.workloads import build_model, check_model, model_label
 from mapper.workloads.resnet import OFA_NAMED_POINTS
 from mapper.workloads.segformer import NAMED_POINTS
@@ -485,7 +486,7 @@ def main(argv=None) -> int:
     try:
         for m in args.model:
             check_model(m)
-            build_model(m)                      # an ONNX file that cannot be imported: refused now
+            refuse_flops_only(build_model(m), m)    # an ONNX file that cannot be imported: refused now
         cfg = config_from_args(args)
         table = AccuracyTable.read(args.accuracy)
         paths = parse_paths(args.model, args.paths) if args.paths is not None else None   # a bad one: refused now

@@ -32,6 +32,7 @@ from hw.config import AcceleratorConfig
 from hw.timing import dram_transfer_cycles
 from mapper.lower import MappingError
 from mapper.program import DramCapacityError
+from mapper.flops import refuse_flops_only
 from mapper.workloads import build_model, check_model, model_label
 
 from .config_args import add_override_options, config_from_args
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
     try:
         for m in args.model:
             check_model(m)
-            build_model(m)                      # an ONNX file that cannot be imported: refused now
+            refuse_flops_only(build_model(m), m)    # an ONNX file that cannot be imported: refused now
         cfg = config_from_args(args)
         table = AccuracyTable.read(args.accuracy)
         kind, budgets = read_budgets(args.budgets)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, fail, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
-from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
+from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
 from mapper.ir import MAC_KINDS, PARTS, Model
 from mapper.lower import MappingError, refuse_beyond_isa
 from mapper.program import DramCapacityError
@@ -284,6 +284,7 @@ def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
     cfg = config_from_args(args)
     key = cfg.name
     model = build_model_or_usage_error(args.model, args.variant, size, progress=not args.quiet)
+    refuse_flops_only(model, args.model)
     if args.dump_layer is not None:
         _known_layers(model, args.dump_layer, "--dump-layer")
     return model, cfg, key

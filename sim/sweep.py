@@ -93,7 +93,7 @@ from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, atomic_wr
                     run_main)
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
 from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, load_config, resolve_fields
-from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size
+from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
 from mapper.ir import Model
 from mapper.lower import MappingError
 from mapper.program import DramCapacityError
@@ -802,6 +802,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.scheduler is not None:
             _check_scheduler(args.scheduler)
         model = build_model_or_usage_error(args.model, args.variant, size, build=_model)
+        refuse_flops_only(model, args.model)
         formats = () if args.no_plot else parse_formats(args.format)
         _check_cache(Path(args.cache))
         name = out_dir_name(model, size is not None, configs, grid, args.paper_comparable)

@@ -205,6 +205,21 @@ def test_make_paths_and_rdd_refuse_a_size_or_variant(target, var, value, needles
     assert f"-m sim.{target}" in _make(target, f"{var}=").stdout
 
 
+@pytest.mark.parametrize("tool, argv", [("run", ["--config", "E"]), ("infer", ["--config", "E"]),
+                                        ("sweep", ["--configs", "E"]), ("paths", []), ("rdd", [])])
+def test_a_flops_only_model_is_refused_as_such(tool, argv, tmp_path, capsys):
+    """``make sim MODEL=anchor_detr`` failed on a mapping detail (a STORE's channel field): it is for
+    ``make flops`` only, as its opaque products have no layout the accelerator maps."""
+    import importlib
+
+    assert importlib.import_module(f"sim.{tool}").main(["--model", "anchor_detr", *argv, "--quiet",
+                                                       "--out", str(tmp_path / "o")]) == 2
+    line = capsys.readouterr().err
+    assert line.count("\n") == 1 and "anchor_detr is for FLOP counting only" in line, line
+    assert "opaque product" in line and line.rstrip().endswith("make flops MODEL=anchor_detr")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("tool", ["paths", "rdd"])
 def test_python_paths_and_rdd_say_why_they_take_no_size(tool, tmp_path, capsys):
     """``python -m sim.rdd --size 64x64`` said only "unrecognized arguments"; it gives make's reason,
