@@ -31,8 +31,8 @@ from .ir import MAC_KINDS, PARTS, Model
 from .onnx_import import is_onnx_path
 from .workloads import MODEL_NAMES, build_model, check_model
 
-__all__ = ["main", "analyse", "parse_size", "build_model_or_usage_error", "refuse_flops_only", "known_model", "model_parts", "model_tag",
-           "smallest_size", "MODEL_HELP", "UsageError"]
+__all__ = ["main", "analyse", "parse_size", "build_model_or_usage_error", "refuse_flops_only", "known_model",
+           "model_parts", "model_tag", "smallest_size", "MODEL_HELP", "UsageError"]
 
 #: Help text of every ``--model`` option.
 MODEL_HELP = f"one of: {', '.join(MODEL_NAMES)}; or the path of a .onnx file"

@@ -66,7 +66,8 @@ def _refuse_text(stream: str, data: bytes) -> None:
     stream is text, as its END word has zero bytes (decoded, a listing's ';' is an unknown opcode)."""
     if data and b"\0" not in data:
         suffix = Path(stream).suffix
-        what = f" (a {suffix} --dump-layer writes is {DUMP_FILES[suffix]})" if suffix in DUMP_FILES.keys() - {".bin"} else ""
+        other = suffix in DUMP_FILES.keys() - {".bin"}
+        what = f" (a {suffix} --dump-layer writes is {DUMP_FILES[suffix]})" if other else ""
         binary = Path(stream).with_suffix(".bin")
         raise UsageError(f"{stream} is text{what}, not a binary instruction stream; sim.replay takes the .bin "
                          f"that --dump-layer writes" + (f": replay {binary}" if suffix != ".bin" else ""))
