@@ -9,7 +9,8 @@ functional model's DRAM image, or the same error code at the same instruction, n
 
 A line per seed on stderr (its tally and time); at the end ``campaign.json`` in
 ``build/fuzz/<config>_seeds<spec>_cases<n>/`` (or ``--out``): the per-seed tallies and every
-disagreement (seed, index, case, what the case does, the expected outcome and the RTL's), each
+disagreement (seed, index, case, what the case does, the expected outcome and the RTL's, and why
+they disagree: the cycle, the error and its instruction, or the DRAM's first differing byte), each
 replayable alone with ``make fuzz CFG=<config> CASE=<seed>:<index>:<mutation>`` (``--case``,
 repeatable).
 Exit status 0 when every case agreed, 1 when one did not (or a run failed), 2 on bad input (one line, nothing
@@ -17,7 +18,7 @@ written).  Schema::
 
     {"config", "cases_per_seed", "seeds": [{"seed", "cases", "outcomes", "disagreements", "wall_s"}],
      "replayed": [{"seed", "index", "mutation"}], "disagreements": [{"seed", "index", "case", "description",
-     "expected", "expected_index", "rtl_error", "rtl_pc", "rtl_cycles", "replay"}],
+     "expected", "expected_index", "rtl_error", "rtl_pc", "rtl_cycles", "why", "replay"}],
      "failed_runs": [{"seed", "error"}], "wall_s"}
 
 A run that fails other than by a disagreeing case (a crash, a timeout: no tally) is listed under
@@ -132,6 +133,7 @@ def _disagreements(config: str, records: list[dict]) -> list[dict]:
             out.append({"seed": r["seed"], "index": r["index"], "case": r["case"], "description": r["description"],
                         "expected": r["expected"], "expected_index": r["expected_index"],
                         "rtl_error": r["error_code"], "rtl_pc": r["pc"], "rtl_cycles": r["rtl_cycles"],
+                        "why": r.get("why"),        # None in a record of before the testbench gave it
                         "replay": f"make fuzz CFG={config} CASE={r['seed']}:{r['index']}:{mutation}"})
     return out
 
@@ -188,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(s["cases"] for s in doc["seeds"]) + len(replays)
     print(f"{args.config}: {total} cases, {len(doc['disagreements'])} disagreements; wrote campaign.json to {out}")
     for d in doc["disagreements"][:10]:
-        print(f"  {d['case']} seed {d['seed']} ({d['description']}): expected {d['expected']}, RTL "
-              f"{d['rtl_error'] or 'done'} at instruction {d['rtl_pc']}; {d['replay']}")
+        why = d["why"] or (f"expected {d['expected']}, RTL {d['rtl_error'] or 'done'} at instruction "
+                           f"{d['rtl_pc']}")
+        print(f"  {d['case']} seed {d['seed']} ({d['description']}): {why}; {d['replay']}")
     for f in doc["failed_runs"]:
         print(f"  seed {f['seed']}: the run failed: {f['error']}")
     return 1 if doc["disagreements"] or doc["failed_runs"] else 0

@@ -227,6 +227,21 @@ def _byte(value: int) -> str:
     return f"0x{value & 0xFF:02x} ({int(np.int8(np.uint8(value & 0xFF)))})"
 
 
+def dram_difference(want: np.ndarray, got: np.ndarray | None) -> str:
+    """How the RTL's DRAM image ``got`` differs from sim.functional's ``want`` ("" if it does not):
+    how many bytes, the first address, both bytes there."""
+    if got is None:
+        return "the RTL's DRAM image was not dumped"
+    n = min(want.size, got.size)
+    bad = np.flatnonzero(want[:n] != got[:n])
+    sizes = f" (images of {want.size} and {got.size} bytes)" if want.size != got.size else ""
+    if not bad.size:
+        return f"the DRAM images differ in size{sizes}" if sizes else ""
+    a = int(bad[0])
+    return (f"{bad.size} DRAM bytes differ from sim.functional{sizes}; first at {a:#x}: "
+            f"expected {_byte(int(want[a]))}, RTL {_byte(int(got[a]))}")
+
+
 def _error_name(code: int) -> str:
     from hw.rtl.accelerator import ErrorCode
     try:
@@ -331,26 +346,34 @@ class Checker:
                        f"{owner[-1] if owner else '-'} or after): expected {_byte(int(exp.dram_out[a]))}, "
                        f"actual {_byte(int(out.dram[a]))}")
 
-    def check_fuzz(self, where: str, exp, out: Outcome) -> None:
-        """A fuzz case: the RTL does what :func:`cosim.fuzz.expected_outcome` says."""
+    def check_fuzz(self, where: str, exp, out: Outcome) -> str:
+        """A fuzz case: the RTL does what :func:`cosim.fuzz.expected_outcome` says; else the reason
+        (also an error, after ``where``), which the campaign reports ("" when it agrees)."""
+        why = self._fuzz_disagreement(exp, out)
+        if why:
+            self.error(f"{where}: {why}")
+        return why
+
+    @staticmethod
+    def _fuzz_disagreement(exp, out: Outcome) -> str:
         if not out.finished:
-            self.error(f"{where}: neither done nor error within {exp.limit} cycles (hang); pc {out.pc}; "
-                       f"expected {exp.kind} {exp.code.name if exp.code else ''}: {exp.why}")
-            return
+            return (f"neither done nor error within {exp.limit} cycles (hang); pc {out.pc}; "
+                    f"expected {exp.kind} {exp.code.name if exp.code else ''}: {exp.why}")
         got = (f"done={out.done} error={out.error} code {_error_name(out.error_code)} at instruction "
                f"{out.pc}, cycle {out.tb_cycles}, oob {out.oob}")
         if exp.kind == "oob" and not out.oob:
-            self.error(f"{where}: expected an access outside the DRAM image ({exp.why}); got {got}")
+            return f"expected an access outside the DRAM image ({exp.why}); got {got}"
         if exp.kind == "done":
             if out.error or out.oob or out.tb_cycles != exp.cycles or out.cycle != exp.cycles:
-                self.error(f"{where}: expected done in cycle {exp.cycles}; got {got}")
-            elif exp.dram is not None and (out.dram is None or not np.array_equal(out.dram, exp.dram)):
-                self.error(f"{where}: done in the right cycle but the DRAM differs from sim.functional")
+                return f"expected done in cycle {exp.cycles}; got {got}"
+            differ = dram_difference(exp.dram, out.dram) if exp.dram is not None else ""
+            if differ:
+                return f"done in the right cycle, but {differ}"
         elif exp.code is not None and exp.kind != "ambiguous":
             if not out.error or out.error_code != exp.code.value or \
                     (exp.code.name != "DATA" and exp.index is not None and out.pc != exp.index):
-                self.error(f"{where}: expected error {exp.code.name} at instruction {exp.index} "
-                           f"({exp.why}); got {got}")
+                return f"expected error {exp.code.name} at instruction {exp.index} ({exp.why}); got {got}"
+        return ""
 
     def assert_clean(self) -> None:
         if self.errors:
@@ -537,14 +560,13 @@ async def fuzz(dut, run):
         exp = expected_outcome(case.words, case.dram, h.cfg)
         out = await h.run(case.words, case.dram, exp.limit)
         where = f"fuzz case {case.name} ({case.description}) config {h.config_name} seed {case_seed}"
-        before = len(h.checker.errors)
-        h.checker.check_fuzz(where, exp, out)
+        why = h.checker.check_fuzz(where, exp, out)
         outcome = f"error {exp.code.name}" if exp.kind == "error" else \
             "done, data undefined" if exp.kind == "done" and exp.dram is None else exp.kind
         tally[outcome] = tally.get(outcome, 0) + 1
         h.record(kind="fuzz_case", case=case.name, seed=case_seed, index=i, description=case.description,
                  expected=outcome, expected_index=exp.index, error_code=_error_name(out.error_code) if out.error else None,
-                 pc=out.pc, rtl_cycles=out.tb_cycles, passed=len(h.checker.errors) == before)
+                 pc=out.pc, rtl_cycles=out.tb_cycles, passed=not why, why=why or None)
     h.record(kind="fuzz", seed=seed, cases=count + len(named), outcomes=tally, disagreements=len(h.checker.errors))
     dut._log.info("fuzz seed %d on %s: %d cases, %d disagreements; %s", seed, h.config_name, count + len(named),
                   len(h.checker.errors), tally)

@@ -270,6 +270,27 @@ def test_a_campaigns_seeds_and_replayed_cases_are_parsed_and_name_its_folder():
     assert [d["replay"] for d in found] == ["make fuzz CFG=small CASE=5:12:vec_laps"]
 
 
+def test_a_fuzz_case_done_with_another_dram_says_how_it_differs():
+    """A case done in the right cycle with another DRAM image was reported as "expected done, RTL
+    done": the reason names the bytes that differ, the first address and both bytes."""
+    import logging
+    from types import SimpleNamespace
+
+    import numpy as np
+    from cosim import tb_accelerator as tb
+
+    want = np.arange(64, dtype=np.uint8)
+    got = want.copy()
+    got[[0x21, 0x30]] = [24, 7]
+    exp = SimpleNamespace(kind="done", cycles=50, dram=want, code=None, index=None, why="", limit=90)
+    checker = tb.Checker(logging.getLogger("test"))
+    why = checker.check_fuzz("fuzz case x", exp, tb.Outcome(finished=True, done=1, tb_cycles=50, cycle=50, dram=got))
+    assert why == ("done in the right cycle, but 2 DRAM bytes differ from sim.functional; first at 0x21: "
+                   "expected 0x21 (33), RTL 0x18 (24)"), why
+    assert checker.errors == [f"fuzz case x: {why}"]
+    assert checker.check_fuzz("y", exp, tb.Outcome(finished=True, done=1, tb_cycles=50, cycle=50, dram=want)) == ""
+
+
 def test_a_campaign_lists_a_disagreement_and_a_failed_run_and_goes_on(tmp_path, monkeypatch, capsys):
     """A disagreeing case fails the cocotb test (CosimFailure): the campaign reads the run's records
     and lists it, exit 1 (it stopped with a traceback, its earlier seeds' tallies lost); a run that
@@ -278,8 +299,10 @@ def test_a_campaign_lists_a_disagreement_and_a_failed_run_and_goes_on(tmp_path, 
     from cosim import campaign, test_cosim_accelerator
     from cosim.runner import CosimFailure
 
+    why = ("done in the right cycle, but 3 DRAM bytes differ from sim.functional; first at 0x212: "
+           "expected 0x1a (26), RTL 0x18 (24)")
     case = {"kind": "fuzz_case", "seed": 205, "index": 159, "case": "field_extreme_159", "description": "d",
-            "expected": "done", "expected_index": None, "error_code": None, "pc": 36, "rtl_cycles": 314}
+            "expected": "done", "expected_index": None, "error_code": None, "pc": 36, "rtl_cycles": 314, "why": why}
 
     def fake_run(config, *, seed, fuzz, fuzz_cases):
         run_dir = tmp_path / f"run{seed}"
@@ -296,6 +319,7 @@ def test_a_campaign_lists_a_disagreement_and_a_failed_run_and_goes_on(tmp_path, 
     assert campaign.main(["--seeds", "7,205", "--cases", "1", "--out", str(out)]) == 1
     doc = json.loads((out / "campaign.json").read_text())
     assert doc["failed_runs"] == [{"seed": 7, "error": "seed 7 failed"}]
-    assert [(d["seed"], d["index"], d["replay"]) for d in doc["disagreements"]] == \
-        [(205, 159, "make fuzz CFG=tiny CASE=205:159:field_extreme")]
-    assert "1 disagreements" in capsys.readouterr().out
+    assert [(d["seed"], d["index"], d["why"], d["replay"]) for d in doc["disagreements"]] == \
+        [(205, 159, why, "make fuzz CFG=tiny CASE=205:159:field_extreme")]
+    printed = capsys.readouterr().out
+    assert "1 disagreements" in printed and f"(d): {why}; make fuzz" in printed, printed
