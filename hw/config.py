@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from .isa import FIELD_BITS, Op
 
 __all__ = ["AcceleratorConfig", "PRESETS", "get_config", "SUPPORTED_VECTOR_WIDTHS", "CLOCK_GHZ_RANGE", "FIELD_MAX",
-           "ADDRESSED_BY", "UnknownFieldError"]
+           "ADDRESSED_BY", "UnknownFieldError", "FieldError"]
 
 #: K0 and C0 the RTL generator can build: powers of two, so that lane and row
 #: addresses are plain bit slices.
@@ -65,6 +65,22 @@ def addressable(depth: str) -> tuple[int, str]:
 
 class UnknownFieldError(KeyError):
     """An override names no field of ``AcceleratorConfig``; the message lists the fields."""
+
+
+class FieldError(ValueError):
+    """A value of one field refused.  ``rule`` is the message with ``{key}``, ``{value!r}`` and
+    the amounts in the field's units (``{0}``, ...), so that a key that sets the field in other
+    units (``global_buf_kib``, ``hw.config_file.ALIASES``) can say it in its own: ``restated``."""
+
+    def __init__(self, field: str, value, rule: str, *amounts: int):
+        self.field, self.value, self.rule, self.amounts = field, value, rule, amounts
+        super().__init__(self.restated(field, 1, "bytes" if field.endswith("_bytes") else ""))
+
+    def restated(self, key: str, factor: int, unit: str) -> str:
+        def amount(n: int) -> str:
+            return f"{n // factor if n % factor == 0 else f'{n / factor:g}'}{' ' + unit if unit else ''}"
+        value = self.value // factor if isinstance(self.value, int) else self.value
+        return self.rule.format(*map(amount, self.amounts), key=key, value=value)
 
 
 @dataclass(frozen=True)
@@ -132,7 +148,7 @@ class AcceleratorConfig:
         def positive(field: str) -> None:
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{field} must be a positive integer, not {value!r}")
+                raise FieldError(field, value, "{key} must be a positive integer, not {value!r}")
 
         for field in ("num_pe", "k0", "c0", "weight_buf_bytes", "input_buf_bytes",
                       "accum_depth", "acc_bits", "param_depth", "global_buf_bytes",
@@ -147,7 +163,7 @@ class AcceleratorConfig:
                 raise ValueError(f"{field} must be a non-negative integer, not {value!r}")
         for field, high in FIELD_MAX.items():
             if getattr(self, field) > high:
-                raise ValueError(f"{field} must be at most {high}, not {getattr(self, field)!r}")
+                raise FieldError(field, getattr(self, field), "{key} must be at most {0}, not {value!r}", high)
         for field in ("k0", "c0"):
             value = getattr(self, field)
             if value not in SUPPORTED_VECTOR_WIDTHS:
@@ -163,21 +179,21 @@ class AcceleratorConfig:
         if not (isinstance(self.clock_ghz, (int, float)) and not isinstance(self.clock_ghz, bool)
                 and low <= self.clock_ghz <= high):        # also refuses nan
             raise ValueError(f"clock_ghz must be between {low:g} and {high:g} (GHz), not {self.clock_ghz!r}")
-        if self.weight_buf_bytes % (self.k0 * self.c0):
-            raise ValueError(f"weight_buf_bytes ({self.weight_buf_bytes}) must be a multiple of "
-                             f"K0*C0 = {self.k0 * self.c0} so each vector MAC gets whole rows")
-        if self.input_buf_bytes % self.c0:
-            raise ValueError(f"input_buf_bytes ({self.input_buf_bytes}) must be a multiple of C0 = {self.c0}")
-        if self.global_buf_bytes % self.c0:
-            raise ValueError(f"global_buf_bytes ({self.global_buf_bytes}) must be a multiple of C0 = {self.c0}")
+        for field, row, what in (("weight_buf_bytes", self.k0 * self.c0, "K0*C0"), ("input_buf_bytes", self.c0, "C0"),
+                                 ("global_buf_bytes", self.c0, "C0")):
+            if getattr(self, field) % row:
+                why = " so each vector MAC gets whole rows" if field == "weight_buf_bytes" else ""
+                raise FieldError(field, getattr(self, field),
+                                 f"{{key}} ({{value}}) must be a multiple of {what} = {{0}}{why}", row)
         if self.param_depth < 4 * self.k0:
             raise ValueError(f"param_depth ({self.param_depth}) must be at least 4 x K0 = {4 * self.k0}")
         # each buffer holds at least 4 rows: (field, rows it holds, bytes a row)
         for field, rows, row_bytes in (("weight_buf_bytes", self.weight_rows, self.k0 * self.c0),
                                        ("input_buf_bytes", self.input_rows, self.c0), ("accum_depth", self.accum_depth, 0)):
             if rows < 4:
-                need = f"at least {4 * row_bytes} (4 rows of {row_bytes} bytes)" if row_bytes else "at least 4"
-                raise ValueError(f"{field} ({getattr(self, field)}) is too small to hold any tile: {need}")
+                need = ("at least {0} (4 rows of {1})", 4 * row_bytes, row_bytes) if row_bytes else ("at least 4",)
+                raise FieldError(field, getattr(self, field),
+                                 "{key} ({value}) is too small to hold any tile: " + need[0], *need[1:])
         self._check_addressable()
 
     def _check_addressable(self) -> None:
@@ -188,8 +204,8 @@ class AcceleratorConfig:
         for depth, (field, unit, what) in row_units.items():
             limit, where = addressable(depth)
             if getattr(self, depth) > limit:
-                raise ValueError(f"{field} must be at most {limit * unit} ({limit} {what}, as many as {where} "
-                                 f"addresses), not {getattr(self, field)!r}")
+                raise FieldError(field, getattr(self, field), f"{{key}} must be at most {{0}} ({limit} {what}, "
+                                 f"as many as {where} addresses), not {{value!r}}", limit * unit)
 
     # ---- derived quantities -------------------------------------------------
     @property

@@ -32,14 +32,14 @@ import sys
 from pathlib import Path
 from typing import Mapping, Optional
 
-from .config import PRESETS, AcceleratorConfig, get_config
+from .config import PRESETS, AcceleratorConfig, FieldError, get_config
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:                                                    # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ConfigError", "ALIASES", "FIELDS", "NUMERIC_KEYS", "load_config", "resolve_fields", "config_toml", "rtl_support", "is_config_file",
+__all__ = ["ConfigError", "ALIASES", "FACTOR_UNITS", "in_units_of", "FIELDS", "NUMERIC_KEYS", "load_config", "resolve_fields", "config_toml", "rtl_support", "is_config_file",
            "field_docs", "config_label", "config_from_mapping"]
 
 #: Friendly keys of files and sweep grids: alias -> (field, factor) pairs it sets to ``value * factor``.
@@ -49,6 +49,8 @@ ALIASES: dict[str, tuple[tuple[str, int], ...]] = {
     "global_buf_kib": (("global_buf_bytes", 1024),),
     "k0c0": (("k0", 1), ("c0", 1)),
 }
+#: The unit of an alias's factor, in which a refusal of the field it sets is said (``in_units_of``).
+FACTOR_UNITS = {1024: "KiB"}
 #: The configuration's fields in declaration order, with their types (``int``, ``float``, ``str``).
 FIELDS: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(AcceleratorConfig)}
 #: Keys of a file that are not configuration fields.
@@ -58,7 +60,24 @@ NUMERIC_KEYS: tuple[str, ...] = (*(k for k, kind in FIELDS.items() if kind != "s
 
 
 class ConfigError(ValueError):
-    """A configuration that cannot be built; the message is one line naming the file and the key."""
+    """A configuration that cannot be built; the message is one line naming the file and the key.
+    ``field_error``: the refusal of one field's value it reports, if it is one."""
+
+    def __init__(self, message: str, field_error: Optional[FieldError] = None):
+        super().__init__(message)
+        self.field_error = field_error
+
+
+def in_units_of(e: ValueError, keys) -> str:
+    """``e``'s message, said of the alias among ``keys`` that sets the field ``e`` refuses in other
+    units, in those (``global_buf_kib = -1``: "global_buf_kib must be a positive integer, not -1",
+    not "global_buf_bytes ... not -1024")."""
+    if isinstance(e, FieldError):
+        for key in keys:
+            for field, factor in ALIASES.get(key, ()):
+                if field == e.field and factor in FACTOR_UNITS:
+                    return e.restated(key, factor, FACTOR_UNITS[factor])
+    return str(e)
 
 
 def is_config_file(spec: str) -> bool:
@@ -90,7 +109,7 @@ def load_config(spec: str, **overrides) -> AcceleratorConfig:
     try:
         return cfg.replace(**overrides)
     except ValueError as e:
-        raise ConfigError(f"bad configuration override: {e}") from None
+        raise ConfigError(f"bad configuration override: {e}", e if isinstance(e, FieldError) else None) from None
 
 
 def _load_file(path: Path) -> AcceleratorConfig:
@@ -130,7 +149,7 @@ def config_from_mapping(doc: Mapping, *, where: str, default_name: str) -> Accel
     try:
         return AcceleratorConfig(**values)
     except ValueError as e:
-        raise ConfigError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}: {in_units_of(e, doc)}") from None
 
 
 def _is_preset(name: str) -> bool:

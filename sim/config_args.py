@@ -8,7 +8,7 @@ import argparse
 
 from hw.cli import UsageError
 from hw.config import AcceleratorConfig
-from hw.config_file import ConfigError, load_config
+from hw.config_file import ConfigError, in_units_of, load_config
 
 #: (option, the configuration field it sets, the field's units per the option's, help).
 OVERRIDES = (
@@ -69,7 +69,8 @@ def override_error(args, e: ConfigError) -> UsageError:
     for option, field, _, _ in OVERRIDES:
         value = getattr(args, option, None)
         if value is not None and field in str(e):
-            return UsageError(f"--{option.replace('_', '-')} {value}: {e}")
+            said = f"bad configuration override: {in_units_of(e.field_error, [option])}" if e.field_error else e
+            return UsageError(f"--{option.replace('_', '-')} {value}: {said}")
     return UsageError(str(e))
 
 

@@ -92,7 +92,7 @@ from typing import Callable, Iterable, Optional
 from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, atomic_write_bytes, code_digest, duration, fail,
                     run_main)
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
-from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, load_config, resolve_fields
+from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, in_units_of, load_config, resolve_fields
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
 from mapper.ir import Model
 from mapper.lower import MappingError
@@ -351,7 +351,7 @@ def parse_grid(text: str, base: AcceleratorConfig) -> Grid:
         try:
             configs.append(base.replace(name=name, **resolve_fields(point, "--grid")))
         except (ConfigError, ValueError) as e:
-            invalid.append((name, " ".join(str(e).split())))
+            invalid.append((name, " ".join(in_units_of(e, point).split())))
     if not configs:
         raise UsageError(f"bad --grid: the configuration refuses every point, e.g. {invalid[0][0]}: {invalid[0][1]}")
     return Grid(base, tuple(axes), tuple(configs), tuple(invalid))

@@ -205,6 +205,23 @@ def test_make_paths_and_rdd_refuse_a_size_or_variant(target, var, value, needles
     assert f"-m sim.{target}" in _make(target, f"{var}=").stdout
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["sim.run", "--config", "tiny", "--global-buf-kib", "99999999"],
+     "--global-buf-kib 99999999: bad configuration override: global_buf_kib must be at most 4194304 KiB, not 99999999"),
+    (["sim.run", "--config", "tiny", "--global-buf-kib", "-1"], "global_buf_kib must be a positive integer, not -1"),
+    (["sim.sweep", "--grid", "global_buf_kib=99999999"], "global_buf_kib must be at most 4194304 KiB, not 99999999")])
+def test_a_kib_option_is_refused_in_kib(argv, said, tmp_path, capsys):
+    """``--global-buf-kib 99999999`` was refused as "global_buf_bytes must be at most 4294967296, not
+    102399998976": bytes the user never wrote."""
+    import importlib
+
+    tool, *rest = argv
+    assert importlib.import_module(tool).main(["--model", "segformer_b0", *rest, "--out", str(tmp_path / "o")]) == 2
+    line = capsys.readouterr().err
+    assert line.count("\n") == 1 and said in line and "global_buf_bytes" not in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("tool, argv", [("run", ["--config", "E"]), ("infer", ["--config", "E"]),
                                         ("sweep", ["--configs", "E"]), ("paths", []), ("rdd", [])])
 def test_a_flops_only_model_is_refused_as_such(tool, argv, tmp_path, capsys):

@@ -55,10 +55,15 @@ def test_base_aliases_and_default_name(tmp_path):
     ('num_pe = [\n', ["not valid TOML"]),
     # buffers deeper than the ISA's address fields reach: refused here, not by the mapper (or the RTL
     # generator, which took 11 GB of memory on a 1 GiB weight buffer) later
-    ('base = "E"\nk0c0 = 64\nweight_kib = 1048576\n', ["weight_buf_bytes must be at most 268435456",
-                                                       "LOAD_WGT.dst_addr", "not 1073741824"]),
-    ('base = "E"\ninput_kib = 65536\n', ["input_buf_bytes must be at most 2097152", "65536 rows of C0 bytes",
-                                         "not 67108864"]),
+    # ... said in the unit of the key the file used (the limits were in bytes)
+    ('base = "E"\nk0c0 = 64\nweight_kib = 1048576\n', ["weight_kib must be at most 262144 KiB",
+                                                       "LOAD_WGT.dst_addr", "not 1048576"]),
+    ('base = "E"\ninput_kib = 65536\n', ["input_kib must be at most 2048 KiB", "65536 rows of C0 bytes",
+                                         "not 65536"]),
+    ('base = "E"\ninput_buf_bytes = 67108864\n', ["input_buf_bytes must be at most 2097152 bytes",
+                                                  "not 67108864"]),
+    ('base = "E"\nglobal_buf_kib = 0\n', ["global_buf_kib must be a positive integer, not 0"]),
+    ('base = "E"\nk0c0 = 64\nweight_kib = 1\n', ["weight_kib (1) must be a multiple of K0*C0 = 4 KiB"]),
     ('base = "E"\naccum_depth = 8192\n', ["accum_depth must be at most 4096", "STORE.acc_addr"]),
     ('base = "E"\nparam_depth = 8192\n', ["param_depth must be at most 4096", "STORE.param_addr"]),
 ])
