@@ -76,6 +76,9 @@ class FieldError(ValueError):
         self.field, self.value, self.rule, self.amounts = field, value, rule, amounts
         super().__init__(self.restated(field, 1, "bytes" if field.endswith("_bytes") else ""))
 
+    def __reduce__(self):           # pickled by its fields (a sweep's worker process sends errors back)
+        return FieldError, (self.field, self.value, self.rule, *self.amounts)
+
     def restated(self, key: str, factor: int, unit: str) -> str:
         def amount(n: int) -> str:
             return f"{n // factor if n % factor == 0 else f'{n / factor:g}'}{' ' + unit if unit else ''}"

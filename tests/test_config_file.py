@@ -220,3 +220,19 @@ def test_k0_wider_than_the_global_buffers_write_beat_keeps_tensors_in_dram(tmp_p
     assert not any(i.op == Op.STORE and i.f["dst_gb"] for i in program.stream)
     assert check_program(program, q, x)["tensors"] == 2
     assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+
+
+def test_a_field_refusal_pickles_and_restates_in_an_aliass_units():
+    """A FieldError crosses process boundaries whole (a sweep's workers), and ``in_units_of`` says it
+    in KiB for the alias that set the field."""
+    import pickle
+
+    from hw.config import FieldError
+    from hw.config_file import in_units_of
+
+    with pytest.raises(FieldError) as info:
+        get_config("E").replace(global_buf_bytes=1 << 40)
+    back = pickle.loads(pickle.dumps(info.value))
+    assert str(back) == str(info.value) == "global_buf_bytes must be at most 4294967296 bytes, not 1099511627776"
+    assert in_units_of(back, ["k0", "global_buf_kib"]) == "global_buf_kib must be at most 4194304 KiB, not 1073741824"
+    assert in_units_of(back, ["weight_kib"]) == str(back)
