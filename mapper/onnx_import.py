@@ -407,6 +407,8 @@ class _Importer:
         self.node = None
 
     def _dispatch(self, node) -> None:
+        if node.op_type in _INSTEAD:                # of any domain, before its inputs are checked
+            raise self.fail(f"unsupported operator{_INSTEAD[node.op_type]}")
         if node.domain not in ("", "ai.onnx", CUSTOM_DOMAIN):
             raise self.fail(f"operator domain {node.domain!r} is not supported; supported: {SUPPORTED_TEXT}")
         handler = _HANDLERS.get((CUSTOM_DOMAIN if node.domain == CUSTOM_DOMAIN else "", node.op_type))
@@ -942,3 +944,11 @@ def _guess_part(name: str) -> str:
 from .onnx_ops import HANDLERS as _HANDLERS, NEVER_FOLD as _NEVER_FOLD, SUPPORTED_OPS, VIEW_OPS as _VIEW_OPS  # noqa: E402
 
 SUPPORTED_TEXT = ", ".join(SUPPORTED_OPS)
+#: What to do instead, for operators a file may well hold (appended to the refusal).
+_QOPERATOR = (" (an int8 model in the QOperator format: export it in the QDQ format, onnxruntime's "
+              "quantize_static(..., quant_format=QuantFormat.QDQ), whose QuantizeLinear/DequantizeLinear "
+              "pairs are read; docs/onnx.md)")
+_INSTEAD = {op: _QOPERATOR for op in ("QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearSigmoid",
+                                      "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool",
+                                      "QLinearLeakyRelu", "QLinearSoftmax", "QGemm", "ConvInteger", "MatMulInteger",
+                                      "DynamicQuantizeLinear")}

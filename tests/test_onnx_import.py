@@ -797,6 +797,17 @@ def test_a_finfo_min_attention_mask_is_refused_with_the_hint_to_clamp_it(tmp_pat
     prepare(load_onnx(tmp_path / "clamped.onnx").model)
 
 
+@pytest.mark.parametrize("op_type, domain", [("QLinearConv", ""), ("QLinearAdd", "com.microsoft")])
+def test_a_qoperator_file_is_told_to_export_qdq(op_type, domain):
+    """An int8 file in the QOperator format is refused naming the QDQ format, which is read."""
+    node = helper.make_node(op_type, ["x"], ["y"], domain=domain)
+    graph = helper.make_graph([node], "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    with pytest.raises(OnnxImportError, match="QuantFormat.QDQ"):
+        import_onnx(helper.make_model(graph, opset_imports=opsets), "q")
+
+
 def test_refusals_name_what_is_unsupported_in_the_node():
     """A sum over the channels and the rows together is neither a pooling nor a product by ones, nor
     is a last-index arg-max over the channels one over another axis: each refusal says what in the
