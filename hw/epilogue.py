@@ -59,12 +59,14 @@ def pe_row_starts(pos, nk, multiples: list, lanes: int):
     ``nk`` members.  Returns (whether each lane ``0 .. lanes-1`` starts a row, the position of
     the next member after this PE's, ``(pos + nk) mod R``).
 
-    Lane ``j`` starts a row when ``pos + j`` is a multiple of ``R``: the first such lane is
-    ``R - pos`` (0 when ``pos`` is 0), the others follow every ``R``.  The multiples below
-    ``pos + nk <= R + lanes`` are the first ``lanes + 1``."""
+    Member lane ``j`` (``j < nk``) starts a row when ``pos + j`` is a multiple of ``R``: the first
+    such lane is ``R - pos`` (0 when ``pos`` is 0), the others follow every ``R``.  A lane past
+    the members starts none: the RTL's reductions (``hw.rtl.segmented_reduce``) take it into the
+    row before it, which a row straddling two PEs continues past it into the next PE's members.
+    The multiples below ``pos + nk <= R + lanes`` are the first ``lanes + 1``."""
     row = multiples[1]
     first = sel(pos == 0, 0, row - pos)
-    starts = [any_of(*[first + multiples[m] == j for m in range(j + 1)]) for j in range(lanes)]
+    starts = [all_of(nk > j, any_of(*[first + multiples[m] == j for m in range(j + 1)])) for j in range(lanes)]
     end = pos + nk
     # the largest multiple at or below end: multiples increase, so it is where "end >= m R" stops
     reached = [end >= mult for mult in multiples]
