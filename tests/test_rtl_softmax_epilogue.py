@@ -197,6 +197,50 @@ def test_softmax_epilogue_matches_the_functional_model(lanes, groups, npix):
     assert not bad.size, f"pixel {bad[0][0]} lane {bad[0][1]}: RTL {got[tuple(bad[0])]}, want {want[tuple(bad[0])]}"
 
 
+def walk_lanes(f: dict, num_pe: int, k0: int):
+    """(row starts, members) of every lane as the store unit feeds them to the epilogue: the walk of
+    ``hw.epilogue`` over the PEs, and each selected PE's first ``nk`` lanes."""
+    from hw.epilogue import WalkState, row_multiples, walk_end_bad, walk_pe
+    from hw.timing import pe_members, pe_positions, store_pe_extent
+
+    chosen, state, multiples = set(pe_members(f, num_pe)), WalkState(), row_multiples(f["ep_row"], k0)
+    start, member = np.zeros((num_pe, k0), bool), np.zeros((num_pe, k0), bool)
+    for p, (col, grp) in enumerate(pe_positions(num_pe, f["pe_k"])):
+        nk = store_pe_extent(f, col, grp)[2] if p in chosen else 0
+        lane_starts, state = walk_pe(state, col, store_pe_extent(f, col, grp)[0], nk, multiples, k0)
+        start[p], member[p, :nk] = lane_starts, True
+    assert not walk_end_bad(state), f
+    return start.ravel(), member.ravel()
+
+
+#: STOREs whose rows straddle two PEs' partial lane sets, lanes past a PE's members inside a row.
+STRADDLING = [   # (PEs, K0, fields)
+    (2, 32, {"pe_k": 2, "k_per_pe": 25, "t_k": 50, "ep_row": 10}),     # e_small's fuzz case 9200:355
+    (2, 4, {"pe_k": 2, "k_per_pe": 1, "t_k": 2, "ep_row": 2}),         # tiny: a lane a PE
+    (4, 4, {"pe_k": 4, "k_per_pe": 2, "t_k": 6, "ep_row": 3}),         # small: rows over three PEs, the last empty
+]
+
+
+@pytest.mark.parametrize("num_pe, k0, fields", STRADDLING)
+def test_softmax_epilogue_reduces_rows_across_pes(num_pe, k0, fields):
+    """The epilogue fed the walk's row starts normalises the rows sim.functional normalises: ``ep_row``
+    consecutive members of the row group, across the lanes a PE leaves empty."""
+    f = {"pe_first": 0, "pe_count": num_pe, "pe_step": 1, "k_base": 0, "k_step": fields["k_per_pe"], "y0": 0,
+         "out_h": 1, "t_h": 1, "x0": 0, "out_w": 1, "t_w": 1, **fields}
+    start, member = walk_lanes(f, num_pe, k0)
+    rng = np.random.default_rng(SEED + k0)
+    params = ops.softmax_params(float(rng.uniform(0.01, 0.5)), int(rng.integers(7, 15)))
+    table = exp_table(params)
+    x = rng.integers(-128, 128, (6, num_pe * k0))
+    out_shift = np.full(num_pe * k0, params.out_shift)
+    dut = SoftmaxEpilogue(num_pe * k0, 8)
+    got, _ = run_epilogue(dut, table, x, start, member, out_shift, dut.turnaround)
+    rows = np.flatnonzero(member).reshape(-1, f["ep_row"])
+    assert any(len({lane // k0 for lane in row}) > 1 for row in rows)       # the case straddles
+    for row in rows:
+        np.testing.assert_array_equal(got[:, row], softmax_rows(x[:, row], table, params.out_shift), err_msg=str(row))
+
+
 def test_softmax_epilogue_needs_its_turnaround():
     """Passes one cycle closer than ``turnaround`` read a pixel's row state before it is written:
     the check above would notice (the turnaround is not padding)."""
