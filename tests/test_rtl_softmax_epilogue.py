@@ -257,10 +257,12 @@ def test_softmax_epilogue_needs_its_turnaround():
 
 # ---- the store unit's epilogue in the accelerator ---------------------------------------------
 
-def epilogue_case(layer, cfg, row: int, seed: int, table=None, ep_shift=None):
+def epilogue_case(layer, cfg, row: int, seed: int, table=None, ep_shift=None, ep_row=None):
     """(stream, DRAM image, sim.functional's image or its StreamError, the contract's cycles) of
     ``layer`` mapped with a softmax epilogue over rows of ``row`` (its exponentials' table and the
-    output shift in every parameter entry)."""
+    output shift in every parameter entry); its STOREs' rows then changed to ``ep_row`` if given."""
+    from dataclasses import replace
+
     from hw.isa import StreamError, make, Op
     from hw.timing import schedule
     from mapper.lower import map_layer
@@ -270,6 +272,9 @@ def epilogue_case(layer, cfg, row: int, seed: int, table=None, ep_shift=None):
     lowered = map_layer(layer, cfg, softmax_row=row)[0][0]
     stream = lowered.stream + [make(Op.END)]
     assert any(i.op == Op.STORE and i.f["ep_row"] == row for i in stream)
+    if ep_row is not None:
+        stream = [replace(i, f={**i.f, "ep_row": ep_row}) if i.op == Op.STORE and i.f["ep_row"] else i
+                  for i in stream]
     rng = np.random.default_rng(seed)
     d = layer_data(layer, rng)
     params = ops.softmax_params(float(rng.uniform(0.02, 0.3)), int(rng.integers(7, 15)))
@@ -329,6 +334,35 @@ def test_store_epilogue_bit_and_cycle_exact(cfg_name, batch, m, k, n, tiny_batch
     assert res["done"] == 1 and res["cycle"] == cycles, f"done {res['done']} at {res['cycle']}, contract {cycles}"
     if not np.array_equal(dram, want):
         pytest.fail(first_mismatch(f"{layer.name} vs sim.functional", dram, want))
+
+
+#: Two heads of one key on tiny, a head a PE (k_per_pe 1 of K0 4), their STOREs' rows made 2: a row
+#: straddles PE 0's lane 0 and PE 1's, PE 0's empty lanes between (the mapper keeps rows in a head).
+STRADDLE = (2, 3, 4, 1, 2)      # (heads, queries, head channels, keys, the rows made)
+
+
+def straddle_case(cfg):
+    from mapper.ir import MatMul
+    batch, m, k, n, row = STRADDLE
+    return epilogue_case(MatMul("scores", "encoder", batch, m, k, n), cfg, n, SEED + m, ep_row=row)
+
+
+def test_store_epilogue_rows_straddling_pes(tiny_batch):
+    """Rows across two PEs' partial lane sets: the store unit's walk starts no row on the lanes a PE
+    leaves empty, and the accelerator writes sim.functional's image in the contract's cycle."""
+    from hw.config import get_config
+    from hw.isa import Op
+    from test_rtl_accelerator import first_mismatch
+
+    cfg = get_config("tiny")
+    stream, dram, want, cycles = straddle_case(cfg)
+    assert isinstance(want, np.ndarray), want
+    assert all(i.f["k_per_pe"] % i.f["ep_row"] and i.f["pe_count"] > 1 for i in stream if i.op == Op.STORE)
+    res = tiny_batch.runner(("straddle",))(cfg, stream, dram, max_cycles=cycles + 50)
+    assert res["error"] == 0, f"error {res['code']} at instruction {res['pc']}"
+    assert res["done"] == 1 and res["cycle"] == cycles, f"done {res['done']} at {res['cycle']}, contract {cycles}"
+    if not np.array_equal(dram, want):
+        pytest.fail(first_mismatch("rows across PEs vs sim.functional", dram, want))
 
 
 @pytest.mark.parametrize("what", list(REFUSALS))
@@ -411,7 +445,7 @@ def batch_keys() -> list[tuple]:
         return [p for p in params if isinstance(p, tuple) and p[0] == "tiny"]
     exact = [("exact", *p) for p in fast(EPILOGUE_LAYERS)]
     return (exact + [("refused", what) for what in REFUSALS] + [("gb", *p) for p in fast(GB_EPILOGUE_LAYERS)]
-            + [("again", *exact[0][1:])])     # test_a_reset_starts_the_batchs_next_case_afresh
+            + [("straddle",), ("again", *exact[0][1:])])     # test_a_reset_starts_the_batchs_next_case_afresh
 
 
 def tiny_program(key: tuple) -> tuple:
@@ -421,8 +455,8 @@ def tiny_program(key: tuple) -> tuple:
     from test_rtl_accelerator import race_free_cycles
 
     cfg = get_config("tiny")
-    if key[0] == "refused":
-        stream, dram, _, cycles = refused_case(cfg, key[1])
+    if key[0] in ("refused", "straddle"):
+        stream, dram, _, cycles = refused_case(cfg, key[1]) if key[0] == "refused" else straddle_case(cfg)
         return stream, dram, cycles + 50
     _, _, batch, m, k, n = key
     if key[0] in ("exact", "again"):
