@@ -11,7 +11,7 @@ with an operand or table moved past the DRAM's end or to its last byte (``vec_pa
 operand's base near 2**32 (``vec_base_wrap``) or its strides walking below 0 (``vec_below_zero``),
 or with a stage's parameter outside its operator's range (``vec_params``, any stage: refused before
 the first writes) or an operand of another raster than the pass's (``vec_raster``);
-a softmax epilogue; a STORE of no pixel put before a STORE (busy ``hw.timing.STORE_MIN_BUSY``
+a softmax epilogue (in rows straddling PEs: ``softmax_straddle``); a STORE of no pixel put before a STORE (busy ``hw.timing.STORE_MIN_BUSY``
 cycles, the fewest).
 :func:`expected_outcome` says what the RTL must do with it, from the simulator alone
 (``hw.timing.schedule_encoded``, ``sim.functional``): finish in the scheduled cycle with the
@@ -60,7 +60,7 @@ from hw.rtl.accelerator import rtl_unsupported
 from hw.rtl.insn import refused_before_unsupported
 from hw.rtl.vector_descriptor import OPERAND
 from hw.rtl.vector_executor import builds_vector_unit
-from hw.timing import DECODE_STAGES, decode_until_end, schedule, schedule_encoded
+from hw.timing import DECODE_STAGES, decode_until_end, schedule, schedule_encoded, store_pe_extent
 from vec_passes import CHAINS, IN_PLACE, LEAVING, leaving_dram, random_pass
 
 __all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "words_bytes"]
@@ -68,7 +68,8 @@ __all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "
 MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", "truncate", "drop",
              "duplicate", "zero_word", "pe_step_zero", "n_out_over_k0", "bad_shift", "from_gb", "vec",
              "table_act", "vec_fields", "vec_laps", "softmax_epilogue", "vec_past_end", "vec_base_wrap",
-             "vec_below_zero", "vec_params", "vec_raster", "store_no_pixel", "gb_all", "store_gb")
+             "vec_below_zero", "vec_params", "vec_raster", "store_no_pixel", "gb_all", "store_gb",
+             "softmax_straddle")
 #: Random layers a fuzz run draws its base streams from (mapped once each).
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
@@ -440,6 +441,36 @@ def _mut_softmax_epilogue(words, dram, rng, cfg):
         return "no STORE"
     f = decode(words_bytes([words[i]])).f
     row = rng.choice([f["k_per_pe"], f["k_per_pe"] * f["pe_k"], rng.randrange(1, 2 * cfg.k0 + 2)])
+    return _epilogue_rows(words, dram, rng, cfg, i, row, [6, 15] + list(range(7, 15)) * 4)
+
+
+def _straddling_rows(f: dict) -> list[int]:
+    """Row lengths that cut a STORE's row group (its first, as clipped by ``t_k``) into whole rows
+    but not a PE's channels: some row continues from one PE's lanes into the next's."""
+    members = [store_pe_extent(f, col, 0)[2] for col in range(f["pe_k"])]
+    total = sum(members)
+    return [r for r in range(2, total + 1) if total % r == 0 and members[0] % r and members[0] < total]
+
+
+def _mut_softmax_straddle(words, dram, rng, cfg):
+    """``softmax_epilogue`` on a STORE of several PEs a row group, in rows that straddle PEs
+    (``_straddling_rows``; the mapper keeps rows in a PE's lanes, and random lengths seldom
+    straddle a PE's partial lane set: fuzz seed 9200, case 355 on e_small), the output shifts
+    legal (so that the rows are normalised and compared, not refused)."""
+    stores = [i for i, w in enumerate(words) if (w & 0xF) == Op.STORE
+              and _straddling_rows(decode(words_bytes([w])).f)]
+    if not stores:
+        return "no STORE whose rows could straddle PEs"
+    i = rng.choice(stores)
+    row = rng.choice(_straddling_rows(decode(words_bytes([words[i]])).f))
+    # an image smaller than a table grows by random bytes: every PE's whole table is then defined
+    grown = np.concatenate([dram, np.frombuffer(rng.randbytes(max(0, TABLE_BYTES - dram.size)), np.uint8)])
+    return _epilogue_rows(words, grown, rng, cfg, i, row, list(range(7, 15))), grown
+
+
+def _epilogue_rows(words, dram, rng, cfg, i: int, row: int, shifts: list):
+    """STORE ``i`` normalises rows of ``row``; every PE's table from the layer's bytes, the parameter
+    entries' output shifts drawn from ``shifts``."""
     _set_fields(words, i, ep_row=max(1, row))
     shift_at = entry_offset(PARAM_ENTRY, "ep_shift")
     for w in words:
@@ -448,7 +479,7 @@ def _mut_softmax_epilogue(words, dram, rng, cfg):
             for e in range(insn.f["n_entries"]):
                 addr = insn.f["src_addr"] + e * PARAM_ENTRY_BYTES + shift_at
                 if addr < dram.size:
-                    dram[addr] = rng.choice([6, 15] + list(range(7, 15)) * 4)
+                    dram[addr] = rng.choice(shifts)
     whole = min(TABLE_BYTES, dram.size) // PARAM_ENTRY_BYTES
     src = rng.randrange(dram.size - whole * PARAM_ENTRY_BYTES + 1)
     words[0:0] = stream_words([make(Op.LOAD_PARAM, pe_count=cfg.num_pe, pe_step=1, table=1, src_addr=src,
