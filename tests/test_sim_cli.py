@@ -117,7 +117,7 @@ def test_fused_layer_dump_says_who_does_its_work_and_replays_with_its_configurat
 
 def test_resnet50_on_E_no_plots(tmp_path):
     out = tmp_path / "r"
-    r = run(["--model", "resnet50", "--config", "e", "--no-plots", "--quiet", "--out", str(out),
+    r = run(["--model", "resnet50", "--config", "e", "--size", "64x64", "--no-plots", "--quiet", "--out", str(out),
              "--dram-bytes-per-cycle", "64", "--clock-ghz", "1.0", "--gb-bus-bytes-per-cycle", "512"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == [".run", "layers.csv", "report.json"]

@@ -18,7 +18,7 @@ from hw.config import get_config
 import sim.sweep as sweep
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = ["--model", "segformer_b0", "--size", "64x64"]
+MODEL = ["--model", "segformer_b0", "--size", "32x32"]      # small: the sweep's bookkeeping is tested, not its figures
 CFGS = "E,K,M"
 
 
@@ -133,7 +133,7 @@ def test_outputs_and_process_pool(dirs):
     cache, out = dirs
     assert sweep.main(MODEL + ["--configs", CFGS, "--cache", str(cache), "--out", str(out), "--workers", "2"]) == 0
     doc = json.loads((out / "sweep.json").read_text())
-    assert doc["model"] == "segformer_b0" and doc["input"][:2] == [64, 64]
+    assert doc["model"] == "segformer_b0" and doc["input"][:2] == [32, 32]
     assert [p["config"] for p in doc["points"]] == ["E", "K", "M"]
     for p in doc["points"]:
         assert p["energy_per_mac_pj"] > 0 and p["macs_per_s_per_mm2"] > 0
@@ -274,9 +274,9 @@ def test_paper_comparable_mode_is_its_own_run(dirs, monkeypatch):
     paper = json.loads((out / "paper" / "sweep.json").read_text())
     assert (default["mode"], paper["mode"]) == ("default", sweep.PAPER_COMPARABLE)
     assert len(list(cache.glob("*.json"))) == 2
-    want = simulate(build_model("segformer_b0", size=(64, 64)), get_config("E"), mac_only=True, ideal_memory=True)
+    want = simulate(build_model("segformer_b0", size=(32, 32)), get_config("E"), mac_only=True, ideal_memory=True)
     assert paper["points"][0]["total_cycles"] == want.total_cycles < default["points"][0]["total_cycles"]
-    model = build_model("segformer_b0", size=(64, 64))
+    model = build_model("segformer_b0", size=(32, 32))
     assert sweep.out_dir_name(model, True, [get_config("E")], None, True).endswith("_paper-comparable")
 
 
