@@ -377,17 +377,27 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
     whether a live stage writes an operand whose bytes may meet another range the pass touches
     (another operand, read or written, or a table).  The functional model reads a pass's operands
     before it writes, the RTL streams its rows, so they agree only on disjoint bytes, or on an
-    operand written in place through its own slot.  Ranges that overlap are disjoint when the two
+    operand written in place through its own one-to-one pattern (which is not checked here:
+    docs/rtl_vector.md, "Ordering").  A later stage reading an operand an earlier one writes is
+    refused too: the functional model runs a pass stage by stage.
+    Ranges that overlap are disjoint when the two
     operands are channel slices of one raster (:func:`_slices_of_one_raster`: a concatenation's
     parts, Swin's patch merging).  One rule for ``execute_vec`` and the RTL's executor (``DATA``);
     a stage's written operand is a multiplexer over the slots, compared with every other range."""
     hold = hold or _no_hold
     n = MAX_OPERANDS
     cells = [_raster_cell(op, hold) for op in operands]
+    live = _live(head)
     out = []
-    for i, (on, st) in enumerate(zip(_live(head), stages)):
+    for i, (on, st) in enumerate(zip(live, stages)):
         if on is False:             # on integers: an empty slot writes nothing
             continue
+        # the functional model runs a pass stage by stage, the RTL a pixel through every stage
+        out += [(f" stage {i}", {}, f"it reads the operand stage {k} writes (a later stage reads an earlier "
+                 "one's result as its previous result only)",
+                 all_of(on, earlier_on, earlier["out"] != NONE, any_of(st["src"] == earlier["out"],
+                                                                       st["src2"] == earlier["out"])))
+                for k, (earlier_on, earlier) in enumerate(zip(live[:i], stages[:i]))]
         target = st["out"]
         written = all_of(on, target != NONE, lookup(target, [e[1] for e in extents[:n]], False))
         lo, hi = (lookup(target, [e[p] for e in extents[:n]], 0) for p in (2, 3))
