@@ -378,12 +378,11 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
     (another operand, read or written, or a table).  The functional model reads a pass's operands
     before it writes, the RTL streams its rows, so they agree only on disjoint bytes, or on an
     operand written in place through its own one-to-one pattern (which is not checked here:
-    docs/rtl_vector.md, "Ordering").  A later stage reading an operand an earlier one writes is
-    refused too: the functional model runs a pass stage by stage.
-    Ranges that overlap are disjoint when the two
-    operands are channel slices of one raster (:func:`_slices_of_one_raster`: a concatenation's
-    parts, Swin's patch merging).  One rule for ``execute_vec`` and the RTL's executor (``DATA``);
-    a stage's written operand is a multiplexer over the slots, compared with every other range."""
+    docs/rtl_vector.md, "Ordering").  Ranges that overlap are disjoint when the two operands are
+    channel slices of one raster (:func:`_slices_of_one_raster`: a concatenation's parts, Swin's
+    patch merging).  A later stage reading an operand an earlier one writes is refused too.  One
+    rule for ``execute_vec`` and the RTL's executor (``DATA``); a stage's written operand is a
+    multiplexer over the slots, compared with every other range."""
     hold = hold or _no_hold
     n = MAX_OPERANDS
     cells = [_raster_cell(op, hold) for op in operands]
