@@ -247,7 +247,7 @@ def test_the_report_times_chains_as_their_rows_with_memory_no_limit():
         real = chains
 
 
-@pytest.mark.parametrize("bus", [1, 2])
+@pytest.mark.parametrize("bus", [1, pytest.param(2, marks=pytest.mark.slow)])     # 2: the same rule, 14 s
 def test_a_bus_narrower_than_c0_keeps_every_tensor_in_dram(bus):
     """The global buffer's banks hold whole C0 rows only on a bus of C0 bytes or more
     (``hw.timing.gb_holds_tensors``): on a narrower one (timed, not built) no chain and no resident

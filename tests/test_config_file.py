@@ -110,14 +110,14 @@ def test_a_file_equal_to_E_gives_the_same_report_as_E(tmp_path):
     reports = []
     for cfg in ("E", str(tmp_path / "e.toml")):
         out = tmp_path / f"out{len(reports)}"
-        r = _cli("-m", "sim.run", "--model", "segformer_b0", "--size", "64x64", "--config", cfg, "--no-plots",
+        r = _cli("-m", "sim.run", "--model", "segformer_b0", "--size", "32x32", "--config", cfg, "--no-plots",
                  "--quiet", "--out", str(out))
         assert r.returncode == 0, r.stderr
         reports.append((out / "report.json").read_text())
     assert reports[0] == reports[1]
     from mapper.workloads import build_model
     from sim.run import run_dir
-    model = build_model("segformer_b0", size=(64, 64))
+    model = build_model("segformer_b0", size=(32, 32))
     assert run_dir(model, load_config(str(tmp_path / "e.toml")), True) == run_dir(model, get_config("E"), True)
 
 

@@ -1035,7 +1035,8 @@ def test_constant_pixels_laid_out_as_the_computed_part_run_bit_exact(form, tmp_p
     _runs_bit_exact_as_timed(constant_pixels(form), "tiny", tmp_path)
 
 
-@pytest.mark.parametrize("kernel, groups, cfg_name", [(13, 0, "E"), (31, 0, "E"), (13, 4, "tiny")])
+@pytest.mark.parametrize("kernel, groups, cfg_name", [(13, 0, "E"), pytest.param(31, 0, "E", marks=pytest.mark.slow),
+                                                       (13, 4, "tiny")])      # 31x31: 16 s, the same path as 13x13
 def test_kernels_of_more_taps_than_the_weight_buffer_holds_run_a_tap_at_a_time(kernel, groups, cfg_name, tmp_path):
     """A depthwise 13x13 on E (169 taps, 128 weight rows) and RepLKNet's 31x31, a grouped 13x13 on
     tiny: refused before; run as a dilated kernel is, a 1x1 product per tap on a shifted window

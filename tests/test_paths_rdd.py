@@ -155,7 +155,8 @@ def test_shipped_trace_comment_holds():
     assert min(b.value for b in budgets if b.frame not in (17, 43)) == 3.0
 
 
-@pytest.mark.xdist_group("segformer_b2_on_E")     # as test_pinned_figures' B2 tests: maps it once
+#: make regress (71 s of make test): tests/test_outputs_doc.py's rdd run covers the CLI in make test
+@pytest.mark.slow
 def test_rdd_cli_on_the_shipped_trace(tmp_path):
     """The shipped trace with two of the published paths (the full network, which other tests map
     too, and the smallest; all seven: make regress's test below)."""
