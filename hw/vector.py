@@ -55,7 +55,7 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
-           "row_lane_refusals", "row_and_heads", "plain_axis", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
+           "row_lane_refusals", "row_and_heads", "plain_axis", "plain_raster", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
            "divides_as", "pool_taps", "adaptive_window_above", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "axis_refusals",
            "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside", "overlapping_writes",
            "header_extent", "descriptor_refusals", "PARAM_RANGES", "params_outside", "pass_refusals", "first_refusal"]
@@ -420,8 +420,7 @@ def _raster_cell(op, hold) -> object:
     cells do not meet (rows of ``x_n`` cells of ``x_s_lo`` bytes, a row's ``y_s_lo`` past them all),
     else 0: a pixel of a single column's is ``y_s_lo``, of a single pixel's any."""
     y_n, x_n, y_s, x_s = (op[name] for name in ("y_n", "x_n", "y_s_lo", "x_s_lo"))
-    plain = all_of(*(plain_axis(op[a + "n"], op[a + "start"], op[a + "wrap"], op[a + "valid"], op[a + "win"])
-                     for a in ("y_", "x_")))
+    plain = plain_raster(op)
     row = hold(x_n * x_s, 1)
     rows_apart = any_of(y_n == 1, all_of(x_n > 1, y_s >= row), all_of(x_n == 1, y_s > 0))
     size = sel(x_n > 1, x_s, sel(y_n > 1, y_s, 1 << 32))
@@ -780,6 +779,12 @@ def plain_axis(n, start, wrap, valid, win):
     return all_of(start == 0, wrap >= n, valid >= n, win >= n)
 
 
+def plain_raster(op):
+    """Whether both axes of operand slot ``op`` are plain (:func:`plain_axis`)."""
+    return all_of(*(plain_axis(op[a + "n"], op[a + "start"], op[a + "wrap"], op[a + "valid"], op[a + "win"])
+                    for a in ("y_", "x_")))
+
+
 def divides_as(q, r, n, d, hold=None):
     """Whether ``q`` and ``r`` are ``n div d`` and ``n mod d`` (``d >= 1``): ``q·d + r = n`` and
     ``r < d``, by a product (the witnesses the mapper writes for what the hardware would divide),
@@ -922,8 +927,7 @@ def spatial_refusals(head, stage, src, out, chain=(), hold=None) -> tuple[dict, 
                                                          adaptive_window_above(stage, ops.POOL_MAX_COUNT, hold)),
         "a written operand of another raster": all_of(writes, any_of(out["y_n"] != h, out["x_n"] != w)),
     }
-    plain = all_of(*(plain_axis(src[a + "n"], src[a + "start"], src[a + "wrap"], src[a + "valid"], src[a + "win"])
-                     for a in ("y_", "x_")))
+    plain = plain_raster(src)
     unsupported = {
         **_chain_unsupported(head, stage, chain),
         "a source that is no plain raster": not_(plain),
