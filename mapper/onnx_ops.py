@@ -2110,8 +2110,8 @@ def _constants_as_pixels(imp, views: list[View], whole: list[View], axis: int) -
         return {}                       # along a computed part's channels: a concatenation of channels
     blocks = np.moveaxis(L.indices(model), axis, 0)
     first, c, rest = blocks[0].ravel(), model.src_shape[2], blocks.shape[1:]
-    if first.size % c:
-        return {}
+    if first.size % c or not np.array_equal(np.sort(first), np.arange(first.size)):
+        return {}                       # the blocks below are laid out from the placeholder's start
     laid = {}
     for i, v in enumerate(views):
         if const[i] and np.delete(v.shape, axis).tolist() == list(rest):
