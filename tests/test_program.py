@@ -160,14 +160,14 @@ def test_tensors_kept_in_the_global_buffer():
 
 
 def test_scores_read_off_whole_words_stay_in_dram():
-    """SegFormer-B0 at 64x64 on small: attn.av of stages 1-3 reads several heads' scores, a head's
+    """SegFormer-B0 at 32x32 on small: attn.av of stages 1-3 reads several heads' scores, a head's
     ``k`` keys not a multiple of C0, so a head past the first starts mid-word.  The buffer refuses
     such a gather (``load_inp_gb_unaligned``), so the mapper skips those tilings
     (``mapper.lower._gb_unusable``) and the scores stay in DRAM; other tensors are still kept,
     and every gather the program makes from the buffer reads whole words."""
     from mapper.ir import MatMul
     from hw.timing import load_inp_gb_conflict, load_inp_gb_unaligned
-    model, _, _, cfg, program = _run("segformer_b0", "small", (64, 64))
+    model, _, _, cfg, program = _run("segformer_b0", "small", (32, 32))
     avs = [l for l in model.layers if isinstance(l, MatMul) and l.name.endswith("attn.av")]
     # the heads' first channels, computed rather than assumed: the case must stay the known one
     off_word = [l for l in avs if any((l.a_offset + h * l.k) % cfg.c0 for h in range(l.batch // l.windows))]

@@ -183,5 +183,4 @@ def test_a_bus_wider_than_k0_entries_loads_parameters_k0_a_beat():
     stream with a table activation, bit- and cycle-exact in Amaranth's simulator."""
     cfg = get_config("tiny", c0=16, gb_bus_bytes_per_cycle=64)
     assert load_geometry(cfg)[2] == cfg.k0 < cfg.gb_bus_bytes // PARAM_ENTRY_BYTES
-    name = sorted(TABLE_ACTIVATIONS)[0]
-    assert_table_layer_exact(cfg, name)
+    assert_table_layer_exact(cfg, "linear_gelu")   # the shorter of the two table cases in Amaranth
