@@ -21,7 +21,7 @@ from hw.operators import check_pool_padding, nearest_indices
 
 from . import onnx_layout as L
 from .ir import (INPUT, VIEW_KINDS, Activation, Add, Concat, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Mul, Pad,
-                 Pool, Resize, Roll, Softmax, conv_out, conv_pads)
+                 PixelReshape, Pool, Resize, Roll, Softmax, conv_out, conv_pads)
 from .fusion import is_class_map_resize
 from .onnx_layout import View
 
@@ -2060,6 +2060,11 @@ def _concat(imp, node) -> None:
             return _out(imp, node, joined)
         # parts of one tensor repeated along the channels (Concat([x, x]), of a crop too): a
         # concatenation, its parts formed (layout layers) and copies made
+    _concat_layers(imp, node, views, axis)
+
+
+def _concat_layers(imp, node, views: list[View], axis: int) -> None:
+    """A concatenation of pixels or channels, its parts made whole tensors (layout layers, copies)."""
     if _pixel_concat(imp, node, views, axis):
         return
     # a concatenation of channels is a layer (of one input too: it moves no data, fusion makes it zero-copy)
@@ -2243,13 +2248,18 @@ def _own_parts(imp, node, views: list[View]) -> list[View]:
 @_op("Pad")
 def _pad(imp, node) -> None:
     """Zeros after an NCHW or NHWC image's last row and column: a ``Pad`` layer; zeros that only
-    convolutions read: their own padding; any other constant along one axis: a concatenation."""
+    convolutions read: their own padding; any other constant along one axis: a concatenation;
+    modes ``reflect`` and ``edge``: copies of the input's rows, columns or channels (``_pad_by_copies``)."""
     v = imp.act(node.input[0])
     v = _formed(imp, v) or v                 # some channels of a tensor: a slice of it
     rank = len(v.shape)
-    pads, value = _pads_of_every_axis(imp, node, _input_list(imp, node, 1, "pads"), rank), _pad_value(imp, node)
+    pads = _pads_of_every_axis(imp, node, _input_list(imp, node, 1, "pads"), rank)
     if not any(pads):
         return _out(imp, node, v)
+    mode = _pad_mode(imp, node)
+    if mode != "constant":
+        return _pad_by_copies(imp, node, v, pads[:rank], pads[rank:], mode)
+    value = _pad_value(imp, node)
     if value == 0 and _pad_into_convolutions(imp, node, pads):
         return
     form = _form_of(v)
@@ -2263,12 +2273,20 @@ def _pad(imp, node) -> None:
     imp.views[node.output[0]] = _FORMS[form][0](name, shape)
 
 
+def _pad_mode(imp, node) -> str:
+    """The ``Pad``'s mode; ``wrap`` (opset 19) and anything else is refused."""
+    mode = _attrs(node).get("mode", "constant")
+    if mode not in ("constant", "reflect", "edge"):
+        raise imp.fail(f"mode {mode!r}; supported: modes 'constant', 'reflect' and 'edge'")
+    return mode
+
+
 def _pad_value(imp, node) -> float:
     """The value a ``Pad`` of mode ``constant`` pads with (input 3 from opset 11, else ``value``)."""
     a = _attrs(node)
     value = imp.optional_array(node, 2) if imp.opset >= 11 else np.array(a.get("value", 0.0))
-    if a.get("mode", "constant") != "constant" or (value is not None and np.asarray(value).size != 1):
-        raise imp.fail(f"mode {a.get('mode', 'constant')!r} with value {value}; supported: mode 'constant', one value")
+    if value is not None and np.asarray(value).size != 1:
+        raise imp.fail(f"mode 'constant' with value {value}; supported: one value")
     return 0.0 if value is None else float(np.asarray(value).ravel()[0])
 
 
@@ -2333,6 +2351,105 @@ def _pad_into_convolutions(imp, node, pads: list[int]) -> bool:
     for j in readers:
         imp.consumers.setdefault(node.input[0], []).append(j)
     return True
+
+
+# ---- reflect and edge padding: copies of rows, columns and channels ------------------------------
+
+def _pad_by_copies(imp, node, v: View, begin: list[int], end: list[int], mode: str) -> None:
+    """``Pad`` of mode ``reflect`` (``nn.ReflectionPad2d``) or ``edge`` (``nn.ReplicationPad2d``),
+    one axis after the other: the columns of an NCHW image by ``_pad_columns`` (no concatenation
+    joins columns), any other axis by a concatenation of one-wide slices and the tensor."""
+    axes = [i for i, (b, e) in enumerate(zip(begin, end)) if b or e]
+    for i in axes:
+        if i == 0 or min(begin[i], end[i]) < 0 or (mode == "reflect" and max(begin[i], end[i]) >= v.shape[i]):
+            below = ", each below its axis' length" if mode == "reflect" else ""
+            raise imp.fail(f"mode {mode!r} pads {begin + end} of a {list(v.shape)} tensor (axis {i}); supported: "
+                           f"pads not negative, not along the batch{below}")
+    columns = 3 if _form_of(v) == "nchw" else None
+    x = node.input[0]
+    order = sorted(axes, key=lambda i: i != columns)        # the columns first: the fewest rows to copy
+    for k, i in enumerate(order):
+        out = node.output[0] if k == len(order) - 1 else f"{node.output[0]}.{mode}{i}"
+        pad = _pad_columns if i == columns else _pad_axis_by_concat
+        x = pad(imp, node, x, i, begin[i], end[i], mode, out)
+
+
+def _copied_indices(n: int, before: int, after: int, mode: str) -> tuple[list[int], list[int]]:
+    """The indices of an axis of ``n`` that the padding copies before and after it, in order:
+    reflect ``before .. 1`` and ``n-2 .. n-1-after`` (the edge itself not repeated), edge 0 and n-1."""
+    if mode == "edge":
+        return [0] * before, [n - 1] * after
+    return list(range(before, 0, -1)), list(range(n - 2, n - 2 - after, -1))
+
+
+def _slice_part(imp, node, x: str, axis: int, start: int, stop: int, out: str) -> str:
+    """Elements ``start .. stop`` of ``x`` along ``axis`` (a Slice, its operands as attributes: any opset)."""
+    if not imp.known(out):
+        _part(imp, node, "Slice", [x], out, starts=[start], ends=[stop], axes=[axis])
+    return out
+
+
+def _pad_axis_by_concat(imp, node, x: str, axis: int, before: int, after: int, mode: str, out: str) -> str:
+    """The copies of one axis other than an image's columns: ``Concat`` of one-wide slices and ``x``
+    (rows of an image: a concatenation of pixels; channels: of channels)."""
+    v = _view(imp, x)
+    first, last = _copied_indices(v.shape[axis], before, after, mode)
+    parts = [_slice_part(imp, node, x, axis, i, i + 1, f"{out}.at{i}") for i in first] + [x] + \
+            [_slice_part(imp, node, x, axis, i, i + 1, f"{out}.at{i}") for i in last]
+    try:                                        # a concatenation even of one tensor's parts: copies
+        return _part(imp, node, "Concat", parts, out, axis=axis, handler=lambda i, n: _concat_layers(
+            i, n, [_view(i, p) for p in parts], axis))
+    except ValueError as e:                     # the concatenation's refusal, as this node's
+        reason = str(e).split("(Concat): ", 1)[-1]
+        raise imp.fail(f"mode {mode!r} pads ({before}, {after}) along axis {axis} of a {list(v.shape)} tensor, a "
+                       f"concatenation of its slices there: {reason}") from None
+
+
+def _pad_columns(imp, node, x: str, axis: int, before: int, after: int, mode: str, out: str) -> str:
+    """The copies of an NCHW image's columns: the image framed by zero columns, plus each copied
+    column alone on zeros at its place (``_placed``), summed by ``Add`` layers (bit-exact: the sum's
+    scale is the image's, one term nonzero at each element)."""
+    _, _, _, w = _view(imp, x).shape
+    wide = w + before + after
+    first, last = _copied_indices(w, before, after, mode)
+    copies = [*enumerate(first), *((before + w + j, s) for j, s in enumerate(last))]     # (column, source)
+    total = _placed(imp, node, x, before, wide, f"{out}.framed")
+    for k, (t, s) in enumerate(copies):
+        col = _slice_part(imp, node, x, 3, s, s + 1, f"{out}.col{s}")
+        total = _part(imp, node, "Add", [total, _placed(imp, node, col, t, wide, f"{out}.at{t}")],
+                      out if k == len(copies) - 1 else f"{out}.sum{t}")
+    return out
+
+
+def _placed(imp, node, x: str, left: int, wide: int, out: str) -> str:
+    """``x`` ([1, C, H, W]) at columns ``left .. left+W-1`` of zeros ``wide`` columns wide: a ``Pad``
+    at the right, then its pixels ``left`` later in raster order (``_raster_shift``)."""
+    _, _, _, w = _view(imp, x).shape
+    padded = f"{x}.wide{wide}"
+    if not imp.known(padded):
+        _part(imp, node, "Pad", [x], padded, pads=[0, 0, 0, 0, 0, 0, 0, wide - w])
+    return _raster_shift(imp, node, padded, left, out)
+
+
+def _raster_shift(imp, node, x: str, k: int, out: str) -> str:
+    """``x`` ([1, C, H, W]) with its pixels ``k`` later in raster order, zeros first, the last ``k``
+    dropped: zero pixels concatenated before it (static data), a ``PixelReshape`` of the result."""
+    if k == 0:
+        return x
+    _, c, h, w = _view(imp, x).shape
+    imp._set_const(f"{out}.flat_shape", np.array([1, c, h * w], np.int64))
+    flat = _part(imp, node, "Reshape", [x, f"{out}.flat_shape"], f"{out}.flat")
+    moved = _part(imp, node, "Pad", [flat], f"{out}.moved", pads=[0, 0, k, 0, 0, 0])
+    kept = _view(imp, _slice_part(imp, node, moved, 2, 0, h * w, f"{out}.kept"))
+    # the first h*w pixels of the concatenation, in raster order, as an h x w image (a reshape would
+    # settle on the first layout that fits, not necessarily this one)
+    if not np.array_equal(L.indices(L.reshape(kept, [1, c, h, w])), L.indices(L.nchw("?", (h, w, c)))):
+        raise imp.fail(f"{x!r} moved {k} pixels along its raster is not laid out as pixels one after the other")
+    name = imp.layer_name(out)
+    imp.views[out] = L.nchw(name, imp.emit(PixelReshape, name, inputs=(kept.source,), out_h=h, out_w=w))
+    if f"{out}.kept" in imp.fold_of:
+        imp.fold_of[out] = imp.fold_of[f"{out}.kept"]
+    return out
 
 
 @_op("ArgMax")

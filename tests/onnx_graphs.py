@@ -1353,3 +1353,13 @@ def constant_pixels(form: str, position: str = "first", k: int = 2, size: int = 
     c = g.init("const", g.rng.uniform(-2, 2, shape).astype(np.float32))
     x = g.op("Concat", [c, x] if position == "first" else [x, c], "/cat", axis=axis)
     return g.model([image_input(3, size, size, "input")], [out(g.op("Relu", [x], "/r"))])
+
+
+def mode_pad(pads, mode: str = "reflect", size: int = 6, width: int = 8, seed: int = 62, opset: int = 17):
+    """``nn.ReflectionPad2d`` / ``nn.ReplicationPad2d`` between two convolutions: a convolution's
+    output padded by ``pads`` (ONNX's order) in ``mode``, read by a 3x3 convolution."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("c.weight", width, 3, 3, 3)], "/c", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op("Pad", [x, g.const(pads)], "/pad", mode=mode)
+    y = g.op("Conv", [x, g.weight("h.weight", 4, width + pads[1] + pads[5], 3, 3)], "/h", kernel_shape=[3, 3])
+    return g.model([image_input(3, size, size, "input")], [out(y)], opset=opset)
