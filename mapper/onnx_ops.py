@@ -2406,49 +2406,72 @@ def _pad_axis_by_concat(imp, node, x: str, axis: int, before: int, after: int, m
 
 
 def _pad_columns(imp, node, x: str, axis: int, before: int, after: int, mode: str, out: str) -> str:
-    """The copies of an NCHW image's columns: the image framed by zero columns, plus each copied
-    column alone on zeros at its place (``_placed``), summed by ``Add`` layers (bit-exact: the sum's
-    scale is the image's, one term nonzero at each element)."""
+    """The copies of an NCHW image's columns: the image framed by zero columns, plus the copied
+    columns on zeros at their places (``_placed``, ``_placed_ends``), summed by ``Add`` layers
+    (bit-exact: one term is nonzero at each element, and the sum's range is the image's)."""
     _, _, _, w = _view(imp, x).shape
     wide = w + before + after
     first, last = _copied_indices(w, before, after, mode)
     copies = [*enumerate(first), *((before + w + j, s) for j, s in enumerate(last))]     # (column, source)
-    total = _placed(imp, node, x, before, wide, f"{out}.framed")
-    for k, (t, s) in enumerate(copies):
+    terms = [_placed(imp, node, x, before, wide, f"{out}.framed")]
+    if first and last and first[0] < last[-1]:          # the outermost two: one term
+        terms.append(_placed_ends(imp, node, x, first[0], last[-1], wide, f"{out}.ends"))
+        copies = copies[1:-1]
+    for t, s in copies:
         col = _slice_part(imp, node, x, 3, s, s + 1, f"{out}.col{s}")
-        total = _part(imp, node, "Add", [total, _placed(imp, node, col, t, wide, f"{out}.at{t}")],
-                      out if k == len(copies) - 1 else f"{out}.sum{t}")
+        terms.append(_placed(imp, node, col, t, wide, f"{out}.at{t}"))
+    total = terms[0]
+    for k, term in enumerate(terms[1:], 1):
+        total = _part(imp, node, "Add", [total, term], out if k == len(terms) - 1 else f"{out}.sum{k}")
     return out
 
 
 def _placed(imp, node, x: str, left: int, wide: int, out: str) -> str:
     """``x`` ([1, C, H, W]) at columns ``left .. left+W-1`` of zeros ``wide`` columns wide: a ``Pad``
-    at the right, then its pixels ``left`` later in raster order (``_raster_shift``)."""
-    _, _, _, w = _view(imp, x).shape
+    at the right, then its pixels ``left`` later in raster order (``_raster_moved``)."""
+    _, _, h, w = _view(imp, x).shape
     padded = f"{x}.wide{wide}"
     if not imp.known(padded):
         _part(imp, node, "Pad", [x], padded, pads=[0, 0, 0, 0, 0, 0, 0, wide - w])
-    return _raster_shift(imp, node, padded, left, out)
+    return _raster_moved(imp, node, padded, left, h, out) if left else padded
 
 
-def _raster_shift(imp, node, x: str, k: int, out: str) -> str:
-    """``x`` ([1, C, H, W]) with its pixels ``k`` later in raster order, zeros first, the last ``k``
-    dropped: zero pixels concatenated before it (static data), a ``PixelReshape`` of the result."""
-    if k == 0:
-        return x
+def _placed_ends(imp, node, x: str, l: int, r: int, wide: int, out: str) -> str:
+    """Column ``l`` of each row of ``x`` at column 0 and column ``r`` at column ``wide-1`` of zeros:
+    neighbours in raster order (``r`` of row y-1, then ``l`` of row y), so one ``Crop`` by steps of
+    the image moved ``W - r`` pixels later takes both, which a ``Pad`` and a pixel reshape place."""
+    _, c, h, w = _view(imp, x).shape
+    step = w - r + l                                        # (y, 0) holds x[y-1, r], (y, step) x[y, l]
+    moved = _raster_moved(imp, node, x, w - r, h + 1, f"{out}.moved")
+    both = f"{out}.both"
+    _part(imp, node, "Slice", [moved], both, starts=[0], ends=[step + 1], axes=[3], steps=[step])
+    padded = _part(imp, node, "Pad", [both], f"{out}.wide", pads=[0, 0, 0, 0, 0, 0, 0, wide - 2])
+    return _pixels_as_image(imp, node, padded, 1, h, wide, out)
+
+
+def _raster_moved(imp, node, x: str, k: int, rows: int, out: str) -> str:
+    """``x`` ([1, C, H, W]) as ``rows`` rows of W, its pixels ``k`` later in raster order: zero pixels
+    before it and after it (static data, ``x`` written between them), the last ones past the rows
+    dropped."""
     _, c, h, w = _view(imp, x).shape
     imp._set_const(f"{out}.flat_shape", np.array([1, c, h * w], np.int64))
     flat = _part(imp, node, "Reshape", [x, f"{out}.flat_shape"], f"{out}.flat")
-    moved = _part(imp, node, "Pad", [flat], f"{out}.moved", pads=[0, 0, k, 0, 0, 0])
-    kept = _view(imp, _slice_part(imp, node, moved, 2, 0, h * w, f"{out}.kept"))
-    # the first h*w pixels of the concatenation, in raster order, as an h x w image (a reshape would
-    # settle on the first layout that fits, not necessarily this one)
-    if not np.array_equal(L.indices(L.reshape(kept, [1, c, h, w])), L.indices(L.nchw("?", (h, w, c)))):
-        raise imp.fail(f"{x!r} moved {k} pixels along its raster is not laid out as pixels one after the other")
+    return _pixels_as_image(imp, node, _part(imp, node, "Pad", [flat], f"{out}.moved", pads=[0, 0, k, 0, 0, max(
+        0, rows * w - k - h * w)]), 0, rows, w, out)
+
+
+def _pixels_as_image(imp, node, flat: str, start: int, h: int, w: int, out: str) -> str:
+    """Pixels ``start .. start + h*w`` of ``flat`` (a [1, C, N] tensor or an NCHW image, in raster
+    order) as an ``h x w`` image: a ``PixelReshape`` (a reshape would settle on the first layout that
+    fits, not necessarily this one)."""
+    v = _view(imp, flat)
+    c = v.shape[1]
+    if not np.array_equal(L.indices(v).reshape(c, -1), L.indices(L.nchw("?", (v.size // c, 1, c))).reshape(c, -1)):
+        raise imp.fail(f"{flat!r} is not laid out as pixels one after the other, which its pixel reshape reads")
     name = imp.layer_name(out)
-    imp.views[out] = L.nchw(name, imp.emit(PixelReshape, name, inputs=(kept.source,), out_h=h, out_w=w))
-    if f"{out}.kept" in imp.fold_of:
-        imp.fold_of[out] = imp.fold_of[f"{out}.kept"]
+    imp.views[out] = L.nchw(name, imp.emit(PixelReshape, name, inputs=(v.source,), out_h=h, out_w=w, start=start))
+    if flat in imp.fold_of:
+        imp.fold_of[out] = imp.fold_of[flat]
     return out
 
 

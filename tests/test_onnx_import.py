@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -2066,6 +2066,29 @@ def test_a_pad_of_nothing_and_one_of_the_batch():
     assert [l.kind for l in import_onnx(constant_pad([0] * 8, 1.0), "pad").model.layers] == ["conv2d", "conv2d"]
     with pytest.raises(OnnxImportError, match="other than the batch"):
         import_onnx(constant_pad([1, 0, 0, 0, 0, 0, 0, 0], 1.0), "pad")
+
+
+@pytest.mark.parametrize("pads, mode, adds", [([0, 0, 1, 1, 0, 0, 1, 1], "reflect", 1), ([0, 0, 1, 0, 0, 0, 0, 2], "reflect", 2),
+                                             ([0, 0, 2, 2, 0, 0, 2, 2], "edge", 3), ([0, 1, 0, 0, 0, 2, 0, 0], "reflect", 0)])
+def test_reflect_and_edge_padding_are_copies_of_rows_columns_and_channels(pads, mode, adds):
+    """``nn.ReflectionPad2d`` and ``nn.ReplicationPad2d`` (refused before: mode 'constant' only): rows and
+    channels a concatenation of one-wide slices and the tensor; columns the image framed by zero columns
+    plus the copied columns placed alone, an Add each (the outermost two in one); onnxruntime's numbers."""
+    proto = mode_pad(pads, mode)
+    imp = import_onnx(proto, "pad")
+    kinds = Counter(l.kind for l in imp.model.layers)
+    assert (kinds["add"], kinds["conv2d"], kinds["concat"] >= 1) == (adds, 2, True)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("pads, mode, opset, needles", [
+    ([0, 0, 6, 0, 0, 0, 0, 0], "reflect", 17, ("mode 'reflect' pads [0, 0, 6, 0, 0, 0, 0, 0]", "below its axis' length")),
+    ([0, 0, 0, 1, 0, 0, 0, 6], "reflect", 17, ("(axis 3)", "below its axis' length")),
+    ([0, 0, 1, -1, 0, 0, 1, 0], "edge", 17, ("mode 'edge' pads", "not negative")),
+    ([0, 0, 1, 1, 0, 0, 1, 1], "wrap", 19, ("mode 'wrap'", "supported: modes 'constant', 'reflect' and 'edge'"))])
+def test_reflect_pads_past_the_axis_and_other_modes_are_refused(pads, mode, opset, needles):
+    """Reflect pads must stay below the axis' length (onnxruntime's rule); ``wrap`` (opset 19) is refused."""
+    _refused(mode_pad(pads, mode, opset=opset), "'/pad/Pad_", "(Pad)", *needles)
 
 
 def _constant_parts(imp) -> list:

@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (keras_nhwc, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -1052,3 +1052,16 @@ def test_kernels_of_more_taps_than_the_weight_buffer_holds_run_a_tap_at_a_time(k
 
 def test_a_keras_nhwc_classifier_runs_bit_exact(tmp_path):
     _runs_bit_exact_as_timed(keras_nhwc(), "tiny", tmp_path)
+
+
+@pytest.mark.parametrize("pads, mode", [([0, 0, 1, 1, 0, 0, 1, 1], "reflect"), ([0, 0, 1, 0, 0, 0, 0, 2], "reflect"),
+                                        ([0, 0, 2, 2, 0, 0, 2, 2], "edge")])
+def test_reflect_and_edge_padding_run_bit_exact_as_copies_of_the_int8_values(pads, mode, tmp_path):
+    """CHECK=1 passes, and the golden model's padded tensor is numpy's padding of the convolution's
+    int8 output: the Adds that place the copied columns move them unchanged (their scale is the image's)."""
+    model = _runs_bit_exact_as_timed(mode_pad(pads, mode), "tiny", tmp_path)
+    q = _float_file_qmodel(tmp_path / "graph.onnx", 5)
+    h, w, _ = model.input
+    outs = dict(run_network(q, quantize_input(preprocess(synthetic_image(h, w, 5))), keep=lambda n: True))
+    conv, padded = outs[model.layers[0].name], outs[model.layers[-1].inputs[0]]
+    assert np.array_equal(padded, np.pad(conv, ((pads[2], pads[6]), (pads[3], pads[7]), (0, 0)), mode=mode))
