@@ -2357,15 +2357,15 @@ def _pad_into_convolutions(imp, node, pads: list[int]) -> bool:
 
 def _pad_by_copies(imp, node, v: View, begin: list[int], end: list[int], mode: str) -> None:
     """``Pad`` of mode ``reflect`` (``nn.ReflectionPad2d``) or ``edge`` (``nn.ReplicationPad2d``),
-    one axis after the other: the columns of an NCHW image by ``_pad_columns`` (no concatenation
-    joins columns), any other axis by a concatenation of one-wide slices and the tensor."""
+    one axis after the other: the columns of an NCHW or NHWC image by ``_pad_columns`` (no
+    concatenation joins columns), any other axis by a concatenation of one-wide slices and the tensor."""
     axes = [i for i, (b, e) in enumerate(zip(begin, end)) if b or e]
     for i in axes:
         if i == 0 or min(begin[i], end[i]) < 0 or (mode == "reflect" and max(begin[i], end[i]) >= v.shape[i]):
             below = ", each below its axis' length" if mode == "reflect" else ""
             raise imp.fail(f"mode {mode!r} pads {begin + end} of a {list(v.shape)} tensor (axis {i}); supported: "
                            f"pads not negative, not along the batch{below}")
-    columns = 3 if _form_of(v) == "nchw" else None
+    columns = {"nchw": 3, "nhwc": 2}.get(_form_of(v))
     x = node.input[0]
     order = sorted(axes, key=lambda i: i != columns)        # the columns first: the fewest rows to copy
     for k, i in enumerate(order):
@@ -2409,6 +2409,10 @@ def _pad_columns(imp, node, x: str, axis: int, before: int, after: int, mode: st
     """The copies of an NCHW image's columns: the image framed by zero columns, plus the copied
     columns on zeros at their places (``_placed``, ``_placed_ends``), summed by ``Add`` layers
     (bit-exact: one term is nonzero at each element, and the sum's range is the image's)."""
+    if axis == 2:                       # an NHWC image's: those of its NCHW transpose (views both ways)
+        t = _part(imp, node, "Transpose", [x], f"{out}.nchw", perm=[0, 3, 1, 2])
+        padded = _pad_columns(imp, node, t, 3, before, after, mode, f"{out}.nchw_padded")
+        return _part(imp, node, "Transpose", [padded], out, perm=[0, 2, 3, 1])
     _, _, _, w = _view(imp, x).shape
     wide = w + before + after
     first, last = _copied_indices(w, before, after, mode)

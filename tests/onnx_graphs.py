@@ -1355,11 +1355,16 @@ def constant_pixels(form: str, position: str = "first", k: int = 2, size: int = 
     return g.model([image_input(3, size, size, "input")], [out(g.op("Relu", [x], "/r"))])
 
 
-def mode_pad(pads, mode: str = "reflect", size: int = 6, width: int = 8, seed: int = 62, opset: int = 17):
+def mode_pad(pads, mode: str = "reflect", size: int = 6, width: int = 8, seed: int = 62, opset: int = 17,
+             nhwc: bool = False):
     """``nn.ReflectionPad2d`` / ``nn.ReplicationPad2d`` between two convolutions: a convolution's
-    output padded by ``pads`` (ONNX's order) in ``mode``, read by a 3x3 convolution."""
+    output padded by ``pads`` (ONNX's order) in ``mode``, read by a 3x3 convolution; ``nhwc``: the
+    padding of the output transposed to NHWC (``pads`` in that order), transposed back after."""
     g = Graph(seed)
     x = g.op("Conv", ["input", g.weight("c.weight", width, 3, 3, 3)], "/c", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op("Transpose", [x], "/to_nhwc", perm=[0, 2, 3, 1]) if nhwc else x
     x = g.op("Pad", [x, g.const(pads)], "/pad", mode=mode)
-    y = g.op("Conv", [x, g.weight("h.weight", 4, width + pads[1] + pads[5], 3, 3)], "/h", kernel_shape=[3, 3])
+    x = g.op("Transpose", [x], "/to_nchw", perm=[0, 3, 1, 2]) if nhwc else x
+    c = width + (pads[3] + pads[7] if nhwc else pads[1] + pads[5])
+    y = g.op("Conv", [x, g.weight("h.weight", 4, c, 3, 3)], "/h", kernel_shape=[3, 3])
     return g.model([image_input(3, size, size, "input")], [out(y)], opset=opset)

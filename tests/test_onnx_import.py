@@ -2068,13 +2068,17 @@ def test_a_pad_of_nothing_and_one_of_the_batch():
         import_onnx(constant_pad([1, 0, 0, 0, 0, 0, 0, 0], 1.0), "pad")
 
 
-@pytest.mark.parametrize("pads, mode, adds", [([0, 0, 1, 1, 0, 0, 1, 1], "reflect", 1), ([0, 0, 1, 0, 0, 0, 0, 2], "reflect", 2),
-                                             ([0, 0, 2, 2, 0, 0, 2, 2], "edge", 3), ([0, 1, 0, 0, 0, 2, 0, 0], "reflect", 0)])
-def test_reflect_and_edge_padding_are_copies_of_rows_columns_and_channels(pads, mode, adds):
+@pytest.mark.parametrize("pads, mode, adds, nhwc", [([0, 0, 1, 1, 0, 0, 1, 1], "reflect", 1, False),
+                                                   ([0, 0, 1, 0, 0, 0, 0, 2], "reflect", 2, False),
+                                                   ([0, 0, 2, 2, 0, 0, 2, 2], "edge", 3, False),
+                                                   ([0, 1, 0, 0, 0, 2, 0, 0], "reflect", 0, False),
+                                                   ([0, 1, 2, 0, 0, 1, 0, 0], "reflect", 2, True)])
+def test_reflect_and_edge_padding_are_copies_of_rows_columns_and_channels(pads, mode, adds, nhwc):
     """``nn.ReflectionPad2d`` and ``nn.ReplicationPad2d`` (refused before: mode 'constant' only): rows and
-    channels a concatenation of one-wide slices and the tensor; columns the image framed by zero columns
-    plus the copied columns placed alone, an Add each (the outermost two in one); onnxruntime's numbers."""
-    proto = mode_pad(pads, mode)
+    channels a concatenation of one-wide slices and the tensor; columns (of an NHWC image too) the image
+    framed by zero columns plus the copied columns placed alone, an Add each (the outermost two in one);
+    onnxruntime's numbers."""
+    proto = mode_pad(pads, mode, nhwc=nhwc)
     imp = import_onnx(proto, "pad")
     kinds = Counter(l.kind for l in imp.model.layers)
     assert (kinds["add"], kinds["conv2d"], kinds["concat"] >= 1) == (adds, 2, True)
