@@ -376,48 +376,53 @@ def bad_chain_parameters() -> tuple[vec.Descriptor, np.ndarray]:
     return dataclasses.replace(d, c=src.c, stages=(st, vec.Stage(VecOp.ADD, vec.PREV, 1, 1, bad))), image
 
 
-def test_vector_executor_refuses_a_spatial_chains_bad_parameters():
+def test_vector_executor_refuses_a_spatial_chains_bad_parameters(executor_runs):
     """A chain stage's parameters out of range are refused by the one rule of every live stage,
     ``hw.vector.pass_refusals`` (the executor's, before the spatial unit starts), with the
     functional model's code, and nothing is written."""
     d, dram = bad_chain_parameters()
     assert any(bool(refused) for *_, refused in vec.pass_refusals(*vec.descriptor_field_slots(d)))
     assert functional_code(d, dram) == ErrorCode.DATA
-    dut = VectorExecutor(TINY, max_row=64)
-    image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
-    want = image.copy()
-    res, = run_on(dut, [(image, [(dut.desc_addr, dram.size), (dut.fields, VEC_TIMING.const(vec.vec_fields(d)))])])
+    _, _, image, want, res = executor_runs[BAD_CHAIN]
     assert (res["error"], res["code"]) == (1, ErrorCode.DATA), res
     assert np.array_equal(image, want), "written before refusing"
 
 
 # ---- through the executor, against the contract ---------------------------------------------------
 
+#: The refused pass among ``executor_runs``' (one simulation for all: its compile is most of the time).
+BAD_CHAIN = "bad_chain_parameters"
+
+
 @pytest.fixture(scope="module")
-def executor_runs() -> list:
+def executor_runs() -> dict:
     """Resizes, a class map and poolings with their descriptors in DRAM, on tiny's executor (eight
-    lanes)."""
+    lanes), and ``BAD_CHAIN``, which it refuses: ``{name: (kind, descriptor, image, want, result)}``."""
     rng = np.random.default_rng([SEED, 7])
     dut = VectorExecutor(TINY, max_row=64)
-    runs = []
-    for kind in ("resize", "class_map", "resize", "nearest", *POOLS, "resize_chain", "max_pool_chain"):
+    runs = {}
+    for i, kind in enumerate(("resize", "class_map", "resize", "nearest", *POOLS, "resize_chain", "max_pool_chain")):
         d, dram = random_case(rng, kind)
-        image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
-        want = image.copy()
-        functional_image = functional(d, dram)
-        want[:dram.size] = functional_image
-        runs.append((kind, d, image, dram.size, want))
-    results = run_on(dut, [(image, [(dut.desc_addr, addr), (dut.fields, VEC_TIMING.const(vec.vec_fields(d)))])
-                           for _, d, image, addr, _ in runs])
-    return [(kind, d, image, want, res | {"formula": dut.cycles(d)})
-            for (kind, d, image, _, want), res in zip(runs, results)]
+        runs[f"{kind}-{i}"] = (kind, d, dram, functional(d, dram))
+    d, dram = bad_chain_parameters()
+    runs[BAD_CHAIN] = ("resize", d, dram, dram)
+    images, wants = {}, {}
+    for name, (_, d, dram, want) in runs.items():
+        raw = np.frombuffer(vec.encode_descriptor(d), np.uint8)
+        images[name], wants[name] = np.concatenate([dram, raw]), np.concatenate([want, raw])
+    results = run_on(dut, [(images[name], [(dut.desc_addr, dram.size), (dut.fields, VEC_TIMING.const(vec.vec_fields(d)))])
+                           for name, (_, d, dram, _) in runs.items()])
+    return {name: (kind, d, images[name], wants[name], res | {"formula": dut.cycles(d)})
+            for (name, (kind, d, _, _)), res in zip(runs.items(), results)}
 
 
 def test_vector_executor_runs_spatial_passes(executor_runs):
-    for kind, d, image, want, res in executor_runs:
-        assert (res["error"], res["cycles"]) == (0, res["formula"]), kind
+    for name, (kind, d, image, want, res) in executor_runs.items():
+        if name == BAD_CHAIN:
+            continue
+        assert (res["error"], res["cycles"]) == (0, res["formula"]), name
         if not np.array_equal(image, want):
-            pytest.fail(f"{kind}: {first_difference(image, want)}")
+            pytest.fail(f"{name}: {first_difference(image, want)}")
 
 
 def test_spatial_passes_take_the_contracts_cycles(executor_runs):
@@ -427,7 +432,9 @@ def test_spatial_passes_take_the_contracts_cycles(executor_runs):
     take beyond the rows, and what ``VEC_SETUP`` counts beyond the largest fetch and the fields'
     check (its hand-over, check and four stage slots) less what the spatial unit takes beyond its rows (the hand-over,
     its setup, the kernel, interpolation or window fold, and the chain's stages; its read is the DRAM latency's)."""
-    for kind, d, _, _, res in executor_runs:
+    for name, (kind, d, _, _, res) in executor_runs.items():
+        if name == BAD_CHAIN:
+            continue
         f = vec.vec_fields(d)
         contract = vec_cycles(f, TINY)
         rows = vec_cycles({**f, "bytes_in": 0, "bytes_out": 0}, TINY)
@@ -449,9 +456,9 @@ def test_spatial_unit_converts_to_rtlil():
 # ---- SegFormer-B0's passes ---------------------------------------------------------------------------
 
 #: SegFormer-B0's spatial passes at 32x32 on tiny, on the DRAM image its program has when it reaches
-#: them: the decoder's first resize (4x4 to 8x8, 256 channels, 2 k cycles) and, marked slow (19 k
-#: cycles; the cosimulation runs it in make test), the class map
-#: (8x8 to 32x32, 150 classes).
+#: them: the decoder's first resize (4x4 to 8x8, 256 channels, 2 k cycles) and the class map (8x8 to
+#: 32x32, 150 classes, 19 k cycles).  ``slow``: make test's cosimulation runs both within B0's whole
+#: program on tiny's accelerator.
 ZOO_PASSES = {"seg_resize": (("RESIZE",), True),
               "seg_class_map": (("RESIZE_ARGMAX",), True)}
 
@@ -467,8 +474,8 @@ def run_zoo_pass(name: str) -> tuple:
     return exp, image, result | {"formula": dut.cycles(exp.descriptor)}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n == "seg_class_map" else [])
-                                  for n in ZOO_PASSES])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ZOO_PASSES)
 def test_spatial_unit_runs_segformers_spatial_passes(name):
     """Byte for byte what the functional model writes, in the unit's cycles, within the contract
     with the executor's fetch and hand-over."""

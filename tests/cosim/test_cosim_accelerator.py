@@ -25,9 +25,9 @@ import pytest
 from cosim.accel_cases import (BAD_STREAMS, FIXED, FIXED_BY_NAME, IMEM_WORDS, TB_TOP, accelerator_verilog,
                                imem_words_for, layer_spec, random_layers, tb_build)
 from cosim.fuzz import MUTATIONS
-from cosim.program_cases import WHOLE_NETWORKS, built_programs
+from cosim.program_cases import WHOLE_NETWORKS, built_path, built_programs, load_built
 from cosim.runner import build_and_run
-from cosim.vec_cases import chain_specs, zoo_specs
+from cosim.vec_cases import chain_specs, stage_lists, zoo_specs
 from hw.config import get_config
 
 TESTBENCH = "cosim.tb_accelerator"
@@ -58,10 +58,10 @@ FAST_FUZZ, SLOW_FUZZ = len(MUTATIONS), 420
 #: a plain STORE then one with a softmax epilogue (the store unit wrote the plain STORE's last beats
 #: again with the epilogue's data: tests/test_rtl_accelerator.py).
 FUZZ_REGRESSIONS = ({"seed": 32, "index": 178, "mutation": "softmax_epilogue"},)
-#: VEC passes of the default run: every chain of vec_passes.CHAINS at random, and the passes of
-#: SegFormer-B0's program at 32x32 on tiny on its own activations (LAYERNORM->LAYERNORM included;
-#: the decoder's first RESIZE and the class map's RESIZE_ARGMAX, which the spatial unit runs; ADD
-#: alone is a pass of the unfused program).
+#: SegFormer-B0's VEC passes at 32x32 on tiny, each alone on its own activations (LAYERNORM->LAYERNORM
+#: included; the decoder's first RESIZE and the class map's RESIZE_ARGMAX, which the spatial unit
+#: runs; ADD alone is a pass of the unfused program): ``make regress``'s, one pass at a time.  The
+#: default run runs them within B0's whole program (``test_accelerator_tiny`` checks they are there).
 ZOO_VEC_PASSES = {"seg_add_layernorm": (("ADD", "LAYERNORM"), True), "seg_layernorm": (("LAYERNORM",), True),
                   "seg_softmax": (("SOFTMAX",), True), "seg_add": (("ADD",), False),
                   "seg_layernorm_layernorm": (("LAYERNORM", "LAYERNORM"), True), "seg_resize": (("RESIZE",), True),
@@ -73,8 +73,9 @@ RESNET_THROUGH = "maxpool"
 
 
 def fast_vec_passes(seed: int) -> list[dict]:
-    return chain_specs(seed) + zoo_specs("segformer_b0", 32, ZOO_VEC_PASSES) + \
-        zoo_specs("resnet50", 32, RESNET_VEC_PASSES, RESNET_THROUGH)
+    """The default run's VEC passes: every chain of vec_passes.CHAINS at random and ResNet-50's max
+    pool (B0's fused passes run within its whole program)."""
+    return chain_specs(seed) + zoo_specs("resnet50", 32, RESNET_VEC_PASSES, RESNET_THROUGH)
 
 
 def default_seed(fallback: int) -> int:
@@ -154,15 +155,17 @@ def test_accelerator_tiny():
     """The default run; its whole networks: the MAC network and SegFormer-B0 fused, from the image
     to the class map (softmax epilogues, LAYERNORM->LAYERNORM, resizes, the class map)."""
     seed = default_seed(1)
-    _, records = run_accelerator("tiny", seed=seed, layers=[FIXED_BY_NAME[n] for n in FAST_CASES],
-                                 programs=[{"model": "mac_cnn", "size": 16, "seed": seed}, {**TINY_PROGRAM, "seed": seed}],
+    programs = [{"model": "mac_cnn", "size": 16, "seed": seed}, {**TINY_PROGRAM, "seed": seed}]
+    _, records = run_accelerator("tiny", seed=seed, layers=[FIXED_BY_NAME[n] for n in FAST_CASES], programs=programs,
                                  bad=FAST_BAD, fuzz=FAST_FUZZ, fuzz_cases=FUZZ_REGRESSIONS,
                                  vec_passes=fast_vec_passes(seed))
-    # the zoo's passes are expected to run (a refusal the RTL agreed with would pass unnoticed):
-    # LAYERNORM->LAYERNORM, the decoder's RESIZE, the class map and the max pool included
-    names = {**ZOO_VEC_PASSES, **RESNET_VEC_PASSES}
-    zoo = {r["case"]: r["expected"] for r in records if r["kind"] == "vec" and r["case"] in names}
-    assert zoo == dict.fromkeys(names, "done"), zoo
+    # the zoo's passes are expected to run (a refusal the RTL agreed with would pass unnoticed)
+    zoo = {r["case"]: r["expected"] for r in records if r["kind"] == "vec" and r["case"] in RESNET_VEC_PASSES}
+    assert zoo == dict.fromkeys(RESNET_VEC_PASSES, "done"), zoo
+    # B0's program holds each fused pass kind that the slow run takes alone
+    fused = {stages for stages, fuse in ZOO_VEC_PASSES.values() if fuse}
+    b0 = load_built(built_path(programs[1], get_config("tiny"))).program
+    assert fused <= stage_lists(b0), (fused, stage_lists(b0))
     # the regressions ran to the end with data to compare (the checker compared the whole image)
     ran = {(r["seed"], r["index"]): r["expected"] for r in records if r["kind"] == "fuzz_case"}
     assert all(ran.get((c["seed"], c["index"])) == "done" for c in FUZZ_REGRESSIONS), ran
@@ -289,6 +292,16 @@ def test_attention_banded_over_its_queries_program(config_name):
     chain.  Whole on the RTL, cycle for cycle and bit for bit."""
     seed = default_seed(12)
     run_accelerator(config_name, seed=seed, programs=[{"model": "attention", "size": 8, "band_rows": 5, "seed": seed}])
+
+
+@pytest.mark.slow
+def test_segformer_passes_one_at_a_time():
+    """B0's fused VEC passes, each alone on the activations its program gives it, on tiny (the
+    default run runs them within the whole program)."""
+    seed = default_seed(1)
+    _, records = run_accelerator("tiny", seed=seed, vec_passes=zoo_specs("segformer_b0", 32, ZOO_VEC_PASSES))
+    zoo = {r["case"]: r["expected"] for r in records if r["kind"] == "vec"}
+    assert zoo == dict.fromkeys(ZOO_VEC_PASSES, "done"), zoo
 
 
 @pytest.mark.slow

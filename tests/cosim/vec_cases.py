@@ -105,6 +105,12 @@ def _zoo_pass(spec: dict, cfg: AcceleratorConfig) -> tuple[Insn, vec.Descriptor,
     raise ValueError(f"{spec['model']} at {spec['size']}: no VEC pass of stages {spec['stages']}")
 
 
+def stage_lists(program) -> set[tuple[str, ...]]:
+    """The stage lists (operator names) of ``program``'s VEC passes."""
+    return {tuple(st.op.name for st in _descriptor(program.image, insn).stages)
+            for insn in program.stream if insn.op == Op.VEC}
+
+
 def _descriptor(image: np.ndarray, insn: Insn) -> vec.Descriptor:
     a = insn.f["desc_addr"]
     return vec.decode_descriptor(bytes(image[a:a + vec.MAX_DESCRIPTOR_BYTES]))
