@@ -374,24 +374,29 @@ def extents_outside(extents, dram_bytes: int) -> list:
 
 def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple]:
     """Of :func:`pass_extents`, ``[(where, fields, why, condition)]`` as :func:`pass_refusals`:
-    whether a live stage writes an operand whose bytes may meet another range the pass touches
-    (another operand, read or written, or a table).  The functional model reads a pass's operands
-    before it writes, the RTL streams its rows, so they agree only on disjoint bytes, or on an
-    operand written in place through its own one-to-one pattern (which is not checked here:
-    docs/rtl_vector.md, "Ordering").  Ranges that overlap are disjoint when the two operands are
-    channel slices of one raster (:func:`_slices_of_one_raster`: a concatenation's parts, Swin's
-    patch merging).  A later stage reading an operand an earlier one writes is refused too.  One
-    rule for ``execute_vec`` and the RTL's executor (``DATA``); a stage's written operand is a
-    multiplexer over the slots, compared with every other range."""
+    what makes the functional model, which runs a pass stage by stage, each stage reading its
+    operands whole before it writes, and the RTL, which streams a pixel through every stage, read
+    different bytes.  For each live stage: it reads an operand an earlier stage writes; it writes an
+    operand the pass reads (in place) through a pattern that is not one-to-one
+    (:func:`_one_to_one`), so that a pixel's write may land on a byte another element reads; its
+    written operand's range meets another range the pass touches (another operand, read or
+    written, or a table), unless the two operands are channel slices of one raster
+    (:func:`_slices_of_one_raster`: a concatenation's parts, Swin's patch merging), whose bytes are
+    disjoint though their ranges meet.  One rule for ``execute_vec`` and the RTL's executor
+    (``DATA``); a stage's written operand is a multiplexer over the slots, compared with every
+    other range."""
     hold = hold or _no_hold
     n = MAX_OPERANDS
-    cells = [_raster_cell(op, hold) for op in operands]
     live = _live(head)
+    rasters = [_covering_raster(op, hold) for op in operands]
+    cells = [_raster_cell(r, hold) for r in rasters]
+    # per slot, registered: read by the pass and reaching a byte twice (the stages look it up)
+    cramped = [hold(all_of(_read_by(live, stages, k), not_(_one_to_one(op, cell, head["c"]))))
+               for k, (op, cell) in enumerate(zip(operands, cells))]
     out = []
     for i, (on, st) in enumerate(zip(live, stages)):
         if on is False:             # on integers: an empty slot writes nothing
             continue
-        # the functional model runs a pass stage by stage, the RTL a pixel through every stage
         out += [(f" stage {i}", {}, f"it reads the operand stage {k} writes (a later stage reads an earlier "
                  "one's result as its previous result only)",
                  all_of(on, earlier_on, earlier["out"] != NONE, any_of(st["src"] == earlier["out"],
@@ -399,20 +404,44 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
                 for k, (earlier_on, earlier) in enumerate(zip(live[:i], stages[:i]))]
         target = st["out"]
         written = all_of(on, target != NONE, lookup(target, [e[1] for e in extents[:n]], False))
+        out.append((f" stage {i}", {}, "it writes an operand the pass reads through a pattern that may reach a "
+                    "byte twice (written in place, an operand's axes make one turn at most, unsplit, its "
+                    "pixels' cells hold its channels, and they do not repeat short of the pass's)",
+                    all_of(written, lookup(target, cramped, False))))
         lo, hi = (lookup(target, [e[p] for e in extents[:n]], 0) for p in (2, 3))
-        mine = {name: lookup(target, [op[name] for op in operands], 0) for name in _RASTER_FIELDS}
+        mine = {name: lookup(target, [r[name] for r in rasters], 0) for name in _RASTER_FIELDS}
         cell = lookup(target, cells, 0)
         for j, (what, touched, other_lo, other_hi) in enumerate(extents):
             other = all_of(touched, target != j) if j < n else touched
-            apart = hold(_slices_of_one_raster(mine, cell, operands[j], cells[j])) if j < n else False
+            apart = hold(_slices_of_one_raster(mine, cell, rasters[j], cells[j])) if j < n else False
             out.append((f" stage {i}", {}, f"its result overlaps {what} (a pass's operands are disjoint, "
                         "channel slices of one raster, or one written in place through its own slot)",
                         all_of(written, other, lo <= other_hi, other_lo <= hi, not_(apart))))
     return out
 
 
+def _read_by(live, stages, k) -> object:
+    """Whether a live stage reads operand slot ``k`` (as its ``src`` or ``src2``)."""
+    return any_of(*(all_of(on, any_of(st["src"] == k, st["src2"] == k)) for on, st in zip(live, stages)))
+
+
 #: The fields :func:`_slices_of_one_raster` compares.
 _RASTER_FIELDS = ("base", "c", "y_n", "x_n", "y_s_lo", "x_s_lo")
+
+
+def _covering_raster(op, hold) -> dict:
+    """What :func:`_raster_cell` and :func:`_slices_of_one_raster` read of operand slot ``op``, seen
+    as the raster of the positions its axes may visit: an axis' positions ``(start + i) mod wrap``
+    lie below ``min(start + n, wrap)``, so where it is unsplit below that (``win``) they are some of
+    its positions from 0 at the same offsets (a roll, a crop, padding or laps choose among them) and
+    the slot's bytes are some of the view's.  A plain axis' view is its own ``n`` positions (the
+    cell of a plain raster is its own); ``hold`` registers the bound (an add and a min) before the cell's product."""
+    view = {"base": op["base"], "c": op["c"]}
+    for a in ("y_", "x_"):
+        below = hold(vmin(op[a + "start"] + op[a + "n"], op[a + "wrap"]))
+        view |= {a + "n": below, a + "start": 0, a + "wrap": below, a + "valid": below, a + "win": op[a + "win"],
+                 a + "s_lo": op[a + "s_lo"]}
+    return view
 
 
 def _raster_cell(op, hold) -> object:
@@ -421,10 +450,21 @@ def _raster_cell(op, hold) -> object:
     else 0: a pixel of a single column's is ``y_s_lo``, of a single pixel's any."""
     y_n, x_n, y_s, x_s = (op[name] for name in ("y_n", "x_n", "y_s_lo", "x_s_lo"))
     plain = plain_raster(op)
-    row = hold(x_n * x_s, 1)
+    row = hold(x_n * x_s)
     rows_apart = any_of(y_n == 1, all_of(x_n > 1, y_s >= row), all_of(x_n == 1, y_s > 0))
     size = sel(x_n > 1, x_s, sel(y_n > 1, y_s, 1 << 32))
     return sel(all_of(plain, rows_apart), size, 0)
+
+
+def _one_to_one(op, cell, c) -> object:
+    """Whether operand slot ``op``, whose pixel cell is ``cell`` (:func:`_raster_cell` of
+    :func:`_covering_raster`), reaches each of its bytes from one element of a pass over ``c``
+    channels at most: no axis makes more than one turn (``n <= wrap``: laps revisit positions), its
+    channels do not repeat short of ``c``, and a cell holds them (a stride 0, or one below the
+    channels, does not).  What an operand written in place needs for the functional model and the
+    RTL to agree; conservative where the cell is (a split axis, negative strides)."""
+    return all_of(op["y_n"] <= op["y_wrap"], op["x_n"] <= op["x_wrap"],
+                  not_(all_of(op["repeat"], op["c"] < c)), cell >= op["c"])
 
 
 def _slices_of_one_raster(a, a_cell, b, b_cell) -> object:
@@ -740,7 +780,7 @@ def _operand_bytes(head, operands, stages, hold) -> tuple:
     spatial_source = _is(first["op"], *SPATIAL)
     read_in, written = [], []
     for k, op in enumerate(operands):
-        reads = any_of(*(on & ((st["src"] == k) | (st["src2"] == k)) for on, st in zip(live, stages)))
+        reads = _read_by(live, stages, k)
         writes = any_of(*(on & (st["out"] == k) for on, st in zip(live, stages)))
         whole = (spatial_source & (first["src"] == k)) | op["repeat"]
         chans = hold(sel(whole, op["c"], sel(argmax_writes & writes, 1, vmin(op["c"], c))))
