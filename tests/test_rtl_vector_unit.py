@@ -351,6 +351,7 @@ def _refused(kind: str) -> vec.Descriptor:
     plain = vec.Operand(0, 6, vec.Axis(1, 12), vec.Axis(2, 6))
     good_sm = {"row": 3, "heads": 2, "exp_mult": 1000, "exp_shift": 12, "out_shift": 7}
     good_ln = {"table": 0, "eps": 5, "shift": 10}
+    add = {"mult_a": 1 << 14, "mult_b": 1 << 14, "shift": 14, "relu": 0}
     stages = {
         "add shift": [vec.Stage(VecOp.ADD, 0, 0, 1, {"mult_a": 1, "mult_b": 1, "shift": op.OP_MAX_SHIFT + 1,
                                                      "relu": 0})],
@@ -400,6 +401,11 @@ def _refused(kind: str) -> vec.Descriptor:
         "result over a slice wider than its pixel": [vec.Stage(VecOp.COPY, 5, vec.NONE, 6, {})],
         "a later stage reading an earlier one's result": [vec.Stage(VecOp.COPY, 0, vec.NONE, 1, {}),
                                                           vec.Stage(VecOp.ADD, vec.PREV, 1, 5, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+        # results written in place through a pattern reaching a byte twice: the functional model reads
+        # the whole operand first, the RTL a pixel's bytes after an earlier pixel wrote them
+        **{f"a result written in place through {how}": [vec.Stage(VecOp.ADD, 7, 0, 7, add)]
+           for how in IN_PLACE_TWICE},
+        "a result written in place through repeating channels": [vec.Stage(VecOp.ADD, 2, 0, 2, add)],
         "two rows": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, good_sm),
                      vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, good_ln)],
         "three rows": [vec.Stage(VecOp.LAYERNORM, 0 if i == 0 else vec.PREV, vec.NONE, 1, good_ln) for i in range(3)],
@@ -410,8 +416,14 @@ def _refused(kind: str) -> vec.Descriptor:
     square = vec.Operand(160, 6, vec.Axis(2, 12), vec.Axis(2, 6))
     ahead = dataclasses.replace(plain, base=2)          # operand 0's bytes 2.. and two more
     narrow, beside = dataclasses.replace(plain, base=80, c=3), dataclasses.replace(plain, base=84, c=3)
-    return unchecked(vec.Descriptor, h=1, w=2, c=6, operands=(plain, out, bias, square, ahead, narrow, beside),
+    twice = vec.Operand(180, 6, vec.Axis(1, 12), IN_PLACE_TWICE.get(kind.rpartition(" through ")[2], plain.x))
+    return unchecked(vec.Descriptor, h=1, w=2, c=6, operands=(plain, out, bias, square, ahead, narrow, beside, twice),
                      stages=tuple(stages))
+
+
+#: x axes of operand 7 of ``_refused`` by which its two pixels' 6 channels reach a byte twice.
+IN_PLACE_TWICE = {"a stride 0": vec.Axis(2, 0), "pixels a byte apart": vec.Axis(2, 1),
+                  "laps": vec.Axis(2, 6, wrap=1)}
 
 
 def unchecked(cls, **fields):
@@ -431,7 +443,8 @@ REFUSED = ["resize", "two rows", "three rows", "row beyond max_row", "repeat acr
 REFUSED_DATA = ["add shift", "softmax exp_shift", "softmax row", "layernorm shift", "later layernorm shift",
                 "channels disagree", "copy of other channels", "class map chain", "raster", "resize chain raster",
                 "result ahead of its source", "result behind its source", "result over its table", "resize over its source",
-                "result over a slice wider than its pixel", "a later stage reading an earlier one's result"]
+                "result over a slice wider than its pixel", "a later stage reading an earlier one's result",
+                *(f"a result written in place through {how}" for how in (*IN_PLACE_TWICE, "repeating channels"))]
 #: What the executor's spatial unit does not build: the functional model runs it, the executor
 #: refuses it with UNSUPPORTED (``executor_runs``).
 REFUSED_SPATIAL = ["resize result unread"]
@@ -462,7 +475,9 @@ def test_a_result_over_bytes_the_pass_reads_is_refused_as_an_overlap(kind):
     head, operands, stages = vec.descriptor_field_slots(d)
     assert vec.first_refusal(vec.pass_refusals(head, operands, stages)) is None
     why = vec.first_refusal(vec.overlapping_writes(head, operands, stages, vec.pass_extents(head, operands, stages)))
-    want = " stage 1: it reads the operand stage 0 writes" if "later" in kind else " stage 0: its result overlaps"
+    want = (" stage 1: it reads the operand stage 0 writes" if "later" in kind
+            else " stage 0: it writes an operand the pass reads through a pattern that may reach a byte twice"
+            if "in place" in kind else " stage 0: its result overlaps")
     assert why is not None and why.startswith(want), why
 
 
@@ -862,6 +877,20 @@ def slices_of_one_raster(rng) -> dict:
     return passes
 
 
+def written_in_place(rng) -> dict:
+    """A pass whose first stage writes the operand it reads through a one-to-one pattern that is no
+    plain raster (rolled on both axes, cropped), then a layernorm re-reads the row: admitted in
+    place by the overlap rule (``hw.vector.overlapping_writes``)."""
+    h, w, c = 2, 3, 4
+    dram = Dram(rng)
+    rolled = vec.Operand(dram.alloc(h * w * c), c, vec.Axis(h, w * c, start=1, wrap=h),
+                         vec.Axis(w, c, start=2, wrap=w, valid=2))
+    operands = (rolled, input_operand(dram, rng, h, w, c), output_operand(dram, rng, h, w, c))
+    stages = (vec.Stage(VecOp.ADD, 0, 1, 0, add_params(rng)),
+              vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 2, layernorm_params(rng, dram, c)))
+    return {"add_layernorm in place, rolled and cropped": (vec.Descriptor(h, w, c, operands, stages), dram.image())}
+
+
 #: Passes moved out of tiny's DRAM by one byte (``vec_passes.leaving_dram``): (pass, how, operand:
 #: -1 the last, an output; None the first it can move).
 #: The softmax with a layernorm is one the unit does not build: DATA comes first.
@@ -879,7 +908,7 @@ MISMATCHED_EVERY_FIELD, MISMATCHED_ONE_FIELD = ("add_lut",), ("softmax_layernorm
 @pytest.fixture(scope="module")
 def executor_runs() -> list:
     """On one VectorExecutor of tiny's eight row lanes: each chain's pass with its descriptor in
-    DRAM, one malformed descriptor, one pass with each of its timing fields mismatched, the
+    DRAM, passes of channel slices of one raster and one written in place, one malformed descriptor, one pass with each of its timing fields mismatched, the
     passes it refuses while running with their fields and with one of them mismatched, and passes whose
     operands or tables leave the DRAM (``LEAVING_CASES``): (case, descriptor,
     RTL image, expected image, result, expected error code or None).  The expectations come from
@@ -888,6 +917,7 @@ def executor_runs() -> list:
     dut = VectorExecutor(TINY, max_row=64)
     passes = {chain: random_pass(rng, CHAINS[chain]) for chain in CHAINS} | refused_while_running(rng)
     passes |= slices_of_one_raster(rng)
+    passes |= written_in_place(rng)
     runs = []
     for name, (d, dram) in passes.items():
         image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
@@ -940,7 +970,7 @@ def test_vector_executor_runs_a_vec_from_its_descriptor_address(executor_runs):
         if not np.array_equal(image, want):
             pytest.fail(f"{chain}: {first_difference(image, want)}")
     mismatched = len(MISMATCHED_EVERY_FIELD) * len(vec.TIMING_FIELDS) + len(MISMATCHED_ONE_FIELD)
-    assert codes == {None: len(CHAINS) + 2, ErrorCode.DATA: 1 + mismatched + len(LEAVING_CASES)
+    assert codes == {None: len(CHAINS) + 3, ErrorCode.DATA: 1 + mismatched + len(LEAVING_CASES)
                      + len(REFUSED_DATA), ErrorCode.UNSUPPORTED: 2 + len(REFUSED_SPATIAL)}
 
 
