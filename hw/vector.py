@@ -376,9 +376,10 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
     """Of :func:`pass_extents`, ``[(where, fields, why, condition)]`` as :func:`pass_refusals`:
     what makes the functional model, which runs a pass stage by stage, each stage reading its
     operands whole before it writes, and the RTL, which streams a pixel through every stage, read
-    different bytes.  For each live stage: it reads an operand an earlier stage writes; it writes an
-    operand the pass reads (in place) through a pattern that is not one-to-one
-    (:func:`_one_to_one`), so that a pixel's write may land on a byte another element reads; its
+    different bytes.  For each live stage: it reads an operand an earlier stage writes; it writes
+    through a pattern that is not one-to-one (:func:`_one_to_one`), so that a pixel's write may land
+    on a byte another element reads (in place) or writes (the two write in different orders: checked
+    where the written operand's axes are unsplit; a split one is checked in place only); its
     written operand's range meets another range the pass touches (another operand, read or
     written, or a table), unless the two operands are channel slices of one raster
     (:func:`_slices_of_one_raster`: a concatenation's parts, Swin's patch merging), whose bytes are
@@ -390,9 +391,10 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
     live = _live(head)
     rasters = [_covering_raster(op, hold) for op in operands]
     cells = [_raster_cell(r, hold) for r in rasters]
-    # per slot, registered: read by the pass and reaching a byte twice (the stages look it up)
-    cramped = [hold(all_of(_read_by(live, stages, k), not_(_one_to_one(op, cell, head["c"]))))
-               for k, (op, cell) in enumerate(zip(operands, cells))]
+    # per slot, registered: read by the pass (in place) or unsplit, and reaching a byte twice (the
+    # stages writing it look it up); a split raster only written is not checked (Swin's windows)
+    cramped = [hold(all_of(any_of(_read_by(live, stages, k), plain_raster(r)), not_(_one_to_one(op, cell, head["c"]))))
+               for k, (op, r, cell) in enumerate(zip(operands, rasters, cells))]
     out = []
     for i, (on, st) in enumerate(zip(live, stages)):
         if on is False:             # on integers: an empty slot writes nothing
@@ -404,9 +406,9 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
                 for k, (earlier_on, earlier) in enumerate(zip(live[:i], stages[:i]))]
         target = st["out"]
         written = all_of(on, target != NONE, lookup(target, [e[1] for e in extents[:n]], False))
-        out.append((f" stage {i}", {}, "it writes an operand the pass reads through a pattern that may reach a "
-                    "byte twice (written in place, an operand's axes make one turn at most, unsplit, its "
-                    "pixels' cells hold its channels, and they do not repeat short of the pass's)",
+        out.append((f" stage {i}", {}, "it writes through a pattern that may reach a byte twice (an operand "
+                    "written in place, or with unsplit axes, makes one turn at most an axis, unsplit where read, "
+                    "its pixels' cells hold its channels, and they do not repeat short of the pass's)",
                     all_of(written, lookup(target, cramped, False))))
         lo, hi = (lookup(target, [e[p] for e in extents[:n]], 0) for p in (2, 3))
         mine = {name: lookup(target, [r[name] for r in rasters], 0) for name in _RASTER_FIELDS}
@@ -432,13 +434,14 @@ _RASTER_FIELDS = ("base", "c", "y_n", "x_n", "y_s_lo", "x_s_lo")
 def _covering_raster(op, hold) -> dict:
     """What :func:`_raster_cell` and :func:`_slices_of_one_raster` read of operand slot ``op``, seen
     as the raster of the positions its axes may visit: an axis' positions ``(start + i) mod wrap``
-    lie below ``min(start + n, wrap)``, so where it is unsplit below that (``win``) they are some of
-    its positions from 0 at the same offsets (a roll, a crop, padding or laps choose among them) and
-    the slot's bytes are some of the view's.  A plain axis' view is its own ``n`` positions (the
-    cell of a plain raster is its own); ``hold`` registers the bound (an add and a min) before the cell's product."""
+    lie below ``min(start + n, wrap)``, those it reads or writes below ``valid`` too (the others are
+    padding), so where it is unsplit below that (``win``) they are some of its positions from 0 at
+    the same offsets (a roll, a crop, padding or laps choose among them) and the slot's bytes are
+    some of the view's.  A plain axis' view is its own ``n`` positions (the cell of a plain raster is
+    its own); ``hold`` registers the bound (an add and two mins) before the cell's product."""
     view = {"base": op["base"], "c": op["c"]}
     for a in ("y_", "x_"):
-        below = hold(vmin(op[a + "start"] + op[a + "n"], op[a + "wrap"]))
+        below = hold(vmin(vmin(op[a + "start"] + op[a + "n"], op[a + "wrap"]), op[a + "valid"]))
         view |= {a + "n": below, a + "start": 0, a + "wrap": below, a + "valid": below, a + "win": op[a + "win"],
                  a + "s_lo": op[a + "s_lo"]}
     return view
@@ -461,8 +464,8 @@ def _one_to_one(op, cell, c) -> object:
     :func:`_covering_raster`), reaches each of its bytes from one element of a pass over ``c``
     channels at most: no axis makes more than one turn (``n <= wrap``: laps revisit positions), its
     channels do not repeat short of ``c``, and a cell holds them (a stride 0, or one below the
-    channels, does not).  What an operand written in place needs for the functional model and the
-    RTL to agree; conservative where the cell is (a split axis, negative strides)."""
+    channels, does not).  What a written operand needs for the functional model and the RTL to
+    agree; conservative where the cell is (a split axis, negative strides)."""
     return all_of(op["y_n"] <= op["y_wrap"], op["x_n"] <= op["x_wrap"],
                   not_(all_of(op["repeat"], op["c"] < c)), cell >= op["c"])
 

@@ -38,7 +38,7 @@ def execute_vec(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) -> 
     the instruction's timing fields are not the descriptor's (``hw.vector.vec_fields``), the pass
     touches bytes outside the DRAM (``hw.vector.pass_extents``), holds what the operators refuse
     (``hw.vector.pass_refusals``, every stage's) or writes bytes it reads through another operand,
-    or in place through a pattern that is not one-to-one (``hw.vector.overlapping_writes``), all
+    or through a pattern that is not one-to-one (``hw.vector.overlapping_writes``), all
     before anything is written, in the order the RTL's executor checks them;
     ``sim.functional.DramBoundsError`` when the descriptor or the pass reaches bytes inside the DRAM
     but past the image ``dram``, which models only its start."""

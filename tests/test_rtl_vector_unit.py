@@ -406,6 +406,8 @@ def _refused(kind: str) -> vec.Descriptor:
         **{f"a result written in place through {how}": [vec.Stage(VecOp.ADD, 7, 0, 7, add)]
            for how in IN_PLACE_TWICE},
         "a result written in place through repeating channels": [vec.Stage(VecOp.ADD, 2, 0, 2, add)],
+        # the two write in different orders: the functional model pixel after pixel, the RTL its row lanes
+        "a result written only, through pixels a byte apart": [vec.Stage(VecOp.COPY, 0, vec.NONE, 7, {})],
         "two rows": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, good_sm),
                      vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, good_ln)],
         "three rows": [vec.Stage(VecOp.LAYERNORM, 0 if i == 0 else vec.PREV, vec.NONE, 1, good_ln) for i in range(3)],
@@ -417,7 +419,7 @@ def _refused(kind: str) -> vec.Descriptor:
     ahead = dataclasses.replace(plain, base=2)          # operand 0's bytes 2.. and two more
     narrow, beside = dataclasses.replace(plain, base=80, c=3), dataclasses.replace(plain, base=84, c=3)
     operands = (plain, out, bias, square, ahead, narrow, beside)
-    how = kind.rpartition(" through ")[2]
+    how = kind.rpartition("through ")[2]
     if how in IN_PLACE_TWICE:           # operand 7, only where named (a slot more is 4 more fetch beats)
         operands += (vec.Operand(180, 6, vec.Axis(1, 12), IN_PLACE_TWICE[how]),)
     return unchecked(vec.Descriptor, h=1, w=2, c=6, operands=operands, stages=tuple(stages))
@@ -446,7 +448,8 @@ REFUSED_DATA = ["add shift", "softmax exp_shift", "softmax row", "layernorm shif
                 "channels disagree", "copy of other channels", "class map chain", "raster", "resize chain raster",
                 "result ahead of its source", "result behind its source", "result over its table", "resize over its source",
                 "result over a slice wider than its pixel", "a later stage reading an earlier one's result",
-                *(f"a result written in place through {how}" for how in (*IN_PLACE_TWICE, "repeating channels"))]
+                *(f"a result written in place through {how}" for how in (*IN_PLACE_TWICE, "repeating channels")),
+                "a result written only, through pixels a byte apart"]
 #: What the executor's spatial unit does not build: the functional model runs it, the executor
 #: refuses it with UNSUPPORTED (``executor_runs``).
 REFUSED_SPATIAL = ["resize result unread"]
@@ -478,8 +481,8 @@ def test_a_result_over_bytes_the_pass_reads_is_refused_as_an_overlap(kind):
     assert vec.first_refusal(vec.pass_refusals(head, operands, stages)) is None
     why = vec.first_refusal(vec.overlapping_writes(head, operands, stages, vec.pass_extents(head, operands, stages)))
     want = (" stage 1: it reads the operand stage 0 writes" if "later" in kind
-            else " stage 0: it writes an operand the pass reads through a pattern that may reach a byte twice"
-            if "in place" in kind else " stage 0: its result overlaps")
+            else " stage 0: it writes through a pattern that may reach a byte twice"
+            if "through" in kind else " stage 0: its result overlaps")
     assert why is not None and why.startswith(want), why
 
 

@@ -8,7 +8,7 @@ check evaluates ``hw.vector.descriptor_refusals`` (what ``decode_descriptor`` re
 malformed descriptor, a VEC whose fields are not its descriptor's, a pass whose operands or tables
 leave the configuration's DRAM (``dram_bytes``), one holding what the operators refuse (any live
 stage's parameters, rows, channels or rasters) or one writing bytes it also reads through another
-operand, or in place through a pattern that is not one-to-one, is refused with ``DATA``,
+operand, or through a pattern that is not one-to-one, is refused with ``DATA``,
 ``hw.timing.VEC_FIELD_CHECK`` cycles after the fetch, before anything is read or written and before
 the unit's own refusals, as ``execute_vec`` refuses it.  The rules' terms are registered at ``hw.vector.FIELD_HOLD_LEVELS`` levels
 (``hw.rtl.unit.level_held``), so that no cycle of the check is deeper than about a product.
@@ -100,7 +100,7 @@ class DescriptorCheck(wiring.Component):
         descriptor, which holds still from ``fetched`` on, is malformed, ``hw.vector.descriptor_refusals``,
         its fields differ from the VEC's, ``hw.vector.slot_fields``, the pass touches bytes outside the
         DRAM, ``hw.vector.pass_extents``, holds what the operators refuse, ``hw.vector.pass_refusals``,
-        or writes over bytes it reads, or in place through a pattern that is not one-to-one,
+        or writes over bytes it reads, or through a pattern that is not one-to-one,
         ``hw.vector.overlapping_writes``).
         Each rule's terms are registered (``level_held``) so that no cycle holds more than about a
         product or two adds; the groups' ORs are the last level."""
