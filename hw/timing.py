@@ -27,7 +27,7 @@ import numpy as np
 
 from .config import AcceleratorConfig
 from .expr import any_of, cdiv, ceil_log2, is_int, lookup, sel, shifted_up, vmax, vmin
-from .isa import FIELD_BITS, INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
+from .isa import FIELD_BITS, FIELDS, INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from .vector import FIELD_HOLD_LEVELS, MAX_DESCRIPTOR_BYTES, MAX_STAGES
 
@@ -765,8 +765,51 @@ def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=_same):
     return busy, sel(f["dst_gb"], busy + GB_WRITE_LATENCY, cfg.dram_latency + transfer)
 
 
+#: Results of the pure per-instruction rules (``occupancy_and_latency``, ``check_insn`` passed),
+#: by configuration and fields: a mapping times the same instructions again and again (a
+#: stream's GEMMs, weight and parameter loads; every tiling's estimate; a transformer's repeated
+#: blocks).  Emptied when ``_MEMO_LIMIT`` entries are held.
+_MEMO_LIMIT = 1 << 16
+_timed: dict = {}
+_legal: set = set()
+_FIELD_NAMES = {op: tuple(name for name, _, _ in spec) for op, spec in FIELDS.items()}
+
+
+def _memo_key(insn: Insn, cfg: AcceleratorConfig):
+    """``insn``'s key in the memos: its fields' values in ``hw.isa.FIELDS`` order (as ``make`` and
+    ``decode`` build them), or None for fields held otherwise (evaluated without the memos)."""
+    f = insn.f
+    if tuple(f) != _FIELD_NAMES[insn.op]:
+        return None
+    return cfg, insn.op, tuple(f.values())
+
+
+def _remember(memo, key, value=None) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    if value is None:
+        memo.add(key)
+    else:
+        memo[key] = value
+
+
 def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]:
     """(cycles the unit is busy, cycles until the instruction's effects are complete)."""
+    return _occupancy_and_latency_of(insn, cfg, _memo_key(insn, cfg))
+
+
+def _occupancy_and_latency_of(insn: Insn, cfg: AcceleratorConfig, key) -> tuple[int, int]:
+    """``occupancy_and_latency``, remembered under ``key`` (``_memo_key``; None: not remembered)."""
+    if key is None:
+        return _occupancy_and_latency(insn, cfg)
+    got = _timed.get(key)
+    if got is None:
+        got = _occupancy_and_latency(insn, cfg)
+        _remember(_timed, key, got)
+    return got
+
+
+def _occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]:
     op, f = insn.op, insn.f
     if op in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.LOAD_GB):
         beats, nbytes, first, setup, lag = load_terms(op, f, cfg)
@@ -909,14 +952,18 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
                                       ErrorCode.TOKEN, i)
                 return Schedule(dispatch[:i + 1], start[:i + 1], end[:i + 1], int(end[i]))
             continue
-        check_insn(insn, cfg, off)
+        key = _memo_key(insn, cfg)
+        if key is None or key not in _legal:      # the same fields pass again
+            check_insn(insn, cfg, off)
+            if key is not None:
+                _remember(_legal, key)
         tokens.count(insn, q, off, i)
         gb_writers = _claim_gb_port(insn, gb_writers, off, i)
         hist = history[q]
         enter = fetch if len(hist) < QUEUE_DEPTH else max(fetch, int(hist[-QUEUE_DEPTH]))
         dispatch[i], fetch = enter, enter + 1
         t = tokens.pop(insn, q, max(enter + 1, unit_free[q]), off, i)
-        busy, lat = occupancy_and_latency(insn, cfg)
+        busy, lat = _occupancy_and_latency_of(insn, cfg, key)
         start[i], end[i] = t, t + lat
         unit_free[q] = t + busy
         hist.append(t)

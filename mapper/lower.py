@@ -409,10 +409,17 @@ def _contiguous(p: Problem, cfg: AcceleratorConfig) -> bool:
     return p.groups == 1 or p.kg % cfg.k0 == 0
 
 
-def _input_sets(units) -> list[tuple[int, int, int, int]]:
+def _input_sets(units) -> tuple[tuple[int, int, int, int], ...]:
     """(group, first column, columns, column step) of the columns each LOAD_INP of a row group
     feeds: the columns of one group share a multicast (consecutive runs, or, when a pass holds
     several blocks of each group, block-major, every m-th column)."""
+    return _input_sets_of(tuple(units))
+
+
+@lru_cache(maxsize=4096)
+def _input_sets_of(units: tuple) -> tuple[tuple[int, int, int, int], ...]:
+    """``_input_sets``, remembered: every load group of a pass and every tiling's estimate asks
+    for the same pass's sets again."""
     cols: dict[int, list[int]] = {}
     for col, (g, _) in enumerate(units):
         cols.setdefault(g, []).append(col)
@@ -427,7 +434,7 @@ def _input_sets(units) -> list[tuple[int, int, int, int]]:
                 if i == len(cs) or cs[i] != cs[i - 1] + 1:
                     sets.append((g, cs[run0], i - run0, 1))
                     run0 = i
-    return sets
+    return tuple(sets)
 
 
 def _geometry(p: Problem, t: "Tiling") -> dict:
@@ -476,7 +483,8 @@ class _Stream:
         self.chan = channel_bound(p, cfg.c0)
         per = p.shift_blocks(cfg.c0)       # chunks stay within one shift's window
         self.chunks = [(s * per + c, min(t.cbi, per - c)) for s in range(p.shifts) for c in range(0, per, t.cbi)]
-        self.tiles = [(ty, tx) for ty in range(0, p.oh, t.pe_p * t.th) for tx in range(0, p.ow, t.tw)]
+        oh, ow = p.oh, p.ow          # properties: once, not once per tile
+        self.tiles = [(ty, tx) for ty in range(0, oh, t.pe_p * t.th) for tx in range(0, ow, t.tw)]
         self.passes = _passes(p, t, cfg)
         self.halves = (cfg.input_rows // 2, cfg.weight_rows // 2, cfg.accum_depth // 2)
         self.j = 0            # load group / GEMM index within the layer
