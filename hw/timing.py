@@ -297,8 +297,19 @@ def pe_grid(num_pe: int, pe_k: int) -> np.ndarray:
 def store_bytes(insn: Insn, cfg: AcceleratorConfig) -> int:
     """Bytes a STORE writes: the in-bounds outputs of every selected PE."""
     f = insn.f
-    grid = pe_grid(cfg.num_pe, f["pe_k"])[pe_members(f, cfg.num_pe)]
-    return int(store_pe_tile(f, grid[:, 0], grid[:, 1])[2].sum())
+    cols, groups = _member_positions(cfg.num_pe, f["pe_k"], f["pe_first"], f["pe_count"], f["pe_step"])
+    return int(store_pe_tile(f, cols, groups)[2].sum())
+
+
+@lru_cache(maxsize=4096)
+def _member_positions(num_pe: int, pe_k: int, first: int, count: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, row groups) of the PEs of a set (``pe_grid`` at ``pe_members``), read-only:
+    remembered, as every STORE of a tiling selects the same PEs."""
+    grid = pe_grid(num_pe, pe_k)[list(_members(first, count, step, num_pe))]
+    cols, groups = grid[:, 0].copy(), grid[:, 1].copy()
+    cols.setflags(write=False)
+    groups.setflags(write=False)
+    return cols, groups
 
 
 def gemm_steps(f, hold=_same):
