@@ -456,6 +456,16 @@ def load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
     beat, lane addresses and validity as in ``sim.functional``.  Out-of-buffer addresses
     are not considered here (they raise ``error`` anyway).
     """
+    values = _field_values(Op.LOAD_INP, fields)
+    if values is None:
+        return _load_inp_gb_conflict(fields, config)
+    known = _memos_of(config).conflicts          # a stream's passes repeat its gathers
+    if values not in known:
+        _remember(known, values, (_load_inp_gb_conflict(fields, config),))
+    return known[values][0]
+
+
+def _load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
     c0 = config.c0
     nbank, width, _ = gb_banks(config)
     nb = config.gb_bus_bytes // c0
@@ -784,23 +794,40 @@ def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=_same):
     return busy, sel(f["dst_gb"], busy + GB_WRITE_LATENCY, cfg.dram_latency + transfer)
 
 
-#: Results of the pure per-instruction rules (``occupancy_and_latency``, ``check_insn`` passed),
-#: by configuration and fields: a mapping times the same instructions again and again (a
-#: stream's GEMMs, weight and parameter loads; every tiling's estimate; a transformer's repeated
-#: blocks).  Emptied when ``_MEMO_LIMIT`` entries are held.
+#: Results of the pure per-instruction rules (``occupancy_and_latency``, ``check_insn`` passed,
+#: ``load_inp_gb_conflict``), per configuration, by the fields' values: a mapping times the same
+#: instructions again and again (a stream's GEMMs, weight and parameter loads; every tiling's
+#: estimate; a transformer's repeated blocks).  Each memo is emptied when ``_MEMO_LIMIT`` entries
+#: are held.
 _MEMO_LIMIT = 1 << 16
-_timed: dict = {}
-_legal: set = set()
+_memos: dict = {}
 _FIELD_NAMES = {op: tuple(name for name, _, _ in spec) for op, spec in FIELDS.items()}
 
 
-def _memo_key(insn: Insn, cfg: AcceleratorConfig):
+@dataclass
+class _Memos:
+    timed: dict            # (op, values) -> (busy, latency)
+    legal: set             # (op, values) that check_insn passed
+    conflicts: dict        # LOAD_INP values -> (load_inp_gb_conflict,)
+
+
+def _memos_of(cfg: AcceleratorConfig) -> _Memos:
+    memos = _memos.get(cfg)
+    if memos is None:
+        memos = _memos[cfg] = _Memos({}, set(), {})
+    return memos
+
+
+def _memo_key(insn: Insn):
     """``insn``'s key in the memos: its fields' values in ``hw.isa.FIELDS`` order (as ``make`` and
     ``decode`` build them), or None for fields held otherwise (evaluated without the memos)."""
-    f = insn.f
-    if tuple(f) != _FIELD_NAMES[insn.op]:
-        return None
-    return cfg, insn.op, tuple(f.values())
+    values = _field_values(insn.op, insn.f)
+    return None if values is None else (insn.op, values)
+
+
+def _field_values(op: Op, f: dict):
+    """The values of ``f``, the fields of an ``op``, if they are held in ``hw.isa.FIELDS`` order."""
+    return tuple(f.values()) if tuple(f) == _FIELD_NAMES[op] else None
 
 
 def _remember(memo, key, value=None) -> None:
@@ -814,17 +841,17 @@ def _remember(memo, key, value=None) -> None:
 
 def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]:
     """(cycles the unit is busy, cycles until the instruction's effects are complete)."""
-    return _occupancy_and_latency_of(insn, cfg, _memo_key(insn, cfg))
+    return _occupancy_and_latency_of(insn, cfg, _memo_key(insn), _memos_of(cfg).timed)
 
 
-def _occupancy_and_latency_of(insn: Insn, cfg: AcceleratorConfig, key) -> tuple[int, int]:
-    """``occupancy_and_latency``, remembered under ``key`` (``_memo_key``; None: not remembered)."""
+def _occupancy_and_latency_of(insn: Insn, cfg: AcceleratorConfig, key, timed: dict) -> tuple[int, int]:
+    """``occupancy_and_latency``, remembered in ``timed`` under ``key`` (``_memo_key``; None: not)."""
     if key is None:
         return _occupancy_and_latency(insn, cfg)
-    got = _timed.get(key)
+    got = timed.get(key)
     if got is None:
         got = _occupancy_and_latency(insn, cfg)
-        _remember(_timed, key, got)
+        _remember(timed, key, got)
     return got
 
 
@@ -953,6 +980,7 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
     start = np.zeros(n, dtype=np.int64)
     end = np.zeros(n, dtype=np.int64)
     tokens = _Tokens()
+    memos = _memos_of(cfg)
     gb_writers = (False, False)                     # gb_write_claims since the last FENCE
     unit_free = {Queue.LOAD: 0, Queue.COMPUTE: 0, Queue.STORE: 0}
     history = {Queue.LOAD: [], Queue.COMPUTE: [], Queue.STORE: []}   # start cycles, for queue occupancy
@@ -971,18 +999,18 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
                                       ErrorCode.TOKEN, i)
                 return Schedule(dispatch[:i + 1], start[:i + 1], end[:i + 1], int(end[i]))
             continue
-        key = _memo_key(insn, cfg)
-        if key is None or key not in _legal:      # the same fields pass again
+        key = _memo_key(insn)
+        if key is None or key not in memos.legal:      # the same fields pass again
             check_insn(insn, cfg, off)
             if key is not None:
-                _remember(_legal, key)
+                _remember(memos.legal, key)
         tokens.count(insn, q, off, i)
         gb_writers = _claim_gb_port(insn, gb_writers, off, i)
         hist = history[q]
         enter = fetch if len(hist) < QUEUE_DEPTH else max(fetch, int(hist[-QUEUE_DEPTH]))
         dispatch[i], fetch = enter, enter + 1
         t = tokens.pop(insn, q, max(enter + 1, unit_free[q]), off, i)
-        busy, lat = _occupancy_and_latency_of(insn, cfg, key)
+        busy, lat = _occupancy_and_latency_of(insn, cfg, key, memos.timed)
         start[i], end[i] = t, t + lat
         unit_free[q] = t + busy
         hist.append(t)

@@ -948,13 +948,14 @@ def _unencodable(p: Problem, error: StreamError) -> str:
 
 def _traffic(p: Problem, t: Tiling, cfg: AcceleratorConfig) -> int:
     """DRAM bytes a tiling moves (inputs with halos and re-reads, weights, outputs), to break ties."""
-    n_passes = len(_passes(p, t, cfg))
+    passes = _passes(p, t, cfg)
+    n_passes = len(passes)
     n_tiles = _cdiv(p.oh, t.pe_p * t.th) * _cdiv(p.ow, t.tw)
     geo = _geometry(p, t)
     n_cb = p.n_cblk(cfg.c0)
     per_group_in = (t.pe_p * geo["win_h"] * geo["win_w"] * p.shifts
                     * min(p.red_channels, p.shift_blocks(cfg.c0) * cfg.c0))
-    inputs = n_passes * n_tiles * per_group_in * (1 if p.groups == 1 else len(_input_sets(_passes(p, t, cfg)[0])))
+    inputs = n_passes * n_tiles * per_group_in * (1 if p.groups == 1 else len(_input_sets(passes[0])))
     w_pass = t.pe_k * n_cb * p.taps * cfg.c0 * min(cfg.k0, p.kg)
     weights = n_passes * w_pass * (1 if t.resident else n_tiles)
     return inputs + weights + p.oh * p.ow * p.k
