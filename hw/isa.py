@@ -229,24 +229,30 @@ _BOUNDS = {op: {n: ((-(1 << (b - 1)), (1 << (b - 1)) - 1) if sg else (0, (1 << b
 def make(op: Op, *, deps: str = "", **fields) -> Insn:
     """Assemble one instruction, every field range-checked (StreamError names the field);
     ``deps`` is any of 'pop_prev pop_next push_prev push_next'."""
+    flags = _dep_flags(deps) if deps else (False, False, False, False)     # the mapper sets them later
+    bounds = _BOUNDS[op]
+    for k, v in fields.items():
+        if k not in bounds:
+            raise ValueError(f"{op.name} has no field {k!r}; fields: {', '.join(sorted(bounds))}")
+        lo, hi = bounds[k]
+        if v.__class__ is not int or not lo <= v <= hi:
+            _check_field(op, k, v, None)
+    if op == Op.VEC and fields.get("vec_op", 0) not in VecOp._value2member_map_:
+        raise StreamError(f"VEC.vec_op = {fields['vec_op']!r} is no vector operation; "
+                          f"valid: {', '.join(f'{v.value}={v.name}' for v in VecOp)}", ErrorCode.RESERVED)
+    full = _ZEROS[op].copy()
+    full.update(fields)
+    return Insn(op, *flags, full)
+
+
+def _dep_flags(deps: str) -> tuple[bool, bool, bool, bool]:
+    """``make``'s ``deps`` as the four flags, in ``_DEP_FLAGS`` order."""
     flags = {d: False for d in _DEP_FLAGS}
     for d in deps.split():
         if d not in flags:
             raise ValueError(f"unknown dependency flag {d!r}; allowed: {', '.join(_DEP_FLAGS)}")
         flags[d] = True
-    bounds = _BOUNDS[op]
-    for k, v in fields.items():
-        b = bounds.get(k)
-        if b is None:
-            raise ValueError(f"{op.name} has no field {k!r}; fields: {', '.join(sorted(bounds))}")
-        if v.__class__ is not int or not b[0] <= v <= b[1]:
-            _check_field(op, k, v, None)
-    if op == Op.VEC and fields.get("vec_op", 0) not in VecOp._value2member_map_:
-        raise StreamError(f"VEC.vec_op = {fields['vec_op']!r} is no vector operation; "
-                          f"valid: {', '.join(f'{v.value}={v.name}' for v in VecOp)}", ErrorCode.RESERVED)
-    full = dict(_ZEROS[op])
-    full.update(fields)
-    return Insn(op, f=full, **flags)
+    return tuple(flags.values())
 
 
 def _check_field(op: Op, name: str, v, offset) -> None:
