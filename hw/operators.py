@@ -814,12 +814,14 @@ def softmax(x, p: SoftmaxParams, *, be=NUMPY) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ResizeAxis:
-    """Fixed-point DDA of one axis of a bilinear resize (``align_corners=False``).
+    """Fixed-point DDA of one axis of a bilinear resize.
 
     Output ``i`` samples source position ``(start + i * step) / 2**RESIZE_POS_FRAC``
-    (the RTL adds ``step`` once per output); ``start = round((in/out - 1) / 2 * 2**20)``,
-    ``step = round(in/out * 2**20)``, both exact when ``out`` divides ``in * 2**20``
-    (every power-of-two ratio, and 3 -> 16, 6 -> 16 of UPerNet's pyramid pooling).
+    (the RTL adds ``step`` once per output).  Half-pixel (PyTorch ``align_corners=False``):
+    ``start = round((in/out - 1) / 2 * 2**20)``, ``step = round(in/out * 2**20)``, both exact
+    when ``out`` divides ``in * 2**20`` (every power-of-two ratio, and 3 -> 16, 6 -> 16 of
+    UPerNet's pyramid pooling).  Align corners: ``start = 0``, ``step = round((in - 1) / (out -
+    1) * 2**20)`` (0 for one output, which takes source 0).
     """
 
     n_in: int
@@ -832,35 +834,46 @@ class ResizeAxis:
         return self.start + self.step * np.arange(self.n_out, dtype=np.int64)
 
 
-def resize_axis_params(n_in: int, n_out: int) -> ResizeAxis:
+def resize_axis_params(n_in: int, n_out: int, align_corners: bool = False) -> ResizeAxis:
     """The DDA start and step of a bilinear resize from ``n_in`` to ``n_out`` samples.
 
-    ``src = (dst + 0.5) * n_in / n_out - 0.5``; computed exactly (fractions) and
-    rounded half up to ``RESIZE_POS_FRAC`` = 20 fraction bits.
+    Half-pixel: ``src = (dst + 0.5) * n_in / n_out - 0.5``; align corners: ``src = dst * (n_in -
+    1) / (n_out - 1)`` (0 for ``n_out = 1``).  Computed exactly (fractions) and rounded half up to
+    ``RESIZE_POS_FRAC`` = 20 fraction bits.
     """
     n_in = _check_int(n_in, "n_in", 1, RESIZE_MAX_IN)
     n_out = _check_int(n_out, "n_out", 1, AXIS_MAX)
-    scale = Fraction(n_in, n_out) * (1 << RESIZE_POS_FRAC)
-    start, step = (scale - (1 << RESIZE_POS_FRAC)) / 2, scale
-    half = Fraction(1, 2)
+    one, half = 1 << RESIZE_POS_FRAC, Fraction(1, 2)
+    if align_corners:
+        step = Fraction(n_in - 1, n_out - 1) * one if n_out > 1 else Fraction(0)
+        return ResizeAxis(n_in, n_out, 0, math.floor(step + half))
+    scale = Fraction(n_in, n_out) * one
+    start, step = (scale - one) / 2, scale
     return ResizeAxis(n_in, n_out, math.floor(start + half), math.floor(step + half))
 
 
-def dda_matches(start, step, n_in, n_out, hold=None):
-    """Whether ``(start, step)`` is ``resize_axis_params(n_in, n_out)``'s DDA, by products only
-    (the RTL builds no divider): each is a rounded quotient ``floor(num / (2 n_out))`` with
-    ``num = 2 n_in 2**20 + n_out`` (step) and ``(n_in - n_out) 2**20 + n_out`` (start), so
-    ``q * 2 n_out <= num < (q + 1) * 2 n_out``; the negative term and ``2 n_out`` are moved to
-    the sizes' side, so each bound is a comparison of a product with a sum of the sizes.  On
-    integers or Amaranth values; ``hold(value, level)`` lets the RTL register the products and the
-    sums (level 1)."""
-    from .expr import all_of
+def dda_matches(start, step, n_in, n_out, hold=None, align_corners=0):
+    """Whether ``(start, step)`` is ``resize_axis_params(n_in, n_out, align_corners)``'s DDA, by
+    products only (the RTL builds no divider).  The step is a rounded quotient ``floor(num / den)``,
+    so ``step * den <= num < (step + 1) * den``: half-pixel ``num = 2 n_in 2**20 + n_out``, ``den
+    = 2 n_out``; align corners the same of ``n_in - 1`` and ``n_out - 1`` (the two modes share
+    the product: only its factor ``den`` is chosen).  A half-pixel start is likewise the quotient
+    of ``(n_in - n_out) 2**20 + n_out`` by ``2 n_out``; an align-corners start is 0, and so is its
+    step for one output (``den = 0``: no quotient).  The negative terms and ``den`` are moved to the
+    sizes' side, so each bound is a comparison of a product with a sum of the sizes.  On integers
+    or Amaranth values; ``hold(value, level)`` lets the RTL register the products and the sums
+    (level 1)."""
+    from .expr import all_of, sel
     hold = hold or (lambda value, level: value)
-    one, den = 1 << RESIZE_POS_FRAC, 2 * n_out
-    step_num, start_num = 2 * n_in * one + n_out, n_in * one + n_out - n_out * one
+    one = 1 << RESIZE_POS_FRAC
+    gaps_in, gaps_out = sel(align_corners, n_in - 1, n_in), sel(align_corners, n_out - 1, n_out)
+    den = 2 * gaps_out
+    step_num, start_num = 2 * gaps_in * one + gaps_out, n_in * one + n_out - n_out * one
     step_den, start_den = hold(step * den, 1), hold(start * den, 1)
-    return all_of(step_den <= hold(step_num, 1), hold(step_num - den, 1) < step_den,
-                  start_den <= hold(start_num, 1), hold(start_num - den, 1) < start_den)
+    step_fits = all_of(step_den <= hold(step_num, 1), hold(step_num - den, 1) < step_den)
+    half_pixel = all_of(step_fits, start_den <= hold(start_num, 1), hold(start_num - den, 1) < start_den)
+    corners = all_of(start == 0, sel(n_out == 1, step == 0, step_fits))
+    return sel(align_corners, corners, half_pixel)
 
 
 def bilinear_axis_kernel(pos, n_in: int, be):
@@ -899,17 +912,17 @@ def resize_element_kernel(a00, a01, a10, a11, wy, wx, be):
     return bilinear_kernel(col0, col1, wx, be), lerp_kernel(col0, col1, wx, be)
 
 
-def _axis(n_in: int, n_out: int, be):
-    return be.run(bilinear_axis_kernel, resize_axis_params(n_in, n_out).positions(), n_in)
+def _axis(n_in: int, n_out: int, align_corners: bool, be):
+    return be.run(bilinear_axis_kernel, resize_axis_params(n_in, n_out, align_corners).positions(), n_in)
 
 
-def _bilinear_blocks(v: np.ndarray, out_h: int, out_w: int, finish: Callable, be):
+def _bilinear_blocks(v: np.ndarray, out_h: int, out_w: int, finish: Callable, be, align_corners: bool = False):
     """Yield ``finish`` of the vertically interpolated rows of ``v``, a block of output rows at a time.
 
     int32 suffices: every intermediate is below 2**24 (the tests check it).
     """
-    y0, y1, wy = _axis(v.shape[0], out_h, be)
-    x0, x1, wx = _axis(v.shape[1], out_w, be)
+    y0, y1, wy = _axis(v.shape[0], out_h, align_corners, be)
+    x0, x1, wx = _axis(v.shape[1], out_w, align_corners, be)
     rows = max(1, _BLOCK_ELEMENTS // (out_w * v.shape[2]))
     v = v.astype(np.int32)
     for r0 in range(0, out_h, rows):
@@ -918,8 +931,8 @@ def _bilinear_blocks(v: np.ndarray, out_h: int, out_w: int, finish: Callable, be
         yield finish(col[:, x0], col[:, x1], wx[None, :, None].astype(np.int32))
 
 
-def resize_bilinear(x, out_h: int, out_w: int, *, be=NUMPY) -> np.ndarray:
-    """Bilinear resize of an int8 HWC tensor (PyTorch ``align_corners=False``), same scale.
+def resize_bilinear(x, out_h: int, out_w: int, *, align_corners: bool = False, be=NUMPY) -> np.ndarray:
+    """Bilinear resize of an int8 HWC tensor (PyTorch's ``align_corners``), same scale.
 
     Per axis a DDA (``resize_axis_params``) gives source indices and 8-bit weights;
     the output is ``round((x00*(256-wx) + x01*wx)*(256-wy) + ...) / 2**16)`` in
@@ -928,11 +941,11 @@ def resize_bilinear(x, out_h: int, out_w: int, *, be=NUMPY) -> np.ndarray:
     """
     v = _hwc(x, "x")
     _check_size(out_h, out_w)
-    blocks = _bilinear_blocks(v, out_h, out_w, lambda a, b, w: be.run(bilinear_kernel, a, b, w), be)
+    blocks = _bilinear_blocks(v, out_h, out_w, lambda a, b, w: be.run(bilinear_kernel, a, b, w), be, align_corners)
     return np.concatenate([blk.astype(np.int8) for blk in blocks], axis=0)
 
 
-def resize_argmax(x, out_h: int, out_w: int, *, be=NUMPY) -> np.ndarray:
+def resize_argmax(x, out_h: int, out_w: int, *, align_corners: bool = False, be=NUMPY) -> np.ndarray:
     """Class map of the bilinearly resized logits ``x`` (HWC, C classes): ``[out_h, out_w]``.
 
     Every class is interpolated as in ``resize_bilinear`` but the unrounded 24-bit
@@ -942,7 +955,8 @@ def resize_argmax(x, out_h: int, out_w: int, *, be=NUMPY) -> np.ndarray:
     v = _hwc(x, "x")
     _check_size(out_h, out_w)
     dtype = _class_dtype(v.shape[2])
-    blocks = _bilinear_blocks(v, out_h, out_w, lambda a, b, w: _argmax(be.run(lerp_kernel, a, b, w)), be)
+    blocks = _bilinear_blocks(v, out_h, out_w, lambda a, b, w: _argmax(be.run(lerp_kernel, a, b, w)), be,
+                              align_corners)
     return np.concatenate([blk.astype(dtype) for blk in blocks], axis=0)
 
 

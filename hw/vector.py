@@ -52,7 +52,7 @@ from . import operators as ops
 from .isa import ErrorCode, StreamError, VecOp
 
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
-           "STAGE_PARAMS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
+           "STAGE_PARAMS", "STAGE_DEFAULTS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
            "row_lane_refusals", "row_and_heads", "plain_axis", "plain_raster", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
@@ -110,12 +110,14 @@ STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
                     ("heads", 16, False)],
     # the fixed-point DDA of each axis (hw.operators.resize_axis_params); mode 0 bilinear, 1 nearest
     # a nearest resize's witnesses of each axis' n_in div n_out and n_in mod n_out (as a pooling's),
-    # 0 and not read for a bilinear one
+    # 0 and not read for a bilinear one; align_corners: the DDA is PyTorch's align_corners=True one
+    # (bilinear only), last so that a half-pixel descriptor encodes as it did before the field
     VecOp.RESIZE: [("mode", 1, False), ("y_start", 32, True), ("y_step", 32, False),
                    ("x_start", 32, True), ("x_step", 32, False),
-                   ("y_q", 16, False), ("y_r", 16, False), ("x_q", 16, False), ("x_r", 16, False)],
+                   ("y_q", 16, False), ("y_r", 16, False), ("x_q", 16, False), ("x_r", 16, False),
+                   ("align_corners", 1, False)],
     VecOp.RESIZE_ARGMAX: [("y_start", 32, True), ("y_step", 32, False), ("x_start", 32, True),
-                          ("x_step", 32, False)],
+                          ("x_step", 32, False), ("align_corners", 1, False)],
     # a windowed pooling's kernel, stride and padding; an adaptive pooling's witnesses of each axis'
     # ``n_in div n_out`` and ``n_in mod n_out`` (``q``, ``r``: checked by products, :func:`divides_as`;
     # the hardware builds no divider), 0 and not read for a windowed pooling
@@ -126,6 +128,9 @@ STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
                  # on as many row lanes (the mapper picks it for its vector lanes: pool_split)
                  ("split", 4, False)],
 }
+#: Parameters a stage may leave out, and the value they then hold (:class:`Stage`): the fields added
+#: after the others, packed last, whose 0 is what descriptors without them meant.
+STAGE_DEFAULTS: dict[VecOp, dict] = {VecOp.RESIZE: {"align_corners": 0}, VecOp.RESIZE_ARGMAX: {"align_corners": 0}}
 #: Stage operations by code (``CHAIN`` is none).
 _STAGE_OPS = {int(op): op for op in STAGE_PARAMS}
 AXIS_FIELDS = [("n", 16, False), ("start", 16, False), ("wrap", 16, False), ("valid", 16, False),
@@ -492,6 +497,11 @@ class Stage:
     src2: int = NONE
     out: int = NONE
     params: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        defaults = STAGE_DEFAULTS.get(self.op)
+        if defaults:
+            object.__setattr__(self, "params", defaults | self.params)
 
 
 @dataclass(frozen=True)
@@ -940,10 +950,12 @@ def spatial_refusals(head, stage, src, out, chain=(), hold=None) -> tuple[dict, 
     adaptive = all_of(pool, mode == PoolMode.ADAPTIVE_AVG)
     n_y, n_x = src["y_n"], src["x_n"]
 
+    corners = sel(argmax, stage["resize_argmax.align_corners"], stage["resize.align_corners"])
+
     def dda(axis, n_in, n_out):
         start, step = (sel(argmax, stage[f"resize_argmax.{axis}_{k}"], stage[f"resize.{axis}_{k}"])
                        for k in ("start", "step"))
-        return ops.dda_matches(start, step, n_in, n_out, hold)
+        return ops.dda_matches(start, step, n_in, n_out, hold, corners)
 
     k, s, p = stage["pool.kernel"], stage["pool.stride"], stage["pool.padding"]
     geometry = all_of(k >= 1, s >= 1, 2 * p <= k, pool_axis_fits(n_y, h, k, s, p, stage["pool.ceil_mode"], hold),
@@ -966,6 +978,7 @@ def spatial_refusals(head, stage, src, out, chain=(), hold=None) -> tuple[dict, 
         "a pooling window that does not give the pass's raster": all_of(windowed, not_(geometry)),
         "adaptive witnesses that are not n_in div and mod n_out": all_of(adaptive, not_(witnesses)),
         "nearest witnesses that are not n_in div and mod n_out": all_of(nearest, not_(witnessed("resize"))),
+        "a nearest resize with align_corners": all_of(nearest, stage["resize.align_corners"]),
         "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses,
                                                          adaptive_window_above(stage, ops.POOL_MAX_COUNT, hold)),
         "a written operand of another raster": all_of(writes, any_of(out["y_n"] != h, out["x_n"] != w)),

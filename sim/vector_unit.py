@@ -148,10 +148,11 @@ class _Pass:
             return ops.softmax(x.reshape(*x.shape[:2], x.shape[2] // row, row), sp).reshape(x.shape), ok
         full = np.ones((d.h, d.w), bool)
         if st.op == VecOp.RESIZE:
-            f = ops.resize_bilinear if p["mode"] == 0 else ops.resize_nearest
-            return f(x, d.h, d.w), full
+            if p["mode"] == 1:
+                return ops.resize_nearest(x, d.h, d.w), full
+            return ops.resize_bilinear(x, d.h, d.w, align_corners=bool(p["align_corners"])), full
         if st.op == VecOp.RESIZE_ARGMAX:
-            return ops.resize_argmax(x, d.h, d.w), full
+            return ops.resize_argmax(x, d.h, d.w, align_corners=bool(p["align_corners"])), full
         if st.op == VecOp.POOL:
             return self._pool(p, x), full
         raise _data_error(f"{self.where}: no such stage operation {st.op!r}")

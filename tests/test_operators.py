@@ -282,6 +282,58 @@ def test_resize_axis_params_formula():
         assert a.start == math.floor((Fraction(n_in, n_out) * half - half) * (1 << 20) + half)
 
 
+ALIGN_SIZES = ((7, 13), (7, 14), (64, 512), (2, 7), (3, 4), (100, 3), (1, 5), (5, 1), (2048, 4095), (1, 1))
+
+
+def test_align_corners_dda_formula_and_exact_corners():
+    """align_corners: start 0, step = round((in - 1) / (out - 1) 2**20) (0 for one output); the axis
+    kernel samples the last output at exactly source n_in - 1 whether the step rounded up (its
+    position a little past n_in - 1: i1 is clamped to i0) or down (weight 256 on i1)."""
+    half = Fraction(1, 2)
+    for n_in, n_out in ALIGN_SIZES:
+        a = op.resize_axis_params(n_in, n_out, align_corners=True)
+        exact = Fraction(n_in - 1, n_out - 1) if n_out > 1 else Fraction(0)
+        assert (a.start, a.step) == (0, math.floor(exact * (1 << 20) + half))
+        i0, i1, w = (np.asarray(v) for v in op.NUMPY.run(op.bilinear_axis_kernel, a.positions(), n_in))
+        source = np.where(w == 0, i0, np.where(w == 256, i1, -1))       # whole-pixel samples
+        assert source[0] == 0 and (n_out == 1 or source[-1] == n_in - 1), (n_in, n_out)
+        assert i1.max() <= n_in - 1
+    # among them steps rounded up (2 -> 7: the last position past 1) and down (64 -> 512)
+    assert 6 * op.resize_axis_params(2, 7, True).step > 1 << 20 and 511 * op.resize_axis_params(64, 512, True).step < 63 << 20
+
+
+@pytest.mark.parametrize("align", [False, True])
+def test_dda_matches_accepts_its_modes_dda_and_refuses_off_by_one(align):
+    """``dda_matches`` (the descriptor check, products only) accepts exactly ``resize_axis_params``' DDA
+    of the mode its bit names: not the other mode's, nor a start or step one off."""
+    for n_in, n_out in ALIGN_SIZES + ((16, 64), (25, 38)):
+        a = op.resize_axis_params(n_in, n_out, align)
+        assert op.dda_matches(a.start, a.step, n_in, n_out, align_corners=align), (n_in, n_out)
+        for ds, dt in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            assert not op.dda_matches(a.start + ds, a.step + dt, n_in, n_out, align_corners=align), (n_in, n_out, ds, dt)
+        b = op.resize_axis_params(n_in, n_out, not align)
+        assert (b.start, b.step) == (a.start, a.step) or not op.dda_matches(b.start, b.step, n_in, n_out,
+                                                                             align_corners=align)
+
+
+def test_align_corners_resize_matches_the_real_interpolation():
+    """An align-corners bilinear resize of 7 x 7 to 13 x 14 (step 1/2 exact, 6/13 rounded) is within
+    one of the real interpolation, and its corners are the source's."""
+    x = np.random.default_rng(SEED).integers(-128, 128, size=(7, 7, 3)).astype(np.int8)
+    got = op.resize_bilinear(x, 13, 14, align_corners=True).astype(np.float64)
+    ys, xs = np.arange(13) * 6 / 12, np.arange(14) * 6 / 13
+    y0, x0 = np.minimum(ys.astype(int), 5), np.minimum(xs.astype(int), 5)
+    fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    v = x.astype(np.float64)
+    rows = v[y0] * (1 - fy) + v[y0 + 1] * fy
+    want = rows[:, x0] * (1 - fx) + rows[:, x0 + 1] * fx
+    assert np.max(np.abs(got - want)) <= 1
+    for cy, cx in ((0, 0), (-1, -1), (0, -1), (-1, 0)):
+        np.testing.assert_array_equal(got[cy, cx], x[cy, cx])
+    classes = op.resize_argmax(x, 13, 14, align_corners=True)
+    assert classes.shape == (13, 14) and classes[-1, -1] == np.argmax(x[-1, -1])
+
+
 def test_argmax_ties_take_the_lowest_index():
     x = np.array([[3, 7, 7, -1], [-128, -128, -128, -128], [5, 1, 5, 5]], np.int8)
     np.testing.assert_array_equal(op.argmax(x), [ref_argmax(r) for r in x.tolist()])
