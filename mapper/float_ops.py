@@ -255,23 +255,26 @@ def layernorm(x, gamma, beta, eps: float = 1e-5) -> np.ndarray:
     return ((a - mean) / np.sqrt(var + eps) * np.asarray(gamma, a.dtype) + np.asarray(beta, a.dtype)).astype(a.dtype)
 
 
-def _bilinear_axis(n_in: int, n_out: int):
-    """PyTorch's ``area_pixel_compute_source_index`` (``align_corners=False``) and its weights."""
-    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+def _bilinear_axis(n_in: int, n_out: int, align_corners: bool = False):
+    """PyTorch's ``area_pixel_compute_source_index`` and its weights."""
+    if align_corners:
+        src = np.arange(n_out) * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
     i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     i1 = np.minimum(i0 + 1, n_in - 1)
     return i0, i1, src - i0
 
 
-def resize_bilinear(x, out_h: int, out_w: int) -> np.ndarray:
-    """Bilinear resize of an HWC tensor, PyTorch ``align_corners=False``.
+def resize_bilinear(x, out_h: int, out_w: int, align_corners: bool = False) -> np.ndarray:
+    """Bilinear resize of an HWC tensor, PyTorch's ``align_corners``.
 
     The weights are in the input's precision (PyTorch's float kernel computes them in
     float); a block of output rows at a time (large temporaries are ~10x slower).
     """
     a = _float(x)
-    y0, y1, fy = _bilinear_axis(a.shape[0], out_h)
-    x0, x1, fx = _bilinear_axis(a.shape[1], out_w)
+    y0, y1, fy = _bilinear_axis(a.shape[0], out_h, align_corners)
+    x0, x1, fx = _bilinear_axis(a.shape[1], out_w, align_corners)
     fy, fx = fy.astype(a.dtype)[:, None, None], fx.astype(a.dtype)[None, :, None]
     out = np.empty((out_h, out_w, a.shape[2]), a.dtype)
     step = max(1, _BLOCK_ELEMENTS // (out_w * a.shape[2]))

@@ -600,7 +600,9 @@ class Mul(_Base):
 
 @_nonmac("resize")
 class Resize(_Base):
-    """Resize to ``out_h x out_w``: ``bilinear`` (PyTorch ``align_corners=False``) or ``nearest``."""
+    """Resize to ``out_h x out_w``: ``bilinear`` or ``nearest``.  A bilinear one maps coordinates as
+    PyTorch's ``align_corners`` says (False: half-pixel centres; True: the corner pixels' centres
+    meet, ``src = dst * (in - 1) / (out - 1)``)."""
 
     name: str
     part: str
@@ -608,12 +610,15 @@ class Resize(_Base):
     out_h: int
     out_w: int
     mode: str = "bilinear"
+    align_corners: bool = False
 
     def __post_init__(self) -> None:
         _check_part(self.part)
         _positive(self, "out_h", "out_w")
         if self.mode not in ("bilinear", "nearest"):
             raise ValueError(f"{self.name}: mode must be bilinear or nearest, not {self.mode!r}")
+        if self.align_corners and self.mode != "bilinear":
+            raise ValueError(f"{self.name}: align_corners is a bilinear resize's, not a {self.mode} one's")
 
     def infer(self, in_shapes):
         s = _same(self, in_shapes)

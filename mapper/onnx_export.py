@@ -266,7 +266,8 @@ def _resize(wr: _Writer, layer, w: dict) -> None:
     sizes = wr.ints([1, layer.out_shape[2], layer.out_h, layer.out_w])
     # as PyTorch's exporter writes it, except to an axis of one pixel, where ONNX's pytorch_half_pixel
     # reads the first pixel and half_pixel (and the IR) the centre
-    ctm = "half_pixel" if 1 in (layer.out_h, layer.out_w) else "pytorch_half_pixel"
+    ctm = "align_corners" if layer.align_corners else "half_pixel" if 1 in (layer.out_h, layer.out_w) \
+        else "pytorch_half_pixel"
     attrs = ({"mode": "linear", "coordinate_transformation_mode": ctm} if layer.mode == "bilinear"
              else {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"})
     wr.put(layer.name, "nchw", wr.node("Resize", [x, "", "", sizes], layer.name, **attrs))

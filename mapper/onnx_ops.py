@@ -1697,10 +1697,13 @@ def _resize(imp, node) -> None:
                        f"(ONNX), not the centre the accelerator takes; supported: half_pixel there")
     picks = [_onnx_nearest_sources(n_in, n_out, scale, ctm, nearest)
              for n_in, n_out, scale in zip((h, w), (out_h, out_w), scales)] if mode == "nearest" else []
+    corners = mode == "linear" and ctm == "align_corners"
     if mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel"):
         kind = "bilinear"
         for n_in, n_out, scale in zip((h, w), (out_h, out_w), scales):
             _check_scale(imp, kind, n_in, n_out, scale)
+    elif corners:
+        kind = "bilinear"           # its coordinates are the sizes', whatever the scale: no check
     elif picks and all(p is not None and np.array_equal(p, nearest_indices(n_in, n_out))
                        for p, n_in, n_out in zip(picks, (h, w), (out_h, out_w))):
         kind = "nearest"            # any coordinates and rounding that pick the accelerator's pixels
@@ -1710,11 +1713,11 @@ def _resize(imp, node) -> None:
                 _check_scale(imp, "nearest", n_in, n_out, scale)
         raise imp.fail(f"mode={mode!r}, coordinate_transformation_mode={ctm!r}, nearest_mode={nearest!r}"
                        f"{' (the semantics of its opset)' if _before_resize_11(imp, node) else ''}; supported: "
-                       f"bilinear as PyTorch (linear, half_pixel or pytorch_half_pixel), and nearest where its "
+                       f"bilinear as PyTorch (linear, half_pixel, pytorch_half_pixel or align_corners), and nearest where its "
                        f"source pixels are floor(i * {h}/{out_h}) and floor(j * {w}/{out_w}) (asymmetric and floor do "
                        f"that)")
     name = imp.layer_name(node.output[0])
-    shape = imp.emit(Resize, name, inputs=(x.source,), out_h=out_h, out_w=out_w, mode=kind)
+    shape = imp.emit(Resize, name, inputs=(x.source,), out_h=out_h, out_w=out_w, mode=kind, align_corners=corners)
     imp.views[node.output[0]] = L.nchw(name, shape)
 
 

@@ -203,8 +203,9 @@ def _pool(layer, ins, w, dtype):
 
 
 def _resize(layer, ins, w, dtype):
-    f = float_ops.resize_bilinear if layer.mode == "bilinear" else float_ops.resize_nearest
-    return f(ins[0], layer.out_h, layer.out_w)
+    if layer.mode == "nearest":
+        return float_ops.resize_nearest(ins[0], layer.out_h, layer.out_w)
+    return float_ops.resize_bilinear(ins[0], layer.out_h, layer.out_w, layer.align_corners)
 
 
 _LAYERS = {

@@ -189,7 +189,7 @@ def compare(qmodel: QModel, weights: dict, image: np.ndarray, *, acc_bits: int =
     worst = min(computing, key=lambda e: e.sqnr_db) if computing else None
     if task == "segmentation":                 # the network's output: the class map of the scores
         last = model.layers[-1]
-        kept_q[last.name] = class_map(kept_q[last.inputs[0]], last.out_h, last.out_w)
+        kept_q[last.name] = class_map(kept_q[last.inputs[0]], last.out_h, last.out_w, last.align_corners)
     output = output_agreement(model, task, kept_f, kept_q, qmodel)
     return AccuracyReport(model.name, task, errors, worst, output)
 

@@ -536,7 +536,7 @@ def check_program(program: Program, qmodel, x: np.ndarray, progress=None) -> dic
                 have[n] = v
         if name in program.class_maps:
             layer = model.layer(name)
-            return class_map(have[layer.inputs[0]], *layer.out_shape[:2])
+            return class_map(have[layer.inputs[0]], *layer.out_shape[:2], layer.align_corners)
         return have[name]
 
     def compare(tensor: str, dram, gb, where: str) -> None:

@@ -51,9 +51,9 @@ def _last_use(model: Model) -> dict[str, int]:
     return last
 
 
-def class_map(logits: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+def class_map(logits: np.ndarray, out_h: int, out_w: int, align_corners: bool = False) -> np.ndarray:
     """The segmentation output: the per-pixel class of the bilinearly upsampled scores."""
-    return ops.resize_argmax(logits, out_h, out_w)
+    return ops.resize_argmax(logits, out_h, out_w, align_corners=align_corners)
 
 
 def layer_output(layer: Layer, ins: list[np.ndarray], q: QLayer, acc_bits: int = 32) -> np.ndarray:
@@ -109,8 +109,9 @@ def _softmax(layer, ins, q, acc_bits):
 
 
 def _resize(layer, ins, q, acc_bits):
-    f = ops.resize_bilinear if layer.mode == "bilinear" else ops.resize_nearest
-    return f(ins[0], layer.out_h, layer.out_w)
+    if layer.mode == "nearest":
+        return ops.resize_nearest(ins[0], layer.out_h, layer.out_w)
+    return ops.resize_bilinear(ins[0], layer.out_h, layer.out_w, align_corners=layer.align_corners)
 
 
 def _pool(layer, ins, q, acc_bits):

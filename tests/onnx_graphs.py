@@ -1368,3 +1368,28 @@ def mode_pad(pads, mode: str = "reflect", size: int = 6, width: int = 8, seed: i
     c = width + (pads[3] + pads[7] if nhwc else pads[1] + pads[5])
     y = g.op("Conv", [x, g.weight("h.weight", 4, c, 3, 3)], "/h", kernel_shape=[3, 3])
     return g.model([image_input(3, size, size, "input")], [out(y)], opset=opset)
+
+
+def align_corners_resize(size: int = 7, width: int = 8, class_map: bool = False, seed: int = 61):
+    """Segmentation heads' ``F.interpolate(..., mode="bilinear", align_corners=True)`` (DeepLab,
+    PSPNet, HRNet, BiSeNet): a convolution, resized x2 (by scales) and to an odd size (``2 size - 1``,
+    by sizes, its step exactly 1/2), each followed by a convolution; with ``class_map`` the second
+    resize is to the input size and its ArgMax is the output (the class map of align-corners scores)."""
+    g = Graph(seed)
+
+    def conv(x, scope, cin, cout, k):
+        return g.op("Conv", [x, g.weight(f"{scope}.weight", cout, cin, k, k), g.weight(f"{scope}.bias", cout, scale=0.1)],
+                    f"/{scope}", kernel_shape=[k, k], pads=[k // 2] * 4)
+
+    x = g.op("Relu", [conv("input", "stem", 3, width, 3)], "/stem")
+    if class_map:
+        logits = conv(g.op("MaxPool", [x], "/pool", kernel_shape=[2, 2], strides=[2, 2]), "cls", width, 5, 1)
+        y = g.op("Resize", [logits, "", "", g.const([1, 5, size, size])], "/up", mode="linear",
+                 coordinate_transformation_mode="align_corners")
+        return g.model([image_input(3, size, size, "input")], [out(g.op("ArgMax", [y], "", axis=1, keepdims=1))])
+    up2 = g.op("Resize", [x, "", g.const(np.array([1, 1, 2, 2], np.float32), np.float32)], "/up2", mode="linear",
+               coordinate_transformation_mode="align_corners")
+    odd = g.op("Resize", [x, "", "", g.const([1, width, 2 * size - 1, 2 * size - 1])], "/odd", mode="linear",
+               coordinate_transformation_mode="align_corners")
+    return g.model([image_input(3, size, size, "input")], [out(conv(up2, "head2", width, 4, 3)),
+                                                           out(conv(odd, "head_odd", width, 4, 1))])

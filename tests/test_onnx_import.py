@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -382,10 +382,11 @@ def test_antialias_on_a_nearest_resize_is_refused_as_onnxruntime_refuses_it(scal
     _refused(proto, "(Resize)", "antialias=1 with mode='nearest'", "supported: antialias=0")
 
 
-@pytest.mark.parametrize("ctm, accepted", [("pytorch_half_pixel", False), ("half_pixel", True)])
+@pytest.mark.parametrize("ctm, accepted", [("pytorch_half_pixel", False), ("half_pixel", True), ("align_corners", True)])
 def test_a_linear_resize_to_one_pixel_takes_the_centre_only_by_half_pixel(ctm, accepted):
     """To a 1 x 1 output, ONNX's pytorch_half_pixel reads input pixel (0, 0), half_pixel the centre
-    (the accelerator's); the first was accepted and wrong (an independent check's case)."""
+    (the accelerator's); the first was accepted and wrong (an independent check's case).  With
+    align_corners both read pixel (0, 0) (its DDA: start 0, step 0)."""
     g = Graph()
     y = g.op("Conv", ["x", g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
     y = g.op("Resize", [y, "", "", g.const(np.array([1, 4, 1, 1]))], "", mode="linear",
@@ -395,6 +396,29 @@ def test_a_linear_resize_to_one_pixel_takes_the_centre_only_by_half_pixel(ctm, a
         assert _max_rel_error(proto, import_onnx(proto, "one")) <= RTOL
     else:
         _refused(proto, "pytorch_half_pixel to 1x1", "supported: half_pixel there")
+
+
+@pytest.mark.parametrize("class_map", [False, True])
+def test_a_linear_resize_with_align_corners_is_imported_as_onnxruntime_computes_it(class_map):
+    """PyTorch's ``F.interpolate(..., align_corners=True)`` (DeepLab/PSPNet/HRNet heads) was refused:
+    a bilinear resize whose DDA starts at 0 and steps (in - 1) / (out - 1), x2 by scales and 7 -> 13
+    by sizes, within RTOL of onnxruntime; the class map of align-corners scores too."""
+    proto = align_corners_resize(class_map=class_map)
+    imp = import_onnx(proto, "align")
+    resizes = [l for l in imp.model.layers if l.kind == "resize"]
+    assert [(l.mode, l.align_corners, l.out_h) for l in resizes] == ([("bilinear", True, 7)] if class_map else
+                                                                     [("bilinear", True, 14), ("bilinear", True, 13)])
+    if not class_map:
+        assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_linear_resize_of_other_coordinates_is_still_refused_naming_them():
+    g = Graph()
+    y = g.op("Conv", ["x", g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
+    y = g.op("Resize", [y, "", "", g.const(np.array([1, 4, 8, 8]))], "", mode="linear",
+             coordinate_transformation_mode="asymmetric")
+    _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "(Resize)", "coordinate_transformation_mode='asymmetric'",
+             "half_pixel, pytorch_half_pixel or align_corners")
 
 
 def test_a_mean_over_no_axes_with_noop_is_the_identity():

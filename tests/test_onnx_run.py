@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (align_corners_resize, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -507,6 +507,13 @@ def test_padding_that_differs_between_sides_runs_bit_exact(case, cfg_name, tmp_p
     path = _write(tmp_path / "uneven.onnx", uneven_conv(**case))
     assert sim_run.main(["--model", str(path), "--config", cfg_name, "--check", "--seed", "4", "--no-plots",
                          "--quiet", "--out", str(tmp_path / "sim")]) == 0
+
+
+@pytest.mark.parametrize("class_map", [False, True])
+def test_align_corners_resizes_run_bit_exact(class_map, tmp_path):
+    """Bilinear resizes of align_corners=True (x2, 7 -> 13; and a class map of them) run bit-exact as
+    timed: their descriptors carry the align-corners DDA and its bit, which the vector unit checks."""
+    _runs_bit_exact_as_timed(align_corners_resize(class_map=class_map), "tiny", tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "small", "e_small", "E"])
