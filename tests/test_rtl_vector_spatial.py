@@ -51,9 +51,9 @@ def source_operand(dram: Dram, rng, n_y: int, n_x: int, c: int) -> vec.Operand:
     return vec.Operand(base, c, vec.Axis(n_y, pitch_y), vec.Axis(n_x, pitch_x))
 
 
-def dda(n_in_y: int, n_in_x: int, h: int, w: int) -> dict:
-    ay, ax = op.resize_axis_params(n_in_y, h), op.resize_axis_params(n_in_x, w)
-    return {"y_start": ay.start, "y_step": ay.step, "x_start": ax.start, "x_step": ax.step}
+def dda(n_in_y: int, n_in_x: int, h: int, w: int, align: bool = False) -> dict:
+    ay, ax = op.resize_axis_params(n_in_y, h, align), op.resize_axis_params(n_in_x, w, align)
+    return {"y_start": ay.start, "y_step": ay.step, "x_start": ax.start, "x_step": ax.step, "align_corners": int(align)}
 
 
 def nearest_params(n_in_y: int, n_in_x: int, h: int, w: int) -> dict:
@@ -62,9 +62,9 @@ def nearest_params(n_in_y: int, n_in_x: int, h: int, w: int) -> dict:
             "y_q": n_in_y // h, "y_r": n_in_y % h, "x_q": n_in_x // w, "x_r": n_in_x % w}
 
 
-def random_spatial(rng, kind: VecOp, nearest: bool = False) -> tuple[vec.Descriptor, np.ndarray]:
+def random_spatial(rng, kind: VecOp, nearest: bool = False, align: bool = False) -> tuple[vec.Descriptor, np.ndarray]:
     """A resize (bilinear, or nearest) or class map of random sizes, channels and patterns, and its
-    DRAM image."""
+    DRAM image; ``align``: a bilinear one's DDA is align_corners' (the same draws: the same sizes)."""
     dram = Dram(rng)
     n_y, n_x = (int(v) for v in rng.integers(1, 6, 2))
     h, w = (int(v) for v in rng.integers(1, 8, 2))
@@ -73,11 +73,11 @@ def random_spatial(rng, kind: VecOp, nearest: bool = False) -> tuple[vec.Descrip
     if kind == VecOp.RESIZE:
         out = output_operand(dram, rng, h, w, c)
         params = nearest_params(n_y, n_x, h, w) if nearest else \
-            {"mode": 0, **dda(n_y, n_x, h, w), "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0}
+            {"mode": 0, **dda(n_y, n_x, h, w, align), "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0}
         stage = vec.Stage(VecOp.RESIZE, 0, vec.NONE, 1, params)
     else:
         out = output_operand(dram, rng, h, w, 1)
-        stage = vec.Stage(VecOp.RESIZE_ARGMAX, 0, vec.NONE, 1, dda(n_y, n_x, h, w))
+        stage = vec.Stage(VecOp.RESIZE_ARGMAX, 0, vec.NONE, 1, dda(n_y, n_x, h, w, align))
     return vec.Descriptor(h, w, c if kind == VecOp.RESIZE else 1, (src, out), (stage,)), dram.image()
 
 
@@ -136,9 +136,9 @@ def with_chain(rng, d: vec.Descriptor, image: np.ndarray) -> tuple[vec.Descripto
 
 def random_case(rng, kind: str) -> tuple[vec.Descriptor, np.ndarray]:
     """A random pass of ``kind`` (a key of ``KINDS``) and its DRAM image."""
-    base = kind.removesuffix("_chain")
+    base = kind.removesuffix("_chain").removesuffix("_align")
     d, dram = random_pool(rng, KINDS[base]) if base in POOLS else \
-        random_spatial(rng, KINDS[base], nearest=base == "nearest")
+        random_spatial(rng, KINDS[base], nearest=base == "nearest", align=kind.endswith("_align"))
     if kind.endswith("_chain"):
         d, dram = with_chain(rng, d, dram)
     if kind == "class_map_ties":
@@ -168,9 +168,13 @@ KINDS = {"resize": VecOp.RESIZE, "nearest": VecOp.RESIZE, "class_map": VecOp.RES
 POOLS = ("max_pool", "avg_pool", "adaptive_pool")
 #: Resizes and poolings with a chain after them (``with_chain``).
 CHAINS = ("resize_chain", "nearest_chain", "max_pool_chain", "avg_pool_chain", "adaptive_pool_chain")
+#: Bilinear resizes and class maps of align_corners' DDA (its descriptor bit set).
+ALIGNED = ("resize_align", "class_map_align")
+#: Every kind, in the order that seeds its cases (kinds added later go last: the others' cases stay).
+ALL_KINDS = [*KINDS, *CHAINS, *ALIGNED]
 #: Seeds of each kind in ``make test``; ``make regress`` runs eight.
 FAST_SEEDS = 2
-CASES = [(kind, seed) for kind in (*KINDS, *CHAINS) for seed in range(8)]
+CASES = [(kind, seed) for kind in ALL_KINDS for seed in range(8)]
 CASE_PARAMS = [pytest.param(k, s, id=f"{k}-{s}", marks=pytest.mark.slow if s >= FAST_SEEDS else ()) for k, s in CASES]
 
 
@@ -180,9 +184,8 @@ def spatial_runs(request) -> dict:
     selected = selected_cases(request, "test_spatial_unit_writes_what_the_functional_model_writes", ("kind", "seed"),
                               CASE_PARAMS)
     passes = {}
-    kinds = [*KINDS, *CHAINS]
     for kind, seed in [c for c in CASES if c in selected]:
-        d, dram = random_case(np.random.default_rng([SEED, seed, kinds.index(kind)]), kind)
+        d, dram = random_case(np.random.default_rng([SEED, seed, ALL_KINDS.index(kind)]), kind)
         passes[kind, seed] = (d, dram, functional(d, dram))
     results = run_spatial([(d, dram) for d, dram, _ in passes.values()])
     return {key: (*run, res) for (key, run), res in zip(passes.items(), results)}
@@ -232,7 +235,7 @@ def wide_spatial_runs(request) -> dict:
     """The selected cases of WIDE_CASES run on their units, each unit's one after the other."""
     name = "test_a_walker_of_several_pixels_a_cycle_keeps_every_pass_exact"
     selected = selected_cases(request, name, ("unit", "kind", "seed"))
-    kinds, out = [*KINDS, *CHAINS], {}
+    kinds, out = ALL_KINDS, {}
     for unit in WIDE_UNITS:
         passes = {}
         for kind, seed in CASES:
@@ -273,6 +276,8 @@ def refused(kind: str) -> vec.Descriptor:
         st = d.stages[0]
         if kind.startswith("nearest "):       # the same sizes, resized
             st = vec.Stage(VecOp.RESIZE, 0, vec.NONE, 1, nearest_params(7, 7, 3, 2))
+        if kind == "nearest align_corners":         # a bit of bilinear resizes only
+            return dataclasses.replace(d, stages=(dataclasses.replace(st, params={**st.params, "align_corners": 1}),))
         if kind == "pool raster":       # a 3x3/2 max pooling of the 7x7 source gives 3x3, not 3x2
             return dataclasses.replace(d, stages=(dataclasses.replace(st, params={
                 **st.params, "mode": vec.PoolMode.MAX, "kernel": 3, "stride": 2}),))
@@ -281,7 +286,9 @@ def refused(kind: str) -> vec.Descriptor:
             st, params={**st.params, name: st.params[name] + step}),))
     d, _ = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
     st, src, out = d.stages[0], d.operands[0], d.operands[1]
-    if kind == "dda":
+    if kind in ("dda", "align_corners step"):
+        if kind != "dda":           # the same sizes, align_corners' DDA
+            st = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE, align=True)[0].stages[0]
         return dataclasses.replace(d, stages=(dataclasses.replace(
             st, params={**st.params, "x_step": st.params["x_step"] + 1}),))
     if kind == "rolled source":
@@ -336,7 +343,8 @@ def refusal_case(kind: str) -> tuple[vec.Descriptor, np.ndarray]:
 #: What the unit refuses (a chain's parameters, channels and operand rasters are
 #: ``hw.vector.pass_refusals``', which the executor evaluates before the unit starts:
 #: ``test_vector_executor_refuses_a_spatial_chains_bad_parameters``, ``tests/test_rtl_vector_unit.py``).
-REFUSALS = {"dda": ErrorCode.DATA, "rolled source": ErrorCode.UNSUPPORTED,
+REFUSALS = {"dda": ErrorCode.DATA, "align_corners step": ErrorCode.DATA, "nearest align_corners": ErrorCode.DATA,
+            "rolled source": ErrorCode.UNSUPPORTED,
             "chain of a table": ErrorCode.UNSUPPORTED, "repeating output": ErrorCode.UNSUPPORTED,
             "output raster": ErrorCode.DATA, "pool raster": ErrorCode.DATA, "adaptive window count": ErrorCode.DATA,
             **{f"{kind} {w} {s}": ErrorCode.DATA for kind in ("adaptive", "nearest") for w in WITNESSES
@@ -401,7 +409,8 @@ def executor_runs() -> dict:
     rng = np.random.default_rng([SEED, 7])
     dut = VectorExecutor(TINY, max_row=64)
     runs = {}
-    for i, kind in enumerate(("resize", "class_map", "resize", "nearest", *POOLS, "resize_chain", "max_pool_chain")):
+    for i, kind in enumerate(("resize", "class_map", "resize", "nearest", *POOLS, "resize_chain", "max_pool_chain",
+                              *ALIGNED)):
         d, dram = random_case(rng, kind)
         runs[f"{kind}-{i}"] = (kind, d, dram, functional(d, dram))
     d, dram = bad_chain_parameters()
