@@ -798,8 +798,10 @@ def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=_same):
 #: ``load_inp_gb_conflict``), per configuration, by the fields' values: a mapping times the same
 #: instructions again and again (a stream's GEMMs, weight and parameter loads; every tiling's
 #: estimate; a transformer's repeated blocks).  Each memo is emptied when ``_MEMO_LIMIT`` entries
-#: are held.
+#: are held, and only the last ``_MEMO_CONFIGS`` configurations' are kept (a sweep's process maps
+#: many configurations one after the other).
 _MEMO_LIMIT = 1 << 16
+_MEMO_CONFIGS = 4
 _memos: dict = {}
 _FIELD_NAMES = {op: tuple(name for name, _, _ in spec) for op, spec in FIELDS.items()}
 
@@ -814,8 +816,16 @@ class _Memos:
 def _memos_of(cfg: AcceleratorConfig) -> _Memos:
     memos = _memos.get(cfg)
     if memos is None:
+        if len(_memos) >= _MEMO_CONFIGS:
+            del _memos[next(iter(_memos))]          # the configuration remembered first
         memos = _memos[cfg] = _Memos({}, set(), {})
     return memos
+
+
+def forget_memos() -> None:
+    """Empty the rules' memos (a benchmark's cold run)."""
+    _memos.clear()
+    _member_positions.cache_clear()
 
 
 def _memo_key(insn: Insn):

@@ -45,8 +45,8 @@ from typing import Optional
 from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, decode_stream, encode_stream, make
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
-from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, dw_gather_ok, load_inp_gb_conflict, load_inp_gb_unaligned, occupancy,
-                       occupancy_and_latency, schedule)
+from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, dw_gather_ok, forget_memos, load_inp_gb_conflict,
+                       load_inp_gb_unaligned, occupancy, occupancy_and_latency, schedule)
 
 from . import tiling_cache
 from .ir import Conv2d, Layer, Linear, MatMul, conv_out
@@ -829,6 +829,14 @@ def check_fits(p: Problem, cfg: AcceleratorConfig) -> None:
 #: (up to EXACT_MAX) while their streams total fewer than EXACT_BUDGET instructions, so small
 #: layers, where the estimate's fill and drain terms weigh most, get the most exact evaluations.
 EXACT_MIN, EXACT_MAX, EXACT_BUDGET = 2, 12, 40_000
+
+
+def forget_searches() -> None:
+    """Forget every search this process made (its mappings, input sets and the timing rules'
+    memos): the next mapping is as cold as a new process's, bar the tilings on disk."""
+    _map_problem.cache_clear()
+    _input_sets_of.cache_clear()
+    forget_memos()
 
 
 @lru_cache(maxsize=4096)

@@ -3,7 +3,7 @@
 Times the timing-mode simulation (``sim.simulator.simulate``, model already
 built) of segformer_b2, swin_tiny and resnet50 on configuration E: the median
 wall time of ``--repeat`` runs (default 3), each with the mapper's
-process-level cache cleared first (``mapper.lower._map_problem.cache_clear()``) and
+process-level caches cleared first (``mapper.lower.forget_searches``) and
 the tilings remembered on disk unused (``mapper.tiling_cache.disabled``), so every run
 maps from scratch, then one more run with them remembered.  Records each run's
 simulated time, energy and MAC utilisation, the golden model's depthwise convolution at SegFormer's largest shape,
@@ -33,7 +33,7 @@ from pathlib import Path
 from hw.cli import atomic_write_json
 from hw.config import get_config
 from mapper import tiling_cache
-from mapper.lower import _map_problem
+from mapper.lower import forget_searches
 from mapper.workloads import build_model
 
 from .run import build_report
@@ -95,13 +95,13 @@ def bench_timing(name: str, cfg_name: str, repeat: int) -> dict:
     walls = []
     res = None
     for _ in range(repeat):
-        _map_problem.cache_clear()
+        forget_searches()
         t0 = time.perf_counter()
         with tiling_cache.disabled():
             res = simulate(model, cfg)
         walls.append(time.perf_counter() - t0)
     for _ in range(2):          # a run that remembers the tilings on disk, then one that reads them
-        _map_problem.cache_clear()
+        forget_searches()
         t0 = time.perf_counter()
         simulate(model, cfg)
     cached = time.perf_counter() - t0
@@ -116,7 +116,7 @@ def bench_check(name: str, size, cfg_name: str) -> dict:
     program run from the image to the output, every tensor compared with the golden model."""
     from .inference import check_network
     model = build_model(name, size=size)
-    _map_problem.cache_clear()
+    forget_searches()
     t0, c0 = time.perf_counter(), time.process_time()
     with tiling_cache.disabled():
         summary = check_network(model, get_config(cfg_name), seed=0)

@@ -271,3 +271,14 @@ def test_gb_gather_refuses_each_unaligned_term_alone(term):
         check_insn(bad, cfg, INSN_BYTES)
     assert err.value.code == ErrorCode.RANGE and err.value.index == 1
     check_insn(_gb_load_inp(cfg, src_gb=0, **change), cfg, 0)
+
+
+def test_the_timing_memos_keep_the_last_few_configurations():
+    """A sweep's process times many configurations: the rules' memos keep only the last few."""
+    from hw import timing
+    from mapper.lower import forget_searches
+    for latency in range(40, 40 + timing._MEMO_CONFIGS + 3):
+        schedule([make(Op.END)], get_config("tiny", dram_latency=latency))
+    assert len(timing._memos) == timing._MEMO_CONFIGS
+    forget_searches()
+    assert not timing._memos
