@@ -540,8 +540,7 @@ def _resize_params(m: Resize, argmax: bool = False) -> dict:
     from hw.operators import resize_axis_params
     (ih, iw, _), (oh, ow, _) = m.in_shapes[0], m.out_shape
     if m.mode == "nearest" and not argmax:
-        return {"mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0, **_witnesses(m, True),
-                "align_corners": 0}
+        return {"mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0, **_witnesses(m, True)}
     ay, ax = resize_axis_params(ih, oh, m.align_corners), resize_axis_params(iw, ow, m.align_corners)
     p = {"y_start": ay.start, "y_step": ay.step, "x_start": ax.start, "x_step": ax.step,
          "align_corners": int(m.align_corners)}
