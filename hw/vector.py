@@ -940,59 +940,82 @@ def spatial_refusals(head, stage, src, out, chain=(), hold=None) -> tuple[dict, 
         check is a product in one cycle and comparisons in the next (as :func:`slot_fields`'); the
         value itself on integers.
     """
-    from . import operators as ops
     hold = hold or _no_hold
-    op, h, w = stage["op"], head["h"], head["w"]
-    argmax, resize, pool = op == VecOp.RESIZE_ARGMAX, op == VecOp.RESIZE, op == VecOp.POOL
-    bilinear = any_of(argmax, all_of(resize, stage["resize.mode"] == 0))
-    mode = stage["pool.mode"]
-    windowed = all_of(pool, mode != PoolMode.ADAPTIVE_AVG)
-    adaptive = all_of(pool, mode == PoolMode.ADAPTIVE_AVG)
-    n_y, n_x = src["y_n"], src["x_n"]
-
-    corners = sel(argmax, stage["resize_argmax.align_corners"], stage["resize.align_corners"])
-
-    def dda(axis, n_in, n_out):
-        start, step = (sel(argmax, stage[f"resize_argmax.{axis}_{k}"], stage[f"resize.{axis}_{k}"])
-                       for k in ("start", "step"))
-        return ops.dda_matches(start, step, n_in, n_out, hold, corners)
-
-    k, s, p = stage["pool.kernel"], stage["pool.stride"], stage["pool.padding"]
-    geometry = all_of(k >= 1, s >= 1, 2 * p <= k, pool_axis_fits(n_y, h, k, s, p, stage["pool.ceil_mode"], hold),
-                      pool_axis_fits(n_x, w, k, s, p, stage["pool.ceil_mode"], hold))
-    nearest = all_of(resize, stage["resize.mode"] == 1)
-
-    def witnessed(kind):
-        return all_of(divides_as(stage[f"{kind}.y_q"], stage[f"{kind}.y_r"], n_y, h, hold),
-                      divides_as(stage[f"{kind}.x_q"], stage[f"{kind}.x_r"], n_x, w, hold))
-    witnesses = witnessed("pool")
+    h, w, n_y, n_x = head["h"], head["w"], src["y_n"], src["x_n"]
+    argmax = stage["op"] == VecOp.RESIZE_ARGMAX
     writes = stage["out"] != NONE
+    windowed = all_of(stage["op"] == VecOp.POOL, stage["pool.mode"] != PoolMode.ADAPTIVE_AVG)
     data = {
-        "a bilinear source above RESIZE_MAX_IN": all_of(bilinear, any_of(n_y > ops.RESIZE_MAX_IN,
-                                                                         n_x > ops.RESIZE_MAX_IN)),
-        "a DDA that is not its sizes'": all_of(bilinear, not_(all_of(dda("y", n_y, h), dda("x", n_x, w)))),
+        **_bilinear_refusals(stage, n_y, n_x, h, w, hold),
         "sizes above AXIS_MAX": all_of(not_(windowed), any_of(n_y > ops.AXIS_MAX, n_x > ops.AXIS_MAX,
                                                               h > ops.AXIS_MAX, w > ops.AXIS_MAX)),
         "more than 2**15 classes": all_of(argmax, src["c"] > 1 << 15),
-        "a pooling mode beyond ADAPTIVE_AVG": all_of(pool, mode > PoolMode.ADAPTIVE_AVG),
-        "a pooling window that does not give the pass's raster": all_of(windowed, not_(geometry)),
-        "adaptive witnesses that are not n_in div and mod n_out": all_of(adaptive, not_(witnesses)),
-        "nearest witnesses that are not n_in div and mod n_out": all_of(nearest, not_(witnessed("resize"))),
-        "a nearest resize with align_corners": all_of(nearest, stage["resize.align_corners"]),
-        "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses,
-                                                         adaptive_window_above(stage, ops.POOL_MAX_COUNT, hold)),
+        **_pool_refusals(stage, n_y, n_x, h, w, hold),
+        **_nearest_refusals(stage, n_y, n_x, h, w, hold),
         "a written operand of another raster": all_of(writes, any_of(out["y_n"] != h, out["x_n"] != w)),
     }
-    plain = plain_raster(src)
     unsupported = {
         **_chain_unsupported(head, stage, chain),
-        "a source that is no plain raster": not_(plain),
+        "a source that is no plain raster": not_(plain_raster(src)),
         "a result written in place": any_of(all_of(writes, stage["src"] == stage["out"]),
                                             *(all_of(on, st["out"] == stage["src"]) for on, st, _ in _chain_uses(head, chain))),
         "a written operand whose repeating channels are fewer than the source's":
             all_of(writes, not_(argmax), out["repeat"], out["c"] < src["c"]),
     }
     return data, unsupported
+
+
+def _bilinear_refusals(stage, n_y, n_x, h, w, hold) -> dict:
+    """The ``DATA`` part of :func:`spatial_refusals` for a bilinear resize (alone or the class
+    map's): its source's size and its DDA (``hw.operators.dda_matches``)."""
+    argmax = stage["op"] == VecOp.RESIZE_ARGMAX
+    bilinear = any_of(argmax, all_of(stage["op"] == VecOp.RESIZE, stage["resize.mode"] == 0))
+    kind = {k: sel(argmax, stage[f"resize_argmax.{k}"], stage[f"resize.{k}"])
+            for k in ("align_corners", "y_start", "y_step", "x_start", "x_step")}
+
+    def dda(axis, n_in, n_out):
+        return ops.dda_matches(kind[f"{axis}_start"], kind[f"{axis}_step"], n_in, n_out, hold, kind["align_corners"])
+    return {
+        "a bilinear source above RESIZE_MAX_IN": all_of(bilinear, any_of(n_y > ops.RESIZE_MAX_IN,
+                                                                         n_x > ops.RESIZE_MAX_IN)),
+        "a DDA that is not its sizes'": all_of(bilinear, not_(all_of(dda("y", n_y, h), dda("x", n_x, w)))),
+    }
+
+
+def _witnessed(stage, kind, n_y, n_x, h, w, hold):
+    """Whether stage ``kind``'s (``pool`` or ``resize``) witnesses are ``n_in div`` and ``mod n_out``
+    along both axes (:func:`divides_as`)."""
+    return all_of(divides_as(stage[f"{kind}.y_q"], stage[f"{kind}.y_r"], n_y, h, hold),
+                  divides_as(stage[f"{kind}.x_q"], stage[f"{kind}.x_r"], n_x, w, hold))
+
+
+def _pool_refusals(stage, n_y, n_x, h, w, hold) -> dict:
+    """The ``DATA`` part of :func:`spatial_refusals` for a pooling: its mode, a windowed pooling's
+    geometry (:func:`pool_axis_fits`), an adaptive one's witnesses and longest window."""
+    pool, mode = stage["op"] == VecOp.POOL, stage["pool.mode"]
+    windowed, adaptive = all_of(pool, mode != PoolMode.ADAPTIVE_AVG), all_of(pool, mode == PoolMode.ADAPTIVE_AVG)
+    k, s, p, ceil_mode = (stage[f"pool.{name}"] for name in ("kernel", "stride", "padding", "ceil_mode"))
+    geometry = all_of(k >= 1, s >= 1, 2 * p <= k, pool_axis_fits(n_y, h, k, s, p, ceil_mode, hold),
+                      pool_axis_fits(n_x, w, k, s, p, ceil_mode, hold))
+    witnesses = _witnessed(stage, "pool", n_y, n_x, h, w, hold)
+    return {
+        "a pooling mode beyond ADAPTIVE_AVG": all_of(pool, mode > PoolMode.ADAPTIVE_AVG),
+        "a pooling window that does not give the pass's raster": all_of(windowed, not_(geometry)),
+        "adaptive witnesses that are not n_in div and mod n_out": all_of(adaptive, not_(witnesses)),
+        "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses,
+                                                         adaptive_window_above(stage, ops.POOL_MAX_COUNT, hold)),
+    }
+
+
+def _nearest_refusals(stage, n_y, n_x, h, w, hold) -> dict:
+    """The ``DATA`` part of :func:`spatial_refusals` for a nearest resize: its witnesses, and no
+    ``align_corners`` (a bilinear resize's)."""
+    nearest = all_of(stage["op"] == VecOp.RESIZE, stage["resize.mode"] == 1)
+    return {
+        "nearest witnesses that are not n_in div and mod n_out":
+            all_of(nearest, not_(_witnessed(stage, "resize", n_y, n_x, h, w, hold))),
+        "a nearest resize with align_corners": all_of(nearest, stage["resize.align_corners"]),
+    }
 
 
 #: What the spatial unit applies after its spatial stage, to its result (``hw/rtl/vector_spatial.py``,
