@@ -381,7 +381,7 @@ def _insn(op: Op, **f) -> Insn:
     return make(op, **f)
 
 
-def _passes(p: Problem, t: "Tiling", cfg: AcceleratorConfig) -> list[list[tuple[int, int]]]:
+def _passes(p: Problem, t: "Tiling", cfg: AcceleratorConfig) -> list[tuple[tuple[int, int], ...]]:
     """Work units (group, output block) per pass, one per PE column.
 
     A pass holds units of one output block of consecutive groups (or
@@ -395,13 +395,13 @@ def _passes(p: Problem, t: "Tiling", cfg: AcceleratorConfig) -> list[list[tuple[
     blocks = _cdiv(p.kg, cfg.k0)
     if t.whole_groups:
         per = t.pe_k // blocks
-        return [[(g, b) for b in range(blocks) for g in range(g0, min(p.groups, g0 + per))]
+        return [tuple((g, b) for b in range(blocks) for g in range(g0, min(p.groups, g0 + per)))
                 for g0 in range(0, p.groups, per)]
     if p.groups == 1 or p.kg % cfg.k0 == 0:
         # channel of unit (g, b) is (g * blocks + b) * K0: evenly spaced in any order
-        units = [(g, b) for g in range(p.groups) for b in range(blocks)]
+        units = tuple((g, b) for g in range(p.groups) for b in range(blocks))
         return [units[i:i + t.pe_k] for i in range(0, len(units), t.pe_k)]
-    return [[(g, b) for g in range(g0, min(p.groups, g0 + t.pe_k))]
+    return [tuple((g, b) for g in range(g0, min(p.groups, g0 + t.pe_k)))
             for b in range(blocks) for g0 in range(0, p.groups, t.pe_k)]
 
 
@@ -409,17 +409,12 @@ def _contiguous(p: Problem, cfg: AcceleratorConfig) -> bool:
     return p.groups == 1 or p.kg % cfg.k0 == 0
 
 
-def _input_sets(units) -> tuple[tuple[int, int, int, int], ...]:
+@lru_cache(maxsize=4096)
+def _input_sets(units: tuple) -> tuple[tuple[int, int, int, int], ...]:
     """(group, first column, columns, column step) of the columns each LOAD_INP of a row group
     feeds: the columns of one group share a multicast (consecutive runs, or, when a pass holds
-    several blocks of each group, block-major, every m-th column)."""
-    return _input_sets_of(tuple(units))
-
-
-@lru_cache(maxsize=4096)
-def _input_sets_of(units: tuple) -> tuple[tuple[int, int, int, int], ...]:
-    """``_input_sets``, remembered: every load group of a pass and every tiling's estimate asks
-    for the same pass's sets again."""
+    several blocks of each group, block-major, every m-th column).  Remembered: every load group
+    of a pass and every tiling's estimate asks for the same pass's sets again."""
     cols: dict[int, list[int]] = {}
     for col, (g, _) in enumerate(units):
         cols.setdefault(g, []).append(col)
@@ -835,7 +830,7 @@ def forget_searches() -> None:
     """Forget every search this process made (its mappings, input sets and the timing rules'
     memos): the next mapping is as cold as a new process's, bar the tilings on disk."""
     _map_problem.cache_clear()
-    _input_sets_of.cache_clear()
+    _input_sets.cache_clear()
     forget_memos()
 
 
