@@ -2504,4 +2504,6 @@ def _argmax(imp, node) -> None:
     imp.class_map_shapes[node.output[0]] = (1, 1, h, w) if a.get("keepdims", 1) else (1, h, w)
 
 
+from . import onnx_einsum  # noqa: E402,F401  (registers Einsum, written with the handlers above)
+
 SUPPORTED_OPS = tuple(sorted(op for (dom, op) in HANDLERS if dom == ""))

@@ -84,10 +84,12 @@ def out(name: str):
 
 
 def vit(size: int = 32, patch: int = 8, dim: int = 48, heads: int = 3, depth: int = 2, classes: int = 10,
-        scale_on: str = "scores", cls_token: bool = False, seed: int = 0):
+        scale_on: str = "scores", cls_token: bool = False, einsum: bool = False, seed: int = 0):
     """A ViT: patch conv, blocks of fused-qkv attention and a GELU MLP, a final LayerNorm and a head on
     the mean of the tokens (timm's ``global_pool="avg"``) or, with ``cls_token``, on a class token
-    concatenated before the patches (with a learned position embedding)."""
+    concatenated before the patches (with a learned position embedding).  With ``einsum`` the qkv
+    projection (``F.linear``'s ``[out, in]`` weight) and both attention products are ``Einsum``s
+    (``torch.einsum``'s export)."""
     g = Graph(seed)
     n, d = (size // patch) ** 2, dim // heads
     x = g.op("Conv", ["pixel_values", g.weight("patch_embed.proj.weight", dim, 3, patch, patch),
@@ -104,19 +106,27 @@ def vit(size: int = 32, patch: int = 8, dim: int = 48, heads: int = 3, depth: in
     for b in range(depth):
         s = f"/blocks.{b}"
         h = g.layernorm(x, dim, f"{s}/norm1")
-        qkv = g.linear(h, dim, 3 * dim, f"{s}/attn/qkv")
+        if einsum:
+            qkv = g.op("Einsum", [h, g.weight(f"{s}/attn/qkv.weight", 3 * dim, dim)], f"{s}/attn/qkv",
+                       equation="bnc,kc->bnk")
+        else:
+            qkv = g.linear(h, dim, 3 * dim, f"{s}/attn/qkv")
         qkv = g.reshape(qkv, [1, n, 3, heads, d], f"{s}/attn")
         qkv = g.op("Transpose", [qkv], f"{s}/attn", perm=[2, 0, 3, 1, 4])
         q, k, v = (g.op("Gather", [qkv, g.const(i)], f"{s}/attn", axis=0) for i in range(3))
         if scale_on == "q":
             q = g.op("Mul", [q, g.const(np.float32(d ** -0.5), np.float32)], f"{s}/attn")
-        kt = g.op("Transpose", [k], f"{s}/attn", perm=[0, 1, 3, 2])
-        a = g.op("MatMul", [q, kt], f"{s}/attn")
+        if einsum:
+            a = g.op("Einsum", [k, q], f"{s}/attn", equation="bhjd,bhid->bhij")
+        else:
+            a = g.op("MatMul", [q, g.op("Transpose", [k], f"{s}/attn", perm=[0, 1, 3, 2])], f"{s}/attn")
         if scale_on == "scores":
             a = g.op("Mul", [a, g.const(np.float32(d ** -0.5), np.float32)], f"{s}/attn")
         a = g.op("Softmax", [a], f"{s}/attn", axis=-1)
-        o = g.op("MatMul", [a, v], f"{s}/attn")
-        o = g.op("Transpose", [o], f"{s}/attn", perm=[0, 2, 1, 3])
+        if einsum:          # heads and tokens swapped by the equation (no Transpose)
+            o = g.op("Einsum", [a, v], f"{s}/attn", equation="bhij,bhjd->bihd")
+        else:
+            o = g.op("Transpose", [g.op("MatMul", [a, v], f"{s}/attn")], f"{s}/attn", perm=[0, 2, 1, 3])
         o = g.reshape(o, [1, n, dim], f"{s}/attn")
         o = g.linear(o, dim, dim, f"{s}/attn/proj")
         x = g.op("Add", [x, o], s)

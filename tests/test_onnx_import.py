@@ -58,6 +58,36 @@ def test_vit_attention_scale_folded_macs_and_onnxruntime(scale_on):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+def test_einsum_attention_imports_as_the_products_it_writes():
+    """``torch.einsum``'s qkv projection and attention products (keys first, heads and tokens swapped
+    in the output) import as the MatMul ViT's layers: the same products, MACs and float results."""
+    proto, macs = vit(einsum=True)
+    imp = import_onnx(proto, "vit_einsum")
+    plain = import_onnx(vit()[0], "vit")
+    assert Counter(l.kind for l in imp.model.layers) == Counter(l.kind for l in plain.model.layers)
+    assert imp.model.total_macs == macs
+    products = [(l.batch, l.m, l.k, l.n, l.b_layout) for l in imp.model.layers if l.kind == "matmul"]
+    assert products == [(l.batch, l.m, l.k, l.n, l.b_layout) for l in plain.model.layers if l.kind == "matmul"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("equation, inputs, needles", [
+    ("ii->i", [(4, 4)], ["repeats a letter", "each axis named once"]),
+    ("ij,jk->i", [(4, 4), (4, 4)], ["sums axis 'k' of one operand"]),
+    ("ij->i", [(4, 4)], ["sums axis 'j' of one operand"]),
+    ("ij,jk->ik", [(4, 4), (5, 4)], ["axis 'j' has sizes 4 and 5"]),
+    ("ij,jk,kl->il", [(4, 4)] * 3, ["3 operands", "one or two"]),
+    ("ijk,jk->ik", [(4, 4), (4, 4)], ["term 'ijk' does not match an operand of rank 2"]),
+    ("ij,jk->iz", [(4, 4), (4, 4)], ["names a letter no operand has"]),
+])
+def test_einsum_equations_it_cannot_run_are_refused_in_one_line(equation, inputs, needles):
+    g = Graph()
+    weights = [g.weight(f"w{i}", *shape) for i, shape in enumerate(inputs[1:])]
+    y = g.op("Einsum", [g.reshape("x", list(inputs[0])), *weights], "", equation=equation)
+    proto = g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, *inputs[0]])], [out(y)])
+    _refused(proto, "(Einsum)", *needles)
+
+
 @pytest.mark.parametrize("kw", [{}, {"split": "slices", "scale_on": "sdpa"}, {"split": "gather", "scale_on": "q"},
                                 {"key": 4, "value": 8, "scale_on": "sdpa"}, {"split": "slices", "key": 4, "value": 12},
                                 {"key": 4, "value": 8, "norm": True}])

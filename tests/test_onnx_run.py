@@ -644,6 +644,12 @@ def test_a_channel_shuffle_runs_bit_exact(cfg_name, tmp_path):
     _runs_bit_exact_as_timed(shufflenet(), cfg_name, tmp_path)
 
 
+def test_einsum_attention_runs_bit_exact_as_timed(tmp_path):
+    """A ViT written with ``Einsum`` (its qkv projection and attention products) runs as its products."""
+    model = _runs_bit_exact_as_timed(vit(einsum=True)[0], "tiny", tmp_path)
+    assert sum(l.kind == "matmul" for l in model.layers) == 4
+
+
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_a_tensor_concatenated_with_itself_runs_bit_exact(cfg_name, tmp_path):
     """``Concat([x, x, x])``: x's producer writes the first part in place, copies the others."""
