@@ -1872,11 +1872,12 @@ def _pool(imp, node) -> None:
         # windows that tile the image exactly: an adaptive average pool (the form the exporter writes,
         # PSPNet's bins of a map that is not square too)
         return _pool_layer(imp, node, x, mode="adaptive_avg", out_h=tiles[0], out_w=tiles[1])
+    a = _attrs(node)
+    kernel, strides = list(a.get("kernel_shape", [])), list(a.get("strides", [1, 1]))
+    if len(kernel) == 2 and (kernel[0] != kernel[1] or strides[0] != strides[1]):
+        return _pool_composed(imp, node, x)
     p = _pool_params(imp, node, x)
-    (kh, kw), (sh, sw) = p["kernel"], p["stride"]
-    if kh != kw or sh != sw:
-        raise imp.fail(f"kernel {[kh, kw]} with strides {[sh, sw]}; supported: square windows and equal strides "
-                       f"(or average windows that tile the image exactly)")
+    kh, sh = p["kernel"][0], p["stride"][0]
     kw_ = {"count_include_pad": p["count_include_pad"]} if is_avg else {}
     _pool_layer(imp, node, x, mode="avg" if is_avg else "max", kernel=kh, stride=sh, padding=p["padding"],
                 ceil_mode=p["ceil_mode"], **kw_)
@@ -1884,6 +1885,76 @@ def _pool(imp, node) -> None:
         y = node.output[0]
         name = _emit_after(imp, Crop, y, imp.views[y].source, **p["crop"])
         imp.views[y] = L.nchw(name, imp.by_name[name].out_shape)
+
+
+def _pool_composed(imp, node, x: View) -> None:
+    """A window that is not square or strides that differ (CRNN's 2x2 max pool of strides (2, 1)), from
+    the IR's square pooling: a nearest upsample of the shorter window's axis makes the window square
+    (each pixel repeated alike, so the maximum and the mean are the same), the pool runs at the
+    strides' common divisor, and a crop keeps the windows ONNX has."""
+    a = _attrs(node)
+    kernel, strides = [int(k) for k in a["kernel_shape"]], [int(s) for s in a.get("strides", [1, 1])]
+    if len(strides) != 2 or any(d != 1 for d in a.get("dilations", [1, 1])):
+        raise imp.fail(f"kernel {kernel}, strides {strides}, dilations {a.get('dilations')}; supported: 2-D "
+                       f"pooling, dilation 1")
+    pads = _conv_padding(imp, a, kernel, x.shape[2:], strides)
+    pads = (pads,) * 4 if isinstance(pads, int) else pads
+    plan = _square_pool_plan(kernel, strides, pads, bool(a.get("ceil_mode", 0)), x.shape[2:],
+                             node.op_type == "AveragePool" and bool(a.get("count_include_pad", 0)))
+    if plan is None:
+        raise imp.fail(f"kernel {kernel}, strides {strides}, pads {list(pads)}, ceil_mode {a.get('ceil_mode', 0)}; "
+                       f"supported: pads of at most half the window's larger side, and where the padding counts "
+                       f"(count_include_pad 1) the same on every side of a square window, ceil_mode 0")
+    y, source = node.output[0], x.source
+    if plan["up"] != tuple(x.shape[2:]):        # the window made square
+        source = _emit_after(imp, Resize, f"{y}/square", source, out_h=plan["up"][0], out_w=plan["up"][1],
+                             mode="nearest")
+    mode = {"mode": "avg", "count_include_pad": plan["counted"]} if node.op_type == "AveragePool" else {"mode": "max"}
+    name = _emit_after(imp, Pool, f"{y}/pool" if plan["crop"] else y, source, kernel=plan["kernel"],
+                       stride=plan["stride"], padding=plan["padding"], ceil_mode=plan["ceil_mode"], **mode)
+    if plan["crop"]:                    # the windows ONNX has, every step-th of those at the common stride
+        name = _emit_after(imp, Crop, y, name, **plan["crop"])
+    imp.views[y] = L.nchw(name, imp.by_name[name].out_shape)
+
+
+def _onnx_pool_out(n: int, k: int, s: int, lo: int, hi: int, ceil_mode: bool) -> int:
+    """ONNX's (onnxruntime's) count of windows along an axis: a last window of ceil_mode that would
+    start in the end padding is dropped."""
+    span = n + lo + hi - k
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    return out - 1 if ceil_mode and (out - 1) * s >= n + lo else out
+
+
+def _square_pool_plan(kernel, strides, pads, ceil_mode: bool, size, counted: bool) -> Optional[dict]:
+    """The upsampled size, square window, common stride, padding and crop that give ONNX's windows
+    (the same pixels each, each pixel the same times), or None.  Window ``j`` of an axis upsampled
+    by ``f`` starts at ``f * (j * s - lo)``; the IR's window ``y0 + j * step`` at ``(y0 + j * step) * t - p``."""
+    side = math.lcm(*kernel)
+    f = [side // k for k in kernel]
+    big = [fa * s for fa, s in zip(f, strides)]
+    lo = [f[0] * pads[0], f[1] * pads[1]]
+    t = math.gcd(big[0], big[1], abs(lo[0] - lo[1]))
+    p = max(lo)
+    want = [_onnx_pool_out(n, k, s, pads[i], pads[i + 2], ceil_mode) for i, (n, k, s) in enumerate(zip(size, kernel, strides))]
+    if counted and (ceil_mode or len({f[0] * pads[0], f[0] * pads[2], f[1] * pads[1], f[1] * pads[3]}) != 1):
+        return None                     # a counted padding must be the IR's, on every side
+    if min(want) < 1:
+        return None
+    up = (f[0] * size[0], f[1] * size[1])
+    # more padding than the start needs gives windows further right and down (a pad at the end)
+    for p, ceil in itertools.product(range(p, side // 2 + 1, t), (False, True)):
+        if counted and p != max(lo):
+            break
+        origin, step = [(p - lo_a) // t for lo_a in lo], [b // t for b in big]
+        need = [o + (w - 1) * st + 1 for o, w, st in zip(origin, want, step)]
+        probe = Pool("probe", "encoder", ("x",), "max", kernel=side, stride=t, padding=p, ceil_mode=ceil)
+        have = [probe.window_out(n) for n in up]
+        if all(h >= n for h, n in zip(have, need)):
+            crop = None if have == want and origin == [0, 0] and step == [1, 1] else \
+                {"y0": origin[0], "x0": origin[1], "out_h": want[0], "out_w": want[1], "step": tuple(step)}
+            return {"up": up, "kernel": side, "stride": t, "padding": p, "ceil_mode": ceil, "crop": crop,
+                    "counted": counted}
+    return None
 
 
 @_op("GlobalAveragePool")

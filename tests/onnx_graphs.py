@@ -1403,3 +1403,18 @@ def align_corners_resize(size: int = 7, width: int = 8, class_map: bool = False,
                coordinate_transformation_mode="align_corners")
     return g.model([image_input(3, size, size, "input")], [out(conv(up2, "head2", width, 4, 3)),
                                                            out(conv(odd, "head_odd", width, 4, 1))])
+
+
+def crnn_pools(size=(16, 24), width: int = 8, seed: int = 64):
+    """CRNN's feature extractor's pools (``MaxPool2d((2, 2), (2, 1), (0, 1))``), a k x 1 average pool and
+    a 3x2 max pool of strides (2, 1) between convolutions: windows the IR's square pooling makes
+    from an upsample, a common stride and a crop."""
+    g = Graph(seed)
+    x = g.op("Relu", [g.op("Conv", ["input", g.weight("c1.weight", width, 3, 3, 3)], "/c1", kernel_shape=[3, 3],
+                           pads=[1] * 4)], "/c1")
+    x = g.op("MaxPool", [x], "/p1", kernel_shape=[2, 2], strides=[2, 1], pads=[0, 1, 0, 1])
+    x = g.op("AveragePool", [x], "/p2", kernel_shape=[3, 1], strides=[1, 1], pads=[1, 0, 1, 0])
+    x = g.op("Conv", [x, g.weight("c2.weight", width, width, 3, 3)], "/c2", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op("MaxPool", [x], "/p3", kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1])
+    y = g.op("Conv", [x, g.weight("c3.weight", 4, width, 1, 1)], "/c3", kernel_shape=[1, 1])
+    return g.model([image_input(3, *size, name="input")], [out(y)])

@@ -627,8 +627,14 @@ def test_average_windows_that_tile_a_map_that_is_not_square_are_an_adaptive_pool
     (pool,) = imp.model.layers
     assert (pool.mode, pool.out_h, pool.out_w) == ("adaptive_avg", shape[2] // kernel[0], shape[3] // kernel[1])
     assert _max_rel_error(proto, imp) <= RTOL
-    _refused(single_op("AveragePool", shape, kernel_shape=kernel, strides=kernel, pads=[1, 1, 1, 1]),
-             f"strides {kernel} differ", "equal strides")
+    # padded, they are no adaptive pool: a square pool of an upsample (below), whose counted padding
+    # would count other pixels than ONNX's
+    padded = single_op("AveragePool", shape, kernel_shape=kernel, strides=kernel, pads=[1, 1, 1, 1],
+                       count_include_pad=count_include_pad)
+    if count_include_pad:
+        _refused(padded, f"kernel {kernel}", "count_include_pad 1")
+    else:
+        assert _max_rel_error(padded, import_onnx(padded, "padded")) <= RTOL
 
 
 def test_a_dense_layer_of_a_rank_1_flattened_image_keeps_its_rank_and_a_wrong_width_is_refused():
@@ -1007,6 +1013,43 @@ def test_a_pooling_padded_unevenly_is_the_evenly_padded_pool_then_a_crop(op, att
 def test_a_pooling_padding_that_differs_otherwise_is_refused(op, attrs):
     _refused(single_op(op, **attrs), op, str(attrs.get("pads", [0, 0, 1, 1])), "same padding on every side")
 
+
+NOT_SQUARE_POOLS = [
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 1], "pads": [0, 1, 0, 1]}, ["pool", "crop"]),
+    ("MaxPool", {"kernel_shape": [2, 1], "strides": [2, 1]}, ["resize", "pool"]),
+    ("MaxPool", {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [1, 0, 1, 1]}, ["resize", "pool", "crop"]),
+    ("MaxPool", {"kernel_shape": [1, 3], "strides": [1, 2], "pads": [0, 1, 0, 1], "ceil_mode": 1},
+     ["resize", "pool", "crop"]),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 1], "auto_pad": "SAME_UPPER"}, ["pool", "crop"]),
+    ("AveragePool", {"kernel_shape": [3, 2], "strides": [2, 1]}, ["resize", "pool", "crop"]),
+    ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 1], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+     ["pool", "crop"]),
+    ("AveragePool", {"kernel_shape": [3, 1], "strides": [1, 1], "pads": [1, 0, 1, 0]}, ["resize", "pool", "crop"]),
+]
+
+
+@pytest.mark.parametrize("opset", [11, 19])
+@pytest.mark.parametrize("op, attrs, kinds", NOT_SQUARE_POOLS, ids=[f"{op}-{a['kernel_shape']}-{a['strides']}-{i}"
+                                                                  for i, (op, a, _) in enumerate(NOT_SQUARE_POOLS)])
+def test_a_pooling_window_not_square_or_strides_that_differ_is_a_square_pool(op, attrs, kinds, opset):
+    """CRNN's 2x2 max pool of strides (2, 1) padded (0, 1), and windows of k x 1, were refused: the
+    IR's pooling is square.  A nearest upsample makes the window square, the pool runs at the strides'
+    common divisor and a crop keeps ONNX's windows; onnxruntime agrees."""
+    proto = single_op(op, (1, 4, 9, 11), opset=opset, **attrs)
+    imp = import_onnx(proto, "pool")
+    assert [l.kind for l in imp.model.layers] == kinds
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("op, attrs, needle", [
+    ("AveragePool", {"kernel_shape": [3, 1], "pads": [1, 0, 1, 0], "count_include_pad": 1}, "count_include_pad 1"),
+    ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 1], "pads": [0, 1, 0, 1], "count_include_pad": 1},
+     "count_include_pad 1"),
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 1], "pads": [0, 2, 0, 2]}, "at most half the window"),
+    ("MaxPool", {"kernel_shape": [3, 2], "strides": [2, 1], "dilations": [2, 1]}, "dilation 1"),
+], ids=["counted-rows-only", "counted-uneven", "pad-beyond-half", "dilated"])
+def test_a_pooling_not_square_that_no_square_pool_gives_is_refused(op, attrs, needle):
+    _refused(single_op(op, (1, 4, 9, 11), **attrs), op, str(attrs["kernel_shape"]), needle)
 
 ACTIVATION_CASES = [("Tanh", {}, "tanh"), ("HardSwish", {}, "hardswish"), ("HardSigmoid", {}, "hardsigmoid"),
                     ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}, "hardsigmoid"), ("LeakyRelu", {"alpha": 0.1}, "leaky_relu"),

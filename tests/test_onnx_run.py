@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (align_corners_resize, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (align_corners_resize, crnn_pools, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -740,6 +740,14 @@ def test_darknet_s_size_keeping_max_pool_runs_bit_exact(cfg_name, tmp_path):
     y = g.op("MaxPool", [x], "", kernel_shape=[2, 2], strides=[1, 1], pads=[0, 0, 1, 1])
     y = g.op("Conv", [y, g.weight("w2", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
     _runs_bit_exact_as_timed(g.model([image_input(3, 13, 13, "input")], [out(y)]), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_pooling_windows_not_square_run_bit_exact(cfg_name, tmp_path):
+    """CRNN's 2x2 max pool of strides (2, 1), a 3x1 average and a 3x2 max pool: upsample, square pool, crop."""
+    model = _runs_bit_exact_as_timed(crnn_pools(), cfg_name, tmp_path)
+    assert [l.kind for l in model.layers if l.kind in ("resize", "pool", "crop")] == \
+        ["pool", "crop", "resize", "pool", "crop", "resize", "pool", "crop"]
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
