@@ -21,7 +21,7 @@ from hw.operators import check_pool_padding, nearest_indices
 
 from . import onnx_layout as L
 from .ir import (INPUT, VIEW_KINDS, Activation, Add, Concat, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Mul, Pad,
-                 PixelReshape, Pool, Resize, Roll, Softmax, conv_out, conv_pads)
+                 PatchMerge, PixelReshape, Pool, Resize, Roll, Softmax, conv_out, conv_pads)
 from .fusion import is_class_map_resize
 from .onnx_layout import View
 
@@ -154,6 +154,11 @@ def _reshape(imp, node) -> None:
     shuffled = _pixel_shuffle_of(imp, L.reshape(v, target)) if len(target) == 4 else None
     if shuffled is not None:            # PyTorch's pixel_shuffle written out: as its DepthToSpace (CRD)
         return _depth_to_space_of(imp, node, *shuffled, "CRD")
+    unshuffled = _pixel_unshuffle_of(L.reshape(v, target)) if len(target) == 4 else None
+    if unshuffled is not None and _conv_readers_only(imp, node.output[0]):
+        # PyTorch's pixel_unshuffle written out, read by convolutions (an activation or an output
+        # takes the view as it is)
+        return _space_to_depth_of(imp, node, *unshuffled, channel_major=True)
     _reshape_to(imp, node, v, target)
 
 
@@ -170,6 +175,18 @@ def _pixel_shuffle_of(imp, v: View) -> Optional[tuple[View, int]]:
     whole = L.nchw(src.name, v.src_shape)
     crd = L.reshape(L.transpose(L.reshape(whole, [1, oc, b, b, h, w]), [0, 1, 4, 2, 5, 3]), list(v.shape))
     return (whole, b) if np.array_equal(L.indices(crd), L.indices(v)) else None
+
+
+def _pixel_unshuffle_of(v: View) -> Optional[tuple[View, int]]:
+    """(the NCHW view of its tensor, block) when ``v`` is its tensor's ``torch.pixel_unshuffle`` (the
+    reshape, transpose and reshape of its export)."""
+    (h, w, c), (_, oc, oh, ow) = v.src_shape, v.shape
+    b = h // oh if oh and h % oh == 0 else 0
+    if b < 2 or (oc, ow * b) != (c * b * b, w):
+        return None
+    whole = L.nchw(v.source, v.src_shape)
+    blocks = L.transpose(L.reshape(whole, [1, c, oh, b, ow, b]), [0, 1, 3, 5, 2, 4])
+    return (whole, b) if np.array_equal(L.indices(L.reshape(blocks, list(v.shape))), L.indices(v)) else None
 
 
 def _reshape_to(imp, node, v: View, shape) -> None:
@@ -224,6 +241,50 @@ def _crd_as_dcr(imp, node, v: View, b: int) -> bool:
     c = v.shape[1] // (b * b)
     q = np.arange(b * b * c)
     return imp.reorder_rows(src.name, (q % c) * b * b + q // c, node.output[0])
+
+
+@_op("SpaceToDepth")
+def _space_to_depth(imp, node) -> None:
+    """Each ``b x b`` block of pixels as channels, block-major (channel ``(i * b + j) * C + c``)."""
+    b = int(_attrs(node).get("blocksize", 0))
+    x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
+    _, _, h, w = x.shape
+    if b < 1 or h % b or w % b:
+        raise imp.fail(f"blocksize {b} of a {h}x{w} image; supported: a blocksize of at least 1 that divides the "
+                       f"height and the width")
+    if b == 1:
+        return _out(imp, node, x, prior=x)
+    _space_to_depth_of(imp, node, x, b, channel_major=False)
+
+
+def _space_to_depth_of(imp, node, x: View, b: int, channel_major: bool) -> None:
+    """``node``'s output: SpaceToDepth of the NCHW image ``x`` by ``b``, its channels block-major (ONNX's)
+    or channel-major (``c * b * b + i * b + j``: PyTorch's ``pixel_unshuffle``, for convolutions only)."""
+    _, c, h, w = x.shape
+    y = node.output[0]
+    if b == 2 and _conv_readers_only(imp, y):
+        # Swin's patch merge gathers the blocks in one pass, in its own order (j * 2 + i)
+        name, order = _emit_after(imp, PatchMerge, y, x.source), [0, 2, 1, 3, 4, 5]
+    else:                               # each block offset's pixels, a crop, concatenated
+        crops = tuple(_emit_after(imp, Crop, f"{y}/block{i}_{j}", x.source, y0=i, x0=j, out_h=h // b,
+                                  out_w=w // b, step=(b, b)) for i in range(b) for j in range(b))
+        name, order = imp.layer_name(y), [0, 1, 2, 3, 4, 5]
+        imp.emit(Concat, name, inputs=crops)
+    blocks = L.reshape(L.nchw(name, imp.by_name[name].out_shape), [1, b, b, c, h // b, w // b])
+    if channel_major:
+        order = [0, 3, *order[1:3], 4, 5]
+    # a channel order other than the layer's: the convolutions reading it take it in their weights
+    _out(imp, node, L.reshape(L.transpose(blocks, order), [1, b * b * c, h // b, w // b]))
+
+
+def _conv_readers_only(imp, value: str) -> bool:
+    """Whether only ungrouped convolutions of float weights read ``value``, as their input (they can
+    take its channels in any order)."""
+    readers = imp.consumers.get(value, [])
+    return bool(readers) and all(
+        j >= 0 and imp.nodes[j].op_type == "Conv" and list(imp.nodes[j].input).index(value) == 0 and
+        list(imp.nodes[j].input).count(value) == 1 and _attrs(imp.nodes[j]).get("group", 1) == 1 and
+        imp.nodes[j].input[1] not in imp.qconst for j in readers)
 
 
 @_op("Flatten")

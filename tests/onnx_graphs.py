@@ -1418,3 +1418,24 @@ def crnn_pools(size=(16, 24), width: int = 8, seed: int = 64):
     x = g.op("MaxPool", [x], "/p3", kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1])
     y = g.op("Conv", [x, g.weight("c3.weight", 4, width, 1, 1)], "/c3", kernel_shape=[1, 1])
     return g.model([image_input(3, *size, name="input")], [out(y)])
+
+
+def space_to_depth(block: int = 2, after: str = "conv", form: str = "op", size: int = 12, width: int = 8,
+                   opset: int = 17, seed: int = 65):
+    """A convolution's output as ``SpaceToDepth(block)`` (``form="op"``) or as PyTorch exports
+    ``pixel_unshuffle`` (``"unshuffle"``: reshape, transpose, reshape; its channels channel-major),
+    read by a 1x1 convolution (``after="conv"``), a ReLU (``"relu"``) or as the output (``"output"``)."""
+    g = Graph(seed)
+    b, c = block, width
+    x = g.op("Conv", ["input", g.weight("c0.weight", c, 3, 3, 3)], "/c0", kernel_shape=[3, 3], pads=[1] * 4)
+    if form == "op":
+        y = g.op("SpaceToDepth", [x], "/s2d", blocksize=b)
+    else:
+        y = g.reshape(x, [1, c, size // b, b, size // b, b], "/unshuffle")
+        y = g.op("Transpose", [y], "/unshuffle", perm=[0, 1, 3, 5, 2, 4])
+        y = g.reshape(y, [1, c * b * b, size // b, size // b], "/unshuffle")
+    if after == "conv":
+        y = g.op("Conv", [y, g.weight("c1.weight", 4, b * b * c, 1, 1)], "/c1", kernel_shape=[1, 1])
+    elif after == "relu":
+        y = g.op("Relu", [y], "/relu")
+    return g.model([image_input(3, size, size, "input")], [out(y)], opset)

@@ -22,7 +22,7 @@ from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
-                         vit, yolo_detect)
+                         space_to_depth, vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1050,6 +1050,28 @@ def test_a_pooling_window_not_square_or_strides_that_differ_is_a_square_pool(op,
 ], ids=["counted-rows-only", "counted-uneven", "pad-beyond-half", "dilated"])
 def test_a_pooling_not_square_that_no_square_pool_gives_is_refused(op, attrs, needle):
     _refused(single_op(op, (1, 4, 9, 11), **attrs), op, str(attrs["kernel_shape"]), needle)
+
+SPACE_TO_DEPTH = [(2, "conv", "op", ["patch_merge"]), (2, "relu", "op", ["crop"] * 4 + ["concat", "relu"]),
+                  (2, "output", "op", ["crop"] * 4 + ["concat"]), (3, "conv", "op", ["crop"] * 9 + ["concat"]),
+                  (2, "conv", "unshuffle", ["patch_merge"]), (2, "relu", "unshuffle", ["relu"])]
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+@pytest.mark.parametrize("block, after, form, kinds", SPACE_TO_DEPTH,
+                         ids=[f"{f}-{b}-{a}" for b, a, f, _ in SPACE_TO_DEPTH])
+def test_space_to_depth_is_a_patch_merge_or_crops_and_a_concatenation(block, after, form, kinds, opset):
+    """SpaceToDepth (and PyTorch's pixel_unshuffle written out, read by a convolution) was refused:
+    read by convolutions only, a block of 2 is Swin's patch merge, its channel order the weights'; else a
+    crop of each block offset, concatenated.  onnxruntime agrees."""
+    proto = space_to_depth(block, after, form, opset=opset)
+    imp = import_onnx(proto, "s2d")
+    assert [l.kind for l in imp.model.layers if l.kind != "conv2d"] == kinds
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_space_to_depth_of_a_block_that_does_not_divide_the_image_is_refused():
+    _refused(single_op("SpaceToDepth", (1, 8, 8, 6), blocksize=4), "SpaceToDepth", "blocksize 4 of a 8x6 image",
+             "divides the height and the width")
 
 ACTIVATION_CASES = [("Tanh", {}, "tanh"), ("HardSwish", {}, "hardswish"), ("HardSigmoid", {}, "hardsigmoid"),
                     ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}, "hardsigmoid"), ("LeakyRelu", {"alpha": 0.1}, "leaky_relu"),

@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (align_corners_resize, crnn_pools, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (align_corners_resize, crnn_pools, space_to_depth, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -748,6 +748,13 @@ def test_pooling_windows_not_square_run_bit_exact(cfg_name, tmp_path):
     model = _runs_bit_exact_as_timed(crnn_pools(), cfg_name, tmp_path)
     assert [l.kind for l in model.layers if l.kind in ("resize", "pool", "crop")] == \
         ["pool", "crop", "resize", "pool", "crop", "resize", "pool", "crop"]
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("block, after, form", [(2, "conv", "op"), (2, "relu", "op"), (3, "conv", "op"),
+                                                (2, "conv", "unshuffle")])
+def test_space_to_depth_runs_bit_exact(block, after, form, cfg_name, tmp_path):
+    _runs_bit_exact_as_timed(space_to_depth(block, after, form), cfg_name, tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
