@@ -493,11 +493,21 @@ class _Importer:
         if len(dims) == 4 and self._read_as_nhwc(inp.name):   # tf2onnx's Keras input: [1, H, W, C]
             shape3 = tuple(dims[1:])
             view = L.nhwc(INPUT, shape3)
+        if len(dims) == 3 and self._read_by_1d_convolutions(inp.name):    # [1, C, L]: a row of L pixels
+            shape3 = (1, dims[2], dims[1])
+            view = L.reshape(L.nchw(INPUT, shape3), dims)
         self.sources[INPUT] = _Source(INPUT, shape3, "input")
         self.views[inp.name] = view
         if tt.elem_type == _INT8:
             self.quantised[inp.name] = 0.0
         return inp.name, view
+
+    def _read_by_1d_convolutions(self, name: str) -> bool:
+        """Whether only 1-D convolutions (of constant 3-D weights) read graph input ``name``, as their input."""
+        dims = {t.name: len(t.dims) for t in self.graph.initializer}
+        readers = [n for n in self.graph.node if name in n.input]
+        return bool(readers) and all(n.op_type == "Conv" and n.input[0] == name and dims.get(n.input[1]) == 3
+                                     for n in readers)
 
     def _read_as_nhwc(self, name: str) -> bool:
         """Whether every node reading graph input ``name`` first transposes it from NHWC to NCHW."""

@@ -705,7 +705,9 @@ def _conv(imp, node) -> None:
     w = imp.array(node.input[1]).astype(np.float32)
     b = imp.optional_array(node, 2)
     if w.ndim == 3:
-        return _conv_along_channels(imp, node, w, b)
+        if _along_one_pixel(imp.act(node.input[0])):
+            return _conv_along_channels(imp, node, w, b)
+        return _conv_of_sequence(imp, node, w)
     if w.ndim != 4:
         raise imp.fail(f"a {w.ndim - 2}-D convolution; supported: 2-D convolutions, 1-D ones along a pixel's channels")
     dilation = _equal_pair(imp, a.get("dilations", [1, 1]), "dilations")
@@ -786,11 +788,10 @@ def _conv_along_channels(imp, node, w: np.ndarray, b: Optional[np.ndarray]) -> N
     over a pooled ``[1, 1, C]``): a 1x1 ``Conv2d`` of the pixel whose ``C' x C`` weights hold the
     kernel on a band (C' C MACs instead of C' k, on one pixel)."""
     a, v = _attrs(node), imp.act(node.input[0])
-    h, wd, c = v.src_shape
-    if w.shape[:2] != (1, 1) or a.get("group", 1) != 1 or tuple(v.shape[:2]) != (1, 1) or h * wd != 1 \
-            or not np.array_equal(L.indices(v).ravel(), np.arange(c)):
-        raise imp.fail(f"a 1-D convolution of weights {list(w.shape)} over a {list(v.shape)} input; supported: one "
-                       f"channel along the channels of one pixel (ECA's)")
+    c = v.src_shape[2]
+    if w.shape[:2] != (1, 1) or a.get("group", 1) != 1:
+        raise imp.fail(f"a 1-D convolution of weights {list(w.shape)} along the channels of one pixel; supported: "
+                       f"one channel in, one out (ECA's)")
     if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         raise imp.fail(f"auto_pad {a['auto_pad']!r} on a 1-D convolution; supported: NOTSET (explicit pads), VALID")
     (stride,), (dilation,) = a.get("strides", [1]), a.get("dilations", [1])
@@ -806,6 +807,65 @@ def _conv_along_channels(imp, node, w: np.ndarray, b: Optional[np.ndarray]) -> N
     o = _view(imp, _part(imp, node, "Conv", [_image_of(imp, node.input[0], v), f"{y}.band", f"{y}.bias"],
                          f"{y}.image"))
     imp.views[y] = L.from_indices(o.source, o.src_shape, np.arange(n).reshape(1, 1, n)).named(y)
+
+
+def _along_one_pixel(v: View) -> bool:
+    """Whether ``v`` is ``[1, 1, C]``: the channels of a tensor of one pixel as one sequence (ECA's)."""
+    h, w, c = v.src_shape
+    return len(v.shape) == 3 and tuple(v.shape[:2]) == (1, 1) and h * w == 1 and \
+        np.array_equal(L.indices(v).ravel(), np.arange(c))
+
+
+def _conv_of_sequence(imp, node, w: np.ndarray) -> None:
+    """A 1-D convolution over ``[1, C, L]`` (wav2vec's feature extractor, a conformer's depthwise
+    convolution): the 2-D convolution of the sequence as the image it is, ``1 x L`` (kernel ``1 x k``)
+    or ``L x 1`` (tokens: kernel ``k x 1``), the node's attributes given the other axis' identity."""
+    v = imp.act(node.input[0])
+    image = _sequence_image(imp, v) if len(v.shape) == 3 else None
+    if image is None:
+        raise imp.fail(f"a 1-D convolution of weights {list(w.shape)} over a {list(v.shape)} input; supported: "
+                       f"[1, C, L] whose C are a tensor's channels and L a row or column of its pixels (tokens "
+                       f"transposed, a [1, C, L] input), [1, 1, C] along one pixel's channels (ECA's)")
+    x, axis = image
+    a = _attrs(node)
+    # the other axis has one pixel in and out whatever its stride and dilation: the same as the
+    # sequence's, a convolution of equal strides (no crop) and one dilation
+    unit = {"kernel_shape": 1, "strides": int(a.get("strides", [1])[0]), "dilations": int(a.get("dilations", [1])[0])}
+    attrs = {k: _on_axis(axis, a.get(k, [w.shape[2] if k == "kernel_shape" else 1])[0], unit[k]) for k in unit}
+    lo, hi = a.get("pads", [0, 0])
+    attrs["pads"] = [lo, 0, hi, 0] if axis == 2 else [0, lo, 0, hi]
+    attrs.update({k: a[k] for k in ("auto_pad", "group") if k in a})
+    ins = [f"{node.input[0]}#2d", f"{node.input[1]}#2d", *node.input[2:]]
+    imp.views[ins[0]] = x
+    imp._set_const(ins[1], np.expand_dims(w, 2 if axis == 3 else 3))
+    if node.input[1] in imp.qconst:     # a QDQ weight's int8 values, as the 2-D weights
+        q, scale, q_axis = imp.qconst[node.input[1]]
+        imp.qconst[ins[1]] = (np.expand_dims(q, 2 if axis == 3 else 3), scale, q_axis)
+    before = set(imp.views)
+    _conv(imp, helper.make_node("Conv", ins, list(node.output), name=node.name, **attrs))
+    for name in set(imp.views) - before:    # the output (or a folded norm's or ReLU's) as a sequence again
+        o = imp.views[name]
+        imp.views[name] = L.reshape(o, [1, o.shape[1], o.shape[axis]]).named(name, o.origin)
+
+
+def _on_axis(axis: int, value: int, other: int) -> list[int]:
+    """A 1-D attribute's ``value`` on image axis ``axis`` (2: height, 3: width), ``other`` on the other."""
+    return [int(value), other] if axis == 2 else [other, int(value)]
+
+
+def _sequence_image(imp, v: View) -> Optional[tuple[View, int]]:
+    """(the NCHW image ``[1, C, L]`` is, the axis its length runs along) when it is a row ``1 x L`` or a
+    column ``L x 1`` of a tensor's, as it lies or as a layout layer lays it, else None."""
+    _, c, n = v.shape
+    forms = [(L.reshape(v, [1, c, 1, n]), 3), (L.reshape(v, [1, c, n, 1]), 2)]
+    for u, axis in forms:
+        if _nchw_prefix(u):
+            return u, axis
+    for u, axis in forms:
+        found = imp.materialise(u, _nchw_prefix)
+        if found is not None:
+            return found, axis
+    return None
 
 
 def _channel_band(kernel: np.ndarray, c: int, lo: int, hi: int, stride: int = 1, dilation: int = 1) -> np.ndarray:

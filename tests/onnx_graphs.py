@@ -1439,3 +1439,52 @@ def space_to_depth(block: int = 2, after: str = "conv", form: str = "op", size: 
     elif after == "relu":
         y = g.op("Relu", [y], "/relu")
     return g.model([image_input(3, size, size, "input")], [out(y)], opset)
+
+
+def conformer_conv(tokens: int = 12, dim: int = 16, kernel: int = 7, bn: bool = True, cols: int = 3, seed: int = 66):
+    """A conformer's convolution module on the tokens of a 3x3 stem over a ``T / cols x cols`` image
+    (``[1, T, D]``; ``cols=1``: a column, as tokens lie): LayerNorm, transpose
+    to ``[1, D, T]``, pointwise ``Conv1d``, GLU, depthwise ``Conv1d(D, D, k, groups=D)``, BatchNorm1d,
+    SiLU, pointwise ``Conv1d``, transpose back, the residual add."""
+    g = Graph(seed)
+    d = dim
+    x = g.op("Conv", ["input", g.weight("stem.weight", d, 3, 3, 3)], "/stem", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op("Transpose", [g.reshape(x, [1, d, -1], "/flat")], "/flat", perm=[0, 2, 1])
+    h = g.op("Transpose", [g.layernorm(x, d, "/conv/ln")], "/conv", perm=[0, 2, 1])
+    h = g.op("Conv", [h, g.weight("pw1.weight", 2 * d, d, 1), g.weight("pw1.bias", 2 * d)], "/conv/pw1",
+             kernel_shape=[1])
+    a, b = g.op("Split", [h, g.const([d, d])], "/conv/glu", n_out=2, axis=1)
+    h = g.op("Mul", [a, g.op("Sigmoid", [b], "/conv/glu")], "/conv/glu")
+    h = g.op("Conv", [h, g.weight("dw.weight", d, 1, kernel)], "/conv/dw", kernel_shape=[kernel],
+             pads=[kernel // 2] * 2, group=d)
+    if bn:
+        stats = [(1 + 0.1 * g.rng.normal(size=d)), 0.1 * g.rng.normal(size=d), 0.1 * g.rng.normal(size=d),
+                 0.5 + g.rng.uniform(size=d)]
+        h = g.op("BatchNormalization", [h] + [g.init(f"bn.{k}", v.astype(np.float32)) for k, v in
+                                              zip(("weight", "bias", "mean", "var"), stats)], "/conv/bn")
+    h = g.op("Mul", [h, g.op("Sigmoid", [h], "/conv/silu")], "/conv/silu")
+    h = g.op("Conv", [h, g.weight("pw2.weight", d, d, 1)], "/conv/pw2", kernel_shape=[1])
+    y = g.op("Add", [x, g.op("Transpose", [h], "/conv", perm=[0, 2, 1])], "/res")
+    return g.model([image_input(3, tokens // cols, cols, "input")], [out(y)])
+
+
+def wav2vec_features(length: int = 64, width: int = 8, seed: int = 67):
+    """wav2vec 2.0's feature extractor on a ``1 x L`` image's luma flattened to ``[1, 1, L]``: ``Conv1d(1, C,
+    10, stride 5)``, GELU, ``Conv1d(C, C, 3, stride 2)``, GELU."""
+    g = Graph(seed)
+    x = g.reshape(g.op("Conv", ["input", g.weight("luma.weight", 1, 3, 1, 1)], "/luma", kernel_shape=[1, 1]),
+                  [1, 1, -1], "/flat")
+    x = g.gelu(g.op("Conv", [x, g.weight("fe0.weight", width, 1, 10)], "/fe0", kernel_shape=[10], strides=[5]), "/fe0")
+    x = g.gelu(g.op("Conv", [x, g.weight("fe1.weight", width, width, 3)], "/fe1", kernel_shape=[3], strides=[2]),
+               "/fe1")
+    return g.model([image_input(3, 1, length, "input")], [out(x)])
+
+
+def sequence_conv(channels: int = 8, length: int = 20, out_channels: int = 16, group: int = 1, opset: int = 17,
+                  seed: int = 68, **attrs):
+    """A ``Conv1d`` of a ``[1, C, L]`` graph input (a row of ``L`` pixels of ``C`` channels)."""
+    g = Graph(seed)
+    k = attrs.pop("kernel", 3)
+    y = g.op("Conv", ["x", g.weight("w", out_channels, channels // group, k), g.weight("b", out_channels)], "",
+             kernel_shape=[k], group=group, **attrs)
+    return g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, length])], [out(y)], opset)

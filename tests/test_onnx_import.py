@@ -22,7 +22,7 @@ from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
-                         space_to_depth, vit, yolo_detect)
+                         space_to_depth, conformer_conv, wav2vec_features, sequence_conv, vit, yolo_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1179,12 +1179,50 @@ def test_a_strided_or_unevenly_padded_1d_convolution_along_channels_matches_onnx
     assert _max_rel_error(proto, import_onnx(proto, "c1d")) <= RTOL
 
 
-def test_a_1d_convolution_over_a_sequence_of_tokens_is_refused_in_one_line():
+SEQUENCE_CONVS = {"k3": {"pads": [1, 1]}, "depthwise": {"group": 8, "out_channels": 8, "pads": [1, 1]},
+                  "stride2-dilation2": {"strides": [2], "dilations": [2], "pads": [2, 1]},
+                  "same-upper-stride2": {"kernel": 4, "auto_pad": "SAME_UPPER", "strides": [2]},
+                  "valid-opset11": {"kernel": 5, "auto_pad": "VALID", "opset": 11}}
+
+
+@pytest.mark.parametrize("case", SEQUENCE_CONVS)
+def test_a_1d_convolution_of_a_sequence_input_is_a_2d_one_of_a_row(case):
+    """A ``[1, C, L]`` input read by ``Conv1d`` (refused before: 1-D convolutions along one pixel's channels
+    only) is a row of L pixels; each convolution a ``1 x k`` one of equal strides (the row's single
+    output pixel takes any stride: no crop)."""
+    proto = sequence_conv(**SEQUENCE_CONVS[case])
+    imp = import_onnx(proto, "seq")
+    (conv,) = imp.model.layers
+    assert imp.model.input == (1, 20, 8) and conv.kernel[0] == 1
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("graph", ["conformer", "conformer_column", "conformer_no_bn", "wav2vec", "flattened_pixels"])
+def test_1d_convolutions_of_tokens_and_rows_match_onnxruntime(graph):
+    """A conformer's convolution module (pointwise, depthwise k=7 with its BatchNorm1d folded), wav2vec's
+    strided feature extractor, and a ``Conv1d`` along an image's pixels flattened (``[1, C, H*W]``, a
+    pixel reshape): ``Conv2d`` over the tokens' column (``k x 1``) or a row (``1 x k``)."""
     g = Graph(32)
     x = g.reshape(g.op("Conv", ["input", g.weight("w", 4, 3, 1, 1)], "", kernel_shape=[1, 1]), [1, 4, -1])
-    y = g.op("Conv", [x, g.weight("w1", 4, 4, 3)], "", kernel_shape=[3], pads=[1, 1])
-    _refused(g.model([image_input(3, 4, 4, "input")], [out(y)]), "(Conv)", "1-D convolution of weights [4, 4, 3]",
-             "one channel along the channels of one pixel")
+    flat = g.model([image_input(3, 4, 4, "input")], [out(g.op("Conv", [x, g.weight("w1", 4, 4, 3)], "",
+                                                                 kernel_shape=[3], pads=[1, 1]))])
+    proto = {"conformer": conformer_conv(), "conformer_column": conformer_conv(cols=1),
+             "conformer_no_bn": conformer_conv(bn=False), "wav2vec": wav2vec_features(),
+             "flattened_pixels": flat}[graph]
+    imp = import_onnx(proto, "c1d")
+    assert "batchnormalization" not in {l.kind for l in imp.model.layers} and "crop" not in {l.kind for l in imp.model.layers}
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_1d_convolution_over_tokens_not_transposed_is_refused_in_one_line():
+    """``Conv1d`` of ``[1, N, C]`` tokens as they are takes the N tokens as its channels: no layout layer
+    transposes tokens and channels."""
+    g = Graph(32)
+    x = g.linear("x", 16, 16, "/fc")
+    y = g.op("Conv", [x, g.weight("w1", 10, 10, 3)], "", kernel_shape=[3], pads=[1, 1])
+    proto = g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10, 16])], [out(y)])
+    _refused(proto, "(Conv)", "1-D convolution of weights [10, 10, 3] over a [1, 10, 16] input",
+             "a tensor's channels")
 
 
 @pytest.mark.parametrize("h, w", [(6, 10), (8, 8)])

@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (align_corners_resize, crnn_pools, space_to_depth, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (align_corners_resize, crnn_pools, space_to_depth, conformer_conv, wav2vec_features, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -755,6 +755,17 @@ def test_pooling_windows_not_square_run_bit_exact(cfg_name, tmp_path):
                                                 (2, "conv", "unshuffle")])
 def test_space_to_depth_runs_bit_exact(block, after, form, cfg_name, tmp_path):
     _runs_bit_exact_as_timed(space_to_depth(block, after, form), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("graph", ["conformer_row", "conformer_column", "wav2vec"])
+def test_1d_convolutions_run_bit_exact_as_2d_ones_of_a_row_or_column(graph, cfg_name, tmp_path):
+    """A conformer's pointwise and depthwise Conv1d over its tokens, wav2vec's strided feature extractor."""
+    proto = {"conformer_row": conformer_conv(), "conformer_column": conformer_conv(cols=1),
+             "wav2vec": wav2vec_features()}[graph]
+    model = _runs_bit_exact_as_timed(proto, cfg_name, tmp_path)
+    kernels = {l.kernel for l in model.layers if l.kind == "conv2d"}
+    assert {"conformer_row": (1, 7), "conformer_column": (7, 1), "wav2vec": (1, 10)}[graph] in kernels
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
