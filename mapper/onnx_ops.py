@@ -17,7 +17,8 @@ from typing import Callable, Optional, Union
 import numpy as np
 from onnx import helper
 
-from hw.operators import check_pool_padding, nearest_indices
+from hw.operators import AXIS_MAX, check_pool_padding, nearest_indices
+from hw.vector import STAGE_PARAMS, VecOp
 
 from . import onnx_layout as L
 from .ir import (INPUT, VIEW_KINDS, Activation, Add, Concat, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Mul, Pad,
@@ -2024,8 +2025,9 @@ def _pool_composed(imp, node, x: View) -> None:
                              node.op_type == "AveragePool" and bool(a.get("count_include_pad", 0)))
     if plan is None:
         raise imp.fail(f"kernel {kernel}, strides {strides}, pads {list(pads)}, ceil_mode {a.get('ceil_mode', 0)}; "
-                       f"supported: pads of at most half the window's larger side, and where the padding counts "
-                       f"(count_include_pad 1) the same on every side of a square window, ceil_mode 0")
+                       f"supported: a square window lcm(kh, kw) of at most {_pool_side_max()} and an image "
+                       f"upsampled to it of at most {AXIS_MAX} a side, pads of at most half that window, and where "
+                       f"the padding counts (count_include_pad 1) the same on every side of it, ceil_mode 0")
     y, source = node.output[0], x.source
     if plan["up"] != tuple(x.shape[2:]):        # the window made square
         source = _emit_after(imp, Resize, f"{y}/square", source, out_h=plan["up"][0], out_w=plan["up"][1],
@@ -2036,6 +2038,11 @@ def _pool_composed(imp, node, x: View) -> None:
     if plan["crop"]:                    # the windows ONNX has, every step-th of those at the common stride
         name = _emit_after(imp, Crop, y, name, **plan["crop"])
     imp.views[y] = L.nchw(name, imp.by_name[name].out_shape)
+
+
+def _pool_side_max() -> int:
+    """The largest window side a pooling stage encodes (its field in ``hw.vector.STAGE_PARAMS``)."""
+    return (1 << next(bits for name, bits, _ in STAGE_PARAMS[VecOp.POOL] if name == "kernel")) - 1
 
 
 def _onnx_pool_out(n: int, k: int, s: int, lo: int, hi: int, ceil_mode: bool) -> int:
@@ -2059,9 +2066,9 @@ def _square_pool_plan(kernel, strides, pads, ceil_mode: bool, size, counted: boo
     want = [_onnx_pool_out(n, k, s, pads[i], pads[i + 2], ceil_mode) for i, (n, k, s) in enumerate(zip(size, kernel, strides))]
     if counted and (ceil_mode or len({f[0] * pads[0], f[0] * pads[2], f[1] * pads[1], f[1] * pads[3]}) != 1):
         return None                     # a counted padding must be the IR's, on every side
-    if min(want) < 1:
-        return None
     up = (f[0] * size[0], f[1] * size[1])
+    if min(want) < 1 or side > _pool_side_max() or max(up) > AXIS_MAX:
+        return None
     # more padding than the start needs gives windows further right and down (a pad at the end)
     for p, ceil in itertools.product(range(p, side // 2 + 1, t), (False, True)):
         if counted and p != max(lo):

@@ -1045,11 +1045,12 @@ def test_a_pooling_window_not_square_or_strides_that_differ_is_a_square_pool(op,
     ("AveragePool", {"kernel_shape": [3, 1], "pads": [1, 0, 1, 0], "count_include_pad": 1}, "count_include_pad 1"),
     ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 1], "pads": [0, 1, 0, 1], "count_include_pad": 1},
      "count_include_pad 1"),
-    ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 1], "pads": [0, 2, 0, 2]}, "at most half the window"),
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 1], "pads": [0, 2, 0, 2]}, "at most half that window"),
     ("MaxPool", {"kernel_shape": [3, 2], "strides": [2, 1], "dilations": [2, 1]}, "dilation 1"),
-], ids=["counted-rows-only", "counted-uneven", "pad-beyond-half", "dilated"])
+    ("MaxPool", {"kernel_shape": [16, 17], "strides": [1, 1]}, "lcm(kh, kw) of at most 255"),
+], ids=["counted-rows-only", "counted-uneven", "pad-beyond-half", "dilated", "lcm-beyond-the-field"])
 def test_a_pooling_not_square_that_no_square_pool_gives_is_refused(op, attrs, needle):
-    _refused(single_op(op, (1, 4, 9, 11), **attrs), op, str(attrs["kernel_shape"]), needle)
+    _refused(single_op(op, (1, 4, 18, 22), **attrs), op, str(attrs["kernel_shape"]), needle)
 
 SPACE_TO_DEPTH = [(2, "conv", "op", ["patch_merge"]), (2, "relu", "op", ["crop"] * 4 + ["concat", "relu"]),
                   (2, "output", "op", ["crop"] * 4 + ["concat"]), (3, "conv", "op", ["crop"] * 9 + ["concat"]),
