@@ -17,7 +17,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 from onnx import helper
 
-from hw.operators import AXIS_MAX, check_pool_padding, nearest_indices
+from hw.operators import AXIS_MAX, POOL_MAX_COUNT, check_pool_padding, nearest_indices
 from hw.vector import STAGE_PARAMS, VecOp
 
 from . import onnx_layout as L
@@ -2088,23 +2088,43 @@ def _square_pool_plan(kernel, strides, pads, ceil_mode: bool, size, counted: boo
 @_op("GlobalAveragePool")
 def _global_pool(imp, node) -> None:
     x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
-    _pool_layer(imp, node, x, mode="adaptive_avg", out_h=1, out_w=1)
+    name = _whole_mean(imp, node.output[0], x.source, x.src_shape)
+    imp.views[node.output[0]] = L.nchw(name, imp.by_name[name].out_shape)
+
+
+def _whole_mean(imp, y: str, source: str, src_shape) -> str:
+    """Layers giving the mean of each channel of layer ``source`` over every pixel: one adaptive
+    average pool, or, over more pixels than a window of the pooling stage holds
+    (``POOL_MAX_COUNT``), the mean of each column first (a mean of equal columns' means is the
+    mean; a column, ``AXIS_MAX`` pixels at most, fits a window); the last layer's name."""
+    h, w, _ = src_shape
+    if h * w > POOL_MAX_COUNT:
+        source = _emit_after(imp, Pool, f"{y}/columns", source, mode="adaptive_avg", out_h=1, out_w=w)
+    return _emit_after(imp, Pool, y, source, mode="adaptive_avg", out_h=1, out_w=1)
 
 
 @_op("GlobalMaxPool")
 def _global_max_pool(imp, node) -> None:
     x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
-    _pool_layer(imp, node, x, **_whole_max(imp, x.src_shape))
+    name = _whole_max(imp, node.output[0], x.source, x.src_shape)
+    imp.views[node.output[0]] = L.nchw(name, imp.by_name[name].out_shape)
 
 
-def _whole_max(imp, src_shape) -> dict:
-    """A max pooling's attributes for the largest value of each channel over every pixel: one
-    window as large as the image, which must be square (the IR's windows are)."""
+def _whole_max(imp, y: str, source: str, src_shape) -> str:
+    """Layers giving the largest value of each channel of layer ``source`` over every pixel, which
+    must be square (the IR's windows are): one window of the whole image, or, beyond the largest
+    window a pooling stage encodes, windows of at most that side (each ``ceil_mode``: a last
+    window past the image takes what it holds) until one pixel is left; the last layer's name."""
     h, w, _ = src_shape
     if h != w:
-        raise imp.fail(f"a max over every pixel of a {h}x{w} image; supported: square images (one max pooling "
-                       f"window of the whole image)")
-    return dict(mode="max", kernel=h, stride=h)
+        raise imp.fail(f"a max over every pixel of a {h}x{w} image; supported: square images (max pooling "
+                       f"windows of the whole image)")
+    n = h
+    while n > _pool_side_max():
+        k = -(-n // -(-n // _pool_side_max()))          # the fewest windows, of sides as equal as can be
+        source = _emit_after(imp, Pool, f"{y}/max_of_{k}", source, mode="max", kernel=k, stride=k, ceil_mode=True)
+        n = -(-n // k)
+    return _emit_after(imp, Pool, y, source, mode="max", kernel=n, stride=n)
 
 
 @_op("AdaptiveAveragePool", domain=_CUSTOM)
@@ -2172,9 +2192,15 @@ def _reduce_axes(imp, node) -> None:
                        f"all pixels, all rows or all columns of each channel (average pooling), or over all "
                        f"channels of each pixel")
     (oh, ow), out_idx = plan
-    name = imp.layer_name(f"{y}.mean" if total else y)
-    pool = _whole_max(imp, v.src_shape) if peak else dict(mode="adaptive_avg", out_h=oh, out_w=ow)
-    shape = imp.emit(Pool, name, inputs=(v.source,), **pool)
+    if peak:
+        name = _whole_max(imp, y, v.source, v.src_shape)
+        shape = imp.by_name[name].out_shape
+    elif (oh, ow) == (1, 1):
+        name = _whole_mean(imp, f"{y}.mean" if total else y, v.source, v.src_shape)
+        shape = imp.by_name[name].out_shape
+    else:
+        name = imp.layer_name(f"{y}.mean" if total else y)
+        shape = imp.emit(Pool, name, inputs=(v.source,), mode="adaptive_avg", out_h=oh, out_w=ow)
     out_shape = tuple(1 if i in axes else n for i, n in enumerate(v.shape))
     idx = out_idx.reshape(out_shape)
     mean = L.from_indices(name, shape, idx if keep else idx.reshape([n for i, n in enumerate(out_shape) if i not in axes]))

@@ -1323,6 +1323,18 @@ def test_a_max_over_every_pixel_is_a_max_pooling_of_the_whole_image(max_op):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("max_op", ["GlobalMaxPool", "ReduceMax"])
+@pytest.mark.parametrize("size, windows", [(300, [(150, True), (2, False)]), (257, [(129, True), (2, False)])])
+def test_a_max_over_more_pixels_than_a_window_holds_is_maxima_of_maxima(max_op, size, windows):
+    """A whole-image window wider than the pooling stage's kernel field (255): windows of at most that
+    side, the last one past the image taking what it holds (ceil_mode), then their maximum."""
+    proto = channel_attention(size=size, max_op=max_op)
+    imp = import_onnx(proto, "cbam")
+    pools = [(p.kernel, p.ceil_mode) for p in imp.model.layers if p.kind == "pool" and p.mode == "max"]
+    assert pools == windows
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 @pytest.mark.parametrize("op, shape, attrs, needle", [
     ("GlobalMaxPool", (1, 8, 5, 8), {}, "every pixel of a 5x8 image; supported: square images"),
     ("ReduceMax", (1, 8, 8, 8), {"axes": [1]}, "a max over axes [1] of a [1, 8, 8, 8] tensor"),

@@ -720,6 +720,14 @@ def test_a_channel_attention_with_a_global_max_runs_bit_exact(cfg_name, tmp_path
     _runs_bit_exact_as_timed(channel_attention(size=12), cfg_name, tmp_path)
 
 
+def test_global_pools_wider_than_a_window_run_bit_exact(tmp_path):
+    """260 pixels a side: a max of windows of 130, then of the two; more pixels than a window holds,
+    so a mean of each column, then of the columns' means."""
+    model = _runs_bit_exact_as_timed(channel_attention(size=260, width=4), "E", tmp_path)
+    assert [(l.mode, l.out_shape[:2]) for l in model.layers if l.kind == "pool"] == [
+        ("adaptive_avg", (1, 260)), ("adaptive_avg", (1, 1)), ("max", (2, 2)), ("max", (1, 1))]
+
+
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_eca_s_1d_convolution_along_the_channels_runs_bit_exact(cfg_name, tmp_path):
     _runs_bit_exact_as_timed(eca(kernel=5), cfg_name, tmp_path)
