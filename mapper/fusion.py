@@ -35,7 +35,7 @@ from hw.config import AcceleratorConfig
 from hw.isa import Act, Insn, Op, StreamError, VecOp
 from hw.timing import EPILOGUE_PASSES
 from hw.vector import HEADER_FIELDS, NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, Stage, \
-    spatial_refusals, spatial_slots, vec_fields
+    encode_descriptor, spatial_refusals, spatial_slots, vec_fields
 
 from .float_ops import ACTIVATIONS
 from .ir import LAYOUT_KINDS, MAC_KINDS, VIEW_KINDS, Activation, ChannelShuffle, Conv2d, Crop, Layer, Linear, MatMul, Model, PatchMerge, \
@@ -272,11 +272,16 @@ class _Planner:
             vp = _PassBuilder(self, members).build()
         except LayoutError as e:
             raise MappingError(str(e)) from None
-        if vp.desc.stages[0].op in SPATIAL:         # the spatial unit's geometry, as it refuses a pass
+        why = None
+        try:
+            encode_descriptor(vp.desc)              # every field within its width, as the program writes it
+        except StreamError as e:
+            why = str(e)
+        if why is None and vp.desc.stages[0].op in SPATIAL:     # the spatial unit's geometry, as it refuses a pass
             data, _ = spatial_refusals(*spatial_slots(vp.desc))
             why = next((why for why, bad in data.items() if bad), None)
-            if why is not None:
-                raise MappingError(f"{members[0].name}: a pass of {[m.name for m in members]}: {why}")
+        if why is not None:
+            raise MappingError(f"{members[0].name}: a pass of {[m.name for m in members]}: {why}")
         return vp
 
 

@@ -2000,6 +2000,9 @@ def _pool(imp, node) -> None:
         return _pool_composed(imp, node, x)
     p = _pool_params(imp, node, x)
     kh, sh = p["kernel"][0], p["stride"][0]
+    if kh > _pool_side_max():
+        raise imp.fail(f"a {kh}x{kh} window; supported: at most {_pool_side_max()} a side (the pooling stage's "
+                       f"kernel field; GlobalMaxPool takes a whole image of any size)")
     kw_ = {"count_include_pad": p["count_include_pad"]} if is_avg else {}
     _pool_layer(imp, node, x, mode="avg" if is_avg else "max", kernel=kh, stride=sh, padding=p["padding"],
                 ceil_mode=p["ceil_mode"], **kw_)

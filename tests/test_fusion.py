@@ -191,6 +191,18 @@ def test_rows_longer_than_the_vector_unit_holds_are_refused_when_planning():
                                                  Softmax("sm", "encoder", inputs=("fc",))))
     with pytest.raises(MappingError, match=f"sm: a softmax row of {n} elements.*at most {ops.MAX_ROW}"):
         plan(model, get_config("E"))
+
+
+def test_a_pass_whose_fields_do_not_fit_the_descriptor_is_refused_when_planning():
+    """A 300x300 pooling window: the pooling stage's kernel field holds 255 at most, so the pass is
+    refused when it is planned (timing too), as the program would refuse to encode it."""
+    from mapper.ir import Pool
+
+    model = Model("big_window", "full", (300, 300, 3), (
+        Conv2d("c", "backbone", 3, 4, 300, 300, inputs=("input",)),
+        Pool("p", "backbone", ("c",), "max", kernel=300, stride=300)))
+    with pytest.raises(MappingError, match="p: a pass of .*kernel = 300 does not fit 8 unsigned bits"):
+        simulate(model, get_config("E"))
 def _pad_then_compute(shape: str) -> Model:
     """A zero padding whose zeros a computation takes as inputs: ``minimal`` is Linear -> Pad ->
     Add(Constant), ``roll`` puts a Roll between, ``class_token`` is a ViT's class token as the ONNX

@@ -1337,6 +1337,7 @@ def test_a_max_over_more_pixels_than_a_window_holds_is_maxima_of_maxima(max_op, 
 
 @pytest.mark.parametrize("op, shape, attrs, needle", [
     ("GlobalMaxPool", (1, 8, 5, 8), {}, "every pixel of a 5x8 image; supported: square images"),
+    ("MaxPool", (1, 8, 300, 300), {"kernel_shape": [300, 300], "strides": [300, 300]}, "at most 255 a side"),
     ("ReduceMax", (1, 8, 8, 8), {"axes": [1]}, "a max over axes [1] of a [1, 8, 8, 8] tensor"),
     ("ReduceMax", (1, 8, 8, 8), {"axes": [3]}, "supported: over all pixels of each channel")])
 def test_a_max_the_pooling_cannot_take_is_refused_in_one_line(op, shape, attrs, needle):
