@@ -47,7 +47,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from .expr import all_of, any_of, excess, held_tree, is_int, lookup, negative, not_, outside, sel, vmax, vmin
+from .expr import all_of, any_of, balanced, excess, held_tree, is_int, lookup, negative, not_, outside, sel, vmax, vmin
 from . import operators as ops
 from .isa import ErrorCode, StreamError, VecOp
 
@@ -383,8 +383,7 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
     operands whole before it writes, and the RTL, which streams a pixel through every stage, read
     different bytes.  For each live stage: it reads an operand an earlier stage writes; it writes
     through a pattern that is not one-to-one (:func:`_one_to_one`), so that a pixel's write may land
-    on a byte another element reads (in place) or writes (the two write in different orders: checked
-    where the written operand's axes are unsplit; a split one is checked in place only); its
+    on a byte another element reads (in place) or writes (the two write in different orders); its
     written operand's range meets another range the pass touches (another operand, read or
     written, or a table), unless the two operands are channel slices of one raster
     (:func:`_slices_of_one_raster`: a concatenation's parts, Swin's patch merging), whose bytes are
@@ -396,10 +395,8 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
     live = _live(head)
     rasters = [_covering_raster(op, hold) for op in operands]
     cells = [_raster_cell(r, hold) for r in rasters]
-    # per slot, registered: read by the pass (in place) or unsplit, and reaching a byte twice (the
-    # stages writing it look it up); a split raster only written is not checked (Swin's windows)
-    cramped = [hold(all_of(any_of(_read_by(live, stages, k), plain_raster(r)), not_(_one_to_one(op, cell, head["c"]))))
-               for k, (op, r, cell) in enumerate(zip(operands, rasters, cells))]
+    # per slot, registered: reaching a byte twice (the stages writing it look it up)
+    cramped = [hold(not_(_one_to_one(op, r, head["c"], hold))) for op, r in zip(operands, rasters)]
     out = []
     for i, (on, st) in enumerate(zip(live, stages)):
         if on is False:             # on integers: an empty slot writes nothing
@@ -411,9 +408,10 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
                 for k, (earlier_on, earlier) in enumerate(zip(live[:i], stages[:i]))]
         target = st["out"]
         written = all_of(on, target != NONE, lookup(target, [e[1] for e in extents[:n]], False))
-        out.append((f" stage {i}", {}, "it writes through a pattern that may reach a byte twice (an operand "
-                    "written in place, or with unsplit axes, makes one turn at most an axis, unsplit where read, "
-                    "its pixels' cells hold its channels, and they do not repeat short of the pass's)",
+        out.append((f" stage {i}", {}, "it writes through a pattern that may reach a byte twice (a written "
+                    "operand makes one turn at most an axis, its channels do not repeat short of the pass's, and "
+                    "each step of its axes, below and above a window split, is at least its channels plus the "
+                    "spans of the steps not longer)",
                     all_of(written, lookup(target, cramped, False))))
         lo, hi = (lookup(target, [e[p] for e in extents[:n]], 0) for p in (2, 3))
         mine = {name: lookup(target, [r[name] for r in rasters], 0) for name in _RASTER_FIELDS}
@@ -443,12 +441,14 @@ def _covering_raster(op, hold) -> dict:
     padding), so where it is unsplit below that (``win``) they are some of its positions from 0 at
     the same offsets (a roll, a crop, padding or laps choose among them) and the slot's bytes are
     some of the view's.  A plain axis' view is its own ``n`` positions (the cell of a plain raster is
-    its own); ``hold`` registers the bound (an add and two mins) before the cell's product."""
+    its own).  A split axis' ``below`` positions are ``lo + win · hi``, ``lo`` below ``min(win,
+    below)``, ``hi`` up to ``hi_run`` (the descriptor's ``(below - 1) div win``).  ``hold`` registers
+    the bound (an add and two mins) before the cell's product."""
     view = {"base": op["base"], "c": op["c"]}
     for a in ("y_", "x_"):
         below = hold(vmin(vmin(op[a + "start"] + op[a + "n"], op[a + "wrap"]), op[a + "valid"]))
         view |= {a + "n": below, a + "start": 0, a + "wrap": below, a + "valid": below, a + "win": op[a + "win"],
-                 a + "s_lo": op[a + "s_lo"]}
+                 a + "s_lo": op[a + "s_lo"], a + "s_hi": op[a + "s_hi"], a + "hi_run": op[a + "hi_run"]}
     return view
 
 
@@ -464,15 +464,36 @@ def _raster_cell(op, hold) -> object:
     return sel(all_of(plain, rows_apart), size, 0)
 
 
-def _one_to_one(op, cell, c) -> object:
-    """Whether operand slot ``op``, whose pixel cell is ``cell`` (:func:`_raster_cell` of
-    :func:`_covering_raster`), reaches each of its bytes from one element of a pass over ``c``
-    channels at most: no axis makes more than one turn (``n <= wrap``: laps revisit positions), its
-    channels do not repeat short of ``c``, and a cell holds them (a stride 0, or one below the
-    channels, does not).  What a written operand needs for the functional model and the RTL to
-    agree; conservative where the cell is (a split axis, negative strides)."""
+def _one_to_one(op, view, c, hold=None) -> object:
+    """Whether operand slot ``op``, whose covering raster is ``view`` (:func:`_covering_raster`),
+    reaches each of its bytes from one element of a pass over ``c`` channels at most: no axis makes
+    more than one turn (``n <= wrap``: laps revisit positions), its channels do not repeat short of
+    ``c``, and its four steps (each axis' ``s_lo`` over ``lo`` and ``s_hi`` over ``hi``, the split of
+    the view's positions, :func:`_covering_raster`) nest: each step taken (over more than one
+    position) is, in bytes, at least the channels plus the spans of the other steps not longer
+    than it.  Then two elements differing at their longest differing step differ by at least that
+    step there and by less elsewhere, whatever the signs (a window split's blocks interleaved with
+    the other axis' rows, as Swin's, a transposed or reversed raster).  Conservative where steps
+    overlap but their lattices miss each other.  Products, adds and comparisons; ``hold`` registers
+    the magnitudes before their products and comparisons, and the sums before theirs."""
+    hold = hold or _no_hold
+    steps = []          # (positions past the first, |step|, |span|)
+    for a in ("y_", "x_"):
+        lo_last = hold(vmin(view[a + "win"], view[a + "n"]) - 1)
+        for last, step in ((lo_last, view[a + "s_lo"]), (view[a + "hi_run"], view[a + "s_hi"])):
+            size = hold(_magnitude(step))
+            steps.append((last, size, hold(last * size)))
+    nested = []
+    for k, (last, step, _) in enumerate(steps):
+        spans = [sel(hold(other <= step), span, 0) for j, (_, other, span) in enumerate(steps) if j != k]
+        nested.append((last == 0) | (step >= hold(balanced(operator.add, [op["c"], *spans], 0))))
     return all_of(op["y_n"] <= op["y_wrap"], op["x_n"] <= op["x_wrap"],
-                  not_(all_of(op["repeat"], op["c"] < c)), cell >= op["c"])
+                  not_(all_of(op["repeat"], op["c"] < c)), *nested)
+
+
+def _magnitude(x) -> object:
+    """``|x|``, on integers or Amaranth values."""
+    return vmax(x, -x)
 
 
 def _slices_of_one_raster(a, a_cell, b, b_cell) -> object:

@@ -407,7 +407,8 @@ def _refused(kind: str) -> vec.Descriptor:
            for how in IN_PLACE_TWICE},
         "a result written in place through repeating channels": [vec.Stage(VecOp.ADD, 2, 0, 2, add)],
         # the two write in different orders: the functional model pixel after pixel, the RTL its row lanes
-        "a result written only, through pixels a byte apart": [vec.Stage(VecOp.COPY, 0, vec.NONE, 7, {})],
+        **{f"a result written only, through {how}": [vec.Stage(VecOp.COPY, 0, vec.NONE, 7, {})]
+           for how in WRITTEN_ONLY_TWICE},
         "two rows": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, good_sm),
                      vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, good_ln)],
         "three rows": [vec.Stage(VecOp.LAYERNORM, 0 if i == 0 else vec.PREV, vec.NONE, 1, good_ln) for i in range(3)],
@@ -427,7 +428,10 @@ def _refused(kind: str) -> vec.Descriptor:
 
 #: x axes of operand 7 of ``_refused`` by which its two pixels' 6 channels reach a byte twice.
 IN_PLACE_TWICE = {"a stride 0": vec.Axis(2, 0), "pixels a byte apart": vec.Axis(2, 1),
-                  "laps": vec.Axis(2, 6, wrap=1)}
+                  "laps": vec.Axis(2, 6, wrap=1), "window blocks 3 bytes apart": vec.Axis(2, 6, win=1, s_hi=3)}
+#: Those written only (not read by the pass) that were run unchecked by the functional model and the
+#: unit and wrote different bytes (the window split's too: 3 bytes differ).
+WRITTEN_ONLY_TWICE = ("pixels a byte apart", "window blocks 3 bytes apart")
 
 
 def unchecked(cls, **fields):
@@ -449,7 +453,7 @@ REFUSED_DATA = ["add shift", "softmax exp_shift", "softmax row", "layernorm shif
                 "result ahead of its source", "result behind its source", "result over its table", "resize over its source",
                 "result over a slice wider than its pixel", "a later stage reading an earlier one's result",
                 *(f"a result written in place through {how}" for how in (*IN_PLACE_TWICE, "repeating channels")),
-                "a result written only, through pixels a byte apart"]
+                *(f"a result written only, through {how}" for how in WRITTEN_ONLY_TWICE)]
 #: What the executor's spatial unit does not build: the functional model runs it, the executor
 #: refuses it with UNSUPPORTED (``executor_runs``).
 REFUSED_SPATIAL = ["resize result unread"]
@@ -895,6 +899,32 @@ def written_in_place(rng) -> dict:
     return {"add in place, rolled and cropped": (vec.Descriptor(h, w, c, operands, stages), dram.image())}
 
 
+def written_through_windows(rng) -> dict:
+    """Passes writing through window splits that are one-to-one, admitted by the overlap rule
+    (``hw.vector.overlapping_writes``): a copy into Swin's window partition of a 4x4 image in 2x2
+    windows (each axis' blocks a token apart, between the other axis' rows), rolled by a pixel (its
+    shifted windows), into the same windows with their blocks in reverse (negative steps), and an
+    add in place through the reversed windows."""
+    h, w, c, win = 4, 4, 3, 2
+    pitch, windows = c + 1, (h // win) * (w // win)        # a byte between tokens, never written
+
+    def windowed(dram: Dram, sign: int, start: int) -> vec.Operand:
+        op = vec.Operand(0, c, vec.Axis(h, win * windows * pitch, start, h, win=win, s_hi=sign * (w // win) * pitch),
+                         vec.Axis(w, windows * pitch, start, w, win=win, s_hi=sign * pitch))
+        addr, _ = vec.operand_addresses(op, c)
+        return dataclasses.replace(op, base=dram.alloc(int(addr.max() - addr.min()) + 1) - int(addr.min()))
+    passes = {}
+    for name, sign, start in (("copy into rolled windows", 1, 1), ("copy into reversed windows", -1, 0)):
+        dram = Dram(rng)
+        operands = (input_operand(dram, rng, h, w, c), windowed(dram, sign, start))
+        passes[name] = (vec.Descriptor(h, w, c, operands, (vec.Stage(VecOp.COPY, 0, vec.NONE, 1, {}),)), dram.image())
+    dram = Dram(rng)
+    operands = (windowed(dram, -1, 1), input_operand(dram, rng, h, w, c))
+    passes["add in place through reversed windows"] = (
+        vec.Descriptor(h, w, c, operands, (vec.Stage(VecOp.ADD, 0, 1, 0, add_params(rng)),)), dram.image())
+    return passes
+
+
 #: Passes moved out of tiny's DRAM by one byte (``vec_passes.leaving_dram``): (pass, how, operand:
 #: -1 the last, an output; None the first it can move).
 #: The softmax with a layernorm is one the unit does not build: DATA comes first.
@@ -912,7 +942,8 @@ MISMATCHED_EVERY_FIELD, MISMATCHED_ONE_FIELD = ("add_lut",), ("softmax_layernorm
 @pytest.fixture(scope="module")
 def executor_runs() -> list:
     """On one VectorExecutor of tiny's eight row lanes: each chain's pass with its descriptor in
-    DRAM, passes of channel slices of one raster and one written in place, one malformed descriptor, one pass with each of its timing fields mismatched, the
+    DRAM, passes of channel slices of one raster, one written in place and ones written through window
+    splits, one malformed descriptor, one pass with each of its timing fields mismatched, the
     passes it refuses while running with their fields and with one of them mismatched, and passes whose
     operands or tables leave the DRAM (``LEAVING_CASES``): (case, descriptor,
     RTL image, expected image, result, expected error code or None).  The expectations come from
@@ -922,6 +953,7 @@ def executor_runs() -> list:
     passes = {chain: random_pass(rng, CHAINS[chain]) for chain in CHAINS} | refused_while_running(rng)
     passes |= slices_of_one_raster(rng)
     passes |= written_in_place(rng)
+    passes |= written_through_windows(rng)
     runs = []
     for name, (d, dram) in passes.items():
         image = np.concatenate([dram, np.frombuffer(vec.encode_descriptor(d), np.uint8)])
@@ -974,7 +1006,7 @@ def test_vector_executor_runs_a_vec_from_its_descriptor_address(executor_runs):
         if not np.array_equal(image, want):
             pytest.fail(f"{chain}: {first_difference(image, want)}")
     mismatched = len(MISMATCHED_EVERY_FIELD) * len(vec.TIMING_FIELDS) + len(MISMATCHED_ONE_FIELD)
-    assert codes == {None: len(CHAINS) + 3, ErrorCode.DATA: 1 + mismatched + len(LEAVING_CASES)
+    assert codes == {None: len(CHAINS) + 6, ErrorCode.DATA: 1 + mismatched + len(LEAVING_CASES)
                      + len(REFUSED_DATA), ErrorCode.UNSUPPORTED: 2 + len(REFUSED_SPATIAL)}
 
 

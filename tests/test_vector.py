@@ -9,8 +9,8 @@ from hw.isa import ErrorCode, StreamError, VecOp
 from vec_passes import any_axis
 from hw.operators import adaptive_axis_windows, pool_out_size
 from hw.vector import (NONE, PREV, Axis, Descriptor, Operand, PoolMode, Stage, axis_offsets, axis_refusals, axis_valid_count,
-                       decode_descriptor, divides_as, encode_descriptor, first_refusal, laps_fit, operand_addresses, operand_extent,
-                       pool_axis_fits, pool_taps, adaptive_window_above, vec_fields)
+                       decode_descriptor, descriptor_field_slots, divides_as, encode_descriptor, first_refusal, laps_fit,
+                       operand_addresses, operand_extent, overlapping_writes, pass_extents, pool_axis_fits, pool_taps, adaptive_window_above, vec_fields)
 
 
 def counters(ax: Axis) -> tuple[list[int], list[bool]]:
@@ -49,6 +49,59 @@ def test_window_partition_pattern():
     got = oy[:, None] + ox[None, :]
     want = [[((yy % 7) * 7 + xx % 7) * 4 + (yy // 7) * 2 + xx // 7 for xx in range(14)] for yy in range(14)]
     assert got.tolist() == want
+
+
+def _reaches_a_byte_twice(written: Operand, c: int) -> bool:
+    """Whether the overlap rule refuses a COPY of a plain source into ``written`` (placed far from it)
+    as writing through a pattern that may reach a byte twice (``hw.vector.overlapping_writes``)."""
+    h, w = written.y.n, written.x.n
+    d = Descriptor(h, w, c, (Operand(1 << 30, c, Axis(h, w * c), Axis(w, c)), written), (Stage(VecOp.COPY, 0, NONE, 1, {}),))
+    slots = descriptor_field_slots(d)
+    return any(cond for _, _, why, cond in overlapping_writes(*slots, pass_extents(*slots)) if "byte twice" in why)
+
+
+#: Written patterns with window splits: (y, x, c, reaches a byte twice).  Swin's window partition
+#: (each axis' blocks a token apart, between the other axis' rows: 4 windows of 2x2), rolled,
+#: reversed; a depth-to-space (blocks of 2x2 pixels); the reviewer's copy whose window blocks' pixels
+#: are a byte apart; blocks reaching into the next (s_hi below win · s_lo); blocks on one another (s_hi 0).
+SPLIT_WRITES = [(Axis(4, 32, win=2, s_hi=8), Axis(4, 16, win=2, s_hi=4), 4, False),
+                (Axis(4, 32, 1, 4, win=2, s_hi=8), Axis(4, 16, 3, 4, win=2, s_hi=4), 4, False),
+                (Axis(4, -32, win=2, s_hi=-8), Axis(4, 16, win=2, s_hi=-4), 3, False),
+                (Axis(4, 8, win=2, s_hi=64), Axis(4, 4, win=2, s_hi=16), 4, False),
+                (Axis(1, 24), Axis(4, 1, win=2, s_hi=12), 6, True),
+                (Axis(1, 24), Axis(4, 6, win=2, s_hi=6), 6, True),
+                (Axis(1, 24), Axis(4, 6, win=2, s_hi=0), 6, True),
+                (Axis(4, 6, win=2, s_hi=3), Axis(1, 6), 6, True)]
+
+
+@pytest.mark.parametrize("y, x, c, twice", SPLIT_WRITES)
+def test_a_written_window_split_reaching_a_byte_twice_is_refused(y, x, c, twice):
+    """A pass that only writes an operand through window splits is refused where the pattern may
+    reach a byte twice (the functional model and the RTL would write it in different orders), and
+    admitted where it is one-to-one, as Swin's windows are."""
+    addr, _ = operand_addresses(Operand(0, c, y, x), c)
+    assert (addr.size != np.unique(addr).size) == twice
+    assert _reaches_a_byte_twice(Operand(1000, c, y, x), c) == twice
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_pattern_the_overlap_rule_admits_reaches_each_byte_once(seed):
+    """The overlap rule's one-to-one patterns (any rolls, crops, padding, laps, window splits and
+    strides of either sign) reach each byte from one element at most: ``operand_addresses`` agrees."""
+    rng = random.Random(seed)
+    admitted = 0
+    for _ in range(500):
+        def axis(n):
+            wrap = rng.choice([n, n, n + 1, max(1, n - 1)])
+            return Axis(n, rng.choice([0, 1, 2, 3, 4, 6, 8, 12, 16, 24, -4, -8, -24]), rng.randrange(wrap), wrap,
+                        rng.randint(1, wrap), rng.randint(1, wrap), rng.choice([0, 1, 3, 4, 8, 12, 16, 32, 48, -12, -32]))
+        c = rng.randint(1, 4)
+        op = Operand(1000, rng.randint(1, 4), axis(rng.randint(1, 5)), axis(rng.randint(1, 6)), rng.random() < 0.2)
+        if not _reaches_a_byte_twice(op, c):
+            admitted += 1
+            addr, valid = operand_addresses(op, c)
+            assert addr[valid].size == np.unique(addr[valid]).size, op
+    assert admitted > 50, admitted
 
 
 def _desc():
