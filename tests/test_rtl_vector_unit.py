@@ -346,28 +346,39 @@ def test_a_walker_of_several_rows_a_cycle_keeps_every_pass_exact(wide_runs, unit
 NEAREST_1X2 = {"mode": 1, **{f"{a}_{n}": 0 for a in "yx" for n in ("start", "step", "r")}, "y_q": 1, "x_q": 1}
 
 
-def _refused(kind: str) -> vec.Descriptor:
-    """A one- or two-stage pass over 1x2x6 elements whose stage ``kind`` names what is refused."""
-    plain = vec.Operand(0, 6, vec.Axis(1, 12), vec.Axis(2, 6))
-    good_sm = {"row": 3, "heads": 2, "exp_mult": 1000, "exp_shift": 12, "out_shift": 7}
-    good_ln = {"table": 0, "eps": 5, "shift": 10}
-    add = {"mult_a": 1 << 14, "mult_b": 1 << 14, "shift": 14, "relu": 0}
-    stages = {
-        "add shift": [vec.Stage(VecOp.ADD, 0, 0, 1, {"mult_a": 1, "mult_b": 1, "shift": op.OP_MAX_SHIFT + 1,
-                                                     "relu": 0})],
-        "softmax exp_shift": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, 1, {**good_sm, "exp_shift": 3})],
-        "softmax row": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, 1, {**good_sm, "row": 4, "heads": 1})],
-        "row beyond max_row": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, 1, {**good_sm, "row": 6, "heads": 1})],
-        "repeat across rows": [vec.Stage(VecOp.ADD, 0, 2, vec.NONE, {"mult_a": 1, "mult_b": 1, "shift": 1,
-                                                                     "relu": 0}),
-                               vec.Stage(VecOp.SOFTMAX, vec.PREV, vec.NONE, 1, good_sm)],
-        "layernorm shift": [vec.Stage(VecOp.LAYERNORM, 0, vec.NONE, 1, {**good_ln, "shift": 0})],
+#: Parameters of stages ``_refused`` does not mean to refuse (an ADD of unit factors, a softmax of rows
+#: of 3 in 2 heads, a layernorm, an ADD of Q14 factors).
+ADD_1 = {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0}
+GOOD_SM = {"row": 3, "heads": 2, "exp_mult": 1000, "exp_shift": 12, "out_shift": 7}
+GOOD_LN = {"table": 0, "eps": 5, "shift": 10}
+ADD_Q14 = {"mult_a": 1 << 14, "mult_b": 1 << 14, "shift": 14, "relu": 0}
+
+
+def _parameter_refusals() -> dict:
+    """Stages whose parameters, or rows, the unit refuses."""
+    return {
+        "add shift": [vec.Stage(VecOp.ADD, 0, 0, 1, {**ADD_1, "shift": op.OP_MAX_SHIFT + 1})],
+        "softmax exp_shift": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, 1, {**GOOD_SM, "exp_shift": 3})],
+        "softmax row": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, 1, {**GOOD_SM, "row": 4, "heads": 1})],
+        "row beyond max_row": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, 1, {**GOOD_SM, "row": 6, "heads": 1})],
+        "repeat across rows": [vec.Stage(VecOp.ADD, 0, 2, vec.NONE, ADD_1),
+                               vec.Stage(VecOp.SOFTMAX, vec.PREV, vec.NONE, 1, GOOD_SM)],
+        "layernorm shift": [vec.Stage(VecOp.LAYERNORM, 0, vec.NONE, 1, {**GOOD_LN, "shift": 0})],
         # stage 0 writes its result before stage 1's parameters would be met, were they checked late
-        "later layernorm shift": [vec.Stage(VecOp.ADD, 0, 0, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0}),
-                                  vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, {**good_ln, "shift": 0})],
+        "later layernorm shift": [vec.Stage(VecOp.ADD, 0, 0, 1, ADD_1),
+                                  vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, {**GOOD_LN, "shift": 0})],
+        "two rows": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, GOOD_SM),
+                     vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, GOOD_LN)],
+        "three rows": [vec.Stage(VecOp.LAYERNORM, 0 if i == 0 else vec.PREV, vec.NONE, 1, GOOD_LN) for i in range(3)],
+    }
+
+
+def _chain_refusals() -> dict:
+    """Chains whose stages disagree on channels or rasters, or that the spatial unit does not build."""
+    return {
         # a resize of the 2-channel operand, then an ADD with an operand over the pass's 6 channels
         "channels disagree": [vec.Stage(VecOp.RESIZE, 2, vec.NONE, vec.NONE, NEAREST_1X2),
-                              vec.Stage(VecOp.ADD, vec.PREV, 0, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+                              vec.Stage(VecOp.ADD, vec.PREV, 0, 1, ADD_1)],
         # the same resize, then a COPY of its 2 channels over the pass's 6 (hw.vector.pass_refusals,
         # the rule for every stage reading a previous result, COPY too)
         "copy of other channels": [vec.Stage(VecOp.RESIZE, 2, vec.NONE, vec.NONE, NEAREST_1X2),
@@ -380,39 +391,47 @@ def _refused(kind: str) -> vec.Descriptor:
         # the resize's result unread (the ADD reads operand 0): no previous result of other channels,
         # a chain the spatial unit does not build (UNSUPPORTED; DATA before the rule was pass_refusals')
         "resize result unread": [vec.Stage(VecOp.RESIZE, 2, vec.NONE, vec.NONE, NEAREST_1X2),
-                                 vec.Stage(VecOp.ADD, 0, 0, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+                                 vec.Stage(VecOp.ADD, 0, 0, 1, ADD_1)],
         # an ADD whose second operand covers 2x2 pixels, the pass 1x2
-        "raster": [vec.Stage(VecOp.COPY, 0, vec.NONE, 1, {}),
-                   vec.Stage(VecOp.ADD, vec.PREV, 3, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+        "raster": [vec.Stage(VecOp.COPY, 0, vec.NONE, 1, {}), vec.Stage(VecOp.ADD, vec.PREV, 3, 1, ADD_1)],
         # the same after a resize: a spatial pass's later stages are pass_refusals' too
         "resize chain raster": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, NEAREST_1X2),
-                                vec.Stage(VecOp.ADD, vec.PREV, 3, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+                                vec.Stage(VecOp.ADD, vec.PREV, 3, 1, ADD_1)],
         # a nearest resize (1x2 to 1x2: witnesses 1, 0) then an ADD reading the operand it writes: a
         # chain the spatial unit does not build (hw.vector.spatial_refusals), and no spatial unit here
         "resize": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, NEAREST_1X2),
-                   vec.Stage(VecOp.ADD, vec.PREV, 1, 1, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
-        # results over bytes the pass reads (hw.vector.overlapping_writes): the functional model
-        # reads a pass before it writes, the RTL streams, so only disjoint ranges have one outcome
-        "result ahead of its source": [vec.Stage(VecOp.ADD, 0, 1, 4, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+                   vec.Stage(VecOp.ADD, vec.PREV, 1, 1, ADD_1)],
+    }
+
+
+def _overlap_refusals() -> dict:
+    """Results over bytes the pass reads or writes otherwise (hw.vector.overlapping_writes): the
+    functional model reads a pass before it writes, the RTL streams, so only disjoint ranges have
+    one outcome."""
+    return {
+        "result ahead of its source": [vec.Stage(VecOp.ADD, 0, 1, 4, ADD_1)],
         "result behind its source": [vec.Stage(VecOp.COPY, 4, vec.NONE, 0, {})],
-        "result over its table": [vec.Stage(VecOp.LAYERNORM, 0, vec.NONE, 1, {**good_ln, "table": 60})],
+        "result over its table": [vec.Stage(VecOp.LAYERNORM, 0, vec.NONE, 1, {**GOOD_LN, "table": 60})],
         "resize over its source": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, 4, NEAREST_1X2)],
         # operands 5 and 6: channels 0-2 and 4-6 of a raster of 6-byte pixels, so they meet at byte 6
         "result over a slice wider than its pixel": [vec.Stage(VecOp.COPY, 5, vec.NONE, 6, {})],
         "a later stage reading an earlier one's result": [vec.Stage(VecOp.COPY, 0, vec.NONE, 1, {}),
-                                                          vec.Stage(VecOp.ADD, vec.PREV, 1, 5, {"mult_a": 1, "mult_b": 1, "shift": 1, "relu": 0})],
+                                                          vec.Stage(VecOp.ADD, vec.PREV, 1, 5, ADD_1)],
         # results written in place through a pattern reaching a byte twice: the functional model reads
         # the whole operand first, the RTL a pixel's bytes after an earlier pixel wrote them
-        **{f"a result written in place through {how}": [vec.Stage(VecOp.ADD, 7, 0, 7, add)]
+        **{f"a result written in place through {how}": [vec.Stage(VecOp.ADD, 7, 0, 7, ADD_Q14)]
            for how in IN_PLACE_TWICE},
-        "a result written in place through repeating channels": [vec.Stage(VecOp.ADD, 2, 0, 2, add)],
+        "a result written in place through repeating channels": [vec.Stage(VecOp.ADD, 2, 0, 2, ADD_Q14)],
         # the two write in different orders: the functional model pixel after pixel, the RTL its row lanes
         **{f"a result written only, through {how}": [vec.Stage(VecOp.COPY, 0, vec.NONE, 7, {})]
            for how in WRITTEN_ONLY_TWICE},
-        "two rows": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, vec.NONE, good_sm),
-                     vec.Stage(VecOp.LAYERNORM, vec.PREV, vec.NONE, 1, good_ln)],
-        "three rows": [vec.Stage(VecOp.LAYERNORM, 0 if i == 0 else vec.PREV, vec.NONE, 1, good_ln) for i in range(3)],
-    }[kind]
+    }
+
+
+def _refused(kind: str) -> vec.Descriptor:
+    """A one- or two-stage pass over 1x2x6 elements whose stage ``kind`` names what is refused."""
+    plain = vec.Operand(0, 6, vec.Axis(1, 12), vec.Axis(2, 6))
+    stages = {**_parameter_refusals(), **_chain_refusals(), **_overlap_refusals()}[kind]
     out = dataclasses.replace(plain, base=64)
     # a bias of 2 channels repeated across rows of 3: its channel would not restart with each row
     bias = dataclasses.replace(plain, base=128, c=2, repeat=True)
