@@ -41,7 +41,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -696,16 +696,17 @@ class _Importer:
         self.fold_of[tensor] = key
         return True
 
-    def permute_channels(self, target: str, old_of: np.ndarray) -> None:
-        """Reorder the output channels of layer ``target``, which no layer reads yet, and every view
-        of them alike (channel ``q`` computes what channel ``old_of[q]`` did): each ONNX value holds
-        the same numbers, in buffer places that suit its readers better."""
+    def permute_channels(self, target: str, old_of: np.ndarray, also: Sequence[str] = ()) -> None:
+        """Reorder the output channels of layer ``target``, which no layer reads yet (or only the
+        activations ``also``, each computing every channel alike), and every view of them alike
+        (channel ``q`` computes what channel ``old_of[q]`` did): each ONNX value holds the same
+        numbers, in buffer places that suit its readers better."""
         self._permute_rows(target, old_of)
         c, new_of = len(old_of), np.argsort(old_of)
         for k, v in list(self.views.items()):
-            if v.source == target:
+            if v.source == target or v.source in also:
                 idx = L.indices(v)
-                moved = L.from_indices(target, v.src_shape, idx - idx % c + new_of[idx % c])
+                moved = L.from_indices(v.source, v.src_shape, idx - idx % c + new_of[idx % c])
                 self.views[k] = dataclasses.replace(moved, origin=v.origin)
 
     def _permute_rows(self, target: str, old_of: np.ndarray) -> None:

@@ -329,6 +329,8 @@ def _slice(imp, node) -> None:
     starts = _input_list(imp, node, 1, "starts")
     ends = _input_list(imp, node, 2, "ends")
     axes = _input_list(imp, node, 3, "axes") or list(range(len(starts)))
+    if len(axes) == 1:
+        v = v0 = _split_axis_outermost(imp, node.input[0], _axis(imp, axes[0], len(v.shape)))
     steps = _input_list(imp, node, 4, "steps") or [1] * len(starts)
     for s, e, a, st in zip(starts, ends, axes, steps):
         if st == 0:
@@ -346,6 +348,7 @@ def _split(imp, node) -> None:
     v = _view(imp, node.input[0])
     a = _attrs(node)
     axis = _axis(imp, a.get("axis", 0), len(v.shape))
+    v = _split_axis_outermost(imp, node.input[0], axis)
     sizes = _input_list(imp, node, 1, "split")
     if not sizes:
         n = len(node.output)
@@ -375,6 +378,49 @@ def _heads_together(imp, name: str) -> None:
     order = _heads_order(*blocks, c) if blocks is not None and _split_by_heads(ch, *blocks) else None
     if order is not None:
         imp.permute_channels(v.source, order)
+
+
+def _split_axis_outermost(imp, name: str, axis: int) -> View:
+    """ONNX value ``name`` once its channels are reordered so that ``axis``, one of the axes that run
+    through each pixel's channels, is the outermost of them: YOLOv5's and YOLOv7's Detect
+    (``sigmoid(conv(x))`` viewed ``[1, na, ny, nx, no]``, split along ``no``), whose parts are then
+    channel slices (channels ``(c, a)`` in place of ``(a, c)``).  The convolution's rows are
+    reordered, and the activations after it compute each channel alike; only when they are read by
+    nothing else (``_heads_together`` reorders a producer itself)."""
+    v = _view(imp, name)
+    chain = _activations_chain(imp, v.source)
+    h, w, c = v.src_shape
+    if chain is None or not L.covers(v):
+        return v
+    idx = L.indices(v)
+    through_channels = [a for a in range(idx.ndim) if idx.shape[a] > 1 and not np.diff(idx // c, axis=a).any()]
+    if axis not in through_channels:
+        return v
+    order = [a for a in range(idx.ndim) if a not in through_channels] + \
+        [axis] + [a for a in through_channels if a != axis]
+    rows = idx.transpose(order).reshape(h * w, c)
+    old_of = rows[0] % c
+    if np.array_equal(old_of, np.arange(c)) or not np.array_equal(rows, np.arange(h * w)[:, None] * c + old_of):
+        return v                    # in that order already, or not the same order in every pixel
+    imp.permute_channels(chain[0], old_of, also=chain[1:])
+    return _view(imp, name)
+
+
+def _activations_chain(imp, source: str) -> Optional[list[str]]:
+    """``[producer, activation, ...]`` ending at layer ``source`` (one activation or more), when the
+    producer is a linear or ungrouped convolution whose rows no fold holds and each layer is read
+    by the next alone, ``source`` by none yet; else None."""
+    chain = [source]
+    while isinstance(imp.by_name.get(chain[0]), Activation):
+        chain.insert(0, imp.by_name[chain[0]].inputs[0])
+    prod = imp.by_name.get(chain[0])
+    if len(chain) < 2 or not isinstance(prod, (Linear, Conv2d)) or getattr(prod, "groups", 1) != 1 \
+            or imp._folded(prod.name, 0, prod.out_shape[2]):
+        return None
+    readers = {n: [layer.name for layer in imp.layers if n in layer.inputs] for n in chain}
+    if readers[source] or any(readers[a] != [b] for a, b in zip(chain, chain[1:])):
+        return None
+    return chain
 
 
 def _unread_producer(imp, v: View) -> Optional[Union[Linear, Conv2d]]:
@@ -2296,7 +2342,7 @@ def _concat(imp, node) -> None:
 
 def _concat_layers(imp, node, views: list[View], axis: int) -> None:
     """A concatenation of pixels or channels, its parts made whole tensors (layout layers, copies)."""
-    if _pixel_concat(imp, node, views, axis):
+    if _pixel_concat(imp, node, views, axis) or _concat_viewed(imp, node, views, axis):
         return
     # a concatenation of channels is a layer (of one input too: it moves no data, fusion makes it zero-copy)
     views = _own_parts(imp, node, _channel_parts(imp, node, axis))
@@ -2334,6 +2380,51 @@ def _pixel_concat(imp, node, views: list[View], axis: int) -> bool:
     shape = imp.emit(Concat, name, inputs=tuple(v.source for v in parts), along="pixels")
     imp.views[node.output[0]] = L.from_indices(name, shape, index)
     return True
+
+
+def _concat_viewed(imp, node, views: list[View], axis: int) -> bool:
+    """Whole tensors in an order no form or layout layer gives (YOLOv5's decoded xy, wh and conf,
+    ``[1, na, ny, nx, k]`` of channels ``(k, na)``; its levels ``[1, na * ny * nx, no]``): a
+    concatenation of their channels when ``axis`` runs through each pixel's channels, else of their
+    pixels (equal channels), viewed where it holds each part's elements; a part that is some
+    channels of a tensor copied (``_requantised_copy``).  False when a form or layout layer suits a
+    part (the concatenations above), or for constant parts."""
+    if any(_constant_values(imp, v) is not None for v in views) or \
+            not any(L.covers(v) and not _is_formed(v) and imp.layout_match(v, _is_formed) is None for v in views):
+        return False
+    whole = [v if L.covers(v) else imp.layout_match(v) for v in views]
+    if None in whole:
+        return False
+    shapes = [v.src_shape for v in whole]
+    within = all(not np.diff(L.indices(v) // v.src_shape[2], axis=axis).any() for v in whole)
+    if within and len({s[:2] for s in shapes}) == 1:
+        along, starts = "channels", np.cumsum([0] + [s[2] for s in shapes])
+        index = [(L.indices(v) // s[2]) * starts[-1] + start + L.indices(v) % s[2]
+                 for v, s, start in zip(whole, shapes, starts)]
+    elif not within and len({s[2] for s in shapes}) == 1:
+        along, starts = "pixels", np.cumsum([0] + [math.prod(s) for s in shapes])
+        index = [L.indices(v) + start for v, start in zip(whole, starts)]
+    else:
+        return False
+    parts = _own_parts(imp, node, [v if L.covers(v) else _requantised_copy(imp, node, v, i)
+                                   for i, v in enumerate(views)])
+    name = imp.layer_name(node.output[0])
+    shape = imp.emit(Concat, name, inputs=tuple(v.source for v in parts), along=along)
+    imp.views[node.output[0]] = L.from_indices(name, shape, np.concatenate(index, axis))
+    return True
+
+
+def _requantised_copy(imp, node, v: View, i: int) -> View:
+    """Part ``i`` of a concatenation, some channels of a tensor (a view), copied into it by the table of
+    ``x ** 1``, which requantises: a copy that keeps its scale (a ``Pad``) would put the whole tensor
+    in the concatenation's scale group, and YOLOv5's sigmoid, read for xy and wh too, would be
+    quantised at the step of the boxes' pixels (a product by 1 would be refused where the part's
+    values are all below half that step, as a confidence is at 640x640)."""
+    part = imp.materialise(v)
+    if imp.by_name[part.source].kind not in VIEW_KINDS:       # a layout layer's output: written in place
+        return part
+    name = imp.layer_name(f"{node.output[0]}.copy{i}")
+    return part.on(name, imp.emit(Activation, name, func="pow", inputs=(part.source,), params=(1.0,)))
 
 
 def _constants_as_pixels(imp, views: list[View], whole: list[View], axis: int) -> dict[int, View]:

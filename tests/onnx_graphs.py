@@ -344,6 +344,96 @@ def yolo_detect(h: int = 64, w: int = 96, classes: int = 3, reg: int = 16, seed:
     return g.model([image_input(3, h, w, "images")], [out(y)]), macs[0]
 
 
+def yolo_v5_detect(variant: str = "split", h: int = 64, w: int = 96, classes: int = 3, masks: int = 4, opset: int = 17,
+                   seed: int = 11):
+    """YOLOv5's and YOLOv7's Detect head with its decode, as their ``export.py`` writes it, on three
+    levels (strides 8, 16, 32) of a small SiLU backbone: per level a 1x1 ``Conv`` to ``na * no``
+    channels (``na = 3`` anchors, ``no = 5 + classes``), ``Reshape [1, na, no, ny, nx]``, ``Transpose``
+    to ``[1, na, ny, nx, no]``, ``Sigmoid``, the decode, ``Reshape [1, na * ny * nx, no]``; the levels
+    concatenated along the anchors.  ``variant``: ``split`` (YOLOv5 6.1+: ``Split`` into xy, wh and
+    conf, ``(xy * 2 + grid) * stride`` with ``- 0.5`` folded into the ``[1, na, ny, nx, 2]`` grid,
+    ``(wh * 2) ** 2 * anchor_grid``), ``slice`` (YOLOv5 6.0: a ``Slice`` for each part where it is
+    computed, ``xy * 2 - 0.5 + grid``), ``v7`` (YOLOv7: ``xy * 2s + s * (grid - 0.5)`` of a
+    ``[1, 1, ny, nx, 2]`` grid, ``wh ** 2 * 4 anchor_grid`` of a ``[1, na, 1, 1, 2]`` one), ``seg``
+    (YOLOv5-seg: ``Split`` before a ``Sigmoid`` of each part, ``masks`` mask coefficients more,
+    which keep their values), ``inplace`` (YOLOv5's ``--inplace``: ``y[..., 0:2] = ...`` written
+    back, ``ScatterND``).  Returns ``(model, macs)``."""
+    g = Graph(seed)
+    na, no, macs = 3, 5 + classes + (masks if variant == "seg" else 0), [0]
+    anchors = np.array([[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
+                       np.float32).reshape(3, na, 2) / 10     # YOLOv5s' anchor_grid (pixels) at a tenth of its input
+
+    def conv(x, cin, cout, k, s, scope, hw, silu=True):
+        y = g.op("Conv", [x, g.weight(f"{scope}.w", cout, cin, k, k), g.weight(f"{scope}.b", cout, scale=0.1)], scope,
+                 kernel_shape=[k, k], strides=[s, s], pads=[k // 2] * 4)
+        macs[0] += (hw[0] // s) * (hw[1] // s) * cout * cin * k * k
+        return g.op("Mul", [y, g.op("Sigmoid", [y], scope)], scope) if silu else y
+
+    x, hw, width, levels = "images", (h, w), 3, []
+    for i, (s, c) in enumerate(((8, 8), (16, 16), (32, 16))):
+        x = conv(x, width, c, 3, 2 if i else 8, f"/model.{i}", hw)          # the first: one 8-stride stem
+        hw, width = (h // s, w // s), c
+        y = conv(x, c, na * no, 1, 1, f"/model.24/m.{i}", hw, silu=False)
+        y = g.op("Transpose", [g.reshape(y, [1, na, no, *hw], "/model.24")], "/model.24", perm=[0, 1, 3, 4, 2])
+        y = y if variant == "seg" else g.op("Sigmoid", [y], "/model.24")
+        y = _yolo_decode(g, y, variant, s, _yolo_grids(anchors[i], hw), classes, masks, opset)
+        levels.append(g.reshape(y, [1, -1 if variant in ("slice", "v7") else na * hw[0] * hw[1], no], "/model.24"))
+    y = g.op("Concat", levels, "/model.24", axis=1)
+    return g.model([image_input(3, h, w, "images")], [out(y)], opset=opset), macs[0]
+
+
+def _yolo_decode(g: Graph, y: str, variant: str, stride: int, grids, classes: int, masks: int, opset: int) -> str:
+    """One level's boxes from ``y`` ``[1, na, ny, nx, no]`` (its sigmoid but for ``seg``) and its
+    ``grids`` (:func:`_yolo_grids`), as ``variant`` writes them (:func:`yolo_v5_detect`)."""
+    scope, (grid, anchor_grid) = "/model.24", grids
+    op = lambda kind, *ins: g.op(kind, list(ins), scope)                            # noqa: E731
+    f32 = lambda v: g.const(np.float32(v), np.float32)                              # noqa: E731
+    if variant == "inplace":
+        return _yolo_inplace(g, y, stride, grid, anchor_grid)
+    if variant == "slice":              # each part sliced where it is computed, as PyTorch traces it
+        part = lambda lo, hi: op("Slice", y, g.const([lo]), g.const([hi]), g.const([4]), g.const([1]))  # noqa: E731
+        xy = op("Mul", op("Add", op("Sub", op("Mul", part(0, 2), f32(2)), f32(0.5)), g.init(f"{y}.grid", grid)),
+                f32(stride))
+        wh = op("Mul", op("Pow", op("Mul", part(2, 4), f32(2)), f32(2)), g.init(f"{y}.anchor_grid", anchor_grid))
+        return g.op("Concat", [xy, wh, part(4, np.iinfo(np.int64).max)], scope, axis=-1)
+    sizes = [2, 2, classes + 1] + ([masks] if variant == "seg" else [])
+    parts = g.op("Split", [y, g.const(sizes)] if opset >= 13 else [y], scope, n_out=len(sizes), axis=4,
+                 **({} if opset >= 13 else {"split": sizes}))
+    xy, wh, conf = (op("Sigmoid", p) for p in parts[:3]) if variant == "seg" else parts[:3]
+    if variant == "v7":
+        xy = op("Add", op("Mul", xy, f32(2 * stride)), g.init(f"{y}.grid", stride * (grid[:, :1] - 0.5)))
+        wh = op("Mul", op("Pow", wh, f32(2)), g.init(f"{y}.anchor", 4 * anchor_grid[:, :, :1, :1]))
+    else:
+        xy = op("Mul", op("Add", op("Mul", xy, f32(2)), g.init(f"{y}.grid", grid - 0.5)), f32(stride))
+        wh = op("Mul", op("Pow", op("Mul", wh, f32(2)), f32(2)), g.init(f"{y}.anchor_grid", anchor_grid))
+    return g.op("Concat", [xy, wh, conf, *parts[3:]], scope, axis=-1)
+
+
+def _yolo_grids(anchor: np.ndarray, hw) -> tuple[np.ndarray, np.ndarray]:
+    """A level's grid (``x, y`` of each cell) and anchor grid (each anchor's size), ``[1, na, ny, nx, 2]``."""
+    na = len(anchor)
+    ys, xs = np.meshgrid(np.arange(hw[0]), np.arange(hw[1]), indexing="ij")
+    grid = np.broadcast_to(np.stack([xs, ys], -1), (1, na, *hw, 2)).astype(np.float32)
+    return grid, np.broadcast_to(anchor.reshape(1, na, 1, 1, 2), grid.shape).astype(np.float32)
+
+
+def _yolo_inplace(g: Graph, y: str, stride: int, grid: np.ndarray, anchor_grid: np.ndarray) -> str:
+    """YOLOv5's ``--inplace`` decode: ``y[..., 0:2] = ...`` and ``y[..., 2:4] = ...`` as PyTorch exports
+    an assignment to a slice (``ScatterND`` of every index of the slice)."""
+    op = lambda kind, *ins: g.op(kind, list(ins), "/model.24")                       # noqa: E731
+    f32 = lambda v: g.const(np.float32(v), np.float32)                              # noqa: E731
+    xy = lambda t: op("Mul", op("Add", op("Sub", op("Mul", t, f32(2)), f32(0.5)), g.init(f"{y}.grid", grid)),  # noqa: E731
+                      f32(stride))
+    wh = lambda t: op("Mul", op("Pow", op("Mul", t, f32(2)), f32(2)), g.init(f"{y}.anchor_grid", anchor_grid))  # noqa: E731
+    where = np.stack(np.meshgrid(*(np.arange(n) for n in grid.shape), indexing="ij"), -1)
+    for lo, update in ((0, xy), (2, wh)):
+        index = where.copy()
+        index[..., 4] += lo
+        y = op("ScatterND", y, g.const(index), update(op("Slice", y, g.const([lo]), g.const([lo + 2]), g.const([4]),
+                                                       g.const([1]))))
+    return y
+
+
 def anchor_levels(h: int = 32, w: int = 48, anchors: int = 3, seed: int = 10):
     """SSD's box regression as torchvision exports it: per level a 3x3 conv to ``4 * anchors``
     channels, ``Transpose`` to NHWC and ``Reshape`` to ``[1, -1, 4]``, the levels concatenated

@@ -22,7 +22,7 @@ from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
-                         space_to_depth, conformer_conv, wav2vec_features, sequence_conv, vit, yolo_detect)
+                         space_to_depth, conformer_conv, wav2vec_features, sequence_conv, vit, yolo_detect, yolo_v5_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1960,6 +1960,32 @@ def test_detection_levels_concatenated_along_their_anchors_import(graph):
         [softmax] = [l.name for l in layers if l.kind == "softmax"]
         [dfl] = [l for l in layers if l.kind == "conv2d" and l.inputs == (softmax,)]
         assert (dfl.groups, dfl.in_ch, dfl.out_ch) == (4, 64, 4)
+    assert imp.model.total_macs == macs and _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("variant,opset", [("split", 17), ("split", 12), ("slice", 17), ("v7", 17), ("seg", 17)])
+def test_a_yolov5_or_yolov7_detect_head_with_its_decode_imports(variant, opset):
+    """YOLOv5's and YOLOv7's decode (``sigmoid(conv(x))`` viewed ``[1, na, ny, nx, no]``, split along
+    ``no``): the convolution's rows ordered ``(no, na)`` make xy, wh and conf channel slices; the
+    products and sums of constant grids are layers on them; each level's ``Concat`` along ``no`` is
+    one of channels (conf, a slice, copied into it by the table of ``x ** 1``, so that the sigmoid
+    keeps a scale of its own), the levels' one of pixels, and the output a view of that (no layout
+    layer).  MACs by hand; onnxruntime agrees."""
+    from mapper.ir import LAYOUT_KINDS
+    proto, macs = yolo_v5_detect(variant, opset=opset)
+    imp = import_onnx(proto, "yolov5")
+    layers = imp.model.layers
+    concats = [l for l in layers if l.kind == "concat"]
+    assert [l.along for l in concats] == ["channels"] * 3 + ["pixels"]
+    assert concats[-1].inputs == tuple(l.name for l in concats[:3])       # nested: one buffer
+    slices = [(l.start, l.channels) for l in layers if l.kind == "channel_slice"]
+    copies = [l for l in layers if l.kind == "pow" and l.params == (1.0,)]
+    if variant == "seg":        # split before the sigmoids (rows ordered by _heads_together): the masks copied
+        assert slices == [(0, 6), (6, 6), (12, 12), (24, 12)] * 3
+    else:
+        assert slices == [(0, 6), (6, 6), (12, 12)] * 3
+    assert [[c.name for c in copies if c.name in l.inputs] for l in concats[:3]] == [[c.name] for c in copies]
+    assert not any(l.kind in LAYOUT_KINDS for l in layers)
     assert imp.model.total_macs == macs and _max_rel_error(proto, imp) <= RTOL
 
 
