@@ -416,7 +416,7 @@ class _Importer:
         if self._foldable(node):
             return self._fold(node)
         if handler is None:
-            raise self.fail(f"unsupported operator; supported: {SUPPORTED_TEXT}")
+            raise self.fail(f"unsupported operator{_HINT.get(node.op_type, '')}; supported: {SUPPORTED_TEXT}")
         handler(self, node)
 
     def _check_schema(self, node) -> None:
@@ -959,6 +959,10 @@ SUPPORTED_TEXT = ", ".join(SUPPORTED_OPS)
 _QOPERATOR = (" (an int8 model in the QOperator format: export it in the QDQ format, onnxruntime's "
               "quantize_static(..., quant_format=QuantFormat.QDQ), whose QuantizeLinear/DequantizeLinear "
               "pairs are read; docs/onnx.md)")
+#: What an operator the file computes with most likely is, and what to export instead.
+_HINT = {"ScatterND": " (PyTorch's export of an assignment to a slice, y[..., 0:2] = ...: YOLOv5's Detect exported "
+                      "with --inplace; export it without, the default, whose decode is a Split and a Concat; "
+                      "docs/onnx.md)"}
 _INSTEAD = {op: _QOPERATOR for op in ("QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearSigmoid",
                                       "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool",
                                       "QLinearLeakyRelu", "QLinearSoftmax", "QGemm", "ConvInteger", "MatMulInteger",

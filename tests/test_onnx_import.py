@@ -1989,6 +1989,13 @@ def test_a_yolov5_or_yolov7_detect_head_with_its_decode_imports(variant, opset):
     assert imp.model.total_macs == macs and _max_rel_error(proto, imp) <= RTOL
 
 
+def test_yolov5_exported_with_inplace_is_refused_saying_how_to_export_it():
+    """``--inplace`` writes the decode back into slices of the sigmoid, which PyTorch exports as ``ScatterND``:
+    no IR layer overwrites part of a tensor, so the refusal says to export without it."""
+    _refused(yolo_v5_detect("inplace")[0], "'/model.24/ScatterND_22' (ScatterND)", "unsupported operator",
+             "assignment to a slice", "--inplace", "a Split and a Concat")
+
+
 def test_a_constant_read_by_two_nodes_keeps_its_name_free():
     """A Constant layer made for one reader of an initializer took the initializer's own name, so the
     next reader found no constant there and was refused (YOLOv8's anchors, read by a ``Sub`` and an
