@@ -397,6 +397,15 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
     cells = [_raster_cell(r, hold) for r in rasters]
     # per slot, registered: reaching a byte twice (the stages writing it look it up)
     cramped = [hold(not_(_one_to_one(op, r, head["c"], hold))) for op, r in zip(operands, rasters)]
+    # per pair of a slot and another range: their ranges meet and they are not channel slices of one
+    # raster (registered, the rasters' comparison), both symmetric, so a stage looks a bit up, not a
+    # slot's fields (a multiplexer of fields before the comparisons was the check's deepest path)
+    clash = {}
+    for k in range(n):
+        for j in range(k + 1, len(extents)):
+            (_, _, k_lo, k_hi), (_, _, j_lo, j_hi) = extents[k], extents[j]
+            apart = hold(_slices_of_one_raster(rasters[k], cells[k], rasters[j], cells[j])) if j < n else False
+            clash[k, j] = clash[j, k] = all_of(k_lo <= j_hi, j_lo <= k_hi, not_(apart))
     out = []
     for i, (on, st) in enumerate(zip(live, stages)):
         if on is False:             # on integers: an empty slot writes nothing
@@ -413,15 +422,11 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
                     "each step of its axes, below and above a window split, is at least its channels plus the "
                     "spans of the steps not longer)",
                     all_of(written, lookup(target, cramped, False))))
-        lo, hi = (lookup(target, [e[p] for e in extents[:n]], 0) for p in (2, 3))
-        mine = {name: lookup(target, [r[name] for r in rasters], 0) for name in _RASTER_FIELDS}
-        cell = lookup(target, cells, 0)
-        for j, (what, touched, other_lo, other_hi) in enumerate(extents):
+        for j, (what, touched, _, _) in enumerate(extents):
             other = all_of(touched, target != j) if j < n else touched
-            apart = hold(_slices_of_one_raster(mine, cell, rasters[j], cells[j])) if j < n else False
             out.append((f" stage {i}", {}, f"its result overlaps {what} (a pass's operands are disjoint, "
                         "channel slices of one raster, or one written in place through its own slot)",
-                        all_of(written, other, lo <= other_hi, other_lo <= hi, not_(apart))))
+                        all_of(written, other, lookup(target, [clash.get((k, j), False) for k in range(n)], False))))
     return out
 
 
