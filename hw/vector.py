@@ -388,8 +388,8 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
     written, or a table), unless the two operands are channel slices of one raster
     (:func:`_slices_of_one_raster`: a concatenation's parts, Swin's patch merging), whose bytes are
     disjoint though their ranges meet.  One rule for ``execute_vec`` and the RTL's executor
-    (``DATA``); a stage's written operand is a multiplexer over the slots, compared with every
-    other range."""
+    (``DATA``); the ranges are compared pair by pair (each slot with every other range), and a
+    stage looks up its written slot's bits."""
     hold = hold or _no_hold
     n = MAX_OPERANDS
     live = _live(head)
