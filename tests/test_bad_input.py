@@ -413,3 +413,15 @@ def test_an_option_given_twice_is_refused_not_overridden(capsys):
         err = capsys.readouterr().err
         assert info.value.code == 2 and err.count("\n") == 1
         assert "--config given 2 times ('E', 'tiny'); give it once" in err, err
+
+
+# ---- outputs checked by creating them, inputs read strictly (QA round 62) ----------------------------
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_sweep_cache_that_cannot_be_created_is_refused_before_any_point(tmp_path):
+    """``--cache /proc/x``: ``os.access`` says /proc is writable (for root), so the sweep computed every
+    point and then died with a traceback storing the first; the folder is now tried, as ``--out`` is."""
+    r = run_tool(["sim.sweep", "--model", "segformer_b0", "--size", "32x32", "--configs", "tiny", "--cache", "/proc/x",
+                  "--quiet", "--no-plot", "--out", "sw"], tmp_path)
+    assert_refused(r, "cannot write the cache folder /proc/x")
+    assert r.stdout == "" and not any(tmp_path.iterdir())
