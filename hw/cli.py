@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Optional, Union
 
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
            "atomic_write_bytes", "atomic_write_json", "duration", "fail", "file_tag", "human_bytes", "json_text",
-           "name_token", "output_file", "refuse_replacing", "run_main", "seed", "short_hash"]
+           "name_token", "output_file", "output_json_file", "refuse_replacing", "run_main", "seed", "short_hash", "try_folder"]
 
 
 class UsageError(Exception):
@@ -238,6 +238,42 @@ def _why_unwritable(path: Path, error: OSError) -> str:
     """Why a folder for ``path`` cannot be made: the file standing where a folder must be, if any."""
     blocking = next((d for d in path.absolute().parents if d.exists() and not d.is_dir()), None)
     return f"{blocking} is a file, not a folder" if blocking else error.strerror
+
+
+def try_folder(folder: Union[str, Path], what: str) -> None:
+    """OutputError (``cannot write <what>: <why>``) unless ``folder`` can be created and written to,
+    found before any work is done: it is made, a file created in it, and both removed again (nothing
+    is left).  ``os.access`` cannot tell: it says yes to root, and for ``/proc``."""
+    folder = Path(folder)
+    absolute = folder.absolute()
+    made = [d for d in (absolute, *absolute.parents) if not d.exists()]      # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"cannot write {what}: {_why_unwritable(folder / 'x', e)}") from None
+    finally:
+        for d in made:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
+
+def output_json_file(text: str, option: str = "--output") -> Path:
+    """The path of an option that names one JSON file to write (``--output report.json``), checked
+    before any work: a name ending in ``/`` or an existing folder, another suffix (``x.txt``) and a
+    folder that cannot be written are UsageErrors."""
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise UsageError(f"{option} {text}: a folder; this tool writes one .json file, name it "
+                         f"(e.g. {path / 'report.json'})")
+    if path.suffix.lower() != ".json":
+        raise UsageError(f"{option} {text}: this tool writes a .json file; name a .json file")
+    try_folder(path.parent, f"{option} {text}")
+    return path
 
 
 def atomic_write(path: Union[str, Path], write: Callable[[str], None]) -> Path:

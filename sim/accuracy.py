@@ -32,7 +32,7 @@ from typing import Optional
 
 import numpy as np
 
-from hw.cli import OneLineParser, atomic_write_json, seed
+from hw.cli import OneLineParser, UsageError, atomic_write_json, output_json_file, seed
 from mapper.calibrate import prepare, readers_of, softmax_margin, softmax_row
 from mapper.fusion import is_class_map
 from mapper.images import calibration_image, preprocess, quantize_input, quantize_tensor, synthetic_image
@@ -294,7 +294,8 @@ def _parser() -> OneLineParser:
     p.add_argument("--baseline", action="store_true",
                    help="also the float network's error from the input's rounding alone (one more float pass)")
     p.add_argument("--worst", type=int, default=10, help="how many of the worst layers to print (default 10)")
-    p.add_argument("--output", type=Path, default=None, help="write the reports as JSON here (must not exist)")
+    p.add_argument("--output", default=None, metavar="FILE.json",
+                   help="write the reports as JSON here (a .json file; must not exist)")
     return p
 
 
@@ -304,8 +305,13 @@ def _check_args(parser: OneLineParser, args) -> None:
     for name in ("calib_images", "images", "worst"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
-    if args.output is not None and args.output.exists():
-        parser.error(f"--output {args.output} exists; results are never overwritten")
+    if args.output is not None:
+        try:
+            args.output = output_json_file(args.output)
+        except UsageError as e:
+            parser.error(str(e))
+        if args.output.exists():
+            parser.error(f"--output {args.output} exists; results are never overwritten")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -82,7 +82,6 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -90,8 +89,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, _why_unwritable, atomic_write_bytes, code_digest,
-                    duration, fail, run_main)
+from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, atomic_write_bytes, code_digest, duration, fail,
+                    run_main, try_folder)
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
 from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, in_units_of, load_config, resolve_fields
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
@@ -856,24 +855,9 @@ def _parse_grid_args(args) -> Optional[Grid]:
 
 
 def _check_cache(cache: Path) -> None:
-    """OutputError unless the cache folder can be created and written, before any point is computed:
-    it is made and a file created in it (``os.access`` says yes for root, and under ``/proc``), then
-    the probe and the folders made for it are removed again."""
-    parent = cache.absolute()
-    made = [d for d in (parent, *parent.parents) if not d.exists()]      # deepest first
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=cache)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise OutputError(f"cannot write the cache folder {cache}: {_why_unwritable(cache, e)}") from None
-    finally:
-        for folder in made:
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+    """OutputError unless the cache folder can be created and written, before any point is computed
+    (``hw.cli.try_folder``: nothing is left)."""
+    try_folder(cache, f"the cache folder {cache}")
 
 
 if __name__ == "__main__":

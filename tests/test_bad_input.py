@@ -425,3 +425,20 @@ def test_a_sweep_cache_that_cannot_be_created_is_refused_before_any_point(tmp_pa
                   "--quiet", "--no-plot", "--out", "sw"], tmp_path)
     assert_refused(r, "cannot write the cache folder /proc/x")
     assert r.stdout == "" and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("output, needles", [
+    ("x.txt", ["--output x.txt", "writes a .json file"]),
+    ("newdir2/", ["--output newdir2/", "a folder", "newdir2/report.json"]),
+    (".", ["--output .", "a folder"]),
+    ("binary.csv/r.json", ["cannot write --output binary.csv/r.json", "binary.csv is a file, not a folder"]),
+    pytest.param("/proc/x.json", ["cannot write --output /proc/x.json"],
+                 marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc"))])
+def test_an_accuracy_output_is_checked_before_any_work(tmp_path, output, needles):
+    """``--output /proc/x.json`` computed and died with a traceback; ``x.txt`` held JSON; ``newdir2/``
+    wrote a file named newdir2.  One .json file, in a folder that can be written, or one line."""
+    (tmp_path / "binary.csv").write_bytes(FILES["binary.csv"])
+    before = snapshot(tmp_path)
+    r = run_tool(["sim.accuracy", "--model", "segformer_b0", "--size", "32x32", "--output", output], tmp_path)
+    assert_refused(r, *needles)
+    assert r.stdout == "" and snapshot(tmp_path) == before
