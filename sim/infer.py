@@ -32,6 +32,7 @@ the golden model prints the first one and exits with status 1.  Neither writes a
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 import warnings
@@ -137,6 +138,7 @@ def _integer_bits(im) -> int:
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    _refuse_short_npy(path)
     try:
         a = np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -152,6 +154,30 @@ def _read_npy(path: Path) -> np.ndarray:
     if a.dtype.kind != "f":
         raise UsageError(f"image {str(path)!r} holds {a.dtype} values; give {IMAGE_FORMS}")
     return _float_rgb(path, a)
+
+
+def _refuse_short_npy(path: Path) -> None:
+    """UsageError when the header of the .npy file ``path`` declares more data than the file holds
+    (a shape of 100000 x 100000 x 3 in a small file): numpy would allocate it all before reading and
+    fail with a MemoryError.  A file that is no .npy, or whose header numpy cannot read, is left to
+    ``np.load`` to refuse."""
+    try:
+        with open(path, "rb") as f:
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(f))
+            if read_header is None:      # a version 3.0 header, rare: np.load reads it as it can
+                return
+            shape, _, dtype = read_header(f)
+            data = path.stat().st_size - f.tell()
+    except (OSError, ValueError, EOFError, SyntaxError, TypeError):
+        return
+    if dtype.hasobject:
+        return
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > data:
+        raise UsageError(f"image {str(path)!r} is no readable .npy array (its header declares {shape} of {dtype}, "
+                         f"{declared:,} bytes, but the file holds {max(data, 0):,} bytes of data); "
+                         f"give {IMAGE_FORMS}")
 
 
 def _why_not_npy(path: Path, e: ValueError) -> str:

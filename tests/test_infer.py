@@ -192,6 +192,8 @@ BAD = [
     (["--image", "{tmp}/nan.npy"], "NaN or infinite"),
     (["--image", "{tmp}/png_named.npy"], "is no readable .npy array (it is no .npy or .npz file)"),
     (["--image", "{tmp}/objects.npy"], "is no readable .npy array (it holds Python objects (dtype object), stored pickled"),
+    (["--image", "{tmp}/huge_header.npy"], "its header declares (100000, 100000, 3) of uint8, 30,000,000,000 bytes, "
+                                           "but the file holds 64 bytes of data"),
     (["--model", "nope"], "unknown model 'nope'"),
     (["--config", "Q"], "unknown configuration 'Q'"),
     (["--size", "32"], "bad --size '32'"),
@@ -214,6 +216,9 @@ def bad_files(tmp_path_factory):
     np.save(tmp / "nan.npy", np.full((8, 8, 3), np.nan))
     (tmp / "png_named.npy").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     np.save(tmp / "objects.npy", np.full((8, 8, 3), 0.5, object), allow_pickle=True)
+    with open(tmp / "huge_header.npy", "wb") as f:     # numpy allocated 30 GB before reading: a MemoryError
+        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (100000, 100000, 3)})
+        f.write(bytes(64))
     return tmp
 
 
