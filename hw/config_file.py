@@ -218,9 +218,16 @@ def field_docs() -> dict[str, str]:
     return docs
 
 
+#: The escapes of a TOML basic string; any other control character is written ``\uXXXX``.
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
 def _toml_value(value) -> str:
+    """``value`` as TOML: a string as a basic string, with every character TOML does not take
+    as it is escaped (a name holding a newline or another control character reads back as it was)."""
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + "".join(_TOML_ESCAPES.get(c) or (f"\\u{ord(c):04X}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
+                             for c in value) + '"'
     return repr(value)
 
 

@@ -236,3 +236,13 @@ def test_a_field_refusal_pickles_and_restates_in_an_aliass_units():
     assert str(back) == str(info.value) == "global_buf_bytes must be at most 4294967296 bytes, not 1099511627776"
     assert in_units_of(back, ["k0", "global_buf_kib"]) == "global_buf_kib must be at most 4194304 KiB, not 1073741824"
     assert in_units_of(back, ["weight_kib"]) == str(back)
+
+
+@pytest.mark.parametrize("name", ["two\nlines", "tab\there", "bell\x07", "del\x7f", 'quote" and \\ backslash',
+                                  "cr\r\nlf", "\x1b[31mred", "ünïcödé"])
+def test_a_name_with_control_characters_round_trips(tmp_path, name):
+    """A name holding a newline was written as it is: invalid TOML (only backslash and quote were escaped)."""
+    cfg = get_config("E").replace(name=name)
+    path = tmp_path / "odd.toml"
+    path.write_text(config_toml(cfg))
+    assert load_config(str(path)) == cfg
