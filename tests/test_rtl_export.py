@@ -219,6 +219,9 @@ def _cli(tmp_path, *args):
     (["--config", "tiny", "--set", "no_such_field=1"], "no_such_field"),
     (["--config", "tiny", "--set", "k0=3"], "k0"),
     (["--config", "tiny", "--top", "cpu"], "--top"),
+    # a field set twice: the last value was kept silently
+    (["--config", "tiny", "--set", "num_pe=2", "--set", "num_pe=4"],
+     "--set sets num_pe 2 times ('num_pe=2', 'num_pe=4'); set each field once"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, names):
     out = tmp_path / "out"

@@ -546,6 +546,9 @@ def main(argv=None) -> int:
     overrides = {}
     for item in args.set:
         field_name, sep, value = item.partition("=")
+        if field_name in overrides:         # argparse's append would keep the last silently
+            given = [repr(i) for i in args.set if i.partition("=")[0] == field_name]
+            parser.error(f"--set sets {field_name} {len(given)} times ({', '.join(given)}); set each field once")
         try:
             overrides[field_name] = int(value, 0)
         except ValueError:
