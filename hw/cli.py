@@ -26,7 +26,8 @@ from typing import Callable, Iterable, Optional, Union
 
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
            "atomic_write_bytes", "atomic_write_json", "duration", "fail", "file_tag", "human_bytes", "json_text",
-           "name_token", "output_file", "output_json_file", "refuse_replacing", "run_main", "seed", "short_hash", "try_folder"]
+           "name_token", "output_file", "output_json_file", "refuse_replacing", "run_main", "seed", "short_hash",
+           "try_folder"]
 
 
 class UsageError(Exception):

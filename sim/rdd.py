@@ -76,15 +76,16 @@ def _frame(file: str, lineno: int, text: str, previous: int | None) -> int:
 def read_budgets(file: str) -> tuple[str, list[Budget]]:
     """(``time_ms`` or ``energy_uj``, budgets) from a trace CSV."""
     lines = data_lines(file, BudgetError, "empty; need a header frame,time_ms or frame,energy_uj")
-    header = [h.strip() for h in lines[0][1].split(",")]
+    reader = csv.reader([line for _, line in lines])         # a quoted field ("frame","time_ms") as sim.paths reads it
+    header = [h.strip() for h in next(reader)]
     kinds = [k for k in ("time_ms", "energy_uj") if k in header]
     if "frame" not in header or len(kinds) != 1:
         raise BudgetError(f"{file}:{lines[0][0]}: header {','.join(header)!r} must have a 'frame' column and "
                           f"exactly one of 'time_ms' or 'energy_uj'")
     kind = kinds[0]
     out = []
-    for lineno, line in lines[1:]:
-        values = [v.strip() for v in line.split(",")]
+    for (lineno, _), row in zip(lines[1:], reader):
+        values = [v.strip() for v in row]
         if len(values) != len(header):
             raise BudgetError(f"{file}:{lineno}: {len(values)} fields, the header has {len(header)}")
         rec = dict(zip(header, values))

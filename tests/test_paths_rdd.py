@@ -77,6 +77,14 @@ def test_bad_budget_csv_names_file_and_line(tmp_path, text, message):
         read_budgets(str(f))
 
 
+def test_a_budget_csv_with_quoted_fields_is_read_as_csv(tmp_path):
+    """A spreadsheet's export quotes its fields: ``"frame","time_ms"`` was split on commas and refused
+    as having no 'frame' column."""
+    f = tmp_path / "t.csv"
+    f.write_text('"frame","time_ms"\n"0","3.5"\n1,4\n')
+    assert read_budgets(str(f)) == ("time_ms", [Budget(0, 3.5), Budget(1, 4.0)])
+
+
 def _point(path, t, acc, wset, wbytes=1_000_000):
     return PathPoint("m", path, 1, t, t * 10, 0.5, 0.5, wbytes, acc, wset)
 
