@@ -61,10 +61,23 @@ def _config(args) -> tuple[AcceleratorConfig, str]:
     return dumped
 
 
+def _is_text(data: bytes) -> bool:
+    """Whether ``data`` reads as text: no zero byte (a stream's END word has some), valid UTF-8 and
+    mostly printable.  Other bytes without a zero (all 0xFF) are left to the ISA to refuse."""
+    if not data or b"\0" in data:
+        return False
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    printable = sum(c.isprintable() or c in "\t\n\r" for c in text)
+    return printable >= 0.95 * len(text)
+
+
 def _refuse_text(stream: str, data: bytes) -> None:
     """UsageError for a text file, such as the listing --dump-layer writes beside the stream: no
     stream is text, as its END word has zero bytes (decoded, a listing's ';' is an unknown opcode)."""
-    if data and b"\0" not in data:
+    if _is_text(data):
         suffix = Path(stream).suffix
         other = suffix in DUMP_FILES.keys() - {".bin"}
         what = f" (a {suffix} --dump-layer writes is {DUMP_FILES[suffix]})" if other else ""

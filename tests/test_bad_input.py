@@ -30,6 +30,7 @@ FILES = {
     "binary.csv": bytes(range(256)) * 4,
     "existing/report.json": b"{}\n",          # an earlier result that must stay as it is
     "partial.bin": bytes(16),
+    "ones.bin": b"\xff" * 64,           # no zero byte, yet no text: the ISA's own error, not "is text"
     "partial.json": b'{"config": {"num_pe": -3}}\n',     # a sidecar lacking most fields
 }
 SIM = ["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "existing"]
@@ -94,6 +95,7 @@ def assert_refused(r: subprocess.CompletedProcess, *needles: str, absent: str = 
     (["sim.replay", "missing.bin"], ["missing.bin", "No such file"], ""),
     (["sim.replay", "binary.csv"], ["binary.json", "--config"], ""),
     (["sim.replay", "partial.bin"], ["partial.json", "lacks acc_bits, accum_depth, c0"], "positional"),
+    (["sim.replay", "ones.bin", "--config", "tiny"], ["ones.bin", "at instruction 0", "unknown opcode"], "is text"),
     (["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "binary.csv"], ["binary.csv", "a file"], ""),
     (["sim.run", "--model", "segformer_b0", "--config", "small", "--out", "binary.csv/out"], ["binary.csv/out"], ""),
     # a file where the export's folder must be: named as such, not "File exists"
