@@ -47,7 +47,7 @@ def fail(prog: str, error: BaseException | str) -> int:
 
 def seed(text: str) -> int:
     """``argparse`` type of every ``--seed``: a non-negative integer, or one line saying so."""
-    if not text.strip().isdigit():
+    if not (text.strip().isascii() and text.strip().isdigit()):      # int() takes '٣' and isdigit() '²' too
         raise argparse.ArgumentTypeError(f"bad seed {text!r}: a seed is a non-negative integer (0, 1, 2, ...)")
     return int(text)
 

@@ -38,14 +38,15 @@ __all__ = ["main", "analyse", "parse_size", "build_model_or_usage_error", "refus
 MODEL_HELP = f"one of: {', '.join(MODEL_NAMES)}; or the path of a .onnx file"
 
 DEFAULT_OUT = Path("build") / "flops"
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$", re.ASCII)     # ASCII digits: int() takes '٣٢' too
 
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"800x1200"`` -> ``(800, 1200)``; UsageError for anything else."""
     m = _SIZE_RE.match(text)
     if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
-        raise UsageError(f"bad --size {text!r}: expected HxW with two positive integers, e.g. 800x1200")
+        raise UsageError(f"bad --size {text!r}: expected HxW with two positive integers in digits 0-9, "
+                         f"e.g. 800x1200")
     return int(m.group(1)), int(m.group(2))
 
 

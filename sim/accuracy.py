@@ -34,6 +34,7 @@ import numpy as np
 
 from hw.cli import OneLineParser, UsageError, atomic_write_json, output_json_file, seed
 from mapper.calibrate import prepare, readers_of, softmax_margin, softmax_row
+from mapper.flops import parse_size
 from mapper.fusion import is_class_map
 from mapper.images import calibration_image, preprocess, quantize_input, quantize_tensor, synthetic_image
 from mapper.ir import INPUT, Conv2d, Linear, Model
@@ -265,13 +266,12 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 # ---- command line --------------------------------------------------------------------------------
 
 def _size(text: str) -> tuple[int, int]:
+    """The other tools' ``--size`` (``mapper.flops.parse_size``: ASCII digits only)."""
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW (e.g. 128x128), not {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, not {text!r}")
-    return h, w
+        return parse_size(text)
+    except UsageError:
+        raise argparse.ArgumentTypeError(f"size must be HxW with two positive integers in digits 0-9 (e.g. 128x128), "
+                                         f"not {text!r}") from None
 
 
 def _parser() -> OneLineParser:

@@ -27,6 +27,8 @@ def _number(kind: type, text: str):
     only "invalid int value")."""
     def parse(value: str):
         try:
+            if not value.isascii():          # int() and float() take other scripts' digits ('٣')
+                raise ValueError(value)
             return kind(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{value!r} is not {'a number' if kind is float else 'a whole number'} "

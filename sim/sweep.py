@@ -796,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = list(grid.configs) if grid else _parse_configs(args.configs)
         workers = 0
         if args.workers is not None:
-            if not re.fullmatch(r"\s*\d+\s*", args.workers) or int(args.workers) <= 0:
+            if not re.fullmatch(r"\s*\d+\s*", args.workers, re.ASCII) or int(args.workers) <= 0:
                 raise UsageError(f"bad --workers {args.workers!r}: expected a positive integer")
             workers = int(args.workers)
         if args.scheduler is not None:

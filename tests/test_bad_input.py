@@ -444,3 +444,17 @@ def test_an_accuracy_output_is_checked_before_any_work(tmp_path, output, needles
     r = run_tool(["sim.accuracy", "--model", "segformer_b0", "--size", "32x32", "--output", output], tmp_path)
     assert_refused(r, *needles)
     assert r.stdout == "" and snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["sim.run", "--model", "segformer_b0", "--config", "tiny", "--size", "٣٢x32"], ["bad --size '٣٢x32'", "0-9"]),
+    (["mapper.flops", "--model", "segformer_b0", "--size", "３２x32"], ["bad --size '３２x32'", "0-9"]),
+    (["sim.accuracy", "--model", "segformer_b0", "--size", "٣٢x32"], ["'٣٢x32'", "0-9"]),
+    (["sim.run", "--model", "segformer_b0", "--check", "--seed", "٣"], ["bad seed '٣'"]),
+    (["sim.run", "--model", "segformer_b0", "--dram-latency", "٣"], ["'٣' is not a whole number"]),
+    (["sim.sweep", "--model", "segformer_b0", "--workers", "٣"], ["bad --workers '٣'"])])
+def test_digits_of_other_scripts_are_refused(tmp_path, argv, needles):
+    """``--size ٣٢x32`` ran at 32x32: Python's int() reads the digits of every script (and isdigit()
+    takes '²'); the tools read the digits 0-9 only."""
+    assert_refused(run_tool([*argv, "--out", "o"], tmp_path), *needles)
+    assert not any(tmp_path.iterdir())
