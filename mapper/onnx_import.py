@@ -215,7 +215,7 @@ def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None, *, 
     from .quantize import QLayer
 
     model, weights = imported.model, imported.weights
-    scaled = _file_scales_back(model, {t: 127.0 * s for t, s in imported.act_scales.items() if t != INPUT and s > 0})
+    scaled = _file_scales_back(model, {t: 127.0 * s for t, s in imported.act_scales.items() if t != INPUT})
     ranges = {}
     if any(l.name not in scaled for l in model.layers):
         image = calib_image if calib_image is not None else calibration_image(*model.input[:2], channels=model.input[2])

@@ -1308,6 +1308,7 @@ def _opaque(imp, node) -> None:
 
 def _qparams(imp, node, zero_point_type=np.int8) -> tuple[np.ndarray, np.ndarray]:
     scale = imp.array(node.input[1]).astype(np.float64)
+    _check_scales(imp, node, scale)
     zp = imp.optional_array(node, 2)
     if zp is not None and zp.dtype != zero_point_type:
         raise imp.fail(f"a {zp.dtype} zero point; supported: symmetric int8 (QInt8, zero point 0), as the "
@@ -1315,6 +1316,16 @@ def _qparams(imp, node, zero_point_type=np.int8) -> tuple[np.ndarray, np.ndarray
     if zp is not None and np.any(zp != 0):
         raise imp.fail("a zero point other than 0 (asymmetric); supported: symmetric int8")
     return scale, zp
+
+
+def _check_scales(imp, node, scale: np.ndarray) -> None:
+    """Refuse a QDQ scale of 0, below 0, NaN or infinite (one line naming the scale and the tensor it
+    scales): else an activation's would be calibrated instead, or a weight's fail in the simulator."""
+    bad = np.flatnonzero(~(np.isfinite(scale) & (scale > 0)))
+    if bad.size:
+        at = f" (element {bad[0]} of {scale.size}; {bad.size} bad)" if scale.size > 1 else ""
+        raise imp.fail(f"scale {node.input[1]!r} of {node.input[0]!r} is {scale.ravel()[bad[0]]:g}{at}; a scale "
+                       f"must be positive and finite")
 
 
 @_op("QuantizeLinear")

@@ -379,6 +379,44 @@ def test_blocked_weight_scales_are_refused_in_one_line():
              "72 scales for [8, 3, 3, 3] values along axis 1 (blocked quantisation)")
 
 
+def _with_scale(proto, name: str, change):
+    """``proto`` with initializer ``name`` (a scale) replaced by ``change(its values)``."""
+    t = next(t for t in proto.graph.initializer if t.name == name)
+    t.CopyFrom(numpy_helper.from_array(change(numpy_helper.to_array(t).copy()).astype(np.float32), name))
+    return proto
+
+
+@pytest.mark.parametrize("value", [0.0, -1 / 16, float("nan")])
+def test_an_activation_scale_not_positive_and_finite_is_refused(value):
+    """A QDQ activation scale of 0 or below was skipped by ``qdq_qmodel`` and the tensor calibrated
+    instead, with no message (an independent check's finding): refused, naming scale and tensor (a
+    NaN as any initializer's is)."""
+    proto = _with_scale(qdq_cnn()[0], "/conv_q.scale", lambda a: np.full_like(a, value))
+    if np.isnan(value):
+        return _refused(proto, "tensor '/conv_q.scale'", "not finite")
+    _refused(proto, "(QuantizeLinear)", "scale '/conv_q.scale' of '/conv/Conv_4_output_0'", f"is {value:g}",
+             "a scale must be positive and finite")
+
+
+def test_a_small_positive_activation_scale_is_kept_exactly():
+    s = np.float32(3.0517578e-05) * np.float32(1.1)
+    imp = import_onnx(_with_scale(qdq_cnn()[0], "/fc_q.scale", lambda a: np.full_like(a, s)), "tiny_scale")
+    fc = next(l.name for l in imp.model.layers if l.kind == "linear")
+    assert imp.act_scales[fc] == float(s) and qdq_qmodel(imp).layers[fc].scale == float(s)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0])
+def test_a_weight_scale_not_positive_is_refused_at_import(value):
+    """A weight scale of 0 or below imported, then failed in ``sim.run --check`` naming nothing
+    (``requantisation ratios must be positive and finite``): refused at its DequantizeLinear."""
+    def change(a):
+        a[3] *= value
+        return a
+    proto = _with_scale(qdq_cnn()[0], "conv.weight.scale", change)
+    _refused(proto, "(DequantizeLinear)", "scale 'conv.weight.scale' of 'conv.weight.q'", "element 3 of 8; 1 bad",
+             "a scale must be positive and finite")
+
+
 @pytest.mark.parametrize("scale", [2.0, 0.5])
 def test_antialias_is_refused_only_where_it_filters(scale):
     """ONNX's antialias widens the filter of a shrinking linear resize; enlarging, it changes nothing.
