@@ -439,10 +439,21 @@ class _Importer:
 
     # -- graph inputs, initializers, outputs
     def _initializers(self) -> None:
+        for t in self.graph.initializer:
+            self._set_const(t.name, self.tensor_array(t, "initializer"))
+
+    def tensor_array(self, t, what: str) -> np.ndarray:
+        """The values of TensorProto ``t`` (``what``: how messages call it); a tensor whose data does not
+        hold its dims (a truncated or hand-edited file) is refused in one line naming it."""
         from onnx import numpy_helper
 
-        for t in self.graph.initializer:
-            self._set_const(t.name, numpy_helper.to_array(t))
+        try:
+            return numpy_helper.to_array(t)
+        except Exception as e:                  # numpy's reshape ValueError, onnx's TypeError of a bad type
+            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+            hint = "; its data must hold one value per element of its dims" if isinstance(e, ValueError) else ""
+            raise self.fail(f"{what} {t.name!r} ({_type_name(t.data_type)}, dims {list(t.dims)}) cannot be read: "
+                            f"{detail}{hint}") from None
 
     def _set_const(self, name: str, arr: np.ndarray, after: Optional[str] = None) -> None:
         if arr.dtype == np.float16:             # a half-precision export's: widened exactly

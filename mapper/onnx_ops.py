@@ -102,11 +102,9 @@ def _max_inputs(node, opset: int) -> int:
 
 @_op("Constant")
 def _constant(imp, node) -> None:
-    from onnx import numpy_helper
-
     a = node.attribute[0]
     if a.name == "value":
-        arr = numpy_helper.to_array(a.t)
+        arr = imp.tensor_array(a.t, "its value")
     elif a.name in ("value_float", "value_floats"):
         arr = np.array(a.f if a.name == "value_float" else list(a.floats), np.float32)
     elif a.name in ("value_int", "value_ints"):

@@ -255,5 +255,8 @@ def _constant(imp, name: str):
         return None
     at = node.attribute[0]
     if at.name == "value":
-        return numpy_helper.to_array(at.t)
+        try:
+            return numpy_helper.to_array(at.t)
+        except Exception:                       # unreadable: no pattern; the Constant's own import refuses it
+            return None
     return np.array(at.f if at.name == "value_float" else (list(at.floats) or list(at.ints)))

@@ -417,6 +417,24 @@ def test_a_weight_scale_not_positive_is_refused_at_import(value):
              "a scale must be positive and finite")
 
 
+@pytest.mark.parametrize("where", ["initializer", "Constant"])
+def test_a_tensor_whose_data_is_shorter_than_its_dims_is_refused_naming_it(where):
+    """numpy's ``cannot reshape array of size 2 into shape (4,3,1,1)`` reached the user naming no file
+    and no tensor (an independent check's finding): one line naming the tensor and its dims."""
+    g = Graph()
+    y = g.op("Conv", ["x", g.weight("w", 4, 3, 1, 1)], "", kernel_shape=[1, 1])
+    y = g.op("Add", [y, g.const(np.ones((1, 4, 1, 1), np.float32), np.float32)], "")
+    proto = g.model([image_input(3, 8, 8, "x")], [out(y)])
+    if where == "initializer":
+        t = proto.graph.initializer[0]
+        t.raw_data = t.raw_data[:8]
+        return _refused(proto, "initializer 'w' (float, dims [4, 3, 1, 1]) cannot be read",
+                        "cannot reshape array of size 2", "one value per element of its dims")
+    t = next(n for n in proto.graph.node if n.op_type == "Constant").attribute[0].t
+    t.raw_data = t.raw_data[:4]
+    _refused(proto, "(Constant)", "value '/Constant_2_output_0' (float, dims [1, 4, 1, 1]) cannot be read")
+
+
 @pytest.mark.parametrize("scale", [2.0, 0.5])
 def test_antialias_is_refused_only_where_it_filters(scale):
     """ONNX's antialias widens the filter of a shrinking linear resize; enlarging, it changes nothing.
