@@ -335,7 +335,7 @@ class _Importer:
         self.folds: dict[tuple, _Fold] = {}
         self.fold_of: dict[str, tuple] = {}        # ONNX tensor -> the fold whose scale it carries
         self.graph = proto.graph
-        self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+        self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
         self.consts: dict[str, np.ndarray] = {}
         self.views: dict[str, View] = {}
         self.sources: dict[str, _Source] = {}
@@ -369,6 +369,7 @@ class _Importer:
 
     # -- the walk
     def run(self, name: str) -> Imported:
+        self._check_opset()
         self.nodes = list(self.graph.node)
         self._check_single_definitions()
         self.consumers = _consumers(self.graph)
@@ -392,6 +393,16 @@ class _Importer:
         weights = {k: v for k, v in self.weights.items() if k in {l.name for l in layers}}
         return Imported(model, weights, outputs, input_name, input_view, self.class_maps, self.act_scales,
                         {k: v for k, v in self.weight_q.items() if k in weights}, self.class_map_shapes)
+
+    def _check_opset(self) -> None:
+        """Refuse a file that declares no opset of the default domain: the operators' meaning (a
+        Softmax's axis, a ReduceSum's axes, a Pad's value) depends on it, and guessing one could
+        import a network other than the file's (onnxruntime takes its latest)."""
+        if self.opset is None:
+            declared = ", ".join(f"{o.domain!r} {o.version}" for o in self.proto.opset_import) or "none"
+            raise self.fail(f"the model declares no opset of the default ONNX domain '' (opset_import: {declared}); "
+                            f"supported: a model whose opset_import gives the default domain's version, as "
+                            f"exporters write it")
 
     def _check_single_definitions(self) -> None:
         """Every value defined once (ONNX's rule, which onnxruntime enforces): a node's output that an
@@ -479,6 +490,13 @@ class _Importer:
     def _graph_input(self) -> tuple[str, View]:
         inits = {t.name for t in self.graph.initializer}
         inputs = [i for i in self.graph.input if i.name not in inits]
+        overridden = [i.name for i in self.graph.input if i.name in inits]
+        if not inputs and overridden:
+            raise self.fail(f"graph input {overridden[0]!r} has an initializer of the same name, which overrides it "
+                            f"(a constant, not an input), so the graph has no input; supported: one input without "
+                            f"an initializer (an image or tokens)")
+        if not inputs:
+            raise self.fail("the graph has no input; supported: one image or token input")
         if len(inputs) != 1:
             raise self.fail(f"the graph has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
                             f"supported: one image or token input")

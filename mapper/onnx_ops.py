@@ -744,10 +744,20 @@ def _fold_relu(imp, out: str) -> tuple[str, bool]:
     return relu.output[0], True
 
 
+def _check_kernel_shape(imp, node, w: np.ndarray) -> None:
+    """Refuse a ``kernel_shape`` attribute other than the weights' spatial dims (onnxruntime does)."""
+    given = _attrs(node).get("kernel_shape")
+    if given is not None and [int(k) for k in given] != list(w.shape[2:]):
+        raise imp.fail(f"kernel_shape {[int(k) for k in given]} contradicts its weights {node.input[1]!r} of shape "
+                       f"{list(w.shape)} (a kernel of {list(w.shape[2:])}); kernel_shape must be the weights' "
+                       f"spatial dims, or left out")
+
+
 @_op("Conv")
 def _conv(imp, node) -> None:
     a = _attrs(node)
     w = imp.array(node.input[1]).astype(np.float32)
+    _check_kernel_shape(imp, node, w)
     b = imp.optional_array(node, 2)
     if w.ndim == 3:
         if _along_one_pixel(imp.act(node.input[0])):
@@ -963,6 +973,7 @@ def _conv_transpose(imp, node) -> None:
     convolution of the input with some of the kernel's taps, so the s*s phases are one ``Conv2d`` to
     ``s*s*K`` channels (a phase's missing taps zero), a ``DepthToSpace(s)`` and a ``Crop``."""
     w = imp.array(node.input[1]).astype(np.float32)                 # [C, K, kh, kw]
+    _check_kernel_shape(imp, node, w)
     x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
     s, top, left, out_h, out_w = _transposed_geometry(imp, _attrs(node), w, x.src_shape)
     (h, wd, c), (k, kh, kw) = x.src_shape, w.shape[1:]

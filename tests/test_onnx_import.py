@@ -435,6 +435,43 @@ def test_a_tensor_whose_data_is_shorter_than_its_dims_is_refused_naming_it(where
     _refused(proto, "(Constant)", "value '/Constant_2_output_0' (float, dims [1, 4, 1, 1]) cannot be read")
 
 
+@pytest.mark.parametrize("op, w_shape, kernel_shape", [("Conv", (4, 3, 1, 1), [3, 3]), ("Conv", (4, 3, 3, 3), [3, 1]),
+                                                       ("Conv", (4, 3, 3), [5]), ("ConvTranspose", (3, 4, 2, 2), [3, 3])])
+def test_a_kernel_shape_that_contradicts_the_weights_is_refused(op, w_shape, kernel_shape):
+    """A ``kernel_shape`` other than the weights' spatial dims was imported silently (the weights'
+    taken, or, for a 1-D convolution, the attribute's), where onnxruntime refuses the file (an
+    independent check's finding): refused naming both."""
+    g = Graph()
+    y = g.op(op, ["x", g.weight("w", *w_shape)], "", kernel_shape=kernel_shape)
+    dims = [1, 3, 8] if len(w_shape) == 3 else None
+    proto = g.model([image_input(3, 8, 8, "x", dims=dims)], [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)])
+    _refused(proto, f"({op})", f"kernel_shape {kernel_shape} contradicts its weights 'w' of shape {list(w_shape)}",
+             f"a kernel of {list(w_shape[2:])}")
+
+
+def test_a_graph_input_overridden_by_an_initializer_is_refused_saying_so():
+    """It said ``the graph has 0 inputs ()`` (an independent check's finding)."""
+    g = Graph()
+    y = g.op("Conv", ["x", g.weight("w", 4, 3, 1, 1)], "", kernel_shape=[1, 1])
+    g.init("x", np.zeros((1, 3, 8, 8), np.float32))
+    _refused(g.model([image_input(3, 8, 8, "x")], [out(y)]), "graph input 'x' has an initializer of the same name",
+             "overrides it", "supported: one input without an initializer")
+
+
+@pytest.mark.parametrize("others", [[], [("com.microsoft", 1)]])
+def test_a_model_without_a_default_domain_opset_is_refused(others):
+    """The importer took opset 13 for such a file, onnxruntime its latest: operators whose meaning
+    changed between them (a Softmax's axis, ReduceSum's axes) would import another network."""
+    g = Graph()
+    y = g.op("Softmax", [g.op("Conv", ["x", g.weight("w", 4, 3, 1, 1)], "", kernel_shape=[1, 1])], "", axis=1)
+    proto = g.model([image_input(3, 8, 8, "x")], [out(y)])
+    del proto.opset_import[:]
+    for domain, version in others:
+        proto.opset_import.add(domain=domain, version=version)
+    _refused(proto, "declares no opset of the default ONNX domain ''",
+             f"opset_import: {', '.join(f'{d!r} {v}' for d, v in others) or 'none'}")
+
+
 @pytest.mark.parametrize("scale", [2.0, 0.5])
 def test_antialias_is_refused_only_where_it_filters(scale):
     """ONNX's antialias widens the filter of a shrinking linear resize; enlarging, it changes nothing.
