@@ -268,7 +268,7 @@ CANNOT_RUN = {"opaque": (opaque_product, "opaque product"),
 def test_a_file_that_cannot_run_is_one_line_and_writes_nothing(graph, command, tmp_path, capsys):
     build, needle = CANNOT_RUN[graph]
     path = _write(tmp_path / f"{graph}.onnx", build())
-    folder = tmp_path / "out"
+    folder = tmp_path / ("out.json" if command == "accuracy" else "out")      # accuracy writes one JSON file
     argv = {"run": (infer.main, ["--config", "E", "--out", str(folder), "--quiet"]),
             "check": (sim_run.main, ["--config", "E", "--check", "--seed", "0", "--quiet", "--out", str(folder)]),
             "accuracy": (accuracy.main, ["--output", str(folder)])}
