@@ -394,7 +394,7 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
     n = MAX_OPERANDS
     live = _live(head)
     rasters = [_covering_raster(op, hold) for op in operands]
-    cells = [_raster_cell(r, hold) for r in rasters]
+    cells = [hold(_raster_cell(r, hold)) for r in rasters]
     # per slot, registered: reaching a byte twice (the stages writing it look it up)
     cramped = [hold(not_(_one_to_one(op, r, head["c"], hold))) for op, r in zip(operands, rasters)]
     # per pair of a slot and another range: their ranges meet and they are not channel slices of one
@@ -404,7 +404,7 @@ def overlapping_writes(head, operands, stages, extents, hold=None) -> list[tuple
     for k in range(n):
         for j in range(k + 1, len(extents)):
             (_, _, k_lo, k_hi), (_, _, j_lo, j_hi) = extents[k], extents[j]
-            apart = hold(_slices_of_one_raster(rasters[k], cells[k], rasters[j], cells[j])) if j < n else False
+            apart = hold(_slices_of_one_raster(rasters[k], cells[k], rasters[j], cells[j], hold)) if j < n else False
             clash[k, j] = clash[j, k] = all_of(k_lo <= j_hi, j_lo <= k_hi, not_(apart))
     out = []
     for i, (on, st) in enumerate(zip(live, stages)):
@@ -448,8 +448,8 @@ def _covering_raster(op, hold) -> dict:
     some of the view's.  A plain axis' view is its own ``n`` positions (the cell of a plain raster is
     its own).  A split axis' ``below`` positions are ``lo + win · hi``, ``lo`` below ``min(win,
     below)``, ``hi`` up to ``hi_run`` (the descriptor's ``(below - 1) div win``).  ``hold`` registers
-    the bound (an add and two mins) before the cell's product."""
-    view = {"base": op["base"], "c": op["c"]}
+    the bound (an add and two mins) before the cell's product, and the channels' end (an add)."""
+    view = {"base": op["base"], "c": op["c"], "end": hold(op["base"] + op["c"])}
     for a in ("y_", "x_"):
         below = hold(vmin(vmin(op[a + "start"] + op[a + "n"], op[a + "wrap"]), op[a + "valid"]))
         view |= {a + "n": below, a + "start": 0, a + "wrap": below, a + "valid": below, a + "win": op[a + "win"],
@@ -501,13 +501,15 @@ def _magnitude(x) -> object:
     return vmax(x, -x)
 
 
-def _slices_of_one_raster(a, a_cell, b, b_cell) -> object:
+def _slices_of_one_raster(a, a_cell, b, b_cell, hold=None) -> object:
     """Whether operand slots ``a`` and ``b`` hold disjoint channel windows ``[base, base + c)`` of
     the same plain raster (its sizes and strides), both within one pixel's cell: their bytes are
-    disjoint though their ranges overlap."""
+    disjoint though their ranges overlap.  ``hold`` registers their span (a max, a min and a
+    subtraction of the windows' ends, :func:`_covering_raster`'s) before the comparison with it."""
     same = all_of(*(a[name] == b[name] for name in _RASTER_FIELDS[2:]), a_cell > 0, a_cell == b_cell)
-    a_end, b_end = a["base"] + a["c"], b["base"] + b["c"]
-    span = vmax(a_end, b_end) - vmin(a["base"], b["base"])
+    hold = hold or _no_hold
+    a_end, b_end = a["end"], b["end"]
+    span = hold(vmax(a_end, b_end) - vmin(a["base"], b["base"]))
     return all_of(same, any_of(a_end <= b["base"], b_end <= a["base"]), span <= a_cell)
 
 
