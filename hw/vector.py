@@ -435,8 +435,8 @@ def _read_by(live, stages, k) -> object:
     return any_of(*(all_of(on, any_of(st["src"] == k, st["src2"] == k)) for on, st in zip(live, stages)))
 
 
-#: The fields :func:`_slices_of_one_raster` compares.
-_RASTER_FIELDS = ("base", "c", "y_n", "x_n", "y_s_lo", "x_s_lo")
+#: The fields :func:`_slices_of_one_raster` compares for equality (sizes and strides).
+_RASTER_FIELDS = ("y_n", "x_n", "y_s_lo", "x_s_lo")
 
 
 def _covering_raster(op, hold) -> dict:
@@ -506,7 +506,7 @@ def _slices_of_one_raster(a, a_cell, b, b_cell, hold=None) -> object:
     the same plain raster (its sizes and strides), both within one pixel's cell: their bytes are
     disjoint though their ranges overlap.  ``hold`` registers their span (a max, a min and a
     subtraction of the windows' ends, :func:`_covering_raster`'s) before the comparison with it."""
-    same = all_of(*(a[name] == b[name] for name in _RASTER_FIELDS[2:]), a_cell > 0, a_cell == b_cell)
+    same = all_of(*(a[name] == b[name] for name in _RASTER_FIELDS), a_cell > 0, a_cell == b_cell)
     hold = hold or _no_hold
     a_end, b_end = a["end"], b["end"]
     span = hold(vmax(a_end, b_end) - vmin(a["base"], b["base"]))
