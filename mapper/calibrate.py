@@ -20,6 +20,10 @@ Constraints the hardware program relies on (:func:`check_constraints`, run by :f
   has their input's scale, and all the inputs of a concatenation share one scale (their
   producers requantise straight to it): each such set of tensors is a *scale group*
   whose scale covers the largest range of its members;
+* but a concatenation that no layer reads, only the host (a graph output, or a part of such a
+  concatenation: YOLO's boxes in pixels beside confidences in 0..1), ties nothing: each part
+  keeps its own scale where it is written, and the concatenation records each element's
+  (``QLayer.part_scales``, :func:`host_read_concats`); the host dequantises slice by slice;
 * a ReLU layer keeps its input's scale; its table is ``max(x, 0)``;
 * a softmax's output scale is a power of two, ``2**-out_shift`` (``hw.operators.softmax``): the
   finest that holds the largest probability seen on the calibration image (1/128 when a row
@@ -50,15 +54,16 @@ import numpy as np
 from hw import operators as ops
 from hw.numerics import MAX_SHIFT, MULT_BITS
 
-from . import float_ops
+from . import float_ops, views
 from .images import IMAGE_CHANNELS, INPUT_SCALE, calibration_image, quantize_tensor, round_half_up
-from .ir import INPUT, LAYOUT_KINDS, MAC_KINDS, VIEW_KINDS, Constant, Layer, MatMul, Model, Softmax
+from .ir import INPUT, LAYOUT_KINDS, MAC_KINDS, VIEW_KINDS, Concat, Constant, Layer, MatMul, Model, Softmax
 from .onnx_import import imported_of, qdq_qmodel
 from .quantize import QLayer, QModel, requant_channels
 from .reference import run_float
 from .weights import batchnorm_folder, init_weights
 
 __all__ = ["quantize", "prepare", "quantize_ranges", "calibrate_ranges", "scale_groups", "assign_scales",
+           "host_read_concats", "part_scales",
            "tensor_range", "readers_of", "softmax_row", "softmax_margin", "requant_params", "quantize_weights",
            "check_constraints",
            "softmax_out_shift", "KEEPS_SCALE"]
@@ -138,15 +143,21 @@ def prepare(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] = Non
     return weights, quantize_ranges(model, weights, _ranges(model, outputs, percentile))
 
 
-def quantize_ranges(model: Model, weights: dict, ranges: dict[str, float]) -> QModel:
-    """The :class:`QModel` of ``model`` for calibrated ``ranges`` (:func:`calibrate_ranges`)."""
-    scales = assign_scales(model, ranges)
+def quantize_ranges(model: Model, weights: dict, ranges: dict[str, float], *,
+                    shared: frozenset = frozenset()) -> QModel:
+    """The :class:`QModel` of ``model`` for calibrated ``ranges`` (:func:`calibrate_ranges`);
+    the concatenations named in ``shared`` give their parts one scale even where only the host
+    reads them (:func:`host_read_concats`)."""
+    scales = assign_scales(model, ranges, shared)
     q = QModel(model, INPUT_SCALE)
+    host_read = host_read_concats(model, shared)
     for layer in model.layers:
         try:
             q.layers[layer.name] = _quantize_layer(layer, weights.get(layer.name), scales)
         except ValueError as e:
             raise ValueError(f"layer {layer.name}: {e}{_wide_constant_hint(model, layer, weights, scales)}") from None
+        if layer.name in host_read:            # after its parts, which come before it
+            q.layers[layer.name] = _keeping_part_scales(q, layer)
     check_constraints(q)
     return q
 
@@ -229,9 +240,42 @@ def _ranges(model: Model, outputs, percentile: Optional[float]) -> dict[str, flo
     return ranges
 
 
-def scale_groups(model: Model) -> dict[str, str]:
-    """``{tensor name: group representative}``: tensors that must share a scale (module docstring)."""
+def host_read_concats(model: Model, shared: frozenset = frozenset()) -> frozenset[str]:
+    """The concatenations whose parts keep their own scales (module docstring): those that no
+    layer reads but such concatenations, except those named in ``shared`` (a QDQ file's tensors,
+    quantised at one scale of the file's)."""
+    readers = readers_of(model)
+    free: set[str] = set()
+    for layer in reversed(model.layers):          # a reader after what it reads
+        if (layer.kind == "concat" and layer.name not in shared
+                and all(r.name in free for r in readers.get(layer.name, []))):
+            free.add(layer.name)
+    return frozenset(free)
+
+
+def part_scales(q: QModel, layer: Concat) -> np.ndarray:
+    """The scale of each element of concatenation ``layer`` (its ``(H, W, C)`` shape) when each part
+    keeps its own: its parts' scales, placed as ``mapper.views.concat`` places their values."""
+    parts = [np.broadcast_to(q.scales(n), q.model.shape(n)) for n in layer.inputs]
+    return views.concat(parts, layer.along, layer.out_shape)
+
+
+def _keeping_part_scales(q: QModel, layer: Concat) -> QLayer:
+    """``layer``'s parameters when its parts keep their own scales: one scale when they have one,
+    else the coarsest and each element's, kept only along the axes on which they vary."""
+    scales = part_scales(q, layer)
+    for axis in range(scales.ndim):
+        if scales.shape[axis] > 1 and np.all(scales == scales.take([0], axis)):
+            scales = scales.take([0], axis)
+    coarsest = float(scales.max())
+    return QLayer(coarsest) if scales.size == 1 else QLayer(coarsest, part_scales=np.ascontiguousarray(scales))
+
+
+def scale_groups(model: Model, shared: frozenset = frozenset()) -> dict[str, str]:
+    """``{tensor name: group representative}``: tensors that must share a scale (module docstring;
+    ``shared``: :func:`host_read_concats`')."""
     parent = {INPUT: INPUT, **{layer.name: layer.name for layer in model.layers}}
+    host_read = host_read_concats(model, shared)
 
     def find(n):
         while parent[n] != n:
@@ -240,7 +284,7 @@ def scale_groups(model: Model) -> dict[str, str]:
         return n
 
     for layer in model.layers:
-        if layer.kind in KEEPS_SCALE:
+        if layer.kind in KEEPS_SCALE and layer.name not in host_read:
             for n in layer.inputs:
                 parent[find(n)] = find(layer.name)
     return {n: find(n) for n in parent}
@@ -263,15 +307,16 @@ def _fixed_scale(model: Model, name: str, ranges: dict[str, float]) -> Optional[
     return None
 
 
-def assign_scales(model: Model, ranges: dict[str, float]) -> dict[str, float]:
-    """``{tensor name: scale}``: per scale group ``max range / 127``, or the group's fixed scale.
+def assign_scales(model: Model, ranges: dict[str, float], shared: frozenset = frozenset()) -> dict[str, float]:
+    """``{tensor name: scale}``: per scale group ``max range / 127``, or the group's fixed scale
+    (``shared``: :func:`host_read_concats`').
 
     Raises
     ------
     ValueError
         A group holding two different fixed scales (naming both tensors).
     """
-    groups = scale_groups(model)
+    groups = scale_groups(model, shared)
     fixed: dict[str, tuple[str, float]] = {}
     largest: dict[str, float] = {}
     for name, root in groups.items():
@@ -300,9 +345,12 @@ def check_constraints(q: QModel) -> None:
     relu_table = np.maximum(np.arange(-128, 128), 0)
     if q.input_scale != INPUT_SCALE:
         raise ValueError(f"input scale {q.input_scale!r} is not INPUT_SCALE = {INPUT_SCALE!r}")
+    readers = readers_of(q.model)
     for layer in q.model.layers:
         ql = q.layers[layer.name]
-        if layer.kind in KEEPS_SCALE:
+        if ql.part_scales is not None:
+            _check_part_scales(q, layer, readers.get(layer.name, []))
+        elif layer.kind in KEEPS_SCALE:
             bad = [n for n in layer.inputs if q.scale(n) != ql.scale]
             if bad:
                 raise ValueError(f"{layer.name}: a {layer.kind} layer must keep its inputs' scale, but {bad[0]!r} "
@@ -314,6 +362,18 @@ def check_constraints(q: QModel) -> None:
                              f"not {ql.scale:.6g}")
         if layer.kind == "constant" and (ql.data is None or np.asarray(ql.data).dtype != np.int8):
             raise ValueError(f"{layer.name}: a constant needs int8 data")
+
+
+def _check_part_scales(q: QModel, layer: Layer, readers: list[Layer]) -> None:
+    """Scales per part: only a concatenation's, read by the host or such concatenations alone (the
+    accelerator's operators take one scale a tensor), and its parts' own."""
+    if layer.kind != "concat":
+        raise ValueError(f"{layer.name}: only a concatenation's parts keep scales of their own, not a {layer.kind}'s")
+    bad = [r.name for r in readers if q.layers[r.name].part_scales is None or r.kind != "concat"]
+    if bad:
+        raise ValueError(f"{layer.name}: its parts keep scales of their own, but {bad[0]!r} reads it as one tensor")
+    if not np.array_equal(np.broadcast_to(q.layers[layer.name].part_scales, layer.out_shape), part_scales(q, layer)):
+        raise ValueError(f"{layer.name}: its elements' scales are not those of its parts")
 
 
 # ---- per-layer parameters ------------------------------------------------------------------------

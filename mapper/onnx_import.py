@@ -202,7 +202,8 @@ def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None, *, 
     * Activations: a tensor with a ``QuantizeLinear`` scale ``s`` gets the range ``127 * s`` in
       :func:`mapper.calibrate.quantize_ranges`, so its scale is ``s`` unless the hardware's rules
       override it: scale groups (layout, resize, pooling, concatenation, ReLU share their input's
-      scale; the group takes the largest), a softmax's output (1/128) and the input image
+      scale; the group takes the largest; a concatenation only the host reads keeps its parts'
+      scales unless the file quantises it), a softmax's output (1/128) and the input image
       (``mapper.images.INPUT_SCALE``).  Tensors without a QDQ pair are calibrated on
       ``calib_image`` (``mapper.images.calibration_image`` by default) as any float model is
       (``percentile``: :func:`mapper.calibrate.quantize`'s).
@@ -220,7 +221,8 @@ def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None, *, 
     if any(l.name not in scaled for l in model.layers):
         image = calib_image if calib_image is not None else calibration_image(*model.input[:2], channels=model.input[2])
         ranges = calibrate_ranges(model, weights, image, percentile=percentile)
-    q = quantize_ranges(model, weights, {**ranges, **scaled})
+    # a concatenation the file quantises keeps the file's one scale, even where only the host reads it
+    q = quantize_ranges(model, weights, {**ranges, **scaled}, shared=frozenset(scaled))
     for name, (wq, s_w) in imported.weight_q.items():
         layer, ql = model.layer(name), q.layers[name]
         acc = q.scale(layer.inputs[0]) * np.asarray(s_w, np.float64)

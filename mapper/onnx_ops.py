@@ -2437,9 +2437,11 @@ def _concat_viewed(imp, node, views: list[View], axis: int) -> bool:
 def _requantised_copy(imp, node, v: View, i: int) -> View:
     """Part ``i`` of a concatenation, some channels of a tensor (a view), copied into it by the table of
     ``x ** 1``, which requantises: a copy that keeps its scale (a ``Pad``) would put the whole tensor
-    in the concatenation's scale group, and YOLOv5's sigmoid, read for xy and wh too, would be
-    quantised at the step of the boxes' pixels (a product by 1 would be refused where the part's
-    values are all below half that step, as a confidence is at 640x640)."""
+    in the concatenation's scale group wherever a layer reads the concatenation (one only the host
+    reads ties none, ``mapper.calibrate.host_read_concats``, but its readers are not imported yet),
+    and YOLOv5's sigmoid, read for xy and wh too, would be quantised at the step of the boxes'
+    pixels (a product by 1 would be refused where the part's values are all below half that step,
+    as a confidence is at 640x640)."""
     part = imp.materialise(v)
     if imp.by_name[part.source].kind not in VIEW_KINDS:       # a layout layer's output: written in place
         return part

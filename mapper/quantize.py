@@ -8,7 +8,9 @@ Activations are int8 with one symmetric scale per tensor (``real = q * scale``).
 * ``add``/``mul``/``layernorm``/``softmax``: ``hw.operators``' parameters;
 * ``relu``/``gelu``/``sigmoid``: a 256-entry int8 table (``hw.operators.lut_table``);
 * ``constant``: its int8 data;
-* resizes, pooling, concatenations and layout layers keep their input's scale and need none.
+* resizes, pooling, concatenations and layout layers keep their input's scale and need none;
+  a concatenation that only the host reads (a graph output, or a part of such a concatenation)
+  keeps its parts' scales instead: ``part_scales`` holds each element's (``QModel.scales``).
 
 The values come from calibration (``mapper.calibrate``) or, for tests of the data path,
 :func:`random_qmodel` (arbitrary but valid parameters).
@@ -31,7 +33,12 @@ __all__ = ["QLayer", "QModel", "random_qmodel", "requant_channels"]
 
 @dataclass
 class QLayer:
-    """The integer parameters of one layer (module docstring); ``scale`` is its output's."""
+    """The integer parameters of one layer (module docstring); ``scale`` is its output's.
+
+    ``part_scales``: for a concatenation whose parts keep their own scales, the scale of each
+    element, an array broadcastable to the layer's ``(H, W, C)`` output (size 1 along an axis on
+    which it does not vary); ``scale`` is then the coarsest of them, and no layer reads the tensor.
+    """
 
     scale: float
     weight: Optional[np.ndarray] = None
@@ -40,6 +47,7 @@ class QLayer:
     shift: Optional[np.ndarray] = None
     params: Any = None
     data: Optional[np.ndarray] = None
+    part_scales: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -52,6 +60,23 @@ class QModel:
 
     def scale(self, name: str) -> float:
         return self.input_scale if name == "input" else self.layers[name].scale
+
+    def scales(self, name: str):
+        """The scale of each element of tensor ``name``: its one scale (a float), or for a
+        concatenation of parts that keep their own scales (``QLayer.part_scales``) an array
+        broadcastable to its ``(H, W, C)`` shape."""
+        part = None if name == "input" else self.layers[name].part_scales
+        return self.scale(name) if part is None else part
+
+    def dequantise(self, name: str, values: np.ndarray) -> np.ndarray:
+        """``values`` (tensor ``name``'s int8, in its ``(H, W, C)`` layout or flattened) as float64
+        reals, each element times its own scale (:meth:`scales`), in ``values``' shape."""
+        values = np.asarray(values)
+        scales = self.scales(name)
+        if np.ndim(scales) == 0:
+            return values.astype(np.float64) * scales
+        shape = self.model.shape(name)
+        return (values.reshape(shape).astype(np.float64) * scales).reshape(values.shape)
 
 
 def requant_channels(layer) -> int:

@@ -53,7 +53,8 @@ _SQNR_BLOCK = 1 << 20
 @dataclass(frozen=True)
 class LayerError:
     """One layer's error: ``sqnr_db`` (``inf`` when exact) of its output in the integer network,
-    the float output's RMS and its scale; ``local_db`` of the layer alone (its float inputs
+    the float output's RMS and its scale (of a concatenation whose parts keep their own, the
+    coarsest; the SQNR takes each element's); ``local_db`` of the layer alone (its float inputs
     quantised to their scales) and ``input_db`` of the float network fed the int8 input
     (:func:`compare`; ``nan`` unless asked for)."""
 
@@ -87,18 +88,20 @@ class AccuracyReport:
                 "worst": clean(self.worst) if self.worst else None, "layers": [clean(e) for e in self.layers]}
 
 
-def sqnr_db(f: np.ndarray, q: np.ndarray, scale: float = 1.0, row: Optional[int] = None) -> float:
+def sqnr_db(f: np.ndarray, q: np.ndarray, scale=1.0, row: Optional[int] = None) -> float:
     """``10 log10(sum f**2 / sum (f - q*scale)**2)`` dB: ``inf`` if equal, ``-inf`` for a zero
-    signal with noise.  With ``row`` (a tensor only softmaxes of rows of ``row`` read), both
+    signal with noise; ``scale`` one float or each element's (an array broadcastable to ``f``'s
+    shape, ``QModel.scales``).  With ``row`` (a tensor only softmaxes of rows of ``row`` read), both
     sides are first raised to ``rowmax(f) - softmax_margin(row)``: lower values do not change
     the softmax (``mapper.calibrate``), so their error does not count."""
     n = f.size
     step = _SQNR_BLOCK if row is None else max(1, _SQNR_BLOCK // row) * row
     ff, qq = f.reshape(-1), np.asarray(q).reshape(-1)
+    each = np.broadcast_to(scale, f.shape).reshape(-1) if np.ndim(scale) else None
     signal = noise = 0.0
     for i in range(0, n, step):
         a = ff[i:i + step].astype(np.float64)
-        b = qq[i:i + step].astype(np.float64) * scale
+        b = qq[i:i + step].astype(np.float64) * (scale if each is None else each[i:i + step])
         if row is not None:
             floor = a.reshape(-1, row).max(axis=1, keepdims=True) - softmax_margin(row)
             a = np.maximum(a.reshape(-1, row), floor)
@@ -181,8 +184,8 @@ def compare(qmodel: QModel, weights: dict, image: np.ndarray, *, acc_bits: int =
         assert name == qname == layer.name, (name, qname)
         scale, row = qmodel.layers[name].scale, softmax_row(readers.get(name, []))
         errors.append(LayerError(
-            name, layer.kind, sqnr_db(f, q, scale, row), float(np.sqrt(np.mean(np.square(f, dtype=np.float64)))),
-            scale, floats.local_sqnr(i, layer, f, qmodel, acc_bits, row) if floats else math.nan,
+            name, layer.kind, sqnr_db(f, q, qmodel.scales(name), row),
+            float(np.sqrt(np.mean(np.square(f, dtype=np.float64)))), scale, floats.local_sqnr(i, layer, f, qmodel, acc_bits, row) if floats else math.nan,
             sqnr_db(f, outs[2][1], 1.0, row) if baseline else math.nan))
         if name in needed:
             kept_f[name], kept_q[name] = f, q
@@ -203,9 +206,9 @@ class _FloatInputs:
         self.values = {INPUT: image}
 
     def local_sqnr(self, i: int, layer, f: np.ndarray, qmodel: QModel, acc_bits: int, row: Optional[int]) -> float:
-        ins = [quantize_tensor(self.values[n], qmodel.scale(n)) for n in layer.inputs]
+        ins = [quantize_tensor(self.values[n], qmodel.scales(n)) for n in layer.inputs]
         ql = qmodel.layers[layer.name]
-        db = sqnr_db(f, layer_output(layer, ins, ql, acc_bits), ql.scale, row)
+        db = sqnr_db(f, layer_output(layer, ins, ql, acc_bits), qmodel.scales(layer.name), row)
         self.values[layer.name] = f
         for n in layer.inputs:
             if self.last_use.get(n) == i:
@@ -241,7 +244,7 @@ def output_agreement(model: Model, task: str, f: dict, q: dict, qmodel: QModel) 
 def _values_agreement(f: dict, q: dict, qmodel: QModel) -> dict:
     """For any other network: the worst SQNR and correlation over its int8 outputs, dequantised,
     against the float ones (class maps, which hold labels, are not values)."""
-    pairs = [(f[n].reshape(-1), q[n].reshape(-1).astype(np.float64) * qmodel.layers[n].scale)
+    pairs = [(f[n].reshape(-1), qmodel.dequantise(n, q[n]).reshape(-1))
              for n in q if n in f and np.asarray(q[n]).dtype == np.int8]
     if not pairs:
         return {}

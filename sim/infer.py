@@ -337,7 +337,9 @@ def infer(model: Model, cfg: AcceleratorConfig, image: np.ndarray, seed: int, *,
 # ---- outputs -------------------------------------------------------------------------------------
 
 def _dequantised(inference: Inference, name: str) -> np.ndarray:
-    return (inference.outputs[name].astype(np.float64) * inference.qmodel.layers[name].scale).astype(np.float32)
+    """Output ``name``'s int8 values times their scales (per part for a concatenation of parts that keep
+    their own, ``mapper.quantize.QModel.scales``)."""
+    return inference.qmodel.dequantise(name, inference.outputs[name]).astype(np.float32)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from mapper.weights import (BN_EPS, constant_data, fold_attention_scale, has_bat
                             relative_position_index)
 from mapper.workloads import build_model
 from sim import accuracy
-from sim.golden_network import layer_output as golden_layer
+from sim.golden_network import layer_output as golden_layer, run_network
 
 E = "encoder"
 
@@ -494,9 +494,70 @@ def test_prepare_equals_init_then_quantize(b0):
 
 def test_conflicting_fixed_scales_are_refused():
     model = Model("m", "full", (2, 2, 4), (Softmax("s", E, inputs=(INPUT,), row=4),
-                                          Concat("c", E, inputs=(INPUT, "s"))))
+                                          Concat("c", E, inputs=(INPUT, "s")),
+                                          Activation("r", E, "relu", inputs=("c",))))
     with pytest.raises(ValueError, match="must share a scale but both are fixed"):
         assign_scales(model, {"s": 1.0, "c": 1.0})
+
+
+def _detect_like(read: bool) -> tuple[Model, dict]:
+    """Two levels (4x4 and 2x2 pixels) of boxes in hundreds beside sigmoids in 0..1, each level's
+    channels concatenated, the levels' pixels concatenated (YOLOv5's decode); ``read``: a ReLU reads
+    the concatenation of levels, so the accelerator needs it at one scale."""
+    layers = []
+    for i, (size, stride) in enumerate(((4, 2), (2, 4))):
+        layers += [Conv2d(f"box{i}", E, 3, 4, 8, 8, kernel=(stride, stride), stride=stride, inputs=(INPUT,)),
+                   Conv2d(f"logit{i}", E, 3, 3, 8, 8, kernel=(stride, stride), stride=stride, inputs=(INPUT,)),
+                   Activation(f"conf{i}", E, "sigmoid", inputs=(f"logit{i}",)),
+                   Concat(f"level{i}", E, inputs=(f"box{i}", f"conf{i}"))]
+    layers.append(Concat("levels", E, inputs=("level0", "level1"), along="pixels"))
+    model = Model("detect", "full", (8, 8, 3), tuple(layers + [Activation("r", E, "relu", inputs=("levels",))] * read))
+    weights = init_weights(model, seed=1)
+    for i in range(2):
+        weights[f"box{i}"]["bias"] = np.full(4, 300.0 * (i + 1), np.float32)   # pixels, per level
+    return model, weights
+
+
+def test_a_concatenation_only_the_host_reads_keeps_its_parts_scales():
+    """YOLO's output: boxes of hundreds of pixels and confidences in 0..1 concatenated; each part keeps
+    its own scale where it is written (the levels' own too), the output records each element's, and
+    dequantised with them the confidences keep their resolution (with one scale, a step of about
+    5 px, every one of them would be 0)."""
+    model, weights = _detect_like(read=False)
+    image = np.random.default_rng(0).normal(0, 1, (8, 8, 3)).astype(np.float32)
+    q = quantize(model, weights, image)
+    check_constraints(q)
+    levels = q.layers["levels"]
+    assert levels.part_scales.shape == (20, 1, 7)                  # varies with the pixel's level and the channel
+    scales = np.broadcast_to(q.scales("levels"), (20, 1, 7))
+    for i, rows in enumerate((slice(0, 16), slice(16, 20))):
+        assert np.all(scales[rows, :, :4] == q.scale(f"box{i}")) and np.all(scales[rows, :, 4:] == q.scale(f"conf{i}"))
+    assert q.scale("conf0") < q.scale("box0") / 100 and levels.scale == q.scale("box1")
+    floats = dict(reference.run_float(model, weights, image))
+    ints = dict(run_network(q, quantize_input(image)))
+    got = q.dequantise("levels", ints["levels"])
+    step = max(q.scale("conf0"), q.scale("conf1"))
+    assert np.abs(got[..., 4:] - floats["levels"][..., 4:]).max() <= step           # each conf within a step
+    assert np.abs(got[..., :4] - floats["levels"][..., :4]).max() <= 2 * q.scale("box1")
+    report = accuracy.compare(q, weights, image)
+    assert [e.sqnr_db for e in report.layers if e.name == "levels"][0] > 30
+
+
+def test_a_concatenation_a_layer_reads_keeps_one_scale():
+    """The accelerator's operators take one scale a tensor: a concatenation a layer reads ties its
+    parts as before, and a tensor of per-part scales that a layer reads is refused by name."""
+    model, weights = _detect_like(read=True)
+    image = np.random.default_rng(0).normal(0, 1, (8, 8, 3)).astype(np.float32)
+    q = quantize(model, weights, image)
+    assert all(ql.part_scales is None for ql in q.layers.values())
+    assert len({q.scale(n) for n in ("box0", "conf0", "box1", "conf1", "levels", "r")}) == 1
+    free = quantize(_detect_like(read=False)[0], weights, image)
+    q.layers["levels"] = free.layers["levels"]
+    for i in range(2):
+        q.layers[f"level{i}"], q.layers[f"conf{i}"], q.layers[f"box{i}"] = (
+            free.layers[f"level{i}"], free.layers[f"conf{i}"], free.layers[f"box{i}"])
+    with pytest.raises(ValueError, match="levels: its parts keep scales of their own, but 'r' reads it as one tensor"):
+        check_constraints(q)
 
 
 # ---- the error report -------------------------------------------------------------------------------
