@@ -280,6 +280,28 @@ def test_qdq_scales_kept():
     assert q.layers[pool].scale == 1 / 16
 
 
+@pytest.mark.parametrize("quantised", [False, True])
+def test_a_concatenated_output_keeps_its_parts_qdq_scales_unless_the_file_quantises_it(quantised):
+    """Two convolutions' outputs (QDQ scales 1/4 and 1/64) concatenated as the graph output: only the
+    host reads it, so each part keeps its file's scale; a QDQ pair on the concatenation too (onnxruntime
+    then gives it one scale, 1/2) ties them at that scale, as before."""
+    from onnx_graphs import _qdq
+    g = Graph(3)
+    x = _qdq(g, "input", 1 / 64, "/input_q")
+    a = _qdq(g, g.op("Conv", [x, g.weight("a.w", 4, 3, 1, 1)], "/a", kernel_shape=[1, 1]), 1 / 4, "/a_q")
+    b = _qdq(g, g.op("Conv", [x, g.weight("b.w", 2, 3, 1, 1)], "/b", kernel_shape=[1, 1]), 1 / 64, "/b_q")
+    y = g.op("Concat", [a, b], "/cat", axis=1)
+    imp = import_onnx(g.model([image_input(3, 8, 8, "input")], [out(_qdq(g, y, 1 / 2, "/cat_q") if quantised else y)]),
+                      "qdq_cat")
+    q = qdq_qmodel(imp)
+    [cat] = [l.name for l in imp.model.layers if l.kind == "concat"]
+    if quantised:
+        assert q.layers[cat].part_scales is None and q.scales(cat) == 1 / 2
+    else:
+        assert q.layers[cat].scale == 1 / 4
+        np.testing.assert_array_equal(q.scales(cat), np.array([1 / 4] * 4 + [1 / 64] * 2).reshape(1, 1, 6))
+
+
 def test_an_int32_bias_behind_a_dequantize_is_imported():
     """onnxruntime's quantiser stores biases as int32 at scale s_in * s_w (zero point 0, int32): the
     importer reads the bias they stand for (quantised again at the accelerator's own scales)."""

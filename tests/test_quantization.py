@@ -23,7 +23,7 @@ from mapper.images import (INPUT_SCALE, IMAGENET_MEAN, IMAGENET_STD, calibration
                            quantize_input, synthetic_image)
 from mapper.ir import (INPUT, Activation, Add, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
                        Pad, PatchMerge, Roll, Softmax, WindowPartition, WindowReverse)
-from mapper.quantize import QLayer
+from mapper.quantize import QLayer, QModel
 from mapper.weights import (BN_EPS, constant_data, fold_attention_scale, has_batchnorm, init_weights,
                             relative_position_index)
 from mapper.workloads import build_model
@@ -655,16 +655,13 @@ def test_agreement_of_outputs_is_finite_json_for_equal_and_for_huge_outputs():
     near 1e30 kept their correlation (float32 squares overflowed to 0.0 beside an SQNR of 45 dB)."""
     import json
 
-    from mapper.quantize import QLayer
-
-    class _Q:               # only the output's scale is read
-        layers = {"out": QLayer(scale=1.0)}
-
+    model = Model("m", "full", (1, 1, 128), (Activation("out", E, "relu", inputs=(INPUT,)),))
+    qmodel = QModel(model, 1.0, {"out": QLayer(scale=1.0)})      # only the output's scale is read
     f = {"out": np.arange(-64, 64, dtype=np.float32)}
     q = {"out": np.arange(-64, 64).astype(np.int8)}
-    exact = accuracy._values_agreement(f, q, _Q())
+    exact = accuracy._values_agreement(f, q, qmodel)
     assert exact["sqnr_db"] == np.inf and exact["correlation"] == pytest.approx(1.0)
-    silent = accuracy._values_agreement({"out": np.zeros(128, np.float32)}, q, _Q())
+    silent = accuracy._values_agreement({"out": np.zeros(128, np.float32)}, q, qmodel)
     assert silent["sqnr_db"] == -np.inf and silent["correlation"] == 0.0       # the worst: not "equal"
     report = accuracy.AccuracyReport("m", "other", [], None, silent)
     assert json.loads(json.dumps(report.to_json(), allow_nan=False))["output"]["sqnr_db"] is None
