@@ -311,7 +311,8 @@ def axis_extent(f, hold=None) -> tuple:
     in_turn = (f["n"] >= f["wrap"]) | (f["start"] + f["n"] > f["wrap"])      # valid >= 1: it reaches 0
     lo = hold(sel(in_run, sel(in_turn, vmin(run[0], turn[0]), run[0]), turn[0]))
     hi = hold(sel(in_run, sel(in_turn, vmax(run[1], turn[1]), run[1]), turn[1]))
-    return in_run | in_turn, lo, hi
+    # held: the add and comparison would otherwise precede the overlap rule's last OR in one cycle
+    return hold(in_run | in_turn), lo, hi
 
 
 def operand_extent(op, chans, hold=None) -> tuple:
