@@ -19,7 +19,7 @@ How the graph maps to layers (``docs/onnx.md`` has the full table):
   ``Erf`` pattern), ``Resize``, ``MaxPool``, ``AveragePool``, ``GlobalAveragePool``,
   ``ReduceMean`` over the pixels, ``Concat`` of channels, ``Pad`` at the bottom and right;
 * layout operators (``Reshape``, ``Transpose``, ``Flatten``, ``Squeeze``, ``Unsqueeze``,
-  ``Slice``, ``Split``, ``Gather`` with constant indices, ``Expand``, and a ``Concat`` of parts of
+  ``Slice``, ``Split``, ``Gather`` with constant indices, ``Expand``, ``Tile``, and a ``Concat`` of parts of
   one tensor) are views (:mod:`mapper.onnx_layout`) and no layer when they move no data; where
   they do move data, the IR layout layer that does the same (crop, roll, window partition and
   reverse, patch merge) is inserted, and anything else is refused;

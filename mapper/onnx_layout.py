@@ -8,7 +8,7 @@ ONNX element is.  A view is *strided* (``offset + sum(i_k * strides[k])``, as a 
 whenever it can be, else it holds the explicit index of every element.
 
 Reshape, Transpose, Flatten, Squeeze, Unsqueeze, Slice, Split, Gather with constant indices,
-Expand and a Concat of parts of one tensor only change the view: they move no data.  A
+Expand, Tile and a Concat of parts of one tensor only change the view: they move no data.  A
 consumer that needs its input laid out as an IR tensor (a convolution's NCHW input is the
 HWC tensor itself, a linear layer's ``[.., tokens, C]`` input too) reads a view that is one;
 otherwise the data must move, and :func:`layout_candidates` lists the IR layout layers

@@ -31,7 +31,7 @@ __all__ = ["HANDLERS", "SUPPORTED_OPS", "VIEW_OPS", "NEVER_FOLD"]
 HANDLERS: dict[tuple[str, str], Callable] = {}
 #: Operators that only change a view (evaluated on constants as views too, to keep their layout).
 VIEW_OPS = frozenset({"Identity", "Dropout", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice",
-                      "Split", "Gather", "Expand"})
+                      "Split", "Gather", "Expand", "Tile"})
 #: Operators never evaluated on constant inputs.
 NEVER_FOLD = frozenset({"Constant", "DequantizeLinear", "QuantizeLinear"})
 _CUSTOM = "com.vitaccel"
@@ -476,6 +476,18 @@ def _gather(imp, node) -> None:
     _out(imp, node, L.take(v, axis, imp.array(node.input[1]).astype(np.int64)), prior=v)
     _heads_together(imp, node.output[0])
     _pass_quantised(imp, node)
+
+
+@_op("Tile")
+def _tile(imp, node) -> None:
+    """``Tile`` by constant repeats (``k.repeat(1, r, 1, 1)``: GQA's kv heads repeated): a view."""
+    v = _view(imp, node.input[0])
+    if not imp.is_const(node.input[1]):
+        raise imp.fail("computed repeats; supported: constant repeats (a view)")
+    reps = [int(x) for x in imp.array(node.input[1]).ravel()]
+    if len(reps) != len(v.shape) or min(reps) < 1:
+        raise imp.fail(f"repeats {reps} of a {list(v.shape)} tensor; supported: one repeat of at least 1 for each axis")
+    _out(imp, node, L.from_indices(v.source, v.src_shape, np.tile(L.indices(v), reps)), prior=v)
 
 
 @_op("Expand")
@@ -1251,9 +1263,7 @@ def _constant_times(imp, node, const: np.ndarray, b: View, scale: Optional[float
 def _product(imp, node, a: View, b: View, swap: bool = True) -> View:
     """``a @ b``, or ``(b^T @ a^T)^T`` when the operands are laid out as the IR's products read the
     transposed ones (GCNet's ``x @ softmax``: an image's channels times a row of pixel weights)."""
-    if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
-        raise imp.fail(f"operands of shapes {list(a.shape)} and {list(b.shape)}; supported: [..., M, K] x [..., K, N] "
-                       f"with equal batch dimensions")
+    a, b = _batch_broadcast(imp, a, b)
     m, k = a.shape[-2:]
     n = b.shape[-1]
     ia, ib = L.indices(a).reshape(-1, m, k), L.indices(b).reshape(-1, k, n)
@@ -1264,6 +1274,9 @@ def _product(imp, node, a: View, b: View, swap: bool = True) -> View:
         bt_at = _product(imp, node, L.transpose(b, perm), L.transpose(a, perm), swap=False)
         return L.transpose(bt_at, perm)                                     # (b^T a^T)^T
     if plan is None:
+        shared = _product_by_runs(imp, node, a, b, ia, ib)
+        if shared is not None:
+            return shared
         raise imp.fail("its operands are not laid out as the IR's products read them (per head, K contiguous "
                        "channels of the tokens; windows interleaved in the tokens; mapper/ir.py MatMul)")
     windows, heads, wi, hi, a_off, b_off, layout = plan
@@ -1273,6 +1286,60 @@ def _product(imp, node, a: View, b: View, swap: bool = True) -> View:
     rows = np.arange(m)[None, :, None] * windows + wi[:, None, None]
     idx = rows * (heads * n) + hi[:, None, None] * n + np.arange(n)[None, None, :]
     return L.from_indices(name, shape, idx.reshape(a.shape[:-1] + (n,)))
+
+
+def _batch_broadcast(imp, a: View, b: View) -> tuple[View, View]:
+    """``a`` and ``b`` with their batch dimensions broadcast as ONNX's MatMul broadcasts them (MQA's one
+    key head of ``[1, 1, N, d]`` times queries of ``[1, heads, N, d]``): views, no data moved."""
+    if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[-1] != b.shape[-2]:
+        raise imp.fail(f"operands of shapes {list(a.shape)} and {list(b.shape)}; supported: [..., M, K] x [..., K, N]")
+    try:
+        batch = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    except ValueError:
+        raise imp.fail(f"operands of shapes {list(a.shape)} and {list(b.shape)}; supported: [..., M, K] x [..., K, N] "
+                       f"with batch dimensions that broadcast") from None
+    return (L.expand(a, batch + a.shape[-2:]) if a.shape[:-2] != batch else a,
+            L.expand(b, batch + b.shape[-2:]) if b.shape[:-2] != batch else b)
+
+
+#: The most products one ``MatMul`` node of shared heads becomes (``_product_by_runs``).
+SHARED_HEADS_MAX_PRODUCTS = 64
+
+
+def _product_by_runs(imp, node, a: View, b: View, ia: np.ndarray, ib: np.ndarray) -> Optional[View]:
+    """A product whose heads share an operand's head (MQA's and GQA's keys and values, repeated by an
+    ``Expand``, a ``Tile`` or the product's broadcast): one IR product for each run of consecutive
+    batch items that one reads (each q head alone where a kv head is shared), every run reading the
+    shared head where it is (no copy), their outputs one ``Concat`` of channels, which they write in
+    place.  None when no item repeats another's operand or a run of tokens in one window fails."""
+    nb, m, k = ia.shape
+    n = ib.shape[2]
+    if min(len(np.unique(ia.reshape(nb, -1), axis=0)), len(np.unique(ib.reshape(nb, -1), axis=0))) == nb:
+        return None
+    runs, i = [], 0
+    while i < nb:
+        j = next((j for j in range(nb, i, -1) if _one_window_plan(a.src_shape, b.src_shape, ia[i:j], ib[i:j])), None)
+        if j is None or len(runs) == SHARED_HEADS_MAX_PRODUCTS:
+            return None
+        runs.append((i, j, _one_window_plan(a.src_shape, b.src_shape, ia[i:j], ib[i:j])))
+        i = j
+    name = imp.layer_name(node.output[0])
+    parts = []
+    for i, j, (_, heads, _, _, a_off, b_off, layout) in runs:
+        part = imp.layer_name(f"{node.output[0]}.heads{i}")
+        imp.emit(MatMul, part, batch=heads, m=m, k=k, n=n, inputs=(a.source, b.source), a_offset=a_off,
+                 b_offset=b_off, b_layout=layout)
+        parts.append(part)
+    shape = imp.emit(Concat, name, inputs=tuple(parts))
+    _shared_products(imp).add(name)
+    idx = np.arange(m)[None, :, None] * (nb * n) + np.arange(nb)[:, None, None] * n + np.arange(n)
+    return L.from_indices(name, shape, idx.reshape(a.shape[:-1] + (n,)))
+
+
+def _one_window_plan(sa, sb, ia: np.ndarray, ib: np.ndarray):
+    """``_product_plan`` of batch items that one product of one window reads in their order, or None."""
+    plan = _product_plan(sa, sb, ia, ib)
+    return plan if plan is not None and plan[0] == 1 and np.array_equal(plan[3], np.arange(len(ia))) else None
 
 
 def _product_plan(sa, sb, ia: np.ndarray, ib: np.ndarray):
@@ -1506,10 +1573,9 @@ def _fold_scale(imp, node, names: list[str]) -> bool:
     s = 1 / s if node.op_type == "Div" else s
     if node.op_type == "Div" and which[0] == 0:
         return False
-    target, lo, hi, readers = _fold_target(imp, v)
+    target, lo, hi, readers, through = _fold_target(imp, v)
     if target is None or (s < 0 and target.relu):       # relu(-x) is not -relu(x): a Mul layer
         return False
-    through = next(iter(readers), "")            # a product of activations between the rows and v
     if not imp.fold_rows(target.name, lo, hi, s, readers, node.output[0], through):
         return False
     imp.views[node.output[0]] = v.named(node.output[0], v.origin)
@@ -1518,21 +1584,30 @@ def _fold_scale(imp, node, names: list[str]) -> bool:
 
 def _fold_target(imp, v: View):
     """(layer whose weight rows ``lo:hi`` compute ``v``'s values, lo, hi, the layers that already read
-    them through ``v``), or Nones."""
+    them through ``v``, the layer between them and ``v`` whose output the fold scales), or Nones."""
     src = imp.by_name.get(v.source)
     if isinstance(src, (Linear, Conv2d)):
         lo, hi = L.channels_read(v)
-        return src, lo, hi, set()
-    if isinstance(src, MatMul) and src.b_layout != "opaque" and L.covers(v):
-        a = imp.by_name.get(src.inputs[0])
-        lo, hi = src.a_offset, src.a_offset + src.heads * src.k
-        b_lo = src.b_offset
-        b_hi = b_lo + src.heads * (src.k if src.b_layout == "nk" else src.n)
-        if src.inputs[1] == src.inputs[0] and b_lo < hi and lo < b_hi:
-            return None, 0, 0, set()            # q @ q^T: the second operand reads the scaled rows too
-        if isinstance(a, (Linear, Conv2d)):
-            return a, lo, hi, {src.name}
-    return None, 0, 0, set()
+        return src, lo, hi, set(), ""
+    products = [imp.by_name[p] for p in src.inputs] if src is not None and src.name in _shared_products(imp) else [src]
+    if not L.covers(v) or not all(isinstance(p, MatMul) and p.b_layout != "opaque" for p in products):
+        return None, 0, 0, set(), ""
+    a = {imp.by_name.get(p.inputs[0]) for p in products}
+    lo = min(p.a_offset for p in products)
+    hi = max(p.a_offset + p.heads * p.k for p in products)
+    for p in products:
+        b_lo = p.b_offset
+        b_hi = b_lo + p.heads * (p.k if p.b_layout == "nk" else p.n)
+        if p.inputs[1] == p.inputs[0] and b_lo < hi and lo < b_hi:
+            return None, 0, 0, set(), ""        # q @ q^T: the second operand reads the scaled rows too
+    if len(a) == 1 and isinstance(next(iter(a)), (Linear, Conv2d)):
+        return next(iter(a)), lo, hi, {p.name for p in products}, src.name
+    return None, 0, 0, set(), ""
+
+
+def _shared_products(imp) -> set:
+    """The concatenations of products that ``_product_by_runs`` made (their parts read by them alone)."""
+    return imp.__dict__.setdefault("_shared_products", set())
 
 
 def _elementwise(imp, node, cls, names: list[str]) -> None:

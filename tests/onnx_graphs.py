@@ -1578,3 +1578,41 @@ def sequence_conv(channels: int = 8, length: int = 20, out_channels: int = 16, g
     y = g.op("Conv", ["x", g.weight("w", out_channels, channels // group, k), g.weight("b", out_channels)], "",
              kernel_shape=[k], group=group, **attrs)
     return g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, length])], [out(y)], opset)
+
+
+def shared_kv_attention(kv_heads: int = 1, heads: int = 4, form: str = "expand", size: int = 16, patch: int = 4,
+                        dim: int = 32, seed: int = 70):
+    """Multi-query (``kv_heads=1``) or grouped-query attention: q of ``heads`` heads, k and v of
+    ``kv_heads`` from their own linears, each kv head shared by ``heads / kv_heads`` q heads as
+    PyTorch exports the sharing (``form``): ``expand``, Hugging Face's ``repeat_kv`` (an ``Unsqueeze``,
+    an ``Expand`` and a ``Reshape``: head ``h`` reads kv head ``h // r``); ``tile``, ``k.repeat(1, r,
+    1, 1)`` (a ``Tile``: kv head ``h % kv_heads``); ``broadcast``, MQA's one kv head of ``[1, 1, N, d]``
+    broadcast by the ``MatMul``s themselves.  Then the projection and a head on the tokens' mean."""
+    g = Graph(seed)
+    n, d, r = (size // patch) ** 2, dim // heads, heads // kv_heads
+    x = g.op("Conv", ["pixel_values", g.weight("patch.weight", dim, 3, patch, patch), g.weight("patch.bias", dim)],
+             "/patch", kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.op("Transpose", [g.reshape(x, [1, dim, -1], "/patch")], "/patch", perm=[0, 2, 1])
+
+    def heads_of(name: str, count: int) -> str:
+        t = g.reshape(g.linear(x, dim, count * d, f"/attn/{name}"), [1, n, count, d], "/attn")
+        t = g.op("Transpose", [t], "/attn", perm=[0, 2, 1, 3])
+        if form == "expand":
+            t = g.op("Unsqueeze", [t, g.const([2])], "/attn")
+            t = g.op("Expand", [t, g.const([1, count, r, n, d])], "/attn")
+            return g.reshape(t, [1, heads, n, d], "/attn")
+        return g.op("Tile", [t, g.const([1, r, 1, 1])], "/attn") if form == "tile" else t
+
+    q = g.reshape(g.linear(x, dim, heads * d, "/attn/q"), [1, n, heads, d], "/attn")
+    q = g.op("Transpose", [q], "/attn", perm=[0, 2, 1, 3])
+    k, v = heads_of("k", kv_heads), heads_of("v", kv_heads)
+    a = g.op("MatMul", [q, g.op("Transpose", [k], "/attn", perm=[0, 1, 3, 2])], "/attn")
+    a = g.op("Softmax", [g.op("Mul", [a, g.const(np.float32(d ** -0.5), np.float32)], "/attn")], "/attn", axis=-1)
+    o = g.op("MatMul", [a, v], "/attn")
+    o = g.reshape(g.op("Transpose", [o], "/attn", perm=[0, 2, 1, 3]), [1, n, dim], "/attn")
+    o = g.linear(o, dim, dim, "/attn/proj")
+    y = g.op("Gemm", [g.op("ReduceMean", [o], "", axes=[1], keepdims=0), g.weight("head.weight", 5, dim),
+                      g.weight("head.bias", 5)], "/head", transB=1)
+    macs = n * dim * 3 * patch * patch + n * dim * (heads + 2 * kv_heads) * d + 2 * heads * n * n * d \
+        + n * dim * dim + dim * 5
+    return g.model([image_input(3, size, size)], [out(y)]), macs

@@ -22,7 +22,7 @@ from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
-                         space_to_depth, conformer_conv, wav2vec_features, sequence_conv, vit, yolo_detect, yolo_v5_detect)
+                         space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, vit, yolo_detect, yolo_v5_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -104,6 +104,38 @@ def test_q_k_v_interleaved_per_head_are_pulled_apart_by_reordering_the_qkv_rows(
     key, value = kw.get("key", 8), kw.get("value", 8)
     assert (qk.batch, qk.k, qk.a_offset, qk.b_offset, av.b_offset) == (3, key, 0, 3 * key, 6 * key)
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("kv_heads, form, offsets", [(1, "expand", [0, 0, 0, 0]), (2, "expand", [0, 0, 8]),
+                                                      (2, "tile", [0, 0]), (1, "broadcast", [0, 0, 0, 0])])
+def test_multi_and_grouped_query_attention_read_the_shared_kv_heads_where_they_are(kv_heads, form, offsets):
+    """MQA and GQA (refused before: the q heads' k and v repeated by an Expand, a Tile or the product's
+    broadcast were not laid out per head): one product per run of consecutive q heads whose k (v)
+    heads are consecutive channels, each reading the shared head in k's (v's) own tensor, concatenated
+    along the channels; the attention scale still folds into q.  The MACs counted by hand,
+    onnxruntime's numbers."""
+    proto, macs = shared_kv_attention(kv_heads=kv_heads, form=form)
+    imp = import_onnx(proto, "gqa")
+    kinds = Counter(l.kind for l in imp.model.layers)
+    assert kinds == {"conv2d": 1, "linear": 5, "matmul": 2 * len(offsets), "concat": 2, "softmax": 1, "pool": 1}
+    assert imp.model.total_macs == macs
+    qk = [l for l in imp.model.layers if l.kind == "matmul" and l.b_layout == "nk"]
+    assert sum(l.batch for l in qk) == 4 and all(l.inputs[1] == qk[0].inputs[1] for l in qk)
+    assert [l.b_offset for l in qk] == offsets         # (head dimension 8: kv head 1 from channel 8)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_product_of_items_that_share_no_operand_is_still_refused_for_its_layout():
+    """Shared heads are split into runs only where an operand repeats: k transposed twice (its head
+    dimension along the tokens) is no layout any product reads, one line as before."""
+    g = Graph(3)
+    x = g.op("Transpose", [g.reshape("input", [1, 8, 16])], "", perm=[0, 2, 1])
+    q = g.op("Transpose", [g.reshape(g.linear(x, 8, 8, "/q"), [1, 16, 2, 4])], "", perm=[0, 2, 1, 3])
+    k = g.op("Transpose", [g.reshape(g.linear(x, 8, 8, "/k"), [1, 16, 2, 4])], "", perm=[0, 2, 3, 1])
+    k = g.op("Transpose", [g.reshape(k, [1, 2, 16, 4])], "", perm=[0, 1, 3, 2])
+    proto = g.model([image_input(8, 4, 4, "input")], [out(g.op("MatMul", [q, k], "/attn"))])
+    with pytest.raises(OnnxImportError, match=r"\(MatMul\): its operands are not laid out as the IR's products"):
+        import_onnx(proto, "scrambled")
 
 
 def test_a_batchnorm_after_a_relu_of_a_convolution_is_not_folded_into_it():
