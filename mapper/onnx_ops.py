@@ -2283,7 +2283,7 @@ def _reduce(imp, node) -> None:
     """A mean or sum over every pixel, row or column of each channel (average pooling, times their
     count for a sum), or over every channel of each pixel (a product by constant weights of ones);
     ``ReduceSumSquare`` squares first and ``ReduceL2`` also takes the square root (tables); a max
-    over every pixel of a square image is a max pooling."""
+    over every pixel of a square image is a max pooling, one over every channel a tree of comparisons."""
     v, a, op, y = imp.act(node.input[0]), _attrs(node), node.op_type, node.output[0]
     axes = _input_list(imp, node, 1, "axes") if imp.opset >= (13 if op == "ReduceSum" else 18) else a.get("axes")
     if not axes and a.get("noop_with_empty_axes", 0):       # ONNX: no axes then means no reduction
@@ -2326,9 +2326,11 @@ def _reduce_axes(imp, node) -> None:
         if whole is not None:
             v, plan = whole, _mean_plan(whole, axes)
     total, peak = node.op_type == "ReduceSum", node.op_type == "ReduceMax"
+    if peak and plan is None and _channel_max(imp, node, v, axes, keep):
+        return
     if peak and (plan is None or plan[0] != (1, 1)):
         raise imp.fail(f"a max over axes {axes} of a {list(v.shape)} tensor; supported: over all pixels of each "
-                       f"channel (max pooling)")
+                       f"channel (max pooling), or over all channels of each pixel")
     if plan is None:
         if _channel_reduction(imp, node, v, axes, keep, 1.0 if total else 1.0 / math.prod(v.shape[i] for i in axes)):
             return
@@ -2381,6 +2383,43 @@ def _channel_reduction(imp, node, v: View, axes: list[int], keep: int, weight: f
         kept = _view(imp, summed)
         _reshape_to(imp, node, kept, [n for i, n in enumerate(kept.shape) if i != axes[0]])
     return True
+
+
+def _channel_max(imp, node, v: View, axes: list[int], keep: int) -> bool:
+    """The largest of every channel of each pixel (CBAM's spatial attention, ``amax(x, 1)``) of a whole
+    tensor: its first and last ``ceil(C / 2)`` channels compared until one channel is left (the
+    halves overlap by a channel when C is odd; a max is the same), each step ``_larger`` of two
+    channel slices (views); False when ``axes`` are not its channels."""
+    formed = _formed(imp, v)
+    form = _form_of(formed) if formed is not None else None
+    if form is None or axes != [_FORMS[form][1]]:
+        return False
+    axis, x, y = axes[0], node.input[0], node.output[0]
+    n, step = v.shape[axis], 0
+    while n > 1:
+        half, step = -(-n // 2), step + 1
+        a = _slice_part(imp, node, x, axis, 0, half, f"{y}.max{step}.low")
+        b = _slice_part(imp, node, x, axis, n - half, n, f"{y}.max{step}.high")
+        x, n = _larger(imp, node, a, b, y if half == 1 and keep else f"{y}.max{step}"), half
+    if not keep:
+        kept = _view(imp, x)
+        _reshape_to(imp, node, kept, [k for i, k in enumerate(kept.shape) if i != axis])
+    elif x != y:                                 # one channel already: the tensor itself
+        _out(imp, node, _view(imp, x))
+    return True
+
+
+def _larger(imp, node, a: str, b: str, out: str) -> str:
+    """``max(a, b)`` element by element as ``b + relu(a - b)``: the subtraction (``a + (-b)``: a product
+    by -1 and an add, whose pass applies the ReLU) and an add, three vector passes of the halves'
+    size.  Exact in float; each step int8 at its own scale on the accelerator.  (A linear layer of
+    weights +1 and -1 for ``relu(a - b)`` instead costs as much on E and 3x on tiny, in MACs.)"""
+    diff = _view(imp, _part(imp, node, "Sub", [a, b], f"{out}.diff"))
+    name = imp.layer_name(f"{out}.relu")
+    shape = imp.emit(Activation, name, func="relu", inputs=(diff.source,),
+                     fused=isinstance(imp.by_name.get(diff.source), Add))
+    imp.views[f"{out}.relu"] = diff.on(name, shape)
+    return _part(imp, node, "Add", [f"{out}.relu", b], out)
 
 
 def _mean_plan(v: View, axes: list[int]):

@@ -1616,3 +1616,26 @@ def shared_kv_attention(kv_heads: int = 1, heads: int = 4, form: str = "expand",
     macs = n * dim * 3 * patch * patch + n * dim * (heads + 2 * kv_heads) * d + 2 * heads * n * n * d \
         + n * dim * dim + dim * 5
     return g.model([image_input(3, size, size)], [out(y)]), macs
+
+
+def spatial_attention(size: int = 8, width: int = 12, kernel: int = 7, keepdims: int = 1, opset: int = 17, seed: int = 71):
+    """CBAM's spatial attention: a convolution, the mean and the max of each pixel's channels
+    (``ReduceMean`` and ``ReduceMax`` over axis 1, kept: ``torch.mean(x, 1, keepdim=True)`` and
+    ``torch.amax``; without ``keepdims`` unsqueezed back), concatenated, a ``kernel`` x ``kernel``
+    convolution of them to one map, its sigmoid scaling every channel, a 1x1 head."""
+    g = Graph(seed)
+    c = width
+    x = g.op("Conv", ["input", g.weight("conv.weight", c, 3, 3, 3), g.weight("conv.bias", c, scale=0.5)], "/conv",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    axes = {"axes": [1]} if opset < 18 else {}
+    extra = [] if opset < 18 else [g.const([1])]
+    avg = g.op("ReduceMean", [x, *extra], "/sa", keepdims=1, **axes)
+    peak = g.op("ReduceMax", [x, *extra], "/sa", keepdims=keepdims, **axes)
+    if not keepdims:
+        peak = g.op("Unsqueeze", [peak, g.const([1])], "/sa")
+    m = g.op("Concat", [avg, peak], "/sa", axis=1)
+    m = g.op("Conv", [m, g.weight("sa.conv.weight", 1, 2, kernel, kernel)], "/sa/conv", kernel_shape=[kernel, kernel],
+             pads=[kernel // 2] * 4)
+    y = g.op("Mul", [x, g.op("Sigmoid", [m], "/sa")], "/sa")
+    y = g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size, "input")], [out(y)], opset)

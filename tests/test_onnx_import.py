@@ -22,7 +22,7 @@ from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
-                         space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, vit, yolo_detect, yolo_v5_detect)
+                         space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention, vit, yolo_detect, yolo_v5_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1482,11 +1482,27 @@ def test_a_max_over_more_pixels_than_a_window_holds_is_maxima_of_maxima(max_op, 
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("kw, steps", [({}, 4), ({"width": 16, "keepdims": 0}, 4), ({"width": 5, "opset": 18}, 3)])
+def test_cbam_s_max_over_the_channels_is_a_tree_of_comparisons(kw, steps):
+    """CBAM's spatial attention (``amax(x, 1)`` beside the channels' mean, both into a 7x7 convolution),
+    refused before: the first and last ceil(C/2) channels (views) compared as ``b + relu(a - b)`` (a
+    product by -1, an add with its ReLU, an add) until one channel is left: 12 channels in 4 steps
+    (6, 3, 2, 1), 5 in 3.  No MACs but the convolutions'; onnxruntime's numbers."""
+    proto = spatial_attention(**kw)
+    imp = import_onnx(proto, "cbam_spatial")
+    kinds = Counter(l.kind for l in imp.model.layers)
+    assert (kinds["mul"], kinds["add"], kinds["relu"], kinds["conv2d"]) == (steps + 1, 2 * steps, steps, 4)
+    relus = [l for l in imp.model.layers if l.kind == "relu"]
+    assert all(r.fused for r in relus)                   # each applied by its subtraction's add pass
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 @pytest.mark.parametrize("op, shape, attrs, needle", [
     ("GlobalMaxPool", (1, 8, 5, 8), {}, "every pixel of a 5x8 image; supported: square images"),
     ("MaxPool", (1, 8, 300, 300), {"kernel_shape": [300, 300], "strides": [300, 300]}, "at most 255 a side"),
-    ("ReduceMax", (1, 8, 8, 8), {"axes": [1]}, "a max over axes [1] of a [1, 8, 8, 8] tensor"),
-    ("ReduceMax", (1, 8, 8, 8), {"axes": [3]}, "supported: over all pixels of each channel")])
+    ("ReduceMax", (1, 8, 8, 8), {"axes": [1, 2]}, "a max over axes [1, 2] of a [1, 8, 8, 8] tensor"),
+    ("ReduceMax", (1, 8, 8, 8), {"axes": [3]}, "supported: over all pixels of each channel (max pooling), or over all "
+                                               "channels of each pixel")])
 def test_a_max_the_pooling_cannot_take_is_refused_in_one_line(op, shape, attrs, needle):
     _refused(single_op(op, shape=shape, **attrs), f"({op})", needle)
 
