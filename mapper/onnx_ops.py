@@ -1262,21 +1262,25 @@ def _constant_times(imp, node, const: np.ndarray, b: View, scale: Optional[float
 
 def _product(imp, node, a: View, b: View, swap: bool = True) -> View:
     """``a @ b``, or ``(b^T @ a^T)^T`` when the operands are laid out as the IR's products read the
-    transposed ones (GCNet's ``x @ softmax``: an image's channels times a row of pixel weights)."""
+    transposed ones (GCNet's ``x @ softmax``: an image's channels times a row of pixel weights), or
+    when both orders can be read and the output is transposed so that its rows vary fastest (XCiT's
+    ``(attn @ v)`` of ``[heads, d, N]``, permuted to tokens: its transposed product's rows are the
+    tokens)."""
     a, b = _batch_broadcast(imp, a, b)
     m, k = a.shape[-2:]
     n = b.shape[-1]
     ia, ib = L.indices(a).reshape(-1, m, k), L.indices(b).reshape(-1, k, n)
     plan = _product_plan(a.src_shape, b.src_shape, ia, ib)
     perm = tuple(range(len(a.shape) - 2)) + (len(a.shape) - 1, len(a.shape) - 2)
-    if plan is None and swap and _product_plan(b.src_shape, a.src_shape, ib.transpose(0, 2, 1),
-                                               ia.transpose(0, 2, 1)) is not None:
+    if (plan is None or _rows_read_innermost(imp, node, len(a.shape))) and swap and \
+            _product_plan(b.src_shape, a.src_shape, ib.transpose(0, 2, 1), ia.transpose(0, 2, 1)) is not None:
         bt_at = _product(imp, node, L.transpose(b, perm), L.transpose(a, perm), swap=False)
         return L.transpose(bt_at, perm)                                     # (b^T a^T)^T
     if plan is None:
-        shared = _product_by_runs(imp, node, a, b, ia, ib)
-        if shared is not None:
-            return shared
+        done = _product_by_runs(imp, node, a, b, ia, ib)
+        done = done if done is not None or not swap else _product_of_transposed(imp, node, a, b, ia, ib)
+        if done is not None:
+            return done
         raise imp.fail("its operands are not laid out as the IR's products read them (per head, K contiguous "
                        "channels of the tokens; windows interleaved in the tokens; mapper/ir.py MatMul)")
     windows, heads, wi, hi, a_off, b_off, layout = plan
@@ -1286,6 +1290,31 @@ def _product(imp, node, a: View, b: View, swap: bool = True) -> View:
     rows = np.arange(m)[None, :, None] * windows + wi[:, None, None]
     idx = rows * (heads * n) + hi[:, None, None] * n + np.arange(n)[None, None, :]
     return L.from_indices(name, shape, idx.reshape(a.shape[:-1] + (n,)))
+
+
+def _rows_read_innermost(imp, node, rank: int) -> bool:
+    """Whether the product ``node``'s output is read by one ``Transpose`` alone that makes its rows
+    (axis ``rank - 2``) the innermost axis."""
+    _, t = imp.only_consumer(node.output[0], "Transpose")
+    perm = _attrs(t).get("perm") if t is not None else None
+    return perm is not None and len(perm) == rank and perm[-1] == rank - 2
+
+
+def _product_of_transposed(imp, node, a: View, b: View, ia: np.ndarray, ib: np.ndarray) -> Optional[View]:
+    """``a @ b`` where each of ``a``'s heads is laid out transposed, its rows a head's channels and
+    its columns the tokens, the product summing over the tokens (XCiT's cross-covariance ``q @ k^T``
+    of ``[heads, d, N]`` views): ``a`` first transposed per head by the product of an identity
+    Constant and ``a`` read as keys (``M x M x K`` MACs a head, as many as the product's own when
+    ``M = N``), then the product.  None when neither product reads its operands so."""
+    nb, m, k = ia.shape
+    eye = np.arange(m)[None, :, None] * (nb * m) + np.arange(nb)[:, None, None] * m + np.arange(m)
+    moved = np.arange(m)[None, :, None] * (nb * k) + np.arange(nb)[:, None, None] * k + np.arange(k)
+    if _product_plan((m, 1, nb * m), a.src_shape, eye, ia) is None or \
+            _product_plan((m, 1, nb * k), b.src_shape, moved, ib) is None:
+        return None
+    part = helper.make_node("MatMul", [], [f"{node.output[0]}.transposed"], name=node.name)   # names its layers
+    transposed = _constant_times(imp, part, np.eye(m, dtype=np.float32), a)
+    return _product(imp, node, transposed, b, swap=False)
 
 
 def _batch_broadcast(imp, a: View, b: View) -> tuple[View, View]:

@@ -1639,3 +1639,38 @@ def spatial_attention(size: int = 8, width: int = 12, kernel: int = 7, keepdims:
     y = g.op("Mul", [x, g.op("Sigmoid", [m], "/sa")], "/sa")
     y = g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
     return g.model([image_input(3, size, size, "input")], [out(y)], opset)
+
+
+def cross_covariance_attention(size: int = 16, patch: int = 4, dim: int = 24, heads: int = 3, seed: int = 72):
+    """XCiT's cross-covariance attention (timm's ``XCA``) as PyTorch exports it: the qkv linear viewed
+    as ``[1, N, 3, heads, d]`` and permuted to ``[3, 1, heads, d, N]`` (each head's channels by its
+    tokens), ``F.normalize`` of q and k over the tokens (``ReduceL2``, ``Clip``, ``Expand``, ``Div``),
+    ``softmax(q @ k^T * temperature)`` over channels (a learned temperature per head), ``attn @ v``
+    permuted back to tokens, the projection and a head on the tokens' mean.  The MACs are the
+    products' as the file writes them (``q @ k^T`` and ``attn @ v``, ``d x N x d`` a head each)."""
+    g = Graph(seed)
+    n, d = (size // patch) ** 2, dim // heads
+    x = g.op("Conv", ["pixel_values", g.weight("patch.weight", dim, 3, patch, patch), g.weight("patch.bias", dim)],
+             "/patch", kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.op("Transpose", [g.reshape(x, [1, dim, -1], "/patch")], "/patch", perm=[0, 2, 1])
+    qkv = g.reshape(g.linear(x, dim, 3 * dim, "/attn/qkv"), [1, n, 3, heads, d], "/attn")
+    qkv = g.op("Transpose", [qkv], "/attn", perm=[2, 0, 3, 4, 1])
+    q, k, v = (g.op("Gather", [qkv, g.const(i)], "/attn", axis=0) for i in range(3))
+
+    def normalize(t: str) -> str:
+        norm = g.op("ReduceL2", [t], "/attn", axes=[-1], keepdims=1)
+        norm = g.op("Clip", [norm, g.const(np.float32(1e-12), np.float32)], "/attn")
+        norm = g.op("Expand", [norm, g.op("Shape", [t], "/attn")], "/attn")
+        return g.op("Div", [t, norm], "/attn")
+
+    q, k = normalize(q), normalize(k)
+    a = g.op("MatMul", [q, g.op("Transpose", [k], "/attn", perm=[0, 1, 3, 2])], "/attn")
+    temperature = g.init("attn.temperature", g.rng.uniform(0.5, 2.0, (heads, 1, 1)).astype(np.float32))
+    a = g.op("Softmax", [g.op("Mul", [a, temperature], "/attn")], "/attn", axis=-1)
+    o = g.op("MatMul", [a, v], "/attn")
+    o = g.reshape(g.op("Transpose", [o], "/attn", perm=[0, 3, 1, 2]), [1, n, dim], "/attn")
+    o = g.linear(o, dim, dim, "/attn/proj")
+    y = g.op("Gemm", [g.op("ReduceMean", [o], "", axes=[1], keepdims=0), g.weight("head.weight", 5, dim),
+                      g.weight("head.bias", 5)], "/head", transB=1)
+    macs = n * dim * 3 * patch * patch + n * dim * 3 * dim + 2 * heads * d * n * d + n * dim * dim + dim * 5
+    return g.model([image_input(3, size, size)], [out(y)]), macs

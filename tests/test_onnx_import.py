@@ -22,7 +22,7 @@ from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
-                         space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention, vit, yolo_detect, yolo_v5_detect)
+                         space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention, cross_covariance_attention, vit, yolo_detect, yolo_v5_detect)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -122,6 +122,23 @@ def test_multi_and_grouped_query_attention_read_the_shared_kv_heads_where_they_a
     qk = [l for l in imp.model.layers if l.kind == "matmul" and l.b_layout == "nk"]
     assert sum(l.batch for l in qk) == 4 and all(l.inputs[1] == qk[0].inputs[1] for l in qk)
     assert [l.b_offset for l in qk] == offsets         # (head dimension 8: kv head 1 from channel 8)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_xcit_s_cross_covariance_attention_transposes_q_per_head_and_matches_onnxruntime():
+    """XCiT's attention over channels (refused before: ``q @ k^T`` of ``[heads, d, N]`` views sums over
+    the tokens, which no product reads as its first operand's columns): q is transposed per head by
+    a product of an identity Constant (``d x d x N`` MACs a head, counted on top of the file's), then
+    multiplied by k read as values; ``attn @ v``, permuted to tokens after, is computed transposed so
+    its rows are the tokens the projection reads.  The temperature per head is a product by a
+    constant; onnxruntime's numbers."""
+    proto, macs = cross_covariance_attention(heads=3, dim=24)
+    imp = import_onnx(proto, "xca")
+    products = [l for l in imp.model.layers if l.kind == "matmul"]
+    assert [(p.batch, p.m, p.k, p.n, p.b_layout) for p in products] == [(3, 8, 8, 16, "nk"), (3, 8, 16, 8, "kn"),
+                                                                         (3, 16, 8, 8, "nk")]
+    assert imp.model.layer(products[0].inputs[0]).kind == "constant"
+    assert imp.model.total_macs == macs + 3 * 8 * 8 * 16
     assert _max_rel_error(proto, imp) <= RTOL
 
 

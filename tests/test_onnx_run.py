@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (align_corners_resize, shared_kv_attention, spatial_attention, crnn_pools, space_to_depth, conformer_conv, wav2vec_features, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (align_corners_resize, shared_kv_attention, spatial_attention, cross_covariance_attention, crnn_pools, space_to_depth, conformer_conv, wav2vec_features, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, yolo_v5_detect, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -719,6 +719,11 @@ def test_attention_with_q_k_v_interleaved_per_head_runs_bit_exact(cfg_name, tmp_
 @pytest.mark.parametrize("kv_heads, form", [(1, "broadcast"), (2, "expand"), (2, "tile")])
 def test_multi_and_grouped_query_attention_run_bit_exact(kv_heads, form, cfg_name, tmp_path):
     _runs_bit_exact_as_timed(shared_kv_attention(kv_heads=kv_heads, form=form)[0], cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_xcit_s_cross_covariance_attention_runs_bit_exact(cfg_name, tmp_path):
+    _runs_bit_exact_as_timed(cross_covariance_attention()[0], cfg_name, tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
