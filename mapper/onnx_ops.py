@@ -2792,28 +2792,42 @@ def _pads_of_every_axis(imp, node, pads: list[int], rank: int) -> list[int]:
 
 
 def _pad_by_concat(imp, node, v: View, begin: list[int], end: list[int], value: float) -> None:
-    """Padding along one axis other than the batch, by any constant (a channel of ones appended to
-    an image): a concatenation with constants before and after, laid out as ``v`` is (``_concat``)."""
+    """Padding by any constant (a channel of ones appended to an image) along axes other than the
+    batch, one after the other: the columns of an NCHW or NHWC image first (``_pad_columns``, no
+    concatenation joins columns), any other axis by a concatenation with constants before and
+    after, laid out as the tensor is (``_pad_axis_by_constants``)."""
     axes = [i for i, (b, e) in enumerate(zip(begin, end)) if b or e]
-    if len(axes) != 1 or axes[0] == 0 or min(begin + end) < 0:
-        raise imp.fail(f"pads {begin + end} with value {value} of a {list(v.shape)} tensor; supported: zeros after "
-                       f"the last row and column of an NCHW or NHWC image, or any value before and after one axis "
-                       f"other than the batch")
-    axis, parts = axes[0], []
-    for side, n in (("before", begin[axis]), ("input", 0), ("after", end[axis])):
+    if 0 in axes or min(begin + end) < 0:
+        raise imp.fail(f"pads {begin + end} with value {value} of a {list(v.shape)} tensor; supported: pads not "
+                       f"negative, along axes other than the batch")
+    columns = {"nchw": 3, "nhwc": 2}.get(_form_of(v))
+    x = node.input[0]
+    for k, i in enumerate(sorted(axes, key=lambda i: i != columns)):
+        out = node.output[0] if k == len(axes) - 1 else f"{node.output[0]}.constant{i}"
+        if i == columns:
+            x = _pad_columns(imp, node, x, i, begin[i], end[i], "constant", out, value)
+        else:
+            x = _pad_axis_by_constants(imp, node, x, i, begin[i], end[i], value, out)
+
+
+def _pad_axis_by_constants(imp, node, x: str, axis: int, before: int, after: int, value: float, out: str) -> str:
+    """``x`` padded by ``value`` along one axis other than an image's columns: a concatenation with
+    constants before and after (``_concat``)."""
+    v, parts = _view(imp, x), []
+    for side, n in (("before", before), ("input", 0), ("after", after)):
         if side == "input":
-            parts.append(node.input[0])
+            parts.append(x)
         elif n:
             shape = list(v.shape)
             shape[axis] = n
-            parts.append(f"{node.output[0]}.{side}")
+            parts.append(f"{out}.{side}")
             imp._set_const(parts[-1], np.full(shape, value, np.float32))
     try:
-        _part(imp, node, "Concat", parts, node.output[0], axis=axis)
+        return _part(imp, node, "Concat", parts, out, axis=axis)
     except ValueError as e:                     # the concatenation's refusal, as this node's
         reason = str(e).split("(Concat): ", 1)[-1]
-        raise imp.fail(f"pads {begin + end} with value {value} along axis {axis} of a {list(v.shape)} tensor, a "
-                       f"concatenation with constants there: {reason}") from None
+        raise imp.fail(f"pads ({before}, {after}) with value {value} along axis {axis} of a {list(v.shape)} tensor, "
+                       f"a concatenation with constants there: {reason}") from None
 
 
 def _pad_into_convolutions(imp, node, pads: list[int]) -> bool:
@@ -2892,19 +2906,26 @@ def _pad_axis_by_concat(imp, node, x: str, axis: int, before: int, after: int, m
                        f"concatenation of its slices there: {reason}") from None
 
 
-def _pad_columns(imp, node, x: str, axis: int, before: int, after: int, mode: str, out: str) -> str:
-    """The copies of an NCHW image's columns: the image framed by zero columns, plus the copied
-    columns on zeros at their places (``_placed``, ``_placed_ends``), summed by ``Add`` layers
-    (bit-exact: one term is nonzero at each element, and the sum's range is the image's)."""
+def _pad_columns(imp, node, x: str, axis: int, before: int, after: int, mode: str, out: str, value: float = 0.0) -> str:
+    """The padded columns of an NCHW image: the image framed by zero columns, plus the copied
+    columns on zeros at their places (``_placed``, ``_placed_ends``; modes ``reflect`` and ``edge``)
+    or a constant row of ``value`` in the padded columns and zeros elsewhere (mode ``constant``,
+    broadcast over rows and channels), summed by ``Add`` layers (bit-exact: one term is nonzero at
+    each element, and the sum's range is the image's, or the value's where larger)."""
     if axis == 2:                       # an NHWC image's: those of its NCHW transpose (views both ways)
         t = _part(imp, node, "Transpose", [x], f"{out}.nchw", perm=[0, 3, 1, 2])
-        padded = _pad_columns(imp, node, t, 3, before, after, mode, f"{out}.nchw_padded")
+        padded = _pad_columns(imp, node, t, 3, before, after, mode, f"{out}.nchw_padded", value)
         return _part(imp, node, "Transpose", [padded], out, perm=[0, 2, 3, 1])
     _, _, _, w = _view(imp, x).shape
     wide = w + before + after
-    first, last = _copied_indices(w, before, after, mode)
+    first, last = _copied_indices(w, before, after, mode) if mode != "constant" else ([], [])
     copies = [*enumerate(first), *((before + w + j, s) for j, s in enumerate(last))]     # (column, source)
     terms = [_placed(imp, node, x, before, wide, f"{out}.framed")]
+    if mode == "constant" and value:
+        row = np.full((1, 1, 1, wide), value, np.float32)
+        row[..., before:before + w] = 0.0
+        imp._set_const(f"{out}.value", row)
+        terms.append(f"{out}.value")
     if first and last and first[0] < last[-1]:          # the outermost two: one term
         terms.append(_placed_ends(imp, node, x, first[0], last[-1], wide, f"{out}.ends"))
         copies = copies[1:-1]
@@ -2914,6 +2935,8 @@ def _pad_columns(imp, node, x: str, axis: int, before: int, after: int, mode: st
     total = terms[0]
     for k, term in enumerate(terms[1:], 1):
         total = _part(imp, node, "Add", [total, term], out if k == len(terms) - 1 else f"{out}.sum{k}")
+    if total != out:                            # zeros alone: the framed image is the output
+        imp.views[out] = _view(imp, total).named(out)
     return out
 
 

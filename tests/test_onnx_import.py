@@ -2426,10 +2426,36 @@ def test_padding_by_a_constant_along_one_axis_is_a_concatenation(pads, value, co
     assert _max_rel_error(proto, imp) <= RTOL
 
 
-def test_padding_the_columns_by_a_constant_is_refused_naming_the_pad():
-    """No concatenation joins an image's columns: refused as the file's Pad node, saying why."""
-    with pytest.raises(OnnxImportError, match=r"node '/pad/Pad_\d+' \(Pad\): pads .* along axis 3 .* a concatenation"):
-        import_onnx(constant_pad([0, 0, 0, 1, 0, 0, 0, 2], 2.0), "pad")
+@pytest.mark.parametrize("pads, value", [([0, 0, 0, 1, 0, 0, 0, 2], 2.0), ([0, 0, 1, 2, 0, 0, 0, 1], -0.5),
+                                         ([0, 1, 1, 1, 0, 0, 1, 1], 0.75)])
+def test_padding_the_columns_by_a_constant_frames_the_image_and_adds_the_value(pads, value):
+    """Columns padded by a constant (refused before: no concatenation joins an image's columns): the
+    image framed by zero columns (a Pad at the right, its pixels moved later in raster order), plus a
+    constant row of the value in the padded columns (one Add, broadcast over rows and channels);
+    rows and channels padded too are concatenations after it.  onnxruntime's numbers."""
+    proto = constant_pad(pads, value)
+    imp = import_onnx(proto, "pad")
+    kinds = Counter(l.kind for l in imp.model.layers)
+    assert (kinds["add"], kinds["pixel_reshape"]) == (1, 1)
+    add = next(l for l in imp.model.layers if l.kind == "add")
+    assert imp.model.layer(add.inputs[1]).shape == (1, 6 + pads[3] + pads[7], 1)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_zeros_before_the_columns_that_no_convolution_takes_frame_the_image():
+    """Zeros on every side read by a sigmoid (refused before: only convolutions took them, as their own
+    padding): the image framed by zero columns, rows of zeros concatenated; no Add."""
+    g = Graph(3)
+    x = g.op("Conv", ["input", g.weight("c.weight", 8, 3, 3, 3)], "/c", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op("Pad", [x, g.const([0, 0, 1, 2, 0, 0, 1, 1]), g.const(np.float32(0), np.float32)], "/pad", mode="constant")
+    x = g.op("Sigmoid", [x], "/s")
+    proto = g.model([image_input(3, 6, 6, "input")], [out(g.op("Conv", [x, g.weight("h.weight", 4, 8, 1, 1)], "/h",
+                                                               kernel_shape=[1, 1]))])
+    imp = import_onnx(proto, "pad")
+    kinds = Counter(l.kind for l in imp.model.layers)
+    assert (kinds["add"], kinds["pixel_reshape"], kinds["concat"]) == (0, 1, 2)
+    assert imp.model.layers[-2].out_shape == (8, 9, 8)
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 def test_pad_axes_of_opset_18_say_which_axis_each_pad_is_for():

@@ -727,6 +727,12 @@ def test_xcit_s_cross_covariance_attention_runs_bit_exact(cfg_name, tmp_path):
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("pads, value", [([0, 0, 0, 1, 0, 0, 0, 2], 2.0), ([0, 1, 1, 1, 0, 0, 1, 1], -0.75)])
+def test_padding_the_columns_by_a_constant_runs_bit_exact(pads, value, cfg_name, tmp_path):
+    _runs_bit_exact_as_timed(constant_pad(pads, value), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_a_channel_attention_with_a_global_max_runs_bit_exact(cfg_name, tmp_path):
     _runs_bit_exact_as_timed(channel_attention(size=12), cfg_name, tmp_path)
 
