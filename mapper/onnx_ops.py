@@ -1346,11 +1346,14 @@ def _product_by_runs(imp, node, a: View, b: View, ia: np.ndarray, ib: np.ndarray
     if min(len(np.unique(ia.reshape(nb, -1), axis=0)), len(np.unique(ib.reshape(nb, -1), axis=0))) == nb:
         return None
     runs, i = [], 0
-    while i < nb:
-        j = next((j for j in range(nb, i, -1) if _one_window_plan(a.src_shape, b.src_shape, ia[i:j], ib[i:j])), None)
-        if j is None or len(runs) == SHARED_HEADS_MAX_PRODUCTS:
+    while i < nb:               # the longest run from item i (a run's first items are one too)
+        plan = _one_window_plan(a.src_shape, b.src_shape, ia[i:i + 1], ib[i:i + 1])
+        if plan is None or len(runs) == SHARED_HEADS_MAX_PRODUCTS:
             return None
-        runs.append((i, j, _one_window_plan(a.src_shape, b.src_shape, ia[i:j], ib[i:j])))
+        j = i + 1
+        while j < nb and (longer := _one_window_plan(a.src_shape, b.src_shape, ia[i:j + 1], ib[i:j + 1])) is not None:
+            plan, j = longer, j + 1
+        runs.append((i, j, plan))
         i = j
     name = imp.layer_name(node.output[0])
     parts = []
