@@ -1348,8 +1348,12 @@ def _product_by_runs(imp, node, a: View, b: View, ia: np.ndarray, ib: np.ndarray
     runs, i = [], 0
     while i < nb:               # the longest run from item i (a run's first items are one too)
         plan = _one_window_plan(a.src_shape, b.src_shape, ia[i:i + 1], ib[i:i + 1])
-        if plan is None or len(runs) == SHARED_HEADS_MAX_PRODUCTS:
+        if plan is None:
             return None
+        if len(runs) == SHARED_HEADS_MAX_PRODUCTS:
+            raise imp.fail(f"{nb} heads that share their operands' heads (multi- or grouped-query attention) would be "
+                           f"more than {SHARED_HEADS_MAX_PRODUCTS} products; supported: at most "
+                           f"{SHARED_HEADS_MAX_PRODUCTS} runs of consecutive heads whose shared heads are consecutive")
         j = i + 1
         while j < nb and (longer := _one_window_plan(a.src_shape, b.src_shape, ia[i:j + 1], ib[i:j + 1])) is not None:
             plan, j = longer, j + 1

@@ -142,6 +142,12 @@ def test_xcit_s_cross_covariance_attention_transposes_q_per_head_and_matches_onn
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+def test_more_shared_head_products_than_the_limit_are_refused_in_one_line():
+    """MQA of 65 heads is 65 products a node, beyond SHARED_HEADS_MAX_PRODUCTS: refused, saying so."""
+    with pytest.raises(OnnxImportError, match=r"\(MatMul\): 65 heads that share .* more than 64 products"):
+        import_onnx(shared_kv_attention(kv_heads=1, heads=65, dim=65, form="broadcast")[0], "mqa65")
+
+
 def test_a_product_of_items_that_share_no_operand_is_still_refused_for_its_layout():
     """Shared heads are split into runs only where an operand repeats: k transposed twice (its head
     dimension along the tokens) is no layout any product reads, one line as before."""
