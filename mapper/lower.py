@@ -994,7 +994,47 @@ def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN, 
     concatenation's part has the concatenation's), ``in_gb`` those in the global buffer: an
     input with gaps is not folded (``may_fold``).  A plan's step gives all but ``in_gb``
     (``mapper.fusion.Step.map_args``).
+
+    A convolution of one row of pixels by a ``1 x k`` kernel (an imported 1-D one) is also the
+    convolution of one column by ``k x 1``, whose tensors and weights are the same bytes: it maps
+    as the faster of the two forms (neither is faster on every shape and configuration), as its own
+    when they tie; the parts' problems are those of the form chosen.
     """
+    kw = dict(softmax_row=softmax_row, act=act, in_pitch=in_pitch, in_gb=in_gb, out_gb=out_gb)
+    best, refused = None, None
+    for form in (layer, *_transposed(layer)):
+        try:
+            found = _map_form(form, cfg, exact_top, **kw)
+        except MappingError as e:
+            refused = refused or e          # the layer's own form's reason, if neither maps
+            continue
+        if best is None or _cycles(found) < _cycles(best):
+            best = found
+    if best is None:
+        raise refused
+    return best
+
+
+def _transposed(layer: Layer) -> tuple[Conv2d, ...]:
+    """The convolution of one row (``1 x W`` by ``1 x k``, no padding above or below) as the one of
+    a column (``W x 1`` by ``k x 1``), or the reverse; none for any other layer."""
+    if not isinstance(layer, Conv2d) or layer.in_h == layer.in_w == 1:
+        return ()
+    top, left, bottom, right = layer.pads
+    row = (layer.in_h, layer.kernel[0], top, bottom) == (1, 1, 0, 0)
+    column = (layer.in_w, layer.kernel[1], left, right) == (1, 1, 0, 0)
+    if not (row or column):
+        return ()
+    return (replace(layer, in_h=layer.in_w, in_w=layer.in_h, kernel=layer.kernel[::-1], padding=(left, top, right, bottom)),)
+
+
+def _cycles(parts: list[tuple[Lowered, int]]) -> int:
+    return sum(lowered.cycles * n for lowered, n in parts)
+
+
+def _map_form(layer: Layer, cfg: AcceleratorConfig, exact_top: int, *, softmax_row: int, act: Optional[int],
+              in_pitch: int, in_gb: int, out_gb: int) -> list[tuple[Lowered, int]]:
+    """``map_layer`` of ``layer`` in its own form."""
     p = problem_of(layer, cfg, in_pitch, in_gb)
     p = replace(p, softmax_row=softmax_row, act=p.act if act is None else act, out_gb=out_gb)
     refuse_beyond_isa([layer], cfg)         # before _split cuts a huge layer into bands

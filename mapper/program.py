@@ -113,6 +113,7 @@ def pack_weights(p: Problem, w: np.ndarray, cfg: AcceleratorConfig, rows_per_oc:
     wa = np.zeros((p.k, rows_per_oc * c0), dtype=np.int8)
     if w.ndim == 2:                                   # linear: [K, C] as a 1x1 convolution
         w = w.reshape(p.k, 1, 1, w.shape[1])
+    w = w.reshape(p.k, p.kh, p.kw, -1)      # a 1 x k kernel mapped as k x 1 (``lower.map_layer``): the same bytes
     kh, kw = p.kh, p.kw
     if p.kind == "depthwise" and p.gather:
         for r in range(kh):                           # row r of channel k: its kw taps on lanes 0..kw-1

@@ -4,7 +4,8 @@ import pytest
 
 from hw.config import get_config
 from mapper.ir import Conv2d, Linear
-from mapper.lower import Tiling, _estimate, build_stream, default_placement, layer_cycles, map_layer, problem_of
+from mapper.lower import (Tiling, _estimate, build_stream, default_placement, layer_cycles, map_layer, map_problem,
+                          problem_of)
 
 E = get_config("E")
 #: SegFormer-B2's stem (a folded 7x7 of stride 4: small tiles pay each gather's setup) and a
@@ -40,3 +41,30 @@ def test_the_chosen_tiling_is_as_fast_as_the_alternatives(name):
     layer, tilings = LAYERS[name]
     [(lowered, _)] = map_layer(layer, E)
     assert lowered.cycles <= 1.02 * min(_exact(layer, t) for t in tilings), lowered.tiling
+
+
+def _row_and_column(depthwise: bool, length: int, channels: int, k: int) -> tuple[Conv2d, Conv2d]:
+    """A 1-D convolution (an imported ``Conv1d``) as the 2-D one of a row and of a column."""
+    groups, pad = channels if depthwise else 1, k // 2
+    return (Conv2d("row", "backbone", channels, channels, 1, length, kernel=(1, k), padding=(0, pad, 0, pad),
+                   groups=groups),
+            Conv2d("column", "backbone", channels, channels, length, 1, kernel=(k, 1), padding=(pad, 0, pad, 0),
+                   groups=groups))
+
+
+# each shape: one form is the faster on E (a 31-tap depthwise one over 100 pixels of 16 channels:
+# the column; 7 taps over 512 channels: the row)
+@pytest.mark.parametrize("depthwise, length, channels, k", [(True, 100, 16, 31), (True, 100, 512, 7),
+                                                            (False, 1000, 144, 3)])
+def test_a_1d_convolution_maps_as_the_faster_of_row_and_column(depthwise, length, channels, k):
+    """The importer lowers a ``Conv1d`` as the convolution of a row or of a column, whichever its
+    tensor is; the two are the same bytes, and map_layer now maps either as the faster form (before,
+    the row's form cost up to five times the column's, or the column's twice the row's)."""
+    row, column = _row_and_column(depthwise, length, channels, k)
+    alone = [map_problem(problem_of(layer, E), E).cycles for layer in (row, column)]     # each form's own
+    assert alone[0] != alone[1]         # the shape tells them apart
+    for layer in (row, column):
+        parts = map_layer(layer, E)
+        assert sum(lo.cycles * n for lo, n in parts) == min(alone)
+        kh = parts[0][0].problem.kh
+        assert kh == (1 if alone[0] < alone[1] else k)

@@ -800,6 +800,18 @@ def test_1d_convolutions_run_bit_exact_as_2d_ones_of_a_row_or_column(graph, cfg_
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_a_1d_convolution_of_a_row_mapped_as_a_column_runs_bit_exact(cfg_name, tmp_path):
+    """A conformer's 31-tap depthwise Conv1d over the 40 tokens of a 10 x 4 image is a ``1 x 31``
+    convolution of a row, which the mapper runs as the ``31 x 1`` one of a column where that is
+    faster (``mapper.lower.map_layer``): the same bytes in and out, its weights packed as the column's."""
+    from hw.config import get_config
+    from mapper.lower import map_layer
+    model = _runs_bit_exact_as_timed(conformer_conv(tokens=40, kernel=31, cols=4), cfg_name, tmp_path)
+    [dw] = [l for l in model.layers if l.kind == "conv2d" and l.kernel == (1, 31)]
+    assert map_layer(dw, get_config(cfg_name))[0][0].problem.kh == 31
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_an_input_flipped_to_rgb_runs_bit_exact_as_weights_over_the_image(cfg_name, tmp_path):
     g = Graph(41)
     x = g.op("Slice", ["input", g.const([-1]), g.const([-4]), g.const([1]), g.const([-1])], "")
