@@ -1418,8 +1418,13 @@ def _opaque(imp, node) -> None:
 
 # ---- quantisation (QDQ) ---------------------------------------------------------------------------
 
-def _qparams(imp, node, zero_point_type=np.int8) -> tuple[np.ndarray, np.ndarray]:
+def _qparams(imp, node, zero_point_type=np.int8, values: Optional[tuple[np.ndarray, int]] = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero point) of a QDQ node; ``values``: the constant it dequantises and the axis of its
+    scales, whose channels of zeros (pruned ones) may have a scale of 0."""
     scale = imp.array(node.input[1]).astype(np.float64)
+    if values is not None:
+        scale = _pruned_scales_as_one(imp, node, scale, *values)
     _check_scales(imp, node, scale)
     zp = imp.optional_array(node, 2)
     if zp is not None and zp.dtype != zero_point_type:
@@ -1428,6 +1433,22 @@ def _qparams(imp, node, zero_point_type=np.int8) -> tuple[np.ndarray, np.ndarray
     if zp is not None and np.any(zp != 0):
         raise imp.fail("a zero point other than 0 (asymmetric); supported: symmetric int8")
     return scale, zp
+
+
+def _pruned_scales_as_one(imp, node, scale: np.ndarray, q: np.ndarray, axis: int) -> np.ndarray:
+    """``scale`` with a scale of 0 whose channel of ``q`` (along ``axis``; all of ``q`` for one scale)
+    is all zeros, a pruned channel's, as 1: its values are 0 at any scale, as calibration gives a
+    channel of zeros.  Refused: a scale of 0 or below whose channel has values (naming it)."""
+    if scale.size not in (1, q.shape[axis] if q.ndim else 1):
+        return scale                        # blocked quantisation: refused by the caller
+    nonzero = (np.moveaxis(q, axis, 0).reshape(scale.size, -1) != 0).any(axis=1) if q.ndim else q.ravel() != 0
+    flat = scale.ravel()
+    bad = np.flatnonzero((flat <= 0) & nonzero)
+    if bad.size:
+        which = f" for channel {bad[0]} of {flat.size} (axis {axis}; {bad.size} such)" if flat.size > 1 else ""
+        raise imp.fail(f"scale {node.input[1]!r} of {node.input[0]!r} is {flat[bad[0]]:g}{which}, whose values are "
+                       f"not all 0; a scale must be positive and finite (0 only for a channel of zeros, a pruned one)")
+    return np.where((flat == 0) & ~nonzero, 1.0, flat).reshape(scale.shape)
 
 
 def _check_scales(imp, node, scale: np.ndarray) -> None:
@@ -1460,7 +1481,10 @@ def _pass_quantised(imp, node) -> None:
 def _dequantize(imp, node) -> None:
     x = node.input[0]
     int32_const = x in imp.consts and imp.consts[x].dtype == np.int32     # a bias, as quantisers store it
-    scale, _ = _qparams(imp, node, np.int32 if int32_const else np.int8)
+    const = x not in imp.quantised and x in imp.consts and imp.consts[x].dtype in (np.int8, np.int32)
+    q = imp.consts[x] if const else None
+    axis = _attrs(node).get("axis", 1) % max(q.ndim, 1) if const else 0
+    scale, _ = _qparams(imp, node, np.int32 if int32_const else np.int8, (q, axis) if const else None)
     if x in imp.quantised:
         v = _view(imp, x)
         s = imp.quantised[x] or float(scale.ravel()[0])
@@ -1469,8 +1493,6 @@ def _dequantize(imp, node) -> None:
         return _out(imp, node, v)
     if x not in imp.consts or imp.consts[x].dtype not in (np.int8, np.int32):
         raise imp.fail(f"input {x!r} is neither a QuantizeLinear output nor an int8/int32 constant")
-    q = imp.consts[x]
-    axis = _attrs(node).get("axis", 1) % max(q.ndim, 1)
     if _attrs(node).get("block_size", 0) or scale.size not in (1, q.shape[axis] if q.ndim else 1):
         raise imp.fail(f"{scale.size} scales for {list(q.shape)} values along axis {axis} (blocked quantisation); "
                        f"supported: one scale, or one per output channel")

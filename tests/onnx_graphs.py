@@ -485,6 +485,17 @@ def qdq_cnn(size: int = 16, width: int = 8, classes: int = 5, zero_point_dtype=n
             {"conv": (q1, s1), "fc": (q2, s2), "conv_bias": qb})
 
 
+def pruned_channel(proto, channel: int, scale: float, tensor: str = "conv.weight"):
+    """``proto`` (``qdq_cnn``'s) with output channel ``channel`` of the QDQ constant ``tensor`` pruned:
+    its int8 values 0, its scale ``scale``."""
+    for t in proto.graph.initializer:
+        if t.name in (f"{tensor}.q", f"{tensor}.scale"):
+            values = numpy_helper.to_array(t).copy()
+            values[channel] = 0 if t.name.endswith(".q") else scale
+            t.CopyFrom(numpy_helper.from_array(values, t.name))
+    return proto
+
+
 def decomposed_layernorm(tokens: int = 5, c: int = 16, seed: int = 4):
     """LayerNorm as PyTorch exports it below opset 17, between two linears, at opset 13."""
     g = Graph(seed)

@@ -22,7 +22,8 @@ from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
-                         space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention, cross_covariance_attention, vit, yolo_detect, yolo_v5_detect)
+                         space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
+                         cross_covariance_attention, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -490,8 +491,35 @@ def test_a_weight_scale_not_positive_is_refused_at_import(value):
         a[3] *= value
         return a
     proto = _with_scale(qdq_cnn()[0], "conv.weight.scale", change)
-    _refused(proto, "(DequantizeLinear)", "scale 'conv.weight.scale' of 'conv.weight.q'", "element 3 of 8; 1 bad",
-             "a scale must be positive and finite")
+    _refused(proto, "(DequantizeLinear)", "scale 'conv.weight.scale' of 'conv.weight.q'",
+             "for channel 3 of 8 (axis 0; 1 such), whose values are not all 0", "a scale must be positive and finite",
+             "0 only for a channel of zeros")
+
+
+@pytest.mark.parametrize("int32_bias", [False, True])
+def test_a_zero_weight_scale_of_a_pruned_channel_is_scale_1(int32_bias):
+    """A per-channel weight scale of 0 whose channel's int8 values are all 0 (a pruned channel, as
+    some pruning tools write it; the bias's scale s_in * s_w is then 0 too) was refused: its values
+    are 0 at any scale, so it imports as scale 1 with zero weights, as calibration quantises a
+    channel of zeros, and the float weights are exactly the file's."""
+    from mapper.onnx_import import qdq_qmodel
+    proto, _ = qdq_cnn(int32_bias=int32_bias)
+    proto = pruned_channel(proto, 3, 0.0)
+    if int32_bias:
+        proto = pruned_channel(proto, 3, 0.0, "conv.bias")
+    imp = import_onnx(proto, "pruned")
+    conv = next(l.name for l in imp.model.layers if l.kind == "conv2d")
+    wq, s_w = imp.weight_q[conv]
+    assert not wq[3].any() and s_w[3] == 1 and np.all(s_w > 0)
+    np.testing.assert_allclose(imp.weights[conv]["weight"], wq * s_w[:, None, None, None], rtol=1e-6)
+    assert imp.weights[conv]["weight"][2].any() and (imp.weights[conv]["bias"][3] == 0 or not int32_bias)
+    assert not qdq_qmodel(imp).layers[conv].weight[3].any()
+
+
+def test_a_negative_weight_scale_of_a_pruned_channel_is_still_refused():
+    """Only a scale of 0 stands for a pruned channel: one below 0 is refused even over zeros."""
+    _refused(pruned_channel(qdq_cnn()[0], 3, -0.5), "(DequantizeLinear)", "scale 'conv.weight.scale' of 'conv.weight.q'",
+             "is -0.5 (element 3 of 8; 1 bad)", "a scale must be positive and finite")
 
 
 @pytest.mark.parametrize("where", ["initializer", "Constant"])

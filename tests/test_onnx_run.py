@@ -25,7 +25,7 @@ from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
 from onnx_graphs import (align_corners_resize, shared_kv_attention, spatial_attention, cross_covariance_attention, crnn_pools, space_to_depth, conformer_conv, wav2vec_features, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
-                         opaque_product, out, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
+                         opaque_product, out, pruned_channel, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, yolo_v5_detect, anchor_levels)
 from onnx_graphs import out as graph_output
 
@@ -111,6 +111,14 @@ def test_qdq_file_keeps_its_quantisation(tmp_path):
     init.CopyFrom(numpy_helper.from_array(-wq["fc"][0], "fc.weight.q"))
     other, _ = _run(_write(tmp_path / "qdq_negated.onnx", proto), tmp_path / "run_negated")
     assert not np.array_equal(logits, other)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_a_qdq_file_with_a_pruned_channel_runs_bit_exact(cfg_name, tmp_path):
+    """A weight scale of 0 over a channel of zeros (and its int32 bias's, s_in * s_w = 0) was refused
+    at import; as scale 1 the file runs bit-exact with its own quantisation (``sim.run --check``)."""
+    proto = pruned_channel(pruned_channel(qdq_cnn(int32_bias=True)[0], 5, 0.0), 5, 0.0, "conv.bias")
+    _runs_bit_exact_as_timed(proto, cfg_name, tmp_path)
 
 
 def test_a_zoo_model_exported_runs_as_the_zoo_model(tmp_path):
