@@ -34,12 +34,12 @@ from hw import operators as ops
 from hw.config import AcceleratorConfig
 from hw.isa import Act, Insn, Op, StreamError, VecOp
 from hw.timing import EPILOGUE_PASSES
-from hw.vector import HEADER_FIELDS, NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, Stage, \
+from hw.vector import HEADER_FIELDS, MAX_STAGES, NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, Stage, \
     encode_descriptor, spatial_refusals, spatial_slots, vec_fields
 
 from .float_ops import ACTIVATIONS
 from .ir import LAYOUT_KINDS, MAC_KINDS, VIEW_KINDS, Activation, ChannelShuffle, Conv2d, Crop, Layer, Linear, MatMul, Model, PatchMerge, \
-    Pool, Resize, WindowPartition
+    Pool, Resize, SpaceToDepth, WindowPartition
 from .layout import LayoutError, Storage, View, partition_view, storage_plan, through, view_of
 from .lower import MappingError, _insn, layer_cycles, map_layer
 
@@ -299,8 +299,12 @@ def is_class_map_resize(layer: Layer, input_hw: tuple[int, int]) -> bool:
     return isinstance(layer, Resize) and layer.mode == "bilinear" and tuple(layer.out_shape[:2]) == tuple(input_hw)
 
 
+#: Layout layers a pass writes through over their input's raster (``mapper.layout.partition_view``): only last.
+WRITE_PATTERNS = (WindowPartition, SpaceToDepth)
+
+
 def _grammar_ok(kinds: list[str]) -> bool:
-    """leading layouts*, computing layers+, trailing layouts*, [window partition]; a resize or
+    """leading layouts*, computing layers+, trailing layouts*, [window partition or space to depth]; a resize or
     pooling only as the first member; a patch merge alone; layouts only is fine too.
 
     No padding among the leading layouts: a pixel that is padding in the pass's source stays
@@ -310,7 +314,7 @@ def _grammar_ok(kinds: list[str]) -> bool:
     token).  Such a pad goes into a pass of layouts only, whose output the computation reads."""
     if "patch_merge" in kinds or "channel_shuffle" in kinds:
         return len(kinds) == 1
-    if "window_partition" in kinds[:-1]:
+    if {"window_partition", "space_to_depth"} & set(kinds[:-1]):
         return False
     comp = [i for i, k in enumerate(kinds) if k in COMPUTE_KINDS]
     if not comp:
@@ -353,6 +357,8 @@ class _PassBuilder:
             return self._patch_merge(ms[0])
         if ms[0].kind == "channel_shuffle":
             return self._channel_shuffle(ms[0])
+        if len(ms) == 1 and ms[0].kind == "space_to_depth" and self._rows_of_blocks(ms[0]):
+            return self._space_to_depth(ms[0])
         if len(ms) == 1 and self.p.fuse and is_class_map(ms[0], self.p.model):
             return self._class_map(ms[0])
         comp = [i for i, m in enumerate(ms) if m.kind in COMPUTE_KINDS]
@@ -360,7 +366,7 @@ class _PassBuilder:
             return self._copy()
         lead, computes, trail = ms[:comp[0]], ms[comp[0]:comp[-1] + 1], ms[comp[-1] + 1:]
         self.lead = lead
-        self.final = trail[-1] if trail and isinstance(trail[-1], WindowPartition) else None
+        self.final = trail[-1] if trail and isinstance(trail[-1], WRITE_PATTERNS) else None
         self.trail = trail[:-1] if self.final is not None else trail
         self.raster = computes[0].out_shape[:2]
         self.channels = self._channels(computes)
@@ -463,7 +469,7 @@ class _PassBuilder:
     def _copy(self) -> VecPass:
         """A pass of layout layers only: one COPY through their composed pattern."""
         ms = self.members
-        final = ms[-1] if isinstance(ms[-1], WindowPartition) else None
+        final = ms[-1] if isinstance(ms[-1], WRITE_PATTERNS) else None
         views = ms[:-1] if final is not None else ms
         if not views:
             src_view = self._view(ms[0].inputs[0])
@@ -474,11 +480,10 @@ class _PassBuilder:
         src = self._operand(src_view)
         if final is not None:
             out = self._operand(partition_view(self._view(final.name), final, final.in_shapes[0]))
-            h, w = final.in_shapes[0][:2]
+            h, w, c = final.in_shapes[0]
         else:
             out = self._operand(self._view(ms[-1].name))
-            h, w = ms[-1].out_shape[:2]
-        c = ms[-1].out_shape[2]
+            h, w, c = ms[-1].out_shape
         return VecPass(Descriptor(h, w, c, tuple(self.operands), (Stage(VecOp.COPY, src, NONE, out, {}),)),
                        tuple(self.buffers), (ms[-1].name,), tuple(m.name for m in ms), (ms[-1].name,))
 
@@ -496,6 +501,29 @@ class _PassBuilder:
             stages.append(Stage(VecOp.COPY, self._operand(view), NONE, self._operand(dst), {}))
         return VecPass(Descriptor(h2, w2, c, tuple(self.operands), tuple(stages)), tuple(self.buffers),
                        (m.name,) * 4, (m.name,), (m.name,))
+
+    def _rows_of_blocks(self, m: SpaceToDepth) -> bool:
+        """Whether a pass holds a stage per row of ``m``'s blocks and its input and output hold each
+        pixel's channels without gaps (``block`` neighbouring pixels one run of bytes in both)."""
+        st, out = self.p.storage[m.inputs[0]], self.p.storage[m.name]
+        return m.block <= MAX_STAGES and st.pitch == st.shape[2] and out.pitch == out.shape[2]
+
+    def _space_to_depth(self, m: SpaceToDepth) -> VecPass:
+        """A COPY stage per row ``i`` of the blocks, over the output's pixels: the ``block`` pixels of
+        input row ``y * block + i`` from column ``x * block`` (``block * C`` bytes in both tensors) into
+        channel block ``i * block`` of output pixel ``(y, x)`` (a pass of the pattern a pixel at a time,
+        ``mapper.layout.partition_view``'s, when the bytes have gaps or there are more rows than stages)."""
+        from hw.vector import Axis
+        st, out = self.p.storage[m.inputs[0]], self.p.storage[m.name]
+        (h, w, c), b = st.shape, m.block
+        run, ho, wo = b * c, h // b, w // b
+        stages = []
+        for i in range(b):
+            src = View(st.buffer, st.start + i * w * c, run, Axis(ho, b * w * c), Axis(wo, run))
+            dst = View(out.buffer, out.start + i * run, run, Axis(ho, wo * b * run), Axis(wo, b * run))
+            stages.append(Stage(VecOp.COPY, self._operand(src), NONE, self._operand(dst), {}))
+        return VecPass(Descriptor(ho, wo, run, tuple(self.operands), tuple(stages)), tuple(self.buffers),
+                       (m.name,) * b, (m.name,), (m.name,))
 
     def _channel_shuffle(self, m: ChannelShuffle) -> VecPass:
         """One COPY over a raster of pixels by channels, one byte an element: the source's channel

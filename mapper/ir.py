@@ -22,7 +22,8 @@ exactly one of them.  The other layers cost no MACs:
 * spatial: :class:`Resize`, :class:`Pool`, :class:`Concat` (channels or pixels), :class:`ChannelSlice` (a
   view of channels of its input), :class:`PixelReshape` (its input's pixels in another ``H x W``);
 * layout: :class:`Pad`, :class:`Roll` (cyclic shift), :class:`Crop`,
-  :class:`WindowPartition`, :class:`WindowReverse` and :class:`PatchMerge` (Swin);
+  :class:`WindowPartition`, :class:`WindowReverse` and :class:`PatchMerge` (Swin),
+  :class:`DepthToSpace`, :class:`SpaceToDepth`, :class:`ChannelShuffle`;
 * data: :class:`Constant` (learned embeddings, positional encodings, bias tables,
   attention masks), generated with the weights.
 
@@ -48,7 +49,8 @@ from hw.operators import check_pool_padding
 from .float_ops import ACTIVATIONS
 
 __all__ = ["Conv2d", "Linear", "MatMul", "LayerNorm", "Softmax", "Activation", "Add", "Mul", "Resize",
-           "Pool", "Concat", "ChannelSlice", "PixelReshape", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge", "DepthToSpace", "ChannelShuffle",
+           "Pool", "Concat", "ChannelSlice", "PixelReshape", "Pad", "Roll", "Crop", "WindowPartition", "WindowReverse", "PatchMerge", "DepthToSpace", "SpaceToDepth",
+           "ChannelShuffle",
            "Constant", "Layer", "Model", "Shape", "ShapeError", "PARTS", "MAC_KINDS", "ELEMENTWISE_KINDS",
            "LAYOUT_KINDS", "VIEW_KINDS", "INPUT", "conv_out", "min_dram_bytes", "weight_bytes", "operand_bytes", "reads_alone", "tokens_of"]
 
@@ -62,7 +64,7 @@ ELEMENTWISE_KINDS = ("softmax", "layernorm", "gelu", "relu", "sigmoid", "add", "
 VIEW_KINDS = ("channel_slice", "pixel_reshape")
 #: Kinds of the layers that only move data.
 LAYOUT_KINDS = ("pad", "roll", "crop", "window_partition", "window_reverse", "patch_merge", "depth_to_space",
-                "channel_shuffle")
+                "channel_shuffle", "space_to_depth")
 #: The name by which layers read the model's input image.
 INPUT = "input"
 
@@ -915,6 +917,28 @@ class DepthToSpace(_Base):
         return (h * self.block, w * self.block, c // self.block ** 2)
 
 
+@_nonmac("space_to_depth")
+class SpaceToDepth(_Base):
+    """Pixels to channel blocks, the inverse of :class:`DepthToSpace` (ONNX's ``SpaceToDepth``): channel
+    block ``i * block + j`` of output pixel ``(y, x)`` is input pixel ``(y * block + i, x * block + j)``."""
+
+    name: str
+    part: str
+    inputs: tuple[str, ...]
+    block: int = 2
+
+    def __post_init__(self) -> None:
+        _check_part(self.part)
+        _positive(self, "block")
+
+    def infer(self, in_shapes):
+        h, w, c = _same(self, in_shapes)
+        if h % self.block or w % self.block:
+            raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c), f"sides that are multiples of "
+                               f"the block {self.block}")
+        return (h // self.block, w // self.block, c * self.block ** 2)
+
+
 @_nonmac("channel_shuffle")
 class ChannelShuffle(_Base):
     """ShuffleNet's channel shuffle over ``groups`` groups: output channel ``j`` is input channel
@@ -959,7 +983,8 @@ class Constant(_Base):
 
 
 Layer = Union[Conv2d, Linear, MatMul, LayerNorm, Softmax, Activation, Add, Mul, Resize, Pool, Concat, ChannelSlice, PixelReshape, Pad,
-              Crop, Roll, WindowPartition, WindowReverse, PatchMerge, DepthToSpace, ChannelShuffle, Constant]
+              Crop, Roll, WindowPartition, WindowReverse, PatchMerge, DepthToSpace, SpaceToDepth, ChannelShuffle,
+              Constant]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ every operand through an address pattern (``hw.vector.Axis``).  :func:`view_of` 
 pattern of a stored tensor; :func:`through` composes it with a layout layer, read in
 the forward direction (the pattern of the layer's *output* coordinates): zero padding,
 a cyclic shift, a crop, Swin's window reverse.  :func:`partition_view` is the write
-pattern of a window partition over its input's raster.
+pattern of a window partition or a space to depth over its input's raster.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from hw.vector import Axis
 
 from .ir import (INPUT, VIEW_KINDS, ChannelSlice, Concat, Crop, DepthToSpace, Layer, Model, Pad, Roll, Shape,
-                 WindowPartition, WindowReverse)
+                 SpaceToDepth, WindowPartition, WindowReverse)
 
 __all__ = ["Storage", "View", "storage_plan", "view_of", "through", "partition_view", "LayoutError"]
 
@@ -148,7 +148,7 @@ def through(view: View, layer: Layer) -> View:
     if isinstance(layer, WindowReverse):
         return _window_view(view, layer.out_h, layer.out_w, layer.window, layer.name)
     if isinstance(layer, DepthToSpace):
-        return _depth_view(view, layer)
+        return _depth_view(view, layer.block, layer.name)
     raise LayoutError(f"{layer.name}: a {layer.kind} layer is not a view")
 
 
@@ -177,16 +177,19 @@ def _window_view(view: View, h: int, w: int, win: int, name: str) -> View:
                    x=Axis(w, windows * pitch, win=win, s_hi=pitch))
 
 
-def _depth_view(view: View, layer: DepthToSpace) -> View:
-    """Pixel (v, u) of a depth-to-space output: input pixel (v // b, u // b), channel block
-    ``(v % b) * b + u % b`` (each axis split at the block, its low part stepping channel blocks)."""
+def _depth_view(view: View, b: int, name: str) -> View:
+    """Pixel (v, u) of a depth-to-space output (or of a space-to-depth input): pixel (v // b, u // b)
+    of ``view``, channel block ``(v % b) * b + u % b`` (each axis split at the block, its low part
+    stepping channel blocks)."""
     if not (_plain(view.y) and _plain(view.x)):
-        raise LayoutError(f"{layer.name}: depth to space over a non-plain view")
-    b, c = layer.block, view.c // layer.block ** 2
+        raise LayoutError(f"{name}: depth to space over a non-plain view")
+    c = view.c // b ** 2
     return View(view.buffer, view.offset, c, Axis(view.y.n * b, b * c, win=b, s_hi=view.y.stride),
                 Axis(view.x.n * b, c, win=b, s_hi=view.x.stride))
 
 
-def partition_view(out: View, layer: WindowPartition, in_shape: Shape) -> View:
+def partition_view(out: View, layer: WindowPartition | SpaceToDepth, in_shape: Shape) -> View:
     """The write pattern of ``layer`` over its input's raster, given the view of its output tensor."""
+    if isinstance(layer, SpaceToDepth):
+        return _depth_view(out, layer.block, layer.name)
     return _window_view(out, in_shape[0], in_shape[1], layer.window, layer.name)

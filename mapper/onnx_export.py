@@ -387,6 +387,11 @@ def _depth_to_space(wr: _Writer, layer, w: dict) -> None:
                                       blocksize=layer.block, mode="DCR"))
 
 
+def _space_to_depth(wr: _Writer, layer, w: dict) -> None:
+    wr.put(layer.name, "nchw", wr.node("SpaceToDepth", [wr.get(layer.inputs[0], "nchw")], layer.name,
+                                      blocksize=layer.block))
+
+
 def _channel_shuffle(wr: _Writer, layer, w: dict) -> None:
     h, wd, c = layer.out_shape
     g = layer.groups
@@ -414,7 +419,8 @@ _LAYERS = {"conv2d": _conv, "linear": _linear, "matmul": _matmul, "layernorm": _
            "resize": _resize, "pool": _pool, "concat": _concat, "channel_slice": _channel_slice,
            "pixel_reshape": _pixel_reshape, "pad": _pad, "crop": _crop, "roll": _roll,
            "window_partition": _window_partition, "window_reverse": _window_reverse, "patch_merge": _patch_merge,
-           "depth_to_space": _depth_to_space, "channel_shuffle": _channel_shuffle, "constant": _constant}
+           "depth_to_space": _depth_to_space, "space_to_depth": _space_to_depth,
+           "channel_shuffle": _channel_shuffle, "constant": _constant}
 
 
 def _form_shape(wr: _Writer, tensor: str, form: str) -> list[int]:

@@ -22,7 +22,7 @@ from hw.vector import STAGE_PARAMS, VecOp
 
 from . import onnx_layout as L
 from .ir import (INPUT, VIEW_KINDS, Activation, Add, Concat, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Mul, Pad,
-                 PatchMerge, PixelReshape, Pool, Resize, Roll, Softmax, conv_out, conv_pads)
+                 PixelReshape, Pool, Resize, Roll, Softmax, SpaceToDepth, conv_out, conv_pads)
 from .fusion import is_class_map_resize
 from .onnx_layout import View
 
@@ -260,19 +260,11 @@ def _space_to_depth_of(imp, node, x: View, b: int, channel_major: bool) -> None:
     """``node``'s output: SpaceToDepth of the NCHW image ``x`` by ``b``, its channels block-major (ONNX's)
     or channel-major (``c * b * b + i * b + j``: PyTorch's ``pixel_unshuffle``, for convolutions only)."""
     _, c, h, w = x.shape
-    y = node.output[0]
-    if b == 2 and _conv_readers_only(imp, y):
-        # Swin's patch merge gathers the blocks in one pass, in its own order (j * 2 + i)
-        name, order = _emit_after(imp, PatchMerge, y, x.source), [0, 2, 1, 3, 4, 5]
-    else:                               # each block offset's pixels, a crop, concatenated
-        crops = tuple(_emit_after(imp, Crop, f"{y}/block{i}_{j}", x.source, y0=i, x0=j, out_h=h // b,
-                                  out_w=w // b, step=(b, b)) for i in range(b) for j in range(b))
-        name, order = imp.layer_name(y), [0, 1, 2, 3, 4, 5]
-        imp.emit(Concat, name, inputs=crops)
+    # one pass: a COPY whose write pattern splits each axis at the block (``mapper.layout.partition_view``)
+    name = _emit_after(imp, SpaceToDepth, node.output[0], x.source, block=b)
     blocks = L.reshape(L.nchw(name, imp.by_name[name].out_shape), [1, b, b, c, h // b, w // b])
-    if channel_major:
-        order = [0, 3, *order[1:3], 4, 5]
-    # a channel order other than the layer's: the convolutions reading it take it in their weights
+    # channel-major: an order other than the layer's, which the convolutions reading it take in their weights
+    order = [0, 3, 1, 2, 4, 5] if channel_major else [0, 1, 2, 3, 4, 5]
     _out(imp, node, L.reshape(L.transpose(blocks, order), [1, b * b * c, h // b, w // b]))
 
 
@@ -784,10 +776,7 @@ def _conv(imp, node) -> None:
     v = imp.act(node.input[0])
     groups = a.get("group", 1)
     image = _nchw_prefix if groups == 1 else _nchw_full      # a grouped convolution reads all its input's channels
-    x = v if image(v) else imp.materialise(v, image)
-    gathered = _channel_gather(v) if x is None and groups == 1 and node.input[1] not in imp.qconst else None
-    if gathered is not None:            # channels picked from an image (BGR to RGB): the weights pick them
-        x, w = gathered[0], _gathered_weights(w, gathered[1], gathered[0].shape[1])
+    x, w = _conv_input(imp, node, v, w, image, groups)
     if x is None:
         if _conv_of_rows(imp, node, v, w, b, a):
             return
@@ -814,6 +803,21 @@ def _conv(imp, node) -> None:
         name = _emit_after(imp, Crop, out, name, out_h=size[0], out_w=size[1], step=(sy // stride, sx // stride))
         shape = imp.by_name[name].out_shape
     imp.views[out] = L.nchw(name, shape)
+
+
+def _conv_input(imp, node, v: View, w: np.ndarray, image: Callable[[View], bool], groups: int):
+    """(the image a convolution reads, as ``image`` accepts it, or None; its OIHW weights over that
+    image's channels).  Channels picked from an image (BGR to RGB, pixel_unshuffle's order) are
+    picked by the float weights of an ungrouped convolution: every channel in another order always
+    (no layout layer, a channel shuffle, copies them), a subset where no layout layer lays it out."""
+    if image(v):
+        return v, w
+    gathered = _channel_gather(v) if groups == 1 and node.input[1] not in imp.qconst else None
+    reordered = gathered is not None and sorted(gathered[1]) == list(range(gathered[0].shape[1]))
+    x = None if reordered else imp.materialise(v, image)
+    if x is None and gathered is not None:
+        return gathered[0], _gathered_weights(w, gathered[1], gathered[0].shape[1])
+    return x, w
 
 
 def _conv_weights(imp, node, name: str, w: np.ndarray, b: Optional[np.ndarray], inv, repeat: int = 1) -> None:

@@ -223,6 +223,7 @@ _LAYERS = {
     "window_partition": lambda l, ins, w, d: views.window_partition(ins[0], l.window),
     "window_reverse": lambda l, ins, w, d: views.window_reverse(ins[0], l.window, l.out_h, l.out_w),
     "depth_to_space": lambda l, ins, w, d: views.depth_to_space(ins[0], l.block),
+    "space_to_depth": lambda l, ins, w, d: views.space_to_depth(ins[0], l.block),
     "channel_shuffle": lambda l, ins, w, d: views.channel_shuffle(ins[0], l.groups),
     "patch_merge": lambda l, ins, w, d: views.patch_merge(ins[0]),
     "constant": lambda l, ins, w, d: _param(w, "data", d).reshape(l.out_shape),

@@ -16,7 +16,7 @@ import numpy as np
 from .ir import MatMul
 
 __all__ = ["matmul_operands", "matmul_output", "broadcast_input", "concat", "pad", "channel_slice", "pixel_reshape", "crop", "roll",
-           "window_partition", "window_reverse", "patch_merge", "depth_to_space", "channel_shuffle"]
+           "window_partition", "window_reverse", "patch_merge", "depth_to_space", "space_to_depth", "channel_shuffle"]
 
 
 def _heads_view(t: np.ndarray, rows: int, cols: int, offset: int, windows: int, heads: int) -> np.ndarray:
@@ -111,6 +111,13 @@ def depth_to_space(x: np.ndarray, block: int) -> np.ndarray:
     h, w, c = x.shape
     t = x.reshape(h, w, block, block, c // block ** 2).transpose(0, 2, 1, 3, 4)
     return np.ascontiguousarray(t).reshape(h * block, w * block, c // block ** 2)
+
+
+def space_to_depth(x: np.ndarray, block: int) -> np.ndarray:
+    """``H x W x C`` -> ``H/b x W/b x (b*b*C)``, the inverse of :func:`depth_to_space`."""
+    h, w, c = x.shape
+    t = x.reshape(h // block, block, w // block, block, c).transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(t).reshape(h // block, w // block, block * block * c)
 
 
 def channel_shuffle(x: np.ndarray, groups: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mapper.ir import (Add, Concat, Constant, Conv2d, ChannelShuffle, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Model, Pad, PatchMerge,
-                       PixelReshape, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition, WindowReverse, min_dram_bytes)
+                       PixelReshape, Pool, Resize, Roll, ShapeError, Softmax, SpaceToDepth, WindowPartition, WindowReverse, min_dram_bytes)
 from mapper.workloads import MODEL_NAMES, build_model
 
 
@@ -82,6 +82,23 @@ def test_depth_to_space_moves_channel_blocks_to_pixels_and_checks_its_input():
     assert Model("m", "full", (4, 4, 3), (conv, DepthToSpace("d", "encoder", inputs=("conv",)))).layer("d").out_shape == (8, 8, 3)
     with pytest.raises(ShapeError, match=r"d: input 'conv' has shape 4x4x12, but the layer needs channels a multiple of 9"):
         Model("m", "full", (4, 4, 3), (conv, DepthToSpace("d", "encoder", inputs=("conv",), block=3)))
+
+
+def test_space_to_depth_is_depth_to_space_undone_and_checks_its_input():
+    """``SpaceToDepth``: channel ``(i*b + j)*C + c`` of ``(y, x)`` is ``(y*b + i, x*b + j, c)``, element by
+    element, and ``depth_to_space`` undoes it; sides that are no multiple of the block are refused."""
+    import numpy as np
+
+    from mapper.views import depth_to_space, space_to_depth
+    x = np.arange(9 * 6 * 2).reshape(9, 6, 2)
+    y = space_to_depth(x, 3)
+    assert y.shape == (3, 2, 18) and np.array_equal(depth_to_space(y, 3), x)
+    assert all(y[yy, xx, (i * 3 + j) * 2 + c] == x[yy * 3 + i, xx * 3 + j, c]
+               for yy in range(3) for xx in range(2) for i in range(3) for j in range(3) for c in range(2))
+    conv = Conv2d("conv", "encoder", 3, 5, 6, 4)
+    assert Model("m", "full", (6, 4, 3), (conv, SpaceToDepth("s", "encoder", inputs=("conv",)))).layer("s").out_shape == (3, 2, 20)
+    with pytest.raises(ShapeError, match=r"s: input 'conv' has shape 6x4x5, but the layer needs sides that are multiples of the block 3"):
+        Model("m", "full", (6, 4, 3), (conv, SpaceToDepth("s", "encoder", inputs=("conv",), block=3)))
 
 
 def test_channel_shuffle_follows_its_definition_and_checks_its_input():

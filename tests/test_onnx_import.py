@@ -1250,18 +1250,21 @@ def test_a_pooling_window_not_square_or_strides_that_differ_is_a_square_pool(op,
 def test_a_pooling_not_square_that_no_square_pool_gives_is_refused(op, attrs, needle):
     _refused(single_op(op, (1, 4, 18, 22), **attrs), op, str(attrs["kernel_shape"]), needle)
 
-SPACE_TO_DEPTH = [(2, "conv", "op", ["patch_merge"]), (2, "relu", "op", ["crop"] * 4 + ["concat", "relu"]),
-                  (2, "output", "op", ["crop"] * 4 + ["concat"]), (3, "conv", "op", ["crop"] * 9 + ["concat"]),
-                  (2, "conv", "unshuffle", ["patch_merge"]), (2, "relu", "unshuffle", ["relu"])]
+SPACE_TO_DEPTH = [(2, "conv", "op", ["space_to_depth"]), (2, "relu", "op", ["space_to_depth", "relu"]),
+                  (2, "output", "op", ["space_to_depth"]), (3, "conv", "op", ["space_to_depth"]),
+                  (6, "conv", "op", ["space_to_depth"]), (2, "conv", "unshuffle", ["space_to_depth"]),
+                  (3, "conv", "unshuffle", ["space_to_depth"]), (2, "relu", "unshuffle", ["relu"])]
 
 
 @pytest.mark.parametrize("opset", [11, 17])
 @pytest.mark.parametrize("block, after, form, kinds", SPACE_TO_DEPTH,
                          ids=[f"{f}-{b}-{a}" for b, a, f, _ in SPACE_TO_DEPTH])
-def test_space_to_depth_is_a_patch_merge_or_crops_and_a_concatenation(block, after, form, kinds, opset):
-    """SpaceToDepth (and PyTorch's pixel_unshuffle written out, read by a convolution) was refused:
-    read by convolutions only, a block of 2 is Swin's patch merge, its channel order the weights'; else a
-    crop of each block offset, concatenated.  onnxruntime agrees."""
+def test_space_to_depth_is_one_layer_whatever_its_block(block, after, form, kinds, opset):
+    """SpaceToDepth (and PyTorch's pixel_unshuffle written out, read by a convolution) is the IR's
+    ``SpaceToDepth``, one pass; pixel_unshuffle's channel order the convolution's weights take.  It was
+    Swin's patch merge for a block of 2 read by convolutions only, else a crop of each block offset
+    concatenated (ten passes for a block of 3), and a block of 3 unshuffled a channel shuffle more.
+    onnxruntime agrees."""
     proto = space_to_depth(block, after, form, opset=opset)
     imp = import_onnx(proto, "s2d")
     assert [l.kind for l in imp.model.layers if l.kind != "conv2d"] == kinds

@@ -791,7 +791,7 @@ def test_pooling_windows_not_square_run_bit_exact(cfg_name, tmp_path):
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 @pytest.mark.parametrize("block, after, form", [(2, "conv", "op"), (2, "relu", "op"), (3, "conv", "op"),
-                                                (2, "conv", "unshuffle")])
+                                                (6, "conv", "op"), (2, "conv", "unshuffle"), (3, "conv", "unshuffle")])
 def test_space_to_depth_runs_bit_exact(block, after, form, cfg_name, tmp_path):
     _runs_bit_exact_as_timed(space_to_depth(block, after, form), cfg_name, tmp_path)
 
