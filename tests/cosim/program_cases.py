@@ -31,7 +31,8 @@ from hw.rtl.vector_executor import builds_vector_unit
 from hw.vector import MAX_DESCRIPTOR_BYTES, decode_descriptor
 from hw.timing import schedule
 from mapper.images import preprocess, quantize_input, synthetic_image
-from mapper.ir import Activation, Add, ChannelShuffle, ChannelSlice, Concat, Conv2d, Crop, DepthToSpace, Linear, MatMul, Model, Pad, Softmax
+from mapper.ir import (Activation, Add, ChannelShuffle, ChannelSlice, Concat, Conv2d, Crop, DepthToSpace, Linear, MatMul, Model, Pad,
+                       Softmax, SpaceToDepth)
 from mapper.program import Program, build_program
 
 from cosim.runner import BUILD_ROOT
@@ -169,6 +170,22 @@ def pixel_shuffle(size: int) -> Model:
     return Model("pixel_shuffle", "full", (size, size, 3), layers)
 
 
+def space_to_depth(size: int) -> Model:
+    """SpaceToDepth as the importer makes it (``tests/onnx_graphs.space_to_depth``), ``size`` a multiple
+    of 12: blocks of 2 and 3 (a COPY stage per row of the blocks), 6 (more rows than a pass has
+    stages: a COPY a pixel at a time through the split write pattern), each read by a convolution;
+    a block of 2 of a concatenation's part (gaps in its bytes) before a sigmoid."""
+    layers = [Conv2d("c", "encoder", 3, 4, size, size, kernel=3, padding=1),
+              Conv2d("d", "encoder", 3, 4, size, size, relu=True)]
+    for b in (2, 3, 6):
+        layers += [SpaceToDepth(f"s2d{b}", "encoder", inputs=("c",), block=b),
+                   Conv2d(f"head{b}", "decoder", 4 * b * b, 4, size // b, size // b, inputs=(f"s2d{b}",))]
+    layers += [Concat("cat", "encoder", inputs=("c", "d")),
+               SpaceToDepth("s2d_part", "decoder", inputs=("d",)),
+               Activation("sigmoid", "decoder", func="sigmoid", inputs=("s2d_part",))]
+    return Model("space_to_depth", "full", (size, size, 3), tuple(layers))
+
+
 def up_conv(size: int) -> Model:
     """A U-Net's up path as the importer makes its 2x2 stride-2 transposed convolution (a 1x1
     convolution to its four phases, ``DepthToSpace(2)``), written into the concatenation with the
@@ -238,7 +255,7 @@ def large_kernel(size: int) -> Model:
 #: Networks defined here rather than in the zoo, by name.
 OWN_NETWORKS = {"mac_cnn": mac_cnn, "dense_concat": dense_concat, "nested_concat": nested_concat,
                 "dense_layer": dense_layer, "attention": attention, "c2f": c2f, "atrous": atrous,
-                "pixel_shuffle": pixel_shuffle, "up_conv": up_conv, "shuffle_unit": shuffle_unit,
+                "pixel_shuffle": pixel_shuffle, "space_to_depth": space_to_depth, "up_conv": up_conv, "shuffle_unit": shuffle_unit,
                 "crops": crops, "large_kernel": large_kernel}
 
 #: The zoo networks that run whole from the image to the output in ``make regress`` and ``make

@@ -265,6 +265,15 @@ def test_depth_to_space_program(config_name):
 
 
 @pytest.mark.slow
+def test_space_to_depth_program():
+    """SpaceToDepth (``cosim.program_cases.space_to_depth``): a COPY stage per row of the blocks over
+    the output's pixels at blocks 2 and 3, a COPY through the split write pattern at 6 and of a
+    concatenation's part; whole on tiny's RTL, cycle for cycle and bit for bit."""
+    seed = default_seed(17)
+    run_accelerator("tiny", seed=seed, programs=[{"model": "space_to_depth", "size": 12, "seed": seed}])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("config_name", ["tiny", "e_small"])
 def test_dilated_convolutions_program(config_name):
     """DeepLab's atrous convolutions (``cosim.program_cases.atrous``: dilations 2 to 4, depthwise,
