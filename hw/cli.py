@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -25,9 +26,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
-           "atomic_write_bytes", "atomic_write_json", "duration", "fail", "file_tag", "human_bytes", "json_text",
-           "name_token", "output_file", "output_json_file", "refuse_replacing", "run_main", "seed", "short_hash",
-           "try_folder"]
+           "atomic_write_bytes", "atomic_write_json", "duration", "fail", "file_tag",
+           "human_bytes", "input_file", "json_text", "name_token", "not_a_file", "output_file", "output_json_file",
+           "read_input", "refuse_replacing", "run_main", "seed", "short_hash", "try_folder"]
 
 
 class UsageError(Exception):
@@ -165,11 +166,50 @@ def file_tag(path: Union[str, Path], what: str) -> str:
 
     Raises ``UsageError`` naming the file when it cannot be read.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    data = read_input(path, f"{what} file")
     return f"{what}-{name_token(Path(path).stem)}-{short_hash(data)}"
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def not_a_file(path: Union[str, Path]) -> Optional[str]:
+    """None when ``path`` is a regular file (or a link to one), else why it is none (``a named pipe
+    (FIFO), not a regular file``, ``No such file or directory``), found without opening it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return e.strerror
+    except ValueError:                  # a NUL byte in the name
+        return "not a valid file name"
+    if stat.S_ISREG(mode):
+        return None
+    return next((f"{kind}, not a regular file" for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def input_file(path: Union[str, Path], what: str, error: Callable[[str], Exception] = UsageError,
+               hint: str = "") -> Path:
+    """``path`` when it names a regular file; else ``error`` (``<path>: cannot read the <what>: <why>``,
+    then ``; <hint>``).  Every tool checks an input file so before it opens it: opening a named pipe
+    waits for a writer (forever), ``/dev/zero`` never ends, and a folder's error names no folder."""
+    why = not_a_file(path)
+    if why is not None:
+        raise error(f"{path}: cannot read the {what}: {why}" + (f"; {hint}" if hint else ""))
+    return Path(path)
+
+
+def read_input(path: Union[str, Path], what: str, error: Callable[[str], Exception] = UsageError,
+               hint: str = "") -> bytes:
+    """The bytes of the input file ``path`` (``input_file``'s check first); ``error`` as it says, also
+    for a file that cannot be read (permissions, or one that vanished after the check)."""
+    input_file(path, what, error, hint)
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what}: {e.strerror}" + (f"; {hint}" if hint else "")) from None
 
 
 #: Suffixes of files the tools (or a user's other tools) write: where a tool writes one file, an

@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 from typing import Mapping, Optional
 
+from .cli import read_input
 from .config import PRESETS, AcceleratorConfig, FieldError, get_config
 
 if sys.version_info >= (3, 11):
@@ -113,10 +114,9 @@ def load_config(spec: str, **overrides) -> AcceleratorConfig:
 
 
 def _load_file(path: Path) -> AcceleratorConfig:
+    data = read_input(path, "accelerator file", ConfigError)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the accelerator file: {e.strerror}") from None
+        text = data.decode()
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file; an accelerator file is TOML text (make config CFG=E "
                           f"OUT=accel.toml writes one to start from)") from None

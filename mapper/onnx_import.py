@@ -45,6 +45,8 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from hw.cli import input_file
+
 from . import onnx_layout as L
 from .ir import (INPUT, PARTS, Activation, Add, ChannelShuffle, ChannelSlice, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
                  Mul, Pad, PatchMerge, DepthToSpace, PixelReshape, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition,
@@ -128,7 +130,7 @@ def model_name_for(path: Path, data: bytes) -> str:
 
 def load_onnx(path: Union[str, Path]) -> Imported:
     """Import the ONNX file at ``path`` (cached per path, size and modification time)."""
-    p = Path(path)
+    p = input_file(path, "ONNX file", OnnxImportError)
     try:
         st = p.stat()
     except OSError as e:
@@ -141,7 +143,7 @@ def _load_cached(resolved: str, size: int, mtime: int, shown: str) -> Imported:
     import onnx
 
     try:
-        data = Path(resolved).read_bytes()
+        data = Path(resolved).read_bytes()          # load_onnx checked it is a regular file
         proto = onnx.load_from_string(data)
     except OSError as e:
         raise OnnxImportError(f"{shown}: cannot read the ONNX file: {e.strerror}") from None

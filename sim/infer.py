@@ -43,7 +43,8 @@ from typing import Optional
 
 import numpy as np
 
-from hw.cli import RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError, fail, file_tag, run_main, seed
+from hw.cli import (RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError, fail, file_tag, input_file, run_main,
+                    seed)
 from hw.config import PRESETS, AcceleratorConfig
 from mapper import float_ops
 from mapper.flops import build_model_or_usage_error, model_parts, parse_size, refuse_flops_only
@@ -91,10 +92,7 @@ def read_image(path) -> np.ndarray:
     UsageError
         Naming the file and what is allowed, when it is missing, unreadable or of the wrong shape.
     """
-    path = Path(path)
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise UsageError(f"image {str(path)!r} {what}; give {IMAGE_FORMS}")
+    path = input_file(path, "image", hint=f"give {IMAGE_FORMS}")
     return _read_npy(path) if path.suffix.lower() == ".npy" else _read_picture(path)
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main, short_hash
+from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, not_a_file, read_input, run_main, short_hash
 from hw.config import AcceleratorConfig
 from mapper.ir import Model
 from mapper.lower import MappingError
@@ -85,10 +85,9 @@ def data_lines(file: str, error: type[ValueError], empty: str) -> list[tuple[int
     Raises ``error`` naming the file when it cannot be read or has no such line (``empty``
     says what was expected).
     """
+    data = read_input(file, "CSV file", error)
     try:
-        text = Path(file).read_text(encoding="utf-8-sig").splitlines()     # -sig: a leading BOM is no text
-    except OSError as e:
-        raise error(f"{file}: cannot read: {e.strerror}") from None
+        text = data.decode("utf-8-sig").splitlines()     # -sig: a leading BOM is no text
     except UnicodeDecodeError as e:
         raise error(f"{file}: not a text CSV file (byte {e.object[e.start]:#04x} at offset {e.start} "
                     f"is not UTF-8 text)") from None
@@ -181,9 +180,9 @@ def _beside(csv_file: str, lineno: int, model: str) -> str:
     if not is_onnx_path(model) or Path(model).is_absolute():
         return model
     path = os.path.normpath(Path(csv_file).parent / model)
-    if not Path(path).is_file():
-        raise AccuracyError(f"{csv_file}:{lineno}: model file {model!r} not found: {path} "
-                            f"{'is a folder' if Path(path).is_dir() else 'does not exist'} (a relative path "
+    why = not_a_file(path)
+    if why is not None:
+        raise AccuracyError(f"{csv_file}:{lineno}: model file {model!r} not found: {path}: {why} (a relative path "
                             f"in the accuracy CSV is read from the CSV's folder)")
     return path
 

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from hw.cli import OneLineParser, UsageError, fail, run_main
+from hw.cli import OneLineParser, UsageError, fail, read_input, run_main
 from hw.config import AcceleratorConfig
 from hw.config_file import ConfigError, is_config_file, load_config
 from hw.isa import INSN_BYTES, Queue, StreamError, disassemble
@@ -92,7 +92,7 @@ def _dumped_config(stream: str) -> Optional[tuple[AcceleratorConfig, str]]:
     if not sidecar.exists():
         return None
     try:
-        doc = json.loads(sidecar.read_text())
+        doc = json.loads(read_input(sidecar, "configuration file --dump-layer writes beside the stream"))
         return config_from_sidecar(doc), f"{sidecar.name}: {doc.get('layer', '?')} of {doc.get('model', '?')}"
     except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as e:
         plain = isinstance(e, ValueError) and not isinstance(e, UnicodeDecodeError)     # says what is wrong
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--listing", action="store_true", help="print the disassembly")
     args = ap.parse_args(argv)
     try:
-        data = Path(args.stream).read_bytes()
+        data = read_input(args.stream, "instruction stream")
         _refuse_text(args.stream, data)
         cfg, source = _config(args)
         r = replay(data, cfg)

@@ -458,3 +458,68 @@ def test_digits_of_other_scripts_are_refused(tmp_path, argv, needles):
     takes '²'); the tools read the digits 0-9 only."""
     assert_refused(run_tool([*argv, "--out", "o"], tmp_path), *needles)
     assert not any(tmp_path.iterdir())
+
+
+# ---- input files that are no regular files (QA round 63) ---------------------------------------------
+
+FIFO = "FIFO"           # made a named pipe by the test, under the name the tool reads
+INFER = ["sim.infer", "--model", "segformer_b0", "--config", "tiny"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("argv, made, needles", [
+    (["sim.run", "--model", "segformer_b0", "--config", "in.toml"], "in.toml", ["in.toml: cannot read the accelerator file"]),
+    (["sim.sweep", "--model", "segformer_b0", "--configs", "tiny,in.toml"], "in.toml", ["in.toml: cannot read"]),
+    (["mapper.flops", "--model", "in.onnx"], "in.onnx", ["in.onnx: cannot read the ONNX file"]),
+    ([*INFER, "--image", "in.png"], "in.png", ["in.png: cannot read the image", "give a PNG"]),
+    ([*INFER, "--image", "in.npy"], "in.npy", ["in.npy: cannot read the image", ".npy array"]),
+    (["sim.rdd", "--model", "segformer_b2", "--budgets", "in.csv"], "in.csv", ["in.csv: cannot read the CSV file"]),
+    (["sim.paths", "--model", "segformer_b2", "--accuracy", "in.csv"], "in.csv", ["in.csv: cannot read the CSV"]),
+    (["sim.replay", "in.bin"], "in.bin", ["in.bin: cannot read the instruction stream"]),
+    (["sim.replay", "partial.bin"], "partial.json", ["partial.json: cannot read the configuration file"])])
+def test_a_named_pipe_as_an_input_file_is_refused_not_waited_on(tmp_path, argv, made, needles):
+    """Opening a named pipe waits for a writer: the tools hung until killed.  Each input file is
+    checked to be a regular file before it is opened (``hw.cli.input_file``)."""
+    (tmp_path / "partial.bin").write_bytes(FILES["partial.bin"])
+    os.mkfifo(tmp_path / made)
+    before = snapshot(tmp_path)
+    r = subprocess.run([sys.executable, "-m", *argv, "--out", "o"] if argv[0] != "sim.replay" else
+                       [sys.executable, "-m", *argv], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=60)
+    assert_refused(r, *needles, "a named pipe (FIFO), not a regular file")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["sim.run", "--model", "segformer_b0", "--config", "/dev/zero"], ["/dev/zero", "a character device"]),
+    (["sim.replay", "/dev/zero"], ["/dev/zero: cannot read the instruction stream", "a character device"]),
+    (["sim.run", "--model", "folder.onnx", "--config", "tiny"], ["folder.onnx: cannot read the ONNX file", "a folder"]),
+    (["sim.rdd", "--model", "segformer_b2", "--budgets", "folder.onnx"], ["folder.onnx: cannot read the CSV", "a folder"]),
+    (["sim.run", "--model", "segformer_b0", "--config", "folder.toml"], ["folder.toml: cannot read", "a folder"])])
+def test_a_device_or_folder_as_an_input_file_is_refused(tmp_path, argv, needles):
+    """``/dev/zero`` read until memory ran out; a folder gave "Is a directory" or "does not exist"."""
+    if "/dev/zero" in argv and not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+    (tmp_path / "folder.onnx").mkdir()
+    (tmp_path / "folder.toml").mkdir()
+    before = snapshot(tmp_path)
+    assert_refused(run_tool(argv, tmp_path), *needles, "not a regular file")
+    assert snapshot(tmp_path) == before
+
+
+def test_input_file_names_what_stands_there(tmp_path):
+    from hw.cli import UsageError, input_file, not_a_file, read_input
+
+    (tmp_path / "f").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "f")
+    os.mkfifo(tmp_path / "p")
+    assert not_a_file(tmp_path / "f") is None and not_a_file(tmp_path / "link") is None
+    assert not_a_file(tmp_path / "p") == "a named pipe (FIFO), not a regular file"
+    assert not_a_file(tmp_path) == "a folder, not a regular file"
+    assert not_a_file(tmp_path / "gone") == os.strerror(2)
+    assert not_a_file(tmp_path / "f" / "below") == os.strerror(20)      # a file where a folder must be
+    assert not_a_file("a\0b") == "not a valid file name"
+    assert read_input(tmp_path / "link", "thing") == b"x"
+    with pytest.raises(ValueError, match=r"/p: cannot read the thing: a named pipe \(FIFO\), not a regular file; hint"):
+        input_file(tmp_path / "p", "thing", ValueError, "hint")
+    with pytest.raises(UsageError, match="cannot read the thing: No such file"):
+        read_input(tmp_path / "gone", "thing")

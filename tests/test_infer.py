@@ -183,8 +183,8 @@ def test_run_dir_names_everything_that_changes_the_result():
 
 
 BAD = [
-    (["--image", "{tmp}/missing.png"], "missing.png' does not exist"),
-    (["--image", "{tmp}"], "is a folder, not a file"),
+    (["--image", "{tmp}/missing.png"], "missing.png: cannot read the image: No such file or directory"),
+    (["--image", "{tmp}"], "cannot read the image: a folder, not a regular file"),
     (["--image", "{tmp}/text.png"], "text.png' cannot be read"),
     (["--image", "{tmp}/two_channels.npy"], "holds (8, 8, 2), not H x W x 3"),
     (["--image", "{tmp}/range.npy"], "outside [0, 1]"),
@@ -270,7 +270,7 @@ def test_command_line_and_make_target(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
     r = subprocess.run([sys.executable, "-m", "sim.infer", *B0, "--image", "nowhere.png"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nowhere.png' does not exist" in r.stderr
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nowhere.png: cannot read the image: No such file" in r.stderr
     assert not (tmp_path / "build").exists()
     r = run_make(["-n", "run", "MODEL=resnet50", "CFG=E", "IMAGE=cat.jpg", "SEED=4", "SIZE=64x64"], cwd=REPO, timeout=60)
     assert "-m sim.infer --model='resnet50'" in r.stdout and "--image='cat.jpg'" in r.stdout

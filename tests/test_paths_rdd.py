@@ -286,7 +286,7 @@ def test_an_onnx_file_in_the_accuracy_csv_is_read_from_the_csvs_folder(tmp_path,
     assert table.unused([net], None) == []
     csv_file.write_text("model,path,accuracy\nnets/net.onnx,full,0.71\n")      # relative to tmp_path, not the CSV
     with pytest.raises(AccuracyError, match=r"acc.csv:2: model file 'nets/net.onnx' not found: "
-                                            r"\.\./\.\./results/nets/net.onnx does not exist \(a relative path in "
+                                            r"\.\./\.\./results/nets/net.onnx: No such file or directory \(a relative path in "
                                             r"the accuracy CSV is read from the CSV's folder\)"):
         AccuracyTable.read("../../results/acc.csv")
 
