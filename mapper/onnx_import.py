@@ -117,6 +117,20 @@ class Imported:
                 for cls, layer in self.class_maps.items() if v.source == layer}
 
 
+#: The oldest opset of the default domain imported: onnxruntime runs (guarantees) opsets from 7 on, and
+#: the importer reads the older forms of operators back to it (``Upsample``, ``Clip``'s and ``Pad``'s attributes).
+MIN_OPSET = 7
+
+
+def opset_range() -> tuple[int, int]:
+    """(oldest, newest) opset of the default ONNX domain a model may declare: the newest is the one the
+    installed onnx defines, whose operator schemas the importer checks nodes against (onnxruntime,
+    which has no such constant, runs the same: ``tests/test_onnx_import.py`` checks it)."""
+    from onnx import defs
+
+    return MIN_OPSET, defs.onnx_opset_version()
+
+
 def is_onnx_path(name: str) -> bool:
     """Whether a ``MODEL`` value names an ONNX file rather than a zoo model."""
     return str(name).lower().endswith(".onnx")
@@ -374,6 +388,9 @@ class _Importer:
     # -- the walk
     def run(self, name: str) -> Imported:
         self._check_opset()
+        if not self.graph.output:       # else every node is dead and "it computes nothing" would blame the nodes
+            raise self.fail("it declares no graph outputs; supported: a graph with at least one output computed "
+                            "from its input")
         self.nodes = list(self.graph.node)
         self._check_single_definitions()
         self.consumers = _consumers(self.graph)
@@ -399,14 +416,18 @@ class _Importer:
                         {k: v for k, v in self.weight_q.items() if k in weights}, self.class_map_shapes)
 
     def _check_opset(self) -> None:
-        """Refuse a file that declares no opset of the default domain: the operators' meaning (a
-        Softmax's axis, a ReduceSum's axes, a Pad's value) depends on it, and guessing one could
-        import a network other than the file's (onnxruntime takes its latest)."""
+        """Refuse a file that declares no opset of the default domain, or one outside ``opset_range()``:
+        the operators' meaning (a Softmax's axis, a ReduceSum's axes, a Pad's value) depends on it, and
+        guessing one could import a network other than the file's (onnxruntime takes its latest)."""
+        low, high = opset_range()
         if self.opset is None:
             declared = ", ".join(f"{o.domain!r} {o.version}" for o in self.proto.opset_import) or "none"
             raise self.fail(f"the model declares no opset of the default ONNX domain '' (opset_import: {declared}); "
                             f"supported: a model whose opset_import gives the default domain's version, as "
                             f"exporters write it")
+        if not low <= self.opset <= high:
+            raise self.fail(f"opset {self.opset} of the default ONNX domain ''; supported: opsets {low} (the oldest "
+                            f"onnxruntime runs) to {high} (the newest the installed onnx defines)")
 
     def _check_single_definitions(self) -> None:
         """Every value defined once (ONNX's rule, which onnxruntime enforces): a node's output that an

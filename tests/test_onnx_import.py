@@ -577,6 +577,44 @@ def test_a_model_without_a_default_domain_opset_is_refused(others):
              f"opset_import: {', '.join(f'{d!r} {v}' for d, v in others) or 'none'}")
 
 
+def _relu_at(opset: int):
+    proto = single_op("Relu", opset=opset)
+    proto.ir_version = 10           # onnx's newest IR would be newer than onnxruntime's for a new opset
+    return proto
+
+
+def test_an_opset_outside_the_supported_range_is_refused_naming_it_and_the_range():
+    """An opset below 7 (which onnxruntime does not run) or above the installed onnx's newest (whose
+    schemas the importer checks nodes against) imported as if it were a known one."""
+    from onnx import defs
+    from mapper.onnx_import import MIN_OPSET, opset_range
+
+    low, high = opset_range()
+    assert (low, high) == (MIN_OPSET, defs.onnx_opset_version())
+    for opset in (1, low - 1, high + 1, 1000):
+        _refused(_relu_at(opset), f"opset {opset} of the default ONNX domain", f"supported: opsets {low} ", f" to {high} ")
+    for opset in (low, high):
+        import_onnx(_relu_at(opset), "ok")
+
+
+def test_onnxruntime_runs_the_ends_of_the_opset_range():
+    """The range's ends are the promise that onnxruntime runs such a file too (it has no constant to read):
+    this fails when an onnx newer than the venv's onnxruntime is installed."""
+    from mapper.onnx_import import opset_range
+
+    x = np.ones((1, 8, 8, 8), np.float32)
+    for opset in opset_range():
+        session = ort.InferenceSession(_relu_at(opset).SerializeToString(), providers=["CPUExecutionProvider"])
+        assert np.array_equal(session.run(None, {session.get_inputs()[0].name: x})[0], x)
+
+
+def test_a_graph_without_outputs_says_so():
+    """It was refused as computing "nothing the accelerator runs (its outputs are its input or constants)"."""
+    proto = single_op("Relu")
+    del proto.graph.output[:]
+    _refused(proto, "graph: it declares no graph outputs", "at least one output")
+
+
 @pytest.mark.parametrize("scale", [2.0, 0.5])
 def test_antialias_is_refused_only_where_it_filters(scale):
     """ONNX's antialias widens the filter of a shrinking linear resize; enlarging, it changes nothing.
