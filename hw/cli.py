@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import re
 import signal
 import stat
 import sys
@@ -26,8 +27,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
-           "atomic_write_bytes", "atomic_write_json", "duration", "fail", "file_tag",
-           "human_bytes", "input_file", "json_text", "name_token", "not_a_file", "output_file", "output_json_file",
+           "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "duration", "fail", "file_tag",
+           "human_bytes", "input_file", "json_text", "name_token", "not_a_file", "number_type", "output_file", "output_json_file",
            "read_input", "refuse_replacing", "run_main", "seed", "short_hash", "try_folder"]
 
 
@@ -44,6 +45,47 @@ def fail(prog: str, error: BaseException | str) -> int:
     text = error if isinstance(error, str) else (str(error.args[0]) if error.args else str(error))
     print(f"{prog}: error: {' '.join(text.split())}", file=sys.stderr)
     return 2
+
+
+#: A whole number in the digits 0-9 (``int()`` also takes other scripts' digits, ``'٣'``, and ``1_000``).
+_INT = re.compile(r"\s*[+-]?[0-9]+\s*")
+#: The same with Python's prefixes (``0x1f``, ``0o17``, ``0b101``), as ``int(text, 0)`` reads them.
+_PREFIXED_INT = re.compile(r"\s*[+-]?(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)\s*")
+#: A decimal number (``2``, ``2.5``, ``.5``, ``1e-3``) or ``inf``/``nan``, which a range check then refuses
+#: with its own message; no other scripts' digits, no ``_``.
+_FLOAT = re.compile(r"\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\s*",
+                    re.IGNORECASE)
+
+
+def ascii_int(text: str, prefixed: bool = False) -> int:
+    """``int(text)`` (``int(text, 0)`` when ``prefixed``) for the digits 0-9 only; ValueError otherwise.
+    Every number of a command line or an input file is read by this or ``ascii_float``."""
+    if not (_PREFIXED_INT if prefixed else _INT).fullmatch(text):
+        raise ValueError(f"{text!r} is not a whole number in the digits 0-9")
+    return int(text, 0) if prefixed else int(text)
+
+
+def ascii_float(text: str) -> float:
+    """``float(text)`` for the digits 0-9 only (and ``inf``, ``nan``); ValueError otherwise."""
+    if not _FLOAT.fullmatch(text):
+        raise ValueError(f"{text!r} is not a number in the digits 0-9")
+    return float(text)
+
+
+def number_type(kind: type, what: str) -> Callable[[str], Union[int, float]]:
+    """The ``argparse`` type of an option whose value is a number (``kind`` int or float, read by
+    ``ascii_int``/``ascii_float``): its error names the value and ``what`` the option is (argparse's
+    own says only "invalid int value")."""
+    read = ascii_float if kind is float else ascii_int
+
+    def parse(value: str):
+        try:
+            return read(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {'a number' if kind is float else 'a whole number'} "
+                                             f"in the digits 0-9 ({what})") from None
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def seed(text: str) -> int:

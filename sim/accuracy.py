@@ -32,7 +32,7 @@ from typing import Optional
 
 import numpy as np
 
-from hw.cli import OneLineParser, UsageError, atomic_write_json, output_json_file, seed
+from hw.cli import OneLineParser, UsageError, atomic_write_json, number_type, output_json_file, seed
 from mapper.calibrate import prepare, readers_of, softmax_margin, softmax_row
 from mapper.flops import parse_size
 from mapper.fusion import is_class_map
@@ -287,16 +287,16 @@ def _parser() -> OneLineParser:
     p.add_argument("--seed", type=seed, default=0,
                    help="seed of the weights (not an ONNX file's: they are the file's) and of the calibration "
                         "images (default 0)")
-    p.add_argument("--calib-images", type=int, default=1, help="synthetic calibration images (default 1)")
-    p.add_argument("--images", type=int, default=1,
+    p.add_argument("--calib-images", type=number_type(int, "synthetic calibration images"), default=1, help="synthetic calibration images (default 1)")
+    p.add_argument("--images", type=number_type(int, "test images"), default=1,
                    help="test images: synthetic_image(seed + i), i = 0..images-1, never a calibration image "
                         "(default 1)")
-    p.add_argument("--percentile", type=float, default=None,
+    p.add_argument("--percentile", type=number_type(float, "a percentile in (50, 100]"), default=None,
                    help="calibrate ranges at this percentile of magnitudes (default: max-abs)")
     p.add_argument("--local", action="store_true", help="also each layer's own error (one more golden pass)")
     p.add_argument("--baseline", action="store_true",
                    help="also the float network's error from the input's rounding alone (one more float pass)")
-    p.add_argument("--worst", type=int, default=10, help="how many of the worst layers to print (default 10)")
+    p.add_argument("--worst", type=number_type(int, "layers to print"), default=10, help="how many of the worst layers to print (default 10)")
     p.add_argument("--output", default=None, metavar="FILE.json",
                    help="write the reports as JSON here (a .json file; must not exist)")
     return p

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from hw.cli import atomic_write_json
+from hw.cli import OneLineParser, atomic_write_json, number_type
 from hw.config import get_config
 from mapper import tiling_cache
 from mapper.lower import forget_searches
@@ -157,9 +157,9 @@ def bench_golden_depthwise(repeat: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m sim.bench", description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(Path("build") / "bench"))
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=number_type(int, "runs of each case"), default=3)
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.exit(2, f"{p.prog}: error: --repeat must be at least 1, not {args.repeat}\n")

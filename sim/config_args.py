@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from hw.cli import UsageError
+from hw.cli import UsageError, number_type
 from hw.config import AcceleratorConfig
 from hw.config_file import ConfigError, in_units_of, load_config
 
@@ -22,26 +22,11 @@ OVERRIDES = (
 )
 
 
-def _number(kind: type, text: str):
-    """An option's value for argparse: its error names what the value must be (argparse's own says
-    only "invalid int value")."""
-    def parse(value: str):
-        try:
-            if not value.isascii():          # int() and float() take other scripts' digits ('٣')
-                raise ValueError(value)
-            return kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not {'a number' if kind is float else 'a whole number'} "
-                                             f"({text})") from None
-    parse.__name__ = kind.__name__
-    return parse
-
-
 def add_override_options(p: argparse.ArgumentParser) -> None:
     """``--dram-bytes-per-cycle`` ... ``--dram-mib`` (``OVERRIDES``) on ``p``."""
     for option, field, _, text in OVERRIDES:
         kind = float if field == "clock_ghz" else int
-        p.add_argument(f"--{option.replace('_', '-')}", type=_number(kind, text), default=None, help=text)
+        p.add_argument(f"--{option.replace('_', '-')}", type=number_type(kind, text), default=None, help=text)
 
 
 class _SetByGrid(argparse.Action):

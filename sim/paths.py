@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, not_a_file, read_input, run_main, short_hash
+from hw.cli import (OneLineParser, StagedDir, UsageError, ascii_float, fail, file_tag, not_a_file, read_input, run_main,
+                    short_hash)
 from hw.config import AcceleratorConfig
 from mapper.ir import Model
 from mapper.lower import MappingError
@@ -144,9 +145,10 @@ class AccuracyTable:
             if len(values) != len(header):
                 raise AccuracyError(f"{file}:{lineno}: {len(values)} fields, the header has {len(header)}")
             try:
-                acc = float(rec["accuracy"])
+                acc = ascii_float(rec["accuracy"])
             except ValueError:
-                raise AccuracyError(f"{file}:{lineno}: accuracy {rec['accuracy']!r} is not a number") from None
+                raise AccuracyError(f"{file}:{lineno}: accuracy {rec['accuracy']!r} is not a number in the digits "
+                                    f"0-9") from None
             if not 0.0 <= acc <= 1.0:
                 raise AccuracyError(f"{file}:{lineno}: accuracy {acc} outside 0..1")
             model = _beside(file, lineno, rec["model"])

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from hw.cli import OneLineParser, StagedDir, UsageError, fail, file_tag, run_main
+from hw.cli import OneLineParser, StagedDir, UsageError, ascii_float, ascii_int, fail, file_tag, run_main
 from hw.config import AcceleratorConfig
 from hw.timing import dram_transfer_cycles
 from mapper.lower import MappingError
@@ -62,9 +62,9 @@ class Budget:
 def _frame(file: str, lineno: int, text: str, previous: int | None) -> int:
     """A trace's frame number: a whole number >= 0, after the previous row's (a trace is in order)."""
     try:
-        frame = int(text)
+        frame = ascii_int(text)
     except ValueError:
-        raise BudgetError(f"{file}:{lineno}: frame {text!r}: expected a whole number >= 0") from None
+        raise BudgetError(f"{file}:{lineno}: frame {text!r}: expected a whole number >= 0 in the digits 0-9") from None
     if frame < 0:
         raise BudgetError(f"{file}:{lineno}: frame {text!r}: expected a whole number >= 0")
     if previous is not None and frame <= previous:
@@ -91,9 +91,9 @@ def read_budgets(file: str) -> tuple[str, list[Budget]]:
         rec = dict(zip(header, values))
         frame = _frame(file, lineno, rec["frame"], out[-1].frame if out else None)
         try:
-            value = float(rec[kind])
+            value = ascii_float(rec[kind])
         except ValueError:
-            raise BudgetError(f"{file}:{lineno}: {kind} {rec[kind]!r} is not a number") from None
+            raise BudgetError(f"{file}:{lineno}: {kind} {rec[kind]!r} is not a number in the digits 0-9") from None
         if not math.isfinite(value) or value < 0:
             raise BudgetError(f"{file}:{lineno}: budget {rec[kind]!r} {kind}: expected a finite number >= 0")
         out.append(Budget(frame, value))

@@ -89,8 +89,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, atomic_write_bytes, code_digest, duration, fail,
-                    not_a_file, run_main, try_folder)
+from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, ascii_float, ascii_int, atomic_write_bytes,
+                    code_digest, duration, fail, not_a_file, run_main, try_folder)
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
 from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, in_units_of, load_config, resolve_fields
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
@@ -296,13 +296,13 @@ class Grid:
 
 def _grid_value(key: str, text: str):
     try:
-        return int(text)
+        return ascii_int(text)
     except ValueError:
         pass
     try:
-        return float(text)
+        return ascii_float(text)
     except ValueError:
-        raise UsageError(f"bad --grid value {text!r} for {key}: expected a number") from None
+        raise UsageError(f"bad --grid value {text!r} for {key}: expected a number in the digits 0-9") from None
 
 
 def _grid_axes(text: str) -> list[tuple[str, tuple]]:

@@ -452,7 +452,15 @@ def test_an_accuracy_output_is_checked_before_any_work(tmp_path, output, needles
     (["sim.accuracy", "--model", "segformer_b0", "--size", "٣٢x32"], ["'٣٢x32'", "0-9"]),
     (["sim.run", "--model", "segformer_b0", "--check", "--seed", "٣"], ["bad seed '٣'"]),
     (["sim.run", "--model", "segformer_b0", "--dram-latency", "٣"], ["'٣' is not a whole number"]),
-    (["sim.sweep", "--model", "segformer_b0", "--workers", "٣"], ["bad --workers '٣'"])])
+    (["sim.sweep", "--model", "segformer_b0", "--workers", "٣"], ["bad --workers '٣'"]),
+    # and Python's 1_000 (helper-133)
+    (["sim.run", "--model", "segformer_b0", "--dram-latency", "1_0"], ["'1_0' is not a whole number", "0-9"]),
+    (["sim.sweep", "--model", "segformer_b0", "--grid", "num_pe=٣"], ["bad --grid value '٣' for num_pe", "0-9"]),
+    (["sim.sweep", "--model", "segformer_b0", "--grid", "num_pe=1_6"], ["bad --grid value '1_6'", "0-9"]),
+    (["hw.rtl.export", "--set", "num_pe=٣"], ["--set 'num_pe=٣'", "digits 0-9"]),
+    (["hw.rtl.export", "--set", "num_pe=0x1_0"], ["--set 'num_pe=0x1_0'", "digits 0-9"]),
+    (["sim.accuracy", "--model", "segformer_b0", "--images", "٣"], ["--images", "'٣' is not a whole number"]),
+    (["sim.accuracy", "--model", "segformer_b0", "--percentile", "9_9"], ["--percentile", "'9_9' is not a number"])])
 def test_digits_of_other_scripts_are_refused(tmp_path, argv, needles):
     """``--size ٣٢x32`` ran at 32x32: Python's int() reads the digits of every script (and isdigit()
     takes '²'); the tools read the digits 0-9 only."""
@@ -523,3 +531,28 @@ def test_input_file_names_what_stands_there(tmp_path):
         input_file(tmp_path / "p", "thing", ValueError, "hint")
     with pytest.raises(UsageError, match="cannot read the thing: No such file"):
         read_input(tmp_path / "gone", "thing")
+
+
+@pytest.mark.parametrize("row, needles", [("٣,3", ["frame '٣'", "0-9"]), ("1_0,3", ["frame '1_0'", "0-9"]),
+                                          ("1,٣", ["time_ms '٣'", "0-9"]), ("1,1_0", ["time_ms '1_0'", "0-9"])])
+def test_a_budget_trace_reads_the_digits_0_to_9_only(tmp_path, row, needles):
+    """A frame ``٣`` was frame 3 and ``1_0`` frame 10 (Python's int() and float() take both)."""
+    (tmp_path / "t.csv").write_text(f"frame,time_ms\n{row}\n")
+    assert_refused(run_tool(["sim.rdd", "--model", "segformer_b2", "--budgets", "t.csv", "--out", "o"], tmp_path),
+                   "t.csv:2", *needles)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_ascii_numbers():
+    from hw.cli import ascii_float, ascii_int
+
+    assert [ascii_int(t) for t in ("7", " -3 ", "+12", "007")] == [7, -3, 12, 7]
+    assert [ascii_int(t, prefixed=True) for t in ("0x1f", "0o17", "0b101", "42")] == [31, 15, 5, 42]
+    assert [ascii_float(t) for t in ("2.5", ".5", "5.", "1e-3", "-2E+2", "7")] == [2.5, 0.5, 5.0, 1e-3, -200.0, 7.0]
+    assert ascii_float("inf") == float("inf") and ascii_float("nan") != ascii_float("nan")
+    for bad in ("٣", "３", "1_000", "²", "", "0x10", "1.5", "1e3"):
+        with pytest.raises(ValueError):
+            ascii_int(bad)
+    for bad in ("٣", "1_000.5", "1e", ".", "0x10", "infinit", "1,5"):
+        with pytest.raises(ValueError):
+            ascii_float(bad)

@@ -35,7 +35,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from ..cli import OneLineParser, atomic_write_json
+from ..cli import OneLineParser, atomic_write_json, number_type
 from ..config import PRESETS, get_config
 
 __all__ = ["bench_config", "synth_record", "pe_array_comparison", "main"]
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pe-array", default=",".join(PRESETS_AM),
                         help="presets whose PE array to synthesise, compared with sim.area and Table II "
                              "(build/bench/synth_pe_array.json; '' for none)")
-    parser.add_argument("--jobs", type=int, default=2, help="Yosys runs at a time (synthesis)")
+    parser.add_argument("--jobs", type=number_type(int, "Yosys runs at a time"), default=2, help="Yosys runs at a time (synthesis)")
     parser.add_argument("--verilog-dir", type=Path, default=Path("build/verilog"))
     parser.add_argument("--output", type=Path, default=Path("build/bench/verilog.json"))
     args = parser.parse_args(argv)

@@ -526,7 +526,7 @@ def _check_earlier_export(out: Path) -> None:
 
 
 def main(argv=None) -> int:
-    from ..cli import OneLineParser, StagedDir, StageTicker, UsageError
+    from ..cli import OneLineParser, StagedDir, StageTicker, UsageError, ascii_int
     from ..config import PRESETS
     from ..config_file import FIELDS, ConfigError, config_label, load_config
 
@@ -550,9 +550,9 @@ def main(argv=None) -> int:
             given = [repr(i) for i in args.set if i.partition("=")[0] == field_name]
             parser.error(f"--set sets {field_name} {len(given)} times ({', '.join(given)}); set each field once")
         try:
-            overrides[field_name] = int(value, 0)
+            overrides[field_name] = ascii_int(value, prefixed=True)
         except ValueError:
-            parser.error(f"--set {item!r}: expected FIELD=INTEGER")
+            parser.error(f"--set {item!r}: expected FIELD=INTEGER (digits 0-9, or 0x, 0o, 0b and theirs)")
         if not sep:
             parser.error(f"--set {item!r}: expected FIELD=INTEGER")
     try:

@@ -797,7 +797,7 @@ MAX_JOBS = os.cpu_count() or 1
 
 
 def main(argv=None) -> int:
-    from ..cli import OneLineParser, UsageError
+    from ..cli import OneLineParser, UsageError, number_type
     from ..config import PRESETS
     from ..config_file import ConfigError, config_label, load_config
 
@@ -808,11 +808,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default build/synth/<config>)")
     parser.add_argument("--part", default="accelerator", choices=PARTS,
                         help="the whole accelerator, its PE array (Table II's area), or one unit with what it holds")
-    parser.add_argument("--walk-rows", type=int, default=None,
+    parser.add_argument("--walk-rows", type=number_type(int, "rows the walker hands out a cycle"), default=None,
                         help=f"rows (pixels) the walker hands out a cycle, for --part {' or '.join(WALKING_PARTS)} "
                              "(default: the contract's)")
-    parser.add_argument("--jobs", type=int, default=MAX_JOBS, help=f"Yosys runs at a time, 1 to {MAX_JOBS} (default)")
-    parser.add_argument("--timeout", type=float, default=4 * 3600, help="limit of one Yosys run, seconds")
+    parser.add_argument("--jobs", type=number_type(int, "Yosys runs at a time"), default=MAX_JOBS, help=f"Yosys runs at a time, 1 to {MAX_JOBS} (default)")
+    parser.add_argument("--timeout", type=number_type(float, "seconds"), default=4 * 3600, help="limit of one Yosys run, seconds")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
