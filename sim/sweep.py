@@ -30,6 +30,9 @@ printed on stderr per finished point, and every 30 s in which none finished (non
 An interrupt (Ctrl-C, or SIGINT or SIGTERM sent to this process alone) stops the
 pool's running points at once (SIGTERM to its workers) instead of waiting for them.
 
+A sweep whose every point is cached computes nothing: it contacts no scheduler (an unreachable
+one is not found out) and says so on stderr, even with ``--quiet``.
+
 Cache.  Every finished point is stored at once as
 ``<cache>/<sha256>.json`` (default ``build/sweep/cache``), written to a
 temporary name and renamed.  The key hashes the model name, its resolved
@@ -728,7 +731,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="every combination of these field values (aliases: weight_kib, input_kib, global_buf_kib, "
                         "k0c0), over --base")
     p.add_argument("--base", default=None, help="the configuration a --grid varies: a preset or a .toml file (default E)")
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://host:port (default: local processes)")
+    p.add_argument("--scheduler", default=None,
+                   help="Dask scheduler address tcp://host:port (default: local processes); contacted only when a "
+                        "point is not cached: a sweep whose every point is cached says so on stderr and connects "
+                        "to nothing")
     p.add_argument("--workers", default=None, help="local worker processes (default: os.cpu_count(); 1 = in-process)")
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_ROOT}/<name of the sweep>)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"cache directory (default {DEFAULT_CACHE})")
@@ -827,6 +833,9 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         files = write_outputs(doc, stage.path, formats)
         out = stage.commit()
+    if args.scheduler is not None and not doc["stats"]["computed"]:
+        print(f"{parser.prog}: note: every point was cached, so nothing was computed and the scheduler "
+              f"{args.scheduler} was not contacted", file=sys.stderr)
     print()
     print(format_table(doc))
     s = doc["stats"]

@@ -244,6 +244,21 @@ def test_unreachable_scheduler_exits_2(tmp_path, capsys, monkeypatch):
     assert not out.exists() and not list(cache.glob("*"))
 
 
+def test_a_cached_sweep_says_it_did_not_contact_the_scheduler(dirs, capsys):
+    """With every point cached a sweep given --scheduler exited 0 silently, never having contacted it: a
+    user could think it ran there (or that the address works).  It says so, even with --quiet."""
+    import socket
+    assert _run(dirs, "--workers", "1", "--quiet", configs="E") == 0
+    capsys.readouterr()
+    with socket.socket() as s:      # a free loopback port nobody listens on: connecting would fail
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    assert _run(dirs, "--scheduler", address, "--quiet", configs="E") == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "note: every point was cached" in err
+    assert f"the scheduler {address} was not contacted" in err
+
+
 def test_dask_worker_processes_match_process_pool(tmp_path):
     # Workers in separate processes: tasks and results cross a real pickle + TCP boundary, and each
     # worker checks its own code version (the real one here, not the fixture's constant).
