@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Optional, Union
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
            "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "duration", "fail", "file_tag",
            "human_bytes", "input_file", "json_text", "name_token", "not_a_file", "number_type", "output_file", "output_json_file",
-           "read_input", "refuse_replacing", "run_main", "seed", "short_hash", "try_folder"]
+           "read_input", "refuse_long_name", "refuse_replacing", "run_main", "seed", "short_hash", "try_folder"]
 
 
 class UsageError(Exception):
@@ -262,6 +262,27 @@ FILE_SUFFIXES = frozenset((".csv", ".json", ".txt", ".onnx", ".npy", ".npz", ".p
                            ".hex", ".lst", ".gz", ".zip", ".tar"))
 
 
+def refuse_long_name(path: Union[str, Path], what: str) -> None:
+    """OutputError when a name in ``path`` is longer than the file system takes (``Path.exists()``
+    raises then, before Python 3.12) or holds a NUL byte: every output location is checked so first."""
+    if "\0" in str(path):
+        raise OutputError(f"cannot write {what!r}: a file name holds no NUL character")
+    longest = max(Path(path).parts, key=lambda part: len(os.fsencode(part)), default="")
+    limit = _name_max(path)
+    if len(os.fsencode(longest)) > limit:
+        raise OutputError(f"cannot write {what}: the name {longest[:40]}... is {len(os.fsencode(longest))} bytes "
+                          f"long; the file system takes at most {limit} bytes a name")
+
+
+def _name_max(path: Union[str, Path]) -> int:
+    """The longest file name the file system of ``path``'s nearest existing folder takes."""
+    folder = next((d for d in Path(path).absolute().parents if os.path.isdir(d)), Path("/"))
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
 def _file_named(out: Path) -> bool:
     return not out.exists() and out.suffix.lower() in FILE_SUFFIXES
 
@@ -274,6 +295,7 @@ def output_file(out: Union[str, Path], name: str) -> Path:
     run wrote as a whole (``StagedDir``: ``make sim``'s) an OutputError, since a file added to it
     would make that run's tool refuse its own folder."""
     out = Path(out)
+    refuse_long_name(out, f"--out {out}")
     suffix = Path(name).suffix.lower()
     if suffix and out.suffix.lower() == suffix and not out.is_dir():
         return out
@@ -328,6 +350,7 @@ def try_folder(folder: Union[str, Path], what: str) -> None:
     found before any work is done: it is made, a file created in it, and both removed again (nothing
     is left).  ``os.access`` cannot tell: it says yes to root, and for ``/proc``."""
     folder = Path(folder)
+    refuse_long_name(folder, what)
     absolute = folder.absolute()
     made = [d for d in (absolute, *absolute.parents) if not d.exists()]      # deepest first
     try:
@@ -350,6 +373,7 @@ def output_json_file(text: str, option: str = "--output") -> Path:
     before any work: a name ending in ``/`` or an existing folder, another suffix (``x.txt``) and a
     folder that cannot be written are UsageErrors."""
     path = Path(text)
+    refuse_long_name(path, f"{option} {text}")
     if text.endswith(("/", os.sep)) or path.is_dir():
         raise UsageError(f"{option} {text}: a folder; this tool writes one .json file, name it "
                          f"(e.g. {path / 'report.json'})")
@@ -357,6 +381,12 @@ def output_json_file(text: str, option: str = "--output") -> Path:
         raise UsageError(f"{option} {text}: this tool writes a .json file; name a .json file")
     try_folder(path.parent, f"{option} {text}")
     return path
+
+
+def _temp_prefix(path: Path) -> str:
+    """The start of a temporary name beside ``path``: hidden, named after it, and short enough that a
+    name the file system takes (up to 255 bytes) still leaves room for the random part."""
+    return f".{path.name[:64]}."
 
 
 def atomic_write(path: Union[str, Path], write: Callable[[str], None]) -> Path:
@@ -367,7 +397,7 @@ def atomic_write(path: Union[str, Path], write: Callable[[str], None]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as e:
         raise OutputError(f"cannot write {path}: {_why_unwritable(path, e)}") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -402,8 +432,8 @@ RUN_MARK = ".run"
 def _run_in(folder: Path) -> Optional[str]:
     """The run that wrote ``folder`` (None: a folder of no run, or of a version before the mark)."""
     try:
-        return (folder / RUN_MARK).read_text().strip() or None
-    except (OSError, UnicodeDecodeError):
+        return read_input(folder / RUN_MARK, RUN_MARK).decode().strip() or None
+    except (UsageError, UnicodeDecodeError):
         return None
 
 
@@ -441,12 +471,13 @@ class StagedDir:
         self.run = run
         self.committed = False
         self.replaced = False           # whether commit replaced an earlier run's files
+        refuse_long_name(self.out, f"the output folder {self.out}")
         self._check_replaceable()
         parent = self.out.parent.absolute()
         self._made = [d for d in (parent, *parent.parents) if not d.exists()]    # removed again by discard
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent))
+            self.path = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.out), suffix=".tmp", dir=self.out.parent))
             StagedDir.open.add(self)
         except OSError as e:
             self._remove_made()
@@ -481,7 +512,7 @@ class StagedDir:
         aside: Optional[Path] = None
         self.replaced = self.out.is_dir() and any(self.out.iterdir())      # an empty folder held no run
         if self.out.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".old", dir=self.out.parent))
+            aside = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.out), suffix=".old", dir=self.out.parent))
             os.replace(self.out, aside)          # an empty directory is replaced
         try:
             os.replace(self.path, self.out)

@@ -556,3 +556,40 @@ def test_ascii_numbers():
     for bad in ("٣", "1_000.5", "1e", ".", "0x10", "infinit", "1,5"):
         with pytest.raises(ValueError):
             ascii_float(bad)
+
+
+LONG = "x" * 300            # longer than a file name may be (255 bytes on Linux's file systems)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["sim.run", "--model", "segformer_b0", "--config", "tiny", "--out", f"a/{LONG}/b"], f"the output folder a/{LONG}/b"),
+    (["mapper.flops", "--model", "segformer_b0", "--out", f"{LONG}.json"], f"--out {LONG}.json"),
+    (["sim.accuracy", "--model", "segformer_b0", "--output", f"{LONG}.json"], f"--output {LONG}.json"),
+    (["sim.sweep", "--model", "segformer_b0", "--configs", "tiny", "--cache", f"{LONG}/c"], f"the cache folder {LONG}/c")])
+def test_an_output_name_too_long_is_refused_before_any_work(tmp_path, argv, said):
+    """``Path.exists()`` raises for such a name (Python 3.11): a traceback, after the work for
+    sim.accuracy, and sim.run had made the folder ``a``."""
+    r = run_tool(argv, tmp_path)
+    assert_refused(r, f"cannot write {said}: the name xxxx", "bytes long; the file system takes at most")
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_output_name_near_the_limit_is_written(tmp_path):
+    """The temporary name beside the output (``.<name>.<random>.tmp``) made a 245-byte name, which the
+    file system takes, fail with "File name too long"."""
+    name = "y" * 245 + ".json"
+    r = run_tool(["mapper.flops", "--model", "segformer_b0", "--size", "64x64", "--out", name], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_in_an_output_folder_is_not_read(tmp_path):
+    """An output folder's run mark (``.run``) was read to tell whose folder it is: a named pipe in
+    its place made the tool wait forever."""
+    (tmp_path / "o").mkdir()
+    os.mkfifo(tmp_path / "o" / ".run")
+    r = subprocess.run([sys.executable, "-m", "mapper.flops", "--model", "segformer_b0", "--out", "o"], cwd=tmp_path,
+                       env=ENV, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr         # a folder of no run: the tool's file is added
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [".run", "segformer_b0.json"]

@@ -508,13 +508,14 @@ def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accele
 def _check_earlier_export(out: Path) -> None:
     """Refuse (OutputError) a non-empty ``out`` that is not an earlier export: its ``config.json``
     must list every ``.v`` file in it, so that a user's own Verilog is never replaced."""
-    from ..cli import OutputError
+    from ..cli import OutputError, UsageError, read_input, refuse_long_name
 
+    refuse_long_name(out, f"the output folder {out}")
     if not out.is_dir() or not any(out.iterdir()):
         return
     try:
-        listed = set(json.loads((out / CONFIG_JSON).read_text())["modules"])
-    except (OSError, ValueError, KeyError, TypeError):
+        listed = set(json.loads(read_input(out / CONFIG_JSON, CONFIG_JSON))["modules"])
+    except (UsageError, ValueError, KeyError, TypeError):
         listed = None
     mine = sorted(p.name for p in out.glob("*.v") if listed is None or p.stem not in listed)
     if listed is None:
