@@ -45,7 +45,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from hw.cli import input_file
+from hw.cli import input_file, not_a_file
 
 from . import onnx_layout as L
 from .ir import (INPUT, PARTS, Activation, Add, ChannelShuffle, ChannelSlice, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
@@ -173,11 +173,17 @@ def _load_cached(resolved: str, size: int, mtime: int, shown: str) -> Imported:
 def _load_external_data(proto, folder: Path, shown: str) -> bool:
     """Read tensors stored outside the file (ONNX external data) from ``folder``, the file's own,
     never the current one; True when there were any."""
-    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
 
     tensors = list(proto.graph.initializer) + [a.t for n in proto.graph.node for a in n.attribute if a.HasField("t")]
-    if not any(uses_external_data(t) for t in tensors):
+    external = [t for t in tensors if uses_external_data(t)]
+    if not external:
         return False
+    for location in dict.fromkeys(ExternalDataInfo(t).location for t in external):
+        why = not_a_file(folder / location)         # onnx would open a named pipe and wait
+        if why is not None:
+            raise OnnxImportError(f"{shown}: cannot read its external data (tensors stored beside the file, "
+                                  f"looked up in {folder}): {location}: {why}")
     try:
         load_external_data_for_model(proto, str(folder))
     except Exception as e:                      # OSError, or onnx's ValidationError for a missing file

@@ -307,6 +307,10 @@ def test_external_data_is_read_beside_the_file_not_the_current_folder(tmp_path, 
     (alone / "vit.onnx").write_bytes(path.read_bytes())
     with pytest.raises(OnnxImportError, match="cannot read its external data"):
         load_onnx(alone / "vit.onnx")
+    if hasattr(os, "mkfifo"):                   # a named pipe in its place: refused, not waited on
+        os.mkfifo(alone / "vit.bin")
+        with pytest.raises(OnnxImportError, match=r"external data .*: vit.bin: a named pipe \(FIFO\), not a regular"):
+            load_onnx(alone / "vit.onnx")
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
