@@ -23,14 +23,13 @@ summary.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from hw.cli import OneLineParser, atomic_write_json, number_type
+from hw.cli import OneLineParser, UsageError, atomic_write_json, number_type, try_folder
 from hw.config import get_config
 from mapper import tiling_cache
 from mapper.lower import forget_searches
@@ -162,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=number_type(int, "runs of each case"), default=3)
     args = p.parse_args(argv)
     if args.repeat < 1:
-        p.exit(2, f"{p.prog}: error: --repeat must be at least 1, not {args.repeat}\n")
+        p.error(f"--repeat must be at least 1, not {args.repeat}")
+    try:            # found now, not after the benchmarks
+        try_folder(args.out, f"--out {args.out}")
+    except UsageError as e:
+        p.error(str(e))
     timing = []
     for name, cfg_name in TIMING_CASES:
         r = bench_timing(name, cfg_name, args.repeat)

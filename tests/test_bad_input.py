@@ -593,3 +593,18 @@ def test_a_named_pipe_in_an_output_folder_is_not_read(tmp_path):
                        env=ENV, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr         # a folder of no run: the tool's file is added
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [".run", "segformer_b0.json"]
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["hw.rtl.bench", "--output", "adir"], ["--output adir: a folder", "one .json file"]),
+    (["hw.rtl.bench", "--output", "adir/v.txt"], ["--output adir/v.txt", "writes a .json file"]),
+    (["sim.bench", "--out", "afile/x"], ["cannot write --out afile/x", "afile is a file, not a folder"]),
+    (["sim.bench", "--repeat", "٣"], ["--repeat", "'٣' is not a whole number"])])
+def test_the_benches_check_their_outputs_before_any_work(tmp_path, argv, needles):
+    """hw.rtl.bench wrote its JSON after the first configuration's export (minutes): a folder as
+    --output was a traceback then; sim.bench's --out likewise after every benchmark."""
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_bytes(b"")
+    before = snapshot(tmp_path)
+    assert_refused(run_tool(argv, tmp_path), *needles)
+    assert snapshot(tmp_path) == before

@@ -35,7 +35,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from ..cli import OneLineParser, atomic_write_json, number_type
+from ..cli import OneLineParser, UsageError, atomic_write_json, number_type, output_json_file
 from ..config import PRESETS, get_config
 
 __all__ = ["bench_config", "synth_record", "pe_array_comparison", "main"]
@@ -159,8 +159,12 @@ def main(argv=None) -> int:
                              "(build/bench/synth_pe_array.json; '' for none)")
     parser.add_argument("--jobs", type=number_type(int, "Yosys runs at a time"), default=2, help="Yosys runs at a time (synthesis)")
     parser.add_argument("--verilog-dir", type=Path, default=Path("build/verilog"))
-    parser.add_argument("--output", type=Path, default=Path("build/bench/verilog.json"))
+    parser.add_argument("--output", default="build/bench/verilog.json")
     args = parser.parse_args(argv)
+    try:            # a folder or another name found now, not when the first result is written
+        args.output = output_json_file(args.output)
+    except UsageError as e:
+        parser.error(str(e))
     def presets(text: str) -> list[str]:        # names as get_config reads them (case-insensitive)
         try:
             return [get_config(n).name for n in text.split(",") if n]
