@@ -122,7 +122,7 @@ CSV_COLUMNS = ("config", "k0", "c0", "num_pe", "energy_per_mac_pj", "energy_per_
                "total_cycles", "pareto", "pareto_onchip", "area_extrapolated")
 #: Largest grid a sweep accepts (a typo such as ``num_pe=1,2,...,64`` in every field is refused).
 MAX_GRID_POINTS = 100_000
-_SCHED_RE = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://[^\s/:]+(:\d+)?(/.*)?$")
+_SCHED_RE = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://[^\s/:]+(:[0-9]+)?(/.*)?$")
 _ROOT = Path(__file__).resolve().parent.parent
 #: How long to keep trying to reach a Dask scheduler before giving up.
 CONNECT_TIMEOUT = "15s"

@@ -214,6 +214,7 @@ def test_dask_matches_process_pool(tmp_path, dirs):
     (["--model", "segformer_b0", "--workers", "0"], "--workers"),
     (["--model", "segformer_b0", "--scheduler", "localhost"], "--scheduler"),
     (["--model", "segformer_b0", "--scheduler", "tcp://localhost:99999"], "port 99999 is no TCP port (1 to 65535)"),
+    (["--model", "segformer_b0", "--scheduler", "tcp://localhost:٨٧٨٦"], "expected an address such as tcp://host:port"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, monkeypatch, capsys, argv, needle):
     monkeypatch.chdir(tmp_path)
