@@ -1,10 +1,12 @@
 """Conventions shared by every command-line tool of the project.
 
 Bad input prints one line on stderr and exits with status 2 (``UsageError``,
-``fail``); output files are written to a temporary name beside their
-destination and renamed into place (``atomic_write``), and an output folder is
-written as a whole (``StagedDir``), so an error never leaves a half-written
-file or a folder that mixes two runs.  ``run_main`` ends a tool quietly when
+``fail``); an input file is checked to be a regular file before it is opened
+(``input_file``, ``read_input``) and numbers are read in the digits 0-9
+(``ascii_int``, ``number_type``); output files are written to a temporary name
+beside their destination and renamed into place (``atomic_write``), and an
+output folder is written as a whole (``StagedDir``), so an error never leaves a
+half-written file or a folder that mixes two runs.  ``run_main`` ends a tool quietly when
 its reader goes away (``... | head``).
 """
 
@@ -15,8 +17,8 @@ import fnmatch
 import hashlib
 import json
 import os
-import shutil
 import re
+import shutil
 import signal
 import stat
 import sys
@@ -28,8 +30,8 @@ from typing import Callable, Iterable, Optional, Union
 
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
            "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "duration", "fail", "file_tag",
-           "human_bytes", "input_file", "json_text", "name_token", "not_a_file", "number_type", "output_file", "output_json_file",
-           "read_input", "refuse_long_name", "refuse_replacing", "run_main", "seed", "short_hash", "try_folder"]
+           "human_bytes", "input_file", "json_text", "name_token", "not_a_file", "number_type", "output_file",
+           "output_json_file", "read_input", "refuse_long_name", "refuse_replacing", "run_main", "seed", "short_hash", "try_folder"]
 
 
 class UsageError(Exception):
@@ -266,7 +268,7 @@ def refuse_long_name(path: Union[str, Path], what: str) -> None:
     """OutputError when a name in ``path`` is longer than the file system takes (``Path.exists()``
     raises then, before Python 3.12) or holds a NUL byte: every output location is checked so first."""
     if "\0" in str(path):
-        raise OutputError(f"cannot write {what!r}: a file name holds no NUL character")
+        raise OutputError(f"cannot write {what!r}: a file name cannot hold a NUL character")
     longest = max(Path(path).parts, key=lambda part: len(os.fsencode(part)), default="")
     limit = _name_max(path)
     if len(os.fsencode(longest)) > limit:
