@@ -31,7 +31,8 @@ from typing import Callable, Iterable, Optional, Union
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
            "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "duration", "fail", "file_tag",
            "human_bytes", "input_file", "json_text", "name_token", "not_a_file", "number_type", "output_file",
-           "output_json_file", "read_input", "refuse_long_name", "refuse_replacing", "run_main", "seed", "short_hash", "try_folder"]
+           "output_json_file", "read_input", "refuse_long_name", "refuse_replacing", "run_main", "seed", "short_hash",
+           "try_folder"]
 
 
 class UsageError(Exception):
@@ -295,17 +296,25 @@ def output_file(out: Union[str, Path], name: str) -> Path:
     as a user who names the file means it (not a folder called ``my.onnx``).  A file name of
     another kind (``--out flops.csv`` for a JSON) is a UsageError; a folder that another tool's
     run wrote as a whole (``StagedDir``: ``make sim``'s) an OutputError, since a file added to it
-    would make that run's tool refuse its own folder."""
+    would make that run's tool refuse its own folder.  Something other than a file where the file
+    goes (a named pipe, a folder ``out/name``) is an OutputError: it is never replaced."""
     out = Path(out)
     refuse_long_name(out, f"--out {out}")
     suffix = Path(name).suffix.lower()
     if suffix and out.suffix.lower() == suffix and not out.is_dir():
-        return out
+        return _no_other_thing(out)
     refuse_other_kind(out, suffix, "or a folder")
     run = _run_in(out)          # None for no folder, a file, or a folder of no run
     if run is not None:
         raise OutputError(f"output folder {out} holds the results of the run {run}; choose another --out")
-    return out / name
+    return _no_other_thing(out / name)
+
+
+def _no_other_thing(path: Path) -> Path:
+    why = not_a_file(path) if os.path.exists(path) else None
+    if why is not None:
+        raise OutputError(f"cannot write {path}: it exists and is {why}; it is never replaced (choose another --out)")
+    return path
 
 
 def refuse_other_kind(out: Union[str, Path], suffix: str, alternative: str = "") -> None:

@@ -608,3 +608,22 @@ def test_the_benches_check_their_outputs_before_any_work(tmp_path, argv, needles
     before = snapshot(tmp_path)
     assert_refused(run_tool(argv, tmp_path), *needles)
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("argv, made, said", [
+    (["mapper.flops", "--model", "segformer_b0", "--out", "q"], "q/segformer_b0.json", "a folder"),
+    (["mapper.flops", "--model", "segformer_b0", "--out", "p.json"], "p.json", "a named pipe (FIFO)"),
+    (["hw.config_file", "--config", "E", "--out", "p.toml"], "p.toml", "a named pipe (FIFO)")])
+def test_an_output_file_where_something_else_stands_is_refused(tmp_path, argv, made, said):
+    """A folder where the tool's file goes was a traceback (os.replace onto a folder) after the work;
+    a named pipe named as the file was silently replaced by it."""
+    (tmp_path / "q").mkdir()
+    if made.endswith("/segformer_b0.json"):
+        (tmp_path / made).mkdir()
+    elif hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / made)
+    else:
+        pytest.skip("needs named pipes")
+    r = run_tool(argv, tmp_path)
+    assert_refused(r, f"cannot write {made}: it exists and is {said}, not a regular file", "never replaced")
+    assert (tmp_path / made).exists() and not (tmp_path / made).is_file()
