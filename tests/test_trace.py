@@ -7,6 +7,7 @@ Perfetto does: ``ts`` and ``dur`` in microseconds, each rounded to nanoseconds.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 
@@ -46,10 +47,16 @@ def test_checker_finds_partial_overlap():
     assert partial_overlaps(ev) == []
 
 
+@functools.lru_cache(maxsize=None)
+def _simulated(model_name: str, cfg_name: str, size=None) -> tuple:
+    """(model, configuration, result): mapped once for the tests that trace it at different details
+    (build_trace only reads the result)."""
+    model, cfg = build_model(model_name, size=size), get_config(cfg_name)
+    return model, cfg, simulate(model, cfg)
+
+
 def _trace(model_name: str, cfg_name: str, size=None, detail=None) -> tuple[dict, object]:
-    model = build_model(model_name, size=size)
-    cfg = get_config(cfg_name)
-    res = simulate(model, cfg)
+    model, cfg, res = _simulated(model_name, cfg_name, size)
     doc = build_trace(res, model, cfg, default_detail(res) if detail is None else detail)
     return json.loads(json.dumps(doc, separators=(",", ":"))), res     # as written to trace.json
 
