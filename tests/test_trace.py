@@ -78,14 +78,20 @@ def _check(doc: dict, res) -> None:
     assert all(names[e["tid"]].startswith(("LOAD", "STORE")) for e in insns if e["tid"] >= 10)
 
 
+#: SegFormer-B0 at 32x32 on small, which make test maps for other tests too (test_fusion, test_infer):
+#: its tilings are cached by then, where 64x64 was a search of its own (about 50 CPU s from CI's cold
+#: cache).  It has no band chain; the full SegFormer-B2 trace below checks those (20 on E).
+SMALL_NETWORK = ("segformer_b0", "small", (32, 32))
+
+
 def test_small_network_trace_nests():
-    doc, res = _trace("segformer_b0", "small", size=(64, 64))
+    doc, res = _trace(*SMALL_NETWORK)
     assert set(doc["otherData"]["instruction_detail"]) == {r.name for r in res.layers if r.instructions}
     _check(doc, res)
 
 
 def test_trace_layers_choose_the_detail():
-    doc, res = _trace("segformer_b0", "small", size=(64, 64), detail=["stage0.block0.attn.q"])
+    doc, res = _trace(*SMALL_NETWORK, detail=["stage0.block0.attn.q"])
     layers = {e["args"]["layer"] for e in doc["traceEvents"] if e["ph"] == "X" and e["pid"] == 2}
     assert layers == {"stage0.block0.attn.q"}
     _check(doc, res)
@@ -93,6 +99,7 @@ def test_trace_layers_choose_the_detail():
 
 def test_full_segformer_b2_trace_nests():       # about 10 s: worth running on every change
     doc, res = _trace("segformer_b2", "E")
-    # the whole network is detailed: about 100 000 instructions
+    # the whole network is detailed: about 100 000 instructions, band chains among them
+    assert res.extra.get("band_chains")
     assert set(doc["otherData"]["instruction_detail"]) == {r.name for r in res.layers if r.instructions}
     _check(doc, res)
