@@ -103,8 +103,8 @@ def test_pyverilog_hierarchy_and_ports(tiny_dir, tmp_path):
     lane, = [m for m in result.modules if m.startswith("vector_row_lane_")]
     # one row-lane module, instantiated once per lane (the export does not grow a module per lane)
     assert len(re.findall(rf"^\s*{lane} \w+ \(", (out / f"{unit}.v").read_text(), re.MULTILINE)) == TINY.vector_lanes
-    trees = {name: VerilogParser(outputdir=str(tmp_path), debug=False).parse((out / f"{name}.v").read_text())
-             for name in parsed}
+    parser = VerilogParser(outputdir=str(tmp_path), debug=False)     # a second each to build: one for all
+    trees = {name: parser.parse((out / f"{name}.v").read_text()) for name in parsed}
     inst = {name: _instances(tree)[name] for name, tree in trees.items()}
     by_prefix = {prefix: [m for m in result.modules if m.startswith(prefix + "_")] for prefix in UNITS}
     for prefix, count in UNITS.items():
