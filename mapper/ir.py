@@ -834,6 +834,15 @@ class Roll(_Base):
         return _same(self, in_shapes)
 
 
+def _tiled(layer, in_shapes, side: int, what: str) -> Shape:
+    """The one input's shape, whose sides must be multiples of ``side`` (the layer's ``what``)."""
+    h, w, c = _same(layer, in_shapes)
+    if h % side or w % side:
+        raise _shape_error(layer, f"input {layer.inputs[0]!r}", (h, w, c), f"sides that are multiples of "
+                           f"the {what} {side}")
+    return h, w, c
+
+
 @_nonmac("window_partition")
 class WindowPartition(_Base):
     """``H x W`` image -> ``window^2 x windows`` tokens: row ``m = (y % win) * win + x % win`` of
@@ -849,10 +858,7 @@ class WindowPartition(_Base):
         _positive(self, "window")
 
     def infer(self, in_shapes):
-        h, w, c = _same(self, in_shapes)
-        if h % self.window or w % self.window:
-            raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c), f"sides that are multiples of "
-                               f"the window {self.window}")
+        h, w, c = _tiled(self, in_shapes, self.window, "window")
         return (self.window * self.window, h * w // self.window ** 2, c)
 
 
@@ -932,10 +938,7 @@ class SpaceToDepth(_Base):
         _positive(self, "block")
 
     def infer(self, in_shapes):
-        h, w, c = _same(self, in_shapes)
-        if h % self.block or w % self.block:
-            raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c), f"sides that are multiples of "
-                               f"the block {self.block}")
+        h, w, c = _tiled(self, in_shapes, self.block, "block")
         return (h // self.block, w // self.block, c * self.block ** 2)
 
 
