@@ -526,10 +526,47 @@ def _check_earlier_export(out: Path) -> None:
                           f"list {', '.join(mine[:3])}); choose another --out or empty it")
 
 
+def _config_of(parser, args) -> AcceleratorConfig:
+    """The configuration ``--config`` names with the ``--set`` overrides (parser.error when bad)."""
+    from ..config_file import FIELDS, ConfigError, load_config
+
+    overrides = _set_overrides(parser, args.set)
+    try:
+        base = load_config(args.config)
+    except ConfigError as error:
+        parser.error(f"--config: {error}")
+    unknown = [name for name in overrides if name not in FIELDS]
+    if unknown:
+        parser.error(f"--set: unknown configuration field {unknown[0]!r}; choose from {', '.join(FIELDS)}")
+    try:
+        return base.replace(**overrides)
+    except ValueError as error:
+        parser.error(f"--set: {error}")
+
+
+def _set_overrides(parser, items: list[str]) -> dict[str, int]:
+    """``{field: value}`` of the ``--set FIELD=INTEGER`` items, each field set once."""
+    from ..cli import ascii_int
+
+    overrides = {}
+    for item in items:
+        field_name, sep, value = item.partition("=")
+        if field_name in overrides:         # argparse's append would keep the last silently
+            given = [repr(i) for i in items if i.partition("=")[0] == field_name]
+            parser.error(f"--set sets {field_name} {len(given)} times ({', '.join(given)}); set each field once")
+        try:
+            overrides[field_name] = ascii_int(value, prefixed=True)
+        except ValueError:
+            parser.error(f"--set {item!r}: expected FIELD=INTEGER (digits 0-9, or 0x, 0o, 0b and theirs)")
+        if not sep:
+            parser.error(f"--set {item!r}: expected FIELD=INTEGER")
+    return overrides
+
+
 def main(argv=None) -> int:
-    from ..cli import OneLineParser, StagedDir, StageTicker, UsageError, ascii_int
+    from ..cli import OneLineParser, StagedDir, StageTicker, UsageError
     from ..config import PRESETS
-    from ..config_file import FIELDS, ConfigError, config_label, load_config
+    from ..config_file import config_label
 
     parser = OneLineParser(
         prog="python -m hw.rtl.export",
@@ -544,29 +581,7 @@ def main(argv=None) -> int:
                              "for a part)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
-    overrides = {}
-    for item in args.set:
-        field_name, sep, value = item.partition("=")
-        if field_name in overrides:         # argparse's append would keep the last silently
-            given = [repr(i) for i in args.set if i.partition("=")[0] == field_name]
-            parser.error(f"--set sets {field_name} {len(given)} times ({', '.join(given)}); set each field once")
-        try:
-            overrides[field_name] = ascii_int(value, prefixed=True)
-        except ValueError:
-            parser.error(f"--set {item!r}: expected FIELD=INTEGER (digits 0-9, or 0x, 0o, 0b and theirs)")
-        if not sep:
-            parser.error(f"--set {item!r}: expected FIELD=INTEGER")
-    try:
-        base = load_config(args.config)
-    except ConfigError as error:
-        parser.error(f"--config: {error}")
-    unknown = [name for name in overrides if name not in FIELDS]
-    if unknown:
-        parser.error(f"--set: unknown configuration field {unknown[0]!r}; choose from {', '.join(FIELDS)}")
-    try:
-        config = base.replace(**overrides)
-    except ValueError as error:
-        parser.error(f"--set: {error}")
+    config = _config_of(parser, args)
     # a part alone gets its own folder, as make synth's parts do: it never replaces the accelerator's
     name = config_label(config) + ("" if args.top == "accelerator" else f"_{args.top}")
     out = args.out if args.out is not None else Path("build/verilog") / name
