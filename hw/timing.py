@@ -1032,6 +1032,25 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
     return Schedule(dispatch, start, end, int(end.max()) if n else 0)
 
 
+def cycles_floor(insns: list[Insn], cfg: AcceleratorConfig) -> int:
+    """A floor on the last end of ``schedule(insns, cfg)`` (its ``total_cycles`` without END's):
+    an instruction starts no earlier than its unit's previous one plus that one's busy cycles
+    (``unit_free``), so each unit's last instruction ends no earlier than the busy cycles of
+    the unit's earlier ones plus its own latency.  Cheap (the memoised occupancies, no tokens):
+    a search skips the exact schedule of a candidate whose floor is above its best."""
+    memos = _memos_of(cfg)
+    busy = [0, 0, 0]
+    last = [0, 0, 0]
+    for insn in insns:
+        q = insn.queue
+        if q == Queue.DISPATCH:
+            continue
+        b, lat = _occupancy_and_latency_of(insn, cfg, _memo_key(insn), memos.timed)
+        last[q] = busy[q] + lat
+        busy[q] += b
+    return max(last)
+
+
 def decode_until_end(data: bytes) -> tuple[list[Insn], StreamError | None]:
     """The instructions of an encoded stream up to its END, as the accelerator fetches them,
     and the decode error (OPCODE, RESERVED) of the first word that is none, if any."""

@@ -3,6 +3,7 @@
 import pytest
 
 from hw.config import get_config
+from hw.timing import cycles_floor
 from mapper.ir import Conv2d, Linear
 from mapper.lower import (Tiling, _estimate, build_stream, default_placement, layer_cycles, map_layer, map_problem,
                           problem_of)
@@ -68,3 +69,49 @@ def test_a_1d_convolution_maps_as_the_faster_of_row_and_column(depthwise, length
         assert sum(lo.cycles * n for lo, n in parts) == min(alone)
         kh = parts[0][0].problem.kh
         assert kh == (1 if alone[0] < alone[1] else k)
+
+
+SMALL = get_config("small")
+#: Layers whose search on ``small`` times several tilings, some of which the floor skips.
+FLOOR_LAYERS = (Conv2d("conv", "encoder", 16, 32, 12, 12, kernel=3, stride=1, padding=1),
+                Linear("fc", "encoder", 64, 32, 48))
+
+
+@pytest.mark.parametrize("layer", FLOOR_LAYERS, ids=lambda l: l.name)
+def test_the_cycles_floor_is_below_the_schedule(layer):
+    """``hw.timing.cycles_floor`` never exceeds a stream's exact cycles (the search skips a
+    tiling's schedule by it), and it is no trivial floor (at least half of them)."""
+    from mapper.lower import _candidates
+    p = problem_of(layer, SMALL)
+    pl = default_placement(p, SMALL)
+    for t in list(_candidates(p, SMALL))[:12]:
+        stream = build_stream(p, t, SMALL, pl)
+        exact, floor = layer_cycles(stream, SMALL), cycles_floor(stream, SMALL)
+        assert exact / 2 <= floor <= exact, (t, floor, exact)
+
+
+def test_skipping_by_the_floor_changes_no_mapping(monkeypatch):
+    """The search with the floor's skips finds what it finds scheduling every tiling it counts."""
+    from mapper import lower, tiling_cache
+
+    skipped = []
+    real = lower.cycles_floor
+
+    def counted(stream, cfg):
+        floor = real(stream, cfg)
+        skipped.append(floor)
+        return floor
+
+    def mapped():
+        lower.forget_searches()
+        with tiling_cache.disabled():
+            return [map_layer(layer, SMALL, exact_top=6) for layer in FLOOR_LAYERS]
+
+    monkeypatch.setattr(lower, "cycles_floor", counted)
+    with_floor = mapped()
+    monkeypatch.setattr(lower, "cycles_floor", lambda stream, cfg: 0)
+    without = mapped()
+    lower.forget_searches()
+    assert skipped, "the floor was never asked"
+    key = lambda found: [(lo.tiling, lo.cycles, lo.candidates, lo.stream, n) for lo, n in found]
+    assert [key(f) for f in with_floor] == [key(f) for f in without]
