@@ -16,6 +16,7 @@ stream on random data against the golden model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -69,6 +70,26 @@ class UndefinedUse:
     def __str__(self) -> str:
         use = "decides a check from" if self.decides else "writes DRAM from"
         return f"instruction {self.index} {use} {self.memory}{list(self.entry)}, which the stream never defined"
+
+
+@lru_cache(maxsize=1024)
+def _weight_lanes(k0: int, rows: int, c0: int) -> tuple[np.ndarray, np.ndarray]:
+    """(vector MAC, channel) of each weight byte a LOAD_WGT of ``rows`` rows writes, ``[K0, rows, C0]``
+    (read-only: remembered, as a stream's LOAD_WGTs repeat a few shapes)."""
+    j, r, lane = np.meshgrid(np.arange(k0), np.arange(rows), np.arange(c0), indexing="ij")
+    return _frozen(j), _frozen(r * c0 + lane)
+
+
+@lru_cache(maxsize=1024)
+def _gemm_pixels(oh: int, ow: int, stride: int, in_w: int) -> np.ndarray:
+    """The input-buffer row offset of each output pixel of a GEMM's tile (read-only, remembered)."""
+    oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
+    return _frozen((oy * stride * in_w + ox * stride).ravel())
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 class Machine:
@@ -185,8 +206,7 @@ class Machine:
 
     def _load_wgt(self, f: dict, off: int) -> None:
         c0, k0 = self.cfg.c0, self.cfg.k0
-        j, r, lane = np.meshgrid(np.arange(k0), np.arange(f["rows"]), np.arange(c0), indexing="ij")
-        idx = r * c0 + lane
+        j, idx = _weight_lanes(k0, f["rows"], c0)
         valid = (j < f["n_out"]) & (idx < f["chan"])
         data = np.zeros(j.shape, dtype=np.uint8)
         data[valid] = self._dram(load_wgt_lane_addr(f, j[valid], idx[valid]), off)
@@ -235,8 +255,7 @@ class Machine:
         oh, ow, in_w = f["out_h"], f["out_w"], f["in_w"]
         in_h = gemm_in_h(f)
         npix = oh * ow
-        oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
-        pix = (oy * st * in_w + ox * st).ravel()
+        pix = _gemm_pixels(oh, ow, st, in_w)
         taps = [(cb, r, s) for cb in range(f["n_cblk"]) for r in range(kh) for s in range(1 if f["dw"] else kw)]
         if not taps or not npix:
             return
