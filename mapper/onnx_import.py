@@ -376,6 +376,7 @@ class _Importer:
         self.by_name: dict = {}
         self.class_maps: dict[str, str] = {}
         self.class_map_shapes: dict[str, tuple] = {}
+        self.shared_products: set[str] = set()     # concatenations of shared-head products (onnx_ops)
 
     # -- errors and names
     def fail(self, message: str) -> OnnxImportError:

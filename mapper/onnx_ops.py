@@ -1371,7 +1371,7 @@ def _product_by_runs(imp, node, a: View, b: View, ia: np.ndarray, ib: np.ndarray
                  b_offset=b_off, b_layout=layout)
         parts.append(part)
     shape = imp.emit(Concat, name, inputs=tuple(parts))
-    _shared_products(imp).add(name)
+    imp.shared_products.add(name)
     idx = np.arange(m)[None, :, None] * (nb * n) + np.arange(nb)[:, None, None] * n + np.arange(n)
     return L.from_indices(name, shape, idx.reshape(a.shape[:-1] + (n,)))
 
@@ -1651,7 +1651,7 @@ def _fold_target(imp, v: View):
     if isinstance(src, (Linear, Conv2d)):
         lo, hi = L.channels_read(v)
         return src, lo, hi, set(), ""
-    products = [imp.by_name[p] for p in src.inputs] if src is not None and src.name in _shared_products(imp) else [src]
+    products = [imp.by_name[p] for p in src.inputs] if src is not None and src.name in imp.shared_products else [src]
     if not L.covers(v) or not all(isinstance(p, MatMul) and p.b_layout != "opaque" for p in products):
         return None, 0, 0, set(), ""
     a = {imp.by_name.get(p.inputs[0]) for p in products}
@@ -1665,11 +1665,6 @@ def _fold_target(imp, v: View):
     if len(a) == 1 and isinstance(next(iter(a)), (Linear, Conv2d)):
         return next(iter(a)), lo, hi, {p.name for p in products}, src.name
     return None, 0, 0, set(), ""
-
-
-def _shared_products(imp) -> set:
-    """The concatenations of products that ``_product_by_runs`` made (their parts read by them alone)."""
-    return imp.__dict__.setdefault("_shared_products", set())
 
 
 def _elementwise(imp, node, cls, names: list[str]) -> None:
