@@ -148,7 +148,7 @@ def through(view: View, layer: Layer) -> View:
     if isinstance(layer, WindowReverse):
         return _window_view(view, layer.out_h, layer.out_w, layer.window, layer.name)
     if isinstance(layer, DepthToSpace):
-        return _depth_view(view, layer.block, layer.name)
+        return _depth_view(view, layer)
     raise LayoutError(f"{layer.name}: a {layer.kind} layer is not a view")
 
 
@@ -177,12 +177,13 @@ def _window_view(view: View, h: int, w: int, win: int, name: str) -> View:
                    x=Axis(w, windows * pitch, win=win, s_hi=pitch))
 
 
-def _depth_view(view: View, b: int, name: str) -> View:
+def _depth_view(view: View, layer: DepthToSpace | SpaceToDepth) -> View:
     """Pixel (v, u) of a depth-to-space output (or of a space-to-depth input): pixel (v // b, u // b)
     of ``view``, channel block ``(v % b) * b + u % b`` (each axis split at the block, its low part
     stepping channel blocks)."""
     if not (_plain(view.y) and _plain(view.x)):
-        raise LayoutError(f"{name}: depth to space over a non-plain view")
+        raise LayoutError(f"{layer.name}: {layer.kind.replace('_', ' ')} over a non-plain view")
+    b = layer.block
     c = view.c // b ** 2
     return View(view.buffer, view.offset, c, Axis(view.y.n * b, b * c, win=b, s_hi=view.y.stride),
                 Axis(view.x.n * b, c, win=b, s_hi=view.x.stride))
@@ -191,5 +192,5 @@ def _depth_view(view: View, b: int, name: str) -> View:
 def partition_view(out: View, layer: WindowPartition | SpaceToDepth, in_shape: Shape) -> View:
     """The write pattern of ``layer`` over its input's raster, given the view of its output tensor."""
     if isinstance(layer, SpaceToDepth):
-        return _depth_view(out, layer.block, layer.name)
+        return _depth_view(out, layer)
     return _window_view(out, in_shape[0], in_shape[1], layer.window, layer.name)
