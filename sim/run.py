@@ -373,7 +373,6 @@ def main(argv: list[str] | None = None) -> int:
         model, cfg, key = _setup(args)
         formats = parse_formats(args.format)
         detail = _trace_layers(args, model)
-        check_network = CheckError = None
         if args.check and args.mac_only:
             raise UsageError("--check runs the whole network, so it cannot be combined with --mac-only")
         if args.seed is not None and not args.check:
@@ -381,8 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                              "on them); add --check (make sim CHECK=1 SEED=...) or leave the seed out")
         check_seed = None
         if args.check:
-            from .functional import CheckError
-            from .inference import check_network, runs_on_images
+            from .inference import runs_on_images
             runs_on_images(model)
             check_seed = args.seed if args.seed is not None else int(time.time() * 1000) % (1 << 31)
         name = run_dir(model, cfg, args.size is not None, mac_only=args.mac_only, fuse=not args.no_fusion,
@@ -391,19 +389,44 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         return fail(prog, e)
     with stage:
-        return _run(args, prog, model, cfg, key, stage, formats, detail, check_network, CheckError, check_seed)
+        return _run(args, prog, model, cfg, key, stage, formats, detail, check_seed)
 
 
-def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_network, CheckError,
-         seed: int | None) -> int:
-    t0 = time.perf_counter()                         # the check maps the layers the simulation times
+class _CheckFailed(Exception):
+    """The functional check disagreed with the golden model: exit status 1, not a usage error."""
+
+
+def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, seed: int | None) -> int:
     try:
-        refuse_beyond_isa(model.layers, cfg)         # a huge input size: before anything is allocated
+        res, wall = _simulated(args, model, cfg, key)
+        check, check_s = _checked(args, model, cfg, key, seed) if args.check else (None, 0.0)
     except MappingError as e:
         return fail(prog, mapping_refusal(key, e))
+    except UsageError as e:
+        return fail(prog, e)
+    except _CheckFailed as e:
+        print(f"{prog}: functional check FAILED (seed {seed}): {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    doc = build_report(res, key, model.input)
+    if check is not None:
+        doc["check"] = check
+    notes = _write_files(stage.path, args, doc, res, model, cfg, detail, formats)
+    written = sum(1 for p in stage.path.rglob("*") if p.is_file())
+    out = stage.commit()
+    _print_summary(args, doc, res, check, notes)
+    print(f"simulated in {wall:.2f} s" + (f", checked in {check_s:.2f} s" if check is not None else "")
+          + f"; wrote {written} files to {out}"
+          + (" (replacing the earlier run of the same name)" if stage.replaced else ""))
+    return 0
+
+
+def _simulated(args, model: Model, cfg: AcceleratorConfig, key: str) -> tuple[SimResult, float]:
+    """The timing simulation and its wall time, with a progress bar; refusals before any work."""
+    t0 = time.perf_counter()                         # the check maps the layers the simulation times
+    refuse_beyond_isa(model.layers, cfg)             # a huge input size: before anything is allocated
     too_big = _dram_too_small(args, model, cfg)      # before the simulation: it fails in a second
     if too_big:
-        return fail(prog, too_big)
+        raise UsageError(too_big)
     weights = layer_weights(model)
     bar = _bar(args, len(model.layers), f"{model.name} on {key}", weights)
 
@@ -411,54 +434,44 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
         bar.set_postfix_str(name[-40:], refresh=False)
         bar.update(1, weights.get(name, 1.0))
 
-    try:
+    try:                                             # (a terminal's bar cleared before any error line)
         res = simulate(model, cfg, progress=step, mac_only=args.mac_only, fuse=not args.no_fusion,
                        ideal_memory=args.ideal_memory)
-    except MappingError as e:
-        bar.close()                                 # (a terminal's bar cleared before the error line)
-        return fail(prog, mapping_refusal(key, e))
     finally:
         bar.close()
-    wall = time.perf_counter() - t0
+    return res, time.perf_counter() - t0
 
-    check, check_s = None, 0.0
-    if args.check:
-        t_check = time.perf_counter()
-        print(f"functional check seed: {seed} (replay with --seed {seed})", flush=True)
-        bar = _bar(args, len(model.layers), "functional check")
-        # the program is built before the first step reports (a minute for a large network)
-        ticker = StageTicker(f"{model.name} on {key}", enabled=not args.quiet)
-        ticker.stage("functional check: building the whole-network program")
 
-        def cstep(*a, **k) -> None:
-            ticker.stop()
-            if a:
-                bar.set_postfix_str(str(a[0])[-40:], refresh=False)
-            bar.update(1)
+def _checked(args, model: Model, cfg: AcceleratorConfig, key: str, seed: int) -> tuple[dict, float]:
+    """The functional check of the whole network (its summary) and its wall time."""
+    from .functional import CheckError
+    from .inference import check_network
+    t_check = time.perf_counter()
+    print(f"functional check seed: {seed} (replay with --seed {seed})", flush=True)
+    bar = _bar(args, len(model.layers), "functional check")
+    # the program is built before the first step reports (a minute for a large network)
+    ticker = StageTicker(f"{model.name} on {key}", enabled=not args.quiet)
+    ticker.stage("functional check: building the whole-network program")
 
-        try:
-            with ticker:
-                check = check_network(model, cfg, seed=seed, fuse=not args.no_fusion, progress=cstep)
-        except UsageError as e:
-            bar.close()
-            return fail(prog, e)
-        except CheckError as e:
-            bar.close()
-            print(f"{prog}: functional check FAILED (seed {seed}): {' '.join(str(e).split())}", file=sys.stderr)
-            return 1
-        finally:
-            bar.close()
-        check = dict(check) if isinstance(check, dict) else {"result": check}
-        check.setdefault("seed", seed)
-        check_s = time.perf_counter() - t_check
+    def cstep(*a, **k) -> None:
+        ticker.stop()
+        if a:
+            bar.set_postfix_str(str(a[0])[-40:], refresh=False)
+        bar.update(1)
 
-    doc = build_report(res, key, model.input)
-    if check is not None:
-        doc["check"] = check
-    notes = _write_files(stage.path, args, doc, res, model, cfg, detail, formats)
-    written = sum(1 for p in stage.path.rglob("*") if p.is_file())
-    out = stage.commit()
+    try:
+        with ticker:
+            check = check_network(model, cfg, seed=seed, fuse=not args.no_fusion, progress=cstep)
+    except CheckError as e:
+        raise _CheckFailed(str(e)) from e
+    finally:
+        bar.close()
+    check = dict(check) if isinstance(check, dict) else {"result": check}
+    check.setdefault("seed", seed)
+    return check, time.perf_counter() - t_check
 
+
+def _print_summary(args, doc: dict, res: SimResult, check: dict | None, notes: list[str]) -> None:
     if not args.quiet:
         print(format_table(doc))
         print()
@@ -468,10 +481,6 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, check_n
               f"({check['elements']:,} elements) bit-exact with the golden model, seed {check['seed']}")
     for note in notes:
         print(f"note: {note}")
-    print(f"simulated in {wall:.2f} s" + (f", checked in {check_s:.2f} s" if check is not None else "")
-          + f"; wrote {written} files to {out}"
-          + (" (replacing the earlier run of the same name)" if stage.replaced else ""))
-    return 0
 
 
 if __name__ == "__main__":

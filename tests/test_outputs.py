@@ -111,6 +111,28 @@ def test_another_runs_folder_is_never_replaced(tmp_path, monkeypatch, capsys):
     assert run.main([*TINY_RUN, "--out", str(out)]) == 0
 
 
+def test_a_failed_check_exits_1_in_one_line_and_keeps_the_earlier_folder(tmp_path, monkeypatch, capsys):
+    """--check that disagrees with the golden model: status 1 (not a usage error), one line naming
+    the seed, and the earlier run's folder as it was (nothing of the failed run written)."""
+    import sim.functional
+    import sim.inference
+    out = tmp_path / "o"
+    argv = [*TINY_RUN, "--check", "--seed", "5", "--out", str(out)]
+    monkeypatch.setattr(sim.inference, "check_network", lambda *a, **k: {"tensors": 1, "elements": 1})
+    assert run.main(argv) == 0                                # (the check's summary, not its minute of work)
+    report = (out / "report.json").read_bytes()
+    capsys.readouterr()
+
+    def disagree(*args, **kwargs):
+        raise sim.functional.CheckError("tensor x:\n  3 elements differ")
+    monkeypatch.setattr(sim.inference, "check_network", disagree)
+    assert run.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "functional check FAILED (seed 5): tensor x: 3 elements differ" in err
+    assert (out / "report.json").read_bytes() == report
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]
+
+
 def test_a_folder_with_foreign_files_is_refused(tmp_path, monkeypatch, capsys):
     out = tmp_path / "mine"
     out.mkdir()
