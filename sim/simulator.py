@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -332,57 +332,77 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
     steps, resident = planned(model, cfg, mac_only=mac_only, fuse=fuse, band_rows=band_rows)
     chains = []
     for step in steps:
-        layer = step.layer
         if progress:
-            progress(layer.name)
-        if step.action in ("mac", "chain"):
-            gb = gb_fields(step, resident) if step.action == "mac" else {}
-            parts = (map_layer(layer, cfg, **step.map_args, **gb) if step.action == "mac"
-                     else [(lo, 1) for lo in step.chain.lowered])
-            cycles = busy = n_insn = 0
-            ev: Counter = Counter()
-            for lowered, repeat in parts:
-                e, b = _stream_stats(lowered, cfg)
-                cycles += _timed_cycles(lowered, cfg, timing) * repeat
-                busy += b * repeat
-                n_insn += len(lowered.stream) * repeat
-                for k, v in e.items():
-                    ev[k] += v * repeat
-            mapping = step.chain.describe() if step.chain else _mapping(step, parts[0][0], gb)
-            if step.action == "chain":
-                chains.append(_chain_figures(step.chain, cycles, cfg, timing))
-        elif step.action == "vector":
-            stream = vec_stream(step)
-            cycles = layer_cycles(stream, timing)
-            busy = 0
-            n_insn = len(stream)
-            ev = Counter()
-            for insn in stream:
-                ev.update(count_events(insn, cfg))
-            members = len(step.vpass.members)
-            mapping = "vector unit" + (f" ({VecOp(step.vec.f['vec_op']).name.lower()}, {members} layers)"
-                                       if members > 1 else "")
-        else:
-            cycles = busy = n_insn = 0
-            ev = Counter()
-            mapping = step.mapping_note
-        e_pj = energy.energy_pj(ev)
-        macs = _step_macs(step)
-        util = macs / (cycles * cfg.macs_per_cycle) if cycles else 0.0
-        floors = _floors(ev, timing, vector_floor(step, timing))
-        bound = max(floors, key=floors.get) if cycles else "-"
-        results.append(LayerResult(layer.name, layer.kind, layer.part, layer.shape_str, macs, cycles, busy,
-                                   max(0, cycles - busy) if macs else 0, util, e_pj, ev,
-                                   energy.breakdown(ev), mapping, n_insn, clock, bound,
-                                   least_cycles(step, timing, *_dram_shares(step, resident, on_chip)),
-                                   fused_least_cycles(step, timing, on_chip),
-                                   _cfg=timing, _vector_floor=vector_floor(step, timing)))
-        clock += cycles
+            progress(step.layer.name)
+        work = _step_work(step, cfg, timing, resident)
+        if step.action == "chain":
+            chains.append(_chain_figures(step.chain, work.cycles, cfg, timing))
+        results.append(_layer_result(step, work, clock, cfg, timing, energy, resident, on_chip))
+        clock += work.cycles
     total = clock + RUN_OVERHEAD   # the decode's first stages and END
     return SimResult(model.name, model.variant, timing, results, total, model.total_macs,
                      sum(r.energy_pj for r in results),
                      extra={"mac_only": mac_only, "fuse": fuse, "gb_resident": len(resident),
                             "band_chains": chains})
+
+
+class _StepWork(NamedTuple):
+    """What one step's instructions do: its cycles (timed on the timing configuration), the MAC
+    units' busy cycles, its instruction count, its events and how it was mapped."""
+    cycles: int
+    busy: int
+    instructions: int
+    events: Counter
+    mapping: str
+
+
+def _step_work(step, cfg: AcceleratorConfig, timing: AcceleratorConfig, resident) -> _StepWork:
+    if step.action in ("mac", "chain"):
+        return _mac_work(step, cfg, timing, resident)
+    if step.action == "vector":
+        stream = vec_stream(step)
+        ev: Counter = Counter()
+        for insn in stream:
+            ev.update(count_events(insn, cfg))
+        members = len(step.vpass.members)
+        mapping = "vector unit" + (f" ({VecOp(step.vec.f['vec_op']).name.lower()}, {members} layers)"
+                                   if members > 1 else "")
+        return _StepWork(layer_cycles(stream, timing), 0, len(stream), ev, mapping)
+    return _StepWork(0, 0, 0, Counter(), step.mapping_note)
+
+
+def _mac_work(step, cfg: AcceleratorConfig, timing: AcceleratorConfig, resident) -> _StepWork:
+    """A MAC layer's (its parts', each ``repeat`` times) or a band chain's streams, summed."""
+    gb = gb_fields(step, resident) if step.action == "mac" else {}
+    parts = (map_layer(step.layer, cfg, **step.map_args, **gb) if step.action == "mac"
+             else [(lo, 1) for lo in step.chain.lowered])
+    cycles = busy = n_insn = 0
+    ev: Counter = Counter()
+    for lowered, repeat in parts:
+        e, b = _stream_stats(lowered, cfg)
+        cycles += _timed_cycles(lowered, cfg, timing) * repeat
+        busy += b * repeat
+        n_insn += len(lowered.stream) * repeat
+        for k, v in e.items():
+            ev[k] += v * repeat
+    mapping = step.chain.describe() if step.chain else _mapping(step, parts[0][0], gb)
+    return _StepWork(cycles, busy, n_insn, ev, mapping)
+
+
+def _layer_result(step, work: _StepWork, clock: int, cfg: AcceleratorConfig, timing: AcceleratorConfig,
+                  energy: EnergyModel, resident, on_chip: OnChip) -> LayerResult:
+    """The report's row of ``step``, started at ``clock``: energy, utilisation, floors and bound."""
+    layer, cycles = step.layer, work.cycles
+    macs = _step_macs(step)
+    util = macs / (cycles * cfg.macs_per_cycle) if cycles else 0.0
+    floors = _floors(work.events, timing, vector_floor(step, timing))
+    bound = max(floors, key=floors.get) if cycles else "-"
+    return LayerResult(layer.name, layer.kind, layer.part, layer.shape_str, macs, cycles, work.busy,
+                       max(0, cycles - work.busy) if macs else 0, util, energy.energy_pj(work.events),
+                       work.events, energy.breakdown(work.events), work.mapping, work.instructions, clock, bound,
+                       least_cycles(step, timing, *_dram_shares(step, resident, on_chip)),
+                       fused_least_cycles(step, timing, on_chip),
+                       _cfg=timing, _vector_floor=vector_floor(step, timing))
 
 
 def _chain_figures(chain, cycles: int, cfg: AcceleratorConfig, timing: AcceleratorConfig) -> dict:
