@@ -177,8 +177,18 @@ def build(name: str, variant: str | None = None, size: tuple[int, int] | None = 
                               full={"blocks": arch.depths, "fuse": 4 * e, "pred": e, "linear0": arch.dims[0]})
 
     layers: list[Layer] = []
+    stages = _encoder(layers, arch, params["blocks"], height, width)
+    _decoder(layers, stages, params, e, classes, (height, width))
+    return Model(name=name, variant=label, input=(height, width, 3), layers=tuple(layers),
+                 params={"dataset": dataset, "classes": classes, "blocks": params["blocks"],
+                         "fuse": params["fuse"], "pred": params["pred"], "linear0": params["linear0"]})
+
+
+def _encoder(layers: list[Layer], arch, blocks, height: int, width: int) -> list[tuple[str, int, int, int]]:
+    """The four stages (``blocks[s]`` blocks each) appended to ``layers``; per stage its output
+    layer's name, height, width and channels."""
     x, h, w, ch = INPUT, height, width, 3
-    stages = []                              # (output layer, h, w, channels) per stage
+    stages = []
     for s, dim in enumerate(arch.dims):
         k, stride, pad = (7, 4, 3) if s == 0 else (3, 2, 1)
         embed = Conv2d(f"stage{s}.patch_embed", ENC, ch, dim, h, w, kernel=k, stride=stride,
@@ -187,13 +197,19 @@ def build(name: str, variant: str | None = None, size: tuple[int, int] | None = 
         embed_norm = _ln(f"stage{s}.patch_embed.norm", ENC, embed.name, eps=1e-5)
         layers += [embed, embed_norm]
         x = embed_norm.name
-        for b in range(params["blocks"][s]):
+        for b in range(blocks[s]):
             x = _block(layers, f"stage{s}.block{b}", x, h, w, dim, HEADS[s], SR_RATIOS[s])
         norm = _ln(f"stage{s}.norm", ENC, x)
         layers.append(norm)
         x = norm.name
         stages.append((x, h, w, dim))
+    return stages
 
+
+def _decoder(layers: list[Layer], stages, params: dict, e: int, classes: int, size: tuple[int, int]) -> None:
+    """The all-MLP decoder appended to ``layers``: a Linear per stage (the first ``params['fuse']``
+    channels of the concatenation kept, the deepest stage's first), resized to stage 0's size,
+    concatenated, fused, classified and resized to the input ``size``."""
     _, h0, w0, _ = stages[0]
     segments = {}                            # stage -> name of its layer in the concat
     for i, (src, hi, wi, ci) in enumerate(stages):
@@ -212,8 +228,5 @@ def build(name: str, variant: str | None = None, size: tuple[int, int] | None = 
     fuse = Conv2d("Conv2DFuse", DEC, params["fuse"], params["pred"], h0, w0, relu=True,
                   inputs=(concat.name,))
     pred = Conv2d("Conv2DPred", DEC, params["pred"], classes, h0, w0, inputs=(fuse.name,))
-    logits = Resize("resize_logits", DEC, inputs=(pred.name,), out_h=height, out_w=width)
+    logits = Resize("resize_logits", DEC, inputs=(pred.name,), out_h=size[0], out_w=size[1])
     layers += [concat, fuse, pred, logits]
-    return Model(name=name, variant=label, input=(height, width, 3), layers=tuple(layers),
-                 params={"dataset": dataset, "classes": classes, "blocks": params["blocks"],
-                         "fuse": params["fuse"], "pred": params["pred"], "linear0": params["linear0"]})
