@@ -565,6 +565,16 @@ def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int,
     with _Heartbeat(log, len(todo)) as beat:
         for r in stream:
             _take(r, beat.finished(), len(todo), version, paths, fields, results, log)
+    doc = _document(model_name, model, configs, results, paper_comparable)
+    doc["stats"] = {"points": len(configs), "cached": n_cached, "computed": len(todo),
+                    "compute_wall_s": time.perf_counter() - t0}
+    return doc
+
+
+def _document(model_name: str, model, configs: list[AcceleratorConfig], results: dict[str, dict],
+              paper_comparable: bool) -> dict:
+    """``sweep.json``'s content but its run stats: the points in ``configs``' order with their Pareto
+    flags, the fronts, the configurations that could not map the model or failed inside."""
     ordered = [dict(results[cfg.name]["point"]) for cfg in configs if results[cfg.name]["point"] is not None]
     unmappable = [{"config": cfg.name, "error": results[cfg.name]["error"]}
                   for cfg in configs if results[cfg.name]["point"] is None and not results[cfg.name].get("internal")]
@@ -588,8 +598,6 @@ def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int,
         "unmappable": unmappable,
         "failed": failed,
         "k16_vs_k32": vector_width_ratios(ordered, {cfg.name: cfg for cfg in configs}),
-        "stats": {"points": len(configs), "cached": n_cached, "computed": len(todo),
-                  "compute_wall_s": time.perf_counter() - t0},
     }
 
 
@@ -802,11 +810,7 @@ def main(argv: list[str] | None = None) -> int:
         size = parse_size(args.size) if args.size is not None else None
         grid = _parse_grid_args(args)
         configs = list(grid.configs) if grid else _parse_configs(args.configs)
-        workers = 0
-        if args.workers is not None:
-            if not re.fullmatch(r"\s*\d+\s*", args.workers, re.ASCII) or int(args.workers) <= 0:
-                raise UsageError(f"bad --workers {args.workers!r}: expected a positive integer")
-            workers = int(args.workers)
+        workers = _workers(args.workers)
         if args.scheduler is not None:
             _check_scheduler(args.scheduler)
         model = build_model_or_usage_error(args.model, args.variant, size, build=_model)
@@ -833,17 +837,30 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         files = write_outputs(doc, stage.path, formats)
         out = stage.commit()
+    return _summary(parser.prog, args, doc, files, out, time.perf_counter() - t0)
+
+
+def _workers(text: Optional[str]) -> int:
+    """``--workers``: a positive whole number (0, the default, is one per CPU)."""
+    if text is None:
+        return 0
+    if not re.fullmatch(r"\s*\d+\s*", text, re.ASCII) or int(text) <= 0:
+        raise UsageError(f"bad --workers {text!r}: expected a positive integer")
+    return int(text)
+
+
+def _summary(prog: str, args, doc: dict, files: list[str], out: Path, wall: float) -> int:
+    """The sweep's table and totals on stdout; status 1 if a point failed with an internal error."""
     if args.scheduler is not None and not doc["stats"]["computed"]:
-        print(f"{parser.prog}: note: every point was cached, so nothing was computed and the scheduler "
+        print(f"{prog}: note: every point was cached, so nothing was computed and the scheduler "
               f"{args.scheduler} was not contacted", file=sys.stderr)
     print()
     print(format_table(doc))
     s = doc["stats"]
-    print(f"{s['points']} points: {s['computed']} computed, {s['cached']} cached; "
-          f"wall time {time.perf_counter() - t0:.1f} s")
+    print(f"{s['points']} points: {s['computed']} computed, {s['cached']} cached; wall time {wall:.1f} s")
     print(f"wrote {', '.join(files)} to {out}")
     if doc["failed"]:
-        print(f"{parser.prog}: {len(doc['failed'])} point(s) failed with an internal error (a bug; please report "
+        print(f"{prog}: {len(doc['failed'])} point(s) failed with an internal error (a bug; please report "
               f"it with the configuration): {', '.join(u['config'] for u in doc['failed'])}", file=sys.stderr)
         return 1
     return 0
