@@ -140,8 +140,6 @@ def run_trace(points: list[PathPoint], kind: str, budgets: list[Budget], cfg: Ac
         frames.append({"frame": b.frame, "budget": b.value, "path": f"{choice.model}:{choice.path}",
                        "accuracy": choice.accuracy, "time_ms": t, "energy_uj": e, "switched": switched,
                        "miss": miss})
-    worst = min(b.value for b in budgets)
-    static = next((p for p in by_acc if cost(p) <= worst), None)
     summary = {
         "frames": len(frames),
         "mean_accuracy": sum(f["accuracy"] for f in frames) / len(frames),
@@ -150,17 +148,22 @@ def run_trace(points: list[PathPoint], kind: str, budgets: list[Budget], cfg: Ac
         "energy_uj": sum(f["energy_uj"] for f in frames),
         "time_ms": sum(f["time_ms"] for f in frames),
     }
-    if static is not None:
-        summary["static"] = {"path": f"{static.model}:{static.path}", "accuracy": static.accuracy,
-                             "energy_uj": static.energy_uj * len(frames), "time_ms": static.time_ms * len(frames),
-                             "misses": 0}
-    else:
-        cheapest = min(usable, key=cost)
-        summary["static"] = {"path": f"{cheapest.model}:{cheapest.path}", "accuracy": cheapest.accuracy,
-                             "energy_uj": cheapest.energy_uj * len(frames),
-                             "time_ms": cheapest.time_ms * len(frames),
-                             "misses": sum(cost(cheapest) > b.value for b in budgets)}
+    summary["static"] = _static_choice(usable, by_acc, cost, budgets)
     return {"kind": kind, "frames": frames, "summary": summary}
+
+
+def _static_choice(usable: list[PathPoint], by_acc: list[PathPoint], cost, budgets: list[Budget]) -> dict:
+    """The one path a static system would run on every frame: the most accurate within the
+    tightest budget, else the cheapest (which then misses the frames it exceeds)."""
+    worst = min(b.value for b in budgets)
+    static = next((p for p in by_acc if cost(p) <= worst), None)
+    misses = 0
+    if static is None:
+        static = min(usable, key=cost)
+        misses = sum(cost(static) > b.value for b in budgets)
+    n = len(budgets)
+    return {"path": f"{static.model}:{static.path}", "accuracy": static.accuracy,
+            "energy_uj": static.energy_uj * n, "time_ms": static.time_ms * n, "misses": misses}
 
 
 def _run_name(args, cfg: AcceleratorConfig) -> str:
@@ -181,7 +184,7 @@ def _write(folder: Path, res: dict, args, cfg: AcceleratorConfig, points: list[P
         w.writerows(res["frames"])
 
 
-def main(argv=None) -> int:
+def _parser() -> OneLineParser:
     ap = OneLineParser(prog="python -m sim.rdd", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model whose paths are candidates (repeatable)")
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
@@ -191,6 +194,11 @@ def main(argv=None) -> int:
     ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY))
     ap.add_argument("--out", default=None, help="output folder (default build/rdd/<name of the run>)")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     try:
         for m in args.model:
@@ -222,9 +230,16 @@ def main(argv=None) -> int:
             return fail(ap.prog, e)
         _write(stage.path, res, args, cfg, points)
         out = stage.commit()
+    _print_summary(points, res, args.budgets)
+    print(f"wrote rdd.json, frames.csv to {out}")
+    return 0
+
+
+def _print_summary(points: list[PathPoint], res: dict, budgets_file: str) -> None:
+    """The candidate paths, most accurate first, and the RDD choice against the static one."""
     s, st = res["summary"], res["summary"]["static"]
-    unit = "ms" if kind == "time_ms" else "uJ"
-    print(f"{len(points)} paths, {s['frames']} frames, budgets in {unit} from {args.budgets}")
+    unit = "ms" if res["kind"] == "time_ms" else "uJ"
+    print(f"{len(points)} paths, {s['frames']} frames, budgets in {unit} from {budgets_file}")
     width = max(len(f"{p.model}:{p.path}") for p in points)
     for p in sorted(points, key=lambda p: -p.accuracy):
         print(f"  {p.model + ':' + p.path:{width}s} acc {p.accuracy:.4f}  {p.time_ms:7.3f} ms  {p.energy_uj:9.1f} uJ"
@@ -233,8 +248,6 @@ def main(argv=None) -> int:
           f"energy {s['energy_uj'] / 1e3:.4g} mJ, time {s['time_ms']:.4g} ms")
     print(f"static: {st['path']} mean accuracy {st['accuracy']:.4f}, misses {st['misses']}, "
           f"energy {st['energy_uj'] / 1e3:.4g} mJ, time {st['time_ms']:.4g} ms")
-    print(f"wrote rdd.json, frames.csv to {out}")
-    return 0
 
 
 if __name__ == "__main__":
