@@ -78,17 +78,30 @@ def _ceil_to(x: int, m: int) -> int:
 def _block(out: list[Layer], pre: str, x: str, h: int, w: int, dim: int, heads: int,
            shifted: bool) -> str:
     """Append one Swin block reading layer ``x``; return the name of its output."""
-    t = h * w
-    hp, wp = _ceil_to(h, WINDOW), _ceil_to(w, WINDOW)
-    tp = hp * wp
-    windows = tp // (WINDOW * WINDOW)
-    win = WINDOW * WINDOW
-    d = dim // heads
-    shift = WINDOW // 2
     norm1 = LayerNorm(f"{pre}.norm1", ENC, inputs=(x,))
     out.append(norm1)
-    cur = norm1.name
-    if tp != t:
+    attn = _window_attention(out, pre, norm1.name, h, w, dim, heads, shifted)
+    add1 = Add(f"{pre}.add1", ENC, inputs=(x, attn))
+    t, hidden = h * w, MLP_RATIO * dim
+    norm2 = LayerNorm(f"{pre}.norm2", ENC, inputs=(add1.name,))
+    fc1 = Linear(f"{pre}.mlp.fc1", ENC, t, dim, hidden, inputs=(norm2.name,))
+    gelu = Activation(f"{pre}.mlp.gelu", ENC, "gelu", inputs=(fc1.name,))
+    fc2 = Linear(f"{pre}.mlp.fc2", ENC, t, hidden, dim, inputs=(gelu.name,))
+    add2 = Add(f"{pre}.add2", ENC, inputs=(add1.name, fc2.name))
+    out += [add1, norm2, fc1, gelu, fc2, add2]
+    return add2.name
+
+
+def _window_attention(out: list[Layer], pre: str, cur: str, h: int, w: int, dim: int, heads: int,
+                      shifted: bool) -> str:
+    """Append (shifted) window attention reading ``cur`` (``h x w``, padded to whole windows and
+    cropped back); return the name of its output."""
+    hp, wp = _ceil_to(h, WINDOW), _ceil_to(w, WINDOW)
+    tp, win = hp * wp, WINDOW * WINDOW
+    windows = tp // win
+    d = dim // heads
+    shift = WINDOW // 2
+    if tp != h * w:
         out.append(Pad(f"{pre}.attn.pad", ENC, inputs=(cur,), out_h=hp, out_w=wp))
         cur = out[-1].name
     if shifted:                                   # torch.roll(x, -shift)
@@ -120,18 +133,10 @@ def _block(out: list[Layer], pre: str, x: str, h: int, w: int, dim: int, heads: 
     if shifted:
         out.append(Roll(f"{pre}.attn.unshift", ENC, inputs=(cur,), shift=-shift))
         cur = out[-1].name
-    if tp != t:
+    if tp != h * w:
         out.append(Crop(f"{pre}.attn.crop", ENC, inputs=(cur,), out_h=h, out_w=w))
         cur = out[-1].name
-    add1 = Add(f"{pre}.add1", ENC, inputs=(x, cur))
-    hidden = MLP_RATIO * dim
-    norm2 = LayerNorm(f"{pre}.norm2", ENC, inputs=(add1.name,))
-    fc1 = Linear(f"{pre}.mlp.fc1", ENC, t, dim, hidden, inputs=(norm2.name,))
-    gelu = Activation(f"{pre}.mlp.gelu", ENC, "gelu", inputs=(fc1.name,))
-    fc2 = Linear(f"{pre}.mlp.fc2", ENC, t, hidden, dim, inputs=(gelu.name,))
-    add2 = Add(f"{pre}.add2", ENC, inputs=(add1.name, fc2.name))
-    out += [add1, norm2, fc1, gelu, fc2, add2]
-    return add2.name
+    return cur
 
 
 def _backbone(layers: list[Layer], arch: _Arch, blocks: tuple[int, ...], height: int, width: int
@@ -172,34 +177,8 @@ def _uper_head(layers: list[Layer], stages: list[tuple[str, int, int, int]], fpn
                height: int, width: int) -> None:
     """Append the UPerNet head keeping the first ``fpn`` input channels of fpn_bottleneck."""
     c = CHANNELS
-    top, ht, wt, ct = stages[3]
-    psp = [top]
-    for i, scale in enumerate(POOL_SCALES):
-        pool = Pool(f"psp_modules.{i}.pool", DEC, inputs=(top,), mode="adaptive_avg", out_h=scale, out_w=scale)
-        conv = Conv2d(f"psp_modules.{i}.conv", DEC, ct, c, scale, scale, relu=True, inputs=(pool.name,))
-        up = Resize(f"psp_modules.{i}.resize", DEC, inputs=(conv.name,), out_h=ht, out_w=wt)
-        layers += [pool, conv, up]
-        psp.append(up.name)
-    psp_ch = ct + len(POOL_SCALES) * c
-    cat = Concat("psp_concat", DEC, inputs=tuple(psp))
-    bottleneck = Conv2d("bottleneck", DEC, psp_ch, c, ht, wt, kernel=3, padding=1, relu=True,
-                        inputs=(cat.name,))
-    layers += [cat, bottleneck]
-
-    laterals = []                                   # name of level i's lateral after the top-down add
-    for i, (src, hi, wi, ci) in enumerate(stages[:3]):
-        lat = Conv2d(f"lateral_convs.{i}", DEC, ci, c, hi, wi, relu=True, inputs=(src,))
-        layers.append(lat)
-        laterals.append(lat.name)
-    laterals.append(bottleneck.name)
+    laterals = _top_down(layers, stages, _psp(layers, stages[3]))
     sizes = [(hi, wi) for _, hi, wi, _ in stages]
-    for i in (3, 2, 1):                             # top-down: level i-1 += resize(level i)
-        hd, wd = sizes[i - 1]
-        up = Resize(f"topdown.{i}.resize", DEC, inputs=(laterals[i],), out_h=hd, out_w=wd)
-        add = Add(f"topdown.{i}.add", DEC, inputs=(laterals[i - 1], up.name))
-        layers += [up, add]
-        laterals[i - 1] = add.name
-
     h0, w0 = sizes[0]
     segments = []
     for i in range(4):
@@ -214,7 +193,6 @@ def _uper_head(layers: list[Layer], stages: list[tuple[str, int, int, int]], fpn
             layers.append(conv)
             src = conv.name
         if i > 0:
-            hi, wi = sizes[i]
             up = Resize(f"fpn_resize.{i}", DEC, inputs=(src,), out_h=h0, out_w=w0)
             layers.append(up)
             src = up.name
@@ -225,6 +203,42 @@ def _uper_head(layers: list[Layer], stages: list[tuple[str, int, int, int]], fpn
     seg = Conv2d("conv_seg", DEC, c, CLASSES, h0, w0, inputs=(fpn_bottleneck.name,))
     logits = Resize("resize_logits", DEC, inputs=(seg.name,), out_h=height, out_w=width)
     layers += [cat, fpn_bottleneck, seg, logits]
+
+
+def _psp(layers: list[Layer], top_stage: tuple[str, int, int, int]) -> str:
+    """Append the pyramid pooling module on the top stage; return its bottleneck's name."""
+    c = CHANNELS
+    top, ht, wt, ct = top_stage
+    psp = [top]
+    for i, scale in enumerate(POOL_SCALES):
+        pool = Pool(f"psp_modules.{i}.pool", DEC, inputs=(top,), mode="adaptive_avg", out_h=scale, out_w=scale)
+        conv = Conv2d(f"psp_modules.{i}.conv", DEC, ct, c, scale, scale, relu=True, inputs=(pool.name,))
+        up = Resize(f"psp_modules.{i}.resize", DEC, inputs=(conv.name,), out_h=ht, out_w=wt)
+        layers += [pool, conv, up]
+        psp.append(up.name)
+    psp_ch = ct + len(POOL_SCALES) * c
+    cat = Concat("psp_concat", DEC, inputs=tuple(psp))
+    bottleneck = Conv2d("bottleneck", DEC, psp_ch, c, ht, wt, kernel=3, padding=1, relu=True,
+                        inputs=(cat.name,))
+    layers += [cat, bottleneck]
+    return bottleneck.name
+
+
+def _top_down(layers: list[Layer], stages: list[tuple[str, int, int, int]], bottleneck: str) -> list[str]:
+    """Append the lateral convolutions and the top-down adds; return each level's name after them."""
+    laterals = []                                   # name of level i's lateral after the top-down add
+    for i, (src, hi, wi, ci) in enumerate(stages[:3]):
+        lat = Conv2d(f"lateral_convs.{i}", DEC, ci, CHANNELS, hi, wi, relu=True, inputs=(src,))
+        layers.append(lat)
+        laterals.append(lat.name)
+    laterals.append(bottleneck)
+    for i in (3, 2, 1):                             # top-down: level i-1 += resize(level i)
+        _, hd, wd, _ = stages[i - 1]
+        up = Resize(f"topdown.{i}.resize", DEC, inputs=(laterals[i],), out_h=hd, out_w=wd)
+        add = Add(f"topdown.{i}.add", DEC, inputs=(laterals[i - 1], up.name))
+        layers += [up, add]
+        laterals[i - 1] = add.name
+    return laterals
 
 
 def build(name: str, variant: str | None = None, size: tuple[int, int] | None = None) -> Model:
