@@ -467,7 +467,7 @@ def _comparison_lines(rows: list[dict], base: PathPoint) -> list[str]:
     return lines
 
 
-def main(argv=None) -> int:
+def _parser() -> OneLineParser:
     ap = OneLineParser(prog="python -m sim.paths", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model (repeat to join models)")
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
@@ -483,6 +483,11 @@ def main(argv=None) -> int:
                     help="time the mappings with memory no limit (see sim.run)")
     ap.add_argument("--mac-only", action="store_true", help="time MAC layers only (see sim.run)")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     try:
         for m in args.model:
