@@ -26,7 +26,9 @@ REQUIRED = {"model", "config", "variant", "clock_ghz", "total_cycles", "time_ms"
 def run(args, cwd, code=None):
     env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
     cmd = [sys.executable, "-m", "sim.run"] if code is None else [sys.executable, "-c", code]
-    return subprocess.run([*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    # catches a hang, not a loaded machine: a cold tiling search of an overridden configuration
+    # takes ~50 s on a quiet one
+    return subprocess.run([*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_report_csv_plots_dump_and_trace(tmp_path):
