@@ -148,6 +148,12 @@ class AcceleratorConfig:
     dram_mib: int = 4096
 
     def __post_init__(self) -> None:
+        self._check_fields()
+        self._check_buffer_sizes()
+        self._check_addressable()
+
+    def _check_fields(self) -> None:
+        """ValueError naming the first field of a wrong type, out of its range or not supported."""
         def positive(field: str) -> None:
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -182,6 +188,9 @@ class AcceleratorConfig:
         if not (isinstance(self.clock_ghz, (int, float)) and not isinstance(self.clock_ghz, bool)
                 and low <= self.clock_ghz <= high):        # also refuses nan
             raise ValueError(f"clock_ghz must be between {low:g} and {high:g} (GHz), not {self.clock_ghz!r}")
+
+    def _check_buffer_sizes(self) -> None:
+        """ValueError naming a buffer that is not whole rows or holds fewer than 4."""
         for field, row, what in (("weight_buf_bytes", self.k0 * self.c0, "K0*C0"), ("input_buf_bytes", self.c0, "C0"),
                                  ("global_buf_bytes", self.c0, "C0")):
             if getattr(self, field) % row:
@@ -197,7 +206,6 @@ class AcceleratorConfig:
                 need = ("at least {0} (4 rows of {1})", 4 * row_bytes, row_bytes) if row_bytes else ("at least 4",)
                 raise FieldError(field, getattr(self, field),
                                  "{key} ({value}) is too small to hold any tile: " + need[0], *need[1:])
-        self._check_addressable()
 
     def _check_addressable(self) -> None:
         """ValueError naming the field whose buffer is deeper than the ISA addresses (``ADDRESSED_BY``)."""
