@@ -116,7 +116,7 @@ def load_config(spec: str, **overrides) -> AcceleratorConfig:
 def _load_file(path: Path) -> AcceleratorConfig:
     data = read_input(path, "accelerator file", ConfigError)
     try:
-        text = data.decode()
+        text = data.decode("utf-8-sig")       # -sig: a leading BOM (a Windows editor's) is no text
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file; an accelerator file is TOML text (make config CFG=E "
                           f"OUT=accel.toml writes one to start from)") from None

@@ -39,6 +39,13 @@ def test_base_aliases_and_default_name(tmp_path):
     assert config_label(cfg).startswith("e32-")
 
 
+def test_a_file_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    """Windows editors begin UTF-8 files with a BOM, which tomllib refuses at line 1, column 1."""
+    path = tmp_path / "e32.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + 'base = "E"\nnum_pe = 32\n'.encode())
+    assert load_config(str(path)) == get_config("E").replace(name="e32", num_pe=32)
+
+
 @pytest.mark.parametrize("text, needles", [
     ('base = "E"\nnum_pes = 8\n', ["unknown key 'num_pes'", "num_pe,"]),
     ('base = "E"\nnum_pe = 100\n', ["num_pe must be at most 64", "100"]),
