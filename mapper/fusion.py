@@ -370,7 +370,16 @@ class _PassBuilder:
         self.trail = trail[:-1] if self.final is not None else trail
         self.raster = computes[0].out_shape[:2]
         self.channels = self._channels(computes)
-        src = self._source(lead, computes[0])
+        stages, names = self._stages(computes, self._source(lead, computes[0]))
+        h, w = self.final.in_shapes[0][:2] if self.final is not None else \
+            (self.trail[-1].out_shape[:2] if self.trail else self.raster)
+        return VecPass(Descriptor(h, w, computes[-1].out_shape[2], tuple(self.operands), tuple(stages)),
+                       tuple(self.buffers), tuple(names), tuple(m.name for m in ms), tuple(self.writes),
+                       stage_swaps=tuple(self.swaps))
+
+    def _stages(self, computes: list, src: int) -> tuple[list[Stage], list[str]]:
+        """The pass's stages (a ReLU after an ADD its flag) and the layers each computes (``+``
+        joined); ``self.swaps`` whether each stage reads its operands swapped."""
         stages: list[Stage] = []
         names: list[str] = []
         self.swaps: list[bool] = []
@@ -392,11 +401,7 @@ class _PassBuilder:
                     stages.append(Stage(VecOp.COPY, PREV, NONE, out, {}))
                     names.append(m.name)
                     self.swaps.append(False)
-        h, w = self.final.in_shapes[0][:2] if self.final is not None else \
-            (self.trail[-1].out_shape[:2] if self.trail else self.raster)
-        return VecPass(Descriptor(h, w, computes[-1].out_shape[2], tuple(self.operands), tuple(stages)),
-                       tuple(self.buffers), tuple(names), tuple(m.name for m in ms), tuple(self.writes),
-                       stage_swaps=tuple(self.swaps))
+        return stages, names
 
     def _r1(self, view: View) -> View:
         """A view over the computes' raster seen from the pass's raster (through the trailing layouts)."""
