@@ -987,40 +987,94 @@ def _conv_of_rows(imp, node, v: View, w: np.ndarray, b: Optional[np.ndarray], a:
 def _conv_transpose(imp, node) -> None:
     """A sub-pixel convolution: output phase ``(ry, rx)`` (pixels ``(q*s + ry, p*s + rx)``) is a
     convolution of the input with some of the kernel's taps, so the s*s phases are one ``Conv2d`` to
-    ``s*s*K`` channels (a phase's missing taps zero), a ``DepthToSpace(s)`` and a ``Crop``."""
-    w = imp.array(node.input[1]).astype(np.float32)                 # [C, K, kh, kw]
+    ``s*s*K`` channels (a phase's missing taps zero), a ``DepthToSpace(s)`` and a ``Crop``.  Grouped
+    (a depthwise upsampler's), a grouped convolution per phase, concatenated phase-major instead."""
+    w = imp.array(node.input[1]).astype(np.float32)                 # [C, K/group, kh, kw]
     _check_kernel_shape(imp, node, w)
     x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
-    s, top, left, out_h, out_w = _transposed_geometry(imp, _attrs(node), w, x.src_shape)
-    (h, wd, c), (k, kh, kw) = x.src_shape, w.shape[1:]
+    a = _attrs(node)
+    s, top, left, out_h, out_w = _transposed_geometry(imp, a, w, x.src_shape)
+    (h, wd, c), (kh, kw), g = x.src_shape, w.shape[2:], int(a.get("group", 1))
+    k = w.shape[1] * g
     (th, ph, rows), (tw, pw, cols) = _phases(kh, s, top, h, out_h), _phases(kw, s, left, wd, out_w)
-
-    def phased(kernel: np.ndarray) -> np.ndarray:     # [C, K, kh, kw] -> the convolution's [s*s*K, th, tw, C]
-        out = np.zeros((s * s * k, th, tw, c), kernel.dtype)
-        for ry, rx in np.ndindex(s, s):
-            for (ty, ky), (tx, kx) in ((r, q) for r in rows[ry].items() for q in cols[rx].items()):
-                out[(ry * s + rx) * k:(ry * s + rx + 1) * k, ty, tx] = kernel[:, :, ky, kx].T
-        return out
-
-    # a BatchNormalization and a ReLU that alone read it fold into the phases' convolution, as into a Conv
-    y, wk, b, inv = _fold_batchnorm(imp, node, w.transpose(1, 0, 2, 3), imp.optional_array(node, 2))
+    # a BatchNormalization and a ReLU that alone read it fold into the phases' convolutions, as into a Conv
+    y, wk, b, inv = _fold_batchnorm(imp, node, _transposed_oihw(w, g), imp.optional_array(node, 2))
     y, relu = _fold_relu(imp, y)
-    w = wk.transpose(1, 0, 2, 3)
-    last = imp.layer_name(f"{y}/phases")
-    imp.emit(Conv2d, last, in_ch=c, out_ch=s * s * k, in_h=h, in_w=wd, kernel=(th, tw), padding=(ph[0], pw[0], ph[1], pw[1]),
-             relu=relu, inputs=(x.source,))
-    imp.weights[last] = {"weight": phased(w), "bias": np.tile(np.zeros(k) if b is None else b, s * s).astype(np.float32)}
-    if node.input[1] in imp.qconst:                    # a QDQ weight: its int8 values, scales per output channel
-        q, scale, axis = imp.qconst[node.input[1]]
-        if scale.size > 1 and axis != 1:
-            raise imp.fail("weight scales along an axis other than the output channels; supported: per output channel")
-        imp.weight_q[last] = (phased(q), np.tile(np.broadcast_to(scale, (k,)), s * s).astype(np.float64))
-        _fold_into_weight_q(imp, last, inv)
+    b = np.zeros(k, np.float32) if b is None else b
+    q = imp.qconst.get(node.input[1])
+    if q is not None and q[1].size > 1 and q[2] != 1:
+        raise imp.fail("weight scales along an axis other than the output channels; supported: per output channel")
+    # a QDQ weight: its int8 values, its scales per output channel (the file's along axis 1, per group)
+    wq = None if q is None else (_transposed_oihw(q[0], g), np.tile(np.broadcast_to(q[1], (k // g,)), g))
+    geometry = dict(in_ch=c, in_h=h, in_w=wd, relu=relu, inputs=(x.source,))
+    if g == 1:
+        last = imp.layer_name(f"{y}/phases")
+        imp.emit(Conv2d, last, out_ch=s * s * k, kernel=(th, tw), padding=(ph[0], pw[0], ph[1], pw[1]), **geometry)
+        every = [(ry, rx, (0, th), (0, tw)) for ry, rx in np.ndindex(s, s)]
+        _phase_weights(imp, last, wk, b, wq, inv, rows, cols, every)
+    else:
+        last = _grouped_phases(imp, y, wk, b, wq, inv, (s, g, (th, ph, rows), (tw, pw, cols)), geometry)
     if s > 1:
         last = _emit_after(imp, DepthToSpace, f"{y}/shuffle", last, block=s)
     if imp.by_name[last].out_shape[:2] != (out_h, out_w):
         last = _emit_after(imp, Crop, y, last, out_h=out_h, out_w=out_w)
     imp.views[y] = L.nchw(last, imp.by_name[last].out_shape)
+
+
+def _transposed_oihw(w: np.ndarray, g: int) -> np.ndarray:
+    """A transposed convolution's ``[C, K/g, kh, kw]`` weights as a convolution's ``[K, C/g, kh, kw]``."""
+    c, kg, kh, kw = w.shape
+    return np.ascontiguousarray(w.reshape(g, c // g, kg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(g * kg, c // g, kh, kw))
+
+
+def _phase_weights(imp, layer: str, w: np.ndarray, b: np.ndarray, wq, inv, rows, cols, phases) -> None:
+    """Layer ``layer``'s weights: for each phase ``(ry, rx, (y0, y1), (x0, x1))``, in order, the
+    taps of OIHW ``w`` at that phase's kernel rows ``y0..y1-1`` and columns ``x0..x1-1`` (the others
+    zero); QDQ ``wq`` (int8 OIHW, a scale per output channel) alike."""
+    def phased(kernel: np.ndarray) -> np.ndarray:    # [K, C', kh, kw] -> [phases * K, y1 - y0, x1 - x0, C']
+        (_, (y0, y1), (x0, x1)), n = phases[0][1:], kernel.shape[0]
+        out = np.zeros((len(phases) * n, y1 - y0, x1 - x0, kernel.shape[1]), kernel.dtype)
+        for i, (ry, rx, (oy, _), (ox, _)) in enumerate(phases):
+            for (ty, ky), (tx, kx) in ((r, t) for r in rows[ry].items() for t in cols[rx].items()):
+                out[i * n:(i + 1) * n, ty - oy, tx - ox] = kernel[:, :, ky, kx]
+        return out
+
+    imp.weights[layer] = {"weight": phased(w), "bias": np.tile(b, len(phases)).astype(np.float32)}
+    if wq is not None:
+        imp.weight_q[layer] = (phased(wq[0]), np.tile(wq[1], len(phases)).astype(np.float64))
+        _fold_into_weight_q(imp, layer, inv)
+
+
+def _grouped_phases(imp, y: str, w: np.ndarray, b: np.ndarray, wq, inv, geo, conv: dict) -> str:
+    """A grouped transposed convolution's phases: a grouped ``Conv2d`` per phase (the group keeps
+    each output channel's inputs, which one convolution to ``s*s*K`` phase-major channels cannot),
+    each of only its taps, their outputs concatenated phase-major (what ``DepthToSpace`` reads); the
+    last layer's name."""
+    s, g, (th, ph, rows), (tw, pw, cols) = geo
+    names = []
+    for ry, rx in np.ndindex(s, s):
+        (y0, y1, top, bottom), (x0, x1, left, right) = _phase_span(rows[ry], th, ph), _phase_span(cols[rx], tw, pw)
+        name = imp.layer_name(f"{y}/phase{ry}_{rx}" if s > 1 else y)
+        imp.emit(Conv2d, name, out_ch=len(b), kernel=(y1 - y0, x1 - x0), padding=(top, left, bottom, right), groups=g,
+                 **conv)
+        _phase_weights(imp, name, w, b, wq, inv, rows, cols, [(ry, rx, (y0, y1), (x0, x1))])
+        names.append(name)
+    if len(names) == 1:
+        return names[0]
+    name = imp.layer_name(f"{y}/phases")
+    imp.emit(Concat, name, inputs=tuple(names))
+    return name
+
+
+def _phase_span(taps: dict, t: int, pad: tuple[int, int]) -> tuple[int, int, int, int]:
+    """One phase's kernel along an axis, only its taps: (first tap, past the last, padding before,
+    after) of the phases' common ``t`` taps and padding ``pad``; all of them when fewer would need a
+    negative padding (or the phase has no tap)."""
+    if taps:
+        lo, hi = min(taps), max(taps) + 1
+        if pad[0] - lo >= 0 and pad[1] - (t - hi) >= 0:
+            return lo, hi, pad[0] - lo, pad[1] - (t - hi)
+    return 0, t, pad[0], pad[1]
 
 
 def _emit_after(imp, cls, tensor: str, source: str, **kw) -> str:
@@ -1034,13 +1088,15 @@ def _transposed_geometry(imp, a: dict, w: np.ndarray, src_shape) -> tuple[int, i
     """(stride, top and left padding, output height and width) of a transposed convolution, or its refusal."""
     if w.ndim != 4:
         raise imp.fail(f"a {w.ndim - 2}-D transposed convolution; supported: 2-D")
-    for what, bad in (("group", a.get("group", 1) != 1), ("dilations", any(d != 1 for d in a.get("dilations", [1]))),
+    for what, bad in (("dilations", any(d != 1 for d in a.get("dilations", [1]))),
                       ("output_shape", "output_shape" in a), ("auto_pad", a.get("auto_pad", "NOTSET") != "NOTSET")):
         if bad:
-            raise imp.fail(f"{what} {a.get(what)}; supported: group 1, dilation 1, pads and output_padding")
-    (h, wd, c), (kh, kw) = src_shape, w.shape[2:]
+            raise imp.fail(f"{what} {a.get(what)}; supported: dilation 1, pads and output_padding")
+    (h, wd, c), (kh, kw), g = src_shape, w.shape[2:], a.get("group", 1)
     if w.shape[0] != c:
         raise imp.fail(f"weights of shape {list(w.shape)} for {c} input channels")
+    if g < 1 or c % g:
+        raise imp.fail(f"group {g} for {c} input channels; supported: a divisor of the input channels")
     s = _equal_pair(imp, a.get("strides", [1, 1]), "strides")
     pads, extra = list(a.get("pads", [0, 0, 0, 0])), list(a.get("output_padding", [0, 0]))
     if s < 1 or len(pads) != 4 or min(pads) < 0 or len(extra) != 2 or min(extra) < 0:

@@ -941,6 +941,25 @@ def conv_transpose(kernel: int = 2, stride: int = 2, pads=(0, 0, 0, 0), output_p
     return g.model([image_input(3, *size, "input")], [out(y)])
 
 
+def grouped_conv_transpose(kernel: int = 4, stride: int = 2, pads=(1, 1, 1, 1), group: int = 8, out_ch: int = 8,
+                           size=(6, 5), seed: int = 24, bn_relu: bool = False, output_padding: int = 0):
+    """A 3x3 convolution to 8 channels, then a ``ConvTranspose`` in ``group`` groups to ``out_ch``
+    channels (group 8 to 8: a depthwise upsampler's, as a decoder's learned bilinear upsampling),
+    with ``bn_relu`` then a BatchNormalization and a ReLU."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("c.weight", 8, 3, 3, 3), g.weight("c.bias", 8, scale=0.1)], "/c",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    y = g.op("ConvTranspose", [x, g.weight("up.weight", 8, out_ch // group, kernel, kernel),
+                               g.weight("up.bias", out_ch, scale=0.1)], "/up", kernel_shape=[kernel, kernel],
+             strides=[stride, stride], pads=list(pads), group=group, output_padding=[output_padding] * 2)
+    if bn_relu:
+        stats = [g.init(f"bn.{n}", v.astype(np.float32)) for n, v in (("weight", 1 + 0.2 * g.rng.normal(size=out_ch)),
+                 ("bias", 0.2 * g.rng.normal(size=out_ch)), ("mean", 0.2 * g.rng.normal(size=out_ch)),
+                 ("var", 1 + g.rng.random(out_ch)))]
+        y = g.op("Relu", [g.op("BatchNormalization", [y, *stats], "/bn")], "/relu")
+    return g.model([image_input(3, *size, "input")], [out(y)])
+
+
 def unet(size: int = 16, width: int = 8, seed: int = 22):
     """A two-level U-Net: double 3x3 convolutions, a 2x2 max pool down, a 2x2 stride-2 transposed
     convolution up, concatenated with the skip connection, a 1x1 classifier."""

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
                          cross_covariance_attention, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
@@ -1913,14 +1913,58 @@ def test_a_quantised_transposed_convolution_keeps_the_files_int8_weights():
     np.testing.assert_array_equal(s_w, np.tile(scales, 4))
 
 
-@pytest.mark.parametrize("attrs,needle", [({"group": 2}, "group 2"), ({"dilations": [2, 2]}, "dilations [2, 2]"),
-                                          ({"output_shape": [14, 12]}, "output_shape [14, 12]")])
-def test_transposed_convolutions_it_cannot_express_are_refused(attrs, needle):
-    """Grouped, dilated, or sized by ``output_shape``: refused naming the attribute."""
+@pytest.mark.parametrize("case,convs", [
+    (dict(), 4), (dict(kernel=2, pads=(0, 0, 0, 0)), 4), (dict(kernel=3, pads=(0, 0, 0, 0)), 4),
+    (dict(group=4, out_ch=12, kernel=3), 4), (dict(group=2, out_ch=4, kernel=3, stride=3, pads=(0, 0, 0, 0)), 9),
+    (dict(bn_relu=True), 4), (dict(kernel=3, stride=1, pads=(1, 1, 1, 1)), 1),
+    (dict(kernel=5, stride=3, pads=(2, 2, 2, 2), output_padding=2), 9), (dict(kernel=2, stride=3, pads=(0, 0, 0, 0)), 9)])
+def test_a_grouped_transposed_convolution_is_a_grouped_convolution_per_phase(case, convs):
+    """A grouped ``ConvTranspose`` (refused before; depthwise, group 8 of 8 channels, a decoder's
+    upsampler): a grouped convolution per output phase, each of only its taps, concatenated
+    phase-major for the ``DepthToSpace``; a BatchNormalization and a ReLU fold in.  onnxruntime agrees."""
+    proto = grouped_conv_transpose(**case)
+    imp = import_onnx(proto, "convt")
+    phases = [l for l in imp.model.layers if l.kind == "conv2d"][1:]
+    assert len(phases) == convs and {l.groups for l in phases} == {case.get("group", 8)}
+    assert all(l.relu == case.get("bn_relu", False) for l in phases)
+    if case.get("group", 8) == 8 and case.get("out_ch", 8) == 8:        # depthwise: the hardware's depthwise path
+        assert all(l.depthwise for l in phases)
+    if convs > 1:
+        assert [l.kind for l in imp.model.layers][1 + convs:3 + convs] == ["concat", "depth_to_space"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_quantised_grouped_transposed_convolution_keeps_the_files_int8_weights():
+    """QDQ, grouped: each phase convolution's int8 weights are the file's taps of that phase (weight
+    ``[c, k', ry, rx]`` of a 2x2 stride-2 in 2 groups is phase ``(ry, rx)``'s output channel
+    ``(c // 2) * 2 + k'`` over its group's input ``c % 2``), its scales those of the file's axis 1 per group."""
+    from onnx_graphs import _qdq, _qweight
+    g = Graph(3)
+    x = _qdq(g, "input", 1 / 64, "/input_q")
+    wt, q, scales = _qweight(g, "up.weight", g.rng.normal(0, 0.3, (4, 2, 2, 2)).astype(np.float32), axis=1)
+    y = _qdq(g, g.op("ConvTranspose", [x, wt, g.weight("up.bias", 4, scale=0.1)], "/up", kernel_shape=[2, 2],
+                     strides=[2, 2], group=2), 1 / 8, "/up_q")
+    imp = import_onnx(g.model([image_input(4, 8, 8, "input")], [out(y)]), "q")
+    convs = [l.name for l in imp.model.layers if l.kind == "conv2d"]
+    assert len(convs) == 4 and set(imp.weight_q) == set(convs)
+    for (ry, rx), name in zip(np.ndindex(2, 2), convs):
+        wq, s_w = imp.weight_q[name]
+        assert wq.shape == (4, 1, 1, 2)
+        for c, k in np.ndindex(4, 2):
+            assert wq[(c // 2) * 2 + k, 0, 0, c % 2] == q[c, k, ry, rx]
+        np.testing.assert_array_equal(s_w, np.tile(scales, 2))
+
+
+@pytest.mark.parametrize("attrs,needle,allowed", [
+    ({"group": 4}, "group 4 for 6 input channels", "supported: a divisor of the input channels"),
+    ({"dilations": [2, 2]}, "dilations [2, 2]", "supported: dilation 1"),
+    ({"output_shape": [14, 12]}, "output_shape [14, 12]", "supported: dilation 1")])
+def test_transposed_convolutions_it_cannot_express_are_refused(attrs, needle, allowed):
+    """Groups that do not divide the channels, dilated, or sized by ``output_shape``: refused
+    naming the attribute."""
     g = Graph()
-    y = g.op("ConvTranspose", ["x", g.weight("w", 8, 6 // attrs.get("group", 1), 2, 2)], "", kernel_shape=[2, 2],
-             strides=[2, 2], **attrs)
-    _refused(g.model([image_input(8, 4, 4, "x")], [out(y)]), "(ConvTranspose)", needle, "supported: group 1, dilation 1")
+    y = g.op("ConvTranspose", ["x", g.weight("w", 6, 2, 2, 2)], "", kernel_shape=[2, 2], strides=[2, 2], **attrs)
+    _refused(g.model([image_input(6, 4, 4, "x")], [out(y)]), "(ConvTranspose)", needle, allowed)
 
 
 def test_a_slice_of_rows_a_fold_does_not_touch_keeps_the_fold():

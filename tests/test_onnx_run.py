@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (align_corners_resize, shared_kv_attention, spatial_attention, cross_covariance_attention, crnn_pools, space_to_depth, conformer_conv, wav2vec_features, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (align_corners_resize, shared_kv_attention, spatial_attention, cross_covariance_attention, crnn_pools, space_to_depth, conformer_conv, wav2vec_features, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, grouped_conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, pruned_channel, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, yolo_v5_detect, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -636,6 +636,19 @@ def test_transposed_convolutions_run_bit_exact(graph, cfg_name, tmp_path):
     as they run."""
     proto = {"unet": unet, "dcgan": lambda: conv_transpose(4, 2, (1, 1, 1, 1), bn_relu=True),
              "k3s2_crop": lambda: conv_transpose(3, 2)}[graph]()
+    _runs_bit_exact_as_timed(proto, cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("graph", ["depthwise_k4s2", "groups4_k3s2_crop", "depthwise_k5s3_bn_relu"])
+def test_grouped_transposed_convolutions_run_bit_exact(graph, cfg_name, tmp_path):
+    """Grouped ``ConvTranspose``: a depthwise 4x4 stride-2 upsampler, 4 groups to 12 channels with a
+    crop, a depthwise 5x5 stride-3 with its BatchNormalization and ReLU: a grouped convolution per
+    phase, concatenated, shuffled to pixels; bit-exact, timed as they run."""
+    proto = {"depthwise_k4s2": grouped_conv_transpose,
+             "groups4_k3s2_crop": lambda: grouped_conv_transpose(3, group=4, out_ch=12),
+             "depthwise_k5s3_bn_relu": lambda: grouped_conv_transpose(5, 3, (2, 2, 2, 2), bn_relu=True,
+                                                                      output_padding=2)}[graph]()
     _runs_bit_exact_as_timed(proto, cfg_name, tmp_path)
 
 
