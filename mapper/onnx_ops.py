@@ -630,7 +630,10 @@ def _instance_norm(imp, node) -> None:
     """Each channel normalised over its pixels; of a ``[N, G, -1]`` reshape of an image, each group of
     its channels over their pixels (PyTorch's GroupNorm export): :func:`_normalised` of the image."""
     v = imp.act(node.input[0])
-    scale, bias = _norm_params(imp, node, v.shape[1] if len(v.shape) > 1 else 0)
+    if _attrs(node).get("unit_affine"):             # an inlined GroupNormalization's (mapper.onnx_patterns)
+        scale, bias = np.ones(v.shape[1], np.float32), np.zeros(v.shape[1], np.float32)
+    else:
+        scale, bias = _norm_params(imp, node, v.shape[1] if len(v.shape) > 1 else 0)
     group = _channel_groups(v)
     if group is None:
         raise imp.fail(f"an input of shape {list(v.shape)} that is not an image's channels, or groups of "

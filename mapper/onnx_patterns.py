@@ -3,7 +3,9 @@ an import (:mod:`mapper.onnx_import`): GELU's ``Erf`` form, SiLU ``x * sigmoid(x
 QuickGELU ``x * sigmoid(1.702 * x)``) as ``Swish``, Mish below opset 18 (``x * tanh(softplus(x))``),
 and LayerNorm below opset 17
 (``ReduceMean``, ``Sub``, ``Pow``, ``ReduceMean``, ``Add``, ``Sqrt``, ``Div``, then the scale
-``Mul`` and the shift ``Add``; ConvNeXt's over the channels of an NCHW image too).  A pattern is
+``Mul`` and the shift ``Add``; ConvNeXt's over the channels of an NCHW image too); and ONNX's
+``GroupNormalization`` function body as onnxruntime's ``quant_pre_process`` inlines it (the
+variance as ``mean(x*x) - mean(x)**2`` of a ``[N, groups, -1]`` reshape).  A pattern is
 rewritten only when nothing outside it reads its intermediate values; otherwise its nodes are
 imported one by one (and refused if the IR has no such operator).
 """
@@ -24,6 +26,7 @@ def fuse_patterns(imp) -> None:
     _fuse_gelu(imp)
     _fuse_gated(imp)
     _fuse_layernorm(imp)
+    _fuse_group_moments(imp)
 
 
 def _fuse_gated(imp) -> None:
@@ -200,6 +203,71 @@ def _layernorm_match(imp, sqrt_index: int):
     if match is None or not all(_along(np.shape(_constant(imp, c)), axes[0]) for c in match[4:6] if "#" not in c):
         return None
     return (*match, axes == [1])
+
+
+def _fuse_group_moments(imp) -> None:
+    """Replace ``(x - mean(x)) / sqrt(mean(x*x) - mean(x)**2 + eps)`` over the last axis of a ``[N, G,
+    -1]`` reshape (ONNX's GroupNormalization function, inlined) by an ``InstanceNormalization`` of unit
+    scale and zero shift (the importer's own ``unit_affine``): its scale and shift follow as they are."""
+    from onnx import helper
+
+    for i, node in enumerate(imp.nodes):
+        if node.op_type != "Sqrt" or i in imp.done:
+            continue
+        match = _group_moments_match(imp, i)
+        if match is None:
+            continue
+        x, members, eps = match
+        last = max(members)
+        imp.done.update(members - {last})
+        out = imp.nodes[last].output[0]       # (a scale and a bias by name: the schema wants them; unread)
+        imp.nodes[last] = helper.make_node("InstanceNormalization", [x, f"{out}#ones", f"{out}#zeros"], [out],
+                                           name=imp.nodes[last].name, epsilon=eps, unit_affine=1)
+
+
+def _group_moments_match(imp, sqrt_index: int):
+    """(x, the pattern's nodes, epsilon) when the Sqrt at ``sqrt_index`` is that of ONNX's
+    GroupNormalization function body (``x``: the ``[N, G, -1]`` reshape), else None."""
+    j_add = imp.producer(imp.nodes[sqrt_index].input[0])
+    add = imp.nodes[j_add] if j_add is not None else None
+    if add is None or add.op_type != "Add":
+        return None
+    var_name = next((n for n in add.input if _scalar_cast(imp, n) is None), None)
+    eps = _scalar_cast(imp, _other(add, var_name)) if var_name else None
+    var = _made_by(imp, var_name, "Sub") if eps is not None else None
+    mean_sq = _made_by(imp, var.input[0], "ReduceMean") if var is not None else None
+    sq_mean = _made_by(imp, var.input[1], "Mul") if var is not None else None
+    square = _made_by(imp, mean_sq.input[0], "Mul") if mean_sq is not None else None
+    if square is None or sq_mean is None or len(set(square.input)) != 1 or len(set(sq_mean.input)) != 1:
+        return None
+    x, mean = square.input[0], _made_by(imp, sq_mean.input[0], "ReduceMean")
+    j_div, div = _single_reader(imp, imp.nodes[sqrt_index].output[0])
+    dev = _made_by(imp, div.input[0], "Sub") if div is not None and div.op_type == "Div" else None
+    shaped = _made_by(imp, x, "Reshape")
+    if mean is None or dev is None or list(dev.input) != [x, mean.output[0]] or mean.input[0] != x or \
+            shaped is None or not np.array_equal(np.ravel(_constant(imp, shaped.input[1])), [0, 0, -1]) or \
+            div.input[1] != imp.nodes[sqrt_index].output[0]:
+        return None
+    if any(_axes(imp, m) not in ([2], [-1]) or not _keeps_dims(m) for m in (mean, mean_sq)):
+        return None
+    members = {imp.nodes.index(n) for n in (mean, sq_mean, square, mean_sq, var, add, dev)} | {sqrt_index, j_div}
+    readers = {mean.output[0]: 2, sq_mean.output[0]: 1, square.output[0]: 1, mean_sq.output[0]: 1,
+               var.output[0]: 1, add.output[0]: 1, dev.output[0]: 1}
+    if any(len(set(imp.consumers.get(t, []))) != n or not set(imp.consumers[t]) <= members for t, n in readers.items()):
+        return None
+    return x, members, eps
+
+
+def _made_by(imp, tensor: str, op: str):
+    """The node of type ``op`` that writes ``tensor``, else None."""
+    j = imp.producer(tensor)
+    return imp.nodes[j] if j is not None and imp.nodes[j].op_type == op else None
+
+
+def _scalar_cast(imp, name: str) -> Optional[float]:
+    """:func:`_scalar` of ``name``, or of the constant a ``Cast`` to it reads."""
+    cast = _made_by(imp, name, "Cast")
+    return _scalar(imp, cast.input[0] if cast is not None else name)
 
 
 def _keeps_dims(node) -> bool:

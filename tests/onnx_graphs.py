@@ -889,6 +889,51 @@ def group_norm(form: str, channels: int = 8, groups: int = 2, size: int = 8, see
     return g.model([image_input(3, size, size, "input")], [out(y)], opset)
 
 
+def quant_pre_processed(proto):
+    """``proto`` after onnxruntime's ``quant_pre_process`` (docs/onnx.md's step before quantising;
+    without its symbolic shape inference, which needs sympy): its optimiser inlines functions
+    (GroupNormalization) and moves transposes (past a class token's concatenation)."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "in.onnx", Path(d) / "out.onnx"
+        onnx.save(proto, str(src))
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+        return onnx.load(str(dst))
+
+
+def cpvt(size: int = 32, dim: int = 16, patch: int = 4, seed: int = 25):
+    """CPVT: a patch embedding, a class token before the patches' tokens, a block (LayerNorm, a GELU
+    MLP, the residual add), the PEG (the patch tokens, the class token ``x[:, 0]`` set aside, as their
+    image: a depthwise 3x3 convolution plus that image, flattened back, the class token before them
+    again), another block, a LayerNorm and a classifier of the class token."""
+    g = Graph(seed)
+    side = size // patch
+    x = g.op("Conv", ["pixel_values", g.weight("embed.weight", dim, 3, patch, patch), g.weight("embed.bias", dim, scale=0.1)],
+             "/embed", kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.op("Transpose", [g.reshape(x, [1, dim, side * side], "/embed")], "/embed", perm=[0, 2, 1])
+    x = g.op("Concat", [g.weight("cls_token", 1, 1, dim, scale=1.0), x], "", axis=1)
+
+    def block(x, scope):
+        h = g.gelu(g.linear(g.layernorm(x, dim, f"{scope}/norm"), dim, 2 * dim, f"{scope}/fc1"), f"{scope}/act")
+        return g.op("Add", [x, g.linear(h, 2 * dim, dim, f"{scope}/fc2")], scope)
+
+    x = block(x, "/blocks.0")
+    cls = g.op("Unsqueeze", [g.op("Gather", [x, g.const(0)], "/peg", axis=1), g.const([1])], "/peg")
+    feat = g.op("Slice", [x, g.const([1]), g.const([2 ** 63 - 1]), g.const([1]), g.const([1])], "/peg")
+    img = g.reshape(g.op("Transpose", [feat], "/peg", perm=[0, 2, 1]), [1, dim, side, side], "/peg")
+    y = g.op("Conv", [img, g.weight("peg.weight", dim, 1, 3, 3), g.weight("peg.bias", dim, scale=0.1)], "/peg",
+             kernel_shape=[3, 3], pads=[1] * 4, group=dim)
+    y = g.op("Transpose", [g.reshape(g.op("Add", [y, img], "/peg"), [1, dim, side * side], "/peg")], "/peg", perm=[0, 2, 1])
+    x = block(g.op("Concat", [cls, y], "/peg", axis=1), "/blocks.1")
+    x = g.op("Gather", [g.layernorm(x, dim, "/norm"), g.const(0)], "/head", axis=1)
+    return g.model([image_input(3, size, size)], [out(g.linear(x, dim, 10, "/head"))])
+
+
 def prelu(per_channel: bool, size: int = 8, seed: int = 19):
     """A convolution, ``PRelu`` with one slope or one per channel (negative ones among them), a 1x1
     convolution."""

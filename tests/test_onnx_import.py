@@ -1955,6 +1955,49 @@ def test_a_quantised_grouped_transposed_convolution_keeps_the_files_int8_weights
         np.testing.assert_array_equal(s_w, np.tile(scales, 2))
 
 
+@pytest.mark.parametrize("form", ["op18", "op21"])
+@pytest.mark.parametrize("groups", [1, 2, 8])
+def test_a_group_norm_inlined_by_quant_pre_process_imports_as_the_operator(form, groups):
+    """onnxruntime's ``quant_pre_process`` inlines ``GroupNormalization`` into its function body (the
+    variance as ``mean(x*x) - mean(x)**2`` of a ``[N, groups, -1]`` reshape), which was refused at its
+    ``ReduceMean``: the pattern is an InstanceNormalization of unit scale, its scale and shift follow;
+    the layers are those of the file before, and onnxruntime agrees."""
+    from onnx_graphs import quant_pre_processed
+
+    proto = group_norm(form, groups=groups)
+    pre = quant_pre_processed(proto)
+    assert "GroupNormalization" not in {n.op_type for n in pre.graph.node}      # inlined: the case it was refused
+    before, after = import_onnx(proto, "gn"), import_onnx(pre, "gn")
+    assert [l.kind for l in after.model.layers] == [l.kind for l in before.model.layers]
+    assert _max_rel_error(pre, after) <= RTOL
+
+
+def test_group_moments_read_outside_the_pattern_are_not_taken_for_a_normalisation():
+    """The inlined GroupNorm's mean also a graph output: not rewritten (the mean would be lost); its
+    nodes are imported one by one, and refused as before at the ``ReduceMean``."""
+    from onnx_graphs import quant_pre_processed
+
+    pre = quant_pre_processed(group_norm("op21"))
+    mean = next(n.output[0] for n in pre.graph.node if n.op_type == "ReduceMean")
+    pre.graph.output.append(helper.make_tensor_value_info(mean, TensorProto.FLOAT, [1, 2, 256]))
+    _refused(pre, "(ReduceMean)", "a mean over axes [2] of a [1, 2, 256] tensor")
+
+
+def test_a_class_token_and_peg_after_quant_pre_process_import():
+    """CPVT's class token and PEG after ``quant_pre_process``, whose transpose optimiser concatenates
+    the class token to the patches channels-first (``[1, C, 1]`` and ``[1, C, N]`` along axis 2):
+    refused at stop 59, imported since (a concatenation of pixels); the layers of the file before,
+    and onnxruntime agrees."""
+    from onnx_graphs import cpvt, quant_pre_processed
+
+    proto = cpvt()
+    pre = quant_pre_processed(proto)
+    assert any(n.op_type == "Concat" and helper.get_attribute_value(n.attribute[0]) == 2 for n in pre.graph.node)
+    before, after = import_onnx(proto, "cpvt"), import_onnx(pre, "cpvt")
+    assert [l.kind for l in after.model.layers] == [l.kind for l in before.model.layers]
+    assert _max_rel_error(proto, before) <= RTOL and _max_rel_error(pre, after) <= RTOL
+
+
 @pytest.mark.parametrize("attrs,needle,allowed", [
     ({"group": 4}, "group 4 for 6 input channels", "supported: a divisor of the input channels"),
     ({"dilations": [2, 2]}, "dilations [2, 2]", "supported: dilation 1"),

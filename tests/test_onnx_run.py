@@ -653,6 +653,18 @@ def test_grouped_transposed_convolutions_run_bit_exact(graph, cfg_name, tmp_path
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("graph", ["group_norm_op18", "group_norm_op21", "cpvt"])
+def test_graphs_after_quant_pre_process_run_bit_exact(graph, cfg_name, tmp_path):
+    """After onnxruntime's ``quant_pre_process``: a GroupNormalization it inlined (refused before), a
+    class token and PEG whose class token it concatenates channels-first; bit-exact, timed as they run."""
+    from onnx_graphs import cpvt, quant_pre_processed
+
+    proto = {"group_norm_op18": lambda: group_norm("op18"), "group_norm_op21": lambda: group_norm("op21"),
+             "cpvt": cpvt}[graph]()
+    _runs_bit_exact_as_timed(quant_pre_processed(proto), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 @pytest.mark.parametrize("kind", ["densenet", "resnet"])
 def test_pre_activation_batchnorms_run_bit_exact(kind, cfg_name, tmp_path):
     """DenseNet's and a pre-activation ResNet's BatchNormalization (a product and an add by
