@@ -883,7 +883,10 @@ class _Importer:
             return False
         if all(n in self.consts for n in ins) or node.op_type == "Concat":   # BEiT's cat(q_bias, 0, v_bias)
             return True
-        return node.op_type not in _VIEW_OPS and all(self.array(n).size <= 1 for n in ins if n in self.views)
+        # a function of one constant tensor, its other inputs scalars (SwinV2's exp(clip(logit_scale))):
+        # evaluated; products and sums of constant tensors are the network's layers (DETR's queries)
+        tensors = [n for n in ins if n in self.views and self.array(n).size > 1]
+        return node.op_type not in _VIEW_OPS and node.op_type not in _PRODUCTS and len(tensors) <= 1
 
     def _fold(self, node) -> None:
         from onnx.reference import ReferenceEvaluator
@@ -1014,6 +1017,8 @@ def _guess_part(name: str) -> str:
 
 
 from .onnx_ops import HANDLERS as _HANDLERS, NEVER_FOLD as _NEVER_FOLD, SUPPORTED_OPS, VIEW_OPS as _VIEW_OPS  # noqa: E402
+
+_PRODUCTS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum"})
 
 SUPPORTED_TEXT = ", ".join(SUPPORTED_OPS)
 #: What to do instead, for operators a file may well hold (appended to the refusal).

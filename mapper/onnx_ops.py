@@ -25,6 +25,7 @@ from .ir import (INPUT, VIEW_KINDS, Activation, Add, Concat, Conv2d, Crop, Depth
                  PixelReshape, Pool, Resize, Roll, Softmax, SpaceToDepth, conv_out, conv_pads)
 from .fusion import is_class_map_resize
 from .onnx_layout import View
+from .onnx_patterns import constant_value
 
 __all__ = ["HANDLERS", "SUPPORTED_OPS", "VIEW_OPS", "NEVER_FOLD"]
 
@@ -1892,22 +1893,27 @@ def _neg(imp, node) -> None:
 def _clip(imp, node) -> None:
     """Bounds from the inputs (opset 11 on) or the attributes; a bound left out is none (ReLU6 is
     Clip(x, 0, 6); Clip(x, 0) is a ReLU)."""
-    a = _attrs(node)
-    if imp.opset < 11:
-        low, high = a.get("min", -math.inf), a.get("max", math.inf)
-    else:
-        for k in (1, 2):
-            if len(node.input) > k and node.input[k] and not imp.is_const(node.input[k]):
-                raise imp.fail(f"a bound computed in the network ({node.input[k]!r}); supported: constant bounds")
-        bounds = [imp.optional_array(node, k) for k in (1, 2)]
-        if any(b is not None and b.size != 1 for b in bounds):
-            raise imp.fail(f"bounds of shapes {[list(b.shape) for b in bounds if b is not None]}; supported: scalars")
-        low, high = (float(b.reshape(-1)[0]) if b is not None else d for b, d in zip(bounds, (-math.inf, math.inf)))
+    low, high = _clip_bounds(imp, node)
     if low > high:
         raise imp.fail(f"min {low} above max {high}; supported: min <= max")
     if low == 0 and high == math.inf:
         return _elementwise_unary(imp, node, "relu")
     _elementwise_unary(imp, node, "clip", (float(low), float(high)))
+
+
+def _clip_bounds(imp, node) -> tuple[float, float]:
+    """A Clip's (min, max): from its inputs (opset 11 on) or its attributes, a bound left out none."""
+    a = _attrs(node)
+    if imp.opset < 11:
+        return a.get("min", -math.inf), a.get("max", math.inf)
+    for k in (1, 2):
+        if len(node.input) > k and node.input[k] and not imp.is_const(node.input[k]):
+            raise imp.fail(f"a bound computed in the network ({node.input[k]!r}); supported: constant bounds")
+    bounds = [imp.optional_array(node, k) for k in (1, 2)]
+    if any(b is not None and b.size != 1 for b in bounds):
+        raise imp.fail(f"bounds of shapes {[list(b.shape) for b in bounds if b is not None]}; supported: scalars")
+    low, high = (float(b.reshape(-1)[0]) if b is not None else d for b, d in zip(bounds, (-math.inf, math.inf)))
+    return low, high
 
 
 @_op("Relu")
@@ -2408,6 +2414,8 @@ def _reduce(imp, node) -> None:
         return _out(imp, node, v)
     axes = sorted({_axis(imp, x, len(v.shape)) for x in (axes or range(len(v.shape)))})
     x = node.input[0]
+    if op == "ReduceL2" and _normalised_rows(imp, node, v, axes, a.get("keepdims", 1)):
+        return
     if op in ("ReduceSumSquare", "ReduceL2"):
         x = _part(imp, node, "Pow", [x, _scalar_const(imp, f"{y}.two", 2.0)], f"{y}.square")
     summed = f"{y}.sum" if op == "ReduceL2" else y
@@ -2415,6 +2423,63 @@ def _reduce(imp, node) -> None:
                     keepdims=a.get("keepdims", 1), handler=_reduce_axes)
     if op == "ReduceL2":
         _part(imp, node, "Sqrt", [reduced], y)
+
+
+def _normalised_rows(imp, node, v: View, axes: list[int], keep: int) -> bool:
+    """``F.normalize`` along rows of consecutive channels of a tensor (SwinV2's cosine attention: q
+    and k, each head's channels of a token), ``x / expand(clip(ReduceL2(x), eps))`` read by that
+    division alone: the square (a table), each row's sum of squares repeated over the row (a 1x1
+    convolution of ones in a group per row, so the factor lies as x does: IR broadcasting repeats
+    whole channel sets, not each channel), ``1 / sqrt(sum + eps**2)`` (a table) and the product.
+    True when ``node`` (the ``ReduceL2``) is such a normalisation's and it is imported."""
+    chain = _normalize_chain(imp, node, v, axes, keep)
+    k = v.shape[-1]
+    if chain is None or L.channel_rows(v, len(v.shape) - 1, k) is None:
+        return False
+    eps, members, div = chain
+    x = _whole(imp, v)
+    if x is None or L.channel_rows(x, len(x.shape) - 1, k) is None:
+        return False
+    y = node.output[0]
+    imp.views[f"{y}.rows"] = x
+    square = _part(imp, node, "Pow", [f"{y}.rows", _scalar_const(imp, f"{y}.two", 2.0)], f"{y}.square")
+    imp._set_const(f"{y}.ones", np.ones((k, k), np.float32))
+    summing = helper.make_node("MatMul", [square, f"{y}.ones"], [f"{y}.sums"], name=f"{node.name}.sums")
+    with _reading(imp, summing):
+        if not _conv_of_rows(imp, summing, _view(imp, square), np.ones((k, k, 1, 1), np.float32), None, {}, linear=True):
+            raise imp.fail(f"the sums of squares of rows of {k} channels of a {list(v.shape)} tensor could not be "
+                           f"laid out as its rows")
+    factor = _part(imp, node, "Rsqrt", [f"{y}.sums"], f"{y}.rsqrt",
+                   handler=lambda imp, n: _elementwise_unary(imp, n, "rsqrt", (eps * eps,)))
+    imp.done.update(members)
+    _part(imp, div, "Mul", [f"{y}.rows", factor], div.output[0])
+    return True
+
+
+def _normalize_chain(imp, node, v: View, axes: list[int], keep: int):
+    """(eps, the nodes after it, the division) when the ``ReduceL2`` ``node`` over the last axis of
+    ``v`` is read by ``Clip(min=eps)``, an optional ``Expand`` to ``v``'s shape and ``x / that`` alone
+    (``F.normalize(x, dim=-1)``'s export), else None."""
+    j_clip, clip = imp.only_consumer(node.output[0], "Clip")
+    if axes != [len(v.shape) - 1] or not keep or clip is None or imp.opset < 11:
+        return None
+    # (the nodes come after this one: their constants and the Shape of x not imported yet)
+    low, high = (constant_value(imp, clip.input[k]) if len(clip.input) > k and clip.input[k] else None for k in (1, 2))
+    j_exp, expand = imp.only_consumer(clip.output[0], "Expand")
+    after = clip.output[0] if expand is None else expand.output[0]
+    j_div, div = imp.only_consumer(after, "Div")
+    if low is None or np.size(low) != 1 or not 0 < float(np.ravel(low)[0]) < 1e-3 or high is not None or \
+            div is None or list(div.input) != [node.input[0], after]:
+        return None
+    if expand is not None:                  # to x's shape: the Shape of x, or a constant it broadcasts to
+        j_shape = imp.producer(expand.input[1])
+        shape = imp.nodes[j_shape] if j_shape is not None else None
+        to = constant_value(imp, expand.input[1])
+        of_x = shape is not None and shape.op_type == "Shape" and list(shape.input) == [node.input[0]] and \
+            not shape.attribute
+        if not of_x and (to is None or tuple(np.broadcast_shapes(v.shape, tuple(np.ravel(to)))) != v.shape):
+            return None
+    return float(np.ravel(low)[0]), {j for j in (j_clip, j_exp, j_div) if j is not None}, div
 
 
 def _scalar_const(imp, name: str, value: float) -> str:

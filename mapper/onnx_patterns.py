@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["fuse_patterns"]
+__all__ = ["constant_value", "fuse_patterns"]
 
 
 def fuse_patterns(imp) -> None:
@@ -86,7 +86,7 @@ def _fuse_gelu(imp) -> None:
 def _scalar(imp, name: str) -> Optional[float]:
     """The value of a one-element constant of rank 0 or 1, or None: a product by one of a higher rank
     (``[1, 1, 1, 1, 1]``) broadcasts its operand to that rank, which a rewritten node would not."""
-    a = _constant(imp, name)
+    a = constant_value(imp, name)
     return float(np.ravel(a)[0]) if a is not None and np.size(a) == 1 and np.ndim(a) <= 1 else None
 
 
@@ -139,7 +139,7 @@ def _axes(imp, node) -> Optional[list[int]]:
         if a.name == "axes":
             return list(helper.get_attribute_value(a))
     if len(node.input) > 1 and node.input[1]:
-        v = _constant(imp, node.input[1])
+        v = constant_value(imp, node.input[1])
         return None if v is None else [int(x) for x in np.ravel(v)]
     return None
 
@@ -200,7 +200,7 @@ def _layernorm_match(imp, sqrt_index: int):
     if any(len(imp.consumers.get(t, [])) != 1 for t in inner):
         return None
     match = _scale_shift(imp, x, members, div.output[0], eps)
-    if match is None or not all(_along(np.shape(_constant(imp, c)), axes[0]) for c in match[4:6] if "#" not in c):
+    if match is None or not all(_along(np.shape(constant_value(imp, c)), axes[0]) for c in match[4:6] if "#" not in c):
         return None
     return (*match, axes == [1])
 
@@ -245,7 +245,7 @@ def _group_moments_match(imp, sqrt_index: int):
     dev = _made_by(imp, div.input[0], "Sub") if div is not None and div.op_type == "Div" else None
     shaped = _made_by(imp, x, "Reshape")
     if mean is None or dev is None or list(dev.input) != [x, mean.output[0]] or mean.input[0] != x or \
-            shaped is None or not np.array_equal(np.ravel(_constant(imp, shaped.input[1])), [0, 0, -1]) or \
+            shaped is None or not np.array_equal(np.ravel(constant_value(imp, shaped.input[1])), [0, 0, -1]) or \
             div.input[1] != imp.nodes[sqrt_index].output[0]:
         return None
     if any(_axes(imp, m) not in ([2], [-1]) or not _keeps_dims(m) for m in (mean, mean_sq)):
@@ -301,7 +301,7 @@ def _scale_shift(imp, x: str, members: set, out: str, eps: float):
         out = add.output[0]
     else:
         beta = f"{gamma}#zeros"
-        imp._set_const(beta, np.zeros(np.size(_constant(imp, gamma)), np.float32))
+        imp._set_const(beta, np.zeros(np.size(constant_value(imp, gamma)), np.float32))
     return x, members, out, float(eps), gamma, beta
 
 
@@ -310,8 +310,9 @@ def _is_const(imp, name: str) -> bool:
         any(n.op_type == "Constant" and n.output[0] == name for n in imp.nodes)
 
 
-def _constant(imp, name: str):
-    """The value of a constant: an initializer, a folded value, or a Constant node's output (else None)."""
+def constant_value(imp, name: str):
+    """The value of a constant: an initializer, a folded value, or a Constant node's output (else
+    None), a Constant node read before it is imported too."""
     if name in imp.views and imp.sources[imp.views[name].source].kind == "const":
         return imp.array(name)
     if name in imp.consts:

@@ -1716,6 +1716,38 @@ def spatial_attention(size: int = 8, width: int = 12, kernel: int = 7, keepdims:
     return g.model([image_input(3, size, size, "input")], [out(y)], opset)
 
 
+def cosine_attention(size: int = 16, patch: int = 4, dim: int = 32, heads: int = 2, expand: bool = True,
+                     bias: bool = True, seed: int = 26):
+    """SwinV2's scaled cosine attention as PyTorch exports it: the qkv linear viewed ``[3, 1, heads,
+    N, d]``, ``F.normalize(q, dim=-1)`` and k's alike (``ReduceL2``, ``Clip(min=1e-12)``, with
+    ``expand`` an ``Expand`` to the Shape of q, ``Div``), ``q @ k^T`` times the learned per-head
+    ``exp(clamp(logit_scale, max=log 100))`` (``Clip`` and ``Exp`` of the parameter), with ``bias`` plus
+    a relative position bias ``[1, heads, N, N]`` (SwinV2's ``16 * sigmoid`` of its MLP, a constant),
+    softmax, ``@ v``, the projection and residual, a linear head on the tokens."""
+    g = Graph(seed)
+    n, d, s = (size // patch) ** 2, dim // heads, "/attn"
+    x = g.op("Conv", ["pixel_values", g.weight("embed.weight", dim, 3, patch, patch), g.weight("embed.bias", dim, scale=0.1)],
+             "/embed", kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.op("Transpose", [g.reshape(x, [1, dim, n], "/embed")], "/embed", perm=[0, 2, 1])
+    qkv = g.reshape(g.linear(x, dim, 3 * dim, f"{s}/qkv"), [1, n, 3, heads, d], s)
+    q, k, v = (g.op("Gather", [g.op("Transpose", [qkv], s, perm=[2, 0, 3, 1, 4]), g.const(i)], s, axis=0) for i in range(3))
+
+    def normalize(t: str) -> str:
+        norm = g.op("Clip", [g.op("ReduceL2", [t], s, axes=[-1], keepdims=1), g.const(np.float32(1e-12), np.float32), ""], s)
+        return g.op("Div", [t, g.op("Expand", [norm, g.op("Shape", [t], s)], s) if expand else norm], s)
+
+    a = g.op("MatMul", [normalize(q), g.op("Transpose", [normalize(k)], s, perm=[0, 1, 3, 2])], s)
+    logit = g.init("attn.logit_scale", np.log(10 * (1 + g.rng.random((heads, 1, 1)))).astype(np.float32))
+    a = g.op("Mul", [a, g.op("Exp", [g.op("Clip", [logit, "", g.const(np.float32(np.log(100)), np.float32)], s)], s)], s)
+    if bias:
+        table = 16 / (1 + np.exp(-g.rng.normal(size=(1, heads, n, n))))
+        a = g.op("Add", [a, g.init("attn.relative_position_bias", table.astype(np.float32))], s)
+    o = g.op("MatMul", [g.op("Softmax", [a], s, axis=-1), v], s)
+    o = g.reshape(g.op("Transpose", [o], s, perm=[0, 2, 1, 3]), [1, n, dim], s)
+    x = g.op("Add", [x, g.linear(o, dim, dim, f"{s}/proj")], "")
+    return g.model([image_input(3, size, size)], [out(g.linear(x, dim, 10, "/head"))])
+
+
 def cross_covariance_attention(size: int = 16, patch: int = 4, dim: int = 24, heads: int = 3, seed: int = 72):
     """XCiT's cross-covariance attention (timm's ``XCA``) as PyTorch exports it: the qkv linear viewed
     as ``[1, N, 3, heads, d]`` and permuted to ``[3, 1, heads, d, N]`` (each head's channels by its

@@ -21,7 +21,7 @@ from mapper.float_ops import ACTIVATIONS
 from mapper.ir import Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
-from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
+from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
                          cross_covariance_attention, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
@@ -1996,6 +1996,32 @@ def test_a_class_token_and_peg_after_quant_pre_process_import():
     before, after = import_onnx(proto, "cpvt"), import_onnx(pre, "cpvt")
     assert [l.kind for l in after.model.layers] == [l.kind for l in before.model.layers]
     assert _max_rel_error(proto, before) <= RTOL and _max_rel_error(pre, after) <= RTOL
+
+
+@pytest.mark.parametrize("expand,bias", [(True, True), (False, True), (True, False)])
+def test_swinv2_cosine_attention_normalises_each_heads_rows(expand, bias):
+    """SwinV2's cosine attention (refused at the ``ReduceL2``: a sum over a head's channels of each
+    token): ``F.normalize`` of q and k along each head's rows is the square, each row's sum repeated
+    over the row (a 1x1 convolution of ones, a group per head), ``rsqrt`` and the product; the per-head
+    ``exp(clip(logit_scale))``, a function of one constant, is evaluated (no layer computes it) and
+    multiplies the scores.  onnxruntime agrees."""
+    proto = cosine_attention(expand=expand, bias=bias)
+    imp = import_onnx(proto, "swinv2")
+    kinds = [l.kind for l in imp.model.layers]
+    assert kinds.count("rsqrt") == 2 and "exp" not in kinds and "clip" not in kinds
+    sums = [l for l in imp.model.layers if l.name.endswith(".sums")]
+    assert len(sums) == 2 and all(l.kind == "conv2d" and (l.groups, l.out_ch) == (2, 32) for l in sums)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_normalisation_along_rows_read_by_more_than_its_division_is_imported_node_by_node():
+    """The clipped norm of ``F.normalize`` also a graph output: the rows' normalisation does not take
+    it (its value would be lost): its nodes are imported one by one and the sum over a head's channels
+    refused as before."""
+    proto = cosine_attention()
+    clip = next(n.output[0] for n in proto.graph.node if n.op_type == "Clip")
+    proto.graph.output.append(helper.make_tensor_value_info(clip, TensorProto.FLOAT, None))
+    _refused(proto, "(ReduceSum)", "a sum over axes [3] of a [1, 2, 16, 16] tensor")
 
 
 @pytest.mark.parametrize("attrs,needle,allowed", [

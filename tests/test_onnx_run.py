@@ -665,6 +665,15 @@ def test_graphs_after_quant_pre_process_run_bit_exact(graph, cfg_name, tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_swinv2_cosine_attention_runs_bit_exact(cfg_name, tmp_path):
+    """SwinV2's cosine attention: q and k normalised per head (square, a grouped convolution of ones,
+    rsqrt, product), the evaluated per-head logit scale, a relative position bias; bit-exact, timed."""
+    from onnx_graphs import cosine_attention
+
+    _runs_bit_exact_as_timed(cosine_attention(), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 @pytest.mark.parametrize("kind", ["densenet", "resnet"])
 def test_pre_activation_batchnorms_run_bit_exact(kind, cfg_name, tmp_path):
     """DenseNet's and a pre-activation ResNet's BatchNormalization (a product and an add by
