@@ -1,8 +1,8 @@
 """Conventions shared by every command-line tool of the project.
 
 Bad input prints one line on stderr and exits with status 2 (``UsageError``,
-``fail``); an input file is checked to be a regular file before it is opened
-(``input_file``, ``read_input``) and numbers are read in the digits 0-9
+``fail``); an input file is opened without waiting and read only when it is a regular
+file (``open_input``, ``read_input``) and numbers are read in the digits 0-9
 (``ascii_int``, ``number_type``); output files are written to a temporary name
 beside their destination and renamed into place (``atomic_write``), and an
 output folder is written as a whole (``StagedDir``), so an error never leaves a
@@ -26,11 +26,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Union
+from typing import BinaryIO, Callable, Iterable, Optional, Union
 
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
            "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "duration", "fail", "file_tag",
-           "human_bytes", "input_file", "json_text", "name_token", "not_a_file", "number_type", "output_file",
+           "human_bytes", "json_text", "name_token", "not_a_file", "number_type", "open_input", "output_file",
            "output_json_file", "read_input", "refuse_long_name", "refuse_replacing", "run_main", "seed", "short_hash",
            "try_folder"]
 
@@ -230,31 +230,48 @@ def not_a_file(path: Union[str, Path]) -> Optional[str]:
         return e.strerror
     except ValueError:                  # a NUL byte in the name
         return "not a valid file name"
+    return _not_regular(mode)
+
+
+def _not_regular(mode: int) -> Optional[str]:
     if stat.S_ISREG(mode):
         return None
     return next((f"{kind}, not a regular file" for test, kind in _KINDS if test(mode)), "not a regular file")
 
 
-def input_file(path: Union[str, Path], what: str, error: Callable[[str], Exception] = UsageError,
-               hint: str = "") -> Path:
-    """``path`` when it names a regular file; else ``error`` (``<path>: cannot read the <what>: <why>``,
-    then ``; <hint>``).  Every tool checks an input file so before it opens it: opening a named pipe
-    waits for a writer (forever), ``/dev/zero`` never ends, and a folder's error names no folder."""
-    why = not_a_file(path)
-    if why is not None:
-        raise error(f"{path}: cannot read the {what}: {why}" + (f"; {hint}" if hint else ""))
-    return Path(path)
+def open_input(path: Union[str, Path], what: str, error: Callable[[str], Exception] = UsageError,
+               hint: str = "") -> BinaryIO:
+    """The input file ``path`` open for reading (binary) when it is a regular file; else ``error``
+    (``<path>: cannot read the <what>: <why>``, then ``; <hint>``).  Every tool opens its input files
+    so: opening a named pipe waits for a writer (forever), ``/dev/zero`` never ends, and a folder's
+    error names no folder.  The file is opened without waiting (O_NONBLOCK) and judged by what the
+    descriptor is, so a file swapped for a pipe after any earlier look at the name is refused too."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except (OSError, ValueError) as e:      # ValueError: a NUL byte in the name
+        why = not_a_file(path) or getattr(e, "strerror", None) or "not a valid file name"
+    else:
+        why = _not_regular(os.fstat(fd).st_mode)
+        if why is None:
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb")
+        os.close(fd)
+    raise error(_unreadable(path, what, why, hint))
 
 
 def read_input(path: Union[str, Path], what: str, error: Callable[[str], Exception] = UsageError,
                hint: str = "") -> bytes:
-    """The bytes of the input file ``path`` (``input_file``'s check first); ``error`` as it says, also
-    for a file that cannot be read (permissions, or one that vanished after the check)."""
-    input_file(path, what, error, hint)
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise error(f"{path}: cannot read the {what}: {e.strerror}" + (f"; {hint}" if hint else "")) from None
+    """The bytes of the input file ``path`` (``open_input``); ``error`` as it says, also for a file
+    that cannot be read (permissions, a read error)."""
+    with open_input(path, what, error, hint) as f:
+        try:
+            return f.read()
+        except OSError as e:
+            raise error(_unreadable(path, what, e.strerror, hint)) from None
+
+
+def _unreadable(path: Union[str, Path], what: str, why: str, hint: str) -> str:
+    return f"{path}: cannot read the {what}: {why}" + (f"; {hint}" if hint else "")
 
 
 #: Suffixes of files the tools (or a user's other tools) write: where a tool writes one file, an

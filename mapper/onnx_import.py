@@ -34,18 +34,19 @@ its operator and what is supported.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
+import os
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import BinaryIO, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from hw.cli import input_file, not_a_file
+from hw.cli import not_a_file, open_input
 
 from . import onnx_layout as L
 from .ir import (INPUT, PARTS, Activation, Add, ChannelShuffle, ChannelSlice, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
@@ -142,22 +143,29 @@ def model_name_for(path: Path, data: bytes) -> str:
     return f"{stem}-{hashlib.sha256(data).hexdigest()[:8]}"
 
 
+#: The last few imports, keyed by the file's resolved path, size and modification time and the name shown.
+_IMPORTS: "OrderedDict[tuple, Imported]" = OrderedDict()
+_IMPORTS_KEPT = 4
+
+
 def load_onnx(path: Union[str, Path]) -> Imported:
     """Import the ONNX file at ``path`` (cached per path, size and modification time)."""
-    p = input_file(path, "ONNX file", OnnxImportError)
-    try:
-        st = p.stat()
-    except OSError as e:
-        raise OnnxImportError(f"{path}: cannot read the ONNX file: {e.strerror}") from None
-    return _load_cached(str(p.resolve()), st.st_size, st.st_mtime_ns, str(path))
+    with open_input(path, "ONNX file", OnnxImportError) as f:
+        st = os.fstat(f.fileno())
+        key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, str(path))
+        if key not in _IMPORTS:
+            _IMPORTS[key] = _import_file(f, key[0], str(path))
+    _IMPORTS.move_to_end(key)
+    while len(_IMPORTS) > _IMPORTS_KEPT:
+        _IMPORTS.popitem(last=False)
+    return _IMPORTS[key]
 
 
-@functools.lru_cache(maxsize=4)
-def _load_cached(resolved: str, size: int, mtime: int, shown: str) -> Imported:
+def _import_file(f: BinaryIO, resolved: str, shown: str) -> Imported:
     import onnx
 
     try:
-        data = Path(resolved).read_bytes()          # load_onnx checked it is a regular file
+        data = f.read()
         proto = onnx.load_from_string(data)
     except OSError as e:
         raise OnnxImportError(f"{shown}: cannot read the ONNX file: {e.strerror}") from None

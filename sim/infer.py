@@ -33,17 +33,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 import numpy as np
 
-from hw.cli import (RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError, fail, file_tag, input_file, run_main,
+from hw.cli import (RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError, fail, file_tag, open_input, run_main,
                     seed)
 from hw.config import PRESETS, AcceleratorConfig
 from mapper import float_ops
@@ -92,17 +93,18 @@ def read_image(path) -> np.ndarray:
     UsageError
         Naming the file and what is allowed, when it is missing, unreadable or of the wrong shape.
     """
-    path = input_file(path, "image", hint=f"give {IMAGE_FORMS}")
-    return _read_npy(path) if path.suffix.lower() == ".npy" else _read_picture(path)
+    with open_input(path, "image", hint=f"give {IMAGE_FORMS}") as f:
+        path = Path(path)
+        return _read_npy(path, f) if path.suffix.lower() == ".npy" else _read_picture(path, f)
 
 
-def _read_picture(path: Path) -> np.ndarray:
+def _read_picture(path: Path, f: BinaryIO) -> np.ndarray:
     from PIL import Image
     try:
         with warnings.catch_warnings():
             # a large image is resized anyway; Pillow's multi-line warning would only clutter stderr
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = Image.open(f)
             im.load()
         with im:
             if im.mode == "F":                   # float grey (a TIFF): the rule of float arrays
@@ -135,12 +137,13 @@ def _integer_bits(im) -> int:
     return 32
 
 
-def _read_npy(path: Path) -> np.ndarray:
-    _refuse_short_npy(path)
+def _read_npy(path: Path, f: BinaryIO) -> np.ndarray:
+    _refuse_short_npy(path, f)
     try:
-        a = np.load(path, allow_pickle=False)
+        f.seek(0)
+        a = np.load(f, allow_pickle=False)
     except ValueError as e:
-        raise UsageError(f"image {str(path)!r} is no readable .npy array ({_why_not_npy(path, e)}); "
+        raise UsageError(f"image {str(path)!r} is no readable .npy array ({_why_not_npy(f, e)}); "
                          f"give {IMAGE_FORMS}") from None
     except (OSError, EOFError) as e:
         raise UsageError(f"image {str(path)!r} is no readable .npy array ({e}); give {IMAGE_FORMS}") from None
@@ -154,19 +157,18 @@ def _read_npy(path: Path) -> np.ndarray:
     return _float_rgb(path, a)
 
 
-def _refuse_short_npy(path: Path) -> None:
-    """UsageError when the header of the .npy file ``path`` declares more data than the file holds
-    (a shape of 100000 x 100000 x 3 in a small file): numpy would allocate it all before reading and
-    fail with a MemoryError.  A file that is no .npy, or whose header numpy cannot read, is left to
+def _refuse_short_npy(path: Path, f: BinaryIO) -> None:
+    """UsageError when the header of the .npy file ``path`` (open as ``f``) declares more data than the
+    file holds (a shape of 100000 x 100000 x 3 in a small file): numpy would allocate it all before
+    reading and fail with a MemoryError.  A file that is no .npy, or whose header numpy cannot read, is left to
     ``np.load`` to refuse."""
     try:
-        with open(path, "rb") as f:
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(f))
-            if read_header is None:      # a version 3.0 header, rare: np.load reads it as it can
-                return
-            shape, _, dtype = read_header(f)
-            data = path.stat().st_size - f.tell()
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(f))
+        if read_header is None:      # a version 3.0 header, rare: np.load reads it as it can
+            return
+        shape, _, dtype = read_header(f)
+        data = os.fstat(f.fileno()).st_size - f.tell()
     except (OSError, ValueError, EOFError, SyntaxError, TypeError):
         return
     if dtype.hasobject:
@@ -178,13 +180,13 @@ def _refuse_short_npy(path: Path) -> None:
                          f"give {IMAGE_FORMS}")
 
 
-def _why_not_npy(path: Path, e: ValueError) -> str:
-    """Why numpy refused ``path``, without its advice to unpickle it (not for a user who meant to
+def _why_not_npy(f: BinaryIO, e: ValueError) -> str:
+    """Why numpy refused the file ``f``, without its advice to unpickle it (not for a user who meant to
     give an array): numpy takes a file that is no .npy or .npz for a pickle."""
     if "pickle" not in str(e):
         return str(e)
-    with open(path, "rb") as f:
-        npy = f.read(6) == b"\x93NUMPY"
+    f.seek(0)
+    npy = f.read(6) == b"\x93NUMPY"
     return ("it holds Python objects (dtype object), stored pickled, which are never unpickled: "
             "unpickling can run code" if npy else "it is no .npy or .npz file")
 

@@ -93,7 +93,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, ascii_float, ascii_int, atomic_write_bytes,
-                    code_digest, duration, fail, not_a_file, run_main, try_folder)
+                    code_digest, duration, fail, read_input, run_main, try_folder)
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
 from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, in_units_of, load_config, resolve_fields
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
@@ -156,12 +156,10 @@ def cache_key(fields: dict) -> str:
 
 def _load_cached(path: Path, fields: dict) -> Optional[dict]:
     """The cached ``{"point": dict | None, "error": str | None}`` at ``path``, or None if absent,
-    unreadable or stored under other key fields (a folder or a named pipe of that name: never opened)."""
-    if not_a_file(path) is not None:
-        return None
+    unreadable or stored under other key fields (a folder or a named pipe of that name: never read)."""
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+        doc = json.loads(read_input(path, "cached point"))
+    except (UsageError, ValueError):
         return None
     if not isinstance(doc, dict) or doc.get("key") != fields:
         return None

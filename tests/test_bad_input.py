@@ -488,7 +488,7 @@ INFER = ["sim.infer", "--model", "segformer_b0", "--config", "tiny"]
     (["sim.replay", "partial.bin"], "partial.json", ["partial.json: cannot read the configuration file"])])
 def test_a_named_pipe_as_an_input_file_is_refused_not_waited_on(tmp_path, argv, made, needles):
     """Opening a named pipe waits for a writer: the tools hung until killed.  Each input file is
-    checked to be a regular file before it is opened (``hw.cli.input_file``)."""
+    opened without waiting and read only when it is a regular file (``hw.cli.open_input``)."""
     (tmp_path / "partial.bin").write_bytes(FILES["partial.bin"])
     os.mkfifo(tmp_path / made)
     before = snapshot(tmp_path)
@@ -516,7 +516,7 @@ def test_a_device_or_folder_as_an_input_file_is_refused(tmp_path, argv, needles)
 
 
 def test_input_file_names_what_stands_there(tmp_path):
-    from hw.cli import UsageError, input_file, not_a_file, read_input
+    from hw.cli import UsageError, not_a_file, open_input, read_input
 
     (tmp_path / "f").write_bytes(b"x")
     (tmp_path / "link").symlink_to(tmp_path / "f")
@@ -529,9 +529,66 @@ def test_input_file_names_what_stands_there(tmp_path):
     assert not_a_file("a\0b") == "not a valid file name"
     assert read_input(tmp_path / "link", "thing") == b"x"
     with pytest.raises(ValueError, match=r"/p: cannot read the thing: a named pipe \(FIFO\), not a regular file; hint"):
-        input_file(tmp_path / "p", "thing", ValueError, "hint")
+        open_input(tmp_path / "p", "thing", ValueError, "hint")
     with pytest.raises(UsageError, match="cannot read the thing: No such file"):
         read_input(tmp_path / "gone", "thing")
+    with pytest.raises(UsageError, match="cannot read the thing: a folder, not a regular file"):
+        read_input(tmp_path, "thing")
+    with pytest.raises(UsageError, match="cannot read the thing: not a valid file name"):
+        read_input("a\0b", "thing")
+
+
+def _read_config(path):
+    from hw.config_file import load_config
+    return load_config(str(path))
+
+
+def _read_image(path):
+    from sim.infer import read_image
+    return read_image(path)
+
+
+def _read_onnx(path):
+    from mapper.onnx_import import load_onnx
+    return load_onnx(path)
+
+
+def _read_sweep_cache(path):
+    from sim.sweep import _load_cached
+    return _load_cached(path, {})
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("read, name", [(_read_config, "in.toml"), (_read_image, "in.png"), (_read_image, "in.npy"),
+                                        (_read_onnx, "in.onnx"), (_read_sweep_cache, "point.json")])
+def test_a_file_swapped_for_a_named_pipe_after_the_check_is_not_waited_on(tmp_path, monkeypatch, read, name):
+    """The check by name (os.stat) and the open were two steps: a file swapped for a named pipe
+    between them was opened, and the reader waited forever.  Here every look at the name by
+    os.stat still sees the regular file that stood there; only an open sees the pipe."""
+    import threading
+
+    before, fifo = tmp_path / "before", tmp_path / name
+    before.write_bytes(b"x")
+    os.mkfifo(fifo)
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: real_stat(before if str(p) == str(fifo) else p, *a, **k))
+    outcome = []
+
+    def attempt():
+        try:
+            outcome.append(read(fifo))
+        except Exception as e:              # each reader's own one-line error
+            outcome.append(e)
+
+    reader = threading.Thread(target=attempt, daemon=True)
+    reader.start()
+    reader.join(20)
+    if reader.is_alive():                   # release the reader: a writer that closes at once is its end of file
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(20)
+        pytest.fail(f"{read.__name__} waited on the named pipe")
+    assert outcome == [None] if read is _read_sweep_cache else \
+        "a named pipe (FIFO), not a regular file" in str(outcome[0]), outcome
 
 
 @pytest.mark.parametrize("row, needles", [("٣,3", ["frame '٣'", "0-9"]), ("1_0,3", ["frame '1_0'", "0-9"]),
