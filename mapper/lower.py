@@ -134,6 +134,13 @@ class Problem:
         return self.rows or self.oh_full
 
     @property
+    def in_row0(self) -> int:
+        """The input row a band of a layer (``_split``) addresses its input from: its loads' ``y0`` and
+        ``t_h`` count from there, so that ``y0`` fits its field whatever the band's place (a band chain's
+        input starts at its band already, ``band_out``)."""
+        return 0 if self.band_out else max(0, self.row0 * self.stride - self.pad[0])
+
+    @property
     def ow(self) -> int:
         return conv_out(self.w, self.kw, self.stride, self.pad[1], self.dil, padding_end=self.pad[3])
 
@@ -581,8 +588,9 @@ class _Stream:
             oy = ty + pg * t.th
             if oy >= p.oh:
                 break
-            common = dict(src_gb=int(p.in_gb > 0), src_addr=self.pl.input, dst_addr=(self.j % 2) * self.halves[0], t_h=p.h, t_w=p.w,
-                          t_c=self.pl.in_pitch, y0=(p.row0 + oy) * p.stride - p.pad[0] + dy,
+            common = dict(src_gb=int(p.in_gb > 0), src_addr=self.pl.input + p.in_row0 * p.w * self.pl.in_pitch,
+                          dst_addr=(self.j % 2) * self.halves[0], t_h=p.h - p.in_row0, t_w=p.w,
+                          t_c=self.pl.in_pitch, y0=(p.row0 + oy) * p.stride - p.pad[0] + dy - p.in_row0,
                           x0=tx * p.stride - p.pad[1] + dx,
                           win_h=geo["win_h"], win_w=geo["win_w"], n_cblk=ncb, chan=self.chan,
                           fold_kh=geo["fold_kh"], fold_kw=geo["fold_kw"], fold_stride=geo["fold_stride"])

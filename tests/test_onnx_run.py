@@ -845,6 +845,15 @@ def test_1d_convolutions_run_bit_exact_as_2d_ones_of_a_row_or_column(graph, cfg_
     assert {"conformer_row": (1, 7), "conformer_column": (7, 1), "wav2vec": (1, 10)}[graph] in kernels
 
 
+def test_three_seconds_of_16_khz_audio_run_bit_exact_as_columns_in_bands(tmp_path):
+    """wav2vec's feature extractor on 48,000 samples: its rows of 9,599 and 4,799 outputs are beyond a
+    STORE's 4,095 columns, so each runs as a column in bands of 4,095 rows; a band's loads address
+    the input from its own first row (``Problem.in_row0``): counted from the tensor's, the last
+    band's ``y0`` (34,808 for ``k = 3``) was beyond LOAD_INP's 16 signed bits and neither form mapped."""
+    model = _runs_bit_exact_as_timed(wav2vec_features(length=48000), "E", tmp_path)
+    assert [l.out_w for l in model.layers if l.kind == "conv2d" and l.kernel[0] == 1][-2:] == [9599, 4799]
+
+
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_a_1d_convolution_of_a_row_mapped_as_a_column_runs_bit_exact(cfg_name, tmp_path):
     """A conformer's 31-tap depthwise Conv1d over the 40 tokens of a 10 x 4 image is a ``1 x 31``
