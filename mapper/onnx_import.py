@@ -263,6 +263,20 @@ def qdq_qmodel(imported: Imported, calib_image: Optional[np.ndarray] = None, *, 
     return q
 
 
+def _plain_host_copies(model: Model, copies: set[str], shared: frozenset) -> list:
+    """``model``'s layers with each part copied into a concatenation by the table of ``x ** 1``
+    (``onnx_ops._requantised_copy``) a plain copy, a ``Pad`` to its own size, where only the host
+    reads the concatenation (not one a QDQ file quantises, ``shared``): such a one ties no scales
+    (``mapper.calibrate.host_read_concats``), so the copy keeps its source's scale, the sigmoid's
+    0..1 for YOLOv5's conf, 256 cycles a copy sooner on E (its table is not used)."""
+    from .calibrate import host_read_concats, readers_of
+
+    host, readers = host_read_concats(model, shared), readers_of(model)
+    plain = {n for n in copies if readers.get(n) and all(r.name in host for r in readers[n])}
+    return [dataclasses.replace(Pad(l.name, l.part, l.inputs, *l.out_shape[:2]), out_shape=l.out_shape)
+            if l.name in plain else l for l in model.layers]
+
+
 def _file_scales_back(model: Model, scaled: dict) -> dict:
     """A file's ranges, also given to the input of a ReLU or of a layer that moves data (a crop, a
     depth to space, ...) where the input has none and nothing else reads it: such a layer keeps
@@ -385,6 +399,7 @@ class _Importer:
         self.class_maps: dict[str, str] = {}
         self.class_map_shapes: dict[str, tuple] = {}
         self.shared_products: set[str] = set()     # concatenations of shared-head products (onnx_ops)
+        self.requantised_copies: set[str] = set()  # parts copied into a concatenation by x ** 1 (onnx_ops)
 
     # -- errors and names
     def fail(self, message: str) -> OnnxImportError:
@@ -425,7 +440,11 @@ class _Importer:
         if not layers:
             raise self.fail("it computes nothing the accelerator runs (its outputs are its input or "
                             "constants); a model needs at least one layer")
-        model = self._model(name, layers, {v.source for v in outputs.values()})
+        returned = {v.source for v in outputs.values()}
+        model = self._model(name, layers, returned)
+        if self.requantised_copies:
+            model = self._model(name, _plain_host_copies(model, self.requantised_copies, frozenset(self.act_scales)),
+                                returned)
         weights = {k: v for k, v in self.weights.items() if k in {l.name for l in layers}}
         return Imported(model, weights, outputs, input_name, input_view, self.class_maps, self.act_scales,
                         {k: v for k, v in self.weight_q.items() if k in weights}, self.class_map_shapes)

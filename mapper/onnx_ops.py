@@ -2733,14 +2733,16 @@ def _requantised_copy(imp, node, v: View, i: int) -> View:
     """Part ``i`` of a concatenation, some channels of a tensor (a view), copied into it by the table of
     ``x ** 1``, which requantises: a copy that keeps its scale (a ``Pad``) would put the whole tensor
     in the concatenation's scale group wherever a layer reads the concatenation (one only the host
-    reads ties none, ``mapper.calibrate.host_read_concats``, but its readers are not imported yet),
-    and YOLOv5's sigmoid, read for xy and wh too, would be quantised at the step of the boxes'
-    pixels (a product by 1 would be refused where the part's values are all below half that step,
-    as a confidence is at 640x640)."""
+    reads ties none, ``mapper.calibrate.host_read_concats``, but its readers are not imported yet:
+    the import makes the copy a plain one there, ``onnx_import._plain_host_copies``), and YOLOv5's
+    sigmoid, read for xy and wh too, would be quantised at the step of the boxes' pixels (a product
+    by 1 would be refused where the part's values are all below half that step, as a confidence is
+    at 640x640)."""
     part = imp.materialise(v)
     if imp.by_name[part.source].kind not in VIEW_KINDS:       # a layout layer's output: written in place
         return part
     name = imp.layer_name(f"{node.output[0]}.copy{i}")
+    imp.requantised_copies.add(name)
     return part.on(name, imp.emit(Activation, name, func="pow", inputs=(part.source,), params=(1.0,)))
 
 

@@ -2336,9 +2336,9 @@ def test_a_yolov5_or_yolov7_detect_head_with_its_decode_imports(variant, opset):
     """YOLOv5's and YOLOv7's decode (``sigmoid(conv(x))`` viewed ``[1, na, ny, nx, no]``, split along
     ``no``): the convolution's rows ordered ``(no, na)`` make xy, wh and conf channel slices; the
     products and sums of constant grids are layers on them; each level's ``Concat`` along ``no`` is
-    one of channels (conf, a slice, copied into it by the table of ``x ** 1``, so that the sigmoid
-    keeps a scale of its own), the levels' one of pixels, and the output a view of that (no layout
-    layer).  MACs by hand; onnxruntime agrees."""
+    one of channels (conf, a slice, copied into it: only the host reads the concatenations, so a plain
+    copy, a ``Pad``, ties no scales), the levels' one of pixels, and the output a view of that (no
+    layout layer).  MACs by hand; onnxruntime agrees."""
     from mapper.ir import LAYOUT_KINDS
     proto, macs = yolo_v5_detect(variant, opset=opset)
     imp = import_onnx(proto, "yolov5")
@@ -2347,14 +2347,29 @@ def test_a_yolov5_or_yolov7_detect_head_with_its_decode_imports(variant, opset):
     assert [l.along for l in concats] == ["channels"] * 3 + ["pixels"]
     assert concats[-1].inputs == tuple(l.name for l in concats[:3])       # nested: one buffer
     slices = [(l.start, l.channels) for l in layers if l.kind == "channel_slice"]
-    copies = [l for l in layers if l.kind == "pow" and l.params == (1.0,)]
+    copies = [l for l in layers if l.kind == "pad" and imp.model.shape(l.inputs[0]) == l.out_shape]
+    assert len(copies) == 3 and not any(l.kind == "pow" and l.params == (1.0,) for l in layers)
     if variant == "seg":        # split before the sigmoids (rows ordered by _heads_together): the masks copied
         assert slices == [(0, 6), (6, 6), (12, 12), (24, 12)] * 3
     else:
         assert slices == [(0, 6), (6, 6), (12, 12)] * 3
     assert [[c.name for c in copies if c.name in l.inputs] for l in concats[:3]] == [[c.name] for c in copies]
-    assert not any(l.kind in LAYOUT_KINDS for l in layers)
+    assert not any(l.kind in LAYOUT_KINDS for l in layers if l not in copies)
     assert imp.model.total_macs == macs and _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_yolov5_part_copied_into_a_concatenation_a_layer_reads_is_requantised():
+    """A layer that reads the decoded output needs it at one scale: conf is copied by the table of
+    ``x ** 1``, which requantises, so that the sigmoid (read for xy and wh too) keeps a scale of its
+    own; a plain copy would quantise it at the boxes' step."""
+    proto, _ = yolo_v5_detect("split")
+    decoded = proto.graph.output[0]
+    proto.graph.node.append(helper.make_node("Relu", [decoded.name], ["after"], name="after"))
+    shape = [d.dim_value for d in decoded.type.tensor_type.shape.dim]
+    proto.graph.output.pop()
+    proto.graph.output.append(helper.make_tensor_value_info("after", TensorProto.FLOAT, shape))
+    layers = import_onnx(proto, "yolov5").model.layers
+    assert [l.kind for l in layers if ".copy" in l.name] == ["pow"] * 3
 
 
 def test_yolov5_exported_with_inplace_is_refused_saying_how_to_export_it():
