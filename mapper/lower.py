@@ -950,10 +950,24 @@ def refuse_beyond_isa(layers, cfg: AcceleratorConfig) -> None:
     for layer in layers:
         if not isinstance(layer, (Conv2d, Linear, MatMul)):
             continue
-        for part, _ in _split_groups(problem_of(layer, cfg)):
-            beyond = _dimension_beyond_isa(part)
-            if beyond:
-                raise MappingError(f"{layer.name}: {beyond}")
+        forms = (layer, *_transposed(layer))
+        reasons = [_form_beyond_isa(form, cfg) for form in forms]
+        if all(reasons):                    # (a 1-D convolution maps in either form: map_layer)
+            raise _neither_form(layer, forms, [MappingError(f"{layer.name}: {r}") for r in reasons])
+
+
+def _form_beyond_isa(layer: Layer, cfg: AcceleratorConfig) -> Optional[str]:
+    return next(filter(None, (_dimension_beyond_isa(part) for part, _ in _split_groups(problem_of(layer, cfg)))),
+                None)
+
+
+def _neither_form(layer: Layer, forms: tuple, refused: list[MappingError]) -> MappingError:
+    """The refusal of a layer no form of which maps: its own form's reason, then the other's."""
+    if len(forms) == 1:
+        return refused[0]
+    other, why = forms[1], str(refused[1]).removeprefix(f"{layer.name}: ")
+    return MappingError(f"{refused[0]}; nor as the same convolution of {other.in_h}x{other.in_w} pixels by "
+                        f"{other.kernel[0]}x{other.kernel[1]}: {why}")
 
 
 def _unencodable(p: Problem, error: StreamError) -> str:
@@ -1013,17 +1027,18 @@ def map_layer(layer: Layer, cfg: AcceleratorConfig, exact_top: int = EXACT_MIN, 
     when they tie; the parts' problems are those of the form chosen.
     """
     kw = dict(softmax_row=softmax_row, act=act, in_pitch=in_pitch, in_gb=in_gb, out_gb=out_gb)
-    best, refused = None, None
-    for form in (layer, *_transposed(layer)):
+    best, refused = None, []
+    forms = (layer, *_transposed(layer))
+    for form in forms:
         try:
             found = _map_form(form, cfg, exact_top, **kw)
         except MappingError as e:
-            refused = refused or e          # the layer's own form's reason, if neither maps
+            refused.append(e)
             continue
         if best is None or _cycles(found) < _cycles(best):
             best = found
     if best is None:
-        raise refused
+        raise _neither_form(layer, forms, refused)
     return best
 
 
@@ -1049,7 +1064,9 @@ def _map_form(layer: Layer, cfg: AcceleratorConfig, exact_top: int, *, softmax_r
     """``map_layer`` of ``layer`` in its own form."""
     p = problem_of(layer, cfg, in_pitch, in_gb)
     p = replace(p, softmax_row=softmax_row, act=p.act if act is None else act, out_gb=out_gb)
-    refuse_beyond_isa([layer], cfg)         # before _split cuts a huge layer into bands
+    beyond = _form_beyond_isa(layer, cfg)   # before _split cuts a huge layer into bands
+    if beyond:
+        raise MappingError(f"{layer.name}: {beyond}")
     parts = _split(p)
     if (in_gb or out_gb) and parts != [(p, 1)]:
         raise MappingError(f"{p.name}: a layer split into parts does not read or write the global buffer")

@@ -7,7 +7,7 @@ from hw.config import get_config
 from hw.isa import Op
 from hw.timing import load_inp_dram_bytes, schedule
 from mapper.ir import Constant, Conv2d, Linear, MatMul, Model, min_dram_bytes
-from mapper.lower import MappingError, map_layer
+from mapper.lower import MappingError, map_layer, refuse_beyond_isa
 from mapper.program import build_program
 from mapper.quantize import random_qmodel
 from sim.events import count_events
@@ -94,3 +94,17 @@ def test_a_part_is_bounded_to_its_channels_while_the_bound_names_them():
     assert bound(cfg.c0 * (MAX_CHANNEL_BOUND // cfg.c0 + 1), 1 << 15) == 0
     with pytest.raises(MappingError, match=f"an input of {MAX_CHANNEL_BOUND + 2} channels"):
         bound(MAX_CHANNEL_BOUND + 2, MAX_CHANNEL_BOUND + 9)
+
+
+def test_a_1d_convolution_neither_form_maps_names_both_reasons():
+    """A row of 1 x 200,000 pixels is beyond LOAD_INP's columns, and as a column beyond its rows:
+    the refusal gives both forms' reasons (it gave the row's alone, as if the column were not tried)."""
+    row = Conv2d("c1d", "encoder", 8, 8, 1, 200_000, kernel=(1, 3), padding=(0, 1, 0, 1))
+    with pytest.raises(MappingError) as info:
+        map_layer(row, get_config("E"))
+    text = str(info.value)
+    assert text.startswith("c1d: 200000 input columns") and "LOAD_INP.t_w" in text
+    assert "nor as the same convolution of 200000x1 pixels by 3x1: 200000 input rows" in text and "LOAD_INP.t_h" in text
+    with pytest.raises(MappingError) as before:         # refused alike before anything is mapped
+        refuse_beyond_isa([row], get_config("E"))
+    assert str(before.value) == text
