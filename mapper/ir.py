@@ -139,7 +139,7 @@ def operand_bytes(layer: "Layer") -> int:
     """Bytes of a MAC layer's second operand: its weights, or a product's second activation
     (``b``), which every band of a chain (``mapper.bands``) reads whole."""
     if isinstance(layer, MatMul):
-        return layer.batch * layer.n * layer.k
+        return layer.batch // layer.b_repeat * layer.n * layer.k
     return weight_bytes(layer)
 
 
@@ -164,7 +164,7 @@ def min_dram_bytes(layer: "Layer") -> tuple[int, int]:
     if isinstance(layer, Linear):
         return layer.tokens * layer.in_features + weight_bytes(layer), layer.tokens * layer.out_features
     if isinstance(layer, MatMul):
-        return layer.batch * (layer.m + layer.n) * layer.k, layer.batch * layer.m * layer.n
+        return layer.batch * layer.m * layer.k + operand_bytes(layer), layer.batch * layer.m * layer.n
     raise TypeError(f"{layer.name}: not a MAC layer (kind {layer.kind!r})")
 
 
@@ -383,7 +383,10 @@ class MatMul(_Base):
     * ``b`` (inputs[1]): ``b_layout = "nk"`` stores ``B^T`` (``N * windows`` tokens of
       ``K`` channels per head, at ``b_offset + h*K``: keys), ``"kn"`` stores ``B``
       (``K * windows`` tokens of ``N`` channels per head, at ``b_offset + h*N``: values);
-    * the output has ``M * windows`` tokens (the shape of ``a``) of ``heads * N`` channels.
+    * the output has ``M * windows`` tokens (the shape of ``a``) of ``heads * N`` channels;
+    * ``b_repeat`` consecutive heads read one head of ``b`` (multi- and grouped-query attention's
+      shared keys and values): ``b`` holds ``heads / b_repeat`` heads, head ``h`` reads its head
+      ``h // b_repeat``.
 
     ``b_layout = "opaque"`` (Anchor DETR's reshaped value aggregation): the operands only
     need as many elements as the product reads; such a product is counted and timed but
@@ -401,21 +404,30 @@ class MatMul(_Base):
     a_offset: int = 0
     b_offset: int = 0
     b_layout: str = "nk"
+    b_repeat: int = 1
     kind: str = field(default="matmul", init=False)
     out_shape: Optional[Shape] = field(default=None, compare=False)
     in_shapes: tuple = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         _check_part(self.part)
-        _positive(self, "batch", "m", "k", "n", "windows")
+        _positive(self, "batch", "m", "k", "n", "windows", "b_repeat")
         if self.batch % self.windows:
             raise ValueError(f"{self.name}: windows={self.windows} must divide batch={self.batch}")
+        if self.heads % self.b_repeat or (self.b_repeat > 1 and self.b_layout == "opaque"):
+            raise ValueError(f"{self.name}: b_repeat={self.b_repeat} must divide heads={self.heads} "
+                             f"(of a product that is not opaque)")
         if self.b_layout not in ("nk", "kn", "opaque"):
             raise ValueError(f"{self.name}: b_layout must be 'nk', 'kn' or 'opaque', not {self.b_layout!r}")
 
     @property
     def heads(self) -> int:
         return self.batch // self.windows
+
+    @property
+    def b_heads(self) -> int:
+        """The heads ``b`` holds (each read by ``b_repeat`` heads of the product)."""
+        return self.heads // self.b_repeat
 
     @property
     def plain(self) -> bool:
@@ -431,11 +443,11 @@ class MatMul(_Base):
     def shape_str(self) -> str:
         return f"{self.batch}x[{self.m}x{self.k}]x[{self.k}x{self.n}]"
 
-    def _check_operand(self, which: str, s: Shape, rows: int, cols: int, offset: int) -> None:
+    def _check_operand(self, which: str, s: Shape, rows: int, cols: int, offset: int, heads: int) -> None:
         wins_ok = self.windows == 1 or s[1] == self.windows
-        if tokens_of(s) != rows * self.windows or not wins_ok or s[2] < offset + self.heads * cols:
+        if tokens_of(s) != rows * self.windows or not wins_ok or s[2] < offset + heads * cols:
             layout = f"{rows} x {self.windows}" if self.windows > 1 else f"{rows} tokens"
-            raise _shape_error(self, which, s, f"{layout} with channels {offset}..{offset + self.heads * cols - 1}")
+            raise _shape_error(self, which, s, f"{layout} with channels {offset}..{offset + heads * cols - 1}")
 
     def infer(self, in_shapes: list[Shape]) -> Shape:
         self._arity(in_shapes, 2)
@@ -446,11 +458,11 @@ class MatMul(_Base):
                 if _elements(s) < need:
                     raise _shape_error(self, f"operand {which!r}", s, f"at least {need} elements")
             return _opaque_out(self, a)
-        self._check_operand(f"operand a {self.inputs[0]!r}", a, self.m, self.k, self.a_offset)
+        self._check_operand(f"operand a {self.inputs[0]!r}", a, self.m, self.k, self.a_offset, self.heads)
         if self.b_layout == "nk":
-            self._check_operand(f"operand b {self.inputs[1]!r}", b, self.n, self.k, self.b_offset)
+            self._check_operand(f"operand b {self.inputs[1]!r}", b, self.n, self.k, self.b_offset, self.b_heads)
         else:
-            self._check_operand(f"operand b {self.inputs[1]!r}", b, self.k, self.n, self.b_offset)
+            self._check_operand(f"operand b {self.inputs[1]!r}", b, self.k, self.n, self.b_offset, self.b_heads)
         return (a[0], a[1], self.heads * self.n)
 
 

@@ -331,8 +331,8 @@ class Placement:
     ``weights``, pre-arranged per output channel as ``rows_per_oc`` rows of C0 bytes.  For a
     matmul, group ``g`` (window ``g // heads``, head ``g % heads``) reads channels
     ``a_window * (g // heads) + a_head * (g % heads)`` of each input row, and its second operand
-    row ``j``, element ``i`` at ``weights + b_window * (g // heads) + b_head * (g % heads) +
-    j * b_row + i * b_lane``.  ``table`` holds the 256 x 32-bit table of the STOREs (or -1).
+    row ``j``, element ``i`` at ``weights + b_window * (g // heads) + b_head * (g % heads // b_repeat) +
+    j * b_row + i * b_lane`` (``b_repeat`` heads read each head of a shared second operand).  ``table`` holds the 256 x 32-bit table of the STOREs (or -1).
     """
 
     input: int
@@ -349,6 +349,7 @@ class Placement:
     b_head: int = 0
     b_row: int = 0
     b_lane: int = 1
+    b_repeat: int = 1
     end: int = 0
 
 
@@ -559,7 +560,7 @@ class _Stream:
         for col, (g, bb) in enumerate(units):
             if p.kind == "matmul":
                 win, head = divmod(g, p.heads)
-                base = (pl.weights + win * pl.b_window + head * pl.b_head + bb * k0 * pl.b_row
+                base = (pl.weights + win * pl.b_window + head // pl.b_repeat * pl.b_head + bb * k0 * pl.b_row
                         + roff * c0 * pl.b_lane)
                 chan, stride, lane = min(p.cg - roff * c0, rows * c0), pl.b_row, pl.b_lane
             else:

@@ -163,10 +163,15 @@ def _matmul(wr: _Writer, layer, w: dict) -> None:
     win, heads, m, k, n = layer.windows, layer.heads, layer.m, layer.k, layer.n
     a = _heads(wr, layer.inputs[0], m, win, heads, k, layer.a_offset, (1, 2, 0, 3), f"{layer.name}/a")
     if layer.b_layout == "nk":
-        b = _heads(wr, layer.inputs[1], n, win, heads, k, layer.b_offset, (1, 2, 3, 0), f"{layer.name}/b")
+        b = _heads(wr, layer.inputs[1], n, win, layer.b_heads, k, layer.b_offset, (1, 2, 3, 0), f"{layer.name}/b")
     else:
-        b = _heads(wr, layer.inputs[1], k, win, heads, n, layer.b_offset, (1, 2, 0, 3), f"{layer.name}/b")
+        b = _heads(wr, layer.inputs[1], k, win, layer.b_heads, n, layer.b_offset, (1, 2, 0, 3), f"{layer.name}/b")
+    if layer.b_repeat > 1:                  # each head of b read by b_repeat heads of a: broadcast
+        a = wr.reshape(a, [win, layer.b_heads, layer.b_repeat, m, k], f"{layer.name}/a_shared")
+        b = wr.reshape(b, [win, layer.b_heads, 1, k, n], f"{layer.name}/b_shared")
     y = wr.node("MatMul", [a, b], layer.name)                       # [windows, heads, m, n]
+    if layer.b_repeat > 1:
+        y = wr.reshape(y, [win, heads, m, n], f"{layer.name}/heads")
     y = wr.transpose(y, (2, 0, 1, 3), f"{layer.name}/rows")
     wr.put(layer.name, "tokens", wr.reshape(y, [1, m * win, heads * n], f"{layer.name}/tokens"))
 

@@ -997,7 +997,7 @@ def _rows_read(layer, tensor: str, channels: int) -> tuple[int, int]:
         if tensor == layer.inputs[0]:
             return layer.a_offset, layer.a_offset + layer.heads * layer.k
         width = layer.k if layer.b_layout == "nk" else layer.n
-        return layer.b_offset, layer.b_offset + layer.heads * width
+        return layer.b_offset, layer.b_offset + layer.b_heads * width
     return 0, channels
 
 

@@ -1347,10 +1347,10 @@ def _product(imp, node, a: View, b: View, swap: bool = True) -> View:
             return done
         raise imp.fail("its operands are not laid out as the IR's products read them (per head, K contiguous "
                        "channels of the tokens; windows interleaved in the tokens; mapper/ir.py MatMul)")
-    windows, heads, wi, hi, a_off, b_off, layout = plan
+    windows, heads, wi, hi, a_off, b_off, layout, b_repeat = plan
     name = imp.layer_name(node.output[0])
     shape = imp.emit(MatMul, name, batch=windows * heads, m=m, k=k, n=n, inputs=(a.source, b.source),
-                     windows=windows, a_offset=a_off, b_offset=b_off, b_layout=layout)
+                     windows=windows, a_offset=a_off, b_offset=b_off, b_layout=layout, b_repeat=b_repeat)
     rows = np.arange(m)[None, :, None] * windows + wi[:, None, None]
     idx = rows * (heads * n) + hi[:, None, None] * n + np.arange(n)[None, None, :]
     return L.from_indices(name, shape, idx.reshape(a.shape[:-1] + (n,)))
@@ -1425,10 +1425,10 @@ def _product_by_runs(imp, node, a: View, b: View, ia: np.ndarray, ib: np.ndarray
         i = j
     name = imp.layer_name(node.output[0])
     parts = []
-    for i, j, (_, heads, _, _, a_off, b_off, layout) in runs:
+    for i, j, (_, heads, _, _, a_off, b_off, layout, b_repeat) in runs:
         part = imp.layer_name(f"{node.output[0]}.heads{i}")
         imp.emit(MatMul, part, batch=heads, m=m, k=k, n=n, inputs=(a.source, b.source), a_offset=a_off,
-                 b_offset=b_off, b_layout=layout)
+                 b_offset=b_off, b_layout=layout, b_repeat=b_repeat)
         parts.append(part)
     shape = imp.emit(Concat, name, inputs=tuple(parts))
     imp.shared_products.add(name)
@@ -1443,7 +1443,9 @@ def _one_window_plan(sa, sb, ia: np.ndarray, ib: np.ndarray):
 
 
 def _product_plan(sa, sb, ia: np.ndarray, ib: np.ndarray):
-    """(windows, heads, window and head of each batch item, a_offset, b_offset, b_layout), or None."""
+    """(windows, heads, window and head of each batch item, a_offset, b_offset, b_layout, b_repeat), or
+    None; ``b_repeat`` > 1 when consecutive heads read one head of ``b`` (MQA's and GQA's keys and
+    values), the fewest that do."""
     nb, m, k = ia.shape
     n = ib.shape[2]
     ca, cb = sa[2], sb[2]
@@ -1463,10 +1465,13 @@ def _product_plan(sa, sb, ia: np.ndarray, ib: np.ndarray):
     if not np.array_equal(ia, (mm * windows + w3) * ca + a_off + h3 * k + kk):
         return None
     kk, nn = np.arange(k)[None, :, None], np.arange(n)[None, None, :]
-    for layout, tok, col, width in (("nk", nn, kk, k), ("kn", kk, nn, n)):
-        b_off = int(ib[0, 0, 0] % cb - hi[0] * width)
-        if b_off >= 0 and np.array_equal(ib, (tok * windows + w3) * cb + b_off + h3 * width + col):
-            return windows, heads, wi, hi, a_off, b_off, layout
+    for r in (r for r in range(1, heads + 1) if heads % r == 0):
+        for layout, tok, col, width, rows in (("nk", nn, kk, k, n), ("kn", kk, nn, n, k)):
+            b_off = int(ib[0, 0, 0] % cb - hi[0] // r * width)
+            # (the tokens counted too: with one column, both layouts give the same flat indices)
+            if b_off >= 0 and sb[0] * sb[1] == rows * windows and \
+                    np.array_equal(ib, (tok * windows + w3) * cb + b_off + h3 // r * width + col):
+                return windows, heads, wi, hi, a_off, b_off, layout, r
     return None
 
 
@@ -1719,7 +1724,7 @@ def _fold_target(imp, v: View):
     hi = max(p.a_offset + p.heads * p.k for p in products)
     for p in products:
         b_lo = p.b_offset
-        b_hi = b_lo + p.heads * (p.k if p.b_layout == "nk" else p.n)
+        b_hi = b_lo + p.b_heads * (p.k if p.b_layout == "nk" else p.n)
         if p.inputs[1] == p.inputs[0] and b_lo < hi and lo < b_hi:
             return None, 0, 0, set(), ""        # q @ q^T: the second operand reads the scaled rows too
     if len(a) == 1 and isinstance(next(iter(a)), (Linear, Conv2d)):

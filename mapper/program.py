@@ -465,7 +465,7 @@ class _Builder:
         else:
             b_head, b_row, b_lane = layer.n, 1, layer.windows * b.pitch
         return Placement(a[0], a[1], b_addr, pent, out[0], out[1], 0, tab, a_window=a[2], a_head=layer.k,
-                         b_window=b.pitch, b_head=b_head, b_row=b_row, b_lane=b_lane)
+                         b_window=b.pitch, b_head=b_head, b_row=b_row, b_lane=b_lane, b_repeat=layer.b_repeat)
 
     # ---- vector steps ------------------------------------------------------------------------
     def _vec_pass(self, st: Step):

@@ -39,10 +39,10 @@ def matmul_operands(layer: MatMul, a: np.ndarray, b: np.ndarray) -> tuple[np.nda
     wins, heads = layer.windows, layer.heads
     lhs = _heads_view(a, layer.m, layer.k, layer.a_offset, wins, heads)
     if layer.b_layout == "nk":
-        rhs = _heads_view(b, layer.n, layer.k, layer.b_offset, wins, heads).transpose(0, 2, 1)
+        rhs = _heads_view(b, layer.n, layer.k, layer.b_offset, wins, layer.b_heads).transpose(0, 2, 1)
     else:
-        rhs = _heads_view(b, layer.k, layer.n, layer.b_offset, wins, heads)
-    return lhs, rhs
+        rhs = _heads_view(b, layer.k, layer.n, layer.b_offset, wins, layer.b_heads)
+    return lhs, np.repeat(rhs, layer.b_repeat, axis=0)      # (window, b head) items, each b_repeat times
 
 
 def matmul_output(layer: MatMul, prod: np.ndarray) -> np.ndarray:

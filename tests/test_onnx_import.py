@@ -107,22 +107,25 @@ def test_q_k_v_interleaved_per_head_are_pulled_apart_by_reordering_the_qkv_rows(
     assert _max_rel_error(proto, imp) <= RTOL
 
 
-@pytest.mark.parametrize("kv_heads, form, offsets", [(1, "expand", [0, 0, 0, 0]), (2, "expand", [0, 0, 8]),
-                                                      (2, "tile", [0, 0]), (1, "broadcast", [0, 0, 0, 0])])
-def test_multi_and_grouped_query_attention_read_the_shared_kv_heads_where_they_are(kv_heads, form, offsets):
+@pytest.mark.parametrize("kv_heads, form, products", [
+    (1, "expand", [(0, 4)]), (2, "expand", [(0, 2)]), (1, "broadcast", [(0, 4)]), (2, "tile", [(0, 1), (0, 1)])])
+def test_multi_and_grouped_query_attention_read_the_shared_kv_heads_where_they_are(kv_heads, form, products):
     """MQA and GQA (refused before: the q heads' k and v repeated by an Expand, a Tile or the product's
-    broadcast were not laid out per head): one product per run of consecutive q heads whose k (v)
-    heads are consecutive channels, each reading the shared head in k's (v's) own tensor, concatenated
-    along the channels; the attention scale still folds into q.  The MACs counted by hand,
-    onnxruntime's numbers."""
+    broadcast were not laid out per head): consecutive q heads sharing a kv head are one product
+    reading each kv head ``b_repeat`` times where it is (an Expand's, the broadcast's); where the
+    shared heads do not follow each other (a Tile's: kv head ``h % kv_heads``), one product per run
+    of q heads whose kv heads are consecutive channels, concatenated along the channels.  The
+    attention scale still folds into q.  The MACs counted by hand, onnxruntime's numbers."""
     proto, macs = shared_kv_attention(kv_heads=kv_heads, form=form)
     imp = import_onnx(proto, "gqa")
     kinds = Counter(l.kind for l in imp.model.layers)
-    assert kinds == {"conv2d": 1, "linear": 5, "matmul": 2 * len(offsets), "concat": 2, "softmax": 1, "pool": 1}
+    runs = len(products) > 1
+    assert kinds == {"conv2d": 1, "linear": 5, "matmul": 2 * len(products), "softmax": 1, "pool": 1,
+                     **({"concat": 2} if runs else {})}
     assert imp.model.total_macs == macs
     qk = [l for l in imp.model.layers if l.kind == "matmul" and l.b_layout == "nk"]
     assert sum(l.batch for l in qk) == 4 and all(l.inputs[1] == qk[0].inputs[1] for l in qk)
-    assert [l.b_offset for l in qk] == offsets         # (head dimension 8: kv head 1 from channel 8)
+    assert [(l.b_offset, l.b_repeat) for l in qk] == products
     assert _max_rel_error(proto, imp) <= RTOL
 
 
@@ -144,9 +147,20 @@ def test_xcit_s_cross_covariance_attention_transposes_q_per_head_and_matches_onn
 
 
 def test_more_shared_head_products_than_the_limit_are_refused_in_one_line():
-    """MQA of 65 heads is 65 products a node, beyond SHARED_HEADS_MAX_PRODUCTS: refused, saying so."""
-    with pytest.raises(OnnxImportError, match=r"\(MatMul\): 65 heads that share .* more than 64 products"):
-        import_onnx(shared_kv_attention(kv_heads=1, heads=65, dim=65, form="broadcast")[0], "mqa65")
+    """GQA of 130 heads whose 2 kv heads a Tile repeats (kv head ``h % 2``) is 65 runs of 2 heads,
+    65 products a node, beyond SHARED_HEADS_MAX_PRODUCTS: refused, saying so."""
+    with pytest.raises(OnnxImportError, match=r"\(MatMul\): 130 heads that share .* more than 64 products"):
+        import_onnx(shared_kv_attention(kv_heads=2, heads=130, dim=130, form="tile")[0], "gqa130")
+
+
+def test_multi_query_attention_of_65_heads_is_one_product_a_matmul():
+    """MQA of 65 heads (refused before as 65 products, over the limit): its products read their one
+    key and value head 65 times each."""
+    proto, _ = shared_kv_attention(kv_heads=1, heads=65, dim=65, form="broadcast")
+    imp = import_onnx(proto, "mqa65")
+    products = [l for l in imp.model.layers if l.kind == "matmul"]
+    assert [(p.batch, p.b_repeat) for p in products] == [(65, 65), (65, 65)]
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 def test_a_product_of_items_that_share_no_operand_is_still_refused_for_its_layout():

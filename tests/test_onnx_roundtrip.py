@@ -133,6 +133,31 @@ def test_a_bilinear_resize_to_one_pixel_exports_as_onnxruntime_computes_it():
     np.testing.assert_allclose(got[0].transpose(1, 2, 0), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
+def test_a_product_of_shared_kv_heads_exports_as_onnxruntime_computes_it():
+    """A product whose ``b_repeat`` heads read one head of its second operand (grouped-query
+    attention's keys and values) exports as a broadcast MatMul; imported back, one such product."""
+    from mapper.ir import Linear, MatMul, Model, Softmax
+
+    heads, kv, d, tokens = 4, 2, 8, 16
+    model = Model("gqa", "full", (4, 4, 3), (
+        Linear("q", "backbone", tokens, 3, heads * d), Linear("kv", "backbone", tokens, 3, 2 * kv * d, inputs=("input",)),
+        MatMul("qk", "backbone", heads, tokens, d, tokens, inputs=("q", "kv"), b_repeat=heads // kv),
+        Softmax("sm", "backbone", inputs=("qk",), row=tokens),
+        MatMul("av", "backbone", heads, tokens, tokens, d, inputs=("sm", "kv"), b_offset=kv * d, b_layout="kn",
+               b_repeat=heads // kv)))
+    weights = init_weights(model, 0)
+    proto = export_onnx(model, weights)
+    onnx.checker.check_model(proto)
+    image = calibration_image(4, 4, 1)
+    imported = import_onnx(proto, "gqa")
+    assert [(l.batch, l.b_repeat) for l in imported.model.layers if l.kind == "matmul"] == [(4, 2), (4, 2)]
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": L.gather(imported.input_view, image.astype(np.float32).ravel())})[0]
+    ref = dict(reference.run_float(model, weights, image))["av"]
+    [view] = imported.outputs.values()
+    np.testing.assert_allclose(got, L.gather(view, ref.ravel()), rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
 def test_anchor_detr_exports_its_opaque_products_as_custom_operators():
     model = build_model("anchor_detr", size=(128, 128))
     proto = export_onnx(model, init_weights(model, 0, fold=False))
