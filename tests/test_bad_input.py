@@ -4,6 +4,7 @@ no file changed.  The rows of the issue "Results users can trust and show" and o
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -266,17 +267,20 @@ def test_make_paths_and_rdd_take_one_file_with_spaces_or_several_models(target, 
 
 
 def test_a_checked_run_leaves_the_unchecked_one_alone(tmp_path):
-    """make sim ... CHECK=1 writes a folder of its own, named with the check's seed."""
+    """make sim ... CHECK=1 writes a folder of its own, named with the check's seed, which it
+    prints and records with the check's summary (make test's one checked run of sim.run)."""
     base = ["sim.run", "--model", "segformer_b0", "--config", "small", "--size", "32x32", "--no-plots", "--quiet"]
     assert run_tool(base, tmp_path).returncode == 0
     plain = tmp_path / "build" / "sim" / "segformer_b0_small_32x32"
     report = (plain / "report.json").read_bytes()
     r = run_tool([*base, "--check", "--seed", "3"], tmp_path)
     assert r.returncode == 0, r.stderr
+    assert "seed: 3" in r.stdout and "functional check passed" in r.stdout
     checked = tmp_path / "build" / "sim" / "segformer_b0_small_32x32_check_seed3"
     assert str(checked.relative_to(tmp_path)) in r.stdout
     assert (plain / "report.json").read_bytes() == report
-    assert '"check"' in (checked / "report.json").read_text()
+    doc = json.loads((checked / "report.json").read_text())
+    assert doc["check"]["seed"] == 3 and doc["check"]["tensors"] > 0
 
 
 def test_a_seed_without_check_is_refused(tmp_path):

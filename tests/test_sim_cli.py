@@ -169,16 +169,6 @@ def test_mapping_error_names_layer_and_buffer(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_check_prints_seed_and_records_summary(tmp_path):
-    out = tmp_path / "c"
-    r = run(["--model", "segformer_b0", "--size", "32x32", "--config", "small", "--check", "--seed", "7",
-             "--no-plots", "--quiet", "--out", str(out)], tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert "seed: 7" in r.stdout and "functional check passed" in r.stdout
-    doc = json.loads((out / "report.json").read_text())
-    assert doc["check"]["seed"] == 7 and doc["check"]["tensors"] > 0
-
-
 def test_an_empty_output_folder_is_no_earlier_run(tmp_path):
     """``make sim OUT=<an empty folder>`` said it replaced an earlier run; only a rerun replaces one."""
     (tmp_path / "o").mkdir()
