@@ -119,7 +119,8 @@ def test_classification_logits_and_top5(tmp_path):
 
 def test_detection_logits_boxes_and_top_queries(tmp_path):
     out = tmp_path / "detr"
-    assert run(["--model", "detr", "--config", "E", "--size", "32x32", "--out", str(out)]) == 0
+    # at tests/test_program.py's size on E, so that make test searches DETR's tilings there once
+    assert run(["--model", "detr", "--config", "E", "--size", "64x96", "--out", str(out)]) == 0
     doc = json.loads((out / "run.json").read_text())
     with np.load(out / "output.npz") as npz:
         logits, boxes = npz["class_logits"], npz["boxes"]
