@@ -144,16 +144,20 @@ def _axes(imp, node) -> Optional[list[int]]:
     return None
 
 
+def _matches_at_sqrt(imp, match_at):
+    """The match ``match_at(imp, index)`` gives at each ``Sqrt`` not yet rewritten (lazily: a rewrite
+    marks the nodes it takes as done before the next one is tried)."""
+    for i, node in enumerate(imp.nodes):
+        if node.op_type == "Sqrt" and i not in imp.done:
+            match = match_at(imp, i)
+            if match is not None:
+                yield match
+
+
 def _fuse_layernorm(imp) -> None:
     from onnx import helper
 
-    for i, node in enumerate(imp.nodes):
-        if node.op_type != "Sqrt" or i in imp.done:
-            continue
-        match = _layernorm_match(imp, i)
-        if match is None:
-            continue
-        x, members, out, eps, gamma, beta, channels_first = match
+    for x, members, out, eps, gamma, beta, channels_first in _matches_at_sqrt(imp, _layernorm_match):
         last = max(members)
         imp.done.update(members - {last})
         extra = {"channels_first": 1} if channels_first else {}     # the importer's own attribute
@@ -211,13 +215,7 @@ def _fuse_group_moments(imp) -> None:
     scale and zero shift (the importer's own ``unit_affine``): its scale and shift follow as they are."""
     from onnx import helper
 
-    for i, node in enumerate(imp.nodes):
-        if node.op_type != "Sqrt" or i in imp.done:
-            continue
-        match = _group_moments_match(imp, i)
-        if match is None:
-            continue
-        x, members, eps = match
+    for x, members, eps in _matches_at_sqrt(imp, _group_moments_match):
         last = max(members)
         imp.done.update(members - {last})
         out = imp.nodes[last].output[0]       # (a scale and a bias by name: the schema wants them; unread)
