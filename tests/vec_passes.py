@@ -174,15 +174,15 @@ def stage_params(kind: VecOp, rng, dram: Dram, c: int, row: int) -> dict:
 
 def random_pass(rng, chain: list[VecOp], in_place: bool = False,
                 prefix: np.ndarray | None = None, raster: tuple[int, int] | None = None,
-                ) -> tuple[vec.Descriptor, np.ndarray]:
+                max_c: int = 8) -> tuple[vec.Descriptor, np.ndarray]:
     """A descriptor running ``chain`` over a small random iteration space, and its DRAM image:
     stage 0 reads operand 0, each stage's second input is a fresh operand, each stage writes a
     fresh operand (the last always, the others by chance).  ``in_place``: operand 0 has a
     one-to-one pattern and stage 0 writes it.  ``prefix``: the image starts with these bytes.
-    ``raster``: its ``(h, w)`` (random up to 3x3 without)."""
+    ``raster``: its ``(h, w)`` (random up to 3x3 without).  ``max_c``: the most channels drawn."""
     dram = Dram(rng, prefix)
     h, w = raster if raster is not None else (int(v) for v in rng.integers(1, 4, 2))
-    c = int(rng.integers(1, 9))
+    c = int(rng.integers(1, max_c + 1))
     row = softmax_row(rng, c)
     repeat_c = row if VecOp.SOFTMAX in chain and row != c else None
     operands = [output_operand(dram, rng, h, w, c) if in_place else input_operand(dram, rng, h, w, c, repeat_c)]

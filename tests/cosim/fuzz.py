@@ -12,7 +12,11 @@ operand's base near 2**32 (``vec_base_wrap``) or its strides walking below 0 (``
 or with a stage's parameter outside its operator's range (``vec_params``, any stage: refused before
 the first writes) or an operand of another raster than the pass's (``vec_raster``);
 a softmax epilogue (in rows straddling PEs: ``softmax_straddle``); a STORE of no pixel put before a STORE (busy ``hw.timing.STORE_MIN_BUSY``
-cycles, the fewest).
+cycles, the fewest); a spatial pass (resize, class map, pooling, a chain after it: ``vec_spatial``,
+``spatial_passes``), a chain's pass over more pixels and channels (``vec_wide``), a pass whose written
+operand is moved onto another range it touches (``vec_overlap``), a COPY pass of what a STORE wrote,
+after a FENCE or racing it (``vec_on_layer``); words after END (``after_end``); fields at the edges
+of their ranges (``field_edge``).
 :func:`expected_outcome` says what the RTL must do with it, from the simulator alone
 (``hw.timing.schedule_encoded``, ``sim.functional``): finish in the scheduled cycle with the
 functional model's DRAM, or raise the simulator's error code at the same instruction.
@@ -54,13 +58,15 @@ from cosim.vec_cases import placed_pass
 from hw import vector as vec
 from hw.config import AcceleratorConfig
 from hw.hazards import hazards
-from hw.isa import FIELD_BITS, FIELDS, INSN_BYTES, Act, ErrorCode, Op, StreamError, decode, encode, make
+from hw.isa import FIELD_BITS, FIELDS, INSN_BYTES, Act, ErrorCode, Op, StreamError, VecOp, decode, encode, make
 from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, entry_offset
 from hw.rtl.accelerator import rtl_unsupported
 from hw.rtl.insn import refused_before_unsupported
 from hw.rtl.vector_descriptor import OPERAND
 from hw.rtl.vector_executor import builds_vector_unit
 from hw.timing import DECODE_STAGES, decode_until_end, schedule, schedule_encoded, store_pe_extent
+from spatial_passes import ALL_KINDS as SPATIAL_KINDS
+from spatial_passes import random_case as random_spatial_case
 from vec_passes import CHAINS, IN_PLACE, LEAVING, leaving_dram, random_pass
 
 __all__ = ["MUTATIONS", "FuzzCase", "Expect", "fuzz_case", "expected_outcome", "words_bytes"]
@@ -69,7 +75,8 @@ MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", 
              "duplicate", "zero_word", "pe_step_zero", "n_out_over_k0", "bad_shift", "from_gb", "vec",
              "table_act", "vec_fields", "vec_laps", "softmax_epilogue", "vec_past_end", "vec_base_wrap",
              "vec_below_zero", "vec_params", "vec_raster", "store_no_pixel", "gb_all", "store_gb",
-             "softmax_straddle")
+             "softmax_straddle", "vec_spatial", "vec_overlap", "after_end", "vec_wide", "vec_on_layer",
+             "field_edge")
 #: Random layers a fuzz run draws its base streams from (mapped once each).
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
@@ -160,6 +167,22 @@ def _field_mutation(words, rng, extreme: bool):
     value = raw - (1 << bits) if signed and raw >> (bits - 1) else raw
     _set_fields(words, i, **{name: value})
     return f"{op.name} {i}: {name} = {value}"
+
+
+def _mut_field_edge(words, dram, rng, cfg):
+    """One or two fields of an instruction set to an edge of their range: 0, 1, the largest or one
+    below it, a signed field's most negative or -1."""
+    i = _pick(words, rng, [int(o) for o in FIELD_BITS if FIELD_BITS[o]])
+    if i is None:
+        return "no instruction with fields"
+    op = Op(words[i] & 0xF)
+    said = []
+    for name, bits, signed in rng.sample(FIELDS[op], min(len(FIELDS[op]), rng.randint(1, 2))):
+        top = (1 << (bits - 1 if signed else bits)) - 1
+        value = rng.choice([0, 1, top, top - 1] + ([-(top + 1), -1] if signed else []))
+        _set_fields(words, i, **{name: value})
+        said.append(f"{name} = {value}")
+    return f"{op.name} {i}: {', '.join(said)}"
 
 
 def _mut_field_value(words, dram, rng, cfg):
@@ -511,6 +534,86 @@ def _mut_store_no_pixel(words, dram, rng, cfg):
                                f={**copy.f, axis: 0})
     words.insert(i, int.from_bytes(encode(copy), "little"))
     return f"STORE {i}: a copy with {axis} 0 put before it"
+
+
+def _mut_vec_spatial(words, dram, rng, cfg):
+    """A random spatial pass (``spatial_passes``: a resize, class map or pooling, a chain after it
+    or not), of the unit tests' sizes or (one in two) wide ones, inserted before a random word."""
+    kind, wide = rng.choice(SPATIAL_KINDS), rng.random() < 0.5
+    d, image = random_spatial_case(np.random.default_rng(rng.randrange(1 << 32)), kind, prefix=dram, wide=wide)
+    insn, grown = placed_pass(d, image)
+    i = rng.randrange(len(words))
+    words.insert(i, stream_words([insn])[0])
+    return f"VEC {i}: a {'wide ' if wide else ''}{kind} pass inserted", grown
+
+
+def _mut_vec_wide(words, dram, rng, cfg):
+    """A random pass of a chain (``vec_passes.CHAINS``) over up to 6x6 pixels of up to 67 channels
+    (rows of odd lengths past the lanes: softmax's and layernorm's), inserted before a random word."""
+    chain = rng.choice(sorted(CHAINS))
+    raster = (rng.randint(1, 6), rng.randint(1, 6))
+    d, image = random_pass(np.random.default_rng(rng.randrange(1 << 32)), CHAINS[chain], in_place=chain in IN_PLACE,
+                           prefix=dram, raster=raster, max_c=rng.choice([9, 17, 67]))
+    insn, grown = placed_pass(d, image)
+    i = rng.randrange(len(words))
+    words.insert(i, stream_words([insn])[0])
+    return f"VEC {i} of a {chain} pass over {raster[0]}x{raster[1]}x{d.c} inserted", grown
+
+
+def _mut_vec_overlap(words, dram, rng, cfg):
+    """A pass one of whose written operands is moved onto the bytes of another range it touches
+    (an operand, read or written, or a table): partly, at its first byte or at its last."""
+    def move(d):
+        written = sorted({st.out for st in d.stages if st.out != vec.NONE})
+        extents = vec.pass_extents(*vec.descriptor_field_slots(d))
+        k = rng.choice(written)
+        others = [(name, lo, hi) for j, (name, touched, lo, hi) in enumerate(extents) if touched and j != k]
+        reach = _reach(d, k)
+        if reach is None or not others:
+            return d, f"operand {k} not moved (nothing else to overlap)"
+        name, lo, hi = rng.choice(others)
+        first = rng.choice([lo, hi, rng.randint(lo - (reach[1] - reach[0]), hi)]) - reach[0]
+        if not 0 <= first < 1 << 32:
+            return d, f"operand {k} not moved (its base would leave the field)"
+        return d.relocated([first if j == k else op.base for j, op in enumerate(d.operands)]), \
+            f"operand {k} moved to {first} over {name} ({lo}..{hi})"
+    return _moved_pass(words, dram, rng, cfg, move)
+
+
+def _mut_after_end(words, dram, rng, cfg):
+    """Words after END: copies of the stream's own instructions, a malformed word or zeros (the
+    stream ends at END; nothing after it is fetched as an instruction of it)."""
+    n = rng.randint(1, 4)
+    tail = [rng.choice([rng.choice(words), 0, rng.getrandbits(8 * INSN_BYTES)]) for _ in range(n)]
+    words.extend(tail)
+    return f"{n} words after END"
+
+
+def _mut_vec_on_layer(words, dram, rng, cfg):
+    """A COPY pass reading what a STORE writes (the layer's output, as one row of bytes), inserted
+    after the STORE, right after it or later, with a FENCE before it or not (unordered, a race:
+    then only its timing is compared); its copy written after the image."""
+    from hw.hazards import accesses
+
+    stores = [i for i, w in enumerate(words) if (w & 0xF) == Op.STORE]
+    if not stores:
+        return "no STORE"
+    i = rng.choice(stores)
+    store = decode(words_bytes([words[i]]))
+    out = [a for a in accesses(store, cfg, dram) if a.write and a.memory == "dram"]
+    if not out:
+        return f"STORE {i} writes no DRAM"
+    lo, hi = out[0].lo, out[0].hi
+    n = min(hi - lo + 1, 4096)
+    src = vec.Operand(lo, 1, vec.Axis(1, n), vec.Axis(n, 1))
+    dst = vec.Operand(dram.size, 1, vec.Axis(1, n), vec.Axis(n, 1))
+    d = vec.Descriptor(1, n, 1, (src, dst), (vec.Stage(VecOp.COPY, 0, vec.NONE, 1, {}),))
+    image = np.concatenate([dram, np.zeros(n, np.uint8)])
+    insn, grown = placed_pass(d, image)
+    j = rng.randint(i + 1, len(words) - 1)
+    fence = rng.random() < 0.5
+    words[j:j] = stream_words(([make(Op.FENCE)] if fence else []) + [insn])
+    return f"STORE {i}'s bytes {lo}..{lo + n - 1} copied by a VEC at {j}{' after a FENCE' if fence else ''}", grown
 
 
 _MUTATE = {name: globals()[f"_mut_{name}"] for name in MUTATIONS}
