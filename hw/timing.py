@@ -471,6 +471,8 @@ def _load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None
     nb = config.gb_bus_bytes // c0
     addr, valid = load_inp_lanes(fields, config)
     lanes = _row_words(np.where(valid, addr // width, -1).reshape(-1, c0))     # per input row's lanes
+    if not len(lanes):          # no row (n_cblk, win_h or win_w 0): no beat, no conflict
+        return None
     beats = -(-len(lanes) // nb)
     # per beat: its valid lanes' buffer rows (-1 for the rest), each distinct row once, then their banks
     row = np.concatenate([lanes, np.full((beats * nb - len(lanes), lanes.shape[1]), -1)]).reshape(beats, -1)

@@ -116,6 +116,17 @@ def test_python_rule_flags_a_mapped_layers_conflicting_gather():
     _conflicting_gb_stream()
 
 
+@pytest.mark.parametrize("empty", ["n_cblk", "win_h", "win_w"])
+def test_python_rule_finds_no_conflict_in_a_gather_of_no_row(empty):
+    """A gather from the global buffer of no row (a field 0) has no beat and so no conflict: the
+    rule failed on it with a ValueError (numpy's reshape of no beat), a traceback where the
+    simulator runs such a stream on (fuzz seed 7101, case 1154 of field_edge on tiny: a
+    LOAD_INP's n_cblk set to 0 and src_gb to 1)."""
+    bad = _conflicting_gb_stream()
+    load = next(i for i in bad if i.op == Op.LOAD_INP)
+    assert load_inp_gb_conflict({**load.f, empty: 0}, TINY) is None
+
+
 @pytest.mark.slow
 def test_python_rule_matches_rtl():
     bad = _conflicting_gb_stream()
