@@ -581,9 +581,10 @@ def descriptor_refusals(head, operands, stages, hold=None) -> list[tuple]:
     slots (:func:`descriptor_field_slots`; the raw ones ``decode_descriptor`` reads) and on the
     RTL's fetched slots (``hw/rtl/descriptor_fetch.py``): the numbers of stages and operands, an
     empty iteration space, an operand with ``c = 0`` or a malformed axis (:func:`axis_refusals`),
-    an operation that is no stage's, stage 0 reading ``PREV``, a reference to a missing operand, a
-    spatial stage after the first and a softmax whose ``row · heads`` is not ``c`` (a product: the
-    hardware builds no divider).  Slots past ``n_operands`` / ``n_stages`` are not checked; ``hold`` as
+    an operation that is no stage's, stage 0 reading ``PREV``, a reference to a missing operand, an
+    ADD or MUL without a second operand (``src2`` NONE: nothing to read it from), a spatial stage
+    after the first and a softmax whose ``row · heads`` is not ``c`` (a product: the hardware builds
+    no divider).  Slots past ``n_operands`` / ``n_stages`` are not checked; ``hold`` as
     in :func:`slot_fields`."""
     hold = hold or _no_hold
     n_op, n_st = head["n_operands"], head["n_stages"]
@@ -610,6 +611,8 @@ def descriptor_refusals(head, operands, stages, hold=None) -> list[tuple]:
             (f" stage {i}", st, "reads a previous stage", all_of(live, i == 0, st["src"] == PREV)),
             (f" stage {i}", st, "names an operand beyond those given",
              all_of(live, missing)),
+            (f" stage {i}", st, "an ADD or MUL without a second operand",
+             all_of(live, _is(st["op"], VecOp.ADD, VecOp.MUL), st["src2"] == NONE)),
             (f" stage {i}", st, "a resize, pooling or class map must be a pass's first stage",
              all_of(live, i > 0, _is(st["op"], *SPATIAL))),
             (f" stage {i}", st, "softmax rows of row x heads are not the pass's c channels",
@@ -1069,8 +1072,7 @@ def _chain_unsupported(head, stage, chain) -> dict:
         return all_of(op["repeat"], op["c"] < head["c"])
     return {
         "a chain after the spatial stage of other than COPY, ADD or MUL on the previous result": any_of(
-            *(all_of(on, any_of(not_(_is(st["op"], *SPATIAL_CHAIN_OPS)), st["src"] != PREV,
-                                all_of(_is(st["op"], VecOp.ADD, VecOp.MUL), st["src2"] == NONE)))
+            *(all_of(on, any_of(not_(_is(st["op"], *SPATIAL_CHAIN_OPS)), st["src"] != PREV))
               for on, st, _ in uses)),
         "a chain's operand whose repeating channels are fewer than the pass's":
             any_of(*(all_of(on, any_of(all_of(reads, short(second)), all_of(st["out"] != NONE, short(out))))

@@ -401,6 +401,14 @@ def _chain_refusals() -> dict:
         # chain the spatial unit does not build (hw.vector.spatial_refusals), and no spatial unit here
         "resize": [vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, NEAREST_1X2),
                    vec.Stage(VecOp.ADD, vec.PREV, 1, 1, ADD_1)],
+        # an ADD (a MUL after a resize) whose second operand is NONE: a malformed descriptor (the
+        # simulator read operand slot 15 and failed with an IndexError: fuzz seed 1, case 36 of
+        # vec_desc_field on tiny, a max pool's chain whose COPY became an ADD)
+        "add without a second operand": [vec.Stage(VecOp.COPY, 0, vec.NONE, vec.NONE, {}),
+                                         vec.Stage(VecOp.ADD, vec.PREV, vec.NONE, 1, ADD_1)],
+        "resize then a mul without a second operand": [
+            vec.Stage(VecOp.RESIZE, 0, vec.NONE, vec.NONE, NEAREST_1X2),
+            vec.Stage(VecOp.MUL, vec.PREV, vec.NONE, 1, {"mult": 1 << 14, "shift": 14})],
     }
 
 
@@ -471,6 +479,7 @@ REFUSED_DATA = ["add shift", "softmax exp_shift", "softmax row", "layernorm shif
                 "channels disagree", "copy of other channels", "class map chain", "raster", "resize chain raster",
                 "result ahead of its source", "result behind its source", "result over its table", "resize over its source",
                 "result over a slice wider than its pixel", "a later stage reading an earlier one's result",
+                "add without a second operand", "resize then a mul without a second operand",
                 *(f"a result written in place through {how}" for how in (*IN_PLACE_TWICE, "repeating channels")),
                 *(f"a result written only, through {how}" for how in WRITTEN_ONLY_TWICE)]
 #: What the executor's spatial unit does not build: the functional model runs it, the executor
