@@ -15,7 +15,8 @@ a softmax epilogue (in rows straddling PEs: ``softmax_straddle``); a STORE of no
 cycles, the fewest); a spatial pass (resize, class map, pooling, a chain after it: ``vec_spatial``,
 ``spatial_passes``), a chain's pass over more pixels and channels (``vec_wide``), a pass whose written
 operand is moved onto another range it touches (``vec_overlap``), a COPY pass of what a STORE wrote,
-after a FENCE or racing it (``vec_on_layer``); words after END (``after_end``); fields at the edges
+after a FENCE or racing it (``vec_on_layer``), a pass one of whose descriptor's fields is one off,
+at an edge or any value (``vec_desc_field``); words after END (``after_end``); fields at the edges
 of their ranges (``field_edge``).
 :func:`expected_outcome` says what the RTL must do with it, from the simulator alone
 (``hw.timing.schedule_encoded``, ``sim.functional``): finish in the scheduled cycle with the
@@ -76,7 +77,7 @@ MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", 
              "table_act", "vec_fields", "vec_laps", "softmax_epilogue", "vec_past_end", "vec_base_wrap",
              "vec_below_zero", "vec_params", "vec_raster", "store_no_pixel", "gb_all", "store_gb",
              "softmax_straddle", "vec_spatial", "vec_overlap", "after_end", "vec_wide", "vec_on_layer",
-             "field_edge")
+             "field_edge", "vec_desc_field")
 #: Random layers a fuzz run draws its base streams from (mapped once each).
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
@@ -614,6 +615,66 @@ def _mut_vec_on_layer(words, dram, rng, cfg):
     fence = rng.random() < 0.5
     words[j:j] = stream_words(([make(Op.FENCE)] if fence else []) + [insn])
     return f"STORE {i}'s bytes {lo}..{lo + n - 1} copied by a VEC at {j}{' after a FENCE' if fence else ''}", grown
+
+
+def _descriptor_sections(d) -> list[tuple[str, int, list]]:
+    """(name, byte offset, packed fields) of each section of ``d``'s encoding: its header, its
+    operands, its stages (each with its operation's parameters)."""
+    out = [("header", 0, vec.HEADER_FIELDS)]
+    out += [(f"operand {k}", vec.HEADER_BYTES + k * vec.OPERAND_BYTES, vec.OPERAND_SPEC) for k in range(len(d.operands))]
+    at = vec.HEADER_BYTES + len(d.operands) * vec.OPERAND_BYTES
+    out += [(f"stage {i}", at + i * vec.STAGE_BYTES, vec.STAGE_HEAD + vec.STAGE_PARAMS[st.op])
+            for i, st in enumerate(d.stages)]
+    return out
+
+
+def _near_value(rng, old: int, bits: int, signed: bool) -> int:
+    """A value of a ``bits``-bit field near ``old`` (one off), at an edge of its range, or any."""
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    pick = rng.random()
+    if pick < 0.4:
+        value = old + rng.choice([-1, 1])
+    elif pick < 0.7:
+        value = rng.choice([lo, hi, 0, 1, hi - 1])
+    else:
+        value = rng.randint(lo, hi)
+    return min(hi, max(lo, value))
+
+
+def _mut_vec_desc_field(words, dram, rng, cfg):
+    """A random pass (a chain's or a spatial one) one of whose descriptor's fields (its header's, an
+    operand's, its witnesses included, or a stage's) is one off, at an edge of its range or any
+    value; the VEC's fields recomputed from the changed descriptor when it decodes (so that it is
+    refused, if at all, for what its descriptor holds, not for fields that disagree with it)."""
+    np_rng = np.random.default_rng(rng.randrange(1 << 32))
+    if rng.random() < 0.5:
+        chain = rng.choice(sorted(CHAINS))
+        d, image = random_pass(np_rng, CHAINS[chain], in_place=chain in IN_PLACE, prefix=dram)
+    else:
+        chain = rng.choice(SPATIAL_KINDS)
+        d, image = random_spatial_case(np_rng, chain, prefix=dram, wide=rng.random() < 0.5)
+    insn, grown = placed_pass(d, image)
+    section, at, spec = rng.choice(_descriptor_sections(d))
+    k = rng.randrange(len(spec))
+    name, bits, signed = spec[k]
+    pos = sum(b for _, b, _ in spec[:k])
+    start = insn.f["desc_addr"] + at
+    nbytes = (pos + bits + 7) // 8
+    word = int.from_bytes(grown[start:start + nbytes].tobytes(), "little")
+    raw = (word >> pos) & ((1 << bits) - 1)
+    old = raw - (1 << bits) if signed and raw >> (bits - 1) else raw
+    new = _near_value(rng, old, bits, signed)
+    word = word & ~(((1 << bits) - 1) << pos) | (new & ((1 << bits) - 1)) << pos
+    grown[start:start + nbytes] = np.frombuffer(word.to_bytes(nbytes, "little"), np.uint8)
+    what = f"{section}'s {name} {old} -> {new}"
+    try:
+        changed = vec.decode_descriptor(bytes(grown[insn.f["desc_addr"]:insn.f["desc_addr"] + vec.MAX_DESCRIPTOR_BYTES]))
+        insn = make(Op.VEC, desc_addr=insn.f["desc_addr"], **vec.vec_fields(changed))
+    except (StreamError, ValueError, KeyError):
+        what += " (malformed: the VEC's fields kept)"
+    i = rng.randrange(len(words))
+    words.insert(i, stream_words([insn])[0])
+    return f"VEC {i} of a {chain} pass inserted, {what}", grown
 
 
 _MUTATE = {name: globals()[f"_mut_{name}"] for name in MUTATIONS}
