@@ -41,7 +41,8 @@ def execute_vec(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) -> 
     or through a pattern that is not one-to-one (``hw.vector.overlapping_writes``), all
     before anything is written, in the order the RTL's executor checks them;
     ``sim.functional.DramBoundsError`` when the descriptor or the pass reaches bytes inside the DRAM
-    but past the image ``dram``, which models only its start."""
+    but past the image ``dram``, which models only its start: the pass's only once the rules have
+    refused nothing (they read no byte of it, so the RTL refuses such a pass before it touches any)."""
     addr = fields["desc_addr"]
     _check_ranges([header_extent(addr)], dram, where, dram_bytes)
     head = decode_header(bytes(dram[addr:addr + HEADER_BYTES]))
@@ -53,10 +54,11 @@ def execute_vec(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) -> 
         raise _data_error(f"{where}: timing fields {got} are not those of its descriptor {want}")
     slots = descriptor_field_slots(d)           # built once with the descriptor: its check and its fields read them
     extents = pass_extents(*slots)
-    _check_ranges(extents, dram, where, dram_bytes)
+    _check_dram(extents, where, dram_bytes)
     why = first_refusal(pass_refusals(*slots) + overlapping_writes(*slots, extents))
     if why is not None:
         raise _data_error(f"{where}:{why}")
+    _check_image(extents, dram, where)
     _Pass(d, dram, where).run()
     return d
 
@@ -64,10 +66,20 @@ def execute_vec(fields: dict, dram: np.ndarray, where: str, dram_bytes: int) -> 
 def _check_ranges(ranges: list, dram: np.ndarray, where: str, dram_bytes: int) -> None:
     """Refuse ranges ``(what, touched, lowest, highest)`` that leave the DRAM (DATA) or, inside it,
     the image (``DramBoundsError``: a limit of the model's image)."""
+    _check_dram(ranges, where, dram_bytes)
+    _check_image(ranges, dram, where)
+
+
+def _check_dram(ranges: list, where: str, dram_bytes: int) -> None:
+    """Refuse ranges ``(what, touched, lowest, highest)`` that leave the DRAM's ``dram_bytes`` (DATA)."""
     for (what, _, lo, hi), outside in zip(ranges, extents_outside(ranges, dram_bytes)):
         if outside:
             raise _data_error(f"{where}: {what} reaches bytes {lo}..{hi}, outside the DRAM's {dram_bytes} "
                               f"(0..{dram_bytes - 1})")
+
+
+def _check_image(ranges: list, dram: np.ndarray, where: str) -> None:
+    """``DramBoundsError`` for ranges inside the DRAM but past the image (a limit of the model's image)."""
     for (what, _, lo, hi), outside in zip(ranges, extents_outside(ranges, dram.size)):
         if outside:
             _outside_image(f"{where}: {what} reaches bytes {lo}..{hi}", dram)

@@ -505,6 +505,24 @@ def test_the_simulator_refuses_before_it_writes(kind):
     np.testing.assert_array_equal(image, before)
 
 
+@pytest.mark.parametrize("kind", ["result ahead of its source", "add shift"])
+def test_the_simulator_refuses_a_pass_past_its_image_as_the_rtl_does(kind):
+    """A refused pass whose operands lie inside the DRAM but past the model's image is refused by
+    the rules (DATA), as the RTL refuses it before it touches a byte, not taken for an access past
+    the image (``DramBoundsError``, which the cosimulation expects the RTL to make): the simulator
+    checked the image first (fuzz seed 7105, case 271 of vec_desc_field on tiny, a softmax whose
+    source's stride grew to reach past the image and over its result)."""
+    from sim.functional import DramBoundsError
+
+    d = _refused(kind)
+    far = unchecked(vec.Descriptor, h=d.h, w=d.w, c=d.c, stages=d.stages,
+                    operands=tuple(dataclasses.replace(op, base=op.base + 10_000) for op in d.operands))
+    image = np.frombuffer(vec.encode_descriptor(far), np.uint8).copy()
+    with pytest.raises(StreamError) as err:
+        execute_vec({"desc_addr": 0, **vec.vec_fields(far)}, image, "test VEC", TINY.dram_bytes)
+    assert err.value.code == ErrorCode.DATA and not isinstance(err.value, DramBoundsError), err.value
+
+
 @pytest.mark.parametrize("kind", [k for k in REFUSED_DATA if "result" in k])
 def test_a_result_over_bytes_the_pass_reads_is_refused_as_an_overlap(kind):
     """The overlaps are refused by their own rule (``hw.vector.overlapping_writes``), not another."""
