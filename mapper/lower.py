@@ -39,8 +39,9 @@ keeps the fastest.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+import heapq
 from functools import lru_cache
-from typing import Optional
+from typing import Iterator, Optional
 
 from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, decode_stream, encode_stream, make
@@ -486,18 +487,24 @@ class _Stream:
         self.chan = channel_bound(p, cfg.c0)
         per = p.shift_blocks(cfg.c0)       # chunks stay within one shift's window
         self.chunks = [(s * per + c, min(t.cbi, per - c)) for s in range(p.shifts) for c in range(0, per, t.cbi)]
-        oh, ow = p.oh, p.ow          # properties: once, not once per tile
-        self.tiles = [(ty, tx) for ty in range(0, oh, t.pe_p * t.th) for tx in range(0, ow, t.tw)]
+        self.across = _cdiv(p.ow, t.tw)         # tiles in a row of tiles (built when the stream is)
+        self.n_tiles = _cdiv(p.oh, t.pe_p * t.th) * self.across
         self.passes = _passes(p, t, cfg)
         self.halves = (cfg.input_rows // 2, cfg.weight_rows // 2, cfg.accum_depth // 2)
         self.j = 0            # load group / GEMM index within the layer
         self.tile_i = 0
 
+    def tile(self, i: int) -> tuple[int, int]:
+        """(first row, first column) of tile ``i``, the tiles row-major (an estimate asks for one)."""
+        row, col = divmod(i, self.across)
+        return row * self.t.pe_p * self.t.th, col * self.t.tw
+
     def build(self) -> list[Insn]:
         out: list[Insn] = []
-        n_groups = len(self.passes) * len(self.tiles) * len(self.chunks)
+        n_groups = len(self.passes) * self.n_tiles * len(self.chunks)
+        tiles = [self.tile(i) for i in range(self.n_tiles)]
         for pi, units in enumerate(self.passes):
-            for ti, tile in enumerate(self.tiles):
+            for ti, tile in enumerate(tiles):
                 for ci, chunk in enumerate(self.chunks):
                     if self.t.fenced and pi > 0 and ti == 0 and ci == 0:
                         out.append(_insn(Op.FENCE))      # the next pass's weights overwrite the whole buffer
@@ -627,7 +634,7 @@ class _Stream:
             per = len(units) // _cdiv(self.p.kg, self.cfg.k0)
             stores = [self._store(units, tile, col0, units[col0:col0 + per]) for col0 in range(0, len(units), per)]
         stores[0].pop_prev = True
-        stores[-1].push_prev = self.tile_i + 2 < len(self.passes) * len(self.tiles)
+        stores[-1].push_prev = self.tile_i + 2 < len(self.passes) * self.n_tiles
         return stores
 
     def _store(self, units, tile, col0: int, cols) -> Insn:
@@ -740,22 +747,29 @@ def _per_column(build, units, cfg: AcceleratorConfig) -> int:
     return _busy(build(units[:1]), cfg) * (len(units) - 1) + _busy(build(units[-1:]), cfg)
 
 
+def _sampled_inputs(p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement | None):
+    """(the stream, the sampled pass's units, tile and chunk, its first LOAD_INP's busy and landed
+    cycles, the busy cycles of the chunk's inputs) of an estimate: a tile in the middle of the
+    first pass, its first chunk (``_estimate``)."""
+    s = _Stream(p, t, cfg, default_placement(p, cfg) if pl is None else pl)
+    units, tile, chunk = s.passes[0], s.tile(s.n_tiles // 2), s.chunks[0]
+    # one LOAD_INP stands for the group's (its row groups and input sets cost alike but at edges)
+    [first] = s._inputs(units, tile, chunk, sample=True)
+    first_busy, first_landed = occupancy_and_latency(first, cfg)
+    row_groups = min(t.pe_p, _cdiv(p.oh - tile[0], t.th))
+    return s, units, tile, chunk, first_busy, first_landed, first_busy * row_groups * len(_input_sets(units))
+
+
 def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement | None = None) -> float:
     """Cycle estimate used to rank tilings before exact scheduling: a tile in the middle of the
     first pass, its first chunk, built as the stream builds it and timed by ``hw.timing``'s
     occupancy of each instruction (setup, bus beats, DRAM bytes, padding), then scaled to the
     layer with the loop nest's counts (load and compute overlap chunk by chunk, a tile's STOREs
     the next tile)."""
-    s = _Stream(p, t, cfg, default_placement(p, cfg) if pl is None else pl)
-    units, tile, chunk = s.passes[0], s.tiles[len(s.tiles) // 2], s.chunks[0]
-    # one LOAD_INP stands for the group's (its row groups and input sets cost alike but at edges)
-    [first] = s._inputs(units, tile, chunk, sample=True)
-    first_busy, first_landed = occupancy_and_latency(first, cfg)
-    row_groups = min(t.pe_p, _cdiv(p.oh - tile[0], t.th))
-    inputs = first_busy * row_groups * len(_input_sets(units))
+    s, units, tile, chunk, first_busy, first_landed, inputs = _sampled_inputs(p, t, cfg, pl)
     weights = _per_column(lambda us: s._weights(0, us, chunk), units, cfg)
     gemm = occupancy(s._gemm(0, 0, chunk, 1), cfg)
-    n_passes, n_tiles, n_chunks = len(s.passes), len(s.tiles), len(s.chunks)
+    n_passes, n_tiles, n_chunks = len(s.passes), s.n_tiles, len(s.chunks)
     load = inputs + (0 if t.resident else weights)
     landed = load + first_landed - first_busy     # a group's data in the buffers
     stores = [occupancy_and_latency(i, cfg) for i in s._stores(units, tile)]
@@ -771,6 +785,17 @@ def _estimate(p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement | Non
     if t.fenced:   # every pass drains the pipeline, then loads its first chunk's weights before computing
         fill += n_passes * (2 * cfg.dram_latency + load + store + weights)
     return n_passes * n_tiles * per_tile + fill
+
+
+def _estimate_floor(p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement | None = None) -> int:
+    """A floor on ``_estimate`` from two of its instructions (a quarter of its work): each chunk
+    takes at least its GEMM's or its inputs' cycles, and the fill at least two DRAM latencies.
+    Every term it drops is >= 0 and floating point rounding is monotonic, so the floor is never
+    above the estimate as computed.  Raises StreamError only when the estimate does (the same two
+    instructions, built there too)."""
+    s, _, _, chunk, _, _, inputs = _sampled_inputs(p, t, cfg, pl)
+    gemm = occupancy(s._gemm(0, 0, chunk, 1), cfg)
+    return len(s.passes) * s.n_tiles * (len(s.chunks) * max(gemm, inputs)) + 2 * cfg.dram_latency
 
 
 #: Channels a STORE can address (its channel field t_k) and input bytes per pixel (LOAD_INP's t_c).
@@ -883,17 +908,8 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
                                f"channels at once, as a fused row epilogue needs")
     if not cands:
         raise MappingError(f"{p.name}: no tiling fits the buffers of configuration {cfg.name}")
-    # rank by the estimate, then by DRAM traffic (energy), then by the tiling itself (determinism);
-    # a tiling with a field the ISA cannot encode is no mapping (the layer's own dimensions: none is)
-    unencodable, scored = None, []
-    for t in cands:
-        try:
-            scored.append(((_estimate(p, t, cfg, pl), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw), t))
-        except StreamError as e:
-            unencodable = unencodable or e
-    ranked = [t for _, t in sorted(scored, key=lambda kt: kt[0])]
-    best, best_key, spent, timed = None, None, 0, 0
-    for t in ranked:
+    unencodable, best, best_key, spent, timed = None, None, None, 0, 0
+    for t in _ranked(p, cfg, pl, cands):
         if timed >= max(exact_top, EXACT_MAX) or (timed >= max(exact_top, EXACT_MIN) and spent >= EXACT_BUDGET):
             break
         try:
@@ -912,12 +928,58 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
         key = (layer_cycles(stream, cfg), _traffic(p, t, cfg))
         if best is None or key < best_key:
             best, best_key = Lowered(p, t, pl, stream, key[0], len(cands)), key
+    if best is None:        # every tiling ranked: the first one whose estimate raised, else the first built
+        unencodable = _first_unestimable(p, cfg, pl, cands) or unencodable
     if best is None and unencodable is not None:
         raise MappingError(f"{p.name}: {_unencodable(p, unencodable)}")
     if best is None:
         raise MappingError(f"{p.name}: every tiling's LOAD_INP from the global buffer has a bank conflict "
                            f"or reads other than whole words of C0 = {cfg.c0} bytes")
     return best
+
+
+def _rank_key(p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement) -> tuple:
+    """How the search orders tilings: by the estimate, then by DRAM traffic (energy), then by the
+    tiling itself (determinism)."""
+    return _estimate(p, t, cfg, pl), _traffic(p, t, cfg), t.pe_k, -t.th, -t.tw
+
+
+def _ranked(p: Problem, cfg: AcceleratorConfig, pl: Placement, cands: list[Tiling]) -> Iterator[Tiling]:
+    """The tilings of ``cands`` in ``_rank_key`` order, equal keys in ``cands``' order, each estimated
+    only when the order reaches its floor (``_estimate_floor``): a tiling whose floor is above an
+    estimated one's estimate ranks after it, so the search, which times the first few, estimates
+    a fraction of them.  A tiling with a field the ISA cannot encode is left out (its estimate
+    raises StreamError; the layer's own dimensions: none is)."""
+    floors = []
+    for i, t in enumerate(cands):
+        try:
+            floors.append((_estimate_floor(p, t, cfg, pl), i))
+        except StreamError:
+            continue
+    floors.sort()
+    heap: list[tuple[tuple, int]] = []
+    k = 0
+    while heap or k < len(floors):
+        # estimate every tiling whose floor is not above the least estimate so far
+        while k < len(floors) and (not heap or floors[k][0] <= heap[0][0][0]):
+            i = floors[k][1]
+            k += 1
+            try:
+                heapq.heappush(heap, (_rank_key(p, cands[i], cfg, pl), i))
+            except StreamError:
+                continue
+        if heap:
+            yield cands[heapq.heappop(heap)[1]]
+
+
+def _first_unestimable(p: Problem, cfg: AcceleratorConfig, pl: Placement, cands: list[Tiling]) -> Optional[StreamError]:
+    """The StreamError of the first tiling of ``cands`` whose estimate raises one, if any."""
+    for t in cands:
+        try:
+            _estimate(p, t, cfg, pl)
+        except StreamError as e:
+            return e
+    return None
 
 
 #: The instruction fields that hold a whole dimension of a layer: (the dimension, the Problem's
