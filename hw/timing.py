@@ -1035,22 +1035,35 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
 
 
 def cycles_floor(insns: list[Insn], cfg: AcceleratorConfig) -> int:
-    """A floor on the last end of ``schedule(insns, cfg)`` (its ``total_cycles`` without END's):
-    an instruction starts no earlier than its unit's previous one plus that one's busy cycles
-    (``unit_free``), so each unit's last instruction ends no earlier than the busy cycles of
-    the unit's earlier ones plus its own latency.  Cheap (the memoised occupancies, no tokens):
-    a search skips the exact schedule of a candidate whose floor is above its best."""
-    memos = _memos_of(cfg)
-    busy = [0, 0, 0]
-    last = [0, 0, 0]
+    """A floor on the last end of ``schedule(insns, cfg)`` (its ``total_cycles`` without END's,
+    less ``RUN_OVERHEAD``): the schedule without its dispatcher (one instruction fetched a cycle
+    from ``DECODE_STAGES`` on, the queues' depth, a FENCE's wait), each instruction starting as
+    soon as its unit is free and the tokens it pops are ready.  Each start is a maximum of which
+    this drops terms, and the dispatcher starts nothing before ``DECODE_STAGES + 1``, so every
+    start is at least that much earlier here.  Cheap (the memoised occupancies, no checks): a
+    search skips the exact schedule of a candidate whose floor is above its best.  A token popped
+    that no earlier instruction pushed (which ``schedule`` refuses) is not waited for."""
+    timed = _memos_of(cfg).timed
+    free = [0, 0, 0]
+    ready: dict[str, list[int]] = {name: [] for name in TOKEN_FIFOS}
+    head = dict.fromkeys(TOKEN_FIFOS, 0)
+    last = 0
     for insn in insns:
         q = insn.queue
         if q == Queue.DISPATCH:
             continue
-        b, lat = _occupancy_and_latency_of(insn, cfg, _memo_key(insn), memos.timed)
-        last[q] = busy[q] + lat
-        busy[q] += b
-    return max(last)
+        busy, lat = _occupancy_and_latency_of(insn, cfg, _memo_key(insn), timed)
+        links, t = TOKEN_LINKS[q], free[q]
+        for name in (links["pop_prev"] if insn.pop_prev else None, links["pop_next"] if insn.pop_next else None):
+            if name is not None and head[name] < len(ready[name]):
+                t = max(t, ready[name][head[name]])
+                head[name] += 1
+        free[q] = t + busy
+        last = max(last, t + lat)
+        for name in (links["push_prev"] if insn.push_prev else None, links["push_next"] if insn.push_next else None):
+            if name is not None:
+                ready[name].append(t + lat)
+    return last
 
 
 def decode_until_end(data: bytes) -> tuple[list[Insn], StreamError | None]:
