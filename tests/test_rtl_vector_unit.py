@@ -643,8 +643,10 @@ def random_descriptor(rng: random.Random) -> vec.Descriptor:
         if kind == VecOp.SOFTMAX:
             params["heads"] = rng.choice([k for k in range(1, c + 1) if c % k == 0])
             params["row"] = c // params["heads"]
+        # an ADD's or MUL's second operand is one (without, the descriptor is malformed)
+        src2 = rng.randrange(n) if kind in (VecOp.ADD, VecOp.MUL) else rng.choice([vec.NONE, rng.randrange(n)])
         stages.append(vec.Stage(kind, rng.randrange(n) if i == 0 or rng.random() < 0.3 else vec.PREV,
-                                rng.choice([vec.NONE, rng.randrange(n)]), rng.choice([vec.NONE, rng.randrange(n)]), params))
+                                src2, rng.choice([vec.NONE, rng.randrange(n)]), params))
     return vec.Descriptor(rng.randint(1, 40), rng.randint(1, 40), c, operands, tuple(stages))
 
 
