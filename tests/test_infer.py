@@ -270,7 +270,7 @@ def test_command_line_and_make_target(tmp_path):
     IMAGE and SEED through."""
     env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
     r = subprocess.run([sys.executable, "-m", "sim.infer", *B0, "--image", "nowhere.png"], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nowhere.png: cannot read the image: No such file" in r.stderr
     assert not (tmp_path / "build").exists()
     r = run_make(["-n", "run", "MODEL=resnet50", "CFG=E", "IMAGE=cat.jpg", "SEED=4", "SIZE=64x64"], cwd=REPO, timeout=60)

@@ -273,7 +273,7 @@ def test_dask_worker_processes_match_process_pool(tmp_path):
         cmd = [sys.executable, "-m", "sim.sweep", *MODEL, "--configs", "E,M", "--no-plot",
                "--scheduler", cluster.scheduler_address, "--cache", str(dask_dirs[0]), "--out", str(dask_dirs[1])]
         proc = subprocess.run(cmd, cwd=Path(sweep.__file__).parent.parent, capture_output=True, text=True,
-                              timeout=120)
+                              timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert (dask_dirs[1] / "sweep.json").read_text() == (pool_dirs[1] / "sweep.json").read_text()
 
