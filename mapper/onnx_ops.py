@@ -2382,15 +2382,16 @@ def _global_max_pool(imp, node) -> None:
 
 
 def _whole_max(imp, y: str, source: str, src_shape) -> str:
-    """Layers giving the largest value of each channel of layer ``source`` over every pixel, which
-    must be square (the IR's windows are): one window of the whole image, or, beyond the largest
-    window a pooling stage encodes, windows of at most that side (each ``ceil_mode``: a last
-    window past the image takes what it holds) until one pixel is left; the last layer's name."""
+    """Layers giving the largest value of each channel of layer ``source`` over every pixel: one
+    window of the whole image, or, beyond the largest window a pooling stage encodes, windows of
+    at most that side (each ``ceil_mode``: a last window past the image takes what it holds) until
+    one pixel is left; the last layer's name.  The IR's windows are square: an image that is not is
+    first made so by a nearest upsample of its shorter axis (every pixel kept, some repeated, which
+    leaves the maximum as it was)."""
     h, w, _ = src_shape
+    n = max(h, w)
     if h != w:
-        raise imp.fail(f"a max over every pixel of a {h}x{w} image; supported: square images (max pooling "
-                       f"windows of the whole image)")
-    n = h
+        source = _emit_after(imp, Resize, f"{y}/square", source, out_h=n, out_w=n, mode="nearest")
     while n > _pool_side_max():
         k = -(-n // -(-n // _pool_side_max()))          # the fewest windows, of sides as equal as can be
         source = _emit_after(imp, Pool, f"{y}/max_of_{k}", source, mode="max", kernel=k, stride=k, ceil_mode=True)

@@ -1206,8 +1206,8 @@ def interleaved_attention(split: str = "split", key: int = 8, value: int = 8, he
     return g.model([image_input(3, size, size)], [out(y)]), macs
 
 
-def channel_attention(size: int = 8, width: int = 16, reduction: int = 4, max_op: str = "GlobalMaxPool", seed: int = 29):
-    """CBAM's channel attention: a convolution, the average and the max of each channel over the
+def channel_attention(size=8, width: int = 16, reduction: int = 4, max_op: str = "GlobalMaxPool", seed: int = 29):
+    """CBAM's channel attention on a ``size`` image (a side, or height and width): a convolution, the average and the max of each channel over the
     pixels (``max_op``: ``GlobalMaxPool``, as ``AdaptiveMaxPool2d(1)`` exports, or ``ReduceMax``
     over axes 2 and 3, as ``amax``), one shared MLP of 1x1 convolutions on both, their sum's
     sigmoid scaling the channels, a 1x1 head."""
@@ -1222,7 +1222,8 @@ def channel_attention(size: int = 8, width: int = 16, reduction: int = 4, max_op
                 kernel_shape=[1, 1]) for p in (avg, peak)]
     y = g.op("Mul", [x, g.op("Sigmoid", [g.op("Add", mlp, "/ca")], "/ca")], "/ca")
     y = g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
-    return g.model([image_input(3, size, size, "input")], [out(y)], 17)
+    h, w = (size, size) if isinstance(size, int) else size
+    return g.model([image_input(3, h, w, "input")], [out(y)], 17)
 
 
 def eca(size: int = 8, width: int = 16, kernel: int = 3, pads=None, stride: int = 1, seed: int = 30):

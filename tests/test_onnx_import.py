@@ -1603,8 +1603,20 @@ def test_cbam_s_max_over_the_channels_is_a_tree_of_comparisons(kw, steps):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("max_op", ["GlobalMaxPool", "ReduceMax"])
+@pytest.mark.parametrize("size, side", [((5, 8), 8), ((11, 4), 11), ((260, 7), 260)])
+def test_a_max_over_an_image_that_is_not_square_takes_it_upsampled_to_a_square(max_op, size, side):
+    """Refused before (the IR's windows are square): the shorter axis' nearest upsample keeps every
+    pixel, so the whole-image window of the longer side takes the same maximum (beyond 255 a side,
+    maxima of maxima as for a square image)."""
+    proto = channel_attention(size=size, max_op=max_op)
+    imp = import_onnx(proto, "cbam")
+    squares = [(l.mode, l.out_h, l.out_w) for l in imp.model.layers if l.kind == "resize"]
+    assert squares == [("nearest", side, side)]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 @pytest.mark.parametrize("op, shape, attrs, needle", [
-    ("GlobalMaxPool", (1, 8, 5, 8), {}, "every pixel of a 5x8 image; supported: square images"),
     ("MaxPool", (1, 8, 300, 300), {"kernel_shape": [300, 300], "strides": [300, 300]}, "at most 255 a side"),
     ("ReduceMax", (1, 8, 8, 8), {"axes": [1, 2]}, "a max over axes [1, 2] of a [1, 8, 8, 8] tensor"),
     ("ReduceMax", (1, 8, 8, 8), {"axes": [3]}, "supported: over all pixels of each channel (max pooling), or over all "
