@@ -916,17 +916,22 @@ class _Importer:
         return node.op_type not in _VIEW_OPS and node.op_type not in _PRODUCTS and len(tensors) <= 1
 
     def _fold(self, node) -> None:
+        from onnx import helper
         from onnx.reference import ReferenceEvaluator
 
         feeds = {n: self.array(n) for n in node.input if n}
+        outs = [n for n in node.output if n]
+        # a graph of the node, not the node: the evaluator runs a lone node at the newest opset, not
+        # the file's (opset 11's Unsqueeze with its axes attribute failed as opset 13's)
+        graph = helper.make_graph([node], "fold", [helper.make_empty_tensor_value_info(n) for n in feeds],
+                                  [helper.make_empty_tensor_value_info(n) for n in outs])
         try:
-            results = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
+            results = ReferenceEvaluator(graph, opsets={"": self.opset}).run(None, feeds)
         except Exception as e:
             raise self.fail(f"cannot evaluate it on its constant inputs: {type(e).__name__}: {e}") from None
-        for name, arr in zip(node.output, results):
-            if name:
-                arr = np.asarray(arr)
-                self._set_const(name, arr.astype(np.float32) if arr.dtype.kind == "f" else arr)
+        for name, arr in zip(outs, results):
+            arr = np.asarray(arr)
+            self._set_const(name, arr.astype(np.float32) if arr.dtype.kind == "f" else arr)
 
 
 # ---- graph-level helpers ---------------------------------------------------------------------------

@@ -1782,3 +1782,24 @@ def cross_covariance_attention(size: int = 16, patch: int = 4, dim: int = 24, he
                       g.weight("head.bias", 5)], "/head", transB=1)
     macs = n * dim * 3 * patch * patch + n * dim * 3 * dim + 2 * heads * d * n * d + n * dim * dim + dim * 5
     return g.model([image_input(3, size, size)], [out(y)]), macs
+
+
+def dynamic_shape_tokens(opset: int = 11, size: int = 16, patch: int = 4, dim: int = 16, seed: int = 73):
+    """A patch embedding whose token reshape PyTorch exported with dynamic axes: the target shape
+    ``Shape -> Gather -> Unsqueeze -> Concat`` of the image's batch and channels and ``-1``, at the
+    file's opset (``Unsqueeze``'s ``axes`` an attribute below 13, an input from 13), then a LayerNorm,
+    a linear and a head on the tokens' mean."""
+    g = Graph(seed)
+    x = g.op("Conv", ["pixel_values", g.weight("patch.weight", dim, 3, patch, patch), g.weight("patch.bias", dim)],
+             "/patch", kernel_shape=[patch, patch], strides=[patch, patch])
+    shape = g.op("Shape", [x], "/patch")
+    dims = []
+    for i in (0, 1):
+        d = g.op("Gather", [shape, g.const(i)], "/patch", axis=0)
+        dims.append(g.op("Unsqueeze", [d, g.const([0])], "/patch") if opset >= 13
+                    else g.op("Unsqueeze", [d], "/patch", axes=[0]))
+    x = g.op("Reshape", [x, g.op("Concat", [*dims, g.const([-1])], "/patch", axis=0)], "/patch")
+    x = g.linear(g.layernorm(g.op("Transpose", [x], "/patch", perm=[0, 2, 1]), dim, "/norm"), dim, dim, "/fc")
+    mean = (g.op("ReduceMean", [x], "", axes=[1], keepdims=0) if opset < 18
+            else g.op("ReduceMean", [x, g.const([1])], "", keepdims=0))
+    return g.model([image_input(3, size, size)], [out(g.linear(mean, dim, 5, "/head"))], opset)

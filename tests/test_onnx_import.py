@@ -23,7 +23,7 @@ from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmod
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
-                         cross_covariance_attention, vit, yolo_detect, yolo_v5_detect, pruned_channel)
+                         cross_covariance_attention, dynamic_shape_tokens, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -997,6 +997,17 @@ def test_model_local_functions_are_inlined():
     proto = helper.make_model(graph, functions=[fn], opset_imports=[helper.make_opsetid("", 17),
                                                                     helper.make_opsetid("pkg.mine", 1)])
     assert [l.kind for l in import_onnx(proto, "fn").model.layers] == ["relu", "sigmoid"]
+
+
+@pytest.mark.parametrize("opset", [11, 12, 13, 18])
+def test_a_shape_computed_at_the_files_opset_is_evaluated_at_it(opset):
+    """Torch's dynamic-axes reshape (``Shape``, ``Gather``, ``Unsqueeze``, ``Concat``) is evaluated
+    at the file's opset: below 13 ``Unsqueeze`` takes its axes as an attribute, which the evaluator
+    of a lone node (the newest opset's) refused, and the file was refused."""
+    proto = dynamic_shape_tokens(opset)
+    imp = import_onnx(proto, "dyn")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "layernorm", "linear", "pool", "linear"]
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 @pytest.mark.parametrize("order", ["x*(1+erf)*0.5", "0.5*x*(1+erf)", "0.5*(x*(1+erf)), x*(1/sqrt2)"])
