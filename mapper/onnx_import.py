@@ -427,6 +427,7 @@ class _Importer:
         self.done.update(_dead_nodes(self.graph))
         self._initializers()
         input_name, input_view = self._graph_input()
+        self._check_operators()
         fuse_patterns(self)
         for i, node in enumerate(self.nodes):
             if i in self.done:
@@ -476,11 +477,22 @@ class _Importer:
                 defined.add(o)
         self.node = None
 
+    def _check_operators(self) -> None:
+        """Every live node's domain and, in the exporter's domain, its operator, before the patterns are
+        matched: they match operator names, and took ``com.example``'s ``Erf`` for ONNX's in a GELU."""
+        for i, node in enumerate(self.nodes):
+            if i in self.done:
+                continue
+            self.node = node
+            if node.op_type in _INSTEAD:                # of any domain, before its inputs are checked
+                raise self.fail(f"unsupported operator{_INSTEAD[node.op_type]}")
+            if node.domain not in ("", "ai.onnx", CUSTOM_DOMAIN):
+                raise self.fail(f"operator domain {node.domain!r} is not supported; supported: {SUPPORTED_TEXT}")
+            if node.domain == CUSTOM_DOMAIN and (CUSTOM_DOMAIN, node.op_type) not in _HANDLERS:
+                raise self.fail(f"unsupported operator; supported: {SUPPORTED_TEXT}")
+        self.node = None
+
     def _dispatch(self, node) -> None:
-        if node.op_type in _INSTEAD:                # of any domain, before its inputs are checked
-            raise self.fail(f"unsupported operator{_INSTEAD[node.op_type]}")
-        if node.domain not in ("", "ai.onnx", CUSTOM_DOMAIN):
-            raise self.fail(f"operator domain {node.domain!r} is not supported; supported: {SUPPORTED_TEXT}")
         handler = _HANDLERS.get((CUSTOM_DOMAIN if node.domain == CUSTOM_DOMAIN else "", node.op_type))
         self._check_schema(node)
         if self._foldable(node):

@@ -1010,6 +1010,16 @@ def test_a_shape_computed_at_the_files_opset_is_evaluated_at_it(opset):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+def test_a_node_of_another_domain_is_refused_not_taken_for_the_onnx_operator():
+    """An ``Erf`` of the domain ``com.example`` inside GELU's pattern was fused into a GELU as if it
+    were ONNX's (onnxruntime refuses the file: no such operator); refused, naming the domain."""
+    proto = vit(depth=1)[0]
+    erf = next(n for n in proto.graph.node if n.op_type == "Erf")
+    erf.domain = "com.example"
+    proto.opset_import.append(helper.make_opsetid("com.example", 1))
+    _refused(proto, f"'{erf.name}' (Erf)", "operator domain 'com.example' is not supported", "supported: Abs, ")
+
+
 @pytest.mark.parametrize("order", ["x*(1+erf)*0.5", "0.5*x*(1+erf)", "0.5*(x*(1+erf)), x*(1/sqrt2)"])
 def test_gelu_erf_patterns(order):
     g = Graph()
