@@ -2596,17 +2596,46 @@ def _channel_max(imp, node, v: View, axes: list[int], keep: int) -> bool:
     return True
 
 
-def _larger(imp, node, a: str, b: str, out: str) -> str:
+def _larger(imp, node, a: str, b: str, out: str, smaller: bool = False) -> str:
     """``max(a, b)`` element by element as ``b + relu(a - b)``: the subtraction (``a + (-b)``: a product
     by -1 and an add, whose pass applies the ReLU) and an add, three vector passes of the halves'
     size.  Exact in float; each step int8 at its own scale on the accelerator.  (A linear layer of
-    weights +1 and -1 for ``relu(a - b)`` instead costs as much on E and 3x on tiny, in MACs.)"""
+    weights +1 and -1 for ``relu(a - b)`` instead costs as much on E and 3x on tiny, in MACs.)
+    With ``smaller``, ``min(a, b)`` as ``a - relu(a - b)`` (one negation more)."""
     diff = _view(imp, _part(imp, node, "Sub", [a, b], f"{out}.diff"))
     name = imp.layer_name(f"{out}.relu")
     shape = imp.emit(Activation, name, func="relu", inputs=(diff.source,),
                      fused=isinstance(imp.by_name.get(diff.source), Add))
     imp.views[f"{out}.relu"] = diff.on(name, shape)
+    if smaller:
+        return _part(imp, node, "Sub", [a, f"{out}.relu"], out)
     return _part(imp, node, "Add", [f"{out}.relu", b], out)
+
+
+@_op("Max", "Min")
+def _max_min(imp, node) -> None:
+    """The largest (smallest) of activations and scalar constants (``torch.maximum(x, c)``,
+    ``torch.max(a, b)``): the activations pairwise by :func:`_larger`, then a clip by the constants'
+    bound (a ``Max`` by 0 is a ReLU, as ``Clip`` is)."""
+    ins = [n for n in node.input if n]
+    consts = [n for n in ins if imp.is_const(n)]
+    acts = [n for n in ins if n not in consts]
+    shaped = [list(imp.array(n).shape) for n in consts if imp.array(n).size != 1]
+    if shaped:
+        raise imp.fail(f"constant operands of shapes {shaped}; supported: activations and scalar constants")
+    smaller = node.op_type == "Min"
+    y = node.output[0]
+    last = y if not consts else f"{y}.{node.op_type.lower()}"
+    total = acts[0]
+    for k, x in enumerate(acts[1:], 1):
+        total = _larger(imp, node, total, x, last if k == len(acts) - 1 else f"{y}.{k}", smaller)
+    if not consts:
+        return None if len(acts) > 1 else _alias(imp, node)
+    values = [float(imp.array(n).reshape(-1)[0]) for n in consts]
+    low, high = (-math.inf, min(values)) if smaller else (max(values), math.inf)
+    func, params = ("relu", ()) if (low, high) == (0, math.inf) else ("clip", (low, high))
+    with _reading(imp, helper.make_node("Clip", [total], [y], name=node.name)) as clip:
+        _elementwise_unary(imp, clip, func, params)
 
 
 def _mean_plan(v: View, axes: list[int]):

@@ -1803,3 +1803,19 @@ def dynamic_shape_tokens(opset: int = 11, size: int = 16, patch: int = 4, dim: i
     mean = (g.op("ReduceMean", [x], "", axes=[1], keepdims=0) if opset < 18
             else g.op("ReduceMean", [x, g.const([1])], "", keepdims=0))
     return g.model([image_input(3, size, size)], [out(g.linear(mean, dim, 5, "/head"))], opset)
+
+
+def elementwise_extreme(op: str = "Max", operands: str = "aa", size: int = 8, width: int = 8, seed: int = 74):
+    """``op`` (``Max`` or ``Min``) of two 1x1 convolutions of a 3x3 convolution's output (``a`` in
+    ``operands`` for each activation, ``c`` a scalar constant: 0.25, then -0.5 for a second), then a
+    1x1 convolution: ``torch.maximum(a, b)``, ``torch.max(x, c)``."""
+    g = Graph(seed)
+    x = g.op("Conv", ["pixel_values", g.weight("conv.weight", width, 3, 3, 3), g.weight("conv.bias", width)], "/conv",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    consts = iter((0.25, -0.5))
+    ins = [g.op("Conv", [x, g.weight(f"b{i}.weight", width, width, 1, 1), g.weight(f"b{i}.bias", width)], f"/b{i}",
+                kernel_shape=[1, 1]) if k == "a" else g.const(np.float32(next(consts)), np.float32)
+           for i, k in enumerate(operands)]
+    y = g.op(op, ins, "/m")
+    y = g.op("Conv", [y, g.weight("head.weight", 4, width, 1, 1), g.weight("head.bias", 4)], "/head", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size)], [out(y)])

@@ -23,7 +23,7 @@ from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmod
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
-                         cross_covariance_attention, dynamic_shape_tokens, vit, yolo_detect, yolo_v5_detect, pruned_channel)
+                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1018,6 +1018,28 @@ def test_a_node_of_another_domain_is_refused_not_taken_for_the_onnx_operator():
     erf.domain = "com.example"
     proto.opset_import.append(helper.make_opsetid("com.example", 1))
     _refused(proto, f"'{erf.name}' (Erf)", "operator domain 'com.example' is not supported", "supported: Abs, ")
+
+
+@pytest.mark.parametrize("op, operands, kinds", [
+    ("Max", "aa", {"conv2d": 4, "constant": 1, "mul": 1, "add": 2, "relu": 1}),     # -1: a constant, a product
+    ("Min", "aa", {"conv2d": 4, "constant": 1, "mul": 1, "add": 2, "relu": 1}),     # the other -1 folded
+    ("Max", "aaa", {"conv2d": 5, "constant": 2, "mul": 2, "add": 4, "relu": 2}), ("Max", "ac", {"conv2d": 3, "clip": 1}),
+    ("Min", "cac", {"conv2d": 3, "clip": 1}), ("Min", "aac", {"conv2d": 4, "constant": 1, "mul": 1, "add": 2, "relu": 1, "clip": 1})])
+def test_a_maximum_or_minimum_is_compared_by_relus_and_clipped_by_its_constants(op, operands, kinds):
+    """``Max``/``Min`` were refused as unsupported operators though the IR computes them: of activations
+    ``b + relu(a - b)`` (``a - relu(a - b)``), of scalar constants a clip."""
+    proto = elementwise_extreme(op, operands)
+    imp = import_onnx(proto, "extreme")
+    assert Counter(l.kind if l.kind != "activation" else l.func for l in imp.model.layers) == kinds
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_maximum_by_a_constant_of_more_than_one_element_is_refused_in_one_line():
+    proto = elementwise_extreme("Max", "ac")
+    scalar = next(n for n in proto.graph.node if n.op_type == "Constant" and n.output[0] in
+                  next(m for m in proto.graph.node if m.op_type == "Max").input)
+    scalar.attribute[0].t.CopyFrom(numpy_helper.from_array(np.full((1, 8, 1, 1), 0.25, np.float32), scalar.output[0]))
+    _refused(proto, "(Max)", "constant operands of shapes [[1, 8, 1, 1]]", "supported: activations and scalar constants")
 
 
 @pytest.mark.parametrize("order", ["x*(1+erf)*0.5", "0.5*x*(1+erf)", "0.5*(x*(1+erf)), x*(1/sqrt2)"])
