@@ -2612,6 +2612,36 @@ def _larger(imp, node, a: str, b: str, out: str, smaller: bool = False) -> str:
     return _part(imp, node, "Add", [f"{out}.relu", b], out)
 
 
+@_op("Where")
+def _where(imp, node) -> None:
+    """``where(cond, x, y)`` of a constant condition (a mask the model holds): each operand that is an
+    activation times the mask of the elements it gives (``cond`` for ``x``, ``not cond`` for ``y``),
+    plus the constant operand where it is taken, zeros elsewhere: products and an add by constants."""
+    if not imp.is_const(node.input[0]):
+        raise imp.fail(f"a condition computed in the network ({node.input[0]!r}); supported: a constant "
+                       f"condition")
+    cond = imp.array(node.input[0]).astype(bool)
+    y, terms, fill = node.output[0], [], np.float32(0)
+    for k, taken in ((1, cond), (2, ~cond)):
+        name = node.input[k]
+        if imp.is_const(name):
+            fill = np.where(taken, imp.array(name).astype(np.float32), fill)
+        elif taken.all():
+            terms.append(name)
+        elif taken.any():
+            mask = f"{y}.mask{k}"
+            imp._set_const(mask, taken.astype(np.float32))
+            terms.append(_part(imp, node, "Mul", [name, mask], f"{y}.{k}"))
+    if len(terms) == 2:
+        terms = [_part(imp, node, "Add", terms, y if not np.any(fill) else f"{y}.sum")]
+    if np.any(fill):
+        imp._set_const(f"{y}.fill", np.asarray(fill, np.float32))
+        _part(imp, node, "Add", [terms[0], f"{y}.fill"], y)
+    elif terms[0] != y:
+        with _reading(imp, helper.make_node("Identity", [terms[0]], [y], name=node.name)) as same:
+            _alias(imp, same)
+
+
 @_op("Max", "Min")
 def _max_min(imp, node) -> None:
     """The largest (smallest) of activations and scalar constants (``torch.maximum(x, c)``,

@@ -1819,3 +1819,20 @@ def elementwise_extreme(op: str = "Max", operands: str = "aa", size: int = 8, wi
     y = g.op(op, ins, "/m")
     y = g.op("Conv", [y, g.weight("head.weight", 4, width, 1, 1), g.weight("head.bias", 4)], "/head", kernel_shape=[1, 1])
     return g.model([image_input(3, size, size)], [out(y)])
+
+
+def constant_where(other: str = "value", size: int = 8, width: int = 8, seed: int = 75):
+    """``torch.where(mask, a, other)`` of a constant mask (every third channel, or a random half of the
+    pixels for ``other="value"``) over a 1x1 convolution ``a`` of a 3x3 convolution's output ``x``:
+    ``other`` ``"value"`` -1.5, ``"act"`` ``x`` itself, then a 1x1 convolution."""
+    g = Graph(seed)
+    x = g.op("Conv", ["pixel_values", g.weight("conv.weight", width, 3, 3, 3), g.weight("conv.bias", width)], "/conv",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    a = g.op("Conv", [x, g.weight("a.weight", width, width, 1, 1), g.weight("a.bias", width)], "/a", kernel_shape=[1, 1])
+    if other == "value":
+        mask = g.init("mask", g.rng.random((1, 1, size, size)) > 0.5)
+        y = g.op("Where", [mask, a, g.const(np.float32(-1.5), np.float32)], "/w")
+    else:
+        y = g.op("Where", [g.init("mask", (np.arange(width) % 3 == 0).reshape(1, width, 1, 1)), a, x], "/w")
+    y = g.op("Conv", [y, g.weight("head.weight", 4, width, 1, 1), g.weight("head.bias", 4)], "/head", kernel_shape=[1, 1])
+    return g.model([image_input(3, size, size)], [out(y)])

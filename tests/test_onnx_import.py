@@ -23,7 +23,7 @@ from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmod
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
-                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, vit, yolo_detect, yolo_v5_detect, pruned_channel)
+                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1040,6 +1040,24 @@ def test_a_maximum_by_a_constant_of_more_than_one_element_is_refused_in_one_line
                   next(m for m in proto.graph.node if m.op_type == "Max").input)
     scalar.attribute[0].t.CopyFrom(numpy_helper.from_array(np.full((1, 8, 1, 1), 0.25, np.float32), scalar.output[0]))
     _refused(proto, "(Max)", "constant operands of shapes [[1, 8, 1, 1]]", "supported: activations and scalar constants")
+
+
+@pytest.mark.parametrize("other, kinds", [("value", {"conv2d": 3, "constant": 2, "mul": 1, "add": 1}),
+                                          ("act", {"conv2d": 3, "constant": 2, "mul": 2, "add": 1})])
+def test_a_where_of_a_constant_mask_is_products_by_the_mask_and_an_add(other, kinds):
+    """``Where`` was refused as an unsupported operator; of a constant condition it is a product of each
+    activation by the mask of the elements it gives and an add (of the other or of the constant)."""
+    proto = constant_where(other)
+    imp = import_onnx(proto, "where")
+    assert Counter(l.kind for l in imp.model.layers) == kinds
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_where_of_a_computed_condition_is_refused_in_one_line():
+    proto = constant_where("act")
+    where = next(n for n in proto.graph.node if n.op_type == "Where")
+    where.input[0] = where.input[2]
+    _refused(proto, "(Where)", f"a condition computed in the network ({where.input[2]!r})", "supported: a constant condition")
 
 
 @pytest.mark.parametrize("order", ["x*(1+erf)*0.5", "0.5*x*(1+erf)", "0.5*(x*(1+erf)), x*(1/sqrt2)"])
