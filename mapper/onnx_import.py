@@ -923,8 +923,11 @@ class _Importer:
         if all(n in self.consts for n in ins) or node.op_type == "Concat":   # BEiT's cat(q_bias, 0, v_bias)
             return True
         # a function of one constant tensor, its other inputs scalars (SwinV2's exp(clip(logit_scale))):
-        # evaluated; products and sums of constant tensors are the network's layers (DETR's queries)
-        tensors = [n for n in ins if n in self.views and self.array(n).size > 1]
+        # evaluated; products and sums of constant tensors are the network's layers (DETR's queries).  A
+        # resize's or pad's other inputs are its parameters, not tensors (a position table resized
+        # bicubically to the image's grid, as timm's dynamic_img_size exports ViT: evaluated)
+        data = ins[:1] if node.op_type in _PARAMETRISED else ins
+        tensors = [n for n in data if n in self.views and self.array(n).size > 1]
         return node.op_type not in _VIEW_OPS and node.op_type not in _PRODUCTS and len(tensors) <= 1
 
     def _fold(self, node) -> None:
@@ -1063,6 +1066,8 @@ def _guess_part(name: str) -> str:
 from .onnx_ops import HANDLERS as _HANDLERS, NEVER_FOLD as _NEVER_FOLD, SUPPORTED_OPS, VIEW_OPS as _VIEW_OPS  # noqa: E402
 
 _PRODUCTS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum"})
+#: Operators of one data tensor, their other inputs parameters (scales, sizes, pads, a pad's value).
+_PARAMETRISED = frozenset({"Resize", "Upsample", "Pad"})
 
 SUPPORTED_TEXT = ", ".join(SUPPORTED_OPS)
 #: What to do instead, for operators a file may well hold (appended to the refusal).

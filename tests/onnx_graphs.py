@@ -1836,3 +1836,29 @@ def constant_where(other: str = "value", size: int = 8, width: int = 8, seed: in
         y = g.op("Where", [g.init("mask", (np.arange(width) % 3 == 0).reshape(1, width, 1, 1)), a, x], "/w")
     y = g.op("Conv", [y, g.weight("head.weight", 4, width, 1, 1), g.weight("head.bias", 4)], "/head", kernel_shape=[1, 1])
     return g.model([image_input(3, size, size)], [out(y)])
+
+
+def resized_position_table(mode: str = "cubic", size: int = 48, patch: int = 8, dim: int = 16, grid: int = 4,
+                           seed: int = 76):
+    """A ViT's position table of ``grid x grid`` patches resized to the image's grid, as timm's
+    ``dynamic_img_size`` (and DINOv2's ``interpolate_pos_encoding``) export it at another size: the
+    class token's entry set aside, the others viewed as a ``[1, dim, grid, grid]`` image, a ``Resize``
+    (``mode`` cubic as PyTorch's bicubic, with align_corners; or linear) by the grids' ratio, back to
+    tokens and after the class token's; added to the class token and patches, a LayerNorm, a head on
+    the tokens' mean."""
+    g = Graph(seed)
+    side = size // patch
+    x = g.op("Conv", ["pixel_values", g.weight("patch.weight", dim, 3, patch, patch), g.weight("patch.bias", dim)],
+             "/patch", kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.op("Transpose", [g.reshape(x, [1, dim, -1], "/patch")], "/patch", perm=[0, 2, 1])
+    pos = g.weight("pos_embed", 1, 1 + grid * grid, dim, scale=0.5)
+    table = g.op("Slice", [pos, g.const([1]), g.const([1 + grid * grid]), g.const([1])], "/pos")
+    table = g.op("Transpose", [g.reshape(table, [1, grid, grid, dim], "/pos")], "/pos", perm=[0, 3, 1, 2])
+    cubic = {"cubic_coeff_a": -0.75, "coordinate_transformation_mode": "align_corners"} if mode == "cubic" else {}
+    table = g.op("Resize", [table, "", g.const(np.array([1, 1, side / grid, side / grid], np.float32), np.float32)],
+                 "/pos", mode=mode, **cubic)
+    table = g.reshape(g.op("Transpose", [table], "/pos", perm=[0, 2, 3, 1]), [1, -1, dim], "/pos")
+    pos = g.op("Concat", [g.op("Gather", [pos, g.const([0])], "/pos", axis=1), table], "/pos", axis=1)
+    x = g.op("Add", [g.op("Concat", [g.weight("cls_token", 1, 1, dim, scale=1.0), x], "", axis=1), pos], "")
+    x = g.op("ReduceMean", [g.layernorm(x, dim, "/norm")], "", axes=[1], keepdims=0)
+    return g.model([image_input(3, size, size)], [out(g.linear(x, dim, 5, "/head"))])

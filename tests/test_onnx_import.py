@@ -23,7 +23,7 @@ from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmod
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
-                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, vit, yolo_detect, yolo_v5_detect, pruned_channel)
+                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1058,6 +1058,18 @@ def test_a_where_of_a_computed_condition_is_refused_in_one_line():
     where = next(n for n in proto.graph.node if n.op_type == "Where")
     where.input[0] = where.input[2]
     _refused(proto, "(Where)", f"a condition computed in the network ({where.input[2]!r})", "supported: a constant condition")
+
+
+@pytest.mark.parametrize("mode", ["cubic", "linear"])
+def test_a_position_table_resized_to_the_grid_is_evaluated(mode):
+    """A resize of a constant (a position table to the image's grid, timm's ``dynamic_img_size``) is
+    evaluated, its scales a parameter, not a second tensor: bicubic was refused as a resize the
+    accelerator cannot run, bilinear ran on it each inference."""
+    proto = resized_position_table(mode)
+    imp = import_onnx(proto, "pos")
+    assert Counter(l.kind for l in imp.model.layers) == {"conv2d": 1, "constant": 2, "concat": 1, "add": 1,
+                                                         "layernorm": 1, "pool": 1, "linear": 1}
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 @pytest.mark.parametrize("order", ["x*(1+erf)*0.5", "0.5*x*(1+erf)", "0.5*(x*(1+erf)), x*(1/sqrt2)"])
