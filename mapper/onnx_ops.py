@@ -715,16 +715,21 @@ def _image_of(imp, name: str, v: View) -> str:
     return image
 
 
-def _normalised(imp, node, x: str, k: int, scale: np.ndarray, bias: np.ndarray, eps: float) -> str:
+def _normalised(imp, node, x: str, k: int, scale: np.ndarray, bias: np.ndarray, eps: float,
+                pixels: bool = True) -> str:
     """Image ``x`` normalised over each group of ``k`` channels and their pixels, then ``* scale +
     bias`` per channel, from the vector unit's layers: the mean over the pixels (pooling), over the
     group (a 1x1 convolution of weights 1/k), ``x - mean``, its square (a table), their mean alike,
     ``1 / sqrt(var + eps)`` (a table) and products.  Each step is int8, so a channel whose variance
     is far below the largest one's loses precision (an int8 variance): ``make run`` says how much.
-    Returns the value holding the result."""
+    Without ``pixels``, each pixel's groups on their own (no pooling; the group's mean a grouped
+    1x1 convolution, ``c k`` MACs a pixel).  Returns the value holding the result."""
     y, c = node.output[0], len(scale)
 
     def mean(value: str, what: str) -> str:
+        if not pixels:
+            imp._set_const(f"{y}.{what}.group_weight", np.full((c, k, 1, 1), 1 / k, np.float32))
+            return _part(imp, node, "Conv", [value, f"{y}.{what}.group_weight"], f"{y}.{what}.group", group=c // k)
         m = _part(imp, node, "ReduceMean", [value], f"{y}.{what}", axes=[2, 3], keepdims=1, handler=_reduce_axes)
         if k == 1:
             return m
@@ -2053,15 +2058,32 @@ def _layernorm_rows(imp, node, v: View, axis: int, a: dict) -> None:
     axis = axis % len(v.shape)
     n = math.prod(v.shape[axis:])
     flat = lambda u: L.reshape(u, u.shape[:axis] + (n,)) if axis < len(u.shape) - 1 else u
-    x = imp.need(v, lambda u: L.covers(u) and _rows_of(flat(u), len(u.shape[:axis]), u.src_shape[2]),
-                 "rows of all the channels of each token")
-    gamma = imp.array(node.input[1]).astype(np.float32).reshape(-1)
+    tokens = lambda u: L.covers(u) and _rows_of(flat(u), len(u.shape[:axis]), u.src_shape[2])
+    gamma = np.broadcast_to(imp.array(node.input[1]).astype(np.float32).reshape(-1), (n,))
     beta = imp.optional_array(node, 2)
+    beta = np.zeros(n, np.float32) if beta is None else np.broadcast_to(beta.astype(np.float32).reshape(-1), (n,))
+    eps = _float32_value(a.get("epsilon", 1e-5))
+    x = v if tokens(v) else imp.materialise(v, tokens)
+    if x is None:       # rows of some of each token's channels: a head's (qk-norm), composed
+        rows = lambda u: L.covers(u) and _rows_of(flat(u), len(u.shape[:axis]))
+        part = v if rows(v) else imp.materialise(v, rows)
+        if part is not None:
+            return _layernorm_of_groups(imp, node, part, n, gamma, beta, eps)
+        x = imp.need(v, tokens, "rows of all the channels of each token, or of consecutive channels")
     name = imp.layer_name(node.output[0])
-    out = imp.emit(LayerNorm, name, inputs=(x.source,), eps=_float32_value(a.get("epsilon", 1e-5)))
-    imp.weights[name] = {"gamma": np.broadcast_to(gamma, (n,)).copy(),
-                         "beta": (np.zeros(n) if beta is None else np.broadcast_to(beta.reshape(-1), (n,))).astype(np.float32)}
+    out = imp.emit(LayerNorm, name, inputs=(x.source,), eps=eps)
+    imp.weights[name] = {"gamma": gamma.copy(), "beta": beta.astype(np.float32)}
     imp.views[node.output[0]] = x.on(name, out)
+
+
+def _layernorm_of_groups(imp, node, x: View, k: int, gamma: np.ndarray, beta: np.ndarray, eps: float) -> None:
+    """LayerNorm over each token's groups of ``k`` consecutive channels (ViT-22B's and EVA's qk-norm:
+    q and k viewed ``[1, heads, N, d]``, normalised over ``d``), which the IR's LayerNorm (all the
+    channels of a token) does not do: each pixel's groups normalised as :func:`_normalised` does."""
+    c = x.src_shape[2]
+    out = _view(imp, _normalised(imp, node, _image_of(imp, node.input[0], x), k, np.tile(gamma, c // k),
+                                 np.tile(beta, c // k), eps, pixels=False))
+    imp.views[node.output[0]] = x.on(out.source, out.src_shape)
 
 
 # ---- spatial operators ------------------------------------------------------------------------------

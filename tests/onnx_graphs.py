@@ -1862,3 +1862,25 @@ def resized_position_table(mode: str = "cubic", size: int = 48, patch: int = 8, 
     x = g.op("Add", [g.op("Concat", [g.weight("cls_token", 1, 1, dim, scale=1.0), x], "", axis=1), pos], "")
     x = g.op("ReduceMean", [g.layernorm(x, dim, "/norm")], "", axes=[1], keepdims=0)
     return g.model([image_input(3, size, size)], [out(g.linear(x, dim, 5, "/head"))])
+
+
+def qk_norm_attention(size: int = 16, patch: int = 4, dim: int = 16, heads: int = 2, seed: int = 77):
+    """timm's ``Attention(qk_norm=True)`` (ViT-22B, EVA, DINOv2 variants): the fused qkv linear viewed
+    ``[3, 1, heads, N, d]``, a ``LayerNormalization`` of q and of k over each head's ``d`` channels,
+    softmax of the scaled scores, ``@ v``, the projection and residual, a head on the tokens' mean."""
+    g = Graph(seed)
+    n, d, s = (size // patch) ** 2, dim // heads, "/attn"
+    x = g.op("Conv", ["pixel_values", g.weight("patch.weight", dim, 3, patch, patch), g.weight("patch.bias", dim)],
+             "/patch", kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.op("Transpose", [g.reshape(x, [1, dim, n], "/patch")], "/patch", perm=[0, 2, 1])
+    qkv = g.op("Transpose", [g.reshape(g.linear(x, dim, 3 * dim, f"{s}/qkv"), [1, n, 3, heads, d], s)], s,
+               perm=[2, 0, 3, 1, 4])
+    q, k, v = (g.op("Gather", [qkv, g.const(i)], s, axis=0) for i in range(3))
+    q, k = (g.layernorm(t, d, f"{s}/{name}_norm") for t, name in ((q, "q"), (k, "k")))
+    a = g.op("Mul", [g.op("MatMul", [q, g.op("Transpose", [k], s, perm=[0, 1, 3, 2])], s),
+                     g.const(np.float32(d ** -0.5), np.float32)], s)
+    o = g.op("MatMul", [g.op("Softmax", [a], s, axis=-1), v], s)
+    o = g.reshape(g.op("Transpose", [o], s, perm=[0, 2, 1, 3]), [1, n, dim], s)
+    x = g.op("Add", [x, g.linear(o, dim, dim, f"{s}/proj")], "")
+    x = g.op("ReduceMean", [x], "", axes=[1], keepdims=0)
+    return g.model([image_input(3, size, size)], [out(g.linear(x, dim, 5, "/head"))])

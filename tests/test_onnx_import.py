@@ -23,7 +23,7 @@ from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmod
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
-                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, vit, yolo_detect, yolo_v5_detect, pruned_channel)
+                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1069,6 +1069,19 @@ def test_a_position_table_resized_to_the_grid_is_evaluated(mode):
     imp = import_onnx(proto, "pos")
     assert Counter(l.kind for l in imp.model.layers) == {"conv2d": 1, "constant": 2, "concat": 1, "add": 1,
                                                          "layernorm": 1, "pool": 1, "linear": 1}
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_layernorm_over_each_heads_channels_is_composed_per_pixel():
+    """qk-norm (a LayerNormalization of q and k over each head's channels) was refused: the IR's
+    LayerNorm takes all the channels of a token.  Composed per pixel as group normalisation is: two
+    grouped 1x1 convolutions for the means, a square, a rsqrt, products; no layernorm layer."""
+    proto = qk_norm_attention()
+    imp = import_onnx(proto, "qk_norm")
+    kinds = Counter(l.kind for l in imp.model.layers)
+    assert kinds["layernorm"] == 0 and kinds["rsqrt"] == 2 and kinds["conv2d"] == 1 + 2 * 2
+    grouped = [l for l in imp.model.layers if l.kind == "conv2d" and l.groups > 1]
+    assert [(l.groups, l.in_ch) for l in grouped] == [(2, 16)] * 4       # q's or k's 2 heads of 8 channels
     assert _max_rel_error(proto, imp) <= RTOL
 
 
