@@ -2076,6 +2076,22 @@ def _layernorm_rows(imp, node, v: View, axis: int, a: dict) -> None:
     imp.views[node.output[0]] = x.on(name, out)
 
 
+@_op("RMSNormalization")
+def _rms_norm(imp, node) -> None:
+    """ONNX's RMSNormalization (opset 23; PyTorch's ``nn.RMSNorm``): ``x * rsqrt(mean(x^2) + eps) *
+    scale`` over the axes from ``axis``, from the layers its decomposition imports as: the square (a
+    table), the mean, ``rsqrt`` (a table) and products."""
+    a, x, y = _attrs(node), node.input[0], node.output[0]
+    rank = len(imp.act(x).shape)
+    axis, eps = _axis(imp, a.get("axis", -1), rank), _float32_value(a.get("epsilon", 1e-5))
+    square = _part(imp, node, "Pow", [x, _scalar_const(imp, f"{y}.two", 2.0)], f"{y}.square")
+    mean = _part(imp, node, "ReduceMean", [square], f"{y}.mean", axes=list(range(axis, rank)), keepdims=1,
+                 handler=_reduce_axes)
+    factor = _part(imp, node, "Rsqrt", [mean], f"{y}.rsqrt",
+                   handler=lambda imp, n: _elementwise_unary(imp, n, "rsqrt", (eps,)))
+    _part(imp, node, "Mul", [_part(imp, node, "Mul", [x, factor], f"{y}.normalised"), node.input[1]], y)
+
+
 def _layernorm_of_groups(imp, node, x: View, k: int, gamma: np.ndarray, beta: np.ndarray, eps: float) -> None:
     """LayerNorm over each token's groups of ``k`` consecutive channels (ViT-22B's and EVA's qk-norm:
     q and k viewed ``[1, heads, N, d]``, normalised over ``d``), which the IR's LayerNorm (all the

@@ -1884,3 +1884,26 @@ def qk_norm_attention(size: int = 16, patch: int = 4, dim: int = 16, heads: int 
     x = g.op("Add", [x, g.linear(o, dim, dim, f"{s}/proj")], "")
     x = g.op("ReduceMean", [x], "", axes=[1], keepdims=0)
     return g.model([image_input(3, size, size)], [out(g.linear(x, dim, 5, "/head"))])
+
+
+def rms_norm(form: str = "op", tokens: int = 16, dim: int = 16, patch: int = 4, seed: int = 78):
+    """``nn.RMSNorm`` of a patch embedding's tokens between it and a linear, a head on the tokens' mean:
+    ``form`` ``"op"`` ONNX's RMSNormalization (opset 23), ``"decomposed"`` as PyTorch writes it below
+    (``Pow``, ``ReduceMean``, ``Add`` eps, ``Sqrt``, ``Reciprocal``, ``Mul``s; opset 17)."""
+    g = Graph(seed)
+    size = patch * int(np.sqrt(tokens))
+    x = g.op("Conv", ["pixel_values", g.weight("patch.weight", dim, 3, patch, patch), g.weight("patch.bias", dim)],
+             "/patch", kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.op("Transpose", [g.reshape(x, [1, dim, tokens], "/patch")], "/patch", perm=[0, 2, 1])
+    scale = g.init("norm.weight", (1 + 0.2 * g.rng.normal(size=dim)).astype(np.float32))
+    if form == "op":
+        x = g.op("RMSNormalization", [x, scale], "/norm", axis=-1, epsilon=1e-6)
+    else:
+        mean = g.op("ReduceMean", [g.op("Pow", [x, g.const(np.float32(2), np.float32)], "/norm")], "/norm", axes=[-1],
+                    keepdims=1)
+        rms = g.op("Sqrt", [g.op("Add", [mean, g.const(np.float32(1e-6), np.float32)], "/norm")], "/norm")
+        x = g.op("Mul", [g.op("Mul", [x, g.op("Reciprocal", [rms], "/norm")], "/norm"), scale], "/norm")
+    x = g.linear(x, dim, dim, "/fc")
+    x = g.op("ReduceMean", [x, g.const([1])], "", keepdims=0) if form == "op" else \
+        g.op("ReduceMean", [x], "", axes=[1], keepdims=0)
+    return g.model([image_input(3, size, size)], [out(g.linear(x, dim, 5, "/head"))], 23 if form == "op" else 17)

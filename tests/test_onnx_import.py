@@ -23,7 +23,7 @@ from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmod
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
-                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, vit, yolo_detect, yolo_v5_detect, pruned_channel)
+                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1083,6 +1083,18 @@ def test_a_layernorm_over_each_heads_channels_is_composed_per_pixel():
     grouped = [l for l in imp.model.layers if l.kind == "conv2d" and l.groups > 1]
     assert [(l.groups, l.in_ch) for l in grouped] == [(2, 16)] * 4       # q's or k's 2 heads of 8 channels
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_an_rms_normalization_is_imported_as_its_decomposition_is():
+    """ONNX's RMSNormalization (opset 23) was refused as an unsupported operator; it is the square, the
+    mean over the channels, a rsqrt and products, as PyTorch's decomposition imports, with the same values."""
+    imps = {form: import_onnx(rms_norm(form), form) for form in ("op", "decomposed")}
+    for form, imp in imps.items():
+        assert _max_rel_error(rms_norm(form), imp) <= RTOL
+    assert Counter(l.kind for l in imps["op"].model.layers)["rsqrt"] == 1
+    x = np.random.default_rng(1).normal(size=imps["op"].model.input).astype(np.float32)
+    outs = [dict(reference.run_float(imp.model, imp.weights, x))[imp.model.layers[-1].name] for imp in imps.values()]
+    np.testing.assert_allclose(*outs, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("order", ["x*(1+erf)*0.5", "0.5*x*(1+erf)", "0.5*(x*(1+erf)), x*(1/sqrt2)"])
