@@ -514,6 +514,11 @@ class _Importer:
         if missing:
             raise self.fail(f"{len([n for n in node.input if n])} inputs; the operator needs at least "
                             f"{schema.min_input}")
+        given = max((k + 1 for k, n in enumerate(node.input) if n), default=0)
+        if given > schema.max_input:        # opset 10's Resize given opset 11's roi: its scales taken for roi
+            raise self.fail(f"{given} inputs; the operator takes at most {schema.max_input} in opset {self.opset} "
+                            f"(the file's){_as_attributes(node, schema, given)}; supported: the operator as its "
+                            f"opset defines it")
         given = {a.name for a in node.attribute}
         required = sorted(a.name for a in schema.attributes.values() if a.required and a.name not in given)
         if required:
@@ -950,6 +955,17 @@ class _Importer:
 
 
 # ---- graph-level helpers ---------------------------------------------------------------------------
+
+def _as_attributes(node, schema, given: int) -> str:
+    """Of the inputs a newer opset added (after ``schema``'s), those that ``schema`` takes as attributes:
+    ``": 'split' is an attribute there"`` for opset 11's ``Split`` given its sizes as an input."""
+    from onnx import defs
+
+    newer = defs.get_schema(node.op_type, opset_range()[1], node.domain or "").inputs
+    names = [p.name for p in newer[schema.max_input:given] if p.name in schema.attributes]
+    return f": {', '.join(map(repr, names))} {'is an attribute' if len(names) == 1 else 'are attributes'} there" \
+        if names else ""
+
 
 def _consumers(graph) -> dict[str, list[int]]:
     """ONNX tensor -> indices of the nodes that read it (-1 for a graph output)."""

@@ -78,25 +78,13 @@ def _out(imp, node, v: View, k: int = 0, prior: Optional[View] = None) -> None:
 
 
 def _input_list(imp, node, k: int, attr: str) -> Optional[list]:
-    """An operand given as input ``k`` (newer opsets) or attribute ``attr`` (older ones); an input
-    that the file's opset does not define (an opset-11 ``Split`` given its sizes) is refused."""
+    """An operand given as input ``k`` (newer opsets) or attribute ``attr`` (older ones; an input that
+    the file's opset does not define, an opset-11 ``Split`` given its sizes, is refused with the
+    schema's checks, ``onnx_import._check_schema``)."""
     if len(node.input) > k and node.input[k]:
-        if k >= _max_inputs(node, imp.opset):
-            raise imp.fail(f"{node.op_type} has no input {k + 1} in opset {imp.opset} (the file's): {attr!r} is an "
-                           f"attribute there; supported: the operator as its opset defines it")
         return [int(x) for x in imp.array(node.input[k]).ravel()]
     a = _attrs(node).get(attr)
     return None if a is None else [int(x) for x in np.ravel(a)]
-
-
-def _max_inputs(node, opset: int) -> int:
-    """How many inputs ``node``'s operator takes in ``opset`` (any number for one ONNX does not know)."""
-    import onnx.defs
-
-    try:
-        return onnx.defs.get_schema(node.op_type, opset, node.domain).max_input
-    except onnx.defs.SchemaError:
-        return 1 << 30
 
 
 # ---- constants and layout ----------------------------------------------------------------------
@@ -2209,6 +2197,11 @@ def _resize_size(imp, node, shape) -> tuple[int, int, list]:
     else:
         sizes = imp.array(ins[3]).astype(np.int64) if len(ins) > 3 and ins[3] else None
         scales = imp.array(ins[2]).astype(np.float64) if len(ins) > 2 and ins[2] else None
+    given = sizes if sizes is not None else scales
+    if given is None or given.size != len(axes):
+        what = "neither scales nor sizes" if given is None else \
+            f"{'sizes' if sizes is not None else 'scales'} of {given.size} values for {len(axes)} axes"
+        raise imp.fail(f"{what}; supported: a scale or a size for each axis")
     full, by = list(shape), [None] * len(shape)
     for i, ax in enumerate(axes):
         full[ax] = int(sizes[i]) if sizes is not None else int(math.floor(shape[ax] * scales[i]))

@@ -2218,13 +2218,28 @@ def _malformed_node(op: str, inputs, **attrs):
     ("InstanceNormalization", [], {}, "1 inputs; the operator needs at least 3"),
     ("AveragePool", [], {}, "no attribute 'kernel_shape'"),
     ("MaxPool", [], {"kernel_shape": [2, 2, 2]}, "a 3-D pooling window [2, 2, 2]"),
-    ("InstanceNormalization", [np.ones(1), np.zeros(1)], {}, "a scale of shape [1] and a bias of shape [1] for 8")])
+    ("InstanceNormalization", [np.ones(1), np.zeros(1)], {}, "a scale of shape [1] and a bias of shape [1] for 8"),
+    ("Resize", [np.zeros(0), np.array([1, 2, 2])], {}, "scales of 3 values for 4 axes"),
+    ("Resize", [np.zeros(0), np.zeros(0), np.array([8, 8])], {}, "sizes of 2 values for 4 axes"),
+    ("Resize", [np.zeros(0)], {}, "neither scales nor sizes")])
 def test_malformed_new_operators_are_refused_in_one_line(op, inputs, attrs, needle):
     """Attributes and inputs the specification does not allow (a file written by hand, say): one line
     naming them, no traceback (a missing blocksize was a KeyError, a short output_padding an
     IndexError, a slope that does not broadcast imported as a leaky ReLU; a missing input or
     required attribute, ONNX's schema, is checked before any operator is imported)."""
     _refused(_malformed_node(op, inputs, **attrs), f"({op})", needle)
+
+
+def test_more_inputs_than_the_files_opset_defines_are_refused_in_one_line():
+    """Opset 10's Resize (x, scales) given opset 11's (x, roi, scales): its empty roi was read as the
+    scales, an IndexError; onnxruntime refuses the file, and so does the importer, in one line."""
+    g = Graph()
+    y = g.op("Resize", ["x", g.init("roi", np.zeros(0, np.float32)), g.init("scales", np.array([1, 1, 2, 2], np.float32))],
+             "", mode="nearest")
+    graph = helper.make_graph(g.nodes, "g", [image_input(8, 4, 4, "x")], [out(y)], initializer=g.inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)])
+    proto.ir_version = 8
+    _refused(proto, "(Resize)", "3 inputs; the operator takes at most 2 in opset 10")
 
 
 @pytest.mark.parametrize("groups", [2, 4])
@@ -2899,7 +2914,8 @@ def test_an_input_the_files_opset_does_not_define_is_refused():
     y = g.op("Add", g.op("Split", [x, g.const([4, 4])], "/s", n_out=2, axis=1), "/s")
     graph = helper.make_graph(g.nodes, "g", [image_input(3, 4, 4, "input")], [out(y)], initializer=g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
-    with pytest.raises(OnnxImportError, match="Split has no input 2 in opset 11"):
+    with pytest.raises(OnnxImportError, match="2 inputs; the operator takes at most 1 in opset 11 .the file's.: "
+                                              "'split' is an attribute there"):
         import_onnx(model, "split11")
 
 
