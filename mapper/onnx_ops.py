@@ -134,6 +134,9 @@ def _shape(imp, node) -> None:
 def _reshape(imp, node) -> None:
     v = _view(imp, node.input[0])
     target = [int(x) for x in imp.array(node.input[1]).ravel()]
+    if not _attrs(node).get("allowzero", 0) and 0 in target[len(v.shape):]:
+        raise imp.fail(f"shape {target}: a 0 copies the input's dimension at its position, and the input "
+                       f"{list(v.shape)} has {len(v.shape)}; supported: zeros within the input's rank")
     if not _attrs(node).get("allowzero", 0):
         target = [v.shape[i] if d == 0 else d for i, d in enumerate(target)]
     if target.count(-1) == 1:
@@ -288,6 +291,8 @@ def _unsqueeze(imp, node) -> None:
     axes = _input_list(imp, node, 1, "axes") or []
     rank = len(v.shape) + len(axes)
     new = sorted(_axis(imp, a, rank) for a in axes)
+    if len(set(new)) != len(new):
+        raise imp.fail(f"axes {axes} name an axis twice; supported: distinct axes")
     shape, rest = [], iter(v.shape)
     for i in range(rank):
         shape.append(1 if i in new else next(rest))
@@ -298,6 +303,9 @@ def _unsqueeze(imp, node) -> None:
 def _transpose(imp, node) -> None:
     v = _view(imp, node.input[0])
     perm = _attrs(node).get("perm") or list(reversed(range(len(v.shape))))
+    if sorted(int(p) for p in perm) != list(range(len(v.shape))):
+        raise imp.fail(f"perm {list(perm)} of a {list(v.shape)} tensor; supported: a permutation of its "
+                       f"{len(v.shape)} axes")
     _out(imp, node, L.transpose(v, [int(p) for p in perm]), prior=v)
     _pass_quantised(imp, node)
 
@@ -308,9 +316,12 @@ def _slice(imp, node) -> None:
     starts = _input_list(imp, node, 1, "starts")
     ends = _input_list(imp, node, 2, "ends")
     axes = _input_list(imp, node, 3, "axes") or list(range(len(starts)))
+    steps = _input_list(imp, node, 4, "steps") or [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise imp.fail(f"starts {starts}, ends {ends}, axes {axes} and steps {steps}; supported: one of each "
+                       f"per axis sliced")
     if len(axes) == 1:
         v = v0 = _split_axis_outermost(imp, node.input[0], _axis(imp, axes[0], len(v.shape)))
-    steps = _input_list(imp, node, 4, "steps") or [1] * len(starts)
     for s, e, a, st in zip(starts, ends, axes, steps):
         if st == 0:
             raise imp.fail("a slice with step 0")
@@ -333,6 +344,9 @@ def _split(imp, node) -> None:
         n = len(node.output)
         chunk = -(-v.shape[axis] // n)
         sizes = [min(chunk, v.shape[axis] - i * chunk) for i in range(n)]
+    if sum(sizes) != v.shape[axis] or len(sizes) != len(node.output) or min(sizes) < 0:
+        raise imp.fail(f"split {sizes} into {len(node.output)} outputs of an axis of {v.shape[axis]}; supported: "
+                       f"a size for each output, not negative, summing to the axis")
     start = 0
     for k, size in enumerate(sizes):
         v = _view(imp, node.input[0])           # (its channels may have moved for the part before)
@@ -454,7 +468,11 @@ def _gather(imp, node) -> None:
     axis = _axis(imp, _attrs(node).get("axis", 0), len(v.shape))
     if not imp.is_const(node.input[1]):
         raise imp.fail("gathering with computed indices; supported: constant indices (a view)")
-    _out(imp, node, L.take(v, axis, imp.array(node.input[1]).astype(np.int64)), prior=v)
+    idx = imp.array(node.input[1]).astype(np.int64)
+    n = v.shape[axis]
+    if idx.size and not (-n <= idx.min() and idx.max() < n):
+        raise imp.fail(f"indices from {idx.min()} to {idx.max()} along an axis of {n}; supported: -{n} to {n - 1}")
+    _out(imp, node, L.take(v, axis, idx), prior=v)
     _heads_together(imp, node.output[0])
     _pass_quantised(imp, node)
 
@@ -2047,8 +2065,11 @@ def _layernorm_rows(imp, node, v: View, axis: int, a: dict) -> None:
     n = math.prod(v.shape[axis:])
     flat = lambda u: L.reshape(u, u.shape[:axis] + (n,)) if axis < len(u.shape) - 1 else u
     tokens = lambda u: L.covers(u) and _rows_of(flat(u), len(u.shape[:axis]), u.src_shape[2])
-    gamma = np.broadcast_to(imp.array(node.input[1]).astype(np.float32).reshape(-1), (n,))
-    beta = imp.optional_array(node, 2)
+    gamma, beta = (imp.optional_array(node, k) for k in (1, 2))
+    if any(p is not None and p.size not in (1, n) for p in (gamma, beta)):
+        raise imp.fail(f"a scale of shape {list(gamma.shape)}" + (f" and a bias of shape {list(beta.shape)}" if beta
+                       is not None else "") + f" for rows of {n}; supported: one value, or one per element of a row")
+    gamma = np.broadcast_to(gamma.astype(np.float32).reshape(-1), (n,))
     beta = np.zeros(n, np.float32) if beta is None else np.broadcast_to(beta.astype(np.float32).reshape(-1), (n,))
     eps = _float32_value(a.get("epsilon", 1e-5))
     x = v if tokens(v) else imp.materialise(v, tokens)
@@ -2206,6 +2227,8 @@ def _resize_size(imp, node, shape) -> tuple[int, int, list]:
     for i, ax in enumerate(axes):
         full[ax] = int(sizes[i]) if sizes is not None else int(math.floor(shape[ax] * scales[i]))
         by[ax] = None if sizes is not None else float(scales[i])
+    if min(full) < 1:
+        raise imp.fail(f"an output of {full} from {list(shape)}; supported: every dimension at least 1")
     if tuple(full[:2]) != tuple(shape[:2]):
         raise imp.fail(f"a resize of the batch or channel axis ({list(shape)} -> {full}); supported: height and width")
     return full[2], full[3], by[2:]

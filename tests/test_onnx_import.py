@@ -2230,6 +2230,35 @@ def test_malformed_new_operators_are_refused_in_one_line(op, inputs, attrs, need
     _refused(_malformed_node(op, inputs, **attrs), f"({op})", needle)
 
 
+_I64 = lambda *v: np.array(v, np.int64)
+
+
+@pytest.mark.parametrize("op, inputs, attrs, needle", [
+    ("Reshape", [_I64(1, 0, 0, 0, 0)], {}, "a 0 copies the input's dimension at its position"),
+    ("Transpose", [], {"perm": [0, 1, 2]}, "perm [0, 1, 2] of a [1, 8, 4, 4] tensor"),
+    ("Transpose", [], {"perm": [0, 1, 2, 2]}, "supported: a permutation of its 4 axes"),
+    ("Transpose", [], {"perm": [0, 1, 2, 5]}, "perm [0, 1, 2, 5]"),
+    ("Split", [_I64(3, 3)], {"axis": 1}, "split [3, 3] into 1 outputs of an axis of 8"),
+    ("Gather", [_I64(9)], {"axis": 1}, "indices from 9 to 9 along an axis of 8; supported: -8 to 7"),
+    ("Gather", [_I64(-9)], {"axis": 1}, "indices from -9 to -9"),
+    ("Unsqueeze", [_I64(0, 0)], {}, "axes [0, 0] name an axis twice"),
+    ("Slice", [_I64(0, 0), _I64(4)], {}, "starts [0, 0], ends [4], axes [0, 1] and steps [1, 1]"),
+    ("Resize", [np.zeros(0, np.float32), np.array([1, 1, 0, 0], np.float32)], {"mode": "nearest"},
+     "an output of [1, 8, 0, 0] from [1, 8, 4, 4]"),
+    ("LayerNormalization", [np.ones(3, np.float32)], {}, "a scale of shape [3] for rows of 4")])
+def test_malformed_view_operators_are_refused_in_one_line(op, inputs, attrs, needle):
+    """Found by a fuzz of malformed single nodes after a convolution: each was a traceback (IndexError,
+    StopIteration, a ValueError of numpy's or of hw.operators without the node), or, for a perm of
+    the wrong rank or with a repeat, imported as a view of the wrong shape; onnxruntime refuses them."""
+    g = Graph()
+    x = g.op("Conv", ["x", g.weight("w", 8, 3, 1, 1)], "", kernel_shape=[1, 1])
+    y = g.op(op, [x] + [g.init(f"in{i}", v) for i, v in enumerate(inputs)], "", **attrs)
+    graph = helper.make_graph(g.nodes, "g", [image_input(3, 4, 4, "x")], [out(y)], initializer=g.inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    _refused(proto, f"({op})", needle)
+
+
 def test_more_inputs_than_the_files_opset_defines_are_refused_in_one_line():
     """Opset 10's Resize (x, scales) given opset 11's (x, roi, scales): its empty roi was read as the
     scales, an IndexError; onnxruntime refuses the file, and so does the importer, in one line."""
