@@ -2066,11 +2066,13 @@ def _layernorm_rows(imp, node, v: View, axis: int, a: dict) -> None:
     flat = lambda u: L.reshape(u, u.shape[:axis] + (n,)) if axis < len(u.shape) - 1 else u
     tokens = lambda u: L.covers(u) and _rows_of(flat(u), len(u.shape[:axis]), u.src_shape[2])
     gamma, beta = (imp.optional_array(node, k) for k in (1, 2))
-    if any(p is not None and p.size not in (1, n) for p in (gamma, beta)):
-        raise imp.fail(f"a scale of shape {list(gamma.shape)}" + (f" and a bias of shape {list(beta.shape)}" if beta
-                       is not None else "") + f" for rows of {n}; supported: one value, or one per element of a row")
-    gamma = np.broadcast_to(gamma.astype(np.float32).reshape(-1), (n,))
-    beta = np.zeros(n, np.float32) if beta is None else np.broadcast_to(beta.astype(np.float32).reshape(-1), (n,))
+    try:            # each broadcast to the normalised axes (a scale of the channels over tokens and channels)
+        gamma, beta = (np.zeros(n, np.float32) if p is None else
+                       np.broadcast_to(p.astype(np.float32), v.shape[axis:]).reshape(-1) for p in (gamma, beta))
+    except ValueError:
+        raise imp.fail(f"a scale of shape {list(imp.array(node.input[1]).shape)}" + (
+            f" and a bias of shape {list(beta.shape)}" if beta is not None else "") + f" for rows of shape "
+            f"{list(v.shape[axis:])}; supported: shapes that broadcast to the rows'") from None
     eps = _float32_value(a.get("epsilon", 1e-5))
     x = v if tokens(v) else imp.materialise(v, tokens)
     if x is None:       # rows of some of each token's channels: a head's (qk-norm), composed

@@ -2245,7 +2245,7 @@ _I64 = lambda *v: np.array(v, np.int64)
     ("Slice", [_I64(0, 0), _I64(4)], {}, "starts [0, 0], ends [4], axes [0, 1] and steps [1, 1]"),
     ("Resize", [np.zeros(0, np.float32), np.array([1, 1, 0, 0], np.float32)], {"mode": "nearest"},
      "an output of [1, 8, 0, 0] from [1, 8, 4, 4]"),
-    ("LayerNormalization", [np.ones(3, np.float32)], {}, "a scale of shape [3] for rows of 4")])
+    ("LayerNormalization", [np.ones(3, np.float32)], {}, "a scale of shape [3] for rows of shape [4]")])
 def test_malformed_view_operators_are_refused_in_one_line(op, inputs, attrs, needle):
     """Found by a fuzz of malformed single nodes after a convolution: each was a traceback (IndexError,
     StopIteration, a ValueError of numpy's or of hw.operators without the node), or, for a perm of
