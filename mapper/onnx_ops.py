@@ -1632,15 +1632,19 @@ def _whole(imp, v: View) -> Optional[View]:
     return v if L.covers(v) else imp.materialise(v)
 
 
-@_op("Sum")
+@_op("Sum", "Mean")
 def _sum(imp, node) -> None:
-    """The variadic add (TensorFlow's ``AddN``, old converters'): adds one after the other."""
-    ins = [n for n in node.input if n]
+    """The variadic add (TensorFlow's ``AddN``, old converters'): adds one after the other; a mean
+    then the product by ``1 / n``."""
+    ins, y = [n for n in node.input if n], node.output[0]
     if len(ins) == 1:
         return _alias(imp, node)
+    last = y if node.op_type == "Sum" else f"{y}.sum"
     total = ins[0]
     for k, x in enumerate(ins[1:], 1):
-        total = _part(imp, node, "Add", [total, x], node.output[0] if k == len(ins) - 1 else f"{node.output[0]}.{k}")
+        total = _part(imp, node, "Add", [total, x], last if k == len(ins) - 1 else f"{y}.{k}")
+    if node.op_type == "Mean":
+        _part(imp, node, "Mul", [total, _scalar_const(imp, f"{y}.inverse", 1 / len(ins))], y)
 
 
 @_op("Add", "Sub", "Mul", "Div")

@@ -1608,6 +1608,19 @@ def test_a_variadic_sum_is_adds_one_after_the_other(parts):
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("parts", [2, 3])
+def test_a_variadic_mean_is_its_sum_times_the_inverse_count(parts):
+    """``Mean`` (an ensemble's average) was refused as unsupported: the adds of ``Sum``, then a product."""
+    g = Graph(39)
+    ins = [g.op("Conv", ["input", g.weight(f"w{k}", 8, 3, 3, 3)], "", kernel_shape=[3, 3], pads=[1] * 4)
+           for k in range(parts)]
+    proto = g.model([image_input(3, 8, 8, "input")], [out(g.op("Conv", [g.op("Mean", ins, ""), g.weight("h", 4, 8, 1, 1)], "",
+                                                                    kernel_shape=[1, 1]))])
+    imp = import_onnx(proto, "mean")
+    assert [l.kind for l in imp.model.layers].count("add") == parts - 1
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 @pytest.mark.parametrize("pick", ["flip", "gather"])
 def test_channels_picked_from_an_image_are_picked_by_the_convolution_s_weights(pick):
     """A BGR-to-RGB flip of the input (``x[:, ::-1]``) or a Gather of channels (repeated, out of
