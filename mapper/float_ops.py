@@ -23,7 +23,8 @@ from numpy.polynomial import chebyshev
 
 from hw.operators import adaptive_axis_windows, nearest_indices, pool_windows, window_sums
 
-__all__ = ["erf", "gelu", "gelu_tanh", "sigmoid", "relu", "tanh", "clip", "leaky_relu", "elu", "hardsigmoid", "hardswish",
+__all__ = ["erf", "gelu", "gelu_tanh", "sigmoid", "relu", "tanh", "clip", "leaky_relu", "elu", "celu", "thresholded_relu",
+           "hardsigmoid", "hardswish",
            "softplus", "softsign", "selu", "mish", "swish", "exp", "log", "sqrt", "rsqrt", "reciprocal", "absolute", "power",
            "ACTIVATIONS", "activation", "softmax", "layernorm", "resize_bilinear",
            "resize_nearest", "maxpool2d", "avgpool2d", "adaptive_avgpool2d"]
@@ -136,6 +137,18 @@ def elu(x, alpha: float) -> np.ndarray:
     return np.where(a > 0, a, alpha * np.expm1(np.minimum(a, 0))).astype(a.dtype)
 
 
+def celu(x, alpha: float) -> np.ndarray:
+    """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))`` (ONNX's ``Celu``)."""
+    a = _float(x)
+    return np.where(a > 0, a, alpha * np.expm1(np.minimum(a, 0) / alpha)).astype(a.dtype)
+
+
+def thresholded_relu(x, alpha: float) -> np.ndarray:
+    """``x`` above ``alpha``, else 0 (ONNX's ``ThresholdedRelu``, Keras' ``ThresholdedReLU``)."""
+    a = _float(x)
+    return np.where(a > alpha, a, 0).astype(a.dtype)
+
+
 def hardsigmoid(x, alpha: float, beta: float) -> np.ndarray:
     """ONNX's ``max(0, min(1, alpha * x + beta))`` (PyTorch's: alpha 1/6, beta 1/2)."""
     a = _float(x)
@@ -227,6 +240,7 @@ def power(x, exponent: float) -> np.ndarray:
 ACTIVATIONS: dict[str, tuple] = {
     "gelu": (gelu, ()), "relu": (relu, ()), "sigmoid": (sigmoid, ()), "tanh": (tanh, ()),
     "clip": (clip, ("low", "high")), "leaky_relu": (leaky_relu, ("alpha",)), "elu": (elu, ("alpha",)),
+    "celu": (celu, ("alpha",)), "thresholded_relu": (thresholded_relu, ("alpha",)),
     "hardsigmoid": (hardsigmoid, ("alpha", "beta")), "hardswish": (hardswish, ()),
     "softplus": (softplus, ()), "softsign": (softsign, ()), "selu": (selu, ("alpha", "gamma")), "mish": (mish, ()),
     "swish": (swish, ("alpha",)),

@@ -198,6 +198,7 @@ def _softmax(wr: _Writer, layer, w: dict) -> None:
 _ONNX_ACTIVATIONS = {"relu": ("Relu", ()), "sigmoid": ("Sigmoid", ()), "tanh": ("Tanh", ()),
                      "hardswish": ("HardSwish", ()), "hardsigmoid": ("HardSigmoid", ("alpha", "beta")),
                      "leaky_relu": ("LeakyRelu", ("alpha",)), "elu": ("Elu", ("alpha",)),
+                     "celu": ("Celu", ("alpha",)), "thresholded_relu": ("ThresholdedRelu", ("alpha",)),
                      "softplus": ("Softplus", ()), "softsign": ("Softsign", ()), "selu": ("Selu", ("alpha", "gamma")),
                      "erf": ("Erf", ()), "exp": ("Exp", ()), "log": ("Log", ()), "sqrt": ("Sqrt", ()),
                      "reciprocal": ("Reciprocal", ()), "abs": ("Abs", ())}

@@ -1857,6 +1857,13 @@ def _elu(imp, node) -> None:
     _elementwise_unary(imp, node, "elu", (float(_attrs(node).get("alpha", 1.0)),))
 
 
+@_op("Celu", "ThresholdedRelu")
+def _alpha_activation(imp, node) -> None:
+    """Celu and ThresholdedRelu, each a table of its one parameter (both default to 1)."""
+    func = "celu" if node.op_type == "Celu" else "thresholded_relu"
+    _elementwise_unary(imp, node, func, (float(_attrs(node).get("alpha", 1.0)),))
+
+
 @_op("Softplus")
 def _softplus(imp, node) -> None:
     _elementwise_unary(imp, node, "softplus")

@@ -1431,7 +1431,9 @@ ACTIVATION_CASES = [("Tanh", {}, "tanh"), ("HardSwish", {}, "hardswish"), ("Hard
                     ("Clip", {"max": 1.5}, "clip"), ("Clip", {"min": 0}, "relu"), ("Softplus", {}, "softplus"),
                     ("Softsign", {}, "softsign"), ("Selu", {}, "selu"), ("Selu", {"alpha": 1.5, "gamma": 2.0}, "selu"),
                     ("Mish", {"opset": 18}, "mish"), ("Gelu", {"opset": 20, "approximate": "tanh"}, "gelu_tanh"),
-                    ("Swish", {"opset": 24}, "swish"), ("Swish", {"opset": 24, "alpha": 1.5}, "swish")]
+                    ("Swish", {"opset": 24}, "swish"), ("Swish", {"opset": 24, "alpha": 1.5}, "swish"),
+                    ("Celu", {}, "celu"), ("Celu", {"alpha": 0.5}, "celu"), ("ThresholdedRelu", {}, "thresholded_relu"),
+                    ("ThresholdedRelu", {"alpha": 0.25}, "thresholded_relu")]
 
 
 @pytest.mark.parametrize("op, attrs, func", ACTIVATION_CASES,
