@@ -933,7 +933,20 @@ class _Importer:
         # bicubically to the image's grid, as timm's dynamic_img_size exports ViT: evaluated)
         data = ins[:1] if node.op_type in _PARAMETRISED else ins
         tensors = [n for n in data if n in self.views and self.array(n).size > 1]
+        if len(tensors) > 1 and node.op_type in _ELEMENTWISE and self._broadcast(tensors):
+            return True
         return node.op_type not in _VIEW_OPS and node.op_type not in _PRODUCTS and len(tensors) <= 1
+
+    def _broadcast(self, tensors: list[str]) -> bool:
+        """Whether constant operands broadcast (float relative coordinates ``c[:, :, None] - c[:, None, :]``
+        and their offsets and strides, before a cast to the indices of a position table): evaluated,
+        where a sum of constants of one shape stays a layer (DETR's queries)."""
+        shapes = [self.array(n).shape for n in tensors]
+        try:
+            full = np.broadcast_shapes(*shapes)
+        except ValueError:
+            return False
+        return any(s != full for s in shapes)
 
     def _fold(self, node) -> None:
         from onnx import helper
@@ -1082,6 +1095,8 @@ def _guess_part(name: str) -> str:
 from .onnx_ops import HANDLERS as _HANDLERS, NEVER_FOLD as _NEVER_FOLD, SUPPORTED_OPS, VIEW_OPS as _VIEW_OPS  # noqa: E402
 
 _PRODUCTS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum"})
+#: Element-wise operators of several tensors, evaluated on constants that broadcast each other.
+_ELEMENTWISE = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where"})
 #: Operators of one data tensor, their other inputs parameters (scales, sizes, pads, a pad's value).
 _PARAMETRISED = frozenset({"Resize", "Upsample", "Pad"})
 

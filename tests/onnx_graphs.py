@@ -1907,3 +1907,40 @@ def rms_norm(form: str = "op", tokens: int = 16, dim: int = 16, patch: int = 4, 
     x = g.op("ReduceMean", [x, g.const([1])], "", keepdims=0) if form == "op" else \
         g.op("ReduceMean", [x], "", axes=[1], keepdims=0)
     return g.model([image_input(3, size, size)], [out(g.linear(x, dim, 5, "/head"))], 23 if form == "op" else 17)
+
+
+def computed_position_index(dtype: str = "float", size: int = 16, patch: int = 4, dim: int = 8, heads: int = 2,
+                            seed: int = 79):
+    """Swin's relative position index computed in the graph, as PyTorch exports a module that builds it
+    in ``forward``: ``arange`` of the grid (``dtype`` ``"float"`` as ``torch.arange(..., dtype=float)``
+    writes it, or int64), its meshgrid (``Expand``), the coordinates' differences
+    ``c[:, :, None] - c[:, None, :]``, plus ``side - 1``, times ``(2 side - 1, 1)``, summed and cast to
+    int64: the indices of a learned table gathered into the attention's bias; a head on the tokens' mean."""
+    g = Graph(seed)
+    side, d, s = size // patch, dim // heads, "/rpb"
+    n = side * side
+    x = g.op("Conv", ["pixel_values", g.weight("patch.weight", dim, 3, patch, patch), g.weight("patch.bias", dim)],
+             "/patch", kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.op("Transpose", [g.reshape(x, [1, dim, n], "/patch")], "/patch", perm=[0, 2, 1])
+    q, k, v = (g.op("Transpose", [g.reshape(g.linear(x, dim, dim, f"/{t}"), [1, n, heads, d], f"/{t}")], f"/{t}",
+                    perm=[0, 2, 1, 3]) for t in "qkv")
+    a = g.op("MatMul", [q, g.op("Transpose", [k], "/attn", perm=[0, 1, 3, 2])], "/attn")
+    typed = (lambda v: g.const(np.array(v, np.float32), np.float32)) if dtype == "float" else g.const
+    r = g.op("Range", [g.const(0), g.const(side), g.const(1)], s)
+    if dtype == "float":
+        r = g.op("Cast", [r], s, to=TensorProto.FLOAT)
+    grid = [g.op("Unsqueeze", [g.op("Expand", [g.op("Unsqueeze", [r, g.const([axis])], s), g.const([side, side])], s),
+                               g.const([0])], s) for axis in (1, 0)]
+    flat = g.reshape(g.op("Concat", grid, s, axis=0), [2, n], s)
+    rel = g.op("Sub", [g.op("Unsqueeze", [flat, g.const([2])], s), g.op("Unsqueeze", [flat, g.const([1])], s)], s)
+    rel = g.op("Add", [g.op("Transpose", [rel], s, perm=[1, 2, 0]), typed([side - 1, side - 1])], s)
+    idx = g.op("ReduceSum", [g.op("Mul", [rel, typed([2 * side - 1, 1])], s), g.const([-1])], s, keepdims=0)
+    if dtype == "float":
+        idx = g.op("Cast", [idx], s, to=TensorProto.INT64)
+    bias = g.op("Gather", [g.weight("rpb_table", (2 * side - 1) ** 2, heads, scale=1.0), g.reshape(idx, [-1], s)], s, axis=0)
+    bias = g.op("Unsqueeze", [g.op("Transpose", [g.reshape(bias, [n, n, heads], s)], s, perm=[2, 0, 1]), g.const([0])], s)
+    a = g.op("Softmax", [g.op("Add", [g.op("Mul", [a, g.const(np.float32(d ** -0.5), np.float32)], "/attn"), bias],
+                              "/attn")], "/attn", axis=-1)
+    o = g.reshape(g.op("Transpose", [g.op("MatMul", [a, v], "/attn")], "/attn", perm=[0, 2, 1, 3]), [1, n, dim], "/attn")
+    o = g.op("ReduceMean", [g.linear(o, dim, dim, "/proj")], "", axes=[1], keepdims=0)
+    return g.model([image_input(3, size, size)], [out(g.linear(o, dim, 5, "/head"))])

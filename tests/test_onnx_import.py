@@ -23,7 +23,7 @@ from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmod
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
-                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, vit, yolo_detect, yolo_v5_detect, pruned_channel)
+                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, computed_position_index, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1095,6 +1095,18 @@ def test_an_rms_normalization_is_imported_as_its_decomposition_is():
     x = np.random.default_rng(1).normal(size=imps["op"].model.input).astype(np.float32)
     outs = [dict(reference.run_float(imp.model, imp.weights, x))[imp.model.layers[-1].name] for imp in imps.values()]
     np.testing.assert_allclose(*outs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float", "int64"])
+def test_a_position_index_computed_from_broadcast_constants_is_evaluated(dtype):
+    """Relative coordinates ``c[:, :, None] - c[:, None, :]`` of a float ``arange`` were a layer (a sum of
+    constant tensors), refused for broadcasting both ways; constants that broadcast are evaluated, so the
+    index, its table's gather and the bias are constants: no layer but the network's."""
+    proto = computed_position_index(dtype)
+    imp = import_onnx(proto, "index")
+    assert Counter(l.kind for l in imp.model.layers) == {"conv2d": 1, "linear": 5, "matmul": 2, "constant": 1,
+                                                         "add": 1, "softmax": 1, "pool": 1}
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 @pytest.mark.parametrize("order", ["x*(1+erf)*0.5", "0.5*x*(1+erf)", "0.5*(x*(1+erf)), x*(1/sqrt2)"])

@@ -24,7 +24,7 @@ from sim import accuracy, infer
 from sim import run as sim_run
 from sim.golden_network import class_map, run_network
 
-from onnx_graphs import (align_corners_resize, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, shared_kv_attention, spatial_attention, cross_covariance_attention, crnn_pools, space_to_depth, conformer_conv, wav2vec_features, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, grouped_conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
+from onnx_graphs import (align_corners_resize, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, computed_position_index, shared_kv_attention, spatial_attention, cross_covariance_attention, crnn_pools, space_to_depth, conformer_conv, wav2vec_features, keras_nhwc, mode_pad, large_kernel, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, conv_transpose, grouped_conv_transpose, deeplab, depth_to_space, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, interleaved_attention, split_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, Graph, activation_graph, c2f, constant_concat, glu, dense_concat, dense_layer, image_input, long_softmax, nested_concat,
                          opaque_product, out, pruned_channel, qdq_cnn, same_padded_stem, token_slices, uneven_conv, vit,
                          yolo_detect, yolo_neck, yolo_v5_detect, anchor_levels)
 from onnx_graphs import out as graph_output
@@ -640,6 +640,12 @@ def test_qk_norm_attention_runs_bit_exact(cfg_name, tmp_path):
 def test_an_rms_normalization_runs_bit_exact(cfg_name, tmp_path):
     """ONNX's RMSNormalization as its decomposition: bit-exact."""
     _runs_bit_exact_as_timed(rms_norm("op"), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_a_position_index_computed_in_float_runs_bit_exact(cfg_name, tmp_path):
+    """The computed relative position bias is the file's constant; bit-exact."""
+    _runs_bit_exact_as_timed(computed_position_index("float"), cfg_name, tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
