@@ -2077,9 +2077,17 @@ def _layernorm_rows(imp, node, v: View, axis: int, a: dict) -> None:
     flat = lambda u: L.reshape(u, u.shape[:axis] + (n,)) if axis < len(u.shape) - 1 else u
     tokens = lambda u: L.covers(u) and _rows_of(flat(u), len(u.shape[:axis]), u.src_shape[2])
     gamma, beta = (imp.optional_array(node, k) for k in (1, 2))
-    try:            # each broadcast to the normalised axes (a scale of the channels over tokens and channels)
-        gamma, beta = (np.zeros(n, np.float32) if p is None else
-                       np.broadcast_to(p.astype(np.float32), v.shape[axis:]).reshape(-1) for p in (gamma, beta))
+
+    def fit(p: Optional[np.ndarray]) -> np.ndarray:
+        """A value per element of a row as it is (channels_first's ``[C, 1, 1]``), else broadcast to the
+        rows' axes as ONNX broadcasts it (a scale of the last axis over several normalised axes)."""
+        if p is None:
+            return np.zeros(n, np.float32)
+        p = p.astype(np.float32)
+        return np.broadcast_to(p.reshape(-1), (n,)) if p.size in (1, n) else np.broadcast_to(p, v.shape[axis:]).reshape(-1)
+
+    try:
+        gamma, beta = fit(gamma), fit(beta)
     except ValueError:
         raise imp.fail(f"a scale of shape {list(imp.array(node.input[1]).shape)}" + (
             f" and a bias of shape {list(beta.shape)}" if beta is not None else "") + f" for rows of shape "
