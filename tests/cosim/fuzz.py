@@ -17,7 +17,8 @@ cycles, the fewest); a spatial pass (resize, class map, pooling, a chain after i
 operand is moved onto another range it touches (``vec_overlap``), a COPY pass of what a STORE wrote,
 after a FENCE or racing it (``vec_on_layer``), a pass one of whose descriptor's fields is one off,
 at an edge or any value (``vec_desc_field``); words after END (``after_end``); fields at the edges
-of their ranges (``field_edge``).
+of their ranges (``field_edge``); a load's or STORE's PE set at the array's edge (``pe_set``); a
+second layer's stream and image after the first's, then maybe one word mutated (``two_layers``).
 :func:`expected_outcome` says what the RTL must do with it, from the simulator alone
 (``hw.timing.schedule_encoded``, ``sim.functional``): finish in the scheduled cycle with the
 functional model's DRAM, or raise the simulator's error code at the same instruction.
@@ -77,7 +78,7 @@ MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", 
              "table_act", "vec_fields", "vec_laps", "softmax_epilogue", "vec_past_end", "vec_base_wrap",
              "vec_below_zero", "vec_params", "vec_raster", "store_no_pixel", "gb_all", "store_gb",
              "softmax_straddle", "vec_spatial", "vec_overlap", "after_end", "vec_wide", "vec_on_layer",
-             "field_edge", "vec_desc_field")
+             "field_edge", "vec_desc_field", "pe_set", "two_layers")
 #: Random layers a fuzz run draws its base streams from (mapped once each).
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
@@ -675,6 +676,70 @@ def _mut_vec_desc_field(words, dram, rng, cfg):
     i = rng.randrange(len(words))
     words.insert(i, stream_words([insn])[0])
     return f"VEC {i} of a {chain} pass inserted, {what}", grown
+
+
+def _mut_pe_set(words, dram, rng, cfg):
+    """A load's or STORE's PE set (``pe_first``, ``pe_count``, ``pe_step``) drawn at the array's
+    edge: its last PE the array's last, one past it, or anywhere in it; or (about one case in seven) no
+    PE or one PE more than the array has (the mapper's sets and the other mutations seldom reach a
+    multi-PE array's edges)."""
+    i = _pick(words, rng, [Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.STORE])
+    if i is None:
+        return "no load or STORE"
+    count = rng.choice([0, cfg.num_pe + 1]) if rng.random() < 0.15 else rng.randint(1, cfg.num_pe)
+    step = rng.randint(1, max(1, (cfg.num_pe - 1) // (count - 1))) if count > 1 else rng.randrange(64)
+    span = max(0, count - 1) * step
+    first = rng.choices([cfg.num_pe - 1 - span, cfg.num_pe - span, rng.randint(0, max(0, cfg.num_pe - 1 - span))],
+                        [2, 1, 2])[0]
+    first = min(max(0, first), (1 << FIELD_BITS[Op(words[i] & 0xF)]["pe_first"]) - 1)
+    _set_fields(words, i, pe_first=first, pe_count=count, pe_step=step)
+    return f"{Op(words[i] & 0xF).name} {i}: PE set first {first}, count {count}, step {step} ({cfg.num_pe} PEs)"
+
+
+#: The DRAM address field of each instruction that has one, and the flag that makes it a global-buffer
+#: address instead (None: always DRAM).
+_DRAM_ADDRESS = {Op.LOAD_INP: ("src_addr", "src_gb"), Op.LOAD_WGT: ("src_addr", None),
+                 Op.LOAD_PARAM: ("src_addr", None), Op.LOAD_GB: ("src_addr", None), Op.STORE: ("dst_addr", "dst_gb")}
+#: Mutations of single words that ``two_layers`` may apply to the joined stream.
+_WORD_MUTATIONS = ("bit_flip", "field_value", "field_edge", "flag_toggle", "drop", "duplicate", "pe_set")
+
+
+def _shifted(words: list[int], offset: int) -> list[int]:
+    """``words`` with every DRAM address moved up by ``offset`` (a layer's stream placed after another's image)."""
+    out = []
+    for w in words:
+        insn = decode(words_bytes([w]))
+        field_, gb = _DRAM_ADDRESS.get(insn.op, (None, None))
+        if field_ is not None and not (gb and insn.f[gb]):
+            insn.f[field_] += offset
+        out.append(int.from_bytes(encode(insn), "little"))
+    return out
+
+
+def _append_layer(words: list[int], dram: np.ndarray, exp, fence: bool) -> tuple[int, np.ndarray]:
+    """Layer ``exp``'s stream (``accel_cases.Expected``) put in place of the END of ``words``, after a
+    FENCE or not, its image after ``dram``'s (at the next multiple of 64) and its DRAM addresses moved
+    there: (where its image starts, the joined image)."""
+    offset = -(-dram.size // 64) * 64
+    assert (words[-1] & 0xF) == Op.END
+    words[-1:] = stream_words([make(Op.FENCE)] if fence else []) + _shifted(stream_words(exp.stream), offset)
+    return offset, np.concatenate([dram, np.zeros(offset - dram.size, np.uint8), exp.dram_in])
+
+
+def _mut_two_layers(words, dram, rng, cfg):
+    """Another random layer's stream after the layer's (``_append_layer``; a FENCE between or not:
+    without it the second's loads may race the first's units, then only cycles are compared); then,
+    one case in two, a mutation of one word of the joined stream (``_WORD_MUTATIONS``): so that a
+    fault meets the on-chip state a whole layer left (each case is otherwise one layer's stream)."""
+    seed, index = rng.randrange(1 << 20), rng.randrange(BASE_LAYERS)
+    layer, exp = _base(seed, index, cfg)
+    fence = rng.random() < 0.5
+    offset, grown = _append_layer(words, dram, exp, fence)
+    what = f"then {layer.name} (seed {seed}) at byte {offset}{' after a FENCE' if fence else ''}"
+    if rng.random() < 0.5:
+        mutation = rng.choice(_WORD_MUTATIONS)
+        what += f"; {mutation}: {_MUTATE[mutation](words, grown, rng, cfg)}"
+    return what, grown
 
 
 _MUTATE = {name: globals()[f"_mut_{name}"] for name in MUTATIONS}

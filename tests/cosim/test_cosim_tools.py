@@ -323,3 +323,39 @@ def test_a_campaign_lists_a_disagreement_and_a_failed_run_and_goes_on(tmp_path, 
         [(205, 159, why, "make fuzz CFG=tiny CASE=205:159:field_extreme")]
     printed = capsys.readouterr().out
     assert "1 disagreements" in printed and f"(d): {why}; make fuzz" in printed, printed
+
+
+def test_a_layer_appended_runs_on_its_image_moved_past_the_first():
+    """``two_layers``' second layer (``_append_layer``) reads and writes its own image moved past the
+    first's: every DRAM address of its stream (``_DRAM_ADDRESS``) moved, so that the joined stream
+    writes both layers' outputs as each alone writes them, with a FENCE between or without."""
+    from cosim.accel_cases import stream_words
+    from cosim.fuzz import _append_layer, _base, words_bytes
+    from hw.config import get_config
+    from hw.timing import decode_until_end
+    from sim.functional import Machine
+
+    cfg = get_config("small")
+    for index in range(4):
+        _, first = _base(3, index, cfg)
+        _, second = _base(4, index, cfg)
+        words = stream_words(first.stream)
+        at, dram = _append_layer(words, first.dram_in, second, fence=index % 2 == 0)
+        Machine(cfg, dram).run(decode_until_end(words_bytes(words))[0])
+        assert (dram[:first.dram_in.size] == first.dram_out).all() and (dram[at:] == second.dram_out).all()
+
+
+def test_the_pe_set_mutation_reaches_the_arrays_last_pe_and_past_it():
+    """``pe_set`` draws sets whose last PE is the array's last (legal) and one past it (RANGE)."""
+    from cosim.fuzz import expected_outcome, fuzz_case, words_bytes
+    from hw.config import get_config
+    from hw.isa import FIELDS, Op, decode
+
+    cfg, lasts = get_config("small"), {}
+    for i in range(40):
+        case = fuzz_case(5, i, cfg, mutation="pe_set")
+        index = int(case.description.split(": ")[1].split()[1])
+        f = decode(words_bytes([case.words[index]])).f
+        last = f["pe_first"] + (f["pe_count"] - 1) * f["pe_step"] if f["pe_count"] else None
+        lasts.setdefault(last, set()).add(expected_outcome(case.words, case.dram, cfg).kind)
+    assert "done" in lasts[cfg.num_pe - 1] and lasts[cfg.num_pe] == {"error"} and lasts[None] == {"error"}, lasts
