@@ -32,7 +32,7 @@ from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from .vector import FIELD_HOLD_LEVELS, MAX_DESCRIPTOR_BYTES, MAX_STAGES
 
 __all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
-           "gb_banks", "load_inp_gb_conflict", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
+           "gb_banks", "load_inp_gb_conflict", "load_inp_gb_conflicts", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "load_inp_channel_ok",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
@@ -421,10 +421,29 @@ def load_inp_lanes(fields: dict, config: AcceleratorConfig) -> tuple[np.ndarray,
     (n_cblk, win_h, win_w, C0): the gather of ``docs/isa.md`` (im2col when folded); an invalid
     lane (padding, a tap beyond the kernel, a channel at or past ``chan``) is written as zero and
     reads nothing."""
-    f, c0 = fields, config.c0
+    addr, valid = _lanes_of([fields], config)
+    return addr[0], valid[0]
+
+
+#: The fields that give a LOAD_INP's lanes their shape: gathers equal in these are evaluated together.
+_GATHER_EXTENT = ("n_cblk", "win_h", "win_w", "fold_kh", "fold_kw", "fold_stride")
+
+
+def _lanes_of(gathers: list[dict], config: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``load_inp_lanes`` of ``gathers``, equal in their ``_GATHER_EXTENT``, stacked: shaped
+    (gather, n_cblk, win_h, win_w, C0).  Unfolded gathers are evaluated together (numpy's cost
+    per call, not per lane, dominates a small gather's)."""
+    f, c0 = gathers[0], config.c0
     fkh, fkw, fs = f["fold_kh"] or 1, f["fold_kw"] or 1, f["fold_stride"] or 1
     if fkh * fkw == 1:
-        return _plain_lanes(f, c0, fs)
+        return _plain_lanes(gathers, c0, fs)
+    lanes = [_folded_lanes(f, c0, fkh, fkw, fs) for f in gathers]
+    return np.stack([a for a, _ in lanes]), np.stack([v for _, v in lanes])
+
+
+def _folded_lanes(f: dict, c0: int, fkh: int, fkw: int, fs: int) -> tuple[np.ndarray, np.ndarray]:
+    """``load_inp_lanes`` of a folded gather (im2col: channel ``fch`` of the folded pixel is channel
+    ``fch % t_c`` of kernel tap ``fch // t_c``)."""
     cb, yy, xx, lane = np.meshgrid(np.arange(f["n_cblk"]), np.arange(f["win_h"]), np.arange(f["win_w"]),
                                    np.arange(c0), indexing="ij")
     fch = f["c_base"] + cb * c0 + lane
@@ -435,16 +454,21 @@ def load_inp_lanes(fields: dict, config: AcceleratorConfig) -> tuple[np.ndarray,
     return f["src_addr"] + (y * f["t_w"] + x) * f["t_c"] + c, valid
 
 
-def _plain_lanes(f: dict, c0: int, fs: int) -> tuple[np.ndarray, np.ndarray]:
-    """``load_inp_lanes`` without folding: lane ``l`` of row (cb, yy, xx) is channel
-    ``c_base + cb*C0 + l`` of pixel ``(y0 + yy*fs, x0 + xx*fs)``, valid below ``t_c`` (and ``chan``)."""
-    ch = f["c_base"] + np.arange(f["n_cblk"])[:, None] * c0 + np.arange(c0)[None, :]      # [cb, lane]
-    y = f["y0"] + np.arange(f["win_h"]) * fs
-    x = f["x0"] + np.arange(f["win_w"]) * fs
-    pix = (y[:, None] * f["t_w"] + x[None, :]) * f["t_c"]                                 # [yy, xx]
-    ok = ((y >= 0) & (y < f["t_h"]))[:, None] & ((x >= 0) & (x < f["t_w"]))[None, :]
-    addr = f["src_addr"] + pix[None, :, :, None] + ch[:, None, None, :]
-    valid = ok[None, :, :, None] & ((ch < f["t_c"]) & load_inp_channel_ok(f, ch))[:, None, None, :]
+def _plain_lanes(gathers: list[dict], c0: int, fs: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_lanes_of`` without folding: lane ``l`` of row (cb, yy, xx) is channel
+    ``c_base + cb*C0 + l`` of pixel ``(y0 + yy*fs, x0 + xx*fs)``, valid below ``t_c`` (and ``chan``).
+    Each field is a column over the gathers, shaped [gather, 1, 1] to broadcast."""
+    f = {k: np.array([g[k] for g in gathers])[:, None, None]
+         for k in ("src_addr", "t_h", "t_w", "t_c", "y0", "x0", "c_base", "chan")}
+    n_cblk, win_h, win_w = gathers[0]["n_cblk"], gathers[0]["win_h"], gathers[0]["win_w"]
+    ch = f["c_base"] + np.arange(n_cblk)[:, None] * c0 + np.arange(c0)[None, :]           # [g, cb, lane]
+    y = f["y0"][:, :, 0] + np.arange(win_h) * fs                                           # [g, yy]
+    x = f["x0"][:, :, 0] + np.arange(win_w) * fs                                           # [g, xx]
+    pix = (y[:, :, None] * f["t_w"] + x[:, None, :]) * f["t_c"]                            # [g, yy, xx]
+    ok = (((y >= 0) & (y < f["t_h"][:, :, 0]))[:, :, None]
+          & ((x >= 0) & (x < f["t_w"][:, :, 0]))[:, None, :])
+    addr = (f["src_addr"] + pix)[:, None, :, :, None] + ch[:, :, None, None, :]
+    valid = ok[:, None, :, :, None] & ((ch < f["t_c"]) & load_inp_channel_ok(f, ch))[:, :, None, None, :]
     return addr, valid
 
 
@@ -456,39 +480,61 @@ def load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
     beat, lane addresses and validity as in ``sim.functional``.  Out-of-buffer addresses
     are not considered here (they raise ``error`` anyway).
     """
-    values = _field_values(Op.LOAD_INP, fields)
-    if values is None:
-        return _load_inp_gb_conflict(fields, config)
+    return load_inp_gb_conflicts([fields], config)[0]
+
+
+def load_inp_gb_conflicts(gathers: list[dict], config: AcceleratorConfig) -> list[int | None]:
+    """``load_inp_gb_conflict`` of each of ``gathers`` (LOAD_INPs' fields), remembered by their
+    fields' values; those not remembered are evaluated together, those of one extent in one pass
+    (a stream's gathers are many, and small: numpy's cost per call would dominate)."""
     known = _memos_of(config).conflicts          # a stream's passes repeat its gathers
-    if values not in known:
-        _remember(known, values, (_load_inp_gb_conflict(fields, config),))
-    return known[values][0]
+    keys = [_field_values(Op.LOAD_INP, f) for f in gathers]
+    out: list = [None] * len(gathers)
+    todo: dict[tuple, list[int]] = {}            # extent -> the gathers to evaluate
+    for i, key in enumerate(keys):
+        if key is not None and key in known:
+            out[i] = known[key][0]
+        else:
+            todo.setdefault(tuple(gathers[i][k] for k in _GATHER_EXTENT), []).append(i)
+    for group in todo.values():
+        for i, beat in zip(group, _load_inp_gb_conflicts([gathers[i] for i in group], config)):
+            out[i] = beat
+            if keys[i] is not None:
+                _remember(known, keys[i], (beat,))
+    return out
 
 
-def _load_inp_gb_conflict(fields: dict, config: AcceleratorConfig) -> int | None:
+def _load_inp_gb_conflicts(gathers: list[dict], config: AcceleratorConfig) -> list[int | None]:
+    """``load_inp_gb_conflict`` of gathers of one extent (``_GATHER_EXTENT``)."""
     c0 = config.c0
     nbank, width, _ = gb_banks(config)
     nb = config.gb_bus_bytes // c0
-    addr, valid = load_inp_lanes(fields, config)
-    lanes = _row_words(np.where(valid, addr // width, -1).reshape(-1, c0))     # per input row's lanes
-    if not len(lanes):          # no row (n_cblk, win_h or win_w 0): no beat, no conflict
-        return None
-    beats = -(-len(lanes) // nb)
-    # per beat: its valid lanes' buffer rows (-1 for the rest), each distinct row once, then their banks
-    row = np.concatenate([lanes, np.full((beats * nb - len(lanes), lanes.shape[1]), -1)]).reshape(beats, -1)
-    rows = _distinct_per_beat(row)
+    addr, valid = _lanes_of(gathers, config)
+    n = len(gathers)
+    rows_of = addr.size // (n * c0)              # input rows of each gather
+    if not rows_of:                              # no row (n_cblk, win_h or win_w 0): no beat, no conflict
+        return [None] * n
+    words = _row_words(addr.reshape(-1, c0), valid.reshape(-1, c0), width)      # per input row's lanes
+    beats = -(-rows_of // nb)
+    # per gather and beat: its valid lanes' buffer rows (-1 for the rest), each distinct row once, then their banks
+    words = words.reshape(n, rows_of, -1)
+    row = np.concatenate([words, np.full((n, beats * nb - rows_of, words.shape[2]), -1)], axis=1)
+    rows = _distinct_per_beat(row.reshape(n * beats, -1))
     banks = _distinct_per_beat(np.where(rows >= 0, rows % nbank, -1))
-    bad = np.flatnonzero((rows >= 0).sum(axis=1) != (banks >= 0).sum(axis=1))
-    return int(bad[0]) if bad.size else None
+    bad = ((rows >= 0).sum(axis=1) != (banks >= 0).sum(axis=1)).reshape(n, beats)
+    first = bad.argmax(axis=1)
+    return [int(b) if any_bad else None for b, any_bad in zip(first.tolist(), bad.any(axis=1).tolist())]
 
 
-def _row_words(words: np.ndarray) -> np.ndarray:
-    """The buffer words (-1: none) of each input row's lanes (``words``: [row, lane]); one column
-    when every row's valid lanes read one word (whole-word gathers), which a beat's distinct
-    words do not change, and sorting them is C0 times less work."""
-    last = words.max(axis=1)
-    first = np.where(words >= 0, words, last[:, None]).min(axis=1)
-    return last[:, None] if np.array_equal(first, last) else words
+def _row_words(addr: np.ndarray, valid: np.ndarray, width: int) -> np.ndarray:
+    """The buffer words (-1: none) of each input row's lanes (``addr``, ``valid``: [row, lane]); one
+    column when every row's valid lanes read one word (whole-word gathers), which a beat's distinct
+    words do not change, and sorting them is C0 times less work.  Found from each row's least and
+    greatest valid address (division is monotonic): C0 times fewer divisions."""
+    last = np.where(valid, addr, -1).max(axis=1)
+    first = np.where(valid, addr, last[:, None]).min(axis=1)
+    last //= width
+    return last[:, None] if np.array_equal(first // width, last) else np.where(valid, addr // width, -1)
 
 
 def _distinct_per_beat(values: np.ndarray) -> np.ndarray:

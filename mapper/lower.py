@@ -47,7 +47,7 @@ from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, decode_stream, encode_stream, make
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, cycles_floor, dw_gather_ok, forget_memos,
-                       load_inp_gb_conflict, load_inp_gb_unaligned, occupancy, occupancy_and_latency, schedule)
+                       load_inp_gb_conflicts, load_inp_gb_unaligned, occupancy, occupancy_and_latency, schedule)
 
 from . import tiling_cache
 from .ir import Conv2d, Layer, Linear, MatMul, conv_out
@@ -990,10 +990,11 @@ _DIMENSION_FIELDS = (("output channels", "k", Op.STORE, "t_k"), ("input channels
 
 def _gb_unusable(stream: list[Insn], cfg: AcceleratorConfig) -> bool:
     """Whether a LOAD_INP of ``stream`` reads the global buffer other than in whole words (RANGE:
-    a head's scores of fewer channels than C0, say) or with a bank conflict (DATA when run)."""
-    return any(i.op == Op.LOAD_INP and i.f["src_gb"] and (load_inp_gb_unaligned(i.f, cfg)
-                                                          or load_inp_gb_conflict(i.f, cfg) is not None)
-               for i in stream)
+    a head's scores of fewer channels than C0, say) or with a bank conflict (DATA when run); the
+    gathers' conflicts found together (``hw.timing.load_inp_gb_conflicts``)."""
+    gathers = [i.f for i in stream if i.op == Op.LOAD_INP and i.f["src_gb"]]
+    return (any(load_inp_gb_unaligned(f, cfg) for f in gathers)
+            or any(beat is not None for beat in load_inp_gb_conflicts(gathers, cfg)))
 
 
 def _dimension_beyond_isa(p: Problem) -> Optional[str]:

@@ -13,6 +13,7 @@ from hw.config import get_config
 from hw.isa import Op, make
 from hw.rtl.accelerator import ErrorCode
 from hw.rtl.global_buffer import GlobalBuffer, check_global_buffer, gb_banks, load_inp_gb_conflict
+from hw.timing import forget_memos, load_inp_gb_conflicts, load_inp_lanes
 from mapper.lower import map_layer
 from test_rtl_accelerator import LAYERS, TINY, run_accelerator
 
@@ -125,6 +126,49 @@ def test_python_rule_finds_no_conflict_in_a_gather_of_no_row(empty):
     bad = _conflicting_gb_stream()
     load = next(i for i in bad if i.op == Op.LOAD_INP)
     assert load_inp_gb_conflict({**load.f, empty: 0}, TINY) is None
+
+
+def _random_gather(rng, cfg) -> dict:
+    """A LOAD_INP's fields from the global buffer, of a small random extent (folded or not), at any
+    alignment, padding and channel bound: many share an extent, so evaluated together, in groups."""
+    c0 = cfg.c0
+    kh, kw = [(0, 0), (1, 1), (2, 2), (3, 1)][rng.integers(4)]
+    return dict(pe_first=0, pe_count=1, pe_step=1, src_gb=1, src_addr=int(rng.integers(0, 600)),
+                dst_addr=int(rng.integers(0, 2)), t_h=int(rng.integers(1, 7)), t_w=int(rng.integers(1, 7)),
+                t_c=int(rng.choice([c0, 2 * c0, 3 * c0, c0 + 1])), y0=int(rng.integers(-2, 4)),
+                x0=int(rng.integers(-2, 4)), win_h=int(rng.integers(0, 4)), win_w=int(rng.integers(0, 5)),
+                c_base=int(rng.choice([0, c0, 2 * c0, 1])), n_cblk=int(rng.integers(0, 4)), fold_kh=kh, fold_kw=kw,
+                fold_stride=int(rng.integers(0, 3)), chan=int(rng.choice([0, 0, c0 - 1, c0 + 2])))
+
+
+def _conflict_by_lanes(f: dict, cfg) -> int | None:
+    """The rule read lane by lane: the first beat whose valid lanes' distinct words are not in
+    distinct banks."""
+    nbank, width, _ = gb_banks(cfg)
+    addr, valid = load_inp_lanes(f, cfg)
+    rows = [{int(a) // width for a, v in zip(ra, rv) if v}
+            for ra, rv in zip(addr.reshape(-1, cfg.c0), valid.reshape(-1, cfg.c0))]
+    per_beat = cfg.gb_bus_bytes // cfg.c0
+    for b in range(0, len(rows), per_beat):
+        words = set().union(*rows[b:b + per_beat])
+        if len({w % nbank for w in words}) != len(words):
+            return b // per_beat
+    return None
+
+
+def test_gathers_evaluated_together_get_each_ones_beat():
+    """The mapper checks a stream's gathers together (``load_inp_gb_conflicts``: grouped by extent,
+    one numpy pass per group, remembered): each gets the beat the rule, read lane by lane, gives it
+    alone, evaluated cold and then from the memo, and ``load_inp_gb_conflict`` agrees."""
+    rng = np.random.default_rng(5)
+    gathers = [_random_gather(rng, TINY) for _ in range(300)]
+    expected = [_conflict_by_lanes(f, TINY) for f in gathers]
+    assert any(b is None for b in expected) and len({b for b in expected if b is not None}) > 1
+    forget_memos()
+    assert load_inp_gb_conflicts(gathers, TINY) == expected
+    assert load_inp_gb_conflicts(gathers[::-1], TINY) == expected[::-1]        # remembered
+    forget_memos()
+    assert [load_inp_gb_conflict(f, TINY) for f in gathers] == expected
 
 
 @pytest.mark.slow
