@@ -226,10 +226,33 @@ _BOUNDS = {op: {n: ((-(1 << (b - 1)), (1 << (b - 1)) - 1) if sg else (0, (1 << b
            for op, spec in FIELDS.items()}
 
 
+#: Per opcode: the zero value of every field and each field's (low, high) bound, in ``FIELDS`` order.
+_CHECKS = {op: (_ZEROS[op], tuple(_BOUNDS[op].values())) for op in FIELDS}
+
+
 def make(op: Op, *, deps: str = "", **fields) -> Insn:
     """Assemble one instruction, every field range-checked (StreamError names the field);
     ``deps`` is any of 'pop_prev pop_next push_prev push_next'."""
     flags = _dep_flags(deps) if deps else (False, False, False, False)     # the mapper sets them later
+    zeros, bounds = _CHECKS[op]
+    full = zeros.copy()
+    full.update(fields)
+    if len(full) != len(zeros):                   # a name that is no field of op
+        _refuse_fields(op, fields)
+    # every field (in FIELDS order, as full holds them) an int, not a bool, within its bounds;
+    # else the first of ``fields`` that is not, in the order given, is refused
+    for v, (lo, hi) in zip(full.values(), bounds):
+        if v.__class__ is not int or not lo <= v <= hi:
+            _refuse_fields(op, fields)      # returns if every value is an int (an IntEnum, say) in range
+            break
+    if op == Op.VEC and full["vec_op"] not in VecOp._value2member_map_:
+        raise StreamError(f"VEC.vec_op = {fields['vec_op']!r} is no vector operation; "
+                          f"valid: {', '.join(f'{v.value}={v.name}' for v in VecOp)}", ErrorCode.RESERVED)
+    return Insn(op, *flags, full)
+
+
+def _refuse_fields(op: Op, fields: dict) -> None:
+    """Raise for the first of ``fields`` (in their order) that ``op`` does not have or that does not fit."""
     bounds = _BOUNDS[op]
     for k, v in fields.items():
         if k not in bounds:
@@ -237,12 +260,6 @@ def make(op: Op, *, deps: str = "", **fields) -> Insn:
         lo, hi = bounds[k]
         if v.__class__ is not int or not lo <= v <= hi:
             _check_field(op, k, v, None)
-    if op == Op.VEC and fields.get("vec_op", 0) not in VecOp._value2member_map_:
-        raise StreamError(f"VEC.vec_op = {fields['vec_op']!r} is no vector operation; "
-                          f"valid: {', '.join(f'{v.value}={v.name}' for v in VecOp)}", ErrorCode.RESERVED)
-    full = _ZEROS[op].copy()
-    full.update(fields)
-    return Insn(op, *flags, full)
 
 
 def _dep_flags(deps: str) -> tuple[bool, bool, bool, bool]:

@@ -385,9 +385,9 @@ def default_placement(p: Problem, cfg: AcceleratorConfig) -> Placement:
 
 # ---- the stream ---------------------------------------------------------------------------------
 
-def _insn(op: Op, **f) -> Insn:
-    """An instruction through the ISA's range-checked constructor (``hw.isa.make``)."""
-    return make(op, **f)
+#: An instruction through the ISA's range-checked constructor (``hw.isa.make`` itself: a wrapper
+#: function would collect every instruction's keyword arguments twice).
+_insn = make
 
 
 def _passes(p: Problem, t: "Tiling", cfg: AcceleratorConfig) -> list[tuple[tuple[int, int], ...]]:

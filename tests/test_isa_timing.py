@@ -6,7 +6,7 @@ import random
 import pytest
 
 from hw.config import get_config
-from hw.isa import FIELDS, INSN_BYTES, Op, StreamError, VecOp, decode, decode_stream, disassemble, encode, encode_stream, make
+from hw.isa import FIELDS, INSN_BYTES, Act, Op, StreamError, VecOp, decode, decode_stream, disassemble, encode, encode_stream, make
 from hw.timing import GEMM_PIPELINE, QUEUE_DEPTH, RUN_OVERHEAD, latency, schedule
 from mapper.ir import Conv2d
 from mapper.lower import MappingError, map_layer, _insn
@@ -58,6 +58,29 @@ def test_malformed_streams_name_the_offset():
         make(Op.GEMM, out_h=5000)
     with pytest.raises(ValueError, match="has no field 'bogus'"):
         make(Op.GEMM, bogus=1)
+
+
+@pytest.mark.parametrize("fields, refusal", [
+    (dict(out_w=1, kh=300, out_h=5000), r"^GEMM.kh = 300 does not fit 8 unsigned bits \(range 0..255\)$"),
+    (dict(out_h=5000, bogus=1), r"^GEMM.out_h = 5000 does not fit"),
+    (dict(kh=1, bogus=1, out_h=5000), r"^GEMM has no field 'bogus'; fields: acc_addr, accumulate, "),
+    (dict(out_h=True), r"^GEMM.out_h = True does not fit"),
+    (dict(stride="2"), r"^GEMM.stride = '2' does not fit"),
+    (dict(out_h=-1), r"^GEMM.out_h = -1 does not fit"),
+])
+def test_make_refuses_the_first_bad_field_given(fields, refusal):
+    """``make`` checks every field in FIELDS order, then names the first bad one in the order the
+    caller gave them (unknown, not an int, a bool, or out of range), as it did field by field."""
+    with pytest.raises((StreamError, ValueError), match=refusal):
+        make(Op.GEMM, **fields)
+
+
+def test_make_takes_int_subclasses_in_range():
+    """An IntEnum field value (Act, VecOp) is an int in range: made, kept as given."""
+    insn = make(Op.STORE, act=Act.RELU)
+    assert insn.act is Act.RELU and encode(insn) == encode(make(Op.STORE, act=1))
+    with pytest.raises(StreamError, match=r"^LOAD_INP.y0 = -40000 does not fit 16 signed bits"):
+        make(Op.LOAD_INP, y0=-40000)
 
 
 def test_schedule_refuses_broken_token_protocols():
