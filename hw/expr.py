@@ -105,13 +105,13 @@ def held_tree(op, values: list, hold, levels: int = 2):
 
 
 def vmax(a, b):
-    if is_int(a, b):
+    if isinstance(a, int) and isinstance(b, int):       # is_int inline: the rules call these most
         return max(a, b)
     return np.maximum(a, b) if _is_array(a, b) else _mux(a > b, a, b, "t_max")
 
 
 def vmin(a, b):
-    if is_int(a, b):
+    if isinstance(a, int) and isinstance(b, int):
         return min(a, b)
     return np.minimum(a, b) if _is_array(a, b) else _mux(a < b, a, b, "t_min")
 
@@ -150,7 +150,7 @@ def outside(x, lo: int, hi: int):
 
 def sel(cond, a, b):
     """``a if cond else b``: a multiplexer in hardware, ``numpy.where`` on arrays."""
-    if is_int(cond):
+    if isinstance(cond, int):
         return a if cond else b
     return np.where(cond, a, b) if _is_array(cond, a, b) else _mux(cond, a, b, "t_sel")
 

@@ -750,7 +750,14 @@ def _per_column(build, units, cfg: AcceleratorConfig) -> int:
 def _sampled_inputs(p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement | None):
     """(the stream, the sampled pass's units, tile and chunk, its first LOAD_INP's busy and landed
     cycles, the busy cycles of the chunk's inputs) of an estimate: a tile in the middle of the
-    first pass, its first chunk (``_estimate``)."""
+    first pass, its first chunk (``_estimate``).  Remembered: the search takes every tiling's
+    floor (``_estimate_floor``), then the estimates of some, from the same sample (which they
+    only read); by the layer's name too, which equal problems do not share and a refusal names."""
+    return _sample(p, p.name, t, cfg, pl)
+
+
+@lru_cache(maxsize=1024)
+def _sample(p: Problem, name: str, t: Tiling, cfg: AcceleratorConfig, pl: Placement | None):
     s = _Stream(p, t, cfg, default_placement(p, cfg) if pl is None else pl)
     units, tile, chunk = s.passes[0], s.tile(s.n_tiles // 2), s.chunks[0]
     # one LOAD_INP stands for the group's (its row groups and input sets cost alike but at edges)
@@ -865,6 +872,7 @@ def forget_searches() -> None:
     memos): the next mapping is as cold as a new process's, bar the tilings on disk."""
     _map_problem.cache_clear()
     _input_sets.cache_clear()
+    _sample.cache_clear()
     forget_memos()
 
 
