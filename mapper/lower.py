@@ -251,7 +251,9 @@ def problem_of(layer: Layer, cfg: AcceleratorConfig, in_pitch: int = 0, in_gb: i
     else:
         gapped = in_pitch if in_pitch != p.c else 0
     p = replace(p, in_pitch=gapped, in_gb=in_gb)
-    if p.taps > cfg.weight_rows and isinstance(layer, Conv2d):    # RepLKNet's 31x31: a tap at a time
+    if isinstance(layer, Conv2d) and not p.fold and not p.shifted and (
+            p.taps > cfg.weight_rows                      # RepLKNet's 31x31: a tap at a time
+            or p.kh * p.kw > cfg.input_rows // 2):        # one pixel's window overfills an input buffer half
         p = replace(p, per_tap=True, gather=False, kept_taps=layer.taps_run)
     return p
 

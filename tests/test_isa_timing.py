@@ -150,10 +150,22 @@ def test_presets_match_table_ii():
         assert (c.num_pe, c.k0, c.c0, c.weight_buf_bytes // 1024, c.input_buf_bytes // 1024) == (pe, k, k, w, i)
 
 
-def test_a_buffer_too_small_for_any_tile_names_layer_and_buffer():
+@pytest.mark.parametrize("layer", [Conv2d("big3x3", "encoder", 8, 8, 8, 8, kernel=3, padding=1),
+                                   Conv2d("dw3x3", "encoder", 8, 8, 7, 6, kernel=3, padding=1, groups=8),
+                                   Conv2d("grouped3x3_s2", "encoder", 8, 4, 7, 7, kernel=3, stride=2, groups=2)],
+                         ids=lambda l: l.name)
+def test_a_window_wider_than_half_the_input_buffer_runs_a_tap_at_a_time(layer):
+    """One output pixel's 3x3 window is 9 rows of C0; half of a 16-row input buffer holds 8.  Such a
+    layer was refused ("the input buffer cannot hold the 3x3 input window"): it runs as a dilated
+    kernel does, a 1x1 product per tap on a shifted window, bit-exact."""
+    from sim.functional import check_layer
     tiny_inp = get_config("tiny", input_buf_bytes=64)          # 16 rows of C0: half holds 8 < 3x3 window
-    with pytest.raises(MappingError, match=r"big3x3: the input buffer \(64 bytes"):
-        map_layer(Conv2d("big3x3", "encoder", 8, 8, 8, 8, kernel=3, padding=1), tiny_inp)
+    lowered, _ = map_layer(layer, tiny_inp)[0]
+    assert lowered.problem.per_tap and lowered.problem.shifts == 9
+    assert check_layer(layer, tiny_inp, seed=5) == layer.out_ch * lowered.problem.oh * lowered.problem.ow
+
+
+def test_a_kernel_of_more_taps_than_the_weight_buffer_runs_a_tap_at_a_time():
     small_w = get_config("tiny", weight_buf_bytes=256)         # 16 rows per vector MAC < 25 taps
     # 5 columns are more than tiny's 4 input banks can gather, so each tap would be a weight row:
     # more than the buffer holds, the kernel runs a tap at a time (it was refused)
