@@ -79,7 +79,8 @@ def test_writes_any_alignment_and_gathers():
 
 
 def test_check_global_buffer_refuses_unbankable_sizes():
-    with pytest.raises(ValueError, match="global_buf_bytes .* multiple of twice gb_bus_bytes_per_cycle = 16, the default"):
+    with pytest.raises(ValueError, match=r"global_buf_bytes \(16400\) must be a multiple of 2 x G = 32 bytes, "
+                       r"G being gb_bus_bytes_per_cycle = 16, the default"):
         check_global_buffer(TINY.replace(global_buf_bytes=16 * 1024 + 16))
     # the accelerator file's key, not the property the RTL reads
     with pytest.raises(ValueError, match="gb_bus_bytes_per_cycle = 12 must be a power-of-two multiple of C0 = 4"):

@@ -75,8 +75,8 @@ def check_global_buffer(config: AcceleratorConfig) -> None:
     g = config.gb_bus_bytes
     check_bus_width(config)
     if config.global_buf_bytes % (2 * g):
-        raise ValueError(f"global_buf_bytes ({config.global_buf_bytes}) must be a multiple of twice "
-                         f"{bus_width_text(config)} (the global buffer has 2 G / C0 banks of C0-byte rows)")
+        raise ValueError(f"global_buf_bytes ({config.global_buf_bytes}) must be a multiple of 2 x G = {2 * g} bytes, "
+                         f"G being {bus_width_text(config)} (the global buffer has 2 G / C0 banks of C0-byte rows)")
 
 
 
