@@ -1,10 +1,11 @@
 """A differential fuzz campaign: many seeds of ``cosim.fuzz`` on one configuration's RTL.
 
 ``make fuzz CFG=tiny SEEDS=100-110 [CASES=1200]`` (``python tests/cosim/campaign.py --config tiny
---seeds 100-110``) runs, for each seed, ``CASES`` fuzz cases (random layers' streams, legal and
-malformed: ``cosim/fuzz.py``) on the configuration's Verilator build (cached, as the tests build
-it) and checks each outcome against the simulator's: done in the schedule's cycle with the
-functional model's DRAM image, or the same error code at the same instruction, never a hang.
+--seeds 100-110``; CFG may be an accelerator file whose RTL builds, ``CFG=my.toml``) runs, for each
+seed, ``CASES`` fuzz cases (random layers' streams, legal and malformed: ``cosim/fuzz.py``) on the
+configuration's Verilator build (cached, as the tests build it) and checks each outcome against the
+simulator's: done in the schedule's cycle with the functional model's DRAM image, or the same error
+code at the same instruction, never a hang.
 ``make test`` runs one seed of 27 cases; a campaign is how new seeds are searched.
 
 A line per seed on stderr (its tally and time); at the end ``campaign.json`` in
@@ -85,7 +86,8 @@ def parse_case(text: str) -> dict:
 
 def _parser() -> OneLineParser:
     p = OneLineParser(prog="python tests/cosim/campaign.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default="tiny", help=f"one of {', '.join(CONFIGS)} (default tiny)")
+    p.add_argument("--config", default="tiny", help=f"one of {', '.join(CONFIGS)} (default tiny), or an accelerator "
+                                                    f"file (.toml) whose RTL builds with a vector executor")
     p.add_argument("--seeds", default=None, help="seeds: 100-110, 1,5,7 (each CASES cases)")
     p.add_argument("--cases", type=int, default=1200, help=f"cases per seed, 1 to {MAX_CASES} (default 1200)")
     p.add_argument("--case", action="append", default=[], metavar="SEED:INDEX[:MUTATION]",
@@ -94,10 +96,33 @@ def _parser() -> OneLineParser:
     return p
 
 
+def _check_config(spec: str) -> str:
+    """The campaign's configuration: a test configuration, or an accelerator file whose RTL builds with
+    a vector executor (what the fuzz cases run); its name in folders (``sim.outputs.config_tag``)."""
+    from hw.config_file import ConfigError, is_config_file, load_config
+    if spec in CONFIGS:
+        return spec
+    if not is_config_file(spec):
+        also = " (E's RTL has no vector executor and a long build: make cosim-e)" if spec in PRESETS else ""
+        raise UsageError(f"bad CFG {spec!r}: a fuzz campaign runs on {', '.join(CONFIGS)} or an accelerator file "
+                         f"(.toml){also}")
+    from hw.rtl.export import check_buildable
+    from hw.rtl.vector_executor import builds_vector_unit
+    from sim.outputs import config_tag
+    try:
+        cfg = load_config(spec)
+        check_buildable(cfg)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    except ValueError as e:
+        raise UsageError(f"bad CFG {spec!r}: the RTL cannot build it: {e}") from None
+    if not builds_vector_unit(cfg):
+        raise UsageError(f"bad CFG {spec!r}: its RTL has no vector executor ({cfg.vector_lanes} row lanes), which "
+                         f"the fuzz cases run; fewer vector lanes (num_pe x vector_lanes_per_pe) build one")
+    return config_tag(cfg)
+
+
 def _check(args) -> tuple[list[int], list[dict]]:
-    if args.config not in CONFIGS:
-        also = " (E's RTL has no vector executor and a long build: make cosim-e)" if args.config in PRESETS else ""
-        raise UsageError(f"bad CFG {args.config!r}: a fuzz campaign runs on {', '.join(CONFIGS)}{also}")
     if not 1 <= args.cases <= MAX_CASES:
         raise UsageError(f"bad CASES {args.cases}: 1 to {MAX_CASES} cases per seed")
     if args.seeds is None and not args.case:
@@ -159,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        config_name = _check_config(args.config)
         seeds, replays = _check(args)
-        name = _name(args.config, seeds, args.cases, replays)
+        name = _name(config_name, seeds, args.cases, replays)
         stage = StagedDir(Path(args.out) if args.out else Path("build/fuzz") / name, OWNED, run=name)
     except UsageError as e:
         return fail(parser.prog, e)

@@ -87,7 +87,8 @@ def _vec_lanes(accel, prefix: str) -> int:
 
 
 def read_geometry(dut, config_name: str | None, log):
-    """Lane counts from the accelerator instance's port widths, checked against the preset."""
+    """Lane counts from the accelerator instance's port widths, checked against the configuration
+    (a preset or an accelerator file)."""
     accel = dut.u_accel
     geometry = Geometry(gather_lanes=len(accel.dram_rd__en), scatter_lanes=len(accel.dram_wr__en),
                         vec_gather_lanes=_vec_lanes(accel, "vec_rd"), vec_scatter_lanes=_vec_lanes(accel, "vec_wr"))
@@ -100,10 +101,10 @@ def read_geometry(dut, config_name: str | None, log):
                                  f"expected {lanes} lanes x {bits}")
     cfg = None
     if config_name:
-        from hw.config import get_config
+        from hw.config_file import load_config
         from hw.rtl.pe_tile import load_geometry
         from hw.rtl.vector_executor import vector_ports
-        cfg = get_config(config_name)
+        cfg = load_config(config_name)          # a preset's name or an accelerator file
         want = Geometry(load_geometry(cfg)[0], cfg.num_pe * cfg.k0, *vector_ports(cfg))
         if geometry != want:
             raise AssertionError(f"DUT lanes {geometry} differ from configuration {config_name!r}: {want}")

@@ -29,6 +29,7 @@ from cosim.program_cases import WHOLE_NETWORKS, built_path, built_programs, load
 from cosim.runner import build_and_run
 from cosim.vec_cases import chain_specs, stage_lists, zoo_specs
 from hw.config import get_config
+from hw.config_file import load_config
 
 TESTBENCH = "cosim.tb_accelerator"
 RESULTS_FILE = "accel_results.jsonl"
@@ -93,7 +94,7 @@ def default_seed(fallback: int) -> int:
 
 @functools.lru_cache(maxsize=None)
 def verilog_of(config_name: str, imem_words: int = IMEM_WORDS) -> tuple[str, float]:
-    return accelerator_verilog(get_config(config_name), imem_words=imem_words)
+    return accelerator_verilog(load_config(config_name), imem_words=imem_words)
 
 
 def case_seed(base: int, name: str) -> int:
@@ -112,8 +113,9 @@ def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), prog
     """Build (cached) and run the testbench; returns the CosimResult and the per-run records.  The
     wrapper's instruction memory holds the longest program (``imem_words_for``); each program is
     built once, here, and handed to the testbench (``built_programs``).  ``fuzz`` cases of
-    ``seed`` run, then ``fuzz_cases`` (``{"seed", "index", "mutation"}``)."""
-    cfg = get_config(config_name)
+    ``seed`` run, then ``fuzz_cases`` (``{"seed", "index", "mutation"}``).  ``config_name``: a preset
+    or an accelerator file (``make fuzz CFG=my.toml``)."""
+    cfg = load_config(config_name)
     programs = built_programs(programs, cfg)
     verilog, export_s = verilog_of(config_name, imem_words_for(length for _, length in programs))
     specs = [{**layer_spec(l), "seed": case_seed(seed, l.name)} for l in layers]

@@ -359,3 +359,63 @@ def test_the_pe_set_mutation_reaches_the_arrays_last_pe_and_past_it():
         last = f["pe_first"] + (f["pe_count"] - 1) * f["pe_step"] if f["pe_count"] else None
         lasts.setdefault(last, set()).add(expected_outcome(case.words, case.dram, cfg).kind)
     assert "done" in lasts[cfg.num_pe - 1] and lasts[cfg.num_pe] == {"error"} and lasts[None] == {"error"}, lasts
+
+
+ODD_BUILDABLE = """name = "odd1"
+num_pe = 1
+k0 = 8
+c0 = 4
+weight_buf_bytes = 160
+input_buf_bytes = 48
+accum_depth = 33
+param_depth = 32
+global_buf_bytes = 2048
+dram_bytes_per_cycle = 4
+dram_latency = 2
+"""
+
+
+def test_a_campaign_runs_on_an_accelerator_file_the_rtl_builds(tmp_path, monkeypatch):
+    """``make fuzz CFG=my.toml``: a user's configuration (one PE, 5 weight rows, 12 input rows, 33
+    accumulators: cosimulated bit- and cycle-exact with this file) is fuzzed as a test configuration
+    is, its folder named by ``sim.outputs.config_tag``; it was refused ("runs on tiny, small, e_small")."""
+    import json
+    from cosim import campaign, test_cosim_accelerator
+    from hw.config_file import load_config
+    from sim.outputs import config_tag
+
+    path = tmp_path / "odd1.toml"
+    path.write_text(ODD_BUILDABLE)
+    asked = []
+
+    def fake_run(config, *, seed, fuzz, fuzz_cases):
+        asked.append(config)
+        return None, [{"kind": "fuzz", "seed": seed, "cases": fuzz, "outcomes": {"done": fuzz}}]
+
+    monkeypatch.setattr(test_cosim_accelerator, "run_accelerator", fake_run)
+    monkeypatch.chdir(tmp_path)
+    assert campaign.main(["--config", str(path), "--seeds", "3", "--cases", "2"]) == 0
+    assert asked == [str(path)]
+    doc = json.loads((tmp_path / "build" / "fuzz" / f"{config_tag(load_config(str(path)))}_seeds3_cases2"
+                      / "campaign.json").read_text())
+    assert doc["config"] == str(path) and doc["seeds"][0]["cases"] == 2
+
+
+@pytest.mark.parametrize("change, why", [("num_pe = 3", "the RTL cannot build it: vector_lanes"),
+                                         ("k0 = 3", "k0 must be one of"),
+                                         ("num_pe = 64\nk0 = 32\nc0 = 32\nweight_buf_bytes = 4096\n"
+                                          "input_buf_bytes = 1024\nparam_depth = 128\nglobal_buf_bytes = 8192\n"
+                                          "dram_bytes_per_cycle = 64", "no vector executor")])
+def test_a_campaign_refuses_an_accelerator_file_it_cannot_fuzz_in_one_line(change, why, tmp_path):
+    """A file the RTL does not build, an invalid one, and one whose RTL has no vector executor (2,048
+    row lanes): one line, exit 2, nothing written."""
+    lines = {line.split(" = ")[0]: line for line in ODD_BUILDABLE.splitlines()}
+    lines.update({line.split(" = ")[0]: line for line in change.splitlines()})
+    path = tmp_path / "odd.toml"
+    path.write_text("\n".join(lines.values()) + "\n")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(COSIM / "campaign.py"), "--config", str(path), "--seeds", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr and why in done.stderr, done.stderr
+    assert not out.exists()
