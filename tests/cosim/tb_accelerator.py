@@ -523,7 +523,8 @@ async def malformed(dut, bad):
     h = Harness(dut)
     words, culprit = bad_stream(bad, h.cfg)
     description, _ = BAD_STREAMS[bad]
-    limit = 200
+    # an instruction before the culprit may wait a DRAM latency (LOAD_PARAM before END's token check)
+    limit = 200 + len(words) * h.cfg.dram_latency
     out = await h.run(words, bad_dram(bad, h.cfg), limit)
     where = f"bad stream {bad!r} ({description}) config {h.config_name}"
     want = bad_stream_code(bad, h.cfg)
