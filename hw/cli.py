@@ -2,7 +2,8 @@
 
 Bad input prints one line on stderr and exits with status 2 (``UsageError``,
 ``fail``); an input file is opened without waiting and read only when it is a regular
-file (``open_input``, ``read_input``) and numbers are read in the digits 0-9
+file (``open_input``, ``read_input``; so is an earlier output a tool compares with,
+``read_existing``) and numbers are read in the digits 0-9
 (``ascii_int``, ``number_type``); output files are written to a temporary name
 beside their destination and renamed into place (``atomic_write``), and an
 output folder is written as a whole (``StagedDir``), so an error never leaves a
@@ -13,6 +14,7 @@ its reader goes away (``... | head``).
 from __future__ import annotations
 
 import argparse
+import errno
 import fnmatch
 import hashlib
 import json
@@ -31,8 +33,8 @@ from typing import BinaryIO, Callable, Iterable, Optional, Union
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
            "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "duration", "fail", "file_tag",
            "human_bytes", "json_text", "name_token", "not_a_file", "number_type", "open_input", "output_file",
-           "output_json_file", "read_input", "refuse_long_name", "refuse_replacing", "run_main", "seed", "short_hash",
-           "try_folder"]
+           "output_json_file", "read_existing", "read_input", "refuse_long_name", "refuse_replacing", "run_main", "seed",
+           "short_hash", "try_folder"]
 
 
 class UsageError(Exception):
@@ -240,23 +242,43 @@ def _not_regular(mode: int) -> Optional[str]:
 
 
 def open_input(path: Union[str, Path], what: str, error: Callable[[str], Exception] = UsageError,
-               hint: str = "") -> BinaryIO:
+               hint: str = "", follow_link: bool = True) -> BinaryIO:
     """The input file ``path`` open for reading (binary) when it is a regular file; else ``error``
     (``<path>: cannot read the <what>: <why>``, then ``; <hint>``).  Every tool opens its input files
     so: opening a named pipe waits for a writer (forever), ``/dev/zero`` never ends, and a folder's
     error names no folder.  The file is opened without waiting (O_NONBLOCK) and judged by what the
-    descriptor is, so a file swapped for a pipe after any earlier look at the name is refused too."""
+    descriptor is, so a file swapped for a pipe after any earlier look at the name is refused too.
+    ``follow_link=False`` refuses a symbolic link as the last part of ``path`` (O_NOFOLLOW)."""
+    opened = _open_regular(path, follow_link)
+    if isinstance(opened, str):
+        raise error(_unreadable(path, what, opened, hint))
+    return opened
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
+
+
+def _open_regular(path: Union[str, Path], follow_link: bool = True) -> Union[BinaryIO, str]:
+    """``path`` open for reading when it is a regular file, else why not (``No such file or directory``,
+    ``a named pipe (FIFO), not a regular file``)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        fd = os.open(path, _OPEN_FLAGS | (0 if follow_link else getattr(os, "O_NOFOLLOW", 0)))
     except (OSError, ValueError) as e:      # ValueError: a NUL byte in the name
-        why = not_a_file(path) or getattr(e, "strerror", None) or "not a valid file name"
-    else:
-        why = _not_regular(os.fstat(fd).st_mode)
-        if why is None:
-            os.set_blocking(fd, True)
-            return os.fdopen(fd, "rb")
-        os.close(fd)
-    raise error(_unreadable(path, what, why, hint))
+        if not follow_link and getattr(e, "errno", None) == errno.ELOOP and os.path.islink(path):
+            return "a symbolic link, which is not followed here"
+        return not_a_file(path) or getattr(e, "strerror", None) or "not a valid file name"
+    return _regular_file(fd)
+
+
+def _regular_file(fd: int) -> Union[BinaryIO, str]:
+    """The descriptor ``fd`` (opened without waiting) as a blocking binary file when it is a regular
+    file; else it is closed and why it is none is returned."""
+    why = _not_regular(os.fstat(fd).st_mode)
+    if why is None:
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    os.close(fd)
+    return why
 
 
 def read_input(path: Union[str, Path], what: str, error: Callable[[str], Exception] = UsageError,
@@ -348,9 +370,34 @@ def refuse_replacing(out: Union[str, Path], path: Path, data: bytes) -> None:
     itself) that exists with other bytes than ``data``: an earlier result or the user's own file
     is never overwritten.  A tool's file in a folder (``out/name``) is its own earlier output of
     the same name, which a rerun replaces."""
-    if Path(out) == path and path.is_file() and path.read_bytes() != data:
+    if Path(out) == path and read_existing(path) not in (None, data):
         raise UsageError(f"{path} exists and holds something else; it is never overwritten "
                          f"(name another file, or remove it)")
+
+
+def read_existing(path: Union[str, Path]) -> Optional[bytes]:
+    """The bytes of the output file ``path`` an earlier run may have left; None when nothing is there.
+    OutputError when something other than a regular file stands there, or a file that cannot be read:
+    it is never replaced.  The file is opened without waiting and judged by its descriptor, as
+    ``open_input`` does, so a file swapped for a named pipe after an earlier look cannot make the
+    tool wait, nor another kind of file be taken for an earlier result."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:               # nothing there (or a link to nothing, which a write replaces)
+        return None
+    except OSError as e:
+        why = f"cannot be read ({e.strerror})"
+    else:
+        opened = _regular_file(fd)
+        if not isinstance(opened, str):
+            with opened:
+                try:
+                    return opened.read()
+                except OSError as e:
+                    why = f"cannot be read ({e.strerror})"
+        else:
+            why = f"is {opened}"
+    raise OutputError(f"cannot write {path}: it exists and {why}; it is never replaced (choose another --out)")
 
 
 def join_name(parts: Iterable[str], limit: int = 120) -> str:

@@ -261,7 +261,7 @@ def config_toml(cfg: AcceleratorConfig) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from .cli import OneLineParser, UsageError, atomic_write, fail, name_token, output_file
+    from .cli import OneLineParser, UsageError, atomic_write, fail, name_token, output_file, read_existing
 
     parser = OneLineParser(prog="python -m hw.config_file",
                            description="Print a configuration (a preset or a .toml file) as an accelerator file.")
@@ -276,7 +276,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.out:
             # OUT=e.toml is the file, any other OUT a folder that gets <name>.toml (make flops' and make onnx's rule)
             out = output_file(args.out, f"{name_token(cfg.name)}.toml")
-        if out and out.is_file() and out.read_text(errors="replace") != text:
+        if out and read_existing(out) not in (None, text.encode()):
             raise UsageError(f"{out} exists (an edited accelerator file?); it is never overwritten: "
                              f"choose another OUT or remove it")
         if out:

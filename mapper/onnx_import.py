@@ -46,7 +46,7 @@ from typing import BinaryIO, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from hw.cli import not_a_file, open_input
+from hw.cli import ascii_int, open_input
 
 from . import onnx_layout as L
 from .ir import (INPUT, PARTS, Activation, Add, ChannelShuffle, ChannelSlice, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
@@ -180,25 +180,77 @@ def _import_file(f: BinaryIO, resolved: str, shown: str) -> Imported:
 
 def _load_external_data(proto, folder: Path, shown: str) -> bool:
     """Read tensors stored outside the file (ONNX external data) from ``folder``, the file's own,
-    never the current one; True when there were any."""
-    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
+    never the current one; True when there were any.  onnx's own loader opens each file with a
+    blocking open (a named pipe: it waits forever), so each is opened here as every input file is
+    (``open_input``), with onnx's rules for where it may be (``_open_external``)."""
+    from onnx import TensorProto
 
     tensors = list(proto.graph.initializer) + [a.t for n in proto.graph.node for a in n.attribute if a.HasField("t")]
-    external = [t for t in tensors if uses_external_data(t)]
-    if not external:
-        return False
-    for location in dict.fromkeys(ExternalDataInfo(t).location for t in external):
-        why = not_a_file(folder / location)         # onnx would open a named pipe and wait
-        if why is not None:
-            raise OnnxImportError(f"{shown}: cannot read its external data (tensors stored beside the file, "
-                                  f"looked up in {folder}): {location}: {why}")
+    external = [t for t in tensors if t.HasField("data_location") and t.data_location == TensorProto.EXTERNAL]
+    files: dict[str, BinaryIO] = {}
     try:
-        load_external_data_for_model(proto, str(folder))
-    except Exception as e:                      # OSError, or onnx's ValidationError for a missing file
-        detail = getattr(e, "strerror", None) or str(e).splitlines()[0]
-        raise OnnxImportError(f"{shown}: cannot read its external data (tensors stored beside the file, "
-                              f"looked up in {folder}): {detail}") from None
-    return True
+        for tensor in external:
+            location, offset, length = _external_entry(tensor, shown)
+            if location not in files:
+                files[location] = _open_external(folder, location, shown)
+            tensor.raw_data = _read_span(files[location], location, offset, length, f"{shown}: tensor {tensor.name!r}")
+            tensor.data_location = TensorProto.DEFAULT
+            del tensor.external_data[:]
+    finally:
+        for f in files.values():
+            f.close()
+    return bool(external)
+
+
+def _external_entry(tensor, shown: str) -> tuple[str, int, Optional[int]]:
+    """The file (``location``), ``offset`` and ``length`` (None: to the file's end) of an external
+    tensor, read in the digits 0-9 (onnx's int() reads ``'٣'`` as 3); other keys are ignored, as onnx does."""
+    entry = {e.key: e.value for e in tensor.external_data}
+    where = f"{shown}: tensor {tensor.name!r} is stored outside the file"
+    if not entry.get("location"):
+        raise OnnxImportError(f"{where} but names no file (its external_data has no location)")
+    numbers = []
+    for key, default in (("offset", "0"), ("length", None)):
+        text = entry.get(key, default)
+        try:
+            value = None if text is None else ascii_int(text)
+        except ValueError:
+            value = -1
+        if value is not None and value < 0:
+            raise OnnxImportError(f"{where} at {key} {text!r}; an {key} is a whole number >= 0 in the digits 0-9")
+        numbers.append(value)
+    return entry["location"], numbers[0], numbers[1]
+
+
+def _open_external(folder: Path, location: str, shown: str) -> BinaryIO:
+    """The external data file ``location`` open for reading: by onnx's rules a relative name of a
+    file inside ``folder`` (the model's) and no symbolic link, so that a model cannot read any file."""
+    what, rule = f"external data of {shown}", "onnx takes a file inside the model's folder, not a link"
+    path = folder / location
+    if "\0" in location:
+        raise OnnxImportError(f"{location!r}: cannot read the {what}: not a valid file name (a NUL character)")
+    outside = "an absolute path" if os.path.isabs(location) else \
+        f"outside {folder}" if os.path.commonpath([os.path.realpath(path), str(folder)]) != str(folder) else None
+    if outside:
+        raise OnnxImportError(f"{path}: cannot read the {what}: {outside}; {rule}")
+    return open_input(path, what, OnnxImportError, rule, follow_link=False)
+
+
+def _read_span(f: BinaryIO, location: str, offset: int, length: Optional[int], whose: str) -> bytes:
+    """``length`` bytes (None: all that are left) of ``f`` from ``offset``, when the file holds them."""
+    size = os.fstat(f.fileno()).st_size
+    end = size if length is None else offset + length
+    if offset > size or end > size:
+        raise OnnxImportError(f"{whose} needs bytes {offset} to {end} of {location}, which holds {size} bytes")
+    f.seek(offset)
+    try:
+        data = f.read(end - offset)
+    except OSError as e:
+        raise OnnxImportError(f"{whose}: cannot read {location}: {e.strerror}") from None
+    if len(data) != end - offset:           # the file shrank while it was read
+        raise OnnxImportError(f"{whose} needs bytes {offset} to {end} of {location}, which ended at "
+                              f"{offset + len(data)}")
+    return data
 
 
 def imported_of(model: Model) -> Optional[Imported]:

@@ -562,13 +562,53 @@ def _read_sweep_cache(path):
     return _load_cached(path, {})
 
 
+def _read_external_data(path):
+    """A model whose first weight is stored in ``path`` (ONNX external data), beside it."""
+    from onnx.external_data_helper import set_external_data
+    from onnx_graphs import cnn
+    from mapper.onnx_import import load_onnx
+
+    proto = cnn()[0]
+    weight = proto.graph.initializer[0]
+    set_external_data(weight, path.name, 0, len(weight.raw_data))
+    weight.ClearField("raw_data")
+    (path.parent / "model.onnx").write_bytes(proto.SerializeToString())
+    return load_onnx(path.parent / "model.onnx")
+
+
+def _replace_named_output(path):
+    from hw.cli import refuse_replacing
+    return refuse_replacing(path, path, b"y")
+
+
+def _write_config_file(path):
+    import contextlib
+    import io
+    from hw.config_file import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = main(["--config", "E", "--out", str(path)])
+    if status:
+        raise RuntimeError(err.getvalue())
+
+
+def _export_over_earlier(path):
+    from hw.rtl.export import export_to_directory
+    return export_to_directory(get_config("tiny"), path.parent, "pe_tile")
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 @pytest.mark.parametrize("read, name", [(_read_config, "in.toml"), (_read_image, "in.png"), (_read_image, "in.npy"),
-                                        (_read_onnx, "in.onnx"), (_read_sweep_cache, "point.json")])
+                                        (_read_onnx, "in.onnx"), (_read_sweep_cache, "point.json"),
+                                        (_read_external_data, "weights.bin"), (_replace_named_output, "out.onnx"),
+                                        (_write_config_file, "e.toml"), (_export_over_earlier, "files.f")])
 def test_a_file_swapped_for_a_named_pipe_after_the_check_is_not_waited_on(tmp_path, monkeypatch, read, name):
     """The check by name (os.stat) and the open were two steps: a file swapped for a named pipe
     between them was opened, and the reader waited forever.  Here every look at the name by
-    os.stat still sees the regular file that stood there; only an open sees the pipe."""
+    os.stat still sees the regular file that stood there; only an open sees the pipe.  So for
+    input files, an ONNX model's external data (onnx's loader stats, then opens), and an existing
+    output a tool reads before replacing it (a named --out, make config's file, an export's files.f)."""
     import threading
 
     before, fifo = tmp_path / "before", tmp_path / name
@@ -689,3 +729,52 @@ def test_an_output_file_where_something_else_stands_is_refused(tmp_path, argv, m
     r = run_tool(argv, tmp_path)
     assert_refused(r, f"cannot write {made}: it exists and is {said}, not a regular file", "never replaced")
     assert (tmp_path / made).exists() and not (tmp_path / made).is_file()
+
+
+def _external_model(folder: Path, **entry: str) -> Path:
+    """cnn() with every weight in ``m.bin`` beside ``m.onnx``; ``entry`` overrides the first weight's
+    external_data keys (location, offset, length)."""
+    import onnx
+    from onnx_graphs import cnn
+
+    onnx.save_model(cnn()[0], str(folder / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="m.bin", size_threshold=0)
+    proto = onnx.load(str(folder / "m.onnx"), load_external_data=False)
+    first = proto.graph.initializer[0]
+    for e in first.external_data:
+        e.value = entry.pop(e.key, e.value)
+    for key, value in entry.items():
+        first.external_data.add(key=key, value=value)
+    (folder / "m.onnx").write_bytes(proto.SerializeToString())
+    return folder / "m.onnx"
+
+
+@pytest.mark.parametrize("entry, needles", [
+    ({"offset": "٣"}, ["m.onnx: tensor 'conv1.weight'", "offset '٣'", "digits 0-9"]),       # int() read it as 3
+    ({"offset": "abc"}, ["m.onnx: tensor 'conv1.weight'", "offset 'abc'"]),        # was "invalid literal for int()"
+    ({"offset": "-5"}, ["m.onnx: tensor 'conv1.weight'", "offset '-5'", ">= 0"]),  # was onnx's line, naming no file
+    ({"length": "1e9"}, ["m.onnx: tensor 'conv1.weight'", "length '1e9'"]),
+    ({"offset": "99999999999"}, ["m.onnx: tensor 'conv1.weight' needs bytes 99999999999 to", "of m.bin, which holds"]),
+    ({"location": ""}, ["m.onnx: tensor 'conv1.weight'", "names no file"]),
+    ({"location": "/etc/hostname"}, ["/etc/hostname: cannot read the external data of", "an absolute path"]),
+    ({"location": "../m.bin"}, ["m.bin: cannot read the external data of", "outside", "inside the model's folder"]),
+    ({"location": "link.bin"}, ["link.bin: cannot read the external data", "a symbolic link, which is not followed"]),
+    ({"location": "gone.bin"}, ["gone.bin: cannot read the external data", "No such file"])])
+def test_bad_external_data_is_refused_in_one_line_naming_the_file(tmp_path, entry, needles):
+    """An ONNX model's external data (its weights in a file beside it) is read by the project, as every
+    input file is (onnx's loader waits on a named pipe): each bad entry one line naming the model."""
+    (tmp_path / "model").mkdir()
+    path = _external_model(tmp_path / "model", **entry)
+    (tmp_path / "model" / "link.bin").symlink_to(tmp_path / "model" / "m.bin")
+    before = snapshot(tmp_path)
+    assert_refused(run_tool(["mapper.flops", "--model", str(path), "--out", "o"], tmp_path), *needles)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_short_external_data_file_is_refused_naming_the_tensor(tmp_path):
+    path = _external_model(tmp_path)
+    data = (tmp_path / "m.bin").read_bytes()
+    (tmp_path / "m.bin").write_bytes(data[:len(data) // 2])
+    assert_refused(run_tool(["mapper.flops", "--model", "m.onnx", "--out", "o"], tmp_path),
+                   "m.onnx: tensor", f"of m.bin, which holds {len(data) // 2} bytes")
+    assert not (tmp_path / "o").exists()

@@ -305,11 +305,11 @@ def test_external_data_is_read_beside_the_file_not_the_current_folder(tmp_path, 
     alone = tmp_path / "alone"                  # the graph without the file of its weights
     alone.mkdir()
     (alone / "vit.onnx").write_bytes(path.read_bytes())
-    with pytest.raises(OnnxImportError, match="cannot read its external data"):
+    with pytest.raises(OnnxImportError, match="alone/vit.bin: cannot read the external data of .*No such file"):
         load_onnx(alone / "vit.onnx")
     if hasattr(os, "mkfifo"):                   # a named pipe in its place: refused, not waited on
         os.mkfifo(alone / "vit.bin")
-        with pytest.raises(OnnxImportError, match=r"external data .*: vit.bin: a named pipe \(FIFO\), not a regular"):
+        with pytest.raises(OnnxImportError, match=r"vit.bin: cannot read the external data .*: a named pipe \(FIFO\)"):
             load_onnx(alone / "vit.onnx")
 
 

@@ -483,7 +483,7 @@ def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accele
     ValueError
         When the RTL cannot build ``config`` (the message names the parameter).
     """
-    from ..cli import atomic_write_bytes
+    from ..cli import atomic_write_bytes, read_existing
 
     if top not in TOPS:
         raise ValueError(f"top must be one of {', '.join(TOPS)}, not {top!r}")
@@ -494,8 +494,8 @@ def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accele
         progress(f"writing {len(result.modules) + 2} files")
     files = export_files(result, config)
     out = Path(out)
-    old = out / FILE_LIST
-    stale = set(old.read_text().split()) - set(files) if old.is_file() else set()
+    listed = read_existing(out / FILE_LIST)      # an earlier export's files (OutputError: no file there)
+    stale = set(listed.decode(errors="replace").split()) - set(files) if listed is not None else set()
     for name, blob in files.items():
         atomic_write_bytes(out / name, blob).chmod(0o644)     # not the temporary file's 0600
     for name in sorted(stale):
