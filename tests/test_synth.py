@@ -497,7 +497,7 @@ def test_the_summary_prints_long_module_names_whole():
     (["--config", "{tmp}/l63.toml"], "vector_lanes = num_pe x vector_lanes_per_pe = 7 x 9 = 63 must be a power of two"),
     (["--config", "{tmp}/l63.toml", "--part", "vector-unit"], "7 x 9 = 63 must be a power of two"),
     (["--part", "vector-unit", "--walk-rows", "3"], "--walk-rows must divide the 8 row lanes of tiny (1, 2, 4, 8), not 3"),
-    (["--timeout", "0"], "--timeout must be a positive number of seconds, not 0"),
+    (["--timeout", "0"], "--timeout must be a number of seconds above 0, at most 604800 (a week), not 0"),
 ])
 def test_synth_refuses_before_any_export(args, needle, tmp_path, capsys):
     """What make verilog refuses, synth refuses in the same words before it exports (a folder of
@@ -524,3 +524,35 @@ def test_an_interrupted_run_leaves_no_empty_work_folder(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         synth.run(get_config("tiny"), tmp_path / "out", progress=said.append)
     assert list(tmp_path.iterdir()) == [] and not any("kept in" in line for line in said)
+
+
+@pytest.mark.parametrize("timeout", ["1e300", "inf", "nan"])
+def test_make_synth_refuses_a_timeout_its_timer_cannot_wait(tmp_path, capsys, monkeypatch, timeout):
+    """``--timeout 1e300`` (or inf) was taken: each Yosys run's timer thread then died with an
+    OverflowError traceback on stderr, and the run had no limit."""
+    from hw.rtl import synth
+
+    monkeypatch.setattr(synth, "run", lambda *a, **k: pytest.fail("ran with --timeout " + timeout))
+    with pytest.raises(SystemExit) as exit_:
+        synth.main(["--config", "tiny", "--timeout", timeout, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert "--timeout must be a number of seconds above 0, at most 604800" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_synthesis_never_replaces_another_configurations_report(tmp_path, monkeypatch):
+    """``make synth CFG=tiny OUT=build/synth/E`` replaced E's report.json (the folder named no run)."""
+    from hw.cli import RUN_MARK, OutputError
+    from hw.rtl import synth
+
+    out = tmp_path / "E"
+    out.mkdir()
+    for name, text in ((RUN_MARK, "E\n"), ("report.json", "{}\n"), ("summary.txt", "E\n")):
+        (out / name).write_text(text)
+    monkeypatch.setattr(synth, "_export_part", lambda *a, **k: pytest.fail("exported before the folder was checked"))
+    with pytest.raises(OutputError, match=r"holds the results of another run \(E\), never replaced by this one "
+                                          r"\(tiny_store-unit\)"):
+        synth.run(get_config("tiny"), out, part="store-unit")
+    assert sorted(p.name for p in out.iterdir()) == sorted([RUN_MARK, "report.json", "summary.txt"])
+    assert synth.run_name(get_config("tiny"), "vector-unit", 4) == "tiny_vector-unit_w4"

@@ -46,7 +46,7 @@ from .logic_depth import DepthModel, Path as DepthPath, depth_model, is_flip_flo
 
 __all__ = ["VerilogModule", "ModuleResult", "SynthReport", "YosysEngine", "PARTS", "read_modules", "subtree",
            "instantiated", "stub_verilog", "yosys_engine", "synthesise", "instance_counts", "critical_paths",
-           "report_dict", "summary_lines", "MAC_PARTS", "mac_reference", "run", "main"]
+           "report_dict", "summary_lines", "MAC_PARTS", "mac_reference", "run", "run_name", "main"]
 
 #: Coarse cell types moved into modules of their own before technology mapping (see above).
 WRAPPED_OPERATORS = ("$div", "$mod", "$divfloor", "$modfloor")
@@ -763,7 +763,8 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
     from ..cli import StagedDir, atomic_write_json
 
     check_buildable(config)          # before an export or a folder: make verilog's refusal, word for word
-    with StagedDir(out, owned=("report.json", "summary.txt")) as staged:
+    # the run's name in the folder: another configuration's or part's report is never replaced
+    with StagedDir(out, owned=("report.json", "summary.txt"), run=run_name(config, part, walk_rows)) as staged:
         work = Path(tempfile.mkdtemp(prefix=f".work-{config.name}-", dir=Path(out).parent))
         start = time.perf_counter()
         try:
@@ -792,14 +793,24 @@ def run(config, out: Path, *, parallel: int = 2, timeout: float = 4 * 3600, prog
     return doc
 
 
+def run_name(config, part: str = "accelerator", walk_rows: int | None = None) -> str:
+    """What a synthesis is of: ``<config>[_<part>][_w<rows>]``, its default folder under build/synth."""
+    from ..config_file import config_label
+
+    return (config_label(config) + ("" if part == "accelerator" else f"_{part}")
+            + ("" if walk_rows is None else f"_w{walk_rows}"))
+
+
 #: Most Yosys runs at a time: one a CPU (more only share the CPUs, each holding its own memory).
 MAX_JOBS = os.cpu_count() or 1
+#: The longest --timeout: a week (threading's timer refuses a wait past the platform's time_t).
+MAX_TIMEOUT = 7 * 24 * 3600
 
 
 def main(argv=None) -> int:
     from ..cli import OneLineParser, UsageError, number_type
     from ..config import PRESETS
-    from ..config_file import ConfigError, config_label, load_config
+    from ..config_file import ConfigError, load_config
 
     parser = OneLineParser(prog="python -m hw.rtl.synth",
                            description="Synthesise the accelerator of a configuration with Yosys, each unique "
@@ -812,7 +823,8 @@ def main(argv=None) -> int:
                         help=f"rows (pixels) the walker hands out a cycle, for --part {' or '.join(WALKING_PARTS)} "
                              "(default: the contract's)")
     parser.add_argument("--jobs", type=number_type(int, "Yosys runs at a time"), default=MAX_JOBS, help=f"Yosys runs at a time, 1 to {MAX_JOBS} (default)")
-    parser.add_argument("--timeout", type=number_type(float, "seconds"), default=4 * 3600, help="limit of one Yosys run, seconds")
+    parser.add_argument("--timeout", type=number_type(float, "seconds"), default=4 * 3600,
+                        help="limit of one Yosys run, seconds (at most a week)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -827,11 +839,10 @@ def main(argv=None) -> int:
     if args.walk_rows is not None and (args.walk_rows < 1 or lanes % args.walk_rows):
         parser.error(f"--walk-rows must divide the {lanes} row lanes of {config.name} "
                      f"({', '.join(str(r) for r in range(1, lanes + 1) if lanes % r == 0)}), not {args.walk_rows}")
-    if not args.timeout > 0:
-        parser.error(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
-    suffix = "" if args.part == "accelerator" else f"_{args.part}"
-    suffix += "" if args.walk_rows is None else f"_w{args.walk_rows}"
-    out = args.out if args.out is not None else Path("build/synth") / f"{config_label(config)}{suffix}"
+    if not 0 < args.timeout <= MAX_TIMEOUT:
+        parser.error(f"--timeout must be a number of seconds above 0, at most {MAX_TIMEOUT} (a week), "
+                     f"not {args.timeout:g}")
+    out = args.out if args.out is not None else Path("build/synth") / run_name(config, args.part, args.walk_rows)
     try:
         doc = run(config, out, parallel=args.jobs, timeout=args.timeout, part=args.part, walk_rows=args.walk_rows,
                   progress=lambda line: print(line, file=sys.stderr, flush=True))
