@@ -37,7 +37,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
 
-from hw.cli import OneLineParser, StagedDir, UsageError, fail, join_name, run_main  # noqa: E402
+from hw.cli import OneLineParser, StagedDir, UsageError, ascii_int, fail, join_name, number_type, run_main  # noqa: E402
 from hw.config import PRESETS  # noqa: E402
 
 #: The configurations the cosimulation tests build (E has no vector executor: ``make cosim-e``).
@@ -53,7 +53,7 @@ def parse_seeds(text: str) -> list[int]:
     for part in text.split(","):
         lo, sep, hi = part.strip().partition("-")
         try:
-            a, b = int(lo), int(hi) if sep else int(lo)
+            a, b = ascii_int(lo), ascii_int(hi) if sep else ascii_int(lo)     # int() reads '٣' as 3
         except ValueError:
             raise UsageError(f"bad SEEDS {text!r}: expected seeds and ranges such as 100-110 or 1,5,7") from None
         if not 0 <= a <= b < SEED_LIMIT:
@@ -73,7 +73,7 @@ def parse_case(text: str) -> dict:
     seed, _, rest = text.partition(":")
     index, _, mutation = rest.partition(":")
     try:
-        case = {"seed": int(seed), "index": int(index), "mutation": mutation or None}
+        case = {"seed": ascii_int(seed), "index": ascii_int(index), "mutation": mutation or None}
     except ValueError:
         case = None
     if case is None or not 0 <= case["seed"] < SEED_LIMIT or case["index"] < 0:
@@ -89,7 +89,8 @@ def _parser() -> OneLineParser:
     p.add_argument("--config", default="tiny", help=f"one of {', '.join(CONFIGS)} (default tiny), or an accelerator "
                                                     f"file (.toml) whose RTL builds with a vector executor")
     p.add_argument("--seeds", default=None, help="seeds: 100-110, 1,5,7 (each CASES cases)")
-    p.add_argument("--cases", type=int, default=1200, help=f"cases per seed, 1 to {MAX_CASES} (default 1200)")
+    p.add_argument("--cases", type=number_type(int, "cases per seed"), default=1200,
+                   help=f"cases per seed, 1 to {MAX_CASES} (default 1200)")
     p.add_argument("--case", action="append", default=[], metavar="SEED:INDEX[:MUTATION]",
                    help="replay one case (repeatable)")
     p.add_argument("--out", default=None, help="output folder (default build/fuzz/<name of the campaign>)")

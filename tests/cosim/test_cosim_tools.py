@@ -270,6 +270,27 @@ def test_a_campaigns_seeds_and_replayed_cases_are_parsed_and_name_its_folder():
     assert [d["replay"] for d in found] == ["make fuzz CFG=small CASE=5:12:vec_laps"]
 
 
+@pytest.mark.parametrize("argv, said", [(["--seeds", "١٠٠-١٠٣"], "bad SEEDS '١٠٠-١٠٣'"),
+                                        (["--seeds", "1_0"], "bad SEEDS '1_0'"),
+                                        (["--case", "١:2"], "bad CASE '١:2'"),
+                                        (["--seeds", "1", "--cases", "٣"], "--cases: '٣' is not a whole number"),
+                                        (["--seeds", "1", "--cases", "x"], "'x' is not a whole number in the digits "
+                                                                          "0-9 (cases per seed)")])
+def test_a_campaign_reads_the_digits_0_to_9_only(argv, said, tmp_path, capsys, monkeypatch):
+    """``--seeds ١٠٠-١٠٣`` ran seeds 100-103 and ``--cases ٣`` three cases (int() reads every script's
+    digits); a --cases that is no number said only argparse's "invalid int value"."""
+    from cosim import campaign
+
+    monkeypatch.setattr(campaign, "_run_one", lambda *a, **k: pytest.fail(f"ran {argv}"))
+    try:
+        status = campaign.main([*argv, "--out", str(tmp_path / "o")])
+    except SystemExit as exit_:
+        status = exit_.code
+    err = capsys.readouterr().err
+    assert status == 2 and said in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_fuzz_case_done_with_another_dram_says_how_it_differs():
     """A case done in the right cycle with another DRAM image was reported as "expected done, RTL
     done": the reason names the bytes that differ, the first address and both bytes."""
