@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Optional, Union
 
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
-           "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "duration", "fail", "file_tag",
-           "human_bytes", "json_text", "name_token", "not_a_file", "number_type", "open_input", "output_file",
-           "output_json_file", "read_existing", "read_input", "refuse_long_name", "refuse_replacing", "run_main", "seed",
-           "short_hash", "try_folder"]
+           "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "did_you_mean", "duration", "fail",
+           "file_tag", "human_bytes", "json_text", "name_token", "not_a_file", "number_type", "open_input",
+           "output_file", "output_json_file", "read_existing", "read_input", "refuse_long_name", "refuse_replacing",
+           "run_main", "seed", "short_hash", "try_folder"]
 
 
 class UsageError(Exception):
@@ -201,6 +201,16 @@ def code_digest(packages, root: Path = PROJECT_ROOT) -> str:
     for rel, path in files:
         h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'segformer_b2'?)`` for the choice closest to ``name`` (case and surrounding
+    spaces aside) when one is close, else ''."""
+    import difflib
+
+    lowered = {str(c).lower(): c for c in choices}
+    close = difflib.get_close_matches(str(name).strip().lower(), list(lowered), n=1, cutoff=0.75)
+    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
 
 
 def name_token(text: str) -> str:

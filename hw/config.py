@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .cli import did_you_mean
 from .isa import FIELD_BITS, Op
 
 __all__ = ["AcceleratorConfig", "PRESETS", "get_config", "SUPPORTED_VECTOR_WIDTHS", "CLOCK_GHZ_RANGE", "FIELD_MAX",
@@ -349,7 +350,8 @@ def get_config(name: str, **overrides) -> AcceleratorConfig:
     """
     key = {preset.lower(): preset for preset in PRESETS}.get(name.lower())
     if key is None:
-        raise KeyError(f"unknown configuration {name!r}; choose one of {', '.join(PRESETS)}")
+        raise KeyError(f"unknown configuration {name!r}{did_you_mean(name, PRESETS)}; "
+                       f"choose one of {', '.join(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(AcceleratorConfig)}
     for k in overrides:
         if k not in fields:

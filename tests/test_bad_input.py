@@ -403,6 +403,17 @@ def test_a_mistyped_model_gets_a_suggestion():
     assert "did you mean" not in str(e.value)
 
 
+@pytest.mark.parametrize("name, said", [("smal", "small"), ("e_smal", "e_small"), ("tiny ", "tiny"), ("TINI", "tiny")])
+def test_a_mistyped_configuration_gets_a_suggestion(name, said):
+    """``CFG=smal`` listed the presets but, unlike a mistyped MODEL, suggested none."""
+    from hw.config_file import ConfigError, load_config
+    with pytest.raises(ConfigError, match=rf"unknown configuration {name!r} \(did you mean {said!r}\?\); choose one of"):
+        load_config(name)
+    with pytest.raises(ConfigError) as e:
+        load_config("Z")
+    assert "did you mean" not in str(e.value)
+
+
 def test_an_option_given_twice_is_refused_not_overridden(capsys):
     """``make sim CFG=E ARGS="--config tiny"`` ran tiny: argparse keeps the last value silently."""
     from hw.cli import OneLineParser

@@ -9,8 +9,9 @@ is a :class:`~mapper.ir.Model` like any other (shape-checked when it is built).
 
 from __future__ import annotations
 
-import difflib
 import importlib
+
+from hw.cli import did_you_mean as close_choice
 
 from ..ir import Model
 from ..onnx_import import is_onnx_path
@@ -54,8 +55,7 @@ def check_model(name: str) -> None:
 
 def did_you_mean(name: str) -> str:
     """`` (did you mean 'segformer_b2'?)`` for a zoo name close to ``name`` (case aside), else ''."""
-    close = difflib.get_close_matches(str(name).lower(), MODEL_NAMES, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return close_choice(name, MODEL_NAMES)
 
 
 def model_label(name: str) -> str:
