@@ -425,9 +425,16 @@ def _umask() -> int:
 
 
 def _why_unwritable(path: Path, error: OSError) -> str:
-    """Why a folder for ``path`` cannot be made: the file standing where a folder must be, if any."""
-    blocking = next((d for d in path.absolute().parents if d.exists() and not d.is_dir()), None)
-    return f"{blocking} is a file, not a folder" if blocking else error.strerror
+    """Why a folder for ``path`` cannot be made: what stands where a folder must be (a file, a named
+    pipe, a link that leads nowhere), if anything."""
+    blocking = next((d for d in path.absolute().parents if os.path.lexists(d) and not d.is_dir()), None)
+    if blocking is None:
+        return error.strerror
+    try:
+        mode = os.stat(blocking).st_mode
+    except OSError as e:                    # a link in a loop, or to nothing
+        return f"{blocking} is a symbolic link that leads to no folder ({e.strerror})"
+    return f"{blocking} is {next((kind for test, kind in _KINDS if test(mode)), 'a file')}, not a folder"
 
 
 def try_folder(folder: Union[str, Path], what: str) -> None:

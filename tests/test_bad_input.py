@@ -789,3 +789,20 @@ def test_a_short_external_data_file_is_refused_naming_the_tensor(tmp_path):
     assert_refused(run_tool(["mapper.flops", "--model", "m.onnx", "--out", "o"], tmp_path),
                    "m.onnx: tensor", f"of m.bin, which holds {len(data) // 2} bytes")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("made, said", [("fifo", "fifo is a named pipe (FIFO), not a folder"),
+                                        ("loop", "loop is a symbolic link that leads to no folder (Too many levels"),
+                                        ("dangling", "dangling is a symbolic link that leads to no folder (No such")])
+def test_an_output_folder_that_is_no_folder_is_named_as_what_it_is(tmp_path, made, said):
+    """``--out`` a named pipe said "fifo is a file", a link in a loop or to nothing "File exists"."""
+    if made == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("needs named pipes")
+        os.mkfifo(tmp_path / made)
+    else:
+        (tmp_path / made).symlink_to(made if made == "loop" else "nowhere")
+    before = snapshot(tmp_path)
+    assert_refused(run_tool(["mapper.flops", "--model", "segformer_b0", "--out", made], tmp_path),
+                   f"cannot write {made}/segformer_b0.json", said)
+    assert snapshot(tmp_path) == before
