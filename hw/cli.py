@@ -303,7 +303,8 @@ def read_input(path: Union[str, Path], what: str, error: Callable[[str], Excepti
 
 
 def _unreadable(path: Union[str, Path], what: str, why: str, hint: str) -> str:
-    return f"{path}: cannot read the {what}: {why}" + (f"; {hint}" if hint else "")
+    shown = str(path) or "''"            # an empty name is shown as one, not as nothing before the colon
+    return f"{shown}: cannot read the {what}: {why}" + (f"; {hint}" if hint else "")
 
 
 #: Suffixes of files the tools (or a user's other tools) write: where a tool writes one file, an

@@ -95,6 +95,8 @@ def assert_refused(r: subprocess.CompletedProcess, *needles: str, absent: str = 
     ([*SIM, "--trace-layers", "all,nope"], ["'all,nope'", "'all' alone"], ""),
     (["sim.paths", "--model", "segformer_b2", "--format", "gif", "--paths", "full"], ["'gif'"], ""),
     (["sim.replay", "missing.bin"], ["missing.bin", "No such file"], ""),
+    # an empty name: named as such (the line started ": cannot read")
+    (["sim.rdd", "--model", "segformer_b2", "--budgets", ""], ["error: '': cannot read the CSV file: No such file"], ""),
     (["sim.replay", "binary.csv"], ["binary.json", "--config"], ""),
     (["sim.replay", "partial.bin"], ["partial.json", "lacks acc_bits, accum_depth, c0"], "positional"),
     (["sim.replay", "ones.bin", "--config", "tiny"], ["ones.bin", "at instruction 0", "unknown opcode"], "is text"),
