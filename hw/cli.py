@@ -159,7 +159,17 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _interrupt(signum, frame):
+    # A KeyboardInterrupt raised while an extension module is being imported can be lost (seen with
+    # numpy.random's lazy import: the run went on to the end), so it is raised again every half
+    # second until the interrupt is seen unwinding.
+    signal.signal(signal.SIGALRM, _interrupt_again)
+    signal.setitimer(signal.ITIMER_REAL, 0.5, 0.5)
     raise KeyboardInterrupt
+
+
+def _interrupt_again(signum, frame):
+    if not isinstance(sys.exc_info()[1], KeyboardInterrupt):     # not in a finally/except of it: lost
+        raise KeyboardInterrupt
 
 
 def run_main(main: Callable[[], int]) -> None:
@@ -167,8 +177,12 @@ def run_main(main: Callable[[], int]) -> None:
     (``... | head``) and with one line (status 130) on Ctrl-C or a kill (SIGTERM), which
     unwind like an error, so that staging folders are removed."""
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
-        code = main()
+        try:
+            code = main()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         sys.stdout.flush()
     except BrokenPipeError:
         # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail too.
