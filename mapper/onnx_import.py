@@ -531,7 +531,9 @@ class _Importer:
 
     def _check_operators(self) -> None:
         """Every live node's domain and, in the exporter's domain, its operator, before the patterns are
-        matched: they match operator names, and took ``com.example``'s ``Erf`` for ONNX's in a GELU."""
+        matched: they match operator names, and took ``com.example``'s ``Erf`` for ONNX's in a GELU;
+        then its schema (``_check_schema``)."""
+        self.stated_types = _stated_types(self.graph)
         for i, node in enumerate(self.nodes):
             if i in self.done:
                 continue
@@ -542,11 +544,11 @@ class _Importer:
                 raise self.fail(f"operator domain {node.domain!r} is not supported; supported: {SUPPORTED_TEXT}")
             if node.domain == CUSTOM_DOMAIN and (CUSTOM_DOMAIN, node.op_type) not in _HANDLERS:
                 raise self.fail(f"unsupported operator; supported: {SUPPORTED_TEXT}")
+            self._check_schema(node)
         self.node = None
 
     def _dispatch(self, node) -> None:
         handler = _HANDLERS.get((CUSTOM_DOMAIN if node.domain == CUSTOM_DOMAIN else "", node.op_type))
-        self._check_schema(node)
         if self._foldable(node):
             return self._fold(node)
         if handler is None:
@@ -554,13 +556,12 @@ class _Importer:
         handler(self, node)
 
     def _check_schema(self, node) -> None:
-        """The inputs and attributes ONNX's schema of the operator requires (a file written by hand
-        may lack them): one line naming what is missing."""
-        from onnx import defs
-
-        try:        # (a pattern's node, GELU or LayerNorm, may be newer than the file's opset)
-            schema = defs.get_schema(node.op_type, self.opset, node.domain or "")
-        except defs.SchemaError:
+        """The operator, inputs, outputs and attributes as ONNX's schema of the file's opset defines
+        them (a file written by hand may not), checked on the file's nodes before any is imported
+        (the patterns' nodes, a GELU or a LayerNorm, may be newer than the file's opset): one line
+        naming what is wrong, as onnxruntime refuses such a node."""
+        schema = self._schema(node)
+        if schema is None:
             return
         missing = [i for i in range(schema.min_input) if i >= len(node.input) or not node.input[i]]
         if missing:
@@ -575,6 +576,63 @@ class _Importer:
         required = sorted(a.name for a in schema.attributes.values() if a.required and a.name not in given)
         if required:
             raise self.fail(f"no attribute {', '.join(map(repr, required))}, which the operator requires")
+        outputs = max((k + 1 for k, n in enumerate(node.output) if n), default=0)
+        if outputs > schema.max_output:
+            raise self.fail(f"{outputs} outputs; the operator has at most {schema.max_output} in opset {self.opset} "
+                            f"(the file's)")
+        names = [a.name for a in node.attribute]
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            raise self.fail(f"attribute {twice!r} given {names.count(twice)} times; supported: each attribute once")
+        for a in node.attribute:
+            _check_attribute(a, schema, self.fail)
+        self._check_input_types(node, schema)
+
+    def _check_input_types(self, node, schema) -> None:
+        """Inputs that the schema gives one type (Conv's ``X`` and ``W``, ``T``) of one data type where
+        the file states both (a graph input, an initializer, a ``Constant``, an output of one type with
+        them), each a type the schema allows: int32 weights of a float convolution, float indices of a
+        Gather are refused, as onnxruntime refuses them."""
+        allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+        bound: dict[str, tuple[str, int]] = {}
+        for name, formal in _formals(node.input, schema.inputs):
+            kind = self.stated_types.get(name)
+            if kind is None:
+                continue
+            if f"tensor({_type_name(kind)})" not in allowed.get(formal.type_str, {formal.type_str}):
+                raise self.fail(f"input {name!r} of type {_type_name(kind)}; the operator's {formal.name!r} takes "
+                                f"{_type_names(allowed.get(formal.type_str, {formal.type_str}))}")
+            first = bound.setdefault(formal.type_str, (name, kind))
+            if first[1] != kind:
+                raise self.fail(f"input {name!r} of type {_type_name(kind)} and input {first[0]!r} of type "
+                                f"{_type_name(first[1])}; the operator takes one type for both ({formal.type_str})")
+        for name, formal in _formals(node.output, schema.outputs):      # what the file states, carried on
+            if formal.type_str in bound:
+                self.stated_types.setdefault(name, bound[formal.type_str][1])
+
+    def _schema(self, node):
+        """ONNX's schema of ``node``'s operator in the file's opset (None for an operator ONNX does not
+        define, refused later as unsupported); an operator only a newer opset defines (``Gelu`` at
+        opset 13: onnxruntime refuses it, unless ``_BEFORE_ITS_OPSET``, checked by its first schema)
+        or one the file's opset removed (``Upsample`` from opset 10) is refused."""
+        from onnx import defs
+
+        domain, newest = "" if node.domain == "ai.onnx" else node.domain, opset_range()[1]
+        try:
+            schema = defs.get_schema(node.op_type, self.opset, domain)
+        except defs.SchemaError:
+            since = next((v for v in range(self.opset + 1, newest + 1) if defs.has(node.op_type, v, domain)), None)
+            if since is None:
+                return None
+            if (domain, node.op_type) in _BEFORE_ITS_OPSET:
+                return defs.get_schema(node.op_type, since, domain)
+            raise self.fail(f"the operator is defined from opset {since}, not in opset {self.opset} (the file's); "
+                            f"supported: the operators of the file's opset (export it at opset {since} or later, or "
+                            f"the operator's older form)") from None
+        if schema.deprecated and defs.get_schema(node.op_type, newest, domain).deprecated:     # removed, not replaced
+            raise self.fail(f"the operator is removed from opset {schema.since_version} on, so not in opset "
+                            f"{self.opset} (the file's); supported: the operators of the file's opset")
+        return schema
 
     # -- graph inputs, initializers, outputs
     def _initializers(self) -> None:
@@ -1030,6 +1088,81 @@ def _as_attributes(node, schema, given: int) -> str:
     names = [p.name for p in newer[schema.max_input:given] if p.name in schema.attributes]
     return f": {', '.join(map(repr, names))} {'is an attribute' if len(names) == 1 else 'are attributes'} there" \
         if names else ""
+
+
+#: Operators onnxruntime runs below the opset that defines them (its own LayerNormalization in the default
+#: domain, opset 1's experimental ThresholdedRelu): the importer reads them too.
+_BEFORE_ITS_OPSET = frozenset({("", "LayerNormalization"), ("", "ThresholdedRelu")})
+
+#: Attributes whose values have a domain narrower than their type's (every float must also be finite,
+#: as the file's constants must): (operator or None for any, attribute) -> (test, what is allowed).
+_ATTRIBUTE_DOMAINS = {
+    (None, "epsilon"): (lambda v: v >= 0, "at least 0 (it keeps a variance from 0)"),
+    ("Celu", "alpha"): (lambda v: v != 0, "other than 0 (Celu divides by it)"),
+    ("BatchNormalization", "training_mode"): (lambda v: v == 0, "0, inference (1 normalises by the batch's own "
+                                                               "statistics)"),
+    ("BatchNormalization", "spatial"): (lambda v: v == 1, "1, a mean and variance per channel"),
+}
+
+
+def _check_attribute(a, schema, fail) -> None:
+    """Refuse attribute ``a`` of a node of ``schema`` that the schema does not define, of another
+    type than the schema's, or of a value outside its domain: a float not finite, ``_ATTRIBUTE_DOMAINS``
+    (onnxruntime refuses the first two; the last give NaN or infinities where it runs them)."""
+    from onnx import AttributeProto, helper
+
+    defined = schema.attributes.get(a.name)
+    if defined is None:
+        raise fail(f"attribute {a.name!r}, which the operator does not have in its opset; supported: "
+                   f"{', '.join(sorted(schema.attributes)) or 'none'}")
+    if a.type != int(defined.type):
+        raise fail(f"attribute {a.name!r} of type {AttributeProto.AttributeType.Name(a.type).lower()}; the operator "
+                   f"takes {AttributeProto.AttributeType.Name(int(defined.type)).lower()}")
+    value = helper.get_attribute_value(a)
+    values = list(value) if a.type in (AttributeProto.FLOATS, AttributeProto.INTS) else \
+        [value] if a.type in (AttributeProto.FLOAT, AttributeProto.INT) else []
+    bad = next((v for v in values if not math.isfinite(v)), None)
+    if bad is not None:
+        raise fail(f"attribute {a.name!r} of {bad}; supported: finite numbers")
+    test, allowed = _ATTRIBUTE_DOMAINS.get((schema.name, a.name)) or _ATTRIBUTE_DOMAINS.get((None, a.name), (None, ""))
+    bad = next((v for v in values if test is not None and not test(v)), None)
+    if bad is not None:
+        raise fail(f"attribute {a.name!r} of {bad}; supported: {allowed}")
+
+
+def _formals(names, formals) -> list:
+    """(value, the schema's formal parameter for it) of a node's inputs or outputs; the last formal
+    stands for the rest when it is variadic of one type (``Concat``'s inputs), else they are left out."""
+    from onnx.defs import OpSchema
+
+    out = []
+    for k, name in enumerate(names):
+        formal = formals[min(k, len(formals) - 1)] if formals else None
+        variadic = formal is not None and formal.option == OpSchema.FormalParameterOption.Variadic
+        if name and formal is not None and (k < len(formals) or (variadic and formal.is_homogeneous)):
+            out.append((name, formal))
+    return out
+
+
+def _type_names(allowed: set) -> str:
+    return ", ".join(sorted(t[len("tensor("):-1] if t.startswith("tensor(") else t for t in allowed))
+
+
+def _stated_types(graph) -> dict[str, int]:
+    """ONNX value -> its data type where the file states it: graph inputs, initializers, ``Constant``s."""
+    from onnx import AttributeProto, TensorProto
+
+    types = {i.name: i.type.tensor_type.elem_type for i in graph.input if i.type.HasField("tensor_type")}
+    types.update({t.name: t.data_type for t in graph.initializer})
+    of_attribute = {"value_float": TensorProto.FLOAT, "value_floats": TensorProto.FLOAT,
+                    "value_int": TensorProto.INT64, "value_ints": TensorProto.INT64}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1 and node.output:
+            a = node.attribute[0]
+            kind = a.t.data_type if a.type == AttributeProto.TENSOR else of_attribute.get(a.name)
+            if kind:
+                types[node.output[0]] = kind
+    return types
 
 
 def _consumers(graph) -> dict[str, list[int]]:

@@ -1054,10 +1054,12 @@ def test_a_where_of_a_constant_mask_is_products_by_the_mask_and_an_add(other, ki
 
 
 def test_a_where_of_a_computed_condition_is_refused_in_one_line():
+    """A float condition computed in the network is refused by its type (the schema's ``condition`` is
+    bool, and no supported operator computes a bool)."""
     proto = constant_where("act")
     where = next(n for n in proto.graph.node if n.op_type == "Where")
     where.input[0] = where.input[2]
-    _refused(proto, "(Where)", f"a condition computed in the network ({where.input[2]!r})", "supported: a constant condition")
+    _refused(proto, "(Where)", f"input {where.input[2]!r} of type float", "'condition' takes bool")
 
 
 @pytest.mark.parametrize("mode", ["cubic", "linear"])
@@ -2220,9 +2222,10 @@ def test_a_batchnorm_no_convolution_takes_is_a_product_and_an_add(kind):
 
 def _malformed_node(op: str, inputs, **attrs):
     """A one-node graph over an 8-channel 4x4 image, written without ONNX's shape inference (which
-    refuses some of these before the importer sees them)."""
+    refuses some of these before the importer sees them); int64 inputs (sizes) stay int64, the rest are float32."""
     g = Graph()
-    y = g.op(op, ["x"] + [g.init(f"in{i}", np.asarray(v, np.float32)) for i, v in enumerate(inputs)], "", **attrs)
+    y = g.op(op, ["x"] + [g.init(f"in{i}", np.asarray(v, np.int64 if np.asarray(v).dtype == np.int64 else np.float32))
+                          for i, v in enumerate(inputs)], "", **attrs)
     graph = helper.make_graph(g.nodes, "g", [image_input(8, 4, 4, "x")], [helper.make_tensor_value_info(y, 1, None)],
                               initializer=g.inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -2246,7 +2249,7 @@ def _malformed_node(op: str, inputs, **attrs):
     ("AveragePool", [], {}, "no attribute 'kernel_shape'"),
     ("MaxPool", [], {"kernel_shape": [2, 2, 2]}, "a 3-D pooling window [2, 2, 2]"),
     ("InstanceNormalization", [np.ones(1), np.zeros(1)], {}, "a scale of shape [1] and a bias of shape [1] for 8"),
-    ("Resize", [np.zeros(0), np.array([1, 2, 2])], {}, "scales of 3 values for 4 axes"),
+    ("Resize", [np.zeros(0), np.array([1.0, 2.0, 2.0])], {}, "scales of 3 values for 4 axes"),
     ("Resize", [np.zeros(0), np.zeros(0), np.array([8, 8])], {}, "sizes of 2 values for 4 axes"),
     ("Resize", [np.zeros(0)], {}, "neither scales nor sizes")])
 def test_malformed_new_operators_are_refused_in_one_line(op, inputs, attrs, needle):
@@ -3008,3 +3011,89 @@ def test_an_nhwc_input_that_is_transposed_to_nchw_is_read_as_nhwc():
     imp = import_onnx(proto, "keras")
     assert imp.model.input == (12, 12, 3) and [l.kind for l in imp.model.layers] == ["conv2d", "conv2d"]
     assert _max_rel_error(proto, imp) <= RTOL
+
+
+# ---- what the file's opset and the operators' schemas allow, as onnxruntime takes it ----------------
+
+def _relu_then(op: str, inputs: tuple = (), opset: int = 17, n_out: int = 1, shape=(1, 4, 8, 8), **attrs):
+    """``Relu(x)`` then ``op`` of it and ``inputs`` (initializer name -> array), the last output the graph's."""
+    g = Graph()
+    names = [g.init(name, arr) for name, arr in inputs]
+    y = g.op(op, [g.op("Relu", ["x"]), *names], "", n_out=n_out, **attrs)
+    y = y[0] if n_out > 1 else y
+    return g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))], [out(y)], opset)
+
+
+def _onnxruntime_refuses(proto) -> bool:
+    try:
+        ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("op, opset, since", [("Gelu", 13, 20), ("Gelu", 19, 20), ("Mish", 17, 18), ("HardSwish", 13, 14),
+                                              ("Swish", 23, 24), ("Celu", 11, 12)])
+def test_an_operator_newer_than_the_files_opset_is_refused_as_onnxruntime_refuses_it(op, opset, since):
+    """A Gelu node in an opset-13 file was imported as opset 20's Gelu; onnxruntime refuses the file."""
+    proto = _relu_then(op, opset=opset)
+    assert _onnxruntime_refuses(proto)
+    _refused(proto, f"({op})", f"defined from opset {since}", f"not in opset {opset}")
+    assert import_onnx(_relu_then(op, opset=since), "ok").model.layers[-1].kind != "relu"
+
+
+def test_an_operator_its_opset_removed_is_refused_and_onnxruntimes_older_layernorm_is_read():
+    scales = ("scales", np.array([1, 1, 2, 2], np.float32))
+    proto = _relu_then("Upsample", (scales,), opset=10, mode="nearest")
+    assert _onnxruntime_refuses(proto)
+    _refused(proto, "(Upsample)", "removed from opset 10", "not in opset 10")
+    assert import_onnx(_relu_then("Upsample", (scales,), opset=9, mode="nearest"), "ok").model.layers[-1].kind == "resize"
+    ln = _relu_then("LayerNormalization", (("g", np.ones(4, np.float32)), ("b", np.zeros(4, np.float32))), opset=13,
+                    shape=(1, 6, 4))
+    assert not _onnxruntime_refuses(ln)         # onnxruntime's own LayerNormalization of the default domain
+    assert import_onnx(ln, "ok").model.layers[-1].kind == "layernorm"
+
+
+_NORM = (("scale", np.ones(4, np.float32)), ("bias", np.zeros(4, np.float32)))
+_BN = _NORM + (("mean", np.zeros(4, np.float32)), ("var", np.ones(4, np.float32)))
+
+
+@pytest.mark.parametrize("op, inputs, attrs, needles", [
+    ("HardSigmoid", (), {"alpha": float("inf")}, ("'alpha' of inf", "finite")),
+    ("HardSigmoid", (), {"beta": float("-inf")}, ("'beta' of -inf", "finite")),
+    ("LeakyRelu", (), {"alpha": float("inf")}, ("'alpha' of inf", "finite")),
+    ("Selu", (), {"gamma": float("nan")}, ("'gamma' of nan", "finite")),
+    ("Celu", (), {"alpha": 0.0}, ("'alpha' of 0.0", "other than 0")),
+    ("InstanceNormalization", _NORM, {"epsilon": -1.0}, ("'epsilon' of -1.0", "at least 0")),
+    ("InstanceNormalization", _NORM, {"epsilon": float("nan")}, ("'epsilon' of nan", "finite")),
+    ("BatchNormalization", _BN, {"epsilon": float("nan")}, ("'epsilon' of nan", "finite")),
+    ("BatchNormalization", _BN, {"epsilon": -0.5}, ("'epsilon' of -0.5", "at least 0")),
+    ("BatchNormalization", _BN, {"training_mode": 1}, ("'training_mode' of 1", "inference")),
+    ("Relu", (), {"foo": 1}, ("attribute 'foo'", "does not have")),
+    ("Softplus", (), {"alpha": 2.0}, ("attribute 'alpha'", "does not have")),
+    ("LeakyRelu", (), {"alpha": 2}, ("'alpha' of type int", "takes float")),
+    ("Conv", (("w", np.ones((4, 4, 3, 3), np.int32)),), {}, ("input 'w' of type int32", "'W' takes double, float, "
+                                                            "float16")),
+    ("Conv", (("w", np.ones((4, 4, 3, 3), np.float16)),), {}, ("input 'w' of type float16", "input '/Relu_1_output_0' "
+                                                              "of type float", "one type for both (T)")),
+    ("Gather", (("idx", np.array([0, 1], np.float32)),), {"axis": 1}, ("input 'idx' of type float", "int32, int64")),
+    ("Clip", (("low", np.array(0, np.int64)),), {}, ("input 'low' of type int64", "one type for both")),
+])
+def test_an_attribute_or_input_outside_the_schema_is_refused(op, inputs, attrs, needles):
+    """Non-finite or out-of-domain attributes imported and gave NaN (or were refused by a layer's own
+    check, naming the layer's parameters); an attribute the operator lacks, one of another type and an
+    input of a type the operator does not take were imported, where onnxruntime refuses the file."""
+    proto = _relu_then(op, inputs, **attrs)
+    _refused(proto, f"({op})", *needles)
+
+
+def test_node_outputs_attributes_given_twice_and_batchnorm_spatial_follow_the_schema():
+    proto = _relu_then("Relu", n_out=2)
+    assert _onnxruntime_refuses(proto)
+    _refused(proto, "2 outputs", "at most 1 in opset 17")
+    _refused(_relu_then("BatchNormalization", _BN, opset=8, spatial=0), "'spatial' of 0", "a mean and variance per channel")
+    proto = _relu_then("LeakyRelu", alpha=0.1)
+    proto.graph.node[-1].attribute.append(helper.make_attribute("alpha", 0.5))
+    assert _onnxruntime_refuses(proto)
+    _refused(proto, "(LeakyRelu)", "attribute 'alpha' given 2 times")
+
