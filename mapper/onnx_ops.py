@@ -107,9 +107,27 @@ def _constant(imp, node) -> None:
 def _alias(imp, node) -> None:
     if len(node.output) > 1 and node.output[1] in imp.consumers:
         raise imp.fail("its mask output is read; supported: inference (the data output only)")
+    if node.op_type == "Dropout" and imp.opset >= 12:
+        _check_dropout(imp, node)
     v = _view(imp, node.input[0])
     _out(imp, node, v, prior=v)
     _pass_quantised(imp, node)
+
+
+def _check_dropout(imp, node) -> None:
+    """A Dropout's ``ratio`` in [0, 1) (onnxruntime refuses others when it runs) and its
+    ``training_mode`` off, or on with ratio 0: an identity either way, where a ratio above 0 in
+    training mode drops elements at random."""
+    for k, name in ((1, "ratio"), (2, "training_mode")):
+        if len(node.input) > k and node.input[k] and not imp.is_const(node.input[k]):
+            raise imp.fail(f"a {name} computed in the network ({node.input[k]!r}); supported: a constant {name}")
+    ratio, training = (imp.optional_array(node, k) for k in (1, 2))
+    ratio = 0.5 if ratio is None else float(np.asarray(ratio).reshape(-1)[0])
+    if not 0 <= ratio < 1:
+        raise imp.fail(f"ratio {ratio}; supported: a ratio in [0, 1)")
+    if training is not None and bool(np.asarray(training).reshape(-1)[0]) and ratio != 0:
+        raise imp.fail(f"training_mode true with ratio {ratio} (it drops elements at random); supported: inference "
+                       f"(training_mode false), or ratio 0")
 
 
 @_op("Cast")
@@ -340,6 +358,10 @@ def _split(imp, node) -> None:
     axis = _axis(imp, a.get("axis", 0), len(v.shape))
     v = _split_axis_outermost(imp, node.input[0], axis)
     sizes = _input_list(imp, node, 1, "split")
+    if "num_outputs" in a and (sizes or a["num_outputs"] != len(node.output)):     # opset 18's
+        raise imp.fail(f"num_outputs {a['num_outputs']} for {len(node.output)} outputs"
+                       f"{' and split sizes' if sizes else ''}; supported: num_outputs the number of outputs, "
+                       f"without split sizes")
     if not sizes:
         n = len(node.output)
         chunk = -(-v.shape[axis] // n)
@@ -1261,6 +1283,10 @@ def _gemm(imp, node) -> None:
     if not imp.is_const(node.input[1]):
         raise imp.fail("a product of two activations; supported: constant weights (use MatMul for attention)")
     b = imp.array(node.input[1]).astype(np.float32)
+    shapes = [list(imp.value(node.input[0]).shape), list(b.shape)]
+    if any(len(shape) != 2 for shape in shapes):
+        raise imp.fail(f"A and B of shapes {shapes[0]} and {shapes[1]}; supported: 2-D A and B, as Gemm defines them "
+                       f"(MatMul multiplies tensors of more dimensions)")
     weight = (b if a.get("transB", 0) else b.T) * np.float32(a.get("alpha", 1.0))
     bias = imp.optional_array(node, 2)
     if bias is not None:

@@ -3097,3 +3097,31 @@ def test_node_outputs_attributes_given_twice_and_batchnorm_spatial_follow_the_sc
     assert _onnxruntime_refuses(proto)
     _refused(proto, "(LeakyRelu)", "attribute 'alpha' given 2 times")
 
+
+def test_gemm_of_other_than_2d_operands_is_refused():
+    """Gemm is 2-D; a 3-D A was imported as a linear layer over the tokens (onnxruntime refuses the file)."""
+    proto = _relu_then("Gemm", (("w", np.ones((5, 4), np.float32)),), shape=(1, 6, 4), transB=1)
+    assert _onnxruntime_refuses(proto)
+    _refused(proto, "(Gemm)", "[1, 6, 4] and [5, 4]", "2-D A and B")
+    assert import_onnx(_relu_then("Gemm", (("w", np.ones((5, 4), np.float32)),), shape=(1, 4), transB=1),
+                       "ok").model.layers[-1].kind == "linear"
+
+
+@pytest.mark.parametrize("ratio, training, needles", [(0.5, True, ("training_mode true with ratio 0.5", "ratio 0")),
+                                                      (2.0, False, ("ratio 2.0", "in [0, 1)")),
+                                                      (0.0, True, None), (0.5, False, None)])
+def test_dropout_in_training_mode_is_refused_unless_it_drops_nothing(ratio, training, needles):
+    """Dropout with training_mode true drops elements at random when onnxruntime runs it; it was read
+    as the identity.  With ratio 0 it is the identity, as without training_mode."""
+    inputs = (("ratio", np.array(ratio, np.float32)), ("training", np.array(training)))
+    proto = _relu_then("Dropout", inputs, opset=13)
+    if needles:
+        _refused(proto, "(Dropout)", *needles)
+    else:
+        assert [l.kind for l in import_onnx(proto, "ok").model.layers] == ["relu"]
+
+
+def test_split_num_outputs_must_count_the_outputs():
+    proto = _relu_then("Split", opset=18, n_out=2, axis=1, num_outputs=3)
+    _refused(proto, "(Split)", "num_outputs 3 for 2 outputs")
+    assert import_onnx(_relu_then("Split", opset=18, n_out=2, axis=1, num_outputs=2), "ok").model.layers
