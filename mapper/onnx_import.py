@@ -1113,7 +1113,7 @@ def _check_attribute(a, schema, fail) -> None:
 
     defined = schema.attributes.get(a.name)
     if defined is None:
-        raise fail(f"attribute {a.name!r}, which the operator does not have in its opset; supported: "
+        raise fail(f"attribute {a.name!r}, which the operator does not have in the file's opset; supported: "
                    f"{', '.join(sorted(schema.attributes)) or 'none'}")
     if a.type != int(defined.type):
         raise fail(f"attribute {a.name!r} of type {AttributeProto.AttributeType.Name(a.type).lower()}; the operator "
