@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Optional, Union
 
+from .tool_start import EXIT_INTERRUPTED, INTERRUPTED
+
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
            "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "did_you_mean", "duration", "fail",
            "file_tag", "human_bytes", "json_text", "name_token", "not_a_file", "number_type", "open_input",
@@ -191,8 +193,8 @@ def run_main(main: Callable[[], int]) -> None:
     except KeyboardInterrupt:
         for stage in list(StagedDir.open):      # one made just before its ``with`` began, too
             stage.discard()
-        print("interrupted; no result written", file=sys.stderr)
-        code = 130
+        print(INTERRUPTED, file=sys.stderr)
+        code = EXIT_INTERRUPTED
     sys.exit(code)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from hw.cli import OneLineParser, UsageError, atomic_write_json, number_type, output_json_file, seed
+from hw.cli import OneLineParser, UsageError, atomic_write_json, number_type, output_json_file, run_main, seed
 from mapper.calibrate import prepare, readers_of, softmax_margin, softmax_row
 from mapper.flops import parse_size
 from mapper.fusion import is_class_map
@@ -366,4 +365,4 @@ def _print(report: AccuracyReport, worst: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

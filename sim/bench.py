@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
-from hw.cli import OneLineParser, UsageError, atomic_write_json, number_type, try_folder
+from hw.cli import OneLineParser, UsageError, atomic_write_json, number_type, run_main, try_folder
 from hw.config import get_config
 from mapper import tiling_cache
 from mapper.lower import forget_searches
@@ -203,4 +202,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

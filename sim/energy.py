@@ -198,4 +198,6 @@ def _main() -> None:
 
 
 if __name__ == "__main__":
-    _main()
+    from hw.cli import run_main
+
+    run_main(_main)

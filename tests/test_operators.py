@@ -941,7 +941,7 @@ def anchors() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+def _main() -> int:
     from hw.cli import OneLineParser
     parser = OneLineParser(description="Measured errors of the integer operators against the float ones.")
     parser.add_argument("--report", action="store_true", help="print the Markdown tables of docs/operators.md")
@@ -949,3 +949,10 @@ if __name__ == "__main__":
     if not args.report:
         parser.error("nothing to do: pass --report")
     print(report(), anchors(), sep="\n\n")
+    return 0
+
+
+if __name__ == "__main__":
+    from hw.cli import run_main
+
+    run_main(_main)

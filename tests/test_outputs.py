@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -212,6 +213,56 @@ run_main(main)
     env = dict(os.environ, PYTHONPATH=str(Path(run.__file__).resolve().parents[1]))
     done = subprocess.run([sys.executable, "-c", tool], env=env, capture_output=True, text=True, timeout=50)
     assert (done.returncode, done.stderr) == (130, "interrupted; no result written\n")
+
+
+#: A stand-in for numpy (amaranth) that says it is being imported, then takes its time: a tool
+#: interrupted there is interrupted while it imports, before its ``run_main``.
+_SLOW_IMPORT = "import os, time\nos.write(1, b'importing\\n')\ntime.sleep(30)\n"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("tool", ["sim.run", "mapper.flops", "hw.rtl.export"])
+def test_an_interrupt_while_importing_is_one_line(tmp_path, sig, tool):
+    """Ctrl-C or a kill before the tool's ``run_main`` (numpy, amaranth: up to a second of imports): the
+    same line and status as after it, no traceback (hw/tool_start.py)."""
+    for slow in ("numpy", "amaranth"):
+        (tmp_path / f"{slow}.py").write_text(_SLOW_IMPORT)
+    root = Path(run.__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(root)]))
+    tool = subprocess.Popen([sys.executable, "-m", tool, "--help"], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert tool.stdout.readline() == "importing\n"
+        tool.send_signal(getattr(signal, sig))
+        out, err = tool.communicate(timeout=20)
+    finally:
+        tool.kill()
+    assert (tool.returncode, out, err) == (130, "", "interrupted; no result written\n")
+
+
+def test_a_project_script_is_a_tool(monkeypatch):
+    """``python tests/cosim/campaign.py`` (make fuzz) is covered from its first import of ``hw``; a script
+    of the virtual environment (``.venv/bin/pytest``) or ``python -c`` is not."""
+    from hw import tool_start
+
+    root = Path(run.__file__).resolve().parents[1]
+    monkeypatch.setattr(sys, "argv", ["script"])
+    for path, tool in ((root / "tests" / "cosim" / "campaign.py", True), (Path(sys.prefix) / "bin" / "pytest", False),
+                       (None, False)):
+        main = types.ModuleType("__main__")
+        if path:
+            main.__file__ = str(path)
+        monkeypatch.setitem(sys.modules, "__main__", main)
+        assert tool_start._tool_starting() is tool, path
+
+
+def test_a_library_user_keeps_its_signal_handlers():
+    """Importing the packages (pytest, a notebook, ``python -c``) installs no handler: only a tool does."""
+    probe = "import signal, sim, mapper, hw.cli; print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, " \
+            "signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    env = dict(os.environ, PYTHONPATH=str(Path(run.__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, "True True\n")
 
 
 def _no_work(*args, **kwargs):

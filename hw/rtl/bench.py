@@ -35,7 +35,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from ..cli import OneLineParser, UsageError, atomic_write_json, number_type, output_json_file
+from ..cli import OneLineParser, UsageError, atomic_write_json, number_type, output_json_file, run_main
 from ..config import PRESETS, get_config
 
 __all__ = ["bench_config", "synth_record", "pe_array_comparison", "main"]
@@ -190,4 +190,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)
