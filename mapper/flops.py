@@ -89,6 +89,26 @@ def refuse_flops_only(model: Model, spec: str) -> None:
                          f"can neither map nor run; count its MACs with make flops MODEL={spec}")
 
 
+def refuse_beyond_every_config(model: Model, size: tuple[int, int]) -> None:
+    """UsageError for an input size no configuration maps: a layer's dimension beyond its instruction
+    field's range on every preset (``mapper.lower.refuse_beyond_isa``, sim.run's refusal of the size), so
+    that make flops counts no network the simulator refuses to take at any configuration."""
+    from hw.config import PRESETS
+    from .lower import MappingError, refuse_beyond_isa
+
+    layers = [l for l in model.layers if getattr(l, "b_layout", "") != "opaque"]     # counted, never mapped
+    refusals = []
+    for cfg in PRESETS.values():
+        try:
+            refuse_beyond_isa(layers, cfg)
+        except MappingError as e:
+            refusals.append(e)
+        else:
+            return
+    raise UsageError(f"--size {size[0]}x{size[1]}: {model.name} at this size maps onto no configuration "
+                     f"({refusals[0]})")
+
+
 def _builds(build, name: str, variant: str | None, size: tuple[int, int] | None = None) -> bool:
     try:
         build(name, variant=variant or None, size=size)
@@ -216,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         known_model(args.model)
         size = parse_size(args.size) if args.size is not None else None
         model = build_model_or_usage_error(args.model, args.variant, size)
+        if size is not None:
+            refuse_beyond_every_config(model, size)
         doc = analyse(model)
         path = output_file(args.out, f"{model_tag(model, size is not None)}.json")
         refuse_replacing(args.out, path, json_text(doc).encode())
