@@ -318,7 +318,13 @@ def _grid_axes(text: str) -> list[tuple[str, tuple]]:
                              f"(the base configuration is CFG=, --base)")
         if key in dict(axes):
             raise UsageError(f"bad --grid: {key} is given twice")
-        parsed = tuple(dict.fromkeys(_grid_value(key, v.strip()) for v in values.split(",")))
+        texts = [v.strip() for v in values.split(",")]
+        parsed = tuple(_grid_value(key, v) for v in texts)
+        twice = [t for t, v in zip(texts, parsed) if parsed.count(v) > 1]
+        if twice:                   # a typo for another value, most likely: the sweep would have fewer points
+            same = f"{key}={twice[0]} is given twice" if len(set(twice)) == 1 else \
+                f"{' and '.join(f'{key}={t}' for t in twice)} are one value"
+            raise UsageError(f"bad --grid item {item!r}: {same}; give each value once")
         for v in parsed:
             try:
                 resolve_fields({key: v}, "--grid")
@@ -773,8 +779,9 @@ def _parse_configs(text: Optional[str]) -> list[AcceleratorConfig]:
         same = next((c for c in configs if c.name == cfg.name), None)
         if same is not None and same != cfg:
             raise UsageError(f"two configurations in --configs are named {cfg.name!r}; give one a name = in its file")
-        if same is None:
-            configs.append(cfg)
+        if same is not None:        # a typo for another configuration, most likely (as a grid's value twice)
+            raise UsageError(f"bad --configs {text!r}: {cfg.name} is given twice; give each configuration once")
+        configs.append(cfg)
     return configs
 
 

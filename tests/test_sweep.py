@@ -209,6 +209,11 @@ def test_dask_matches_process_pool(tmp_path, dirs):
 @pytest.mark.parametrize("argv, needle", [
     (["--model", "segformer_b0", "--configs", "E,Z"], "'Z'"),
     (["--model", "segformer_b0", "--configs", "E,,K"], "--configs"),
+    # a value twice is a typo for another one, most likely: refused, not swept once (nor twice)
+    (["--model", "segformer_b0", "--configs", "tiny,tiny"], "'tiny,tiny': tiny is given twice; give each"),
+    (["--model", "segformer_b0", "--configs", "E, e"], "E is given twice"),
+    (["--model", "segformer_b0", "--grid", "num_pe=8,8"], "'num_pe=8,8': num_pe=8 is given twice; give each value"),
+    (["--model", "segformer_b0", "--grid", "clock_ghz=1,1.0"], "clock_ghz=1 and clock_ghz=1.0 are one value; give each"),
     (["--model", "nosuchnet"], "'nosuchnet'"),
     (["--model", "segformer_b0", "--variant", "zz"], "'zz'"),
     (["--model", "segformer_b0", "--size", "64by64"], "--size"),
