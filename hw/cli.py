@@ -18,6 +18,7 @@ import errno
 import fnmatch
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -36,7 +37,7 @@ __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir"
            "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "did_you_mean", "duration", "fail",
            "file_tag", "human_bytes", "json_text", "name_token", "not_a_file", "number_type", "open_input",
            "output_file", "output_json_file", "read_existing", "read_input", "refuse_long_name", "refuse_replacing",
-           "run_main", "seed", "short_hash", "try_folder"]
+           "run_main", "seed", "short_hash", "try_folder", "typo_distance"]
 
 
 class UsageError(Exception):
@@ -221,12 +222,44 @@ def code_digest(packages, root: Path = PROJECT_ROOT) -> str:
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'segformer_b2'?)`` for the choice closest to ``name`` (case and surrounding
-    spaces aside) when one is close, else ''."""
+    spaces aside) when one is close, else '': of the choices similar enough (difflib), the one fewest
+    typos away (``typo_distance``: ``segformer_bo`` is b0, ``o`` being next to ``0``, not b2), the most
+    similar of those."""
     import difflib
 
     lowered = {str(c).lower(): c for c in choices}
-    close = difflib.get_close_matches(str(name).strip().lower(), list(lowered), n=1, cutoff=0.75)
-    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
+    typed = str(name).strip().lower()
+    close = difflib.get_close_matches(typed, list(lowered), n=len(lowered), cutoff=0.75)     # most similar first
+    best = min(close, key=lambda c: typo_distance(typed, c), default=None)                    # min keeps the first tie
+    return f" (did you mean {lowered[best]!r}?)" if best is not None else ""
+
+
+#: The keys of a QWERTY keyboard: row, then column with the rows' stagger.
+_KEY_AT = {key: (row, col + (0, 0.5, 0.75, 1.25)[row])
+           for row, keys in enumerate(("1234567890-", "qwertyuiop", "asdfghjkl", "zxcvbnm")) for col, key in enumerate(keys)}
+
+
+def _substitution(typed: str, meant: str) -> float:
+    """What typing ``typed`` for ``meant`` costs: 0, a half for a neighbouring key (``o`` for ``0``), else 1."""
+    if typed == meant:
+        return 0.0
+    at, where = _KEY_AT.get(typed), _KEY_AT.get(meant)
+    return 0.5 if at and where and math.dist(at, where) < 1.2 else 1.0
+
+
+def typo_distance(typed: str, meant: str) -> float:
+    """The fewest edits from ``meant`` to ``typed``: a letter dropped, added, swapped with the next (1
+    each) or replaced (``_substitution``); Damerau-Levenshtein's optimal string alignment."""
+    rows = [[float(j) for j in range(len(meant) + 1)]]
+    for i, a in enumerate(typed, 1):
+        row = [float(i)]
+        for j, b in enumerate(meant, 1):
+            cost = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + _substitution(a, b))
+            if i > 1 and j > 1 and a == meant[j - 2] and typed[i - 2] == b:
+                cost = min(cost, rows[-2][j - 2] + 1)
+            row.append(cost)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 def name_token(text: str) -> str:

@@ -398,10 +398,16 @@ def test_a_file_is_never_added_to_another_tools_run_folder(tmp_path, argv):
     assert sorted(p.name for p in run.iterdir()) == [".run"]
 
 
-def test_a_mistyped_model_gets_a_suggestion():
+@pytest.mark.parametrize("typed, meant", [("segformer_bb2", "segformer_b2"),
+                                          ("segformer_bo", "segformer_b0"),     # o is next to 0, not to 2
+                                          ("segfromer_b1", "segformer_b1"),     # two letters swapped
+                                          ("resnet5", "resnet50")])
+def test_a_mistyped_model_gets_a_suggestion(typed, meant):
+    """The suggestion is the name fewest typos away (difflib alone rated segformer_b0 and _b2 alike for
+    segformer_bo and said _b2)."""
     from mapper.workloads import check_model
-    with pytest.raises(KeyError, match=r"did you mean 'segformer_b2'\?"):
-        check_model("segformer_bb2")
+    with pytest.raises(KeyError, match=rf"did you mean '{meant}'\?"):
+        check_model(typed)
     with pytest.raises(KeyError) as e:
         check_model("xyz")
     assert "did you mean" not in str(e.value)
