@@ -175,15 +175,33 @@ def _interrupt_again(signum, frame):
         raise KeyboardInterrupt
 
 
+def _end_with(code: int) -> Callable:
+    """The handler of a signal that comes once ``main`` has returned (its result written and told): the
+    process ends at once with ``main``'s status (a KeyboardInterrupt now would say that no result was
+    written, or break an exit handler with a traceback)."""
+    def end(signum, frame):
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError, RuntimeError):      # RuntimeError: the signal came inside a flush
+            pass
+        os._exit(code)
+    return end
+
+
+def _handle(handler) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
 def run_main(main: Callable[[], int]) -> None:
     """``sys.exit(main())``, ending quietly (status 0) when stdout's reader has gone away
     (``... | head``) and with one line (status 130) on Ctrl-C or a kill (SIGTERM), which
     unwind like an error, so that staging folders are removed."""
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    _handle(_interrupt)
     try:
         try:
             code = main()
+            _handle(_end_with(code if isinstance(code, int) else 0))
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         sys.stdout.flush()
@@ -192,10 +210,12 @@ def run_main(main: Callable[[], int]) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
     except KeyboardInterrupt:
+        _handle(signal.SIG_IGN)                 # a second Ctrl-C must not stop the clean-up half way
         for stage in list(StagedDir.open):      # one made just before its ``with`` began, too
             stage.discard()
         print(INTERRUPTED, file=sys.stderr)
         code = EXIT_INTERRUPTED
+        _handle(_end_with(code))
     sys.exit(code)
 
 

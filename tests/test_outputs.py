@@ -215,6 +215,47 @@ run_main(main)
     assert (done.returncode, done.stderr) == (130, "interrupted; no result written\n")
 
 
+def _tool(script: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(Path(run.__file__).resolve().parents[1]))
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=50)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_an_interrupt_after_the_result_is_written_ends_with_its_status(sig):
+    """A kill while the process exits (main returned, its result written): the run's status, no
+    'no result written', no KeyboardInterrupt traceback from an exit handler."""
+    done = _tool(f"""
+import atexit, os, signal, time
+from hw.cli import run_main
+atexit.register(lambda: (os.kill(os.getpid(), signal.{sig}), time.sleep(30)))
+def main():
+    print("wrote the result")
+    return 0
+run_main(main)
+""")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "wrote the result\n", "")
+
+
+def test_a_second_interrupt_does_not_stop_the_clean_up(tmp_path):
+    """Ctrl-C pressed again (or a kill after it) while the staging folders are removed: they all go."""
+    done = _tool(f"""
+import os, signal
+from hw.cli import StagedDir, run_main
+discard = StagedDir.discard
+def discard_interrupted(stage):
+    os.kill(os.getpid(), signal.SIGTERM)
+    discard(stage)
+StagedDir.discard = discard_interrupted
+def main():
+    StagedDir({str(tmp_path / "a")!r}, ("x",))
+    StagedDir({str(tmp_path / "b")!r}, ("x",))
+    raise KeyboardInterrupt
+run_main(main)
+""")
+    assert (done.returncode, done.stderr) == (130, "interrupted; no result written\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 #: A stand-in for numpy (amaranth) that says it is being imported, then takes its time: a tool
 #: interrupted there is interrupted while it imports, before its ``run_main``.
 _SLOW_IMPORT = "import os, time\nos.write(1, b'importing\\n')\ntime.sleep(30)\n"
