@@ -256,7 +256,8 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 #: The keys of a QWERTY keyboard: row, then column with the rows' stagger.
 _KEY_AT = {key: (row, col + (0, 0.5, 0.75, 1.25)[row])
-           for row, keys in enumerate(("1234567890-", "qwertyuiop", "asdfghjkl", "zxcvbnm")) for col, key in enumerate(keys)}
+           for row, keys in enumerate(("1234567890-", "qwertyuiop", "asdfghjkl", "zxcvbnm"))
+           for col, key in enumerate(keys)}
 
 
 def _substitution(typed: str, meant: str) -> float:

@@ -787,8 +787,10 @@ def _parse_configs(text: Optional[str]) -> list[AcceleratorConfig]:
 
 def _interruptible(fn: Callable[[], dict]) -> dict:
     """``fn()`` with SIGTERM turned into KeyboardInterrupt (in the main thread), so that a kill
-    shuts the worker pool down like Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
+    shuts the worker pool down like Ctrl-C does; a handler already there (``run_main``'s, which also
+    raises an interrupt again when it is lost) is kept."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         return fn()
 
     def on_term(signum, frame):

@@ -213,7 +213,7 @@ def test_dask_matches_process_pool(tmp_path, dirs):
     (["--model", "segformer_b0", "--configs", "tiny,tiny"], "'tiny,tiny': tiny is given twice; give each"),
     (["--model", "segformer_b0", "--configs", "E, e"], "E is given twice"),
     (["--model", "segformer_b0", "--grid", "num_pe=8,8"], "'num_pe=8,8': num_pe=8 is given twice; give each value"),
-    (["--model", "segformer_b0", "--grid", "clock_ghz=1,1.0"], "clock_ghz=1 and clock_ghz=1.0 are one value; give each"),
+    (["--model", "segformer_b0", "--grid", "clock_ghz=1,1.0"], "clock_ghz=1 and clock_ghz=1.0 are one value"),
     (["--model", "nosuchnet"], "'nosuchnet'"),
     (["--model", "segformer_b0", "--variant", "zz"], "'zz'"),
     (["--model", "segformer_b0", "--size", "64by64"], "--size"),
@@ -319,6 +319,22 @@ def test_a_long_point_does_not_leave_the_sweep_silent():
     with _Heartbeat(lines.append, 2, period=0.1):
         time.sleep(0.25)
     assert lines and all(line.startswith("[0/2] ") and "none finished yet" in line for line in lines), lines
+
+
+def test_a_kill_keeps_run_mains_handler():
+    """Under run_main a SIGTERM keeps its handler (which raises a lost interrupt again); alone, the sweep
+    turns it into a KeyboardInterrupt itself."""
+    def mine(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert sweep._interruptible(lambda: signal.getsignal(signal.SIGTERM)) is mine
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        assert sweep._interruptible(lambda: signal.getsignal(signal.SIGTERM)) not in (mine, signal.SIG_DFL)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 # A sweep whose points never end: each worker sits inside an atomic write (its temporary file
