@@ -188,6 +188,18 @@ def _end_with(code: int) -> Callable:
     return end
 
 
+def _stop_children() -> None:
+    """SIGTERM to this process's children still running (Linux's /proc; elsewhere none is found): a
+    library's subprocess that an interrupt left waiting (amaranth's Yosys, run by ``Popen.communicate``,
+    which does not stop it) would otherwise run on after the tool has ended."""
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
 def _handle(handler) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, handler)
@@ -211,6 +223,7 @@ def run_main(main: Callable[[], int]) -> None:
         code = 0
     except KeyboardInterrupt:
         _handle(signal.SIG_IGN)                 # a second Ctrl-C must not stop the clean-up half way
+        _stop_children()
         for stage in list(StagedDir.open):      # one made just before its ``with`` began, too
             stage.discard()
         print(INTERRUPTED, file=sys.stderr)

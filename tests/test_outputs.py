@@ -256,6 +256,33 @@ run_main(main)
     assert list(tmp_path.iterdir()) == []
 
 
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="a process's children are found in Linux's /proc")
+def test_an_interrupt_stops_the_subprocesses_left_running():
+    """A library's subprocess an interrupt leaves waiting (amaranth's Yosys: ``Popen.communicate`` waits a
+    quarter of a second, then leaves it) is stopped, not left running after the tool."""
+    done = _tool("""
+import subprocess, sys
+from hw.cli import run_main
+def main():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    print(child.pid, flush=True)
+    raise KeyboardInterrupt
+run_main(main)
+""")
+    assert (done.returncode, done.stderr) == (130, "interrupted; no result written\n")
+    deadline = time.monotonic() + 10
+    while _running(int(done.stdout)) and time.monotonic() < deadline:
+        time.sleep(0.05)        # reparented, then ended (a zombie until its new parent reaps it)
+    assert not _running(int(done.stdout))
+
+
 #: A stand-in for numpy (amaranth) that says it is being imported, then takes its time: a tool
 #: interrupted there is interrupted while it imports, before its ``run_main``.
 _SLOW_IMPORT = "import os, time\nos.write(1, b'importing\\n')\ntime.sleep(30)\n"
