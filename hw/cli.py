@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Optional, Union
 
@@ -227,6 +228,9 @@ def run_main(main: Callable[[], int]) -> None:
         for stage in list(StagedDir.open):      # one made just before its ``with`` began, too
             stage.discard()
         print(INTERRUPTED, file=sys.stderr)
+        # what the interrupted work leaves warns as it is collected at exit (amaranth's "created but never
+        # used" for the components of a half-built design): not news, and the line above stays the only one
+        warnings.simplefilter("ignore")
         code = EXIT_INTERRUPTED
         _handle(_end_with(code))
     sys.exit(code)

@@ -256,6 +256,24 @@ run_main(main)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_what_an_interrupted_run_leaves_does_not_warn_at_exit():
+    """An export interrupted while it builds the design: amaranth warned at exit of every component never
+    elaborated ("created but never used", 69 lines after the interrupted line)."""
+    done = _tool("""
+import warnings
+from hw.cli import run_main
+class Unused:
+    def __del__(self):
+        warnings.warn("created but never used")
+kept = []
+def main():
+    kept.append(Unused())
+    raise KeyboardInterrupt
+run_main(main)
+""")
+    assert (done.returncode, done.stderr) == (130, "interrupted; no result written\n")
+
+
 def _running(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
