@@ -6,9 +6,9 @@ tool's modules are being imported (numpy, amaranth: up to a second on a loaded m
 word).  ``hw/__init__.py`` calls ``cover_the_imports`` and ``sim`` and ``mapper`` import ``hw`` first,
 so a tool run with ``python -m`` is covered from the import of its package on (only the interpreter's
 own start-up comes before), a project script (``tests/cosim/campaign.py``) from its first import of
-``hw``.  Nothing has been written yet, so the process just ends; ``run_main`` then installs its own
-handlers, which unwind (staging folders are removed).  A library user (pytest, a notebook) keeps
-its handlers.
+``hw``.  Nothing has been written yet, so the process just ends.  ``run_main`` puts its own handlers
+in place of these (an interrupt then unwinds, removing staging folders), so every ``__main__`` block of
+the project goes through it.  A library user (pytest, a notebook) keeps its handlers.
 """
 
 from __future__ import annotations
