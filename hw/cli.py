@@ -171,6 +171,13 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _unraisable(unraisable) -> None:
+    # An interrupt raised inside a ``__del__`` (amaranth's, at a kill) is lost there, Python printing
+    # "Exception ignored in" and its traceback: ``_interrupt``'s timer raises it again, so no word.
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+
+
 def _interrupt_again(signum, frame):
     if not isinstance(sys.exc_info()[1], KeyboardInterrupt):     # not in a finally/except of it: lost
         raise KeyboardInterrupt
@@ -211,6 +218,7 @@ def run_main(main: Callable[[], int]) -> None:
     (``... | head``) and with one line (status 130) on Ctrl-C or a kill (SIGTERM), which
     unwind like an error, so that staging folders are removed."""
     _handle(_interrupt)
+    sys.unraisablehook = _unraisable
     try:
         try:
             code = main()

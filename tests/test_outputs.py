@@ -256,6 +256,25 @@ run_main(main)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_interrupt_lost_in_a_finaliser_is_raised_again_without_a_word():
+    """A kill landing inside a ``__del__`` (amaranth's MustUse, in the kill campaign): Python printed
+    "Exception ignored in" with the KeyboardInterrupt's traceback before run_main raised it again."""
+    done = _tool("""
+import os, signal, time
+from hw.cli import run_main
+class Finalised:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+def main():
+    Finalised()
+    time.sleep(30)
+    return 0
+run_main(main)
+""")
+    assert (done.returncode, done.stderr) == (130, "interrupted; no result written\n")
+
+
 def test_what_an_interrupted_run_leaves_does_not_warn_at_exit():
     """An export interrupted while it builds the design: amaranth warned at exit of every component never
     elaborated ("created but never used", 69 lines after the interrupted line)."""
