@@ -57,7 +57,6 @@ from hw.numerics import MAX_SHIFT, MULT_BITS
 from . import float_ops, views
 from .images import IMAGE_CHANNELS, INPUT_SCALE, calibration_image, quantize_tensor, round_half_up
 from .ir import INPUT, LAYOUT_KINDS, MAC_KINDS, VIEW_KINDS, Concat, Constant, Layer, MatMul, Model, Softmax
-from .onnx_import import imported_of, qdq_qmodel
 from .quantize import QLayer, QModel, requant_channels
 from .reference import run_float
 from .weights import batchnorm_folder, init_weights
@@ -135,6 +134,8 @@ def prepare(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] = Non
     check_image_input(model)
     if calib_image is None:
         calib_image = calibration_image(*model.input[:2], seed, channels=model.input[2])
+    from .onnx_import import imported_of, qdq_qmodel    # here: a zoo model's run need not import onnx (a second)
+
     imported = imported_of(model)
     if imported is not None:
         return imported.weights, qdq_qmodel(imported, calib_image, percentile=percentile)

@@ -28,8 +28,7 @@ from pathlib import Path
 from hw.cli import (OneLineParser, StageTicker, UsageError, atomic_write_json, fail, join_name, json_text, name_token, output_file,
                     refuse_replacing, run_main)
 from .ir import MAC_KINDS, PARTS, Model
-from .onnx_import import is_onnx_path
-from .workloads import MODEL_NAMES, build_model, check_model
+from .workloads import MODEL_NAMES, build_model, check_model, is_onnx_path
 
 __all__ = ["main", "analyse", "parse_size", "build_model_or_usage_error", "refuse_flops_only", "known_model",
            "model_parts", "model_tag", "smallest_size", "MODEL_HELP", "UsageError"]

@@ -55,7 +55,7 @@ from .ir import (INPUT, PARTS, Activation, Add, ChannelShuffle, ChannelSlice, Co
 from .onnx_layout import View
 from .onnx_patterns import fuse_patterns
 
-__all__ = ["OnnxImportError", "Imported", "load_onnx", "import_onnx", "is_onnx_path", "qdq_qmodel", "file_weights",
+__all__ = ["OnnxImportError", "Imported", "load_onnx", "import_onnx", "qdq_qmodel", "file_weights",
            "imported_of",
            "SUPPORTED_OPS",
            "CUSTOM_DOMAIN", "PARTS_KEY"]
@@ -130,11 +130,6 @@ def opset_range() -> tuple[int, int]:
     from onnx import defs
 
     return MIN_OPSET, defs.onnx_opset_version()
-
-
-def is_onnx_path(name: str) -> bool:
-    """Whether a ``MODEL`` value names an ONNX file rather than a zoo model."""
-    return str(name).lower().endswith(".onnx")
 
 
 def model_name_for(path: Path, data: bytes) -> str:

@@ -32,9 +32,8 @@ from hw.config import AcceleratorConfig
 from mapper.ir import Model
 from mapper.lower import MappingError
 from mapper.program import DramCapacityError
-from mapper.onnx_import import is_onnx_path
 from mapper.flops import refuse_flops_only
-from mapper.workloads import build_model, check_model, model_label
+from mapper.workloads import build_model, check_model, is_onnx_path, model_label
 from mapper.workloads.resnet import OFA_NAMED_POINTS
 from mapper.workloads.segformer import NAMED_POINTS
 from mapper.workloads.variants import is_full

@@ -14,9 +14,8 @@ import importlib
 from hw.cli import did_you_mean as close_choice
 
 from ..ir import Model
-from ..onnx_import import is_onnx_path
 
-__all__ = ["MODEL_NAMES", "build_model", "check_model", "did_you_mean", "model_label"]
+__all__ = ["MODEL_NAMES", "build_model", "check_model", "did_you_mean", "is_onnx_path", "model_label"]
 
 #: command-line name -> family module (in this package) that builds it.
 _FAMILY = {
@@ -27,6 +26,12 @@ _FAMILY = {
     "detr": "detr", "dab_detr": "detr", "anchor_detr": "detr", "conditional_detr": "detr",
 }
 MODEL_NAMES = tuple(_FAMILY)
+
+
+def is_onnx_path(name: str) -> bool:
+    """Whether a ``MODEL`` value names an ONNX file rather than a zoo model (here, not in
+    mapper.onnx_import: a zoo run need not import onnx, a second of every command's start)."""
+    return str(name).lower().endswith(".onnx")
 
 
 def build_model(name: str, variant: str | None = None, size: tuple[int, int] | None = None) -> Model:
