@@ -866,7 +866,11 @@ def check_fits(p: Problem, cfg: AcceleratorConfig) -> None:
 #: Exact scheduling effort per problem: at least EXACT_MIN of the best-estimated tilings, and more
 #: (up to EXACT_MAX) while their streams total fewer than EXACT_BUDGET instructions, so small
 #: layers, where the estimate's fill and drain terms weigh most, get the most exact evaluations.
+#: A first stream of EXACT_ALONE instructions (twice the budget) or more is the only one timed
+#: (unless ``exact_top`` asks for more than EXACT_MIN): such a layer, a tiny buffer's tens of
+#: thousands of tiles, is where those terms weigh least, and a second stream took seconds.
 EXACT_MIN, EXACT_MAX, EXACT_BUDGET = 2, 12, 40_000
+EXACT_ALONE = 2 * EXACT_BUDGET
 
 
 def forget_searches() -> None:
@@ -920,7 +924,7 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
         raise MappingError(f"{p.name}: no tiling fits the buffers of configuration {cfg.name}")
     unencodable, best, best_key, spent, timed = None, None, None, 0, 0
     for t in _ranked(p, cfg, pl, cands):
-        if timed >= max(exact_top, EXACT_MAX) or (timed >= max(exact_top, EXACT_MIN) and spent >= EXACT_BUDGET):
+        if _timed_enough(timed, spent, exact_top):
             break
         try:
             stream = build_stream(p, t, cfg, pl)
@@ -946,6 +950,16 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
         raise MappingError(f"{p.name}: every tiling's LOAD_INP from the global buffer has a bank conflict "
                            f"or reads other than whole words of C0 = {cfg.c0} bytes")
     return best
+
+
+def _timed_enough(timed: int, spent: int, exact_top: int) -> bool:
+    """Whether a search that has timed ``timed`` tilings, whose streams total ``spent`` instructions,
+    stops there (``EXACT_MIN`` ...)."""
+    if timed >= max(exact_top, EXACT_MAX):
+        return True
+    if timed >= max(exact_top, EXACT_MIN) and spent >= EXACT_BUDGET:
+        return True
+    return timed == 1 and exact_top <= EXACT_MIN and spent >= EXACT_ALONE
 
 
 def _rank_key(p: Problem, t: Tiling, cfg: AcceleratorConfig, pl: Placement) -> tuple:

@@ -115,3 +115,35 @@ def test_skipping_by_the_floor_changes_no_mapping(monkeypatch):
     assert skipped, "the floor was never asked"
     key = lambda found: [(lo.tiling, lo.cycles, lo.candidates, lo.stream, n) for lo, n in found]
     assert [key(f) for f in with_floor] == [key(f) for f in without]
+
+
+def test_a_first_stream_of_exact_alone_instructions_is_the_only_one_timed(monkeypatch):
+    """A search whose first stream has EXACT_ALONE instructions or more builds no second (a tiny
+    buffer's 1x1 layer of a million instructions took seconds a stream); one a single instruction
+    shorter builds EXACT_MIN or more, as does a search asked for more (``exact_top``)."""
+    from mapper import lower, tiling_cache
+
+    built = []
+    real = lower.build_stream
+
+    def counted(p, t, cfg, pl):
+        stream = real(p, t, cfg, pl)
+        built.append(len(stream))
+        return stream
+
+    def builds(exact_top):
+        built.clear()
+        lower.forget_searches()
+        with tiling_cache.disabled():
+            map_layer(FLOOR_LAYERS[1], SMALL, exact_top=exact_top)
+        return list(built)
+
+    monkeypatch.setattr(lower, "build_stream", counted)
+    plain = builds(lower.EXACT_MIN)
+    assert len(plain) >= lower.EXACT_MIN
+    monkeypatch.setattr(lower, "EXACT_ALONE", plain[0])
+    assert builds(lower.EXACT_MIN) == plain[:1]
+    assert len(builds(lower.EXACT_MIN + 1)) >= lower.EXACT_MIN + 1
+    monkeypatch.setattr(lower, "EXACT_ALONE", plain[0] + 1)
+    assert builds(lower.EXACT_MIN) == plain
+    lower.forget_searches()
