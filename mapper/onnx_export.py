@@ -494,7 +494,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     from hw.cli import UsageError, atomic_write_bytes, fail, output_file, refuse_replacing
 
-    from .flops import build_model_or_usage_error, model_tag, parse_size
+    from .flops import build_model_or_usage_error, model_tag, parse_size, refuse_beyond_every_config
     from .weights import init_weights
     from .workloads import MODEL_NAMES, did_you_mean
 
@@ -506,6 +506,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                              f"(an ONNX file is already ONNX)")
         size = parse_size(args.size) if args.size is not None else None
         model = build_model_or_usage_error(args.model, args.variant, size)
+        if size is not None:                # the file would be of a network nothing maps (and its weights'
+            refuse_beyond_every_config(model, size)     # calibration image petabytes)
         seed = args.seed
         path = output_file(args.out, f"{model_tag(model, size is not None)}{f'_seed{seed}' if seed else ''}.onnx")
         proto = export_onnx(model, init_weights(model, seed),
