@@ -51,7 +51,7 @@ from mapper import float_ops
 from mapper.flops import build_model_or_usage_error, model_parts, parse_size, refuse_flops_only
 from mapper.images import preprocess, quantize_input, round_half_up, synthetic_image
 from mapper.ir import Model
-from mapper.lower import MappingError
+from mapper.lower import MappingError, refuse_beyond_isa
 from mapper.program import build_program, check_weights_fit
 from mapper.quantize import QModel
 from mapper.reference import run_float
@@ -518,7 +518,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         model, cfg = _setup(args)
         runs_on_images(model)
-        with refusals(model, cfg):          # a DRAM too small for the weights, before any other work
+        with refusals(model, cfg):          # a huge input size, a DRAM too small for the weights: first
+            refuse_beyond_isa(model.layers, cfg)
             check_weights_fit(model, cfg)
         task = task_of(model)
         rgb, image_info, tag = _input(args, model, task)

@@ -98,7 +98,7 @@ from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
 from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, in_units_of, load_config, resolve_fields
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
 from mapper.ir import Model
-from mapper.lower import MappingError
+from mapper.lower import MappingError, refuse_beyond_isa
 from mapper.program import DramCapacityError
 from mapper.workloads import build_model
 
@@ -196,6 +196,7 @@ def compute_point(model_name: str, variant: Optional[str], size: Optional[tuple[
     """Simulate one configuration; the point's metrics (deterministic, JSON-ready, no ``pareto``).
     ``paper_comparable``: the MAC layers only, with memory no limit (``sim.run --ideal-memory --mac-only``)."""
     model = _model(model_name, variant, size)
+    refuse_beyond_isa(model.layers, cfg)        # a huge input size: before the DRAM check allocates its layout
     require_dram_fit(model, cfg, mac_only=paper_comparable)
     res = simulate(model, cfg, mac_only=paper_comparable, ideal_memory=paper_comparable)
     area = area_mm2(cfg)

@@ -347,14 +347,15 @@ def test_only_the_command_line_is_checked():
     assert r.returncode == 0 and "-m sim.infer" in r.stdout, r.stderr
 
 
-@pytest.mark.parametrize("tool", [["sim.run", "--config", "tiny"], ["mapper.flops"], ["mapper.onnx_export"]])
+@pytest.mark.parametrize("tool", [["sim.run", "--config", "tiny"], ["sim.infer", "--config", "tiny"], ["mapper.flops"],
+                                  ["mapper.onnx_export"]])
 @pytest.mark.parametrize("model, size, layer", [("segformer_b0", "100000x100000", "stage0.patch_embed"),
                                                 ("resnet50", "99999999999999999999x64", "conv1")])
 def test_an_input_size_beyond_the_isa_is_refused_before_anything_is_allocated(tmp_path, tool, model, size, layer):
     """The first layer too large for the ISA's fields, named in one line, before the DRAM check lays
-    the network out (which allocated per-token arrays and hung on such sizes); make flops and make onnx
-    (whose calibration image was a traceback of 213 PiB) refuse the sizes the simulator refuses on every
-    configuration, with the same reason."""
+    the network out (which allocated per-token arrays and hung on such sizes); make run's too (its input
+    image was a traceback of 213 PiB); make flops and make onnx (its calibration image, the same) refuse
+    the sizes the simulator refuses on every configuration, with the same reason."""
     r = run_tool([*tool, "--model", model, "--size", size], tmp_path)
     assert_refused(r, f"{layer}: ", "input rows, more than the ISA addresses (at most 65535")
     assert not any(tmp_path.iterdir())

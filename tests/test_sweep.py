@@ -160,6 +160,15 @@ def test_unmappable_config_is_listed_not_fatal(dirs):
     assert doc["pareto_front"] == ["E"]
 
 
+def test_an_input_size_beyond_the_isa_is_unmappable_not_an_internal_error(dirs):
+    """The ISA's field check before the DRAM check, as make sim makes it: that check's layout of a
+    99999999x99999999 network raised MemoryError, a point "failed with an internal error"."""
+    doc = sweep.run_sweep("segformer_b0", None, (99_999_999, 99_999_999), [get_config("tiny")], cache_dir=dirs[0],
+                          workers=1, log=lambda s: None)
+    assert doc["points"] == [] and doc["failed"] == []
+    assert "99999999 input rows, more than the ISA addresses" in doc["unmappable"][0]["error"], doc["unmappable"]
+
+
 def test_a_point_that_raises_unexpectedly_is_reported_not_cached_and_the_sweep_exits_1(dirs, monkeypatch, capsys):
     """A bug in one point (any exception but a mapping error) used to kill the whole sweep: the other
     points finish, the failed one is listed with its exception, kept out of the cache, and the exit
