@@ -300,6 +300,8 @@ def _positions(spec, pos: int) -> tuple:
 _HEAD_POS = {name: pos for name, pos, *_ in _positions(HEADER, 0)}
 _HEAD_PACKING = _positions(HEADER, 0)
 _PACKING = {op: _positions(spec, HEADER_BITS) for op, spec in FIELDS.items()}
+#: The first reserved bit of each opcode's word (above its last field).
+_RESERVED_FROM = {op: HEADER_BITS + sum(bits for _, bits, _ in spec) for op, spec in FIELDS.items()}
 
 
 def encode(insn: Insn) -> bytes:
@@ -331,8 +333,7 @@ def decode(data: bytes, offset: int = 0) -> Insn:
                           f"{' (a zero word)' if word == 0 else ''}; "
                           f"valid: {', '.join(f'{o.value}={o.name}' for o in Op)}", ErrorCode.OPCODE, index) from None
     f = _fields(word, _PACKING[op])
-    pos = HEADER_BITS + sum(bits for _, bits, _ in FIELDS[op])
-    if word >> pos:
+    if word >> _RESERVED_FROM[op]:
         raise StreamError(f"{op.name} at byte offset {offset} has non-zero reserved bits", ErrorCode.RESERVED, index)
     if op == Op.VEC and f["vec_op"] not in VecOp._value2member_map_:
         raise StreamError(f"VEC at byte offset {offset}: unknown vector operation {f['vec_op']}", ErrorCode.RESERVED,
