@@ -677,18 +677,27 @@ def legality(op: Op, f, cfg: AcceleratorConfig, terms: dict | None = None) -> li
                  "parameter entries {param_addr} + {k_per_pe} (depth {cfg.param_depth})"),
                 (f["acc_addr"] + t["npix"] > cfg.accum_depth, _ACC_TEXT),
                 (f["act"] > max(Act), "act {act} (valid: " + ", ".join(f"{a.value}={a.name}" for a in Act) + ")"),
+                *_store_alias_legality(f),
                 *_store_gb_legality(f, cfg, t)]
     return []
 
 
+def _store_alias_legality(f) -> list:
+    """No two writes of one STORE to the same byte: the simulator writes its PEs one after
+    another, the RTL's at once, so which write wins would be undefined.  A pixel's ``t_k``
+    channels lie within its pitch (every written channel is below ``t_k``), and columns' channel
+    ranges (``k_base + col * k_step``, ``k_per_pe`` wide) do not overlap; row groups never do."""
+    return [(f["t_k"] > f["k_pitch"], "t_k {t_k} above k_pitch {k_pitch} (writes into the next pixel's bytes)"),
+            ((f["pe_k"] > 1) & (f["k_step"] < f["k_per_pe"]), "k_step {k_step} below k_per_pe {k_per_pe} with pe_k "
+             "{pe_k} (columns writing the same channels)")]
+
+
 def _store_gb_legality(f, cfg: AcceleratorConfig, t: dict) -> list:
     """A STORE into the global buffer: its whole tensor (``t_h x t_w`` pixels of ``k_pitch``
-    bytes, a pixel's ``t_k`` channels within its pitch) inside the buffer; one PE's K0 lanes
-    within a write beat of ``gb_bus_bytes``."""
+    bytes) inside the buffer; one PE's K0 lanes within a write beat of ``gb_bus_bytes``."""
     gb = f["dst_gb"]
-    return [(gb & ((f["t_k"] > f["k_pitch"]) | (f["dst_addr"] + t["gb_span"] > cfg.global_buf_bytes)),
-             "global-buffer bytes {dst_addr} + {t_h}x{t_w}x{k_pitch} with t_k {t_k} <= k_pitch "
-             "(size {cfg.global_buf_bytes})"),
+    return [(gb & (f["dst_addr"] + t["gb_span"] > cfg.global_buf_bytes),
+             "global-buffer bytes {dst_addr} + {t_h}x{t_w}x{k_pitch} (size {cfg.global_buf_bytes})"),
             (gb & (not gb_store_fits(cfg)), "dst_gb with K0 = {cfg.k0} lanes above the global buffer's "
              "write beat of {cfg.gb_bus_bytes} bytes")]
 

@@ -364,6 +364,10 @@ BAD_STREAMS = {
     "store_epilogue_unsupported": ("a STORE with a softmax epilogue and the table activation (both read the "
                                    "PEs' table ports)", "UNSUPPORTED"),
     "store_epilogue_partial_row": ("a STORE with a softmax epilogue over rows of 2 and one channel", "DATA"),
+    "store_pixels_alias": ("a STORE of two pixels of 2 channels 1 byte apart (t_k above k_pitch): its writes "
+                           "alias (hw.timing._store_alias_legality)", "RANGE"),
+    "store_columns_alias": ("a STORE of two columns of 2 channels 1 channel apart (k_step below k_per_pe): "
+                            "its writes alias", "RANGE"),
     "store_gb_past_end": ("a STORE into the global buffer whose tensor's last byte is one past its end", "RANGE"),
     "gb_write_port_unfenced": ("a LOAD_GB, then a STORE into the global buffer with no FENCE between (its one "
                                "write port)", "TOKEN"),
@@ -570,6 +574,11 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
     elif name == "store_epilogue_partial_row":
         insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=1, t_h=1, t_w=1, t_k=1, k_pitch=1, k_per_pe=1,
                     ep_row=2)
+    elif name == "store_pixels_alias":
+        insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=2, t_h=1, t_w=2, t_k=2, k_pitch=1, k_per_pe=2)
+    elif name == "store_columns_alias":
+        insn = make(Op.STORE, pe_count=2, pe_step=1, pe_k=2, out_h=1, out_w=1, t_h=1, t_w=1, t_k=4, k_pitch=4, k_per_pe=2,
+                    k_step=1)
     elif name in ("store_gb_past_end", "gb_write_port_unfenced"):
         k = cfg.k0
         insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=2, t_h=1, t_w=2, t_k=k, k_pitch=k, k_per_pe=k,
