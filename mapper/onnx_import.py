@@ -529,6 +529,9 @@ class _Importer:
         matched: they match operator names, and took ``com.example``'s ``Erf`` for ONNX's in a GELU;
         then its schema (``_check_schema``)."""
         self.stated_types = _stated_types(self.graph)
+        declared = (*self.graph.output, *self.graph.value_info)
+        self.declared_types = {v.name: v.type.tensor_type.elem_type for v in declared
+                               if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
         for i, node in enumerate(self.nodes):
             if i in self.done:
                 continue
@@ -585,8 +588,8 @@ class _Importer:
 
     def _check_input_types(self, node, schema) -> None:
         """Inputs that the schema gives one type (Conv's ``X`` and ``W``, ``T``) of one data type where
-        the file states both (a graph input, an initializer, a ``Constant``, an output of one type with
-        them), each a type the schema allows: int32 weights of a float convolution, float indices of a
+        the file states both (a graph input, an initializer, a ``Constant``, a node's output whose type
+        these tell, ``_carry_types``), each a type the schema allows: int32 weights of a float convolution, float indices of a
         Gather are refused, as onnxruntime refuses them."""
         allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
         bound: dict[str, tuple[str, int]] = {}
@@ -601,9 +604,23 @@ class _Importer:
             if first[1] != kind:
                 raise self.fail(f"input {name!r} of type {_type_name(kind)} and input {first[0]!r} of type "
                                 f"{_type_name(first[1])}; the operator takes one type for both ({formal.type_str})")
-        for name, formal in _formals(node.output, schema.outputs):      # what the file states, carried on
-            if formal.type_str in bound:
-                self.stated_types.setdefault(name, bound[formal.type_str][1])
+        self._carry_types(node, schema, {k: v[1] for k, v in bound.items()})
+
+    def _carry_types(self, node, schema, bound: dict[str, int]) -> None:
+        """The data types of ``node``'s outputs, as far as its inputs' tell them (``bound``: type
+        parameter -> data type), for the nodes that read them; an output the file declares (a graph
+        output, a ``value_info``) of another type is refused, as onnxruntime refuses it."""
+        types = {name: bound[formal.type_str] for name, formal in _formals(node.output, schema.outputs)
+                 if formal.type_str in bound}
+        known = {n: self.stated_types.get(n) for n in node.input if n}
+        if all(known.values()):     # a Cast's output is of its ``to``, a Shape's int64: no input binds them
+            types.update(_inferred_types(schema, node, known))
+        for name, kind in types.items():
+            declared = self.declared_types.get(name, kind)
+            if declared != kind:
+                raise self.fail(f"output {name!r} is of type {_type_name(kind)} but the file declares it "
+                                f"{_type_name(declared)}; supported: the type the operator computes")
+            self.stated_types.setdefault(name, kind)
 
     def _schema(self, node):
         """ONNX's schema of ``node``'s operator in the file's opset (None for an operator ONNX does not
@@ -1158,6 +1175,21 @@ def _stated_types(graph) -> dict[str, int]:
             if kind:
                 types[node.output[0]] = kind
     return types
+
+
+def _inferred_types(schema, node, known: dict[str, int]) -> dict[str, int]:
+    """ONNX's type inference of ``node`` by its schema, as onnxruntime runs it, from the data types
+    ``known`` of all its inputs: output -> data type; {} where the schema's inference needs more
+    (an input's shape or values) or refuses the node (its other checks refuse it then)."""
+    from onnx import checker, helper, shape_inference
+
+    types = {n: helper.make_tensor_type_proto(k, None) for n, k in known.items()}
+    try:
+        inferred = shape_inference.infer_node_outputs(schema, node, types)
+    except (shape_inference.InferenceError, checker.ValidationError):
+        return {}
+    return {n: t.tensor_type.elem_type for n, t in inferred.items()
+            if t.HasField("tensor_type") and t.tensor_type.elem_type}
 
 
 def _consumers(graph) -> dict[str, list[int]]:

@@ -63,15 +63,20 @@ class Graph:
         return self.op("LayerNormalization", [x, g, b], scope, axis=-1, epsilon=1e-6)
 
     def model(self, inputs, outputs, opset: int = 17):
-        """The model, its outputs' shapes filled in by ONNX shape inference (as an exporter writes them)."""
+        """The model, its outputs' types and shapes filled in by ONNX shape inference (as an exporter
+        writes them; ``out`` declares float, which an ArgMax's int64 output is not)."""
         import onnx
 
         graph = helper.make_graph(self.nodes, "g", inputs, outputs, initializer=self.inits)
         m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
         m.ir_version = 8
+        declared = {o.name: o.type.tensor_type.elem_type for o in m.graph.output}
+        for o in m.graph.output:
+            o.type.tensor_type.elem_type = 0
         inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(m).graph.output}
         for o in m.graph.output:
             o.type.CopyFrom(inferred[o.name].type)
+            o.type.tensor_type.elem_type = o.type.tensor_type.elem_type or declared[o.name]
         return m
 
 

@@ -3131,3 +3131,55 @@ def test_split_num_outputs_must_count_the_outputs():
     proto = _relu_then("Split", opset=18, n_out=2, axis=1, num_outputs=3)
     _refused(proto, "(Split)", "num_outputs 3 for 2 outputs")
     assert import_onnx(_relu_then("Split", opset=18, n_out=2, axis=1, num_outputs=2), "ok").model.layers
+
+
+def _typed_graph(build, opset: int = 17, declared=None):
+    """``build(g, x)`` of graph input ``x`` (float [1, 4, 8, 8]); its result the graph output, declared
+    of data type ``declared`` (else of the type ONNX's inference gives it)."""
+    g = Graph()
+    y = build(g, g.op("Relu", ["x"]))
+    proto = g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])], [out(y)], opset)
+    if declared is not None:
+        proto.graph.output[0].type.tensor_type.elem_type = declared
+    return proto
+
+
+_F16 = TensorProto.FLOAT16
+
+
+def _cast(g, x, to):
+    return g.op("Cast", [x], to=to)
+
+
+@pytest.mark.parametrize("build, opset, declared, needles", [
+    (lambda g, x: g.op("Add", [_cast(g, x, _F16), x]), 17, None,
+     ("(Add)", "input '/Relu_1_output_0' of type float and input '/Cast_2_output_0' of type float16",
+      "one type for both (T)")),
+    (lambda g, x: g.op("Conv", [_cast(g, x, _F16), g.init("w", np.ones((4, 4, 1, 1), np.float32))]), 17, None,
+     ("(Conv)", "input 'w' of type float and input '/Cast_2_output_0' of type float16", "one type for both (T)")),
+    (lambda g, x: _cast(g, g.op("Relu", [g.op("Shape", [x])]), TensorProto.FLOAT), 13, None,
+     ("(Relu)", "input '/Shape_2_output_0' of type int64", "'X' takes bfloat16, double, float, float16")),
+    (lambda g, x: g.op("Resize", [x, "", g.op("Shape", [x])], mode="nearest"), 17, None,
+     ("(Resize)", "of type int64", "'scales' takes float")),
+    (lambda g, x: g.op("Relu", [_cast(g, x, _F16)]), 17, TensorProto.FLOAT,
+     ("(Relu)", "is of type float16 but the file declares it float", "the type the operator computes")),
+    (lambda g, x: g.op("Relu", [x]), 17, _F16,
+     ("(Relu)", "is of type float but the file declares it float16")),
+])
+def test_the_types_of_cast_and_shape_outputs_are_checked_as_onnxruntime_checks_them(build, opset, declared, needles):
+    """A Cast's output is of its ``to``, a Shape's int64, and a node's output of the type its operator
+    computes, not of the type the file declares: float16 added to float32, int64 sizes read as a
+    Relu's input or a Resize's scales were imported (or refused for something else), and a declared
+    type other than the computed one passed, where onnxruntime refuses each file."""
+    proto = _typed_graph(build, opset, declared)
+    assert _onnxruntime_refuses(proto)
+    _refused(proto, *needles)
+
+
+def test_a_float16_cast_the_operators_take_is_still_imported():
+    proto = _typed_graph(lambda g, x: _cast(g, g.op("Relu", [_cast(g, x, _F16)]), TensorProto.FLOAT))
+    assert not _onnxruntime_refuses(proto)
+    assert [l.kind for l in import_onnx(proto, "ok").model.layers][-1] == "relu"
+    declared = _typed_graph(lambda g, x: g.op("Relu", [_cast(g, x, _F16)]), declared=_F16)
+    assert not _onnxruntime_refuses(declared)
+    assert import_onnx(declared, "ok").model.layers
