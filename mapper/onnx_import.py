@@ -1114,13 +1114,15 @@ _ATTRIBUTE_DOMAINS = {
     ("BatchNormalization", "training_mode"): (lambda v: v == 0, "0, inference (1 normalises by the batch's own "
                                                                "statistics)"),
     ("BatchNormalization", "spatial"): (lambda v: v == 1, "1, a mean and variance per channel"),
+    ("Dropout", "ratio"): (lambda v: 0 <= v < 1, "a ratio in [0, 1), as opset 12's ratio input (a probability)"),
 }
 
 
 def _check_attribute(a, schema, fail) -> None:
     """Refuse attribute ``a`` of a node of ``schema`` that the schema does not define, of another
     type than the schema's, or of a value outside its domain: a float not finite, ``_ATTRIBUTE_DOMAINS``
-    (onnxruntime refuses the first two; the last give NaN or infinities where it runs them)."""
+    (onnxruntime refuses the first two; the last give NaN or infinities where it runs them, or mean
+    nothing: a Dropout's ratio attribute of 2, before opset 12, which onnxruntime reads as the identity)."""
     from onnx import AttributeProto, helper
 
     defined = schema.attributes.get(a.name)

@@ -3127,6 +3127,14 @@ def test_dropout_in_training_mode_is_refused_unless_it_drops_nothing(ratio, trai
         assert [l.kind for l in import_onnx(proto, "ok").model.layers] == ["relu"]
 
 
+@pytest.mark.parametrize("ratio", [2.0, 1.0, -0.5])
+def test_a_dropout_ratio_attribute_outside_0_to_1_is_refused_as_the_ratio_input_is(ratio):
+    """Below opset 12 the ratio is an attribute: 2.0 was imported, where the input form is refused
+    (onnxruntime reads the attribute form as the identity, the input form it refuses when it runs)."""
+    _refused(_relu_then("Dropout", opset=11, ratio=ratio), "(Dropout)", f"'ratio' of {ratio}", "in [0, 1)")
+    assert [l.kind for l in import_onnx(_relu_then("Dropout", opset=11, ratio=0.0), "ok").model.layers] == ["relu"]
+
+
 def test_split_num_outputs_must_count_the_outputs():
     proto = _relu_then("Split", opset=18, n_out=2, axis=1, num_outputs=3)
     _refused(proto, "(Split)", "num_outputs 3 for 2 outputs")
