@@ -583,7 +583,7 @@ class _Importer:
         if twice is not None:
             raise self.fail(f"attribute {twice!r} given {names.count(twice)} times; supported: each attribute once")
         for a in node.attribute:
-            _check_attribute(a, schema, self.fail)
+            _check_attribute(a, schema, self.fail, node)
         self._check_input_types(node, schema)
 
     def _check_input_types(self, node, schema) -> None:
@@ -1118,9 +1118,24 @@ _ATTRIBUTE_DOMAINS = {
 }
 
 
-def _check_attribute(a, schema, fail) -> None:
-    """Refuse attribute ``a`` of a node of ``schema`` that the schema does not define, of another
-    type than the schema's, or of a value outside its domain: a float not finite, ``_ATTRIBUTE_DOMAINS``
+#: Float attributes that may be infinite, or NaN, where onnxruntime computes the same finite results
+#: as the importer: (operator, attribute) -> (test of the value and the node, what is allowed).
+_NON_FINITE = {
+    # no element is above +inf (all zeros), every one above -inf (the identity); NaN, a broken file's
+    ("ThresholdedRelu", "alpha"): (lambda v, node: not math.isnan(v), "a number or an infinity"),
+    ("Resize", "cubic_coeff_a"): (lambda v, node: _string_attribute(node, "mode", "nearest") != "cubic",
+                                  "finite numbers in mode 'cubic' (no other mode reads it)"),
+}
+
+
+def _string_attribute(node, name: str, default: str) -> str:
+    return next((a.s.decode() for a in node.attribute if a.name == name), default)
+
+
+def _check_attribute(a, schema, fail, node) -> None:
+    """Refuse attribute ``a`` of ``node`` of ``schema`` that the schema does not define, of another
+    type than the schema's, or of a value outside its domain: a float not finite (``_NON_FINITE``
+    where that is harmless), ``_ATTRIBUTE_DOMAINS``
     (onnxruntime refuses the first two; the last give NaN or infinities where it runs them, or mean
     nothing: a Dropout's ratio attribute of 2, before opset 12, which onnxruntime reads as the identity)."""
     from onnx import AttributeProto, helper
@@ -1135,9 +1150,10 @@ def _check_attribute(a, schema, fail) -> None:
     value = helper.get_attribute_value(a)
     values = list(value) if a.type in (AttributeProto.FLOATS, AttributeProto.INTS) else \
         [value] if a.type in (AttributeProto.FLOAT, AttributeProto.INT) else []
-    bad = next((v for v in values if not math.isfinite(v)), None)
+    harmless, allowed = _NON_FINITE.get((schema.name, a.name), (lambda v, node: False, "finite numbers"))
+    bad = next((v for v in values if not math.isfinite(v) and not harmless(v, node)), None)
     if bad is not None:
-        raise fail(f"attribute {a.name!r} of {bad}; supported: finite numbers")
+        raise fail(f"attribute {a.name!r} of {bad}; supported: {allowed}")
     test, allowed = _ATTRIBUTE_DOMAINS.get((schema.name, a.name)) or _ATTRIBUTE_DOMAINS.get((None, a.name), (None, ""))
     bad = next((v for v in values if test is not None and not test(v)), None)
     if bad is not None:

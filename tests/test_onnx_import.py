@@ -3191,3 +3191,30 @@ def test_a_float16_cast_the_operators_take_is_still_imported():
     declared = _typed_graph(lambda g, x: g.op("Relu", [_cast(g, x, _F16)]), declared=_F16)
     assert not _onnxruntime_refuses(declared)
     assert import_onnx(declared, "ok").model.layers
+
+
+def _resized(mode: str, **attrs):
+    """``conv1x1 -> Resize x2`` of ``mode``, the resize the graph output, ``attrs`` its attributes."""
+    g = Graph()
+    y = g.op("Conv", ["x", g.weight("w", 4, 8, 1, 1)], "", kernel_shape=[1, 1])
+    how = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"} if mode == "nearest" else {}
+    y = g.op("Resize", [y, "", g.const(np.array([1, 1, 2, 2], np.float32), np.float32)], "", mode=mode, **how, **attrs)
+    return g.model([image_input(8, 8, 8, "x")], [out(y)], opset=18)
+
+
+@pytest.mark.parametrize("proto", [
+    lambda: activation_graph("ThresholdedRelu", alpha=float("inf")),        # no element above it: zeros
+    lambda: activation_graph("ThresholdedRelu", alpha=float("-inf")),       # every element: the identity
+    lambda: _resized("linear", cubic_coeff_a=float("nan")),                 # read by mode 'cubic' only
+    lambda: _resized("nearest", cubic_coeff_a=float("inf"))], ids=["thresholded_inf", "thresholded_minus_inf",
+                                                                    "linear_nan_cubic_a", "nearest_inf_cubic_a"])
+def test_an_infinite_threshold_or_an_unused_cubic_coefficient_is_imported_as_onnxruntime_computes_it(proto):
+    """They were refused as non-finite attributes; onnxruntime computes finite results of them."""
+    proto = proto()
+    assert _max_rel_error(proto, import_onnx(proto, "inf")) <= RTOL
+
+
+def test_a_nan_threshold_or_a_cubic_coefficient_a_cubic_resize_reads_is_still_refused():
+    _refused(activation_graph("ThresholdedRelu", alpha=float("nan")), "(ThresholdedRelu)", "'alpha' of nan",
+             "a number or an infinity")
+    _refused(_resized("cubic", cubic_coeff_a=float("nan")), "(Resize)", "'cubic_coeff_a' of nan", "in mode 'cubic'")

@@ -769,8 +769,9 @@ def test_a_same_padded_stem_runs_bit_exact(cfg_name, tmp_path):
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 @pytest.mark.parametrize("op, attrs", [("Clip", {"min": 0, "max": 6}), ("HardSwish", {}), ("LeakyRelu", {"alpha": 0.1}),
-                                       ("Tanh", {}), ("Celu", {"alpha": 0.5}), ("ThresholdedRelu", {"alpha": 0.25})],
-                         ids=["relu6", "hardswish", "leaky_relu", "tanh", "celu", "thresholded_relu"])
+                                       ("Tanh", {}), ("Celu", {"alpha": 0.5}), ("ThresholdedRelu", {"alpha": 0.25}),
+                                       ("ThresholdedRelu", {"alpha": float("inf")})],
+                         ids=["relu6", "hardswish", "leaky_relu", "tanh", "celu", "thresholded_relu", "thresholded_inf"])
 @pytest.mark.parametrize("residual", [False, True], ids=["after_conv", "after_add"])
 def test_activations_run_bit_exact(op, attrs, residual, cfg_name, tmp_path):
     """An activation after a convolution (its STOREs' table) or after a residual add (a table stage of the
