@@ -1110,6 +1110,8 @@ _BEFORE_ITS_OPSET = frozenset({("", "LayerNormalization"), ("", "ThresholdedRelu
 #: as the file's constants must): (operator or None for any, attribute) -> (test, what is allowed).
 _ATTRIBUTE_DOMAINS = {
     (None, "epsilon"): (lambda v: v >= 0, "at least 0 (it keeps a variance from 0)"),
+    # any: its constant variances are checked with it (onnx_ops._batchnorm_affine)
+    ("BatchNormalization", "epsilon"): (None, ""),
     ("Celu", "alpha"): (lambda v: v != 0, "other than 0 (Celu divides by it)"),
     ("BatchNormalization", "training_mode"): (lambda v: v == 0, "0, inference (1 normalises by the batch's own "
                                                                "statistics)"),

@@ -575,14 +575,25 @@ def _fold_batchnorm(imp, node, w: np.ndarray, b: Optional[np.ndarray]):
 
 
 def _batchnorm_affine(imp, bn, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """An inference BatchNormalization ``bn`` over ``channels`` as ``x * a + b`` per channel: (a, b)."""
+    """An inference BatchNormalization ``bn`` over ``channels`` as ``x * a + b`` per channel: (a, b);
+    refusals name ``bn``, not the convolution it folds into."""
+    with _reading(imp, bn):
+        return _checked_batchnorm_affine(imp, bn, channels)
+
+
+def _checked_batchnorm_affine(imp, bn, channels: int) -> tuple[np.ndarray, np.ndarray]:
     if len(bn.output) > 1 and any(bn.output[1:]):
         raise imp.fail("a BatchNormalization in training mode; supported: inference")
     scale, shift, mean, var = (imp.array(n).astype(np.float64) for n in bn.input[1:5])
     eps = _attrs(bn).get("epsilon", 1e-5)
-    if any(p.shape != (channels,) for p in (scale, shift, mean, var)) or not np.all(var + eps > 0):
+    if any(p.shape != (channels,) for p in (scale, shift, mean, var)):
         raise imp.fail(f"scale, bias, mean and variance of shapes {[list(p.shape) for p in (scale, shift, mean, var)]} "
-                       f"for {channels} channels; supported: one value a channel, variances above -epsilon")
+                       f"for {channels} channels; supported: one value a channel")
+    low = np.flatnonzero(~(var + eps > 0))      # a negative epsilon too, as onnxruntime computes it, where this holds
+    if low.size:
+        c = low[0]
+        raise imp.fail(f"variance {var[c]:g} of channel {c} plus epsilon {eps:g} is {var[c] + eps:g}, not above 0 (the "
+                       f"normalisation divides by its square root); supported: variances above -epsilon")
     a = scale / np.sqrt(var + eps)
     return a, shift - mean * a
 

@@ -3073,7 +3073,6 @@ _BN = _NORM + (("mean", np.zeros(4, np.float32)), ("var", np.ones(4, np.float32)
     ("InstanceNormalization", _NORM, {"epsilon": -1.0}, ("'epsilon' of -1.0", "at least 0")),
     ("InstanceNormalization", _NORM, {"epsilon": float("nan")}, ("'epsilon' of nan", "finite")),
     ("BatchNormalization", _BN, {"epsilon": float("nan")}, ("'epsilon' of nan", "finite")),
-    ("BatchNormalization", _BN, {"epsilon": -0.5}, ("'epsilon' of -0.5", "at least 0")),
     ("BatchNormalization", _BN, {"training_mode": 1}, ("'training_mode' of 1", "inference")),
     ("Relu", (), {"foo": 1}, ("attribute 'foo'", "does not have")),
     ("Softplus", (), {"alpha": 2.0}, ("attribute 'alpha'", "does not have")),
@@ -3218,3 +3217,24 @@ def test_a_nan_threshold_or_a_cubic_coefficient_a_cubic_resize_reads_is_still_re
     _refused(activation_graph("ThresholdedRelu", alpha=float("nan")), "(ThresholdedRelu)", "'alpha' of nan",
              "a number or an infinity")
     _refused(_resized("cubic", cubic_coeff_a=float("nan")), "(Resize)", "'cubic_coeff_a' of nan", "in mode 'cubic'")
+
+
+def _batchnorm(var: float, eps: float, after_conv: bool):
+    """``BatchNormalization`` of variance ``var`` and ``epsilon`` ``eps`` on the channels of a ReLU or,
+    folded into its weights, of a convolution."""
+    g = Graph()
+    x = g.op("Conv", ["x", g.weight("w", 4, 4, 1, 1)], "", kernel_shape=[1, 1]) if after_conv else g.op("Relu", ["x"])
+    stats = [g.init(n, np.full(4, v, np.float32)) for n, v in (("scale", 1.5), ("bias", 0.5), ("mean", 0.25), ("var", var))]
+    y = g.op("BatchNormalization", [x, *stats], epsilon=eps)
+    return g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])], [out(y)])
+
+
+@pytest.mark.parametrize("after_conv", [False, True], ids=["alone", "folded"])
+def test_a_negative_batchnorm_epsilon_is_imported_where_every_variance_stays_above_it(after_conv):
+    """onnxruntime divides by sqrt(var + epsilon) with a negative epsilon too; it was refused. The
+    variances are constants, so the import knows whether the root is of a positive number: it
+    refuses a channel whose is not (onnxruntime's NaN)."""
+    proto = _batchnorm(1.0, -0.5, after_conv)
+    assert _max_rel_error(proto, import_onnx(proto, "bn")) <= RTOL
+    _refused(_batchnorm(0.25, -0.5, after_conv), "(BatchNormalization)",
+             "variance 0.25 of channel 0 plus epsilon -0.5 is -0.25, not above 0", "variances above -epsilon")
