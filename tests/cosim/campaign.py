@@ -173,7 +173,7 @@ def _run_one(config: str, seed: int, count: int, cases: list[dict]) -> tuple[lis
     t0 = time.perf_counter()
     try:
         with contextlib.redirect_stdout(sys.stderr):        # the build's and run's log lines
-            _, records = run_accelerator(config, seed=seed, fuzz=count, fuzz_cases=cases)
+            _, records = run_accelerator(config, seed=seed, fuzz=count, fuzz_cases=cases, announce=False)
     except CosimFailure as e:                                # a disagreeing case fails the cocotb test
         records = run_records(e.run_dir) if e.run_dir is not None else []
         if not any(r["kind"] == "fuzz" for r in records):

@@ -109,12 +109,13 @@ def run_records(run_dir) -> list[dict]:
 
 
 def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), programs=(), bad=(), fuzz: int = 0,
-                    fuzz_cases=(), vec_passes=(), timeout_s: float = 600):
+                    fuzz_cases=(), vec_passes=(), timeout_s: float = 600, announce: bool = True):
     """Build (cached) and run the testbench; returns the CosimResult and the per-run records.  The
     wrapper's instruction memory holds the longest program (``imem_words_for``); each program is
     built once, here, and handed to the testbench (``built_programs``).  ``fuzz`` cases of
     ``seed`` run, then ``fuzz_cases`` (``{"seed", "index", "mutation"}``).  ``config_name``: a preset
-    or an accelerator file (``make fuzz CFG=my.toml``)."""
+    or an accelerator file (``make fuzz CFG=my.toml``).  ``announce``: print the cases and the
+    COSIM_SEED that replays them first (a test's ``-s`` output; a fuzz campaign says its seed itself)."""
     cfg = load_config(config_name)
     programs = built_programs(programs, cfg)
     verilog, export_s = verilog_of(config_name, imem_words_for(length for _, length in programs))
@@ -123,9 +124,10 @@ def run_accelerator(config_name: str, *, seed: int, layers=(), networks=(), prog
               "programs": [p for p, _ in programs], "bad": list(bad),
               "fuzz": {"seed": seed, "count": fuzz, "cases": list(fuzz_cases)} if fuzz or fuzz_cases else None,
               "vec_passes": list(vec_passes)}
-    print(f"cosim accelerator {config_name}: COSIM_SEED={seed}; {len(specs)} layers "
-          f"({', '.join(s['name'] for s in specs)}), networks {list(networks)}, programs "
-          f"{[p['model'] for p, _ in programs]}, bad {list(bad)}, VEC passes {[v['name'] for v in vec_passes]}")
+    if announce:
+        print(f"cosim accelerator {config_name}: COSIM_SEED={seed}; {len(specs)} layers "
+              f"({', '.join(s['name'] for s in specs)}), networks {list(networks)}, programs "
+              f"{[p['model'] for p, _ in programs]}, bad {list(bad)}, VEC passes {[v['name'] for v in vec_passes]}")
     result = build_and_run(verilog, TB_TOP, TESTBENCH, params=params, timeout_s=timeout_s, options=tb_build(cfg))
     records = run_records(result.run_dir)
     print(f"cosim accelerator {config_name}: export {export_s:.1f} s, build "

@@ -325,7 +325,7 @@ def test_a_campaign_lists_a_disagreement_and_a_failed_run_and_goes_on(tmp_path, 
     case = {"kind": "fuzz_case", "seed": 205, "index": 159, "case": "field_extreme_159", "description": "d",
             "expected": "done", "expected_index": None, "error_code": None, "pc": 36, "rtl_cycles": 314, "why": why}
 
-    def fake_run(config, *, seed, fuzz, fuzz_cases):
+    def fake_run(config, *, seed, fuzz, fuzz_cases, announce):
         run_dir = tmp_path / f"run{seed}"
         run_dir.mkdir()
         records = [] if seed == 7 else [{**case, "passed": False},
@@ -409,7 +409,7 @@ def test_a_campaign_runs_on_an_accelerator_file_the_rtl_builds(tmp_path, monkeyp
     path.write_text(ODD_BUILDABLE)
     asked = []
 
-    def fake_run(config, *, seed, fuzz, fuzz_cases):
+    def fake_run(config, *, seed, fuzz, fuzz_cases, announce):
         asked.append(config)
         return None, [{"kind": "fuzz", "seed": seed, "cases": fuzz, "outcomes": {"done": fuzz}}]
 
@@ -440,3 +440,21 @@ def test_a_campaign_refuses_an_accelerator_file_it_cannot_fuzz_in_one_line(chang
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr and why in done.stderr, done.stderr
     assert not out.exists()
+
+
+def test_a_campaign_does_not_print_the_tests_cosim_seed_line(tmp_path, monkeypatch, capsys):
+    """A campaign printed each run's pytest-style announcement ("cosim accelerator tiny: COSIM_SEED=1;
+    0 layers (), networks [], ...") on stderr beside its own line for the seed; a test still prints it
+    (its ``-s`` output names the COSIM_SEED that replays it).  The RTL build and run are stand-ins."""
+    from types import SimpleNamespace
+    from cosim import campaign, test_cosim_accelerator
+
+    ran = SimpleNamespace(run_dir=tmp_path, cached=True, build_s=0.0, build_dir=tmp_path, run_s=0.0, waves=None,
+                          tests=["fuzz"])
+    monkeypatch.setattr(test_cosim_accelerator, "verilog_of", lambda *a: ("", 0.0))
+    monkeypatch.setattr(test_cosim_accelerator, "build_and_run", lambda *a, **k: ran)
+    assert campaign._run_one("tiny", 3, 2, [])[2] == ""
+    said = capsys.readouterr()
+    assert "COSIM_SEED" not in said.err + said.out and "build cached" in said.err, said
+    test_cosim_accelerator.run_accelerator("tiny", seed=3, fuzz=2)
+    assert "cosim accelerator tiny: COSIM_SEED=3;" in capsys.readouterr().out
