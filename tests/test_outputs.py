@@ -330,11 +330,26 @@ _SLOW_IMPORT = "import os, time\nos.write(1, b'importing\\n')\ntime.sleep(30)\n"
 def test_an_interrupt_while_importing_is_one_line(tmp_path, sig, tool):
     """Ctrl-C or a kill before the tool's ``run_main`` (numpy, amaranth: up to a second of imports): the
     same line and status as after it, no traceback (hw/tool_start.py)."""
+    assert _interrupted_while_importing(tmp_path, sig, ["-m", tool]) == (130, "", "interrupted; no result written\n")
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("script", ["bench.py", "profile_model.py"])
+def test_an_interrupt_while_a_cosim_script_imports_is_one_line(tmp_path, sig, script):
+    """The scripts of tests/cosim import ``hw`` before numpy: bench.py and profile_model.py imported
+    numpy first (through cosim.accel_cases), where a kill ended them without a word, Ctrl-C with a
+    traceback."""
+    argv = [str(Path(run.__file__).resolve().parents[1] / "tests" / "cosim" / script)]
+    assert _interrupted_while_importing(tmp_path, sig, argv) == (130, "", "interrupted; no result written\n")
+
+
+def _interrupted_while_importing(tmp_path, sig: str, argv: list[str]) -> tuple[int, str, str]:
+    """The status, stdout and stderr of ``python argv --help`` sent ``sig`` while it imports numpy."""
     for slow in ("numpy", "amaranth"):
         (tmp_path / f"{slow}.py").write_text(_SLOW_IMPORT)
     root = Path(run.__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(root)]))
-    tool = subprocess.Popen([sys.executable, "-m", tool, "--help"], cwd=root, env=env, stdout=subprocess.PIPE,
+    tool = subprocess.Popen([sys.executable, *argv, "--help"], cwd=root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         assert tool.stdout.readline() == "importing\n"
@@ -342,7 +357,7 @@ def test_an_interrupt_while_importing_is_one_line(tmp_path, sig, tool):
         out, err = tool.communicate(timeout=20)
     finally:
         tool.kill()
-    assert (tool.returncode, out, err) == (130, "", "interrupted; no result written\n")
+    return tool.returncode, out, err
 
 
 def test_a_project_script_is_a_tool(monkeypatch):

@@ -58,6 +58,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
 
+import hw  # noqa: E402,F401  first: its interrupt handling (hw/tool_start.py) covers numpy's import after it
 from cosim.accel_cases import FIXED_BY_NAME, TB_TOP, accelerator_verilog, imem_words_for, layer_spec, tb_build  # noqa: E402
 from cosim.runner import (DEFAULT_BUILD, NATIVE_ARCH, REPO_ROOT, build_and_run, host_cpu,  # noqa: E402
                           verilator_version)

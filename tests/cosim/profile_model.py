@@ -45,6 +45,7 @@ from typing import Iterator
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
 
+import hw  # noqa: E402,F401  first: its interrupt handling (hw/tool_start.py) covers numpy's import after it
 from cosim.accel_cases import TB_TOP  # noqa: E402
 from cosim.bench import DEFAULT_CONFIGS, OPTIONS, bench_config  # noqa: E402
 from cosim.runner import REPO_ROOT  # noqa: E402
