@@ -671,15 +671,20 @@ def legality(op: Op, f, cfg: AcceleratorConfig, terms: dict | None = None) -> li
                  "depthwise gather of kw = {kw} columns (needs 1 <= kw <= {dw_max}: min(G/C0, C0) input "
                  "banks and lanes, none when K0 > C0; here K0 {cfg.k0}, C0 {cfg.c0})")]
     if op == Op.STORE:
-        return [(pe_set | (f["pe_k"] == 0), _PE_SET_TEXT + " or pe_k {pe_k}"),
-                (f["k_per_pe"] > cfg.k0, "k_per_pe {k_per_pe} above K0 = {cfg.k0}"),
-                (f["param_addr"] + f["k_per_pe"] > cfg.param_depth,
-                 "parameter entries {param_addr} + {k_per_pe} (depth {cfg.param_depth})"),
-                (f["acc_addr"] + t["npix"] > cfg.accum_depth, _ACC_TEXT),
-                (f["act"] > max(Act), "act {act} (valid: " + ", ".join(f"{a.value}={a.name}" for a in Act) + ")"),
-                *_store_alias_legality(f),
-                *_store_gb_legality(f, cfg, t)]
+        return _store_legality(f, cfg, t, pe_set)
     return []
+
+
+def _store_legality(f, cfg: AcceleratorConfig, t: dict, pe_set) -> list:
+    """``legality`` of a STORE (``pe_set``: ``pe_set_bad`` of its fields)."""
+    return [(pe_set | (f["pe_k"] == 0), _PE_SET_TEXT + " or pe_k {pe_k}"),
+            (f["k_per_pe"] > cfg.k0, "k_per_pe {k_per_pe} above K0 = {cfg.k0}"),
+            (f["param_addr"] + f["k_per_pe"] > cfg.param_depth,
+             "parameter entries {param_addr} + {k_per_pe} (depth {cfg.param_depth})"),
+            (f["acc_addr"] + t["npix"] > cfg.accum_depth, _ACC_TEXT),
+            (f["act"] > max(Act), "act {act} (valid: " + ", ".join(f"{a.value}={a.name}" for a in Act) + ")"),
+            *_store_alias_legality(f),
+            *_store_gb_legality(f, cfg, t)]
 
 
 def _store_alias_legality(f) -> list:

@@ -569,27 +569,34 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
         insn = make(Op.VEC, work=1)
     elif name in LEAVING_PASSES or name in REFUSED_PASSES:
         insn = _vec_bad_pass(name, cfg)[0]
-    elif name == "store_epilogue_unsupported":
+    elif name.startswith(("store_", "gb_write_port_")):
+        return _bad_store(name, cfg)
+    else:
+        raise KeyError(f"unknown bad stream {name!r}; choose one of {', '.join(BAD_STREAMS)}")
+    return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
+
+
+def _bad_store(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
+    """``bad_stream`` of the malformed STOREs (and a STORE's claim of the global buffer's write port)."""
+    k = cfg.k0
+    one_pixel = dict(pe_count=1, pe_k=1, out_h=1, out_w=1, t_h=1, t_w=1)
+    into_gb = dict(pe_count=1, pe_k=1, out_h=1, out_w=2, t_h=1, t_w=2, t_k=k, k_pitch=k, k_per_pe=k, dst_gb=1)
+    if name == "store_epilogue_unsupported":
         insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=1, k_per_pe=1, ep_row=1, act=Act.TABLE)
     elif name == "store_epilogue_partial_row":
-        insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=1, t_h=1, t_w=1, t_k=1, k_pitch=1, k_per_pe=1,
-                    ep_row=2)
+        insn = make(Op.STORE, **one_pixel, t_k=1, k_pitch=1, k_per_pe=1, ep_row=2)
     elif name == "store_pixels_alias":
         insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=2, t_h=1, t_w=2, t_k=2, k_pitch=1, k_per_pe=2)
     elif name == "store_columns_alias":
-        insn = make(Op.STORE, pe_count=2, pe_step=1, pe_k=2, out_h=1, out_w=1, t_h=1, t_w=1, t_k=4, k_pitch=4, k_per_pe=2,
+        insn = make(Op.STORE, **{**one_pixel, "pe_count": 2, "pe_k": 2}, pe_step=1, t_k=4, k_pitch=4, k_per_pe=2,
                     k_step=1)
-    elif name in ("store_gb_past_end", "gb_write_port_unfenced"):
-        k = cfg.k0
-        insn = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=2, t_h=1, t_w=2, t_k=k, k_pitch=k, k_per_pe=k,
-                    dst_gb=1, dst_addr=cfg.global_buf_bytes - 2 * k + 1 if name == "store_gb_past_end" else 0)
-        if name == "gb_write_port_unfenced":
-            return stream_words([make(Op.LOAD_GB, n_bytes=16), insn, make(Op.END)]), 1
+    elif name == "store_gb_past_end":
+        insn = make(Op.STORE, **into_gb, dst_addr=cfg.global_buf_bytes - 2 * k + 1)
+    elif name == "gb_write_port_unfenced":
+        return stream_words([make(Op.LOAD_GB, n_bytes=16), make(Op.STORE, **into_gb), make(Op.END)]), 1
     elif name == "gb_write_port_fenced_then_reused":
-        k, load_gb = cfg.k0, make(Op.LOAD_GB, n_bytes=16)
-        store = make(Op.STORE, pe_count=1, pe_k=1, out_h=1, out_w=2, t_h=1, t_w=2, t_k=k, k_pitch=k, k_per_pe=k,
-                     dst_gb=1, dst_addr=0)
-        return stream_words([load_gb, make(Op.FENCE), store, load_gb, make(Op.END)]), 3
+        load_gb = make(Op.LOAD_GB, n_bytes=16)
+        return stream_words([load_gb, make(Op.FENCE), make(Op.STORE, **into_gb), load_gb, make(Op.END)]), 3
     else:
         raise KeyError(f"unknown bad stream {name!r}; choose one of {', '.join(BAD_STREAMS)}")
     return stream_words([make(Op.NOP), insn, make(Op.END)]), 1
