@@ -331,11 +331,15 @@ def dw_gather_ok(config: AcceleratorConfig, kw: int) -> bool:
     return 1 <= kw <= dw_gather_max(config)
 
 
+def pe_set_last(f):
+    """The last PE of a set ``pe_first + i * pe_step``, ``i < pe_count``."""
+    return f["pe_first"] + (f["pe_count"] - 1) * f["pe_step"]
+
+
 def pe_set_bad(f, num_pe: int):
     """A PE set (``pe_first + i * pe_step``, ``i < pe_count``) outside the array: no PE, a PE beyond the
     last, or one PE selected several times (``pe_step = 0``)."""
-    last = f["pe_first"] + (f["pe_count"] - 1) * f["pe_step"]
-    return any_of(f["pe_count"] == 0, last >= num_pe, (f["pe_step"] == 0) & (f["pe_count"] > 1))
+    return any_of(f["pe_count"] == 0, pe_set_last(f) >= num_pe, (f["pe_step"] == 0) & (f["pe_count"] > 1))
 
 
 @lru_cache(maxsize=64)
@@ -620,7 +624,8 @@ def legality_terms(op: Op, f, hold=_same) -> dict:
     if op == Op.GEMM:
         return {"npix": f["out_h"] * f["out_w"], "steps": gemm_steps(f, hold), **gemm_input_terms(f, hold)}
     if op == Op.STORE:
-        return {"npix": f["out_h"] * f["out_w"], "gb_span": hold(f["t_h"] * f["t_w"], "gb_pixels") * f["k_pitch"]}
+        return {"npix": f["out_h"] * f["out_w"], "gb_span": hold(f["t_h"] * f["t_w"], "gb_pixels") * f["k_pitch"],
+                "first_k": hold(f["pe_first"] * f["k_step"], "first_k")}
     return {}
 
 
@@ -683,26 +688,33 @@ def _store_legality(f, cfg: AcceleratorConfig, t: dict, pe_set) -> list:
              "parameter entries {param_addr} + {k_per_pe} (depth {cfg.param_depth})"),
             (f["acc_addr"] + t["npix"] > cfg.accum_depth, _ACC_TEXT),
             (f["act"] > max(Act), "act {act} (valid: " + ", ".join(f"{a.value}={a.name}" for a in Act) + ")"),
-            *_store_alias_legality(f),
+            *_store_alias_legality(f, t),
             *_store_gb_legality(f, cfg, t)]
 
 
-def _store_alias_legality(f) -> list:
+def _store_alias_legality(f, t: dict) -> list:
     """No two writes of one STORE to the same byte: the simulator writes its PEs one after
-    another, the RTL's at once, so which write wins would be undefined.  A pixel's ``t_k``
-    channels lie within its pitch (every written channel is below ``t_k``), and columns' channel
-    ranges (``k_base + col * k_step``, ``k_per_pe`` wide) do not overlap; row groups never do."""
-    return [(f["t_k"] > f["k_pitch"], "t_k {t_k} above k_pitch {k_pitch} (writes into the next pixel's bytes)"),
+    another, the RTL's at once, so which write wins would be undefined.  The channels it writes
+    lie within a pixel's pitch, and columns' channel ranges (``k_base + col * k_step``,
+    ``k_per_pe`` wide) do not overlap; row groups never do.  The written channels are below
+    ``t_k`` and from ``k_base`` on, or from ``pe_first``'s column's first when every member is in
+    row group 0 (PE ``p < pe_k`` is column ``p``): a block of columns not from column 0, whose
+    STORE moves its address down rather than take a negative ``k_base`` (``mapper.lower``)."""
+    first = f["k_base"] + sel(pe_set_last(f) < f["pe_k"], t["first_k"], 0)
+    return [(f["t_k"] > first + f["k_pitch"], "channels from k_base {k_base} (column of PE {pe_first}: k_step "
+             "{k_step}) to t_k {t_k} wider than k_pitch {k_pitch} (writes into the next pixel's bytes)"),
             ((f["pe_k"] > 1) & (f["k_step"] < f["k_per_pe"]), "k_step {k_step} below k_per_pe {k_per_pe} with pe_k "
              "{pe_k} (columns writing the same channels)")]
 
 
 def _store_gb_legality(f, cfg: AcceleratorConfig, t: dict) -> list:
     """A STORE into the global buffer: its whole tensor (``t_h x t_w`` pixels of ``k_pitch``
-    bytes) inside the buffer; one PE's K0 lanes within a write beat of ``gb_bus_bytes``."""
+    bytes, a pixel's ``t_k`` channels within its pitch) inside the buffer; one PE's K0 lanes
+    within a write beat of ``gb_bus_bytes``."""
     gb = f["dst_gb"]
-    return [(gb & (f["dst_addr"] + t["gb_span"] > cfg.global_buf_bytes),
-             "global-buffer bytes {dst_addr} + {t_h}x{t_w}x{k_pitch} (size {cfg.global_buf_bytes})"),
+    return [(gb & ((f["t_k"] > f["k_pitch"]) | (f["dst_addr"] + t["gb_span"] > cfg.global_buf_bytes)),
+             "global-buffer bytes {dst_addr} + {t_h}x{t_w}x{k_pitch} with t_k {t_k} <= k_pitch "
+             "(size {cfg.global_buf_bytes})"),
             (gb & (not gb_store_fits(cfg)), "dst_gb with K0 = {cfg.k0} lanes above the global buffer's "
              "write beat of {cfg.gb_bus_bytes} bytes")]
 
