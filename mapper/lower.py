@@ -495,6 +495,10 @@ class _Stream:
         self.halves = (cfg.input_rows // 2, cfg.weight_rows // 2, cfg.accum_depth // 2)
         self.j = 0            # load group / GEMM index within the layer
         self.tile_i = 0
+        # what every load group's LOAD_INPs read of the problem, its properties evaluated once
+        self.oh, self.in_row0, self.taps = p.oh, p.in_row0, p.taps
+        self.in_src = self.pl.input + self.in_row0 * p.w * self.pl.in_pitch
+        self.shift_at: dict[int, tuple[int, int, int]] = {}     # p.shift_of per channel block
 
     def tile(self, i: int) -> tuple[int, int]:
         """(first row, first column) of tile ``i``, the tiles row-major (an estimate asks for one)."""
@@ -563,7 +567,7 @@ class _Stream:
     def _weights(self, pi, units, chunk) -> list[Insn]:
         p, t, pl, c0, k0 = self.p, self.t, self.pl, self.cfg.c0, self.cfg.k0
         cb0, ncb = chunk
-        rows, roff = ncb * p.taps, cb0 * p.taps
+        rows, roff = ncb * self.taps, cb0 * self.taps
         first_ch, wbuf = self._first_channels(units), self._wbuf(pi)
         out = []
         for col, (g, bb) in enumerate(units):
@@ -592,15 +596,18 @@ class _Stream:
         """The LOAD_INPs of a load group (``sample``: only the first, for ``_estimate``)."""
         p, t, geo, c0 = self.p, self.t, self.geo, self.cfg.c0
         (ty, tx), (block, ncb) = tile, chunk
-        dy, dx, cb0 = p.shift_of(block, c0)
+        shift = self.shift_at.get(block)
+        if shift is None:
+            shift = self.shift_at[block] = p.shift_of(block, c0)
+        dy, dx, cb0 = shift
         out = []
         for pg in range(1 if sample else t.pe_p):
             oy = ty + pg * t.th
-            if oy >= p.oh:
+            if oy >= self.oh:
                 break
-            common = dict(src_gb=int(p.in_gb > 0), src_addr=self.pl.input + p.in_row0 * p.w * self.pl.in_pitch,
-                          dst_addr=(self.j % 2) * self.halves[0], t_h=p.h - p.in_row0, t_w=p.w,
-                          t_c=self.pl.in_pitch, y0=(p.row0 + oy) * p.stride - p.pad[0] + dy - p.in_row0,
+            common = dict(src_gb=int(p.in_gb > 0), src_addr=self.in_src,
+                          dst_addr=(self.j % 2) * self.halves[0], t_h=p.h - self.in_row0, t_w=p.w,
+                          t_c=self.pl.in_pitch, y0=(p.row0 + oy) * p.stride - p.pad[0] + dy - self.in_row0,
                           x0=tx * p.stride - p.pad[1] + dx,
                           win_h=geo["win_h"], win_w=geo["win_w"], n_cblk=ncb, chan=self.chan,
                           fold_kh=geo["fold_kh"], fold_kw=geo["fold_kw"], fold_stride=geo["fold_stride"])
@@ -616,7 +623,7 @@ class _Stream:
         p, t, geo = self.p, self.t, self.geo
         cb0, ncb = chunk
         gemm = _insn(Op.GEMM, inp_addr=(self.j % 2) * self.halves[0],
-                     wgt_addr=self._wbuf(pi) + (cb0 * p.taps if t.resident else 0),
+                     wgt_addr=self._wbuf(pi) + (cb0 * self.taps if t.resident else 0),
                      acc_addr=(self.tile_i % 2) * self.halves[2], out_h=t.th, out_w=t.tw, in_w=geo["in_w"],
                      kh=geo["kh"], kw=geo["kw"], stride=geo["stride"], n_cblk=ncb, accumulate=int(ci > 0),
                      dw=int(p.gather))
