@@ -561,8 +561,13 @@ MAX_RASTER = (1 << next(bits for name, bits, _ in HEADER_FIELDS if name == "h"))
 
 
 def _stepped(n: int, stride: int, valid: int):
+    """``n`` positions ``stride`` apart, the first ``valid`` of them valid, the others padding."""
     from hw.vector import Axis
-    return Axis(n, stride, valid=min(valid, n) if valid < n else 0, wrap=n)
+    if valid < 1:
+        # an axis has a valid position 0 (valid >= 1); one starting at 1 without wrapping has none
+        # (a patch merge's odd rows or columns of a 1-pixel side: all padding)
+        return Axis(n, stride, start=1, wrap=n + 1, valid=1)
+    return Axis(n, stride, valid=valid if valid < n else 0, wrap=n)
 
 
 def _witnesses(m: Layer, counted: bool) -> dict:

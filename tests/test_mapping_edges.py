@@ -6,7 +6,7 @@ import pytest
 from hw.config import get_config
 from hw.isa import Op
 from hw.timing import load_inp_dram_bytes, schedule
-from mapper.ir import Constant, Conv2d, Linear, MatMul, Model, min_dram_bytes
+from mapper.ir import Constant, Conv2d, Linear, MatMul, Model, PatchMerge, min_dram_bytes
 from mapper.lower import MappingError, map_layer, refuse_beyond_isa
 from mapper.program import build_program
 from mapper.quantize import random_qmodel
@@ -50,6 +50,20 @@ def test_edge_layers_map_and_run(case, cfg_name):
     program = build_program(q, cfg, image=x)
     assert check_program(program, q, x)["tensors"] == len(model.mac_layers)
     assert schedule(program.stream, cfg).total_cycles == simulate(model, cfg).total_cycles
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("h, w", [(1, 5), (5, 1), (1, 1)])
+def test_patch_merge_of_a_one_pixel_side_reads_padding(h, w, cfg_name):
+    """Swin's patch merge of a side of one pixel (swin_tiny at 8x8 and below): its odd rows (or
+    columns) are all padding, an axis with no valid position, not one whose every position is valid
+    (which read the bytes past the input: refused as overlapping the output, or wrong values)."""
+    model = Model("pm", "full", (h, w, 8), (Conv2d("c", "encoder", 8, 8, h, w, kernel=1),
+                                            PatchMerge("m", "encoder", inputs=("c",))))
+    q = random_qmodel(model, 1)
+    x = np.random.default_rng(0).integers(-128, 128, size=model.input).astype(np.int8)
+    program = build_program(q, get_config(cfg_name), image=x)
+    assert check_program(program, q, x)["tensors"] == 2
 
 
 def test_a_layer_that_cannot_fit_names_the_buffer():
