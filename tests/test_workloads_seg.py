@@ -191,7 +191,9 @@ def test_parametric_spelling_and_canonical_name():
 @pytest.mark.parametrize("model, spelling", [("segformer_b2", "blocks=2-4-6-3,fuse=1408"),
                                              ("segformer_b0", "blocks=1-1-1-1"),
                                              ("segformer_b2", "fuse=512,pred=256,linear0=32"),
-                                             ("swin_small", "blocks=2-2-9-2,fpn=1024")])
+                                             ("swin_small", "blocks=2-2-9-2,fpn=1024"),
+                                             ("ofa_resnet50", "d=0,e=0.2,w=0.65"),
+                                             ("ofa_resnet50", "d=0-1-2-0-1,e=0.25")])
 def test_the_short_name_a_report_prints_is_typed_back(model, spelling):
     """``make paths`` prints a variant by its short name (``blocks1-1-1-1``): given back as
     ``--paths`` it names the same network (it was an unknown variant)."""
@@ -208,9 +210,7 @@ def test_a_short_name_and_its_spelling_are_one_path():
 
     assert parse_paths(["segformer_b2"], "blocks1-1-1-1;blocks=1-1-1-1") == ["blocks1-1-1-1"]
     assert from_canonical_name("fuse0512", {"fuse": 3072}) is None        # canonical_name writes no 0s
-    with pytest.raises(ValueError) as err:      # OFA's short names are not read back: not offered
-        build_model("ofa_resnet50", "d0_e0.2_w0.65")
-    assert "short name" not in str(err.value)
+    assert parse_paths(["ofa_resnet50"], "d0_e0.2_w0.65;d=0,e=0.2,w=0.65") == ["d0_e0.2_w0.65"]
 
 
 def _encoder(model):

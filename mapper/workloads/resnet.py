@@ -52,7 +52,7 @@ value) and takes either ONE value, applied to every position as OFA's
 Example: ``d=2-2-2-2-2,e=0.35,w=1.0`` is the full model; ``d=0,e=0.2,w=0.65``
 the smallest subnet.  The canonical variant name (``Model.variant``, used in
 file names) lists the keys that differ from the full model, a uniform list
-written as one value, e.g. ``d0_e0.2_w0.65``.  The named variants ``MAC4.1B``
+written as one value, e.g. ``d0_e0.2_w0.65``, which is read back as a variant too.  The named variants ``MAC4.1B``
 ... ``MAC0.6B`` stand in for the subnets MIT HAN Lab published with their
 accuracies (:data:`OFA_NAMED_POINTS`, ``data/ofa_resnet50_subnets.csv``); each
 has its own default input size.
@@ -288,8 +288,10 @@ def build(name: str, variant: str | None = None, size: tuple[int, int] | None = 
             values = _parse_ofa(variant)
         elif point in OFA_NAMED_POINTS:
             values, label = _ofa_point(point), point
+        elif (spelled := _v.from_canonical_name(point, _OFA_FULL, r"[0-9]+(?:\.[0-9]+)?")) is not None:
+            values = _parse_ofa(spelled)        # the name a report gives it (_ofa_name), typed back
         else:
-            raise _v.unknown_point(name, variant, tuple(OFA_NAMED_POINTS))
+            raise _v.unknown_point(name, variant, tuple(OFA_NAMED_POINTS), short_names=True)
         layers = _ofa_layers(h, w, values["d"], values["e"], values["w"])
         return Model(name, label or _ofa_name(values), (h, w, 3), tuple(layers),
                      params={"d": values["d"], "e": values["e"], "w": values["w"]})

@@ -175,14 +175,16 @@ def canonical_name(values: Mapping[str, Value], full: Mapping[str, Value]) -> st
     return "_".join(parts) or FULL
 
 
-def from_canonical_name(name: str, full: Mapping[str, Value]) -> str | None:
+def from_canonical_name(name: str, full: Mapping[str, Value], value: str = r"[1-9][0-9]*") -> str | None:
     """The ``key=value,...`` spelling of a :func:`canonical_name` (``"blocks2-4-6-3_fuse1408"`` ->
     ``"blocks=2-4-6-3,fuse=1408"``), so that the name a report prints can be typed back; None for
     a name that is not one.  Keys are matched in ``full``'s order, as the name writes them (a key
-    that is a prefix of another plus digits, ``linear`` beside ``linear0``, would be ambiguous)."""
+    that is a prefix of another plus digits, ``linear`` beside ``linear0``, would be ambiguous);
+    ``value`` is the pattern of one item of a value (a family whose values are not counts from 1,
+    OFA's ``e0.2``, gives its own; the family's parser checks what it matched)."""
     items, rest = [], name
     for key in full:
-        match = re.match(re.escape(key) + r"([1-9][0-9]*(?:-[1-9][0-9]*)*)(?:_(?=.)|$)", rest)
+        match = re.match(re.escape(key) + rf"({value}(?:-{value})*)(?:_(?=.)|$)", rest)
         if match:
             items.append(f"{key}={match.group(1)}")
             rest = rest[match.end():]
