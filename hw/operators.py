@@ -62,7 +62,7 @@ __all__ = [
     "resize_nearest", "resize_argmax", "argmax", "maxpool2d", "avgpool2d",
     "adaptive_avgpool2d",
     # window geometry shared with the float operators
-    "nearest_indices", "pool_out_size", "pool_axis_windows", "pool_windows", "adaptive_axis_windows", "window_sums",
+    "nearest_indices", "pool_out_count", "pool_out_size", "pool_axis_windows", "pool_windows", "adaptive_axis_windows", "window_sums",
     # kernels
     "in_bits", "REQUANTIZE_RANGES", "MAX_ROW", "requantize_kernel", "add_kernel", "mul_kernel", "lut_kernel",
     "square_kernel", "layernorm_row_kernel", "layernorm_element_kernel", "softmax_exp_kernel",
@@ -1046,17 +1046,24 @@ def _pair(v, name: str, lo: int) -> tuple[int, int]:
     return tuple(_check_int(e, name, lo, 1 << 16) for e in t)
 
 
-def pool_out_size(n: int, kernel: int, stride: int, padding: int, ceil_mode: bool = False) -> int:
-    """Output extent of a pooling window along one axis (PyTorch's ``pooling_output_shape``).
-
-    With ``ceil_mode`` a last window that would start in the right padding is dropped.
-    """
-    span = n + 2 * padding - kernel
-    if span < 0:
-        raise ValueError(f"pooling window {kernel} (padding {padding}) does not fit an extent of {n}")
+def pool_out_count(n: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, ceil_mode: bool = False) -> int:
+    """Windows along one axis by PyTorch's ``pooling_output_shape_pad_lr`` (ONNX's the same), which
+    may be below 1: ``floor((n + pad_lo + pad_hi - kernel [+ stride - 1 with ceil_mode]) / stride) + 1``,
+    less a last ``ceil_mode`` window that would start in the end padding.  With ``ceil_mode`` a
+    window up to ``stride - 1`` longer than the padded input still gives one window."""
+    span = n + pad_lo + pad_hi - kernel
     out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
-    if ceil_mode and (out - 1) * stride >= n + padding:
-        out -= 1
+    return out - 1 if ceil_mode and (out - 1) * stride >= n + pad_lo else out
+
+
+def pool_out_size(n: int, kernel: int, stride: int, padding: int, ceil_mode: bool = False) -> int:
+    """Output extent of a pooling window along one axis (PyTorch's ``pooling_output_shape``):
+    :func:`pool_out_count`, refused below 1 as PyTorch refuses it."""
+    out = pool_out_count(n, kernel, stride, padding, padding, ceil_mode)
+    if out < 1:
+        longest, rule = n + 2 * padding + (stride - 1 if ceil_mode else 0), " + stride - 1" if ceil_mode else ""
+        raise ValueError(f"pooling window {kernel} (stride {stride}, padding {padding}, ceil_mode {bool(ceil_mode)}) "
+                         f"gives no output from an extent of {n}: at most {longest} (extent + 2*padding{rule})")
     return out
 
 

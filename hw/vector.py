@@ -919,10 +919,12 @@ def split_chunk(c, split):
 
 def pool_axis_fits(n_in, n_out, kernel, stride, padding, ceil_mode, hold=None):
     """Whether ``n_out`` is ``hw.operators.pool_out_size(n_in, kernel, stride, padding, ceil_mode)``
-    (and the window fits, ``n_in + 2·padding >= kernel``), by one product ``n_out·stride`` and
-    comparisons of non-negative sums.  With ``span = n_in + 2·padding - kernel``: without
-    ``ceil_mode`` ``(n_out - 1)·stride <= span < n_out·stride``; with it ``n_out`` is
-    ``ceil(span / stride) + 1`` if that window starts before ``n_in + padding``, else one less.
+    (PyTorch's count, at least 1), by one product ``n_out·stride`` and comparisons of sums.  With
+    ``span = n_in + 2·padding - kernel``: without ``ceil_mode`` ``(n_out - 1)·stride <= span <
+    n_out·stride``; with it ``n_out`` is ``ceil(span / stride) + 1`` if that window starts before
+    ``n_in + padding``, else one less.  ``n_out >= 1`` refuses what PyTorch refuses: a window longer
+    than the padded input (``span < 0``), which ``ceil_mode`` still takes as one window while
+    ``span > -stride`` (OFA-ResNet's 2x2 average of a 1-pixel side; the window clamps to the input).
     Each bound compares the product with a sum of the sizes (``kernel`` moved to the sizes' side);
     ``hold`` as in :func:`spatial_refusals` (the product and the sums, so that the comparisons after
     them are alone in their cycle)."""
@@ -933,7 +935,7 @@ def pool_axis_fits(n_in, n_out, kernel, stride, padding, ceil_mode, hold=None):
     floor_fit = all_of(ns <= last, span < ns)
     kept = all_of(ns < hold(room - kernel + 2 * stride, 1), last <= ns, ns < hold(n_in + padding + stride, 1))
     dropped = all_of(ns < last, span <= ns, ns >= hold(n_in + padding, 1))
-    return all_of(span >= 0, sel(ceil_mode, any_of(kept, dropped), floor_fit))
+    return all_of(n_out >= 1, sel(ceil_mode, any_of(kept, dropped), floor_fit))
 
 
 def spatial_refusals(head, stage, src, out, chain=(), hold=None) -> tuple[dict, dict]:

@@ -349,7 +349,32 @@ POOL_CASES = [  # shape, kernel, stride, padding, ceil_mode, count_include_pad
     ((8, 8, 1), 3, 2, 1, True, False),
     ((6, 7, 2), 3, 3, 1, True, True),
     ((5, 5, 1), 5, 1, 2, False, False),
+    # ceil_mode windows longer than the input, which PyTorch takes as one window (OFA's 1-pixel side)
+    ((1, 1, 3), 2, 2, 0, True, True),
+    ((1, 2, 2), 4, 4, 1, True, True),
+    ((2, 1, 2), 3, 3, 0, True, False),
+    ((3, 2, 2), 5, 4, 1, True, False),
+    ((2, 3, 1), 5, 4, 1, True, True),
 ]
+
+
+def test_pool_out_size_is_pytorchs():
+    """``pool_out_size`` gives PyTorch's output size wherever PyTorch gives one (at least 1, its
+    ``pool2d_shape_check``) and refuses the rest, windows longer than the input included."""
+    longer = 0
+    for n in range(1, 13):
+        for k in range(1, 10):
+            for s in range(1, 6):
+                for p in range(k // 2 + 1):
+                    for ceil_mode in (False, True):
+                        want = ref_pool_size(n, k, s, p, ceil_mode)
+                        longer += want >= 1 and n + 2 * p < k
+                        if want >= 1:
+                            assert op.pool_out_size(n, k, s, p, ceil_mode) == want, (n, k, s, p, ceil_mode)
+                        else:
+                            with pytest.raises(ValueError, match=f"gives no output from an extent of {n}"):
+                                op.pool_out_size(n, k, s, p, ceil_mode)
+    assert longer > 0                       # the grid holds windows longer than the padded input
 
 
 @pytest.mark.parametrize("shape,k,s,p,ceil_mode,count_pad", POOL_CASES)
@@ -771,6 +796,10 @@ def test_a_ratio_just_below_a_power_of_two_rounds_up_to_it(ratio):
     (lambda: op.resize_bilinear(np.zeros((2, 2, 1), np.int8), 0, 4), "out_h must be an integer in 1..8192, not 0"),
     (lambda: op.maxpool2d(np.zeros((4, 4, 1), np.int8), 3, 1, 2), r"padding must be 0 .. 1 \(at most half the 3x3 window, as PyTorch requires\), not 2"),
     (lambda: op.avgpool2d(np.zeros((4, 4, 1), np.int8), 9), "pooling window 9"),
+    (lambda: op.avgpool2d(np.zeros((1, 1, 1), np.int8), 2, 2, 0, False),
+     r"gives no output from an extent of 1: at most 1 \(extent \+ 2\*padding\)"),
+    (lambda: op.maxpool2d(np.zeros((1, 1, 1), np.int8), 3, 2, 0, True),
+     r"ceil_mode True\) gives no output from an extent of 1: at most 2 \(extent \+ 2\*padding \+ stride - 1\)"),
     (lambda: op.softmax(np.zeros((2, 5000), np.int8), op.softmax_params(0.1)), "length 1..4096"),
     (lambda: op.softmax(np.full(4, 200), op.softmax_params(0.1)), "int8 values, found 200..200"),
     (lambda: op.layernorm(np.zeros((2, 7), np.int8), op.layernorm_params(np.ones(8), np.zeros(8), 1e-5, 1, 1)),

@@ -167,9 +167,11 @@ def test_the_laps_witness_is_checked_by_multiplying():
 
 def test_pool_axis_fits_is_pool_out_size():
     """``pool_axis_fits`` (one product, comparisons) holds for exactly the output size
-    ``hw.operators.pool_out_size`` computes (with ``ceil_mode`` either way), and for none when the
-    window does not fit."""
+    ``hw.operators.pool_out_size`` computes (with ``ceil_mode`` either way: a window up to
+    ``stride - 1`` longer than the padded input gives one output), and for none, 0 included, when
+    it refuses the window."""
     rng = random.Random(15)
+    longer = 0
     for _ in range(3000):
         n, k, s = rng.randint(1, 40), rng.randint(1, 9), rng.randint(1, 6)
         p, ceil = rng.randint(0, k // 2), rng.random() < 0.5
@@ -177,8 +179,10 @@ def test_pool_axis_fits_is_pool_out_size():
             want = pool_out_size(n, k, s, p, ceil)
         except ValueError:
             want = None
-        fits = [o for o in range(1, 60) if pool_axis_fits(n, o, k, s, p, ceil)]
+        fits = [o for o in range(0, 60) if pool_axis_fits(n, o, k, s, p, ceil)]
         assert fits == ([] if want is None else [want]), (n, k, s, p, ceil)
+        longer += want is not None and n + 2 * p < k
+    assert longer > 0
 
 
 def test_the_adaptive_window_bound_covers_every_window():
