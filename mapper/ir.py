@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterator, Optional, Union
 
-from hw.operators import check_pool_padding
+from hw.operators import check_pool_padding, pool_out_count
 
 from .float_ops import ACTIVATIONS
 
@@ -674,12 +674,9 @@ class Pool(_Base):
                 raise ValueError(f"{self.name}: {e}") from None
 
     def window_out(self, size: int) -> int:
-        """Output extent along an axis of ``size`` (``max``/``avg``; PyTorch's ceil_mode rule)."""
-        span = size + 2 * self.padding - self.kernel
-        if not self.ceil_mode:
-            return span // self.stride + 1
-        out = -(-span // self.stride) + 1
-        return out - 1 if (out - 1) * self.stride >= size + self.padding else out
+        """Output extent along an axis of ``size`` (``max``/``avg``; PyTorch's rule,
+        ``hw.operators.pool_out_count``): below 1 where PyTorch refuses the window."""
+        return pool_out_count(size, self.kernel, self.stride, self.padding, self.padding, self.ceil_mode)
 
     def infer(self, in_shapes):
         h, w, c = _same(self, in_shapes)

@@ -17,7 +17,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 from onnx import helper
 
-from hw.operators import AXIS_MAX, POOL_MAX_COUNT, check_pool_padding, nearest_indices
+from hw.operators import AXIS_MAX, POOL_MAX_COUNT, check_pool_padding, nearest_indices, pool_out_count
 from hw.vector import STAGE_PARAMS, VecOp
 
 from . import onnx_layout as L
@@ -2330,7 +2330,7 @@ def _uneven_pool_padding(imp, node, pads, kernel, stride: int, size) -> tuple[in
     the stride."""
     a, (top, left, bottom, right) = _attrs(node), pads
     counted = node.op_type == "AveragePool" and a.get("count_include_pad", 0)
-    want = [(n + lo + hi - kernel[0]) // stride + 1 for n, lo, hi in zip(size, (top, left), (bottom, right))]
+    want = [pool_out_count(n, kernel[0], stride, lo, hi) for n, lo, hi in zip(size, (top, left), (bottom, right))]
     if kernel[0] == kernel[1] and not a.get("ceil_mode", 0):
         if top == left and _pool_padding_ok(kernel[0], top) and not counted:
             for ceil_mode in (False, True):
@@ -2428,14 +2428,6 @@ def _pool_side_max() -> int:
     return (1 << next(bits for name, bits, _ in STAGE_PARAMS[VecOp.POOL] if name == "kernel")) - 1
 
 
-def _onnx_pool_out(n: int, k: int, s: int, lo: int, hi: int, ceil_mode: bool) -> int:
-    """ONNX's (onnxruntime's) count of windows along an axis: a last window of ceil_mode that would
-    start in the end padding is dropped."""
-    span = n + lo + hi - k
-    out = (-(-span // s) if ceil_mode else span // s) + 1
-    return out - 1 if ceil_mode and (out - 1) * s >= n + lo else out
-
-
 def _square_pool_plan(kernel, strides, pads, ceil_mode: bool, size, counted: bool) -> Optional[dict]:
     """The upsampled size, square window, common stride, padding and crop that give ONNX's windows
     (the same pixels each, each pixel the same times), or None.  Window ``j`` of an axis upsampled
@@ -2446,7 +2438,7 @@ def _square_pool_plan(kernel, strides, pads, ceil_mode: bool, size, counted: boo
     lo = [f[0] * pads[0], f[1] * pads[1]]
     t = math.gcd(big[0], big[1], abs(lo[0] - lo[1]))
     p = max(lo)
-    want = [_onnx_pool_out(n, k, s, pads[i], pads[i + 2], ceil_mode) for i, (n, k, s) in enumerate(zip(size, kernel, strides))]
+    want = [pool_out_count(n, k, s, pads[i], pads[i + 2], ceil_mode) for i, (n, k, s) in enumerate(zip(size, kernel, strides))]
     if counted and (ceil_mode or len({f[0] * pads[0], f[0] * pads[2], f[1] * pads[1], f[1] * pads[3]}) != 1):
         return None                     # a counted padding must be the IR's, on every side
     up = (f[0] * size[0], f[1] * size[1])
