@@ -6,7 +6,7 @@ import pytest
 from hw.config import get_config
 from hw.isa import Op
 from hw.timing import load_inp_dram_bytes, schedule
-from mapper.ir import Constant, Conv2d, Linear, MatMul, Model, PatchMerge, min_dram_bytes
+from mapper.ir import Constant, Conv2d, Linear, MatMul, Model, PatchMerge, Pool, min_dram_bytes
 from mapper.lower import MappingError, map_layer, refuse_beyond_isa
 from mapper.program import build_program
 from mapper.quantize import random_qmodel
@@ -64,6 +64,26 @@ def test_patch_merge_of_a_one_pixel_side_reads_padding(h, w, cfg_name):
     x = np.random.default_rng(0).integers(-128, 128, size=model.input).astype(np.int8)
     program = build_program(q, get_config(cfg_name), image=x)
     assert check_program(program, q, x)["tensors"] == 2
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 5), (2, 1)])
+@pytest.mark.parametrize("mode, kernel, padding, count_include_pad", [
+    ("avg", 2, 0, True),                    # OFA-ResNet's downsample AvgPool2d(2, 2, ceil_mode=True)
+    ("avg", 4, 1, True), ("avg", 4, 1, False), ("max", 3, 0, True)])
+def test_a_ceil_mode_window_longer_than_its_input_maps(h, w, mode, kernel, padding, count_include_pad, cfg_name):
+    """A ``ceil_mode`` pooling window up to ``stride - 1`` longer than the padded input is one window,
+    as PyTorch has it (ofa_resnet50 at 16x16 and below: a 1-pixel side before its downsample
+    AvgPool 2x2 stride 2), mapped onto the spatial unit and bit-exact, then a 1x1 convolution."""
+    pool = Pool("p", "encoder", ("c",), mode, kernel=kernel, stride=kernel, padding=padding, ceil_mode=True,
+                count_include_pad=count_include_pad)
+    oh, ow = pool.window_out(h), pool.window_out(w)
+    model = Model("od", "full", (h, w, 8), (Conv2d("c", "encoder", 8, 8, h, w, kernel=1), pool,
+                                            Conv2d("d", "encoder", 8, 8, oh, ow, kernel=1, inputs=("p",))))
+    q = random_qmodel(model, 1)
+    x = np.random.default_rng(0).integers(-128, 128, size=model.input).astype(np.int8)
+    program = build_program(q, get_config(cfg_name), image=x)
+    assert check_program(program, q, x)["tensors"] == 3
 
 
 def test_a_layer_that_cannot_fit_names_the_buffer():
