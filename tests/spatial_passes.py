@@ -16,7 +16,7 @@ from hw.isa import VecOp
 from vec_passes import Dram, input_operand, output_operand, stage_params
 
 __all__ = ["source_operand", "dda", "nearest_params", "random_spatial", "pool_params", "random_pool", "with_chain",
-           "random_case", "ties", "KINDS", "POOLS", "CHAINS", "ALIGNED", "ALL_KINDS", "SIZES"]
+           "random_case", "ties", "KINDS", "POOLS", "CHAINS", "ALIGNED", "LONG_WINDOWS", "ALL_KINDS", "SIZES"]
 
 #: Ranges (low, high exclusive) the sizes are drawn from: the unit tests' (``False``) and the wide
 #: ones (``True``): sources of one pixel to a dozen a side, channels past the row lanes and a
@@ -93,13 +93,32 @@ def pool_params(rng, mode: int, n_y: int, n_x: int, wide: bool = False) -> tuple
     return params, *(op.pool_out_size(n, k, stride, p, bool(ceil)) for n in (n_y, n_x))
 
 
-def random_pool(rng, mode: int, prefix: np.ndarray | None = None, wide: bool = False) -> tuple[vec.Descriptor, np.ndarray]:
+def long_window_params(rng) -> tuple[dict, int, int, int, int]:
+    """A ``ceil_mode`` max or average pooling whose window is longer than the padded source along
+    one axis, by 1 to ``stride - 1`` (PyTorch's one window there: OFA-ResNet's 2x2/2 of a 1-pixel
+    side), the other axis any size the window gives an output: ``(params, n_y, n_x, h, w)``."""
+    stride, p, short = int(rng.integers(2, 5)), int(rng.integers(0, 2)), int(rng.integers(1, 4))
+    k = short + 2 * p + int(rng.integers(1, stride))
+    other = int(rng.integers(max(1, k - 2 * p - stride + 1), 9))
+    n_y, n_x = (short, other) if rng.integers(0, 2) else (other, short)
+    params = {"mode": int(rng.choice([vec.PoolMode.MAX, vec.PoolMode.AVG])), "kernel": k, "stride": stride,
+              "padding": p, "ceil_mode": 1, "count_include_pad": int(rng.integers(0, 2)),
+              "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0, "split": int(rng.choice([0, 1, 2]))}
+    return params, n_y, n_x, *(op.pool_out_size(n, k, stride, p, True) for n in (n_y, n_x))
+
+
+def random_pool(rng, mode: int | None, prefix: np.ndarray | None = None,
+                wide: bool = False) -> tuple[vec.Descriptor, np.ndarray]:
     """A pooling of random sizes, channels, geometry and patterns, and its DRAM image (after ``prefix``;
-    ``wide``: sizes of ``SIZES[True]``)."""
+    ``wide``: sizes of ``SIZES[True]``); mode ``None``: a window longer than the source (``long_window_params``)."""
     dram, size = Dram(rng, prefix), SIZES[wide]
-    n_y, n_x = (int(v) for v in rng.integers(*size["pool_src"], 2))
-    c = int(rng.integers(*size["c"]))
-    params, h, w = pool_params(rng, mode, n_y, n_x, wide)
+    if mode is None:
+        params, n_y, n_x, h, w = long_window_params(rng)
+        c = int(rng.integers(*size["c"]))
+    else:
+        n_y, n_x = (int(v) for v in rng.integers(*size["pool_src"], 2))
+        c = int(rng.integers(*size["c"]))
+        params, h, w = pool_params(rng, mode, n_y, n_x, wide)
     src = source_operand(dram, rng, n_y, n_x, c)
     out = output_operand(dram, rng, h, w, c)
     return vec.Descriptor(h, w, c, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
@@ -134,7 +153,7 @@ def random_case(rng, kind: str, prefix: np.ndarray | None = None, wide: bool = F
     """A random pass of ``kind`` (one of ``ALL_KINDS``) and its DRAM image (after ``prefix``;
     ``wide``: sizes of ``SIZES[True]``)."""
     base = kind.removesuffix("_chain").removesuffix("_align")
-    d, dram = random_pool(rng, KINDS[base], prefix, wide) if base in POOLS else \
+    d, dram = random_pool(rng, KINDS.get(base), prefix, wide) if base in POOLS + LONG_WINDOWS else \
         random_spatial(rng, KINDS[base], nearest=base == "nearest", align=kind.endswith("_align"), prefix=prefix,
                        wide=wide)
     if kind.endswith("_chain"):
@@ -161,5 +180,7 @@ POOLS = ("max_pool", "avg_pool", "adaptive_pool")
 CHAINS = ("resize_chain", "nearest_chain", "max_pool_chain", "avg_pool_chain", "adaptive_pool_chain")
 #: Bilinear resizes and class maps of align_corners' DDA (its descriptor bit set).
 ALIGNED = ("resize_align", "class_map_align")
+#: Max and average poolings of a ``ceil_mode`` window longer than the source (``long_window_params``).
+LONG_WINDOWS = ("long_window_pool",)
 #: Every kind, in the order that seeds its cases (kinds added later go last: the others' cases stay).
-ALL_KINDS = [*KINDS, *CHAINS, *ALIGNED]
+ALL_KINDS = [*KINDS, *CHAINS, *ALIGNED, *LONG_WINDOWS]

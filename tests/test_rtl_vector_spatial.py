@@ -251,6 +251,57 @@ def test_spatial_unit_refuses_with_the_functional_models_code_and_writes_nothing
         assert np.array_equal(images[kind], dram), f"{kind}: written before refusing"
 
 
+def windowed_pooling(key: int, n_in: tuple, mode: str, k: int, s: int, p: int, ceil: bool, counted: bool,
+                     n_out: tuple | None = None) -> tuple[vec.Descriptor, np.ndarray]:
+    """A max or avg pooling of an ``n_in`` (y, x) source of 3 channels to ``n_out`` (default: the
+    operator's ``pool_out_size``), each pixel's channels in two rows, and its image."""
+    rng = np.random.default_rng([SEED, key])
+    dram = Dram(rng)
+    n_out = n_out or tuple(op.pool_out_size(n, k, s, p, ceil) for n in n_in)
+    src, out = source_operand(dram, rng, *n_in, 3), output_operand(dram, rng, *n_out, 3)
+    params = {"mode": getattr(vec.PoolMode, mode.upper()), "kernel": k, "stride": s, "padding": p, "ceil_mode": int(ceil),
+              "count_include_pad": int(counted), "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0, "split": 1}
+    return vec.Descriptor(*n_out, 3, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
+
+
+#: ``ceil_mode`` windows longer than the source, which PyTorch takes as one window (``windowed_pooling``'s
+#: arguments after the key): OFA-ResNet's downsample of a 1-pixel side, padded ones, one past both axes.
+LONG_WINDOWS_TAKEN = {"1x1 avg k2 s2 (OFA)": ((1, 1), "avg", 2, 2, 0, True, False),
+                      "1x4 max k2 s2": ((1, 4), "max", 2, 2, 0, True, False),
+                      "1x1 avg k3 s3 p1 counted": ((1, 1), "avg", 3, 3, 1, True, True),
+                      "1x2 avg k4 s4 p1 counted": ((1, 2), "avg", 4, 4, 1, True, True),
+                      "2x1 max k3 s3": ((2, 1), "max", 3, 3, 0, True, False)}
+#: Windows PyTorch refuses (longer than the source without ``ceil_mode``, or by ``stride`` or more),
+#: given a 1x1 output raster.
+LONG_WINDOWS_REFUSED = {"1x1 avg k2 s2 without ceil_mode": ((1, 1), "avg", 2, 2, 0, False, False, (1, 1)),
+                        "1x1 max k3 s2": ((1, 1), "max", 3, 2, 0, True, False, (1, 1)),
+                        "2x1 avg k6 s4 p0": ((2, 1), "avg", 6, 4, 0, True, True, (1, 1))}
+
+
+def test_spatial_unit_takes_a_ceil_mode_window_longer_than_its_input():
+    """Windows of ``LONG_WINDOWS_TAKEN`` are clamped to the source (``hw.vector.pool_axis_fits``
+    lets them through): byte for byte the functional model's, in the unit's cycles; those of
+    ``LONG_WINDOWS_REFUSED`` are refused by both (DATA, the pooling rule), nothing written."""
+    cases = {name: windowed_pooling(i, *args) for i, (name, args) in
+             enumerate({**LONG_WINDOWS_TAKEN, **LONG_WINDOWS_REFUSED}.items())}
+    wants = {}
+    for name, (d, dram) in cases.items():
+        try:
+            wants[name] = functional(d, dram)
+        except StreamError as e:
+            assert name in LONG_WINDOWS_REFUSED and e.code == ErrorCode.DATA, f"{name}: {e}"
+            assert str(e).endswith("a pooling window that does not give the pass's raster"), f"{name}: {e}"
+            wants[name] = dram.copy()
+    assert set(LONG_WINDOWS_TAKEN) <= set(wants) and len(wants) == len(cases)
+    results = run_spatial([(d, dram) for d, dram in cases.values()])
+    for (name, (d, dram)), res in zip(cases.items(), results):
+        refused = name in LONG_WINDOWS_REFUSED
+        assert (res["error"], res["code"]) == ((1, ErrorCode.DATA) if refused else (0, ErrorCode.NONE)), f"{name}: {res}"
+        assert refused or res["cycles"] == res["formula"], f"{name}: {res['cycles']} cycles, formula {res['formula']}"
+        if not np.array_equal(dram, wants[name]):
+            pytest.fail(f"{name}: {first_difference(dram, wants[name])}")
+
+
 def bad_chain_parameters() -> tuple[vec.Descriptor, np.ndarray]:
     """A resize, then an ADD of its result whose shift is beyond the operator's range, and its image."""
     d, image = random_spatial(np.random.default_rng([SEED, 99]), VecOp.RESIZE)
