@@ -684,8 +684,9 @@ class Pool(_Base):
             return (self.out_h, self.out_w, c)
         oh, ow = self.window_out(h), self.window_out(w)
         if oh <= 0 or ow <= 0:
+            past = f"; with ceil_mode at most stride - 1 = {self.stride - 1} past it" if self.ceil_mode else ""
             raise _shape_error(self, f"input {self.inputs[0]!r}", (h, w, c), f"room for a {self.kernel}x"
-                               f"{self.kernel} window")
+                               f"{self.kernel} window padded by {self.padding} (PyTorch's rule{past})")
         return (oh, ow, c)
 
 

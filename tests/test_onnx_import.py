@@ -1351,6 +1351,33 @@ def test_a_pooling_padded_more_at_the_end_is_pytorchs_ceil_mode(op, attrs, shape
 
 
 @pytest.mark.parametrize("op, attrs, shape", [
+    ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}, (1, 4, 1, 1)),
+    ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}, (1, 4, 1, 5)),
+    ("AveragePool", {"kernel_shape": [4, 4], "strides": [4, 4], "pads": [1, 1, 1, 1], "ceil_mode": 1,
+                     "count_include_pad": 1}, (1, 4, 2, 1)),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [3, 3], "ceil_mode": 1}, (1, 4, 2, 7)),
+], ids=["ofa-1x1", "ofa-1x5", "avg-counted-p1", "max-k3-s3"])
+def test_a_ceil_mode_window_longer_than_its_input_is_one_window(op, attrs, shape):
+    """A ``ceil_mode`` window up to ``stride - 1`` longer than the padded input (OFA-ResNet's
+    downsample AvgPool 2x2/2 of a 1-pixel side) is one window of what it holds, a ``Pool`` layer;
+    onnxruntime agrees."""
+    proto = single_op(op, shape, **attrs)
+    imp = import_onnx(proto, "pool")
+    assert [l.kind for l in imp.model.layers] == ["pool"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+@pytest.mark.parametrize("attrs, needle", [
+    ({"kernel_shape": [2, 2], "strides": [2, 2]}, r"room for a 2x2 window padded by 0 \(PyTorch's rule\)"),
+    ({"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1},
+     r"room for a 3x3 window padded by 0 \(PyTorch's rule; with ceil_mode at most stride - 1 = 1 past it\)"),
+], ids=["no-ceil", "ceil-by-stride"])
+def test_a_window_pytorch_gives_no_output_is_refused(attrs, needle):
+    with pytest.raises(OnnxImportError, match=needle):
+        import_onnx(single_op("AveragePool", (1, 4, 1, 1), **attrs), "pool")
+
+
+@pytest.mark.parametrize("op, attrs, shape", [
     ("MaxPool", {"kernel_shape": [2, 2], "strides": [1, 1], "pads": [0, 0, 1, 1]}, (1, 8, 13, 13)),
     ("MaxPool", {"kernel_shape": [2, 2], "strides": [1, 1], "auto_pad": "SAME_UPPER"}, (1, 8, 6, 9)),
     ("MaxPool", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 0, 1, 0]}, (1, 8, 8, 8)),
