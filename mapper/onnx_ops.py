@@ -17,7 +17,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 from onnx import helper
 
-from hw.operators import AXIS_MAX, POOL_MAX_COUNT, check_pool_padding, nearest_indices, pool_out_count
+from hw.operators import AXIS_MAX, POOL_MAX_COUNT, check_pool_padding, nearest_indices, pool_out_count, pool_out_size
 from hw.vector import STAGE_PARAMS, VecOp
 
 from . import onnx_layout as L
@@ -2499,7 +2499,7 @@ def _whole_max(imp, y: str, source: str, src_shape) -> str:
     while n > _pool_side_max():
         k = -(-n // -(-n // _pool_side_max()))          # the fewest windows, of sides as equal as can be
         source = _emit_after(imp, Pool, f"{y}/max_of_{k}", source, mode="max", kernel=k, stride=k, ceil_mode=True)
-        n = -(-n // k)
+        n = pool_out_size(n, k, k, 0, True)             # the windows of that pool
     return _emit_after(imp, Pool, y, source, mode="max", kernel=n, stride=n)
 
 
