@@ -62,7 +62,8 @@ __all__ = [
     "resize_nearest", "resize_argmax", "argmax", "maxpool2d", "avgpool2d",
     "adaptive_avgpool2d",
     # window geometry shared with the float operators
-    "nearest_indices", "pool_out_count", "pool_out_size", "pool_axis_windows", "pool_windows", "adaptive_axis_windows", "window_sums",
+    "nearest_indices", "pool_out_count", "pool_out_size", "pool_axis_windows", "pool_windows", "adaptive_axis_windows",
+    "window_sums",
     # kernels
     "in_bits", "REQUANTIZE_RANGES", "MAX_ROW", "requantize_kernel", "add_kernel", "mul_kernel", "lut_kernel",
     "square_kernel", "layernorm_row_kernel", "layernorm_element_kernel", "softmax_exp_kernel",

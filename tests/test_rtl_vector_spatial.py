@@ -259,8 +259,9 @@ def windowed_pooling(key: int, n_in: tuple, mode: str, k: int, s: int, p: int, c
     dram = Dram(rng)
     n_out = n_out or tuple(op.pool_out_size(n, k, s, p, ceil) for n in n_in)
     src, out = source_operand(dram, rng, *n_in, 3), output_operand(dram, rng, *n_out, 3)
-    params = {"mode": getattr(vec.PoolMode, mode.upper()), "kernel": k, "stride": s, "padding": p, "ceil_mode": int(ceil),
-              "count_include_pad": int(counted), "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0, "split": 1}
+    params = {"mode": getattr(vec.PoolMode, mode.upper()), "kernel": k, "stride": s, "padding": p,
+              "ceil_mode": int(ceil), "count_include_pad": int(counted), "y_q": 0, "y_r": 0, "x_q": 0, "x_r": 0,
+              "split": 1}
     return vec.Descriptor(*n_out, 3, (src, out), (vec.Stage(VecOp.POOL, 0, vec.NONE, 1, params),)), dram.image()
 
 
@@ -296,7 +297,8 @@ def test_spatial_unit_takes_a_ceil_mode_window_longer_than_its_input():
     results = run_spatial([(d, dram) for d, dram in cases.values()])
     for (name, (d, dram)), res in zip(cases.items(), results):
         refused = name in LONG_WINDOWS_REFUSED
-        assert (res["error"], res["code"]) == ((1, ErrorCode.DATA) if refused else (0, ErrorCode.NONE)), f"{name}: {res}"
+        want_code = (1, ErrorCode.DATA) if refused else (0, ErrorCode.NONE)
+        assert (res["error"], res["code"]) == want_code, f"{name}: {res}"
         assert refused or res["cycles"] == res["formula"], f"{name}: {res['cycles']} cycles, formula {res['formula']}"
         if not np.array_equal(dram, wants[name]):
             pytest.fail(f"{name}: {first_difference(dram, wants[name])}")
