@@ -12,7 +12,9 @@ or a ``.json`` that is not what ``--dump-layer`` writes, is refused with one lin
 instruction and the byte offset of the problem.  A well-formed instruction that this project's RTL
 does not build for the configuration (a VEC without a vector executor, as on A to M:
 ``hw.rtl.insn.rtl_unsupported``) is timed by the contract and named in a note (``UNSUPPORTED``);
-what a VEC's descriptor asks is in the DRAM image, which a replay does not have.
+the refusal of a malformed stream names such an instruction too when the RTL meets it first (its
+dispatcher asks before ranges and tokens, ``hw.rtl.insn.first_unsupported``).  What a VEC's
+descriptor asks is in the DRAM image, which a replay does not have.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from hw.cli import OneLineParser, UsageError, fail, read_input, run_main
 from hw.config import AcceleratorConfig
 from hw.config_file import ConfigError, is_config_file, load_config
 from hw.isa import INSN_BYTES, Queue, StreamError, disassemble
-from hw.timing import occupancy_and_latency, schedule_encoded
+from hw.timing import decode_until_end, occupancy_and_latency, schedule_encoded
 
 from .streams import DUMP_FILES, config_from_sidecar, describe_config
 
@@ -130,7 +132,7 @@ def main(argv=None) -> int:
     except OSError as e:
         return fail(ap.prog, f"{args.stream}: {e.strerror}")
     except StreamError as e:
-        return fail(ap.prog, f"{args.stream}: {_verdict(e)}")
+        return fail(ap.prog, f"{args.stream}: {_verdict(e)}{_rtl_refuses_first(data, e, cfg)}")
     except ValueError as e:
         return fail(ap.prog, f"{args.stream}: {e.args[0] if e.args else e}")
     print(f"configuration {describe_config(cfg)} ({source})")
@@ -139,7 +141,7 @@ def main(argv=None) -> int:
         print(note)
     refused = _rtl_refusal(r["insns"], cfg)
     if refused:
-        print(refused)
+        print(f"note: {refused}; the cycles below are the contract's")
     if args.listing:
         print(disassemble(r["insns"]))
     print(f"{r['instructions']} instructions, {r['total_cycles']} cycles on {cfg.name} "
@@ -150,18 +152,26 @@ def main(argv=None) -> int:
     return 0
 
 
-def _rtl_refusal(insns, cfg: AcceleratorConfig) -> Optional[str]:
-    """A note naming the first instruction the RTL built for ``cfg`` refuses at dispatch, or None."""
+def _rtl_refusal(insns, cfg: AcceleratorConfig, refused: Optional[StreamError] = None) -> Optional[str]:
+    """What the RTL built for ``cfg`` raises at the first instruction it does not build, which its
+    dispatcher meets before ``refused`` (the stream's first malformed word, or None), or None."""
     from hw.isa import ErrorCode
-    from hw.rtl.insn import rtl_unsupported
+    from hw.rtl.insn import first_unsupported
     from hw.rtl.vector_executor import builds_vector_unit
     vector_unit = builds_vector_unit(cfg)
-    i = next((i for i, insn in enumerate(insns) if rtl_unsupported(insn.op, insn.f, vector_unit)), None)
+    i = first_unsupported(insns, refused, vector_unit)
     if i is None:
         return None
     why = "" if vector_unit else f" (its RTL has no vector executor: {cfg.vector_lanes} row lanes)"
-    return (f"note: the RTL built for {cfg.name} refuses {insns[i].op.name} at instruction {i} with "
-            f"{ErrorCode.UNSUPPORTED.name} ({int(ErrorCode.UNSUPPORTED)}){why}; the cycles below are the contract's")
+    return (f"the RTL built for {cfg.name} refuses {insns[i].op.name} at instruction {i} with "
+            f"{ErrorCode.UNSUPPORTED.name} ({int(ErrorCode.UNSUPPORTED)}){why}")
+
+
+def _rtl_refuses_first(data: bytes, refused: StreamError, cfg: AcceleratorConfig) -> str:
+    """The end of a refusal's line when the RTL raises UNSUPPORTED before ``refused`` (its dispatcher
+    asks it before RANGE and TOKEN: ``hw.rtl.insn.DISPATCH_ORDER``), else nothing."""
+    refusal = _rtl_refusal(decode_until_end(data)[0], cfg, refused)
+    return f"; {refusal} first" if refusal else ""
 
 
 def _verdict(e: StreamError) -> str:

@@ -108,5 +108,39 @@ def test_a_vec_the_rtl_does_not_build_is_named_in_a_note():
     from sim.replay import _rtl_refusal
     insns = [make(Op.NOP), make(Op.VEC, work=8, rows=1, row_cycles=8), make(Op.END)]
     note = _rtl_refusal(insns, get_config("A"))
-    assert note.startswith("note: the RTL built for A refuses VEC at instruction 1 with UNSUPPORTED (6)"), note
+    assert note.startswith("the RTL built for A refuses VEC at instruction 1 with UNSUPPORTED (6)"), note
     assert _rtl_refusal(insns, get_config("tiny")) is None
+
+
+def test_a_malformed_stream_names_the_unsupported_word_the_rtl_refuses_first(tmp_path, capsys):
+    """The RTL's dispatcher asks whether it builds a word before its ranges and tokens: a softmax
+    epilogue with the table activation (UNSUPPORTED on tiny) before, or at, a RANGE fault is what the
+    RTL raises; the replay said only RANGE.  Its line now names both, as the fuzz expects the RTL."""
+    from cosim.fuzz import _static_error
+    from hw.isa import Act, encode, make
+    from hw.timing import decode_until_end
+    from sim.replay import main
+    cfg = get_config("tiny")
+    store = dict(pe_first=0, pe_count=1, pe_step=1, t_h=1, t_w=1, t_k=4, k_pitch=4, k_per_pe=4, pe_k=1, k_step=4,
+                 act=int(Act.TABLE), ep_row=4, out_h=1, out_w=1)
+    epilogue = make(Op.STORE, **store)
+    past_its_rows = make(Op.STORE, **{**store, "acc_addr": cfg.accum_depth - 1, "out_h": 2, "out_w": 2})
+    rows_past = make(Op.LOAD_WGT, pe_first=0, pe_count=1, pe_step=1, dst_addr=cfg.weight_rows - 1, rows=2, n_out=4)
+    end = encode(make(Op.END))
+    cases = {"before a range": (encode(epilogue) + encode(rows_past) + end, "RANGE (3) at instruction 1", 0),
+             "at a range": (encode(past_its_rows) + end, "RANGE (3) at instruction 0", 0),
+             "before a zero word": (encode(epilogue) + bytes(32) + end, "OPCODE (1) at instruction 1", 0),
+             "after a range": (encode(rows_past) + encode(epilogue) + end, "RANGE (3) at instruction 0", None)}
+    for name, (data, verdict, unsupported_at) in cases.items():
+        stream = tmp_path / "s.bin"
+        stream.write_bytes(data)
+        assert main([str(stream), "--config", "tiny"]) == 2, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and verdict in err, (name, err)
+        rtl = _static_error(data, decode_until_end(data)[0], cfg)[0]
+        if unsupported_at is None:
+            assert "UNSUPPORTED" not in err and rtl.code.name == "RANGE", (name, err)
+        else:
+            first = f"refuses STORE at instruction {unsupported_at} with UNSUPPORTED (6) first"
+            assert err.rstrip().endswith(first), err
+            assert (rtl.code.name, rtl.index) == ("UNSUPPORTED", unsupported_at), name

@@ -10,10 +10,10 @@ from amaranth.hdl import Signal, signed, unsigned
 from amaranth.lib import data
 
 from .. import vector as vec
-from ..isa import FIELDS, HEADER, INSN_BITS, Act, ErrorCode, Op
+from ..isa import FIELDS, HEADER, INSN_BITS, Act, ErrorCode, Op, StreamError
 
 __all__ = ["insn_layout", "insn_view", "field_signal", "rtl_unsupported", "vec_unsupported", "CYCLE_BITS",
-           "DISPATCH_ORDER", "refused_before_unsupported"]
+           "DISPATCH_ORDER", "refused_before_unsupported", "first_unsupported"]
 
 #: Width of the cycle counter.
 CYCLE_BITS = 48
@@ -72,6 +72,18 @@ def rtl_unsupported(op: Op, f, vector_unit: bool = True):
     if op == Op.STORE:
         return (f["ep_row"] != 0) & ((f["act"] == Act.TABLE) | (not vector_unit))
     return 0
+
+
+def first_unsupported(insns, refused: StreamError | None, vector_unit: bool = True) -> int | None:
+    """The instruction the dispatcher refuses with UNSUPPORTED (:func:`rtl_unsupported`) before it
+    meets ``refused`` (the stream's first malformed word, ``hw.timing.schedule_encoded``'s error, or
+    None), or None.  ``insns``: the stream as decoded up to its END.  A word that is RANGE or TOKEN
+    is UNSUPPORTED first when the RTL does not build it (``DISPATCH_ORDER``); OPCODE and RESERVED
+    come before the question."""
+    stop = len(insns) if refused is None else refused.index
+    asked = refused is None or not refused_before_unsupported(refused.code)
+    return next((i for i, insn in enumerate(insns[:stop + asked]) if rtl_unsupported(insn.op, insn.f, vector_unit)),
+                None)
 
 
 def vec_unsupported(d: vec.Descriptor) -> str | None:

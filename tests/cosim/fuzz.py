@@ -62,8 +62,7 @@ from hw.config import AcceleratorConfig
 from hw.hazards import hazards
 from hw.isa import FIELD_BITS, FIELDS, INSN_BYTES, Act, ErrorCode, Op, StreamError, VecOp, decode, encode, make
 from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, entry_offset
-from hw.rtl.accelerator import rtl_unsupported
-from hw.rtl.insn import refused_before_unsupported
+from hw.rtl.insn import first_unsupported
 from hw.rtl.vector_descriptor import OPERAND
 from hw.rtl.vector_executor import builds_vector_unit
 from hw.timing import DECODE_STAGES, decode_until_end, schedule, schedule_encoded, store_pe_extent
@@ -809,12 +808,10 @@ def _static_error(data: bytes, insns, cfg):
         static = None
     except StreamError as e:
         static, sched = e, None
-    stop = len(insns) if static is None else static.index
-    decoded = static is None or not refused_before_unsupported(static.code)
-    for i, insn in enumerate(insns[:stop + (1 if decoded else 0)]):
-        if rtl_unsupported(insn.op, insn.f, builds_vector_unit(cfg)):     # checked before ranges and tokens
-            return StreamError(f"{insn.op.name} at instruction {i}: not built by the RTL",
-                               ErrorCode.UNSUPPORTED, i), None
+    i = first_unsupported(insns, static, builds_vector_unit(cfg))     # checked before ranges and tokens
+    if i is not None:
+        return StreamError(f"{insns[i].op.name} at instruction {i}: not built by the RTL",
+                           ErrorCode.UNSUPPORTED, i), None
     return static, sched
 
 
