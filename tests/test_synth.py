@@ -342,6 +342,22 @@ def test_make_synth_refuses_an_unknown_configuration(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_part_the_rtl_cannot_convert_is_refused_in_one_line(tmp_path):
+    """--part vector-unit on 2,048 row lanes (vector_lanes_per_pe = 1024) is refused for its top's input
+    bits after its lanes were built: 4,097 UnusedElaboratable warnings followed the one-line error
+    (6,148 lines).  A stand-in run elaborates a component, builds unused ones and raises as that
+    export does (Amaranth warns of unused ones once anything was elaborated)."""
+    script = (
+        "import sys; from amaranth.hdl import Fragment; from hw.rtl.clock_gate import ClockGate\n"
+        "import hw.rtl.synth as s\n"
+        "def run(*args, **kwargs):\n    Fragment.get(ClockGate(), None)\n    kept = [ClockGate() for _ in range(3)]\n"
+        "    raise ValueError('too many input bits')\n"
+        f"s.run = run\nsys.exit(s.main(['--config', 'tiny', '--out', {str(tmp_path / 'o')!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == "python -m hw.rtl.synth: error: --config tiny: the RTL cannot build it: too many input bits\n"
+
+
 @pytest.mark.parametrize("part, top, modules", [("store-unit", "store_unit_", 1), ("load-unit", "load_unit_", 3),
                                                ("load-inp", "load_inp_lanes_", 1), ("dispatcher", "dispatcher_", 1),
                                                pytest.param("vector-unit", "vector_unit_", 2, marks=pytest.mark.slow),

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -849,6 +850,9 @@ def main(argv=None) -> int:
     except UsageError as error:
         parser.error(str(error))
     except ValueError as error:
+        # what was built before the refusal is never elaborated: not news (one warning a block otherwise)
+        from amaranth.hdl import UnusedElaboratable
+        warnings.simplefilter("ignore", UnusedElaboratable)
         parser.error(f"--config {config.name}: the RTL cannot build it: {error}")
     except (RuntimeError, subprocess.TimeoutExpired) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
