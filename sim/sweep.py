@@ -88,7 +88,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -603,6 +603,9 @@ def _document(model_name: str, model, configs: list[AcceleratorConfig], results:
         "unmappable": unmappable,
         "failed": failed,
         "k16_vs_k32": vector_width_ratios(ordered, {cfg.name: cfg for cfg in configs}),
+        # what each name stood for: two accelerator files of one name, or a grid over a file, are
+        # otherwise told apart only by their folder's hash
+        "configurations": {cfg.name: asdict(cfg) for cfg in configs},
     }
 
 

@@ -143,3 +143,21 @@ def test_24_point_grid_completes_and_resumes_after_a_kill(tmp_path):
         inside = p["num_pe"] >= 16 and p["k0"] == 32          # Table II: 16..64 PEs, K0 = C0
         assert (p["area_extrapolated"] == []) == inside, p
     assert "area extrapolated beyond Table II" in stdout
+
+
+def test_sweep_json_says_what_each_configuration_was():
+    """Two sweeps over accelerator files both named 'same' (dram_latency 20 and 30) wrote the same
+    names and k0/c0/num_pe, so sweep.json could not tell which base a grid had varied: it now lists
+    every configuration's fields, which an accelerator file takes back."""
+    from types import SimpleNamespace
+    from hw.config_file import config_from_mapping
+    base = get_config("tiny").replace(name="same", dram_latency=30)
+    grid = sweep.parse_grid("num_pe=2,4", base)
+    results = {cfg.name: {"point": None, "error": "not mapped here"} for cfg in grid.configs}
+    model = SimpleNamespace(variant="full", input=(32, 32, 3))
+    doc = sweep._document("m", model, list(grid.configs), results, paper_comparable=False)
+    assert sorted(doc["configurations"]) == ["num_pe=2", "num_pe=4"]
+    for cfg in grid.configs:
+        fields = doc["configurations"][cfg.name]
+        assert fields["dram_latency"] == 30 and fields["num_pe"] == cfg.num_pe
+        assert config_from_mapping(json.loads(json.dumps(fields)), where="sweep.json", default_name="x") == cfg
