@@ -36,7 +36,7 @@ from .tool_start import EXIT_INTERRUPTED, INTERRUPTED
 
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
            "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "did_you_mean", "duration", "fail",
-           "file_tag", "human_bytes", "json_text", "name_token", "not_a_file", "number_type", "open_input",
+           "file_tag", "human_bytes", "json_text", "kib_text", "name_token", "not_a_file", "number_type", "open_input",
            "output_file", "output_json_file", "read_existing", "read_input", "refuse_long_name", "refuse_replacing",
            "run_main", "seed", "short_hash", "try_folder", "typo_distance"]
 
@@ -745,6 +745,12 @@ def duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def kib_text(n: int) -> str:
+    """A buffer of ``n`` bytes as ``16 KiB`` when it is whole KiB, else exactly (``25088 B``): a
+    buffer may be any multiple of its row, and ``n // 1024`` said a 2-byte one was ``0 KiB``."""
+    return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
 
 
 def human_bytes(n: int) -> str:

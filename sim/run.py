@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, fail, run_main, seed
+from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, fail, kib_text, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
 from mapper.ir import MAC_KINDS, PARTS, Model
@@ -162,7 +162,7 @@ def assumptions_line(cfg: AcceleratorConfig) -> str:
     # four significant digits, not one decimal: 1 B/cycle at 0.01 GHz is 0.01 GB/s, not 0.0
     return (f"assumptions: DRAM {cfg.dram_bytes_per_cycle} B/cycle "
             f"({cfg.dram_bytes_per_cycle * cfg.clock_ghz:.4g} GB/s), DRAM latency {cfg.dram_latency} cycles, "
-            f"clock {cfg.clock_ghz:g} GHz, global buffer {cfg.global_buf_bytes // 1024} KiB "
+            f"clock {cfg.clock_ghz:g} GHz, global buffer {kib_text(cfg.global_buf_bytes)} "
             f"on a {cfg.gb_bus_bytes} B/cycle bus")
 
 

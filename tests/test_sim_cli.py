@@ -240,3 +240,15 @@ def test_the_dram_rate_keeps_its_significant_digits():
     assert "DRAM 1 B/cycle (0.01 GB/s), DRAM latency 100 cycles, clock 0.01 GHz" in assumptions_line(slow)
     assert "DRAM 128 B/cycle (160 GB/s)" in assumptions_line(get_config("E"))
     assert "(204.8 GB/s)" in assumptions_line(get_config("E", dram_bytes_per_cycle=1024, clock_ghz=0.2))
+
+
+def test_a_buffer_of_no_whole_kib_is_said_exactly():
+    """sim.run's assumptions line and sim.replay's configuration line wrote ``bytes // 1024``: a
+    global buffer of 2 bytes was "0 KiB", one of 24.5 KiB "24 KiB", 4 weight rows of tiny "0 KiB"."""
+    from hw.config import get_config
+    from sim.run import assumptions_line
+    from sim.streams import describe_config
+    odd = get_config("tiny").replace(name="odd", global_buf_bytes=25088, weight_buf_bytes=64)
+    assert "global buffer 25088 B on" in assumptions_line(odd)
+    assert "weight buffer 64 B and input buffer 1 KiB per PE, global buffer 25088 B," in describe_config(odd)
+    assert "global buffer 16 KiB on" in assumptions_line(get_config("tiny"))
