@@ -1044,8 +1044,9 @@ class _Importer:
         if node.op_type in _NEVER_FOLD or not node.input:
             return False
         ins = [n for n in node.input if n]
-        if not all(n in self.consts or (n in self.views and self.sources[self.views[n].source].kind == "const")
-                   for n in ins):
+        # a branch or loop body reads values around it too (ONNX's outer scope), which the evaluator
+        # must be given: a control-flow node on the network's tensors is refused as unsupported
+        if not all(self._constant(n) for n in (*ins, *_outer_reads(node))):
             return False
         if all(n in self.consts for n in ins) or node.op_type == "Concat":   # BEiT's cat(q_bias, 0, v_bias)
             return True
@@ -1058,6 +1059,9 @@ class _Importer:
         if len(tensors) > 1 and node.op_type in _ELEMENTWISE and self._broadcast(tensors):
             return True
         return node.op_type not in _VIEW_OPS and node.op_type not in _PRODUCTS and len(tensors) <= 1
+
+    def _constant(self, name: str) -> bool:
+        return name in self.consts or (name in self.views and self.sources[self.views[name].source].kind == "const")
 
     def _broadcast(self, tensors: list[str]) -> bool:
         """Whether constant operands broadcast (float relative coordinates ``c[:, :, None] - c[:, None, :]``
@@ -1074,7 +1078,7 @@ class _Importer:
         from onnx import helper
         from onnx.reference import ReferenceEvaluator
 
-        feeds = {n: self.array(n) for n in node.input if n}
+        feeds = {n: self.array(n) for n in (*node.input, *sorted(_outer_reads(node))) if n}
         outs = [n for n in node.output if n]
         # a graph of the node, not the node: the evaluator runs a lone node at the newest opset, not
         # the file's (opset 11's Unsqueeze with its axes attribute failed as opset 13's)
@@ -1090,6 +1094,22 @@ class _Importer:
 
 
 # ---- graph-level helpers ---------------------------------------------------------------------------
+
+def _outer_reads(node) -> set[str]:
+    """The values that the graphs in ``node``'s attributes (``If``'s branches, ``Loop``'s and ``Scan``'s
+    bodies) read from the graph around them rather than define."""
+    from onnx import AttributeProto
+    outer = set()
+    for a in node.attribute:
+        graphs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs) if a.type == AttributeProto.GRAPHS else []
+        for g in graphs:
+            defined = {i.name for i in g.input} | {t.name for t in g.initializer}
+            for n in g.node:
+                outer |= {i for i in (*n.input, *_outer_reads(n)) if i and i not in defined}
+                defined |= set(n.output)
+            outer |= {o.name for o in g.output if o.name not in defined}
+    return outer
+
 
 def _as_attributes(node, schema, given: int) -> str:
     """Of the inputs a newer opset added (after ``schema``'s), those that ``schema`` takes as attributes:
@@ -1231,7 +1251,7 @@ def _dead_nodes(graph) -> set[int]:
     for i in range(len(graph.node) - 1, -1, -1):
         node = graph.node[i]
         if any(o in needed for o in node.output):
-            needed.update(n for n in node.input if n)
+            needed.update(n for n in (*node.input, *_outer_reads(node)) if n)
         else:
             dead.add(i)
     return dead
@@ -1341,6 +1361,8 @@ _QOPERATOR = (" (an int8 model in the QOperator format: export it in the QDQ for
 _HINT = {"ScatterND": " (PyTorch's export of an assignment to a slice, y[..., 0:2] = ...: YOLOv5's Detect exported "
                       "with --inplace; export it without, the default, whose decode is a Split and a Concat; "
                       "docs/onnx.md)"}
+_HINT.update({op: f" (control flow on the network's tensors; export the model traced, torch.onnx.export's default, "
+                  f"which keeps the branch or iterations taken)" for op in ("If", "Loop", "Scan")})
 _INSTEAD = {op: _QOPERATOR for op in ("QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearSigmoid",
                                       "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool",
                                       "QLinearLeakyRelu", "QLinearSoftmax", "QGemm", "ConvInteger", "MatMulInteger",

@@ -3265,3 +3265,34 @@ def test_a_negative_batchnorm_epsilon_is_imported_where_every_variance_stays_abo
     assert _max_rel_error(proto, import_onnx(proto, "bn")) <= RTOL
     _refused(_batchnorm(0.25, -0.5, after_conv), "(BatchNormalization)",
              "variance 0.25 of channel 0 plus epsilon -0.5 is -0.25, not above 0", "variances above -epsilon")
+
+
+def _branches_graph(read_network: bool):
+    """A patch embedding reshaped to tokens by a shape an ``If`` of a constant condition gives: its
+    branches give constant shapes, or (``read_network``) the then-branch the convolution's output."""
+    g = Graph(3)
+    x = g.op("Conv", ["pixel_values", g.weight("p.weight", 8, 3, 4, 4)], "/p", kernel_shape=[4, 4], strides=[4, 4])
+    shapes = {"then": g.const([1, 8, 16]), "else": g.const([1, 16, 8])}
+    if read_network:
+        shapes["then"] = x
+    branch = {k: helper.make_graph([helper.make_node("Identity", [v], [f"{k}_out"])], k, [],
+                                   [helper.make_empty_tensor_value_info(f"{k}_out")]) for k, v in shapes.items()}
+    cond = g.const(True, np.bool_)
+    g.nodes.append(helper.make_node("If", [cond], ["/If_output_0"], name="/If", then_branch=branch["then"],
+                                    else_branch=branch["else"]))
+    if read_network:
+        return g.model([image_input(3, 16, 16)], [out("/If_output_0")])
+    x = g.op("Transpose", [g.op("Reshape", [x, "/If_output_0"], "/p")], "/p", perm=[0, 2, 1])
+    return g.model([image_input(3, 16, 16)], [out(g.linear(x, 8, 4, "/fc"))])
+
+
+def test_an_if_of_constant_branches_is_evaluated_and_one_on_the_network_refused_as_control_flow():
+    """An ``If`` whose branches read constants around it is evaluated (the evaluator was given its
+    condition alone and raised "Unable to find input"); one whose branch reads the network is refused as
+    unsupported control flow, not with the evaluator's error."""
+    proto = _branches_graph(read_network=False)
+    imp = import_onnx(proto, "if")
+    assert [l.kind for l in imp.model.layers] == ["conv2d", "linear"]
+    assert _max_rel_error(proto, imp) <= RTOL
+    _refused(_branches_graph(read_network=True), "'/If' (If): unsupported operator (control flow",
+             "export the model traced", "supported: Abs, ")
