@@ -3296,3 +3296,37 @@ def test_an_if_of_constant_branches_is_evaluated_and_one_on_the_network_refused_
     assert _max_rel_error(proto, imp) <= RTOL
     _refused(_branches_graph(read_network=True), "'/If' (If): unsupported operator (control flow",
              "export the model traced", "supported: Abs, ")
+
+
+@pytest.mark.parametrize("form", ["op18", "op21"])
+def test_a_group_norm_quantised_inside_its_inlined_body_is_refused_and_imports_with_products_alone(form):
+    """docs/onnx.md's advice for QDQ files: ``quantize_static`` of every operator puts QDQ pairs inside
+    the GroupNormalization body ``quant_pre_process`` inlined, and its ``ReduceMean`` is refused; with
+    ``Conv``, ``MatMul`` and ``Gemm`` quantised alone it imports as the float file's layers."""
+    import tempfile
+
+    import onnx
+    from onnx_graphs import quant_pre_processed
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Images(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.feeds = iter([{"input": rng.normal(size=(1, 3, 8, 8)).astype(np.float32)} for _ in range(2)])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    pre = quant_pre_processed(group_norm(form))
+
+    def quantised(**only) -> onnx.ModelProto:
+        with tempfile.TemporaryDirectory() as d:
+            onnx.save(pre, f"{d}/pre.onnx")
+            quantize_static(f"{d}/pre.onnx", f"{d}/q.onnx", Images(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True}, **only)
+            return onnx.load(f"{d}/q.onnx")
+
+    _refused(quantised(), "(ReduceMean): a mean over axes [2] of a [1, 2, 256] tensor")
+    kinds = [l.kind for l in import_onnx(quantised(op_types_to_quantize=["Conv", "MatMul", "Gemm"]), "q").model.layers]
+    assert kinds == [l.kind for l in import_onnx(pre, "gn").model.layers]
