@@ -1840,7 +1840,8 @@ def _elementwise_unary(imp, node, func: str, params: tuple = ()) -> None:
     fused = func == "relu" and isinstance(prod, Add) and len(imp.consumers.get(node.input[0], [])) == 1
     name = imp.layer_name(node.output[0])
     out = imp.emit(Activation, name, func=func, inputs=(x.source,), fused=fused, params=params)
-    imp.views[node.output[0]] = x.on(name, out)
+    # the view kept names where the data was moved, for a reader that cannot take it ("arranged by ...")
+    imp.views[node.output[0]] = dataclasses.replace(x.on(name, out), origin=x.origin)
 
 
 @_op("Tanh")

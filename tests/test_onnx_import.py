@@ -3330,3 +3330,18 @@ def test_a_group_norm_quantised_inside_its_inlined_body_is_refused_and_imports_w
     _refused(quantised(), "(ReduceMean): a mean over axes [2] of a [1, 2, 256] tensor")
     kinds = [l.kind for l in import_onnx(quantised(op_types_to_quantize=["Conv", "MatMul", "Gemm"]), "q").model.layers]
     assert kinds == [l.kind for l in import_onnx(pre, "gn").model.layers]
+
+
+@pytest.mark.parametrize("activation", [None, "Relu", "Sigmoid"])
+def test_a_flip_of_the_columns_read_by_a_convolution_is_refused_naming_the_slice_through_an_activation(activation):
+    """``x[..., ::-1]`` (a ``Slice`` of step -1: torch.flip) of a feature map read by a 3x3 convolution
+    moves data no IR layer moves: refused naming the slice as where the layout was made, also when an
+    activation runs on the flipped view first (it keeps the view, and the refusal named no node)."""
+    g = Graph(4)
+    x = g.op("Conv", ["pixel_values", g.weight("a.weight", 4, 3, 3, 3)], "/a", kernel_shape=[3, 3], pads=[1] * 4)
+    x = g.op("Slice", [x, g.const([-1]), g.const([-(2 ** 62)]), g.const([3]), g.const([-1])], "/flip")
+    if activation:
+        x = g.op(activation, [x], "/act")
+    y = g.op("Conv", [x, g.weight("b.weight", 4, 4, 3, 3)], "/b", kernel_shape=[3, 3], pads=[1] * 4)
+    _refused(g.model([image_input(3, 8, 8)], [out(y)]), "(Conv): its input (arranged by the node writing "
+             "'/flip/Slice_", "is not laid out as an NCHW image")
