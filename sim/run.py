@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, fail, kib_text, run_main, seed
+from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, fail, human_bytes, kib_text, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
 from mapper.ir import MAC_KINDS, PARTS, Model
@@ -181,16 +181,23 @@ def format_table(doc: dict) -> str:
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
+def _ms_text(ms: float) -> str:
+    """A time as the report prints it: three decimals, or four significant digits below 1 ms (a small
+    network's floors were all '0.001 ms')."""
+    return f"{ms:.3f} ms" if ms >= 1 or ms == 0 else f"{ms:#.4g} ms"
+
+
 def _bounds_line(doc: dict) -> str:
     b, ms = doc["bounds"], doc["time_ms"] / doc["total_cycles"]
+    t = lambda key: _ms_text(b[key] * ms)
     return "\n".join([
-        f"time floors:       MACs at full rate {b['mac_floor_cycles'] * ms:.3f} ms",
+        f"time floors:       MACs at full rate {t('mac_floor_cycles')}",
         f"                   layer by layer with least DRAM traffic: MAC layers alone "
-        f"{b['layer_floor_mac_layers_cycles'] * ms:.3f} ms, every layer {b['layer_floor_cycles'] * ms:.3f} ms",
+        f"{t('layer_floor_mac_layers_cycles')}, every layer {t('layer_floor_cycles')}",
         f"                   with every tensor that fits the global buffer kept on chip (fused) "
-        f"{b['fused_floor_cycles'] * ms:.3f} ms",
-        f"                   each layer at its busiest resource {b['resource_floor_cycles'] * ms:.3f} ms; "
-        f"schedule overhead {b['schedule_overhead_cycles'] * ms:.3f} ms"])
+        f"{t('fused_floor_cycles')}",
+        f"                   each layer at its busiest resource {t('resource_floor_cycles')}; "
+        f"schedule overhead {t('schedule_overhead_cycles')}"])
 
 
 def format_totals(doc: dict, cfg: AcceleratorConfig) -> str:
@@ -209,7 +216,7 @@ def format_totals(doc: dict, cfg: AcceleratorConfig) -> str:
         f"energy:            {doc['energy_uj']:.2f} uJ ({doc['energy_uj'] / 1e3:.4f} mJ)",
         f"total MACs:        {doc['total_macs']:,}",
         f"energy per MAC:    {epm:.4f} pJ" if epm is not None else "energy per MAC:    -",
-        *([f"DRAM traffic:      {doc['dram_bytes'] / 1e6:.1f} MB; {doc['gb_resident_tensors']} tensors kept in the "
+        *([f"DRAM traffic:      {human_bytes(doc['dram_bytes'])}; {doc['gb_resident_tensors']} tensors kept in the "
            f"global buffer between layers"] if "dram_bytes" in doc else []),
         *([_band_chains_line(doc["band_chains"])] if doc.get("band_chains") else []),
         f"MAC utilisation:   {100 * doc['utilization']:.1f} %",

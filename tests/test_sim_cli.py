@@ -252,3 +252,18 @@ def test_a_buffer_of_no_whole_kib_is_said_exactly():
     assert "global buffer 25088 B on" in assumptions_line(odd)
     assert "weight buffer 64 B and input buffer 1 KiB per PE, global buffer 25088 B," in describe_config(odd)
     assert "global buffer 16 KiB on" in assumptions_line(get_config("tiny"))
+
+
+def test_a_small_networks_floors_and_traffic_keep_their_digits():
+    """A network of a few thousand cycles printed "DRAM traffic: 0.0 MB" beside 30,208 bytes in
+    report.json, and every time floor as "0.001 ms"; the report now keeps four significant digits."""
+    from sim.run import _bounds_line, _ms_text
+    assert _ms_text(0.0012345) == "0.001234 ms" and _ms_text(0.5) == "0.5000 ms"
+    assert _ms_text(4.33384) == "4.334 ms" and _ms_text(12.3456) == "12.346 ms" and _ms_text(0) == "0.000 ms"
+    keys = ("mac_floor_cycles", "layer_floor_mac_layers_cycles", "layer_floor_cycles", "fused_floor_cycles",
+            "resource_floor_cycles", "schedule_overhead_cycles")
+    doc = {"time_ms": 0.003, "total_cycles": 3000, "bounds": dict(zip(keys, (1100, 1200, 1300, 1250, 1400, 1600)))}
+    line = _bounds_line(doc)
+    assert "MACs at full rate 0.001100 ms" in line and "every layer 0.001300 ms" in line
+    assert "schedule overhead 0.001600 ms" in line
+
