@@ -230,6 +230,11 @@ def _task(model_name: str, variant: Optional[str], size: Optional[tuple[int, int
 
 # ---- Pareto front ---------------------------------------------------------------------------------
 
+def _front_text(front: list[str]) -> str:
+    """A front as the summary prints it; an empty one says why rather than ending the line blank."""
+    return ", ".join(front) if front else "none (no configuration of the sweep maps the model)"
+
+
 def pareto_flags(points: list[dict], x: str = "energy_per_mac_pj", y: str = "macs_per_s_per_mm2") -> list[bool]:
     """True for each point no other point dominates (lower-or-equal ``x`` and higher-or-equal ``y``,
     one of them strictly).  Identical points do not dominate each other."""
@@ -636,10 +641,10 @@ def format_table(doc: dict) -> str:
         out.append(f"~ area extrapolated beyond Table II, on which sim/area.py is fitted ({len(extrapolated)} of "
                    f"{len(doc['points'])} points; e.g. {extrapolated[0]['config']}: "
                    f"{'; '.join(extrapolated[0]['area_extrapolated'])}); its throughput per mm^2 is as uncertain")
-    out.append("Pareto front (lower energy/MAC, higher throughput/mm^2): " + ", ".join(doc["pareto_front"]))
+    out.append("Pareto front (lower energy/MAC, higher throughput/mm^2): " + _front_text(doc["pareto_front"]))
     if "pareto_front_onchip" in doc:
         out.append("Pareto front with on-chip energy only (no DRAM; as a power analysis of the accelerator): "
-                   + ", ".join(doc["pareto_front_onchip"]))
+                   + _front_text(doc["pareto_front_onchip"]))
     r = doc["k16_vs_k32"]
     if r["energy_per_mac"] is None:
         out.append("K0=C0=16 vs K0=C0=32: n/a (no K0=C0=16 preset with a K0=C0=32 twin of equal MACs "

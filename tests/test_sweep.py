@@ -167,6 +167,9 @@ def test_an_input_size_beyond_the_isa_is_unmappable_not_an_internal_error(dirs):
                           workers=1, log=lambda s: None)
     assert doc["points"] == [] and doc["failed"] == []
     assert "99999999 input rows, more than the ISA addresses" in doc["unmappable"][0]["error"], doc["unmappable"]
+    # with no point mapped the summary says the front is empty and why, not a line that ends blank
+    assert "Pareto front (lower energy/MAC, higher throughput/mm^2): none (no configuration of the sweep maps" \
+        in sweep.format_table(doc)
 
 
 def test_a_point_that_raises_unexpectedly_is_reported_not_cached_and_the_sweep_exits_1(dirs, monkeypatch, capsys):
