@@ -498,9 +498,15 @@ class _Importer:
                         {k: v for k, v in self.weight_q.items() if k in weights}, self.class_map_shapes)
 
     def _check_opset(self) -> None:
-        """Refuse a file that declares no opset of the default domain, or one outside ``opset_range()``:
+        """Refuse a file of an IR version newer than the installed onnx's, or that declares no opset of
+        the default domain, or one outside ``opset_range()``:
         the operators' meaning (a Softmax's axis, a ReduceSum's axes, a Pad's value) depends on it, and
         guessing one could import a network other than the file's (onnxruntime takes its latest)."""
+        import onnx
+
+        if self.proto.ir_version > onnx.IR_VERSION:     # what onnxruntime refuses too (its newest is onnx's)
+            raise self.fail(f"IR version {self.proto.ir_version}; supported: IR versions up to {onnx.IR_VERSION} "
+                            f"(the newest the installed onnx defines)")
         low, high = opset_range()
         if self.opset is None:
             declared = ", ".join(f"{o.domain!r} {o.version}" for o in self.proto.opset_import) or "none"

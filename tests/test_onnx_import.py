@@ -611,6 +611,20 @@ def test_an_opset_outside_the_supported_range_is_refused_naming_it_and_the_range
         import_onnx(_relu_at(opset), "ok")
 
 
+def test_an_ir_version_newer_than_onnx_defines_is_refused():
+    """A file of IR version 99 imported and ran; onnxruntime refuses it (its newest IR is onnx's)."""
+    import onnx
+    from mapper.onnx_import import opset_range
+
+    proto = _relu_at(opset_range()[1])
+    proto.ir_version = onnx.IR_VERSION + 1
+    _refused(proto, f"IR version {onnx.IR_VERSION + 1}; supported: IR versions up to {onnx.IR_VERSION}")
+    with pytest.raises(Exception, match="IR version"):
+        ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    proto.ir_version = onnx.IR_VERSION
+    import_onnx(proto, "ok")
+
+
 def test_onnxruntime_runs_the_ends_of_the_opset_range():
     """The range's ends are the promise that onnxruntime runs such a file too (it has no constant to read):
     this fails when an onnx newer than the venv's onnxruntime is installed."""
