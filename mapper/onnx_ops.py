@@ -3319,20 +3319,39 @@ def _argmax(imp, node) -> None:
     (the accelerator writes the class of each pixel instead of its scores: ``mapper.fusion``)."""
     v = imp.act(node.input[0])
     a = _attrs(node)
-    prod = imp.by_name.get(v.source)
     if a.get("select_last_index", 0):
         raise imp.fail("select_last_index=1 (ties to the last class); supported: ties to the first class, "
                        "as the accelerator's class map takes")
-    if not (isinstance(prod, Resize) and _nchw_full(v) and _axis(imp, a.get("axis", 0), 4) == 1):
-        raise imp.fail("an arg-max other than over the channels (axis 1) of an NCHW resize; supported: a "
-                       "segmentation network's class map")
     h, w, _ = imp.sources[INPUT].shape
-    if not is_class_map_resize(prod, (h, w)):
-        raise imp.fail(f"an arg-max of a {prod.mode} resize to {prod.out_shape[0]}x{prod.out_shape[1]}; supported: "
-                       f"the class map of a segmentation network, the arg-max of a bilinear resize to the input "
-                       f"size ({h}x{w})")
-    imp.class_maps[node.output[0]] = v.source
+    resize = _class_scores(imp, node, v, _axis(imp, a.get("axis", 0), len(v.shape)), (h, w))
+    imp.class_maps[node.output[0]] = resize
     imp.class_map_shapes[node.output[0]] = (1, 1, h, w) if a.get("keepdims", 1) else (1, h, w)
+
+
+def _class_scores(imp, node, v: View, axis: int, input_hw: tuple[int, int]) -> str:
+    """The resize whose arg-max over the channels the accelerator writes as the class map: the
+    bilinear resize to the input size that produces ``v``, or for scores already at the input size
+    (a head that takes the class of each pixel at its logits' own size) a resize of scale 1, which
+    reads each pixel with weight 1 and so changes no score."""
+    h, w = input_hw
+    supported = (f"supported: a segmentation network's class map, the arg-max over the channels (axis 1) of a "
+                 f"bilinear resize to the input size ({h}x{w}) or of NCHW scores of that size")
+    if not (_nchw_full(v) and axis == 1):
+        what = ("a classifier's logits (without the ArgMax a run writes them and lists their top classes)"
+                if len(v.shape) == 2 else "not the channels of an NCHW image")
+        raise imp.fail(f"an arg-max over axis {axis} of a {list(v.shape)} tensor, {what}; {supported}")
+    prod = imp.by_name.get(v.source)
+    if isinstance(prod, Resize):
+        if not is_class_map_resize(prod, input_hw):
+            raise imp.fail(f"an arg-max of a {prod.mode} resize to {prod.out_shape[0]}x{prod.out_shape[1]}; "
+                           f"{supported}")
+        return v.source
+    if tuple(v.shape[2:]) != input_hw:
+        raise imp.fail(f"an arg-max over the channels of a {v.shape[2]}x{v.shape[3]} image that no Resize "
+                       f"produces; {supported}")
+    name = imp.layer_name(f"{node.output[0]}.scores")
+    imp.emit(Resize, name, inputs=(v.source,), out_h=h, out_w=w, mode="bilinear")
+    return name
 
 
 from . import onnx_einsum  # noqa: E402,F401  (registers Einsum, written with the handlers above)

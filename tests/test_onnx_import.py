@@ -1269,6 +1269,32 @@ def test_an_arg_max_that_is_no_class_map_is_refused_not_dropped(mode, scales, ne
     _refused(proto, needle, "bilinear resize to the input size (8x8)")
 
 
+def _argmax_of(shape, axis: int, stride: int = 1):
+    """An ArgMax over ``axis`` of a convolution's output (an image) or of a Gemm's logits ([1, N])."""
+    g = Graph()
+    if len(shape) == 2:
+        y = g.op("Gemm", [g.op("Flatten", [g.op("GlobalAveragePool", ["x"], "")], ""), g.weight("w", shape[1], 3)],
+                 "", transB=1)
+    else:
+        y = g.op("Conv", ["x", g.weight("w", shape[1], 3, 1, 1)], "", kernel_shape=[1, 1], strides=[stride] * 2)
+    am = g.op("ArgMax", [y], "", axis=axis, keepdims=0)
+    return g.model([image_input(3, 8, 8, "x")], [helper.make_tensor_value_info(am, TensorProto.INT64, None)])
+
+
+@pytest.mark.parametrize("proto, needles", [
+    (_argmax_of((1, 7), 1), ("an arg-max over axis 1 of a [1, 7] tensor, a classifier's logits", "top classes")),
+    (_argmax_of((1, 7), -1), ("an arg-max over axis 1 of a [1, 7] tensor, a classifier's logits",)),
+    (_argmax_of((1, 5, 8, 8), 2), ("an arg-max over axis 2 of a [1, 5, 8, 8] tensor, not the channels",)),
+    (_argmax_of((1, 5, 4, 4), 1, stride=2), ("an arg-max over the channels of a 4x4 image that no Resize produces",))],
+    ids=["logits", "logits_axis_-1", "image_axis_2", "image_smaller_than_input"])
+def test_an_arg_max_refusal_says_what_the_node_is(proto, needles):
+    """An arg-max of a classifier's logits, or over the channels of scores that no Resize brings to
+    the input size, was refused as 'an arg-max other than over the channels (axis 1) of an NCHW
+    resize', which such a node over axis 1 is not; each says what the node is and what is supported."""
+    _refused(proto, "(ArgMax)", *needles, "supported: a segmentation network's class map",
+             "over the channels (axis 1) of a bilinear resize to the input size (8x8) or of NCHW scores of that size")
+
+
 def _qdq_attention(scale: float):
     """Tokens -> q and k (int8 weights behind DequantizeLinear), ``(q @ k^T) * scale`` -> Softmax."""
     from onnx import numpy_helper

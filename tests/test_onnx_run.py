@@ -18,6 +18,7 @@ from mapper.images import calibration_image, preprocess, quantize_input, synthet
 from mapper.ir import Constant
 from mapper.onnx_export import export_onnx
 from mapper.onnx_import import OnnxImportError, load_onnx, qdq_qmodel
+from mapper.reference import run_float
 from mapper.weights import constant_data, init_weights
 from mapper.workloads import build_model
 from sim import accuracy, infer
@@ -154,6 +155,35 @@ def test_a_class_map_beside_other_outputs_is_saved_as_argmax_gives_it(tmp_path):
     np.testing.assert_array_equal(saved[c][0], np.load(run / "output.npy"))
     assert json.loads((run / "run.json").read_text())["output"]["unwritten"] == {
         y: f"the accelerator writes their arg-max, {c!r}, as the class map instead"}
+
+
+def test_a_class_map_of_scores_at_the_input_size_needs_no_resize(tmp_path):
+    """A head whose logits are already at the input size takes each pixel's class with no Resize (an
+    ArgMax right after the last convolution): it was refused as 'an arg-max other than over the
+    channels (axis 1) of an NCHW resize', though it is over axis 1.  The import writes it as the class
+    map of a bilinear resize of scale 1, which reads each pixel with weight 1: the run is bit-exact,
+    its class map is the arg-max of the golden model's int8 logits themselves, and the float model's
+    class map is onnxruntime's on every pixel."""
+    g = Graph(5)
+    x = g.op("Conv", ["pixel_values", g.weight("w", 5, 3, 3, 3)], "/conv", kernel_shape=[3, 3], pads=[1] * 4)
+    c = g.op("ArgMax", [x], "", axis=1, keepdims=1)
+    proto = g.model([image_input(3, 16, 16)], [graph_output(x), graph_output(c)])
+    model = _runs_bit_exact_as_timed(proto, "small", tmp_path)
+    path, run = tmp_path / "graph.onnx", tmp_path / "run"
+    assert _status(infer.main, ["--model", str(path), "--config", "small", "--out", str(run), "--quiet"]) == 0
+    assert json.loads((run / "run.json").read_text())["task"] == "segmentation"
+    golden = dict(run_network(prepare(model, 0)[1], quantize_input(preprocess(synthetic_image(16, 16, 0)))))
+    logits = golden[model.layers[-1].inputs[0]]
+    np.testing.assert_array_equal(np.load(run / "output.npy"), logits.argmax(axis=-1))
+    assert sorted(np.load(run / "output.npz")) == sorted([x, c])
+
+    import onnxruntime as ort
+    image = preprocess(synthetic_image(16, 16, 0))
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        [c], {"pixel_values": image.transpose(2, 0, 1)[None]})[0]
+    imported = load_onnx(path)
+    scores = dict(run_float(model, imported.weights, image))[imported.class_maps[c]]
+    np.testing.assert_array_equal(scores.argmax(axis=-1)[None, None], want)
 
 
 def test_upsampled_scores_without_argmax_are_no_class_map(tmp_path):
