@@ -2137,11 +2137,26 @@ def _layernorm_rows(imp, node, v: View, axis: int, a: dict) -> None:
         part = v if rows(v) else imp.materialise(v, rows)
         if part is not None:
             return _layernorm_of_groups(imp, node, part, n, gamma, beta, eps)
+        if axis < len(v.shape) - 1:
+            _refuse_rows_across_axes(imp, v, axis)
         x = imp.need(v, tokens, "rows of all the channels of each token, or of consecutive channels")
     name = imp.layer_name(node.output[0])
     out = imp.emit(LayerNorm, name, inputs=(x.source,), eps=eps)
     imp.weights[name] = {"gamma": gamma.copy(), "beta": beta.astype(np.float32)}
     imp.views[node.output[0]] = x.on(name, out)
+
+
+def _refuse_rows_across_axes(imp, v: View, axis: int) -> None:
+    """A LayerNormalization whose rows span several axes that are not each token's channels (over
+    the tokens and channels together, or an NCHW image's channels and pixels): no IR layer
+    normalises such rows, and the generic layout refusal did not say that the axes were the cause."""
+    rank = len(v.shape)
+    whole_image = (" (a whole image's channels and pixels: GroupNormalization with one group, a scale per channel; "
+                   "its channels alone: Transpose to NHWC and normalise over axis -1)" if rank == 4 and axis == 1 else "")
+    raise imp.fail(f"a normalisation over axes {list(range(axis, rank))} of a {list(v.shape)} tensor, rows of "
+                   f"{math.prod(v.shape[axis:])} elements across several axes that are not each token's channels"
+                   f"{whole_image}; supported: over the last axis (the channels of each token or NHWC pixel), or "
+                   f"over several axes that together are each token's channels")
 
 
 @_op("RMSNormalization")

@@ -1295,6 +1295,33 @@ def test_an_arg_max_refusal_says_what_the_node_is(proto, needles):
              "over the channels (axis 1) of a bilinear resize to the input size (8x8) or of NCHW scores of that size")
 
 
+def _layernorm_of(dims, axis: int, tokens: bool):
+    """A LayerNormalization over ``axis`` of a convolution's output, as tokens ``[1, N, C]`` or NCHW."""
+    g = Graph()
+    y = g.op("Conv", ["x", g.weight("w", dims[-1] if tokens else dims[1], 3, 1, 1)], "", kernel_shape=[1, 1])
+    if tokens:
+        y = g.op("Transpose", [g.op("Reshape", [y, g.const([1, dims[-1], -1])], "")], "", perm=[0, 2, 1])
+    rows = dims[axis:]
+    ln = g.op("LayerNormalization", [y, g.init("g", np.ones(rows, np.float32)), g.init("b", np.zeros(rows, np.float32))],
+              "", axis=axis)
+    return g.model([image_input(3, 4, 4, "x")], [out(ln)])
+
+
+@pytest.mark.parametrize("proto, needles", [
+    (_layernorm_of((1, 16, 8), 1, True), ("over axes [1, 2] of a [1, 16, 8] tensor, rows of 128 elements",)),
+    (_layernorm_of((1, 16, 8), -2, True), ("over axes [1, 2] of a [1, 16, 8] tensor",)),
+    (_layernorm_of((1, 8, 4, 4), 1, False), ("over axes [1, 2, 3] of a [1, 8, 4, 4] tensor",
+                                             "GroupNormalization with one group", "Transpose to NHWC"))],
+    ids=["tokens_axis_1", "tokens_axis_-2", "nchw_axis_1"])
+def test_a_layernorm_across_several_axes_says_so(proto, needles):
+    """A LayerNormalization whose rows span several axes that are not each token's channels (the
+    tokens and channels together, an image's channels and pixels) was refused with the generic
+    'not laid out as rows of all the channels of each token ... no IR layout layer arranges it so',
+    which did not name the axes as the cause; now it does, and says what is supported."""
+    _refused(proto, "(LayerNormalization)", *needles, "across several axes that are not each token's channels",
+             "supported: over the last axis (the channels of each token or NHWC pixel)")
+
+
 def _qdq_attention(scale: float):
     """Tokens -> q and k (int8 weights behind DequantizeLinear), ``(q @ k^T) * scale`` -> Softmax."""
     from onnx import numpy_helper
