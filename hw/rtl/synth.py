@@ -808,10 +808,9 @@ MAX_JOBS = os.cpu_count() or 1
 MAX_TIMEOUT = 7 * 24 * 3600
 
 
-def main(argv=None) -> int:
-    from ..cli import OneLineParser, UsageError, number_type
+def _parser():
+    from ..cli import OneLineParser, number_type
     from ..config import PRESETS
-    from ..config_file import ConfigError, load_config
 
     parser = OneLineParser(prog="python -m hw.rtl.synth",
                            description="Synthesise the accelerator of a configuration with Yosys, each unique "
@@ -826,11 +825,11 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=number_type(int, "Yosys runs at a time"), default=MAX_JOBS, help=f"Yosys runs at a time, 1 to {MAX_JOBS} (default)")
     parser.add_argument("--timeout", type=number_type(float, "seconds"), default=4 * 3600,
                         help="limit of one Yosys run, seconds (at most a week)")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as error:
-        parser.error(f"--config: {error}")
+    return parser
+
+
+def _check_args(parser, args, config) -> None:
+    """Refuse (one line, exit 2) options that do not fit each other or ``config``."""
     if not 1 <= args.jobs <= MAX_JOBS:
         parser.error(f"--jobs must be between 1 and {MAX_JOBS} (the CPUs of this machine; a Yosys run "
                      f"keeps one busy), not {args.jobs}")
@@ -843,6 +842,19 @@ def main(argv=None) -> int:
     if not 0 < args.timeout <= MAX_TIMEOUT:
         parser.error(f"--timeout must be a number of seconds above 0, at most {MAX_TIMEOUT} (a week), "
                      f"not {args.timeout:g}")
+
+
+def main(argv=None) -> int:
+    from ..cli import UsageError
+    from ..config_file import ConfigError, load_config
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        parser.error(f"--config: {error}")
+    _check_args(parser, args, config)
     out = args.out if args.out is not None else Path("build/synth") / run_name(config, args.part, args.walk_rows)
     try:
         doc = run(config, out, parallel=args.jobs, timeout=args.timeout, part=args.part, walk_rows=args.walk_rows,
