@@ -13,7 +13,8 @@ instruction and the byte offset of the problem.  A well-formed instruction that 
 does not build for the configuration (a VEC without a vector executor, as on A to M:
 ``hw.rtl.insn.rtl_unsupported``) is timed by the contract and named in a note (``UNSUPPORTED``);
 the refusal of a malformed stream names such an instruction too when the RTL meets it first (its
-dispatcher asks before ranges and tokens, ``hw.rtl.insn.first_unsupported``).  What a VEC's
+dispatcher asks before ranges and tokens, ``hw.rtl.insn.first_unsupported``); on a configuration the
+RTL cannot build at all (``hw.rtl.export.check_buildable``) both say that no RTL runs the stream.  What a VEC's
 descriptor asks is in the DRAM image, which a replay does not have.
 """
 
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
     note = _other_config_note(args.stream, cfg) if args.config is not None else None
     if note:
         print(note)
-    refused = _rtl_refusal(r["insns"], cfg)
+    refused = _no_rtl(cfg) or _rtl_refusal(r["insns"], cfg)
     if refused:
         print(f"note: {refused}; the cycles below are the contract's")
     if args.listing:
@@ -167,9 +168,24 @@ def _rtl_refusal(insns, cfg: AcceleratorConfig, refused: Optional[StreamError] =
             f"{ErrorCode.UNSUPPORTED.name} ({int(ErrorCode.UNSUPPORTED)}){why}")
 
 
+def _no_rtl(cfg: AcceleratorConfig) -> Optional[str]:
+    """Why no RTL is built for ``cfg`` (``hw.rtl.export.check_buildable``, what ``make config`` says),
+    or None: its replay is the contract's alone."""
+    from hw.rtl.export import check_buildable
+    try:
+        check_buildable(cfg)
+    except ValueError as e:
+        return f"the RTL cannot build {cfg.name} ({e})"
+    return None
+
+
 def _rtl_refuses_first(data: bytes, refused: StreamError, cfg: AcceleratorConfig) -> str:
     """The end of a refusal's line when the RTL raises UNSUPPORTED before ``refused`` (its dispatcher
-    asks it before RANGE and TOKEN: ``hw.rtl.insn.DISPATCH_ORDER``), else nothing."""
+    asks it before RANGE and TOKEN: ``hw.rtl.insn.DISPATCH_ORDER``), or when there is no RTL of
+    ``cfg`` to raise anything, else nothing."""
+    no_rtl = _no_rtl(cfg)
+    if no_rtl:
+        return f" (the contract's verdict; {no_rtl})"
     refusal = _rtl_refusal(decode_until_end(data)[0], cfg, refused)
     return f"; {refusal} first" if refusal else ""
 

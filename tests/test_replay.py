@@ -112,6 +112,27 @@ def test_a_vec_the_rtl_does_not_build_is_named_in_a_note():
     assert _rtl_refusal(insns, get_config("tiny")) is None
 
 
+def test_a_configuration_without_rtl_is_said_in_a_note_and_in_a_refusal(tmp_path, capsys):
+    """A replay on a configuration the RTL cannot build (3 PEs: no power-of-two row lanes) printed
+    its cycles and refusals as if an RTL ran it; both now say there is none."""
+    from hw.isa import make
+    from sim.replay import main
+    three = tmp_path / "three.toml"
+    three.write_text('base = "tiny"\nnum_pe = 3\n')
+    good = tmp_path / "good.bin"
+    good.write_bytes(encode_stream([make(Op.NOP), make(Op.END)]))
+    assert main([str(good), "--config", str(three)]) == 0
+    out = capsys.readouterr().out
+    assert "note: the RTL cannot build three (vector_lanes = num_pe x vector_lanes_per_pe = 3 x" in out, out
+    assert "; the cycles below are the contract's" in out
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(good.read_bytes()[:-1])
+    assert main([str(bad), "--config", str(three)]) == 2
+    assert "(the contract's verdict; the RTL cannot build three (" in capsys.readouterr().err
+    assert main([str(good), "--config", "tiny"]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_a_malformed_stream_names_the_unsupported_word_the_rtl_refuses_first(tmp_path, capsys):
     """The RTL's dispatcher asks whether it builds a word before its ranges and tokens: a softmax
     epilogue with the table activation (UNSUPPORTED on tiny) before, or at, a RANGE fault is what the
