@@ -754,7 +754,7 @@ class _Importer:
         for o in self.graph.output:
             if o.name in self.class_maps:
                 continue
-            if o.name in self.consts or (o.name in self.views and self.sources[self.views[o.name].source].kind == "const"):
+            if self._constant(o.name):
                 raise self.fail(f"graph output {o.name!r} is a constant; supported: outputs computed from the input")
             if o.name not in self.views:
                 raise self.fail(f"graph output {o.name!r} is not computed by any node")
@@ -1067,6 +1067,8 @@ class _Importer:
         return node.op_type not in _VIEW_OPS and node.op_type not in _PRODUCTS and len(tensors) <= 1
 
     def _constant(self, name: str) -> bool:
+        """Whether ``name`` is a constant: a folded array, or a view of a constant source (False for
+        a value not defined yet, unlike ``is_const``)."""
         return name in self.consts or (name in self.views and self.sources[self.views[name].source].kind == "const")
 
     def _broadcast(self, tensors: list[str]) -> bool:
