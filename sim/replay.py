@@ -65,9 +65,10 @@ def _config(args) -> tuple[AcceleratorConfig, str]:
 
 
 def _is_text(data: bytes) -> bool:
-    """Whether ``data`` reads as text: no zero byte (a stream's END word has some), valid UTF-8 and
-    mostly printable.  Other bytes without a zero (all 0xFF) are left to the ISA to refuse."""
-    if not data or b"\0" in data:
+    """Whether ``data`` reads as text: at least one instruction word long (shorter is a truncated
+    stream, as the RTL says), no zero byte (a stream's END word has some), valid UTF-8 and mostly
+    printable.  Other bytes without a zero (all 0xFF) are left to the ISA to refuse."""
+    if len(data) < INSN_BYTES or b"\0" in data:
         return False
     try:
         text = data.decode("utf-8")

@@ -64,6 +64,17 @@ def test_a_listing_is_refused_as_text_naming_the_stream(tmp_path, capsys):
     assert main([str(binary)]) == 0
 
 
+@pytest.mark.parametrize("content", [b"A", b"hello world\n", b"x" * 31])
+def test_a_file_shorter_than_one_word_is_a_truncated_stream_not_text(tmp_path, capsys, content):
+    """A 1-byte file was refused as text; the RTL reads it as a truncated first instruction."""
+    from sim.replay import main
+    f = tmp_path / "s.bin"
+    f.write_bytes(content)
+    assert main([str(f), "--config", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert f"truncated instruction at byte offset 0: {len(content)} of 32 bytes" in err and "text" not in err, err
+
+
 def test_replay_gives_the_rtls_verdict_in_its_order(tmp_path):
     """A stream with two faults is refused for the first the RTL meets, with its error code (a range
     at instruction 0 before a word that is no instruction at 3); words after END are not read."""
