@@ -861,18 +861,21 @@ def dda_matches(start, step, n_in, n_out, hold=None, align_corners=0):
     the product: only its factor ``den`` is chosen).  A half-pixel start is likewise the quotient
     of ``(n_in - n_out) 2**20 + n_out`` by ``2 n_out``; an align-corners start is 0, and so is its
     step for one output (``den = 0``: no quotient).  The negative terms and ``den`` are moved to the
-    sizes' side, so each bound is a comparison of a product with a sum of the sizes.  On integers
-    or Amaranth values; ``hold(value, level)`` lets the RTL register the products and the sums
-    (level 1)."""
+    sizes' side, so each bound is a comparison of a product with a sum of the sizes.  The products
+    are of the fields alone, by ``2 n_out``: align corners' ``den = 2 n_out - 2`` moves its ``-2
+    step`` to the sums' side too (a subtraction and a choice before the product would be the
+    deepest logic of the RTL's spatial unit).  On integers or Amaranth values; ``hold(value,
+    level)`` lets the RTL register the products and the sums (level 1)."""
     from .expr import all_of, sel
     hold = hold or (lambda value, level: value)
     one = 1 << RESIZE_POS_FRAC
     gaps_in, gaps_out = sel(align_corners, n_in - 1, n_in), sel(align_corners, n_out - 1, n_out)
-    den = 2 * gaps_out
+    den, below = 2 * gaps_out, sel(align_corners, 2 * step, 0)      # step * den = step * 2 n_out - below
     step_num, start_num = 2 * gaps_in * one + gaps_out, n_in * one + n_out - n_out * one
-    step_den, start_den = hold(step * den, 1), hold(start * den, 1)
-    step_fits = all_of(step_den <= hold(step_num, 1), hold(step_num - den, 1) < step_den)
-    half_pixel = all_of(step_fits, start_den <= hold(start_num, 1), hold(start_num - den, 1) < start_den)
+    step_den, start_den = hold(step * (2 * n_out), 1), hold(start * (2 * n_out), 1)
+    step_fits = all_of(step_den <= hold(step_num + below, 1), hold(step_num - den + below, 1) < step_den)
+    # a half-pixel DDA's den is 2 n_out: its start needs no correction
+    half_pixel = all_of(step_fits, start_den <= hold(start_num, 1), hold(start_num - 2 * n_out, 1) < start_den)
     corners = all_of(start == 0, sel(n_out == 1, step == 0, step_fits))
     return sel(align_corners, corners, half_pixel)
 
