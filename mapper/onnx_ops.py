@@ -2137,6 +2137,8 @@ def _layernorm_rows(imp, node, v: View, axis: int, a: dict) -> None:
         part = v if rows(v) else imp.materialise(v, rows)
         if part is not None:
             return _layernorm_of_groups(imp, node, part, n, gamma, beta, eps)
+        if _layernorm_of_image(imp, node, v, axis, gamma, beta, eps):
+            return
         if axis < len(v.shape) - 1:
             _refuse_rows_across_axes(imp, v, axis)
         x = imp.need(v, tokens, "rows of all the channels of each token, or of consecutive channels")
@@ -2144,6 +2146,32 @@ def _layernorm_rows(imp, node, v: View, axis: int, a: dict) -> None:
     out = imp.emit(LayerNorm, name, inputs=(x.source,), eps=eps)
     imp.weights[name] = {"gamma": gamma.copy(), "beta": beta.astype(np.float32)}
     imp.views[node.output[0]] = x.on(name, out)
+
+
+def _layernorm_of_image(imp, node, v: View, axis: int, gamma: np.ndarray, beta: np.ndarray, eps: float) -> bool:
+    """LayerNorm over the pixels of an NCHW image from ``axis``: over its channels and pixels (axis 0
+    or 1) it is GroupNormalization with one group, over each channel's pixels (axis 2)
+    InstanceNormalization (:func:`_normalised`), when the scale and bias are per channel (the same
+    at every pixel; at axis 2 the same everywhere).  False when ``v`` is no such image; refused,
+    naming the values, when the scale or bias varies over the pixels."""
+    if len(v.shape) != 4 or axis > 2:
+        return False
+    x = v if _nchw_full(v) else imp.materialise(v, _nchw_full)
+    if x is None:
+        return False
+    c = v.shape[1]
+    per = {what: p.reshape(-1, v.shape[2] * v.shape[3]) for what, p in (("scale", gamma), ("bias", beta))}
+    varying = [f"{what} {node.input[k]!r}" for k, (what, p) in enumerate(per.items(), 1) if np.any(p != p[:, :1])]
+    if varying:
+        over = "channels and pixels (GroupNormalization with one group)" if axis < 2 else "pixels (InstanceNormalization)"
+        raise imp.fail(f"a normalisation over the {over} of a {list(v.shape)} image whose {' and '.join(varying)} "
+                       f"{'vary' if len(varying) > 1 else 'varies'} over the pixels; supported: a scale and a bias "
+                       + ("per channel (shape [C, 1, 1], or constant over H and W)" if axis < 2 else
+                          "constant over H and W"))
+    scale, bias = (np.broadcast_to(p[:, 0], (c,)) for p in per.values())
+    out = _normalised(imp, node, _image_of(imp, node.input[0], x), c if axis < 2 else 1, scale, bias, eps)
+    imp.views[node.output[0]] = _view(imp, out).named(node.output[0])
+    return True
 
 
 def _refuse_rows_across_axes(imp, v: View, axis: int) -> None:

@@ -1949,3 +1949,32 @@ def computed_position_index(dtype: str = "float", size: int = 16, patch: int = 4
     o = g.reshape(g.op("Transpose", [g.op("MatMul", [a, v], "/attn")], "/attn", perm=[0, 2, 1, 3]), [1, n, dim], "/attn")
     o = g.op("ReduceMean", [g.linear(o, dim, dim, "/proj")], "", axes=[1], keepdims=0)
     return g.model([image_input(3, size, size)], [out(g.linear(o, dim, 5, "/head"))])
+
+
+def image_layernorm(axis: int = 1, affine: str = "channel", c: int = 8, size=(6, 10), qdq: bool = False, seed: int = 80):
+    """A convolution, ``LayerNormalization`` over the axes from ``axis`` of its NCHW output, a 1x1
+    convolution.  ``affine``, the scale's and bias's form: ``"channel"`` ``[C, 1, 1]``; ``"full"`` one per
+    element of the rows, the same over H and W (a per-channel affine written out); ``"scalar"`` ``[1]``;
+    ``"pixels"`` varying over the pixels.  ``qdq``: QuantizeLinear/DequantizeLinear pairs before and
+    after the normalisation (the file's scales)."""
+    g = Graph(seed)
+    h, w = size
+    x = g.op("Conv", ["input", g.weight("a.weight", c, 3, 3, 3), g.weight("a.bias", c, scale=0.5)], "/a",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    rows = [1, c, h, w][axis:]
+    lead = tuple(c if i == 1 else 1 for i in range(axis % 4, 4))    # a value per channel, or one
+
+    def param(name: str, centre: float, spread: float) -> str:
+        values = (centre + spread * g.rng.normal(size=lead)).astype(np.float32)
+        shaped = {"channel": values, "full": np.broadcast_to(values, rows), "scalar": values.reshape(-1)[:1],
+                  "pixels": (centre + spread * g.rng.normal(size=rows)).astype(np.float32)}[affine]
+        return g.init(name, np.ascontiguousarray(shaped, np.float32))
+
+    if qdq:
+        x = _qdq(g, x, 1 / 32, "/norm_in_q")
+    y = g.op("LayerNormalization", [x, param("norm.weight", 1.0, 0.2), param("norm.bias", 0.0, 0.2)], "/norm",
+             axis=axis, epsilon=1e-5)
+    if qdq:
+        y = _qdq(g, y, 1 / 16, "/norm_out_q")
+    y = g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
+    return g.model([image_input(3, h, w, "input")], [out(y)])

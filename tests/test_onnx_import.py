@@ -23,7 +23,7 @@ from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmod
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
-                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, computed_position_index, vit, yolo_detect, yolo_v5_detect, pruned_channel)
+                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, computed_position_index, image_layernorm, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1309,17 +1309,51 @@ def _layernorm_of(dims, axis: int, tokens: bool):
 
 @pytest.mark.parametrize("proto, needles", [
     (_layernorm_of((1, 16, 8), 1, True), ("over axes [1, 2] of a [1, 16, 8] tensor, rows of 128 elements",)),
-    (_layernorm_of((1, 16, 8), -2, True), ("over axes [1, 2] of a [1, 16, 8] tensor",)),
-    (_layernorm_of((1, 8, 4, 4), 1, False), ("over axes [1, 2, 3] of a [1, 8, 4, 4] tensor",
-                                             "GroupNormalization with one group", "Transpose to NHWC"))],
-    ids=["tokens_axis_1", "tokens_axis_-2", "nchw_axis_1"])
+    (_layernorm_of((1, 16, 8), -2, True), ("over axes [1, 2] of a [1, 16, 8] tensor",))],
+    ids=["tokens_axis_1", "tokens_axis_-2"])
 def test_a_layernorm_across_several_axes_says_so(proto, needles):
     """A LayerNormalization whose rows span several axes that are not each token's channels (the
-    tokens and channels together, an image's channels and pixels) was refused with the generic
-    'not laid out as rows of all the channels of each token ... no IR layout layer arranges it so',
-    which did not name the axes as the cause; now it does, and says what is supported."""
+    tokens and channels together) was refused with the generic 'not laid out as rows of all the
+    channels of each token ... no IR layout layer arranges it so', which did not name the axes as the
+    cause; now it does, and says what is supported."""
     _refused(proto, "(LayerNormalization)", *needles, "across several axes that are not each token's channels",
              "supported: over the last axis (the channels of each token or NHWC pixel)")
+
+
+@pytest.mark.parametrize("kw, like", [
+    ({"axis": 1}, "op21"), ({"axis": 0}, "op21"), ({"axis": -3, "affine": "full"}, "op21"),
+    ({"axis": 1, "affine": "scalar"}, "op21"), ({"axis": 2, "affine": "scalar"}, "instance"),
+    ({"axis": 2, "affine": "full"}, "instance"), ({"axis": 1, "c": 5, "size": (7, 3)}, "op21")],
+    ids=["axis1", "axis0", "axis-3_full", "axis1_scalar", "axis2_scalar", "axis2_full", "axis1_odd"])
+def test_a_layernorm_over_an_image_s_pixels_is_a_group_or_instance_norm(kw, like):
+    """A LayerNormalization over an NCHW image's channels and pixels (``axis`` 1, or 0 of its batch of 1)
+    was refused (rows across several axes); with a scale and bias per channel (``[C, 1, 1]``, or one per
+    element constant over H and W) it is GroupNormalization with one group, and over each channel's
+    pixels (``axis`` 2; a scale and bias constant over them) InstanceNormalization: the same layers as
+    those operators' files, onnxruntime's numbers, odd sizes too."""
+    proto = image_layernorm(**kw)
+    imp = import_onnx(proto, "ln")
+    norm = group_norm(like, channels=kw.get("c", 8), groups=1)
+    assert Counter(l.kind for l in imp.model.layers) == Counter(l.kind for l in import_onnx(norm, like).model.layers)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_qdq_layernorm_over_an_image_keeps_the_file_s_scales():
+    """QuantizeLinear/DequantizeLinear around it: the normalisation's last layer (the bias's add) has the
+    file's output scale, its input the file's input scale."""
+    imp = import_onnx(image_layernorm(qdq=True), "ln")
+    conv, *_, shift, head = imp.model.layers
+    assert (shift.kind, imp.act_scales[conv.name], imp.act_scales[shift.name]) == ("add", 1 / 32, 1 / 16)
+
+
+@pytest.mark.parametrize("kw, needles", [
+    ({"axis": 1, "affine": "pixels"}, ("over the channels and pixels (GroupNormalization with one group) of a "
+                                       "[1, 8, 6, 10] image whose scale 'norm.weight' and bias 'norm.bias' vary over "
+                                       "the pixels", "supported: a scale and a bias per channel")),
+    ({"axis": 2, "affine": "pixels"}, ("over the pixels (InstanceNormalization)", "constant over H and W"))],
+    ids=["axis1", "axis2"])
+def test_a_layernorm_over_an_image_with_a_scale_per_pixel_is_refused_in_one_line(kw, needles):
+    _refused(image_layernorm(**kw), "(LayerNormalization)", *needles)
 
 
 def _qdq_attention(scale: float):

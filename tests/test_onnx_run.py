@@ -967,6 +967,16 @@ def test_a_channels_first_layernorm_runs_bit_exact(cfg_name, tmp_path):
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("kw", [{"axis": 1}, {"axis": 2, "affine": "scalar", "c": 5, "size": (7, 3)}, {"qdq": True}],
+                         ids=["axis1", "axis2_odd", "qdq"])
+def test_a_layernorm_over_an_image_s_pixels_runs_bit_exact(kw, cfg_name, tmp_path):
+    """As a group normalisation with one group (over the channels and pixels) or an instance one."""
+    from onnx_graphs import image_layernorm
+
+    _runs_bit_exact_as_timed(image_layernorm(**kw), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_swin_layouts_as_timm_exports_them_run_bit_exact(cfg_name, tmp_path):
     """The roll of NHWC rows first and the window reverse written straight to tokens."""
     from onnx_graphs import nhwc_roll, window_reverse_to_tokens
