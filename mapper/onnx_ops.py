@@ -722,6 +722,38 @@ def _lrn(imp, node) -> None:
     imp.views[y] = _view(imp, out).named(y)
 
 
+#: Added to a sum of magnitudes before its reciprocal, and to a sum of squares under its root: an
+#: all-zero row (a pixel that a ReLU zeroed) then gives 0, as onnxruntime's LpNormalization does,
+#: not 0 * inf = NaN; far below any int8 step, it changes no other value.
+LP_NORM_EPS = 1e-24
+
+
+@_op("LpNormalization")
+def _lp_norm(imp, node) -> None:
+    """``x / ||x||_p`` along ``axis`` (p 1 or 2), from existing layers: ``|x|`` or ``x ** 2`` (tables),
+    the sum along the axis (``ReduceSum``: over an image's channels a 1x1 convolution of ones, over its
+    rows or columns a pooling), ``1 / (sum + eps)`` or ``rsqrt(sum + eps)`` (tables; ``LP_NORM_EPS``)
+    and the product, the factor broadcast along the axis."""
+    a, x, y = _attrs(node), node.input[0], node.output[0]
+    p, rank = int(a.get("p", 2)), len(imp.act(x).shape)
+    if p not in (1, 2):
+        raise imp.fail(f"p {p}; supported: 1 and 2")
+    axis = _axis(imp, a.get("axis", -1), rank)
+    if p == 1:
+        powered = _part(imp, node, "Abs", [x], f"{y}.magnitude", handler=_table_function)
+    else:
+        powered = _part(imp, node, "Pow", [x, _scalar_const(imp, f"{y}.two", 2.0)], f"{y}.square")
+    summed = powered if imp.act(x).shape[axis] == 1 else \
+        _part(imp, node, "ReduceSum", [powered], f"{y}.sum", axes=[axis], keepdims=1, handler=_reduce_axes)
+    if p == 1:
+        summed = _part(imp, node, "Add", [summed, _scalar_const(imp, f"{y}.eps", LP_NORM_EPS)], f"{y}.sum_eps")
+        factor = _part(imp, node, "Reciprocal", [summed], f"{y}.factor", handler=_table_function)
+    else:
+        factor = _part(imp, node, "Rsqrt", [summed], f"{y}.factor",
+                       handler=lambda imp, n: _elementwise_unary(imp, n, "rsqrt", (LP_NORM_EPS,)))
+    _part(imp, node, "Mul", [x, factor], y)
+
+
 def _norm_params(imp, node, n: int) -> tuple[np.ndarray, np.ndarray]:
     if not all(imp.is_const(x) for x in node.input[1:3]):
         raise imp.fail("a computed scale or bias; supported: constants")

@@ -1978,3 +1978,26 @@ def image_layernorm(axis: int = 1, affine: str = "channel", c: int = 8, size=(6,
         y = _qdq(g, y, 1 / 16, "/norm_out_q")
     y = g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
     return g.model([image_input(3, h, w, "input")], [out(y)])
+
+
+def lp_norm(p: int = 2, axis: int = 1, c: int = 8, size=(6, 10), relu: bool = False, tokens: bool = False,
+            qdq: bool = False, seed: int = 81):
+    """A convolution (``relu``: and a ReLU, which zeroes whole pixels when ``c`` is small), ``LpNormalization``
+    along ``axis`` of its NCHW output (``tokens``: of its ``[1, H*W, C]`` tokens), a 1x1 convolution
+    (``tokens``: a linear).  ``qdq``: QuantizeLinear/DequantizeLinear pairs before and after the
+    normalisation."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("a.weight", c, 3, 3, 3), g.weight("a.bias", c, scale=0.5)], "/a",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    if relu:
+        x = g.op("Relu", [x], "/a")
+    if tokens:
+        x = g.op("Transpose", [g.reshape(x, [1, c, -1], "/a")], "/a", perm=[0, 2, 1])
+    if qdq:
+        x = _qdq(g, x, 1 / 32, "/norm_in_q")
+    y = g.op("LpNormalization", [x], "/norm", axis=axis, p=p)
+    if qdq:
+        y = _qdq(g, y, 1 / 64, "/norm_out_q")
+    y = g.linear(y, c, 4, "/head") if tokens else \
+        g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
+    return g.model([image_input(3, *size, "input")], [out(y)])

@@ -23,7 +23,7 @@ from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmod
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
-                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, computed_position_index, image_layernorm, vit, yolo_detect, yolo_v5_detect, pruned_channel)
+                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, computed_position_index, image_layernorm, lp_norm, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1905,6 +1905,33 @@ def test_an_even_local_response_window_reaches_one_channel_further_up():
 @pytest.mark.parametrize("attrs, needle", [({"size": 0}, "size 0"), ({"bias": -1.0}, "bias -1.0")])
 def test_a_malformed_local_response_normalisation_is_refused_in_one_line(attrs, needle):
     _refused(lrn(**attrs), "(LRN)", needle)
+
+
+@pytest.mark.parametrize("kw, kinds", [
+    ({"p": 2, "axis": 1}, ["pow", "conv2d", "rsqrt", "mul"]),
+    ({"p": 1, "axis": 1}, ["abs", "conv2d", "constant", "add", "reciprocal", "mul"]),
+    ({"p": 2, "axis": -1}, ["pow", "pool", "constant", "mul", "rsqrt", "mul"]),
+    ({"p": 1, "axis": 2, "c": 5, "size": (7, 3)}, ["abs", "pool", "constant", "mul", "constant", "add", "reciprocal", "mul"]),
+    ({"p": 2, "axis": -1, "tokens": True}, ["pow", "linear", "rsqrt", "mul"]),
+    ({"p": 1, "axis": 1, "c": 1, "relu": True}, ["abs", "constant", "add", "reciprocal", "mul"]),
+    ({"p": 2, "axis": 1, "c": 2, "relu": True}, ["pow", "conv2d", "rsqrt", "mul"])],
+    ids=["p2_channels", "p1_channels", "p2_columns", "p1_rows_odd", "p2_tokens", "p1_one_channel_zeros",
+         "p2_zero_pixels"])
+def test_an_lp_normalisation_is_composed_and_matches_onnxruntime(kw, kinds):
+    """``LpNormalization`` (p 1 or 2), refused before: ``|x|`` or ``x ** 2`` (tables), the sum along the
+    axis (over an image's channels a convolution of ones, over its rows or columns a pooling, over
+    tokens' channels a linear), ``1 / sum`` or ``rsqrt`` (tables) and the product.  Pixels a ReLU
+    zeroed whole give 0, as in onnxruntime (not NaN)."""
+    proto = lp_norm(**kw)
+    imp = import_onnx(proto, "lp")
+    assert [l.kind for l in imp.model.layers][1:-1] == kinds
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_an_lp_normalisation_of_another_order_is_refused_in_one_line():
+    proto = lp_norm()
+    next(n for n in proto.graph.node if n.op_type == "LpNormalization").attribute[1].i = 3
+    _refused(proto, "(LpNormalization)", "p 3; supported: 1 and 2")
 
 
 @pytest.mark.parametrize("case, ops", [("group_norm", ["Sqrt", "Reciprocal"]), ("gelu_tanh", ["Pow", "Tanh"])])

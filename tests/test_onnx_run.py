@@ -977,6 +977,18 @@ def test_a_layernorm_over_an_image_s_pixels_runs_bit_exact(kw, cfg_name, tmp_pat
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("kw", [{"p": 2}, {"p": 1, "c": 3}, {"p": 2, "axis": 2, "size": (7, 3)},
+                                {"p": 2, "axis": -1, "tokens": True}, {"p": 1, "qdq": True}],
+                         ids=["p2", "p1_3_channels", "p2_rows_odd", "p2_tokens", "p1_qdq"])
+def test_an_lp_normalisation_runs_bit_exact(kw, cfg_name, tmp_path):
+    """(A row of zeros on the calibration image would make the int8 factor's range ``1 / eps``: its
+    float value, 0 as onnxruntime's, is checked by the import tests.)"""
+    from onnx_graphs import lp_norm
+
+    _runs_bit_exact_as_timed(lp_norm(**kw), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_swin_layouts_as_timm_exports_them_run_bit_exact(cfg_name, tmp_path):
     """The roll of NHWC rows first and the window reverse written straight to tokens."""
     from onnx_graphs import nhwc_roll, window_reverse_to_tokens
