@@ -2386,7 +2386,7 @@ def _pool_params(imp, node, x: View) -> dict:
     if len(kernel) != 2:
         raise imp.fail(f"a {len(kernel)}-D pooling window {kernel}; supported: 2-D pooling")
     if any(d != 1 for d in a.get("dilations", [1, 1])):
-        raise imp.fail("dilated pooling; supported: dilation 1")
+        raise imp.fail(f"dilations {list(a['dilations'])} of an {node.op_type}; supported: dilation 1 (MaxPool: any)")
     strides = list(a.get("strides", [1, 1]))
     stride = _equal_pair(imp, strides, "strides")
     pad, ceil_mode = _conv_padding(imp, a, kernel, x.shape[2:], stride), bool(a.get("ceil_mode", 0))
@@ -2445,6 +2445,8 @@ def _pool(imp, node) -> None:
         raise imp.fail("its indices output; supported: the pooled values only")
     x = imp.need(imp.act(node.input[0]), _nchw_full, "an NCHW image")
     is_avg = node.op_type == "AveragePool"
+    if not is_avg and any(d != 1 for d in _attrs(node).get("dilations", [])):
+        return _dilated_max_pool(imp, node, x)
     tiles = _tiling_windows(node, x.shape[2:])
     if is_avg and tiles:
         # windows that tile the image exactly: an adaptive average pool (the form the exporter writes,
@@ -2466,6 +2468,55 @@ def _pool(imp, node) -> None:
         y = node.output[0]
         name = _emit_after(imp, Crop, y, imp.views[y].source, **p["crop"])
         imp.views[y] = L.nchw(name, imp.by_name[name].out_shape)
+
+
+def _dilated_max_pool(imp, node, x: View) -> None:
+    """A max pooling whose window has holes (``dilations``), from existing layers: the image padded,
+    each axis, by copies of the edge of its own phase (the last element a whole number of dilations
+    away: it is in every window that reaches the padding, so the maximum is ONNX's, whose padding
+    never wins), then each output row the largest of the ``kh`` rows its window reads (strided
+    slices, compared pairwise by ``_larger``), and the same over columns."""
+    y, v = node.output[0], node.input[0]
+    for axis, (n, k, d, st, before, out) in enumerate(_dilated_pool_axes(imp, node, x.shape[2:]), 2):
+        after = max(0, (out - 1) * st + (k - 1) * d + 1 - before - n)       # the padding some window reads
+        if before or after:
+            pad = _pad_columns if axis == 3 else _pad_axis_by_concat
+            v = pad(imp, node, v, axis, before, after, "edge", f"{y}.padded{axis}", period=d)
+        taps = [_part(imp, node, "Slice", [v], f"{y}.axis{axis}.tap{t}", starts=[d * t],
+                      ends=[d * t + st * (out - 1) + 1], axes=[axis], steps=[st]) for t in range(k)]
+        for tap in taps:        # each an image (a crop), not the first layout that holds its pixels
+            imp.views[tap] = imp.need(imp.act(tap), _nchw_full, "an NCHW image")
+        v = taps[0]
+        for t in range(1, k):
+            v = _larger(imp, node, v, taps[t], y if (t, axis) == (k - 1, 3) else f"{y}.axis{axis}.max{t}")
+    if v != y:                                  # a kernel of one along the columns: the rows' maximum
+        imp.views[y] = _view(imp, v).named(y)
+
+
+def _dilated_pool_axes(imp, node, size) -> list[tuple[int, int, int, int, int, int]]:
+    """(length, kernel, dilation, stride, padding before, outputs) of each axis of a dilated max
+    pooling; refused where a window reads padding alone (ONNX gives the lowest float there) or
+    the padding would need a phase the axis does not have."""
+    a = _attrs(node)
+    kernel, strides = [int(k) for k in a["kernel_shape"]], [int(v) for v in a.get("strides", [1, 1])]
+    dilations = [int(d) for d in a["dilations"]]
+    if len(kernel) != 2 or len(strides) != 2 or len(dilations) != 2 or a.get("ceil_mode", 0) or min(dilations) < 1:
+        raise imp.fail(f"kernel {kernel}, strides {strides}, dilations {dilations}, ceil_mode {a.get('ceil_mode', 0)}; "
+                       f"supported for a dilated max pooling: 2-D, dilations of at least 1, ceil_mode 0")
+    extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    pads = _conv_padding(imp, a, extent, size, strides)
+    pads = (pads,) * 4 if isinstance(pads, int) else pads
+    axes = []
+    for i, (n, k, d, st) in enumerate(zip(size, kernel, dilations, strides)):
+        out = (n + pads[i] + pads[i + 2] - extent[i]) // st + 1
+        empty = [o for o in range(max(out, 0)) if not any(0 <= o * st - pads[i] + d * t < n for t in range(k))]
+        if out < 1 or empty or (d > n and pads[i] + pads[i + 2]):
+            raise imp.fail(f"kernel {kernel}, strides {strides}, dilations {dilations}, pads {list(pads)} of a "
+                           f"{list(size)} image (axis {i + 2}: {n} long, {max(out, 0)} windows, those reading padding "
+                           f"alone {empty}); supported: at least one window, each reading a pixel, and padding only "
+                           f"along axes at least one dilation long")
+        axes.append((n, k, d, st, pads[i], out))
+    return axes
 
 
 def _pool_composed(imp, node, x: View) -> None:
@@ -3274,11 +3325,13 @@ def _pad_by_copies(imp, node, v: View, begin: list[int], end: list[int], mode: s
         x = pad(imp, node, x, i, begin[i], end[i], mode, out)
 
 
-def _copied_indices(n: int, before: int, after: int, mode: str) -> tuple[list[int], list[int]]:
+def _copied_indices(n: int, before: int, after: int, mode: str, period: int = 1) -> tuple[list[int], list[int]]:
     """The indices of an axis of ``n`` that the padding copies before and after it, in order:
-    reflect ``before .. 1`` and ``n-2 .. n-1-after`` (the edge itself not repeated), edge 0 and n-1."""
+    reflect ``before .. 1`` and ``n-2 .. n-1-after`` (the edge itself not repeated), edge 0 and n-1
+    (with a ``period``, the edge of each of the ``period`` interleaved phases: the element a whole
+    number of periods away, a dilated window's own)."""
     if mode == "edge":
-        return [0] * before, [n - 1] * after
+        return [t % period for t in range(-before, 0)], [n - period + j % period for j in range(after)]
     return list(range(before, 0, -1)), list(range(n - 2, n - 2 - after, -1))
 
 
@@ -3289,11 +3342,12 @@ def _slice_part(imp, node, x: str, axis: int, start: int, stop: int, out: str) -
     return out
 
 
-def _pad_axis_by_concat(imp, node, x: str, axis: int, before: int, after: int, mode: str, out: str) -> str:
+def _pad_axis_by_concat(imp, node, x: str, axis: int, before: int, after: int, mode: str, out: str,
+                        period: int = 1) -> str:
     """The copies of one axis other than an image's columns: ``Concat`` of one-wide slices and ``x``
     (rows of an image: a concatenation of pixels; channels: of channels)."""
     v = _view(imp, x)
-    first, last = _copied_indices(v.shape[axis], before, after, mode)
+    first, last = _copied_indices(v.shape[axis], before, after, mode, period)
     parts = [_slice_part(imp, node, x, axis, i, i + 1, f"{out}.at{i}") for i in first] + [x] + \
             [_slice_part(imp, node, x, axis, i, i + 1, f"{out}.at{i}") for i in last]
     try:                                        # a concatenation even of one tensor's parts: copies
@@ -3305,7 +3359,8 @@ def _pad_axis_by_concat(imp, node, x: str, axis: int, before: int, after: int, m
                        f"concatenation of its slices there: {reason}") from None
 
 
-def _pad_columns(imp, node, x: str, axis: int, before: int, after: int, mode: str, out: str, value: float = 0.0) -> str:
+def _pad_columns(imp, node, x: str, axis: int, before: int, after: int, mode: str, out: str, value: float = 0.0,
+                 period: int = 1) -> str:
     """The padded columns of an NCHW image: the image framed by zero columns, plus the copied
     columns on zeros at their places (``_placed``, ``_placed_ends``; modes ``reflect`` and ``edge``)
     or a constant row of ``value`` in the padded columns and zeros elsewhere (mode ``constant``,
@@ -3313,11 +3368,11 @@ def _pad_columns(imp, node, x: str, axis: int, before: int, after: int, mode: st
     each element, and the sum's range is the image's, or the value's where larger)."""
     if axis == 2:                       # an NHWC image's: those of its NCHW transpose (views both ways)
         t = _part(imp, node, "Transpose", [x], f"{out}.nchw", perm=[0, 3, 1, 2])
-        padded = _pad_columns(imp, node, t, 3, before, after, mode, f"{out}.nchw_padded", value)
+        padded = _pad_columns(imp, node, t, 3, before, after, mode, f"{out}.nchw_padded", value, period)
         return _part(imp, node, "Transpose", [padded], out, perm=[0, 2, 3, 1])
     _, _, _, w = _view(imp, x).shape
     wide = w + before + after
-    first, last = _copied_indices(w, before, after, mode) if mode != "constant" else ([], [])
+    first, last = _copied_indices(w, before, after, mode, period) if mode != "constant" else ([], [])
     copies = [*enumerate(first), *((before + w + j, s) for j, s in enumerate(last))]     # (column, source)
     terms = [_placed(imp, node, x, before, wide, f"{out}.framed")]
     if mode == "constant" and value:

@@ -2001,3 +2001,18 @@ def lp_norm(p: int = 2, axis: int = 1, c: int = 8, size=(6, 10), relu: bool = Fa
     y = g.linear(y, c, 4, "/head") if tokens else \
         g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
     return g.model([image_input(3, *size, "input")], [out(y)])
+
+
+def dilated_max_pool(c: int = 8, size=(9, 10), qdq: bool = False, opset: int = 17, seed: int = 82, **attrs):
+    """A convolution, a ``MaxPool`` of ``attrs`` (its ``dilations`` among them), a 1x1 convolution; ``qdq``:
+    QuantizeLinear/DequantizeLinear pairs before and after the pooling."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("a.weight", c, 3, 3, 3), g.weight("a.bias", c, scale=0.5)], "/a",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    if qdq:
+        x = _qdq(g, x, 1 / 32, "/pool_in_q")
+    y = g.op("MaxPool", [x], "/pool", **attrs)
+    if qdq:
+        y = _qdq(g, y, 1 / 32, "/pool_out_q")
+    y = g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
+    return g.model([image_input(3, *size, "input")], [out(y)], opset)

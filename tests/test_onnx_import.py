@@ -18,12 +18,12 @@ from onnx import TensorProto, helper, numpy_helper
 from mapper import onnx_layout as L
 from mapper import reference
 from mapper.float_ops import ACTIVATIONS
-from mapper.ir import Conv2d, Linear, Model, ShapeError
+from mapper.ir import MAC_KINDS, Conv2d, Linear, Model, ShapeError
 from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmodel
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
-                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, computed_position_index, image_layernorm, lp_norm, vit, yolo_detect, yolo_v5_detect, pruned_channel)
+                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, computed_position_index, image_layernorm, lp_norm, dilated_max_pool, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1536,7 +1536,7 @@ def test_a_pooling_window_not_square_or_strides_that_differ_is_a_square_pool(op,
     ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 1], "pads": [0, 1, 0, 1], "count_include_pad": 1},
      "count_include_pad 1"),
     ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 1], "pads": [0, 2, 0, 2]}, "at most half that window"),
-    ("MaxPool", {"kernel_shape": [3, 2], "strides": [2, 1], "dilations": [2, 1]}, "dilation 1"),
+    ("MaxPool", {"kernel_shape": [3, 2], "strides": [2, 1], "dilations": [2, 1], "ceil_mode": 1}, "ceil_mode 0"),
     ("MaxPool", {"kernel_shape": [16, 17], "strides": [1, 1]}, "lcm(kh, kw) of at most 255"),
 ], ids=["counted-rows-only", "counted-uneven", "pad-beyond-half", "dilated", "lcm-beyond-the-field"])
 def test_a_pooling_not_square_that_no_square_pool_gives_is_refused(op, attrs, needle):
@@ -1878,6 +1878,55 @@ def test_a_max_over_an_image_that_is_not_square_takes_it_upsampled_to_a_square(m
                                                "channels of each pixel")])
 def test_a_max_the_pooling_cannot_take_is_refused_in_one_line(op, shape, attrs, needle):
     _refused(single_op(op, shape=shape, **attrs), f"({op})", needle)
+
+
+@pytest.mark.parametrize("attrs", [
+    {"kernel_shape": [3, 3], "dilations": [2, 2]}, {"kernel_shape": [3, 3], "dilations": [2, 2], "pads": [2] * 4},
+    {"kernel_shape": [3, 3], "dilations": [2, 2], "strides": [2, 2], "pads": [1, 2, 2, 1]},
+    {"kernel_shape": [2, 3], "dilations": [3, 2], "strides": [1, 2], "pads": [1, 1, 1, 0]},
+    {"kernel_shape": [5, 5], "dilations": [3, 3], "pads": [4] * 4},
+    {"kernel_shape": [3, 3], "dilations": [2, 2], "pads": [1] * 4, "c": 5, "size": (7, 3)},
+    {"kernel_shape": [3, 3], "dilations": [2, 2], "c": 16, "size": (16, 16)}],
+    ids=["valid", "padded", "strided_uneven", "rectangular", "5x5_d3", "odd", "rows_as_pixels"])
+def test_a_dilated_max_pool_is_composed_and_matches_onnxruntime(attrs):
+    """A ``MaxPool`` with ``dilations`` was refused: the image padded along each axis by copies of its
+    phase's edge (an element of every window that reaches the padding: the maximum is unchanged),
+    then the largest of each window's rows and of its columns (strided slices compared as
+    ``b + relu(a - b)``).  No MACs but the two convolutions'; onnxruntime's numbers.  (At 16x16x16
+    the first 12 rows, 192 pixels in raster order, were laid out as a 16x12 pixel reshape, whose
+    columns no crop takes: each slice is made an image.)"""
+    proto = dilated_max_pool(**attrs)
+    imp = import_onnx(proto, "dilated")
+    assert {l.kind for l in imp.model.layers} >= {"crop", "relu"} and "pool" not in {l.kind for l in imp.model.layers}
+    assert [l.kind for l in imp.model.layers if l.kind in MAC_KINDS] == ["conv2d", "conv2d"]
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_a_dilated_max_pool_padded_same_is_padded_by_the_dilated_extent():
+    """``auto_pad=SAME_UPPER`` pads by the dilated window's extent, as the specification says (and ONNX's
+    reference evaluator computes; onnxruntime pads by the kernel and gives a smaller output)."""
+    from onnx.reference import ReferenceEvaluator
+
+    proto = dilated_max_pool(kernel_shape=[3, 3], dilations=[2, 2], strides=[2, 2], auto_pad="SAME_UPPER")
+    imp = import_onnx(proto, "same")
+    x = np.random.default_rng(0).normal(size=imp.model.input).astype(np.float32)
+    want = ReferenceEvaluator(proto).run(None, {"input": L.gather(imp.input_view, x.ravel())})[0]
+    (v,) = imp.outputs.values()
+    got = L.gather(v, dict(reference.run_float(imp.model, imp.weights, x))[v.source].ravel())
+    assert want.shape == (1, 4, 5, 5) and np.max(np.abs(got - want)) <= RTOL * np.max(np.abs(want))
+
+
+@pytest.mark.parametrize("op, attrs, needle", [
+    ("MaxPool", {"kernel_shape": [2, 2], "dilations": [2, 2], "pads": [3] * 4},
+     "(axis 2: 9 long, 13 windows, those reading padding alone [0, 12])"),
+    ("MaxPool", {"kernel_shape": [3, 3], "dilations": [2, 2], "ceil_mode": 1}, "ceil_mode 0"),
+    ("AveragePool", {"kernel_shape": [3, 3], "dilations": [2, 2], "opset": 19},
+     "dilations [2, 2] of an AveragePool; supported: dilation 1 (MaxPool: any)")])
+def test_a_dilated_pool_that_cannot_be_composed_is_refused_in_one_line(op, attrs, needle):
+    """(ONNX gives an ``AveragePool`` dilations from opset 19.)"""
+    proto = dilated_max_pool(**attrs)
+    next(n for n in proto.graph.node if n.op_type == "MaxPool").op_type = op
+    _refused(proto, f"({op})", needle)
 
 
 @pytest.mark.parametrize("attrs", [{}, {"size": 3, "alpha": 0.01, "beta": 0.5, "bias": 2.0}, {"size": 1, "opset": 7}])

@@ -989,6 +989,15 @@ def test_an_lp_normalisation_runs_bit_exact(kw, cfg_name, tmp_path):
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("kw", [{"pads": [2] * 4}, {"strides": [2, 2], "pads": [1, 2, 2, 1], "c": 5, "size": (7, 3)},
+                                {"pads": [1] * 4, "qdq": True}], ids=["padded", "strided_odd", "qdq"])
+def test_a_dilated_max_pool_runs_bit_exact(kw, cfg_name, tmp_path):
+    from onnx_graphs import dilated_max_pool
+
+    _runs_bit_exact_as_timed(dilated_max_pool(kernel_shape=[3, 3], dilations=[2, 2], **kw), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_swin_layouts_as_timm_exports_them_run_bit_exact(cfg_name, tmp_path):
     """The roll of NHWC rows first and the window reverse written straight to tokens."""
     from onnx_graphs import nhwc_roll, window_reverse_to_tokens
