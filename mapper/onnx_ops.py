@@ -2746,9 +2746,10 @@ def _reduce_axes(imp, node) -> None:
     total, peak = node.op_type == "ReduceSum", node.op_type == "ReduceMax"
     if peak and plan is None and _channel_max(imp, node, v, axes, keep):
         return
-    if peak and (plan is None or plan[0] != (1, 1)):
+    if peak and plan is None:
         raise imp.fail(f"a max over axes {axes} of a {list(v.shape)} tensor; supported: over all pixels of each "
-                       f"channel (max pooling), or over all channels of each pixel")
+                       f"channel (max pooling), all rows or all columns of each channel, or over all channels of "
+                       f"each pixel")
     if plan is None:
         if _channel_reduction(imp, node, v, axes, keep, 1.0 if total else 1.0 / math.prod(v.shape[i] for i in axes)):
             return
@@ -2757,7 +2758,7 @@ def _reduce_axes(imp, node) -> None:
                        f"channels of each pixel")
     (oh, ow), out_idx = plan
     if peak:
-        name = _whole_max(imp, y, v.source, v.src_shape)
+        name = _whole_max(imp, y, v.source, v.src_shape) if (oh, ow) == (1, 1) else _line_max(imp, node, v, oh, y)
         shape = imp.by_name[name].out_shape
     elif (oh, ow) == (1, 1):
         name = _whole_mean(imp, f"{y}.mean" if total else y, v.source, v.src_shape)
@@ -2812,19 +2813,41 @@ def _channel_max(imp, node, v: View, axes: list[int], keep: int) -> bool:
     form = _form_of(formed) if formed is not None else None
     if form is None or axes != [_FORMS[form][1]]:
         return False
-    axis, x, y = axes[0], node.input[0], node.output[0]
-    n, step = v.shape[axis], 0
-    while n > 1:
-        half, step = -(-n // 2), step + 1
-        a = _slice_part(imp, node, x, axis, 0, half, f"{y}.max{step}.low")
-        b = _slice_part(imp, node, x, axis, n - half, n, f"{y}.max{step}.high")
-        x, n = _larger(imp, node, a, b, y if half == 1 and keep else f"{y}.max{step}"), half
+    axis, y = axes[0], node.output[0]
+    x = _halving_max(imp, node, node.input[0], axis, v.shape[axis], y, y if keep else None)
     if not keep:
         kept = _view(imp, x)
         _reshape_to(imp, node, kept, [k for i, k in enumerate(kept.shape) if i != axis])
     elif x != y:                                 # one channel already: the tensor itself
         _out(imp, node, _view(imp, x))
     return True
+
+
+def _halving_max(imp, node, x: str, axis: int, n: int, base: str, last: Optional[str], image: bool = False) -> str:
+    """The largest of the ``n`` elements along ``axis`` of value ``x``: its first and last ``ceil(n / 2)``
+    compared (they overlap by one when n is odd; a max is the same) until one is left, each step
+    ``_larger`` of two slices (with ``image``, each made an NCHW image: a crop, not the first layout
+    that holds its pixels); the value holding it (``x`` when n is 1), the last step's named ``last``
+    (else ``base.max<step>``, as the others)."""
+    step = 0
+    while n > 1:
+        half, step = -(-n // 2), step + 1
+        halves = [_slice_part(imp, node, x, axis, lo, lo + half, f"{base}.max{step}.{end}")
+                  for lo, end in ((0, "low"), (n - half, "high"))]
+        for part in halves if image else ():
+            imp.views[part] = imp.need(imp.act(part), _nchw_full, "an NCHW image")
+        x, n = _larger(imp, node, *halves, last if half == 1 and last else f"{base}.max{step}"), half
+    return x
+
+
+def _line_max(imp, node, v: View, out_h: int, y: str) -> str:
+    """The largest of each column's rows (``out_h`` 1) or of each row's columns of the image ``v``'s
+    values are (``amax`` over H or W of NCHW): :func:`_halving_max` along that axis, ``ceil(log2)``
+    steps of three vector passes; the layer holding the ``1 x W`` or ``H x 1`` maxima."""
+    h, w, _ = v.src_shape
+    axis, n = (2, h) if out_h == 1 else (3, w)
+    line = _halving_max(imp, node, _image_of(imp, node.input[0], v), axis, n, f"{y}.line", None, image=True)
+    return imp.act(line).source
 
 
 def _larger(imp, node, a: str, b: str, out: str, smaller: bool = False) -> str:

@@ -2016,3 +2016,21 @@ def dilated_max_pool(c: int = 8, size=(9, 10), qdq: bool = False, opset: int = 1
         y = _qdq(g, y, 1 / 32, "/pool_out_q")
     y = g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
     return g.model([image_input(3, *size, "input")], [out(y)], opset)
+
+
+def line_max(axes, keepdims: int = 1, c: int = 8, size=(6, 10), nhwc: bool = False, op: str = "ReduceMax",
+             qdq: bool = False, seed: int = 83):
+    """A convolution, ``op`` (``ReduceMax``) over ``axes`` of its NCHW output (``nhwc``: of its transpose
+    to NHWC), then a ReLU of that (a layer reading it).  ``qdq``: QuantizeLinear/DequantizeLinear pairs
+    before and after the reduction."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("a.weight", c, 3, 3, 3), g.weight("a.bias", c, scale=0.5)], "/a",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    if nhwc:
+        x = g.op("Transpose", [x], "/a", perm=[0, 2, 3, 1])
+    if qdq:
+        x = _qdq(g, x, 1 / 32, "/max_in_q")
+    y = g.op(op, [x], "/max", axes=list(axes), keepdims=keepdims)
+    if qdq:
+        y = _qdq(g, y, 1 / 32, "/max_out_q")
+    return g.model([image_input(3, *size, "input")], [out(g.op("Relu", [y], "/act"))])

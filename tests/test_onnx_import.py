@@ -23,7 +23,7 @@ from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmod
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
-                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, computed_position_index, image_layernorm, lp_norm, dilated_max_pool, vit, yolo_detect, yolo_v5_detect, pruned_channel)
+                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, computed_position_index, image_layernorm, lp_norm, dilated_max_pool, line_max, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -1874,10 +1874,30 @@ def test_a_max_over_an_image_that_is_not_square_takes_it_upsampled_to_a_square(m
 @pytest.mark.parametrize("op, shape, attrs, needle", [
     ("MaxPool", (1, 8, 300, 300), {"kernel_shape": [300, 300], "strides": [300, 300]}, "at most 255 a side"),
     ("ReduceMax", (1, 8, 8, 8), {"axes": [1, 2]}, "a max over axes [1, 2] of a [1, 8, 8, 8] tensor"),
-    ("ReduceMax", (1, 8, 8, 8), {"axes": [3]}, "supported: over all pixels of each channel (max pooling), or over all "
-                                               "channels of each pixel")])
+    ("ReduceMax", (1, 8, 8, 8), {"axes": [1, 3]}, "supported: over all pixels of each channel (max pooling), all rows "
+                                                  "or all columns of each channel, or over all channels of each pixel")])
 def test_a_max_the_pooling_cannot_take_is_refused_in_one_line(op, shape, attrs, needle):
     _refused(single_op(op, shape=shape, **attrs), f"({op})", needle)
+
+
+@pytest.mark.parametrize("kw", [
+    {"axes": [2]}, {"axes": [3]}, {"axes": [-1], "keepdims": 0}, {"axes": [2], "keepdims": 0, "c": 5, "size": (7, 3)},
+    {"axes": [3], "c": 5, "size": (7, 3)}, {"axes": [1], "nhwc": True}, {"axes": [2], "nhwc": True, "size": (5, 9)},
+    {"axes": [2], "size": (1, 6)}, {"axes": [3], "c": 2, "size": (300, 2)}],
+    ids=["rows", "columns", "last_dropped", "rows_odd_dropped", "columns_odd", "nhwc_rows", "nhwc_columns",
+         "one_row", "tall"])
+def test_a_max_over_an_image_s_rows_or_columns_is_a_tree_of_comparisons(kw):
+    """``amax`` over H or W of an image (or of its NHWC transpose) was refused, only whole images and
+    channels taken: the first and last halves of the rows (columns) compared as ``b + relu(a - b)``
+    until one is left, ``ceil(log2 H)`` steps; no pooling, no MACs but the convolution's.  onnxruntime's
+    numbers."""
+    proto = line_max(**kw)
+    imp = import_onnx(proto, "amax")
+    h, w = kw.get("size", (6, 10))
+    n = h if kw["axes"] in ([2], [1]) and not (kw.get("nhwc") and kw["axes"] == [2]) else w
+    assert sum(l.kind == "relu" for l in imp.model.layers) == (n - 1).bit_length() + 1    # + the graph's ReLU
+    assert [l.kind for l in imp.model.layers if l.kind in ("pool", *MAC_KINDS)] == ["conv2d"]
+    assert _max_rel_error(proto, imp) <= RTOL
 
 
 @pytest.mark.parametrize("attrs", [

@@ -998,6 +998,16 @@ def test_a_dilated_max_pool_runs_bit_exact(kw, cfg_name, tmp_path):
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("kw", [{"axes": [2]}, {"axes": [3], "keepdims": 0, "c": 5, "size": (7, 3)},
+                                {"axes": [2], "nhwc": True}, {"axes": [3], "qdq": True}],
+                         ids=["rows", "columns_odd_dropped", "nhwc_columns", "qdq"])
+def test_a_max_over_an_image_s_rows_or_columns_runs_bit_exact(kw, cfg_name, tmp_path):
+    from onnx_graphs import line_max
+
+    _runs_bit_exact_as_timed(line_max(**kw), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_swin_layouts_as_timm_exports_them_run_bit_exact(cfg_name, tmp_path):
     """The roll of NHWC rows first and the window reverse written straight to tokens."""
     from onnx_graphs import nhwc_roll, window_reverse_to_tokens
