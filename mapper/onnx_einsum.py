@@ -5,8 +5,8 @@ batched product: each operand's axes are transposed to (batch, kept, contracted)
 ``[batch..., M, K]`` and ``[batch..., K, N]``, multiplied by ``MatMul`` and the result reshaped and
 transposed to the equation's output.  These nodes are imported by their own handlers
 (:mod:`mapper.onnx_ops`), so a constant operand is a linear layer's weight and two activations are a
-product the IR holds; what they refuse is refused.  Sums over an axis of one operand and repeated
-letters (diagonals) are refused here.
+product the IR holds; what they refuse is refused.  An axis of one operand that the output does not
+keep is summed first (``ReduceSum``: ``bnc->bn``).  Repeated letters (diagonals) are refused here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import string
 import numpy as np
 from onnx import helper
 
-from .onnx_ops import _attrs, _op, _reading
+from .onnx_ops import _attrs, _op, _reading, _reduce_axes
 
 __all__: list[str] = []
 
@@ -30,21 +30,41 @@ def _einsum(imp, node) -> None:
     operands = [imp.value(name) for name in node.input]
     terms, out = _terms(imp, _attrs(node)["equation"], [len(v.shape) for v in operands])
     sizes = _letter_sizes(imp, terms, [v.shape for v in operands])
-    summed = [c for c in "".join(terms) if c not in out and "".join(terms).count(c) == 1]
-    if summed:
-        raise imp.fail(f"it sums axis {summed[0]!r} of one operand; supported: axes summed over both operands "
-                       f"(a product) or kept")
-    if len(terms) == 1:
-        return _emit(imp, node, "Transpose", [node.input[0]], node.output[0], perm=[terms[0].index(c) for c in out])
-    if len(terms) != 2:
+    if len(terms) > 2:
         raise imp.fail(f"an equation of {len(terms)} operands; supported: one or two")
-    pairs = [(terms, list(node.input)), (terms[::-1], list(node.input)[::-1])]
-    weight = [imp.is_const(name) for name in node.input]
+    names = list(node.input)
+    for k, term in enumerate(terms):
+        alone = [c for c in term if c not in out and "".join(terms).count(c) == 1]
+        if alone and len(alone) < len(term):
+            names[k], terms[k] = _summed(imp, node, names[k], term, alone, k)
+        elif alone:
+            raise imp.fail(f"it sums every axis of operand {k} ({term!r}); supported: sums that keep an axis")
+    if len(terms) == 1:
+        if terms[0] == out:
+            return _emit(imp, node, "Identity", names, node.output[0])
+        return _emit(imp, node, "Transpose", names, node.output[0], perm=[terms[0].index(c) for c in out])
+    pairs = [(terms, names), (terms[::-1], names[::-1])]
+    weight = [imp.is_const(name) for name in names]
     if weight[0] != weight[1]:                  # the weight second: a linear layer
         pairs = pairs[weight[0]:][:1]
     else:                                       # the order whose product is the output's, if one is
         pairs.sort(key=lambda pair: _product_order(*pair[0], out) != list(out))
     _product(imp, node, *pairs[0], out, sizes)
+
+
+def _summed(imp, node, name: str, term: str, letters: list[str], k: int) -> tuple[str, str]:
+    """Operand ``k``, ``name`` (axes ``term``), summed over the axes of ``letters`` (a ``ReduceSum``: over
+    an image's channels a convolution of ones, over its pixels, rows or columns a pooling); the sum
+    and its letters."""
+    summed = f"{node.output[0]}/einsum_sum{k}"
+    if imp.is_const(name):                      # a weight's sum: the file's data, summed here
+        imp._set_const(summed, imp.array(name).sum(axis=tuple(term.index(c) for c in letters)))
+        return summed, "".join(c for c in term if c not in letters)
+    made = helper.make_node("ReduceSum", [name], [summed], name=f"{node.name or node.output[0]}/ReduceSum{k}",
+                            axes=[term.index(c) for c in letters], keepdims=0)
+    with _reading(imp, made):
+        _reduce_axes(imp, made)
+    return summed, "".join(c for c in term if c not in letters)
 
 
 def _terms(imp, equation: str, ranks: list[int]) -> tuple[list[str], str]:

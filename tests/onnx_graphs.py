@@ -2034,3 +2034,16 @@ def line_max(axes, keepdims: int = 1, c: int = 8, size=(6, 10), nhwc: bool = Fal
     if qdq:
         y = _qdq(g, y, 1 / 32, "/max_out_q")
     return g.model([image_input(3, *size, "input")], [out(g.op("Relu", [y], "/act"))])
+
+
+def einsum_sum(equation: str, tokens: bool = True, weight=None, c: int = 8, size=(4, 6), seed: int = 84):
+    """A convolution, its output as tokens ``[1, H*W, C]`` (else the NCHW image) into ``Einsum(equation)``
+    (``weight``: the shape of a constant second operand), then a ReLU of the result."""
+    g = Graph(seed)
+    x = g.op("Conv", ["input", g.weight("a.weight", c, 3, 3, 3), g.weight("a.bias", c, scale=0.5)], "/a",
+             kernel_shape=[3, 3], pads=[1] * 4)
+    if tokens:
+        x = g.op("Transpose", [g.reshape(x, [1, c, -1], "/a")], "/a", perm=[0, 2, 1])
+    operands = [x] + ([g.weight("w", *weight)] if weight else [])
+    y = g.op("Einsum", operands, "/sum", equation=equation)
+    return g.model([image_input(3, *size, "input")], [out(g.op("Relu", [y], "/act"))])

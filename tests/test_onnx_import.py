@@ -23,7 +23,7 @@ from mapper.onnx_import import OnnxImportError, import_onnx, load_onnx, qdq_qmod
 
 from onnx_graphs import (Graph, align_corners_resize, activation_graph, mode_pad, keras_nhwc, constant_channels, constant_pad, constant_pixels, constant_queries, context_block, mixer, radix_softmax, anchor_levels, c2f, cnn, constant_concat, conv_transpose, grouped_conv_transpose, cosine_attention, deeplab, depth_to_space, dense_classifier, dilated, elementwise_math, group_norm, channel_attention, coord_attention, eca, integral, split_attention, interleaved_attention, lrn, pre_activation, prelu, self_concat, shufflenet, spatial_slice, strided_conv, subtraction, unet, yolo_neck, image_input, masked_attention, out, qdq_cnn, single_op, uneven_conv,
                          space_to_depth, conformer_conv, wav2vec_features, sequence_conv, shared_kv_attention, spatial_attention,
-                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, computed_position_index, image_layernorm, lp_norm, dilated_max_pool, line_max, vit, yolo_detect, yolo_v5_detect, pruned_channel)
+                         cross_covariance_attention, dynamic_shape_tokens, elementwise_extreme, constant_where, resized_position_table, qk_norm_attention, rms_norm, computed_position_index, image_layernorm, lp_norm, dilated_max_pool, line_max, einsum_sum, vit, yolo_detect, yolo_v5_detect, pruned_channel)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-4               # relative to the output's largest magnitude
@@ -72,10 +72,42 @@ def test_einsum_attention_imports_as_the_products_it_writes():
     assert _max_rel_error(proto, imp) <= RTOL
 
 
+@pytest.mark.parametrize("kw, kinds", [
+    ({"equation": "bnc->bn"}, ["linear"]), ({"equation": "...c->..."}, ["linear"]), ({"equation": "bnc->nb"}, ["linear"]),
+    ({"equation": "bnc->bc"}, ["pool", "constant", "mul"]),
+    ({"equation": "bchw->bhw", "tokens": False}, ["conv2d"]),
+    ({"equation": "bchw->bcw", "tokens": False}, ["pool", "constant", "mul"]),
+    ({"equation": "bchw->bch", "tokens": False, "c": 5, "size": (7, 3)}, ["pool", "constant", "mul"]),
+    ({"equation": "bnc,kc->bk", "weight": (4, 8)}, ["pool", "constant", "mul", "linear"]),
+    ({"equation": "bnc,ck->bnk", "weight": (8, 4)}, ["linear"])],
+    ids=["channels", "channels_ellipsis", "channels_transposed", "tokens", "image_channels", "image_rows",
+         "image_columns_odd", "tokens_then_product", "product_only"])
+def test_an_einsum_summing_an_axis_of_one_operand_sums_it_first(kw, kinds):
+    """``torch.einsum("bnc->bn", x)`` and the like were refused (a sum over one operand's axis): that
+    axis is summed first, a ``ReduceSum`` (over channels a product by ones, over tokens, rows or
+    columns a pooling and the count), then the rest of the equation (a transpose, a product).
+    onnxruntime's numbers."""
+    proto = einsum_sum(**kw)
+    imp = import_onnx(proto, "einsum")
+    assert [l.kind for l in imp.model.layers][1:] in (kinds, kinds + ["relu"])     # (a ReLU a linear takes)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_an_einsum_summing_an_axis_of_a_weight_sums_the_file_s_data():
+    """``ij,jk->i``: ``k`` summed over the weight alone, here (the file's data), then a product by it."""
+    g = Graph()
+    w = g.weight("w", 4, 5)
+    y = g.op("Einsum", [g.reshape("x", [4, 4]), w], "", equation="ij,jk->i")
+    proto = g.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4])], [out(y)])
+    imp = import_onnx(proto, "einsum")
+    (layer,) = imp.model.layers
+    assert layer.kind == "linear" and (layer.in_features, layer.out_features) == (4, 1)
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
 @pytest.mark.parametrize("equation, inputs, needles", [
     ("ii->i", [(4, 4)], ["repeats a letter", "each axis named once"]),
-    ("ij,jk->i", [(4, 4), (4, 4)], ["sums axis 'k' of one operand"]),
-    ("ij->i", [(4, 4)], ["sums axis 'j' of one operand"]),
+    ("ij->", [(4, 4)], ["sums every axis of operand 0 ('ij')", "supported: sums that keep an axis"]),
     ("ij,jk->ik", [(4, 4), (5, 4)], ["axis 'j' has sizes 4 and 5"]),
     ("ij,jk,kl->il", [(4, 4)] * 3, ["3 operands", "one or two"]),
     ("ijk,jk->ik", [(4, 4), (4, 4)], ["term 'ijk' does not match an operand of rank 2"]),

@@ -1008,6 +1008,16 @@ def test_a_max_over_an_image_s_rows_or_columns_runs_bit_exact(kw, cfg_name, tmp_
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+@pytest.mark.parametrize("kw", [{"equation": "bnc->bn"}, {"equation": "bchw->bch", "tokens": False, "c": 5, "size": (7, 3)},
+                                {"equation": "bnc,kc->bk", "weight": (4, 8)}],
+                         ids=["channels", "image_columns_odd", "tokens_then_product"])
+def test_an_einsum_summing_an_axis_of_one_operand_runs_bit_exact(kw, cfg_name, tmp_path):
+    from onnx_graphs import einsum_sum
+
+    _runs_bit_exact_as_timed(einsum_sum(**kw), cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_swin_layouts_as_timm_exports_them_run_bit_exact(cfg_name, tmp_path):
     """The roll of NHWC rows first and the window reverse written straight to tokens."""
     from onnx_graphs import nhwc_roll, window_reverse_to_tokens
