@@ -2003,6 +2003,36 @@ def test_an_even_local_response_window_reaches_one_channel_further_up():
     assert np.array_equal(band[0], [1, 1, 1] + [0] * 9)
 
 
+def _onnx_lrn(x: np.ndarray, size: int, alpha: float, beta: float, bias: float) -> np.ndarray:
+    """ONNX's LRN of NCHW ``x`` as its specification writes it: ``floor((size-1)/2)`` channels below,
+    ``ceil`` above."""
+    c, below = x.shape[1], (size - 1) // 2
+    square = np.stack([(x[:, max(0, k - below):k + size - below] ** 2).sum(1) for k in range(c)], 1)
+    return x / (bias + alpha / size * square) ** beta
+
+
+@pytest.mark.parametrize("attrs", [{"beta": -0.5}, {"size": 4, "alpha": 4.0}, {"size": 2, "beta": -0.75, "bias": 2.0}],
+                         ids=["negative_beta", "even", "even_negative_beta"])
+def test_a_local_response_normalisation_onnxruntime_refuses_computes_the_specification(attrs):
+    """An even ``size`` and a negative ``beta`` are ONNX (onnxruntime refuses both: ``size_ % 2 == 1``,
+    ``beta_ > 0``): the composed layers compute the specification's formula on the LRN's input, and
+    for an odd size the whole graph agrees with ONNX's reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+
+    proto = lrn(**attrs)
+    imp = import_onnx(proto, "lrn")
+    x = np.random.default_rng(0).normal(size=imp.model.input).astype(np.float32)
+    ref = dict(reference.run_float(imp.model, imp.weights, x))
+    stem, norm = imp.model.layers[0], next(l for l in imp.model.layers if l.name.endswith(".normalised"))
+    relu, normalised = (ref[l.name].transpose(2, 0, 1)[None] for l in (stem, norm))        # HWC -> NCHW
+    want = _onnx_lrn(relu, attrs.get("size", 5), attrs.get("alpha", 1e-4), attrs.get("beta", 0.75), attrs.get("bias", 1.0))
+    assert np.max(np.abs(normalised - want)) <= RTOL * np.max(np.abs(want))
+    if attrs.get("size", 5) % 2:
+        (v,) = imp.outputs.values()
+        whole = ReferenceEvaluator(proto).run(None, {"data_0": L.gather(imp.input_view, x.ravel())})[0]
+        assert np.max(np.abs(L.gather(v, ref[v.source].ravel()) - whole)) <= RTOL * np.max(np.abs(whole))
+
+
 @pytest.mark.parametrize("attrs, needle", [({"size": 0}, "size 0"), ({"bias": -1.0}, "bias -1.0")])
 def test_a_malformed_local_response_normalisation_is_refused_in_one_line(attrs, needle):
     _refused(lrn(**attrs), "(LRN)", needle)

@@ -955,8 +955,10 @@ def test_sknet_s_softmax_over_branches_runs_bit_exact(cfg_name, tmp_path):
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
-def test_a_local_response_normalisation_runs_bit_exact(cfg_name, tmp_path):
-    _runs_bit_exact_as_timed(lrn(), cfg_name, tmp_path)
+@pytest.mark.parametrize("attrs", [{}, {"size": 4, "beta": -0.5}], ids=["alexnet", "even_negative_beta"])
+def test_a_local_response_normalisation_runs_bit_exact(attrs, cfg_name, tmp_path):
+    """AlexNet's; and an even size with a negative beta (ONNX, which onnxruntime refuses)."""
+    _runs_bit_exact_as_timed(lrn(**attrs), cfg_name, tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
