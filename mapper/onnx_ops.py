@@ -2208,11 +2208,12 @@ def _layernorm_of_image(imp, node, v: View, axis: int, gamma: np.ndarray, beta: 
 
 def _refuse_rows_across_axes(imp, v: View, axis: int) -> None:
     """A LayerNormalization whose rows span several axes that are not each token's channels (over
-    the tokens and channels together, or an NCHW image's channels and pixels): no IR layer
-    normalises such rows, and the generic layout refusal did not say that the axes were the cause."""
+    the tokens and channels together; an NCHW image's channels and pixels are
+    :func:`_layernorm_of_image`'s): no IR layer normalises such rows, and the generic layout refusal
+    did not say that the axes were the cause."""
     rank = len(v.shape)
-    whole_image = (" (a whole image's channels and pixels: GroupNormalization with one group, a scale per channel; "
-                   "its channels alone: Transpose to NHWC and normalise over axis -1)" if rank == 4 and axis == 1 else "")
+    whole_image = (" (not laid out as an NCHW image, whose channels and pixels would import as GroupNormalization "
+                   "with one group)" if rank == 4 and axis == 1 else "")
     raise imp.fail(f"a normalisation over axes {list(range(axis, rank))} of a {list(v.shape)} tensor, rows of "
                    f"{math.prod(v.shape[axis:])} elements across several axes that are not each token's channels"
                    f"{whole_image}; supported: over the last axis (the channels of each token or NHWC pixel), or "

@@ -1352,6 +1352,17 @@ def test_a_layernorm_across_several_axes_says_so(proto, needles):
              "supported: over the last axis (the channels of each token or NHWC pixel)")
 
 
+def test_a_layernorm_over_axis_1_of_tokens_reshaped_to_4d_says_it_is_no_image():
+    """Tokens ``[1, 24, 8]`` reshaped to ``[1, 8, 4, 6]`` (not an NCHW image's layout) normalised from axis
+    1: refused, saying so, where the hint had advised GroupNormalization with one group."""
+    g = Graph()
+    x = g.op("Conv", ["x", g.weight("w", 8, 3, 1, 1)], "", kernel_shape=[1, 1])
+    r = g.reshape(g.op("Transpose", [g.reshape(x, [1, 8, -1])], "", perm=[0, 2, 1]), [1, 8, 4, 6])
+    ln = g.op("LayerNormalization", [r, g.init("g", np.ones((8, 1, 1), np.float32))], "", axis=1)
+    _refused(g.model([image_input(3, 4, 6, "x")], [out(ln)]), "(LayerNormalization)", "over axes [1, 2, 3]",
+             "not laid out as an NCHW image, whose channels and pixels would import as GroupNormalization")
+
+
 @pytest.mark.parametrize("kw, like", [
     ({"axis": 1}, "op21"), ({"axis": 0}, "op21"), ({"axis": -3, "affine": "full"}, "op21"),
     ({"axis": 1, "affine": "scalar"}, "op21"), ({"axis": 2, "affine": "scalar"}, "instance"),
