@@ -2509,7 +2509,7 @@ def _dilated_pool_axes(imp, node, size) -> list[tuple[int, int, int, int, int, i
     pads = (pads,) * 4 if isinstance(pads, int) else pads
     axes = []
     for i, (n, k, d, st) in enumerate(zip(size, kernel, dilations, strides)):
-        out = (n + pads[i] + pads[i + 2] - extent[i]) // st + 1
+        out = pool_out_count(n, extent[i], st, pads[i], pads[i + 2])
         empty = [o for o in range(max(out, 0)) if not any(0 <= o * st - pads[i] + d * t < n for t in range(k))]
         if out < 1 or empty or (d > n and pads[i] + pads[i + 2]):
             raise imp.fail(f"kernel {kernel}, strides {strides}, dilations {dilations}, pads {list(pads)} of a "
