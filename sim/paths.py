@@ -47,8 +47,8 @@ from .progress import Progress, layer_weights
 from .simulator import IDEAL_MEMORY, mapping_refusal, require_dram_fit, simulate
 
 __all__ = ["PathPoint", "AccuracyTable", "AccuracyError", "candidate_paths", "explore", "structure_key",
-           "parse_paths", "simulate_paths", "weight_bytes", "pareto_mask", "cost_at_accuracy", "retrained_vs_pruned",
-           "DEFAULT_ACCURACY"]
+           "parse_paths", "simulate_paths", "check_models", "weight_bytes", "pareto_mask", "cost_at_accuracy",
+           "retrained_vs_pruned", "DEFAULT_ACCURACY"]
 
 DEFAULT_ACCURACY = Path(__file__).resolve().parents[1] / "data" / "accuracy_paper.csv"
 #: What a run leaves in its folder (an existing folder holding anything else is not replaced).
@@ -300,6 +300,25 @@ def benchmark_of(model: Model) -> str:
     return f"{task_of(model)}/{model.layers[-1].out_shape[-1]}"
 
 
+def check_models(names: list[str]) -> None:
+    """Refuse, before anything is simulated, a model that is unknown, for FLOP counting only, or an
+    ONNX file that does not import, and models whose accuracies do not compare (:func:`benchmark_of`):
+    their paths would share one accuracy axis and Pareto front (make paths) and one ranking by
+    accuracy (make rdd).  UsageError or ValueError."""
+    benchmarks: dict[str, str] = {}
+    for name in names:
+        check_model(name)
+        model = build_model(name)
+        refuse_flops_only(model, name)
+        benchmarks[name] = benchmark_of(model)
+    first, *others = benchmarks
+    for name in others:
+        if benchmarks[name] != benchmarks[first]:
+            raise UsageError(f"--model {first} ({benchmarks[first]}) and --model {name} ({benchmarks[name]}) "
+                             f"are measured on different benchmarks (task/labels), so their accuracies do not "
+                             f"compare; give models of one benchmark (run the others apart)")
+
+
 def explore(models: list[str], cfg: AcceleratorConfig, accuracy: Optional[AccuracyTable],
             paths: Optional[list[str]] = None, quiet: bool = True, mac_only: bool = False,
             ideal_memory: bool = False) -> list[PathPoint]:
@@ -489,9 +508,7 @@ def main(argv=None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     try:
-        for m in args.model:
-            check_model(m)
-            refuse_flops_only(build_model(m), m)    # an ONNX file that cannot be imported: refused now
+        check_models(args.model)
         cfg = config_from_args(args)
         table = AccuracyTable.read(args.accuracy)
         paths = parse_paths(args.model, args.paths) if args.paths is not None else None   # a bad one: refused now

@@ -32,14 +32,13 @@ from hw.config import AcceleratorConfig
 from hw.timing import dram_transfer_cycles
 from mapper.lower import MappingError
 from mapper.program import DramCapacityError
-from mapper.flops import refuse_flops_only
-from mapper.workloads import build_model, check_model, model_label
+from mapper.workloads import build_model, model_label
 
 from .config_args import add_override_options, config_from_args
 from .refused_options import add_refused_options
 from .energy import EnergyModel
 from .outputs import config_tag, run_name
-from .paths import DEFAULT_ACCURACY, AccuracyTable, PathPoint, data_lines, simulate_paths
+from .paths import DEFAULT_ACCURACY, AccuracyTable, PathPoint, check_models, data_lines, simulate_paths
 from .simulator import mapping_refusal
 
 __all__ = ["Budget", "BudgetError", "read_budgets", "run_trace", "switch_cost"]
@@ -201,9 +200,7 @@ def main(argv=None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     try:
-        for m in args.model:
-            check_model(m)
-            refuse_flops_only(build_model(m), m)    # an ONNX file that cannot be imported: refused now
+        check_models(args.model)
         cfg = config_from_args(args)
         table = AccuracyTable.read(args.accuracy)
         kind, budgets = read_budgets(args.budgets)

@@ -225,6 +225,22 @@ def test_paths_with_an_empty_path_are_refused(tmp_path, monkeypatch, capsys, giv
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("tool", ["paths", "rdd"])
+@pytest.mark.parametrize("other, benchmark", [("resnet50", "classification/1000"),
+                                              ("segformer_b0_city", "segmentation/19")])
+def test_models_of_different_benchmarks_are_refused(tmp_path, monkeypatch, capsys, tool, other, benchmark):
+    """SegFormer-B0's ADE20K mIoU and ResNet-50's top-1 (or B0's Cityscapes mIoU) were put on one
+    Pareto front, where ResNet-50 'dominated' B0, and one ranking by accuracy in make rdd; such
+    models are refused before anything runs, as ``benchmark_of`` says they do not compare."""
+    import importlib
+    main = importlib.import_module(f"sim.{tool}").main
+    monkeypatch.chdir(tmp_path)
+    assert main(["--model", "segformer_b0", "--model", other, "--config", "tiny", "--out", "out"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "segformer_b0 (segmentation/150)" in err and f"{other} ({benchmark})" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_same_paths_collapse_and_name_one_folder():
     """A path given twice, or spelled differently (blocks=3-4-6-3 is B2's full network), is one path
     and the same paths give the same folder."""
