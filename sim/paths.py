@@ -377,26 +377,34 @@ def _run_name(args, cfg: AcceleratorConfig, paths: Optional[list[str]]) -> str:
                                           "mac_only" if args.mac_only else "")
 
 
+def savings(p: PathPoint, base: PathPoint) -> dict[str, float]:
+    """What ``p`` saves against ``base`` (fractions; negative when it costs more): paths.json's
+    ``time_saving``, ``energy_saving`` and ``mac_saving``, the table's "saved" columns."""
+    return {"time_saving": 1 - p.time_ms / base.time_ms, "energy_saving": 1 - p.energy_uj / base.energy_uj,
+            "mac_saving": 1 - p.macs / base.macs}
+
+
 def _print_table(points: list[PathPoint], base: PathPoint) -> None:
     names = [f"{p.model}:{p.path}" for p in points]
     w = max([len("path"), *map(len, names)])
-    print(f"{'path':{w}s} {'GMACs':>7s} {'time ms':>8s} {'energy uJ':>10s} {'conv t%':>7s} {'accuracy':>8s}  front")
+    print(f"{'path':{w}s} {'GMACs':>7s} {'time ms':>8s} {'energy uJ':>10s} {'saved t':>7s} {'saved E':>7s} "
+          f"{'conv t%':>7s} {'accuracy':>8s}  front")
     for name, p in sorted(zip(names, points), key=lambda np_: -np_[1].time_ms):
         acc = f"{p.accuracy:.4f}" if p.accuracy is not None else "   -"
         front = ("T" if p.pareto_time else " ") + ("E" if p.pareto_energy else " ")
+        saved = savings(p, base)
         print(f"{name:{w}s} {p.macs / 1e9:7.4g} {p.time_ms:8.3f} {p.energy_uj:10.1f} "
+              f"{100 * saved['time_saving']:6.1f}% {100 * saved['energy_saving']:6.1f}% "
               f"{100 * p.conv_time_share:6.1f}% {acc:>8s}  {front}")
-    print(f"savings are relative to {base.model}:{base.path}; T/E = on the time/energy Pareto front "
-          f"(paths without accuracy data are not ranked)")
+    print(f"saved t, saved E: time and energy saved against {base.model}:{base.path}; T/E = on the time/energy "
+          f"Pareto front (paths without accuracy data are not ranked)")
 
 
 def _write(folder: Path, args, cfg: AcceleratorConfig, points: list[PathPoint], base: PathPoint,
            formats: tuple[str, ...], comparison: list[dict], paths: Optional[list[str]]) -> list[str]:
     doc = {"models": args.model, "config": cfg.name, "config_params": cfg.to_dict(), "accuracy_file": args.accuracy,
            "baseline": f"{base.model}:{base.path}", "retrained_vs_pruned": comparison,
-           "points": [dict(p.to_dict(), time_saving=1 - p.time_ms / base.time_ms,
-                           energy_saving=1 - p.energy_uj / base.energy_uj,
-                           mac_saving=1 - p.macs / base.macs) for p in points]}
+           "points": [dict(p.to_dict(), **savings(p, base)) for p in points]}
     (folder / "paths.json").write_text(json.dumps(doc, indent=1) + "\n")
     with open(folder / "paths.csv", "w", newline="") as fh:
         w = csv.writer(fh)

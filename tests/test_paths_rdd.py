@@ -241,6 +241,18 @@ def test_models_of_different_benchmarks_are_refused(tmp_path, monkeypatch, capsy
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_table_prints_the_savings_it_says_are_relative_to_the_base(capsys):
+    """The table ended "savings are relative to <base>" with no savings in it (only paths.json had
+    them): each row now shows the time and energy it saves, as paths.json's ``*_saving`` say."""
+    from sim.paths import _print_table, savings
+    base, half = (PathPoint("m", name, 10, t, e, 0.5, 0.5, 100) for name, t, e in (("full", 2.0, 20.0),
+                                                                                   ("p", 1.0, 15.0)))
+    _print_table([base, half], base)
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("m:p "))
+    assert savings(half, base) == {"time_saving": 0.5, "energy_saving": 0.25, "mac_saving": 0.0}
+    assert " 50.0%   25.0% " in row, row
+
+
 def test_the_same_paths_collapse_and_name_one_folder():
     """A path given twice, or spelled differently (blocks=3-4-6-3 is B2's full network), is one path
     and the same paths give the same folder."""
