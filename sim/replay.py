@@ -112,8 +112,15 @@ def _other_config_note(stream: str, cfg: AcceleratorConfig) -> Optional[str]:
         return None
     if dumped is None or dumped[0] == cfg:
         return None
-    return (f"note: the stream was mapped for {describe_config(dumped[0])}; its tiling is timed here as it is, "
-            f"not re-mapped for this configuration")
+    mapped, here = dumped[0].to_dict(), cfg.to_dict()
+    differ = [f"{k} = {mapped[k]} ({here[k]} here)" for k in mapped if k not in ("name", "derived")
+              and mapped[k] != here[k]]
+    # the one-line description leaves fields out (vector lanes, the bus, depths): when it reads the
+    # same for both, the fields that differ say why the cycles do
+    same_text = describe_config(dumped[0]).split(":", 1)[1] == describe_config(cfg).split(":", 1)[1]
+    return (f"note: the stream was mapped for {describe_config(dumped[0])}"
+            + (f", with {', '.join(differ)}" if same_text else "")
+            + "; its tiling is timed here as it is, not re-mapped for this configuration")
 
 
 def main(argv=None) -> int:

@@ -47,6 +47,26 @@ def test_replay_takes_an_accelerator_file_and_says_when_it_is_not_the_dumped_one
     assert "note:" not in capsys.readouterr().out
 
 
+def test_a_configuration_that_differs_only_in_unlisted_fields_names_them(tmp_path, capsys):
+    """The note said the stream was mapped for a configuration described by the very line that
+    described this one (vector lanes and the bus are not in it), while the cycles changed: the
+    fields that differ are named then, and only then."""
+    from sim.replay import main
+    cfg = get_config("small")
+    lowered, _ = map_layer(Conv2d("c", "encoder", 24, 20, 12, 12, kernel=3, padding=1), cfg)[0]
+    stream = tmp_path / "s.bin"
+    stream.write_bytes(encode_stream(lowered.stream + [_insn(Op.END)]))
+    (tmp_path / "s.json").write_text(json.dumps({"layer": "c", "model": "m", "config": cfg.to_dict()}))
+    for name, text in (("lanes", 'vector_lanes_per_pe = 16\ngb_bus_bytes_per_cycle = 64\n'), ("pes", "num_pe = 8\n")):
+        accel = tmp_path / f"{name}.toml"
+        accel.write_text(f'base = "small"\n{text}')
+        assert main([str(stream), "--config", str(accel)]) == 0
+        note = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("note: the stream"))
+        named = ", with gb_bus_bytes_per_cycle = 0 (64 here), vector_lanes_per_pe = 0 (16 here);"
+        assert (named in note) == (name == "lanes"), note
+        assert "num_pe" not in note and "name =" not in note, note
+
+
 def test_a_listing_is_refused_as_text_naming_the_stream(tmp_path, capsys):
     """``sim.replay conv.lst`` said "unknown opcode 11": the listing's ';' read as an instruction."""
     from mapper.ir import Model
