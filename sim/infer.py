@@ -121,6 +121,8 @@ def _read_picture(path: Path, f: BinaryIO) -> np.ndarray:
                 grey *= 255 / 65535
                 return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
+    except Image.UnidentifiedImageError:     # its text names an internal file object ("name=3"), not the file
+        raise UsageError(f"image {str(path)!r} is in no picture format Pillow recognises; give {IMAGE_FORMS}") from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
         raise UsageError(f"image {str(path)!r} cannot be read ({type(e).__name__}: {e}); give {IMAGE_FORMS}") from None
 

@@ -186,7 +186,7 @@ def test_run_dir_names_everything_that_changes_the_result():
 BAD = [
     (["--image", "{tmp}/missing.png"], "missing.png: cannot read the image: No such file or directory"),
     (["--image", "{tmp}"], "cannot read the image: a folder, not a regular file"),
-    (["--image", "{tmp}/text.png"], "text.png' cannot be read"),
+    (["--image", "{tmp}/text.png"], "text.png' is in no picture format Pillow recognises"),
     (["--image", "{tmp}/two_channels.npy"], "holds (8, 8, 2), not H x W x 3"),
     (["--image", "{tmp}/range.npy"], "outside [0, 1]"),
     (["--image", "{tmp}/ints.npy"], "holds int32 values"),
@@ -321,3 +321,15 @@ def test_an_integer_picture_is_judged_by_its_declared_depth_not_its_values(tmp_p
     Image.fromarray(values.astype(np.uint16)).save(tmp_path / "g16.pgm")
     assert Image.open(tmp_path / "g16.pgm").mode == "I"
     assert read_image(tmp_path / "g16.pgm")[..., 1].tolist() == [[0, 100], [255, 7]]
+
+
+def test_a_file_in_no_picture_format_is_refused_naming_it_not_a_file_object(tmp_path):
+    """A TOML given as --image was refused with Pillow's 'cannot identify image file
+    <_io.BufferedReader name=3>': a descriptor number, not the file; now it says what is wrong."""
+    from hw.cli import UsageError
+    from sim.infer import read_image
+    (tmp_path / "accel.png").write_text('num_pe = 4\n')
+    with pytest.raises(UsageError) as e:
+        read_image(tmp_path / "accel.png")
+    assert "accel.png' is in no picture format Pillow recognises; give a PNG" in str(e.value)
+    assert "BufferedReader" not in str(e.value)
