@@ -625,7 +625,7 @@ def legality_terms(op: Op, f, hold=_same) -> dict:
         return {"npix": f["out_h"] * f["out_w"], "steps": gemm_steps(f, hold), **gemm_input_terms(f, hold)}
     if op == Op.STORE:
         return {"npix": f["out_h"] * f["out_w"], "gb_span": hold(f["t_h"] * f["t_w"], "gb_pixels") * f["k_pitch"],
-                "first_k": hold(f["pe_first"] * f["k_step"], "first_k")}
+                "first_k": hold(f["pe_first"] * f["k_step"], "first_k"), "last_pe": hold(pe_set_last(f), "last_pe")}
     return {}
 
 
@@ -700,8 +700,11 @@ def _store_alias_legality(f, t: dict) -> list:
     ``t_k`` and from ``k_base`` on, or from ``pe_first``'s column's first when every member is in
     row group 0 (PE ``p < pe_k`` is column ``p``): a block of columns not from column 0, whose
     STORE moves its address down rather than take a negative ``k_base`` (``mapper.lower``)."""
-    first = f["k_base"] + sel(pe_set_last(f) < f["pe_k"], t["first_k"], 0)
-    return [(f["t_k"] > first + f["k_pitch"], "channels from k_base {k_base} (column of PE {pe_first}: k_step "
+    # both sums beside the choice, not after it: with the product of pe_set_last before them they
+    # were the dispatcher's deepest path (62 levels on small against its MAC's 48)
+    end = f["k_base"] + f["k_pitch"]
+    wide = sel(t["last_pe"] < f["pe_k"], f["t_k"] > end + t["first_k"], f["t_k"] > end)
+    return [(wide, "channels from k_base {k_base} (column of PE {pe_first}: k_step "
              "{k_step}) to t_k {t_k} wider than k_pitch {k_pitch} (writes into the next pixel's bytes)"),
             ((f["pe_k"] > 1) & (f["k_step"] < f["k_per_pe"]), "k_step {k_step} below k_per_pe {k_per_pe} with pe_k "
              "{pe_k} (columns writing the same channels)")]
