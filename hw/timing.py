@@ -22,12 +22,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
 from .config import AcceleratorConfig
 from .expr import any_of, cdiv, ceil_log2, is_int, lookup, sel, shifted_up, vmax, vmin
-from .isa import FIELD_BITS, FIELDS, INSN_BYTES, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
+from .isa import FIELD_BITS, FIELDS, INSN_BYTES, QUEUE_OF, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from .vector import FIELD_HOLD_LEVELS, MAX_DESCRIPTOR_BYTES, MAX_STAGES
 
@@ -990,6 +991,33 @@ TOKEN_LINKS = {
 TOKEN_FIFOS = ("l2c", "c2l", "c2s", "s2c")
 
 
+class _Links(NamedTuple):
+    """What an instruction's flags do on its queue (``TOKEN_LINKS``): the outstanding counts it
+    changes, the FIFOs it pops and pushes, and its first pop and push flag naming no neighbour."""
+    moves: tuple             # (FIFO, +1 or -1), in flag order
+    grows: tuple             # the FIFOs it pushes: only their counts can pass TOKEN_LIMIT
+    pops: tuple
+    bad_pop: str | None
+    pushes: tuple
+    bad_push: str | None
+
+
+_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
+
+
+@lru_cache(maxsize=128)
+def _links_of(q: Queue, flags: tuple) -> _Links:
+    """``_Links`` of an instruction of queue ``q`` whose flags (``_FLAGS`` order) are ``flags``:
+    a handful of combinations, which a schedule asks for per instruction."""
+    links = TOKEN_LINKS[q]
+    on = [flag for flag, value in zip(_FLAGS, flags) if value]
+    moves = tuple((links[f], 1 if f.startswith("push") else -1) for f in on if links[f] is not None)
+    pops, pushes = [f for f in on if f.startswith("pop")], [f for f in on if f.startswith("push")]
+    return _Links(moves, tuple(name for name, delta in moves if delta > 0),
+                  tuple(links[f] for f in pops), next((f for f in pops if links[f] is None), None),
+                  tuple(links[f] for f in pushes), next((f for f in pushes if links[f] is None), None))
+
+
 class _Tokens:
     """The four token FIFOs: each token's ready cycle in push order, and the tokens outstanding
     in program order (as the dispatcher counts them)."""
@@ -999,39 +1027,45 @@ class _Tokens:
         self.head = dict.fromkeys(TOKEN_FIFOS, 0)
         self.outstanding = dict.fromkeys(TOKEN_FIFOS, 0)
 
-    def count(self, insn: Insn, q: Queue, off: int, i: int) -> None:
+    @staticmethod
+    def links(insn: Insn, q: Queue) -> _Links:
+        """What the flags of ``insn``, of queue ``q``, pop and push."""
+        return _links_of(q, (insn.pop_prev, insn.pop_next, insn.push_prev, insn.push_next))
+
+    def count(self, insn: Insn, links: _Links, off: int, i: int) -> None:
         """Dispatch: count the instruction's pops and pushes; more than TOKEN_LIMIT outstanding is an error."""
-        for flag, name in TOKEN_LINKS[q].items():
-            if name is not None and getattr(insn, flag):
-                self.outstanding[name] += 1 if flag.startswith("push") else -1
-        over = [k for k, v in self.outstanding.items() if v > TOKEN_LIMIT]
-        if over:
-            raise StreamError(f"{insn.op.name} at byte offset {off} leaves more than {TOKEN_LIMIT} "
-                              f"{over[0]} tokens outstanding", ErrorCode.TOKEN, i)
+        outstanding = self.outstanding
+        for name, delta in links.moves:
+            outstanding[name] += delta
+        for name in links.grows:          # no count was over before (that raised): only a push passes
+            if outstanding[name] > TOKEN_LIMIT:
+                over = [k for k, v in outstanding.items() if v > TOKEN_LIMIT]
+                raise StreamError(f"{insn.op.name} at byte offset {off} leaves more than {TOKEN_LIMIT} "
+                                  f"{over[0]} tokens outstanding", ErrorCode.TOKEN, i)
 
-    def _links(self, insn: Insn, q: Queue, flags: tuple[str, str], off: int, i: int) -> list[str]:
-        names = []
-        for flag in flags:
-            if getattr(insn, flag):
-                name = TOKEN_LINKS[q][flag]
-                if name is None:
-                    raise StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
-                                      f"{q.name} queue has no such neighbour", ErrorCode.TOKEN, i)
-                names.append(name)
-        return names
+    @staticmethod
+    def _no_neighbour(insn: Insn, q: Queue, flag: str, off: int, i: int) -> StreamError:
+        return StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
+                           f"{q.name} queue has no such neighbour", ErrorCode.TOKEN, i)
 
-    def pop(self, insn: Insn, q: Queue, t: int, off: int, i: int) -> int:
+    def pop(self, insn: Insn, q: Queue, links: _Links, t: int, off: int, i: int) -> int:
         """The cycle the instruction may start, no earlier than ``t``, once its tokens are ready."""
-        for name in self._links(insn, q, ("pop_prev", "pop_next"), off, i):
-            if self.head[name] >= len(self.ready[name]):
+        if links.bad_pop:
+            raise self._no_neighbour(insn, q, links.bad_pop, off, i)
+        for name in links.pops:
+            ready, head = self.ready[name], self.head[name]
+            if head >= len(ready):
                 raise StreamError(f"{insn.op.name} at byte offset {off} pops a {name} token "
                                   f"that no earlier instruction pushed", ErrorCode.TOKEN, i)
-            t = max(t, self.ready[name][self.head[name]])
-            self.head[name] += 1
+            if ready[head] > t:
+                t = ready[head]
+            self.head[name] = head + 1
         return t
 
-    def push(self, insn: Insn, q: Queue, ready: int, off: int, i: int) -> None:
-        for name in self._links(insn, q, ("push_prev", "push_next"), off, i):
+    def push(self, insn: Insn, q: Queue, links: _Links, ready: int, off: int, i: int) -> None:
+        if links.bad_push:
+            raise self._no_neighbour(insn, q, links.bad_push, off, i)
+        for name in links.pushes:
             self.ready[name].append(ready)
 
     def left(self) -> dict[str, int]:
@@ -1062,51 +1096,64 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
         earlier instruction pushed, a flag that names a queue the unit has no link to, tokens
         left over at END, or a missing END.
     """
-    n = len(insns)
-    dispatch = np.zeros(n, dtype=np.int64)
-    start = np.zeros(n, dtype=np.int64)
-    end = np.zeros(n, dtype=np.int64)
+    # cycles in lists, made arrays at the end: a search schedules millions of instructions
+    dispatch, start, end = [], [], []
     tokens = _Tokens()
     memos = _memos_of(cfg)
     gb_writers = (False, False)                     # gb_write_claims since the last FENCE
-    unit_free = {Queue.LOAD: 0, Queue.COMPUTE: 0, Queue.STORE: 0}
-    history = {Queue.LOAD: [], Queue.COMPUTE: [], Queue.STORE: []}   # start cycles, for queue occupancy
+    unit_free = [0, 0, 0]                           # per queue (LOAD, COMPUTE, STORE)
+    history = ([], [], [])                          # start cycles per queue, for its occupancy
     last_end, fetch = 0, DECODE_STAGES
     for i, insn in enumerate(insns):
-        off, q = i * INSN_BYTES, insn.queue
+        op = insn.op
+        q = QUEUE_OF[op]
         if q == Queue.DISPATCH:                     # NOP, FENCE, END: the dispatcher's own
-            if insn.op in (Op.FENCE, Op.END):
+            if op == Op.FENCE or op == Op.END:
                 fetch = max(fetch, last_end)
                 gb_writers = (False, False)
-            dispatch[i], start[i], end[i] = fetch, fetch, fetch + 1
+            dispatch.append(fetch)
+            start.append(fetch)
+            end.append(fetch + 1)
             fetch += 1
-            if insn.op == Op.END:                   # the accelerator stops here: the rest is not run
-                if tokens.left():
-                    raise StreamError(f"END at byte offset {off} with unconsumed tokens {tokens.left()}",
-                                      ErrorCode.TOKEN, i)
-                return Schedule(dispatch[:i + 1], start[:i + 1], end[:i + 1], int(end[i]))
+            if op == Op.END:                        # the accelerator stops here: the rest is not run
+                return _ended(tokens, dispatch, start, end, i)
             continue
+        off, f = i * INSN_BYTES, insn.f
         key = _memo_key(insn)
         if key is None or key not in memos.legal:      # the same fields pass again
             check_insn(insn, cfg, off)
             if key is not None:
                 _remember(memos.legal, key)
-        tokens.count(insn, q, off, i)
-        gb_writers = _claim_gb_port(insn, gb_writers, off, i)
+        links = _Tokens.links(insn, q)
+        tokens.count(insn, links, off, i)
+        if any(gb_write_claims(op, f.get("dst_gb", 0))):      # else the claims stay as they are
+            gb_writers = _claim_gb_port(insn, gb_writers, off, i)
         hist = history[q]
-        enter = fetch if len(hist) < QUEUE_DEPTH else max(fetch, int(hist[-QUEUE_DEPTH]))
-        dispatch[i], fetch = enter, enter + 1
-        t = tokens.pop(insn, q, max(enter + 1, unit_free[q]), off, i)
+        enter = fetch if len(hist) < QUEUE_DEPTH else max(fetch, hist[-QUEUE_DEPTH])
+        dispatch.append(enter)
+        fetch = enter + 1
+        t = tokens.pop(insn, q, links, max(fetch, unit_free[q]), off, i)
         busy, lat = _occupancy_and_latency_of(insn, cfg, key, memos.timed)
-        start[i], end[i] = t, t + lat
+        start.append(t)
+        end.append(t + lat)
         unit_free[q] = t + busy
         hist.append(t)
-        last_end = max(last_end, t + lat)
-        tokens.push(insn, q, t + lat, off, i)
+        if t + lat > last_end:
+            last_end = t + lat
+        tokens.push(insn, q, links, t + lat, off, i)
     if require_end:
+        n = len(insns)
         raise StreamError(f"stream of {n} instructions has no END: the accelerator would run on into the word "
                           f"after it", ErrorCode.OPCODE, n)
-    return Schedule(dispatch, start, end, int(end.max()) if n else 0)
+    return Schedule(*(np.array(c, dtype=np.int64) for c in (dispatch, start, end)), max(end, default=0))
+
+
+def _ended(tokens: _Tokens, dispatch: list, start: list, end: list, i: int) -> Schedule:
+    """The schedule of a stream whose instruction ``i`` is END: TOKEN if tokens are left."""
+    if tokens.left():
+        raise StreamError(f"END at byte offset {i * INSN_BYTES} with unconsumed tokens {tokens.left()}",
+                          ErrorCode.TOKEN, i)
+    return Schedule(*(np.array(c, dtype=np.int64) for c in (dispatch, start, end)), end[i])
 
 
 def cycles_floor(insns: list[Insn], cfg: AcceleratorConfig) -> int:
@@ -1124,18 +1171,18 @@ def cycles_floor(insns: list[Insn], cfg: AcceleratorConfig) -> int:
     head = dict.fromkeys(TOKEN_FIFOS, 0)
     last = 0
     for insn in insns:
-        q = insn.queue
+        q = QUEUE_OF[insn.op]
         if q == Queue.DISPATCH:
             continue
         busy, lat = _occupancy_and_latency_of(insn, cfg, _memo_key(insn), timed)
-        links, t = TOKEN_LINKS[q], free[q]
-        for name in (links["pop_prev"] if insn.pop_prev else None, links["pop_next"] if insn.pop_next else None):
+        links, t = _Tokens.links(insn, q), free[q]
+        for name in links.pops:
             if name is not None and head[name] < len(ready[name]):
                 t = max(t, ready[name][head[name]])
                 head[name] += 1
         free[q] = t + busy
         last = max(last, t + lat)
-        for name in (links["push_prev"] if insn.push_prev else None, links["push_next"] if insn.push_next else None):
+        for name in links.pushes:
             if name is not None:
                 ready[name].append(t + lat)
     return last
