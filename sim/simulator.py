@@ -245,13 +245,29 @@ def _stream_stats(lowered: Lowered, cfg: AcceleratorConfig) -> tuple[Counter, in
     if cached is None:
         ev: Counter = Counter()
         busy = 0
-        for insn in lowered.stream:
-            ev.update(count_events(insn, cfg))
+        for insn, n in _distinct(lowered.stream):
+            for k, v in count_events(insn, cfg).items():
+                ev[k] += v * n
             if insn.op == Op.GEMM:
-                busy += occupancy_and_latency(insn, cfg)[1]
+                busy += occupancy_and_latency(insn, cfg)[1] * n
         cached = (ev, busy)
         lowered._stats = cached
     return cached
+
+
+def _distinct(stream: list) -> list:
+    """(instruction, how many times its fields occur) of each distinct instruction of ``stream``, in
+    the order of first occurrence: a stream repeats its GEMMs and loads, and counting each once
+    (the events are integers) gives the same sums, their keys in the same order."""
+    seen: dict = {}
+    for insn in stream:
+        key = (insn.op, tuple(insn.f.items()))
+        got = seen.get(key)
+        if got is None:
+            seen[key] = [insn, 1]
+        else:
+            got[1] += 1
+    return list(seen.values())
 
 
 def _timed_cycles(lowered: Lowered, mapped_for: AcceleratorConfig, timing: AcceleratorConfig) -> int:
