@@ -233,7 +233,7 @@ _CHECKS = {op: (_ZEROS[op], tuple(_BOUNDS[op].values())) for op in FIELDS}
 def make(op: Op, *, deps: str = "", **fields) -> Insn:
     """Assemble one instruction, every field range-checked (StreamError names the field);
     ``deps`` is any of 'pop_prev pop_next push_prev push_next'."""
-    flags = _dep_flags(deps) if deps else (False, False, False, False)     # the mapper sets them later
+    flags = _dep_flags(deps) if deps else None      # None: all clear (the mapper sets them later)
     zeros, bounds = _CHECKS[op]
     full = zeros.copy()
     full.update(fields)
@@ -248,6 +248,8 @@ def make(op: Op, *, deps: str = "", **fields) -> Insn:
     if op == Op.VEC and full["vec_op"] not in VecOp._value2member_map_:
         raise StreamError(f"VEC.vec_op = {fields['vec_op']!r} is no vector operation; "
                           f"valid: {', '.join(f'{v.value}={v.name}' for v in VecOp)}", ErrorCode.RESERVED)
+    if flags is None:                               # (a constant tuple unpacked costs more)
+        return Insn(op, False, False, False, False, full)
     return Insn(op, *flags, full)
 
 
