@@ -887,7 +887,7 @@ _FIELD_NAMES = {op: tuple(name for name, _, _ in spec) for op, spec in FIELDS.it
 @dataclass
 class _Memos:
     timed: dict            # (op, values) -> (busy, latency)
-    legal: set             # (op, values) that check_insn passed
+    checked: dict          # (op, values) that check_insn passed -> (busy, latency): one lookup a schedule
     conflicts: dict        # LOAD_INP values -> (load_inp_gb_conflict,)
 
 
@@ -896,7 +896,7 @@ def _memos_of(cfg: AcceleratorConfig) -> _Memos:
     if memos is None:
         if len(_memos) >= _MEMO_CONFIGS:
             del _memos[next(iter(_memos))]          # the configuration remembered first
-        memos = _memos[cfg] = _Memos({}, set(), {})
+        memos = _memos[cfg] = _Memos({}, {}, {})
     return memos
 
 
@@ -1120,10 +1120,12 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
             continue
         off, f = i * INSN_BYTES, insn.f
         key = _memo_key(insn)
-        if key is None or key not in memos.legal:      # the same fields pass again
+        timing = memos.checked.get(key) if key is not None else None     # the same fields pass again
+        if timing is None:
             check_insn(insn, cfg, off)
+            timing = _occupancy_and_latency_of(insn, cfg, key, memos.timed)
             if key is not None:
-                _remember(memos.legal, key)
+                _remember(memos.checked, key, timing)
         links = _Tokens.links(insn, q)
         tokens.count(insn, links, off, i)
         if any(gb_write_claims(op, f.get("dst_gb", 0))):      # else the claims stay as they are
@@ -1133,7 +1135,7 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
         dispatch.append(enter)
         fetch = enter + 1
         t = tokens.pop(insn, q, links, max(fetch, unit_free[q]), off, i)
-        busy, lat = _occupancy_and_latency_of(insn, cfg, key, memos.timed)
+        busy, lat = timing
         start.append(t)
         end.append(t + lat)
         unit_free[q] = t + busy
