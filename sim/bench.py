@@ -40,6 +40,10 @@ from .simulator import simulate
 TIMING_CASES = (("segformer_b2", "E"), ("swin_tiny", "E"), ("resnet50", "E"))
 #: Whole-network functional checks (CHECK=1): the issue's SegFormer-B2 at 512x512 on E, and a small case.
 CHECK_CASES = (("segformer_b0", (64, 64), "small"), ("segformer_b2", None, "E"))
+#: Mapping on a cramped accelerator file (tiny with K0 = C0 = 2 and 4 rows in every buffer): tiles of one
+#: or two pixels, so each layer's search builds and times streams of tens of thousands of instructions.
+CRAMPED = {"k0": 2, "c0": 2, "weight_buf_bytes": 16, "input_buf_bytes": 8, "accum_depth": 4, "param_depth": 8}
+MAPPING_CASES = (("segformer_b0", (32, 32), "tiny", CRAMPED),)
 #: Networks whose exported ONNX file's import is timed.
 IMPORT_CASES = ("segformer_b2", "swin_tiny")
 #: The paper's figures on E (Section IV) that the issue checks against.
@@ -109,6 +113,20 @@ def bench_timing(name: str, cfg_name: str, repeat: int) -> dict:
             "total_cycles": res.total_cycles, "total_macs": res.total_macs}
 
 
+def bench_mapping(name: str, size, base: str, overrides: dict) -> dict:
+    """Wall and CPU time of one timing-mode simulation from scratch (no tilings remembered) of a
+    network on ``base`` with ``overrides``: minutes, so run once."""
+    cfg = get_config(base, **overrides).replace(name="cramped")
+    model = build_model(name, size=size)
+    forget_searches()
+    t0, c0 = time.perf_counter(), time.process_time()
+    with tiling_cache.disabled():
+        res = simulate(model, cfg)
+    return {"model": name, "size": f"{model.input[0]}x{model.input[1]}", "config": base, "overrides": overrides,
+            "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "instructions": sum(r.instructions for r in res.layers), "total_cycles": res.total_cycles}
+
+
 def bench_check(name: str, size, cfg_name: str) -> dict:
     """Wall time of the whole-network functional check (``CHECK=1``): the calibrated network's
     program run from the image to the output, every tensor compared with the golden model."""
@@ -173,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['wall_s_tilings_remembered']:.2f} s with the tilings remembered)  "
               f"simulated {r['time_ms']:.4f} ms, {r['energy_uj']:.1f} uJ, utilisation {100 * r['utilization']:.1f} %",
               flush=True)
+    mapping = [bench_mapping(*case) for case in MAPPING_CASES]
+    for m in mapping:
+        print(f"mapping {m['model']} {m['size']} on {m['config']} with {m['overrides']}: {m['wall_s']:.1f} s wall, "
+              f"{m['cpu_s']:.1f} s CPU ({m['instructions']:,} instructions, {m['total_cycles']:,} cycles)", flush=True)
     check = [bench_check(*case) for case in CHECK_CASES]
     for c in check:
         print(f"whole-network check {c['model']} {c['size']} on {c['config']}: {c['wall_s']:.2f} s wall "
@@ -194,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{f['largest_layer']} {100 * f['largest_time_share']:.1f} % of time, "
                   f"{100 * f['largest_energy_share']:.1f} % of energy")
     doc = {"python": platform.python_version(), "machine": platform.machine(), "repeat": args.repeat,
-           "timing": timing, "functional_check": check, "onnx_import": imports, "golden_depthwise": depthwise, "figures": figs}
+           "timing": timing, "mapping": mapping, "functional_check": check, "onnx_import": imports, "golden_depthwise": depthwise, "figures": figs}
     out = Path(args.out)
     atomic_write_json(out / "sim.json", doc, default=str)
     print(f"wrote {out / 'sim.json'}")
