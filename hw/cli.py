@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import errno
 import fnmatch
+import gc
 import hashlib
 import json
 import math
@@ -213,12 +214,19 @@ def _handle(handler) -> None:
         signal.signal(signum, handler)
 
 
+#: The cyclic collector's thresholds in a tool (Python's are 700, 10, 10): a mapping keeps millions of
+#: instructions, which every collection of the oldest generation walks, and makes little cyclic garbage;
+#: SegFormer-B0 at 32x32 on a K0 = C0 = 2 file with 4-row buffers maps in about 10 % less CPU time.
+TOOL_GC_THRESHOLDS = (50_000, 20, 20)
+
+
 def run_main(main: Callable[[], int]) -> None:
     """``sys.exit(main())``, ending quietly (status 0) when stdout's reader has gone away
     (``... | head``) and with one line (status 130) on Ctrl-C or a kill (SIGTERM), which
     unwind like an error, so that staging folders are removed."""
     _handle(_interrupt)
     sys.unraisablehook = _unraisable
+    gc.set_threshold(*TOOL_GC_THRESHOLDS)
     try:
         try:
             code = main()
