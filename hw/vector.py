@@ -1135,12 +1135,12 @@ def row_lane_refusals(stages, operands, heads, row) -> dict[str, object]:
     a pass has at most one softmax, or up to two layernorms (SegFormer's and DETR's
     LAYERNORM->LAYERNORM).  It has no spatial sequencer.  An operand whose channels repeat
     restarts them with each row, so across the rows of a softmax with several heads it must
-    have the row's channels.
+    have the row's channels, whether the pass reads or writes it.
 
     Parameters
     ----------
-    stages : sequence of (live, op, src, src2)
-        Each stage slot: whether the pass has it, its operation and inputs.
+    stages : sequence of (live, op, src, src2, out)
+        Each stage slot: whether the pass has it, its operation, inputs and output.
     operands : sequence of (repeat, c)
         Each operand slot.
     heads, row : int or value
@@ -1153,21 +1153,21 @@ def row_lane_refusals(stages, operands, heads, row) -> dict[str, object]:
     """
     def is_op(live, op, choices):
         return all_of(live, any_of(*(op == c for c in choices)))
-    rows = [is_op(live, op, ROW_OPS) for live, op, _, _ in stages]
-    softmax = [is_op(live, op, (VecOp.SOFTMAX,)) for live, op, _, _ in stages]
+    rows = [is_op(live, op, ROW_OPS) for live, op, *_ in stages]
+    softmax = [is_op(live, op, (VecOp.SOFTMAX,)) for live, op, *_ in stages]
     n = len(stages)
     pairs = [(i, j) for j in range(n) for i in range(j)]
     triples = [(i, j, k) for k in range(n) for j in range(k) for i in range(j)]
-    read = [any_of(*(all_of(live, any_of(src == k, src2 == k)) for live, _, src, src2 in stages))
+    used = [any_of(*(all_of(live, any_of(src == k, src2 == k, out == k)) for live, _, src, src2, out in stages))
             for k in range(len(operands))]
     return {
         "a resize or pooling stage (no spatial sequencer)":
-            any_of(*(is_op(live, op, SPATIAL) for live, op, _, _ in stages)),
+            any_of(*(is_op(live, op, SPATIAL) for live, op, *_ in stages)),
         "row stages other than one softmax or layernorm, or two layernorms":
             any_of(*(all_of(rows[i], rows[j], any_of(softmax[i], softmax[j])) for i, j in pairs),
                    *(all_of(rows[i], rows[j], rows[k]) for i, j, k in triples)),
         "an operand repeating its channels across softmax rows that are not its channels":
-            any_of(*(all_of(read[k], repeat, heads != 1, c != row) for k, (repeat, c) in enumerate(operands))),
+            any_of(*(all_of(used[k], repeat, heads != 1, c != row) for k, (repeat, c) in enumerate(operands))),
     }
 
 

@@ -363,6 +363,9 @@ def _parameter_refusals() -> dict:
         "row beyond max_row": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, 1, {**GOOD_SM, "row": 6, "heads": 1})],
         "repeat across rows": [vec.Stage(VecOp.ADD, 0, 2, vec.NONE, ADD_1),
                                vec.Stage(VecOp.SOFTMAX, vec.PREV, vec.NONE, 1, GOOD_SM)],
+        # the unit wrote head 1's row over head 0's channels (fuzz seed 7530, case 357 of
+        # vec_desc_field on small, a softmax whose written operand's repeat was set)
+        "repeat across rows, written": [vec.Stage(VecOp.SOFTMAX, 0, vec.NONE, 7, GOOD_SM)],
         "layernorm shift": [vec.Stage(VecOp.LAYERNORM, 0, vec.NONE, 1, {**GOOD_LN, "shift": 0})],
         # stage 0 writes its result before stage 1's parameters would be met, were they checked late
         "later layernorm shift": [vec.Stage(VecOp.ADD, 0, 0, 1, ADD_1),
@@ -450,6 +453,8 @@ def _refused(kind: str) -> vec.Descriptor:
     how = kind.rpartition("through ")[2]
     if how in IN_PLACE_TWICE:           # operand 7, only where named (a slot more is 4 more fetch beats)
         operands += (vec.Operand(180, 6, vec.Axis(1, 12), IN_PLACE_TWICE[how]),)
+    if kind == "repeat across rows, written":       # the pass's 6 channels, repeating
+        operands += (dataclasses.replace(out, repeat=True),)
     return unchecked(vec.Descriptor, h=1, w=2, c=6, operands=operands, stages=tuple(stages))
 
 
@@ -471,7 +476,7 @@ def unchecked(cls, **fields):
 
 
 #: What the unit does not build: refused by the unit (built here for rows up to 4) with UNSUPPORTED.
-REFUSED = ["resize", "two rows", "three rows", "row beyond max_row", "repeat across rows"]
+REFUSED = ["resize", "two rows", "three rows", "row beyond max_row", "repeat across rows", "repeat across rows, written"]
 #: What the operators refuse (``hw.vector.pass_refusals``) or the descriptor is not
 #: (``descriptor_refusals``): DATA, refused before anything is written by the simulator and, before
 #: its unit starts, by the executor (``executor_runs``).

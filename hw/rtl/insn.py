@@ -97,7 +97,7 @@ def vec_unsupported(d: vec.Descriptor) -> str | None:
         return _spatial_unsupported(d)
     head, _, stages = vec.descriptor_field_slots(d)
     row, heads = vec.row_and_heads(head, stages)
-    refusals = vec.row_lane_refusals([(True, st.op, st.src, st.src2) for st in d.stages],
+    refusals = vec.row_lane_refusals([(True, st.op, st.src, st.src2, st.out) for st in d.stages],
                                      [(o.repeat, o.c) for o in d.operands], heads, row)
     chain = "->".join(st.op.name for st in d.stages)
     return next((f"{why}: {chain}" for why, refused in refusals.items() if refused), None)

@@ -316,7 +316,8 @@ class _Plan:
         code = Signal(ErrorCode)
         row, rows = self.row_len, _any(self.row_at)
         refusals = vec.row_lane_refusals(
-            [(self.live[i], ops_[i], d.stages[i].copy.src, d.stages[i].copy.src2) for i in range(_S)],
+            [(self.live[i], ops_[i], d.stages[i].copy.src, d.stages[i].copy.src2, d.stages[i].copy.out)
+             for i in range(_S)],
             [(d.operands[k].repeat, d.operands[k].c) for k in range(_K)], self.heads, row)
         with m.If(_any(refusals.values()) | (rows & (row > max_row))):
             m.d.comb += code.eq(ErrorCode.UNSUPPORTED)
