@@ -2485,13 +2485,19 @@ def _dilated_max_pool(imp, node, x: View) -> None:
             v = pad(imp, node, v, axis, before, after, "edge", f"{y}.padded{axis}", period=d)
         taps = [_part(imp, node, "Slice", [v], f"{y}.axis{axis}.tap{t}", starts=[d * t],
                       ends=[d * t + st * (out - 1) + 1], axes=[axis], steps=[st]) for t in range(k)]
-        for tap in taps:        # each an image (a crop), not the first layout that holds its pixels
-            imp.views[tap] = imp.need(imp.act(tap), _nchw_full, "an NCHW image")
+        for tap in taps:
+            _as_crop(imp, tap)
         v = taps[0]
         for t in range(1, k):
             v = _larger(imp, node, v, taps[t], y if (t, axis) == (k - 1, 3) else f"{y}.axis{axis}.max{t}")
     if v != y:                                  # a kernel of one along the columns: the rows' maximum
         imp.views[y] = _view(imp, v).named(y)
+
+
+def _as_crop(imp, name: str) -> None:
+    """Value ``name`` (a slice of an image) viewed as an NCHW image of its own (a crop), not as the
+    first layout that holds its pixels."""
+    imp.views[name] = imp.need(imp.act(name), _nchw_full, "an NCHW image")
 
 
 def _dilated_pool_axes(imp, node, size) -> list[tuple[int, int, int, int, int, int]]:
@@ -2836,7 +2842,7 @@ def _halving_max(imp, node, x: str, axis: int, n: int, base: str, last: Optional
         halves = [_slice_part(imp, node, x, axis, lo, lo + half, f"{base}.max{step}.{end}")
                   for lo, end in ((0, "low"), (n - half, "high"))]
         for part in halves if image else ():
-            imp.views[part] = imp.need(imp.act(part), _nchw_full, "an NCHW image")
+            _as_crop(imp, part)
         x, n = _larger(imp, node, *halves, last if half == 1 and last else f"{base}.max{step}"), half
     return x
 
