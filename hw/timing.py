@@ -337,10 +337,11 @@ def pe_set_last(f):
     return f["pe_first"] + (f["pe_count"] - 1) * f["pe_step"]
 
 
-def pe_set_bad(f, num_pe: int):
+def pe_set_bad(f, num_pe: int, last):
     """A PE set (``pe_first + i * pe_step``, ``i < pe_count``) outside the array: no PE, a PE beyond the
-    last, or one PE selected several times (``pe_step = 0``)."""
-    return any_of(f["pe_count"] == 0, pe_set_last(f) >= num_pe, (f["pe_step"] == 0) & (f["pe_count"] > 1))
+    last, or one PE selected several times (``pe_step = 0``).  ``last``: its :func:`pe_set_last`, which
+    :func:`legality_terms` holds, so that the dispatcher's check stage compares it and multiplies nothing."""
+    return any_of(f["pe_count"] == 0, last >= num_pe, (f["pe_step"] == 0) & (f["pe_count"] > 1))
 
 
 @lru_cache(maxsize=64)
@@ -613,6 +614,10 @@ def load_inp_rows_bound(cfg: AcceleratorConfig) -> int:
     return cfg.input_rows
 
 
+#: The instructions that name a set of PEs (``pe_first``, ``pe_count``, ``pe_step``): the loads and STORE.
+PE_SET_OPS = tuple(o for o in Op if "pe_first" in FIELD_BITS[o])
+
+
 def legality_terms(op: Op, f, hold=_same) -> dict:
     """The products and sums :func:`legality` compares, each of fields only.  The RTL's
     dispatcher forms them in two stages and registers them a stage before it compares them
@@ -620,14 +625,16 @@ def legality_terms(op: Op, f, hold=_same) -> dict:
     registers for its second (the simulator's holds nothing), so no stage multiplies more than
     two values (products of products, sums and comparisons in one cycle were the deepest path
     of the design: 119 logic levels on E; a product of three fields alone 52 on small)."""
+    # a PE set's last PE, held: pe_set_bad (and STORE's alias rule) compares it, multiplies nothing
+    pe_set = {"last_pe": hold(pe_set_last(f), "last_pe")} if op in PE_SET_OPS else {}
     if op == Op.LOAD_INP:
-        return {"rows": load_inp_rows(f, hold)}
+        return {"rows": load_inp_rows(f, hold), **pe_set}
     if op == Op.GEMM:
         return {"npix": f["out_h"] * f["out_w"], "steps": gemm_steps(f, hold), **gemm_input_terms(f, hold)}
     if op == Op.STORE:
         return {"npix": f["out_h"] * f["out_w"], "gb_span": hold(f["t_h"] * f["t_w"], "gb_pixels") * f["k_pitch"],
-                "first_k": hold(f["pe_first"] * f["k_step"], "first_k"), "last_pe": hold(pe_set_last(f), "last_pe")}
-    return {}
+                "first_k": hold(f["pe_first"] * f["k_step"], "first_k"), **pe_set}
+    return pe_set
 
 
 _PE_SET_TEXT = "PE set pe_first {pe_first} pe_count {pe_count} pe_step {pe_step} ({cfg.num_pe} PEs)"
@@ -641,8 +648,8 @@ def legality(op: Op, f, cfg: AcceleratorConfig, terms: dict | None = None) -> li
     Evaluates on integers and on Amaranth values (``hw.expr``); ``terms`` are the products
     (:func:`legality_terms`, computed here when not given)."""
     t = legality_terms(op, f) if terms is None else terms
-    if op in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM, Op.STORE):
-        pe_set = pe_set_bad(f, cfg.num_pe)
+    if op in PE_SET_OPS:
+        pe_set = pe_set_bad(f, cfg.num_pe, t["last_pe"])
     if op == Op.LOAD_INP:
         return [(pe_set, _PE_SET_TEXT),
                 (f["dst_addr"] + t["rows"] > cfg.input_rows,
