@@ -173,9 +173,13 @@ def bench_golden_depthwise(repeat: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="python -m sim.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(Path("build") / "bench"))
-    p.add_argument("--repeat", type=number_type(int, "runs of each case"), default=3)
+    p = OneLineParser(prog="python -m sim.bench",
+                      description="Simulator benchmark (make bench): wall times of the simulator's timing, "
+                                  "functional check and ONNX import on fixed cases, and the figures checked "
+                                  "against the paper.")
+    p.add_argument("--out", default=str(Path("build") / "bench"), help="folder of sim.json (default build/bench)")
+    p.add_argument("--repeat", type=number_type(int, "runs of each case"), default=3,
+                   help="timed runs of each case, whose median is reported (default 3)")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error(f"--repeat must be at least 1, not {args.repeat}")

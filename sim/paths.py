@@ -499,12 +499,13 @@ def _parser() -> OneLineParser:
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
     add_override_options(ap)
     add_refused_options(ap, "paths")
-    ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY), help="CSV: model,path,accuracy[,weight_set,source]")
+    ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY), help="CSV model,path,accuracy[,weight_set,source] of the paths' accuracies "
+                                                               "(default data/accuracy_paper.csv: the paper's published ones)")
     ap.add_argument("--paths", help="variants separated by ';' instead of the built-in candidates, each network "
                                     "once (through make: PATHS='fuse=512;B2_a', which make quotes for the shell)")
     ap.add_argument("--out", default=None, help="output folder (default build/paths/<name of the run>)")
     ap.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
-    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--no-plot", action="store_true", help="do not draw the plot")
     ap.add_argument("--ideal-memory", action="store_true",
                     help="time the mappings with memory no limit (see sim.run)")
     ap.add_argument("--mac-only", action="store_true", help="time MAC layers only (see sim.run)")

@@ -189,8 +189,11 @@ def _parser() -> OneLineParser:
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
     add_override_options(ap)
     add_refused_options(ap, "rdd")
-    ap.add_argument("--budgets", default=str(EXAMPLE_TRACE), help="trace CSV: frame,time_ms or frame,energy_uj")
-    ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY))
+    ap.add_argument("--budgets", default=str(EXAMPLE_TRACE),
+                    help="trace CSV: frame,time_ms or frame,energy_uj (default data/traces/segformer_b2_E_time.csv)")
+    ap.add_argument("--accuracy", default=str(DEFAULT_ACCURACY),
+                    help="CSV model,path,accuracy[,weight_set,source] whose rows for the models are the candidate "
+                         "paths (default data/accuracy_paper.csv: the paper's published accuracies)")
     ap.add_argument("--out", default=None, help="output folder (default build/rdd/<name of the run>)")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return ap

@@ -1,0 +1,38 @@
+"""Every tool's options read alike: each says what it does in ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+import pytest
+
+#: The project's command-line tools (``python -m <module>``; ``cosim.campaign`` is make fuzz's).
+#: hw.rtl.bench is left out: its --verilog-dir and --output have no help yet (hw/rtl is worked on apart).
+TOOLS = ("sim.accuracy", "sim.bench", "sim.infer", "sim.paths", "sim.rdd", "sim.replay", "sim.run", "sim.sweep",
+         "mapper.flops", "mapper.onnx_export", "hw.config_file", "hw.rtl.export", "hw.rtl.synth", "cosim.campaign")
+
+
+class _Parsed(Exception):
+    """Raised in place of parsing, carrying the tool's parser."""
+
+
+def tool_parser(module: str, monkeypatch) -> argparse.ArgumentParser:
+    """The parser ``module``'s main builds (caught as it parses, before any work)."""
+    def caught(parser, args=None, namespace=None):
+        raise _Parsed(parser)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", caught)
+    with pytest.raises(_Parsed) as got:
+        importlib.import_module(module).main([])
+    monkeypatch.undo()
+    return got.value.args[0]
+
+
+@pytest.mark.parametrize("module", TOOLS)
+def test_every_option_says_what_it_does(module, monkeypatch):
+    """``python -m sim.rdd --help`` showed ``--accuracy ACCURACY`` and nothing more (sim.paths'
+    ``--no-plot``, sim.bench's ``--out`` and ``--repeat`` alike)."""
+    parser = tool_parser(module, monkeypatch)
+    bare = [a.option_strings[0] if a.option_strings else a.dest for a in parser._actions
+            if not (a.help and a.help.strip())]
+    assert not bare, f"{module}: options without help: {bare}"
