@@ -120,6 +120,14 @@ class OneLineParser(argparse.ArgumentParser):
         self._refuse_repeats(args)
         return super().parse_known_args(args, namespace)
 
+    def _get_option_tuples(self, option_string):
+        """An abbreviation (``--no-p``) that matches several spellings of one option (``--no-plots``,
+        ``--no-plot``) is that option (Python 3.11's argparse calls it ambiguous)."""
+        by_action: dict = {}
+        for match in super()._get_option_tuples(option_string):
+            by_action.setdefault(id(match[0]), match)
+        return list(by_action.values())
+
     def _refuse_repeats(self, args: list[str]) -> None:
         """An option that takes one value, given twice (``make sim CFG=E ARGS="--config tiny"``): argparse
         would keep the last silently."""

@@ -17,7 +17,7 @@ from hw.cli import UsageError, join_name, name_token, short_hash
 from hw.config import PRESETS, AcceleratorConfig
 
 
-__all__ = ["config_tag", "run_name", "parse_formats", "PLOT_FORMATS"]
+__all__ = ["config_tag", "run_name", "parse_formats", "add_plot_options", "PLOT_FORMATS"]
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 #: How an overridden field reads in a folder name (others read ``<field><value>``).
@@ -62,6 +62,14 @@ def _override_tags(cfg: AcceleratorConfig, base: AcceleratorConfig) -> list[str]
 def run_name(*parts: str) -> str:
     """The non-empty ``parts`` joined with ``_`` (long names shortened with a hash)."""
     return join_name(parts)
+
+
+def add_plot_options(parser, drawn: str) -> None:
+    """``--format`` and ``--no-plots`` of a tool that draws ``drawn`` (``"the plots"``): one spelling in
+    every tool; ``--no-plot``, which sim.paths and sim.sweep took before, is the same option."""
+    parser.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
+    parser.add_argument("--no-plots", "--no-plot", dest="no_plots", action="store_true",
+                        help=f"do not draw {drawn}")
 
 
 def parse_formats(text: str | None) -> tuple[str, ...]:

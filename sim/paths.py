@@ -42,7 +42,7 @@ from . import plots
 from .accuracy import task_of
 from .config_args import add_override_options, config_from_args
 from .refused_options import add_refused_options
-from .outputs import config_tag, parse_formats, run_name
+from .outputs import add_plot_options, config_tag, parse_formats, run_name
 from .progress import Progress, layer_weights
 from .simulator import IDEAL_MEMORY, mapping_refusal, require_dram_fit, simulate
 
@@ -413,9 +413,9 @@ def _write(folder: Path, args, cfg: AcceleratorConfig, points: list[PathPoint], 
             w.writerow([p.model, p.path, p.macs, f"{p.time_ms:.4f}", f"{p.energy_uj:.2f}",
                         "" if p.accuracy is None else p.accuracy, int(p.pareto_time), int(p.pareto_energy)])
     files = ["paths.json", "paths.csv"]
-    if not args.no_plot and not any(p.accuracy is not None for p in points):
+    if not args.no_plots and not any(p.accuracy is not None for p in points):
         print("no path has accuracy data: no plot drawn (give --accuracy)", file=sys.stderr)
-    elif not args.no_plot:
+    elif not args.no_plots:
         asked = paths if paths is not None else [v for m in args.model for v in candidate_paths(m)]
         named = [v for v in asked if _is_point_name(v)]        # full, B2_a, ...: labelled in the plot
         files += [f.name for f in plots.paths(points, f"{'+'.join(args.model)} on {cfg.name}", folder, formats,
@@ -504,8 +504,7 @@ def _parser() -> OneLineParser:
     ap.add_argument("--paths", help="variants separated by ';' instead of the built-in candidates, each network "
                                     "once (through make: PATHS='fuse=512;B2_a', which make quotes for the shell)")
     ap.add_argument("--out", default=None, help="output folder (default build/paths/<name of the run>)")
-    ap.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
-    ap.add_argument("--no-plot", action="store_true", help="do not draw the plot")
+    add_plot_options(ap, "the plot")
     ap.add_argument("--ideal-memory", action="store_true",
                     help="time the mappings with memory no limit (see sim.run)")
     ap.add_argument("--mac-only", action="store_true", help="time MAC layers only (see sim.run)")

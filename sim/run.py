@@ -43,7 +43,7 @@ from mapper.program import DramCapacityError
 from . import plots
 from .area import area_mm2
 from .config_args import add_override_options, config_from_args
-from .outputs import config_parts, parse_formats, run_name
+from .outputs import add_plot_options, config_parts, parse_formats, run_name
 from .progress import Progress, layer_weights
 from .simulator import SimResult, mapping_refusal, require_dram_fit, simulate
 from .streams import dump_layer, layer_stream
@@ -271,7 +271,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fusion", action="store_true",
                    help="run every non-MAC layer as its own vector pass (see mapper/fusion.py), to measure fusion")
     p.add_argument("--out", default=None, help="output folder (default build/sim/<name of the run>)")
-    p.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
+    add_plot_options(p, "the plots")
     p.add_argument("--dump-layer", action="append", default=None, metavar="NAME",
                    help="write streams/<NAME>.bin, .lst and .json (repeatable: one set of files per layer)")
     p.add_argument("--trace", action="store_true",
@@ -279,7 +279,6 @@ def _parser() -> argparse.ArgumentParser:
                         f"if the network has at most {DETAIL_CAP_TEXT} of them, else of the longest layers")
     p.add_argument("--trace-layers", default=None, metavar="NAME[,NAME...]",
                    help="write trace.json with the instructions of these layers ('all': every layer)")
-    p.add_argument("--no-plots", action="store_true", help="do not draw the plots")
     p.add_argument("--quiet", action="store_true", help="no progress and no per-layer table")
     return p
 

@@ -52,7 +52,7 @@ configuration list, ``pareto_front`` by increasing energy per MAC,
 that differ only in vector width, ``matched_pairs``; for a grid also ``grid``, its base
 and axes, and ``invalid``), ``sweep.csv`` (one row
 per point) and ``sweep.<fmt>`` for each ``--format`` (``png`` by default; none
-with ``--no-plot``).  The folder is written as a whole (``hw.cli.StagedDir``): a
+with ``--no-plots``).  The folder is written as a whole (``hw.cli.StagedDir``): a
 staging folder beside it is created before any point is computed, and renamed
 into place, replacing an earlier sweep of the same name, once all files exist.
 
@@ -105,7 +105,7 @@ from mapper.workloads import build_model
 from . import plots
 from .area import area_mm2, extrapolation
 from .config_args import add_grid_pointers
-from .outputs import config_tag, parse_formats, run_name
+from .outputs import add_plot_options, config_tag, parse_formats, run_name
 from .simulator import require_dram_fit, simulate
 
 __all__ = ["main", "run_sweep", "compute_point", "pareto_flags", "matched_pairs", "vector_width_ratios",
@@ -759,8 +759,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", default=None, help="local worker processes (default: os.cpu_count(); 1 = in-process)")
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_ROOT}/<name of the sweep>)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"cache directory (default {DEFAULT_CACHE})")
-    p.add_argument("--format", default=None, help="plot formats: png (default), pdf, svg, or several: pdf,png")
-    p.add_argument("--no-plot", action="store_true", help="do not draw the plot")
+    add_plot_options(p, "the plot")
     p.add_argument("--quiet", action="store_true", help="no progress line per point")
     p.add_argument("--paper-comparable", action="store_true",
                    help="time and energy of the MAC layers only, with memory no limit, as the paper reports "
@@ -831,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
             _check_scheduler(args.scheduler)
         model = build_model_or_usage_error(args.model, args.variant, size, build=_model)
         refuse_flops_only(model, args.model)
-        formats = () if args.no_plot else parse_formats(args.format)
+        formats = () if args.no_plots else parse_formats(args.format)
         _check_cache(Path(args.cache))
         name = out_dir_name(model, size is not None, configs, grid, args.paper_comparable)
         stage = StagedDir(Path(args.out) if args.out else DEFAULT_ROOT / name, OWNED, run=name)

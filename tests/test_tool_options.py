@@ -1,4 +1,5 @@
-"""Every tool's options read alike: each says what it does in ``--help``."""
+"""Every tool's options read alike: each says what it does in ``--help``, and a tool that draws plots
+takes ``--no-plots`` (and ``--no-plot``, the spelling sim.paths and sim.sweep took before)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import pytest
 #: hw.rtl.bench is left out: its --verilog-dir and --output have no help yet (hw/rtl is worked on apart).
 TOOLS = ("sim.accuracy", "sim.bench", "sim.infer", "sim.paths", "sim.rdd", "sim.replay", "sim.run", "sim.sweep",
          "mapper.flops", "mapper.onnx_export", "hw.config_file", "hw.rtl.export", "hw.rtl.synth", "cosim.campaign")
+#: The tools that draw plots, and the arguments each requires besides.
+PLOTTING = {"sim.run": ["--model", "segformer_b0", "--config", "E"], "sim.paths": ["--model", "segformer_b2"],
+            "sim.sweep": ["--model", "segformer_b0"]}
 
 
 class _Parsed(Exception):
@@ -36,3 +40,16 @@ def test_every_option_says_what_it_does(module, monkeypatch):
     bare = [a.option_strings[0] if a.option_strings else a.dest for a in parser._actions
             if not (a.help and a.help.strip())]
     assert not bare, f"{module}: options without help: {bare}"
+
+
+@pytest.mark.parametrize("module", sorted(PLOTTING))
+@pytest.mark.parametrize("spelling", ["--no-plots", "--no-plot", "--no-p"])
+def test_every_plotting_tool_takes_both_spellings_of_no_plots(module, spelling, monkeypatch):
+    """sim.run took only ``--no-plots``, sim.paths and sim.sweep only ``--no-plot`` (each refused the
+    other's); both are one option now, ``--no-plots`` first in --help (an abbreviation is that
+    option, not an ambiguous one)."""
+    parser = tool_parser(module, monkeypatch)
+    args = parser.parse_args(PLOTTING[module] + [spelling])
+    assert args.no_plots is True
+    assert parser.parse_args(PLOTTING[module]).no_plots is False
+    assert "--no-plots, --no-plot" in parser.format_help()
