@@ -36,7 +36,7 @@ from typing import BinaryIO, Callable, Iterable, Optional, Union
 from .tool_start import EXIT_INTERRUPTED, INTERRUPTED
 
 __all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
-           "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "did_you_mean", "duration", "fail",
+           "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "counted", "did_you_mean", "duration", "fail",
            "file_tag", "human_bytes", "json_text", "kib_text", "name_token", "not_a_file", "number_type", "open_input",
            "output_file", "output_json_file", "read_existing", "read_input", "refuse_long_name", "refuse_replacing",
            "run_main", "seed", "short_hash", "try_folder", "typo_distance"]
@@ -767,6 +767,12 @@ def kib_text(n: int) -> str:
     """A buffer of ``n`` bytes as ``16 KiB`` when it is whole KiB, else exactly (``25088 B``): a
     buffer may be any multiple of its row, and ``n // 1024`` said a 2-byte one was ``0 KiB``."""
     return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
+
+
+def counted(n: int, noun: str, plural: Optional[str] = None) -> str:
+    """``1 PE``, ``4 PEs``, ``0 PEs``: a count of a report's text with its noun, singular for one
+    (``plural``: the plural when it is not ``noun + "s"``)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def human_bytes(n: int) -> str:

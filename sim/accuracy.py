@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from hw.cli import OneLineParser, UsageError, atomic_write_json, number_type, output_json_file, run_main, seed
+from hw.cli import OneLineParser, UsageError, atomic_write_json, counted, number_type, output_json_file, run_main, seed
 from mapper.calibrate import prepare, readers_of, softmax_margin, softmax_row
 from mapper.flops import parse_size
 from mapper.fusion import is_class_map
@@ -352,7 +352,7 @@ def _print(report: AccuracyReport, worst: int) -> None:
     finite = [e for e in report.layers if e.kind != "constant" and math.isfinite(e.sqnr_db)]
     if finite:
         values = np.array([e.sqnr_db for e in finite])
-        print(f"SQNR dB over {len(finite)} layers: median {np.median(values):.1f}, min {values.min():.1f}")
+        print(f"SQNR dB over {counted(len(finite), 'layer')}: median {np.median(values):.1f}, min {values.min():.1f}")
     for e in sorted(finite, key=lambda e: e.sqnr_db)[:worst]:
         extra = "".join(f"  {label} {v:6.2f}" for label, v in (("local", e.local_db), ("input-only", e.input_db))
                         if math.isfinite(v))

@@ -44,7 +44,7 @@ from typing import BinaryIO, Optional
 
 import numpy as np
 
-from hw.cli import (RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError, fail, file_tag, open_input, run_main,
+from hw.cli import (RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError, counted, fail, file_tag, open_input, run_main,
                     seed)
 from hw.config import PRESETS, AcceleratorConfig
 from mapper import float_ops
@@ -561,7 +561,7 @@ def _summary_text(doc: dict) -> str:
     be, prog_size = doc["bit_exact"], doc["program"]
     lines = [f"{doc['model']} {doc['size'][0]}x{doc['size'][1]} on {doc['config']}: {doc['cycles']:,} cycles, "
              f"{doc['time_ms']:.4f} ms at {doc['clock_ghz']:g} GHz, {doc['energy_uj']:.2f} uJ",
-             f"bit-exact with the golden model: {be['tensors']} tensors, {be['elements']:,} elements",
+             f"bit-exact with the golden model: {counted(be['tensors'], 'tensor')}, {be['elements']:,} elements",
              f"program: {prog_size['instructions']:,} instructions, DRAM image {prog_size['dram_bytes'] / 2**20:.1f} MiB",
              "agreement with the float reference: " + (", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                                  for k, v in doc["agreement"].items())

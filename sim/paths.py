@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from hw.cli import (OneLineParser, StagedDir, UsageError, ascii_float, fail, file_tag, not_a_file, read_input, run_main,
+from hw.cli import (OneLineParser, StagedDir, UsageError, ascii_float, counted, fail, file_tag, not_a_file, read_input, run_main,
                     short_hash)
 from hw.config import AcceleratorConfig
 from mapper.ir import Model
@@ -142,7 +142,7 @@ class AccuracyTable:
         for (lineno, _), values in zip(lines[1:], reader):
             rec = dict(zip(header, (v.strip() for v in values)))
             if len(values) != len(header):
-                raise AccuracyError(f"{file}:{lineno}: {len(values)} fields, the header has {len(header)}")
+                raise AccuracyError(f"{file}:{lineno}: {counted(len(values), 'field')}, the header has {len(header)}")
             try:
                 acc = ascii_float(rec["accuracy"])
             except ValueError:
@@ -542,7 +542,7 @@ def main(argv=None) -> int:
         print(line)
     unused = table.unused(args.model, paths)
     if unused:
-        print(f"{len(unused)} accuracy row(s) of {args.accuracy} name paths that were not simulated: "
+        print(f"{counted(len(unused), 'accuracy row')} of {args.accuracy} name paths that were not simulated: "
               f"{', '.join(f'{r.model}:{r.path}' for r in unused[:5])}{' ...' if len(unused) > 5 else ''} "
               f"(simulate them with --paths, in make: PATHS='...')")
     print(f"wrote {', '.join(files)} to {out}")

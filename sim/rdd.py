@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from hw.cli import OneLineParser, StagedDir, UsageError, ascii_float, ascii_int, fail, file_tag, run_main
+from hw.cli import OneLineParser, StagedDir, UsageError, ascii_float, ascii_int, counted, fail, file_tag, run_main
 from hw.config import AcceleratorConfig
 from hw.timing import dram_transfer_cycles
 from mapper.lower import MappingError
@@ -86,7 +86,7 @@ def read_budgets(file: str) -> tuple[str, list[Budget]]:
     for (lineno, _), row in zip(lines[1:], reader):
         values = [v.strip() for v in row]
         if len(values) != len(header):
-            raise BudgetError(f"{file}:{lineno}: {len(values)} fields, the header has {len(header)}")
+            raise BudgetError(f"{file}:{lineno}: {counted(len(values), 'field')}, the header has {len(header)}")
         rec = dict(zip(header, values))
         frame = _frame(file, lineno, rec["frame"], out[-1].frame if out else None)
         try:
@@ -239,7 +239,7 @@ def _print_summary(points: list[PathPoint], res: dict, budgets_file: str) -> Non
     """The candidate paths, most accurate first, and the RDD choice against the static one."""
     s, st = res["summary"], res["summary"]["static"]
     unit = "ms" if res["kind"] == "time_ms" else "uJ"
-    print(f"{len(points)} paths, {s['frames']} frames, budgets in {unit} from {budgets_file}")
+    print(f"{counted(len(points), 'path')}, {counted(s['frames'], 'frame')}, budgets in {unit} from {budgets_file}")
     width = max(len(f"{p.model}:{p.path}") for p in points)
     for p in sorted(points, key=lambda p: -p.accuracy):
         print(f"  {p.model + ':' + p.path:{width}s} acc {p.accuracy:.4f}  {p.time_ms:7.3f} ms  {p.energy_uj:9.1f} uJ"

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from hw.cli import OneLineParser, UsageError, fail, read_input, run_main
+from hw.cli import OneLineParser, UsageError, counted, fail, read_input, run_main
 from hw.config import AcceleratorConfig
 from hw.config_file import ConfigError, is_config_file, load_config
 from hw.isa import INSN_BYTES, Queue, StreamError, disassemble
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
         print(f"note: {refused}; the cycles below are the contract's")
     if args.listing:
         print(disassemble(r["insns"]))
-    print(f"{r['instructions']} instructions, {r['total_cycles']} cycles on {cfg.name} "
+    print(f"{counted(r['instructions'], 'instruction')}, {r['total_cycles']} cycles on {cfg.name} "
           f"({r['total_cycles'] / (cfg.clock_ghz * 1e3):.3f} us)")
     for unit, b in r["busy"].items():
         print(f"  {unit:8s} busy {b:10d} cycles ({100 * b / max(1, r['total_cycles']):5.1f} %)")

@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, fail, human_bytes, kib_text, run_main, seed
+from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, counted, fail, human_bytes, kib_text, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
 from mapper.ir import MAC_KINDS, PARTS, Model
@@ -216,7 +216,7 @@ def format_totals(doc: dict, cfg: AcceleratorConfig) -> str:
         f"energy:            {doc['energy_uj']:.2f} uJ ({doc['energy_uj'] / 1e3:.4f} mJ)",
         f"total MACs:        {doc['total_macs']:,}",
         f"energy per MAC:    {epm:.4f} pJ" if epm is not None else "energy per MAC:    -",
-        *([f"DRAM traffic:      {human_bytes(doc['dram_bytes'])}; {doc['gb_resident_tensors']} tensors kept in the "
+        *([f"DRAM traffic:      {human_bytes(doc['dram_bytes'])}; {counted(doc['gb_resident_tensors'], 'tensor')} kept in the "
            f"global buffer between layers"] if "dram_bytes" in doc else []),
         *([_band_chains_line(doc["band_chains"])] if doc.get("band_chains") else []),
         f"MAC utilisation:   {100 * doc['utilization']:.1f} %",
@@ -483,7 +483,7 @@ def _print_summary(args, doc: dict, res: SimResult, check: dict | None, notes: l
         print()
     print(format_totals(doc, res.config))
     if check is not None:
-        print(f"functional check passed: the whole network from input to output, {check['tensors']} tensors "
+        print(f"functional check passed: the whole network from input to output, {counted(check['tensors'], 'tensor')} "
               f"({check['elements']:,} elements) bit-exact with the golden model, seed {check['seed']}")
     for note in notes:
         print(f"note: {note}")

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw.cli import join_name, kib_text
+from hw.cli import counted, join_name, kib_text
 from hw.config import PRESETS, AcceleratorConfig
 from hw.config_file import FIELDS, resolve_fields
 from hw.isa import Insn, Op, disassemble, encode_stream
@@ -82,7 +82,7 @@ def describe_config(cfg: AcceleratorConfig) -> str:
     base = PRESETS.get(cfg.name)
     changed = [f"{k}={v}" for k, v in cfg.to_dict().items()
                if k not in ("name", "derived") and base is not None and getattr(base, k) != v]
-    return (f"{cfg.name}: {cfg.num_pe} PEs x K0 {cfg.k0} x C0 {cfg.c0}, weight buffer "
+    return (f"{cfg.name}: {counted(cfg.num_pe, 'PE')} x K0 {cfg.k0} x C0 {cfg.c0}, weight buffer "
             f"{kib_text(cfg.weight_buf_bytes)} and input buffer {kib_text(cfg.input_buf_bytes)} per PE, "
             f"global buffer {kib_text(cfg.global_buf_bytes)}, DRAM {cfg.dram_bytes_per_cycle} B/cycle "
             f"latency {cfg.dram_latency}, clock {cfg.clock_ghz:g} GHz"

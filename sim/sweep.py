@@ -93,7 +93,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, ascii_float, ascii_int, atomic_write_bytes,
-                    code_digest, duration, fail, read_input, run_main, try_folder)
+                    code_digest, counted, duration, fail, read_input, run_main, try_folder)
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
 from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, in_units_of, load_config, resolve_fields
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
@@ -565,10 +565,10 @@ def run_sweep(model_name: str, variant: Optional[str], size: Optional[tuple[int,
             results[cfg.name] = cached
     todo = [cfg for cfg in configs if cfg.name not in results]
     n_cached = len(results)
-    log(f"{model_name} ({model.variant}, {resolved[0]}x{resolved[1]}): {len(configs)} points, "
+    log(f"{model_name} ({model.variant}, {resolved[0]}x{resolved[1]}): {counted(len(configs), 'point')}, "
         f"{n_cached} cached, {len(todo)} to compute"
         + (f" on {scheduler}" if scheduler and todo else
-           f" with {max(1, min(workers or os.cpu_count() or 1, len(todo)))} worker(s)" if todo else ""))
+           f" with {counted(max(1, min(workers or os.cpu_count() or 1, len(todo))), 'worker')}" if todo else ""))
     t0 = time.perf_counter()
     args = (model_name, variant, size, paper_comparable)
     stream = _run_dask(todo, scheduler, args) if scheduler and todo else _run_pool(todo, workers or os.cpu_count() or 1, args)
@@ -639,7 +639,7 @@ def format_table(doc: dict) -> str:
     extrapolated = [p for p in doc["points"] if p.get("area_extrapolated")]
     if extrapolated:
         out.append(f"~ area extrapolated beyond Table II, on which sim/area.py is fitted ({len(extrapolated)} of "
-                   f"{len(doc['points'])} points; e.g. {extrapolated[0]['config']}: "
+                   f"{counted(len(doc['points']), 'point')}; e.g. {extrapolated[0]['config']}: "
                    f"{'; '.join(extrapolated[0]['area_extrapolated'])}); its throughput per mm^2 is as uncertain")
     out.append("Pareto front (lower energy/MAC, higher throughput/mm^2): " + _front_text(doc["pareto_front"]))
     if "pareto_front_onchip" in doc:
@@ -872,10 +872,10 @@ def _summary(prog: str, args, doc: dict, files: list[str], out: Path, wall: floa
     print()
     print(format_table(doc))
     s = doc["stats"]
-    print(f"{s['points']} points: {s['computed']} computed, {s['cached']} cached; wall time {wall:.1f} s")
+    print(f"{counted(s['points'], 'point')}: {s['computed']} computed, {s['cached']} cached; wall time {wall:.1f} s")
     print(f"wrote {', '.join(files)} to {out}")
     if doc["failed"]:
-        print(f"{prog}: {len(doc['failed'])} point(s) failed with an internal error (a bug; please report "
+        print(f"{prog}: {counted(len(doc['failed']), 'point')} failed with an internal error (a bug; please report "
               f"it with the configuration): {', '.join(u['config'] for u in doc['failed'])}", file=sys.stderr)
         return 1
     return 0

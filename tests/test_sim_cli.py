@@ -254,6 +254,19 @@ def test_a_buffer_of_no_whole_kib_is_said_exactly():
     assert "global buffer 16 KiB on" in assumptions_line(get_config("tiny"))
 
 
+def test_a_count_of_one_reads_in_the_singular():
+    """sim.replay and the --dump-layer listing described a one-PE configuration as "1 PEs"; the
+    reports' other counts (tensors, paths, points, cases) said "1 ...s" alike."""
+    from hw.cli import counted
+    from hw.config import get_config
+    from sim.streams import describe_config
+    one = get_config("tiny").replace(name="one", num_pe=1)
+    assert describe_config(one).startswith("one: 1 PE x K0 4 x C0 4,"), describe_config(one)
+    assert describe_config(get_config("tiny")).startswith("tiny: 2 PEs x K0")
+    assert [counted(n, "tensor") for n in (0, 1, 2)] == ["0 tensors", "1 tensor", "2 tensors"]
+    assert counted(1, "matrix", "matrices") == "1 matrix" and counted(3, "matrix", "matrices") == "3 matrices"
+
+
 def test_a_small_networks_floors_and_traffic_keep_their_digits():
     """A network of a few thousand cycles printed "DRAM traffic: 0.0 MB" beside 30,208 bytes in
     report.json, and every time floor as "0.001 ms"; the report now keeps four significant digits."""

@@ -190,7 +190,7 @@ def test_a_point_that_raises_unexpectedly_is_reported_not_cached_and_the_sweep_e
     assert doc["failed"] == [{"config": "K", "error": "RuntimeError: a bug in the model of K"}]
     captured = capsys.readouterr()
     assert "K     " in captured.out and "FAILED (internal error): RuntimeError: a bug" in captured.out
-    assert "1 point(s) failed with an internal error" in captured.err
+    assert "1 point failed with an internal error" in captured.err
     assert len(list(dirs[0].glob("*.json"))) == 2          # E and M cached; K is computed again next time
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for `cosim`
 
-from hw.cli import OneLineParser, StagedDir, UsageError, ascii_int, fail, join_name, number_type, run_main  # noqa: E402
+from hw.cli import OneLineParser, StagedDir, UsageError, ascii_int, counted, fail, join_name, number_type, run_main  # noqa: E402
 from hw.config import PRESETS  # noqa: E402
 
 #: The configurations the cosimulation tests build (E has no vector executor: ``make cosim-e``).
@@ -208,14 +208,14 @@ def main(argv: list[str] | None = None) -> int:
             if count:
                 doc["seeds"].append({"seed": seed, "cases": summary["cases"], "outcomes": summary["outcomes"],
                                      "disagreements": len(found), "wall_s": round(wall, 1)})
-            what = f"seed {seed}" if count else f"{len(cases)} replayed case(s)"
-            print(f"[{i}/{len(runs)}] {what}: {summary['cases']} cases, {len(found)} disagreements, "
+            what = f"seed {seed}" if count else counted(len(cases), "replayed case")
+            print(f"[{i}/{len(runs)}] {what}: {counted(summary['cases'], 'case')}, {counted(len(found), 'disagreement')}, "
                   f"{wall:.0f} s, {time.perf_counter() - t0:.0f} s in all", file=sys.stderr, flush=True)
         doc["wall_s"] = round(time.perf_counter() - t0, 1)
         (stage.path / "campaign.json").write_text(json.dumps(doc, indent=1) + "\n")
         out = stage.commit()
     total = sum(s["cases"] for s in doc["seeds"]) + len(replays)
-    print(f"{args.config}: {total} cases, {len(doc['disagreements'])} disagreements; wrote campaign.json to {out}")
+    print(f"{args.config}: {counted(total, 'case')}, {counted(len(doc['disagreements']), 'disagreement')}; wrote campaign.json to {out}")
     for d in doc["disagreements"][:10]:
         why = d["why"] or (f"expected {d['expected']}, RTL {d['rtl_error'] or 'done'} at instruction "
                            f"{d['rtl_pc']}")

@@ -343,7 +343,7 @@ def test_a_campaign_lists_a_disagreement_and_a_failed_run_and_goes_on(tmp_path, 
     assert [(d["seed"], d["index"], d["why"], d["replay"]) for d in doc["disagreements"]] == \
         [(205, 159, why, "make fuzz CFG=tiny CASE=205:159:field_extreme")]
     printed = capsys.readouterr().out
-    assert "1 disagreements" in printed and f"(d): {why}; make fuzz" in printed, printed
+    assert "1 disagreement;" in printed and "1 disagreements" not in printed and f"(d): {why}; make fuzz" in printed, printed
 
 
 def test_a_layer_appended_runs_on_its_image_moved_past_the_first():
