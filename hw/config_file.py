@@ -41,7 +41,8 @@ else:                                                    # pragma: no cover - Py
     import tomli as tomllib
 
 __all__ = ["ConfigError", "ALIASES", "FACTOR_UNITS", "in_units_of", "FIELDS", "NUMERIC_KEYS", "load_config", "resolve_fields", "config_toml", "rtl_support", "is_config_file",
-           "field_docs", "config_label", "config_from_mapping"]
+           "field_docs", "config_label", "config_from_mapping", "fields_hash",
+           "same_fields"]
 
 #: Friendly keys of files and sweep grids: alias -> (field, factor) pairs it sets to ``value * factor``.
 ALIASES: dict[str, tuple[tuple[str, int], ...]] = {
@@ -204,6 +205,20 @@ def config_label(cfg: AcceleratorConfig) -> str:
     if PRESETS.get(cfg.name) == cfg:
         return cfg.name
     return f"{name_token(cfg.name)}-{short_hash(repr(sorted(cfg.to_dict().items())))}"
+
+
+def fields_hash(cfg: AcceleratorConfig) -> str:
+    """``#`` and a short hash of every field of ``cfg`` but its name: which configuration it is,
+    whatever it is called (two files that both say ``name = "odd1"`` have different ones; a copy
+    renamed keeps its own)."""
+    from .cli import short_hash
+
+    return "#" + short_hash(repr(sorted((k, v) for k, v in dataclasses.asdict(cfg).items() if k != "name")))
+
+
+def same_fields(a: AcceleratorConfig, b: AcceleratorConfig) -> bool:
+    """Whether ``a`` and ``b`` are one configuration, maybe under two names: equal in every other field."""
+    return dataclasses.replace(a, name=b.name) == b
 
 
 # ---- writing ---------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ binary stream, schedules it under the timing contract and prints the total
 cycles and each unit's busy cycles; ``--listing`` prints the disassembly.  The
 configuration is the one the stream was dumped with, read from the ``.json``
 beside it (``sim.streams``), overrides included; ``--config`` names another
-preset, and is needed for a stream without that file.  A malformed or
+preset or accelerator file, and is needed for a stream without that file (a configuration other
+than the dumped one, in its fields, not its name, gets a note naming the one the stream was mapped for).  A malformed or
 truncated stream, a text file (the ``.lst`` listing or the ``.json``, named with the ``.bin`` to give instead),
 or a ``.json`` that is not what ``--dump-layer`` writes, is refused with one line (status 2): for a stream, the error code the RTL raises
 (``docs/isa.md``, found in the RTL's order: ``hw.timing.schedule_encoded``), the
@@ -26,7 +27,7 @@ from typing import Optional
 
 from hw.cli import OneLineParser, UsageError, counted, fail, read_input, run_main
 from hw.config import AcceleratorConfig
-from hw.config_file import ConfigError, is_config_file, load_config
+from hw.config_file import ConfigError, fields_hash, is_config_file, load_config, same_fields
 from hw.isa import INSN_BYTES, Queue, StreamError, disassemble
 from hw.timing import decode_until_end, occupancy_and_latency, schedule_encoded
 
@@ -105,12 +106,13 @@ def _dumped_config(stream: str) -> Optional[tuple[AcceleratorConfig, str]]:
 
 
 def _other_config_note(stream: str, cfg: AcceleratorConfig) -> Optional[str]:
-    """A warning when ``cfg`` is not the configuration the stream was mapped for."""
+    """A warning when ``cfg`` is not the configuration the stream was mapped for: its fields differ (a
+    name is only a label: two files may both say ``name = "odd1"``, and a renamed copy is the same)."""
     try:
         dumped = _dumped_config(stream)
     except UsageError:
         return None
-    if dumped is None or dumped[0] == cfg:
+    if dumped is None or same_fields(dumped[0], cfg):
         return None
     mapped, here = dumped[0].to_dict(), cfg.to_dict()
     differ = [f"{k} = {mapped[k]} ({here[k]} here)" for k in mapped if k not in ("name", "derived")
@@ -118,7 +120,11 @@ def _other_config_note(stream: str, cfg: AcceleratorConfig) -> Optional[str]:
     # the one-line description leaves fields out (vector lanes, the bus, depths): when it reads the
     # same for both, the fields that differ say why the cycles do
     same_text = describe_config(dumped[0]).split(":", 1)[1] == describe_config(cfg).split(":", 1)[1]
-    return (f"note: the stream was mapped for {describe_config(dumped[0])}"
+    mapped = describe_config(dumped[0])
+    if dumped[0].name == cfg.name:      # one name for both: the hashes of their fields tell them apart
+        mapped = (f"another configuration named {cfg.name} too ({fields_hash(dumped[0])}; this one is "
+                  f"{fields_hash(cfg)}){mapped[len(cfg.name):]}")
+    return (f"note: the stream was mapped for {mapped}"
             + (f", with {', '.join(differ)}" if same_text else "")
             + "; its tiling is timed here as it is, not re-mapped for this configuration")
 

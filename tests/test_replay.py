@@ -67,6 +67,35 @@ def test_a_configuration_that_differs_only_in_unlisted_fields_names_them(tmp_pat
         assert "num_pe" not in note and "name =" not in note, note
 
 
+def test_an_own_configuration_is_told_by_its_fields_not_its_name(tmp_path, capsys):
+    """Two accelerator files that both say they are odd1 (the name defaults to the file's stem:
+    a/odd1.toml and b/odd1.toml) were told apart by nothing in the note ("mapped for odd1: ...",
+    replayed "on odd1"), while a renamed copy of the dumped file was called another configuration
+    ("the stream was mapped for odd1 ..., with ;"): which configuration it is goes by its fields
+    (``hw.config_file.same_fields``, ``fields_hash``), and the name stays what is printed."""
+    from hw.config_file import fields_hash, load_config
+    from sim.replay import main
+    files = {"a": "a/odd1.toml", "b": "b/odd1.toml", "renamed": "renamed.toml"}
+    for key, text in (("a", ""), ("b", "num_pe = 8\n"), ("renamed", "")):
+        (tmp_path / files[key]).parent.mkdir(exist_ok=True)
+        (tmp_path / files[key]).write_text(f'base = "small"\n{text}')
+    cfgs = {key: load_config(str(tmp_path / path)) for key, path in files.items()}
+    assert cfgs["a"].name == cfgs["b"].name == "odd1" and cfgs["a"] != cfgs["b"]
+    lowered, _ = map_layer(Conv2d("c", "encoder", 24, 20, 12, 12, kernel=3, padding=1), cfgs["a"])[0]
+    stream = tmp_path / "s.bin"
+    stream.write_bytes(encode_stream(lowered.stream + [_insn(Op.END)]))
+    (tmp_path / "s.json").write_text(json.dumps({"layer": "c", "model": "m", "config": cfgs["a"].to_dict()}))
+
+    assert main([str(stream), "--config", str(tmp_path / files["b"])]) == 0
+    note = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("note: the stream"))
+    assert note.startswith(f"note: the stream was mapped for another configuration named odd1 too "
+                           f"({fields_hash(cfgs['a'])}; this one is {fields_hash(cfgs['b'])}): {cfgs['a'].num_pe} PEs x"), note
+    assert fields_hash(cfgs["a"]) != fields_hash(cfgs["b"]) and fields_hash(cfgs["a"]) == fields_hash(cfgs["renamed"])
+    assert main([str(stream), "--config", str(tmp_path / files["renamed"])]) == 0
+    out = capsys.readouterr().out
+    assert "note:" not in out and "cycles on renamed" in out, out
+
+
 def test_a_listing_is_refused_as_text_naming_the_stream(tmp_path, capsys):
     """``sim.replay conv.lst`` said "unknown opcode 11": the listing's ';' read as an instruction."""
     from mapper.ir import Model
