@@ -59,6 +59,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+from hw.cli import counted
 from hw.config import AcceleratorConfig
 from hw.timing import gb_resident_align, gb_resident_pitch
 
@@ -127,8 +128,9 @@ class Chain:
 
     def describe(self) -> str:
         last = self.grid[0] - (len(self.bands) - 1) * self.rows
-        return (f"band chain {' -> '.join(n.rsplit('.', 1)[-1] for n in self.names)}: {len(self.bands)} band(s) of "
-                f"{self.rows} row(s){f' (last {last})' if last != self.rows else ''}, {self.gb_bytes:,} B in the buffer")
+        chain = " -> ".join(n.rsplit(".", 1)[-1] for n in self.names)
+        return (f"band chain {chain}: {counted(len(self.bands), 'band')} of {counted(self.rows, 'row')}"
+                f"{f' (last {last})' if last != self.rows else ''}, {self.gb_bytes:,} B in the buffer")
 
 
 def _halo(layer) -> Optional[int]:

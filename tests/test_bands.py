@@ -122,6 +122,9 @@ def test_band_chains_are_bit_exact_and_timed_as_they_run(h, rows):
     assert sum(s.f["dst_gb"] for s in stores) > 0
     assert check_program(program, q, x)["tensors"] >= 2
     assert schedule(program.stream, TINY).total_cycles == simulate(model, TINY, band_rows=rows).total_cycles
+    # the report's mapping text counts in the singular for one ("1 band(s) of 1 row(s)" before)
+    said = {(7, 1): "7 bands of 1 row,", (8, 8): "1 band of 8 rows,", (1, 1): "1 band of 1 row,"}.get((h, rows))
+    assert said is None or f": {said}" in chain.describe(), chain.describe()
 
 
 def test_linear_chains_band_tokens():
