@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tests/cosim/bench.py", description=__doc__.splitlines()[0])
     p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
                    help="comma-separated presets (default: %(default)s)")
-    p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output directory")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"),
+                   help="output directory (default build/bench)")
     p.add_argument("--reuse-export", action="store_true",
                    help="take the export the tests keep for this version of hw/ (build/cache/export) "
                         "instead of exporting afresh (minutes for e_small and E)")

@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="E", help="preset to profile (default: %(default)s; "
                    f"the bench covers {', '.join(DEFAULT_CONFIGS)})")
     p.add_argument("--frequency", type=int, default=999, help="perf samples per second (default: %(default)s)")
-    p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"), help="output directory")
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "bench"),
+                   help="output directory (default build/bench)")
     p.add_argument("--reuse-export", action="store_true",
                    help="take the export the tests keep for this version of hw/ (as tests/cosim/bench.py)")
     p.add_argument("--options", default="default", choices=tuple(OPTIONS),
