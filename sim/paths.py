@@ -495,7 +495,8 @@ def _comparison_lines(rows: list[dict], base: PathPoint) -> list[str]:
 
 def _parser() -> OneLineParser:
     ap = OneLineParser(prog="python -m sim.paths", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", action="append", required=True, help="model (repeat to join models)")
+    ap.add_argument("--model", action="append", required=True, help="a zoo model or an .onnx file whose execution paths run (repeat "
+                                                                    "to join models of one benchmark)")
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
     add_override_options(ap)
     add_refused_options(ap, "paths")
@@ -506,8 +507,9 @@ def _parser() -> OneLineParser:
     ap.add_argument("--out", default=None, help="output folder (default build/paths/<name of the run>)")
     add_plot_options(ap, "the plot")
     ap.add_argument("--ideal-memory", action="store_true",
-                    help="time the mappings with memory no limit (see sim.run)")
-    ap.add_argument("--mac-only", action="store_true", help="time MAC layers only (see sim.run)")
+                    help="time the mappings with unlimited DRAM and bus bandwidth and no DRAM latency "
+                         "(as sim.run --ideal-memory)")
+    ap.add_argument("--mac-only", action="store_true", help="leave non-MAC layers out of time and energy (as sim.run --mac-only)")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return ap
 

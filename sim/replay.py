@@ -131,7 +131,7 @@ def _other_config_note(stream: str, cfg: AcceleratorConfig) -> Optional[str]:
 
 def main(argv=None) -> int:
     ap = OneLineParser(prog="python -m sim.replay", description=__doc__.split("\n\n")[0])
-    ap.add_argument("stream", help="binary stream (.bin)")
+    ap.add_argument("stream", help="the binary instruction stream (.bin) that sim.run --dump-layer wrote")
     ap.add_argument("--config", default=None,
                     help="preset or .toml accelerator file to replay on (default: the configuration in the "
                          ".json beside the stream)")

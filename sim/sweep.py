@@ -762,7 +762,7 @@ def _parser() -> argparse.ArgumentParser:
     add_plot_options(p, "the plot")
     p.add_argument("--quiet", action="store_true", help="no progress line per point")
     p.add_argument("--paper-comparable", action="store_true",
-                   help="time and energy of the MAC layers only, with memory no limit, as the paper reports "
+                   help="time and energy of the MAC layers only, with unlimited DRAM and bus bandwidth, as the paper reports "
                         "them (sim.run --ideal-memory --mac-only); its own cache entries and output folder")
     add_grid_pointers(p)
     return p

@@ -88,11 +88,12 @@ def _parser() -> OneLineParser:
     p = OneLineParser(prog="python tests/cosim/campaign.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="tiny", help=f"one of {', '.join(CONFIGS)} (default tiny), or an accelerator "
                                                     f"file (.toml) whose RTL builds with a vector executor")
-    p.add_argument("--seeds", default=None, help="seeds: 100-110, 1,5,7 (each CASES cases)")
+    p.add_argument("--seeds", default=None, help="seeds to run: 100-110, 1,5,7 or both, each with --cases cases "
+                                                    "(give --seeds, --case or both)")
     p.add_argument("--cases", type=number_type(int, "cases per seed"), default=1200,
                    help=f"cases per seed, 1 to {MAX_CASES} (default 1200)")
     p.add_argument("--case", action="append", default=[], metavar="SEED:INDEX[:MUTATION]",
-                   help="replay one case (repeatable)")
+                   help="replay one case as campaign.json names it (repeatable)")
     p.add_argument("--out", default=None, help="output folder (default build/fuzz/<name of the campaign>)")
     return p
 
