@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["Op", "Queue", "VecOp", "ErrorCode", "make", "Insn", "FIELDS", "INSN_BYTES", "encode", "decode",
+__all__ = ["Op", "Queue", "VecOp", "ErrorCode", "make", "Insn", "Fields", "share_fields", "FIELDS", "INSN_BYTES", "encode", "decode",
            "encode_stream", "decode_stream", "disassemble", "StreamError", "QUEUE_OF", "Act", "ADDR_BITS", "ADDR_MASK", "HEADER", "HEADER_BITS", "FIELD_BITS"]
 
 INSN_BYTES = 32
@@ -191,6 +191,37 @@ class StreamError(ValueError):
         super().__init__(message)
         self.code = ErrorCode.RANGE if code is None else code
         self.index = index
+
+
+class Fields(dict):
+    """An instruction's field values shared with every equal instruction of a stream that is kept
+    (``share_fields``): a program repeats its GEMMs and weight loads thousands of times, and a dict
+    a word was most of a large program's memory.  It refuses to change in place; give an
+    instruction other values with a new dict: ``insn.f = {**insn.f, name: value}``."""
+
+    __slots__ = ()
+
+    def _shared(self, *args, **kwargs):
+        raise TypeError("an instruction's fields are shared with its equals (hw.isa.Fields): "
+                        "give it a new dict instead, insn.f = {**insn.f, name: value}")
+
+    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = clear = setdefault = _shared
+
+    def __reduce__(self):           # pickle and copy build it whole, not an item at a time
+        return Fields, (dict(self),)
+
+
+def share_fields(insns: list["Insn"], shared: dict | None = None) -> None:
+    """Give the instructions of ``insns`` with equal opcodes and field values one ``Fields``
+    (the values unchanged), from ``shared`` (a table kept across calls: one program's streams)."""
+    shared = {} if shared is None else shared
+    for insn in insns:
+        f = insn.f
+        key = (insn.op, *f.values())     # make and decode give every field, in FIELDS order
+        one = shared.get(key)
+        if one is None:
+            one = shared[key] = f if f.__class__ is Fields else Fields(f)
+        insn.f = one
 
 
 @dataclass(slots=True)

@@ -44,7 +44,7 @@ from functools import lru_cache
 from typing import Iterator, Optional
 
 from hw.config import AcceleratorConfig
-from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, make
+from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, make, share_fields
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, cycles_floor, dw_gather_ok, forget_memos,
                        load_inp_gb_conflicts, load_inp_gb_unaligned, occupancy, occupancy_and_latency, schedule)
@@ -913,6 +913,7 @@ def _map_problem(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered 
                                                   "candidates": best.candidates})
     # the stream is the one the accelerator reads, unchanged by an encode/decode round trip (~13 s
     # a million instructions): ``make`` range-checked every field, and each is a plain int
+    share_fields(best.stream)        # remembered for the process: equal words share their fields
     return best
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from hw import operators as ops
 from hw.config import AcceleratorConfig
-from hw.isa import Act, Insn, Op, VecOp, make
+from hw.isa import Act, Insn, Op, VecOp, make, share_fields
 from hw.numerics import PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY, TABLE_ENTRY_BITS, pack_entries
 from hw.vector import LN_ENTRY, Descriptor, descriptor_bytes, encode_descriptor, vec_fields
 
@@ -345,9 +345,11 @@ class _Builder:
         total = static + top
         stream: list[Insn] = []
         steps: list[StepCode] = []
+        shared: dict = {}
         for st, emit, writes in code:                # descriptors are encoded here, with addresses
             start = len(stream)
             stream += emit()
+            share_fields(stream[start:], shared)     # kept to the end: equal words share their fields
             steps.append(StepCode(st, start, len(stream), tuple(writes)))
         stream.append(make(Op.END))
         dram = np.zeros(total, np.uint8)

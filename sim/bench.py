@@ -10,7 +10,8 @@ simulated time, energy and MAC utilisation, the golden model's depthwise convolu
 and the wall (and CPU) time of the whole-network functional check
 (``CHECK=1``: calibrated network, program, golden comparison) of segformer_b0 at
 64x64 on ``small`` and of segformer_b2 at 512x512 on E (seed 0), and of importing the exported ONNX files of
-segformer_b2 and swin_tiny (``onnx_import``).  ``figures`` holds the issue's checks, computed from the runs: for
+segformer_b2 and swin_tiny (``onnx_import``), and the memory a program of ResNet-50 on small (about a
+million instructions) holds and peaks at while built (``program_memory``).  ``figures`` holds the issue's checks, computed from the runs: for
 SegFormer-B2 and Swin-T on E, in the default model, with ``--no-fusion`` (time, cycles,
 energy and DRAM bytes of both, and ``fusion_saving``: each of these, the unfused run's minus the
 fused run's, and the energy of the DRAM accesses fusion removes) and in the
@@ -43,6 +44,8 @@ CHECK_CASES = (("segformer_b0", (64, 64), "small"), ("segformer_b2", None, "E"))
 #: Mapping on a cramped accelerator file (tiny with K0 = C0 = 2 and 4 rows in every buffer): tiles of one
 #: or two pixels, so each layer's search builds and times streams of tens of thousands of instructions.
 CRAMPED = {"k0": 2, "c0": 2, "weight_buf_bytes": 16, "input_buf_bytes": 8, "accum_depth": 4, "param_depth": 8}
+#: A program of about a million instructions whose memory is measured (``bench_program_memory``).
+MEMORY_CASES = (("resnet50", "small"),)
 MAPPING_CASES = (("segformer_b0", (32, 32), "tiny", CRAMPED),)
 #: Networks whose exported ONNX file's import is timed.
 IMPORT_CASES = ("segformer_b2", "swin_tiny")
@@ -127,6 +130,27 @@ def bench_mapping(name: str, size, base: str, overrides: dict) -> dict:
             "instructions": sum(r.instructions for r in res.layers), "total_cycles": res.total_cycles}
 
 
+def bench_program_memory(name: str, cfg_name: str) -> dict:
+    """Memory of one whole-network program (``mapper.program.build_program``, random weights): the
+    bytes its build allocated at the peak and those still held with the program, from ``tracemalloc``
+    (Python allocations; it slows the build, so no time is recorded), and per instruction.  The
+    tilings remembered on disk are used: the build, not the search, is measured."""
+    import tracemalloc
+    from mapper.program import build_program
+    from mapper.quantize import random_qmodel
+    qmodel = random_qmodel(build_model(name))
+    forget_searches()
+    tracemalloc.start()
+    try:
+        program = build_program(qmodel, get_config(cfg_name))
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    n = len(program.stream)
+    return {"model": name, "config": cfg_name, "instructions": n, "held_mb": held / 1e6, "peak_mb": peak / 1e6,
+            "held_bytes_per_instruction": held / n}
+
+
 def bench_check(name: str, size, cfg_name: str) -> dict:
     """Wall time of the whole-network functional check (``CHECK=1``): the calibrated network's
     program run from the image to the output, every tensor compared with the golden model."""
@@ -199,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     for m in mapping:
         print(f"mapping {m['model']} {m['size']} on {m['config']} with {m['overrides']}: {m['wall_s']:.1f} s wall, "
               f"{m['cpu_s']:.1f} s CPU ({m['instructions']:,} instructions, {m['total_cycles']:,} cycles)", flush=True)
+    memory = [bench_program_memory(*case) for case in MEMORY_CASES]
+    for m in memory:
+        print(f"program of {m['model']} on {m['config']}: {m['instructions']:,} instructions, {m['held_mb']:.0f} MB held "
+              f"({m['held_bytes_per_instruction']:.0f} B an instruction), {m['peak_mb']:.0f} MB at the peak of its build",
+              flush=True)
     check = [bench_check(*case) for case in CHECK_CASES]
     for c in check:
         print(f"whole-network check {c['model']} {c['size']} on {c['config']}: {c['wall_s']:.2f} s wall "
@@ -220,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{f['largest_layer']} {100 * f['largest_time_share']:.1f} % of time, "
                   f"{100 * f['largest_energy_share']:.1f} % of energy")
     doc = {"python": platform.python_version(), "machine": platform.machine(), "repeat": args.repeat,
-           "timing": timing, "mapping": mapping, "functional_check": check, "onnx_import": imports, "golden_depthwise": depthwise, "figures": figs}
+           "timing": timing, "mapping": mapping, "program_memory": memory, "functional_check": check, "onnx_import": imports, "golden_depthwise": depthwise, "figures": figs}
     out = Path(args.out)
     atomic_write_json(out / "sim.json", doc, default=str)
     print(f"wrote {out / 'sim.json'}")

@@ -85,13 +85,13 @@ def test_a_wrong_stream_is_caught():
     cfg = get_config("tiny")
     lowered, _ = map_layer(layer, cfg)[0]
     gemm = next(i for i in lowered.stream if i.op.name == "GEMM")
-    old = gemm.f["n_cblk"]
-    gemm.f["n_cblk"] = max(0, old - 1) if old > 1 else 0
+    old = gemm.f
+    gemm.f = {**old, "n_cblk": max(0, old["n_cblk"] - 1) if old["n_cblk"] > 1 else 0}
     try:
         with pytest.raises(CheckError):
             check_layer(layer, cfg, seed=SEED)
     finally:
-        gemm.f["n_cblk"] = old
+        gemm.f = old
 
 
 def test_out_of_range_addresses_raise_with_offset():

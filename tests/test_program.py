@@ -92,12 +92,27 @@ def test_kept_tensors_survive_to_the_end_of_the_run():
         assert np.array_equal(kept.read(final, t), golden[t].astype(np.int8)), t
 
 
+def test_equal_words_share_their_fields_which_refuse_change():
+    """A program keeps one field dict for equal instructions (most of its memory otherwise); the
+    values are make's, and the shared dict refuses an in-place change that would reach them all."""
+    *_, program = _run("segformer_b0", "tiny", (32, 32))
+    stream = program.stream
+    assert len({id(i.f) for i in stream}) < len(stream) // 2
+    gemm = next(i for i in stream if i.op == Op.GEMM)
+    with pytest.raises(TypeError, match="shared"):
+        gemm.f["n_cblk"] = 0
+    twin = next(i for i in stream if i is not gemm and i.f is gemm.f)
+    gemm.f = {**gemm.f, "n_cblk": gemm.f["n_cblk"] + 1}         # the way to change one
+    assert twin.f["n_cblk"] == gemm.f["n_cblk"] - 1
+
+
 def test_a_wrong_result_names_the_first_layer_and_element():
     model, q, x, cfg, program = _run("segformer_b0", "tiny", (32, 32))
     first = program.steps[0].step.layer.name
     code = program.steps[0]
     store = next(i for i in range(code.start, code.end) if program.stream[i].op == Op.STORE)
-    program.stream[store].f["dst_addr"] += 1          # the first STORE writes one byte off
+    f = program.stream[store].f
+    program.stream[store].f = {**f, "dst_addr": f["dst_addr"] + 1}    # the first STORE writes one byte off
     with pytest.raises(CheckError, match=rf"step {first}: tensor {first}[^:]*: \d+ of \d+ elements differ; "
                                           r"first at index \(\d+, \d+, \d+\): got"):
         check_program(program, q, x)
@@ -119,7 +134,7 @@ def test_a_missing_fence_is_a_race():
 def test_a_vec_whose_timing_fields_do_not_match_its_descriptor_is_refused():
     model, q, x, cfg, program = _run("segformer_b0", "tiny", (32, 32))
     vec = next(i for i in program.stream if i.op == Op.VEC)
-    vec.f["work"] += 1
+    vec.f = {**vec.f, "work": vec.f["work"] + 1}
     with pytest.raises(StreamError, match="timing fields .* are not those of its descriptor"):
         check_program(program, q, x)
 

@@ -144,7 +144,7 @@ def _pick(words, rng, ops=None) -> int | None:
 
 def _set_fields(words, i, **values) -> None:
     insn = decode(words_bytes([words[i]]))
-    insn.f.update(values)
+    insn.f = {**insn.f, **values}
     words[i] = int.from_bytes(encode(insn), "little")
 
 
@@ -710,7 +710,7 @@ def _shifted(words: list[int], offset: int) -> list[int]:
         insn = decode(words_bytes([w]))
         field_, gb = _DRAM_ADDRESS.get(insn.op, (None, None))
         if field_ is not None and not (gb and insn.f[gb]):
-            insn.f[field_] += offset
+            insn.f = {**insn.f, field_: insn.f[field_] + offset}
         out.append(int.from_bytes(encode(insn), "little"))
     return out
 
