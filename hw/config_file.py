@@ -41,7 +41,7 @@ else:                                                    # pragma: no cover - Py
     import tomli as tomllib
 
 __all__ = ["ConfigError", "ALIASES", "FACTOR_UNITS", "in_units_of", "FIELDS", "NUMERIC_KEYS", "load_config", "resolve_fields", "config_toml", "rtl_support", "is_config_file",
-           "field_docs", "config_label", "config_from_mapping", "fields_hash",
+           "field_docs", "config_label", "hashed_label", "config_from_mapping", "fields_hash",
            "same_fields"]
 
 #: Friendly keys of files and sweep grids: alias -> (field, factor) pairs it sets to ``value * factor``.
@@ -200,10 +200,15 @@ def _typed(field: str, value, key: str, where: str):
 def config_label(cfg: AcceleratorConfig) -> str:
     """A folder name for ``cfg``: its name when it is that preset, else ``<name>-<hash of its fields>``
     (so that two different configurations never share an output folder)."""
-    from .cli import name_token, short_hash
-
     if PRESETS.get(cfg.name) == cfg:
         return cfg.name
+    return hashed_label(cfg)
+
+
+def hashed_label(cfg: AcceleratorConfig) -> str:
+    """``<name>-<hash of every field>``: a folder name no other configuration has, whatever its name."""
+    from .cli import name_token, short_hash
+
     return f"{name_token(cfg.name)}-{short_hash(repr(sorted(cfg.to_dict().items())))}"
 
 

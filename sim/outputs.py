@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from hw.cli import UsageError, join_name, name_token, short_hash
+from hw.cli import UsageError, join_name, name_token
 from hw.config import PRESETS, AcceleratorConfig
+from hw.config_file import hashed_label
 
 
 __all__ = ["config_tag", "run_name", "parse_formats", "add_plot_options", "PLOT_FORMATS"]
@@ -49,7 +50,7 @@ def config_parts(cfg: AcceleratorConfig) -> tuple[str, str]:
     tags = None if base is None else _override_tags(cfg, base)
     if tags is None or len(tags) > MAX_OVERRIDE_TAGS:
         # no preset, or one only in name: its overrides would crowd the run's own parts out of its name
-        return f"{name_token(cfg.name)}-{short_hash(repr(sorted(cfg.to_dict().items())))}", ""
+        return hashed_label(cfg), ""
     return cfg.name, name_token("_".join(tags))
 
 

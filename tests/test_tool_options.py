@@ -9,9 +9,9 @@ import importlib
 import pytest
 
 #: The project's command-line tools (``python -m <module>``; ``cosim.campaign`` is make fuzz's).
-#: hw.rtl.bench is left out: its --verilog-dir and --output have no help yet (hw/rtl is worked on apart).
 TOOLS = ("sim.accuracy", "sim.bench", "sim.infer", "sim.paths", "sim.rdd", "sim.replay", "sim.run", "sim.sweep",
-         "mapper.flops", "mapper.onnx_export", "hw.config_file", "hw.rtl.export", "hw.rtl.synth", "cosim.campaign")
+         "mapper.flops", "mapper.onnx_export", "hw.config_file", "hw.rtl.export", "hw.rtl.synth", "hw.rtl.bench",
+         "cosim.campaign")
 #: The tools that draw plots, and the arguments each requires besides.
 PLOTTING = {"sim.run": ["--model", "segformer_b0", "--config", "E"], "sim.paths": ["--model", "segformer_b2"],
             "sim.sweep": ["--model", "segformer_b0"]}

@@ -158,8 +158,10 @@ def main(argv=None) -> int:
                         help="presets whose PE array to synthesise, compared with sim.area and Table II "
                              "(build/bench/synth_pe_array.json; '' for none)")
     parser.add_argument("--jobs", type=number_type(int, "Yosys runs at a time"), default=2, help="Yosys runs at a time (synthesis)")
-    parser.add_argument("--verilog-dir", type=Path, default=Path("build/verilog"))
-    parser.add_argument("--output", default="build/bench/verilog.json")
+    parser.add_argument("--verilog-dir", type=Path, default=Path("build/verilog"),
+                        help="folder the exported Verilog is written to and synthesised from (default build/verilog)")
+    parser.add_argument("--output", default="build/bench/verilog.json",
+                        help="JSON file of the timings and sizes (default build/bench/verilog.json)")
     args = parser.parse_args(argv)
     try:            # a folder or another name found now, not when the first result is written
         args.output = output_json_file(args.output)
