@@ -55,7 +55,7 @@ __all__ = [
     "recip_kernel", "rsqrt_kernel",
     # parameters
     "AddParams", "MulParams", "LayerNormParams", "SoftmaxParams", "ResizeAxis",
-    "add_params", "mul_params", "lut_table", "layernorm_params", "softmax_params",
+    "add_params", "mul_params", "lut_inputs", "lut_table", "layernorm_params", "softmax_params",
     "resize_axis_params", "dda_matches", "resize_element_kernel",
     # operators
     "requantize", "add", "mul", "lut", "layernorm", "softmax", "resize_bilinear",
@@ -562,6 +562,12 @@ def mul(a, b, p: MulParams, *, be=NUMPY) -> np.ndarray:
     return _elementwise(mul_kernel, {"a": a, "b": b}, (p.mult, p.shift), be)
 
 
+def lut_inputs(s_in: float) -> np.ndarray:
+    """The inputs a table of input scale ``s_in`` holds ``fn`` of (:func:`lut_table`): ``q * s_in`` for
+    every int8 ``q``, in the table's order (float64)."""
+    return np.arange(INT8_MIN, INT8_MAX + 1, dtype=np.float64) * s_in
+
+
 def lut_table(fn: Callable, s_in: float, s_out: float) -> np.ndarray:
     """The 256-entry int8 table of ``y = fn(x)``: ``table[q + 128] = sat8(round(fn(q * s_in) / s_out))``.
 
@@ -572,7 +578,7 @@ def lut_table(fn: Callable, s_in: float, s_out: float) -> np.ndarray:
     is its edge's value.
     """
     s_in, s_out = _check_scale(s_in, "s_in"), _check_scale(s_out, "s_out")
-    v = np.asarray(fn(np.arange(INT8_MIN, INT8_MAX + 1, dtype=np.float64) * s_in), np.float64)
+    v = np.asarray(fn(lut_inputs(s_in)), np.float64)
     inside = ~np.isnan(v) if v.shape == (256,) else np.zeros(0, bool)
     if not inside.any():
         raise ValueError(f"fn must map 256 inputs to 256 values, some defined, got shape {v.shape}")
