@@ -865,16 +865,24 @@ def elementwise_math(case: str, size: int = 8, seed: int = 21):
     return g.model([image_input(3, size, size, "input")], [out(conv(y, "head", 8, 4))])
 
 
-def group_norm(form: str, channels: int = 8, groups: int = 2, size: int = 8, seed: int = 22):
+def group_norm(form: str, channels: int = 8, groups: int = 2, size: int = 8, constant_group: bool = False,
+               seed: int = 22):
     """A convolution, a normalisation of its channels over their pixels, a 1x1 convolution:
     ``export``, GroupNorm as PyTorch exports it below opset 18 (a reshape to ``[1, groups, -1]``,
     ``InstanceNormalization`` with unit scale, a reshape back, the affine ``Mul`` and ``Add``);
     ``instance``, ``InstanceNormalization`` of the image; ``op18`` and ``op21``, ONNX's
-    ``GroupNormalization`` (a scale and a bias per group, then per channel)."""
+    ``GroupNormalization`` (a scale and a bias per group, then per channel).  ``constant_group``: the
+    convolution's channels of the first group (``instance``: channel 0) one constant, weights 0 and a
+    bias, so that its variance is 0 on every image."""
     g = Graph(seed)
     c = channels
-    a = g.op("Conv", ["input", g.weight("a.weight", c, 3, 3, 3), g.weight("a.bias", c, scale=0.5)], "/a",
-             kernel_shape=[3, 3], pads=[1] * 4)
+    weight, bias = g.weight("a.weight", c, 3, 3, 3), g.weight("a.bias", c, scale=0.5)
+    if constant_group:
+        k = 1 if form == "instance" else c // groups
+        w, b = (numpy_helper.to_array(t).copy() for t in g.inits[-2:])
+        w[:k], b[:k] = 0, b[0]
+        g.inits[-2:] = [numpy_helper.from_array(w, weight), numpy_helper.from_array(b, bias)]
+    a = g.op("Conv", ["input", weight, bias], "/a", kernel_shape=[3, 3], pads=[1] * 4)
     gamma = (1 + 0.2 * g.rng.normal(size=c)).astype(np.float32)
     beta = (0.1 * g.rng.normal(size=c)).astype(np.float32)
     opset = {"op18": 18, "op21": 21}.get(form, 17)
@@ -1981,11 +1989,11 @@ def image_layernorm(axis: int = 1, affine: str = "channel", c: int = 8, size=(6,
 
 
 def lp_norm(p: int = 2, axis: int = 1, c: int = 8, size=(6, 10), relu: bool = False, tokens: bool = False,
-            qdq: bool = False, seed: int = 81):
+            qdq: bool = False, rms: bool = False, seed: int = 81):
     """A convolution (``relu``: and a ReLU, which zeroes whole pixels when ``c`` is small), ``LpNormalization``
     along ``axis`` of its NCHW output (``tokens``: of its ``[1, H*W, C]`` tokens), a 1x1 convolution
     (``tokens``: a linear).  ``qdq``: QuantizeLinear/DequantizeLinear pairs before and after the
-    normalisation."""
+    normalisation.  ``rms``: ``RMSNormalization`` along ``axis`` (opset 23) in its place."""
     g = Graph(seed)
     x = g.op("Conv", ["input", g.weight("a.weight", c, 3, 3, 3), g.weight("a.bias", c, scale=0.5)], "/a",
              kernel_shape=[3, 3], pads=[1] * 4)
@@ -1995,12 +2003,16 @@ def lp_norm(p: int = 2, axis: int = 1, c: int = 8, size=(6, 10), relu: bool = Fa
         x = g.op("Transpose", [g.reshape(x, [1, c, -1], "/a")], "/a", perm=[0, 2, 1])
     if qdq:
         x = _qdq(g, x, 1 / 32, "/norm_in_q")
-    y = g.op("LpNormalization", [x], "/norm", axis=axis, p=p)
+    if rms:
+        y = g.op("RMSNormalization", [x, g.init("norm.weight", np.ones(c, np.float32))], "/norm", axis=axis,
+                 epsilon=1e-6)
+    else:
+        y = g.op("LpNormalization", [x], "/norm", axis=axis, p=p)
     if qdq:
         y = _qdq(g, y, 1 / 64, "/norm_out_q")
     y = g.linear(y, c, 4, "/head") if tokens else \
         g.op("Conv", [y, g.weight("head.weight", 4, c, 1, 1)], "/head", kernel_shape=[1, 1])
-    return g.model([image_input(3, *size, "input")], [out(y)])
+    return g.model([image_input(3, *size, "input")], [out(y)], 23 if rms else 17)
 
 
 def dilated_max_pool(c: int = 8, size=(9, 10), qdq: bool = False, opset: int = 17, seed: int = 82, **attrs):

@@ -983,11 +983,65 @@ def test_a_layernorm_over_an_image_s_pixels_runs_bit_exact(kw, cfg_name, tmp_pat
                                 {"p": 2, "axis": -1, "tokens": True}, {"p": 1, "qdq": True}],
                          ids=["p2", "p1_3_channels", "p2_rows_odd", "p2_tokens", "p1_qdq"])
 def test_an_lp_normalisation_runs_bit_exact(kw, cfg_name, tmp_path):
-    """(A row of zeros on the calibration image would make the int8 factor's range ``1 / eps``: its
-    float value, 0 as onnxruntime's, is checked by the import tests.)"""
+    """(A row of zeros on the calibration image: the test below.)"""
     from onnx_graphs import lp_norm
 
     _runs_bit_exact_as_timed(lp_norm(**kw), cfg_name, tmp_path)
+
+
+def _agreement(path: Path, q, image: np.ndarray) -> tuple[float, float]:
+    """SQNR (dB) and correlation of the golden model's dequantised output against onnxruntime's on
+    the file, for the preprocessed ``image``."""
+    import onnxruntime as ort
+
+    from mapper import onnx_layout as L
+    imported = load_onnx(path)
+    [(name, view)] = imported.outputs.items()
+    got = dict(run_network(q, quantize_input(image)))[view.source]
+    got = L.gather(view, q.dequantise(view.source, got).ravel())
+    [want] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        [name], {imported.input_name: L.gather(imported.input_view, image.astype(np.float32).ravel())})
+    return accuracy.sqnr_db(want, got), float(np.corrcoef(want.ravel(), got.ravel())[0, 1])
+
+
+#: Seed of the calibration image (``mapper.images.calibration_image``) on which a ReLU zeroes 2 of
+#: ``lp_norm(c=8, relu=True)``'s 60 pixels whole; ``--check`` runs ``synthetic_image(seed + 1)``, none.
+_ZERO_ROW_SEED = 2
+
+
+@pytest.mark.parametrize("case", ["lp2", "lp1", "lp2_tokens", "rms_tokens", "instance", "group_export", "group_op21"])
+def test_a_row_of_zeros_on_the_calibration_image_runs_and_matches_onnxruntime(case, tmp_path):
+    """A normalisation whose row is all zero on the calibration image (pixels a ReLU zeroed under an
+    LpNormalization or an RMSNormalization; a constant channel's or group's variance, 0, under an
+    instance or group norm): its ``rsqrt`` or ``1/x`` factor there is ``1/sqrt(eps)``, its calibrated
+    range made the product's ``s_a*s_b/s_out`` 1.7e10 (LpNormalization, refused) or the factor's
+    scale so coarse that every other row's factor rounded to 0 (RMS: 1.1 dB against onnxruntime,
+    group norms: 5.4-6.5 dB).  ``mapper.calibrate.pole_table_range`` leaves the inputs that round
+    to 0 out: the file runs bit-exact, and agrees with onnxruntime on the calibration image and on
+    the check's image, whose rows are not zero (the group norms' constant channels are constant
+    on every image)."""
+    from onnx_graphs import lp_norm
+
+    proto = {"lp2": lambda: lp_norm(c=8, relu=True), "lp1": lambda: lp_norm(p=1, c=8, relu=True),
+             "lp2_tokens": lambda: lp_norm(c=8, relu=True, tokens=True, axis=-1),
+             "rms_tokens": lambda: lp_norm(c=8, relu=True, tokens=True, axis=-1, rms=True),
+             "instance": lambda: group_norm("instance", constant_group=True),
+             "group_export": lambda: group_norm("export", constant_group=True),
+             "group_op21": lambda: group_norm("op21", constant_group=True)}[case]()
+    seed = _ZERO_ROW_SEED
+    model = _runs_bit_exact_as_timed(proto, "tiny", tmp_path, seed=seed)
+    path, (h, w, _) = tmp_path / "graph.onnx", model.input
+    calib, other = calibration_image(h, w, seed), preprocess(synthetic_image(h, w, seed + 1))
+    factor = next(l for l in model.layers if l.kind in ("rsqrt", "reciprocal"))
+    weights = load_onnx(path).weights
+    sums = [dict(run_float(model, weights, image))[factor.inputs[0]] for image in (calib, other)]
+    assert np.abs(sums[0]).min() <= 1e-20                     # a row of zeros (1e-24: p 1's eps) calibrates it
+    if not case.startswith(("instance", "group")):
+        assert np.abs(sums[1]).min() > 1e-3                   # no row of zeros on the other image
+    q = prepare(model, seed)[1]
+    (calib_db, calib_corr), (other_db, other_corr) = (_agreement(path, q, image) for image in (calib, other))
+    assert calib_db > 20 and calib_corr > 0.99 and other_corr > 0.99
+    assert other_db > (20 if case.startswith(("lp", "rms")) else 12)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])

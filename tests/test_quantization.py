@@ -17,8 +17,9 @@ import pytest
 
 from hw import operators as ops
 from mapper import reference, views
-from mapper.calibrate import (KEEPS_SCALE, assign_scales, check_constraints, prepare, quantize, quantize_weights,
-                              requant_params, scale_groups, tensor_range)
+from mapper.float_ops import activation as float_activation
+from mapper.calibrate import (KEEPS_SCALE, assign_scales, check_constraints, has_pole_at_zero, pole_table_range,
+                              prepare, quantize, quantize_weights, requant_params, scale_groups, tensor_range)
 from mapper.images import (INPUT_SCALE, IMAGENET_MEAN, IMAGENET_STD, calibration_image, preprocess,
                            quantize_input, synthetic_image)
 from mapper.ir import (INPUT, Activation, Add, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
@@ -420,6 +421,33 @@ def test_softmax_inputs_keep_only_the_range_that_matters():
     r = tensor_range(masked, [sm])
     assert r < 20 and r >= masked.max()                      # -100 saturates, the row maxima stay
     assert tensor_range(masked, [sm, LayerNorm("n", E, inputs=("x",))]) == pytest.approx(np.abs(masked).max())
+
+
+@pytest.mark.parametrize("func, params", [("rsqrt", (1e-24,)), ("rsqrt", (1e-5,)), ("reciprocal", ()),
+                                          ("pow", (-0.75,))])
+def test_a_pole_table_s_range_leaves_out_the_inputs_that_round_to_0(func, params):
+    """A factor ``1/sqrt(x + eps)``, ``1/x`` or ``x ** -a``: inputs that round to 0 at the input's
+    scale (a row of zeros, or of values below half a step: 0, 1e-9, 0.3 steps) do not set its range,
+    which their float values (``1/sqrt(eps)``) would make useless; the rest is max-abs, at most the
+    table's entry at one step (an input of 0.7 steps reads the entry of 1)."""
+    table = Activation("f", E, func, ("x",), params=params)
+    s_in = 1 / 127
+    f = lambda v: np.abs(float_activation(func, v, params))
+    assert has_pole_at_zero(table)
+    steps = np.array([10.0, 40.0, 127.0])
+    x = steps * s_in
+    assert pole_table_range(table, x, f(x), s_in, []) == pytest.approx(f(x).max())        # nothing rounds to 0
+    near = np.concatenate([[0.0, 1e-9, 0.3 * s_in], x])
+    assert pole_table_range(table, near, f(near), s_in, []) == pytest.approx(f(x).max())
+    below_a_step = np.append(near, 0.7 * s_in)
+    assert pole_table_range(table, below_a_step, f(below_a_step), s_in, []) == pytest.approx(float(f(s_in)))
+    zeros = np.zeros(4)
+    assert pole_table_range(table, zeros, f(zeros), s_in, []) == pytest.approx(float(f(s_in)))   # all: the table's
+
+
+@pytest.mark.parametrize("func, params", [("pow", (2.0,)), ("pow", (0.5,)), ("sqrt", ()), ("log", ()), ("exp", ())])
+def test_tables_without_a_pole_at_0_are_calibrated_as_any_tensor(func, params):
+    assert not has_pole_at_zero(Activation("f", E, func, ("x",), params=params))
 
 
 def _check_qmodel(q):
