@@ -43,14 +43,15 @@ maximum and the ``T`` below it representable.  This is what lets Swin's shifted-
 scores keep their resolution despite the -100 of the attention mask.
 
 A table with a pole at 0 (``1/x``, ``rsqrt(x + eps)``, ``x ** -a``: a normalisation's factor,
-:func:`has_pole_at_zero`) takes ``r`` over the elements whose input does not round to 0 at the
-input's scale ``s_in`` (the one the other ranges give), and at most the largest magnitude its
-table holds at an int8 input other than 0, ``|f(+-s_in)|`` for these (:func:`pole_table_range`).
-An input that rounds to 0 is a row of zeros or of values below half a step (a pixel a ReLU
-zeroed under an LpNormalization, a constant channel's variance), whose factor scales that row's
-zeros or near-zeros: the table's entry at 0 saturates, where its float value, ``1/sqrt(eps)``,
-would make the factor's scale so coarse that the other rows' factors round to a step or none,
-or its product's ``s_a * s_b / s_out`` too large for the multiplier (refused).
+:func:`has_pole_at_zero`) takes ``r`` over the elements whose input is not 0 up to the rounding of
+the float computation: ``|x| > u * max |x|``, ``u`` the input's machine epsilon (float32: 1.2e-7;
+:func:`pole_table_range`).  A sum of squares or magnitudes of zeros is exactly 0, and a constant
+channel's variance is the square of a few of its ulps, far below ``u`` times the largest.  Such a
+row of zeros (a pixel a ReLU zeroed under an LpNormalization, a constant channel) has a factor
+that scales zeros; its float value, ``1/sqrt(eps)``, would make the factor's scale so coarse that
+the other rows' factors round to a step or none, or its product's ``s_a * s_b / s_out`` too large
+for the multiplier (refused), so its table entry at 0 saturates instead.  Every other row sets ``r``
+as in any tensor, however small its norm: on an image without such a row, ``r`` is max-abs.
 ``docs/quantization.md`` gives the measured effect of each choice.
 """
 
@@ -237,9 +238,8 @@ def calibrate_ranges(model: Model, weights: dict, calib_image: np.ndarray, *,
 
 def _ranges(model: Model, outputs, percentile: Optional[float]) -> dict[str, float]:
     readers = readers_of(model)
-    poles = {layer.name: layer for layer in model.layers if has_pole_at_zero(layer)}
-    pole_inputs = {layer.inputs[0] for layer in poles.values()}
-    ranges, kept = {}, {}            # kept: the pole tables' inputs and outputs
+    pole_inputs = {layer.inputs[0] for layer in model.layers if has_pole_at_zero(layer)}
+    ranges, kept = {}, {}            # kept: the pole tables' inputs (the input image's is not: its scale is fixed)
     with np.errstate(over="ignore", invalid="ignore"):        # an overflow is refused below, by name
         for layer, (name, y) in zip(model.layers, outputs):
             if not np.all(np.isfinite(y)):
@@ -249,25 +249,12 @@ def _ranges(model: Model, outputs, percentile: Optional[float]) -> dict[str, flo
                        else "NaN" if nan else "infinite: weights too large for float32?")
                 raise ValueError(f"layer {name}: its float output on the calibration image is not finite ({why})")
             p = None if isinstance(layer, Constant) else percentile
-            ranges[name] = tensor_range(y, readers.get(name, []), p)
-            if name in poles or name in pole_inputs:
+            x = kept.get(layer.inputs[0]) if has_pole_at_zero(layer) else None
+            ranges[name] = (tensor_range(y, readers.get(name, []), p) if x is None
+                            else pole_table_range(x, y, readers.get(name, []), p))
+            if name in pole_inputs:
                 kept[name] = y
-    return _pole_tables_ranged(poles, kept, ranges, model, readers, percentile) if poles else ranges
-
-
-def _pole_tables_ranged(poles: dict[str, Layer], kept: dict[str, np.ndarray], ranges: dict[str, float],
-                        model: Model, readers: dict[str, list[Layer]], percentile: Optional[float]) -> dict[str, float]:
-    """``ranges`` with each pole table's by :func:`pole_table_range` (``kept``: their inputs and outputs
-    on the calibration image), at the input scales ``ranges`` give: a table's own range moves no
-    input's scale unless a scale group joins them, which no normalisation does."""
-    scales = assign_scales(model, ranges)
-    ranged = dict(ranges)
-    for name, layer in poles.items():
-        x = kept.get(layer.inputs[0])          # None: the input image, whose scale is fixed
-        if x is not None:
-            ranged[name] = pole_table_range(layer, x, kept[name], scales[layer.inputs[0]],
-                                            readers.get(name, []), percentile)
-    return ranged
+    return ranges
 
 
 def has_pole_at_zero(layer: Layer) -> bool:
@@ -276,19 +263,13 @@ def has_pole_at_zero(layer: Layer) -> bool:
     return layer.kind in ("reciprocal", "rsqrt") or (layer.kind == "pow" and layer.params[0] < 0)
 
 
-def pole_table_range(layer: Layer, x: np.ndarray, y: np.ndarray, s_in: float, readers: list[Layer],
-                     percentile: Optional[float] = None) -> float:
-    """The calibrated range of table ``layer`` (:func:`has_pole_at_zero`) of input ``x`` at scale
-    ``s_in`` and output ``y`` read by ``readers`` (module docstring): :func:`tensor_range` of the
-    elements whose input does not round to 0 (of all when every one does), at most the largest
-    finite magnitude the table holds at an int8 input other than 0."""
-    kept = quantize_tensor(x, s_in) != 0
-    r = tensor_range(np.where(kept, y, 0) if kept.any() else y, readers, percentile)
-    q = ops.lut_inputs(s_in)
-    with np.errstate(all="ignore"):
-        held = np.abs(float_ops.activation(layer.kind, q[q != 0], layer.params))
-    held = held[np.isfinite(held)]
-    return min(r, float(held.max())) if held.size else r
+def pole_table_range(x: np.ndarray, y: np.ndarray, readers: list[Layer], percentile: Optional[float] = None) -> float:
+    """The calibrated range of a table with a pole at 0 (:func:`has_pole_at_zero`) of input ``x`` and
+    output ``y`` read by ``readers`` (module docstring): :func:`tensor_range` of the elements whose
+    input is not 0 up to the rounding of ``x``'s float type (``|x| > u * max |x|``; of all when
+    none is)."""
+    zero = np.abs(x) <= np.finfo(x.dtype).eps * np.abs(x).max()
+    return tensor_range(y if zero.all() else np.where(zero, 0, y), readers, percentile)
 
 
 def host_read_concats(model: Model, shared: frozenset = frozenset()) -> frozenset[str]:

@@ -425,24 +425,25 @@ def test_softmax_inputs_keep_only_the_range_that_matters():
 
 @pytest.mark.parametrize("func, params", [("rsqrt", (1e-24,)), ("rsqrt", (1e-5,)), ("reciprocal", ()),
                                           ("pow", (-0.75,))])
-def test_a_pole_table_s_range_leaves_out_the_inputs_that_round_to_0(func, params):
-    """A factor ``1/sqrt(x + eps)``, ``1/x`` or ``x ** -a``: inputs that round to 0 at the input's
-    scale (a row of zeros, or of values below half a step: 0, 1e-9, 0.3 steps) do not set its range,
-    which their float values (``1/sqrt(eps)``) would make useless; the rest is max-abs, at most the
-    table's entry at one step (an input of 0.7 steps reads the entry of 1)."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_pole_table_s_range_leaves_out_only_the_inputs_that_are_0(func, params, dtype):
+    """A factor ``1/sqrt(x + eps)``, ``1/x`` or ``x ** -a``: inputs that are 0 up to the rounding of
+    their float type (a row of zeros, or p 1's 1e-24 added to it) do not set its range, which their
+    values (``1/sqrt(eps)``) would make useless; every other input does, however small (a row of a
+    thousandth of the largest: max-abs, as any tensor), and all do when all are 0."""
     table = Activation("f", E, func, ("x",), params=params)
-    s_in = 1 / 127
     f = lambda v: np.abs(float_activation(func, v, params))
     assert has_pole_at_zero(table)
-    steps = np.array([10.0, 40.0, 127.0])
-    x = steps * s_in
-    assert pole_table_range(table, x, f(x), s_in, []) == pytest.approx(f(x).max())        # nothing rounds to 0
-    near = np.concatenate([[0.0, 1e-9, 0.3 * s_in], x])
-    assert pole_table_range(table, near, f(near), s_in, []) == pytest.approx(f(x).max())
-    below_a_step = np.append(near, 0.7 * s_in)
-    assert pole_table_range(table, below_a_step, f(below_a_step), s_in, []) == pytest.approx(float(f(s_in)))
-    zeros = np.zeros(4)
-    assert pole_table_range(table, zeros, f(zeros), s_in, []) == pytest.approx(float(f(s_in)))   # all: the table's
+    x = np.array([1e-3, 0.3, 1.0], dtype)
+    assert pole_table_range(x, f(x), []) == pytest.approx(f(x).max())             # nothing is 0: max-abs
+    zero_rows = np.concatenate([[0.0, 1e-24], x]).astype(dtype)
+    assert pole_table_range(zero_rows, f(zero_rows), []) == pytest.approx(f(x).max())
+    assert pole_table_range(zero_rows, f(zero_rows), [], 50.0) == pytest.approx(
+        np.percentile(np.where(zero_rows > 1e-20, f(zero_rows), 0), 50.0))        # the percentile rule alike
+    rounding = np.append(x, 2 * np.finfo(dtype).eps).astype(dtype)                # not 0 at its precision
+    assert pole_table_range(rounding, f(rounding), []) == pytest.approx(float(f(rounding).max()))
+    zeros = np.zeros(4, dtype)
+    assert pole_table_range(zeros, f(zeros), []) == pytest.approx(float(f(zeros).max()))      # all: max-abs
 
 
 @pytest.mark.parametrize("func, params", [("pow", (2.0,)), ("pow", (0.5,)), ("sqrt", ()), ("log", ()), ("exp", ())])
