@@ -196,7 +196,20 @@ def bench_golden_depthwise(repeat: int) -> dict:
     return {"shape": "128x128x256 k3x3 groups 256", "wall_s_median": statistics.median(walls)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _print_figures(figs: dict) -> None:
+    for name, modes in figs.items():
+        saved = modes["fusion_saving"]
+        print(f"{name:<14} fusion saves {saved['time_ms']:.3f} ms, {saved['dram_bytes'] / 1e6:.1f} MB of DRAM traffic, "
+              f"{saved['energy_uj']:.1f} uJ ({saved['energy_dram_uj']:.1f} uJ of DRAM accesses)")
+        for mode, f in ((m, f) for m, f in modes.items() if m != "fusion_saving"):
+            print(f"{name:<14} {mode:<16} {f['time_ms']:.3f} ms (paper {f['paper_time_ms']} ms), "
+                  f"DRAM {f['dram_bytes'] / 1e6:.1f} MB, {f['energy_uj']:.1f} uJ; convolutions "
+                  f"{100 * f['conv_time_share']:.1f} % of time (paper {100 * f['paper_conv_time_share']:.0f} %); "
+                  f"{f['largest_layer']} {100 * f['largest_time_share']:.1f} % of time, "
+                  f"{100 * f['largest_energy_share']:.1f} % of energy")
+
+
+def _arguments(argv: list[str] | None):
     p = OneLineParser(prog="python -m sim.bench",
                       description="Simulator benchmark (make bench): wall times of the simulator's timing, "
                                   "functional check and ONNX import on fixed cases, and the figures checked "
@@ -211,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         try_folder(args.out, f"--out {args.out}")
     except UsageError as e:
         p.error(str(e))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     timing = []
     for name, cfg_name in TIMING_CASES:
         r = bench_timing(name, cfg_name, args.repeat)
@@ -238,16 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     depthwise = bench_golden_depthwise(args.repeat)
     print(f"golden depthwise {depthwise['shape']}: {depthwise['wall_s_median']:.3f} s wall (median)", flush=True)
     figs = bench_figures()
-    for name, modes in figs.items():
-        saved = modes["fusion_saving"]
-        print(f"{name:<14} fusion saves {saved['time_ms']:.3f} ms, {saved['dram_bytes'] / 1e6:.1f} MB of DRAM traffic, "
-              f"{saved['energy_uj']:.1f} uJ ({saved['energy_dram_uj']:.1f} uJ of DRAM accesses)")
-        for mode, f in ((m, f) for m, f in modes.items() if m != "fusion_saving"):
-            print(f"{name:<14} {mode:<16} {f['time_ms']:.3f} ms (paper {f['paper_time_ms']} ms), "
-                  f"DRAM {f['dram_bytes'] / 1e6:.1f} MB, {f['energy_uj']:.1f} uJ; convolutions "
-                  f"{100 * f['conv_time_share']:.1f} % of time (paper {100 * f['paper_conv_time_share']:.0f} %); "
-                  f"{f['largest_layer']} {100 * f['largest_time_share']:.1f} % of time, "
-                  f"{100 * f['largest_energy_share']:.1f} % of energy")
+    _print_figures(figs)
     doc = {"python": platform.python_version(), "machine": platform.machine(), "repeat": args.repeat,
            "timing": timing, "mapping": mapping, "program_memory": memory, "functional_check": check, "onnx_import": imports, "golden_depthwise": depthwise, "figures": figs}
     out = Path(args.out)
