@@ -41,7 +41,7 @@ from mapper.lower import MappingError, refuse_beyond_isa
 from mapper.program import DramCapacityError
 
 from . import plots
-from .area import area_mm2
+from .area import area_mm2, extrapolation
 from .config_args import add_override_options, config_from_args
 from .outputs import add_plot_options, config_parts, parse_formats, run_name
 from .progress import Progress, layer_weights
@@ -118,6 +118,7 @@ def build_report(res: SimResult, cfg_key: str, input_shape=None) -> dict:
         "energy_per_mac_pj": res.energy_pj / res.total_macs if res.total_macs else None,
         "utilization": res.utilization,
         "area_mm2": area,
+        "area_extrapolated": extrapolation(cfg),
         "macs_per_s_per_mm2": res.total_macs / seconds / area if seconds and area else None,
         "config_params": cfg.to_dict(),
         "mac_only": bool(res.extra.get("mac_only")),
@@ -220,8 +221,9 @@ def format_totals(doc: dict, cfg: AcceleratorConfig) -> str:
            f"global buffer between layers"] if "dram_bytes" in doc else []),
         *([_band_chains_line(doc["band_chains"])] if doc.get("band_chains") else []),
         f"MAC utilisation:   {100 * doc['utilization']:.1f} %",
-        f"PE-array area:     {doc['area_mm2']:.3f} mm^2",
+        f"PE-array area:     {doc['area_mm2']:.3f} mm^2" + _extrapolated(doc),
         "throughput/area:   " + (_eng(doc["macs_per_s_per_mm2"], "MAC/s") + " per mm^2"
+                                 + (" (as uncertain as the area)" if doc.get("area_extrapolated") else "")
                                  if doc["macs_per_s_per_mm2"] else "-"),
         *([_bounds_line(doc)] if "bounds" in doc else []),
         "time shares:       " + pct(sh["kind"]["time"]),
@@ -350,6 +352,15 @@ def _write_files(stage: Path, args, doc: dict, res: SimResult, model: Model, cfg
             if dumped.note:
                 notes.append(f"--dump-layer: {dumped.note} (streams/{dumped.files[0].name})")
     return notes
+
+
+def _extrapolated(doc: dict) -> str:
+    """The note on an area the model extrapolates beyond the Table II presets it is fitted on."""
+    why = doc.get("area_extrapolated")
+    if not why:
+        return ""
+    more = f"; {len(why) - 2} more in report.json" if len(why) > 2 else ""
+    return f" (extrapolated beyond Table II, on which sim/area.py is fitted: {'; '.join(why[:2])}{more})"
 
 
 def _band_chains_line(chains: list) -> str:

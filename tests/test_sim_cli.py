@@ -280,3 +280,17 @@ def test_a_small_networks_floors_and_traffic_keep_their_digits():
     assert "MACs at full rate 0.001100 ms" in line and "every layer 0.001300 ms" in line
     assert "schedule overhead 0.001600 ms" in line
 
+
+
+def test_an_area_beyond_table_ii_is_marked_extrapolated():
+    """sim.run printed a one-PE file's area (0.010 mm^2, 9.7 TMAC/s per mm^2: better than E) with no
+    word that the area model is fitted on Table II's presets only; make sweep marked the same point."""
+    from hw.config import get_config
+    from sim.area import extrapolation
+    from sim.run import _extrapolated
+    one = get_config("tiny").replace(name="one", num_pe=1, k0=8, c0=16)
+    why = extrapolation(one)
+    note = _extrapolated({"area_extrapolated": why})
+    assert len(why) > 2 and why[0] in note and why[1] in note and f"{len(why) - 2} more in report.json" in note
+    assert "K0=8 != C0=16" in " ".join(why)
+    assert extrapolation(get_config("E")) == [] and _extrapolated({"area_extrapolated": []}) == ""
