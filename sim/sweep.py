@@ -95,7 +95,8 @@ from typing import Callable, Iterable, Optional
 from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, ascii_float, ascii_int, atomic_write_bytes,
                     code_digest, counted, duration, fail, read_input, run_main, try_folder)
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
-from hw.config_file import FIELDS, NUMERIC_KEYS, ConfigError, in_units_of, load_config, resolve_fields
+from hw.config_file import (FIELDS, NUMERIC_KEYS, ConfigError, hashed_label, in_units_of, load_config, resolve_fields,
+                            same_fields)
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
 from mapper.ir import Model
 from mapper.lower import MappingError, refuse_beyond_isa
@@ -776,6 +777,7 @@ def _parse_configs(text: Optional[str]) -> list[AcceleratorConfig]:
         raise UsageError(f"bad --configs {text!r}: expected a comma-separated list of presets or .toml "
                          f"accelerator files; the presets: {', '.join(PRESETS)}")
     configs: list[AcceleratorConfig] = []
+    given: list[str] = []
     for n in names:
         try:
             cfg = load_config(n)
@@ -784,13 +786,27 @@ def _parse_configs(text: Optional[str]) -> list[AcceleratorConfig]:
                 raise UsageError(str(e)) from None
             raise UsageError(f"unknown configuration {n!r} in --configs; choose from {', '.join(PRESETS)}, or a "
                              f".toml accelerator file") from None
-        same = next((c for c in configs if c.name == cfg.name), None)
-        if same is not None and same != cfg:
-            raise UsageError(f"two configurations in --configs are named {cfg.name!r}; give one a name = in its file")
-        if same is not None:        # a typo for another configuration, most likely (as a grid's value twice)
-            raise UsageError(f"bad --configs {text!r}: {cfg.name} is given twice; give each configuration once")
+        twin = next((i for i, c in enumerate(configs) if same_fields(c, cfg)), None)
+        if twin is not None:        # a typo for another configuration, most likely (as a grid's value twice)
+            raise UsageError(f"bad --configs {text!r}: {given[twin]} and {n} are one configuration ({cfg.name}); "
+                             f"give each configuration once")
         configs.append(cfg)
-    return configs
+        given.append(n)
+    return _named_apart(configs, given)
+
+
+def _named_apart(configs: list[AcceleratorConfig], given: list[str]) -> list[AcceleratorConfig]:
+    """``configs`` with every name once (the sweep's points are keyed by it): a configuration that
+    shares its name with another (an edited copy of a preset keeps ``name = "E"``; two files both
+    say ``mine``) and is not that preset takes its file's stem, or its name and a hash of its fields."""
+    out = list(configs)
+    for i, (cfg, n) in enumerate(zip(configs, given)):
+        if PRESETS.get(cfg.name) == cfg or not any(c.name == cfg.name for j, c in enumerate(out) if j != i):
+            continue
+        taken = {c.name for c in out}
+        stem = Path(n).stem if n.endswith(".toml") else ""
+        out[i] = cfg.replace(name=stem if stem and stem not in taken else hashed_label(cfg))
+    return out
 
 
 def _interruptible(fn: Callable[[], dict]) -> dict:

@@ -222,8 +222,8 @@ def test_dask_matches_process_pool(tmp_path, dirs):
     (["--model", "segformer_b0", "--configs", "E,Z"], "'Z'"),
     (["--model", "segformer_b0", "--configs", "E,,K"], "--configs"),
     # a value twice is a typo for another one, most likely: refused, not swept once (nor twice)
-    (["--model", "segformer_b0", "--configs", "tiny,tiny"], "'tiny,tiny': tiny is given twice; give each"),
-    (["--model", "segformer_b0", "--configs", "E, e"], "E is given twice"),
+    (["--model", "segformer_b0", "--configs", "tiny,tiny"], "'tiny,tiny': tiny and tiny are one configuration (tiny); give each"),
+    (["--model", "segformer_b0", "--configs", "E, e"], "E and e are one configuration (E)"),
     (["--model", "segformer_b0", "--grid", "num_pe=8,8"], "'num_pe=8,8': num_pe=8 is given twice; give each value"),
     (["--model", "segformer_b0", "--grid", "clock_ghz=1,1.0"], "clock_ghz=1 and clock_ghz=1.0 are one value"),
     (["--model", "nosuchnet"], "'nosuchnet'"),
@@ -414,3 +414,20 @@ def test_a_second_sigterm_does_not_cut_the_first_ones_cleanup(monkeypatch):
     with pytest.raises(sweep._WorkerStopped):
         sweep._stop_worker(signal.SIGTERM, None)
     assert sweep._stop_worker(signal.SIGTERM, None) is None
+
+
+def test_an_edited_copy_of_a_preset_sweeps_beside_it(tmp_path):
+    """make config CFG=E writes name = "E"; an edited copy swept beside E was refused ("two
+    configurations ... are named 'E'"). It takes its file's stem (or its name and a hash of its fields
+    when the stem is taken), and the preset keeps its name."""
+    from hw.config_file import config_toml, hashed_label
+    copy = get_config("E").replace(num_pe=32)
+    (tmp_path / "my_accel.toml").write_text(config_toml(copy))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "E.toml").write_text(config_toml(get_config("E").replace(num_pe=64)))
+    got = sweep._parse_configs(f"{tmp_path / 'my_accel.toml'},E,{tmp_path / 'a' / 'E.toml'}")
+    assert [c.name for c in got] == ["my_accel", "E", hashed_label(get_config("E").replace(num_pe=64))]
+    assert [c.num_pe for c in got] == [32, 16, 64]
+    with pytest.raises(sweep.UsageError, match=r"my_accel.toml and .*copy.toml are one configuration \(E\)"):
+        (tmp_path / "copy.toml").write_text(config_toml(copy))
+        sweep._parse_configs(f"{tmp_path / 'my_accel.toml'},{tmp_path / 'copy.toml'}")
