@@ -507,6 +507,8 @@ def read_existing(path: Union[str, Path]) -> Optional[bytes]:
         fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:               # nothing there (or a link to nothing, which a write replaces)
         return None
+    except NotADirectoryError as e:         # nothing can be there: a file stands where a folder must
+        raise OutputError(f"cannot write {path}: {_why_unwritable(Path(path), e)}") from None
     except OSError as e:
         why = f"cannot be read ({e.strerror})"
     else:

@@ -105,6 +105,11 @@ def assert_refused(r: subprocess.CompletedProcess, *needles: str, absent: str = 
     # a file where the export's folder must be: named as such, not "File exists"
     (["mapper.onnx_export", "--model", "segformer_b0", "--out", "binary.csv"], ["binary.csv is a file, not a folder"],
      "File exists"),
+    # a file where the named file's folder must be: named as such, not "exists and cannot be read"
+    (["mapper.flops", "--model", "segformer_b0", "--out", "binary.csv/f.json"], ["binary.csv is a file, not a folder"],
+     "cannot be read"),
+    (["hw.config_file", "--config", "E", "--out", "binary.csv/e.toml"], ["binary.csv is a file, not a folder"],
+     "cannot be read"),
 ])
 def test_refused_with_one_line_and_nothing_changed(tmp_path, argv, needles, absent):
     for name, data in FILES.items():
