@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["Op", "Queue", "VecOp", "ErrorCode", "make", "Insn", "Fields", "share_fields", "FIELDS", "INSN_BYTES", "encode", "decode",
+__all__ = ["Op", "Queue", "VecOp", "ErrorCode", "make", "Insn", "Fields", "share_fields", "fields_key", "field_values", "FIELD_NAMES", "DEP_FLAGS", "FIELDS", "INSN_BYTES", "encode", "decode",
            "encode_stream", "decode_stream", "disassemble", "StreamError", "QUEUE_OF", "Act", "ADDR_BITS", "ADDR_MASK", "HEADER", "HEADER_BITS", "FIELD_BITS"]
 
 INSN_BYTES = 32
@@ -173,9 +173,11 @@ FIELDS: dict[Op, list[tuple[str, int, bool]]] = {
 }
 #: Per opcode, each field's width in bits.
 FIELD_BITS = {op: {name: bits for name, bits, _ in spec} for op, spec in FIELDS.items()}
-_DEP_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
+#: Per opcode, its fields' names in ``FIELDS`` order (the order ``make`` and ``decode`` hold them in).
+FIELD_NAMES = {op: tuple(name for name, _, _ in spec) for op, spec in FIELDS.items()}
+DEP_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 #: The 8-bit header of every word, least significant bits first: the opcode and the token flags.
-HEADER = (("opcode", 4, False),) + tuple((flag, 1, False) for flag in _DEP_FLAGS)
+HEADER = (("opcode", 4, False),) + tuple((flag, 1, False) for flag in DEP_FLAGS)
 HEADER_BITS = sum(bits for _, bits, _ in HEADER)
 _ALL_FIELDS = sorted({name for spec in FIELDS.values() for name, _, _ in spec})
 
@@ -211,15 +213,31 @@ class Fields(dict):
         return Fields, (dict(self),)
 
 
+def field_values(op: "Op", f: dict) -> tuple | None:
+    """The values of ``f``, the fields of an ``op``, if it holds them in ``FIELDS`` order (as ``make``
+    and ``decode`` build them), else None."""
+    return tuple(f.values()) if tuple(f) == FIELD_NAMES[op] else None
+
+
+def fields_key(insn: "Insn") -> tuple | None:
+    """What makes two instructions the same, apart from their token flags: the opcode and the
+    fields' values (``field_values``), or None for fields held otherwise (a test's own dict)."""
+    values = field_values(insn.op, insn.f)
+    return None if values is None else (insn.op, values)
+
+
 def share_fields(insns: list["Insn"], shared: dict | None = None) -> None:
-    """Give the instructions of ``insns`` with equal opcodes and field values one ``Fields``
-    (the values unchanged), from ``shared`` (a table kept across calls: one program's streams)."""
+    """Give the instructions of ``insns`` with equal opcodes and field values (``fields_key``) one
+    ``Fields`` (the values unchanged), from ``shared`` (a table kept across calls: one program's
+    streams)."""
     shared = {} if shared is None else shared
     for insn in insns:
-        f = insn.f
-        key = (insn.op, *f.values())     # make and decode give every field, in FIELDS order
+        key = fields_key(insn)
+        if key is None:
+            continue
         one = shared.get(key)
         if one is None:
+            f = insn.f
             one = shared[key] = f if f.__class__ is Fields else Fields(f)
         insn.f = one
 
@@ -296,11 +314,11 @@ def _refuse_fields(op: Op, fields: dict) -> None:
 
 
 def _dep_flags(deps: str) -> tuple[bool, bool, bool, bool]:
-    """``make``'s ``deps`` as the four flags, in ``_DEP_FLAGS`` order."""
-    flags = {d: False for d in _DEP_FLAGS}
+    """``make``'s ``deps`` as the four flags, in ``DEP_FLAGS`` order."""
+    flags = {d: False for d in DEP_FLAGS}
     for d in deps.split():
         if d not in flags:
-            raise ValueError(f"unknown dependency flag {d!r}; allowed: {', '.join(_DEP_FLAGS)}")
+            raise ValueError(f"unknown dependency flag {d!r}; allowed: {', '.join(DEP_FLAGS)}")
         flags[d] = True
     return tuple(flags.values())
 
@@ -340,7 +358,7 @@ _RESERVED_FROM = {op: HEADER_BITS + sum(bits for _, bits, _ in spec) for op, spe
 def encode(insn: Insn) -> bytes:
     """The 32-byte word of ``insn`` (StreamError names a field outside its range)."""
     word = int(insn.op) << _HEAD_POS["opcode"]
-    for flag in _DEP_FLAGS:
+    for flag in DEP_FLAGS:
         word |= bool(getattr(insn, flag)) << _HEAD_POS[flag]
     f = insn.f
     for name, pos, mask, _, lo, hi in _PACKING[insn.op]:
@@ -371,7 +389,7 @@ def decode(data: bytes, offset: int = 0) -> Insn:
     if op == Op.VEC and f["vec_op"] not in VecOp._value2member_map_:
         raise StreamError(f"VEC at byte offset {offset}: unknown vector operation {f['vec_op']}", ErrorCode.RESERVED,
                           index)
-    return Insn(op, *(bool(head[flag]) for flag in _DEP_FLAGS), f)
+    return Insn(op, *(bool(head[flag]) for flag in DEP_FLAGS), f)
 
 
 def _fields(word: int, packing) -> dict[str, int]:
@@ -399,7 +417,7 @@ def disassemble(insns, *, start: int = 0) -> str:
     """A human-readable listing, one instruction per line with its byte offset."""
     lines = []
     for i, insn in enumerate(insns):
-        deps = " ".join(d for d in _DEP_FLAGS if getattr(insn, d))
+        deps = " ".join(d for d in DEP_FLAGS if getattr(insn, d))
         op = insn.op.name
         args = []
         for name, _, _ in FIELDS[insn.op]:

@@ -28,7 +28,8 @@ import numpy as np
 
 from .config import AcceleratorConfig
 from .expr import any_of, cdiv, ceil_log2, is_int, lookup, sel, shifted_up, vmax, vmin
-from .isa import FIELD_BITS, FIELDS, INSN_BYTES, QUEUE_OF, Act, ErrorCode, Insn, Op, Queue, StreamError, decode
+from .isa import (DEP_FLAGS, FIELD_BITS, INSN_BYTES, QUEUE_OF, Act, ErrorCode, Insn, Op, Queue, StreamError,
+                  decode, field_values, fields_key)
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from .vector import FIELD_HOLD_LEVELS, MAX_DESCRIPTOR_BYTES, MAX_STAGES
 
@@ -494,7 +495,7 @@ def load_inp_gb_conflicts(gathers: list[dict], config: AcceleratorConfig) -> lis
     fields' values; those not remembered are evaluated together, those of one extent in one pass
     (a stream's gathers are many, and small: numpy's cost per call would dominate)."""
     known = _memos_of(config).conflicts          # a stream's passes repeat its gathers
-    keys = [_field_values(Op.LOAD_INP, f) for f in gathers]
+    keys = [field_values(Op.LOAD_INP, f) for f in gathers]
     out: list = [None] * len(gathers)
     todo: dict[tuple, list[int]] = {}            # extent -> the gathers to evaluate
     for i, key in enumerate(keys):
@@ -888,7 +889,6 @@ def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=_same):
 _MEMO_LIMIT = 1 << 16
 _MEMO_CONFIGS = 4
 _memos: dict = {}
-_FIELD_NAMES = {op: tuple(name for name, _, _ in spec) for op, spec in FIELDS.items()}
 
 
 @dataclass
@@ -913,18 +913,6 @@ def forget_memos() -> None:
     _member_positions.cache_clear()
 
 
-def _memo_key(insn: Insn):
-    """``insn``'s key in the memos: its fields' values in ``hw.isa.FIELDS`` order (as ``make`` and
-    ``decode`` build them), or None for fields held otherwise (evaluated without the memos)."""
-    values = _field_values(insn.op, insn.f)
-    return None if values is None else (insn.op, values)
-
-
-def _field_values(op: Op, f: dict):
-    """The values of ``f``, the fields of an ``op``, if they are held in ``hw.isa.FIELDS`` order."""
-    return tuple(f.values()) if tuple(f) == _FIELD_NAMES[op] else None
-
-
 def _remember(memo, key, value=None) -> None:
     if len(memo) >= _MEMO_LIMIT:
         memo.clear()
@@ -936,11 +924,11 @@ def _remember(memo, key, value=None) -> None:
 
 def occupancy_and_latency(insn: Insn, cfg: AcceleratorConfig) -> tuple[int, int]:
     """(cycles the unit is busy, cycles until the instruction's effects are complete)."""
-    return _occupancy_and_latency_of(insn, cfg, _memo_key(insn), _memos_of(cfg).timed)
+    return _occupancy_and_latency_of(insn, cfg, fields_key(insn), _memos_of(cfg).timed)
 
 
 def _occupancy_and_latency_of(insn: Insn, cfg: AcceleratorConfig, key, timed: dict) -> tuple[int, int]:
-    """``occupancy_and_latency``, remembered in ``timed`` under ``key`` (``_memo_key``; None: not)."""
+    """``occupancy_and_latency``, remembered in ``timed`` under ``key`` (``hw.isa.fields_key``; None: not)."""
     if key is None:
         return _occupancy_and_latency(insn, cfg)
     got = timed.get(key)
@@ -1009,15 +997,12 @@ class _Links(NamedTuple):
     bad_push: str | None
 
 
-_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
-
-
 @lru_cache(maxsize=128)
 def _links_of(q: Queue, flags: tuple) -> _Links:
-    """``_Links`` of an instruction of queue ``q`` whose flags (``_FLAGS`` order) are ``flags``:
+    """``_Links`` of an instruction of queue ``q`` whose flags (``hw.isa.DEP_FLAGS`` order) are ``flags``:
     a handful of combinations, which a schedule asks for per instruction."""
     links = TOKEN_LINKS[q]
-    on = [flag for flag, value in zip(_FLAGS, flags) if value]
+    on = [flag for flag, value in zip(DEP_FLAGS, flags) if value]
     moves = tuple((links[f], 1 if f.startswith("push") else -1) for f in on if links[f] is not None)
     pops, pushes = [f for f in on if f.startswith("pop")], [f for f in on if f.startswith("push")]
     return _Links(moves, tuple(name for name, delta in moves if delta > 0),
@@ -1079,10 +1064,9 @@ class _Tokens:
         return {k: len(v) - self.head[k] for k, v in self.ready.items() if len(v) > self.head[k]}
 
 
-def _claim_gb_port(insn: Insn, writers: tuple[bool, bool], off: int, i: int) -> tuple[bool, bool]:
-    """The global buffer's write-port claims after ``insn`` (``gb_write_claims``); TOKEN when it
-    claims the port the other writer holds since the last FENCE."""
-    claims = gb_write_claims(insn.op, insn.get("dst_gb"))
+def _claim_gb_port(insn: Insn, claims: tuple, writers: tuple[bool, bool], off: int, i: int) -> tuple[bool, bool]:
+    """The global buffer's write-port claims after ``insn``, whose own are ``claims``
+    (``gb_write_claims``); TOKEN when it claims the port the other writer holds since the last FENCE."""
     if (claims[0] and writers[1]) or (claims[1] and writers[0]):
         raise StreamError(f"{insn.op.name} at byte offset {off} writes the global buffer while a "
                           f"{'STORE' if claims[0] else 'LOAD_GB'} may still write it: no FENCE between them",
@@ -1126,7 +1110,7 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
                 return _ended(tokens, dispatch, start, end, i)
             continue
         off, f = i * INSN_BYTES, insn.f
-        key = _memo_key(insn)
+        key = fields_key(insn)
         timing = memos.checked.get(key) if key is not None else None     # the same fields pass again
         if timing is None:
             check_insn(insn, cfg, off)
@@ -1135,8 +1119,9 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
                 _remember(memos.checked, key, timing)
         links = _Tokens.links(insn, q)
         tokens.count(insn, links, off, i)
-        if any(gb_write_claims(op, f.get("dst_gb", 0))):      # else the claims stay as they are
-            gb_writers = _claim_gb_port(insn, gb_writers, off, i)
+        claims = gb_write_claims(op, f.get("dst_gb", 0))
+        if any(claims):                             # else the claims stay as they are
+            gb_writers = _claim_gb_port(insn, claims, gb_writers, off, i)
         hist = history[q]
         enter = fetch if len(hist) < QUEUE_DEPTH else max(fetch, hist[-QUEUE_DEPTH])
         dispatch.append(enter)
@@ -1183,7 +1168,7 @@ def cycles_floor(insns: list[Insn], cfg: AcceleratorConfig) -> int:
         q = QUEUE_OF[insn.op]
         if q == Queue.DISPATCH:
             continue
-        busy, lat = _occupancy_and_latency_of(insn, cfg, _memo_key(insn), timed)
+        busy, lat = _occupancy_and_latency_of(insn, cfg, fields_key(insn), timed)
         links, t = _Tokens.links(insn, q), free[q]
         for name in links.pops:
             if name is not None and head[name] < len(ready[name]):

@@ -21,7 +21,7 @@ import numpy as np
 
 from hw.cli import StageTicker
 from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
-from hw.isa import Op, VecOp
+from hw.isa import Op, VecOp, fields_key
 from hw.timing import RUN_OVERHEAD, schedule, occupancy_and_latency, vec_lane_floor, vec_row_cycles
 from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, operand_bytes, weight_bytes
 from mapper.fusion import STAGE_OP, vec_stream
@@ -256,12 +256,12 @@ def _stream_stats(lowered: Lowered, cfg: AcceleratorConfig) -> tuple[Counter, in
 
 
 def _distinct(stream: list) -> list:
-    """(instruction, how many times its fields occur) of each distinct instruction of ``stream``, in
-    the order of first occurrence: a stream repeats its GEMMs and loads, and counting each once
-    (the events are integers) gives the same sums, their keys in the same order."""
+    """(instruction, how many times its fields occur) of each distinct instruction of ``stream``
+    (``hw.isa.fields_key``), in the order of first occurrence: a stream repeats its GEMMs and loads,
+    and counting each once (the events are integers) gives the same sums, their keys in the same order."""
     seen: dict = {}
     for insn in stream:
-        key = (insn.op, tuple(insn.f.items()))
+        key = fields_key(insn) or id(insn)
         got = seen.get(key)
         if got is None:
             seen[key] = [insn, 1]
