@@ -798,14 +798,16 @@ def _parse_configs(text: Optional[str]) -> list[AcceleratorConfig]:
 def _named_apart(configs: list[AcceleratorConfig], given: list[str]) -> list[AcceleratorConfig]:
     """``configs`` with every name once (the sweep's points are keyed by it): a configuration that
     shares its name with another (an edited copy of a preset keeps ``name = "E"``; two files both
-    say ``mine``) and is not that preset takes its file's stem, or its name and a hash of its fields."""
+    say ``mine``) and is not that preset takes its file's stem, or its name and a hash of its fields
+    when the stem is taken or a preset's name (``A.toml`` holding an edited E is not preset A)."""
     out = list(configs)
+    presets = {p.lower() for p in PRESETS}
     for i, (cfg, n) in enumerate(zip(configs, given)):
         if PRESETS.get(cfg.name) == cfg or not any(c.name == cfg.name for j, c in enumerate(out) if j != i):
             continue
-        taken = {c.name for c in out}
+        taken = {c.name.lower() for c in out} | presets
         stem = Path(n).stem if n.endswith(".toml") else ""
-        out[i] = cfg.replace(name=stem if stem and stem not in taken else hashed_label(cfg))
+        out[i] = cfg.replace(name=stem if stem and stem.lower() not in taken else hashed_label(cfg))
     return out
 
 

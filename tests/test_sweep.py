@@ -428,6 +428,9 @@ def test_an_edited_copy_of_a_preset_sweeps_beside_it(tmp_path):
     got = sweep._parse_configs(f"{tmp_path / 'my_accel.toml'},E,{tmp_path / 'a' / 'E.toml'}")
     assert [c.name for c in got] == ["my_accel", "E", hashed_label(get_config("E").replace(num_pe=64))]
     assert [c.num_pe for c in got] == [32, 16, 64]
+    (tmp_path / "A.toml").write_text(config_toml(get_config("E").replace(num_pe=8)))
+    named = sweep._parse_configs(f"E,{tmp_path / 'A.toml'}")          # an edited E is not preset A
+    assert [c.name for c in named] == ["E", hashed_label(get_config("E").replace(num_pe=8))]
     with pytest.raises(sweep.UsageError, match=r"my_accel.toml and .*copy.toml are one configuration \(E\)"):
         (tmp_path / "copy.toml").write_text(config_toml(copy))
         sweep._parse_configs(f"{tmp_path / 'my_accel.toml'},{tmp_path / 'copy.toml'}")
