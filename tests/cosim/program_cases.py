@@ -25,6 +25,7 @@ import numpy as np
 
 from hw.cli import code_digest, short_hash
 from hw.config import AcceleratorConfig
+from hw.config_file import config_label
 from hw.isa import Op, make
 from hw.rtl.insn import rtl_unsupported, vec_unsupported
 from hw.rtl.vector_executor import builds_vector_unit
@@ -341,8 +342,9 @@ def build_key(spec: dict, cfg: AcceleratorConfig) -> str:
 
 
 def built_path(spec: dict, cfg: AcceleratorConfig) -> Path:
-    """The one file of case ``spec`` (with its seed) on ``cfg``: a changed build replaces it."""
-    return PROGRAMS_DIR / f"{cfg.name}-{program_name(spec)}-seed{int(spec.get('seed', 0))}.pickle"
+    """The one file of case ``spec`` (with its seed) on ``cfg``, named by ``cfg``'s folder label (two
+    configurations of one name never share it): a changed build replaces it."""
+    return PROGRAMS_DIR / f"{config_label(cfg)}-{program_name(spec)}-seed{int(spec.get('seed', 0))}.pickle"
 
 
 def save_built(built: BuiltProgram, path: Path, key: str = "") -> str:
