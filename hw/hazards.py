@@ -121,7 +121,7 @@ def _load_inp(f: dict, cfg: AcceleratorConfig) -> list[Access]:
     rows = load_inp_rows(f)
     out = [Access("inp", f["dst_addr"], f["dst_addr"] + rows - 1, True, _mask(f, cfg.num_pe))] if rows else []
     addr, valid = load_inp_lanes(f, cfg)
-    read = addr[valid] & ADDR_MASK
+    read = addr[valid]
     span = _span(read)
     if span:
         out.append(Access("gb" if f["src_gb"] else "dram", *span, False, exact=cache(lambda: np.unique(read))))

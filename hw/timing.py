@@ -28,7 +28,7 @@ import numpy as np
 
 from .config import AcceleratorConfig
 from .expr import any_of, cdiv, ceil_log2, is_int, lookup, sel, shifted_up, vmax, vmin
-from .isa import (DEP_FLAGS, FIELD_BITS, INSN_BYTES, QUEUE_OF, Act, ErrorCode, Insn, Op, Queue, StreamError,
+from .isa import (ADDR_MASK, DEP_FLAGS, FIELD_BITS, INSN_BYTES, QUEUE_OF, Act, ErrorCode, Insn, Op, Queue, StreamError,
                   decode, field_values, fields_key)
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
 from .vector import FIELD_HOLD_LEVELS, MAX_DESCRIPTOR_BYTES, MAX_STAGES
@@ -424,7 +424,7 @@ def load_inp_channel_ok(f, c):
 
 
 def load_inp_lanes(fields: dict, config: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(source byte address, validity) of every lane a LOAD_INP writes, shaped
+    """(source byte address modulo 2**32, validity) of every lane a LOAD_INP writes, shaped
     (n_cblk, win_h, win_w, C0): the gather of ``docs/isa.md`` (im2col when folded); an invalid
     lane (padding, a tap beyond the kernel, a channel at or past ``chan``) is written as zero and
     reads nothing."""
@@ -443,9 +443,11 @@ def _lanes_of(gathers: list[dict], config: AcceleratorConfig) -> tuple[np.ndarra
     f, c0 = gathers[0], config.c0
     fkh, fkw, fs = f["fold_kh"] or 1, f["fold_kw"] or 1, f["fold_stride"] or 1
     if fkh * fkw == 1:
-        return _plain_lanes(gathers, c0, fs)
-    lanes = [_folded_lanes(f, c0, fkh, fkw, fs) for f in gathers]
-    return np.stack([a for a, _ in lanes]), np.stack([v for _, v in lanes])
+        addr, valid = _plain_lanes(gathers, c0, fs)
+    else:
+        lanes = [_folded_lanes(f, c0, fkh, fkw, fs) for f in gathers]
+        addr, valid = np.stack([a for a, _ in lanes]), np.stack([v for _, v in lanes])
+    return addr & ADDR_MASK, valid          # modulo 2**32 (hw.isa), as the load unit's lane addresses
 
 
 def _folded_lanes(f: dict, c0: int, fkh: int, fkw: int, fs: int) -> tuple[np.ndarray, np.ndarray]:

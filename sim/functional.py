@@ -182,7 +182,6 @@ class Machine:
         c0 = self.cfg.c0
         n_rows = load_inp_rows(f)
         addr, valid = load_inp_lanes(f, self.cfg)
-        addr &= ADDR_MASK
         src = self.gb if f["src_gb"] else self.dram
         data = np.zeros(addr.shape, dtype=np.uint8)
         ok = np.ones(addr.shape, bool)          # padding lanes are zeros, DRAM bytes the image's
