@@ -39,7 +39,7 @@ __all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
-           "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "store_pe_clip", "store_tile_bytes", "STORE_MIN_BUSY", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "load_inp_gb_unaligned", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WIDE_WALK_LANES", "VEC_WALK_SETUP", "vec_lane_floor",
+           "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "store_pe_clip", "store_tile_bytes", "STORE_MIN_BUSY", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "gemm_steps_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "load_inp_gb_unaligned", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WIDE_WALK_LANES", "VEC_WALK_SETUP", "vec_lane_floor",
            "VEC_SETUP", "VEC_CHECK", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing",
            "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align",
            "gb_holds_tensors", "gb_store_fits"]
@@ -617,6 +617,13 @@ def load_inp_rows_bound(cfg: AcceleratorConfig) -> int:
     return cfg.input_rows
 
 
+def gemm_steps_bound(cfg: AcceleratorConfig) -> int:
+    """The most steps (:func:`gemm_steps`) of a GEMM that :func:`legality` lets run, with pixels or
+    without (a GEMM of no pixels still takes its steps' cycles): each reads a weight-buffer row.
+    The compute unit counts a GEMM's steps in the bits of this bound (the fields' product has 28)."""
+    return cfg.weight_rows
+
+
 #: The instructions that name a set of PEs (``pe_first``, ``pe_count``, ``pe_step``): the loads and STORE.
 PE_SET_OPS = tuple(o for o in Op if "pe_first" in FIELD_BITS[o])
 
@@ -682,7 +689,8 @@ def legality(op: Op, f, cfg: AcceleratorConfig, terms: dict | None = None) -> li
                 # product compared with what is left of it, not added to the rest first
                 (work & (t["in_rows"] >= cfg.input_rows - t["in_rest"]),
                  "input-buffer rows (depth {cfg.input_rows})"),
-                (work & (f["wgt_addr"] + steps > cfg.weight_rows), "weight-buffer rows (depth {cfg.weight_rows})"),
+                # every GEMM with steps, pixels or not: the compute unit counts them (gemm_steps_bound)
+                ((steps != 0) & (f["wgt_addr"] + steps > cfg.weight_rows), "weight-buffer rows (depth {cfg.weight_rows})"),
                 (f["dw"] & ((f["kw"] == 0) | (f["kw"] > dw_gather_max(cfg))),
                  "depthwise gather of kw = {kw} columns (needs 1 <= kw <= {dw_max}: min(G/C0, C0) input "
                  "banks and lanes, none when K0 > C0; here K0 {cfg.k0}, C0 {cfg.c0})")]

@@ -30,7 +30,8 @@ from .. import vector as vec
 from ..config import AcceleratorConfig
 from ..expr import Fields
 from ..isa import INSN_BITS, ErrorCode, Op, Queue
-from ..timing import GEMM_MIN_PIXELS, GEMM_PIPELINE, VEC_TIMING_STAGES, gemm_in_h, gemm_period, gemm_steps, vec_cycles
+from ..timing import (GEMM_MIN_PIXELS, GEMM_PIPELINE, VEC_TIMING_STAGES, gemm_in_h, gemm_period, gemm_steps,
+                      gemm_steps_bound, vec_cycles)
 from .buses import GemmBusSignature, VecControlSignature
 from .insn import field_signal, insn_view
 from .pe_tile import check_rtl_config
@@ -133,7 +134,8 @@ class ComputeUnit(wiring.Component):
         cg = insn_view(Op.GEMM, cur)
         g = self.gemm
         nest_last = Signal()
-        steps, step = Signal(24), Signal(24)
+        # steps in the bits the dispatcher's legality check allows (hw.timing.gemm_steps_bound)
+        steps, step = (Signal(range(gemm_steps_bound(self._config) + 1)) for _ in range(2))
         period, npix, p = Signal(25), Signal(24), Signal(25)
         oy, ox, r, s = (field_signal(Op.GEMM, name) for name in ("out_h", "out_w", "kh", "kw"))
         row_off, col_off, r_off, cb_base = Signal(32), Signal(32), Signal(32), Signal(32)

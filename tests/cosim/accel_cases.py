@@ -331,6 +331,8 @@ BAD_STREAMS = {
     "weight_rows_out_of_range": ("LOAD_WGT of 2 rows at the last weight-buffer row", "RANGE"),
     "pe_set_out_of_range": ("LOAD_PARAM to PE num_pe (outside the array)", "RANGE"),
     "gemm_acc_out_of_range": ("GEMM whose accumulator rows pass the buffer's end", "RANGE"),
+    "gemm_steps_without_pixels": ("GEMM of no pixels whose steps pass the weight buffer's rows (the compute "
+                                  "unit counts steps in the bits of hw.timing.gemm_steps_bound)", "RANGE"),
     "gb_source_out_of_range": ("LOAD_INP from the global buffer past its end", "DATA"),
     "gb_source_unaligned": ("LOAD_INP from the global buffer at an address not a multiple of C0: not whole "
                             "words (hw.timing.load_inp_gb_unaligned)", "RANGE"),
@@ -543,6 +545,8 @@ def bad_stream(name: str, cfg: AcceleratorConfig) -> tuple[list[int], int]:
     elif name == "gemm_acc_out_of_range":
         insn = make(Op.GEMM, out_h=2, out_w=2, in_w=2, kh=1, kw=1, stride=1, n_cblk=1,
                     acc_addr=cfg.accum_depth - 2)
+    elif name == "gemm_steps_without_pixels":
+        insn = make(Op.GEMM, out_h=0, out_w=1, in_w=1, kh=1, kw=1, stride=1, n_cblk=cfg.weight_rows + 1)
     elif name == "gb_source_out_of_range":
         # two whole-word pixels, the second past the end: the lanes' bound is checked one by one
         insn = make(Op.LOAD_INP, pe_count=1, src_gb=1, src_addr=cfg.global_buf_bytes - cfg.c0,

@@ -40,7 +40,7 @@ FAST_CASES = ("conv1x1", "conv3x3_relu", "conv3x3_s2", "patch7x7_s4", "depthwise
               "folded_s2", "conv3x3_s2_same", "linear_relu", "attn_qk", "linear_gelu", "conv3x3_sigmoid", "attn_qk_softmax")
 #: Malformed streams of the default run: the VEC passes leaving the DRAM (issue 13's bad-input check)
 #: besides one of each other kind.
-FAST_BAD = ("unknown_opcode", "weight_rows_out_of_range", "pe_set_out_of_range", "gb_source_out_of_range",
+FAST_BAD = ("unknown_opcode", "weight_rows_out_of_range", "gemm_steps_without_pixels", "pe_set_out_of_range", "gb_source_out_of_range",
             "gb_source_unaligned",
             "gb_bank_conflict",
             "token_never_pushed", "token_left_at_end",
