@@ -28,7 +28,7 @@ from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, T
                          TABLE_ENTRY_BITS, unpack_entries)
 from hw.timing import (check_insn, load_inp_gb_conflict, load_inp_lanes, load_param_lane_addr, load_wgt_lane_addr,
                        gemm_in_h, load_inp_rows, pe_grid, pe_members, pe_positions, schedule, store_addr, store_pe_extent,
-                       store_tile_origin)
+                       store_pe_clip, store_tile_origin)
 from mapper.ir import Conv2d, Layer, Linear, MatMul
 from mapper.lower import map_layer
 from mapper.program import Program, pack_params, pack_weights
@@ -341,7 +341,9 @@ class Machine:
         k_first, y_first = store_tile_origin(f, kc[:, None], pg[:, None])
         k, y = k_first + np.arange(kp)[None, :], y_first + np.arange(oh)[None, :]
         x = f["x0"] + np.arange(ow)
-        valid = (y < f["t_h"])[:, :, None, None] & (x < f["t_w"])[None, None, :, None] & (k < f["t_k"])[:, None, None, :]
+        nk, ny, nx = store_pe_clip(f, k_first, y_first)          # each PE's tile inside the tensor
+        valid = ((np.arange(oh) < ny)[:, :, None, None] & (np.arange(ow) < nx)[None, None, :, None]
+                 & (np.arange(kp) < nk)[:, None, None, :])
         a = self.acc[pes, f["acc_addr"]:f["acc_addr"] + oh * ow, :kp]                # [P, npix, K]
         ps = slice(f["param_addr"], f["param_addr"] + kp)
         flat = a.transpose(1, 0, 2).reshape(oh * ow, len(pes) * kp)       # (explicit: a STORE may have no pixels)
