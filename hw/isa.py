@@ -23,7 +23,8 @@ import enum
 from dataclasses import dataclass, field
 
 __all__ = ["Op", "Queue", "VecOp", "ErrorCode", "make", "Insn", "Fields", "share_fields", "fields_key", "field_values", "FIELD_NAMES", "DEP_FLAGS", "FIELDS", "INSN_BYTES", "encode", "decode",
-           "encode_stream", "decode_stream", "disassemble", "StreamError", "QUEUE_OF", "Act", "ADDR_BITS", "ADDR_MASK", "HEADER", "HEADER_BITS", "FIELD_BITS"]
+           "encode_stream", "decode_stream", "disassemble", "StreamError", "QUEUE_OF", "Act", "ADDR_BITS", "ADDR_MASK", "HEADER", "HEADER_BITS", "FIELD_BITS",
+           "opcode_bad", "vec_op_bad"]
 
 INSN_BYTES = 32
 INSN_BITS = 8 * INSN_BYTES
@@ -96,6 +97,22 @@ class VecOp(enum.IntEnum):
     POOL = 7              # max, average, adaptive average
     RESIZE_ARGMAX = 8     # bilinear upsampling of class logits and the per-pixel argmax (writes labels)
     CHAIN = 9             # VEC.vec_op only: several stages in one pass
+
+
+def opcode_bad(v):
+    """Whether an opcode field value ``v`` names no instruction (0, a zero word, or past the last
+    opcode); on integers and Amaranth values: ``decode`` and the RTL's dispatcher refuse it (OPCODE)."""
+    return (v == 0) | (v > max(Op))
+
+
+def vec_op_bad(v):
+    """Whether a ``vec_op`` value ``v`` names no vector operation (past the last); on integers and
+    Amaranth values: ``make``, ``decode`` and the RTL's dispatcher refuse it (RESERVED)."""
+    return v > max(VecOp)
+
+
+# the two rules above are ranges: the enumerations have no gaps
+assert [o.value for o in Op] == list(range(1, max(Op) + 1)) and [o.value for o in VecOp] == list(range(max(VecOp) + 1))
 
 
 class Act(enum.IntEnum):
@@ -294,7 +311,7 @@ def make(op: Op, *, deps: str = "", **fields) -> Insn:
         if v.__class__ is not int or not lo <= v <= hi:
             _refuse_fields(op, fields)      # returns if every value is an int (an IntEnum, say) in range
             break
-    if op == Op.VEC and full["vec_op"] not in VecOp._value2member_map_:
+    if op == Op.VEC and vec_op_bad(full["vec_op"]):
         raise StreamError(f"VEC.vec_op = {fields['vec_op']!r} is no vector operation; "
                           f"valid: {', '.join(f'{v.value}={v.name}' for v in VecOp)}", ErrorCode.RESERVED)
     if flags is None:                               # (a constant tuple unpacked costs more)
@@ -377,16 +394,15 @@ def decode(data: bytes, offset: int = 0) -> Insn:
                           f"{len(data) - offset} of {INSN_BYTES} bytes", ErrorCode.OPCODE, index)
     word = int.from_bytes(data[offset:offset + INSN_BYTES], "little")
     head = _fields(word, _HEAD_PACKING)
-    try:
-        op = Op(head["opcode"])
-    except ValueError:
+    if opcode_bad(head["opcode"]):
         raise StreamError(f"unknown opcode {head['opcode']} at byte offset {offset}"
                           f"{' (a zero word)' if word == 0 else ''}; "
-                          f"valid: {', '.join(f'{o.value}={o.name}' for o in Op)}", ErrorCode.OPCODE, index) from None
+                          f"valid: {', '.join(f'{o.value}={o.name}' for o in Op)}", ErrorCode.OPCODE, index)
+    op = Op(head["opcode"])
     f = _fields(word, _PACKING[op])
     if word >> _RESERVED_FROM[op]:
         raise StreamError(f"{op.name} at byte offset {offset} has non-zero reserved bits", ErrorCode.RESERVED, index)
-    if op == Op.VEC and f["vec_op"] not in VecOp._value2member_map_:
+    if op == Op.VEC and vec_op_bad(f["vec_op"]):
         raise StreamError(f"VEC at byte offset {offset}: unknown vector operation {f['vec_op']}", ErrorCode.RESERVED,
                           index)
     return Insn(op, *(bool(head[flag]) for flag in DEP_FLAGS), f)

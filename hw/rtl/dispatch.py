@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..expr import Fields, any_of
-from ..isa import INSN_BITS, INSN_BYTES, QUEUE_OF, ErrorCode, Op, Queue, VecOp
+from ..isa import INSN_BITS, INSN_BYTES, QUEUE_OF, ErrorCode, Op, Queue, opcode_bad, vec_op_bad
 from ..timing import DECODE_STAGES, TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS, gb_write_claims, legality, legality_terms
 from .buses import ImemSignature
 from .insn import CYCLE_BITS, DISPATCH_ORDER, LAYOUTS, insn_view, rtl_unsupported
@@ -193,14 +193,14 @@ class Dispatcher(wiring.Component):
         f = _Decoded("_dec")
         word = t.word
         op = insn_view(Op.NOP, word).opcode
-        m.d.comb += [f.word.eq(word), f.bad_opcode.eq((op == 0) | (op > max(Op)) | t.past_end)]
+        m.d.comb += [f.word.eq(word), f.bad_opcode.eq(opcode_bad(op) | t.past_end)]
         with m.Switch(op):
             for o in Op:
                 with m.Case(o):
                     v = insn_view(o, word)
                     reserved = v.reserved != 0 if "reserved" in LAYOUTS[o].members else 0
                     if o == Op.VEC:
-                        reserved = reserved | (v.vec_op > max(VecOp))
+                        reserved = reserved | vec_op_bad(v.vec_op)
                     m.d.comb += [f.bad_reserved.eq(reserved), f.unsupported.eq(rtl_unsupported(o, Fields(v), builds_vector_unit(cfg)))]
                     if QUEUE_OF[o] in QUEUE_NAMES:
                         m.d.comb += f.queue[QUEUE_OF[o]].eq(1)
