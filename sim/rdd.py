@@ -11,7 +11,10 @@ paths all run on the B2 weights) switch for free.  A frame that no path fits
 is a miss: the runtime runs the cheapest path anyway and counts it.
 
 The baseline is the static choice a designer would make for the worst case:
-the most accurate single path that fits every frame's budget.
+the most accurate single path that fits every frame's budget that some path fits.
+A frame no path fits (``impossible`` in the summary) is missed by either policy,
+so it does not decide the static path: one such frame would otherwise make the
+baseline the cheapest path and flatter RDD.
 
 Run as ``python -m sim.rdd --model segformer_b2 --config E --budgets trace.csv``; writes
 ``rdd.json`` and ``frames.csv`` into a folder named by the models, the
@@ -147,22 +150,23 @@ def run_trace(points: list[PathPoint], kind: str, budgets: list[Budget], cfg: Ac
         "energy_uj": sum(f["energy_uj"] for f in frames),
         "time_ms": sum(f["time_ms"] for f in frames),
     }
+    cheapest = min(cost(p) for p in usable)
+    summary["impossible"] = sum(cheapest > b.value for b in budgets)
     summary["static"] = _static_choice(usable, by_acc, cost, budgets)
     return {"kind": kind, "frames": frames, "summary": summary}
 
 
 def _static_choice(usable: list[PathPoint], by_acc: list[PathPoint], cost, budgets: list[Budget]) -> dict:
     """The one path a static system would run on every frame: the most accurate within the
-    tightest budget, else the cheapest (which then misses the frames it exceeds)."""
-    worst = min(b.value for b in budgets)
-    static = next((p for p in by_acc if cost(p) <= worst), None)
-    misses = 0
-    if static is None:
-        static = min(usable, key=cost)
-        misses = sum(cost(static) > b.value for b in budgets)
+    tightest budget that some path fits, else (no frame fits any path) the cheapest; it misses
+    the frames it exceeds, the impossible ones among them."""
+    cheapest = min(usable, key=cost)
+    meetable = [b.value for b in budgets if cost(cheapest) <= b.value]
+    static = next((p for p in by_acc if cost(p) <= min(meetable)), None) if meetable else cheapest
     n = len(budgets)
     return {"path": f"{static.model}:{static.path}", "accuracy": static.accuracy,
-            "energy_uj": static.energy_uj * n, "time_ms": static.time_ms * n, "misses": misses}
+            "energy_uj": static.energy_uj * n, "time_ms": static.time_ms * n,
+            "misses": sum(cost(static) > b.value for b in budgets)}
 
 
 def _run_name(args, cfg: AcceleratorConfig) -> str:
@@ -248,6 +252,8 @@ def _print_summary(points: list[PathPoint], res: dict, budgets_file: str) -> Non
           f"energy {s['energy_uj'] / 1e3:.4g} mJ, time {s['time_ms']:.4g} ms")
     print(f"static: {st['path']} mean accuracy {st['accuracy']:.4f}, misses {st['misses']}, "
           f"energy {st['energy_uj'] / 1e3:.4g} mJ, time {st['time_ms']:.4g} ms")
+    if s["impossible"]:
+        print(f"        {counted(s['impossible'], 'frame')} no path fits: missed by both, not deciding the static path")
 
 
 if __name__ == "__main__":

@@ -134,7 +134,18 @@ def test_rdd_picks_most_accurate_fitting_path_and_counts_misses():
     assert [f["miss"] for f in res["frames"]] == [False, False, False, True]
     s = res["summary"]
     assert s["misses"] == 1 and s["mean_accuracy"] == pytest.approx((0.46 + 0.44 + 0.40 + 0.40) / 4)
-    assert s["static"]["path"] == "m:small" and s["static"]["misses"] == 1
+    assert s["static"]["path"] == "m:small" and s["static"]["misses"] == 1 and s["impossible"] == 1
+
+
+def test_a_frame_no_path_fits_does_not_decide_the_static_path():
+    """A new user's finding: the shipped trace's two impossible frames made the static baseline the
+    cheapest path (B2_f) and RDD's gain +11.7 points instead of +1.8.  Both policies miss such a
+    frame; the static path is the most accurate one within the tightest budget some path fits."""
+    pts = [_point("big", 5.0, 0.46, "A"), _point("mid", 4.0, 0.44, "A"), _point("small", 3.0, 0.40, "A")]
+    res = run_trace(pts, "time_ms", [Budget(0, 6), Budget(1, 4.5), Budget(2, 4.2), Budget(3, 1.0)], get_config("E"))
+    s = res["summary"]
+    assert s["impossible"] == 1 and s["misses"] == 1
+    assert s["static"]["path"] == "m:mid" and s["static"]["misses"] == 1
 
 
 def test_rdd_charges_switching_between_weight_sets():
