@@ -269,7 +269,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="time the mappings chosen for the configured DRAM with unlimited DRAM and bus bandwidth "
                         "and no DRAM latency (the paper's apparent assumption)")
     p.add_argument("--mac-only", action="store_true",
-                   help="leave non-MAC layers out of time and energy (as the paper's accelerator figures)")
+                   help="leave non-MAC layers out of time and energy (as the paper's accelerator figures); "
+                        "implies --no-fusion: the MAC layers run one by one")
     p.add_argument("--no-fusion", action="store_true",
                    help="run every non-MAC layer as its own vector pass (see mapper/fusion.py), to measure fusion")
     p.add_argument("--out", default=None, help="output folder (default build/sim/<name of the run>)")
