@@ -1036,7 +1036,7 @@ def _pool_refusals(stage, n_y, n_x, h, w, hold) -> dict:
         "a pooling mode beyond ADAPTIVE_AVG": all_of(pool, mode > PoolMode.ADAPTIVE_AVG),
         "a pooling window that does not give the pass's raster": all_of(windowed, not_(geometry)),
         "adaptive witnesses that are not n_in div and mod n_out": all_of(adaptive, not_(witnesses)),
-        "adaptive windows above POOL_MAX_COUNT": all_of(adaptive, witnesses,
+        f"adaptive windows of more than POOL_MAX_COUNT = {ops.POOL_MAX_COUNT:,} elements": all_of(adaptive, witnesses,
                                                          adaptive_window_above(stage, ops.POOL_MAX_COUNT, hold)),
     }
 

@@ -281,7 +281,8 @@ class _Planner:
             data, _ = spatial_refusals(*spatial_slots(vp.desc))
             why = next((why for why, bad in data.items() if bad), None)
         if why is not None:
-            raise MappingError(f"{members[0].name}: a pass of {[m.name for m in members]}: {why}")
+            names = ", ".join(m.name for m in members)
+            raise MappingError(f"{members[0].name} ({members[0].shape_str}): a vector pass of {names}: {why}")
         return vp
 
 

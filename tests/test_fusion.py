@@ -201,7 +201,7 @@ def test_a_pass_whose_fields_do_not_fit_the_descriptor_is_refused_when_planning(
     model = Model("big_window", "full", (300, 300, 3), (
         Conv2d("c", "backbone", 3, 4, 300, 300, inputs=("input",)),
         Pool("p", "backbone", ("c",), "max", kernel=300, stride=300)))
-    with pytest.raises(MappingError, match="p: a pass of .*kernel = 300 does not fit 8 unsigned bits"):
+    with pytest.raises(MappingError, match=r"p \(.*\): a vector pass of p: .*kernel = 300 does not fit 8 unsigned bits"):
         simulate(model, get_config("E"))
 def _pad_then_compute(shape: str) -> Model:
     """A zero padding whose zeros a computation takes as inputs: ``minimal`` is Linear -> Pad ->
