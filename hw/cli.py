@@ -643,6 +643,17 @@ def _run_in(folder: Path) -> Optional[str]:
         return None
 
 
+#: Files of a replaced run that ``StagedDir.replaced_note`` names (the rest are counted).
+_NAMES_SHOWN = 4
+
+
+def _files_only_in(old: Path, new: Path) -> list:
+    """The files under ``old`` (its ``RUN_MARK`` aside) with no file of the same relative path under
+    ``new``, as sorted relative paths."""
+    files = lambda root: {p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir()}
+    return sorted(files(old) - files(new) - {RUN_MARK})
+
+
 class StagedDir:
     """An output folder written as a whole.
 
@@ -650,7 +661,7 @@ class StagedDir:
     location is an ``OutputError`` before any work is done); files are written into
     ``path``; ``commit`` renames the staging folder into place, replacing an existing
     ``out`` as a whole (it is renamed aside first and deleted afterwards; ``replaced`` says
-    whether it held files), and
+    whether it held files, ``dropped`` which of them this run did not write again), and
     ``discard`` (or leaving a ``with`` block without a commit) removes it.  An existing
     ``out`` is replaced only if it is empty or every entry matches ``owned`` (glob
     patterns of the files the tool writes): a folder holding anything else is refused,
@@ -677,6 +688,7 @@ class StagedDir:
         self.run = run
         self.committed = False
         self.replaced = False           # whether commit replaced an earlier run's files
+        self.dropped: list = []         # those files this run did not write again (relative paths)
         refuse_long_name(self.out, f"the output folder {self.out}")
         self._check_replaceable()
         parent = self.out.parent.absolute()
@@ -717,6 +729,7 @@ class StagedDir:
             (self.path / RUN_MARK).write_text(self.run + "\n")
         aside: Optional[Path] = None
         self.replaced = self.out.is_dir() and any(self.out.iterdir())      # an empty folder held no run
+        self.dropped = _files_only_in(self.out, self.path) if self.replaced else []
         if self.out.exists():
             aside = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.out), suffix=".old", dir=self.out.parent))
             os.replace(self.out, aside)          # an empty directory is replaced
@@ -731,6 +744,18 @@ class StagedDir:
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
         return self.out
+
+    def replaced_note(self) -> str:
+        """After ``commit``: `` (replacing the earlier run of the same name)``, naming the files of that
+        run this one did not write again (a trace, a stream dump, another plot format), which went with
+        it, so a rerun never removes them silently; '' when no run was replaced."""
+        if not self.replaced:
+            return ""
+        if not self.dropped:
+            return " (replacing the earlier run of the same name)"
+        more = len(self.dropped) - _NAMES_SHOWN
+        shown = ", ".join(self.dropped[:_NAMES_SHOWN]) + (f" and {more} more" if more > 0 else "")
+        return f" (replacing the earlier run of the same name; its {shown} went with it: this run did not write them)"
 
     def discard(self) -> None:
         """Remove the staging folder and the folders made for it (unless committed)."""

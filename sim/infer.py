@@ -553,7 +553,7 @@ def _run(args, prog: str, model: Model, cfg: AcceleratorConfig, task: str, rgb: 
     out = stage.commit()
     print(_summary_text(doc))
     print(f"wrote {', '.join(sorted(p.name for p in out.iterdir() if p.name != RUN_MARK))} to {out}"
-          + (" (replacing the earlier run of the same name)" if stage.replaced else ""))
+          + stage.replaced_note())
     return 0
 
 

@@ -434,7 +434,7 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, seed: i
     _print_summary(args, doc, res, check, notes)
     print(f"simulated in {wall:.2f} s" + (f", checked in {check_s:.2f} s" if check is not None else "")
           + f"; wrote {written} files to {out}"
-          + (" (replacing the earlier run of the same name)" if stage.replaced else ""))
+          + stage.replaced_note())
     return 0
 
 

@@ -192,6 +192,21 @@ def test_an_empty_output_folder_is_no_earlier_run(tmp_path):
     assert said == [False, True]
 
 
+def test_a_rerun_names_the_earlier_files_it_did_not_write_again(tmp_path):
+    """A rerun into the same folder without --trace or --dump-layer removed the earlier trace and
+    streams, saying only that it replaced the earlier run; it now names what went."""
+    said = []
+    for extra in (["--trace", "--dump-layer", "Conv2DPred"], []):
+        r = run([*SMALL_32, "--no-plots", "--quiet", "--out", "o", *extra], tmp_path)
+        assert r.returncode == 0, r.stderr
+        said.append(r.stdout.splitlines()[-1])
+    assert "replacing" not in said[0]
+    assert said[1].endswith("(replacing the earlier run of the same name; its streams/Conv2DPred.bin, "
+                            "streams/Conv2DPred.json, streams/Conv2DPred.lst, trace.json went with it: "
+                            "this run did not write them)"), said[1]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [".run", "layers.csv", "report.json"]
+
+
 def test_plot_formats_and_one_colour_per_kind(tmp_path):
     from sim.plots import KIND_COLOURS
     out = tmp_path / "p"
