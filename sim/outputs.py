@@ -73,14 +73,20 @@ def add_plot_options(parser, drawn: str) -> None:
                         help=f"do not draw {drawn}")
 
 
-def parse_formats(text: str | None) -> tuple[str, ...]:
-    """``"pdf"`` or ``"png,svg"`` -> the plot formats; UsageError naming a format that is none of
-    ``PLOT_FORMATS``."""
+def parse_formats(text: str | None, no_plots: bool = False) -> tuple[str, ...]:
+    """``"pdf"`` or ``"png,svg"`` -> the plot formats (none with ``no_plots``); UsageError naming a
+    format that is none of ``PLOT_FORMATS`` or is given twice, or a format given with ``no_plots``."""
+    if no_plots:
+        if text is not None:
+            raise UsageError(f"--format {text} with --no-plots: a format is for plots, which --no-plots "
+                             f"leaves out; give one or the other")
+        return ()
     if text is None:
         return ("png",)
-    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",")))
-    bad = [n for n in names if n not in PLOT_FORMATS]
-    if bad or not names:
-        raise UsageError(f"bad --format {text!r}: choose {', '.join(PLOT_FORMATS)} "
-                         f"(or several, comma-separated)")
-    return names
+    given = [n.strip().lower() for n in text.split(",")]
+    bad = [n for n in given if n not in PLOT_FORMATS]
+    twice = [n for n in dict.fromkeys(given) if given.count(n) > 1]
+    allowed = f"choose {', '.join(PLOT_FORMATS)} (or several, comma-separated, each once)"
+    if bad or twice:
+        raise UsageError(f"bad --format {text!r}: " + (f"{twice[0]} given twice; " if not bad else "") + allowed)
+    return tuple(given)

@@ -522,7 +522,7 @@ def main(argv=None) -> int:
         cfg = config_from_args(args)
         table = AccuracyTable.read(args.accuracy)
         paths = parse_paths(args.model, args.paths) if args.paths is not None else None   # a bad one: refused now
-        formats = parse_formats(args.format)
+        formats = parse_formats(args.format, args.no_plots)
         name = _run_name(args, cfg, paths)
         stage = StagedDir(Path(args.out) if args.out else Path("build/paths") / name, OWNED, run=name)
     except (KeyError, ValueError, UsageError) as e:

@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = parser.prog
     try:
         model, cfg, key = _setup(args)
-        formats = parse_formats(args.format)
+        formats = parse_formats(args.format, args.no_plots)
         detail = _trace_layers(args, model)
         if args.check and args.mac_only:
             raise UsageError("--check runs the whole network, so it cannot be combined with --mac-only")

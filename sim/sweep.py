@@ -848,7 +848,7 @@ def main(argv: list[str] | None = None) -> int:
             _check_scheduler(args.scheduler)
         model = build_model_or_usage_error(args.model, args.variant, size, build=_model)
         refuse_flops_only(model, args.model)
-        formats = () if args.no_plots else parse_formats(args.format)
+        formats = parse_formats(args.format, args.no_plots)
         _check_cache(Path(args.cache))
         name = out_dir_name(model, size is not None, configs, grid, args.paper_comparable)
         stage = StagedDir(Path(args.out) if args.out else DEFAULT_ROOT / name, OWNED, run=name)

@@ -53,3 +53,23 @@ def test_every_plotting_tool_takes_both_spellings_of_no_plots(module, spelling, 
     assert args.no_plots is True
     assert parser.parse_args(PLOTTING[module]).no_plots is False
     assert "--no-plots, --no-plot" in parser.format_help()
+
+
+class _Reached(Exception):
+    """The tool went on to make its output folder: the options were accepted."""
+
+
+@pytest.mark.parametrize("module", sorted(PLOTTING))
+@pytest.mark.parametrize("given, said", [
+    (["--format", "pdf,PDF"], "error: bad --format 'pdf,PDF': pdf given twice; choose png, pdf, svg "),
+    (["--format", "svg", "--no-plots"], "error: --format svg with --no-plots: a format is for plots, which "
+                                        "--no-plots leaves out; give one or the other"),
+])
+def test_a_repeated_format_or_one_without_plots_is_refused(module, given, said, monkeypatch, capsys):
+    """``FORMAT=pdf,pdf`` drew each plot once without a word, and ``FORMAT=svg ARGS=--no-plots`` drew
+    none: both are refused in one line, status 2, before the output folder is made."""
+    tool = importlib.import_module(module)
+    monkeypatch.setattr(tool, "StagedDir", lambda *a, **k: (_ for _ in ()).throw(_Reached()))
+    assert tool.main(PLOTTING[module] + given) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err, err
