@@ -286,11 +286,12 @@ def test_swin_fpn_propagation():
     ("segformer_b2", "fuse=abc", ("abc",)),
     ("segformer_b2", "heads=2", ("heads", "blocks, fuse, pred, linear0")),
     ("segformer_b2", "fuse=1,fuse=2", ("twice",)),
-    ("segformer_b2", "B2_z", ("B2_z", "B2_a", "B2_f")),
-    ("segformer_b1", "B2_a", ("B2_a", "full")),
+    ("segformer_b2", "B2_z", ("B2_z", "B2_a", "B2_f", "of the parameters blocks, fuse, pred, linear0")),
+    ("segformer_b1", "B2_a", ("B2_a", "full", "of the parameters blocks, fuse, pred, linear0")),
     ("swin_tiny", "fpn=2049", ("fpn=2049", "1..2048")),
     ("swin_small", "blocks=2-2-19-2", ("blocks[2]=19", "1..18")),
-    ("swin_tiny", "fast", ("fast",)),
+    ("swin_tiny", "fast", ("fast", "of the parameters blocks, fpn")),
+    ("ofa_resnet50", "MAC9B", ("MAC9B", "MAC4.1B", "of the parameters d, e, w")),
     ("segformer_b2", "fuse512_blocks2-4-6-3", ("fuse512_blocks2-4-6-3", "short name")),   # keys out of order
     ("segformer_b2", "fuse0", ("fuse0", "short name")),          # canonical_name writes no 0
     ("segformer_b2", "fuse3073", ("fuse=3073", "1..3072")),

@@ -291,7 +291,7 @@ def build(name: str, variant: str | None = None, size: tuple[int, int] | None = 
         elif (spelled := _v.from_canonical_name(point, _OFA_FULL, r"[0-9]+(?:\.[0-9]+)?")) is not None:
             values = _parse_ofa(spelled)        # the name a report gives it (_ofa_name), typed back
         else:
-            raise _v.unknown_point(name, variant, tuple(OFA_NAMED_POINTS), short_names=True)
+            raise _v.unknown_point(name, variant, tuple(OFA_NAMED_POINTS), tuple(_OFA_FULL), short_names=True)
         layers = _ofa_layers(h, w, values["d"], values["e"], values["w"])
         return Model(name, label or _ofa_name(values), (h, w, 3), tuple(layers),
                      params={"d": values["d"], "e": values["e"], "w": values["w"]})

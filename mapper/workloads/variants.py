@@ -71,7 +71,7 @@ def resolve(model: str, variant: str | None, full: Mapping[str, Value],
     elif (spelled := from_canonical_name(variant, full)) is not None:
         return resolve(model, spelled, full, points)
     else:
-        raise unknown_point(model, variant, tuple(points), short_names=True)
+        raise unknown_point(model, variant, tuple(points), tuple(full), short_names=True)
     for key, default in full.items():
         if isinstance(default, tuple):
             for i, (value, high) in enumerate(zip(params[key], default)):
@@ -191,10 +191,12 @@ def from_canonical_name(name: str, full: Mapping[str, Value], value: str = r"[1-
     return ",".join(items) if items and not rest else None
 
 
-def unknown_point(model: str, variant: str, points: Sequence[str], short_names: bool = False) -> ValueError:
-    """The error for a variant that is neither parametric nor a known point name (``short_names``:
-    the family reads :func:`canonical_name` back, as :func:`resolve` does)."""
+def unknown_point(model: str, variant: str, points: Sequence[str], keys: Sequence[str],
+                  short_names: bool = False) -> ValueError:
+    """The error for a variant that is neither parametric nor a known point name: the named points
+    and the parameters ``keys`` a ``key=value,...`` spelling takes (``short_names``: the family reads
+    :func:`canonical_name` back, as :func:`resolve` does)."""
     valid = ", ".join([FULL, *points]) if points else FULL
-    short = " or the short name a report gives it" if short_names else ""
+    short = ", or the short name a report gives it" if short_names else ""
     return ValueError(f"{model}: unknown variant {variant!r}; valid named variants are {valid}, "
-                      f"or a 'key=value,...' spelling{short}")
+                      f"or a 'key=value,...' spelling of the parameters {', '.join(keys)}{short}")
