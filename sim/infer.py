@@ -48,14 +48,13 @@ from hw.cli import (RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError,
                     seed)
 from hw.config import PRESETS, AcceleratorConfig
 from mapper import float_ops
-from mapper.flops import build_model_or_usage_error, model_parts, parse_size, refuse_flops_only
+from mapper.flops import MODEL_HELP, build_model_or_usage_error, model_parts, parse_size, refuse_flops_only
 from mapper.images import preprocess, quantize_input, round_half_up, synthetic_image
 from mapper.ir import Model
 from mapper.lower import MappingError, refuse_beyond_isa
 from mapper.program import build_program, check_weights_fit
 from mapper.quantize import QModel
 from mapper.reference import run_float
-from mapper.workloads import MODEL_NAMES
 
 from . import picture
 from .accuracy import finite_or_none, logits_layer, output_agreement, task_of
@@ -478,7 +477,7 @@ def _write(stage: Path, arrays: dict, doc: dict) -> None:
 def _parser() -> OneLineParser:
     p = OneLineParser(prog="python -m sim.infer",
                       description="Run a network on the simulated accelerator, from an image to its output.")
-    p.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}; or path/to/model.onnx")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--config", required=True, help=f"one of {', '.join(PRESETS)}, or an accelerator file (.toml)")
     p.add_argument("--variant", default=None, help="execution-path variant (model specific)")
     p.add_argument("--size", default=None, help="input size HxW (default: the model's)")

@@ -32,7 +32,7 @@ from hw.config import AcceleratorConfig
 from mapper.ir import Model
 from mapper.lower import MappingError
 from mapper.program import DramCapacityError
-from mapper.flops import refuse_flops_only
+from mapper.flops import MODEL_HELP, refuse_flops_only
 from mapper.workloads import build_model, check_model, is_onnx_path, model_label
 from mapper.workloads.resnet import OFA_NAMED_POINTS
 from mapper.workloads.segformer import NAMED_POINTS
@@ -495,8 +495,8 @@ def _comparison_lines(rows: list[dict], base: PathPoint) -> list[str]:
 
 def _parser() -> OneLineParser:
     ap = OneLineParser(prog="python -m sim.paths", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", action="append", required=True, help="a zoo model or an .onnx file whose execution paths run (repeat "
-                                                                    "to join models of one benchmark)")
+    ap.add_argument("--model", action="append", required=True,
+                    help=f"the model whose execution paths run: {MODEL_HELP} (repeat to join models of one benchmark)")
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
     add_override_options(ap)
     add_refused_options(ap, "paths")

@@ -33,6 +33,7 @@ from typing import Optional
 from hw.cli import OneLineParser, StagedDir, UsageError, ascii_float, ascii_int, counted, fail, file_tag, run_main
 from hw.config import AcceleratorConfig
 from hw.timing import dram_transfer_cycles
+from mapper.flops import MODEL_HELP
 from mapper.lower import MappingError
 from mapper.program import DramCapacityError
 from mapper.workloads import build_model, model_label
@@ -189,7 +190,8 @@ def _write(folder: Path, res: dict, args, cfg: AcceleratorConfig, points: list[P
 
 def _parser() -> OneLineParser:
     ap = OneLineParser(prog="python -m sim.rdd", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", action="append", required=True, help="model whose paths are candidates (repeatable)")
+    ap.add_argument("--model", action="append", required=True,
+                    help=f"the model whose paths are candidates: {MODEL_HELP} (repeat to join models of one benchmark)")
     ap.add_argument("--config", default="E", help="a preset or a .toml accelerator file (default E)")
     add_override_options(ap)
     add_refused_options(ap, "rdd")

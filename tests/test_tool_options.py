@@ -73,3 +73,14 @@ def test_a_repeated_format_or_one_without_plots_is_refused(module, given, said, 
     assert tool.main(PLOTTING[module] + given) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and said in err, err
+
+
+@pytest.mark.parametrize("module", ["sim.run", "sim.sweep", "sim.paths", "sim.rdd", "sim.infer", "mapper.flops"])
+def test_every_model_option_lists_the_zoo(module, monkeypatch):
+    """``python -m sim.paths --help`` and ``sim.rdd --help`` said only "a zoo model" / "model whose paths
+    are candidates" where sim.run listed the zoo's models; every tool's --model takes
+    ``mapper.flops.MODEL_HELP``."""
+    from mapper.flops import MODEL_HELP
+    from mapper.workloads import MODEL_NAMES
+    model, = [a for a in tool_parser(module, monkeypatch)._actions if "--model" in a.option_strings]
+    assert MODEL_HELP in model.help and all(name in model.help for name in MODEL_NAMES)
