@@ -31,11 +31,11 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Optional, Union
+from typing import BinaryIO, Callable, Iterable, Optional, Sequence, Union
 
 from .tool_start import EXIT_INTERRUPTED, INTERRUPTED
 
-__all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "atomic_write",
+__all__ = ["OneLineParser", "UsageError", "OutputError", "RUN_MARK", "StagedDir", "StageTicker", "aligned_table", "atomic_write",
            "atomic_write_bytes", "atomic_write_json", "ascii_float", "ascii_int", "counted", "did_you_mean", "duration", "fail",
            "file_tag", "human_bytes", "json_text", "kib_text", "name_token", "not_a_file", "number_type", "open_input",
            "output_file", "output_json_file", "read_existing", "read_input", "refuse_long_name", "refuse_replacing",
@@ -800,6 +800,16 @@ def counted(n: int, noun: str, plural: Optional[str] = None) -> str:
     """``1 PE``, ``4 PEs``, ``0 PEs``: a count of a report's text with its noun, singular for one
     (``plural``: the plural when it is not ``noun + "s"``)."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def aligned_table(head: Sequence[str], rows: Iterable[Sequence], align: str) -> list[str]:
+    """The lines of a report's table: ``head``, a rule of dashes and ``rows``, columns two spaces apart,
+    each as wide as its widest cell (a short name or a long number alike), aligned as ``align`` says
+    (``<`` or ``>`` per column); trailing spaces cut."""
+    cells = [tuple(map(str, row)) for row in (head, *rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+    line = lambda row: "  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths)).rstrip()
+    return [line(cells[0]), "  ".join("-" * w for w in widths), *map(line, cells[1:])]
 
 
 def human_bytes(n: int) -> str:

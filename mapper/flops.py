@@ -25,8 +25,8 @@ import argparse
 import re
 from pathlib import Path
 
-from hw.cli import (OneLineParser, StageTicker, UsageError, atomic_write_json, fail, join_name, json_text, name_token, output_file,
-                    refuse_replacing, run_main)
+from hw.cli import (OneLineParser, StageTicker, UsageError, aligned_table, atomic_write_json, fail, join_name, json_text,
+                    name_token, output_file, refuse_replacing, run_main)
 from .ir import MAC_KINDS, PARTS, Model
 from .workloads import MODEL_NAMES, build_model, check_model, is_onnx_path
 
@@ -186,11 +186,7 @@ def format_table(doc: dict) -> str:
     rows = [(l["name"], l["kind"], l["part"], l["shape"], f"{l['macs']:,}", f"{100 * l['macs'] / total:.2f}")
             for l in doc["layers"]]
     head = ("layer", "kind", "part", "shape", "MACs", "share %")
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-    align = ["<", "<", "<", "<", ">", ">"]
-    line = lambda r: "  ".join(f"{str(c):{a}{w}}" for c, a, w in zip(r, align, widths))
-    out = [line(head), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in rows]
+    out = aligned_table(head, rows, "<<<<>>")
     h, w, c = doc["input"]
     out.append("")
     out.append(f"model {doc['model']}  variant {doc['variant']}  input {h}x{w}x{c}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from hw.cli import (OneLineParser, StagedDir, UsageError, ascii_float, counted, fail, file_tag, not_a_file, read_input, run_main,
+from hw.cli import (OneLineParser, StagedDir, UsageError, aligned_table, ascii_float, counted, fail, file_tag, not_a_file, read_input, run_main,
                     short_hash)
 from hw.config import AcceleratorConfig
 from mapper.ir import Model
@@ -385,17 +385,15 @@ def savings(p: PathPoint, base: PathPoint) -> dict[str, float]:
 
 
 def _print_table(points: list[PathPoint], base: PathPoint) -> None:
-    names = [f"{p.model}:{p.path}" for p in points]
-    w = max([len("path"), *map(len, names)])
-    print(f"{'path':{w}s} {'GMACs':>7s} {'time ms':>8s} {'energy uJ':>10s} {'saved t':>7s} {'saved E':>7s} "
-          f"{'conv t%':>7s} {'accuracy':>8s}  front")
-    for name, p in sorted(zip(names, points), key=lambda np_: -np_[1].time_ms):
-        acc = f"{p.accuracy:.4f}" if p.accuracy is not None else "   -"
-        front = ("T" if p.pareto_time else " ") + ("E" if p.pareto_energy else " ")
+    head = ("path", "GMACs", "time ms", "energy uJ", "saved t", "saved E", "conv t%", "accuracy", "front")
+    rows = []
+    for p in sorted(points, key=lambda p: -p.time_ms):
         saved = savings(p, base)
-        print(f"{name:{w}s} {p.macs / 1e9:7.4g} {p.time_ms:8.3f} {p.energy_uj:10.1f} "
-              f"{100 * saved['time_saving']:6.1f}% {100 * saved['energy_saving']:6.1f}% "
-              f"{100 * p.conv_time_share:6.1f}% {acc:>8s}  {front}")
+        rows.append((f"{p.model}:{p.path}", f"{p.macs / 1e9:.4g}", f"{p.time_ms:.3f}", f"{p.energy_uj:.1f}",
+                     f"{100 * saved['time_saving']:.1f}%", f"{100 * saved['energy_saving']:.1f}%",
+                     f"{100 * p.conv_time_share:.1f}%", "-" if p.accuracy is None else f"{p.accuracy:.4f}",
+                     ("T" if p.pareto_time else "") + ("E" if p.pareto_energy else "")))
+    print("\n".join(aligned_table(head, rows, "<>>>>>>><")))
     print(f"saved t, saved E: time and energy saved against {base.model}:{base.path}; T/E = on the time/energy "
           f"Pareto front (paths without accuracy data are not ranked)")
 

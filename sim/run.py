@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, counted, fail, human_bytes, kib_text, run_main, seed
+from hw.cli import OneLineParser, StagedDir, StageTicker, UsageError, aligned_table, counted, fail, human_bytes, kib_text, run_main, seed
 from hw.config import PRESETS, AcceleratorConfig
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, model_parts, parse_size, refuse_flops_only
 from mapper.ir import MAC_KINDS, PARTS, Model
@@ -176,10 +176,7 @@ def format_table(doc: dict) -> str:
         rows.append((l["name"], l["kind"], f"{l['macs']:,}", f"{l['cycles']:,}", f"{100 * l['utilization']:.1f}",
                      f"{l['stall_cycles']:,}", f"{l['energy_pj'] / 1e3:,.1f}", f"{epm:.3f}" if epm else "-",
                      l.get("bound", "") if l["cycles"] else l.get("mapping", "")))
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    align = "<<>>>>>><"
-    line = lambda r: "  ".join(f"{c:{a}{w}}" for c, a, w in zip(r, align, widths)).rstrip()
-    return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+    return "\n".join(aligned_table(head, rows, "<<>>>>>><"))
 
 
 def _ms_text(ms: float) -> str:

@@ -92,7 +92,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, ascii_float, ascii_int, atomic_write_bytes,
+from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, aligned_table, ascii_float, ascii_int, atomic_write_bytes,
                     code_digest, counted, duration, fail, read_input, run_main, try_folder)
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
 from hw.config_file import (FIELDS, NUMERIC_KEYS, ConfigError, hashed_label, in_units_of, load_config, resolve_fields,
@@ -624,18 +624,16 @@ def format_table(doc: dict) -> str:
              f"{mark(p)}{p['area_mm2']:.2f}", f"{p['time_ms']:.3f}", f"{p['energy_uj']:.1f}", f"{p['energy_per_mac_pj']:.4f}",
              f"{p['macs_per_s_per_mm2'] / 1e9:.2f}", f"{100 * p['utilization']:.1f}", "*" if p["pareto"] else "")
             for p in doc["points"]]
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-    line = lambda r: "  ".join(f"{str(c):<{w}}" if i in (0, 9) else f"{str(c):>{w}}"
-                               for i, (c, w) in enumerate(zip(r, widths)))
-    out = [line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
+    out = aligned_table(head, rows, "<>>>>>>>><")
+    first = len(out[1].split()[0])          # the config column's width: its rule of dashes
     if doc.get("mode") == PAPER_COMPARABLE:
         out.insert(0, "paper-comparable mode: MAC layers only, memory no limit (as the paper reports)")
     for u in doc["unmappable"]:
-        out.append(f"{u['config']:<{widths[0]}}  UNMAPPABLE: {u['error']}")
+        out.append(f"{u['config']:<{first}}  UNMAPPABLE: {u['error']}")
     for u in doc.get("failed", []):
-        out.append(f"{u['config']:<{widths[0]}}  FAILED (internal error): {u['error']}")
+        out.append(f"{u['config']:<{first}}  FAILED (internal error): {u['error']}")
     for u in doc.get("invalid", []):
-        out.append(f"{u['config']:<{widths[0]}}  INVALID: {u['error']}")
+        out.append(f"{u['config']:<{first}}  INVALID: {u['error']}")
     out.append("")
     extrapolated = [p for p in doc["points"] if p.get("area_extrapolated")]
     if extrapolated:

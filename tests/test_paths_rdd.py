@@ -261,7 +261,24 @@ def test_the_table_prints_the_savings_it_says_are_relative_to_the_base(capsys):
     _print_table([base, half], base)
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("m:p "))
     assert savings(half, base) == {"time_saving": 0.5, "energy_saving": 0.25, "mac_saving": 0.0}
-    assert " 50.0%   25.0% " in row, row
+    assert row.split()[4:6] == ["50.0%", "25.0%"], row
+
+
+def test_the_table_stays_aligned_for_a_tiny_model(capsys):
+    """A tiny network's paths (a few MACs, nanoseconds, a path named 'a') and a huge saving broke the
+    table's fixed widths, each cell pushing the rest of its row right; columns are as wide as their
+    widest cell now."""
+    from sim.paths import _print_table
+    base = PathPoint("t", "full", 12_345, 0.000123, 0.0042, 0.5, 0.5, 100, accuracy=0.5, pareto_time=True)
+    tiny = PathPoint("t", "a", 123, 0.0000456, 0.0009, 0.25, 0.5, 100)
+    slow = PathPoint("t", "b", 123, 12_345.678, 123_456_789.0, 0.25, 0.5, 100, accuracy=0.25, pareto_energy=True)
+    _print_table([base, tiny, slow], base)
+    head, rule, *rows = capsys.readouterr().out.splitlines()[:-1]       # the last line explains the columns
+    ends = [head.index(label) + len(label) for label in ("GMACs", "time ms", "energy uJ", "saved t", "saved E",
+                                                          "conv t%", "accuracy")]
+    assert len(rows) == 3 and set(rule) == {"-", " "}
+    for row in rows:
+        assert [row[end - 1] != " " and not row[end:end + 2].strip() for end in ends] == [True] * len(ends), row
 
 
 def test_the_same_paths_collapse_and_name_one_folder():
