@@ -254,12 +254,11 @@ def _toml_value(value) -> str:
 def rtl_support(cfg: AcceleratorConfig) -> str:
     """Whether the RTL builds ``cfg`` (``make verilog``), and without what: a configuration the
     simulator times may have no RTL (``hw.rtl.export.check_buildable`` says why)."""
-    from .rtl.export import check_buildable
+    from .rtl.export import unbuildable
     from .rtl.vector_executor import builds_vector_unit
-    try:
-        check_buildable(cfg)
-    except ValueError as e:
-        return f"cannot build it: {e}"
+    why = unbuildable(cfg)
+    if why is not None:
+        return f"cannot build it: {why}"
     if not builds_vector_unit(cfg):
         return (f"builds it without a vector executor ({cfg.vector_lanes} row lanes are too many to "
                 f"convert; it refuses VEC: docs/rtl_vector.md)")

@@ -183,14 +183,11 @@ def _rtl_refusal(insns, cfg: AcceleratorConfig, refused: Optional[StreamError] =
 
 
 def _no_rtl(cfg: AcceleratorConfig) -> Optional[str]:
-    """Why no RTL is built for ``cfg`` (``hw.rtl.export.check_buildable``, what ``make config`` says),
+    """Why no RTL is built for ``cfg`` (``hw.rtl.export.unbuildable``, what ``make config`` says),
     or None: its replay is the contract's alone."""
-    from hw.rtl.export import check_buildable
-    try:
-        check_buildable(cfg)
-    except ValueError as e:
-        return f"the RTL cannot build {cfg.name} ({e})"
-    return None
+    from hw.rtl.export import unbuildable
+    why = unbuildable(cfg)
+    return None if why is None else f"the RTL cannot build {cfg.name} ({why})"
 
 
 def _rtl_refuses_first(data: bytes, refused: StreamError, cfg: AcceleratorConfig) -> str:

@@ -370,6 +370,17 @@ def _band_chains_line(chains: list) -> str:
             + (f"{saved:,} cycles saved)" if saved >= 0 else f"{-saved:,} cycles more than layer by layer)"))
 
 
+def _rtl_notes(cfg: AcceleratorConfig) -> list[str]:
+    """The note that no RTL runs what was simulated, when the RTL cannot build ``cfg``
+    (``hw.rtl.export.unbuildable``, what make config's RTL line and make verilog say).  Imported
+    here, once the simulation is done: the RTL's import (amaranth) adds 0.1-0.2 s of CPU time,
+    which a refused run does not pay."""
+    from hw.rtl.export import unbuildable
+    why = unbuildable(cfg)
+    return [] if why is None else [f"the RTL cannot build {cfg.name} (make verilog refuses it): {why}; "
+                                   f"these figures are the simulator's alone"]
+
+
 def _dram_too_small(args, model: Model, cfg: AcceleratorConfig) -> str:
     """Why the network's DRAM image does not fit ``dram_mib`` (empty if it does)."""
     try:
@@ -425,7 +436,7 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, seed: i
     doc = build_report(res, key, model.input)
     if check is not None:
         doc["check"] = check
-    notes = _write_files(stage.path, args, doc, res, model, cfg, detail, formats)
+    notes = _write_files(stage.path, args, doc, res, model, cfg, detail, formats) + _rtl_notes(cfg)
     written = sum(1 for p in stage.path.rglob("*") if p.is_file())
     out = stage.commit()
     _print_summary(args, doc, res, check, notes)

@@ -207,6 +207,22 @@ def test_a_rerun_names_the_earlier_files_it_did_not_write_again(tmp_path):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [".run", "layers.csv", "report.json"]
 
 
+def test_a_configuration_the_rtl_cannot_build_gets_a_note(tmp_path):
+    """A file with ``gb_bus_bytes_per_cycle = 4`` (below C0) was simulated without a word that make
+    verilog refuses it; the report now says so in one note, from the RTL's own predicate."""
+    from hw.config_file import load_config
+    from hw.rtl.export import unbuildable
+    (tmp_path / "narrow.toml").write_text('base = "e_small"\ngb_bus_bytes_per_cycle = 4\n')
+    why = unbuildable(load_config(str(tmp_path / "narrow.toml")))
+    assert why is not None and unbuildable(load_config("e_small")) is None
+    for config, note in (("narrow.toml", f"note: the RTL cannot build narrow (make verilog refuses it): {why}; "),
+                         ("e_small", None)):
+        r = run([*E_SMALL_32[:4], "--config", config, "--quiet", "--no-plots", "--out", config + ".out"], tmp_path)
+        assert r.returncode == 0, r.stderr
+        said = [line for line in r.stdout.splitlines() if "RTL" in line]
+        assert [line.startswith(note) for line in said] == ([] if note is None else [True]), r.stdout
+
+
 def test_plot_formats_and_one_colour_per_kind(tmp_path):
     from sim.plots import KIND_COLOURS
     out = tmp_path / "p"

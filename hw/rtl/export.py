@@ -46,7 +46,7 @@ from ..cli import duration, human_bytes
 from ..config import AcceleratorConfig, get_config
 from ..expr import log2_exact
 
-__all__ = ["MAX_TOP_INPUT_BITS", "check_buildable", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
+__all__ = ["MAX_TOP_INPUT_BITS", "check_buildable", "unbuildable", "Port", "ExportedModule", "BlackBox", "HierarchicalExport",
            "ExportResult", "module_name", "export_component", "parse_ports", "split_modules",
            "export_pe_tile", "export_pe_array", "export_accelerator", "export_files", "export_to_directory", "TOPS",
            "SRC_ATTRIBUTE", "written_line"]
@@ -468,6 +468,16 @@ def check_buildable(config: AcceleratorConfig) -> None:
         raise ValueError(f"vector_lanes = num_pe x vector_lanes_per_pe = {config.num_pe} x "
                          f"{config.vector_lanes // config.num_pe} = {config.vector_lanes} must be a power of two "
                          f"for the RTL (hw.timing.vec_row_cycles divides a VEC's rows by it with a shift){hint}") from None
+
+
+def unbuildable(config: AcceleratorConfig) -> str | None:
+    """Why the RTL cannot build ``config`` (:func:`check_buildable`'s message), or None when it can:
+    what ``make config``'s RTL line, ``sim.replay`` and ``make sim``'s note say of it."""
+    try:
+        check_buildable(config)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def export_to_directory(config: AcceleratorConfig, out: Path, top: str = "accelerator",
