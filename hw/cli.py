@@ -796,10 +796,11 @@ def kib_text(n: int) -> str:
     return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
 
 
-def counted(n: int, noun: str, plural: Optional[str] = None) -> str:
+def counted(n: int, noun: str, plural: Optional[str] = None, width: int = 0) -> str:
     """``1 PE``, ``4 PEs``, ``0 PEs``: a count of a report's text with its noun, singular for one
-    (``plural``: the plural when it is not ``noun + "s"``)."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+    (``plural``: the plural when it is not ``noun + "s"``; ``width``: the count right-aligned in
+    that many characters, for a column)."""
+    return f"{n:{width}} {noun if n == 1 else plural or noun + 's'}"
 
 
 def aligned_table(head: Sequence[str], rows: Iterable[Sequence], align: str) -> list[str]:

@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Mapping, Optional
 
-from .cli import read_input
+from .cli import counted, read_input
 from .config import PRESETS, AcceleratorConfig, FieldError, get_config
 
 if sys.version_info >= (3, 11):
@@ -269,8 +269,9 @@ def config_toml(cfg: AcceleratorConfig) -> str:
     """``cfg`` as an accelerator file: every field, each with its description as a comment."""
     docs = field_docs()
     lines = [f"# vitaccel accelerator configuration {cfg.name!r} (hw/config.py; format: docs/config.md)",
-             f"# derived: {cfg.macs_per_cycle} MACs/cycle, {cfg.weight_rows} weight rows, "
-             f"{cfg.input_rows} input rows, global-buffer bus {cfg.gb_bus_bytes} B/cycle",
+             f"# derived: {counted(cfg.macs_per_cycle, 'MAC/cycle', 'MACs/cycle')}, "
+             f"{counted(cfg.weight_rows, 'weight row')}, {counted(cfg.input_rows, 'input row')}, "
+             f"global-buffer bus {cfg.gb_bus_bytes} B/cycle",
              f"# RTL (make verilog): {rtl_support(cfg)}"]
     for field in FIELDS:
         if field in docs:

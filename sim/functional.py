@@ -20,6 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from hw.cli import counted
 from hw.config import AcceleratorConfig
 from hw.epilogue import WalkState, member_bad, row_multiples, shift_bad, walk_end_bad, walk_pe
 from hw.hazards import HazardError, check_hazards
@@ -503,8 +504,9 @@ def _first_difference(name: str, got: np.ndarray, want: np.ndarray, what: str) -
     bad = np.argwhere(got != want)
     i = tuple(int(v) for v in bad[0])
     g, w = int(got[i]), int(want[i])
-    return (f"{what} {name}: {len(bad)} of {want.size} elements differ; first at index {i}: got {g} "
-            f"({g & 0xff:#04x}), expected {w} ({w & 0xff:#04x})")
+    differ = "differs" if len(bad) == 1 else "differ"
+    return (f"{what} {name}: {len(bad)} of {counted(want.size, 'element')} {differ}; first at index {i}: "
+            f"got {g} ({g & 0xff:#04x}), expected {w} ({w & 0xff:#04x})")
 
 
 def check_layer(layer: Layer, cfg: AcceleratorConfig, seed: int) -> int:

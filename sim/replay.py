@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     print(f"{counted(r['instructions'], 'instruction')}, {r['total_cycles']} cycles on {cfg.name} "
           f"({r['total_cycles'] / (cfg.clock_ghz * 1e3):.3f} us)")
     for unit, b in r["busy"].items():
-        print(f"  {unit:8s} busy {b:10d} cycles ({100 * b / max(1, r['total_cycles']):5.1f} %)")
+        print(f"  {unit:8s} busy {counted(b, 'cycle', width=10):17s} ({100 * b / max(1, r['total_cycles']):5.1f} %)")
     print("  " + ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())))
     return 0
 

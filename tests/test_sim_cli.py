@@ -298,6 +298,32 @@ def test_a_count_of_one_reads_in_the_singular():
     assert counted(1, "matrix", "matrices") == "1 matrix" and counted(3, "matrix", "matrices") == "3 matrices"
 
 
+def test_the_other_counts_of_one_read_in_the_singular(monkeypatch, capsys, tmp_path):
+    """A check's mismatch said "1 of 1 elements differ", sim.replay "LOAD busy 1 cycles" and make config's
+    header "1 MACs/cycle, 1 weight rows" (no configuration reaches one MAC or row a cycle today: the
+    header is given one by hand); each count now takes hw.cli.counted."""
+    import numpy as np
+    import sim.replay
+    from hw.config import AcceleratorConfig, get_config
+    from hw.config_file import config_toml
+    from sim.functional import _first_difference
+    one, two = np.array([1]), np.array([1, 1, 1])
+    assert "x: 1 of 1 element differs; first at index (0,)" in _first_difference("x", one, one + 1, "tensor")
+    assert "x: 2 of 3 elements differ; " in _first_difference("x", two, np.array([2, 2, 1]), "tensor")
+
+    (tmp_path / "s.bin").write_bytes(b"")
+    monkeypatch.setattr(sim.replay, "replay", lambda data, cfg: {
+        "instructions": 3, "total_cycles": 4, "busy": {"LOAD": 1, "COMPUTE": 2, "STORE": 0}, "counts": {}, "insns": []})
+    assert sim.replay.main([str(tmp_path / "s.bin"), "--config", "tiny"]) == 0
+    busy = [line for line in capsys.readouterr().out.splitlines() if " busy " in line]
+    assert busy == ["  LOAD     busy          1 cycle  ( 25.0 %)", "  COMPUTE  busy          2 cycles ( 50.0 %)",
+                    "  STORE    busy          0 cycles (  0.0 %)"], busy
+
+    for derived in ("macs_per_cycle", "weight_rows", "input_rows"):
+        monkeypatch.setattr(AcceleratorConfig, derived, property(lambda self: 1))
+    assert "# derived: 1 MAC/cycle, 1 weight row, 1 input row, " in config_toml(get_config("tiny"))
+
+
 def test_a_small_networks_floors_and_traffic_keep_their_digits():
     """A network of a few thousand cycles printed "DRAM traffic: 0.0 MB" beside 30,208 bytes in
     report.json, and every time floor as "0.001 ms"; the report now keeps four significant digits."""
