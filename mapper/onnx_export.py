@@ -358,9 +358,12 @@ def _window_partition(wr: _Writer, layer, w: dict) -> None:
     n = (h // win) * (wd // win)
     x = wr.reshape(wr.get(layer.inputs[0], "tokens"), [1, h // win, win, wd // win, win, c], f"{layer.name}/grid")
     x = wr.transpose(x, (0, 1, 3, 2, 4, 5), f"{layer.name}/windows")
-    x = wr.reshape(x, [n, win * win, c], layer.name)           # PyTorch's [windows, 49, C]: the data moved
+    # the layer's name on the value where the data moves: PyTorch's [windows, 49, C], unless the
+    # windows are as wide as the image (their raster order), then where they are interleaved
+    across = wd // win > 1
+    x = wr.reshape(x, [n, win * win, c], layer.name if across else f"{layer.name}/raster")
     x = wr.transpose(x, (1, 0, 2), f"{layer.name}/interleaved")
-    wr.put(layer.name, "tokens", wr.reshape(x, [1, win * win * n, c], f"{layer.name}/tokens"))
+    wr.put(layer.name, "tokens", wr.reshape(x, [1, win * win * n, c], f"{layer.name}/tokens" if across else layer.name))
 
 
 def _window_reverse(wr: _Writer, layer, w: dict) -> None:

@@ -49,7 +49,7 @@ import numpy as np
 from hw.cli import ascii_int, open_input
 
 from . import onnx_layout as L
-from .ir import (INPUT, PARTS, Activation, Add, ChannelShuffle, ChannelSlice, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
+from .ir import (INPUT, LAYOUT_KINDS, PARTS, Activation, Add, ChannelShuffle, ChannelSlice, Concat, Constant, Conv2d, Crop, LayerNorm, Linear, MatMul, Model,
                  Mul, Pad, PatchMerge, DepthToSpace, PixelReshape, Pool, Resize, Roll, ShapeError, Softmax, WindowPartition,
                  WindowReverse)
 from .onnx_layout import View
@@ -1000,7 +1000,7 @@ class _Importer:
         holds, if one exists and is ``ok``."""
         base = v.origin or (self.node.output[0] if self.node is not None else v.source)
         cache = self.__dict__.setdefault("_layout_cache", {})
-        for chain, found in self._layouts(v, ok):
+        for chain, found in self._layouts(v, ok, self._crop_first(v)):
             source = chain[0].source
             for cand in chain:
                 key = (cand.kind, source, tuple(sorted(cand.params.items())))
@@ -1015,14 +1015,21 @@ class _Importer:
 
     def layout_match(self, v: View, ok: Callable[[View], bool] = L.covers) -> Optional[View]:
         """What ``materialise`` would give, over a placeholder tensor ``?``: it makes no layer."""
-        return next((found for _, found in self._layouts(v, ok)), None)
+        return next((found for _, found in self._layouts(v, ok, self._crop_first(v))), None)
+
+    def _crop_first(self, v: View) -> bool:
+        """Whether consecutive pixels of ``v``'s tensor are better a crop than a pixel reshape: of a
+        layout layer's output (Swin's unshifted window attention, cropped to a row or to whole rows),
+        the crop joins the vector pass that writes that layer, which a pixel reshape would end."""
+        producer = self.by_name.get(v.source)
+        return producer is not None and producer.kind in LAYOUT_KINDS
 
     @staticmethod
-    def _layouts(v: View, ok: Callable[[View], bool]):
+    def _layouts(v: View, ok: Callable[[View], bool], crop_first: bool = False):
         """(the layout layers to make, in order; the view of the last one's output) for each way to
         hold ``v`` that is ``ok``: one layer, or one then a channel slice of its output (no copy:
         SKNet's attention, shuffled for the softmax, read branch by branch)."""
-        for cand in L.layout_candidates(v):
+        for cand in L.layout_candidates(v, crop_first):
             found = L.match_layout(v, cand, "?")
             if found is None:
                 continue

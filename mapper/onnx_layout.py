@@ -409,32 +409,38 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(2, n + 1) if n % d == 0]
 
 
-def layout_candidates(v: View) -> Iterator[Candidate]:
+def layout_candidates(v: View, crop_first: bool = False) -> Iterator[Candidate]:
     """IR layout layers whose output ``v`` might be a strided view of: a channel slice, the pixels as
     another image, crop, roll, window partition and reverse, patch merge (parameters guessed from
-    ``v``; :func:`match_layout` decides)."""
+    ``v``; :func:`match_layout` decides).  Consecutive pixels are both a pixel reshape (a view, no
+    copy) and a crop; the crop comes first with ``crop_first`` (of a layout layer's output, whose
+    vector pass takes the crop along, where a pixel reshape would end that pass)."""
     src, (h, w, c) = v.source, v.src_shape
     lo, hi = channels_read(v)
     if (lo, hi) != (0, c):
         yield Candidate("channel_slice", src, v.src_shape, {"start": lo, "channels": hi - lo})
-    first = int(indices(v).min()) // c if v.size else 0
+    idx = indices(v)
+    ys, xs = idx // (w * c), (idx // c) % w
+    crop = _crop_params(_present(ys, h), _present(xs, w))
+    crop = [Candidate("crop", src, v.src_shape, crop)] if crop is not None and (crop["out_h"], crop["out_w"]) != (h, w) else []
+    if crop_first:
+        yield from crop
+    first = int(idx.min()) // c if v.size else 0
     sides = [(a, b) for a in v.shape for b in v.shape]
     if 1 in (h, w) and len(v.shape) == 3 and v.shape[:2] == (1, h * w):    # a row of tokens: any image of them
         sides += [(a, h * w // a) for a in _divisors(h * w)]
     for a, b in dict.fromkeys(sides):                                      # some pixels as another image
         if first + a * b <= h * w and (a, b, first) != (h, w, 0):
             yield Candidate("pixel_reshape", src, v.src_shape, {"out_h": a, "out_w": b, "start": first})
-    idx = indices(v)
-    ys, xs = idx // (w * c), (idx // c) % w
-    crop = _crop_params(_present(ys, h), _present(xs, w))
-    if crop is not None and (crop["out_h"], crop["out_w"]) != (h, w):
-        yield Candidate("crop", src, v.src_shape, crop)
+    if not crop_first:
+        yield from crop
     y0, x0 = int(ys.flat[0]), int(xs.flat[0])
     if 0 < y0 and (y0 - x0) % math.gcd(h, w) == 0:
         shift = y0 if y0 <= h // 2 else y0 - h
         yield Candidate("roll", src, v.src_shape, {"shift": shift})
     sides = set(v.shape) | {math.isqrt(n) for n in v.shape if math.isqrt(n) ** 2 == n}
-    for win in sorted({n for n in sides if n > 1 and h % n == 0 and w % n == 0}, reverse=True):
+    shown = sorted({n for n in sides if n > 1 and h % n == 0 and w % n == 0}, reverse=True)
+    for win in shown:
         yield Candidate("window_partition", src, v.src_shape, {"window": win})
     win = math.isqrt(h)
     if win > 1 and win * win == h:
@@ -455,3 +461,9 @@ def layout_candidates(v: View) -> Iterator[Candidate]:
     for g in _divisors(c)[:-1]:
         if (v.size == h * w * c and c in v.shape) or (h * w == 1 and (g in v.shape or c // g in v.shape)):
             yield Candidate("channel_shuffle", src, v.src_shape, {"groups": g})
+    # a window partition whose side the shape does not show, last: windows as wide as the image (one
+    # column of them) are its raster order as PyTorch's [windows, 49, C], so the data moves only
+    # where the windows are interleaved in the tokens ([1, 49 * windows, C], Swin at 129x97)
+    if v.size == h * w * c:
+        for win in sorted(set(_divisors(math.gcd(h, w))) - set(shown), reverse=True):
+            yield Candidate("window_partition", src, v.src_shape, {"window": win})
