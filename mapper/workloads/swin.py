@@ -22,10 +22,10 @@ The layers follow mmseg's ``SwinTransformer`` and ``UPerHead`` at inference
   classes; and the resize of the logits to the input size (``predict``).
 
 Every ConvModule's BatchNorm is folded into the conv and its ReLU fused
-(``relu=True``).  The attention scale is folded into the ``q`` weights; window
-partition/reverse, reshapes and the patch-merging gather are address patterns,
-not layers.  Inputs whose size is not a multiple of 4 are padded (mmseg's
-``AdaptivePadding``), which is folded into the patch-embedding conv's input.
+(``relu=True``).  The attention scale is folded into the ``q`` weights; a block
+of one window (its map padded to 7x7) has no window partition and reverse, which
+would move no data.  Inputs whose size is not a multiple of 4 are padded (mmseg's
+``AdaptivePadding``), which is the patch-embedding conv's own padding at the bottom and right.
 
 Execution-path variants keep the first ``blocks[s]`` blocks of each stage and
 the first ``fpn`` input channels of ``fpn_bottleneck`` (the last are bypassed).
@@ -41,8 +41,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir import (INPUT, Activation, Add, Concat, Constant, Conv2d, Crop, Layer, LayerNorm, Linear, MatMul,
-                  Model, Pad, PatchMerge, Pool, Resize, Roll, Softmax, WindowPartition, WindowReverse)
+from ..ir import (Activation, Add, Concat, Constant, Conv2d, Crop, Layer, LayerNorm, Linear, MatMul,
+                  Model, Pad, PatchMerge, PixelReshape, Pool, Resize, Roll, Softmax, WindowPartition, WindowReverse)
 from . import variants as v
 
 __all__ = ["NAMES", "build"]
@@ -107,19 +107,24 @@ def _window_attention(out: list[Layer], pre: str, cur: str, h: int, w: int, dim:
     if shifted:                                   # torch.roll(x, -shift)
         out.append(Roll(f"{pre}.attn.shift", ENC, inputs=(cur,), shift=shift))
         cur = out[-1].name
-    part = WindowPartition(f"{pre}.attn.partition", ENC, inputs=(cur,), window=WINDOW)
-    qkv = Linear(f"{pre}.attn.qkv", ENC, tp, dim, 3 * dim, inputs=(part.name,))
+    # one window is its own raster order: its partition and reverse would move no data, so they are
+    # no layers, and the products' rows lie as the image's pixels (as ONNX import makes them)
+    rows = (hp, wp) if windows == 1 else (win, windows)
+    if windows > 1:
+        out.append(WindowPartition(f"{pre}.attn.partition", ENC, inputs=(cur,), window=WINDOW))
+        cur = out[-1].name
+    qkv = Linear(f"{pre}.attn.qkv", ENC, tp, dim, 3 * dim, inputs=(cur,))
     # q, k and v are channels 0.., dim.. and 2*dim.. of qkv; batch = windows x heads
     qk = MatMul(f"{pre}.attn.qk", ENC, windows * heads, win, d, win, inputs=(qkv.name, qkv.name),
                 windows=windows, b_offset=dim, b_layout="nk")
     # the relative-position bias (heads x 49 x 49) is the same in every window
-    table = Constant(f"{pre}.attn.rel_pos_bias.table", ENC, (win, 1, heads * win), init="rel_pos_bias",
-                     args=(WINDOW, heads))
+    table = Constant(f"{pre}.attn.rel_pos_bias.table", ENC, (rows[0], rows[1] // windows, heads * win),
+                     init="rel_pos_bias", args=(WINDOW, heads))
     bias = Add(f"{pre}.attn.rel_pos_bias", ENC, inputs=(qk.name, table.name))
-    out += [part, qkv, qk, table, bias]
+    out += [qkv, qk, table, bias]
     cur = bias.name
     if shifted:                                   # the mask (windows x 49 x 49) is the same for every head
-        mask = Constant(f"{pre}.attn.mask.table", ENC, (win, windows, win), init="swin_mask",
+        mask = Constant(f"{pre}.attn.mask.table", ENC, (*rows, win), init="swin_mask",
                         args=(hp, wp, WINDOW, shift))
         out += [mask, Add(f"{pre}.attn.mask", ENC, inputs=(cur, mask.name))]
         cur = out[-1].name
@@ -127,13 +132,20 @@ def _window_attention(out: list[Layer], pre: str, cur: str, h: int, w: int, dim:
     av = MatMul(f"{pre}.attn.av", ENC, windows * heads, win, win, d, inputs=(sm.name, qkv.name),
                 windows=windows, b_offset=2 * dim, b_layout="kn")
     proj = Linear(f"{pre}.attn.proj", ENC, tp, dim, dim, inputs=(av.name,))
-    rev = WindowReverse(f"{pre}.attn.reverse", ENC, inputs=(proj.name,), out_h=hp, out_w=wp, window=WINDOW)
-    out += [sm, av, proj, rev]
-    cur = rev.name
+    out += [sm, av, proj]
+    cur = proj.name
+    if windows > 1:
+        out.append(WindowReverse(f"{pre}.attn.reverse", ENC, inputs=(cur,), out_h=hp, out_w=wp, window=WINDOW))
+        cur = out[-1].name
     if shifted:
         out.append(Roll(f"{pre}.attn.unshift", ENC, inputs=(cur,), shift=-shift))
         cur = out[-1].name
-    if tp != h * w:
+    if tp != h * w and cur == proj.name and h == 1:
+        # one row of the projection's output (one window, unshifted): a view of its first pixels, no
+        # copy, as ONNX import takes the row (whole rows it takes as a crop, which the add's pass reads)
+        out.append(PixelReshape(f"{pre}.attn.crop", ENC, inputs=(cur,), out_h=h, out_w=w))
+        cur = out[-1].name
+    elif tp != h * w:
         out.append(Crop(f"{pre}.attn.crop", ENC, inputs=(cur,), out_h=h, out_w=w))
         cur = out[-1].name
     return cur
@@ -142,13 +154,9 @@ def _window_attention(out: list[Layer], pre: str, cur: str, h: int, w: int, dim:
 def _backbone(layers: list[Layer], arch: _Arch, blocks: tuple[int, ...], height: int, width: int
               ) -> list[tuple[str, int, int, int]]:
     """Append the backbone; return (output layer, h, w, channels) of each stage."""
-    src = INPUT
-    if height % 4 or width % 4:                     # mmseg's AdaptivePadding
-        layers.append(Pad("patch_embed.pad", ENC, inputs=(INPUT,), out_h=_ceil_to(height, 4),
-                          out_w=_ceil_to(width, 4)))
-        src = layers[-1].name
-    embed = Conv2d("patch_embed", ENC, 3, arch.embed, _ceil_to(height, 4), _ceil_to(width, 4),
-                   kernel=4, stride=4, inputs=(src,))
+    # mmseg's AdaptivePadding (zeros after the last row and column) is the convolution's own padding
+    pads = (0, 0, _ceil_to(height, 4) - height, _ceil_to(width, 4) - width)
+    embed = Conv2d("patch_embed", ENC, 3, arch.embed, height, width, kernel=4, stride=4, padding=pads)
     h, w, dim = embed.out_h, embed.out_w, arch.embed
     layers += [embed, LayerNorm("patch_embed.norm", ENC, inputs=(embed.name,))]
     x = layers[-1].name
