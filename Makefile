@@ -41,6 +41,7 @@ GRID      ?=
 SCHEDULER ?=
 IMAGE     ?=
 SEED      ?=
+CALIB_IMAGES ?=
 SEEDS     ?=
 CASES     ?=
 CASE      ?=
@@ -55,7 +56,7 @@ TAKES.help          :=
 TAKES.venv          :=
 TAKES.clean         :=
 TAKES.sim           := MODEL VARIANT SIZE CFG CHECK FUSION SEED OUT FORMAT ARGS
-TAKES.run           := MODEL VARIANT SIZE CFG CHECK IMAGE SEED OUT ARGS
+TAKES.run           := MODEL VARIANT SIZE CFG CHECK IMAGE SEED CALIB_IMAGES OUT ARGS
 TAKES.flops         := MODEL VARIANT SIZE OUT ARGS
 TAKES.paths         := MODEL CFG ACCURACY PATHS OUT FORMAT ARGS
 TAKES.rdd           := MODEL CFG BUDGETS ACCURACY OUT ARGS
@@ -138,7 +139,7 @@ sim: $(STAMP)
 
 run: $(STAMP)
 	$(if $(filter-out 1,$(strip $(CHECK))),$(error make run always checks every tensor; CHECK must be empty or 1, not '$(CHECK)'))
-	$(PY) -m sim.infer $(MODEL_ARGS) --config=$(call q,$(CFG)) $(call opt,--image,$(IMAGE)) $(call opt,--seed,$(SEED)) $(call opt,--out,$(OUT)) $(ARGS)
+	$(PY) -m sim.infer $(MODEL_ARGS) --config=$(call q,$(CFG)) $(call opt,--image,$(IMAGE)) $(call opt,--seed,$(SEED)) $(call opt,--calib-images,$(CALIB_IMAGES)) $(call opt,--out,$(OUT)) $(ARGS)
 
 paths: $(STAMP)
 	$(PY) -m sim.paths $(MODELS_ARGS) --config=$(call q,$(CFG)) $(call opt,--accuracy,$(ACCURACY)) $(call opt,--paths,$(PATHS)) $(OUT_ARGS) $(ARGS)

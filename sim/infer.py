@@ -31,6 +31,7 @@ the golden model prints the first one and exits with status 1.  Neither writes a
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -44,8 +45,8 @@ from typing import BinaryIO, Optional
 
 import numpy as np
 
-from hw.cli import (RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError, counted, fail, file_tag, open_input, run_main,
-                    seed)
+from hw.cli import (RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError, counted, fail, file_tag, number_type,
+                    open_input, run_main, seed)
 from hw.config import PRESETS, AcceleratorConfig
 from mapper import float_ops
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, model_parts, parse_size, refuse_flops_only
@@ -291,7 +292,8 @@ class _Phases:
             print(f"{self.title}: {label}: {self.walls[key]:.1f} s", file=sys.stderr, flush=True)
 
 
-def infer(model: Model, cfg: AcceleratorConfig, image: np.ndarray, seed: int, *, progress: bool = False) -> Inference:
+def infer(model: Model, cfg: AcceleratorConfig, image: np.ndarray, seed: int, *, calib_images: int = 1,
+          progress: bool = False) -> Inference:
     """Run ``model`` on ``cfg`` on the preprocessed float ``image`` (module docstring, steps 1 and 3-5).
 
     Raises
@@ -304,8 +306,8 @@ def infer(model: Model, cfg: AcceleratorConfig, image: np.ndarray, seed: int, *,
         When a tensor differs from the golden model (the message names the first difference).
     """
     phase = _Phases(f"{model.name} on {cfg.name}", progress)
-    with phase("weights", f"weights and calibration (seed {seed})"):
-        weights, qmodel = network_parameters(model, seed)
+    with phase("weights", f"weights and calibration (seed {seed}, {counted(calib_images, 'image')})"):
+        weights, qmodel = network_parameters(model, seed, calib_images)
     x = quantize_input(image)
     with phase("program", "whole-network program"), refusals(model, cfg), \
             StageTicker(f"{model.name} on {cfg.name}", enabled=progress) as ticker:
@@ -436,11 +438,14 @@ def _more_graph_outputs(model: Model) -> bool:
     return imported is not None and len(set(imported.outputs) - set(imported.unwritten)) + len(imported.class_maps) > 1
 
 
-def run_dir(model: Model, cfg: AcceleratorConfig, size_given: bool, image_tag: str, seed: int) -> str:
-    """``<model>_<config>[_<variant>][_<H>x<W>]_<image>_seed<n>``: the folder name of a run, made of
-    everything that changes its results (``<image>``: ``synthetic`` or ``image-<stem>-<hash>``)."""
+def run_dir(model: Model, cfg: AcceleratorConfig, size_given: bool, image_tag: str, seed: int,
+            calib_images: int = 1) -> str:
+    """``<model>_<config>[_<variant>][_<H>x<W>]_<image>_seed<n>[_calib<k>]``: the folder name of a
+    run, made of everything that changes its results (``<image>``: ``synthetic`` or
+    ``image-<stem>-<hash>``; ``calib<k>`` for more than one calibration image)."""
     name, variant, size = model_parts(model, size_given)
-    return run_name(name, config_tag(cfg), variant, size, image_tag, f"seed{seed}")
+    return run_name(name, config_tag(cfg), variant, size, image_tag, f"seed{seed}",
+                    f"calib{calib_images}" if calib_images != 1 else "")
 
 
 def _report(args, model: Model, cfg: AcceleratorConfig, task: str, image_info: dict, inference: Inference,
@@ -449,7 +454,7 @@ def _report(args, model: Model, cfg: AcceleratorConfig, task: str, image_info: d
     checked = inference.checked
     return {
         "model": model.name, "variant": model.variant, "size": list(model.input[:2]), "config": config_tag(cfg),
-        "task": task, "image": image_info, "seed": args.seed,
+        "task": task, "image": image_info, "seed": args.seed, "calib_images": args.calib_images,
         "cycles": res.total_cycles, "time_ms": res.time_ms, "clock_ghz": cfg.clock_ghz,
         "energy_uj": res.energy_uj, "energy_onchip_uj": res.energy_onchip_pj * 1e-6,
         "bit_exact": {"verdict": True, "tensors": checked["tensors"], "elements": checked["elements"]},
@@ -485,10 +490,25 @@ def _parser() -> OneLineParser:
                    help=f"the input: {IMAGE_FORMS} (default: a seeded synthetic image)")
     p.add_argument("--seed", type=seed, default=0,
                    help="seed of the weights, their calibration and the synthetic image (default 0)")
+    p.add_argument("--calib-images", type=_calib_count, default=1,
+                   help="synthetic calibration images of the activation ranges (default 1; 1 to 64). One image "
+                        "gives a statistic of the whole image (a composed group or layer norm) or a classifier's "
+                        "logits the range of one sample, which another input clips: docs/quantization.md")
     add_override_options(p)
     p.add_argument("--out", default=None, help="output folder (default build/run/<name of the run>)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
+
+
+#: The most calibration images a run takes: each is a float pass of the whole network.
+MAX_CALIB_IMAGES = 64
+
+
+def _calib_count(value: str) -> int:
+    n = number_type(int, "calibration images")(value)
+    if not 1 <= n <= MAX_CALIB_IMAGES:
+        raise argparse.ArgumentTypeError(f"{n} calibration images: give 1 to {MAX_CALIB_IMAGES}")
+    return n
 
 
 def _setup(args) -> tuple[Model, AcceleratorConfig]:
@@ -524,7 +544,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             check_weights_fit(model, cfg)
         task = task_of(model)
         rgb, image_info, tag = _input(args, model, task)
-        name = run_dir(model, cfg, args.size is not None, tag, args.seed)
+        name = run_dir(model, cfg, args.size is not None, tag, args.seed, args.calib_images)
         stage = StagedDir(Path(args.out) if args.out else DEFAULT_ROOT / name, OWNED, run=name)
     except UsageError as e:
         return fail(prog, e)
@@ -536,7 +556,8 @@ def _run(args, prog: str, model: Model, cfg: AcceleratorConfig, task: str, rgb: 
          stage: StagedDir) -> int:
     start = time.perf_counter()
     try:
-        inference = infer(model, cfg, preprocess(rgb, model.input[2]), args.seed, progress=not args.quiet)
+        inference = infer(model, cfg, preprocess(rgb, model.input[2]), args.seed, calib_images=args.calib_images,
+                          progress=not args.quiet)
     except UsageError as e:
         return fail(prog, e)
     except CheckError as e:

@@ -18,6 +18,7 @@ import numpy as np
 from hw.cli import UsageError
 from hw.config import AcceleratorConfig
 from mapper.calibrate import check_image_input, prepare
+from mapper.images import calibration_image
 from mapper.images import preprocess, quantize_input, synthetic_image
 from mapper.ir import Model
 from mapper.program import build_program
@@ -37,10 +38,11 @@ def runs_on_images(model: Model) -> None:
         raise UsageError(f"cannot run {model.name}: {e}") from None
 
 
-def network_parameters(model: Model, seed: int) -> tuple[dict, QModel]:
+def network_parameters(model: Model, seed: int, calib_images: int = 1) -> tuple[dict, QModel]:
     """The float weights of ``model`` and its integer parameters (``mapper.calibrate.prepare``: an
     ONNX file's own weights, and a QDQ file's own quantisation; else weights seeded with ``seed``
-    and initialised as the original model's), calibrated on the seeded calibration image.
+    and initialised as the original model's), calibrated on ``calib_images`` seeded calibration
+    images (``mapper.images.calibration_image``).
 
     Raises
     ------
@@ -48,7 +50,7 @@ def network_parameters(model: Model, seed: int) -> tuple[dict, QModel]:
         ``cannot run <model>: ...`` when the network cannot be quantised or computed.
     """
     try:
-        return prepare(model, seed)
+        return prepare(model, seed, calibration_image(*model.input[:2], seed, calib_images, model.input[2]))
     except ValueError as e:
         raise UsageError(f"cannot run {model.name}: {e}") from None
 

@@ -14,12 +14,13 @@ import pytest
 from hw.config import get_config
 from hw.timing import schedule
 from mapper.calibrate import prepare
-from mapper.images import preprocess, quantize_input, synthetic_image
+from mapper.images import calibration_image, preprocess, quantize_input, synthetic_image
 from mapper.program import build_program
 from mapper.workloads import build_model
 from sim import accuracy, infer
 from sim.functional import CheckError
 from sim.golden_network import class_map, run_network
+from sim.inference import network_parameters
 from sub_make import run_make
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,8 +79,8 @@ def test_run_json_fields_and_picture(b0_run):
     out, doc = b0_run
     assert {"model", "variant", "size", "config", "task", "image", "seed", "cycles", "time_ms", "energy_uj",
             "bit_exact", "agreement", "program", "output", "wall_s"} <= set(doc)
-    assert (doc["model"], doc["size"], doc["config"], doc["task"], doc["seed"]) == \
-        ("segformer_b0", [32, 32], "small", "segmentation", 0)
+    assert (doc["model"], doc["size"], doc["config"], doc["task"], doc["seed"], doc["calib_images"]) == \
+        ("segformer_b0", [32, 32], "small", "segmentation", 0, 1)
     assert doc["image"] == {"source": "synthetic", "seed": 0}
     assert doc["bit_exact"]["verdict"] is True and doc["bit_exact"]["tensors"] > 100
     assert doc["bit_exact"]["elements"] > 32 * 32
@@ -176,11 +177,22 @@ def test_fit_image_follows_each_pipeline():
     assert np.all(crop[:, :20] == 0) and np.all(crop[:, -20:] == 255)
 
 
+def test_more_calibration_images_set_other_ranges():
+    """CALIB_IMAGES=k calibrates on k images (a new user's ViT logits, saturated at one): the
+    ranges differ from one image's, and the first of the k is the one image."""
+    model = build_model("segformer_b0", size=(32, 32))
+    one, four = (network_parameters(model, 0, k)[1] for k in (1, 4))
+    assert any(one.scale(n) != four.scale(n) for n in one.layers)
+    assert np.array_equal(calibration_image(32, 32, 0, 4)[0], calibration_image(32, 32, 0))
+
+
 def test_run_dir_names_everything_that_changes_the_result():
     model, cfg = build_model("segformer_b0", size=(32, 32)), get_config("small")
     assert infer.run_dir(model, cfg, True, "synthetic", 0) == "segformer_b0_small_32x32_synthetic_seed0"
     assert infer.run_dir(model, cfg.replace(dram_mib=64), False, "image-cat-0123abcd", 5) == \
         "segformer_b0_small_dram_mib64_image-cat-0123abcd_seed5"
+    assert infer.run_dir(model, cfg, True, "synthetic", 0, calib_images=8) == \
+        "segformer_b0_small_32x32_synthetic_seed0_calib8"
 
 
 BAD = [
@@ -201,6 +213,8 @@ BAD = [
     (["--variant", "blocks=9"], "segformer_b0"),
     (["--seed", "-1"], "--seed: bad seed '-1'"),
     (["--seed", "one"], "--seed: bad seed 'one'"),
+    (["--calib-images", "0"], "0 calibration images: give 1 to 64"),
+    (["--calib-images", "x"], "'x' is not a whole number in the digits 0-9 (calibration images)"),
     (["--dram-mib", "1"], "more than the 1,048,576 bytes of DRAM configured (dram_mib = 1)"),
     (["--dram-mib", "0"], "--dram-mib 0: bad configuration override: dram_mib must be a positive integer"),
     (["--model", "anchor_detr"], "opaque product"),
