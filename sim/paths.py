@@ -483,9 +483,10 @@ def _comparison_lines(rows: list[dict], base: PathPoint) -> list[str]:
         parts = []
         for cost, label in ((c, l) for c, l in COSTS.items() if c in row):
             r = row[cost]
-            pruned = ("out of the pruned paths' range" if r["pruned_saving"] is None else
-                      f"{100 * r['pruned_saving']:.1f} % pruned ({'-'.join(r['pruned_between'])})")
-            parts.append(f"{label} {100 * r['retrained_saving']:.1f} % retrained vs {pruned}")
+            retrained = f"{label} {100 * r['retrained_saving']:.1f} % retrained"
+            parts.append(f"{retrained} (no pruned path of {base.model}:{base.path} spans its accuracy)"
+                         if r["pruned_saving"] is None else
+                         f"{retrained} vs {100 * r['pruned_saving']:.1f} % pruned ({'-'.join(r['pruned_between'])})")
         lines.append(f"{row['path']} against {base.model}:{base.path}, {100 * row['accuracy_loss']:.1f} points "
                      f"less accurate: savings " + "; ".join(parts))
     return lines

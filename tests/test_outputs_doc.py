@@ -117,8 +117,11 @@ def test_paths_outputs_match_doc(two_networks, capsys):
     assert [r["path"] for r in doc["retrained_vs_pruned"]] == ["narrow.onnx:full"]     # its keys are checked too
     check_json("paths.json", doc)
     check_csv("paths.csv", Path("p/paths.csv"))
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert "simulating path 1/2 wide.onnx:full" in err and "simulating path 2/2 narrow.onnx:full" in err
+    # no pruned path beside the base: said so, not "out of the pruned paths' range" (a new user's reading)
+    assert "% retrained (no pruned path of wide.onnx:full spans its accuracy)" in captured.out
 
 
 def test_rdd_outputs_match_doc(two_networks, capsys):
