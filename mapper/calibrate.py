@@ -115,7 +115,8 @@ def check_image_input(model: Model) -> None:
     calibrates on and what ``make run``, ``make sim CHECK=1`` and ``sim.accuracy`` feed it, so a tool
     can refuse the network before its other work."""
     if model.input[2] not in IMAGE_CHANNELS:
-        raise ValueError(f"its input has {model.input[2]} channels ({'x'.join(map(str, model.input))}); images, "
+        h, w, c = model.input
+        raise ValueError(f"its input has {c} channels ({h}x{w} pixels or tokens of {c} channels each); images, "
                          f"and so make run, CHECK=1 and sim.accuracy, give 3 (RGB) or 1 (the luma)")
 
 
