@@ -114,8 +114,10 @@ class AcceleratorConfig:
         channel; the mapper rotates four slots of K0 entries, so at least 4 x K0.
     global_buf_bytes:
         Global buffer at the array level.
-    dram_bytes_per_cycle, dram_latency:
-        External memory bandwidth and fixed per-request latency, in cycles.
+    dram_bytes_per_cycle:
+        External memory bandwidth, in bytes per cycle.
+    dram_latency:
+        Fixed latency of each external memory request, in cycles.
     gb_bus_bytes_per_cycle:
         Global buffer to PE multicast bus width; 0 means 4 x C0, or the DRAM rate if wider.
     clock_ghz:

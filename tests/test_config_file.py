@@ -253,3 +253,16 @@ def test_a_name_with_control_characters_round_trips(tmp_path, name):
     path = tmp_path / "odd.toml"
     path.write_text(config_toml(cfg))
     assert load_config(str(path)) == cfg
+
+
+def test_every_field_has_its_own_comment():
+    """``make config`` comments each field with its own line of AcceleratorConfig's docstring:
+    two fields documented together once both got the pair's sentence."""
+    from dataclasses import fields as dataclass_fields
+    from hw.config import AcceleratorConfig
+    from hw.config_file import field_docs
+    docs = field_docs()
+    names = [f.name for f in dataclass_fields(AcceleratorConfig)]
+    assert set(names) <= set(docs), set(names) - set(docs)
+    comments = [docs[n] for n in names]
+    assert len(set(comments)) == len(comments), [n for n in names if comments.count(docs[n]) > 1]
