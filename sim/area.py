@@ -168,7 +168,13 @@ def extrapolation(cfg: AcceleratorConfig) -> list[str]:
     return out
 
 
-def _main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sim.area``: the fit's coefficients and its error on every Table II preset."""
+    from hw.cli import OneLineParser
+    OneLineParser(prog="python -m sim.area",
+                  description="Print the PE-array area model's fitted coefficients, its area against the "
+                              "paper's Table II for every preset it is fitted on, and the small presets' "
+                              "areas (docs/energy_area.md).").parse_args(argv)
     c = COEFFS
     print(f"fit: b = {c['b']:.3f}, weight SRAM = {c['a_sram'] * 4096 ** c['b'] / 4096 * 1e6:.3f} um^2/B "
           f"@4 KiB, input SRAM = {c['a_in'] * 32768 ** c['b'] / 32768 * 1e6:.3f} um^2/B @32 KiB, "
@@ -179,9 +185,10 @@ def _main() -> None:
         print(f"{name:>6} {model:10.3f} {paper:10.1f} {err:+8.1f}")
     for name in ("tiny", "small", "e_small"):
         print(f"{name:>6} {area_mm2(get_config(name)):10.4f} {'-':>10} {'-':>8}")
+    return 0
 
 
 if __name__ == "__main__":
     from hw.cli import run_main
 
-    run_main(_main)
+    run_main(main)

@@ -186,8 +186,13 @@ def dense_gemm_events(cfg: AcceleratorConfig, cycles: int) -> Counter:
     })
 
 
-def _main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sim.energy``: the scaling factors and each paper preset's energy per MAC."""
+    from hw.cli import OneLineParser
     from hw.config import PAPER_PRESETS, get_config
+    OneLineParser(prog="python -m sim.energy",
+                  description="Print the energy model's technology scaling factors and the energy per MAC "
+                              "of a dense GEMM on every paper preset (docs/energy_area.md).").parse_args(argv)
     print(f"S_LOGIC = {S_LOGIC:.3f}, S_SRAM = {S_SRAM:.3f}")
     print(f"{'config':>6} {'pJ/MAC':>8}  (dense GEMM, equal MACs)")
     for name in PAPER_PRESETS:
@@ -195,9 +200,10 @@ def _main() -> None:
         m = EnergyModel(cfg)
         ev = dense_gemm_events(cfg, 1000)
         print(f"{name:>6} {m.energy_pj(ev) / ev['mac']:8.4f}")
+    return 0
 
 
 if __name__ == "__main__":
     from hw.cli import run_main
 
-    run_main(_main)
+    run_main(main)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 #: The project's command-line tools (``python -m <module>``; ``cosim.campaign`` is make fuzz's).
-TOOLS = ("sim.accuracy", "sim.bench", "sim.infer", "sim.paths", "sim.rdd", "sim.replay", "sim.run", "sim.sweep",
+TOOLS = ("sim.accuracy", "sim.area", "sim.bench", "sim.energy", "sim.infer", "sim.paths", "sim.rdd", "sim.replay", "sim.run", "sim.sweep",
          "mapper.flops", "mapper.onnx_export", "hw.config_file", "hw.rtl.export", "hw.rtl.synth", "hw.rtl.bench",
          "cosim.campaign")
 #: The tools that draw plots, and the arguments each requires besides.
@@ -84,3 +87,20 @@ def test_every_model_option_lists_the_zoo(module, monkeypatch):
     from mapper.workloads import MODEL_NAMES
     model, = [a for a in tool_parser(module, monkeypatch)._actions if "--model" in a.option_strings]
     assert MODEL_HELP in model.help and all(name in model.help for name in MODEL_NAMES)
+
+
+@pytest.mark.parametrize("module", ["sim.area", "sim.energy"])
+def test_the_model_tables_read_their_arguments(module):
+    """``python -m sim.area --bogus`` and ``python -m sim.energy --help`` ignored their arguments and
+    printed their tables; they have parsers now: --help describes the tool, an unknown option is
+    refused with one line and status 2, and no arguments still print the table."""
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                              timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    helped = run("--help")
+    assert helped.returncode == 0 and helped.stdout.startswith(f"usage: python -m {module}"), helped.stdout
+    refused = run("--bogus")
+    assert refused.returncode == 2 and not refused.stdout, refused.stdout
+    assert refused.stderr.count("\n") == 1 and "--bogus" in refused.stderr, refused.stderr
+    table = run()
+    assert table.returncode == 0 and "config" in table.stdout, table.stderr
