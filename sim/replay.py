@@ -87,8 +87,11 @@ def _refuse_text(stream: str, data: bytes) -> None:
         other = suffix in DUMP_FILES.keys() - {".bin"}
         what = f" (a {suffix} --dump-layer writes is {DUMP_FILES[suffix]})" if other else ""
         binary = Path(stream).with_suffix(".bin")
+        # name the stream beside it only if there is one; else say how to write one
+        where = (f": replay {binary}" if suffix != ".bin" and binary.is_file() else
+                 " (python -m sim.run --model M --dump-layer NAME writes it under the run's streams/)")
         raise UsageError(f"{stream} is text{what}, not a binary instruction stream; sim.replay takes the .bin "
-                         f"that --dump-layer writes" + (f": replay {binary}" if suffix != ".bin" else ""))
+                         f"that --dump-layer writes{where}")
 
 
 def _dumped_config(stream: str) -> Optional[tuple[AcceleratorConfig, str]]:

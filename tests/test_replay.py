@@ -111,6 +111,11 @@ def test_a_listing_is_refused_as_text_naming_the_stream(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{sidecar} is text (a .json" in err and ".lst" not in err and f"replay {binary}" in err, err
     assert main([str(binary)]) == 0
+    # without the .bin beside it, no file that does not exist is suggested: how to write one is
+    binary.unlink()
+    assert main([str(listing)]) == 2
+    err = capsys.readouterr().err
+    assert str(binary) not in err and "--dump-layer NAME writes it" in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("content", [b"A", b"hello world\n", b"x" * 31])
