@@ -827,7 +827,8 @@ class StageTicker:
     ``period`` seconds (default: 10 s in a log, a line redrawn every second on a terminal), from a
     thread started by the first ``stage(text)`` (which names what runs now; the checks before it
     print nothing, so that a refusal stays one line), and nothing for a step shorter than
-    ``period``.  Use it as a context manager.
+    ``period``.  In a log a line equal to the one before is left out (a module converting for
+    minutes said ``..., 2 min elapsed`` six times).  Use it as a context manager.
     """
 
     def __init__(self, desc: str, *, enabled: bool = True, stream=None, period: float | None = None):
@@ -850,12 +851,15 @@ class StageTicker:
         return f"{self.desc}: {self.text}, {duration(time.monotonic() - self.t0)} elapsed"
 
     def _run(self) -> None:
+        last = None
         while not self._stop.wait(self.period):
+            line = self.line()
             if self.tty:
-                self.stream.write("\r\x1b[K" + self.line()[:200])
+                self.stream.write("\r\x1b[K" + line[:200])
                 self._drawn = True
-            else:
-                self.stream.write(self.line() + "\n")
+            elif line != last:
+                self.stream.write(line + "\n")
+            last = line
             self.stream.flush()
 
     def __enter__(self) -> "StageTicker":

@@ -252,10 +252,14 @@ def test_main_names_the_files_it_wrote_and_their_size(tmp_path, capsys):
 
 
 def test_export_reports_each_module_before_converting_it(tmp_path):
+    """Each module's line says which of how many it is (``module 18``, never ``of 19``, before)."""
     stages = []
     result = export_to_directory(get_config("tiny"), tmp_path, "pe_tile", progress=stages.append)
     from hw.rtl.clock_gate import MODULE as CLOCK_GATE          # a cell written in Verilog: not converted
     assert [s.split(", ")[-1] for s in stages[:-1]] == [m for m in result.modules if m != CLOCK_GATE], stages
+    counted = [re.match(r"converting module (\d+) of (\d+), ", s) for s in stages[:-1]]
+    assert all(counted) and {int(c[2]) for c in counted} == {len(result.modules)}, stages
+    assert int(counted[-1][1]) == len(result.modules), stages
     assert stages[-1] == f"writing {len(result.modules) + 2} files"
 
 
@@ -276,6 +280,7 @@ def test_stage_ticker_reports_long_steps_only():
     assert quick.getvalue() == ""
     lines = slow.getvalue().splitlines()
     assert lines and all(re.fullmatch(r"slow: converting module 1, vector_mac, \d+ s elapsed", x) for x in lines), lines
+    assert len(set(lines)) == len(lines), lines     # a line equal to the last is left out of a log
     stopped = io.StringIO()             # stop(): a step that reports on its own has begun
     with StageTicker("stopped", stream=stopped, period=0.05) as ticker:
         ticker.stage("building")
@@ -321,3 +326,11 @@ def test_an_output_folder_of_someone_elses_verilog_is_refused_saying_why(tmp_pat
         _check_earlier_export(tmp_path)
     (tmp_path / "config.json").write_text(_json.dumps({"modules": ["mine"]}))
     _check_earlier_export(tmp_path)
+
+
+def test_the_module_count_of_progress_is_the_accelerators():
+    """The ``of N`` of ``make verilog``'s progress counts the modules the export converts."""
+    from hw.rtl.export import _add_accelerator, _ModulePlan
+    plan = _ModulePlan()
+    _add_accelerator(plan, TINY)
+    assert tuple(plan.modules) == exported(TINY).modules

@@ -222,9 +222,10 @@ class HierarchicalExport:
         text = ex.verilog()
     """
 
-    def __init__(self, progress: Callable[[str], None] | None = None):
+    def __init__(self, progress: Callable[[str], None] | None = None, total: int | None = None):
         self._modules: dict[str, ExportedModule] = {}
         self._progress = progress          # told each module before it is converted
+        self._of = f" of {total}" if total else ""      # modules the hierarchy has, cells included
 
     @property
     def modules(self) -> dict[str, ExportedModule]:
@@ -245,7 +246,7 @@ class HierarchicalExport:
         if name in self._modules:
             return self._modules[name]
         if self._progress is not None:
-            self._progress(f"converting module {len(self._modules) + 1}, {name}")
+            self._progress(f"converting module {len(self._modules) + 1}{self._of}, {name}")
         stubs = [v for v in kwargs.values() if isinstance(v, _Stub)]
         stubs += [s for v in kwargs.values() if isinstance(v, dict) for s in v.values() if isinstance(s, _Stub)]
         # a cell's class (``export_cell``: its module's name, added with ``add_cell``) is a child too
@@ -336,7 +337,28 @@ def _export_pe_array(ex: HierarchicalExport, config: AcceleratorConfig) -> Expor
     return ex.add(PEArray, config, pe_factory=ex.stub(tile), gate_factory=ClockGate)
 
 
-def _result(ex: HierarchicalExport, top: ExportedModule, start: float) -> ExportResult:
+class _ModulePlan(HierarchicalExport):
+    """An exporter that only names the modules a hierarchy adds, building none: how many a
+    conversion will take, for its progress lines (``module 3 of 19``)."""
+
+    def add(self, component_cls, config: AcceleratorConfig, *, params: dict | None = None,
+            **kwargs) -> ExportedModule:
+        name = module_name(component_cls, config, **dict(params or {}))
+        return self._modules.setdefault(name, ExportedModule(name=name, verilog="", ports=(), signature=None))
+
+
+def _exported(build: Callable[[HierarchicalExport, AcceleratorConfig], ExportedModule], config: AcceleratorConfig,
+              progress: Callable[[str], None] | None) -> ExportResult:
+    """The hierarchy ``build`` adds to an exporter, converted; ``progress`` told each module with
+    the number of modules (counted by building the same hierarchy in a :class:`_ModulePlan` first)."""
+    start = time.perf_counter()
+    total = None
+    if progress is not None:
+        plan = _ModulePlan()
+        build(plan, config)
+        total = len(plan.modules)
+    ex = HierarchicalExport(progress, total)
+    top = build(ex, config)
     return ExportResult(top=top.name, verilog=ex.verilog(), modules=tuple(ex.modules),
                         seconds=time.perf_counter() - start, exported=ex.modules)
 
@@ -344,18 +366,13 @@ def _result(ex: HierarchicalExport, top: ExportedModule, start: float) -> Export
 def export_pe_tile(config: AcceleratorConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
     """One PE tile with its VectorMAC and PostProcessor (what the PE array repeats ``num_pe``
     times), without the rest of the accelerator."""
-    start = time.perf_counter()
-    ex = HierarchicalExport(progress)
-    return _result(ex, _add_pe_tile(ex, config), start)
+    return _exported(_add_pe_tile, config, progress)
 
 
 def export_pe_array(config: AcceleratorConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
     """The PE array of ``config`` alone (its datapath and buffers, no control): VectorMAC,
     PostProcessor and PETile once each, the clock-gate cell, then the array."""
-    start = time.perf_counter()
-    ex = HierarchicalExport(progress)
-    top = _export_pe_array(ex, config)
-    return _result(ex, top, start)
+    return _exported(_export_pe_array, config, progress)
 
 
 def export_accelerator(config: AcceleratorConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
@@ -363,6 +380,11 @@ def export_accelerator(config: AcceleratorConfig, progress: Callable[[str], None
     global buffer and the LOAD_INP address generator, the units, the vector executor (its
     row lane, its unit and the executor, where ``builds_vector_unit``), the queues and token FIFOs, the
     dispatcher, then the top."""
+    return _exported(_add_accelerator, config, progress)
+
+
+def _add_accelerator(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:
+    """The accelerator's modules, leaves first, then its top (:func:`export_accelerator`)."""
     from .accelerator import Accelerator, token_max_wait
     from .clock_gate import MODULE as CLOCK_GATE, SIGNATURE as CLOCK_GATE_SIGNATURE, VERILOG as CLOCK_GATE_VERILOG
     from .clock_gate import ClockGate
@@ -376,8 +398,6 @@ def export_accelerator(config: AcceleratorConfig, progress: Callable[[str], None
     from .vector_executor import builds_vector_unit
     from ..timing import TOKEN_FIFOS
 
-    start = time.perf_counter()
-    ex = HierarchicalExport(progress)
     pes = _export_pe_array(ex, config)
     gb = ex.add(GlobalBuffer, config)
     lanes = ex.add(LoadInpLanes, config)
@@ -401,8 +421,7 @@ def export_accelerator(config: AcceleratorConfig, progress: Callable[[str], None
     }
     if builds_vector_unit(config):
         factories["vector_executor"] = ex.stub(_export_vector_unit(ex, config))
-    top = ex.add(Accelerator, config, factories=factories, gate_factory=ClockGate)
-    return _result(ex, top, start)
+    return ex.add(Accelerator, config, factories=factories, gate_factory=ClockGate)
 
 
 def _export_vector_unit(ex: HierarchicalExport, config: AcceleratorConfig) -> ExportedModule:
