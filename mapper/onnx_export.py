@@ -37,7 +37,7 @@ from .fusion import is_class_map
 from .ir import Model
 from .onnx_import import CUSTOM_DOMAIN, PARTS_KEY
 
-__all__ = ["export_onnx", "OPSET", "main"]
+__all__ = ["export_onnx", "custom_operators", "OPSET", "main"]
 
 OPSET = 17
 
@@ -473,6 +473,12 @@ def export_onnx(model: Model, weights: dict, *, doc: str = "", metadata: Optiona
     return proto
 
 
+def custom_operators(proto) -> list[str]:
+    """The operators of ``proto``'s graph in the project's own domain (``com.vitaccel``), which
+    this project's importer reads and onnxruntime cannot run; empty for standard ONNX."""
+    return sorted({n.op_type for n in proto.graph.node if n.domain == CUSTOM_DOMAIN})
+
+
 # ---- command line -----------------------------------------------------------------------------------
 
 DEFAULT_OUT = Path("build") / "onnx"
@@ -526,6 +532,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return fail(parser.prog, e)
     weights = sum(int(np.prod(t.dims)) for t in proto.graph.initializer if t.data_type == 1)   # FLOAT, not shapes
     print(f"wrote {path}: {len(proto.graph.node)} nodes, {weights:,} weights, {model.total_macs:,} MACs")
+    custom = custom_operators(proto)
+    if custom:
+        print(f"note: it uses {CUSTOM_DOMAIN} operators ({', '.join(custom)}) for layers ONNX has no operator for: "
+              f"this project's importer reads it, onnxruntime cannot run it (docs/onnx.md)")
     return 0
 
 

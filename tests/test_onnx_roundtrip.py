@@ -197,6 +197,21 @@ def test_anchor_detr_exports_its_opaque_products_as_custom_operators():
         ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
+@pytest.mark.parametrize("name, custom", [("anchor_detr", "OpaqueMatMul"), ("segformer_b0", None)])
+def test_make_onnx_notes_a_file_onnxruntime_cannot_run(name, custom, tmp_path, capsys):
+    """``make onnx MODEL=anchor_detr`` wrote a file onnxruntime cannot load and said nothing; a note
+    names the custom operators the graph holds, and a standard file gets none."""
+    from mapper.onnx_export import main
+    assert main(["--model", name, "--size", "64x64", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("wrote "), lines
+    if custom is None:
+        assert len(lines) == 1, lines
+    else:
+        assert len(lines) == 2 and lines[1].startswith("note: ") and f"com.vitaccel operators ({custom})" in lines[1] \
+            and "onnxruntime cannot run it" in lines[1], lines
+
+
 def test_swin_pyramid_pooling_that_does_not_tile_is_a_custom_operator():
     model = build_model("swin_tiny", size=(256, 256))                 # last stage 8x8: pools of 3 and 6
     proto = export_onnx(model, init_weights(model, 0, fold=False))
