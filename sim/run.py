@@ -43,7 +43,7 @@ from mapper.program import DramCapacityError
 from . import plots
 from .area import area_mm2, extrapolation
 from .config_args import add_override_options, config_from_args
-from .outputs import add_plot_options, config_parts, parse_formats, run_name
+from .outputs import add_plot_options, config_parts, config_tag, parse_formats, run_name
 from .progress import Progress, layer_weights
 from .simulator import SimResult, mapping_refusal, require_dram_fit, simulate
 from .streams import dump_layer, layer_stream
@@ -284,11 +284,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup(args) -> tuple[Model, AcceleratorConfig, str]:
-    """Model, configuration and preset key from the arguments; UsageError on bad input."""
+    """Model, configuration and the name the report gives it from the arguments; UsageError on bad input."""
     known_model(args.model)
     size = parse_size(args.size) if args.size is not None else None
     cfg = config_from_args(args)
-    key = cfg.name
+    # its tag, as the folder's name has it: a file that calls G's fields "E" (or E with overrides)
+    # is not reported as the preset E
+    key = config_tag(cfg)
     model = build_model_or_usage_error(args.model, args.variant, size, progress=not args.quiet)
     refuse_flops_only(model, args.model)
     if args.dump_layer is not None:

@@ -131,7 +131,10 @@ def test_resnet50_on_E_no_plots(tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == [".run", "layers.csv", "report.json"]
     doc = json.loads((out / "report.json").read_text())
-    assert doc["config"] == "E" and doc["clock_ghz"] == 1.0
+    from hw.config_file import load_config
+    from sim.outputs import config_tag
+    overridden = load_config("E", dram_bytes_per_cycle=64, clock_ghz=1.0, gb_bus_bytes_per_cycle=512)
+    assert doc["config"] == config_tag(overridden) != "E" and doc["clock_ghz"] == 1.0   # E's tag with its overrides
     assert doc["config_params"]["dram_bytes_per_cycle"] == 64
     assert doc["time_ms"] == pytest.approx(doc["total_cycles"] / 1e6)
     assert doc["config_params"]["gb_bus_bytes_per_cycle"] == 512
@@ -351,3 +354,21 @@ def test_an_area_beyond_table_ii_is_marked_extrapolated():
     assert len(why) > 2 and why[0] in note and why[1] in note and f"{len(why) - 2} more in report.json" in note
     assert "K0=8 != C0=16" in " ".join(why)
     assert extrapolation(get_config("E")) == [] and _extrapolated({"area_extrapolated": []}) == ""
+
+
+def test_a_file_named_as_a_preset_is_reported_by_its_tag_not_as_the_preset(tmp_path):
+    """A file with ``base = "small"`` and ``name = "E"`` was reported as ``config E`` (text, report.json
+    and the plots' titles, which read it) although its fields are small's; the report names it by its
+    tag, as its folder does."""
+    from hw.config_file import load_config
+    from sim.outputs import config_tag
+    accel = tmp_path / "e.toml"
+    accel.write_text('base = "small"\nname = "E"\n')
+    out = tmp_path / "r"
+    r = run(["--model", "segformer_b0", "--size", "32x32", "--config", str(accel), "--no-plots", "--quiet",
+             "--out", str(out)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    tag = config_tag(load_config(str(accel)))
+    assert tag != "E" and tag.startswith("E")
+    assert json.loads((out / "report.json").read_text())["config"] == tag
+    assert f"config {tag}\n" in r.stdout and "config E " not in r.stdout, r.stdout
