@@ -167,16 +167,33 @@ def assumptions_line(cfg: AcceleratorConfig) -> str:
             f"on a {cfg.gb_bus_bytes} B/cycle bus")
 
 
+#: What marks a band chain's first layer in the table: its row carries the whole chain.
+CHAIN_MARK = "*"
+
+
 def format_table(doc: dict) -> str:
     # the last column: the binding resource, or where a layer without cycles of its own went
     head = ("layer", "kind", "MACs", "cycles", "util %", "stall", "energy nJ", "pJ/MAC", "bound / fused")
+    chains = doc.get("band_chains", [])
+    heads = {c["layers"][0] for c in chains}
     rows = []
     for l in doc["layers"]:
         epm = l["energy_per_mac_pj"]
-        rows.append((l["name"], l["kind"], f"{l['macs']:,}", f"{l['cycles']:,}", f"{100 * l['utilization']:.1f}",
+        name = f"{l['name']} {CHAIN_MARK}" if l["name"] in heads else l["name"]
+        rows.append((name, l["kind"], f"{l['macs']:,}", f"{l['cycles']:,}", f"{100 * l['utilization']:.1f}",
                      f"{l['stall_cycles']:,}", f"{l['energy_pj'] / 1e3:,.1f}", f"{epm:.3f}" if epm else "-",
                      l.get("bound", "") if l["cycles"] else l.get("mapping", "")))
-    return "\n".join(aligned_table(head, rows, "<<>>>>>><"))
+    return "\n".join([*aligned_table(head, rows, "<<>>>>>><"), *([_chain_footnote(chains)] if chains else [])])
+
+
+def _chain_footnote(chains: list) -> str:
+    """The table's line under its rows on the chain heads' mark: a head's row is its whole chain."""
+    sizes = sorted({len(c["layers"]) for c in chains})
+    size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
+    named = f": {' -> '.join(chains[0]['layers'])}" if len(chains) == 1 else ""
+    return (f"{CHAIN_MARK} first layer of a band chain ({counted(len(chains), 'chain')} of {size} layers{named}): "
+            f"its row carries the whole chain's MACs, cycles, energy and bound; the chain's other layers' rows "
+            f"say 'in band chain of' it and carry none")
 
 
 def _ms_text(ms: float) -> str:

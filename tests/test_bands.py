@@ -260,3 +260,23 @@ def test_a_bus_narrower_than_c0_keeps_every_tensor_in_dram(bus):
     steps, resident = planned(model, cfg)
     assert resident == {} and not any(st.action in ("chain", "banded") for st in steps)
     assert simulate(model, cfg).total_cycles > simulate(model, get_config("tiny")).total_cycles
+
+
+def test_the_text_table_marks_a_chains_row_as_the_whole_chain():
+    """``make sim``'s table showed a chain's first layer (SegFormer's attn.qk, with qk + av + proj's
+    MACs) as an ordinary row whose bound said ``compute``; only the CSV's mapping said "band chain".
+    Its row is marked now, and a line under the table says the mark's row carries the whole chain."""
+    from sim.run import CHAIN_MARK, build_report, format_table
+    for model, rows in ((build_model("segformer_b0", size=(32, 32)), 3), (_convs(7), 2)):
+        doc = build_report(simulate(model, TINY, band_rows=rows), "tiny")
+        chains = doc["band_chains"]
+        assert chains
+        lines = format_table(doc).splitlines()
+        marked = [line.split()[0] for line in lines[2:] if line.split()[1:2] == [CHAIN_MARK]]
+        assert marked == [c["layers"][0] for c in chains]
+        note = lines[-1]
+        assert note.startswith(f"{CHAIN_MARK} first layer of a band chain") and "carries the whole chain" in note
+        sizes = {len(c["layers"]) for c in chains}
+        assert (f"{len(chains)} chain" in note) and all(str(n) in note for n in sizes), note
+        if len(chains) == 1:
+            assert " -> ".join(chains[0]["layers"]) in note, note
