@@ -43,7 +43,8 @@ from mapper.workloads import MODEL_NAMES, build_model
 
 from .golden_network import class_map, layer_output, run_network
 
-__all__ = ["LayerError", "AccuracyReport", "compare", "logits_layer", "output_agreement", "sqnr_db", "task_of", "main"]
+__all__ = ["LayerError", "AccuracyReport", "compare", "logits_layer", "output_agreement", "sqnr_db", "task_of", "image_figures",
+           "summarise", "main"]
 
 #: Elements per block of the SQNR sums (float64 temporaries stay small).
 _SQNR_BLOCK = 1 << 20
@@ -330,7 +331,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (KeyError, ValueError) as e:
         parser.error(str(e).strip("'\""))
     print(f"{model.name} {h}x{w}: weights and quantisation {time.time() - start:.1f} s")
-    reports = []
+    reports, figures = [], []
     for i in range(args.images):
         start = time.time()
         try:
@@ -341,11 +342,47 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"-- image {args.seed + i}: {time.time() - start:.1f} s")
         _print(report, args.worst)
         reports.append({"image_seed": args.seed + i, **report.to_json()})
+        figures.append(image_figures(report))
+    summary = summarise(figures)
+    if args.images > 1:
+        _print_summary(summary, args.images)
     if args.output is not None:
         doc = {"model": model.name, "size": [h, w], "variant": model.variant, "seed": args.seed,
-               "calib_images": args.calib_images, "percentile": args.percentile, "images": reports}
+               "calib_images": args.calib_images, "percentile": args.percentile, "images": reports,
+               "summary": {k: {m: finite_or_none(v) for m, v in d.items()} for k, d in summary.items()}}
         atomic_write_json(args.output, doc)
     return 0
+
+
+#: Figures of ``image_figures`` of which a larger value is the worse (the others: a smaller).
+LARGER_IS_WORSE = frozenset({"box_l1"})
+
+
+def image_figures(report: AccuracyReport) -> dict[str, float]:
+    """The figures the report of one image prints: its layers' median and least SQNR, its output
+    layer's SQNR and each output agreement (a yes/no as 1 or 0)."""
+    finite = [e.sqnr_db for e in report.layers if e.kind != "constant" and math.isfinite(e.sqnr_db)]
+    figures = {"layer_sqnr_median_db": float(np.median(finite)), "layer_sqnr_min_db": min(finite)} if finite else {}
+    figures["output_sqnr_db"] = report.layers[-1].sqnr_db
+    figures.update((k, float(v)) for k, v in report.output.items())
+    return figures
+
+
+def summarise(figures: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Across images: each figure's median and worst value (the largest where larger is worse)."""
+    out = {}
+    for key in dict.fromkeys(k for f in figures for k in f):
+        values = [f[key] for f in figures if key in f]
+        worst = max(values) if key in LARGER_IS_WORSE else min(values)
+        out[key] = {"median": float(np.median(values)), "worst": worst}
+    return out
+
+
+def _print_summary(summary: dict[str, dict[str, float]], images: int) -> None:
+    print(f"-- over {counted(images, 'image')}: median and worst")
+    for key, d in summary.items():
+        digits = 2 if key.endswith("_db") else 4          # as the images' reports print them
+        print(f"{key}: median {d['median']:.{digits}f}, worst {d['worst']:.{digits}f}")
 
 
 def _print(report: AccuracyReport, worst: int) -> None:

@@ -671,6 +671,32 @@ def test_accuracy_command_line(tmp_path, capsys):
     assert json.loads(out.read_text()) == doc                         # never overwritten
 
 
+def test_accuracy_over_several_images_ends_with_their_median_and_worst(tmp_path, capsys):
+    """``--images 4`` printed (and wrote) the four images' reports only; a summary gives each figure's
+    median and worst over them, in the text and in the JSON."""
+    out = tmp_path / "b0.json"
+    assert accuracy.main(["--model", "segformer_b0", "--size", "32x32", "--images", "3", "--worst", "1",
+                          "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    per_image = [[l["sqnr_db"] for l in im["layers"] if l["kind"] != "constant" and l["sqnr_db"] is not None]
+                 for im in doc["images"]]
+    agreement = [im["output"]["pixel_agreement"] for im in doc["images"]]
+    summary = doc["summary"]
+    assert summary["pixel_agreement"] == {"median": pytest.approx(np.median(agreement)), "worst": min(agreement)}
+    assert summary["layer_sqnr_min_db"]["worst"] == pytest.approx(min(min(v) for v in per_image))
+    assert summary["layer_sqnr_median_db"]["median"] == pytest.approx(np.median([np.median(v) for v in per_image]))
+    assert set(summary) == {"layer_sqnr_median_db", "layer_sqnr_min_db", "output_sqnr_db", "pixel_agreement"}
+    tail = text[text.index("-- over 3 images: median and worst"):].splitlines()[1:]
+    assert [line.split(":")[0] for line in tail] == list(summary), tail
+    assert tail[-1] == (f"pixel_agreement: median {summary['pixel_agreement']['median']:.4f}, "
+                        f"worst {summary['pixel_agreement']['worst']:.4f}")
+    # the worst of a figure where more is worse is its largest
+    figures = [{"box_l1": 0.1, "sqnr": 20.0}, {"box_l1": 0.3, "sqnr": 10.0}]
+    assert accuracy.summarise(figures) == {"box_l1": {"median": pytest.approx(0.2), "worst": 0.3},
+                                           "sqnr": {"median": 15.0, "worst": 10.0}}
+
+
 def test_softmax_output_shift_holds_the_largest_probability():
     from mapper.calibrate import softmax_out_shift
     assert softmax_out_shift(0.99) == 7 and softmax_out_shift(0.5) == 7
