@@ -400,7 +400,7 @@ def _print_table(points: list[PathPoint], base: PathPoint) -> None:
 
 def _write(folder: Path, args, cfg: AcceleratorConfig, points: list[PathPoint], base: PathPoint,
            formats: tuple[str, ...], comparison: list[dict], paths: Optional[list[str]]) -> list[str]:
-    doc = {"models": args.model, "config": cfg.name, "config_params": cfg.to_dict(), "accuracy_file": args.accuracy,
+    doc = {"models": args.model, "config": config_tag(cfg), "config_params": cfg.to_dict(), "accuracy_file": args.accuracy,
            "baseline": f"{base.model}:{base.path}", "retrained_vs_pruned": comparison,
            "points": [dict(p.to_dict(), **savings(p, base)) for p in points]}
     (folder / "paths.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -416,7 +416,7 @@ def _write(folder: Path, args, cfg: AcceleratorConfig, points: list[PathPoint], 
     elif not args.no_plots:
         asked = paths if paths is not None else [v for m in args.model for v in candidate_paths(m)]
         named = [v for v in asked if _is_point_name(v)]        # full, B2_a, ...: labelled in the plot
-        files += [f.name for f in plots.paths(points, f"{'+'.join(args.model)} on {cfg.name}", folder, formats,
+        files += [f.name for f in plots.paths(points, f"{'+'.join(args.model)} on {config_tag(cfg)}", folder, formats,
                                               label_names=named, accuracy_from=_accuracy_source(args.accuracy))]
     return files
 

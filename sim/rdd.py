@@ -179,7 +179,7 @@ def _run_name(args, cfg: AcceleratorConfig) -> str:
 
 
 def _write(folder: Path, res: dict, args, cfg: AcceleratorConfig, points: list[PathPoint]) -> None:
-    doc = dict(res, models=args.model, config=cfg.name, config_params=cfg.to_dict(), budgets_file=args.budgets,
+    doc = dict(res, models=args.model, config=config_tag(cfg), config_params=cfg.to_dict(), budgets_file=args.budgets,
                accuracy_file=args.accuracy, paths=[p.to_dict() for p in points])
     (folder / "rdd.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     with open(folder / "frames.csv", "w", newline="") as fh:

@@ -134,6 +134,17 @@ def test_rdd_outputs_match_doc(two_networks, capsys):
     assert capsys.readouterr().err == ""                 # --quiet: no progress
 
 
+def test_paths_and_rdd_name_a_file_called_like_a_preset_by_its_tag(two_networks):
+    """A file naming small's fields "E" was reported as config E; both tools write the folder's
+    tag (``sim.outputs.config_tag``), E and a hash of its fields."""
+    Path("fake_e.toml").write_text('base = "small"\nname = "E"\n')
+    args = [*two_networks[:-4], "--config", "fake_e.toml", *two_networks[-2:]]
+    assert paths.main([*args, "--out", "p", "--no-plots", "--quiet"]) == 0
+    assert rdd.main([*args, "--budgets", "trace.csv", "--out", "r", "--quiet"]) == 0
+    for doc in (json.loads(Path(f).read_text()) for f in ("p/paths.json", "r/rdd.json")):
+        assert doc["config"].startswith("E-") and doc["config"] != "E", doc["config"]
+
+
 def test_sweep_outputs_match_doc(tmp_path):
     """A grid (its keys are written only then) with an invalid point, over E at 64x64."""
     out = tmp_path / "s"
