@@ -39,6 +39,7 @@ from mapper.ir import Model
 from mapper.residency import planned
 from mapper.lower import _insn
 
+from .outputs import config_tag
 from .simulator import SimResult
 from .streams import step_parts
 
@@ -156,7 +157,7 @@ def _thread(pid: int, tid: int, name: str) -> list[dict]:
 def build_trace(res: SimResult, model: Model, cfg: AcceleratorConfig, detail: Iterable[str]) -> dict:
     """The trace document (``{"traceEvents": [...], "otherData": {...}}``); instruction events for
     the layers named in ``detail``."""
-    ev = [_metadata(1, 1, "process_name", f"{res.model} on {cfg.name}"), *_thread(1, 1, "layers")]
+    ev = [_metadata(1, 1, "process_name", f"{res.model} on {config_tag(cfg)}"), *_thread(1, 1, "layers")]
     for r in res.layers:
         if r.cycles:
             ev.append(_span(r.name, 1, 1, r.start_cycle, r.start_cycle + r.cycles, cfg, cat=r.kind,
@@ -181,5 +182,5 @@ def build_trace(res: SimResult, model: Model, cfg: AcceleratorConfig, detail: It
             e["tid"] = group_tids[e["tid"]]
         ev.append(e)
     return {"traceEvents": ev,
-            "otherData": {"model": res.model, "variant": res.variant, "config": cfg.name, "clock_ghz": cfg.clock_ghz,
+            "otherData": {"model": res.model, "variant": res.variant, "config": config_tag(cfg), "clock_ghz": cfg.clock_ghz,
                           "instruction_detail": [st.layer.name for st in steps]}}
