@@ -421,36 +421,12 @@ def layout_candidates(v: View, crop_first: bool = False) -> Iterator[Candidate]:
         yield Candidate("channel_slice", src, v.src_shape, {"start": lo, "channels": hi - lo})
     idx = indices(v)
     ys, xs = idx // (w * c), (idx // c) % w
-    crop = _crop_params(_present(ys, h), _present(xs, w))
-    crop = [Candidate("crop", src, v.src_shape, crop)] if crop is not None and (crop["out_h"], crop["out_w"]) != (h, w) else []
-    if crop_first:
-        yield from crop
-    first = int(idx.min()) // c if v.size else 0
-    sides = [(a, b) for a in v.shape for b in v.shape]
-    if 1 in (h, w) and len(v.shape) == 3 and v.shape[:2] == (1, h * w):    # a row of tokens: any image of them
-        sides += [(a, h * w // a) for a in _divisors(h * w)]
-    for a, b in dict.fromkeys(sides):                                      # some pixels as another image
-        if first + a * b <= h * w and (a, b, first) != (h, w, 0):
-            yield Candidate("pixel_reshape", src, v.src_shape, {"out_h": a, "out_w": b, "start": first})
-    if not crop_first:
-        yield from crop
+    yield from _pixel_candidates(v, idx, ys, xs, crop_first)
     y0, x0 = int(ys.flat[0]), int(xs.flat[0])
     if 0 < y0 and (y0 - x0) % math.gcd(h, w) == 0:
         shift = y0 if y0 <= h // 2 else y0 - h
         yield Candidate("roll", src, v.src_shape, {"shift": shift})
-    sides = set(v.shape) | {math.isqrt(n) for n in v.shape if math.isqrt(n) ** 2 == n}
-    shown = sorted({n for n in sides if n > 1 and h % n == 0 and w % n == 0}, reverse=True)
-    for win in shown:
-        yield Candidate("window_partition", src, v.src_shape, {"window": win})
-    win = math.isqrt(h)
-    if win > 1 and win * win == h:
-        # the image's sides from the view's; or, for tokens [1, H*W, C], every side the windows tile
-        tokens = len(v.shape) == 3 and v.shape[:2] == (1, h * w)
-        sides = [(a, b) for a in v.shape for b in v.shape] + \
-            [(a, h * w // a) for a in range(win, h * w + 1, win) if tokens and h * w % a == 0]
-        for a, b in dict.fromkeys(sides):
-            if a * b == h * w and a % win == 0 and b % win == 0:
-                yield Candidate("window_reverse", src, v.src_shape, {"window": win, "out_h": a, "out_w": b})
+    yield from _window_candidates(v)
     if 4 * c in v.shape:
         yield Candidate("patch_merge", src, v.src_shape, {})
     for b in range(2, math.isqrt(c) + 1):
@@ -465,5 +441,47 @@ def layout_candidates(v: View, crop_first: bool = False) -> Iterator[Candidate]:
     # column of them) are its raster order as PyTorch's [windows, 49, C], so the data moves only
     # where the windows are interleaved in the tokens ([1, 49 * windows, C], Swin at 129x97)
     if v.size == h * w * c:
-        for win in sorted(set(_divisors(math.gcd(h, w))) - set(shown), reverse=True):
+        for win in sorted(set(_divisors(math.gcd(h, w))) - set(_shown_windows(v)), reverse=True):
             yield Candidate("window_partition", src, v.src_shape, {"window": win})
+
+
+def _pixel_candidates(v: View, idx, ys, xs, crop_first: bool) -> Iterator[Candidate]:
+    """Consecutive pixels of ``v`` as another image (a view) and as a crop, the crop first with
+    ``crop_first`` (:func:`layout_candidates`); ``idx``, ``ys``, ``xs``: its elements and their pixels."""
+    src, (h, w, c) = v.source, v.src_shape
+    crop = _crop_params(_present(ys, h), _present(xs, w))
+    crop = [Candidate("crop", src, v.src_shape, crop)] if crop is not None and (crop["out_h"], crop["out_w"]) != (h, w) else []
+    if crop_first:
+        yield from crop
+    first = int(idx.min()) // c if v.size else 0
+    sides = [(a, b) for a in v.shape for b in v.shape]
+    if 1 in (h, w) and len(v.shape) == 3 and v.shape[:2] == (1, h * w):    # a row of tokens: any image of them
+        sides += [(a, h * w // a) for a in _divisors(h * w)]
+    for a, b in dict.fromkeys(sides):                                      # some pixels as another image
+        if first + a * b <= h * w and (a, b, first) != (h, w, 0):
+            yield Candidate("pixel_reshape", src, v.src_shape, {"out_h": a, "out_w": b, "start": first})
+    if not crop_first:
+        yield from crop
+
+
+def _shown_windows(v: View) -> list[int]:
+    """Window sides ``v``'s shape shows (a side, or the root of a square count) that tile its source, largest first."""
+    h, w, _ = v.src_shape
+    sides = set(v.shape) | {math.isqrt(n) for n in v.shape if math.isqrt(n) ** 2 == n}
+    return sorted({n for n in sides if n > 1 and h % n == 0 and w % n == 0}, reverse=True)
+
+
+def _window_candidates(v: View) -> Iterator[Candidate]:
+    """Window partitions of the sides ``v``'s shape shows, and reverses of square windows of its source's
+    height into images whose sides the view (or, for tokens ``[1, H*W, C]``, the windows' tiling) gives."""
+    src, (h, w, _) = v.source, v.src_shape
+    for win in _shown_windows(v):
+        yield Candidate("window_partition", src, v.src_shape, {"window": win})
+    win = math.isqrt(h)
+    if win > 1 and win * win == h:
+        tokens = len(v.shape) == 3 and v.shape[:2] == (1, h * w)
+        sides = [(a, b) for a in v.shape for b in v.shape] + \
+            [(a, h * w // a) for a in range(win, h * w + 1, win) if tokens and h * w % a == 0]
+        for a, b in dict.fromkeys(sides):
+            if a * b == h * w and a % win == 0 and b % win == 0:
+                yield Candidate("window_reverse", src, v.src_shape, {"window": win, "out_h": a, "out_w": b})

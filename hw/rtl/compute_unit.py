@@ -134,8 +134,7 @@ class ComputeUnit(wiring.Component):
         cg = insn_view(Op.GEMM, cur)
         g = self.gemm
         nest_last = Signal()
-        # steps in the bits the dispatcher's legality check allows (hw.timing.gemm_steps_bound)
-        steps, step = (Signal(range(gemm_steps_bound(self._config) + 1)) for _ in range(2))
+        steps, step = (Signal(range(gemm_steps_bound(self._config) + 1)) for _ in range(2))  # as legality allows
         period, npix, p = Signal(25), Signal(24), Signal(25)
         oy, ox, r, s = (field_signal(Op.GEMM, name) for name in ("out_h", "out_w", "kh", "kw"))
         row_off, col_off, r_off, cb_base = Signal(32), Signal(32), Signal(32), Signal(32)

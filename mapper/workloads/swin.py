@@ -133,19 +133,25 @@ def _window_attention(out: list[Layer], pre: str, cur: str, h: int, w: int, dim:
                 windows=windows, b_offset=2 * dim, b_layout="kn")
     proj = Linear(f"{pre}.attn.proj", ENC, tp, dim, dim, inputs=(av.name,))
     out += [sm, av, proj]
-    cur = proj.name
-    if windows > 1:
+    return _unwindowed(out, pre, proj.name, h, w, hp, wp, shifted)
+
+
+def _unwindowed(out: list[Layer], pre: str, proj: str, h: int, w: int, hp: int, wp: int, shifted: bool) -> str:
+    """Append what takes the attention's projection ``proj`` (``hp x wp`` padded) back to the
+    ``h x w`` image: the windows' reverse, the unshift, the crop; return the name of the output."""
+    cur = proj
+    if hp * wp > WINDOW * WINDOW:
         out.append(WindowReverse(f"{pre}.attn.reverse", ENC, inputs=(cur,), out_h=hp, out_w=wp, window=WINDOW))
         cur = out[-1].name
     if shifted:
-        out.append(Roll(f"{pre}.attn.unshift", ENC, inputs=(cur,), shift=-shift))
+        out.append(Roll(f"{pre}.attn.unshift", ENC, inputs=(cur,), shift=-(WINDOW // 2)))
         cur = out[-1].name
-    if tp != h * w and cur == proj.name and h == 1:
+    if hp * wp != h * w and cur == proj and h == 1:
         # one row of the projection's output (one window, unshifted): a view of its first pixels, no
         # copy, as ONNX import takes the row (whole rows it takes as a crop, which the add's pass reads)
         out.append(PixelReshape(f"{pre}.attn.crop", ENC, inputs=(cur,), out_h=h, out_w=w))
         cur = out[-1].name
-    elif tp != h * w:
+    elif hp * wp != h * w:
         out.append(Crop(f"{pre}.attn.crop", ENC, inputs=(cur,), out_h=h, out_w=w))
         cur = out[-1].name
     return cur
