@@ -36,7 +36,7 @@ from .config import AcceleratorConfig
 from .isa import ADDR_MASK, Act, Insn, Op, Queue
 from .numerics import PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
 from .timing import (Schedule, pe_grid, gemm_input_terms, gemm_steps, load_inp_lanes, load_inp_rows,
-                     load_param_lane_addr, load_wgt_lane_addr, pe_members, store_addr, store_pe_extent)
+                     load_param_lane_addr, load_wgt_extent, load_wgt_lane_addr, pe_members, store_addr, store_pe_extent)
 from .vector import (HEADER_BYTES, MAX_DESCRIPTOR_BYTES, NONE, decode_descriptor, descriptor_bytes,
                      descriptor_field_slots, pass_extents)
 
@@ -132,7 +132,7 @@ def _load_wgt(f: dict, cfg: AcceleratorConfig) -> list[Access]:
     if not f["rows"]:
         return []
     out = [Access("wgt", f["dst_addr"], f["dst_addr"] + f["rows"] - 1, True, _mask(f, cfg.num_pe))]
-    n_out, chans = min(f["n_out"], cfg.k0), min(f["chan"], f["rows"] * cfg.c0)
+    n_out, chans = load_wgt_extent(f, cfg)
     if n_out and chans:
         out.append(Access("dram", load_wgt_lane_addr(f, 0, 0), load_wgt_lane_addr(f, n_out - 1, chans - 1), False))
     return out

@@ -35,7 +35,7 @@ from .vector import FIELD_HOLD_LEVELS, MAX_DESCRIPTOR_BYTES, MAX_STAGES
 
 __all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "load_inp_gb_conflicts", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
-           "load_inp_channel_ok",
+           "load_inp_channel_ok", "load_wgt_lane_ok", "load_wgt_extent",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
@@ -415,6 +415,20 @@ def load_param_lane_addr(f, entry, byte):
     return f["src_addr"] + entry * PARAM_ENTRY_BYTES + byte
 
 
+def load_wgt_lane_ok(f, out, ch, issued=True):
+    """Whether a LOAD_WGT's lane of vector MAC ``out`` (of the K0) at channel ``ch`` (of the
+    ``rows * C0`` it fills) reads DRAM: below ``n_out`` and ``chan``; the others are written zero
+    (integers, arrays or Amaranth values).  ``issued``: the load unit's beat enable, ANDed first so
+    that its lane enable is this one expression."""
+    return issued & (out < f["n_out"]) & (ch < f["chan"])
+
+
+def load_wgt_extent(f, cfg: AcceleratorConfig):
+    """(vector MACs, channels) whose lanes :func:`load_wgt_lane_ok` lets read DRAM: the first
+    ``n_out`` (at most K0, :func:`legality`) and the first ``chan`` of the ``rows * C0`` it fills."""
+    return f["n_out"], _min(f["chan"], f["rows"] * cfg.c0)
+
+
 def load_inp_channel_ok(f, c):
     """Whether a LOAD_INP's lane at channel ``c`` of its pixel (below ``t_c``) reads it: below the
     bound ``chan``, or any channel when ``chan`` is 0.  A part of a concatenation is stored at the
@@ -790,7 +804,8 @@ def load_terms(op: Op, f, cfg: AcceleratorConfig, rows=None):
         return (cdiv(rows * c0, bus), None, sel(f["src_gb"], GB_LATENCY, cfg.dram_latency),
                 sel(load_inp_folded(f), FOLD_SETUP, 0) + INP_START + LANE_STAGE, sel(f["src_gb"], 0, INP_COUNT_LAG))
     if op == Op.LOAD_WGT:
-        return cdiv(f["rows"] * c0 * cfg.k0, bus), f["n_out"] * _min(f["chan"], f["rows"] * c0), cfg.dram_latency, 0, 0
+        outs, chans = load_wgt_extent(f, cfg)
+        return cdiv(f["rows"] * c0 * cfg.k0, bus), outs * chans, cfg.dram_latency, 0, 0
     if op == Op.LOAD_PARAM:
         n = f["n_entries"] * PARAM_ENTRY_BYTES
         return cdiv(n, param_beat_bytes(cfg)), n, cfg.dram_latency, 0, 0

@@ -13,7 +13,7 @@ from collections import Counter
 from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op
 from hw.numerics import PARAM_ENTRY_BYTES
-from hw.timing import EPILOGUE_PASSES, gemm_steps, load_inp_dram_bytes, load_inp_rows, store_bytes
+from hw.timing import EPILOGUE_PASSES, gemm_steps, load_inp_dram_bytes, load_inp_rows, load_terms, store_bytes
 
 __all__ = ["EVENTS", "count_events"]
 
@@ -63,17 +63,16 @@ def count_events(insn: Insn, cfg: AcceleratorConfig) -> Counter:
         ev["bus_bytes"] = rows * cfg.c0
         ev["ibuf_write_bytes"] = rows * cfg.c0 * f["pe_count"]
     elif op == Op.LOAD_WGT:
-        ev["dram_read_bytes"] = f["n_out"] * min(f["chan"], f["rows"] * cfg.c0)
+        ev["dram_read_bytes"] = load_terms(op, f, cfg)[1]
         ev["bus_bytes"] = f["rows"] * cfg.c0 * cfg.k0
         ev["wbuf_write_bytes"] = f["rows"] * cfg.c0 * cfg.k0 * f["pe_count"]
     elif op == Op.LOAD_PARAM:
-        b = f["n_entries"] * PARAM_ENTRY_BYTES
+        b = load_terms(op, f, cfg)[1]
         ev["dram_read_bytes"] = b
         ev["bus_bytes"] = b
         ev["param_bytes"] = b * f["pe_count"]
     elif op == Op.LOAD_GB:
-        ev["dram_read_bytes"] = f["n_bytes"]
-        ev["gb_write_bytes"] = f["n_bytes"]
+        ev["dram_read_bytes"] = ev["gb_write_bytes"] = load_terms(op, f, cfg)[1]
     elif op == Op.STORE:
         pixels = f["out_h"] * f["out_w"]
         ev["acc_read_bytes"] = pixels * f["pe_count"] * cfg.k0 * acc_bytes

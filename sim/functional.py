@@ -27,7 +27,7 @@ from hw.hazards import HazardError, check_hazards
 from hw.isa import ADDR_MASK, Act, ErrorCode, Insn, StreamError, INSN_BYTES
 from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
                          TABLE_ENTRY_BITS, unpack_entries)
-from hw.timing import (check_insn, load_inp_gb_conflict, load_inp_lanes, load_param_lane_addr, load_wgt_lane_addr,
+from hw.timing import (check_insn, load_inp_gb_conflict, load_inp_lanes, load_param_lane_addr, load_wgt_lane_addr, load_wgt_lane_ok,
                        gemm_in_h, load_inp_rows, pe_grid, pe_members, pe_positions, schedule, store_addr, store_pe_extent,
                        store_pe_clip, store_tile_origin)
 from mapper.ir import Conv2d, Layer, Linear, MatMul
@@ -207,7 +207,7 @@ class Machine:
     def _load_wgt(self, f: dict, off: int) -> None:
         c0, k0 = self.cfg.c0, self.cfg.k0
         j, idx = _weight_lanes(k0, f["rows"], c0)
-        valid = (j < f["n_out"]) & (idx < f["chan"])
+        valid = load_wgt_lane_ok(f, j, idx)
         data = np.zeros(j.shape, dtype=np.uint8)
         data[valid] = self._dram(load_wgt_lane_addr(f, j[valid], idx[valid]), off)
         self.wgt[self._pes(f, off)[:, None], np.arange(k0)[None, :], f["dst_addr"]:f["dst_addr"] + f["rows"]] = \

@@ -23,7 +23,7 @@ from ..expr import Fields, ceil_log2
 from ..isa import ADDR_BITS, INSN_BITS, Op, Queue
 from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
 from ..timing import (FOLD_SETUP, GB_LATENCY, INP_START, LANE_STAGE, load_inp_rows, load_inp_rows_bound, load_param_lane_addr,
-                      load_terms, load_wgt_lane_addr)
+                      load_terms, load_wgt_lane_addr, load_wgt_lane_ok)
 from .buses import DramReadSignature, LoadBusSignature, LoadTarget, load_geometry
 from .clock_gate import gate_clock
 from .global_buffer import GbWriteSignature, GlobalBuffer, check_global_buffer
@@ -227,7 +227,7 @@ class LoadUnit(wiring.Component):
             j = c["group"] * nb + v
             for ln in range(cfg.c0):
                 idx = c["row"] * cfg.c0 + ln
-                en_bits.append(issue & (j < cw.n_out) & (idx < cw.chan))
+                en_bits.append(load_wgt_lane_ok(Fields(cw), j, idx, issued=issue))
         m.d.comb += [beat.lane_en.eq(Cat(*en_bits)), beat.target.eq(LoadTarget.WEIGHT),
                      beat.addr.eq(cw.dst_addr + c["row"]), beat.sel.eq(c["group"]), beat.count.eq(nb)]
 
