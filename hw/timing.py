@@ -31,7 +31,7 @@ from .expr import any_of, cdiv, ceil_log2, is_int, lookup, sel, shifted_up, vmax
 from .isa import (ADDR_MASK, DEP_FLAGS, FIELD_BITS, INSN_BYTES, QUEUE_OF, Act, ErrorCode, Insn, Op, Queue, StreamError,
                   decode, field_values, fields_key)
 from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
-from .vector import FIELD_HOLD_LEVELS, MAX_DESCRIPTOR_BYTES, MAX_STAGES
+from .vector import FIELD_HOLD_LEVELS, LUT_ENTRIES, MAX_DESCRIPTOR_BYTES, MAX_STAGES
 
 __all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "load_inp_gb_conflicts", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
@@ -108,7 +108,7 @@ VEC_FIELD_CHECK = FIELD_HOLD_LEVELS + 1
 VEC_CHECK = -(-MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3 + VEC_FIELD_CHECK
 VEC_SETUP = VEC_CHECK + 1 + 1 + MAX_STAGES * VEC_STAGE_LATENCY
 #: A LUT stage's table, loaded an entry a cycle before the rows (all LUT stages' at once).
-VEC_TABLE_ENTRIES = 256
+VEC_TABLE_ENTRIES = LUT_ENTRIES
 #: The registers through which the compute unit forms a VEC's cycles (``vec_cycles``' ``hold``
 #: stages and the total: no product of 40-bit fields in front of its down-counter), so a VEC
 #: takes at least ``VEC_TIMING_STAGES`` + 3 cycles (start, the stages, the counter's load, a last

@@ -56,15 +56,16 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
            "row_lane_refusals", "row_and_heads", "plain_axis", "plain_raster", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
-           "divides_as", "pool_taps", "adaptive_window_above", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "axis_refusals",
+           "divides_as", "pool_taps", "adaptive_window_above", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "LUT_ENTRIES", "axis_refusals",
            "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside", "overlapping_writes",
            "header_extent", "descriptor_refusals", "PARAM_RANGES", "params_outside", "pass_refusals", "first_refusal"]
 
 #: A layernorm's per-channel entry in DRAM (its stage's ``table``), little-endian.
 LN_ENTRY = (("beta", 32, True), ("gamma", 16, True), ("pad", 16, False))
 LN_ENTRY_BYTES = 8
-#: A LUT stage's table in DRAM: 256 int8 entries, ``table[x + 128]``.
-LUT_TABLE_BYTES = 256
+#: A LUT stage's table: an int8 entry per int8 input, ``table[x + 128]``, a byte each in DRAM.
+LUT_ENTRIES = ops.INT8_MAX - ops.INT8_MIN + 1
+LUT_TABLE_BYTES = LUT_ENTRIES
 PREV = 0xF         # stage input: the previous stage's result
 NONE = 0xF         # stage second input / output: none
 MAX_OPERANDS = 8

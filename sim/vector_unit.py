@@ -17,7 +17,7 @@ from hw.epilogue import exp_of
 from hw import operators as ops
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.numerics import unpack_entries
-from hw.vector import (HEADER_BYTES, LN_ENTRY, LN_ENTRY_BYTES, MAX_DESCRIPTOR_BYTES, NONE, PREV, SPATIAL, Descriptor,
+from hw.vector import (HEADER_BYTES, LN_ENTRY, LN_ENTRY_BYTES, LUT_TABLE_BYTES, MAX_DESCRIPTOR_BYTES, NONE, PREV, SPATIAL, Descriptor,
                        PoolMode, decode_descriptor, decode_header, descriptor_extent, descriptor_field_slots,
                        extents_outside, first_refusal, overlapping_writes, header_extent, operand_addresses, pass_extents, pass_refusals,
                        spatial_refusals, spatial_slots, vec_fields)
@@ -151,7 +151,7 @@ class _Pass:
         if st.op == VecOp.MUL:
             return ops.mul(x, self._second(st), ops.MulParams(p["mult"], p["shift"])), ok
         if st.op == VecOp.LUT:
-            return ops.lut(x, self._bytes(p["table"], 256).view(np.int8)), ok
+            return ops.lut(x, self._bytes(p["table"], LUT_TABLE_BYTES).view(np.int8)), ok
         if st.op == VecOp.LAYERNORM:
             return ops.layernorm(x, self._ln_params(p, x.shape[2])), ok
         if st.op == VecOp.SOFTMAX:

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import operators as _ops
 from ..isa import VecOp
+from ..vector import LUT_ENTRIES
 from .kernel_unit import INT8, KernelUnit, delayed, table_write_signature
 from .operator_backend import Table, range_shape
 
@@ -18,7 +19,7 @@ LANE_OPS = (VecOp.COPY, VecOp.ADD, VecOp.MUL, VecOp.LUT)
 #: A lane built without LUT (no table memory): the spatial unit's chain.
 _WITHOUT_LUT = LANE_OPS[:3]
 _I8 = (_ops.INT8_MIN, _ops.INT8_MAX)
-_LUT_TABLE = Table(INT8, 1 << 8)
+_LUT_TABLE = Table(INT8, LUT_ENTRIES)
 
 
 def _parameter_ranges() -> dict:

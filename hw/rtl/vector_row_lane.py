@@ -38,8 +38,8 @@ _S = vec.MAX_STAGES
 _K = vec.MAX_OPERANDS
 #: Read lanes of each row lane: each stage's ``src`` and ``src2`` (``2 i``, ``2 i + 1``).
 LANE_READS = 2 * _S
-#: Entries of a LUT stage's table: one per int8 value.
-LUT_ENTRIES = ops.INT8_MAX - ops.INT8_MIN + 1
+#: Entries of a LUT stage's table (``hw.vector``).
+LUT_ENTRIES = vec.LUT_ENTRIES
 
 #: Bits of a pixel's channel count and of an operand's (``hw.vector``'s field widths).
 _C = {name: bits for name, bits, _ in vec.HEADER_FIELDS}["c"]
