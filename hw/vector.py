@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field, replace
+from enum import IntEnum
 from typing import Iterable, Optional
 
 import numpy as np
@@ -53,7 +54,7 @@ from .isa import ErrorCode, StreamError, VecOp
 
 __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor", "PREV", "NONE", "MAX_OPERANDS", "MAX_STAGES",
            "STAGE_PARAMS", "STAGE_DEFAULTS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
-           "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
+           "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "ResizeMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
            "row_lane_refusals", "row_and_heads", "plain_axis", "plain_raster", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
            "divides_as", "pool_taps", "adaptive_window_above", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "LUT_ENTRIES", "axis_refusals",
@@ -84,12 +85,18 @@ class PoolMode:
     MAX, AVG, ADAPTIVE_AVG = 0, 1, 2
 
 
+class ResizeMode(IntEnum):
+    """A RESIZE stage's ``mode`` field: how it interpolates."""
+    BILINEAR = 0
+    NEAREST = 1
+
+
 #: Element operations per output element, per stage operation: one lane does one operation a
 #: cycle.  A layernorm makes two passes over its row (sums, then normalise), a softmax three
 #: (maximum, exponentials and their sum, normalise); the rest one.  Bilinear resizing costs two
 #: (a vertical then a horizontal interpolation); pooling one per window element.
 COST = {VecOp.COPY: 1, VecOp.ADD: 1, VecOp.MUL: 1, VecOp.LUT: 1, VecOp.LAYERNORM: 2, VecOp.SOFTMAX: 3}
-RESIZE_COST = {0: 2, 1: 1}        # bilinear, nearest
+RESIZE_COST = {ResizeMode.BILINEAR: 2, ResizeMode.NEAREST: 1}
 #: Operations over whole rows (softmax, layernorm): the row lanes run them (:func:`row_schedule`).
 ROW_OPS = (VecOp.SOFTMAX, VecOp.LAYERNORM)
 #: Cycles a row lane pauses per row between a row operation's passes: what its row unit needs
@@ -109,7 +116,7 @@ STAGE_PARAMS: dict[VecOp, list[tuple[str, int, bool]]] = {
     # multiplying: the hardware builds no divider)
     VecOp.SOFTMAX: [("row", 13, False), ("exp_mult", 16, False), ("exp_shift", 5, False), ("out_shift", 4, False),
                     ("heads", 16, False)],
-    # the fixed-point DDA of each axis (hw.operators.resize_axis_params); mode 0 bilinear, 1 nearest
+    # the fixed-point DDA of each axis (hw.operators.resize_axis_params); mode: a ResizeMode
     # a nearest resize's witnesses of each axis' n_in div n_out and n_in mod n_out (as a pooling's),
     # 0 and not read for a bilinear one; align_corners: the DDA is PyTorch's align_corners=True one
     # (bilinear only), last so that a half-pixel descriptor encodes as it did before the field
@@ -805,14 +812,14 @@ def _stage_work(st, first: bool, operands, c, pixels, out, hold) -> object:
     a spatial operation is a pass's first stage (``check_descriptor``)."""
     code = st["op"]
     per_output = hold(lookup(code, _WORK_PER_OUTPUT, 0)
-                      + sel(code == VecOp.RESIZE, lookup(st["resize.mode"], [RESIZE_COST[0], RESIZE_COST[1]], 0), 0)
+                      + sel(code == VecOp.RESIZE, lookup(st["resize.mode"], [RESIZE_COST[m] for m in ResizeMode], 0), 0)
                       + sel((code == VecOp.POOL) & (st["pool.mode"] != PoolMode.ADAPTIVE_AVG),
                             hold(st["pool.kernel"] * st["pool.kernel"]), 0))
     work = hold(per_output * out)
     if not first:
         return work
     source = [hold(lookup(st["src"], [op[name] for op in operands], 0)) for name in ("c", "y_n", "x_n")]
-    argmax = hold(RESIZE_COST[0] * hold(pixels * source[0]))
+    argmax = hold(RESIZE_COST[ResizeMode.BILINEAR] * hold(pixels * source[0]))
     adaptive = hold(hold(source[1] * source[2]) * c)
     return hold(work + (sel(code == VecOp.RESIZE_ARGMAX, argmax, 0)
                         + sel((code == VecOp.POOL) & (st["pool.mode"] == PoolMode.ADAPTIVE_AVG), adaptive, 0)))
@@ -1004,7 +1011,7 @@ def _bilinear_refusals(stage, n_y, n_x, h, w, hold) -> dict:
     """The ``DATA`` part of :func:`spatial_refusals` for a bilinear resize (alone or the class
     map's): its source's size and its DDA (``hw.operators.dda_matches``)."""
     argmax = stage["op"] == VecOp.RESIZE_ARGMAX
-    bilinear = any_of(argmax, all_of(stage["op"] == VecOp.RESIZE, stage["resize.mode"] == 0))
+    bilinear = any_of(argmax, all_of(stage["op"] == VecOp.RESIZE, stage["resize.mode"] == ResizeMode.BILINEAR))
     kind = {k: sel(argmax, stage[f"resize_argmax.{k}"], stage[f"resize.{k}"])
             for k in ("align_corners", "y_start", "y_step", "x_start", "x_step")}
 
@@ -1045,7 +1052,7 @@ def _pool_refusals(stage, n_y, n_x, h, w, hold) -> dict:
 def _nearest_refusals(stage, n_y, n_x, h, w, hold) -> dict:
     """The ``DATA`` part of :func:`spatial_refusals` for a nearest resize: its witnesses, and no
     ``align_corners`` (a bilinear resize's)."""
-    nearest = all_of(stage["op"] == VecOp.RESIZE, stage["resize.mode"] == 1)
+    nearest = all_of(stage["op"] == VecOp.RESIZE, stage["resize.mode"] == ResizeMode.NEAREST)
     return {
         "nearest witnesses that are not n_in div and mod n_out":
             all_of(nearest, not_(_witnessed(stage, "resize", n_y, n_x, h, w, hold))),

@@ -34,7 +34,7 @@ from hw import operators as ops
 from hw.config import AcceleratorConfig
 from hw.isa import Act, Insn, Op, StreamError, VecOp
 from hw.timing import EPILOGUE_PASSES
-from hw.vector import HEADER_FIELDS, MAX_STAGES, NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, Stage, \
+from hw.vector import HEADER_FIELDS, MAX_STAGES, NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, ResizeMode, Stage, \
     encode_descriptor, spatial_refusals, spatial_slots, vec_fields
 
 from .float_ops import ACTIVATIONS
@@ -584,11 +584,11 @@ def _resize_params(m: Resize, argmax: bool = False) -> dict:
     from hw.operators import resize_axis_params
     (ih, iw, _), (oh, ow, _) = m.in_shapes[0], m.out_shape
     if m.mode == "nearest" and not argmax:
-        return {"mode": 1, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0, **_witnesses(m, True)}
+        return {"mode": ResizeMode.NEAREST, "y_start": 0, "y_step": 0, "x_start": 0, "x_step": 0, **_witnesses(m, True)}
     ay, ax = resize_axis_params(ih, oh, m.align_corners), resize_axis_params(iw, ow, m.align_corners)
     p = {"y_start": ay.start, "y_step": ay.step, "x_start": ax.start, "x_step": ax.step,
          "align_corners": int(m.align_corners)}
-    return p if argmax else {"mode": 0, **p, **_witnesses(m, False)}
+    return p if argmax else {"mode": ResizeMode.BILINEAR, **p, **_witnesses(m, False)}
 
 
 def _pool_params(m: Pool, lanes: int) -> dict:

@@ -18,7 +18,7 @@ from hw import operators as ops
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.numerics import unpack_entries
 from hw.vector import (HEADER_BYTES, LN_ENTRY, LN_ENTRY_BYTES, LUT_TABLE_BYTES, MAX_DESCRIPTOR_BYTES, NONE, PREV, SPATIAL, Descriptor,
-                       PoolMode, decode_descriptor, decode_header, descriptor_extent, descriptor_field_slots,
+                       PoolMode, ResizeMode, decode_descriptor, decode_header, descriptor_extent, descriptor_field_slots,
                        extents_outside, first_refusal, overlapping_writes, header_extent, operand_addresses, pass_extents, pass_refusals,
                        spatial_refusals, spatial_slots, vec_fields)
 
@@ -160,7 +160,7 @@ class _Pass:
             return ops.softmax(x.reshape(*x.shape[:2], x.shape[2] // row, row), sp).reshape(x.shape), ok
         full = np.ones((d.h, d.w), bool)
         if st.op == VecOp.RESIZE:
-            if p["mode"] == 1:
+            if p["mode"] == ResizeMode.NEAREST:
                 return ops.resize_nearest(x, d.h, d.w), full
             return ops.resize_bilinear(x, d.h, d.w, align_corners=bool(p["align_corners"])), full
         if st.op == VecOp.RESIZE_ARGMAX:

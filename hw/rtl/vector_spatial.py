@@ -119,7 +119,7 @@ def kernel_latency(stage: vec.Stage) -> int:
     """Cycles from an element's read to its write: a pooling's or a nearest resize's (the window
     path: ``average_kernel``, a maximum or the one source element delayed to match) or the bilinear
     interpolation's."""
-    window = stage.op == VecOp.POOL or (stage.op == VecOp.RESIZE and stage.params["mode"] == 1)
+    window = stage.op == VecOp.POOL or (stage.op == VecOp.RESIZE and stage.params["mode"] == vec.ResizeMode.NEAREST)
     return AVERAGE_PLAN.latency if window else ELEMENT_PLAN.latency
 
 
@@ -293,7 +293,7 @@ class _Pass:
         self.chain_length = sum(live)
         head = stage.copy
         argmax, pool = head.op == VecOp.RESIZE_ARGMAX, head.op == VecOp.POOL
-        nearest = (head.op == VecOp.RESIZE) & (stage.resize.mode == 1)
+        nearest = (head.op == VecOp.RESIZE) & (stage.resize.mode == vec.ResizeMode.NEAREST)
         with m.If(self.select):
             # a nearest resize walks a one-tap window at the adaptive counters' floor(i n_in / n_out)
             m.d.sync += [self.argmax.eq(argmax), self.nearest.eq(nearest), self.window.eq(pool | nearest),
