@@ -40,7 +40,7 @@ __all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "store_pe_clip", "store_tile_bytes", "STORE_MIN_BUSY", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "gemm_steps_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "load_inp_gb_unaligned", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WIDE_WALK_LANES", "VEC_WALK_SETUP", "vec_lane_floor",
-           "VEC_SETUP", "VEC_CHECK", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "store_timing",
+           "VEC_SETUP", "VEC_CHECK", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "VEC_FETCH_EXTRA", "vec_fetch_cycles", "store_timing",
            "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align",
            "gb_holds_tensors", "gb_store_fits"]
 
@@ -95,17 +95,28 @@ TABLE_PARAM_ENTRIES = TABLE_BYTES // PARAM_ENTRY_BYTES      # LOAD_PARAM entries
 #: also finds each row's maximum; one pass looks up the exponentials and sums them, one normalises.
 EPILOGUE_PASSES = 2
 #: A VEC on the row lanes first fetches its descriptor, at most ``MAX_DESCRIPTOR_BYTES`` at
-#: ``VEC_FETCH_BYTES`` a cycle plus three cycles (the header's read, the last read and the check:
-#: ``hw/rtl/descriptor_fetch.py``), checks the VEC's fields against those of its descriptor
+#: ``VEC_FETCH_BYTES`` a cycle plus ``VEC_FETCH_EXTRA`` (:func:`vec_fetch_cycles`, which
+#: ``hw/rtl/descriptor_fetch.py`` reports), checks the VEC's fields against those of its descriptor
 #: (``VEC_FIELD_CHECK``: the check's registered terms, ``hw.vector.FIELD_HOLD_LEVELS``, then the
 #: registered OR of its refusals), hands it to the vector unit (1) and checks it (1); its last row leaves
 #: ``VEC_STAGE_LATENCY`` cycles per stage slot after its last read, through every slot.
 VEC_FETCH_BYTES = 16
+#: Cycles of a descriptor fetch beyond its beats: one to wait for the header, two for the last beat
+#: and the check.
+VEC_FETCH_EXTRA = 3
+
+
+def vec_fetch_cycles(nbytes: int, lanes: int = VEC_FETCH_BYTES) -> int:
+    """Cycles from a descriptor fetch's start to its end: a beat of ``lanes`` bytes a cycle for
+    ``nbytes`` bytes, then ``VEC_FETCH_EXTRA``."""
+    return cdiv(nbytes, lanes) + VEC_FETCH_EXTRA
+
+
 VEC_STAGE_LATENCY = 7
 VEC_FIELD_CHECK = FIELD_HOLD_LEVELS + 1
 #: Cycles after the DRAM latency by which the executor has fetched the longest descriptor and
 #: checked the VEC's fields against it: when a pass that cannot run (``rows`` = 0) is refused.
-VEC_CHECK = -(-MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3 + VEC_FIELD_CHECK
+VEC_CHECK = vec_fetch_cycles(MAX_DESCRIPTOR_BYTES) + VEC_FIELD_CHECK
 VEC_SETUP = VEC_CHECK + 1 + 1 + MAX_STAGES * VEC_STAGE_LATENCY
 #: A LUT stage's table, loaded an entry a cycle before the rows (all LUT stages' at once).
 VEC_TABLE_ENTRIES = LUT_ENTRIES

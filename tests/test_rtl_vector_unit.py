@@ -35,7 +35,7 @@ from hw.rtl.vector_descriptor import DESCRIPTOR, descriptor_slots, field_slots
 from hw.rtl.descriptor_fetch import DescriptorFetch
 from hw.rtl.vector_descriptor_check import DescriptorCheck
 from hw.rtl.unit import level_held
-from hw.rtl.vector_executor import FETCH_LANES, VectorExecutor
+from hw.rtl.vector_executor import VectorExecutor
 from hw.rtl import vector_unit as vu
 from hw.rtl.insn import vec_unsupported
 from hw.rtl.vector_spatial import SpatialUnit
@@ -565,8 +565,8 @@ def test_vector_unit_refuses_what_it_cannot_run_and_writes_nothing(refused_runs,
 @pytest.mark.parametrize("name", ["tiny", "small", "e_small"])
 def test_vector_unit_has_the_contracts_lanes_and_latencies(name):
     """By default a row lane per ``vector_lanes`` of the configuration, ports of an address per
-    lane; the slot latency, the row units' pauses and the fetch width are the contract's
-    (``hw.timing.VEC_STAGE_LATENCY``, ``hw.vector.ROW_GAP``, ``VEC_FETCH_BYTES``); a lane count
+    lane; the slot latency and the row units' pauses are the contract's
+    (``hw.timing.VEC_STAGE_LATENCY``, ``hw.vector.ROW_GAP``); a lane count
     that is none is refused, naming it."""
     cfg = get_config(name)
     with warnings.catch_warnings():                       # built or refused, never elaborated
@@ -575,7 +575,7 @@ def test_vector_unit_has_the_contracts_lanes_and_latencies(name):
         assert unit.lanes == cfg.vector_lanes
         assert (len(unit.dram_rd.en), len(unit.dram_wr.en)) == (vu.read_lanes(cfg.vector_lanes),
                                                                  vu.write_lanes(cfg.vector_lanes))
-        assert unit.slot_latency == VEC_STAGE_LATENCY and FETCH_LANES == VEC_FETCH_BYTES
+        assert unit.slot_latency == VEC_STAGE_LATENCY
         assert {op: unit.gap_cycles(op) for op in vec.ROW_OPS} == vec.ROW_GAP
         assert unit.walk_rows == SpatialUnit(cfg).walk_rows == vec_walk_rows(cfg.vector_lanes)
         with pytest.raises(ValueError, match="lanes must be a positive integer, not 0"):

@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 from .. import vector as vec
 from ..expr import Fields, wired
 from ..isa import ADDR_BITS, ErrorCode
+from ..timing import VEC_FETCH_BYTES, vec_fetch_cycles
 from .buses import DRAM_READ_LATENCY, DramReadSignature
 from .vector_descriptor import DESCRIPTOR
 
@@ -53,7 +54,7 @@ class DescriptorFetch(wiring.Component):
     dram_rd: Out(DramReadSignature(lanes))
     """
 
-    def __init__(self, lanes: int = 16, *, dram_bytes: int = 1 << ADDR_BITS):
+    def __init__(self, lanes: int = VEC_FETCH_BYTES, *, dram_bytes: int = 1 << ADDR_BITS):
         sizes = (vec.HEADER_BYTES, vec.OPERAND_BYTES, vec.STAGE_BYTES)
         if not isinstance(lanes, int) or lanes < 1 or any(size % lanes for size in sizes):
             raise ValueError(f"lanes must be a positive integer dividing {sizes}, not {lanes!r}")
@@ -64,9 +65,8 @@ class DescriptorFetch(wiring.Component):
                           "error": Out(1), "error_code": Out(ErrorCode), "dram_rd": Out(DramReadSignature(lanes))})
 
     def cycles(self, d: vec.Descriptor) -> int:
-        """Cycles from ``start`` to ``done``: a cycle per beat of ``d``'s bytes, one to wait for
-        the header, two to wait for the last beat and check."""
-        return vec.descriptor_bytes(d) // self._lanes + 3
+        """Cycles from ``start`` to ``done``: ``hw.timing.vec_fetch_cycles`` of ``d``'s bytes."""
+        return vec_fetch_cycles(vec.descriptor_bytes(d), self._lanes)
 
     def elaborate(self, platform):
         m = Module()

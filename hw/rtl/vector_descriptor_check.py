@@ -27,14 +27,14 @@ from amaranth.lib.wiring import In, Out
 from .. import vector as vec
 from ..expr import any_of, wired
 from ..isa import ADDR_BITS, ErrorCode
-from ..timing import VEC_FIELD_CHECK
+from ..timing import VEC_FETCH_BYTES, VEC_FIELD_CHECK
 from .buses import VEC_TIMING, DramReadSignature
 from .descriptor_fetch import DescriptorFetch
 from .unit import level_held
 from .vector_descriptor import DESCRIPTOR, field_slots
 
 #: Bytes the descriptor fetch reads a cycle, on the low lanes of the executor's read port.
-FETCH_LANES = 16
+FETCH_LANES = VEC_FETCH_BYTES
 
 __all__ = ["DescriptorCheck", "FETCH_LANES"]
 
