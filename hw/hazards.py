@@ -34,7 +34,7 @@ import numpy as np
 
 from .config import AcceleratorConfig
 from .isa import ADDR_MASK, Act, Insn, Op, Queue
-from .numerics import PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
+from .numerics import PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_PER_PARAM
 from .timing import (Schedule, pe_grid, gemm_input_terms, gemm_steps, load_inp_lanes, load_inp_rows,
                      load_param_lane_addr, load_wgt_extent, load_wgt_lane_addr, pe_members, store_addr, store_pe_extent)
 from .vector import (HEADER_BYTES, MAX_DESCRIPTOR_BYTES, NONE, decode_descriptor, descriptor_bytes,
@@ -143,7 +143,7 @@ def _load_param(f: dict, cfg: AcceleratorConfig) -> list[Access]:
     if not n:
         return []
     if f["table"]:      # an entry of PARAM_ENTRY_BYTES fills this many table entries
-        per = PARAM_ENTRY_BYTES * 8 // TABLE_ENTRY_BITS
+        per = TABLE_PER_PARAM
         dst = Access("table", per * f["dst_addr"], per * (f["dst_addr"] + n) - 1, True, _mask(f, cfg.num_pe))
     else:
         dst = Access("param", f["dst_addr"], f["dst_addr"] + n - 1, True, _mask(f, cfg.num_pe))

@@ -38,6 +38,10 @@ PARAM_ENTRY = (("bias", 32, True), ("mult", 16, False), ("shift", 8, False), ("e
 TABLE_ENTRIES = 256
 TABLE_ENTRY_BITS = 32
 TABLE_BYTES = TABLE_ENTRIES * TABLE_ENTRY_BITS // 8
+#: A LOAD_PARAM with ``table = 1`` moves parameter-sized entries: table entries in each, and
+#: parameter-sized entries of the whole table.
+TABLE_PER_PARAM = PARAM_ENTRY_BYTES * 8 // TABLE_ENTRY_BITS
+TABLE_PARAM_ENTRIES = TABLE_ENTRIES // TABLE_PER_PARAM
 
 TABLE_ENTRY = (("v", TABLE_ENTRY_BITS, True),)
 

@@ -30,7 +30,7 @@ from .config import AcceleratorConfig
 from .expr import any_of, cdiv, ceil_log2, is_int, lookup, sel, shifted_up, vmax, vmin
 from .isa import (ADDR_MASK, DEP_FLAGS, FIELD_BITS, INSN_BYTES, QUEUE_OF, Act, ErrorCode, Insn, Op, Queue, StreamError,
                   decode, field_values, fields_key)
-from .numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
+from .numerics import PARAM_ENTRY_BYTES, TABLE_PARAM_ENTRIES
 from .vector import FIELD_HOLD_LEVELS, LUT_ENTRIES, MAX_DESCRIPTOR_BYTES, MAX_STAGES
 
 __all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
@@ -90,7 +90,6 @@ INP_COUNT_LAG = 1
 DECODE_STAGES = 2
 #: Cycles of a run that belong to none of its layers: the decode's first stages and END's own cycle.
 RUN_OVERHEAD = DECODE_STAGES + 1
-TABLE_PARAM_ENTRIES = TABLE_BYTES // PARAM_ENTRY_BYTES      # LOAD_PARAM entries that fill the table memory
 #: Extra post-processing passes of a STORE's softmax epilogue: the first pass (requantisation)
 #: also finds each row's maximum; one pass looks up the exponentials and sums them, one normalises.
 EPILOGUE_PASSES = 2

@@ -45,7 +45,7 @@ from typing import Iterator, Optional
 
 from hw.config import AcceleratorConfig
 from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, make, share_fields
-from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES
+from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_PARAM_ENTRIES
 from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, cycles_floor, dw_gather_ok, forget_memos,
                        load_inp_gb_conflicts, load_inp_gb_unaligned, occupancy, occupancy_and_latency, schedule)
 
@@ -529,7 +529,7 @@ class _Stream:
         group: list[Insn] = []
         if self.j == 0 and self.p.table:
             group.append(_insn(Op.LOAD_PARAM, pe_first=0, pe_count=self.cfg.num_pe, pe_step=1,
-                               src_addr=self.pl.table, dst_addr=0, n_entries=TABLE_BYTES // PARAM_ENTRY_BYTES,
+                               src_addr=self.pl.table, dst_addr=0, n_entries=TABLE_PARAM_ENTRIES,
                                table=1))
         if ci == 0:
             group += self._params(units)

@@ -26,7 +26,7 @@ from hw.epilogue import WalkState, member_bad, row_multiples, shift_bad, walk_en
 from hw.hazards import HazardError, check_hazards
 from hw.isa import ADDR_MASK, Act, ErrorCode, Insn, StreamError, INSN_BYTES
 from hw.numerics import (MAX_SHIFT, MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY,
-                         TABLE_ENTRY_BITS, unpack_entries)
+                         TABLE_PER_PARAM, unpack_entries)
 from hw.timing import (check_insn, load_inp_gb_conflict, load_inp_lanes, load_param_lane_addr, load_wgt_lane_addr, load_wgt_lane_ok,
                        gemm_in_h, load_inp_rows, pe_grid, pe_members, pe_positions, schedule, store_addr, store_pe_extent,
                        store_pe_clip, store_tile_origin)
@@ -237,7 +237,7 @@ class Machine:
 
     def _load_table(self, f: dict, off: int) -> None:
         """LOAD_PARAM with ``table``: entries of PARAM_ENTRY_BYTES bytes fill the table memory."""
-        per = PARAM_ENTRY_BYTES * 8 // TABLE_ENTRY_BITS
+        per = TABLE_PER_PARAM
         raw = self._dram(self._param_addresses(f), off)
         vals = unpack_entries(raw, TABLE_ENTRY)["v"]
         first = f["dst_addr"] * per

@@ -23,15 +23,13 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..expr import ceil_log2
-from ..numerics import PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
+from ..numerics import PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS, TABLE_PARAM_ENTRIES, TABLE_PER_PARAM
 from .buses import LoadBusSignature, LoadTarget, load_geometry
 
 __all__ = ["TableMemory"]
 
-#: Table entries in one parameter-sized entry of a LOAD_PARAM.
-PER_PARAM = PARAM_ENTRY_BYTES * 8 // TABLE_ENTRY_BITS
-#: Parameter-sized entries of the whole table.
-PARAM_ENTRIES = TABLE_ENTRIES // PER_PARAM
+#: Table entries in one parameter-sized entry of a LOAD_PARAM, and such entries of the whole table.
+PER_PARAM, PARAM_ENTRIES = TABLE_PER_PARAM, TABLE_PARAM_ENTRIES
 
 
 
