@@ -16,7 +16,7 @@ acc_bits + MULT_BITS + 1 bits.
 
 Entry layouts (``PARAM_ENTRY``, the table's) are tuples of (name, bits, signed), packed
 little-endian in order: :func:`pack_entries` / :func:`unpack_entries` on the Python side,
-``hw.rtl.pe_tile.entry_struct`` in the RTL.
+``hw.rtl.buses.entry_struct`` in the RTL.
 """
 
 import numpy as np

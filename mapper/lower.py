@@ -44,7 +44,7 @@ from functools import lru_cache
 from typing import Iterator, Optional
 
 from hw.config import AcceleratorConfig
-from hw.isa import FIELD_BITS, Act, Insn, Op, StreamError, make, share_fields
+from hw.isa import ADDR_BITS, FIELD_BITS, Act, Insn, Op, StreamError, make, share_fields
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_PARAM_ENTRIES
 from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, cycles_floor, dw_gather_ok, forget_memos,
                        load_inp_gb_conflicts, load_inp_gb_unaligned, occupancy, occupancy_and_latency, schedule)
@@ -192,8 +192,8 @@ class Problem:
         return self.oh * self.ow * self.k * per_out
 
 
-#: Output rows and columns a STORE addresses (its 12-bit t_h, t_w, y0, x0).
-MAX_OUT_SIDE = 4095
+#: Output rows and columns a STORE addresses (its t_h, t_w, y0, x0).
+MAX_OUT_SIDE = (1 << min(FIELD_BITS[Op.STORE][name] for name in ("t_h", "t_w", "y0", "x0"))) - 1
 
 
 def token_shape(t: int) -> tuple[int, int]:
@@ -376,8 +376,8 @@ def default_placement(p: Problem, cfg: AcceleratorConfig) -> Placement:
     table = params + _align(p.k * PARAM_ENTRY_BYTES)
     output = table + (_align(TABLE_BYTES) if p.table else 0)
     end = output + _align(out_bytes)
-    if end >= 1 << 32:
-        raise MappingError(f"{p.name}: needs {end} bytes of DRAM, more than the 32-bit address space")
+    if end >= 1 << ADDR_BITS:
+        raise MappingError(f"{p.name}: needs {end} bytes of DRAM, more than the {ADDR_BITS}-bit address space")
     # a tensor kept in the global buffer is at its address 0 (as aligned there: the same bank conflicts)
     return Placement(0, p.in_gb or p.in_pitch or p.c, weights, params, 0 if p.out_gb else output, p.out_gb or p.k, rows_per_oc, table if p.table else -1,
                      a_window=p.in_pitch // p.windows if p.in_pitch and p.kind == "matmul" else p.heads * p.cg,

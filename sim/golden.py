@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Largest magnitude of an int8 x int8 product: (-128) * (-128).
-MAX_PRODUCT = 1 << 14
+MAX_PRODUCT = INT8_MIN * INT8_MIN
 #: Integers of magnitude below 2**53 are exact in float64.
 FLOAT64_EXACT = 1 << 53
 #: Target size (elements) of one im2col chunk of the fast path.

@@ -42,7 +42,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
-from ..isa import INSN_BITS, ErrorCode, Queue
+from ..isa import ADDR_BITS, INSN_BITS, ErrorCode, Queue
 from ..timing import GB_LATENCY, TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS
 from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature, load_geometry
 from .clock_gate import gate_clock
@@ -141,7 +141,7 @@ class Accelerator(wiring.Component):
         super().__init__({
             "start": In(1), "done": Out(1), "error": Out(1), "error_code": Out(ErrorCode),
             "cycle": Out(CYCLE_BITS),
-            "imem_addr": Out(32), "imem_data": In(INSN_BITS),
+            "imem_addr": Out(ADDR_BITS), "imem_data": In(INSN_BITS),
             "dram_rd": Out(DramReadSignature(g)),
             "dram_wr": Out(DramWriteSignature(config.num_pe * config.k0)),
             **({"vec_rd": Out(DramReadSignature(n_rd)), "vec_wr": Out(DramWriteSignature(n_wr))} if n_rd else {}),

@@ -24,16 +24,26 @@ from amaranth.lib.wiring import In, Out
 from .. import vector as vec
 from ..config import AcceleratorConfig
 from ..isa import ADDR_BITS, FIELD_BITS, INSN_BITS, ErrorCode, Op
-from ..numerics import PARAM_ENTRY_BYTES, TABLE_ENTRY_BITS
+from ..expr import ceil_log2
+from ..numerics import PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
 from ..timing import param_beat_bytes
 from .vector_mac import int8_vector
 
 __all__ = ["LoadTarget", "load_geometry", "ImemSignature", "DramReadSignature", "DramWriteSignature",
            "LoadBusSignature", "GemmBusSignature", "StoreBusSignature", "VecControlSignature", "VEC_TIMING", "TokenPushSignature", "TokenPopSignature",
-           "DRAM_READ_LATENCY"]
+           "DRAM_READ_LATENCY", "entry_struct", "PARAM_STRUCT"]
 
 #: Cycles from a DRAM read request to its data (fixed).
 DRAM_READ_LATENCY = 1
+
+
+def entry_struct(layout) -> data.StructLayout:
+    """The Amaranth layout of an entry (``hw.numerics``: (name, bits, signed), low bits first)."""
+    return data.StructLayout({name: signed(bits) if sgn else unsigned(bits) for name, bits, sgn in layout})
+
+
+#: A parameter entry (``hw.numerics.PARAM_ENTRY``) as the RTL holds it.
+PARAM_STRUCT = entry_struct(PARAM_ENTRY)
 
 
 class LoadTarget(enum.Enum, shape=2):
@@ -69,7 +79,7 @@ class ImemSignature(wiring.Signature):
     """Instruction fetch: the byte address of a word out, the 256-bit word back in the same cycle."""
 
     def __init__(self):
-        super().__init__({"addr": Out(32), "data": In(INSN_BITS)})
+        super().__init__({"addr": Out(ADDR_BITS), "data": In(INSN_BITS)})
 
 
 class DramReadSignature(wiring.Signature):
@@ -135,10 +145,10 @@ class StoreBusSignature(wiring.Signature):
     def __init__(self, config: AcceleratorConfig, pes: int | None = None):
         k0 = config.k0
         per_pe = {"y": int8_vector(k0), "ep_data": data.ArrayLayout(signed(TABLE_ENTRY_BITS), k0),
-                  "ep_shift": unsigned(8)}
+                  "ep_shift": PARAM_STRUCT["ep_shift"].shape}
         if pes is not None:
             per_pe = {name: data.ArrayLayout(shape, pes) for name, shape in per_pe.items()}
-        ep_addr = data.ArrayLayout(unsigned(8), k0)
+        ep_addr = data.ArrayLayout(unsigned(ceil_log2(TABLE_ENTRIES)), k0)      # a table entry per lane
         super().__init__({"param_load": Out(1), "param_addr": Out(range(config.param_depth)),
                           "valid": Out(1), "acc": Out(config.accum_addr_bits), "relu": Out(1), "table": Out(1),
                           "ep": Out(1), "ep_addr": Out(ep_addr if pes is None else data.ArrayLayout(ep_addr, pes)),

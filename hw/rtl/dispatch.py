@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..expr import Fields, any_of
-from ..isa import INSN_BITS, INSN_BYTES, QUEUE_OF, ErrorCode, Op, Queue, opcode_bad, vec_op_bad
+from ..isa import ADDR_BITS, INSN_BITS, INSN_BYTES, QUEUE_OF, ErrorCode, Op, Queue, opcode_bad, vec_op_bad
 from ..timing import DECODE_STAGES, TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS, gb_write_claims, legality, legality_terms
 from .buses import ImemSignature
 from .insn import CYCLE_BITS, DISPATCH_ORDER, LAYOUTS, insn_view, rtl_unsupported
@@ -52,7 +52,7 @@ __all__ = ["Dispatcher", "IMEM_WORDS", "QUEUE_NAMES"]
 
 #: Instruction words the fetch addresses (32-bit byte addresses): running into word
 #: ``imem_words`` raises ``error`` (OPCODE), as a stream without END does in hw.timing.schedule.
-IMEM_WORDS = 1 << 27
+IMEM_WORDS = (1 << ADDR_BITS) // INSN_BYTES
 #: The name of each unit's queue (a port of the dispatcher).
 QUEUE_NAMES = {Queue.LOAD: "lq", Queue.COMPUTE: "cq", Queue.STORE: "sq"}
 
@@ -158,7 +158,7 @@ class Dispatcher(wiring.Component):
         assert DECODE_STAGES == 2, "two stages (P, T) between the fetch and the dispatch below"
         m = Module()
         running, halted, d_full = self.running, Signal(), Signal()
-        pc_f, pc_p, pc_t, pc_d = Signal(32), Signal(32), Signal(32), Signal(32)
+        pc_f, pc_p, pc_t, pc_d = Signal(ADDR_BITS), Signal(ADDR_BITS), Signal(ADDR_BITS), Signal(ADDR_BITS)
         t_full = Signal()
         with m.If(running):
             m.d.sync += self.cycle.eq(self.cycle + 1)

@@ -52,7 +52,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
-from ..isa import ADDR_BITS, INSN_BITS, Op
+from ..isa import ADDR_BITS, FIELD_BITS, INSN_BITS, Op
 from ..expr import Fields, balanced
 from ..timing import (FOLD_CHANNEL_DIGITS, FOLD_DIGIT_BITS, FOLD_SETUP, FOLD_TAP_BITS, FOLD_TAP_DIGITS, INP_COUNT_LAG,
                       INP_START, LANE_STAGE, load_inp_channel_ok, load_inp_rows, load_inp_rows_bound)
@@ -69,7 +69,7 @@ _CHANNEL_WIDTH = FOLD_CHANNEL_DIGITS * FOLD_DIGIT_BITS   # the dividend c_base +
 _TAP_WIDTH = FOLD_TAP_DIGITS * FOLD_DIGIT_BITS
 _C_BITS = _CHANNEL_WIDTH + 1
 #: The tap row a lane is given when its tap is 2^FOLD_TAP_BITS or more: beyond every kernel.
-_R_BEYOND = 64
+_R_BEYOND = 1 << FIELD_BITS[Op.LOAD_INP]["fold_kh"]
 
 
 def _fold_field(view, name: str):

@@ -24,7 +24,7 @@ from ..isa import ADDR_BITS, INSN_BITS, Op, Queue
 from ..numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, entry_offset
 from ..timing import (FOLD_SETUP, GB_LATENCY, INP_START, LANE_STAGE, load_inp_rows, load_inp_rows_bound, load_param_lane_addr,
                       load_terms, load_wgt_lane_addr, load_wgt_lane_ok)
-from .buses import DramReadSignature, LoadBusSignature, LoadTarget, load_geometry
+from .buses import PARAM_STRUCT, DramReadSignature, LoadBusSignature, LoadTarget, load_geometry
 from .clock_gate import gate_clock
 from .global_buffer import GbWriteSignature, GlobalBuffer, check_global_buffer
 from .insn import field_signal, insn_view
@@ -299,8 +299,11 @@ class LoadUnit(wiring.Component):
         with m.Else():
             m.d.comb += [gb.w_addr.eq(w_gbaddr), gb.w_mask.eq(w_mask), gb.w_data.eq(self.dram.data)]
         bad_shift = Const(0, 1)
+        # each entry's shift field: its bytes (PARAM_ENTRY) at its offset
+        at, n_bytes = entry_offset(PARAM_ENTRY, "shift"), PARAM_STRUCT["shift"].shape.width // 8
         for e in range(ne):
-            shift = bytes_in[e * PARAM_ENTRY_BYTES + entry_offset(PARAM_ENTRY, "shift")]
+            first = e * PARAM_ENTRY_BYTES + at
+            shift = Cat(*bytes_in[first:first + n_bytes])
             bad_shift = bad_shift | ((e < ld.count) & (shift > MAX_SHIFT))
         with m.If(gb_bad | (wv & (ld.target == LoadTarget.PARAM) & bad_shift)):
             m.d.sync += self.error.eq(1)

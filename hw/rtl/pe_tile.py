@@ -52,9 +52,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..expr import ceil_log2
-from ..numerics import MULT_BITS, PARAM_ENTRY, PARAM_ENTRY_BYTES, SHIFT_BITS
+from ..numerics import MULT_BITS, PARAM_ENTRY_BYTES, SHIFT_BITS
 from ..timing import dw_gather_max
-from .buses import (GemmBusSignature, LoadBusSignature, LoadTarget, StoreBusSignature, bus_width_text,
+from .buses import (PARAM_STRUCT, GemmBusSignature, LoadBusSignature, LoadTarget, StoreBusSignature, bus_width_text,
                     check_bus_width, load_geometry)
 from .clock_gate import gate_clock
 from .kernel_unit import delay_line
@@ -63,14 +63,6 @@ from .table_memory import TableMemory
 from .vector_mac import VectorMAC, int8_vector
 
 __all__ = ["PETile", "LoadTarget", "check_rtl_config", "load_geometry"]
-
-def entry_struct(layout) -> data.StructLayout:
-    """The Amaranth layout of an entry (``hw.numerics``: (name, bits, signed), low bits first)."""
-    return data.StructLayout({name: signed(bits) if sgn else unsigned(bits) for name, bits, sgn in layout})
-
-
-PARAM_STRUCT = entry_struct(PARAM_ENTRY)
-
 
 
 def check_rtl_config(config: AcceleratorConfig) -> None:
@@ -254,7 +246,7 @@ class PETile(wiring.Component):
         pa_d = Signal.like(pa)
         load_d = Signal()
         m.d.sync += [pa_d.eq(pa), load_d.eq(st.param_load)]
-        bias = [Signal(signed(32), name=f"bias{j}") for j in range(k0)]
+        bias = [Signal(PARAM_STRUCT["bias"].shape, name=f"bias{j}") for j in range(k0)]
         mult = [Signal(unsigned(MULT_BITS), name=f"mult{j}") for j in range(k0)]
         shift = [Signal(unsigned(SHIFT_BITS), name=f"shift{j}") for j in range(k0)]
         par_data = data.ArrayLayout(unsigned(PARAM_STRUCT.size), k0)(Signal(PARAM_STRUCT.size * k0, name="par_rdata"))

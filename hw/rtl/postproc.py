@@ -8,7 +8,9 @@ from amaranth.lib.wiring import In, Out
 
 from .. import operators as ops
 from ..config import AcceleratorConfig
+from ..expr import ceil_log2
 from ..numerics import MULT_BITS, SHIFT_BITS, TABLE_ENTRIES, TABLE_ENTRY_BITS
+from .buses import PARAM_STRUCT
 from .kernel_unit import INT8, delay_line
 from .operator_backend import AmaranthBackend, TablePort
 
@@ -73,11 +75,11 @@ class PostProcessor(wiring.Component):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         ops.check_acc_bits(config.acc_bits)
         self._acc_bits, self._table = config.acc_bits, bool(table)
-        ports = {"acc": In(signed(config.acc_bits)), "bias": In(signed(32)), "mult": In(unsigned(MULT_BITS)),
+        ports = {"acc": In(signed(config.acc_bits)), "bias": In(PARAM_STRUCT["bias"].shape), "mult": In(unsigned(MULT_BITS)),
                  "shift": In(unsigned(SHIFT_BITS)), "relu": In(1), "valid": In(1),
                  "y": Out(INT8), "y_valid": Out(1)}
         if self._table:
-            ports |= {"act_table": In(1), "table_addr": Out(unsigned(8)),
+            ports |= {"act_table": In(1), "table_addr": Out(unsigned(ceil_log2(TABLE_ENTRIES))),
                       "table_data": In(signed(TABLE_ENTRY_BITS))}
         super().__init__(ports)
 

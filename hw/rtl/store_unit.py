@@ -147,8 +147,9 @@ class StoreUnit(wiring.Component):
         # t: the instruction and the (column, row group) of every PE; the PE set is decoded from
         # the registered instruction (never from the queue's head) and holds from t+2 on.
         mask = Signal(n)
-        col = [Signal(7, name=f"col{p}") for p in range(n)]
-        grp = [Signal(7, name=f"group{p}") for p in range(n)]
+        # a column below pe_k, a row group at most p: pe_k's field holds either
+        col = [field_signal(Op.STORE, "pe_k", name=f"col{p}") for p in range(n)]
+        grp = [field_signal(Op.STORE, "pe_k", name=f"group{p}") for p in range(n)]
         positions = pe_positions(n, head.pe_k)
         m.d.sync += mask.eq(pe_mask(cs, n))
         with m.If(start):

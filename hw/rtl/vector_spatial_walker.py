@@ -31,7 +31,7 @@ from amaranth.lib import data
 from .. import operators as ops
 from .. import vector as vec
 from ..expr import sel
-from ..isa import ADDR_BITS
+from ..isa import ADDR_BITS, VecOp
 from .axis_counter import AxisCounter, WideAxisCounter, operand_axes
 from .kernel_unit import KernelUnit
 from .vector_walker import RowDigits, drive_axes
@@ -48,7 +48,12 @@ CHAIN_SLOTS = vec.MAX_STAGES - 1
 TAPS_BITS = ops.POOL_COUNT_BITS
 #: A pooling window's element count (``hw.operators.POOL_MAX_COUNT`` at most).
 COUNT = (1, ops.POOL_MAX_COUNT)
-AXIS_INPUTS = {"pos": (-(1 << 31), (1 << 31) - 1), "n_in": (1, ops.RESIZE_MAX_IN)}
+#: Bits of a resize's DDA position (as its start field), of a pass's channel count; a pooling's
+#: largest ``split`` (``hw.vector``'s fields).
+_POS_BITS = {name: bits for name, bits, _ in vec.STAGE_PARAMS[VecOp.RESIZE]}["y_start"]
+_C_BITS = {name: bits for name, bits, _ in vec.HEADER_FIELDS}["c"]
+_MAX_SPLIT = (1 << {name: bits for name, bits, _ in vec.STAGE_PARAMS[VecOp.POOL]}["split"]) - 1
+AXIS_INPUTS = {"pos": (-(1 << _POS_BITS - 1), (1 << _POS_BITS - 1) - 1), "n_in": (1, ops.RESIZE_MAX_IN)}
 #: Evaluates a kernel of ``hw.operators`` combinationally (a fold, a counter's step).
 COMBINATIONAL = SimpleNamespace(sel=sel)
 #: What the walker hands a lane: the four source elements' offsets from the source's base (which
@@ -314,9 +319,10 @@ class WidePixelWalker:
     def __init__(self, m: Module, pas, k: int):
         self.m, self.pas, self.k = m, pas, k
         self.walk_rows = k
-        heads = Signal(range((1 << 15) + 1), name="walk_heads")       # a pooling's rows a pixel
+        heads = Signal(range((1 << _MAX_SPLIT) + 1), name="walk_heads")       # a pooling's rows a pixel
         m.d.comb += heads.eq(Const(1, 1) << pas.split)
-        self.digits = dg = RowDigits(m, pas.h, pas.w, heads, pas.chunk, k, unsigned(17))
+        # a pixel's channels as 2**split rows of a chunk: the last row may run past c (below 2 c)
+        self.digits = dg = RowDigits(m, pas.h, pas.w, heads, pas.chunk, k, unsigned(_C_BITS + 1))
         self.load, self.prime, self.settle, self.step = dg.load, dg.prime, dg.settle, dg.advance
         wide = lambda: WideAxisCounter(k, k)                          # noqa: E731
         self.axes = (operand_axes(m, "out", pas.out, self.load, wide),
