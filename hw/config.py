@@ -28,7 +28,7 @@ from .cli import did_you_mean
 from .isa import FIELD_BITS, Op
 
 __all__ = ["AcceleratorConfig", "PRESETS", "get_config", "SUPPORTED_VECTOR_WIDTHS", "CLOCK_GHZ_RANGE", "FIELD_MAX",
-           "ADDRESSED_BY", "UnknownFieldError", "FieldError"]
+           "ADDRESSED_BY", "UnknownFieldError", "FieldError", "DEFAULT_BUS_C0S", "DEFAULT_BUS_RULE"]
 
 #: K0 and C0 the RTL generator can build: powers of two, so that lane and row
 #: addresses are plain bit slices.
@@ -42,6 +42,10 @@ MIN_DRAM_LATENCY = 2
 #: accelerator in CMOS either way; outside it a time or bandwidth figure would
 #: be nonsense (a clock of 1e-300 GHz makes every time infinite).
 CLOCK_GHZ_RANGE = (0.01, 20.0)
+#: The bus ``gb_bus_bytes_per_cycle = 0`` stands for: ``DEFAULT_BUS_C0S`` x C0 bytes, or the DRAM
+#: rate if wider (``AcceleratorConfig.gb_bus_bytes``), and that rule as messages name it.
+DEFAULT_BUS_C0S = 4
+DEFAULT_BUS_RULE = f"max({DEFAULT_BUS_C0S} x C0, dram_bytes_per_cycle)"
 #: Upper bounds of the memory parameters: 1 MiB per cycle is a thousand times any DRAM
 #: (``sim.simulator.IDEAL_MEMORY`` uses 64 KiB), a million cycles of latency a millisecond,
 #: and the ISA's byte addresses (32 bits) reach 4 GiB of global buffer; 1,024 vector lanes a PE
@@ -242,7 +246,17 @@ class AcceleratorConfig:
 
     @property
     def gb_bus_bytes(self) -> int:
-        return self.gb_bus_bytes_per_cycle or max(4 * self.c0, self.dram_bytes_per_cycle)
+        return self.gb_bus_bytes_per_cycle or max(DEFAULT_BUS_C0S * self.c0, self.dram_bytes_per_cycle)
+
+    @property
+    def gb_bus_origin(self) -> str:
+        """Where ``gb_bus_bytes`` comes from, for messages: the field as set, or the default rule
+        and the term of it that decides."""
+        if self.gb_bus_bytes_per_cycle:
+            return f"gb_bus_bytes_per_cycle = {self.gb_bus_bytes_per_cycle} as set"
+        term = (f"dram_bytes_per_cycle = {self.dram_bytes_per_cycle}"
+                if self.dram_bytes_per_cycle > DEFAULT_BUS_C0S * self.c0 else f"C0 = {self.c0}")
+        return f"{self.gb_bus_bytes} B, the default {DEFAULT_BUS_RULE} at {term}"
 
     @property
     def dram_bytes(self) -> int:

@@ -186,7 +186,11 @@ def test_a_binary_file_as_config_says_what_an_accelerator_file_is(tmp_path):
     ({"num_pe": 3}, "vector_lanes = num_pe x vector_lanes_per_pe = 3 x 4 = 12 must be a power of two"),
     ({"num_pe": 3}, "num_pe = 3 has the odd factor 3, so no vector_lanes_per_pe makes it one"),
     ({"vector_lanes_per_pe": 33}, "= 4 x 33 = 132 must be a power of two"),
-    ({"dram_bytes_per_cycle": 64}, "the bus is at least dram_bytes_per_cycle = 64, which is more than K0 x C0")])
+    ({"dram_bytes_per_cycle": 64}, "the bus is 64 B, the default max(4 x C0, dram_bytes_per_cycle) at "
+                                   "dram_bytes_per_cycle = 64"),
+    # a bus set explicitly is named as set, not as the default widened to the DRAM rate
+    ({"dram_bytes_per_cycle": 64, "gb_bus_bytes_per_cycle": 64}, "the bus is gb_bus_bytes_per_cycle = 64 as set"),
+    ({"gb_bus_bytes_per_cycle": 64}, "the bus is gb_bus_bytes_per_cycle = 64 as set")])
 def test_the_rtl_line_asks_what_make_verilog_asks(fields, named):
     """A global buffer the banked RTL cannot build (not a multiple of 2 x its bus), or vector lanes
     its VEC timing cannot divide by with a shift: ``make config`` says so, as ``make verilog``

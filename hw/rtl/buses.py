@@ -22,7 +22,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import vector as vec
-from ..config import AcceleratorConfig
+from ..config import DEFAULT_BUS_RULE, AcceleratorConfig
 from ..isa import ADDR_BITS, FIELD_BITS, INSN_BITS, ErrorCode, Op
 from ..expr import ceil_log2
 from ..numerics import PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
@@ -63,7 +63,7 @@ def load_geometry(config: AcceleratorConfig) -> tuple[int, int, int]:
 
 def bus_width_text(config: AcceleratorConfig) -> str:
     """The bus width G as the accelerator file names it, for errors (its default spelled out)."""
-    default = "" if config.gb_bus_bytes_per_cycle else ", the default max(4 x C0, dram_bytes_per_cycle)"
+    default = "" if config.gb_bus_bytes_per_cycle else f", the default {DEFAULT_BUS_RULE}"
     return f"gb_bus_bytes_per_cycle = {config.gb_bus_bytes}{default}"
 
 

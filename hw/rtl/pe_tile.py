@@ -72,11 +72,8 @@ def check_rtl_config(config: AcceleratorConfig) -> None:
     check_bus_width(config)
     g, nb, _ = load_geometry(config)
     if config.k0 % nb:
-        widened = config.dram_bytes_per_cycle > 4 * config.c0       # the bus is at least the DRAM rate
-        why = (f"; the bus is at least dram_bytes_per_cycle = {config.dram_bytes_per_cycle}, which is more than "
-               f"K0 x C0 = {config.k0 * config.c0} here" if widened else "")
         raise ValueError(f"K0 = {config.k0} must be a multiple of gb_bus_bytes/C0 = {nb} "
-                         f"(weight vectors written per cycle){why}")
+                         f"(weight vectors written per cycle); the bus is {config.gb_bus_origin}")
     if g % PARAM_ENTRY_BYTES:
         raise ValueError(f"gb_bus_bytes/8 = {g / PARAM_ENTRY_BYTES} must be an integer "
                          f"(whole parameter entries a beat)")
