@@ -56,7 +56,7 @@ __all__ = ["LN_ENTRY", "LN_ENTRY_BYTES", "Axis", "Operand", "Stage", "Descriptor
            "STAGE_PARAMS", "STAGE_DEFAULTS", "HEADER_FIELDS", "OPERAND_SPEC", "AXIS_FIELDS", "STAGE_HEAD", "HEADER_BYTES",
            "OPERAND_BYTES", "STAGE_BYTES", "MAX_DESCRIPTOR_BYTES", "PoolMode", "ResizeMode", "axis_offsets", "axis_valid_count", "slot_fields", "descriptor_field_slots", "operand_addresses", "vec_fields", "laps_fit", "FIELD_HOLD_LEVELS", "TIMING_FIELDS", "row_schedule", "ROW_OPS", "ROW_GAP",
            "encode_descriptor", "decode_descriptor", "decode_header", "descriptor_bytes", "descriptor_span", "descriptor_extent", "RESIZE_COST", "COST", "SPATIAL",
-           "row_lane_refusals", "row_and_heads", "plain_axis", "plain_raster", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
+           "row_lane_refusals", "row_too_long", "row_and_heads", "plain_axis", "plain_raster", "spatial_refusals", "spatial_slots", "SPATIAL_CHAIN_OPS",
            "divides_as", "pool_taps", "adaptive_window_above", "pool_axis_fits", "split_chunk", "pool_split", "LUT_TABLE_BYTES", "LUT_ENTRIES", "axis_refusals",
            "axis_last_positions", "axis_extent", "operand_extent", "pass_extents", "extents_outside", "overlapping_writes",
            "header_extent", "descriptor_refusals", "PARAM_RANGES", "params_outside", "pass_refusals", "first_refusal"]
@@ -1177,6 +1177,13 @@ def row_lane_refusals(stages, operands, heads, row) -> dict[str, object]:
         "an operand repeating its channels across softmax rows that are not its channels":
             any_of(*(all_of(used[k], repeat, heads != 1, c != row) for k, (repeat, c) in enumerate(operands))),
     }
+
+
+def row_too_long(rows, row, max_row: int = ops.MAX_ROW):
+    """Whether a pass with row stages (``rows``) has rows (``row``, :func:`row_and_heads`) longer
+    than its row lanes hold, ``max_row`` (``UNSUPPORTED``; a unit built for ``MAX_ROW`` meets it
+    after :func:`pass_refusals` has refused such rows as ``DATA``).  Integers or values."""
+    return all_of(rows, row > max_row)
 
 
 def vec_fields(d: Descriptor) -> dict:

@@ -553,13 +553,14 @@ def refused_runs() -> dict:
 @pytest.mark.parametrize("kind", REFUSED)
 def test_vector_unit_refuses_what_it_cannot_run_and_writes_nothing(refused_runs, kind):
     """What the unit does not build: UNSUPPORTED (the functional model runs it; the unit here is
-    built for rows up to 4), nothing written."""
+    built for rows up to 4), nothing written; ``vec_unsupported`` for that unit says so, and for
+    the accelerator's (built for MAX_ROW) of every case but the row beyond 4."""
     d, before, dram, res = refused_runs[kind]
     functional(d, before.copy())
     assert (res["error"], ErrorCode(res["code"])) == (1, ErrorCode.UNSUPPORTED), kind
     np.testing.assert_array_equal(dram, before)
-    if kind != "row beyond max_row":        # the accelerator's unit is built for MAX_ROW
-        assert vec_unsupported(d) is not None, kind
+    assert vec_unsupported(d, max_row=4) is not None, kind
+    assert (vec_unsupported(d) is None) == (kind == "row beyond max_row"), kind
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "e_small"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from amaranth.hdl import Signal, signed, unsigned
 from amaranth.lib import data
 
+from .. import operators as ops
 from .. import vector as vec
 from ..isa import FIELDS, HEADER, INSN_BITS, Act, ErrorCode, Op, StreamError
 
@@ -86,19 +87,22 @@ def first_unsupported(insns, refused: StreamError | None, vector_unit: bool = Tr
                 None)
 
 
-def vec_unsupported(d: vec.Descriptor) -> str | None:
+def vec_unsupported(d: vec.Descriptor, max_row: int = ops.MAX_ROW) -> str | None:
     """Why the RTL's vector executor refuses a descriptor that the functional model runs
     (``ErrorCode.UNSUPPORTED``, raised when the VEC runs, after the ``DATA`` checks of its
     descriptor, its fields and the operators), or None.  Its spatial unit
     (``hw.rtl.vector_spatial``, a pass whose first stage is spatial): the ``UNSUPPORTED`` part of
-    ``hw.vector.spatial_refusals``, the rule the unit evaluates.  Its vector unit (``hw.rtl.vector_unit``): ``hw.vector.row_lane_refusals``,
-    the rule the unit evaluates."""
+    ``hw.vector.spatial_refusals``, the rule the unit evaluates.  Its vector unit (``hw.rtl.vector_unit``,
+    built for rows of ``max_row``): ``hw.vector.row_lane_refusals`` and ``row_too_long``, the rules the
+    unit evaluates."""
     if d.stages[0].op in vec.SPATIAL:
         return _spatial_unsupported(d)
     head, _, stages = vec.descriptor_field_slots(d)
     row, heads = vec.row_and_heads(head, stages)
     refusals = vec.row_lane_refusals([(True, st.op, st.src, st.src2, st.out) for st in d.stages],
                                      [(o.repeat, o.c) for o in d.operands], heads, row)
+    refusals[f"rows longer than max_row = {max_row}"] = vec.row_too_long(
+        any(st.op in vec.ROW_OPS for st in d.stages), row, max_row)
     chain = "->".join(st.op.name for st in d.stages)
     return next((f"{why}: {chain}" for why, refused in refusals.items() if refused), None)
 

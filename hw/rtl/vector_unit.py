@@ -112,7 +112,8 @@ class VectorUnit(wiring.Component):
         ``done`` is high for one cycle when the last result is written (or the descriptor refused).
     error, error_code: Out(1), Out(ErrorCode)
         With ``done``: the descriptor holds what the unit does not build
-        (``hw.vector.row_lane_refusals``) or a row longer than ``max_row`` (``UNSUPPORTED``);
+        (``hw.vector.row_lane_refusals``) or a row longer than ``max_row`` (``row_too_long``):
+        ``UNSUPPORTED``;
         nothing is written.  What the operators refuse (``DATA``, ``hw.vector.pass_refusals``) the
         executor refuses before it starts the unit, as ``sim.vector_unit.execute_vec`` does.
     overrun: Out(1)
@@ -319,7 +320,7 @@ class _Plan:
             [(self.live[i], ops_[i], d.stages[i].copy.src, d.stages[i].copy.src2, d.stages[i].copy.out)
              for i in range(_S)],
             [(d.operands[k].repeat, d.operands[k].c) for k in range(_K)], self.heads, row)
-        with m.If(_any(refusals.values()) | (rows & (row > max_row))):
+        with m.If(_any(refusals.values()) | vec.row_too_long(rows, row, max_row)):
             m.d.comb += code.eq(ErrorCode.UNSUPPORTED)
         return code
 
