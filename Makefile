@@ -100,7 +100,7 @@ $(foreach g,$(GOALS),$(if $(filter-out undefined,$(origin TAKES.$(g))),$(foreach
 
 help:
 	@echo "make sim   MODEL=segformer_b2 CFG=E [VARIANT=B2_c] [SIZE=HxW] [CHECK=1] [FUSION=0]   simulate a network"
-	@echo "make run   MODEL=segformer_b2 CFG=E [IMAGE=photo.png] [SEED=n] [SIZE=HxW]  inference on the simulated accelerator"
+	@echo "make run   MODEL=segformer_b2 CFG=E [IMAGE=photo.png] [SEED=n] [SIZE=HxW] [CALIB_IMAGES=k]  inference on the simulated accelerator"
 	@echo "make flops MODEL=segformer_b2 [VARIANT=...] [SIZE=HxW]         per-layer MAC analysis"
 	@echo "make paths MODEL=segformer_b2 CFG=E [ACCURACY=file.csv] [PATHS='full;B2_a']  execution paths vs accuracy (Figs. 10-13)"
 	@echo "make rdd   MODEL=segformer_b2 CFG=E [BUDGETS=trace.csv]        RDD runtime over a budget trace"
