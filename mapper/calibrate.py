@@ -120,7 +120,7 @@ def check_image_input(model: Model) -> None:
                          f"and so make run, CHECK=1 and sim.accuracy, give 3 (RGB) or 1 (the luma)")
 
 
-def prepare(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] = None, *,
+def prepare(model: Model, seed: int = 0, *, calib_images: int = 1,
             percentile: Optional[float] = None) -> tuple[dict, QModel]:
     """Every model's float weights and their quantisation: ``(weights, qmodel)``.
 
@@ -135,7 +135,8 @@ def prepare(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] = Non
       the batch norms also calibrates the ranges (the float network after folding is the one
       that pass computes).
 
-    ``calib_image`` defaults to :func:`mapper.images.calibration_image` of ``seed``.
+    ``calib_image`` is :func:`mapper.images.calibration_image` of ``seed``: ``calib_images`` synthetic
+    images (``make run CALIB_IMAGES``, ``sim.accuracy --calib-images``).
 
     Raises
     ------
@@ -144,8 +145,7 @@ def prepare(model: Model, seed: int = 0, calib_image: Optional[np.ndarray] = Non
         not an image of ``model.input``'s shape), or a scale an operator cannot represent.
     """
     check_image_input(model)
-    if calib_image is None:
-        calib_image = calibration_image(*model.input[:2], seed, channels=model.input[2])
+    calib_image = calibration_image(*model.input[:2], seed, calib_images, model.input[2])
     from .onnx_import import imported_of, qdq_qmodel    # here: a zoo model's run need not import onnx (a second)
 
     imported = imported_of(model)

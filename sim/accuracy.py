@@ -35,7 +35,7 @@ from hw.cli import OneLineParser, UsageError, atomic_write_json, counted, number
 from mapper.calibrate import prepare, readers_of, softmax_margin, softmax_row
 from mapper.flops import parse_size
 from mapper.fusion import is_class_map
-from mapper.images import calibration_image, preprocess, quantize_input, quantize_tensor, synthetic_image
+from mapper.images import preprocess, quantize_input, quantize_tensor, synthetic_image
 from mapper.ir import INPUT, Conv2d, Linear, Model
 from mapper.quantize import QModel
 from mapper.reference import run_float
@@ -326,8 +326,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         model = build_model(args.model, args.variant, args.size)
         h, w = model.input[:2]
-        calib = calibration_image(h, w, args.seed, args.calib_images, model.input[2])
-        weights, qmodel = prepare(model, args.seed, calib, percentile=args.percentile)
+        weights, qmodel = prepare(model, args.seed, calib_images=args.calib_images, percentile=args.percentile)
     except (KeyError, ValueError) as e:
         parser.error(str(e).strip("'\""))
     print(f"{model.name} {h}x{w}: weights and quantisation {time.time() - start:.1f} s")

@@ -18,7 +18,6 @@ import numpy as np
 from hw.cli import UsageError
 from hw.config import AcceleratorConfig
 from mapper.calibrate import check_image_input, prepare
-from mapper.images import calibration_image
 from mapper.images import preprocess, quantize_input, synthetic_image
 from mapper.ir import Model
 from mapper.program import build_program
@@ -50,7 +49,7 @@ def network_parameters(model: Model, seed: int, calib_images: int = 1) -> tuple[
         ``cannot run <model>: ...`` when the network cannot be quantised or computed.
     """
     try:
-        return prepare(model, seed, calibration_image(*model.input[:2], seed, calib_images, model.input[2]))
+        return prepare(model, seed, calib_images=calib_images)
     except ValueError as e:
         raise UsageError(f"cannot run {model.name}: {e}") from None
 
