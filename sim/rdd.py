@@ -124,6 +124,7 @@ def run_trace(points: list[PathPoint], kind: str, budgets: list[Budget], cfg: Ac
     sw = {id(p): switch_cost(p, cfg, energy) for p in usable}
     sw_cost = (lambda p: sw[id(p)][0]) if kind == "time_ms" else (lambda p: sw[id(p)][1])
     by_acc = sorted(usable, key=lambda p: (-p.accuracy, cost(p)))
+    cheapest = min(usable, key=cost)                        # what a frame no path fits runs
     frames = []
     current: Optional[str] = by_acc[0].weight_set          # the most accurate path's weights start loaded
     for b in budgets:
@@ -135,7 +136,7 @@ def run_trace(points: list[PathPoint], kind: str, budgets: list[Budget], cfg: Ac
                 break
         miss = choice is None
         if miss:
-            choice = min(usable, key=cost)
+            choice = cheapest
             switched = choice.weight_set != current
         t = choice.time_ms + (sw[id(choice)][0] if switched else 0)
         e = choice.energy_uj + (sw[id(choice)][1] if switched else 0)
@@ -151,19 +152,17 @@ def run_trace(points: list[PathPoint], kind: str, budgets: list[Budget], cfg: Ac
         "energy_uj": sum(f["energy_uj"] for f in frames),
         "time_ms": sum(f["time_ms"] for f in frames),
     }
-    cheapest = min(cost(p) for p in usable)
-    summary["impossible"] = sum(cheapest > b.value for b in budgets)
-    summary["static"] = _static_choice(usable, by_acc, cost, budgets)
+    summary["impossible"] = sum(cost(cheapest) > b.value for b in budgets)
+    summary["static"] = _static_choice(cheapest, by_acc, cost, budgets)
     return {"kind": kind, "frames": frames, "summary": summary}
 
 
-def _static_choice(usable: list[PathPoint], by_acc: list[PathPoint], cost, budgets: list[Budget]) -> dict:
-    """The one path a static system would run on every frame: the most accurate within the
-    tightest budget that some path fits, else (no frame fits any path) the cheapest; it misses
-    the frames it exceeds, the impossible ones among them."""
-    cheapest = min(usable, key=cost)
+def _static_choice(cheapest: PathPoint, by_acc: list[PathPoint], cost, budgets: list[Budget]) -> dict:
+    """The one path a static system would run on every frame: the most accurate (``by_acc``) within
+    the tightest budget that some path fits, else (no frame fits any path) the ``cheapest``; it
+    misses the frames it exceeds, the impossible ones among them."""
     meetable = [b.value for b in budgets if cost(cheapest) <= b.value]
-    static = next((p for p in by_acc if cost(p) <= min(meetable)), None) if meetable else cheapest
+    static = next(p for p in by_acc if cost(p) <= min(meetable)) if meetable else cheapest
     n = len(budgets)
     return {"path": f"{static.model}:{static.path}", "accuracy": static.accuracy,
             "energy_uj": static.energy_uj * n, "time_ms": static.time_ms * n,
