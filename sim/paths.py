@@ -389,7 +389,7 @@ def _print_table(points: list[PathPoint], base: PathPoint) -> None:
     rows = []
     for p in sorted(points, key=lambda p: -p.time_ms):
         saved = savings(p, base)
-        rows.append((f"{p.model}:{p.path}", f"{p.macs / 1e9:.4g}", f"{p.time_ms:.3f}", f"{p.energy_uj:.1f}",
+        rows.append((f"{p.model}:{p.path}", f"{p.macs / 1e9:.3f}", f"{p.time_ms:.3f}", f"{p.energy_uj:.1f}",
                      f"{100 * saved['time_saving']:.1f}%", f"{100 * saved['energy_saving']:.1f}%",
                      f"{100 * p.conv_time_share:.1f}%", "-" if p.accuracy is None else f"{p.accuracy:.4f}",
                      ("T" if p.pareto_time else "") + ("E" if p.pareto_energy else "")))
