@@ -814,10 +814,11 @@ def aligned_table(head: Sequence[str], rows: Iterable[Sequence], align: str) -> 
 
 
 def human_bytes(n: int) -> str:
-    """``n`` bytes as ``512 B``, ``12.3 kB``, ``19.3 MB`` (powers of 1000)."""
+    """``n`` bytes as ``512 B``, ``12.3 kB``, ``1.16 GB`` (powers of 1000): three digits at least,
+    so that a figure just past a unit (1,161 MB) does not lose two of them ("1.2 GB")."""
     for factor, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
         if n >= factor:
-            return f"{n / factor:.1f} {unit}"
+            return f"{n / factor:.{2 if n < 10 * factor else 1}f} {unit}"
     return f"{n} B"
 
 

@@ -342,6 +342,13 @@ def test_a_small_networks_floors_and_traffic_keep_their_digits():
 
 
 
+def test_traffic_keeps_three_digits_past_a_unit():
+    """Swin-T's 1,161.3 MB of DRAM traffic printed as "1.2 GB" beside B2's "567.4 MB"."""
+    from hw.cli import human_bytes
+    assert human_bytes(1_161_300_000) == "1.16 GB" and human_bytes(567_400_000) == "567.4 MB"
+    assert human_bytes(5_400_000) == "5.40 MB" and human_bytes(12_300) == "12.3 kB" and human_bytes(512) == "512 B"
+
+
 def test_an_area_beyond_table_ii_is_marked_extrapolated():
     """sim.run printed a one-PE file's area (0.010 mm^2, 9.7 TMAC/s per mm^2: better than E) with no
     word that the area model is fitted on Table II's presets only; make sweep marked the same point."""
