@@ -15,8 +15,8 @@ half-written.
 The paper's FLOPs count multiply-accumulates: MACs here are its FLOPs.
 
 Bad input (unknown model or variant, a size that is not ``HxW`` with positive
-integers, an output folder that cannot be written) prints one line on stderr and
-exits with status 2 without writing.
+integers or that no configuration maps, an output folder that cannot be written)
+prints one line on stderr and exits with status 2 without writing.
 """
 
 from __future__ import annotations
@@ -89,10 +89,13 @@ def refuse_flops_only(model: Model, spec: str) -> None:
 
 
 def refuse_beyond_every_config(model: Model, size: tuple[int, int]) -> None:
-    """UsageError for an input size no configuration maps: a layer's dimension beyond its instruction
-    field's range on every preset (``mapper.lower.refuse_beyond_isa``, sim.run's refusal of the size), so
-    that make flops counts no network the simulator refuses to take at any configuration."""
+    """UsageError for an input size no configuration maps: on every preset, a MAC layer's dimension
+    beyond its instruction field's range (``mapper.lower.refuse_beyond_isa``, sim.run's refusal of the
+    size) or a non-MAC layer the vector unit refuses (``mapper.fusion.refuse_vectors_beyond_isa``: a
+    pooling window above ``POOL_MAX_COUNT``, say), so that make flops counts no network the simulator
+    refuses to take at any configuration."""
     from hw.config import PRESETS
+    from .fusion import refuse_vectors_beyond_isa
     from .lower import MappingError, refuse_beyond_isa
 
     layers = [l for l in model.layers if getattr(l, "b_layout", "") != "opaque"]     # counted, never mapped
@@ -100,6 +103,7 @@ def refuse_beyond_every_config(model: Model, size: tuple[int, int]) -> None:
     for cfg in PRESETS.values():
         try:
             refuse_beyond_isa(layers, cfg)
+            refuse_vectors_beyond_isa(model, cfg)
         except MappingError as e:
             refusals.append(e)
         else:

@@ -43,7 +43,8 @@ from .ir import LAYOUT_KINDS, MAC_KINDS, VIEW_KINDS, Activation, ChannelShuffle,
 from .layout import LayoutError, Storage, View, partition_view, storage_plan, through, view_of
 from .lower import MappingError, _insn, layer_cycles, map_layer
 
-__all__ = ["Step", "VecPass", "plan", "vec_stream", "is_class_map", "COMPUTE_KINDS", "STAGE_OP"]
+__all__ = ["Step", "VecPass", "plan", "refuse_vectors_beyond_isa", "vec_stream", "is_class_map", "COMPUTE_KINDS",
+           "STAGE_OP"]
 
 #: The vector-unit operation of each computing layer kind.
 STAGE_OP = {"add": VecOp.ADD, "mul": VecOp.MUL, **{func: VecOp.LUT for func in ACTIVATIONS},
@@ -149,6 +150,21 @@ def plan(model: Model, cfg: AcceleratorConfig, *, mac_only: bool = False, fuse: 
 
     Raises ``MappingError`` for a graph that cannot be laid out (``mapper.layout``)."""
     return _Planner(model, cfg, mac_only, fuse and not mac_only).run()
+
+
+def refuse_vectors_beyond_isa(model: Model, cfg: AcceleratorConfig) -> None:
+    """MappingError naming the first non-MAC layer of ``model`` the vector unit of ``cfg`` does not
+    take: a row longer than it holds, or the layer's pass refused as the plan refuses one (a
+    descriptor field beyond its width; a spatial geometry ``hw.vector.spatial_refusals`` refuses,
+    such as an adaptive pooling's window above ``POOL_MAX_COUNT``).  Each layer is its own pass, as
+    ``fuse=False`` runs it (a run the unit refuses is not fused), so that nothing is mapped: the
+    counterpart of ``mapper.lower.refuse_beyond_isa`` for the layers it leaves out."""
+    planner = _Planner(model, cfg, mac_only=False, fuse=True)     # fuse: the class map as the plan writes it
+    for layer in model.layers:
+        if layer.kind in MAC_KINDS or layer.kind in ZERO_COPY_KINDS or layer.kind == "constant":
+            continue
+        _check_row(layer)
+        planner._pass([layer])
 
 
 def _check_row(layer) -> None:

@@ -366,6 +366,17 @@ def test_an_input_size_beyond_the_isa_is_refused_before_anything_is_allocated(tm
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("tool", [["sim.run", "--config", "E"], ["mapper.flops"], ["mapper.onnx_export"]])
+def test_a_pooling_window_beyond_the_isa_is_refused_by_every_tool(tmp_path, tool):
+    """ResNet-50 at 20000x20000: every MAC layer's fields hold it, but its adaptive average pooling's
+    625x625 window is above the vector unit's ``POOL_MAX_COUNT`` on every configuration.  The
+    simulator refused it, make flops wrote its JSON (it checked the MAC layers only); now all refuse
+    with the vector unit's reason, writing nothing."""
+    r = run_tool([*tool, "--model", "resnet50", "--size", "20000x20000"], tmp_path)
+    assert_refused(r, "avgpool (625x625x2048 -> 1x1x2048)", "POOL_MAX_COUNT = 65,536")
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("argv, name", [
     (["mapper.onnx_export", "--model", "segformer_b0", "--size", "64x64"], "user.onnx"),
     (["mapper.flops", "--model", "segformer_b0"], "mine.json")])
