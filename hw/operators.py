@@ -65,7 +65,7 @@ __all__ = [
     "nearest_indices", "pool_out_count", "pool_out_size", "pool_axis_windows", "pool_windows", "adaptive_axis_windows",
     "window_sums",
     # kernels
-    "in_bits", "REQUANTIZE_RANGES", "MAX_ROW", "requantize_kernel", "add_kernel", "mul_kernel", "lut_kernel",
+    "in_bits", "REQUANTIZE_RANGES", "MAX_ROW", "requantize_kernel", "add_kernel", "mul_kernel", "lut_kernel", "lut_index",
     "square_kernel", "layernorm_row_kernel", "layernorm_element_kernel", "softmax_exp_kernel",
     "softmax_out_kernel", "SOFTMAX_OUT_SHIFTS", "bilinear_axis_kernel", "lerp_kernel", "bilinear_kernel",
     "max_kernel", "argmax_kernel", "average_kernel", "average_by_reciprocal_kernel", "floor_counter_kernel",
@@ -588,9 +588,14 @@ def lut_table(fn: Callable, s_in: float, s_out: float) -> np.ndarray:
         return _frozen(np.clip(np.floor(v / s_out + 0.5), INT8_MIN, INT8_MAX).astype(np.int8))
 
 
+def lut_index(x):
+    """The entry of a table (:func:`lut_table`) that holds the result for int8 ``x``: ``x + 128``."""
+    return x - INT8_MIN
+
+
 def lut_kernel(x, table, be):
-    """``table[x + 128]``: a 256-word ROM of 8 bits; index 8 bits."""
-    return be.rom(table, x - INT8_MIN)
+    """``table[x + 128]`` (:func:`lut_index`): a 256-word ROM of 8 bits; index 8 bits."""
+    return be.rom(table, lut_index(x))
 
 
 def lut(x, table, *, be=NUMPY) -> np.ndarray:

@@ -93,6 +93,18 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
+class _PeTables(ops.NumpyBackend):
+    """Runs a kernel on the values of several PEs (axis 0), each reading its own ROM: ``rom``'s
+    table is ``[PE, entries]``."""
+
+    def rom(self, table, index):
+        flat = index.reshape(len(table), -1)
+        return np.take_along_axis(np.asarray(table), flat, axis=1).reshape(index.shape)
+
+
+_PE_TABLES = _PeTables()
+
+
 class Machine:
     """Architectural state of one accelerator and an executor for instructions.
 
@@ -355,10 +367,9 @@ class Machine:
         pix = f["acc_addr"] + np.arange(oh * ow).reshape(1, oh, ow, 1)
         sources = [("acc", (p4, pix, lane), None)] + \
             [(name, (p4, f["param_addr"] + lane), None) for name in ("bias", "mult", "shift")]
-        if f["act"] == Act.TABLE:
-            sources.append(("table", (p4, q.astype(np.int64) + 128), None))
-            q = np.take_along_axis(self.table[pes], q.reshape(len(pes), -1).astype(np.int64) + 128, axis=1) \
-                .astype(np.int8).reshape(q.shape)
+        if f["act"] == Act.TABLE:       # each PE reads its own table (hw.operators.lut_kernel)
+            sources.append(("table", (p4, ops.lut_index(q.astype(np.int64))), None))
+            q = ops.lut_kernel(q.astype(np.int64), self.table[pes], _PE_TABLES).astype(np.int8)
         return k, y, x, valid, np.ascontiguousarray(q), sources
 
     def _softmax_epilogue(self, f: dict, pes: np.ndarray, q: np.ndarray, off: int, sources: list):

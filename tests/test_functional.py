@@ -180,3 +180,27 @@ def test_an_input_lane_never_loaded_is_used_unless_its_weights_are_zero(lane, un
     machine = Stale(cfg, dram)
     machine.run(stream)
     assert bool(machine.undefined) == undefined and all(u.memory == "acc" for u in machine.undefined)
+
+
+def test_a_table_activation_reads_each_pe_table_by_the_operators_rule(monkeypatch):
+    """A STORE with ``act = TABLE`` looks each requantised value up in its PE's own table by
+    ``hw.operators.lut_kernel``, the rule the RTL's post-processing builds (the model spelled
+    ``q + 128`` again).  With the rule's index reversed (``127 - q``, still an entry of the table)
+    the model follows: each PE's output is ``ops.lut`` of its ACT-NONE output with its table."""
+    from hw import operators as ops
+    from hw.isa import Act, Op, make
+    monkeypatch.setattr(ops, "lut_index", lambda x: ops.INT8_MAX - x)
+    cfg, rng = get_config("tiny"), np.random.default_rng(5)
+    machine = Machine(cfg, np.zeros(1 << 12, np.uint8), power_on=rng)
+    for name in machine.defined:
+        machine.defined[name][...] = True
+    machine.table[:, :256] = rng.integers(-128, 128, (cfg.num_pe, 256))       # an int8 table per PE
+    out = {}
+    for act in (Act.NONE, Act.TABLE):
+        machine.run([make(Op.STORE, pe_count=2, pe_step=1, pe_k=2, out_h=2, out_w=3, t_h=2, t_w=3, t_k=8, k_pitch=8,
+                          k_per_pe=4, k_step=4, dst_addr=0x100 * (1 + act), act=int(act)), make(Op.END)])
+        out[act] = machine.dram[0x100 * (1 + act):][:2 * 3 * 8].view(np.int8).reshape(2, 3, 2, 4)
+    for pe in range(2):
+        expected = ops.lut(out[Act.NONE][:, :, pe], machine.table[pe, :256])
+        np.testing.assert_array_equal(out[Act.TABLE][:, :, pe], expected, err_msg=f"PE {pe}")
+    assert machine.undefined == []
