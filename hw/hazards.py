@@ -36,7 +36,8 @@ from .config import AcceleratorConfig
 from .isa import ADDR_MASK, Act, Insn, Op, Queue
 from .numerics import PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_PER_PARAM
 from .timing import (Schedule, pe_grid, gemm_input_terms, gemm_steps, load_inp_lanes, load_inp_rows,
-                     load_param_lane_addr, load_wgt_extent, load_wgt_lane_addr, pe_members, store_addr, store_pe_extent)
+                     load_param_lane_addr, load_wgt_extent, load_wgt_lane_addr, pe_members, store_addr, store_pe_extent,
+                     wrapped_ranges)
 from .vector import (HEADER_BYTES, MAX_DESCRIPTOR_BYTES, NONE, decode_descriptor, descriptor_bytes,
                      descriptor_field_slots, pass_extents)
 
@@ -111,10 +112,16 @@ def _mask(f: dict, num_pe: int) -> int:
 
 
 def _span(addr: np.ndarray) -> Optional[tuple[int, int]]:
+    """The least and greatest of lane addresses (modulo 2**32 already: ``hw.timing.load_inp_lanes``)."""
     if addr.size == 0:
         return None
-    addr = addr & ADDR_MASK
     return int(addr.min()), int(addr.max())
+
+
+def _dram_reads(lo: int, hi: int) -> list[Access]:
+    """Reads of DRAM addresses ``lo .. hi`` formed without the wrap: the ranges they reach
+    modulo 2**32 (``hw.timing.wrapped_ranges``), as the functional model and the RTL read them."""
+    return [Access("dram", a, b, False) for a, b in wrapped_ranges(lo, hi)]
 
 
 def _load_inp(f: dict, cfg: AcceleratorConfig) -> list[Access]:
@@ -134,7 +141,7 @@ def _load_wgt(f: dict, cfg: AcceleratorConfig) -> list[Access]:
     out = [Access("wgt", f["dst_addr"], f["dst_addr"] + f["rows"] - 1, True, _mask(f, cfg.num_pe))]
     n_out, chans = load_wgt_extent(f, cfg)
     if n_out and chans:
-        out.append(Access("dram", load_wgt_lane_addr(f, 0, 0), load_wgt_lane_addr(f, n_out - 1, chans - 1), False))
+        out += _dram_reads(load_wgt_lane_addr(f, 0, 0), load_wgt_lane_addr(f, n_out - 1, chans - 1))
     return out
 
 
@@ -147,15 +154,14 @@ def _load_param(f: dict, cfg: AcceleratorConfig) -> list[Access]:
         dst = Access("table", per * f["dst_addr"], per * (f["dst_addr"] + n) - 1, True, _mask(f, cfg.num_pe))
     else:
         dst = Access("param", f["dst_addr"], f["dst_addr"] + n - 1, True, _mask(f, cfg.num_pe))
-    return [dst, Access("dram", load_param_lane_addr(f, 0, 0), load_param_lane_addr(f, n - 1, PARAM_ENTRY_BYTES - 1),
-                        False)]
+    return [dst, *_dram_reads(load_param_lane_addr(f, 0, 0), load_param_lane_addr(f, n - 1, PARAM_ENTRY_BYTES - 1))]
 
 
 def _load_gb(f: dict, cfg: AcceleratorConfig) -> list[Access]:
     n = f["n_bytes"]
     if not n:
         return []
-    return [Access("gb", f["dst_addr"], f["dst_addr"] + n - 1, True), Access("dram", f["src_addr"], f["src_addr"] + n - 1, False)]
+    return [Access("gb", f["dst_addr"], f["dst_addr"] + n - 1, True), *_dram_reads(f["src_addr"], f["src_addr"] + n - 1)]
 
 
 def _gemm(f: dict, cfg: AcceleratorConfig) -> list[Access]:
@@ -184,11 +190,12 @@ def _store(f: dict, cfg: AcceleratorConfig) -> list[Access]:
     some = (nk > 0) & (ny > 0) & (nx > 0)
     if some.any():
         k, y, nk, ny, nx = k[some], y[some], nk[some], ny[some], nx[some]
-        first = store_addr(f, y, f["x0"], k)
-        last = store_addr(f, y + ny - 1, f["x0"] + nx - 1, k + nk - 1)
-        span = _span(np.concatenate([first, last]))
+        # each tile's first and last byte before the wrap: the ranges they reach modulo 2**32
+        lo = int(store_addr(f, y, f["x0"], k).min())
+        hi = int(store_addr(f, y + ny - 1, f["x0"] + nx - 1, k + nk - 1).max())
         tiles = list(zip(k.tolist(), y.tolist(), nk.tolist(), ny.tolist(), nx.tolist()))
-        out.append(Access("gb" if f["dst_gb"] else "dram", *span, True, exact=cache(lambda: _stored(f, tiles))))
+        exact = cache(lambda: _stored(f, tiles))
+        out += [Access("gb" if f["dst_gb"] else "dram", a, b, True, exact=exact) for a, b in wrapped_ranges(lo, hi)]
     return out
 
 

@@ -35,7 +35,7 @@ from .vector import FIELD_HOLD_LEVELS, LUT_ENTRIES, MAX_DESCRIPTOR_BYTES, MAX_ST
 
 __all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "load_inp_gb_conflicts", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
-           "load_inp_channel_ok", "load_wgt_lane_ok", "load_wgt_extent",
+           "load_inp_channel_ok", "load_wgt_lane_ok", "load_wgt_extent", "wrapped_ranges",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
            "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
@@ -431,6 +431,17 @@ def load_wgt_lane_ok(f, out, ch, issued=True):
     (integers, arrays or Amaranth values).  ``issued``: the load unit's beat enable, ANDed first so
     that its lane enable is this one expression."""
     return issued & (out < f["n_out"]) & (ch < f["chan"])
+
+
+def wrapped_ranges(lo: int, hi: int) -> list[tuple[int, int]]:
+    """The byte ranges (inclusive) that addresses ``lo .. hi``, formed without the wrap, reach
+    modulo 2**32 (``hw.isa.ADDR_MASK``), as the address generators' 32-bit sums do (and
+    :func:`_lanes_of`'s lanes): one range; two, the top of the space and its bottom, when they
+    cross a multiple of 2**32; all of it when they span 2**32 bytes or more."""
+    if hi - lo >= ADDR_MASK:
+        return [(0, ADDR_MASK)]
+    lo, hi = lo & ADDR_MASK, hi & ADDR_MASK
+    return [(lo, hi)] if lo <= hi else [(lo, ADDR_MASK), (0, hi)]
 
 
 def load_wgt_extent(f, cfg: AcceleratorConfig):

@@ -131,3 +131,45 @@ def test_todays_fenced_programs_do_not_race(name, cfg_name, size):
     program = build_program(random_qmodel(model, 3), cfg)
     assert program.resident                    # tensors kept in the global buffer: its accesses are checked too
     check_hazards(program.stream, schedule(program.stream, cfg), cfg, program.image)
+
+
+def _reaches(acc: list, memory: str, addr: int, write: bool) -> bool:
+    return any(a.memory == memory and a.write == write and a.lo <= addr <= a.hi
+               and (a.exact is None or addr in a.exact()) for a in acc)
+
+
+TOP = 1 << 32
+
+
+@pytest.mark.parametrize("insn, read", [
+    # 2 outputs of 64 channels from 64 bytes below 2**32: the second output's row wraps to byte 0
+    (make(Op.LOAD_WGT, pe_count=1, pe_step=1, src_addr=TOP - 64, rows=16, n_out=2, chan=64, out_stride=64),
+     [*range(TOP - 64, TOP), *range(64)]),
+    (make(Op.LOAD_PARAM, pe_count=1, pe_step=1, src_addr=TOP - 8, n_entries=2), [*range(TOP - 8, TOP), *range(8)]),
+    (make(Op.LOAD_GB, src_addr=TOP - 4, n_bytes=12), [*range(TOP - 4, TOP), *range(8)]),
+], ids=["LOAD_WGT", "LOAD_PARAM", "LOAD_GB"])
+def test_a_load_whose_span_wraps_reads_the_bytes_it_wraps_to(insn, read):
+    """Lane addresses are 32-bit (``hw.isa.ADDR_MASK``; the functional model reads ``addr & ADDR_MASK``,
+    as ``hw.timing._lanes_of``'s lanes): a load whose bytes run past 2**32 reads DRAM from byte 0 on,
+    which its accesses (``hw.timing.wrapped_ranges``) name, and no byte it does not read.  The
+    accesses were one interval beyond 2**32, meeting no access to the bytes the load reads there."""
+    acc = accesses(insn, get_config("tiny"))
+    assert all(_reaches(acc, "dram", addr, False) for addr in read), [a for a in acc if a.memory == "dram"]
+    assert not _reaches(acc, "dram", read[-1] + 1, False) and not _reaches(acc, "dram", TOP - len(read) // 2 - 1, False)
+
+
+def test_a_store_whose_tile_wraps_writes_the_bytes_it_wraps_to():
+    """A STORE of 4 pixels of 4 channels from 8 bytes below 2**32 writes bytes 2**32 - 8 .. 2**32 - 1
+    and 0 .. 7 (the functional model writes ``addr & ADDR_MASK``).  Its range was that of its first
+    and last bytes each wrapped, 7 .. 2**32 - 8, missing both ends: a load of bytes 0 .. 3 before it,
+    unordered, did not race with it."""
+    cfg = get_config("tiny")
+    store = make(Op.STORE, pe_count=1, pe_step=1, pe_k=1, out_h=1, out_w=4, t_h=1, t_w=4, t_k=4, k_pitch=4,
+                 k_per_pe=4, k_step=4, dst_addr=TOP - 8)
+    acc = accesses(store, cfg)
+    assert all(_reaches(acc, "dram", addr, True) for addr in [*range(TOP - 8, TOP), *range(8)])
+    assert not _reaches(acc, "dram", 8, True) and not _reaches(acc, "dram", TOP - 9, True)
+    load = make(Op.LOAD_GB, src_addr=0, n_bytes=4)
+    stream = [store, load, make(Op.END)]
+    found = hazards(stream, schedule(stream, cfg), cfg, limit=None)
+    assert [(h.kind, h.first.memory, stream[h.later].op) for h in found] == [("RAW", "dram", Op.LOAD_GB)]
