@@ -124,13 +124,15 @@ def test_a_store_of_no_pixels_with_a_softmax_epilogue_writes_nothing(out_h, out_
     cannot resolve for no pixel, and the model raised a ValueError where the RTL runs to the end
     (helper-112)."""
     from hw.isa import Op, make
+    from hw.numerics import TABLE_BYTES, TABLE_PARAM_ENTRIES
     from mapper.program import pack_params
     cfg = get_config("tiny")
     dram = np.zeros(1 << 16, np.uint8)
-    dram[0x9000:0x9400:8] = 1                       # an exponential table whose entry 0 is not 0
+    dram[0x9000:0x9000 + TABLE_BYTES:8] = 1         # an exponential table whose entry 0 is not 0
     params = pack_params(np.zeros(32, int), np.ones(32, int), np.full(32, 8), np.full(32, 9)).ravel()
     dram[0x8000:0x8000 + params.size] = params
-    stream = [make(Op.LOAD_PARAM, pe_count=2, pe_step=1, src_addr=0x9000, n_entries=128, table=1),
+    stream = [make(Op.LOAD_PARAM, pe_count=2, pe_step=1, src_addr=0x9000, n_entries=TABLE_PARAM_ENTRIES,
+                   table=1),
               make(Op.LOAD_PARAM, pe_count=2, pe_step=1, src_addr=0x8000, n_entries=32), make(Op.FENCE),
               make(Op.STORE, pe_count=1, pe_k=1, out_h=out_h, out_w=out_w, t_h=1, t_w=1, t_k=4, k_pitch=4, k_per_pe=4,
                    k_step=4, dst_addr=0x4000, ep_row=4), make(Op.END)]

@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 from cosim.accel_cases import FIXED_BY_NAME, TABLE_ACTIVATIONS, expected_run
 from hw import operators as ops
 from hw.config import get_config
-from hw.numerics import PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS
+from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_ENTRIES, TABLE_ENTRY_BITS, TABLE_PARAM_ENTRIES
 from hw.rtl.buses import LoadTarget, load_geometry
 from hw.rtl.postproc import PostProcessor
 from hw.rtl.table_memory import TableMemory
@@ -46,12 +46,12 @@ def test_table_memory_loads_at_any_alignment(cfg_name, bus):
     rng = np.random.default_rng(SEED)
     lanes = 3
     dut = TableMemory(cfg, lanes=lanes)
-    half = TABLE_ENTRIES // 2 // 2                      # parameter-sized entries of half the table
-    loads = [(0, TABLE_ENTRIES // 2), (1, per_beat + 1), (half - 1, 3), (half + 2, min(2 * per_beat + 1, half - 2)),
-             (TABLE_ENTRIES // 2 - 1, 1)]
-    dram = rng.integers(0, 256, TABLE_ENTRIES * 4 * len(loads), dtype=np.uint8)
+    half = TABLE_PARAM_ENTRIES // 2                     # parameter-sized entries of half the table
+    loads = [(0, TABLE_PARAM_ENTRIES), (1, per_beat + 1), (half - 1, 3), (half + 2, min(2 * per_beat + 1, half - 2)),
+             (TABLE_PARAM_ENTRIES - 1, 1)]
+    dram = rng.integers(0, 256, TABLE_BYTES * len(loads), dtype=np.uint8)
     machine = Machine(cfg, dram)
-    stream = [make(Op.LOAD_PARAM, pe_count=1, table=1, src_addr=i * TABLE_ENTRIES * 4, dst_addr=dst, n_entries=n)
+    stream = [make(Op.LOAD_PARAM, pe_count=1, table=1, src_addr=i * TABLE_BYTES, dst_addr=dst, n_entries=n)
               for i, (dst, n) in enumerate(loads)]
     machine.run(stream)
     want = machine.table[0]

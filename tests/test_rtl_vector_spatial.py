@@ -29,7 +29,7 @@ from hw.rtl.insn import vec_unsupported
 from hw.rtl.vector_descriptor import descriptor_slots
 from hw.rtl.vector_executor import VectorExecutor
 from hw.rtl.vector_spatial import SETUP_CYCLES, SpatialUnit, chain_stage_latency, kernel_latency
-from hw.timing import VEC_FETCH_BYTES, VEC_FIELD_CHECK, VEC_SETUP, vec_cycles
+from hw.timing import VEC_FIELD_CHECK, VEC_SETUP, vec_cycles, vec_fetch_cycles
 from test_rtl_vector_unit import first_difference, functional, run_on, selected_cases
 from spatial_passes import ALIGNED, ALL_KINDS, POOLS, nearest_params, random_case, random_spatial, source_operand
 from vec_passes import Dram, output_operand
@@ -375,11 +375,11 @@ def test_spatial_passes_take_the_contracts_cycles(executor_runs):
         f = vec.vec_fields(d)
         contract = vec_cycles(f, TINY)
         rows = vec_cycles({**f, "bytes_in": 0, "bytes_out": 0}, TINY)
-        largest_fetch = -(-vec.MAX_DESCRIPTOR_BYTES // VEC_FETCH_BYTES) + 3
+        largest_fetch = vec_fetch_cycles(vec.MAX_DESCRIPTOR_BYTES)
         unit_beyond_rows = 1 + SETUP_CYCLES + kernel_latency(d.stages[0]) + (len(d.stages) - 1) * chain_stage_latency()
         setup_slack = VEC_SETUP - largest_fetch - VEC_FIELD_CHECK - unit_beyond_rows
         allowance = (TINY.dram_latency - DRAM_READ_LATENCY
-                     + (vec.MAX_DESCRIPTOR_BYTES - vec.descriptor_bytes(d)) // VEC_FETCH_BYTES
+                     + largest_fetch - vec_fetch_cycles(vec.descriptor_bytes(d))
                      + setup_slack + contract - rows)
         assert res["cycles"] <= contract, (kind, res["cycles"], contract)
         assert res["cycles"] + allowance == contract, (kind, res["cycles"], allowance, contract)

@@ -25,8 +25,8 @@ from hw import operators as op
 from hw import vector as vec
 from hw.expr import vmax, vmin, wired
 from hw.config import get_config
-from hw.timing import (VEC_FETCH_BYTES, VEC_STAGE_LATENCY, VEC_WALK_ROWS, VEC_WALK_SETUP, VEC_WIDE_WALK_LANES,
-                       vec_cycles, vec_first_walk, vec_walk_rows)
+from hw.timing import (VEC_STAGE_LATENCY, VEC_WALK_ROWS, VEC_WALK_SETUP, VEC_WIDE_WALK_LANES, vec_cycles,
+                       vec_fetch_cycles, vec_first_walk, vec_walk_rows)
 from hw.isa import ErrorCode, StreamError, VecOp
 from hw.rtl.axis_counter import AxisCounter, WideAxisCounter
 from hw.rtl.buses import VEC_TIMING
@@ -1077,7 +1077,7 @@ def test_vector_executor_takes_the_contracts_cycles(executor_runs):
         f = vec.vec_fields(d)
         rows = f["rows"] and vec_cycles({**f, "bytes_in": 0, "bytes_out": 0}, TINY)
         allowance = (TINY.dram_latency - DRAM_READ_LATENCY
-                     + (vec.MAX_DESCRIPTOR_BYTES - vec.descriptor_bytes(d)) // VEC_FETCH_BYTES
+                     + vec_fetch_cycles(vec.MAX_DESCRIPTOR_BYTES) - vec_fetch_cycles(vec.descriptor_bytes(d))
                      + (vec.MAX_STAGES - len(d.stages)) * VEC_STAGE_LATENCY + vec_cycles(f, TINY) - rows)
         if (res["cycles"] + allowance, res["cycles"] <= vec_cycles(f, TINY)) != (vec_cycles(f, TINY), True):
             differ[chain] = (res["cycles"], allowance, vec_cycles(f, TINY))

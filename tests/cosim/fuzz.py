@@ -61,7 +61,7 @@ from hw import vector as vec
 from hw.config import AcceleratorConfig
 from hw.hazards import hazards
 from hw.isa import FIELD_BITS, FIELDS, INSN_BYTES, Act, ErrorCode, Op, StreamError, VecOp, decode, encode, make
-from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, entry_offset
+from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_PARAM_ENTRIES, entry_offset
 from hw.rtl.insn import first_unsupported
 from hw.rtl.vector_descriptor import OPERAND
 from hw.rtl.vector_executor import builds_vector_unit
@@ -306,7 +306,7 @@ def _mut_table_act(words, dram, rng, cfg):
     if i is None:
         return "no STORE"
     _set_fields(words, i, act=Act.TABLE)
-    whole = min(TABLE_BYTES, dram.size) // PARAM_ENTRY_BYTES
+    whole = min(TABLE_PARAM_ENTRIES, dram.size // PARAM_ENTRY_BYTES)     # the whole table, or all the image holds
     dst = rng.randrange(whole)
     part = rng.randrange(1, whole - dst + 1)
     src = [rng.randrange(dram.size - n * PARAM_ENTRY_BYTES + 1) for n in (whole, part)]
@@ -516,7 +516,7 @@ def _epilogue_rows(words, dram, rng, cfg, i: int, row: int, shifts: list):
                 addr = insn.f["src_addr"] + e * PARAM_ENTRY_BYTES + shift_at
                 if addr < dram.size:
                     dram[addr] = rng.choice(shifts)
-    whole = min(TABLE_BYTES, dram.size) // PARAM_ENTRY_BYTES
+    whole = min(TABLE_PARAM_ENTRIES, dram.size // PARAM_ENTRY_BYTES)     # the whole table, or all the image holds
     src = rng.randrange(dram.size - whole * PARAM_ENTRY_BYTES + 1)
     words[0:0] = stream_words([make(Op.LOAD_PARAM, pe_count=cfg.num_pe, pe_step=1, table=1, src_addr=src,
                                     n_entries=whole)])
