@@ -940,7 +940,9 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
         except StreamError as e:
             unencodable = unencodable or e
             continue
-        if p.in_gb and _gb_unusable(stream, cfg):     # its gathers are refused (RANGE, DATA): not a mapping
+        if p.in_gb and _gb_unaligned(stream, cfg):    # refused (RANGE), and so is every other tiling's
+            raise MappingError(f"{p.name}: {_UNALIGNED_GATHERS.format(c0=cfg.c0)}")
+        if p.in_gb and _gb_conflicting(stream, cfg):  # refused when run (DATA): not a mapping
             continue
         spent += len(stream)
         timed += 1
@@ -956,8 +958,7 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
     if best is None and unencodable is not None:
         raise MappingError(f"{p.name}: {_unencodable(p, unencodable)}")
     if best is None:
-        raise MappingError(f"{p.name}: every tiling's LOAD_INP from the global buffer has a bank conflict "
-                           f"or reads other than whole words of C0 = {cfg.c0} bytes")
+        raise MappingError(f"{p.name}: every tiling's LOAD_INP from the global buffer has a bank conflict")
     return best
 
 
@@ -1021,13 +1022,36 @@ _DIMENSION_FIELDS = (("output channels", "k", Op.STORE, "t_k"), ("input channels
                      ("input rows", "h", Op.LOAD_INP, "t_h"), ("input columns", "w", Op.LOAD_INP, "t_w"))
 
 
-def _gb_unusable(stream: list[Insn], cfg: AcceleratorConfig) -> bool:
+#: Why a problem whose input is in the global buffer has no mapping when its first stream's gathers
+#: are not of whole words: every tiling's are not (:func:`_gb_unaligned`).
+_UNALIGNED_GATHERS = ("its LOAD_INPs from the global buffer read other than whole words of C0 = {c0} bytes "
+                      "(hw.timing.load_inp_gb_unaligned), whatever the tiling")
+
+
+def _gathers(stream: list[Insn]) -> list[dict]:
+    return [i.f for i in stream if i.op == Op.LOAD_INP and i.f["src_gb"]]
+
+
+def _gb_unaligned(stream: list[Insn], cfg: AcceleratorConfig) -> bool:
     """Whether a LOAD_INP of ``stream`` reads the global buffer other than in whole words (RANGE:
-    a head's scores of fewer channels than C0, say) or with a bank conflict (DATA when run); the
-    gathers' conflicts found together (``hw.timing.load_inp_gb_conflicts``)."""
-    gathers = [i.f for i in stream if i.op == Op.LOAD_INP and i.f["src_gb"]]
-    return (any(load_inp_gb_unaligned(f, cfg) for f in gathers)
-            or any(beat is not None for beat in load_inp_gb_conflicts(gathers, cfg)))
+    a head's scores of fewer channels than C0, a depthwise layer's groups, say).  The same for
+    every tiling of a problem: what decides it (the tensor's address and pixel pitch, each group's
+    and channel block's first channel, folding) is the problem's, and every stream loads every
+    group's every block; the tiling changes the windows and the PEs only.  So the search refuses
+    the problem at its first stream, rather than building every tiling's to refuse each."""
+    return any(load_inp_gb_unaligned(f, cfg) for f in _gathers(stream))
+
+
+def _gb_conflicting(stream: list[Insn], cfg: AcceleratorConfig) -> bool:
+    """Whether a LOAD_INP of ``stream`` gathers from the global buffer with a bank conflict (DATA
+    when run), which depends on the tiling's windows; found together
+    (``hw.timing.load_inp_gb_conflicts``)."""
+    return any(beat is not None for beat in load_inp_gb_conflicts(_gathers(stream), cfg))
+
+
+def _gb_unusable(stream: list[Insn], cfg: AcceleratorConfig) -> bool:
+    """Whether the gathers of ``stream`` are refused: not of whole words, or with a bank conflict."""
+    return _gb_unaligned(stream, cfg) or _gb_conflicting(stream, cfg)
 
 
 def _dimension_beyond_isa(p: Problem) -> Optional[str]:

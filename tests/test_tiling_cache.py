@@ -75,14 +75,14 @@ def test_a_remembered_refusal_names_its_own_configuration(private_cache, monkeyp
 
 def test_a_refusal_is_remembered_and_names_each_layer(private_cache):
     """SegFormer-B0's first depthwise convolution on small cannot gather from the global buffer
-    at its resident pitch (every tiling's LOAD_INP has a bank conflict): a refusal of the search."""
+    (its groups' channels are no whole words of C0, whatever the tiling): a refusal of the search."""
     model, cfg = build_model("segformer_b0", size=(32, 32)), get_config("small")
     first, second = (model.layer(f"stage0.block{i}.mlp.dwconv") for i in (0, 1))
-    with pytest.raises(MappingError, match=f"^{first.name}: every tiling") as one:
+    with pytest.raises(MappingError, match=f"^{first.name}: its LOAD_INPs from the global buffer") as one:
         map_layer(first, cfg, in_gb=136)
     assert len(list(private_cache.glob("*.json"))) == 1
     _map_problem.cache_clear()
-    with pytest.raises(MappingError, match=f"^{second.name}: every tiling") as other:
+    with pytest.raises(MappingError, match=f"^{second.name}: its LOAD_INPs from the global buffer") as other:
         map_layer(second, cfg, in_gb=136)
     assert str(one.value).removeprefix(first.name) == str(other.value).removeprefix(second.name)
 
