@@ -38,7 +38,7 @@ __all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "
            "load_inp_channel_ok", "load_wgt_lane_ok", "load_wgt_extent", "wrapped_ranges",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
-           "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "legality", "pe_set_bad",
+           "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "token_links", "token_dispatch", "legality", "pe_set_bad",
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "store_pe_clip", "store_tile_bytes", "STORE_MIN_BUSY", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "gemm_steps_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "load_inp_gb_unaligned", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WIDE_WALK_LANES", "VEC_WALK_SETUP", "vec_lane_floor",
            "VEC_SETUP", "VEC_CHECK", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "VEC_FETCH_EXTRA", "vec_fetch_cycles", "store_timing",
            "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align",
@@ -1032,92 +1032,118 @@ TOKEN_LINKS = {
 TOKEN_FIFOS = ("l2c", "c2l", "c2s", "s2c")
 
 
+def token_links(q: Queue, flags) -> tuple[dict, dict, list]:
+    """What the dependency flags of an instruction of queue ``q`` do (``TOKEN_LINKS``): per token
+    FIFO its queue reaches, whether it pops it and whether it pushes it, and (flag, whether set)
+    for each flag that names no neighbour (setting one is a TOKEN error).  ``flags[name]`` for each
+    of ``hw.isa.DEP_FLAGS``: on integers or Amaranth values (an Insn's flags, a decoded word's)."""
+    pops, pushes, unlinked = {}, {}, []
+    for flag, fifo in TOKEN_LINKS[q].items():
+        if fifo is None:
+            unlinked.append((flag, flags[flag]))
+        else:
+            (pops if flag.startswith("pop") else pushes)[fifo] = flags[flag]
+    return pops, pushes, unlinked
+
+
+def token_dispatch(counts, writers, pops, pushes, unlinked, claims, is_end, clears):
+    """The dispatcher's token rule for one instruction, in program order: per token FIFO its tokens
+    outstanding after it, the global buffer's write-port claims after it, and its TOKEN refusals
+    as (condition, what) (``schedule`` names the first that holds; the RTL's dispatcher ORs them).
+
+    ``counts``: per FIFO of ``TOKEN_FIFOS``, the tokens outstanding before it (pushes minus pops);
+    ``pops``, ``pushes``: per FIFO, whether it pops / pushes it (``token_links``; one left out: no);
+    ``unlinked``: it sets a flag naming no neighbour; ``claims``: its ``gb_write_claims``;
+    ``writers``: the claims since the last FENCE; ``is_end``: it is END, which finds every FIFO
+    empty; ``clears``: it is FENCE or END (every earlier instruction is done: the claims start
+    over).  On integers or Amaranth values (the schedule's counts, the dispatcher's registers)."""
+    after = {n: counts[n] + pushes.get(n, 0) - pops.get(n, 0) for n in TOKEN_FIFOS}
+    held = tuple(sel(clears, 0, w | c) for w, c in zip(writers, claims))
+    port = "writes the global buffer while a {} may still write it: no FENCE between them"
+    refusals = [(unlinked, "sets {unlinked} but the {queue} queue has no such neighbour"),
+                *((pops.get(n, 0) & (counts[n] == 0), f"pops a {n} token that no earlier instruction pushed")
+                  for n in TOKEN_FIFOS),
+                *((after[n] > TOKEN_LIMIT, f"leaves more than {TOKEN_LIMIT} {n} tokens outstanding") for n in TOKEN_FIFOS),
+                *((is_end & (counts[n] != 0), "with unconsumed tokens {left}") for n in TOKEN_FIFOS),
+                (claims[0] & writers[1], port.format("STORE")), (claims[1] & writers[0], port.format("LOAD_GB"))]
+    return after, held, refusals
+
+
 class _Links(NamedTuple):
-    """What an instruction's flags do on its queue (``TOKEN_LINKS``): the outstanding counts it
-    changes, the FIFOs it pops and pushes, and its first pop and push flag naming no neighbour."""
-    moves: tuple             # (FIFO, +1 or -1), in flag order
-    grows: tuple             # the FIFOs it pushes: only their counts can pass TOKEN_LIMIT
+    """The token FIFOs an instruction's flags pop and push (``token_links``), for its timing."""
     pops: tuple
-    bad_pop: str | None
     pushes: tuple
-    bad_push: str | None
 
 
 @lru_cache(maxsize=128)
 def _links_of(q: Queue, flags: tuple) -> _Links:
     """``_Links`` of an instruction of queue ``q`` whose flags (``hw.isa.DEP_FLAGS`` order) are ``flags``:
     a handful of combinations, which a schedule asks for per instruction."""
-    links = TOKEN_LINKS[q]
-    on = [flag for flag, value in zip(DEP_FLAGS, flags) if value]
-    moves = tuple((links[f], 1 if f.startswith("push") else -1) for f in on if links[f] is not None)
-    pops, pushes = [f for f in on if f.startswith("pop")], [f for f in on if f.startswith("push")]
-    return _Links(moves, tuple(name for name, delta in moves if delta > 0),
-                  tuple(links[f] for f in pops), next((f for f in pops if links[f] is None), None),
-                  tuple(links[f] for f in pushes), next((f for f in pushes if links[f] is None), None))
+    pops, pushes, _ = token_links(q, dict(zip(DEP_FLAGS, flags)))
+    return _Links(tuple(n for n, v in pops.items() if v), tuple(n for n, v in pushes.items() if v))
+
+
+def _flags(insn: Insn) -> tuple:
+    return insn.pop_prev, insn.pop_next, insn.push_prev, insn.push_next
+
+
+#: The dispatcher's token state before the first instruction (``token_dispatch``): no token
+#: outstanding per FIFO (``TOKEN_FIFOS`` order), no write-port claim.
+_NO_TOKENS = ((0,) * len(TOKEN_FIFOS), (False, False))
+
+
+def _token_rule(op: Op, flags: tuple, dst_gb: int, state: tuple):
+    """``token_dispatch`` on integers, for an instruction with opcode ``op``, flags ``flags`` and
+    STORE field ``dst_gb``, in token state ``state`` (the dispatcher's own ops pop and push nothing)."""
+    q = QUEUE_OF[op]
+    pops, pushes, unlinked = ({}, {}, []) if q == Queue.DISPATCH else token_links(q, dict(zip(DEP_FLAGS, flags)))
+    counts, writers = state
+    return token_dispatch(dict(zip(TOKEN_FIFOS, counts)), writers, pops, pushes, any_of(0, *(v for _, v in unlinked)),
+                          gb_write_claims(op, dst_gb), op == Op.END, op == Op.FENCE or op == Op.END)
+
+
+@lru_cache(maxsize=1 << 14)
+def _tokens_after(op: Op, flags: tuple, dst_gb: int, state: tuple) -> tuple | None:
+    """The token state after an instruction (``_token_rule``), None when it is refused: a few
+    states and instructions recur, which a schedule asks for per instruction."""
+    after, held, refusals = _token_rule(op, flags, dst_gb, state)
+    if any_of(*(bad for bad, _ in refusals)):
+        return None
+    return tuple(after[n] for n in TOKEN_FIFOS), held
+
+
+def _token_refusal(insn: Insn, state: tuple, off: int, i: int) -> StreamError:
+    """The TOKEN error of ``insn``, refused in token state ``state``: the first refusal that holds."""
+    q, flags = QUEUE_OF[insn.op], _flags(insn)
+    _, _, refusals = _token_rule(insn.op, flags, insn.f.get("dst_gb", 0), state)
+    unlinked = [] if q == Queue.DISPATCH else token_links(q, dict(zip(DEP_FLAGS, flags)))[2]
+    what = next(what for bad, what in refusals if bad).format(
+        unlinked=next((flag for flag, v in unlinked if v), None), queue=q.name,
+        left={n: c for n, c in zip(TOKEN_FIFOS, state[0]) if c})
+    return StreamError(f"{insn.op.name} at byte offset {off} {what}", ErrorCode.TOKEN, i)
 
 
 class _Tokens:
-    """The four token FIFOs: each token's ready cycle in push order, and the tokens outstanding
-    in program order (as the dispatcher counts them)."""
+    """The four token FIFOs' timing: each token's ready cycle in push order (``token_dispatch``
+    refuses a pop of an empty one before ``pop`` looks)."""
 
     def __init__(self):
         self.ready = {name: [] for name in TOKEN_FIFOS}
         self.head = dict.fromkeys(TOKEN_FIFOS, 0)
-        self.outstanding = dict.fromkeys(TOKEN_FIFOS, 0)
 
-    @staticmethod
-    def links(insn: Insn, q: Queue) -> _Links:
-        """What the flags of ``insn``, of queue ``q``, pop and push."""
-        return _links_of(q, (insn.pop_prev, insn.pop_next, insn.push_prev, insn.push_next))
-
-    def count(self, insn: Insn, links: _Links, off: int, i: int) -> None:
-        """Dispatch: count the instruction's pops and pushes; more than TOKEN_LIMIT outstanding is an error."""
-        outstanding = self.outstanding
-        for name, delta in links.moves:
-            outstanding[name] += delta
-        for name in links.grows:          # no count was over before (that raised): only a push passes
-            if outstanding[name] > TOKEN_LIMIT:
-                over = [k for k, v in outstanding.items() if v > TOKEN_LIMIT]
-                raise StreamError(f"{insn.op.name} at byte offset {off} leaves more than {TOKEN_LIMIT} "
-                                  f"{over[0]} tokens outstanding", ErrorCode.TOKEN, i)
-
-    @staticmethod
-    def _no_neighbour(insn: Insn, q: Queue, flag: str, off: int, i: int) -> StreamError:
-        return StreamError(f"{insn.op.name} at byte offset {off} sets {flag} but the "
-                           f"{q.name} queue has no such neighbour", ErrorCode.TOKEN, i)
-
-    def pop(self, insn: Insn, q: Queue, links: _Links, t: int, off: int, i: int) -> int:
+    def pop(self, links: _Links, t: int) -> int:
         """The cycle the instruction may start, no earlier than ``t``, once its tokens are ready."""
-        if links.bad_pop:
-            raise self._no_neighbour(insn, q, links.bad_pop, off, i)
         for name in links.pops:
-            ready, head = self.ready[name], self.head[name]
-            if head >= len(ready):
-                raise StreamError(f"{insn.op.name} at byte offset {off} pops a {name} token "
-                                  f"that no earlier instruction pushed", ErrorCode.TOKEN, i)
-            if ready[head] > t:
-                t = ready[head]
+            head = self.head[name]
+            ready = self.ready[name][head]
+            if ready > t:
+                t = ready
             self.head[name] = head + 1
         return t
 
-    def push(self, insn: Insn, q: Queue, links: _Links, ready: int, off: int, i: int) -> None:
-        if links.bad_push:
-            raise self._no_neighbour(insn, q, links.bad_push, off, i)
+    def push(self, links: _Links, ready: int) -> None:
         for name in links.pushes:
             self.ready[name].append(ready)
-
-    def left(self) -> dict[str, int]:
-        return {k: len(v) - self.head[k] for k, v in self.ready.items() if len(v) > self.head[k]}
-
-
-def _claim_gb_port(insn: Insn, claims: tuple, writers: tuple[bool, bool], off: int, i: int) -> tuple[bool, bool]:
-    """The global buffer's write-port claims after ``insn``, whose own are ``claims``
-    (``gb_write_claims``); TOKEN when it claims the port the other writer holds since the last FENCE."""
-    if (claims[0] and writers[1]) or (claims[1] and writers[0]):
-        raise StreamError(f"{insn.op.name} at byte offset {off} writes the global buffer while a "
-                          f"{'STORE' if claims[0] else 'LOAD_GB'} may still write it: no FENCE between them",
-                          ErrorCode.TOKEN, i)
-    return bool(writers[0] or claims[0]), bool(writers[1] or claims[1])
 
 
 def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = True) -> Schedule:
@@ -1135,9 +1161,8 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
     """
     # cycles in lists, made arrays at the end: a search schedules millions of instructions
     dispatch, start, end = [], [], []
-    tokens = _Tokens()
+    tokens, token_state = _Tokens(), _NO_TOKENS     # ready cycles; the counts and claims (token_dispatch)
     memos = _memos_of(cfg)
-    gb_writers = (False, False)                     # gb_write_claims since the last FENCE
     unit_free = [0, 0, 0]                           # per queue (LOAD, COMPUTE, STORE)
     history = ([], [], [])                          # start cycles per queue, for its occupancy
     last_end, fetch = 0, DECODE_STAGES
@@ -1147,13 +1172,13 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
         if q == Queue.DISPATCH:                     # NOP, FENCE, END: the dispatcher's own
             if op == Op.FENCE or op == Op.END:
                 fetch = max(fetch, last_end)
-                gb_writers = (False, False)
+                token_state = _dispatch_tokens(insn, token_state, i)
             dispatch.append(fetch)
             start.append(fetch)
             end.append(fetch + 1)
             fetch += 1
             if op == Op.END:                        # the accelerator stops here: the rest is not run
-                return _ended(tokens, dispatch, start, end, i)
+                return Schedule(*(np.array(c, dtype=np.int64) for c in (dispatch, start, end)), end[i])
             continue
         off, f = i * INSN_BYTES, insn.f
         key = fields_key(insn)
@@ -1163,16 +1188,14 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
             timing = _occupancy_and_latency_of(insn, cfg, key, memos.timed)
             if key is not None:
                 _remember(memos.checked, key, timing)
-        links = _Tokens.links(insn, q)
-        tokens.count(insn, links, off, i)
-        claims = gb_write_claims(op, f.get("dst_gb", 0))
-        if any(claims):                             # else the claims stay as they are
-            gb_writers = _claim_gb_port(insn, claims, gb_writers, off, i)
+        flags = _flags(insn)
+        links = _links_of(q, flags)
+        token_state = _dispatch_tokens(insn, token_state, i, flags)
         hist = history[q]
         enter = fetch if len(hist) < QUEUE_DEPTH else max(fetch, hist[-QUEUE_DEPTH])
         dispatch.append(enter)
         fetch = enter + 1
-        t = tokens.pop(insn, q, links, max(fetch, unit_free[q]), off, i)
+        t = tokens.pop(links, max(fetch, unit_free[q]))
         busy, lat = timing
         start.append(t)
         end.append(t + lat)
@@ -1180,7 +1203,7 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
         hist.append(t)
         if t + lat > last_end:
             last_end = t + lat
-        tokens.push(insn, q, links, t + lat, off, i)
+        tokens.push(links, t + lat)
     if require_end:
         n = len(insns)
         raise StreamError(f"stream of {n} instructions has no END: the accelerator would run on into the word "
@@ -1188,12 +1211,13 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
     return Schedule(*(np.array(c, dtype=np.int64) for c in (dispatch, start, end)), max(end, default=0))
 
 
-def _ended(tokens: _Tokens, dispatch: list, start: list, end: list, i: int) -> Schedule:
-    """The schedule of a stream whose instruction ``i`` is END: TOKEN if tokens are left."""
-    if tokens.left():
-        raise StreamError(f"END at byte offset {i * INSN_BYTES} with unconsumed tokens {tokens.left()}",
-                          ErrorCode.TOKEN, i)
-    return Schedule(*(np.array(c, dtype=np.int64) for c in (dispatch, start, end)), end[i])
+def _dispatch_tokens(insn: Insn, state: tuple, i: int, flags: tuple = (0, 0, 0, 0)) -> tuple:
+    """The token state after dispatching ``insn``, the ``i``-th instruction (``_tokens_after``;
+    ``flags``: its own, which the dispatcher's own ops ignore); a TOKEN StreamError if refused."""
+    after = _tokens_after(insn.op, flags, insn.f.get("dst_gb", 0), state)
+    if after is None:
+        raise _token_refusal(insn, state, i * INSN_BYTES, i)
+    return after
 
 
 def cycles_floor(insns: list[Insn], cfg: AcceleratorConfig) -> int:
@@ -1215,16 +1239,15 @@ def cycles_floor(insns: list[Insn], cfg: AcceleratorConfig) -> int:
         if q == Queue.DISPATCH:
             continue
         busy, lat = _occupancy_and_latency_of(insn, cfg, fields_key(insn), timed)
-        links, t = _Tokens.links(insn, q), free[q]
+        links, t = _links_of(q, _flags(insn)), free[q]
         for name in links.pops:
-            if name is not None and head[name] < len(ready[name]):
+            if head[name] < len(ready[name]):
                 t = max(t, ready[name][head[name]])
                 head[name] += 1
         free[q] = t + busy
         last = max(last, t + lat)
         for name in links.pushes:
-            if name is not None:
-                ready[name].append(t + lat)
+            ready[name].append(t + lat)
     return last
 
 

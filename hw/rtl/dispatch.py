@@ -13,13 +13,14 @@ products (P)
 terms (T)
     the registered word at ``pc_t`` is decoded: its opcode and the checks that need only the
     word (``hw.timing.legality`` on the registered terms, reserved bits, what this RTL does
-    not build, the token flags per link); the results are registered into D.
+    not build, the token flags per link: ``hw.timing.token_links``); the results are registered into D.
 dispatch (D)
     the registered word at ``pc_d`` is dispatched: into its queue when the queue accepts
     it, NOP at once, FENCE/END when everything is quiet (every queue empty, every unit idle),
-    END then raises ``done``.  The token counts in program order (``hw.timing.TOKEN_LINKS``,
-    as ``hw.timing.schedule`` counts them) are checked here, against the registered flags, and
-    so are the global buffer's write-port claims since the last FENCE (``hw.timing.gb_write_claims``).
+    END then raises ``done``.  The token counts in program order and the global buffer's
+    write-port claims since the last FENCE are kept and checked here, against the registered
+    flags (``hw.timing.token_links``), by ``hw.timing.token_dispatch``: the rule
+    ``hw.timing.schedule`` evaluates on integers.
 
 The stages move together, whenever D dispatches or is empty: T holds instruction ``pc_d + 1``,
 P ``pc_d + 2`` and F fetches ``pc_d + 3`` while D holds ``pc_d``.  In the start cycle F fetches
@@ -36,14 +37,15 @@ vector executor refuses a descriptor it does not build with UNSUPPORTED).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
 from ..expr import Fields, any_of
-from ..isa import ADDR_BITS, INSN_BITS, INSN_BYTES, QUEUE_OF, ErrorCode, Op, Queue, opcode_bad, vec_op_bad
-from ..timing import DECODE_STAGES, TOKEN_FIFOS, TOKEN_LIMIT, TOKEN_LINKS, gb_write_claims, legality, legality_terms
+from ..isa import ADDR_BITS, DEP_FLAGS, INSN_BITS, INSN_BYTES, QUEUE_OF, ErrorCode, Op, Queue, opcode_bad, vec_op_bad
+from ..timing import (DECODE_STAGES, TOKEN_FIFOS, TOKEN_LIMIT, gb_write_claims, legality, legality_terms, token_dispatch,
+                      token_links)
 from .buses import ImemSignature
 from .insn import CYCLE_BITS, DISPATCH_ORDER, LAYOUTS, insn_view, rtl_unsupported
 from .vector_executor import builds_vector_unit
@@ -210,12 +212,9 @@ class Dispatcher(wiring.Component):
         hdr = insn_view(Op.NOP, word)
         no_link = []
         for q in QUEUE_NAMES:
-            for flag, name in TOKEN_LINKS[q].items():
-                used = f.queue[q] & hdr[flag]
-                if name is None:
-                    no_link.append(used)
-                else:
-                    m.d.comb += (f.pops if flag.startswith("pop") else f.pushes)[name].eq(used)
+            pops, pushes, unlinked = token_links(q, {flag: f.queue[q] & hdr[flag] for flag in DEP_FLAGS})
+            m.d.comb += [*(f.pops[n].eq(v) for n, v in pops.items()), *(f.pushes[n].eq(v) for n, v in pushes.items())]
+            no_link += [used for _, used in unlinked]
         m.d.comb += f.no_link.eq(any_of(0, *no_link))
         return f
 
@@ -226,16 +225,14 @@ class Dispatcher(wiring.Component):
         op = insn_view(Op.NOP, d.word).opcode
         is_end = Signal()
         m.d.comb += is_end.eq(op == Op.END)
-        # Tokens in program order (hw.timing.TOKEN_LINKS), counted as hw.timing.schedule does.
+        # Tokens in program order and the global buffer's write-port claims since the last FENCE:
+        # hw.timing.token_dispatch, the rule hw.timing.schedule evaluates on integers.
         counts = {name: Signal(range(TOKEN_LIMIT + 1), name=f"tokens_{name}") for name in TOKEN_FIFOS}
-        new_counts = {name: counts[name] + d.pushes[name] - d.pops[name] for name in TOKEN_FIFOS}
-        # the global buffer's write port: a LOAD_GB and a STORE into it since the last FENCE
-        claims = gb_write_claims(op, insn_view(Op.STORE, d.word).dst_gb)
         held = [Signal(name="gb_loaded"), Signal(name="gb_stored")]
-        token_bad = any_of(d.no_link, *(d.pops[n] & (counts[n] == 0) for n in TOKEN_FIFOS),
-                           *(new_counts[n] > TOKEN_LIMIT for n in TOKEN_FIFOS),
-                           *(is_end & (counts[n] != 0) for n in TOKEN_FIFOS),
-                           claims[0] & held[1], claims[1] & held[0])
+        new_counts, new_held, refusals = token_dispatch(
+            counts, held, d.pops, d.pushes, d.no_link, gb_write_claims(op, insn_view(Op.STORE, d.word).dst_gb),
+            is_end, (op == Op.FENCE) | is_end)
+        token_bad = any_of(*(bad for bad, _ in refusals))
         found = {ErrorCode.OPCODE: d.bad_opcode, ErrorCode.RESERVED: d.bad_reserved,
                  ErrorCode.UNSUPPORTED: d.unsupported,
                  ErrorCode.RANGE: any_of(0, *((op == o) & d.bad_range[o] for o in Op)),
@@ -266,5 +263,5 @@ class Dispatcher(wiring.Component):
             m.d.comb += port.payload.eq(d.word)
         with m.If(dispatch):
             m.d.sync += [counts[n].eq(new_counts[n]) for n in TOKEN_FIFOS]
-            m.d.sync += [h.eq(Mux((op == Op.FENCE) | is_end, 0, h | c)) for h, c in zip(held, claims)]
+            m.d.sync += [h.eq(v) for h, v in zip(held, new_held)]
         return err, dispatch, is_end
