@@ -4,10 +4,12 @@ timing contract behaves as documented."""
 import random
 
 import pytest
+from amaranth.hdl import Module, Signal, Value
+from amaranth.sim import Simulator
 
 from hw.config import get_config
 from hw.isa import FIELDS, INSN_BYTES, Act, Op, StreamError, VecOp, decode, decode_stream, disassemble, encode, encode_stream, make
-from hw.timing import GEMM_PIPELINE, QUEUE_DEPTH, RUN_OVERHEAD, latency, schedule
+from hw.timing import GEMM_PIPELINE, QUEUE_DEPTH, RUN_OVERHEAD, TOKEN_FIFOS, TOKEN_LIMIT, latency, schedule, token_dispatch
 from mapper.ir import Conv2d
 from mapper.lower import MappingError, map_layer, _insn
 from mapper.workloads import build_model
@@ -93,6 +95,51 @@ def test_schedule_refuses_broken_token_protocols():
         schedule([make(Op.NOP)], cfg)
     with pytest.raises(StreamError, match="LOAD queue has no such neighbour"):
         schedule([make(Op.LOAD_GB, deps="push_prev", n_bytes=8), make(Op.END)], cfg)
+
+
+def _token_rule_inputs(count, flag) -> dict:
+    """``token_dispatch``'s arguments, each count made by ``count()`` and each flag by ``flag()``."""
+    return {"counts": {n: count() for n in TOKEN_FIFOS}, "writers": (flag(), flag()),
+            "pops": {n: flag() for n in TOKEN_FIFOS}, "pushes": {n: flag() for n in TOKEN_FIFOS},
+            "unlinked": flag(), "claims": (flag(), flag()), "is_end": flag(), "clears": flag()}
+
+
+def _leaves(inputs: dict) -> list:
+    return [x for v in inputs.values() for x in (v.values() if isinstance(v, dict) else v if isinstance(v, tuple) else [v])]
+
+
+def _token_rule_outputs(inputs: dict) -> list:
+    after, held, refusals = token_dispatch(**inputs)
+    return [*after.values(), *held, *(bad for bad, _ in refusals)]
+
+
+def test_token_rule_is_the_same_on_integers_and_signals():
+    """``token_dispatch``, which ``schedule`` evaluates on integers and the RTL's dispatcher on its
+    registers, gives the same counts, claims and refusals both ways (an operator that meant
+    something else on a Python bool than on a 1-bit value would show here), at the limits."""
+    rng = random.Random(72)
+    cases = [_token_rule_inputs(lambda: rng.choice([0, 1, TOKEN_LIMIT - 1, TOKEN_LIMIT]), lambda: rng.random() < 0.3)
+             for _ in range(300)]
+    signals = _token_rule_inputs(lambda: Signal(range(TOKEN_LIMIT + 1)), Signal)
+    values = _token_rule_outputs(signals)
+    outs = [Signal(Value.cast(v).shape()) for v in values]
+    m = Module()
+    m.d.comb += [o.eq(v) for o, v in zip(outs, values)]
+    got = []
+
+    async def bench(ctx):
+        for case in cases:
+            for sig, v in zip(_leaves(signals), _leaves(case)):
+                ctx.set(sig, v)
+            got.append([ctx.get(o) for o in outs])
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    want = [[int(v) for v in _token_rule_outputs(case)] for case in cases]
+    assert got == want
+    refused = [w[len(TOKEN_FIFOS) + 2:] for w in want]
+    assert all(map(any, zip(*refused))) and not all(map(any, refused)), "each refusal holds somewhere, none somewhere"
 
 
 def test_tokens_order_units_and_loads_pipeline():
