@@ -492,7 +492,7 @@ def _checked(args, model: Model, cfg: AcceleratorConfig, key: str, seed: int) ->
     from .functional import CheckError
     from .inference import check_network
     t_check = time.perf_counter()
-    print(f"functional check seed: {seed} (replay with --seed {seed})", flush=True)
+    print(f"functional check seed: {seed} (replay with --seed {seed}; in make: SEED={seed})", flush=True)
     bar = _bar(args, len(model.layers), "functional check")
     # the program is built before the first step reports (a minute for a large network)
     ticker = StageTicker(f"{model.name} on {key}", enabled=not args.quiet)

@@ -283,6 +283,7 @@ def test_a_checked_run_leaves_the_unchecked_one_alone(tmp_path):
     r = run_tool([*base, "--check", "--seed", "3"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "seed: 3" in r.stdout and "functional check passed" in r.stdout
+    assert "--seed 3" in r.stdout and "SEED=3" in r.stdout      # the replay hint, for both spellings
     checked = tmp_path / "build" / "sim" / "segformer_b0_small_32x32_check_seed3"
     assert str(checked.relative_to(tmp_path)) in r.stdout
     assert (plain / "report.json").read_bytes() == report
