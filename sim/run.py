@@ -39,6 +39,7 @@ from mapper.flops import MODEL_HELP, build_model_or_usage_error, known_model, mo
 from mapper.ir import MAC_KINDS, PARTS, Model
 from mapper.lower import MappingError, refuse_beyond_isa
 from mapper.program import DramCapacityError
+from mapper.workloads import is_onnx_path
 
 from . import plots
 from .area import area_mm2, extrapolation
@@ -410,6 +411,15 @@ def _dram_too_small(args, model: Model, cfg: AcceleratorConfig) -> str:
     return ""
 
 
+def _seed_without_check(args) -> str:
+    """Why ``--seed`` without ``--check`` is refused: it would be silently ignored.  The seed draws the
+    check's calibration and input images, and a zoo model's weights; an ONNX file has its own."""
+    drawn = ("calibration and input images (the file's weights are its own)" if is_onnx_path(args.model)
+             else "weights, calibration images and input image")
+    return (f"--seed {args.seed} draws only --check's {drawn}, which the timing does not depend on; "
+            "add --check (make sim CHECK=1 SEED=...) or leave the seed out")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -421,8 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check and args.mac_only:
             raise UsageError("--check runs the whole network, so it cannot be combined with --mac-only")
         if args.seed is not None and not args.check:
-            raise UsageError(f"--seed {args.seed} seeds the weights of --check only (the timing does not depend "
-                             "on them); add --check (make sim CHECK=1 SEED=...) or leave the seed out")
+            raise UsageError(_seed_without_check(args))
         check_seed = None
         if args.check:
             from .inference import runs_on_images

@@ -292,11 +292,23 @@ def test_a_checked_run_leaves_the_unchecked_one_alone(tmp_path):
 
 
 def test_a_seed_without_check_is_refused(tmp_path):
-    """The seed chooses the weights of --check only; without it the seed would be silently ignored."""
+    """The seed chooses the weights and images of --check only; without it the seed would be silently ignored."""
     before = snapshot(tmp_path)
     r = run_tool(["sim.run", "--model", "segformer_b0", "--config", "small", "--size", "32x32", "--seed", "3",
                   "--no-plots"], tmp_path)
-    assert_refused(r, "--seed 3", "--check", "CHECK=1")
+    assert_refused(r, "--seed 3", "--check", "CHECK=1", "weights")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_seed_without_check_names_what_it_draws_for_an_onnx_file(tmp_path):
+    """An ONNX file brings its own weights: its seed draws only --check's calibration and input images."""
+    import onnx
+    from onnx_graphs import cnn
+    onnx.save(cnn(size=16)[0], tmp_path / "my.onnx")
+    before = snapshot(tmp_path)
+    r = run_tool(["sim.run", "--model", "my.onnx", "--config", "small", "--seed", "5", "--no-plots"], tmp_path)
+    line = assert_refused(r, "--seed 5", "calibration and input images", "CHECK=1")
+    assert "seeds the weights" not in line
     assert snapshot(tmp_path) == before
 
 
