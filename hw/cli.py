@@ -813,6 +813,16 @@ def aligned_table(head: Sequence[str], rows: Iterable[Sequence], align: str) -> 
     return [line(cells[0]), "  ".join("-" * w for w in widths), *map(line, cells[1:])]
 
 
+def column_texts(values: Sequence[float], decimals: int, digits: int = 4) -> list[str]:
+    """A table column's numbers, all with one number of decimals: ``decimals``, or as many more as
+    give the column's smallest nonzero magnitude ``digits`` significant digits (two small networks'
+    0.0045 and 0.0052 ms both printed as ``0.005``; a column of milliseconds keeps its three)."""
+    smallest = min((abs(v) for v in values if v and math.isfinite(v)), default=0.0)
+    if smallest:
+        decimals = max(decimals, digits - 1 - math.floor(math.log10(smallest)))
+    return [f"{v:.{decimals}f}" for v in values]
+
+
 def human_bytes(n: int) -> str:
     """``n`` bytes as ``512 B``, ``12.3 kB``, ``1.16 GB`` (powers of 1000): three digits at least,
     so that a figure just past a unit (1,161 MB) does not lose two of them ("1.2 GB")."""

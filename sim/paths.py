@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from hw.cli import (OneLineParser, StagedDir, UsageError, aligned_table, ascii_float, counted, fail, file_tag, not_a_file, read_input, run_main,
-                    short_hash)
+from hw.cli import (OneLineParser, StagedDir, UsageError, aligned_table, ascii_float, column_texts, counted, fail,
+                    file_tag, not_a_file, read_input, run_main, short_hash)
 from hw.config import AcceleratorConfig
 from mapper.ir import Model
 from mapper.lower import MappingError
@@ -387,9 +387,12 @@ def savings(p: PathPoint, base: PathPoint) -> dict[str, float]:
 def _print_table(points: list[PathPoint], base: PathPoint) -> None:
     head = ("path", "GMACs", "time ms", "energy uJ", "saved t", "saved E", "conv t%", "accuracy", "front")
     rows = []
-    for p in sorted(points, key=lambda p: -p.time_ms):
+    ordered = sorted(points, key=lambda p: -p.time_ms)
+    times = column_texts([p.time_ms for p in ordered], 3)
+    energies = column_texts([p.energy_uj for p in ordered], 1)
+    for p, time_ms, energy_uj in zip(ordered, times, energies):
         saved = savings(p, base)
-        rows.append((f"{p.model}:{p.path}", f"{p.macs / 1e9:.3f}", f"{p.time_ms:.3f}", f"{p.energy_uj:.1f}",
+        rows.append((f"{p.model}:{p.path}", f"{p.macs / 1e9:.3f}", time_ms, energy_uj,
                      f"{100 * saved['time_saving']:.1f}%", f"{100 * saved['energy_saving']:.1f}%",
                      f"{100 * p.conv_time_share:.1f}%", "-" if p.accuracy is None else f"{p.accuracy:.4f}",
                      ("T" if p.pareto_time else "") + ("E" if p.pareto_energy else "")))

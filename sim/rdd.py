@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from hw.cli import OneLineParser, StagedDir, UsageError, ascii_float, ascii_int, counted, fail, file_tag, run_main
+from hw.cli import OneLineParser, StagedDir, UsageError, ascii_float, ascii_int, column_texts, counted, fail, file_tag, run_main
 from hw.config import AcceleratorConfig
 from hw.timing import dram_transfer_cycles
 from mapper.flops import MODEL_HELP
@@ -246,15 +246,25 @@ def _print_summary(points: list[PathPoint], res: dict, budgets_file: str) -> Non
     unit = "ms" if res["kind"] == "time_ms" else "uJ"
     print(f"{counted(len(points), 'path')}, {counted(s['frames'], 'frame')}, budgets in {unit} from {budgets_file}")
     width = max(len(f"{p.model}:{p.path}") for p in points)
-    for p in sorted(points, key=lambda p: -p.accuracy):
-        print(f"  {p.model + ':' + p.path:{width}s} acc {p.accuracy:.4f}  {p.time_ms:7.3f} ms  {p.energy_uj:9.1f} uJ"
-              f"  weights {p.weight_bytes / 1e6:5.1f} MB ({p.weight_set})")
+    ordered = sorted(points, key=lambda p: -p.accuracy)
+    times = _column([p.time_ms for p in ordered], 3, 7)
+    energies = _column([p.energy_uj for p in ordered], 1, 9)
+    weights = _column([p.weight_bytes / 1e6 for p in ordered], 1, 5, digits=2)     # 27.4 MB, 0.012 MB
+    for p, time_ms, energy_uj, weight_mb in zip(ordered, times, energies, weights):
+        print(f"  {p.model + ':' + p.path:{width}s} acc {p.accuracy:.4f}  {time_ms} ms  {energy_uj} uJ"
+              f"  weights {weight_mb} MB ({p.weight_set})")
     print(f"RDD:    mean accuracy {s['mean_accuracy']:.4f}, misses {s['misses']}, switches {s['switches']}, "
           f"energy {s['energy_uj'] / 1e3:.4g} mJ, time {s['time_ms']:.4g} ms")
     print(f"static: {st['path']} mean accuracy {st['accuracy']:.4f}, misses {st['misses']}, "
           f"energy {st['energy_uj'] / 1e3:.4g} mJ, time {st['time_ms']:.4g} ms")
     if s["impossible"]:
         print(f"        {counted(s['impossible'], 'frame')} no path fits: missed by both, not deciding the static path")
+
+
+def _column(values: list[float], decimals: int, least_width: int, digits: int = 4) -> list[str]:
+    """A column of the summary's path lines: one number of decimals (``column_texts``), right-aligned."""
+    texts = column_texts(values, decimals, digits)
+    return [t.rjust(max(least_width, *map(len, texts))) for t in texts]
 
 
 if __name__ == "__main__":

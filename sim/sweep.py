@@ -93,7 +93,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from hw.cli import (OneLineParser, OutputError, StagedDir, UsageError, aligned_table, ascii_float, ascii_int, atomic_write_bytes,
-                    code_digest, counted, duration, fail, read_input, run_main, try_folder)
+                    code_digest, column_texts, counted, duration, fail, read_input, run_main, try_folder)
 from hw.config import PAPER_PRESETS, PRESETS, AcceleratorConfig
 from hw.config_file import (FIELDS, NUMERIC_KEYS, ConfigError, hashed_label, in_units_of, load_config, resolve_fields,
                             same_fields)
@@ -620,10 +620,12 @@ def _document(model_name: str, model, configs: list[AcceleratorConfig], results:
 def format_table(doc: dict) -> str:
     head = ("config", "K0=C0", "PEs", "area mm^2", "time ms", "energy uJ", "pJ/MAC", "GMAC/s/mm^2", "util %", "pareto")
     mark = lambda p: "~" if p.get("area_extrapolated") else ""
+    times = column_texts([p["time_ms"] for p in doc["points"]], 3)
+    energies = column_texts([p["energy_uj"] for p in doc["points"]], 1)
     rows = [(p["config"], f"{p['k0']}" if p["k0"] == p["c0"] else f"{p['k0']}/{p['c0']}", p["num_pe"],
-             f"{mark(p)}{p['area_mm2']:.2f}", f"{p['time_ms']:.3f}", f"{p['energy_uj']:.1f}", f"{p['energy_per_mac_pj']:.4f}",
+             f"{mark(p)}{p['area_mm2']:.2f}", time_ms, energy_uj, f"{p['energy_per_mac_pj']:.4f}",
              f"{p['macs_per_s_per_mm2'] / 1e9:.2f}", f"{100 * p['utilization']:.1f}", "*" if p["pareto"] else "")
-            for p in doc["points"]]
+            for p, time_ms, energy_uj in zip(doc["points"], times, energies)]
     out = aligned_table(head, rows, "<>>>>>>>><")
     first = len(out[1].split()[0])          # the config column's width: its rule of dashes
     if doc.get("mode") == PAPER_COMPARABLE:

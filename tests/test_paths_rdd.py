@@ -281,6 +281,33 @@ def test_the_table_stays_aligned_for_a_tiny_model(capsys):
         assert [row[end - 1] != " " and not row[end:end + 2].strip() for end in ends] == [True] * len(ends), row
 
 
+def test_small_times_and_energies_keep_four_significant_digits(capsys):
+    """Two small networks' 0.0045 and 0.0052 ms both printed as 0.005 beside different savings: the
+    time and energy columns take the decimals that give their smallest value four significant digits,
+    the same in every row; a SegFormer's milliseconds and microjoules keep their 3 and 1 decimals."""
+    from sim.paths import _print_table
+
+    def cells(points):
+        _print_table(points, points[0])
+        return [row.split()[2:4] for row in capsys.readouterr().out.splitlines()[2:-1]]
+
+    small = [PathPoint(m, "full", 10, t, e, 0.5, 0.5, 100) for m, t, e in (("a", 0.0052, 0.0433), ("b", 0.0045, 0.0371))]
+    assert cells(small) == [["0.005200", "0.04330"], ["0.004500", "0.03710"]]
+    b2 = [PathPoint("m", p, 10, t, e, 0.5, 0.5, 100) for p, t, e in (("full", 4.3338, 36535.03), ("B2_f", 2.054, 16293.71))]
+    assert cells(b2) == [["4.334", "36535.0"], ["2.054", "16293.7"]]
+
+
+def test_rdd_summary_keeps_a_small_networks_digits(capsys):
+    """make rdd's path lines printed 0.005 ms, 0.0 uJ and 0.0 MB for a small network's paths."""
+    from sim.rdd import _print_summary
+    pts = [PathPoint("m", p, 1, t, t * 10, 0.5, 0.5, w, acc, "A") for p, t, w, acc in
+           (("big", 0.0052, 41_000, 0.46), ("small", 0.0045, 38_000, 0.40))]
+    _print_summary(pts, run_trace(pts, "time_ms", [Budget(0, 0.005)], get_config("E")), "trace.csv")
+    lines = capsys.readouterr().out.splitlines()[1:3]
+    assert [[line.split()[i] for i in (3, 5, 8)] for line in lines] == [["0.005200", "0.05200", "0.041"],
+                                                                         ["0.004500", "0.04500", "0.038"]]
+
+
 def test_the_same_paths_collapse_and_name_one_folder():
     """A path given twice, or spelled differently (blocks=3-4-6-3 is B2's full network), is one path
     and the same paths give the same folder."""

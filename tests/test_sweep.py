@@ -172,6 +172,21 @@ def test_an_input_size_beyond_the_isa_is_unmappable_not_an_internal_error(dirs):
         in sweep.format_table(doc)
 
 
+def test_the_table_keeps_four_significant_digits_of_a_small_networks_time_and_energy():
+    """A small network's 0.0045 and 0.0052 ms both printed as 0.005 (and its energies as 0.0): the
+    time and energy columns take the decimals that give their smallest value four significant digits,
+    the same in every row; a SegFormer's milliseconds and microjoules keep their 3 and 1 decimals."""
+    def cells(points):
+        doc = {"points": [dict(config=c, k0=32, c0=32, num_pe=16, area_mm2=1.0, time_ms=t, energy_uj=e,
+                               energy_per_mac_pj=1.0, macs_per_s_per_mm2=1e9, utilization=0.5, pareto=False)
+                          for c, t, e in points],
+               "unmappable": [], "pareto_front": [], "k16_vs_k32": {"energy_per_mac": None}}
+        return [row.split()[4:6] for row in sweep.format_table(doc).splitlines()[2:2 + len(points)]]
+
+    assert cells([("A", 0.0052, 0.0433), ("B", 0.0045, 0.0371)]) == [["0.005200", "0.04330"], ["0.004500", "0.03710"]]
+    assert cells([("A", 4.3338, 36535.03), ("B", 2.054, 16293.71)]) == [["4.334", "36535.0"], ["2.054", "16293.7"]]
+
+
 def test_a_point_that_raises_unexpectedly_is_reported_not_cached_and_the_sweep_exits_1(dirs, monkeypatch, capsys):
     """A bug in one point (any exception but a mapping error) used to kill the whole sweep: the other
     points finish, the failed one is listed with its exception, kept out of the cache, and the exit
