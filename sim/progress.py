@@ -83,13 +83,17 @@ class Progress:
                 self._show(now)
 
     def _beat(self) -> None:
-        """The line again when no step has printed it for a beat."""
-        while not self._stop.wait(self.beat):
+        """The line again when no step has printed it for a beat.  The thread wakes a beat after the
+        last line, whoever printed it: waking on a fixed grid, it found a step's line printed just
+        before a wake too recent and slept a whole beat more (a log silent for 17 s of a 10 s period)."""
+        wait = self.beat
+        while not self._stop.wait(wait):
             with self._lock:
                 now = time.monotonic()
                 if now - self.last >= self.beat and not self._stop.is_set():
                     self.last = now
                     self._show(now)
+                wait = max(self.last + self.beat - now, 0.01)
 
     def _line(self, now: float) -> str:
         elapsed = now - self.t0

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -473,6 +474,44 @@ def test_progress_keeps_printing_while_a_long_step_runs():
     beats = [line for line in after.splitlines() if "layer 2 running for" in line]
     assert beats and all(line.startswith("net on E: 1/3 layers") and line.endswith("(after stage0.fc1)")
                          for line in beats), after
+
+
+class _ScriptedStop:
+    """A heartbeat's stop event on ``clock``: each wait advances the clock, running the steps
+    ``script`` schedules (time, call) on the way, and the run stops at ``end``."""
+
+    def __init__(self, clock: _Clock, script: list, end: float):
+        self.clock, self.script, self.end = clock, script, end
+
+    def wait(self, timeout: float) -> bool:
+        target = self.clock.t + timeout
+        while self.script and self.script[0][0] <= min(target, self.end):
+            self.clock.t, call = self.script.pop(0)
+            call()
+        self.clock.t = min(target, self.end)
+        return target > self.end
+
+    def is_set(self) -> bool:
+        return False
+
+
+def test_progress_prints_a_line_every_period_also_when_a_step_printed_just_before_a_beat(monkeypatch):
+    """make run's functional run went from a line at 30 s to one at 47 s (a period of 10 s): its
+    heartbeat woke on a fixed grid of periods from the first step, found a step's line a moment old
+    and slept a whole period more.  It wakes a period after the last line now, whoever printed it."""
+    clock = _Clock()
+    monkeypatch.setattr("sim.progress.time.monotonic", clock)
+    stream = io.StringIO()
+    times = []
+    stream.write = lambda text: times.append(clock.t)
+    bar = Progress("net on E", 100, stream=stream, period=10.0)
+    bar._heartbeat = threading.Thread(target=lambda: None)         # the test runs the heartbeat itself
+    clock.t = 0.5
+    bar.update(1)                    # the first step: the heartbeat starts
+    # a step's line at 10.0 s, just before the heartbeat's wake at 10.5 s; then one step runs 40 s
+    bar._stop = _ScriptedStop(clock, [(10.0, lambda: bar.update(1))], end=50.0)
+    bar._beat()
+    assert times == [10.0, 20.0, 30.0, 40.0, 50.0]
 
 
 def test_layer_weights_count_a_repeated_shape_little():
