@@ -306,7 +306,9 @@ def infer(model: Model, cfg: AcceleratorConfig, image: np.ndarray, seed: int, *,
         When a tensor differs from the golden model (the message names the first difference).
     """
     phase = _Phases(f"{model.name} on {cfg.name}", progress)
-    with phase("weights", f"weights and calibration (seed {seed}, {counted(calib_images, 'image')})"):
+    label = f"weights and calibration (seed {seed}, {counted(calib_images, 'image')})"
+    with phase("weights", label), StageTicker(f"{model.name} on {cfg.name}", enabled=progress) as ticker:
+        ticker.stage(label)          # B2's is 20 s of float passes, none of which reports
         weights, qmodel = network_parameters(model, seed, calib_images)
     x = quantize_input(image)
     with phase("program", "whole-network program"), refusals(model, cfg), \

@@ -279,6 +279,30 @@ def test_unwritable_output_and_a_check_mismatch_write_nothing(b0_run, tmp_path, 
     assert files(out) == before and sorted(p.name for p in out.parent.iterdir()) == around
 
 
+def test_the_weights_phase_reports_while_it_runs(monkeypatch):
+    """make run MODEL=segformer_b2 logged nothing for the 20 s of its weights and calibration (float
+    passes that report nothing): a log's line comes every period during that phase too."""
+    import functools
+    import io
+    import time
+    from hw.cli import StageTicker
+
+    class Done(Exception):
+        pass
+
+    def slow_parameters(*args):
+        time.sleep(0.4)
+        raise Done
+
+    log = io.StringIO()
+    monkeypatch.setattr(infer, "StageTicker", functools.partial(StageTicker, stream=log, period=0.1))
+    monkeypatch.setattr(infer, "network_parameters", slow_parameters)
+    model = build_model("segformer_b0", size=(32, 32))
+    with pytest.raises(Done):
+        infer.infer(model, get_config("small"), np.zeros((32, 32, 3), np.float32), 3, progress=True)
+    assert "segformer_b0 on small: weights and calibration (seed 3, 1 image), 0 s elapsed" in log.getvalue()
+
+
 def test_command_line_and_make_target(tmp_path):
     """The real entry point: one line and status 2 for a bad image, no traceback; make passes
     IMAGE and SEED through."""
