@@ -48,6 +48,7 @@ import numpy as np
 from hw.cli import (RUN_MARK, OneLineParser, StagedDir, StageTicker, UsageError, counted, fail, file_tag, number_type,
                     open_input, run_main, seed)
 from hw.config import PRESETS, AcceleratorConfig
+from hw.numerics import INT8_MAX, INT8_MIN
 from mapper import float_ops
 from mapper.flops import MODEL_HELP, build_model_or_usage_error, model_parts, parse_size, refuse_flops_only
 from mapper.images import preprocess, quantize_input, round_half_up, synthetic_image
@@ -66,7 +67,7 @@ from .outputs import config_tag, run_name
 from .progress import Progress, layer_weights
 from .simulator import SimResult, simulate
 
-__all__ = ["read_image", "fit_image", "class_names", "run_dir", "infer", "Inference", "output_files", "main",
+__all__ = ["read_image", "fit_image", "class_names", "run_dir", "infer", "Inference", "output_files", "saturated_outputs", "main",
            "OWNED", "IMAGE_FORMS"]
 
 DEFAULT_ROOT = Path("build") / "run"
@@ -440,6 +441,30 @@ def _more_graph_outputs(model: Model) -> bool:
     return imported is not None and len(set(imported.outputs) - set(imported.unwritten)) + len(imported.class_maps) > 1
 
 
+def saturated_outputs(inference: Inference) -> Optional[dict]:
+    """The network's int8 output values at the int8 limits (-128 or 127): ``{"values", "share"}`` of
+    them, or None when it writes none (a segmentation's class map).  A value there may stand for a
+    larger one the calibration's range clipped (a ViT's top logit 1.69 against 2.36 in float)."""
+    outputs = [v for v in inference.outputs.values() if v.dtype == np.int8]
+    if not outputs:
+        return None
+    at_limit = sum(int(np.count_nonzero((v == INT8_MIN) | (v == INT8_MAX))) for v in outputs)
+    return {"values": at_limit, "share": at_limit / sum(v.size for v in outputs)}
+
+
+def _saturation_note(doc: dict) -> list[str]:
+    """The summary's line on output values at the int8 limits, with more calibration images to try."""
+    saturated = doc["saturated_outputs"]
+    if not saturated or not saturated["values"]:
+        return []
+    more = 8 if doc["calib_images"] < 8 else min(2 * doc["calib_images"], MAX_CALIB_IMAGES)
+    advice = (f"try CALIB_IMAGES={more} (--calib-images {more})" if more > doc["calib_images"]
+              else f"{MAX_CALIB_IMAGES} calibration images are the most")
+    return [f"note: {counted(saturated['values'], 'output value')} ({saturated['share']:.1%} of them) at the int8 "
+            f"limits (-128 or 127), which the calibrated range may have clipped: the agreement and the output "
+            f"above are then of clipped values; {advice} (docs/run.md)"]
+
+
 def run_dir(model: Model, cfg: AcceleratorConfig, size_given: bool, image_tag: str, seed: int,
             calib_images: int = 1) -> str:
     """``<model>_<config>[_<variant>][_<H>x<W>]_<image>_seed<n>[_calib<k>]``: the folder name of a
@@ -461,6 +486,7 @@ def _report(args, model: Model, cfg: AcceleratorConfig, task: str, image_info: d
         "energy_uj": res.energy_uj, "energy_onchip_uj": res.energy_onchip_pj * 1e-6,
         "bit_exact": {"verdict": True, "tensors": checked["tensors"], "elements": checked["elements"]},
         "agreement": output_agreement(model, task, inference.floats, inference.outputs, inference.qmodel),
+        "saturated_outputs": saturated_outputs(inference),
         "program": inference.program,
         "output": summary,
         "config_params": cfg.to_dict(),
@@ -598,7 +624,7 @@ def _summary_text(doc: dict) -> str:
     for item in out.get("top_queries", []):
         lines.append(f"  score {item['score']:.3f}  query {item['query']:>3}  {item['name']}  box (cx, cy, w, h) "
                      + " ".join(f"{v:.3f}" for v in item["box_cxcywh"]))
-    return "\n".join(lines)
+    return "\n".join(lines + _saturation_note(doc))
 
 
 if __name__ == "__main__":

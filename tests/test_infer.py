@@ -81,6 +81,7 @@ def test_run_json_fields_and_picture(b0_run):
             "bit_exact", "agreement", "program", "output", "wall_s"} <= set(doc)
     assert (doc["model"], doc["size"], doc["config"], doc["task"], doc["seed"], doc["calib_images"]) == \
         ("segformer_b0", [32, 32], "small", "segmentation", 0, 1)
+    assert doc["saturated_outputs"] is None             # a class map: no int8 output values
     assert doc["image"] == {"source": "synthetic", "seed": 0}
     assert doc["bit_exact"]["verdict"] is True and doc["bit_exact"]["tensors"] > 100
     assert doc["bit_exact"]["elements"] > 32 * 32
@@ -109,6 +110,8 @@ def test_classification_logits_and_top5(tmp_path):
     assert logits.shape == (1000,) and logits.dtype == np.float32
     scale = doc["output"]["scale"]
     np.testing.assert_array_equal(np.round(logits / scale).astype(np.int64), golden)
+    at_limit = int(np.count_nonzero((golden == -128) | (golden == 127)))
+    assert doc["saturated_outputs"] == {"values": at_limit, "share": at_limit / 1000}
     top5 = doc["output"]["top5"]
     assert [t["class"] for t in top5] == list(np.argsort(-golden, kind="stable")[:5])
     names = infer.class_names("classification", 1000)
@@ -184,6 +187,23 @@ def test_more_calibration_images_set_other_ranges():
     one, four = (network_parameters(model, 0, k)[1] for k in (1, 4))
     assert any(one.scale(n) != four.scale(n) for n in one.layers)
     assert np.array_equal(calibration_image(32, 32, 0, 4)[0], calibration_image(32, 32, 0))
+
+
+def test_logits_at_the_int8_limits_are_noted(tmp_path, capsys):
+    """A new user's ViT block, calibrated on one image, saturated its top logit at 127 x scale and
+    make run printed top1_agrees True from the clipped logits without a word: run.json counts the
+    output values at the int8 limits and the summary suggests more calibration images."""
+    import onnx
+    from onnx_graphs import vit
+    onnx.save(vit(classes=5)[0], tmp_path / "vit.onnx")
+    out = tmp_path / "vit"
+    assert run(["--model", str(tmp_path / "vit.onnx"), "--config", "E", "--seed", "1", "--out", str(out)]) == 0
+    doc = json.loads((out / "run.json").read_text())
+    ints = np.round(np.load(out / "output.npy") / doc["output"]["scale"]).astype(np.int64)
+    at_limit = int(np.count_nonzero((ints == -128) | (ints == 127)))
+    assert at_limit > 0 and doc["saturated_outputs"] == {"values": at_limit, "share": at_limit / ints.size}
+    note = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and "at the int8 limits" in note[0] and "CALIB_IMAGES=8 (--calib-images 8)" in note[0]
 
 
 def test_run_dir_names_everything_that_changes_the_result():
