@@ -460,7 +460,7 @@ def _saturation_note(doc: dict) -> list[str]:
     more = 8 if doc["calib_images"] < 8 else min(2 * doc["calib_images"], MAX_CALIB_IMAGES)
     advice = (f"try CALIB_IMAGES={more} (--calib-images {more})" if more > doc["calib_images"]
               else f"{MAX_CALIB_IMAGES} calibration images are the most")
-    return [f"note: {counted(saturated['values'], 'output value')} ({saturated['share']:.1%} of them) at the int8 "
+    return [f"note: {counted(saturated['values'], 'output value')} ({saturated['share']:.1%} of the output) at the int8 "
             f"limits (-128 or 127), which the calibrated range may have clipped: the agreement and the output "
             f"above are then of clipped values; {advice} (docs/run.md)"]
 
