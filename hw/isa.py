@@ -59,7 +59,7 @@ class ErrorCode(enum.IntEnum):
     RANGE = 3         # a field, buffer range or PE set outside the configuration
     TOKEN = 4         # a token popped that no earlier instruction pushed, a missing neighbour,
                       # more than TOKEN_LIMIT outstanding, tokens left at END, or a LOAD_GB and a
-                      # STORE to the global buffer with no FENCE between (hw.timing.gb_write_claim)
+                      # STORE to the global buffer with no FENCE between (hw.timing.gb_write_claims)
     DATA = 5          # found while running: a loaded parameter shift above MAX_SHIFT, a LOAD_INP
                       # global-buffer address outside the buffer, a malformed VEC descriptor
     UNSUPPORTED = 6   # a feature the RTL does not build (hw.rtl.insn.rtl_unsupported at dispatch,

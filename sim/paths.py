@@ -390,9 +390,10 @@ def _print_table(points: list[PathPoint], base: PathPoint) -> None:
     ordered = sorted(points, key=lambda p: -p.time_ms)
     times = column_texts([p.time_ms for p in ordered], 3)
     energies = column_texts([p.energy_uj for p in ordered], 1)
-    for p, time_ms, energy_uj in zip(ordered, times, energies):
+    gmacs = column_texts([p.macs / 1e9 for p in ordered], 3)
+    for p, g, time_ms, energy_uj in zip(ordered, gmacs, times, energies):
         saved = savings(p, base)
-        rows.append((f"{p.model}:{p.path}", f"{p.macs / 1e9:.3f}", time_ms, energy_uj,
+        rows.append((f"{p.model}:{p.path}", g, time_ms, energy_uj,
                      f"{100 * saved['time_saving']:.1f}%", f"{100 * saved['energy_saving']:.1f}%",
                      f"{100 * p.conv_time_share:.1f}%", "-" if p.accuracy is None else f"{p.accuracy:.4f}",
                      ("T" if p.pareto_time else "") + ("E" if p.pareto_energy else "")))

@@ -295,6 +295,9 @@ def test_small_times_and_energies_keep_four_significant_digits(capsys):
     assert cells(small) == [["0.005200", "0.04330"], ["0.004500", "0.03710"]]
     b2 = [PathPoint("m", p, 10, t, e, 0.5, 0.5, 100) for p, t, e in (("full", 4.3338, 36535.03), ("B2_f", 2.054, 16293.71))]
     assert cells(b2) == [["4.334", "36535.0"], ["2.054", "16293.7"]]
+    tiny = [PathPoint(m, "full", macs, 1.0, 1.0, 0.5, 0.5, 100) for m, macs in (("a", 2_345_678), ("b", 62_337_843_200))]
+    _print_table(tiny, tiny[0])
+    assert [row.split()[1] for row in capsys.readouterr().out.splitlines()[2:-1]] == ["0.002346", "62.337843"]
 
 
 def test_rdd_summary_keeps_a_small_networks_digits(capsys):
