@@ -1425,6 +1425,10 @@ def _product(imp, node, a: View, b: View, swap: bool = True) -> View:
         done = done if done is not None or not swap else _product_of_transposed(imp, node, a, b, ia, ib)
         if done is not None:
             return done
+        a, b = _windows_interleaved(imp, a, b) or (a, b)
+        ia, ib = L.indices(a).reshape(-1, m, k), L.indices(b).reshape(-1, k, n)
+        plan = _product_plan(a.src_shape, b.src_shape, ia, ib)
+    if plan is None:
         raise imp.fail("its operands are not laid out as the IR's products read them (per head, K contiguous "
                        "channels of the tokens; windows interleaved in the tokens; mapper/ir.py MatMul)")
     windows, heads, wi, hi, a_off, b_off, layout, b_repeat = plan
@@ -1434,6 +1438,27 @@ def _product(imp, node, a: View, b: View, swap: bool = True) -> View:
     rows = np.arange(m)[None, :, None] * windows + wi[:, None, None]
     idx = rows * (heads * n) + hi[:, None, None] * n + np.arange(n)[None, None, :]
     return L.from_indices(name, shape, idx.reshape(a.shape[:-1] + (n,)))
+
+
+def _windows_interleaved(imp, a: View, b: View) -> Optional[tuple[View, View]]:
+    """``a`` and ``b``, each read instead from a layout layer of its tensor where that makes the pair
+    readable by a product (the layers made then), or None.  Windows in a column, one window wide: a
+    PyTorch window partition leaves them in the map's raster order, one after another (timm's and
+    Hugging Face's Swin at 56x28 export no data moved), where the IR's products read them interleaved
+    in the tokens; a ``WindowPartition`` of the tensor (the linear's output) interleaves them."""
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    first_ok = lambda u: _first_operand_plan(u.src_shape, L.indices(u).reshape(-1, m, k)) is not None  # noqa: E731
+    def second_ok(first: View) -> Callable[[View], bool]:
+        ia = L.indices(first).reshape(-1, m, k)
+        return lambda u: _product_plan(first.src_shape, u.src_shape, ia, L.indices(u).reshape(-1, k, n)) is not None
+
+    found_a = a if first_ok(a) else imp.layout_match(a, first_ok)
+    if found_a is None or (b if second_ok(found_a)(b) else imp.layout_match(b, second_ok(found_a))) is None:
+        return None
+    a = a if found_a is a else imp.materialise(a, first_ok, f"{a.source}.windows")
+    ok = second_ok(a)
+    return a, (b if ok(b) else imp.materialise(b, ok, f"{b.source}.windows"))
 
 
 def _rows_read_innermost(imp, node, rank: int) -> bool:
@@ -1526,9 +1551,30 @@ def _product_plan(sa, sb, ia: np.ndarray, ib: np.ndarray):
     """(windows, heads, window and head of each batch item, a_offset, b_offset, b_layout, b_repeat), or
     None; ``b_repeat`` > 1 when consecutive heads read one head of ``b`` (MQA's and GQA's keys and
     values), the fewest that do."""
+    first = _first_operand_plan(sa, ia)
+    if first is None:
+        return None
+    windows, wi, hi, a_off = first
+    nb, k, n = ib.shape
+    cb, heads = sb[2], nb // windows
+    w3, h3 = wi[:, None, None], hi[:, None, None]
+    kk, nn = np.arange(k)[None, :, None], np.arange(n)[None, None, :]
+    for r in (r for r in range(1, heads + 1) if heads % r == 0):
+        for layout, tok, col, width, rows in (("nk", nn, kk, k, n), ("kn", kk, nn, n, k)):
+            b_off = int(ib[0, 0, 0] % cb - hi[0] // r * width)
+            # (the tokens counted too: with one column, both layouts give the same flat indices)
+            if b_off >= 0 and sb[0] * sb[1] == rows * windows and \
+                    np.array_equal(ib, (tok * windows + w3) * cb + b_off + h3 // r * width + col):
+                return windows, heads, wi, hi, a_off, b_off, layout, r
+    return None
+
+
+def _first_operand_plan(sa, ia: np.ndarray):
+    """(windows, window and head of each batch item, a_offset) when the batch items ``ia`` are read
+    as a product's first operand reads them (per head, ``K`` contiguous channels of each token; the
+    windows interleaved in the tokens), or None."""
     nb, m, k = ia.shape
-    n = ib.shape[2]
-    ca, cb = sa[2], sb[2]
+    ca = sa[2]
     if (sa[0] * sa[1]) % m:
         return None
     windows = sa[0] * sa[1] // m
@@ -1540,19 +1586,10 @@ def _product_plan(sa, sb, ia: np.ndarray, ib: np.ndarray):
     hi, heads = (ch - a_off) // k, nb // windows
     if wi.max() >= windows or hi.max() >= heads or len(set(zip(wi.tolist(), hi.tolist()))) != nb:
         return None
-    mm, kk, nn = np.arange(m)[None, :, None], np.arange(k)[None, None, :], np.arange(n)[None, None, :]
-    w3, h3 = wi[:, None, None], hi[:, None, None]
-    if not np.array_equal(ia, (mm * windows + w3) * ca + a_off + h3 * k + kk):
+    mm, kk = np.arange(m)[None, :, None], np.arange(k)[None, None, :]
+    if not np.array_equal(ia, (mm * windows + wi[:, None, None]) * ca + a_off + hi[:, None, None] * k + kk):
         return None
-    kk, nn = np.arange(k)[None, :, None], np.arange(n)[None, None, :]
-    for r in (r for r in range(1, heads + 1) if heads % r == 0):
-        for layout, tok, col, width, rows in (("nk", nn, kk, k, n), ("kn", kk, nn, n, k)):
-            b_off = int(ib[0, 0, 0] % cb - hi[0] // r * width)
-            # (the tokens counted too: with one column, both layouts give the same flat indices)
-            if b_off >= 0 and sb[0] * sb[1] == rows * windows and \
-                    np.array_equal(ib, (tok * windows + w3) * cb + b_off + h3 // r * width + col):
-                return windows, heads, wi, hi, a_off, b_off, layout, r
-    return None
+    return windows, wi, hi, a_off
 
 
 @_op("OpaqueMatMul", domain=_CUSTOM)

@@ -2059,3 +2059,84 @@ def einsum_sum(equation: str, tokens: bool = True, weight=None, c: int = 8, size
     operands = [x] + ([g.weight("w", *weight)] if weight else [])
     y = g.op("Einsum", operands, "/sum", equation=equation)
     return g.model([image_input(3, *size, "input")], [out(g.op("Relu", [y], "/act"))])
+
+
+def swin_block(h: int = 56, w: int = 28, dim: int = 32, heads: int = 2, window: int = 7, shift=(0, 0),
+               qkv: str = "gather", classes: int = 10, seed: int = 74):
+    """One Swin block as timm and Hugging Face export it, over a patch embedding (4x4) of an ``h x w``
+    image: LayerNorm, with ``shift`` (rows, columns) the cyclic shift (``torch.roll``: a ``Slice``,
+    ``Slice``, ``Concat`` per shifted axis), the window partition (``Reshape [1, H/ws, ws, W/ws, ws,
+    C]``, ``Transpose``, ``Reshape [-1, ws*ws, C]``: no data moved where the windows form one column,
+    56x28), window attention with a relative position bias and, shifted, timm's mask of -100 between
+    regions (``[1, windows, 1, N, N]`` added to the scores viewed by windows), the reverse, the shift
+    back, the residual; a head on the tokens' mean.  ``qkv``: timm's fused linear read by ``Gather``
+    (``"gather"``) or ``unbind`` (``"split"``: ``Split`` and ``Squeeze``), or HF's separate query, key
+    and value linears, the scores divided by ``sqrt(d)`` (``"separate"``)."""
+    g = Graph(seed)
+    hh, ww, d, n = h // 4, w // 4, dim // heads, window * window
+    nw, s = (hh // window) * (ww // window), "/blocks.0/attn"
+    x = g.op("Conv", ["pixel_values", g.weight("patch_embed.weight", dim, 3, 4, 4), g.weight("patch_embed.bias", dim)],
+             "/patch_embed", kernel_shape=[4, 4], strides=[4, 4])
+    x = g.op("Transpose", [x], "/patch_embed", perm=[0, 2, 3, 1])
+    t = _swin_roll(g, g.layernorm(x, dim, "/blocks.0/norm1"), [-a for a in shift])
+    t = g.reshape(t, [1, hh // window, window, ww // window, window, dim], "/blocks.0")
+    t = g.reshape(g.op("Transpose", [t], "/blocks.0", perm=[0, 1, 3, 2, 4, 5]), [-1, n, dim], "/blocks.0")
+    q, k, v = _swin_qkv(g, t, qkv, nw, n, heads, d, s)
+    if qkv != "separate":
+        q = g.op("Mul", [q, g.const(np.float32(d ** -0.5), np.float32)], s)
+    a = g.op("MatMul", [q, g.op("Transpose", [k], s, perm=[0, 1, 3, 2])], s)
+    if qkv == "separate":
+        a = g.op("Div", [a, g.const(np.float32(np.sqrt(d)), np.float32)], s)
+    a = g.op("Add", [a, g.weight("relative_position_bias", 1, heads, n, n, scale=1.0)], s)
+    if any(shift):
+        a = g.reshape(g.op("Add", [g.reshape(a, [1, nw, heads, n, n], s), g.init("attn_mask", _swin_mask(
+            hh, ww, window, shift))], s), [-1, heads, n, n], s)
+    o = g.op("MatMul", [g.op("Softmax", [a], s, axis=-1), v], s)
+    o = g.reshape(g.op("Transpose", [o], s, perm=[0, 2, 1, 3]), [nw, n, dim], s)
+    o = g.reshape(g.linear(o, dim, dim, f"{s}/proj"), [1, hh // window, ww // window, window, window, dim], "/blocks.0")
+    o = g.reshape(g.op("Transpose", [o], "/blocks.0", perm=[0, 1, 3, 2, 4, 5]), [1, hh, ww, dim], "/blocks.0")
+    x = g.op("Add", [x, _swin_roll(g, o, list(shift))], "/blocks.0")
+    y = g.op("Gemm", [g.op("ReduceMean", [x], "", axes=[1, 2], keepdims=0), g.weight("head.weight", classes, dim),
+                      g.weight("head.bias", classes)], "/head", transB=1)
+    tokens = hh * ww
+    macs = tokens * dim * 3 * 16 + tokens * dim * 3 * dim + 2 * nw * heads * n * n * d + tokens * dim * dim + dim * classes
+    return g.model([image_input(3, h, w)], [out(y)]), macs
+
+
+def _swin_roll(g: Graph, x: str, shifts) -> str:
+    """``torch.roll(x, shifts, dims=(1, 2))`` of NHWC as exported: per axis the elements from
+    ``-shift`` on, then those before (of an axis not shifted, all of them, then none)."""
+    for ax, sh in zip((1, 2), shifts):
+        if any(shifts):
+            a = g.op("Slice", [x, g.const([-sh]), g.const([2 ** 63 - 1]), g.const([ax])], "/blocks.0/roll")
+            b = g.op("Slice", [x, g.const([0]), g.const([-sh]), g.const([ax])], "/blocks.0/roll")
+            x = g.op("Concat", [a, b], "/blocks.0/roll", axis=ax)
+    return x
+
+
+def _swin_qkv(g: Graph, t: str, qkv: str, nw: int, n: int, heads: int, d: int, s: str) -> tuple[str, str, str]:
+    """q, k and v ``[windows, heads, N, d]`` of the windows' tokens ``t`` (:func:`swin_block`)."""
+    dim = heads * d
+    if qkv == "separate":
+        return tuple(g.op("Transpose", [g.reshape(g.linear(t, dim, dim, f"{s}/{p}"), [nw, n, heads, d], s)], s,
+                          perm=[0, 2, 1, 3]) for p in ("query", "key", "value"))
+    x = g.reshape(g.linear(t, dim, 3 * dim, f"{s}/qkv"), [nw, n, 3, heads, d], s)
+    x = g.op("Transpose", [x], s, perm=[2, 0, 3, 1, 4])
+    if qkv == "gather":
+        return tuple(g.op("Gather", [x, g.const(i)], s, axis=0) for i in range(3))
+    parts = g.op("Split", [x, g.const([1, 1, 1])], s, n_out=3, axis=0)
+    return tuple(g.op("Squeeze", [p, g.const([0])], s) for p in parts)
+
+
+def _swin_mask(hh: int, ww: int, window: int, shift) -> np.ndarray:
+    """timm's attention mask ``[1, windows, 1, N, N]`` of a shifted block: -100 between tokens of a
+    window from different regions of the shifted map, 0 within one."""
+    region = np.zeros((hh, ww), np.float32)
+    count = 0
+    for rows in ((0, -window), (-window, -shift[0]), (-shift[0], None)):
+        for cols in ((0, -window), (-window, -shift[1]), (-shift[1], None)):
+            region[slice(*rows), slice(*cols)] = count
+            count += 1
+    windows = region.reshape(hh // window, window, ww // window, window).transpose(0, 2, 1, 3).reshape(-1, window * window)
+    mask = np.where(windows[:, None, :] != windows[:, :, None], -100.0, 0.0).astype(np.float32)
+    return mask[None, :, None]
