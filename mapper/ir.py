@@ -830,15 +830,23 @@ class Crop(_Base):
 
 @_nonmac("roll")
 class Roll(_Base):
-    """Cyclic shift: ``out[y, x] = in[(y + shift) mod H, (x + shift) mod W]`` (``torch.roll(-shift)``)."""
+    """Cyclic shift: ``out[y, x] = in[(y + shift) mod H, (x + shift_x) mod W]`` (``torch.roll(-shift)``);
+    ``shift_x`` None is ``shift`` (Swin's), another the columns' own (timm's Swin shifts only the
+    rows of a map no wider than a window: ``shift_x`` 0)."""
 
     name: str
     part: str
     inputs: tuple[str, ...]
     shift: int
+    shift_x: Optional[int] = None
 
     def __post_init__(self) -> None:
         _check_part(self.part)
+
+    @property
+    def shifts(self) -> tuple[int, int]:
+        """(rows' shift, columns' shift)."""
+        return self.shift, self.shift if self.shift_x is None else self.shift_x
 
     def infer(self, in_shapes):
         return _same(self, in_shapes)

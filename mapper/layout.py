@@ -143,8 +143,8 @@ def through(view: View, layer: Layer) -> View:
     if isinstance(layer, Roll):
         if view.y.start or view.x.start or view.y.n != view.y.wrap or view.x.n != view.x.wrap:
             raise LayoutError(f"{layer.name}: shifting a shifted or cropped view")
-        return replace(view, y=replace(view.y, start=layer.shift % view.y.n),
-                       x=replace(view.x, start=layer.shift % view.x.n))
+        sy, sx = layer.shifts
+        return replace(view, y=replace(view.y, start=sy % view.y.n), x=replace(view.x, start=sx % view.x.n))
     if isinstance(layer, WindowReverse):
         return _window_view(view, layer.out_h, layer.out_w, layer.window, layer.name)
     if isinstance(layer, DepthToSpace):

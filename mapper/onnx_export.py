@@ -340,15 +340,14 @@ def _crop(wr: _Writer, layer, w: dict) -> None:
 
 
 def _roll(wr: _Writer, layer, w: dict) -> None:
-    """``out[y, x] = in[(y + s) mod H, (x + s) mod W]``: two slices and a concatenation per axis (torch.roll)."""
+    """``out[y, x] = in[(y + s) mod H, (x + s_x) mod W]``: two slices and a concatenation per axis (torch.roll)."""
     x = wr.get(layer.inputs[0], "nchw")
     h, wd, _ = wr.shapes[layer.inputs[0]]
-    for axis, n in ((2, h), (3, wd)):
-        s = layer.shift % n
-        if s:
-            top = wr.slice(x, [axis], [s], [n], f"{layer.name}/{axis}a")
-            bottom = wr.slice(x, [axis], [0], [s], f"{layer.name}/{axis}b")
-            x = wr.node("Concat", [top, bottom], layer.name if axis == 3 else f"{layer.name}/{axis}", axis=axis)
+    moved = [(axis, shift % n, n) for axis, n, shift in zip((2, 3), (h, wd), layer.shifts) if shift % n]
+    for axis, s, n in moved:            # the last concatenation is the layer's value
+        top = wr.slice(x, [axis], [s], [n], f"{layer.name}/{axis}a")
+        bottom = wr.slice(x, [axis], [0], [s], f"{layer.name}/{axis}b")
+        x = wr.node("Concat", [top, bottom], layer.name if axis == moved[-1][0] else f"{layer.name}/{axis}", axis=axis)
     wr.put(layer.name, "nchw", x if x == layer.name else wr.node("Identity", [x], layer.name))
 
 

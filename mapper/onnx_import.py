@@ -1001,7 +1001,7 @@ class _Importer:
         being its whole tensor, else the node being imported."""
         base = base or v.origin or (self.node.output[0] if self.node is not None else v.source)
         cache = self.__dict__.setdefault("_layout_cache", {})
-        for chain, found in self._layouts(v, ok, self._crop_first(v)):
+        for chain, found in self._ways(v, ok):
             source = chain[0].source
             for cand in chain:
                 key = (cand.kind, source, tuple(sorted(cand.params.items())))
@@ -1016,7 +1016,21 @@ class _Importer:
 
     def layout_match(self, v: View, ok: Callable[[View], bool] = L.covers) -> Optional[View]:
         """What ``materialise`` would give, over a placeholder tensor ``?``: it makes no layer."""
-        return next((found for _, found in self._layouts(v, ok, self._crop_first(v))), None)
+        return next((found for _, found in self._ways(v, ok)), None)
+
+    def _ways(self, v: View, ok: Callable[[View], bool]):
+        """``_layouts`` of ``v``, first one roll of the input of the ``Roll`` layer ``v`` reads, if one
+        holds ``v``: PyTorch's roll of both axes is one axis after the other, and the first alone is a
+        roll of its own (timm's Swin shifts only the rows of a map one window wide), which the second
+        replaces (it then has no reader)."""
+        roll = self.by_name.get(v.source)
+        if isinstance(roll, Roll):
+            (h, w, c), (sy, sx) = v.src_shape, roll.shifts
+            idx = L.indices(v)
+            y, x = (idx // (w * c) + sy) % h, (idx // c % w + sx) % w
+            unrolled = L.from_indices(roll.inputs[0], v.src_shape, ((y * w + x) * c + idx % c).reshape(v.shape))
+            yield from ((chain, found) for chain, found in self._layouts(unrolled, ok) if chain[0].kind == "roll")
+        yield from self._layouts(v, ok, self._crop_first(v))
 
     def _crop_first(self, v: View) -> bool:
         """Whether consecutive pixels of ``v``'s tensor are better a crop than a pixel reshape: of a

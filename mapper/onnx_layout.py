@@ -358,7 +358,7 @@ def _layout_out(c: Candidate, base: np.ndarray) -> np.ndarray:
     if c.kind == "crop":
         return ir_views.crop(base, **c.params)
     if c.kind == "roll":
-        return ir_views.roll(base, c.params["shift"])
+        return ir_views.roll(base, c.params["shift"], c.params.get("shift_x"))
     if c.kind == "window_partition":
         return ir_views.window_partition(base, c.params["window"])
     if c.kind == "window_reverse":
@@ -423,9 +423,11 @@ def layout_candidates(v: View, crop_first: bool = False) -> Iterator[Candidate]:
     ys, xs = idx // (w * c), (idx // c) % w
     yield from _pixel_candidates(v, idx, ys, xs, crop_first)
     y0, x0 = int(ys.flat[0]), int(xs.flat[0])
+    signed = lambda s, n: s if s <= n // 2 else s - n          # noqa: E731
     if 0 < y0 and (y0 - x0) % math.gcd(h, w) == 0:
-        shift = y0 if y0 <= h // 2 else y0 - h
-        yield Candidate("roll", src, v.src_shape, {"shift": shift})
+        yield Candidate("roll", src, v.src_shape, {"shift": signed(y0, h)})
+    elif y0 or x0:          # each axis its own shift (timm's Swin: the rows alone of a map one window wide)
+        yield Candidate("roll", src, v.src_shape, {"shift": signed(y0, h), "shift_x": signed(x0, w)})
     yield from _window_candidates(v)
     if 4 * c in v.shape:
         yield Candidate("patch_merge", src, v.src_shape, {})

@@ -219,7 +219,7 @@ _LAYERS = {
     "pixel_reshape": lambda l, ins, w, d: views.pixel_reshape(ins[0], l.out_h, l.out_w, l.start),
     "pad": lambda l, ins, w, d: views.pad(ins[0], l.out_h, l.out_w),
     "crop": lambda l, ins, w, d: views.crop(ins[0], l.out_h, l.out_w, l.y0, l.x0, l.step),
-    "roll": lambda l, ins, w, d: views.roll(ins[0], l.shift),
+    "roll": lambda l, ins, w, d: views.roll(ins[0], *l.shifts),
     "window_partition": lambda l, ins, w, d: views.window_partition(ins[0], l.window),
     "window_reverse": lambda l, ins, w, d: views.window_reverse(ins[0], l.window, l.out_h, l.out_w),
     "depth_to_space": lambda l, ins, w, d: views.depth_to_space(ins[0], l.block),

@@ -11,6 +11,8 @@ checks it).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from .ir import MatMul
@@ -86,9 +88,10 @@ def crop(x: np.ndarray, out_h: int, out_w: int, y0: int = 0, x0: int = 0, step=(
     return x[y0::step[0], x0::step[1]][:out_h, :out_w].copy()
 
 
-def roll(x: np.ndarray, shift: int) -> np.ndarray:
-    """``out[y, x] = in[(y + shift) mod H, (x + shift) mod W]`` (``torch.roll(x, -shift, (1, 2))``)."""
-    return np.roll(x, (-shift, -shift), axis=(0, 1))
+def roll(x: np.ndarray, shift: int, shift_x: Optional[int] = None) -> np.ndarray:
+    """``out[y, x] = in[(y + shift) mod H, (x + shift_x) mod W]`` (``torch.roll(x, (-shift, -shift_x), (1, 2))``;
+    ``shift_x`` None: ``shift``)."""
+    return np.roll(x, (-shift, -(shift if shift_x is None else shift_x)), axis=(0, 1))
 
 
 def window_partition(x: np.ndarray, window: int) -> np.ndarray:

@@ -133,7 +133,7 @@ _LAYERS = {
     "channel_slice": lambda l, ins, q, b: views.channel_slice(ins[0], l.start, l.channels),
     "pixel_reshape": lambda l, ins, q, b: views.pixel_reshape(ins[0], l.out_h, l.out_w, l.start),
     "pad": lambda l, ins, q, b: views.pad(ins[0], l.out_h, l.out_w),
-    "roll": lambda l, ins, q, b: views.roll(ins[0], l.shift),
+    "roll": lambda l, ins, q, b: views.roll(ins[0], *l.shifts),
     "crop": lambda l, ins, q, b: views.crop(ins[0], l.out_h, l.out_w, l.y0, l.x0, l.step),
     "window_partition": lambda l, ins, q, b: views.window_partition(ins[0], l.window),
     "window_reverse": lambda l, ins, q, b: views.window_reverse(ins[0], l.window, l.out_h, l.out_w),

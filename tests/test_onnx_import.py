@@ -898,7 +898,7 @@ def test_a_roll_of_nhwc_tokens_in_either_order_is_a_roll(order):
 
 @pytest.mark.parametrize("size, heads", [((56, 28), 2), ((84, 28), 3), ((112, 28), 2), ((56, 56), 2), ((28, 56), 2),
                                          ((28, 28), 2)])
-@pytest.mark.parametrize("shift", [(0, 0), (3, 3)])
+@pytest.mark.parametrize("shift", [(0, 0), (3, 3), (3, 0), (0, 3)])
 @pytest.mark.parametrize("qkv", ["gather", "split", "separate"])
 def test_swin_windows_in_one_column_are_partitioned_for_the_products(size, heads, shift, qkv):
     """timm's and Hugging Face's Swin block at 56x28 (a map of 14x7, one column of two 7x7 windows),
@@ -907,7 +907,9 @@ def test_swin_windows_in_one_column_are_partitioned_for_the_products(size, heads
     IR's products read them'), with timm's fused qkv read by Gather or by Split and Squeeze, HF's
     separate linears, shifted or not.  Each linear's output read by a product is now partitioned
     once (q, k and v of a fused qkv share it), the products one per window and head; MACs as counted
-    here, the float reference as onnxruntime's; grids of two columns, one row and one window as before."""
+    here, the float reference as onnxruntime's; grids of two columns, one row and one window as before.
+    Shifted by (3, 0), as timm 1.x shifts a map one window wide (only the rows), or (0, 3), a roll
+    of one axis was refused at any size: one ``Roll`` now, its columns' shift its own."""
     from onnx_graphs import swin_block
 
     proto, macs = swin_block(*size, dim=16 * heads, heads=heads, shift=shift, qkv=qkv)
@@ -918,6 +920,7 @@ def test_swin_windows_in_one_column_are_partitioned_for_the_products(size, heads
     assert [(l.batch, l.m, l.windows) for l in imp.model.layers if l.kind == "matmul"] == [(windows * heads, 49, windows)] * 2
     partitioned = 0 if windows == 1 else 3 if qkv == "separate" and size[1] == 28 else 1
     assert (kinds["window_partition"], kinds["window_reverse"]) == (partitioned, int(windows > 1))
+    assert [l.shifts for l in imp.model.layers if l.kind == "roll"] == ([shift, (-shift[0], -shift[1])] if any(shift) else [])
     assert _max_rel_error(proto, imp) <= RTOL
 
 

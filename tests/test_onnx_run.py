@@ -733,10 +733,12 @@ def test_graphs_after_quant_pre_process_run_bit_exact(graph, cfg_name, tmp_path)
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
-@pytest.mark.parametrize("size, shift, qkv", [((56, 28), (3, 3), "gather"), ((84, 28), (0, 0), "separate")])
+@pytest.mark.parametrize("size, shift, qkv", [((56, 28), (3, 3), "gather"), ((84, 28), (0, 0), "separate"),
+                                            ((56, 28), (3, 0), "split")])
 def test_swin_windows_in_one_column_run_bit_exact(size, shift, qkv, cfg_name, tmp_path):
     """timm's and HF's Swin block with one column of windows (refused before): the window partition
-    of the qkv linear's output (or of each of HF's three) the products read; bit-exact, timed."""
+    of the qkv linear's output (or of each of HF's three) the products read, timm 1.x's roll of the
+    rows alone (3, 0); bit-exact, timed."""
     from onnx_graphs import swin_block
 
     _runs_bit_exact_as_timed(swin_block(*size, shift=shift, qkv=qkv)[0], cfg_name, tmp_path)
