@@ -1325,27 +1325,11 @@ def _rows_read(layer, tensor: str, channels: int) -> tuple[int, int]:
     if isinstance(layer, ChannelSlice):
         return layer.start, layer.start + layer.channels
     if isinstance(layer, MatMul) and layer.b_layout != "opaque":
+        if tensor == layer.inputs[0]:
+            return layer.a_offset, layer.a_offset + layer.heads * layer.k
         width = layer.k if layer.b_layout == "nk" else layer.n
-        spans = [(layer.a_offset, layer.a_offset + layer.heads * layer.k)] * (tensor == layer.inputs[0]) + \
-            [(layer.b_offset, layer.b_offset + layer.b_heads * width)] * (tensor == layer.inputs[1])
-        return min(lo for lo, _ in spans), max(hi for _, hi in spans)        # (both operands of one tensor: q @ k^T)
+        return layer.b_offset, layer.b_offset + layer.b_heads * width
     return 0, channels
-
-
-#: Layout layers whose output holds each channel of their input as the same channel.
-_CHANNELS_KEPT = ("crop", "roll", "window_partition", "window_reverse", "pixel_reshape")
-
-
-def _scaled_rows(layout, fold: "_Fold") -> tuple[int, int]:
-    """The channels ``[lo, hi)`` of layout layer ``layout``'s output (a reader of ``fold``) that hold
-    scaled values: the fold's rows where it moves pixels of the fold's target and keeps the channels
-    (a window partition of a qkv linear's output, whose q rows are scaled), the part of them a slice
-    keeps, else every channel."""
-    if layout.inputs[0] == fold.target and layout.kind in _CHANNELS_KEPT:
-        return fold.lo, fold.hi
-    if layout.inputs[0] == fold.target and isinstance(layout, ChannelSlice):
-        return max(fold.lo - layout.start, 0), min(fold.hi - layout.start, layout.channels)
-    return 0, 1 << 30
 
 
 def _check_folds(folds: dict, layers: list, outputs: dict) -> None:
@@ -1353,25 +1337,23 @@ def _check_folds(folds: dict, layers: list, outputs: dict) -> None:
     output, reads; a layout layer among its readers (a slice of the scaled rows, made once and
     shared by every read of the same rows; a reordering's reads the rows in their new order, what
     it holds is right for anyone), and the product of activations a scale was folded through (its
-    output is scaled), have only readers of the fold as readers of the rows holding scaled values
-    (a window partition of all of a qkv linear's output: the products reading k and v from it)."""
+    output is scaled), have only readers of the fold as readers."""
     for key, fold in folds.items():
-        # the rows of each layer's output that hold scaled values
-        scaled = {} if fold.order else {l.name: _scaled_rows(l, fold) for l in layers
-                                        if l.kind in _LAYOUT_CLASSES and l.name in fold.readers}
+        scaled = set() if fold.order else {l.name for l in layers if l.kind in _LAYOUT_CLASSES and l.name in fold.readers}
         if fold.through:        # the product's output is scaled for everyone who reads it
-            scaled[fold.through] = (0, 1 << 30)
-        scaled[fold.target] = (fold.lo, fold.hi)
+            scaled.add(fold.through)
         for v in outputs.values():
             lo, hi = L.channels_read(v) if v.source == fold.target else (0, 0)
-            if (lo < fold.hi and fold.lo < hi) or (v.source in scaled and v.source != fold.target):
+            if (lo < fold.hi and fold.lo < hi) or v.source in scaled:
                 raise _Refold(key)
         for layer in layers:
             if layer.name in fold.readers:
                 continue
-            for tensor in scaled.keys() & set(layer.inputs):
-                lo, hi = _rows_read(layer, tensor, 1 << 30)
-                if lo < scaled[tensor][1] and scaled[tensor][0] < hi:
+            if scaled.intersection(layer.inputs):
+                raise _Refold(key)
+            if fold.target in layer.inputs:
+                lo, hi = _rows_read(layer, fold.target, 1 << 30)
+                if lo < fold.hi and fold.lo < hi:
                     raise _Refold(key)
 
 

@@ -21,6 +21,7 @@ from hw.operators import AXIS_MAX, POOL_MAX_COUNT, check_pool_padding, nearest_i
 from hw.vector import STAGE_PARAMS, VecOp
 
 from . import onnx_layout as L
+from . import views as ir_views
 from .ir import (INPUT, VIEW_KINDS, Activation, Add, Concat, Conv2d, Crop, DepthToSpace, LayerNorm, Linear, MatMul, Mul, Pad,
                  PixelReshape, Pool, Resize, Roll, Softmax, SpaceToDepth, conv_out, conv_pads)
 from .fusion import is_class_map_resize
@@ -1456,9 +1457,56 @@ def _windows_interleaved(imp, a: View, b: View) -> Optional[tuple[View, View]]:
     found_a = a if first_ok(a) else imp.layout_match(a, first_ok)
     if found_a is None or (b if second_ok(found_a)(b) else imp.layout_match(b, second_ok(found_a))) is None:
         return None
-    a = a if found_a is a else imp.materialise(a, first_ok, f"{a.source}.windows")
+    if found_a is not a:
+        a, b = _linear_on_windows(imp, [a, b], first_ok) or (imp.materialise(a, first_ok, f"{a.source}.windows"), b)
     ok = second_ok(a)
-    return a, (b if ok(b) else imp.materialise(b, ok, f"{b.source}.windows"))
+    if not ok(b):
+        b = (_linear_on_windows(imp, [b], ok) or [imp.materialise(b, ok, f"{b.source}.windows")])[0]
+    return a, b
+
+
+def _linear_on_windows(imp, views: list[View], ok: Callable[[View], bool]) -> Optional[list[View]]:
+    """``views`` of a linear layer's output (the first one's), which no layer reads yet, once that
+    linear reads a window partition of its input instead, if the first is then ``ok`` (every view of
+    its output moves alike): the partition moves the linear's input, as the zoo's Swin does (timm's C
+    channels, not the qkv's 3C; one for HF's query, key and value linears, whose scale then folds
+    into the query rows).  None otherwise, nothing changed."""
+    lin = imp.by_name.get(views[0].source)
+    if not isinstance(lin, Linear) or any(lin.name in l.inputs for l in imp.layers):
+        return None
+    h, w, _ = shape = imp.sources[lin.name].shape
+    for win in (d for d in range(math.gcd(h, w), 1, -1) if math.gcd(h, w) % d == 0):
+        cand = L.Candidate("window_partition", lin.name, shape, {"window": win})
+        moved = [L.match_layout(u, cand, lin.name) if u.source == lin.name else u for u in views]
+        if moved[0] is None or not ok(moved[0]):
+            continue
+        held = {name: L.match_layout(u, cand, lin.name) for name, u in imp.views.items() if u.source == lin.name}
+        if None in moved or None in held.values():
+            return None
+        _partition_input(imp, lin, win)
+        imp.views.update({name: dataclasses.replace(u, origin=imp.views[name].origin) for name, u in held.items()})
+        return moved
+    return None
+
+
+def _partition_input(imp, lin: Linear, win: int) -> None:
+    """Linear layer ``lin`` reading a window partition (of side ``win``) of its input, made before it."""
+    x = lin.inputs[0]
+    xs = imp.sources[x].shape
+    windows = L.from_indices(x, xs, ir_views.window_partition(np.arange(math.prod(xs)).reshape(xs), win))
+    with _reading(imp, helper.make_node("Identity", [], [f"{x}.windows"], name=f"{x}.windows")):   # reads no fold
+        part = imp.materialise(windows, lambda u: np.array_equal(L.indices(u).ravel(), np.arange(u.size)),
+                               f"{x}.windows").source                  # its output in the partition's order
+    moved = dataclasses.replace(lin, inputs=(part,))
+    moved = dataclasses.replace(moved, out_shape=tuple(moved.infer([imp.sources[part].shape])))
+    layers = imp.layers
+    at = next(i for i, l in enumerate(layers) if l.name == lin.name)
+    layers[at] = moved
+    made = next(i for i, l in enumerate(layers) if l.name == part)
+    if made > at:                       # just made (else made for an earlier linear of the same input)
+        layers.insert(at, layers.pop(made))
+    imp.by_name[lin.name] = moved
+    imp.sources[lin.name] = dataclasses.replace(imp.sources[lin.name], shape=moved.out_shape)
 
 
 def _rows_read_innermost(imp, node, rank: int) -> bool:

@@ -2062,7 +2062,7 @@ def einsum_sum(equation: str, tokens: bool = True, weight=None, c: int = 8, size
 
 
 def swin_block(h: int = 56, w: int = 28, dim: int = 32, heads: int = 2, window: int = 7, shift=(0, 0),
-               qkv: str = "gather", classes: int = 10, seed: int = 74):
+               qkv: str = "gather", q_scale: str = "scalar", classes: int = 10, seed: int = 74):
     """One Swin block as timm and Hugging Face export it, over a patch embedding (4x4) of an ``h x w``
     image: LayerNorm, with ``shift`` (rows, columns) the cyclic shift (``torch.roll``: a ``Slice``,
     ``Slice``, ``Concat`` per shifted axis), the window partition (``Reshape [1, H/ws, ws, W/ws, ws,
@@ -2071,7 +2071,9 @@ def swin_block(h: int = 56, w: int = 28, dim: int = 32, heads: int = 2, window: 
     regions (``[1, windows, 1, N, N]`` added to the scores viewed by windows), the reverse, the shift
     back, the residual; a head on the tokens' mean.  ``qkv``: timm's fused linear read by ``Gather``
     (``"gather"``) or ``unbind`` (``"split"``: ``Split`` and ``Squeeze``), or HF's separate query, key
-    and value linears, the scores divided by ``sqrt(d)`` (``"separate"``)."""
+    and value linears, the scores divided by ``sqrt(d)`` (``"separate"``).  ``q_scale="per_channel"``:
+    timm's q times a constant ``[1, heads, 1, d]`` instead of ``d ** -0.5`` (no scalar to fold: a
+    layer reads the qkv linear's output before the products)."""
     g = Graph(seed)
     hh, ww, d, n = h // 4, w // 4, dim // heads, window * window
     nw, s = (hh // window) * (ww // window), "/blocks.0/attn"
@@ -2083,7 +2085,8 @@ def swin_block(h: int = 56, w: int = 28, dim: int = 32, heads: int = 2, window: 
     t = g.reshape(g.op("Transpose", [t], "/blocks.0", perm=[0, 1, 3, 2, 4, 5]), [-1, n, dim], "/blocks.0")
     q, k, v = _swin_qkv(g, t, qkv, nw, n, heads, d, s)
     if qkv != "separate":
-        q = g.op("Mul", [q, g.const(np.float32(d ** -0.5), np.float32)], s)
+        scale = np.float32(d ** -0.5) if q_scale == "scalar" else np.linspace(0.1, 0.3, dim, dtype=np.float32).reshape(1, heads, 1, d)
+        q = g.op("Mul", [q, g.const(scale, np.float32)], s)
     a = g.op("MatMul", [q, g.op("Transpose", [k], s, perm=[0, 1, 3, 2])], s)
     if qkv == "separate":
         a = g.op("Div", [a, g.const(np.float32(np.sqrt(d)), np.float32)], s)

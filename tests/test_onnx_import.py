@@ -905,9 +905,10 @@ def test_swin_windows_in_one_column_are_partitioned_for_the_products(size, heads
     84x28 and 112x28: the window partition moves no data there (the windows are the map's raster
     order, one after another), so the attention products' operands were refused ('not laid out as the
     IR's products read them'), with timm's fused qkv read by Gather or by Split and Squeeze, HF's
-    separate linears, shifted or not.  Each linear's output read by a product is now partitioned
-    once (q, k and v of a fused qkv share it), the products one per window and head; MACs as counted
-    here, the float reference as onnxruntime's; grids of two columns, one row and one window as before.
+    separate linears, shifted or not.  The linears that compute the products' operands now read a
+    window partition of their input, as the zoo's and the 2x2 grid's do (one partition; no ``Mul``:
+    the scale folds into the q rows), the products one per window and head; MACs as counted here,
+    the float reference as onnxruntime's; grids of two columns, one row and one window as before.
     Shifted by (3, 0), as timm 1.x shifts a map one window wide (only the rows), or (0, 3), a roll
     of one axis was refused at any size: one ``Roll`` now, its columns' shift its own."""
     from onnx_graphs import swin_block
@@ -918,9 +919,28 @@ def test_swin_windows_in_one_column_are_partitioned_for_the_products(size, heads
     kinds = Counter(l.kind for l in imp.model.layers)
     assert imp.model.total_macs == macs
     assert [(l.batch, l.m, l.windows) for l in imp.model.layers if l.kind == "matmul"] == [(windows * heads, 49, windows)] * 2
-    partitioned = 0 if windows == 1 else 3 if qkv == "separate" and size[1] == 28 else 1
-    assert (kinds["window_partition"], kinds["window_reverse"]) == (partitioned, int(windows > 1))
+    assert (kinds["window_partition"], kinds["window_reverse"], kinds["mul"]) == (int(windows > 1), int(windows > 1), 0)
+    if windows > 1:         # the linears read the partition (HF's scores' division folds into the query rows)
+        [part] = [l.name for l in imp.model.layers if l.kind == "window_partition"]
+        operands = {name for l in imp.model.layers if l.kind == "matmul" for name in l.inputs}
+        assert [l.inputs for l in imp.model.layers if l.name in operands and l.kind == "linear"] == \
+            [(part,)] * (3 if qkv == "separate" else 1)
     assert [l.shifts for l in imp.model.layers if l.kind == "roll"] == ([shift, (-shift[0], -shift[1])] if any(shift) else [])
+    assert _max_rel_error(proto, imp) <= RTOL
+
+
+def test_swin_windows_in_one_column_of_a_linear_already_read_are_partitioned_where_read():
+    """The same block whose q is scaled per channel (a ``Mul`` layer reads the qkv linear's output
+    before the products, so the linear cannot read a partition instead): the products read window
+    partitions of the ``Mul``'s output and of the qkv linear's; the float reference as onnxruntime's."""
+    from onnx_graphs import swin_block
+
+    proto, macs = swin_block(q_scale="per_channel")
+    imp = import_onnx(proto, "swin")
+    assert imp.model.total_macs == macs
+    kinds = [l.kind for l in imp.model.layers]
+    assert kinds[kinds.index("mul"):kinds.index("matmul")] == ["mul", "window_partition", "window_partition"]
+    assert [(l.batch, l.windows) for l in imp.model.layers if l.kind == "matmul"] == [(4, 2)] * 2
     assert _max_rel_error(proto, imp) <= RTOL
 
 

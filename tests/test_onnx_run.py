@@ -745,6 +745,15 @@ def test_swin_windows_in_one_column_run_bit_exact(size, shift, qkv, cfg_name, tm
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "E"])
+def test_swin_windows_in_one_column_partitioned_after_the_linear_run_bit_exact(cfg_name, tmp_path):
+    """The one-column block whose q is scaled per channel: window partitions of the linear's output
+    and of the scaled q (the linear was read before the products); bit-exact, timed."""
+    from onnx_graphs import swin_block
+
+    _runs_bit_exact_as_timed(swin_block(q_scale="per_channel")[0], cfg_name, tmp_path)
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "E"])
 def test_swinv2_cosine_attention_runs_bit_exact(cfg_name, tmp_path):
     """SwinV2's cosine attention: q and k normalised per head (square, a grouped convolution of ones,
     rsqrt, product), the evaluated per-head logit scale, a relative position bias; bit-exact, timed."""
