@@ -426,7 +426,7 @@ def layout_candidates(v: View, crop_first: bool = False) -> Iterator[Candidate]:
     signed = lambda s, n: s if s <= n // 2 else s - n          # noqa: E731
     if 0 < y0 and (y0 - x0) % math.gcd(h, w) == 0:
         yield Candidate("roll", src, v.src_shape, {"shift": signed(y0, h)})
-    elif y0 or x0:          # each axis its own shift (timm's Swin: the rows alone of a map one window wide)
+    if y0 or x0:            # each axis its own shift (timm's Swin: the rows alone of a map one window wide)
         yield Candidate("roll", src, v.src_shape, {"shift": signed(y0, h), "shift_x": signed(x0, w)})
     yield from _window_candidates(v)
     if 4 * c in v.shape:
