@@ -940,9 +940,10 @@ def _search(p: Problem, cfg: AcceleratorConfig, exact_top: int) -> Lowered:
         except StreamError as e:
             unencodable = unencodable or e
             continue
-        if p.in_gb and _gb_unaligned(stream, cfg):    # refused (RANGE), and so is every other tiling's
+        gathers = _gathers(stream) if p.in_gb else []
+        if _gb_unaligned(gathers, cfg):               # refused (RANGE), and so is every other tiling's
             raise MappingError(f"{p.name}: {_UNALIGNED_GATHERS.format(c0=cfg.c0)}")
-        if p.in_gb and _gb_conflicting(stream, cfg):  # refused when run (DATA): not a mapping
+        if _gb_conflicting(gathers, cfg):             # refused when run (DATA): not a mapping
             continue
         spent += len(stream)
         timed += 1
@@ -1029,29 +1030,24 @@ _UNALIGNED_GATHERS = ("its LOAD_INPs from the global buffer read other than whol
 
 
 def _gathers(stream: list[Insn]) -> list[dict]:
+    """The fields of the LOAD_INPs of ``stream`` that read the global buffer."""
     return [i.f for i in stream if i.op == Op.LOAD_INP and i.f["src_gb"]]
 
 
-def _gb_unaligned(stream: list[Insn], cfg: AcceleratorConfig) -> bool:
-    """Whether a LOAD_INP of ``stream`` reads the global buffer other than in whole words (RANGE:
+def _gb_unaligned(gathers: list[dict], cfg: AcceleratorConfig) -> bool:
+    """Whether a gather of a stream (``_gathers``) reads the global buffer other than in whole words (RANGE:
     a head's scores of fewer channels than C0, a depthwise layer's groups, say).  The same for
     every tiling of a problem: what decides it (the tensor's address and pixel pitch, each group's
     and channel block's first channel, folding) is the problem's, and every stream loads every
     group's every block; the tiling changes the windows and the PEs only.  So the search refuses
     the problem at its first stream, rather than building every tiling's to refuse each."""
-    return any(load_inp_gb_unaligned(f, cfg) for f in _gathers(stream))
+    return any(load_inp_gb_unaligned(f, cfg) for f in gathers)
 
 
-def _gb_conflicting(stream: list[Insn], cfg: AcceleratorConfig) -> bool:
-    """Whether a LOAD_INP of ``stream`` gathers from the global buffer with a bank conflict (DATA
-    when run), which depends on the tiling's windows; found together
-    (``hw.timing.load_inp_gb_conflicts``)."""
-    return any(beat is not None for beat in load_inp_gb_conflicts(_gathers(stream), cfg))
-
-
-def _gb_unusable(stream: list[Insn], cfg: AcceleratorConfig) -> bool:
-    """Whether the gathers of ``stream`` are refused: not of whole words, or with a bank conflict."""
-    return _gb_unaligned(stream, cfg) or _gb_conflicting(stream, cfg)
+def _gb_conflicting(gathers: list[dict], cfg: AcceleratorConfig) -> bool:
+    """Whether a gather of a stream (``_gathers``) has a bank conflict (DATA when run), which depends
+    on the tiling's windows; found together (``hw.timing.load_inp_gb_conflicts``)."""
+    return any(beat is not None for beat in load_inp_gb_conflicts(gathers, cfg))
 
 
 def _dimension_beyond_isa(p: Problem) -> Optional[str]:

@@ -177,8 +177,8 @@ def test_tensors_kept_in_the_global_buffer():
 def test_scores_read_off_whole_words_stay_in_dram():
     """SegFormer-B0 at 32x32 on small: attn.av of stages 1-3 reads several heads' scores, a head's
     ``k`` keys not a multiple of C0, so a head past the first starts mid-word.  The buffer refuses
-    such a gather (``load_inp_gb_unaligned``), so the mapper skips those tilings
-    (``mapper.lower._gb_unusable``) and the scores stay in DRAM; other tensors are still kept,
+    such a gather (``load_inp_gb_unaligned``), so the mapper refuses to keep them there
+    (``mapper.lower._gb_unaligned``) and the scores stay in DRAM; other tensors are still kept,
     and every gather the program makes from the buffer reads whole words."""
     from mapper.ir import MatMul
     from hw.timing import load_inp_gb_conflict, load_inp_gb_unaligned
