@@ -308,12 +308,12 @@ def infer(model: Model, cfg: AcceleratorConfig, image: np.ndarray, seed: int, *,
     """
     phase = _Phases(f"{model.name} on {cfg.name}", progress)
     label = f"weights and calibration (seed {seed}, {counted(calib_images, 'image')})"
-    with phase("weights", label), StageTicker(f"{model.name} on {cfg.name}", enabled=progress) as ticker:
+    with phase("weights", label), StageTicker(phase.title, enabled=progress) as ticker:
         ticker.stage(label)          # B2's is 20 s of float passes, none of which reports
         weights, qmodel = network_parameters(model, seed, calib_images)
     x = quantize_input(image)
     with phase("program", "whole-network program"), refusals(model, cfg), \
-            StageTicker(f"{model.name} on {cfg.name}", enabled=progress) as ticker:
+            StageTicker(phase.title, enabled=progress) as ticker:
         ticker.stage("building the whole-network program (mapping the layers)")     # no steps of its own
         program = build_program(qmodel, cfg, image=x)
     size = {"instructions": len(program.stream), "dram_bytes": program.footprint,
