@@ -23,8 +23,12 @@ from dataclasses import dataclass
 from .expr import all_of, any_of, is_int, sel
 from .operators import SOFTMAX_E_BITS, SoftmaxParams
 
-__all__ = ["row_multiples", "pe_row_starts", "WalkState", "walk_pe", "walk_end_bad", "EXP_BITS", "exp_of",
+__all__ = ["EPILOGUE_OPS", "row_multiples", "pe_row_starts", "WalkState", "walk_pe", "walk_end_bad", "EXP_BITS", "exp_of",
            "shift_bad", "member_bad"]
+
+#: Operations a lane's value takes in the epilogue beyond its post-processing (which finds the
+#: row maximum): its exponential into the row sum, its normalisation.  The energy model counts them.
+EPILOGUE_OPS = 2
 
 #: Bits of an exponential as the epilogue takes it from a table entry: ``softmax_exp_kernel``'s
 #: ``e <= 2**22`` (``hw.operators.SOFTMAX_E_BITS``) with a bit of headroom; the entry's low bits.

@@ -37,8 +37,8 @@ __all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "
            "gb_banks", "load_inp_gb_conflict", "load_inp_gb_conflicts", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "load_inp_channel_ok", "load_wgt_lane_ok", "load_wgt_extent", "wrapped_ranges",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
-           "EPILOGUE_PASSES", "store_beats", "store_pipeline", "epilogue_turnaround",
-           "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_OUT_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "token_links", "token_dispatch", "legality", "pe_set_bad",
+           "store_beats", "store_pipeline", "epilogue_latency",
+           "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_NORMALISE_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "token_links", "token_dispatch", "legality", "pe_set_bad",
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "store_pe_clip", "store_tile_bytes", "STORE_MIN_BUSY", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "gemm_steps_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "load_inp_gb_unaligned", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WIDE_WALK_LANES", "VEC_WALK_SETUP", "vec_lane_floor",
            "VEC_SETUP", "VEC_CHECK", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "VEC_FETCH_EXTRA", "vec_fetch_cycles", "store_timing",
            "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align",
@@ -90,9 +90,6 @@ INP_COUNT_LAG = 1
 DECODE_STAGES = 2
 #: Cycles of a run that belong to none of its layers: the decode's first stages and END's own cycle.
 RUN_OVERHEAD = DECODE_STAGES + 1
-#: Extra post-processing passes of a STORE's softmax epilogue: the first pass (requantisation)
-#: also finds each row's maximum; one pass looks up the exponentials and sums them, one normalises.
-EPILOGUE_PASSES = 2
 #: A VEC on the row lanes first fetches its descriptor, at most ``MAX_DESCRIPTOR_BYTES`` at
 #: ``VEC_FETCH_BYTES`` a cycle plus ``VEC_FETCH_EXTRA`` (:func:`vec_fetch_cycles`, which
 #: ``hw/rtl/descriptor_fetch.py`` reports), checks the VEC's fields against those of its descriptor
@@ -143,10 +140,9 @@ VEC_WALK_SETUP = 2
 
 #: The softmax epilogue's kernels after their reductions (``hw/rtl/softmax_epilogue.py``, which
 #: checks them against ``hw.operators``' kernels on the hardware backend): ``recip_kernel`` of a
-#: row's sum, and from a pass-3 beat's value to its result the row-state buffers' read, the
-#: table's read and ``softmax_out_kernel``.
+#: row's sum, ``softmax_out_kernel`` of an exponential and its row's reciprocal.
 EPILOGUE_RECIP_LATENCY = 3
-EPILOGUE_OUT_LATENCY = 2 + 3
+EPILOGUE_NORMALISE_LATENCY = 3
 
 
 def epilogue_reduce_latency(cfg: AcceleratorConfig) -> int:
@@ -155,11 +151,11 @@ def epilogue_reduce_latency(cfg: AcceleratorConfig) -> int:
     return 2 * ceil_log2(cfg.num_pe * cfg.k0)
 
 
-def epilogue_turnaround(cfg: AcceleratorConfig) -> int:
-    """The fewest cycles between a pixel's beats of two passes of a softmax epilogue: its row state
-    reaches its buffer first, then one cycle to be read back.  Pass 2 is the longer wait (the buffer
-    and table reads, the sum's reduction and the reciprocal; pass 1 only the maximum's reduction)."""
-    return 2 + epilogue_reduce_latency(cfg) + EPILOGUE_RECIP_LATENCY + 1
+def epilogue_latency(cfg: AcceleratorConfig) -> int:
+    """Cycles from a pixel's post-processed lanes to its softmax, in one pass (a pixel's rows lie on
+    the lanes of one beat): the rows' maxima, the table's read of ``e = table[max - x]``, the rows'
+    sums, the reciprocal and the normalisation, the values waiting in delay buffers meanwhile."""
+    return 2 * epilogue_reduce_latency(cfg) + 1 + EPILOGUE_RECIP_LATENCY + EPILOGUE_NORMALISE_LATENCY
 
 
 def epilogue_setup(cfg: AcceleratorConfig) -> int:
@@ -175,13 +171,11 @@ def _same(value, name):
 
 def store_beats(f, cfg: AcceleratorConfig, hold=_same):
     """Cycles from a STORE's first beat slot to its last beat: its pixels (a STORE of none takes
-    one's slot: ``STORE_MIN_BUSY``), one of every PE a cycle; with a softmax epilogue, the row walk first and each pixel's next pass at least
-    ``epilogue_turnaround`` cycles after its previous one (on integers or Amaranth values).  The
-    RTL passes ``hold`` to register the pixel count and the cycles a pixel (``hold(value, name)``),
-    then their product, a stage each before the rest."""
+    one's slot: ``STORE_MIN_BUSY``), one of every PE a cycle; with a softmax epilogue, the row walk
+    first (on integers or Amaranth values).  The RTL passes ``hold`` to register the pixel count and
+    the cycles a pixel (``hold(value, name)``), then their product, a stage each before the rest."""
     npix = hold(vmax(f["out_h"] * f["out_w"], 1), "npix")
-    span = vmax(npix, epilogue_turnaround(cfg))
-    return hold(npix * hold(store_gb_lanes(f, cfg), "gb_lanes"), "slots") + sel(f["ep_row"] != 0, epilogue_setup(cfg) + EPILOGUE_PASSES * span, 0)
+    return hold(npix * hold(store_gb_lanes(f, cfg), "gb_lanes"), "slots") + sel(f["ep_row"] != 0, epilogue_setup(cfg), 0)
 
 
 def gb_store_group(cfg: AcceleratorConfig) -> int:
@@ -218,9 +212,9 @@ def store_gb_lanes(f, cfg: AcceleratorConfig):
     return sel(f["dst_gb"], beats, 1)
 
 
-def store_pipeline(f):
-    """Cycles from a STORE's beat to its DRAM write: the post-processing, and the softmax epilogue's."""
-    return POST_PIPELINE + sel(f["ep_row"] != 0, EPILOGUE_OUT_LATENCY, 0)
+def store_pipeline(f, cfg: AcceleratorConfig):
+    """Cycles from a STORE's beat to its write: the post-processing, and the softmax epilogue's."""
+    return POST_PIPELINE + sel(f["ep_row"] != 0, epilogue_latency(cfg), 0)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -914,13 +908,13 @@ def vec_cycles(f, cfg: AcceleratorConfig, hold=_same):
 
 def store_timing(f, nbytes, cfg: AcceleratorConfig, hold=_same):
     """(busy cycles, cycles until the writes are done) of a STORE writing ``nbytes``: its beats
-    (``store_beats``: one pixel of every PE a cycle per pass) through its pipeline
+    (``store_beats``: one pixel of every PE a cycle) through its pipeline
     (``store_pipeline``), or its bytes at the DRAM rate.  Posted writes: the unit is free once its last pixel is written
     (one setup cycle more than the beats and the pipeline); the DRAM latency only delays the token.  Into the global buffer (``dst_gb``) no DRAM term: the beats
     (``store_gb_lanes`` a pixel) and ``GB_WRITE_LATENCY`` after the busy time.  The RTL passes
     ``hold`` to register the pixel count (``store_beats``), the beat count and the transfer time
     (``hold(value, name)``), a stage each."""
-    pixels = hold(store_beats(f, cfg, hold) + store_pipeline(f), "pixels")
+    pixels = hold(store_beats(f, cfg, hold) + store_pipeline(f, cfg), "pixels")
     transfer = hold(vmax(pixels, sel(f["dst_gb"], 0, cdiv(nbytes, cfg.dram_bytes_per_cycle))), "transfer")
     busy = vmax(transfer, pixels + 1)
     return busy, sel(f["dst_gb"], busy + GB_WRITE_LATENCY, cfg.dram_latency + transfer)

@@ -33,7 +33,6 @@ from typing import Optional
 from hw import operators as ops
 from hw.config import AcceleratorConfig
 from hw.isa import Act, Insn, Op, StreamError, VecOp
-from hw.timing import EPILOGUE_PASSES
 from hw.vector import HEADER_FIELDS, MAX_STAGES, NONE, PREV, SPATIAL, Descriptor, Operand, PoolMode, ResizeMode, Stage, \
     encode_descriptor, spatial_refusals, spatial_slots, vec_fields
 
@@ -88,10 +87,6 @@ class Step:
     into: str = ""                     # epilogue / fused / merged / banded: the layer that does the work
     chain: Optional[object] = None     # chain: its ``mapper.bands.Chain`` (members, bands, slots)
     in_pitch: int = 0                  # mac: bytes per pixel of its input in DRAM (a concatenation part: the whole's)
-
-    @property
-    def post_passes(self) -> int:
-        return EPILOGUE_PASSES if self.softmax else 0
 
     @property
     def epilogue(self) -> str:

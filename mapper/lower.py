@@ -46,7 +46,7 @@ from typing import Iterator, Optional
 from hw.config import AcceleratorConfig
 from hw.isa import ADDR_BITS, FIELD_BITS, Act, Insn, Op, StreamError, make, share_fields
 from hw.numerics import PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_PARAM_ENTRIES
-from hw.timing import (EPILOGUE_PASSES, RUN_OVERHEAD, cycles_floor, dw_gather_ok, forget_memos,
+from hw.timing import (RUN_OVERHEAD, cycles_floor, dw_gather_ok, forget_memos,
                        load_inp_gb_conflicts, load_inp_gb_unaligned, occupancy, occupancy_and_latency, schedule)
 
 from . import tiling_cache
@@ -115,10 +115,6 @@ class Problem:
                                # STOREs address it from the band's first row, not from row 0
     per_tap: bool = False      # a kernel of more taps than the weight buffer holds, run as a dilated one
                                # is (a 1x1 product per tap on a shifted window), every tap kept
-
-    @property
-    def post_passes(self) -> int:
-        return EPILOGUE_PASSES if self.softmax_row else 0
 
     @property
     def table(self) -> bool:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections import Counter
 
 from hw.config import AcceleratorConfig
+from hw.epilogue import EPILOGUE_OPS
 from hw.isa import Insn, Op
 from hw.numerics import PARAM_ENTRY_BYTES
-from hw.timing import EPILOGUE_PASSES, gemm_steps, load_inp_dram_bytes, load_inp_rows, load_terms, store_bytes
+from hw.timing import gemm_steps, load_inp_dram_bytes, load_inp_rows, load_terms, store_bytes
 
 __all__ = ["EVENTS", "count_events"]
 
@@ -77,8 +78,8 @@ def count_events(insn: Insn, cfg: AcceleratorConfig) -> Counter:
         pixels = f["out_h"] * f["out_w"]
         ev["acc_read_bytes"] = pixels * f["pe_count"] * cfg.k0 * acc_bytes
         ev["post_ops"] = pixels * f["pe_count"] * cfg.k0
-        if f["ep_row"]:          # a softmax epilogue: more passes of the post-processing unit
-            ev["vec_ops"] = pixels * f["pe_count"] * cfg.k0 * EPILOGUE_PASSES
+        if f["ep_row"]:          # a softmax epilogue: its operations beyond the post-processing
+            ev["vec_ops"] = pixels * f["pe_count"] * cfg.k0 * EPILOGUE_OPS
         ev["param_bytes"] = f["pe_count"] * cfg.k0 * PARAM_ENTRY_BYTES
         ev["gb_write_bytes" if f.get("dst_gb") else "dram_write_bytes"] = store_bytes(insn, cfg)
     elif op == Op.VEC:

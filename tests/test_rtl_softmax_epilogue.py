@@ -1,5 +1,5 @@
 """The STORE's softmax epilogue in the RTL, part by part: the segmented reductions across lanes
-(hw/rtl/segmented_reduce.py) against numpy on random segments, and the three-pass epilogue
+(hw/rtl/segmented_reduce.py) against numpy on random segments, and the streaming epilogue
 (hw/rtl/softmax_epilogue.py) against the functional simulator's ``softmax_rows`` with the tables of
 ``mapper.program.exp_table``, on random pixels and rows of several lengths (49 among them, rows
 spanning several PEs' lanes), bit- and cycle-exact."""
@@ -19,6 +19,7 @@ from amaranth.lib import memory
 
 from hw import operators as ops
 from hw.numerics import TABLE_ENTRY_BITS
+from hw.rtl.delay_buffer import DelayBuffer
 from hw.rtl.segmented_reduce import SegmentedReduce
 from hw.rtl.softmax_epilogue import SoftmaxEpilogue
 from mapper.program import exp_table
@@ -96,12 +97,14 @@ def test_units_refuse_bad_parameters():
             SegmentedReduce(0, signed(8), "max")
         with pytest.raises(ValueError, match="op must be one of .* not 'min'"):
             SegmentedReduce(4, signed(8), "min")
-        with pytest.raises(ValueError, match="depth must be a positive integer, not 0"):
-            SoftmaxEpilogue(4, 0)
+        with pytest.raises(ValueError, match="lanes must be a positive integer, not 0"):
+            SoftmaxEpilogue(0)
+        with pytest.raises(ValueError, match="cycles must be a non-negative integer, not -1"):
+            DelayBuffer(8, -1)
         gc.collect()
 
 
-# ---- the three-pass epilogue ------------------------------------------------------------------
+# ---- the streaming epilogue ------------------------------------------------------------------
 
 def with_tables(dut: SoftmaxEpilogue, table: np.ndarray) -> Module:
     """``dut`` with every lane's table read port on a memory holding ``table`` (a PE's table memory)."""
@@ -114,29 +117,29 @@ def with_tables(dut: SoftmaxEpilogue, table: np.ndarray) -> Module:
     return m
 
 
-def run_epilogue(dut: SoftmaxEpilogue, table, x: np.ndarray, start, member, out_shift, spacing: int):
-    """Three passes over the pixels of ``x`` [pixels, lanes], a pixel a cycle, the passes
-    ``spacing`` cycles apart; returns the pass-3 results and the cycle of each after its beat."""
+def run_epilogue(dut: SoftmaxEpilogue, table, x: np.ndarray, start, member, out_shift, gaps=None):
+    """The pixels of ``x`` [pixels, lanes], a pixel a cycle with ``gaps[p]`` idle cycles before pixel
+    ``p`` (none by default); returns the results and the cycles from each beat to its result."""
     npix = len(x)
-    got, when = [], []
+    gaps = [0] * npix if gaps is None else gaps
+    beats = [c for p in range(npix) for c in [None] * gaps[p] + [p]]
+    got, when, issued = [], [], []
 
     async def bench(ctx):
         ctx.set(dut.start, int(sum(int(b) << i for i, b in enumerate(start))))
         ctx.set(dut.member, int(sum(int(b) << i for i, b in enumerate(member))))
         for i in range(dut.lanes):
             ctx.set(dut.out_shift[i], int(out_shift[i]))
-        for cycle in range(2 * spacing + npix + dut.latency + 2):
-            phase, pixel = divmod(cycle, spacing)
-            beat = phase < 3 and pixel < npix
-            ctx.set(dut.valid, beat)
-            if beat:
-                ctx.set(dut.phase, phase)
-                ctx.set(dut.pixel, pixel)
-                for i in range(dut.lanes):
-                    ctx.set(dut.x[i], int(x[pixel, i]))
+        for cycle in range(len(beats) + dut.latency + 2):
+            pixel = beats[cycle] if cycle < len(beats) else None
+            ctx.set(dut.valid, pixel is not None)
+            for i in range(dut.lanes):        # idle cycles carry other values: they must not count
+                ctx.set(dut.x[i], int(x[pixel, i]) if pixel is not None else (cycle * 37 + i) % 256 - 128)
+            if pixel is not None:
+                issued.append(cycle)
             if ctx.get(dut.y_valid):
                 got.append([ctx.get(dut.y[i]) for i in range(dut.lanes)])
-                when.append(cycle - 2 * spacing - len(when))
+                when.append(cycle - issued[len(when)])
             await ctx.tick()
 
     sim = Simulator(with_tables(dut, table))
@@ -179,9 +182,8 @@ def epilogue_reference(x, start, member, table, out_shift) -> np.ndarray:
     (64, [(32, 16, 32), (21, 7, 32)], 30),    # one row group a PE, rows of 16 and 7
 ])
 def test_softmax_epilogue_matches_the_functional_model(lanes, groups, npix):
-    """Random int8 pixels, random softmax parameters (exp table and output shifts): pass 3 gives
-    ``softmax_rows`` bit for bit, ``latency`` cycles after each beat, with passes ``turnaround``
-    cycles apart when a STORE has fewer pixels."""
+    """Random int8 pixels, random softmax parameters (exp table and output shifts), a beat a cycle
+    or with idle cycles between: ``softmax_rows`` bit for bit, ``latency`` cycles after each beat."""
     rng = np.random.default_rng(SEED + lanes + npix)
     params = ops.softmax_params(float(rng.uniform(0.01, 0.5)), int(rng.integers(7, 15)))
     table = exp_table(params)
@@ -189,8 +191,9 @@ def test_softmax_epilogue_matches_the_functional_model(lanes, groups, npix):
     x[0] = -128                                                     # a pixel of equal values
     start, member = rows_of(groups, lanes)
     out_shift = np.full(lanes, params.out_shift)
-    dut = SoftmaxEpilogue(lanes, 32)
-    got, when = run_epilogue(dut, table, x, start, member, out_shift, max(npix, dut.turnaround))
+    dut = SoftmaxEpilogue(lanes)
+    gaps = [0] * npix if npix % 2 else list(rng.integers(0, 3, npix))
+    got, when = run_epilogue(dut, table, x, start, member, out_shift, gaps)
     want = epilogue_reference(x, start, member, table, out_shift)
     assert got.shape == x.shape and set(when) == {dut.latency}
     bad = np.argwhere(member[None, :] & (got != want))
@@ -233,26 +236,47 @@ def test_softmax_epilogue_reduces_rows_across_pes(num_pe, k0, fields):
     table = exp_table(params)
     x = rng.integers(-128, 128, (6, num_pe * k0))
     out_shift = np.full(num_pe * k0, params.out_shift)
-    dut = SoftmaxEpilogue(num_pe * k0, 8)
-    got, _ = run_epilogue(dut, table, x, start, member, out_shift, dut.turnaround)
+    dut = SoftmaxEpilogue(num_pe * k0)
+    got, _ = run_epilogue(dut, table, x, start, member, out_shift)
     rows = np.flatnonzero(member).reshape(-1, f["ep_row"])
     assert any(len({lane // k0 for lane in row}) > 1 for row in rows)       # the case straddles
     for row in rows:
         np.testing.assert_array_equal(got[:, row], softmax_rows(x[:, row], table, params.out_shift), err_msg=str(row))
 
 
-def test_softmax_epilogue_needs_its_turnaround():
-    """Passes one cycle closer than ``turnaround`` read a pixel's row state before it is written:
-    the check above would notice (the turnaround is not padding)."""
-    rng = np.random.default_rng(SEED)
-    lanes = 8
-    params = ops.softmax_params(0.1)
-    table = exp_table(params)
-    start, member = rows_of([(8, 4, 8)], lanes)
-    x = rng.integers(-128, 128, (1, lanes))
-    dut = SoftmaxEpilogue(lanes, 4)
-    got, _ = run_epilogue(dut, table, x, start, member, np.full(lanes, 7), dut.turnaround - 1)
-    assert np.any(got != epilogue_reference(x, start, member, table, np.full(lanes, 7)))
+def test_softmax_epilogue_latency_is_the_contracts():
+    """The RTL's latency is ``hw.timing.epilogue_latency`` on each configuration's lanes (the store
+    unit asserts it too), and it grows with the reductions: two of ``2 ceil(log2(lanes))``."""
+    from hw.config import get_config
+    from hw.timing import epilogue_latency
+    with warnings.catch_warnings():              # the units are never elaborated
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        for name in ("tiny", "small", "e_small", "E"):
+            cfg = get_config(name)
+            dut = SoftmaxEpilogue(cfg.num_pe * cfg.k0)
+            assert dut.latency == epilogue_latency(cfg) == 4 * (cfg.num_pe * cfg.k0 - 1).bit_length() + 7, name
+        del dut
+        gc.collect()
+
+
+@pytest.mark.parametrize("cycles", [0, 1, 2, 5])
+def test_delay_buffer_delays_by_its_cycles(cycles):
+    """A DelayBuffer's ``q`` is its ``d`` of ``cycles`` cycles ago, every cycle (a memory from 2)."""
+    dut = DelayBuffer(unsigned(12), cycles)
+    values = [(v * 2654435761) % 4096 for v in range(40)]
+    got = []
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(dut.d, v)
+            got.append(ctx.get(dut.q))
+            await ctx.tick()
+
+    sim = Simulator(clocked(dut))
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got[cycles:] == values[:len(values) - cycles]
 
 
 # ---- the store unit's epilogue in the accelerator ---------------------------------------------

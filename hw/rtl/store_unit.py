@@ -20,11 +20,11 @@ the rest from a register that holds the pixel (``_gb_writes``); nothing goes to 
 A softmax epilogue (``ep_row != 0``, ``hw.timing.store_beats``): from t+3 the row walk
 (``hw.epilogue``, one PE a cycle; the beats wait ``epilogue_setup`` cycles from t+2) finds the lanes that start a row,
 while every member PE's table entry 0 and output shift are checked; a broken rule raises
-``error`` (DATA) and nothing is written.  Then three passes over the pixels, each pixel's passes
-``max(pixels, epilogue_turnaround)`` cycles apart, through the PEs' post-processing into the
-:class:`~hw.rtl.softmax_epilogue.SoftmaxEpilogue` across all lanes; pass 3 is written,
-``store_pipeline`` cycles after its beat (into the global buffer, pass 3's pixels take their
-slots of beats, the epilogue's results held like the PEs' outputs).  With the table activation
+``error`` (DATA) and nothing is written.  Then the beats as without one, each pixel's lanes from the
+PEs' post-processing streaming through the :class:`~hw.rtl.softmax_epilogue.SoftmaxEpilogue`
+across all lanes, written ``store_pipeline`` cycles after its beat (into the global buffer the
+epilogue's results held like the PEs' outputs); the beat's row and offset wait in a delay buffer
+meanwhile.  With the table activation
 the epilogue's table reads would meet the post-processing's, and it is built only where the
 vector executor is (``hw.rtl.insn.rtl_unsupported``).
 """
@@ -39,11 +39,12 @@ from ..config import AcceleratorConfig
 from ..epilogue import WalkState, member_bad, row_multiples, walk_end_bad, walk_pe
 from ..expr import Fields
 from ..isa import FIELD_BITS, INSN_BITS, Act, Op, Queue
-from ..timing import (EPILOGUE_OUT_LATENCY, EPILOGUE_PASSES, POST_PIPELINE, STORE_MIN_BUSY, epilogue_setup,
-                      epilogue_turnaround, gb_store_group, pe_positions, store_addr, store_gb_lanes, store_gb_run,
-                      store_pe_clip, store_pipeline, store_tile_bytes, store_tile_origin, store_timing)
+from ..timing import (EPILOGUE_NORMALISE_LATENCY, EPILOGUE_RECIP_LATENCY, POST_PIPELINE, STORE_MIN_BUSY,
+                      epilogue_latency, epilogue_setup, gb_store_group, pe_positions, store_addr, store_gb_lanes,
+                      store_gb_run, store_pe_clip, store_pipeline, store_tile_bytes, store_tile_origin, store_timing)
 from .buses import DramWriteSignature, StoreBusSignature
 from .clock_gate import gate_clock
+from .delay_buffer import DelayBuffer
 from .global_buffer import GbWriteSignature
 from .insn import field_signal, insn_view
 from .kernel_unit import delay_line, delayed
@@ -59,19 +60,12 @@ __all__ = ["StoreUnit"]
 #: post-processing stages (within hw.timing.POST_PIPELINE).
 WRITE_DELAY = 1 + PostProcessor.LATENCY
 assert 3 <= WRITE_DELAY <= POST_PIPELINE    # 3: the stages of each PE's DRAM base (_pe_origins)
-#: The same with a softmax epilogue: its pass-3 results come EPILOGUE_OUT_LATENCY cycles after the PEs'.
-EP_WRITE_DELAY = WRITE_DELAY + EPILOGUE_OUT_LATENCY
-assert store_pipeline({"ep_row": 0}) == POST_PIPELINE and store_pipeline({"ep_row": 1}) >= EP_WRITE_DELAY
 #: Bits of byte counts and busy times (out_h x out_w x k_per_pe x num_pe, clipped).
 _COUNT_BITS = 48
 #: The cycle after the start that loads the busy time (_pe_origins' stages come first): the busy
 #: time's down-counter counts from the cycle after, and no STORE is free sooner.
 _TIMED_AT = 6
 assert STORE_MIN_BUSY >= _TIMED_AT + 1
-#: Cycles the unit stays clocked after it is free: its last pixel is written by then
-#: (``hw.timing.store_timing``), and every register that follows another each cycle (the write
-#: delay lines, the stages of each PE's origin and bytes) then holds what it holds while idle.
-SETTLE = EP_WRITE_DELAY + _TIMED_AT
 
 
 def _byte(lane) -> Value:
@@ -101,7 +95,7 @@ class StoreUnit(wiring.Component):
         before anything is written; held until the next STORE starts.
     active: Out(1)
         Low in the cycles after which no register of the unit would change: nothing starts, no
-        STORE is busy, its latency's tail is over and its pipelines have settled (``SETTLE``
+        STORE is busy, its latency's tail is over and its pipelines have settled (``settle``
         cycles after it was free).  The enable of the unit's clock gate (``Accelerator``).
     """
 
@@ -127,11 +121,18 @@ class StoreUnit(wiring.Component):
         })
         # built where the vector executor is (builds_vector_unit; the dispatcher refuses the
         # epilogue elsewhere): its Verilog grows with the lanes (e_small's 64: 4.7 MB)
-        self._epilogue = None
+        self._epilogue, self._ep_delay = None, 0
         if builds_vector_unit(config):
-            self._epilogue = SoftmaxEpilogue(config.num_pe * config.k0, config.accum_depth)
-            assert self._epilogue.turnaround == epilogue_turnaround(config), "hw.timing's turnaround is not the RTL's"
-            assert self._epilogue.latency == EPILOGUE_OUT_LATENCY, "hw.timing's epilogue latency is not the RTL's"
+            self._epilogue = epi = SoftmaxEpilogue(config.num_pe * config.k0)
+            assert (epi.recip_latency, epi.normalise_latency) == (EPILOGUE_RECIP_LATENCY, EPILOGUE_NORMALISE_LATENCY)
+            assert epi.latency == epilogue_latency(config), "hw.timing's epilogue latency is not the RTL's"
+            self._ep_delay = epi.latency
+        assert store_pipeline({"ep_row": 0}, config) == POST_PIPELINE
+        assert store_pipeline({"ep_row": 1}, config) >= WRITE_DELAY + self._ep_delay
+        # cycles the unit stays clocked after it is free: its last pixel is written by then
+        # (hw.timing.store_timing), and every register that follows another each cycle (the write
+        # delay lines, the stages of each PE's origin and bytes) then holds what it holds while idle
+        self._settle = WRITE_DELAY + self._ep_delay + _TIMED_AT
 
     def elaborate(self, platform):
         m = Module()
@@ -167,9 +168,9 @@ class StoreUnit(wiring.Component):
         beat = self._pixels(m, cs, start, setup, active, timed, waiting, ep)
         self._writes(m, cs, beat, mask, kst, yst, base, ep, rows, nk, busy)
         tail = self._shell(m, cs, starting, free, occ_left, total, timed, busy)
-        settle = Signal(range(SETTLE + 1))
+        settle = Signal(range(self._settle + 1))
         with m.If(busy):
-            m.d.sync += settle.eq(SETTLE)
+            m.d.sync += settle.eq(self._settle)
         with m.Elif(settle != 0):
             m.d.sync += settle.eq(settle - 1)
         m.d.comb += self.active.eq(start | busy | (tail != 0) | (settle != 0))
@@ -286,27 +287,24 @@ class StoreUnit(wiring.Component):
         return waiting, (starts, walking | checking)
 
     def _pixels(self, m, cs, start, setup, active, timed, waiting, ep):
-        """Pixel beats from t+2 (after the row walk with an epilogue), one pixel of every PE per cycle;
-        with an epilogue three passes, each pixel's ``span`` cycles apart.  Returns the beat (valid,
-        pass, pixel, row, column, DRAM offset)."""
-        npix, slot, span = Signal(24), Signal(24), Signal(24)
-        phase = Signal(2)
+        """Pixel beats from t+2 (after the row walk with an epilogue), one pixel of every PE per cycle.
+        Returns the beat (valid, pixel's row, column, DRAM offset, global-buffer slot, its beat)."""
+        npix, slot = Signal(24), Signal(24)
+        done = Signal()
         oy, ox = field_signal(Op.STORE, "out_h"), field_signal(Op.STORE, "out_w")
         # the pixel's DRAM offset (oy*t_w + ox)*k_pitch: its row's and its column's, each a counter
         # (row_pitch = t_w*k_pitch, a product of fields with no sum before it)
         row_pitch, row_off, col_off = Signal(48), Signal(48), Signal(48)
         pix_off = Signal(48)
         m.d.comb += pix_off.eq(row_off + col_off)
-        passes = Mux(ep, 1 + EPILOGUE_PASSES, 1)
-        running = active & (waiting == 0) & (phase < passes)
+        running = active & (waiting == 0) & ~done
         # a pixel's slot: a cycle, or into the global buffer a cycle per beat of member PEs (``sub``,
-        # ``gb_slots`` of them: store_gb_lanes), the accumulators read in its first; with an
-        # epilogue only in the pass that writes (the first two only feed its row reductions)
+        # ``gb_slots`` of them: store_gb_lanes), the accumulators read in its first
         sub = field_signal(Op.STORE, "pe_count", "gb_sub")
         gb_slots = field_signal(Op.STORE, "pe_count", "gb_slots")
         slot_on = running & (slot < npix)
         beat = slot_on & (sub == 0)
-        to_gb = slot_on & cs.dst_gb & (~ep | (phase == EPILOGUE_PASSES))
+        to_gb = slot_on & cs.dst_gb
         more = to_gb & (sub + 1 != gb_slots)
         m.d.comb += [self.st.valid.eq(beat), self.st.acc.eq(cs.acc_addr + slot), self.st.relu.eq(cs.act == Act.RELU),
                      self.st.table.eq(cs.act == Act.TABLE)]
@@ -314,43 +312,42 @@ class StoreUnit(wiring.Component):
             m.d.sync += sub.eq(sub + 1)
         with m.Elif(running):
             m.d.sync += sub.eq(0)
-            with m.If(slot + 1 == span):
-                m.d.sync += [slot.eq(0), phase.eq(phase + 1), ox.eq(0), oy.eq(0), row_off.eq(0), col_off.eq(0)]
+            with m.If(slot + 1 >= npix):
+                m.d.sync += done.eq(1)
             with m.Else():
                 m.d.sync += slot.eq(slot + 1)
-                with m.If(slot_on & (ox == cs.out_w - 1)):
+                with m.If(ox == cs.out_w - 1):
                     m.d.sync += [ox.eq(0), oy.eq(oy + 1), row_off.eq(row_off + row_pitch), col_off.eq(0)]
-                with m.Elif(slot_on):
+                with m.Else():
                     m.d.sync += [ox.eq(ox + 1), col_off.eq(col_off + cs.k_pitch)]
-        with m.Elif(active & timed & (waiting == 0)):          # every pass done
+        with m.Elif(active & timed & (waiting == 0)):          # every pixel done
             m.d.sync += active.eq(0)
         with m.If(start):
-            m.d.sync += [slot.eq(0), phase.eq(0), oy.eq(0), ox.eq(0), row_off.eq(0), col_off.eq(0), active.eq(0),
+            m.d.sync += [slot.eq(0), done.eq(0), oy.eq(0), ox.eq(0), row_off.eq(0), col_off.eq(0), active.eq(0),
                          sub.eq(0)]
         with m.If(setup):
-            pixels = cs.out_h * cs.out_w
-            turn = epilogue_turnaround(self._config)
-            m.d.sync += [npix.eq(pixels), span.eq(Mux(ep & (pixels < turn), turn, pixels)),
-                         row_pitch.eq(cs.t_w * cs.k_pitch), gb_slots.eq(store_gb_lanes(Fields(cs), self._config))]
-        return beat, phase, slot, oy, ox, pix_off, to_gb, sub
+            m.d.sync += [npix.eq(cs.out_h * cs.out_w), row_pitch.eq(cs.t_w * cs.k_pitch),
+                         gb_slots.eq(store_gb_lanes(Fields(cs), self._config))]
+        return beat, oy, ox, pix_off, to_gb, sub
 
     def _writes(self, m, cs, issued, mask, kst, yst, base, ep, rows, nk, busy):
-        """The lanes of the pixel issued ``WRITE_DELAY`` cycles before, or with an epilogue of the
-        pass-3 pixel issued ``EP_WRITE_DELAY`` cycles before (its result from the epilogue), into
-        DRAM or the global buffer."""
+        """The lanes of the pixel issued ``WRITE_DELAY`` cycles before, or with an epilogue
+        ``WRITE_DELAY`` + its latency before (its result from the epilogue), into DRAM or the global
+        buffer."""
         n, k0 = self._config.num_pe, self._config.k0
-        beat, phase, slot, oy, ox, off, gb_slot, sub = issued
-        last_pass = beat & ~cs.dst_gb & (~ep | (phase == EPILOGUE_PASSES))
-        taps = list(zip(*(delay_line(m, v, EP_WRITE_DELAY, f"issued_{name}") for v, name in
-                          ((last_pass, "valid"), (oy, "oy"), (ox, "ox"), (off, "off"), (gb_slot, "gb_valid"),
-                           (sub, "gb_sub"), (ep, "ep")))))
+        beat, oy, ox, off, gb_slot, sub = issued
+        flags = list(zip(*(delay_line(m, v, WRITE_DELAY + self._ep_delay, f"issued_{name}") for v, name in
+                           ((beat & ~cs.dst_gb, "valid"), (gb_slot, "gb_valid"), (ep, "ep")))))
         # a beat is written from the tap of its own STORE's delay: a STORE without an epilogue has
-        # its last beats EP_WRITE_DELAY back when the next, with one, starts (written once already)
-        at_ep, at_plain = taps[EP_WRITE_DELAY], taps[WRITE_DELAY]
+        # its last beats the epilogue's delay back when the next, with one, starts (written once already)
+        at_ep, at_plain = flags[WRITE_DELAY + self._ep_delay], flags[WRITE_DELAY]
         mine = Mux(ep, at_ep[-1], ~at_plain[-1])
-        dv, doy, dox, doff, dgb, dsub = (Mux(ep, e, p) for e, p in zip(at_ep[:-1], at_plain[:-1]))
-        dv, dgb = dv & mine, dgb & mine
-        y = self._epilogue_lanes(m, ep, rows, nk, beat, phase, slot, busy) if self._epilogue else None
+        where = (oy, ox, off, sub)
+        plain = [delayed(m, v, WRITE_DELAY, f"issued_{name}") for v, name in zip(where, ("oy", "ox", "off", "gb_sub"))]
+        waited = self._epilogue_wait(m, plain)
+        dv, dgb = (Mux(ep, e, p) & mine for e, p in zip(at_ep[:-1], at_plain[:-1]))
+        doy, dox, doff, dsub = (Mux(ep, e, p) for e, p in zip(waited, plain))
+        y = self._epilogue_lanes(m, ep, rows, nk, beat, busy) if self._epilogue else None
         ys = [self.st.y[p].as_value() for p in range(n)]
         if y:
             ys = [Mux(ep, Cat(*(_byte(v) for v in y[p * k0:(p + 1) * k0])), ys[p]) for p in range(n)]
@@ -403,7 +400,18 @@ class StoreUnit(wiring.Component):
         m.d.comb += [self.gb.en.eq(row_ok), self.gb.addr.eq(pixel_base + doff), self.gb.mask.eq(Cat(*mask)),
                      *(self.gb.data[j].eq(values[8 * j:8 * j + 8]) for j in range(lanes))]
 
-    def _epilogue_lanes(self, m, ep, rows, nk, beat, phase, slot, busy):
+    def _epilogue_wait(self, m, values: list) -> list:
+        """``values`` (a beat's row, column, offset and slot at the plain write tap) as they were the
+        epilogue's latency before, from a delay buffer: the same width as the write tap's registers."""
+        if not self._epilogue:
+            return values
+        widths = [len(Value.cast(v)) for v in values]
+        m.submodules.issued_wait = wait = DelayBuffer(sum(widths), self._ep_delay)
+        m.d.comb += wait.d.eq(Cat(*values))
+        bounds = [sum(widths[:i]) for i in range(len(widths) + 1)]
+        return [wait.q[a:b] for a, b in zip(bounds, bounds[1:])]
+
+    def _epilogue_lanes(self, m, ep, rows, nk, beat, busy):
         """The softmax epilogue on every PE's post-processed lanes (``WRITE_DELAY`` after the beat),
         its table reads through the PEs' table ports (entry 0 while the setup checks it).  Returns
         its results, lane by lane.
@@ -419,8 +427,6 @@ class StoreUnit(wiring.Component):
         member = Cat(*(j < nk[p] for p in range(n) for j in range(k0)))
         m.d.comb += [epi.x.as_value().eq(self.st.y.as_value()), epi.start.eq(starts), epi.member.eq(member),
                      epi.valid.eq(delayed(m, beat & ep, WRITE_DELAY, "ep_valid")),
-                     epi.phase.eq(delayed(m, phase, WRITE_DELAY, "ep_phase")),
-                     epi.pixel.eq(delayed(m, slot, WRITE_DELAY, "ep_pixel")),
                      self.st.ep.eq(ep & busy)]      # not after the STORE: st.ep keeps the PEs' clocks and tables on
         for p in range(n):
             for j in range(k0):
