@@ -174,7 +174,7 @@ def epilogue_reference(x, start, member, table, out_shift) -> np.ndarray:
 
 
 @pytest.mark.parametrize("lanes, groups, npix", [
-    (8, [(8, 4, 8)], 3),                      # tiny: two PEs of K0 = 4, rows of 4, fewer pixels than the turnaround
+    (8, [(8, 4, 8)], 3),                      # tiny: two PEs of K0 = 4, rows of 4, fewer pixels than the latency
     (8, [(6, 3, 8)], 20),                     # lanes left over at the group's end
     (16, [(8, 8, 8), (5, 5, 8)], 7),          # small: two row groups, the second clipped
     (16, [(16, 1, 16)], 2),                   # rows of one channel
