@@ -174,6 +174,8 @@ def epilogue_reference(x, start, member, table, out_shift) -> np.ndarray:
 
 
 @pytest.mark.parametrize("lanes, groups, npix", [
+    (1, [(1, 1, 1)], 4),                      # one lane: no reduction stages, x waits no cycle
+    (2, [(2, 2, 2)], 5),                      # two lanes: x waits two cycles, the shallowest memory
     (8, [(8, 4, 8)], 3),                      # tiny: two PEs of K0 = 4, rows of 4, fewer pixels than the latency
     (8, [(6, 3, 8)], 20),                     # lanes left over at the group's end
     (16, [(8, 8, 8), (5, 5, 8)], 7),          # small: two row groups, the second clipped
