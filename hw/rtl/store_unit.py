@@ -165,7 +165,7 @@ class StoreUnit(wiring.Component):
         m.d.comb += ep.eq((cs.ep_row != 0) if self._epilogue else 0)
         nk = [Mux(mask[p], ext_k[p], 0) for p in range(n)]
         waiting, rows = self._rows(m, cs, start, (setup, clip), ep, col, kst, nk) if self._epilogue else (0, None)
-        beat = self._pixels(m, cs, start, setup, active, timed, waiting, ep)
+        beat = self._pixels(m, cs, start, setup, active, timed, waiting)
         self._writes(m, cs, beat, mask, kst, yst, base, ep, rows, nk, busy)
         tail = self._shell(m, cs, starting, free, occ_left, total, timed, busy)
         settle = Signal(range(self._settle + 1))
@@ -286,7 +286,7 @@ class StoreUnit(wiring.Component):
             m.d.sync += self.error.eq(walk_end_bad(state) | table_bad)
         return waiting, (starts, walking | checking)
 
-    def _pixels(self, m, cs, start, setup, active, timed, waiting, ep):
+    def _pixels(self, m, cs, start, setup, active, timed, waiting):
         """Pixel beats from t+2 (after the row walk with an epilogue), one pixel of every PE per cycle.
         Returns the beat (valid, pixel's row, column, DRAM offset, global-buffer slot, its beat)."""
         npix, slot = Signal(24), Signal(24)
