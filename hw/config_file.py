@@ -261,7 +261,7 @@ def rtl_support(cfg: AcceleratorConfig) -> str:
         return f"cannot build it: {why}"
     if not builds_vector_unit(cfg):
         return (f"builds it without a vector executor ({cfg.vector_lanes} row lanes are too many to "
-                f"convert; it refuses VEC: docs/rtl_vector.md)")
+                f"convert; it refuses VEC and a STORE's softmax epilogue: docs/rtl_vector.md)")
     return "builds it"
 
 

@@ -26,8 +26,9 @@ from .operators import SOFTMAX_E_BITS, SoftmaxParams
 __all__ = ["EPILOGUE_OPS", "row_multiples", "pe_row_starts", "WalkState", "walk_pe", "walk_end_bad", "EXP_BITS", "exp_of",
            "shift_bad", "member_bad"]
 
-#: Operations a lane's value takes in the epilogue beyond its post-processing (which finds the
-#: row maximum): its exponential into the row sum, its normalisation.  The energy model counts them.
+#: Vector operations the energy model charges a lane's value in the epilogue beyond its
+#: post-processing: its exponential into the row sum and its normalisation (the row maximum's
+#: comparisons and the delay buffers go uncharged: an estimate, as the two extra passes were).
 EPILOGUE_OPS = 2
 
 #: Bits of an exponential as the epilogue takes it from a table entry: ``softmax_exp_kernel``'s
