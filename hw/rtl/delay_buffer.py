@@ -8,10 +8,11 @@ read port registers: out comes the value of ``cycles`` cycles ago.  Below two cy
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal, Value
+from amaranth.hdl import Module, Shape, Signal, Value
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from .fifo import wrap_inc
 from .kernel_unit import delayed
 
 __all__ = ["DelayBuffer"]
@@ -53,7 +54,7 @@ class DelayBuffer(wiring.Component):
         m.submodules.mem = mem = memory.Memory(shape=width, depth=n, init=[])
         wr, rd = mem.write_port(), mem.read_port(transparent_for=())
         at = Signal(range(n))
-        after = Mux(at == n - 1, 0, at + 1)
+        after = wrap_inc(at, n)
         m.d.sync += at.eq(after)
         m.d.comb += [wr.addr.eq(at), wr.data.eq(Value.cast(self.d)), wr.en.eq(1), rd.addr.eq(after),
                      self.q.eq(rd.data)]

@@ -26,7 +26,7 @@ from ..isa import INSN_BITS
 from ..timing import QUEUE_DEPTH, TOKEN_LIMIT
 from .buses import TokenPopSignature, TokenPushSignature
 
-__all__ = ["InsnQueue", "TokenFifo", "TOKEN_FIFO_DEPTH"]
+__all__ = ["InsnQueue", "TokenFifo", "TOKEN_FIFO_DEPTH", "wrap_inc"]
 
 #: More than hw.timing.TOKEN_LIMIT tokens in program order raises ``error`` (ErrorCode.TOKEN) at
 #: dispatch; a FIFO holds TOKEN_LIMIT + QUEUE_DEPTH: at most QUEUE_DEPTH dispatched pops can
@@ -34,7 +34,8 @@ __all__ = ["InsnQueue", "TokenFifo", "TOKEN_FIFO_DEPTH"]
 TOKEN_FIFO_DEPTH = TOKEN_LIMIT + QUEUE_DEPTH
 
 
-def _wrap_inc(value, depth: int):
+def wrap_inc(value, depth: int):
+    """``value + 1`` modulo ``depth``: a position counter of a ring, compared, not divided."""
     return Mux(value == depth - 1, 0, value + 1)
 
 
@@ -81,9 +82,9 @@ class InsnQueue(wiring.Component):
         ]
         m.d.sync += head.eq(Mux(put & (wp == nxt), self.w.payload, rd.data))
         with m.If(put):
-            m.d.sync += wp.eq(_wrap_inc(wp, depth))
+            m.d.sync += wp.eq(wrap_inc(wp, depth))
         with m.If(take):
-            m.d.sync += [rp.eq(after), after.eq(_wrap_inc(after, depth))]
+            m.d.sync += [rp.eq(after), after.eq(wrap_inc(after, depth))]
         m.d.sync += level.eq(level + put - take)
         return m
 
@@ -143,7 +144,7 @@ class TokenFifo(wiring.Component):
                 m.d.sync += entry.eq(entry - 1)
         m.d.comb += self.r.valid.eq((level != 0) & (Array(left)[rp] == 0))
         with m.If(self.w.valid):
-            m.d.sync += [wp.eq(_wrap_inc(wp, depth)), last.eq(wp)]
+            m.d.sync += [wp.eq(wrap_inc(wp, depth)), last.eq(wp)]
         with m.If(take):
-            m.d.sync += rp.eq(_wrap_inc(rp, depth))
+            m.d.sync += rp.eq(wrap_inc(rp, depth))
         return m

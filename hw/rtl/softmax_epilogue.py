@@ -28,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 from .. import operators as ops
 from ..epilogue import EXP_BITS
 from ..numerics import TABLE_ENTRIES, TABLE_ENTRY_BITS
+from ..timing import EPILOGUE_NORMALISE_LATENCY, EPILOGUE_RECIP_LATENCY
 from .delay_buffer import DelayBuffer
 from .kernel_unit import INT8, KernelUnit, delayed, plan
 from .operator_backend import range_shape
@@ -81,18 +82,12 @@ class SoftmaxEpilogue(wiring.Component):
             "table_data": In(data.ArrayLayout(signed(TABLE_ENTRY_BITS), lanes)),
             "y": Out(data.ArrayLayout(y_shape, lanes)), "y_valid": Out(1)})
         assert TABLE_ENTRIES == 256
+        assert (self._recip_latency, self._out_latency) == (EPILOGUE_RECIP_LATENCY, EPILOGUE_NORMALISE_LATENCY), \
+            "hw.timing's kernel latencies are not the RTL's"
 
     @property
     def lanes(self) -> int:
         return self._lanes
-
-    @property
-    def recip_latency(self) -> int:
-        return self._recip_latency
-
-    @property
-    def normalise_latency(self) -> int:
-        return self._out_latency
 
     @property
     def latency(self) -> int:

@@ -39,9 +39,9 @@ from ..config import AcceleratorConfig
 from ..epilogue import WalkState, member_bad, row_multiples, walk_end_bad, walk_pe
 from ..expr import Fields
 from ..isa import FIELD_BITS, INSN_BITS, Act, Op, Queue
-from ..timing import (EPILOGUE_NORMALISE_LATENCY, EPILOGUE_RECIP_LATENCY, POST_PIPELINE, STORE_MIN_BUSY,
-                      epilogue_latency, epilogue_setup, gb_store_group, pe_positions, store_addr, store_gb_lanes,
-                      store_gb_run, store_pe_clip, store_pipeline, store_tile_bytes, store_tile_origin, store_timing)
+from ..timing import (POST_PIPELINE, STORE_MIN_BUSY, epilogue_latency, epilogue_setup, gb_store_group, pe_positions,
+                      store_addr, store_gb_lanes, store_gb_run, store_pe_clip, store_pipeline, store_tile_bytes,
+                      store_tile_origin, store_timing)
 from .buses import DramWriteSignature, StoreBusSignature
 from .clock_gate import gate_clock
 from .delay_buffer import DelayBuffer
@@ -124,7 +124,6 @@ class StoreUnit(wiring.Component):
         self._epilogue, self._ep_delay = None, 0
         if builds_vector_unit(config):
             self._epilogue = epi = SoftmaxEpilogue(config.num_pe * config.k0)
-            assert (epi.recip_latency, epi.normalise_latency) == (EPILOGUE_RECIP_LATENCY, EPILOGUE_NORMALISE_LATENCY)
             assert epi.latency == epilogue_latency(config), "hw.timing's epilogue latency is not the RTL's"
             self._ep_delay = epi.latency
         assert store_pipeline({"ep_row": 0}, config) == POST_PIPELINE
