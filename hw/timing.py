@@ -7,7 +7,8 @@ and dispatches it, in order, into the queue of its unit (LOAD, COMPUTE, STORE;
 stages fill before).  A unit starts an instruction one cycle after it
 entered the queue at the earliest, when the unit is free and when every token
 the instruction pops is available.  Tokens travel between neighbouring queues
-(LOAD <-> COMPUTE <-> STORE) and become available when the pushing instruction
+of the ring LOAD -> COMPUTE -> STORE -> LOAD (and back from STORE and COMPUTE to
+the queue before; ``TOKEN_LINKS``) and become available when the pushing instruction
 ends.  The load unit is pipelined: it starts the next transfer while the data
 of the previous one is still in flight (``occupancy`` < ``latency``); the store unit
 posts its writes the same way.
@@ -1017,13 +1018,18 @@ class Schedule:
 
 #: The token FIFO each flag of an instruction pops or pushes, per queue (None: the queue has no
 #: such neighbour, and setting the flag is a TOKEN error).  FIFO "l2c" carries load-to-compute
-#: tokens, "c2l" compute-to-load, and so on.
+#: tokens, "c2l" compute-to-load, and so on.  The queues form a ring: STORE's next is LOAD ("s2l"),
+#: so that a LOAD_INP reading global-buffer rows a STORE wrote waits for that STORE alone, not for
+#: a FENCE.  LOAD does not push to STORE (``push_prev``) nor STORE pop from LOAD (``pop_next``).
 TOKEN_LINKS = {
-    Queue.LOAD: {"pop_prev": None, "pop_next": "c2l", "push_prev": None, "push_next": "l2c"},
+    Queue.LOAD: {"pop_prev": "s2l", "pop_next": "c2l", "push_prev": None, "push_next": "l2c"},
     Queue.COMPUTE: {"pop_prev": "l2c", "pop_next": "s2c", "push_prev": "c2l", "push_next": "c2s"},
-    Queue.STORE: {"pop_prev": "c2s", "pop_next": None, "push_prev": "s2c", "push_next": None},
+    Queue.STORE: {"pop_prev": "c2s", "pop_next": None, "push_prev": "s2c", "push_next": "s2l"},
 }
-TOKEN_FIFOS = ("l2c", "c2l", "c2s", "s2c")
+#: Every FIFO once, in the order its pusher's flags name it (the RTL's FIFOs and the dispatcher's
+#: counters are built in this order; an error's leftover tokens are listed in it).
+TOKEN_FIFOS = tuple(fifo for links in TOKEN_LINKS.values() for flag, fifo in links.items()
+                    if fifo is not None and flag.startswith("push"))
 
 
 def token_links(q: Queue, flags) -> tuple[dict, dict, list]:
@@ -1118,7 +1124,7 @@ def _token_refusal(insn: Insn, state: tuple, off: int, i: int) -> StreamError:
 
 
 class _Tokens:
-    """The four token FIFOs' timing: each token's ready cycle in push order (``token_dispatch``
+    """The token FIFOs' timing: each token's ready cycle in push order (``token_dispatch``
     refuses a pop of an empty one before ``pop`` looks)."""
 
     def __init__(self):

@@ -8,7 +8,7 @@ from amaranth.hdl import Module, Signal, Value
 from amaranth.sim import Simulator
 
 from hw.config import get_config
-from hw.isa import FIELDS, INSN_BYTES, Act, Op, StreamError, VecOp, decode, decode_stream, disassemble, encode, encode_stream, make
+from hw.isa import FIELDS, INSN_BYTES, Act, ErrorCode, Op, StreamError, VecOp, decode, decode_stream, disassemble, encode, encode_stream, make
 from hw.timing import GEMM_PIPELINE, QUEUE_DEPTH, RUN_OVERHEAD, TOKEN_FIFOS, TOKEN_LIMIT, latency, schedule, token_dispatch
 from mapper.ir import Conv2d
 from mapper.lower import MappingError, map_layer, _insn
@@ -153,6 +153,33 @@ def test_tokens_order_units_and_loads_pipeline():
     s2 = schedule([make(Op.LOAD_GB, n_bytes=64), make(Op.LOAD_GB, n_bytes=64), make(Op.END)], cfg)
     assert s2.start[1] - s2.start[0] == 64 // cfg.dram_bytes_per_cycle
     assert s2.end[1] - s2.end[0] == 64 // cfg.dram_bytes_per_cycle
+
+
+def s2l_stream(cfg) -> list:
+    """A STORE into the global buffer pushing its token to LOAD (FIFO s2l, ``push_next``) and a
+    LOAD_INP gathering those bytes from the buffer that pops it (``pop_prev``): no FENCE between."""
+    k = cfg.k0
+    store = make(Op.STORE, deps="push_next", pe_count=1, pe_k=1, out_h=1, out_w=2, t_h=1, t_w=2, t_k=k, k_pitch=k,
+                 k_per_pe=k, dst_gb=1, dst_addr=0)
+    load = make(Op.LOAD_INP, deps="pop_prev", pe_count=1, src_gb=1, src_addr=0, t_h=1, t_w=1, t_c=cfg.c0, n_cblk=1,
+                win_h=1, win_w=1)
+    return [store, load, make(Op.END)]
+
+
+def test_store_token_orders_a_later_load():
+    """The ring's link STORE -> LOAD: the LOAD_INP starts in the cycle the STORE ends (its data in
+    the buffer), not when the load unit is free; popping s2l with none pushed, or leaving one at
+    END, is a TOKEN error at the instruction as for the other FIFOs."""
+    cfg = get_config("tiny")
+    stream = s2l_stream(cfg)
+    s = schedule(stream, cfg)
+    assert s.start[1] == s.end[0] > schedule([make(Op.LOAD_INP, **stream[1].f), make(Op.END)], cfg).start[0]
+    with pytest.raises(StreamError, match="LOAD_INP at byte offset 0 pops a s2l token that no earlier instruction pushed") as e:
+        schedule(stream[1:], cfg)
+    assert (e.value.code, e.value.index) == (ErrorCode.TOKEN, 0)
+    with pytest.raises(StreamError, match=r"END at byte offset 32 with unconsumed tokens \{'s2l': 1\}") as e:
+        schedule([stream[0], make(Op.END)], cfg)
+    assert (e.value.code, e.value.index) == (ErrorCode.TOKEN, 1)
 
 
 def test_queue_depth_stalls_dispatch():

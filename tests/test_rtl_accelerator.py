@@ -421,3 +421,76 @@ def test_a_softmax_epilogue_after_a_plain_store_writes_each_byte_once():
     assert res["done"] == 1 and res["cycle"] == expect.cycles
     if not np.array_equal(dram, expect.dram):
         pytest.fail(first_mismatch("plain STORE then a softmax epilogue vs sim.functional", dram, expect.dram))
+
+
+# ---- the ring's link STORE -> LOAD (FIFO s2l) -------------------------------------------------
+
+def run_watching_loads(cfg, stream, dram: np.ndarray, max_cycles: int) -> tuple[dict, list[int]]:
+    """``run_accelerator``, and the cycles (the accelerator's ``cycle`` count, the schedule's
+    clock) in which the load unit started an instruction: it takes the head of its queue then."""
+    from hw.rtl.load_unit import LoadUnit
+    units = []
+    dut = Accelerator(cfg, factories={"load_unit": lambda c: units.append(LoadUnit(c)) or units[-1]})
+    words = [int.from_bytes(encode(insn), "little") for insn in stream]
+    res, starts = {}, []
+
+    async def testbench(ctx):
+        res.update(await DramModel(dut, words, dram).serve(ctx, max_cycles))
+
+    async def watch(ctx):
+        async for _, _, taken, cycle in ctx.tick().sample(units[0].insn.ready, dut.cycle):
+            if taken:
+                starts.append(cycle)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.add_process(watch)
+    sim.run()
+    return res, starts
+
+
+def _load_starts(stream, cfg) -> list[int]:
+    sched = schedule(stream, cfg)
+    return [int(t) for insn, t in zip(stream, sched.start) if insn.op in (Op.LOAD_INP, Op.LOAD_WGT, Op.LOAD_PARAM,
+                                                                          Op.LOAD_GB)]
+
+
+def _ringed(stream):
+    """``_gb_chain``'s stream with its FENCEs between the layers gone: the first layer's last STORE
+    pushes a token to LOAD (s2l) instead, and the second layer's first load pops it."""
+    first = next(i for i, insn in enumerate(stream) if insn.op == Op.FENCE)
+    first_load = next(i for i in range(first, len(stream)) if stream[i].op != Op.FENCE)
+    fences = range(first, first_load)           # the first layer's own FENCE and _gb_chain's
+    last_store = max(i for i in range(first) if stream[i].op == Op.STORE)
+    assert stream[first_load].op == Op.LOAD_PARAM
+    out = list(stream)
+    out[last_store] = dataclasses.replace(stream[last_store], push_next=True)
+    out[first_load] = dataclasses.replace(stream[first_load], pop_prev=True)
+    return [insn for i, insn in enumerate(out) if i not in fences]
+
+
+@pytest.mark.slow      # two elaborations, about a minute: make test's tiny cosimulation fuzzes the link too
+def test_store_token_starts_a_load_in_the_contracts_cycle():
+    """The link STORE -> LOAD (``hw.timing.TOKEN_LINKS``' s2l): a LOAD_INP popping a STORE's token
+    starts in the cycle the STORE ends (test_isa_timing.s2l_stream); two layers through the global
+    buffer ordered by it instead of a FENCE write sim.functional's DRAM image and the golden output,
+    every load starting in the schedule's cycle; a pop with nothing pushed is refused at it."""
+    from test_isa_timing import s2l_stream
+    cfg = TINY
+    stream = s2l_stream(cfg)
+    res, starts = run_watching_loads(cfg, stream, np.zeros(4096, dtype=np.uint8), race_free_cycles(stream, cfg) + 50)
+    assert (res["error"], res["done"], res["cycle"]) == (0, 1, race_free_cycles(stream, cfg))
+    assert starts == _load_starts(stream, cfg) == [schedule(stream, cfg).end[0]]
+    chain, dram, out, gold = _gb_chain(cfg, gb_base=36)
+    chain = _ringed(chain)
+    watched = []
+
+    def run(cfg, stream, dram, max_cycles):
+        res, starts = run_watching_loads(cfg, stream, dram, max_cycles)
+        watched.extend(starts)
+        return res
+    assert_chain_exact(cfg, chain, dram, out, gold, "global-buffer chain ordered by s2l", run=run)
+    assert watched == _load_starts(chain, cfg)
+    res = _error_run(stream[1:])
+    assert (res["code"], res["pc"]) == (ErrorCode.TOKEN, 0)

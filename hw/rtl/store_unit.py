@@ -51,7 +51,7 @@ from .kernel_unit import delay_line, delayed
 from .pe_tile import check_rtl_config
 from .postproc import PostProcessor
 from .softmax_epilogue import SoftmaxEpilogue
-from .unit import held, pe_mask, start_when, unit_members
+from .unit import held, pe_mask, push_flags, start_when, unit_members
 from .vector_executor import builds_vector_unit
 
 __all__ = ["StoreUnit"]
@@ -80,7 +80,7 @@ class StoreUnit(wiring.Component):
 
     Members
     -------
-    insn, enable, idle, pop_prev, push_prev:
+    insn, enable, idle, pop_prev, push_prev, push_next:
         The unit's queue and token ports (:mod:`hw.rtl.unit`).
     st: Out(StoreBusSignature(config, pes=num_pe))
         One accumulator entry per cycle to every PE; their outputs come back on ``st.y``.
@@ -233,9 +233,11 @@ class StoreUnit(wiring.Component):
             m.d.sync += tail.eq(Mux(tail > rest, tail - 1, rest))
         with m.Elif(tail != 0):
             m.d.sync += tail.eq(tail - 1)
-        m.d.comb += [self.push_prev.valid.eq(free & insn_view(Op.NOP, cs.as_value()).push_prev),
-                     self.push_prev.wait.eq(rest),
-                     self.idle.eq(~busy & (tail == 0))]
+        # every token the STORE pushes (to COMPUTE, to LOAD) is available when it ends
+        for flag in push_flags(Queue.STORE):
+            m.d.comb += [getattr(self, flag).valid.eq(free & insn_view(Op.NOP, cs.as_value())[flag]),
+                         getattr(self, flag).wait.eq(rest)]
+        m.d.comb += self.idle.eq(~busy & (tail == 0))
         return tail
 
     def _rows(self, m, cs, start, strobes, ep, col, kst, nk):
