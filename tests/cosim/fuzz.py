@@ -18,7 +18,8 @@ operand is moved onto another range it touches (``vec_overlap``), a COPY pass of
 after a FENCE or racing it (``vec_on_layer``), a pass one of whose descriptor's fields is one off,
 at an edge or any value (``vec_desc_field``); words after END (``after_end``); fields at the edges
 of their ranges (``field_edge``); a load's or STORE's PE set at the array's edge (``pe_set``); a
-second layer's stream and image after the first's, then maybe one word mutated (``two_layers``).
+second layer's stream and image after the first's, then maybe one word mutated (``two_layers``), or
+ordered by a token from STORE to LOAD instead of a FENCE (``store_to_load``).
 :func:`expected_outcome` says what the RTL must do with it, from the simulator alone
 (``hw.timing.schedule_encoded``, ``sim.functional``): finish in the scheduled cycle with the
 functional model's DRAM, or raise the simulator's error code at the same instruction.
@@ -60,12 +61,13 @@ from cosim.vec_cases import placed_pass
 from hw import vector as vec
 from hw.config import AcceleratorConfig
 from hw.hazards import hazards
-from hw.isa import FIELD_BITS, FIELDS, INSN_BYTES, Act, ErrorCode, Op, StreamError, VecOp, decode, encode, make
+from hw.isa import (FIELD_BITS, FIELDS, INSN_BYTES, QUEUE_OF, Act, ErrorCode, Op, Queue, StreamError, VecOp, decode, encode,
+                    make)
 from hw.numerics import MAX_SHIFT, PARAM_ENTRY, PARAM_ENTRY_BYTES, TABLE_BYTES, TABLE_PARAM_ENTRIES, entry_offset
 from hw.rtl.insn import first_unsupported
 from hw.rtl.vector_descriptor import OPERAND
 from hw.rtl.vector_executor import builds_vector_unit
-from hw.timing import DECODE_STAGES, decode_until_end, schedule, schedule_encoded, store_pe_extent
+from hw.timing import DECODE_STAGES, TOKEN_LINKS, decode_until_end, schedule, schedule_encoded, store_pe_extent
 from spatial_passes import ALL_KINDS as SPATIAL_KINDS
 from spatial_passes import random_case as random_spatial_case
 from vec_passes import CHAINS, IN_PLACE, LEAVING, leaving_dram, random_pass
@@ -77,7 +79,7 @@ MUTATIONS = ("none", "bit_flip", "field_value", "field_extreme", "flag_toggle", 
              "table_act", "vec_fields", "vec_laps", "softmax_epilogue", "vec_past_end", "vec_base_wrap",
              "vec_below_zero", "vec_params", "vec_raster", "store_no_pixel", "gb_all", "store_gb",
              "softmax_straddle", "vec_spatial", "vec_overlap", "after_end", "vec_wide", "vec_on_layer",
-             "field_edge", "vec_desc_field", "pe_set", "two_layers")
+             "field_edge", "vec_desc_field", "pe_set", "two_layers", "store_to_load")
 #: Random layers a fuzz run draws its base streams from (mapped once each).
 BASE_LAYERS = 8
 #: Cycles beyond the expected end before a run is declared hung.
@@ -739,6 +741,41 @@ def _mut_two_layers(words, dram, rng, cfg):
         mutation = rng.choice(_WORD_MUTATIONS)
         what += f"; {mutation}: {_MUTATE[mutation](words, grown, rng, cfg)}"
     return what, grown
+
+
+def _link_flag(q: Queue, fifo: str) -> str:
+    """The flag with which an instruction of queue ``q`` pushes or pops ``fifo`` (``TOKEN_LINKS``)."""
+    return next(flag for flag, name in TOKEN_LINKS[q].items() if name == fifo)
+
+
+def _mut_store_to_load(words, dram, rng, cfg):
+    """Another random layer's stream after the layer's (``_append_layer``), the first's closing
+    FENCE gone, ordered by a token from STORE to LOAD instead (FIFO s2l, the ring's link): the
+    first's last STORE, or one case in four a random one of its STOREs, pushes it; the second's
+    first load pops it (legal: its loads wait for that STORE), or a random later load of the second
+    (its loads before may race the first's units: only cycles compared), or a load before the
+    STORE (TOKEN there: none pushed yet), or none (TOKEN at END: a token left)."""
+    seed, index = rng.randrange(1 << 20), rng.randrange(BASE_LAYERS)
+    layer, exp = _base(seed, index, cfg)
+    join = len(words) - 1                      # where the second's stream starts (the first's END)
+    offset, grown = _append_layer(words, dram, exp, fence=False)
+    while join and (words[join - 1] & 0xF) == Op.FENCE:
+        del words[join - 1]
+        join -= 1
+    stores = [i for i in range(join) if (words[i] & 0xF) == Op.STORE]
+    loads = [i for i, w in enumerate(words) if QUEUE_OF.get(Op(w & 0xF)) == Queue.LOAD]
+    if not stores:
+        return "no STORE", grown
+    push = stores[-1] if rng.random() < 0.75 else rng.choice(stores)
+    later = [i for i in loads if i >= join]
+    pop = rng.choice([later[0]] * 4 + [rng.choice(later), rng.choice([i for i in loads if i < push] or [None]),
+                      None]) if later else None
+    for i, flag in ((push, _link_flag(Queue.STORE, "s2l")), (pop, _link_flag(Queue.LOAD, "s2l"))):
+        if i is not None:
+            insn = decode(words_bytes([words[i]]))
+            words[i] = int.from_bytes(encode(dataclasses.replace(insn, **{flag: True})), "little")
+    return (f"then {layer.name} (seed {seed}) at byte {offset}, no FENCE; STORE {push} pushes s2l, "
+            f"{'nothing pops it' if pop is None else f'{Op(words[pop] & 0xF).name} {pop} pops it'}"), grown
 
 
 _MUTATE = {name: globals()[f"_mut_{name}"] for name in MUTATIONS}
