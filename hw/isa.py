@@ -13,7 +13,8 @@ bits 4-7 the dependency flags (VTA style)::
     bit 6  PUSH_PREV  signal the previous queue when done
     bit 7  PUSH_NEXT  signal the next queue when done
 
-The queues form a chain LOAD <-> COMPUTE <-> STORE.  The remaining fields
+The queues form a ring LOAD -> COMPUTE -> STORE -> LOAD (``hw.timing.TOKEN_LINKS``: STORE's
+next is LOAD, LOAD's previous STORE; LOAD pushes nothing to STORE).  The remaining fields
 depend on the opcode and are listed in ``FIELDS``.
 """
 

@@ -1,4 +1,4 @@
-"""The top level: the dispatcher, three queues, three units, four token FIFOs, the PE array and the vector executor.
+"""The top level: the dispatcher, three queues, three units, five token FIFOs, the PE array and the vector executor.
 
 ``Accelerator(config)`` executes an instruction stream (``hw/isa.py``) with the semantics of
 ``sim/functional.py`` and, cycle for cycle, the timing of ``hw/timing.py``: cycle 0 is the
@@ -9,7 +9,8 @@ micro-architecture; the top only instantiates the units and joins their buses::
     imem -> Dispatcher -lq-> InsnQueue -> LoadUnit ----ld---> PEArray <--gemm-- ComputeUnit <- InsnQueue <-cq-
                        -sq-> InsnQueue -> StoreUnit <--st-->                      |vec
                                                                        VectorExecutor <-> vec_rd, vec_wr
-    tokens: LoadUnit -l2c-> ComputeUnit -c2l-> LoadUnit, ComputeUnit -c2s-> StoreUnit -s2c-> ComputeUnit
+    tokens: LoadUnit -l2c-> ComputeUnit -c2l-> LoadUnit, ComputeUnit -c2s-> StoreUnit -s2c-> ComputeUnit,
+            StoreUnit -s2l-> LoadUnit (hw.timing.TOKEN_LINKS)
 
 Timing shell
     Every unit computes the contract's occupancy and latency of an instruction in hardware

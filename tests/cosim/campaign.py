@@ -6,7 +6,7 @@ seed, ``CASES`` fuzz cases (random layers' streams, legal and malformed: ``cosim
 configuration's Verilator build (cached, as the tests build it) and checks each outcome against the
 simulator's: done in the schedule's cycle with the functional model's DRAM image, or the same error
 code at the same instruction, never a hang.
-``make test`` runs one seed of 27 cases; a campaign is how new seeds are searched.
+``make test`` runs one seed of a case per mutation; a campaign is how new seeds are searched.
 
 A line per seed on stderr (its tally and time); at the end ``campaign.json`` in
 ``build/fuzz/<config>_seeds<spec>_cases<n>/`` (or ``--out``): the per-seed tallies and every
