@@ -35,7 +35,7 @@ from ..timing import (GEMM_MIN_PIXELS, GEMM_PIPELINE, VEC_TIMING_STAGES, gemm_in
 from .buses import GemmBusSignature, VecControlSignature
 from .insn import field_signal, insn_view
 from .pe_tile import check_rtl_config
-from .unit import held, push_flags, start_when, unit_members
+from .unit import held, push_when, start_when, unit_members
 
 __all__ = ["ComputeUnit"]
 
@@ -123,8 +123,7 @@ class ComputeUnit(wiring.Component):
         with m.Elif(left != 0):
             m.d.sync += left.eq(left - 1)
         last = (~setup & ~active & (left == 1)) | vec_last
-        for flag in push_flags(Queue.COMPUTE):
-            m.d.comb += getattr(self, flag).valid.eq(last & hdr[flag])
+        push_when(m, self, Queue.COMPUTE, last, hdr)
 
     def _loop_nest(self, m, cur, start, active):
         """Steps (cb, r, s) of ``period`` cycles, pixel p = (oy, ox) per cycle; returns the

@@ -30,7 +30,7 @@ from .global_buffer import GbWriteSignature, GlobalBuffer, check_global_buffer
 from .insn import field_signal, insn_view
 from .load_inp import LoadInpLanes
 from .pe_tile import check_rtl_config
-from .unit import pe_mask, push_flags, start_when, unit_members
+from .unit import pe_mask, push_when, start_when, unit_members
 
 __all__ = ["LoadUnit"]
 
@@ -333,9 +333,7 @@ class LoadUnit(wiring.Component):
         with m.Elif(tail != 0):
             m.d.sync += tail.eq(tail - 1)
         m.d.comb += self.idle.eq(~busy & (tail == 0))
-        for flag in push_flags(Queue.LOAD):
-            m.d.comb += [getattr(self, flag).valid.eq(free & insn_view(Op.NOP, cur)[flag]),
-                         getattr(self, flag).wait.eq(first - 1)]
+        push_when(m, self, Queue.LOAD, free, insn_view(Op.NOP, cur), first - 1)
         # a LOAD_INP's rows in the bits the dispatcher's legality check allows (load_inp_rows_bound):
         # the low bits of the product of three fields, not all 36
         inp_rows = Signal(range(load_inp_rows_bound(cfg) + 1))

@@ -51,7 +51,7 @@ from .kernel_unit import delay_line, delayed
 from .pe_tile import check_rtl_config
 from .postproc import PostProcessor
 from .softmax_epilogue import SoftmaxEpilogue
-from .unit import held, pe_mask, push_flags, start_when, unit_members
+from .unit import held, pe_mask, push_when, start_when, unit_members
 from .vector_executor import builds_vector_unit
 
 __all__ = ["StoreUnit"]
@@ -234,9 +234,7 @@ class StoreUnit(wiring.Component):
         with m.Elif(tail != 0):
             m.d.sync += tail.eq(tail - 1)
         # every token the STORE pushes (to COMPUTE, to LOAD) is available when it ends
-        for flag in push_flags(Queue.STORE):
-            m.d.comb += [getattr(self, flag).valid.eq(free & insn_view(Op.NOP, cs.as_value())[flag]),
-                         getattr(self, flag).wait.eq(rest)]
+        push_when(m, self, Queue.STORE, free, insn_view(Op.NOP, cs.as_value()), rest)
         m.d.comb += self.idle.eq(~busy & (tail == 0))
         return tail
 

@@ -2,8 +2,9 @@
 
 A unit takes the head of its queue (``insn``, a stream) in the cycle it *starts* it: the unit is
 free, the dispatcher runs (``enable``) and every token the instruction pops is available (the
-heads of the ``pop_*`` token FIFOs).  It pushes a token (``push_*``) with the number of cycles
-after which the token becomes available (``hw.rtl.fifo.TokenFifo``).  Which FIFO a flag pops or
+heads of the ``pop_*`` token FIFOs).  It pushes its tokens (``push_*``) when it is done
+(``push_when``), with the number of cycles after which they become available
+(``hw.rtl.fifo.TokenFifo``).  Which FIFO a flag pops or
 pushes is ``hw.timing.TOKEN_LINKS``; a flag naming no neighbour has no port (the dispatcher
 refuses it).
 """
@@ -20,7 +21,7 @@ from ..timing import TOKEN_LINKS, pe_hits
 from .buses import TokenPopSignature, TokenPushSignature
 from .insn import insn_view
 
-__all__ = ["unit_members", "pop_flags", "push_flags", "start_when", "pe_mask", "held"]
+__all__ = ["unit_members", "pop_flags", "push_flags", "start_when", "push_when", "pe_mask", "held"]
 
 
 def pop_flags(queue: Queue) -> list[str]:
@@ -54,6 +55,17 @@ def start_when(m, unit, queue: Queue, free) -> Signal:
     for flag in pop_flags(queue):
         m.d.comb += getattr(unit, flag).ready.eq(start & head[flag])
     return start
+
+
+def push_when(m, unit, queue: Queue, done, head, wait=None) -> None:
+    """Push a token on every FIFO the instruction ``head`` (a view of its header) flags, in the
+    cycle ``done``, available ``wait`` + 1 cycles later (a unit whose pushes carry a wait): each
+    token of an instruction at the same time, whichever neighbour it is for."""
+    for flag in push_flags(queue):
+        port = getattr(unit, flag)
+        m.d.comb += port.valid.eq(done & head[flag])
+        if wait is not None:
+            m.d.comb += port.wait.eq(wait)
 
 
 def held(m, shape, prefix: str = "", domain: str = "comb"):
