@@ -27,13 +27,13 @@ stream that only interleaves within one, never pass a racing one):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Callable, Optional
 
 import numpy as np
 
 from .config import AcceleratorConfig
-from .isa import ADDR_MASK, Act, Insn, Op, Queue
+from .isa import ADDR_MASK, FIELD_NAMES, Act, Insn, Op, Queue, fields_key
 from .numerics import PARAM_ENTRY_BYTES, TABLE_ENTRIES, TABLE_PER_PARAM
 from .timing import (Schedule, pe_grid, gemm_input_terms, gemm_steps, load_inp_lanes, load_inp_rows,
                      load_param_lane_addr, load_wgt_extent, load_wgt_lane_addr, pe_members, store_addr, store_pe_extent,
@@ -236,40 +236,61 @@ def accesses(insn: Insn, cfg: AcceleratorConfig, dram: Optional[np.ndarray] = No
     if insn.op == Op.VEC:
         return _vec(insn.f, cfg, dram)
     rule = _BY_OP.get(insn.op)
-    return rule(insn.f, cfg) if rule else []
+    if rule is None:
+        return []
+    key = fields_key(insn)
+    return rule(insn.f, cfg) if key is None else list(_accesses_of(key, cfg))
+
+
+@lru_cache(maxsize=4096)
+def _accesses_of(key: tuple, cfg: AcceleratorConfig) -> tuple[Access, ...]:
+    """``accesses`` of the instructions whose opcode and fields are ``key`` (``hw.isa.fields_key``):
+    a stream repeats its loads and GEMMs, and ``mapper.stitch`` asks again at each of its tries."""
+    op, values = key
+    return tuple(_BY_OP[op](dict(zip(FIELD_NAMES[op], values)), cfg))
 
 
 def hazards(insns: list[Insn], sched: Schedule, cfg: AcceleratorConfig, dram: Optional[np.ndarray] = None,
-            limit: int = 1) -> list[Hazard]:
+            limit: int = 1, since: int = 0) -> list[Hazard]:
     """The racing pairs (``Hazard``) of ``insns`` under ``sched`` (``hw.timing.schedule`` of it), at
-    most ``limit`` (None: all), in the order of their later instruction.
+    most ``limit`` (None: all), in the order of their later instruction; with ``since`` only those
+    whose later instruction is at index ``since`` or after.
 
     An instruction starts no earlier than a cycle after its dispatch, and dispatch follows program
     order, so an earlier instruction that ends by then is ordered with every later one: only the
     instructions still running are compared."""
     found: list[Hazard] = []
     running: list[tuple[int, int, Queue, list[Access]]] = []     # (index, end, unit, accesses)
+    first = int(sched.dispatch[since]) + 1 if since < len(sched.start) else 0
     for j in range(len(sched.start)):
         insn = insns[j]
         q = insn.queue
-        if q == Queue.DISPATCH:
+        if q == Queue.DISPATCH or (j < since and sched.end[j] <= first):    # over before any compared
             continue
         earliest = int(sched.dispatch[j]) + 1
         running = [r for r in running if r[1] > earliest]
         mine = accesses(insn, cfg, dram)
-        start = int(sched.start[j])
-        for i, end, unit, theirs in running:
-            if unit == q or end <= start:
-                continue
-            for a in theirs:
-                b = next((b for b in mine if a.meets(b)), None)
-                if b is not None:
-                    found.append(Hazard(i, j, a, b, end, start))
-                    if limit is not None and len(found) >= limit:
-                        return found
-                    break
+        if j >= since:
+            found += _races(j, int(sched.start[j]), q, mine, running)
+            if limit is not None and len(found) >= limit:
+                return found[:limit]
         if mine:
             running.append((j, int(sched.end[j]), q, mine))
+    return found
+
+
+def _races(j: int, start: int, q: Queue, mine: list[Access], running: list) -> list[Hazard]:
+    """The hazards of instruction ``j`` (unit ``q``, starting at ``start``, touching ``mine``)
+    with the instructions ``running``, one per earlier instruction, in their order."""
+    found = []
+    for i, end, unit, theirs in running:
+        if unit == q or end <= start:
+            continue
+        for a in theirs:
+            b = next((b for b in mine if a.meets(b)), None)
+            if b is not None:
+                found.append(Hazard(i, j, a, b, end, start))
+                break
     return found
 
 
