@@ -39,7 +39,7 @@ __all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "
            "load_inp_channel_ok", "load_wgt_lane_ok", "load_wgt_extent", "wrapped_ranges",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
            "store_beats", "store_pipeline", "epilogue_latency",
-           "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_NORMALISE_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "token_links", "token_dispatch", "legality", "pe_set_bad",
+           "epilogue_setup", "epilogue_reduce_latency", "EPILOGUE_RECIP_LATENCY", "EPILOGUE_NORMALISE_LATENCY", "TOKEN_LINKS", "TOKEN_FIFOS", "token_link", "token_links", "token_dispatch", "legality", "pe_set_bad",
            "schedule_encoded", "decode_until_end", "pe_positions", "pe_grid", "pe_hits", "pe_members", "store_pe_tile", "store_pe_extent", "store_pe_clip", "store_tile_bytes", "STORE_MIN_BUSY", "gemm_period", "gemm_input_terms", "legality_terms", "load_inp_rows", "load_inp_rows_bound", "gemm_steps_bound", "DECODE_STAGES", "RUN_OVERHEAD", "load_terms", "load_inp_folded", "load_inp_gb_unaligned", "FOLD_SETUP", "INP_START", "LANE_STAGE", "INP_COUNT_LAG", "gemm_cycles", "dram_transfer_cycles", "vec_cycles", "vec_row_cycles", "vec_walk_rows", "vec_first_walk", "VEC_WALK_ROWS", "VEC_WIDE_WALK_LANES", "VEC_WALK_SETUP", "vec_lane_floor",
            "VEC_SETUP", "VEC_CHECK", "VEC_FIELD_CHECK", "VEC_TABLE_ENTRIES", "VEC_TIMING_STAGES", "VEC_MIN_CYCLES", "VEC_STAGE_LATENCY", "VEC_FETCH_BYTES", "VEC_FETCH_EXTRA", "vec_fetch_cycles", "store_timing",
            "GB_WRITE_LATENCY", "store_gb_lanes", "store_gb_run", "gb_store_group", "gb_write_claims", "gb_resident_pitch", "gb_resident_align",
@@ -1044,6 +1044,16 @@ def token_links(q: Queue, flags) -> tuple[dict, dict, list]:
         else:
             (pops if flag.startswith("pop") else pushes)[fifo] = flags[flag]
     return pops, pushes, unlinked
+
+
+def token_link(earlier: Queue, later: Queue) -> Optional[tuple[str, str]]:
+    """The flags by which an instruction of unit ``earlier`` orders one of unit ``later``: the
+    first's push and the second's pop of one FIFO (``TOKEN_LINKS``); None when none links them."""
+    for push, fifo in TOKEN_LINKS[earlier].items():
+        for pop, other in TOKEN_LINKS[later].items():
+            if fifo is not None and fifo == other and push.startswith("push") and pop.startswith("pop"):
+                return push, pop
+    return None
 
 
 def token_dispatch(counts, writers, pops, pushes, unlinked, claims, is_end, clears):

@@ -61,12 +61,16 @@ from typing import Optional
 
 from hw.cli import counted
 from hw.config import AcceleratorConfig
+from hw.isa import Insn
 from hw.timing import gb_resident_align, gb_resident_pitch
 
 from .fusion import Step
 from .ir import Conv2d, Linear, MatMul, Model, reads_alone
 from .layout import storage_plan
-from .lower import Lowered, MappingError, Problem, map_layer, map_problem, problem_of, token_shape
+from .lower import (Lowered, MappingError, Problem, build_stream, layer_cycles, map_layer, map_problem, problem_of,
+                    token_shape)
+from . import tiling_cache
+from .stitch import Joints, apply, join_all
 
 __all__ = ["Chain", "Part", "Slot", "find_chains", "plan_chains", "band_parts", "BAND_COUNTS"]
 
@@ -109,6 +113,9 @@ class Chain:
     cycles: int                        # the band streams' exact cycles
     layer_cycles: int                  # the layers one by one, intermediates in DRAM
     lowered: tuple[Lowered, ...] = field(default=(), compare=False, repr=False)   # every part, in stream order
+    #: the parts' streams joined (``mapper.stitch``; DRAM at the parts' own addresses) and where
+    stream: tuple[Insn, ...] = field(default=(), compare=False, repr=False)
+    joints: Joints = field(default=Joints(), compare=False, repr=False)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -117,6 +124,11 @@ class Chain:
     @property
     def output(self) -> str:
         return self.members[-1].output
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        """Every layer of every band, in stream order (``lowered``'s)."""
+        return tuple(p for band in self.bands for p in band)
 
     @property
     def gb_bytes(self) -> int:
@@ -130,7 +142,8 @@ class Chain:
         last = self.grid[0] - (len(self.bands) - 1) * self.rows
         chain = " -> ".join(n.rsplit(".", 1)[-1] for n in self.names)
         return (f"band chain {chain}: {counted(len(self.bands), 'band')} of {counted(self.rows, 'row')}"
-                f"{f' (last {last})' if last != self.rows else ''}, {self.gb_bytes:,} B in the buffer")
+                f"{f' (last {last})' if last != self.rows else ''}, {self.gb_bytes:,} B in the buffer, "
+                f"{len(self.joints.dropped)} of {len(self.lowered) - 1} FENCEs between parts dropped")
 
 
 def _halo(layer) -> Optional[int]:
@@ -326,6 +339,7 @@ def plan_chains(model: Model, cfg: AcceleratorConfig, steps: list[Step], *,
     steps = list(steps)
     taken = []
     for chain in (c for run in find_chains(model, cfg, steps) for c in _paying(steps, run, cfg, band_rows)):
+        chain = _joined(chain, cfg)
         idx = chain.steps
         first = steps[idx[0]]
         steps[idx[0]] = Step(first.layer, "chain", first.act, first.act_layer, output=chain.output, chain=chain,
@@ -334,3 +348,42 @@ def plan_chains(model: Model, cfg: AcceleratorConfig, steps: list[Step], *,
             steps[i] = Step(steps[i].layer, "banded", into=first.layer.name)
         taken.append(chain)
     return steps, taken
+
+
+def _joined(chain: Chain, cfg: AcceleratorConfig) -> Chain:
+    """``chain`` with its parts' streams joined (``mapper.stitch``) and timed so, remembered per
+    process and on disk (``mapper.tiling_cache``: the parts' streams are rebuilt, the joints
+    applied).  The parts are built with the slots at their addresses in the global buffer, as the
+    program has them (a lowered part has every tensor kept there at address 0)."""
+    key = (tuple((lo.problem, lo.tiling, part.member) for lo, part in zip(chain.lowered, chain.parts)),
+           tuple((s.addr, s.pitch) for s in chain.slots))
+    got = _JOINED.get((cfg, key))
+    if got is None:
+        streams = [build_stream(lo.problem, lo.tiling, cfg, _slot_placement(chain, lo, part))
+                   for lo, part in zip(chain.lowered, chain.parts)]
+        known = tiling_cache.lookup(key, cfg, 0)
+        if known is not None:
+            joints = Joints(frozenset(known["dropped"]), tuple((k, f) for k, f in known["flags"]))
+            stream, cycles = apply([i for s in streams for i in s], joints), known["cycles"]
+        else:
+            stream, joints = join_all(streams, cfg)
+            cycles = layer_cycles(stream, cfg)
+            tiling_cache.remember(key, cfg, 0, {"dropped": sorted(joints.dropped), "flags": list(joints.flags),
+                                                "cycles": cycles})
+        got = _JOINED[(cfg, key)] = (tuple(stream), joints, cycles)
+    stream, joints, cycles = got
+    return replace(chain, stream=stream, joints=joints, cycles=cycles)
+
+
+def _slot_placement(chain: Chain, lo: Lowered, part: Part):
+    """A part's placement (``lo.layout``) with the slots it reads and writes at their addresses."""
+    pl = lo.layout
+    if part.member > 0:
+        pl = replace(pl, input=pl.input + chain.slots[part.member - 1].addr)
+    if part.member < len(chain.members) - 1:
+        pl = replace(pl, output=pl.output + chain.slots[part.member].addr)
+    return pl
+
+
+#: Chains joined in this process, by configuration, parts and slots (a network repeats its blocks).
+_JOINED: dict = {}

@@ -36,6 +36,7 @@ from .layout import Storage, storage_plan
 from .lower import Lowered, MappingError, Placement, Problem, build_stream, map_layer
 from .quantize import QModel, random_qmodel
 from .residency import gb_fields, planned
+from .stitch import apply
 
 __all__ = ["Program", "StepCode", "ProgramError", "DramCapacityError", "build_program", "dram_footprint", "pack_weights", "pack_params",
            "exp_table", "ALIGN"]
@@ -398,17 +399,18 @@ class _Builder:
         return emit
 
     def _chain_parts(self, st: Step):
-        """A band chain's code (``mapper.bands``): band by band, each layer's stream."""
+        """A band chain's code (``mapper.bands``): band by band, each layer's stream, joined where
+        the chain's streams were (``mapper.stitch``)."""
         chain = st.chain
         n = len(chain.members)
         blobs = [self._mac_blobs(m, chain.lowered[i]) for i, m in enumerate(chain.members)]
 
         def emit() -> list[Insn]:
             out = []
-            for lowered, part in zip(chain.lowered, (p for band in chain.bands for p in band)):
+            for lowered, part in zip(chain.lowered, chain.parts):
                 pl = self._band_placement(chain, part, lowered, blobs[part.member], part.member == n - 1)
                 out += build_stream(lowered.problem, lowered.tiling, self.cfg, pl)
-            return out
+            return apply(out, chain.joints)
         return emit
 
     def _band_placement(self, chain, part, lo: Lowered, blobs, last: bool) -> Placement:

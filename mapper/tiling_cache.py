@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -46,15 +46,24 @@ _UNTIMED_FIELDS = ("name", "clock_ghz", "dram_mib")
 
 
 def _key(problem, cfg, exact_top: int) -> str:
-    # the problem's compared fields only: equal shapes map identically, whatever the layer's name
-    shape = [(f.name, getattr(problem, f.name)) for f in fields(problem) if f.compare]
     timed = sorted((k, v) for k, v in asdict(cfg).items() if k not in _UNTIMED_FIELDS)
-    text = repr((shape, timed, exact_top))
+    text = repr((_shape(problem), timed, exact_top))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _shape(what):
+    """A problem's compared fields only (equal shapes map identically, whatever the layer's name),
+    in a tuple of them (``mapper.bands``' joined chains) each's."""
+    if isinstance(what, tuple):
+        return tuple(_shape(w) for w in what)
+    if is_dataclass(what):
+        return [(f.name, _shape(getattr(what, f.name))) for f in fields(what) if f.compare]
+    return what
+
+
 def lookup(problem, cfg, exact_top: int) -> Optional[dict]:
-    """The remembered answer for this problem, configuration and search effort, or None."""
+    """The remembered answer for this problem (or tuple of problems, tilings and numbers),
+    configuration and search effort, or None."""
     if not _state["on"]:
         return None
     try:

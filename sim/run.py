@@ -386,7 +386,8 @@ def _band_chains_line(chains: list) -> str:
     are chosen for the configured DRAM; timed with memory no limit they may cost instead)."""
     saved = sum(c["layer_by_layer_cycles"] - c["cycles"] for c in chains)
     return (f"band chains:       {len(chains)} (layers run in row bands through the global buffer: "
-            f"{sum(len(c['layers']) for c in chains)} layers; "
+            f"{sum(len(c['layers']) for c in chains)} layers, {sum(c['fences_dropped'] for c in chains):,} FENCEs "
+            f"between their band streams replaced by tokens; "
             + (f"{saved:,} cycles saved)" if saved >= 0 else f"{-saved:,} cycles more than layer by layer)"))
 
 

@@ -388,21 +388,24 @@ def _step_work(step, cfg: AcceleratorConfig, timing: AcceleratorConfig, resident
 
 
 def _mac_work(step, cfg: AcceleratorConfig, timing: AcceleratorConfig, resident) -> _StepWork:
-    """A MAC layer's (its parts', each ``repeat`` times) or a band chain's streams, summed."""
+    """A MAC layer's (its parts', each ``repeat`` times) or a band chain's streams, summed; a
+    chain's timed as one stream, its parts joined (``mapper.stitch``)."""
     gb = gb_fields(step, resident) if step.action == "mac" else {}
     parts = (map_layer(step.layer, cfg, **step.map_args, **gb) if step.action == "mac"
              else [(lo, 1) for lo in step.chain.lowered])
-    cycles = busy = n_insn = 0
+    busy = 0
     ev: Counter = Counter()
     for lowered, repeat in parts:
         e, b = _stream_stats(lowered, cfg)
-        cycles += _timed_cycles(lowered, cfg, timing) * repeat
         busy += b * repeat
-        n_insn += len(lowered.stream) * repeat
         for k, v in e.items():
             ev[k] += v * repeat
-    mapping = step.chain.describe() if step.chain else _mapping(step, parts[0][0], gb)
-    return _StepWork(cycles, busy, n_insn, ev, mapping)
+    chain = step.chain
+    if chain:
+        cycles = chain.cycles if timing == cfg else layer_cycles(list(chain.stream), timing)
+        return _StepWork(cycles, busy, len(chain.stream), ev, chain.describe())
+    cycles = sum(_timed_cycles(lo, cfg, timing) * n for lo, n in parts)
+    return _StepWork(cycles, busy, sum(len(lo.stream) * n for lo, n in parts), ev, _mapping(step, parts[0][0], gb))
 
 
 def _layer_result(step, work: _StepWork, clock: int, cfg: AcceleratorConfig, timing: AcceleratorConfig,
@@ -429,7 +432,7 @@ def _chain_figures(chain, cycles: int, cfg: AcceleratorConfig, timing: Accelerat
         _timed_cycles(lo, cfg, timing) * n for m in chain.members
         for lo, n in map_layer(m.layer, cfg, **m.map_args))
     return {"layers": list(chain.names), "rows": chain.rows, "bands": len(chain.bands), "cycles": cycles,
-            "layer_by_layer_cycles": alone}
+            "layer_by_layer_cycles": alone, "fences_dropped": len(chain.joints.dropped)}
 
 
 def _step_macs(step) -> int:

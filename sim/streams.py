@@ -63,8 +63,8 @@ def step_parts(step: Step, cfg: AcceleratorConfig, resident: dict | None = None)
     if step.action == "mac":
         return [(lo.stream, n, lo.tiling) for lo, n in map_layer(step.layer, cfg, **step.map_args,
                                                                  **gb_fields(step, resident or {}))]
-    if step.action == "chain":         # every band's layers, as the program runs them
-        return [(lo.stream, 1, lo.tiling) for lo in step.chain.lowered]
+    if step.action == "chain":         # every band's layers joined (mapper.stitch), as the program runs them
+        return [(list(step.chain.stream), 1, step.chain.describe())]
     stream = vec_stream(step) if step.action == "vector" else []
     return [(stream, 1, None)] if stream else []
 

@@ -69,8 +69,10 @@ def _check(doc: dict, res) -> None:
     # one event per instruction on its unit's track (FENCE and END are the dispatcher's own)
     on_units = [e for e in insns if e["tid"] in (1, 2, 3)]
     expected = sum(r.instructions for r in res.layers if r.name in detailed)
-    # one FENCE per step, and per layer and band of a band chain (mapper.bands)
-    parts = {c["layers"][0]: c["bands"] * len(c["layers"]) for c in res.extra.get("band_chains", [])}
+    # one FENCE per step, and per layer and band of a band chain (mapper.bands) but those dropped
+    # where its streams are joined (mapper.stitch)
+    parts = {c["layers"][0]: c["bands"] * len(c["layers"]) - c["fences_dropped"]
+             for c in res.extra.get("band_chains", [])}
     fences = sum(parts.get(r.name, 1) for r in res.layers if r.name in detailed and r.instructions)
     assert len(on_units) == expected - fences
     names = {e["tid"]: e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"
