@@ -28,14 +28,14 @@ from copy import copy
 from dataclasses import dataclass
 
 from hw.config import AcceleratorConfig
-from hw.hazards import Hazard, accesses, hazards
+from hw.hazards import MEMORIES, Hazard, accesses, hazards
 from hw.isa import DEP_FLAGS, Insn, Op, Queue, StreamError
 from hw.timing import TOKEN_LINKS, schedule, token_link
 
 __all__ = ["Joints", "join", "join_all", "apply", "ON_CHIP", "MOST_TOKENS"]
 
-#: The memories whose races ``join`` orders (``hw.hazards.MEMORIES`` but DRAM).
-ON_CHIP = ("gb", "inp", "wgt", "acc", "param", "table")
+#: The memories whose races ``join`` orders: all but DRAM.
+ON_CHIP = tuple(m for m in MEMORIES if m != "dram")
 
 #: Races ordered at most per join; streams needing more keep their FENCE.
 MOST_TOKENS = 8
