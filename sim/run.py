@@ -391,15 +391,25 @@ def _band_chains_line(chains: list) -> str:
             + (f"{saved:,} cycles saved)" if saved >= 0 else f"{-saved:,} cycles more than layer by layer)"))
 
 
-def _rtl_notes(cfg: AcceleratorConfig) -> list[str]:
+def _rtl_notes(cfg: AcceleratorConfig, res) -> list[str]:
     """The note that no RTL runs what was simulated, when the RTL cannot build ``cfg``
-    (``hw.rtl.export.unbuildable``, what make config's RTL line and make verilog say).  Imported
-    here, once the simulation is done: the RTL's import (amaranth) adds 0.1-0.2 s of CPU time,
-    which a refused run does not pay."""
+    (``hw.rtl.export.unbuildable``, what make config's RTL line and make verilog say), or builds it
+    without the vector executor that the program's VEC passes and softmax epilogues need (E).
+    Imported here, once the simulation is done: the RTL's import (amaranth) adds 0.1-0.2 s of CPU
+    time, which a refused run does not pay."""
+    from hw.config_file import rtl_support
     from hw.rtl.export import unbuildable
+    from hw.rtl.vector_executor import builds_vector_unit
     why = unbuildable(cfg)
-    return [] if why is None else [f"the RTL cannot build {cfg.name} (make verilog refuses it): {why}; "
-                                   f"these figures are the simulator's alone"]
+    if why is not None:
+        return [f"the RTL cannot build {cfg.name} (make verilog refuses it): {why}; "
+                f"these figures are the simulator's alone"]
+    passes = sum(r.mapping.startswith("vector unit") for r in res.layers)
+    epilogues = sum(r.mapping.startswith("epilogue of") for r in res.layers)
+    if builds_vector_unit(cfg) or not (passes or epilogues):
+        return []
+    return [f"the RTL of {cfg.name}: make verilog {rtl_support(cfg)}: this program's {counted(passes, 'vector pass', 'vector passes')} "
+            f"and {counted(epilogues, 'softmax epilogue')} are timed by the simulator alone"]
 
 
 def _dram_too_small(args, model: Model, cfg: AcceleratorConfig) -> str:
@@ -465,7 +475,7 @@ def _run(args, prog, model, cfg, key, stage: StagedDir, formats, detail, seed: i
     doc = build_report(res, key, model.input)
     if check is not None:
         doc["check"] = check
-    notes = _write_files(stage.path, args, doc, res, model, cfg, detail, formats) + _rtl_notes(cfg)
+    notes = _write_files(stage.path, args, doc, res, model, cfg, detail, formats) + _rtl_notes(cfg, res)
     written = sum(1 for p in stage.path.rglob("*") if p.is_file())
     out = stage.commit()
     _print_summary(args, doc, res, check, notes)

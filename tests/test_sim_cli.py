@@ -226,6 +226,18 @@ def test_a_configuration_the_rtl_cannot_build_gets_a_note(tmp_path):
         assert [line.startswith(note) for line in said] == ([] if note is None else [True]), r.stdout
 
 
+def test_a_configuration_whose_rtl_has_no_vector_executor_gets_a_note(tmp_path):
+    """E's RTL builds without a vector executor and refuses VEC and a STORE's softmax epilogue:
+    a run on E whose program has them says that those are the simulator's alone."""
+    from hw.config import get_config
+    from hw.config_file import rtl_support
+    r = run([*E_SMALL_32[:4], "--config", "E", "--quiet", "--no-plots", "--out", "e.out"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    [said] = [line for line in r.stdout.splitlines() if "RTL" in line]
+    assert said.startswith(f"note: the RTL of E: make verilog {rtl_support(get_config('E'))}: this program's "), said
+    assert "vector passes" in said and "timed by the simulator alone" in said, said
+
+
 def test_plot_formats_and_one_colour_per_kind(tmp_path):
     from sim.plots import KIND_COLOURS
     out = tmp_path / "p"
