@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hw.config import get_config
+from hw.timing import TOKEN_FIFOS
 from hw.rtl.clock_gate import MODULE as GATE_CELL
 from hw.rtl.export import (CONFIG_JSON, FILE_LIST, SRC_ATTRIBUTE, export_files, export_to_directory, main, parse_ports,
                            split_modules)
@@ -82,8 +83,8 @@ def _instances(tree):
 
 
 #: The units of the accelerator, each a module of its own (export prefixes), and how many
-#: instances of each the top holds.
-UNITS = {"dispatcher": 1, "insn_queue": 3, "token_fifo": 4, "load_unit": 1, "compute_unit": 1, "store_unit": 1,
+#: instances of each the top holds (a token FIFO per link of hw.timing.TOKEN_LINKS: five since s2l).
+UNITS = {"dispatcher": 1, "insn_queue": 3, "token_fifo": len(TOKEN_FIFOS), "load_unit": 1, "compute_unit": 1, "store_unit": 1,
          "pe_array": 1, "vector_executor": 1}
 
 
