@@ -124,7 +124,11 @@ def join_all(streams: list[list[Insn]], cfg: AcceleratorConfig) -> tuple[list[In
 
 
 def apply(stream: list[Insn], joints: Joints) -> list[Insn]:
-    """``stream`` (the concatenation ``join_all`` joined, at other DRAM addresses) joined alike."""
+    """``stream`` (the concatenation ``join_all`` joined, at other DRAM addresses) joined alike.
+    ValueError when it is not that concatenation: a joint's FENCE or flag is elsewhere."""
+    if any(k >= len(stream) or stream[k].op != Op.FENCE for k in joints.dropped) or \
+            any(k >= len(stream) or TOKEN_LINKS.get(stream[k].queue, {}).get(f) is None for k, f in joints.flags):
+        raise ValueError("stitch.apply: the stream is not the one its joints were found on")
     out = list(stream)
     for k, flag in joints.flags:
         out[k] = copy(out[k])

@@ -61,6 +61,8 @@ def test_a_band_chains_joined_streams_race_on_nothing_and_run_faster():
     # a STORE's token reaches a later part's load: the gathers wait for the rows they read
     assert any(i.op == Op.STORE and i.push_next for i in joined)
     assert stitch.apply(fenced, joints) == joined
+    with pytest.raises(ValueError, match="not the one its joints were found on"):
+        stitch.apply(fenced[1:], joints)
 
 
 def test_a_race_no_token_orders_keeps_the_fence(monkeypatch):
