@@ -38,6 +38,10 @@ KIB = 1024
 #: The load unit learns a transfer's size while it runs and its data lands two
 #: cycles after a beat, so no DRAM can answer faster than this (cycles).
 MIN_DRAM_LATENCY = 2
+#: Overrides that make memory no limit (the paper's accelerator times appear to assume this):
+#: DRAM and global-buffer bus far wider than any layer can use, and the shortest DRAM latency
+#: the load unit allows (``sim.simulator.simulate(ideal_memory=True)``, ``mapper.stitch``).
+IDEAL_MEMORY = {"dram_bytes_per_cycle": 1 << 16, "gb_bus_bytes_per_cycle": 1 << 16, "dram_latency": MIN_DRAM_LATENCY}
 #: Clocks (GHz) the time model accepts: 10 MHz to 20 GHz, far beyond any int8
 #: accelerator in CMOS either way; outside it a time or bandwidth figure would
 #: be nonsense (a clock of 1e-300 GHz makes every time infinite).
@@ -47,7 +51,7 @@ CLOCK_GHZ_RANGE = (0.01, 20.0)
 DEFAULT_BUS_C0S = 4
 DEFAULT_BUS_RULE = f"max({DEFAULT_BUS_C0S} x C0, dram_bytes_per_cycle)"
 #: Upper bounds of the memory parameters: 1 MiB per cycle is a thousand times any DRAM
-#: (``sim.simulator.IDEAL_MEMORY`` uses 64 KiB), a million cycles of latency a millisecond,
+#: (``IDEAL_MEMORY`` uses 64 KiB), a million cycles of latency a millisecond,
 #: and the ISA's byte addresses (32 bits) reach 4 GiB of global buffer; 1,024 vector lanes a PE
 #: are 16 times the widest K0 (a vector unit a million lanes wide was timed, its walk dominating).
 FIELD_MAX = {"dram_bytes_per_cycle": 1 << 20, "gb_bus_bytes_per_cycle": 1 << 20, "dram_latency": 1 << 20,

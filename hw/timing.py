@@ -1019,8 +1019,8 @@ class Schedule:
 #: The token FIFO each flag of an instruction pops or pushes, per queue (None: the queue has no
 #: such neighbour, and setting the flag is a TOKEN error).  FIFO "l2c" carries load-to-compute
 #: tokens, "c2l" compute-to-load, and so on.  The queues form a ring: STORE's next is LOAD ("s2l"),
-#: so that a LOAD_INP reading global-buffer rows a STORE wrote waits for that STORE alone, not for
-#: a FENCE.  LOAD does not push to STORE (``push_prev``) nor STORE pop from LOAD (``pop_next``).
+#: so that a LOAD_INP reading global-buffer rows a STORE wrote (or a LOAD_PARAM overwriting entries
+#: a STORE still reads) waits for that STORE alone, not for a FENCE.  LOAD does not push to STORE (``push_prev``) nor STORE pop from LOAD (``pop_next``).
 TOKEN_LINKS = {
     Queue.LOAD: {"pop_prev": "s2l", "pop_next": "c2l", "push_prev": None, "push_next": "l2c"},
     Queue.COMPUTE: {"pop_prev": "l2c", "pop_next": "s2c", "push_prev": "c2l", "push_next": "c2s"},

@@ -26,19 +26,20 @@ from __future__ import annotations
 
 from copy import copy
 from dataclasses import dataclass
+from typing import Optional
 
-from hw.config import AcceleratorConfig
+from hw.config import IDEAL_MEMORY, AcceleratorConfig
 from hw.hazards import MEMORIES, Hazard, accesses, hazards
 from hw.isa import DEP_FLAGS, Insn, Op, Queue, StreamError
 from hw.timing import TOKEN_LINKS, schedule, token_link
 
-__all__ = ["Joints", "join", "join_all", "apply", "ON_CHIP", "MOST_TOKENS"]
+__all__ = ["Joints", "join", "join_all", "apply", "memory_timings", "ON_CHIP", "MOST_TOKENS"]
 
 #: The memories whose races ``join`` orders: all but DRAM.
 ON_CHIP = tuple(m for m in MEMORIES if m != "dram")
 
 #: Races ordered at most per join; streams needing more keep their FENCE.
-MOST_TOKENS = 8
+MOST_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,14 @@ class Joints:
     flags: tuple = ()
 
 
+def memory_timings(cfg: AcceleratorConfig) -> tuple[AcceleratorConfig, ...]:
+    """``cfg`` and the memories ``join`` orders its races under too: memory no limit
+    (``hw.config.IDEAL_MEMORY``), a DRAM four times slower with four times the latency, and one
+    four times faster."""
+    slow = dict(dram_bytes_per_cycle=max(1, cfg.dram_bytes_per_cycle // 4), dram_latency=4 * cfg.dram_latency)
+    return cfg, cfg.replace(**IDEAL_MEMORY), cfg.replace(**slow), cfg.replace(dram_bytes_per_cycle=4 * cfg.dram_bytes_per_cycle)
+
+
 def join(first: list[Insn], second: list[Insn], cfg: AcceleratorConfig) -> list[Insn]:
     """``first`` (ending with FENCE) and ``second`` as one stream (module docstring); ``first +
     second`` when their races cannot all be ordered by tokens."""
@@ -57,18 +66,23 @@ def join(first: list[Insn], second: list[Insn], cfg: AcceleratorConfig) -> list[
         raise ValueError("join: the first stream must end with FENCE")
     joined = first[:-1] + second
     split = len(first) - 1
+    timings = memory_timings(cfg)
     for _ in range(MOST_TOKENS + 1):
         try:
-            sched = schedule(joined, cfg, require_end=False)
+            race = next((r for t in timings for r in [_first_race(joined, split, t)] if r is not None), None)
         except StreamError:            # a token rule (more than TOKEN_LIMIT outstanding, ...)
             break
-        race = next((h for h in hazards(joined, sched, cfg, limit=None, since=split) if h.first.memory in ON_CHIP),
-                    None)
         if race is None:
             return joined
         if race.earlier >= split or not _order(joined, race, split, cfg):
             break
     return first + second
+
+
+def _first_race(insns: list[Insn], split: int, timing: AcceleratorConfig) -> Optional[Hazard]:
+    """The first race on chip of an instruction from ``split`` on, ``insns`` timed on ``timing``."""
+    found = hazards(insns, schedule(insns, timing, require_end=False), timing, limit=None, since=split)
+    return next((h for h in found if h.first.memory in ON_CHIP), None)
 
 
 def _order(insns: list[Insn], race: Hazard, split: int, cfg: AcceleratorConfig) -> bool:

@@ -29,7 +29,7 @@ from hw.cli import OneLineParser, UsageError, counted, fail, read_input, run_mai
 from hw.config import AcceleratorConfig
 from hw.config_file import ConfigError, fields_hash, is_config_file, load_config, same_fields
 from hw.isa import INSN_BYTES, Queue, StreamError, disassemble
-from hw.timing import decode_until_end, occupancy_and_latency, schedule_encoded
+from hw.timing import RUN_OVERHEAD, decode_until_end, occupancy_and_latency, schedule_encoded
 
 from .streams import DUMP_FILES, config_from_sidecar, describe_config
 
@@ -163,7 +163,8 @@ def main(argv=None) -> int:
     if args.listing:
         print(disassemble(r["insns"]))
     print(f"{counted(r['instructions'], 'instruction')}, {r['total_cycles']} cycles on {cfg.name} "
-          f"({r['total_cycles'] / (cfg.clock_ghz * 1e3):.3f} us)")
+          f"({r['total_cycles'] / (cfg.clock_ghz * 1e3):.3f} us; a run's {RUN_OVERHEAD} cycles of decode start and END "
+          f"included, which a layer's row in make sim's report leaves to the network's total)")
     for unit, b in r["busy"].items():
         print(f"  {unit:8s} busy {counted(b, 'cycle', width=10):17s} ({100 * b / max(1, r['total_cycles']):5.1f} %)")
     print("  " + ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())))

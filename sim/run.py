@@ -388,7 +388,8 @@ def _band_chains_line(chains: list) -> str:
     return (f"band chains:       {len(chains)} (layers run in row bands through the global buffer: "
             f"{sum(len(c['layers']) for c in chains)} layers, {sum(c['fences_dropped'] for c in chains):,} FENCEs "
             f"between their band streams replaced by tokens; "
-            + (f"{saved:,} cycles saved)" if saved >= 0 else f"{-saved:,} cycles more than layer by layer)"))
+            + (f"{saved:,} cycles saved against layer by layer)" if saved >= 0
+               else f"{-saved:,} cycles more than layer by layer)"))
 
 
 def _rtl_notes(cfg: AcceleratorConfig, res) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 from hw.cli import StageTicker
-from hw.config import MIN_DRAM_LATENCY, AcceleratorConfig
+from hw.config import IDEAL_MEMORY, AcceleratorConfig
 from hw.isa import Op, VecOp, fields_key
 from hw.timing import RUN_OVERHEAD, schedule, occupancy_and_latency, vec_lane_floor, vec_row_cycles
 from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, operand_bytes, weight_bytes
@@ -36,11 +36,6 @@ __all__ = ["LayerResult", "SimResult", "simulate", "layer_schedule", "least_cycl
 
 #: The events of DRAM accesses: what on-chip energy leaves out.
 DRAM_EVENTS = ("dram_read_bytes", "dram_write_bytes")
-#: Overrides that make memory no limit (the paper's accelerator times appear to
-#: assume this): DRAM and global-buffer bus far wider than any layer can use,
-#: and the shortest DRAM latency the load unit allows.  ``simulate(ideal_memory=True)``
-#: times with them the mappings chosen for the configured memory.
-IDEAL_MEMORY = {"dram_bytes_per_cycle": 1 << 16, "gb_bus_bytes_per_cycle": 1 << 16, "dram_latency": MIN_DRAM_LATENCY}
 
 
 @dataclass
