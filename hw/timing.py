@@ -34,7 +34,7 @@ from .isa import (ADDR_MASK, DEP_FLAGS, FIELD_BITS, INSN_BYTES, QUEUE_OF, Act, E
 from .numerics import PARAM_ENTRY_BYTES, TABLE_PARAM_ENTRIES
 from .vector import FIELD_HOLD_LEVELS, LUT_ENTRIES, MAX_DESCRIPTOR_BYTES, MAX_STAGES
 
-__all__ = ["latency", "occupancy", "schedule", "param_beat_bytes", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
+__all__ = ["latency", "occupancy", "schedule", "Scheduler", "param_beat_bytes", "Schedule", "load_inp_dram_bytes", "store_bytes", "check_insn",
            "gb_banks", "load_inp_gb_conflict", "load_inp_gb_conflicts", "gemm_steps", "dw_gather_max", "dw_gather_ok", "load_inp_lanes",
            "load_inp_channel_ok", "load_wgt_lane_ok", "load_wgt_extent", "wrapped_ranges",
            "QUEUE_DEPTH", "TOKEN_LIMIT", "GEMM_PIPELINE", "GEMM_MIN_PIXELS", "POST_PIPELINE", "GB_LATENCY",
@@ -1169,56 +1169,103 @@ def schedule(insns: list[Insn], cfg: AcceleratorConfig, *, require_end: bool = T
         earlier instruction pushed, a flag that names a queue the unit has no link to, tokens
         left over at END, or a missing END.
     """
-    # cycles in lists, made arrays at the end: a search schedules millions of instructions
-    dispatch, start, end = [], [], []
-    tokens, token_state = _Tokens(), _NO_TOKENS     # ready cycles; the counts and claims (token_dispatch)
-    memos = _memos_of(cfg)
-    unit_free = [0, 0, 0]                           # per queue (LOAD, COMPUTE, STORE)
-    history = ([], [], [])                          # start cycles per queue, for its occupancy
-    last_end, fetch = 0, DECODE_STAGES
-    for i, insn in enumerate(insns):
-        op = insn.op
-        q = QUEUE_OF[op]
-        if q == Queue.DISPATCH:                     # NOP, FENCE, END: the dispatcher's own
-            if op == Op.FENCE or op == Op.END:
-                fetch = max(fetch, last_end)
-                token_state = _dispatch_tokens(insn, token_state, i)
-            dispatch.append(fetch)
-            start.append(fetch)
-            end.append(fetch + 1)
-            fetch += 1
-            if op == Op.END:                        # the accelerator stops here: the rest is not run
-                return Schedule(*(np.array(c, dtype=np.int64) for c in (dispatch, start, end)), end[i])
-            continue
-        off, f = i * INSN_BYTES, insn.f
+    run = Scheduler(cfg)
+    run.extend(insns)
+    return run.schedule(require_end=require_end)
+
+
+class Scheduler:
+    """``schedule`` a piece at a time: ``extend`` times the next instructions from the state the
+    earlier ones left, ``mark`` and ``rewind`` return to a point (an instruction's timing depends
+    only on those before it, so ``mapper.stitch`` times each try of a join past a fixed prefix)."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg, self._memos = cfg, _memos_of(cfg)
+        self.dispatch, self.start, self.end = [], [], []
+        self.tokens, self.token_state = _Tokens(), _NO_TOKENS   # ready cycles; counts and claims
+        self.unit_free = [0, 0, 0]                  # per queue (LOAD, COMPUTE, STORE)
+        self.history = ([], [], [])                 # start cycles per queue, for its occupancy
+        self.last_end, self.fetch, self.ended = 0, DECODE_STAGES, False
+
+    def mark(self) -> tuple:
+        """The state after the instructions timed so far, for ``rewind``."""
+        t = self.tokens
+        return (len(self.start), dict(t.head), {n: len(r) for n, r in t.ready.items()}, self.token_state,
+                tuple(self.unit_free), tuple(len(h) for h in self.history), self.last_end, self.fetch, self.ended)
+
+    def rewind(self, mark: tuple) -> None:
+        """Back to ``mark``, forgetting every instruction timed after it."""
+        n, head, ready, self.token_state, free, hist, self.last_end, self.fetch, self.ended = mark
+        for cycles in (self.dispatch, self.start, self.end):
+            del cycles[n:]
+        self.tokens.head = dict(head)
+        for name, k in ready.items():
+            del self.tokens.ready[name][k:]
+        self.unit_free = list(free)
+        for h, k in zip(self.history, hist):
+            del h[k:]
+
+    def schedule(self, *, require_end: bool = True) -> Schedule:
+        """The ``Schedule`` of the instructions timed so far (``schedule``'s ``require_end``)."""
+        if not self.ended and require_end:
+            n = len(self.start)
+            raise StreamError(f"stream of {n} instructions has no END: the accelerator would run on into the word "
+                              f"after it", ErrorCode.OPCODE, n)
+        total = self.end[-1] if self.ended else max(self.end, default=0)
+        return Schedule(*(np.array(c, dtype=np.int64) for c in (self.dispatch, self.start, self.end)), total)
+
+    def extend(self, insns: list[Insn]) -> None:
+        """Time ``insns`` after those timed so far, up to an END (the accelerator stops there)."""
+        if self.ended:
+            return
+        dispatch, start, end, history, unit_free = self.dispatch, self.start, self.end, self.history, self.unit_free
+        tokens, token_state, last_end, fetch = self.tokens, self.token_state, self.last_end, self.fetch
+        try:
+            for i, insn in enumerate(insns, len(start)):
+                op = insn.op
+                q = QUEUE_OF[op]
+                if q == Queue.DISPATCH:             # NOP, FENCE, END: the dispatcher's own
+                    if op == Op.FENCE or op == Op.END:
+                        fetch = max(fetch, last_end)
+                        token_state = _dispatch_tokens(insn, token_state, i)
+                    dispatch.append(fetch)
+                    start.append(fetch)
+                    end.append(fetch + 1)
+                    fetch += 1
+                    if op == Op.END:                # the accelerator stops here: the rest is not run
+                        self.ended = True
+                        return
+                    continue
+                busy, lat = self._checked_timing(insn, i)
+                flags = _flags(insn)
+                links = _links_of(q, flags)
+                token_state = _dispatch_tokens(insn, token_state, i, flags)
+                hist = history[q]
+                enter = fetch if len(hist) < QUEUE_DEPTH else max(fetch, hist[-QUEUE_DEPTH])
+                dispatch.append(enter)
+                fetch = enter + 1
+                t = tokens.pop(links, max(fetch, unit_free[q]))
+                start.append(t)
+                end.append(t + lat)
+                unit_free[q] = t + busy
+                hist.append(t)
+                if t + lat > last_end:
+                    last_end = t + lat
+                tokens.push(links, t + lat)
+        finally:
+            self.token_state, self.last_end, self.fetch = token_state, last_end, fetch
+
+    def _checked_timing(self, insn: Insn, i: int) -> tuple[int, int]:
+        """(occupancy, latency) of ``insn``, the ``i``-th instruction, checked against the
+        configuration (``check_insn``) the first time its fields are seen."""
         key = fields_key(insn)
-        timing = memos.checked.get(key) if key is not None else None     # the same fields pass again
+        timing = self._memos.checked.get(key) if key is not None else None     # the same fields pass again
         if timing is None:
-            check_insn(insn, cfg, off)
-            timing = _occupancy_and_latency_of(insn, cfg, key, memos.timed)
+            check_insn(insn, self.cfg, i * INSN_BYTES)
+            timing = _occupancy_and_latency_of(insn, self.cfg, key, self._memos.timed)
             if key is not None:
-                _remember(memos.checked, key, timing)
-        flags = _flags(insn)
-        links = _links_of(q, flags)
-        token_state = _dispatch_tokens(insn, token_state, i, flags)
-        hist = history[q]
-        enter = fetch if len(hist) < QUEUE_DEPTH else max(fetch, hist[-QUEUE_DEPTH])
-        dispatch.append(enter)
-        fetch = enter + 1
-        t = tokens.pop(links, max(fetch, unit_free[q]))
-        busy, lat = timing
-        start.append(t)
-        end.append(t + lat)
-        unit_free[q] = t + busy
-        hist.append(t)
-        if t + lat > last_end:
-            last_end = t + lat
-        tokens.push(links, t + lat)
-    if require_end:
-        n = len(insns)
-        raise StreamError(f"stream of {n} instructions has no END: the accelerator would run on into the word "
-                          f"after it", ErrorCode.OPCODE, n)
-    return Schedule(*(np.array(c, dtype=np.int64) for c in (dispatch, start, end)), max(end, default=0))
+                _remember(self._memos.checked, key, timing)
+        return timing
 
 
 def _dispatch_tokens(insn: Insn, state: tuple, i: int, flags: tuple = (0, 0, 0, 0)) -> tuple:
