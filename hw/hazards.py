@@ -26,6 +26,7 @@ stream that only interleaves within one, never pass a racing one):
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Callable, Optional
@@ -262,10 +263,11 @@ def hazards(insns: list[Insn], sched: Schedule, cfg: AcceleratorConfig, dram: Op
     found: list[Hazard] = []
     running: list[tuple[int, int, Queue, list[Access]]] = []     # (index, end, unit, accesses)
     first = int(sched.dispatch[since]) + 1 if since < len(sched.start) else 0
-    for j in range(len(sched.start)):
+    still = np.flatnonzero(sched.end[:since] > first).tolist()      # the others are over before any compared
+    for j in itertools.chain(still, range(since, len(sched.start))):
         insn = insns[j]
         q = insn.queue
-        if q == Queue.DISPATCH or (j < since and sched.end[j] <= first):    # over before any compared
+        if q == Queue.DISPATCH:
             continue
         earliest = int(sched.dispatch[j]) + 1
         running = [r for r in running if r[1] > earliest]
