@@ -7,10 +7,12 @@ streams that touch the same on-chip memory (``hw.hazards``: a load overwriting a
 that a GEMM still reads, a gather from the global buffer reading rows a STORE writes, a GEMM
 writing accumulators a STORE still reads): the earlier instruction pushes a token to the later
 one on the link between their units (``hw.timing.token_link``; STORE -> LOAD is ``s2l``).  The
-first race of the joined stream's schedule is ordered, from the last instruction of its unit
-that meets it, and the stream is timed again, until none is left.  Where a race cannot be
-ordered (no link, a flag already set, a token that another pop would take, a token rule broken,
-more than ``MOST_TOKENS`` races), the FENCE stays.
+joined stream is timed under each of ``memory_timings``; the first race found is ordered, from
+the last instruction of its unit that meets it, and the stream is timed again, until none of
+the timings shows one (a stream ordered for one memory alone races on another).  Where a race
+cannot be ordered (no link, a flag already set, a token that another pop would take, a token
+rule broken, more than ``MOST_TOKENS`` races), the FENCE stays.  Only what follows the dropped
+FENCE is timed again (``hw.timing.Scheduler``): the instructions before it keep their timing.
 
 DRAM is left out of the races: ``join`` serves a band chain (``mapper.bands``), whose layers
 read only DRAM that none of them writes (the chain's input, keys and values, weights) and whose
@@ -28,10 +30,10 @@ from copy import copy
 from dataclasses import dataclass
 from typing import Optional
 
-from hw.config import IDEAL_MEMORY, AcceleratorConfig
+from hw.config import FIELD_MAX, IDEAL_MEMORY, AcceleratorConfig
 from hw.hazards import MEMORIES, Hazard, accesses, hazards
 from hw.isa import DEP_FLAGS, Insn, Op, Queue, StreamError
-from hw.timing import TOKEN_LINKS, schedule, token_link
+from hw.timing import TOKEN_LINKS, Scheduler, token_link, token_links
 
 __all__ = ["Joints", "join", "join_all", "apply", "memory_timings", "ON_CHIP", "MOST_TOKENS"]
 
@@ -54,45 +56,119 @@ class Joints:
 def memory_timings(cfg: AcceleratorConfig) -> tuple[AcceleratorConfig, ...]:
     """``cfg`` and the memories ``join`` orders its races under too: memory no limit
     (``hw.config.IDEAL_MEMORY``), a DRAM four times slower with four times the latency, and one
-    four times faster."""
-    slow = dict(dram_bytes_per_cycle=max(1, cfg.dram_bytes_per_cycle // 4), dram_latency=4 * cfg.dram_latency)
-    return cfg, cfg.replace(**IDEAL_MEMORY), cfg.replace(**slow), cfg.replace(dram_bytes_per_cycle=4 * cfg.dram_bytes_per_cycle)
+    four times faster (each within its ``hw.config.FIELD_MAX``)."""
+    bw, lat = cfg.dram_bytes_per_cycle, cfg.dram_latency
+    most_bw, most_lat = FIELD_MAX["dram_bytes_per_cycle"], FIELD_MAX["dram_latency"]
+    slow = dict(dram_bytes_per_cycle=max(1, bw // 4), dram_latency=min(most_lat, 4 * lat))
+    return cfg, cfg.replace(**IDEAL_MEMORY), cfg.replace(**slow), cfg.replace(dram_bytes_per_cycle=min(most_bw, 4 * bw))
 
 
 def join(first: list[Insn], second: list[Insn], cfg: AcceleratorConfig) -> list[Insn]:
-    """``first`` (ending with FENCE) and ``second`` as one stream (module docstring); ``first +
-    second`` when their races cannot all be ordered by tokens."""
-    if not first or first[-1].op != Op.FENCE:
-        raise ValueError("join: the first stream must end with FENCE")
-    joined = first[:-1] + second
-    split = len(first) - 1
-    timings = memory_timings(cfg)
-    for _ in range(MOST_TOKENS + 1):
+    """``first`` and ``second`` (each ending with FENCE) as one stream (module docstring);
+    ``first + second`` when their races cannot all be ordered by tokens."""
+    return _join(first, second, _Timed(cfg, first))
+
+
+class _Timed:
+    """A stream being joined (from ``first``, ending with FENCE), timed under each of
+    ``memory_timings`` (``hw.timing.Scheduler``) up to its last FENCE, with the state at each join's split kept: a join times only what follows
+    its split, and a token pushed before it re-times from the split before the pusher."""
+
+    def __init__(self, cfg: AcceleratorConfig, first: list[Insn]):
+        if not first or first[-1].op != Op.FENCE:
+            raise ValueError("join: the first stream must end with FENCE")
+        self.cfg = cfg
+        self.runs = [Scheduler(t) for t in memory_timings(cfg)]
+        self.splits = [0]
+        self.states = {0: [run.mark() for run in self.runs]}
+        self.extend(first[:-1])
+
+    def extend(self, insns: list[Insn]) -> None:
+        for run in self.runs:
+            run.extend(insns)
+
+    def split_here(self) -> int:
+        """Keep the state here as a split; its index."""
+        split = len(self.runs[0].start)
+        self.splits.append(split)
+        self.states[split] = [run.mark() for run in self.runs]
+        return split
+
+    def retime(self, insns: list[Insn], changed: int, split: int) -> None:
+        """Time ``insns`` again from the last split at or before index ``changed`` up to ``split``
+        (StreamError: a token rule the change broke)."""
+        points = [p for p in self.splits if p <= split]
+        k = max(i for i, p in enumerate(points) if p <= changed)
+        for run, mark in zip(self.runs, self.states[points[k]]):
+            run.rewind(mark)
+        for a, b in zip(points[k:], points[k + 1:]):
+            self.extend(insns[a:b])
+            self.states[b] = [run.mark() for run in self.runs]
+
+    def first_race(self, joined: list[Insn], split: int) -> Optional[Hazard]:
+        """The first race on chip of an instruction from ``split`` on, under the first timing that
+        shows one.  None leaves the stream timed up to its final FENCE; a race (or a StreamError)
+        leaves it at ``split``."""
+        clean = False
         try:
-            race = next((r for t in timings for r in [_first_race(joined, split, t)] if r is not None), None)
-        except StreamError:            # a token rule (more than TOKEN_LIMIT outstanding, ...)
-            break
-        if race is None:
-            return joined
-        if race.earlier >= split or not _order(joined, race, split, cfg):
-            break
-    return first + second
+            for run in self.runs:
+                race = _race_after(run, joined, split)
+                if race is not None:
+                    return race
+            clean = True
+            return None
+        finally:
+            if not clean:
+                for run, mark in zip(self.runs, self.states[split]):
+                    run.rewind(mark)
 
 
-def _first_race(insns: list[Insn], split: int, timing: AcceleratorConfig) -> Optional[Hazard]:
-    """The first race on chip of an instruction from ``split`` on, ``insns`` timed on ``timing``."""
-    found = hazards(insns, schedule(insns, timing, require_end=False), timing, limit=None, since=split)
+def _race_after(run: Scheduler, joined: list[Insn], split: int) -> Optional[Hazard]:
+    """The first race on chip of ``joined`` from ``split`` on, timed by ``run`` (timed up to
+    ``split``, and left timed up to the final FENCE, whose token rule is checked)."""
+    run.extend(joined[split:-1])
+    before_fence = run.mark()
+    run.extend(joined[-1:])
+    run.rewind(before_fence)
+    found = hazards(joined, run.schedule(require_end=False), run.cfg, limit=None, since=split)
     return next((h for h in found if h.first.memory in ON_CHIP), None)
 
 
-def _order(insns: list[Insn], race: Hazard, split: int, cfg: AcceleratorConfig) -> bool:
+def _join(first: list[Insn], second: list[Insn], timed: _Timed) -> list[Insn]:
+    """``join`` on ``timed``, which has timed ``first`` up to its FENCE and is left timed up to
+    the result's final FENCE."""
+    if not second or second[-1].op != Op.FENCE:
+        raise ValueError("join: the second stream must end with FENCE")
+    split = timed.split_here()
+    joined, changed = first[:-1] + second, split
+    try:
+        for _ in range(MOST_TOKENS + 1):
+            race = timed.first_race(joined, split)
+            if race is None:
+                return joined
+            pusher = _order(joined, race, split, timed.cfg)
+            if pusher is None:
+                break
+            changed = min(changed, pusher)
+            timed.retime(joined, pusher, split)
+    except StreamError:             # a token rule (more than TOKEN_LIMIT outstanding, ...)
+        pass
+    timed.retime(first, changed, split)
+    timed.extend(first[-1:] + second[:-1])
+    return first + second
+
+
+def _order(insns: list[Insn], race: Hazard, split: int, cfg: AcceleratorConfig) -> Optional[int]:
     """Order ``race`` by a token from the last instruction of the first stream in its earlier
     instruction's unit that meets the later one (which covers the earlier ones: a unit finishes
-    in program order); False when no token can.  Sets the flags on copies in ``insns``."""
+    in program order); that instruction's index, None when no token can.  Sets the flags on
+    copies in ``insns``."""
+    if race.earlier >= split:
+        return None
     unit, later = insns[race.earlier].queue, insns[race.later]
     link = token_link(unit, later.queue)
     if link is None:
-        return False
+        return None
     push, pop = link
     mine = [a for a in accesses(later, cfg) if a.memory in ON_CHIP]
     pusher = next(i for i in range(split - 1, race.earlier - 1, -1) if insns[i].queue == unit
@@ -101,34 +177,32 @@ def _order(insns: list[Insn], race: Hazard, split: int, cfg: AcceleratorConfig) 
     # the k-th pop of a FIFO takes its k-th push: the new pop takes the new token, and every other
     # pop its own, when as many tokens are pushed before the one as popped before the other
     if getattr(insns[pusher], push) or getattr(later, pop) or _counts(insns, fifo, pusher, race.later) != 0:
-        return False
+        return None
     for i, flag in ((pusher, push), (race.later, pop)):
         insns[i] = copy(insns[i])
         setattr(insns[i], flag, True)
-    return True
+    return pusher
 
 
 def _counts(insns: list[Insn], fifo: str, pusher: int, popper: int) -> int:
     """The tokens of ``fifo`` pushed before ``pusher`` less those popped before ``popper``."""
     n = 0
     for i, insn in enumerate(insns[:max(pusher, popper)]):
-        if insn.queue != Queue.DISPATCH:
-            for flag, f in TOKEN_LINKS[insn.queue].items():
-                if f == fifo and getattr(insn, flag):
-                    if flag.startswith("push"):
-                        n += i < pusher
-                    else:
-                        n -= i < popper
+        flags = {f: getattr(insn, f) for f in DEP_FLAGS}
+        if insn.queue != Queue.DISPATCH and any(flags.values()):
+            pops, pushes, _ = token_links(insn.queue, flags)
+            n += (i < pusher and bool(pushes.get(fifo))) - (i < popper and bool(pops.get(fifo)))
     return n
 
 
 def join_all(streams: list[list[Insn]], cfg: AcceleratorConfig) -> tuple[list[Insn], Joints]:
     """The streams (each ending with FENCE) joined one after the other, and where (``Joints``)."""
     joined, origin = list(streams[0]), list(range(len(streams[0])))
+    timed = _Timed(cfg, joined)
     for s in streams[1:]:
         base = origin[-1] + 1
         was = len(joined) + len(s)
-        joined = join(joined, s, cfg)
+        joined = _join(joined, s, timed)
         origin = (origin[:-1] if len(joined) < was else origin) + list(range(base, base + len(s)))
     dropped = frozenset(set(range(origin[-1] + 1)) - set(origin))
     concat = [i for s in streams for i in s]

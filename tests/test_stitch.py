@@ -7,10 +7,10 @@ that no token can order keeps its FENCE; the joints found once apply to the same
 import numpy as np
 import pytest
 
-from hw.config import get_config
+from hw.config import FIELD_MAX, get_config
 from hw.hazards import hazards
 from hw.isa import Op, Queue, make
-from hw.timing import TOKEN_LINKS, schedule, token_link
+from hw.timing import TOKEN_LINKS, Scheduler, schedule, token_link
 from mapper import stitch
 from mapper.bands import _slot_placement
 from mapper.ir import Conv2d, Model
@@ -76,6 +76,44 @@ def test_a_race_no_token_orders_keeps_the_fence(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(stitch, "MOST_TOKENS", 0)
     assert stitch.join_all(streams, TINY) == (fenced, stitch.Joints())
+
+
+@pytest.mark.parametrize("most", [2, 3])
+def test_joins_that_keep_some_fences_still_race_on_nothing(monkeypatch, most):
+    """With few tokens allowed some joins keep their FENCE and others drop it: each join times
+    only what follows its split, from the state the kept ones left."""
+    _, streams = _chain_streams()
+    monkeypatch.setattr(stitch, "MOST_TOKENS", most)
+    joined, joints = stitch.join_all(streams + streams, TINY)
+    assert 0 < len(joints.dropped) < 2 * len(streams) - 1
+    for timing in stitch.memory_timings(TINY):
+        sched = schedule(_end(joined), timing)
+        assert [h for h in hazards(_end(joined), sched, timing, limit=None) if h.first.memory in stitch.ON_CHIP] == []
+    assert stitch.apply([i for s in streams + streams for i in s], joints) == joined
+
+
+def test_a_schedule_in_pieces_with_rewinds_is_the_whole_streams():
+    _, streams = _chain_streams()
+    whole = _end([i for s in streams for i in s])
+    run = Scheduler(TINY)
+    run.extend(streams[0])
+    mark = run.mark()
+    run.extend(streams[2] + streams[1])          # timed, then forgotten
+    run.rewind(mark)
+    for s in streams[1:]:
+        run.extend(s)
+    run.extend(whole[-1:])
+    got, want = run.schedule(), schedule(whole, TINY)
+    assert got.total_cycles == want.total_cycles
+    for a, b in ((got.dispatch, want.dispatch), (got.start, want.start), (got.end, want.end)):
+        assert np.array_equal(a, b)
+
+
+def test_memory_timings_stay_within_the_configurations_bounds():
+    cfg = TINY.replace(dram_bytes_per_cycle=FIELD_MAX["dram_bytes_per_cycle"], dram_latency=FIELD_MAX["dram_latency"])
+    for timing in stitch.memory_timings(cfg):
+        assert timing.dram_bytes_per_cycle <= FIELD_MAX["dram_bytes_per_cycle"]
+        assert timing.dram_latency <= FIELD_MAX["dram_latency"]
 
 
 def test_a_first_stream_without_its_fence_is_refused():
