@@ -23,7 +23,7 @@ from pathlib import Path
 from hw.cli import counted, join_name, kib_text
 from hw.config import PRESETS, AcceleratorConfig
 from hw.config_file import FIELDS, resolve_fields
-from hw.isa import Insn, Op, disassemble, encode_stream
+from hw.isa import INSN_BYTES, Insn, Op, disassemble, encode_stream
 from mapper.fusion import Step, vec_stream
 from mapper.ir import Model
 from mapper.lower import _insn, map_layer
@@ -99,6 +99,8 @@ class Dumped:
 
 
 def _header(model: Model, step: Step, cfg: AcceleratorConfig, parts, mapping: str, note: str) -> list[str]:
+    """The listing's ``;`` lines.  Parts count their own instructions; the total counts END too,
+    as the ``.json``'s ``instructions`` and ``sim.replay`` do, so the three agree."""
     layer = step.layer
     lines = [f"layer {layer.name} ({layer.kind}, {layer.part}): {layer.shape_str}",
              f"model {model.name} ({model.variant}, input {model.input[0]}x{model.input[1]})",
@@ -107,8 +109,9 @@ def _header(model: Model, step: Step, cfg: AcceleratorConfig, parts, mapping: st
     offset = 0
     for i, (stream, n, tiling) in enumerate(parts):
         lines.append(f"part {i + 1} of {len(parts)}: {len(stream)} instructions x {n}, from byte offset "
-                     f"{offset * 32:#x}" + (f"; {tiling}" if tiling is not None else ""))
+                     f"{offset * INSN_BYTES:#x}" + (f"; {tiling}" if tiling is not None else ""))
         offset += len(stream) * n
+    lines.append(f"{counted(offset + 1, 'instruction')} in all, END included (END at byte offset {offset * INSN_BYTES:#x})")
     if note:
         lines.append(note)
     return [f"; {line}" for line in lines]

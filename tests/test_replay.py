@@ -230,3 +230,23 @@ def test_a_malformed_stream_names_the_unsupported_word_the_rtl_refuses_first(tmp
             first = f"refuses STORE at instruction {unsupported_at} with UNSUPPORTED (6) first"
             assert err.rstrip().endswith(first), err
             assert (rtl.code.name, rtl.index) == ("UNSUPPORTED", unsupported_at), name
+
+
+@pytest.mark.parametrize("name", ["conv", "relu"])     # relu: fused, the stream of conv
+def test_the_listing_header_counts_instructions_as_the_json_does(tmp_path, name):
+    """The ``.lst`` header gave each part's count without END, the ``.json`` its total with END: the
+    header's total counts END as the ``.json``, ``sim.replay`` and the ``.bin`` do."""
+    import re
+    from hw.isa import INSN_BYTES
+    from mapper.ir import Activation, Model
+    from sim.streams import dump_layer
+    layers = (Conv2d("conv", "encoder", 24, 20, 12, 12, kernel=3, padding=1),
+              Activation("relu", "encoder", "relu", inputs=("conv",)))
+    binary, listing, sidecar = dump_layer(Model("m", "full", (12, 12, 24), layers), name, get_config("small"),
+                                          tmp_path).files
+    lines = listing.read_text().splitlines()
+    totals = [int(m[1]) for line in lines if (m := re.match(r"; (\d+) instructions? in all, END included", line))]
+    n = json.loads(sidecar.read_text())["instructions"]
+    assert totals == [n], lines[:8]
+    assert n == len(binary.read_bytes()) // INSN_BYTES == sum(not line.startswith(";") for line in lines)
+    assert n == replay(binary.read_bytes(), get_config("small"))["instructions"]
