@@ -332,7 +332,7 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
     any amount of data because bandwidth is free.  The result's ``config`` is the
     configuration timed.  ``fuse=False`` runs every non-MAC layer on its own
     (``mapper.fusion``), to measure what fusion saves.  A band chain (``mapper.bands``) is one
-    step: its row carries the chain's cycles, MACs and events, its other layers none
+    step: its row carries the chain's cycles, MACs and events, its other layers none (and the chain's start)
     (``band_rows`` forces its band height, as ``mapper.bands.plan_chains``).
     """
     timing = cfg.replace(**IDEAL_MEMORY) if ideal_memory else cfg
@@ -350,11 +350,24 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
             chains.append(_chain_figures(step.chain, work.cycles, cfg, timing))
         results.append(_layer_result(step, work, clock, cfg, timing, energy, resident, on_chip))
         clock += work.cycles
+    _start_where_done(steps, results)
     total = clock + RUN_OVERHEAD   # the decode's first stages and END
     return SimResult(model.name, model.variant, timing, results, total, model.total_macs,
                      sum(r.energy_pj for r in results),
                      extra={"mac_only": mac_only, "fuse": fuse, "gb_resident": len(resident),
                             "band_chains": chains})
+
+
+def _start_where_done(steps, results: list[LayerResult]) -> None:
+    """A row whose work another step does (``Step.into``: fused, an epilogue, merged, banded) starts
+    where that step does, not where the plan's order leaves it (after it, or at a chain's end)."""
+    by_name = {st.layer.name: st for st in steps}
+    starts = {r.name: r.start_cycle for r in results}
+    for step, row in zip(steps, results):
+        doer = step
+        while doer.into in by_name:      # a GELU fused into a banded layer: the chain's step
+            doer = by_name[doer.into]
+        row.start_cycle = starts[doer.layer.name]
 
 
 class _StepWork(NamedTuple):

@@ -280,3 +280,20 @@ def test_the_text_table_marks_a_chains_row_as_the_whole_chain():
         assert (f"{len(chains)} chain" in note) and all(str(n) in note for n in sizes), note
         if len(chains) == 1:
             assert " -> ".join(chains[0]["layers"]) in note, note
+
+
+def test_rows_without_cycles_start_where_their_work_is_done():
+    """A banded layer's row (and a GELU's fused into one) gave the chain's end as its
+    ``start_cycle``: the plan's order puts it after the chain's row, which carries the cycles.
+    Such rows start where the step that does their work starts."""
+    model, rows = _convs(7), 2
+    res = simulate(model, TINY, band_rows=rows)
+    start = {r.name: r.start_cycle for r in res.layers}
+    steps = {st.layer.name: st for st in planned(model, TINY, band_rows=rows)[0]}
+    assert steps["dw"].action == "banded" and steps["gelu"].into == "dw"
+    assert start["dw"] == start["gelu"] == start["pw"] == start["a"] < start["sum"]
+    for r in res.layers:
+        doer = steps[r.name]
+        while doer.into:
+            doer = steps[doer.into]
+        assert r.start_cycle == start[doer.layer.name], r.name
