@@ -22,7 +22,7 @@ import numpy as np
 from hw.cli import StageTicker
 from hw.config import IDEAL_MEMORY, AcceleratorConfig
 from hw.isa import Op, VecOp, fields_key
-from hw.timing import RUN_OVERHEAD, schedule, occupancy_and_latency, vec_lane_floor, vec_row_cycles
+from hw.timing import DECODE_STAGES, RUN_OVERHEAD, schedule, occupancy_and_latency, vec_lane_floor, vec_row_cycles
 from mapper.ir import INPUT, MAC_KINDS, Model, min_dram_bytes, operand_bytes, weight_bytes
 from mapper.fusion import STAGE_OP, vec_stream
 from mapper.residency import gb_fields, planned
@@ -54,7 +54,7 @@ class LayerResult:
     energy_breakdown: dict
     mapping: str
     instructions: int
-    start_cycle: int = 0
+    start_cycle: int = 0         # its first instruction's dispatch (the decode's first stages before)
     bound: str = ""              # the resource whose floor is highest (see ``floors``)
     least_cycles: float = 0.0    # no mapping of this step is faster (``least_cycles``)
     fused_least_cycles: float = 0.0   # nor any schedule keeping small tensors on chip (``fused_least_cycles``)
@@ -348,7 +348,8 @@ def simulate(model: Model, cfg: AcceleratorConfig, *, progress: Optional[Callabl
         work = _step_work(step, cfg, timing, resident)
         if step.action == "chain":
             chains.append(_chain_figures(step.chain, work.cycles, cfg, timing))
-        results.append(_layer_result(step, work, clock, cfg, timing, energy, resident, on_chip))
+        # the decode's first stages come before any layer: the first is dispatched at DECODE_STAGES
+        results.append(_layer_result(step, work, DECODE_STAGES + clock, cfg, timing, energy, resident, on_chip))
         clock += work.cycles
     _start_where_done(steps, results)
     total = clock + RUN_OVERHEAD   # the decode's first stages and END

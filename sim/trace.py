@@ -5,7 +5,8 @@ The Trace Event Format requires the complete events (``ph: "X"``) of one track
 partly overlap an earlier one.  The tracks are laid out so that they cannot:
 
 * process 1, "<model> on <config>", thread 1 "layers": one event per layer with
-  cycles; layers run one after another (FENCE between them);
+  cycles, from its first instruction's dispatch (``LayerResult.start_cycle``) to its
+  FENCE's end; layers run one after another (FENCE between them);
 * process 2, "units", threads 1-3 "LOAD unit", "COMPUTE unit", "STORE unit":
   one event per instruction for the cycles it occupies its unit (start to
   start + occupancy, ``hw.timing.occupancy_and_latency``); a unit takes the
@@ -34,7 +35,7 @@ from typing import Iterable, Optional
 
 from hw.config import AcceleratorConfig
 from hw.isa import Insn, Op, Queue
-from hw.timing import RUN_OVERHEAD, occupancy_and_latency, schedule
+from hw.timing import DECODE_STAGES, RUN_OVERHEAD, occupancy_and_latency, schedule
 from mapper.ir import Model
 from mapper.residency import planned
 from mapper.lower import _insn
@@ -120,11 +121,12 @@ class _Lanes:
         return len(ends) - 1
 
 
-def _layer_events(step, cfg: AcceleratorConfig, offset: int, lanes: _Lanes, mapped_for=None,
+def _layer_events(step, cfg: AcceleratorConfig, start: int, lanes: _Lanes, mapped_for=None,
                   resident: dict | None = None) -> Iterable[dict]:
     """Unit and group events of one layer timed on ``cfg`` (mapped for ``mapped_for``, by default
-    ``cfg``), from cycle ``offset`` on (``tid`` of group events is the key ``(group, lane)``,
+    ``cfg``) that starts in cycle ``start`` (``tid`` of group events is the key ``(group, lane)``,
     numbered later)."""
+    offset = start - DECODE_STAGES      # a stream scheduled alone dispatches its first at DECODE_STAGES
     for stream, repeat, _ in step_parts(step, mapped_for or cfg, resident):
         sched = schedule(stream + [_insn(Op.END)], cfg)
         cycles = sched.total_cycles - RUN_OVERHEAD

@@ -105,3 +105,34 @@ def test_full_segformer_b2_trace_nests():       # about 10 s: worth running on e
     assert res.extra.get("band_chains")
     assert set(doc["otherData"]["instruction_detail"]) == {r.name for r in res.layers if r.instructions}
     _check(doc, res)
+
+
+def test_layer_bars_hold_their_instructions_as_the_program_runs_them():
+    """Layer bars began at the sum of earlier layers' cycles, instruction events DECODE_STAGES
+    later, so a layer's last instructions ran into the next layer's bar.  Timed as the whole
+    program runs: a bar spans its first instruction's dispatch to its FENCE's end, and its unit
+    events are the instructions' starts (1 GHz: a nanosecond is a cycle)."""
+    from hw.isa import Queue
+    from hw.timing import schedule
+    from mapper.ir import Activation, Add, Conv2d, Model
+    from mapper.program import build_program
+    from mapper.quantize import random_qmodel
+    layers = (Conv2d("c1", "encoder", 24, 20, 12, 12, kernel=3, padding=1),
+              Activation("relu", "encoder", "relu", inputs=("c1",)),
+              Conv2d("c2", "encoder", 20, 20, 12, 12, kernel=3, padding=1, inputs=("relu",)),
+              Add("sum", "encoder", inputs=("c2", "relu")))
+    model, cfg = Model("m", "full", (12, 12, 24), layers), get_config("small", clock_ghz=1.0)
+    res = simulate(model, cfg)
+    events = build_trace(res, model, cfg, default_detail(res))["traceEvents"]
+    bars = {e["name"]: (round(e["ts"] * 1000), round((e["ts"] + e["dur"]) * 1000))
+            for e in events if e["ph"] == "X" and e["pid"] == 1}
+    program = build_program(random_qmodel(model), cfg)
+    sched = schedule(program.stream, cfg)
+    assert sched.total_cycles == res.total_cycles
+    for code in program.steps:
+        name, run = code.step.layer.name, range(code.start, code.end)
+        assert bars[name] == (sched.dispatch[code.start], sched.end[code.end - 1]), name
+        units = sorted(round(e["ts"] * 1000) for e in events if e["ph"] == "X" and e["pid"] == 2
+                       and e["tid"] in (1, 2, 3) and e["args"]["layer"] == name)
+        assert units == sorted(sched.start[i] for i in run if program.stream[i].queue != Queue.DISPATCH), name
+    assert {r.name: r.start_cycle for r in res.layers if r.cycles} == {n: a for n, (a, _) in bars.items()}
