@@ -11,7 +11,7 @@ descriptor fetch does while reading them).
 
 from __future__ import annotations
 
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Array, Value, signed, unsigned
 from amaranth.lib import data
 
 from .. import vector as vec
@@ -58,6 +58,15 @@ class _StageFields:
     def __getitem__(self, name: str):
         operation, _, field = name.rpartition(".")
         return getattr(getattr(self._view, operation or "copy"), field)
+
+
+def operand_at(desc: data.View, index: Value) -> data.View:
+    """``desc.operands[index]`` for a 3-bit ``index`` (every value a slot) as a multiplexer over the
+    slots.  Amaranth's own dynamic index is a shifter over the whole array, whose netlist check
+    walks every output bit against every bit of the array: such indices were nine tenths of the
+    edges an export of tiny checked, and most of its time."""
+    assert len(Value.cast(index)) == (vec.MAX_OPERANDS - 1).bit_length() and vec.MAX_OPERANDS & (vec.MAX_OPERANDS - 1) == 0
+    return OPERAND(Array(desc.operands[k].as_value() for k in range(vec.MAX_OPERANDS))[index])
 
 
 def field_slots(desc: data.View) -> tuple:
