@@ -1,6 +1,6 @@
 """Whole-accelerator exports shared by the tests: each configuration is exported once per version
 of ``hw/`` and kept as a pickle in ``build/cache/export/``, whichever worker asks first; the
-others wait on its lock and read it.  An export of tiny is about 30 CPU seconds, and the lint, the
+others wait on its lock and read it.  An export of tiny is about 60 CPU seconds, and the lint, the
 export-directory tests and the cosimulation each needed one.  The tests of the export itself
 (determinism across directories) still export afresh and compare with this one."""
 
