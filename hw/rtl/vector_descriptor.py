@@ -60,13 +60,14 @@ class _StageFields:
         return getattr(getattr(self._view, operation or "copy"), field)
 
 
-def operand_at(desc: data.View, index: Value) -> data.View:
-    """``desc.operands[index]`` for a 3-bit ``index`` (every value a slot) as a multiplexer over the
-    slots.  Amaranth's own dynamic index is a shifter over the whole array, whose netlist check
-    walks every output bit against every bit of the array: such indices were nine tenths of the
-    edges an export of tiny checked, and most of its time."""
-    assert len(Value.cast(index)) == (vec.MAX_OPERANDS - 1).bit_length() and vec.MAX_OPERANDS & (vec.MAX_OPERANDS - 1) == 0
-    return OPERAND(Array(desc.operands[k].as_value() for k in range(vec.MAX_OPERANDS))[index])
+def element_at(array: data.View, index: Value) -> data.View:
+    """``array[index]`` of an array view whose length is two to the bits of ``index`` (every value
+    an element), as a multiplexer over the elements.  Amaranth's own dynamic index is a shifter
+    over the whole array, whose netlist check walks every output bit against every bit of the
+    array: the operand picks were nine tenths of the edges an export of tiny checked."""
+    layout = array.shape()
+    assert 1 << len(Value.cast(index)) == layout.length
+    return layout.elem_shape(Array(array[k].as_value() for k in range(layout.length))[index])
 
 
 def field_slots(desc: data.View) -> tuple:

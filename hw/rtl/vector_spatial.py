@@ -72,7 +72,7 @@ from .buses import DRAM_READ_LATENCY, DramReadSignature, DramWriteSignature
 from .elementwise_lane import ElementwiseLane, drive_params, stage_params
 from .kernel_unit import KernelUnit, delay_line, delayed, plan
 from .operator_backend import range_shape
-from .vector_descriptor import DESCRIPTOR, OPERAND, field_slots, operand_at
+from .vector_descriptor import DESCRIPTOR, OPERAND, element_at, field_slots
 from .unit import level_held
 from .vector_row_lane import LANE_READS
 from .vector_spatial_walker import (AXIS_INPUTS, CHAIN_SLOTS, COMBINATIONAL, CORNERS, COUNT, COUNT_STAGE, PIXEL,
@@ -272,7 +272,7 @@ class _Pass:
         self.h, self.w = Signal.like(d.header.h), Signal.like(d.header.w)
         self.taps = {a: Signal(TAPS_BITS, name=f"taps_{a}") for a in "yx"}
         self.split = Signal(4, name="pool_split")
-        src = operand_at(d, stage.copy.src[:3])
+        src = element_at(d.operands, stage.copy.src[:3])
         #: each axis's end of the padded input, ``n_in + padding`` (what a pooling window is clamped to)
         self.pad_end = {a: Signal(Value.cast(getattr(src, f"{a}_n") + stage.pool.padding).shape(), name=f"pad_end_{a}")
                         for a in "yx"}
@@ -299,11 +299,11 @@ class _Pass:
             m.d.sync += [self.argmax.eq(argmax), self.nearest.eq(nearest), self.window.eq(pool | nearest),
                          self.pool_max.eq((pool & (stage.pool.mode == vec.PoolMode.MAX)) | nearest),
                          self.adaptive.eq((pool & (stage.pool.mode == vec.PoolMode.ADAPTIVE_AVG)) | nearest),
-                         self.src.eq(operand_at(d, head.src[:3])), self.out.eq(operand_at(d, head.out[:3])),
+                         self.src.eq(element_at(d.operands, head.src[:3])), self.out.eq(element_at(d.operands, head.out[:3])),
                          self.writes.eq(head.out != vec.NONE),
                          self.h.eq(d.header.h), self.w.eq(d.header.w)]
             for (second, written), st in zip(self.chain, chain_ops):
-                m.d.sync += [second.eq(operand_at(d, st.src2[:3])), written.eq(operand_at(d, st.out[:3]))]
+                m.d.sync += [second.eq(element_at(d.operands, st.src2[:3])), written.eq(element_at(d.operands, st.out[:3]))]
             for on, st, reads, writes, params, values in zip(live, chain_ops, self.chain_reads, self.chain_writes,
                                                              self.chain_params, decoded):
                 m.d.sync += [reads.eq(on & ((st.op == VecOp.ADD) | (st.op == VecOp.MUL)) & (st.src2 != vec.NONE)),
@@ -329,8 +329,8 @@ class _Pass:
         m, d, code = self.m, self.d, Signal(ErrorCode, name="spatial_check")
         hold, _ = level_held(m, "spatial_check_term")
         head = d.stages[0].copy
-        src, out = (Fields(operand_at(d, k[:3])) for k in (head.src, head.out))
-        chain = [(st, Fields(operand_at(d, d.stages[i].copy.src2[:3])), Fields(operand_at(d, d.stages[i].copy.out[:3])))
+        src, out = (Fields(element_at(d.operands, k[:3])) for k in (head.src, head.out))
+        chain = [(st, Fields(element_at(d.operands, d.stages[i].copy.src2[:3])), Fields(element_at(d.operands, d.stages[i].copy.out[:3])))
                  for i, st in enumerate(self.stages[1:], start=1)]
         data_error, unsupported = vec.spatial_refusals(self.head, self.stage, src, out, chain, hold)
         with m.If(Cat(*data_error.values()).any()):
