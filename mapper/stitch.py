@@ -71,15 +71,15 @@ def join(first: list[Insn], second: list[Insn], cfg: AcceleratorConfig) -> list[
 
 class _Timed:
     """A stream being joined (from ``first``, ending with FENCE), timed under each of
-    ``memory_timings`` (``hw.timing.Scheduler``) up to its last FENCE, with the state at each join's split kept: a join times only what follows
-    its split, and a token pushed before it re-times from the split before the pusher."""
+    ``memory_timings`` (``hw.timing.Scheduler``) up to its last FENCE, with the state at each
+    join's split kept (``states``, by index, in order): a join times only what follows its split,
+    and a token pushed before it re-times from the split before the pusher."""
 
     def __init__(self, cfg: AcceleratorConfig, first: list[Insn]):
         if not first or first[-1].op != Op.FENCE:
             raise ValueError("join: the first stream must end with FENCE")
         self.cfg = cfg
         self.runs = [Scheduler(t) for t in memory_timings(cfg)]
-        self.splits = [0]
         self.states = {0: [run.mark() for run in self.runs]}
         self.extend(first[:-1])
 
@@ -90,14 +90,13 @@ class _Timed:
     def split_here(self) -> int:
         """Keep the state here as a split; its index."""
         split = len(self.runs[0].start)
-        self.splits.append(split)
         self.states[split] = [run.mark() for run in self.runs]
         return split
 
     def retime(self, insns: list[Insn], changed: int, split: int) -> None:
         """Time ``insns`` again from the last split at or before index ``changed`` up to ``split``
         (StreamError: a token rule the change broke)."""
-        points = [p for p in self.splits if p <= split]
+        points = [p for p in self.states if p <= split]
         k = max(i for i, p in enumerate(points) if p <= changed)
         for run, mark in zip(self.runs, self.states[points[k]]):
             run.rewind(mark)
